@@ -1,0 +1,279 @@
+//! Sluice's stateless streaming benchmark, against a plain DataFusion batch query and Spark
+//! Structured Streaming on the same input. Run it with
+//!
+//! ```text
+//! cargo bench --bench stream                 # Sluice and DataFusion
+//! cargo bench --bench stream -- --spark      # and Spark (needs `pip install pyspark` and Java 17)
+//! ```
+//!
+//! It generates deterministic click events (JSON lines) under `bench/data/`, then times:
+//! - DataFusion: the query as one batch query over all files, written as Parquet;
+//! - Sluice: the same query as an `available-now` pipeline, N files per batch, into Parquet;
+//! - Spark: `bench/spark_stream.py`, `local[2]`, `availableNow`, the same `maxFilesPerTrigger`;
+//! - the fixed cost of a batch: 60 batches of one 100-row file, with syncing on and off.
+//!
+//! Every figure is the median of several runs; ratios are against runs in the same command.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::prelude::{JsonReadOptions, SessionContext};
+use sluice::driver::RunOptions;
+use sluice::pipeline::Pipeline;
+use sluice::progress::ProgressFormat;
+
+const QUERY: &str = "SELECT ts, user_id, upper(page) AS page, country, duration_ms / 1000.0 AS seconds \
+                     FROM clicks WHERE duration_ms > 1000";
+const SCHEMA: &str =
+    "{ ts: timestamp, user_id: bigint, page: string, referrer: string, country: string, duration_ms: bigint }";
+
+struct Args {
+    rows: u64,
+    files: u64,
+    per_batch: u64,
+    runs: usize,
+    spark: bool,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        rows: 2_000_000,
+        files: 20,
+        per_batch: 2,
+        runs: 3,
+        spark: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = || it.next().and_then(|v| v.parse::<u64>().ok()).expect("a number");
+        match a.as_str() {
+            "--rows" => args.rows = value(),
+            "--files" => args.files = value(),
+            "--per-batch" => args.per_batch = value(),
+            "--runs" => args.runs = value() as usize,
+            "--spark" => args.spark = true,
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+/// Deterministic click events, `rows` in all, spread over `files` JSON-lines files.
+fn generate(dir: &Path, rows: u64, files: u64) {
+    let marker = dir.join(format!("_generated-{rows}-{files}"));
+    if marker.exists() {
+        return;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("data folder");
+    let pages = ["home", "search", "product", "cart", "checkout", "help", "account", "blog"];
+    let countries = ["de", "fr", "us", "jp", "br", "in", "gb", "ng"];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let per_file = rows / files;
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z").expect("time");
+    let mut n: u64 = 0;
+    for f in 0..files {
+        let mut text = String::with_capacity((per_file * 100) as usize);
+        for _ in 0..per_file {
+            let ts = start + chrono::Duration::milliseconds((n * 20) as i64);
+            let r = next();
+            text.push_str(&format!(
+                "{{\"ts\":\"{}\",\"user_id\":{},\"page\":\"{}\",\"referrer\":\"https://example.com/{}\",\"country\":\"{}\",\"duration_ms\":{}}}\n",
+                ts.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                r % 100_000,
+                pages[(r >> 20) as usize % pages.len()],
+                (r >> 24) % 1000,
+                countries[(r >> 32) as usize % countries.len()],
+                (r >> 40) % 5000,
+            ));
+            n += 1;
+        }
+        std::fs::write(dir.join(format!("clicks-{f:05}.json")), text).expect("write");
+    }
+    std::fs::write(marker, "").expect("marker");
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+async fn datafusion_batch(input: &Path, out: &Path) -> f64 {
+    let _ = std::fs::remove_dir_all(out);
+    let started = Instant::now();
+    let mut config = datafusion::prelude::SessionConfig::new();
+    // The same Parquet compression as Sluice's sink.
+    config.options_mut().execution.parquet.compression = Some("snappy".into());
+    let ctx = SessionContext::new_with_config(config);
+    let schema = sluice::plan::schema_from_sql_types(&parse_schema()).await.expect("schema");
+    ctx.register_json("clicks", &input.display().to_string(), JsonReadOptions::default().schema(&schema))
+        .await
+        .expect("register");
+    ctx.sql(QUERY)
+        .await
+        .expect("sql")
+        .write_parquet(&format!("{}/", out.display()), DataFrameWriteOptions::new(), None)
+        .await
+        .expect("write");
+    started.elapsed().as_secs_f64()
+}
+
+fn parse_schema() -> Vec<(String, String)> {
+    SCHEMA
+        .trim_matches(|c| c == '{' || c == '}' || c == ' ')
+        .split(',')
+        .map(|kv| {
+            let (k, v) = kv.split_once(':').expect("k: v");
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect()
+}
+
+struct SluiceRun {
+    seconds: f64,
+    batches: u64,
+    batch_ms: Vec<f64>,
+}
+
+async fn sluice_run(work: &Path, input: &Path, per_batch: u64, sync: bool, query: &str) -> SluiceRun {
+    let _ = std::fs::remove_dir_all(work);
+    std::fs::create_dir_all(work).expect("work");
+    let yaml = format!(
+        "name: bench\ncheckpoint: {ckpt}\nsync: {sync}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {SCHEMA}\n    max_files_per_batch: {per_batch}\nquery: |\n  {query}\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: parquet }}\n",
+        ckpt = work.join("ckpt").display(),
+        input = input.display(),
+        out = work.join("out").display(),
+    );
+    let pipeline = Pipeline::parse(&yaml, Path::new("bench.yaml")).expect("pipeline");
+    let started = Instant::now();
+    let summary = sluice::driver::run(
+        &pipeline,
+        RunOptions {
+            progress: ProgressFormat::None,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .expect("sluice run");
+    let seconds = started.elapsed().as_secs_f64();
+    let location = sluice::storage::Location::open(&work.join("ckpt").display().to_string(), false, false, None)
+        .expect("ckpt");
+    let mut batch_ms = Vec::new();
+    for n in 0..summary.batches {
+        if let Some(c) = sluice::checkpoint::read_commit(&location, sluice::checkpoint::BatchId(n))
+            .await
+            .expect("commit")
+        {
+            let d = c.durations;
+            batch_ms.push(d.plan_ms + d.offsets_ms + d.execute_ms + d.commit_ms);
+        }
+    }
+    SluiceRun {
+        seconds,
+        batches: summary.batches,
+        batch_ms,
+    }
+}
+
+fn spark_run(input: &Path, work: &Path, per_batch: u64) -> Option<serde_json::Value> {
+    let _ = std::fs::remove_dir_all(work);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/spark_stream.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(["--input", &input.display().to_string()])
+        .args(["--output", &work.join("out").display().to_string()])
+        .args(["--checkpoint", &work.join("ckpt").display().to_string()])
+        .args(["--per-batch", &per_batch.to_string()])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("spark failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().rev().find_map(|l| serde_json::from_str(l).ok())
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/data");
+    let input = root.join(format!("clicks-{}-{}", args.rows, args.files));
+    let work = root.join("work");
+    println!("generating {} rows in {} files ...", args.rows, args.files);
+    generate(&input, args.rows, args.files);
+    let bytes: u64 = std::fs::read_dir(&input)
+        .expect("input")
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    println!("input: {:.0} MB", bytes as f64 / 1e6);
+
+    let mut df = Vec::new();
+    let mut sl = Vec::new();
+    let mut sl_batches = Vec::new();
+    for run in 0..args.runs {
+        df.push(datafusion_batch(&input, &work.join("df")).await);
+        let s = sluice_run(&work.join("sluice"), &input, args.per_batch, true, QUERY).await;
+        sl_batches.extend(s.batch_ms.iter().copied());
+        println!(
+            "run {run}: datafusion batch {:.2} s, sluice {:.2} s ({} batches)",
+            df[run], s.seconds, s.batches
+        );
+        sl.push(s.seconds);
+    }
+    let (df_s, sl_s) = (median(df), median(sl));
+    let sl_rate = args.rows as f64 / sl_s;
+    println!("\n== stateless: {} rows, {} files, {} per batch, median of {} runs", args.rows, args.files, args.per_batch, args.runs);
+    println!("datafusion batch query   {df_s:>8.2} s   {:>12.0} rows/s", args.rows as f64 / df_s);
+    println!("sluice available-now     {sl_s:>8.2} s   {sl_rate:>12.0} rows/s   median batch {:.0} ms", median(sl_batches));
+    println!("sluice / datafusion      {:>8.2} x   (target <= 1.3)", sl_s / df_s);
+
+    if args.spark {
+        match spark_run(&input, &work.join("spark"), args.per_batch) {
+            Some(v) => {
+                let start = v["start_s"].as_f64().unwrap_or(f64::NAN);
+                let stream = v["stream_s"].as_f64().unwrap_or(f64::NAN);
+                let spark_rate = args.rows as f64 / stream;
+                println!(
+                    "spark start {start:.1} s, stream {stream:.1} s, {spark_rate:.0} rows/s, median batch {} ms",
+                    v["median_batch_ms"]
+                );
+                println!("sluice rows/s / spark rows/s   {:>8.1} x   (target >= 10)", sl_rate / spark_rate);
+                println!("spark whole run / sluice run   {:>8.1} x   (target >= 15)", (start + stream) / sl_s);
+            }
+            None => println!("spark: not run (install pyspark and Java 17)"),
+        }
+    }
+
+    // Fixed cost of a batch: 60 batches of one 100-row file.
+    let small = root.join("small-6000-60");
+    generate(&small, 6000, 60);
+    for sync in [true, false] {
+        let mut medians = Vec::new();
+        for _ in 0..args.runs {
+            let s = sluice_run(&work.join("small"), &small, 1, sync, QUERY).await;
+            medians.push(median(s.batch_ms));
+        }
+        println!(
+            "fixed cost per batch (60 x 100 rows), sync {}: median {:.2} ms   (target <= {} ms)",
+            if sync { "on " } else { "off" },
+            median(medians),
+            if sync { 30 } else { 5 }
+        );
+    }
+    if args.spark {
+        if let Some(v) = spark_run(&small, &work.join("spark-small"), 1) {
+            println!("spark fixed cost per batch: median {} ms", v["median_batch_ms"]);
+        }
+    }
+}

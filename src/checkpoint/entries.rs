@@ -1,0 +1,295 @@
+//! The log entries' formats: `offsets/N`, `commits/N` and `metadata`, as text a person can read.
+//!
+//! An entry is `v1`, then one JSON line of batch metadata, then (offsets only) one JSON line per
+//! source. Parsing never guesses: a truncated or edited entry is an error naming the line.
+
+use serde::{Deserialize, Serialize};
+
+use super::{BatchId, CheckpointError, Epoch};
+
+/// The checkpoint's `metadata` object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// The pipeline's id, fixed for the checkpoint's life.
+    pub id: uuid::Uuid,
+    /// The pipeline's name when the checkpoint was created.
+    pub name: String,
+    /// When the checkpoint was created (RFC 3339).
+    pub created: String,
+    /// The checkpoint format version.
+    pub format: u32,
+}
+
+/// Settings pinned per batch so that a replay computes the same thing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedSettings {
+    /// DataFusion's `target_partitions`.
+    pub target_partitions: usize,
+    /// DataFusion's `batch_size`.
+    pub batch_size: usize,
+}
+
+/// Line 2 of `offsets/N`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BatchInfo {
+    /// The batch's `now()`, in milliseconds since the epoch.
+    pub batch_timestamp_ms: i64,
+    /// The batch's watermark, when the pipeline has one.
+    pub watermark_ms: Option<i64>,
+    /// The epoch of the run that planned the batch.
+    pub epoch: Epoch,
+    /// The run that planned the batch.
+    pub run_id: uuid::Uuid,
+    /// Settings pinned for the batch.
+    pub settings: PinnedSettings,
+    /// The fingerprint of the query text; the text is under `queries/`.
+    pub query_fingerprint: String,
+}
+
+/// One source line of `offsets/N`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceOffset {
+    /// The source's name.
+    pub source: String,
+    /// The source's end offset for the batch, in its own JSON shape.
+    pub offset: serde_json::Value,
+}
+
+/// A whole `offsets/N` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OffsetsEntry {
+    /// Batch metadata.
+    pub info: BatchInfo,
+    /// Each source's end offset.
+    pub sources: Vec<SourceOffset>,
+}
+
+/// Durations of a batch's phases, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseDurations {
+    /// Finding new input.
+    pub plan_ms: f64,
+    /// Writing the offsets entry and the sources' logs.
+    pub offsets_ms: f64,
+    /// Running the query and writing the sink.
+    pub execute_ms: f64,
+    /// Writing the commit entry.
+    pub commit_ms: f64,
+}
+
+/// Line 2 of `commits/N`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CommitEntry {
+    /// The watermark the next batch starts with.
+    pub next_watermark_ms: Option<i64>,
+    /// Rows read by the batch.
+    pub rows_in: u64,
+    /// Rows written to the sink.
+    pub rows_out: u64,
+    /// Input rows skipped as malformed (`on_error: skip`).
+    pub rows_skipped: u64,
+    /// Files read by the batch.
+    pub files_in: u64,
+    /// The epoch of the run that committed the batch.
+    pub epoch: Epoch,
+    /// The run that committed the batch.
+    pub run_id: uuid::Uuid,
+    /// When the batch was committed, in milliseconds since the epoch.
+    pub committed_at_ms: i64,
+    /// Phase durations.
+    pub durations: PhaseDurations,
+}
+
+/// The content of an `epochs/E` entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EpochEntry {
+    /// The run that took the epoch.
+    pub run_id: uuid::Uuid,
+    /// When it started, RFC 3339.
+    pub started: String,
+    /// The host and process, for people reading the checkpoint.
+    pub owner: String,
+}
+
+const VERSION: &str = "v1";
+
+impl OffsetsEntry {
+    /// The entry as written to `offsets/N`.
+    pub fn to_text(&self) -> String {
+        let mut text = format!("{VERSION}\n{}\n", to_json(&self.info));
+        for s in &self.sources {
+            text.push_str(&to_json(s));
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Parses `offsets/N`; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Self, CheckpointError> {
+        let mut lines = versioned_lines(file, text)?;
+        let (n, line) = lines
+            .next()
+            .ok_or_else(|| corrupt(file, 2, "the batch metadata line is missing"))?;
+        let info = from_json(file, n, line)?;
+        let sources = lines
+            .map(|(n, line)| from_json(file, n, line))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { info, sources })
+    }
+
+    /// The offset logged for `source`, if any.
+    pub fn offset_of(&self, source: &str) -> Option<&serde_json::Value> {
+        self.sources
+            .iter()
+            .find(|s| s.source == source)
+            .map(|s| &s.offset)
+    }
+}
+
+impl CommitEntry {
+    /// The entry as written to `commits/N`.
+    pub fn to_text(&self) -> String {
+        format!("{VERSION}\n{}\n", to_json(self))
+    }
+
+    /// Parses `commits/N`; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Self, CheckpointError> {
+        let mut lines = versioned_lines(file, text)?;
+        let (n, line) = lines
+            .next()
+            .ok_or_else(|| corrupt(file, 2, "the commit metadata line is missing"))?;
+        let entry = from_json(file, n, line)?;
+        if let Some((n, _)) = lines.next() {
+            return Err(corrupt(file, n, "unexpected extra line"));
+        }
+        Ok(entry)
+    }
+}
+
+/// Parses a single JSON document stored in a checkpoint object.
+pub fn parse_json_object<T: for<'de> Deserialize<'de>>(
+    file: &str,
+    text: &str,
+) -> Result<T, CheckpointError> {
+    serde_json::from_str(text.trim_end()).map_err(|e| corrupt(file, e.line(), &e.to_string()))
+}
+
+/// Serializes a value as compact JSON.
+pub fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("checkpoint entries serialize to JSON")
+}
+
+fn versioned_lines<'a>(
+    file: &str,
+    text: &'a str,
+) -> Result<impl Iterator<Item = (usize, &'a str)>, CheckpointError> {
+    if !text.ends_with('\n') {
+        return Err(corrupt(
+            file,
+            text.lines().count().max(1),
+            "the entry does not end with a newline: it was truncated",
+        ));
+    }
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
+    match lines.next() {
+        Some((_, VERSION)) => Ok(lines),
+        Some((_, other)) => Err(corrupt(
+            file,
+            1,
+            &format!("expected format version `{VERSION}`, found `{}`", truncate(other)),
+        )),
+        None => Err(corrupt(file, 1, "the entry is empty")),
+    }
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(
+    file: &str,
+    line_no: usize,
+    line: &str,
+) -> Result<T, CheckpointError> {
+    serde_json::from_str(line).map_err(|e| corrupt(file, line_no, &e.to_string()))
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+fn corrupt(file: &str, line: usize, reason: &str) -> CheckpointError {
+    CheckpointError::Corrupt {
+        file: file.to_string(),
+        line,
+        reason: reason.to_string(),
+    }
+}
+
+impl std::fmt::Display for BatchId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::fmt::Display for Epoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> OffsetsEntry {
+        OffsetsEntry {
+            info: BatchInfo {
+                batch_timestamp_ms: 1_700_000_000_000,
+                watermark_ms: None,
+                epoch: Epoch(3),
+                run_id: uuid::Uuid::nil(),
+                settings: PinnedSettings {
+                    target_partitions: 2,
+                    batch_size: 8192,
+                },
+                query_fingerprint: "abc".into(),
+            },
+            sources: vec![SourceOffset {
+                source: "clicks".into(),
+                offset: serde_json::json!({"log": 4, "files": 9}),
+            }],
+        }
+    }
+
+    #[test]
+    fn offsets_round_trip() {
+        let entry = sample();
+        let text = entry.to_text();
+        assert!(text.starts_with("v1\n{\"batch_timestamp_ms\":1700000000000"));
+        assert_eq!(OffsetsEntry::parse("offsets/4", &text).expect("parse"), entry);
+    }
+
+    #[test]
+    fn truncated_entry_names_file_and_line() {
+        let text = sample().to_text();
+        let cut = &text[..text.len() - 10];
+        let err = OffsetsEntry::parse("offsets/4", cut).expect_err("truncated");
+        let msg = err.to_string();
+        assert!(msg.contains("offsets/4"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_version_and_garbage_are_refused() {
+        let err = OffsetsEntry::parse("offsets/1", "v9\n{}\n").expect_err("version");
+        assert!(err.to_string().contains("line 1"), "{err}");
+        let err = CommitEntry::parse("commits/1", "v1\nnot json\n").expect_err("garbage");
+        assert!(err.to_string().contains("commits/1 line 2"), "{err}");
+        let err = CommitEntry::parse("commits/1", "").expect_err("empty");
+        assert!(err.to_string().contains("commits/1"), "{err}");
+    }
+}

@@ -1,0 +1,554 @@
+//! The checkpoint (DESIGN 2): metadata, the offsets and commits logs, epochs, and the query
+//! texts, on any object store.
+//!
+//! Invariants:
+//! - every log entry is created, never replaced (`PutMode::Create`); finding an entry already
+//!   there that this run did not write means another run got there first, and this run stops;
+//! - a run takes a fresh, strictly increasing epoch before it writes anything else, and records
+//!   it in every entry;
+//! - on local disk one run at a time holds the checkpoint's lock; a second run stops at once;
+//! - retention never removes the entries recovery needs (the latest two batches at least).
+
+mod entries;
+pub mod paths;
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+
+pub use entries::{
+    BatchInfo, CommitEntry, EpochEntry, Metadata, OffsetsEntry, PhaseDurations, PinnedSettings,
+    SourceOffset, parse_json_object, to_json,
+};
+
+use crate::storage::{Location, StorageError};
+
+/// A batch number: batch `N` reads the input range `(end of N-1, end of N]`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct BatchId(pub u64);
+
+impl BatchId {
+    /// The batch after this one.
+    pub fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+
+    /// The batch before this one, if any.
+    pub fn prev(self) -> Option<Self> {
+        self.0.checked_sub(1).map(Self)
+    }
+}
+
+/// A run's epoch: strictly increasing across the runs of one checkpoint.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct Epoch(pub u64);
+
+/// What can go wrong with a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Reading or writing the store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// An entry does not parse.
+    #[error(
+        "checkpoint file {file} line {line} is corrupt: {reason}; it was truncated or edited by hand. \
+         If it is the newest offsets entry and has no commit yet, move it away and run again to re-plan that batch"
+    )]
+    Corrupt {
+        /// The entry, relative to the checkpoint.
+        file: String,
+        /// The 1-based line at fault.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Another process holds the checkpoint's lock.
+    #[error(
+        "checkpoint {location} is in use by another run (lock held on {lock}); wait for it to finish or stop it"
+    )]
+    InUse {
+        /// The checkpoint.
+        location: String,
+        /// The lock file.
+        lock: String,
+    },
+    /// Another run created an entry this run meant to create.
+    #[error(
+        "another run (epoch {other_epoch}) already wrote {file}; this run (epoch {epoch}) stops without changing anything"
+    )]
+    Fenced {
+        /// The entry, relative to the checkpoint.
+        file: String,
+        /// This run's epoch.
+        epoch: Epoch,
+        /// The epoch recorded in the entry found.
+        other_epoch: Epoch,
+    },
+    /// The checkpoint belongs to a different pipeline.
+    #[error(
+        "checkpoint {location} belongs to pipeline `{found}`, not `{expected}`; give this pipeline its own checkpoint"
+    )]
+    WrongPipeline {
+        /// The checkpoint.
+        location: String,
+        /// The pipeline being run.
+        expected: String,
+        /// The pipeline recorded in the checkpoint.
+        found: String,
+    },
+    /// The logs do not describe a state recovery can continue from.
+    #[error("checkpoint {location} is inconsistent: {reason}")]
+    Inconsistent {
+        /// The checkpoint.
+        location: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+}
+
+/// An open checkpoint, owned by one run.
+#[derive(Debug)]
+pub struct Checkpoint {
+    location: Location,
+    metadata: Metadata,
+    epoch: Epoch,
+    run_id: uuid::Uuid,
+    /// Held for the life of the run; the OS releases it if the process dies.
+    _lock: Option<std::fs::File>,
+}
+
+impl Checkpoint {
+    /// Opens (creating where needed) the checkpoint of pipeline `name` for a new run: takes the
+    /// lock, writes `metadata` if absent and takes a fresh epoch.
+    pub async fn open(location: Location, name: &str) -> Result<Self, CheckpointError> {
+        let lock = take_lock(&location)?;
+        let metadata = match Self::read_metadata(&location).await? {
+            Some(m) => {
+                if m.name != name {
+                    return Err(CheckpointError::WrongPipeline {
+                        location: location.to_string(),
+                        expected: name.to_string(),
+                        found: m.name,
+                    });
+                }
+                m
+            }
+            None => {
+                let fresh = Metadata {
+                    id: uuid::Uuid::new_v4(),
+                    name: name.to_string(),
+                    created: chrono::Utc::now().to_rfc3339(),
+                    format: 1,
+                };
+                let path = location.path(paths::METADATA);
+                if !location
+                    .put_if_absent(&path, format!("{}\n", to_json(&fresh)).into_bytes())
+                    .await?
+                {
+                    // Another run created it between our read and write: use theirs.
+                    return Box::pin(Self::open(location, name)).await;
+                }
+                fresh
+            }
+        };
+        let run_id = uuid::Uuid::new_v4();
+        let epoch = take_epoch(&location, run_id).await?;
+        Ok(Self {
+            location,
+            metadata,
+            epoch,
+            run_id,
+            _lock: lock,
+        })
+    }
+
+    /// Reads `metadata`, if the checkpoint has been created.
+    pub async fn read_metadata(location: &Location) -> Result<Option<Metadata>, CheckpointError> {
+        let path = location.path(paths::METADATA);
+        match location.get(&path).await? {
+            Some(bytes) => Ok(Some(parse_json_object(
+                paths::METADATA,
+                &String::from_utf8_lossy(&bytes),
+            )?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The checkpoint's location.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The pipeline's metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// This run's epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// This run's id.
+    pub fn run_id(&self) -> uuid::Uuid {
+        self.run_id
+    }
+
+    /// The store, for components that keep their own logs in the checkpoint.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        self.location.store()
+    }
+
+    /// Writes `offsets/N`, create-only.
+    pub async fn write_offsets(
+        &self,
+        batch: BatchId,
+        entry: &OffsetsEntry,
+    ) -> Result<(), CheckpointError> {
+        let file = paths::offsets(batch);
+        self.create_entry(&file, entry.to_text(), |text| {
+            OffsetsEntry::parse(&file, text).map(|e| (e.info.epoch, e.info.run_id))
+        })
+        .await
+    }
+
+    /// Writes `commits/N`, create-only.
+    pub async fn write_commit(
+        &self,
+        batch: BatchId,
+        entry: &CommitEntry,
+    ) -> Result<(), CheckpointError> {
+        let file = paths::commits(batch);
+        self.create_entry(&file, entry.to_text(), |text| {
+            CommitEntry::parse(&file, text).map(|e| (e.epoch, e.run_id))
+        })
+        .await
+    }
+
+    /// Creates a log entry; when it exists already, reads it back: it is fine if this run wrote
+    /// it (a retried write that landed), a conflict otherwise.
+    async fn create_entry(
+        &self,
+        file: &str,
+        text: String,
+        owner: impl Fn(&str) -> Result<(Epoch, uuid::Uuid), CheckpointError>,
+    ) -> Result<(), CheckpointError> {
+        let path = self.location.path(file);
+        if self.location.put_if_absent(&path, text.into_bytes()).await? {
+            return Ok(());
+        }
+        let existing = self.read_text(file).await?.unwrap_or_default();
+        let (other_epoch, other_run) = owner(&existing)?;
+        if other_run == self.run_id {
+            Ok(())
+        } else {
+            Err(CheckpointError::Fenced {
+                file: file.to_string(),
+                epoch: self.epoch,
+                other_epoch,
+            })
+        }
+    }
+
+    /// Stores the query text under its fingerprint (once).
+    pub async fn write_query(&self, fingerprint: &str, sql: &str) -> Result<(), CheckpointError> {
+        let path = self.location.path(&paths::query(fingerprint));
+        self.location
+            .put_if_absent(&path, sql.as_bytes().to_vec())
+            .await?;
+        Ok(())
+    }
+
+    /// Reads the query text stored under `fingerprint`.
+    pub async fn read_query(&self, fingerprint: &str) -> Result<String, CheckpointError> {
+        let file = paths::query(fingerprint);
+        let text = self
+            .read_text(&file)
+            .await?
+            .ok_or_else(|| CheckpointError::Inconsistent {
+                location: self.location.to_string(),
+                reason: format!("{file} is missing; a pending batch cannot be re-run without its query"),
+            })?;
+        if crate::plan::fingerprint(&text) != fingerprint {
+            return Err(CheckpointError::Corrupt {
+                file,
+                line: 1,
+                reason: "the query text does not match its fingerprint".into(),
+            });
+        }
+        Ok(text)
+    }
+
+    /// Reads `offsets/N`, or `None` when it is not there.
+    pub async fn read_offsets(
+        &self,
+        batch: BatchId,
+    ) -> Result<Option<OffsetsEntry>, CheckpointError> {
+        read_offsets(&self.location, batch).await
+    }
+
+    /// Reads `commits/N`, or `None` when it is not there.
+    pub async fn read_commit(
+        &self,
+        batch: BatchId,
+    ) -> Result<Option<CommitEntry>, CheckpointError> {
+        read_commit(&self.location, batch).await
+    }
+
+    /// The batch numbers present in the offsets and commits logs.
+    pub async fn list_logs(&self) -> Result<LogListing, CheckpointError> {
+        LogListing::read(&self.location).await
+    }
+
+    async fn read_text(&self, file: &str) -> Result<Option<String>, CheckpointError> {
+        read_text(&self.location, file).await
+    }
+
+    /// Removes offsets and commits older than the newest `retain` committed batches, and epoch
+    /// entries of runs long gone. Never removes the latest two batches' entries.
+    pub async fn purge(&self, latest: BatchId, retain: u64) -> Result<(), CheckpointError> {
+        let retain = retain.max(2);
+        let Some(oldest_kept) = latest.0.checked_sub(retain - 1) else {
+            return Ok(());
+        };
+        let listing = self.list_logs().await?;
+        // Commits first: an offsets entry without its commit is a pending batch, while a
+        // commit without its offsets is an inconsistency.
+        for batch in listing.commits.iter().filter(|b| b.0 < oldest_kept) {
+            self.location
+                .delete(&self.location.path(&paths::commits(*batch)))
+                .await?;
+        }
+        for batch in listing.offsets.iter().filter(|b| b.0 < oldest_kept) {
+            self.location
+                .delete(&self.location.path(&paths::offsets(*batch)))
+                .await?;
+        }
+        for epoch in list_numbers(&self.location, paths::EPOCHS).await? {
+            if epoch + 10 < self.epoch.0 {
+                self.location
+                    .delete(&self.location.path(&paths::epoch(Epoch(epoch))))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The batch numbers present in a checkpoint's logs, sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogListing {
+    /// Batches with an offsets entry.
+    pub offsets: Vec<BatchId>,
+    /// Batches with a commit entry.
+    pub commits: Vec<BatchId>,
+}
+
+impl LogListing {
+    /// Lists the logs of the checkpoint at `location`.
+    pub async fn read(location: &Location) -> Result<Self, CheckpointError> {
+        let batches = |v: Vec<u64>| v.into_iter().map(BatchId).collect();
+        Ok(Self {
+            offsets: batches(list_numbers(location, paths::OFFSETS).await?),
+            commits: batches(list_numbers(location, paths::COMMITS).await?),
+        })
+    }
+}
+
+/// Reads `offsets/N` of the checkpoint at `location`.
+pub async fn read_offsets(
+    location: &Location,
+    batch: BatchId,
+) -> Result<Option<OffsetsEntry>, CheckpointError> {
+    let file = paths::offsets(batch);
+    read_text(location, &file)
+        .await?
+        .map(|text| OffsetsEntry::parse(&file, &text))
+        .transpose()
+}
+
+/// Reads `commits/N` of the checkpoint at `location`.
+pub async fn read_commit(
+    location: &Location,
+    batch: BatchId,
+) -> Result<Option<CommitEntry>, CheckpointError> {
+    let file = paths::commits(batch);
+    read_text(location, &file)
+        .await?
+        .map(|text| CommitEntry::parse(&file, &text))
+        .transpose()
+}
+
+async fn read_text(location: &Location, file: &str) -> Result<Option<String>, CheckpointError> {
+    let Some(bytes) = location.get(&location.path(file)).await? else {
+        return Ok(None);
+    };
+    String::from_utf8(bytes.to_vec())
+        .map(Some)
+        .map_err(|e| CheckpointError::Corrupt {
+            file: file.to_string(),
+            line: 1,
+            reason: format!("not UTF-8 text ({e})"),
+        })
+}
+
+/// The numbered entries directly in `folder`, sorted; other names are ignored only when they
+/// are hidden (`.` or `_` prefixed), and refused otherwise.
+async fn list_numbers(location: &Location, folder: &str) -> Result<Vec<u64>, CheckpointError> {
+    let mut numbers = Vec::new();
+    for meta in location.list(folder).await? {
+        let relative = location.relative(&meta.location);
+        let name = relative.rsplit('/').next().unwrap_or_default();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        match paths::entry_number(name) {
+            Some(n) => numbers.push(n),
+            None => {
+                return Err(CheckpointError::Corrupt {
+                    file: relative.clone(),
+                    line: 1,
+                    reason: format!("`{name}` is not a batch number; only numbered entries belong in {folder}/"),
+                });
+            }
+        }
+    }
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+fn take_lock(location: &Location) -> Result<Option<std::fs::File>, CheckpointError> {
+    let Some(root) = location.local_root() else {
+        return Ok(None);
+    };
+    let lock_path = root.join(paths::LOCK);
+    let in_use = || CheckpointError::InUse {
+        location: location.to_string(),
+        lock: lock_path.display().to_string(),
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| {
+            CheckpointError::Storage(StorageError::Sync {
+                path: lock_path.clone(),
+                source: e,
+            })
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(in_use()),
+        Err(std::fs::TryLockError::Error(e)) => Err(CheckpointError::Storage(StorageError::Sync {
+            path: lock_path.clone(),
+            source: e,
+        })),
+    }
+}
+
+async fn take_epoch(location: &Location, run_id: uuid::Uuid) -> Result<Epoch, CheckpointError> {
+    let mut next = list_numbers(location, paths::EPOCHS)
+        .await?
+        .last()
+        .map_or(0, |e| e + 1);
+    let entry = EpochEntry {
+        run_id,
+        started: chrono::Utc::now().to_rfc3339(),
+        owner: format!("pid {}", std::process::id()),
+    };
+    let text = format!("{}\n", to_json(&entry));
+    loop {
+        let path = location.path(&paths::epoch(Epoch(next)));
+        if location.put_if_absent(&path, text.clone().into_bytes()).await? {
+            return Ok(Epoch(next));
+        }
+        next += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_location() -> (tempfile::TempDir, Location) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let loc = Location::open(dir.path().to_str().expect("utf-8"), true, false, None)
+            .expect("open");
+        (dir, loc)
+    }
+
+    #[tokio::test]
+    async fn runs_take_increasing_epochs_and_the_lock_excludes_a_second_run() {
+        let (_dir, loc) = temp_location();
+        let first = Checkpoint::open(loc.clone(), "p").await.expect("first run");
+        let err = Checkpoint::open(loc.clone(), "p").await.expect_err("in use");
+        assert!(matches!(err, CheckpointError::InUse { .. }), "{err}");
+        let first_epoch = first.epoch();
+        let id = first.metadata().id;
+        drop(first);
+        let second = Checkpoint::open(loc.clone(), "p").await.expect("second run");
+        assert!(second.epoch() > first_epoch);
+        assert_eq!(second.metadata().id, id, "the pipeline id survives runs");
+        drop(second);
+        let err = Checkpoint::open(loc, "other").await.expect_err("wrong pipeline");
+        assert!(matches!(err, CheckpointError::WrongPipeline { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_entry_written_by_another_run_fences_this_one() {
+        let (_dir, loc) = temp_location();
+        let old = Checkpoint::open(loc.clone(), "p").await.expect("old run");
+        let commit = |cp: &Checkpoint| CommitEntry {
+            next_watermark_ms: None,
+            rows_in: 1,
+            rows_out: 1,
+            rows_skipped: 0,
+            files_in: 1,
+            epoch: cp.epoch(),
+            run_id: cp.run_id(),
+            committed_at_ms: 0,
+            durations: PhaseDurations::default(),
+        };
+        let old_entry = commit(&old);
+        drop(old);
+        let new = Checkpoint::open(loc.clone(), "p").await.expect("new run");
+        new.write_commit(BatchId(0), &commit(&new)).await.expect("new run commits");
+        // A retried write of our own entry is fine.
+        new.write_commit(BatchId(0), &commit(&new)).await.expect("own retry");
+        let old = Checkpoint {
+            location: loc,
+            metadata: new.metadata().clone(),
+            epoch: old_entry.epoch,
+            run_id: old_entry.run_id,
+            _lock: None,
+        };
+        let err = old.write_commit(BatchId(0), &old_entry).await.expect_err("fenced");
+        assert!(matches!(err, CheckpointError::Fenced { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn purge_keeps_the_newest_batches() {
+        let (dir, loc) = temp_location();
+        let cp = Checkpoint::open(loc, "p").await.expect("open");
+        for n in 0..10 {
+            for folder in [paths::OFFSETS, paths::COMMITS] {
+                let path = cp.location().path(&format!("{folder}/{n}"));
+                cp.location().put(&path, b"v1\n".to_vec()).await.expect("put");
+            }
+        }
+        cp.purge(BatchId(9), 3).await.expect("purge");
+        let listing = cp.list_logs().await.expect("list");
+        assert_eq!(listing.offsets, vec![BatchId(7), BatchId(8), BatchId(9)]);
+        assert_eq!(listing.commits, vec![BatchId(7), BatchId(8), BatchId(9)]);
+        std::fs::write(dir.path().join("offsets/garbage"), "x").expect("write");
+        let err = cp.list_logs().await.expect_err("stray file");
+        assert!(err.to_string().contains("offsets/garbage"), "{err}");
+    }
+}

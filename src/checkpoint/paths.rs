@@ -1,0 +1,51 @@
+//! The one place that names every object in a checkpoint (DESIGN 2).
+
+use super::{BatchId, Epoch};
+
+/// `metadata`: the pipeline id and name, written once.
+pub const METADATA: &str = "metadata";
+/// `lock`: held by the running driver on local disk.
+pub const LOCK: &str = "lock";
+/// The offsets log folder.
+pub const OFFSETS: &str = "offsets";
+/// The commits log folder.
+pub const COMMITS: &str = "commits";
+/// The epochs folder: one create-only entry per run.
+pub const EPOCHS: &str = "epochs";
+/// The folder of query texts, by fingerprint.
+pub const QUERIES: &str = "queries";
+/// The sources' own logs.
+pub const SOURCES: &str = "sources";
+
+/// `offsets/<N>`.
+pub fn offsets(batch: BatchId) -> String {
+    format!("{OFFSETS}/{}", batch.0)
+}
+
+/// `commits/<N>`.
+pub fn commits(batch: BatchId) -> String {
+    format!("{COMMITS}/{}", batch.0)
+}
+
+/// `epochs/<E>`.
+pub fn epoch(epoch: Epoch) -> String {
+    format!("{EPOCHS}/{}", epoch.0)
+}
+
+/// `queries/<fingerprint>.sql`.
+pub fn query(fingerprint: &str) -> String {
+    format!("{QUERIES}/{fingerprint}.sql")
+}
+
+/// `sources/<name>`, the folder of one source's log.
+pub fn source_dir(source: &str) -> String {
+    format!("{SOURCES}/{source}")
+}
+
+/// The batch or epoch number of a log entry's file name, if it is one.
+pub fn entry_number(file_name: &str) -> Option<u64> {
+    if file_name.is_empty() || !file_name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    file_name.parse().ok()
+}

@@ -1,0 +1,150 @@
+//! The command line (DESIGN 8): `sluice run` and `sluice inspect`.
+
+mod inspect;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::Error;
+use crate::driver::{self, RunOptions};
+use crate::pipeline::{Pipeline, Trigger};
+use crate::progress::ProgressFormat;
+
+/// Sluice: deterministic micro-batch streaming SQL on Apache DataFusion.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline.
+    Run {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Override the trigger: `available-now`, `once` or `every <duration>`.
+        #[arg(long, value_parser = parse_trigger)]
+        trigger: Option<Trigger>,
+        /// Override the checkpoint location (path or object-store URL).
+        #[arg(long)]
+        checkpoint: Option<String>,
+        /// How to show progress.
+        #[arg(long, value_enum, default_value_t = ProgressFormat::Text)]
+        progress: ProgressFormat,
+    },
+    /// Show what a checkpoint holds.
+    Inspect {
+        /// The checkpoint (path or object-store URL).
+        checkpoint: String,
+        /// Show one batch in detail.
+        #[arg(long)]
+        batch: Option<u64>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_trigger(s: &str) -> Result<Trigger, String> {
+    s.parse()
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(execute(cli)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn execute(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Run {
+            pipeline,
+            trigger,
+            checkpoint,
+            progress,
+        } => {
+            let pipeline = Pipeline::load(&pipeline)?;
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                eprintln!("stopping after the current batch (signal received)");
+                let _ = stop_tx.send(true);
+            });
+            let options = RunOptions {
+                trigger,
+                checkpoint,
+                progress,
+                store_hook: None,
+                shutdown: Some(stop_rx),
+            };
+            let summary = driver::run(&pipeline, options).await?;
+            if progress == ProgressFormat::Text {
+                let recovered = summary
+                    .recovered
+                    .map(|b| format!(" (finished interrupted batch {b})"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "{}: {} batches, {} rows in, {} rows out{recovered}",
+                    pipeline.name, summary.batches, summary.rows_in, summary.rows_out
+                );
+            }
+            Ok(())
+        }
+        Command::Inspect {
+            checkpoint,
+            batch,
+            json,
+        } => inspect::run(&checkpoint, batch, json).await,
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

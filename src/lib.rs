@@ -1,0 +1,65 @@
+//! Sluice: a deterministic micro-batch streaming SQL engine on Apache DataFusion.
+//!
+//! A pipeline (named sources, one SQL query, a sink, a trigger) runs as numbered batches. Each
+//! batch is an ordinary DataFusion query over exactly the input its `offsets/N` entry names; the
+//! checkpoint records what each batch read and whether it finished, and a batch interrupted by a
+//! crash runs again on the same input into a sink that ignores what it already has. See
+//! `DESIGN.md` for the contract between the parts.
+
+pub mod checkpoint;
+pub mod cli;
+pub mod driver;
+pub mod pipeline;
+pub mod plan;
+pub mod progress;
+pub mod sink;
+pub mod source;
+pub mod storage;
+
+use checkpoint::BatchId;
+
+/// Everything a command can fail with, and the exit code each maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The pipeline file is bad.
+    #[error(transparent)]
+    Pipeline(#[from] pipeline::PipelineError),
+    /// The query cannot be planned, or cannot run as a stream.
+    #[error("{0}")]
+    Plan(#[from] plan::PlanError),
+    /// The checkpoint cannot be used.
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    /// A source failed.
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    /// The sink failed.
+    #[error(transparent)]
+    Sink(#[from] sink::SinkError),
+    /// A store failed.
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    /// DataFusion failed while running a batch.
+    #[error("{}{source}", batch.map(|b| format!("batch {b}: ")).unwrap_or_default())]
+    Execution {
+        /// The batch, when one was running.
+        batch: Option<BatchId>,
+        /// DataFusion's error.
+        source: datafusion::error::DataFusionError,
+    },
+    /// The command line is bad.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// The process exit code: 2 for a bad pipeline or bad arguments, 1 for a failure while
+    /// running.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Pipeline(_) | Self::Plan(_) | Self::Usage(_) => 2,
+            Self::Source(source::SourceError::Config { .. }) => 2,
+            _ => 1,
+        }
+    }
+}

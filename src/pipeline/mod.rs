@@ -1,0 +1,589 @@
+//! The pipeline file (DESIGN 7): typed, validated, with errors a person can act on.
+//!
+//! Invariants:
+//! - every key is known: an unknown key is an error that names it, its line, and the nearest
+//!   valid key;
+//! - every value is parsed into its type here (durations, triggers, formats, modes), so the rest
+//!   of the engine never sees a string where a type belongs;
+//! - loading a pipeline file never touches the checkpoint, the sources or the sink.
+
+mod duration;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+pub use duration::parse_duration;
+
+/// Why a pipeline file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The file could not be read at all.
+    #[error("cannot read pipeline file {path}: {source}")]
+    Read {
+        /// The pipeline file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed, a key is unknown, or a value has the wrong type.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The pipeline file.
+        path: PathBuf,
+        /// What is wrong, with the key and line where known.
+        message: String,
+    },
+}
+
+/// A whole pipeline: named sources, static tables, one SQL query, a sink and a trigger.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// The pipeline's name; also the default checkpoint folder name.
+    pub name: String,
+    /// Where the checkpoint lives: a local path or an object-store URL.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+    /// Streaming sources, by the table name the query uses.
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Static tables, read once, for stream-static joins.
+    #[serde(default)]
+    pub tables: BTreeMap<String, SourceConfig>,
+    /// The SQL query, run once per batch.
+    pub query: String,
+    /// How results reach the sink.
+    #[serde(default)]
+    pub output_mode: OutputMode,
+    /// When batches run.
+    #[serde(default)]
+    pub trigger: Trigger,
+    /// Where results go.
+    pub sink: SinkConfig,
+    /// How many batches of logs to keep in the checkpoint (at least 2).
+    #[serde(default = "default_retention")]
+    pub retain_batches: u64,
+    /// Whether checkpoint and sink writes on local disk are synced before they count as written.
+    #[serde(default = "default_true")]
+    pub sync: bool,
+}
+
+fn default_retention() -> u64 {
+    100
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One source or static table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The kind of source; only `files` for now.
+    pub kind: SourceKind,
+    /// A folder, a single file (for static tables) or an object-store URL prefix.
+    pub path: String,
+    /// The files' format.
+    pub format: FileFormat,
+    /// The schema: column name to SQL type; inferred from the first file where absent.
+    #[serde(default)]
+    pub schema: Option<BTreeMap<String, String>>,
+    /// Ordered column list, used instead of `schema` where column order matters.
+    #[serde(default)]
+    pub columns: Option<Vec<ColumnConfig>>,
+    /// At most this many new files per batch.
+    #[serde(default)]
+    pub max_files_per_batch: Option<usize>,
+    /// What to do with a malformed line or row.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Event-time watermark; recorded, used by stateful queries.
+    #[serde(default)]
+    pub watermark: Option<WatermarkConfig>,
+}
+
+/// One column of an ordered schema.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnConfig {
+    /// Column name.
+    pub name: String,
+    /// SQL type name, as DataFusion's SQL reads it.
+    #[serde(rename = "type")]
+    pub data_type: String,
+}
+
+/// A source's event-time watermark declaration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkConfig {
+    /// The event-time column.
+    pub column: String,
+    /// How late rows may arrive.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub delay: Duration,
+}
+
+/// The sink of a pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// The kind of sink.
+    pub kind: SinkKind,
+    /// The output folder or object-store URL (files sink).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The output format (files sink).
+    #[serde(default)]
+    pub format: Option<FileFormat>,
+    /// How many rows the console sink prints per batch.
+    #[serde(default)]
+    pub max_rows: Option<usize>,
+}
+
+macro_rules! keyword_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// The keyword as written in a pipeline file.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(unknown_keyword(other, &[$($text),+])),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(de::Error::custom)
+            }
+        }
+    };
+}
+
+keyword_enum!(
+    /// The kind of a source or table.
+    SourceKind { /// Files in a folder or under an object-store prefix.
+    Files => "files" }
+);
+keyword_enum!(
+    /// A file format.
+    FileFormat {
+        /// JSON lines: one object per line.
+        Json => "json",
+        /// CSV with a header row.
+        Csv => "csv",
+        /// Apache Parquet.
+        Parquet => "parquet",
+    }
+);
+keyword_enum!(
+    /// What a source does with a malformed line or row.
+    OnError {
+        /// Stop the run with an error naming the file and line.
+        Fail => "fail",
+        /// Skip the row and count it in progress.
+        Skip => "skip",
+    }
+);
+keyword_enum!(
+    /// The kind of a sink.
+    SinkKind {
+        /// Files (Parquet, CSV, JSON lines) with a `_sluice` manifest.
+        Files => "files",
+        /// Print each batch to standard output.
+        Console => "console",
+    }
+);
+keyword_enum!(
+    /// How a query's results reach the sink.
+    OutputMode {
+        /// Each batch adds rows.
+        Append => "append",
+        /// Each batch writes the rows that changed.
+        Update => "update",
+        /// Each batch writes the whole result table.
+        Complete => "complete",
+    }
+);
+
+impl Default for OnError {
+    fn default() -> Self {
+        Self::Fail
+    }
+}
+
+impl Default for OutputMode {
+    fn default() -> Self {
+        Self::Append
+    }
+}
+
+impl FileFormat {
+    /// The file extension of this format's data files.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Json => "jsonl",
+            Self::Csv => "csv",
+            Self::Parquet => "parquet",
+        }
+    }
+}
+
+/// When batches run (DESIGN 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Trigger {
+    /// Process everything present at start, in batches within the limits, then stop.
+    #[default]
+    AvailableNow,
+    /// Process everything present at start in one batch, then stop.
+    Once,
+    /// Start a batch every interval, for as long as the run lasts.
+    Every(Duration),
+}
+
+impl FromStr for Trigger {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        match s {
+            "available-now" | "available_now" => Ok(Self::AvailableNow),
+            "once" => Ok(Self::Once),
+            _ => match s.strip_prefix("every") {
+                Some(rest) if rest.starts_with(char::is_whitespace) => {
+                    let interval = parse_duration(rest.trim())?;
+                    if interval.is_zero() {
+                        return Err("trigger interval must be greater than zero".into());
+                    }
+                    Ok(Self::Every(interval))
+                }
+                _ => Err(format!(
+                    "unknown trigger `{s}`: expected `available-now`, `once` or `every <duration>` (e.g. `every 5s`)"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AvailableNow => f.write_str("available-now"),
+            Self::Once => f.write_str("once"),
+            Self::Every(d) => write!(f, "every {}", humantime::format_duration(*d)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Trigger {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(de::Error::custom)
+    }
+}
+
+fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(de::Error::custom)
+}
+
+fn unknown_keyword(got: &str, expected: &[&str]) -> String {
+    let list = expected
+        .iter()
+        .map(|e| format!("`{e}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match nearest(got, expected) {
+        Some(near) => format!("unknown value `{got}`, expected one of {list}; did you mean `{near}`?"),
+        None => format!("unknown value `{got}`, expected one of {list}"),
+    }
+}
+
+/// The candidate closest to `got`, when it is close enough to be a likely typo.
+pub fn nearest<'a>(got: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(got, c), *c))
+        .filter(|(score, _)| *score > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Adds a "did you mean" hint to serde's "unknown field `x`, expected one of `a`, `b`" message.
+fn with_suggestion(message: String) -> String {
+    let Some(start) = message.find("unknown field `") else {
+        return message;
+    };
+    let rest = &message[start + "unknown field `".len()..];
+    let Some(end) = rest.find('`') else {
+        return message;
+    };
+    let field = &rest[..end];
+    let expected: Vec<&str> = rest[end + 1..]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .collect();
+    match nearest(field, &expected) {
+        Some(near) => format!("{message} (did you mean `{near}`?)"),
+        None => message,
+    }
+}
+
+impl Pipeline {
+    /// Reads and validates a pipeline file.
+    pub fn load(path: &Path) -> Result<Self, PipelineError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates pipeline text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, PipelineError> {
+        let invalid = |message: String| PipelineError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let pipeline: Pipeline = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = with_suggestion(inner.to_string());
+            // serde_yaml places unknown keys and syntax errors well, but a value refused by
+            // its type at the start of the document: point at the key's own line instead.
+            if message.contains("unknown field") || path == "." || path.is_empty() {
+                return invalid(message);
+            }
+            let message = match message.rfind(" at line ") {
+                Some(at) => message[..at].to_string(),
+                None => message,
+            };
+            match find_path_line(text, &path) {
+                Some(line) => invalid(format!("`{path}`: {message} (line {line})")),
+                None => invalid(format!("`{path}`: {message}")),
+            }
+        })?;
+        pipeline.validate().map_err(|message| {
+            let line = message
+                .split('`')
+                .nth(1)
+                .and_then(|key| find_path_line(text, key));
+            match line {
+                Some(line) => invalid(format!("{message} (line {line})")),
+                None => invalid(message),
+            }
+        })?;
+        Ok(pipeline)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "`name` must be letters, digits, `_` or `-`, got `{}`",
+                self.name
+            ));
+        }
+        if self.sources.is_empty() {
+            return Err("`sources` must name at least one source".into());
+        }
+        if self.query.trim().is_empty() {
+            return Err("`query` is empty".into());
+        }
+        if self.retain_batches < 2 {
+            return Err(format!(
+                "`retain_batches` must be at least 2 (recovery needs the last two batches), got {}",
+                self.retain_batches
+            ));
+        }
+        for (name, source) in self.sources.iter().chain(&self.tables) {
+            if self.sources.contains_key(name) && self.tables.contains_key(name) {
+                return Err(format!(
+                    "`{name}` is both a source and a table; table names must be unique"
+                ));
+            }
+            if source.schema.is_some() && source.columns.is_some() {
+                return Err(format!(
+                    "`{name}.columns` and `{name}.schema` both given; use one"
+                ));
+            }
+            if source.max_files_per_batch == Some(0) {
+                return Err(format!("`{name}.max_files_per_batch` must be at least 1"));
+            }
+        }
+        match self.sink.kind {
+            SinkKind::Files => {
+                if self.sink.path.is_none() {
+                    return Err("`sink.path` is required for a files sink".into());
+                }
+                if self.sink.format.is_none() {
+                    return Err(
+                        "`sink.format` is required for a files sink (parquet, csv or json)".into(),
+                    );
+                }
+            }
+            SinkKind::Console => {
+                if self.sink.path.is_some() {
+                    return Err("`sink.path` is not used by a console sink; remove it".into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The checkpoint location: the pipeline's own, or `checkpoints/<name>` by default.
+    pub fn checkpoint_location(&self) -> String {
+        self.checkpoint
+            .clone()
+            .unwrap_or_else(|| format!("checkpoints/{}", self.name))
+    }
+}
+
+impl SourceConfig {
+    /// The declared columns in order, if the pipeline declares a schema.
+    pub fn declared_columns(&self) -> Option<Vec<(String, String)>> {
+        if let Some(columns) = &self.columns {
+            return Some(
+                columns
+                    .iter()
+                    .map(|c| (c.name.clone(), c.data_type.clone()))
+                    .collect(),
+            );
+        }
+        self.schema.as_ref().map(|s| {
+            s.iter()
+                .map(|(name, ty)| (name.clone(), ty.clone()))
+                .collect()
+        })
+    }
+}
+
+/// The 1-based line of a dotted key path (`sources.clicks.format`), found by looking for each
+/// key in turn from where the previous one was found; for messages about values that parsed but
+/// are not valid.
+fn find_path_line(text: &str, path: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut at = 0;
+    for key in path.split('.').filter(|k| !k.is_empty()) {
+        let found = (at..lines.len()).find(|&i| line_has_key(lines[i], key))?;
+        at = found;
+    }
+    Some(at + 1)
+}
+
+fn line_has_key(line: &str, key: &str) -> bool {
+    let pattern = format!("{key}:");
+    line.match_indices(&pattern).any(|(i, _)| {
+        line[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| c == ' ' || c == '{' || c == ',' || c == '-')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name: clicks
+sources:
+  clicks:
+    kind: files
+    path: data/clicks
+    format: json
+    schema: { ts: timestamp, user_id: bigint }
+    max_files_per_batch: 2
+query: SELECT * FROM clicks
+trigger: every 5s
+sink: { kind: files, path: out/clicks, format: parquet }
+"#;
+
+    fn parse(text: &str) -> Result<Pipeline, String> {
+        Pipeline::parse(text, Path::new("p.yaml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn parses_a_full_pipeline() {
+        let p = parse(GOOD).expect("valid pipeline");
+        assert_eq!(p.name, "clicks");
+        assert_eq!(p.trigger, Trigger::Every(Duration::from_secs(5)));
+        assert_eq!(p.sources["clicks"].max_files_per_batch, Some(2));
+        assert_eq!(p.sources["clicks"].format, FileFormat::Json);
+        assert_eq!(p.sink.format, Some(FileFormat::Parquet));
+        assert_eq!(p.output_mode, OutputMode::Append);
+        assert_eq!(p.checkpoint_location(), "checkpoints/clicks");
+        assert_eq!(p.retain_batches, 100);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_line_and_suggestion() {
+        let text = GOOD.replace("    format: json", "    fromat: json");
+        let err = parse(&text).expect_err("unknown key");
+        assert!(err.contains("unknown field `fromat`"), "{err}");
+        assert!(err.contains("did you mean `format`"), "{err}");
+        assert!(err.contains("line 7"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_key_and_line() {
+        let err = parse(&GOOD.replace("every 5s", "every 5 parsecs")).expect_err("bad trigger");
+        assert!(err.contains("trigger"), "{err}");
+        assert!(err.contains("line 11"), "{err}");
+        let err = parse(&GOOD.replace("format: json", "format: jsn")).expect_err("bad format");
+        assert!(err.contains("did you mean `json`"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        let err = parse(&GOOD.replace("max_files_per_batch: 2", "max_files_per_batch: 0"))
+            .expect_err("zero files");
+        let err2 = parse(&GOOD.replace("format: parquet", "format: xml")).expect_err("sink format");
+        assert!(err2.contains("`sink.format`"), "{err2}");
+        assert!(err2.contains("line 12"), "{err2}");
+        assert!(err.contains("clicks.max_files_per_batch"), "{err}");
+        assert!(err.contains("line 9"), "{err}");
+    }
+
+    #[test]
+    fn triggers_parse() {
+        assert_eq!("once".parse::<Trigger>(), Ok(Trigger::Once));
+        assert_eq!("available-now".parse::<Trigger>(), Ok(Trigger::AvailableNow));
+        assert_eq!(
+            "every 500ms".parse::<Trigger>(),
+            Ok(Trigger::Every(Duration::from_millis(500)))
+        );
+        assert!("every 0s".parse::<Trigger>().is_err());
+        assert!("sometimes".parse::<Trigger>().is_err());
+    }
+}

@@ -1,0 +1,320 @@
+//! SQL to per-batch plans: the session every batch runs in, the check that a query can run
+//! without state, and the pieces of a plan that must not depend on the wall clock.
+//!
+//! Invariants:
+//! - a batch's plan depends only on its input, its pinned settings and its batch timestamp:
+//!   `now()`, `current_timestamp` and `current_date` read the batch timestamp, volatile
+//!   functions (`random()`, `uuid()`) are refused, and no round-robin repartitioning (whose
+//!   output depends on thread timing) is planned;
+//! - a query that needs state across batches is refused before the first batch, naming the
+//!   operator.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::arrow::record_batch::RecordBatch;
+use sha2::{Digest, Sha256};
+
+use crate::checkpoint::PinnedSettings;
+
+/// Why a query cannot be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// DataFusion refused the SQL.
+    #[error("the query does not plan: {0}")]
+    Sql(DataFusionError),
+    /// The query needs state across batches.
+    #[error(
+        "the query needs state across batches ({operator}), which Sluice does not run yet; \
+         queries may project, filter, call scalar functions, UNNEST, and join streams with static tables"
+    )]
+    Stateful {
+        /// The operator at fault, as a person would name it.
+        operator: String,
+    },
+    /// The query calls a function whose result changes on every call.
+    #[error(
+        "the query calls `{function}()`, whose result differs on every run, so a replayed batch would not \
+         reproduce its output; remove it"
+    )]
+    Volatile {
+        /// The function.
+        function: String,
+    },
+    /// An output mode that a stateless query cannot use.
+    #[error(
+        "output_mode `complete` needs an aggregation to keep a result table; this query has none. Use `append`"
+    )]
+    CompleteWithoutAggregation,
+    /// A schema type name that DataFusion's SQL does not read.
+    #[error("`{column}` has type `{type_name}`, which is not a SQL type DataFusion reads: {reason}")]
+    BadType {
+        /// The column.
+        column: String,
+        /// The type as written.
+        type_name: String,
+        /// DataFusion's message.
+        reason: String,
+    },
+}
+
+/// The fingerprint of a query text: the first 16 hex digits of its SHA-256.
+pub fn fingerprint(sql: &str) -> String {
+    let digest = Sha256::digest(sql.as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// The settings a new batch is pinned to.
+pub fn default_settings() -> PinnedSettings {
+    PinnedSettings {
+        target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        batch_size: 8192,
+    }
+}
+
+/// A session for running batches with `settings`.
+pub fn session(settings: &PinnedSettings) -> SessionContext {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(settings.target_partitions.max(1))
+        .with_batch_size(settings.batch_size.max(1))
+        .with_round_robin_repartition(false)
+        .with_repartition_joins(false)
+        .with_information_schema(false);
+    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    SessionContext::new_with_config(config)
+}
+
+/// Builds an Arrow schema from `(column, SQL type name)` pairs, reading the types as
+/// DataFusion's SQL does (`bigint`, `double`, `string`, `timestamp`, `decimal(10,2)`, ...).
+pub async fn schema_from_sql_types(columns: &[(String, String)]) -> Result<SchemaRef, PlanError> {
+    let ctx = session(&default_settings());
+    let mut fields = Vec::with_capacity(columns.len());
+    for (column, type_name) in columns {
+        let bad = |reason: String| PlanError::BadType {
+            column: column.clone(),
+            type_name: type_name.clone(),
+            reason,
+        };
+        if type_name.contains([';', '\'', '"', '(']) && !type_name.contains("decimal") {
+            return Err(bad("unexpected punctuation".into()));
+        }
+        let plan = ctx
+            .state()
+            .create_logical_plan(&format!("SELECT CAST(NULL AS {type_name})"))
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        fields.push(Field::new(
+            column,
+            plan.schema().field(0).data_type().clone(),
+            true,
+        ));
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// Plans `sql` in `ctx` with `now()` fixed to `batch_timestamp_ms`.
+pub async fn plan_batch(
+    ctx: &SessionContext,
+    sql: &str,
+    batch_timestamp_ms: i64,
+) -> Result<(SessionState, LogicalPlan), PlanError> {
+    let mut state = ctx.state();
+    state.execution_props_mut().query_execution_start_time =
+        chrono::DateTime::from_timestamp_millis(batch_timestamp_ms);
+    let plan = state.create_logical_plan(sql).await.map_err(PlanError::Sql)?;
+    Ok((state, plan))
+}
+
+/// Runs a planned batch and returns its output, one list of record batches per output
+/// partition.
+pub async fn execute(
+    state: &SessionState,
+    plan: &LogicalPlan,
+) -> Result<(Arc<dyn ExecutionPlan>, Vec<Vec<RecordBatch>>), DataFusionError> {
+    let physical = state.create_physical_plan(plan).await?;
+    let output = collect_partitioned(Arc::clone(&physical), state.task_ctx()).await?;
+    Ok((physical, output))
+}
+
+/// Checks that `plan` runs batch by batch without state: stateful operators over a stream and
+/// volatile functions are refused.
+pub fn check_stateless(plan: &LogicalPlan, streams: &BTreeSet<String>) -> Result<(), PlanError> {
+    let mut problem = None;
+    plan.apply_with_subqueries(|node| {
+        if let Some(operator) = stateful_operator(node, streams) {
+            problem = Some(PlanError::Stateful { operator });
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e {
+                    if f.func.signature().volatility == Volatility::Volatile {
+                        problem = Some(PlanError::Volatile {
+                            function: f.func.name().to_string(),
+                        });
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        Ok(if problem.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })
+    .map_err(PlanError::Sql)?;
+    problem.map_or(Ok(()), Err)
+}
+
+/// Whether the query has an aggregation (for output-mode checks).
+pub fn has_aggregation(plan: &LogicalPlan) -> bool {
+    plan.exists(|n| Ok(matches!(n, LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_))))
+        .unwrap_or(false)
+}
+
+fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<String> {
+    let reads_stream = |p: &LogicalPlan| reads_stream(p, streams);
+    let name = match node {
+        LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => "a global aggregate",
+        LogicalPlan::Aggregate(_) => "GROUP BY aggregation",
+        LogicalPlan::Distinct(_) => "DISTINCT",
+        LogicalPlan::Sort(_) => "ORDER BY",
+        LogicalPlan::Limit(_) => "LIMIT/OFFSET",
+        LogicalPlan::Window(_) => "a window function (OVER)",
+        LogicalPlan::RecursiveQuery(_) => "a recursive query",
+        LogicalPlan::Join(j) => {
+            return (reads_stream(&j.left) && reads_stream(&j.right))
+                .then(|| "a join of two streams".to_string());
+        }
+        LogicalPlan::Subquery(_) => "a subquery over a stream",
+        _ => return None,
+    };
+    reads_stream(node).then(|| name.to_string())
+}
+
+/// Whether `plan` (with its subqueries) scans one of the stream tables.
+fn reads_stream(plan: &LogicalPlan, streams: &BTreeSet<String>) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if streams.contains(scan.table_name.table()) {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// The type a column has in Sluice's plans, for messages.
+pub fn type_name(data_type: &DataType) -> String {
+    data_type.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::datasource::MemTable;
+
+    async fn plan(sql: &str) -> Result<(), PlanError> {
+        let ctx = session(&default_settings());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Utf8, true),
+        ]));
+        for table in ["s", "s2", "t"] {
+            let mem = MemTable::try_new(Arc::clone(&schema), vec![vec![]]).expect("table");
+            ctx.register_table(table, Arc::new(mem)).expect("register");
+        }
+        let (_, plan) = plan_batch(&ctx, sql, 0).await?;
+        check_stateless(&plan, &["s".to_string(), "s2".to_string()].into())
+    }
+
+    #[tokio::test]
+    async fn stateless_shapes_are_accepted() {
+        for sql in [
+            "SELECT a + 1 AS x, upper(b) FROM s WHERE a > 3",
+            "SELECT s.a, t.b FROM s JOIN t ON s.a = t.a",
+            "SELECT s.a FROM s LEFT JOIN (SELECT a, count(*) AS n FROM t GROUP BY a) c ON s.a = c.a",
+            "SELECT a, now() AS at FROM s",
+            "SELECT unnest(make_array(a, a)) FROM s",
+            "SELECT a FROM s UNION ALL SELECT a FROM s2",
+            "SELECT a FROM s WHERE a IN (SELECT a FROM t)",
+        ] {
+            plan(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn stateful_shapes_are_refused_by_name() {
+        for (sql, operator) in [
+            ("SELECT count(*) FROM s", "global aggregate"),
+            ("SELECT b, count(*) FROM s GROUP BY b", "GROUP BY"),
+            ("SELECT DISTINCT b FROM s", "DISTINCT"),
+            ("SELECT a FROM s ORDER BY a", "ORDER BY"),
+            ("SELECT a FROM s LIMIT 3", "LIMIT"),
+            ("SELECT a, row_number() OVER (ORDER BY a) FROM s", "window function"),
+            ("SELECT s.a FROM s JOIN s2 ON s.a = s2.a", "join of two streams"),
+            ("SELECT a FROM t WHERE a IN (SELECT a FROM s)", "subquery over a stream"),
+        ] {
+            let err = plan(sql).await.expect_err(sql).to_string();
+            assert!(err.contains(operator), "{sql}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn volatile_functions_are_refused() {
+        let err = plan("SELECT a, random() FROM s").await.expect_err("random");
+        assert!(err.to_string().contains("random()"), "{err}");
+        let err = plan("SELECT uuid() FROM s").await.expect_err("uuid");
+        assert!(err.to_string().contains("uuid()"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn bad_sql_carries_datafusions_message() {
+        let err = plan("SELEC a FROM s").await.expect_err("syntax").to_string();
+        assert!(err.contains("does not plan"), "{err}");
+        let err = plan("SELECT nope FROM s").await.expect_err("column").to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn sql_type_names_are_read_as_datafusion_reads_them() {
+        let cols: Vec<(String, String)> = [
+            ("a", "bigint"),
+            ("b", "string"),
+            ("c", "timestamp"),
+            ("d", "decimal(10,2)"),
+            ("e", "double"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let schema = schema_from_sql_types(&cols).await.expect("types");
+        assert_eq!(schema.field(0).data_type(), &DataType::Int64);
+        assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
+        assert!(matches!(schema.field(2).data_type(), DataType::Timestamp(_, None)));
+        assert_eq!(schema.field(3).data_type(), &DataType::Decimal128(10, 2));
+        let err = schema_from_sql_types(&[("x".into(), "bigintt".into())])
+            .await
+            .expect_err("bad type");
+        assert!(err.to_string().contains("`x`"), "{err}");
+    }
+
+    #[test]
+    fn fingerprint_is_stable() {
+        assert_eq!(fingerprint("SELECT 1"), fingerprint("SELECT 1"));
+        assert_ne!(fingerprint("SELECT 1"), fingerprint("SELECT 2"));
+        assert_eq!(fingerprint("SELECT 1").len(), 16);
+    }
+}

@@ -1,0 +1,115 @@
+//! Progress: one line per batch for people, or one JSON event per batch for tools, shaped like
+//! Spark's `StreamingQueryProgress` so that what reads one can read the other.
+
+use serde::Serialize;
+
+use crate::checkpoint::{BatchId, PhaseDurations};
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ProgressFormat {
+    /// One line per batch on standard error.
+    #[default]
+    Text,
+    /// One JSON object per batch on standard output.
+    Json,
+    /// Nothing.
+    None,
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchProgress {
+    /// The pipeline's id.
+    pub id: uuid::Uuid,
+    /// This run's id.
+    pub run_id: uuid::Uuid,
+    /// The pipeline's name.
+    pub name: String,
+    /// The batch timestamp, RFC 3339.
+    pub timestamp: String,
+    /// The batch.
+    pub batch_id: BatchId,
+    /// Whether this was a re-run of an interrupted batch.
+    pub recovered: bool,
+    /// Rows read.
+    pub num_input_rows: u64,
+    /// Rows written to the sink.
+    pub num_output_rows: u64,
+    /// Malformed input rows skipped.
+    pub num_skipped_rows: u64,
+    /// Files read.
+    pub num_input_files: u64,
+    /// Input rows per second of batch time.
+    pub processed_rows_per_second: f64,
+    /// Per-phase durations in milliseconds.
+    pub duration_ms: DurationMs,
+    /// The batch's watermark, RFC 3339, when there is one.
+    pub watermark: Option<String>,
+    /// False when the sink already had the batch (a re-run after the sink's commit).
+    pub sink_wrote: bool,
+}
+
+/// Per-phase durations, named as Spark names them where there is a match.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DurationMs {
+    /// Finding new input (Spark: `latestOffset`).
+    pub latest_offset: f64,
+    /// Writing the offsets entry (Spark: `walCommit`).
+    pub wal_commit: f64,
+    /// Running the query and writing the sink (Spark: `addBatch`).
+    pub add_batch: f64,
+    /// Writing the commit entry (Spark: `commitOffsets`).
+    pub commit_offsets: f64,
+    /// The whole batch (Spark: `triggerExecution`).
+    pub trigger_execution: f64,
+}
+
+impl From<&PhaseDurations> for DurationMs {
+    fn from(d: &PhaseDurations) -> Self {
+        Self {
+            latest_offset: d.plan_ms,
+            wal_commit: d.offsets_ms,
+            add_batch: d.execute_ms,
+            commit_offsets: d.commit_ms,
+            trigger_execution: d.plan_ms + d.offsets_ms + d.execute_ms + d.commit_ms,
+        }
+    }
+}
+
+impl BatchProgress {
+    /// Shows the event in `format`.
+    pub fn report(&self, format: ProgressFormat) {
+        match format {
+            ProgressFormat::None => {}
+            ProgressFormat::Json => {
+                println!("{}", serde_json::to_string(self).expect("progress serializes"));
+            }
+            ProgressFormat::Text => {
+                let d = &self.duration_ms;
+                let skipped = if self.num_skipped_rows > 0 {
+                    format!(", {} malformed rows skipped", self.num_skipped_rows)
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "batch {}{}: {} files, {} rows in, {} rows out{skipped}, {:.0} rows/s, {:.1} ms \
+                     (plan {:.1}, offsets {:.1}, execute+sink {:.1}, commit {:.1})",
+                    self.batch_id,
+                    if self.recovered { " (recovered)" } else { "" },
+                    self.num_input_files,
+                    self.num_input_rows,
+                    self.num_output_rows,
+                    self.processed_rows_per_second,
+                    d.trigger_execution,
+                    d.latest_offset,
+                    d.wal_commit,
+                    d.add_batch,
+                    d.commit_offsets,
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The files sink: Parquet, CSV or JSON lines, idempotent by batch id.
+//!
+//! ```text
+//!   batch N:  data files ──► _sluice/staging/N/part-N-P.ext   (invisible to readers)
+//!             manifest   ──► _sluice/manifest/N               (create-only: the commit point)
+//!             publish    ──► part-N-P.ext                     (rename into place)
+//! ```
+//!
+//! Invariants:
+//! - data file names depend only on the batch id and the output partition;
+//! - once `_sluice/manifest/N` exists the batch is the sink's: a second call with `N` writes
+//!   no data, it only finishes publishing what the manifest lists;
+//! - a plain reader of `*.parquet` (or `*.csv`, `*.jsonl`) in the folder sees only files of
+//!   committed batches, each once; everything in flight lives under `_sluice/`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::{csv as arrow_csv, json as arrow_json};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use super::{BatchOutput, Sink, SinkCommit, SinkError};
+use crate::checkpoint::{BatchId, Epoch};
+use crate::pipeline::FileFormat;
+use crate::storage::Location;
+
+/// The sink's log folder inside the output folder.
+pub const SLUICE_DIR: &str = "_sluice";
+
+/// One batch's entry in the sink's manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The batch.
+    pub batch: BatchId,
+    /// The epoch of the run that wrote it.
+    pub epoch: Epoch,
+    /// Rows in the batch's files.
+    pub rows: u64,
+    /// The batch's data files, relative to the output folder.
+    pub files: Vec<ManifestFile>,
+}
+
+/// One data file of a batch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestFile {
+    /// Path relative to the output folder.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Rows in the file.
+    pub rows: u64,
+}
+
+/// Writes each batch as data files plus a manifest entry.
+#[derive(Debug)]
+pub struct FilesSink {
+    location: Location,
+    format: FileFormat,
+}
+
+impl FilesSink {
+    /// A files sink writing `format` into `location`.
+    pub fn new(location: Location, format: FileFormat) -> Self {
+        Self { location, format }
+    }
+
+    /// The manifest entry of `batch`, relative to the output folder.
+    pub fn manifest_file(batch: BatchId) -> String {
+        format!("{SLUICE_DIR}/manifest/{}", batch.0)
+    }
+
+    fn staging_dir(batch: BatchId) -> String {
+        format!("{SLUICE_DIR}/staging/{}", batch.0)
+    }
+
+    fn data_file(&self, batch: BatchId, partition: usize) -> String {
+        format!("part-{:010}-{partition:04}.{}", batch.0, self.format.extension())
+    }
+
+    /// Reads the manifest entry of `batch`, if the sink has the batch.
+    pub async fn read_manifest(&self, batch: BatchId) -> Result<Option<Manifest>, SinkError> {
+        let file = Self::manifest_file(batch);
+        let Some(bytes) = self.location.get(&self.location.path(&file)).await? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let corrupt = |reason: String| SinkError::Corrupt {
+            file: format!("{}/{file}", self.location),
+            reason,
+        };
+        let body = text
+            .strip_prefix("v1\n")
+            .ok_or_else(|| corrupt("expected `v1` on line 1".into()))?;
+        if !body.ends_with('\n') {
+            return Err(corrupt("truncated".into()));
+        }
+        serde_json::from_str(body.trim_end())
+            .map(Some)
+            .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Moves a committed batch's files from staging into place, where not done yet.
+    async fn publish(&self, manifest: &Manifest) -> Result<(), SinkError> {
+        let staging = Self::staging_dir(manifest.batch);
+        for file in &manifest.files {
+            let from = self.location.path(&format!("{staging}/{}", file.path));
+            let to = self.location.path(&file.path);
+            if self.location.get(&from).await?.is_some() {
+                self.location.rename(&from, &to).await?;
+            } else if self.location.get(&to).await?.is_none() {
+                return Err(SinkError::Corrupt {
+                    file: format!("{}/{}", self.location, Self::manifest_file(manifest.batch)),
+                    reason: format!("it lists {} but that file is gone", file.path),
+                });
+            }
+        }
+        // Anything else left in staging is from an attempt that never committed.
+        for leftover in self.location.list(&staging).await? {
+            self.location.delete(&leftover.location).await?;
+        }
+        Ok(())
+    }
+
+    fn encode(
+        format: FileFormat,
+        batch: BatchId,
+        batches: &[RecordBatch],
+    ) -> Result<Vec<u8>, SinkError> {
+        let err = |e: String| SinkError::Encode {
+            batch,
+            format: format.as_str(),
+            reason: e,
+        };
+        let schema = batches
+            .first()
+            .map(RecordBatch::schema)
+            .ok_or_else(|| err("no rows".into()))?;
+        let mut out = Vec::new();
+        match format {
+            FileFormat::Parquet => {
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .build();
+                let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props))
+                    .map_err(|e| err(e.to_string()))?;
+                for b in batches {
+                    writer.write(b).map_err(|e| err(e.to_string()))?;
+                }
+                writer.close().map_err(|e| err(e.to_string()))?;
+            }
+            FileFormat::Csv => {
+                let mut writer = arrow_csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut out);
+                for b in batches {
+                    writer.write(b).map_err(|e| err(e.to_string()))?;
+                }
+            }
+            FileFormat::Json => {
+                let mut writer = arrow_json::LineDelimitedWriter::new(&mut out);
+                for b in batches {
+                    writer.write(b).map_err(|e| err(e.to_string()))?;
+                }
+                writer.finish().map_err(|e| err(e.to_string()))?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Sink for FilesSink {
+    async fn commit(
+        &self,
+        batch: BatchId,
+        epoch: Epoch,
+        output: BatchOutput,
+    ) -> Result<SinkCommit, SinkError> {
+        if let Some(manifest) = self.read_manifest(batch).await? {
+            self.publish(&manifest).await?;
+            return Ok(SinkCommit {
+                rows: manifest.rows,
+                written: false,
+            });
+        }
+        let staging = Self::staging_dir(batch);
+        let format = self.format;
+        let mut files = Vec::new();
+        // Encode partitions in parallel, write them in partition order.
+        let encoded = futures::future::try_join_all(
+            output
+                .into_iter()
+                .enumerate()
+                .filter(|(_, batches)| batches.iter().any(|b| b.num_rows() > 0))
+                .map(|(partition, batches)| async move {
+                    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+                    let bytes = tokio::task::spawn_blocking(move || {
+                        Self::encode(format, batch, &batches)
+                    })
+                    .await
+                    .map_err(|e| SinkError::Encode {
+                        batch,
+                        format: format.as_str(),
+                        reason: e.to_string(),
+                    })??;
+                    Ok::<_, SinkError>((partition, rows, bytes))
+                }),
+        )
+        .await?;
+        for (partition, rows, bytes) in encoded {
+            let name = self.data_file(batch, partition);
+            let size = bytes.len() as u64;
+            self.location
+                .put(&self.location.path(&format!("{staging}/{name}")), bytes)
+                .await?;
+            files.push(ManifestFile {
+                path: name,
+                size,
+                rows,
+            });
+        }
+        let manifest = Manifest {
+            batch,
+            epoch,
+            rows: files.iter().map(|f| f.rows).sum(),
+            files,
+        };
+        let text = format!("v1\n{}\n", crate::checkpoint::to_json(&manifest));
+        let manifest_path = self.location.path(&Self::manifest_file(batch));
+        let written = self
+            .location
+            .put_if_absent(&manifest_path, text.into_bytes())
+            .await?;
+        let manifest = if written {
+            manifest
+        } else {
+            // Another run committed this batch first; its files are what the sink keeps.
+            self.read_manifest(batch).await?.ok_or_else(|| SinkError::Corrupt {
+                file: Self::manifest_file(batch),
+                reason: "exists but cannot be read".into(),
+            })?
+        };
+        self.publish(&manifest).await?;
+        Ok(SinkCommit {
+            rows: manifest.rows,
+            written,
+        })
+    }
+}

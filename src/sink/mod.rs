@@ -1,0 +1,64 @@
+//! Sinks (DESIGN 4): making the rows of batch `N` visible exactly once, even when called again
+//! with the same `N` after a crash.
+
+mod console;
+mod files;
+
+use async_trait::async_trait;
+use datafusion::arrow::record_batch::RecordBatch;
+
+pub use console::ConsoleSink;
+pub use files::{FilesSink, Manifest, ManifestFile};
+
+use crate::checkpoint::{BatchId, Epoch};
+use crate::storage::StorageError;
+
+/// What can go wrong writing a sink.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Encoding the output failed.
+    #[error("writing batch {batch} as {format}: {reason}")]
+    Encode {
+        /// The batch.
+        batch: BatchId,
+        /// The output format.
+        format: &'static str,
+        /// The encoder's message.
+        reason: String,
+    },
+    /// The sink's own log is damaged.
+    #[error("sink manifest {file} is corrupt: {reason}")]
+    Corrupt {
+        /// The manifest entry.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// What a sink did with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkCommit {
+    /// Rows the batch holds in the sink.
+    pub rows: u64,
+    /// False when the sink already had the batch and wrote nothing.
+    pub written: bool,
+}
+
+/// The output of one batch: a list of record batches per output partition.
+pub type BatchOutput = Vec<Vec<RecordBatch>>;
+
+/// A sink that takes each batch exactly once.
+#[async_trait]
+pub trait Sink: Send + Sync + std::fmt::Debug {
+    /// Makes `output` visible as batch `batch`; does nothing if the sink already has it.
+    async fn commit(
+        &self,
+        batch: BatchId,
+        epoch: Epoch,
+        output: BatchOutput,
+    ) -> Result<SinkCommit, SinkError>;
+}

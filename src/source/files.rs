@@ -1,0 +1,494 @@
+//! The files source: JSON lines, CSV or Parquet files in a folder or under an object-store
+//! prefix.
+//!
+//! New files are found by listing, taken in path order, and each batch's exact file list is
+//! logged under `sources/<name>/<N>` in the checkpoint, so a replay reads the same files even
+//! when more have arrived. Files and folders whose names start with `.` or `_` are ignored
+//! (temporary and metadata files). The schema is declared, or inferred from the first file and
+//! pinned under `sources/<name>/schema`.
+//!
+//! The log of batch `N` holds `v1`, then one JSON line per file. Older logs are folded into one
+//! `<K>.compact` entry (every file read up to batch `K`) once there are enough of them.
+
+use std::collections::{BTreeSet, HashSet};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::datasource::MemTable;
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Admission, BatchInput, Source, SourceError, decode, infer_schema};
+use crate::checkpoint::{BatchId, CheckpointError, paths};
+use crate::pipeline::SourceConfig;
+use crate::storage::{Location, StoreHook};
+
+/// One file in a source log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct LoggedFile {
+    path: String,
+    size: u64,
+}
+
+/// One column of a pinned schema.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinnedColumn {
+    name: String,
+    #[serde(rename = "type")]
+    data_type: String,
+    nullable: bool,
+}
+
+/// The files source.
+#[derive(Debug)]
+pub struct FilesSource {
+    name: String,
+    config: SourceConfig,
+    data: Location,
+    checkpoint: Location,
+    schema: Option<SchemaRef>,
+    /// Files read by planned batches.
+    seen: HashSet<String>,
+    /// The input available when the run froze it, if it did.
+    frozen: Option<Vec<LoggedFile>>,
+    /// Numbered log entries present, for compaction.
+    logged: BTreeSet<u64>,
+}
+
+impl FilesSource {
+    /// Opens the source `name`, loading its log from the checkpoint at `checkpoint`.
+    pub async fn open(
+        name: &str,
+        config: &SourceConfig,
+        checkpoint: &Location,
+        hook: Option<&StoreHook>,
+        sync: bool,
+    ) -> Result<Self, SourceError> {
+        let data = Location::open(&config.path, false, sync, hook).map_err(|e| {
+            SourceError::Config {
+                source_name: name.to_string(),
+                reason: format!("{e}; create the folder or fix `sources.{name}.path`"),
+            }
+        })?;
+        let mut source = Self {
+            name: name.to_string(),
+            config: config.clone(),
+            data,
+            checkpoint: checkpoint.clone(),
+            schema: None,
+            seen: HashSet::new(),
+            frozen: None,
+            logged: BTreeSet::new(),
+        };
+        source.schema = source.declared_or_pinned_schema().await?;
+        source.load_log().await?;
+        Ok(source)
+    }
+
+    fn log_dir(&self) -> String {
+        paths::source_dir(&self.name)
+    }
+
+    fn log_file(&self, batch: u64) -> String {
+        format!("{}/{batch}", self.log_dir())
+    }
+
+    async fn declared_or_pinned_schema(&self) -> Result<Option<SchemaRef>, SourceError> {
+        if let Some(columns) = self.config.declared_columns() {
+            let schema = crate::plan::schema_from_sql_types(&columns)
+                .await
+                .map_err(|e| SourceError::Config {
+                    source_name: self.name.clone(),
+                    reason: e.to_string(),
+                })?;
+            return Ok(Some(schema));
+        }
+        let file = format!("{}/schema", self.log_dir());
+        let Some(bytes) = self.checkpoint.get(&self.checkpoint.path(&file)).await? else {
+            return Ok(None);
+        };
+        let columns: Vec<PinnedColumn> =
+            crate::checkpoint::parse_json_object(&file, &String::from_utf8_lossy(&bytes))?;
+        let fields = columns
+            .into_iter()
+            .map(|c| {
+                DataType::from_str(&c.data_type)
+                    .map(|t| Field::new(c.name, t, c.nullable))
+                    .map_err(|e| CheckpointError::Corrupt {
+                        file: file.clone(),
+                        line: 1,
+                        reason: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Arc::new(Schema::new(fields))))
+    }
+
+    async fn pin_schema(&self, schema: &SchemaRef) -> Result<(), SourceError> {
+        let columns: Vec<PinnedColumn> = schema
+            .fields()
+            .iter()
+            .map(|f| PinnedColumn {
+                name: f.name().clone(),
+                data_type: f.data_type().to_string(),
+                nullable: f.is_nullable(),
+            })
+            .collect();
+        let path = self.checkpoint.path(&format!("{}/schema", self.log_dir()));
+        let text = serde_json::to_string_pretty(&columns).expect("schema serializes") + "\n";
+        self.checkpoint.put_if_absent(&path, text.into_bytes()).await?;
+        Ok(())
+    }
+
+    /// Loads the files read so far from the log (the latest compact entry and later batches).
+    async fn load_log(&mut self) -> Result<(), SourceError> {
+        let mut compact: Option<u64> = None;
+        for meta in self.checkpoint.list(&self.log_dir()).await? {
+            let relative = self.checkpoint.relative(&meta.location);
+            let name = relative.rsplit('/').next().unwrap_or_default();
+            if let Some(n) = paths::entry_number(name) {
+                self.logged.insert(n);
+            } else if let Some(n) = name.strip_suffix(".compact").and_then(paths::entry_number) {
+                compact = compact.max(Some(n));
+            }
+        }
+        if let Some(k) = compact {
+            for file in self.read_entry(&format!("{}/{k}.compact", self.log_dir())).await? {
+                self.seen.insert(file.path);
+            }
+        }
+        let numbered: Vec<u64> = self.logged.iter().copied().collect();
+        for n in numbered {
+            if compact.is_some_and(|k| n <= k) {
+                continue;
+            }
+            for file in self.read_entry(&self.log_file(n)).await? {
+                self.seen.insert(file.path);
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_entry(&self, file: &str) -> Result<Vec<LoggedFile>, SourceError> {
+        let bytes = self
+            .checkpoint
+            .get(&self.checkpoint.path(file))
+            .await?
+            .ok_or_else(|| CheckpointError::Inconsistent {
+                location: self.checkpoint.to_string(),
+                reason: format!("the source log {file} is missing"),
+            })?;
+        let text = String::from_utf8_lossy(&bytes);
+        let corrupt = |line: usize, reason: String| CheckpointError::Corrupt {
+            file: file.to_string(),
+            line,
+            reason,
+        };
+        if !text.ends_with('\n') {
+            return Err(corrupt(text.lines().count().max(1), "truncated".into()).into());
+        }
+        let mut lines = text.lines();
+        if lines.next() != Some("v1") {
+            return Err(corrupt(1, "expected `v1`".into()).into());
+        }
+        lines
+            .enumerate()
+            .map(|(i, line)| {
+                serde_json::from_str(line).map_err(|e| corrupt(i + 2, e.to_string()).into())
+            })
+            .collect()
+    }
+
+    /// Every data file under the source's folder, in path order, skipping hidden names.
+    async fn list_data(&self) -> Result<Vec<LoggedFile>, SourceError> {
+        Ok(self
+            .data
+            .list("")
+            .await?
+            .into_iter()
+            .filter_map(|meta| {
+                let path = self.data.relative(&meta.location);
+                let hidden = path
+                    .split('/')
+                    .any(|part| part.starts_with('.') || part.starts_with('_'));
+                (!hidden).then_some(LoggedFile {
+                    path,
+                    size: meta.size,
+                })
+            })
+            .collect())
+    }
+
+    async fn available(&self) -> Result<Vec<LoggedFile>, SourceError> {
+        let all = match &self.frozen {
+            Some(frozen) => frozen.clone(),
+            None => self.list_data().await?,
+        };
+        Ok(all
+            .into_iter()
+            .filter(|f| !self.seen.contains(&f.path))
+            .collect())
+    }
+
+    async fn read_files(&self, batch: BatchId, files: &[LoggedFile]) -> Result<BatchInput, SourceError> {
+        let schema = self.schema.clone().ok_or_else(|| SourceError::Config {
+            source_name: self.name.clone(),
+            reason: "no schema yet".into(),
+        })?;
+        let paths = files.iter().map(|f| f.path.clone()).collect();
+        read_into_table(&self.data, paths, &self.config, schema, Some(batch)).await
+    }
+}
+
+/// Reads files of `location` into a table with one partition per file.
+async fn read_into_table(
+    location: &Location,
+    files: Vec<String>,
+    config: &SourceConfig,
+    schema: SchemaRef,
+    batch: Option<BatchId>,
+) -> Result<BatchInput, SourceError> {
+    let format = config.format;
+    let on_error = config.on_error;
+    let decoded: Vec<super::Decoded> = futures::stream::iter(files.into_iter())
+        .map(|file| {
+            let schema = Arc::clone(&schema);
+            async move {
+                let path = location.path(&file);
+                let shown = format!("{location}/{file}");
+                let bytes = location.get(&path).await?.ok_or_else(|| match batch {
+                    Some(batch) => SourceError::FileGone {
+                        file: shown.clone(),
+                        batch,
+                    },
+                    None => SourceError::Config {
+                        source_name: shown.clone(),
+                        reason: "file vanished while reading".into(),
+                    },
+                })?;
+                tokio::task::spawn_blocking(move || decode(&shown, &bytes, format, &schema, on_error))
+                    .await
+                    .map_err(|e| SourceError::Config {
+                        source_name: file,
+                        reason: format!("decoding panicked: {e}"),
+                    })?
+            }
+        })
+        .buffered(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .try_collect()
+        .await?;
+    let rows = decoded.iter().map(|d| d.rows).sum();
+    let skipped = decoded.iter().map(|d| d.skipped).sum();
+    let files = decoded.len() as u64;
+    let mut partitions: Vec<_> = decoded.into_iter().map(|d| d.batches).collect();
+    if partitions.is_empty() {
+        partitions.push(Vec::new());
+    }
+    let table = MemTable::try_new(schema, partitions).map_err(|e| SourceError::Config {
+        source_name: location.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(BatchInput {
+        table: Arc::new(table),
+        rows,
+        skipped,
+        files,
+    })
+}
+
+/// Reads a static table once: every file of a folder, or a single file.
+pub async fn load_table(
+    name: &str,
+    config: &SourceConfig,
+    hook: Option<&StoreHook>,
+) -> Result<Arc<MemTable>, SourceError> {
+    let config_err = |reason: String| SourceError::Config {
+        source_name: name.to_string(),
+        reason: format!("{reason}; fix `tables.{name}.path`"),
+    };
+    let local = std::path::Path::new(&config.path);
+    let (folder, only) = if !config.path.contains("://") && local.is_file() {
+        let parent = local.parent().filter(|p| !p.as_os_str().is_empty());
+        let folder = parent.map_or(".".to_string(), |p| p.display().to_string());
+        let file = local.file_name().map(|f| f.to_string_lossy().to_string());
+        (folder, file)
+    } else {
+        (config.path.clone(), None)
+    };
+    let location = Location::open(&folder, false, false, hook).map_err(|e| config_err(e.to_string()))?;
+    let files: Vec<String> = match only {
+        Some(file) => vec![file],
+        None => location
+            .list("")
+            .await?
+            .into_iter()
+            .map(|m| location.relative(&m.location))
+            .filter(|p| !p.split('/').any(|s| s.starts_with('.') || s.starts_with('_')))
+            .collect(),
+    };
+    let first = files
+        .first()
+        .ok_or_else(|| config_err("the table has no files".into()))?;
+    let schema = match config.declared_columns() {
+        Some(columns) => crate::plan::schema_from_sql_types(&columns)
+            .await
+            .map_err(|e| config_err(e.to_string()))?,
+        None => {
+            let bytes = location
+                .get(&location.path(first))
+                .await?
+                .ok_or_else(|| config_err(format!("{first} vanished")))?;
+            infer_schema(&format!("{location}/{first}"), &bytes, config.format)?
+        }
+    };
+    Ok(read_into_table(&location, files, config, schema, None).await?.table)
+}
+
+fn log_offset(offset: Option<&serde_json::Value>) -> Option<u64> {
+    offset.and_then(|o| o.get("log")).and_then(serde_json::Value::as_u64)
+}
+
+#[async_trait]
+impl Source for FilesSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn schema(&self) -> Option<SchemaRef> {
+        self.schema.clone()
+    }
+
+    async fn resolve_schema(&mut self) -> Result<Option<SchemaRef>, SourceError> {
+        if self.schema.is_some() {
+            return Ok(self.schema.clone());
+        }
+        let Some(first) = self.list_data().await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let bytes = self
+            .data
+            .get(&self.data.path(&first.path))
+            .await?
+            .ok_or_else(|| SourceError::Config {
+                source_name: self.name.clone(),
+                reason: format!("{} vanished", first.path),
+            })?;
+        let schema = infer_schema(&format!("{}/{}", self.data, first.path), &bytes, self.config.format)?;
+        self.pin_schema(&schema).await?;
+        // Another run may have pinned one first: theirs wins.
+        self.schema = self.declared_or_pinned_schema().await?;
+        Ok(self.schema.clone())
+    }
+
+    async fn freeze(&mut self) -> Result<(), SourceError> {
+        self.frozen = Some(self.list_data().await?);
+        Ok(())
+    }
+
+    async fn plan(
+        &mut self,
+        batch: BatchId,
+        start: Option<&serde_json::Value>,
+        admission: Admission,
+    ) -> Result<Option<serde_json::Value>, SourceError> {
+        let files_before = start
+            .and_then(|o| o.get("files"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        // A log entry left by a planning attempt that crashed before `offsets/N`: reuse it.
+        let files = if self.logged.contains(&batch.0) {
+            self.read_entry(&self.log_file(batch.0)).await?
+        } else {
+            let mut available = self.available().await?;
+            if let (Admission::SourceLimits, Some(max)) = (admission, self.config.max_files_per_batch) {
+                available.truncate(max);
+            }
+            if available.is_empty() {
+                return Ok(None);
+            }
+            let mut text = String::from("v1\n");
+            for file in &available {
+                text.push_str(&crate::checkpoint::to_json(file));
+                text.push('\n');
+            }
+            let path = self.checkpoint.path(&self.log_file(batch.0));
+            if !self.checkpoint.put_if_absent(&path, text.into_bytes()).await? {
+                // Written by a concurrent planner of the same batch: the offsets entry decides
+                // which run goes on; use what is logged.
+                self.logged.insert(batch.0);
+                return Box::pin(self.plan(batch, start, admission)).await;
+            }
+            self.logged.insert(batch.0);
+            available
+        };
+        for file in &files {
+            self.seen.insert(file.path.clone());
+        }
+        Ok(Some(json!({
+            "log": batch.0,
+            "files": files_before + files.len() as u64,
+        })))
+    }
+
+    async fn read(
+        &self,
+        start: Option<&serde_json::Value>,
+        end: &serde_json::Value,
+    ) -> Result<BatchInput, SourceError> {
+        let end_log = log_offset(Some(end));
+        if end_log.is_none() || end_log == log_offset(start) {
+            return self.read_files(BatchId(0), &[]).await;
+        }
+        let batch = BatchId(end_log.unwrap_or_default());
+        let files = self.read_entry(&self.log_file(batch.0)).await?;
+        self.read_files(batch, &files).await
+    }
+
+    async fn commit(&mut self, _batch: BatchId, oldest_kept: BatchId) -> Result<(), SourceError> {
+        // Fold old entries into one compact entry once there are as many old entries as kept
+        // ones, so the log stays bounded without rewriting the compact entry every batch.
+        let old: Vec<u64> = self.logged.iter().copied().filter(|n| *n < oldest_kept.0).collect();
+        let kept = self.logged.len() - old.len();
+        let Some(&last_old) = old.last() else {
+            return Ok(());
+        };
+        if old.len() < kept.max(1) {
+            return Ok(());
+        }
+        let mut all: Vec<LoggedFile> = Vec::new();
+        let mut previous_compacts = Vec::new();
+        for meta in self.checkpoint.list(&self.log_dir()).await? {
+            let relative = self.checkpoint.relative(&meta.location);
+            let name = relative.rsplit('/').next().unwrap_or_default().to_string();
+            if let Some(k) = name.strip_suffix(".compact").and_then(paths::entry_number) {
+                if k < last_old {
+                    all.extend(self.read_entry(&relative).await?);
+                    previous_compacts.push(relative);
+                }
+            }
+        }
+        for n in &old {
+            all.extend(self.read_entry(&self.log_file(*n)).await?);
+        }
+        let mut text = String::from("v1\n");
+        for file in &all {
+            text.push_str(&crate::checkpoint::to_json(file));
+            text.push('\n');
+        }
+        let compact = self.checkpoint.path(&format!("{}/{last_old}.compact", self.log_dir()));
+        self.checkpoint.put(&compact, text.into_bytes()).await?;
+        for n in old {
+            self.checkpoint.delete(&self.checkpoint.path(&self.log_file(n))).await?;
+            self.logged.remove(&n);
+        }
+        for file in previous_compacts {
+            self.checkpoint.delete(&self.checkpoint.path(&file)).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! Sources (DESIGN 3): turning "what is new" into offsets, and an offset range back into the
+//! same rows, every time.
+//!
+//! Invariants:
+//! - `read(start, end)` depends only on the offsets and what the source logged for them, never
+//!   on what has arrived since;
+//! - a source's log entry for batch `N` is written before `offsets/N`, and never changed once
+//!   `offsets/N` exists.
+
+mod decode;
+mod files;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::datasource::MemTable;
+
+pub use decode::{Decoded, decode, infer_schema};
+pub use files::{FilesSource, load_table};
+
+use crate::checkpoint::{BatchId, CheckpointError};
+use crate::storage::StorageError;
+
+/// What can go wrong reading a source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The source's log in the checkpoint is damaged.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// A line or row does not parse.
+    #[error("{file}{}: {reason}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Malformed {
+        /// The file.
+        file: String,
+        /// The 1-based line, when known.
+        line: Option<usize>,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A file's columns do not fit the source's schema.
+    #[error("{file} does not fit the source's schema: {reason}")]
+    SchemaMismatch {
+        /// The file.
+        file: String,
+        /// What differs.
+        reason: String,
+    },
+    /// No schema could be inferred.
+    #[error("cannot infer a schema from {file}: {reason}; declare `schema:` for the source")]
+    Infer {
+        /// The file.
+        file: String,
+        /// Why.
+        reason: String,
+    },
+    /// The source's folder does not exist.
+    #[error("source `{source_name}`: {reason}")]
+    Config {
+        /// The source.
+        source_name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A logged file is gone, so the batch cannot be recomputed.
+    #[error(
+        "{file}, read by batch {batch}, is gone; the batch cannot be recomputed. Restore the file"
+    )]
+    FileGone {
+        /// The file.
+        file: String,
+        /// The batch that read it.
+        batch: BatchId,
+    },
+}
+
+/// How much a batch may take from a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Everything available.
+    Unlimited,
+    /// The source's own limits (`max_files_per_batch`).
+    SourceLimits,
+}
+
+/// The rows a batch reads from one source.
+#[derive(Debug)]
+pub struct BatchInput {
+    /// A table over exactly the batch's rows, one partition per file.
+    pub table: Arc<MemTable>,
+    /// Rows read.
+    pub rows: u64,
+    /// Malformed rows skipped.
+    pub skipped: u64,
+    /// Files read.
+    pub files: u64,
+}
+
+/// A replayable source of rows.
+#[async_trait]
+pub trait Source: Send + Sync + std::fmt::Debug {
+    /// The table name the query uses.
+    fn name(&self) -> &str;
+
+    /// The schema, once known (declared, pinned in the checkpoint, or inferred).
+    fn schema(&self) -> Option<SchemaRef>;
+
+    /// Makes the schema known if it can be (inferring from the first file and pinning it).
+    async fn resolve_schema(&mut self) -> Result<Option<SchemaRef>, SourceError>;
+
+    /// Takes the set of available input now; later plans choose only from it
+    /// (for `available-now` and `once`).
+    async fn freeze(&mut self) -> Result<(), SourceError>;
+
+    /// Plans batch `batch`: logs what it reads and returns its end offset, or `None` when there
+    /// is nothing new after `start`.
+    async fn plan(
+        &mut self,
+        batch: BatchId,
+        start: Option<&serde_json::Value>,
+        admission: Admission,
+    ) -> Result<Option<serde_json::Value>, SourceError>;
+
+    /// The rows in `(start, end]`, the same every time.
+    async fn read(
+        &self,
+        start: Option<&serde_json::Value>,
+        end: &serde_json::Value,
+    ) -> Result<BatchInput, SourceError>;
+
+    /// Batch `batch` is committed; logs older than `oldest_kept` may be compacted.
+    async fn commit(&mut self, batch: BatchId, oldest_kept: BatchId) -> Result<(), SourceError>;
+}

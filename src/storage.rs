@@ -1,0 +1,344 @@
+//! Where Sluice's bytes live: an object store plus a prefix, opened from a local path or a URL.
+//!
+//! Invariants:
+//! - every checkpoint and sink write goes through an [`ObjectStore`], so the same code runs on
+//!   local disk, S3, GCS, Azure and in memory;
+//! - on local disk, object_store 0.13 writes a temporary file and links it into place but never
+//!   syncs; [`Location::sync`] syncs the file and its folder, so a write counts only once it is
+//!   on disk (when syncing is on);
+//! - tests can wrap every store a run opens (see [`StoreHook`]) to count or fail its operations.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use url::Url;
+
+/// Wraps each object store a run opens; used by tests to inject faults.
+pub type StoreHook = Arc<dyn Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync>;
+
+/// Why a location could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The path or URL is not something Sluice can open.
+    #[error("cannot open `{location}`: {reason}")]
+    Open {
+        /// The path or URL as written.
+        location: String,
+        /// Why.
+        reason: String,
+    },
+    /// An object-store operation failed.
+    #[error("{op} `{path}` failed: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The object's full path.
+        path: String,
+        /// The store's error.
+        source: object_store::Error,
+    },
+    /// Syncing a local file to disk failed.
+    #[error("syncing `{path}` to disk failed: {source}")]
+    Sync {
+        /// The local path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// An object store and the prefix under which one checkpoint, source or sink lives.
+#[derive(Debug, Clone)]
+pub struct Location {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    /// The folder on local disk, for stores that are local.
+    local_root: Option<PathBuf>,
+    /// The path or URL as the user wrote it.
+    display: String,
+    sync: bool,
+}
+
+impl Location {
+    /// Opens a local path (relative to the working directory) or an object-store URL
+    /// (`file://`, `s3://`, `gs://`, `az://`, `memory://`). A local folder is created when
+    /// `create` is set; otherwise it must exist.
+    pub fn open(
+        spec: &str,
+        create: bool,
+        sync: bool,
+        hook: Option<&StoreHook>,
+    ) -> Result<Self, StorageError> {
+        let fail = |reason: String| StorageError::Open {
+            location: spec.to_string(),
+            reason,
+        };
+        let url = if spec.contains("://") {
+            Some(Url::parse(spec).map_err(|e| fail(e.to_string()))?)
+        } else {
+            None
+        };
+        let (store, prefix, local_root): (Arc<dyn ObjectStore>, Path, Option<PathBuf>) =
+            match url.as_ref().map(|u| u.scheme()) {
+                None | Some("file") => {
+                    let dir = match &url {
+                        Some(u) => u
+                            .to_file_path()
+                            .map_err(|()| fail("not a local file URL".into()))?,
+                        None => PathBuf::from(spec),
+                    };
+                    if create {
+                        std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+                    } else if !dir.is_dir() {
+                        return Err(fail("no such folder".into()));
+                    }
+                    let dir = dir.canonicalize().map_err(|e| fail(e.to_string()))?;
+                    // Automatic cleanup removes folders emptied by a delete (the sink's staging).
+                    let store = LocalFileSystem::new_with_prefix(&dir)
+                        .map_err(|e| fail(e.to_string()))?
+                        .with_automatic_cleanup(true);
+                    (Arc::new(store), Path::default(), Some(dir))
+                }
+                Some("memory") => (Arc::new(InMemory::new()), Path::default(), None),
+                Some(_) => {
+                    let url = url.as_ref().expect("the scheme came from this URL");
+                    let (store, prefix) = open_cloud(url).map_err(|e| fail(e.to_string()))?;
+                    (store, prefix, None)
+                }
+            };
+        let store = match hook {
+            Some(hook) => hook(store),
+            None => store,
+        };
+        Ok(Self {
+            store,
+            prefix,
+            local_root,
+            display: spec.to_string(),
+            sync,
+        })
+    }
+
+    /// The store itself.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The full path of `relative` (slash-separated) under this location.
+    pub fn path(&self, relative: &str) -> Path {
+        relative
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .fold(self.prefix.clone(), |p, part| p.join(part))
+    }
+
+    /// The prefix of this location in its store.
+    pub fn prefix(&self) -> &Path {
+        &self.prefix
+    }
+
+    /// `path` relative to this location's prefix, slash-separated.
+    pub fn relative(&self, path: &Path) -> String {
+        match path.prefix_match(&self.prefix) {
+            Some(parts) => parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"),
+            None => path.to_string(),
+        }
+    }
+
+    /// The local folder, when the store is local disk.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
+    }
+
+    /// Whether writes are synced to disk before they count.
+    pub fn syncs(&self) -> bool {
+        self.sync && self.local_root.is_some()
+    }
+
+    /// Writes `bytes` to `path`, replacing what is there, and syncs it.
+    pub async fn put(&self, path: &Path, bytes: Vec<u8>) -> Result<(), StorageError> {
+        self.put_mode(path, bytes, PutMode::Overwrite).await.map(|_| ())
+    }
+
+    /// Creates `path` with `bytes`; `Ok(false)` when the object already exists.
+    pub async fn put_if_absent(&self, path: &Path, bytes: Vec<u8>) -> Result<bool, StorageError> {
+        self.put_mode(path, bytes, PutMode::Create).await
+    }
+
+    async fn put_mode(
+        &self,
+        path: &Path,
+        bytes: Vec<u8>,
+        mode: PutMode,
+    ) -> Result<bool, StorageError> {
+        let opts = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(path, PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => {
+                self.sync(path).await?;
+                Ok(true)
+            }
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(source) => Err(io_err("writing", path, source)),
+        }
+    }
+
+    /// Reads a whole object; `Ok(None)` when it does not exist.
+    pub async fn get(&self, path: &Path) -> Result<Option<bytes::Bytes>, StorageError> {
+        match self.store.get(path).await {
+            Ok(result) => result
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| io_err("reading", path, e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(io_err("reading", path, e)),
+        }
+    }
+
+    /// Lists the objects under `relative`, recursively, sorted by path.
+    pub async fn list(
+        &self,
+        relative: &str,
+    ) -> Result<Vec<object_store::ObjectMeta>, StorageError> {
+        let prefix = self.path(relative);
+        let mut items: Vec<_> = match self.store.list(Some(&prefix)).try_collect().await {
+            Ok(items) => items,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(io_err("listing", &prefix, e)),
+        };
+        items.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(items)
+    }
+
+    /// Deletes an object; a missing object is not an error.
+    pub async fn delete(&self, path: &Path) -> Result<(), StorageError> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(io_err("deleting", path, e)),
+        }
+    }
+
+    /// Renames an object, replacing the target, and syncs the target.
+    pub async fn rename(&self, from: &Path, to: &Path) -> Result<(), StorageError> {
+        self.store
+            .rename(from, to)
+            .await
+            .map_err(|e| io_err("renaming", from, e))?;
+        self.sync(to).await
+    }
+
+    /// Syncs a local object and its folder to disk; nothing to do on other stores or with
+    /// syncing off.
+    pub async fn sync(&self, path: &Path) -> Result<(), StorageError> {
+        if !self.sync {
+            return Ok(());
+        }
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let file = path
+            .parts()
+            .fold(root.clone(), |p, part| p.join(part.as_ref()));
+        tokio::task::spawn_blocking(move || sync_file_and_parent(&file))
+            .await
+            .map_err(|e| StorageError::Sync {
+                path: root.clone(),
+                source: std::io::Error::other(e),
+            })?
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+fn sync_file_and_parent(file: &std::path::Path) -> Result<(), StorageError> {
+    let err = |source| StorageError::Sync {
+        path: file.to_path_buf(),
+        source,
+    };
+    std::fs::File::open(file).and_then(|f| f.sync_all()).map_err(err)?;
+    if let Some(parent) = file.parent() {
+        std::fs::File::open(parent)
+            .and_then(|f| f.sync_all())
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+fn io_err(op: &'static str, path: &Path, source: object_store::Error) -> StorageError {
+    StorageError::Io {
+        op,
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// Opens a cloud store from a URL, configured from the environment the way each cloud's own
+/// tools are (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+fn open_cloud(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), object_store::Error> {
+    let prefix = Path::from_url_path(url.path())?;
+    let store: Arc<dyn ObjectStore> = match url.scheme() {
+        "s3" | "s3a" => Arc::new(
+            object_store::aws::AmazonS3Builder::from_env()
+                .with_url(url.as_str())
+                .build()?,
+        ),
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_url(url.as_str())
+                .build()?,
+        ),
+        "az" | "abfs" | "abfss" | "azure" => Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(url.as_str())
+                .build()?,
+        ),
+        _ => {
+            let (store, prefix) = object_store::parse_url(url)?;
+            return Ok((Arc::from(store), prefix));
+        }
+    };
+    Ok((store, prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn create_only_writes_refuse_to_overwrite() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let loc = Location::open(dir.path().to_str().expect("utf-8"), false, true, None)
+            .expect("open");
+        let p = loc.path("offsets/0");
+        assert!(loc.put_if_absent(&p, b"one".to_vec()).await.expect("first"));
+        assert!(!loc.put_if_absent(&p, b"two".to_vec()).await.expect("second"));
+        assert_eq!(loc.get(&p).await.expect("get").as_deref(), Some(&b"one"[..]));
+        assert_eq!(loc.relative(&p), "offsets/0");
+        assert!(dir.path().join("offsets/0").is_file());
+    }
+
+    #[test]
+    fn missing_local_folder_is_an_error_unless_created() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = dir.path().join("nope");
+        let spec = missing.to_str().expect("utf-8");
+        assert!(Location::open(spec, false, false, None).is_err());
+        assert!(Location::open(spec, true, false, None).is_ok());
+    }
+}

@@ -1,0 +1,308 @@
+//! The `sluice` binary as a user runs it: exit codes, messages, signals, two runs at once, and
+//! a SIGKILL loop.
+
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+fn run_bin(args: &[&str], cwd: &std::path::Path) -> Output {
+    sluice_bin().args(args).current_dir(cwd).output().expect("run sluice")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn json_events(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn quickstart_runs_then_finds_nothing_then_takes_just_the_new_file() {
+    let ws = Workspace::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_dir(&root.join("queries"), &ws.path("queries"));
+    let args = ["run", "queries/quickstart.yaml", "--progress", "json"];
+
+    let first = run_bin(&args, ws.dir.path());
+    assert!(first.status.success(), "{}", stderr(&first));
+    let events = json_events(&first);
+    let files = std::fs::read_dir(ws.path("queries/data/clicks")).expect("data").count();
+    assert_eq!(events.len(), files, "one file per batch");
+    for (n, e) in events.iter().enumerate() {
+        assert_eq!(e["batchId"], n as u64);
+        assert_eq!(e["numInputFiles"], 1);
+        assert!(e["durationMs"]["triggerExecution"].as_f64().expect("duration") > 0.0);
+        assert!(e["numInputRows"].as_u64().expect("rows") > 0);
+    }
+
+    let second = run_bin(&args, ws.dir.path());
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(json_events(&second).is_empty(), "nothing new: no batch");
+
+    std::fs::copy(
+        ws.path("queries/data/clicks/clicks-0000.jsonl"),
+        ws.path("queries/data/clicks/clicks-9999.jsonl"),
+    )
+    .expect("new file");
+    let third = run_bin(&args, ws.dir.path());
+    assert!(third.status.success(), "{}", stderr(&third));
+    let events = json_events(&third);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["batchId"], files as u64);
+    assert_eq!(events[0]["numInputFiles"], 1);
+    assert_eq!(events[0]["numInputRows"], 40);
+
+    // inspect shows every batch committed, with its files.
+    let inspect = run_bin(&["inspect", "checkpoints/quickstart", "--json"], ws.dir.path());
+    assert!(inspect.status.success(), "{}", stderr(&inspect));
+    let view: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("inspect json");
+    assert_eq!(view["metadata"]["name"], "quickstart");
+    assert_eq!(view["batches_committed"], files + 1);
+    assert_eq!(view["pending"], serde_json::Value::Null);
+    let last = &view["batches"][files];
+    assert_eq!(last["status"], "committed");
+    assert_eq!(last["files"]["clicks"][0], "clicks-9999.jsonl");
+    assert_eq!(last["commit"]["rows_in"], 40);
+}
+
+fn pipeline_in(ws: &Workspace, query: &str, extra_source_keys: &str) -> std::path::PathBuf {
+    let yaml = pipeline_yaml(ws, "json", query, 1, extra_source_keys);
+    write_pipeline(ws, &yaml)
+}
+
+#[test]
+fn malformed_json_names_file_and_line_and_skip_counts_it() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 5, 0);
+    let bad = ws.path("in/clicks-0001.json");
+    let mut text = std::fs::read_to_string(&bad).expect("read");
+    text = text.replacen("\"user_id\"", "\"user_id\": oops, \"x\"", 1);
+    let lines: Vec<&str> = text.lines().collect();
+    let moved = format!("{}\n{}\n{}\n", lines[1..3].join("\n"), lines[0], lines[3..].join("\n"));
+    std::fs::write(&bad, moved).expect("write");
+
+    let pipeline = pipeline_in(&ws, "SELECT * FROM clicks", "");
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("clicks-0001.json line 3"), "{err}");
+    // Batch 0 (the good file) stays committed.
+    assert!(ws.path("ckpt/commits/0").exists());
+    assert!(!ws.path("ckpt/commits/1").exists());
+
+    let pipeline = pipeline_in(&ws, "SELECT * FROM clicks", "    on_error: skip\n");
+    let out = run_bin(
+        &["run", pipeline.to_str().expect("utf-8"), "--progress", "json"],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = json_events(&out);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["numSkippedRows"], 1);
+    assert_eq!(events[0]["numInputRows"], 4);
+}
+
+#[test]
+fn malformed_csv_names_file_and_line() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "csv", 1, 5, 0);
+    let file = ws.path("in/clicks-0000.csv");
+    let text = std::fs::read_to_string(&file).expect("read");
+    std::fs::write(&file, text.replacen("\n1,", "\nnot-a-number,", 1)).expect("write");
+    let yaml = pipeline_yaml(&ws, "csv", "SELECT * FROM clicks", 1, "");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("clicks-0000.csv line 3"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_pipelines_exit_2_with_a_short_message() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 5, 0);
+    let good = pipeline_yaml(&ws, "json", "SELECT * FROM clicks", 1, "");
+    let cases: Vec<(String, &str)> = vec![
+        (good.replace(&ws.p("in"), &ws.p("missing")), "create the folder"),
+        ("name: [unclosed\n".to_string(), "pipeline.yaml"),
+        (good.replace("max_files_per_batch", "max_file_per_batch"), "did you mean `max_files_per_batch`"),
+        (good.replace("SELECT * FROM clicks", "SELEC * FROM clicks"), "does not plan"),
+        (good.replace("SELECT * FROM clicks", "SELECT page, count(*) FROM clicks GROUP BY page"), "GROUP BY"),
+        (good.replace("SELECT * FROM clicks", "SELECT nope FROM clicks"), "nope"),
+    ];
+    for (yaml, needle) in cases {
+        let pipeline = write_pipeline(&ws, &yaml);
+        let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{needle}: {err}");
+        assert!(err.contains(needle), "expected `{needle}` in: {err}");
+        assert!(err.lines().count() <= 3, "short message: {err}");
+    }
+    let out = run_bin(&["run"], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_damaged_checkpoint_file_is_named() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 5, 0);
+    let pipeline = pipeline_in(&ws, "SELECT * FROM clicks", "");
+    let p = pipeline.to_str().expect("utf-8");
+    assert!(run_bin(&["run", p], ws.dir.path()).status.success());
+    let commit = ws.path("ckpt/commits/1");
+    let text = std::fs::read_to_string(&commit).expect("commit");
+    std::fs::write(&commit, &text[..text.len() / 2]).expect("truncate");
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("commits/1"), "{}", stderr(&out));
+    std::fs::write(&commit, "garbage\n").expect("garbage");
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(stderr(&out).contains("commits/1 line 1"), "{}", stderr(&out));
+    let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("commits/1"), "{}", stderr(&out));
+}
+
+fn spawn_every(pipeline: &std::path::Path, cwd: &std::path::Path) -> Child {
+    sluice_bin()
+        .args(["run", pipeline.to_str().expect("utf-8"), "--trigger", "every 100ms", "--progress", "json"])
+        .current_dir(cwd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
+fn terminate(child: &Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn two_runs_at_once_one_stops_saying_the_checkpoint_is_in_use() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 6, 50, 0);
+    let pipeline = pipeline_in(&ws, "SELECT * FROM clicks", "");
+    let mut a = spawn_every(&pipeline, ws.dir.path());
+    let mut b = spawn_every(&pipeline, ws.dir.path());
+    // Exactly one stops at once; the other keeps running until told to stop.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (loser, mut winner) = loop {
+        if a.try_wait().expect("wait").is_some() {
+            break (a, b);
+        }
+        if b.try_wait().expect("wait").is_some() {
+            break (b, a);
+        }
+        assert!(Instant::now() < deadline, "neither run stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let lost = loser.wait_with_output().expect("output");
+    assert_eq!(lost.status.code(), Some(1));
+    assert!(stderr(&lost).contains("in use by another run"), "{}", stderr(&lost));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(winner.try_wait().expect("wait").is_none(), "the winner is still running");
+    terminate(&winner);
+    let status = wait_timeout(&mut winner, Duration::from_secs(20)).expect("winner stops on SIGTERM");
+    assert!(status.success(), "SIGTERM ends the run with exit 0");
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", "SELECT * FROM clicks"));
+    assert_eq!(compare(&expected, &rt.block_on(sink_rows(&ws.path("out")))), (expected.len(), 0, 0));
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_the_next_run_carries_on() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 50, 0);
+    let pipeline = pipeline_in(&ws, "SELECT * FROM clicks", "");
+    let mut child = spawn_every(&pipeline, ws.dir.path());
+    // Wait until both files are committed, then add more while it runs, then stop it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ws.path("ckpt/commits/1").exists() {
+        assert!(Instant::now() < deadline, "the run did not commit batch 1");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    terminate(&child);
+    let status = wait_timeout(&mut child, Duration::from_secs(20)).expect("stops on SIGTERM");
+    assert!(status.success());
+    write_clicks(&ws.path("in"), "json", 2, 50, 2);
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8"), "--progress", "json"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = json_events(&out);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["batchId"], 2);
+}
+
+/// Kill the process with SIGKILL at random moments until a run completes; nothing is lost or
+/// doubled.
+#[test]
+fn sigkill_loop_loses_and_doubles_nothing() {
+    use rand::{Rng, SeedableRng};
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 24, 200, 0);
+    let query = "SELECT id, page, amount FROM clicks WHERE amount > 10";
+    let pipeline = pipeline_in(&ws, query, "");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let (mut kills, mut finished) = (0, false);
+    for _ in 0..200 {
+        let mut child = sluice_bin()
+            .args(["run", pipeline.to_str().expect("utf-8"), "--progress", "none"])
+            .current_dir(ws.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let delay = Duration::from_millis(rng.random_range(5..120));
+        if let Some(status) = wait_timeout(&mut child, delay) {
+            let out = child.wait_with_output().expect("output");
+            assert!(status.success(), "{}", stderr(&out));
+            finished = true;
+            break;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        kills += 1;
+    }
+    if !finished {
+        let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
+    let got = rt.block_on(sink_rows(&ws.path("out")));
+    let (n, d, l) = compare(&expected, &got);
+    println!("sigkill loop: {kills} kills, {n} rows compared, {d} duplicates, {l} losses");
+    assert!(kills > 0, "the loop must kill at least once");
+    assert_eq!((d, l), (0, 0));
+}

@@ -1,0 +1,222 @@
+//! Shared test helpers: input generators, pipeline files, the oracle (the same SQL as one
+//! DataFusion batch query over all the input), and reading back what a sink holds.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampNanosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
+use sluice::driver::{RunOptions, RunSummary};
+use sluice::pipeline::Pipeline;
+use sluice::progress::ProgressFormat;
+
+pub const PAGES: [&str; 5] = ["home", "search", "product", "cart", "help"];
+
+/// A test's own folder with `in/`, `out/` and `ckpt/`.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("in")).expect("in/");
+        Self { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn p(&self, rel: &str) -> String {
+        self.path(rel).display().to_string()
+    }
+}
+
+/// The columns of the generated click events.
+pub fn click_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("user_id", DataType::Int64, true),
+        Field::new("page", DataType::Utf8, true),
+        Field::new("amount", DataType::Float64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+    ]))
+}
+
+/// The pipeline-file schema of the generated click events.
+pub const CLICK_SCHEMA_YAML: &str =
+    "{ id: bigint, user_id: bigint, page: string, amount: double, ts: timestamp }";
+
+/// Deterministic click events `first..first+rows`.
+pub fn clicks(first: i64, rows: i64) -> RecordBatch {
+    let ids: Vec<i64> = (first..first + rows).collect();
+    let users: Vec<i64> = ids.iter().map(|i| (i * 7919) % 23).collect();
+    let pages: Vec<&str> = ids.iter().map(|i| PAGES[(*i as usize * 31) % PAGES.len()]).collect();
+    let amounts: Vec<f64> = ids.iter().map(|i| ((i * 37) % 1000) as f64 / 10.0).collect();
+    let ts: Vec<i64> = ids.iter().map(|i| 1_762_000_000_000_000_000 + i * 1_000_000_000).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(ids)),
+        Arc::new(Int64Array::from(users)),
+        Arc::new(StringArray::from(pages)),
+        Arc::new(Float64Array::from(amounts)),
+        Arc::new(TimestampNanosecondArray::from(ts)),
+    ];
+    RecordBatch::try_new(click_schema(), columns).expect("batch")
+}
+
+/// Writes `files` files of `rows` click events each into `dir` in `format`.
+pub fn write_clicks(dir: &Path, format: &str, files: usize, rows: i64, first_file: usize) {
+    std::fs::create_dir_all(dir).expect("input folder");
+    for f in first_file..first_file + files {
+        let batch = clicks(f as i64 * rows, rows);
+        let path = dir.join(format!("clicks-{f:04}.{format}"));
+        write_batch(&path, format, &batch);
+    }
+}
+
+pub fn write_batch(path: &Path, format: &str, batch: &RecordBatch) {
+    use datafusion::arrow::{csv, json};
+    let mut out = Vec::new();
+    match format {
+        "json" => {
+            let mut w = json::LineDelimitedWriter::new(&mut out);
+            w.write(batch).expect("json");
+            w.finish().expect("json");
+        }
+        "csv" => {
+            let mut w = csv::WriterBuilder::new().with_header(true).build(&mut out);
+            w.write(batch).expect("csv");
+        }
+        "parquet" => {
+            let mut w = ArrowWriter::try_new(&mut out, batch.schema(), None).expect("parquet");
+            w.write(batch).expect("parquet");
+            w.close().expect("parquet");
+        }
+        other => panic!("format {other}"),
+    }
+    // Write then rename, as a producer of a watched folder must.
+    let tmp = path.with_file_name(format!(".tmp-{}", path.file_name().expect("name").to_string_lossy()));
+    std::fs::write(&tmp, out).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+/// A pipeline file over `in/` writing Parquet to `out/`.
+pub fn pipeline_yaml(ws: &Workspace, format: &str, query: &str, max_files: usize, extra: &str) -> String {
+    format!(
+        "name: test\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: {format}\n    schema: {schema}\n    max_files_per_batch: {max_files}\n{extra}query: |\n  {query}\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: parquet }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+        schema = CLICK_SCHEMA_YAML,
+    )
+}
+
+pub fn write_pipeline(ws: &Workspace, yaml: &str) -> PathBuf {
+    let path = ws.path("pipeline.yaml");
+    std::fs::write(&path, yaml).expect("pipeline file");
+    path
+}
+
+/// Runs a pipeline in-process.
+pub async fn run(yaml: &str, options: RunOptions) -> Result<RunSummary, sluice::Error> {
+    let pipeline = Pipeline::parse(yaml, Path::new("test.yaml"))?;
+    sluice::driver::run(
+        &pipeline,
+        RunOptions {
+            progress: ProgressFormat::None,
+            ..options
+        },
+    )
+    .await
+}
+
+/// Renders rows as sorted strings, for comparing multisets of rows.
+pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
+            let cells: Vec<String> = b
+                .columns()
+                .iter()
+                .map(|c| array_value_to_string(c, r).expect("display"))
+                .collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The oracle: `query` as one DataFusion batch query over every input file, read by
+/// DataFusion's own readers.
+pub async fn oracle(input: &Path, format: &str, query: &str) -> Vec<String> {
+    let ctx = SessionContext::new();
+    let schema = click_schema();
+    let dir = input.display().to_string();
+    match format {
+        "json" => ctx
+            .register_json("clicks", &dir, JsonReadOptions::default().schema(&schema).file_extension(".json"))
+            .await
+            .expect("oracle json"),
+        "csv" => ctx
+            .register_csv("clicks", &dir, CsvReadOptions::new().schema(&schema).file_extension(".csv"))
+            .await
+            .expect("oracle csv"),
+        "parquet" => ctx
+            .register_parquet("clicks", &dir, ParquetReadOptions::default())
+            .await
+            .expect("oracle parquet"),
+        other => panic!("format {other}"),
+    }
+    let batches = ctx.sql(query).await.expect("oracle sql").collect().await.expect("oracle run");
+    rows(&batches)
+}
+
+/// What a plain reader sees in the sink folder: every `*.parquet` file, read by DataFusion.
+pub async fn sink_rows(out: &Path) -> Vec<String> {
+    if !out.exists() {
+        return Vec::new();
+    }
+    let visible: Vec<_> = std::fs::read_dir(out)
+        .expect("out/")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    if visible.is_empty() {
+        return Vec::new();
+    }
+    let ctx = SessionContext::new();
+    ctx.register_parquet("sink", &out.display().to_string(), ParquetReadOptions::default())
+        .await
+        .expect("read sink");
+    let batches = ctx.sql("SELECT * FROM sink").await.expect("sql").collect().await.expect("collect");
+    rows(&batches)
+}
+
+/// Checks sink against oracle and returns (rows compared, duplicates, losses).
+pub fn compare(expected: &[String], got: &[String]) -> (usize, usize, usize) {
+    use std::collections::BTreeMap;
+    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+    for r in expected {
+        *counts.entry(r).or_default() += 1;
+    }
+    for r in got {
+        *counts.entry(r).or_default() -= 1;
+    }
+    let dupes = counts.values().filter(|c| **c < 0).map(|c| -c).sum::<i64>() as usize;
+    let losses = counts.values().filter(|c| **c > 0).sum::<i64>() as usize;
+    (expected.len(), dupes, losses)
+}
+
+/// The `sluice` binary built with the tests.
+pub fn sluice_bin() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.env("SLUICE_LOG", "warn");
+    cmd
+}

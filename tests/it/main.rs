@@ -1,0 +1,7 @@
+//! Sluice's integration tests: one binary, one module per concern.
+
+mod cli;
+mod common;
+mod crash;
+mod fault;
+mod streaming;

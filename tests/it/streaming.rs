@@ -1,0 +1,141 @@
+//! Streaming equals batch: for each input format, in many batches, the sink holds exactly the
+//! rows of the same SQL run as one DataFusion batch query over all the input.
+
+use crate::common::*;
+use sluice::driver::RunOptions;
+
+const QUERY: &str = "SELECT id, user_id, upper(page) AS page, amount * 2 AS doubled, ts FROM clicks WHERE amount > 20";
+
+async fn streaming_equals_batch(format: &str) {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), format, 9, 250, 0);
+    let yaml = pipeline_yaml(&ws, format, QUERY, 2, "");
+    let summary = run(&yaml, RunOptions::default()).await.expect("run");
+    assert_eq!(summary.batches, 5, "9 files at 2 per batch");
+    assert_eq!(summary.rows_in, 9 * 250);
+    let expected = oracle(&ws.path("in"), format, QUERY).await;
+    let got = sink_rows(&ws.path("out")).await;
+    assert!(!expected.is_empty());
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+    assert_eq!(got, expected);
+
+    // More input arrives: only the new files are read.
+    write_clicks(&ws.path("in"), format, 3, 250, 9);
+    let summary = run(&yaml, RunOptions::default()).await.expect("second run");
+    assert_eq!(summary.batches, 2);
+    assert_eq!(summary.rows_in, 3 * 250);
+    let expected = oracle(&ws.path("in"), format, QUERY).await;
+    assert_eq!(sink_rows(&ws.path("out")).await, expected);
+
+    // Nothing new: no batch.
+    let summary = run(&yaml, RunOptions::default()).await.expect("third run");
+    assert_eq!(summary.batches, 0);
+}
+
+#[tokio::test]
+async fn json_lines_stream_equals_batch() {
+    streaming_equals_batch("json").await;
+}
+
+#[tokio::test]
+async fn csv_stream_equals_batch() {
+    streaming_equals_batch("csv").await;
+}
+
+#[tokio::test]
+async fn parquet_stream_equals_batch() {
+    streaming_equals_batch("parquet").await;
+}
+
+#[tokio::test]
+async fn stream_static_join_and_unnest_equal_batch() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 4, 100, 0);
+    std::fs::write(
+        ws.path("sections.csv"),
+        "page,section\nhome,landing\nsearch,discovery\nproduct,discovery\ncart,purchase\n",
+    )
+    .expect("table");
+    let query = "SELECT c.id, s.section, unnest(make_array(c.user_id, c.user_id + 100)) AS u \
+                 FROM clicks c JOIN sections s ON c.page = s.page WHERE c.amount < 50";
+    let extra = format!(
+        "tables:\n  sections: {{ kind: files, path: {}, format: csv }}\n",
+        ws.p("sections.csv")
+    );
+    let yaml = pipeline_yaml(&ws, "json", query, 1, "").replace("query: |", &format!("{extra}query: |"));
+    let summary = run(&yaml, RunOptions::default()).await.expect("run");
+    assert_eq!(summary.batches, 4);
+    // The oracle joins the same static table.
+    let ctx = datafusion::prelude::SessionContext::new();
+    let schema = click_schema();
+    ctx.register_json(
+        "clicks",
+        &ws.p("in"),
+        datafusion::prelude::JsonReadOptions::default().schema(&schema),
+    )
+    .await
+    .expect("clicks");
+    ctx.register_csv("sections", &ws.p("sections.csv"), datafusion::prelude::CsvReadOptions::new())
+        .await
+        .expect("sections");
+    let expected = rows(&ctx.sql(query).await.expect("sql").collect().await.expect("run"));
+    assert!(!expected.is_empty());
+    assert_eq!(sink_rows(&ws.path("out")).await, expected);
+}
+
+#[tokio::test]
+async fn now_is_the_logged_batch_timestamp() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 10, 0);
+    let query = "SELECT id, now() AS at FROM clicks";
+    let yaml = pipeline_yaml(&ws, "json", query, 1, "");
+    run(&yaml, RunOptions::default()).await.expect("run");
+    let location = sluice::storage::Location::open(&ws.p("ckpt"), false, false, None).expect("ckpt");
+    let mut logged = Vec::new();
+    for n in 0..2 {
+        let entry = sluice::checkpoint::read_offsets(&location, sluice::checkpoint::BatchId(n))
+            .await
+            .expect("read")
+            .expect("offsets entry");
+        logged.push(entry.info.batch_timestamp_ms);
+    }
+    let ctx = datafusion::prelude::SessionContext::new();
+    ctx.register_parquet("sink", &ws.p("out"), Default::default()).await.expect("sink");
+    let batches = ctx
+        .sql("SELECT DISTINCT CAST(to_unixtime(at) * 1000 AS BIGINT) AS ms FROM sink ORDER BY ms")
+        .await
+        .expect("sql")
+        .collect()
+        .await
+        .expect("collect");
+    let got: Vec<i64> = rows(&batches).iter().map(|s| s.parse().expect("ms")).collect();
+    logged.sort();
+    logged.dedup();
+    assert_eq!(got, logged, "each batch's now() is the timestamp in its offsets entry");
+}
+
+#[tokio::test]
+async fn sink_folder_holds_only_committed_files() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 50, 0);
+    run(&pipeline_yaml(&ws, "json", "SELECT * FROM clicks", 1, ""), RunOptions::default())
+        .await
+        .expect("run");
+    let mut names: Vec<String> = std::fs::read_dir(ws.path("out"))
+        .expect("out")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "_sluice",
+            "part-0000000000-0000.parquet",
+            "part-0000000001-0000.parquet",
+            "part-0000000002-0000.parquet"
+        ]
+    );
+    let staging = ws.path("out/_sluice/staging");
+    let leftovers = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(leftovers, 0, "nothing left in staging");
+}
