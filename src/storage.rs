@@ -239,6 +239,16 @@ impl Location {
         self.sync(to).await
     }
 
+    /// Removes the folder `relative` if it is empty, on local disk (object stores have no
+    /// folders to remove).
+    pub fn remove_empty_folder(&self, relative: &str) {
+        if let Some(root) = &self.local_root {
+            let dir = self.path(relative).parts().fold(root.clone(), |p, part| p.join(part.as_ref()));
+            // Not empty, or already gone: both fine.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+
     /// Syncs a local object and its folder to disk; nothing to do on other stores or with
     /// syncing off.
     pub async fn sync(&self, path: &Path) -> Result<(), StorageError> {

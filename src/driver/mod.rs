@@ -221,6 +221,10 @@ impl<'a> Driver<'a> {
         let batch = match recovery::decide(&logs) {
             Decision::Inconsistent { reason } => return Err(inconsistent(reason).into()),
             Decision::PlanNext { next } => {
+                // The latest commit must be whole: a damaged one is named, never skipped.
+                if let Some(last) = next.prev() {
+                    self.checkpoint.read_commit(last).await?;
+                }
                 return self.position_after(next.prev()).await;
             }
             Decision::Rerun { batch } => batch,

@@ -91,9 +91,10 @@ pub struct SourceConfig {
     pub path: String,
     /// The files' format.
     pub format: FileFormat,
-    /// The schema: column name to SQL type; inferred from the first file where absent.
+    /// The schema: column name to SQL type, in column order; inferred from the first file
+    /// where absent.
     #[serde(default)]
-    pub schema: Option<BTreeMap<String, String>>,
+    pub schema: Option<indexmap::IndexMap<String, String>>,
     /// Ordered column list, used instead of `schema` where column order matters.
     #[serde(default)]
     pub columns: Option<Vec<ColumnConfig>>,

@@ -124,6 +124,7 @@ impl FilesSink {
         for leftover in self.location.list(&staging).await? {
             self.location.delete(&leftover.location).await?;
         }
+        self.location.remove_empty_folder(&staging);
         Ok(())
     }
 
