@@ -25,8 +25,7 @@ use sluice::progress::ProgressFormat;
 
 const QUERY: &str = "SELECT ts, user_id, upper(page) AS page, country, duration_ms / 1000.0 AS seconds \
                      FROM clicks WHERE duration_ms > 1000";
-const SCHEMA: &str =
-    "{ ts: timestamp, user_id: bigint, page: string, referrer: string, country: string, duration_ms: bigint }";
+const SCHEMA: &str = "{ ts: timestamp, user_id: bigint, page: string, referrer: string, country: string, duration_ms: bigint }";
 
 struct Args {
     rows: u64,
@@ -46,7 +45,11 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
-        let mut value = || it.next().and_then(|v| v.parse::<u64>().ok()).expect("a number");
+        let mut value = || {
+            it.next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .expect("a number")
+        };
         match a.as_str() {
             "--rows" => args.rows = value(),
             "--files" => args.files = value(),
@@ -68,7 +71,9 @@ fn generate(dir: &Path, rows: u64, files: u64) {
     }
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).expect("data folder");
-    let pages = ["home", "search", "product", "cart", "checkout", "help", "account", "blog"];
+    let pages = [
+        "home", "search", "product", "cart", "checkout", "help", "account", "blog",
+    ];
     let countries = ["de", "fr", "us", "jp", "br", "in", "gb", "ng"];
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = move || {
@@ -104,7 +109,11 @@ fn generate(dir: &Path, rows: u64, files: u64) {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 async fn datafusion_batch(input: &Path, out: &Path) -> f64 {
@@ -114,14 +123,24 @@ async fn datafusion_batch(input: &Path, out: &Path) -> f64 {
     // The same Parquet compression as Sluice's sink.
     config.options_mut().execution.parquet.compression = Some("snappy".into());
     let ctx = SessionContext::new_with_config(config);
-    let schema = sluice::plan::schema_from_sql_types(&parse_schema()).await.expect("schema");
-    ctx.register_json("clicks", &input.display().to_string(), JsonReadOptions::default().schema(&schema))
+    let schema = sluice::plan::schema_from_sql_types(&parse_schema())
         .await
-        .expect("register");
+        .expect("schema");
+    ctx.register_json(
+        "clicks",
+        &input.display().to_string(),
+        JsonReadOptions::default().schema(&schema),
+    )
+    .await
+    .expect("register");
     ctx.sql(QUERY)
         .await
         .expect("sql")
-        .write_parquet(&format!("{}/", out.display()), DataFrameWriteOptions::new(), None)
+        .write_parquet(
+            &format!("{}/", out.display()),
+            DataFrameWriteOptions::new(),
+            None,
+        )
         .await
         .expect("write");
     started.elapsed().as_secs_f64()
@@ -144,7 +163,13 @@ struct SluiceRun {
     batch_ms: Vec<f64>,
 }
 
-async fn sluice_run(work: &Path, input: &Path, per_batch: u64, sync: bool, query: &str) -> SluiceRun {
+async fn sluice_run(
+    work: &Path,
+    input: &Path,
+    per_batch: u64,
+    sync: bool,
+    query: &str,
+) -> SluiceRun {
     let _ = std::fs::remove_dir_all(work);
     std::fs::create_dir_all(work).expect("work");
     let yaml = format!(
@@ -165,8 +190,13 @@ async fn sluice_run(work: &Path, input: &Path, per_batch: u64, sync: bool, query
     .await
     .expect("sluice run");
     let seconds = started.elapsed().as_secs_f64();
-    let location = sluice::storage::Location::open(&work.join("ckpt").display().to_string(), false, false, None)
-        .expect("ckpt");
+    let location = sluice::storage::Location::open(
+        &work.join("ckpt").display().to_string(),
+        false,
+        false,
+        None,
+    )
+    .expect("ckpt");
     let mut batch_ms = Vec::new();
     for n in 0..summary.batches {
         if let Some(c) = sluice::checkpoint::read_commit(&location, sluice::checkpoint::BatchId(n))
@@ -200,7 +230,9 @@ fn spark_run(input: &Path, work: &Path, per_batch: u64) -> Option<serde_json::Va
         return None;
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().rev().find_map(|l| serde_json::from_str(l).ok())
+    text.lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
 }
 
 #[tokio::main]
@@ -233,10 +265,22 @@ async fn main() {
     }
     let (df_s, sl_s) = (median(df), median(sl));
     let sl_rate = args.rows as f64 / sl_s;
-    println!("\n== stateless: {} rows, {} files, {} per batch, median of {} runs", args.rows, args.files, args.per_batch, args.runs);
-    println!("datafusion batch query   {df_s:>8.2} s   {:>12.0} rows/s", args.rows as f64 / df_s);
-    println!("sluice available-now     {sl_s:>8.2} s   {sl_rate:>12.0} rows/s   median batch {:.0} ms", median(sl_batches));
-    println!("sluice / datafusion      {:>8.2} x   (target <= 1.3)", sl_s / df_s);
+    println!(
+        "\n== stateless: {} rows, {} files, {} per batch, median of {} runs",
+        args.rows, args.files, args.per_batch, args.runs
+    );
+    println!(
+        "datafusion batch query   {df_s:>8.2} s   {:>12.0} rows/s",
+        args.rows as f64 / df_s
+    );
+    println!(
+        "sluice available-now     {sl_s:>8.2} s   {sl_rate:>12.0} rows/s   median batch {:.0} ms",
+        median(sl_batches)
+    );
+    println!(
+        "sluice / datafusion      {:>8.2} x   (target <= 1.3)",
+        sl_s / df_s
+    );
 
     if args.spark {
         match spark_run(&input, &work.join("spark"), args.per_batch) {
@@ -248,8 +292,14 @@ async fn main() {
                     "spark start {start:.1} s, stream {stream:.1} s, {spark_rate:.0} rows/s, median batch {} ms",
                     v["median_batch_ms"]
                 );
-                println!("sluice rows/s / spark rows/s   {:>8.1} x   (target >= 10)", sl_rate / spark_rate);
-                println!("spark whole run / sluice run   {:>8.1} x   (target >= 15)", (start + stream) / sl_s);
+                println!(
+                    "sluice rows/s / spark rows/s   {:>8.1} x   (target >= 10)",
+                    sl_rate / spark_rate
+                );
+                println!(
+                    "spark whole run / sluice run   {:>8.1} x   (target >= 15)",
+                    (start + stream) / sl_s
+                );
             }
             None => println!("spark: not run (install pyspark and Java 17)"),
         }
@@ -271,9 +321,12 @@ async fn main() {
             if sync { 30 } else { 5 }
         );
     }
-    if args.spark {
-        if let Some(v) = spark_run(&small, &work.join("spark-small"), 1) {
-            println!("spark fixed cost per batch: median {} ms", v["median_batch_ms"]);
-        }
+    if args.spark
+        && let Some(v) = spark_run(&small, &work.join("spark-small"), 1)
+    {
+        println!(
+            "spark fixed cost per batch: median {} ms",
+            v["median_batch_ms"]
+        );
     }
 }

@@ -85,7 +85,10 @@ impl BatchProgress {
         match format {
             ProgressFormat::None => {}
             ProgressFormat::Json => {
-                println!("{}", serde_json::to_string(self).expect("progress serializes"));
+                println!(
+                    "{}",
+                    serde_json::to_string(self).expect("progress serializes")
+                );
             }
             ProgressFormat::Text => {
                 let d = &self.duration_ms;

@@ -145,7 +145,10 @@ impl Location {
     /// `path` relative to this location's prefix, slash-separated.
     pub fn relative(&self, path: &Path) -> String {
         match path.prefix_match(&self.prefix) {
-            Some(parts) => parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"),
+            Some(parts) => parts
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
             None => path.to_string(),
         }
     }
@@ -162,7 +165,9 @@ impl Location {
 
     /// Writes `bytes` to `path`, replacing what is there, and syncs it.
     pub async fn put(&self, path: &Path, bytes: Vec<u8>) -> Result<(), StorageError> {
-        self.put_mode(path, bytes, PutMode::Overwrite).await.map(|_| ())
+        self.put_mode(path, bytes, PutMode::Overwrite)
+            .await
+            .map(|_| ())
     }
 
     /// Creates `path` with `bytes`; `Ok(false)` when the object already exists.
@@ -243,7 +248,10 @@ impl Location {
     /// folders to remove).
     pub fn remove_empty_folder(&self, relative: &str) {
         if let Some(root) = &self.local_root {
-            let dir = self.path(relative).parts().fold(root.clone(), |p, part| p.join(part.as_ref()));
+            let dir = self
+                .path(relative)
+                .parts()
+                .fold(root.clone(), |p, part| p.join(part.as_ref()));
             // Not empty, or already gone: both fine.
             let _ = std::fs::remove_dir(dir);
         }
@@ -281,7 +289,9 @@ fn sync_file_and_parent(file: &std::path::Path) -> Result<(), StorageError> {
         path: file.to_path_buf(),
         source,
     };
-    std::fs::File::open(file).and_then(|f| f.sync_all()).map_err(err)?;
+    std::fs::File::open(file)
+        .and_then(|f| f.sync_all())
+        .map_err(err)?;
     if let Some(parent) = file.parent() {
         std::fs::File::open(parent)
             .and_then(|f| f.sync_all())
@@ -333,12 +343,19 @@ mod tests {
     #[tokio::test]
     async fn create_only_writes_refuse_to_overwrite() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let loc = Location::open(dir.path().to_str().expect("utf-8"), false, true, None)
-            .expect("open");
+        let loc =
+            Location::open(dir.path().to_str().expect("utf-8"), false, true, None).expect("open");
         let p = loc.path("offsets/0");
         assert!(loc.put_if_absent(&p, b"one".to_vec()).await.expect("first"));
-        assert!(!loc.put_if_absent(&p, b"two".to_vec()).await.expect("second"));
-        assert_eq!(loc.get(&p).await.expect("get").as_deref(), Some(&b"one"[..]));
+        assert!(
+            !loc.put_if_absent(&p, b"two".to_vec())
+                .await
+                .expect("second")
+        );
+        assert_eq!(
+            loc.get(&p).await.expect("get").as_deref(),
+            Some(&b"one"[..])
+        );
         assert_eq!(loc.relative(&p), "offsets/0");
         assert!(dir.path().join("offsets/0").is_file());
     }

@@ -203,7 +203,10 @@ fn versioned_lines<'a>(
         Some((_, other)) => Err(corrupt(
             file,
             1,
-            &format!("expected format version `{VERSION}`, found `{}`", truncate(other)),
+            &format!(
+                "expected format version `{VERSION}`, found `{}`",
+                truncate(other)
+            ),
         )),
         None => Err(corrupt(file, 1, "the entry is empty")),
     }
@@ -270,7 +273,10 @@ mod tests {
         let entry = sample();
         let text = entry.to_text();
         assert!(text.starts_with("v1\n{\"batch_timestamp_ms\":1700000000000"));
-        assert_eq!(OffsetsEntry::parse("offsets/4", &text).expect("parse"), entry);
+        assert_eq!(
+            OffsetsEntry::parse("offsets/4", &text).expect("parse"),
+            entry
+        );
     }
 
     #[test]

@@ -240,7 +240,11 @@ impl Checkpoint {
         owner: impl Fn(&str) -> Result<(Epoch, uuid::Uuid), CheckpointError>,
     ) -> Result<(), CheckpointError> {
         let path = self.location.path(file);
-        if self.location.put_if_absent(&path, text.into_bytes()).await? {
+        if self
+            .location
+            .put_if_absent(&path, text.into_bytes())
+            .await?
+        {
             return Ok(());
         }
         let existing = self.read_text(file).await?.unwrap_or_default();
@@ -273,7 +277,9 @@ impl Checkpoint {
             .await?
             .ok_or_else(|| CheckpointError::Inconsistent {
                 location: self.location.to_string(),
-                reason: format!("{file} is missing; a pending batch cannot be re-run without its query"),
+                reason: format!(
+                    "{file} is missing; a pending batch cannot be re-run without its query"
+                ),
             })?;
         if crate::plan::fingerprint(&text) != fingerprint {
             return Err(CheckpointError::Corrupt {
@@ -414,7 +420,9 @@ async fn list_numbers(location: &Location, folder: &str) -> Result<Vec<u64>, Che
                 return Err(CheckpointError::Corrupt {
                     file: relative.clone(),
                     line: 1,
-                    reason: format!("`{name}` is not a batch number; only numbered entries belong in {folder}/"),
+                    reason: format!(
+                        "`{name}` is not a batch number; only numbered entries belong in {folder}/"
+                    ),
                 });
             }
         }
@@ -466,7 +474,10 @@ async fn take_epoch(location: &Location, run_id: uuid::Uuid) -> Result<Epoch, Ch
     let text = format!("{}\n", to_json(&entry));
     loop {
         let path = location.path(&paths::epoch(Epoch(next)));
-        if location.put_if_absent(&path, text.clone().into_bytes()).await? {
+        if location
+            .put_if_absent(&path, text.clone().into_bytes())
+            .await?
+        {
             return Ok(Epoch(next));
         }
         next += 1;
@@ -479,8 +490,8 @@ mod tests {
 
     fn temp_location() -> (tempfile::TempDir, Location) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let loc = Location::open(dir.path().to_str().expect("utf-8"), true, false, None)
-            .expect("open");
+        let loc =
+            Location::open(dir.path().to_str().expect("utf-8"), true, false, None).expect("open");
         (dir, loc)
     }
 
@@ -488,17 +499,26 @@ mod tests {
     async fn runs_take_increasing_epochs_and_the_lock_excludes_a_second_run() {
         let (_dir, loc) = temp_location();
         let first = Checkpoint::open(loc.clone(), "p").await.expect("first run");
-        let err = Checkpoint::open(loc.clone(), "p").await.expect_err("in use");
+        let err = Checkpoint::open(loc.clone(), "p")
+            .await
+            .expect_err("in use");
         assert!(matches!(err, CheckpointError::InUse { .. }), "{err}");
         let first_epoch = first.epoch();
         let id = first.metadata().id;
         drop(first);
-        let second = Checkpoint::open(loc.clone(), "p").await.expect("second run");
+        let second = Checkpoint::open(loc.clone(), "p")
+            .await
+            .expect("second run");
         assert!(second.epoch() > first_epoch);
         assert_eq!(second.metadata().id, id, "the pipeline id survives runs");
         drop(second);
-        let err = Checkpoint::open(loc, "other").await.expect_err("wrong pipeline");
-        assert!(matches!(err, CheckpointError::WrongPipeline { .. }), "{err}");
+        let err = Checkpoint::open(loc, "other")
+            .await
+            .expect_err("wrong pipeline");
+        assert!(
+            matches!(err, CheckpointError::WrongPipeline { .. }),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -519,9 +539,13 @@ mod tests {
         let old_entry = commit(&old);
         drop(old);
         let new = Checkpoint::open(loc.clone(), "p").await.expect("new run");
-        new.write_commit(BatchId(0), &commit(&new)).await.expect("new run commits");
+        new.write_commit(BatchId(0), &commit(&new))
+            .await
+            .expect("new run commits");
         // A retried write of our own entry is fine.
-        new.write_commit(BatchId(0), &commit(&new)).await.expect("own retry");
+        new.write_commit(BatchId(0), &commit(&new))
+            .await
+            .expect("own retry");
         let old = Checkpoint {
             location: loc,
             metadata: new.metadata().clone(),
@@ -529,7 +553,10 @@ mod tests {
             run_id: old_entry.run_id,
             _lock: None,
         };
-        let err = old.write_commit(BatchId(0), &old_entry).await.expect_err("fenced");
+        let err = old
+            .write_commit(BatchId(0), &old_entry)
+            .await
+            .expect_err("fenced");
         assert!(matches!(err, CheckpointError::Fenced { .. }), "{err}");
     }
 
@@ -540,7 +567,10 @@ mod tests {
         for n in 0..10 {
             for folder in [paths::OFFSETS, paths::COMMITS] {
                 let path = cp.location().path(&format!("{folder}/{n}"));
-                cp.location().put(&path, b"v1\n".to_vec()).await.expect("put");
+                cp.location()
+                    .put(&path, b"v1\n".to_vec())
+                    .await
+                    .expect("put");
             }
         }
         cp.purge(BatchId(9), 3).await.expect("purge");

@@ -33,7 +33,9 @@ struct CheckpointView {
 pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(), Error> {
     let location = Location::open(spec, false, false, None)?;
     let metadata = Checkpoint::read_metadata(&location).await?.ok_or_else(|| {
-        Error::Usage(format!("{spec} is not a Sluice checkpoint (it has no metadata)"))
+        Error::Usage(format!(
+            "{spec} is not a Sluice checkpoint (it has no metadata)"
+        ))
     })?;
     let logs = LogListing::read(&location).await?;
     let pending = logs
@@ -48,13 +50,13 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         }
         batches.push(view_batch(&location, *batch, &logs).await?);
     }
-    if let Some(n) = only {
-        if batches.is_empty() {
-            return Err(Error::Usage(format!(
-                "batch {n} is not in {spec} (retained batches: {})",
-                describe_range(&logs.offsets)
-            )));
-        }
+    if let Some(n) = only
+        && batches.is_empty()
+    {
+        return Err(Error::Usage(format!(
+            "batch {n} is not in {spec} (retained batches: {})",
+            describe_range(&logs.offsets)
+        )));
     }
     let view = CheckpointView {
         location: spec.to_string(),
@@ -65,7 +67,10 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         batches,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&view).expect("view serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&view).expect("view serializes")
+        );
     } else {
         print_text(&view);
     }
@@ -92,7 +97,10 @@ async fn view_batch(
             if log != batch.0 {
                 continue;
             }
-            let path = location.path(&format!("{}/{log}", checkpoint::paths::source_dir(&source.source)));
+            let path = location.path(&format!(
+                "{}/{log}",
+                checkpoint::paths::source_dir(&source.source)
+            ));
             if let Some(bytes) = location.get(&path).await? {
                 let list = String::from_utf8_lossy(&bytes)
                     .lines()
@@ -106,7 +114,11 @@ async fn view_batch(
     }
     Ok(BatchView {
         batch,
-        status: if commit.is_some() { "committed" } else { "pending" },
+        status: if commit.is_some() {
+            "committed"
+        } else {
+            "pending"
+        },
         offsets: offsets.map(|e| {
             serde_json::json!({
                 "batch_timestamp_ms": e.info.batch_timestamp_ms,
@@ -131,7 +143,10 @@ fn describe_range(batches: &[BatchId]) -> String {
 
 fn print_text(view: &CheckpointView) {
     println!("checkpoint  {}", view.location);
-    println!("pipeline    {} (id {})", view.metadata.name, view.metadata.id);
+    println!(
+        "pipeline    {} (id {})",
+        view.metadata.name, view.metadata.id
+    );
     println!("created     {}", view.metadata.created);
     println!(
         "committed   {} batches retained, last {}",
@@ -140,8 +155,9 @@ fn print_text(view: &CheckpointView) {
     );
     println!(
         "pending     {}",
-        view.pending
-            .map_or("none".into(), |b| format!("batch {b} (runs again on the next start)"))
+        view.pending.map_or("none".into(), |b| format!(
+            "batch {b} (runs again on the next start)"
+        ))
     );
     for b in &view.batches {
         let when = b
@@ -159,7 +175,10 @@ fn print_text(view: &CheckpointView) {
                 c.files_in,
                 c.rows_in,
                 c.rows_out,
-                c.durations.plan_ms + c.durations.offsets_ms + c.durations.execute_ms + c.durations.commit_ms,
+                c.durations.plan_ms
+                    + c.durations.offsets_ms
+                    + c.durations.execute_ms
+                    + c.durations.commit_ms,
                 c.durations.plan_ms,
                 c.durations.offsets_ms,
                 c.durations.execute_ms,

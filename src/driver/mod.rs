@@ -121,9 +121,19 @@ impl<'a> Driver<'a> {
         let sink: Box<dyn Sink> = match pipeline.sink.kind {
             SinkKind::Console => Box::new(ConsoleSink::new(pipeline.sink.max_rows)),
             SinkKind::Files => {
-                let path = pipeline.sink.path.as_deref().expect("validated: files sink has a path");
-                let format = pipeline.sink.format.expect("validated: files sink has a format");
-                Box::new(FilesSink::new(Location::open(path, true, sync, hook)?, format))
+                let path = pipeline
+                    .sink
+                    .path
+                    .as_deref()
+                    .expect("validated: files sink has a path");
+                let format = pipeline
+                    .sink
+                    .format
+                    .expect("validated: files sink has a format");
+                Box::new(FilesSink::new(
+                    Location::open(path, true, sync, hook)?,
+                    format,
+                ))
             }
         };
         let checkpoint_spec = options
@@ -239,10 +249,13 @@ impl<'a> Driver<'a> {
             self.pipeline.query.clone()
         } else {
             tracing::info!(%batch, "finishing the pending batch with the query it was planned with");
-            self.checkpoint.read_query(&entry.info.query_fingerprint).await?
+            self.checkpoint
+                .read_query(&entry.info.query_fingerprint)
+                .await?
         };
         self.resolve_schemas().await?;
-        self.run_batch(batch, &entry, &start.ends, &sql, true).await?;
+        self.run_batch(batch, &entry, &start.ends, &sql, true)
+            .await?;
         self.summary.recovered = Some(batch);
         self.position_after(Some(batch)).await
     }
@@ -352,7 +365,9 @@ impl<'a> Driver<'a> {
         let offsets_started = Instant::now();
         let fingerprint = plan::fingerprint(&self.pipeline.query);
         if !self.query_stored {
-            self.checkpoint.write_query(&fingerprint, &self.pipeline.query).await?;
+            self.checkpoint
+                .write_query(&fingerprint, &self.pipeline.query)
+                .await?;
             self.query_stored = true;
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
@@ -428,14 +443,14 @@ impl<'a> Driver<'a> {
             files_in += input.files;
             register(&ctx, source.name(), input.table, Some(batch))?;
         }
-        let (state, logical) =
-            plan::plan_batch(&ctx, sql, entry.info.batch_timestamp_ms).await?;
-        let (_, output) = plan::execute(&state, &logical)
-            .await
-            .map_err(|source| Error::Execution {
-                batch: Some(batch),
-                source,
-            })?;
+        let (state, logical) = plan::plan_batch(&ctx, sql, entry.info.batch_timestamp_ms).await?;
+        let (_, output) =
+            plan::execute(&state, &logical)
+                .await
+                .map_err(|source| Error::Execution {
+                    batch: Some(batch),
+                    source,
+                })?;
         let committed = self
             .sink
             .commit(batch, self.checkpoint.epoch(), output)

@@ -66,14 +66,14 @@ pub fn decide(logs: &LogListing) -> Decision {
         },
     };
     // A re-run starts where the previous batch ended, so it needs that batch's offsets entry.
-    if let Decision::Rerun { batch } = decision {
-        if let Some(prev) = batch.prev().filter(|p| !logs.offsets.contains(p)) {
-            return Decision::Inconsistent {
-                reason: format!(
-                    "offsets/{prev} is missing, and the pending batch {batch} starts where it ends; restore offsets/{prev}"
-                ),
-            };
-        }
+    if let Decision::Rerun { batch } = decision
+        && let Some(prev) = batch.prev().filter(|p| !logs.offsets.contains(p))
+    {
+        return Decision::Inconsistent {
+            reason: format!(
+                "offsets/{prev} is missing, and the pending batch {batch} starts where it ends; restore offsets/{prev}"
+            ),
+        };
     }
     decision
 }
@@ -91,20 +91,35 @@ mod tests {
 
     #[test]
     fn fresh_checkpoint_starts_at_zero() {
-        assert_eq!(decide(&logs(&[], &[])), Decision::PlanNext { next: BatchId(0) });
+        assert_eq!(
+            decide(&logs(&[], &[])),
+            Decision::PlanNext { next: BatchId(0) }
+        );
     }
 
     #[test]
     fn finished_batch_plans_the_next() {
-        assert_eq!(decide(&logs(&[0, 1, 2], &[0, 1, 2])), Decision::PlanNext { next: BatchId(3) });
+        assert_eq!(
+            decide(&logs(&[0, 1, 2], &[0, 1, 2])),
+            Decision::PlanNext { next: BatchId(3) }
+        );
         // After retention only the newest entries remain.
-        assert_eq!(decide(&logs(&[98, 99], &[98, 99])), Decision::PlanNext { next: BatchId(100) });
+        assert_eq!(
+            decide(&logs(&[98, 99], &[98, 99])),
+            Decision::PlanNext { next: BatchId(100) }
+        );
     }
 
     #[test]
     fn interrupted_batch_is_rerun() {
-        assert_eq!(decide(&logs(&[0, 1, 2], &[0, 1])), Decision::Rerun { batch: BatchId(2) });
-        assert_eq!(decide(&logs(&[0], &[])), Decision::Rerun { batch: BatchId(0) });
+        assert_eq!(
+            decide(&logs(&[0, 1, 2], &[0, 1])),
+            Decision::Rerun { batch: BatchId(2) }
+        );
+        assert_eq!(
+            decide(&logs(&[0], &[])),
+            Decision::Rerun { batch: BatchId(0) }
+        );
     }
 
     #[test]

@@ -232,12 +232,16 @@ keyword_enum!(
     }
 );
 
+// The keyword enums come from one macro, most of them without a default; these two are
+// written out rather than derived for that reason.
+#[allow(clippy::derivable_impls)]
 impl Default for OnError {
     fn default() -> Self {
         Self::Fail
     }
 }
 
+#[allow(clippy::derivable_impls)]
 impl Default for OutputMode {
     fn default() -> Self {
         Self::Append
@@ -319,7 +323,9 @@ fn unknown_keyword(got: &str, expected: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     match nearest(got, expected) {
-        Some(near) => format!("unknown value `{got}`, expected one of {list}; did you mean `{near}`?"),
+        Some(near) => {
+            format!("unknown value `{got}`, expected one of {list}; did you mean `{near}`?")
+        }
         None => format!("unknown value `{got}`, expected one of {list}"),
     }
 }
@@ -344,11 +350,7 @@ fn with_suggestion(message: String) -> String {
         return message;
     };
     let field = &rest[..end];
-    let expected: Vec<&str> = rest[end + 1..]
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .collect();
+    let expected: Vec<&str> = rest[end + 1..].split('`').skip(1).step_by(2).collect();
     match nearest(field, &expected) {
         Some(near) => format!("{message} (did you mean `{near}`?)"),
         None => message,
@@ -579,7 +581,10 @@ sink: { kind: files, path: out/clicks, format: parquet }
     #[test]
     fn triggers_parse() {
         assert_eq!("once".parse::<Trigger>(), Ok(Trigger::Once));
-        assert_eq!("available-now".parse::<Trigger>(), Ok(Trigger::AvailableNow));
+        assert_eq!(
+            "available-now".parse::<Trigger>(),
+            Ok(Trigger::AvailableNow)
+        );
         assert_eq!(
             "every 500ms".parse::<Trigger>(),
             Ok(Trigger::Every(Duration::from_millis(500)))

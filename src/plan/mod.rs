@@ -13,13 +13,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::arrow::record_batch::RecordBatch;
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::PinnedSettings;
@@ -54,7 +54,9 @@ pub enum PlanError {
     )]
     CompleteWithoutAggregation,
     /// A schema type name that DataFusion's SQL does not read.
-    #[error("`{column}` has type `{type_name}`, which is not a SQL type DataFusion reads: {reason}")]
+    #[error(
+        "`{column}` has type `{type_name}`, which is not a SQL type DataFusion reads: {reason}"
+    )]
     BadType {
         /// The column.
         column: String,
@@ -128,7 +130,10 @@ pub async fn plan_batch(
     let mut state = ctx.state();
     state.execution_props_mut().query_execution_start_time =
         chrono::DateTime::from_timestamp_millis(batch_timestamp_ms);
-    let plan = state.create_logical_plan(sql).await.map_err(PlanError::Sql)?;
+    let plan = state
+        .create_logical_plan(sql)
+        .await
+        .map_err(PlanError::Sql)?;
     Ok((state, plan))
 }
 
@@ -154,13 +159,13 @@ pub fn check_stateless(plan: &LogicalPlan, streams: &BTreeSet<String>) -> Result
         }
         node.apply_expressions(|expr| {
             expr.apply(|e| {
-                if let Expr::ScalarFunction(f) = e {
-                    if f.func.signature().volatility == Volatility::Volatile {
-                        problem = Some(PlanError::Volatile {
-                            function: f.func.name().to_string(),
-                        });
-                        return Ok(TreeNodeRecursion::Stop);
-                    }
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.signature().volatility == Volatility::Volatile
+                {
+                    problem = Some(PlanError::Volatile {
+                        function: f.func.name().to_string(),
+                    });
+                    return Ok(TreeNodeRecursion::Stop);
                 }
                 Ok(TreeNodeRecursion::Continue)
             })
@@ -177,8 +182,13 @@ pub fn check_stateless(plan: &LogicalPlan, streams: &BTreeSet<String>) -> Result
 
 /// Whether the query has an aggregation (for output-mode checks).
 pub fn has_aggregation(plan: &LogicalPlan) -> bool {
-    plan.exists(|n| Ok(matches!(n, LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_))))
-        .unwrap_or(false)
+    plan.exists(|n| {
+        Ok(matches!(
+            n,
+            LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_)
+        ))
+    })
+    .unwrap_or(false)
 }
 
 fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<String> {
@@ -205,11 +215,11 @@ fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<S
 fn reads_stream(plan: &LogicalPlan, streams: &BTreeSet<String>) -> bool {
     let mut found = false;
     let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            if streams.contains(scan.table_name.table()) {
-                found = true;
-                return Ok(TreeNodeRecursion::Stop);
-            }
+        if let LogicalPlan::TableScan(scan) = node
+            && streams.contains(scan.table_name.table())
+        {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
         }
         Ok(TreeNodeRecursion::Continue)
     });
@@ -263,9 +273,18 @@ mod tests {
             ("SELECT DISTINCT b FROM s", "DISTINCT"),
             ("SELECT a FROM s ORDER BY a", "ORDER BY"),
             ("SELECT a FROM s LIMIT 3", "LIMIT"),
-            ("SELECT a, row_number() OVER (ORDER BY a) FROM s", "window function"),
-            ("SELECT s.a FROM s JOIN s2 ON s.a = s2.a", "join of two streams"),
-            ("SELECT a FROM t WHERE a IN (SELECT a FROM s)", "subquery over a stream"),
+            (
+                "SELECT a, row_number() OVER (ORDER BY a) FROM s",
+                "window function",
+            ),
+            (
+                "SELECT s.a FROM s JOIN s2 ON s.a = s2.a",
+                "join of two streams",
+            ),
+            (
+                "SELECT a FROM t WHERE a IN (SELECT a FROM s)",
+                "subquery over a stream",
+            ),
         ] {
             let err = plan(sql).await.expect_err(sql).to_string();
             assert!(err.contains(operator), "{sql}: {err}");
@@ -282,9 +301,15 @@ mod tests {
 
     #[tokio::test]
     async fn bad_sql_carries_datafusions_message() {
-        let err = plan("SELEC a FROM s").await.expect_err("syntax").to_string();
+        let err = plan("SELEC a FROM s")
+            .await
+            .expect_err("syntax")
+            .to_string();
         assert!(err.contains("does not plan"), "{err}");
-        let err = plan("SELECT nope FROM s").await.expect_err("column").to_string();
+        let err = plan("SELECT nope FROM s")
+            .await
+            .expect_err("column")
+            .to_string();
         assert!(err.contains("nope"), "{err}");
     }
 
@@ -303,7 +328,10 @@ mod tests {
         let schema = schema_from_sql_types(&cols).await.expect("types");
         assert_eq!(schema.field(0).data_type(), &DataType::Int64);
         assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
-        assert!(matches!(schema.field(2).data_type(), DataType::Timestamp(_, None)));
+        assert!(matches!(
+            schema.field(2).data_type(),
+            DataType::Timestamp(_, None)
+        ));
         assert_eq!(schema.field(3).data_type(), &DataType::Decimal128(10, 2));
         let err = schema_from_sql_types(&[("x".into(), "bigintt".into())])
             .await

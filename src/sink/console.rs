@@ -52,7 +52,9 @@ impl Sink for ConsoleSink {
         } else {
             String::new()
         };
-        println!("-------------------------------------------\nBatch: {batch}\n-------------------------------------------\n{table}{more}");
+        println!(
+            "-------------------------------------------\nBatch: {batch}\n-------------------------------------------\n{table}{more}"
+        );
         Ok(SinkCommit {
             rows: rows as u64,
             written: true,

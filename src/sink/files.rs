@@ -80,7 +80,11 @@ impl FilesSink {
     }
 
     fn data_file(&self, batch: BatchId, partition: usize) -> String {
-        format!("part-{:010}-{partition:04}.{}", batch.0, self.format.extension())
+        format!(
+            "part-{:010}-{partition:04}.{}",
+            batch.0,
+            self.format.extension()
+        )
     }
 
     /// Reads the manifest entry of `batch`, if the sink has the batch.
@@ -201,15 +205,14 @@ impl Sink for FilesSink {
                 .filter(|(_, batches)| batches.iter().any(|b| b.num_rows() > 0))
                 .map(|(partition, batches)| async move {
                     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-                    let bytes = tokio::task::spawn_blocking(move || {
-                        Self::encode(format, batch, &batches)
-                    })
-                    .await
-                    .map_err(|e| SinkError::Encode {
-                        batch,
-                        format: format.as_str(),
-                        reason: e.to_string(),
-                    })??;
+                    let bytes =
+                        tokio::task::spawn_blocking(move || Self::encode(format, batch, &batches))
+                            .await
+                            .map_err(|e| SinkError::Encode {
+                                batch,
+                                format: format.as_str(),
+                                reason: e.to_string(),
+                            })??;
                     Ok::<_, SinkError>((partition, rows, bytes))
                 }),
         )
@@ -242,10 +245,12 @@ impl Sink for FilesSink {
             manifest
         } else {
             // Another run committed this batch first; its files are what the sink keeps.
-            self.read_manifest(batch).await?.ok_or_else(|| SinkError::Corrupt {
-                file: Self::manifest_file(batch),
-                reason: "exists but cannot be read".into(),
-            })?
+            self.read_manifest(batch)
+                .await?
+                .ok_or_else(|| SinkError::Corrupt {
+                    file: Self::manifest_file(batch),
+                    reason: "exists but cannot be read".into(),
+                })?
         };
         self.publish(&manifest).await?;
         Ok(SinkCommit {

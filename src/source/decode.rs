@@ -56,7 +56,11 @@ pub fn decode(
 }
 
 /// Infers a schema from a file's content.
-pub fn infer_schema(file: &str, bytes: &Bytes, format: FileFormat) -> Result<SchemaRef, SourceError> {
+pub fn infer_schema(
+    file: &str,
+    bytes: &Bytes,
+    format: FileFormat,
+) -> Result<SchemaRef, SourceError> {
     let err = |e: ArrowError| SourceError::Infer {
         file: file.to_string(),
         reason: e.to_string(),
@@ -293,7 +297,10 @@ fn parquet(file: &str, bytes: &Bytes, schema: &SchemaRef) -> Result<Vec<RecordBa
     reader
         .map(|batch| {
             let batch = batch.map_err(|e| err(e.to_string()))?;
-            let columns = indices.iter().map(|i| Arc::clone(batch.column(*i))).collect();
+            let columns = indices
+                .iter()
+                .map(|i| Arc::clone(batch.column(*i)))
+                .collect();
             RecordBatch::try_new(Arc::clone(&target), columns).map_err(|e| err(e.to_string()))
         })
         .collect()
@@ -320,11 +327,23 @@ mod tests {
     }
 
     fn json(text: &str, on_error: OnError) -> Result<Decoded, SourceError> {
-        decode("f.json", &Bytes::from(text.to_string()), FileFormat::Json, &schema(), on_error)
+        decode(
+            "f.json",
+            &Bytes::from(text.to_string()),
+            FileFormat::Json,
+            &schema(),
+            on_error,
+        )
     }
 
     fn csv(text: &str, on_error: OnError) -> Result<Decoded, SourceError> {
-        decode("f.csv", &Bytes::from(text.to_string()), FileFormat::Csv, &schema(), on_error)
+        decode(
+            "f.csv",
+            &Bytes::from(text.to_string()),
+            FileFormat::Csv,
+            &schema(),
+            on_error,
+        )
     }
 
     #[test]
@@ -336,29 +355,40 @@ mod tests {
     #[test]
     fn malformed_json_names_file_and_line() {
         let text = "{\"id\":1}\n{\"id\":2}\n{\"id\": oops}\n{\"id\":4}\n";
-        let err = json(text, OnError::Fail).expect_err("malformed").to_string();
+        let err = json(text, OnError::Fail)
+            .expect_err("malformed")
+            .to_string();
         assert!(err.contains("f.json line 3"), "{err}");
         let d = json(text, OnError::Skip).expect("skip");
         assert_eq!((d.rows, d.skipped), (3, 1));
-        let err = json("{\"id\":\"x\"}\n", OnError::Fail).expect_err("type").to_string();
+        let err = json("{\"id\":\"x\"}\n", OnError::Fail)
+            .expect_err("type")
+            .to_string();
         assert!(err.contains("line 1"), "{err}");
     }
 
     #[test]
     fn malformed_csv_names_file_and_line() {
         let text = "id,name\n1,a\n2,b\nthree,c\n4,d\n";
-        assert_eq!(csv("id,name\n1,a\n2,b\n", OnError::Fail).expect("ok").rows, 2);
+        assert_eq!(
+            csv("id,name\n1,a\n2,b\n", OnError::Fail).expect("ok").rows,
+            2
+        );
         let err = csv(text, OnError::Fail).expect_err("malformed").to_string();
         assert!(err.contains("f.csv line 4"), "{err}");
         let d = csv(text, OnError::Skip).expect("skip");
         assert_eq!((d.rows, d.skipped), (3, 1));
-        let err = csv("id,name\n1,a\n2,b,extra\n", OnError::Fail).expect_err("fields").to_string();
+        let err = csv("id,name\n1,a\n2,b,extra\n", OnError::Fail)
+            .expect_err("fields")
+            .to_string();
         assert!(err.contains("line 3"), "{err}");
     }
 
     #[test]
     fn csv_header_must_match_the_schema() {
-        let err = csv("id,title\n1,a\n", OnError::Fail).expect_err("header").to_string();
+        let err = csv("id,title\n1,a\n", OnError::Fail)
+            .expect_err("header")
+            .to_string();
         assert!(err.contains("f.csv"), "{err}");
         assert!(err.contains("title"), "{err}");
     }

@@ -69,12 +69,11 @@ impl FilesSource {
         hook: Option<&StoreHook>,
         sync: bool,
     ) -> Result<Self, SourceError> {
-        let data = Location::open(&config.path, false, sync, hook).map_err(|e| {
-            SourceError::Config {
+        let data =
+            Location::open(&config.path, false, sync, hook).map_err(|e| SourceError::Config {
                 source_name: name.to_string(),
                 reason: format!("{e}; create the folder or fix `sources.{name}.path`"),
-            }
-        })?;
+            })?;
         let mut source = Self {
             name: name.to_string(),
             config: config.clone(),
@@ -141,7 +140,9 @@ impl FilesSource {
             .collect();
         let path = self.checkpoint.path(&format!("{}/schema", self.log_dir()));
         let text = serde_json::to_string_pretty(&columns).expect("schema serializes") + "\n";
-        self.checkpoint.put_if_absent(&path, text.into_bytes()).await?;
+        self.checkpoint
+            .put_if_absent(&path, text.into_bytes())
+            .await?;
         Ok(())
     }
 
@@ -158,7 +159,10 @@ impl FilesSource {
             }
         }
         if let Some(k) = compact {
-            for file in self.read_entry(&format!("{}/{k}.compact", self.log_dir())).await? {
+            for file in self
+                .read_entry(&format!("{}/{k}.compact", self.log_dir()))
+                .await?
+            {
                 self.seen.insert(file.path);
             }
         }
@@ -235,7 +239,11 @@ impl FilesSource {
             .collect())
     }
 
-    async fn read_files(&self, batch: BatchId, files: &[LoggedFile]) -> Result<BatchInput, SourceError> {
+    async fn read_files(
+        &self,
+        batch: BatchId,
+        files: &[LoggedFile],
+    ) -> Result<BatchInput, SourceError> {
         let schema = self.schema.clone().ok_or_else(|| SourceError::Config {
             source_name: self.name.clone(),
             reason: "no schema yet".into(),
@@ -255,7 +263,7 @@ async fn read_into_table(
 ) -> Result<BatchInput, SourceError> {
     let format = config.format;
     let on_error = config.on_error;
-    let decoded: Vec<super::Decoded> = futures::stream::iter(files.into_iter())
+    let decoded: Vec<super::Decoded> = futures::stream::iter(files)
         .map(|file| {
             let schema = Arc::clone(&schema);
             async move {
@@ -271,12 +279,14 @@ async fn read_into_table(
                         reason: "file vanished while reading".into(),
                     },
                 })?;
-                tokio::task::spawn_blocking(move || decode(&shown, &bytes, format, &schema, on_error))
-                    .await
-                    .map_err(|e| SourceError::Config {
-                        source_name: file,
-                        reason: format!("decoding panicked: {e}"),
-                    })?
+                tokio::task::spawn_blocking(move || {
+                    decode(&shown, &bytes, format, &schema, on_error)
+                })
+                .await
+                .map_err(|e| SourceError::Config {
+                    source_name: file,
+                    reason: format!("decoding panicked: {e}"),
+                })?
             }
         })
         .buffered(std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -320,7 +330,8 @@ pub async fn load_table(
     } else {
         (config.path.clone(), None)
     };
-    let location = Location::open(&folder, false, false, hook).map_err(|e| config_err(e.to_string()))?;
+    let location =
+        Location::open(&folder, false, false, hook).map_err(|e| config_err(e.to_string()))?;
     let files: Vec<String> = match only {
         Some(file) => vec![file],
         None => location
@@ -328,7 +339,10 @@ pub async fn load_table(
             .await?
             .into_iter()
             .map(|m| location.relative(&m.location))
-            .filter(|p| !p.split('/').any(|s| s.starts_with('.') || s.starts_with('_')))
+            .filter(|p| {
+                !p.split('/')
+                    .any(|s| s.starts_with('.') || s.starts_with('_'))
+            })
             .collect(),
     };
     let first = files
@@ -346,11 +360,15 @@ pub async fn load_table(
             infer_schema(&format!("{location}/{first}"), &bytes, config.format)?
         }
     };
-    Ok(read_into_table(&location, files, config, schema, None).await?.table)
+    Ok(read_into_table(&location, files, config, schema, None)
+        .await?
+        .table)
 }
 
 fn log_offset(offset: Option<&serde_json::Value>) -> Option<u64> {
-    offset.and_then(|o| o.get("log")).and_then(serde_json::Value::as_u64)
+    offset
+        .and_then(|o| o.get("log"))
+        .and_then(serde_json::Value::as_u64)
 }
 
 #[async_trait]
@@ -378,7 +396,11 @@ impl Source for FilesSource {
                 source_name: self.name.clone(),
                 reason: format!("{} vanished", first.path),
             })?;
-        let schema = infer_schema(&format!("{}/{}", self.data, first.path), &bytes, self.config.format)?;
+        let schema = infer_schema(
+            &format!("{}/{}", self.data, first.path),
+            &bytes,
+            self.config.format,
+        )?;
         self.pin_schema(&schema).await?;
         // Another run may have pinned one first: theirs wins.
         self.schema = self.declared_or_pinned_schema().await?;
@@ -405,7 +427,9 @@ impl Source for FilesSource {
             self.read_entry(&self.log_file(batch.0)).await?
         } else {
             let mut available = self.available().await?;
-            if let (Admission::SourceLimits, Some(max)) = (admission, self.config.max_files_per_batch) {
+            if let (Admission::SourceLimits, Some(max)) =
+                (admission, self.config.max_files_per_batch)
+            {
                 available.truncate(max);
             }
             if available.is_empty() {
@@ -417,7 +441,11 @@ impl Source for FilesSource {
                 text.push('\n');
             }
             let path = self.checkpoint.path(&self.log_file(batch.0));
-            if !self.checkpoint.put_if_absent(&path, text.into_bytes()).await? {
+            if !self
+                .checkpoint
+                .put_if_absent(&path, text.into_bytes())
+                .await?
+            {
                 // Written by a concurrent planner of the same batch: the offsets entry decides
                 // which run goes on; use what is logged.
                 self.logged.insert(batch.0);
@@ -452,7 +480,12 @@ impl Source for FilesSource {
     async fn commit(&mut self, _batch: BatchId, oldest_kept: BatchId) -> Result<(), SourceError> {
         // Fold old entries into one compact entry once there are as many old entries as kept
         // ones, so the log stays bounded without rewriting the compact entry every batch.
-        let old: Vec<u64> = self.logged.iter().copied().filter(|n| *n < oldest_kept.0).collect();
+        let old: Vec<u64> = self
+            .logged
+            .iter()
+            .copied()
+            .filter(|n| *n < oldest_kept.0)
+            .collect();
         let kept = self.logged.len() - old.len();
         let Some(&last_old) = old.last() else {
             return Ok(());
@@ -465,11 +498,11 @@ impl Source for FilesSource {
         for meta in self.checkpoint.list(&self.log_dir()).await? {
             let relative = self.checkpoint.relative(&meta.location);
             let name = relative.rsplit('/').next().unwrap_or_default().to_string();
-            if let Some(k) = name.strip_suffix(".compact").and_then(paths::entry_number) {
-                if k < last_old {
-                    all.extend(self.read_entry(&relative).await?);
-                    previous_compacts.push(relative);
-                }
+            if let Some(k) = name.strip_suffix(".compact").and_then(paths::entry_number)
+                && k < last_old
+            {
+                all.extend(self.read_entry(&relative).await?);
+                previous_compacts.push(relative);
             }
         }
         for n in &old {
@@ -480,10 +513,14 @@ impl Source for FilesSource {
             text.push_str(&crate::checkpoint::to_json(file));
             text.push('\n');
         }
-        let compact = self.checkpoint.path(&format!("{}/{last_old}.compact", self.log_dir()));
+        let compact = self
+            .checkpoint
+            .path(&format!("{}/{last_old}.compact", self.log_dir()));
         self.checkpoint.put(&compact, text.into_bytes()).await?;
         for n in old {
-            self.checkpoint.delete(&self.checkpoint.path(&self.log_file(n))).await?;
+            self.checkpoint
+                .delete(&self.checkpoint.path(&self.log_file(n)))
+                .await?;
             self.logged.remove(&n);
         }
         for file in previous_compacts {

@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 fn run_bin(args: &[&str], cwd: &std::path::Path) -> Output {
-    sluice_bin().args(args).current_dir(cwd).output().expect("run sluice")
+    sluice_bin()
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run sluice")
 }
 
 fn stderr(o: &Output) -> String {
@@ -44,12 +48,19 @@ fn quickstart_runs_then_finds_nothing_then_takes_just_the_new_file() {
     let first = run_bin(&args, ws.dir.path());
     assert!(first.status.success(), "{}", stderr(&first));
     let events = json_events(&first);
-    let files = std::fs::read_dir(ws.path("queries/data/clicks")).expect("data").count();
+    let files = std::fs::read_dir(ws.path("queries/data/clicks"))
+        .expect("data")
+        .count();
     assert_eq!(events.len(), files, "one file per batch");
     for (n, e) in events.iter().enumerate() {
         assert_eq!(e["batchId"], n as u64);
         assert_eq!(e["numInputFiles"], 1);
-        assert!(e["durationMs"]["triggerExecution"].as_f64().expect("duration") > 0.0);
+        assert!(
+            e["durationMs"]["triggerExecution"]
+                .as_f64()
+                .expect("duration")
+                > 0.0
+        );
         assert!(e["numInputRows"].as_u64().expect("rows") > 0);
     }
 
@@ -71,7 +82,10 @@ fn quickstart_runs_then_finds_nothing_then_takes_just_the_new_file() {
     assert_eq!(events[0]["numInputRows"], 40);
 
     // inspect shows every batch committed, with its files.
-    let inspect = run_bin(&["inspect", "checkpoints/quickstart", "--json"], ws.dir.path());
+    let inspect = run_bin(
+        &["inspect", "checkpoints/quickstart", "--json"],
+        ws.dir.path(),
+    );
     assert!(inspect.status.success(), "{}", stderr(&inspect));
     let view: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("inspect json");
     assert_eq!(view["metadata"]["name"], "quickstart");
@@ -96,7 +110,12 @@ fn malformed_json_names_file_and_line_and_skip_counts_it() {
     let mut text = std::fs::read_to_string(&bad).expect("read");
     text = text.replacen("\"user_id\"", "\"user_id\": oops, \"x\"", 1);
     let lines: Vec<&str> = text.lines().collect();
-    let moved = format!("{}\n{}\n{}\n", lines[1..3].join("\n"), lines[0], lines[3..].join("\n"));
+    let moved = format!(
+        "{}\n{}\n{}\n",
+        lines[1..3].join("\n"),
+        lines[0],
+        lines[3..].join("\n")
+    );
     std::fs::write(&bad, moved).expect("write");
 
     let pipeline = pipeline_in(&ws, "SELECT * FROM clicks", "");
@@ -110,7 +129,12 @@ fn malformed_json_names_file_and_line_and_skip_counts_it() {
 
     let pipeline = pipeline_in(&ws, "SELECT * FROM clicks", "    on_error: skip\n");
     let out = run_bin(
-        &["run", pipeline.to_str().expect("utf-8"), "--progress", "json"],
+        &[
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "json",
+        ],
         ws.dir.path(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -131,7 +155,11 @@ fn malformed_csv_names_file_and_line() {
     let pipeline = write_pipeline(&ws, &yaml);
     let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("clicks-0000.csv line 3"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("clicks-0000.csv line 3"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -140,12 +168,30 @@ fn bad_pipelines_exit_2_with_a_short_message() {
     write_clicks(&ws.path("in"), "json", 1, 5, 0);
     let good = pipeline_yaml(&ws, "json", "SELECT * FROM clicks", 1, "");
     let cases: Vec<(String, &str)> = vec![
-        (good.replace(&ws.p("in"), &ws.p("missing")), "create the folder"),
+        (
+            good.replace(&ws.p("in"), &ws.p("missing")),
+            "create the folder",
+        ),
         ("name: [unclosed\n".to_string(), "pipeline.yaml"),
-        (good.replace("max_files_per_batch", "max_file_per_batch"), "did you mean `max_files_per_batch`"),
-        (good.replace("SELECT * FROM clicks", "SELEC * FROM clicks"), "does not plan"),
-        (good.replace("SELECT * FROM clicks", "SELECT page, count(*) FROM clicks GROUP BY page"), "GROUP BY"),
-        (good.replace("SELECT * FROM clicks", "SELECT nope FROM clicks"), "nope"),
+        (
+            good.replace("max_files_per_batch", "max_file_per_batch"),
+            "did you mean `max_files_per_batch`",
+        ),
+        (
+            good.replace("SELECT * FROM clicks", "SELEC * FROM clicks"),
+            "does not plan",
+        ),
+        (
+            good.replace(
+                "SELECT * FROM clicks",
+                "SELECT page, count(*) FROM clicks GROUP BY page",
+            ),
+            "GROUP BY",
+        ),
+        (
+            good.replace("SELECT * FROM clicks", "SELECT nope FROM clicks"),
+            "nope",
+        ),
     ];
     for (yaml, needle) in cases {
         let pipeline = write_pipeline(&ws, &yaml);
@@ -174,7 +220,11 @@ fn a_damaged_checkpoint_file_is_named() {
     assert!(stderr(&out).contains("commits/1"), "{}", stderr(&out));
     std::fs::write(&commit, "garbage\n").expect("garbage");
     let out = run_bin(&["run", p], ws.dir.path());
-    assert!(stderr(&out).contains("commits/1 line 1"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("commits/1 line 1"),
+        "{}",
+        stderr(&out)
+    );
     let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("commits/1"), "{}", stderr(&out));
@@ -182,7 +232,14 @@ fn a_damaged_checkpoint_file_is_named() {
 
 fn spawn_every(pipeline: &std::path::Path, cwd: &std::path::Path) -> Child {
     sluice_bin()
-        .args(["run", pipeline.to_str().expect("utf-8"), "--trigger", "every 100ms", "--progress", "json"])
+        .args([
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--trigger",
+            "every 100ms",
+            "--progress",
+            "json",
+        ])
         .current_dir(cwd)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -230,15 +287,26 @@ fn two_runs_at_once_one_stops_saying_the_checkpoint_is_in_use() {
     };
     let lost = loser.wait_with_output().expect("output");
     assert_eq!(lost.status.code(), Some(1));
-    assert!(stderr(&lost).contains("in use by another run"), "{}", stderr(&lost));
+    assert!(
+        stderr(&lost).contains("in use by another run"),
+        "{}",
+        stderr(&lost)
+    );
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(winner.try_wait().expect("wait").is_none(), "the winner is still running");
+    assert!(
+        winner.try_wait().expect("wait").is_none(),
+        "the winner is still running"
+    );
     terminate(&winner);
-    let status = wait_timeout(&mut winner, Duration::from_secs(20)).expect("winner stops on SIGTERM");
+    let status =
+        wait_timeout(&mut winner, Duration::from_secs(20)).expect("winner stops on SIGTERM");
     assert!(status.success(), "SIGTERM ends the run with exit 0");
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let expected = rt.block_on(oracle(&ws.path("in"), "json", "SELECT * FROM clicks"));
-    assert_eq!(compare(&expected, &rt.block_on(sink_rows(&ws.path("out")))), (expected.len(), 0, 0));
+    assert_eq!(
+        compare(&expected, &rt.block_on(sink_rows(&ws.path("out")))),
+        (expected.len(), 0, 0)
+    );
 }
 
 #[test]
@@ -257,7 +325,15 @@ fn sigterm_stops_cleanly_and_the_next_run_carries_on() {
     let status = wait_timeout(&mut child, Duration::from_secs(20)).expect("stops on SIGTERM");
     assert!(status.success());
     write_clicks(&ws.path("in"), "json", 2, 50, 2);
-    let out = run_bin(&["run", pipeline.to_str().expect("utf-8"), "--progress", "json"], ws.dir.path());
+    let out = run_bin(
+        &[
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "json",
+        ],
+        ws.dir.path(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let events = json_events(&out);
     assert_eq!(events.len(), 2);
@@ -265,25 +341,31 @@ fn sigterm_stops_cleanly_and_the_next_run_carries_on() {
 }
 
 /// Kill the process with SIGKILL at random moments until a run completes; nothing is lost or
-/// doubled.
+/// doubled. (The longer soak of the reliability issue builds on this.)
 #[test]
 fn sigkill_loop_loses_and_doubles_nothing() {
     use rand::{Rng, SeedableRng};
     let ws = Workspace::new();
-    write_clicks(&ws.path("in"), "json", 24, 200, 0);
+    write_clicks(&ws.path("in"), "json", 60, 100, 0);
     let query = "SELECT id, page, amount FROM clicks WHERE amount > 10";
     let pipeline = pipeline_in(&ws, query, "");
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     let (mut kills, mut finished) = (0, false);
-    for _ in 0..200 {
+    for _ in 0..400 {
         let mut child = sluice_bin()
-            .args(["run", pipeline.to_str().expect("utf-8"), "--progress", "none"])
+            .args([
+                "run",
+                pipeline.to_str().expect("utf-8"),
+                "--progress",
+                "none",
+            ])
             .current_dir(ws.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-        let delay = Duration::from_millis(rng.random_range(5..120));
+        // Most runs die part-way: somewhere in start-up, planning, the sink or the commit.
+        let delay = Duration::from_millis(rng.random_range(2..40));
         if let Some(status) = wait_timeout(&mut child, delay) {
             let out = child.wait_with_output().expect("output");
             assert!(status.success(), "{}", stderr(&out));
@@ -303,6 +385,6 @@ fn sigkill_loop_loses_and_doubles_nothing() {
     let got = rt.block_on(sink_rows(&ws.path("out")));
     let (n, d, l) = compare(&expected, &got);
     println!("sigkill loop: {kills} kills, {n} rows compared, {d} duplicates, {l} losses");
-    assert!(kills > 0, "the loop must kill at least once");
+    assert!(kills >= 10, "the loop must kill many times, killed {kills}");
     assert_eq!((d, l), (0, 0));
 }

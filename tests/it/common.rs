@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampNanosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, Int64Array, StringArray, TimestampNanosecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::array_value_to_string;
@@ -56,9 +58,18 @@ pub const CLICK_SCHEMA_YAML: &str =
 pub fn clicks(first: i64, rows: i64) -> RecordBatch {
     let ids: Vec<i64> = (first..first + rows).collect();
     let users: Vec<i64> = ids.iter().map(|i| (i * 7919) % 23).collect();
-    let pages: Vec<&str> = ids.iter().map(|i| PAGES[(*i as usize * 31) % PAGES.len()]).collect();
-    let amounts: Vec<f64> = ids.iter().map(|i| ((i * 37) % 1000) as f64 / 10.0).collect();
-    let ts: Vec<i64> = ids.iter().map(|i| 1_762_000_000_000_000_000 + i * 1_000_000_000).collect();
+    let pages: Vec<&str> = ids
+        .iter()
+        .map(|i| PAGES[(*i as usize * 31) % PAGES.len()])
+        .collect();
+    let amounts: Vec<f64> = ids
+        .iter()
+        .map(|i| ((i * 37) % 1000) as f64 / 10.0)
+        .collect();
+    let ts: Vec<i64> = ids
+        .iter()
+        .map(|i| 1_762_000_000_000_000_000 + i * 1_000_000_000)
+        .collect();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from(ids)),
         Arc::new(Int64Array::from(users)),
@@ -100,13 +111,22 @@ pub fn write_batch(path: &Path, format: &str, batch: &RecordBatch) {
         other => panic!("format {other}"),
     }
     // Write then rename, as a producer of a watched folder must.
-    let tmp = path.with_file_name(format!(".tmp-{}", path.file_name().expect("name").to_string_lossy()));
+    let tmp = path.with_file_name(format!(
+        ".tmp-{}",
+        path.file_name().expect("name").to_string_lossy()
+    ));
     std::fs::write(&tmp, out).expect("write");
     std::fs::rename(&tmp, path).expect("rename");
 }
 
 /// A pipeline file over `in/` writing Parquet to `out/`.
-pub fn pipeline_yaml(ws: &Workspace, format: &str, query: &str, max_files: usize, extra: &str) -> String {
+pub fn pipeline_yaml(
+    ws: &Workspace,
+    format: &str,
+    query: &str,
+    max_files: usize,
+    extra: &str,
+) -> String {
     format!(
         "name: test\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: {format}\n    schema: {schema}\n    max_files_per_batch: {max_files}\n{extra}query: |\n  {query}\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: parquet }}\n",
         ckpt = ws.p("ckpt"),
@@ -160,11 +180,21 @@ pub async fn oracle(input: &Path, format: &str, query: &str) -> Vec<String> {
     let dir = input.display().to_string();
     match format {
         "json" => ctx
-            .register_json("clicks", &dir, JsonReadOptions::default().schema(&schema).file_extension(".json"))
+            .register_json(
+                "clicks",
+                &dir,
+                JsonReadOptions::default()
+                    .schema(&schema)
+                    .file_extension(".json"),
+            )
             .await
             .expect("oracle json"),
         "csv" => ctx
-            .register_csv("clicks", &dir, CsvReadOptions::new().schema(&schema).file_extension(".csv"))
+            .register_csv(
+                "clicks",
+                &dir,
+                CsvReadOptions::new().schema(&schema).file_extension(".csv"),
+            )
             .await
             .expect("oracle csv"),
         "parquet" => ctx
@@ -173,7 +203,13 @@ pub async fn oracle(input: &Path, format: &str, query: &str) -> Vec<String> {
             .expect("oracle parquet"),
         other => panic!("format {other}"),
     }
-    let batches = ctx.sql(query).await.expect("oracle sql").collect().await.expect("oracle run");
+    let batches = ctx
+        .sql(query)
+        .await
+        .expect("oracle sql")
+        .collect()
+        .await
+        .expect("oracle run");
     rows(&batches)
 }
 
@@ -192,10 +228,20 @@ pub async fn sink_rows(out: &Path) -> Vec<String> {
         return Vec::new();
     }
     let ctx = SessionContext::new();
-    ctx.register_parquet("sink", &out.display().to_string(), ParquetReadOptions::default())
+    ctx.register_parquet(
+        "sink",
+        &out.display().to_string(),
+        ParquetReadOptions::default(),
+    )
+    .await
+    .expect("read sink");
+    let batches = ctx
+        .sql("SELECT * FROM sink")
         .await
-        .expect("read sink");
-    let batches = ctx.sql("SELECT * FROM sink").await.expect("sql").collect().await.expect("collect");
+        .expect("sql")
+        .collect()
+        .await
+        .expect("collect");
     rows(&batches)
 }
 

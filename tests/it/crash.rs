@@ -22,9 +22,14 @@ async fn crash_and_recover(ws: &Workspace, yaml: &str, crash: CrashAt) -> usize 
     .await;
     assert!(faults.crashed(), "{crash:?} must be reached");
     let err = result.expect_err("a crashed run fails");
-    assert!(err.to_string().contains("injected crash"), "{crash:?}: {err}");
+    assert!(
+        err.to_string().contains("injected crash"),
+        "{crash:?}: {err}"
+    );
     let _ = ws;
-    run(yaml, RunOptions::default()).await.expect("restart finishes");
+    run(yaml, RunOptions::default())
+        .await
+        .expect("restart finishes");
     1
 }
 
@@ -38,13 +43,22 @@ async fn enumerate_crash_points(format: &str, files: usize, per_batch: usize, re
     let clean = Workspace::new();
     let yaml = setup(&clean);
     let counter = Faults::new(CrashAt::Never);
-    run(&yaml, RunOptions { store_hook: Some(counter.hook()), ..RunOptions::default() })
-        .await
-        .expect("clean run");
+    run(
+        &yaml,
+        RunOptions {
+            store_hook: Some(counter.hook()),
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .expect("clean run");
     let writes = counter.writes();
     let expected = oracle(&clean.path("in"), format, QUERY).await;
     assert_eq!(sink_rows(&clean.path("out")).await, expected);
-    assert!(writes > 10, "a multi-batch run has many writes, got {writes}");
+    assert!(
+        writes > 10,
+        "a multi-batch run has many writes, got {writes}"
+    );
 
     let (mut points, mut restarts, mut compared, mut dupes, mut losses) = (0, 0, 0, 0, 0);
     for k in 1..=writes {
@@ -86,9 +100,19 @@ async fn a_crash_during_recovery_recovers_too() {
     let yaml = pipeline_yaml(&ws, "json", QUERY, 1, "");
     for k in [7, 3, 5, 2] {
         let faults = Faults::new(CrashAt::After(k));
-        let _ = run(&yaml, RunOptions { store_hook: Some(faults.hook()), ..RunOptions::default() }).await;
+        let _ = run(
+            &yaml,
+            RunOptions {
+                store_hook: Some(faults.hook()),
+                ..RunOptions::default()
+            },
+        )
+        .await;
     }
     run(&yaml, RunOptions::default()).await.expect("final run");
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
-    assert_eq!(compare(&expected, &sink_rows(&ws.path("out")).await), (expected.len(), 0, 0));
+    assert_eq!(
+        compare(&expected, &sink_rows(&ws.path("out")).await),
+        (expected.len(), 0, 0)
+    );
 }

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -116,7 +116,12 @@ impl fmt::Display for FaultStore {
 
 #[async_trait]
 impl ObjectStore for FaultStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
         let n = self.faults.before_write("put")?;
         let result = self.inner.put_opts(location, payload, opts).await;
         self.faults.after_write(n, "put", result)
@@ -155,7 +160,8 @@ impl ObjectStore for FaultStore {
                 async move {
                     let path = path?;
                     let n = faults.before_write("delete")?;
-                    let mut out = inner.delete_stream(futures::stream::iter([Ok(path.clone())]).boxed());
+                    let mut out =
+                        inner.delete_stream(futures::stream::iter([Ok(path.clone())]).boxed());
                     let result = match out.next().await {
                         Some(r) => r,
                         None => Ok(path),

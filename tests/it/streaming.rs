@@ -62,7 +62,8 @@ async fn stream_static_join_and_unnest_equal_batch() {
         "tables:\n  sections: {{ kind: files, path: {}, format: csv }}\n",
         ws.p("sections.csv")
     );
-    let yaml = pipeline_yaml(&ws, "json", query, 1, "").replace("query: |", &format!("{extra}query: |"));
+    let yaml =
+        pipeline_yaml(&ws, "json", query, 1, "").replace("query: |", &format!("{extra}query: |"));
     let summary = run(&yaml, RunOptions::default()).await.expect("run");
     assert_eq!(summary.batches, 4);
     // The oracle joins the same static table.
@@ -75,10 +76,21 @@ async fn stream_static_join_and_unnest_equal_batch() {
     )
     .await
     .expect("clicks");
-    ctx.register_csv("sections", &ws.p("sections.csv"), datafusion::prelude::CsvReadOptions::new())
-        .await
-        .expect("sections");
-    let expected = rows(&ctx.sql(query).await.expect("sql").collect().await.expect("run"));
+    ctx.register_csv(
+        "sections",
+        &ws.p("sections.csv"),
+        datafusion::prelude::CsvReadOptions::new(),
+    )
+    .await
+    .expect("sections");
+    let expected = rows(
+        &ctx.sql(query)
+            .await
+            .expect("sql")
+            .collect()
+            .await
+            .expect("run"),
+    );
     assert!(!expected.is_empty());
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
 }
@@ -90,7 +102,8 @@ async fn now_is_the_logged_batch_timestamp() {
     let query = "SELECT id, now() AS at FROM clicks";
     let yaml = pipeline_yaml(&ws, "json", query, 1, "");
     run(&yaml, RunOptions::default()).await.expect("run");
-    let location = sluice::storage::Location::open(&ws.p("ckpt"), false, false, None).expect("ckpt");
+    let location =
+        sluice::storage::Location::open(&ws.p("ckpt"), false, false, None).expect("ckpt");
     let mut logged = Vec::new();
     for n in 0..2 {
         let entry = sluice::checkpoint::read_offsets(&location, sluice::checkpoint::BatchId(n))
@@ -100,7 +113,9 @@ async fn now_is_the_logged_batch_timestamp() {
         logged.push(entry.info.batch_timestamp_ms);
     }
     let ctx = datafusion::prelude::SessionContext::new();
-    ctx.register_parquet("sink", &ws.p("out"), Default::default()).await.expect("sink");
+    ctx.register_parquet("sink", &ws.p("out"), Default::default())
+        .await
+        .expect("sink");
     let batches = ctx
         .sql("SELECT DISTINCT CAST(at AS BIGINT) / 1000000 AS ms FROM sink ORDER BY ms")
         .await
@@ -108,19 +123,28 @@ async fn now_is_the_logged_batch_timestamp() {
         .collect()
         .await
         .expect("collect");
-    let got: Vec<i64> = rows(&batches).iter().map(|s| s.parse().expect("ms")).collect();
+    let got: Vec<i64> = rows(&batches)
+        .iter()
+        .map(|s| s.parse().expect("ms"))
+        .collect();
     logged.sort();
     logged.dedup();
-    assert_eq!(got, logged, "each batch's now() is the timestamp in its offsets entry");
+    assert_eq!(
+        got, logged,
+        "each batch's now() is the timestamp in its offsets entry"
+    );
 }
 
 #[tokio::test]
 async fn sink_folder_holds_only_committed_files() {
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 3, 50, 0);
-    run(&pipeline_yaml(&ws, "json", "SELECT * FROM clicks", 1, ""), RunOptions::default())
-        .await
-        .expect("run");
+    run(
+        &pipeline_yaml(&ws, "json", "SELECT * FROM clicks", 1, ""),
+        RunOptions::default(),
+    )
+    .await
+    .expect("run");
     let mut names: Vec<String> = std::fs::read_dir(ws.path("out"))
         .expect("out")
         .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
@@ -138,4 +162,47 @@ async fn sink_folder_holds_only_committed_files() {
     let staging = ws.path("out/_sluice/staging");
     let leftovers = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
     assert_eq!(leftovers, 0, "nothing left in staging");
+}
+
+#[tokio::test]
+async fn an_inferred_schema_is_pinned_and_a_file_that_does_not_fit_is_named() {
+    let query = "SELECT id, page, amount FROM clicks WHERE amount > 20";
+    for format in ["json", "parquet", "csv"] {
+        let ws = Workspace::new();
+        write_clicks(&ws.path("in"), format, 2, 30, 0);
+        let yaml = pipeline_yaml(&ws, format, query, 1, "")
+            .replace(&format!("    schema: {CLICK_SCHEMA_YAML}\n"), "");
+        assert!(!yaml.contains("schema:"), "{yaml}");
+        let summary = run(&yaml, RunOptions::default()).await.expect("run");
+        assert_eq!(summary.batches, 2, "{format}");
+        let pinned =
+            std::fs::read_to_string(ws.path("ckpt/sources/clicks/schema")).expect("pinned");
+        assert!(pinned.contains("\"amount\""), "{pinned}");
+        let committed = sink_rows(&ws.path("out")).await;
+        assert_eq!(
+            committed,
+            oracle(&ws.path("in"), format, query).await,
+            "{format}"
+        );
+
+        // A later file whose columns do not fit the pinned schema stops the run, naming it.
+        let misfit = datafusion::arrow::record_batch::RecordBatch::try_from_iter(vec![(
+            "id",
+            std::sync::Arc::new(datafusion::arrow::array::StringArray::from(vec!["abc"]))
+                as datafusion::arrow::array::ArrayRef,
+        )])
+        .expect("batch");
+        write_batch(
+            &ws.path(&format!("in/clicks-0009.{format}")),
+            format,
+            &misfit,
+        );
+        let err = run(&yaml, RunOptions::default())
+            .await
+            .expect_err("misfit")
+            .to_string();
+        assert!(err.contains("clicks-0009"), "{format}: {err}");
+        // What was committed stays committed.
+        assert_eq!(sink_rows(&ws.path("out")).await, committed, "{format}");
+    }
 }
