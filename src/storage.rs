@@ -130,11 +130,20 @@ impl Location {
     }
 
     /// The full path of `relative` (slash-separated) under this location.
+    /// Names that came from a listing are taken as they are (no second percent-encoding);
+    /// names that are not valid object paths are encoded part by part.
     pub fn path(&self, relative: &str) -> Path {
-        relative
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .fold(self.prefix.clone(), |p, part| p.join(part))
+        let relative = relative.trim_matches('/');
+        let full = match self.prefix.as_ref() {
+            "" => relative.to_string(),
+            prefix => format!("{prefix}/{relative}"),
+        };
+        Path::parse(&full).unwrap_or_else(|_| {
+            relative
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .fold(self.prefix.clone(), |p, part| p.join(part))
+        })
     }
 
     /// The prefix of this location in its store.

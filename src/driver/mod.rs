@@ -107,17 +107,18 @@ impl<'a> Driver<'a> {
         let sync = pipeline.sync;
         // Fail on a missing source folder before anything is created.
         for (name, config) in &pipeline.sources {
-            Location::open(&config.path, false, false, hook).map_err(|e| {
-                crate::source::SourceError::Config {
-                    source_name: name.clone(),
-                    reason: format!("{e}; create the folder or fix `sources.{name}.path`"),
-                }
-            })?;
+            crate::source::open_folder(name, config, hook, false)?;
         }
         let mut static_tables = BTreeMap::new();
         for (name, config) in &pipeline.tables {
             static_tables.insert(name.clone(), load_table(name, config, hook).await?);
         }
+        let checkpoint_spec = options
+            .checkpoint
+            .clone()
+            .unwrap_or_else(|| pipeline.checkpoint_location());
+        let location = Location::open(&checkpoint_spec, true, sync, hook)?;
+        let checkpoint = Checkpoint::open(location, &pipeline.name).await?;
         let sink: Box<dyn Sink> = match pipeline.sink.kind {
             SinkKind::Console => Box::new(ConsoleSink::new(pipeline.sink.max_rows)),
             SinkKind::Files => {
@@ -133,15 +134,10 @@ impl<'a> Driver<'a> {
                 Box::new(FilesSink::new(
                     Location::open(path, true, sync, hook)?,
                     format,
+                    checkpoint.metadata().id,
                 ))
             }
         };
-        let checkpoint_spec = options
-            .checkpoint
-            .clone()
-            .unwrap_or_else(|| pipeline.checkpoint_location());
-        let location = Location::open(&checkpoint_spec, true, sync, hook)?;
-        let checkpoint = Checkpoint::open(location, &pipeline.name).await?;
         let mut sources: Vec<Box<dyn Source>> = Vec::new();
         for (name, config) in &pipeline.sources {
             sources.push(Box::new(

@@ -35,6 +35,8 @@ pub const SLUICE_DIR: &str = "_sluice";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// The pipeline whose batch this is.
+    pub pipeline: uuid::Uuid,
     /// The batch.
     pub batch: BatchId,
     /// The epoch of the run that wrote it.
@@ -62,12 +64,17 @@ pub struct ManifestFile {
 pub struct FilesSink {
     location: Location,
     format: FileFormat,
+    pipeline: uuid::Uuid,
 }
 
 impl FilesSink {
-    /// A files sink writing `format` into `location`.
-    pub fn new(location: Location, format: FileFormat) -> Self {
-        Self { location, format }
+    /// A files sink writing `format` into `location` for pipeline `pipeline` (its id).
+    pub fn new(location: Location, format: FileFormat, pipeline: uuid::Uuid) -> Self {
+        Self {
+            location,
+            format,
+            pipeline,
+        }
     }
 
     /// The manifest entry of `batch`, relative to the output folder.
@@ -107,6 +114,19 @@ impl FilesSink {
         serde_json::from_str(body.trim_end())
             .map(Some)
             .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// A manifest written for another pipeline (or an earlier checkpoint of this one) means
+    /// the output folder is shared: taking its batches as ours would drop our rows.
+    fn check_owner(&self, manifest: &Manifest) -> Result<(), SinkError> {
+        if manifest.pipeline == self.pipeline {
+            return Ok(());
+        }
+        Err(SinkError::Foreign {
+            location: self.location.to_string(),
+            batch: manifest.batch,
+            owner: manifest.pipeline,
+        })
     }
 
     /// Moves a committed batch's files from staging into place, where not done yet.
@@ -188,6 +208,7 @@ impl Sink for FilesSink {
         output: BatchOutput,
     ) -> Result<SinkCommit, SinkError> {
         if let Some(manifest) = self.read_manifest(batch).await? {
+            self.check_owner(&manifest)?;
             self.publish(&manifest).await?;
             return Ok(SinkCommit {
                 rows: manifest.rows,
@@ -230,6 +251,7 @@ impl Sink for FilesSink {
             });
         }
         let manifest = Manifest {
+            pipeline: self.pipeline,
             batch,
             epoch,
             rows: files.iter().map(|f| f.rows).sum(),
@@ -245,12 +267,15 @@ impl Sink for FilesSink {
             manifest
         } else {
             // Another run committed this batch first; its files are what the sink keeps.
-            self.read_manifest(batch)
+            let theirs = self
+                .read_manifest(batch)
                 .await?
                 .ok_or_else(|| SinkError::Corrupt {
                     file: Self::manifest_file(batch),
                     reason: "exists but cannot be read".into(),
-                })?
+                })?;
+            self.check_owner(&theirs)?;
+            theirs
         };
         self.publish(&manifest).await?;
         Ok(SinkCommit {

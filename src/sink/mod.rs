@@ -29,6 +29,19 @@ pub enum SinkError {
         /// The encoder's message.
         reason: String,
     },
+    /// The output folder holds batches of another pipeline or checkpoint.
+    #[error(
+        "{location} already holds batch {batch} of another pipeline or checkpoint (id {owner}); \
+         give each pipeline and checkpoint its own output folder"
+    )]
+    Foreign {
+        /// The output folder.
+        location: String,
+        /// The batch found.
+        batch: BatchId,
+        /// The pipeline id in its manifest.
+        owner: uuid::Uuid,
+    },
     /// The sink's own log is damaged.
     #[error("sink manifest {file} is corrupt: {reason}")]
     Corrupt {

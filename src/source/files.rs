@@ -69,11 +69,7 @@ impl FilesSource {
         hook: Option<&StoreHook>,
         sync: bool,
     ) -> Result<Self, SourceError> {
-        let data =
-            Location::open(&config.path, false, sync, hook).map_err(|e| SourceError::Config {
-                source_name: name.to_string(),
-                reason: format!("{e}; create the folder or fix `sources.{name}.path`"),
-            })?;
+        let data = open_folder(name, config, hook, sync)?;
         let mut source = Self {
             name: name.to_string(),
             config: config.clone(),
@@ -138,6 +134,18 @@ impl FilesSource {
                 nullable: f.is_nullable(),
             })
             .collect();
+        if let Some(c) = columns
+            .iter()
+            .find(|c| DataType::from_str(&c.data_type).is_err())
+        {
+            return Err(SourceError::Infer {
+                file: self.data.to_string(),
+                reason: format!(
+                    "column `{}` has type {}, which cannot be pinned in the checkpoint",
+                    c.name, c.data_type
+                ),
+            });
+        }
         let path = self.checkpoint.path(&format!("{}/schema", self.log_dir()));
         let text = serde_json::to_string_pretty(&columns).expect("schema serializes") + "\n";
         self.checkpoint
@@ -244,19 +252,35 @@ impl FilesSource {
         batch: BatchId,
         files: &[LoggedFile],
     ) -> Result<BatchInput, SourceError> {
-        let schema = self.schema.clone().ok_or_else(|| SourceError::Config {
-            source_name: self.name.clone(),
-            reason: "no schema yet".into(),
+        let schema = self.schema.clone().ok_or_else(|| SourceError::Read {
+            file: self.data.to_string(),
+            reason: "the source has no schema yet".into(),
         })?;
-        let paths = files.iter().map(|f| f.path.clone()).collect();
+        let paths = files
+            .iter()
+            .map(|f| (f.path.clone(), Some(f.size)))
+            .collect();
         read_into_table(&self.data, paths, &self.config, schema, Some(batch)).await
     }
+}
+
+/// Opens a source's folder, which must exist.
+pub fn open_folder(
+    name: &str,
+    config: &SourceConfig,
+    hook: Option<&StoreHook>,
+    sync: bool,
+) -> Result<Location, SourceError> {
+    Location::open(&config.path, false, sync, hook).map_err(|e| SourceError::Config {
+        source_name: name.to_string(),
+        reason: format!("{e}; create the folder or fix `sources.{name}.path`"),
+    })
 }
 
 /// Reads files of `location` into a table with one partition per file.
 async fn read_into_table(
     location: &Location,
-    files: Vec<String>,
+    files: Vec<(String, Option<u64>)>,
     config: &SourceConfig,
     schema: SchemaRef,
     batch: Option<BatchId>,
@@ -264,27 +288,40 @@ async fn read_into_table(
     let format = config.format;
     let on_error = config.on_error;
     let decoded: Vec<super::Decoded> = futures::stream::iter(files)
-        .map(|file| {
+        .map(|(file, logged_size)| {
             let schema = Arc::clone(&schema);
             async move {
                 let path = location.path(&file);
                 let shown = format!("{location}/{file}");
-                let bytes = location.get(&path).await?.ok_or_else(|| match batch {
+                let mut bytes = location.get(&path).await?.ok_or_else(|| match batch {
                     Some(batch) => SourceError::FileGone {
                         file: shown.clone(),
                         batch,
                     },
-                    None => SourceError::Config {
-                        source_name: shown.clone(),
-                        reason: "file vanished while reading".into(),
+                    None => SourceError::Read {
+                        file: shown.clone(),
+                        reason: "the file vanished while being read".into(),
                     },
                 })?;
+                // A batch reads exactly the bytes it logged, even if the file grew since.
+                if let (Some(size), Some(batch)) = (logged_size, batch) {
+                    let size = usize::try_from(size).unwrap_or(usize::MAX);
+                    if bytes.len() < size {
+                        return Err(SourceError::FileChanged {
+                            file: shown,
+                            batch,
+                            logged: size as u64,
+                            now: bytes.len() as u64,
+                        });
+                    }
+                    bytes = bytes.slice(..size);
+                }
                 tokio::task::spawn_blocking(move || {
                     decode(&shown, &bytes, format, &schema, on_error)
                 })
                 .await
-                .map_err(|e| SourceError::Config {
-                    source_name: file,
+                .map_err(|e| SourceError::Read {
+                    file,
                     reason: format!("decoding panicked: {e}"),
                 })?
             }
@@ -299,8 +336,8 @@ async fn read_into_table(
     if partitions.is_empty() {
         partitions.push(Vec::new());
     }
-    let table = MemTable::try_new(schema, partitions).map_err(|e| SourceError::Config {
-        source_name: location.to_string(),
+    let table = MemTable::try_new(schema, partitions).map_err(|e| SourceError::Read {
+        file: location.to_string(),
         reason: e.to_string(),
     })?;
     Ok(BatchInput {
@@ -332,8 +369,8 @@ pub async fn load_table(
     };
     let location =
         Location::open(&folder, false, false, hook).map_err(|e| config_err(e.to_string()))?;
-    let files: Vec<String> = match only {
-        Some(file) => vec![file],
+    let files: Vec<(String, Option<u64>)> = match only {
+        Some(file) => vec![(file, None)],
         None => location
             .list("")
             .await?
@@ -343,9 +380,10 @@ pub async fn load_table(
                 !p.split('/')
                     .any(|s| s.starts_with('.') || s.starts_with('_'))
             })
+            .map(|p| (p, None))
             .collect(),
     };
-    let first = files
+    let (first, _) = files
         .first()
         .ok_or_else(|| config_err("the table has no files".into()))?;
     let schema = match config.declared_columns() {
@@ -392,9 +430,9 @@ impl Source for FilesSource {
             .data
             .get(&self.data.path(&first.path))
             .await?
-            .ok_or_else(|| SourceError::Config {
-                source_name: self.name.clone(),
-                reason: format!("{} vanished", first.path),
+            .ok_or_else(|| SourceError::Read {
+                file: format!("{}/{}", self.data, first.path),
+                reason: "the file vanished while being read".into(),
             })?;
         let schema = infer_schema(
             &format!("{}/{}", self.data, first.path),
@@ -468,11 +506,18 @@ impl Source for FilesSource {
         start: Option<&serde_json::Value>,
         end: &serde_json::Value,
     ) -> Result<BatchInput, SourceError> {
-        let end_log = log_offset(Some(end));
-        if end_log.is_none() || end_log == log_offset(start) {
-            return self.read_files(BatchId(0), &[]).await;
+        let Some(end_log) = log_offset(Some(end)) else {
+            return Err(CheckpointError::Corrupt {
+                file: format!("offsets entry of source `{}`", self.name),
+                line: 1,
+                reason: format!("the offset {end} has no numeric `log`"),
+            }
+            .into());
+        };
+        if Some(end_log) == log_offset(start) {
+            return self.read_files(BatchId(end_log), &[]).await;
         }
-        let batch = BatchId(end_log.unwrap_or_default());
+        let batch = BatchId(end_log);
         let files = self.read_entry(&self.log_file(batch.0)).await?;
         self.read_files(batch, &files).await
     }
@@ -498,16 +543,20 @@ impl Source for FilesSource {
         for meta in self.checkpoint.list(&self.log_dir()).await? {
             let relative = self.checkpoint.relative(&meta.location);
             let name = relative.rsplit('/').next().unwrap_or_default().to_string();
-            if let Some(k) = name.strip_suffix(".compact").and_then(paths::entry_number)
-                && k < last_old
-            {
+            // Every compact entry is folded in, the one this compaction rewrites included: a
+            // compaction cut short by a crash must not lose what an earlier one held.
+            if let Some(k) = name.strip_suffix(".compact").and_then(paths::entry_number) {
                 all.extend(self.read_entry(&relative).await?);
-                previous_compacts.push(relative);
+                if k != last_old {
+                    previous_compacts.push(relative);
+                }
             }
         }
         for n in &old {
             all.extend(self.read_entry(&self.log_file(*n)).await?);
         }
+        let mut unique = HashSet::new();
+        all.retain(|f| unique.insert(f.path.clone()));
         let mut text = String::from("v1\n");
         for file in &all {
             text.push_str(&crate::checkpoint::to_json(file));

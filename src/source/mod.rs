@@ -17,7 +17,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::MemTable;
 
 pub use decode::{Decoded, decode, infer_schema};
-pub use files::{FilesSource, load_table};
+pub use files::{FilesSource, load_table, open_folder};
 
 use crate::checkpoint::{BatchId, CheckpointError};
 use crate::storage::StorageError;
@@ -64,6 +64,29 @@ pub enum SourceError {
         source_name: String,
         /// What is wrong.
         reason: String,
+    },
+    /// A file could not be read while running.
+    #[error("reading {file}: {reason}")]
+    Read {
+        /// The file or folder.
+        file: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A logged file is shorter than when its batch logged it.
+    #[error(
+        "{file} was {logged} bytes when batch {batch} logged it and is {now} bytes now; \
+         files must not change once written (write elsewhere and rename into place)"
+    )]
+    FileChanged {
+        /// The file.
+        file: String,
+        /// The batch that logged it.
+        batch: BatchId,
+        /// Its logged size.
+        logged: u64,
+        /// Its size now.
+        now: u64,
     },
     /// A logged file is gone, so the batch cannot be recomputed.
     #[error(

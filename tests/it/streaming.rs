@@ -206,3 +206,55 @@ async fn an_inferred_schema_is_pinned_and_a_file_that_does_not_fit_is_named() {
         assert_eq!(sink_rows(&ws.path("out")).await, committed, "{format}");
     }
 }
+
+#[tokio::test]
+async fn file_names_that_need_escaping_are_read_back() {
+    let ws = Workspace::new();
+    for (n, name) in [
+        "clicks~1 a.json",
+        "ts=2026-11-01 10%3A00.json",
+        "[b]{c}^d.json",
+    ]
+    .iter()
+    .enumerate()
+    {
+        write_batch(
+            &ws.path(&format!("in/{name}")),
+            "json",
+            &clicks(n as i64 * 10, 10),
+        );
+    }
+    let query = "SELECT id, page FROM clicks";
+    let yaml = pipeline_yaml(&ws, "json", query, 1, "");
+    let summary = run(&yaml, RunOptions::default()).await.expect("run");
+    assert_eq!((summary.batches, summary.rows_in), (3, 30));
+    assert_eq!(sink_rows(&ws.path("out")).await.len(), 30);
+    // A restart re-reads nothing and finds every logged file where the log says.
+    assert_eq!(
+        run(&yaml, RunOptions::default())
+            .await
+            .expect("rerun")
+            .batches,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_new_checkpoint_over_an_old_output_folder_is_refused() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 10, 0);
+    let yaml = pipeline_yaml(&ws, "json", "SELECT id FROM clicks", 1, "");
+    run(&yaml, RunOptions::default()).await.expect("first run");
+    let before = sink_rows(&ws.path("out")).await;
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("drop checkpoint");
+    let err = run(&yaml, RunOptions::default())
+        .await
+        .expect_err("foreign sink")
+        .to_string();
+    assert!(err.contains("another pipeline or checkpoint"), "{err}");
+    assert_eq!(
+        sink_rows(&ws.path("out")).await,
+        before,
+        "the old output is untouched"
+    );
+}
