@@ -124,11 +124,6 @@ impl Location {
         })
     }
 
-    /// The store itself.
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
-    }
-
     /// The full path of `relative` (slash-separated) under this location.
     /// Names that came from a listing are taken as they are (no second percent-encoding);
     /// names that are not valid object paths are encoded part by part.
@@ -146,11 +141,6 @@ impl Location {
         })
     }
 
-    /// The prefix of this location in its store.
-    pub fn prefix(&self) -> &Path {
-        &self.prefix
-    }
-
     /// `path` relative to this location's prefix, slash-separated.
     pub fn relative(&self, path: &Path) -> String {
         match path.prefix_match(&self.prefix) {
@@ -165,11 +155,6 @@ impl Location {
     /// The local folder, when the store is local disk.
     pub fn local_root(&self) -> Option<&std::path::Path> {
         self.local_root.as_deref()
-    }
-
-    /// Whether writes are synced to disk before they count.
-    pub fn syncs(&self) -> bool {
-        self.sync && self.local_root.is_some()
     }
 
     /// Writes `bytes` to `path`, replacing what is there, and syncs it.

@@ -12,10 +12,6 @@
 mod entries;
 pub mod paths;
 
-use std::sync::Arc;
-
-use object_store::ObjectStore;
-
 pub use entries::{
     BatchInfo, CommitEntry, EpochEntry, Metadata, OffsetsEntry, PhaseDurations, PinnedSettings,
     SourceOffset, parse_json_object, to_json,
@@ -198,11 +194,6 @@ impl Checkpoint {
     /// This run's id.
     pub fn run_id(&self) -> uuid::Uuid {
         self.run_id
-    }
-
-    /// The store, for components that keep their own logs in the checkpoint.
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        self.location.store()
     }
 
     /// Writes `offsets/N`, create-only.

@@ -250,7 +250,7 @@ impl<'a> Driver<'a> {
                 .await?
         };
         self.resolve_schemas().await?;
-        self.run_batch(batch, &entry, &start.ends, &sql, true)
+        self.run_batch(batch, &entry, &start.ends, &sql, true, 0.0, 0.0)
             .await?;
         self.summary.recovered = Some(batch);
         self.position_after(Some(batch)).await
@@ -382,7 +382,7 @@ impl<'a> Driver<'a> {
         let offsets_ms = ms(offsets_started);
         let sql = self.pipeline.query.clone();
         let starts = std::mem::take(&mut position.ends);
-        self.run_batch_timed(batch, &entry, &starts, &sql, false, plan_ms, offsets_ms)
+        self.run_batch(batch, &entry, &starts, &sql, false, plan_ms, offsets_ms)
             .await?;
         *position = Position {
             next: batch.next(),
@@ -396,21 +396,9 @@ impl<'a> Driver<'a> {
         Ok(true)
     }
 
-    async fn run_batch(
-        &mut self,
-        batch: BatchId,
-        entry: &OffsetsEntry,
-        starts: &BTreeMap<String, serde_json::Value>,
-        sql: &str,
-        recovered: bool,
-    ) -> Result<(), Error> {
-        self.run_batch_timed(batch, entry, starts, sql, recovered, 0.0, 0.0)
-            .await
-    }
-
     /// Runs a batch whose offsets are logged: query, sink, commit, purge, progress.
     #[allow(clippy::too_many_arguments)]
-    async fn run_batch_timed(
+    async fn run_batch(
         &mut self,
         batch: BatchId,
         entry: &OffsetsEntry,

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
@@ -104,8 +104,9 @@ pub async fn schema_from_sql_types(columns: &[(String, String)]) -> Result<Schem
             type_name: type_name.clone(),
             reason,
         };
-        if type_name.contains([';', '\'', '"', '(']) && !type_name.contains("decimal") {
-            return Err(bad("unexpected punctuation".into()));
+        // The name is read inside a statement: one type name, nothing after it.
+        if type_name.contains(';') {
+            return Err(bad("`;` does not belong in a type name".into()));
         }
         let plan = ctx
             .state()
@@ -226,14 +227,10 @@ fn reads_stream(plan: &LogicalPlan, streams: &BTreeSet<String>) -> bool {
     found
 }
 
-/// The type a column has in Sluice's plans, for messages.
-pub fn type_name(data_type: &DataType) -> String {
-    data_type.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::datatypes::DataType;
     use datafusion::datasource::MemTable;
 
     async fn plan(sql: &str) -> Result<(), PlanError> {

@@ -14,6 +14,12 @@ fn run_bin(args: &[&str], cwd: &std::path::Path) -> Output {
         .expect("run sluice")
 }
 
+/// Runs a pipeline with JSON progress.
+fn run_json(pipeline: &std::path::Path, cwd: &std::path::Path) -> Output {
+    let pipeline = pipeline.to_str().expect("utf-8");
+    run_bin(&["run", pipeline, "--progress", "json"], cwd)
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
@@ -128,15 +134,7 @@ fn malformed_json_names_file_and_line_and_skip_counts_it() {
     assert!(!ws.path("ckpt/commits/1").exists());
 
     let pipeline = pipeline_in(&ws, "SELECT * FROM clicks", "    on_error: skip\n");
-    let out = run_bin(
-        &[
-            "run",
-            pipeline.to_str().expect("utf-8"),
-            "--progress",
-            "json",
-        ],
-        ws.dir.path(),
-    );
+    let out = run_json(&pipeline, ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let events = json_events(&out);
     assert_eq!(events.len(), 1);
@@ -325,15 +323,7 @@ fn sigterm_stops_cleanly_and_the_next_run_carries_on() {
     let status = wait_timeout(&mut child, Duration::from_secs(20)).expect("stops on SIGTERM");
     assert!(status.success());
     write_clicks(&ws.path("in"), "json", 2, 50, 2);
-    let out = run_bin(
-        &[
-            "run",
-            pipeline.to_str().expect("utf-8"),
-            "--progress",
-            "json",
-        ],
-        ws.dir.path(),
-    );
+    let out = run_json(&pipeline, ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let events = json_events(&out);
     assert_eq!(events.len(), 2);
