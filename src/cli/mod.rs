@@ -95,7 +95,8 @@ async fn execute(cli: Cli) -> Result<(), Error> {
             checkpoint,
             progress,
         } => {
-            let pipeline = Pipeline::load(&pipeline)?;
+            let pipeline_path = pipeline;
+            let pipeline = Pipeline::load(&pipeline_path)?;
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 wait_for_signal().await;
@@ -109,7 +110,18 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                 store_hook: None,
                 shutdown: Some(stop_rx),
             };
-            let summary = driver::run(&pipeline, options).await?;
+            let summary = driver::run(&pipeline, options).await.map_err(|e| match e {
+                // Say where the SQL is; DataFusion's message says where in it.
+                Error::Plan(plan) => Error::Usage(format!(
+                    "{}: `query`{}: {plan}",
+                    pipeline_path.display(),
+                    pipeline
+                        .query_line
+                        .map(|l| format!(" (line {l})"))
+                        .unwrap_or_default()
+                )),
+                other => other,
+            })?;
             if progress == ProgressFormat::Text {
                 let recovered = summary
                     .recovered

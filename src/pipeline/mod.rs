@@ -71,6 +71,9 @@ pub struct Pipeline {
     /// Whether checkpoint and sink writes on local disk are synced before they count as written.
     #[serde(default = "default_true")]
     pub sync: bool,
+    /// The line of the `query` key in the file, for messages about the SQL.
+    #[serde(skip)]
+    pub query_line: Option<usize>,
 }
 
 fn default_retention() -> u64 {
@@ -374,24 +377,25 @@ impl Pipeline {
             message,
         };
         let deserializer = serde_yaml::Deserializer::from_str(text);
-        let pipeline: Pipeline = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let message = with_suggestion(inner.to_string());
-            // serde_yaml places unknown keys and syntax errors well, but a value refused by
-            // its type at the start of the document: point at the key's own line instead.
-            if message.contains("unknown field") || path == "." || path.is_empty() {
-                return invalid(message);
-            }
-            let message = match message.rfind(" at line ") {
-                Some(at) => message[..at].to_string(),
-                None => message,
-            };
-            match find_path_line(text, &path) {
-                Some(line) => invalid(format!("`{path}`: {message} (line {line})")),
-                None => invalid(format!("`{path}`: {message}")),
-            }
-        })?;
+        let mut pipeline: Pipeline =
+            serde_path_to_error::deserialize(deserializer).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let message = with_suggestion(inner.to_string());
+                // serde_yaml places unknown keys and syntax errors well, but a value refused by
+                // its type at the start of the document: point at the key's own line instead.
+                if message.contains("unknown field") || path == "." || path.is_empty() {
+                    return invalid(message);
+                }
+                let message = match message.rfind(" at line ") {
+                    Some(at) => message[..at].to_string(),
+                    None => message,
+                };
+                match find_path_line(text, &path) {
+                    Some(line) => invalid(format!("`{path}`: {message} (line {line})")),
+                    None => invalid(format!("`{path}`: {message}")),
+                }
+            })?;
         pipeline.validate().map_err(|message| {
             let line = message
                 .split('`')
@@ -402,6 +406,7 @@ impl Pipeline {
                 None => invalid(message),
             }
         })?;
+        pipeline.query_line = find_path_line(text, "query");
         Ok(pipeline)
     }
 

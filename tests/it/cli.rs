@@ -177,7 +177,7 @@ fn bad_pipelines_exit_2_with_a_short_message() {
         ),
         (
             good.replace("SELECT * FROM clicks", "SELEC * FROM clicks"),
-            "does not plan",
+            "pipeline.yaml: `query` (line 10): the query does not plan",
         ),
         (
             good.replace(
