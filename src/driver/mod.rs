@@ -109,16 +109,17 @@ impl<'a> Driver<'a> {
         for (name, config) in &pipeline.sources {
             crate::source::open_folder(name, config, hook, false)?;
         }
-        let mut static_tables = BTreeMap::new();
-        for (name, config) in &pipeline.tables {
-            static_tables.insert(name.clone(), load_table(name, config, hook).await?);
-        }
         let checkpoint_spec = options
             .checkpoint
             .clone()
             .unwrap_or_else(|| pipeline.checkpoint_location());
         let location = Location::open(&checkpoint_spec, true, sync, hook)?;
         let checkpoint = Checkpoint::open(location, &pipeline.name).await?;
+        // Static tables load after the lock, so a second run stops at once.
+        let mut static_tables = BTreeMap::new();
+        for (name, config) in &pipeline.tables {
+            static_tables.insert(name.clone(), load_table(name, config, hook).await?);
+        }
         let sink: Box<dyn Sink> = match pipeline.sink.kind {
             SinkKind::Console => Box::new(ConsoleSink::new(pipeline.sink.max_rows)),
             SinkKind::Files => {
