@@ -1,0 +1,205 @@
+//! The checkpoint and the files sink on a real S3 server: `moto[server]` from PyPI, started
+//! by the test on a free loopback port (`.ci/run` installs it). Create-only log entries go
+//! through S3's conditional put (`If-None-Match: *`).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// A moto S3 server, stopped when dropped.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m moto.server (pip install 'moto[server]')");
+        let mut moto = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = moto.child.try_wait().expect("wait") {
+                panic!("moto server exited with {status}; is `moto[server]` installed?");
+            }
+            assert!(Instant::now() < deadline, "moto server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto.create_bucket("sluice");
+        moto
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn create_bucket(&mut self, bucket: &str) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        write!(
+            stream,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .expect("request");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("response");
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "create bucket: {response}"
+        );
+    }
+
+    fn sluice(&self) -> Command {
+        let mut cmd = sluice_bin();
+        cmd.env("AWS_ENDPOINT", self.endpoint())
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1");
+        cmd
+    }
+
+    fn store(&self) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(self.endpoint())
+            .with_allow_http(true)
+            .with_bucket_name("sluice")
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .with_region("us-east-1")
+            .build()
+            .expect("s3 store")
+    }
+
+    /// What a plain reader sees under `s3://sluice/out/`.
+    async fn sink_rows(&self) -> Vec<String> {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let url = url::Url::parse("s3://sluice").expect("url");
+        ctx.register_object_store(&url, Arc::new(self.store()));
+        ctx.register_parquet("sink", "s3://sluice/out/", Default::default())
+            .await
+            .expect("read sink");
+        let batches = ctx
+            .sql("SELECT * FROM sink")
+            .await
+            .expect("sql")
+            .collect()
+            .await
+            .expect("collect");
+        rows(&batches)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn checkpoint_and_sink_on_s3_are_exactly_once_through_kills() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 8, 50, 0);
+    let query = "SELECT id, page, amount FROM clicks WHERE amount > 25";
+    let yaml = pipeline_yaml(&ws, "json", query, 1, "")
+        .replace(&ws.p("ckpt"), "s3://sluice/ckpt")
+        .replace(&ws.p("out"), "s3://sluice/out");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let pipeline = pipeline.to_str().expect("utf-8");
+
+    // Kill a few runs part-way, then let one finish.
+    let mut kills = 0;
+    for delay_ms in [60, 120, 180, 240, 300, 360] {
+        let mut child = moto
+            .sluice()
+            .args(["run", pipeline, "--progress", "none"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().expect("wait").is_none() {
+            child.kill().expect("SIGKILL");
+            kills += 1;
+        }
+        child.wait().expect("reap");
+    }
+    let out = moto
+        .sluice()
+        .args(["run", pipeline, "--progress", "json"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
+    let got = rt.block_on(moto.sink_rows());
+    let (n, d, l) = compare(&expected, &got);
+    println!("s3: {kills} kills, {n} rows compared, {d} duplicates, {l} losses");
+    assert!(kills >= 1, "killed {kills} times");
+    assert_eq!((d, l), (0, 0));
+
+    // The server honours create-only puts, which the log entries rely on.
+    let existing = object_store::path::Path::from("ckpt/offsets/0");
+    let refused = rt.block_on(async {
+        use object_store::{ObjectStore, PutMode, PutOptions};
+        moto.store()
+            .put_opts(
+                &existing,
+                b"v1\n".to_vec().into(),
+                PutOptions::from(PutMode::Create),
+            )
+            .await
+    });
+    assert!(
+        matches!(refused, Err(object_store::Error::AlreadyExists { .. })),
+        "{refused:?}"
+    );
+
+    // The checkpoint on S3 reads back, and a second run finds nothing new.
+    let inspect = moto
+        .sluice()
+        .args(["inspect", "s3://sluice/ckpt", "--json"])
+        .output()
+        .expect("inspect");
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let view: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("json");
+    assert_eq!(view["last_committed"], 7);
+    assert_eq!(view["pending"], serde_json::Value::Null);
+    let again = moto
+        .sluice()
+        .args(["run", pipeline, "--progress", "json"])
+        .output()
+        .expect("run");
+    assert!(again.status.success());
+    assert!(again.stdout.is_empty(), "nothing new: no batch");
+}
