@@ -227,16 +227,22 @@ pub async fn sink_rows(out: &Path) -> Vec<String> {
     if visible.is_empty() {
         return Vec::new();
     }
-    let ctx = SessionContext::new();
-    ctx.register_parquet(
-        "sink",
+    parquet_rows(
+        &SessionContext::new(),
         &out.display().to_string(),
-        ParquetReadOptions::default(),
+        "SELECT * FROM sink",
     )
     .await
-    .expect("read sink");
+}
+
+/// Reads the Parquet files under `folder` (a path or a URL `ctx` has a store for) as the table
+/// `sink`, and returns the rows of `sql` over it, as sorted strings.
+pub async fn parquet_rows(ctx: &SessionContext, folder: &str, sql: &str) -> Vec<String> {
+    ctx.register_parquet("sink", folder, ParquetReadOptions::default())
+        .await
+        .expect("read sink");
     let batches = ctx
-        .sql("SELECT * FROM sink")
+        .sql(sql)
         .await
         .expect("sql")
         .collect()

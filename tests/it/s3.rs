@@ -95,17 +95,7 @@ impl Moto {
         let ctx = datafusion::prelude::SessionContext::new();
         let url = url::Url::parse("s3://sluice").expect("url");
         ctx.register_object_store(&url, Arc::new(self.store()));
-        ctx.register_parquet("sink", "s3://sluice/out/", Default::default())
-            .await
-            .expect("read sink");
-        let batches = ctx
-            .sql("SELECT * FROM sink")
-            .await
-            .expect("sql")
-            .collect()
-            .await
-            .expect("collect");
-        rows(&batches)
+        parquet_rows(&ctx, "s3://sluice/out/", "SELECT * FROM sink").await
     }
 }
 

@@ -112,21 +112,15 @@ async fn now_is_the_logged_batch_timestamp() {
             .expect("offsets entry");
         logged.push(entry.info.batch_timestamp_ms);
     }
-    let ctx = datafusion::prelude::SessionContext::new();
-    ctx.register_parquet("sink", &ws.p("out"), Default::default())
-        .await
-        .expect("sink");
-    let batches = ctx
-        .sql("SELECT DISTINCT CAST(at AS BIGINT) / 1000000 AS ms FROM sink ORDER BY ms")
-        .await
-        .expect("sql")
-        .collect()
-        .await
-        .expect("collect");
-    let got: Vec<i64> = rows(&batches)
-        .iter()
-        .map(|s| s.parse().expect("ms"))
-        .collect();
+    let got: Vec<i64> = parquet_rows(
+        &datafusion::prelude::SessionContext::new(),
+        &ws.p("out"),
+        "SELECT DISTINCT CAST(at AS BIGINT) / 1000000 AS ms FROM sink",
+    )
+    .await
+    .iter()
+    .map(|s| s.parse().expect("ms"))
+    .collect();
     logged.sort();
     logged.dedup();
     assert_eq!(
