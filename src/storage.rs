@@ -206,6 +206,15 @@ impl Location {
         }
     }
 
+    /// Whether an object exists (without reading it).
+    pub async fn exists(&self, path: &Path) -> Result<bool, StorageError> {
+        match self.store.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(io_err("checking", path, e)),
+        }
+    }
+
     /// Lists the objects under `relative`, recursively, sorted by path.
     pub async fn list(
         &self,

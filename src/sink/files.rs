@@ -135,9 +135,9 @@ impl FilesSink {
         for file in &manifest.files {
             let from = self.location.path(&format!("{staging}/{}", file.path));
             let to = self.location.path(&file.path);
-            if self.location.get(&from).await?.is_some() {
+            if self.location.exists(&from).await? {
                 self.location.rename(&from, &to).await?;
-            } else if self.location.get(&to).await?.is_none() {
+            } else if !self.location.exists(&to).await? {
                 return Err(SinkError::Corrupt {
                     file: format!("{}/{}", self.location, Self::manifest_file(manifest.batch)),
                     reason: format!("it lists {} but that file is gone", file.path),
