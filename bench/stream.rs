@@ -263,6 +263,9 @@ async fn main() {
         );
         sl.push(s.seconds);
     }
+    // Each run pairs a DataFusion and a Sluice run back to back: the median of the pairs'
+    // ratios is less sensitive to the machine's load drifting between runs.
+    let paired = median(sl.iter().zip(&df).map(|(s, d)| s / d).collect());
     let (df_s, sl_s) = (median(df), median(sl));
     let sl_rate = args.rows as f64 / sl_s;
     println!(
@@ -278,7 +281,7 @@ async fn main() {
         median(sl_batches)
     );
     println!(
-        "sluice / datafusion      {:>8.2} x   (target <= 1.3)",
+        "sluice / datafusion      {:>8.2} x   (ratio of medians; median of paired runs {paired:.2} x; target <= 1.3)",
         sl_s / df_s
     );
 
