@@ -1,7 +1,7 @@
 //! The files sink: Parquet, CSV or JSON lines, idempotent by batch id.
 //!
 //! ```text
-//!   batch N:  data files ──► _sluice/staging/N/part-N-P.ext   (invisible to readers)
+//!   batch N:  data files ──► _sluice/staging/N/E/part-N-P.ext (E: the run's epoch; invisible)
 //!             manifest   ──► _sluice/manifest/N               (create-only: the commit point)
 //!             publish    ──► part-N-P.ext                     (rename into place)
 //! ```
@@ -82,8 +82,10 @@ impl FilesSink {
         format!("{SLUICE_DIR}/manifest/{}", batch.0)
     }
 
-    fn staging_dir(batch: BatchId) -> String {
-        format!("{SLUICE_DIR}/staging/{}", batch.0)
+    /// Where batch `batch`'s files are staged; each epoch stages apart, so a late run of an
+    /// older epoch never renames its files over the ones a manifest names.
+    fn staging_dir(batch: BatchId, epoch: Epoch) -> String {
+        format!("{SLUICE_DIR}/staging/{}/{}", batch.0, epoch.0)
     }
 
     fn data_file(&self, batch: BatchId, partition: usize) -> String {
@@ -131,7 +133,7 @@ impl FilesSink {
 
     /// Moves a committed batch's files from staging into place, where not done yet.
     async fn publish(&self, manifest: &Manifest) -> Result<(), SinkError> {
-        let staging = Self::staging_dir(manifest.batch);
+        let staging = Self::staging_dir(manifest.batch, manifest.epoch);
         for file in &manifest.files {
             let from = self.location.path(&format!("{staging}/{}", file.path));
             let to = self.location.path(&file.path);
@@ -144,11 +146,17 @@ impl FilesSink {
                 });
             }
         }
-        // Anything else left in staging is from an attempt that never committed.
-        for leftover in self.location.list(&staging).await? {
+        // Anything else staged for this batch is from an attempt that never committed.
+        let batch_staging = format!("{SLUICE_DIR}/staging/{}", manifest.batch.0);
+        for leftover in self.location.list(&batch_staging).await? {
+            let folder = self.location.relative(&leftover.location);
             self.location.delete(&leftover.location).await?;
+            if let Some((folder, _)) = folder.rsplit_once('/') {
+                self.location.remove_empty_folder(folder);
+            }
         }
         self.location.remove_empty_folder(&staging);
+        self.location.remove_empty_folder(&batch_staging);
         Ok(())
     }
 
@@ -215,7 +223,7 @@ impl Sink for FilesSink {
                 written: false,
             });
         }
-        let staging = Self::staging_dir(batch);
+        let staging = Self::staging_dir(batch, epoch);
         let format = self.format;
         let mut files = Vec::new();
         // Encode partitions in parallel, write them in partition order.
