@@ -193,3 +193,105 @@ fn checkpoint_and_sink_on_s3_are_exactly_once_through_kills() {
     assert!(again.status.success());
     assert!(again.stdout.is_empty(), "nothing new: no batch");
 }
+
+/// Every object under the bucket, with its ETag: what a run changed shows as a difference.
+async fn snapshot(store: &object_store::aws::AmazonS3) -> Vec<(String, Option<String>)> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    let mut objects: Vec<_> = store
+        .list(None)
+        .map_ok(|m| (m.location.to_string(), m.e_tag))
+        .try_collect()
+        .await
+        .expect("list bucket");
+    objects.sort();
+    objects
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {sig}");
+}
+
+/// A driver paused (SIGSTOP) while a new run takes over and goes on, then resumed (SIGCONT),
+/// changes neither the checkpoint nor the sink: it finds an entry it did not write and stops.
+#[test]
+fn a_paused_run_that_wakes_up_late_is_fenced() {
+    use std::io::BufRead;
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 40, 0);
+    let query = "SELECT id, page, amount FROM clicks WHERE amount > 25";
+    let yaml = pipeline_yaml(&ws, "json", query, 1, "")
+        .replace(&ws.p("ckpt"), "s3://sluice/zombie-ckpt")
+        .replace(&ws.p("out"), "s3://sluice/out");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let pipeline = pipeline.to_str().expect("utf-8");
+
+    let mut old = moto
+        .sluice()
+        .args([
+            "run",
+            pipeline,
+            "--trigger",
+            "every 200ms",
+            "--progress",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the old run");
+    let mut events = std::io::BufReader::new(old.stdout.take().expect("stdout")).lines();
+    for n in 0..3 {
+        let line = events.next().expect("a progress event").expect("read");
+        let event: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(event["batchId"], n);
+    }
+    signal(&old, "-STOP");
+
+    // A new run takes over and goes on with new input.
+    write_clicks(&ws.path("in"), "json", 3, 40, 3);
+    let new = moto
+        .sluice()
+        .args(["run", pipeline, "--progress", "json"])
+        .output()
+        .expect("new run");
+    assert!(
+        new.status.success(),
+        "{}",
+        String::from_utf8_lossy(&new.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&new.stdout).lines().count(), 3);
+
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let before = rt.block_on(snapshot(&moto.store()));
+    signal(&old, "-CONT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = old.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the resumed run did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    old.stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("stops without changing anything"), "{err}");
+    assert_eq!(
+        rt.block_on(snapshot(&moto.store())),
+        before,
+        "the late run changed nothing"
+    );
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
+    let got = rt.block_on(moto.sink_rows());
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+}
