@@ -106,16 +106,22 @@ impl Drop for Moto {
     }
 }
 
+/// A pipeline over local input with its checkpoint at `checkpoint` and its sink at
+/// `s3://sluice/out`.
+fn s3_pipeline(ws: &Workspace, query: &str, checkpoint: &str) -> std::path::PathBuf {
+    let yaml = pipeline_yaml(ws, "json", query, 1, "")
+        .replace(&ws.p("ckpt"), checkpoint)
+        .replace(&ws.p("out"), "s3://sluice/out");
+    write_pipeline(ws, &yaml)
+}
+
 #[test]
 fn checkpoint_and_sink_on_s3_are_exactly_once_through_kills() {
     let moto = Moto::start();
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 8, 50, 0);
     let query = "SELECT id, page, amount FROM clicks WHERE amount > 25";
-    let yaml = pipeline_yaml(&ws, "json", query, 1, "")
-        .replace(&ws.p("ckpt"), "s3://sluice/ckpt")
-        .replace(&ws.p("out"), "s3://sluice/out");
-    let pipeline = write_pipeline(&ws, &yaml);
+    let pipeline = s3_pipeline(&ws, query, "s3://sluice/ckpt");
     let pipeline = pipeline.to_str().expect("utf-8");
 
     // Kill a few runs part-way, then let one finish.
@@ -225,10 +231,7 @@ fn a_paused_run_that_wakes_up_late_is_fenced() {
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 3, 40, 0);
     let query = "SELECT id, page, amount FROM clicks WHERE amount > 25";
-    let yaml = pipeline_yaml(&ws, "json", query, 1, "")
-        .replace(&ws.p("ckpt"), "s3://sluice/zombie-ckpt")
-        .replace(&ws.p("out"), "s3://sluice/out");
-    let pipeline = write_pipeline(&ws, &yaml);
+    let pipeline = s3_pipeline(&ws, query, "s3://sluice/zombie-ckpt");
     let pipeline = pipeline.to_str().expect("utf-8");
 
     let mut old = moto
