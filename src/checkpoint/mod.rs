@@ -307,8 +307,8 @@ impl Checkpoint {
         read_text(&self.location, file).await
     }
 
-    /// Removes offsets and commits older than the newest `retain` committed batches, and epoch
-    /// entries of runs long gone. Never removes the latest two batches' entries.
+    /// Removes offsets and commits older than the newest `retain` committed batches. Never
+    /// removes the latest two batches' entries.
     pub async fn purge(&self, latest: BatchId, retain: u64) -> Result<(), CheckpointError> {
         let retain = retain.max(2);
         let Some(oldest_kept) = latest.0.checked_sub(retain - 1) else {
@@ -326,13 +326,6 @@ impl Checkpoint {
             self.location
                 .delete(&self.location.path(&paths::offsets(*batch)))
                 .await?;
-        }
-        for epoch in list_numbers(&self.location, paths::EPOCHS).await? {
-            if epoch + 10 < self.epoch.0 {
-                self.location
-                    .delete(&self.location.path(&paths::epoch(Epoch(epoch))))
-                    .await?;
-            }
         }
         Ok(())
     }
@@ -453,10 +446,8 @@ fn take_lock(location: &Location) -> Result<Option<std::fs::File>, CheckpointErr
 }
 
 async fn take_epoch(location: &Location, run_id: uuid::Uuid) -> Result<Epoch, CheckpointError> {
-    let mut next = list_numbers(location, paths::EPOCHS)
-        .await?
-        .last()
-        .map_or(0, |e| e + 1);
+    let taken = list_numbers(location, paths::EPOCHS).await?;
+    let mut next = taken.last().map_or(0, |e| e + 1);
     let entry = EpochEntry {
         run_id,
         started: chrono::Utc::now().to_rfc3339(),
@@ -469,10 +460,17 @@ async fn take_epoch(location: &Location, run_id: uuid::Uuid) -> Result<Epoch, Ch
             .put_if_absent(&path, text.clone().into_bytes())
             .await?
         {
-            return Ok(Epoch(next));
+            break;
         }
         next += 1;
     }
+    // Entries of runs long gone are only history: keep the last ten.
+    for old in taken.into_iter().filter(|e| e + 10 < next) {
+        location
+            .delete(&location.path(&paths::epoch(Epoch(old))))
+            .await?;
+    }
+    Ok(Epoch(next))
 }
 
 #[cfg(test)]

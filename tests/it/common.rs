@@ -203,14 +203,7 @@ pub async fn oracle(input: &Path, format: &str, query: &str) -> Vec<String> {
             .expect("oracle parquet"),
         other => panic!("format {other}"),
     }
-    let batches = ctx
-        .sql(query)
-        .await
-        .expect("oracle sql")
-        .collect()
-        .await
-        .expect("oracle run");
-    rows(&batches)
+    sql_rows(&ctx, query).await
 }
 
 /// What a plain reader sees in the sink folder: every `*.parquet` file, read by DataFusion.
@@ -241,6 +234,11 @@ pub async fn parquet_rows(ctx: &SessionContext, folder: &str, sql: &str) -> Vec<
     ctx.register_parquet("sink", folder, ParquetReadOptions::default())
         .await
         .expect("read sink");
+    sql_rows(ctx, sql).await
+}
+
+/// The rows of `sql` in `ctx`, as sorted strings.
+pub async fn sql_rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
     let batches = ctx
         .sql(sql)
         .await

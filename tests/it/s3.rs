@@ -78,6 +78,17 @@ impl Moto {
         cmd
     }
 
+    /// Runs `sluice ARGS` against this server; it must succeed.
+    fn sluice_ok(&self, args: &[&str]) -> std::process::Output {
+        let out = self.sluice().args(args).output().expect("run sluice");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     fn store(&self) -> object_store::aws::AmazonS3 {
         object_store::aws::AmazonS3Builder::new()
             .with_endpoint(self.endpoint())
@@ -141,16 +152,7 @@ fn checkpoint_and_sink_on_s3_are_exactly_once_through_kills() {
         }
         child.wait().expect("reap");
     }
-    let out = moto
-        .sluice()
-        .args(["run", pipeline, "--progress", "json"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    moto.sluice_ok(&["run", pipeline, "--progress", "json"]);
 
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
@@ -178,25 +180,11 @@ fn checkpoint_and_sink_on_s3_are_exactly_once_through_kills() {
     );
 
     // The checkpoint on S3 reads back, and a second run finds nothing new.
-    let inspect = moto
-        .sluice()
-        .args(["inspect", "s3://sluice/ckpt", "--json"])
-        .output()
-        .expect("inspect");
-    assert!(
-        inspect.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inspect.stderr)
-    );
+    let inspect = moto.sluice_ok(&["inspect", "s3://sluice/ckpt", "--json"]);
     let view: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("json");
     assert_eq!(view["last_committed"], 7);
     assert_eq!(view["pending"], serde_json::Value::Null);
-    let again = moto
-        .sluice()
-        .args(["run", pipeline, "--progress", "json"])
-        .output()
-        .expect("run");
-    assert!(again.status.success());
+    let again = moto.sluice_ok(&["run", pipeline, "--progress", "json"]);
     assert!(again.stdout.is_empty(), "nothing new: no batch");
 }
 
@@ -258,16 +246,7 @@ fn a_paused_run_that_wakes_up_late_is_fenced() {
 
     // A new run takes over and goes on with new input.
     write_clicks(&ws.path("in"), "json", 3, 40, 3);
-    let new = moto
-        .sluice()
-        .args(["run", pipeline, "--progress", "json"])
-        .output()
-        .expect("new run");
-    assert!(
-        new.status.success(),
-        "{}",
-        String::from_utf8_lossy(&new.stderr)
-    );
+    let new = moto.sluice_ok(&["run", pipeline, "--progress", "json"]);
     assert_eq!(String::from_utf8_lossy(&new.stdout).lines().count(), 3);
 
     let rt = tokio::runtime::Runtime::new().expect("rt");

@@ -83,14 +83,7 @@ async fn stream_static_join_and_unnest_equal_batch() {
     )
     .await
     .expect("sections");
-    let expected = rows(
-        &ctx.sql(query)
-            .await
-            .expect("sql")
-            .collect()
-            .await
-            .expect("run"),
-    );
+    let expected = sql_rows(&ctx, query).await;
     assert!(!expected.is_empty());
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
 }
