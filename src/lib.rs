@@ -14,6 +14,7 @@ pub mod plan;
 pub mod progress;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod storage;
 
 use checkpoint::BatchId;
@@ -36,6 +37,9 @@ pub enum Error {
     /// The sink failed.
     #[error(transparent)]
     Sink(#[from] sink::SinkError),
+    /// Operator state cannot be kept.
+    #[error(transparent)]
+    State(#[from] state::StateError),
     /// A store failed.
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
@@ -59,6 +63,7 @@ impl Error {
         match self {
             Self::Pipeline(_) | Self::Plan(_) | Self::Usage(_) => 2,
             Self::Source(source::SourceError::Config { .. }) => 2,
+            Self::State(state::StateError::Incompatible { .. }) => 2,
             _ => 1,
         }
     }

@@ -39,6 +39,8 @@ pub struct BatchProgress {
     pub num_output_rows: u64,
     /// Malformed input rows skipped.
     pub num_skipped_rows: u64,
+    /// Input rows dropped because they were older than the watermark.
+    pub num_late_rows: u64,
     /// Files read.
     pub num_input_files: u64,
     /// Input rows per second of batch time.
@@ -47,8 +49,28 @@ pub struct BatchProgress {
     pub duration_ms: DurationMs,
     /// The batch's watermark, RFC 3339, when there is one.
     pub watermark: Option<String>,
+    /// The stateful operators (Spark: `stateOperators`).
+    pub state_operators: Vec<StateOperatorProgress>,
     /// False when the sink already had the batch (a re-run after the sink's commit).
     pub sink_wrote: bool,
+}
+
+/// What a batch did to one stateful operator.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateOperatorProgress {
+    /// The operator (its folder under `state/`).
+    pub operator_name: String,
+    /// Rows in its state after the batch.
+    pub num_rows_total: u64,
+    /// Rows the batch inserted or changed.
+    pub num_rows_updated: u64,
+    /// Rows the batch removed (closed by the watermark).
+    pub num_rows_removed: u64,
+    /// Input rows dropped as late.
+    pub num_rows_dropped_by_watermark: u64,
+    /// Bytes of state files the batch wrote.
+    pub state_bytes_written: u64,
 }
 
 /// Per-phase durations, named as Spark names them where there is a match.
@@ -92,11 +114,26 @@ impl BatchProgress {
             }
             ProgressFormat::Text => {
                 let d = &self.duration_ms;
-                let skipped = if self.num_skipped_rows > 0 {
+                let mut skipped = if self.num_skipped_rows > 0 {
                     format!(", {} malformed rows skipped", self.num_skipped_rows)
                 } else {
                     String::new()
                 };
+                if self.num_late_rows > 0 {
+                    skipped.push_str(&format!(", {} late rows dropped", self.num_late_rows));
+                }
+                if let Some(w) = &self.watermark {
+                    skipped.push_str(&format!(", watermark {w}"));
+                }
+                for s in &self.state_operators {
+                    skipped.push_str(&format!(
+                        ", state {} rows (+{} -{}, {} B written)",
+                        s.num_rows_total,
+                        s.num_rows_updated,
+                        s.num_rows_removed,
+                        s.state_bytes_written
+                    ));
+                }
                 eprintln!(
                     "batch {}{}: {} files, {} rows in, {} rows out{skipped}, {:.0} rows/s, {:.1} ms \
                      (plan {:.1}, offsets {:.1}, execute+sink {:.1}, commit {:.1})",

@@ -3,6 +3,8 @@
 //! An entry is `v1`, then one JSON line of batch metadata, then (offsets only) one JSON line per
 //! source. Parsing never guesses: a truncated or edited entry is an error naming the line.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{BatchId, CheckpointError, Epoch};
@@ -88,6 +90,15 @@ pub struct PhaseDurations {
 pub struct CommitEntry {
     /// The watermark the next batch starts with.
     pub next_watermark_ms: Option<i64>,
+    /// The latest event time seen up to this batch, per source with a watermark.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub event_time_max_ms: BTreeMap<String, i64>,
+    /// Rows dropped because they were older than the batch's watermark.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_late: u64,
+    /// The state the batch wrote, for a stateful query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateCommit>,
     /// Rows read by the batch.
     pub rows_in: u64,
     /// Rows written to the sink.
@@ -104,6 +115,28 @@ pub struct CommitEntry {
     pub committed_at_ms: i64,
     /// Phase durations.
     pub durations: PhaseDurations,
+}
+
+/// What a batch did to an operator's state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StateCommit {
+    /// The operator (its folder under `state/`).
+    pub operator: String,
+    /// The version written (the batch).
+    pub version: BatchId,
+    /// Rows in the state after the batch.
+    pub rows_total: u64,
+    /// Rows the batch inserted or changed.
+    pub rows_updated: u64,
+    /// Rows the batch removed.
+    pub rows_removed: u64,
+    /// Bytes of state files written.
+    pub bytes_written: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The content of an `epochs/E` entry.

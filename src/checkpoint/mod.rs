@@ -14,7 +14,7 @@ pub mod paths;
 
 pub use entries::{
     BatchInfo, CommitEntry, EpochEntry, Metadata, OffsetsEntry, PhaseDurations, PinnedSettings,
-    SourceOffset, parse_json_object, to_json,
+    SourceOffset, StateCommit, parse_json_object, to_json,
 };
 
 use crate::storage::{Location, StorageError};
@@ -516,6 +516,9 @@ mod tests {
         let old = Checkpoint::open(loc.clone(), "p").await.expect("old run");
         let commit = |cp: &Checkpoint| CommitEntry {
             next_watermark_ms: None,
+            event_time_max_ms: Default::default(),
+            rows_late: 0,
+            state: None,
             rows_in: 1,
             rows_out: 1,
             rows_skipped: 0,

@@ -13,13 +13,14 @@
 //! - the driver stops between batches when asked to; an interrupted batch is finished by the
 //!   next run.
 
+mod event_time;
 pub mod recovery;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use tokio::sync::watch;
@@ -27,13 +28,14 @@ use tokio::sync::watch;
 use crate::Error;
 use crate::checkpoint::{
     BatchId, BatchInfo, Checkpoint, CheckpointError, CommitEntry, OffsetsEntry, PhaseDurations,
-    PinnedSettings, SourceOffset,
+    PinnedSettings, SourceOffset, StateCommit,
 };
 use crate::pipeline::{OutputMode, Pipeline, SinkKind, Trigger};
-use crate::plan;
-use crate::progress::{BatchProgress, ProgressFormat};
+use crate::plan::{self, Shape};
+use crate::progress::{BatchProgress, ProgressFormat, StateOperatorProgress};
 use crate::sink::{ConsoleSink, FilesSink, Sink};
 use crate::source::{Admission, FilesSource, Source, load_table};
+use crate::state::AggregateOperator;
 use crate::storage::{Location, StoreHook};
 use recovery::Decision;
 
@@ -91,7 +93,18 @@ struct Driver<'a> {
     /// Sessions by pinned settings.
     sessions: Vec<(PinnedSettings, SessionContext)>,
     query_stored: bool,
+    /// Each stream with a watermark: its event-time column and delay in milliseconds.
+    watermarks: BTreeMap<String, (String, i64)>,
+    /// The query batches run now, and its state.
+    query: Option<QueryState>,
     summary: RunSummary,
+}
+
+/// A query as analyzed for running, with its stateful operator.
+struct QueryState {
+    fingerprint: String,
+    shape: Shape,
+    aggregate: Option<AggregateOperator>,
 }
 
 /// Where the previous batch left off.
@@ -99,6 +112,12 @@ struct Position {
     next: BatchId,
     ends: BTreeMap<String, serde_json::Value>,
     last_timestamp_ms: i64,
+    /// The previous batch's watermark.
+    watermark_ms: Option<i64>,
+    /// The watermark the next batch starts with.
+    next_watermark_ms: Option<i64>,
+    /// The latest event time seen so far, per source with a watermark.
+    event_time_max_ms: BTreeMap<String, i64>,
 }
 
 impl<'a> Driver<'a> {
@@ -132,11 +151,16 @@ impl<'a> Driver<'a> {
                     .sink
                     .format
                     .expect("validated: files sink has a format");
-                Box::new(FilesSink::new(
+                let sink = FilesSink::new(
                     Location::open(path, true, sync, hook)?,
                     format,
                     checkpoint.metadata().id,
-                ))
+                );
+                Box::new(if pipeline.output_mode == OutputMode::Complete {
+                    sink.replacing()
+                } else {
+                    sink
+                })
             }
         };
         let mut sources: Vec<Box<dyn Source>> = Vec::new();
@@ -155,6 +179,16 @@ impl<'a> Driver<'a> {
             sink,
             sessions: Vec::new(),
             query_stored: false,
+            watermarks: pipeline
+                .sources
+                .iter()
+                .filter_map(|(name, config)| {
+                    let wm = config.watermark.as_ref()?;
+                    let delay = i64::try_from(wm.delay.as_millis()).unwrap_or(i64::MAX);
+                    Some((name.clone(), (wm.column.clone(), delay)))
+                })
+                .collect(),
+            query: None,
             summary: RunSummary::default(),
         })
     }
@@ -251,7 +285,7 @@ impl<'a> Driver<'a> {
                 .await?
         };
         self.resolve_schemas().await?;
-        self.run_batch(batch, &entry, &start.ends, &sql, true, 0.0, 0.0)
+        self.run_batch(batch, &entry, &start, &sql, true, 0.0, 0.0)
             .await?;
         self.summary.recovered = Some(batch);
         self.position_after(Some(batch)).await
@@ -264,6 +298,9 @@ impl<'a> Driver<'a> {
                 next: BatchId(0),
                 ends: BTreeMap::new(),
                 last_timestamp_ms: 0,
+                watermark_ms: None,
+                next_watermark_ms: None,
+                event_time_max_ms: BTreeMap::new(),
             });
         };
         let entry = self.checkpoint.read_offsets(batch).await?.ok_or_else(|| {
@@ -272,6 +309,7 @@ impl<'a> Driver<'a> {
                 reason: format!("offsets/{batch} is missing; the next batch starts where it ends"),
             }
         })?;
+        let commit = self.checkpoint.read_commit(batch).await?;
         Ok(Position {
             next: batch.next(),
             ends: entry
@@ -280,6 +318,9 @@ impl<'a> Driver<'a> {
                 .map(|s| (s.source, s.offset))
                 .collect(),
             last_timestamp_ms: entry.info.batch_timestamp_ms,
+            watermark_ms: entry.info.watermark_ms,
+            next_watermark_ms: commit.as_ref().and_then(|c| c.next_watermark_ms),
+            event_time_max_ms: commit.map(|c| c.event_time_max_ms).unwrap_or_default(),
         })
     }
 
@@ -311,27 +352,105 @@ impl<'a> Driver<'a> {
         self.sources.iter().map(|s| s.name().to_string()).collect()
     }
 
-    /// Plans the query over empty stream tables: refuses bad SQL and stateful queries before
-    /// any batch runs.
+    /// Plans the query over empty stream tables: refuses bad SQL and shapes that cannot run as
+    /// a stream before any batch runs.
     async fn validate_query(&mut self) -> Result<(), Error> {
-        let ctx = self.session(&plan::default_settings())?;
-        for source in &self.sources {
-            let schema: SchemaRef = source.schema().expect("schemas are resolved first");
-            let empty = MemTable::try_new(schema, vec![vec![]]).map_err(|e| Error::Execution {
-                batch: None,
-                source: e,
-            })?;
-            register(&ctx, source.name(), Arc::new(empty), None)?;
+        for (name, (column, _)) in &self.watermarks {
+            let source = self
+                .sources
+                .iter()
+                .find(|s| s.name() == name)
+                .expect("watermarks are of sources");
+            let schema = source.schema().expect("schemas are resolved first");
+            let reason = match schema.field_with_name(column) {
+                Err(_) => Some(format!(
+                    "`{column}` is not a column of the source (its columns: {})",
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                Ok(f) if !matches!(f.data_type(), DataType::Timestamp(_, _)) => Some(format!(
+                    "`{column}` is {}, not a timestamp; declare it `timestamp` in the schema",
+                    f.data_type()
+                )),
+                Ok(_) => None,
+            };
+            if let Some(reason) = reason {
+                return Err(plan::PlanError::Unsupported {
+                    operator: format!("the watermark of source `{name}`"),
+                    reason: format!("(sources.{name}.watermark.column): {reason}"),
+                }
+                .into());
+            }
         }
-        let (_, logical) = plan::plan_batch(&ctx, &self.pipeline.query, 0).await?;
-        plan::check_stateless(&logical, &self.stream_names())?;
-        if self.pipeline.output_mode == OutputMode::Complete && !plan::has_aggregation(&logical) {
-            return Err(plan::PlanError::CompleteWithoutAggregation.into());
-        }
+        let sql = self.pipeline.query.clone();
+        self.query_state(&sql).await?;
         Ok(())
     }
 
-    /// Plans the next batch and runs it; `false` when there was no new input.
+    /// Analyzes `sql` (planned over empty stream tables), keeping the operator of the query in
+    /// use when `sql` is that query.
+    async fn query_state(&mut self, sql: &str) -> Result<&mut QueryState, Error> {
+        let fingerprint = plan::fingerprint(sql);
+        if self
+            .query
+            .as_ref()
+            .is_none_or(|q| q.fingerprint != fingerprint)
+        {
+            let ctx = self.session(&plan::default_settings())?;
+            for source in &self.sources {
+                let schema: SchemaRef = source.schema().expect("schemas are resolved first");
+                let empty =
+                    MemTable::try_new(schema, vec![vec![]]).map_err(|e| Error::Execution {
+                        batch: None,
+                        source: e,
+                    })?;
+                register(&ctx, source.name(), Arc::new(empty), None)?;
+            }
+            let (_, logical) = plan::plan_batch(&ctx, sql, 0).await?;
+            let watermarks = self
+                .watermarks
+                .iter()
+                .map(|(s, (c, _))| (s.clone(), c.clone()))
+                .collect();
+            let shape = plan::analyze(
+                &logical,
+                &self.stream_names(),
+                &watermarks,
+                self.pipeline.output_mode,
+            )?;
+            let aggregate = match &shape {
+                Shape::Aggregate(a) => Some(AggregateOperator::new(
+                    a.clone(),
+                    self.pipeline.output_mode,
+                    self.checkpoint.location().clone(),
+                    self.pipeline.snapshot_every,
+                )),
+                Shape::Stateless => None,
+            };
+            self.query = Some(QueryState {
+                fingerprint,
+                shape,
+                aggregate,
+            });
+        }
+        Ok(self.query.as_mut().expect("set above"))
+    }
+
+    /// Whether the query keeps state that the watermark closes (so a batch without new input
+    /// still has work when the watermark moves).
+    fn closes_by_watermark(&self) -> bool {
+        self.pipeline.output_mode != OutputMode::Complete
+            && self
+                .query
+                .as_ref()
+                .is_some_and(|q| matches!(&q.shape, Shape::Aggregate(a) if a.event_time.is_some()))
+    }
+
+    /// Plans the next batch and runs it; `false` when there was nothing to do.
     async fn plan_and_run(
         &mut self,
         position: &mut Position,
@@ -355,7 +474,17 @@ impl<'a> Driver<'a> {
                 offset: end,
             });
         }
-        if !any_new {
+        let stateful = self.query.as_ref().is_some_and(|q| q.aggregate.is_some());
+        let watermark_ms = if stateful {
+            position.next_watermark_ms
+        } else {
+            None
+        };
+        // Without new input, a batch still runs when the watermark has moved past the end of
+        // groups in the state (Spark's "no-data batch"): they are final, and append mode emits
+        // them now rather than when more input comes.
+        let watermark_moved = watermark_ms.is_some() && watermark_ms > position.watermark_ms;
+        if !(any_new || watermark_moved && self.closes_by_watermark()) {
             return Ok(false);
         }
         let plan_ms = ms(plan_started);
@@ -371,7 +500,7 @@ impl<'a> Driver<'a> {
         let entry = OffsetsEntry {
             info: BatchInfo {
                 batch_timestamp_ms: now_ms.max(position.last_timestamp_ms),
-                watermark_ms: None,
+                watermark_ms,
                 epoch: self.checkpoint.epoch(),
                 run_id: self.checkpoint.run_id(),
                 settings: plan::default_settings(),
@@ -382,8 +511,8 @@ impl<'a> Driver<'a> {
         self.checkpoint.write_offsets(batch, &entry).await?;
         let offsets_ms = ms(offsets_started);
         let sql = self.pipeline.query.clone();
-        let starts = std::mem::take(&mut position.ends);
-        self.run_batch(batch, &entry, &starts, &sql, false, plan_ms, offsets_ms)
+        let commit = self
+            .run_batch(batch, &entry, position, &sql, false, plan_ms, offsets_ms)
             .await?;
         *position = Position {
             next: batch.next(),
@@ -393,25 +522,35 @@ impl<'a> Driver<'a> {
                 .map(|s| (s.source.clone(), s.offset.clone()))
                 .collect(),
             last_timestamp_ms: entry.info.batch_timestamp_ms,
+            watermark_ms: entry.info.watermark_ms,
+            next_watermark_ms: commit.next_watermark_ms,
+            event_time_max_ms: commit.event_time_max_ms,
         };
         Ok(true)
     }
 
-    /// Runs a batch whose offsets are logged: query, sink, commit, purge, progress.
+    /// Runs a batch whose offsets are logged: query, sink, state, commit, purge, progress.
     #[allow(clippy::too_many_arguments)]
     async fn run_batch(
         &mut self,
         batch: BatchId,
         entry: &OffsetsEntry,
-        starts: &BTreeMap<String, serde_json::Value>,
+        start: &Position,
         sql: &str,
         recovered: bool,
         plan_ms: f64,
         offsets_ms: f64,
-    ) -> Result<(), Error> {
+    ) -> Result<CommitEntry, Error> {
         let execute_started = Instant::now();
+        let exec_err = |source| Error::Execution {
+            batch: Some(batch),
+            source,
+        };
         let ctx = self.session(&entry.info.settings)?;
-        let (mut rows_in, mut skipped, mut files_in) = (0, 0, 0);
+        let stateful = self.query_state(sql).await?.aggregate.is_some();
+        let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
+        let (mut rows_in, mut skipped, mut files_in, mut late) = (0, 0, 0, 0);
+        let mut event_time_max_ms = BTreeMap::new();
         for source in &self.sources {
             let end = entry.offset_of(source.name()).ok_or_else(|| {
                 CheckpointError::Inconsistent {
@@ -422,28 +561,78 @@ impl<'a> Driver<'a> {
                     ),
                 }
             })?;
-            let input = source.read(starts.get(source.name()), end).await?;
+            let mut input = source.read(start.ends.get(source.name()), end).await?;
             rows_in += input.rows;
             skipped += input.skipped;
             files_in += input.files;
-            register(&ctx, source.name(), input.table, Some(batch))?;
+            if stateful && let Some((column, _)) = self.watermarks.get(source.name()) {
+                let seen = event_time::drop_late(&mut input, column, watermark_ms)
+                    .map_err(|e| exec_err(e.into()))?;
+                late += seen.late;
+                let previous = start.event_time_max_ms.get(source.name()).copied();
+                if let Some(max) = seen.max_ms.max(previous) {
+                    event_time_max_ms.insert(source.name().to_string(), max);
+                }
+            }
+            let table = input.into_table().map_err(exec_err)?;
+            register(&ctx, source.name(), table, Some(batch))?;
         }
         let (state, logical) = plan::plan_batch(&ctx, sql, entry.info.batch_timestamp_ms).await?;
-        let (_, output) =
-            plan::execute(&state, &logical)
-                .await
-                .map_err(|source| Error::Execution {
-                    batch: Some(batch),
-                    source,
-                })?;
+        let mut physical = state
+            .create_physical_plan(&logical)
+            .await
+            .map_err(exec_err)?;
+        let query = self.query.as_mut().expect("analyzed above");
+        if let Some(aggregate) = query.aggregate.as_mut() {
+            let watermark_ns = watermark_ms.map(|w| w.saturating_mul(1_000_000));
+            physical = aggregate
+                .run(batch, physical, state.task_ctx(), watermark_ns)
+                .await?;
+        }
+        let output = datafusion::physical_plan::collect_partitioned(physical, state.task_ctx())
+            .await
+            .map_err(exec_err)?;
         let committed = self
             .sink
             .commit(batch, self.checkpoint.epoch(), output)
             .await?;
+        let query = self.query.as_mut().expect("analyzed above");
+        let state_commit = match query.aggregate.as_mut() {
+            Some(aggregate) => {
+                let metrics = aggregate.commit(batch).await?;
+                Some(StateCommit {
+                    operator: crate::state::AGGREGATE_OPERATOR.into(),
+                    version: batch,
+                    rows_total: metrics.rows_total,
+                    rows_updated: metrics.rows_updated,
+                    rows_removed: metrics.rows_removed,
+                    bytes_written: metrics.bytes_written,
+                })
+            }
+            None => None,
+        };
         let execute_ms = ms(execute_started);
         let commit_started = Instant::now();
+        // The watermark never goes back; with several sources it follows the slowest.
+        let candidate = self
+            .watermarks
+            .iter()
+            .filter_map(|(name, (_, delay))| {
+                event_time_max_ms
+                    .get(name)
+                    .map(|max: &i64| max.saturating_sub(*delay))
+            })
+            .min();
+        let next_watermark_ms = if stateful {
+            entry.info.watermark_ms.max(candidate)
+        } else {
+            None
+        };
         let mut commit = CommitEntry {
-            next_watermark_ms: None,
+            next_watermark_ms,
+            event_time_max_ms,
+            rows_late: late,
+            state: state_commit,
             rows_in,
             rows_out: committed.rows,
             rows_skipped: skipped,
@@ -465,6 +654,9 @@ impl<'a> Driver<'a> {
         for source in &mut self.sources {
             source.commit(batch, oldest_kept).await?;
         }
+        if let Some(aggregate) = self.query.as_ref().and_then(|q| q.aggregate.as_ref()) {
+            aggregate.purge(oldest_kept).await?;
+        }
         commit.durations.commit_ms = ms(commit_started);
         self.summary.batches += 1;
         self.summary.rows_in += rows_in;
@@ -478,14 +670,13 @@ impl<'a> Driver<'a> {
             id: self.checkpoint.metadata().id,
             run_id: self.checkpoint.run_id(),
             name: self.pipeline.name.clone(),
-            timestamp: chrono::DateTime::from_timestamp_millis(entry.info.batch_timestamp_ms)
-                .map(|t| t.to_rfc3339())
-                .unwrap_or_default(),
+            timestamp: rfc3339(entry.info.batch_timestamp_ms),
             batch_id: batch,
             recovered,
             num_input_rows: rows_in,
             num_output_rows: committed.rows,
             num_skipped_rows: skipped,
+            num_late_rows: late,
             num_input_files: files_in,
             processed_rows_per_second: if total_s > 0.0 {
                 rows_in as f64 / total_s
@@ -493,12 +684,30 @@ impl<'a> Driver<'a> {
                 0.0
             },
             duration_ms: (&commit.durations).into(),
-            watermark: None,
+            watermark: watermark_ms.map(rfc3339),
+            state_operators: commit
+                .state
+                .iter()
+                .map(|s| StateOperatorProgress {
+                    operator_name: s.operator.clone(),
+                    num_rows_total: s.rows_total,
+                    num_rows_updated: s.rows_updated,
+                    num_rows_removed: s.rows_removed,
+                    num_rows_dropped_by_watermark: late,
+                    state_bytes_written: s.bytes_written,
+                })
+                .collect(),
             sink_wrote: committed.written,
         }
         .report(self.options.progress);
-        Ok(())
+        Ok(commit)
     }
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
 }
 
 /// Registers (or replaces) a table in the session.

@@ -68,6 +68,10 @@ pub struct Pipeline {
     /// How many batches of logs to keep in the checkpoint (at least 2).
     #[serde(default = "default_retention")]
     pub retain_batches: u64,
+    /// A stateful query writes a full snapshot of its state every this many batches, and only
+    /// the changed rows in between.
+    #[serde(default = "default_snapshot_every")]
+    pub snapshot_every: u64,
     /// Whether checkpoint and sink writes on local disk are synced before they count as written.
     #[serde(default = "default_true")]
     pub sync: bool,
@@ -78,6 +82,10 @@ pub struct Pipeline {
 
 fn default_retention() -> u64 {
     100
+}
+
+fn default_snapshot_every() -> u64 {
+    10
 }
 
 fn default_true() -> bool {
@@ -433,6 +441,9 @@ impl Pipeline {
                 "`retain_batches` must be at least 2 (recovery needs the last two batches), got {}",
                 self.retain_batches
             ));
+        }
+        if self.snapshot_every == 0 {
+            return Err("`snapshot_every` must be at least 1".into());
         }
         for (name, source) in self.sources.iter().chain(&self.tables) {
             if self.sources.contains_key(name) && self.tables.contains_key(name) {

@@ -13,16 +13,20 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionState;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
-use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
+use datafusion::optimizer::Optimizer;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::PinnedSettings;
+
+pub mod shape;
+pub use shape::{AggregateShape, EventTimeKey, Shape, analyze};
 
 /// Why a query cannot be planned.
 #[derive(Debug, thiserror::Error)]
@@ -30,14 +34,27 @@ pub enum PlanError {
     /// DataFusion refused the SQL.
     #[error("the query does not plan: {0}")]
     Sql(DataFusionError),
-    /// The query needs state across batches.
-    #[error(
-        "the query needs state across batches ({operator}), which Sluice does not run yet; \
-         queries may project, filter, call scalar functions, UNNEST, and join streams with static tables"
-    )]
-    Stateful {
+    /// The query has an operator Sluice cannot run over a stream (there).
+    #[error("the query cannot run as a stream: {operator} {reason}")]
+    Unsupported {
         /// The operator at fault, as a person would name it.
         operator: String,
+        /// Why, and what to write instead.
+        reason: String,
+    },
+    /// The output mode cannot carry the query's results.
+    #[error(
+        "output_mode `{mode}` cannot run {operator}: {reason}. Output modes that work: {works}"
+    )]
+    Mode {
+        /// The output mode chosen.
+        mode: &'static str,
+        /// The operator at fault.
+        operator: String,
+        /// Why.
+        reason: String,
+        /// The modes that would work.
+        works: &'static str,
     },
     /// The query calls a function whose result changes on every call.
     #[error(
@@ -48,11 +65,6 @@ pub enum PlanError {
         /// The function.
         function: String,
     },
-    /// An output mode that a stateless query cannot use.
-    #[error(
-        "output_mode `complete` needs an aggregation to keep a result table; this query has none. Use `append`"
-    )]
-    CompleteWithoutAggregation,
     /// A schema type name that DataFusion's SQL does not read.
     #[error(
         "`{column}` has type `{type_name}`, which is not a SQL type DataFusion reads: {reason}"
@@ -90,7 +102,26 @@ pub fn session(settings: &PinnedSettings) -> SessionContext {
         .with_repartition_joins(false)
         .with_information_schema(false);
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
-    SessionContext::new_with_config(config)
+    // A streaming aggregation runs DataFusion's two phases apart (partial state per batch,
+    // merged with the stored state, finalized to emit), so the plan must keep them apart:
+    // no rewriting of `count(DISTINCT x)` into two aggregations, no fusing of the phases.
+    let logical_rules = Optimizer::new()
+        .rules
+        .into_iter()
+        .filter(|rule| rule.name() != "single_distinct_aggregation_to_group_by")
+        .collect();
+    let physical_rules = PhysicalOptimizer::new()
+        .rules
+        .into_iter()
+        .filter(|rule| rule.name() != "CombinePartialFinalAggregate")
+        .collect();
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_optimizer_rules(logical_rules)
+        .with_physical_optimizer_rules(physical_rules)
+        .build();
+    SessionContext::new_with_state(state)
 }
 
 /// Builds an Arrow schema from `(column, SQL type name)` pairs, reading the types as
@@ -138,24 +169,16 @@ pub async fn plan_batch(
     Ok((state, plan))
 }
 
-/// Runs a planned batch and returns its output, one list of record batches per output
-/// partition.
-pub async fn execute(
-    state: &SessionState,
-    plan: &LogicalPlan,
-) -> Result<(Arc<dyn ExecutionPlan>, Vec<Vec<RecordBatch>>), DataFusionError> {
-    let physical = state.create_physical_plan(plan).await?;
-    let output = collect_partitioned(Arc::clone(&physical), state.task_ctx()).await?;
-    Ok((physical, output))
-}
-
 /// Checks that `plan` runs batch by batch without state: stateful operators over a stream and
 /// volatile functions are refused.
 pub fn check_stateless(plan: &LogicalPlan, streams: &BTreeSet<String>) -> Result<(), PlanError> {
     let mut problem = None;
     plan.apply_with_subqueries(|node| {
-        if let Some(operator) = stateful_operator(node, streams) {
-            problem = Some(PlanError::Stateful { operator });
+        if let Some((operator, reason)) = stateful_operator(node, streams) {
+            problem = Some(PlanError::Unsupported {
+                operator: operator.to_string(),
+                reason: reason.to_string(),
+            });
             return Ok(TreeNodeRecursion::Stop);
         }
         node.apply_expressions(|expr| {
@@ -181,39 +204,51 @@ pub fn check_stateless(plan: &LogicalPlan, streams: &BTreeSet<String>) -> Result
     problem.map_or(Ok(()), Err)
 }
 
-/// Whether the query has an aggregation (for output-mode checks).
-pub fn has_aggregation(plan: &LogicalPlan) -> bool {
-    plan.exists(|n| {
-        Ok(matches!(
-            n,
-            LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_)
-        ))
-    })
-    .unwrap_or(false)
-}
-
-fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<String> {
-    let reads_stream = |p: &LogicalPlan| reads_stream(p, streams);
-    let name = match node {
-        LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => "a global aggregate",
-        LogicalPlan::Aggregate(_) => "GROUP BY aggregation",
-        LogicalPlan::Distinct(_) => "DISTINCT",
-        LogicalPlan::Sort(_) => "ORDER BY",
-        LogicalPlan::Limit(_) => "LIMIT/OFFSET",
-        LogicalPlan::Window(_) => "a window function (OVER)",
-        LogicalPlan::RecursiveQuery(_) => "a recursive query",
+/// An operator that needs state across batches where none can be kept, with the reason.
+fn stateful_operator(
+    node: &LogicalPlan,
+    streams: &BTreeSet<String>,
+) -> Option<(&'static str, &'static str)> {
+    const NESTED: &str =
+        "under another aggregation: Sluice keeps the state of one aggregation per query";
+    let found = match node {
+        LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => ("a global aggregate", NESTED),
+        LogicalPlan::Aggregate(_) => ("GROUP BY aggregation", NESTED),
+        LogicalPlan::Distinct(_) => ("DISTINCT", NESTED),
+        LogicalPlan::Sort(_) => (
+            "ORDER BY",
+            "over a stream: rows keep arriving, so there is no last row to sort by; \
+             sort the result of an aggregation with output_mode complete",
+        ),
+        LogicalPlan::Limit(_) => (
+            "LIMIT/OFFSET",
+            "over a stream: rows keep arriving, so there is no first N to keep; \
+             limit the result of an aggregation with output_mode complete",
+        ),
+        LogicalPlan::Window(_) => (
+            "a window function (OVER)",
+            "over a stream is not supported; for event-time windows, GROUP BY date_bin(...)",
+        ),
+        LogicalPlan::RecursiveQuery(_) => ("a recursive query", "over a stream is not supported"),
         LogicalPlan::Join(j) => {
-            return (reads_stream(&j.left) && reads_stream(&j.right))
-                .then(|| "a join of two streams".to_string());
+            return (reads_stream(&j.left, streams) && reads_stream(&j.right, streams)).then_some(
+                (
+                    "a join of two streams",
+                    "is not supported yet; join a stream with static tables (`tables:`)",
+                ),
+            );
         }
-        LogicalPlan::Subquery(_) => "a subquery over a stream",
+        LogicalPlan::Subquery(_) => (
+            "a subquery over a stream",
+            "is not supported; join with the stream instead",
+        ),
         _ => return None,
     };
-    reads_stream(node).then(|| name.to_string())
+    reads_stream(node, streams).then_some(found)
 }
 
 /// Whether `plan` (with its subqueries) scans one of the stream tables.
-fn reads_stream(plan: &LogicalPlan, streams: &BTreeSet<String>) -> bool {
+pub(crate) fn reads_stream(plan: &LogicalPlan, streams: &BTreeSet<String>) -> bool {
     let mut found = false;
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node

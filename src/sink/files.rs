@@ -65,6 +65,8 @@ pub struct FilesSink {
     location: Location,
     format: FileFormat,
     pipeline: uuid::Uuid,
+    /// Complete mode: each batch's files replace the earlier batches' files.
+    replace: bool,
 }
 
 impl FilesSink {
@@ -74,7 +76,31 @@ impl FilesSink {
             location,
             format,
             pipeline,
+            replace: false,
         }
+    }
+
+    /// Makes each batch's files replace those of the earlier batches once it is published
+    /// (complete mode: the folder holds the latest result table).
+    pub fn replacing(mut self) -> Self {
+        self.replace = true;
+        self
+    }
+
+    /// Deletes the published data files of batches before `batch`.
+    async fn retire_before(&self, batch: BatchId) -> Result<(), SinkError> {
+        for meta in self.location.list("").await? {
+            let name = self.location.relative(&meta.location);
+            let older = name
+                .strip_prefix("part-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|b| b < batch.0);
+            if older && !name.contains('/') {
+                self.location.delete(&meta.location).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The manifest entry of `batch`, relative to the output folder.
@@ -218,6 +244,9 @@ impl Sink for FilesSink {
         if let Some(manifest) = self.read_manifest(batch).await? {
             self.check_owner(&manifest)?;
             self.publish(&manifest).await?;
+            if self.replace {
+                self.retire_before(batch).await?;
+            }
             return Ok(SinkCommit {
                 rows: manifest.rows,
                 written: false,
@@ -286,6 +315,9 @@ impl Sink for FilesSink {
             theirs
         };
         self.publish(&manifest).await?;
+        if self.replace {
+            self.retire_before(batch).await?;
+        }
         Ok(SinkCommit {
             rows: manifest.rows,
             written,

@@ -336,12 +336,9 @@ async fn read_into_table(
     if partitions.is_empty() {
         partitions.push(Vec::new());
     }
-    let table = MemTable::try_new(schema, partitions).map_err(|e| SourceError::Read {
-        file: location.to_string(),
-        reason: e.to_string(),
-    })?;
     Ok(BatchInput {
-        table: Arc::new(table),
+        schema,
+        partitions,
         rows,
         skipped,
         files,
@@ -398,9 +395,13 @@ pub async fn load_table(
             infer_schema(&format!("{location}/{first}"), &bytes, config.format)?
         }
     };
-    Ok(read_into_table(&location, files, config, schema, None)
+    read_into_table(&location, files, config, schema, None)
         .await?
-        .table)
+        .into_table()
+        .map_err(|e| SourceError::Read {
+            file: location.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 fn log_offset(offset: Option<&serde_json::Value>) -> Option<u64> {

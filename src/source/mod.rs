@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 
 pub use decode::{Decoded, decode, infer_schema};
@@ -112,14 +113,23 @@ pub enum Admission {
 /// The rows a batch reads from one source.
 #[derive(Debug)]
 pub struct BatchInput {
-    /// A table over exactly the batch's rows, one partition per file.
-    pub table: Arc<MemTable>,
+    /// The source's schema.
+    pub schema: SchemaRef,
+    /// Exactly the batch's rows, one partition per file.
+    pub partitions: Vec<Vec<RecordBatch>>,
     /// Rows read.
     pub rows: u64,
     /// Malformed rows skipped.
     pub skipped: u64,
     /// Files read.
     pub files: u64,
+}
+
+impl BatchInput {
+    /// A table over the batch's rows.
+    pub fn into_table(self) -> Result<Arc<MemTable>, datafusion::error::DataFusionError> {
+        MemTable::try_new(self.schema, self.partitions).map(Arc::new)
+    }
 }
 
 /// A replayable source of rows.

@@ -5,4 +5,5 @@ mod common;
 mod crash;
 mod fault;
 mod s3;
+mod stateful;
 mod streaming;

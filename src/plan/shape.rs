@@ -1,0 +1,351 @@
+//! What a query needs across batches: nothing (stateless), or one aggregation whose state is
+//! kept between batches, with the stateless parts below and above it.
+//!
+//! Invariants:
+//! - a query is accepted only where every batch's output, put together, is what the output
+//!   mode promises; every other shape is refused here, before any batch runs, naming the
+//!   operator and what would work;
+//! - an event-time key (a group key that is a watermarked column, or `date_bin` of one) is
+//!   recognized only where the column comes unchanged from a stream's watermark column.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use datafusion::common::tree_node::TreeNode;
+use datafusion::common::{Column, ScalarValue};
+use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
+
+use super::{PlanError, check_stateless, reads_stream};
+use crate::pipeline::OutputMode;
+
+/// What the query keeps between batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    /// Each batch's output depends on its input only.
+    Stateless,
+    /// One aggregation over the stream, kept as DataFusion's partial state.
+    Aggregate(AggregateShape),
+}
+
+/// The aggregation of a stateful query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregateShape {
+    /// The operator, as a person would name it.
+    pub operator: String,
+    /// The aggregation's output column names (group keys first), as DataFusion names them.
+    pub output_names: Vec<String>,
+    /// `SELECT DISTINCT` (or a GROUP BY without aggregate functions): a group, once seen,
+    /// never changes.
+    pub distinct_only: bool,
+    /// The group key that bounds the state in event time, if any.
+    pub event_time: Option<EventTimeKey>,
+}
+
+/// A group key over event time: a group whose key ends at or below the watermark can get no
+/// more rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTimeKey {
+    /// The key's output column name.
+    pub name: String,
+    /// The width of the window the key starts, in nanoseconds (1 for the column itself).
+    pub size_ns: i64,
+}
+
+/// Analyzes `plan` (as the SQL planner made it, before optimization). `watermarks` maps each
+/// stream with a watermark to its event-time column.
+pub fn analyze(
+    plan: &LogicalPlan,
+    streams: &BTreeSet<String>,
+    watermarks: &BTreeMap<String, String>,
+    mode: OutputMode,
+) -> Result<Shape, PlanError> {
+    let mut aggregations = 0;
+    plan.apply_with_subqueries(|node| {
+        if is_aggregation(node) && reads_stream(node, streams) {
+            aggregations += 1;
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })
+    .map_err(PlanError::Sql)?;
+    if aggregations == 0 {
+        check_stateless(plan, streams)?;
+        if mode == OutputMode::Complete {
+            return Err(PlanError::Mode {
+                mode: mode.as_str(),
+                operator: "a query without aggregation".into(),
+                reason: "complete mode rewrites the whole result table each batch, and only an \
+                         aggregation has one"
+                    .into(),
+                works: "append, update",
+            });
+        }
+        return Ok(Shape::Stateless);
+    }
+    let ctx = Walk {
+        streams,
+        watermarks,
+        mode,
+    };
+    ctx.above(plan).map(Shape::Aggregate)
+}
+
+fn is_aggregation(node: &LogicalPlan) -> bool {
+    matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_))
+}
+
+struct Walk<'a> {
+    streams: &'a BTreeSet<String>,
+    watermarks: &'a BTreeMap<String, String>,
+    mode: OutputMode,
+}
+
+impl Walk<'_> {
+    /// Walks down from the root to the aggregation: what lies above it runs on its result.
+    fn above(&self, node: &LogicalPlan) -> Result<AggregateShape, PlanError> {
+        let unsupported = |operator: &str, reason: &str| PlanError::Unsupported {
+            operator: operator.to_string(),
+            reason: reason.to_string(),
+        };
+        if is_aggregation(node) && reads_stream(node, self.streams) {
+            return self.aggregation(node);
+        }
+        let only_complete = |operator: &str| {
+            if self.mode == OutputMode::Complete {
+                Ok(())
+            } else {
+                Err(PlanError::Mode {
+                    mode: self.mode.as_str(),
+                    operator: format!("{operator} after an aggregation"),
+                    reason: "only the whole result table can be sorted or cut, and only complete \
+                             mode emits it each batch"
+                        .into(),
+                    works: "complete",
+                })
+            }
+        };
+        match node {
+            LogicalPlan::Projection(p) => self.above(&p.input),
+            LogicalPlan::Filter(f) => {
+                if has_subquery(&f.predicate) {
+                    return Err(unsupported(
+                        "a subquery",
+                        "in a filter over an aggregation is not supported",
+                    ));
+                }
+                self.above(&f.input)
+            }
+            LogicalPlan::SubqueryAlias(s) => self.above(&s.input),
+            LogicalPlan::Sort(s) => {
+                only_complete("ORDER BY")?;
+                self.above(&s.input)
+            }
+            LogicalPlan::Limit(l) => {
+                only_complete("LIMIT/OFFSET")?;
+                self.above(&l.input)
+            }
+            LogicalPlan::Join(j) => {
+                let (stream_side, other) = if reads_stream(&j.left, self.streams) {
+                    (&j.left, &j.right)
+                } else {
+                    (&j.right, &j.left)
+                };
+                if reads_stream(other, self.streams) {
+                    return Err(unsupported(
+                        "a join of two streams",
+                        "is not supported yet; join a stream with static tables (`tables:`)",
+                    ));
+                }
+                self.above(stream_side)
+            }
+            other => Err(unsupported(
+                &operator_name(other),
+                "over the result of an aggregation is not supported; \
+                 only projections, filters (HAVING) and joins with static tables may follow it",
+            )),
+        }
+    }
+
+    fn aggregation(&self, node: &LogicalPlan) -> Result<AggregateShape, PlanError> {
+        let names = |plan: &LogicalPlan| {
+            plan.schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect::<Vec<_>>()
+        };
+        let (shape, input) = match node {
+            LogicalPlan::Aggregate(a) => {
+                if a.group_expr
+                    .iter()
+                    .any(|e| matches!(e, Expr::GroupingSet(_)))
+                {
+                    return Err(PlanError::Unsupported {
+                        operator: "GROUPING SETS / ROLLUP / CUBE".into(),
+                        reason: "over a stream is not supported; group by plain keys".into(),
+                    });
+                }
+                let output_names = names(node);
+                let event_time = a.group_expr.iter().enumerate().find_map(|(i, expr)| {
+                    self.event_time_size(expr, &a.input)
+                        .map(|size_ns| EventTimeKey {
+                            name: output_names[i].clone(),
+                            size_ns,
+                        })
+                });
+                let operator = if a.group_expr.is_empty() {
+                    "a global aggregate"
+                } else if event_time.as_ref().is_some_and(|k| k.size_ns > 1) {
+                    "an event-time window aggregation"
+                } else {
+                    "GROUP BY aggregation"
+                };
+                let shape = AggregateShape {
+                    operator: operator.into(),
+                    output_names,
+                    distinct_only: a.aggr_expr.is_empty() && !a.group_expr.is_empty(),
+                    event_time,
+                };
+                (shape, &a.input)
+            }
+            LogicalPlan::Distinct(Distinct::All(input)) => {
+                let output_names = names(node);
+                let event_time = input
+                    .schema()
+                    .columns()
+                    .iter()
+                    .enumerate()
+                    .find(|(_, c)| self.traces_to_watermark(input, c))
+                    .map(|(i, _)| EventTimeKey {
+                        name: output_names[i].clone(),
+                        size_ns: 1,
+                    });
+                let shape = AggregateShape {
+                    operator: "DISTINCT".into(),
+                    output_names,
+                    distinct_only: true,
+                    event_time,
+                };
+                (shape, input)
+            }
+            LogicalPlan::Distinct(Distinct::On(on)) => {
+                let shape = AggregateShape {
+                    operator: "DISTINCT ON".into(),
+                    output_names: names(node),
+                    distinct_only: false,
+                    event_time: None,
+                };
+                (shape, &on.input)
+            }
+            _ => unreachable!("called on aggregations only"),
+        };
+        check_stateless(input, self.streams)?;
+        if self.mode == OutputMode::Append && !shape.distinct_only && shape.event_time.is_none() {
+            return Err(PlanError::Mode {
+                mode: self.mode.as_str(),
+                operator: shape.operator,
+                reason: "append mode writes each row once, and this aggregation's rows change as \
+                         more input arrives (to emit each group once it is final, group by \
+                         `date_bin(INTERVAL ..., <column>)` over a source's watermark column)"
+                    .into(),
+                works: "update, complete",
+            });
+        }
+        Ok(shape)
+    }
+
+    /// The window width of a group key over a watermarked column, if the key is one.
+    fn event_time_size(&self, expr: &Expr, input: &LogicalPlan) -> Option<i64> {
+        match strip_alias(expr) {
+            Expr::Column(c) => self.traces_to_watermark(input, c).then_some(1),
+            Expr::ScalarFunction(f)
+                if f.func.name() == "date_bin" && (2..=3).contains(&f.args.len()) =>
+            {
+                let size = interval_ns(&f.args[0])?;
+                match strip_alias(&f.args[1]) {
+                    Expr::Column(c) if self.traces_to_watermark(input, c) => Some(size),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `column` of `plan` is a stream's watermark column, passed through unchanged.
+    fn traces_to_watermark(&self, plan: &LogicalPlan, column: &Column) -> bool {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                self.streams.contains(scan.table_name.table())
+                    && self
+                        .watermarks
+                        .get(scan.table_name.table())
+                        .is_some_and(|wm| *wm == column.name)
+            }
+            LogicalPlan::Projection(p) => match p.schema.index_of_column(column) {
+                Ok(i) => match strip_alias(&p.expr[i]) {
+                    Expr::Column(c) => self.traces_to_watermark(&p.input, c),
+                    _ => false,
+                },
+                Err(_) => false,
+            },
+            LogicalPlan::SubqueryAlias(s) => match s.schema.index_of_column(column) {
+                Ok(i) => {
+                    let inner = Column::from(s.input.schema().qualified_field(i));
+                    self.traces_to_watermark(&s.input, &inner)
+                }
+                Err(_) => false,
+            },
+            LogicalPlan::Filter(f) => self.traces_to_watermark(&f.input, column),
+            LogicalPlan::Join(j) => {
+                if j.left.schema().has_column(column) {
+                    self.traces_to_watermark(&j.left, column)
+                } else {
+                    self.traces_to_watermark(&j.right, column)
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+fn strip_alias(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Alias(a) => strip_alias(&a.expr),
+        other => other,
+    }
+}
+
+fn has_subquery(expr: &Expr) -> bool {
+    expr.exists(|e| {
+        Ok(matches!(
+            e,
+            Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_)
+        ))
+    })
+    .unwrap_or(true)
+}
+
+/// A fixed interval literal in nanoseconds (months have no fixed length).
+fn interval_ns(expr: &Expr) -> Option<i64> {
+    let Expr::Literal(value, _) = strip_alias(expr) else {
+        return None;
+    };
+    let ns = match value {
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
+            i64::from(v.days) * 86_400_000_000_000 + v.nanoseconds
+        }
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            i64::from(v.days) * 86_400_000_000_000 + i64::from(v.milliseconds) * 1_000_000
+        }
+        _ => return None,
+    };
+    (ns > 0).then_some(ns)
+}
+
+fn operator_name(node: &LogicalPlan) -> String {
+    match node {
+        LogicalPlan::Window(_) => "a window function (OVER)".into(),
+        LogicalPlan::Union(_) => "UNION".into(),
+        LogicalPlan::Unnest(_) => "UNNEST".into(),
+        LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) => "a second aggregation".into(),
+        other => format!("`{}`", other.display()),
+    }
+}

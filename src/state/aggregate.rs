@@ -1,0 +1,379 @@
+//! Incremental aggregation with DataFusion's own two phases (DESIGN 5).
+//!
+//! ```text
+//!   batch rows ─► Partial ─┐
+//!                          ├─► PartialReduce ─► changed groups ─► state version N
+//!   stored state of the ───┘         │
+//!   groups it touched                └─► Final (the groups to emit) ─► what sits above the
+//!                                                                        aggregation ─► sink
+//! ```
+//!
+//! The query is planned by DataFusion as usual (with the two phases kept apart); this operator
+//! runs the plan's `Partial` aggregation on the batch, merges its output with the stored partial
+//! state of the same groups through a `PartialReduce` aggregation built from the plan's own
+//! expressions, and puts a `Final` aggregation over the groups to emit where the plan had its
+//! final aggregation. Every DataFusion aggregate function thus runs incrementally without being
+//! written again.
+//!
+//! Invariants:
+//! - the stored state is DataFusion's partial state, one row per group, as the plan's
+//!   `Partial` aggregation shapes it;
+//! - a batch touches only the stored rows of the groups in its input (and, with a watermark,
+//!   the groups it closes), so its cost grows with what changed, not with the state;
+//! - append mode emits a group once, when no row can change it any more: a closed event-time
+//!   group, or a new group of a `DISTINCT`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::BooleanArray;
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
+
+use super::keyed::Key;
+use super::{KeyedState, StateError, StateFileKind, StateFiles};
+use crate::checkpoint::BatchId;
+use crate::pipeline::OutputMode;
+use crate::plan::AggregateShape;
+use crate::storage::Location;
+
+/// The operator id of the aggregation, under `state/`.
+pub const AGGREGATE_OPERATOR: &str = "aggregate";
+
+/// What a batch did to the state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateMetrics {
+    /// Groups in the state after the batch.
+    pub rows_total: u64,
+    /// Groups the batch inserted or changed.
+    pub rows_updated: u64,
+    /// Groups the batch removed (closed by the watermark).
+    pub rows_removed: u64,
+    /// Bytes of state files the batch wrote.
+    pub bytes_written: u64,
+}
+
+/// The state a batch computed, to be written as its version once the sink has the batch.
+#[derive(Debug)]
+struct Pending {
+    batch: BatchId,
+    upserted: RecordBatch,
+    removed: RecordBatch,
+}
+
+/// One streaming aggregation and its state.
+#[derive(Debug)]
+pub struct AggregateOperator {
+    shape: AggregateShape,
+    mode: OutputMode,
+    files: StateFiles,
+    snapshot_every: u64,
+    state: Option<KeyedState>,
+    /// The version the in-memory state holds (`None`: none yet).
+    version: Option<BatchId>,
+    pending: Option<Pending>,
+}
+
+impl AggregateOperator {
+    /// The aggregation of `shape`, keeping its state in the checkpoint at `checkpoint`, with a
+    /// full snapshot every `snapshot_every` versions.
+    pub fn new(
+        shape: AggregateShape,
+        mode: OutputMode,
+        checkpoint: Location,
+        snapshot_every: u64,
+    ) -> Self {
+        Self {
+            shape,
+            mode,
+            files: StateFiles::new(checkpoint, AGGREGATE_OPERATOR),
+            snapshot_every: snapshot_every.max(1),
+            state: None,
+            version: None,
+            pending: None,
+        }
+    }
+
+    /// The aggregation's shape.
+    pub fn shape(&self) -> &AggregateShape {
+        &self.shape
+    }
+
+    /// The smallest group end in event time (ns) in the state, when it is bounded in time.
+    pub fn earliest_end_ns(&self) -> Option<i64> {
+        self.state.as_ref().and_then(KeyedState::earliest_end)
+    }
+
+    fn compute(&self, e: impl std::fmt::Display) -> StateError {
+        StateError::Compute {
+            operator: AGGREGATE_OPERATOR.into(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Runs the stateful part of batch `batch` and returns the plan of the rest: `physical`
+    /// with its final aggregation replaced by the groups to emit. The state it computed is
+    /// written by [`Self::commit`].
+    pub async fn run(
+        &mut self,
+        batch: BatchId,
+        physical: Arc<dyn ExecutionPlan>,
+        task: Arc<TaskContext>,
+        watermark_ns: Option<i64>,
+    ) -> Result<Arc<dyn ExecutionPlan>, StateError> {
+        let (final_node, partial) = find_phases(&physical, &self.shape.output_names)
+            .map_err(|reason| self.compute(reason))?;
+        let final_agg = final_node
+            .downcast_ref::<AggregateExec>()
+            .expect("found as an AggregateExec");
+        self.ensure_loaded(batch, &partial).await?;
+        let state = self.state.as_mut().expect("loaded");
+        let compute = |e: &dyn std::fmt::Display| StateError::Compute {
+            operator: AGGREGATE_OPERATOR.into(),
+            reason: e.to_string(),
+        };
+
+        // Partial over the batch, merged with the stored state of the groups it touched.
+        let schema = Arc::clone(state.schema());
+        let partial_out = collect_partitioned(Arc::clone(&partial), Arc::clone(&task))
+            .await
+            .map_err(|e| compute(&e))?;
+        let partial_out =
+            concat_batches(&schema, partial_out.iter().flatten()).map_err(|e| compute(&e))?;
+        let changed = if partial_out.num_rows() == 0 {
+            RecordBatch::new_empty(Arc::clone(&schema))
+        } else {
+            let keys = state.keys(&partial_out).map_err(|e| compute(&e))?;
+            let stored = state
+                .rows(keys.iter().map(|k| &k[..]))
+                .map_err(|e| compute(&e))?;
+            let input = MemorySourceConfig::try_new_exec(
+                &[vec![partial_out, stored]],
+                Arc::clone(&schema),
+                None,
+            )
+            .map_err(|e| compute(&e))?;
+            let reduce = AggregateExec::try_new(
+                AggregateMode::PartialReduce,
+                final_agg.group_expr().clone(),
+                final_agg.aggr_expr().to_vec(),
+                vec![None; final_agg.aggr_expr().len()],
+                input,
+                final_agg.input_schema(),
+            )
+            .map_err(|e| compute(&e))?;
+            let reduced = collect_partitioned(Arc::new(reduce), Arc::clone(&task))
+                .await
+                .map_err(|e| compute(&e))?;
+            let reduced =
+                concat_batches(&schema, reduced.iter().flatten()).map_err(|e| compute(&e))?;
+            state.sort_by_key(&reduced).map_err(|e| compute(&e))?
+        };
+        let changed_keys = state.keys(&changed).map_err(|e| compute(&e))?;
+        let is_new: Vec<bool> = changed_keys.iter().map(|k| !state.contains(k)).collect();
+        state.upsert(changed.clone()).map_err(|e| compute(&e))?;
+
+        // Groups the watermark closes; complete mode keeps every group.
+        let expired: Vec<Key> = match watermark_ns {
+            Some(wm) if self.mode != OutputMode::Complete => state.expired(wm),
+            _ => Vec::new(),
+        };
+        let expired_rows = state
+            .rows(expired.iter().map(|k| &k[..]))
+            .map_err(|e| compute(&e))?;
+        let emit = match self.mode {
+            OutputMode::Complete => state.all().map_err(|e| compute(&e))?,
+            OutputMode::Update => changed.clone(),
+            OutputMode::Append if self.shape.distinct_only => {
+                filter_record_batch(&changed, &BooleanArray::from(is_new))
+                    .map_err(|e| compute(&e))?
+            }
+            OutputMode::Append => expired_rows.clone(),
+        };
+        state.remove(&expired);
+
+        let gone: HashSet<&[u8]> = expired.iter().map(|k| &k[..]).collect();
+        let live = BooleanArray::from(
+            changed_keys
+                .iter()
+                .map(|k| !gone.contains(&k[..]))
+                .collect::<Vec<_>>(),
+        );
+        self.pending = Some(Pending {
+            batch,
+            upserted: filter_record_batch(&changed, &live).map_err(|e| compute(&e))?,
+            removed: state.key_batch(&expired_rows).map_err(|e| compute(&e))?,
+        });
+
+        // The final aggregation over the groups to emit, where the plan had its own.
+        let emit_input = MemorySourceConfig::try_new_exec(&[vec![emit]], schema, None)
+            .map_err(|e| compute(&e))?;
+        let final_exec: Arc<dyn ExecutionPlan> = Arc::new(
+            AggregateExec::try_new(
+                AggregateMode::Final,
+                final_agg.group_expr().clone(),
+                final_agg.aggr_expr().to_vec(),
+                vec![None; final_agg.aggr_expr().len()],
+                emit_input,
+                final_agg.input_schema(),
+            )
+            .map_err(|e| compute(&e))?,
+        );
+        let target = Arc::as_ptr(&final_node);
+        let spliced = physical
+            .transform_down(|node| {
+                Ok(if std::ptr::addr_eq(Arc::as_ptr(&node), target) {
+                    Transformed::new(Arc::clone(&final_exec), true, TreeNodeRecursion::Jump)
+                } else {
+                    Transformed::no(node)
+                })
+            })
+            .map_err(|e| compute(&e))?;
+        Ok(spliced.data)
+    }
+
+    /// Makes the in-memory state version `batch - 1`, loading it from the checkpoint when it
+    /// is not already there.
+    async fn ensure_loaded(
+        &mut self,
+        batch: BatchId,
+        partial: &Arc<dyn ExecutionPlan>,
+    ) -> Result<(), StateError> {
+        if self.state.is_some() && self.version == batch.prev() {
+            return Ok(());
+        }
+        let partial_agg = partial
+            .downcast_ref::<AggregateExec>()
+            .expect("found as an AggregateExec");
+        let schema = partial.schema();
+        let key_columns = partial_agg.group_expr().expr().len();
+        let event_time = self.shape.event_time.as_ref().and_then(|key| {
+            schema.fields()[..key_columns]
+                .iter()
+                .position(|f| *f.name() == key.name)
+                .map(|i| (i, key.size_ns))
+        });
+        let mut state =
+            KeyedState::new(schema, key_columns, event_time).map_err(|e| self.compute(e))?;
+        if let Some(previous) = batch.prev() {
+            self.files.load(previous, &mut state).await?;
+        }
+        tracing::info!(
+            rows = state.len(),
+            version = ?batch.prev(),
+            "loaded the aggregation's state"
+        );
+        self.state = Some(state);
+        self.version = batch.prev();
+        Ok(())
+    }
+
+    /// Writes the state batch `batch` computed as version `batch`: a snapshot every
+    /// `snapshot_every` versions, otherwise the changed and removed groups.
+    pub async fn commit(&mut self, batch: BatchId) -> Result<StateMetrics, StateError> {
+        let pending = self
+            .pending
+            .take()
+            .filter(|p| p.batch == batch)
+            .ok_or_else(|| self.compute(format!("batch {batch} has no state to write")))?;
+        let state = self.state.as_ref().expect("ran");
+        let mut bytes = 0;
+        if batch.0.is_multiple_of(self.snapshot_every) {
+            let all = state.all().map_err(|e| self.compute(e))?;
+            bytes += self
+                .files
+                .write(batch, StateFileKind::Snapshot, &all)
+                .await?;
+        } else {
+            bytes += self
+                .files
+                .write(batch, StateFileKind::Delta, &pending.upserted)
+                .await?;
+            if pending.removed.num_rows() > 0 {
+                bytes += self
+                    .files
+                    .write(batch, StateFileKind::Removed, &pending.removed)
+                    .await?;
+            }
+        }
+        self.version = Some(batch);
+        Ok(StateMetrics {
+            rows_total: state.len() as u64,
+            rows_updated: pending.upserted.num_rows() as u64,
+            rows_removed: pending.removed.num_rows() as u64,
+            bytes_written: bytes,
+        })
+    }
+
+    /// Deletes state versions that no batch from `oldest_kept` on needs.
+    pub async fn purge(&self, oldest_kept: BatchId) -> Result<(), StateError> {
+        self.files.purge(oldest_kept).await
+    }
+}
+
+/// An aggregation's final and partial phases in a plan.
+type Phases = (Arc<dyn ExecutionPlan>, Arc<dyn ExecutionPlan>);
+
+/// The plan's final aggregation over the stream (by its output names) and the partial
+/// aggregation under it.
+fn find_phases(plan: &Arc<dyn ExecutionPlan>, names: &[String]) -> Result<Phases, String> {
+    let mut finals = Vec::new();
+    collect_aggregates(plan, &mut |node, agg| {
+        if matches!(
+            agg.mode(),
+            AggregateMode::Final | AggregateMode::FinalPartitioned
+        ) {
+            finals.push(Arc::clone(node));
+        }
+    });
+    let named = |node: &Arc<dyn ExecutionPlan>| {
+        node.schema()
+            .fields()
+            .iter()
+            .map(|f| f.name())
+            .eq(names.iter())
+    };
+    let final_node = match finals.len() {
+        0 => {
+            return Err(
+                "the plan has no final aggregation (its two phases were fused)".to_string(),
+            );
+        }
+        1 => finals.remove(0),
+        _ => {
+            let mut matching: Vec<_> = finals.into_iter().filter(named).collect();
+            if matching.len() != 1 {
+                return Err(format!(
+                    "cannot tell which of the plan's aggregations is over the stream ({} match)",
+                    matching.len()
+                ));
+            }
+            matching.remove(0)
+        }
+    };
+    let mut partial = None;
+    collect_aggregates(&final_node, &mut |node, agg| {
+        if partial.is_none() && *agg.mode() == AggregateMode::Partial {
+            partial = Some(Arc::clone(node));
+        }
+    });
+    let partial = partial.ok_or("the final aggregation has no partial aggregation under it")?;
+    Ok((final_node, partial))
+}
+
+fn collect_aggregates(
+    plan: &Arc<dyn ExecutionPlan>,
+    found: &mut dyn FnMut(&Arc<dyn ExecutionPlan>, &AggregateExec),
+) {
+    if let Some(agg) = plan.downcast_ref::<AggregateExec>() {
+        found(plan, agg);
+    }
+    for child in plan.children() {
+        collect_aggregates(child, found);
+    }
+}

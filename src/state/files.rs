@@ -1,0 +1,270 @@
+//! An operator's state versions in the checkpoint, as Parquet files.
+
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::record_batch::RecordBatchReader;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
+
+use super::{KeyedState, StateError};
+use crate::checkpoint::BatchId;
+use crate::storage::Location;
+
+/// What a state file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StateFileKind {
+    /// Every live row after the version.
+    Snapshot,
+    /// The rows the version inserted or changed.
+    Delta,
+    /// The keys the version removed.
+    Removed,
+}
+
+impl StateFileKind {
+    /// The file name suffix.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::Snapshot => "snapshot.parquet",
+            Self::Delta => "delta.parquet",
+            Self::Removed => "removed.parquet",
+        }
+    }
+}
+
+/// One file of an operator's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateFile {
+    /// The version (batch) it belongs to.
+    pub version: BatchId,
+    /// What it holds.
+    pub kind: StateFileKind,
+    /// Its path relative to the checkpoint.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The state files of one operator.
+#[derive(Debug, Clone)]
+pub struct StateFiles {
+    location: Location,
+    operator: String,
+}
+
+impl StateFiles {
+    /// The files of `operator` in the checkpoint at `location`.
+    pub fn new(location: Location, operator: &str) -> Self {
+        Self {
+            location,
+            operator: operator.to_string(),
+        }
+    }
+
+    /// The operator's id.
+    pub fn operator(&self) -> &str {
+        &self.operator
+    }
+
+    fn dir(&self) -> String {
+        format!("state/{}", self.operator)
+    }
+
+    fn path_of(&self, version: BatchId, kind: StateFileKind) -> String {
+        format!("{}/{}.{}", self.dir(), version.0, kind.suffix())
+    }
+
+    /// Every state file of the operator, by version then kind.
+    pub async fn list(&self) -> Result<Vec<StateFile>, StateError> {
+        let mut files = Vec::new();
+        for meta in self.location.list(&self.dir()).await? {
+            let path = self.location.relative(&meta.location);
+            let name = path.rsplit('/').next().unwrap_or_default();
+            if name.starts_with('.') || name.starts_with('_') {
+                continue;
+            }
+            let parsed = name.split_once('.').and_then(|(n, suffix)| {
+                let kind = [
+                    StateFileKind::Snapshot,
+                    StateFileKind::Delta,
+                    StateFileKind::Removed,
+                ]
+                .into_iter()
+                .find(|k| k.suffix() == suffix)?;
+                Some((crate::checkpoint::paths::entry_number(n)?, kind))
+            });
+            let Some((version, kind)) = parsed else {
+                return Err(StateError::Corrupt {
+                    file: path,
+                    reason: "not a state file name (<batch>.snapshot|delta|removed.parquet)".into(),
+                });
+            };
+            files.push(StateFile {
+                version: BatchId(version),
+                kind,
+                path,
+                size: meta.size,
+            });
+        }
+        files.sort_by_key(|f| (f.version, f.kind));
+        Ok(files)
+    }
+
+    /// Writes `rows` as the `kind` file of `version`, returning the bytes written.
+    pub async fn write(
+        &self,
+        version: BatchId,
+        kind: StateFileKind,
+        rows: &RecordBatch,
+    ) -> Result<u64, StateError> {
+        let path = self.path_of(version, kind);
+        let bytes = encode(rows).map_err(|reason| StateError::Corrupt {
+            file: path.clone(),
+            reason,
+        })?;
+        let size = bytes.len() as u64;
+        self.location.put(&self.location.path(&path), bytes).await?;
+        Ok(size)
+    }
+
+    /// Reads one state file whole.
+    pub async fn read(&self, file: &StateFile) -> Result<RecordBatch, StateError> {
+        let bytes = self
+            .location
+            .get(&self.location.path(&file.path))
+            .await?
+            .ok_or_else(|| StateError::Corrupt {
+                file: file.path.clone(),
+                reason: "it vanished while being read".into(),
+            })?;
+        decode(bytes).map_err(|reason| StateError::Corrupt {
+            file: file.path.clone(),
+            reason,
+        })
+    }
+
+    /// Loads version `version` into the empty `state`: the newest snapshot at or below it, then
+    /// every later delta up to it. Returns the bytes read.
+    pub async fn load(&self, version: BatchId, state: &mut KeyedState) -> Result<u64, StateError> {
+        let files: Vec<StateFile> = self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|f| f.version <= version)
+            .collect();
+        let base = files
+            .iter()
+            .rev()
+            .find(|f| f.kind == StateFileKind::Snapshot)
+            .map(|f| f.version);
+        let first_delta = base.map_or(0, |b| b.0 + 1);
+        let mut read = 0;
+        if let Some(base) = base {
+            let snapshot = files
+                .iter()
+                .find(|f| f.version == base && f.kind == StateFileKind::Snapshot)
+                .expect("found above");
+            let rows = self.read_checked(snapshot, state.schema()).await?;
+            read += snapshot.size;
+            state.upsert(rows).map_err(|e| self.compute(e))?;
+        }
+        for v in first_delta..=version.0 {
+            let of_version: Vec<&StateFile> = files.iter().filter(|f| f.version.0 == v).collect();
+            let delta = of_version
+                .iter()
+                .find(|f| f.kind == StateFileKind::Delta)
+                .ok_or_else(|| StateError::Missing {
+                    operator: self.operator.clone(),
+                    version: BatchId(v),
+                    wanted: version,
+                })?;
+            let rows = self.read_checked(delta, state.schema()).await?;
+            read += delta.size;
+            state.upsert(rows).map_err(|e| self.compute(e))?;
+            if let Some(removed) = of_version.iter().find(|f| f.kind == StateFileKind::Removed) {
+                let keys = self.read(removed).await?;
+                read += removed.size;
+                let keys = state.keys(&keys).map_err(|e| self.compute(e))?;
+                state.remove(&keys);
+            }
+        }
+        Ok(read)
+    }
+
+    async fn read_checked(
+        &self,
+        file: &StateFile,
+        schema: &SchemaRef,
+    ) -> Result<RecordBatch, StateError> {
+        let rows = self.read(file).await?;
+        let describe = |s: &SchemaRef| {
+            s.fields()
+                .iter()
+                .map(|f| format!("{} {}", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (stored, planned) = (describe(&rows.schema()), describe(schema));
+        if stored != planned {
+            return Err(StateError::Incompatible {
+                operator: self.operator.clone(),
+                stored,
+                planned,
+            });
+        }
+        // Nullability and metadata may differ after the round trip; the columns do not.
+        RecordBatch::try_new(std::sync::Arc::clone(schema), rows.columns().to_vec())
+            .map_err(|e| self.compute(e))
+    }
+
+    /// Deletes the files no load of version `oldest_needed` or later reads: everything older
+    /// than the newest snapshot at or below it.
+    pub async fn purge(&self, oldest_needed: BatchId) -> Result<(), StateError> {
+        let files = self.list().await?;
+        let Some(base) = files
+            .iter()
+            .filter(|f| f.kind == StateFileKind::Snapshot && f.version <= oldest_needed)
+            .map(|f| f.version)
+            .max()
+        else {
+            return Ok(());
+        };
+        for file in files.iter().filter(|f| f.version < base) {
+            self.location
+                .delete(&self.location.path(&file.path))
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn compute(&self, e: impl std::fmt::Display) -> StateError {
+        StateError::Compute {
+            operator: self.operator.clone(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+fn encode(rows: &RecordBatch) -> Result<Vec<u8>, String> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut writer =
+        ArrowWriter::try_new(Vec::new(), rows.schema(), Some(props)).map_err(|e| e.to_string())?;
+    writer.write(rows).map_err(|e| e.to_string())?;
+    writer.into_inner().map_err(|e| e.to_string())
+}
+
+fn decode(bytes: bytes::Bytes) -> Result<RecordBatch, String> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(|e| e.to_string())?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    concat_batches(&schema, &batches).map_err(|e| e.to_string())
+}

@@ -1,0 +1,352 @@
+//! The in-memory state of one operator: one row per key, looked up, replaced and removed by key,
+//! at a cost that grows with the keys touched, not with the state's size.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, UInt32Array};
+use datafusion::arrow::compute::{cast, interleave_record_batch, take_record_batch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, SortField};
+
+/// A key: the group columns in Arrow's row format (empty for a global aggregate).
+pub type Key = Box<[u8]>;
+
+/// Where a key's row lives, and when its group ends in event time.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    chunk: u32,
+    row: u32,
+    end_ns: Option<i64>,
+}
+
+/// Rows keyed by their first `key_columns` columns.
+pub struct KeyedState {
+    schema: SchemaRef,
+    key_columns: usize,
+    converter: Option<RowConverter>,
+    /// Row storage; rows no key points at any more are garbage until the next compaction.
+    chunks: Vec<RecordBatch>,
+    stored_rows: usize,
+    index: HashMap<Key, Slot>,
+    /// The event-time key column and its window width, when the state is bounded in time.
+    event_time: Option<(usize, i64)>,
+    by_end: BTreeSet<(i64, Key)>,
+}
+
+impl std::fmt::Debug for KeyedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedState")
+            .field("rows", &self.index.len())
+            .field("key_columns", &self.key_columns)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyedState {
+    /// An empty state of rows with `schema`, keyed by its first `key_columns` columns;
+    /// `event_time` names the key column (and window width in nanoseconds) that ends a group.
+    pub fn new(
+        schema: SchemaRef,
+        key_columns: usize,
+        event_time: Option<(usize, i64)>,
+    ) -> Result<Self, ArrowError> {
+        let converter = if key_columns == 0 {
+            None
+        } else {
+            let fields = schema.fields()[..key_columns]
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect();
+            Some(RowConverter::new(fields)?)
+        };
+        Ok(Self {
+            schema,
+            key_columns,
+            converter,
+            chunks: Vec::new(),
+            stored_rows: 0,
+            index: HashMap::new(),
+            event_time,
+            by_end: BTreeSet::new(),
+        })
+    }
+
+    /// The schema of the rows.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// How many key columns lead each row.
+    pub fn key_columns(&self) -> usize {
+        self.key_columns
+    }
+
+    /// Live rows.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether no row is live.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Whether `key` has a row.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.index.contains_key(key)
+    }
+
+    /// The key of every row of `batch`.
+    pub fn keys(&self, batch: &RecordBatch) -> Result<Vec<Key>, ArrowError> {
+        match &self.converter {
+            None => Ok(vec![Key::default(); batch.num_rows()]),
+            Some(converter) => {
+                let rows = converter.convert_columns(&batch.columns()[..self.key_columns])?;
+                Ok(rows.iter().map(|r| Key::from(r.as_ref())).collect())
+            }
+        }
+    }
+
+    /// The rows of those `keys` that have one, each once, in the order given.
+    pub fn rows<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+    ) -> Result<RecordBatch, ArrowError> {
+        let mut seen = std::collections::HashSet::new();
+        let indices: Vec<(usize, usize)> = keys
+            .into_iter()
+            .filter(|k| seen.insert(*k))
+            .filter_map(|k| self.index.get(k))
+            .map(|s| (s.chunk as usize, s.row as usize))
+            .collect();
+        self.gather(&indices)
+    }
+
+    /// Every live row, ordered by key.
+    pub fn all(&self) -> Result<RecordBatch, ArrowError> {
+        let mut slots: Vec<(&Key, &Slot)> = self.index.iter().collect();
+        slots.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let indices: Vec<_> = slots
+            .iter()
+            .map(|(_, s)| (s.chunk as usize, s.row as usize))
+            .collect();
+        self.gather(&indices)
+    }
+
+    fn gather(&self, indices: &[(usize, usize)]) -> Result<RecordBatch, ArrowError> {
+        if indices.is_empty() {
+            return Ok(RecordBatch::new_empty(Arc::clone(&self.schema)));
+        }
+        let chunks: Vec<&RecordBatch> = self.chunks.iter().collect();
+        interleave_record_batch(&chunks, indices)
+    }
+
+    /// `batch` ordered by key, so that what is written does not depend on hashing order.
+    pub fn sort_by_key(&self, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+        let keys = self.keys(batch)?;
+        let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+        order.sort_by(|a, b| keys[*a as usize].cmp(&keys[*b as usize]));
+        take_record_batch(batch, &UInt32Array::from(order))
+    }
+
+    /// The key columns of `batch`.
+    pub fn key_batch(&self, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+        batch.project(&(0..self.key_columns).collect::<Vec<_>>())
+    }
+
+    /// Sets the row of each key in `batch` (each key at most once) to the batch's row.
+    pub fn upsert(&mut self, batch: RecordBatch) -> Result<(), ArrowError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let keys = self.keys(&batch)?;
+        let ends = self.ends(&batch)?;
+        let chunk = u32::try_from(self.chunks.len())
+            .map_err(|_| ArrowError::ComputeError("too many state chunks".into()))?;
+        for (row, (key, end_ns)) in keys.into_iter().zip(ends).enumerate() {
+            let slot = Slot {
+                chunk,
+                row: row as u32,
+                end_ns,
+            };
+            if let Some(end) = end_ns {
+                self.by_end.insert((end, key.clone()));
+            }
+            if let Some(old) = self.index.insert(key.clone(), slot)
+                && let Some(old_end) = old.end_ns
+                && Some(old_end) != end_ns
+            {
+                self.by_end.remove(&(old_end, key));
+            }
+        }
+        self.stored_rows += batch.num_rows();
+        self.chunks.push(batch);
+        if self.stored_rows > 2 * self.index.len() + 4096 {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Removes the rows of `keys`.
+    pub fn remove(&mut self, keys: &[Key]) {
+        for key in keys {
+            if let Some(slot) = self.index.remove(key)
+                && let Some(end) = slot.end_ns
+            {
+                self.by_end.remove(&(end, key.clone()));
+            }
+        }
+    }
+
+    /// The keys whose group ends at or below `watermark_ns`: no row can reach them any more.
+    pub fn expired(&self, watermark_ns: i64) -> Vec<Key> {
+        self.by_end
+            .iter()
+            .take_while(|(end, _)| *end <= watermark_ns)
+            .map(|(_, key)| key.clone())
+            .collect()
+    }
+
+    /// The smallest group end in the state, if it is bounded in time.
+    pub fn earliest_end(&self) -> Option<i64> {
+        self.by_end.first().map(|(end, _)| *end)
+    }
+
+    /// Each row's group end in event time (nanoseconds), when the state is bounded in time.
+    fn ends(&self, batch: &RecordBatch) -> Result<Vec<Option<i64>>, ArrowError> {
+        let Some((column, size)) = self.event_time else {
+            return Ok(vec![None; batch.num_rows()]);
+        };
+        let array = batch.column(column);
+        let tz = match array.data_type() {
+            DataType::Timestamp(_, tz) => tz.clone(),
+            other => {
+                return Err(ArrowError::ComputeError(format!(
+                    "the event-time key is {other}, not a timestamp"
+                )));
+            }
+        };
+        let ns = cast(array, &DataType::Timestamp(TimeUnit::Nanosecond, tz))?;
+        let ns = ns.as_primitive::<TimestampNanosecondType>();
+        Ok((0..ns.len())
+            .map(|i| (!ns.is_null(i)).then(|| ns.value(i).saturating_add(size)))
+            .collect())
+    }
+
+    /// Rewrites the live rows into one chunk.
+    fn compact(&mut self) -> Result<(), ArrowError> {
+        let all = self.all()?;
+        let mut keys: Vec<Key> = self.index.keys().cloned().collect();
+        keys.sort_unstable();
+        for (row, key) in keys.into_iter().enumerate() {
+            if let Some(slot) = self.index.get_mut(&key) {
+                slot.chunk = 0;
+                slot.row = row as u32;
+            }
+        }
+        self.stored_rows = all.num_rows();
+        self.chunks = vec![all];
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    fn batch(keys: &[&str], values: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(keys.to_vec())),
+                Arc::new(Int64Array::from(values.to_vec())),
+            ],
+        )
+        .expect("batch")
+    }
+
+    fn values(b: &RecordBatch) -> Vec<(String, i64)> {
+        let k = b.column(0).as_string::<i32>();
+        let v = b
+            .column(1)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        (0..b.num_rows())
+            .map(|i| (k.value(i).to_string(), v.value(i)))
+            .collect()
+    }
+
+    #[test]
+    fn upserts_replace_and_removes_forget_by_key() {
+        let first = batch(&["a", "b"], &[1, 2]);
+        let mut state = KeyedState::new(first.schema(), 1, None).expect("state");
+        state.upsert(first).expect("upsert");
+        state.upsert(batch(&["b", "c"], &[20, 30])).expect("upsert");
+        assert_eq!(
+            values(&state.all().expect("all")),
+            [("a".into(), 1), ("b".into(), 20), ("c".into(), 30)]
+        );
+        let keys = state
+            .keys(&batch(&["c", "x", "c"], &[0, 0, 0]))
+            .expect("keys");
+        let found = state.rows(keys.iter().map(|k| &k[..])).expect("rows");
+        assert_eq!(values(&found), [("c".into(), 30)]);
+        state.remove(&keys[..1]);
+        assert_eq!(state.len(), 2);
+        assert!(!state.contains(&keys[0]));
+    }
+
+    #[test]
+    fn compaction_keeps_every_live_row() {
+        let mut state = KeyedState::new(batch(&[], &[]).schema(), 1, None).expect("state");
+        for round in 0..20 {
+            let keys: Vec<String> = (0..500).map(|i| format!("k{i}")).collect();
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            state
+                .upsert(batch(&refs, &vec![round; 500]))
+                .expect("upsert");
+        }
+        assert!(state.chunks.len() < 20, "compacted: {}", state.chunks.len());
+        let all = values(&state.all().expect("all"));
+        assert_eq!(all.len(), 500);
+        assert!(all.iter().all(|(_, v)| *v == 19));
+    }
+
+    #[test]
+    fn groups_expire_once_the_watermark_reaches_their_end() {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "w",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        )]));
+        let windows = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(TimestampMillisecondArray::from(vec![
+                Some(0),
+                Some(60_000),
+                Some(120_000),
+                None,
+            ]))],
+        )
+        .expect("batch");
+        let minute = 60_000_000_000;
+        let mut state = KeyedState::new(schema, 1, Some((0, minute))).expect("state");
+        state.upsert(windows).expect("upsert");
+        assert_eq!(state.earliest_end(), Some(minute));
+        assert!(state.expired(minute - 1).is_empty());
+        assert_eq!(state.expired(minute).len(), 1);
+        assert_eq!(state.expired(2 * minute + 5).len(), 2);
+        let gone = state.expired(2 * minute);
+        state.remove(&gone);
+        assert_eq!(state.len(), 2, "the third window and the null key stay");
+        assert_eq!(state.earliest_end(), Some(3 * minute));
+    }
+}

@@ -1,0 +1,81 @@
+//! Operator state (DESIGN 5): rows keyed by group, kept in memory between batches and
+//! versioned by batch in the checkpoint as Parquet.
+//!
+//! ```text
+//!   state/<operator>/<N>.snapshot.parquet   every row live after batch N (every K versions)
+//!   state/<operator>/<N>.delta.parquet      the rows batch N inserted or changed
+//!   state/<operator>/<N>.removed.parquet    the keys batch N removed (key columns only)
+//! ```
+//!
+//! Invariants:
+//! - version `N` is the state after batch `N`; it is written before `commits/N`, and batch `N`
+//!   reads version `N-1` only, so files a crashed attempt of `N` left behind are never read and
+//!   are overwritten by the re-run with the same content;
+//! - every version after the newest snapshot at or below `N` has its delta: loading checks it;
+//! - the bytes a batch writes grow with the groups it changed, except on snapshot versions.
+
+mod aggregate;
+mod files;
+mod keyed;
+
+pub use aggregate::{AGGREGATE_OPERATOR, AggregateOperator, StateMetrics};
+pub use files::{StateFile, StateFileKind, StateFiles};
+pub use keyed::KeyedState;
+
+use crate::checkpoint::BatchId;
+use crate::storage::StorageError;
+
+/// What can go wrong keeping state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A state file does not read.
+    #[error(
+        "state file {file} is corrupt: {reason}. The checkpoint's state cannot be loaded; \
+         restore the file, or start the pipeline on a new checkpoint"
+    )]
+    Corrupt {
+        /// The file, relative to the checkpoint.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A version needed to load the state is missing.
+    #[error(
+        "state of operator `{operator}` lacks version {version} (no delta or snapshot file in \
+         state/{operator}/), which loading version {wanted} needs; restore it, or start the \
+         pipeline on a new checkpoint"
+    )]
+    Missing {
+        /// The operator.
+        operator: String,
+        /// The missing version.
+        version: BatchId,
+        /// The version being loaded.
+        wanted: BatchId,
+    },
+    /// The stored state was written by a query whose state has other columns.
+    #[error(
+        "state/{operator} was written by a query whose state has columns ({stored}); this query's \
+         state has ({planned}): the query changed in a way its state cannot follow. Put the old \
+         query back, or run the new one on a new checkpoint"
+    )]
+    Incompatible {
+        /// The operator.
+        operator: String,
+        /// The stored columns.
+        stored: String,
+        /// The planned columns.
+        planned: String,
+    },
+    /// Arrow, Parquet or DataFusion failed on state rows.
+    #[error("state of operator `{operator}`: {reason}")]
+    Compute {
+        /// The operator.
+        operator: String,
+        /// The library's message.
+        reason: String,
+    },
+}

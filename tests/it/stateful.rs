@@ -1,0 +1,361 @@
+//! Stateful queries equal batch SQL: each query shape runs over the same input cut into files
+//! at random places and read a random number of files per batch (20 cuts per shape), and what
+//! the sink holds is checked against the same SQL run as one DataFusion batch query:
+//! - complete mode: the sink (the latest result table) equals the batch SQL;
+//! - append mode: the sink equals the batch SQL limited to the windows the final watermark
+//!   closed (all of it, for `DISTINCT`);
+//! - update mode: the last row written per key equals the batch SQL.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, Int64Array, StringArray, TimestampNanosecondArray,
+};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::prelude::{JsonReadOptions, SessionContext};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sluice::driver::RunOptions;
+
+use crate::common::*;
+
+/// Rows in each generated input.
+const ROWS: i64 = 480;
+/// Watermark delay; the generated events are at most 5 s out of order.
+const DELAY_S: i64 = 10;
+/// Random cuts per shape.
+const CUTS: u64 = 20;
+const SECTIONS_CSV: &str = "page,section\nhome,landing\nsearch,discovery\nproduct,discovery\ncart,purchase\nhelp,support\n";
+
+/// Click events one second apart, each up to 5 s early or late.
+fn events(rng: &mut StdRng) -> RecordBatch {
+    let ids: Vec<i64> = (0..ROWS).collect();
+    let users: Vec<i64> = ids.iter().map(|i| (i * 7919) % 23).collect();
+    let pages: Vec<&str> = ids
+        .iter()
+        .map(|i| PAGES[(*i as usize * 31 + *i as usize / 7) % PAGES.len()])
+        .collect();
+    let amounts: Vec<f64> = ids.iter().map(|i| ((i * 37) % 1000) as f64 / 8.0).collect();
+    let ts: Vec<i64> = ids
+        .iter()
+        .map(|i| {
+            1_762_000_000_000_000_000 + (i * 1000 + rng.random_range(-5000..=5000)) * 1_000_000
+        })
+        .collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(ids)),
+        Arc::new(Int64Array::from(users)),
+        Arc::new(StringArray::from(pages)),
+        Arc::new(Float64Array::from(amounts)),
+        Arc::new(TimestampNanosecondArray::from(ts)),
+    ];
+    RecordBatch::try_new(click_schema(), columns).expect("batch")
+}
+
+/// Writes `batch` into `dir` as JSON-lines files cut at random rows; returns the file count.
+fn write_cut(dir: &Path, batch: &RecordBatch, rng: &mut StdRng) -> usize {
+    let pieces = rng.random_range(3..=12);
+    let mut cuts: Vec<usize> = (0..pieces - 1)
+        .map(|_| rng.random_range(1..batch.num_rows()))
+        .collect();
+    cuts.push(0);
+    cuts.push(batch.num_rows());
+    cuts.sort_unstable();
+    cuts.dedup();
+    for (f, w) in cuts.windows(2).enumerate() {
+        let part = batch.slice(w[0], w[1] - w[0]);
+        write_batch(&dir.join(format!("clicks-{f:04}.json")), "json", &part);
+    }
+    cuts.len() - 1
+}
+
+/// How a shape's output is checked.
+#[derive(Clone, Copy)]
+enum Check {
+    /// The sink is the whole result table.
+    Complete,
+    /// The sink holds the rows of windows closed by the final watermark (`window_start` is
+    /// the window column and the windows are one minute wide), or every row (`None`).
+    Append(Option<&'static str>),
+    /// The last row per key (the first `keys` columns) is the result table.
+    Update(usize),
+}
+
+struct ShapeCase {
+    name: &'static str,
+    query: &'static str,
+    check: Check,
+}
+
+const CASES: &[ShapeCase] = &[
+    ShapeCase {
+        name: "global aggregate",
+        query: "SELECT count(*) AS n, round(sum(amount), 6) AS total, min(ts) AS first_ts, max(id) AS last_id FROM clicks",
+        check: Check::Update(0),
+    },
+    ShapeCase {
+        name: "grouped aggregate",
+        query: "SELECT page, count(*) AS n, round(avg(amount), 6) AS mean, max(user_id) AS top, min(amount) AS low FROM clicks GROUP BY page",
+        check: Check::Complete,
+    },
+    ShapeCase {
+        name: "aggregate with HAVING",
+        query: "SELECT user_id, count(*) AS n FROM clicks GROUP BY user_id HAVING count(*) > 20",
+        check: Check::Update(1),
+    },
+    ShapeCase {
+        name: "count(DISTINCT), approx_distinct, stddev and array_agg",
+        query: "SELECT page, count(DISTINCT user_id) AS users, approx_distinct(user_id) AS approx, \
+                round(stddev(amount), 6) AS sd, array_sort(array_agg(DISTINCT user_id)) AS who \
+                FROM clicks GROUP BY page",
+        check: Check::Complete,
+    },
+    ShapeCase {
+        name: "tumbling window, append",
+        query: "SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, page, count(*) AS n, \
+                round(sum(amount), 6) AS total FROM clicks GROUP BY 1, 2",
+        check: Check::Append(Some("window_start")),
+    },
+    ShapeCase {
+        name: "tumbling window, update",
+        query: "SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, page, count(*) AS n, \
+                max(amount) AS top FROM clicks GROUP BY 1, 2",
+        check: Check::Update(2),
+    },
+    ShapeCase {
+        name: "tumbling window with HAVING, complete, ordered",
+        query: "SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, count(*) AS n \
+                FROM clicks GROUP BY 1 HAVING count(*) > 30 ORDER BY window_start",
+        check: Check::Complete,
+    },
+    ShapeCase {
+        name: "dedup (SELECT DISTINCT), append",
+        query: "SELECT DISTINCT user_id, page FROM clicks",
+        check: Check::Append(None),
+    },
+    ShapeCase {
+        name: "first row per key (DISTINCT ON)",
+        query: "SELECT DISTINCT ON (user_id) user_id, id, page FROM clicks ORDER BY user_id, id",
+        check: Check::Complete,
+    },
+    ShapeCase {
+        name: "stream-static join feeding an aggregate",
+        query: "SELECT s.section, count(*) AS n, round(sum(c.amount), 6) AS total \
+                FROM clicks c JOIN sections s ON c.page = s.page GROUP BY s.section",
+        check: Check::Update(1),
+    },
+    ShapeCase {
+        name: "filter and projection before and after an aggregate",
+        query: "SELECT upper(page) AS page, n * 2 AS doubled, total FROM \
+                (SELECT page, count(*) AS n, round(sum(amount), 6) AS total FROM clicks \
+                 WHERE amount > 10 AND user_id <> 3 GROUP BY page) WHERE n > 5",
+        check: Check::Update(1),
+    },
+    ShapeCase {
+        name: "windowed aggregate over a left join with a static table, append",
+        query: "SELECT date_bin(INTERVAL '1 minute', c.ts) AS window_start, s.section, \
+                count(DISTINCT c.user_id) AS users FROM clicks c LEFT JOIN sections s \
+                ON c.page = s.page AND s.section <> 'support' GROUP BY 1, 2",
+        check: Check::Append(Some("window_start")),
+    },
+];
+
+fn mode_of(check: Check) -> &'static str {
+    match check {
+        Check::Complete => "complete",
+        Check::Append(_) => "append",
+        Check::Update(_) => "update",
+    }
+}
+
+/// A pipeline over `in/` (JSON lines) with a watermark and the static `sections` table.
+fn stateful_yaml(ws: &Workspace, query: &str, mode: &str, per_batch: usize) -> String {
+    std::fs::write(ws.path("sections.csv"), SECTIONS_CSV).expect("sections");
+    let extra = format!("    watermark: {{ column: ts, delay: {DELAY_S}s }}\n");
+    pipeline_yaml(ws, "json", query, per_batch, &extra)
+        .replace(
+            "query: |",
+            &format!(
+                "tables:\n  sections: {{ kind: files, path: {}, format: csv }}\nsnapshot_every: 3\noutput_mode: {mode}\nquery: |",
+                ws.p("sections.csv")
+            ),
+        )
+}
+
+/// The batch SQL over everything in `in/`, in a session that also has `sections`.
+async fn batch_sql(ws: &Workspace, sql: &str) -> Vec<String> {
+    let ctx = SessionContext::new();
+    let schema = click_schema();
+    ctx.register_json(
+        "clicks",
+        &ws.p("in"),
+        JsonReadOptions::default()
+            .schema(&schema)
+            .file_extension(".json"),
+    )
+    .await
+    .expect("clicks");
+    ctx.register_csv(
+        "sections",
+        &ws.p("sections.csv"),
+        datafusion::prelude::CsvReadOptions::new(),
+    )
+    .await
+    .expect("sections");
+    sql_rows(&ctx, sql).await
+}
+
+/// Each sink file's rows, in batch order (file names carry the batch number).
+fn sink_files_in_order(out: &Path) -> Vec<Vec<RecordBatch>> {
+    let mut names: Vec<_> = std::fs::read_dir(out)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.ends_with(".parquet"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+        .iter()
+        .map(|n| {
+            let bytes = bytes::Bytes::from(std::fs::read(out.join(n)).expect("sink file"));
+            ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .and_then(|b| b.build())
+                .expect("parquet")
+                .collect::<Result<Vec<_>, _>>()
+                .expect("rows")
+        })
+        .collect()
+}
+
+/// The last row written per key (the first `keys` cells), as sorted strings.
+fn last_per_key(out: &Path, keys: usize) -> Vec<String> {
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    for file in sink_files_in_order(out) {
+        for row in rows_in_order(&file) {
+            let key: Vec<&str> = row.split('|').take(keys).collect();
+            last.insert(key.join("|"), row.clone());
+        }
+    }
+    let mut rows: Vec<String> = last.into_values().collect();
+    rows.sort();
+    rows
+}
+
+fn rows_in_order(batches: &[RecordBatch]) -> Vec<String> {
+    use datafusion::arrow::util::display::array_value_to_string;
+    let mut out = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
+            let cells: Vec<String> = b
+                .columns()
+                .iter()
+                .map(|c| array_value_to_string(c, r).expect("display"))
+                .collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out
+}
+
+/// What the sink should hold for `case` after a run over all of `in/`.
+async fn expected(ws: &Workspace, case: &ShapeCase, max_event_ns: i64) -> Vec<String> {
+    match case.check {
+        Check::Append(Some(window)) => {
+            let watermark_ns = max_event_ns - DELAY_S * 1_000_000_000;
+            batch_sql(
+                ws,
+                &format!(
+                    "SELECT * FROM ({}) WHERE {window} + INTERVAL '1 minute' <= \
+                     arrow_cast({watermark_ns}, 'Timestamp(Nanosecond, None)')",
+                    case.query
+                ),
+            )
+            .await
+        }
+        _ => batch_sql(ws, case.query).await,
+    }
+}
+
+async fn what_the_sink_holds(ws: &Workspace, check: Check) -> Vec<String> {
+    match check {
+        Check::Update(keys) => last_per_key(&ws.path("out"), keys),
+        _ => sink_rows(&ws.path("out")).await,
+    }
+}
+
+/// Runs `case` over 20 random cuts of random input, checking each against the batch SQL.
+async fn property(index: usize) {
+    let case = &CASES[index];
+    let mut batches_run = 0;
+    for cut in 0..CUTS {
+        let seed = index as u64 * 1000 + cut;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let ws = Workspace::new();
+        let input = events(&mut rng);
+        let files = write_cut(&ws.path("in"), &input, &mut rng);
+        let per_batch = rng.random_range(1..=3);
+        let yaml = stateful_yaml(&ws, case.query, mode_of(case.check), per_batch);
+        let summary = run(&yaml, RunOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{} (seed {seed}): {e}", case.name));
+        assert!(
+            summary.batches as usize >= files.div_ceil(per_batch),
+            "{} (seed {seed}): one batch per {per_batch} of {files} files at least",
+            case.name
+        );
+        batches_run += summary.batches;
+        let max_event_ns = input
+            .column(4)
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .expect("ts")
+            .values()
+            .iter()
+            .copied()
+            .max()
+            .expect("rows");
+        let want = expected(&ws, case, max_event_ns).await;
+        let got = what_the_sink_holds(&ws, case.check).await;
+        assert!(!want.is_empty(), "{}: the oracle has rows", case.name);
+        assert_eq!(
+            got, want,
+            "{} (seed {seed}, {files} files, {per_batch} per batch)",
+            case.name
+        );
+    }
+    println!(
+        "{}: {CUTS} random cuts, {batches_run} batches, equal to the batch SQL",
+        case.name
+    );
+}
+
+macro_rules! property_tests {
+    ($($name:ident => $index:expr),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                property($index).await;
+            }
+        )+
+    };
+}
+
+property_tests! {
+    global_aggregate_equals_batch => 0,
+    grouped_aggregate_equals_batch => 1,
+    having_equals_batch => 2,
+    distinct_aggregates_equal_batch => 3,
+    tumbling_window_append_equals_batch => 4,
+    tumbling_window_update_equals_batch => 5,
+    tumbling_window_complete_equals_batch => 6,
+    dedup_append_equals_batch => 7,
+    first_row_per_key_equals_batch => 8,
+    stream_static_join_aggregate_equals_batch => 9,
+    filter_and_projection_around_aggregate_equal_batch => 10,
+    windowed_left_join_append_equals_batch => 11,
+}
