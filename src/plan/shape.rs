@@ -349,3 +349,143 @@ fn operator_name(node: &LogicalPlan) -> String {
         other => format!("`{}`", other.display()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::datasource::MemTable;
+
+    use super::*;
+    use crate::plan::{default_settings, plan_batch, session};
+
+    /// Analyzes `sql` over streams `s` and `s2` (watermarked on `ts`) and the static table `t`.
+    async fn analyze_sql(sql: &str, mode: OutputMode) -> Result<Shape, PlanError> {
+        let ctx = session(&default_settings());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Utf8, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+        ]));
+        for table in ["s", "s2", "t"] {
+            let mem = MemTable::try_new(Arc::clone(&schema), vec![vec![]]).expect("table");
+            ctx.register_table(table, Arc::new(mem)).expect("register");
+        }
+        let (_, plan) = plan_batch(&ctx, sql, 0).await?;
+        let streams = ["s".to_string(), "s2".to_string()].into();
+        let watermarks = [
+            ("s".to_string(), "ts".to_string()),
+            ("s2".to_string(), "ts".to_string()),
+        ]
+        .into();
+        analyze(&plan, &streams, &watermarks, mode)
+    }
+
+    #[tokio::test]
+    async fn windows_over_the_watermark_column_run_in_append_mode() {
+        for sql in [
+            "SELECT date_bin(INTERVAL '1 minute', ts) AS w, count(*) FROM s GROUP BY 1",
+            "SELECT date_bin(INTERVAL '5 seconds', t2, TIMESTAMP '2020-01-01') AS w, b, sum(a) \
+             FROM (SELECT ts AS t2, a, b FROM s WHERE a > 1) x GROUP BY 1, 2",
+            "SELECT date_bin(INTERVAL '1 hour', s.ts) AS w, t.b, count(*) FROM s JOIN t ON s.a = t.a GROUP BY 1, 2",
+        ] {
+            let shape = analyze_sql(sql, OutputMode::Append)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let Shape::Aggregate(a) = shape else {
+                panic!("{sql}: stateful")
+            };
+            let key = a.event_time.expect("an event-time key");
+            assert_eq!(key.name, a.output_names[0], "{sql}");
+            assert!(key.size_ns >= 5_000_000_000, "{sql}: {}", key.size_ns);
+        }
+        let Shape::Aggregate(dedup) =
+            analyze_sql("SELECT DISTINCT a, ts FROM s", OutputMode::Append)
+                .await
+                .expect("dedup")
+        else {
+            panic!("stateful")
+        };
+        assert!(dedup.distinct_only);
+        assert_eq!(dedup.event_time.map(|k| k.size_ns), Some(1));
+    }
+
+    #[tokio::test]
+    async fn shapes_that_cannot_run_are_refused_by_name() {
+        use OutputMode::{Append, Complete, Update};
+        for (sql, mode, needles) in [
+            (
+                "SELECT b, count(*) FROM s GROUP BY b",
+                Append,
+                &["GROUP BY aggregation", "update, complete"][..],
+            ),
+            ("SELECT count(*) FROM s", Append, &["a global aggregate"]),
+            (
+                "SELECT date_bin(INTERVAL '1 minute', ts + INTERVAL '1 hour') AS w, count(*) FROM s GROUP BY 1",
+                Append,
+                &["append", "watermark column"],
+            ),
+            (
+                "SELECT date_bin(INTERVAL '1 minute', ts) AS w, count(*) FROM t GROUP BY 1",
+                Complete,
+                &["without aggregation", "append, update"],
+            ),
+            (
+                "SELECT b, count(*) AS n FROM s GROUP BY b ORDER BY n",
+                Update,
+                &["ORDER BY after an aggregation", "complete"],
+            ),
+            (
+                "SELECT b, count(*) AS n FROM s GROUP BY b LIMIT 3",
+                Update,
+                &["LIMIT/OFFSET after an aggregation"],
+            ),
+            (
+                "SELECT n, count(*) FROM (SELECT b, count(*) AS n FROM s GROUP BY b) GROUP BY n",
+                Update,
+                &["under another aggregation"],
+            ),
+            (
+                "SELECT s.a, count(*) FROM s JOIN s2 ON s.a = s2.a GROUP BY s.a",
+                Update,
+                &["join of two streams"],
+            ),
+            (
+                "SELECT a, row_number() OVER (ORDER BY a) FROM s",
+                Append,
+                &["window function"],
+            ),
+            (
+                "SELECT b, n, rank() OVER (ORDER BY n) FROM (SELECT b, count(*) AS n FROM s GROUP BY b)",
+                Complete,
+                &["window function", "over the result of an aggregation"],
+            ),
+            (
+                "SELECT a, b, count(*) FROM s GROUP BY ROLLUP (a, b)",
+                Complete,
+                &["GROUPING SETS / ROLLUP / CUBE"],
+            ),
+            (
+                "SELECT b, count(*) FROM s GROUP BY b UNION ALL SELECT b, count(*) FROM t GROUP BY b",
+                Complete,
+                &["UNION"],
+            ),
+            (
+                "SELECT b, count(*) AS n FROM s GROUP BY b HAVING count(*) > (SELECT count(*) FROM t)",
+                Update,
+                &["subquery"],
+            ),
+            (
+                "SELECT DISTINCT ON (a) a, b FROM s ORDER BY a, b",
+                Append,
+                &["DISTINCT ON"],
+            ),
+        ] {
+            let err = analyze_sql(sql, mode).await.expect_err(sql).to_string();
+            for needle in needles {
+                assert!(err.contains(needle), "{sql}: `{needle}` not in: {err}");
+            }
+        }
+    }
+}

@@ -359,3 +359,41 @@ property_tests! {
     filter_and_projection_around_aggregate_equal_batch => 10,
     windowed_left_join_append_equals_batch => 11,
 }
+
+/// After 100 batches, a restart loads the state from its snapshot and deltas: the old input
+/// files can be gone, and the result still counts them. Old state versions are purged with
+/// the logs.
+#[tokio::test]
+async fn a_restart_after_100_batches_loads_state_without_the_old_input() {
+    const QUERY: &str = "SELECT page, count(*) AS n, round(sum(amount), 6) AS total, \
+                         count(DISTINCT user_id) AS users FROM clicks GROUP BY page";
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 100, 12, 0);
+    let yaml = pipeline_yaml(&ws, "json", QUERY, 1, "").replace(
+        "trigger:",
+        "output_mode: complete\nretain_batches: 10\nsnapshot_every: 5\ntrigger:",
+    );
+    let summary = run(&yaml, RunOptions::default())
+        .await
+        .expect("100 batches");
+    assert_eq!(summary.batches, 100);
+    let state_dir = ws.path("ckpt/state/aggregate");
+    let state_files = std::fs::read_dir(&state_dir).expect("state").count();
+    assert!(
+        state_files <= 12,
+        "state versions are purged with the logs: {state_files} files"
+    );
+
+    // The state now stands for 100 files; remove them all, add one more.
+    write_clicks(&ws.path("in"), "json", 1, 12, 100);
+    let everything = oracle(&ws.path("in"), "json", QUERY).await;
+    for f in 0..100 {
+        std::fs::remove_file(ws.path(&format!("in/clicks-{f:04}.json"))).expect("remove");
+    }
+    let summary = run(&yaml, RunOptions::default()).await.expect("restart");
+    assert_eq!(summary.batches, 1);
+    assert_eq!(summary.rows_in, 12, "only the new file is read");
+    assert_eq!(sink_rows(&ws.path("out")).await, everything);
+    let commit = std::fs::read_to_string(ws.path("ckpt/commits/100")).expect("commit");
+    assert!(commit.contains("\"rows_in\":12"), "{commit}");
+}
