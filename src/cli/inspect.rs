@@ -31,7 +31,7 @@ struct CheckpointView {
 }
 
 pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(), Error> {
-    let location = Location::open(spec, false, false, None)?;
+    let location = super::open_checkpoint(spec)?;
     let metadata = Checkpoint::read_metadata(&location).await?.ok_or_else(|| {
         Error::Usage(format!(
             "{spec} is not a Sluice checkpoint (it has no metadata)"

@@ -1,6 +1,8 @@
-//! The command line (DESIGN 8): `sluice run` and `sluice inspect`.
+//! The command line (DESIGN 8): `sluice run`, `inspect`, `state` and `explain`.
 
+mod explain;
 mod inspect;
+mod state;
 
 use std::path::PathBuf;
 
@@ -45,6 +47,25 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Read a stateful operator's state as a table.
+    State {
+        /// The checkpoint (path or object-store URL).
+        checkpoint: String,
+        /// The operator (its folder under `state/`); needed when there are several.
+        #[arg(long)]
+        operator: Option<String>,
+        /// The state as of this batch (default: the last committed one).
+        #[arg(long)]
+        batch: Option<u64>,
+        /// SQL over the table `state` (default: `SELECT * FROM state`).
+        #[arg(long)]
+        sql: Option<String>,
+    },
+    /// Show the plan each batch runs, split into its stateless and stateful parts.
+    Explain {
+        /// The pipeline file.
+        pipeline: PathBuf,
     },
 }
 
@@ -139,7 +160,23 @@ async fn execute(cli: Cli) -> Result<(), Error> {
             batch,
             json,
         } => inspect::run(&checkpoint, batch, json).await,
+        Command::State {
+            checkpoint,
+            operator,
+            batch,
+            sql,
+        } => state::run(&checkpoint, operator, batch, sql).await,
+        Command::Explain { pipeline } => explain::run(&pipeline).await,
     }
+}
+
+/// Opens a checkpoint given on the command line; a path that is not there is a bad argument.
+fn open_checkpoint(spec: &str) -> Result<crate::storage::Location, Error> {
+    crate::storage::Location::open(spec, false, false, None).map_err(|e| {
+        Error::Usage(format!(
+            "{e}; give the checkpoint folder or URL of a pipeline"
+        ))
+    })
 }
 
 async fn wait_for_signal() {

@@ -404,6 +404,42 @@ pub async fn load_table(
         })
 }
 
+/// A source's schema without touching a checkpoint: the declared one, or one inferred from its
+/// first file (`None` when there is no file yet).
+pub async fn peek_schema(
+    name: &str,
+    config: &SourceConfig,
+) -> Result<Option<SchemaRef>, SourceError> {
+    if let Some(columns) = config.declared_columns() {
+        return crate::plan::schema_from_sql_types(&columns)
+            .await
+            .map(Some)
+            .map_err(|e| SourceError::Config {
+                source_name: name.to_string(),
+                reason: e.to_string(),
+            });
+    }
+    let location = open_folder(name, config, None, false)?;
+    let first = location.list("").await?.into_iter().find(|meta| {
+        !location
+            .relative(&meta.location)
+            .split('/')
+            .any(|part| part.starts_with('.') || part.starts_with('_'))
+    });
+    let Some(first) = first else {
+        return Ok(None);
+    };
+    let shown = format!("{location}/{}", location.relative(&first.location));
+    let bytes = location
+        .get(&first.location)
+        .await?
+        .ok_or_else(|| SourceError::Read {
+            file: shown.clone(),
+            reason: "the file vanished while being read".into(),
+        })?;
+    infer_schema(&shown, &bytes, config.format).map(Some)
+}
+
 fn log_offset(offset: Option<&serde_json::Value>) -> Option<u64> {
     offset
         .and_then(|o| o.get("log"))

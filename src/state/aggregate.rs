@@ -213,28 +213,7 @@ impl AggregateOperator {
         // The final aggregation over the groups to emit, where the plan had its own.
         let emit_input = MemorySourceConfig::try_new_exec(&[vec![emit]], schema, None)
             .map_err(|e| compute(&e))?;
-        let final_exec: Arc<dyn ExecutionPlan> = Arc::new(
-            AggregateExec::try_new(
-                AggregateMode::Final,
-                final_agg.group_expr().clone(),
-                final_agg.aggr_expr().to_vec(),
-                vec![None; final_agg.aggr_expr().len()],
-                emit_input,
-                final_agg.input_schema(),
-            )
-            .map_err(|e| compute(&e))?,
-        );
-        let target = Arc::as_ptr(&final_node);
-        let spliced = physical
-            .transform_down(|node| {
-                Ok(if std::ptr::addr_eq(Arc::as_ptr(&node), target) {
-                    Transformed::new(Arc::clone(&final_exec), true, TreeNodeRecursion::Jump)
-                } else {
-                    Transformed::no(node)
-                })
-            })
-            .map_err(|e| compute(&e))?;
-        Ok(spliced.data)
+        splice_final(&physical, &final_node, emit_input).map_err(|e| compute(&e))
     }
 
     /// Makes the in-memory state version `batch - 1`, loading it from the checkpoint when it
@@ -287,17 +266,27 @@ impl AggregateOperator {
             let all = state.all().map_err(|e| self.compute(e))?;
             bytes += self
                 .files
-                .write(batch, StateFileKind::Snapshot, &all)
+                .write(batch, StateFileKind::Snapshot, &all, state.key_columns())
                 .await?;
         } else {
             bytes += self
                 .files
-                .write(batch, StateFileKind::Delta, &pending.upserted)
+                .write(
+                    batch,
+                    StateFileKind::Delta,
+                    &pending.upserted,
+                    state.key_columns(),
+                )
                 .await?;
             if pending.removed.num_rows() > 0 {
                 bytes += self
                     .files
-                    .write(batch, StateFileKind::Removed, &pending.removed)
+                    .write(
+                        batch,
+                        StateFileKind::Removed,
+                        &pending.removed,
+                        state.key_columns(),
+                    )
                     .await?;
             }
         }
@@ -316,12 +305,42 @@ impl AggregateOperator {
     }
 }
 
+/// `plan` with its final aggregation `final_node` replaced by a `Final` aggregation (of the
+/// same expressions) over `input`, which holds partial state rows.
+pub fn splice_final(
+    plan: &Arc<dyn ExecutionPlan>,
+    final_node: &Arc<dyn ExecutionPlan>,
+    input: Arc<dyn ExecutionPlan>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    let final_agg = final_node
+        .downcast_ref::<AggregateExec>()
+        .ok_or_else(|| datafusion::error::DataFusionError::Internal("not an aggregation".into()))?;
+    let final_exec: Arc<dyn ExecutionPlan> = Arc::new(AggregateExec::try_new(
+        AggregateMode::Final,
+        final_agg.group_expr().clone(),
+        final_agg.aggr_expr().to_vec(),
+        vec![None; final_agg.aggr_expr().len()],
+        input,
+        final_agg.input_schema(),
+    )?);
+    let target = Arc::as_ptr(final_node);
+    Ok(Arc::clone(plan)
+        .transform_down(|node| {
+            Ok(if std::ptr::addr_eq(Arc::as_ptr(&node), target) {
+                Transformed::new(Arc::clone(&final_exec), true, TreeNodeRecursion::Jump)
+            } else {
+                Transformed::no(node)
+            })
+        })?
+        .data)
+}
+
 /// An aggregation's final and partial phases in a plan.
-type Phases = (Arc<dyn ExecutionPlan>, Arc<dyn ExecutionPlan>);
+pub type Phases = (Arc<dyn ExecutionPlan>, Arc<dyn ExecutionPlan>);
 
 /// The plan's final aggregation over the stream (by its output names) and the partial
 /// aggregation under it.
-fn find_phases(plan: &Arc<dyn ExecutionPlan>, names: &[String]) -> Result<Phases, String> {
+pub fn find_phases(plan: &Arc<dyn ExecutionPlan>, names: &[String]) -> Result<Phases, String> {
     let mut finals = Vec::new();
     collect_aggregates(plan, &mut |node, agg| {
         if matches!(

@@ -1,15 +1,19 @@
 //! An operator's state versions in the checkpoint, as Parquet files.
 
+use std::sync::Arc;
+
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::record_batch::RecordBatchReader;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 
 use super::{KeyedState, StateError};
+
+/// The Arrow schema metadata key that records how many leading columns are the key.
+const KEY_COLUMNS: &str = "sluice.key_columns";
 use crate::checkpoint::BatchId;
 use crate::storage::Location;
 
@@ -113,15 +117,24 @@ impl StateFiles {
         Ok(files)
     }
 
-    /// Writes `rows` as the `kind` file of `version`, returning the bytes written.
+    /// Writes `rows` (whose first `key_columns` columns are the key) as the `kind` file of
+    /// `version`, returning the bytes written.
     pub async fn write(
         &self,
         version: BatchId,
         kind: StateFileKind,
         rows: &RecordBatch,
+        key_columns: usize,
     ) -> Result<u64, StateError> {
         let path = self.path_of(version, kind);
-        let bytes = encode(rows).map_err(|reason| StateError::Corrupt {
+        let mut metadata = rows.schema().metadata().clone();
+        metadata.insert(KEY_COLUMNS.to_string(), key_columns.to_string());
+        let schema = Arc::new(rows.schema().as_ref().clone().with_metadata(metadata));
+        let rows = rows
+            .clone()
+            .with_schema(schema)
+            .map_err(|e| self.compute(e))?;
+        let bytes = encode(&rows).map_err(|reason| StateError::Corrupt {
             file: path.clone(),
             reason,
         })?;
@@ -144,6 +157,51 @@ impl StateFiles {
             file: file.path.clone(),
             reason,
         })
+    }
+
+    /// Every operator with state in the checkpoint at `location`.
+    pub async fn operators(location: &Location) -> Result<Vec<String>, StateError> {
+        let mut operators: Vec<String> = location
+            .list("state")
+            .await?
+            .iter()
+            .filter_map(|meta| {
+                let path = location.relative(&meta.location);
+                let mut parts = path.split('/').skip(1);
+                let operator = parts.next()?;
+                parts.next().map(|_| operator.to_string())
+            })
+            .collect();
+        operators.dedup();
+        Ok(operators)
+    }
+
+    /// The state as of version `version`, as one table ordered by key; `None` when the
+    /// operator has no state at or below it.
+    pub async fn read_version(&self, version: BatchId) -> Result<Option<RecordBatch>, StateError> {
+        let files = self.list().await?;
+        let Some(newest) = files
+            .iter()
+            .rfind(|f| f.version <= version && f.kind != StateFileKind::Removed)
+        else {
+            return Ok(None);
+        };
+        let sample = self.read(newest).await?;
+        let schema = sample.schema();
+        let key_columns = schema
+            .metadata()
+            .get(KEY_COLUMNS)
+            .and_then(|k| k.parse::<usize>().ok())
+            .filter(|k| *k <= schema.fields().len())
+            .ok_or_else(|| StateError::Corrupt {
+                file: newest.path.clone(),
+                reason: format!(
+                    "its schema does not say how many key columns it has ({KEY_COLUMNS})"
+                ),
+            })?;
+        let mut state = KeyedState::new(schema, key_columns, None).map_err(|e| self.compute(e))?;
+        self.load(version, &mut state).await?;
+        state.all().map(Some).map_err(|e| self.compute(e))
     }
 
     /// Loads version `version` into the empty `state`: the newest snapshot at or below it, then
@@ -216,7 +274,7 @@ impl StateFiles {
             });
         }
         // Nullability and metadata may differ after the round trip; the columns do not.
-        RecordBatch::try_new(std::sync::Arc::clone(schema), rows.columns().to_vec())
+        RecordBatch::try_new(Arc::clone(schema), rows.columns().to_vec())
             .map_err(|e| self.compute(e))
     }
 
@@ -259,10 +317,10 @@ fn encode(rows: &RecordBatch) -> Result<Vec<u8>, String> {
 }
 
 fn decode(bytes: bytes::Bytes) -> Result<RecordBatch, String> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .and_then(|b| b.build())
-        .map_err(|e| e.to_string())?;
-    let schema = reader.schema();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| e.to_string())?;
+    // The builder's schema keeps the Arrow metadata (the reader's drops it).
+    let schema = Arc::clone(builder.schema());
+    let reader = builder.build().map_err(|e| e.to_string())?;
     let batches = reader
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;

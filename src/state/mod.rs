@@ -18,7 +18,9 @@ mod aggregate;
 mod files;
 mod keyed;
 
-pub use aggregate::{AGGREGATE_OPERATOR, AggregateOperator, StateMetrics};
+pub use aggregate::{
+    AGGREGATE_OPERATOR, AggregateOperator, Phases, StateMetrics, find_phases, splice_final,
+};
 pub use files::{StateFile, StateFileKind, StateFiles};
 pub use keyed::KeyedState;
 

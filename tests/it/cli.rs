@@ -378,3 +378,113 @@ fn sigkill_loop_loses_and_doubles_nothing() {
     assert!(kills >= 10, "the loop must kill many times, killed {kills}");
     assert_eq!((d, l), (0, 0));
 }
+
+/// A windowed aggregation as a user runs it: progress shows the watermark, the state and late
+/// rows; `sluice state` reads the state; `sluice explain` splits the plan.
+#[test]
+fn a_windowed_aggregation_reports_its_state_and_can_be_read_and_explained() {
+    let ws = Workspace::new();
+    // 4 files of 40 events, one second apart: 160 s of events.
+    write_clicks(&ws.path("in"), "json", 4, 40, 0);
+    let query = "SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, page, count(*) AS n \
+                 FROM clicks GROUP BY 1, 2";
+    let yaml = pipeline_yaml(
+        &ws,
+        "json",
+        query,
+        1,
+        "    watermark: { column: ts, delay: 10s }\n",
+    )
+    .replace("trigger:", "output_mode: append\ntrigger:");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let out = run_json(&pipeline, ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = json_events(&out);
+    assert_eq!(
+        events.len(),
+        5,
+        "4 batches with input, then one that closes windows"
+    );
+    assert!(
+        events[0]["watermark"].is_null(),
+        "no event time seen before batch 0"
+    );
+    assert_eq!(events[1]["watermark"], "2025-11-01T12:27:09.000Z");
+    let last = &events[4];
+    assert_eq!(last["numInputRows"], 0);
+    assert_eq!(last["watermark"], "2025-11-01T12:29:09.000Z");
+    let state = &last["stateOperators"][0];
+    assert_eq!(state["operatorName"], "aggregate");
+    assert!(state["numRowsRemoved"].as_u64().expect("removed") > 0);
+    assert!(state["stateBytesWritten"].as_u64().expect("bytes") > 0);
+    let rows_left = state["numRowsTotal"].as_u64().expect("total");
+    assert!(
+        rows_left > 0,
+        "the window the watermark has not reached stays"
+    );
+
+    // Rows older than the watermark arrive: counted as late, dropped.
+    write_batch(&ws.path("in/late.json"), "json", &clicks(0, 7));
+    let out = run_json(&pipeline, ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = json_events(&out);
+    assert_eq!(events[0]["numInputRows"], 7);
+    assert_eq!(events[0]["numLateRows"], 7);
+    assert_eq!(
+        events[0]["stateOperators"][0]["numRowsDroppedByWatermark"],
+        7
+    );
+    assert_eq!(events[0]["stateOperators"][0]["numRowsUpdated"], 0);
+
+    let ckpt = ws.p("ckpt");
+    let out = run_bin(
+        &[
+            "state",
+            &ckpt,
+            "--sql",
+            "SELECT count(*) AS groups FROM state",
+        ],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains(&format!("| {rows_left} ")),
+        "{rows_left} groups in state: {shown}"
+    );
+    let out = run_bin(&["state", &ckpt, "--batch", "1"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("count(Int64(1))[count]"));
+    let out = run_bin(&["state", &ckpt, "--batch", "999"], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not committed"), "{}", stderr(&out));
+
+    let out = run_bin(
+        &["explain", pipeline.to_str().expect("utf-8")],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "an event-time window aggregation",
+        "`window_start` (windows 1m wide)",
+        "clicks.ts - 10s",
+        "mode=Partial",
+        "PartialReduce",
+        "mode=Final",
+        "when the watermark closes it",
+    ] {
+        assert!(text.contains(needle), "`{needle}` in:\n{text}");
+    }
+    let stateless = write_pipeline(
+        &ws,
+        &pipeline_yaml(&ws, "json", "SELECT id FROM clicks", 1, ""),
+    );
+    let out = run_bin(
+        &["explain", stateless.to_str().expect("utf-8")],
+        ws.dir.path(),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("keeps no state"));
+    let out = run_bin(&["state", &ckpt.replace("ckpt", "nope")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,196 @@
+//! `sluice explain`: the plan every batch runs, split into the part that sees only the batch's
+//! input and the part that keeps state, and why the query runs in its output mode.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::datasource::MemTable;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_plan::{ExecutionPlan, displayable};
+
+use crate::Error;
+use crate::pipeline::{OutputMode, Pipeline};
+use crate::plan::{self, Shape};
+use crate::source::{load_table, peek_schema};
+use crate::state::{AGGREGATE_OPERATOR, find_phases, splice_final};
+
+pub(super) async fn run(path: &Path) -> Result<(), Error> {
+    let pipeline = Pipeline::load(path)?;
+    let text = explain(&pipeline).await.map_err(|e| match e {
+        Error::Plan(plan) => Error::Usage(format!("{}: `query`: {plan}", path.display())),
+        other => other,
+    })?;
+    print!("{text}");
+    Ok(())
+}
+
+/// The explanation of `pipeline`'s per-batch plan.
+pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
+    let exec = |source| Error::Execution {
+        batch: None,
+        source,
+    };
+    let ctx = plan::session(&plan::default_settings());
+    for (name, config) in &pipeline.tables {
+        let table = load_table(name, config, None).await?;
+        ctx.register_table(name.as_str(), table as _)
+            .map_err(exec)?;
+    }
+    for (name, config) in &pipeline.sources {
+        let schema = peek_schema(name, config).await?.ok_or_else(|| {
+            Error::Usage(format!(
+                "source `{name}` has no files yet and no declared schema; declare `schema:` or add a file"
+            ))
+        })?;
+        let empty = MemTable::try_new(schema, vec![vec![]]).map_err(exec)?;
+        ctx.register_table(name.as_str(), Arc::new(empty))
+            .map_err(exec)?;
+    }
+    let (state, logical) = plan::plan_batch(&ctx, &pipeline.query, 0).await?;
+    let streams: BTreeSet<String> = pipeline.sources.keys().cloned().collect();
+    let watermarks: BTreeMap<String, String> = pipeline
+        .sources
+        .iter()
+        .filter_map(|(name, c)| Some((name.clone(), c.watermark.as_ref()?.column.clone())))
+        .collect();
+    let shape = plan::analyze(&logical, &streams, &watermarks, pipeline.output_mode)?;
+    let physical = state.create_physical_plan(&logical).await.map_err(exec)?;
+    let mut out = String::new();
+    let mode = pipeline.output_mode;
+    let _ = writeln!(
+        out,
+        "pipeline `{}`: output_mode {}, trigger {}",
+        pipeline.name,
+        mode.as_str(),
+        pipeline.trigger
+    );
+    let aggregate = match shape {
+        Shape::Stateless => {
+            let _ = writeln!(
+                out,
+                "\nThe query keeps no state: each batch runs it over the batch's input alone.\n\n\
+                 Per batch:\n{}",
+                indent(&physical)
+            );
+            return Ok(out);
+        }
+        Shape::Aggregate(a) => a,
+    };
+    let _ = writeln!(
+        out,
+        "\nThe query keeps state: {} (in state/{AGGREGATE_OPERATOR}/, one row of partial \
+         aggregate state per group).",
+        aggregate.operator
+    );
+    match &aggregate.event_time {
+        Some(key) => {
+            let sources: Vec<String> = pipeline
+                .sources
+                .iter()
+                .filter_map(|(name, c)| {
+                    let wm = c.watermark.as_ref()?;
+                    Some(format!(
+                        "{name}.{} - {}",
+                        wm.column,
+                        humantime::format_duration(wm.delay)
+                    ))
+                })
+                .collect();
+            let width = if key.size_ns > 1 {
+                format!(
+                    "windows {} wide",
+                    humantime::format_duration(std::time::Duration::from_nanos(
+                        key.size_ns.unsigned_abs()
+                    ))
+                )
+            } else {
+                "the event time itself".to_string()
+            };
+            let _ = writeln!(
+                out,
+                "Event time: the group key `{}` ({width}); a group is final once the watermark \
+                 ({}) reaches its end, and rows older than the watermark are dropped as late.",
+                output_alias(&logical, &key.name),
+                sources.join(", min with ")
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "The state is not bounded by event time: it grows with the number of groups."
+            );
+        }
+    }
+    let emits = match mode {
+        OutputMode::Complete => "the whole result table, every batch",
+        OutputMode::Update => "the groups the batch changed",
+        OutputMode::Append if aggregate.distinct_only => {
+            "each group once, the first time it is seen"
+        }
+        OutputMode::Append => "each group once, when the watermark closes it",
+    };
+    let _ = writeln!(out, "Output ({} mode): {emits}.", mode.as_str());
+    let (final_node, partial) = find_phases(&physical, &aggregate.output_names)
+        .map_err(|reason| Error::Usage(format!("cannot split the plan: {reason}")))?;
+    let _ = writeln!(
+        out,
+        "\nPer batch:\n\n1. Stateless, over the batch's input only (ends in DataFusion's Partial aggregation):\n{}",
+        indent(&partial)
+    );
+    let _ = writeln!(
+        out,
+        "2. Stateful: the partial rows are merged with the stored state of the same groups \
+         (an AggregateExec in PartialReduce mode) and written as state version N, before \
+         commits/N."
+    );
+    // The rest of the plan, with the final aggregation reading the groups to emit.
+    let emit_placeholder =
+        MemorySourceConfig::try_new_exec(&[vec![]], partial.schema(), None).map_err(exec)?;
+    let rest = splice_final(&physical, &final_node, emit_placeholder).map_err(exec)?;
+    let _ = writeln!(
+        out,
+        "3. Emit: DataFusion's Final aggregation over the groups to emit (the DataSourceExec \
+         below it), then what follows the aggregation:\n{}",
+        indent(&rest)
+    );
+    Ok(out)
+}
+
+/// The name the query's result gives aggregation output `name` (its alias in the outermost
+/// projection), or `name` itself.
+fn output_alias(plan: &LogicalPlan, name: &str) -> String {
+    let mut node = plan;
+    loop {
+        match node {
+            LogicalPlan::Projection(p) => {
+                return p
+                    .expr
+                    .iter()
+                    .zip(p.schema.fields())
+                    .find_map(|(expr, field)| match expr {
+                        Expr::Alias(a) if matches!(&*a.expr, Expr::Column(c) if c.name == name) => {
+                            Some(field.name().clone())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| name.to_string());
+            }
+            LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Filter(_) => {
+                node = node.inputs()[0];
+            }
+            _ => return name.to_string(),
+        }
+    }
+}
+
+fn indent(plan: &Arc<dyn ExecutionPlan>) -> String {
+    displayable(plan.as_ref())
+        .indent(false)
+        .to_string()
+        .lines()
+        .map(|l| format!("     {l}\n"))
+        .collect()
+}
