@@ -6,6 +6,9 @@ stream_s (the whole streaming query), batches, and the median batch duration in 
 Spark's own progress, triggerExecution).
 
     python3 bench/spark_stream.py --input DIR --output DIR --checkpoint DIR --per-batch 2 --query stateless
+
+--query stateless: a filter and projection. --query window: page views per 1-minute tumbling
+window with a 10 s watermark, in append mode (the windowed benchmark of bench/stateful.rs).
 """
 
 import argparse
@@ -20,6 +23,7 @@ def main():
     ap.add_argument("--output", required=True)
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--per-batch", type=int, default=2)
+    ap.add_argument("--query", choices=["stateless", "window"], default="stateless")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -41,14 +45,29 @@ def main():
         .option("maxFilesPerTrigger", args.per_batch)
         .json(args.input)
     )
-    clicks.createOrReplaceTempView("clicks")
-    result = spark.sql(
-        "SELECT ts, user_id, upper(page) AS page, country, duration_ms / 1000.0 AS seconds "
-        "FROM clicks WHERE duration_ms > 1000"
-    )
+    if args.query == "window":
+        from pyspark.sql import functions as F
+
+        result = (
+            clicks.withWatermark("ts", "10 seconds")
+            .groupBy(F.window("ts", "1 minute"), "page")
+            .count()
+            .select(
+                F.col("window.start").alias("window_start"),
+                "page",
+                F.col("count").alias("views"),
+            )
+        )
+    else:
+        clicks.createOrReplaceTempView("clicks")
+        result = spark.sql(
+            "SELECT ts, user_id, upper(page) AS page, country, duration_ms / 1000.0 AS seconds "
+            "FROM clicks WHERE duration_ms > 1000"
+        )
     t1 = time.perf_counter()
     query = (
         result.writeStream.format("parquet")
+        .outputMode("append")
         .option("path", args.output)
         .option("checkpointLocation", args.checkpoint)
         .trigger(availableNow=True)

@@ -1,0 +1,99 @@
+//! What the benchmarks share: the generated click events, medians, and the Spark baseline.
+
+use std::path::Path;
+
+/// The generated events' schema, as a pipeline file writes it.
+pub const SCHEMA: &str = "{ ts: timestamp, user_id: bigint, page: string, referrer: string, country: string, duration_ms: bigint }";
+
+/// Deterministic click events, `rows` in all, spread over `files` JSON-lines files.
+pub fn generate(dir: &Path, rows: u64, files: u64) {
+    let marker = dir.join(format!("_generated-{rows}-{files}"));
+    if marker.exists() {
+        return;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("data folder");
+    let pages = [
+        "home", "search", "product", "cart", "checkout", "help", "account", "blog",
+    ];
+    let countries = ["de", "fr", "us", "jp", "br", "in", "gb", "ng"];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let per_file = rows / files;
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z").expect("time");
+    let mut n: u64 = 0;
+    for f in 0..files {
+        let mut text = String::with_capacity((per_file * 100) as usize);
+        for _ in 0..per_file {
+            let ts = start + chrono::Duration::milliseconds((n * 20) as i64);
+            let r = next();
+            text.push_str(&format!(
+                "{{\"ts\":\"{}\",\"user_id\":{},\"page\":\"{}\",\"referrer\":\"https://example.com/{}\",\"country\":\"{}\",\"duration_ms\":{}}}\n",
+                ts.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                r % 100_000,
+                pages[(r >> 20) as usize % pages.len()],
+                (r >> 24) % 1000,
+                countries[(r >> 32) as usize % countries.len()],
+                (r >> 40) % 5000,
+            ));
+            n += 1;
+        }
+        std::fs::write(dir.join(format!("clicks-{f:05}.json")), text).expect("write");
+    }
+    std::fs::write(marker, "").expect("marker");
+}
+
+pub fn parse_schema() -> Vec<(String, String)> {
+    SCHEMA
+        .trim_matches(|c| c == '{' || c == '}' || c == ' ')
+        .split(',')
+        .map(|kv| {
+            let (k, v) = kv.split_once(':').expect("k: v");
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect()
+}
+
+/// The median of `v` (the mean of the middle two for an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs `bench/spark_stream.py` with `query` (`stateless` or `window`) and returns its summary.
+pub fn spark_run(
+    input: &Path,
+    work: &Path,
+    per_batch: u64,
+    query: &str,
+) -> Option<serde_json::Value> {
+    let _ = std::fs::remove_dir_all(work);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/spark_stream.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(["--input", &input.display().to_string()])
+        .args(["--output", &work.join("out").display().to_string()])
+        .args(["--checkpoint", &work.join("ckpt").display().to_string()])
+        .args(["--per-batch", &per_batch.to_string()])
+        .args(["--query", query])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("spark failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+}
