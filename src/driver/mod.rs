@@ -105,6 +105,8 @@ struct QueryState {
     fingerprint: String,
     shape: Shape,
     aggregate: Option<AggregateOperator>,
+    /// The columns the query reads, per stream (absent: all of them).
+    columns: BTreeMap<String, Vec<String>>,
 }
 
 /// Where the previous batch left off.
@@ -410,7 +412,7 @@ impl<'a> Driver<'a> {
                     })?;
                 register(&ctx, source.name(), Arc::new(empty), None)?;
             }
-            let (_, logical) = plan::plan_batch(&ctx, sql, 0).await?;
+            let (session, logical) = plan::plan_batch(&ctx, sql, 0).await?;
             let watermarks = self
                 .watermarks
                 .iter()
@@ -431,10 +433,23 @@ impl<'a> Driver<'a> {
                 )),
                 Shape::Stateless => None,
             };
+            let optimized = session.optimize(&logical).map_err(plan::PlanError::Sql)?;
+            let mut columns = plan::stream_columns(&optimized, &self.stream_names());
+            if aggregate.is_some() {
+                // The watermark is read from the source, whether the query reads it or not.
+                for (stream, (column, _)) in &self.watermarks {
+                    if let Some(read) = columns.get_mut(stream)
+                        && !read.contains(column)
+                    {
+                        read.push(column.clone());
+                    }
+                }
+            }
             self.query = Some(QueryState {
                 fingerprint,
                 shape,
                 aggregate,
+                columns,
             });
         }
         Ok(self.query.as_mut().expect("set above"))
@@ -547,7 +562,9 @@ impl<'a> Driver<'a> {
             source,
         };
         let ctx = self.session(&entry.info.settings)?;
-        let stateful = self.query_state(sql).await?.aggregate.is_some();
+        let query = self.query_state(sql).await?;
+        let stateful = query.aggregate.is_some();
+        let columns = query.columns.clone();
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
         let (mut rows_in, mut skipped, mut files_in, mut late) = (0, 0, 0, 0);
         let mut event_time_max_ms = BTreeMap::new();
@@ -561,7 +578,10 @@ impl<'a> Driver<'a> {
                     ),
                 }
             })?;
-            let mut input = source.read(start.ends.get(source.name()), end).await?;
+            let read = columns.get(source.name()).map(Vec::as_slice);
+            let mut input = source
+                .read(start.ends.get(source.name()), end, read)
+                .await?;
             rows_in += input.rows;
             skipped += input.skipped;
             files_in += input.files;

@@ -247,6 +247,51 @@ fn stateful_operator(
     reads_stream(node, streams).then_some(found)
 }
 
+/// The columns an optimized `plan` reads from each stream, in the stream's column order;
+/// streams it reads whole (or not at all) are absent.
+pub fn stream_columns(
+    plan: &LogicalPlan,
+    streams: &BTreeSet<String>,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut used: std::collections::BTreeMap<String, Option<BTreeSet<usize>>> = Default::default();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && streams.contains(scan.table_name.table())
+        {
+            let entry = used
+                .entry(scan.table_name.table().to_string())
+                .or_insert_with(|| Some(BTreeSet::new()));
+            match (&scan.projection, entry.as_mut()) {
+                (Some(indices), Some(set)) => set.extend(indices.iter().copied()),
+                _ => *entry = None,
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    let mut out = std::collections::BTreeMap::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Some(Some(indices)) = used.get(scan.table_name.table())
+            && !out.contains_key(scan.table_name.table())
+        {
+            let schema = scan.source.schema();
+            // A scan of no column still needs rows: keep the first column.
+            let indices: Vec<usize> = if indices.is_empty() {
+                vec![0]
+            } else {
+                indices.iter().copied().collect()
+            };
+            let names = indices
+                .iter()
+                .map(|i| schema.field(*i).name().clone())
+                .collect();
+            out.insert(scan.table_name.table().to_string(), names);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    out
+}
+
 /// Whether `plan` (with its subqueries) scans one of the stream tables.
 pub(crate) fn reads_stream(plan: &LogicalPlan, streams: &BTreeSet<String>) -> bool {
     let mut found = false;

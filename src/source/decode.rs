@@ -30,27 +30,45 @@ pub struct Decoded {
 
 const BATCH_SIZE: usize = 8192;
 
-/// Decodes a whole file in `format` into `schema`.
+/// Decodes a whole file in `format` into `schema`, keeping only the columns of `projection`
+/// (indices into `schema`) where given: JSON and Parquet then decode only those.
 pub fn decode(
     file: &str,
     bytes: &Bytes,
     format: FileFormat,
     schema: &SchemaRef,
+    projection: Option<&[usize]>,
     on_error: OnError,
 ) -> Result<Decoded, SourceError> {
+    let projected = match projection {
+        Some(indices) => Arc::new(schema.project(indices).map_err(|e| SourceError::Read {
+            file: file.to_string(),
+            reason: e.to_string(),
+        })?),
+        None => Arc::clone(schema),
+    };
     let batches = match format {
-        FileFormat::Json => match json_fast(bytes, schema) {
+        FileFormat::Json => match json_fast(bytes, &projected) {
             Ok(batches) => Decoded::from_batches(batches, 0),
-            Err(error) => json_slow(file, bytes, schema, on_error, error)?,
+            Err(error) => json_slow(file, bytes, &projected, on_error, error)?,
         },
         FileFormat::Csv => {
             check_csv_header(file, bytes, schema)?;
-            match csv_fast(bytes, schema) {
+            let mut decoded = match csv_fast(bytes, schema) {
                 Ok(batches) => Decoded::from_batches(batches, 0),
                 Err(error) => csv_slow(file, bytes, schema, on_error, error)?,
+            };
+            if let Some(indices) = projection {
+                for batch in &mut decoded.batches {
+                    *batch = batch.project(indices).map_err(|e| SourceError::Read {
+                        file: file.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                }
             }
+            decoded
         }
-        FileFormat::Parquet => Decoded::from_batches(parquet(file, bytes, schema)?, 0),
+        FileFormat::Parquet => Decoded::from_batches(parquet(file, bytes, &projected)?, 0),
     };
     Ok(batches)
 }
@@ -332,6 +350,7 @@ mod tests {
             &Bytes::from(text.to_string()),
             FileFormat::Json,
             &schema(),
+            None,
             on_error,
         )
     }
@@ -342,6 +361,7 @@ mod tests {
             &Bytes::from(text.to_string()),
             FileFormat::Csv,
             &schema(),
+            None,
             on_error,
         )
     }

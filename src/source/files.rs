@@ -251,16 +251,38 @@ impl FilesSource {
         &self,
         batch: BatchId,
         files: &[LoggedFile],
+        columns: Option<&[String]>,
     ) -> Result<BatchInput, SourceError> {
         let schema = self.schema.clone().ok_or_else(|| SourceError::Read {
             file: self.data.to_string(),
             reason: "the source has no schema yet".into(),
         })?;
+        let projection = columns
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|name| {
+                        schema.index_of(name).map_err(|_| SourceError::Read {
+                            file: self.data.to_string(),
+                            reason: format!("the query reads a column `{name}` the source lacks"),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
         let paths = files
             .iter()
             .map(|f| (f.path.clone(), Some(f.size)))
             .collect();
-        read_into_table(&self.data, paths, &self.config, schema, Some(batch)).await
+        read_into_table(
+            &self.data,
+            paths,
+            &self.config,
+            schema,
+            projection,
+            Some(batch),
+        )
+        .await
     }
 }
 
@@ -283,13 +305,23 @@ async fn read_into_table(
     files: Vec<(String, Option<u64>)>,
     config: &SourceConfig,
     schema: SchemaRef,
+    projection: Option<Vec<usize>>,
     batch: Option<BatchId>,
 ) -> Result<BatchInput, SourceError> {
     let format = config.format;
+    let out_schema = match &projection {
+        Some(indices) => Arc::new(schema.project(indices).map_err(|e| SourceError::Read {
+            file: location.to_string(),
+            reason: e.to_string(),
+        })?),
+        None => Arc::clone(&schema),
+    };
+    let projection = projection.map(Arc::<[usize]>::from);
     let on_error = config.on_error;
     let decoded: Vec<super::Decoded> = futures::stream::iter(files)
         .map(|(file, logged_size)| {
             let schema = Arc::clone(&schema);
+            let projection = projection.clone();
             async move {
                 let path = location.path(&file);
                 let shown = format!("{location}/{file}");
@@ -317,7 +349,14 @@ async fn read_into_table(
                     bytes = bytes.slice(..size);
                 }
                 tokio::task::spawn_blocking(move || {
-                    decode(&shown, &bytes, format, &schema, on_error)
+                    decode(
+                        &shown,
+                        &bytes,
+                        format,
+                        &schema,
+                        projection.as_deref(),
+                        on_error,
+                    )
                 })
                 .await
                 .map_err(|e| SourceError::Read {
@@ -337,7 +376,7 @@ async fn read_into_table(
         partitions.push(Vec::new());
     }
     Ok(BatchInput {
-        schema,
+        schema: out_schema,
         partitions,
         rows,
         skipped,
@@ -395,7 +434,7 @@ pub async fn load_table(
             infer_schema(&format!("{location}/{first}"), &bytes, config.format)?
         }
     };
-    read_into_table(&location, files, config, schema, None)
+    read_into_table(&location, files, config, schema, None, None)
         .await?
         .into_table()
         .map_err(|e| SourceError::Read {
@@ -542,7 +581,12 @@ impl Source for FilesSource {
         &self,
         start: Option<&serde_json::Value>,
         end: &serde_json::Value,
+        columns: Option<&[String]>,
     ) -> Result<BatchInput, SourceError> {
+        if end.is_null() && start.is_none() {
+            // The source has had no input yet (another source has).
+            return self.read_files(BatchId(0), &[], columns).await;
+        }
         let Some(end_log) = log_offset(Some(end)) else {
             return Err(CheckpointError::Corrupt {
                 file: format!("offsets entry of source `{}`", self.name),
@@ -552,11 +596,11 @@ impl Source for FilesSource {
             .into());
         };
         if Some(end_log) == log_offset(start) {
-            return self.read_files(BatchId(end_log), &[]).await;
+            return self.read_files(BatchId(end_log), &[], columns).await;
         }
         let batch = BatchId(end_log);
         let files = self.read_entry(&self.log_file(batch.0)).await?;
-        self.read_files(batch, &files).await
+        self.read_files(batch, &files, columns).await
     }
 
     async fn commit(&mut self, _batch: BatchId, oldest_kept: BatchId) -> Result<(), SourceError> {

@@ -157,11 +157,13 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         admission: Admission,
     ) -> Result<Option<serde_json::Value>, SourceError>;
 
-    /// The rows in `(start, end]`, the same every time.
+    /// The rows in `(start, end]`, the same every time; only the named `columns` (in that
+    /// order) where given.
     async fn read(
         &self,
         start: Option<&serde_json::Value>,
         end: &serde_json::Value,
+        columns: Option<&[String]>,
     ) -> Result<BatchInput, SourceError>;
 
     /// Batch `batch` is committed; logs older than `oldest_kept` may be compacted.
