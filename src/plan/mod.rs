@@ -25,7 +25,9 @@ use sha2::{Digest, Sha256};
 
 use crate::checkpoint::PinnedSettings;
 
+pub mod functions;
 pub mod shape;
+pub use functions::register_functions;
 pub use shape::{AggregateShape, EventTimeKey, Shape, analyze};
 
 /// Why a query cannot be planned.
@@ -121,7 +123,9 @@ pub fn session(settings: &PinnedSettings) -> SessionContext {
         .with_optimizer_rules(logical_rules)
         .with_physical_optimizer_rules(physical_rules)
         .build();
-    SessionContext::new_with_state(state)
+    let ctx = SessionContext::new_with_state(state);
+    register_functions(&ctx);
+    ctx
 }
 
 /// Builds an Arrow schema from `(column, SQL type name)` pairs, reading the types as

@@ -10,8 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use datafusion::common::Column;
 use datafusion::common::tree_node::TreeNode;
-use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
 
 use super::{PlanError, check_stateless, reads_stream};
@@ -213,10 +213,11 @@ impl Walk<'_> {
                     .columns()
                     .iter()
                     .enumerate()
-                    .find(|(_, c)| self.traces_to_watermark(input, c))
-                    .map(|(i, _)| EventTimeKey {
-                        name: output_names[i].clone(),
-                        size_ns: 1,
+                    .find_map(|(i, c)| {
+                        self.event_time_of(input, c).map(|size_ns| EventTimeKey {
+                            name: output_names[i].clone(),
+                            size_ns,
+                        })
                     });
                 let shape = AggregateShape {
                     operator: "DISTINCT".into(),
@@ -255,53 +256,84 @@ impl Walk<'_> {
     /// The window width of a group key over a watermarked column, if the key is one.
     fn event_time_size(&self, expr: &Expr, input: &LogicalPlan) -> Option<i64> {
         match strip_alias(expr) {
-            Expr::Column(c) => self.traces_to_watermark(input, c).then_some(1),
-            Expr::ScalarFunction(f)
-                if f.func.name() == "date_bin" && (2..=3).contains(&f.args.len()) =>
-            {
-                let size = interval_ns(&f.args[0])?;
-                match strip_alias(&f.args[1]) {
-                    Expr::Column(c) if self.traces_to_watermark(input, c) => Some(size),
-                    _ => None,
-                }
-            }
+            Expr::Column(c) => self.event_time_of(input, c),
+            other => self.window_of(other, input),
+        }
+    }
+
+    /// `date_bin(interval, t)` over the event time `t` (a column of `input`): the interval.
+    fn window_of(&self, expr: &Expr, input: &LogicalPlan) -> Option<i64> {
+        let Expr::ScalarFunction(f) = expr else {
+            return None;
+        };
+        if f.func.name() != "date_bin" || !(2..=3).contains(&f.args.len()) {
+            return None;
+        }
+        let size = interval_ns(&f.args[0])?;
+        match strip_alias(&f.args[1]) {
+            Expr::Column(c) if self.event_time_of(input, c) == Some(1) => Some(size),
             _ => None,
         }
     }
 
-    /// Whether `column` of `plan` is a stream's watermark column, passed through unchanged.
-    fn traces_to_watermark(&self, plan: &LogicalPlan, column: &Column) -> bool {
+    /// What `column` of `plan` is in event time: `Some(1)` for a stream's watermark column
+    /// passed through unchanged, `Some(width)` for the start of windows of that width over it
+    /// (`date_bin`, or `hop` unnested), `None` otherwise.
+    fn event_time_of(&self, plan: &LogicalPlan, column: &Column) -> Option<i64> {
         match plan {
             LogicalPlan::TableScan(scan) => {
-                self.streams.contains(scan.table_name.table())
+                let table = scan.table_name.table();
+                (self.streams.contains(table)
                     && self
                         .watermarks
-                        .get(scan.table_name.table())
-                        .is_some_and(|wm| *wm == column.name)
+                        .get(table)
+                        .is_some_and(|wm| *wm == column.name))
+                .then_some(1)
             }
-            LogicalPlan::Projection(p) => match p.schema.index_of_column(column) {
-                Ok(i) => match strip_alias(&p.expr[i]) {
-                    Expr::Column(c) => self.traces_to_watermark(&p.input, c),
-                    _ => false,
-                },
-                Err(_) => false,
-            },
-            LogicalPlan::SubqueryAlias(s) => match s.schema.index_of_column(column) {
-                Ok(i) => {
-                    let inner = Column::from(s.input.schema().qualified_field(i));
-                    self.traces_to_watermark(&s.input, &inner)
+            LogicalPlan::Projection(p) => {
+                let i = p.schema.index_of_column(column).ok()?;
+                match strip_alias(&p.expr[i]) {
+                    Expr::Column(c) => self.event_time_of(&p.input, c),
+                    other => self.window_of(other, &p.input),
                 }
-                Err(_) => false,
-            },
-            LogicalPlan::Filter(f) => self.traces_to_watermark(&f.input, column),
+            }
+            LogicalPlan::SubqueryAlias(s) => {
+                let i = s.schema.index_of_column(column).ok()?;
+                let inner = Column::from(s.input.schema().qualified_field(i));
+                self.event_time_of(&s.input, &inner)
+            }
+            LogicalPlan::Filter(f) => self.event_time_of(&f.input, column),
             LogicalPlan::Join(j) => {
                 if j.left.schema().has_column(column) {
-                    self.traces_to_watermark(&j.left, column)
+                    self.event_time_of(&j.left, column)
                 } else {
-                    self.traces_to_watermark(&j.right, column)
+                    self.event_time_of(&j.right, column)
                 }
             }
-            _ => false,
+            LogicalPlan::Unnest(u) => {
+                let i = u.schema.index_of_column(column).ok()?;
+                let from = *u.dependency_indices.get(i)?;
+                let inner = Column::from(u.input.schema().qualified_field(from));
+                if !u.list_type_columns.iter().any(|(c, _)| *c == from) {
+                    return self.event_time_of(&u.input, &inner);
+                }
+                // An unnested list: `hop(t, slide, size)` over the event time `t`.
+                let LogicalPlan::Projection(p) = u.input.as_ref() else {
+                    return None;
+                };
+                let Expr::ScalarFunction(f) = strip_alias(p.expr.get(from)?) else {
+                    return None;
+                };
+                if f.func.name() != super::functions::HOP || f.args.len() != 3 {
+                    return None;
+                }
+                let size = interval_ns(&f.args[2])?;
+                match strip_alias(&f.args[0]) {
+                    Expr::Column(c) if self.event_time_of(&p.input, c) == Some(1) => Some(size),
+                    _ => None,
+                }
+            }
+            _ => None,
         }
     }
 }
@@ -325,19 +357,10 @@ fn has_subquery(expr: &Expr) -> bool {
 
 /// A fixed interval literal in nanoseconds (months have no fixed length).
 fn interval_ns(expr: &Expr) -> Option<i64> {
-    let Expr::Literal(value, _) = strip_alias(expr) else {
-        return None;
-    };
-    let ns = match value {
-        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
-            i64::from(v.days) * 86_400_000_000_000 + v.nanoseconds
-        }
-        ScalarValue::IntervalDayTime(Some(v)) => {
-            i64::from(v.days) * 86_400_000_000_000 + i64::from(v.milliseconds) * 1_000_000
-        }
-        _ => return None,
-    };
-    (ns > 0).then_some(ns)
+    match strip_alias(expr) {
+        Expr::Literal(value, _) => super::functions::interval_scalar_ns(value),
+        _ => None,
+    }
 }
 
 fn operator_name(node: &LogicalPlan) -> String {
@@ -389,6 +412,8 @@ mod tests {
             "SELECT date_bin(INTERVAL '5 seconds', t2, TIMESTAMP '2020-01-01') AS w, b, sum(a) \
              FROM (SELECT ts AS t2, a, b FROM s WHERE a > 1) x GROUP BY 1, 2",
             "SELECT date_bin(INTERVAL '1 hour', s.ts) AS w, t.b, count(*) FROM s JOIN t ON s.a = t.a GROUP BY 1, 2",
+            "SELECT w, count(*) FROM (SELECT date_bin(INTERVAL '10 seconds', ts) AS w FROM s) GROUP BY w",
+            "SELECT w, b, count(*) FROM (SELECT unnest(hop(ts, INTERVAL '1 minute', INTERVAL '5 minutes')) AS w, b FROM s) GROUP BY w, b",
         ] {
             let shape = analyze_sql(sql, OutputMode::Append)
                 .await
@@ -399,6 +424,9 @@ mod tests {
             let key = a.event_time.expect("an event-time key");
             assert_eq!(key.name, a.output_names[0], "{sql}");
             assert!(key.size_ns >= 5_000_000_000, "{sql}: {}", key.size_ns);
+            if sql.contains("hop(") {
+                assert_eq!(key.size_ns, 300_000_000_000, "{sql}: the hop's size");
+            }
         }
         let Shape::Aggregate(dedup) =
             analyze_sql("SELECT DISTINCT a, ts FROM s", OutputMode::Append)
@@ -475,6 +503,11 @@ mod tests {
                 "SELECT b, count(*) AS n FROM s GROUP BY b HAVING count(*) > (SELECT count(*) FROM t)",
                 Update,
                 &["subquery"],
+            ),
+            (
+                "SELECT w, count(*) FROM (SELECT unnest(hop(ts + INTERVAL '1 hour', INTERVAL '1 minute', INTERVAL '5 minutes')) AS w FROM s) GROUP BY w",
+                Append,
+                &["append", "update, complete"],
             ),
             (
                 "SELECT DISTINCT ON (a) a, b FROM s ORDER BY a, b",

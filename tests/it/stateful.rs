@@ -77,9 +77,9 @@ fn write_cut(dir: &Path, batch: &RecordBatch, rng: &mut StdRng) -> usize {
 enum Check {
     /// The sink is the whole result table.
     Complete,
-    /// The sink holds the rows of windows closed by the final watermark (`window_start` is
-    /// the window column and the windows are one minute wide), or every row (`None`).
-    Append(Option<&'static str>),
+    /// The sink holds the rows of windows closed by the final watermark (the window start
+    /// column and the windows' width), or every row (`None`).
+    Append(Option<(&'static str, &'static str)>),
     /// The last row per key (the first `keys` columns) is the result table.
     Update(usize),
 }
@@ -117,7 +117,7 @@ const CASES: &[ShapeCase] = &[
         name: "tumbling window, append",
         query: "SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, page, count(*) AS n, \
                 round(sum(amount), 6) AS total FROM clicks GROUP BY 1, 2",
-        check: Check::Append(Some("window_start")),
+        check: Check::Append(Some(("window_start", "1 minute"))),
     },
     ShapeCase {
         name: "tumbling window, update",
@@ -130,6 +130,20 @@ const CASES: &[ShapeCase] = &[
         query: "SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, count(*) AS n \
                 FROM clicks GROUP BY 1 HAVING count(*) > 30 ORDER BY window_start",
         check: Check::Complete,
+    },
+    ShapeCase {
+        name: "hopping window, append",
+        query: "SELECT window_start, page, count(*) AS n, max(amount) AS top FROM \
+                (SELECT unnest(hop(ts, INTERVAL '30 seconds', INTERVAL '2 minutes')) AS window_start, page, amount \
+                 FROM clicks) GROUP BY window_start, page",
+        check: Check::Append(Some(("window_start", "2 minutes"))),
+    },
+    ShapeCase {
+        name: "hopping window, update",
+        query: "SELECT window_start, count(DISTINCT user_id) AS users FROM \
+                (SELECT unnest(hop(ts, INTERVAL '20 seconds', INTERVAL '1 minute')) AS window_start, user_id \
+                 FROM clicks) GROUP BY window_start",
+        check: Check::Update(1),
     },
     ShapeCase {
         name: "dedup (SELECT DISTINCT), append",
@@ -159,7 +173,7 @@ const CASES: &[ShapeCase] = &[
         query: "SELECT date_bin(INTERVAL '1 minute', c.ts) AS window_start, s.section, \
                 count(DISTINCT c.user_id) AS users FROM clicks c LEFT JOIN sections s \
                 ON c.page = s.page AND s.section <> 'support' GROUP BY 1, 2",
-        check: Check::Append(Some("window_start")),
+        check: Check::Append(Some(("window_start", "1 minute"))),
     },
 ];
 
@@ -188,6 +202,7 @@ fn stateful_yaml(ws: &Workspace, query: &str, mode: &str, per_batch: usize) -> S
 /// The batch SQL over everything in `in/`, in a session that also has `sections`.
 async fn batch_sql(ws: &Workspace, sql: &str) -> Vec<String> {
     let ctx = SessionContext::new();
+    sluice::plan::register_functions(&ctx);
     let schema = click_schema();
     ctx.register_json(
         "clicks",
@@ -265,12 +280,12 @@ fn rows_in_order(batches: &[RecordBatch]) -> Vec<String> {
 /// What the sink should hold for `case` after a run over all of `in/`.
 async fn expected(ws: &Workspace, case: &ShapeCase, max_event_ns: i64) -> Vec<String> {
     match case.check {
-        Check::Append(Some(window)) => {
+        Check::Append(Some((window, width))) => {
             let watermark_ns = max_event_ns - DELAY_S * 1_000_000_000;
             batch_sql(
                 ws,
                 &format!(
-                    "SELECT * FROM ({}) WHERE {window} + INTERVAL '1 minute' <= \
+                    "SELECT * FROM ({}) WHERE {window} + INTERVAL '{width}' <= \
                      arrow_cast({watermark_ns}, 'Timestamp(Nanosecond, None)')",
                     case.query
                 ),
@@ -353,11 +368,13 @@ property_tests! {
     tumbling_window_append_equals_batch => 4,
     tumbling_window_update_equals_batch => 5,
     tumbling_window_complete_equals_batch => 6,
-    dedup_append_equals_batch => 7,
-    first_row_per_key_equals_batch => 8,
-    stream_static_join_aggregate_equals_batch => 9,
-    filter_and_projection_around_aggregate_equal_batch => 10,
-    windowed_left_join_append_equals_batch => 11,
+    hopping_window_append_equals_batch => 7,
+    hopping_window_update_equals_batch => 8,
+    dedup_append_equals_batch => 9,
+    first_row_per_key_equals_batch => 10,
+    stream_static_join_aggregate_equals_batch => 11,
+    filter_and_projection_around_aggregate_equal_batch => 12,
+    windowed_left_join_append_equals_batch => 13,
 }
 
 /// After 100 batches, a restart loads the state from its snapshot and deltas: the old input

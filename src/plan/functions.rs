@@ -1,0 +1,215 @@
+//! SQL functions Sluice adds to DataFusion; each also runs in a plain DataFusion batch query
+//! (register them with [`register_functions`]).
+//!
+//! - `hop(ts, slide, size)`: the starts of the hopping (sliding) windows of width `size`,
+//!   every `slide`, that contain `ts` (the argument order of Flink's `HOP`). With `UNNEST` it
+//!   puts each row in each of its windows:
+//!
+//!   ```sql
+//!   SELECT window_start, count(*) FROM
+//!     (SELECT unnest(hop(ts, INTERVAL '1 minute', INTERVAL '5 minutes')) AS window_start FROM clicks)
+//!   GROUP BY window_start
+//!   ```
+//!
+//!   Windows start at multiples of `slide` from 1970-01-01, as `date_bin`'s do.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, ListArray, PrimitiveArray, new_empty_array,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, TimeUnit};
+use datafusion::common::{ScalarValue, exec_err, plan_err};
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::SessionContext;
+
+/// Registers Sluice's SQL functions in `ctx`.
+pub fn register_functions(ctx: &SessionContext) {
+    ctx.register_udf(ScalarUDF::from(Hop::new()));
+}
+
+/// The name of the hopping-window function.
+pub const HOP: &str = "hop";
+
+/// `hop(ts, slide, size)`: see the module documentation.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Hop {
+    signature: Signature,
+}
+
+impl Default for Hop {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hop {
+    /// The function.
+    pub fn new() -> Self {
+        Self {
+            signature: Signature::any(3, Volatility::Immutable),
+        }
+    }
+}
+
+/// Nanoseconds in one `unit`.
+fn unit_ns(unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => 1_000_000_000,
+        TimeUnit::Millisecond => 1_000_000,
+        TimeUnit::Microsecond => 1_000,
+        TimeUnit::Nanosecond => 1,
+    }
+}
+
+/// A fixed-length interval scalar in nanoseconds.
+pub fn interval_scalar_ns(value: &ScalarValue) -> Option<i64> {
+    let ns = match value {
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
+            i64::from(v.days) * 86_400_000_000_000 + v.nanoseconds
+        }
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            i64::from(v.days) * 86_400_000_000_000 + i64::from(v.milliseconds) * 1_000_000
+        }
+        _ => return None,
+    };
+    (ns > 0).then_some(ns)
+}
+
+impl ScalarUDFImpl for Hop {
+    fn name(&self) -> &str {
+        HOP
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match &arg_types[0] {
+            ts @ DataType::Timestamp(_, _) => Ok(DataType::List(Arc::new(Field::new_list_field(
+                ts.clone(),
+                true,
+            )))),
+            other => plan_err!("hop(ts, slide, size) takes a timestamp first, not {other}"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let interval = |i: usize, what: &str| -> Result<i64> {
+            match &args.args[i] {
+                ColumnarValue::Scalar(v) => match interval_scalar_ns(v) {
+                    Some(ns) => Ok(ns),
+                    None => exec_err!(
+                        "hop: the {what} must be a positive interval of fixed length (seconds to days), not {v}"
+                    ),
+                },
+                ColumnarValue::Array(_) => {
+                    exec_err!("hop: the {what} must be a constant interval")
+                }
+            }
+        };
+        let (slide, size) = (interval(1, "slide")?, interval(2, "size")?);
+        let return_type = args.return_type().clone();
+        let DataType::List(item) = &return_type else {
+            return exec_err!("hop: unexpected return type {return_type}");
+        };
+        let DataType::Timestamp(unit, _) = item.data_type() else {
+            return exec_err!("hop: unexpected item type {}", item.data_type());
+        };
+        let per = unit_ns(*unit);
+        if slide % per != 0 || size % per != 0 {
+            return exec_err!(
+                "hop: slide and size must be whole multiples of the timestamp's unit"
+            );
+        }
+        let (slide, size) = (slide / per, size / per);
+        let ts = args.args[0].to_array(args.number_rows)?;
+        let raw = cast(&ts, &DataType::Int64)?;
+        let raw = raw.as_primitive::<Int64Type>();
+        let mut offsets = Vec::with_capacity(raw.len() + 1);
+        let mut starts: Vec<Option<i64>> = Vec::new();
+        offsets.push(0i32);
+        for i in 0..raw.len() {
+            if !raw.is_null(i) {
+                let t = raw.value(i);
+                let last = t - t.rem_euclid(slide);
+                let mut first = last;
+                while first - slide > t - size {
+                    first -= slide;
+                }
+                let mut s = first;
+                while s <= last {
+                    starts.push(Some(s));
+                    s += slide;
+                }
+            }
+            let len = i32::try_from(starts.len()).map_err(|_| {
+                datafusion::error::DataFusionError::Execution("hop: too many windows".into())
+            })?;
+            offsets.push(len);
+        }
+        let values: ArrayRef = if starts.is_empty() {
+            new_empty_array(item.data_type())
+        } else {
+            cast(
+                &(Arc::new(PrimitiveArray::<Int64Type>::from(starts)) as ArrayRef),
+                item.data_type(),
+            )?
+        };
+        let nulls = ts.logical_nulls();
+        let list = ListArray::try_new(
+            Arc::clone(item),
+            OffsetBuffer::new(offsets.into()),
+            values,
+            nulls,
+        )?;
+        Ok(ColumnarValue::Array(Arc::new(list)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{default_settings, session};
+
+    #[tokio::test]
+    async fn hop_puts_a_time_in_every_window_that_holds_it() {
+        let ctx = session(&default_settings());
+        let rows = ctx
+            .sql(
+                "SELECT hop(TIMESTAMP '2026-01-01T00:07:30', INTERVAL '1 minute', INTERVAL '3 minutes') AS w, \
+                        hop(TIMESTAMP '2026-01-01T00:07:00', INTERVAL '2 minutes', INTERVAL '4 minutes') AS x, \
+                        hop(CAST(NULL AS TIMESTAMP), INTERVAL '1 minute', INTERVAL '3 minutes') AS n",
+            )
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        let shown = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+            .expect("show")
+            .to_string();
+        assert!(
+            shown.contains("[2026-01-01T00:05:00, 2026-01-01T00:06:00, 2026-01-01T00:07:00]"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("[2026-01-01T00:04:00, 2026-01-01T00:06:00]"),
+            "{shown}"
+        );
+        let err = ctx
+            .sql("SELECT hop(TIMESTAMP '2026-01-01T00:00:00', INTERVAL '1 month', INTERVAL '2 months')")
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect_err("months have no fixed length");
+        assert!(err.to_string().contains("fixed length"), "{err}");
+    }
+}
