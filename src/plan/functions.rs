@@ -175,7 +175,6 @@ impl ScalarUDFImpl for Hop {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::plan::{default_settings, session};
 
     #[tokio::test]
