@@ -133,8 +133,8 @@ async fn run_pipeline(yaml: &str, work: &Path) -> (f64, Vec<BatchFigures>) {
             let d = &c.durations;
             batches.push(BatchFigures {
                 ms: d.plan_ms + d.offsets_ms + d.execute_ms + d.commit_ms,
-                state_bytes: c.state.as_ref().map_or(0, |s| s.bytes_written),
-                state_rows: c.state.as_ref().map_or(0, |s| s.rows_total),
+                state_bytes: c.state.iter().map(|s| s.bytes_written).sum(),
+                state_rows: c.state.iter().map(|s| s.rows_total).sum(),
             });
         }
     }

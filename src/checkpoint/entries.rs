@@ -96,9 +96,9 @@ pub struct CommitEntry {
     /// Rows dropped because they were older than the batch's watermark.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rows_late: u64,
-    /// The state the batch wrote, for a stateful query.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<StateCommit>,
+    /// The state the batch wrote, per state store, for a stateful query.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state: Vec<StateCommit>,
     /// Rows read by the batch.
     pub rows_in: u64,
     /// Rows written to the sink.

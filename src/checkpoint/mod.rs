@@ -518,7 +518,7 @@ mod tests {
             next_watermark_ms: None,
             event_time_max_ms: Default::default(),
             rows_late: 0,
-            state: None,
+            state: Vec::new(),
             rows_in: 1,
             rows_out: 1,
             rows_skipped: 0,

@@ -35,7 +35,7 @@ use crate::plan::{self, Shape};
 use crate::progress::{BatchProgress, ProgressFormat, StateOperatorProgress};
 use crate::sink::{ConsoleSink, FilesSink, Sink};
 use crate::source::{Admission, FilesSource, Source, load_table};
-use crate::state::AggregateOperator;
+use crate::state::{AggregateOperator, JoinOperator, Operator};
 use crate::storage::{Location, StoreHook};
 use recovery::Decision;
 
@@ -104,7 +104,7 @@ struct Driver<'a> {
 struct QueryState {
     fingerprint: String,
     shape: Shape,
-    aggregate: Option<AggregateOperator>,
+    operator: Option<Box<dyn Operator>>,
     /// The columns the query reads, per stream (absent: all of them).
     columns: BTreeMap<String, Vec<String>>,
 }
@@ -424,18 +424,21 @@ impl<'a> Driver<'a> {
                 &watermarks,
                 self.pipeline.output_mode,
             )?;
-            let aggregate = match &shape {
-                Shape::Aggregate(a) => Some(AggregateOperator::new(
+            let location = self.checkpoint.location().clone();
+            let snapshot_every = self.pipeline.snapshot_every;
+            let operator: Option<Box<dyn Operator>> = match &shape {
+                Shape::Aggregate(a) => Some(Box::new(AggregateOperator::new(
                     a.clone(),
                     self.pipeline.output_mode,
-                    self.checkpoint.location().clone(),
-                    self.pipeline.snapshot_every,
-                )),
+                    location,
+                    snapshot_every,
+                ))),
+                Shape::Join(j) => Some(Box::new(JoinOperator::new(j, location, snapshot_every))),
                 Shape::Stateless => None,
             };
             let optimized = session.optimize(&logical).map_err(plan::PlanError::Sql)?;
             let mut columns = plan::stream_columns(&optimized, &self.stream_names());
-            if aggregate.is_some() {
+            if operator.is_some() {
                 // The watermark is read from the source, whether the query reads it or not.
                 for (stream, (column, _)) in &self.watermarks {
                     if let Some(read) = columns.get_mut(stream)
@@ -448,7 +451,7 @@ impl<'a> Driver<'a> {
             self.query = Some(QueryState {
                 fingerprint,
                 shape,
-                aggregate,
+                operator,
                 columns,
             });
         }
@@ -456,13 +459,14 @@ impl<'a> Driver<'a> {
     }
 
     /// Whether the query keeps state that the watermark closes (so a batch without new input
-    /// still has work when the watermark moves).
+    /// still has work when the watermark moves: emitting closed windows, dropping kept rows).
     fn closes_by_watermark(&self) -> bool {
         self.pipeline.output_mode != OutputMode::Complete
-            && self
-                .query
-                .as_ref()
-                .is_some_and(|q| matches!(&q.shape, Shape::Aggregate(a) if a.event_time.is_some()))
+            && self.query.as_ref().is_some_and(|q| match &q.shape {
+                Shape::Aggregate(a) => a.event_time.is_some(),
+                Shape::Join(_) => true,
+                Shape::Stateless => false,
+            })
     }
 
     /// Plans the next batch and runs it; `false` when there was nothing to do.
@@ -489,7 +493,7 @@ impl<'a> Driver<'a> {
                 offset: end,
             });
         }
-        let stateful = self.query.as_ref().is_some_and(|q| q.aggregate.is_some());
+        let stateful = self.query.as_ref().is_some_and(|q| q.operator.is_some());
         let watermark_ms = if stateful {
             position.next_watermark_ms
         } else {
@@ -563,7 +567,7 @@ impl<'a> Driver<'a> {
         };
         let ctx = self.session(&entry.info.settings)?;
         let query = self.query_state(sql).await?;
-        let stateful = query.aggregate.is_some();
+        let stateful = query.operator.is_some();
         let columns = query.columns.clone();
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
         let (mut rows_in, mut skipped, mut files_in, mut late) = (0, 0, 0, 0);
@@ -598,17 +602,17 @@ impl<'a> Driver<'a> {
             register(&ctx, source.name(), table, Some(batch))?;
         }
         let (state, logical) = plan::plan_batch(&ctx, sql, entry.info.batch_timestamp_ms).await?;
-        let mut physical = state
-            .create_physical_plan(&logical)
-            .await
-            .map_err(exec_err)?;
         let query = self.query.as_mut().expect("analyzed above");
-        if let Some(aggregate) = query.aggregate.as_mut() {
-            let watermark_ns = watermark_ms.map(|w| w.saturating_mul(1_000_000));
-            physical = aggregate
-                .run(batch, physical, state.task_ctx(), watermark_ns)
-                .await?;
-        }
+        let physical = match query.operator.as_mut() {
+            Some(operator) => {
+                let watermark_ns = watermark_ms.map(|w| w.saturating_mul(1_000_000));
+                operator.run(batch, &state, &logical, watermark_ns).await?
+            }
+            None => state
+                .create_physical_plan(&logical)
+                .await
+                .map_err(exec_err)?,
+        };
         let output = datafusion::physical_plan::collect_partitioned(physical, state.task_ctx())
             .await
             .map_err(exec_err)?;
@@ -617,32 +621,36 @@ impl<'a> Driver<'a> {
             .commit(batch, self.checkpoint.epoch(), output)
             .await?;
         let query = self.query.as_mut().expect("analyzed above");
-        let state_commit = match query.aggregate.as_mut() {
-            Some(aggregate) => {
-                let metrics = aggregate.commit(batch).await?;
-                Some(StateCommit {
-                    operator: crate::state::AGGREGATE_OPERATOR.into(),
+        let state_commit = match query.operator.as_mut() {
+            Some(operator) => operator
+                .commit(batch)
+                .await?
+                .into_iter()
+                .map(|m| StateCommit {
+                    operator: m.operator,
                     version: batch,
-                    rows_total: metrics.rows_total,
-                    rows_updated: metrics.rows_updated,
-                    rows_removed: metrics.rows_removed,
-                    bytes_written: metrics.bytes_written,
+                    rows_total: m.metrics.rows_total,
+                    rows_updated: m.metrics.rows_updated,
+                    rows_removed: m.metrics.rows_removed,
+                    bytes_written: m.metrics.bytes_written,
                 })
-            }
-            None => None,
+                .collect(),
+            None => Vec::new(),
         };
         let execute_ms = ms(execute_started);
         let commit_started = Instant::now();
-        // The watermark never goes back; with several sources it follows the slowest.
+        // The watermark never goes back; with several sources it follows the slowest, and it
+        // waits until every source with a watermark has seen an event time.
         let candidate = self
             .watermarks
             .iter()
-            .filter_map(|(name, (_, delay))| {
+            .map(|(name, (_, delay))| {
                 event_time_max_ms
                     .get(name)
                     .map(|max: &i64| max.saturating_sub(*delay))
             })
-            .min();
+            .collect::<Option<Vec<_>>>()
+            .and_then(|each| each.into_iter().min());
         let next_watermark_ms = if stateful {
             entry.info.watermark_ms.max(candidate)
         } else {
@@ -674,8 +682,8 @@ impl<'a> Driver<'a> {
         for source in &mut self.sources {
             source.commit(batch, oldest_kept).await?;
         }
-        if let Some(aggregate) = self.query.as_ref().and_then(|q| q.aggregate.as_ref()) {
-            aggregate.purge(oldest_kept).await?;
+        if let Some(operator) = self.query.as_ref().and_then(|q| q.operator.as_ref()) {
+            operator.purge(oldest_kept).await?;
         }
         commit.durations.commit_ms = ms(commit_started);
         self.summary.batches += 1;

@@ -28,7 +28,7 @@ use crate::checkpoint::PinnedSettings;
 pub mod functions;
 pub mod shape;
 pub use functions::register_functions;
-pub use shape::{AggregateShape, EventTimeKey, Shape, analyze};
+pub use shape::{AggregateShape, EventTimeKey, JoinShape, Shape, analyze};
 
 /// Why a query cannot be planned.
 #[derive(Debug, thiserror::Error)]

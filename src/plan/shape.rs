@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use datafusion::common::Column;
 use datafusion::common::tree_node::TreeNode;
-use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
+use datafusion::logical_expr::{Distinct, Expr, LogicalPlan, Operator};
 
 use super::{PlanError, check_stateless, reads_stream};
 use crate::pipeline::OutputMode;
@@ -24,6 +24,22 @@ pub enum Shape {
     Stateless,
     /// One aggregation over the stream, kept as DataFusion's partial state.
     Aggregate(AggregateShape),
+    /// An inner join of two streams bounded in event time; each side's rows are kept until
+    /// the watermark passes the last time a row of the other side could match them.
+    Join(JoinShape),
+}
+
+/// The join of two streams of a stateful query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinShape {
+    /// The left side's event-time column, as the join's left input names it.
+    pub left_time: String,
+    /// The right side's event-time column, as the join's right input names it.
+    pub right_time: String,
+    /// How much later than a left row's event time a matching right row's may be (ns).
+    pub left_reach_ns: i64,
+    /// How much later than a right row's event time a matching left row's may be (ns).
+    pub right_reach_ns: i64,
 }
 
 /// The aggregation of a stateful query.
@@ -66,6 +82,30 @@ pub fn analyze(
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     })
     .map_err(PlanError::Sql)?;
+    let ctx = Walk {
+        streams,
+        watermarks,
+        mode,
+    };
+    let stream_joins = count(plan, |node| {
+        matches!(node, LogicalPlan::Join(j)
+            if reads_stream(&j.left, streams) && reads_stream(&j.right, streams))
+    });
+    if stream_joins > 0 {
+        if aggregations > 0 {
+            return Err(PlanError::Unsupported {
+                operator: "an aggregation with a join of two streams".into(),
+                reason: "is not supported yet; a query keeps state for one of them".into(),
+            });
+        }
+        if count(plan, |node| matches!(node, LogicalPlan::Join(_))) > 1 {
+            return Err(PlanError::Unsupported {
+                operator: "a join of two streams with other joins".into(),
+                reason: "is not supported yet; join the two streams alone".into(),
+            });
+        }
+        return ctx.join(plan).map(Shape::Join);
+    }
     if aggregations == 0 {
         check_stateless(plan, streams)?;
         if mode == OutputMode::Complete {
@@ -80,12 +120,56 @@ pub fn analyze(
         }
         return Ok(Shape::Stateless);
     }
-    let ctx = Walk {
-        streams,
-        watermarks,
-        mode,
-    };
     ctx.above(plan).map(Shape::Aggregate)
+}
+
+fn count(plan: &LogicalPlan, matches: impl Fn(&LogicalPlan) -> bool) -> usize {
+    let mut n = 0;
+    let _ = plan.apply_with_subqueries(|node| {
+        if matches(node) {
+            n += 1;
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    n
+}
+
+/// `column ± interval`, as a column and an offset in nanoseconds.
+fn time_term(expr: &Expr) -> Option<(&Column, i64)> {
+    match strip_alias(expr) {
+        Expr::Column(c) => Some((c, 0)),
+        Expr::BinaryExpr(b) => {
+            let Expr::Column(c) = strip_alias(&b.left) else {
+                return None;
+            };
+            let offset = interval_ns(&b.right)?;
+            match b.op {
+                Operator::Plus => Some((c, offset)),
+                Operator::Minus => Some((c, -offset)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `low <= high` (or `<`) as `(low term, high term)`, from a comparison or one half of a
+/// BETWEEN.
+fn inequalities(expr: &Expr) -> Vec<(&Expr, &Expr)> {
+    match strip_alias(expr) {
+        Expr::BinaryExpr(b) if b.op == Operator::And => {
+            let mut out = inequalities(&b.left);
+            out.extend(inequalities(&b.right));
+            out
+        }
+        Expr::BinaryExpr(b) => match b.op {
+            Operator::LtEq | Operator::Lt => vec![(&*b.left, &*b.right)],
+            Operator::GtEq | Operator::Gt => vec![(&*b.right, &*b.left)],
+            _ => Vec::new(),
+        },
+        Expr::Between(b) if !b.negated => vec![(&*b.low, &*b.expr), (&*b.expr, &*b.high)],
+        _ => Vec::new(),
+    }
 }
 
 fn is_aggregation(node: &LogicalPlan) -> bool {
@@ -99,6 +183,87 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
+    /// Walks down from the root to the join of two streams: only projections and filters may
+    /// lie above it.
+    fn join(&self, node: &LogicalPlan) -> Result<JoinShape, PlanError> {
+        let j = match node {
+            LogicalPlan::Projection(p) => return self.join(&p.input),
+            LogicalPlan::Filter(f) if !has_subquery(&f.predicate) => return self.join(&f.input),
+            LogicalPlan::SubqueryAlias(s) => return self.join(&s.input),
+            LogicalPlan::Join(j) => j,
+            other => {
+                return Err(PlanError::Unsupported {
+                    operator: operator_name(other),
+                    reason: "over a join of two streams is not supported yet; only projections \
+                             and filters may follow it"
+                        .into(),
+                });
+            }
+        };
+        if self.mode == OutputMode::Complete {
+            return Err(PlanError::Mode {
+                mode: self.mode.as_str(),
+                operator: "a join of two streams".into(),
+                reason: "a join has no result table to rewrite; each match is emitted once".into(),
+                works: "append, update",
+            });
+        }
+        if j.join_type != datafusion::logical_expr::JoinType::Inner {
+            return Err(PlanError::Unsupported {
+                operator: format!("a {} join of two streams", j.join_type),
+                reason: "is not supported yet; only inner joins of two streams are".into(),
+            });
+        }
+        check_stateless(&j.left, self.streams)?;
+        check_stateless(&j.right, self.streams)?;
+        let unbounded = || PlanError::Unsupported {
+            operator: "a join of two streams without an event-time bound".into(),
+            reason: "would keep every row of both streams forever; bound it both ways over the \
+                     sources' watermark columns, e.g. `ON a.k = b.k AND a.ts BETWEEN b.ts - \
+                     INTERVAL '1 minute' AND b.ts + INTERVAL '1 minute'`"
+                .into(),
+        };
+        let mut times: Option<(Column, Column)> = None;
+        let (mut left_reach, mut right_reach) = (None::<i64>, None::<i64>);
+        for (low, high) in j.filter.iter().flat_map(inequalities) {
+            let (Some((lc, lo)), Some((hc, ho))) = (time_term(low), time_term(high)) else {
+                continue;
+            };
+            // lc + lo <= hc + ho, so lc - hc <= ho - lo.
+            let bound = ho - lo;
+            let (left_col, right_col, reach) =
+                if j.left.schema().has_column(lc) && j.right.schema().has_column(hc) {
+                    // left - right <= bound: a left row is at most `bound` after a right row.
+                    (lc, hc, &mut right_reach)
+                } else if j.right.schema().has_column(lc) && j.left.schema().has_column(hc) {
+                    (hc, lc, &mut left_reach)
+                } else {
+                    continue;
+                };
+            if self.event_time_of(&j.left, left_col) != Some(1)
+                || self.event_time_of(&j.right, right_col) != Some(1)
+            {
+                continue;
+            }
+            match &times {
+                Some((l, r)) if l != left_col || r != right_col => continue,
+                _ => times = Some((left_col.clone(), right_col.clone())),
+            }
+            *reach = Some(reach.map_or(bound, |b| b.min(bound)));
+        }
+        let (Some((left, right)), Some(left_reach), Some(right_reach)) =
+            (times, left_reach, right_reach)
+        else {
+            return Err(unbounded());
+        };
+        Ok(JoinShape {
+            left_time: left.name,
+            right_time: right.name,
+            left_reach_ns: left_reach,
+            right_reach_ns: right_reach,
+        })
+    }
+
     /// Walks down from the root to the aggregation: what lies above it runs on its result.
     fn above(&self, node: &LogicalPlan) -> Result<AggregateShape, PlanError> {
         let unsupported = |operator: &str, reason: &str| PlanError::Unsupported {
@@ -440,6 +605,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_join_of_two_streams_is_bounded_both_ways() {
+        for (sql, left, right) in [
+            (
+                "SELECT s.a, s2.b FROM s JOIN s2 ON s.a = s2.a \
+                 AND s2.ts BETWEEN s.ts - INTERVAL '10 seconds' AND s.ts + INTERVAL '1 minute'",
+                60_000_000_000,
+                10_000_000_000,
+            ),
+            (
+                "SELECT x.a FROM (SELECT a, ts AS t FROM s WHERE a > 0) x JOIN s2 y ON x.a = y.a \
+                 AND x.t <= y.ts + INTERVAL '5 seconds' AND y.ts < x.t + INTERVAL '2 seconds'",
+                2_000_000_000,
+                5_000_000_000,
+            ),
+        ] {
+            let shape = analyze_sql(sql, OutputMode::Append)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let Shape::Join(j) = shape else {
+                panic!("{sql}: a join")
+            };
+            assert_eq!((j.left_reach_ns, j.right_reach_ns), (left, right), "{sql}");
+        }
+    }
+
+    #[tokio::test]
     async fn shapes_that_cannot_run_are_refused_by_name() {
         use OutputMode::{Append, Complete, Update};
         for (sql, mode, needles) in [
@@ -475,9 +666,38 @@ mod tests {
                 &["under another aggregation"],
             ),
             (
-                "SELECT s.a, count(*) FROM s JOIN s2 ON s.a = s2.a GROUP BY s.a",
+                "SELECT s.a, count(*) FROM s JOIN s2 ON s.a = s2.a \
+                 AND s2.ts BETWEEN s.ts AND s.ts + INTERVAL '1 minute' GROUP BY s.a",
                 Update,
-                &["join of two streams"],
+                &["an aggregation with a join of two streams"],
+            ),
+            (
+                "SELECT s.a FROM s JOIN s2 ON s.a = s2.a",
+                Append,
+                &["without an event-time bound", "BETWEEN"],
+            ),
+            (
+                "SELECT s.a FROM s JOIN s2 ON s.a = s2.a AND s2.ts >= s.ts",
+                Append,
+                &["without an event-time bound"],
+            ),
+            (
+                "SELECT s.a FROM s LEFT JOIN s2 ON s.a = s2.a \
+                 AND s2.ts BETWEEN s.ts AND s.ts + INTERVAL '1 minute'",
+                Append,
+                &["a Left join of two streams", "only inner joins"],
+            ),
+            (
+                "SELECT s.a FROM s JOIN s2 ON s.a = s2.a \
+                 AND s2.ts BETWEEN s.ts AND s.ts + INTERVAL '1 minute'",
+                Complete,
+                &["complete", "append, update"],
+            ),
+            (
+                "SELECT s.a FROM s JOIN s2 ON s.a = s2.a \
+                 AND s2.ts BETWEEN s.ts AND s.ts + INTERVAL '1 minute' JOIN t ON t.a = s.a",
+                Append,
+                &["with other joins"],
             ),
             (
                 "SELECT a, row_number() OVER (ORDER BY a) FROM s",

@@ -26,17 +26,20 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use datafusion::arrow::array::BooleanArray;
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::execution::TaskContext;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
 
 use super::keyed::Key;
-use super::{KeyedState, StateError, StateFileKind, StateFiles};
+use super::{KeyedState, Operator, OperatorMetrics, StateError, StateFiles};
 use crate::checkpoint::BatchId;
 use crate::pipeline::OutputMode;
 use crate::plan::AggregateShape;
@@ -116,16 +119,60 @@ impl AggregateOperator {
         }
     }
 
+    /// Makes the in-memory state version `batch - 1`, loading it from the checkpoint when it
+    /// is not already there.
+    async fn ensure_loaded(
+        &mut self,
+        batch: BatchId,
+        partial: &Arc<dyn ExecutionPlan>,
+    ) -> Result<(), StateError> {
+        if self.state.is_some() && self.version == batch.prev() {
+            return Ok(());
+        }
+        let partial_agg = partial
+            .downcast_ref::<AggregateExec>()
+            .expect("found as an AggregateExec");
+        let schema = partial.schema();
+        let key_columns = partial_agg.group_expr().expr().len();
+        let event_time = self.shape.event_time.as_ref().and_then(|key| {
+            schema.fields()[..key_columns]
+                .iter()
+                .position(|f| *f.name() == key.name)
+                .map(|i| (i, key.size_ns))
+        });
+        let mut state =
+            KeyedState::new(schema, key_columns, event_time).map_err(|e| self.compute(e))?;
+        if let Some(previous) = batch.prev() {
+            self.files.load(previous, &mut state).await?;
+        }
+        tracing::info!(
+            rows = state.len(),
+            version = ?batch.prev(),
+            "loaded the aggregation's state"
+        );
+        self.state = Some(state);
+        self.version = batch.prev();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Operator for AggregateOperator {
     /// Runs the stateful part of batch `batch` and returns the plan of the rest: `physical`
     /// with its final aggregation replaced by the groups to emit. The state it computed is
     /// written by [`Self::commit`].
-    pub async fn run(
+    async fn run(
         &mut self,
         batch: BatchId,
-        physical: Arc<dyn ExecutionPlan>,
-        task: Arc<TaskContext>,
+        session: &SessionState,
+        logical: &LogicalPlan,
         watermark_ns: Option<i64>,
     ) -> Result<Arc<dyn ExecutionPlan>, StateError> {
+        let physical = session
+            .create_physical_plan(logical)
+            .await
+            .map_err(|e| self.compute(e))?;
+        let task = session.task_ctx();
         let (final_node, partial) = find_phases(&physical, &self.shape.output_names)
             .map_err(|reason| self.compute(reason))?;
         let final_agg = final_node
@@ -216,91 +263,39 @@ impl AggregateOperator {
         splice_final(&physical, &final_node, emit_input).map_err(|e| compute(&e))
     }
 
-    /// Makes the in-memory state version `batch - 1`, loading it from the checkpoint when it
-    /// is not already there.
-    async fn ensure_loaded(
-        &mut self,
-        batch: BatchId,
-        partial: &Arc<dyn ExecutionPlan>,
-    ) -> Result<(), StateError> {
-        if self.state.is_some() && self.version == batch.prev() {
-            return Ok(());
-        }
-        let partial_agg = partial
-            .downcast_ref::<AggregateExec>()
-            .expect("found as an AggregateExec");
-        let schema = partial.schema();
-        let key_columns = partial_agg.group_expr().expr().len();
-        let event_time = self.shape.event_time.as_ref().and_then(|key| {
-            schema.fields()[..key_columns]
-                .iter()
-                .position(|f| *f.name() == key.name)
-                .map(|i| (i, key.size_ns))
-        });
-        let mut state =
-            KeyedState::new(schema, key_columns, event_time).map_err(|e| self.compute(e))?;
-        if let Some(previous) = batch.prev() {
-            self.files.load(previous, &mut state).await?;
-        }
-        tracing::info!(
-            rows = state.len(),
-            version = ?batch.prev(),
-            "loaded the aggregation's state"
-        );
-        self.state = Some(state);
-        self.version = batch.prev();
-        Ok(())
-    }
-
     /// Writes the state batch `batch` computed as version `batch`: a snapshot every
     /// `snapshot_every` versions, otherwise the changed and removed groups.
-    pub async fn commit(&mut self, batch: BatchId) -> Result<StateMetrics, StateError> {
+    async fn commit(&mut self, batch: BatchId) -> Result<Vec<OperatorMetrics>, StateError> {
         let pending = self
             .pending
             .take()
             .filter(|p| p.batch == batch)
             .ok_or_else(|| self.compute(format!("batch {batch} has no state to write")))?;
         let state = self.state.as_ref().expect("ran");
-        let mut bytes = 0;
-        if batch.0.is_multiple_of(self.snapshot_every) {
-            let all = state.all().map_err(|e| self.compute(e))?;
-            bytes += self
-                .files
-                .write(batch, StateFileKind::Snapshot, &all, state.key_columns())
-                .await?;
-        } else {
-            bytes += self
-                .files
-                .write(
-                    batch,
-                    StateFileKind::Delta,
-                    &pending.upserted,
-                    state.key_columns(),
-                )
-                .await?;
-            if pending.removed.num_rows() > 0 {
-                bytes += self
-                    .files
-                    .write(
-                        batch,
-                        StateFileKind::Removed,
-                        &pending.removed,
-                        state.key_columns(),
-                    )
-                    .await?;
-            }
-        }
+        let bytes = self
+            .files
+            .write_version(
+                batch,
+                state,
+                &pending.upserted,
+                &pending.removed,
+                self.snapshot_every,
+            )
+            .await?;
         self.version = Some(batch);
-        Ok(StateMetrics {
-            rows_total: state.len() as u64,
-            rows_updated: pending.upserted.num_rows() as u64,
-            rows_removed: pending.removed.num_rows() as u64,
-            bytes_written: bytes,
-        })
+        Ok(vec![OperatorMetrics {
+            operator: AGGREGATE_OPERATOR.into(),
+            metrics: StateMetrics {
+                rows_total: state.len() as u64,
+                rows_updated: pending.upserted.num_rows() as u64,
+                rows_removed: pending.removed.num_rows() as u64,
+                bytes_written: bytes,
+            },
+        }])
     }
 
     /// Deletes state versions that no batch from `oldest_kept` on needs.
-    pub async fn purge(&self, oldest_kept: BatchId) -> Result<(), StateError> {
+    async fn purge(&self, oldest_kept: BatchId) -> Result<(), StateError> {
         self.files.purge(oldest_kept).await
     }
 }

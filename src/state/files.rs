@@ -143,6 +143,35 @@ impl StateFiles {
         Ok(size)
     }
 
+    /// Writes version `version` of `state`: a full snapshot every `snapshot_every` versions,
+    /// otherwise `upserted` (the rows the version inserted or changed) and `removed` (the keys
+    /// it removed, if any). Returns the bytes written.
+    pub async fn write_version(
+        &self,
+        version: BatchId,
+        state: &KeyedState,
+        upserted: &RecordBatch,
+        removed: &RecordBatch,
+        snapshot_every: u64,
+    ) -> Result<u64, StateError> {
+        let keys = state.key_columns();
+        if version.0.is_multiple_of(snapshot_every.max(1)) {
+            let all = state.all().map_err(|e| self.compute(e))?;
+            return self
+                .write(version, StateFileKind::Snapshot, &all, keys)
+                .await;
+        }
+        let mut bytes = self
+            .write(version, StateFileKind::Delta, upserted, keys)
+            .await?;
+        if removed.num_rows() > 0 {
+            bytes += self
+                .write(version, StateFileKind::Removed, removed, keys)
+                .await?;
+        }
+        Ok(bytes)
+    }
+
     /// Reads one state file whole.
     pub async fn read(&self, file: &StateFile) -> Result<RecordBatch, StateError> {
         let bytes = self

@@ -16,13 +16,53 @@
 
 mod aggregate;
 mod files;
+mod join;
 mod keyed;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
 
 pub use aggregate::{
     AGGREGATE_OPERATOR, AggregateOperator, Phases, StateMetrics, find_phases, splice_final,
 };
 pub use files::{StateFile, StateFileKind, StateFiles};
+pub use join::JoinOperator;
 pub use keyed::KeyedState;
+
+/// What a batch did to one operator's state store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorMetrics {
+    /// The store (its folder under `state/`).
+    pub operator: String,
+    /// What changed.
+    pub metrics: StateMetrics,
+}
+
+/// A stateful operator: runs its part of each batch's plan and keeps its state between
+/// batches, versioned by batch in the checkpoint.
+#[async_trait]
+pub trait Operator: Send + Sync + std::fmt::Debug {
+    /// Runs the stateful part of batch `batch`'s query `logical` (planned in `session`, over
+    /// the batch's input), reading state version `batch - 1`, and returns the plan of the rest.
+    /// The state it computed is written by [`Operator::commit`].
+    async fn run(
+        &mut self,
+        batch: BatchId,
+        session: &SessionState,
+        logical: &LogicalPlan,
+        watermark_ns: Option<i64>,
+    ) -> Result<Arc<dyn ExecutionPlan>, StateError>;
+
+    /// Writes the state batch `batch` computed as version `batch`.
+    async fn commit(&mut self, batch: BatchId) -> Result<Vec<OperatorMetrics>, StateError>;
+
+    /// Deletes state versions that no batch from `oldest_kept` on needs.
+    async fn purge(&self, oldest_kept: BatchId) -> Result<(), StateError>;
+}
 
 use crate::checkpoint::BatchId;
 use crate::storage::StorageError;

@@ -1,0 +1,354 @@
+//! An inner join of two streams, bounded in event time.
+//!
+//! ```text
+//!   batch N:  new left rows  ⋈ (kept right rows + new right rows)
+//!             kept left rows ⋈  new right rows
+//! ```
+//!
+//! Each side's rows are kept (in `state/join-left/` and `state/join-right/`) until the
+//! watermark passes the last event time at which a row of the other side could still match
+//! them. The join itself is the query's: this operator puts the union of the join over the
+//! two pairs of inputs above in its place in the logical plan, and DataFusion plans the rest.
+//!
+//! Invariants:
+//! - every pair of matching rows is joined in exactly one batch: the batch in which the later
+//!   of the two arrives;
+//! - a kept row is keyed by the batch that read it and its position in that batch's input, so
+//!   a re-run of a batch keeps the same rows under the same keys.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::default_table_source::provider_as_source;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, TableReference};
+use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col};
+use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
+
+use super::keyed::Key;
+use super::{KeyedState, Operator, OperatorMetrics, StateError, StateFiles, StateMetrics};
+use crate::checkpoint::BatchId;
+use crate::plan::JoinShape;
+use crate::storage::Location;
+
+/// The column that marks a side's rows of this batch while joining.
+const NEW_COLUMN: &str = "__sluice_new";
+
+/// The key columns every kept row starts with.
+const BATCH_COLUMN: &str = "__sluice_batch";
+const ROW_COLUMN: &str = "__sluice_row";
+
+/// One side of the join and its kept rows.
+#[derive(Debug)]
+struct Side {
+    files: StateFiles,
+    time_column: String,
+    reach_ns: i64,
+    state: Option<KeyedState>,
+    pending: Option<(BatchId, RecordBatch, RecordBatch)>,
+}
+
+/// A join of two streams and the rows each side keeps.
+#[derive(Debug)]
+pub struct JoinOperator {
+    sides: [Side; 2],
+    snapshot_every: u64,
+    version: Option<BatchId>,
+}
+
+impl JoinOperator {
+    /// The join of `shape`, keeping its rows in the checkpoint at `checkpoint`.
+    pub fn new(shape: &JoinShape, checkpoint: Location, snapshot_every: u64) -> Self {
+        let side = |name: &str, time: &str, reach: i64| Side {
+            files: StateFiles::new(checkpoint.clone(), name),
+            time_column: time.to_string(),
+            reach_ns: reach,
+            state: None,
+            pending: None,
+        };
+        Self {
+            sides: [
+                side("join-left", &shape.left_time, shape.left_reach_ns),
+                side("join-right", &shape.right_time, shape.right_reach_ns),
+            ],
+            snapshot_every: snapshot_every.max(1),
+            version: None,
+        }
+    }
+}
+
+impl Side {
+    fn compute(&self, e: impl std::fmt::Display) -> StateError {
+        StateError::Compute {
+            operator: self.files.operator().to_string(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// The kept rows' schema: the key columns, then the join input's columns.
+    fn kept_schema(input: &SchemaRef) -> SchemaRef {
+        let mut fields = vec![
+            Arc::new(Field::new(BATCH_COLUMN, DataType::Int64, false)),
+            Arc::new(Field::new(ROW_COLUMN, DataType::Int64, false)),
+        ];
+        fields.extend(input.fields().iter().cloned());
+        Arc::new(Schema::new(fields))
+    }
+
+    async fn ensure_loaded(
+        &mut self,
+        batch: BatchId,
+        input: &SchemaRef,
+        fresh: bool,
+    ) -> Result<(), StateError> {
+        if self.state.is_some() && !fresh {
+            return Ok(());
+        }
+        let time = input.index_of(&self.time_column).map_err(|_| {
+            self.compute(format!(
+                "the join input has no column `{}`",
+                self.time_column
+            ))
+        })?;
+        // A row is kept while a row of the other side could match it: until the watermark
+        // passes its event time plus the reach.
+        let mut state = KeyedState::new(
+            Self::kept_schema(input),
+            2,
+            Some((time + 2, self.reach_ns.saturating_add(1))),
+        )
+        .map_err(|e| self.compute(e))?;
+        if let Some(previous) = batch.prev() {
+            self.files.load(previous, &mut state).await?;
+        }
+        self.state = Some(state);
+        Ok(())
+    }
+
+    /// The kept rows, without their key columns.
+    fn kept(&self) -> Result<RecordBatch, StateError> {
+        let state = self.state.as_ref().expect("loaded");
+        let all = state.all().map_err(|e| self.compute(e))?;
+        let columns: Vec<usize> = (2..all.num_columns()).collect();
+        all.project(&columns).map_err(|e| self.compute(e))
+    }
+
+    /// Keeps `rows` (this batch's input of the side), then drops what the watermark passed.
+    fn keep(
+        &mut self,
+        batch: BatchId,
+        rows: &RecordBatch,
+        watermark_ns: Option<i64>,
+    ) -> Result<(), StateError> {
+        let n = rows.num_rows();
+        let batch_ids: ArrayRef = Arc::new(Int64Array::from(vec![batch.0 as i64; n]));
+        let row_ids: ArrayRef = Arc::new(Int64Array::from((0..n as i64).collect::<Vec<_>>()));
+        let mut columns = vec![batch_ids, row_ids];
+        columns.extend(rows.columns().iter().cloned());
+        let state = self.state.as_mut().expect("loaded");
+        let keyed = RecordBatch::try_new(Arc::clone(state.schema()), columns).map_err(|e| {
+            StateError::Compute {
+                operator: self.files.operator().to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        let compute = |e: datafusion::arrow::error::ArrowError| StateError::Compute {
+            operator: self.files.operator().to_string(),
+            reason: e.to_string(),
+        };
+        state.upsert(keyed.clone()).map_err(compute)?;
+        let expired: Vec<Key> = watermark_ns.map_or_else(Vec::new, |wm| state.expired(wm));
+        let expired_rows = state
+            .rows(expired.iter().map(|k| &k[..]))
+            .map_err(compute)?;
+        state.remove(&expired);
+        let kept_keys = state.keys(&keyed).map_err(compute)?;
+        let live = BooleanArray::from(
+            kept_keys
+                .iter()
+                .map(|k| state.contains(k))
+                .collect::<Vec<_>>(),
+        );
+        let upserted = filter_record_batch(&keyed, &live).map_err(compute)?;
+        let removed = state.key_batch(&expired_rows).map_err(compute)?;
+        self.pending = Some((batch, upserted, removed));
+        Ok(())
+    }
+}
+
+/// A scan of `rows`, named as the join's side was (`qualifier`), so that the join's
+/// expressions still resolve.
+fn scan(
+    rows: RecordBatch,
+    name: &str,
+    qualifier: &TableReference,
+) -> Result<LogicalPlan, DataFusionError> {
+    let table = MemTable::try_new(rows.schema(), vec![vec![rows]])?;
+    LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(table)), None)?
+        .alias(qualifier.clone())?
+        .build()
+}
+
+/// The one qualifier of every column of a join side.
+fn side_qualifier(plan: &LogicalPlan) -> Result<TableReference, String> {
+    let mut qualifiers = plan.schema().iter().map(|(q, _)| q.cloned());
+    let first = qualifiers.next().flatten();
+    match first {
+        Some(q) if qualifiers.all(|other| other.as_ref() == Some(&q)) => Ok(q),
+        _ => Err(
+            "each side of a join of two streams must be one table or an aliased subquery".into(),
+        ),
+    }
+}
+
+#[async_trait]
+impl Operator for JoinOperator {
+    async fn run(
+        &mut self,
+        batch: BatchId,
+        session: &SessionState,
+        logical: &LogicalPlan,
+        watermark_ns: Option<i64>,
+    ) -> Result<Arc<dyn ExecutionPlan>, StateError> {
+        let compute = |e: &dyn std::fmt::Display| StateError::Compute {
+            operator: "join".into(),
+            reason: e.to_string(),
+        };
+        let mut join = None;
+        logical
+            .apply(|node| {
+                if let LogicalPlan::Join(j) = node {
+                    join = Some(j.clone());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+            .map_err(|e| compute(&e))?;
+        let join = join.ok_or_else(|| compute(&"the query has no join"))?;
+        let sides = [Arc::clone(&join.left), Arc::clone(&join.right)];
+        let fresh = self.version != batch.prev();
+        let (mut new_rows, mut kept, mut qualifiers) = (Vec::new(), Vec::new(), Vec::new());
+        for (side, input) in self.sides.iter_mut().zip(&sides) {
+            qualifiers.push(side_qualifier(input).map_err(|e| compute(&e))?);
+            let plan = session
+                .create_physical_plan(input)
+                .await
+                .map_err(|e| compute(&e))?;
+            let schema = plan.schema();
+            side.ensure_loaded(batch, &schema, fresh).await?;
+            let out = collect_partitioned(plan, session.task_ctx())
+                .await
+                .map_err(|e| compute(&e))?;
+            new_rows.push(concat_batches(&schema, out.iter().flatten()).map_err(|e| compute(&e))?);
+            kept.push(side.kept()?);
+        }
+        // Every pair that matches is joined in the batch where the later of the two arrives:
+        // each side's kept and new rows, marked, joined where at least one is new.
+        let marked = |kept: &RecordBatch,
+                      new: &RecordBatch|
+         -> Result<RecordBatch, DataFusionError> {
+            let mut fields: Vec<_> = new.schema().fields().iter().cloned().collect();
+            fields.push(Arc::new(Field::new(NEW_COLUMN, DataType::Boolean, false)));
+            let schema = Arc::new(Schema::new(fields));
+            let mark = |rows: &RecordBatch, new: bool| {
+                let mut columns = rows.columns().to_vec();
+                columns.push(Arc::new(BooleanArray::from(vec![new; rows.num_rows()])) as ArrayRef);
+                RecordBatch::try_new(Arc::clone(&schema), columns)
+            };
+            Ok(concat_batches(
+                &schema,
+                &[mark(kept, false)?, mark(new, true)?],
+            )?)
+        };
+        let both = (|| -> Result<LogicalPlan, DataFusionError> {
+            let inputs = vec![
+                scan(
+                    marked(&kept[0], &new_rows[0])?,
+                    "__sluice_join_left",
+                    &qualifiers[0],
+                )?,
+                scan(
+                    marked(&kept[1], &new_rows[1])?,
+                    "__sluice_join_right",
+                    &qualifiers[1],
+                )?,
+            ];
+            let node = LogicalPlan::Join(join.clone());
+            let joined = node.with_new_exprs(node.expressions(), inputs)?;
+            let either_new = col(Column::new(Some(qualifiers[0].clone()), NEW_COLUMN))
+                .or(col(Column::new(Some(qualifiers[1].clone()), NEW_COLUMN)));
+            let columns: Vec<Expr> = join
+                .schema
+                .iter()
+                .map(|(q, f)| col(Column::new(q.cloned(), f.name())))
+                .collect();
+            LogicalPlanBuilder::from(joined)
+                .filter(either_new)?
+                .project(columns)?
+                .build()
+        })()
+        .map_err(|e| compute(&e))?;
+        let rewritten = logical
+            .clone()
+            .transform_down(|node| {
+                Ok(if matches!(node, LogicalPlan::Join(_)) {
+                    Transformed::new(both.clone(), true, TreeNodeRecursion::Jump)
+                } else {
+                    Transformed::no(node)
+                })
+            })
+            .and_then(|t| t.data.recompute_schema())
+            .map_err(|e| compute(&e))?;
+        let physical = session
+            .create_physical_plan(&rewritten)
+            .await
+            .map_err(|e| compute(&e))?;
+        for (side, rows) in self.sides.iter_mut().zip(&new_rows) {
+            side.keep(batch, rows, watermark_ns)?;
+        }
+        self.version = Some(batch);
+        Ok(physical)
+    }
+
+    async fn commit(&mut self, batch: BatchId) -> Result<Vec<OperatorMetrics>, StateError> {
+        let mut out = Vec::new();
+        for side in &mut self.sides {
+            let (pending_batch, upserted, removed) = side
+                .pending
+                .take()
+                .ok_or_else(|| side.compute(format!("batch {batch} has no state to write")))?;
+            if pending_batch != batch {
+                return Err(side.compute(format!("batch {batch} has no state to write")));
+            }
+            let state = side.state.as_ref().expect("ran");
+            let bytes = side
+                .files
+                .write_version(batch, state, &upserted, &removed, self.snapshot_every)
+                .await?;
+            out.push(OperatorMetrics {
+                operator: side.files.operator().to_string(),
+                metrics: StateMetrics {
+                    rows_total: state.len() as u64,
+                    rows_updated: upserted.num_rows() as u64,
+                    rows_removed: removed.num_rows() as u64,
+                    bytes_written: bytes,
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    async fn purge(&self, oldest_kept: BatchId) -> Result<(), StateError> {
+        for side in &self.sides {
+            side.files.purge(oldest_kept).await?;
+        }
+        Ok(())
+    }
+}
