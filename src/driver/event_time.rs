@@ -2,19 +2,23 @@
 //! later than the watermark allows.
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray};
+use datafusion::arrow::compute::kernels::boolean::not;
 use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampNanosecondType};
 use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::source::BatchInput;
 
 /// What a batch's rows say about event time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventTimeSeen {
     /// The latest event time among the rows, in milliseconds.
     pub max_ms: Option<i64>,
     /// Rows dropped because their event time is below the watermark.
     pub late: u64,
+    /// Those rows.
+    pub late_rows: Vec<RecordBatch>,
 }
 
 /// Drops the rows of `input` whose `column` is below `watermark_ms` (rows without an event
@@ -57,6 +61,8 @@ pub fn drop_late(
         let dropped = keep.false_count();
         if dropped > 0 {
             seen.late += dropped as u64;
+            seen.late_rows
+                .push(filter_record_batch(batch, &not(&keep)?)?);
             *batch = filter_record_batch(batch, &keep)?;
         }
     }

@@ -90,6 +90,8 @@ struct Driver<'a> {
     sources: Vec<Box<dyn Source>>,
     static_tables: BTreeMap<String, Arc<MemTable>>,
     sink: Box<dyn Sink>,
+    /// Where each watermarked source's late rows go, when the pipeline names a `late_rows` sink.
+    late_sinks: BTreeMap<String, Box<dyn Sink>>,
     /// Sessions by pinned settings.
     sessions: Vec<(PinnedSettings, SessionContext)>,
     query_stored: bool,
@@ -141,30 +143,18 @@ impl<'a> Driver<'a> {
         for (name, config) in &pipeline.tables {
             static_tables.insert(name.clone(), load_table(name, config, hook).await?);
         }
-        let sink: Box<dyn Sink> = match pipeline.sink.kind {
-            SinkKind::Console => Box::new(ConsoleSink::new(pipeline.sink.max_rows)),
-            SinkKind::Files => {
-                let path = pipeline
-                    .sink
-                    .path
-                    .as_deref()
-                    .expect("validated: files sink has a path");
-                let format = pipeline
-                    .sink
-                    .format
-                    .expect("validated: files sink has a format");
-                let sink = FilesSink::new(
-                    Location::open(path, true, sync, hook)?,
-                    format,
-                    checkpoint.metadata().id,
-                );
-                Box::new(if pipeline.output_mode == OutputMode::Complete {
-                    sink.replacing()
-                } else {
-                    sink
-                })
+        let id = checkpoint.metadata().id;
+        let replace = pipeline.output_mode == OutputMode::Complete;
+        let sink = open_sink(&pipeline.sink, None, replace, id, sync, hook)?;
+        let mut late_sinks = BTreeMap::new();
+        if let Some(late) = &pipeline.late_rows {
+            for (name, config) in &pipeline.sources {
+                if config.watermark.is_some() {
+                    let sink = open_sink(late, Some(name), false, id, sync, hook)?;
+                    late_sinks.insert(name.clone(), sink);
+                }
             }
-        };
+        }
         let mut sources: Vec<Box<dyn Source>> = Vec::new();
         for (name, config) in &pipeline.sources {
             sources.push(Box::new(
@@ -179,6 +169,7 @@ impl<'a> Driver<'a> {
             sources,
             static_tables,
             sink,
+            late_sinks,
             sessions: Vec::new(),
             query_stored: false,
             watermarks: pipeline
@@ -438,6 +429,10 @@ impl<'a> Driver<'a> {
             };
             let optimized = session.optimize(&logical).map_err(plan::PlanError::Sql)?;
             let mut columns = plan::stream_columns(&optimized, &self.stream_names());
+            // Late rows are kept whole.
+            if operator.is_some() {
+                columns.retain(|stream, _| !self.late_sinks.contains_key(stream));
+            }
             if operator.is_some() {
                 // The watermark is read from the source, whether the query reads it or not.
                 for (stream, (column, _)) in &self.watermarks {
@@ -593,6 +588,12 @@ impl<'a> Driver<'a> {
                 let seen = event_time::drop_late(&mut input, column, watermark_ms)
                     .map_err(|e| exec_err(e.into()))?;
                 late += seen.late;
+                if let Some(sink) = self.late_sinks.get(source.name())
+                    && !seen.late_rows.is_empty()
+                {
+                    sink.commit(batch, self.checkpoint.epoch(), vec![seen.late_rows])
+                        .await?;
+                }
                 let previous = start.event_time_max_ms.get(source.name()).copied();
                 if let Some(max) = seen.max_ms.max(previous) {
                     event_time_max_ms.insert(source.name().to_string(), max);
@@ -736,6 +737,34 @@ fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
+}
+
+/// Opens a sink; `folder` names a subfolder of a files sink's path (one per source, for late
+/// rows); `replace` makes each batch's files replace the earlier ones (complete mode).
+fn open_sink(
+    config: &crate::pipeline::SinkConfig,
+    folder: Option<&str>,
+    replace: bool,
+    pipeline: uuid::Uuid,
+    sync: bool,
+    hook: Option<&StoreHook>,
+) -> Result<Box<dyn Sink>, Error> {
+    Ok(match config.kind {
+        SinkKind::Console => Box::new(ConsoleSink::new(config.max_rows)),
+        SinkKind::Files => {
+            let path = config
+                .path
+                .as_deref()
+                .expect("validated: files sink has a path");
+            let path = match folder {
+                Some(folder) => format!("{}/{folder}", path.trim_end_matches('/')),
+                None => path.to_string(),
+            };
+            let format = config.format.expect("validated: files sink has a format");
+            let sink = FilesSink::new(Location::open(&path, true, sync, hook)?, format, pipeline);
+            Box::new(if replace { sink.replacing() } else { sink })
+        }
+    })
 }
 
 /// Registers (or replaces) a table in the session.

@@ -65,6 +65,10 @@ pub struct Pipeline {
     pub trigger: Trigger,
     /// Where results go.
     pub sink: SinkConfig,
+    /// Where rows older than the watermark go (one folder per source under a files sink's
+    /// path), instead of being dropped; only for stateful queries over watermarked sources.
+    #[serde(default)]
+    pub late_rows: Option<SinkConfig>,
     /// How many batches of logs to keep in the checkpoint (at least 2).
     #[serde(default = "default_retention")]
     pub retain_batches: u64,
@@ -157,6 +161,31 @@ pub struct SinkConfig {
     /// How many rows the console sink prints per batch.
     #[serde(default)]
     pub max_rows: Option<usize>,
+}
+
+impl SinkConfig {
+    fn validate(&self, key: &str) -> Result<(), String> {
+        match self.kind {
+            SinkKind::Files => {
+                if self.path.is_none() {
+                    return Err(format!("`{key}.path` is required for a files sink"));
+                }
+                if self.format.is_none() {
+                    return Err(format!(
+                        "`{key}.format` is required for a files sink (parquet, csv or json)"
+                    ));
+                }
+            }
+            SinkKind::Console => {
+                if self.path.is_some() {
+                    return Err(format!(
+                        "`{key}.path` is not used by a console sink; remove it"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 macro_rules! keyword_enum {
@@ -460,21 +489,16 @@ impl Pipeline {
                 return Err(format!("`{name}.max_files_per_batch` must be at least 1"));
             }
         }
-        match self.sink.kind {
-            SinkKind::Files => {
-                if self.sink.path.is_none() {
-                    return Err("`sink.path` is required for a files sink".into());
-                }
-                if self.sink.format.is_none() {
-                    return Err(
-                        "`sink.format` is required for a files sink (parquet, csv or json)".into(),
-                    );
-                }
+        self.sink.validate("sink")?;
+        if let Some(late) = &self.late_rows {
+            late.validate("late_rows")?;
+            if self.sources.values().all(|s| s.watermark.is_none()) {
+                return Err(
+                    "`late_rows` needs a source with a `watermark`; no source declares one".into(),
+                );
             }
-            SinkKind::Console => {
-                if self.sink.path.is_some() {
-                    return Err("`sink.path` is not used by a console sink; remove it".into());
-                }
+            if late.path.is_some() && late.path == self.sink.path {
+                return Err("`late_rows.path` must differ from `sink.path`".into());
             }
         }
         Ok(())
