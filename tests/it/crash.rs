@@ -74,6 +74,24 @@ async fn enumerate_crash_points(scenario: Scenario<'_>) {
         pipeline_yaml(ws, format, scenario.query, per_batch, scenario.source_extra)
             .replace("trigger:", &format!("{}trigger:", scenario.pipeline_extra))
     };
+    let label = format!(
+        "{format}, {files} files, {per_batch} per batch, query `{}`",
+        scenario.query
+    );
+    enumerate(&label, setup, async |clean: &Workspace| {
+        oracle(&clean.path("in"), format, &scenario.expected_sql).await
+    })
+    .await;
+}
+
+/// Runs the pipeline `setup` writes once to count its writes and take the expected rows from
+/// `expected_of`, then for every write crashes before it and after it, restarts, and
+/// compares the sink with the expected rows.
+async fn enumerate(
+    label: &str,
+    setup: impl Fn(&Workspace) -> String,
+    expected_of: impl AsyncFn(&Workspace) -> Vec<String>,
+) {
     let clean = Workspace::new();
     let yaml = setup(&clean);
     let counter = Faults::new(CrashAt::Never);
@@ -87,7 +105,7 @@ async fn enumerate_crash_points(scenario: Scenario<'_>) {
     .await
     .expect("clean run");
     let writes = counter.writes();
-    let expected = oracle(&clean.path("in"), format, &scenario.expected_sql).await;
+    let expected = expected_of(&clean).await;
     assert!(!expected.is_empty());
     assert_eq!(sink_rows(&clean.path("out")).await, expected);
     assert!(
@@ -111,9 +129,8 @@ async fn enumerate_crash_points(scenario: Scenario<'_>) {
         }
     }
     println!(
-        "crash points ({format}, {files} files, {per_batch} per batch, query `{}`): {writes} writes, \
-         {points} crash points tried, {restarts} restarts, {compared} rows compared, {dupes} duplicates, {losses} losses",
-        scenario.query
+        "crash points ({label}): {writes} writes, {points} crash points tried, {restarts} restarts, \
+         {compared} rows compared, {dupes} duplicates, {losses} losses"
     );
     assert_eq!(points as u64, 2 * writes);
 }
@@ -149,6 +166,63 @@ async fn every_crash_point_of_a_windowed_aggregation_recovers_exactly_once() {
         source_extra: "    watermark: { column: ts, delay: 10s }\n",
         pipeline_extra: "retain_batches: 3\nsnapshot_every: 2\noutput_mode: append\n".into(),
         expected_sql: closed,
+    })
+    .await;
+}
+
+/// A join of two streams: crashes while each side's kept rows are written and purged.
+#[tokio::test]
+async fn every_crash_point_of_a_stream_stream_join_recovers_exactly_once() {
+    const JOIN: &str = "SELECT v.id AS view, b.id AS buy, v.user_id FROM views v JOIN buys b \
+                        ON v.user_id = b.user_id AND b.ts BETWEEN v.ts AND v.ts + INTERVAL '20 seconds'";
+    let setup = |ws: &Workspace| {
+        // Views one second apart, buys 1.5 s apart, in 3 files each.
+        for (name, step, count) in [("views", 2, 0), ("buys", 3, 1)] {
+            std::fs::create_dir_all(ws.path(name)).expect("folder");
+            for f in 0..3 {
+                let mut batch = clicks(f * 40, 40);
+                let ts: Vec<i64> = (f * 40..f * 40 + 40)
+                    .map(|i| 1_762_000_000_000_000_000 + i * step * 500_000_000 + count)
+                    .collect();
+                let mut columns = batch.columns().to_vec();
+                columns[4] = std::sync::Arc::new(
+                    datafusion::arrow::array::TimestampNanosecondArray::from(ts),
+                );
+                batch =
+                    datafusion::arrow::record_batch::RecordBatch::try_new(batch.schema(), columns)
+                        .expect("batch");
+                write_batch(&ws.path(&format!("{name}/{f}.json")), "json", &batch);
+            }
+        }
+        let source = |name: &str| {
+            format!(
+                "  {name}:\n    kind: files\n    path: {}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    max_files_per_batch: 1\n    watermark: {{ column: ts, delay: 5s }}\n",
+                ws.p(name)
+            )
+        };
+        format!(
+            "name: join\ncheckpoint: {}\nsources:\n{}{}query: |\n  {JOIN}\noutput_mode: append\nsnapshot_every: 2\nretain_batches: 2\ntrigger: available-now\nsink: {{ kind: files, path: {}, format: parquet }}\n",
+            ws.p("ckpt"),
+            source("views"),
+            source("buys"),
+            ws.p("out"),
+        )
+    };
+    enumerate("a join of two streams", setup, async |clean: &Workspace| {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let schema = click_schema();
+        for name in ["views", "buys"] {
+            ctx.register_json(
+                name,
+                &clean.p(name),
+                datafusion::prelude::JsonReadOptions::default()
+                    .schema(&schema)
+                    .file_extension(".json"),
+            )
+            .await
+            .expect("register");
+        }
+        sql_rows(&ctx, JOIN).await
     })
     .await;
 }
