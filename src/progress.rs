@@ -107,10 +107,10 @@ impl BatchProgress {
         match format {
             ProgressFormat::None => {}
             ProgressFormat::Json => {
-                println!(
-                    "{}",
-                    serde_json::to_string(self).expect("progress serializes")
-                );
+                use std::io::Write;
+                let line = serde_json::to_string(self).expect("progress serializes");
+                // A reader that went away must not stop the pipeline.
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
             }
             ProgressFormat::Text => {
                 let d = &self.duration_ms;

@@ -23,7 +23,7 @@ pub(super) async fn run(path: &Path) -> Result<(), Error> {
         Error::Plan(plan) => Error::Usage(format!("{}: `query`: {plan}", path.display())),
         other => other,
     })?;
-    print!("{text}");
+    super::emit(&text);
     Ok(())
 }
 

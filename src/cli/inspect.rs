@@ -1,11 +1,14 @@
 //! `sluice inspect`: what a checkpoint holds, for people (text) and tools (`--json`).
 
+use std::fmt::Write;
+
 use serde::Serialize;
 
 use crate::Error;
 use crate::checkpoint::{
     self, BatchId, Checkpoint, CommitEntry, LogListing, Metadata, OffsetsEntry,
 };
+use crate::state::{StateFileKind, StateFiles};
 use crate::storage::Location;
 
 /// One batch as inspect shows it.
@@ -27,7 +30,25 @@ struct CheckpointView {
     batches_committed: usize,
     last_committed: Option<BatchId>,
     pending: Option<BatchId>,
+    /// The watermark the next batch starts with (from the last commit).
+    next_watermark_ms: Option<i64>,
+    /// Each stateful operator's store.
+    state: Vec<StateStoreView>,
     batches: Vec<BatchView>,
+}
+
+/// One state store as inspect shows it.
+#[derive(Debug, Serialize)]
+struct StateStoreView {
+    operator: String,
+    /// Rows after the last committed batch, as its commit recorded.
+    rows: Option<u64>,
+    files: usize,
+    bytes: u64,
+    /// The oldest and newest versions with files.
+    versions: Option<(BatchId, BatchId)>,
+    /// The newest snapshot version.
+    latest_snapshot: Option<BatchId>,
 }
 
 pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(), Error> {
@@ -58,21 +79,51 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             describe_range(&logs.offsets)
         )));
     }
+    let last_commit = match logs.commits.last() {
+        Some(last) => checkpoint::read_commit(&location, *last).await?,
+        None => None,
+    };
+    let mut state = Vec::new();
+    for operator in StateFiles::operators(&location).await? {
+        let files = StateFiles::new(location.clone(), &operator).list().await?;
+        state.push(StateStoreView {
+            rows: last_commit.as_ref().and_then(|c| {
+                c.state
+                    .iter()
+                    .find(|s| s.operator == operator)
+                    .map(|s| s.rows_total)
+            }),
+            files: files.len(),
+            bytes: files.iter().map(|f| f.size).sum(),
+            versions: files
+                .first()
+                .zip(files.last())
+                .map(|(a, b)| (a.version, b.version)),
+            latest_snapshot: files
+                .iter()
+                .filter(|f| f.kind == StateFileKind::Snapshot)
+                .map(|f| f.version)
+                .max(),
+            operator,
+        });
+    }
     let view = CheckpointView {
         location: spec.to_string(),
         metadata,
         batches_committed: logs.commits.len(),
         last_committed: logs.commits.last().copied(),
         pending,
+        next_watermark_ms: last_commit.and_then(|c| c.next_watermark_ms),
+        state,
         batches,
     };
     if json {
-        println!(
-            "{}",
+        super::emit(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&view).expect("view serializes")
-        );
+        ));
     } else {
-        print_text(&view);
+        super::emit(&render_text(&view));
     }
     Ok(())
 }
@@ -141,24 +192,47 @@ fn describe_range(batches: &[BatchId]) -> String {
     }
 }
 
-fn print_text(view: &CheckpointView) {
-    println!("checkpoint  {}", view.location);
-    println!(
+fn render_text(view: &CheckpointView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "checkpoint  {}", view.location);
+    let _ = writeln!(
+        out,
         "pipeline    {} (id {})",
         view.metadata.name, view.metadata.id
     );
-    println!("created     {}", view.metadata.created);
-    println!(
+    let _ = writeln!(out, "created     {}", view.metadata.created);
+    let _ = writeln!(
+        out,
         "committed   {} batches retained, last {}",
         view.batches_committed,
         view.last_committed.map_or("none".into(), |b| b.to_string())
     );
-    println!(
+    let _ = writeln!(
+        out,
         "pending     {}",
         view.pending.map_or("none".into(), |b| format!(
             "batch {b} (runs again on the next start)"
         ))
     );
+    if let Some(w) = view
+        .next_watermark_ms
+        .and_then(chrono::DateTime::from_timestamp_millis)
+    {
+        let _ = writeln!(out, "watermark   {} (the next batch's)", w.to_rfc3339());
+    }
+    for s in &view.state {
+        let _ = writeln!(
+            out,
+            "state       {}: {} rows, {} files ({} bytes), versions {}, latest snapshot {}",
+            s.operator,
+            s.rows.map_or("?".into(), |r| r.to_string()),
+            s.files,
+            s.bytes,
+            s.versions
+                .map_or("none".into(), |(a, b)| format!("{a}..={b}")),
+            s.latest_snapshot.map_or("none".into(), |b| b.to_string())
+        );
+    }
     for b in &view.batches {
         let when = b
             .offsets
@@ -168,9 +242,10 @@ fn print_text(view: &CheckpointView) {
             .and_then(chrono::DateTime::from_timestamp_millis)
             .map(|t| t.to_rfc3339())
             .unwrap_or_default();
-        print!("batch {:>6}  {:<9}  {when}", b.batch.0, b.status);
+        let _ = write!(out, "batch {:>6}  {:<9}  {when}", b.batch.0, b.status);
         if let Some(c) = &b.commit {
-            print!(
+            let _ = write!(
+                out,
                 "  {} files, {} rows in, {} rows out, {:.1} ms (plan {:.1}, offsets {:.1}, execute {:.1}, commit {:.1})",
                 c.files_in,
                 c.rows_in,
@@ -185,12 +260,13 @@ fn print_text(view: &CheckpointView) {
                 c.durations.commit_ms
             );
         }
-        println!();
+        out.push('\n');
         if let Some(sources) = b.offsets.as_ref().and_then(|o| o.get("sources")) {
-            println!("              offsets {sources}");
+            let _ = writeln!(out, "              offsets {sources}");
         }
         for (source, files) in &b.files {
-            println!("              {source}: {}", files.join(", "));
+            let _ = writeln!(out, "              {source}: {}", files.join(", "));
         }
     }
+    out
 }

@@ -170,6 +170,12 @@ async fn execute(cli: Cli) -> Result<(), Error> {
     }
 }
 
+/// Writes `text` to standard output; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 /// Opens a checkpoint given on the command line; a path that is not there is a bad argument.
 fn open_checkpoint(spec: &str) -> Result<crate::storage::Location, Error> {
     crate::storage::Location::open(spec, false, false, None).map_err(|e| {

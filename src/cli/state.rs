@@ -91,6 +91,6 @@ pub(super) async fn run(
         .map_err(|e| Error::Usage(format!("--sql: {e}")))?;
     let shown = pretty_format_batches(&batches)
         .map_err(|e| Error::Usage(format!("cannot show the result: {e}")))?;
-    println!("{shown}");
+    super::emit(&format!("{shown}\n"));
     Ok(())
 }
