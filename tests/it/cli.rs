@@ -379,6 +379,84 @@ fn sigkill_loop_loses_and_doubles_nothing() {
     assert_eq!((d, l), (0, 0));
 }
 
+/// The soak of the reliability issue: a windowed aggregation (state, windows closed by the
+/// watermark, append) killed with SIGKILL at random moments at least `SLUICE_SOAK_KILLS` times
+/// (200 by default) while input keeps arriving, then run to the end: the sink holds exactly the
+/// batch SQL's closed windows. Run it with
+/// `cargo nextest run --run-ignored only sigkill_soak` (a few minutes).
+#[test]
+#[ignore = "a soak of a few minutes; run it on purpose"]
+fn sigkill_soak() {
+    use rand::{Rng, SeedableRng};
+    let target: u64 = std::env::var("SLUICE_SOAK_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(200);
+    let ws = Workspace::new();
+    let query = "SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, page, count(*) AS n, \
+                 max(amount) AS top, count(DISTINCT user_id) AS users FROM clicks GROUP BY 1, 2";
+    let yaml = pipeline_yaml(
+        &ws,
+        "json",
+        query,
+        1,
+        "    watermark: { column: ts, delay: 10s }\n",
+    )
+    .replace(
+        "trigger:",
+        "output_mode: append\nsnapshot_every: 3\nretain_batches: 5\ntrigger:",
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (mut kills, mut runs, mut files) = (0u64, 0u64, 0usize);
+    while kills < target {
+        // Input keeps arriving: 4 more files (40 events each, one second apart) per 4 kills.
+        if kills.is_multiple_of(4) && files < 4 * (kills as usize / 4 + 1) {
+            write_clicks(&ws.path("in"), "json", 4, 40, files);
+            files += 4;
+        }
+        let mut child = sluice_bin()
+            .args([
+                "run",
+                pipeline.to_str().expect("utf-8"),
+                "--progress",
+                "none",
+            ])
+            .current_dir(ws.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        runs += 1;
+        let delay = Duration::from_millis(rng.random_range(2..60));
+        if let Some(status) = wait_timeout(&mut child, delay) {
+            let out = child.wait_with_output().expect("output");
+            assert!(status.success(), "{}", stderr(&out));
+            continue;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        kills += 1;
+    }
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let last_ns = 1_762_000_000_000_000_000i64 + (files as i64 * 40 - 1) * 1_000_000_000;
+    let closed = format!(
+        "SELECT * FROM ({query}) WHERE window_start + INTERVAL '1 minute' <= \
+         arrow_cast({}, 'Timestamp(Nanosecond, None)')",
+        last_ns - 10_000_000_000
+    );
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", &closed));
+    let got = rt.block_on(sink_rows(&ws.path("out")));
+    let (n, d, l) = compare(&expected, &got);
+    println!(
+        "sigkill soak: {kills} kills in {runs} runs over {files} files, {n} rows compared, {d} duplicates, {l} losses"
+    );
+    assert!(n > 0);
+    assert_eq!((d, l), (0, 0));
+}
+
 /// A windowed aggregation as a user runs it: progress shows the watermark, the state and late
 /// rows; `sluice state` reads the state; `sluice explain` splits the plan.
 #[test]

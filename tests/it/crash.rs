@@ -170,6 +170,44 @@ async fn every_crash_point_of_a_windowed_aggregation_recovers_exactly_once() {
     .await;
 }
 
+/// A grouped aggregation in complete mode: crashes while each batch's files replace the
+/// earlier batches' files, and while the state snapshots and deltas are written.
+#[tokio::test]
+async fn every_crash_point_of_a_complete_mode_aggregation_recovers_exactly_once() {
+    const GROUPED: &str = "SELECT page, count(*) AS n, max(amount) AS top, count(DISTINCT user_id) AS users FROM clicks GROUP BY page";
+    enumerate_crash_points(Scenario {
+        format: "json",
+        files: 4,
+        per_batch: 1,
+        query: GROUPED,
+        source_extra: "",
+        pipeline_extra: "retain_batches: 2\nsnapshot_every: 2\noutput_mode: complete\n".into(),
+        expected_sql: GROUPED.to_string(),
+    })
+    .await;
+}
+
+/// An aggregation in update mode: the sink is a changelog, which after any crash must be
+/// exactly the changelog of a run without one.
+#[tokio::test]
+async fn every_crash_point_of_an_update_mode_aggregation_recovers_exactly_once() {
+    const PER_USER: &str =
+        "SELECT user_id, count(*) AS n, max(amount) AS top FROM clicks GROUP BY user_id";
+    let setup = |ws: &Workspace| {
+        write_clicks(&ws.path("in"), "json", 4, 40, 0);
+        pipeline_yaml(ws, "json", PER_USER, 1, "").replace(
+            "trigger:",
+            "output_mode: update\nsnapshot_every: 3\nretain_batches: 2\ntrigger:",
+        )
+    };
+    enumerate(
+        "update mode, against the changelog of a run without crashes",
+        setup,
+        async |clean: &Workspace| sink_rows(&clean.path("out")).await,
+    )
+    .await;
+}
+
 /// A join of two streams: crashes while each side's kept rows are written and purged.
 #[tokio::test]
 async fn every_crash_point_of_a_stream_stream_join_recovers_exactly_once() {
