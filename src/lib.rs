@@ -64,6 +64,7 @@ impl Error {
             Self::Pipeline(_) | Self::Plan(_) | Self::Usage(_) => 2,
             Self::Source(source::SourceError::Config { .. }) => 2,
             Self::State(state::StateError::Incompatible { .. }) => 2,
+            Self::Storage(storage::StorageError::NoCreateOnly { .. }) => 2,
             _ => 1,
         }
     }

@@ -42,6 +42,18 @@ pub enum StorageError {
         /// The store's error.
         source: object_store::Error,
     },
+    /// The store writes over an object that a create-only put should have left alone.
+    #[error(
+        "`{location}` does not refuse a second create-only write of the same object (a \
+         conditional put, If-None-Match), so two runs could both write one log entry and each \
+         take it for its own. Use a store that refuses it (S3, GCS, Azure, local disk, \
+         moto), or set `fencing: external-lock` in the pipeline if something outside Sluice \
+         runs one driver at a time"
+    )]
+    NoCreateOnly {
+        /// The location as written.
+        location: String,
+    },
     /// Syncing a local file to disk failed.
     #[error("syncing `{path}` to disk failed: {source}")]
     Sync {
@@ -190,6 +202,46 @@ impl Location {
             }
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(source) => Err(io_err("writing", path, source)),
+        }
+    }
+
+    /// Checks that the store refuses a second create-only write of the same object, with a
+    /// probe object under `_sluice_probe/` that it deletes afterwards.
+    pub async fn check_create_only(&self) -> Result<(), StorageError> {
+        let path = self.path(&format!("_sluice_probe/{}", uuid::Uuid::new_v4()));
+        let create = || PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let refused = |e: object_store::Error| match e {
+            object_store::Error::NotImplemented { .. }
+            | object_store::Error::NotSupported { .. } => Ok(false),
+            other => Err(io_err("probing", &path, other)),
+        };
+        let honoured = match self
+            .store
+            .put_opts(&path, PutPayload::from_static(b"probe"), create())
+            .await
+        {
+            Ok(_) => match self
+                .store
+                .put_opts(&path, PutPayload::from_static(b"probe"), create())
+                .await
+            {
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(true),
+                Ok(_) => Ok(false),
+                Err(e) => refused(e),
+            },
+            Err(e) => refused(e),
+        };
+        self.delete(&path).await?;
+        self.remove_empty_folder("_sluice_probe");
+        if honoured? {
+            Ok(())
+        } else {
+            Err(StorageError::NoCreateOnly {
+                location: self.display.clone(),
+            })
         }
     }
 

@@ -30,7 +30,7 @@ use crate::checkpoint::{
     BatchId, BatchInfo, Checkpoint, CheckpointError, CommitEntry, OffsetsEntry, PhaseDurations,
     PinnedSettings, SourceOffset, StateCommit,
 };
-use crate::pipeline::{OutputMode, Pipeline, SinkKind, Trigger};
+use crate::pipeline::{Fencing, OutputMode, Pipeline, SinkKind, Trigger};
 use crate::plan::{self, Shape};
 use crate::progress::{BatchProgress, ProgressFormat, StateOperatorProgress};
 use crate::sink::{ConsoleSink, FilesSink, Sink};
@@ -137,6 +137,10 @@ impl<'a> Driver<'a> {
             .clone()
             .unwrap_or_else(|| pipeline.checkpoint_location());
         let location = Location::open(&checkpoint_spec, true, sync, hook)?;
+        let create_only = pipeline.fencing == Fencing::CreateOnly;
+        if create_only {
+            location.check_create_only().await?;
+        }
         let checkpoint = Checkpoint::open(location, &pipeline.name).await?;
         // Static tables load after the lock, so a second run stops at once.
         let mut static_tables = BTreeMap::new();
@@ -146,6 +150,14 @@ impl<'a> Driver<'a> {
         let id = checkpoint.metadata().id;
         let replace = pipeline.output_mode == OutputMode::Complete;
         let sink = open_sink(&pipeline.sink, None, replace, id, sync, hook)?;
+        if create_only
+            && pipeline.sink.kind == SinkKind::Files
+            && let Some(path) = &pipeline.sink.path
+        {
+            Location::open(path, true, sync, hook)?
+                .check_create_only()
+                .await?;
+        }
         let mut late_sinks = BTreeMap::new();
         if let Some(late) = &pipeline.late_rows {
             for (name, config) in &pipeline.sources {

@@ -76,6 +76,9 @@ pub struct Pipeline {
     /// the changed rows in between.
     #[serde(default = "default_snapshot_every")]
     pub snapshot_every: u64,
+    /// How runs are kept from writing over each other (`create-only` or `external-lock`).
+    #[serde(default)]
+    pub fencing: Fencing,
     /// Whether checkpoint and sink writes on local disk are synced before they count as written.
     #[serde(default = "default_true")]
     pub sync: bool,
@@ -271,6 +274,25 @@ keyword_enum!(
         Complete => "complete",
     }
 );
+
+keyword_enum!(
+    /// How runs of the same pipeline are kept from writing over each other.
+    Fencing {
+        /// Every log entry and manifest is created only if absent; Sluice checks at start that
+        /// the checkpoint's and the sink's stores refuse a second create.
+        CreateOnly => "create-only",
+        /// Something outside Sluice (a scheduler's lock, a single cron host) runs one driver at
+        /// a time; stores that cannot refuse a second create are accepted.
+        ExternalLock => "external-lock",
+    }
+);
+
+#[allow(clippy::derivable_impls)]
+impl Default for Fencing {
+    fn default() -> Self {
+        Self::CreateOnly
+    }
+}
 
 // The keyword enums come from one macro, most of them without a default; these two are
 // written out rather than derived for that reason.

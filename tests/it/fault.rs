@@ -36,6 +36,8 @@ pub struct Faults {
     crash: CrashAt,
     writes: AtomicU64,
     dead: AtomicBool,
+    /// Turns create-only puts into plain overwrites, as a store without conditional puts does.
+    ignore_create: bool,
 }
 
 impl Faults {
@@ -44,6 +46,17 @@ impl Faults {
             crash,
             writes: AtomicU64::new(0),
             dead: AtomicBool::new(false),
+            ignore_create: false,
+        })
+    }
+
+    /// A store that writes over an object a create-only put should leave alone.
+    pub fn ignoring_create_only() -> Arc<Self> {
+        Arc::new(Self {
+            crash: CrashAt::Never,
+            writes: AtomicU64::new(0),
+            dead: AtomicBool::new(false),
+            ignore_create: true,
         })
     }
 
@@ -123,6 +136,14 @@ impl ObjectStore for FaultStore {
         opts: PutOptions,
     ) -> Result<PutResult> {
         let n = self.faults.before_write("put")?;
+        let opts = if self.faults.ignore_create {
+            PutOptions {
+                mode: object_store::PutMode::Overwrite,
+                ..opts
+            }
+        } else {
+            opts
+        };
         let result = self.inner.put_opts(location, payload, opts).await;
         self.faults.after_write(n, "put", result)
     }

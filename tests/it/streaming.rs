@@ -245,3 +245,50 @@ async fn a_new_checkpoint_over_an_old_output_folder_is_refused() {
         "the old output is untouched"
     );
 }
+
+/// A store that does not refuse a second create-only write cannot fence a second run: the run
+/// refuses it before writing anything, unless the pipeline says one run at a time is assured
+/// from outside.
+#[tokio::test]
+async fn a_store_without_create_only_writes_is_refused_unless_fencing_is_external() {
+    use crate::fault::Faults;
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 50, 0);
+    let yaml = pipeline_yaml(&ws, "json", QUERY, 1, "");
+    let faults = Faults::ignoring_create_only();
+    let err = run(
+        &yaml,
+        RunOptions {
+            store_hook: Some(faults.hook()),
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("does not refuse a second create-only write")
+            && err.to_string().contains("fencing: external-lock"),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 2);
+    assert!(!ws.path("ckpt/metadata").exists(), "nothing is written");
+    assert!(
+        !ws.path("ckpt/_sluice_probe").exists(),
+        "the probe is cleaned up"
+    );
+
+    let trusting = yaml.replace("trigger:", "fencing: external-lock\ntrigger:");
+    let summary = run(
+        &trusting,
+        RunOptions {
+            store_hook: Some(faults.hook()),
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .expect("runs when one run at a time is assured");
+    assert_eq!(summary.batches, 2);
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(sink_rows(&ws.path("out")).await, expected);
+}
