@@ -11,6 +11,7 @@
 
 mod entries;
 pub mod paths;
+pub mod repair;
 
 pub use entries::{
     BatchInfo, CommitEntry, EpochEntry, Metadata, OffsetsEntry, PhaseDurations, PinnedSettings,
@@ -54,7 +55,8 @@ pub enum CheckpointError {
     /// An entry does not parse.
     #[error(
         "checkpoint file {file} line {line} is corrupt: {reason}; it was truncated or edited by hand. \
-         If it is the newest offsets entry and has no commit yet, move it away and run again to re-plan that batch"
+         Run `sluice repair` on the checkpoint: where the damage is to the newest batch, it moves the \
+         entry aside so that batch runs again (`--dry-run` shows what it would do)"
     )]
     Corrupt {
         /// The entry, relative to the checkpoint.
@@ -98,8 +100,18 @@ pub enum CheckpointError {
         /// The pipeline recorded in the checkpoint.
         found: String,
     },
+    /// `sluice repair` found damage it cannot fix without losing or doubling output.
+    #[error("checkpoint {location} needs more than `sluice repair` can do: {problems}")]
+    Unrepairable {
+        /// The checkpoint.
+        location: String,
+        /// What is wrong, and what to restore.
+        problems: String,
+    },
     /// The logs do not describe a state recovery can continue from.
-    #[error("checkpoint {location} is inconsistent: {reason}")]
+    #[error(
+        "checkpoint {location} is inconsistent: {reason} (`sluice repair {location}` says whether it can be repaired)"
+    )]
     Inconsistent {
         /// The checkpoint.
         location: String,

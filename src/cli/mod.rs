@@ -62,6 +62,14 @@ enum Command {
         #[arg(long)]
         sql: Option<String>,
     },
+    /// Fix a damaged checkpoint where that loses and doubles nothing, and say what it did.
+    Repair {
+        /// The checkpoint (path or object-store URL).
+        checkpoint: String,
+        /// Say what would be done without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Show the plan each batch runs, split into its stateless and stateful parts.
     Explain {
         /// The pipeline file.
@@ -167,7 +175,41 @@ async fn execute(cli: Cli) -> Result<(), Error> {
             sql,
         } => state::run(&checkpoint, operator, batch, sql).await,
         Command::Explain { pipeline } => explain::run(&pipeline).await,
+        Command::Repair {
+            checkpoint,
+            dry_run,
+        } => repair(&checkpoint, dry_run).await,
     }
+}
+
+async fn repair(spec: &str, dry_run: bool) -> Result<(), Error> {
+    let location = open_checkpoint(spec)?;
+    if crate::checkpoint::Checkpoint::read_metadata(&location)
+        .await?
+        .is_none()
+    {
+        return Err(Error::Usage(format!(
+            "{spec} is not a Sluice checkpoint (it has no metadata)"
+        )));
+    }
+    let report = crate::checkpoint::repair::repair(&location, dry_run).await?;
+    let prefix = if dry_run { "(dry run) " } else { "" };
+    for fixed in &report.fixed {
+        emit(&format!("{prefix}{fixed}\n"));
+    }
+    if !report.unfixable.is_empty() {
+        return Err(crate::checkpoint::CheckpointError::Unrepairable {
+            location: spec.to_string(),
+            problems: report.unfixable.join("; "),
+        }
+        .into());
+    }
+    emit(&match (report.fixed.is_empty(), dry_run) {
+        (true, _) => format!("{spec}: nothing to repair\n"),
+        (false, true) => format!("{spec}: run without --dry-run to make these changes\n"),
+        (false, false) => format!("{spec}: repaired; the next run carries on\n"),
+    });
+    Ok(())
 }
 
 /// Writes `text` to standard output; a reader that went away (`| head`) is not an error.

@@ -223,9 +223,79 @@ fn a_damaged_checkpoint_file_is_named() {
         "{}",
         stderr(&out)
     );
+    assert!(stderr(&out).contains("sluice repair"), "{}", stderr(&out));
     let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("commits/1"), "{}", stderr(&out));
+}
+
+/// `sluice repair` fixes damage to the newest batch by moving the entry aside so the batch runs
+/// again, and says plainly what it cannot fix.
+#[test]
+fn repair_fixes_the_newest_batch_and_names_what_it_cannot() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 20, 0);
+    let query = "SELECT id, page, amount FROM clicks WHERE amount > 10";
+    let pipeline = pipeline_in(&ws, query, "");
+    let p = pipeline.to_str().expect("utf-8");
+    let ckpt = ws.p("ckpt");
+    assert!(run_bin(&["run", p], ws.dir.path()).status.success());
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
+    let check_sink = || {
+        let got = rt.block_on(sink_rows(&ws.path("out")));
+        assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+    };
+
+    // Garbage in the newest commit: the batch runs again; the sink already has it.
+    std::fs::write(ws.path("ckpt/commits/2"), "\0\0garbage").expect("garbage");
+    let out = run_bin(&["repair", &ckpt, "--dry-run"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(dry run) moved commits/2"));
+    assert!(
+        ws.path("ckpt/commits/2").exists(),
+        "a dry run changes nothing"
+    );
+    let out = run_bin(&["repair", &ckpt], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        said.contains("moved commits/2") && said.contains("runs again"),
+        "{said}"
+    );
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("finished interrupted batch 2"),
+        "{}",
+        stderr(&out)
+    );
+    check_sink();
+    let out = run_bin(&["repair", &ckpt], ws.dir.path());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to repair"));
+
+    // A truncated pending offsets entry: the batch is planned again from its logged files.
+    std::fs::remove_file(ws.path("ckpt/commits/2")).expect("uncommit");
+    let offsets = std::fs::read_to_string(ws.path("ckpt/offsets/2")).expect("offsets");
+    std::fs::write(ws.path("ckpt/offsets/2"), &offsets[..offsets.len() / 2]).expect("truncate");
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("offsets/2"), "{}", stderr(&out));
+    let out = run_bin(&["repair", &ckpt], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("planned again"));
+    assert!(run_bin(&["run", p], ws.dir.path()).status.success());
+    check_sink();
+
+    // A committed batch without its offsets entry cannot be rebuilt: said, exit 1.
+    std::fs::remove_file(ws.path("ckpt/offsets/2")).expect("remove");
+    let out = run_bin(&["repair", &ckpt], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("needs more than `sluice repair`") && err.contains("offsets/2"),
+        "{err}"
+    );
 }
 
 fn spawn_every(pipeline: &std::path::Path, cwd: &std::path::Path) -> Child {
