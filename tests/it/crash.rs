@@ -8,6 +8,68 @@ use sluice::driver::RunOptions;
 
 const QUERY: &str = "SELECT id, page, amount FROM clicks WHERE amount > 30";
 
+/// A sink as the crash enumeration sees it. A sink added later joins every enumeration below
+/// by implementing this: how a pipeline writes to it, and what it holds.
+trait SinkUnderTest {
+    /// A name for the test output.
+    fn name(&self) -> String;
+    /// The pipeline's `sink:` value, writing into `ws`.
+    fn sink_yaml(&self, ws: &Workspace) -> String;
+    /// Every row the sink holds, rendered and sorted as `rows` does.
+    async fn rows(&self, ws: &Workspace) -> Vec<String>;
+}
+
+/// The files sink in one format, writing to `out/`, read back by `select` over the table
+/// `sink` (JSON lines come back with their columns sorted by name; `select` puts them back).
+struct FilesSinkUnderTest(&'static str, &'static str);
+
+/// The sink most tests use.
+const PARQUET: FilesSinkUnderTest = FilesSinkUnderTest("parquet", "SELECT * FROM sink");
+
+impl SinkUnderTest for FilesSinkUnderTest {
+    fn name(&self) -> String {
+        format!("files sink, {}", self.0)
+    }
+
+    fn sink_yaml(&self, ws: &Workspace) -> String {
+        format!(
+            "{{ kind: files, path: {}, format: {} }}",
+            ws.p("out"),
+            self.0
+        )
+    }
+
+    async fn rows(&self, ws: &Workspace) -> Vec<String> {
+        let out = ws.path("out");
+        if !out.exists() {
+            return Vec::new();
+        }
+        let ctx = datafusion::prelude::SessionContext::new();
+        let folder = out.display().to_string();
+        match self.0 {
+            "parquet" => return sink_rows(&out).await,
+            "csv" => ctx
+                .register_csv(
+                    "sink",
+                    &folder,
+                    datafusion::prelude::CsvReadOptions::new().file_extension(".csv"),
+                )
+                .await
+                .expect("csv sink"),
+            "json" => ctx
+                .register_json(
+                    "sink",
+                    &folder,
+                    datafusion::prelude::JsonReadOptions::default().file_extension(".jsonl"),
+                )
+                .await
+                .expect("json sink"),
+            other => panic!("format {other}"),
+        }
+        sql_rows(&ctx, self.1).await
+    }
+}
+
 /// Runs a pipeline, crashing at `crash`, then restarts it (without faults) until it finishes.
 /// Returns the number of restarts.
 async fn crash_and_recover(ws: &Workspace, yaml: &str, crash: CrashAt) -> usize {
@@ -78,7 +140,7 @@ async fn enumerate_crash_points(scenario: Scenario<'_>) {
         "{format}, {files} files, {per_batch} per batch, query `{}`",
         scenario.query
     );
-    enumerate(&label, setup, async |clean: &Workspace| {
+    enumerate(&label, &PARQUET, setup, async |clean: &Workspace| {
         oracle(&clean.path("in"), format, &scenario.expected_sql).await
     })
     .await;
@@ -89,6 +151,7 @@ async fn enumerate_crash_points(scenario: Scenario<'_>) {
 /// compares the sink with the expected rows.
 async fn enumerate(
     label: &str,
+    sink: &impl SinkUnderTest,
     setup: impl Fn(&Workspace) -> String,
     expected_of: impl AsyncFn(&Workspace) -> Vec<String>,
 ) {
@@ -107,7 +170,7 @@ async fn enumerate(
     let writes = counter.writes();
     let expected = expected_of(&clean).await;
     assert!(!expected.is_empty());
-    assert_eq!(sink_rows(&clean.path("out")).await, expected);
+    assert_eq!(sink.rows(&clean).await, expected);
     assert!(
         writes > 10,
         "a multi-batch run has many writes, got {writes}"
@@ -119,7 +182,7 @@ async fn enumerate(
             let ws = Workspace::new();
             let yaml = setup(&ws);
             restarts += crash_and_recover(&ws, &yaml, crash).await;
-            let got = sink_rows(&ws.path("out")).await;
+            let got = sink.rows(&ws).await;
             let (n, d, l) = compare(&expected, &got);
             assert_eq!((d, l), (0, 0), "{crash:?}: {d} duplicates, {l} lost");
             points += 1;
@@ -129,8 +192,9 @@ async fn enumerate(
         }
     }
     println!(
-        "crash points ({label}): {writes} writes, {points} crash points tried, {restarts} restarts, \
-         {compared} rows compared, {dupes} duplicates, {losses} losses"
+        "crash points ({label}; {}): {writes} writes, {points} crash points tried, {restarts} restarts, \
+         {compared} rows compared, {dupes} duplicates, {losses} losses",
+        sink.name()
     );
     assert_eq!(points as u64, 2 * writes);
 }
@@ -170,6 +234,28 @@ async fn every_crash_point_of_a_windowed_aggregation_recovers_exactly_once() {
     .await;
 }
 
+/// Every sink's own writes (each data file, the manifest, each publish) are crash points too:
+/// the other formats of the files sink here; each sink added later implements
+/// `SinkUnderTest` and joins this list.
+#[tokio::test]
+async fn every_crash_point_of_each_sink_recovers_exactly_once() {
+    let columns = "SELECT id, page, amount FROM sink";
+    for sink in [
+        FilesSinkUnderTest("csv", columns),
+        FilesSinkUnderTest("json", columns),
+    ] {
+        let setup = |ws: &Workspace| {
+            write_clicks(&ws.path("in"), "json", 3, 40, 0);
+            pipeline_yaml(ws, "json", QUERY, 1, "")
+                .replace(&PARQUET.sink_yaml(ws), &sink.sink_yaml(ws))
+        };
+        enumerate("stateless", &sink, setup, async |clean: &Workspace| {
+            oracle(&clean.path("in"), "json", QUERY).await
+        })
+        .await;
+    }
+}
+
 /// A grouped aggregation in complete mode: crashes while each batch's files replace the
 /// earlier batches' files, and while the state snapshots and deltas are written.
 #[tokio::test]
@@ -202,6 +288,7 @@ async fn every_crash_point_of_an_update_mode_aggregation_recovers_exactly_once()
     };
     enumerate(
         "update mode, against the changelog of a run without crashes",
+        &PARQUET,
         setup,
         async |clean: &Workspace| sink_rows(&clean.path("out")).await,
     )
@@ -246,22 +333,27 @@ async fn every_crash_point_of_a_stream_stream_join_recovers_exactly_once() {
             ws.p("out"),
         )
     };
-    enumerate("a join of two streams", setup, async |clean: &Workspace| {
-        let ctx = datafusion::prelude::SessionContext::new();
-        let schema = click_schema();
-        for name in ["views", "buys"] {
-            ctx.register_json(
-                name,
-                &clean.p(name),
-                datafusion::prelude::JsonReadOptions::default()
-                    .schema(&schema)
-                    .file_extension(".json"),
-            )
-            .await
-            .expect("register");
-        }
-        sql_rows(&ctx, JOIN).await
-    })
+    enumerate(
+        "a join of two streams",
+        &PARQUET,
+        setup,
+        async |clean: &Workspace| {
+            let ctx = datafusion::prelude::SessionContext::new();
+            let schema = click_schema();
+            for name in ["views", "buys"] {
+                ctx.register_json(
+                    name,
+                    &clean.p(name),
+                    datafusion::prelude::JsonReadOptions::default()
+                        .schema(&schema)
+                        .file_extension(".json"),
+                )
+                .await
+                .expect("register");
+            }
+            sql_rows(&ctx, JOIN).await
+        },
+    )
     .await;
 }
 
