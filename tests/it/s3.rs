@@ -277,3 +277,101 @@ fn a_paused_run_that_wakes_up_late_is_fenced() {
     let got = rt.block_on(moto.sink_rows());
     assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
 }
+
+/// A driver paused in the middle of a batch (its offsets entry written, its commit not) while a
+/// new run finishes that batch and goes on, then resumed: it finishes its copy of the batch
+/// against what the new run committed and stops, fenced, leaving the checkpoint, the state and
+/// the sink as the new run left them (its own invisible staging aside).
+#[test]
+fn a_run_paused_mid_batch_that_wakes_up_late_is_fenced() {
+    use std::io::BufRead;
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 40, 0);
+    let query = "SELECT page, count(*) AS n, max(amount) AS top, count(DISTINCT user_id) AS users \
+                 FROM clicks GROUP BY page";
+    let yaml = pipeline_yaml(&ws, "json", query, 1, "")
+        .replace(&ws.p("ckpt"), "s3://sluice/midbatch-ckpt")
+        .replace(&ws.p("out"), "s3://sluice/out")
+        .replace("trigger:", "output_mode: update\ntrigger:");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let pipeline = pipeline.to_str().expect("utf-8");
+
+    let mut old = moto
+        .sluice()
+        .args([
+            "run",
+            pipeline,
+            "--trigger",
+            "every 100ms",
+            "--progress",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the old run");
+    let mut events = std::io::BufReader::new(old.stdout.take().expect("stdout")).lines();
+    for n in 0..3 {
+        let line = events.next().expect("a progress event").expect("read");
+        let event: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(event["batchId"], n);
+    }
+    // A large file makes batch 3 long; pause the run as soon as its offsets entry lands.
+    write_clicks(&ws.path("in"), "json", 1, 400_000, 3);
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let store = moto.store();
+    let exists = |key: &str| {
+        use object_store::ObjectStoreExt;
+        rt.block_on(store.head(&object_store::path::Path::from(key)))
+            .is_ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !exists("midbatch-ckpt/offsets/3") {
+        assert!(Instant::now() < deadline, "batch 3 was never planned");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    signal(&old, "-STOP");
+    assert!(
+        !exists("midbatch-ckpt/commits/3"),
+        "the run must be paused inside batch 3"
+    );
+
+    // A new run finishes batch 3 and goes on with new input.
+    write_clicks(&ws.path("in"), "json", 1, 40, 4);
+    let new = moto.sluice_ok(&["run", pipeline, "--progress", "text"]);
+    assert!(
+        String::from_utf8_lossy(&new.stderr).contains("batch 3 (recovered)"),
+        "{}",
+        String::from_utf8_lossy(&new.stderr)
+    );
+    let visible = |objects: Vec<(String, Option<String>)>| -> Vec<(String, Option<String>)> {
+        objects
+            .into_iter()
+            .filter(|(key, _)| !key.contains("/_sluice/staging/"))
+            .collect()
+    };
+    let before = visible(rt.block_on(snapshot(&store)));
+    signal(&old, "-CONT");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = old.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the resumed run did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    old.stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("stops without changing anything"), "{err}");
+    assert_eq!(
+        visible(rt.block_on(snapshot(&store))),
+        before,
+        "the late run changed no log entry, state file or sink file"
+    );
+}
