@@ -8,10 +8,17 @@
 //! - a damaged pending `offsets/N` (no commit): batch `N` is planned again, and the source
 //!   reuses the file list it logged for it.
 //!
-//! Anything else (a damaged or missing entry that a committed batch's successor needs) cannot
-//! be rebuilt from what the checkpoint holds: it is reported with what to restore.
+//! - a committed batch's missing or damaged `offsets/N` (which the next batch, or a pending
+//!   one, starts from): rebuilt from `commits/N` and the sources' logs, which record exactly
+//!   which files each batch read.
+//!
+//! Anything else (a removed log, a source log folded past the batch) is reported with what to
+//! restore.
 
-use super::{CheckpointError, Location, LogListing, paths, read_commit, read_offsets, take_lock};
+use super::{
+    BatchId, BatchInfo, CheckpointError, Location, LogListing, OffsetsEntry, SourceOffset, paths,
+    read_commit, read_offsets, take_lock,
+};
 use crate::driver::recovery::{Decision, decide};
 
 /// What `repair` did and what it could not do.
@@ -69,14 +76,14 @@ pub async fn repair(location: &Location, dry_run: bool) -> Result<RepairReport, 
                 why,
                 format!("batch {newest} is planned again from the files its source logged"),
             ),
-            (None, Some((file, why))) => {
-                report.unfixable.push(format!(
-                    "{file} is damaged ({why}) and batch {newest} is committed: the next batch \
-                     starts where it ended, which only that entry says. Restore {file} from a \
-                     backup, or run the pipeline on a new checkpoint (the sink keeps its output)"
-                ));
-                break;
-            }
+            (None, Some((file, why))) => (
+                file,
+                why,
+                format!(
+                    "batch {newest} is committed; its offsets entry is rebuilt from its commit \
+                     and the sources' logs"
+                ),
+            ),
             (None, None) => break,
         };
         let aside = aside_name(&file, &stamp);
@@ -90,15 +97,166 @@ pub async fn repair(location: &Location, dry_run: bool) -> Result<RepairReport, 
             .fixed
             .push(format!("moved {file} ({why}) aside to {aside}: {effect}"));
     }
-    let mut logs = LogListing::read(location).await?;
-    logs.offsets
-        .retain(|b| !moved.contains(&paths::offsets(*b)));
-    logs.commits
-        .retain(|b| !moved.contains(&paths::commits(*b)));
-    if let Decision::Inconsistent { reason } = decide(&logs) {
-        report.unfixable.push(reason);
+    // A committed batch whose offsets entry is gone (removed, or moved aside above) gets it
+    // back from its commit and the sources' logs, where the next batch needs it.
+    let mut rebuilt: Vec<BatchId> = Vec::new();
+    loop {
+        let mut logs = LogListing::read(location).await?;
+        logs.offsets
+            .retain(|b| !moved.contains(&paths::offsets(*b)));
+        logs.commits
+            .retain(|b| !moved.contains(&paths::commits(*b)));
+        logs.offsets.extend(rebuilt.iter().copied());
+        logs.offsets.sort_unstable();
+        let target = match decide(&logs) {
+            Decision::Inconsistent { reason } => {
+                let newest_commit = logs.commits.last().copied();
+                let pending = logs.offsets.last().copied();
+                match (newest_commit, pending) {
+                    (Some(c), _) if !logs.offsets.contains(&c) => c,
+                    (_, Some(n))
+                        if !logs.commits.contains(&n)
+                            && n.prev().is_some_and(|p| {
+                                logs.commits.contains(&p) && !logs.offsets.contains(&p)
+                            }) =>
+                    {
+                        n.prev().expect("checked")
+                    }
+                    _ => {
+                        report.unfixable.push(reason);
+                        break;
+                    }
+                }
+            }
+            _ => break,
+        };
+        if rebuilt.contains(&target) {
+            break;
+        }
+        match rebuild_offsets(location, target, &logs).await {
+            Ok(entry) => {
+                if !dry_run
+                    && !location
+                        .put_if_absent(
+                            &location.path(&paths::offsets(target)),
+                            entry.to_text().into_bytes(),
+                        )
+                        .await?
+                {
+                    report.unfixable.push(format!(
+                        "offsets/{target} appeared while repairing; run `sluice repair` again"
+                    ));
+                    break;
+                }
+                report.fixed.push(format!(
+                    "rebuilt offsets/{target} from commits/{target} and the sources' logs: {}",
+                    entry
+                        .sources
+                        .iter()
+                        .map(|s| format!("{} at {}", s.source, s.offset))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                rebuilt.push(target);
+            }
+            Err(reason) => {
+                report.unfixable.push(format!(
+                    "offsets/{target} is missing and cannot be rebuilt: {reason}. Restore it from \
+                     a backup, or run the pipeline on a new checkpoint (the sink keeps its output)"
+                ));
+                break;
+            }
+        }
     }
     Ok(report)
+}
+
+/// The offsets entry of committed batch `batch`, rebuilt: its sources' end offsets from their
+/// logs, its epoch, run and time from its commit, its query from a neighbouring entry.
+async fn rebuild_offsets(
+    location: &Location,
+    batch: BatchId,
+    logs: &LogListing,
+) -> Result<OffsetsEntry, String> {
+    let commit = read_commit(location, batch)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("commits/{batch} is missing too"))?;
+    // A neighbouring offsets entry names the sources and the query.
+    let mut neighbour = None;
+    for n in logs.offsets.iter().rev() {
+        if let Ok(Some(entry)) = read_offsets(location, *n).await {
+            neighbour = Some(entry);
+            break;
+        }
+    }
+    let (names, fingerprint): (Vec<String>, String) = match &neighbour {
+        Some(entry) => (
+            entry.sources.iter().map(|s| s.source.clone()).collect(),
+            entry.info.query_fingerprint.clone(),
+        ),
+        None => {
+            let mut names: Vec<String> = location
+                .list(paths::SOURCES)
+                .await
+                .map_err(|e| e.to_string())?
+                .iter()
+                .filter_map(|m| {
+                    location
+                        .relative(&m.location)
+                        .split('/')
+                        .nth(1)
+                        .map(str::to_string)
+                })
+                .collect();
+            names.dedup();
+            let query = location
+                .list(paths::QUERIES)
+                .await
+                .map_err(|e| e.to_string())?
+                .iter()
+                .filter_map(|m| {
+                    location
+                        .relative(&m.location)
+                        .rsplit('/')
+                        .next()?
+                        .strip_suffix(".sql")
+                        .map(str::to_string)
+                })
+                .next()
+                .ok_or("no query is recorded under queries/")?;
+            (names, query)
+        }
+    };
+    let mut sources = Vec::new();
+    for name in names {
+        let offset = crate::source::rebuild_offset(location, &name, batch)
+            .await
+            .map_err(|e| e.to_string())?;
+        sources.push(SourceOffset {
+            source: name,
+            offset,
+        });
+    }
+    let watermark_ms = match batch.prev() {
+        Some(p) => read_commit(location, p)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|c| c.next_watermark_ms),
+        None => None,
+    };
+    Ok(OffsetsEntry {
+        info: BatchInfo {
+            batch_timestamp_ms: commit.committed_at_ms,
+            watermark_ms,
+            epoch: commit.epoch,
+            run_id: commit.run_id,
+            settings: crate::plan::default_settings(),
+            query_fingerprint: fingerprint,
+        },
+        sources,
+    })
 }
 
 /// `offsets/7` -> `offsets/.7.damaged-<stamp>`: hidden, so every reader skips it.

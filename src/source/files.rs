@@ -187,33 +187,7 @@ impl FilesSource {
     }
 
     async fn read_entry(&self, file: &str) -> Result<Vec<LoggedFile>, SourceError> {
-        let bytes = self
-            .checkpoint
-            .get(&self.checkpoint.path(file))
-            .await?
-            .ok_or_else(|| CheckpointError::Inconsistent {
-                location: self.checkpoint.to_string(),
-                reason: format!("the source log {file} is missing"),
-            })?;
-        let text = String::from_utf8_lossy(&bytes);
-        let corrupt = |line: usize, reason: String| CheckpointError::Corrupt {
-            file: file.to_string(),
-            line,
-            reason,
-        };
-        if !text.ends_with('\n') {
-            return Err(corrupt(text.lines().count().max(1), "truncated".into()).into());
-        }
-        let mut lines = text.lines();
-        if lines.next() != Some("v1") {
-            return Err(corrupt(1, "expected `v1`".into()).into());
-        }
-        lines
-            .enumerate()
-            .map(|(i, line)| {
-                serde_json::from_str(line).map_err(|e| corrupt(i + 2, e.to_string()).into())
-            })
-            .collect()
+        read_log_entry(&self.checkpoint, file).await
     }
 
     /// Every data file under the source's folder, in path order, skipping hidden names.
@@ -441,6 +415,89 @@ pub async fn load_table(
             file: location.to_string(),
             reason: e.to_string(),
         })
+}
+
+/// Reads one entry of a source's log (`v1`, then one JSON line per file).
+async fn read_log_entry(checkpoint: &Location, file: &str) -> Result<Vec<LoggedFile>, SourceError> {
+    let bytes = checkpoint
+        .get(&checkpoint.path(file))
+        .await?
+        .ok_or_else(|| CheckpointError::Inconsistent {
+            location: checkpoint.to_string(),
+            reason: format!("the source log {file} is missing"),
+        })?;
+    let text = String::from_utf8_lossy(&bytes);
+    let corrupt = |line: usize, reason: String| CheckpointError::Corrupt {
+        file: file.to_string(),
+        line,
+        reason,
+    };
+    if !text.ends_with('\n') {
+        return Err(corrupt(text.lines().count().max(1), "truncated".into()).into());
+    }
+    let mut lines = text.lines();
+    if lines.next() != Some("v1") {
+        return Err(corrupt(1, "expected `v1`".into()).into());
+    }
+    lines
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|e| corrupt(i + 2, e.to_string()).into())
+        })
+        .collect()
+}
+
+/// The end offset that batch `batch` of files source `name` had, rebuilt from the source's log
+/// in the checkpoint at `checkpoint` (for `sluice repair`, when `offsets/N` is lost): the
+/// newest log entry at or below the batch, and the number of files read up to it. `Null` when
+/// the source had read nothing by then.
+pub async fn rebuild_offset(
+    checkpoint: &Location,
+    name: &str,
+    batch: BatchId,
+) -> Result<serde_json::Value, SourceError> {
+    let dir = paths::source_dir(name);
+    let (mut entries, mut compacts) = (Vec::new(), Vec::new());
+    for meta in checkpoint.list(&dir).await? {
+        let relative = checkpoint.relative(&meta.location);
+        let file = relative.rsplit('/').next().unwrap_or_default();
+        if let Some(n) = paths::entry_number(file) {
+            entries.push(n);
+        } else if let Some(k) = file.strip_suffix(".compact").and_then(paths::entry_number) {
+            compacts.push(k);
+        }
+    }
+    if let Some(k) = compacts.iter().find(|k| **k > batch.0) {
+        return Err(CheckpointError::Inconsistent {
+            location: checkpoint.to_string(),
+            reason: format!(
+                "{dir}/{k}.compact folds batches after {batch} together; the offset of batch {batch} cannot be rebuilt"
+            ),
+        }
+        .into());
+    }
+    let compact = compacts.into_iter().max();
+    let mut seen = BTreeSet::new();
+    if let Some(k) = compact {
+        for file in read_log_entry(checkpoint, &format!("{dir}/{k}.compact")).await? {
+            seen.insert(file.path);
+        }
+    }
+    let mut log = compact;
+    entries.sort_unstable();
+    for n in entries
+        .into_iter()
+        .filter(|n| *n <= batch.0 && compact.is_none_or(|k| *n > k))
+    {
+        for file in read_log_entry(checkpoint, &format!("{dir}/{n}")).await? {
+            seen.insert(file.path);
+        }
+        log = Some(n);
+    }
+    Ok(match log {
+        Some(log) => json!({ "log": log, "files": seen.len() as u64 }),
+        None => serde_json::Value::Null,
+    })
 }
 
 /// A source's schema without touching a checkpoint: the declared one, or one inferred from its

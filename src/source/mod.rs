@@ -18,7 +18,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 
 pub use decode::{Decoded, decode, infer_schema};
-pub use files::{FilesSource, load_table, open_folder, peek_schema};
+pub use files::{FilesSource, load_table, open_folder, peek_schema, rebuild_offset};
 
 use crate::checkpoint::{BatchId, CheckpointError};
 use crate::storage::StorageError;

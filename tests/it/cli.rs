@@ -287,13 +287,54 @@ fn repair_fixes_the_newest_batch_and_names_what_it_cannot() {
     assert!(run_bin(&["run", p], ws.dir.path()).status.success());
     check_sink();
 
-    // A committed batch without its offsets entry cannot be rebuilt: said, exit 1.
+    // A committed batch without its offsets entry: rebuilt from its commit and the source's
+    // log, and the next batch starts where it ended.
     std::fs::remove_file(ws.path("ckpt/offsets/2")).expect("remove");
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("sluice repair"), "{}", stderr(&out));
+    let out = run_bin(&["repair", &ckpt], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        said.contains("rebuilt offsets/2") && said.contains(r#"clicks at {"files":3,"log":2}"#),
+        "{said}"
+    );
+    write_clicks(&ws.path("in"), "json", 1, 20, 3);
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 batches, 20 rows in"),
+        "{}",
+        stderr(&out)
+    );
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
+    let got = rt.block_on(sink_rows(&ws.path("out")));
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+
+    // A pending batch whose previous offsets entry is gone: rebuilt, and the batch runs again.
+    std::fs::remove_file(ws.path("ckpt/commits/3")).expect("uncommit");
+    std::fs::remove_file(ws.path("ckpt/offsets/2")).expect("remove");
+    let out = run_bin(&["repair", &ckpt], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rebuilt offsets/2"));
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("finished interrupted batch 3"),
+        "{}",
+        stderr(&out)
+    );
+    let got = rt.block_on(sink_rows(&ws.path("out")));
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+
+    // Without any commit, nothing says which batches finished: named, exit 1.
+    std::fs::remove_dir_all(ws.path("ckpt/commits")).expect("remove commits");
     let out = run_bin(&["repair", &ckpt], ws.dir.path());
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("needs more than `sluice repair`") && err.contains("offsets/2"),
+        err.contains("needs more than `sluice repair`") && err.contains("commits"),
         "{err}"
     );
 }
