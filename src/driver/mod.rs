@@ -698,6 +698,10 @@ impl<'a> Driver<'a> {
         if let Some(operator) = self.query.as_ref().and_then(|q| q.operator.as_ref()) {
             operator.purge(oldest_kept).await?;
         }
+        self.sink.purge(oldest_kept).await?;
+        for sink in self.late_sinks.values() {
+            sink.purge(oldest_kept).await?;
+        }
         commit.durations.commit_ms = ms(commit_started);
         self.summary.batches += 1;
         self.summary.rows_in += rows_in;

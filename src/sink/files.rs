@@ -10,6 +10,8 @@
 //! - data file names depend only on the batch id and the output partition;
 //! - once `_sluice/manifest/N` exists the batch is the sink's: a second call with `N` writes
 //!   no data, it only finishes publishing what the manifest lists;
+//! - `_sluice/owner` names the one pipeline (and checkpoint) the folder belongs to; manifests
+//!   of batches older than the checkpoint's retention are purged;
 //! - a plain reader of `*.parquet` (or `*.csv`, `*.jsonl`) in the folder sees only files of
 //!   committed batches, each once; everything in flight lives under `_sluice/`.
 
@@ -67,6 +69,8 @@ pub struct FilesSink {
     pipeline: uuid::Uuid,
     /// Complete mode: each batch's files replace the earlier batches' files.
     replace: bool,
+    /// Whether `_sluice/owner` has been checked (or written) by this run.
+    owner_checked: std::sync::atomic::AtomicBool,
 }
 
 impl FilesSink {
@@ -77,7 +81,43 @@ impl FilesSink {
             format,
             pipeline,
             replace: false,
+            owner_checked: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The folder's owner record: the first pipeline to write a batch into it claims it
+    /// (create-only), and every later run checks the claim. Manifests of old batches are
+    /// purged, so they cannot tell a reused folder by themselves.
+    async fn check_folder_owner(&self, batch: BatchId) -> Result<(), SinkError> {
+        use std::sync::atomic::Ordering;
+        if self.owner_checked.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let path = self.location.path(&format!("{SLUICE_DIR}/owner"));
+        let record = format!("{{\"pipeline\":\"{}\"}}\n", self.pipeline);
+        if !self
+            .location
+            .put_if_absent(&path, record.into_bytes())
+            .await?
+        {
+            let bytes = self.location.get(&path).await?.unwrap_or_default();
+            let owner = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("pipeline")?.as_str()?.parse::<uuid::Uuid>().ok())
+                .ok_or_else(|| SinkError::Corrupt {
+                    file: format!("{}/{SLUICE_DIR}/owner", self.location),
+                    reason: "not an owner record".into(),
+                })?;
+            if owner != self.pipeline {
+                return Err(SinkError::Foreign {
+                    location: self.location.to_string(),
+                    batch,
+                    owner,
+                });
+            }
+        }
+        self.owner_checked.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Makes each batch's files replace those of the earlier batches once it is published
@@ -241,6 +281,7 @@ impl Sink for FilesSink {
         epoch: Epoch,
         output: BatchOutput,
     ) -> Result<SinkCommit, SinkError> {
+        self.check_folder_owner(batch).await?;
         if let Some(manifest) = self.read_manifest(batch).await? {
             self.check_owner(&manifest)?;
             self.publish(&manifest).await?;
@@ -322,5 +363,23 @@ impl Sink for FilesSink {
             rows: manifest.rows,
             written,
         })
+    }
+
+    async fn purge(&self, oldest_kept: BatchId) -> Result<(), SinkError> {
+        for meta in self
+            .location
+            .list(&format!("{SLUICE_DIR}/manifest"))
+            .await?
+        {
+            let name = self.location.relative(&meta.location);
+            let batch = name
+                .rsplit('/')
+                .next()
+                .and_then(crate::checkpoint::paths::entry_number);
+            if batch.is_some_and(|b| b < oldest_kept.0) {
+                self.location.delete(&meta.location).await?;
+            }
+        }
+        Ok(())
     }
 }

@@ -74,4 +74,10 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
         epoch: Epoch,
         output: BatchOutput,
     ) -> Result<SinkCommit, SinkError>;
+
+    /// Batches before `oldest_kept` are committed in the checkpoint and never run again: the
+    /// sink may forget what it kept to recognize them (its log stays bounded).
+    async fn purge(&self, _oldest_kept: BatchId) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
