@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench stream                 # Sluice and DataFusion
 //! cargo bench --bench stream -- --spark      # and Spark (needs `pip install pyspark` and Java 17)
+//! cargo bench --bench stream -- --tiny 10000  # only: 10,000 one-row batches, early vs late
 //! ```
 //!
 //! It generates deterministic click events (JSON lines) under `bench/data/`, then times:
@@ -36,6 +37,8 @@ struct Args {
     per_batch: u64,
     runs: usize,
     spark: bool,
+    /// Only the long-run check: this many one-row batches.
+    tiny: Option<u64>,
 }
 
 fn parse_args() -> Args {
@@ -45,6 +48,7 @@ fn parse_args() -> Args {
         per_batch: 2,
         runs: 3,
         spark: false,
+        tiny: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -59,6 +63,7 @@ fn parse_args() -> Args {
             "--per-batch" => args.per_batch = value(),
             "--runs" => args.runs = value() as usize,
             "--spark" => args.spark = true,
+            "--tiny" => args.tiny = Some(value()),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -153,9 +158,87 @@ async fn sluice_run(
     }
 }
 
+/// Counts the files under `dir`, recursively.
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    count_files(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
+}
+
+/// `batches` one-row batches of a stateful query, fed in three stages: the first tenth, the
+/// middle, the last tenth. The mean batch time of the first and last stages shows whether a
+/// batch gets slower as the checkpoint ages; the file counts show what the retention bounds.
+async fn tiny_batches(root: &Path, batches: u64) {
+    let work = root.join("work/tiny");
+    let input = work.join("in");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&input).expect("input");
+    let yaml = format!(
+        "name: tiny\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {{ user_id: bigint, page: string }}\n    max_files_per_batch: 1\nquery: |\n  SELECT page, count(*) AS n, count(DISTINCT user_id) AS users FROM clicks GROUP BY page\noutput_mode: update\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: parquet }}\n",
+        ckpt = work.join("ckpt").display(),
+        input = input.display(),
+        out = work.join("out").display(),
+    );
+    let pipeline = Pipeline::parse(&yaml, Path::new("tiny.yaml")).expect("pipeline");
+    let tenth = (batches / 10).max(1);
+    let stages = [tenth, batches - 2 * tenth, tenth];
+    let (mut written, mut means) = (0u64, Vec::new());
+    for stage in stages {
+        for n in written..written + stage {
+            std::fs::write(
+                input.join(format!("c-{n:07}.json")),
+                format!("{{\"user_id\":{},\"page\":\"p{}\"}}\n", n % 1000, n % 7),
+            )
+            .expect("write");
+        }
+        written += stage;
+        let started = Instant::now();
+        let summary = sluice::driver::run(
+            &pipeline,
+            RunOptions {
+                progress: ProgressFormat::None,
+                ..RunOptions::default()
+            },
+        )
+        .await
+        .expect("tiny run");
+        assert_eq!(summary.batches, stage);
+        means.push(started.elapsed().as_secs_f64() * 1000.0 / stage as f64);
+    }
+    println!(
+        "\n== {batches} one-row batches of a stateful query (update mode, every write synced, retain 100)"
+    );
+    println!(
+        "mean batch, first {tenth}: {:.2} ms; last {tenth}: {:.2} ms ({:.2} x)",
+        means[0],
+        means[2],
+        means[2] / means[0]
+    );
+    println!(
+        "files: checkpoint {}, sink manifest {}, sink data {}",
+        count_files(&work.join("ckpt")),
+        count_files(&work.join("out/_sluice")),
+        count_files(&work.join("out")) - count_files(&work.join("out/_sluice"))
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args = parse_args();
+    if let Some(batches) = args.tiny {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/data");
+        tiny_batches(&root, batches).await;
+        return;
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/data");
     let input = root.join(format!("clicks-{}-{}", args.rows, args.files));
     let work = root.join("work");

@@ -56,6 +56,8 @@ pub struct FilesSource {
     seen: HashSet<String>,
     /// The input available when the run froze it, if it did.
     frozen: Option<Vec<LoggedFile>>,
+    /// Where in `frozen` the first file not read yet may be.
+    frozen_next: usize,
     /// Numbered log entries present, for compaction.
     logged: BTreeSet<u64>,
 }
@@ -78,6 +80,7 @@ impl FilesSource {
             schema: None,
             seen: HashSet::new(),
             frozen: None,
+            frozen_next: 0,
             logged: BTreeSet::new(),
         };
         source.schema = source.declared_or_pinned_schema().await?;
@@ -210,15 +213,35 @@ impl FilesSource {
             .collect())
     }
 
-    async fn available(&self) -> Result<Vec<LoggedFile>, SourceError> {
-        let all = match &self.frozen {
-            Some(frozen) => frozen.clone(),
-            None => self.list_data().await?,
+    /// The first `limit` files not read yet, in path order.
+    async fn available(&mut self, limit: Option<usize>) -> Result<Vec<LoggedFile>, SourceError> {
+        let limit = limit.unwrap_or(usize::MAX);
+        let Some(frozen) = &self.frozen else {
+            return Ok(self
+                .list_data()
+                .await?
+                .into_iter()
+                .filter(|f| !self.seen.contains(&f.path))
+                .take(limit)
+                .collect());
         };
-        Ok(all
-            .into_iter()
+        // Files are read in path order, so the frozen list is read from the front: skip what
+        // is read once, and a batch costs what it takes, not what came before it.
+        let mut next = self.frozen_next;
+        while frozen
+            .get(next)
+            .is_some_and(|f| self.seen.contains(&f.path))
+        {
+            next += 1;
+        }
+        let files = frozen[next..]
+            .iter()
             .filter(|f| !self.seen.contains(&f.path))
-            .collect())
+            .take(limit)
+            .cloned()
+            .collect();
+        self.frozen_next = next;
+        Ok(files)
     }
 
     async fn read_files(
@@ -580,6 +603,7 @@ impl Source for FilesSource {
 
     async fn freeze(&mut self) -> Result<(), SourceError> {
         self.frozen = Some(self.list_data().await?);
+        self.frozen_next = 0;
         Ok(())
     }
 
@@ -597,12 +621,11 @@ impl Source for FilesSource {
         let files = if self.logged.contains(&batch.0) {
             self.read_entry(&self.log_file(batch.0)).await?
         } else {
-            let mut available = self.available().await?;
-            if let (Admission::SourceLimits, Some(max)) =
-                (admission, self.config.max_files_per_batch)
-            {
-                available.truncate(max);
-            }
+            let limit = match admission {
+                Admission::SourceLimits => self.config.max_files_per_batch,
+                Admission::Unlimited => None,
+            };
+            let available = self.available(limit).await?;
             if available.is_empty() {
                 return Ok(None);
             }
