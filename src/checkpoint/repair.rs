@@ -210,7 +210,7 @@ async fn rebuild_offsets(
                 })
                 .collect();
             names.dedup();
-            let query = location
+            let queries: Vec<String> = location
                 .list(paths::QUERIES)
                 .await
                 .map_err(|e| e.to_string())?
@@ -223,9 +223,14 @@ async fn rebuild_offsets(
                         .strip_suffix(".sql")
                         .map(str::to_string)
                 })
-                .next()
-                .ok_or("no query is recorded under queries/")?;
-            (names, query)
+                .collect();
+            let [query] = queries.as_slice() else {
+                return Err(format!(
+                    "no offsets entry is left to say which of {} recorded queries batch {batch} ran",
+                    queries.len()
+                ));
+            };
+            (names, query.clone())
         }
     };
     let mut sources = Vec::new();
@@ -239,12 +244,12 @@ async fn rebuild_offsets(
         });
     }
     let watermark_ms = match batch.prev() {
-        Some(p) => read_commit(location, p)
+        Some(p) if logs.commits.contains(&p) => read_commit(location, p)
             .await
-            .ok()
-            .flatten()
+            .map_err(|e| e.to_string())?
             .and_then(|c| c.next_watermark_ms),
-        None => None,
+        // Its predecessor's commit is purged: the batch's own commit bounds its watermark.
+        _ => commit.next_watermark_ms,
     };
     Ok(OffsetsEntry {
         info: BatchInfo {

@@ -64,9 +64,13 @@ pub(super) async fn run(
             "operator `{operator}` has no state at or before batch {version} (older versions are purged with the logs)"
         ))
     })?;
+    let what = if operator.starts_with("join-") {
+        "the rows this side of the join keeps, keyed by the batch and position that read them"
+    } else {
+        "DataFusion's partial aggregate state, one row per group"
+    };
     eprintln!(
-        "state/{operator} after batch {version}: {} rows (DataFusion's partial aggregate state; \
-         the table is `state`)",
+        "state/{operator} after batch {version}: {} rows ({what}; the table is `state`)",
         table.num_rows()
     );
     let ctx = SessionContext::new();

@@ -1,14 +1,14 @@
 //! Event time at the sources: the latest event time a batch saw, and the rows that arrived
 //! later than the watermark allows.
 
-use datafusion::arrow::array::{Array, AsArray, BooleanArray};
+use datafusion::arrow::array::{Array, BooleanArray};
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::compute::kernels::boolean::not;
-use datafusion::arrow::compute::{cast, filter_record_batch};
-use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampNanosecondType};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::source::BatchInput;
+use crate::state::timestamp_ns;
 
 /// What a batch's rows say about event time.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -32,18 +32,9 @@ pub fn drop_late(
     let watermark_ns = watermark_ms.map(|w| w.saturating_mul(1_000_000));
     let mut seen = EventTimeSeen::default();
     for batch in input.partitions.iter_mut().flatten() {
-        let array = batch.column(index);
-        let DataType::Timestamp(_, tz) = array.data_type() else {
-            return Err(ArrowError::ComputeError(format!(
-                "the watermark column `{column}` is {}, not a timestamp",
-                array.data_type()
-            )));
-        };
-        let ns = cast(
-            array,
-            &DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()),
-        )?;
-        let ns = ns.as_primitive::<TimestampNanosecondType>();
+        let ns = timestamp_ns(batch.column(index)).map_err(|e| {
+            ArrowError::ComputeError(format!("the watermark column `{column}`: {e}"))
+        })?;
         let max_ns = (0..ns.len())
             .filter(|i| !ns.is_null(*i))
             .map(|i| ns.value(i))

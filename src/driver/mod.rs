@@ -444,8 +444,6 @@ impl<'a> Driver<'a> {
             // Late rows are kept whole.
             if operator.is_some() {
                 columns.retain(|stream, _| !self.late_sinks.contains_key(stream));
-            }
-            if operator.is_some() {
                 // The watermark is read from the source, whether the query reads it or not.
                 for (stream, (column, _)) in &self.watermarks {
                     if let Some(read) = columns.get_mut(stream)
@@ -467,12 +465,20 @@ impl<'a> Driver<'a> {
 
     /// Whether the query keeps state that the watermark closes (so a batch without new input
     /// still has work when the watermark moves: emitting closed windows, dropping kept rows).
-    fn closes_by_watermark(&self) -> bool {
+    fn closes_by_watermark(&self, watermark_ms: i64) -> bool {
         self.pipeline.output_mode != OutputMode::Complete
-            && self.query.as_ref().is_some_and(|q| match &q.shape {
-                Shape::Aggregate(a) => a.event_time.is_some(),
-                Shape::Join(_) => true,
-                Shape::Stateless => false,
+            && self.query.as_ref().is_some_and(|q| {
+                let bounded = match &q.shape {
+                    Shape::Aggregate(a) => a.event_time.is_some(),
+                    Shape::Join(_) => true,
+                    Shape::Stateless => false,
+                };
+                // A state not loaded yet might hold anything: run the batch to find out.
+                bounded
+                    && q.operator.as_ref().is_none_or(|op| {
+                        op.holds_ending_by(watermark_ms.saturating_mul(1_000_000))
+                            .unwrap_or(true)
+                    })
             })
     }
 
@@ -507,10 +513,12 @@ impl<'a> Driver<'a> {
             None
         };
         // Without new input, a batch still runs when the watermark has moved past the end of
-        // groups in the state (Spark's "no-data batch"): they are final, and append mode emits
-        // them now rather than when more input comes.
-        let watermark_moved = watermark_ms.is_some() && watermark_ms > position.watermark_ms;
-        if !(any_new || watermark_moved && self.closes_by_watermark()) {
+        // something in the state (Spark's "no-data batch"): closed windows are final, and
+        // append mode emits them now rather than when more input comes.
+        let closes = watermark_ms
+            .filter(|w| Some(*w) > position.watermark_ms)
+            .is_some_and(|w| self.closes_by_watermark(w));
+        if !(any_new || closes) {
             return Ok(false);
         }
         let plan_ms = ms(plan_started);
@@ -733,12 +741,14 @@ impl<'a> Driver<'a> {
             state_operators: commit
                 .state
                 .iter()
-                .map(|s| StateOperatorProgress {
+                .enumerate()
+                .map(|(i, s)| StateOperatorProgress {
                     operator_name: s.operator.clone(),
                     num_rows_total: s.rows_total,
                     num_rows_updated: s.rows_updated,
                     num_rows_removed: s.rows_removed,
-                    num_rows_dropped_by_watermark: late,
+                    // Late rows are dropped before the operator, once: counted on the first.
+                    num_rows_dropped_by_watermark: if i == 0 { late } else { 0 },
                     state_bytes_written: s.bytes_written,
                 })
                 .collect(),

@@ -95,7 +95,7 @@ impl AggregateOperator {
             shape,
             mode,
             files: StateFiles::new(checkpoint, AGGREGATE_OPERATOR),
-            snapshot_every: snapshot_every.max(1),
+            snapshot_every,
             state: None,
             version: None,
             pending: None,
@@ -105,11 +105,6 @@ impl AggregateOperator {
     /// The aggregation's shape.
     pub fn shape(&self) -> &AggregateShape {
         &self.shape
-    }
-
-    /// The smallest group end in event time (ns) in the state, when it is bounded in time.
-    pub fn earliest_end_ns(&self) -> Option<i64> {
-        self.state.as_ref().and_then(KeyedState::earliest_end)
     }
 
     fn compute(&self, e: impl std::fmt::Display) -> StateError {
@@ -179,6 +174,8 @@ impl Operator for AggregateOperator {
             .downcast_ref::<AggregateExec>()
             .expect("found as an AggregateExec");
         self.ensure_loaded(batch, &partial).await?;
+        // The state changes from here on: it is version `batch - 1` no more.
+        self.version = None;
         let state = self.state.as_mut().expect("loaded");
         let compute = |e: &dyn std::fmt::Display| StateError::Compute {
             operator: AGGREGATE_OPERATOR.into(),
@@ -235,11 +232,12 @@ impl Operator for AggregateOperator {
             .map_err(|e| compute(&e))?;
         let emit = match self.mode {
             OutputMode::Complete => state.all().map_err(|e| compute(&e))?,
-            OutputMode::Update => changed.clone(),
-            OutputMode::Append if self.shape.distinct_only => {
+            // A distinct row seen again has not changed: only new ones are emitted.
+            OutputMode::Update | OutputMode::Append if self.shape.distinct_only => {
                 filter_record_batch(&changed, &BooleanArray::from(is_new))
                     .map_err(|e| compute(&e))?
             }
+            OutputMode::Update => changed.clone(),
             OutputMode::Append => expired_rows.clone(),
         };
         state.remove(&expired);
@@ -297,6 +295,11 @@ impl Operator for AggregateOperator {
     /// Deletes state versions that no batch from `oldest_kept` on needs.
     async fn purge(&self, oldest_kept: BatchId) -> Result<(), StateError> {
         self.files.purge(oldest_kept).await
+    }
+
+    fn holds_ending_by(&self, watermark_ns: i64) -> Option<bool> {
+        let state = self.state.as_ref()?;
+        Some(state.earliest_end().is_some_and(|end| end <= watermark_ns))
     }
 }
 

@@ -134,10 +134,8 @@ impl StateFiles {
             .clone()
             .with_schema(schema)
             .map_err(|e| self.compute(e))?;
-        let bytes = encode(&rows).map_err(|reason| StateError::Corrupt {
-            file: path.clone(),
-            reason,
-        })?;
+        let bytes =
+            encode(&rows).map_err(|reason| self.compute(format!("writing {path}: {reason}")))?;
         let size = bytes.len() as u64;
         self.location.put(&self.location.path(&path), bytes).await?;
         Ok(size)
@@ -155,7 +153,7 @@ impl StateFiles {
         snapshot_every: u64,
     ) -> Result<u64, StateError> {
         let keys = state.key_columns();
-        if version.0.is_multiple_of(snapshot_every.max(1)) {
+        if version.0.is_multiple_of(snapshot_every) {
             let all = state.all().map_err(|e| self.compute(e))?;
             return self
                 .write(version, StateFileKind::Snapshot, &all, keys)
@@ -242,18 +240,13 @@ impl StateFiles {
             .into_iter()
             .filter(|f| f.version <= version)
             .collect();
-        let base = files
+        let snapshot = files
             .iter()
             .rev()
-            .find(|f| f.kind == StateFileKind::Snapshot)
-            .map(|f| f.version);
-        let first_delta = base.map_or(0, |b| b.0 + 1);
+            .find(|f| f.kind == StateFileKind::Snapshot);
+        let first_delta = snapshot.map_or(0, |s| s.version.0 + 1);
         let mut read = 0;
-        if let Some(base) = base {
-            let snapshot = files
-                .iter()
-                .find(|f| f.version == base && f.kind == StateFileKind::Snapshot)
-                .expect("found above");
+        if let Some(snapshot) = snapshot {
             let rows = self.read_checked(snapshot, state.schema()).await?;
             read += snapshot.size;
             state.upsert(rows).map_err(|e| self.compute(e))?;

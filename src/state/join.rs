@@ -38,9 +38,6 @@ use crate::checkpoint::BatchId;
 use crate::plan::JoinShape;
 use crate::storage::Location;
 
-/// The column that marks a side's rows of this batch while joining.
-const NEW_COLUMN: &str = "__sluice_new";
-
 /// The key columns every kept row starts with.
 const BATCH_COLUMN: &str = "__sluice_batch";
 const ROW_COLUMN: &str = "__sluice_row";
@@ -78,7 +75,7 @@ impl JoinOperator {
                 side("join-left", &shape.left_time, shape.left_reach_ns),
                 side("join-right", &shape.right_time, shape.right_reach_ns),
             ],
-            snapshot_every: snapshot_every.max(1),
+            snapshot_every,
             version: None,
         }
     }
@@ -218,7 +215,7 @@ impl Operator for JoinOperator {
         watermark_ns: Option<i64>,
     ) -> Result<Arc<dyn ExecutionPlan>, StateError> {
         let compute = |e: &dyn std::fmt::Display| StateError::Compute {
-            operator: "join".into(),
+            operator: "join-left and join-right".into(),
             reason: e.to_string(),
         };
         let mut join = None;
@@ -250,48 +247,44 @@ impl Operator for JoinOperator {
             kept.push(side.kept()?);
         }
         // Every pair that matches is joined in the batch where the later of the two arrives:
-        // each side's kept and new rows, marked, joined where at least one is new.
-        let marked = |kept: &RecordBatch,
-                      new: &RecordBatch|
-         -> Result<RecordBatch, DataFusionError> {
-            let mut fields: Vec<_> = new.schema().fields().iter().cloned().collect();
-            fields.push(Arc::new(Field::new(NEW_COLUMN, DataType::Boolean, false)));
-            let schema = Arc::new(Schema::new(fields));
-            let mark = |rows: &RecordBatch, new: bool| {
-                let mut columns = rows.columns().to_vec();
-                columns.push(Arc::new(BooleanArray::from(vec![new; rows.num_rows()])) as ArrayRef);
-                RecordBatch::try_new(Arc::clone(&schema), columns)
-            };
-            Ok(concat_batches(
-                &schema,
-                &[mark(kept, false)?, mark(new, true)?],
-            )?)
-        };
+        // new left rows with all right rows, and kept left rows with new right rows.
         let both = (|| -> Result<LogicalPlan, DataFusionError> {
-            let inputs = vec![
-                scan(
-                    marked(&kept[0], &new_rows[0])?,
-                    "__sluice_join_left",
-                    &qualifiers[0],
-                )?,
-                scan(
-                    marked(&kept[1], &new_rows[1])?,
-                    "__sluice_join_right",
-                    &qualifiers[1],
-                )?,
-            ];
-            let node = LogicalPlan::Join(join.clone());
-            let joined = node.with_new_exprs(node.expressions(), inputs)?;
-            let either_new = col(Column::new(Some(qualifiers[0].clone()), NEW_COLUMN))
-                .or(col(Column::new(Some(qualifiers[1].clone()), NEW_COLUMN)));
-            let columns: Vec<Expr> = join
+            let right_all = concat_batches(&new_rows[1].schema(), [&kept[1], &new_rows[1]])?;
+            let pair =
+                |left: RecordBatch, right: RecordBatch| -> Result<LogicalPlan, DataFusionError> {
+                    let inputs = vec![
+                        scan(left, "__sluice_join_left", &qualifiers[0])?,
+                        scan(right, "__sluice_join_right", &qualifiers[1])?,
+                    ];
+                    let node = LogicalPlan::Join(join.clone());
+                    node.with_new_exprs(node.expressions(), inputs)
+                };
+            // The two sides may share column names, which a union's output cannot: number the
+            // columns through the union, then give them back their qualified names, so what the
+            // query does with the join's output still resolves.
+            let numbered = |plan: LogicalPlan| -> Result<LogicalPlan, DataFusionError> {
+                let columns: Vec<Expr> = join
+                    .schema
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (q, f))| {
+                        col(Column::new(q.cloned(), f.name())).alias(format!("__sluice_{i}"))
+                    })
+                    .collect();
+                LogicalPlanBuilder::from(plan).project(columns)?.build()
+            };
+            let named: Vec<Expr> = join
                 .schema
                 .iter()
-                .map(|(q, f)| col(Column::new(q.cloned(), f.name())))
+                .enumerate()
+                .map(|(i, (q, f))| {
+                    col(Column::new_unqualified(format!("__sluice_{i}")))
+                        .alias_qualified(q.cloned(), f.name())
+                })
                 .collect();
-            LogicalPlanBuilder::from(joined)
-                .filter(either_new)?
-                .project(columns)?
+            LogicalPlanBuilder::from(numbered(pair(new_rows[0].clone(), right_all)?)?)
+                .union(numbered(pair(kept[0].clone(), new_rows[1].clone())?)?)?
+                .project(named)?
                 .build()
         })()
         .map_err(|e| compute(&e))?;
@@ -350,5 +343,14 @@ impl Operator for JoinOperator {
             side.files.purge(oldest_kept).await?;
         }
         Ok(())
+    }
+
+    fn holds_ending_by(&self, watermark_ns: i64) -> Option<bool> {
+        let mut any = false;
+        for side in &self.sides {
+            let state = side.state.as_ref()?;
+            any |= state.earliest_end().is_some_and(|end| end <= watermark_ns);
+        }
+        Some(any)
     }
 }

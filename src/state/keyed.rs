@@ -4,12 +4,29 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, UInt32Array};
+use datafusion::arrow::array::{Array, AsArray, PrimitiveArray, UInt32Array};
 use datafusion::arrow::compute::{cast, interleave_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
+
+/// A timestamp column (of any unit and time zone) as nanoseconds since the epoch.
+pub(crate) fn timestamp_ns(
+    array: &dyn Array,
+) -> Result<PrimitiveArray<TimestampNanosecondType>, ArrowError> {
+    let DataType::Timestamp(_, tz) = array.data_type() else {
+        return Err(ArrowError::ComputeError(format!(
+            "{} is not a timestamp",
+            array.data_type()
+        )));
+    };
+    let ns = cast(
+        array,
+        &DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()),
+    )?;
+    Ok(ns.as_primitive::<TimestampNanosecondType>().clone())
+}
 
 /// A key: the group columns in Arrow's row format (empty for a global aggregate).
 pub type Key = Box<[u8]>;
@@ -220,17 +237,12 @@ impl KeyedState {
         let Some((column, size)) = self.event_time else {
             return Ok(vec![None; batch.num_rows()]);
         };
-        let array = batch.column(column);
-        let tz = match array.data_type() {
-            DataType::Timestamp(_, tz) => tz.clone(),
-            other => {
-                return Err(ArrowError::ComputeError(format!(
-                    "the event-time key is {other}, not a timestamp"
-                )));
-            }
-        };
-        let ns = cast(array, &DataType::Timestamp(TimeUnit::Nanosecond, tz))?;
-        let ns = ns.as_primitive::<TimestampNanosecondType>();
+        let ns = timestamp_ns(batch.column(column)).map_err(|e| {
+            ArrowError::ComputeError(format!(
+                "event-time key `{}`: {e}",
+                self.schema.field(column).name()
+            ))
+        })?;
         Ok((0..ns.len())
             .map(|i| (!ns.is_null(i)).then(|| ns.value(i).saturating_add(size)))
             .collect())

@@ -32,6 +32,7 @@ pub use aggregate::{
 pub use files::{StateFile, StateFileKind, StateFiles};
 pub use join::JoinOperator;
 pub use keyed::KeyedState;
+pub(crate) use keyed::timestamp_ns;
 
 /// What a batch did to one operator's state store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +63,10 @@ pub trait Operator: Send + Sync + std::fmt::Debug {
 
     /// Deletes state versions that no batch from `oldest_kept` on needs.
     async fn purge(&self, oldest_kept: BatchId) -> Result<(), StateError>;
+
+    /// Whether the state holds something that a watermark of `watermark_ns` closes (a window
+    /// to emit, rows to drop); `None` while the state is not loaded.
+    fn holds_ending_by(&self, watermark_ns: i64) -> Option<bool>;
 }
 
 use crate::checkpoint::BatchId;
