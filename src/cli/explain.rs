@@ -1,12 +1,10 @@
 //! `sluice explain`: the plan every batch runs, split into the part that sees only the batch's
 //! input and the part that keeps state, and why the query runs in its output mode.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::datasource::MemTable;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::{ExecutionPlan, displayable};
@@ -39,24 +37,23 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
         ctx.register_table(name.as_str(), table as _)
             .map_err(exec)?;
     }
+    let mut streams = Vec::new();
     for (name, config) in &pipeline.sources {
         let schema = peek_schema(name, config).await?.ok_or_else(|| {
             Error::Usage(format!(
                 "source `{name}` has no files yet and no declared schema; declare `schema:` or add a file"
             ))
         })?;
-        let empty = MemTable::try_new(schema, vec![vec![]]).map_err(exec)?;
-        ctx.register_table(name.as_str(), Arc::new(empty))
-            .map_err(exec)?;
+        streams.push((name.clone(), schema));
     }
-    let (state, logical) = plan::plan_batch(&ctx, &pipeline.query, 0).await?;
-    let streams: BTreeSet<String> = pipeline.sources.keys().cloned().collect();
-    let watermarks: BTreeMap<String, String> = pipeline
-        .sources
-        .iter()
-        .filter_map(|(name, c)| Some((name.clone(), c.watermark.as_ref()?.column.clone())))
-        .collect();
-    let shape = plan::analyze(&logical, &streams, &watermarks, pipeline.output_mode)?;
+    let (state, logical, shape) = plan::plan_shape(
+        &ctx,
+        &pipeline.query,
+        &streams,
+        &pipeline.watermark_columns(),
+        pipeline.output_mode,
+    )
+    .await?;
     let physical = state.create_physical_plan(&logical).await.map_err(exec)?;
     let mut out = String::new();
     let mode = pipeline.output_mode;

@@ -406,27 +406,22 @@ impl<'a> Driver<'a> {
             .is_none_or(|q| q.fingerprint != fingerprint)
         {
             let ctx = self.session(&plan::default_settings())?;
-            for source in &self.sources {
-                let schema: SchemaRef = source.schema().expect("schemas are resolved first");
-                let empty =
-                    MemTable::try_new(schema, vec![vec![]]).map_err(|e| Error::Execution {
-                        batch: None,
-                        source: e,
-                    })?;
-                register(&ctx, source.name(), Arc::new(empty), None)?;
-            }
-            let (session, logical) = plan::plan_batch(&ctx, sql, 0).await?;
-            let watermarks = self
-                .watermarks
+            let streams: Vec<(String, SchemaRef)> = self
+                .sources
                 .iter()
-                .map(|(s, (c, _))| (s.clone(), c.clone()))
+                .map(|s| {
+                    let schema = s.schema().expect("schemas are resolved first");
+                    (s.name().to_string(), schema)
+                })
                 .collect();
-            let shape = plan::analyze(
-                &logical,
-                &self.stream_names(),
-                &watermarks,
+            let (session, logical, shape) = plan::plan_shape(
+                &ctx,
+                sql,
+                &streams,
+                &self.pipeline.watermark_columns(),
                 self.pipeline.output_mode,
-            )?;
+            )
+            .await?;
             let location = self.checkpoint.location().clone();
             let snapshot_every = self.pipeline.snapshot_every;
             let operator: Option<Box<dyn Operator>> = match &shape {

@@ -526,6 +526,14 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Each source with a watermark, and its event-time column.
+    pub fn watermark_columns(&self) -> BTreeMap<String, String> {
+        self.sources
+            .iter()
+            .filter_map(|(name, c)| Some((name.clone(), c.watermark.as_ref()?.column.clone())))
+            .collect()
+    }
+
     /// The checkpoint location: the pipeline's own, or `checkpoints/<name>` by default.
     pub fn checkpoint_location(&self) -> String {
         self.checkpoint

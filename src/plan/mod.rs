@@ -173,6 +173,28 @@ pub async fn plan_batch(
     Ok((state, plan))
 }
 
+/// Plans `sql` in `ctx` over empty tables for the `streams` (name and schema) and analyzes
+/// what it keeps between batches.
+pub async fn plan_shape(
+    ctx: &SessionContext,
+    sql: &str,
+    streams: &[(String, SchemaRef)],
+    watermarks: &std::collections::BTreeMap<String, String>,
+    mode: crate::pipeline::OutputMode,
+) -> Result<(SessionState, LogicalPlan, Shape), PlanError> {
+    for (name, schema) in streams {
+        let empty = datafusion::datasource::MemTable::try_new(Arc::clone(schema), vec![vec![]])
+            .map_err(PlanError::Sql)?;
+        ctx.deregister_table(name.as_str())
+            .and_then(|_| ctx.register_table(name.as_str(), Arc::new(empty)))
+            .map_err(PlanError::Sql)?;
+    }
+    let (state, logical) = plan_batch(ctx, sql, 0).await?;
+    let names: BTreeSet<String> = streams.iter().map(|(n, _)| n.clone()).collect();
+    let shape = analyze(&logical, &names, watermarks, mode)?;
+    Ok((state, logical, shape))
+}
+
 /// Checks that `plan` runs batch by batch without state: stateful operators over a stream and
 /// volatile functions are refused.
 pub fn check_stateless(plan: &LogicalPlan, streams: &BTreeSet<String>) -> Result<(), PlanError> {
