@@ -32,6 +32,8 @@ struct CheckpointView {
     pending: Option<BatchId>,
     /// The watermark the next batch starts with (from the last commit).
     next_watermark_ms: Option<i64>,
+    /// Each source's end offset after the last committed batch.
+    source_offsets: std::collections::BTreeMap<String, serde_json::Value>,
     /// Each stateful operator's store.
     state: Vec<StateStoreView>,
     batches: Vec<BatchView>,
@@ -107,8 +109,21 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             operator,
         });
     }
+    let source_offsets = match logs.commits.last() {
+        Some(last) => checkpoint::read_offsets(&location, *last)
+            .await?
+            .map(|e| {
+                e.sources
+                    .into_iter()
+                    .map(|s| (s.source, s.offset))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        None => Default::default(),
+    };
     let view = CheckpointView {
         location: spec.to_string(),
+        source_offsets,
         metadata,
         batches_committed: logs.commits.len(),
         last_committed: logs.commits.last().copied(),
@@ -219,6 +234,9 @@ fn render_text(view: &CheckpointView) -> String {
         .and_then(chrono::DateTime::from_timestamp_millis)
     {
         let _ = writeln!(out, "watermark   {} (the next batch's)", w.to_rfc3339());
+    }
+    for (source, offset) in &view.source_offsets {
+        let _ = writeln!(out, "source      {source}: {offset} after the last commit");
     }
     for s in &view.state {
         let _ = writeln!(
