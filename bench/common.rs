@@ -1,6 +1,10 @@
 //! What the benchmarks share: the generated click events, medians, and the Spark baseline.
 
 use std::path::Path;
+use std::time::Instant;
+
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::prelude::{JsonReadOptions, SessionContext};
 
 /// The generated events' schema, as a pipeline file writes it.
 pub const SCHEMA: &str = "{ ts: timestamp, user_id: bigint, page: string, referrer: string, country: string, duration_ms: bigint }";
@@ -96,4 +100,36 @@ pub fn spark_run(
     text.lines()
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
+}
+
+/// Runs `query` as one DataFusion batch query over every file in `input` (the generated
+/// click events), written as Parquet into `out`, and returns the seconds it took.
+pub async fn datafusion_batch(input: &Path, out: &Path, query: &str) -> f64 {
+    let _ = std::fs::remove_dir_all(out);
+    let started = Instant::now();
+    let mut config = datafusion::prelude::SessionConfig::new();
+    // The same Parquet compression as Sluice's sink.
+    config.options_mut().execution.parquet.compression = Some("snappy".into());
+    let ctx = SessionContext::new_with_config(config);
+    let schema = sluice::plan::schema_from_sql_types(&parse_schema())
+        .await
+        .expect("schema");
+    ctx.register_json(
+        "clicks",
+        &input.display().to_string(),
+        JsonReadOptions::default().schema(&schema),
+    )
+    .await
+    .expect("register");
+    ctx.sql(query)
+        .await
+        .expect("sql")
+        .write_parquet(
+            &format!("{}/", out.display()),
+            DataFrameWriteOptions::new(),
+            None,
+        )
+        .await
+        .expect("write");
+    started.elapsed().as_secs_f64()
 }

@@ -17,8 +17,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use datafusion::dataframe::DataFrameWriteOptions;
-use datafusion::prelude::{JsonReadOptions, SessionContext};
 use sluice::checkpoint::{BatchId, read_commit};
 use sluice::driver::RunOptions;
 use sluice::pipeline::Pipeline;
@@ -27,7 +25,7 @@ use sluice::storage::Location;
 
 #[path = "common.rs"]
 mod common;
-use common::{SCHEMA, generate, median, parse_schema, spark_run};
+use common::{SCHEMA, datafusion_batch, generate, median, spark_run};
 
 const WINDOW_QUERY: &str = "SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, page, count(*) AS views \
                             FROM clicks GROUP BY 1, 2";
@@ -74,35 +72,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-async fn datafusion_window(input: &Path, out: &Path) -> f64 {
-    let _ = std::fs::remove_dir_all(out);
-    let started = Instant::now();
-    let mut config = datafusion::prelude::SessionConfig::new();
-    config.options_mut().execution.parquet.compression = Some("snappy".into());
-    let ctx = SessionContext::new_with_config(config);
-    let schema = sluice::plan::schema_from_sql_types(&parse_schema())
-        .await
-        .expect("schema");
-    ctx.register_json(
-        "clicks",
-        &input.display().to_string(),
-        JsonReadOptions::default().schema(&schema),
-    )
-    .await
-    .expect("register");
-    ctx.sql(WINDOW_QUERY)
-        .await
-        .expect("sql")
-        .write_parquet(
-            &format!("{}/", out.display()),
-            DataFrameWriteOptions::new(),
-            None,
-        )
-        .await
-        .expect("write");
-    started.elapsed().as_secs_f64()
 }
 
 /// One batch as its commit entry records it.
@@ -210,7 +179,7 @@ async fn main() {
     generate(&input, args.rows, args.files);
     let (mut df, mut sl, mut batch_ms) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..args.runs {
-        df.push(datafusion_window(&input, &work.join("df-window")).await);
+        df.push(datafusion_batch(&input, &work.join("df-window"), WINDOW_QUERY).await);
         let (seconds, batches) =
             sluice_window(&work.join("sluice-window"), &input, args.per_batch).await;
         batch_ms.extend(batches.iter().map(|b| b.ms));

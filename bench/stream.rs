@@ -18,15 +18,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use datafusion::dataframe::DataFrameWriteOptions;
-use datafusion::prelude::{JsonReadOptions, SessionContext};
 use sluice::driver::RunOptions;
 use sluice::pipeline::Pipeline;
 use sluice::progress::ProgressFormat;
 
 #[path = "common.rs"]
 mod common;
-use common::{SCHEMA, generate, median, parse_schema, spark_run};
+use common::{SCHEMA, datafusion_batch, generate, median, spark_run};
 
 const QUERY: &str = "SELECT ts, user_id, upper(page) AS page, country, duration_ms / 1000.0 AS seconds \
                      FROM clicks WHERE duration_ms > 1000";
@@ -69,36 +67,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-async fn datafusion_batch(input: &Path, out: &Path) -> f64 {
-    let _ = std::fs::remove_dir_all(out);
-    let started = Instant::now();
-    let mut config = datafusion::prelude::SessionConfig::new();
-    // The same Parquet compression as Sluice's sink.
-    config.options_mut().execution.parquet.compression = Some("snappy".into());
-    let ctx = SessionContext::new_with_config(config);
-    let schema = sluice::plan::schema_from_sql_types(&parse_schema())
-        .await
-        .expect("schema");
-    ctx.register_json(
-        "clicks",
-        &input.display().to_string(),
-        JsonReadOptions::default().schema(&schema),
-    )
-    .await
-    .expect("register");
-    ctx.sql(QUERY)
-        .await
-        .expect("sql")
-        .write_parquet(
-            &format!("{}/", out.display()),
-            DataFrameWriteOptions::new(),
-            None,
-        )
-        .await
-        .expect("write");
-    started.elapsed().as_secs_f64()
 }
 
 struct SluiceRun {
@@ -255,7 +223,7 @@ async fn main() {
     let mut sl = Vec::new();
     let mut sl_batches = Vec::new();
     for run in 0..args.runs {
-        df.push(datafusion_batch(&input, &work.join("df")).await);
+        df.push(datafusion_batch(&input, &work.join("df"), QUERY).await);
         let s = sluice_run(&work.join("sluice"), &input, args.per_batch, true, QUERY).await;
         sl_batches.extend(s.batch_ms.iter().copied());
         println!(

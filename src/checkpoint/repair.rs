@@ -37,12 +37,7 @@ pub async fn repair(location: &Location, dry_run: bool) -> Result<RepairReport, 
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let mut moved: Vec<String> = Vec::new();
     loop {
-        let mut logs = LogListing::read(location).await?;
-        // Entries moved aside in a dry run are only pretended away.
-        logs.offsets
-            .retain(|b| !moved.contains(&paths::offsets(*b)));
-        logs.commits
-            .retain(|b| !moved.contains(&paths::commits(*b)));
+        let logs = listing_without(location, &moved).await?;
         let Some(newest) = logs.offsets.last().copied() else {
             break;
         };
@@ -101,11 +96,7 @@ pub async fn repair(location: &Location, dry_run: bool) -> Result<RepairReport, 
     // back from its commit and the sources' logs, where the next batch needs it.
     let mut rebuilt: Vec<BatchId> = Vec::new();
     loop {
-        let mut logs = LogListing::read(location).await?;
-        logs.offsets
-            .retain(|b| !moved.contains(&paths::offsets(*b)));
-        logs.commits
-            .retain(|b| !moved.contains(&paths::commits(*b)));
+        let mut logs = listing_without(location, &moved).await?;
         logs.offsets.extend(rebuilt.iter().copied());
         logs.offsets.sort_unstable();
         let target = match decide(&logs) {
@@ -169,6 +160,20 @@ pub async fn repair(location: &Location, dry_run: bool) -> Result<RepairReport, 
         }
     }
     Ok(report)
+}
+
+/// The logs' listing without the entries in `moved` (moved aside, or in a dry run only
+/// pretended away).
+async fn listing_without(
+    location: &Location,
+    moved: &[String],
+) -> Result<LogListing, CheckpointError> {
+    let mut logs = LogListing::read(location).await?;
+    logs.offsets
+        .retain(|b| !moved.contains(&paths::offsets(*b)));
+    logs.commits
+        .retain(|b| !moved.contains(&paths::commits(*b)));
+    Ok(logs)
 }
 
 /// The offsets entry of committed batch `batch`, rebuilt: its sources' end offsets from their

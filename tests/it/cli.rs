@@ -441,6 +441,31 @@ fn sigterm_stops_cleanly_and_the_next_run_carries_on() {
     assert_eq!(events[0]["batchId"], 2);
 }
 
+/// Runs `pipeline` for at most `delay`: `true` when it finished (successfully) by then,
+/// `false` when it was killed with SIGKILL.
+fn run_or_kill(pipeline: &std::path::Path, cwd: &std::path::Path, delay: Duration) -> bool {
+    let mut child = sluice_bin()
+        .args([
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "none",
+        ])
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    if let Some(status) = wait_timeout(&mut child, delay) {
+        let out = child.wait_with_output().expect("output");
+        assert!(status.success(), "{}", stderr(&out));
+        return true;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    false
+}
+
 /// Kill the process with SIGKILL at random moments until a run completes; nothing is lost or
 /// doubled. (The longer soak of the reliability issue builds on this.)
 #[test]
@@ -453,28 +478,12 @@ fn sigkill_loop_loses_and_doubles_nothing() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     let (mut kills, mut finished) = (0, false);
     for _ in 0..400 {
-        let mut child = sluice_bin()
-            .args([
-                "run",
-                pipeline.to_str().expect("utf-8"),
-                "--progress",
-                "none",
-            ])
-            .current_dir(ws.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
         // Most runs die part-way: somewhere in start-up, planning, the sink or the commit.
         let delay = Duration::from_millis(rng.random_range(2..40));
-        if let Some(status) = wait_timeout(&mut child, delay) {
-            let out = child.wait_with_output().expect("output");
-            assert!(status.success(), "{}", stderr(&out));
+        if run_or_kill(&pipeline, ws.dir.path(), delay) {
             finished = true;
             break;
         }
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
         kills += 1;
     }
     if !finished {
@@ -526,28 +535,11 @@ fn sigkill_soak() {
             write_clicks(&ws.path("in"), "json", 4, 40, files);
             files += 4;
         }
-        let mut child = sluice_bin()
-            .args([
-                "run",
-                pipeline.to_str().expect("utf-8"),
-                "--progress",
-                "none",
-            ])
-            .current_dir(ws.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
         runs += 1;
         let delay = Duration::from_millis(rng.random_range(2..60));
-        if let Some(status) = wait_timeout(&mut child, delay) {
-            let out = child.wait_with_output().expect("output");
-            assert!(status.success(), "{}", stderr(&out));
-            continue;
+        if !run_or_kill(&pipeline, ws.dir.path(), delay) {
+            kills += 1;
         }
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
-        kills += 1;
     }
     let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));

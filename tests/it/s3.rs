@@ -210,6 +210,26 @@ fn signal(child: &Child, sig: &str) {
     assert!(status.success(), "kill {sig}");
 }
 
+/// Waits for a resumed late run to stop, and checks that it stopped fenced.
+fn assert_fenced(old: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = old.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the resumed run did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    old.stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("stops without changing anything"), "{err}");
+}
+
 /// A driver paused (SIGSTOP) while a new run takes over and goes on, then resumed (SIGCONT),
 /// changes neither the checkpoint nor the sink: it finds an entry it did not write and stops.
 #[test]
@@ -252,22 +272,7 @@ fn a_paused_run_that_wakes_up_late_is_fenced() {
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let before = rt.block_on(snapshot(&moto.store()));
     signal(&old, "-CONT");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = old.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the resumed run did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    old.stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("stderr");
-    assert_eq!(status.code(), Some(1), "{err}");
-    assert!(err.contains("stops without changing anything"), "{err}");
+    assert_fenced(&mut old);
     assert_eq!(
         rt.block_on(snapshot(&moto.store())),
         before,
@@ -353,22 +358,7 @@ fn a_run_paused_mid_batch_that_wakes_up_late_is_fenced() {
     };
     let before = visible(rt.block_on(snapshot(&store)));
     signal(&old, "-CONT");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = old.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the resumed run did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    old.stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("stderr");
-    assert_eq!(status.code(), Some(1), "{err}");
-    assert!(err.contains("stops without changing anything"), "{err}");
+    assert_fenced(&mut old);
     assert_eq!(
         visible(rt.block_on(snapshot(&store))),
         before,
