@@ -55,6 +55,15 @@ struct StateStoreView {
 
 pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(), Error> {
     let location = super::open_checkpoint(spec)?;
+    if let Some(raw) = location.get(&location.path("metadata")).await?
+        && super::spark::is_spark_metadata(&String::from_utf8_lossy(&raw))
+    {
+        let id = serde_json::from_slice::<serde_json::Value>(&raw)
+            .ok()
+            .and_then(|v| v.get("id")?.as_str().map(str::to_string))
+            .unwrap_or_default();
+        return super::spark::run(&location, spec, id, only, json).await;
+    }
     let metadata = Checkpoint::read_metadata(&location).await?.ok_or_else(|| {
         Error::Usage(format!(
             "{spec} is not a Sluice checkpoint (it has no metadata)"

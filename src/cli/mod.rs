@@ -2,6 +2,7 @@
 
 mod explain;
 mod inspect;
+mod spark;
 mod state;
 
 use std::path::PathBuf;

@@ -5,5 +5,6 @@ mod common;
 mod crash;
 mod fault;
 mod s3;
+mod spark;
 mod stateful;
 mod streaming;

@@ -1,0 +1,331 @@
+//! `sluice inspect` on a Spark Structured Streaming checkpoint, for people moving from Spark:
+//! the same summary as for Sluice's own, read from Spark's layout (NOTES.md):
+//!
+//! ```text
+//!   metadata              {"id": <uuid>}
+//!   offsets/<N>           v1, {"batchWatermarkMs", "batchTimestampMs", "conf"}, one line per source
+//!   commits/<N>           v1, {"nextBatchWatermarkMs"}
+//!   sources/<i>/<N>       the file source's log: v1, one {"path", "timestamp", "batchId"} per file
+//!   state/<op>/<partition>/<version>.delta|.snapshot, state/<op>/_metadata/metadata
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::Error;
+use crate::checkpoint::{BatchId, CheckpointError, paths::entry_number};
+use crate::storage::Location;
+
+#[derive(Debug, Serialize)]
+struct SparkView {
+    kind: &'static str,
+    location: String,
+    id: String,
+    batches_committed: usize,
+    last_committed: Option<BatchId>,
+    pending: Option<BatchId>,
+    next_watermark_ms: Option<i64>,
+    source_offsets: BTreeMap<String, serde_json::Value>,
+    state: Vec<SparkStateView>,
+    batches: Vec<SparkBatchView>,
+}
+
+#[derive(Debug, Serialize)]
+struct SparkStateView {
+    operator: String,
+    name: Option<String>,
+    partitions: Option<u64>,
+    files: usize,
+    bytes: u64,
+    versions: Option<(u64, u64)>,
+}
+
+#[derive(Debug, Serialize)]
+struct SparkBatchView {
+    batch: BatchId,
+    status: &'static str,
+    batch_timestamp_ms: Option<i64>,
+    watermark_ms: Option<i64>,
+    sources: BTreeMap<String, serde_json::Value>,
+    next_watermark_ms: Option<i64>,
+    files: BTreeMap<String, Vec<String>>,
+}
+
+/// Whether `metadata` is a Spark checkpoint's (`{"id": ...}` and nothing Sluice writes).
+pub(super) fn is_spark_metadata(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .is_some_and(|o| o.contains_key("id") && !o.contains_key("format"))
+}
+
+/// The JSON lines after `v1` of a Spark log entry; `-` (no offset yet) is `null`.
+fn entry_lines(file: &str, text: &str) -> Result<Vec<serde_json::Value>, CheckpointError> {
+    let corrupt = |line: usize, reason: String| CheckpointError::Corrupt {
+        file: file.to_string(),
+        line,
+        reason,
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some("v1") {
+        return Err(corrupt(1, "expected `v1`".into()));
+    }
+    lines
+        .enumerate()
+        .map(|(i, line)| match line {
+            "-" => Ok(serde_json::Value::Null),
+            _ => serde_json::from_str(line).map_err(|e| corrupt(i + 2, e.to_string())),
+        })
+        .collect()
+}
+
+async fn read(location: &Location, file: &str) -> Result<Option<String>, Error> {
+    Ok(location
+        .get(&location.path(file))
+        .await?
+        .map(|b| String::from_utf8_lossy(&b).to_string()))
+}
+
+/// The numbered entries (and `N.compact` ones) directly in `folder`.
+async fn numbered(location: &Location, folder: &str) -> Result<Vec<(u64, String)>, Error> {
+    let mut out = Vec::new();
+    for meta in location.list(folder).await? {
+        let relative = location.relative(&meta.location);
+        let Some(name) = relative.strip_prefix(&format!("{folder}/")) else {
+            continue;
+        };
+        if name.contains('/') {
+            continue;
+        }
+        let number =
+            entry_number(name).or_else(|| name.strip_suffix(".compact").and_then(entry_number));
+        if let Some(n) = number {
+            out.push((n, relative));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub(super) async fn run(
+    location: &Location,
+    spec: &str,
+    id: String,
+    only: Option<u64>,
+    json: bool,
+) -> Result<(), Error> {
+    let offsets = numbered(location, "offsets").await?;
+    let commits = numbered(location, "commits").await?;
+    let committed: Vec<u64> = commits.iter().map(|(n, _)| *n).collect();
+    // Source logs: sources/<i>/<N> (and compacted N.compact entries).
+    let mut source_logs: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+    for meta in location.list("sources").await? {
+        let relative = location.relative(&meta.location);
+        let parts: Vec<&str> = relative.split('/').collect();
+        if let [_, source, _] = parts.as_slice() {
+            source_logs.entry(source.to_string()).or_default();
+        }
+    }
+    for (source, entries) in source_logs.iter_mut() {
+        *entries = numbered(location, &format!("sources/{source}")).await?;
+    }
+    let mut batches = Vec::new();
+    let mut last_sources = BTreeMap::new();
+    for (n, file) in &offsets {
+        let lines = match read(location, file).await? {
+            Some(text) => entry_lines(file, &text)?,
+            None => continue,
+        };
+        let info = lines.first().cloned().unwrap_or_default();
+        let sources: BTreeMap<String, serde_json::Value> = lines
+            .iter()
+            .skip(1)
+            .enumerate()
+            .map(|(i, v)| (i.to_string(), v.clone()))
+            .collect();
+        let commit = match commits.iter().find(|(c, _)| c == n) {
+            Some((_, file)) => match read(location, file).await? {
+                Some(text) => entry_lines(file, &text)?.first().cloned(),
+                None => None,
+            },
+            None => None,
+        };
+        if commit.is_some() {
+            last_sources = sources.clone();
+        }
+        let mut files = BTreeMap::new();
+        for (source, entries) in &source_logs {
+            if let Some((_, file)) = entries
+                .iter()
+                .find(|(e, f)| e == n && !f.ends_with(".compact"))
+            {
+                let text = read(location, file).await?.unwrap_or_default();
+                let paths = entry_lines(file, &text)?
+                    .iter()
+                    .filter_map(|v| v.get("path")?.as_str().map(str::to_string))
+                    .collect();
+                files.insert(source.clone(), paths);
+            }
+        }
+        if only.is_none_or(|o| o == *n) {
+            batches.push(SparkBatchView {
+                batch: BatchId(*n),
+                status: if commit.is_some() {
+                    "committed"
+                } else {
+                    "pending"
+                },
+                batch_timestamp_ms: info
+                    .get("batchTimestampMs")
+                    .and_then(serde_json::Value::as_i64),
+                watermark_ms: info
+                    .get("batchWatermarkMs")
+                    .and_then(serde_json::Value::as_i64),
+                sources,
+                next_watermark_ms: commit
+                    .as_ref()
+                    .and_then(|c| c.get("nextBatchWatermarkMs")?.as_i64()),
+                files,
+            });
+        }
+    }
+    if let Some(n) = only
+        && batches.is_empty()
+    {
+        return Err(Error::Usage(format!("batch {n} is not in {spec}")));
+    }
+    let next_watermark_ms = match commits.last() {
+        Some((_, file)) => read(location, file)
+            .await?
+            .and_then(|t| entry_lines(file, &t).ok())
+            .and_then(|l| l.first()?.get("nextBatchWatermarkMs")?.as_i64()),
+        None => None,
+    };
+    let mut state = Vec::new();
+    let mut operators: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    for meta in location.list("state").await? {
+        let relative = location.relative(&meta.location);
+        let parts: Vec<&str> = relative.split('/').collect();
+        if let [_, op, _partition, name] = parts.as_slice() {
+            let version = name
+                .strip_suffix(".delta")
+                .or_else(|| name.strip_suffix(".snapshot"))
+                .and_then(entry_number);
+            if let Some(v) = version {
+                operators
+                    .entry(op.to_string())
+                    .or_default()
+                    .push((v, meta.size));
+            }
+        }
+    }
+    for (op, files) in operators {
+        let info = read(location, &format!("state/{op}/_metadata/metadata"))
+            .await?
+            .and_then(|t| entry_lines("metadata", &t).ok())
+            .and_then(|l| l.first().cloned())
+            .unwrap_or_default();
+        state.push(SparkStateView {
+            name: info
+                .pointer("/operatorInfo/operatorName")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            partitions: info
+                .pointer("/stateStoreInfo/0/numPartitions")
+                .and_then(serde_json::Value::as_u64),
+            files: files.len(),
+            bytes: files.iter().map(|(_, s)| s).sum(),
+            versions: files
+                .iter()
+                .map(|(v, _)| *v)
+                .min()
+                .zip(files.iter().map(|(v, _)| *v).max()),
+            operator: op,
+        });
+    }
+    let view = SparkView {
+        kind: "spark",
+        location: spec.to_string(),
+        id,
+        batches_committed: committed.len(),
+        last_committed: committed.last().copied().map(BatchId),
+        pending: offsets
+            .last()
+            .map(|(n, _)| *n)
+            .filter(|n| !committed.contains(n))
+            .map(BatchId),
+        next_watermark_ms,
+        source_offsets: last_sources,
+        state,
+        batches,
+    };
+    if json {
+        super::emit(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&view).expect("view serializes")
+        ));
+        return Ok(());
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "checkpoint  {} (Spark Structured Streaming)",
+        view.location
+    );
+    let _ = writeln!(out, "query id    {}", view.id);
+    let _ = writeln!(
+        out,
+        "committed   {} batches retained, last {}",
+        view.batches_committed,
+        view.last_committed.map_or("none".into(), |b| b.to_string())
+    );
+    let _ = writeln!(
+        out,
+        "pending     {}",
+        view.pending.map_or("none".into(), |b| format!("batch {b}"))
+    );
+    if let Some(w) = view
+        .next_watermark_ms
+        .and_then(chrono::DateTime::from_timestamp_millis)
+    {
+        let _ = writeln!(out, "watermark   {} (the next batch's)", w.to_rfc3339());
+    }
+    for (source, offset) in &view.source_offsets {
+        let _ = writeln!(out, "source {source}    {offset} after the last commit");
+    }
+    for s in &view.state {
+        let _ = writeln!(
+            out,
+            "state       operator {} ({}): {} partitions, {} files ({} bytes), versions {}",
+            s.operator,
+            s.name.as_deref().unwrap_or("?"),
+            s.partitions.map_or("?".into(), |p| p.to_string()),
+            s.files,
+            s.bytes,
+            s.versions
+                .map_or("none".into(), |(a, b)| format!("{a}..={b}"))
+        );
+    }
+    for b in &view.batches {
+        let when = b
+            .batch_timestamp_ms
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "batch {:>6}  {:<9}  {when}  watermark {}  offsets {}",
+            b.batch.0,
+            b.status,
+            b.watermark_ms.map_or("-".into(), |w| w.to_string()),
+            serde_json::to_string(&b.sources).unwrap_or_default()
+        );
+        for (source, files) in &b.files {
+            let _ = writeln!(out, "              source {source}: {}", files.join(", "));
+        }
+    }
+    super::emit(&out);
+    Ok(())
+}

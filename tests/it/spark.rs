@@ -1,0 +1,95 @@
+//! `sluice inspect` reads Spark Structured Streaming checkpoints written by PyPI `pyspark` 4.3
+//! (`tests/fixtures/spark/make_fixtures.py` made them): batch ids, offsets, watermarks, the
+//! files each batch read, and the state operators.
+
+use std::process::Output;
+
+use crate::common::*;
+
+fn inspect_json(checkpoint: &str) -> serde_json::Value {
+    let fixture = format!(
+        "{}/tests/fixtures/spark/{checkpoint}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out: Output = sluice_bin()
+        .args(["inspect", &fixture, "--json"])
+        .output()
+        .expect("run sluice");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("inspect json")
+}
+
+fn file_names(batch: &serde_json::Value) -> Vec<String> {
+    batch["files"]["0"]
+        .as_array()
+        .expect("files of source 0")
+        .iter()
+        .map(|p| {
+            p.as_str()
+                .expect("path")
+                .rsplit('/')
+                .next()
+                .expect("name")
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_spark_stateless_checkpoint_is_read() {
+    let view = inspect_json("stateless/checkpoint");
+    assert_eq!(view["kind"], "spark");
+    assert_eq!(view["id"], "638c340c-e61a-4e01-9603-b27f3c78e68a");
+    assert_eq!(view["batches_committed"], 3);
+    assert_eq!(view["last_committed"], 2);
+    assert!(view["pending"].is_null());
+    assert_eq!(view["source_offsets"]["0"]["logOffset"], 2);
+    assert_eq!(view["state"].as_array().expect("state").len(), 0);
+    let batches = view["batches"].as_array().expect("batches");
+    assert_eq!(batches.len(), 3);
+    // Spark took the files in modification order, one per batch.
+    let read: Vec<Vec<String>> = batches.iter().map(file_names).collect();
+    assert_eq!(
+        read,
+        [["clicks-1.json"], ["clicks-0.json"], ["clicks-2.json"]]
+    );
+    for (n, b) in batches.iter().enumerate() {
+        assert_eq!(b["batch"], n);
+        assert_eq!(b["status"], "committed");
+        assert_eq!(b["sources"]["0"]["logOffset"], n);
+        assert_eq!(b["watermark_ms"], 0);
+    }
+}
+
+#[test]
+fn a_spark_windowed_aggregation_checkpoint_is_read() {
+    let view = inspect_json("windowed/checkpoint");
+    assert_eq!(view["batches_committed"], 4);
+    assert_eq!(view["last_committed"], 3);
+    // 09:04:55 is the latest event; less the 10 s delay.
+    let watermark = 1_793_523_885_000i64;
+    assert_eq!(view["next_watermark_ms"], watermark);
+    let batches = view["batches"].as_array().expect("batches");
+    let watermarks: Vec<i64> = batches
+        .iter()
+        .map(|b| b["watermark_ms"].as_i64().expect("watermark"))
+        .collect();
+    assert_eq!(
+        watermarks,
+        [0, 1_793_523_785_000, 1_793_523_785_000, watermark]
+    );
+    // The last batch read nothing: Spark's batch without data that closes the windows.
+    assert_eq!(batches[3]["sources"]["0"]["logOffset"], 2);
+    assert!(batches[3]["files"].as_object().expect("files").is_empty());
+    assert_eq!(file_names(&batches[0]), ["clicks-1.json"]);
+    let state = &view["state"][0];
+    assert_eq!(state["operator"], "0");
+    assert_eq!(state["name"], "stateStoreSave");
+    assert_eq!(state["partitions"], 2);
+    assert_eq!(state["versions"], serde_json::json!([1, 4]));
+    assert_eq!(state["files"], 8);
+}
