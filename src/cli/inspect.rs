@@ -64,6 +64,11 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             .unwrap_or_default();
         return super::spark::run(&location, spec, id, only, json).await;
     }
+    if location.get(&location.path("metadata")).await?.is_none()
+        && super::spark::is_spark_sink(&location).await?
+    {
+        return super::spark::run_sink(&location, spec, json).await;
+    }
     let metadata = Checkpoint::read_metadata(&location).await?.ok_or_else(|| {
         Error::Usage(format!(
             "{spec} is not a Sluice checkpoint (it has no metadata)"

@@ -329,3 +329,114 @@ pub(super) async fn run(
     super::emit(&out);
     Ok(())
 }
+
+#[derive(Debug, Serialize)]
+struct SparkSinkView {
+    kind: &'static str,
+    location: String,
+    batches: usize,
+    last_batch: Option<u64>,
+    /// Entries of the log that fold earlier ones (`N.compact`).
+    compact_entries: Vec<u64>,
+    /// Files the log says are in the sink (added and not deleted).
+    live_files: usize,
+    live_bytes: u64,
+    /// Per batch: files added and their bytes.
+    per_batch: BTreeMap<u64, (usize, u64)>,
+}
+
+/// Whether `location` is a Spark file sink's folder (it has a `_spark_metadata` log).
+pub(super) async fn is_spark_sink(location: &Location) -> Result<bool, Error> {
+    Ok(!numbered(location, "_spark_metadata").await?.is_empty())
+}
+
+/// `sluice inspect` on a Spark file sink's folder: what its `_spark_metadata` log holds.
+pub(super) async fn run_sink(location: &Location, spec: &str, json: bool) -> Result<(), Error> {
+    let entries = numbered(location, "_spark_metadata").await?;
+    let mut live: BTreeMap<String, u64> = BTreeMap::new();
+    let mut per_batch = BTreeMap::new();
+    let mut compact_entries = Vec::new();
+    // The newest compact entry holds every live file up to it; later entries add to it.
+    let newest_compact = entries
+        .iter()
+        .filter(|(_, f)| f.ends_with(".compact"))
+        .map(|(n, _)| *n)
+        .max();
+    for (n, file) in &entries {
+        let is_compact = file.ends_with(".compact");
+        if is_compact {
+            compact_entries.push(*n);
+        }
+        let folded = newest_compact.is_some_and(|c| *n < c || (*n == c && !is_compact));
+        let text = read(location, file).await?.unwrap_or_default();
+        let mut added = (0, 0);
+        for line in entry_lines(file, &text)? {
+            let (Some(path), size) = (
+                line.get("path").and_then(|p| p.as_str()),
+                line.get("size")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0),
+            ) else {
+                continue;
+            };
+            if !is_compact {
+                added.0 += 1;
+                added.1 += size;
+            }
+            if folded {
+                continue;
+            }
+            match line.get("action").and_then(|a| a.as_str()) {
+                Some("delete") => {
+                    live.remove(path);
+                }
+                _ => {
+                    live.insert(path.to_string(), size);
+                }
+            }
+        }
+        if !is_compact {
+            per_batch.insert(*n, added);
+        }
+    }
+    let view = SparkSinkView {
+        kind: "spark-sink",
+        location: spec.to_string(),
+        batches: entries.len(),
+        last_batch: entries.last().map(|(n, _)| *n),
+        compact_entries,
+        live_files: live.len(),
+        live_bytes: live.values().sum(),
+        per_batch,
+    };
+    if json {
+        super::emit(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&view).expect("view serializes")
+        ));
+        return Ok(());
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "sink        {} (a Spark file sink's _spark_metadata)",
+        view.location
+    );
+    let _ = writeln!(
+        out,
+        "batches     {}, last {}; compact entries {:?}",
+        view.batches,
+        view.last_batch.map_or("none".into(), |b| b.to_string()),
+        view.compact_entries
+    );
+    let _ = writeln!(
+        out,
+        "live files  {} ({} bytes)",
+        view.live_files, view.live_bytes
+    );
+    for (batch, (files, bytes)) in &view.per_batch {
+        let _ = writeln!(out, "batch {batch:>6}  {files} files added ({bytes} bytes)");
+    }
+    super::emit(&out);
+    Ok(())
+}

@@ -93,3 +93,26 @@ fn a_spark_windowed_aggregation_checkpoint_is_read() {
     assert_eq!(state["versions"], serde_json::json!([1, 4]));
     assert_eq!(state["files"], 8);
 }
+
+/// A Spark file sink's folder: its `_spark_metadata` log, batch by batch.
+#[test]
+fn a_spark_file_sink_log_is_read() {
+    let view = inspect_json("windowed/sink");
+    assert_eq!(view["kind"], "spark-sink");
+    assert_eq!(view["batches"], 4);
+    assert_eq!(view["last_batch"], 3);
+    let per_batch = view["per_batch"].as_object().expect("per batch");
+    let added: u64 = per_batch
+        .values()
+        .map(|v| v[0].as_u64().expect("files"))
+        .sum();
+    assert_eq!(view["live_files"].as_u64(), Some(added));
+    assert!(view["live_bytes"].as_u64().expect("bytes") > 0);
+    // What Spark wrote: a file per non-empty output partition (an empty one for batch 0 and 2).
+    let files: Vec<u64> = per_batch
+        .values()
+        .map(|v| v[0].as_u64().expect("files"))
+        .collect();
+    assert_eq!(files, [1, 2, 1, 2]);
+    assert_eq!(per_batch["0"][1], 480);
+}
