@@ -117,6 +117,20 @@ pub struct CommitEntry {
     pub durations: PhaseDurations,
 }
 
+/// `sink`: where the pipeline's output goes, recorded by each run (for `sluice rewind`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SinkRecord {
+    /// `files` or `console`.
+    pub kind: String,
+    /// The files sink's folder or URL.
+    pub path: Option<String>,
+    /// The files sink's format.
+    pub format: Option<String>,
+    /// The output mode.
+    pub output_mode: String,
+}
+
 /// What a batch did to an operator's state.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

@@ -15,7 +15,7 @@ pub mod repair;
 
 pub use entries::{
     BatchInfo, CommitEntry, EpochEntry, Metadata, OffsetsEntry, PhaseDurations, PinnedSettings,
-    SourceOffset, StateCommit, parse_json_object, to_json,
+    SinkRecord, SourceOffset, StateCommit, parse_json_object, to_json,
 };
 
 use crate::storage::{Location, StorageError};
@@ -272,6 +272,28 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Records where this run's output goes (replacing an earlier run's record).
+    pub async fn record_sink(&self, record: &SinkRecord) -> Result<(), CheckpointError> {
+        let path = self.location.path(paths::SINK);
+        self.location
+            .put(&path, format!("{}\n", to_json(record)).into_bytes())
+            .await?;
+        Ok(())
+    }
+
+    /// Reads the sink record, if a run wrote one.
+    pub async fn read_sink_record(
+        location: &Location,
+    ) -> Result<Option<SinkRecord>, CheckpointError> {
+        match location.get(&location.path(paths::SINK)).await? {
+            Some(bytes) => Ok(Some(parse_json_object(
+                paths::SINK,
+                &String::from_utf8_lossy(&bytes),
+            )?)),
+            None => Ok(None),
+        }
+    }
+
     /// Reads the query text stored under `fingerprint`.
     pub async fn read_query(&self, fingerprint: &str) -> Result<String, CheckpointError> {
         let file = paths::query(fingerprint);
@@ -427,7 +449,7 @@ async fn list_numbers(location: &Location, folder: &str) -> Result<Vec<u64>, Che
     Ok(numbers)
 }
 
-fn take_lock(location: &Location) -> Result<Option<std::fs::File>, CheckpointError> {
+pub(crate) fn take_lock(location: &Location) -> Result<Option<std::fs::File>, CheckpointError> {
     let Some(root) = location.local_root() else {
         return Ok(None);
     };

@@ -14,6 +14,8 @@ pub const COMMITS: &str = "commits";
 pub const EPOCHS: &str = "epochs";
 /// The folder of query texts, by fingerprint.
 pub const QUERIES: &str = "queries";
+/// `sink`: where the output of the latest run goes.
+pub const SINK: &str = "sink";
 /// The sources' own logs.
 pub const SOURCES: &str = "sources";
 

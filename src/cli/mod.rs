@@ -2,6 +2,7 @@
 
 mod explain;
 mod inspect;
+mod rewind;
 mod spark;
 mod state;
 
@@ -62,6 +63,14 @@ enum Command {
         /// SQL over the table `state` (default: `SELECT * FROM state`).
         #[arg(long)]
         sql: Option<String>,
+    },
+    /// Make batch N the last committed one, taking later batches back from the files sink.
+    Rewind {
+        /// The checkpoint (path or object-store URL).
+        checkpoint: String,
+        /// The batch to go back to.
+        #[arg(long)]
+        to: u64,
     },
     /// Fix a damaged checkpoint where that loses and doubles nothing, and say what it did.
     Repair {
@@ -176,6 +185,7 @@ async fn execute(cli: Cli) -> Result<(), Error> {
             sql,
         } => state::run(&checkpoint, operator, batch, sql).await,
         Command::Explain { pipeline } => explain::run(&pipeline).await,
+        Command::Rewind { checkpoint, to } => rewind::run(&checkpoint, to).await,
         Command::Repair {
             checkpoint,
             dry_run,

@@ -142,6 +142,14 @@ impl<'a> Driver<'a> {
             location.check_create_only().await?;
         }
         let checkpoint = Checkpoint::open(location, &pipeline.name).await?;
+        checkpoint
+            .record_sink(&crate::checkpoint::SinkRecord {
+                kind: pipeline.sink.kind.as_str().to_string(),
+                path: pipeline.sink.path.clone(),
+                format: pipeline.sink.format.map(|f| f.as_str().to_string()),
+                output_mode: pipeline.output_mode.as_str().to_string(),
+            })
+            .await?;
         // Static tables load after the lock, so a second run stops at once.
         let mut static_tables = BTreeMap::new();
         for (name, config) in &pipeline.tables {

@@ -127,6 +127,30 @@ impl FilesSink {
         self
     }
 
+    /// Takes batch `batch` back: deletes the files its manifest names, anything staged for it,
+    /// then the manifest (last, so an interrupted call can be repeated). Returns the files
+    /// deleted.
+    pub async fn forget_batch(&self, batch: BatchId) -> Result<usize, SinkError> {
+        let mut deleted = 0;
+        if let Some(manifest) = self.read_manifest(batch).await? {
+            self.check_owner(&manifest)?;
+            for file in &manifest.files {
+                self.location
+                    .delete(&self.location.path(&file.path))
+                    .await?;
+                deleted += 1;
+            }
+        }
+        let staging = format!("{SLUICE_DIR}/staging/{}", batch.0);
+        for leftover in self.location.list(&staging).await? {
+            self.location.delete(&leftover.location).await?;
+        }
+        self.location
+            .delete(&self.location.path(&Self::manifest_file(batch)))
+            .await?;
+        Ok(deleted)
+    }
+
     /// Deletes the published data files of batches before `batch`.
     async fn retire_before(&self, batch: BatchId) -> Result<(), SinkError> {
         for meta in self.location.list("").await? {

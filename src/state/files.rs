@@ -300,6 +300,16 @@ impl StateFiles {
             .map_err(|e| self.compute(e))
     }
 
+    /// Deletes every file of version `version`.
+    pub async fn delete_version(&self, version: BatchId) -> Result<(), StateError> {
+        for file in self.list().await?.iter().filter(|f| f.version == version) {
+            self.location
+                .delete(&self.location.path(&file.path))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Deletes the files no load of version `oldest_needed` or later reads: everything older
     /// than the newest snapshot at or below it.
     pub async fn purge(&self, oldest_needed: BatchId) -> Result<(), StateError> {

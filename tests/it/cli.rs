@@ -669,3 +669,64 @@ fn a_windowed_aggregation_reports_its_state_and_can_be_read_and_explained() {
     let out = run_bin(&["state", &ckpt.replace("ckpt", "nope")], ws.dir.path());
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `sluice rewind --to N` takes later batches back from the files sink, the state and the logs;
+/// the next run computes them again, to the same output. A sink that cannot take batches back
+/// is refused with the reason.
+#[test]
+fn rewind_takes_later_batches_back_and_the_next_run_redoes_them() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 4, 30, 0);
+    let query = "SELECT page, count(*) AS n, max(amount) AS top FROM clicks GROUP BY page";
+    let yaml = pipeline_yaml(&ws, "json", query, 1, "")
+        .replace("trigger:", "output_mode: update\ntrigger:");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let p = pipeline.to_str().expect("utf-8");
+    let ckpt = ws.p("ckpt");
+    assert!(run_bin(&["run", p], ws.dir.path()).status.success());
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let before = rt.block_on(sink_rows(&ws.path("out")));
+
+    let out = run_bin(&["rewind", &ckpt, "--to", "1"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        said.contains("took back batch 3") && said.contains("took back batch 2"),
+        "{said}"
+    );
+    let parts: Vec<String> = std::fs::read_dir(ws.path("out"))
+        .expect("out/")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    assert!(
+        parts
+            .iter()
+            .all(|n| n.starts_with("part-0000000000-") || n.starts_with("part-0000000001-")),
+        "{parts:?}"
+    );
+    assert!(!ws.path("ckpt/commits/2").exists() && !ws.path("ckpt/offsets/3").exists());
+    assert!(!ws.path("ckpt/state/aggregate/3.delta.parquet").exists());
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("2 batches"), "{}", stderr(&out));
+    assert_eq!(rt.block_on(sink_rows(&ws.path("out"))), before);
+
+    // Complete mode keeps only the latest table: nothing to go back to.
+    let complete = write_pipeline(
+        &ws,
+        &pipeline_yaml(&ws, "json", query, 1, "")
+            .replace(&ws.p("ckpt"), &ws.p("ckpt2"))
+            .replace(&ws.p("out"), &ws.p("out2"))
+            .replace("trigger:", "output_mode: complete\ntrigger:"),
+    );
+    assert!(
+        run_bin(&["run", complete.to_str().expect("utf-8")], ws.dir.path())
+            .status
+            .success()
+    );
+    let out = run_bin(&["rewind", &ws.p("ckpt2"), "--to", "1"], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("complete mode"), "{}", stderr(&out));
+}
