@@ -30,11 +30,10 @@ pub(super) async fn run(spec: &str, to: u64) -> Result<(), Error> {
         )));
     }
     if sink.output_mode == "complete" {
-        return Err(refuse(
+        return Err(refuse(format!(
             "in complete mode the files sink keeps only the latest batch's result table; batch \
              {to}'s files are gone, so the sink cannot be put back to it"
-                .replace("{to}", &to.to_string()),
-        ));
+        )));
     }
     let logs = LogListing::read(&location).await?;
     let target = BatchId(to);
