@@ -36,7 +36,25 @@ struct CheckpointView {
     source_offsets: std::collections::BTreeMap<String, serde_json::Value>,
     /// Each stateful operator's store.
     state: Vec<StateStoreView>,
+    /// Where the output goes and how far it has got, when a run recorded its sink.
+    sink: Option<SinkView>,
     batches: Vec<BatchView>,
+}
+
+/// The sink as inspect shows it.
+#[derive(Debug, Serialize)]
+struct SinkView {
+    kind: String,
+    path: Option<String>,
+    output_mode: String,
+    /// The newest batch the sink's manifest holds, its rows and files.
+    last_batch: Option<BatchId>,
+    last_batch_rows: Option<u64>,
+    last_batch_files: Option<usize>,
+    /// Manifest entries kept (bounded by the retention).
+    manifest_entries: Option<usize>,
+    /// Why the sink could not be read, when it could not.
+    unreadable: Option<String>,
 }
 
 /// One state store as inspect shows it.
@@ -135,8 +153,13 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             .unwrap_or_default(),
         None => Default::default(),
     };
+    let sink = match Checkpoint::read_sink_record(&location).await? {
+        Some(record) => Some(sink_view(record, metadata.id).await),
+        None => None,
+    };
     let view = CheckpointView {
         location: spec.to_string(),
+        sink,
         source_offsets,
         metadata,
         batches_committed: logs.commits.len(),
@@ -155,6 +178,47 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         super::emit(&render_text(&view));
     }
     Ok(())
+}
+
+/// What the files sink holds, read from its manifest (a missing or unreadable sink is said,
+/// not an error: the checkpoint is still worth showing).
+async fn sink_view(record: crate::checkpoint::SinkRecord, pipeline: uuid::Uuid) -> SinkView {
+    let mut view = SinkView {
+        kind: record.kind.clone(),
+        path: record.path.clone(),
+        output_mode: record.output_mode.clone(),
+        last_batch: None,
+        last_batch_rows: None,
+        last_batch_files: None,
+        manifest_entries: None,
+        unreadable: None,
+    };
+    let (Some(path), Some(format)) = (&record.path, &record.format) else {
+        return view;
+    };
+    let read = async {
+        let format: crate::pipeline::FileFormat = format.parse().map_err(|e: String| e)?;
+        let location = Location::open(path, false, false, None).map_err(|e| e.to_string())?;
+        let sink = crate::sink::FilesSink::new(location, format, pipeline);
+        let batches = sink.manifest_batches().await.map_err(|e| e.to_string())?;
+        let last = match batches.last() {
+            Some(b) => sink.read_manifest(*b).await.map_err(|e| e.to_string())?,
+            None => None,
+        };
+        Ok::<_, String>((batches.len(), last))
+    };
+    match read.await {
+        Ok((entries, last)) => {
+            view.manifest_entries = Some(entries);
+            if let Some(m) = last {
+                view.last_batch = Some(m.batch);
+                view.last_batch_rows = Some(m.rows);
+                view.last_batch_files = Some(m.files.len());
+            }
+        }
+        Err(reason) => view.unreadable = Some(reason),
+    }
+    view
 }
 
 async fn view_batch(
@@ -248,6 +312,25 @@ fn render_text(view: &CheckpointView) -> String {
         .and_then(chrono::DateTime::from_timestamp_millis)
     {
         let _ = writeln!(out, "watermark   {} (the next batch's)", w.to_rfc3339());
+    }
+    if let Some(sink) = &view.sink {
+        let _ = writeln!(
+            out,
+            "sink        {} {} ({} mode): {}",
+            sink.kind,
+            sink.path.as_deref().unwrap_or(""),
+            sink.output_mode,
+            match (&sink.unreadable, sink.last_batch) {
+                (Some(reason), _) => format!("cannot be read: {reason}"),
+                (None, Some(b)) => format!(
+                    "holds batch {b} ({} rows, {} files), {} manifest entries kept",
+                    sink.last_batch_rows.unwrap_or(0),
+                    sink.last_batch_files.unwrap_or(0),
+                    sink.manifest_entries.unwrap_or(0)
+                ),
+                (None, None) => "no batch yet".to_string(),
+            }
+        );
     }
     for (source, offset) in &view.source_offsets {
         let _ = writeln!(out, "source      {source}: {offset} after the last commit");

@@ -186,6 +186,23 @@ impl FilesSink {
         )
     }
 
+    /// The batches the sink's manifest still lists (those within the retention), in order.
+    pub async fn manifest_batches(&self) -> Result<Vec<BatchId>, SinkError> {
+        let mut batches: Vec<BatchId> = self
+            .location
+            .list(&format!("{SLUICE_DIR}/manifest"))
+            .await?
+            .iter()
+            .filter_map(|m| {
+                let name = self.location.relative(&m.location);
+                crate::checkpoint::paths::entry_number(name.rsplit('/').next()?)
+            })
+            .map(BatchId)
+            .collect();
+        batches.sort_unstable();
+        Ok(batches)
+    }
+
     /// Reads the manifest entry of `batch`, if the sink has the batch.
     pub async fn read_manifest(&self, batch: BatchId) -> Result<Option<Manifest>, SinkError> {
         let file = Self::manifest_file(batch);

@@ -576,7 +576,13 @@ fn a_windowed_aggregation_reports_its_state_and_can_be_read_and_explained() {
         1,
         "    watermark: { column: ts, delay: 10s }\n",
     )
-    .replace("trigger:", "output_mode: append\ntrigger:");
+    .replace(
+        "trigger:",
+        &format!(
+            "output_mode: append\nlate_rows: {{ kind: files, path: {}, format: json }}\ntrigger:",
+            ws.p("late")
+        ),
+    );
     let pipeline = write_pipeline(&ws, &yaml);
     let out = run_json(&pipeline, ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
@@ -586,6 +592,17 @@ fn a_windowed_aggregation_reports_its_state_and_can_be_read_and_explained() {
         5,
         "4 batches with input, then one that closes windows"
     );
+    let late_files = || -> Vec<String> {
+        std::fs::read_dir(ws.path("late/clicks"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .filter(|n| n.ends_with(".jsonl"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(late_files().is_empty(), "no late rows yet");
     assert!(
         events[0]["watermark"].is_null(),
         "no event time seen before batch 0"
@@ -616,8 +633,37 @@ fn a_windowed_aggregation_reports_its_state_and_can_be_read_and_explained() {
         7
     );
     assert_eq!(events[0]["stateOperators"][0]["numRowsUpdated"], 0);
+    // They are written whole to the late-rows sink, under the source's name.
+    let late = late_files();
+    assert_eq!(late.len(), 1, "{late:?}");
+    let text = std::fs::read_to_string(ws.path("late/clicks").join(&late[0])).expect("late");
+    assert_eq!(text.lines().count(), 7);
+    assert!(text.contains("\"amount\""), "every column: {text}");
 
     let ckpt = ws.p("ckpt");
+    let out = run_bin(&["inspect", &ckpt, "--json"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect json");
+    assert_eq!(view["batches_committed"], 6);
+    assert_eq!(view["last_committed"], 5);
+    assert_eq!(view["source_offsets"]["clicks"]["files"], 5);
+    assert_eq!(view["source_offsets"]["clicks"]["log"], 5);
+    assert_eq!(
+        view["next_watermark_ms"],
+        1_762_000_000_000i64 + 149_000,
+        "the last event (159 s) less the 10 s delay"
+    );
+    assert_eq!(view["state"][0]["operator"], "aggregate");
+    assert_eq!(view["state"][0]["rows"], rows_left);
+    assert!(view["state"][0]["bytes"].as_u64().expect("bytes") > 0);
+    assert_eq!(view["sink"]["kind"], "files");
+    assert_eq!(view["sink"]["output_mode"], "append");
+    assert_eq!(
+        view["sink"]["last_batch"], 5,
+        "the batch of late rows, which wrote none"
+    );
+    assert_eq!(view["sink"]["last_batch_rows"], 0);
+    assert_eq!(view["sink"]["manifest_entries"], 6);
     let out = run_bin(
         &[
             "state",
