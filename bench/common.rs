@@ -133,3 +133,59 @@ pub async fn datafusion_batch(input: &Path, out: &Path, query: &str) -> f64 {
         .expect("write");
     started.elapsed().as_secs_f64()
 }
+
+/// Prints the medians of Sluice's and DataFusion's runs under `title` and their ratio (with
+/// the median of the paired runs' ratios, less sensitive to the machine's load drifting);
+/// returns Sluice's median seconds and rows per second.
+pub fn report_runs(
+    title: &str,
+    rows: u64,
+    df: Vec<f64>,
+    sl: Vec<f64>,
+    batch_ms: Vec<f64>,
+    target: f64,
+) -> (f64, f64) {
+    let paired = median(sl.iter().zip(&df).map(|(s, d)| s / d).collect());
+    let (df_s, sl_s) = (median(df), median(sl));
+    let sl_rate = rows as f64 / sl_s;
+    println!("\n== {title}");
+    println!(
+        "datafusion batch query   {df_s:>8.2} s   {:>12.0} rows/s",
+        rows as f64 / df_s
+    );
+    println!(
+        "sluice available-now     {sl_s:>8.2} s   {sl_rate:>12.0} rows/s   median batch {:.0} ms",
+        median(batch_ms)
+    );
+    println!(
+        "sluice / datafusion      {:>8.2} x   (ratio of medians; median of paired runs {paired:.2} x; target <= {target})",
+        sl_s / df_s
+    );
+    (sl_s, sl_rate)
+}
+
+/// Prints Spark's summary (from `spark_run`) against Sluice's rows per second, or why Spark
+/// did not run; returns Spark's start-up and streaming seconds when it ran.
+pub fn report_spark(
+    spark: Option<serde_json::Value>,
+    rows: u64,
+    sl_rate: f64,
+    target: f64,
+) -> Option<(f64, f64)> {
+    let Some(v) = spark else {
+        println!("spark: not run (install pyspark and Java 17)");
+        return None;
+    };
+    let start = v["start_s"].as_f64().unwrap_or(f64::NAN);
+    let stream = v["stream_s"].as_f64().unwrap_or(f64::NAN);
+    let spark_rate = rows as f64 / stream;
+    println!(
+        "spark start {start:.1} s, stream {stream:.1} s, {spark_rate:.0} rows/s, median batch {} ms",
+        v["median_batch_ms"]
+    );
+    println!(
+        "sluice rows/s / spark rows/s   {:>8.1} x   (target >= {target})",
+        sl_rate / spark_rate
+    );
+    Some((start, stream))
+}

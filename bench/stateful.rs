@@ -25,7 +25,7 @@ use sluice::storage::Location;
 
 #[path = "common.rs"]
 mod common;
-use common::{SCHEMA, datafusion_batch, generate, median, spark_run};
+use common::{SCHEMA, datafusion_batch, generate, median, report_runs, report_spark, spark_run};
 
 const WINDOW_QUERY: &str = "SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, page, count(*) AS views \
                             FROM clicks GROUP BY 1, 2";
@@ -190,42 +190,20 @@ async fn main() {
         );
         sl.push(seconds);
     }
-    let paired = median(sl.iter().zip(&df).map(|(s, d)| s / d).collect());
-    let (df_s, sl_s) = (median(df), median(sl));
-    let sl_rate = args.rows as f64 / sl_s;
-    println!(
-        "\n== 1-minute tumbling window, 10 s watermark, append, Parquet: {} rows, {} files, {} per batch, median of {} runs",
-        args.rows, args.files, args.per_batch, args.runs
-    );
-    println!(
-        "datafusion batch query   {df_s:>8.2} s   {:>12.0} rows/s",
-        args.rows as f64 / df_s
-    );
-    println!(
-        "sluice available-now     {sl_s:>8.2} s   {sl_rate:>12.0} rows/s   median batch {:.0} ms",
-        median(batch_ms)
-    );
-    println!(
-        "sluice / datafusion      {:>8.2} x   (ratio of medians; median of paired runs {paired:.2} x; target <= 1.5)",
-        sl_s / df_s
+    let (_, sl_rate) = report_runs(
+        &format!(
+            "1-minute tumbling window, 10 s watermark, append, Parquet: {} rows, {} files, {} per batch, median of {} runs",
+            args.rows, args.files, args.per_batch, args.runs
+        ),
+        args.rows,
+        df,
+        sl,
+        batch_ms,
+        1.5,
     );
     if args.spark {
-        match spark_run(&input, &work.join("spark-window"), args.per_batch, "window") {
-            Some(v) => {
-                let start = v["start_s"].as_f64().unwrap_or(f64::NAN);
-                let stream = v["stream_s"].as_f64().unwrap_or(f64::NAN);
-                let spark_rate = args.rows as f64 / stream;
-                println!(
-                    "spark start {start:.1} s, stream {stream:.1} s, {spark_rate:.0} rows/s, median batch {} ms",
-                    v["median_batch_ms"]
-                );
-                println!(
-                    "sluice rows/s / spark rows/s   {:>8.1} x   (target >= 20)",
-                    sl_rate / spark_rate
-                );
-            }
-            None => println!("spark: not run (install pyspark and Java 17)"),
-        }
+        let spark = spark_run(&input, &work.join("spark-window"), args.per_batch, "window");
+        report_spark(spark, args.rows, sl_rate, 20.0);
     }
 
     // 2. The cost of state as it grows.

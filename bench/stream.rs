@@ -24,7 +24,7 @@ use sluice::progress::ProgressFormat;
 
 #[path = "common.rs"]
 mod common;
-use common::{SCHEMA, datafusion_batch, generate, median, spark_run};
+use common::{SCHEMA, datafusion_batch, generate, median, report_runs, report_spark, spark_run};
 
 const QUERY: &str = "SELECT ts, user_id, upper(page) AS page, country, duration_ms / 1000.0 AS seconds \
                      FROM clicks WHERE duration_ms > 1000";
@@ -232,48 +232,24 @@ async fn main() {
         );
         sl.push(s.seconds);
     }
-    // Each run pairs a DataFusion and a Sluice run back to back: the median of the pairs'
-    // ratios is less sensitive to the machine's load drifting between runs.
-    let paired = median(sl.iter().zip(&df).map(|(s, d)| s / d).collect());
-    let (df_s, sl_s) = (median(df), median(sl));
-    let sl_rate = args.rows as f64 / sl_s;
-    println!(
-        "\n== stateless: {} rows, {} files, {} per batch, median of {} runs",
-        args.rows, args.files, args.per_batch, args.runs
+    let (sl_s, sl_rate) = report_runs(
+        &format!(
+            "stateless: {} rows, {} files, {} per batch, median of {} runs",
+            args.rows, args.files, args.per_batch, args.runs
+        ),
+        args.rows,
+        df,
+        sl,
+        sl_batches,
+        1.3,
     );
-    println!(
-        "datafusion batch query   {df_s:>8.2} s   {:>12.0} rows/s",
-        args.rows as f64 / df_s
-    );
-    println!(
-        "sluice available-now     {sl_s:>8.2} s   {sl_rate:>12.0} rows/s   median batch {:.0} ms",
-        median(sl_batches)
-    );
-    println!(
-        "sluice / datafusion      {:>8.2} x   (ratio of medians; median of paired runs {paired:.2} x; target <= 1.3)",
-        sl_s / df_s
-    );
-
     if args.spark {
-        match spark_run(&input, &work.join("spark"), args.per_batch, "stateless") {
-            Some(v) => {
-                let start = v["start_s"].as_f64().unwrap_or(f64::NAN);
-                let stream = v["stream_s"].as_f64().unwrap_or(f64::NAN);
-                let spark_rate = args.rows as f64 / stream;
-                println!(
-                    "spark start {start:.1} s, stream {stream:.1} s, {spark_rate:.0} rows/s, median batch {} ms",
-                    v["median_batch_ms"]
-                );
-                println!(
-                    "sluice rows/s / spark rows/s   {:>8.1} x   (target >= 10)",
-                    sl_rate / spark_rate
-                );
-                println!(
-                    "spark whole run / sluice run   {:>8.1} x   (target >= 15)",
-                    (start + stream) / sl_s
-                );
-            }
-            None => println!("spark: not run (install pyspark and Java 17)"),
+        let spark = spark_run(&input, &work.join("spark"), args.per_batch, "stateless");
+        if let Some((start, stream)) = report_spark(spark, args.rows, sl_rate, 10.0) {
+            println!(
+                "spark whole run / sluice run   {:>8.1} x   (target >= 15)",
+                (start + stream) / sl_s
+            );
         }
     }
 

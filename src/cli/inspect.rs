@@ -170,10 +170,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         batches,
     };
     if json {
-        super::emit(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&view).expect("view serializes")
-        ));
+        super::emit_json(&view);
     } else {
         super::emit(&render_text(&view));
     }

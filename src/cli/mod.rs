@@ -229,6 +229,14 @@ fn emit(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
+/// Writes `view` to standard output as pretty JSON (the `--json` form of a command).
+fn emit_json(view: &impl serde::Serialize) {
+    emit(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(view).expect("views serialize")
+    ));
+}
+
 /// Opens a checkpoint given on the command line; a path that is not there is a bad argument.
 fn open_checkpoint(spec: &str) -> Result<crate::storage::Location, Error> {
     crate::storage::Location::open(spec, false, false, None).map_err(|e| {

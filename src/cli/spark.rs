@@ -262,10 +262,7 @@ pub(super) async fn run(
         batches,
     };
     if json {
-        super::emit(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&view).expect("view serializes")
-        ));
+        super::emit_json(&view);
         return Ok(());
     }
     let mut out = String::new();
@@ -410,10 +407,7 @@ pub(super) async fn run_sink(location: &Location, spec: &str, json: bool) -> Res
         per_batch,
     };
     if json {
-        super::emit(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&view).expect("view serializes")
-        ));
+        super::emit_json(&view);
         return Ok(());
     }
     let mut out = String::new();

@@ -210,6 +210,25 @@ fn signal(child: &Child, sig: &str) {
     assert!(status.success(), "kill {sig}");
 }
 
+/// Starts the run that will be paused, with JSON progress, and waits for its batches 0 to 2.
+fn start_old_run(moto: &Moto, pipeline: &str, trigger: &str) -> Child {
+    use std::io::BufRead;
+    let mut old = moto
+        .sluice()
+        .args(["run", pipeline, "--trigger", trigger, "--progress", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the old run");
+    let mut events = std::io::BufReader::new(old.stdout.take().expect("stdout")).lines();
+    for n in 0..3 {
+        let line = events.next().expect("a progress event").expect("read");
+        let event: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(event["batchId"], n);
+    }
+    old
+}
+
 /// Waits for a resumed late run to stop, and checks that it stopped fenced.
 fn assert_fenced(old: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -234,7 +253,6 @@ fn assert_fenced(old: &mut Child) {
 /// changes neither the checkpoint nor the sink: it finds an entry it did not write and stops.
 #[test]
 fn a_paused_run_that_wakes_up_late_is_fenced() {
-    use std::io::BufRead;
     let moto = Moto::start();
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 3, 40, 0);
@@ -242,26 +260,7 @@ fn a_paused_run_that_wakes_up_late_is_fenced() {
     let pipeline = s3_pipeline(&ws, query, "s3://sluice/zombie-ckpt");
     let pipeline = pipeline.to_str().expect("utf-8");
 
-    let mut old = moto
-        .sluice()
-        .args([
-            "run",
-            pipeline,
-            "--trigger",
-            "every 200ms",
-            "--progress",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the old run");
-    let mut events = std::io::BufReader::new(old.stdout.take().expect("stdout")).lines();
-    for n in 0..3 {
-        let line = events.next().expect("a progress event").expect("read");
-        let event: serde_json::Value = serde_json::from_str(&line).expect("json");
-        assert_eq!(event["batchId"], n);
-    }
+    let mut old = start_old_run(&moto, pipeline, "every 200ms");
     signal(&old, "-STOP");
 
     // A new run takes over and goes on with new input.
@@ -289,7 +288,6 @@ fn a_paused_run_that_wakes_up_late_is_fenced() {
 /// the sink as the new run left them (its own invisible staging aside).
 #[test]
 fn a_run_paused_mid_batch_that_wakes_up_late_is_fenced() {
-    use std::io::BufRead;
     let moto = Moto::start();
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 3, 40, 0);
@@ -302,26 +300,7 @@ fn a_run_paused_mid_batch_that_wakes_up_late_is_fenced() {
     let pipeline = write_pipeline(&ws, &yaml);
     let pipeline = pipeline.to_str().expect("utf-8");
 
-    let mut old = moto
-        .sluice()
-        .args([
-            "run",
-            pipeline,
-            "--trigger",
-            "every 100ms",
-            "--progress",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the old run");
-    let mut events = std::io::BufReader::new(old.stdout.take().expect("stdout")).lines();
-    for n in 0..3 {
-        let line = events.next().expect("a progress event").expect("read");
-        let event: serde_json::Value = serde_json::from_str(&line).expect("json");
-        assert_eq!(event["batchId"], n);
-    }
+    let mut old = start_old_run(&moto, pipeline, "every 100ms");
     // A large file makes batch 3 long; pause the run as soon as its offsets entry lands.
     write_clicks(&ws.path("in"), "json", 1, 400_000, 3);
     let rt = tokio::runtime::Runtime::new().expect("rt");
