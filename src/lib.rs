@@ -8,6 +8,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod digest;
 pub mod driver;
 pub mod pipeline;
 pub mod plan;
@@ -51,6 +52,9 @@ pub enum Error {
         /// DataFusion's error.
         source: datafusion::error::DataFusionError,
     },
+    /// A check found a difference (`sluice replay --verify`).
+    #[error("{0}")]
+    Verify(String),
     /// The command line is bad.
     #[error("{0}")]
     Usage(String),

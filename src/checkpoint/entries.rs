@@ -99,6 +99,13 @@ pub struct CommitEntry {
     /// The state the batch wrote, per state store, for a stateful query.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub state: Vec<StateCommit>,
+    /// The content hash of the rows the batch wrote to the sink (for `sluice replay --verify`);
+    /// absent where the output's types have no row encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<crate::digest::OutputDigest>,
+    /// The fingerprint of the pipeline file the batch ran with (under `pipelines/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
     /// Rows read by the batch.
     pub rows_in: u64,
     /// Rows written to the sink.
@@ -189,6 +196,14 @@ impl OffsetsEntry {
             .map(|(n, line)| from_json(file, n, line))
             .collect::<Result<_, _>>()?;
         Ok(Self { info, sources })
+    }
+
+    /// Each source's end offset, by source.
+    pub fn ends(&self) -> BTreeMap<String, serde_json::Value> {
+        self.sources
+            .iter()
+            .map(|s| (s.source.clone(), s.offset.clone()))
+            .collect()
     }
 
     /// The offset logged for `source`, if any.

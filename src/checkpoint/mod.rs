@@ -294,26 +294,30 @@ impl Checkpoint {
         }
     }
 
+    /// Stores the pipeline file's text under its fingerprint (once).
+    pub async fn write_pipeline(
+        &self,
+        fingerprint: &str,
+        text: &str,
+    ) -> Result<(), CheckpointError> {
+        let path = self.location.path(&paths::pipeline(fingerprint));
+        self.location
+            .put_if_absent(&path, text.as_bytes().to_vec())
+            .await?;
+        Ok(())
+    }
+
     /// Reads the query text stored under `fingerprint`.
     pub async fn read_query(&self, fingerprint: &str) -> Result<String, CheckpointError> {
-        let file = paths::query(fingerprint);
-        let text = self
-            .read_text(&file)
+        read_fingerprinted(&self.location, &paths::query(fingerprint), fingerprint)
             .await?
             .ok_or_else(|| CheckpointError::Inconsistent {
                 location: self.location.to_string(),
                 reason: format!(
-                    "{file} is missing; a pending batch cannot be re-run without its query"
+                    "{} is missing; a pending batch cannot be re-run without its query",
+                    paths::query(fingerprint)
                 ),
-            })?;
-        if crate::plan::fingerprint(&text) != fingerprint {
-            return Err(CheckpointError::Corrupt {
-                file,
-                line: 1,
-                reason: "the query text does not match its fingerprint".into(),
-            });
-        }
-        Ok(text)
+            })
     }
 
     /// Reads `offsets/N`, or `None` when it is not there.
@@ -395,6 +399,26 @@ pub async fn read_offsets(
         .await?
         .map(|text| OffsetsEntry::parse(&file, &text))
         .transpose()
+}
+
+/// Reads a text stored under its fingerprint (a query or a pipeline file), checking that it
+/// still has that fingerprint; `None` when it is not there.
+pub async fn read_fingerprinted(
+    location: &Location,
+    file: &str,
+    fingerprint: &str,
+) -> Result<Option<String>, CheckpointError> {
+    let Some(text) = read_text(location, file).await? else {
+        return Ok(None);
+    };
+    if crate::plan::fingerprint(&text) != fingerprint {
+        return Err(CheckpointError::Corrupt {
+            file: file.to_string(),
+            line: 1,
+            reason: "the text does not match its fingerprint (its file name)".into(),
+        });
+    }
+    Ok(Some(text))
 }
 
 /// Reads `commits/N` of the checkpoint at `location`.
@@ -553,6 +577,8 @@ mod tests {
             event_time_max_ms: Default::default(),
             rows_late: 0,
             state: Vec::new(),
+            output: None,
+            pipeline: None,
             rows_in: 1,
             rows_out: 1,
             rows_skipped: 0,

@@ -14,6 +14,8 @@ pub const COMMITS: &str = "commits";
 pub const EPOCHS: &str = "epochs";
 /// The folder of query texts, by fingerprint.
 pub const QUERIES: &str = "queries";
+/// The folder of pipeline files, by fingerprint.
+pub const PIPELINES: &str = "pipelines";
 /// `sink`: where the output of the latest run goes.
 pub const SINK: &str = "sink";
 /// The sources' own logs.
@@ -37,6 +39,11 @@ pub fn epoch(epoch: Epoch) -> String {
 /// `queries/<fingerprint>.sql`.
 pub fn query(fingerprint: &str) -> String {
     format!("{QUERIES}/{fingerprint}.sql")
+}
+
+/// `pipelines/<fingerprint>.yaml`.
+pub fn pipeline(fingerprint: &str) -> String {
+    format!("{PIPELINES}/{fingerprint}.yaml")
 }
 
 /// `sources/<name>`, the folder of one source's log.

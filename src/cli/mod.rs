@@ -1,7 +1,9 @@
-//! The command line (DESIGN 8): `sluice run`, `inspect`, `state` and `explain`.
+//! The command line (DESIGN 8): `sluice run`, `inspect`, `state`, `replay`, `rewind`, `repair`
+//! and `explain`.
 
 mod explain;
 mod inspect;
+mod replay;
 mod rewind;
 mod spark;
 mod state;
@@ -63,6 +65,29 @@ enum Command {
         /// SQL over the table `state` (default: `SELECT * FROM state`).
         #[arg(long)]
         sql: Option<String>,
+    },
+    /// Compute a committed batch again from the checkpoint and its sources, writing nothing;
+    /// with --verify, hold it against the commit's content hash and the sink's rows.
+    Replay {
+        /// The checkpoint (path or object-store URL).
+        checkpoint: String,
+        /// The batch to compute again.
+        #[arg(long)]
+        batch: u64,
+        /// Compare the recomputed rows, the hash in commits/N and the rows the sink holds;
+        /// exit 1 when they differ.
+        #[arg(long)]
+        verify: bool,
+        /// The pipeline file to use instead of the one the batch ran with (stored in the
+        /// checkpoint).
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Show at most this many rows of each kind.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
     },
     /// Make batch N the last committed one, taking later batches back from the files sink.
     Rewind {
@@ -185,6 +210,24 @@ async fn execute(cli: Cli) -> Result<(), Error> {
             sql,
         } => state::run(&checkpoint, operator, batch, sql).await,
         Command::Explain { pipeline } => explain::run(&pipeline).await,
+        Command::Replay {
+            checkpoint,
+            batch,
+            verify,
+            pipeline,
+            json,
+            limit,
+        } => {
+            replay::run(replay::Args {
+                spec: &checkpoint,
+                batch,
+                verify,
+                pipeline: pipeline.as_deref(),
+                json,
+                limit,
+            })
+            .await
+        }
         Command::Rewind { checkpoint, to } => rewind::run(&checkpoint, to).await,
         Command::Repair {
             checkpoint,

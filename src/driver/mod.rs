@@ -13,30 +13,29 @@
 //! - the driver stops between batches when asked to; an interrupted batch is finished by the
 //!   next run.
 
+mod engine;
 mod event_time;
 pub mod recovery;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use tokio::sync::watch;
 
 use crate::Error;
 use crate::checkpoint::{
     BatchId, BatchInfo, Checkpoint, CheckpointError, CommitEntry, OffsetsEntry, PhaseDurations,
-    PinnedSettings, SourceOffset, StateCommit,
+    SourceOffset, StateCommit,
 };
 use crate::pipeline::{Fencing, OutputMode, Pipeline, SinkKind, Trigger};
-use crate::plan::{self, Shape};
+use crate::plan;
 use crate::progress::{BatchProgress, ProgressFormat, StateOperatorProgress};
 use crate::sink::{ConsoleSink, FilesSink, Sink};
-use crate::source::{Admission, FilesSource, Source, load_table};
-use crate::state::{AggregateOperator, JoinOperator, Operator};
+use crate::source::Admission;
 use crate::storage::{Location, StoreHook};
+use engine::{Computed, Engine, Start};
 use recovery::Decision;
 
 /// How a run is started, beyond what the pipeline file says.
@@ -82,33 +81,63 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
     Driver::open(pipeline, options).await?.run().await
 }
 
+/// Recomputes committed batches of a checkpoint from their logged offsets and state, writing
+/// nothing (`sluice replay`).
+pub struct Recompute<'p> {
+    engine: Engine<'p>,
+}
+
+impl<'p> Recompute<'p> {
+    /// Opens `pipeline`'s sources and static tables over the checkpoint at `checkpoint`.
+    pub async fn open(pipeline: &'p Pipeline, checkpoint: &Location) -> Result<Self, Error> {
+        let engine = Engine::open(pipeline, checkpoint, None).await?;
+        if let Some(source) = engine.sources.iter().find(|s| s.schema().is_none()) {
+            return Err(Error::Usage(format!(
+                "source `{}` has no schema declared in the pipeline or pinned in the checkpoint \
+                 (no batch has read from it)",
+                source.name()
+            )));
+        }
+        Ok(Self { engine })
+    }
+
+    /// The schema of `sql`'s output.
+    pub async fn output_schema(&mut self, sql: &str) -> Result<SchemaRef, Error> {
+        self.engine.output_schema(sql).await
+    }
+
+    /// Computes batch `batch` again as `entry` logged it, starting where `previous` (the
+    /// offsets entry of the batch before, if any) ended, with query `sql`.
+    pub async fn batch(
+        &mut self,
+        batch: BatchId,
+        entry: &OffsetsEntry,
+        previous: Option<&OffsetsEntry>,
+        sql: &str,
+    ) -> Result<Vec<RecordBatch>, Error> {
+        let ends = previous.map(OffsetsEntry::ends).unwrap_or_default();
+        let start = Start {
+            ends: &ends,
+            event_time_max_ms: &BTreeMap::new(),
+        };
+        let computed = self.engine.compute(batch, entry, &start, sql).await?;
+        Ok(computed.output.into_iter().flatten().collect())
+    }
+}
+
 struct Driver<'a> {
     pipeline: &'a Pipeline,
     options: RunOptions,
     trigger: Trigger,
     checkpoint: Checkpoint,
-    sources: Vec<Box<dyn Source>>,
-    static_tables: BTreeMap<String, Arc<MemTable>>,
+    engine: Engine<'a>,
     sink: Box<dyn Sink>,
     /// Where each watermarked source's late rows go, when the pipeline names a `late_rows` sink.
     late_sinks: BTreeMap<String, Box<dyn Sink>>,
-    /// Sessions by pinned settings.
-    sessions: Vec<(PinnedSettings, SessionContext)>,
     query_stored: bool,
-    /// Each stream with a watermark: its event-time column and delay in milliseconds.
-    watermarks: BTreeMap<String, (String, i64)>,
-    /// The query batches run now, and its state.
-    query: Option<QueryState>,
+    /// The fingerprint of the pipeline file, stored in the checkpoint by this run.
+    pipeline_fingerprint: String,
     summary: RunSummary,
-}
-
-/// A query as analyzed for running, with its stateful operator.
-struct QueryState {
-    fingerprint: String,
-    shape: Shape,
-    operator: Option<Box<dyn Operator>>,
-    /// The columns the query reads, per stream (absent: all of them).
-    columns: BTreeMap<String, Vec<String>>,
 }
 
 /// Where the previous batch left off.
@@ -150,11 +179,10 @@ impl<'a> Driver<'a> {
                 output_mode: pipeline.output_mode.as_str().to_string(),
             })
             .await?;
-        // Static tables load after the lock, so a second run stops at once.
-        let mut static_tables = BTreeMap::new();
-        for (name, config) in &pipeline.tables {
-            static_tables.insert(name.clone(), load_table(name, config, hook).await?);
-        }
+        let pipeline_fingerprint = plan::fingerprint(&pipeline.text);
+        checkpoint
+            .write_pipeline(&pipeline_fingerprint, &pipeline.text)
+            .await?;
         let id = checkpoint.metadata().id;
         let replace = pipeline.output_mode == OutputMode::Complete;
         let sink = open_sink(&pipeline.sink, None, replace, id, sync, hook)?;
@@ -175,33 +203,18 @@ impl<'a> Driver<'a> {
                 }
             }
         }
-        let mut sources: Vec<Box<dyn Source>> = Vec::new();
-        for (name, config) in &pipeline.sources {
-            sources.push(Box::new(
-                FilesSource::open(name, config, checkpoint.location(), hook, sync).await?,
-            ));
-        }
+        // Static tables load after the lock, so a second run stops at once.
+        let engine = Engine::open(pipeline, checkpoint.location(), hook).await?;
         Ok(Self {
             pipeline,
             trigger: options.trigger.unwrap_or(pipeline.trigger),
             options,
             checkpoint,
-            sources,
-            static_tables,
+            engine,
             sink,
             late_sinks,
-            sessions: Vec::new(),
             query_stored: false,
-            watermarks: pipeline
-                .sources
-                .iter()
-                .filter_map(|(name, config)| {
-                    let wm = config.watermark.as_ref()?;
-                    let delay = i64::try_from(wm.delay.as_millis()).unwrap_or(i64::MAX);
-                    Some((name.clone(), (wm.column.clone(), delay)))
-                })
-                .collect(),
-            query: None,
+            pipeline_fingerprint,
             summary: RunSummary::default(),
         })
     }
@@ -225,13 +238,13 @@ impl<'a> Driver<'a> {
 
     async fn run(mut self) -> Result<RunSummary, Error> {
         if matches!(self.trigger, Trigger::AvailableNow | Trigger::Once) {
-            for source in &mut self.sources {
+            for source in &mut self.engine.sources {
                 source.freeze().await?;
             }
         }
         let mut position = self.recover().await?;
         // Sources without a declared or pinned schema take it from their first file.
-        while !self.resolve_schemas().await? {
+        while !self.engine.resolve_schemas().await? {
             match self.trigger {
                 Trigger::Every(interval) if !self.stopping() => self.pause(interval).await,
                 _ => {
@@ -240,7 +253,7 @@ impl<'a> Driver<'a> {
                 }
             }
         }
-        self.validate_query().await?;
+        self.engine.validate_query().await?;
         loop {
             if self.stopping() {
                 break;
@@ -297,7 +310,7 @@ impl<'a> Driver<'a> {
                 .read_query(&entry.info.query_fingerprint)
                 .await?
         };
-        self.resolve_schemas().await?;
+        self.engine.resolve_schemas().await?;
         self.run_batch(batch, &entry, &start, &sql, true, 0.0, 0.0)
             .await?;
         self.summary.recovered = Some(batch);
@@ -325,164 +338,12 @@ impl<'a> Driver<'a> {
         let commit = self.checkpoint.read_commit(batch).await?;
         Ok(Position {
             next: batch.next(),
-            ends: entry
-                .sources
-                .into_iter()
-                .map(|s| (s.source, s.offset))
-                .collect(),
+            ends: entry.ends(),
             last_timestamp_ms: entry.info.batch_timestamp_ms,
             watermark_ms: entry.info.watermark_ms,
             next_watermark_ms: commit.as_ref().and_then(|c| c.next_watermark_ms),
             event_time_max_ms: commit.map(|c| c.event_time_max_ms).unwrap_or_default(),
         })
-    }
-
-    async fn resolve_schemas(&mut self) -> Result<bool, Error> {
-        let mut all = true;
-        for source in &mut self.sources {
-            all &= source.resolve_schema().await?.is_some();
-        }
-        Ok(all)
-    }
-
-    fn session(&mut self, settings: &PinnedSettings) -> Result<SessionContext, Error> {
-        if let Some((_, ctx)) = self.sessions.iter().find(|(s, _)| s == settings) {
-            return Ok(ctx.clone());
-        }
-        let ctx = plan::session(settings);
-        for (name, table) in &self.static_tables {
-            ctx.register_table(name.as_str(), Arc::clone(table) as _)
-                .map_err(|e| Error::Execution {
-                    batch: None,
-                    source: e,
-                })?;
-        }
-        self.sessions.push((settings.clone(), ctx.clone()));
-        Ok(ctx)
-    }
-
-    fn stream_names(&self) -> BTreeSet<String> {
-        self.sources.iter().map(|s| s.name().to_string()).collect()
-    }
-
-    /// Plans the query over empty stream tables: refuses bad SQL and shapes that cannot run as
-    /// a stream before any batch runs.
-    async fn validate_query(&mut self) -> Result<(), Error> {
-        for (name, (column, _)) in &self.watermarks {
-            let source = self
-                .sources
-                .iter()
-                .find(|s| s.name() == name)
-                .expect("watermarks are of sources");
-            let schema = source.schema().expect("schemas are resolved first");
-            let reason = match schema.field_with_name(column) {
-                Err(_) => Some(format!(
-                    "`{column}` is not a column of the source (its columns: {})",
-                    schema
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-                Ok(f) if !matches!(f.data_type(), DataType::Timestamp(_, _)) => Some(format!(
-                    "`{column}` is {}, not a timestamp; declare it `timestamp` in the schema",
-                    f.data_type()
-                )),
-                Ok(_) => None,
-            };
-            if let Some(reason) = reason {
-                return Err(plan::PlanError::Unsupported {
-                    operator: format!("the watermark of source `{name}`"),
-                    reason: format!("(sources.{name}.watermark.column): {reason}"),
-                }
-                .into());
-            }
-        }
-        let sql = self.pipeline.query.clone();
-        self.query_state(&sql).await?;
-        Ok(())
-    }
-
-    /// Analyzes `sql` (planned over empty stream tables), keeping the operator of the query in
-    /// use when `sql` is that query.
-    async fn query_state(&mut self, sql: &str) -> Result<&mut QueryState, Error> {
-        let fingerprint = plan::fingerprint(sql);
-        if self
-            .query
-            .as_ref()
-            .is_none_or(|q| q.fingerprint != fingerprint)
-        {
-            let ctx = self.session(&plan::default_settings())?;
-            let streams: Vec<(String, SchemaRef)> = self
-                .sources
-                .iter()
-                .map(|s| {
-                    let schema = s.schema().expect("schemas are resolved first");
-                    (s.name().to_string(), schema)
-                })
-                .collect();
-            let (session, logical, shape) = plan::plan_shape(
-                &ctx,
-                sql,
-                &streams,
-                &self.pipeline.watermark_columns(),
-                self.pipeline.output_mode,
-            )
-            .await?;
-            let location = self.checkpoint.location().clone();
-            let snapshot_every = self.pipeline.snapshot_every;
-            let operator: Option<Box<dyn Operator>> = match &shape {
-                Shape::Aggregate(a) => Some(Box::new(AggregateOperator::new(
-                    a.clone(),
-                    self.pipeline.output_mode,
-                    location,
-                    snapshot_every,
-                ))),
-                Shape::Join(j) => Some(Box::new(JoinOperator::new(j, location, snapshot_every))),
-                Shape::Stateless => None,
-            };
-            let optimized = session.optimize(&logical).map_err(plan::PlanError::Sql)?;
-            let mut columns = plan::stream_columns(&optimized, &self.stream_names());
-            // Late rows are kept whole.
-            if operator.is_some() {
-                columns.retain(|stream, _| !self.late_sinks.contains_key(stream));
-                // The watermark is read from the source, whether the query reads it or not.
-                for (stream, (column, _)) in &self.watermarks {
-                    if let Some(read) = columns.get_mut(stream)
-                        && !read.contains(column)
-                    {
-                        read.push(column.clone());
-                    }
-                }
-            }
-            self.query = Some(QueryState {
-                fingerprint,
-                shape,
-                operator,
-                columns,
-            });
-        }
-        Ok(self.query.as_mut().expect("set above"))
-    }
-
-    /// Whether the query keeps state that the watermark closes (so a batch without new input
-    /// still has work when the watermark moves: emitting closed windows, dropping kept rows).
-    fn closes_by_watermark(&self, watermark_ms: i64) -> bool {
-        self.pipeline.output_mode != OutputMode::Complete
-            && self.query.as_ref().is_some_and(|q| {
-                let bounded = match &q.shape {
-                    Shape::Aggregate(a) => a.event_time.is_some(),
-                    Shape::Join(_) => true,
-                    Shape::Stateless => false,
-                };
-                // A state not loaded yet might hold anything: run the batch to find out.
-                bounded
-                    && q.operator.as_ref().is_none_or(|op| {
-                        op.holds_ending_by(watermark_ms.saturating_mul(1_000_000))
-                            .unwrap_or(true)
-                    })
-            })
     }
 
     /// Plans the next batch and runs it; `false` when there was nothing to do.
@@ -495,7 +356,7 @@ impl<'a> Driver<'a> {
         let plan_started = Instant::now();
         let mut ends = Vec::new();
         let mut any_new = false;
-        for source in &mut self.sources {
+        for source in &mut self.engine.sources {
             let start = position.ends.get(source.name());
             let end = match source.plan(batch, start, admission).await? {
                 Some(end) => {
@@ -509,7 +370,11 @@ impl<'a> Driver<'a> {
                 offset: end,
             });
         }
-        let stateful = self.query.as_ref().is_some_and(|q| q.operator.is_some());
+        let stateful = self
+            .engine
+            .query
+            .as_ref()
+            .is_some_and(|q| q.operator.is_some());
         let watermark_ms = if stateful {
             position.next_watermark_ms
         } else {
@@ -520,7 +385,7 @@ impl<'a> Driver<'a> {
         // append mode emits them now rather than when more input comes.
         let closes = watermark_ms
             .filter(|w| Some(*w) > position.watermark_ms)
-            .is_some_and(|w| self.closes_by_watermark(w));
+            .is_some_and(|w| self.engine.closes_by_watermark(w));
         if !(any_new || closes) {
             return Ok(false);
         }
@@ -553,11 +418,7 @@ impl<'a> Driver<'a> {
             .await?;
         *position = Position {
             next: batch.next(),
-            ends: entry
-                .sources
-                .iter()
-                .map(|s| (s.source.clone(), s.offset.clone()))
-                .collect(),
+            ends: entry.ends(),
             last_timestamp_ms: entry.info.batch_timestamp_ms,
             watermark_ms: entry.info.watermark_ms,
             next_watermark_ms: commit.next_watermark_ms,
@@ -579,72 +440,56 @@ impl<'a> Driver<'a> {
         offsets_ms: f64,
     ) -> Result<CommitEntry, Error> {
         let execute_started = Instant::now();
-        let exec_err = |source| Error::Execution {
-            batch: Some(batch),
-            source,
-        };
-        let ctx = self.session(&entry.info.settings)?;
-        let query = self.query_state(sql).await?;
-        let stateful = query.operator.is_some();
-        let columns = query.columns.clone();
+        let computed = self
+            .engine
+            .compute(
+                batch,
+                entry,
+                &Start {
+                    ends: &start.ends,
+                    event_time_max_ms: &start.event_time_max_ms,
+                },
+                sql,
+            )
+            .await?;
+        let Computed {
+            output,
+            late_rows,
+            stateful,
+            rows_in,
+            skipped,
+            files_in,
+            late,
+            event_time_max_ms,
+        } = computed;
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
-        let (mut rows_in, mut skipped, mut files_in, mut late) = (0, 0, 0, 0);
-        let mut event_time_max_ms = BTreeMap::new();
-        for source in &self.sources {
-            let end = entry.offset_of(source.name()).ok_or_else(|| {
-                CheckpointError::Inconsistent {
-                    location: self.checkpoint.location().to_string(),
-                    reason: format!(
-                        "offsets/{batch} has no offset for source `{}`; sources cannot be added to a pipeline mid-way",
-                        source.name()
-                    ),
-                }
-            })?;
-            let read = columns.get(source.name()).map(Vec::as_slice);
-            let mut input = source
-                .read(start.ends.get(source.name()), end, read)
-                .await?;
-            rows_in += input.rows;
-            skipped += input.skipped;
-            files_in += input.files;
-            if stateful && let Some((column, _)) = self.watermarks.get(source.name()) {
-                let seen = event_time::drop_late(&mut input, column, watermark_ms)
-                    .map_err(|e| exec_err(e.into()))?;
-                late += seen.late;
-                if let Some(sink) = self.late_sinks.get(source.name())
-                    && !seen.late_rows.is_empty()
-                {
-                    sink.commit(batch, self.checkpoint.epoch(), vec![seen.late_rows])
-                        .await?;
-                }
-                let previous = start.event_time_max_ms.get(source.name()).copied();
-                if let Some(max) = seen.max_ms.max(previous) {
-                    event_time_max_ms.insert(source.name().to_string(), max);
-                }
+        for (source, rows) in late_rows {
+            if let Some(sink) = self.late_sinks.get(&source) {
+                sink.commit(batch, self.checkpoint.epoch(), vec![rows])
+                    .await?;
             }
-            let table = input.into_table().map_err(exec_err)?;
-            register(&ctx, source.name(), table, Some(batch))?;
         }
-        let (state, logical) = plan::plan_batch(&ctx, sql, entry.info.batch_timestamp_ms).await?;
-        let query = self.query.as_mut().expect("analyzed above");
-        let physical = match query.operator.as_mut() {
-            Some(operator) => {
-                let watermark_ns = watermark_ms.map(|w| w.saturating_mul(1_000_000));
-                operator.run(batch, &state, &logical, watermark_ns).await?
-            }
-            None => state
-                .create_physical_plan(&logical)
-                .await
-                .map_err(exec_err)?,
-        };
-        let output = datafusion::physical_plan::collect_partitioned(physical, state.task_ctx())
-            .await
-            .map_err(exec_err)?;
+        // The digest is computed beside the sink's encoding, over the same rows.
+        let digest = tokio::task::spawn_blocking({
+            let output: Vec<_> = output.iter().flatten().cloned().collect();
+            move || crate::digest::digest(&output)
+        });
         let committed = self
             .sink
             .commit(batch, self.checkpoint.epoch(), output)
             .await?;
-        let query = self.query.as_mut().expect("analyzed above");
+        let output_digest = match digest.await {
+            Ok(Ok(digest)) => Some(digest),
+            Ok(Err(e)) => {
+                tracing::warn!(%batch, "the output has no content hash, replay --verify cannot check it: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(%batch, "computing the output's content hash failed: {e}");
+                None
+            }
+        };
+        let query = self.engine.query.as_mut().expect("analyzed above");
         let state_commit = match query.operator.as_mut() {
             Some(operator) => operator
                 .commit(batch)
@@ -666,6 +511,7 @@ impl<'a> Driver<'a> {
         // The watermark never goes back; with several sources it follows the slowest, and it
         // waits until every source with a watermark has seen an event time.
         let candidate = self
+            .engine
             .watermarks
             .iter()
             .map(|(name, (_, delay))| {
@@ -685,6 +531,8 @@ impl<'a> Driver<'a> {
             event_time_max_ms,
             rows_late: late,
             state: state_commit,
+            output: output_digest,
+            pipeline: Some(self.pipeline_fingerprint.clone()),
             rows_in,
             rows_out: committed.rows,
             rows_skipped: skipped,
@@ -703,10 +551,10 @@ impl<'a> Driver<'a> {
         let retain = self.pipeline.retain_batches;
         self.checkpoint.purge(batch, retain).await?;
         let oldest_kept = BatchId((batch.0 + 1).saturating_sub(retain.max(2)));
-        for source in &mut self.sources {
+        for source in &mut self.engine.sources {
             source.commit(batch, oldest_kept).await?;
         }
-        if let Some(operator) = self.query.as_ref().and_then(|q| q.operator.as_ref()) {
+        if let Some(operator) = self.engine.query.as_ref().and_then(|q| q.operator.as_ref()) {
             operator.purge(oldest_kept).await?;
         }
         self.sink.purge(oldest_kept).await?;
@@ -794,19 +642,6 @@ fn open_sink(
             Box::new(if replace { sink.replacing() } else { sink })
         }
     })
-}
-
-/// Registers (or replaces) a table in the session.
-fn register(
-    ctx: &SessionContext,
-    name: &str,
-    table: Arc<MemTable>,
-    batch: Option<BatchId>,
-) -> Result<(), Error> {
-    ctx.deregister_table(name)
-        .and_then(|_| ctx.register_table(name, table as _))
-        .map(|_| ())
-        .map_err(|source| Error::Execution { batch, source })
 }
 
 fn ms(since: Instant) -> f64 {

@@ -85,6 +85,10 @@ pub struct Pipeline {
     /// The line of the `query` key in the file, for messages about the SQL.
     #[serde(skip)]
     pub query_line: Option<usize>,
+    /// The pipeline file's text, as parsed (each run stores it in the checkpoint, so that
+    /// `sluice replay` recomputes a batch with the settings it ran with).
+    #[serde(skip)]
+    pub text: String,
 }
 
 fn default_retention() -> u64 {
@@ -466,6 +470,7 @@ impl Pipeline {
             }
         })?;
         pipeline.query_line = find_path_line(text, "query");
+        pipeline.text = text.to_string();
         Ok(pipeline)
     }
 

@@ -18,6 +18,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::{csv as arrow_csv, json as arrow_json};
 use datafusion::parquet::arrow::ArrowWriter;
@@ -59,6 +60,27 @@ pub struct ManifestFile {
     pub size: u64,
     /// Rows in the file.
     pub rows: u64,
+}
+
+/// What a files sink holds for one batch.
+#[derive(Debug)]
+pub enum HeldBatch {
+    /// The rows of the files the batch's manifest lists.
+    Rows {
+        /// The files, as locations.
+        files: Vec<String>,
+        /// Their rows.
+        batches: Vec<RecordBatch>,
+    },
+    /// The sink no longer holds the batch's rows, and why.
+    Missing(String),
+    /// A file of the batch cannot be read as the query's output.
+    Unreadable {
+        /// The file.
+        file: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Writes each batch as data files plus a manifest entry.
@@ -223,6 +245,79 @@ impl FilesSink {
         serde_json::from_str(body.trim_end())
             .map(Some)
             .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// The rows the sink holds for `batch` now: the files its manifest lists, read back in
+    /// `schema`'s column types.
+    pub async fn read_batch(
+        &self,
+        batch: BatchId,
+        schema: &SchemaRef,
+    ) -> Result<HeldBatch, SinkError> {
+        let Some(manifest) = self.read_manifest(batch).await? else {
+            return Ok(HeldBatch::Missing(format!(
+                "{} has no manifest entry for batch {batch} (purged past the retention, or \
+                 the batch was taken back)",
+                self.location
+            )));
+        };
+        if manifest.pipeline != self.pipeline {
+            return Ok(HeldBatch::Missing(format!(
+                "{}'s batch {batch} was written by another pipeline (id {})",
+                self.location, manifest.pipeline
+            )));
+        }
+        let relaxed = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        let mut files = Vec::new();
+        let mut batches = Vec::new();
+        for file in &manifest.files {
+            let name = format!("{}/{}", self.location, file.path);
+            let Some(bytes) = self.location.get(&self.location.path(&file.path)).await? else {
+                let why = if self.replace {
+                    " (in complete mode a later batch's files replace it)"
+                } else {
+                    ""
+                };
+                return Ok(HeldBatch::Missing(format!(
+                    "{name}, listed by batch {batch}'s manifest, is gone{why}"
+                )));
+            };
+            let decoded = crate::source::decode(
+                &name,
+                &bytes,
+                self.format,
+                &relaxed,
+                None,
+                crate::pipeline::OnError::Fail,
+            )
+            .and_then(|d| {
+                d.batches
+                    .iter()
+                    .map(|b| crate::digest::conform(b, schema))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| crate::source::SourceError::Read {
+                        file: name.clone(),
+                        reason: e.to_string(),
+                    })
+            });
+            match decoded {
+                Ok(decoded) => batches.extend(decoded),
+                Err(e) => {
+                    return Ok(HeldBatch::Unreadable {
+                        file: name,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+            files.push(name);
+        }
+        Ok(HeldBatch::Rows { files, batches })
     }
 
     /// A manifest written for another pipeline (or an earlier checkpoint of this one) means

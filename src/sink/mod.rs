@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use datafusion::arrow::record_batch::RecordBatch;
 
 pub use console::ConsoleSink;
-pub use files::{FilesSink, Manifest, ManifestFile};
+pub use files::{FilesSink, HeldBatch, Manifest, ManifestFile};
 
 use crate::checkpoint::{BatchId, Epoch};
 use crate::storage::StorageError;

@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod crash;
 mod fault;
+mod replay;
 mod s3;
 mod spark;
 mod stateful;

@@ -1,0 +1,195 @@
+//! A batch's output as a content hash that does not depend on row order, and the rows by which
+//! two versions of one batch's output differ.
+//!
+//! Each row is encoded in Arrow's row format (the same bytes for the same values of the same
+//! types) and hashed with XXH3-128; the hashes are added up (wrapping), so the digest is the
+//! same whatever the partitioning, the batch sizes or the order of the rows, and it can be
+//! computed over a sink's files as easily as over the output in memory. `commits/N` records it
+//! for `sluice replay --verify`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::row::{RowConverter, SortField};
+use serde::{Deserialize, Serialize};
+use twox_hash::XxHash3_128;
+
+/// The one way digests are computed today; a digest made another way is not compared.
+pub const ALGORITHM: &str = "xxh3-128-sum-of-arrow-rows";
+
+/// The content hash of one batch's output.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OutputDigest {
+    /// How it was computed ([`ALGORITHM`]).
+    pub algorithm: String,
+    /// Rows in the output.
+    pub rows: u64,
+    /// The sum of the rows' hashes, 32 hex digits.
+    pub hash: String,
+}
+
+fn converter(schema: &SchemaRef) -> Result<RowConverter, ArrowError> {
+    RowConverter::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect(),
+    )
+}
+
+/// The digest of `batches`, all of one schema.
+pub fn digest(batches: &[RecordBatch]) -> Result<OutputDigest, ArrowError> {
+    let mut sum: u128 = 0;
+    let mut rows: u64 = 0;
+    if let Some(first) = batches.first() {
+        let converter = converter(&first.schema())?;
+        for batch in batches {
+            for row in converter.convert_columns(batch.columns())?.iter() {
+                sum = sum.wrapping_add(XxHash3_128::oneshot(row.as_ref()));
+                rows += 1;
+            }
+        }
+    }
+    Ok(OutputDigest {
+        algorithm: ALGORITHM.to_string(),
+        rows,
+        hash: format!("{sum:032x}"),
+    })
+}
+
+/// Casts `batch` to `schema`'s column types (rows read back from CSV or JSON files come with
+/// the types their reader chose), keeping `schema`'s names.
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    if batch.num_columns() != schema.fields().len() {
+        return Err(ArrowError::SchemaError(format!(
+            "{} columns where the query has {}",
+            batch.num_columns(),
+            schema.fields().len()
+        )));
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| cast(column, field.data_type()))
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
+    with_columns(schema, columns, batch.num_rows())
+}
+
+/// A batch of `columns` named after `schema`, every column nullable (a sink's file may not
+/// keep the query's nullability).
+fn with_columns(
+    schema: &SchemaRef,
+    columns: Vec<ArrayRef>,
+    rows: usize,
+) -> Result<RecordBatch, ArrowError> {
+    let relaxed = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ));
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(relaxed, columns, &options)
+}
+
+/// The rows of `left` not in `right` and those of `right` not in `left`, as multisets (a row
+/// twice on one side and once on the other is one row of difference).
+pub fn difference(
+    schema: &SchemaRef,
+    left: &[RecordBatch],
+    right: &[RecordBatch],
+) -> Result<(RecordBatch, RecordBatch), ArrowError> {
+    let converter = converter(schema)?;
+    let mut counts: HashMap<Vec<u8>, i64> = HashMap::new();
+    for (batches, sign) in [(left, 1), (right, -1)] {
+        for batch in batches {
+            for row in converter.convert_columns(batch.columns())?.iter() {
+                *counts.entry(row.as_ref().to_vec()).or_default() += sign;
+            }
+        }
+    }
+    // Sorted by the row encoding, so the listing is the same on every run.
+    let mut differing: Vec<(Vec<u8>, i64)> = counts.into_iter().filter(|(_, n)| *n != 0).collect();
+    differing.sort();
+    let parser = converter.parser();
+    let side = |positive: bool| -> Result<RecordBatch, ArrowError> {
+        let rows: Vec<_> = differing
+            .iter()
+            .filter(|(_, n)| (*n > 0) == positive)
+            .flat_map(|(bytes, n)| {
+                std::iter::repeat_n(parser.parse(bytes), n.unsigned_abs() as usize)
+            })
+            .collect();
+        let count = rows.len();
+        with_columns(schema, converter.convert_rows(rows)?, count)
+    };
+    Ok((side(true)?, side(false)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field};
+
+    fn batch(ids: &[i64], names: &[&str]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(ids.to_vec())),
+                Arc::new(StringArray::from(names.to_vec())),
+            ],
+        )
+        .expect("batch")
+    }
+
+    #[test]
+    fn the_digest_ignores_order_and_batching_but_not_content() {
+        let one = digest(&[batch(&[1, 2, 3], &["a", "b", "c"])]).expect("digest");
+        let reordered =
+            digest(&[batch(&[3], &["c"]), batch(&[2, 1], &["b", "a"])]).expect("digest");
+        assert_eq!(one, reordered);
+        assert_eq!(one.rows, 3);
+        assert_eq!(one.hash.len(), 32);
+        let changed = digest(&[batch(&[1, 2, 3], &["a", "b", "d"])]).expect("digest");
+        assert_ne!(one.hash, changed.hash);
+        // A duplicated row counts: the multiset differs.
+        let doubled = digest(&[batch(&[1, 2, 3, 3], &["a", "b", "c", "c"])]).expect("digest");
+        assert_ne!(one.hash, doubled.hash);
+        assert_eq!(digest(&[]).expect("digest").rows, 0);
+    }
+
+    #[test]
+    fn the_difference_names_the_rows_on_each_side() {
+        let schema = batch(&[], &[]).schema();
+        let left = [batch(&[1, 2, 3, 3], &["a", "b", "c", "c"])];
+        let right = [batch(&[3, 2, 4], &["c", "b", "x"])];
+        let (only_left, only_right) = difference(&schema, &left, &right).expect("difference");
+        let ids = |b: &RecordBatch| {
+            let mut v: Vec<i64> = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("ids")
+                .values()
+                .to_vec();
+            v.sort();
+            v
+        };
+        assert_eq!(ids(&only_left), vec![1, 3]);
+        assert_eq!(ids(&only_right), vec![4]);
+    }
+}

@@ -1,0 +1,376 @@
+//! What computes a batch: the sources, the static tables, the query with its stateful operator.
+//!
+//! The driver computes each batch here and then writes it (sinks, state, commit); `sluice
+//! replay` computes a committed batch here again and writes nothing. Both read a batch's input
+//! only through `offsets/N`, and a stateful operator reads state version `N-1` on its own.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+
+use super::event_time;
+use crate::Error;
+use crate::checkpoint::{BatchId, CheckpointError, OffsetsEntry, PinnedSettings};
+use crate::pipeline::{OutputMode, Pipeline};
+use crate::plan::{self, Shape};
+use crate::sink::BatchOutput;
+use crate::source::{FilesSource, Source, load_table};
+use crate::state::{AggregateOperator, JoinOperator, Operator};
+use crate::storage::{Location, StoreHook};
+
+/// A query as analyzed for running, with its stateful operator.
+pub(super) struct QueryState {
+    pub(super) fingerprint: String,
+    pub(super) shape: Shape,
+    pub(super) operator: Option<Box<dyn Operator>>,
+    /// The columns the query reads, per stream (absent: all of them).
+    columns: BTreeMap<String, Vec<String>>,
+}
+
+/// Where a batch starts: the previous batch's end offsets and the latest event times seen.
+pub(super) struct Start<'s> {
+    pub(super) ends: &'s BTreeMap<String, serde_json::Value>,
+    pub(super) event_time_max_ms: &'s BTreeMap<String, i64>,
+}
+
+/// What a batch computed, before anything is written.
+pub(super) struct Computed {
+    /// The query's output, per partition.
+    pub(super) output: BatchOutput,
+    /// Rows older than the watermark, per source that keeps them (a `late_rows` sink).
+    pub(super) late_rows: Vec<(String, Vec<RecordBatch>)>,
+    /// Whether the query keeps state.
+    pub(super) stateful: bool,
+    pub(super) rows_in: u64,
+    pub(super) skipped: u64,
+    pub(super) files_in: u64,
+    pub(super) late: u64,
+    /// The latest event time seen up to this batch, per source with a watermark.
+    pub(super) event_time_max_ms: BTreeMap<String, i64>,
+}
+
+/// The sources, static tables and query of one pipeline over one checkpoint.
+pub(super) struct Engine<'p> {
+    pipeline: &'p Pipeline,
+    checkpoint: Location,
+    pub(super) sources: Vec<Box<dyn Source>>,
+    static_tables: BTreeMap<String, Arc<MemTable>>,
+    /// Sessions by pinned settings.
+    sessions: Vec<(PinnedSettings, SessionContext)>,
+    /// Each stream with a watermark: its event-time column and delay in milliseconds.
+    pub(super) watermarks: BTreeMap<String, (String, i64)>,
+    /// The streams whose late rows go to a sink (they are read whole).
+    late_streams: BTreeSet<String>,
+    /// The query batches run now, and its state.
+    pub(super) query: Option<QueryState>,
+}
+
+impl<'p> Engine<'p> {
+    /// Loads the static tables and opens the sources (reading their logs in `checkpoint`).
+    pub(super) async fn open(
+        pipeline: &'p Pipeline,
+        checkpoint: &Location,
+        hook: Option<&StoreHook>,
+    ) -> Result<Self, Error> {
+        let mut static_tables = BTreeMap::new();
+        for (name, config) in &pipeline.tables {
+            static_tables.insert(name.clone(), load_table(name, config, hook).await?);
+        }
+        let mut sources: Vec<Box<dyn Source>> = Vec::new();
+        for (name, config) in &pipeline.sources {
+            sources.push(Box::new(
+                FilesSource::open(name, config, checkpoint, hook, pipeline.sync).await?,
+            ));
+        }
+        let watermarks: BTreeMap<String, (String, i64)> = pipeline
+            .sources
+            .iter()
+            .filter_map(|(name, config)| {
+                let wm = config.watermark.as_ref()?;
+                let delay = i64::try_from(wm.delay.as_millis()).unwrap_or(i64::MAX);
+                Some((name.clone(), (wm.column.clone(), delay)))
+            })
+            .collect();
+        let late_streams = if pipeline.late_rows.is_some() {
+            watermarks.keys().cloned().collect()
+        } else {
+            BTreeSet::new()
+        };
+        Ok(Self {
+            pipeline,
+            checkpoint: checkpoint.clone(),
+            sources,
+            static_tables,
+            sessions: Vec::new(),
+            watermarks,
+            late_streams,
+            query: None,
+        })
+    }
+
+    /// Makes each source's schema known where it can be; `false` while one has none.
+    pub(super) async fn resolve_schemas(&mut self) -> Result<bool, Error> {
+        let mut all = true;
+        for source in &mut self.sources {
+            all &= source.resolve_schema().await?.is_some();
+        }
+        Ok(all)
+    }
+
+    fn session(&mut self, settings: &PinnedSettings) -> Result<SessionContext, Error> {
+        if let Some((_, ctx)) = self.sessions.iter().find(|(s, _)| s == settings) {
+            return Ok(ctx.clone());
+        }
+        let ctx = plan::session(settings);
+        for (name, table) in &self.static_tables {
+            ctx.register_table(name.as_str(), Arc::clone(table) as _)
+                .map_err(|e| Error::Execution {
+                    batch: None,
+                    source: e,
+                })?;
+        }
+        self.sessions.push((settings.clone(), ctx.clone()));
+        Ok(ctx)
+    }
+
+    fn stream_names(&self) -> BTreeSet<String> {
+        self.sources.iter().map(|s| s.name().to_string()).collect()
+    }
+
+    /// Plans the query over empty stream tables: refuses bad SQL and shapes that cannot run as
+    /// a stream before any batch runs.
+    pub(super) async fn validate_query(&mut self) -> Result<(), Error> {
+        for (name, (column, _)) in &self.watermarks {
+            let source = self
+                .sources
+                .iter()
+                .find(|s| s.name() == name)
+                .expect("watermarks are of sources");
+            let schema = source.schema().expect("schemas are resolved first");
+            let reason = match schema.field_with_name(column) {
+                Err(_) => Some(format!(
+                    "`{column}` is not a column of the source (its columns: {})",
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                Ok(f) if !matches!(f.data_type(), DataType::Timestamp(_, _)) => Some(format!(
+                    "`{column}` is {}, not a timestamp; declare it `timestamp` in the schema",
+                    f.data_type()
+                )),
+                Ok(_) => None,
+            };
+            if let Some(reason) = reason {
+                return Err(plan::PlanError::Unsupported {
+                    operator: format!("the watermark of source `{name}`"),
+                    reason: format!("(sources.{name}.watermark.column): {reason}"),
+                }
+                .into());
+            }
+        }
+        let sql = self.pipeline.query.clone();
+        self.query_state(&sql).await?;
+        Ok(())
+    }
+
+    /// The schema of `sql`'s output (planned over empty stream tables).
+    pub(super) async fn output_schema(&mut self, sql: &str) -> Result<SchemaRef, Error> {
+        let ctx = self.session(&plan::default_settings())?;
+        let (_, logical, _) = plan::plan_shape(
+            &ctx,
+            sql,
+            &self.stream_schemas(),
+            &self.pipeline.watermark_columns(),
+            self.pipeline.output_mode,
+        )
+        .await?;
+        Ok(Arc::new(logical.schema().as_arrow().clone()))
+    }
+
+    fn stream_schemas(&self) -> Vec<(String, SchemaRef)> {
+        self.sources
+            .iter()
+            .map(|s| {
+                let schema = s.schema().expect("schemas are resolved first");
+                (s.name().to_string(), schema)
+            })
+            .collect()
+    }
+
+    /// Analyzes `sql` (planned over empty stream tables), keeping the operator of the query in
+    /// use when `sql` is that query.
+    async fn query_state(&mut self, sql: &str) -> Result<&mut QueryState, Error> {
+        let fingerprint = plan::fingerprint(sql);
+        if self
+            .query
+            .as_ref()
+            .is_none_or(|q| q.fingerprint != fingerprint)
+        {
+            let ctx = self.session(&plan::default_settings())?;
+            let (session, logical, shape) = plan::plan_shape(
+                &ctx,
+                sql,
+                &self.stream_schemas(),
+                &self.pipeline.watermark_columns(),
+                self.pipeline.output_mode,
+            )
+            .await?;
+            let location = self.checkpoint.clone();
+            let snapshot_every = self.pipeline.snapshot_every;
+            let operator: Option<Box<dyn Operator>> = match &shape {
+                Shape::Aggregate(a) => Some(Box::new(AggregateOperator::new(
+                    a.clone(),
+                    self.pipeline.output_mode,
+                    location,
+                    snapshot_every,
+                ))),
+                Shape::Join(j) => Some(Box::new(JoinOperator::new(j, location, snapshot_every))),
+                Shape::Stateless => None,
+            };
+            let optimized = session.optimize(&logical).map_err(plan::PlanError::Sql)?;
+            let mut columns = plan::stream_columns(&optimized, &self.stream_names());
+            // Late rows are kept whole.
+            if operator.is_some() {
+                columns.retain(|stream, _| !self.late_streams.contains(stream));
+                // The watermark is read from the source, whether the query reads it or not.
+                for (stream, (column, _)) in &self.watermarks {
+                    if let Some(read) = columns.get_mut(stream)
+                        && !read.contains(column)
+                    {
+                        read.push(column.clone());
+                    }
+                }
+            }
+            self.query = Some(QueryState {
+                fingerprint,
+                shape,
+                operator,
+                columns,
+            });
+        }
+        Ok(self.query.as_mut().expect("set above"))
+    }
+
+    /// Whether the query keeps state that the watermark closes (so a batch without new input
+    /// still has work when the watermark moves: emitting closed windows, dropping kept rows).
+    pub(super) fn closes_by_watermark(&self, watermark_ms: i64) -> bool {
+        self.pipeline.output_mode != OutputMode::Complete
+            && self.query.as_ref().is_some_and(|q| {
+                let bounded = match &q.shape {
+                    Shape::Aggregate(a) => a.event_time.is_some(),
+                    Shape::Join(_) => true,
+                    Shape::Stateless => false,
+                };
+                // A state not loaded yet might hold anything: run the batch to find out.
+                bounded
+                    && q.operator.as_ref().is_none_or(|op| {
+                        op.holds_ending_by(watermark_ms.saturating_mul(1_000_000))
+                            .unwrap_or(true)
+                    })
+            })
+    }
+
+    /// Computes batch `batch` as `entry` logged it, from `start`, with query `sql`: reads the
+    /// sources, sets late rows aside and runs the query (a stateful operator reads state version
+    /// `batch - 1`). Writes nothing.
+    pub(super) async fn compute(
+        &mut self,
+        batch: BatchId,
+        entry: &OffsetsEntry,
+        start: &Start<'_>,
+        sql: &str,
+    ) -> Result<Computed, Error> {
+        let exec_err = |source| Error::Execution {
+            batch: Some(batch),
+            source,
+        };
+        let ctx = self.session(&entry.info.settings)?;
+        let query = self.query_state(sql).await?;
+        let stateful = query.operator.is_some();
+        let columns = query.columns.clone();
+        let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
+        let mut computed = Computed {
+            output: Vec::new(),
+            late_rows: Vec::new(),
+            stateful,
+            rows_in: 0,
+            skipped: 0,
+            files_in: 0,
+            late: 0,
+            event_time_max_ms: BTreeMap::new(),
+        };
+        for source in &self.sources {
+            let end = entry.offset_of(source.name()).ok_or_else(|| {
+                CheckpointError::Inconsistent {
+                    location: self.checkpoint.to_string(),
+                    reason: format!(
+                        "offsets/{batch} has no offset for source `{}`; sources cannot be added to a pipeline mid-way",
+                        source.name()
+                    ),
+                }
+            })?;
+            let read = columns.get(source.name()).map(Vec::as_slice);
+            let mut input = source
+                .read(start.ends.get(source.name()), end, read)
+                .await?;
+            computed.rows_in += input.rows;
+            computed.skipped += input.skipped;
+            computed.files_in += input.files;
+            if stateful && let Some((column, _)) = self.watermarks.get(source.name()) {
+                let seen = event_time::drop_late(&mut input, column, watermark_ms)
+                    .map_err(|e| exec_err(e.into()))?;
+                computed.late += seen.late;
+                if self.late_streams.contains(source.name()) && !seen.late_rows.is_empty() {
+                    computed
+                        .late_rows
+                        .push((source.name().to_string(), seen.late_rows));
+                }
+                let previous = start.event_time_max_ms.get(source.name()).copied();
+                if let Some(max) = seen.max_ms.max(previous) {
+                    computed
+                        .event_time_max_ms
+                        .insert(source.name().to_string(), max);
+                }
+            }
+            let table = input.into_table().map_err(exec_err)?;
+            register(&ctx, source.name(), table, Some(batch))?;
+        }
+        let (state, logical) = plan::plan_batch(&ctx, sql, entry.info.batch_timestamp_ms).await?;
+        let query = self.query.as_mut().expect("analyzed above");
+        let physical = match query.operator.as_mut() {
+            Some(operator) => {
+                let watermark_ns = watermark_ms.map(|w| w.saturating_mul(1_000_000));
+                operator.run(batch, &state, &logical, watermark_ns).await?
+            }
+            None => state
+                .create_physical_plan(&logical)
+                .await
+                .map_err(exec_err)?,
+        };
+        computed.output =
+            datafusion::physical_plan::collect_partitioned(physical, state.task_ctx())
+                .await
+                .map_err(exec_err)?;
+        Ok(computed)
+    }
+}
+
+/// Registers (or replaces) a table in the session.
+fn register(
+    ctx: &SessionContext,
+    name: &str,
+    table: Arc<MemTable>,
+    batch: Option<BatchId>,
+) -> Result<(), Error> {
+    ctx.deregister_table(name)
+        .and_then(|_| ctx.register_table(name, table as _))
+        .map(|_| ())
+        .map_err(|source| Error::Execution { batch, source })
+}
