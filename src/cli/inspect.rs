@@ -38,7 +38,20 @@ struct CheckpointView {
     state: Vec<StateStoreView>,
     /// Where the output goes and how far it has got, when a run recorded its sink.
     sink: Option<SinkView>,
+    /// What the checkpoint keeps, by the pipeline file the last batch ran with.
+    retention: Option<RetentionView>,
     batches: Vec<BatchView>,
+}
+
+/// The retention settings and what they leave.
+#[derive(Debug, Serialize)]
+struct RetentionView {
+    /// Batches of logs kept (`retain_batches`).
+    retain_batches: u64,
+    /// A state store writes a snapshot every this many batches (`snapshot_every`).
+    snapshot_every: u64,
+    /// The oldest batch whose offsets entry is still held.
+    oldest_batch: Option<BatchId>,
 }
 
 /// The sink as inspect shows it.
@@ -157,9 +170,26 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         Some(record) => Some(sink_view(record, metadata.id).await),
         None => None,
     };
+    let retention = match last_commit.as_ref().and_then(|c| c.pipeline.as_deref()) {
+        Some(fingerprint) => {
+            let file = checkpoint::paths::pipeline(fingerprint);
+            checkpoint::read_fingerprinted(&location, &file, fingerprint)
+                .await?
+                .and_then(|text| {
+                    crate::pipeline::Pipeline::parse(&text, std::path::Path::new(&file)).ok()
+                })
+                .map(|p| RetentionView {
+                    retain_batches: p.retain_batches,
+                    snapshot_every: p.snapshot_every,
+                    oldest_batch: logs.offsets.first().copied(),
+                })
+        }
+        None => None,
+    };
     let view = CheckpointView {
         location: spec.to_string(),
         sink,
+        retention,
         source_offsets,
         metadata,
         batches_committed: logs.commits.len(),
@@ -327,6 +357,15 @@ fn render_text(view: &CheckpointView) -> String {
                 ),
                 (None, None) => "no batch yet".to_string(),
             }
+        );
+    }
+    if let Some(r) = &view.retention {
+        let _ = writeln!(
+            out,
+            "retention   the last {} batches (oldest held: {}), a state snapshot every {} batches",
+            r.retain_batches,
+            r.oldest_batch.map_or("none".into(), |b| b.to_string()),
+            r.snapshot_every
         );
     }
     for (source, offset) in &view.source_offsets {

@@ -4,6 +4,7 @@
 mod explain;
 mod inspect;
 mod replay;
+mod report;
 mod rewind;
 mod spark;
 mod state;
@@ -88,6 +89,14 @@ enum Command {
         /// Show at most this many rows of each kind.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Write one self-contained HTML page with charts over the checkpoint's batches.
+    Report {
+        /// The checkpoint (path or object-store URL).
+        checkpoint: String,
+        /// The HTML file to write.
+        #[arg(long)]
+        html: PathBuf,
     },
     /// Make batch N the last committed one, taking later batches back from the files sink.
     Rewind {
@@ -228,6 +237,7 @@ async fn execute(cli: Cli) -> Result<(), Error> {
             })
             .await
         }
+        Command::Report { checkpoint, html } => report::run(&checkpoint, &html).await,
         Command::Rewind { checkpoint, to } => rewind::run(&checkpoint, to).await,
         Command::Repair {
             checkpoint,

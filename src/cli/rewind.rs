@@ -84,10 +84,14 @@ pub(super) async fn run(spec: &str, to: u64) -> Result<(), Error> {
         .map_err(|e: String| refuse(e))?;
     let sink_location = crate::storage::Location::open(path, false, true, None)?;
     let files_sink = FilesSink::new(sink_location, format, metadata.id);
+    let late_sinks = late_sinks(&location, &logs, metadata.id).await?;
     let operators = StateFiles::operators(&location).await?;
     let mut report = String::new();
     for batch in (to + 1..=newest.0).rev().map(BatchId) {
-        let deleted = files_sink.forget_batch(batch).await?;
+        let mut deleted = files_sink.forget_batch(batch).await?;
+        for sink in &late_sinks {
+            deleted += sink.forget_batch(batch).await?;
+        }
         for operator in &operators {
             StateFiles::new(location.clone(), operator)
                 .delete_version(batch)
@@ -122,4 +126,46 @@ pub(super) async fn run(spec: &str, to: u64) -> Result<(), Error> {
     ));
     super::emit(&report);
     Ok(())
+}
+
+/// The late-rows sinks (one folder per watermarked source) of the pipeline file the newest
+/// batch ran with; none when it names no `late_rows` sink or the checkpoint does not store it.
+async fn late_sinks(
+    location: &crate::storage::Location,
+    logs: &LogListing,
+    id: uuid::Uuid,
+) -> Result<Vec<FilesSink>, Error> {
+    let Some(&newest) = logs.commits.last() else {
+        return Ok(Vec::new());
+    };
+    let Some(fingerprint) = crate::checkpoint::read_commit(location, newest)
+        .await?
+        .and_then(|c| c.pipeline)
+    else {
+        return Ok(Vec::new());
+    };
+    let file = paths::pipeline(&fingerprint);
+    let Some(text) = crate::checkpoint::read_fingerprinted(location, &file, &fingerprint).await?
+    else {
+        return Ok(Vec::new());
+    };
+    let pipeline = crate::pipeline::Pipeline::parse(&text, std::path::Path::new(&file))?;
+    let Some(late) = &pipeline.late_rows else {
+        return Ok(Vec::new());
+    };
+    let (Some(path), Some(format)) = (&late.path, late.format) else {
+        return Ok(Vec::new());
+    };
+    let mut sinks = Vec::new();
+    for (source, config) in &pipeline.sources {
+        if config.watermark.is_none() {
+            continue;
+        }
+        let folder = format!("{}/{source}", path.trim_end_matches('/'));
+        // A source without late rows yet has no folder.
+        if let Ok(location) = crate::storage::Location::open(&folder, false, true, None) {
+            sinks.push(FilesSink::new(location, format, id));
+        }
+    }
+    Ok(sinks)
 }

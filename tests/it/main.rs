@@ -5,6 +5,7 @@ mod common;
 mod crash;
 mod fault;
 mod replay;
+mod report;
 mod s3;
 mod spark;
 mod stateful;

@@ -265,6 +265,9 @@ fn replay_recomputes_stateful_batches_and_refuses_a_pending_one() {
         view["sink"]["last_batch"], last,
         "the sink has the pending batch"
     );
+    assert_eq!(view["retention"]["retain_batches"], 100);
+    assert_eq!(view["retention"]["snapshot_every"], 2);
+    assert_eq!(view["retention"]["oldest_batch"], 0);
 
     let out = sluice(
         &[

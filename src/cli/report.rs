@@ -1,0 +1,488 @@
+//! `sluice report CHECKPOINT --html FILE`: one self-contained HTML page with charts over the
+//! batches the checkpoint retains: the duration of each phase, input rows per second, the rows
+//! in each state store, and the watermark against wall time.
+//!
+//! The charts are SVG drawn by `plotters` and inlined in the page, so it needs no script, no
+//! network and no other file to show them.
+
+use std::fmt::Write;
+
+use plotters::prelude::*;
+
+use crate::Error;
+use crate::checkpoint::{
+    self, BatchId, Checkpoint, CommitEntry, LogListing, Metadata, OffsetsEntry,
+};
+
+/// One committed batch, as the report charts it.
+struct Batch {
+    batch: BatchId,
+    offsets: OffsetsEntry,
+    commit: CommitEntry,
+}
+
+impl Batch {
+    /// Time spent on the batch up to writing its commit, in milliseconds (the commit's own
+    /// write is timed after the entry is written, so the entry cannot hold it).
+    fn duration_ms(&self) -> f64 {
+        let d = &self.commit.durations;
+        d.plan_ms + d.offsets_ms + d.execute_ms
+    }
+
+    fn rows_per_second(&self) -> f64 {
+        let seconds = self.duration_ms() / 1000.0;
+        if seconds > 0.0 {
+            self.commit.rows_in as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+const WIDTH: u32 = 960;
+const HEIGHT: u32 = 320;
+/// Phase colours (also what the headless-browser test looks for).
+const PLAN: RGBColor = RGBColor(0x4e, 0x79, 0xa7);
+const OFFSETS: RGBColor = RGBColor(0xf2, 0x8e, 0x2b);
+const EXECUTE: RGBColor = RGBColor(0x59, 0xa1, 0x4f);
+const RATE: RGBColor = RGBColor(0xe1, 0x57, 0x59);
+const WATERMARK: RGBColor = RGBColor(0xb0, 0x7a, 0xa1);
+const STATE: [RGBColor; 4] = [
+    RGBColor(0x76, 0xb7, 0xb2),
+    RGBColor(0xed, 0xc9, 0x48),
+    RGBColor(0xff, 0x9d, 0xa7),
+    RGBColor(0xba, 0xb0, 0xac),
+];
+
+pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error> {
+    let location = super::open_checkpoint(spec)?;
+    let metadata = Checkpoint::read_metadata(&location).await?.ok_or_else(|| {
+        Error::Usage(format!(
+            "{spec} is not a Sluice checkpoint (it has no metadata)"
+        ))
+    })?;
+    let logs = LogListing::read(&location).await?;
+    let mut batches = Vec::new();
+    for &batch in &logs.commits {
+        let (Some(offsets), Some(commit)) = (
+            checkpoint::read_offsets(&location, batch).await?,
+            checkpoint::read_commit(&location, batch).await?,
+        ) else {
+            continue;
+        };
+        batches.push(Batch {
+            batch,
+            offsets,
+            commit,
+        });
+    }
+    let pending = logs
+        .offsets
+        .last()
+        .copied()
+        .filter(|b| !logs.commits.contains(b));
+    let page = render(spec, &metadata, &batches, pending)
+        .map_err(|e| Error::Usage(format!("cannot draw the report of {spec}: {e}")))?;
+    std::fs::write(html, page)
+        .map_err(|e| Error::Usage(format!("cannot write {}: {e}", html.display())))?;
+    super::emit(&format!(
+        "{}: {} batches charted from {spec}\n",
+        html.display(),
+        batches.len()
+    ));
+    Ok(())
+}
+
+/// The whole page.
+fn render(
+    spec: &str,
+    metadata: &Metadata,
+    batches: &[Batch],
+    pending: Option<BatchId>,
+) -> Result<String, String> {
+    let mut page = String::new();
+    let title = format!("Sluice report: {}", metadata.name);
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n\
+         <style>\nbody {{ font-family: sans-serif; margin: 2em; color: #222; }}\n\
+         figure {{ margin: 1.5em 0; }} figcaption {{ font-weight: bold; margin-bottom: .3em; }}\n\
+         table {{ border-collapse: collapse; font-size: 90%; }}\n\
+         td, th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: right; }}\n\
+         .none {{ color: #777; font-style: italic; }}\n</style>\n</head>\n<body>\n<h1>{}</h1>\n",
+        escape(&title),
+        escape(&title)
+    );
+    let rows_in: u64 = batches.iter().map(|b| b.commit.rows_in).sum();
+    let rows_out: u64 = batches.iter().map(|b| b.commit.rows_out).sum();
+    let range = match (batches.first(), batches.last()) {
+        (Some(a), Some(b)) => format!("{}..={}", a.batch, b.batch),
+        _ => "none".into(),
+    };
+    let _ = write!(
+        page,
+        "<table class=\"summary\">\n<tr><th>checkpoint</th><td>{}</td></tr>\n\
+         <tr><th>pipeline id</th><td>{}</td></tr>\n<tr><th>created</th><td>{}</td></tr>\n\
+         <tr><th>committed batches charted</th><td>{} ({range}; older ones are purged by the \
+         retention)</td></tr>\n<tr><th>pending batch</th><td>{}</td></tr>\n\
+         <tr><th>rows in / out</th><td>{rows_in} / {rows_out}</td></tr>\n</table>\n",
+        escape(spec),
+        metadata.id,
+        escape(&metadata.created),
+        batches.len(),
+        pending.map_or("none".into(), |b| b.to_string()),
+    );
+    if batches.is_empty() {
+        page.push_str("<p class=\"none\">No committed batch to chart.</p>\n");
+    } else {
+        figure(
+            &mut page,
+            "durations",
+            "Duration of each phase per batch (ms)",
+            Some(phases_chart(batches)?),
+            "",
+        );
+        figure(
+            &mut page,
+            "rate",
+            "Input rows per second per batch",
+            Some(line_chart(
+                "batch",
+                "rows/s",
+                &[(
+                    "input rows/s".into(),
+                    RATE,
+                    batches
+                        .iter()
+                        .map(|b| (b.batch.0 as f64, b.rows_per_second()))
+                        .collect(),
+                )],
+                &batch_label,
+                &number_label,
+            )?),
+            "",
+        );
+        let operators: Vec<String> = {
+            let mut names: Vec<String> = batches
+                .iter()
+                .flat_map(|b| b.commit.state.iter().map(|s| s.operator.clone()))
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        };
+        let state = (!operators.is_empty())
+            .then(|| {
+                let series: Vec<_> = operators
+                    .iter()
+                    .enumerate()
+                    .map(|(i, op)| {
+                        let points = batches
+                            .iter()
+                            .filter_map(|b| {
+                                let s = b.commit.state.iter().find(|s| &s.operator == op)?;
+                                Some((b.batch.0 as f64, s.rows_total as f64))
+                            })
+                            .collect();
+                        (op.clone(), STATE[i % STATE.len()], points)
+                    })
+                    .collect();
+                line_chart("batch", "rows", &series, &batch_label, &number_label)
+            })
+            .transpose()?;
+        figure(
+            &mut page,
+            "state",
+            "Rows in each state store after each batch",
+            state,
+            "No stateful operator: the query keeps no state.",
+        );
+        let watermarks: Vec<(f64, f64)> = batches
+            .iter()
+            .filter_map(|b| {
+                let wm = b.offsets.info.watermark_ms?;
+                Some((b.offsets.info.batch_timestamp_ms as f64, wm as f64))
+            })
+            .collect();
+        let watermark = (!watermarks.is_empty())
+            .then(|| {
+                let (x_label, x_day) = time_axis(watermarks.iter().map(|p| p.0));
+                let (y_label, y_day) = time_axis(watermarks.iter().map(|p| p.1));
+                line_chart(
+                    &format!("wall time: the batch's timestamp (UTC{x_day})"),
+                    &format!("watermark: event time (UTC{y_day})"),
+                    &[("watermark".into(), WATERMARK, watermarks.clone())],
+                    &x_label,
+                    &y_label,
+                )
+            })
+            .transpose()?;
+        figure(
+            &mut page,
+            "watermark",
+            "Watermark against wall time",
+            watermark,
+            "No watermark: no source declares one, or no batch has set it yet.",
+        );
+        batch_table(&mut page, batches);
+    }
+    page.push_str("</body>\n</html>\n");
+    Ok(page)
+}
+
+fn figure(page: &mut String, id: &str, caption: &str, svg: Option<String>, none: &str) {
+    let _ = write!(
+        page,
+        "<figure class=\"chart\" id=\"chart-{id}\">\n<figcaption>{}</figcaption>\n",
+        escape(caption)
+    );
+    match svg {
+        Some(svg) => page.push_str(&svg),
+        None => {
+            let _ = write!(page, "<p class=\"none\">{}</p>", escape(none));
+        }
+    }
+    page.push_str("\n</figure>\n");
+}
+
+/// Stacked bars: plan, offsets, execute (query, sink and state) and commit, per batch.
+fn phases_chart(batches: &[Batch]) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let first = batches.first().map_or(0, |b| b.batch.0) as f64;
+        let last = batches.last().map_or(0, |b| b.batch.0) as f64;
+        // Headroom above the tallest bar for the legend.
+        let top = batches
+            .iter()
+            .map(Batch::duration_ms)
+            .fold(0.0_f64, f64::max)
+            .max(1.0)
+            * 1.4;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(first - 0.5..last + 0.5, 0.0..top)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("batch")
+            .y_desc("ms")
+            .light_line_style(RGBColor(0xf0, 0xf0, 0xf0))
+            .x_label_formatter(&batch_label)
+            .y_label_formatter(&number_label)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let width = 0.4;
+        let layers: [Layer; 3] = [
+            ("plan", PLAN, |b| b.commit.durations.plan_ms),
+            ("offsets", OFFSETS, |b| b.commit.durations.offsets_ms),
+            ("execute (query, sink, state)", EXECUTE, |b| {
+                b.commit.durations.execute_ms
+            }),
+        ];
+        let mut bases = vec![0.0; batches.len()];
+        for (name, color, value) in layers {
+            let bars: Vec<_> = batches
+                .iter()
+                .zip(bases.iter_mut())
+                .map(|(b, base)| {
+                    let x = b.batch.0 as f64;
+                    let from = *base;
+                    *base += value(b);
+                    Rectangle::new([(x - width, from), (x + width, *base)], color.filled())
+                })
+                .collect();
+            chart
+                .draw_series(bars)
+                .map_err(|e| e.to_string())?
+                .label(name)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+/// One layer of stacked bars: its name, colour and value per batch.
+type Layer = (&'static str, RGBColor, fn(&Batch) -> f64);
+
+/// One line: its name, colour and points.
+type Series = (String, RGBColor, Vec<(f64, f64)>);
+
+/// Lines with points, one per series.
+fn line_chart(
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+    x_label: &dyn Fn(&f64) -> String,
+    y_label: &dyn Fn(&f64) -> String,
+) -> Result<String, String> {
+    let points = || series.iter().flat_map(|(_, _, p)| p.iter().copied());
+    let bounds = |pick: fn((f64, f64)) -> f64| {
+        points()
+            .map(pick)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            })
+    };
+    let (x_lo, x_hi) = bounds(|p| p.0);
+    let (y_lo, y_hi) = bounds(|p| p.1);
+    let pad = |lo: f64, hi: f64| {
+        let span = (hi - lo).abs().max(1.0);
+        (lo - span * 0.05, hi + span * 0.05)
+    };
+    let (x_lo, x_hi) = pad(x_lo, x_hi);
+    let (y_lo, y_hi) = pad(y_lo, y_hi);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(90)
+            .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .x_labels(8)
+            .light_line_style(RGBColor(0xf0, 0xf0, 0xf0))
+            .x_label_formatter(x_label)
+            .y_label_formatter(y_label)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (name, color, points) in series {
+            let color = *color;
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(3),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(3))
+                });
+            chart
+                .draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))
+                .map_err(|e| e.to_string())?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+/// Every batch as a row: what the charts show, as numbers.
+fn batch_table(page: &mut String, batches: &[Batch]) {
+    page.push_str(
+        "<details>\n<summary>Batches</summary>\n<table class=\"batches\">\n<tr><th>batch</th>\
+         <th>timestamp</th><th>watermark</th><th>rows in</th><th>rows out</th>\
+         <th>late rows</th><th>files</th><th>plan ms</th><th>offsets ms</th><th>execute ms</th>\
+         <th>rows/s</th><th>state rows</th></tr>\n",
+    );
+    for b in batches {
+        let state: u64 = b.commit.state.iter().map(|s| s.rows_total).sum();
+        let d = &b.commit.durations;
+        let _ = writeln!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.0}</td><td>{}</td></tr>",
+            b.batch,
+            time_label(&(b.offsets.info.batch_timestamp_ms as f64)),
+            b.offsets
+                .info
+                .watermark_ms
+                .map_or(String::new(), |w| time_label(&(w as f64))),
+            b.commit.rows_in,
+            b.commit.rows_out,
+            b.commit.rows_late,
+            b.commit.files_in,
+            d.plan_ms,
+            d.offsets_ms,
+            d.execute_ms,
+            b.rows_per_second(),
+            state
+        );
+    }
+    page.push_str("</table>\n</details>\n");
+}
+
+/// Batch numbers on an axis: whole numbers only.
+fn batch_label(v: &f64) -> String {
+    if v.fract().abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        String::new()
+    }
+}
+
+fn number_label(v: &f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if a >= 10.0 || *v == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Labels for a time axis over `values` (milliseconds since the epoch), as precise as their
+/// span needs, and the day they fall on when it is one day (for the axis description).
+fn time_axis(values: impl Iterator<Item = f64>) -> (impl Fn(&f64) -> String, String) {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    let day = |ms: f64| chrono::DateTime::from_timestamp_millis(ms as i64).map(|t| t.date_naive());
+    let one_day = day(lo) == day(hi);
+    let format = match hi - lo {
+        span if span < 60_000.0 => "%H:%M:%S%.3f",
+        _ if one_day => "%H:%M:%S",
+        _ => "%Y-%m-%d %H:%M",
+    };
+    let label = move |ms: &f64| {
+        chrono::DateTime::from_timestamp_millis(*ms as i64)
+            .map(|t| t.format(format).to_string())
+            .unwrap_or_default()
+    };
+    let described = match day(lo) {
+        Some(d) if one_day => format!(", {d}"),
+        _ => String::new(),
+    };
+    (label, described)
+}
+
+/// Milliseconds since the epoch as UTC date and time.
+fn time_label(ms: &f64) -> String {
+    chrono::DateTime::from_timestamp_millis(*ms as i64)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// Text made safe inside HTML.
+fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    html_escape::encode_text(text)
+}

@@ -1,0 +1,153 @@
+//! `sluice report --html` on a checkpoint written by a real run, rendered in headless Chromium:
+//! the page shows each chart.
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::common::*;
+
+fn sluice(args: &[&str], cwd: &Path) -> Output {
+    sluice_bin()
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run sluice")
+}
+
+/// Headless Chromium's screenshot of `page`, as RGBA rows.
+fn screenshot(page: &Path, png: &Path) -> (u32, u32, Vec<u8>) {
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|name| {
+            std::process::Command::new(name)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("headless Chromium is needed: apt-get install chromium (.ci/run installs it)");
+    let out = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1100,2200",
+            &format!("--screenshot={}", png.display()),
+            &format!("file://{}", page.display()),
+        ])
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success() && png.exists(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(png).expect("screenshot"),
+    ));
+    let mut reader = decoder.read_info().expect("png header");
+    let mut buffer = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buffer).expect("png frame");
+    buffer.truncate(info.buffer_size());
+    let rgba = match info.color_type {
+        png::ColorType::Rgba => buffer,
+        png::ColorType::Rgb => buffer
+            .chunks(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect(),
+        other => panic!("screenshot colour type {other:?}"),
+    };
+    (info.width, info.height, rgba)
+}
+
+/// Pixels within a small distance of `rgb`.
+fn pixels_like(rgba: &[u8], rgb: (u8, u8, u8)) -> usize {
+    rgba.chunks(4)
+        .filter(|p| {
+            let d = |a: u8, b: u8| (i32::from(a) - i32::from(b)).abs();
+            d(p[0], rgb.0) + d(p[1], rgb.1) + d(p[2], rgb.2) <= 24
+        })
+        .count()
+}
+
+/// A windowed aggregation over six batches: the report charts phases, rows per second, state
+/// rows and the watermark, and Chromium shows each (more of each colour than its legend key).
+#[test]
+fn report_renders_its_charts_in_headless_chromium() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 6, 40, 0);
+    let query = "SELECT date_bin(INTERVAL '10 seconds', ts) AS w, page, count(*) AS n \
+                 FROM clicks GROUP BY 1, 2";
+    let yaml = pipeline_yaml(
+        &ws,
+        "json",
+        query,
+        1,
+        "    watermark: { column: ts, delay: 5s }\n",
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let commits = std::fs::read_dir(ws.path("ckpt/commits"))
+        .expect("commits/")
+        .count();
+    assert!(commits >= 6, "{commits} batches");
+
+    let page = ws.path("report.html");
+    let out = sluice(
+        &[
+            "report",
+            &ws.p("ckpt"),
+            "--html",
+            page.to_str().expect("utf-8"),
+        ],
+        ws.dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("{commits} batches charted")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let html = std::fs::read_to_string(&page).expect("report");
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "self-contained"
+    );
+    for id in ["durations", "rate", "state", "watermark"] {
+        let start = html
+            .find(&format!("id=\"chart-{id}\""))
+            .unwrap_or_else(|| panic!("chart {id}"));
+        let figure = &html[start..start + html[start..].find("</figure>").expect("end")];
+        assert!(figure.contains("<svg"), "chart {id} is drawn");
+    }
+    assert_eq!(
+        html.matches("<tr><td>").count(),
+        commits,
+        "one table row per batch"
+    );
+
+    let (width, height, rgba) = screenshot(&page, &ws.path("report.png"));
+    assert_eq!((width, height), (1100, 2200));
+    // Colours of src/cli/report.rs: execute bars, rows/s, the state store, the watermark.
+    for (what, rgb, least) in [
+        ("execute bars", (0x59, 0xa1, 0x4f), 400),
+        ("rows/s line", (0xe1, 0x57, 0x59), 150),
+        ("state rows line", (0x76, 0xb7, 0xb2), 150),
+        ("watermark line", (0xb0, 0x7a, 0xa1), 150),
+    ] {
+        let seen = pixels_like(&rgba, rgb);
+        assert!(
+            seen >= least,
+            "{what}: {seen} pixels of its colour, expected {least}+"
+        );
+    }
+}
