@@ -6,18 +6,26 @@
 //! same whatever the partitioning, the batch sizes or the order of the rows, and it can be
 //! computed over a sink's files as easily as over the output in memory. `commits/N` records it
 //! for `sluice replay --verify`.
+//!
+//! The digest is of the rows as the sink's files hold them: a CSV file cannot tell an empty
+//! string from a null, and JSON has no NaN or infinity (its writer writes `null`), so for those
+//! sinks such values are hashed as nulls ([`as_held`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::ArrayRef;
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, Int64Array};
+use datafusion::arrow::compute::kernels::cmp::eq;
+use datafusion::arrow::compute::kernels::length::length;
+use datafusion::arrow::compute::{cast, nullif};
+use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::row::{RowConverter, SortField};
 use serde::{Deserialize, Serialize};
 use twox_hash::XxHash3_128;
+
+use crate::pipeline::FileFormat;
 
 /// The one way digests are computed today; a digest made another way is not compared.
 pub const ALGORITHM: &str = "xxh3-128-sum-of-arrow-rows";
@@ -42,6 +50,62 @@ fn converter(schema: &SchemaRef) -> Result<RowConverter, ArrowError> {
             .map(|f| SortField::new(f.data_type().clone()))
             .collect(),
     )
+}
+
+/// The digest of `batches` as a sink writing `format` holds them (`None`: as they are).
+pub fn digest_as_held(
+    batches: &[RecordBatch],
+    format: Option<FileFormat>,
+) -> Result<OutputDigest, ArrowError> {
+    let held = batches
+        .iter()
+        .map(|b| as_held(b, format))
+        .collect::<Result<Vec<_>, _>>()?;
+    digest(&held)
+}
+
+/// `batch` as a file of `format` holds it: for CSV, empty strings become nulls; for JSON, NaN
+/// and infinities become nulls; otherwise unchanged.
+pub fn as_held(batch: &RecordBatch, format: Option<FileFormat>) -> Result<RecordBatch, ArrowError> {
+    let nulls_where = |column: &ArrayRef| -> Result<Option<BooleanArray>, ArrowError> {
+        Ok(match (format, column.data_type()) {
+            (Some(FileFormat::Csv), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
+                let lengths = cast(&length(column)?, &DataType::Int64)?;
+                Some(eq(&lengths, &Int64Array::new_scalar(0))?)
+            }
+            (Some(FileFormat::Json), DataType::Float64) => Some(
+                column
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .map(|v| v.map(|x| !x.is_finite()))
+                    .collect(),
+            ),
+            (Some(FileFormat::Json), DataType::Float32) => Some(
+                column
+                    .as_primitive::<Float32Type>()
+                    .iter()
+                    .map(|v| v.map(|x| !x.is_finite()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+    };
+    let mut changed = false;
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|column| match nulls_where(column)? {
+            Some(mask) if mask.true_count() > 0 => {
+                changed = true;
+                nullif(column, &mask)
+            }
+            _ => Ok(Arc::clone(column)),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !changed {
+        return Ok(batch.clone());
+    }
+    with_columns(&batch.schema(), columns, batch.num_rows())
 }
 
 /// The digest of `batches`, all of one schema.
@@ -139,7 +203,7 @@ pub fn difference(
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Field};
+    use datafusion::arrow::datatypes::Field;
 
     fn batch(ids: &[i64], names: &[&str]) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
@@ -170,6 +234,32 @@ mod tests {
         let doubled = digest(&[batch(&[1, 2, 3, 3], &["a", "b", "c", "c"])]).expect("digest");
         assert_ne!(one.hash, doubled.hash);
         assert_eq!(digest(&[]).expect("digest").rows, 0);
+    }
+
+    #[test]
+    fn rows_are_hashed_as_the_sink_holds_them() {
+        let csv = Some(FileFormat::Csv);
+        let empty = digest_as_held(&[batch(&[1, 2], &["a", ""])], csv).expect("digest");
+        let nullable = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let null = RecordBatch::try_new(
+            nullable,
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(StringArray::from(vec![Some("a"), None])),
+            ],
+        )
+        .expect("batch");
+        let null = digest_as_held(&[null], csv).expect("digest");
+        assert_eq!(empty, null, "CSV: an empty string is a null");
+        assert_ne!(
+            digest_as_held(&[batch(&[1, 2], &["a", ""])], Some(FileFormat::Parquet))
+                .expect("digest"),
+            null,
+            "Parquet keeps them apart"
+        );
     }
 
     #[test]

@@ -173,16 +173,24 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
     let retention = match last_commit.as_ref().and_then(|c| c.pipeline.as_deref()) {
         Some(fingerprint) => {
             let file = checkpoint::paths::pipeline(fingerprint);
-            checkpoint::read_fingerprinted(&location, &file, fingerprint)
-                .await?
-                .and_then(|text| {
-                    crate::pipeline::Pipeline::parse(&text, std::path::Path::new(&file)).ok()
-                })
-                .map(|p| RetentionView {
-                    retain_batches: p.retain_batches,
-                    snapshot_every: p.snapshot_every,
-                    oldest_batch: logs.offsets.first().copied(),
-                })
+            // A damaged pipeline file is said, and the rest of the checkpoint still shown.
+            let read = match checkpoint::read_fingerprinted(&location, &file, fingerprint).await {
+                Ok(text) => text.map(|text| {
+                    crate::pipeline::Pipeline::parse(&text, std::path::Path::new(&file))
+                        .map_err(|e| e.to_string())
+                }),
+                Err(e) => Some(Err(e.to_string())),
+            };
+            read.and_then(|parsed| {
+                parsed
+                    .inspect_err(|e| tracing::warn!("the retention is not shown: {e}"))
+                    .ok()
+            })
+            .map(|p| RetentionView {
+                retain_batches: p.retain_batches,
+                snapshot_every: p.snapshot_every,
+                oldest_batch: logs.offsets.first().copied(),
+            })
         }
         None => None,
     };

@@ -127,14 +127,11 @@ pub(super) async fn run(args: Args<'_>) -> Result<(), Error> {
         )));
     }
     let batch = BatchId(args.batch);
+    let logs = LogListing::read(&location).await?;
     let commit = read_commit(&location, batch).await?;
     let entry = read_offsets(&location, batch).await?;
     let (Some(commit), Some(entry)) = (commit, entry) else {
-        let logs = LogListing::read(&location).await?;
-        let retained = match (logs.commits.first(), logs.commits.last()) {
-            (Some(a), Some(b)) => format!("committed batches held: {a}..={b}"),
-            _ => "no batch is committed".into(),
-        };
+        let retained = replayable_range(&logs);
         let pending = logs
             .offsets
             .last()
@@ -147,10 +144,11 @@ pub(super) async fn run(args: Args<'_>) -> Result<(), Error> {
     };
     let previous = match batch.prev() {
         Some(prev) => Some(read_offsets(&location, prev).await?.ok_or_else(|| {
-            CheckpointError::Inconsistent {
-                location: spec.to_string(),
-                reason: format!("offsets/{prev} is missing; batch {batch} starts where it ends"),
-            }
+            Error::Usage(format!(
+                "{spec}: batch {batch} starts where batch {prev} ended, and offsets/{prev} is \
+                 purged (the retention keeps only the last batches' logs); {}",
+                replayable_range(&logs)
+            ))
         })?),
         None => None,
     };
@@ -185,10 +183,17 @@ pub(super) async fn run(args: Args<'_>) -> Result<(), Error> {
 
     let mut engine = Recompute::open(&pipeline, &location).await?;
     let recomputed = match engine.batch(batch, &entry, previous.as_ref(), &sql).await {
-        Ok(rows) => Ok(rows),
+        // Compared as the sink's files hold them.
+        Ok(rows) => rows
+            .iter()
+            .map(|b| digest::as_held(b, pipeline.sink_format()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("the recomputed rows cannot be encoded: {e}")),
         Err(Error::Source(
             e @ (SourceError::FileGone { .. } | SourceError::FileChanged { .. }),
         )) => Err(format!("the batch's input is no longer what it read: {e}")),
+        Err(Error::Source(e)) => Err(format!("its input cannot be read as it was: {e}")),
+        Err(Error::State(e)) => Err(format!("the state before it cannot be loaded: {e}")),
         Err(e) => return Err(e),
     };
     let schema: SchemaRef = match &recomputed {
@@ -196,7 +201,7 @@ pub(super) async fn run(args: Args<'_>) -> Result<(), Error> {
         _ => engine.output_schema(&sql).await?,
     };
     let hash_err = |e: datafusion::arrow::error::ArrowError| {
-        Error::Usage(format!("the output of batch {batch} cannot be hashed: {e}"))
+        Error::Verify(format!("the output of batch {batch} cannot be hashed: {e}"))
     };
     let recomputed_side = match &recomputed {
         Ok(rows) => Side::known(&digest::digest(rows).map_err(hash_err)?, Vec::new()),
@@ -337,7 +342,12 @@ async fn read_sink(
         .expect("validated: a files sink has a path");
     let location = match Location::open(path, false, false, None) {
         Ok(location) => location,
-        Err(e) => return Ok(HeldBatch::Missing(e.to_string())),
+        Err(e) => {
+            return Ok(HeldBatch::Unreadable {
+                file: path.to_string(),
+                reason: e.to_string(),
+            });
+        }
     };
     let id = Checkpoint::read_metadata(checkpoint)
         .await?
@@ -395,8 +405,8 @@ fn findings(
             rows(&report.sink)
         )),
         (Some(false), None, _) => out.push(format!(
-            "the RECOMPUTATION differs from what batch {batch} committed ({} and {} rows); the \
-             sink's rows cannot be read to list which rows",
+            "the RECOMPUTATION differs from what batch {batch} committed ({} and {} rows); \
+             without the sink's rows there is nothing to list the differing rows against",
             rows(&report.recomputed),
             rows(&report.committed)
         )),
@@ -483,4 +493,17 @@ fn finish(report: Report, json: bool) -> Result<(), Error> {
     }
     super::emit(&text);
     Ok(())
+}
+
+/// Which committed batches can be replayed, in words: each needs the offsets entry of the batch
+/// before it (where it starts), so the oldest batch the retention keeps cannot (unless it is 0).
+fn replayable_range(logs: &LogListing) -> String {
+    let first = logs
+        .commits
+        .iter()
+        .find(|b| b.prev().is_none_or(|p| logs.offsets.contains(&p)));
+    match (first, logs.commits.last()) {
+        (Some(a), Some(b)) => format!("batches that can be replayed: {a}..={b}"),
+        _ => "no batch can be replayed".into(),
+    }
 }

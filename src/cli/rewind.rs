@@ -162,10 +162,12 @@ async fn late_sinks(
             continue;
         }
         let folder = format!("{}/{source}", path.trim_end_matches('/'));
-        // A source without late rows yet has no folder.
-        if let Ok(location) = crate::storage::Location::open(&folder, false, true, None) {
-            sinks.push(FilesSink::new(location, format, id));
+        // A source without late rows yet has no folder (an object store has no folders).
+        if !folder.contains("://") && !std::path::Path::new(&folder).is_dir() {
+            continue;
         }
+        let location = crate::storage::Location::open(&folder, false, true, None)?;
+        sinks.push(FilesSink::new(location, format, id));
     }
     Ok(sinks)
 }

@@ -469,10 +469,12 @@ impl<'a> Driver<'a> {
                     .await?;
             }
         }
-        // The digest is computed beside the sink's encoding, over the same rows.
+        // The digest is computed beside the sink's encoding, over the same rows as its files
+        // hold them.
         let digest = tokio::task::spawn_blocking({
             let output: Vec<_> = output.iter().flatten().cloned().collect();
-            move || crate::digest::digest(&output)
+            let format = self.pipeline.sink_format();
+            move || crate::digest::digest_as_held(&output, format)
         });
         let committed = self
             .sink

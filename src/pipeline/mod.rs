@@ -539,6 +539,14 @@ impl Pipeline {
             .collect()
     }
 
+    /// The format of the files the sink writes; `None` for a sink that writes no files.
+    pub fn sink_format(&self) -> Option<FileFormat> {
+        match self.sink.kind {
+            SinkKind::Files => self.sink.format,
+            SinkKind::Console => None,
+        }
+    }
+
     /// The checkpoint location: the pipeline's own, or `checkpoints/<name>` by default.
     pub fn checkpoint_location(&self) -> String {
         self.checkpoint

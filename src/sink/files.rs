@@ -74,7 +74,7 @@ pub enum HeldBatch {
     },
     /// The sink no longer holds the batch's rows, and why.
     Missing(String),
-    /// A file of the batch cannot be read as the query's output.
+    /// A file of the batch (or its manifest) is gone or cannot be read as the query's output.
     Unreadable {
         /// The file.
         file: String,
@@ -255,11 +255,11 @@ impl FilesSink {
         schema: &SchemaRef,
     ) -> Result<HeldBatch, SinkError> {
         let Some(manifest) = self.read_manifest(batch).await? else {
-            return Ok(HeldBatch::Missing(format!(
-                "{} has no manifest entry for batch {batch} (purged past the retention, or \
-                 the batch was taken back)",
-                self.location
-            )));
+            // The manifest of a batch the checkpoint holds is purged only with it.
+            return Ok(HeldBatch::Unreadable {
+                file: format!("{}/{}", self.location, Self::manifest_file(batch)),
+                reason: format!("is missing: the sink has lost batch {batch}"),
+            });
         };
         if manifest.pipeline != self.pipeline {
             return Ok(HeldBatch::Missing(format!(
@@ -279,14 +279,21 @@ impl FilesSink {
         for file in &manifest.files {
             let name = format!("{}/{}", self.location, file.path);
             let Some(bytes) = self.location.get(&self.location.path(&file.path)).await? else {
-                let why = if self.replace {
-                    " (in complete mode a later batch's files replace it)"
-                } else {
-                    ""
-                };
-                return Ok(HeldBatch::Missing(format!(
-                    "{name}, listed by batch {batch}'s manifest, is gone{why}"
-                )));
+                let replaced = self.replace
+                    && self
+                        .manifest_batches()
+                        .await?
+                        .last()
+                        .is_some_and(|newest| *newest > batch);
+                if replaced {
+                    return Ok(HeldBatch::Missing(format!(
+                        "{name} is gone: in complete mode a later batch's files replace it"
+                    )));
+                }
+                return Ok(HeldBatch::Unreadable {
+                    file: name,
+                    reason: format!("is listed by batch {batch}'s manifest but gone"),
+                });
             };
             let decoded = crate::source::decode(
                 &name,

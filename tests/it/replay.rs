@@ -165,6 +165,18 @@ fn replay_verifies_an_untouched_run_and_names_a_changed_sink_file() {
     // The other batches still verify.
     assert_eq!(replay_json(&ws, 1).0, Some(0));
 
+    // A sink file that is gone is a difference too.
+    std::fs::remove_file(ws.path("out/part-0000000003-0000.jsonl")).expect("remove");
+    let (code, view) = replay_json(&ws, 3);
+    assert_eq!(code, Some(1), "{view:#}");
+    assert_eq!(view["sink"]["status"], "unreadable");
+    let reason = view["sink"]["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("part-0000000003-0000.jsonl") && reason.contains("gone"),
+        "{reason}"
+    );
+    assert_eq!(view["agreement"]["recomputed=committed"], true);
+
     // Without its input, batch 1 cannot be recomputed: said plainly, and the sink is still
     // held against the commit.
     std::fs::remove_file(ws.path("in/clicks-0001.json")).expect("remove input");
@@ -221,6 +233,9 @@ fn replay_recomputes_stateful_batches_and_refuses_a_pending_one() {
     for batch in 0..=first_run {
         let (code, view) = replay_json(&ws, batch);
         assert_eq!(code, Some(0), "batch {batch}: {view:#}");
+        assert_eq!(view["committed"]["status"], "known", "{view:#}");
+        assert_eq!(view["agreement"]["recomputed=committed"], true);
+        assert_eq!(view["agreement"]["recomputed=sink"], true);
         assert_eq!(view["recomputed"]["hash"], view["sink"]["hash"]);
         emitted += view["recomputed"]["rows"].as_u64().expect("rows");
     }
@@ -291,6 +306,7 @@ fn replay_recomputes_stateful_batches_and_refuses_a_pending_one() {
     let recommitted = std::fs::read_to_string(&commit).expect("commit");
     let hash = |text: &str| {
         let v: Value = serde_json::from_str(text.lines().nth(1).expect("line 2")).expect("json");
+        assert!(v["output"]["hash"].is_string(), "{v}");
         v["output"].clone()
     };
     assert_eq!(
@@ -298,4 +314,51 @@ fn replay_recomputes_stateful_batches_and_refuses_a_pending_one() {
         hash(&committed_text),
         "the same output digest"
     );
+}
+
+/// Values a sink's files cannot hold apart (an empty string and a null in CSV; NaN and null in
+/// JSON) do not make an untouched run fail to verify; with a short retention, the oldest batch
+/// held (whose start is purged) is refused with the batches that can be replayed.
+#[test]
+fn replay_verifies_csv_and_json_sinks_and_names_what_the_retention_purged() {
+    for (format, extension) in [("csv", "csv"), ("json", "jsonl")] {
+        let ws = Workspace::new();
+        write_clicks(&ws.path("in"), "json", 4, 30, 0);
+        let query = "SELECT id, CASE WHEN id % 3 = 0 THEN '' ELSE page END AS label, \
+                     CASE WHEN id % 4 = 0 THEN CAST('NaN' AS DOUBLE) ELSE amount END AS x, ts \
+                     FROM clicks";
+        let yaml = pipeline_yaml(&ws, "json", query, 1, "")
+            .replace("format: parquet }", &format!("format: {format} }}"))
+            .replace("trigger:", "retain_batches: 2\ntrigger:");
+        let pipeline = write_pipeline(&ws, &yaml);
+        let run = sluice(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+        assert!(run.status.success(), "{}", stderr(&run));
+        let file = ws.path(&format!("out/part-0000000003-0000.{extension}"));
+        let text = std::fs::read_to_string(&file).expect("sink file");
+        match format {
+            "csv" => assert!(text.contains(",,"), "an empty label: {text}"),
+            _ => assert!(
+                text.lines()
+                    .any(|l| l.contains("\"x\":null") || !l.contains("\"x\"")),
+                "NaN has no JSON form: {text}"
+            ),
+        }
+        let (code, view) = replay_json(&ws, 3);
+        assert_eq!(code, Some(0), "{format}: {view:#}");
+        assert_eq!(view["agreement"]["sink=committed"], true, "{format}");
+        assert_eq!(view["sink"]["rows"], 30);
+
+        // Batch 2 is held, but where it starts (offsets/1) is purged.
+        assert!(ws.path("ckpt/commits/2").exists() && !ws.path("ckpt/offsets/1").exists());
+        let out = sluice(
+            &["replay", &ws.p("ckpt"), "--batch", "2", "--verify"],
+            ws.dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let said = stderr(&out);
+        assert!(
+            said.contains("offsets/1 is purged") && said.contains("can be replayed: 3..=3"),
+            "{said}"
+        );
+    }
 }
