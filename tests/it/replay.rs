@@ -297,6 +297,54 @@ fn replay_recomputes_stateful_batches_and_refuses_a_pending_one() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("pending"), "{}", stderr(&out));
 
+    // `state` reads the store as of the last commit, not the pending batch's version.
+    assert!(
+        ["delta", "snapshot"].iter().any(|kind| ws
+            .path(&format!("ckpt/state/aggregate/{last}.{kind}.parquet"))
+            .exists()),
+        "the pending batch wrote its state version"
+    );
+    let out = sluice(
+        &[
+            "state",
+            &ws.p("ckpt"),
+            "--sql",
+            "SELECT count(*) AS groups FROM state",
+        ],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let groups = previous["state"][0]["rows_total"]
+        .as_u64()
+        .expect("rows_total");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("| {groups} ")),
+        "{groups} groups: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The report charts the committed batches and names the pending one.
+    let page = ws.path("report.html");
+    let out = sluice(
+        &[
+            "report",
+            &ws.p("ckpt"),
+            "--html",
+            page.to_str().expect("utf-8"),
+        ],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = std::fs::read_to_string(&page).expect("report");
+    assert!(
+        html.contains(&format!("<th>pending batch</th><td>{last}</td>")),
+        "pending batch in the summary"
+    );
+    assert_eq!(
+        html.matches("<tr><td>").count() as u64,
+        last,
+        "one row per commit"
+    );
+
     // The next run finishes the batch (the sink already has it) and it verifies.
     let run = sluice(&["run", p], ws.dir.path());
     assert!(run.status.success(), "{}", stderr(&run));
