@@ -7,6 +7,7 @@
 
 use std::fmt::Write;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::Error;
@@ -245,36 +246,77 @@ fn figure(page: &mut String, id: &str, caption: &str, svg: Option<String>, none:
     page.push_str("\n</figure>\n");
 }
 
-/// Stacked bars: plan, offsets, execute (query, sink and state) and commit, per batch.
-fn phases_chart(batches: &[Batch]) -> Result<String, String> {
+/// A chart's axes: ranges, descriptions and label formats.
+struct Axes<'f> {
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    x_desc: &'f str,
+    y_desc: &'f str,
+    x_label: &'f dyn Fn(&f64) -> String,
+    y_label: &'f dyn Fn(&f64) -> String,
+}
+
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One chart as SVG: the axes and grid, what `draw` adds, and the legend of its series.
+fn svg_chart(
+    axes: Axes<'_>,
+    draw: impl FnOnce(&mut Chart<'_, '_>) -> Result<(), String>,
+) -> Result<String, String> {
+    let fail = |e: &dyn std::fmt::Display| e.to_string();
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let first = batches.first().map_or(0, |b| b.batch.0) as f64;
-        let last = batches.last().map_or(0, |b| b.batch.0) as f64;
-        // Headroom above the tallest bar for the legend.
-        let top = batches
-            .iter()
-            .map(Batch::duration_ms)
-            .fold(0.0_f64, f64::max)
-            .max(1.0)
-            * 1.4;
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
         let mut chart = ChartBuilder::on(&root)
             .margin(10)
             .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(first - 0.5..last + 0.5, 0.0..top)
-            .map_err(|e| e.to_string())?;
+            .y_label_area_size(90)
+            .build_cartesian_2d(axes.x, axes.y)
+            .map_err(|e| fail(&e))?;
         chart
             .configure_mesh()
-            .x_desc("batch")
-            .y_desc("ms")
+            .x_desc(axes.x_desc)
+            .y_desc(axes.y_desc)
+            .x_labels(8)
             .light_line_style(RGBColor(0xf0, 0xf0, 0xf0))
-            .x_label_formatter(&batch_label)
-            .y_label_formatter(&number_label)
+            .x_label_formatter(axes.x_label)
+            .y_label_formatter(axes.y_label)
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| fail(&e))?;
+        draw(&mut chart)?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(|e| fail(&e))?;
+        root.present().map_err(|e| fail(&e))?;
+    }
+    Ok(svg)
+}
+
+/// Stacked bars: plan, offsets and execute (query, sink and state), per batch.
+fn phases_chart(batches: &[Batch]) -> Result<String, String> {
+    let first = batches.first().map_or(0, |b| b.batch.0) as f64;
+    let last = batches.last().map_or(0, |b| b.batch.0) as f64;
+    // Headroom above the tallest bar for the legend.
+    let top = batches
+        .iter()
+        .map(Batch::duration_ms)
+        .fold(0.0_f64, f64::max)
+        .max(1.0)
+        * 1.4;
+    let axes = Axes {
+        x: first - 0.5..last + 0.5,
+        y: 0.0..top,
+        x_desc: "batch",
+        y_desc: "ms",
+        x_label: &batch_label,
+        y_label: &number_label,
+    };
+    svg_chart(axes, |chart| {
         let width = 0.4;
         let layers: [Layer; 3] = [
             ("plan", PLAN, |b| b.commit.durations.plan_ms),
@@ -303,16 +345,8 @@ fn phases_chart(batches: &[Batch]) -> Result<String, String> {
                     Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// One layer of stacked bars: its name, colour and value per batch.
@@ -337,34 +371,20 @@ fn line_chart(
                 (lo.min(v), hi.max(v))
             })
     };
-    let (x_lo, x_hi) = bounds(|p| p.0);
-    let (y_lo, y_hi) = bounds(|p| p.1);
-    let pad = |lo: f64, hi: f64| {
+    // A little room around the points, and some span where all are equal.
+    let padded = |(lo, hi): (f64, f64)| {
         let span = (hi - lo).abs().max(1.0);
-        (lo - span * 0.05, hi + span * 0.05)
+        lo - span * 0.05..hi + span * 0.05
     };
-    let (x_lo, x_hi) = pad(x_lo, x_hi);
-    let (y_lo, y_hi) = pad(y_lo, y_hi);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(90)
-            .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .x_labels(8)
-            .light_line_style(RGBColor(0xf0, 0xf0, 0xf0))
-            .x_label_formatter(x_label)
-            .y_label_formatter(y_label)
-            .draw()
-            .map_err(|e| e.to_string())?;
+    let axes = Axes {
+        x: padded(bounds(|p| p.0)),
+        y: padded(bounds(|p| p.1)),
+        x_desc,
+        y_desc,
+        x_label,
+        y_label,
+    };
+    svg_chart(axes, |chart| {
         for (name, color, points) in series {
             let color = *color;
             chart
@@ -381,16 +401,8 @@ fn line_chart(
                 .draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))
                 .map_err(|e| e.to_string())?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// Every batch as a row: what the charts show, as numbers.

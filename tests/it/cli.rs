@@ -6,22 +6,10 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-fn run_bin(args: &[&str], cwd: &std::path::Path) -> Output {
-    sluice_bin()
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run sluice")
-}
-
 /// Runs a pipeline with JSON progress.
 fn run_json(pipeline: &std::path::Path, cwd: &std::path::Path) -> Output {
     let pipeline = pipeline.to_str().expect("utf-8");
     run_bin(&["run", pipeline, "--progress", "json"], cwd)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
 }
 
 fn json_events(o: &Output) -> Vec<serde_json::Value> {

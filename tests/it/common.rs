@@ -265,6 +265,20 @@ pub fn compare(expected: &[String], got: &[String]) -> (usize, usize, usize) {
 }
 
 /// The `sluice` binary built with the tests.
+/// Runs the `sluice` binary in `cwd` and waits for it.
+pub fn run_bin(args: &[&str], cwd: &Path) -> std::process::Output {
+    sluice_bin()
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run sluice")
+}
+
+/// What a run of the binary said on standard error.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
 pub fn sluice_bin() -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
     cmd.env("SLUICE_LOG", "warn");

@@ -4,26 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Output;
 
 use serde_json::Value;
 
 use crate::common::*;
 
-fn sluice(args: &[&str], cwd: &Path) -> Output {
-    sluice_bin()
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run sluice")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
 fn replay_json(ws: &Workspace, batch: u64) -> (Option<i32>, Value) {
-    let out = sluice(
+    let out = run_bin(
         &[
             "replay",
             &ws.p("ckpt"),
@@ -81,7 +68,7 @@ fn replay_verifies_an_untouched_run_and_names_a_changed_sink_file() {
     )
     .replace("format: parquet }", "format: json }");
     let pipeline = write_pipeline(&ws, &yaml);
-    let run = sluice(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    let run = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
     assert!(run.status.success(), "{}", stderr(&run));
     let before = (listing(&ws.path("ckpt")), listing(&ws.path("out")));
 
@@ -150,7 +137,7 @@ fn replay_verifies_an_untouched_run_and_names_a_changed_sink_file() {
     assert_eq!(only_recomputed[0]["page"], original_page.as_str());
     assert_eq!(only_recomputed[0]["id"], id);
     // The same in words, for people.
-    let out = sluice(
+    let out = run_bin(
         &["replay", &ws.p("ckpt"), "--batch", "2", "--verify"],
         ws.dir.path(),
     );
@@ -218,7 +205,7 @@ fn replay_recomputes_stateful_batches_and_refuses_a_pending_one() {
     .replace("trigger:", "snapshot_every: 2\ntrigger:");
     let pipeline = write_pipeline(&ws, &yaml);
     let p = pipeline.to_str().expect("utf-8");
-    let run = sluice(&["run", p], ws.dir.path());
+    let run = run_bin(&["run", p], ws.dir.path());
     assert!(run.status.success(), "{}", stderr(&run));
     let newest = || {
         std::fs::read_dir(ws.path("ckpt/commits"))
@@ -244,7 +231,7 @@ fn replay_recomputes_stateful_batches_and_refuses_a_pending_one() {
     // A crash after the sink and the state of the next batch, before its commit (`once` runs
     // one batch over the new file, without a closing batch after it).
     write_clicks(&ws.path("in"), "json", 1, 40, 5);
-    let run = sluice(&["run", p, "--trigger", "once"], ws.dir.path());
+    let run = run_bin(&["run", p, "--trigger", "once"], ws.dir.path());
     assert!(run.status.success(), "{}", stderr(&run));
     let last = newest();
     assert_eq!(last, first_run + 1);
@@ -253,7 +240,7 @@ fn replay_recomputes_stateful_batches_and_refuses_a_pending_one() {
     let committed_text = std::fs::read_to_string(&commit).expect("commit");
     std::fs::remove_file(&commit).expect("crash before the commit");
 
-    let out = sluice(&["inspect", &ws.p("ckpt"), "--json"], ws.dir.path());
+    let out = run_bin(&["inspect", &ws.p("ckpt"), "--json"], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let view: Value = serde_json::from_slice(&out.stdout).expect("inspect json");
     assert_eq!(view["pending"], last);
@@ -284,7 +271,7 @@ fn replay_recomputes_stateful_batches_and_refuses_a_pending_one() {
     assert_eq!(view["retention"]["snapshot_every"], 2);
     assert_eq!(view["retention"]["oldest_batch"], 0);
 
-    let out = sluice(
+    let out = run_bin(
         &[
             "replay",
             &ws.p("ckpt"),
@@ -304,7 +291,7 @@ fn replay_recomputes_stateful_batches_and_refuses_a_pending_one() {
             .exists()),
         "the pending batch wrote its state version"
     );
-    let out = sluice(
+    let out = run_bin(
         &[
             "state",
             &ws.p("ckpt"),
@@ -324,7 +311,7 @@ fn replay_recomputes_stateful_batches_and_refuses_a_pending_one() {
     );
     // The report charts the committed batches and names the pending one.
     let page = ws.path("report.html");
-    let out = sluice(
+    let out = run_bin(
         &[
             "report",
             &ws.p("ckpt"),
@@ -346,7 +333,7 @@ fn replay_recomputes_stateful_batches_and_refuses_a_pending_one() {
     );
 
     // The next run finishes the batch (the sink already has it) and it verifies.
-    let run = sluice(&["run", p], ws.dir.path());
+    let run = run_bin(&["run", p], ws.dir.path());
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(stderr(&run).contains(&format!("finished interrupted batch {last}")));
     let (code, view) = replay_json(&ws, last);
@@ -379,7 +366,7 @@ fn replay_verifies_csv_and_json_sinks_and_names_what_the_retention_purged() {
             .replace("format: parquet }", &format!("format: {format} }}"))
             .replace("trigger:", "retain_batches: 2\ntrigger:");
         let pipeline = write_pipeline(&ws, &yaml);
-        let run = sluice(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+        let run = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
         assert!(run.status.success(), "{}", stderr(&run));
         let file = ws.path(&format!("out/part-0000000003-0000.{extension}"));
         let text = std::fs::read_to_string(&file).expect("sink file");
@@ -398,7 +385,7 @@ fn replay_verifies_csv_and_json_sinks_and_names_what_the_retention_purged() {
 
         // Batch 2 is held, but where it starts (offsets/1) is purged.
         assert!(ws.path("ckpt/commits/2").exists() && !ws.path("ckpt/offsets/1").exists());
-        let out = sluice(
+        let out = run_bin(
             &["replay", &ws.p("ckpt"), "--batch", "2", "--verify"],
             ws.dir.path(),
         );

@@ -2,17 +2,8 @@
 //! the page shows each chart.
 
 use std::path::Path;
-use std::process::Output;
 
 use crate::common::*;
-
-fn sluice(args: &[&str], cwd: &Path) -> Output {
-    sluice_bin()
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run sluice")
-}
 
 /// Headless Chromium's screenshot of `page`, as RGBA rows.
 fn screenshot(page: &Path, png: &Path) -> (u32, u32, Vec<u8>) {
@@ -86,19 +77,15 @@ fn report_renders_its_charts_in_headless_chromium() {
         "    watermark: { column: ts, delay: 5s }\n",
     );
     let pipeline = write_pipeline(&ws, &yaml);
-    let run = sluice(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let run = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert!(run.status.success(), "{}", stderr(&run));
     let commits = std::fs::read_dir(ws.path("ckpt/commits"))
         .expect("commits/")
         .count();
     assert!(commits >= 6, "{commits} batches");
 
     let page = ws.path("report.html");
-    let out = sluice(
+    let out = run_bin(
         &[
             "report",
             &ws.p("ckpt"),
@@ -107,11 +94,7 @@ fn report_renders_its_charts_in_headless_chromium() {
         ],
         ws.dir.path(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(&format!("{commits} batches charted")),
         "{}",
