@@ -183,10 +183,10 @@ pub(super) async fn run(args: Args<'_>) -> Result<(), Error> {
 
     let mut engine = Recompute::open(&pipeline, &location).await?;
     let recomputed = match engine.batch(batch, &entry, previous.as_ref(), &sql).await {
-        // Compared as the sink's files hold them.
+        // Compared as the sink's files hold them; shown as computed.
         Ok(rows) => rows
             .iter()
-            .map(|b| digest::as_held(b, pipeline.sink_format()))
+            .map(|b| digest::as_held(b, pipeline.sink_format().filter(|_| args.verify)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("the recomputed rows cannot be encoded: {e}")),
         Err(Error::Source(
