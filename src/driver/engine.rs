@@ -41,6 +41,8 @@ pub(super) struct Start<'s> {
 pub(super) struct Computed {
     /// The query's output, per partition.
     pub(super) output: BatchOutput,
+    /// Its schema.
+    pub(super) schema: SchemaRef,
     /// Rows older than the watermark, per source that keeps them (a `late_rows` sink).
     pub(super) late_rows: Vec<(String, Vec<RecordBatch>)>,
     /// Whether the query keeps state.
@@ -298,6 +300,7 @@ impl<'p> Engine<'p> {
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
         let mut computed = Computed {
             output: Vec::new(),
+            schema: Arc::new(datafusion::arrow::datatypes::Schema::empty()),
             late_rows: Vec::new(),
             stateful,
             rows_in: 0,
@@ -354,6 +357,7 @@ impl<'p> Engine<'p> {
                 .await
                 .map_err(exec_err)?,
         };
+        computed.schema = physical.schema();
         computed.output =
             datafusion::physical_plan::collect_partitioned(physical, state.task_ctx())
                 .await

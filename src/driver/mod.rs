@@ -454,6 +454,7 @@ impl<'a> Driver<'a> {
             .await?;
         let Computed {
             output,
+            schema,
             late_rows,
             stateful,
             rows_in,
@@ -480,7 +481,7 @@ impl<'a> Driver<'a> {
             .sink
             .commit(batch, self.checkpoint.epoch(), output)
             .await?;
-        let output_digest = match digest.await {
+        let computed_digest = match digest.await {
             Ok(Ok(digest)) => Some(digest),
             Ok(Err(e)) => {
                 tracing::warn!(%batch, "the output has no content hash, replay --verify cannot check it: {e}");
@@ -489,6 +490,20 @@ impl<'a> Driver<'a> {
             Err(e) => {
                 tracing::warn!(%batch, "computing the output's content hash failed: {e}");
                 None
+            }
+        };
+        // A sink that already had the batch (a re-run after a crash, or another run first)
+        // keeps its files: the commit records the hash of what it holds.
+        let output_digest = if committed.written {
+            computed_digest
+        } else {
+            match self.sink.held_digest(batch, &schema).await {
+                Ok(Some(held)) => Some(held),
+                Ok(None) => computed_digest,
+                Err(e) => {
+                    tracing::warn!(%batch, "the sink's rows cannot be read back to hash them: {e}");
+                    computed_digest
+                }
             }
         };
         let query = self.engine.query.as_mut().expect("analyzed above");

@@ -508,6 +508,25 @@ impl Sink for FilesSink {
         })
     }
 
+    async fn held_digest(
+        &self,
+        batch: BatchId,
+        schema: &SchemaRef,
+    ) -> Result<Option<crate::digest::OutputDigest>, SinkError> {
+        match self.read_batch(batch, schema).await? {
+            HeldBatch::Rows { batches, .. } => {
+                crate::digest::digest(&batches)
+                    .map(Some)
+                    .map_err(|e| SinkError::Encode {
+                        batch,
+                        format: self.format.as_str(),
+                        reason: format!("hashing the rows read back: {e}"),
+                    })
+            }
+            HeldBatch::Missing(_) | HeldBatch::Unreadable { .. } => Ok(None),
+        }
+    }
+
     async fn purge(&self, oldest_kept: BatchId) -> Result<(), SinkError> {
         for meta in self
             .location

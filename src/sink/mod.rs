@@ -5,12 +5,14 @@ mod console;
 mod files;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
 pub use console::ConsoleSink;
 pub use files::{FilesSink, HeldBatch, Manifest, ManifestFile};
 
 use crate::checkpoint::{BatchId, Epoch};
+use crate::digest::OutputDigest;
 use crate::storage::StorageError;
 
 /// What can go wrong writing a sink.
@@ -74,6 +76,16 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
         epoch: Epoch,
         output: BatchOutput,
     ) -> Result<SinkCommit, SinkError>;
+
+    /// The content hash of the rows the sink holds for `batch`, read back in `schema`'s column
+    /// types; `None` for a sink that keeps nothing to read back, or no longer has the batch.
+    async fn held_digest(
+        &self,
+        _batch: BatchId,
+        _schema: &SchemaRef,
+    ) -> Result<Option<OutputDigest>, SinkError> {
+        Ok(None)
+    }
 
     /// Batches before `oldest_kept` are committed in the checkpoint and never run again: the
     /// sink may forget what it kept to recognize them (its log stays bounded).

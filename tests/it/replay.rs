@@ -397,3 +397,66 @@ fn replay_verifies_csv_and_json_sinks_and_names_what_the_retention_purged() {
         );
     }
 }
+
+/// A re-run that finds the sink already holding its batch records the hash of what the sink
+/// holds, so when a static table changed in between, replay blames the recomputation (and
+/// shows the rows that changed), not the untouched sink.
+#[test]
+fn a_batch_finished_over_a_changed_static_table_blames_the_recomputation() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 20, 0);
+    let labels = |prefix: &str| {
+        let mut text = "page,label\n".to_string();
+        for page in PAGES {
+            text.push_str(&format!("{page},{prefix}{page}\n"));
+        }
+        std::fs::write(ws.path("labels.csv"), text).expect("labels");
+    };
+    labels("v1-");
+    let yaml = pipeline_yaml(
+        &ws,
+        "json",
+        "SELECT c.id, l.label FROM clicks c JOIN labels l ON c.page = l.page",
+        1,
+        "",
+    )
+    .replace(
+        "query:",
+        &format!(
+            "tables:\n  labels: {{ kind: files, path: {}, format: csv }}\nquery:",
+            ws.p("labels.csv")
+        ),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let p = pipeline.to_str().expect("utf-8");
+    let run = run_bin(&["run", p], ws.dir.path());
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(replay_json(&ws, 2).0, Some(0));
+
+    // A crash after batch 2's sink, before its commit; then the table changes.
+    std::fs::remove_file(ws.path("ckpt/commits/2")).expect("crash before the commit");
+    labels("v2-");
+    let run = run_bin(&["run", p], ws.dir.path());
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(stderr(&run).contains("finished interrupted batch 2"));
+
+    let (code, view) = replay_json(&ws, 2);
+    assert_eq!(code, Some(1), "{view:#}");
+    assert_eq!(view["agreement"]["sink=committed"], true, "{view:#}");
+    assert_eq!(view["agreement"]["recomputed=committed"], false);
+    let finding = view["findings"][0].as_str().expect("finding");
+    assert!(finding.contains("the RECOMPUTATION differs"), "{finding}");
+    let only_recomputed = view["only_recomputed"].as_array().expect("rows");
+    let only_in_sink = view["only_in_sink"].as_array().expect("rows");
+    assert_eq!(only_recomputed.len(), 20);
+    assert_eq!(only_in_sink.len(), 20);
+    assert!(
+        only_recomputed
+            .iter()
+            .all(|r| r["label"].as_str().expect("label").starts_with("v2-"))
+            && only_in_sink
+                .iter()
+                .all(|r| r["label"].as_str().expect("label").starts_with("v1-")),
+        "{view:#}"
+    );
+}
