@@ -171,27 +171,17 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         None => None,
     };
     let retention = match last_commit.as_ref().and_then(|c| c.pipeline.as_deref()) {
-        Some(fingerprint) => {
-            let file = checkpoint::paths::pipeline(fingerprint);
-            // A damaged pipeline file is said, and the rest of the checkpoint still shown.
-            let read = match checkpoint::read_fingerprinted(&location, &file, fingerprint).await {
-                Ok(text) => text.map(|text| {
-                    crate::pipeline::Pipeline::parse(&text, std::path::Path::new(&file))
-                        .map_err(|e| e.to_string())
-                }),
-                Err(e) => Some(Err(e.to_string())),
-            };
-            read.and_then(|parsed| {
-                parsed
-                    .inspect_err(|e| tracing::warn!("the retention is not shown: {e}"))
-                    .ok()
-            })
+        // A damaged pipeline file is said, and the rest of the checkpoint still shown.
+        Some(fingerprint) => super::stored_pipeline(&location, spec, fingerprint)
+            .await
+            .inspect_err(|e| tracing::warn!("the retention is not shown: {e}"))
+            .ok()
+            .flatten()
             .map(|p| RetentionView {
                 retain_batches: p.retain_batches,
                 snapshot_every: p.snapshot_every,
                 oldest_batch: logs.offsets.first().copied(),
-            })
-        }
+            }),
         None => None,
     };
     let view = CheckpointView {

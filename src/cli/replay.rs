@@ -154,18 +154,15 @@ pub(super) async fn run(args: Args<'_>) -> Result<(), Error> {
     };
     let pipeline = match (args.pipeline, &commit.pipeline) {
         (Some(path), _) => Pipeline::load(path)?,
-        (None, Some(fingerprint)) => {
-            let file = paths::pipeline(fingerprint);
-            let text = read_fingerprinted(&location, &file, fingerprint)
-                .await?
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "{spec}/{file}, the pipeline batch {batch} ran with, is missing; pass \
-                         --pipeline FILE"
-                    ))
-                })?;
-            Pipeline::parse(&text, std::path::Path::new(&format!("{spec}/{file}")))?
-        }
+        (None, Some(fingerprint)) => super::stored_pipeline(&location, spec, fingerprint)
+            .await?
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "{spec}/{}, the pipeline batch {batch} ran with, is missing; pass \
+                     --pipeline FILE",
+                    paths::pipeline(fingerprint)
+                ))
+            })?,
         (None, None) => {
             return Err(Error::Usage(format!(
                 "{spec}: commits/{batch} does not name the pipeline file it ran with (written \

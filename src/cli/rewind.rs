@@ -84,7 +84,7 @@ pub(super) async fn run(spec: &str, to: u64) -> Result<(), Error> {
         .map_err(|e: String| refuse(e))?;
     let sink_location = crate::storage::Location::open(path, false, true, None)?;
     let files_sink = FilesSink::new(sink_location, format, metadata.id);
-    let late_sinks = late_sinks(&location, &logs, metadata.id).await?;
+    let late_sinks = late_sinks(&location, spec, &logs, metadata.id).await?;
     let operators = StateFiles::operators(&location).await?;
     let mut report = String::new();
     for batch in (to + 1..=newest.0).rev().map(BatchId) {
@@ -132,6 +132,7 @@ pub(super) async fn run(spec: &str, to: u64) -> Result<(), Error> {
 /// batch ran with; none when it names no `late_rows` sink or the checkpoint does not store it.
 async fn late_sinks(
     location: &crate::storage::Location,
+    spec: &str,
     logs: &LogListing,
     id: uuid::Uuid,
 ) -> Result<Vec<FilesSink>, Error> {
@@ -144,16 +145,13 @@ async fn late_sinks(
     else {
         return Ok(Vec::new());
     };
-    let file = paths::pipeline(&fingerprint);
-    let Some(text) = crate::checkpoint::read_fingerprinted(location, &file, &fingerprint).await?
-    else {
+    let Some(pipeline) = super::stored_pipeline(location, spec, &fingerprint).await? else {
         return Ok(Vec::new());
     };
-    let pipeline = crate::pipeline::Pipeline::parse(&text, std::path::Path::new(&file))?;
     let Some(late) = &pipeline.late_rows else {
         return Ok(Vec::new());
     };
-    let (Some(path), Some(format)) = (&late.path, late.format) else {
+    let Some(format) = late.format else {
         return Ok(Vec::new());
     };
     let mut sinks = Vec::new();
@@ -161,7 +159,9 @@ async fn late_sinks(
         if config.watermark.is_none() {
             continue;
         }
-        let folder = format!("{}/{source}", path.trim_end_matches('/'));
+        let Some(folder) = late.folder_of(source) else {
+            continue;
+        };
         // A source without late rows yet has no folder (an object store has no folders).
         if !folder.contains("://") && !std::path::Path::new(&folder).is_dir() {
             continue;

@@ -646,14 +646,11 @@ fn open_sink(
     Ok(match config.kind {
         SinkKind::Console => Box::new(ConsoleSink::new(config.max_rows)),
         SinkKind::Files => {
-            let path = config
-                .path
-                .as_deref()
-                .expect("validated: files sink has a path");
             let path = match folder {
-                Some(folder) => format!("{}/{folder}", path.trim_end_matches('/')),
-                None => path.to_string(),
-            };
+                Some(folder) => config.folder_of(folder),
+                None => config.path.clone(),
+            }
+            .expect("validated: files sink has a path");
             let format = config.format.expect("validated: files sink has a format");
             let sink = FilesSink::new(Location::open(&path, true, sync, hook)?, format, pipeline);
             Box::new(if replace { sink.replacing() } else { sink })

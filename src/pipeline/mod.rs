@@ -171,6 +171,13 @@ pub struct SinkConfig {
 }
 
 impl SinkConfig {
+    /// The folder of source `source`'s rows under a files sink's path (the late-rows sink
+    /// keeps one per source).
+    pub fn folder_of(&self, source: &str) -> Option<String> {
+        let path = self.path.as_deref()?;
+        Some(format!("{}/{source}", path.trim_end_matches('/')))
+    }
+
     fn validate(&self, key: &str) -> Result<(), String> {
         match self.kind {
             SinkKind::Files => {
