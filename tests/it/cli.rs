@@ -121,7 +121,24 @@ fn malformed_json_names_file_and_line_and_skip_counts_it() {
     assert!(ws.path("ckpt/commits/0").exists());
     assert!(!ws.path("ckpt/commits/1").exists());
 
+    // Batch 1 is pending, planned with `on_error: fail`: it finishes with that pipeline file,
+    // so it fails again, saying how to plan it again with the edited one.
     let pipeline = pipeline_in(&ws, "SELECT * FROM clicks", "    on_error: skip\n");
+    let out = run_json(&pipeline, ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("pending batch 1 runs with the pipeline file it was planned with")
+            && err.contains("clicks-0001.json line 3")
+            && err.contains("--to 0`"),
+        "{err}"
+    );
+    let ckpt = ws.path("ckpt");
+    let out = run_bin(
+        &["rewind", ckpt.to_str().expect("utf-8"), "--to", "0"],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let out = run_json(&pipeline, ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let events = json_events(&out);
@@ -429,9 +446,28 @@ fn sigterm_stops_cleanly_and_the_next_run_carries_on() {
     assert_eq!(events[0]["batchId"], 2);
 }
 
-/// Runs `pipeline` for at most `delay`: `true` when it finished (successfully) by then,
-/// `false` when it was killed with SIGKILL.
-fn run_or_kill(pipeline: &std::path::Path, cwd: &std::path::Path, delay: Duration) -> bool {
+/// How a run under `run_or_kill` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// It finished (successfully) in time.
+    Finished,
+    /// It was killed with SIGKILL; `after_a_commit`: once it had committed a batch of its own
+    /// (not in start-up or in its first batch).
+    Killed { after_a_commit: bool },
+}
+
+/// The newest batch in `ckpt/commits/`, if any.
+fn latest_commit(ckpt: &std::path::Path) -> Option<u64> {
+    std::fs::read_dir(ckpt.join("commits"))
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .max()
+}
+
+/// Runs `pipeline` (its checkpoint in `cwd/ckpt`) for at most `delay`, then kills it with
+/// SIGKILL.
+fn run_or_kill(pipeline: &std::path::Path, cwd: &std::path::Path, delay: Duration) -> Ended {
+    let committed_before = latest_commit(&cwd.join("ckpt"));
     let mut child = sluice_bin()
         .args([
             "run",
@@ -447,11 +483,13 @@ fn run_or_kill(pipeline: &std::path::Path, cwd: &std::path::Path, delay: Duratio
     if let Some(status) = wait_timeout(&mut child, delay) {
         let out = child.wait_with_output().expect("output");
         assert!(status.success(), "{}", stderr(&out));
-        return true;
+        return Ended::Finished;
     }
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
-    false
+    Ended::Killed {
+        after_a_commit: latest_commit(&cwd.join("ckpt")) > committed_before,
+    }
 }
 
 /// Kill the process with SIGKILL at random moments until a run completes; nothing is lost or
@@ -464,15 +502,20 @@ fn sigkill_loop_loses_and_doubles_nothing() {
     let query = "SELECT id, page, amount FROM clicks WHERE amount > 10";
     let pipeline = pipeline_in(&ws, query, "");
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-    let (mut kills, mut finished) = (0, false);
+    let (mut kills, mut mid_run, mut finished) = (0, 0, false);
     for _ in 0..400 {
         // Most runs die part-way: somewhere in start-up, planning, the sink or the commit.
-        let delay = Duration::from_millis(rng.random_range(2..40));
-        if run_or_kill(&pipeline, ws.dir.path(), delay) {
-            finished = true;
-            break;
+        let delay = Duration::from_millis(rng.random_range(2..150));
+        match run_or_kill(&pipeline, ws.dir.path(), delay) {
+            Ended::Finished => {
+                finished = true;
+                break;
+            }
+            Ended::Killed { after_a_commit } => {
+                kills += 1;
+                mid_run += usize::from(after_a_commit);
+            }
         }
-        kills += 1;
     }
     if !finished {
         let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
@@ -482,8 +525,15 @@ fn sigkill_loop_loses_and_doubles_nothing() {
     let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
     let got = rt.block_on(sink_rows(&ws.path("out")));
     let (n, d, l) = compare(&expected, &got);
-    println!("sigkill loop: {kills} kills, {n} rows compared, {d} duplicates, {l} losses");
+    println!(
+        "sigkill loop: {kills} kills ({mid_run} after the run had committed a batch), {n} rows \
+         compared, {d} duplicates, {l} losses"
+    );
     assert!(kills >= 10, "the loop must kill many times, killed {kills}");
+    assert!(
+        mid_run >= 5,
+        "kills must land mid-run, not only in start-up: {mid_run} of {kills} did"
+    );
     assert_eq!((d, l), (0, 0));
 }
 
@@ -516,7 +566,7 @@ fn sigkill_soak() {
     );
     let pipeline = write_pipeline(&ws, &yaml);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let (mut kills, mut runs, mut files) = (0u64, 0u64, 0usize);
+    let (mut kills, mut mid_run, mut runs, mut files) = (0u64, 0u64, 0u64, 0usize);
     while kills < target {
         // Input keeps arriving: 4 more files (40 events each, one second apart) per 4 kills.
         if kills.is_multiple_of(4) && files < 4 * (kills as usize / 4 + 1) {
@@ -524,9 +574,10 @@ fn sigkill_soak() {
             files += 4;
         }
         runs += 1;
-        let delay = Duration::from_millis(rng.random_range(2..60));
-        if !run_or_kill(&pipeline, ws.dir.path(), delay) {
+        let delay = Duration::from_millis(rng.random_range(2..150));
+        if let Ended::Killed { after_a_commit } = run_or_kill(&pipeline, ws.dir.path(), delay) {
             kills += 1;
+            mid_run += u64::from(after_a_commit);
         }
     }
     let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
@@ -542,9 +593,14 @@ fn sigkill_soak() {
     let got = rt.block_on(sink_rows(&ws.path("out")));
     let (n, d, l) = compare(&expected, &got);
     println!(
-        "sigkill soak: {kills} kills in {runs} runs over {files} files, {n} rows compared, {d} duplicates, {l} losses"
+        "sigkill soak: {kills} kills ({mid_run} after the run had committed a batch) in {runs} \
+         runs over {files} files, {n} rows compared, {d} duplicates, {l} losses"
     );
     assert!(n > 0);
+    assert!(
+        mid_run * 4 >= kills,
+        "at least a quarter of the kills must land mid-run: {mid_run} of {kills}"
+    );
     assert_eq!((d, l), (0, 0));
 }
 

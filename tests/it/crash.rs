@@ -1,10 +1,11 @@
-//! Crash tests: stop the run at every write of a multi-batch run (offsets, source logs, each
-//! sink data file, the manifest, publishing, the commit, purging), before and after the write,
-//! restart, and check that the sink holds exactly the oracle's rows.
+//! Crash tests that crash: a multi-batch run is ended for real at every write it makes (source
+//! logs, offsets, each sink data file, the manifest, publishing, state files, the commit,
+//! purging): a fresh `sluice` process aborts before the write, right after it, or right after
+//! it as a power loss (unsynced writes dropped: `SLUICE_CRASH_AT`, `SLUICE_CRASH_POWER_LOSS`).
+//! Another fresh process recovers, and the sink must hold exactly the rows of an oracle that
+//! does not use Sluice (the same SQL as one DataFusion batch query).
 
 use crate::common::*;
-use crate::fault::{CrashAt, Faults};
-use sluice::driver::RunOptions;
 
 const QUERY: &str = "SELECT id, page, amount FROM clicks WHERE amount > 30";
 
@@ -70,29 +71,64 @@ impl SinkUnderTest for FilesSinkUnderTest {
     }
 }
 
-/// Runs a pipeline, crashing at `crash`, then restarts it (without faults) until it finishes.
-/// Returns the number of restarts.
-async fn crash_and_recover(ws: &Workspace, yaml: &str, crash: CrashAt) -> usize {
-    let faults = Faults::new(crash);
-    let result = run(
-        yaml,
-        RunOptions {
-            store_hook: Some(faults.hook()),
-            ..RunOptions::default()
-        },
-    )
-    .await;
-    assert!(faults.crashed(), "{crash:?} must be reached");
-    let err = result.expect_err("a crashed run fails");
-    assert!(
-        err.to_string().contains("injected crash"),
-        "{crash:?}: {err}"
-    );
-    let _ = ws;
-    run(yaml, RunOptions::default())
-        .await
-        .expect("restart finishes");
-    1
+/// How a run is ended at its crash point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Crash {
+    /// The process aborts just before the write.
+    Before,
+    /// The process aborts right after the write (before Sluice syncs it).
+    After,
+    /// Right after the write, as a power loss: what no sync made durable is dropped first.
+    PowerLoss,
+}
+
+impl Crash {
+    const ALL: [Crash; 3] = [Crash::Before, Crash::After, Crash::PowerLoss];
+
+    /// The environment that puts this crash at the `k`-th write whose path contains `filter`.
+    fn env(self, k: u64, filter: &str) -> Vec<(&'static str, String)> {
+        let point = match self {
+            Crash::Before => "before",
+            Crash::After | Crash::PowerLoss => "after",
+        };
+        let mut env = vec![("SLUICE_CRASH_AT", format!("{point}:{k}:{filter}"))];
+        if self == Crash::PowerLoss {
+            env.push(("SLUICE_CRASH_POWER_LOSS", "1".into()));
+        }
+        env
+    }
+}
+
+/// `sluice run PIPELINE` as a fresh process with `env` added.
+fn sluice_run(pipeline: &std::path::Path, env: &[(&str, String)]) -> std::process::Output {
+    sluice_bin()
+        .args([
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "none",
+        ])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run sluice")
+}
+
+/// Whether `out` is a run that its crash point ended: aborted (SIGABRT), having said so.
+fn crashed(out: &std::process::Output) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    out.status.signal() == Some(6) && stderr(out).contains("sluice: crash point reached")
+}
+
+/// The writes of a clean run of `pipeline`, as the binary logs them (`N op path`).
+fn clean_run_writes(ws: &Workspace, pipeline: &std::path::Path) -> Vec<String> {
+    let log = ws.path("writes.log");
+    let out = sluice_run(pipeline, &[("SLUICE_WRITE_LOG", log.display().to_string())]);
+    assert!(out.status.success(), "clean run: {}", stderr(&out));
+    std::fs::read_to_string(&log)
+        .expect("write log")
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// A pipeline to crash: its query, extra pipeline keys, and the SQL whose batch result the
@@ -146,9 +182,10 @@ async fn enumerate_crash_points(scenario: Scenario<'_>) {
     .await;
 }
 
-/// Runs the pipeline `setup` writes once to count its writes and take the expected rows from
-/// `expected_of`, then for every write crashes before it and after it, restarts, and
-/// compares the sink with the expected rows.
+/// Runs the pipeline `setup` writes once, in a fresh process, to count its writes and take
+/// the expected rows from `expected_of`; then for every write runs it again in a fresh
+/// process that aborts before the write, right after it, and right after it as a power loss,
+/// restarts it in another fresh process, and compares the sink with the expected rows.
 async fn enumerate(
     label: &str,
     sink: &impl SinkUnderTest,
@@ -156,47 +193,56 @@ async fn enumerate(
     expected_of: impl AsyncFn(&Workspace) -> Vec<String>,
 ) {
     let clean = Workspace::new();
-    let yaml = setup(&clean);
-    let counter = Faults::new(CrashAt::Never);
-    run(
-        &yaml,
-        RunOptions {
-            store_hook: Some(counter.hook()),
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .expect("clean run");
-    let writes = counter.writes();
+    let pipeline = write_pipeline(&clean, &setup(&clean));
+    let writes = clean_run_writes(&clean, &pipeline);
     let expected = expected_of(&clean).await;
     assert!(!expected.is_empty());
-    assert_eq!(sink.rows(&clean).await, expected);
+    assert_eq!(sink.rows(&clean).await, expected, "the clean run");
     assert!(
-        writes > 10,
-        "a multi-batch run has many writes, got {writes}"
+        writes.len() > 10,
+        "a multi-batch run has many writes, got {writes:?}"
     );
 
-    let (mut points, mut restarts, mut compared, mut dupes, mut losses) = (0, 0, 0, 0, 0);
-    for k in 1..=writes {
-        for crash in [CrashAt::Before(k), CrashAt::After(k)] {
+    let (mut reached, mut restarts, mut compared, mut dupes, mut losses) = (0, 0, 0, 0, 0);
+    for (k, write) in (1..).zip(&writes) {
+        for crash in Crash::ALL {
             let ws = Workspace::new();
-            let yaml = setup(&ws);
-            restarts += crash_and_recover(&ws, &yaml, crash).await;
+            let pipeline = write_pipeline(&ws, &setup(&ws));
+            let out = sluice_run(&pipeline, &crash.env(k, ""));
+            assert!(
+                crashed(&out),
+                "{crash:?} write {write} was not reached ({}): {}",
+                out.status,
+                stderr(&out)
+            );
+            reached += 1;
+            let again = sluice_run(&pipeline, &[]);
+            restarts += 1;
+            assert!(
+                again.status.success(),
+                "restart after {crash:?} write {write}: {}",
+                stderr(&again)
+            );
             let got = sink.rows(&ws).await;
             let (n, d, l) = compare(&expected, &got);
-            assert_eq!((d, l), (0, 0), "{crash:?}: {d} duplicates, {l} lost");
-            points += 1;
+            assert_eq!(
+                (d, l),
+                (0, 0),
+                "{crash:?} write {write}: {d} duplicates, {l} lost"
+            );
             compared += n;
             dupes += d;
             losses += l;
         }
     }
     println!(
-        "crash points ({label}; {}): {writes} writes, {points} crash points tried, {restarts} restarts, \
-         {compared} rows compared, {dupes} duplicates, {losses} losses",
-        sink.name()
+        "crash points ({label}; {}): {} writes, {reached} crash points reached in fresh processes \
+         (before, after, and after as a power loss), {restarts} restarts, {compared} rows \
+         compared, {dupes} duplicates, {losses} losses",
+        sink.name(),
+        writes.len()
     );
-    assert_eq!(points as u64, 2 * writes);
+    assert_eq!(reached, 3 * writes.len());
 }
 
 #[tokio::test]
@@ -273,24 +319,40 @@ async fn every_crash_point_of_a_complete_mode_aggregation_recovers_exactly_once(
     .await;
 }
 
-/// An aggregation in update mode: the sink is a changelog, which after any crash must be
-/// exactly the changelog of a run without one.
+/// An aggregation in update mode: the sink is a changelog. One file per batch, so batch `k`
+/// changes exactly the users of file `k`: the changelog must be, for each `k`, the batch SQL
+/// over files `0..=k` limited to the users in file `k` (computed by DataFusion alone).
 #[tokio::test]
 async fn every_crash_point_of_an_update_mode_aggregation_recovers_exactly_once() {
     const PER_USER: &str =
         "SELECT user_id, count(*) AS n, max(amount) AS top FROM clicks GROUP BY user_id";
+    const FILES: i64 = 4;
+    const ROWS: i64 = 40;
     let setup = |ws: &Workspace| {
-        write_clicks(&ws.path("in"), "json", 4, 40, 0);
+        write_clicks(&ws.path("in"), "json", FILES as usize, ROWS, 0);
         pipeline_yaml(ws, "json", PER_USER, 1, "").replace(
             "trigger:",
             "output_mode: update\nsnapshot_every: 3\nretain_batches: 2\ntrigger:",
         )
     };
     enumerate(
-        "update mode, against the changelog of a run without crashes",
+        "update mode, against each batch's changed users by batch SQL",
         &PARQUET,
         setup,
-        async |clean: &Workspace| sink_rows(&clean.path("out")).await,
+        async |clean: &Workspace| {
+            let mut changelog = Vec::new();
+            for k in 0..FILES {
+                let (start, end) = (k * ROWS, (k + 1) * ROWS);
+                let batch_k = format!(
+                    "SELECT user_id, count(*) AS n, max(amount) AS top FROM clicks \
+                     WHERE id < {end} GROUP BY user_id HAVING user_id IN \
+                     (SELECT user_id FROM clicks WHERE id >= {start} AND id < {end})"
+                );
+                changelog.extend(oracle(&clean.path("in"), "json", &batch_k).await);
+            }
+            changelog.sort();
+            changelog
+        },
     )
     .await;
 }
@@ -357,27 +419,90 @@ async fn every_crash_point_of_a_stream_stream_join_recovers_exactly_once() {
     .await;
 }
 
-/// Crashes again during recovery: two faults in a row still lose and double nothing.
-#[tokio::test]
-async fn a_crash_during_recovery_recovers_too() {
+/// Crashes again during recovery: batch 1 stops before its manifest; its recovery stops
+/// there too, then right after its commit as a power loss (the commit is lost); the last run
+/// finishes. Each crash point must be the one named.
+#[test]
+fn a_crash_during_recovery_recovers_too() {
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 4, 40, 0);
-    let yaml = pipeline_yaml(&ws, "json", QUERY, 1, "");
-    for k in [7, 3, 5, 2] {
-        let faults = Faults::new(CrashAt::After(k));
-        let _ = run(
-            &yaml,
-            RunOptions {
-                store_hook: Some(faults.hook()),
-                ..RunOptions::default()
-            },
-        )
-        .await;
+    let pipeline = write_pipeline(&ws, &pipeline_yaml(&ws, "json", QUERY, 1, ""));
+    for (crash, k, filter, names) in [
+        (
+            Crash::Before,
+            2,
+            "_sluice/manifest/",
+            "out/_sluice/manifest/1)",
+        ),
+        (
+            Crash::Before,
+            1,
+            "_sluice/manifest/",
+            "out/_sluice/manifest/1)",
+        ),
+        (Crash::PowerLoss, 1, "commits/", "ckpt/commits/1)"),
+    ] {
+        let out = sluice_run(&pipeline, &crash.env(k, filter));
+        assert!(crashed(&out), "{crash:?} {k} {filter}: {}", stderr(&out));
+        assert!(stderr(&out).contains(names), "{}", stderr(&out));
     }
-    run(&yaml, RunOptions::default()).await.expect("final run");
-    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert!(
+        !ws.path("ckpt/commits/1").exists(),
+        "the power loss took the commit back"
+    );
+    let out = sluice_run(&pipeline, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", QUERY));
     assert_eq!(
-        compare(&expected, &sink_rows(&ws.path("out")).await),
+        compare(&expected, &rt.block_on(sink_rows(&ws.path("out")))),
         (expected.len(), 0, 0)
+    );
+}
+
+/// A pending batch finishes with the pipeline file it was planned with: a query, sink folder
+/// and sink format edited while batch 1 was in flight take effect from batch 2.
+#[test]
+fn a_pending_batch_finishes_with_the_pipeline_file_it_was_planned_with() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let planned = "SELECT id, page FROM clicks";
+    let v1 =
+        pipeline_yaml(&ws, "json", planned, 1, "").replace("format: parquet }", "format: json }");
+    let pipeline = write_pipeline(&ws, &v1);
+    let out = sluice_run(&pipeline, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    write_clicks(&ws.path("in"), "json", 1, 40, 1);
+    let out = sluice_run(&pipeline, &Crash::Before.env(1, "_sluice/manifest/"));
+    assert!(crashed(&out), "{}", stderr(&out));
+
+    let edited = "SELECT id, upper(page) AS page, amount FROM clicks";
+    let v2 = pipeline_yaml(&ws, "json", edited, 1, "").replace(&ws.p("out"), &ws.p("out2"));
+    write_pipeline(&ws, &v2);
+    write_clicks(&ws.path("in"), "json", 1, 40, 2);
+    let out = sluice_run(&pipeline, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let as_planned = rt.block_on(oracle(
+        &ws.path("in"),
+        "json",
+        &format!("{planned} WHERE id < 80"),
+    ));
+    let json = FilesSinkUnderTest("json", "SELECT id, page FROM sink");
+    assert_eq!(
+        rt.block_on(json.rows(&ws)),
+        as_planned,
+        "batches 0 and 1 as the first pipeline file says: its query, into out/ as JSON"
+    );
+    let as_edited = rt.block_on(oracle(
+        &ws.path("in"),
+        "json",
+        &format!("{edited} WHERE id >= 80"),
+    ));
+    assert_eq!(
+        rt.block_on(sink_rows(&ws.path("out2"))),
+        as_edited,
+        "batch 2 as the edited file says: its query, into out2/ as Parquet"
     );
 }

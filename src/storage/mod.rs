@@ -4,12 +4,16 @@
 //! - every checkpoint and sink write goes through an [`ObjectStore`], so the same code runs on
 //!   local disk, S3, GCS, Azure and in memory;
 //! - on local disk, object_store 0.13 writes a temporary file and links it into place but never
-//!   syncs; [`Location::sync`] syncs the file and its folder, so a write counts only once it is
-//!   on disk (when syncing is on);
-//! - tests can wrap every store a run opens (see [`StoreHook`]) to count or fail its operations.
+//!   syncs; [`Location::sync`] syncs the file, its folder, and each folder the write created up
+//!   to one already on disk, so a write counts only once it is on disk (when syncing is on);
+//! - tests can wrap every store a run opens (see [`StoreHook`]) to count or fail its operations,
+//!   and crash a run for real at any write (see [`failpoint`]).
 
+pub mod failpoint;
+
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
@@ -74,6 +78,9 @@ pub struct Location {
     /// The path or URL as the user wrote it.
     display: String,
     sync: bool,
+    /// Local folders whose own entry in their parent is known to be on disk (synced after they
+    /// were created), so syncing a file stops climbing there.
+    durable_dirs: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl Location {
@@ -104,8 +111,15 @@ impl Location {
                             .map_err(|()| fail("not a local file URL".into()))?,
                         None => PathBuf::from(spec),
                     };
-                    if create {
+                    if create && !dir.is_dir() {
                         std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+                        if sync {
+                            // The new folder's entry must survive a power loss too.
+                            let dir = dir.canonicalize().map_err(|e| fail(e.to_string()))?;
+                            if let Some(parent) = dir.parent() {
+                                sync_path(parent).map_err(|e| fail(e.to_string()))?;
+                            }
+                        }
                     } else if !dir.is_dir() {
                         return Err(fail("no such folder".into()));
                     }
@@ -133,6 +147,7 @@ impl Location {
             local_root,
             display: spec.to_string(),
             sync,
+            durable_dirs: Arc::default(),
         })
     }
 
@@ -169,6 +184,15 @@ impl Location {
         self.local_root.as_deref()
     }
 
+    /// The file on local disk that holds `path`, when the store is local disk.
+    fn local_file(&self, path: &Path) -> Option<PathBuf> {
+        let root = self.local_root.as_ref()?;
+        Some(
+            path.parts()
+                .fold(root.clone(), |p, part| p.join(part.as_ref())),
+        )
+    }
+
     /// Writes `bytes` to `path`, replacing what is there, and syncs it.
     pub async fn put(&self, path: &Path, bytes: Vec<u8>) -> Result<(), StorageError> {
         self.put_mode(path, bytes, PutMode::Overwrite)
@@ -191,11 +215,19 @@ impl Location {
             mode,
             ..PutOptions::default()
         };
-        match self
+        let file = self.local_file(path);
+        let point = failpoint::before(
+            failpoint::Op::Put(file.as_deref()),
+            &self.display,
+            &self.relative(path),
+            None,
+        );
+        let result = self
             .store
             .put_opts(path, PutPayload::from(bytes), opts)
-            .await
-        {
+            .await;
+        failpoint::after(point, result.is_ok());
+        match result {
             Ok(_) => {
                 self.sync(path).await?;
                 Ok(true)
@@ -282,9 +314,23 @@ impl Location {
         Ok(items)
     }
 
-    /// Deletes an object; a missing object is not an error.
+    /// Deletes an object; a missing object is not an error. The delete is not synced: a
+    /// power loss may bring the object back, so nothing may depend on its absence.
     pub async fn delete(&self, path: &Path) -> Result<(), StorageError> {
-        match self.store.delete(path).await {
+        let file = self.local_file(path);
+        let point = failpoint::before(
+            failpoint::Op::Delete(file.as_deref()),
+            &self.display,
+            &self.relative(path),
+            None,
+        );
+        let result = self.store.delete(path).await;
+        failpoint::after(point, result.is_ok());
+        if let Some(file) = &file {
+            // Automatic cleanup may have removed the folders the delete emptied.
+            self.forget_removed_dirs(file);
+        }
+        match result {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(io_err("deleting", path, e)),
         }
@@ -292,11 +338,33 @@ impl Location {
 
     /// Renames an object, replacing the target, and syncs the target.
     pub async fn rename(&self, from: &Path, to: &Path) -> Result<(), StorageError> {
-        self.store
-            .rename(from, to)
-            .await
-            .map_err(|e| io_err("renaming", from, e))?;
+        let (from_file, to_file) = (self.local_file(from), self.local_file(to));
+        let point = failpoint::before(
+            failpoint::Op::Rename(from_file.as_deref(), to_file.as_deref()),
+            &self.display,
+            &self.relative(from),
+            Some(&self.relative(to)),
+        );
+        let result = self.store.rename(from, to).await;
+        failpoint::after(point, result.is_ok());
+        if let Some(file) = &from_file {
+            self.forget_removed_dirs(file);
+        }
+        result.map_err(|e| io_err("renaming", from, e))?;
         self.sync(to).await
+    }
+
+    /// Drops from the durable folders those above `file` that are gone.
+    fn forget_removed_dirs(&self, file: &std::path::Path) {
+        let mut durable = self.durable_dirs.lock().unwrap_or_else(|e| e.into_inner());
+        if durable.is_empty() {
+            return;
+        }
+        for dir in file.ancestors().skip(1) {
+            if durable.contains(dir) && !dir.is_dir() {
+                durable.remove(dir);
+            }
+        }
     }
 
     /// Removes the folder `relative` if it is empty, on local disk (object stores have no
@@ -308,26 +376,30 @@ impl Location {
                 .parts()
                 .fold(root.clone(), |p, part| p.join(part.as_ref()));
             // Not empty, or already gone: both fine.
-            let _ = std::fs::remove_dir(dir);
+            if std::fs::remove_dir(&dir).is_ok() {
+                self.durable_dirs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|d| !d.starts_with(&dir));
+            }
         }
     }
 
-    /// Syncs a local object and its folder to disk; nothing to do on other stores or with
+    /// Syncs a local object, its folder, and each folder above it that the write may have
+    /// created (up to one known to be on disk) to disk; nothing to do on other stores or with
     /// syncing off.
     pub async fn sync(&self, path: &Path) -> Result<(), StorageError> {
         if !self.sync {
             return Ok(());
         }
-        let Some(root) = &self.local_root else {
+        let (Some(root), Some(file)) = (self.local_root.clone(), self.local_file(path)) else {
             return Ok(());
         };
-        let file = path
-            .parts()
-            .fold(root.clone(), |p, part| p.join(part.as_ref()));
-        tokio::task::spawn_blocking(move || sync_file_and_parent(&file))
+        let durable = Arc::clone(&self.durable_dirs);
+        tokio::task::spawn_blocking(move || sync_file_and_folders(&file, &root, &durable))
             .await
             .map_err(|e| StorageError::Sync {
-                path: root.clone(),
+                path: PathBuf::from(&self.display),
                 source: std::io::Error::other(e),
             })?
     }
@@ -339,20 +411,49 @@ impl std::fmt::Display for Location {
     }
 }
 
-fn sync_file_and_parent(file: &std::path::Path) -> Result<(), StorageError> {
-    let err = |source| StorageError::Sync {
-        path: file.to_path_buf(),
-        source,
+/// Syncs `file`, its folder, and the folders above up to `root` or to one in `durable`: a
+/// folder the write created is on disk only once its own parent is synced.
+fn sync_file_and_folders(
+    file: &std::path::Path,
+    root: &std::path::Path,
+    durable: &Mutex<HashSet<PathBuf>>,
+) -> Result<(), StorageError> {
+    let err = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| StorageError::Sync { path, source }
     };
-    std::fs::File::open(file)
-        .and_then(|f| f.sync_all())
-        .map_err(err)?;
-    if let Some(parent) = file.parent() {
-        std::fs::File::open(parent)
-            .and_then(|f| f.sync_all())
-            .map_err(err)?;
+    sync_path(file).map_err(err(file))?;
+    failpoint::synced_file(file);
+    let Some(mut dir) = file.parent() else {
+        return Ok(());
+    };
+    sync_path(dir).map_err(err(dir))?;
+    failpoint::synced_dir(dir);
+    while dir != root && dir.starts_with(root) {
+        if durable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(dir)
+        {
+            break;
+        }
+        let Some(parent) = dir.parent() else {
+            break;
+        };
+        sync_path(parent).map_err(err(parent))?;
+        failpoint::synced_dir(parent);
+        durable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dir.to_path_buf());
+        dir = parent;
     }
     Ok(())
+}
+
+/// `fsync` of a file or folder.
+fn sync_path(path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(path).and_then(|f| f.sync_all())
 }
 
 fn io_err(op: &'static str, path: &Path, source: object_store::Error) -> StorageError {
