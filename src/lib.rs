@@ -52,6 +52,23 @@ pub enum Error {
         /// DataFusion's error.
         source: datafusion::error::DataFusionError,
     },
+    /// A pending batch, finished with the pipeline file it was planned with (not the edited
+    /// one), failed.
+    #[error(
+        "pending batch {batch} runs with the pipeline file it was planned with ({planned}), \
+         not the edited one, and it failed: {source}. The edit takes effect from the next \
+         batch; {advice}"
+    )]
+    Pending {
+        /// The pending batch.
+        batch: BatchId,
+        /// The stored pipeline file it was planned with.
+        planned: String,
+        /// What to do to plan it again with the edited file.
+        advice: String,
+        /// Why it failed.
+        source: Box<Error>,
+    },
     /// A check found a difference (`sluice replay --verify`).
     #[error("{0}")]
     Verify(String),
@@ -69,6 +86,7 @@ impl Error {
             Self::Source(source::SourceError::Config { .. }) => 2,
             Self::State(state::StateError::Incompatible { .. }) => 2,
             Self::Storage(storage::StorageError::NoCreateOnly { .. }) => 2,
+            Self::Pending { source, .. } => source.exit_code(),
             _ => 1,
         }
     }

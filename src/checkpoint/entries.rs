@@ -49,6 +49,10 @@ pub struct BatchInfo {
     pub settings: PinnedSettings,
     /// The fingerprint of the query text; the text is under `queries/`.
     pub query_fingerprint: String,
+    /// The fingerprint of the pipeline file the batch was planned with (under `pipelines/`):
+    /// a re-run of a pending batch takes every setting from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
 }
 
 /// One source line of `offsets/N`.
@@ -80,7 +84,9 @@ pub struct PhaseDurations {
     pub offsets_ms: f64,
     /// Running the query and writing the sink.
     pub execute_ms: f64,
-    /// Writing the commit entry.
+    /// Committing what the batch computed, after the sink has it: the state version and the
+    /// fence check before `commits/N`. In `commits/N` itself this cannot include the entry's
+    /// own write; progress reports add that write and the purge after it.
     pub commit_ms: f64,
 }
 
@@ -322,6 +328,7 @@ mod tests {
                     batch_size: 8192,
                 },
                 query_fingerprint: "abc".into(),
+                pipeline: Some("def".into()),
             },
             sources: vec![SourceOffset {
                 source: "clicks".into(),

@@ -6,6 +6,9 @@
 //!   there that this run did not write means another run got there first, and this run stops;
 //! - a run takes a fresh, strictly increasing epoch before it writes anything else, and records
 //!   it in every entry;
+//! - before every write that can make output visible or change the log, a run checks its
+//!   [`Fence`]: once a newer epoch exists, the older run writes nothing more, whatever entries
+//!   retention has purged in the meantime;
 //! - on local disk one run at a time holds the checkpoint's lock; a second run stops at once;
 //! - retention never removes the entries recovery needs (the latest two batches at least).
 
@@ -88,6 +91,9 @@ pub enum CheckpointError {
         /// The epoch recorded in the entry found.
         other_epoch: Epoch,
     },
+    /// A newer run has taken the checkpoint over: this run must write nothing more.
+    #[error(transparent)]
+    Superseded(#[from] Superseded),
     /// The checkpoint belongs to a different pipeline.
     #[error(
         "checkpoint {location} belongs to pipeline `{found}`, not `{expected}`; give this pipeline its own checkpoint"
@@ -118,6 +124,78 @@ pub enum CheckpointError {
         /// What is wrong and what to do.
         reason: String,
     },
+}
+
+/// A newer run (epoch `newer`) exists: the run of epoch `epoch` is a late one and stops.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "a newer run (epoch {newer}) has taken over checkpoint {location}; this run (epoch {epoch}) \
+     stops without changing anything"
+)]
+pub struct Superseded {
+    /// The checkpoint.
+    pub location: String,
+    /// This run's epoch.
+    pub epoch: Epoch,
+    /// The newest epoch found.
+    pub newer: Epoch,
+}
+
+/// A run's claim on its checkpoint, checked before each write that can make output visible or
+/// change the log (DESIGN 1: a newer epoch always wins).
+///
+/// Epochs are created create-only in increasing order (`epochs/<E>`) and purged oldest first,
+/// so the run of epoch `E` has been superseded exactly when `epochs/<E+1>` exists or its own
+/// `epochs/<E>` is gone. A check is those two existence tests, made together: two HEAD
+/// requests on an object store, two `stat` calls on local disk. Between a check and the write
+/// it guards there is no lock: a run paused in that gap can still make one write, which the
+/// create-only log entries and the sinks' own guards (a fresh manifest never publishes over
+/// files already there) then refuse or contain.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    /// The checkpoint; `None` for a fence that never fences (a sink written outside a run).
+    location: Option<Location>,
+    epoch: Epoch,
+}
+
+impl Fence {
+    /// A fence for writes made outside any run (tools and tests): it never fences.
+    pub fn unchecked(epoch: Epoch) -> Self {
+        Self {
+            location: None,
+            epoch,
+        }
+    }
+
+    /// The epoch of the run this fence guards.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// `Ok` while no newer run exists; [`Superseded`] (naming the newest epoch) once one does.
+    pub async fn check(&self) -> Result<(), CheckpointError> {
+        let Some(location) = &self.location else {
+            return Ok(());
+        };
+        let next = location.path(&paths::epoch(Epoch(self.epoch.0 + 1)));
+        let own = location.path(&paths::epoch(self.epoch));
+        let (next_exists, own_exists) =
+            futures::try_join!(location.exists(&next), location.exists(&own))?;
+        if !next_exists && own_exists {
+            return Ok(());
+        }
+        let newest = list_numbers(location, paths::EPOCHS)
+            .await?
+            .last()
+            .copied()
+            .unwrap_or(self.epoch.0 + 1);
+        Err(Superseded {
+            location: location.to_string(),
+            epoch: self.epoch,
+            newer: Epoch(newest.max(self.epoch.0 + 1)),
+        }
+        .into())
+    }
 }
 
 /// An open checkpoint, owned by one run.
@@ -208,6 +286,19 @@ impl Checkpoint {
         self.run_id
     }
 
+    /// This run's fence, for the sinks it writes.
+    pub fn fence(&self) -> Fence {
+        Fence {
+            location: Some(self.location.clone()),
+            epoch: self.epoch,
+        }
+    }
+
+    /// Stops with [`Superseded`] when a newer run exists.
+    pub async fn check_fence(&self) -> Result<(), CheckpointError> {
+        self.fence().check().await
+    }
+
     /// Writes `offsets/N`, create-only.
     pub async fn write_offsets(
         &self,
@@ -234,14 +325,15 @@ impl Checkpoint {
         .await
     }
 
-    /// Creates a log entry; when it exists already, reads it back: it is fine if this run wrote
-    /// it (a retried write that landed), a conflict otherwise.
+    /// Creates a log entry once the fence holds; when it exists already, reads it back: it is
+    /// fine if this run wrote it (a retried write that landed), a conflict otherwise.
     async fn create_entry(
         &self,
         file: &str,
         text: String,
         owner: impl Fn(&str) -> Result<(Epoch, uuid::Uuid), CheckpointError>,
     ) -> Result<(), CheckpointError> {
+        self.check_fence().await?;
         let path = self.location.path(file);
         if self
             .location
@@ -352,6 +444,7 @@ impl Checkpoint {
         let Some(oldest_kept) = latest.0.checked_sub(retain - 1) else {
             return Ok(());
         };
+        self.check_fence().await?;
         let listing = self.list_logs().await?;
         // Commits first: an offsets entry without its commit is a pending batch, while a
         // commit without its offsets is an inconsistency.
@@ -589,27 +682,98 @@ mod tests {
             durations: PhaseDurations::default(),
         };
         let old_entry = commit(&old);
+        // The old run writes the entry (a late write that slipped in before the newer run's
+        // epoch existed, say); the newer run meets it and stops.
+        old.write_commit(BatchId(0), &old_entry)
+            .await
+            .expect("old run commits");
+        let (old_epoch, old_run) = (old.epoch(), old.run_id());
         drop(old);
         let new = Checkpoint::open(loc.clone(), "p").await.expect("new run");
-        new.write_commit(BatchId(0), &commit(&new))
+        let err = new
+            .write_commit(BatchId(0), &commit(&new))
+            .await
+            .expect_err("fenced by the entry");
+        assert!(
+            matches!(err, CheckpointError::Fenced { other_epoch, .. } if other_epoch == old_epoch),
+            "{err}"
+        );
+        new.write_commit(BatchId(1), &commit(&new))
             .await
             .expect("new run commits");
         // A retried write of our own entry is fine.
-        new.write_commit(BatchId(0), &commit(&new))
+        new.write_commit(BatchId(1), &commit(&new))
             .await
             .expect("own retry");
+        // The old run, resumed, is fenced by the newer epoch before it looks at any entry.
         let old = Checkpoint {
             location: loc,
             metadata: new.metadata().clone(),
-            epoch: old_entry.epoch,
-            run_id: old_entry.run_id,
+            epoch: old_epoch,
+            run_id: old_run,
             _lock: None,
         };
         let err = old
-            .write_commit(BatchId(0), &old_entry)
+            .write_commit(BatchId(2), &old_entry)
             .await
-            .expect_err("fenced");
-        assert!(matches!(err, CheckpointError::Fenced { .. }), "{err}");
+            .expect_err("superseded");
+        assert!(matches!(err, CheckpointError::Superseded(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_newer_epoch_fences_an_older_run_even_after_its_entries_are_purged() {
+        let (_dir, loc) = temp_location();
+        let old = Checkpoint::open(loc.clone(), "p").await.expect("old run");
+        let old_fence = old.fence();
+        old_fence.check().await.expect("no newer run yet");
+        drop(old);
+        let newest = Checkpoint::open(loc.clone(), "p").await.expect("new run");
+        let err = old_fence.check().await.expect_err("superseded");
+        assert!(
+            err.to_string().contains("a newer run (epoch 1)")
+                && err.to_string().contains("this run (epoch 0)"),
+            "{err}"
+        );
+        drop(newest);
+        // Twelve more runs: the entries of epochs 0 and 1 are purged.
+        let mut last = None;
+        for _ in 0..12 {
+            drop(last.take());
+            last = Some(Checkpoint::open(loc.clone(), "p").await.expect("run"));
+        }
+        let last = last.expect("a run");
+        assert!(
+            !loc.exists(&loc.path(&paths::epoch(Epoch(1))))
+                .await
+                .expect("head"),
+            "epoch 1's entry is purged"
+        );
+        let err = old_fence.check().await.expect_err("still superseded");
+        assert!(err.to_string().contains("(epoch 13)"), "{err}");
+        last.fence().check().await.expect("the newest run holds");
+        assert!(
+            last.write_commit(
+                BatchId(0),
+                &CommitEntry {
+                    next_watermark_ms: None,
+                    event_time_max_ms: Default::default(),
+                    rows_late: 0,
+                    state: Vec::new(),
+                    output: None,
+                    pipeline: None,
+                    rows_in: 0,
+                    rows_out: 0,
+                    rows_skipped: 0,
+                    files_in: 0,
+                    epoch: last.epoch(),
+                    run_id: last.run_id(),
+                    committed_at_ms: 0,
+                    durations: PhaseDurations::default(),
+                }
+            )
+            .await
+            .is_ok()
+        );
     }
 
     #[tokio::test]

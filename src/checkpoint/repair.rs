@@ -264,6 +264,7 @@ async fn rebuild_offsets(
             run_id: commit.run_id,
             settings: crate::plan::default_settings(),
             query_fingerprint: fingerprint,
+            pipeline: commit.pipeline.clone(),
         },
         sources,
     })

@@ -172,7 +172,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
     };
     let retention = match last_commit.as_ref().and_then(|c| c.pipeline.as_deref()) {
         // A damaged pipeline file is said, and the rest of the checkpoint still shown.
-        Some(fingerprint) => super::stored_pipeline(&location, spec, fingerprint)
+        Some(fingerprint) => crate::driver::stored_pipeline(&location, spec, fingerprint)
             .await
             .inspect_err(|e| tracing::warn!("the retention is not shown: {e}"))
             .ok()

@@ -290,23 +290,6 @@ fn emit_json(view: &impl serde::Serialize) {
     ));
 }
 
-/// The pipeline file stored in the checkpoint at `location` (given as `spec`) under
-/// `fingerprint`, if it is there.
-async fn stored_pipeline(
-    location: &crate::storage::Location,
-    spec: &str,
-    fingerprint: &str,
-) -> Result<Option<Pipeline>, Error> {
-    let file = crate::checkpoint::paths::pipeline(fingerprint);
-    match crate::checkpoint::read_fingerprinted(location, &file, fingerprint).await? {
-        Some(text) => {
-            let shown = format!("{}/{file}", spec.trim_end_matches('/'));
-            Ok(Some(Pipeline::parse(&text, std::path::Path::new(&shown))?))
-        }
-        None => Ok(None),
-    }
-}
-
 /// Opens a checkpoint given on the command line; a path that is not there is a bad argument.
 fn open_checkpoint(spec: &str) -> Result<crate::storage::Location, Error> {
     crate::storage::Location::open(spec, false, false, None).map_err(|e| {

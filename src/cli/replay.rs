@@ -154,7 +154,7 @@ pub(super) async fn run(args: Args<'_>) -> Result<(), Error> {
     };
     let pipeline = match (args.pipeline, &commit.pipeline) {
         (Some(path), _) => Pipeline::load(path)?,
-        (None, Some(fingerprint)) => super::stored_pipeline(&location, spec, fingerprint)
+        (None, Some(fingerprint)) => crate::driver::stored_pipeline(&location, spec, fingerprint)
             .await?
             .ok_or_else(|| {
                 Error::Usage(format!(

@@ -145,7 +145,7 @@ async fn late_sinks(
     else {
         return Ok(Vec::new());
     };
-    let Some(pipeline) = super::stored_pipeline(location, spec, &fingerprint).await? else {
+    let Some(pipeline) = crate::driver::stored_pipeline(location, spec, &fingerprint).await? else {
         return Ok(Vec::new());
     };
     let Some(late) = &pipeline.late_rows else {

@@ -39,10 +39,8 @@ pub(super) struct Start<'s> {
 
 /// What a batch computed, before anything is written.
 pub(super) struct Computed {
-    /// The query's output, per partition.
+    /// The query's output, per partition, with its schema.
     pub(super) output: BatchOutput,
-    /// Its schema.
-    pub(super) schema: SchemaRef,
     /// Rows older than the watermark, per source that keeps them (a `late_rows` sink).
     pub(super) late_rows: Vec<(String, Vec<RecordBatch>)>,
     /// Whether the query keeps state.
@@ -299,8 +297,10 @@ impl<'p> Engine<'p> {
         let columns = query.columns.clone();
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
         let mut computed = Computed {
-            output: Vec::new(),
-            schema: Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+            output: BatchOutput {
+                schema: Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+                partitions: Vec::new(),
+            },
             late_rows: Vec::new(),
             stateful,
             rows_in: 0,
@@ -357,11 +357,15 @@ impl<'p> Engine<'p> {
                 .await
                 .map_err(exec_err)?,
         };
-        computed.schema = physical.schema();
-        computed.output =
-            datafusion::physical_plan::collect_partitioned(physical, state.task_ctx())
-                .await
-                .map_err(exec_err)?;
+        computed.output = BatchOutput {
+            schema: physical.schema(),
+            partitions: datafusion::physical_plan::collect_partitioned(
+                Arc::clone(&physical),
+                state.task_ctx(),
+            )
+            .await
+            .map_err(exec_err)?,
+        };
         Ok(computed)
     }
 }

@@ -1,15 +1,18 @@
 //! The micro-batch loop and recovery (DESIGN 1).
 //!
 //! ```text
-//!   plan ──► sources/<s>/N ──► offsets/N ──► run query ──► sink.commit(N) ──► commits/N ──► purge
-//!   (new       (file lists,      (create-      (DataFusion,   (idempotent      (create-
-//!   input)      create-only)      only)         per batch)     per batch id)    only)
+//!   plan ──► sources/<s>/N ──► offsets/N ──► run query ──► sink.commit(N) ──► state N ──► commits/N ──► purge
+//!   (new       (file lists,      (create-      (DataFusion,   (idempotent      (versioned   (create-
+//!   input)      create-only)      only)         per batch)     per batch id)    by batch)    only)
+//!    ▲              ▲                ▲                             ▲               ▲            ▲          ▲
+//!    └──────────────┴── fence: no newer epoch exists, checked before each of these ┴────────────┴──────────┘
 //! ```
 //!
 //! Invariants:
 //! - batch `N` runs only once `offsets/N` exists, and is committed only after the sink has it;
 //! - a re-run of `N` uses exactly what `offsets/N` logged: the sources' offsets, the batch
-//!   timestamp, the pinned settings and the query text;
+//!   timestamp, the pinned settings, the query text and the pipeline file it was planned with;
+//! - a run whose epoch a newer run has passed writes nothing more (its fence fails first);
 //! - the driver stops between batches when asked to; an interrupted batch is finished by the
 //!   next run.
 
@@ -26,13 +29,13 @@ use tokio::sync::watch;
 
 use crate::Error;
 use crate::checkpoint::{
-    BatchId, BatchInfo, Checkpoint, CheckpointError, CommitEntry, OffsetsEntry, PhaseDurations,
-    SourceOffset, StateCommit,
+    BatchId, BatchInfo, Checkpoint, CheckpointError, CommitEntry, LogListing, OffsetsEntry,
+    PhaseDurations, SourceOffset, StateCommit,
 };
 use crate::pipeline::{Fencing, OutputMode, Pipeline, SinkKind, Trigger};
 use crate::plan;
 use crate::progress::{BatchProgress, ProgressFormat, StateOperatorProgress};
-use crate::sink::{ConsoleSink, FilesSink, Sink};
+use crate::sink::{BatchOutput, ConsoleSink, FilesSink, Sink};
 use crate::source::Admission;
 use crate::storage::{Location, StoreHook};
 use engine::{Computed, Engine, Start};
@@ -76,9 +79,108 @@ pub struct RunSummary {
     pub rows_out: u64,
 }
 
-/// Runs a pipeline until its trigger says stop (or it is asked to).
+/// Runs a pipeline until its trigger says stop (or it is asked to). A pending batch planned
+/// with another pipeline file (an edit made while a batch was in flight) is first finished
+/// with that file, as the checkpoint stores it; the edit takes effect from the next batch.
 pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary, Error> {
-    Driver::open(pipeline, options).await?.run().await
+    let checkpoint_spec = options
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| pipeline.checkpoint_location());
+    let mut summary = RunSummary::default();
+    if let Some((batch, planned, planned_file)) =
+        planned_with_other_pipeline(pipeline, &checkpoint_spec, &options).await?
+    {
+        let pending_options = RunOptions {
+            checkpoint: Some(checkpoint_spec.clone()),
+            ..options.clone()
+        };
+        let finished = match Driver::open(&planned, pending_options).await {
+            Ok(driver) => driver.finish_pending().await,
+            Err(e) => Err(e),
+        };
+        summary = finished.map_err(|source| Error::Pending {
+            batch,
+            planned: planned_file,
+            advice: match batch.prev() {
+                Some(last) => format!(
+                    "to plan batch {batch} again with the edited file, take it back first: \
+                     `sluice rewind {checkpoint_spec} --to {last}`"
+                ),
+                None => "to plan it again with the edited file, start over on a new \
+                         checkpoint (no batch was committed)"
+                    .to_string(),
+            },
+            source: Box::new(source),
+        })?;
+    }
+    let rest = Driver::open(pipeline, options).await?.run().await?;
+    Ok(RunSummary {
+        batches: summary.batches + rest.batches,
+        recovered: summary.recovered.or(rest.recovered),
+        rows_in: summary.rows_in + rest.rows_in,
+        rows_out: summary.rows_out + rest.rows_out,
+    })
+}
+
+/// The pending batch, the pipeline file it was planned with and where that file is stored,
+/// when that file is not `pipeline` (read without taking the checkpoint: the run that finishes
+/// the batch takes it).
+async fn planned_with_other_pipeline(
+    pipeline: &Pipeline,
+    checkpoint_spec: &str,
+    options: &RunOptions,
+) -> Result<Option<(BatchId, Pipeline, String)>, Error> {
+    // A checkpoint that is not there yet has no pending batch.
+    let Ok(location) = Location::open(checkpoint_spec, false, false, options.store_hook.as_ref())
+    else {
+        return Ok(None);
+    };
+    let Decision::Rerun { batch } = recovery::decide(&LogListing::read(&location).await?) else {
+        return Ok(None);
+    };
+    let Some(entry) = crate::checkpoint::read_offsets(&location, batch).await? else {
+        return Ok(None);
+    };
+    let Some(fingerprint) = entry.info.pipeline else {
+        return Ok(None);
+    };
+    if fingerprint == plan::fingerprint(&pipeline.text) {
+        return Ok(None);
+    }
+    let planned = stored_pipeline(&location, checkpoint_spec, &fingerprint)
+        .await?
+        .ok_or_else(|| CheckpointError::Inconsistent {
+            location: checkpoint_spec.to_string(),
+            reason: format!(
+                "{}, the pipeline file pending batch {batch} was planned with, is missing",
+                crate::checkpoint::paths::pipeline(&fingerprint)
+            ),
+        })?;
+    tracing::info!(%batch, "finishing the pending batch with the pipeline file it was planned with");
+    let shown = format!(
+        "{}/{}",
+        checkpoint_spec.trim_end_matches('/'),
+        crate::checkpoint::paths::pipeline(&fingerprint)
+    );
+    Ok(Some((batch, planned, shown)))
+}
+
+/// The pipeline file stored in the checkpoint at `location` (given as `spec`) under
+/// `fingerprint`, if it is there.
+pub async fn stored_pipeline(
+    location: &Location,
+    spec: &str,
+    fingerprint: &str,
+) -> Result<Option<Pipeline>, Error> {
+    let file = crate::checkpoint::paths::pipeline(fingerprint);
+    match crate::checkpoint::read_fingerprinted(location, &file, fingerprint).await? {
+        Some(text) => {
+            let shown = format!("{}/{file}", spec.trim_end_matches('/'));
+            Ok(Some(Pipeline::parse(&text, std::path::Path::new(&shown))?))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Recomputes committed batches of a checkpoint from their logged offsets and state, writing
@@ -121,7 +223,7 @@ impl<'p> Recompute<'p> {
             event_time_max_ms: &BTreeMap::new(),
         };
         let computed = self.engine.compute(batch, entry, &start, sql).await?;
-        Ok(computed.output.into_iter().flatten().collect())
+        Ok(computed.output.partitions.into_iter().flatten().collect())
     }
 }
 
@@ -234,6 +336,12 @@ impl<'a> Driver<'a> {
             }
             None => tokio::time::sleep(duration).await,
         }
+    }
+
+    /// Finishes the pending batch, if any, and stops.
+    async fn finish_pending(mut self) -> Result<RunSummary, Error> {
+        self.recover().await?;
+        Ok(self.summary)
     }
 
     async fn run(mut self) -> Result<RunSummary, Error> {
@@ -354,6 +462,8 @@ impl<'a> Driver<'a> {
     ) -> Result<bool, Error> {
         let batch = position.next;
         let plan_started = Instant::now();
+        // Planning writes the sources' logs of the batch: a late run must not.
+        self.checkpoint.check_fence().await?;
         let mut ends = Vec::new();
         let mut any_new = false;
         for source in &mut self.engine.sources {
@@ -407,6 +517,7 @@ impl<'a> Driver<'a> {
                 run_id: self.checkpoint.run_id(),
                 settings: plan::default_settings(),
                 query_fingerprint: fingerprint,
+                pipeline: Some(self.pipeline_fingerprint.clone()),
             },
             sources: ends,
         };
@@ -454,7 +565,6 @@ impl<'a> Driver<'a> {
             .await?;
         let Computed {
             output,
-            schema,
             late_rows,
             stateful,
             rows_in,
@@ -464,23 +574,25 @@ impl<'a> Driver<'a> {
             event_time_max_ms,
         } = computed;
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
+        let fence = self.checkpoint.fence();
         for (source, rows) in late_rows {
-            if let Some(sink) = self.late_sinks.get(&source) {
-                sink.commit(batch, self.checkpoint.epoch(), vec![rows])
-                    .await?;
+            if let (Some(sink), Some(first)) = (self.late_sinks.get(&source), rows.first()) {
+                let output = BatchOutput {
+                    schema: first.schema(),
+                    partitions: vec![rows],
+                };
+                sink.commit(batch, &fence, output).await?;
             }
         }
+        let schema = std::sync::Arc::clone(&output.schema);
         // The digest is computed beside the sink's encoding, over the same rows as its files
         // hold them.
         let digest = tokio::task::spawn_blocking({
-            let output: Vec<_> = output.iter().flatten().cloned().collect();
+            let output: Vec<_> = output.batches().cloned().collect();
             let format = self.pipeline.sink_format();
             move || crate::digest::digest_as_held(&output, format)
         });
-        let committed = self
-            .sink
-            .commit(batch, self.checkpoint.epoch(), output)
-            .await?;
+        let committed = self.sink.commit(batch, &fence, output).await?;
         let computed_digest = match digest.await {
             Ok(Ok(digest)) => Some(digest),
             Ok(Err(e)) => {
@@ -506,25 +618,28 @@ impl<'a> Driver<'a> {
                 }
             }
         };
-        let query = self.engine.query.as_mut().expect("analyzed above");
-        let state_commit = match query.operator.as_mut() {
-            Some(operator) => operator
-                .commit(batch)
-                .await?
-                .into_iter()
-                .map(|m| StateCommit {
-                    operator: m.operator,
-                    version: batch,
-                    rows_total: m.metrics.rows_total,
-                    rows_updated: m.metrics.rows_updated,
-                    rows_removed: m.metrics.rows_removed,
-                    bytes_written: m.metrics.bytes_written,
-                })
-                .collect(),
-            None => Vec::new(),
-        };
         let execute_ms = ms(execute_started);
         let commit_started = Instant::now();
+        let query = self.engine.query.as_mut().expect("analyzed above");
+        let state_commit = match query.operator.as_mut() {
+            Some(operator) => {
+                self.checkpoint.check_fence().await?;
+                operator
+                    .commit(batch)
+                    .await?
+                    .into_iter()
+                    .map(|m| StateCommit {
+                        operator: m.operator,
+                        version: batch,
+                        rows_total: m.metrics.rows_total,
+                        rows_updated: m.metrics.rows_updated,
+                        rows_removed: m.metrics.rows_removed,
+                        bytes_written: m.metrics.bytes_written,
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         // The watermark never goes back; with several sources it follows the slowest, and it
         // waits until every source with a watermark has seen an event time.
         let candidate = self
@@ -561,7 +676,7 @@ impl<'a> Driver<'a> {
                 plan_ms,
                 offsets_ms,
                 execute_ms,
-                commit_ms: 0.0,
+                commit_ms: ms(commit_started),
             },
         };
         self.checkpoint.write_commit(batch, &commit).await?;

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
 use super::{BatchOutput, Sink, SinkCommit, SinkError};
-use crate::checkpoint::{BatchId, Epoch};
+use crate::checkpoint::{BatchId, Fence};
 
 /// Prints each batch's rows to standard output.
 #[derive(Debug)]
@@ -27,10 +27,10 @@ impl Sink for ConsoleSink {
     async fn commit(
         &self,
         batch: BatchId,
-        _epoch: Epoch,
+        _fence: &Fence,
         output: BatchOutput,
     ) -> Result<SinkCommit, SinkError> {
-        let batches: Vec<_> = output.into_iter().flatten().collect();
+        let batches: Vec<_> = output.partitions.into_iter().flatten().collect();
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         let mut shown = Vec::new();
         let mut left = self.max_rows;

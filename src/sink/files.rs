@@ -1,15 +1,25 @@
 //! The files sink: Parquet, CSV or JSON lines, idempotent by batch id.
 //!
 //! ```text
-//!   batch N:  data files ──► _sluice/staging/N/E/part-N-P.ext (E: the run's epoch; invisible)
+//!   batch N:  fence      ──► no newer epoch exists            (else stop, writing nothing)
+//!             data files ──► _sluice/staging/N/E/part-N-P.ext (E: the run's epoch; invisible)
+//!             fence      ──► no newer epoch exists            (else stop)
 //!             manifest   ──► _sluice/manifest/N               (create-only: the commit point)
 //!             publish    ──► part-N-P.ext                     (rename into place)
 //! ```
 //!
+//! In complete mode each batch writes the whole result table as one file, `result.ext`, and
+//! publishing renames it over the previous batch's: a plain reader sees one whole table, the
+//! old or the new, on local disk (an atomic `rename`) and on object stores (a copy that
+//! replaces the object whole).
+//!
 //! Invariants:
-//! - data file names depend only on the batch id and the output partition;
+//! - data file names depend only on the batch id and the output partition (in complete mode,
+//!   on neither);
 //! - once `_sluice/manifest/N` exists the batch is the sink's: a second call with `N` writes
 //!   no data, it only finishes publishing what the manifest lists;
+//! - a manifest entry this call created never publishes over a file already in place (such a
+//!   file belongs to a batch whose entry retention purged: only a late run gets there);
 //! - `_sluice/owner` names the one pipeline (and checkpoint) the folder belongs to; manifests
 //!   of batches older than the checkpoint's retention are purged;
 //! - a plain reader of `*.parquet` (or `*.csv`, `*.jsonl`) in the folder sees only files of
@@ -27,12 +37,15 @@ use datafusion::parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use super::{BatchOutput, Sink, SinkCommit, SinkError};
-use crate::checkpoint::{BatchId, Epoch};
+use crate::checkpoint::{BatchId, Epoch, Fence};
 use crate::pipeline::FileFormat;
 use crate::storage::Location;
 
 /// The sink's log folder inside the output folder.
 pub const SLUICE_DIR: &str = "_sluice";
+
+/// The stem of the one data file a complete-mode sink keeps (`result.parquet`, ...).
+pub const COMPLETE_RESULT: &str = "result";
 
 /// One batch's entry in the sink's manifest.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -89,7 +102,7 @@ pub struct FilesSink {
     location: Location,
     format: FileFormat,
     pipeline: uuid::Uuid,
-    /// Complete mode: each batch's files replace the earlier batches' files.
+    /// Complete mode: each batch's one file replaces the previous batch's.
     replace: bool,
     /// Whether `_sluice/owner` has been checked (or written) by this run.
     owner_checked: std::sync::atomic::AtomicBool,
@@ -142,7 +155,7 @@ impl FilesSink {
         Ok(())
     }
 
-    /// Makes each batch's files replace those of the earlier batches once it is published
+    /// Makes each batch's one file replace the previous batch's once it is published
     /// (complete mode: the folder holds the latest result table).
     pub fn replacing(mut self) -> Self {
         self.replace = true;
@@ -173,22 +186,6 @@ impl FilesSink {
         Ok(deleted)
     }
 
-    /// Deletes the published data files of batches before `batch`.
-    async fn retire_before(&self, batch: BatchId) -> Result<(), SinkError> {
-        for meta in self.location.list("").await? {
-            let name = self.location.relative(&meta.location);
-            let older = name
-                .strip_prefix("part-")
-                .and_then(|rest| rest.split('-').next())
-                .and_then(|n| n.parse::<u64>().ok())
-                .is_some_and(|b| b < batch.0);
-            if older && !name.contains('/') {
-                self.location.delete(&meta.location).await?;
-            }
-        }
-        Ok(())
-    }
-
     /// The manifest entry of `batch`, relative to the output folder.
     pub fn manifest_file(batch: BatchId) -> String {
         format!("{SLUICE_DIR}/manifest/{}", batch.0)
@@ -201,6 +198,9 @@ impl FilesSink {
     }
 
     fn data_file(&self, batch: BatchId, partition: usize) -> String {
+        if self.replace {
+            return format!("{COMPLETE_RESULT}.{}", self.format.extension());
+        }
         format!(
             "part-{:010}-{partition:04}.{}",
             batch.0,
@@ -274,22 +274,21 @@ impl FilesSink {
                 .map(|f| f.as_ref().clone().with_nullable(true))
                 .collect::<Vec<_>>(),
         ));
+        if self.replace
+            && let Some(newest) = self.manifest_batches().await?.last()
+            && *newest > batch
+        {
+            return Ok(HeldBatch::Missing(format!(
+                "{}/{}: in complete mode batch {newest}'s table has replaced batch {batch}'s",
+                self.location,
+                self.data_file(batch, 0)
+            )));
+        }
         let mut files = Vec::new();
         let mut batches = Vec::new();
         for file in &manifest.files {
             let name = format!("{}/{}", self.location, file.path);
             let Some(bytes) = self.location.get(&self.location.path(&file.path)).await? else {
-                let replaced = self.replace
-                    && self
-                        .manifest_batches()
-                        .await?
-                        .last()
-                        .is_some_and(|newest| *newest > batch);
-                if replaced {
-                    return Ok(HeldBatch::Missing(format!(
-                        "{name} is gone: in complete mode a later batch's files replace it"
-                    )));
-                }
                 return Ok(HeldBatch::Unreadable {
                     file: name,
                     reason: format!("is listed by batch {batch}'s manifest but gone"),
@@ -340,13 +339,24 @@ impl FilesSink {
         })
     }
 
-    /// Moves a committed batch's files from staging into place, where not done yet.
-    async fn publish(&self, manifest: &Manifest) -> Result<(), SinkError> {
+    /// Moves a committed batch's files from staging into place, where not done yet. `fresh`:
+    /// this call created the manifest, so every file is still staged and none may be in place
+    /// already (in append and update modes, where names are the batch's own).
+    async fn publish(&self, manifest: &Manifest, fresh: bool) -> Result<(), SinkError> {
         let staging = Self::staging_dir(manifest.batch, manifest.epoch);
         for file in &manifest.files {
             let from = self.location.path(&format!("{staging}/{}", file.path));
             let to = self.location.path(&file.path);
-            if self.location.exists(&from).await? {
+            if fresh {
+                if !self.replace && self.location.exists(&to).await? {
+                    return Err(SinkError::AlreadyPublished {
+                        location: self.location.to_string(),
+                        batch: manifest.batch,
+                        file: file.path.clone(),
+                    });
+                }
+                self.location.rename(&from, &to).await?;
+            } else if self.location.exists(&from).await? {
                 self.location.rename(&from, &to).await?;
             } else if !self.location.exists(&to).await? {
                 return Err(SinkError::Corrupt {
@@ -369,9 +379,11 @@ impl FilesSink {
         Ok(())
     }
 
+    /// Encodes `batches` (of `schema`; possibly none, for an empty result table) as one file.
     fn encode(
         format: FileFormat,
         batch: BatchId,
+        schema: SchemaRef,
         batches: &[RecordBatch],
     ) -> Result<Vec<u8>, SinkError> {
         let err = |e: String| SinkError::Encode {
@@ -379,10 +391,8 @@ impl FilesSink {
             format: format.as_str(),
             reason: e,
         };
-        let schema = batches
-            .first()
-            .map(RecordBatch::schema)
-            .ok_or_else(|| err("no rows".into()))?;
+        let empty = [RecordBatch::new_empty(Arc::clone(&schema))];
+        let batches = if batches.is_empty() { &empty } else { batches };
         let mut out = Vec::new();
         match format {
             FileFormat::Parquet => {
@@ -421,44 +431,56 @@ impl Sink for FilesSink {
     async fn commit(
         &self,
         batch: BatchId,
-        epoch: Epoch,
+        fence: &Fence,
         output: BatchOutput,
     ) -> Result<SinkCommit, SinkError> {
         self.check_folder_owner(batch).await?;
         if let Some(manifest) = self.read_manifest(batch).await? {
             self.check_owner(&manifest)?;
-            self.publish(&manifest).await?;
-            if self.replace {
-                self.retire_before(batch).await?;
-            }
+            fence.check().await.map_err(Box::new)?;
+            self.publish(&manifest, false).await?;
             return Ok(SinkCommit {
                 rows: manifest.rows,
                 written: false,
             });
         }
+        // A late run stages nothing either: its files would never be cleaned up.
+        fence.check().await.map_err(Box::new)?;
+        let epoch = fence.epoch();
         let staging = Self::staging_dir(batch, epoch);
         let format = self.format;
-        let mut files = Vec::new();
-        // Encode partitions in parallel, write them in partition order.
-        let encoded = futures::future::try_join_all(
-            output
+        let BatchOutput { schema, partitions } = output;
+        // Complete mode writes the whole table as one file, even an empty one (it replaces
+        // the last table); the other modes write one file per partition that has rows.
+        let partitions: Vec<(usize, Vec<RecordBatch>)> = if self.replace {
+            vec![(0, partitions.into_iter().flatten().collect())]
+        } else {
+            partitions
                 .into_iter()
                 .enumerate()
                 .filter(|(_, batches)| batches.iter().any(|b| b.num_rows() > 0))
-                .map(|(partition, batches)| async move {
+                .collect()
+        };
+        let mut files = Vec::new();
+        // Encode partitions in parallel, write them in partition order.
+        let encoded =
+            futures::future::try_join_all(partitions.into_iter().map(|(partition, batches)| {
+                let schema = Arc::clone(&schema);
+                async move {
                     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-                    let bytes =
-                        tokio::task::spawn_blocking(move || Self::encode(format, batch, &batches))
-                            .await
-                            .map_err(|e| SinkError::Encode {
-                                batch,
-                                format: format.as_str(),
-                                reason: e.to_string(),
-                            })??;
+                    let bytes = tokio::task::spawn_blocking(move || {
+                        Self::encode(format, batch, schema, &batches)
+                    })
+                    .await
+                    .map_err(|e| SinkError::Encode {
+                        batch,
+                        format: format.as_str(),
+                        reason: e.to_string(),
+                    })??;
                     Ok::<_, SinkError>((partition, rows, bytes))
-                }),
-        )
-        .await?;
+                }
+            }))
+            .await?;
         for (partition, rows, bytes) in encoded {
             let name = self.data_file(batch, partition);
             let size = bytes.len() as u64;
@@ -480,6 +502,7 @@ impl Sink for FilesSink {
         };
         let text = format!("v1\n{}\n", crate::checkpoint::to_json(&manifest));
         let manifest_path = self.location.path(&Self::manifest_file(batch));
+        fence.check().await.map_err(Box::new)?;
         let written = self
             .location
             .put_if_absent(&manifest_path, text.into_bytes())
@@ -498,10 +521,7 @@ impl Sink for FilesSink {
             self.check_owner(&theirs)?;
             theirs
         };
-        self.publish(&manifest).await?;
-        if self.replace {
-            self.retire_before(batch).await?;
-        }
+        self.publish(&manifest, written).await?;
         Ok(SinkCommit {
             rows: manifest.rows,
             written,

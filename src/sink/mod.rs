@@ -11,7 +11,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 pub use console::ConsoleSink;
 pub use files::{FilesSink, HeldBatch, Manifest, ManifestFile};
 
-use crate::checkpoint::{BatchId, Epoch};
+use crate::checkpoint::{BatchId, CheckpointError, Fence};
 use crate::digest::OutputDigest;
 use crate::storage::StorageError;
 
@@ -44,6 +44,24 @@ pub enum SinkError {
         /// The pipeline id in its manifest.
         owner: uuid::Uuid,
     },
+    /// A newer run has taken over (the fence failed): this run writes nothing more.
+    #[error(transparent)]
+    Fenced(#[from] Box<CheckpointError>),
+    /// A run whose batch's manifest entry is gone (purged) would publish over files a run
+    /// already published: only a late run of an older epoch can get there.
+    #[error(
+        "{location}: batch {batch}'s manifest entry was purged long ago and {file} is already \
+         published; this run is a late one (a newer run has taken over) and stops without \
+         changing anything"
+    )]
+    AlreadyPublished {
+        /// The output folder.
+        location: String,
+        /// The batch.
+        batch: BatchId,
+        /// The file that would have been replaced.
+        file: String,
+    },
     /// The sink's own log is damaged.
     #[error("sink manifest {file} is corrupt: {reason}")]
     Corrupt {
@@ -63,17 +81,37 @@ pub struct SinkCommit {
     pub written: bool,
 }
 
-/// The output of one batch: a list of record batches per output partition.
-pub type BatchOutput = Vec<Vec<RecordBatch>>;
+/// The output of one batch: its schema, and a list of record batches per output partition.
+#[derive(Debug, Clone)]
+pub struct BatchOutput {
+    /// The schema of every record batch (what a sink writes even when there is no row).
+    pub schema: SchemaRef,
+    /// The record batches of each output partition, in partition order.
+    pub partitions: Vec<Vec<RecordBatch>>,
+}
+
+impl BatchOutput {
+    /// The output's rows in partition order, as one list.
+    pub fn batches(&self) -> impl Iterator<Item = &RecordBatch> {
+        self.partitions.iter().flatten()
+    }
+
+    /// The number of rows.
+    pub fn num_rows(&self) -> u64 {
+        self.batches().map(|b| b.num_rows() as u64).sum()
+    }
+}
 
 /// A sink that takes each batch exactly once.
 #[async_trait]
 pub trait Sink: Send + Sync + std::fmt::Debug {
     /// Makes `output` visible as batch `batch`; does nothing if the sink already has it.
+    /// `fence` is checked before anything becomes visible: a late run (an older epoch) stops
+    /// with [`SinkError::Fenced`] instead.
     async fn commit(
         &self,
         batch: BatchId,
-        epoch: Epoch,
+        fence: &Fence,
         output: BatchOutput,
     ) -> Result<SinkCommit, SinkError>;
 

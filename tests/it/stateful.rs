@@ -520,3 +520,107 @@ async fn stream_stream_join_equals_batch() {
         "stream-stream join: {CUTS} random cuts, {batches_run} batches, equal to the batch SQL; at most {kept_max} rows kept at the end"
     );
 }
+
+/// What a plain reader finds in a complete-mode sink folder at one moment: the rows of every
+/// `*.parquet` file and the sum of their `n` column, each file read whole; `Err` when a file
+/// listed is gone or unreadable by the time it is read.
+fn look_at_complete_output(out: &Path) -> Result<(usize, i64), String> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok((0, 0));
+    };
+    let (mut rows, mut sum) = (0, 0);
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .and_then(|b| b.build())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| e.to_string())?;
+            rows += batch.num_rows();
+            let n = batch.column_by_name("n").ok_or("no column n")?;
+            sum += n.as_primitive::<Int64Type>().iter().flatten().sum::<i64>();
+        }
+    }
+    Ok((rows, sum))
+}
+
+/// Complete mode as a plain reader sees it: polling `out/` in a tight loop during a 50-batch
+/// run, every look finds one whole result table (the 5 pages, their counts adding up to whole
+/// batches, never less than the look before), never two tables, a part of one, or none once
+/// the first was published.
+#[test]
+fn a_reader_polling_complete_mode_output_always_sees_one_whole_table() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const FILES: usize = 50;
+    const PER_FILE: i64 = 40;
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", FILES, PER_FILE, 0);
+    let query = "SELECT page, count(*) AS n FROM clicks GROUP BY page";
+    let yaml = pipeline_yaml(&ws, "json", query, 1, "")
+        .replace("trigger:", "output_mode: complete\ntrigger:");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = std::thread::spawn({
+        let out = ws.path("out");
+        let done = Arc::clone(&done);
+        move || {
+            let mut looks = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                looks.push(look_at_complete_output(&out));
+            }
+            looks
+        }
+    });
+    let out = run_bin(
+        &[
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "none",
+        ],
+        ws.dir.path(),
+    );
+    done.store(true, Ordering::SeqCst);
+    let mut looks = reader.join().expect("reader");
+    assert!(out.status.success(), "{}", stderr(&out));
+    looks.push(look_at_complete_output(&ws.path("out")));
+
+    let (mut tables, mut last_sum) = (std::collections::BTreeSet::new(), 0);
+    for look in &looks {
+        let (rows, sum) = look.as_ref().expect("every file listed reads whole");
+        if last_sum == 0 && *rows == 0 {
+            continue; // before the first batch was published
+        }
+        assert_eq!(
+            *rows,
+            PAGES.len(),
+            "one whole table of 5 pages, saw {look:?}"
+        );
+        assert!(
+            sum % PER_FILE == 0 && *sum >= last_sum,
+            "counts of whole batches, never older than the last look: {sum} after {last_sum}"
+        );
+        last_sum = *sum;
+        tables.insert(*sum);
+    }
+    println!(
+        "complete mode: {} looks during a {FILES}-batch run saw {} distinct whole tables",
+        looks.len(),
+        tables.len()
+    );
+    assert_eq!(
+        last_sum,
+        FILES as i64 * PER_FILE,
+        "the last table counts every row"
+    );
+    assert!(
+        tables.len() > 5,
+        "the reader saw the table change during the run"
+    );
+}
