@@ -61,7 +61,8 @@ pub struct BatchInfo {
 pub struct SourceOffset {
     /// The source's name.
     pub source: String,
-    /// The source's end offset for the batch, in its own JSON shape.
+    /// The source's end offset for the batch, in its own JSON shape; `null` while the source
+    /// has had no input (Spark writes `-` there), which is a normal, valid entry.
     pub offset: serde_json::Value,
 }
 
@@ -342,6 +343,24 @@ mod tests {
         let entry = sample();
         let text = entry.to_text();
         assert!(text.starts_with("v1\n{\"batch_timestamp_ms\":1700000000000"));
+        assert_eq!(
+            OffsetsEntry::parse("offsets/4", &text).expect("parse"),
+            entry
+        );
+    }
+
+    #[test]
+    fn a_source_without_an_offset_round_trips() {
+        let mut entry = sample();
+        entry.sources.push(SourceOffset {
+            source: "other".into(),
+            offset: serde_json::Value::Null,
+        });
+        let text = entry.to_text();
+        assert!(
+            text.ends_with("{\"source\":\"other\",\"offset\":null}\n"),
+            "{text}"
+        );
         assert_eq!(
             OffsetsEntry::parse("offsets/4", &text).expect("parse"),
             entry

@@ -13,7 +13,7 @@ use crate::Error;
 use crate::pipeline::{OutputMode, Pipeline};
 use crate::plan::{self, Shape};
 use crate::source::{load_table, peek_schema};
-use crate::state::{AGGREGATE_OPERATOR, find_phases, splice_final};
+use crate::state::{AGGREGATE_OPERATOR, find_phases, splice_final, unfuse};
 
 pub(super) async fn run(path: &Path) -> Result<(), Error> {
     let pipeline = Pipeline::load(path)?;
@@ -54,7 +54,11 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
         pipeline.output_mode,
     )
     .await?;
-    let physical = state.create_physical_plan(&logical).await.map_err(exec)?;
+    let physical = state
+        .create_physical_plan(&logical)
+        .await
+        .and_then(unfuse)
+        .map_err(exec)?;
     let mut out = String::new();
     let mode = pipeline.output_mode;
     let _ = writeln!(

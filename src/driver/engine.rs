@@ -112,13 +112,16 @@ impl<'p> Engine<'p> {
         })
     }
 
-    /// Makes each source's schema known where it can be; `false` while one has none.
-    pub(super) async fn resolve_schemas(&mut self) -> Result<bool, Error> {
-        let mut all = true;
+    /// Makes each source's schema known where it can be (declared, pinned, or inferred from
+    /// its first file); the names of the sources still without one (no file yet).
+    pub(super) async fn resolve_schemas(&mut self) -> Result<Vec<String>, Error> {
+        let mut missing = Vec::new();
         for source in &mut self.sources {
-            all &= source.resolve_schema().await?.is_some();
+            if source.resolve_schema().await?.is_none() {
+                missing.push(source.name().to_string());
+            }
         }
-        Ok(all)
+        Ok(missing)
     }
 
     fn session(&mut self, settings: &PinnedSettings) -> Result<SessionContext, Error> {

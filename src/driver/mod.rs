@@ -351,8 +351,32 @@ impl<'a> Driver<'a> {
             }
         }
         let mut position = self.recover().await?;
-        // Sources without a declared or pinned schema take it from their first file.
-        while !self.engine.resolve_schemas().await? {
+        // Sources without a declared or pinned schema take it from their first file. While no
+        // source has one there is no input at all: wait for it. A source with no schema and no
+        // file beside sources that have one would hold their input back (the query needs its
+        // columns to plan), for ever if it stays empty: like Spark, require its schema.
+        loop {
+            let missing = self.engine.resolve_schemas().await?;
+            if missing.is_empty() {
+                break;
+            }
+            if missing.len() < self.engine.sources.len() {
+                return Err(Error::Usage(format!(
+                    "{}: no file to infer a schema from yet, so the query cannot be planned and \
+                     the other sources' input would wait for it; declare `schema:` for {} (a \
+                     source with a declared schema may stay empty)",
+                    missing
+                        .iter()
+                        .map(|s| format!("source `{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    missing
+                        .iter()
+                        .map(|s| format!("`sources.{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )));
+            }
             match self.trigger {
                 Trigger::Every(interval) if !self.stopping() => self.pause(interval).await,
                 _ => {
@@ -467,7 +491,8 @@ impl<'a> Driver<'a> {
         let mut ends = Vec::new();
         let mut any_new = false;
         for source in &mut self.engine.sources {
-            let start = position.ends.get(source.name());
+            // `null`: the source has had no offset yet.
+            let start = position.ends.get(source.name()).filter(|o| !o.is_null());
             let end = match source.plan(batch, start, admission).await? {
                 Some(end) => {
                     any_new = true;

@@ -17,7 +17,7 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, Volatility};
 use datafusion::optimizer::Optimizer;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -106,7 +106,10 @@ pub fn session(settings: &PinnedSettings) -> SessionContext {
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
     // A streaming aggregation runs DataFusion's two phases apart (partial state per batch,
     // merged with the stored state, finalized to emit), so the plan must keep them apart:
-    // no rewriting of `count(DISTINCT x)` into two aggregations, no fusing of the phases.
+    // no rewriting of `count(DISTINCT x)` into two aggregations, no fusing of the phases, and
+    // no answering an aggregation from the statistics of its input: a batch's table knows its
+    // own row count exactly, so `aggregate_statistics` would replace `count(*)` (alone, no
+    // WHERE) by that batch's count, a literal over a placeholder row, and both phases vanish.
     let logical_rules = Optimizer::new()
         .rules
         .into_iter()
@@ -115,7 +118,12 @@ pub fn session(settings: &PinnedSettings) -> SessionContext {
     let physical_rules = PhysicalOptimizer::new()
         .rules
         .into_iter()
-        .filter(|rule| rule.name() != "CombinePartialFinalAggregate")
+        .filter(|rule| {
+            !matches!(
+                rule.name(),
+                "CombinePartialFinalAggregate" | "aggregate_statistics"
+            )
+        })
         .collect();
     let state = SessionStateBuilder::new()
         .with_config(config)
@@ -200,11 +208,8 @@ pub async fn plan_shape(
 pub fn check_stateless(plan: &LogicalPlan, streams: &BTreeSet<String>) -> Result<(), PlanError> {
     let mut problem = None;
     plan.apply_with_subqueries(|node| {
-        if let Some((operator, reason)) = stateful_operator(node, streams) {
-            problem = Some(PlanError::Unsupported {
-                operator: operator.to_string(),
-                reason: reason.to_string(),
-            });
+        if let Some(refusal) = stateful_operator(node, streams) {
+            problem = Some(refusal);
             return Ok(TreeNodeRecursion::Stop);
         }
         node.apply_expressions(|expr| {
@@ -230,11 +235,8 @@ pub fn check_stateless(plan: &LogicalPlan, streams: &BTreeSet<String>) -> Result
     problem.map_or(Ok(()), Err)
 }
 
-/// An operator that needs state across batches where none can be kept, with the reason.
-fn stateful_operator(
-    node: &LogicalPlan,
-    streams: &BTreeSet<String>,
-) -> Option<(&'static str, &'static str)> {
+/// An operator that needs state across batches where none can be kept, refused by name.
+fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<PlanError> {
     const NESTED: &str =
         "under another aggregation: Sluice keeps the state of one aggregation per query";
     let found = match node {
@@ -257,12 +259,19 @@ fn stateful_operator(
         ),
         LogicalPlan::RecursiveQuery(_) => ("a recursive query", "over a stream is not supported"),
         LogicalPlan::Join(j) => {
-            return (reads_stream(&j.left, streams) && reads_stream(&j.right, streams)).then_some(
-                (
-                    "a join of two streams",
-                    "is not supported yet; join a stream with static tables (`tables:`)",
-                ),
+            let (left, right) = (
+                reads_stream(&j.left, streams),
+                reads_stream(&j.right, streams),
             );
+            return match (left, right) {
+                (true, true) => Some(PlanError::Unsupported {
+                    operator: "a join of two streams".into(),
+                    reason: "is not supported yet; join a stream with static tables (`tables:`)"
+                        .into(),
+                }),
+                (true, false) | (false, true) => stream_static_join(j.join_type, left),
+                (false, false) => None,
+            };
         }
         LogicalPlan::Subquery(_) => (
             "a subquery over a stream",
@@ -270,7 +279,52 @@ fn stateful_operator(
         ),
         _ => return None,
     };
-    reads_stream(node, streams).then_some(found)
+    reads_stream(node, streams).then(|| PlanError::Unsupported {
+        operator: found.0.into(),
+        reason: found.1.into(),
+    })
+}
+
+/// Whether a `join_type` join of a stream (on the left when `stream_on_left`) with a static
+/// table keeps or tests the static table's rows: a full join, or an outer, semi, anti or mark
+/// join whose kept side is the static one. Whether such a join emits a static row depends on
+/// the stream rows of every batch so far (a static row is unmatched only if no batch matched
+/// it), which is state. The other joins (inner; LEFT ... with the stream on the left; RIGHT ...
+/// with the stream on the right) make each output row of one stream row and the whole static
+/// table, so batch by batch they give the join over the whole stream. Spark's
+/// `UnsupportedOperationChecker` draws the same line for stream-static joins.
+pub(crate) fn keeps_static_rows(join_type: JoinType, stream_on_left: bool) -> bool {
+    match join_type {
+        JoinType::Inner => false,
+        JoinType::Full => true,
+        JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => {
+            !stream_on_left
+        }
+        JoinType::Right | JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark => {
+            stream_on_left
+        }
+    }
+}
+
+/// The refusal of a stream-static join that [`keeps_static_rows`].
+fn stream_static_join(join_type: JoinType, stream_on_left: bool) -> Option<PlanError> {
+    let (stream, table) = if stream_on_left {
+        ("left", "right")
+    } else {
+        ("right", "left")
+    };
+    keeps_static_rows(join_type, stream_on_left).then(|| PlanError::Unsupported {
+        operator: format!(
+            "a {join_type} join of a stream (on the {stream}) with a static table (on the {table})"
+        ),
+        reason: "is not supported: which of the static table's rows it emits depends on the \
+                 stream rows of every batch so far, and Sluice keeps no state for that (each \
+                 batch would emit again the static rows its own rows did not match). Joins \
+                 with a static table that run: inner joins, and joins that keep the stream's \
+                 rows (`stream LEFT JOIN table`, `table RIGHT JOIN stream`, \
+                 `stream LEFT SEMI JOIN table`, `stream LEFT ANTI JOIN table`)"
+            .into(),
+    })
 }
 
 /// The columns an optimized `plan` reads from each stream, in the stream's column order;
@@ -359,6 +413,11 @@ mod tests {
             "SELECT a + 1 AS x, upper(b) FROM s WHERE a > 3",
             "SELECT s.a, t.b FROM s JOIN t ON s.a = t.a",
             "SELECT s.a FROM s LEFT JOIN (SELECT a, count(*) AS n FROM t GROUP BY a) c ON s.a = c.a",
+            "SELECT s.a, t.b FROM t RIGHT JOIN s ON s.a = t.a",
+            "SELECT s.a FROM s LEFT SEMI JOIN t ON s.a = t.a",
+            "SELECT s.a FROM s LEFT ANTI JOIN t ON s.a = t.a",
+            "SELECT s.a FROM t RIGHT ANTI JOIN s ON s.a = t.a",
+            "SELECT t.a FROM t FULL JOIN t AS u ON t.a = u.a",
             "SELECT a, now() AS at FROM s",
             "SELECT unnest(make_array(a, a)) FROM s",
             "SELECT a FROM s UNION ALL SELECT a FROM s2",
@@ -385,12 +444,47 @@ mod tests {
                 "join of two streams",
             ),
             (
+                "SELECT s.a FROM s FULL JOIN t ON s.a = t.a",
+                "a Full join of a stream (on the left) with a static table (on the right)",
+            ),
+            (
                 "SELECT a FROM t WHERE a IN (SELECT a FROM s)",
                 "subquery over a stream",
             ),
         ] {
             let err = plan(sql).await.expect_err(sql).to_string();
             assert!(err.contains(operator), "{sql}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn aggregations_keep_both_phases_over_a_batch_with_rows() {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::record_batch::RecordBatch;
+        let ctx = session(&default_settings());
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let rows = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from(vec![1, 2]))],
+        )
+        .expect("rows");
+        let mem = MemTable::try_new(schema, vec![vec![rows]]).expect("table");
+        ctx.register_table("s", Arc::new(mem)).expect("register");
+        for sql in [
+            "SELECT count(*) AS n FROM s",
+            "SELECT count(1) AS n FROM s",
+            "SELECT count(a) AS n FROM s",
+            "SELECT count(DISTINCT a) AS n FROM s",
+            "SELECT min(a) AS lo, max(a) AS hi FROM s",
+            "SELECT a, count(*) AS n FROM s GROUP BY a",
+        ] {
+            let (state, logical) = plan_batch(&ctx, sql, 0).await.expect(sql);
+            let physical = state
+                .create_physical_plan(&logical)
+                .await
+                .and_then(crate::state::unfuse)
+                .expect(sql);
+            crate::state::find_phases(&physical, &[]).unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
     }
 

@@ -14,7 +14,7 @@ use datafusion::common::Column;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::logical_expr::{Distinct, Expr, LogicalPlan, Operator};
 
-use super::{PlanError, check_stateless, reads_stream};
+use super::{PlanError, check_stateless, keeps_static_rows, reads_stream};
 use crate::pipeline::OutputMode;
 
 /// What the query keeps between batches.
@@ -308,7 +308,8 @@ impl Walk<'_> {
                 self.above(&l.input)
             }
             LogicalPlan::Join(j) => {
-                let (stream_side, other) = if reads_stream(&j.left, self.streams) {
+                let on_left = reads_stream(&j.left, self.streams);
+                let (stream_side, other) = if on_left {
                     (&j.left, &j.right)
                 } else {
                     (&j.right, &j.left)
@@ -318,6 +319,24 @@ impl Walk<'_> {
                         "a join of two streams",
                         "is not supported yet; join a stream with static tables (`tables:`)",
                     ));
+                }
+                // Over the whole result table (complete mode) every join type is right; over
+                // the rows a batch emits, only one that keeps the aggregation's rows.
+                if self.mode != OutputMode::Complete && keeps_static_rows(j.join_type, on_left) {
+                    return Err(PlanError::Mode {
+                        mode: self.mode.as_str(),
+                        operator: format!(
+                            "a {} join of an aggregation's result (on the {}) with a static \
+                             table that keeps the table's rows",
+                            j.join_type,
+                            if on_left { "left" } else { "right" }
+                        ),
+                        reason: "a static row is unmatched only if no group of the whole result \
+                                 table matches it, and only complete mode emits the whole table \
+                                 each batch"
+                            .into(),
+                        works: "complete",
+                    });
                 }
                 self.above(stream_side)
             }
@@ -605,6 +624,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn joins_with_a_static_table_that_keep_the_stream_rows_run() {
+        use OutputMode::{Append, Complete, Update};
+        for (sql, mode) in [
+            ("SELECT s.a, t.b FROM s LEFT JOIN t ON s.a = t.a", Append),
+            (
+                "SELECT s.a, t.b FROM t RIGHT OUTER JOIN s ON s.a = t.a",
+                Update,
+            ),
+            ("SELECT s.a FROM s LEFT ANTI JOIN t ON s.a = t.a", Append),
+            ("SELECT s.a FROM t RIGHT SEMI JOIN s ON s.a = t.a", Append),
+            (
+                "SELECT t.b, count(*) FROM s LEFT JOIN t ON s.a = t.a GROUP BY t.b",
+                Update,
+            ),
+            (
+                "SELECT c.a, c.n FROM (SELECT a, count(*) AS n FROM s GROUP BY a) c \
+                 LEFT JOIN t ON c.a = t.a",
+                Update,
+            ),
+            // The whole result table each batch: any join with a static table is right.
+            (
+                "SELECT t.b, c.n FROM (SELECT a, count(*) AS n FROM s GROUP BY a) c \
+                 FULL JOIN t ON c.a = t.a",
+                Complete,
+            ),
+        ] {
+            analyze_sql(sql, mode)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    #[tokio::test]
     async fn a_join_of_two_streams_is_bounded_both_ways() {
         for (sql, left, right) in [
             (
@@ -733,6 +785,58 @@ mod tests {
                 "SELECT DISTINCT ON (a) a, b FROM s ORDER BY a, b",
                 Append,
                 &["DISTINCT ON"],
+            ),
+            (
+                "SELECT s.a, t.b FROM s FULL JOIN t ON s.a = t.a",
+                Append,
+                &[
+                    "a Full join of a stream (on the left) with a static table (on the right)",
+                    "`stream LEFT JOIN table`",
+                ],
+            ),
+            (
+                "SELECT s.a, t.b FROM t FULL OUTER JOIN s ON s.a = t.a",
+                Update,
+                &["a Full join of a stream (on the right) with a static table (on the left)"],
+            ),
+            (
+                "SELECT t.b FROM t LEFT JOIN s ON s.a = t.a",
+                Append,
+                &["a Left join of a stream (on the right)"],
+            ),
+            (
+                "SELECT t.b FROM s RIGHT JOIN t ON s.a = t.a",
+                Append,
+                &["a Right join of a stream (on the left)"],
+            ),
+            (
+                "SELECT t.b FROM t LEFT SEMI JOIN s ON s.a = t.a",
+                Append,
+                &["a LeftSemi join of a stream (on the right)"],
+            ),
+            (
+                "SELECT t.b FROM t LEFT ANTI JOIN s ON s.a = t.a",
+                Append,
+                &["a LeftAnti join of a stream (on the right)"],
+            ),
+            (
+                "SELECT t.b FROM s RIGHT ANTI JOIN t ON s.a = t.a",
+                Append,
+                &["a RightAnti join of a stream (on the left)"],
+            ),
+            (
+                "SELECT t.b, count(*) FROM s FULL JOIN t ON s.a = t.a GROUP BY t.b",
+                Update,
+                &["a Full join of a stream (on the left)"],
+            ),
+            (
+                "SELECT t.b, c.n FROM (SELECT a, count(*) AS n FROM s GROUP BY a) c \
+                 RIGHT JOIN t ON c.a = t.a",
+                Update,
+                &[
+                    "a Right join of an aggregation's result (on the left)",
+                    "complete",
+                ],
             ),
         ] {
             let err = analyze_sql(sql, mode).await.expect_err(sql).to_string();

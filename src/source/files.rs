@@ -663,8 +663,21 @@ impl Source for FilesSource {
         end: &serde_json::Value,
         columns: Option<&[String]>,
     ) -> Result<BatchInput, SourceError> {
-        if end.is_null() && start.is_none() {
-            // The source has had no input yet (another source has).
+        // `null` is "no offset yet": the source has had no input (another source has), in
+        // this batch (`end`) or up to the batch before (`start`, as the previous entry logged
+        // it, or absent for batch 0). An empty range still has the source's columns.
+        let start = start.filter(|o| !o.is_null());
+        if end.is_null() {
+            if let Some(start) = start {
+                return Err(CheckpointError::Inconsistent {
+                    location: self.checkpoint.to_string(),
+                    reason: format!(
+                        "source `{}` goes back from offset {start} to no offset",
+                        self.name
+                    ),
+                }
+                .into());
+            }
             return self.read_files(BatchId(0), &[], columns).await;
         }
         let Some(end_log) = log_offset(Some(end)) else {
@@ -760,6 +773,49 @@ mod tests {
             on_error: OnError::Fail,
             watermark: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_source_without_input_reads_empty_in_every_batch() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("in");
+        std::fs::create_dir_all(&data).expect("in/");
+        let ckpt = Location::open(
+            &dir.path().join("ckpt").display().to_string(),
+            true,
+            false,
+            None,
+        )
+        .expect("ckpt");
+        let mut source = FilesSource::open("a", &config(&data), &ckpt, None, false)
+            .await
+            .expect("open");
+        let null = serde_json::Value::Null;
+        // Batch 0 (no start) and every later batch (start logged as `null`) read nothing.
+        for start in [None, Some(&null)] {
+            assert_eq!(
+                source
+                    .plan(BatchId(1), start, Admission::SourceLimits)
+                    .await
+                    .expect("plan"),
+                None
+            );
+            let input = source.read(start, &null, None).await.expect("read");
+            assert_eq!((input.rows, input.files), (0, 0));
+            assert_eq!(input.schema.field(0).name(), "id");
+        }
+        // Input arrives later: the range from "no offset" is its first file.
+        std::fs::write(data.join("f0.json"), "{\"id\":1}\n").expect("file");
+        let end = source
+            .plan(BatchId(2), Some(&null), Admission::SourceLimits)
+            .await
+            .expect("plan")
+            .expect("the new file");
+        assert_eq!(end, json!({"log": 2, "files": 1}));
+        let input = source.read(Some(&null), &end, None).await.expect("read");
+        assert_eq!(input.rows, 1);
+        // An offset cannot go back to "no offset".
+        assert!(source.read(Some(&end), &null, None).await.is_err());
     }
 
     #[tokio::test]

@@ -149,7 +149,8 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     async fn freeze(&mut self) -> Result<(), SourceError>;
 
     /// Plans batch `batch`: logs what it reads and returns its end offset, or `None` when there
-    /// is nothing new after `start`.
+    /// is nothing new after `start`. A source with no input yet has no offset: the driver logs
+    /// `null` for it, and `start` is absent or `null` until it has one.
     async fn plan(
         &mut self,
         batch: BatchId,
@@ -158,7 +159,8 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<serde_json::Value>, SourceError>;
 
     /// The rows in `(start, end]`, the same every time; only the named `columns` (in that
-    /// order) where given.
+    /// order) where given. `start` absent or `null` is the very beginning; `end` `null` (no
+    /// input yet) is an empty range, with the source's schema.
     async fn read(
         &self,
         start: Option<&serde_json::Value>,

@@ -21,7 +21,10 @@
 //! - a batch touches only the stored rows of the groups in its input (and, with a watermark,
 //!   the groups it closes), so its cost grows with what changed, not with the state;
 //! - append mode emits a group once, when no row can change it any more: a closed event-time
-//!   group, or a new group of a `DISTINCT`.
+//!   group, or a new group of a `DISTINCT`;
+//! - update mode emits a group when its final row changed: a new group, or one whose `Final`
+//!   over its merged state differs from its `Final` over its stored state (a group the batch
+//!   touched may keep its row: `first_value` of `DISTINCT ON`, `min`, `max`, a `DISTINCT` row).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -30,9 +33,12 @@ use async_trait::async_trait;
 
 use datafusion::arrow::array::BooleanArray;
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{Row, RowConverter, SortField};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::execution::TaskContext;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
@@ -166,6 +172,7 @@ impl Operator for AggregateOperator {
         let physical = session
             .create_physical_plan(logical)
             .await
+            .and_then(unfuse)
             .map_err(|e| self.compute(e))?;
         let task = session.task_ctx();
         let (final_node, partial) = find_phases(&physical, &self.shape.output_names)
@@ -189,15 +196,19 @@ impl Operator for AggregateOperator {
             .map_err(|e| compute(&e))?;
         let partial_out =
             concat_batches(&schema, partial_out.iter().flatten()).map_err(|e| compute(&e))?;
-        let changed = if partial_out.num_rows() == 0 {
-            RecordBatch::new_empty(Arc::clone(&schema))
+        // `previous`: the stored state of the groups the batch touched, from before the batch.
+        let (changed, previous) = if partial_out.num_rows() == 0 {
+            let empty = RecordBatch::new_empty(Arc::clone(&schema));
+            (empty.clone(), empty)
         } else {
             let keys = state.keys(&partial_out).map_err(|e| compute(&e))?;
             let stored = state
                 .rows(keys.iter().map(|k| &k[..]))
                 .map_err(|e| compute(&e))?;
+            // The stored state first: where an aggregate keeps the first of equal candidates
+            // (`first_value` over ties, `DISTINCT ON` without ORDER BY), the earlier row stays.
             let input = MemorySourceConfig::try_new_exec(
-                &[vec![partial_out, stored]],
+                &[vec![stored.clone(), partial_out]],
                 Arc::clone(&schema),
                 None,
             )
@@ -216,7 +227,10 @@ impl Operator for AggregateOperator {
                 .map_err(|e| compute(&e))?;
             let reduced =
                 concat_batches(&schema, reduced.iter().flatten()).map_err(|e| compute(&e))?;
-            state.sort_by_key(&reduced).map_err(|e| compute(&e))?
+            (
+                state.sort_by_key(&reduced).map_err(|e| compute(&e))?,
+                stored,
+            )
         };
         let changed_keys = state.keys(&changed).map_err(|e| compute(&e))?;
         let is_new: Vec<bool> = changed_keys.iter().map(|k| !state.contains(k)).collect();
@@ -237,7 +251,21 @@ impl Operator for AggregateOperator {
                 filter_record_batch(&changed, &BooleanArray::from(is_new))
                     .map_err(|e| compute(&e))?
             }
-            OutputMode::Update => changed.clone(),
+            OutputMode::Update if previous.num_rows() == 0 => changed.clone(),
+            // A group the batch touched may keep its row (`first_value`, `min`, `max`, ...):
+            // only groups whose final row changed are emitted, new ones included.
+            OutputMode::Update => {
+                let before = finalize(final_agg, previous, Arc::clone(&task))
+                    .await
+                    .map_err(|e| compute(&e))?;
+                let after = finalize(final_agg, changed.clone(), Arc::clone(&task))
+                    .await
+                    .map_err(|e| compute(&e))?;
+                let moved =
+                    groups_whose_row_changed(state, &before, &after).map_err(|e| compute(&e))?;
+                let keep: Vec<bool> = changed_keys.iter().map(|k| moved.contains(k)).collect();
+                filter_record_batch(&changed, &BooleanArray::from(keep)).map_err(|e| compute(&e))?
+            }
             OutputMode::Append => expired_rows.clone(),
         };
         state.remove(&expired);
@@ -313,14 +341,7 @@ pub fn splice_final(
     let final_agg = final_node
         .downcast_ref::<AggregateExec>()
         .ok_or_else(|| datafusion::error::DataFusionError::Internal("not an aggregation".into()))?;
-    let final_exec: Arc<dyn ExecutionPlan> = Arc::new(AggregateExec::try_new(
-        AggregateMode::Final,
-        final_agg.group_expr().clone(),
-        final_agg.aggr_expr().to_vec(),
-        vec![None; final_agg.aggr_expr().len()],
-        input,
-        final_agg.input_schema(),
-    )?);
+    let final_exec = final_over(final_agg, input)?;
     let target = Arc::as_ptr(final_node);
     Ok(Arc::clone(plan)
         .transform_down(|node| {
@@ -331,6 +352,98 @@ pub fn splice_final(
             })
         })?
         .data)
+}
+
+/// `plan` with every aggregation DataFusion planned in one phase (`Single`,
+/// `SinglePartitioned`) split into its `Partial` and `Final` phases again, so that any
+/// aggregation DataFusion can plan runs incrementally.
+pub fn unfuse(plan: Arc<dyn ExecutionPlan>) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    Ok(plan
+        .transform_up(|node| {
+            let Some(agg) = node.downcast_ref::<AggregateExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            let final_mode = match *agg.mode() {
+                AggregateMode::Single => AggregateMode::Final,
+                AggregateMode::SinglePartitioned => AggregateMode::FinalPartitioned,
+                _ => return Ok(Transformed::no(node)),
+            };
+            let partial = Arc::new(AggregateExec::try_new(
+                AggregateMode::Partial,
+                agg.group_expr().clone(),
+                agg.aggr_expr().to_vec(),
+                agg.filter_expr().to_vec(),
+                Arc::clone(agg.input()),
+                agg.input_schema(),
+            )?);
+            let final_exec: Arc<dyn ExecutionPlan> = Arc::new(AggregateExec::try_new(
+                final_mode,
+                agg.group_expr().as_final(),
+                agg.aggr_expr().to_vec(),
+                agg.filter_expr().to_vec(),
+                partial,
+                agg.input_schema(),
+            )?);
+            Ok(Transformed::yes(final_exec))
+        })?
+        .data)
+}
+
+/// A `Final` aggregation of `final_agg`'s expressions over `input`, which holds partial state.
+fn final_over(
+    final_agg: &AggregateExec,
+    input: Arc<dyn ExecutionPlan>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    Ok(Arc::new(AggregateExec::try_new(
+        AggregateMode::Final,
+        final_agg.group_expr().clone(),
+        final_agg.aggr_expr().to_vec(),
+        vec![None; final_agg.aggr_expr().len()],
+        input,
+        final_agg.input_schema(),
+    )?))
+}
+
+/// The final rows of the groups whose partial state is `rows`.
+async fn finalize(
+    final_agg: &AggregateExec,
+    rows: RecordBatch,
+    task: Arc<TaskContext>,
+) -> datafusion::error::Result<RecordBatch> {
+    let schema = rows.schema();
+    let input = MemorySourceConfig::try_new_exec(&[vec![rows]], schema, None)?;
+    let exec = final_over(final_agg, input)?;
+    let out = collect_partitioned(Arc::clone(&exec), task).await?;
+    Ok(concat_batches(&exec.schema(), out.iter().flatten())?)
+}
+
+/// The keys of the groups whose final row in `after` is not among the final rows `before`.
+/// A final row holds its group's key, so a row of `after` found in `before` is its own
+/// group's row from before, unchanged. One converter encodes both, so equal rows are equal
+/// bytes (every Arrow type, nested ones included).
+fn groups_whose_row_changed(
+    state: &KeyedState,
+    before: &RecordBatch,
+    after: &RecordBatch,
+) -> Result<HashSet<Key>, ArrowError> {
+    let converter = RowConverter::new(
+        after
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect(),
+    )?;
+    let old = converter.convert_columns(before.columns())?;
+    let old: HashSet<Row<'_>> = old.iter().collect();
+    let new = converter.convert_columns(after.columns())?;
+    Ok(state
+        .keys(after)?
+        .into_iter()
+        .zip(new.iter())
+        .filter(|(_, row)| !old.contains(row))
+        .map(|(key, _)| key)
+        .collect())
 }
 
 /// An aggregation's final and partial phases in a plan.
@@ -358,7 +471,9 @@ pub fn find_phases(plan: &Arc<dyn ExecutionPlan>, names: &[String]) -> Result<Ph
     let final_node = match finals.len() {
         0 => {
             return Err(
-                "the plan has no final aggregation (its two phases were fused)".to_string(),
+                "the plan has no final aggregation over the stream (a DataFusion optimizer \
+                 rule replaced it)"
+                    .to_string(),
             );
         }
         1 => finals.remove(0),

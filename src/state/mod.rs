@@ -27,7 +27,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 
 pub use aggregate::{
-    AGGREGATE_OPERATOR, AggregateOperator, Phases, StateMetrics, find_phases, splice_final,
+    AGGREGATE_OPERATOR, AggregateOperator, Phases, StateMetrics, find_phases, splice_final, unfuse,
 };
 pub use files::{StateFile, StateFileKind, StateFiles};
 pub use join::JoinOperator;

@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod crash;
 mod fault;
+mod field;
 mod replay;
 mod report;
 mod s3;

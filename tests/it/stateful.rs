@@ -176,6 +176,16 @@ const CASES: &[ShapeCase] = &[
                 ON c.page = s.page AND s.section <> 'support' GROUP BY 1, 2",
         check: Check::Append(Some(("window_start", "1 minute"))),
     },
+    ShapeCase {
+        name: "global count alone (DataFusion answers it from statistics unless told not to)",
+        query: "SELECT count(*) AS n FROM clicks",
+        check: Check::Complete,
+    },
+    ShapeCase {
+        name: "global count(1) and count(column)",
+        query: "SELECT count(1) AS n, count(user_id) AS users FROM clicks",
+        check: Check::Update(0),
+    },
 ];
 
 fn mode_of(check: Check) -> &'static str {
@@ -376,6 +386,8 @@ property_tests! {
     stream_static_join_aggregate_equals_batch => 11,
     filter_and_projection_around_aggregate_equal_batch => 12,
     windowed_left_join_append_equals_batch => 13,
+    global_count_alone_equals_batch => 14,
+    global_counts_of_column_and_literal_equal_batch => 15,
 }
 
 /// After 100 batches, a restart loads the state from its snapshot and deltas: the old input
@@ -623,4 +635,28 @@ fn a_reader_polling_complete_mode_output_always_sees_one_whole_table() {
         tables.len() > 5,
         "the reader saw the table change during the run"
     );
+}
+
+/// Update mode writes a group's row only when it changed: a batch may touch a group and leave
+/// its row as it was (`DISTINCT ON`'s first row, `min`), and then writes nothing for it.
+#[tokio::test]
+async fn update_mode_writes_a_group_again_only_when_its_row_changed() {
+    for query in [
+        "SELECT DISTINCT ON (page) page, id FROM clicks ORDER BY page, id",
+        "SELECT page, min(id) AS first FROM clicks GROUP BY page",
+    ] {
+        let ws = Workspace::new();
+        // 3 files of 10 clicks, one per batch; each file has every page, at higher ids.
+        write_clicks(&ws.path("in"), "json", 3, 10, 0);
+        let yaml = pipeline_yaml(&ws, "json", query, 1, "")
+            .replace("trigger:", "output_mode: update\ntrigger:");
+        let summary = run(&yaml, RunOptions::default()).await.expect(query);
+        assert_eq!(summary.batches, 3, "{query}");
+        // Batch 0 writes each page's row once; batches 1 and 2 change none of them.
+        assert_eq!(
+            sink_rows(&ws.path("out")).await,
+            oracle(&ws.path("in"), "json", query).await,
+            "{query}"
+        );
+    }
 }

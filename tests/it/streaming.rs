@@ -333,3 +333,50 @@ async fn a_thousand_tiny_batches_keep_the_checkpoint_and_sink_log_bounded() {
     // Update mode: each one-row batch changes one group, so the changelog has a row per batch.
     assert_eq!(sink_rows(&ws.path("out")).await.len(), 1000);
 }
+
+/// The pipeline file of `clicks` (in `in/`) beside a second source `other` (in `other/`, with
+/// no file), whose `schema:` line is `other_schema`.
+fn two_sources_yaml(ws: &Workspace, other_schema: &str) -> String {
+    std::fs::create_dir_all(ws.path("other")).expect("other/");
+    let extra = format!(
+        "  other:\n    kind: files\n    path: {}\n    format: json\n{other_schema}",
+        ws.p("other")
+    );
+    let query = "SELECT id FROM clicks UNION ALL SELECT id FROM other";
+    pipeline_yaml(ws, "json", query, 1, &extra)
+}
+
+/// A source with no input yet is normal, in every batch and every run: its offset is logged
+/// as `null` ("no offset yet") and it reads as an empty table with its declared columns.
+#[tokio::test]
+async fn a_source_without_input_is_an_empty_table_in_every_run() {
+    let ws = Workspace::new();
+    let yaml = two_sources_yaml(&ws, "    schema: { id: bigint }\n");
+    for n in 0..2 {
+        write_clicks(&ws.path("in"), "json", 1, 10, n);
+        let summary = run(&yaml, RunOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("run {n}: {e}"));
+        assert_eq!((summary.batches, summary.rows_in), (1, 10), "run {n}");
+    }
+    let logged = std::fs::read_to_string(ws.path("ckpt/offsets/1")).expect("offsets/1");
+    assert!(
+        logged.contains(r#"{"source":"other","offset":null}"#),
+        "{logged}"
+    );
+    assert_eq!(sink_rows(&ws.path("out")).await.len(), 20);
+}
+
+/// A source with neither a schema nor a file cannot give the query its columns, so the other
+/// source's input could never run: refused at once, naming the key to set.
+#[tokio::test]
+async fn a_source_with_no_schema_and_no_file_is_refused_by_name() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 10, 0);
+    let yaml = two_sources_yaml(&ws, "");
+    let err = run(&yaml, RunOptions::default())
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("`sources.other`"), "{err}");
+}
