@@ -144,29 +144,19 @@ pub struct Superseded {
 /// A run's claim on its checkpoint, checked before each write that can make output visible or
 /// change the log (DESIGN 1: a newer epoch always wins).
 ///
-/// Epochs are created create-only in increasing order (`epochs/<E>`) and purged oldest first,
-/// so the run of epoch `E` has been superseded exactly when `epochs/<E+1>` exists or its own
-/// `epochs/<E>` is gone. A check is those two existence tests, made together: two HEAD
-/// requests on an object store, two `stat` calls on local disk. Between a check and the write
-/// it guards there is no lock: a run paused in that gap can still make one write, which the
-/// create-only log entries and the sinks' own guards (a fresh manifest never publishes over
-/// files already there) then refuse or contain.
+/// Epochs are created create-only in increasing order (`epochs/<E>`), and a run purges only
+/// entries older than its own, so the run of epoch `E` has been superseded exactly when the
+/// `epochs/` folder holds a number above `E`. A check is one listing of that folder (at most
+/// eleven entries): one LIST request on an object store, one `readdir` on local disk. Between
+/// a check and the write it guards there is no lock: a run paused in that gap can still make
+/// that one write (see the README's "The batch protocol" for what then contains it).
 #[derive(Debug, Clone)]
 pub struct Fence {
-    /// The checkpoint; `None` for a fence that never fences (a sink written outside a run).
-    location: Option<Location>,
+    location: Location,
     epoch: Epoch,
 }
 
 impl Fence {
-    /// A fence for writes made outside any run (tools and tests): it never fences.
-    pub fn unchecked(epoch: Epoch) -> Self {
-        Self {
-            location: None,
-            epoch,
-        }
-    }
-
     /// The epoch of the run this fence guards.
     pub fn epoch(&self) -> Epoch {
         self.epoch
@@ -174,27 +164,19 @@ impl Fence {
 
     /// `Ok` while no newer run exists; [`Superseded`] (naming the newest epoch) once one does.
     pub async fn check(&self) -> Result<(), CheckpointError> {
-        let Some(location) = &self.location else {
-            return Ok(());
-        };
-        let next = location.path(&paths::epoch(Epoch(self.epoch.0 + 1)));
-        let own = location.path(&paths::epoch(self.epoch));
-        let (next_exists, own_exists) =
-            futures::try_join!(location.exists(&next), location.exists(&own))?;
-        if !next_exists && own_exists {
-            return Ok(());
-        }
-        let newest = list_numbers(location, paths::EPOCHS)
+        let newest = list_numbers(&self.location, paths::EPOCHS)
             .await?
             .last()
-            .copied()
-            .unwrap_or(self.epoch.0 + 1);
-        Err(Superseded {
-            location: location.to_string(),
-            epoch: self.epoch,
-            newer: Epoch(newest.max(self.epoch.0 + 1)),
+            .copied();
+        match newest {
+            Some(newest) if newest > self.epoch.0 => Err(Superseded {
+                location: self.location.to_string(),
+                epoch: self.epoch,
+                newer: Epoch(newest),
+            }
+            .into()),
+            _ => Ok(()),
         }
-        .into())
     }
 }
 
@@ -289,7 +271,7 @@ impl Checkpoint {
     /// This run's fence, for the sinks it writes.
     pub fn fence(&self) -> Fence {
         Fence {
-            location: Some(self.location.clone()),
+            location: self.location.clone(),
             epoch: self.epoch,
         }
     }
@@ -426,6 +408,23 @@ impl Checkpoint {
         batch: BatchId,
     ) -> Result<Option<CommitEntry>, CheckpointError> {
         read_commit(&self.location, batch).await
+    }
+
+    /// Syncs the newest offsets and commit entries to disk (local disk; nothing elsewhere): a
+    /// run that crashed right after writing one, before syncing it, leaves it to the next run,
+    /// which goes on from it.
+    pub async fn sync_newest(&self, logs: &LogListing) -> Result<(), CheckpointError> {
+        if let Some(batch) = logs.offsets.last() {
+            self.location
+                .sync(&self.location.path(&paths::offsets(*batch)))
+                .await?;
+        }
+        if let Some(batch) = logs.commits.last() {
+            self.location
+                .sync(&self.location.path(&paths::commits(*batch)))
+                .await?;
+        }
+        Ok(())
     }
 
     /// The batch numbers present in the offsets and commits logs.
@@ -615,7 +614,8 @@ async fn take_epoch(location: &Location, run_id: uuid::Uuid) -> Result<Epoch, Ch
         }
         next += 1;
     }
-    // Entries of runs long gone are only history: keep the last ten.
+    // Entries of runs long gone are only history: keep the ten before this run's. Only older
+    // entries go, so a listing always shows the newest epoch (what fences a late run).
     for old in taken.into_iter().filter(|e| e + 10 < next) {
         location
             .delete(&location.path(&paths::epoch(Epoch(old))))

@@ -95,24 +95,35 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
             checkpoint: Some(checkpoint_spec.clone()),
             ..options.clone()
         };
-        let finished = match Driver::open(&planned, pending_options).await {
-            Ok(driver) => driver.finish_pending().await,
-            Err(e) => Err(e),
-        };
-        summary = finished.map_err(|source| Error::Pending {
-            batch,
-            planned: planned_file,
-            advice: match batch.prev() {
-                Some(last) => format!(
-                    "to plan batch {batch} again with the edited file, take it back first: \
-                     `sluice rewind {checkpoint_spec} --to {last}`"
-                ),
-                None => "to plan it again with the edited file, start over on a new \
-                         checkpoint (no batch was committed)"
-                    .to_string(),
-            },
-            source: Box::new(source),
-        })?;
+        let driver = Driver::open(&planned, pending_options).await?;
+        // What running the batch itself hit (its input, its query) is the edit's business;
+        // a checkpoint or store error is reported as it is.
+        summary = driver
+            .finish_pending()
+            .await
+            .map_err(|source| match source {
+                Error::Checkpoint(_) | Error::Storage(_) => source,
+                source => Error::Pending {
+                    batch,
+                    planned: planned_file,
+                    advice: match batch.prev() {
+                        _ if planned.output_mode == OutputMode::Complete => {
+                            "complete mode cannot take a batch back (`sluice rewind` refuses it): \
+                         make the batch's input readable, or run the edited file on a new \
+                         checkpoint"
+                                .to_string()
+                        }
+                        Some(last) => format!(
+                            "to plan batch {batch} again with the edited file, take it back first: \
+                         `sluice rewind {checkpoint_spec} --to {last}`"
+                        ),
+                        None => "to plan it again with the edited file, start over on a new \
+                             checkpoint (no batch was committed)"
+                            .to_string(),
+                    },
+                    source: Box::new(source),
+                },
+            })?;
     }
     let rest = Driver::open(pipeline, options).await?.run().await?;
     Ok(RunSummary {
@@ -136,6 +147,13 @@ async fn planned_with_other_pipeline(
     else {
         return Ok(None);
     };
+    // Another pipeline's checkpoint is refused when the run opens it, before any batch.
+    let ours = Checkpoint::read_metadata(&location)
+        .await?
+        .is_some_and(|m| m.name == pipeline.name);
+    if !ours {
+        return Ok(None);
+    }
     let Decision::Rerun { batch } = recovery::decide(&LogListing::read(&location).await?) else {
         return Ok(None);
     };
@@ -413,6 +431,7 @@ impl<'a> Driver<'a> {
     /// Reads the logs and finishes an interrupted batch, returning where to go on from.
     async fn recover(&mut self) -> Result<Position, Error> {
         let logs = self.checkpoint.list_logs().await?;
+        self.checkpoint.sync_newest(&logs).await?;
         let inconsistent = |reason: String| CheckpointError::Inconsistent {
             location: self.checkpoint.location().to_string(),
             reason,

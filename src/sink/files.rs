@@ -106,6 +106,8 @@ pub struct FilesSink {
     replace: bool,
     /// Whether `_sluice/owner` has been checked (or written) by this run.
     owner_checked: std::sync::atomic::AtomicBool,
+    /// Complete mode: whether this run has removed the `part-*` files an older Sluice wrote.
+    old_parts_removed: std::sync::atomic::AtomicBool,
 }
 
 impl FilesSink {
@@ -117,6 +119,7 @@ impl FilesSink {
             pipeline,
             replace: false,
             owner_checked: std::sync::atomic::AtomicBool::new(false),
+            old_parts_removed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -184,6 +187,24 @@ impl FilesSink {
             .delete(&self.location.path(&Self::manifest_file(batch)))
             .await?;
         Ok(deleted)
+    }
+
+    /// Complete mode, once per run, after `published` (a table as `result.<ext>`) is in
+    /// place: deletes the `part-*` files that an older Sluice's complete mode left beside it.
+    async fn remove_old_parts(&self, published: &Manifest) -> Result<(), SinkError> {
+        use std::sync::atomic::Ordering;
+        let old_style = published.files.iter().any(|f| f.path.starts_with("part-"));
+        if !self.replace || old_style || self.old_parts_removed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        for meta in self.location.list("").await? {
+            let name = self.location.relative(&meta.location);
+            if name.starts_with("part-") && !name.contains('/') {
+                self.location.delete(&meta.location).await?;
+            }
+        }
+        self.old_parts_removed.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// The manifest entry of `batch`, relative to the output folder.
@@ -439,6 +460,7 @@ impl Sink for FilesSink {
             self.check_owner(&manifest)?;
             fence.check().await.map_err(Box::new)?;
             self.publish(&manifest, false).await?;
+            self.remove_old_parts(&manifest).await?;
             return Ok(SinkCommit {
                 rows: manifest.rows,
                 written: false,
@@ -522,6 +544,7 @@ impl Sink for FilesSink {
             theirs
         };
         self.publish(&manifest, written).await?;
+        self.remove_old_parts(&manifest).await?;
         Ok(SinkCommit {
             rows: manifest.rows,
             written,

@@ -112,12 +112,20 @@ impl Location {
                         None => PathBuf::from(spec),
                     };
                     if create && !dir.is_dir() {
+                        let absolute =
+                            std::path::absolute(&dir).map_err(|e| fail(e.to_string()))?;
+                        let new: Vec<PathBuf> = absolute
+                            .ancestors()
+                            .take_while(|d| !d.exists())
+                            .map(PathBuf::from)
+                            .collect();
                         std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
                         if sync {
-                            // The new folder's entry must survive a power loss too.
-                            let dir = dir.canonicalize().map_err(|e| fail(e.to_string()))?;
-                            if let Some(parent) = dir.parent() {
-                                sync_path(parent).map_err(|e| fail(e.to_string()))?;
+                            // Each new folder's entry must survive a power loss too.
+                            for folder in &new {
+                                if let Some(parent) = folder.parent() {
+                                    sync_path(parent).map_err(|e| fail(e.to_string()))?;
+                                }
                             }
                         }
                     } else if !dir.is_dir() {
@@ -232,7 +240,12 @@ impl Location {
                 self.sync(path).await?;
                 Ok(true)
             }
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                // Another process may have crashed right after writing it, before syncing it:
+                // this run goes on from it, so it must be on disk too.
+                self.sync(path).await?;
+                Ok(false)
+            }
             Err(source) => Err(io_err("writing", path, source)),
         }
     }
