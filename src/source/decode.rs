@@ -3,8 +3,13 @@
 //! The fast path decodes the whole file at once. Only when that fails does the slow path go
 //! record by record, to name the first bad line (`on_error: fail`) or to skip and count every
 //! bad one (`on_error: skip`).
+//!
+//! JSON lines and CSV files are decompressed first by their name's extension, as Spark, DuckDB
+//! and DataFusion read them (`.gz`, `.bz2`, `.xz`, `.zst` or `.zstd`), so lines are numbered in
+//! the decompressed text. Compressed bytes under a name without that extension, or bytes that
+//! do not decompress as their extension says, are refused with what they look like.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,6 +17,7 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::{csv as arrow_csv, json as arrow_json};
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::SourceError;
@@ -30,8 +36,149 @@ pub struct Decoded {
 
 const BATCH_SIZE: usize = 8192;
 
+/// A compression JSON lines and CSV files are read in.
+struct Codec {
+    /// Its name in messages.
+    name: &'static str,
+    /// The extensions that mark a file compressed with it, the usual one first.
+    extensions: &'static [&'static str],
+    /// The bytes its data starts with.
+    magic: &'static [u8],
+    /// Its decoder.
+    kind: FileCompressionType,
+}
+
+/// The compressions read (DataFusion's), by extension and by the bytes their data starts with.
+static CODECS: [Codec; 4] = [
+    Codec {
+        name: "gzip",
+        extensions: &["gz"],
+        magic: &[0x1f, 0x8b],
+        kind: FileCompressionType::GZIP,
+    },
+    Codec {
+        name: "bzip2",
+        extensions: &["bz2"],
+        magic: b"BZh",
+        kind: FileCompressionType::BZIP2,
+    },
+    Codec {
+        name: "xz",
+        extensions: &["xz"],
+        magic: &[0xfd, b'7', b'z', b'X', b'Z', 0x00],
+        kind: FileCompressionType::XZ,
+    },
+    Codec {
+        name: "zstd",
+        extensions: &["zst", "zstd"],
+        magic: &[0x28, 0xb5, 0x2f, 0xfd],
+        kind: FileCompressionType::ZSTD,
+    },
+];
+
+impl Codec {
+    /// The compression a file's name gives it, by its last extension (in any case).
+    fn of_name(file: &str) -> Option<&'static Codec> {
+        let name = file.rsplit('/').next().unwrap_or(file);
+        let (_, extension) = name.rsplit_once('.')?;
+        CODECS.iter().find(|c| {
+            c.extensions
+                .iter()
+                .any(|e| e.eq_ignore_ascii_case(extension))
+        })
+    }
+
+    /// The compression `bytes` look compressed with, by the bytes they start with.
+    fn of_content(bytes: &[u8]) -> Option<&'static Codec> {
+        CODECS.iter().find(|c| {
+            if !bytes.starts_with(c.magic) {
+                return false;
+            }
+            if c.kind != FileCompressionType::BZIP2 {
+                return true;
+            }
+            // Text can start with `BZh`, not with a block size digit and then the magic of a
+            // block (or of the end of an empty stream) as well.
+            let level = bytes.get(3).is_some_and(|b| (b'1'..=b'9').contains(b));
+            let next = bytes.get(4..10);
+            level
+                && (next == Some(&[0x31, 0x41, 0x59, 0x26, 0x53, 0x59][..])
+                    || next == Some(&[0x17, 0x72, 0x45, 0x38, 0x50, 0x90][..]))
+        })
+    }
+
+    /// The usual extension, without its dot.
+    fn extension(&self) -> &'static str {
+        self.extensions[0]
+    }
+}
+
+/// A file's bytes as its format reads them: JSON lines and CSV decompressed by the name's
+/// extension. Compressed bytes under a name that does not say so, and bytes that do not
+/// decompress as the name says, are refused with what they look like.
+fn decompress(file: &str, bytes: &Bytes, format: FileFormat) -> Result<Bytes, SourceError> {
+    let refuse = |reason: String| SourceError::Malformed {
+        file: file.to_string(),
+        line: None,
+        reason,
+    };
+    let found = Codec::of_content(bytes);
+    if format == FileFormat::Parquet {
+        // Parquet compresses inside the file, which is read as it is.
+        return match found {
+            Some(codec) => Err(refuse(format!(
+                "looks like {}-compressed data, not a Parquet file; Parquet files are read as \
+                 they are (Parquet compresses inside the file)",
+                codec.name
+            ))),
+            None => Ok(bytes.clone()),
+        };
+    }
+    let Some(named) = Codec::of_name(file) else {
+        return match found {
+            Some(codec) => Err(refuse(format!(
+                "looks like {}-compressed data but its name has no .{ext}; compressed input is \
+                 read by its extension (.gz, .bz2, .xz, .zst), so rename it to end in .{ext}",
+                codec.name,
+                ext = codec.extension()
+            ))),
+            None => Ok(bytes.clone()),
+        };
+    };
+    if bytes.is_empty() {
+        return Ok(bytes.clone());
+    }
+    let suffix = file.rsplit_once('.').map_or("", |(_, s)| s);
+    if let Some(codec) = found.filter(|c| c.kind != named.kind) {
+        return Err(refuse(format!(
+            "its name ends in .{suffix} but it looks like {}-compressed data; rename it to end \
+             in .{}",
+            codec.name,
+            codec.extension()
+        )));
+    }
+    let mut out = Vec::new();
+    let read = match named.kind.convert_read(Cursor::new(bytes.clone())) {
+        Ok(mut reader) => reader.read_to_end(&mut out).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match read {
+        Ok(_) => Ok(Bytes::from(out)),
+        Err(e) if found.is_some() => Err(refuse(format!(
+            "its {} data does not decompress (damaged or cut short?): {e}",
+            named.name
+        ))),
+        Err(e) => Err(refuse(format!(
+            "its name ends in .{suffix} but it is not {}-compressed ({e}); it looks like \
+             uncompressed data, so rename it without .{suffix}",
+            named.name
+        ))),
+    }
+}
+
 /// Decodes a whole file in `format` into `schema`, keeping only the columns of `projection`
-/// (indices into `schema`) where given: JSON and Parquet then decode only those.
+/// (indices into `schema`) where given: JSON and Parquet then decode only those. JSON lines
+/// and CSV are decompressed first by the file's extension.
 pub fn decode(
     file: &str,
     bytes: &Bytes,
@@ -40,6 +187,7 @@ pub fn decode(
     projection: Option<&[usize]>,
     on_error: OnError,
 ) -> Result<Decoded, SourceError> {
+    let bytes = &decompress(file, bytes, format)?;
     let projected = match projection {
         Some(indices) => Arc::new(schema.project(indices).map_err(|e| SourceError::Read {
             file: file.to_string(),
@@ -73,12 +221,13 @@ pub fn decode(
     Ok(batches)
 }
 
-/// Infers a schema from a file's content.
+/// Infers a schema from a file's content (decompressed first, as [`decode`] does).
 pub fn infer_schema(
     file: &str,
     bytes: &Bytes,
     format: FileFormat,
 ) -> Result<SchemaRef, SourceError> {
+    let bytes = &decompress(file, bytes, format)?;
     let err = |e: ArrowError| SourceError::Infer {
         file: file.to_string(),
         reason: e.to_string(),
@@ -336,6 +485,8 @@ fn malformed(file: &str, line: usize, error: &ArrowError) -> SourceError {
 mod tests {
     use super::*;
     use datafusion::arrow::datatypes::{DataType, Field};
+    use datafusion::error::DataFusionError;
+    use futures::{StreamExt, TryStreamExt};
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -411,5 +562,129 @@ mod tests {
             .to_string();
         assert!(err.contains("f.csv"), "{err}");
         assert!(err.contains("title"), "{err}");
+    }
+
+    /// `text` compressed with `codec`, by the encoders DataFusion writes its own files with.
+    async fn compress(codec: FileCompressionType, text: &str) -> Bytes {
+        let input =
+            futures::stream::iter([Ok::<_, DataFusionError>(Bytes::from(text.to_string()))])
+                .boxed();
+        let chunks: Vec<Bytes> = codec
+            .convert_to_compress_stream(input)
+            .expect("encoder")
+            .try_collect()
+            .await
+            .expect("compress");
+        let mut out = Vec::new();
+        for chunk in chunks {
+            out.extend_from_slice(&chunk);
+        }
+        Bytes::from(out)
+    }
+
+    #[tokio::test]
+    async fn compressed_json_and_csv_are_read_by_extension() {
+        use FileCompressionType as C;
+        let cases = [
+            (C::GZIP, "gz"),
+            (C::GZIP, "GZ"),
+            (C::BZIP2, "bz2"),
+            (C::XZ, "xz"),
+            (C::ZSTD, "zst"),
+            (C::ZSTD, "zstd"),
+        ];
+        for (codec, ext) in cases {
+            for (format, text) in [
+                (FileFormat::Json, "{\"id\":1,\"name\":\"a\"}\n{\"id\":2}\n"),
+                (FileFormat::Csv, "id,name\n1,a\n2,b\n"),
+            ] {
+                let name = format!("in/part-1.{format}.{ext}");
+                let bytes = compress(codec, text).await;
+                let d = decode(&name, &bytes, format, &schema(), None, OnError::Fail)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(d.rows, 2, "{name}");
+                let inferred =
+                    infer_schema(&name, &bytes, format).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(inferred.field(0).name(), "id", "{name}");
+                assert_eq!(inferred.fields().len(), 2, "{name}");
+            }
+        }
+        // Lines are numbered in the decompressed text.
+        let bytes = compress(C::GZIP, "{\"id\":1}\n{\"id\": oops}\n").await;
+        let err = decode(
+            "f.json.gz",
+            &bytes,
+            FileFormat::Json,
+            &schema(),
+            None,
+            OnError::Fail,
+        )
+        .expect_err("malformed")
+        .to_string();
+        assert!(err.contains("f.json.gz line 2"), "{err}");
+        // An empty compressed file is empty.
+        let d = decode(
+            "f.json.gz",
+            &Bytes::new(),
+            FileFormat::Json,
+            &schema(),
+            None,
+            OnError::Fail,
+        )
+        .expect("empty");
+        assert_eq!(d.rows, 0);
+    }
+
+    #[tokio::test]
+    async fn a_file_that_does_not_decode_says_what_it_looks_like() {
+        use FileCompressionType as C;
+        let text = "{\"id\":1}\n";
+        let read = |name: &str, bytes: &Bytes, format, on_error| {
+            decode(name, bytes, format, &schema(), None, on_error)
+                .expect_err("refused")
+                .to_string()
+        };
+        for (codec, codec_name, ext) in [
+            (C::GZIP, "gzip", "gz"),
+            (C::BZIP2, "bzip2", "bz2"),
+            (C::XZ, "xz", "xz"),
+            (C::ZSTD, "zstd", "zst"),
+        ] {
+            let bytes = compress(codec, text).await;
+            // Refused whatever `on_error` says: the file is not malformed rows.
+            for on_error in [OnError::Fail, OnError::Skip] {
+                let err = read("part-1.json", &bytes, FileFormat::Json, on_error);
+                let looks = format!("part-1.json: looks like {codec_name}-compressed data");
+                assert!(err.contains(&looks), "{err}");
+                assert!(err.contains(&format!("its name has no .{ext};")), "{err}");
+            }
+            let err = read("part-1.parquet", &bytes, FileFormat::Parquet, OnError::Fail);
+            assert!(
+                err.contains(&format!("looks like {codec_name}-compressed data")),
+                "{err}"
+            );
+        }
+        // A name that says compressed over bytes that are not, or are compressed otherwise.
+        let err = read(
+            "part-1.json.gz",
+            &Bytes::from(text),
+            FileFormat::Json,
+            OnError::Fail,
+        );
+        assert!(
+            err.contains("is not gzip-compressed") && err.contains("uncompressed data"),
+            "{err}"
+        );
+        let bytes = compress(C::BZIP2, text).await;
+        let err = read("part-1.json.gz", &bytes, FileFormat::Json, OnError::Fail);
+        assert!(err.contains("looks like bzip2-compressed data"), "{err}");
+        // Cut short.
+        let bytes = compress(C::GZIP, text).await.slice(..12);
+        let err = read("part-1.json.gz", &bytes, FileFormat::Json, OnError::Fail);
+        assert!(err.contains("gzip data does not decompress"), "{err}");
+        // Text that starts as bzip2's magic does is still text.
+        let inferred =
+            infer_schema("t.csv", &Bytes::from("BZh9,x\n1,2\n"), FileFormat::Csv).expect("text");
+        assert_eq!(inferred.field(0).name(), "BZh9");
     }
 }

@@ -7,8 +7,11 @@
 //! (temporary and metadata files). The schema is declared, or inferred from the first file and
 //! pinned under `sources/<name>/schema`.
 //!
-//! The log of batch `N` holds `v1`, then one JSON line per file. Older logs are folded into one
-//! `<K>.compact` entry (every file read up to batch `K`) once there are enough of them.
+//! The log of batch `N` holds `v1`, then one JSON line per file: its path, its size, and what
+//! identifies its bytes where the store gives it (modification time, ETag, version). A re-read
+//! of the batch (a replay, a recovered batch) fails naming the file if it changed since. Older
+//! logs are folded into one `<K>.compact` entry (every file read up to batch `K`) once there
+//! are enough of them.
 
 use std::collections::{BTreeSet, HashSet};
 use std::str::FromStr;
@@ -18,6 +21,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -26,12 +30,102 @@ use crate::checkpoint::{BatchId, CheckpointError, paths};
 use crate::pipeline::SourceConfig;
 use crate::storage::{Location, StoreHook};
 
-/// One file in a source log.
+/// One file in a source log: its path and what identifies its bytes. The identity fields are
+/// absent in logs written before they were logged, and where the store does not give them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 struct LoggedFile {
     path: String,
     size: u64,
+    /// Its modification time, in ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    modified_ms: Option<i64>,
+    /// The store's ETag of it (on local disk, object_store derives it from the file's inode,
+    /// modification time and size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    etag: Option<String>,
+    /// The store's version of it (object stores with versioning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+}
+
+impl LoggedFile {
+    /// The file at `path` as the store describes it in `meta`.
+    fn described(path: String, meta: &ObjectMeta) -> Self {
+        Self {
+            path,
+            size: meta.size,
+            modified_ms: Some(meta.last_modified.timestamp_millis()),
+            etag: meta.e_tag.clone(),
+            version: meta.version.clone(),
+        }
+    }
+
+    /// What differs between the file as logged (`self`) and as it is `now`, when it no longer
+    /// holds the logged bytes: it is shorter, or its ETag or version differs, or, where the
+    /// store gave neither both times, its modification time differs (to the second, the
+    /// precision every store gives). `None` when it still holds them; a file that grew and that
+    /// nothing else identifies (a log written before identities were logged) is read up to its
+    /// logged size, as before.
+    fn change(&self, now: &LoggedFile) -> Option<String> {
+        fn both<'a>(a: &'a Option<String>, b: &'a Option<String>) -> Option<(&'a str, &'a str)> {
+            a.as_deref().zip(b.as_deref())
+        }
+        // `"abc"`, `abc` and `W/"abc"` are one ETag: stores quote it in a listing or not.
+        let tag = |t: &str| t.trim_start_matches("W/").trim_matches('"').to_string();
+        let (tags, versions) = (
+            both(&self.etag, &now.etag),
+            both(&self.version, &now.version),
+        );
+        let etag = tags.filter(|&(was, is)| tag(was) != tag(is));
+        let version = versions.filter(|&(was, is)| was != is);
+        let modified = self.modified_ms.zip(now.modified_ms);
+        let rewritten = if tags.is_some() || versions.is_some() {
+            etag.is_some() || version.is_some()
+        } else {
+            modified.is_some_and(|(was, is)| was.div_euclid(1000) != is.div_euclid(1000))
+        };
+        if now.size >= self.size && !rewritten {
+            return None;
+        }
+        let mut what = Vec::new();
+        if now.size != self.size {
+            what.push(format!(
+                "its size was {} bytes and is {} bytes now",
+                self.size, now.size
+            ));
+        }
+        if let Some((was, is)) = modified.filter(|(was, is)| was != is) {
+            what.push(format!(
+                "its modification time was {} and is {} now",
+                rfc3339(was),
+                rfc3339(is)
+            ));
+        }
+        if let Some((was, is)) = etag {
+            what.push(format!("its ETag was {was} and is {is} now"));
+        }
+        if let Some((was, is)) = version {
+            what.push(format!("its version was {was} and is {is} now"));
+        }
+        let what = what.join(", ");
+        Some(if now.size == self.size {
+            format!(
+                "rewritten in place at the same size ({} bytes): {what}",
+                self.size
+            )
+        } else {
+            what
+        })
+    }
+}
+
+/// `ms` since the epoch as an RFC 3339 time, for messages.
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || format!("{ms} ms"),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
 }
 
 /// One column of a pinned schema.
@@ -205,10 +299,7 @@ impl FilesSource {
                 let hidden = path
                     .split('/')
                     .any(|part| part.starts_with('.') || part.starts_with('_'));
-                (!hidden).then_some(LoggedFile {
-                    path,
-                    size: meta.size,
-                })
+                (!hidden).then(|| LoggedFile::described(path, &meta))
             })
             .collect())
     }
@@ -269,7 +360,7 @@ impl FilesSource {
             .transpose()?;
         let paths = files
             .iter()
-            .map(|f| (f.path.clone(), Some(f.size)))
+            .map(|f| (f.path.clone(), Some(f.clone())))
             .collect();
         read_into_table(
             &self.data,
@@ -296,10 +387,11 @@ pub fn open_folder(
     })
 }
 
-/// Reads files of `location` into a table with one partition per file.
+/// Reads files of `location` into a table with one partition per file; a file given with what
+/// batch `batch` logged of it must still hold the logged bytes.
 async fn read_into_table(
     location: &Location,
-    files: Vec<(String, Option<u64>)>,
+    files: Vec<(String, Option<LoggedFile>)>,
     config: &SourceConfig,
     schema: SchemaRef,
     projection: Option<Vec<usize>>,
@@ -316,34 +408,42 @@ async fn read_into_table(
     let projection = projection.map(Arc::<[usize]>::from);
     let on_error = config.on_error;
     let decoded: Vec<super::Decoded> = futures::stream::iter(files)
-        .map(|(file, logged_size)| {
+        .map(|(file, logged)| {
             let schema = Arc::clone(&schema);
             let projection = projection.clone();
             async move {
                 let path = location.path(&file);
                 let shown = format!("{location}/{file}");
-                let mut bytes = location.get(&path).await?.ok_or_else(|| match batch {
-                    Some(batch) => SourceError::FileGone {
-                        file: shown.clone(),
-                        batch,
-                    },
-                    None => SourceError::Read {
-                        file: shown.clone(),
-                        reason: "the file vanished while being read".into(),
-                    },
-                })?;
-                // A batch reads exactly the bytes it logged, even if the file grew since.
-                if let (Some(size), Some(batch)) = (logged_size, batch) {
-                    let size = usize::try_from(size).unwrap_or(usize::MAX);
-                    if bytes.len() < size {
+                let (mut bytes, meta) =
+                    location
+                        .get_with_meta(&path)
+                        .await?
+                        .ok_or_else(|| match batch {
+                            Some(batch) => SourceError::FileGone {
+                                file: shown.clone(),
+                                batch,
+                            },
+                            None => SourceError::Read {
+                                file: shown.clone(),
+                                reason: "the file vanished while being read".into(),
+                            },
+                        })?;
+                // A batch reads exactly the bytes it logged: the file must still be what it
+                // logged, and only its logged size is read.
+                if let (Some(logged), Some(batch)) = (logged, batch) {
+                    let now = LoggedFile {
+                        size: bytes.len() as u64,
+                        ..LoggedFile::described(file.clone(), &meta)
+                    };
+                    if let Some(change) = logged.change(&now) {
                         return Err(SourceError::FileChanged {
                             file: shown,
                             batch,
-                            logged: size as u64,
-                            now: bytes.len() as u64,
+                            change,
                         });
                     }
-                    bytes = bytes.slice(..size);
+                    let size = usize::try_from(logged.size).unwrap_or(usize::MAX);
+                    bytes = bytes.slice(..size.min(bytes.len()));
                 }
                 tokio::task::spawn_blocking(move || {
                     decode(
@@ -402,7 +502,7 @@ pub async fn load_table(
     };
     let location =
         Location::open(&folder, false, false, hook).map_err(|e| config_err(e.to_string()))?;
-    let files: Vec<(String, Option<u64>)> = match only {
+    let files: Vec<(String, Option<LoggedFile>)> = match only {
         Some(file) => vec![(file, None)],
         None => location
             .list("")
@@ -872,5 +972,75 @@ mod tests {
             .await
             .expect("plan");
         assert_eq!(next, None, "no file is read twice");
+    }
+
+    #[tokio::test]
+    async fn a_file_rewritten_in_place_at_the_same_size_is_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("in");
+        std::fs::create_dir_all(&data).expect("in/");
+        let file = data.join("f0.json");
+        std::fs::write(&file, "{\"id\":1}\n").expect("file");
+        let ckpt = Location::open(
+            &dir.path().join("ckpt").display().to_string(),
+            true,
+            false,
+            None,
+        )
+        .expect("ckpt");
+        let mut source = FilesSource::open("a", &config(&data), &ckpt, None, false)
+            .await
+            .expect("open");
+        let end = source
+            .plan(BatchId(0), None, Admission::SourceLimits)
+            .await
+            .expect("plan")
+            .expect("the file");
+        assert_eq!(source.read(None, &end, None).await.expect("read").rows, 1);
+        // The log holds what identifies the bytes; a re-read of the same bytes reads them.
+        let logged = read_log_entry(&ckpt, &format!("{}/0", paths::source_dir("a")))
+            .await
+            .expect("log");
+        assert!(logged[0].modified_ms.is_some(), "{logged:?}");
+        assert!(logged[0].etag.is_some(), "{logged:?}");
+        assert_eq!(
+            source.read(None, &end, None).await.expect("re-read").rows,
+            1
+        );
+        // Rewritten in place: the same size, another modification time.
+        let modified = std::fs::metadata(&file)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        std::fs::write(&file, "{\"id\":2}\n").expect("rewrite");
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(modified + std::time::Duration::from_secs(10)))
+            .expect("set mtime");
+        let err = source
+            .read(None, &end, None)
+            .await
+            .expect_err("the file changed");
+        assert!(matches!(err, SourceError::FileChanged { .. }), "{err}");
+        let err = err.to_string();
+        for part in [
+            "f0.json changed since batch 0 logged it",
+            "rewritten in place at the same size (9 bytes)",
+            "modification time",
+            "ETag",
+        ] {
+            assert!(err.contains(part), "{part}: {err}");
+        }
+        // A log entry written before identities were logged still reads; only a smaller size
+        // tells there that the file changed.
+        let old: LoggedFile =
+            serde_json::from_str("{\"path\":\"f0.json\",\"size\":9}").expect("old entry");
+        assert_eq!(old.change(&logged[0]), None);
+        let longer = LoggedFile { size: 20, ..old };
+        let change = longer.change(&logged[0]).expect("shorter now");
+        assert!(
+            change.contains("was 20 bytes and is 9 bytes now"),
+            "{change}"
+        );
     }
 }

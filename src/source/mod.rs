@@ -74,20 +74,21 @@ pub enum SourceError {
         /// What went wrong.
         reason: String,
     },
-    /// A logged file is shorter than when its batch logged it.
+    /// A logged file no longer holds the bytes its batch logged: it is shorter, or the store
+    /// identifies it otherwise (another ETag or version, or modification time where the store
+    /// gives neither).
     #[error(
-        "{file} was {logged} bytes when batch {batch} logged it and is {now} bytes now; \
-         files must not change once written (write elsewhere and rename into place)"
+        "{file} changed since batch {batch} logged it: {change}; files must not change once \
+         written (write elsewhere and rename into place)"
     )]
     FileChanged {
         /// The file.
         file: String,
         /// The batch that logged it.
         batch: BatchId,
-        /// Its logged size.
-        logged: u64,
-        /// Its size now.
-        now: u64,
+        /// What changed: each of size, modification time, ETag and version that differs, as
+        /// logged and as it is now.
+        change: String,
     },
     /// A logged file is gone, so the batch cannot be recomputed.
     #[error(

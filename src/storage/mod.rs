@@ -303,6 +303,26 @@ impl Location {
         }
     }
 
+    /// Reads a whole object with what the store said of it as it read it (size, modification
+    /// time, ETag, version); `Ok(None)` when it does not exist.
+    pub async fn get_with_meta(
+        &self,
+        path: &Path,
+    ) -> Result<Option<(bytes::Bytes, object_store::ObjectMeta)>, StorageError> {
+        match self.store.get(path).await {
+            Ok(result) => {
+                let meta = result.meta.clone();
+                result
+                    .bytes()
+                    .await
+                    .map(|bytes| Some((bytes, meta)))
+                    .map_err(|e| io_err("reading", path, e))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(io_err("reading", path, e)),
+        }
+    }
+
     /// Whether an object exists (without reading it).
     pub async fn exists(&self, path: &Path) -> Result<bool, StorageError> {
         match self.store.head(path).await {

@@ -109,3 +109,80 @@ fn a_full_outer_join_with_a_static_table_is_refused_by_name() {
         ["home|home", "other|"]
     );
 }
+
+/// Fault 6: compressed input is read by its extension; compressed bytes under a plain name are
+/// named for what they look like.
+#[test]
+fn compressed_json_is_read_by_its_extension() {
+    let ws = Workspace::new();
+    let pipeline = field_case(
+        &ws,
+        &[("input/part-0.json", "{\"value\":1}\n")],
+        "name: gz\ncheckpoint: {ws}/ckpt\nsources:\n  input: { kind: files, path: {ws}/input, format: json, schema: { value: bigint } }\nquery: SELECT value FROM input\ntrigger: available-now\nsink: { kind: files, path: {ws}/out, format: json }\n",
+    );
+    let gzip = |text: &str, to: &str| {
+        std::fs::write(ws.path("plain"), text).expect("plain");
+        let out = std::process::Command::new("gzip")
+            .args(["-c", ws.p("plain").as_str()])
+            .output()
+            .expect("gzip (Debian's gzip)");
+        std::fs::write(ws.path(to), out.stdout).expect("compressed");
+        std::fs::remove_file(ws.path("plain")).expect("rm");
+    };
+    gzip("{\"value\":2}\n{\"value\":3}\n", "input/part-1.json.gz");
+    run_ok(&pipeline, &ws);
+    assert_eq!(json_sink(&ws, "SELECT value FROM sink"), ["1", "2", "3"]);
+
+    gzip("{\"value\":4}\n", "input/part-2.json");
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("part-2.json") && err.contains("looks like gzip"),
+        "{err}"
+    );
+}
+
+/// Fault 9: a file rewritten in place at the same size is noticed: replaying the batch that
+/// read it names the file and what changed, instead of blaming the query.
+#[test]
+fn a_file_rewritten_at_the_same_size_is_named_by_replay() {
+    let ws = Workspace::new();
+    let pipeline = field_case(
+        &ws,
+        &[
+            ("input/0.json", "{\"value\":1}\n"),
+            ("input/1.json", "{\"value\":2}\n"),
+        ],
+        "name: rewrite\ncheckpoint: {ws}/ckpt\nsources:\n  input: { kind: files, path: {ws}/input, format: json, max_files_per_batch: 1 }\nquery: SELECT value FROM input\ntrigger: available-now\nsink: { kind: files, path: {ws}/out, format: json }\n",
+    );
+    run_ok(&pipeline, &ws);
+    let ckpt = ws.p("ckpt");
+    let verify = |ws: &Workspace| {
+        run_bin(
+            &["replay", ckpt.as_str(), "--batch", "1", "--verify"],
+            ws.dir.path(),
+        )
+    };
+    let out = verify(&ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let file = ws.path("input/1.json");
+    let before = std::fs::metadata(&file).expect("meta");
+    std::fs::write(&file, "{\"value\":7}\n").expect("rewrite");
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .and_then(|f| {
+            f.set_modified(before.modified().expect("mtime") + std::time::Duration::from_secs(10))
+        })
+        .expect("mtime");
+    assert_eq!(std::fs::metadata(&file).expect("meta").len(), before.len());
+    let out = verify(&ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(
+        said.contains("1.json") && said.contains("rewritten in place at the same size"),
+        "{said}"
+    );
+}
