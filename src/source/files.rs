@@ -880,13 +880,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("in");
         std::fs::create_dir_all(&data).expect("in/");
-        let ckpt = Location::open(
-            &dir.path().join("ckpt").display().to_string(),
-            true,
-            false,
-            None,
-        )
-        .expect("ckpt");
+        let ckpt = checkpoint_in(dir.path());
         let mut source = FilesSource::open("a", &config(&data), &ckpt, None, false)
             .await
             .expect("open");
@@ -918,6 +912,11 @@ mod tests {
         assert!(source.read(Some(&end), &null, None).await.is_err());
     }
 
+    /// A checkpoint location in `dir/ckpt`.
+    fn checkpoint_in(dir: &std::path::Path) -> Location {
+        Location::open(&dir.join("ckpt").display().to_string(), true, false, None).expect("ckpt")
+    }
+
     #[tokio::test]
     async fn a_compaction_cut_short_by_a_crash_forgets_no_file() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -926,13 +925,7 @@ mod tests {
         for n in 0..4 {
             std::fs::write(data.join(format!("f{n}.json")), "{\"id\":1}\n").expect("file");
         }
-        let ckpt = Location::open(
-            &dir.path().join("ckpt").display().to_string(),
-            true,
-            false,
-            None,
-        )
-        .expect("ckpt");
+        let ckpt = checkpoint_in(dir.path());
         let config = config(&data);
         let mut source = FilesSource::open("a", &config, &ckpt, None, false)
             .await
@@ -981,13 +974,7 @@ mod tests {
         std::fs::create_dir_all(&data).expect("in/");
         let file = data.join("f0.json");
         std::fs::write(&file, "{\"id\":1}\n").expect("file");
-        let ckpt = Location::open(
-            &dir.path().join("ckpt").display().to_string(),
-            true,
-            false,
-            None,
-        )
-        .expect("ckpt");
+        let ckpt = checkpoint_in(dir.path());
         let mut source = FilesSource::open("a", &config(&data), &ckpt, None, false)
             .await
             .expect("open");
