@@ -213,16 +213,9 @@ impl Operator for AggregateOperator {
                 None,
             )
             .map_err(|e| compute(&e))?;
-            let reduce = AggregateExec::try_new(
-                AggregateMode::PartialReduce,
-                final_agg.group_expr().clone(),
-                final_agg.aggr_expr().to_vec(),
-                vec![None; final_agg.aggr_expr().len()],
-                input,
-                final_agg.input_schema(),
-            )
-            .map_err(|e| compute(&e))?;
-            let reduced = collect_partitioned(Arc::new(reduce), Arc::clone(&task))
+            let reduce = phase_over(final_agg, AggregateMode::PartialReduce, input)
+                .map_err(|e| compute(&e))?;
+            let reduced = collect_partitioned(reduce, Arc::clone(&task))
                 .await
                 .map_err(|e| compute(&e))?;
             let reduced =
@@ -394,8 +387,18 @@ fn final_over(
     final_agg: &AggregateExec,
     input: Arc<dyn ExecutionPlan>,
 ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    phase_over(final_agg, AggregateMode::Final, input)
+}
+
+/// `final_agg`'s expressions as an aggregation in `mode` over `input`, which holds partial
+/// state (`PartialReduce` merges it, `Final` turns it into values).
+fn phase_over(
+    final_agg: &AggregateExec,
+    mode: AggregateMode,
+    input: Arc<dyn ExecutionPlan>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
     Ok(Arc::new(AggregateExec::try_new(
-        AggregateMode::Final,
+        mode,
         final_agg.group_expr().clone(),
         final_agg.aggr_expr().to_vec(),
         vec![None; final_agg.aggr_expr().len()],

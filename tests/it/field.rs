@@ -17,6 +17,19 @@ fn field_case(ws: &Workspace, files: &[(&str, &str)], pipeline: &str) -> std::pa
     write_pipeline(ws, &yaml)
 }
 
+/// The source settings most cases use: JSON lines in `{ws}/input`, one file a batch.
+const ONE_JSON_FILE_A_BATCH: &str =
+    "kind: files, path: {ws}/input, format: json, max_files_per_batch: 1";
+
+/// A pipeline with the one source `source` (its line under `sources:`), `query`, the top-level
+/// keys `extra`, and a JSON lines sink in `{ws}/out`, run to the end of its input.
+fn field_yaml(source: &str, query: &str, extra: &str) -> String {
+    format!(
+        "name: field\ncheckpoint: {{ws}}/ckpt\nsources:\n  {source}\n{extra}query: {query}\n\
+         trigger: available-now\nsink: {{ kind: files, path: {{ws}}/out, format: json }}\n"
+    )
+}
+
 /// The rows of the JSON lines files a files sink wrote to `ws/out`, as `select` returns them.
 fn json_sink(ws: &Workspace, select: &str) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().expect("rt");
@@ -47,8 +60,10 @@ fn a_global_count_alone_counts_the_whole_stream() {
         let pipeline = field_case(
             &ws,
             &[("input/0.json", "{\"value\":1}\n")],
-            &format!(
-                "name: count\ncheckpoint: {{ws}}/ckpt\nsources:\n  input: {{ kind: files, path: {{ws}}/input, format: json, max_files_per_batch: 1 }}\nquery: SELECT {count} AS cnt FROM input\noutput_mode: complete\ntrigger: available-now\nsink: {{ kind: files, path: {{ws}}/out, format: json }}\n"
+            &field_yaml(
+                &format!("input: {{ {ONE_JSON_FILE_A_BATCH} }}"),
+                &format!("SELECT {count} AS cnt FROM input"),
+                "output_mode: complete\n",
             ),
         );
         run_ok(&pipeline, &ws);
@@ -69,7 +84,11 @@ fn distinct_on_in_update_mode_writes_an_unchanged_row_once() {
             ("input/0.json", "{\"k\":\"a\",\"v\":1}\n"),
             ("input/1.json", "{\"k\":\"a\",\"v\":2}\n"),
         ],
-        "name: distinct_on\ncheckpoint: {ws}/ckpt\nsources:\n  input: { kind: files, path: {ws}/input, format: json, max_files_per_batch: 1 }\nquery: SELECT DISTINCT ON (k) k, v FROM input ORDER BY k, v\noutput_mode: update\ntrigger: available-now\nsink: { kind: files, path: {ws}/out, format: json }\n",
+        &field_yaml(
+            &format!("input: {{ {ONE_JSON_FILE_A_BATCH} }}"),
+            "SELECT DISTINCT ON (k) k, v FROM input ORDER BY k, v",
+            "output_mode: update\n",
+        ),
     );
     run_ok(&pipeline, &ws);
     assert_eq!(json_sink(&ws, "SELECT k, v FROM sink"), ["a|1"]);
@@ -87,7 +106,11 @@ fn a_full_outer_join_with_a_static_table_is_refused_by_name() {
             ("input/0.json", "{\"page\":\"home\"}\n"),
             ("input/1.json", "{\"page\":\"other\"}\n"),
         ],
-        "name: full_join\ncheckpoint: {ws}/ckpt\nsources:\n  clicks: { kind: files, path: {ws}/input, format: json, max_files_per_batch: 1 }\ntables:\n  pages: { kind: files, path: {ws}/pages.csv, format: csv }\nquery: SELECT c.page AS clicked, p.page AS known FROM clicks c FULL OUTER JOIN pages p ON c.page = p.page\ntrigger: available-now\nsink: { kind: files, path: {ws}/out, format: json }\n",
+        &field_yaml(
+            &format!("clicks: {{ {ONE_JSON_FILE_A_BATCH} }}"),
+            "SELECT c.page AS clicked, p.page AS known FROM clicks c FULL OUTER JOIN pages p ON c.page = p.page",
+            "tables:\n  pages: { kind: files, path: {ws}/pages.csv, format: csv }\n",
+        ),
     );
     let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -118,7 +141,11 @@ fn compressed_json_is_read_by_its_extension() {
     let pipeline = field_case(
         &ws,
         &[("input/part-0.json", "{\"value\":1}\n")],
-        "name: gz\ncheckpoint: {ws}/ckpt\nsources:\n  input: { kind: files, path: {ws}/input, format: json, schema: { value: bigint } }\nquery: SELECT value FROM input\ntrigger: available-now\nsink: { kind: files, path: {ws}/out, format: json }\n",
+        &field_yaml(
+            "input: { kind: files, path: {ws}/input, format: json, schema: { value: bigint } }",
+            "SELECT value FROM input",
+            "",
+        ),
     );
     let gzip = |text: &str, to: &str| {
         std::fs::write(ws.path("plain"), text).expect("plain");
@@ -154,7 +181,11 @@ fn a_file_rewritten_at_the_same_size_is_named_by_replay() {
             ("input/0.json", "{\"value\":1}\n"),
             ("input/1.json", "{\"value\":2}\n"),
         ],
-        "name: rewrite\ncheckpoint: {ws}/ckpt\nsources:\n  input: { kind: files, path: {ws}/input, format: json, max_files_per_batch: 1 }\nquery: SELECT value FROM input\ntrigger: available-now\nsink: { kind: files, path: {ws}/out, format: json }\n",
+        &field_yaml(
+            &format!("input: {{ {ONE_JSON_FILE_A_BATCH} }}"),
+            "SELECT value FROM input",
+            "",
+        ),
     );
     run_ok(&pipeline, &ws);
     let ckpt = ws.p("ckpt");
