@@ -4,7 +4,7 @@
 //! batch is an ordinary DataFusion query over exactly the input its `offsets/N` entry names; the
 //! checkpoint records what each batch read and whether it finished, and a batch interrupted by a
 //! crash runs again on the same input into a sink that ignores what it already has. See
-//! `DESIGN.md` for the contract between the parts.
+//! `docs/design.md` for the contract between the parts.
 
 pub mod checkpoint;
 pub mod cli;

@@ -1,4 +1,4 @@
-//! The one place that names every object in a checkpoint (DESIGN 2).
+//! The one place that names every object in a checkpoint (docs/design.md §2.1).
 
 use super::{BatchId, Epoch};
 

@@ -1,5 +1,5 @@
-//! The command line (DESIGN 8): `sluice run`, `inspect`, `state`, `replay`, `report`, `rewind`,
-//! `repair` and `explain`.
+//! The command line (docs/design.md §8): `sluice run`, `inspect`, `state`, `replay`, `report`,
+//! `rewind`, `repair` and `explain`.
 
 mod explain;
 mod inspect;

@@ -1,5 +1,5 @@
 //! `sluice inspect` on a Spark Structured Streaming checkpoint, for people moving from Spark:
-//! the same summary as for Sluice's own, read from Spark's layout (NOTES.md):
+//! the same summary as for Sluice's own, read from Spark's layout (docs/design.md, appendix A):
 //!
 //! ```text
 //!   metadata              {"id": <uuid>}

@@ -1,4 +1,5 @@
-//! Recovery as a pure decision over what the logs hold (DESIGN 1), tested without storage.
+//! Recovery as a pure decision over what the logs hold (docs/design.md §1.3), tested without
+//! storage.
 //!
 //! ```text
 //!   latest offsets N, latest commit C

@@ -1,5 +1,5 @@
-//! Sinks (DESIGN 4): making the rows of batch `N` visible exactly once, even when called again
-//! with the same `N` after a crash.
+//! Sinks (docs/design.md §4): making the rows of batch `N` visible exactly once, even when
+//! called again with the same `N` after a crash.
 
 mod console;
 mod files;

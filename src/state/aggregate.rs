@@ -1,4 +1,4 @@
-//! Incremental aggregation with DataFusion's own two phases (DESIGN 5).
+//! Incremental aggregation with DataFusion's own two phases (docs/design.md §5.3).
 //!
 //! ```text
 //!   batch rows ─► Partial ─┐

@@ -1,4 +1,4 @@
-//! Operator state (DESIGN 5): rows keyed by group, kept in memory between batches and
+//! Operator state (docs/design.md §5): rows keyed by group, kept in memory between batches and
 //! versioned by batch in the checkpoint as Parquet.
 //!
 //! ```text

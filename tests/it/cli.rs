@@ -493,7 +493,7 @@ fn run_or_kill(pipeline: &std::path::Path, cwd: &std::path::Path, delay: Duratio
 }
 
 /// Kill the process with SIGKILL at random moments until a run completes; nothing is lost or
-/// doubled. (The longer soak of the reliability issue builds on this.)
+/// doubled. (The longer SIGKILL soak, `sigkill_soak`, builds on this.)
 #[test]
 fn sigkill_loop_loses_and_doubles_nothing() {
     use rand::{Rng, SeedableRng};
@@ -537,7 +537,7 @@ fn sigkill_loop_loses_and_doubles_nothing() {
     assert_eq!((d, l), (0, 0));
 }
 
-/// The soak of the reliability issue: a windowed aggregation (state, windows closed by the
+/// The SIGKILL soak: a windowed aggregation (state, windows closed by the
 /// watermark, append) killed with SIGKILL at random moments at least `SLUICE_SOAK_KILLS` times
 /// (200 by default) while input keeps arriving, then run to the end: the sink holds exactly the
 /// batch SQL's closed windows. Run it with
