@@ -1,6 +1,8 @@
 //! Progress: one line per batch for people, or one JSON event per batch for tools, shaped like
 //! Spark's `StreamingQueryProgress` so that what reads one can read the other.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::Serialize;
 
 use crate::checkpoint::{BatchId, PhaseDurations};
@@ -39,6 +41,11 @@ pub struct BatchProgress {
     pub num_output_rows: u64,
     /// Malformed input rows skipped.
     pub num_skipped_rows: u64,
+    /// Input rows with fields their source's schema does not know.
+    pub num_rows_with_unknown_fields: u64,
+    /// Those fields, per source.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unknown_fields: BTreeMap<String, BTreeSet<String>>,
     /// Input rows dropped because they were older than the watermark.
     pub num_late_rows: u64,
     /// Files read.
@@ -119,6 +126,21 @@ impl BatchProgress {
                 } else {
                     String::new()
                 };
+                if self.num_rows_with_unknown_fields > 0 {
+                    let fields: Vec<String> = self
+                        .unknown_fields
+                        .iter()
+                        .map(|(source, names)| {
+                            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                            format!("{source}: {}", names.join(", "))
+                        })
+                        .collect();
+                    skipped.push_str(&format!(
+                        ", {} rows with fields the schema does not know ({})",
+                        self.num_rows_with_unknown_fields,
+                        fields.join("; ")
+                    ));
+                }
                 if self.num_late_rows > 0 {
                     skipped.push_str(&format!(", {} late rows dropped", self.num_late_rows));
                 }

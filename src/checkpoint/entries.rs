@@ -119,6 +119,10 @@ pub struct CommitEntry {
     pub rows_out: u64,
     /// Input rows skipped as malformed (`on_error: skip`).
     pub rows_skipped: u64,
+    /// Input rows with fields their source's schema does not know (kept in a rescued-data
+    /// column where the source has one, dropped otherwise).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_with_unknown_fields: u64,
     /// Files read by the batch.
     pub files_in: u64,
     /// The epoch of the run that committed the batch.

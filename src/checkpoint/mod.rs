@@ -1,5 +1,5 @@
-//! The checkpoint (DESIGN 2): metadata, the offsets and commits logs, epochs, and the query
-//! texts, on any object store.
+//! The checkpoint (docs/design.md §2): metadata, the offsets and commits logs, epochs, and the
+//! query texts, on any object store.
 //!
 //! Invariants:
 //! - every log entry is created, never replaced (`PutMode::Create`); finding an entry already
@@ -142,7 +142,7 @@ pub struct Superseded {
 }
 
 /// A run's claim on its checkpoint, checked before each write that can make output visible or
-/// change the log (DESIGN 1: a newer epoch always wins).
+/// change the log (docs/design.md §1.5: a newer epoch always wins).
 ///
 /// Epochs are created create-only in increasing order (`epochs/<E>`), and a run purges only
 /// entries older than its own, so the run of epoch `E` has been superseded exactly when the
@@ -673,6 +673,7 @@ mod tests {
             rows_in: 1,
             rows_out: 1,
             rows_skipped: 0,
+            rows_with_unknown_fields: 0,
             files_in: 1,
             epoch: cp.epoch(),
             run_id: cp.run_id(),

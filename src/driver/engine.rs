@@ -47,6 +47,9 @@ pub(super) struct Computed {
     pub(super) stateful: bool,
     pub(super) rows_in: u64,
     pub(super) skipped: u64,
+    /// Input rows with fields their source's schema does not know, and those fields per source.
+    pub(super) unknown_rows: u64,
+    pub(super) unknown_fields: BTreeMap<String, BTreeSet<String>>,
     pub(super) files_in: u64,
     pub(super) late: u64,
     /// The latest event time seen up to this batch, per source with a watermark.
@@ -308,6 +311,8 @@ impl<'p> Engine<'p> {
             stateful,
             rows_in: 0,
             skipped: 0,
+            unknown_rows: 0,
+            unknown_fields: BTreeMap::new(),
             files_in: 0,
             late: 0,
             event_time_max_ms: BTreeMap::new(),
@@ -328,6 +333,14 @@ impl<'p> Engine<'p> {
                 .await?;
             computed.rows_in += input.rows;
             computed.skipped += input.skipped;
+            computed.unknown_rows += input.unknown_rows;
+            if !input.unknown_fields.is_empty() {
+                computed
+                    .unknown_fields
+                    .entry(source.name().to_string())
+                    .or_default()
+                    .extend(std::mem::take(&mut input.unknown_fields));
+            }
             computed.files_in += input.files;
             if stateful && let Some((column, _)) = self.watermarks.get(source.name()) {
                 let seen = event_time::drop_late(&mut input, column, watermark_ms)

@@ -1,4 +1,4 @@
-//! The micro-batch loop and recovery (DESIGN 1).
+//! The micro-batch loop and recovery (docs/design.md §1).
 //!
 //! ```text
 //!   plan ──► sources/<s>/N ──► offsets/N ──► run query ──► sink.commit(N) ──► state N ──► commits/N ──► purge
@@ -613,6 +613,8 @@ impl<'a> Driver<'a> {
             stateful,
             rows_in,
             skipped,
+            unknown_rows,
+            unknown_fields,
             files_in,
             late,
             event_time_max_ms,
@@ -712,6 +714,7 @@ impl<'a> Driver<'a> {
             rows_in,
             rows_out: committed.rows,
             rows_skipped: skipped,
+            rows_with_unknown_fields: unknown_rows,
             files_in,
             epoch: self.checkpoint.epoch(),
             run_id: self.checkpoint.run_id(),
@@ -756,6 +759,8 @@ impl<'a> Driver<'a> {
             num_input_rows: rows_in,
             num_output_rows: committed.rows,
             num_skipped_rows: skipped,
+            num_rows_with_unknown_fields: unknown_rows,
+            unknown_fields,
             num_late_rows: late,
             num_input_files: files_in,
             processed_rows_per_second: if total_s > 0.0 {

@@ -1,4 +1,4 @@
-//! The pipeline file (DESIGN 7): typed, validated, with errors a person can act on.
+//! The pipeline file (docs/design.md §7): typed, validated, with errors a person can act on.
 //!
 //! Invariants:
 //! - every key is known: an unknown key is an error that names it, its line, and the nearest
@@ -126,6 +126,11 @@ pub struct SourceConfig {
     /// What to do with a malformed line or row.
     #[serde(default)]
     pub on_error: OnError,
+    /// The name of a string column that holds each row's fields the schema does not know, as
+    /// a JSON object's text (null where there are none); Databricks Auto Loader's
+    /// `rescuedDataColumn`. JSON lines (top-level fields) and Parquet (columns).
+    #[serde(default)]
+    pub rescued_data_column: Option<String>,
     /// Event-time watermark; recorded, used by stateful queries.
     #[serde(default)]
     pub watermark: Option<WatermarkConfig>,
@@ -332,7 +337,7 @@ impl FileFormat {
     }
 }
 
-/// When batches run (DESIGN 7).
+/// When batches run (docs/design.md §1.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Trigger {
     /// Process everything present at start, in batches within the limits, then stop.

@@ -315,15 +315,15 @@ impl FilesSink {
                     reason: format!("is listed by batch {batch}'s manifest but gone"),
                 });
             };
-            let decoded = crate::source::decode(
-                &name,
-                &bytes,
-                self.format,
-                &relaxed,
-                None,
-                crate::pipeline::OnError::Fail,
-            )
-            .and_then(|d| {
+            let reader = crate::source::Reader {
+                format: self.format,
+                schema: Arc::clone(&relaxed),
+                projection: None,
+                on_error: crate::pipeline::OnError::Fail,
+                rescued: None,
+            };
+            // The sink's own file names hold no `key=value` folder.
+            let decoded = reader.decode(&name, &file.path, &bytes).and_then(|d| {
                 d.batches
                     .iter()
                     .map(|b| crate::digest::conform(b, schema))

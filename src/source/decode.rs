@@ -2,20 +2,28 @@
 //!
 //! The fast path decodes the whole file at once. Only when that fails does the slow path go
 //! record by record, to name the first bad line (`on_error: fail`) or to skip and count every
-//! bad one (`on_error: skip`).
+//! bad one (`on_error: skip`), and, for JSON, to find the fields the schema does not know. A
+//! JSON file takes the fast path only when every field of every row is known.
+//!
+//! A file's rows have the source's columns: the file's own, then those of its path's
+//! `key=value` folders (see `hive`), and the rescued-data column where the source has one.
 //!
 //! JSON lines and CSV files are decompressed first by their name's extension, as Spark, DuckDB
 //! and DataFusion read them (`.gz`, `.bz2`, `.xz`, `.zst` or `.zstd`), so lines are numbered in
 //! the decompressed text. Compressed bytes under a name without that extension, or bytes that
 //! do not decompress as their extension says, are refused with what they look like.
 
+use std::collections::BTreeSet;
 use std::io::{Cursor, Read};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::array::{Array, ArrayRef, StringArray, new_null_array};
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::util::display::FormatOptions;
 use datafusion::arrow::{csv as arrow_csv, json as arrow_json};
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -32,6 +40,10 @@ pub struct Decoded {
     pub rows: u64,
     /// How many malformed rows were skipped.
     pub skipped: u64,
+    /// How many rows had a field the schema does not know.
+    pub unknown_rows: u64,
+    /// The names of those fields.
+    pub unknown_fields: BTreeSet<String>,
 }
 
 const BATCH_SIZE: usize = 8192;
@@ -117,6 +129,16 @@ impl Codec {
 /// extension. Compressed bytes under a name that does not say so, and bytes that do not
 /// decompress as the name says, are refused with what they look like.
 fn decompress(file: &str, bytes: &Bytes, format: FileFormat) -> Result<Bytes, SourceError> {
+    let text = decompressed(file, bytes, format)?;
+    // A UTF-8 byte order mark starts no value and names no column.
+    Ok(match format {
+        FileFormat::Json | FileFormat::Csv if text.starts_with(b"\xEF\xBB\xBF") => text.slice(3..),
+        _ => text,
+    })
+}
+
+/// [`decompress`] before the byte order mark is taken off.
+fn decompressed(file: &str, bytes: &Bytes, format: FileFormat) -> Result<Bytes, SourceError> {
     let refuse = |reason: String| SourceError::Malformed {
         file: file.to_string(),
         line: None,
@@ -176,57 +198,179 @@ fn decompress(file: &str, bytes: &Bytes, format: FileFormat) -> Result<Bytes, So
     }
 }
 
-/// Decodes a whole file in `format` into `schema`, keeping only the columns of `projection`
-/// (indices into `schema`) where given: JSON and Parquet then decode only those. JSON lines
-/// and CSV are decompressed first by the file's extension.
-pub fn decode(
-    file: &str,
-    bytes: &Bytes,
-    format: FileFormat,
-    schema: &SchemaRef,
-    projection: Option<&[usize]>,
-    on_error: OnError,
-) -> Result<Decoded, SourceError> {
-    let bytes = &decompress(file, bytes, format)?;
-    let projected = match projection {
-        Some(indices) => Arc::new(schema.project(indices).map_err(|e| SourceError::Read {
-            file: file.to_string(),
-            reason: e.to_string(),
-        })?),
-        None => Arc::clone(schema),
-    };
-    let batches = match format {
-        FileFormat::Json => match json_fast(bytes, &projected) {
-            Ok(batches) => Decoded::from_batches(batches, 0),
-            Err(error) => json_slow(file, bytes, &projected, on_error, error)?,
-        },
-        FileFormat::Csv => {
-            check_csv_header(file, bytes, schema)?;
-            let mut decoded = match csv_fast(bytes, schema) {
-                Ok(batches) => Decoded::from_batches(batches, 0),
-                Err(error) => csv_slow(file, bytes, schema, on_error, error)?,
-            };
-            if let Some(indices) = projection {
-                for batch in &mut decoded.batches {
-                    *batch = batch.project(indices).map_err(|e| SourceError::Read {
-                        file: file.to_string(),
-                        reason: e.to_string(),
-                    })?;
-                }
-            }
-            decoded
-        }
-        FileFormat::Parquet => Decoded::from_batches(parquet(file, bytes, &projected)?, 0),
-    };
-    Ok(batches)
+/// How a source's files become its rows: its format, its columns (the files' own, the
+/// partition folders', the rescued-data column) and what to do with a malformed row.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    /// The files' format.
+    pub format: FileFormat,
+    /// The source's columns.
+    pub schema: SchemaRef,
+    /// The columns to read (indices into `schema`), all where `None`.
+    pub projection: Option<Vec<usize>>,
+    /// What to do with a malformed row.
+    pub on_error: OnError,
+    /// The rescued-data column: a row's fields the schema does not know, as a JSON object's
+    /// text (null where there are none).
+    pub rescued: Option<String>,
 }
 
-/// Infers a schema from a file's content (decompressed first, as [`decode`] does).
+/// Where a column of a file's rows comes from.
+enum Origin {
+    /// The file's own column at this index of its content schema.
+    Content(usize),
+    /// A partition folder of the file's path, with its value.
+    Folder(String, Option<String>),
+    /// The rescued-data column.
+    Rescued,
+}
+
+impl Reader {
+    /// The schema of the rows [`Reader::decode`] returns.
+    pub fn output_schema(&self) -> Result<SchemaRef, SourceError> {
+        match &self.projection {
+            Some(indices) => Ok(Arc::new(self.schema.project(indices).map_err(|e| {
+                SourceError::Read {
+                    file: String::new(),
+                    reason: e.to_string(),
+                }
+            })?)),
+            None => Ok(Arc::clone(&self.schema)),
+        }
+    }
+
+    /// Decodes the whole file `file` (shown in messages), at `path` under the source's folder,
+    /// into the projected columns: JSON lines and CSV are decompressed first by the name's
+    /// extension; a column named like a `key=value` folder of `path` takes the folder's value.
+    /// JSON and Parquet fields the schema does not know are counted (JSON: top-level fields),
+    /// and kept in the rescued-data column where there is one.
+    pub fn decode(&self, file: &str, path: &str, bytes: &Bytes) -> Result<Decoded, SourceError> {
+        let bytes = &decompress(file, bytes, self.format)?;
+        let folders = super::hive::partition_values(path);
+        let mut content = Vec::new();
+        let origins: Vec<Origin> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|field| {
+                if self.rescued.as_deref() == Some(field.name().as_str()) {
+                    Origin::Rescued
+                } else if let Some((key, value)) = folders.iter().find(|(k, _)| k == field.name()) {
+                    Origin::Folder(key.clone(), value.clone())
+                } else {
+                    content.push(Arc::clone(field));
+                    Origin::Content(content.len() - 1)
+                }
+            })
+            .collect();
+        let content: SchemaRef = Arc::new(Schema::new(content));
+        // A file's field named like one of its folders that is a column is the folder's.
+        let known: Vec<&str> = origins
+            .iter()
+            .filter_map(|o| match o {
+                Origin::Folder(key, _) => Some(key.as_str()),
+                _ => None,
+            })
+            .collect();
+        let rescue = self.rescued.is_some();
+        let read = match self.format {
+            FileFormat::Json => json(file, bytes, &content, &known, self.on_error, rescue)?,
+            FileFormat::Csv => {
+                check_csv_header(file, bytes, &content)?;
+                let batches = match csv_fast(bytes, &content) {
+                    Ok(batches) => Decoded::from_batches(batches, 0),
+                    Err(error) => csv_slow(file, bytes, &content, self.on_error, error)?,
+                };
+                FileRows::plain(batches)
+            }
+            FileFormat::Parquet => parquet(file, bytes, &content, &known, rescue)?,
+        };
+        let all: Vec<usize>;
+        let wanted = match &self.projection {
+            Some(indices) => indices.as_slice(),
+            None => {
+                all = (0..origins.len()).collect();
+                &all
+            }
+        };
+        let schema = self.output_schema()?;
+        let err = |reason: String| SourceError::Read {
+            file: file.to_string(),
+            reason,
+        };
+        let mut batches = Vec::with_capacity(read.decoded.batches.len());
+        let mut offset = 0;
+        for batch in &read.decoded.batches {
+            let rows = batch.num_rows();
+            let columns = wanted
+                .iter()
+                .map(|&i| match &origins[i] {
+                    Origin::Content(c) => Ok(Arc::clone(batch.column(*c))),
+                    Origin::Folder(key, value) => {
+                        let data_type = self.schema.field(i).data_type();
+                        super::hive::column(value.as_deref(), data_type, rows).map_err(|reason| {
+                            SourceError::SchemaMismatch {
+                                file: file.to_string(),
+                                reason: format!("its folder `{key}=`: {reason}"),
+                            }
+                        })
+                    }
+                    Origin::Rescued => Ok(match &read.rescued {
+                        Some(rescued) => rescued.slice(offset, rows),
+                        None => new_null_array(&DataType::Utf8, rows),
+                    }),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let options = RecordBatchOptions::new().with_row_count(Some(rows));
+            batches.push(
+                RecordBatch::try_new_with_options(Arc::clone(&schema), columns, &options)
+                    .map_err(|e| err(e.to_string()))?,
+            );
+            offset += rows;
+        }
+        Ok(Decoded {
+            batches,
+            rows: read.decoded.rows,
+            skipped: read.decoded.skipped,
+            unknown_rows: read.unknown_rows,
+            unknown_fields: read.unknown_fields,
+        })
+    }
+}
+
+/// The rows of a file in its content schema, with what it held beyond it.
+struct FileRows {
+    decoded: Decoded,
+    /// Rows with a field the schema does not know.
+    unknown_rows: u64,
+    /// Those fields' names.
+    unknown_fields: BTreeSet<String>,
+    /// Each row's unknown fields as a JSON object's text, where asked for.
+    rescued: Option<ArrayRef>,
+}
+
+impl FileRows {
+    fn plain(decoded: Decoded) -> Self {
+        Self {
+            decoded,
+            unknown_rows: 0,
+            unknown_fields: BTreeSet::new(),
+            rescued: None,
+        }
+    }
+}
+
+/// Infers the columns of one file's content (decompressed first, as [`Reader::decode`] does):
+/// `None` when it has none (an empty file). A CSV file with only a header gives its columns
+/// with Arrow's `Null` type, as does a JSON field with only null values: no type yet. JSON
+/// values are found as the decoder finds them (spread over lines, several on a line); one that
+/// does not parse is named (`on_error: fail`) or left out (`on_error: skip`).
 pub fn infer_schema(
     file: &str,
     bytes: &Bytes,
     format: FileFormat,
-) -> Result<SchemaRef, SourceError> {
+    on_error: OnError,
+) -> Result<Option<Schema>, SourceError> {
     let bytes = &decompress(file, bytes, format)?;
     let err = |e: ArrowError| SourceError::Infer {
         file: file.to_string(),
@@ -234,14 +378,21 @@ pub fn infer_schema(
     };
     let schema = match format {
         FileFormat::Json => {
-            arrow_json::reader::infer_json_schema(Cursor::new(bytes.as_ref()), Some(1000))
-                .map_err(err)?
-                .0
+            // Against no columns, every field of a value is unknown: the whole object.
+            let scanned = json_values(file, bytes, &Arc::new(Schema::empty()), &[], on_error);
+            if let Some(error) = scanned.failed {
+                return Err(error);
+            }
+            let objects = scanned
+                .values
+                .into_iter()
+                .map(|v| Ok(serde_json::Value::Object(v.unknown)));
+            arrow_json::reader::infer_json_schema_from_iterator(objects).map_err(err)?
         }
         FileFormat::Csv => {
             arrow_csv::reader::Format::default()
                 .with_header(true)
-                .infer_schema(Cursor::new(bytes.as_ref()), Some(1000))
+                .infer_schema(Cursor::new(bytes.as_ref()), None)
                 .map_err(err)?
                 .0
         }
@@ -251,13 +402,7 @@ pub fn infer_schema(
             .as_ref()
             .clone(),
     };
-    if schema.fields().is_empty() {
-        return Err(SourceError::Infer {
-            file: file.to_string(),
-            reason: "no columns found (is the file empty?)".into(),
-        });
-    }
-    Ok(Arc::new(schema))
+    Ok((!schema.fields().is_empty()).then_some(schema))
 }
 
 impl Decoded {
@@ -267,13 +412,50 @@ impl Decoded {
             batches,
             rows,
             skipped,
+            unknown_rows: 0,
+            unknown_fields: BTreeSet::new(),
         }
     }
 }
 
-fn json_fast(bytes: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>, ArrowError> {
-    let mut decoder = arrow_json::ReaderBuilder::new(Arc::clone(schema))
-        .with_batch_size(BATCH_SIZE)
+/// Decodes JSON values into `schema`; `strict` refuses a field the schema does not know.
+/// Numbers and booleans read into a string column as their text (as Spark reads them). A
+/// top-level integer column takes only integers (or strings of them): Arrow's decoder would
+/// truncate `2.5` to 2, so such columns are decoded as their text and then parsed exactly.
+fn json_decode(
+    bytes: &[u8],
+    schema: &SchemaRef,
+    strict: bool,
+    batch_size: usize,
+) -> Result<Vec<RecordBatch>, ArrowError> {
+    let integers: Vec<usize> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.data_type().is_integer())
+        .map(|(i, _)| i)
+        .collect();
+    let as_read = if integers.is_empty() {
+        Arc::clone(schema)
+    } else {
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let f = f.as_ref().clone();
+                if f.data_type().is_integer() {
+                    f.with_data_type(DataType::Utf8)
+                } else {
+                    f
+                }
+            })
+            .collect();
+        Arc::new(Schema::new(fields))
+    };
+    let mut decoder = arrow_json::ReaderBuilder::new(Arc::clone(&as_read))
+        .with_batch_size(batch_size)
+        .with_strict_mode(strict)
+        .with_coerce_primitive(true)
         .build_decoder()?;
     let mut batches = Vec::new();
     let mut offset = 0;
@@ -290,44 +472,268 @@ fn json_fast(bytes: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>, Arrow
     if let Some(batch) = decoder.flush()? {
         batches.push(batch);
     }
-    Ok(batches)
+    if integers.is_empty() {
+        return Ok(batches);
+    }
+    let exact = CastOptions {
+        safe: false,
+        format_options: FormatOptions::default(),
+    };
+    batches
+        .into_iter()
+        .map(|batch| {
+            let mut columns = batch.columns().to_vec();
+            for &i in &integers {
+                columns[i] = cast_with_options(&columns[i], schema.field(i).data_type(), &exact)
+                    .map_err(|e| {
+                        ArrowError::JsonError(format!(
+                            "column `{}` is {}: {e}",
+                            schema.field(i).name(),
+                            schema.field(i).data_type()
+                        ))
+                    })?;
+            }
+            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)
+        })
+        .collect()
 }
 
-/// Goes line by line: every line that decodes alone is kept, the others fail the file or are
-/// skipped and counted.
-fn json_slow(
+/// One JSON value of a file, as the slow path found it.
+struct Value<'a> {
+    /// Its text.
+    text: &'a [u8],
+    /// The 1-based line it starts on.
+    line: usize,
+    /// Its fields the schema does not know, by path (`amt`, `payload.new`, `items[2].x`).
+    unknown: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Reads JSON values (one per line, or spread over lines) into `schema`. Fields named neither
+/// in `schema` nor in `also_known` (top-level names), and fields of objects inside that their
+/// struct type does not name, are unknown: counted, and kept as a JSON object's text where
+/// `rescue` asks for it. The fast path decodes the file at once and refuses unknown fields;
+/// only where that fails does the slow path go value by value, to find the unknown fields and
+/// to name the first bad line (`on_error: fail`) or to skip and count every bad one
+/// (`on_error: skip`).
+fn json(
     file: &str,
     bytes: &[u8],
     schema: &SchemaRef,
+    also_known: &[&str],
     on_error: OnError,
-    first_error: ArrowError,
-) -> Result<Decoded, SourceError> {
-    let mut good = Vec::with_capacity(bytes.len());
-    let mut skipped = 0;
-    for (index, line) in bytes.split(|b| *b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+    rescue: bool,
+) -> Result<FileRows, SourceError> {
+    if let Ok(batches) = json_decode(bytes, schema, true, BATCH_SIZE) {
+        return Ok(FileRows::plain(Decoded::from_batches(batches, 0)));
+    }
+    let scanned = json_values(file, bytes, schema, also_known, on_error);
+    let (mut values, mut skipped) = (scanned.values, scanned.skipped);
+    let joined = |values: &[Value<'_>]| {
+        let mut text = Vec::with_capacity(bytes.len());
+        for value in values {
+            text.extend_from_slice(value.text);
+            text.push(b'\n');
         }
-        match json_fast(line, schema) {
-            Ok(_) => {
-                good.extend_from_slice(line);
-                good.push(b'\n');
+        text
+    };
+    let batches = match json_decode(&joined(&values), schema, false, BATCH_SIZE) {
+        Ok(batches) => batches,
+        Err(joined_error) => {
+            // Some value does not fit its columns: find which, alone.
+            let mut kept = Vec::with_capacity(values.len());
+            for value in values {
+                match json_decode(value.text, schema, false, 1) {
+                    Ok(_) => kept.push(value),
+                    Err(e) if on_error == OnError::Skip => {
+                        tracing::debug!(file, line = value.line, error = %e, "skipping malformed JSON value");
+                        skipped += 1;
+                    }
+                    Err(e) => return Err(malformed(file, value.line, &e)),
+                }
             }
-            Err(e) if on_error == OnError::Skip => {
-                tracing::debug!(file, line = index + 1, error = %e, "skipping malformed JSON line");
-                skipped += 1;
-            }
-            Err(e) => return Err(malformed(file, index + 1, &e)),
+            values = kept;
+            // Every value decodes alone but not together: report what decoding them said.
+            json_decode(&joined(&values), schema, false, BATCH_SIZE)
+                .map_err(|_| malformed_file(file, &joined_error))?
+        }
+    };
+    // A value that does not parse, after every value before it was found good.
+    if let Some(error) = scanned.failed {
+        return Err(error);
+    }
+    let mut unknown_fields = BTreeSet::new();
+    let mut unknown_rows = 0;
+    for value in &values {
+        if !value.unknown.is_empty() {
+            unknown_rows += 1;
+            unknown_fields.extend(value.unknown.keys().cloned());
         }
     }
-    match json_fast(&good, schema) {
-        Ok(batches) => Ok(Decoded::from_batches(batches, skipped)),
-        // Every line decodes alone but not together: report the original error.
-        Err(_) => Err(SourceError::Malformed {
-            file: file.to_string(),
-            line: None,
-            reason: first_error.to_string(),
-        }),
+    let rescued = rescue.then(|| {
+        Arc::new(
+            values
+                .iter()
+                .map(|v| {
+                    (!v.unknown.is_empty())
+                        .then(|| serde_json::Value::Object(v.unknown.clone()).to_string())
+                })
+                .collect::<StringArray>(),
+        ) as ArrayRef
+    });
+    Ok(FileRows {
+        decoded: Decoded::from_batches(batches, skipped),
+        unknown_rows,
+        unknown_fields,
+        rescued,
+    })
+}
+
+/// The JSON values of a file, as [`json_values`] found them.
+struct Scanned<'a> {
+    /// The values that parse, each an object.
+    values: Vec<Value<'a>>,
+    /// How many were skipped (`on_error: skip`).
+    skipped: u64,
+    /// The first that does not parse (`on_error: fail`); scanning stopped there.
+    failed: Option<SourceError>,
+}
+
+/// The JSON values of `bytes` with their unknown fields. A value that does not parse, or is
+/// not an object, stops the scan (`on_error: fail`), or is skipped and counted once, the scan
+/// going on at the first line at or after the error that starts with `{` (`on_error: skip`).
+fn json_values<'a>(
+    file: &str,
+    bytes: &'a [u8],
+    schema: &SchemaRef,
+    also_known: &[&str],
+    on_error: OnError,
+) -> Scanned<'a> {
+    let mut scanned = Scanned {
+        values: Vec::new(),
+        skipped: 0,
+        failed: None,
+    };
+    let (mut pos, mut line) = (0, 1);
+    // Moves `pos` to `to`, counting lines.
+    let advance = |pos: &mut usize, line: &mut usize, to: usize| {
+        *line += bytes[*pos..to].iter().filter(|b| **b == b'\n').count();
+        *pos = to;
+    };
+    loop {
+        let start = bytes[pos..]
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .map_or(bytes.len(), |p| pos + p);
+        advance(&mut pos, &mut line, start);
+        if pos >= bytes.len() {
+            break;
+        }
+        let mut stream =
+            serde_json::Deserializer::from_slice(&bytes[pos..]).into_iter::<serde_json::Value>();
+        // The problem, and the line (relative to `line`, 1 for its first) it was found on.
+        let (problem, at) = match stream.next() {
+            Some(Ok(serde_json::Value::Object(fields))) => {
+                let end = pos + stream.byte_offset();
+                let mut unknown = serde_json::Map::new();
+                unknown_fields(fields, schema.fields(), also_known, "", &mut unknown);
+                scanned.values.push(Value {
+                    text: &bytes[pos..end],
+                    line,
+                    unknown,
+                });
+                advance(&mut pos, &mut line, end);
+                continue;
+            }
+            Some(Ok(other)) => (format!("expected a JSON object, found {}", kind(&other)), 1),
+            Some(Err(e)) => {
+                // serde_json says where, relative to the value: say it once, in the file's lines.
+                let text = e.to_string();
+                let reason = text
+                    .rsplit_once(" at line ")
+                    .map_or(text.as_str(), |(reason, _)| reason)
+                    .to_string();
+                (reason, e.line().max(1))
+            }
+            None => break,
+        };
+        let error_line = line + at - 1;
+        if on_error == OnError::Fail {
+            scanned.failed = Some(SourceError::Malformed {
+                file: file.to_string(),
+                line: Some(error_line),
+                reason: problem,
+            });
+            break;
+        }
+        tracing::debug!(file, line = error_line, error = %problem, "skipping malformed JSON");
+        scanned.skipped += 1;
+        // Go on at the first line after the value's first that starts with `{`, from the
+        // error's line on: a JSON lines record starts a line.
+        let mut next = pos;
+        let mut next_line = line;
+        loop {
+            let Some(newline) = bytes[next..].iter().position(|b| *b == b'\n') else {
+                next = bytes.len();
+                break;
+            };
+            next += newline + 1;
+            next_line += 1;
+            if next_line >= error_line && bytes.get(next) == Some(&b'{') {
+                break;
+            }
+        }
+        advance(&mut pos, &mut line, next);
+    }
+    scanned
+}
+
+/// What kind of JSON value `value` is, for messages.
+fn kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Moves into `unknown` the fields of `object` that `fields` (a struct type's fields) do not
+/// name, under their path from the row (`prefix` ends in `.` inside an object); at the top
+/// level (`prefix` empty), names in `also_known` are known too. Objects inside known fields of
+/// struct type, and inside lists of them, are looked at in turn.
+fn unknown_fields(
+    object: serde_json::Map<String, serde_json::Value>,
+    fields: &Fields,
+    also_known: &[&str],
+    prefix: &str,
+    unknown: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    for (name, value) in object {
+        let Some(field) = fields.iter().find(|f| *f.name() == name) else {
+            if !(prefix.is_empty() && also_known.contains(&name.as_str())) {
+                unknown.insert(format!("{prefix}{name}"), value);
+            }
+            continue;
+        };
+        let path = format!("{prefix}{name}");
+        match (field.data_type(), value) {
+            (DataType::Struct(inner), serde_json::Value::Object(object)) => {
+                unknown_fields(object, inner, &[], &format!("{path}."), unknown);
+            }
+            (DataType::List(item) | DataType::LargeList(item), serde_json::Value::Array(items)) => {
+                if let DataType::Struct(inner) = item.data_type() {
+                    for (i, item) in items.into_iter().enumerate() {
+                        if let serde_json::Value::Object(object) = item {
+                            unknown_fields(object, inner, &[], &format!("{path}[{i}]."), unknown);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -425,7 +831,16 @@ fn check_csv_header(file: &str, bytes: &Bytes, schema: &SchemaRef) -> Result<(),
     Ok(())
 }
 
-fn parquet(file: &str, bytes: &Bytes, schema: &SchemaRef) -> Result<Vec<RecordBatch>, SourceError> {
+/// Reads a Parquet file's columns named in `schema` (each must be there, with the schema's
+/// type). Its other columns, but those named in `also_known`, are unknown fields of every row:
+/// counted, and kept as JSON text where `rescue` asks for it.
+fn parquet(
+    file: &str,
+    bytes: &Bytes,
+    schema: &SchemaRef,
+    also_known: &[&str],
+    rescue: bool,
+) -> Result<FileRows, SourceError> {
     let err = |reason: String| SourceError::Malformed {
         file: file.to_string(),
         line: None,
@@ -459,18 +874,80 @@ fn parquet(file: &str, bytes: &Bytes, schema: &SchemaRef) -> Result<Vec<RecordBa
             Ok(index)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let unknown: Vec<usize> = file_schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            schema.column_with_name(f.name()).is_none() && !also_known.contains(&f.name().as_str())
+        })
+        .map(|(i, _)| i)
+        .collect();
     let reader = reader.build().map_err(|e| err(e.to_string()))?;
     let target = Arc::new(Schema::new(schema.fields().clone()));
-    reader
-        .map(|batch| {
-            let batch = batch.map_err(|e| err(e.to_string()))?;
-            let columns = indices
-                .iter()
-                .map(|i| Arc::clone(batch.column(*i)))
-                .collect();
-            RecordBatch::try_new(Arc::clone(&target), columns).map_err(|e| err(e.to_string()))
-        })
-        .collect()
+    let mut batches = Vec::new();
+    // Per row: its unknown columns that are not null, as a JSON object's text.
+    let mut rescued: Vec<Option<String>> = Vec::new();
+    let mut unknown_rows = 0;
+    for batch in reader {
+        let batch = batch.map_err(|e| err(e.to_string()))?;
+        let columns = indices
+            .iter()
+            .map(|i| Arc::clone(batch.column(*i)))
+            .collect();
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        batches.push(
+            RecordBatch::try_new_with_options(Arc::clone(&target), columns, &options)
+                .map_err(|e| err(e.to_string()))?,
+        );
+        if unknown.is_empty() {
+            continue;
+        }
+        let held: Vec<bool> = (0..batch.num_rows())
+            .map(|row| unknown.iter().any(|i| batch.column(*i).is_valid(row)))
+            .collect();
+        unknown_rows += held.iter().filter(|h| **h).count() as u64;
+        if rescue {
+            let extra = batch.project(&unknown).map_err(|e| err(e.to_string()))?;
+            let mut writer = arrow_json::WriterBuilder::new()
+                .build::<_, arrow_json::writer::LineDelimited>(Vec::new());
+            writer.write(&extra).map_err(|e| {
+                err(format!(
+                    "its columns the schema does not know cannot be rescued as JSON: {e}"
+                ))
+            })?;
+            writer.finish().map_err(|e| err(e.to_string()))?;
+            let text = String::from_utf8(writer.into_inner()).map_err(|e| err(e.to_string()))?;
+            rescued.extend(
+                text.lines()
+                    .zip(&held)
+                    .map(|(line, held)| held.then(|| line.to_string())),
+            );
+        }
+    }
+    let unknown_fields: BTreeSet<String> = unknown
+        .iter()
+        .map(|i| file_schema.field(*i).name().clone())
+        .collect();
+    Ok(FileRows {
+        unknown_rows,
+        unknown_fields: if unknown_rows > 0 {
+            unknown_fields
+        } else {
+            BTreeSet::new()
+        },
+        rescued: (rescue && !unknown.is_empty())
+            .then(|| Arc::new(rescued.into_iter().collect::<StringArray>()) as ArrayRef),
+        decoded: Decoded::from_batches(batches, 0),
+    })
+}
+
+fn malformed_file(file: &str, error: &ArrowError) -> SourceError {
+    SourceError::Malformed {
+        file: file.to_string(),
+        line: None,
+        reason: error.to_string(),
+    }
 }
 
 fn malformed(file: &str, line: usize, error: &ArrowError) -> SourceError {
@@ -487,6 +964,26 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, Field};
     use datafusion::error::DataFusionError;
     use futures::{StreamExt, TryStreamExt};
+
+    /// Decodes the whole file `file` (at the top of its source's folder) as a source with
+    /// `schema` reads it.
+    fn decode(
+        file: &str,
+        bytes: &Bytes,
+        format: FileFormat,
+        schema: &SchemaRef,
+        projection: Option<&[usize]>,
+        on_error: OnError,
+    ) -> Result<Decoded, SourceError> {
+        let reader = Reader {
+            format,
+            schema: Arc::clone(schema),
+            projection: projection.map(<[usize]>::to_vec),
+            on_error,
+            rescued: None,
+        };
+        reader.decode(file, file, bytes)
+    }
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -564,6 +1061,213 @@ mod tests {
         assert!(err.contains("title"), "{err}");
     }
 
+    /// A reader of `schema` (then `_rescued`) that keeps unknown fields.
+    fn rescuing(schema: &SchemaRef, on_error: OnError) -> Reader {
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("_rescued", DataType::Utf8, true));
+        Reader {
+            format: FileFormat::Json,
+            schema: Arc::new(Schema::new(fields)),
+            projection: None,
+            on_error,
+            rescued: Some("_rescued".into()),
+        }
+    }
+
+    /// Column `index` of the decoded rows, as text (empty for null).
+    fn column_text(d: &Decoded, index: usize) -> Vec<String> {
+        use datafusion::arrow::util::display::array_value_to_string;
+        d.batches
+            .iter()
+            .flat_map(|b| {
+                let c = b.column(index);
+                (0..b.num_rows())
+                    .map(|r| {
+                        if c.is_null(r) {
+                            String::new()
+                        } else {
+                            array_value_to_string(c, r).expect("text")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unknown_json_fields_are_counted_and_rescued() {
+        let text = "{\"id\":1,\"name\":\"a\"}\n{\"id\":2,\"amt\":7,\"x\":{\"y\":null}}\n";
+        let d = rescuing(&schema(), OnError::Fail)
+            .decode("f.json", "f.json", &Bytes::from(text))
+            .expect("decode");
+        assert_eq!((d.rows, d.unknown_rows), (2, 1));
+        assert_eq!(
+            d.unknown_fields
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            ["amt", "x"]
+        );
+        assert_eq!(column_text(&d, 2), ["", "{\"amt\":7,\"x\":{\"y\":null}}"]);
+        assert_eq!(column_text(&d, 0), ["1", "2"]);
+        // Without a rescued-data column, they are counted all the same.
+        let d = json(text, OnError::Fail).expect("decode");
+        assert_eq!((d.rows, d.unknown_rows), (2, 1));
+        // Bad lines beside unknown fields: named, or skipped and counted, each apart.
+        let text = "{\"id\":1,\"zz\":1}\n{bad\n{\"id\":\"x\"}\n{\"id\":3}\n";
+        let err = rescuing(&schema(), OnError::Fail)
+            .decode("f.json", "f.json", &Bytes::from(text))
+            .expect_err("bad line")
+            .to_string();
+        assert!(err.contains("f.json line 2"), "{err}");
+        let d = rescuing(&schema(), OnError::Skip)
+            .decode("f.json", "f.json", &Bytes::from(text))
+            .expect("skip");
+        assert_eq!((d.rows, d.skipped, d.unknown_rows), (2, 2, 1));
+        assert_eq!(column_text(&d, 0), ["1", "3"]);
+        assert_eq!(column_text(&d, 2), ["{\"zz\":1}", ""]);
+        // A value spread over lines is one row; a line after it is numbered as in the file.
+        let text = "{\"id\":1,\n \"more\":true}\n{\"id\": oops}\n";
+        let err = json(text, OnError::Fail).expect_err("bad").to_string();
+        assert!(err.contains("f.json line 3"), "{err}");
+        // A number that is not an integer does not fit an integer column: named, not cut.
+        let err = json("{\"id\":1}\n{\"id\":2.5}\n", OnError::Fail)
+            .expect_err("2.5 is no bigint")
+            .to_string();
+        assert!(
+            err.contains("f.json line 2") && err.contains("2.5"),
+            "{err}"
+        );
+        let d = json("{\"id\":\"7\"}\n{\"id\":1e0}\n{\"id\":-3}\n", OnError::Skip).expect("skip");
+        assert_eq!(
+            (column_text(&d, 0), d.skipped),
+            (vec!["7".into(), "-3".into()], 1)
+        );
+        // Numbers read into a string column as their text.
+        let d = json("{\"id\":1,\"name\":5}\n", OnError::Fail).expect("coerced");
+        assert_eq!(column_text(&d, 1), ["5"]);
+    }
+
+    #[test]
+    fn partition_folders_fill_their_columns() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("day", DataType::Date32, true),
+        ]));
+        let reader = |projection: Option<Vec<usize>>, format| Reader {
+            format,
+            schema: Arc::clone(&schema),
+            projection,
+            on_error: OnError::Fail,
+            rescued: None,
+        };
+        let path = "day=2024-01-01/f";
+        let d = reader(None, FileFormat::Json)
+            .decode(
+                path,
+                path,
+                &Bytes::from("{\"id\":1,\"day\":\"x\"}\n{\"id\":2}\n"),
+            )
+            .expect("json");
+        assert_eq!(column_text(&d, 1), ["2024-01-01", "2024-01-01"]);
+        assert_eq!(
+            d.unknown_rows, 0,
+            "a field named like a folder is the folder's"
+        );
+        // CSV: the header has the file's own columns only.
+        let d = reader(Some(vec![1]), FileFormat::Csv)
+            .decode(path, path, &Bytes::from("id\n1\n2\n3\n"))
+            .expect("csv");
+        assert_eq!(
+            column_text(&d, 0),
+            ["2024-01-01", "2024-01-01", "2024-01-01"]
+        );
+        // Only the folder's column: the rows are still counted.
+        let d = reader(Some(vec![1]), FileFormat::Json)
+            .decode(path, path, &Bytes::from("{\"id\":1}\n{\"id\":2}\n"))
+            .expect("json");
+        assert_eq!((d.rows, d.batches[0].num_rows()), (2, 2));
+        // Not in a folder: the column is read from the file.
+        let d = reader(None, FileFormat::Json)
+            .decode(
+                "f",
+                "f",
+                &Bytes::from("{\"id\":1,\"day\":\"2024-02-03\"}\n"),
+            )
+            .expect("json");
+        assert_eq!(column_text(&d, 1), ["2024-02-03"]);
+        let err = reader(None, FileFormat::Json)
+            .decode("day=x/f", "day=x/f", &Bytes::from("{\"id\":1}\n"))
+            .expect_err("not a date")
+            .to_string();
+        assert!(
+            err.contains("day=x/f") && err.contains("`x` is not a Date32"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nested_unknown_fields_are_named_by_their_path() {
+        let inner = Fields::from(vec![Field::new("known", DataType::Int64, true)]);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("payload", DataType::Struct(inner.clone()), true),
+            Field::new(
+                "items",
+                DataType::List(Arc::new(Field::new_list_field(
+                    DataType::Struct(inner),
+                    true,
+                ))),
+                true,
+            ),
+        ]));
+        let text = "{\"payload\":{\"known\":1,\"new\":2},\"items\":[{\"known\":1},{\"x\":3}]}\n";
+        let d = rescuing(&schema, OnError::Fail)
+            .decode("f.json", "f.json", &Bytes::from(text))
+            .expect("decode");
+        assert_eq!(d.unknown_rows, 1);
+        assert_eq!(column_text(&d, 2), ["{\"items[1].x\":3,\"payload.new\":2}"]);
+    }
+
+    #[test]
+    fn a_broken_value_over_lines_is_skipped_once() {
+        let text = "{\"id\":1,\"name\":[\n  {\"id\":99},\n  oops\n]}\n{\"id\":2}\n";
+        let d = json(text, OnError::Skip).expect("skip");
+        assert_eq!((d.rows, d.skipped), (1, 1));
+        let err = json(text, OnError::Fail).expect_err("bad").to_string();
+        assert!(err.starts_with("f.json line 3: "), "{err}");
+        assert!(
+            !err.contains("column"),
+            "said once, in the file's lines: {err}"
+        );
+        // The first bad line is named, whether a value does not parse or does not fit.
+        let err = json("{\"id\":\"x\"}\n{bad\n", OnError::Fail)
+            .expect_err("bad")
+            .to_string();
+        assert!(err.contains("f.json line 1"), "{err}");
+        // A byte order mark is not a value.
+        let d = json("\u{feff}{\"id\":1}\n", OnError::Fail).expect("bom");
+        assert_eq!(d.rows, 1);
+        // Inference finds values as decoding does, and skips what does not parse under skip.
+        let inferred = infer_schema(
+            "f.json",
+            &Bytes::from("{\"a\":\n 1}\n{oops\n{\"b\":\"x\"}\n"),
+            FileFormat::Json,
+            OnError::Skip,
+        )
+        .expect("infer")
+        .expect("columns");
+        assert_eq!(inferred.fields().len(), 2);
+        let err = infer_schema(
+            "f.json",
+            &Bytes::from("{\"a\":1}\n{oops\n"),
+            FileFormat::Json,
+            OnError::Fail,
+        )
+        .expect_err("bad line")
+        .to_string();
+        assert!(err.contains("f.json line 2"), "{err}");
+    }
+
     /// `text` compressed with `codec`, by the encoders DataFusion writes its own files with.
     async fn compress(codec: FileCompressionType, text: &str) -> Bytes {
         let input =
@@ -603,8 +1307,9 @@ mod tests {
                 let d = decode(&name, &bytes, format, &schema(), None, OnError::Fail)
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert_eq!(d.rows, 2, "{name}");
-                let inferred =
-                    infer_schema(&name, &bytes, format).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let inferred = infer_schema(&name, &bytes, format, OnError::Fail)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"))
+                    .expect("columns");
                 assert_eq!(inferred.field(0).name(), "id", "{name}");
                 assert_eq!(inferred.fields().len(), 2, "{name}");
             }
@@ -683,8 +1388,14 @@ mod tests {
         let err = read("part-1.json.gz", &bytes, FileFormat::Json, OnError::Fail);
         assert!(err.contains("gzip data does not decompress"), "{err}");
         // Text that starts as bzip2's magic does is still text.
-        let inferred =
-            infer_schema("t.csv", &Bytes::from("BZh9,x\n1,2\n"), FileFormat::Csv).expect("text");
+        let inferred = infer_schema(
+            "t.csv",
+            &Bytes::from("BZh9,x\n1,2\n"),
+            FileFormat::Csv,
+            OnError::Fail,
+        )
+        .expect("text")
+        .expect("columns");
         assert_eq!(inferred.field(0).name(), "BZh9");
     }
 }

@@ -4,8 +4,9 @@
 //! New files are found by listing, taken in path order, and each batch's exact file list is
 //! logged under `sources/<name>/<N>` in the checkpoint, so a replay reads the same files even
 //! when more have arrived. Files and folders whose names start with `.` or `_` are ignored
-//! (temporary and metadata files). The schema is declared, or inferred from the first file and
-//! pinned under `sources/<name>/schema`.
+//! (temporary and metadata files). The schema is declared, or inferred from the first files
+//! (see `infer`) and pinned under `sources/<name>/schema`. Hive-style `key=value` folders are
+//! columns (see `hive`).
 //!
 //! The log of batch `N` holds `v1`, then one JSON line per file: its path, its size, and what
 //! identifies its bytes where the store gives it (modification time, ETag, version). A re-read
@@ -25,7 +26,8 @@ use object_store::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Admission, BatchInput, Source, SourceError, decode, infer_schema};
+use super::infer::Sample;
+use super::{Admission, BatchInput, Reader, Source, SourceError, hive, infer_schema};
 use crate::checkpoint::{BatchId, CheckpointError, paths};
 use crate::pipeline::SourceConfig;
 use crate::storage::{Location, StoreHook};
@@ -198,7 +200,7 @@ impl FilesSource {
                     source_name: self.name.clone(),
                     reason: e.to_string(),
                 })?;
-            return Ok(Some(schema));
+            return with_rescued(&self.name, &self.config, &schema).map(Some);
         }
         let file = format!("{}/schema", self.log_dir());
         let Some(bytes) = self.checkpoint.get(&self.checkpoint.path(&file)).await? else {
@@ -218,7 +220,22 @@ impl FilesSource {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(Arc::new(Schema::new(fields))))
+        if let Some(untyped) = fields
+            .iter()
+            .find(|f| super::infer::has_null(f.data_type()))
+        {
+            return Err(SourceError::Config {
+                source_name: self.name.clone(),
+                reason: format!(
+                    "the schema pinned in {file} types column `{}` as {}, a type that holds no \
+                     value (an older Sluice pinned it from files where the column had none, and \
+                     read every later value of it as null); declare `schema:` for the source",
+                    untyped.name(),
+                    untyped.data_type()
+                ),
+            });
+        }
+        with_rescued(&self.name, &self.config, &Arc::new(Schema::new(fields))).map(Some)
     }
 
     async fn pin_schema(&self, schema: &SchemaRef) -> Result<(), SourceError> {
@@ -362,15 +379,8 @@ impl FilesSource {
             .iter()
             .map(|f| (f.path.clone(), Some(f.clone())))
             .collect();
-        read_into_table(
-            &self.data,
-            paths,
-            &self.config,
-            schema,
-            projection,
-            Some(batch),
-        )
-        .await
+        let reader = reader(&self.config, schema, projection);
+        read_into_table(&self.data, paths, reader, Some(batch)).await
     }
 }
 
@@ -387,30 +397,106 @@ pub fn open_folder(
     })
 }
 
+/// How the files of a source configured as `config`, with the columns `schema`, are read: the
+/// columns of `projection` (indices into `schema`), all where `None`.
+fn reader(config: &SourceConfig, schema: SchemaRef, projection: Option<Vec<usize>>) -> Reader {
+    Reader {
+        format: config.format,
+        schema,
+        projection,
+        on_error: config.on_error,
+        rescued: config.rescued_data_column.clone(),
+    }
+}
+
+/// `schema` with the source's rescued-data column after its columns, where it has one.
+fn with_rescued(
+    name: &str,
+    config: &SourceConfig,
+    schema: &SchemaRef,
+) -> Result<SchemaRef, SourceError> {
+    let Some(rescued) = &config.rescued_data_column else {
+        return Ok(Arc::clone(schema));
+    };
+    if config.format == crate::pipeline::FileFormat::Csv {
+        return Err(SourceError::Config {
+            source_name: name.to_string(),
+            reason: "`rescued_data_column` is for JSON and Parquet sources: a CSV file's header \
+                     must name the schema's columns, so a CSV row has no unknown fields"
+                .into(),
+        });
+    }
+    if schema.column_with_name(rescued).is_some() {
+        return Err(SourceError::Config {
+            source_name: name.to_string(),
+            reason: format!(
+                "`rescued_data_column: {rescued}` names a column the source already has; \
+                 choose another name"
+            ),
+        });
+    }
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(rescued, DataType::Utf8, true));
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// The schema of the files `files` (paths under `location`, in path order) of a source read as
+/// `config` says: the files' columns, inferred from as many of the first files as it takes to
+/// type them all (see [`super::infer`]), then the partition folders' columns, typed from every
+/// path of `files`. `None` while no file has a column.
+async fn infer_from(
+    location: &Location,
+    files: &[String],
+    config: &SourceConfig,
+) -> Result<Option<SchemaRef>, SourceError> {
+    let mut sample = Sample::new(config.format);
+    for file in files {
+        if !sample.wants_more() {
+            break;
+        }
+        let shown = format!("{location}/{file}");
+        let bytes = location
+            .get(&location.path(file))
+            .await?
+            .ok_or_else(|| SourceError::Read {
+                file: shown.clone(),
+                reason: "the file vanished while being read".into(),
+            })?;
+        let inferred = infer_schema(&shown, &bytes, config.format, config.on_error)?;
+        sample.add(&shown, bytes.len() as u64, inferred)?;
+    }
+    let mut partitions: Vec<(String, Vec<Option<String>>)> = Vec::new();
+    for file in files {
+        for (key, value) in hive::partition_values(file) {
+            match partitions.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, values)) => values.push(value),
+                None => partitions.push((key, vec![value])),
+            }
+        }
+    }
+    let partitions = partitions
+        .into_iter()
+        .map(|(key, values)| {
+            let data_type = hive::infer_type(values.iter().map(Option::as_deref));
+            Field::new(key, data_type, true)
+        })
+        .collect();
+    Ok(sample.finish(partitions))
+}
+
 /// Reads files of `location` into a table with one partition per file; a file given with what
 /// batch `batch` logged of it must still hold the logged bytes.
 async fn read_into_table(
     location: &Location,
     files: Vec<(String, Option<LoggedFile>)>,
-    config: &SourceConfig,
-    schema: SchemaRef,
-    projection: Option<Vec<usize>>,
+    reader: Reader,
     batch: Option<BatchId>,
 ) -> Result<BatchInput, SourceError> {
-    let format = config.format;
-    let out_schema = match &projection {
-        Some(indices) => Arc::new(schema.project(indices).map_err(|e| SourceError::Read {
-            file: location.to_string(),
-            reason: e.to_string(),
-        })?),
-        None => Arc::clone(&schema),
-    };
-    let projection = projection.map(Arc::<[usize]>::from);
-    let on_error = config.on_error;
+    let out_schema = reader.output_schema()?;
+    let reader = Arc::new(reader);
     let decoded: Vec<super::Decoded> = futures::stream::iter(files)
         .map(|(file, logged)| {
-            let schema = Arc::clone(&schema);
-            let projection = projection.clone();
+            let reader = Arc::clone(&reader);
             async move {
                 let path = location.path(&file);
                 let shown = format!("{location}/{file}");
@@ -445,21 +531,13 @@ async fn read_into_table(
                     let size = usize::try_from(logged.size).unwrap_or(usize::MAX);
                     bytes = bytes.slice(..size.min(bytes.len()));
                 }
-                tokio::task::spawn_blocking(move || {
-                    decode(
-                        &shown,
-                        &bytes,
-                        format,
-                        &schema,
-                        projection.as_deref(),
-                        on_error,
-                    )
-                })
-                .await
-                .map_err(|e| SourceError::Read {
-                    file,
-                    reason: format!("decoding panicked: {e}"),
-                })?
+                let path = file.clone();
+                tokio::task::spawn_blocking(move || reader.decode(&shown, &path, &bytes))
+                    .await
+                    .map_err(|e| SourceError::Read {
+                        file,
+                        reason: format!("decoding panicked: {e}"),
+                    })?
             }
         })
         .buffered(std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -467,6 +545,11 @@ async fn read_into_table(
         .await?;
     let rows = decoded.iter().map(|d| d.rows).sum();
     let skipped = decoded.iter().map(|d| d.skipped).sum();
+    let unknown_rows = decoded.iter().map(|d| d.unknown_rows).sum();
+    let unknown_fields = decoded
+        .iter()
+        .flat_map(|d| d.unknown_fields.iter().cloned())
+        .collect();
     let files = decoded.len() as u64;
     let mut partitions: Vec<_> = decoded.into_iter().map(|d| d.batches).collect();
     if partitions.is_empty() {
@@ -477,6 +560,8 @@ async fn read_into_table(
         partitions,
         rows,
         skipped,
+        unknown_rows,
+        unknown_fields,
         files,
     })
 }
@@ -516,22 +601,22 @@ pub async fn load_table(
             .map(|p| (p, None))
             .collect(),
     };
-    let (first, _) = files
-        .first()
-        .ok_or_else(|| config_err("the table has no files".into()))?;
+    if files.is_empty() {
+        return Err(config_err("the table has no files".into()));
+    }
     let schema = match config.declared_columns() {
         Some(columns) => crate::plan::schema_from_sql_types(&columns)
             .await
             .map_err(|e| config_err(e.to_string()))?,
         None => {
-            let bytes = location
-                .get(&location.path(first))
+            let paths: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
+            infer_from(&location, &paths, config)
                 .await?
-                .ok_or_else(|| config_err(format!("{first} vanished")))?;
-            infer_schema(&format!("{location}/{first}"), &bytes, config.format)?
+                .ok_or_else(|| config_err("the table's files hold no column".into()))?
         }
     };
-    read_into_table(&location, files, config, schema, None, None)
+    let schema = with_rescued(name, config, &schema)?;
+    read_into_table(&location, files, reader(config, schema, None), None)
         .await?
         .into_table()
         .map_err(|e| SourceError::Read {
@@ -630,33 +715,30 @@ pub async fn peek_schema(
     config: &SourceConfig,
 ) -> Result<Option<SchemaRef>, SourceError> {
     if let Some(columns) = config.declared_columns() {
-        return crate::plan::schema_from_sql_types(&columns)
+        let schema = crate::plan::schema_from_sql_types(&columns)
             .await
-            .map(Some)
             .map_err(|e| SourceError::Config {
                 source_name: name.to_string(),
                 reason: e.to_string(),
-            });
+            })?;
+        return with_rescued(name, config, &schema).map(Some);
     }
     let location = open_folder(name, config, None, false)?;
-    let first = location.list("").await?.into_iter().find(|meta| {
-        !location
-            .relative(&meta.location)
-            .split('/')
-            .any(|part| part.starts_with('.') || part.starts_with('_'))
-    });
-    let Some(first) = first else {
-        return Ok(None);
-    };
-    let shown = format!("{location}/{}", location.relative(&first.location));
-    let bytes = location
-        .get(&first.location)
+    let files: Vec<String> = location
+        .list("")
         .await?
-        .ok_or_else(|| SourceError::Read {
-            file: shown.clone(),
-            reason: "the file vanished while being read".into(),
-        })?;
-    infer_schema(&shown, &bytes, config.format).map(Some)
+        .into_iter()
+        .map(|meta| location.relative(&meta.location))
+        .filter(|path| {
+            !path
+                .split('/')
+                .any(|part| part.starts_with('.') || part.starts_with('_'))
+        })
+        .collect();
+    match infer_from(&location, &files, config).await? {
+        Some(schema) => with_rescued(name, config, &schema).map(Some),
+        None => Ok(None),
+    }
 }
 
 fn log_offset(offset: Option<&serde_json::Value>) -> Option<u64> {
@@ -679,22 +761,15 @@ impl Source for FilesSource {
         if self.schema.is_some() {
             return Ok(self.schema.clone());
         }
-        let Some(first) = self.list_data().await?.into_iter().next() else {
+        let files: Vec<String> = self
+            .list_data()
+            .await?
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        let Some(schema) = infer_from(&self.data, &files, &self.config).await? else {
             return Ok(None);
         };
-        let bytes = self
-            .data
-            .get(&self.data.path(&first.path))
-            .await?
-            .ok_or_else(|| SourceError::Read {
-                file: format!("{}/{}", self.data, first.path),
-                reason: "the file vanished while being read".into(),
-            })?;
-        let schema = infer_schema(
-            &format!("{}/{}", self.data, first.path),
-            &bytes,
-            self.config.format,
-        )?;
         self.pin_schema(&schema).await?;
         // Another run may have pinned one first: theirs wins.
         self.schema = self.declared_or_pinned_schema().await?;
@@ -871,6 +946,7 @@ mod tests {
             columns: None,
             max_files_per_batch: Some(1),
             on_error: OnError::Fail,
+            rescued_data_column: None,
             watermark: None,
         }
     }
@@ -915,6 +991,38 @@ mod tests {
     /// A checkpoint location in `dir/ckpt`.
     fn checkpoint_in(dir: &std::path::Path) -> Location {
         Location::open(&dir.join("ckpt").display().to_string(), true, false, None).expect("ckpt")
+    }
+
+    #[tokio::test]
+    async fn a_schema_pinned_with_a_null_type_is_refused_by_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("in");
+        std::fs::create_dir_all(&data).expect("in/");
+        std::fs::write(data.join("f0.json"), "{\"id\":1,\"note\":\"a\"}\n").expect("file");
+        let pin = dir.path().join("ckpt/sources/a");
+        std::fs::create_dir_all(&pin).expect("pin folder");
+        std::fs::write(
+            pin.join("schema"),
+            "[{\"name\":\"id\",\"type\":\"Int64\",\"nullable\":true},\
+             {\"name\":\"note\",\"type\":\"Null\",\"nullable\":true}]\n",
+        )
+        .expect("pin");
+        let inferred = SourceConfig {
+            schema: None,
+            ..config(&data)
+        };
+        let err = FilesSource::open("a", &inferred, &checkpoint_in(dir.path()), None, false)
+            .await
+            .expect_err("a Null column reads every value as null")
+            .to_string();
+        assert!(
+            err.contains("column `note` as Null") && err.contains("declare `schema:`"),
+            "{err}"
+        );
+        // A declared schema is the way out.
+        FilesSource::open("a", &config(&data), &checkpoint_in(dir.path()), None, false)
+            .await
+            .expect("declared");
     }
 
     #[tokio::test]

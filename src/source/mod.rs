@@ -1,5 +1,5 @@
-//! Sources (DESIGN 3): turning "what is new" into offsets, and an offset range back into the
-//! same rows, every time.
+//! Sources (docs/design.md §3): turning "what is new" into offsets, and an offset range back
+//! into the same rows, every time.
 //!
 //! Invariants:
 //! - `read(start, end)` depends only on the offsets and what the source logged for them, never
@@ -9,6 +9,8 @@
 
 mod decode;
 mod files;
+mod hive;
+mod infer;
 
 use std::sync::Arc;
 
@@ -17,7 +19,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 
-pub use decode::{Decoded, decode, infer_schema};
+pub use decode::{Decoded, Reader, infer_schema};
 pub use files::{FilesSource, load_table, open_folder, peek_schema, rebuild_offset};
 
 use crate::checkpoint::{BatchId, CheckpointError};
@@ -122,6 +124,10 @@ pub struct BatchInput {
     pub rows: u64,
     /// Malformed rows skipped.
     pub skipped: u64,
+    /// Rows with a field the schema does not know (JSON: a top-level field; Parquet: a column).
+    pub unknown_rows: u64,
+    /// The names of those fields.
+    pub unknown_fields: std::collections::BTreeSet<String>,
     /// Files read.
     pub files: u64,
 }

@@ -217,3 +217,317 @@ fn a_file_rewritten_at_the_same_size_is_named_by_replay() {
         "{said}"
     );
 }
+
+/// Fault 5: inference reads past files that type nothing (an empty file, a CSV header alone, a
+/// column that is null in every row) instead of pinning Arrow's `Null` type, which read every
+/// later value of the column as null.
+#[test]
+fn inference_reads_past_files_that_type_nothing() {
+    // (format, the files (name, text), the rows the sink holds at the end)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case<'_>; 3] = [
+        (
+            "json",
+            &[
+                ("input/0.json", ""),
+                ("input/1.json", "{\"id\":1,\"note\":null}\n"),
+                ("input/2.json", "{\"id\":2,\"note\":\"hi\"}\n"),
+            ],
+            &["Int64|1|", "Int64|2|hi"],
+        ),
+        (
+            "csv",
+            &[
+                ("input/0.csv", "id,note\n"),
+                ("input/1.csv", "id,note\n1,\n"),
+                ("input/2.csv", "id,note\n2,hi\n"),
+            ],
+            &["Int64|1|", "Int64|2|hi"],
+        ),
+        // Every file at the start has no value for `note`: it is a string, so a later value
+        // reads as itself, never as null.
+        (
+            "json",
+            &[("input/0.json", "{\"id\":1,\"note\":null}\n")],
+            &["Int64|1|", "Int64|2|5"],
+        ),
+    ];
+    for (format, files, expected) in cases {
+        let ws = Workspace::new();
+        let pipeline = field_case(
+            &ws,
+            files,
+            &field_yaml(
+                &format!(
+                    "input: {{ kind: files, path: {{ws}}/input, format: {format}, max_files_per_batch: 1 }}"
+                ),
+                "SELECT arrow_typeof(id) AS t, id, note FROM input",
+                "",
+            ),
+        );
+        run_ok(&pipeline, &ws);
+        if files.len() == 1 {
+            std::fs::write(ws.path("input/1.json"), "{\"id\":2,\"note\":5}\n").expect("file");
+            run_ok(&pipeline, &ws);
+        }
+        assert_eq!(
+            json_sink(&ws, "SELECT t, id, note FROM sink"),
+            expected,
+            "{files:?}"
+        );
+        let pinned = std::fs::read_to_string(ws.path("ckpt/sources/input/schema")).expect("pin");
+        assert!(!pinned.contains("\"Null\""), "{pinned}");
+    }
+}
+
+/// Fault 5, the other half: a value that does not fit the pinned type stops the run naming
+/// the file and line (or is skipped and counted under `on_error: skip`), never a silent null.
+#[test]
+fn a_value_that_does_not_fit_the_pinned_type_is_named() {
+    let ws = Workspace::new();
+    let pipeline = field_case(
+        &ws,
+        &[("input/0.csv", "id,note\n1,a\n")],
+        &field_yaml(
+            "input: { kind: files, path: {ws}/input, format: csv, max_files_per_batch: 1 }",
+            "SELECT id, note FROM input",
+            "",
+        ),
+    );
+    run_ok(&pipeline, &ws);
+    std::fs::write(ws.path("input/1.csv"), "id,note\n2,b\nthree,c\n").expect("file");
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1.csv line 3"), "{}", stderr(&out));
+    // The failed batch stays planned with the pipeline file it had: take it back, and run it
+    // again skipping bad rows.
+    let out = run_bin(
+        &["rewind", ws.p("ckpt").as_str(), "--to", "0"],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let yaml = std::fs::read_to_string(&pipeline).expect("pipeline");
+    std::fs::write(
+        &pipeline,
+        yaml.replace("format: csv,", "format: csv, on_error: skip,"),
+    )
+    .expect("pipeline");
+    let out = run_bin(
+        &[
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "json",
+        ],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let progress = String::from_utf8_lossy(&out.stdout);
+    assert!(progress.contains("\"numSkippedRows\":1"), "{progress}");
+    assert_eq!(json_sink(&ws, "SELECT id, note FROM sink"), ["1|a", "2|b"]);
+}
+
+/// The rows DataFusion's own listing table reads from `ws/input` (JSON lines under Hive
+/// partition folders), with `partitions` declared as it needs them: the oracle for fault 7.
+fn listing_table_rows(
+    ws: &Workspace,
+    partitions: Vec<(String, datafusion::arrow::datatypes::DataType)>,
+    select: &str,
+) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.register_json(
+            "e",
+            &ws.p("input"),
+            datafusion::prelude::JsonReadOptions::default()
+                .file_extension(".json")
+                .table_partition_cols(partitions),
+        )
+        .await
+        .expect("listing table");
+        sql_rows(&ctx, select).await
+    })
+}
+
+/// Fault 7: Hive-style `key=value` folders are columns, typed by inference (a date here) or by
+/// `schema:`, as Spark, DuckDB and DataFusion's listing tables read them.
+#[test]
+fn partition_folders_are_columns() {
+    use datafusion::arrow::datatypes::DataType;
+    let files: &[(&str, &str)] = &[
+        ("input/day=2024-01-01/0.json", "{\"id\":1}\n"),
+        ("input/day=2024-01-02/0.json", "{\"id\":2}\n{\"id\":3}\n"),
+    ];
+    let ws = Workspace::new();
+    let pipeline = field_case(
+        &ws,
+        files,
+        &field_yaml(
+            &format!("e: {{ {ONE_JSON_FILE_A_BATCH} }}"),
+            "SELECT id, day, arrow_typeof(day) AS t FROM e WHERE day > DATE '2024-01-01' OR id = 1",
+            "",
+        ),
+    );
+    run_ok(&pipeline, &ws);
+    let expected = listing_table_rows(
+        &ws,
+        vec![("day".to_string(), DataType::Date32)],
+        "SELECT id, day, arrow_typeof(day) FROM e ORDER BY id",
+    );
+    assert_eq!(
+        expected,
+        [
+            "1|2024-01-01|Date32",
+            "2|2024-01-02|Date32",
+            "3|2024-01-02|Date32"
+        ]
+    );
+    assert_eq!(
+        json_sink(&ws, "SELECT id, day, t FROM sink ORDER BY id"),
+        expected
+    );
+
+    // Declared in `schema:`, the folder's value takes the declared type.
+    let ws = Workspace::new();
+    let pipeline = field_case(
+        &ws,
+        files,
+        &field_yaml(
+            "e: { kind: files, path: {ws}/input, format: json, schema: { id: bigint, day: string } }",
+            "SELECT id, day, arrow_typeof(day) AS t FROM e",
+            "",
+        ),
+    );
+    run_ok(&pipeline, &ws);
+    let expected = listing_table_rows(
+        &ws,
+        vec![("day".to_string(), DataType::Utf8)],
+        "SELECT id, day, 'Utf8' FROM e ORDER BY id",
+    );
+    assert_eq!(
+        json_sink(&ws, "SELECT id, day, t FROM sink ORDER BY id"),
+        expected
+    );
+
+    // A folder whose value does not read as the column's type is named.
+    std::fs::create_dir_all(ws.path("input/day=soon")).expect("folder");
+    std::fs::write(ws.path("input/day=soon/0.json"), "{\"id\":4}\n").expect("file");
+    let yaml = std::fs::read_to_string(&pipeline).expect("pipeline");
+    std::fs::write(&pipeline, yaml.replace("day: string", "day: date")).expect("pipeline");
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("day=soon/0.json") && err.contains("`soon`"),
+        "{err}"
+    );
+}
+
+/// Fault 8: a field the schema does not know is counted (per batch, in progress and in the
+/// commit log) and, with `rescued_data_column`, kept as JSON text, in JSON and in Parquet.
+#[test]
+fn fields_that_drift_are_counted_and_rescued() {
+    let files: &[(&str, &str)] = &[
+        ("input/0.json", "{\"id\":1,\"amount\":5}\n"),
+        (
+            "input/1.json",
+            "{\"id\":2,\"amt\":7}\n{\"id\":3,\"amount\":8}\n",
+        ),
+    ];
+    // Without a rescued-data column: counted and named.
+    let ws = Workspace::new();
+    let pipeline = field_case(
+        &ws,
+        files,
+        &field_yaml(
+            &format!("input: {{ {ONE_JSON_FILE_A_BATCH} }}"),
+            "SELECT id, amount FROM input",
+            "",
+        ),
+    );
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("1 rows with fields the schema does not know (input: amt)"),
+        "{err}"
+    );
+    let commit = std::fs::read_to_string(ws.path("ckpt/commits/1")).expect("commit");
+    assert!(
+        commit.contains("\"rows_with_unknown_fields\":1"),
+        "{commit}"
+    );
+    let commit = std::fs::read_to_string(ws.path("ckpt/commits/0")).expect("commit");
+    assert!(!commit.contains("unknown"), "{commit}");
+    assert_eq!(
+        json_sink(&ws, "SELECT id, amount FROM sink"),
+        ["1|5", "2|", "3|8"]
+    );
+
+    // With one: the unknown fields of each row, as JSON text.
+    let ws = Workspace::new();
+    let pipeline = field_case(
+        &ws,
+        files,
+        &field_yaml(
+            &format!("input: {{ {ONE_JSON_FILE_A_BATCH}, rescued_data_column: _rescued_data }}"),
+            "SELECT id, amount, _rescued_data AS rescued FROM input",
+            "",
+        ),
+    );
+    let out = run_bin(
+        &[
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "json",
+        ],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let progress = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        progress.contains("\"numRowsWithUnknownFields\":1,\"unknownFields\":{\"input\":[\"amt\"]}"),
+        "{progress}"
+    );
+    assert_eq!(
+        json_sink(&ws, "SELECT id, amount, rescued FROM sink"),
+        ["1|5|", "2||{\"amt\":7}", "3|8|"]
+    );
+
+    // Parquet: a column the schema does not know.
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("input")).expect("input");
+    let column = |name: &str| Field::new(name, DataType::Int64, true);
+    let ints = |v: Vec<i64>| std::sync::Arc::new(Int64Array::from(v)) as _;
+    let first = RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(vec![column("id")])),
+        vec![ints(vec![1])],
+    )
+    .expect("batch");
+    let second = RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(vec![column("id"), column("amt")])),
+        vec![ints(vec![2, 3]), ints(vec![7, 9])],
+    )
+    .expect("batch");
+    write_batch(&ws.path("input/0.parquet"), "parquet", &first);
+    write_batch(&ws.path("input/1.parquet"), "parquet", &second);
+    let pipeline = field_case(
+        &ws,
+        &[],
+        &field_yaml(
+            "input: { kind: files, path: {ws}/input, format: parquet, max_files_per_batch: 1, rescued_data_column: extra }",
+            "SELECT id, extra FROM input",
+            "",
+        ),
+    );
+    run_ok(&pipeline, &ws);
+    assert_eq!(
+        json_sink(&ws, "SELECT id, extra FROM sink"),
+        ["1|", "2|{\"amt\":7}", "3|{\"amt\":9}"]
+    );
+}

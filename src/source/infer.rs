@@ -1,0 +1,341 @@
+//! A source's schema inferred from several files: the types of each file merged, widened where
+//! files disagree, until every column has a type.
+//!
+//! Rules (Spark's and DuckDB's, where they agree):
+//! - files are read in path order; an empty file, and a CSV file with only a header, types no
+//!   column, so inference goes on past them;
+//! - a column whose values are all null types nothing either: inference reads on until every
+//!   column has a type, up to [`MAX_FILES`] files or [`MAX_BYTES`] bytes; a column still
+//!   without a value after that is a string (Spark's rule for a JSON column that is always
+//!   null), never Arrow's `Null` type, which would read every later value as null;
+//! - types that differ widen as Arrow's JSON inference widens them within one file: an integer
+//!   and a float are a float, a timestamp and a date the finer timestamp, any other two scalar
+//!   types a string; objects merge field by field, lists element by element;
+//! - the files of a CSV source must have the same header;
+//! - partition folders (`key=value`, see [`super::hive`]) add columns after the files' own.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+use super::SourceError;
+use crate::pipeline::FileFormat;
+
+/// Inference stops after this many files even if a column has no type yet.
+pub const MAX_FILES: usize = 100;
+
+/// Inference stops after this many bytes (as stored) even if a column has no type yet.
+pub const MAX_BYTES: u64 = 256 << 20;
+
+/// The columns inferred so far.
+#[derive(Debug)]
+pub struct Sample {
+    format: FileFormat,
+    /// The merged columns, and the file that gave the first of them.
+    columns: Option<(Vec<Field>, String)>,
+    /// Files and bytes looked at.
+    pub files: usize,
+    /// Bytes looked at, as stored.
+    pub bytes: u64,
+}
+
+impl Sample {
+    /// An empty sample of files in `format`.
+    pub fn new(format: FileFormat) -> Self {
+        Self {
+            format,
+            columns: None,
+            files: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Adds the columns `inferred` from `file` (`None` where the file has none), of `size`
+    /// bytes as stored.
+    pub fn add(
+        &mut self,
+        file: &str,
+        size: u64,
+        inferred: Option<Schema>,
+    ) -> Result<(), SourceError> {
+        self.files += 1;
+        self.bytes += size;
+        let Some(inferred) = inferred else {
+            return Ok(());
+        };
+        let fields: Vec<Field> = inferred
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let Some((columns, first)) = &mut self.columns else {
+            self.columns = Some((fields, file.to_string()));
+            return Ok(());
+        };
+        if self.format == FileFormat::Csv {
+            let names = |fs: &[Field]| fs.iter().map(|f| f.name().clone()).collect::<Vec<_>>();
+            if names(columns) != names(&fields) {
+                return Err(SourceError::SchemaMismatch {
+                    file: file.to_string(),
+                    reason: format!(
+                        "its header has columns {:?}, but {first} has {:?}; the files of a CSV \
+                         source share one header",
+                        names(&fields),
+                        names(columns)
+                    ),
+                });
+            }
+        }
+        *columns = merge_fields(columns, &fields).map_err(|reason| SourceError::Infer {
+            file: file.to_string(),
+            reason: format!("{reason}, unlike in {first}"),
+        })?;
+        Ok(())
+    }
+
+    /// Whether every column has a type, so reading more files would change nothing but widen.
+    pub fn typed(&self) -> bool {
+        self.columns
+            .as_ref()
+            .is_some_and(|(columns, _)| columns.iter().all(|f| !has_null(f.data_type())))
+    }
+
+    /// Whether to read another file.
+    pub fn wants_more(&self) -> bool {
+        !self.typed() && self.files < MAX_FILES && self.bytes < MAX_BYTES
+    }
+
+    /// The schema: the files' columns, then the partition columns `partitions` (a file column
+    /// of the same name takes the partition's type where it is); `None` while no file had a
+    /// column. Columns without a type are strings.
+    pub fn finish(self, partitions: Vec<Field>) -> Option<SchemaRef> {
+        let (mut columns, _) = self.columns?;
+        for partition in partitions {
+            match columns.iter_mut().find(|f| f.name() == partition.name()) {
+                Some(column) => *column = partition,
+                None => columns.push(partition),
+            }
+        }
+        let columns: Vec<Field> = columns
+            .into_iter()
+            .map(|f| {
+                let data_type = without_null(f.data_type());
+                f.with_data_type(data_type).with_nullable(true)
+            })
+            .collect();
+        Some(Arc::new(Schema::new(columns)))
+    }
+}
+
+/// Whether `data_type` is or holds Arrow's `Null` type, or an object type without fields (a
+/// column no value has typed yet: `null`, `[]`, `{}`).
+pub(super) fn has_null(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Null => true,
+        DataType::Struct(fields) if fields.is_empty() => true,
+        DataType::List(item) | DataType::LargeList(item) => has_null(item.data_type()),
+        DataType::Struct(fields) => fields.iter().any(|f| has_null(f.data_type())),
+        _ => false,
+    }
+}
+
+/// `data_type` with every `Null` inside it a string.
+fn without_null(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Null => DataType::Utf8,
+        DataType::Struct(fields) if fields.is_empty() => DataType::Utf8,
+        DataType::List(item) => DataType::List(Arc::new(
+            item.as_ref()
+                .clone()
+                .with_data_type(without_null(item.data_type())),
+        )),
+        DataType::Struct(fields) => DataType::Struct(
+            fields
+                .iter()
+                .map(|f| {
+                    f.as_ref()
+                        .clone()
+                        .with_data_type(without_null(f.data_type()))
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `a`'s fields with `b`'s merged in by name: shared names widened, new ones appended.
+fn merge_fields(a: &[Field], b: &[Field]) -> Result<Vec<Field>, String> {
+    let mut merged: Vec<Field> = a.to_vec();
+    for field in b {
+        match merged.iter_mut().find(|f| f.name() == field.name()) {
+            Some(slot) => {
+                let data_type = widen(slot.data_type(), field.data_type())
+                    .map_err(|reason| format!("column `{}` {reason}", field.name()))?;
+                *slot = slot.clone().with_data_type(data_type).with_nullable(true);
+            }
+            None => merged.push(field.clone().with_nullable(true)),
+        }
+    }
+    Ok(merged)
+}
+
+/// The type both `a` and `b` read as: the same type, the typed one beside `Null`, the wider
+/// number or timestamp, objects and lists merged inside, a list beside a scalar a list of both,
+/// and a string for any other two scalars (as Arrow's JSON inference widens within a file). An
+/// object beside anything else has no common type.
+fn widen(a: &DataType, b: &DataType) -> Result<DataType, String> {
+    use DataType as T;
+    let finer = |u: &TimeUnit, v: &TimeUnit| {
+        let rank = |u: &TimeUnit| match u {
+            TimeUnit::Second => 0,
+            TimeUnit::Millisecond => 1,
+            TimeUnit::Microsecond => 2,
+            TimeUnit::Nanosecond => 3,
+        };
+        if rank(u) >= rank(v) { *u } else { *v }
+    };
+    Ok(match (a, b) {
+        (a, b) if a == b => a.clone(),
+        (T::Null, other) | (other, T::Null) => other.clone(),
+        (a, b) if a.is_integer() && b.is_integer() => T::Int64,
+        (a, b) if a.is_numeric() && b.is_numeric() => T::Float64,
+        (T::Timestamp(u, tz), T::Timestamp(v, tz2)) if tz == tz2 => {
+            T::Timestamp(finer(u, v), tz.clone())
+        }
+        (T::Timestamp(u, tz), T::Date32) | (T::Date32, T::Timestamp(u, tz)) => {
+            T::Timestamp(*u, tz.clone())
+        }
+        (T::Struct(x), T::Struct(y)) => {
+            let x: Vec<Field> = x.iter().map(|f| f.as_ref().clone()).collect();
+            let y: Vec<Field> = y.iter().map(|f| f.as_ref().clone()).collect();
+            T::Struct(Fields::from(merge_fields(&x, &y)?))
+        }
+        (T::List(x), T::List(y)) => {
+            let item = widen(x.data_type(), y.data_type())?;
+            T::List(Arc::new(Field::new_list_field(item, true)))
+        }
+        // A scalar beside a list is a list of it, as within a file.
+        (T::List(x), scalar) | (scalar, T::List(x)) if !matches!(scalar, T::Struct(_)) => {
+            let item = widen(x.data_type(), scalar)?;
+            T::List(Arc::new(Field::new_list_field(item, true)))
+        }
+        (nested @ T::Struct(_), other) | (other, nested @ T::Struct(_)) => {
+            return Err(format!("is {nested} in one file and {other} in another"));
+        }
+        _ => T::Utf8,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(fields: &[(&str, DataType)]) -> Option<Schema> {
+        Some(Schema::new(
+            fields
+                .iter()
+                .map(|(n, t)| Field::new(*n, t.clone(), true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    #[test]
+    fn inference_reads_past_files_that_type_nothing() {
+        let mut sample = Sample::new(FileFormat::Csv);
+        sample.add("empty.csv", 0, None).expect("empty");
+        assert!(sample.wants_more());
+        sample
+            .add(
+                "header.csv",
+                4,
+                schema(&[("a", DataType::Null), ("b", DataType::Null)]),
+            )
+            .expect("header only");
+        assert!(sample.wants_more(), "a header types no column");
+        sample
+            .add(
+                "1.csv",
+                9,
+                schema(&[("a", DataType::Int64), ("b", DataType::Null)]),
+            )
+            .expect("a typed");
+        assert!(sample.wants_more(), "b has no type yet");
+        sample
+            .add(
+                "2.csv",
+                9,
+                schema(&[("a", DataType::Float64), ("b", DataType::Utf8)]),
+            )
+            .expect("b typed");
+        assert!(!sample.wants_more());
+        let inferred = sample.finish(vec![]).expect("columns");
+        assert_eq!(inferred.field(0).data_type(), &DataType::Float64);
+        assert_eq!(inferred.field(1).data_type(), &DataType::Utf8);
+        // A CSV file with another header is named.
+        let mut sample = Sample::new(FileFormat::Csv);
+        sample
+            .add("1.csv", 1, schema(&[("a", DataType::Int64)]))
+            .expect("first");
+        let err = sample
+            .add("2.csv", 1, schema(&[("b", DataType::Int64)]))
+            .expect_err("other header")
+            .to_string();
+        assert!(
+            err.contains("2.csv") && err.contains("but 1.csv has"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_column_never_typed_is_a_string_and_nothing_is_null() {
+        let mut sample = Sample::new(FileFormat::Json);
+        let empty_object = DataType::Struct(Fields::empty());
+        sample
+            .add("0.json", 1, schema(&[("o", empty_object)]))
+            .expect("an empty object");
+        assert!(sample.wants_more(), "`{{}}` types nothing");
+        let list_of_null = DataType::List(Arc::new(Field::new_list_field(DataType::Null, true)));
+        let nested = DataType::Struct(vec![Field::new("x", DataType::Null, true)].into());
+        sample
+            .add(
+                "1.json",
+                1,
+                schema(&[("n", DataType::Null), ("l", list_of_null), ("s", nested)]),
+            )
+            .expect("first");
+        let schema = sample
+            .finish(vec![Field::new("day", DataType::Date32, true)])
+            .expect("schema");
+        assert_eq!(schema.field(0).data_type(), &DataType::Utf8);
+        for i in 1..4 {
+            assert!(!has_null(schema.field(i).data_type()), "{schema}");
+        }
+        assert_eq!(schema.field(4).name(), "day");
+    }
+
+    #[test]
+    fn types_widen_as_within_a_file() {
+        use DataType as T;
+        let ts = |u| T::Timestamp(u, None);
+        assert_eq!(widen(&T::Int64, &T::Float64), Ok(T::Float64));
+        assert_eq!(widen(&T::Boolean, &T::Int64), Ok(T::Utf8));
+        assert_eq!(
+            widen(&T::Date32, &ts(TimeUnit::Second)),
+            Ok(ts(TimeUnit::Second))
+        );
+        assert_eq!(
+            widen(&ts(TimeUnit::Second), &ts(TimeUnit::Nanosecond)),
+            Ok(ts(TimeUnit::Nanosecond))
+        );
+        let a = T::Struct(vec![Field::new("x", T::Int64, true)].into());
+        let b = T::Struct(vec![Field::new("y", T::Utf8, true)].into());
+        let T::Struct(merged) = widen(&a, &b).expect("objects merge") else {
+            panic!("a struct");
+        };
+        assert_eq!(merged.len(), 2);
+        let err = widen(&a, &T::Int64).expect_err("object and number");
+        assert!(err.contains("in one file and Int64 in another"), "{err}");
+        let list = |t| T::List(Arc::new(Field::new_list_field(t, true)));
+        assert_eq!(widen(&list(T::Int64), &T::Float64), Ok(list(T::Float64)));
+    }
+}
