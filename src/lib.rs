@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod digest;
 pub mod driver;
+pub mod ops;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;

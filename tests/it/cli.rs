@@ -837,3 +837,47 @@ fn rewind_takes_later_batches_back_and_the_next_run_redoes_them() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("complete mode"), "{}", stderr(&out));
 }
+
+/// Rewinding is a library operation: a program that embeds Sluice rewinds a checkpoint and is
+/// told what was taken back, without the command line.
+#[test]
+fn rewind_is_a_library_operation() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 10, 0);
+    let yaml = pipeline_yaml(&ws, "json", "SELECT * FROM clicks", 1, "");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let ckpt = ws.p("ckpt");
+    let location = sluice::storage::Location::open(&ckpt, false, false, None).expect("checkpoint");
+    let rewound = rt
+        .block_on(sluice::ops::rewind(
+            &location,
+            &ckpt,
+            sluice::checkpoint::BatchId(0),
+        ))
+        .expect("rewind");
+    let batches: Vec<u64> = rewound.taken_back.iter().map(|(b, _)| b.0).collect();
+    assert_eq!(batches, [2, 1], "newest first");
+    assert!(rewound.taken_back.iter().all(|(_, files)| *files >= 1));
+    assert_eq!(rt.block_on(sink_rows(&ws.path("out"))).len(), 10);
+    // Again: nothing left to take back. Past the last batch: refused with the reason.
+    let again = rt
+        .block_on(sluice::ops::rewind(
+            &location,
+            &ckpt,
+            sluice::checkpoint::BatchId(0),
+        ))
+        .expect("rewind again");
+    assert!(again.taken_back.is_empty());
+    let err = rt
+        .block_on(sluice::ops::rewind(
+            &location,
+            &ckpt,
+            sluice::checkpoint::BatchId(5),
+        ))
+        .expect_err("no batch 5")
+        .to_string();
+    assert!(err.contains("batch 5 is not a committed batch"), "{err}");
+}

@@ -1,0 +1,6 @@
+//! Operations on a checkpoint that a library user may call as well as the command line: the
+//! command line only parses their arguments and prints what they return.
+
+mod rewind;
+
+pub use rewind::{Rewound, rewind};
