@@ -313,10 +313,7 @@ impl FilesSource {
             .into_iter()
             .filter_map(|meta| {
                 let path = self.data.relative(&meta.location);
-                let hidden = path
-                    .split('/')
-                    .any(|part| part.starts_with('.') || part.starts_with('_'));
-                (!hidden).then(|| LoggedFile::described(path, &meta))
+                (!hidden(&path)).then(|| LoggedFile::described(path, &meta))
             })
             .collect())
     }
@@ -382,6 +379,13 @@ impl FilesSource {
         let reader = reader(&self.config, schema, projection);
         read_into_table(&self.data, paths, reader, Some(batch)).await
     }
+}
+
+/// Whether a path under a source's folder is left out: a file or folder whose name starts with
+/// `.` or `_` (temporary and metadata files).
+fn hidden(path: &str) -> bool {
+    path.split('/')
+        .any(|part| part.starts_with('.') || part.starts_with('_'))
 }
 
 /// Opens a source's folder, which must exist.
@@ -594,10 +598,7 @@ pub async fn load_table(
             .await?
             .into_iter()
             .map(|m| location.relative(&m.location))
-            .filter(|p| {
-                !p.split('/')
-                    .any(|s| s.starts_with('.') || s.starts_with('_'))
-            })
+            .filter(|p| !hidden(p))
             .map(|p| (p, None))
             .collect(),
     };
@@ -729,11 +730,7 @@ pub async fn peek_schema(
         .await?
         .into_iter()
         .map(|meta| location.relative(&meta.location))
-        .filter(|path| {
-            !path
-                .split('/')
-                .any(|part| part.starts_with('.') || part.starts_with('_'))
-        })
+        .filter(|path| !hidden(path))
         .collect();
     match infer_from(&location, &files, config).await? {
         Some(schema) => with_rescued(name, config, &schema).map(Some),
