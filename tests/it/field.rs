@@ -51,6 +51,20 @@ fn run_ok(pipeline: &std::path::Path, ws: &Workspace) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// Runs the pipeline, which must stop with exit 1 (a batch failed); its standard error.
+fn run_fails(pipeline: &std::path::Path, ws: &Workspace) -> String {
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    stderr(&out)
+}
+
+/// Replaces `from` with `to` in the pipeline file.
+fn edit_pipeline(pipeline: &std::path::Path, from: &str, to: &str) {
+    let yaml = std::fs::read_to_string(pipeline).expect("pipeline");
+    assert!(yaml.contains(from), "{from} in {yaml}");
+    std::fs::write(pipeline, yaml.replace(from, to)).expect("pipeline");
+}
+
 /// Fault 1: `count(*)` alone (DataFusion answered it from the batch table's statistics, and
 /// the plan had no aggregation left to run incrementally).
 #[test]
@@ -122,10 +136,7 @@ fn a_full_outer_join_with_a_static_table_is_refused_by_name() {
     assert!(!ws.path("ckpt/offsets/0").exists(), "no batch was planned");
 
     // The join that keeps the stream's rows runs, and gives the batch query's rows.
-    let yaml = std::fs::read_to_string(&pipeline)
-        .expect("pipeline")
-        .replace("FULL OUTER JOIN", "LEFT JOIN");
-    std::fs::write(&pipeline, yaml).expect("pipeline");
+    edit_pipeline(&pipeline, "FULL OUTER JOIN", "LEFT JOIN");
     run_ok(&pipeline, &ws);
     assert_eq!(
         json_sink(&ws, "SELECT clicked, known FROM sink"),
@@ -161,9 +172,7 @@ fn compressed_json_is_read_by_its_extension() {
     assert_eq!(json_sink(&ws, "SELECT value FROM sink"), ["1", "2", "3"]);
 
     gzip("{\"value\":4}\n", "input/part-2.json");
-    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = run_fails(&pipeline, &ws);
     assert!(
         err.contains("part-2.json") && err.contains("looks like gzip"),
         "{err}"
@@ -296,9 +305,8 @@ fn a_value_that_does_not_fit_the_pinned_type_is_named() {
     );
     run_ok(&pipeline, &ws);
     std::fs::write(ws.path("input/1.csv"), "id,note\n2,b\nthree,c\n").expect("file");
-    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("1.csv line 3"), "{}", stderr(&out));
+    let err = run_fails(&pipeline, &ws);
+    assert!(err.contains("1.csv line 3"), "{err}");
     // The failed batch stays planned with the pipeline file it had: take it back, and run it
     // again skipping bad rows.
     let out = run_bin(
@@ -306,12 +314,7 @@ fn a_value_that_does_not_fit_the_pinned_type_is_named() {
         ws.dir.path(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let yaml = std::fs::read_to_string(&pipeline).expect("pipeline");
-    std::fs::write(
-        &pipeline,
-        yaml.replace("format: csv,", "format: csv, on_error: skip,"),
-    )
-    .expect("pipeline");
+    edit_pipeline(&pipeline, "format: csv,", "format: csv, on_error: skip,");
     let out = run_bin(
         &[
             "run",
@@ -413,11 +416,8 @@ fn partition_folders_are_columns() {
     // A folder whose value does not read as the column's type is named.
     std::fs::create_dir_all(ws.path("input/day=soon")).expect("folder");
     std::fs::write(ws.path("input/day=soon/0.json"), "{\"id\":4}\n").expect("file");
-    let yaml = std::fs::read_to_string(&pipeline).expect("pipeline");
-    std::fs::write(&pipeline, yaml.replace("day: string", "day: date")).expect("pipeline");
-    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
+    edit_pipeline(&pipeline, "day: string", "day: date");
+    let err = run_fails(&pipeline, &ws);
     assert!(
         err.contains("day=soon/0.json") && err.contains("`soon`"),
         "{err}"
