@@ -358,11 +358,39 @@ impl<'a> Driver<'a> {
 
     /// Finishes the pending batch, if any, and stops.
     async fn finish_pending(mut self) -> Result<RunSummary, Error> {
-        self.recover().await?;
-        Ok(self.summary)
+        match self.recover().await {
+            Ok(_) => Ok(self.summary),
+            Err(err) => Err(self.superseded_or(err).await),
+        }
     }
 
     async fn run(mut self) -> Result<RunSummary, Error> {
+        match self.run_batches().await {
+            Ok(()) => Ok(self.summary),
+            Err(err) => Err(self.superseded_or(err).await),
+        }
+    }
+
+    /// What a failed run reports: a run a newer epoch has passed can fail in any way (the
+    /// newer run purges, rewrites and publishes under it), and whatever it hit, it stops
+    /// because it was superseded (docs/design.md §1.5). Any other error is reported as it is.
+    async fn superseded_or(&self, err: Error) -> Error {
+        let fenced = |e: &CheckpointError| matches!(e, CheckpointError::Superseded(_));
+        match &err {
+            Error::Checkpoint(e) if fenced(e) => return err,
+            Error::Sink(crate::sink::SinkError::Fenced(e)) if fenced(e) => return err,
+            _ => {}
+        }
+        match self.checkpoint.check_fence().await {
+            Err(fence @ CheckpointError::Superseded(_)) => {
+                tracing::info!("a superseded run failed with: {err}");
+                fence.into()
+            }
+            _ => err,
+        }
+    }
+
+    async fn run_batches(&mut self) -> Result<(), Error> {
         if matches!(self.trigger, Trigger::AvailableNow | Trigger::Once) {
             for source in &mut self.engine.sources {
                 source.freeze().await?;
@@ -399,7 +427,7 @@ impl<'a> Driver<'a> {
                 Trigger::Every(interval) if !self.stopping() => self.pause(interval).await,
                 _ => {
                     tracing::info!("no input yet and no schema declared: nothing to do");
-                    return Ok(self.summary);
+                    return Ok(());
                 }
             }
         }
@@ -425,7 +453,7 @@ impl<'a> Driver<'a> {
                 }
             }
         }
-        Ok(self.summary)
+        Ok(())
     }
 
     /// Reads the logs and finishes an interrupted batch, returning where to go on from.
