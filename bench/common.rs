@@ -111,7 +111,7 @@ pub async fn datafusion_batch(input: &Path, out: &Path, query: &str) -> f64 {
     // The same Parquet compression as Sluice's sink.
     config.options_mut().execution.parquet.compression = Some("snappy".into());
     let ctx = SessionContext::new_with_config(config);
-    let schema = sluice::plan::schema_from_sql_types(&parse_schema())
+    let schema = sluice::format::schema_from_sql_types(&parse_schema())
         .await
         .expect("schema");
     ctx.register_json(

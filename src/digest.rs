@@ -25,7 +25,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use serde::{Deserialize, Serialize};
 use twox_hash::XxHash3_128;
 
-use crate::pipeline::FileFormat;
+use crate::format::FileFormat;
 
 /// The one way digests are computed today; a digest made another way is not compared.
 pub const ALGORITHM: &str = "xxh3-128-sum-of-arrow-rows";

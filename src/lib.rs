@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod digest;
 pub mod driver;
+pub mod format;
 pub mod ops;
 pub mod pipeline;
 pub mod plan;
@@ -18,6 +19,7 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod storage;
+pub mod vocab;
 
 use checkpoint::BatchId;
 

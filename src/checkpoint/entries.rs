@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BatchId, CheckpointError, Epoch};
+use super::{BatchId, CheckpointError, Epoch, PinnedSettings};
 
 /// The checkpoint's `metadata` object.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -21,16 +21,6 @@ pub struct Metadata {
     pub created: String,
     /// The checkpoint format version.
     pub format: u32,
-}
-
-/// Settings pinned per batch so that a replay computes the same thing.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct PinnedSettings {
-    /// DataFusion's `target_partitions`.
-    pub target_partitions: usize,
-    /// DataFusion's `batch_size`.
-    pub batch_size: usize,
 }
 
 /// Line 2 of `offsets/N`.
@@ -302,18 +292,6 @@ fn corrupt(file: &str, line: usize, reason: &str) -> CheckpointError {
         file: file.to_string(),
         line,
         reason: reason.to_string(),
-    }
-}
-
-impl std::fmt::Display for BatchId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-impl std::fmt::Display for Epoch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
     }
 }
 

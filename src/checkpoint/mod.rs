@@ -14,40 +14,15 @@
 
 mod entries;
 pub mod paths;
-pub mod repair;
+pub mod recovery;
 
+pub use crate::vocab::{BatchId, Epoch, PinnedSettings};
 pub use entries::{
-    BatchInfo, CommitEntry, EpochEntry, Metadata, OffsetsEntry, PhaseDurations, PinnedSettings,
-    SinkRecord, SourceOffset, StateCommit, parse_json_object, to_json,
+    BatchInfo, CommitEntry, EpochEntry, Metadata, OffsetsEntry, PhaseDurations, SinkRecord,
+    SourceOffset, StateCommit, parse_json_object, to_json,
 };
 
 use crate::storage::{Location, StorageError};
-
-/// A batch number: batch `N` reads the input range `(end of N-1, end of N]`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(transparent)]
-pub struct BatchId(pub u64);
-
-impl BatchId {
-    /// The batch after this one.
-    pub fn next(self) -> Self {
-        Self(self.0 + 1)
-    }
-
-    /// The batch before this one, if any.
-    pub fn prev(self) -> Option<Self> {
-        self.0.checked_sub(1).map(Self)
-    }
-}
-
-/// A run's epoch: strictly increasing across the runs of one checkpoint.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(transparent)]
-pub struct Epoch(pub u64);
 
 /// What can go wrong with a checkpoint.
 #[derive(Debug, thiserror::Error)]
@@ -503,7 +478,7 @@ pub async fn read_fingerprinted(
     let Some(text) = read_text(location, file).await? else {
         return Ok(None);
     };
-    if crate::plan::fingerprint(&text) != fingerprint {
+    if crate::vocab::fingerprint(&text) != fingerprint {
         return Err(CheckpointError::Corrupt {
             file: file.to_string(),
             line: 1,

@@ -12,7 +12,6 @@ use datafusion::physical_plan::{ExecutionPlan, displayable};
 use crate::Error;
 use crate::pipeline::{OutputMode, Pipeline};
 use crate::plan::{self, Shape};
-use crate::source::{load_table, peek_schema};
 use crate::state::{AGGREGATE_OPERATOR, find_phases, splice_final, unfuse};
 
 pub(super) async fn run(path: &Path) -> Result<(), Error> {
@@ -33,13 +32,13 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
     };
     let ctx = plan::session(&plan::default_settings());
     for (name, config) in &pipeline.tables {
-        let table = load_table(name, config, None).await?;
+        let table = config.connector().load_table(name, None).await?;
         ctx.register_table(name.as_str(), table as _)
             .map_err(exec)?;
     }
     let mut streams = Vec::new();
     for (name, config) in &pipeline.sources {
-        let schema = peek_schema(name, config).await?.ok_or_else(|| {
+        let schema = config.connector().peek_schema(name).await?.ok_or_else(|| {
             Error::Usage(format!(
                 "source `{name}` has no files yet and no declared schema; declare `schema:` or add a file"
             ))

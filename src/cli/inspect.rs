@@ -222,7 +222,7 @@ async fn sink_view(record: crate::checkpoint::SinkRecord, pipeline: uuid::Uuid) 
         return view;
     };
     let read = async {
-        let format: crate::pipeline::FileFormat = format.parse().map_err(|e: String| e)?;
+        let format: crate::format::FileFormat = format.parse().map_err(|e: String| e)?;
         let location = Location::open(path, false, false, None).map_err(|e| e.to_string())?;
         let sink = crate::sink::FilesSink::new(location, format, pipeline);
         let batches = sink.manifest_batches().await.map_err(|e| e.to_string())?;

@@ -248,15 +248,7 @@ async fn execute(cli: Cli) -> Result<(), Error> {
 
 async fn repair(spec: &str, dry_run: bool) -> Result<(), Error> {
     let location = open_checkpoint(spec)?;
-    if crate::checkpoint::Checkpoint::read_metadata(&location)
-        .await?
-        .is_none()
-    {
-        return Err(Error::Usage(format!(
-            "{spec} is not a Sluice checkpoint (it has no metadata)"
-        )));
-    }
-    let report = crate::checkpoint::repair::repair(&location, dry_run).await?;
+    let report = crate::ops::repair(&location, spec, dry_run).await?;
     let prefix = if dry_run { "(dry run) " } else { "" };
     for fixed in &report.fixed {
         emit(&format!("{prefix}{fixed}\n"));

@@ -18,7 +18,7 @@ use crate::checkpoint::{BatchId, CheckpointError, OffsetsEntry, PinnedSettings};
 use crate::pipeline::{OutputMode, Pipeline};
 use crate::plan::{self, Shape};
 use crate::sink::BatchOutput;
-use crate::source::{FilesSource, Source, load_table};
+use crate::source::Source;
 use crate::state::{AggregateOperator, JoinOperator, Operator};
 use crate::storage::{Location, StoreHook};
 
@@ -81,13 +81,19 @@ impl<'p> Engine<'p> {
     ) -> Result<Self, Error> {
         let mut static_tables = BTreeMap::new();
         for (name, config) in &pipeline.tables {
-            static_tables.insert(name.clone(), load_table(name, config, hook).await?);
+            static_tables.insert(
+                name.clone(),
+                config.connector().load_table(name, hook).await?,
+            );
         }
         let mut sources: Vec<Box<dyn Source>> = Vec::new();
         for (name, config) in &pipeline.sources {
-            sources.push(Box::new(
-                FilesSource::open(name, config, checkpoint, hook, pipeline.sync).await?,
-            ));
+            sources.push(
+                config
+                    .connector()
+                    .open(name, checkpoint, hook, pipeline.sync)
+                    .await?,
+            );
         }
         let watermarks: BTreeMap<String, (String, i64)> = pipeline
             .sources

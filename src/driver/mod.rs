@@ -18,7 +18,6 @@
 
 mod engine;
 mod event_time;
-pub mod recovery;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -28,6 +27,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use tokio::sync::watch;
 
 use crate::Error;
+use crate::checkpoint::recovery::{self, Decision};
 use crate::checkpoint::{
     BatchId, BatchInfo, Checkpoint, CheckpointError, CommitEntry, LogListing, OffsetsEntry,
     PhaseDurations, SourceOffset, StateCommit,
@@ -39,7 +39,6 @@ use crate::sink::{BatchOutput, ConsoleSink, FilesSink, Sink};
 use crate::source::Admission;
 use crate::storage::{Location, StoreHook};
 use engine::{Computed, Engine, Start};
-use recovery::Decision;
 
 /// How a run is started, beyond what the pipeline file says.
 #[derive(Clone, Default)]
@@ -279,7 +278,7 @@ impl<'a> Driver<'a> {
         let sync = pipeline.sync;
         // Fail on a missing source folder before anything is created.
         for (name, config) in &pipeline.sources {
-            crate::source::open_folder(name, config, hook, false)?;
+            config.connector().preflight(name, hook)?;
         }
         let checkpoint_spec = options
             .checkpoint

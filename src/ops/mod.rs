@@ -1,6 +1,8 @@
 //! Operations on a checkpoint that a library user may call as well as the command line: the
 //! command line only parses their arguments and prints what they return.
 
+mod repair;
 mod rewind;
 
+pub use repair::{RepairReport, repair};
 pub use rewind::{Rewound, rewind};

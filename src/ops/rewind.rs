@@ -7,7 +7,7 @@
 
 use crate::Error;
 use crate::checkpoint::{BatchId, Checkpoint, CheckpointError, LogListing, paths, take_lock};
-use crate::pipeline::FileFormat;
+use crate::format::FileFormat;
 use crate::sink::FilesSink;
 use crate::state::StateFiles;
 use crate::storage::Location;

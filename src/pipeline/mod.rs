@@ -17,6 +17,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
+use std::sync::Arc;
+
+pub use crate::format::{FileFormat, OnError};
+use crate::source::SourceConnector;
+use crate::vocab::{keyword_enum, nearest};
 
 pub use duration::parse_duration;
 
@@ -103,48 +108,30 @@ fn default_true() -> bool {
     true
 }
 
-/// One source or static table.
+/// One source or static table: its kind, the engine's event-time settings, and the kind's own
+/// settings, which the kind parses and checks when the file loads (`source::KINDS`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// The kind of source; only `files` for now.
-    pub kind: SourceKind,
-    /// A folder, a single file (for static tables) or an object-store URL prefix.
-    pub path: String,
-    /// The files' format.
-    pub format: FileFormat,
-    /// The schema: column name to SQL type, in column order; inferred from the first file
-    /// where absent.
-    #[serde(default)]
-    pub schema: Option<indexmap::IndexMap<String, String>>,
-    /// Ordered column list, used instead of `schema` where column order matters.
-    #[serde(default)]
-    pub columns: Option<Vec<ColumnConfig>>,
-    /// At most this many new files per batch.
-    #[serde(default)]
-    pub max_files_per_batch: Option<usize>,
-    /// What to do with a malformed line or row.
-    #[serde(default)]
-    pub on_error: OnError,
-    /// The name of a string column that holds each row's fields the schema does not know, as
-    /// a JSON object's text (null where there are none); Databricks Auto Loader's
-    /// `rescuedDataColumn`. JSON lines (top-level fields) and Parquet (columns).
-    #[serde(default)]
-    pub rescued_data_column: Option<String>,
+    /// The kind of source: a name in the source registry (`files`, `rate`).
+    pub kind: String,
     /// Event-time watermark; recorded, used by stateful queries.
     #[serde(default)]
     pub watermark: Option<WatermarkConfig>,
+    /// Every other key: the kind's own settings.
+    #[serde(flatten)]
+    pub settings: serde_yaml::Mapping,
+    /// The kind's connector, built from `settings` when the file loads.
+    #[serde(skip)]
+    connector: Option<Arc<dyn SourceConnector>>,
 }
 
-/// One column of an ordered schema.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ColumnConfig {
-    /// Column name.
-    pub name: String,
-    /// SQL type name, as DataFusion's SQL reads it.
-    #[serde(rename = "type")]
-    pub data_type: String,
+impl SourceConfig {
+    /// The source's connector: its kind with its typed settings.
+    pub fn connector(&self) -> &Arc<dyn SourceConnector> {
+        self.connector
+            .as_ref()
+            .expect("Pipeline::parse builds every source's connector")
+    }
 }
 
 /// A source's event-time watermark declaration.
@@ -207,69 +194,6 @@ impl SinkConfig {
     }
 }
 
-macro_rules! keyword_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name { $($(#[$vmeta])* $variant),+ }
-
-        impl $name {
-            /// The keyword as written in a pipeline file.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $text),+ }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($text => Ok(Self::$variant),)+
-                    other => Err(unknown_keyword(other, &[$($text),+])),
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                s.parse().map_err(de::Error::custom)
-            }
-        }
-    };
-}
-
-keyword_enum!(
-    /// The kind of a source or table.
-    SourceKind { /// Files in a folder or under an object-store prefix.
-    Files => "files" }
-);
-keyword_enum!(
-    /// A file format.
-    FileFormat {
-        /// JSON lines: one object per line.
-        Json => "json",
-        /// CSV with a header row.
-        Csv => "csv",
-        /// Apache Parquet.
-        Parquet => "parquet",
-    }
-);
-keyword_enum!(
-    /// What a source does with a malformed line or row.
-    OnError {
-        /// Stop the run with an error naming the file and line.
-        Fail => "fail",
-        /// Skip the row and count it in progress.
-        Skip => "skip",
-    }
-);
 keyword_enum!(
     /// The kind of a sink.
     SinkKind {
@@ -313,27 +237,9 @@ impl Default for Fencing {
 // The keyword enums come from one macro, most of them without a default; these two are
 // written out rather than derived for that reason.
 #[allow(clippy::derivable_impls)]
-impl Default for OnError {
-    fn default() -> Self {
-        Self::Fail
-    }
-}
-
-#[allow(clippy::derivable_impls)]
 impl Default for OutputMode {
     fn default() -> Self {
         Self::Append
-    }
-}
-
-impl FileFormat {
-    /// The file extension of this format's data files.
-    pub fn extension(self) -> &'static str {
-        match self {
-            Self::Json => "jsonl",
-            Self::Csv => "csv",
-            Self::Parquet => "parquet",
-        }
     }
 }
 
@@ -394,30 +300,6 @@ fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::
     parse_duration(&s).map_err(de::Error::custom)
 }
 
-fn unknown_keyword(got: &str, expected: &[&str]) -> String {
-    let list = expected
-        .iter()
-        .map(|e| format!("`{e}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    match nearest(got, expected) {
-        Some(near) => {
-            format!("unknown value `{got}`, expected one of {list}; did you mean `{near}`?")
-        }
-        None => format!("unknown value `{got}`, expected one of {list}"),
-    }
-}
-
-/// The candidate closest to `got`, when it is close enough to be a likely typo.
-pub fn nearest<'a>(got: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    candidates
-        .iter()
-        .map(|c| (strsim::jaro_winkler(got, c), *c))
-        .filter(|(score, _)| *score > 0.7)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
-}
-
 /// Adds a "did you mean" hint to serde's "unknown field `x`, expected one of `a`, `b`" message.
 fn with_suggestion(message: String) -> String {
     let Some(start) = message.find("unknown field `") else {
@@ -433,6 +315,21 @@ fn with_suggestion(message: String) -> String {
         Some(near) => format!("{message} (did you mean `{near}`?)"),
         None => message,
     }
+}
+
+/// A kind's "unknown field" message with the keys every source has besides the kind's own
+/// (`kind`, `watermark`) among the expected ones, so that a typo of those is suggested too.
+fn engine_keys(message: String) -> String {
+    const KEYS: &str = "`kind`, `watermark`, ";
+    if message.contains("unknown field `") {
+        if message.contains("expected one of `") {
+            return message.replacen("expected one of `", &format!("expected one of {KEYS}`"), 1);
+        }
+        if message.contains("expected `") {
+            return message.replacen("expected `", &format!("expected one of {KEYS}`"), 1);
+        }
+    }
+    message
 }
 
 impl Pipeline {
@@ -471,6 +368,26 @@ impl Pipeline {
                     None => invalid(format!("`{path}`: {message}")),
                 }
             })?;
+        for (group, configs) in [
+            ("sources", &mut pipeline.sources),
+            ("tables", &mut pipeline.tables),
+        ] {
+            for (name, config) in configs.iter_mut() {
+                let connector = crate::source::configure(&config.kind, name, &config.settings)
+                    .map_err(|e| {
+                        let key = match e.key.as_str() {
+                            "" => format!("{group}.{name}"),
+                            key => format!("{group}.{name}.{key}"),
+                        };
+                        let message = with_suggestion(engine_keys(e.message));
+                        match find_path_line(text, &key) {
+                            Some(line) => invalid(format!("`{key}`: {message} (line {line})")),
+                            None => invalid(format!("`{key}`: {message}")),
+                        }
+                    })?;
+                config.connector = Some(connector);
+            }
+        }
         pipeline.validate().map_err(|message| {
             let line = message
                 .split('`')
@@ -513,19 +430,11 @@ impl Pipeline {
         if self.snapshot_every == 0 {
             return Err("`snapshot_every` must be at least 1".into());
         }
-        for (name, source) in self.sources.iter().chain(&self.tables) {
+        for name in self.sources.keys().chain(self.tables.keys()) {
             if self.sources.contains_key(name) && self.tables.contains_key(name) {
                 return Err(format!(
                     "`{name}` is both a source and a table; table names must be unique"
                 ));
-            }
-            if source.schema.is_some() && source.columns.is_some() {
-                return Err(format!(
-                    "`{name}.columns` and `{name}.schema` both given; use one"
-                ));
-            }
-            if source.max_files_per_batch == Some(0) {
-                return Err(format!("`{name}.max_files_per_batch` must be at least 1"));
             }
         }
         self.sink.validate("sink")?;
@@ -564,25 +473,6 @@ impl Pipeline {
         self.checkpoint
             .clone()
             .unwrap_or_else(|| format!("checkpoints/{}", self.name))
-    }
-}
-
-impl SourceConfig {
-    /// The declared columns in order, if the pipeline declares a schema.
-    pub fn declared_columns(&self) -> Option<Vec<(String, String)>> {
-        if let Some(columns) = &self.columns {
-            return Some(
-                columns
-                    .iter()
-                    .map(|c| (c.name.clone(), c.data_type.clone()))
-                    .collect(),
-            );
-        }
-        self.schema.as_ref().map(|s| {
-            s.iter()
-                .map(|(name, ty)| (name.clone(), ty.clone()))
-                .collect()
-        })
     }
 }
 
@@ -636,8 +526,13 @@ sink: { kind: files, path: out/clicks, format: parquet }
         let p = parse(GOOD).expect("valid pipeline");
         assert_eq!(p.name, "clicks");
         assert_eq!(p.trigger, Trigger::Every(Duration::from_secs(5)));
-        assert_eq!(p.sources["clicks"].max_files_per_batch, Some(2));
-        assert_eq!(p.sources["clicks"].format, FileFormat::Json);
+        let connector = format!("{:?}", p.sources["clicks"].connector());
+        assert!(connector.starts_with("FilesConfig"), "{connector}");
+        assert!(
+            connector.contains("max_files_per_batch: Some(2)"),
+            "{connector}"
+        );
+        assert!(connector.contains("format: Json"), "{connector}");
         assert_eq!(p.sink.format, Some(FileFormat::Parquet));
         assert_eq!(p.output_mode, OutputMode::Append);
         assert_eq!(p.checkpoint_location(), "checkpoints/clicks");

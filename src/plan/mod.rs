@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionState;
@@ -21,9 +21,8 @@ use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, Volatility};
 use datafusion::optimizer::Optimizer;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use sha2::{Digest, Sha256};
 
-use crate::checkpoint::PinnedSettings;
+use crate::vocab::PinnedSettings;
 
 pub mod functions;
 pub mod shape;
@@ -67,33 +66,9 @@ pub enum PlanError {
         /// The function.
         function: String,
     },
-    /// A schema type name that DataFusion's SQL does not read.
-    #[error(
-        "`{column}` has type `{type_name}`, which is not a SQL type DataFusion reads: {reason}"
-    )]
-    BadType {
-        /// The column.
-        column: String,
-        /// The type as written.
-        type_name: String,
-        /// DataFusion's message.
-        reason: String,
-    },
 }
 
-/// The fingerprint of a query text: the first 16 hex digits of its SHA-256.
-pub fn fingerprint(sql: &str) -> String {
-    let digest = Sha256::digest(sql.as_bytes());
-    hex::encode(&digest[..8])
-}
-
-/// The settings a new batch is pinned to.
-pub fn default_settings() -> PinnedSettings {
-    PinnedSettings {
-        target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
-        batch_size: 8192,
-    }
-}
+pub use crate::vocab::{default_settings, fingerprint};
 
 /// A session for running batches with `settings`.
 pub fn session(settings: &PinnedSettings) -> SessionContext {
@@ -134,35 +109,6 @@ pub fn session(settings: &PinnedSettings) -> SessionContext {
     let ctx = SessionContext::new_with_state(state);
     register_functions(&ctx);
     ctx
-}
-
-/// Builds an Arrow schema from `(column, SQL type name)` pairs, reading the types as
-/// DataFusion's SQL does (`bigint`, `double`, `string`, `timestamp`, `decimal(10,2)`, ...).
-pub async fn schema_from_sql_types(columns: &[(String, String)]) -> Result<SchemaRef, PlanError> {
-    let ctx = session(&default_settings());
-    let mut fields = Vec::with_capacity(columns.len());
-    for (column, type_name) in columns {
-        let bad = |reason: String| PlanError::BadType {
-            column: column.clone(),
-            type_name: type_name.clone(),
-            reason,
-        };
-        // The name is read inside a statement: one type name, nothing after it.
-        if type_name.contains(';') {
-            return Err(bad("`;` does not belong in a type name".into()));
-        }
-        let plan = ctx
-            .state()
-            .create_logical_plan(&format!("SELECT CAST(NULL AS {type_name})"))
-            .await
-            .map_err(|e| bad(e.to_string()))?;
-        fields.push(Field::new(
-            column,
-            plan.schema().field(0).data_type().clone(),
-            true,
-        ));
-    }
-    Ok(Arc::new(Schema::new(fields)))
 }
 
 /// Plans `sql` in `ctx` with `now()` fixed to `batch_timestamp_ms`.
@@ -390,7 +336,7 @@ pub(crate) fn reads_stream(plan: &LogicalPlan, streams: &BTreeSet<String>) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::datatypes::DataType;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::datasource::MemTable;
 
     async fn plan(sql: &str) -> Result<(), PlanError> {
@@ -522,7 +468,9 @@ mod tests {
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
-        let schema = schema_from_sql_types(&cols).await.expect("types");
+        let schema = crate::format::schema_from_sql_types(&cols)
+            .await
+            .expect("types");
         assert_eq!(schema.field(0).data_type(), &DataType::Int64);
         assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
         assert!(matches!(
@@ -530,7 +478,7 @@ mod tests {
             DataType::Timestamp(_, None)
         ));
         assert_eq!(schema.field(3).data_type(), &DataType::Decimal128(10, 2));
-        let err = schema_from_sql_types(&[("x".into(), "bigintt".into())])
+        let err = crate::format::schema_from_sql_types(&[("x".into(), "bigintt".into())])
             .await
             .expect_err("bad type");
         assert!(err.to_string().contains("`x`"), "{err}");

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{BatchOutput, Sink, SinkCommit, SinkError};
 use crate::checkpoint::{BatchId, Epoch, Fence};
-use crate::pipeline::FileFormat;
+use crate::format::FileFormat;
 use crate::storage::Location;
 
 /// The sink's log folder inside the output folder.
@@ -319,7 +319,7 @@ impl FilesSink {
                 format: self.format,
                 schema: Arc::clone(&relaxed),
                 projection: None,
-                on_error: crate::pipeline::OnError::Fail,
+                on_error: crate::format::OnError::Fail,
                 rescued: None,
             };
             // The sink's own file names hold no `key=value` folder.

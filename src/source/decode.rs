@@ -29,7 +29,7 @@ use datafusion::datasource::file_format::file_compression_type::FileCompressionT
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::SourceError;
-use crate::pipeline::{FileFormat, OnError};
+use crate::format::{FileFormat, OnError};
 
 /// The rows of one file.
 #[derive(Debug, Default)]

@@ -27,10 +27,161 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::infer::Sample;
-use super::{Admission, BatchInput, Reader, Source, SourceError, hive, infer_schema};
+use super::{
+    Admission, BatchInput, ConfigError, Reader, Source, SourceConnector, SourceError, SourceKind,
+    hive, infer_schema, parse_settings,
+};
 use crate::checkpoint::{BatchId, CheckpointError, paths};
-use crate::pipeline::SourceConfig;
+use crate::format::{FileFormat, OnError};
 use crate::storage::{Location, StoreHook};
+
+/// The files source in the registry.
+pub(super) const KIND: SourceKind = SourceKind {
+    name: "files",
+    configure,
+};
+
+fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>, ConfigError> {
+    let config: FilesConfig = parse_settings(settings)?;
+    if config.schema.is_some() && config.columns.is_some() {
+        return Err(ConfigError::at(
+            "columns",
+            "`columns` and `schema` both given; use one",
+        ));
+    }
+    if config.max_files_per_batch == Some(0) {
+        return Err(ConfigError::at(
+            "max_files_per_batch",
+            "`max_files_per_batch` must be at least 1",
+        ));
+    }
+    Ok(Arc::new(config))
+}
+
+/// The settings of a files source or table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// A folder, a single file (for static tables) or an object-store URL prefix.
+    pub path: String,
+    /// The files' format.
+    pub format: FileFormat,
+    /// The schema: column name to SQL type, in column order; inferred from the first files
+    /// where absent.
+    #[serde(default)]
+    pub schema: Option<indexmap::IndexMap<String, String>>,
+    /// Ordered column list, used instead of `schema` where column order matters.
+    #[serde(default)]
+    pub columns: Option<Vec<ColumnConfig>>,
+    /// At most this many new files per batch.
+    #[serde(default)]
+    pub max_files_per_batch: Option<usize>,
+    /// What to do with a malformed line or row.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// The name of a string column that holds each row's fields the schema does not know, as
+    /// a JSON object's text (null where there are none); Databricks Auto Loader's
+    /// `rescuedDataColumn`. JSON lines (top-level fields) and Parquet (columns).
+    #[serde(default)]
+    pub rescued_data_column: Option<String>,
+}
+
+/// One column of an ordered schema.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnConfig {
+    /// Column name.
+    pub name: String,
+    /// SQL type name, as DataFusion's SQL reads it.
+    #[serde(rename = "type")]
+    pub data_type: String,
+}
+
+impl FilesConfig {
+    /// The declared columns in order, if the source declares a schema.
+    pub fn declared_columns(&self) -> Option<Vec<(String, String)>> {
+        if let Some(columns) = &self.columns {
+            return Some(
+                columns
+                    .iter()
+                    .map(|c| (c.name.clone(), c.data_type.clone()))
+                    .collect(),
+            );
+        }
+        self.schema.as_ref().map(|s| {
+            s.iter()
+                .map(|(name, ty)| (name.clone(), ty.clone()))
+                .collect()
+        })
+    }
+}
+
+#[async_trait]
+impl SourceConnector for FilesConfig {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
+    fn preflight(&self, name: &str, hook: Option<&StoreHook>) -> Result<(), SourceError> {
+        open_folder(name, self, hook, false).map(|_| ())
+    }
+
+    async fn open(
+        &self,
+        name: &str,
+        checkpoint: &Location,
+        hook: Option<&StoreHook>,
+        sync: bool,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        Ok(Box::new(
+            FilesSource::open(name, self, checkpoint, hook, sync).await?,
+        ))
+    }
+
+    async fn load_table(
+        &self,
+        name: &str,
+        hook: Option<&StoreHook>,
+    ) -> Result<Arc<MemTable>, SourceError> {
+        load_table(name, self, hook).await
+    }
+
+    async fn peek_schema(&self, name: &str) -> Result<Option<SchemaRef>, SourceError> {
+        peek_schema(name, self).await
+    }
+
+    fn describe_offset(&self, offset: &serde_json::Value) -> String {
+        match (log_offset(Some(offset)), offset.get("files")) {
+            (Some(log), Some(files)) => {
+                format!("{files} files read, the last ones logged in sources/<name>/{log}")
+            }
+            _ => offset.to_string(),
+        }
+    }
+
+    async fn rebuild_offset(
+        &self,
+        name: &str,
+        checkpoint: &Location,
+        batch: BatchId,
+    ) -> Result<serde_json::Value, SourceError> {
+        rebuild_offset(checkpoint, name, batch).await
+    }
+
+    async fn forget_batch(
+        &self,
+        name: &str,
+        checkpoint: &Location,
+        batch: BatchId,
+    ) -> Result<u64, SourceError> {
+        let file = checkpoint.path(&format!("{}/{}", paths::source_dir(name), batch.0));
+        if checkpoint.get(&file).await?.is_none() {
+            return Ok(0);
+        }
+        checkpoint.delete(&file).await?;
+        Ok(1)
+    }
+}
 
 /// One file in a source log: its path and what identifies its bytes. The identity fields are
 /// absent in logs written before they were logged, and where the store does not give them.
@@ -144,7 +295,7 @@ struct PinnedColumn {
 #[derive(Debug)]
 pub struct FilesSource {
     name: String,
-    config: SourceConfig,
+    config: FilesConfig,
     data: Location,
     checkpoint: Location,
     schema: Option<SchemaRef>,
@@ -162,7 +313,7 @@ impl FilesSource {
     /// Opens the source `name`, loading its log from the checkpoint at `checkpoint`.
     pub async fn open(
         name: &str,
-        config: &SourceConfig,
+        config: &FilesConfig,
         checkpoint: &Location,
         hook: Option<&StoreHook>,
         sync: bool,
@@ -194,7 +345,7 @@ impl FilesSource {
 
     async fn declared_or_pinned_schema(&self) -> Result<Option<SchemaRef>, SourceError> {
         if let Some(columns) = self.config.declared_columns() {
-            let schema = crate::plan::schema_from_sql_types(&columns)
+            let schema = crate::format::schema_from_sql_types(&columns)
                 .await
                 .map_err(|e| SourceError::Config {
                     source_name: self.name.clone(),
@@ -389,9 +540,9 @@ fn hidden(path: &str) -> bool {
 }
 
 /// Opens a source's folder, which must exist.
-pub fn open_folder(
+fn open_folder(
     name: &str,
-    config: &SourceConfig,
+    config: &FilesConfig,
     hook: Option<&StoreHook>,
     sync: bool,
 ) -> Result<Location, SourceError> {
@@ -403,7 +554,7 @@ pub fn open_folder(
 
 /// How the files of a source configured as `config`, with the columns `schema`, are read: the
 /// columns of `projection` (indices into `schema`), all where `None`.
-fn reader(config: &SourceConfig, schema: SchemaRef, projection: Option<Vec<usize>>) -> Reader {
+fn reader(config: &FilesConfig, schema: SchemaRef, projection: Option<Vec<usize>>) -> Reader {
     Reader {
         format: config.format,
         schema,
@@ -416,13 +567,13 @@ fn reader(config: &SourceConfig, schema: SchemaRef, projection: Option<Vec<usize
 /// `schema` with the source's rescued-data column after its columns, where it has one.
 fn with_rescued(
     name: &str,
-    config: &SourceConfig,
+    config: &FilesConfig,
     schema: &SchemaRef,
 ) -> Result<SchemaRef, SourceError> {
     let Some(rescued) = &config.rescued_data_column else {
         return Ok(Arc::clone(schema));
     };
-    if config.format == crate::pipeline::FileFormat::Csv {
+    if config.format == crate::format::FileFormat::Csv {
         return Err(SourceError::Config {
             source_name: name.to_string(),
             reason: "`rescued_data_column` is for JSON and Parquet sources: a CSV file's header \
@@ -451,7 +602,7 @@ fn with_rescued(
 async fn infer_from(
     location: &Location,
     files: &[String],
-    config: &SourceConfig,
+    config: &FilesConfig,
 ) -> Result<Option<SchemaRef>, SourceError> {
     let mut sample = Sample::new(config.format);
     for file in files {
@@ -571,9 +722,9 @@ async fn read_into_table(
 }
 
 /// Reads a static table once: every file of a folder, or a single file.
-pub async fn load_table(
+async fn load_table(
     name: &str,
-    config: &SourceConfig,
+    config: &FilesConfig,
     hook: Option<&StoreHook>,
 ) -> Result<Arc<MemTable>, SourceError> {
     let config_err = |reason: String| SourceError::Config {
@@ -606,7 +757,7 @@ pub async fn load_table(
         return Err(config_err("the table has no files".into()));
     }
     let schema = match config.declared_columns() {
-        Some(columns) => crate::plan::schema_from_sql_types(&columns)
+        Some(columns) => crate::format::schema_from_sql_types(&columns)
             .await
             .map_err(|e| config_err(e.to_string()))?,
         None => {
@@ -660,7 +811,7 @@ async fn read_log_entry(checkpoint: &Location, file: &str) -> Result<Vec<LoggedF
 /// in the checkpoint at `checkpoint` (for `sluice repair`, when `offsets/N` is lost): the
 /// newest log entry at or below the batch, and the number of files read up to it. `Null` when
 /// the source had read nothing by then.
-pub async fn rebuild_offset(
+async fn rebuild_offset(
     checkpoint: &Location,
     name: &str,
     batch: BatchId,
@@ -711,12 +862,9 @@ pub async fn rebuild_offset(
 
 /// A source's schema without touching a checkpoint: the declared one, or one inferred from its
 /// first file (`None` when there is no file yet).
-pub async fn peek_schema(
-    name: &str,
-    config: &SourceConfig,
-) -> Result<Option<SchemaRef>, SourceError> {
+async fn peek_schema(name: &str, config: &FilesConfig) -> Result<Option<SchemaRef>, SourceError> {
     if let Some(columns) = config.declared_columns() {
-        let schema = crate::plan::schema_from_sql_types(&columns)
+        let schema = crate::format::schema_from_sql_types(&columns)
             .await
             .map_err(|e| SourceError::Config {
                 source_name: name.to_string(),
@@ -864,7 +1012,43 @@ impl Source for FilesSource {
             return self.read_files(BatchId(end_log), &[], columns).await;
         }
         let batch = BatchId(end_log);
-        let files = self.read_entry(&self.log_file(batch.0)).await?;
+        let mut files = self.read_entry(&self.log_file(batch.0)).await?;
+        // A range of one batch is its log entry. A range over several batches (the files
+        // counts tell) is every entry in it: the earlier ones come first.
+        let count = |o: Option<&serde_json::Value>| o.and_then(|o| o.get("files")?.as_u64());
+        let wanted = count(Some(end)).map(|e| e.saturating_sub(count(start).unwrap_or(0)));
+        if let Some(wanted) = wanted.filter(|w| *w > files.len() as u64) {
+            let first = log_offset(start).map_or(0, |s| s + 1);
+            let mut earlier = Vec::new();
+            for meta in self.checkpoint.list(&self.log_dir()).await? {
+                let relative = self.checkpoint.relative(&meta.location);
+                let name = relative.rsplit('/').next().unwrap_or_default();
+                if let Some(n) = paths::entry_number(name).filter(|n| (first..end_log).contains(n))
+                {
+                    earlier.push(n);
+                }
+            }
+            earlier.sort_unstable();
+            let mut all = Vec::new();
+            for n in earlier {
+                all.extend(self.read_entry(&self.log_file(n)).await?);
+            }
+            all.append(&mut files);
+            if all.len() as u64 != wanted {
+                return Err(CheckpointError::Inconsistent {
+                    location: self.checkpoint.to_string(),
+                    reason: format!(
+                        "source `{}`: the range from {} to {end} holds {wanted} files, but its log \
+                         entries list {} (older entries are folded into a compact entry)",
+                        self.name,
+                        start.map_or_else(|| "the start".to_string(), ToString::to_string),
+                        all.len()
+                    ),
+                }
+                .into());
+            }
+            files = all;
+        }
         self.read_files(batch, &files, columns).await
     }
 
@@ -928,11 +1112,9 @@ impl Source for FilesSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::{FileFormat, OnError, SourceKind};
 
-    fn config(path: &std::path::Path) -> SourceConfig {
-        SourceConfig {
-            kind: SourceKind::Files,
+    fn config(path: &std::path::Path) -> FilesConfig {
+        FilesConfig {
             path: path.display().to_string(),
             format: FileFormat::Json,
             schema: Some(
@@ -944,7 +1126,6 @@ mod tests {
             max_files_per_batch: Some(1),
             on_error: OnError::Fail,
             rescued_data_column: None,
-            watermark: None,
         }
     }
 
@@ -1004,7 +1185,7 @@ mod tests {
              {\"name\":\"note\",\"type\":\"Null\",\"nullable\":true}]\n",
         )
         .expect("pin");
-        let inferred = SourceConfig {
+        let inferred = FilesConfig {
             schema: None,
             ..config(&data)
         };

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 use super::SourceError;
-use crate::pipeline::FileFormat;
+use crate::format::FileFormat;
 
 /// Inference stops after this many files even if a column has no type yet.
 pub const MAX_FILES: usize = 100;

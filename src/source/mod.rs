@@ -11,6 +11,7 @@ mod decode;
 mod files;
 mod hive;
 mod infer;
+mod rate;
 
 use std::sync::Arc;
 
@@ -20,10 +21,91 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 
 pub use decode::{Decoded, Reader, infer_schema};
-pub use files::{FilesSource, load_table, open_folder, peek_schema, rebuild_offset};
+pub use files::{FilesConfig, FilesSource};
+pub use rate::{RateConfig, RateSource};
 
 use crate::checkpoint::{BatchId, CheckpointError};
-use crate::storage::StorageError;
+use crate::storage::{Location, StorageError, StoreHook};
+
+/// One kind of source, as the registry lists it: the word `kind:` names it by, and how its
+/// settings (every key of the source but `kind` and `watermark`) become its connector.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceKind {
+    /// The keyword of `kind:`.
+    pub name: &'static str,
+    /// Parses and checks the settings into the kind's typed configuration.
+    pub configure: fn(&serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>, ConfigError>,
+}
+
+/// Every kind of source: one line per kind. A kind lives in its own module under
+/// `src/source/`, and passes the source contract suite (`tests/it/contract.rs`).
+pub const KINDS: &[SourceKind] = &[files::KIND, rate::KIND];
+
+/// The connector of a source of kind `kind` with `settings`: the kind's typed configuration,
+/// or an error naming the key (relative to the source) that is wrong.
+pub fn configure(
+    kind: &str,
+    name: &str,
+    settings: &serde_yaml::Mapping,
+) -> Result<Arc<dyn SourceConnector>, ConfigError> {
+    let Some(entry) = KINDS.iter().find(|k| k.name == kind) else {
+        let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        return Err(ConfigError {
+            key: "kind".into(),
+            message: format!(
+                "source `{name}`: {}",
+                crate::vocab::unknown_keyword(kind, &names)
+            ),
+        });
+    };
+    (entry.configure)(settings)
+}
+
+/// Settings of a source or sink that do not parse or do not fit together.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    /// The dotted key, relative to the connector's own settings (`format`, `schema.ts`); empty
+    /// for the settings as a whole.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error about the value of `key`.
+    pub fn at(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a connector's settings into its typed configuration `T` (which denies unknown keys),
+/// naming the key that is wrong.
+pub fn parse_settings<T: serde::de::DeserializeOwned>(
+    settings: &serde_yaml::Mapping,
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(serde_yaml::Value::Mapping(settings.clone())).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // An unknown key is reported at the map that holds it: name the key itself.
+        let key = match message.strip_prefix("unknown field `") {
+            Some(rest) => {
+                let field = rest.split('`').next().unwrap_or_default();
+                match path.as_str() {
+                    "." | "" => field.to_string(),
+                    at if at == field || at.ends_with(&format!(".{field}")) => at.to_string(),
+                    parent => format!("{parent}.{field}"),
+                }
+            }
+            None if path == "." => String::new(),
+            None => path,
+        };
+        ConfigError { key, message }
+    })
+}
 
 /// What can go wrong reading a source.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +173,36 @@ pub enum SourceError {
         /// What changed: each of size, modification time, ETag and version that differs, as
         /// logged and as it is now.
         change: String,
+    },
+    /// A connector's own error (its client library's, its server's).
+    #[error("source `{source_name}` ({kind}): {error}")]
+    Connector {
+        /// The source.
+        source_name: String,
+        /// The source's kind.
+        kind: &'static str,
+        /// The connector's error.
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An operation the source's kind does not support.
+    #[error("{operation} is not supported by the `{kind}` source connector")]
+    NotSupported {
+        /// The source's kind.
+        kind: &'static str,
+        /// The operation, as a person would name it.
+        operation: &'static str,
+    },
+    /// A batch's range can no longer be read: the data is gone from where the source reads.
+    #[error("source `{source_name}`: batch {batch}'s range {range} is gone: {reason}")]
+    RangeGone {
+        /// The source.
+        source_name: String,
+        /// The batch.
+        batch: BatchId,
+        /// The range, as the offsets give it.
+        range: String,
+        /// Why.
+        reason: String,
     },
     /// A logged file is gone, so the batch cannot be recomputed.
     #[error(
@@ -177,4 +289,78 @@ pub trait Source: Send + Sync + std::fmt::Debug {
 
     /// Batch `batch` is committed; logs older than `oldest_kept` may be compacted.
     async fn commit(&mut self, batch: BatchId, oldest_kept: BatchId) -> Result<(), SourceError>;
+}
+
+/// A kind of source with its settings: what opens its stream, and what the operator commands
+/// need of it. An operation a kind does not have fails with [`SourceError::NotSupported`],
+/// naming the kind.
+#[async_trait]
+pub trait SourceConnector: Send + Sync + std::fmt::Debug {
+    /// The kind's keyword.
+    fn kind(&self) -> &'static str;
+
+    /// Checks what can be checked before a run takes its checkpoint (a folder exists).
+    fn preflight(&self, _name: &str, _hook: Option<&StoreHook>) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    /// Opens source `name` for a run over the checkpoint at `checkpoint` (where it keeps its
+    /// own log, under `sources/<name>/`); `sync` syncs local writes.
+    async fn open(
+        &self,
+        name: &str,
+        checkpoint: &Location,
+        hook: Option<&StoreHook>,
+        sync: bool,
+    ) -> Result<Box<dyn Source>, SourceError>;
+
+    /// Reads the source whole, once, as a static table (`tables:`).
+    async fn load_table(
+        &self,
+        _name: &str,
+        _hook: Option<&StoreHook>,
+    ) -> Result<Arc<MemTable>, SourceError> {
+        Err(self.not_supported("reading as a static table (`tables:`)"))
+    }
+
+    /// The schema without a checkpoint (`sluice explain`): declared, fixed by the kind, or
+    /// inferred from the input there is; `None` when there is nothing to infer from yet.
+    async fn peek_schema(&self, _name: &str) -> Result<Option<SchemaRef>, SourceError> {
+        Err(self.not_supported("peeking the schema (`sluice explain`)"))
+    }
+
+    /// An end offset of this source in words (`sluice inspect`).
+    fn describe_offset(&self, offset: &serde_json::Value) -> String {
+        offset.to_string()
+    }
+
+    /// The end offset batch `batch` had, rebuilt from what the source keeps in the checkpoint
+    /// at `checkpoint` (`sluice repair`, when `offsets/N` is lost).
+    async fn rebuild_offset(
+        &self,
+        _name: &str,
+        _checkpoint: &Location,
+        _batch: BatchId,
+    ) -> Result<serde_json::Value, SourceError> {
+        Err(self.not_supported("rebuilding a lost offset (`sluice repair`)"))
+    }
+
+    /// Forgets what the source keeps in the checkpoint for batch `batch` (`sluice rewind`), so
+    /// that the batch can be planned again; the number of entries removed.
+    async fn forget_batch(
+        &self,
+        _name: &str,
+        _checkpoint: &Location,
+        _batch: BatchId,
+    ) -> Result<u64, SourceError> {
+        Err(self.not_supported("forgetting a batch (`sluice rewind`)"))
+    }
+
+    /// The error for an operation this kind does not have.
+    fn not_supported(&self, operation: &'static str) -> SourceError {
+        SourceError::NotSupported {
+            kind: self.kind(),
+            operation,
+        }
+    }
 }

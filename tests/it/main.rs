@@ -2,6 +2,7 @@
 
 mod cli;
 mod common;
+mod contract;
 mod crash;
 mod fault;
 mod field;

@@ -15,11 +15,13 @@
 //! Anything else (a removed log, a source log folded past the batch) is reported with what to
 //! restore.
 
-use super::{
-    BatchId, BatchInfo, CheckpointError, Location, LogListing, OffsetsEntry, SourceOffset, paths,
+use crate::Error;
+use crate::checkpoint::recovery::{Decision, decide};
+use crate::checkpoint::{
+    BatchId, BatchInfo, Checkpoint, CheckpointError, LogListing, OffsetsEntry, SourceOffset, paths,
     read_commit, read_offsets, take_lock,
 };
-use crate::driver::recovery::{Decision, decide};
+use crate::storage::Location;
 
 /// What `repair` did and what it could not do.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -30,8 +32,24 @@ pub struct RepairReport {
     pub unfixable: Vec<String>,
 }
 
-/// Repairs the checkpoint at `location` (or, with `dry_run`, says what it would do).
-pub async fn repair(location: &Location, dry_run: bool) -> Result<RepairReport, CheckpointError> {
+/// Repairs the checkpoint at `location`, shown as `shown` in messages (or, with `dry_run`,
+/// says what it would do). A source's lost offset is rebuilt by its connector
+/// ([`crate::source::SourceConnector::rebuild_offset`]), as the pipeline file the batch ran
+/// with (stored in the checkpoint) configures it.
+///
+/// # Errors
+/// [`Error::Usage`] when `location` holds no checkpoint; a store or checkpoint error when the
+/// logs cannot be read. What cannot be repaired is in [`RepairReport::unfixable`].
+pub async fn repair(
+    location: &Location,
+    shown: &str,
+    dry_run: bool,
+) -> Result<RepairReport, Error> {
+    if Checkpoint::read_metadata(location).await?.is_none() {
+        return Err(Error::Usage(format!(
+            "{shown} is not a Sluice checkpoint (it has no metadata)"
+        )));
+    }
     let _lock = take_lock(location)?;
     let mut report = RepairReport::default();
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
@@ -124,7 +142,7 @@ pub async fn repair(location: &Location, dry_run: bool) -> Result<RepairReport, 
         if rebuilt.contains(&target) {
             break;
         }
-        match rebuild_offsets(location, target, &logs).await {
+        match rebuild_offsets(location, shown, target, &logs).await {
             Ok(entry) => {
                 if !dry_run
                     && !location
@@ -180,6 +198,7 @@ async fn listing_without(
 /// logs, its epoch, run and time from its commit, its query from a neighbouring entry.
 async fn rebuild_offsets(
     location: &Location,
+    shown: &str,
     batch: BatchId,
     logs: &LogListing,
 ) -> Result<OffsetsEntry, String> {
@@ -187,6 +206,16 @@ async fn rebuild_offsets(
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("commits/{batch} is missing too"))?;
+    // The pipeline file the batch ran with says what kind each source is.
+    let Some(fingerprint) = &commit.pipeline else {
+        return Err(format!(
+            "commits/{batch} does not name the pipeline file it ran with"
+        ));
+    };
+    let pipeline = crate::driver::stored_pipeline(location, shown, fingerprint)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("the pipeline file batch {batch} ran with is not stored"))?;
     // A neighbouring offsets entry names the sources and the query.
     let mut neighbour = None;
     for n in logs.offsets.iter().rev() {
@@ -240,7 +269,12 @@ async fn rebuild_offsets(
     };
     let mut sources = Vec::new();
     for name in names {
-        let offset = crate::source::rebuild_offset(location, &name, batch)
+        let config = pipeline.sources.get(&name).ok_or_else(|| {
+            format!("source `{name}` is not in the pipeline file batch {batch} ran with")
+        })?;
+        let offset = config
+            .connector()
+            .rebuild_offset(&name, location, batch)
             .await
             .map_err(|e| e.to_string())?;
         sources.push(SourceOffset {
@@ -262,7 +296,7 @@ async fn rebuild_offsets(
             watermark_ms,
             epoch: commit.epoch,
             run_id: commit.run_id,
-            settings: crate::plan::default_settings(),
+            settings: crate::vocab::default_settings(),
             query_fingerprint: fingerprint,
             pipeline: commit.pipeline.clone(),
         },

@@ -10,7 +10,7 @@
 //!   anything else     -> inconsistent: stop and say what is wrong
 //! ```
 
-use crate::checkpoint::{BatchId, LogListing};
+use super::{BatchId, LogListing};
 
 /// What the driver does first, given the logs.
 #[derive(Debug, Clone, PartialEq, Eq)]

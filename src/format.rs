@@ -1,0 +1,94 @@
+//! File formats and declared schemas: the keywords a pipeline names a format by, what a source
+//! does with a row that does not parse, and SQL type names read as Arrow types (docs/design.md
+//! §3, §7). Used by the files source, the files sink, the output digest and replay.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::vocab::keyword_enum;
+
+keyword_enum!(
+    /// A file format.
+    FileFormat {
+        /// JSON lines: one object per line.
+        Json => "json",
+        /// CSV with a header row.
+        Csv => "csv",
+        /// Apache Parquet.
+        Parquet => "parquet",
+    }
+);
+keyword_enum!(
+    /// What a source does with a malformed line or row.
+    OnError {
+        /// Stop the run with an error naming the file and line.
+        Fail => "fail",
+        /// Skip the row and count it in progress.
+        Skip => "skip",
+    }
+);
+#[allow(clippy::derivable_impls)]
+impl Default for OnError {
+    fn default() -> Self {
+        Self::Fail
+    }
+}
+
+impl FileFormat {
+    /// The file extension of this format's data files.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Json => "jsonl",
+            Self::Csv => "csv",
+            Self::Parquet => "parquet",
+        }
+    }
+}
+
+/// A declared column whose SQL type DataFusion does not read.
+#[derive(Debug, thiserror::Error)]
+#[error("`{column}` has type `{type_name}`, which is not a SQL type DataFusion reads: {reason}")]
+pub struct TypeNameError {
+    /// The column.
+    pub column: String,
+    /// The type as written.
+    pub type_name: String,
+    /// DataFusion's message.
+    pub reason: String,
+}
+
+/// Builds an Arrow schema from `(column, SQL type name)` pairs, reading the types as
+/// DataFusion's SQL does (`bigint`, `double`, `string`, `timestamp`, `decimal(10,2)`, ...);
+/// string types read as `Utf8`, as in every batch's session.
+pub async fn schema_from_sql_types(
+    columns: &[(String, String)],
+) -> Result<SchemaRef, TypeNameError> {
+    let mut config = SessionConfig::new();
+    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    let ctx = SessionContext::new_with_config(config);
+    let mut fields = Vec::with_capacity(columns.len());
+    for (column, type_name) in columns {
+        let bad = |reason: String| TypeNameError {
+            column: column.clone(),
+            type_name: type_name.clone(),
+            reason,
+        };
+        // The name is read inside a statement: one type name, nothing after it.
+        if type_name.contains(';') {
+            return Err(bad("`;` does not belong in a type name".into()));
+        }
+        let plan = ctx
+            .state()
+            .create_logical_plan(&format!("SELECT CAST(NULL AS {type_name})"))
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        fields.push(Field::new(
+            column,
+            plan.schema().field(0).data_type().clone(),
+            true,
+        ));
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}

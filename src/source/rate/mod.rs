@@ -1,0 +1,419 @@
+//! The rate source: a deterministic generator of `timestamp, value` rows at a configured rate,
+//! as Spark's `rate` source, for trying pipelines and measuring them without input files.
+//!
+//! Row `i` (from 0) has `value = i` and `timestamp = start + i / rows_per_second` seconds
+//! (microseconds, rounded down). An end offset is `{"start_ms": S, "rows": N}`: the rows
+//! `0..N` exist, generated from start time `S` (milliseconds since the Unix epoch). The start
+//! is `start_time` when set, or the time the first batch is planned, and stays in every later
+//! offset, so a range regenerates the same rows on every replay, whenever it runs. Planning
+//! takes the rows whose timestamps have passed (by the wall clock, or the time `available-now`
+//! and `once` froze the input), at most `max_rows_per_batch` of them and `max_rows` in all. The
+//! source keeps no log of its own: the offsets log is all it needs.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, Int64Array, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    Admission, BatchInput, ConfigError, Source, SourceConnector, SourceError, SourceKind,
+    parse_settings,
+};
+use crate::checkpoint::{BatchId, CheckpointError};
+use crate::storage::{Location, StoreHook};
+
+/// The rate source in the registry.
+pub(super) const KIND: SourceKind = SourceKind {
+    name: "rate",
+    configure,
+};
+
+/// Rows per record batch of a read.
+const ROWS_PER_RECORD_BATCH: u64 = 8192;
+
+fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>, ConfigError> {
+    let mut config: RateConfig = parse_settings(settings)?;
+    if config.rows_per_second == 0 {
+        return Err(ConfigError::at(
+            "rows_per_second",
+            "`rows_per_second` must be at least 1",
+        ));
+    }
+    if config.max_rows_per_batch == Some(0) {
+        return Err(ConfigError::at(
+            "max_rows_per_batch",
+            "`max_rows_per_batch` must be at least 1",
+        ));
+    }
+    if let Some(text) = &config.start_time {
+        let start = chrono::DateTime::parse_from_rfc3339(text).map_err(|e| {
+            ConfigError::at(
+                "start_time",
+                format!(
+                    "`start_time: {text}` is not an RFC 3339 time ({e}); e.g. 2026-01-01T00:00:00Z"
+                ),
+            )
+        })?;
+        config.start_ms = Some(start.timestamp_millis());
+    }
+    Ok(Arc::new(config))
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// The settings of a rate source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// Rows per second of generator time (Spark's `rowsPerSecond`); at least 1, 1 by default.
+    #[serde(default = "one")]
+    pub rows_per_second: u64,
+    /// The timestamp of row 0, RFC 3339; the time the first batch is planned where absent.
+    #[serde(default)]
+    pub start_time: Option<String>,
+    /// At most this many new rows per batch (all that are due where absent).
+    #[serde(default)]
+    pub max_rows_per_batch: Option<u64>,
+    /// Generates this many rows in all, then no more (unbounded where absent).
+    #[serde(default)]
+    pub max_rows: Option<u64>,
+    /// `start_time` in milliseconds since the Unix epoch.
+    #[serde(skip)]
+    start_ms: Option<i64>,
+}
+
+impl RateConfig {
+    /// The rows due at `now_ms` for a generator started at `start_ms`, within `max_rows`.
+    fn due(&self, start_ms: i64, now_ms: i64) -> u64 {
+        let elapsed = u128::try_from(now_ms.saturating_sub(start_ms)).unwrap_or(0);
+        let due = elapsed * u128::from(self.rows_per_second) / 1000;
+        let due = u64::try_from(due).unwrap_or(u64::MAX);
+        self.max_rows.map_or(due, |max| due.min(max))
+    }
+}
+
+#[async_trait]
+impl SourceConnector for RateConfig {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
+    async fn open(
+        &self,
+        name: &str,
+        checkpoint: &Location,
+        _hook: Option<&StoreHook>,
+        _sync: bool,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        Ok(Box::new(RateSource::new(name, self.clone(), checkpoint)))
+    }
+
+    async fn peek_schema(&self, _name: &str) -> Result<Option<SchemaRef>, SourceError> {
+        Ok(Some(schema()))
+    }
+
+    fn describe_offset(&self, offset: &serde_json::Value) -> String {
+        match (
+            offset.get("rows").and_then(serde_json::Value::as_u64),
+            offset.get("start_ms").and_then(serde_json::Value::as_i64),
+        ) {
+            (Some(rows), Some(start_ms)) => format!(
+                "{rows} rows generated from {}",
+                chrono::DateTime::from_timestamp_millis(start_ms)
+                    .map_or_else(|| start_ms.to_string(), |t| t.to_rfc3339())
+            ),
+            _ => offset.to_string(),
+        }
+    }
+
+    async fn forget_batch(
+        &self,
+        _name: &str,
+        _checkpoint: &Location,
+        _batch: BatchId,
+    ) -> Result<u64, SourceError> {
+        // Nothing of its own to forget: a batch's range is all in `offsets/N`.
+        Ok(0)
+    }
+}
+
+/// The columns of every rate source: `timestamp` (microseconds, UTC wall clock) and `value`.
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
+        Field::new("value", DataType::Int64, false),
+    ]))
+}
+
+/// A running rate source.
+#[derive(Debug)]
+pub struct RateSource {
+    name: String,
+    config: RateConfig,
+    checkpoint: Location,
+    /// The start chosen by this run's first plan, when neither the settings nor an offset
+    /// gave one.
+    start_ms: Option<i64>,
+    /// The time `available-now` or `once` froze the input at.
+    frozen_ms: Option<i64>,
+}
+
+impl RateSource {
+    /// A rate source named `name` (`checkpoint` only names the checkpoint in errors).
+    pub fn new(name: &str, config: RateConfig, checkpoint: &Location) -> Self {
+        Self {
+            name: name.to_string(),
+            start_ms: config.start_ms,
+            config,
+            checkpoint: checkpoint.clone(),
+            frozen_ms: None,
+        }
+    }
+
+    /// The `(start_ms, rows)` of an offset; `None` for no offset (`null` or absent).
+    fn parse(&self, offset: Option<&serde_json::Value>) -> Result<Option<(i64, u64)>, SourceError> {
+        let Some(offset) = offset.filter(|o| !o.is_null()) else {
+            return Ok(None);
+        };
+        match (
+            offset.get("start_ms").and_then(serde_json::Value::as_i64),
+            offset.get("rows").and_then(serde_json::Value::as_u64),
+        ) {
+            (Some(start), Some(rows)) => Ok(Some((start, rows))),
+            _ => Err(CheckpointError::Corrupt {
+                file: format!("offsets entry of source `{}`", self.name),
+                line: 1,
+                reason: format!("the rate offset {offset} has no numeric `start_ms` and `rows`"),
+            }
+            .into()),
+        }
+    }
+}
+
+#[async_trait]
+impl Source for RateSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn schema(&self) -> Option<SchemaRef> {
+        Some(schema())
+    }
+
+    async fn resolve_schema(&mut self) -> Result<Option<SchemaRef>, SourceError> {
+        Ok(Some(schema()))
+    }
+
+    async fn freeze(&mut self) -> Result<(), SourceError> {
+        self.frozen_ms = Some(chrono::Utc::now().timestamp_millis());
+        Ok(())
+    }
+
+    async fn plan(
+        &mut self,
+        _batch: BatchId,
+        start: Option<&serde_json::Value>,
+        admission: Admission,
+    ) -> Result<Option<serde_json::Value>, SourceError> {
+        let now_ms = self
+            .frozen_ms
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        let (start_ms, before) = match self.parse(start)? {
+            Some((start_ms, rows)) => (start_ms, rows),
+            None => (*self.start_ms.get_or_insert(now_ms), 0),
+        };
+        let mut end = self.config.due(start_ms, now_ms);
+        if admission == Admission::SourceLimits
+            && let Some(limit) = self.config.max_rows_per_batch
+        {
+            end = end.min(before.saturating_add(limit));
+        }
+        if end <= before {
+            return Ok(None);
+        }
+        Ok(Some(json!({ "start_ms": start_ms, "rows": end })))
+    }
+
+    async fn read(
+        &self,
+        start: Option<&serde_json::Value>,
+        end: &serde_json::Value,
+        columns: Option<&[String]>,
+    ) -> Result<BatchInput, SourceError> {
+        let full = schema();
+        let indices: Vec<usize> = match columns {
+            Some(columns) => columns
+                .iter()
+                .map(|c| {
+                    full.index_of(c).map_err(|_| SourceError::Config {
+                        source_name: self.name.clone(),
+                        reason: format!(
+                            "a rate source has no column `{c}` (it has `timestamp`, `value`)"
+                        ),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            None => (0..full.fields().len()).collect(),
+        };
+        let projected = Arc::new(full.project(&indices).map_err(|e| SourceError::Read {
+            file: self.name.clone(),
+            reason: e.to_string(),
+        })?);
+        let (first, last) = match (self.parse(start)?, self.parse(Some(end))?) {
+            (_, None) => (0, 0),
+            (None, Some((_, rows))) => (0, rows),
+            (Some((from_start, from)), Some((to_start, to))) => {
+                if from_start != to_start || from > to {
+                    return Err(CheckpointError::Inconsistent {
+                        location: self.checkpoint.to_string(),
+                        reason: format!(
+                            "source `{}` goes from offset {} to {end}, which is not a later \
+                             offset of the same generator",
+                            self.name,
+                            start.map(ToString::to_string).unwrap_or_default()
+                        ),
+                    }
+                    .into());
+                }
+                (from, to)
+            }
+        };
+        let start_us = self
+            .parse(Some(end))?
+            .map_or(0, |(start_ms, _)| start_ms.saturating_mul(1000));
+        let rate = i128::from(self.config.rows_per_second);
+        let mut batches = Vec::new();
+        let mut at = first;
+        while at < last {
+            let upto = last.min(at.saturating_add(ROWS_PER_RECORD_BATCH));
+            let values: Vec<i64> = (at..upto)
+                .map(|i| i64::try_from(i).unwrap_or(i64::MAX))
+                .collect();
+            let times: Vec<i64> = values
+                .iter()
+                .map(|&i| {
+                    let offset = i128::from(i) * 1_000_000 / rate;
+                    start_us.saturating_add(i64::try_from(offset).unwrap_or(i64::MAX))
+                })
+                .collect();
+            let all: [ArrayRef; 2] = [
+                Arc::new(TimestampMicrosecondArray::from(times)),
+                Arc::new(Int64Array::from(values)),
+            ];
+            let arrays: Vec<ArrayRef> = indices.iter().map(|&i| Arc::clone(&all[i])).collect();
+            let options = RecordBatchOptions::new().with_row_count(Some((upto - at) as usize));
+            let batch = RecordBatch::try_new_with_options(Arc::clone(&projected), arrays, &options)
+                .map_err(|e| SourceError::Read {
+                    file: self.name.clone(),
+                    reason: e.to_string(),
+                })?;
+            batches.push(batch);
+            at = upto;
+        }
+        Ok(BatchInput {
+            schema: projected,
+            partitions: vec![batches],
+            rows: last - first,
+            skipped: 0,
+            unknown_rows: 0,
+            unknown_fields: Default::default(),
+            files: 0,
+        })
+    }
+
+    async fn commit(&mut self, _batch: BatchId, _oldest_kept: BatchId) -> Result<(), SourceError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> RateConfig {
+        let settings: serde_yaml::Mapping = serde_yaml::from_str(text).expect("yaml");
+        let mut config: RateConfig = parse_settings(&settings).expect("settings");
+        if let Some(t) = &config.start_time {
+            config.start_ms = Some(
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .expect("time")
+                    .timestamp_millis(),
+            );
+        }
+        config
+    }
+
+    #[test]
+    fn rows_are_due_at_the_rate_and_within_max_rows() {
+        let c = config("rows_per_second: 3\nmax_rows: 10");
+        assert_eq!(c.due(1_000, 1_000), 0);
+        assert_eq!(c.due(1_000, 1_999), 2);
+        assert_eq!(c.due(1_000, 2_000), 3);
+        assert_eq!(c.due(1_000, 900), 0);
+        assert_eq!(c.due(1_000, 100_000), 10);
+    }
+
+    #[tokio::test]
+    async fn a_range_is_the_same_rows_with_timestamps_from_the_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ckpt =
+            Location::open(&dir.path().display().to_string(), true, false, None).expect("location");
+        let c = config(
+            "rows_per_second: 4\nstart_time: 2026-01-01T00:00:00Z\nmax_rows_per_batch: 3\nmax_rows: 5",
+        );
+        let mut source = RateSource::new("r", c, &ckpt);
+        source.freeze().await.expect("freeze");
+        let first = source
+            .plan(BatchId(0), None, Admission::SourceLimits)
+            .await
+            .expect("plan")
+            .expect("rows are due");
+        assert_eq!(first["rows"], 3);
+        let second = source
+            .plan(BatchId(1), Some(&first), Admission::SourceLimits)
+            .await
+            .expect("plan")
+            .expect("two more");
+        assert_eq!(second["rows"], 5);
+        assert!(
+            source
+                .plan(BatchId(2), Some(&second), Admission::SourceLimits)
+                .await
+                .expect("plan")
+                .is_none(),
+            "max_rows reached"
+        );
+        let input = source
+            .read(
+                Some(&first),
+                &second,
+                Some(&["value".into(), "timestamp".into()]),
+            )
+            .await
+            .expect("read");
+        let batch = &input.partitions[0][0];
+        let values = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("value");
+        assert_eq!(values.values(), &[3, 4]);
+        let times = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .expect("timestamp");
+        let start_us = 1_767_225_600_000_000_i64;
+        assert_eq!(times.values(), &[start_us + 750_000, start_us + 1_000_000]);
+    }
+}

@@ -1,0 +1,132 @@
+//! The words every part of Sluice uses (docs/design.md §2): batch ids, epochs, the settings a
+//! batch is pinned to, and the fingerprint of a text. A leaf module: it imports no other part,
+//! so the checkpoint, the planner, the sources and the sinks can all name these without
+//! importing each other.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A batch number: batch `N` reads the input range `(end of N-1, end of N]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BatchId(pub u64);
+
+impl BatchId {
+    /// The batch after this one.
+    pub fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+
+    /// The batch before this one, if any.
+    pub fn prev(self) -> Option<Self> {
+        self.0.checked_sub(1).map(Self)
+    }
+}
+
+/// A run's epoch: strictly increasing across the runs of one checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Epoch(pub u64);
+
+impl std::fmt::Display for BatchId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::fmt::Display for Epoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Settings pinned per batch so that a replay computes the same thing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedSettings {
+    /// DataFusion's `target_partitions`.
+    pub target_partitions: usize,
+    /// DataFusion's `batch_size`.
+    pub batch_size: usize,
+}
+
+/// The fingerprint of a query text: the first 16 hex digits of its SHA-256.
+pub fn fingerprint(sql: &str) -> String {
+    let digest = Sha256::digest(sql.as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// The settings a new batch is pinned to.
+pub fn default_settings() -> PinnedSettings {
+    PinnedSettings {
+        target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        batch_size: 8192,
+    }
+}
+
+/// A keyword enum of the pipeline file: each variant and the word that names it, parsed with
+/// a "did you mean" hint for a typo.
+macro_rules! keyword_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// The keyword as written in a pipeline file.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err($crate::vocab::unknown_keyword(other, &[$($text),+])),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+pub(crate) use keyword_enum;
+
+/// The message for a keyword that is not one of `expected`, with the nearest one.
+pub fn unknown_keyword(got: &str, expected: &[&str]) -> String {
+    let list = expected
+        .iter()
+        .map(|e| format!("`{e}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match nearest(got, expected) {
+        Some(near) => {
+            format!("unknown value `{got}`, expected one of {list}; did you mean `{near}`?")
+        }
+        None => format!("unknown value `{got}`, expected one of {list}"),
+    }
+}
+
+/// The candidate closest to `got`, when it is close enough to be a likely typo.
+pub fn nearest<'a>(got: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(got, c), *c))
+        .filter(|(score, _)| *score > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}

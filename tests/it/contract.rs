@@ -1,0 +1,325 @@
+//! The connector contract suite (in the style of object_store's `integration.rs`): one
+//! function every source kind passes and one every sink kind passes, each run here for every
+//! kind in the registries. A new connector adds a fixture and one call.
+//!
+//! A source: the same rows for the same range, every time and from a reopened source; ranges
+//! compose; a projection reads the same rows; a forgotten batch plans again to the same rows;
+//! a range whose data is gone is an error naming it.
+//!
+//! A sink: exactly once through repeated and interrupted commits; the batch reads back as
+//! written; a forgotten batch can be written again; its log stays bounded by the purge.
+
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use sluice::checkpoint::BatchId;
+use sluice::source::{Admission, Source, SourceConnector, SourceError};
+use sluice::storage::Location;
+
+use crate::common::rows;
+
+/// A kind of source under test: its connector, and what the suite may do to its input.
+pub trait SourceFixture {
+    /// The source's connector, as a pipeline file configures it.
+    fn connector(&self) -> Arc<dyn SourceConnector>;
+    /// Makes more input available, round `round` of three; false for a kind whose input is
+    /// all there from the start (a generator).
+    fn add_input(&mut self, round: usize) -> bool;
+    /// Removes input that the planned batches read, and returns what an error reading it must
+    /// name; `None` for a kind whose input cannot go away.
+    fn lose_input(&mut self) -> Option<String>;
+}
+
+fn unordered(batches: &[RecordBatch]) -> Vec<String> {
+    rows(batches)
+}
+
+/// The rows of a read, in the order read (the same range must read the same way).
+fn in_order(batches: &[RecordBatch]) -> Vec<String> {
+    use datafusion::arrow::util::display::array_value_to_string;
+    let mut out = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
+            let cells: Vec<String> = b
+                .columns()
+                .iter()
+                .map(|c| array_value_to_string(c, r).expect("display"))
+                .collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out
+}
+
+async fn read(
+    source: &dyn Source,
+    start: Option<&serde_json::Value>,
+    end: &serde_json::Value,
+    columns: Option<&[String]>,
+) -> Result<(Vec<RecordBatch>, u64), SourceError> {
+    let input = source.read(start, end, columns).await?;
+    let rows = input.rows;
+    Ok((input.partitions.into_iter().flatten().collect(), rows))
+}
+
+/// The contract every source kind passes, over an empty checkpoint at `checkpoint`.
+pub async fn source_contract(fixture: &mut dyn SourceFixture, checkpoint: &Location) {
+    let connector = fixture.connector();
+    let kind = connector.kind();
+    let open = || async {
+        connector
+            .open("s", checkpoint, None, false)
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: open: {e}"))
+    };
+    let mut source = open().await;
+    let mut ends: Vec<serde_json::Value> = Vec::new();
+    for round in 0..3 {
+        let added = fixture.add_input(round);
+        if round > 0 && !added {
+            break;
+        }
+        let schema = source.resolve_schema().await.expect("resolve schema");
+        assert!(schema.is_some(), "{kind}: input makes the schema known");
+        loop {
+            let batch = BatchId(ends.len() as u64);
+            let planned = source
+                .plan(batch, ends.last(), Admission::SourceLimits)
+                .await
+                .unwrap_or_else(|e| panic!("{kind}: plan batch {batch}: {e}"));
+            match planned {
+                Some(end) => ends.push(end),
+                None => break,
+            }
+            assert!(ends.len() < 100, "{kind}: planning never runs dry");
+        }
+    }
+    assert!(
+        ends.len() >= 2,
+        "{kind}: the fixture gives at least two batches"
+    );
+    let ranges: Vec<(Option<&serde_json::Value>, &serde_json::Value)> = ends
+        .iter()
+        .enumerate()
+        .map(|(i, end)| (i.checked_sub(1).map(|p| &ends[p]), end))
+        .collect();
+
+    // The same rows for the same range, every time, and from a reopened source.
+    let mut first_reads = Vec::new();
+    for (i, (start, end)) in ranges.iter().enumerate() {
+        let (batches, count) = read(source.as_ref(), *start, end, None)
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: read batch {i}: {e}"));
+        let again = read(source.as_ref(), *start, end, None)
+            .await
+            .expect("again");
+        assert_eq!(
+            in_order(&batches),
+            in_order(&again.0),
+            "{kind}: batch {i} twice"
+        );
+        let n = batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        assert!(n > 0, "{kind}: batch {i} has rows");
+        assert_eq!(count, n, "{kind}: batch {i} counts the rows it read");
+        first_reads.push(batches);
+    }
+    let reopened = open().await;
+    for (i, (start, end)) in ranges.iter().enumerate() {
+        let (batches, _) = read(reopened.as_ref(), *start, end, None)
+            .await
+            .expect("reopened read");
+        assert_eq!(
+            in_order(&batches),
+            in_order(&first_reads[i]),
+            "{kind}: batch {i} from a reopened source"
+        );
+    }
+
+    // Ranges compose: the batches together are the range from the start to the last end.
+    let whole = read(source.as_ref(), None, ends.last().expect("ends"), None)
+        .await
+        .expect("whole range");
+    let parts: Vec<RecordBatch> = first_reads.iter().flatten().cloned().collect();
+    assert_eq!(
+        unordered(&whole.0),
+        unordered(&parts),
+        "{kind}: ranges compose"
+    );
+
+    // A projection reads the same rows' columns, in the order asked; none at all, the count.
+    let schema = source.schema().expect("schema");
+    let last_column = schema.fields().last().expect("a column").name().clone();
+    let (start, end) = ranges[0];
+    let (projected, _) = read(
+        source.as_ref(),
+        start,
+        end,
+        Some(std::slice::from_ref(&last_column)),
+    )
+    .await
+    .expect("projection");
+    let full: Vec<RecordBatch> = first_reads[0]
+        .iter()
+        .map(|b| {
+            let index = b.schema().index_of(&last_column).expect("column");
+            b.project(&[index]).expect("project")
+        })
+        .collect();
+    assert_eq!(in_order(&projected), in_order(&full), "{kind}: projection");
+    let (counted, n) = read(source.as_ref(), start, end, Some(&[]))
+        .await
+        .expect("no columns");
+    let counted_rows: usize = counted.iter().map(RecordBatch::num_rows).sum();
+    assert_eq!(
+        counted_rows as u64, n,
+        "{kind}: a read of no columns counts rows"
+    );
+    assert_eq!(
+        counted_rows,
+        full.iter().map(RecordBatch::num_rows).sum::<usize>()
+    );
+
+    for i in 0..ends.len() {
+        source
+            .commit(BatchId(i as u64), BatchId(0))
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: commit {i}: {e}"));
+    }
+
+    // A forgotten batch plans again to the same range.
+    let last = BatchId(ends.len() as u64 - 1);
+    match connector.forget_batch("s", checkpoint, last).await {
+        Ok(_) => {
+            let mut again = open().await;
+            again.resolve_schema().await.expect("schema");
+            let before = ranges[ranges.len() - 1].0;
+            let end = again
+                .plan(last, before, Admission::SourceLimits)
+                .await
+                .expect("plan again")
+                .unwrap_or_else(|| panic!("{kind}: a forgotten batch has input again"));
+            let (batches, _) = read(again.as_ref(), before, &end, None)
+                .await
+                .expect("read");
+            assert_eq!(
+                in_order(&batches),
+                in_order(&first_reads[ranges.len() - 1]),
+                "{kind}: a forgotten batch plans again to the same rows"
+            );
+        }
+        Err(SourceError::NotSupported { kind: k, .. }) => assert_eq!(k, kind),
+        Err(e) => panic!("{kind}: forget batch {last}: {e}"),
+    }
+
+    // A range whose data is gone is an error naming it.
+    if let Some(named) = fixture.lose_input() {
+        let reopened = open().await;
+        let (start, end) = ranges[0];
+        let err = read(reopened.as_ref(), start, end, None)
+            .await
+            .expect_err("a range whose data is gone")
+            .to_string();
+        assert!(
+            err.contains(&named),
+            "{kind}: the error names {named}: {err}"
+        );
+    }
+}
+
+fn settings(yaml: &str) -> serde_yaml::Mapping {
+    serde_yaml::from_str(yaml).expect("settings")
+}
+
+fn checkpoint(dir: &std::path::Path) -> Location {
+    Location::open(&dir.join("ckpt").display().to_string(), true, false, None).expect("ckpt")
+}
+
+/// JSON-lines files in a folder, two per round, one per batch.
+struct FilesFixture {
+    dir: std::path::PathBuf,
+    written: Vec<std::path::PathBuf>,
+}
+
+impl SourceFixture for FilesFixture {
+    fn connector(&self) -> Arc<dyn SourceConnector> {
+        let yaml = format!(
+            "path: {}\nformat: json\nmax_files_per_batch: 1",
+            self.dir.join("in").display()
+        );
+        sluice::source::configure("files", "s", &settings(&yaml)).expect("files")
+    }
+
+    fn add_input(&mut self, round: usize) -> bool {
+        let folder = self.dir.join("in");
+        std::fs::create_dir_all(&folder).expect("in/");
+        for file in 0..2 {
+            let path = folder.join(format!("part-{round}-{file}.jsonl"));
+            let text: String = (0..5)
+                .map(|row| {
+                    format!(
+                        "{{\"id\":{},\"name\":\"r{round}f{file}\"}}\n",
+                        row * 10 + file
+                    )
+                })
+                .collect();
+            std::fs::write(&path, text).expect("input file");
+            self.written.push(path);
+        }
+        true
+    }
+
+    fn lose_input(&mut self) -> Option<String> {
+        let first = self.written.first()?;
+        std::fs::remove_file(first).expect("remove");
+        Some(first.file_name()?.to_string_lossy().to_string())
+    }
+}
+
+/// The rate generator, started in the past so that every row is due.
+struct RateFixture;
+
+impl SourceFixture for RateFixture {
+    fn connector(&self) -> Arc<dyn SourceConnector> {
+        let yaml = "rows_per_second: 1000\nstart_time: 2020-01-01T00:00:00Z\n\
+                    max_rows_per_batch: 700\nmax_rows: 2000";
+        sluice::source::configure("rate", "s", &settings(yaml)).expect("rate")
+    }
+
+    fn add_input(&mut self, _round: usize) -> bool {
+        false
+    }
+
+    fn lose_input(&mut self) -> Option<String> {
+        None
+    }
+}
+
+#[tokio::test]
+async fn the_files_source_keeps_the_source_contract() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The folder exists before its first file: a source may start empty.
+    std::fs::create_dir_all(dir.path().join("in")).expect("in/");
+    let mut fixture = FilesFixture {
+        dir: dir.path().to_path_buf(),
+        written: Vec::new(),
+    };
+    source_contract(&mut fixture, &checkpoint(dir.path())).await;
+}
+
+#[tokio::test]
+async fn the_rate_source_keeps_the_source_contract() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    source_contract(&mut RateFixture, &checkpoint(dir.path())).await;
+}
+
+#[test]
+fn every_registered_source_kind_has_a_contract_test() {
+    let tested = ["files", "rate"];
+    for kind in sluice::source::KINDS {
+        assert!(
+            tested.contains(&kind.name),
+            "source kind `{}` has no contract test in tests/it/contract.rs",
+            kind.name
+        );
+    }
+}
