@@ -18,8 +18,8 @@ use crate::checkpoint::{
 };
 use crate::digest::{self, OutputDigest};
 use crate::driver::Recompute;
-use crate::pipeline::{Pipeline, SinkKind};
-use crate::sink::{FilesSink, HeldBatch};
+use crate::pipeline::Pipeline;
+use crate::sink::{HeldBatch, SinkContext, SinkError};
 use crate::source::SourceError;
 use crate::storage::Location;
 
@@ -252,31 +252,30 @@ pub(super) async fn run(args: Args<'_>) -> Result<(), Error> {
             ),
         },
     };
-    let sink_rows = match pipeline.sink.kind {
-        SinkKind::Console => {
+    let sink_rows = match read_sink(&pipeline, &location, batch, &schema).await {
+        Err(Error::Sink(e @ SinkError::NotSupported { .. })) => {
             report.sink = Side::Unavailable {
-                reason: "the console sink keeps nothing to compare".into(),
+                reason: format!(
+                    "the {} sink keeps nothing to compare ({e})",
+                    pipeline.sink.connector().kind()
+                ),
             };
             None
         }
-        SinkKind::Files => {
-            let held = read_sink(&pipeline, &location, batch, &schema).await?;
-            match held {
-                HeldBatch::Rows { files, batches } => {
-                    report.sink = Side::known(&digest::digest(&batches).map_err(hash_err)?, files);
-                    Some(batches)
-                }
-                HeldBatch::Missing(reason) => {
-                    report.sink = Side::Unavailable { reason };
-                    None
-                }
-                HeldBatch::Unreadable { file, reason } => {
-                    report.sink = Side::Unreadable {
-                        reason: format!("{file}: {reason}"),
-                    };
-                    None
-                }
-            }
+        Err(e) => return Err(e),
+        Ok(HeldBatch::Rows { files, batches }) => {
+            report.sink = Side::known(&digest::digest(&batches).map_err(hash_err)?, files);
+            Some(batches)
+        }
+        Ok(HeldBatch::Missing(reason)) => {
+            report.sink = Side::Unavailable { reason };
+            None
+        }
+        Ok(HeldBatch::Unreadable { file, reason }) => {
+            report.sink = Side::Unreadable {
+                reason: format!("{file}: {reason}"),
+            };
+            None
         }
     };
     let rc = agree(&report.recomputed, &report.committed);
@@ -332,33 +331,27 @@ async fn read_sink(
     batch: BatchId,
     schema: &SchemaRef,
 ) -> Result<HeldBatch, Error> {
-    let path = pipeline
-        .sink
-        .path
-        .as_deref()
-        .expect("validated: a files sink has a path");
-    let location = match Location::open(path, false, false, None) {
-        Ok(location) => location,
-        Err(e) => {
-            return Ok(HeldBatch::Unreadable {
-                file: path.to_string(),
-                reason: e.to_string(),
-            });
-        }
-    };
     let id = Checkpoint::read_metadata(checkpoint)
         .await?
         .map(|m| m.id)
         .unwrap_or_default();
-    let format = pipeline
-        .sink
-        .format
-        .expect("validated: a files sink has a format");
-    let sink = FilesSink::new(location, format, id);
-    let sink = if pipeline.output_mode == crate::pipeline::OutputMode::Complete {
-        sink.replacing()
-    } else {
-        sink
+    let ctx = SinkContext {
+        pipeline: id,
+        replace: pipeline.output_mode == crate::pipeline::OutputMode::Complete,
+        part: None,
+        create: false,
+        sync: false,
+        hook: None,
+    };
+    let sink = match pipeline.sink.connector().open(&ctx) {
+        Ok(sink) => sink,
+        Err(SinkError::Storage(e)) => {
+            return Ok(HeldBatch::Unreadable {
+                file: pipeline.sink.connector().location().unwrap_or_default(),
+                reason: e.to_string(),
+            });
+        }
+        Err(e) => return Err(e.into()),
     };
     Ok(sink.read_batch(batch, schema).await?)
 }

@@ -32,10 +32,10 @@ use crate::checkpoint::{
     BatchId, BatchInfo, Checkpoint, CheckpointError, CommitEntry, LogListing, OffsetsEntry,
     PhaseDurations, SourceOffset, StateCommit,
 };
-use crate::pipeline::{Fencing, OutputMode, Pipeline, SinkKind, Trigger};
+use crate::pipeline::{Fencing, OutputMode, Pipeline, Trigger};
 use crate::plan;
 use crate::progress::{BatchProgress, ProgressFormat, StateOperatorProgress};
-use crate::sink::{BatchOutput, ConsoleSink, FilesSink, Sink};
+use crate::sink::{BatchOutput, Sink, SinkContext};
 use crate::source::Admission;
 use crate::storage::{Location, StoreHook};
 use engine::{Computed, Engine, Start};
@@ -292,9 +292,13 @@ impl<'a> Driver<'a> {
         let checkpoint = Checkpoint::open(location, &pipeline.name).await?;
         checkpoint
             .record_sink(&crate::checkpoint::SinkRecord {
-                kind: pipeline.sink.kind.as_str().to_string(),
-                path: pipeline.sink.path.clone(),
-                format: pipeline.sink.format.map(|f| f.as_str().to_string()),
+                kind: pipeline.sink.connector().kind().to_string(),
+                path: pipeline.sink.connector().location(),
+                format: pipeline
+                    .sink
+                    .connector()
+                    .format()
+                    .map(|f| f.as_str().to_string()),
                 output_mode: pipeline.output_mode.as_str().to_string(),
             })
             .await?;
@@ -304,21 +308,30 @@ impl<'a> Driver<'a> {
             .await?;
         let id = checkpoint.metadata().id;
         let replace = pipeline.output_mode == OutputMode::Complete;
-        let sink = open_sink(&pipeline.sink, None, replace, id, sync, hook)?;
-        if create_only
-            && pipeline.sink.kind == SinkKind::Files
-            && let Some(path) = &pipeline.sink.path
-        {
-            Location::open(path, true, sync, hook)?
-                .check_create_only()
-                .await?;
-        }
+        let ctx = SinkContext {
+            pipeline: id,
+            replace,
+            part: None,
+            create: true,
+            sync,
+            hook,
+        };
+        let sink = pipeline.sink.connector().open(&ctx)?;
+        pipeline
+            .sink
+            .connector()
+            .preflight(&ctx, create_only)
+            .await?;
         let mut late_sinks = BTreeMap::new();
         if let Some(late) = &pipeline.late_rows {
             for (name, config) in &pipeline.sources {
                 if config.watermark.is_some() {
-                    let sink = open_sink(late, Some(name), false, id, sync, hook)?;
-                    late_sinks.insert(name.clone(), sink);
+                    let ctx = SinkContext {
+                        replace: false,
+                        part: Some(name),
+                        ..ctx
+                    };
+                    late_sinks.insert(name.clone(), late.connector().open(&ctx)?);
                 }
             }
         }
@@ -822,31 +835,6 @@ fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
-}
-
-/// Opens a sink; `folder` names a subfolder of a files sink's path (one per source, for late
-/// rows); `replace` makes each batch's files replace the earlier ones (complete mode).
-fn open_sink(
-    config: &crate::pipeline::SinkConfig,
-    folder: Option<&str>,
-    replace: bool,
-    pipeline: uuid::Uuid,
-    sync: bool,
-    hook: Option<&StoreHook>,
-) -> Result<Box<dyn Sink>, Error> {
-    Ok(match config.kind {
-        SinkKind::Console => Box::new(ConsoleSink::new(config.max_rows)),
-        SinkKind::Files => {
-            let path = match folder {
-                Some(folder) => config.folder_of(folder),
-                None => config.path.clone(),
-            }
-            .expect("validated: files sink has a path");
-            let format = config.format.expect("validated: files sink has a format");
-            let sink = FilesSink::new(Location::open(&path, true, sync, hook)?, format, pipeline);
-            Box::new(if replace { sink.replacing() } else { sink })
-        }
-    })
 }
 
 fn ms(since: Instant) -> f64 {

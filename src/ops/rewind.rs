@@ -7,8 +7,7 @@
 
 use crate::Error;
 use crate::checkpoint::{BatchId, Checkpoint, CheckpointError, LogListing, paths, take_lock};
-use crate::format::FileFormat;
-use crate::sink::FilesSink;
+use crate::sink::{SinkContext, SinkError};
 use crate::state::StateFiles;
 use crate::storage::Location;
 
@@ -19,7 +18,7 @@ pub struct Rewound {
     pub to: BatchId,
     /// The batches taken back, newest first, each with how many sink files it deleted (its
     /// manifest, state version and log entries go with it).
-    pub taken_back: Vec<(BatchId, usize)>,
+    pub taken_back: Vec<(BatchId, u64)>,
 }
 
 /// Rewinds the checkpoint at `location` (shown as `shown` in messages) to batch `to`, under the
@@ -40,12 +39,6 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     let sink = Checkpoint::read_sink_record(location).await?.ok_or_else(|| {
         refuse("the checkpoint does not record where its sink is (a run of this Sluice writes `sink`)".into())
     })?;
-    if sink.kind != "files" {
-        return Err(refuse(format!(
-            "its sink is `{}`, which cannot take batches back (printed output stays printed)",
-            sink.kind
-        )));
-    }
     if sink.output_mode == "complete" {
         return Err(refuse(format!(
             "in complete mode the files sink keeps only the latest batch's result table; batch \
@@ -77,37 +70,55 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     if newest == target {
         return Ok(rewound);
     }
-    // The sources' logs must still list each later batch on its own.
-    let mut sources = Vec::new();
-    for meta in location.list(paths::SOURCES).await? {
-        let relative = location.relative(&meta.location);
-        let parts: Vec<&str> = relative.split('/').collect();
-        if let [_, source, name] = parts.as_slice() {
-            if let Some(k) = name.strip_suffix(".compact").and_then(paths::entry_number)
-                && k > to.0
-            {
-                return Err(refuse(format!(
-                    "sources/{source}/{k}.compact folds batches after {to} together"
-                )));
+    // The pipeline file the newest batch ran with says what each source and sink is.
+    let pipeline = stored_pipeline(location, shown, &logs)
+        .await?
+        .ok_or_else(|| {
+            refuse(
+                "the checkpoint does not store the pipeline file its newest batch ran with".into(),
+            )
+        })?;
+    for (name, config) in &pipeline.sources {
+        config
+            .connector()
+            .check_forget(name, location, to)
+            .await
+            .map_err(|e| refuse(e.to_string()))?;
+    }
+    let ctx = SinkContext {
+        pipeline: metadata.id,
+        replace: false,
+        part: None,
+        create: false,
+        sync: true,
+        hook: None,
+    };
+    let main_sink = pipeline.sink.connector().open(&ctx)?;
+    let mut late_sinks = Vec::new();
+    if let Some(late) = &pipeline.late_rows {
+        for (source, config) in &pipeline.sources {
+            if config.watermark.is_none() {
+                continue;
             }
-            if !sources.contains(&source.to_string()) {
-                sources.push(source.to_string());
+            match late.connector().open(&SinkContext {
+                part: Some(source),
+                ..ctx
+            }) {
+                Ok(sink) => late_sinks.push(sink),
+                // A source without late rows yet has no folder.
+                Err(SinkError::Storage(_)) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
-    let path = sink.path.as_deref().unwrap_or_default();
-    let format: FileFormat = sink
-        .format
-        .as_deref()
-        .unwrap_or("parquet")
-        .parse()
-        .map_err(|e: String| refuse(e))?;
-    let sink_location = Location::open(path, false, true, None)?;
-    let files_sink = FilesSink::new(sink_location, format, metadata.id);
-    let late_sinks = late_sinks(location, shown, &logs, metadata.id).await?;
     let operators = StateFiles::operators(location).await?;
     for batch in (to.0 + 1..=newest.0).rev().map(BatchId) {
-        let mut deleted = files_sink.forget_batch(batch).await?;
+        // The newest batch's sink goes first: a sink that cannot take a batch back says so
+        // before anything is deleted.
+        let mut deleted = match main_sink.forget_batch(batch).await {
+            Err(e @ SinkError::NotSupported { .. }) => return Err(refuse(e.to_string())),
+            other => other?,
+        };
         for sink in &late_sinks {
             deleted += sink.forget_batch(batch).await?;
         }
@@ -116,9 +127,10 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
                 .delete_version(batch)
                 .await?;
         }
-        for source in &sources {
-            location
-                .delete(&location.path(&format!("{}/{}", paths::source_dir(source), batch.0)))
+        for (name, config) in &pipeline.sources {
+            config
+                .connector()
+                .forget_batch(name, location, batch)
                 .await?;
         }
         location
@@ -140,46 +152,20 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     Ok(rewound)
 }
 
-/// The late-rows sinks (one folder per watermarked source) of the pipeline file the newest
-/// batch ran with; none when it names no `late_rows` sink or the checkpoint does not store it.
-async fn late_sinks(
+/// The pipeline file the newest committed batch ran with, as the checkpoint stores it.
+async fn stored_pipeline(
     location: &Location,
-    spec: &str,
+    shown: &str,
     logs: &LogListing,
-    id: uuid::Uuid,
-) -> Result<Vec<FilesSink>, Error> {
+) -> Result<Option<crate::pipeline::Pipeline>, Error> {
     let Some(&newest) = logs.commits.last() else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let Some(fingerprint) = crate::checkpoint::read_commit(location, newest)
         .await?
         .and_then(|c| c.pipeline)
     else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
-    let Some(pipeline) = crate::driver::stored_pipeline(location, spec, &fingerprint).await? else {
-        return Ok(Vec::new());
-    };
-    let Some(late) = &pipeline.late_rows else {
-        return Ok(Vec::new());
-    };
-    let Some(format) = late.format else {
-        return Ok(Vec::new());
-    };
-    let mut sinks = Vec::new();
-    for (source, config) in &pipeline.sources {
-        if config.watermark.is_none() {
-            continue;
-        }
-        let Some(folder) = late.folder_of(source) else {
-            continue;
-        };
-        // A source without late rows yet has no folder (an object store has no folders).
-        if !folder.contains("://") && !std::path::Path::new(&folder).is_dir() {
-            continue;
-        }
-        let location = Location::open(&folder, false, true, None)?;
-        sinks.push(FilesSink::new(location, format, id));
-    }
-    Ok(sinks)
+    crate::driver::stored_pipeline(location, shown, &fingerprint).await
 }

@@ -20,6 +20,7 @@ use serde::de::{self, Deserializer};
 use std::sync::Arc;
 
 pub use crate::format::{FileFormat, OnError};
+use crate::sink::SinkConnector;
 use crate::source::SourceConnector;
 use crate::vocab::{keyword_enum, nearest};
 
@@ -145,64 +146,29 @@ pub struct WatermarkConfig {
     pub delay: Duration,
 }
 
-/// The sink of a pipeline.
+/// The sink of a pipeline (or its late-rows sink): its kind, and the kind's own settings,
+/// which the kind parses and checks when the file loads (`sink::KINDS`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SinkConfig {
-    /// The kind of sink.
-    pub kind: SinkKind,
-    /// The output folder or object-store URL (files sink).
-    #[serde(default)]
-    pub path: Option<String>,
-    /// The output format (files sink).
-    #[serde(default)]
-    pub format: Option<FileFormat>,
-    /// How many rows the console sink prints per batch.
-    #[serde(default)]
-    pub max_rows: Option<usize>,
+    /// The kind of sink: a name in the sink registry (`files`, `console`).
+    pub kind: String,
+    /// Every other key: the kind's own settings.
+    #[serde(flatten)]
+    pub settings: serde_yaml::Mapping,
+    /// The kind's connector, built from `settings` when the file loads.
+    #[serde(skip)]
+    connector: Option<Arc<dyn SinkConnector>>,
 }
 
 impl SinkConfig {
-    /// The folder of source `source`'s rows under a files sink's path (the late-rows sink
-    /// keeps one per source).
-    pub fn folder_of(&self, source: &str) -> Option<String> {
-        let path = self.path.as_deref()?;
-        Some(format!("{}/{source}", path.trim_end_matches('/')))
-    }
-
-    fn validate(&self, key: &str) -> Result<(), String> {
-        match self.kind {
-            SinkKind::Files => {
-                if self.path.is_none() {
-                    return Err(format!("`{key}.path` is required for a files sink"));
-                }
-                if self.format.is_none() {
-                    return Err(format!(
-                        "`{key}.format` is required for a files sink (parquet, csv or json)"
-                    ));
-                }
-            }
-            SinkKind::Console => {
-                if self.path.is_some() {
-                    return Err(format!(
-                        "`{key}.path` is not used by a console sink; remove it"
-                    ));
-                }
-            }
-        }
-        Ok(())
+    /// The sink's connector: its kind with its typed settings.
+    pub fn connector(&self) -> &Arc<dyn SinkConnector> {
+        self.connector
+            .as_ref()
+            .expect("Pipeline::parse builds the sink's connector")
     }
 }
 
-keyword_enum!(
-    /// The kind of a sink.
-    SinkKind {
-        /// Files (Parquet, CSV, JSON lines) with a `_sluice` manifest.
-        Files => "files",
-        /// Print each batch to standard output.
-        Console => "console",
-    }
-);
 keyword_enum!(
     /// How a query's results reach the sink.
     OutputMode {
@@ -388,6 +354,29 @@ impl Pipeline {
                 config.connector = Some(connector);
             }
         }
+        let mut sinks = vec![("sink", &mut pipeline.sink)];
+        if let Some(late) = pipeline.late_rows.as_mut() {
+            sinks.push(("late_rows", late));
+        }
+        for (key, config) in sinks {
+            let connector =
+                crate::sink::configure(&config.kind, &config.settings).map_err(|e| {
+                    let key = match e.key.as_str() {
+                        "" => key.to_string(),
+                        inner => format!("{key}.{inner}"),
+                    };
+                    let message = with_suggestion(e.message.replacen(
+                        "expected one of `",
+                        "expected one of `kind`, `",
+                        1,
+                    ));
+                    match find_path_line(text, &key) {
+                        Some(line) => invalid(format!("`{key}`: {message} (line {line})")),
+                        None => invalid(format!("`{key}`: {message}")),
+                    }
+                })?;
+            config.connector = Some(connector);
+        }
         pipeline.validate().map_err(|message| {
             let line = message
                 .split('`')
@@ -437,15 +426,14 @@ impl Pipeline {
                 ));
             }
         }
-        self.sink.validate("sink")?;
         if let Some(late) = &self.late_rows {
-            late.validate("late_rows")?;
             if self.sources.values().all(|s| s.watermark.is_none()) {
                 return Err(
                     "`late_rows` needs a source with a `watermark`; no source declares one".into(),
                 );
             }
-            if late.path.is_some() && late.path == self.sink.path {
+            let path = late.connector().location();
+            if path.is_some() && path == self.sink.connector().location() {
                 return Err("`late_rows.path` must differ from `sink.path`".into());
             }
         }
@@ -462,10 +450,7 @@ impl Pipeline {
 
     /// The format of the files the sink writes; `None` for a sink that writes no files.
     pub fn sink_format(&self) -> Option<FileFormat> {
-        match self.sink.kind {
-            SinkKind::Files => self.sink.format,
-            SinkKind::Console => None,
-        }
+        self.sink.connector().format()
     }
 
     /// The checkpoint location: the pipeline's own, or `checkpoints/<name>` by default.
@@ -533,7 +518,7 @@ sink: { kind: files, path: out/clicks, format: parquet }
             "{connector}"
         );
         assert!(connector.contains("format: Json"), "{connector}");
-        assert_eq!(p.sink.format, Some(FileFormat::Parquet));
+        assert_eq!(p.sink_format(), Some(FileFormat::Parquet));
         assert_eq!(p.output_mode, OutputMode::Append);
         assert_eq!(p.checkpoint_location(), "checkpoints/clicks");
         assert_eq!(p.retain_batches, 100);

@@ -1,11 +1,46 @@
 //! The console sink: prints each batch for a person to read. Not idempotent: a re-run batch
 //! prints again.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use serde::Deserialize;
 
-use super::{BatchOutput, Sink, SinkCommit, SinkError};
+use super::{BatchOutput, Sink, SinkCommit, SinkConnector, SinkContext, SinkError, SinkKind};
 use crate::checkpoint::{BatchId, Fence};
+use crate::source::{ConfigError, parse_settings};
+
+/// The console sink in the registry.
+pub(super) const KIND: SinkKind = SinkKind {
+    name: "console",
+    configure,
+};
+
+fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, ConfigError> {
+    let config: ConsoleConfig = parse_settings(settings)?;
+    Ok(Arc::new(config))
+}
+
+/// The settings of a console sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// How many rows to print per batch (20 where absent).
+    #[serde(default)]
+    pub max_rows: Option<usize>,
+}
+
+#[async_trait]
+impl SinkConnector for ConsoleConfig {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
+    fn open(&self, _ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(ConsoleSink::new(self.max_rows)))
+    }
+}
 
 /// Prints each batch's rows to standard output.
 #[derive(Debug)]
@@ -24,6 +59,10 @@ impl ConsoleSink {
 
 #[async_trait]
 impl Sink for ConsoleSink {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
     async fn commit(
         &self,
         batch: BatchId,

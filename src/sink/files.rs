@@ -36,9 +36,12 @@ use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-use super::{BatchOutput, Sink, SinkCommit, SinkError};
+use super::{
+    BatchOutput, HeldBatch, Sink, SinkCommit, SinkConnector, SinkContext, SinkError, SinkKind,
+};
 use crate::checkpoint::{BatchId, Epoch, Fence};
 use crate::format::FileFormat;
+use crate::source::{ConfigError, parse_settings};
 use crate::storage::Location;
 
 /// The sink's log folder inside the output folder.
@@ -75,25 +78,65 @@ pub struct ManifestFile {
     pub rows: u64,
 }
 
-/// What a files sink holds for one batch.
-#[derive(Debug)]
-pub enum HeldBatch {
-    /// The rows of the files the batch's manifest lists.
-    Rows {
-        /// The files, as locations.
-        files: Vec<String>,
-        /// Their rows.
-        batches: Vec<RecordBatch>,
-    },
-    /// The sink no longer holds the batch's rows, and why.
-    Missing(String),
-    /// A file of the batch (or its manifest) is gone or cannot be read as the query's output.
-    Unreadable {
-        /// The file.
-        file: String,
-        /// Why.
-        reason: String,
-    },
+/// The files sink in the registry.
+pub(super) const KIND: SinkKind = SinkKind {
+    name: "files",
+    configure,
+};
+
+fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, ConfigError> {
+    let config: FilesSinkConfig = parse_settings(settings)?;
+    Ok(Arc::new(config))
+}
+
+/// The settings of a files sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesSinkConfig {
+    /// The output folder or object-store URL.
+    pub path: String,
+    /// The output format.
+    pub format: FileFormat,
+}
+
+impl FilesSinkConfig {
+    /// The folder of part `part` (a subfolder), or the sink's own.
+    fn folder(&self, part: Option<&str>) -> String {
+        match part {
+            Some(part) => format!("{}/{part}", self.path.trim_end_matches('/')),
+            None => self.path.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl SinkConnector for FilesSinkConfig {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
+    fn location(&self) -> Option<String> {
+        Some(self.path.clone())
+    }
+
+    fn format(&self) -> Option<FileFormat> {
+        Some(self.format)
+    }
+
+    async fn preflight(&self, ctx: &SinkContext<'_>, create_only: bool) -> Result<(), SinkError> {
+        if create_only {
+            Location::open(&self.folder(ctx.part), true, ctx.sync, ctx.hook)?
+                .check_create_only()
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
+        let location = Location::open(&self.folder(ctx.part), ctx.create, ctx.sync, ctx.hook)?;
+        let sink = FilesSink::new(location, self.format, ctx.pipeline);
+        Ok(Box::new(if ctx.replace { sink.replacing() } else { sink }))
+    }
 }
 
 /// Writes each batch as data files plus a manifest entry.
@@ -168,7 +211,7 @@ impl FilesSink {
     /// Takes batch `batch` back: deletes the files its manifest names, anything staged for it,
     /// then the manifest (last, so an interrupted call can be repeated). Returns the files
     /// deleted.
-    pub async fn forget_batch(&self, batch: BatchId) -> Result<usize, SinkError> {
+    async fn forget_files(&self, batch: BatchId) -> Result<u64, SinkError> {
         let mut deleted = 0;
         if let Some(manifest) = self.read_manifest(batch).await? {
             self.check_owner(&manifest)?;
@@ -270,11 +313,7 @@ impl FilesSink {
 
     /// The rows the sink holds for `batch` now: the files its manifest lists, read back in
     /// `schema`'s column types.
-    pub async fn read_batch(
-        &self,
-        batch: BatchId,
-        schema: &SchemaRef,
-    ) -> Result<HeldBatch, SinkError> {
+    async fn read_held(&self, batch: BatchId, schema: &SchemaRef) -> Result<HeldBatch, SinkError> {
         let Some(manifest) = self.read_manifest(batch).await? else {
             // The manifest of a batch the checkpoint holds is purged only with it.
             return Ok(HeldBatch::Unreadable {
@@ -449,6 +488,18 @@ impl FilesSink {
 
 #[async_trait]
 impl Sink for FilesSink {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
+    async fn read_batch(&self, batch: BatchId, schema: &SchemaRef) -> Result<HeldBatch, SinkError> {
+        self.read_held(batch, schema).await
+    }
+
+    async fn forget_batch(&self, batch: BatchId) -> Result<u64, SinkError> {
+        self.forget_files(batch).await
+    }
+
     async fn commit(
         &self,
         batch: BatchId,
@@ -556,7 +607,7 @@ impl Sink for FilesSink {
         batch: BatchId,
         schema: &SchemaRef,
     ) -> Result<Option<crate::digest::OutputDigest>, SinkError> {
-        match self.read_batch(batch, schema).await? {
+        match self.read_held(batch, schema).await? {
             HeldBatch::Rows { batches, .. } => {
                 crate::digest::digest(&batches)
                     .map(Some)

@@ -4,16 +4,109 @@
 mod console;
 mod files;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
-pub use console::ConsoleSink;
-pub use files::{FilesSink, HeldBatch, Manifest, ManifestFile};
+pub use console::{ConsoleConfig, ConsoleSink};
+pub use files::{FilesSink, FilesSinkConfig, Manifest, ManifestFile};
 
 use crate::checkpoint::{BatchId, CheckpointError, Fence};
 use crate::digest::OutputDigest;
-use crate::storage::StorageError;
+use crate::format::FileFormat;
+use crate::source::ConfigError;
+use crate::storage::{StorageError, StoreHook};
+
+/// One kind of sink, as the registry lists it: the word `kind:` names it by, and how its
+/// settings (every key of the sink but `kind`) become its connector.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkKind {
+    /// The keyword of `kind:`.
+    pub name: &'static str,
+    /// Parses and checks the settings into the kind's typed configuration.
+    pub configure: fn(&serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, ConfigError>,
+}
+
+/// Every kind of sink: one line per kind. A kind lives in its own module under `src/sink/`,
+/// and passes the sink contract suite (`tests/it/contract.rs`).
+pub const KINDS: &[SinkKind] = &[files::KIND, console::KIND];
+
+/// The connector of a sink of kind `kind` with `settings`, or an error naming the key
+/// (relative to the sink) that is wrong.
+pub fn configure(
+    kind: &str,
+    settings: &serde_yaml::Mapping,
+) -> Result<Arc<dyn SinkConnector>, ConfigError> {
+    let Some(entry) = KINDS.iter().find(|k| k.name == kind) else {
+        let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        return Err(ConfigError::at(
+            "kind",
+            crate::vocab::unknown_keyword(kind, &names),
+        ));
+    };
+    (entry.configure)(settings)
+}
+
+/// How a run (or an operator command) opens a sink.
+#[derive(Clone, Copy)]
+pub struct SinkContext<'a> {
+    /// The pipeline's id (the checkpoint's): a sink refuses batches of another pipeline.
+    pub pipeline: uuid::Uuid,
+    /// Complete mode: each batch replaces the previous one's output.
+    pub replace: bool,
+    /// A part of the sink's output, by name (the late-rows sink keeps one per source).
+    pub part: Option<&'a str>,
+    /// Whether the sink may create where it writes (a run), or only reads what is there (an
+    /// operator command).
+    pub create: bool,
+    /// Whether local writes are synced before they count.
+    pub sync: bool,
+    /// Wraps every store the sink opens (fault injection in tests).
+    pub hook: Option<&'a StoreHook>,
+}
+
+impl std::fmt::Debug for SinkContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkContext")
+            .field("pipeline", &self.pipeline)
+            .field("replace", &self.replace)
+            .field("part", &self.part)
+            .field("create", &self.create)
+            .field("sync", &self.sync)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A kind of sink with its settings: what opens it, and what a run and the operator commands
+/// need to know of it.
+#[async_trait]
+pub trait SinkConnector: Send + Sync + std::fmt::Debug {
+    /// The kind's keyword.
+    fn kind(&self) -> &'static str;
+
+    /// Where the sink writes (a folder or object-store URL), for the checkpoint's record and
+    /// the checks of overlapping locations; `None` for a sink that keeps nothing.
+    fn location(&self) -> Option<String> {
+        None
+    }
+
+    /// The file format the sink holds its rows in, which decides how output is hashed as
+    /// held (`digest::as_held`); `None` for a sink that writes no files.
+    fn format(&self) -> Option<FileFormat> {
+        None
+    }
+
+    /// Checks before a run takes its checkpoint: with `create_only`, that the sink's store
+    /// refuses a second create of the same object.
+    async fn preflight(&self, _ctx: &SinkContext<'_>, _create_only: bool) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// Opens the sink.
+    fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError>;
+}
 
 /// What can go wrong writing a sink.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +155,22 @@ pub enum SinkError {
         /// The file that would have been replaced.
         file: String,
     },
+    /// A connector's own error (its client library's, its server's).
+    #[error("sink ({kind}): {error}")]
+    Connector {
+        /// The sink's kind.
+        kind: &'static str,
+        /// The connector's error.
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An operation the sink's kind does not support.
+    #[error("{operation} is not supported by the `{kind}` sink connector")]
+    NotSupported {
+        /// The sink's kind.
+        kind: &'static str,
+        /// The operation, as a person would name it.
+        operation: &'static str,
+    },
     /// The sink's own log is damaged.
     #[error("sink manifest {file} is corrupt: {reason}")]
     Corrupt {
@@ -102,9 +211,33 @@ impl BatchOutput {
     }
 }
 
+/// What a sink holds for one batch, read back (`sluice replay --verify`).
+#[derive(Debug)]
+pub enum HeldBatch {
+    /// The rows of the files the batch's manifest lists.
+    Rows {
+        /// The files, as locations.
+        files: Vec<String>,
+        /// Their rows.
+        batches: Vec<RecordBatch>,
+    },
+    /// The sink no longer holds the batch's rows, and why.
+    Missing(String),
+    /// A file of the batch (or its manifest) is gone or cannot be read as the query's output.
+    Unreadable {
+        /// The file.
+        file: String,
+        /// Why.
+        reason: String,
+    },
+}
+
 /// A sink that takes each batch exactly once.
 #[async_trait]
 pub trait Sink: Send + Sync + std::fmt::Debug {
+    /// The kind's keyword (as the registry names it).
+    fn kind(&self) -> &'static str;
+
     /// Makes `output` visible as batch `batch`; does nothing if the sink already has it.
     /// `fence` is checked before anything becomes visible: a late run (an older epoch) stops
     /// with [`SinkError::Fenced`] instead.
@@ -129,5 +262,27 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
     /// sink may forget what it kept to recognize them (its log stays bounded).
     async fn purge(&self, _oldest_kept: BatchId) -> Result<(), SinkError> {
         Ok(())
+    }
+
+    /// The rows the sink holds for `batch`, read back in `schema`'s column types
+    /// (`sluice replay --verify`).
+    async fn read_batch(
+        &self,
+        _batch: BatchId,
+        _schema: &SchemaRef,
+    ) -> Result<HeldBatch, SinkError> {
+        Err(SinkError::NotSupported {
+            kind: self.kind(),
+            operation: "reading a batch back (`sluice replay --verify`)",
+        })
+    }
+
+    /// Takes batch `batch` back (`sluice rewind`): removes what the sink holds for it, so that
+    /// the batch can be written again; the number of files or records removed. Repeatable.
+    async fn forget_batch(&self, _batch: BatchId) -> Result<u64, SinkError> {
+        Err(SinkError::NotSupported {
+            kind: self.kind(),
+            operation: "taking a batch back (`sluice rewind`)",
+        })
     }
 }

@@ -168,6 +168,31 @@ impl SourceConnector for FilesConfig {
         rebuild_offset(checkpoint, name, batch).await
     }
 
+    async fn check_forget(
+        &self,
+        name: &str,
+        checkpoint: &Location,
+        to: BatchId,
+    ) -> Result<(), SourceError> {
+        // Each later batch must still have its own log entry.
+        for meta in checkpoint.list(&paths::source_dir(name)).await? {
+            let relative = checkpoint.relative(&meta.location);
+            let file = relative.rsplit('/').next().unwrap_or_default();
+            if let Some(k) = file.strip_suffix(".compact").and_then(paths::entry_number)
+                && k > to.0
+            {
+                return Err(SourceError::Config {
+                    source_name: name.to_string(),
+                    reason: format!(
+                        "its log entry {relative} folds batches after {to} together, so they \
+                         cannot be taken back one by one"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     async fn forget_batch(
         &self,
         name: &str,

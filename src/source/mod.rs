@@ -345,6 +345,17 @@ pub trait SourceConnector: Send + Sync + std::fmt::Debug {
         Err(self.not_supported("rebuilding a lost offset (`sluice repair`)"))
     }
 
+    /// Whether every batch after `to` can be forgotten (`sluice rewind` asks before it takes
+    /// anything back): an error saying why not.
+    async fn check_forget(
+        &self,
+        _name: &str,
+        _checkpoint: &Location,
+        _to: BatchId,
+    ) -> Result<(), SourceError> {
+        Err(self.not_supported("forgetting a batch (`sluice rewind`)"))
+    }
+
     /// Forgets what the source keeps in the checkpoint for batch `batch` (`sluice rewind`), so
     /// that the batch can be planned again; the number of entries removed.
     async fn forget_batch(

@@ -11,10 +11,13 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::{Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
-use sluice::checkpoint::BatchId;
+use sluice::checkpoint::{BatchId, Checkpoint};
+use sluice::sink::{BatchOutput, HeldBatch, SinkConnector, SinkContext, SinkError};
 use sluice::source::{Admission, Source, SourceConnector, SourceError};
-use sluice::storage::Location;
+use sluice::storage::{Location, StoreHook};
 
 use crate::common::rows;
 
@@ -319,6 +322,391 @@ fn every_registered_source_kind_has_a_contract_test() {
         assert!(
             tested.contains(&kind.name),
             "source kind `{}` has no contract test in tests/it/contract.rs",
+            kind.name
+        );
+    }
+}
+
+/// A kind of sink under test: its connector, and an independent reader of what it shows.
+#[async_trait::async_trait]
+pub trait SinkFixture: Send + Sync {
+    /// The sink's connector, as a pipeline file configures it.
+    fn connector(&self) -> Arc<dyn SinkConnector>;
+    /// The rows a reader of the sink sees now (a plain reader, not Sluice's); `None` for a
+    /// sink that keeps nothing to read.
+    async fn visible_rows(&self) -> Option<Vec<String>>;
+    /// How many entries the sink's own log holds; `None` for a sink with no log.
+    fn log_entries(&self) -> Option<usize>;
+}
+
+/// A store that fails its `fail_at`-th write (a put, copy, rename or delete; 1-based), as a
+/// crash or a lost connection there would, and lets every other call through.
+#[derive(Debug)]
+struct Interrupting {
+    inner: Arc<dyn object_store::ObjectStore>,
+    writes: Arc<std::sync::atomic::AtomicU64>,
+    fail_at: u64,
+}
+
+impl std::fmt::Display for Interrupting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Interrupting({})", self.inner)
+    }
+}
+
+impl Interrupting {
+    fn hook(fail_at: u64) -> (StoreHook, Arc<std::sync::atomic::AtomicU64>) {
+        let writes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = Arc::clone(&writes);
+        let hook: StoreHook = Arc::new(move |inner| {
+            Arc::new(Interrupting {
+                inner,
+                writes: Arc::clone(&counter),
+                fail_at,
+            }) as Arc<dyn object_store::ObjectStore>
+        });
+        (hook, writes)
+    }
+
+    fn write(&self) -> object_store::Result<()> {
+        let n = self
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if n == self.fail_at {
+            return Err(object_store::Error::Generic {
+                store: "interrupting",
+                source: format!("interrupted at write {n}").into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for Interrupting {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.write()?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.write()?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &object_store::path::Path,
+        ranges: &[std::ops::Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        if let Err(e) = self.write() {
+            return Box::pin(futures::stream::once(async move { Err(e) }));
+        }
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.write()?;
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::RenameOptions,
+    ) -> object_store::Result<()> {
+        self.write()?;
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+fn output(first: i64, rows: i64) -> BatchOutput {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    let ids: Vec<i64> = (first..first + rows).collect();
+    let names: Vec<String> = ids.iter().map(|i| format!("row {i}")).collect();
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(Int64Array::from(ids)),
+            Arc::new(StringArray::from(names)),
+        ],
+    )
+    .expect("batch");
+    BatchOutput {
+        schema,
+        partitions: vec![vec![batch]],
+    }
+}
+
+fn expected_rows(batches: &[(i64, i64)]) -> Vec<String> {
+    let mut rows: Vec<String> = batches
+        .iter()
+        .flat_map(|(first, n)| (*first..first + n).map(|i| format!("{i}|row {i}")))
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The contract every sink kind passes; `checkpoint` is an empty folder for the fence.
+pub async fn sink_contract(fixture: &dyn SinkFixture, checkpoint: &Location) {
+    let connector = fixture.connector();
+    let kind = connector.kind();
+    let run = Checkpoint::open(checkpoint.clone(), "contract")
+        .await
+        .expect("checkpoint");
+    let fence = run.fence();
+    let ctx = SinkContext {
+        pipeline: run.metadata().id,
+        replace: false,
+        part: None,
+        create: true,
+        sync: false,
+        hook: None,
+    };
+    let sink = connector.open(&ctx).expect("open");
+
+    // Exactly once through a repeated commit.
+    let first = sink
+        .commit(BatchId(0), &fence, output(0, 5))
+        .await
+        .expect("commit 0");
+    assert_eq!((first.rows, first.written), (5, true), "{kind}: batch 0");
+    let again = sink
+        .commit(BatchId(0), &fence, output(0, 5))
+        .await
+        .expect("commit 0 again");
+    if fixture.visible_rows().await.is_some() {
+        assert!(!again.written, "{kind}: a repeated batch writes nothing");
+    }
+    if let Some(rows) = fixture.visible_rows().await {
+        assert_eq!(rows, expected_rows(&[(0, 5)]), "{kind}: batch 0 once");
+    }
+
+    // Exactly once through a commit interrupted at each of its writes in turn, then retried.
+    let mut interruptions = 0;
+    for fail_at in 1.. {
+        assert!(
+            fail_at < 100,
+            "{kind}: a commit makes fewer than 100 writes"
+        );
+        let (hook, _) = Interrupting::hook(fail_at);
+        let interrupted = connector
+            .open(&SinkContext {
+                hook: Some(&hook),
+                ..ctx
+            })
+            .expect("open");
+        let result = interrupted.commit(BatchId(1), &fence, output(5, 3)).await;
+        if let Some(rows) = fixture.visible_rows().await {
+            let before = expected_rows(&[(0, 5)]);
+            let after = expected_rows(&[(0, 5), (5, 3)]);
+            assert!(
+                rows == before || rows == after,
+                "{kind}: interrupted at write {fail_at}, a reader sees a part of batch 1: {rows:?}"
+            );
+        }
+        let retried = connector.open(&ctx).expect("open");
+        retried
+            .commit(BatchId(1), &fence, output(5, 3))
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: retry after write {fail_at}: {e}"));
+        if let Some(rows) = fixture.visible_rows().await {
+            assert_eq!(
+                rows,
+                expected_rows(&[(0, 5), (5, 3)]),
+                "{kind}: interrupted at write {fail_at} and retried, batch 1 once"
+            );
+        }
+        if result.is_ok() {
+            break;
+        }
+        interruptions += 1;
+        // Take batch 1 back for the next crash point (where the sink can).
+        match sink.forget_batch(BatchId(1)).await {
+            Ok(_) => {}
+            Err(SinkError::NotSupported { .. }) => break,
+            Err(e) => panic!("{kind}: forget batch 1: {e}"),
+        }
+    }
+
+    if fixture.visible_rows().await.is_some() {
+        assert!(
+            interruptions > 1,
+            "{kind}: a commit was interrupted at its writes"
+        );
+    }
+
+    // The batch reads back as written.
+    match sink.read_batch(BatchId(0), &output(0, 0).schema).await {
+        Ok(HeldBatch::Rows { batches, .. }) => {
+            assert_eq!(
+                unordered(&batches),
+                expected_rows(&[(0, 5)]),
+                "{kind}: read back"
+            );
+        }
+        Ok(other) => panic!("{kind}: batch 0 reads back as {other:?}"),
+        Err(SinkError::NotSupported { kind: k, .. }) => {
+            assert_eq!(k, kind);
+            assert!(
+                fixture.visible_rows().await.is_none(),
+                "{kind}: a sink that keeps rows reads them back"
+            );
+        }
+        Err(e) => panic!("{kind}: read back: {e}"),
+    }
+
+    // A forgotten batch is gone, and is written again when committed again.
+    match sink.forget_batch(BatchId(1)).await {
+        Ok(_) => {
+            if let Some(rows) = fixture.visible_rows().await {
+                assert_eq!(rows, expected_rows(&[(0, 5)]), "{kind}: batch 1 forgotten");
+            }
+            let again = sink
+                .commit(BatchId(1), &fence, output(5, 3))
+                .await
+                .expect("again");
+            assert!(again.written, "{kind}: a forgotten batch is written again");
+        }
+        Err(SinkError::NotSupported { kind: k, .. }) => assert_eq!(k, kind),
+        Err(e) => panic!("{kind}: forget batch 1: {e}"),
+    }
+
+    // The sink's log stays bounded: what the purge lets go is gone.
+    for batch in 2..12_i64 {
+        sink.commit(BatchId(batch as u64), &fence, output(batch * 10, 1))
+            .await
+            .expect("commit");
+        sink.purge(BatchId((batch as u64).saturating_sub(2)))
+            .await
+            .expect("purge");
+    }
+    if let Some(entries) = fixture.log_entries() {
+        assert!(
+            entries <= 3,
+            "{kind}: {entries} log entries kept for 2 retained batches"
+        );
+    }
+    if let Some(rows) = fixture.visible_rows().await {
+        let mut all = vec![(0, 5), (5, 3)];
+        all.extend((2..12).map(|b| (b * 10, 1)));
+        assert_eq!(rows, expected_rows(&all), "{kind}: every batch once");
+    }
+}
+
+/// A files sink writing Parquet into a folder.
+struct FilesSinkFixture {
+    out: std::path::PathBuf,
+}
+
+#[async_trait::async_trait]
+impl SinkFixture for FilesSinkFixture {
+    fn connector(&self) -> Arc<dyn SinkConnector> {
+        let yaml = format!("path: {}\nformat: parquet", self.out.display());
+        sluice::sink::configure("files", &settings(&yaml)).expect("files sink")
+    }
+
+    async fn visible_rows(&self) -> Option<Vec<String>> {
+        Some(crate::common::sink_rows(&self.out).await)
+    }
+
+    fn log_entries(&self) -> Option<usize> {
+        let manifests = self.out.join("_sluice").join("manifest");
+        Some(std::fs::read_dir(manifests).map_or(0, |d| d.count()))
+    }
+}
+
+/// The console sink: prints, keeps nothing.
+struct ConsoleFixture;
+
+#[async_trait::async_trait]
+impl SinkFixture for ConsoleFixture {
+    fn connector(&self) -> Arc<dyn SinkConnector> {
+        sluice::sink::configure("console", &settings("max_rows: 3")).expect("console")
+    }
+
+    async fn visible_rows(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    fn log_entries(&self) -> Option<usize> {
+        None
+    }
+}
+
+#[tokio::test]
+async fn the_files_sink_keeps_the_sink_contract() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fixture = FilesSinkFixture {
+        out: dir.path().join("out"),
+    };
+    sink_contract(&fixture, &checkpoint(dir.path())).await;
+}
+
+#[tokio::test]
+async fn the_console_sink_keeps_the_sink_contract() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    sink_contract(&ConsoleFixture, &checkpoint(dir.path())).await;
+}
+
+#[test]
+fn every_registered_sink_kind_has_a_contract_test() {
+    let tested = ["files", "console"];
+    for kind in sluice::sink::KINDS {
+        assert!(
+            tested.contains(&kind.name),
+            "sink kind `{}` has no contract test in tests/it/contract.rs",
             kind.name
         );
     }

@@ -132,6 +132,15 @@ impl SourceConnector for RateConfig {
         }
     }
 
+    async fn check_forget(
+        &self,
+        _name: &str,
+        _checkpoint: &Location,
+        _to: BatchId,
+    ) -> Result<(), SourceError> {
+        Ok(())
+    }
+
     async fn forget_batch(
         &self,
         _name: &str,
