@@ -3,6 +3,8 @@
 
 mod repair;
 mod rewind;
+mod verify;
 
 pub use repair::{RepairReport, repair};
 pub use rewind::{Rewound, rewind};
+pub use verify::{ReplayOptions, Replayed, Side, replay};

@@ -512,3 +512,41 @@ fn collect_aggregates(
         collect_aggregates(child, found);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn aggregations_keep_both_phases_over_a_batch_with_rows() {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::arrow::record_batch::RecordBatch;
+        use datafusion::datasource::MemTable;
+        let ctx = crate::plan::session(&crate::vocab::default_settings());
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let rows = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from(vec![1, 2]))],
+        )
+        .expect("rows");
+        let mem = MemTable::try_new(schema, vec![vec![rows]]).expect("table");
+        ctx.register_table("s", Arc::new(mem)).expect("register");
+        for sql in [
+            "SELECT count(*) AS n FROM s",
+            "SELECT count(1) AS n FROM s",
+            "SELECT count(a) AS n FROM s",
+            "SELECT count(DISTINCT a) AS n FROM s",
+            "SELECT min(a) AS lo, max(a) AS hi FROM s",
+            "SELECT a, count(*) AS n FROM s GROUP BY a",
+        ] {
+            let (state, logical) = crate::plan::plan_batch(&ctx, sql, 0).await.expect(sql);
+            let physical = state
+                .create_physical_plan(&logical)
+                .await
+                .and_then(unfuse)
+                .expect(sql);
+            find_phases(&physical, &[]).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+}

@@ -881,3 +881,86 @@ fn rewind_is_a_library_operation() {
         .to_string();
     assert!(err.contains("batch 5 is not a committed batch"), "{err}");
 }
+
+/// Verifying and repairing are library operations too (`sluice::ops::replay`,
+/// `sluice::ops::repair`): a library user gets the findings as values, not printed text.
+#[test]
+fn verify_and_repair_are_library_operations() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 10, 0);
+    let yaml = pipeline_yaml(&ws, "json", "SELECT * FROM clicks", 1, "");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let ckpt = ws.p("ckpt");
+    let location = sluice::storage::Location::open(&ckpt, false, false, None).expect("checkpoint");
+    let options = sluice::ops::ReplayOptions {
+        verify: true,
+        pipeline: None,
+        limit: 10,
+    };
+    let verify = |batch: u64| {
+        rt.block_on(sluice::ops::replay(
+            &location,
+            &ckpt,
+            sluice::checkpoint::BatchId(batch),
+            &options,
+        ))
+        .expect("replay")
+    };
+    let report = verify(1);
+    assert_eq!(report.verified, Some(true), "{:?}", report.findings);
+    assert_eq!(report.sink.hash(), report.committed.hash());
+    assert_eq!(report.recomputed.hash().map(|(rows, _)| rows), Some(10));
+
+    // A sink file of batch 1 rewritten with other rows: the finding names the sink.
+    let manifest = std::fs::read_to_string(ws.path("out/_sluice/manifest/1")).expect("manifest");
+    let file = manifest
+        .split('"')
+        .find(|s| s.ends_with(".parquet"))
+        .expect("a data file")
+        .to_string();
+    let other = clicks(100, 3);
+    write_batch(&ws.path("out").join(&file), "parquet", &other);
+    let report = verify(1);
+    assert_eq!(report.verified, Some(false));
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.contains("the SINK differs")),
+        "{:?}",
+        report.findings
+    );
+    assert_eq!(
+        report.only_in_sink.len(),
+        3,
+        "the three rows written over it"
+    );
+
+    // A lost offsets entry of the newest committed batch is rebuilt from its commit and the
+    // source's log, through the source's connector.
+    let offsets = ws.path("ckpt/offsets/2");
+    let before = std::fs::read_to_string(&offsets).expect("offsets/2");
+    std::fs::remove_file(&offsets).expect("lose offsets/2");
+    let repaired = rt
+        .block_on(sluice::ops::repair(&location, &ckpt, false))
+        .expect("repair");
+    assert!(repaired.unfixable.is_empty(), "{:?}", repaired.unfixable);
+    assert!(
+        repaired
+            .fixed
+            .iter()
+            .any(|f| f.contains("rebuilt offsets/2")),
+        "{:?}",
+        repaired.fixed
+    );
+    let after = std::fs::read_to_string(&offsets).expect("offsets/2 rebuilt");
+    let sources = |text: &str| text.lines().nth(2).map(str::to_string);
+    assert_eq!(
+        sources(&after),
+        sources(&before),
+        "the source's end offset is the same"
+    );
+}

@@ -1,0 +1,479 @@
+//! Replaying a committed batch, and verifying it (`sluice replay --batch N [--verify]`):
+//! compute it again from the checkpoint (its offsets, its query, the pipeline file it ran
+//! with, the state before it) and its sources, writing nothing.
+//!
+//! Verifying holds three accounts of the batch's output against each other: the rows computed
+//! now, the content hash `commits/N` recorded when the batch committed, and the rows the sink
+//! holds for the batch now. Any disagreement says which side differs and lists the rows by
+//! which the recomputed and the sink's rows differ.
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use serde::Serialize;
+
+use crate::Error;
+use crate::checkpoint::{
+    BatchId, Checkpoint, CheckpointError, LogListing, paths, read_commit, read_fingerprinted,
+    read_offsets,
+};
+use crate::digest::{self, OutputDigest};
+use crate::driver::Recompute;
+use crate::pipeline::Pipeline;
+use crate::sink::{HeldBatch, SinkContext, SinkError};
+use crate::source::SourceError;
+use crate::storage::Location;
+
+/// How a batch is replayed.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOptions {
+    /// Compare the recomputed rows with the commit's hash and the sink's rows.
+    pub verify: bool,
+    /// Recompute with this pipeline file instead of the one the batch ran with.
+    pub pipeline: Option<std::path::PathBuf>,
+    /// At most this many rows in each table of rows shown.
+    pub limit: usize,
+}
+
+/// One account of the batch's output.
+#[derive(Debug, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Side {
+    /// Its rows (or, for the commit, its hash) are known.
+    Known {
+        /// Rows.
+        rows: u64,
+        /// The content hash (`digest`).
+        hash: String,
+        /// Where the rows are (sink files).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        files: Vec<String>,
+    },
+    /// It cannot be had, and why.
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
+    /// It is there but cannot be read: itself a difference.
+    Unreadable {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Side {
+    fn known(digest: &OutputDigest, files: Vec<String>) -> Self {
+        Self::Known {
+            rows: digest.rows,
+            hash: digest.hash.clone(),
+            files,
+        }
+    }
+
+    /// The rows and hash, when known.
+    pub fn hash(&self) -> Option<(u64, &str)> {
+        match self {
+            Self::Known { rows, hash, .. } => Some((*rows, hash)),
+            _ => None,
+        }
+    }
+
+    /// The side in words.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Known { rows, hash, files } => {
+                let files = match files.len() {
+                    0 => String::new(),
+                    1 => format!(" in {}", files[0]),
+                    n => format!(" in {n} files ({} ...)", files[0]),
+                };
+                format!("{rows} rows, hash {hash}{files}")
+            }
+            Self::Unavailable { reason } => format!("not available: {reason}"),
+            Self::Unreadable { reason } => format!("UNREADABLE: {reason}"),
+        }
+    }
+}
+
+/// Whether two sides agree: `None` when either is not known.
+fn agree(a: &Side, b: &Side) -> Option<bool> {
+    Some(a.hash()? == b.hash()?)
+}
+
+/// What a replay found: the `--json` form, and what the text form is made from.
+#[derive(Debug, Serialize)]
+pub struct Replayed {
+    /// The checkpoint, as shown.
+    pub checkpoint: String,
+    /// The batch.
+    pub batch: u64,
+    /// `true` when every account that could be had agrees, and the recomputation and at least
+    /// one other account were had; only with `--verify`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+    /// The rows computed now.
+    pub recomputed: Side,
+    /// The hash `commits/N` recorded.
+    pub committed: Side,
+    /// The rows the sink holds.
+    pub sink: Side,
+    /// Pairs compared, by name (`recomputed=committed`, ...): whether they agree.
+    pub agreement: std::collections::BTreeMap<&'static str, Option<bool>>,
+    /// What differs, in words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
+    /// Rows the recomputation has and the sink lacks (up to `--limit`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub only_recomputed: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Rows the sink has and the recomputation lacks (up to `--limit`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub only_in_sink: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Rows recomputed (without `--verify`, up to `--limit`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Tables to show a person, each with its title (rows recomputed, or the rows that
+    /// differ), up to the limit.
+    #[serde(skip)]
+    pub tables: Vec<(String, RecordBatch)>,
+}
+
+/// Computes committed batch `batch` of the checkpoint at `location` (shown as `spec`) again,
+/// writing nothing: from its offsets, its query, the pipeline file it ran with (or
+/// `options.pipeline`), the state before it and its sources. With `options.verify`, holds the
+/// rows computed now, the hash `commits/N` recorded and the rows the sink holds against each
+/// other ([`Replayed::verified`], [`Replayed::findings`]).
+///
+/// # Errors
+/// [`Error::Usage`] when the checkpoint does not hold the batch as a committed, replayable one
+/// or the pipeline file it ran with is missing; [`Error::Verify`] when the output cannot be
+/// hashed; store and checkpoint errors as they come. A batch that recomputes differently is
+/// not an error: it is a finding.
+pub async fn replay(
+    location: &Location,
+    spec: &str,
+    batch: BatchId,
+    options: &ReplayOptions,
+) -> Result<Replayed, Error> {
+    let args = options;
+    let location = location.clone();
+    if Checkpoint::read_metadata(&location).await?.is_none() {
+        return Err(Error::Usage(format!(
+            "{spec} is not a Sluice checkpoint (it has no metadata)"
+        )));
+    }
+    let logs = LogListing::read(&location).await?;
+    let commit = read_commit(&location, batch).await?;
+    let entry = read_offsets(&location, batch).await?;
+    let (Some(commit), Some(entry)) = (commit, entry) else {
+        let retained = replayable_range(&logs);
+        let pending = logs
+            .offsets
+            .last()
+            .filter(|n| **n == batch && !logs.commits.contains(n))
+            .map(|_| " it is pending (planned, not committed): the next run finishes it;")
+            .unwrap_or_default();
+        return Err(Error::Usage(format!(
+            "{spec}: batch {batch} is not a committed batch the checkpoint holds;{pending} {retained}"
+        )));
+    };
+    let previous = match batch.prev() {
+        Some(prev) => Some(read_offsets(&location, prev).await?.ok_or_else(|| {
+            Error::Usage(format!(
+                "{spec}: batch {batch} starts where batch {prev} ended, and offsets/{prev} is \
+                 purged (the retention keeps only the last batches' logs); {}",
+                replayable_range(&logs)
+            ))
+        })?),
+        None => None,
+    };
+    let pipeline = match (args.pipeline.as_deref(), &commit.pipeline) {
+        (Some(path), _) => Pipeline::load(path)?,
+        (None, Some(fingerprint)) => crate::driver::stored_pipeline(&location, spec, fingerprint)
+            .await?
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "{spec}/{}, the pipeline batch {batch} ran with, is missing; pass \
+                     --pipeline FILE",
+                    paths::pipeline(fingerprint)
+                ))
+            })?,
+        (None, None) => {
+            return Err(Error::Usage(format!(
+                "{spec}: commits/{batch} does not name the pipeline file it ran with (written \
+                 by an older Sluice); pass --pipeline FILE"
+            )));
+        }
+    };
+    let query_file = paths::query(&entry.info.query_fingerprint);
+    let sql = read_fingerprinted(&location, &query_file, &entry.info.query_fingerprint)
+        .await?
+        .ok_or_else(|| CheckpointError::Inconsistent {
+            location: spec.to_string(),
+            reason: format!("{query_file}, the query of batch {batch}, is missing"),
+        })?;
+
+    let mut engine = Recompute::open(&pipeline, &location).await?;
+    let recomputed = match engine.batch(batch, &entry, previous.as_ref(), &sql).await {
+        // Compared as the sink's files hold them; shown as computed.
+        Ok(rows) => rows
+            .iter()
+            .map(|b| digest::as_held(b, pipeline.sink_format().filter(|_| args.verify)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("the recomputed rows cannot be encoded: {e}")),
+        Err(Error::Source(
+            e @ (SourceError::FileGone { .. } | SourceError::FileChanged { .. }),
+        )) => Err(format!("the batch's input is no longer what it read: {e}")),
+        Err(Error::Source(e)) => Err(format!("its input cannot be read as it was: {e}")),
+        Err(Error::State(e)) => Err(format!("the state before it cannot be loaded: {e}")),
+        Err(e) => return Err(e),
+    };
+    let schema: SchemaRef = match &recomputed {
+        Ok(rows) if !rows.is_empty() => rows[0].schema(),
+        _ => engine.output_schema(&sql).await?,
+    };
+    let hash_err = |e: datafusion::arrow::error::ArrowError| {
+        Error::Verify(format!("the output of batch {batch} cannot be hashed: {e}"))
+    };
+    let recomputed_side = match &recomputed {
+        Ok(rows) => Side::known(&digest::digest(rows).map_err(hash_err)?, Vec::new()),
+        Err(reason) => Side::Unavailable {
+            reason: reason.clone(),
+        },
+    };
+    let mut report = Replayed {
+        checkpoint: spec.to_string(),
+        batch: batch.0,
+        verified: None,
+        recomputed: recomputed_side,
+        committed: Side::Unavailable {
+            reason: "not asked (--verify)".into(),
+        },
+        sink: Side::Unavailable {
+            reason: "not asked (--verify)".into(),
+        },
+        agreement: Default::default(),
+        findings: Vec::new(),
+        only_recomputed: Vec::new(),
+        only_in_sink: Vec::new(),
+        rows: Vec::new(),
+        tables: Vec::new(),
+    };
+    if !args.verify {
+        if let Ok(rows) = &recomputed {
+            let all = datafusion::arrow::compute::concat_batches(&schema, rows)
+                .map_err(|e| Error::Usage(e.to_string()))?;
+            let shown = all.slice(0, all.num_rows().min(args.limit));
+            report.rows = json_rows(&shown)?;
+            report.tables.push((
+                format!("batch {batch}: {} rows recomputed", all.num_rows()),
+                shown,
+            ));
+        }
+        return Ok(report);
+    }
+
+    report.committed = match &commit.output {
+        Some(d) if d.algorithm == digest::ALGORITHM => Side::known(d, Vec::new()),
+        Some(d) => Side::Unavailable {
+            reason: format!(
+                "commits/{batch} holds a `{}` hash, not comparable",
+                d.algorithm
+            ),
+        },
+        None => Side::Unavailable {
+            reason: format!(
+                "commits/{batch} holds no content hash (an older Sluice, or an output type without one)"
+            ),
+        },
+    };
+    let sink_rows = match read_sink(&pipeline, &location, batch, &schema).await {
+        Err(Error::Sink(e @ SinkError::NotSupported { .. })) => {
+            report.sink = Side::Unavailable {
+                reason: format!(
+                    "the {} sink keeps nothing to compare ({e})",
+                    pipeline.sink.connector().kind()
+                ),
+            };
+            None
+        }
+        Err(e) => return Err(e),
+        Ok(HeldBatch::Rows { files, batches }) => {
+            report.sink = Side::known(&digest::digest(&batches).map_err(hash_err)?, files);
+            Some(batches)
+        }
+        Ok(HeldBatch::Missing(reason)) => {
+            report.sink = Side::Unavailable { reason };
+            None
+        }
+        Ok(HeldBatch::Unreadable { file, reason }) => {
+            report.sink = Side::Unreadable {
+                reason: format!("{file}: {reason}"),
+            };
+            None
+        }
+    };
+    let rc = agree(&report.recomputed, &report.committed);
+    let sc = agree(&report.sink, &report.committed);
+    let rs = agree(&report.recomputed, &report.sink);
+    report.agreement.insert("recomputed=committed", rc);
+    report.agreement.insert("sink=committed", sc);
+    report.agreement.insert("recomputed=sink", rs);
+    report.findings = findings(batch, &report, rc, sc, rs);
+    if let (Ok(recomputed), Some(sink), Some(false)) = (&recomputed, &sink_rows, rs) {
+        let (only_r, only_s) = digest::difference(&schema, recomputed, sink)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        let limit = |b: &RecordBatch| b.slice(0, b.num_rows().min(args.limit));
+        report.only_recomputed = json_rows(&limit(&only_r))?;
+        report.only_in_sink = json_rows(&limit(&only_s))?;
+        report.tables.push((
+            format!(
+                "rows recomputed but not in the sink ({}):",
+                only_r.num_rows()
+            ),
+            limit(&only_r),
+        ));
+        report.tables.push((
+            format!(
+                "rows in the sink but not recomputed ({}):",
+                only_s.num_rows()
+            ),
+            limit(&only_s),
+        ));
+    }
+    let any_difference =
+        [rc, sc, rs].contains(&Some(false)) || matches!(report.sink, Side::Unreadable { .. });
+    let compared = report.recomputed.hash().is_some() && (rc.is_some() || rs.is_some());
+    let verified = !any_difference && compared;
+    report.verified = Some(verified);
+    if !verified && report.findings.is_empty() {
+        report.findings.push(format!(
+            "batch {batch} cannot be verified: fewer than two accounts of its output could be had"
+        ));
+    }
+    Ok(report)
+}
+
+/// The sink's rows for `batch`, read through the sink the pipeline names.
+async fn read_sink(
+    pipeline: &Pipeline,
+    checkpoint: &Location,
+    batch: BatchId,
+    schema: &SchemaRef,
+) -> Result<HeldBatch, Error> {
+    let id = Checkpoint::read_metadata(checkpoint)
+        .await?
+        .map(|m| m.id)
+        .unwrap_or_default();
+    let ctx = SinkContext {
+        pipeline: id,
+        replace: pipeline.output_mode == crate::pipeline::OutputMode::Complete,
+        part: None,
+        create: false,
+        sync: false,
+        hook: None,
+    };
+    let sink = match pipeline.sink.connector().open(&ctx) {
+        Ok(sink) => sink,
+        Err(SinkError::Storage(e)) => {
+            return Ok(HeldBatch::Unreadable {
+                file: pipeline.sink.connector().location().unwrap_or_default(),
+                reason: e.to_string(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(sink.read_batch(batch, schema).await?)
+}
+
+/// What differs, in words, from which pairs agree.
+fn findings(
+    batch: BatchId,
+    report: &Replayed,
+    rc: Option<bool>,
+    sc: Option<bool>,
+    rs: Option<bool>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let rows = |side: &Side| side.hash().map(|(rows, _)| rows).unwrap_or_default();
+    match (rc, sc, rs) {
+        (Some(true), Some(false), _) => out.push(format!(
+            "the SINK differs: its rows for batch {batch} ({} rows) are not what the batch \
+             committed ({} rows), and recomputing the batch gives what it committed",
+            rows(&report.sink),
+            rows(&report.committed)
+        )),
+        (Some(false), Some(true), _) => out.push(format!(
+            "the RECOMPUTATION differs: batch {batch} computed now ({} rows) is not what it \
+             committed and the sink holds ({} rows); its input or static tables changed since, \
+             or the query is not deterministic",
+            rows(&report.recomputed),
+            rows(&report.committed)
+        )),
+        (Some(false), Some(false), Some(true)) => out.push(format!(
+            "the COMMIT differs: commits/{batch}'s hash matches neither the recomputed rows nor \
+             the sink's, which agree; commits/{batch} was changed"
+        )),
+        (Some(false), Some(false), _) => out.push(format!(
+            "ALL THREE differ: the recomputed rows, commits/{batch}'s hash and the sink's rows \
+             each disagree with the others"
+        )),
+        (None, _, Some(false)) => out.push(format!(
+            "the recomputed rows and the SINK's rows differ ({} and {} rows); commits/{batch} \
+             has no hash to say which is right",
+            rows(&report.recomputed),
+            rows(&report.sink)
+        )),
+        (Some(false), None, _) => out.push(format!(
+            "the RECOMPUTATION differs from what batch {batch} committed ({} and {} rows); \
+             without the sink's rows there is nothing to list the differing rows against",
+            rows(&report.recomputed),
+            rows(&report.committed)
+        )),
+        (None, Some(false), _) => out.push(format!(
+            "the SINK differs: its rows for batch {batch} are not what the batch committed ({} \
+             and {} rows); the batch cannot be recomputed to list which rows",
+            rows(&report.sink),
+            rows(&report.committed)
+        )),
+        _ => {}
+    }
+    if let Side::Unreadable { reason } = &report.sink {
+        out.push(format!(
+            "the SINK's files for batch {batch} cannot be read: {reason}"
+        ));
+    }
+    if let Side::Unavailable { reason } = &report.recomputed {
+        out.push(format!("batch {batch} cannot be recomputed: {reason}"));
+    }
+    out
+}
+
+fn json_rows(
+    batch: &RecordBatch,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, Error> {
+    use datafusion::arrow::json::writer::{JsonArray, WriterBuilder};
+    let err = |e: String| Error::Usage(format!("the rows cannot be shown as JSON: {e}"));
+    let mut buffer = Vec::new();
+    let mut writer = WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, JsonArray>(&mut buffer);
+    writer.write(batch).map_err(|e| err(e.to_string()))?;
+    writer.finish().map_err(|e| err(e.to_string()))?;
+    drop(writer);
+    if buffer.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&buffer).map_err(|e| err(e.to_string()))
+}
+
+/// Which committed batches can be replayed, in words: each needs the offsets entry of the batch
+/// before it (where it starts), so the oldest batch the retention keeps cannot (unless it is 0).
+fn replayable_range(logs: &LogListing) -> String {
+    let first = logs
+        .commits
+        .iter()
+        .find(|b| b.prev().is_none_or(|p| logs.offsets.contains(&p)));
+    match (first, logs.commits.last()) {
+        (Some(a), Some(b)) => format!("batches that can be replayed: {a}..={b}"),
+        _ => "no batch can be replayed".into(),
+    }
+}
