@@ -18,6 +18,7 @@
 
 mod engine;
 mod event_time;
+mod watermark;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -257,6 +258,13 @@ struct Driver<'a> {
     /// The fingerprint of the pipeline file, stored in the checkpoint by this run.
     pipeline_fingerprint: String,
     summary: RunSummary,
+}
+
+/// How long a batch's phases before its commit took, and when its execution started.
+struct Timings {
+    plan_ms: f64,
+    offsets_ms: f64,
+    execute_started: Instant,
 }
 
 /// Where the previous batch left off.
@@ -569,17 +577,13 @@ impl<'a> Driver<'a> {
             .query
             .as_ref()
             .is_some_and(|q| q.operator.is_some());
-        let watermark_ms = if stateful {
-            position.next_watermark_ms
-        } else {
-            None
-        };
+        let watermark_ms = watermark::for_batch(stateful, position.next_watermark_ms);
         // Without new input, a batch still runs when the watermark has moved past the end of
         // something in the state (Spark's "no-data batch"): closed windows are final, and
         // append mode emits them now rather than when more input comes.
-        let closes = watermark_ms
-            .filter(|w| Some(*w) > position.watermark_ms)
-            .is_some_and(|w| self.engine.closes_by_watermark(w));
+        let closes = watermark::no_data_batch_runs(watermark_ms, position.watermark_ms, |w| {
+            self.engine.closes_by_watermark(w)
+        });
         if !(any_new || closes) {
             return Ok(false);
         }
@@ -622,7 +626,8 @@ impl<'a> Driver<'a> {
         Ok(true)
     }
 
-    /// Runs a batch whose offsets are logged: query, sink, state, commit, purge, progress.
+    /// Runs a batch whose offsets are logged: computes it (sources, query, state operator),
+    /// then commits it.
     #[allow(clippy::too_many_arguments)]
     async fn run_batch(
         &mut self,
@@ -647,6 +652,32 @@ impl<'a> Driver<'a> {
                 sql,
             )
             .await?;
+        let timings = Timings {
+            plan_ms,
+            offsets_ms,
+            execute_started,
+        };
+        self.commit_batch(batch, entry, computed, recovered, timings)
+            .await
+    }
+
+    /// Commits a computed batch: its late rows and output to the sinks, its state version,
+    /// `commits/N`, then the purge of what retention lets go, and its progress. Everything
+    /// that makes the batch visible checks the fence first. The seam where a batch computed
+    /// elsewhere (a distributed engine) joins the driver.
+    async fn commit_batch(
+        &mut self,
+        batch: BatchId,
+        entry: &OffsetsEntry,
+        computed: Computed,
+        recovered: bool,
+        timings: Timings,
+    ) -> Result<CommitEntry, Error> {
+        let Timings {
+            plan_ms,
+            offsets_ms,
+            execute_started,
+        } = timings;
         let Computed {
             output,
             late_rows,
@@ -726,24 +757,18 @@ impl<'a> Driver<'a> {
             }
             None => Vec::new(),
         };
-        // The watermark never goes back; with several sources it follows the slowest, and it
-        // waits until every source with a watermark has seen an event time.
-        let candidate = self
+        let delays: BTreeMap<String, i64> = self
             .engine
             .watermarks
             .iter()
-            .map(|(name, (_, delay))| {
-                event_time_max_ms
-                    .get(name)
-                    .map(|max: &i64| max.saturating_sub(*delay))
-            })
-            .collect::<Option<Vec<_>>>()
-            .and_then(|each| each.into_iter().min());
-        let next_watermark_ms = if stateful {
-            entry.info.watermark_ms.max(candidate)
-        } else {
-            None
-        };
+            .map(|(name, (_, delay))| (name.clone(), *delay))
+            .collect();
+        let next_watermark_ms = watermark::next(
+            stateful,
+            entry.info.watermark_ms,
+            &event_time_max_ms,
+            &delays,
+        );
         let mut commit = CommitEntry {
             next_watermark_ms,
             event_time_max_ms,

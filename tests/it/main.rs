@@ -6,6 +6,7 @@ mod contract;
 mod crash;
 mod fault;
 mod field;
+mod layout;
 mod replay;
 mod report;
 mod s3;
