@@ -34,6 +34,8 @@ struct CheckpointView {
     next_watermark_ms: Option<i64>,
     /// Each source's end offset after the last committed batch.
     source_offsets: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The same in words, as each source's connector describes it.
+    source_descriptions: std::collections::BTreeMap<String, String>,
     /// Each stateful operator's store.
     state: Vec<StateStoreView>,
     /// Where the output goes and how far it has got, when a run recorded its sink.
@@ -111,12 +113,30 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         .last()
         .copied()
         .filter(|b| !logs.commits.contains(b));
+    // The pipeline file the newest batch ran with says what each source and the sink are.
+    let newest_pipeline = match logs.offsets.last() {
+        Some(newest) => checkpoint::read_offsets(&location, *newest)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|e| e.info.pipeline),
+        None => None,
+    };
+    let pipeline = match &newest_pipeline {
+        // A damaged pipeline file is said, and the rest of the checkpoint still shown.
+        Some(fingerprint) => crate::driver::stored_pipeline(&location, spec, fingerprint)
+            .await
+            .inspect_err(|e| tracing::warn!("the pipeline file is not shown: {e}"))
+            .ok()
+            .flatten(),
+        None => None,
+    };
     let mut batches = Vec::new();
     for batch in &logs.offsets {
         if only.is_some_and(|n| n != batch.0) {
             continue;
         }
-        batches.push(view_batch(&location, *batch, &logs).await?);
+        batches.push(view_batch(&location, *batch, &logs, pipeline.as_ref()).await?);
     }
     if let Some(n) = only
         && batches.is_empty()
@@ -154,20 +174,31 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             operator,
         });
     }
-    let source_offsets = match logs.commits.last() {
-        Some(last) => checkpoint::read_offsets(&location, *last)
-            .await?
-            .map(|e| {
-                e.sources
-                    .into_iter()
-                    .map(|s| (s.source, s.offset))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        None => Default::default(),
-    };
+    let source_offsets: std::collections::BTreeMap<String, serde_json::Value> =
+        match logs.commits.last() {
+            Some(last) => checkpoint::read_offsets(&location, *last)
+                .await?
+                .map(|e| {
+                    e.sources
+                        .into_iter()
+                        .map(|s| (s.source, s.offset))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => Default::default(),
+        };
+    let source_descriptions = source_offsets
+        .iter()
+        .filter_map(|(name, offset)| {
+            let config = pipeline.as_ref()?.sources.get(name)?;
+            Some((
+                name.clone(),
+                config.connector().describe_offset(name, offset),
+            ))
+        })
+        .collect();
     let sink = match Checkpoint::read_sink_record(&location).await? {
-        Some(record) => Some(sink_view(record, metadata.id).await),
+        Some(record) => Some(sink_view(record, metadata.id, pipeline.as_ref()).await),
         None => None,
     };
     let retention = match last_commit.as_ref().and_then(|c| c.pipeline.as_deref()) {
@@ -189,6 +220,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         sink,
         retention,
         source_offsets,
+        source_descriptions,
         metadata,
         batches_committed: logs.commits.len(),
         last_committed: logs.commits.last().copied(),
@@ -205,9 +237,13 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
     Ok(())
 }
 
-/// What the files sink holds, read from its manifest (a missing or unreadable sink is said,
-/// not an error: the checkpoint is still worth showing).
-async fn sink_view(record: crate::checkpoint::SinkRecord, pipeline: uuid::Uuid) -> SinkView {
+/// What the sink holds, as its connector (from the stored pipeline file) summarizes it; a
+/// missing or unreadable sink is said, not an error: the checkpoint is still worth showing.
+async fn sink_view(
+    record: crate::checkpoint::SinkRecord,
+    id: uuid::Uuid,
+    pipeline: Option<&crate::pipeline::Pipeline>,
+) -> SinkView {
     let mut view = SinkView {
         kind: record.kind.clone(),
         path: record.path.clone(),
@@ -218,30 +254,32 @@ async fn sink_view(record: crate::checkpoint::SinkRecord, pipeline: uuid::Uuid) 
         manifest_entries: None,
         unreadable: None,
     };
-    let (Some(path), Some(format)) = (&record.path, &record.format) else {
+    let Some(pipeline) = pipeline else {
         return view;
     };
-    let read = async {
-        let format: crate::format::FileFormat = format.parse().map_err(|e: String| e)?;
-        let location = Location::open(path, false, false, None).map_err(|e| e.to_string())?;
-        let sink = crate::sink::FilesSink::new(location, format, pipeline);
-        let batches = sink.manifest_batches().await.map_err(|e| e.to_string())?;
-        let last = match batches.last() {
-            Some(b) => sink.read_manifest(*b).await.map_err(|e| e.to_string())?,
-            None => None,
-        };
-        Ok::<_, String>((batches.len(), last))
+    let ctx = crate::sink::SinkContext {
+        pipeline: id,
+        replace: record.output_mode == "complete",
+        part: None,
+        create: false,
+        sync: false,
+        hook: None,
     };
-    match read.await {
-        Ok((entries, last)) => {
-            view.manifest_entries = Some(entries);
-            if let Some(m) = last {
-                view.last_batch = Some(m.batch);
-                view.last_batch_rows = Some(m.rows);
-                view.last_batch_files = Some(m.files.len());
+    let summary = match pipeline.sink.connector().open(&ctx) {
+        Ok(sink) => sink.summary().await,
+        Err(e) => Err(e),
+    };
+    match summary {
+        Ok(Some(summary)) => {
+            view.manifest_entries = Some(summary.entries);
+            if let Some((batch, rows, files)) = summary.last {
+                view.last_batch = Some(batch);
+                view.last_batch_rows = Some(rows);
+                view.last_batch_files = Some(files);
             }
         }
-        Err(reason) => view.unreadable = Some(reason),
+        Ok(None) => {}
+        Err(e) => view.unreadable = Some(e.to_string()),
     }
     view
 }
@@ -250,6 +288,7 @@ async fn view_batch(
     location: &Location,
     batch: BatchId,
     logs: &LogListing,
+    pipeline: Option<&crate::pipeline::Pipeline>,
 ) -> Result<BatchView, Error> {
     let offsets: Option<OffsetsEntry> = checkpoint::read_offsets(location, batch).await?;
     let commit = if logs.commits.contains(&batch) {
@@ -258,26 +297,17 @@ async fn view_batch(
         None
     };
     let mut files = std::collections::BTreeMap::new();
-    if let Some(entry) = &offsets {
+    if let (Some(entry), Some(pipeline)) = (&offsets, pipeline) {
         for source in &entry.sources {
-            let Some(log) = source.offset.get("log").and_then(serde_json::Value::as_u64) else {
+            let Some(config) = pipeline.sources.get(&source.source) else {
                 continue;
             };
-            if log != batch.0 {
-                continue;
-            }
-            let path = location.path(&format!(
-                "{}/{log}",
-                checkpoint::paths::source_dir(&source.source)
-            ));
-            if let Some(bytes) = location.get(&path).await? {
-                let list = String::from_utf8_lossy(&bytes)
-                    .lines()
-                    .skip(1)
-                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                    .filter_map(|v| v.get("path").and_then(|p| p.as_str()).map(str::to_string))
-                    .collect();
-                files.insert(source.source.clone(), list);
+            let inputs = config
+                .connector()
+                .batch_inputs(&source.source, location, batch, &source.offset)
+                .await?;
+            if !inputs.is_empty() {
+                files.insert(source.source.clone(), inputs);
             }
         }
     }
@@ -367,7 +397,15 @@ fn render_text(view: &CheckpointView) -> String {
         );
     }
     for (source, offset) in &view.source_offsets {
-        let _ = writeln!(out, "source      {source}: {offset} after the last commit");
+        let words = view
+            .source_descriptions
+            .get(source)
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "source      {source}: {offset} after the last commit{words}"
+        );
     }
     for s in &view.state {
         let _ = writeln!(

@@ -230,20 +230,7 @@ async fn rebuild_offsets(
             entry.info.query_fingerprint.clone(),
         ),
         None => {
-            let mut names: Vec<String> = location
-                .list(paths::SOURCES)
-                .await
-                .map_err(|e| e.to_string())?
-                .iter()
-                .filter_map(|m| {
-                    location
-                        .relative(&m.location)
-                        .split('/')
-                        .nth(1)
-                        .map(str::to_string)
-                })
-                .collect();
-            names.dedup();
+            let names: Vec<String> = pipeline.sources.keys().cloned().collect();
             let queries: Vec<String> = location
                 .list(paths::QUERIES)
                 .await

@@ -9,7 +9,7 @@ use crate::Error;
 use crate::checkpoint::{BatchId, Checkpoint, CheckpointError, LogListing, paths, take_lock};
 use crate::sink::{SinkContext, SinkError};
 use crate::state::StateFiles;
-use crate::storage::Location;
+use crate::storage::{Location, StorageError};
 
 /// What a rewind did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,9 +93,20 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         sync: true,
         hook: None,
     };
+    if !pipeline.sink.connector().keeps_batches() {
+        return Err(refuse(format!(
+            "its sink is `{}`, which cannot take batches back (printed output stays printed)",
+            pipeline.sink.connector().kind()
+        )));
+    }
     let main_sink = pipeline.sink.connector().open(&ctx)?;
     let mut late_sinks = Vec::new();
-    if let Some(late) = &pipeline.late_rows {
+    // A late-rows sink that keeps nothing (the console) has nothing to take back.
+    if let Some(late) = pipeline
+        .late_rows
+        .as_ref()
+        .filter(|l| l.connector().keeps_batches())
+    {
         for (source, config) in &pipeline.sources {
             if config.watermark.is_none() {
                 continue;
@@ -105,8 +116,10 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
                 ..ctx
             }) {
                 Ok(sink) => late_sinks.push(sink),
-                // A source without late rows yet has no folder.
-                Err(SinkError::Storage(_)) => {}
+                // A source without late rows yet has no folder on local disk (an object store
+                // has no folders, and opens whatever the prefix).
+                Err(SinkError::Storage(StorageError::Open { location, .. }))
+                    if !location.contains("://") => {}
                 Err(e) => return Err(e.into()),
             }
         }

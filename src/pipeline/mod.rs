@@ -329,6 +329,11 @@ impl Pipeline {
                     Some(at) => message[..at].to_string(),
                     None => message,
                 };
+                // serde_yaml names the path itself where a map was flattened: once is enough.
+                let message = match message.strip_prefix(&format!("{path}: ")) {
+                    Some(rest) => rest.to_string(),
+                    None => message,
+                };
                 match find_path_line(text, &path) {
                     Some(line) => invalid(format!("`{path}`: {message} (line {line})")),
                     None => invalid(format!("`{path}`: {message}")),
@@ -345,12 +350,29 @@ impl Pipeline {
                             "" => format!("{group}.{name}"),
                             key => format!("{group}.{name}.{key}"),
                         };
-                        let message = with_suggestion(engine_keys(e.message));
+                        // `kind` and `watermark` sit beside the kind's own top-level keys.
+                        let message = if e.key.contains(['.', '[']) {
+                            with_suggestion(e.message)
+                        } else {
+                            with_suggestion(engine_keys(e.message))
+                        };
                         match find_path_line(text, &key) {
                             Some(line) => invalid(format!("`{key}`: {message} (line {line})")),
                             None => invalid(format!("`{key}`: {message}")),
                         }
                     })?;
+                if group == "tables" && !connector.reads_as_table() {
+                    let key = format!("tables.{name}.kind");
+                    let message = format!(
+                        "`{key}`: a `{}` source cannot be a static table (one read of it whole \
+                         at start); make it a stream under `sources:`",
+                        config.kind
+                    );
+                    return Err(match find_path_line(text, &key) {
+                        Some(line) => invalid(format!("{message} (line {line})")),
+                        None => invalid(message),
+                    });
+                }
                 config.connector = Some(connector);
             }
         }
@@ -365,11 +387,15 @@ impl Pipeline {
                         "" => key.to_string(),
                         inner => format!("{key}.{inner}"),
                     };
-                    let message = with_suggestion(e.message.replacen(
-                        "expected one of `",
-                        "expected one of `kind`, `",
-                        1,
-                    ));
+                    let message = if e.message.contains("unknown field `") {
+                        with_suggestion(e.message.replacen(
+                            "expected one of `",
+                            "expected one of `kind`, `",
+                            1,
+                        ))
+                    } else {
+                        e.message
+                    };
                     match find_path_line(text, &key) {
                         Some(line) => invalid(format!("`{key}`: {message} (line {line})")),
                         None => invalid(format!("`{key}`: {message}")),

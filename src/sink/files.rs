@@ -119,6 +119,10 @@ impl SinkConnector for FilesSinkConfig {
         Some(self.path.clone())
     }
 
+    fn keeps_batches(&self) -> bool {
+        true
+    }
+
     fn format(&self) -> Option<FileFormat> {
         Some(self.format)
     }
@@ -498,6 +502,18 @@ impl Sink for FilesSink {
 
     async fn forget_batch(&self, batch: BatchId) -> Result<u64, SinkError> {
         self.forget_files(batch).await
+    }
+
+    async fn summary(&self) -> Result<Option<super::HeldSummary>, SinkError> {
+        let batches = self.manifest_batches().await?;
+        let last = match batches.last() {
+            Some(b) => self.read_manifest(*b).await?,
+            None => None,
+        };
+        Ok(Some(super::HeldSummary {
+            entries: batches.len(),
+            last: last.map(|m| (m.batch, m.rows, m.files.len())),
+        }))
     }
 
     async fn commit(

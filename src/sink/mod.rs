@@ -98,6 +98,12 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Whether the sink keeps each batch's output where it can take it back (`sluice
+    /// rewind` asks before it deletes anything); a sink that only prints keeps nothing.
+    fn keeps_batches(&self) -> bool {
+        false
+    }
+
     /// Checks before a run takes its checkpoint: with `create_only`, that the sink's store
     /// refuses a second create of the same object.
     async fn preflight(&self, _ctx: &SinkContext<'_>, _create_only: bool) -> Result<(), SinkError> {
@@ -232,6 +238,15 @@ pub enum HeldBatch {
     },
 }
 
+/// What a sink holds, in brief (`sluice inspect`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldSummary {
+    /// Entries of the sink's own log kept (bounded by the retention).
+    pub entries: usize,
+    /// The newest batch it holds, with its rows and files.
+    pub last: Option<(BatchId, u64, usize)>,
+}
+
 /// A sink that takes each batch exactly once.
 #[async_trait]
 pub trait Sink: Send + Sync + std::fmt::Debug {
@@ -284,5 +299,10 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
             kind: self.kind(),
             operation: "taking a batch back (`sluice rewind`)",
         })
+    }
+
+    /// What the sink holds, in brief; `None` for a sink that keeps nothing to inspect.
+    async fn summary(&self) -> Result<Option<HeldSummary>, SinkError> {
+        Ok(None)
     }
 }

@@ -122,6 +122,10 @@ impl SourceConnector for FilesConfig {
         KIND.name
     }
 
+    fn reads_as_table(&self) -> bool {
+        true
+    }
+
     fn preflight(&self, name: &str, hook: Option<&StoreHook>) -> Result<(), SourceError> {
         open_folder(name, self, hook, false).map(|_| ())
     }
@@ -150,13 +154,36 @@ impl SourceConnector for FilesConfig {
         peek_schema(name, self).await
     }
 
-    fn describe_offset(&self, offset: &serde_json::Value) -> String {
+    fn describe_offset(&self, name: &str, offset: &serde_json::Value) -> String {
         match (log_offset(Some(offset)), offset.get("files")) {
-            (Some(log), Some(files)) => {
-                format!("{files} files read, the last ones logged in sources/<name>/{log}")
-            }
+            (Some(log), Some(files)) => format!(
+                "{files} files read; the newest batch with input logged its files in {}/{log}",
+                paths::source_dir(name)
+            ),
             _ => offset.to_string(),
         }
+    }
+
+    async fn batch_inputs(
+        &self,
+        name: &str,
+        checkpoint: &Location,
+        batch: BatchId,
+        end: &serde_json::Value,
+    ) -> Result<Vec<String>, SourceError> {
+        // The batch's own entry, where it had input and its entry is not folded or purged.
+        if log_offset(Some(end)) != Some(batch.0) {
+            return Ok(Vec::new());
+        }
+        let file = format!("{}/{}", paths::source_dir(name), batch.0);
+        if checkpoint.get(&checkpoint.path(&file)).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(read_log_entry(checkpoint, &file)
+            .await?
+            .into_iter()
+            .map(|f| f.path)
+            .collect())
     }
 
     async fn rebuild_offset(

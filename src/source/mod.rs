@@ -22,7 +22,6 @@ use datafusion::datasource::MemTable;
 
 pub use decode::{Decoded, Reader, infer_schema};
 pub use files::{FilesConfig, FilesSource};
-pub use rate::{RateConfig, RateSource};
 
 use crate::checkpoint::{BatchId, CheckpointError};
 use crate::storage::{Location, StorageError, StoreHook};
@@ -87,9 +86,18 @@ impl ConfigError {
 pub fn parse_settings<T: serde::de::DeserializeOwned>(
     settings: &serde_yaml::Mapping,
 ) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(serde_yaml::Value::Mapping(settings.clone())).map_err(|e| {
+    // Through YAML text again, so that a plain scalar reads into a string field as the text
+    // it was written as (`path: 2024`), as it does in the pipeline file itself.
+    let text = serde_yaml::to_string(settings).map_err(|e| ConfigError::at("", e.to_string()))?;
+    serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&text)).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
+        // Positions are in the text made here, not in the pipeline file: the caller finds
+        // the key's line.
+        let message = match message.rfind(" at line ") {
+            Some(at) => message[..at].to_string(),
+            None => message,
+        };
         // An unknown key is reported at the map that holds it: name the key itself.
         let key = match message.strip_prefix("unknown field `") {
             Some(rest) => {
@@ -314,6 +322,12 @@ pub trait SourceConnector: Send + Sync + std::fmt::Debug {
         sync: bool,
     ) -> Result<Box<dyn Source>, SourceError>;
 
+    /// Whether the kind can be read whole as a static table (`tables:`), checked when the
+    /// pipeline file loads.
+    fn reads_as_table(&self) -> bool {
+        false
+    }
+
     /// Reads the source whole, once, as a static table (`tables:`).
     async fn load_table(
         &self,
@@ -329,9 +343,22 @@ pub trait SourceConnector: Send + Sync + std::fmt::Debug {
         Err(self.not_supported("peeking the schema (`sluice explain`)"))
     }
 
-    /// An end offset of this source in words (`sluice inspect`).
-    fn describe_offset(&self, offset: &serde_json::Value) -> String {
+    /// An end offset of source `name` in words (`sluice inspect`).
+    fn describe_offset(&self, _name: &str, offset: &serde_json::Value) -> String {
         offset.to_string()
+    }
+
+    /// What batch `batch` of source `name`, ending at `end`, read, as the source logged it in
+    /// the checkpoint at `checkpoint` (`sluice inspect`: the files of a files source); empty
+    /// for a source that logs no such list, or no longer has it.
+    async fn batch_inputs(
+        &self,
+        _name: &str,
+        _checkpoint: &Location,
+        _batch: BatchId,
+        _end: &serde_json::Value,
+    ) -> Result<Vec<String>, SourceError> {
+        Ok(Vec::new())
     }
 
     /// The end offset batch `batch` had, rebuilt from what the source keeps in the checkpoint

@@ -2,10 +2,13 @@
 //! as Spark's `rate` source, for trying pipelines and measuring them without input files.
 //!
 //! Row `i` (from 0) has `value = i` and `timestamp = start + i / rows_per_second` seconds
-//! (microseconds, rounded down). An end offset is `{"start_ms": S, "rows": N}`: the rows
-//! `0..N` exist, generated from start time `S` (milliseconds since the Unix epoch). The start
-//! is `start_time` when set, or the time the first batch is planned, and stays in every later
-//! offset, so a range regenerates the same rows on every replay, whenever it runs. Planning
+//! (microseconds, rounded down). An end offset is
+//! `{"start_ms": S, "rows_per_second": R, "rows": N}`: the rows `0..N` exist, generated from
+//! start time `S` (milliseconds since the Unix epoch) at rate `R`. The start is `start_time`
+//! when set, or the time the first batch is planned (a `every` trigger only: `available-now`
+//! and `once` need `start_time`, or no row would ever be due), and stays in every later offset
+//! with the rate, so a range regenerates the same rows on every replay, whenever it runs; a
+//! changed `start_time` or `rows_per_second` is refused once batches ran. Planning
 //! takes the rows whose timestamps have passed (by the wall clock, or the time `available-now`
 //! and `once` froze the input), at most `max_rows_per_batch` of them and `max_rows` in all. The
 //! source keeps no log of its own: the offsets log is all it needs.
@@ -42,6 +45,9 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
             "rows_per_second",
             "`rows_per_second` must be at least 1",
         ));
+    }
+    if config.max_rows == Some(0) {
+        return Err(ConfigError::at("max_rows", "`max_rows` must be at least 1"));
     }
     if config.max_rows_per_batch == Some(0) {
         return Err(ConfigError::at(
@@ -92,7 +98,7 @@ impl RateConfig {
     /// The rows due at `now_ms` for a generator started at `start_ms`, within `max_rows`.
     fn due(&self, start_ms: i64, now_ms: i64) -> u64 {
         let elapsed = u128::try_from(now_ms.saturating_sub(start_ms)).unwrap_or(0);
-        let due = elapsed * u128::from(self.rows_per_second) / 1000;
+        let due = elapsed.saturating_mul(u128::from(self.rows_per_second)) / 1000;
         let due = u64::try_from(due).unwrap_or(u64::MAX);
         self.max_rows.map_or(due, |max| due.min(max))
     }
@@ -118,15 +124,18 @@ impl SourceConnector for RateConfig {
         Ok(Some(schema()))
     }
 
-    fn describe_offset(&self, offset: &serde_json::Value) -> String {
+    fn describe_offset(&self, _name: &str, offset: &serde_json::Value) -> String {
         match (
             offset.get("rows").and_then(serde_json::Value::as_u64),
             offset.get("start_ms").and_then(serde_json::Value::as_i64),
         ) {
             (Some(rows), Some(start_ms)) => format!(
-                "{rows} rows generated from {}",
+                "{rows} rows generated from {}, {} a second",
                 chrono::DateTime::from_timestamp_millis(start_ms)
-                    .map_or_else(|| start_ms.to_string(), |t| t.to_rfc3339())
+                    .map_or_else(|| start_ms.to_string(), |t| t.to_rfc3339()),
+                offset
+                    .get("rows_per_second")
+                    .map_or_else(|| "?".to_string(), ToString::to_string)
             ),
             _ => offset.to_string(),
         }
@@ -189,24 +198,71 @@ impl RateSource {
         }
     }
 
-    /// The `(start_ms, rows)` of an offset; `None` for no offset (`null` or absent).
-    fn parse(&self, offset: Option<&serde_json::Value>) -> Result<Option<(i64, u64)>, SourceError> {
+    /// An offset's generator and rows; `None` for no offset (`null` or absent).
+    fn parse(&self, offset: Option<&serde_json::Value>) -> Result<Option<RateOffset>, SourceError> {
         let Some(offset) = offset.filter(|o| !o.is_null()) else {
             return Ok(None);
         };
+        let number = |key: &str| offset.get(key).and_then(serde_json::Value::as_u64);
         match (
             offset.get("start_ms").and_then(serde_json::Value::as_i64),
-            offset.get("rows").and_then(serde_json::Value::as_u64),
+            number("rows_per_second"),
+            number("rows"),
         ) {
-            (Some(start), Some(rows)) => Ok(Some((start, rows))),
+            (Some(start_ms), Some(rows_per_second), Some(rows)) if rows_per_second > 0 => {
+                Ok(Some(RateOffset {
+                    start_ms,
+                    rows_per_second,
+                    rows,
+                }))
+            }
             _ => Err(CheckpointError::Corrupt {
                 file: format!("offsets entry of source `{}`", self.name),
                 line: 1,
-                reason: format!("the rate offset {offset} has no numeric `start_ms` and `rows`"),
+                reason: format!(
+                    "the rate offset {offset} has no numeric `start_ms`, `rows_per_second` \
+                     and `rows`"
+                ),
             }
             .into()),
         }
     }
+
+    /// Refuses settings that differ from the generator the offsets were made with.
+    fn check_unchanged(&self, offset: &RateOffset) -> Result<(), SourceError> {
+        let changed = |key: &str, was: String| SourceError::Config {
+            source_name: self.name.clone(),
+            reason: format!(
+                "`{key}` changed since the last batch (its rows were generated with {was}); a \
+                 rate source's `start_time` and `rows_per_second` cannot change once batches \
+                 ran: put them back, or use a new checkpoint"
+            ),
+        };
+        if offset.rows_per_second != self.config.rows_per_second {
+            return Err(changed(
+                "rows_per_second",
+                offset.rows_per_second.to_string(),
+            ));
+        }
+        if let Some(start_ms) = self.config.start_ms
+            && start_ms != offset.start_ms
+        {
+            return Err(changed(
+                "start_time",
+                chrono::DateTime::from_timestamp_millis(offset.start_ms)
+                    .map_or_else(|| offset.start_ms.to_string(), |t| t.to_rfc3339()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A rate source's offset: its generator, and the rows generated so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RateOffset {
+    start_ms: i64,
+    rows_per_second: u64,
+    rows: u64,
 }
 
 #[async_trait]
@@ -238,7 +294,19 @@ impl Source for RateSource {
             .frozen_ms
             .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         let (start_ms, before) = match self.parse(start)? {
-            Some((start_ms, rows)) => (start_ms, rows),
+            Some(offset) => {
+                self.check_unchanged(&offset)?;
+                (offset.start_ms, offset.rows)
+            }
+            None if self.start_ms.is_none() && self.frozen_ms.is_some() => {
+                return Err(SourceError::Config {
+                    source_name: self.name.clone(),
+                    reason: "a rate source without `start_time` starts when its first batch is \
+                             planned, so under `available-now` or `once` no row is ever due; \
+                             set `start_time`, or run with `--trigger \"every 1s\"`"
+                        .into(),
+                });
+            }
             None => (*self.start_ms.get_or_insert(now_ms), 0),
         };
         let mut end = self.config.due(start_ms, now_ms);
@@ -250,7 +318,11 @@ impl Source for RateSource {
         if end <= before {
             return Ok(None);
         }
-        Ok(Some(json!({ "start_ms": start_ms, "rows": end })))
+        Ok(Some(json!({
+            "start_ms": start_ms,
+            "rows_per_second": self.config.rows_per_second,
+            "rows": end,
+        })))
     }
 
     async fn read(
@@ -278,29 +350,39 @@ impl Source for RateSource {
             file: self.name.clone(),
             reason: e.to_string(),
         })?);
-        let (first, last) = match (self.parse(start)?, self.parse(Some(end))?) {
-            (_, None) => (0, 0),
-            (None, Some((_, rows))) => (0, rows),
-            (Some((from_start, from)), Some((to_start, to))) => {
-                if from_start != to_start || from > to {
+        let end = self.parse(Some(end))?;
+        let (first, last) = match (self.parse(start)?, end) {
+            (None, None) => (0, 0),
+            (Some(from), None) => {
+                return Err(CheckpointError::Inconsistent {
+                    location: self.checkpoint.to_string(),
+                    reason: format!(
+                        "source `{}` goes back from {from:?} to no offset",
+                        self.name
+                    ),
+                }
+                .into());
+            }
+            (None, Some(to)) => (0, to.rows),
+            (Some(from), Some(to)) => {
+                if (from.start_ms, from.rows_per_second) != (to.start_ms, to.rows_per_second)
+                    || from.rows > to.rows
+                {
                     return Err(CheckpointError::Inconsistent {
                         location: self.checkpoint.to_string(),
                         reason: format!(
-                            "source `{}` goes from offset {} to {end}, which is not a later \
+                            "source `{}` goes from {from:?} to {to:?}, which is not a later \
                              offset of the same generator",
-                            self.name,
-                            start.map(ToString::to_string).unwrap_or_default()
+                            self.name
                         ),
                     }
                     .into());
                 }
-                (from, to)
+                (from.rows, to.rows)
             }
         };
-        let start_us = self
-            .parse(Some(end))?
-            .map_or(0, |(start_ms, _)| start_ms.saturating_mul(1000));
-        let rate = i128::from(self.config.rows_per_second);
+        let start_us = end.map_or(0, |to| to.start_ms.saturating_mul(1000));
+        let rate = i128::from(end.map_or(1, |to| to.rows_per_second));
         let mut batches = Vec::new();
         let mut at = first;
         while at < last {
@@ -424,5 +506,45 @@ mod tests {
             .expect("timestamp");
         let start_us = 1_767_225_600_000_000_i64;
         assert_eq!(times.values(), &[start_us + 750_000, start_us + 1_000_000]);
+    }
+
+    #[tokio::test]
+    async fn a_changed_generator_is_refused_and_available_now_needs_a_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ckpt =
+            Location::open(&dir.path().display().to_string(), true, false, None).expect("location");
+        let open = |text: &str| RateSource::new("r", config(text), &ckpt);
+        let mut source = open("rows_per_second: 4\nstart_time: 2026-01-01T00:00:00Z");
+        let first = source
+            .plan(BatchId(0), None, Admission::SourceLimits)
+            .await
+            .expect("plan")
+            .expect("rows are due");
+        assert_eq!(first["rows_per_second"], 4);
+        for (text, key) in [
+            (
+                "rows_per_second: 5\nstart_time: 2026-01-01T00:00:00Z",
+                "rows_per_second",
+            ),
+            (
+                "rows_per_second: 4\nstart_time: 2026-01-02T00:00:00Z",
+                "start_time",
+            ),
+        ] {
+            let err = open(text)
+                .plan(BatchId(1), Some(&first), Admission::SourceLimits)
+                .await
+                .expect_err("a changed generator")
+                .to_string();
+            assert!(err.contains(&format!("`{key}` changed")), "{err}");
+        }
+        let mut unstarted = open("rows_per_second: 4");
+        unstarted.freeze().await.expect("freeze");
+        let err = unstarted
+            .plan(BatchId(0), None, Admission::SourceLimits)
+            .await
+            .expect_err("no row is ever due")
+            .to_string();
+        assert!(err.contains("set `start_time`"), "{err}");
     }
 }
