@@ -157,6 +157,13 @@ pub async fn run(yaml: &str, options: RunOptions) -> Result<RunSummary, sluice::
 
 /// Renders rows as sorted strings, for comparing multisets of rows.
 pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = rows_in_order(batches);
+    out.sort();
+    out
+}
+
+/// Renders rows as strings in the order they come, for comparing reads that must be alike.
+pub fn rows_in_order(batches: &[RecordBatch]) -> Vec<String> {
     let mut out = Vec::new();
     for b in batches {
         for r in 0..b.num_rows() {
@@ -168,7 +175,6 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
             out.push(cells.join("|"));
         }
     }
-    out.sort();
     out
 }
 

@@ -19,7 +19,7 @@ use sluice::sink::{BatchOutput, HeldBatch, SinkConnector, SinkContext, SinkError
 use sluice::source::{Admission, Source, SourceConnector, SourceError};
 use sluice::storage::{Location, StoreHook};
 
-use crate::common::rows;
+use crate::common::{rows, rows_in_order};
 
 /// A kind of source under test: its connector, and what the suite may do to its input.
 pub trait SourceFixture {
@@ -31,27 +31,6 @@ pub trait SourceFixture {
     /// Removes input that the planned batches read, and returns what an error reading it must
     /// name; `None` for a kind whose input cannot go away.
     fn lose_input(&mut self) -> Option<String>;
-}
-
-fn unordered(batches: &[RecordBatch]) -> Vec<String> {
-    rows(batches)
-}
-
-/// The rows of a read, in the order read (the same range must read the same way).
-fn in_order(batches: &[RecordBatch]) -> Vec<String> {
-    use datafusion::arrow::util::display::array_value_to_string;
-    let mut out = Vec::new();
-    for b in batches {
-        for r in 0..b.num_rows() {
-            let cells: Vec<String> = b
-                .columns()
-                .iter()
-                .map(|c| array_value_to_string(c, r).expect("display"))
-                .collect();
-            out.push(cells.join("|"));
-        }
-    }
-    out
 }
 
 async fn read(
@@ -117,8 +96,8 @@ pub async fn source_contract(fixture: &mut dyn SourceFixture, checkpoint: &Locat
             .await
             .expect("again");
         assert_eq!(
-            in_order(&batches),
-            in_order(&again.0),
+            rows_in_order(&batches),
+            rows_in_order(&again.0),
             "{kind}: batch {i} twice"
         );
         let n = batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
@@ -132,8 +111,8 @@ pub async fn source_contract(fixture: &mut dyn SourceFixture, checkpoint: &Locat
             .await
             .expect("reopened read");
         assert_eq!(
-            in_order(&batches),
-            in_order(&first_reads[i]),
+            rows_in_order(&batches),
+            rows_in_order(&first_reads[i]),
             "{kind}: batch {i} from a reopened source"
         );
     }
@@ -143,11 +122,7 @@ pub async fn source_contract(fixture: &mut dyn SourceFixture, checkpoint: &Locat
         .await
         .expect("whole range");
     let parts: Vec<RecordBatch> = first_reads.iter().flatten().cloned().collect();
-    assert_eq!(
-        unordered(&whole.0),
-        unordered(&parts),
-        "{kind}: ranges compose"
-    );
+    assert_eq!(rows(&whole.0), rows(&parts), "{kind}: ranges compose");
 
     // A projection reads the same rows' columns, in the order asked; none at all, the count.
     let schema = source.schema().expect("schema");
@@ -167,7 +142,11 @@ pub async fn source_contract(fixture: &mut dyn SourceFixture, checkpoint: &Locat
             b.project(&indices).expect("project")
         })
         .collect();
-    assert_eq!(in_order(&projected), in_order(&full), "{kind}: projection");
+    assert_eq!(
+        rows_in_order(&projected),
+        rows_in_order(&full),
+        "{kind}: projection"
+    );
     assert_eq!(
         projected
             .first()
@@ -211,8 +190,8 @@ pub async fn source_contract(fixture: &mut dyn SourceFixture, checkpoint: &Locat
                 .await
                 .expect("read");
             assert_eq!(
-                in_order(&batches),
-                in_order(&first_reads[ranges.len() - 1]),
+                rows_in_order(&batches),
+                rows_in_order(&first_reads[ranges.len() - 1]),
                 "{kind}: a forgotten batch plans again to the same rows"
             );
         }
@@ -597,7 +576,7 @@ pub async fn sink_contract(fixture: &dyn SinkFixture, checkpoint: &Location) {
     match sink.read_batch(BatchId(0), &output(0, 0).schema).await {
         Ok(HeldBatch::Rows { batches, .. }) => {
             assert_eq!(
-                unordered(&batches),
+                rows(&batches),
                 expected_rows(&[(0, 5)]),
                 "{kind}: read back"
             );
