@@ -260,6 +260,7 @@ async fn sink_view(
     let ctx = crate::sink::SinkContext {
         pipeline: id,
         replace: record.output_mode == "complete",
+        update: record.output_mode == "update",
         part: None,
         create: false,
         sync: false,

@@ -319,6 +319,7 @@ impl<'a> Driver<'a> {
         let ctx = SinkContext {
             pipeline: id,
             replace,
+            update: pipeline.output_mode == OutputMode::Update,
             part: None,
             create: true,
             sync,
@@ -336,6 +337,7 @@ impl<'a> Driver<'a> {
                 if config.watermark.is_some() {
                     let ctx = SinkContext {
                         replace: false,
+                        update: false,
                         part: Some(name),
                         ..ctx
                     };

@@ -88,6 +88,7 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     let ctx = SinkContext {
         pipeline: metadata.id,
         replace: false,
+        update: pipeline.output_mode == crate::pipeline::OutputMode::Update,
         part: None,
         create: false,
         sync: true,
@@ -95,7 +96,8 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     };
     if !pipeline.sink.connector().keeps_batches() {
         return Err(refuse(format!(
-            "its sink is `{}`, which cannot take batches back (printed output stays printed)",
+            "its sink is `{}`, which cannot take batches back (what it printed or sent to a \
+             topic stays there)",
             pipeline.sink.connector().kind()
         )));
     }

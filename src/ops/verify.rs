@@ -366,6 +366,7 @@ async fn read_sink(
     let ctx = SinkContext {
         pipeline: id,
         replace: pipeline.output_mode == crate::pipeline::OutputMode::Complete,
+        update: pipeline.output_mode == crate::pipeline::OutputMode::Update,
         part: None,
         create: false,
         sync: false,

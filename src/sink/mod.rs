@@ -3,6 +3,8 @@
 
 mod console;
 mod files;
+#[cfg(feature = "kafka")]
+mod kafka;
 
 use std::sync::Arc;
 
@@ -31,6 +33,11 @@ pub struct SinkKind {
 
 /// Every kind of sink: one line per kind. A kind lives in its own module under `src/sink/`,
 /// and passes the sink contract suite (`tests/it/contract.rs`).
+#[cfg(feature = "kafka")]
+pub const KINDS: &[SinkKind] = &[files::KIND, console::KIND, kafka::KIND];
+/// Every kind of sink: one line per kind. A kind lives in its own module under `src/sink/`,
+/// and passes the sink contract suite (`tests/it/contract.rs`).
+#[cfg(not(feature = "kafka"))]
 pub const KINDS: &[SinkKind] = &[files::KIND, console::KIND];
 
 /// The connector of a sink of kind `kind` with `settings`, or an error naming the key
@@ -39,6 +46,15 @@ pub fn configure(
     kind: &str,
     settings: &serde_yaml::Mapping,
 ) -> Result<Arc<dyn SinkConnector>, ConfigError> {
+    if let Some((_, feature)) = crate::source::NOT_BUILT.iter().find(|(k, _)| *k == kind) {
+        return Err(ConfigError::at(
+            "kind",
+            format!(
+                "this sluice was built without `kind: {kind}`; build it with `cargo install \
+                 --features {feature}`"
+            ),
+        ));
+    }
     let Some(entry) = KINDS.iter().find(|k| k.name == kind) else {
         let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
         return Err(ConfigError::at(
@@ -56,6 +72,8 @@ pub struct SinkContext<'a> {
     pub pipeline: uuid::Uuid,
     /// Complete mode: each batch replaces the previous one's output.
     pub replace: bool,
+    /// Update mode: each row is the newest of its key (a keyed sink needs its key).
+    pub update: bool,
     /// A part of the sink's output, by name (the late-rows sink keeps one per source).
     pub part: Option<&'a str>,
     /// Whether the sink may create where it writes (a run), or only reads what is there (an
@@ -72,6 +90,7 @@ impl std::fmt::Debug for SinkContext<'_> {
         f.debug_struct("SinkContext")
             .field("pipeline", &self.pipeline)
             .field("replace", &self.replace)
+            .field("update", &self.update)
             .field("part", &self.part)
             .field("create", &self.create)
             .field("sync", &self.sync)

@@ -11,6 +11,8 @@ mod decode;
 mod files;
 mod hive;
 mod infer;
+#[cfg(feature = "kafka")]
+pub(crate) mod kafka;
 mod rate;
 
 use std::sync::Arc;
@@ -38,7 +40,19 @@ pub struct SourceKind {
 
 /// Every kind of source: one line per kind. A kind lives in its own module under
 /// `src/source/`, and passes the source contract suite (`tests/it/contract.rs`).
+#[cfg(feature = "kafka")]
+pub const KINDS: &[SourceKind] = &[files::KIND, rate::KIND, kafka::KIND];
+/// Every kind of source: one line per kind. A kind lives in its own module under
+/// `src/source/`, and passes the source contract suite (`tests/it/contract.rs`).
+#[cfg(not(feature = "kafka"))]
 pub const KINDS: &[SourceKind] = &[files::KIND, rate::KIND];
+
+/// Kinds this build leaves out, with the cargo feature that builds them in.
+#[cfg(not(feature = "kafka"))]
+pub const NOT_BUILT: &[(&str, &str)] = &[("kafka", "kafka")];
+/// Kinds this build leaves out, with the cargo feature that builds them in.
+#[cfg(feature = "kafka")]
+pub const NOT_BUILT: &[(&str, &str)] = &[];
 
 /// The connector of a source of kind `kind` with `settings`: the kind's typed configuration,
 /// or an error naming the key (relative to the source) that is wrong.
@@ -47,6 +61,15 @@ pub fn configure(
     name: &str,
     settings: &serde_yaml::Mapping,
 ) -> Result<Arc<dyn SourceConnector>, ConfigError> {
+    if let Some((_, feature)) = NOT_BUILT.iter().find(|(k, _)| *k == kind) {
+        return Err(ConfigError::at(
+            "kind",
+            format!(
+                "source `{name}`: this sluice was built without `kind: {kind}`; build it with \
+                 `cargo install --features {feature}`"
+            ),
+        ));
+    }
     let Some(entry) = KINDS.iter().find(|k| k.name == kind) else {
         let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
         return Err(ConfigError {

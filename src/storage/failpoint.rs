@@ -14,6 +14,10 @@
 //!   folder was synced but not its bytes comes back empty; a file, rename, delete or new
 //!   folder whose folder was not synced since is undone. A missing fsync then shows as lost or
 //!   damaged data in the test that crosses it.
+//! - `SLUICE_STOP_AT=TEXT`: just before the first write whose description (`op path`, as the
+//!   write log shows it) contains `TEXT`, the process stops itself (SIGSTOP, as a long GC pause
+//!   or a frozen VM would stop it) after printing `sluice: stop point reached: ...` on
+//!   standard error; a test resumes it with SIGCONT.
 //! - `SLUICE_WRITE_LOG=FILE`: appends `N op path` for each write, so a test can count a run's
 //!   writes and name each crash point.
 //!
@@ -44,6 +48,8 @@ struct Config {
     crash: Option<Crash>,
     power_loss: bool,
     log: Option<Mutex<std::fs::File>>,
+    /// `SLUICE_STOP_AT`, until it is reached.
+    stop: Mutex<Option<String>>,
     writes: AtomicU64,
     matching: AtomicU64,
     /// Local writes not yet undone by a sync, oldest first (power-loss mode only).
@@ -85,13 +91,15 @@ impl Config {
                 .unwrap_or_else(|e| panic!("SLUICE_WRITE_LOG {}: {e}", file.display()));
             Mutex::new(file)
         });
-        if crash.is_none() && log.is_none() {
+        let stop = std::env::var("SLUICE_STOP_AT").ok();
+        if crash.is_none() && log.is_none() && stop.is_none() {
             return None;
         }
         Some(Self {
             crash,
             power_loss,
             log,
+            stop: Mutex::new(stop),
             writes: AtomicU64::new(0),
             matching: AtomicU64::new(0),
             journal: Mutex::new(Vec::new()),
@@ -108,6 +116,8 @@ pub(super) enum Op<'a> {
     Rename(Option<&'a Path>, Option<&'a Path>),
     /// A delete.
     Delete(Option<&'a Path>),
+    /// A write outside every store (a step of a Kafka transaction).
+    External,
 }
 
 impl Op<'_> {
@@ -116,6 +126,7 @@ impl Op<'_> {
             Op::Put(_) => "put",
             Op::Rename(..) => "rename",
             Op::Delete(_) => "delete",
+            Op::External => "external",
         }
     }
 }
@@ -166,6 +177,7 @@ pub(super) fn before(op: Op<'_>, location: &str, path: &str, to: Option<&str>) -
     };
     let n = config.writes.fetch_add(1, Ordering::SeqCst) + 1;
     let what = format!("write {n} ({} {path})", op.name());
+    stop_if_asked(config, &format!("{} {path}", op.name()), &what);
     if let Some(log) = &config.log {
         let mut file = log.lock().unwrap_or_else(|e| e.into_inner());
         let _ = writeln!(file, "{n} {} {path}", op.name());
@@ -195,6 +207,34 @@ pub(super) fn before(op: Op<'_>, location: &str, path: &str, to: Option<&str>) -
         crash_after,
         undo,
     })
+}
+
+/// Stops the process (SIGSTOP) at the first write whose description contains
+/// `SLUICE_STOP_AT`'s text.
+fn stop_if_asked(config: &Config, description: &str, what: &str) {
+    let mut stop = lock(&config.stop);
+    if stop
+        .as_deref()
+        .is_some_and(|text| description.contains(text))
+    {
+        *stop = None;
+        drop(stop);
+        eprintln!("sluice: stop point reached: before {what}");
+        let _ = std::process::Command::new("kill")
+            .args(["-STOP", &std::process::id().to_string()])
+            .status();
+    }
+}
+
+/// Crash points around a write made outside every store, such as a step of a Kafka
+/// transaction: counted, logged and crashed at as store writes are (`location` and `what`
+/// name it, e.g. `kafka://127.0.0.1:9092/out` and `commit batch 3`). Returns what `write`
+/// returns.
+pub fn external<R>(location: &str, what: &str, write: impl FnOnce() -> R) -> R {
+    let point = before(Op::External, location, what, None);
+    let result = write();
+    after(point, true);
+    result
 }
 
 /// Called after the store made the write (before it is synced); `wrote`: whether it changed

@@ -498,7 +498,7 @@ fn run_or_kill(pipeline: &std::path::Path, cwd: &std::path::Path, delay: Duratio
 fn sigkill_loop_loses_and_doubles_nothing() {
     use rand::{Rng, SeedableRng};
     let ws = Workspace::new();
-    write_clicks(&ws.path("in"), "json", 60, 100, 0);
+    write_clicks(&ws.path("in"), "json", 120, 100, 0);
     let query = "SELECT id, page, amount FROM clicks WHERE amount > 10";
     let pipeline = pipeline_in(&ws, query, "");
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);

@@ -6,6 +6,8 @@ mod contract;
 mod crash;
 mod fault;
 mod field;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod layout;
 mod replay;
 mod report;

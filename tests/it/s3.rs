@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// A moto S3 server, stopped when dropped.
-struct Moto {
+pub struct Moto {
     child: Child,
     port: u16,
 }
 
 impl Moto {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -68,7 +68,7 @@ impl Moto {
         );
     }
 
-    fn sluice(&self) -> Command {
+    pub fn sluice(&self) -> Command {
         let mut cmd = sluice_bin();
         cmd.env("AWS_ENDPOINT", self.endpoint())
             .env("AWS_ALLOW_HTTP", "true")

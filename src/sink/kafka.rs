@@ -1,0 +1,1085 @@
+//! The Kafka sink (feature `kafka`): each batch's rows as records of one topic, written in one
+//! Kafka transaction with a record that names the batch, so a batch is in the topic exactly
+//! once for a `read_committed` consumer, whatever crashes and whichever run is late.
+//!
+//! ```text
+//!   open:     producer with transactional.id T ──► init_transactions (fences every older
+//!             producer of T and settles its open transaction: committed or aborted)
+//!             progress topic, read to its end (read_committed) ──► the last batch committed
+//!   batch N:  N <= last ──► skip (the transaction committed before a crash; `commits/N` did not)
+//!             begin ──► rows ──► flush ──► progress record {pipeline, batch N, epoch, offsets}
+//!             fence (no newer epoch in the checkpoint, else abort) ──► commit
+//! ```
+//!
+//! `T` is stable for the pipeline (`sluice-<pipeline id>`, or `transactional_id`), so a newer
+//! run's producer fences a late one's at the brokers: the late run's commit fails with
+//! `ProducerFenced` and its transaction is aborted. A late run that opens its producer after
+//! the newer one fences it in turn; the newer run's next step fails `ProducerFenced`, finds
+//! itself still the newest in the checkpoint, opens a new producer (fencing the late one again)
+//! and writes the batch again; the late run finds the newer epoch at its fence check and stops.
+//!
+//! The progress topic (`_sluice_progress` by default; one partition, compacted, created when
+//! missing) holds one record per committed batch, keyed by the pipeline's id, so compaction
+//! keeps the newest per pipeline. Rows are keyed by the `key` expression (partitioned by it as
+//! Java clients partition: murmur2), with the JSON of the row as value unless `value` names an
+//! expression; `headers` adds a header per expression. Update mode needs `key`: each record is
+//! the newest value of its key, as a compacted topic keeps it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::DFSchema;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::Consumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    BatchOutput, HeldBatch, HeldSummary, Sink, SinkCommit, SinkConnector, SinkContext, SinkError,
+    SinkKind,
+};
+use crate::checkpoint::{BatchId, Epoch, Fence};
+use crate::source::kafka::client::{RetrySettings, blocking, client_config};
+use crate::source::{ConfigError, parse_settings};
+use crate::storage::failpoint;
+
+/// The Kafka sink in the registry.
+pub(super) const KIND: SinkKind = SinkKind {
+    name: "kafka",
+    configure,
+};
+
+/// Client properties Sluice sets itself for transactional writing.
+const RESERVED: &[&str] = &[
+    "transactional.id",
+    "enable.idempotence",
+    "isolation.level",
+    "group.id",
+    "enable.auto.commit",
+    "enable.partition.eof",
+];
+
+fn default_progress_topic() -> String {
+    "_sluice_progress".into()
+}
+
+/// The settings of a Kafka sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// The brokers to bootstrap from, `host:port[,host:port...]`.
+    pub bootstrap_servers: String,
+    /// The topic written to.
+    pub topic: String,
+    /// Makes the topic with this many partitions where it is missing (the brokers' default
+    /// replication); without it, a missing topic is an error.
+    #[serde(default)]
+    pub partitions: Option<i32>,
+    /// A SQL expression over the output's columns giving each record's key (text or binary;
+    /// other types as their text); no key where absent.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// A SQL expression giving each record's value; the row as a JSON object where absent.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// Headers: name to SQL expression (text or binary).
+    #[serde(default)]
+    pub headers: indexmap::IndexMap<String, String>,
+    /// The topic of the records that name each committed batch (made when missing).
+    #[serde(default = "default_progress_topic")]
+    pub progress_topic: String,
+    /// The producer's transactional id; `sluice-<pipeline id>` where absent. Two pipelines
+    /// never share one.
+    #[serde(default)]
+    pub transactional_id: Option<String>,
+    /// librdkafka client properties, passed through (`compression.type`, `linger.ms`, ...).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Retries of each request to the brokers and of each batch's transaction.
+    #[serde(default)]
+    pub retry: RetrySettings,
+}
+
+fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, ConfigError> {
+    let config: KafkaSinkConfig = parse_settings(settings)?;
+    if config.topic.is_empty() {
+        return Err(ConfigError::at("topic", "`topic` is empty"));
+    }
+    if config.partitions.is_some_and(|p| p < 1) {
+        return Err(ConfigError::at(
+            "partitions",
+            "`partitions` must be at least 1",
+        ));
+    }
+    if config.topic == config.progress_topic {
+        return Err(ConfigError::at(
+            "progress_topic",
+            "the progress topic must not be the topic the rows go to",
+        ));
+    }
+    config.retry.check()?;
+    client_config(&config.bootstrap_servers, &config.properties, RESERVED)?;
+    // Expressions are checked against the query's columns when the first batch comes.
+    Ok(Arc::new(config))
+}
+
+#[async_trait]
+impl SinkConnector for KafkaSinkConfig {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
+    fn location(&self) -> Option<String> {
+        Some(format!("kafka://{}/{}", self.bootstrap_servers, self.topic))
+    }
+
+    fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
+        if ctx.update && self.key.is_none() {
+            return Err(SinkError::Connector {
+                kind: KIND.name,
+                error: "update mode writes each changed row as the newest record of its key: \
+                        set `key:` (an expression over the query's columns)"
+                    .into(),
+            });
+        }
+        let suffix = ctx.part.map(|p| format!("-{p}")).unwrap_or_default();
+        let transactional_id = match &self.transactional_id {
+            Some(id) => format!("{id}{suffix}"),
+            None => format!("sluice-{}{suffix}", ctx.pipeline),
+        };
+        let progress_key = match ctx.part {
+            Some(part) => format!("{}/{part}", ctx.pipeline),
+            None => ctx.pipeline.to_string(),
+        };
+        Ok(Box::new(KafkaSink {
+            config: Arc::new(self.clone()),
+            pipeline: ctx.pipeline,
+            transactional_id,
+            progress_key,
+            live: tokio::sync::Mutex::new(None),
+        }))
+    }
+}
+
+/// The record that names the newest committed batch, in the progress topic, with where the
+/// batches the checkpoint still keeps put their rows (so they can be read back).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Progress {
+    /// The pipeline whose batch this is.
+    pub pipeline: uuid::Uuid,
+    /// The newest batch committed.
+    pub batch: BatchId,
+    /// The epoch of the run that wrote it.
+    pub epoch: Epoch,
+    /// The topic written.
+    pub topic: String,
+    /// The batches the checkpoint keeps (the newest among them), by batch id.
+    pub batches: BTreeMap<u64, Written>,
+}
+
+/// What one batch wrote.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Written {
+    /// The epoch of the run that wrote it.
+    pub epoch: Epoch,
+    /// Rows written.
+    pub rows: u64,
+    /// The first and last offset its rows took, per partition.
+    pub offsets: BTreeMap<i32, (i64, i64)>,
+}
+
+impl Progress {
+    /// Rows the newest batch wrote.
+    fn rows(&self) -> u64 {
+        self.batches.get(&self.batch.0).map_or(0, |w| w.rows)
+    }
+}
+
+/// A Kafka sink.
+pub struct KafkaSink {
+    config: Arc<KafkaSinkConfig>,
+    pipeline: uuid::Uuid,
+    transactional_id: String,
+    progress_key: String,
+    /// The producer and what the progress topic says, once opened.
+    live: tokio::sync::Mutex<Option<Live>>,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("topic", &self.config.topic)
+            .field("transactional_id", &self.transactional_id)
+            .finish_non_exhaustive()
+    }
+}
+
+type TxProducer = ThreadedProducer<Deliveries>;
+
+/// An open sink: its producer, and the last batch the progress topic holds.
+struct Live {
+    producer: Arc<TxProducer>,
+    last: Option<Progress>,
+    /// The oldest batch the checkpoint keeps (the purge's), whose offsets progress records
+    /// carry.
+    oldest_kept: BatchId,
+    /// The row encoders, made for the first batch's schema.
+    encoders: Option<Arc<Encoders>>,
+}
+
+/// Why writing a batch failed.
+#[derive(Debug)]
+enum WriteError {
+    /// A newer producer with the same transactional id exists.
+    Fenced(KafkaError),
+    /// The transaction failed and was aborted (or needs to be): worth writing again.
+    Abortable(KafkaError),
+    /// Anything else.
+    Other(String),
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fenced(e) => write!(f, "the producer was fenced by a newer one: {e}"),
+            Self::Abortable(e) => write!(f, "{e}"),
+            Self::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+fn classify(e: KafkaError) -> WriteError {
+    match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch) => {
+            WriteError::Fenced(e)
+        }
+        _ => match &e {
+            KafkaError::Transaction(t) if t.is_fatal() => WriteError::Other(e.to_string()),
+            _ => WriteError::Abortable(e),
+        },
+    }
+}
+
+impl KafkaSink {
+    /// The sink as crash points and messages name it.
+    fn location(&self) -> String {
+        format!(
+            "kafka://{}/{}",
+            self.config.bootstrap_servers, self.config.topic
+        )
+    }
+
+    fn error(&self, error: impl std::fmt::Display) -> SinkError {
+        SinkError::Connector {
+            kind: KIND.name,
+            error: format!("topic `{}`: {error}", self.config.topic).into(),
+        }
+    }
+
+    fn producer_config(&self) -> Result<rdkafka::ClientConfig, SinkError> {
+        let mut config = client_config(
+            &self.config.bootstrap_servers,
+            &self.config.properties,
+            RESERVED,
+        )
+        .map_err(|e| self.error(e))?;
+        config
+            .set("transactional.id", &self.transactional_id)
+            .set("enable.idempotence", "true")
+            .set(
+                "transaction.timeout.ms",
+                self.config.retry.timeout.as_millis().max(1000).to_string(),
+            )
+            .set(
+                "socket.timeout.ms",
+                self.config.retry.timeout.as_millis().max(10).to_string(),
+            );
+        if !self.config.properties.contains_key("partitioner") {
+            config.set("partitioner", "murmur2_random");
+        }
+        Ok(config)
+    }
+
+    /// Makes the progress topic where it is missing, and checks the output topic exists.
+    async fn ensure_topics(&self) -> Result<(), SinkError> {
+        let config = client_config(
+            &self.config.bootstrap_servers,
+            &self.config.properties,
+            RESERVED,
+        )
+        .map_err(|e| self.error(e))?;
+        let admin: AdminClient<DefaultClientContext> =
+            config.create().map_err(|e| self.error(e))?;
+        let timeout = self.config.retry.timeout;
+        let options = AdminOptions::new().operation_timeout(Some(timeout));
+        let progress = NewTopic::new(&self.config.progress_topic, 1, TopicReplication::Fixed(-1))
+            .set("cleanup.policy", "compact");
+        let mut topics = vec![progress];
+        if let Some(partitions) = self.config.partitions {
+            topics.push(NewTopic::new(
+                &self.config.topic,
+                partitions,
+                TopicReplication::Fixed(-1),
+            ));
+        }
+        let results = admin
+            .create_topics(&topics, &options)
+            .await
+            .map_err(|e| self.error(format!("making the topics: {e}")))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(self.error(format!("making the topic `{name}`: {code}")));
+                }
+            }
+        }
+        let topic = self.config.topic.clone();
+        let exists = blocking(move || -> Result<bool, KafkaError> {
+            let metadata = admin.inner().fetch_metadata(Some(&topic), timeout)?;
+            Ok(metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
+        })
+        .await
+        .map_err(|e| self.error(format!("looking up the topic: {e}")))?;
+        if !exists {
+            return Err(self.error(format!(
+                "the topic does not exist at {}; make it first, or set `partitions:` for the \
+                 sink to make it",
+                self.config.bootstrap_servers
+            )));
+        }
+        Ok(())
+    }
+
+    /// Opens the producer (fencing every older one) and reads the last batch committed.
+    async fn open_live(&self) -> Result<Live, SinkError> {
+        let config = self.producer_config()?;
+        let timeout = self.config.retry.timeout;
+        let producer = self
+            .config
+            .retry
+            .run(
+                "Kafka sink: starting the transactional producer",
+                |e: &KafkaError| !matches!(e, KafkaError::ClientCreation(_)),
+                || {
+                    let config = config.clone();
+                    let topic = self.config.topic.clone();
+                    blocking(move || -> Result<TxProducer, KafkaError> {
+                        let producer: TxProducer = config.create_with_context(Deliveries {
+                            topic,
+                            offsets: std::sync::Mutex::new(BTreeMap::new()),
+                        })?;
+                        producer.init_transactions(timeout)?;
+                        Ok(producer)
+                    })
+                },
+            )
+            .await
+            .map_err(|e| self.error(format!("starting the transactional producer: {e}")))?;
+        let last = self.read_progress().await?;
+        Ok(Live {
+            producer: Arc::new(producer),
+            oldest_kept: last.as_ref().map_or(BatchId(0), |l| {
+                l.batches.keys().next().map_or(l.batch, |b| BatchId(*b))
+            }),
+            last,
+            encoders: None,
+        })
+    }
+
+    /// A `read_committed` consumer's configuration, for reading exact ranges.
+    fn reader_config(&self) -> Result<rdkafka::ClientConfig, SinkError> {
+        let mut config = client_config(
+            &self.config.bootstrap_servers,
+            &self.config.properties,
+            RESERVED,
+        )
+        .map_err(|e| self.error(e))?;
+        config
+            .set("group.id", "sluice-progress-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest");
+        Ok(config)
+    }
+
+    /// The newest progress record of this sink, reading the progress topic to its end as a
+    /// `read_committed` consumer.
+    async fn read_progress(&self) -> Result<Option<Progress>, SinkError> {
+        let config = self.reader_config()?;
+        let topic = self.config.progress_topic.clone();
+        let key = self.progress_key.clone();
+        let timeout = self.config.retry.timeout;
+        let read = self
+            .config
+            .retry
+            .run(
+                "Kafka sink: reading the progress topic",
+                |_: &String| true,
+                || {
+                    let config = config.clone();
+                    let topic = topic.clone();
+                    let key = key.clone();
+                    blocking(move || read_progress(&config, &topic, &key, timeout))
+                },
+            )
+            .await
+            .map_err(|e| self.error(format!("reading the progress topic: {e}")))?;
+        match read {
+            Some(progress) if progress.pipeline != self.pipeline => Err(self.error(format!(
+                "the progress topic names pipeline {} under this sink's key",
+                progress.pipeline
+            ))),
+            other => Ok(other),
+        }
+    }
+
+    /// Writes `output` as batch `batch` in one transaction: `Ok` once committed.
+    async fn write(
+        &self,
+        live: &Live,
+        batch: BatchId,
+        fence: &Fence,
+        output: &BatchOutput,
+        encoders: &Arc<Encoders>,
+    ) -> Result<Progress, WriteError> {
+        let producer = Arc::clone(&live.producer);
+        let topic = self.config.topic.clone();
+        let batches: Vec<RecordBatch> = output.batches().cloned().collect();
+        let encoders = Arc::clone(encoders);
+        let timeout = self.config.retry.timeout;
+        let location = self.location();
+        let started = std::time::Instant::now();
+        let offsets = blocking(move || -> Result<BTreeMap<i32, (i64, i64)>, WriteError> {
+            producer.context().clear();
+            producer.begin_transaction().map_err(classify)?;
+            let result = failpoint::external(&location, &format!("rows of batch {batch}"), || {
+                for batch in &batches {
+                    let rows = encoders.encode(batch).map_err(WriteError::Other)?;
+                    for row in &rows {
+                        send(&producer, &topic, row, timeout)?;
+                    }
+                }
+                producer.flush(timeout).map_err(classify)?;
+                Ok(producer.context().taken())
+            });
+            if result.is_err() {
+                let _ = producer.abort_transaction(timeout);
+            }
+            result
+        })
+        .await?;
+        let rows_sent = started.elapsed();
+        let mut batches: BTreeMap<u64, Written> = live
+            .last
+            .as_ref()
+            .map(|l| l.batches.clone())
+            .unwrap_or_default();
+        batches.retain(|b, _| *b >= live.oldest_kept.0 && *b < batch.0);
+        batches.insert(
+            batch.0,
+            Written {
+                epoch: fence.epoch(),
+                rows: output.num_rows(),
+                offsets,
+            },
+        );
+        let progress = Progress {
+            pipeline: self.pipeline,
+            batch,
+            epoch: fence.epoch(),
+            topic: self.config.topic.clone(),
+            batches,
+        };
+        let producer = Arc::clone(&live.producer);
+        let record = serde_json::to_vec(&progress).map_err(|e| WriteError::Other(e.to_string()))?;
+        let progress_topic = self.config.progress_topic.clone();
+        let key = self.progress_key.clone();
+        let location = self.location();
+        blocking(move || -> Result<(), WriteError> {
+            let row = EncodedRow {
+                key: Some(key.into_bytes()),
+                value: Some(record),
+                headers: Vec::new(),
+            };
+            let sent =
+                failpoint::external(&location, &format!("progress of batch {batch}"), || {
+                    send(&producer, &progress_topic, &row, timeout)
+                });
+            if sent.is_err() {
+                let _ = producer.abort_transaction(timeout);
+            }
+            sent
+        })
+        .await?;
+        // The commit point: nothing is visible before it, and a newer run stops it here.
+        if let Err(superseded) = fence.check().await {
+            let producer = Arc::clone(&live.producer);
+            blocking(move || {
+                let _ = producer.abort_transaction(timeout);
+            })
+            .await;
+            return Err(WriteError::Other(format!("{superseded}")));
+        }
+        let producer = Arc::clone(&live.producer);
+        let location = self.location();
+        let before_commit = started.elapsed();
+        blocking(move || -> Result<(), WriteError> {
+            let committed =
+                failpoint::external(&location, &format!("commit batch {batch}"), || {
+                    producer.commit_transaction(timeout)
+                });
+            match committed {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let class = classify(e);
+                    if matches!(class, WriteError::Abortable(_)) {
+                        let _ = producer.abort_transaction(timeout);
+                    }
+                    Err(class)
+                }
+            }
+        })
+        .await?;
+        tracing::debug!(
+            "Kafka sink: batch {batch}: rows sent and flushed in {rows_sent:?}, progress and \
+             fence by {before_commit:?}, committed by {:?}",
+            started.elapsed()
+        );
+        Ok(progress)
+    }
+}
+
+/// A row as a Kafka record.
+struct EncodedRow {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Sends one record, waiting while the producer's queue is full.
+fn send(
+    producer: &TxProducer,
+    topic: &str,
+    row: &EncodedRow,
+    timeout: Duration,
+) -> Result<(), WriteError> {
+    let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+    if let Some(key) = &row.key {
+        record = record.key(key.as_slice());
+    }
+    if let Some(value) = &row.value {
+        record = record.payload(value.as_slice());
+    }
+    if !row.headers.is_empty() {
+        let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
+        for (name, value) in &row.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: value.as_deref(),
+            });
+        }
+        record = record.headers(headers);
+    }
+    let started = std::time::Instant::now();
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), again)) => {
+                if started.elapsed() > timeout {
+                    return Err(WriteError::Abortable(KafkaError::MessageProduction(
+                        RDKafkaErrorCode::QueueFull,
+                    )));
+                }
+                record = again;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(classify(e)),
+        }
+    }
+}
+
+/// The producer's context: the first and last offset each partition of the output topic took
+/// in the open transaction, from the delivery reports.
+struct Deliveries {
+    topic: String,
+    offsets: std::sync::Mutex<BTreeMap<i32, (i64, i64)>>,
+}
+
+impl Deliveries {
+    /// Forgets the offsets of the previous transaction.
+    fn clear(&self) {
+        self.offsets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The offsets delivered since the last `clear`.
+    fn taken(&self) -> BTreeMap<i32, (i64, i64)> {
+        self.offsets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Ok(message) = result
+            && message.topic() == self.topic
+        {
+            let offset = message.offset();
+            let mut offsets = self
+                .offsets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let entry = offsets
+                .entry(message.partition())
+                .or_insert((offset, offset));
+            entry.0 = entry.0.min(offset);
+            entry.1 = entry.1.max(offset);
+        }
+    }
+}
+
+/// Reads the progress topic to its end: the newest record under `key`.
+fn read_progress(
+    config: &rdkafka::ClientConfig,
+    topic: &str,
+    key: &str,
+    timeout: Duration,
+) -> Result<Option<Progress>, String> {
+    let consumer =
+        crate::source::kafka::client::range_consumer(config).map_err(|e| e.to_string())?;
+    let (low, high) = consumer
+        .fetch_watermarks(topic, 0, timeout)
+        .map_err(|e| e.to_string())?;
+    if high <= low {
+        return Ok(None);
+    }
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Offset(low))
+        .map_err(|e| e.to_string())?;
+    consumer.assign(&list).map_err(|e| e.to_string())?;
+    let mut newest: Option<Progress> = None;
+    let mut last_progress = std::time::Instant::now();
+    loop {
+        if last_progress.elapsed() > timeout {
+            return Err(format!(
+                "no record came within the timeout reading {topic} up to offset {high}"
+            ));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => return Err(e.to_string()),
+            Some(Ok(message)) => {
+                last_progress = std::time::Instant::now();
+                if message.key() == Some(key.as_bytes())
+                    && let Some(value) = message.payload()
+                {
+                    let progress: Progress = serde_json::from_slice(value).map_err(|e| {
+                        format!(
+                            "{topic} offset {}: not a progress record: {e}",
+                            message.offset()
+                        )
+                    })?;
+                    if newest.as_ref().is_none_or(|n| progress.batch >= n.batch) {
+                        newest = Some(progress);
+                    }
+                }
+                if message.offset() + 1 >= high {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(newest)
+}
+
+/// The batches a progress record keeps, in words.
+fn describe_kept(progress: &Progress) -> String {
+    match (
+        progress.batches.keys().next(),
+        progress.batches.keys().last(),
+    ) {
+        (Some(first), Some(last)) if first != last => format!("{first} to {last}"),
+        (Some(only), _) => only.to_string(),
+        _ => "none".into(),
+    }
+}
+
+/// The committed values in each partition's offsets `first..=last`, in partition and offset
+/// order.
+fn read_values(
+    config: &rdkafka::ClientConfig,
+    topic: &str,
+    ranges: &BTreeMap<i32, (i64, i64)>,
+    timeout: Duration,
+) -> Result<Vec<Vec<u8>>, String> {
+    let consumer =
+        crate::source::kafka::client::range_consumer(config).map_err(|e| e.to_string())?;
+    let mut values = Vec::new();
+    for (p, (first, last)) in ranges {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, *p, Offset::Offset(*first))
+            .map_err(|e| e.to_string())?;
+        consumer.assign(&list).map_err(|e| e.to_string())?;
+        let mut waited = std::time::Instant::now();
+        loop {
+            if waited.elapsed() > timeout {
+                return Err(format!(
+                    "no record came within the timeout reading {topic} partition {p} offsets \
+                     {first}..={last}"
+                ));
+            }
+            match consumer.poll(Duration::from_millis(100)) {
+                None => continue,
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => return Err(e.to_string()),
+                Some(Ok(message)) => {
+                    waited = std::time::Instant::now();
+                    if message.offset() > *last {
+                        break;
+                    }
+                    if message.offset() >= *first {
+                        values.push(message.payload().unwrap_or_default().to_vec());
+                    }
+                    if message.offset() >= *last {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// How rows become records: the key, value and header expressions, compiled for one schema.
+struct Encoders {
+    key: Option<Arc<dyn PhysicalExpr>>,
+    value: Option<Arc<dyn PhysicalExpr>>,
+    headers: Vec<(String, Arc<dyn PhysicalExpr>)>,
+}
+
+impl Encoders {
+    /// Compiles the sink's expressions against `schema`, naming the setting that is wrong.
+    fn new(config: &KafkaSinkConfig, schema: &SchemaRef) -> Result<Self, String> {
+        let ctx = SessionContext::new();
+        let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
+        let compile = |key: &str, sql: &str| -> Result<Arc<dyn PhysicalExpr>, String> {
+            let expr = ctx
+                .parse_sql_expr(sql, &df_schema)
+                .and_then(|e| ctx.create_physical_expr(e, &df_schema))
+                .map_err(|e| {
+                    format!("`{key}: {sql}` is not an expression over the query's columns: {e}")
+                })?;
+            Ok(expr)
+        };
+        Ok(Self {
+            key: config
+                .key
+                .as_deref()
+                .map(|k| compile("key", k))
+                .transpose()?,
+            value: config
+                .value
+                .as_deref()
+                .map(|v| compile("value", v))
+                .transpose()?,
+            headers: config
+                .headers
+                .iter()
+                .map(|(name, sql)| Ok((name.clone(), compile(&format!("headers.{name}"), sql)?)))
+                .collect::<Result<_, String>>()?,
+        })
+    }
+
+    /// The records of `batch`'s rows.
+    fn encode(&self, batch: &RecordBatch) -> Result<Vec<EncodedRow>, String> {
+        let n = batch.num_rows();
+        let eval = |expr: &Arc<dyn PhysicalExpr>| -> Result<Vec<Option<Vec<u8>>>, String> {
+            let array = expr
+                .evaluate(batch)
+                .and_then(|v| v.into_array(n))
+                .map_err(|e| e.to_string())?;
+            bytes_of(&array)
+        };
+        let keys = self.key.as_ref().map(eval).transpose()?;
+        let values = match &self.value {
+            Some(expr) => eval(expr)?,
+            None => json_rows(batch)?,
+        };
+        let headers = self
+            .headers
+            .iter()
+            .map(|(name, expr)| Ok((name.clone(), eval(expr)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        let mut keys = keys.map(Vec::into_iter);
+        let mut out = Vec::with_capacity(n);
+        for (i, value) in values.into_iter().enumerate() {
+            out.push(EncodedRow {
+                key: keys.as_mut().and_then(|k| k.next().flatten()),
+                value,
+                headers: headers
+                    .iter()
+                    .map(|(name, values)| (name.clone(), values[i].clone()))
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Each value of `array` as bytes: binary as is, text as UTF-8, anything else as its text.
+fn bytes_of(array: &ArrayRef) -> Result<Vec<Option<Vec<u8>>>, String> {
+    let as_text = |array: &ArrayRef| -> Result<ArrayRef, String> {
+        cast(array, &DataType::Utf8).map_err(|e| e.to_string())
+    };
+    let array = match array.data_type() {
+        DataType::Binary | DataType::Utf8 => Arc::clone(array),
+        DataType::LargeBinary | DataType::BinaryView => {
+            cast(array, &DataType::Binary).map_err(|e| e.to_string())?
+        }
+        _ => as_text(array)?,
+    };
+    Ok(match array.data_type() {
+        DataType::Binary => array
+            .as_binary::<i32>()
+            .iter()
+            .map(|v| v.map(<[u8]>::to_vec))
+            .collect(),
+        _ => array
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(|s| s.as_bytes().to_vec()))
+            .collect(),
+    })
+}
+
+/// Each row of `batch` as a JSON object (nulls left out, as Spark's `to_json` leaves them).
+fn json_rows(batch: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>, String> {
+    let mut buffer = Vec::new();
+    {
+        let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut buffer);
+        writer.write(batch).map_err(|e| e.to_string())?;
+        writer.finish().map_err(|e| e.to_string())?;
+    }
+    // JSON text escapes every newline inside a value: each line is one row.
+    let rows: Vec<Option<Vec<u8>>> = buffer
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| Some(line.to_vec()))
+        .collect();
+    if rows.len() != batch.num_rows() {
+        return Err(format!(
+            "{} rows encoded as {} JSON objects",
+            batch.num_rows(),
+            rows.len()
+        ));
+    }
+    Ok(rows)
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
+    async fn commit(
+        &self,
+        batch: BatchId,
+        fence: &Fence,
+        output: BatchOutput,
+    ) -> Result<SinkCommit, SinkError> {
+        let mut guard = self.live.lock().await;
+        if guard.is_none() {
+            self.ensure_topics().await?;
+            *guard = Some(self.open_live().await?);
+        }
+        let mut attempts = 0;
+        let mut backoff = self.config.retry.backoff;
+        loop {
+            attempts += 1;
+            let Some(live) = guard.as_mut() else {
+                return Err(self.error("the sink is not open"));
+            };
+            if let Some(last) = &live.last {
+                if last.epoch > fence.epoch() {
+                    fence
+                        .check()
+                        .await
+                        .map_err(|e| SinkError::Fenced(Box::new(e)))?;
+                }
+                if batch <= last.batch {
+                    return Ok(SinkCommit {
+                        rows: output.num_rows(),
+                        written: false,
+                    });
+                }
+            }
+            let encoders = match &live.encoders {
+                Some(e) => Arc::clone(e),
+                None => {
+                    let e = Arc::new(
+                        Encoders::new(&self.config, &output.schema).map_err(|e| self.error(e))?,
+                    );
+                    live.encoders = Some(Arc::clone(&e));
+                    e
+                }
+            };
+            match self.write(live, batch, fence, &output, &encoders).await {
+                Ok(progress) => {
+                    let rows = progress.rows();
+                    live.last = Some(progress);
+                    return Ok(SinkCommit {
+                        rows,
+                        written: true,
+                    });
+                }
+                Err(error) => {
+                    // A newer run stops this one: the checkpoint says which is newer.
+                    fence
+                        .check()
+                        .await
+                        .map_err(|e| SinkError::Fenced(Box::new(e)))?;
+                    if attempts >= self.config.retry.attempts {
+                        return Err(self.error(format!(
+                            "writing batch {batch}: {error} (after {attempts} attempts)"
+                        )));
+                    }
+                    tracing::warn!(
+                        "Kafka sink: writing batch {batch} failed (attempt {attempts} of {}): \
+                         {error}; retrying in {}",
+                        self.config.retry.attempts,
+                        humantime::format_duration(backoff)
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = backoff.saturating_mul(2);
+                    if matches!(error, WriteError::Fenced(_) | WriteError::Other(_)) {
+                        // A late run's producer fenced this one, or the producer is unusable:
+                        // a new one fences the late run's in turn, and the progress topic says
+                        // whether the batch got in meanwhile.
+                        *guard = Some(self.open_live().await?);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn purge(&self, oldest_kept: BatchId) -> Result<(), SinkError> {
+        // The next progress record leaves older batches out: nothing to delete.
+        if let Some(live) = self.live.lock().await.as_mut() {
+            live.oldest_kept = oldest_kept;
+        }
+        Ok(())
+    }
+
+    async fn read_batch(&self, batch: BatchId, schema: &SchemaRef) -> Result<HeldBatch, SinkError> {
+        if self.config.value.is_some() {
+            return Err(SinkError::NotSupported {
+                kind: KIND.name,
+                operation: "reading a batch back (`sluice replay --verify`) where `value:` is an \
+                            expression rather than the row",
+            });
+        }
+        // Read-only: a consumer of the progress topic, never a producer (which would fence
+        // a running pipeline's).
+        let Some(progress) = self.read_progress().await? else {
+            return Ok(HeldBatch::Missing(format!(
+                "the progress topic `{}` names no batch of this pipeline",
+                self.config.progress_topic
+            )));
+        };
+        let Some(written) = progress.batches.get(&batch.0) else {
+            return Ok(HeldBatch::Missing(format!(
+                "the progress topic keeps batches {}; batch {batch} is older (purged)",
+                describe_kept(&progress)
+            )));
+        };
+        let file = format!(
+            "kafka topic {} {}",
+            progress.topic,
+            written
+                .offsets
+                .iter()
+                .map(|(p, (first, last))| format!("partition {p} offsets {first}..={last}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut config = self.reader_config()?;
+        config.set("group.id", "sluice-verify-reader");
+        let topic = progress.topic.clone();
+        let ranges = written.offsets.clone();
+        let timeout = self.config.retry.timeout;
+        let values = blocking(move || read_values(&config, &topic, &ranges, timeout))
+            .await
+            .map_err(|e| self.error(format!("reading batch {batch} back: {e}")))?;
+        if values.len() as u64 != written.rows {
+            return Ok(HeldBatch::Unreadable {
+                file,
+                reason: format!(
+                    "{} committed records in the batch's offsets, where it wrote {} (does \
+                     another producer write to the topic?)",
+                    values.len(),
+                    written.rows
+                ),
+            });
+        }
+        let mut text = Vec::new();
+        for value in values {
+            text.extend_from_slice(&value);
+            text.push(b'\n');
+        }
+        let reader = crate::source::Reader {
+            format: crate::format::FileFormat::Json,
+            schema: Arc::clone(schema),
+            projection: None,
+            on_error: crate::format::OnError::Fail,
+            rescued: None,
+        };
+        match reader.decode(&file, "", &bytes::Bytes::from(text)) {
+            Ok(decoded) => Ok(HeldBatch::Rows {
+                files: vec![file],
+                batches: decoded.batches,
+            }),
+            Err(e) => Ok(HeldBatch::Unreadable {
+                file,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    async fn summary(&self) -> Result<Option<HeldSummary>, SinkError> {
+        let progress = self.read_progress().await?;
+        Ok(Some(HeldSummary {
+            entries: progress.as_ref().map_or(0, |p| p.batches.len()),
+            last: progress.map(|p| (p.batch, p.rows(), 0)),
+        }))
+    }
+}

@@ -1,0 +1,1676 @@
+//! The Kafka source (feature `kafka`): the records of one or more topics as rows, as Spark's
+//! Kafka source gives them, read by exact offset ranges so that a batch replays the same rows.
+//!
+//! An end offset is Spark's shape, the next offset to read of each partition:
+//! `{"clicks": {"0": 23, "1": 5}}`. Batch `N` reads, of each partition, the offsets from batch
+//! `N-1`'s end (included) to its own (excluded). The first batch starts at the starting
+//! offsets (`starting_offsets`: `earliest`, `latest`, or per partition; or
+//! `starting_timestamp`), resolved against the brokers once and kept in the checkpoint under
+//! `sources/<name>/initial-offsets` (as Spark keeps them), so a replay of the first batch
+//! starts where it first did. A partition that appears later (more partitions, or a new topic
+//! matching `topic_pattern`) is read from offset 0, as Spark reads it.
+//!
+//! Planning takes each partition's end: its high watermark, or with `read_committed` (the
+//! default) its last stable offset, so a range holds no record of a transaction still open;
+//! `max_records_per_batch` (Spark's `maxOffsetsPerTrigger`) shares a batch's offsets among the
+//! partitions in proportion to how far behind each is. A read assigns the partitions at their
+//! start offsets and stops each at its end, across the gaps of control records, aborted
+//! transactions and compaction. Offsets a range needs that the partition no longer holds
+//! (retention, `DeleteRecords`) are an error naming topic, partition and offsets
+//! (`fail_on_data_loss`, Spark's `failOnDataLoss`), or skipped and counted where the pipeline
+//! sets it to false.
+//!
+//! Columns, as Spark's: `key` and `value` (binary), `topic`, `partition`, `offset`,
+//! `timestamp` (microseconds, UTC), `timestamp_type` (0 create time, 1 log append time) and,
+//! with `include_headers`, `headers` (a list of `{key, value}`). With `format: json` or `csv`
+//! and a declared `schema:`, the value is decoded into the schema's columns instead (a value
+//! that does not decode follows `on_error`, naming topic, partition and offset), followed by
+//! the metadata columns `metadata_columns` names.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub(crate) mod client;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use datafusion::arrow::array::{
+    ArrayRef, BinaryBuilder, Int32Array, Int64Array, ListBuilder, StringArray, StringBuilder,
+    StructBuilder, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Timestamp};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::Deserialize;
+
+use super::{
+    Admission, BatchInput, ConfigError, Reader, Source, SourceConnector, SourceError, SourceKind,
+    parse_settings,
+};
+use crate::checkpoint::{BatchId, CheckpointError};
+use crate::format::{FileFormat, OnError};
+use crate::source::kafka::client::{RetrySettings, blocking, client_config};
+use crate::storage::{Location, StoreHook};
+use crate::vocab::keyword_enum;
+
+/// The Kafka source in the registry.
+pub(super) const KIND: SourceKind = SourceKind {
+    name: "kafka",
+    configure,
+};
+
+/// The file in a source's checkpoint folder that keeps its resolved starting offsets.
+const INITIAL_OFFSETS: &str = "initial-offsets";
+
+/// Client properties Sluice sets itself for reading exact ranges.
+const RESERVED: &[&str] = &[
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "auto.offset.reset",
+    "isolation.level",
+];
+
+/// Rows per record batch of a read.
+const ROWS_PER_RECORD_BATCH: usize = 8192;
+
+/// The offsets of each partition of each topic (an end offset: the next offset to read).
+type Offsets = BTreeMap<String, BTreeMap<i32, i64>>;
+
+keyword_enum!(
+    /// How a Kafka record's value becomes columns.
+    ValueFormat {
+        /// The value as bytes, in the `value` column (with Spark's other columns).
+        Raw => "raw",
+        /// A JSON object per value, decoded into the declared schema.
+        Json => "json",
+        /// A CSV line per value (no header), decoded into the declared schema in its order.
+        Csv => "csv",
+    }
+);
+
+#[allow(clippy::derivable_impls)]
+impl Default for ValueFormat {
+    fn default() -> Self {
+        Self::Raw
+    }
+}
+
+/// The metadata columns a Kafka source can give, in Spark's order, with their types.
+fn metadata_field(name: &str) -> Option<Field> {
+    let timestamp = DataType::Timestamp(TimeUnit::Microsecond, None);
+    Some(match name {
+        "key" => Field::new("key", DataType::Binary, true),
+        "value" => Field::new("value", DataType::Binary, true),
+        "topic" => Field::new("topic", DataType::Utf8, false),
+        "partition" => Field::new("partition", DataType::Int32, false),
+        "offset" => Field::new("offset", DataType::Int64, false),
+        "timestamp" => Field::new("timestamp", timestamp, true),
+        "timestamp_type" => Field::new("timestamp_type", DataType::Int32, true),
+        "headers" => Field::new("headers", headers_type(), true),
+        _ => return None,
+    })
+}
+
+const METADATA: [&str; 8] = [
+    "key",
+    "value",
+    "topic",
+    "partition",
+    "offset",
+    "timestamp",
+    "timestamp_type",
+    "headers",
+];
+
+fn header_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Binary, true),
+    ])
+}
+
+fn headers_type() -> DataType {
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(header_fields()),
+        true,
+    )))
+}
+
+/// One topic, or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Topics {
+    /// One topic.
+    One(String),
+    /// Several topics.
+    Many(Vec<String>),
+}
+
+impl Topics {
+    fn names(&self) -> Vec<String> {
+        match self {
+            Self::One(t) => vec![t.clone()],
+            Self::Many(ts) => ts.clone(),
+        }
+    }
+}
+
+/// Where the first batch starts: a keyword, or offsets per partition.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StartingOffsets {
+    /// `earliest` or `latest`.
+    Keyword(String),
+    /// Offsets per topic and partition; -2 is the earliest, -1 the latest (Spark's).
+    Specific(BTreeMap<String, BTreeMap<i32, i64>>),
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn earliest() -> StartingOffsets {
+    StartingOffsets::Keyword("earliest".into())
+}
+
+/// The settings of a Kafka source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// The brokers to bootstrap from, `host:port[,host:port...]`.
+    pub bootstrap_servers: String,
+    /// The topics to read (Spark's `subscribe`).
+    #[serde(default)]
+    pub topics: Option<Topics>,
+    /// A regular expression the whole name of each topic to read matches (Spark's
+    /// `subscribePattern`); topics created later are read from their first offset.
+    #[serde(default)]
+    pub topic_pattern: Option<String>,
+    /// Where the first batch starts: `earliest` (the default), `latest`, or offsets per
+    /// partition (`{clicks: {0: 42}}`; -2 earliest, -1 latest; partitions not named start at
+    /// the earliest).
+    #[serde(default = "earliest")]
+    pub starting_offsets: StartingOffsets,
+    /// The first batch starts, in each partition, at the first record at or after this RFC
+    /// 3339 time (Spark's `startingTimestamp`); a partition without one starts at its end.
+    #[serde(default)]
+    pub starting_timestamp: Option<String>,
+    /// At most this many offsets per batch, shared among the partitions (Spark's
+    /// `maxOffsetsPerTrigger`); everything available where absent.
+    #[serde(default)]
+    pub max_records_per_batch: Option<u64>,
+    /// Read only records of committed transactions, and plan to the last stable offset
+    /// (Kafka's `isolation.level=read_committed`); true by default.
+    #[serde(default = "yes")]
+    pub read_committed: bool,
+    /// Fail a batch whose offsets are partly gone from the partition (retention,
+    /// `DeleteRecords`), naming them; with false, skip what is gone and count it. True by
+    /// default (Spark's `failOnDataLoss`).
+    #[serde(default = "yes")]
+    pub fail_on_data_loss: bool,
+    /// How a record's value becomes columns: `raw` (the default), `json` or `csv`.
+    #[serde(default)]
+    pub format: ValueFormat,
+    /// The columns a `json` or `csv` value decodes into: column name to SQL type, in order.
+    #[serde(default)]
+    pub schema: Option<indexmap::IndexMap<String, String>>,
+    /// With `json` or `csv`: Kafka's columns to add after the decoded ones (`key`, `topic`,
+    /// `partition`, `offset`, `timestamp`, `timestamp_type`, `headers`).
+    #[serde(default)]
+    pub metadata_columns: Vec<String>,
+    /// With `raw`: add the `headers` column (Spark's `includeHeaders`).
+    #[serde(default)]
+    pub include_headers: bool,
+    /// What to do with a value that does not decode: `fail` (the default) or `skip`.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// A consumer group to commit each committed batch's end offsets to, so that lag tools
+    /// see the pipeline's progress; the checkpoint alone decides what is read.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// librdkafka client properties, passed through (`security.protocol`, `sasl.*`, ...).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Retries of each request to the brokers and of each batch's read.
+    #[serde(default)]
+    pub retry: RetrySettings,
+    /// `starting_timestamp` in milliseconds since the Unix epoch.
+    #[serde(skip)]
+    starting_ms: Option<i64>,
+    /// `topic_pattern`, compiled to match whole names.
+    #[serde(skip)]
+    pattern: Option<regex::Regex>,
+}
+
+fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>, ConfigError> {
+    let mut config: KafkaConfig = parse_settings(settings)?;
+    match (&config.topics, &config.topic_pattern) {
+        (None, None) => {
+            return Err(ConfigError::at(
+                "topics",
+                "a Kafka source needs `topics` (a list) or `topic_pattern` (a regular expression)",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::at(
+                "topic_pattern",
+                "set `topics` or `topic_pattern`, not both",
+            ));
+        }
+        (Some(topics), None) if topics.names().is_empty() => {
+            return Err(ConfigError::at("topics", "`topics` names no topic"));
+        }
+        (_, Some(pattern)) => {
+            config.pattern = Some(regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+                ConfigError::at("topic_pattern", format!("not a regular expression: {e}"))
+            })?);
+        }
+        _ => {}
+    }
+    if let StartingOffsets::Keyword(word) = &config.starting_offsets
+        && word != "earliest"
+        && word != "latest"
+    {
+        return Err(ConfigError::at(
+            "starting_offsets",
+            format!(
+                "{}; or offsets per partition, e.g. {{clicks: {{0: 42}}}}",
+                crate::vocab::unknown_keyword(word, &["earliest", "latest"])
+            ),
+        ));
+    }
+    if let Some(text) = &config.starting_timestamp {
+        if !matches!(&config.starting_offsets, StartingOffsets::Keyword(w) if w == "earliest") {
+            return Err(ConfigError::at(
+                "starting_timestamp",
+                "set `starting_offsets` or `starting_timestamp`, not both",
+            ));
+        }
+        let at = chrono::DateTime::parse_from_rfc3339(text).map_err(|e| {
+            ConfigError::at(
+                "starting_timestamp",
+                format!("`{text}` is not an RFC 3339 time ({e}); e.g. 2026-01-01T00:00:00Z"),
+            )
+        })?;
+        config.starting_ms = Some(at.timestamp_millis());
+    }
+    if config.max_records_per_batch == Some(0) {
+        return Err(ConfigError::at(
+            "max_records_per_batch",
+            "`max_records_per_batch` must be at least 1",
+        ));
+    }
+    match config.format {
+        ValueFormat::Raw => {
+            if config.schema.is_some() {
+                return Err(ConfigError::at(
+                    "schema",
+                    "`schema` decodes values: set `format: json` or `format: csv` with it",
+                ));
+            }
+            if !config.metadata_columns.is_empty() {
+                return Err(ConfigError::at(
+                    "metadata_columns",
+                    "with `format: raw` every Kafka column is there already",
+                ));
+            }
+        }
+        ValueFormat::Json | ValueFormat::Csv => {
+            let Some(schema) = &config.schema else {
+                return Err(ConfigError::at(
+                    "schema",
+                    format!(
+                        "`format: {}` decodes each value into declared columns: add `schema:` \
+                         (column: SQL type)",
+                        config.format
+                    ),
+                ));
+            };
+            if config.include_headers {
+                return Err(ConfigError::at(
+                    "include_headers",
+                    "with a decoded format, list `headers` under `metadata_columns` instead",
+                ));
+            }
+            let mut seen = BTreeSet::new();
+            for (i, name) in config.metadata_columns.iter().enumerate() {
+                let key = format!("metadata_columns.{i}");
+                if name == "value" || metadata_field(name).is_none() {
+                    return Err(ConfigError::at(
+                        &key,
+                        crate::vocab::unknown_keyword(
+                            name,
+                            &METADATA[..]
+                                .iter()
+                                .copied()
+                                .filter(|m| *m != "value")
+                                .collect::<Vec<_>>(),
+                        ),
+                    ));
+                }
+                if schema.contains_key(name) {
+                    return Err(ConfigError::at(
+                        &key,
+                        format!(
+                            "`{name}` is a column of the decoded schema too; a source's columns \
+                             have distinct names"
+                        ),
+                    ));
+                }
+                if !seen.insert(name) {
+                    return Err(ConfigError::at(&key, format!("`{name}` is listed twice")));
+                }
+            }
+        }
+    }
+    config.retry.check()?;
+    // The client settings are checked now, so a bad property is refused at load.
+    config.consumer_config(None)?;
+    Ok(Arc::new(config))
+}
+
+impl KafkaConfig {
+    /// The configuration of a consumer that reads exact ranges (or, with `group`, commits a
+    /// group's offsets).
+    fn consumer_config(&self, group: Option<&str>) -> Result<rdkafka::ClientConfig, ConfigError> {
+        let mut config = client_config(&self.bootstrap_servers, &self.properties, RESERVED)?;
+        config
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "error")
+            .set(
+                "isolation.level",
+                if self.read_committed {
+                    "read_committed"
+                } else {
+                    "read_uncommitted"
+                },
+            )
+            .set(
+                "socket.timeout.ms",
+                self.retry.timeout.as_millis().max(10).to_string(),
+            );
+        // librdkafka wants a group id even for a consumer that only assigns.
+        config.set(
+            "group.id",
+            group.unwrap_or("sluice-reader-without-group-commits"),
+        );
+        Ok(config)
+    }
+
+    /// The source's columns: the decoded ones then the metadata ones, or Spark's.
+    fn schema(&self, value: Option<&SchemaRef>) -> SchemaRef {
+        let mut fields: Vec<Field> = Vec::new();
+        match value {
+            Some(value) => {
+                fields.extend(value.fields().iter().map(|f| f.as_ref().clone()));
+                fields.extend(
+                    self.metadata_columns
+                        .iter()
+                        .filter_map(|m| metadata_field(m)),
+                );
+            }
+            None => {
+                fields.extend(
+                    METADATA
+                        .iter()
+                        .filter(|m| **m != "headers" || self.include_headers)
+                        .filter_map(|m| metadata_field(m)),
+                );
+            }
+        }
+        Arc::new(Schema::new(fields))
+    }
+
+    /// The declared value schema, for `json` and `csv`.
+    async fn value_schema(&self, name: &str) -> Result<Option<SchemaRef>, SourceError> {
+        let Some(schema) = &self.schema else {
+            return Ok(None);
+        };
+        let columns: Vec<(String, String)> =
+            schema.iter().map(|(c, t)| (c.clone(), t.clone())).collect();
+        crate::format::schema_from_sql_types(&columns)
+            .await
+            .map(Some)
+            .map_err(|e| SourceError::Config {
+                source_name: name.to_string(),
+                reason: e.to_string(),
+            })
+    }
+}
+
+#[async_trait]
+impl SourceConnector for KafkaConfig {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
+    async fn open(
+        &self,
+        name: &str,
+        checkpoint: &Location,
+        _hook: Option<&StoreHook>,
+        _sync: bool,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        let value_schema = self.value_schema(name).await?;
+        let schema = self.schema(value_schema.as_ref());
+        let consumer_config = self
+            .consumer_config(None)
+            .map_err(|e| SourceError::Config {
+                source_name: name.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Box::new(KafkaSource {
+            name: name.to_string(),
+            config: Arc::new(self.clone()),
+            checkpoint: checkpoint.clone(),
+            schema,
+            value_schema,
+            consumer_config,
+            consumer: Arc::new(Mutex::new(None)),
+            initial: tokio::sync::OnceCell::new(),
+            frozen: None,
+            planned: BTreeMap::new(),
+        }))
+    }
+
+    async fn peek_schema(&self, name: &str) -> Result<Option<SchemaRef>, SourceError> {
+        let value = self.value_schema(name).await?;
+        Ok(Some(self.schema(value.as_ref())))
+    }
+
+    fn describe_offset(&self, _name: &str, offset: &serde_json::Value) -> String {
+        match serde_json::from_value::<Offsets>(offset.clone()) {
+            Ok(offsets) => describe(&offsets),
+            Err(_) => offset.to_string(),
+        }
+    }
+
+    async fn rebuild_offset(
+        &self,
+        _name: &str,
+        _checkpoint: &Location,
+        _batch: BatchId,
+    ) -> Result<serde_json::Value, SourceError> {
+        Err(self.not_supported(
+            "rebuilding a lost offset (`sluice repair`): a Kafka source keeps its ranges only in \
+             the offsets log",
+        ))
+    }
+
+    async fn check_forget(
+        &self,
+        _name: &str,
+        _checkpoint: &Location,
+        _to: BatchId,
+    ) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    async fn forget_batch(
+        &self,
+        _name: &str,
+        _checkpoint: &Location,
+        _batch: BatchId,
+    ) -> Result<u64, SourceError> {
+        // A batch's range is all in `offsets/N`; the starting offsets stay.
+        Ok(0)
+    }
+}
+
+/// Offsets in words: `clicks: partition 0 at 23, partition 1 at 5`.
+fn describe(offsets: &Offsets) -> String {
+    offsets
+        .iter()
+        .map(|(topic, partitions)| {
+            let list = partitions
+                .iter()
+                .map(|(p, o)| format!("partition {p} at {o}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("{topic}: {list}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A running Kafka source.
+pub struct KafkaSource {
+    name: String,
+    config: Arc<KafkaConfig>,
+    checkpoint: Location,
+    schema: SchemaRef,
+    value_schema: Option<SchemaRef>,
+    consumer_config: rdkafka::ClientConfig,
+    /// The consumer that plans and reads, made at first use (one read at a time).
+    consumer: Arc<Mutex<Option<crate::source::kafka::client::RangeConsumer>>>,
+    /// The starting offsets, as logged in the checkpoint.
+    initial: tokio::sync::OnceCell<Offsets>,
+    /// The ends `available-now` and `once` froze the input at.
+    frozen: Option<Offsets>,
+    /// The end each batch this run planned, for committing to the consumer group.
+    planned: BTreeMap<BatchId, Offsets>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("name", &self.name)
+            .field("frozen", &self.frozen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the brokers say of the partitions to read.
+#[derive(Debug, Default)]
+struct Partitions {
+    /// Each partition's first offset still held (the low watermark).
+    low: Offsets,
+    /// Each partition's end: high watermark, or last stable offset under `read_committed`.
+    high: Offsets,
+}
+
+/// A record, copied out of librdkafka's buffer.
+struct Record {
+    offset: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    timestamp: Option<(i64, i32)>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// One partition's range to read: offsets `start..end`.
+#[derive(Debug, Clone)]
+struct Range {
+    topic: String,
+    partition: i32,
+    start: i64,
+    end: i64,
+}
+
+impl KafkaSource {
+    fn connector_error(&self, error: impl std::fmt::Display) -> SourceError {
+        SourceError::Connector {
+            source_name: self.name.clone(),
+            kind: KIND.name,
+            error: error.to_string().into(),
+        }
+    }
+
+    fn corrupt(&self, offset: &serde_json::Value, reason: &str) -> SourceError {
+        CheckpointError::Corrupt {
+            file: format!("offsets entry of source `{}`", self.name),
+            line: 1,
+            reason: format!("the Kafka offset {offset} {reason}"),
+        }
+        .into()
+    }
+
+    /// An offset from the log; `None` for no offset (`null` or absent).
+    fn parse(&self, offset: Option<&serde_json::Value>) -> Result<Option<Offsets>, SourceError> {
+        let Some(offset) = offset.filter(|o| !o.is_null()) else {
+            return Ok(None);
+        };
+        serde_json::from_value(offset.clone())
+            .map(Some)
+            .map_err(|e| {
+                self.corrupt(
+                    offset,
+                    &format!("is not {{topic: {{partition: offset}}}}: {e}"),
+                )
+            })
+    }
+
+    /// Runs `f` with the consumer (made at first use) on the blocking pool.
+    async fn with_consumer<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::source::kafka::client::RangeConsumer) -> Result<T, KafkaError>
+        + Send
+        + 'static,
+    ) -> Result<T, KafkaError> {
+        let consumer = Arc::clone(&self.consumer);
+        let config = self.consumer_config.clone();
+        blocking(move || {
+            let mut guard = consumer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if guard.is_none() {
+                *guard = Some(crate::source::kafka::client::range_consumer(&config)?);
+            }
+            match guard.as_ref() {
+                Some(c) => f(c),
+                None => Err(KafkaError::ClientCreation("no consumer".into())),
+            }
+        })
+        .await
+    }
+
+    /// The partitions to read now, with their low and high watermarks, retried.
+    async fn partitions(&self) -> Result<Partitions, SourceError> {
+        let config = Arc::clone(&self.config);
+        let retry = &self.config.retry;
+        retry
+            .run(
+                &format!("source `{}`: listing partitions", self.name),
+                |_: &KafkaError| true,
+                || {
+                    let config = Arc::clone(&config);
+                    self.with_consumer(move |c| list_partitions(c, &config))
+                },
+            )
+            .await
+            .map_err(|e| {
+                self.connector_error(format!(
+                    "cannot list the partitions and their offsets at {}: {e}",
+                    self.config.bootstrap_servers
+                ))
+            })?
+            .map_err(|missing| self.connector_error(missing))
+    }
+
+    /// The starting offsets: logged in the checkpoint by the first plan, resolved against
+    /// `partitions` then.
+    async fn initial(&self, now: Option<&Partitions>) -> Result<&Offsets, SourceError> {
+        self.initial
+            .get_or_try_init(|| async {
+                let path = self
+                    .checkpoint
+                    .path(&format!("sources/{}/{INITIAL_OFFSETS}", self.name));
+                if let Some(bytes) = self.checkpoint.get(&path).await? {
+                    return serde_json::from_slice::<Offsets>(&bytes).map_err(|e| {
+                        SourceError::from(CheckpointError::Corrupt {
+                            file: format!("{}/{path}", self.checkpoint),
+                            line: 1,
+                            reason: e.to_string(),
+                        })
+                    });
+                }
+                let fetched;
+                let now = match now {
+                    Some(now) => now,
+                    None => {
+                        fetched = self.partitions().await?;
+                        &fetched
+                    }
+                };
+                let resolved = self.resolve_start(now).await?;
+                let text = serde_json::to_vec(&resolved).map_err(|e| self.connector_error(e))?;
+                if self.checkpoint.put_if_absent(&path, text).await? {
+                    Ok(resolved)
+                } else {
+                    // Another run logged them first: theirs stand.
+                    let bytes = self.checkpoint.get(&path).await?.unwrap_or_default();
+                    serde_json::from_slice::<Offsets>(&bytes).map_err(|e| {
+                        SourceError::from(CheckpointError::Corrupt {
+                            file: format!("{}/{path}", self.checkpoint),
+                            line: 1,
+                            reason: e.to_string(),
+                        })
+                    })
+                }
+            })
+            .await
+    }
+
+    /// The starting offsets the settings give, against the partitions there are now.
+    async fn resolve_start(&self, now: &Partitions) -> Result<Offsets, SourceError> {
+        let mut start = Offsets::new();
+        if let Some(ms) = self.config.starting_ms {
+            let mut list = TopicPartitionList::new();
+            for (topic, partitions) in &now.high {
+                for p in partitions.keys() {
+                    list.add_partition_offset(topic, *p, Offset::Offset(ms))
+                        .map_err(|e| self.connector_error(e))?;
+                }
+            }
+            let timeout = self.config.retry.timeout;
+            let found = self
+                .config
+                .retry
+                .run(
+                    &format!("source `{}`: finding offsets by time", self.name),
+                    |_: &KafkaError| true,
+                    || {
+                        let list = list.clone();
+                        self.with_consumer(move |c| c.offsets_for_times(list, timeout))
+                    },
+                )
+                .await
+                .map_err(|e| self.connector_error(format!("finding offsets by time: {e}")))?;
+            for element in found.elements() {
+                let high = now.high[element.topic()][&element.partition()];
+                let offset = match element.offset() {
+                    Offset::Offset(o) => o,
+                    // No record at or after the time: start at the end.
+                    _ => high,
+                };
+                start
+                    .entry(element.topic().to_string())
+                    .or_default()
+                    .insert(element.partition(), offset);
+            }
+            return Ok(start);
+        }
+        for (topic, partitions) in &now.high {
+            for (p, high) in partitions {
+                let low = now.low[topic][p];
+                let offset = match &self.config.starting_offsets {
+                    StartingOffsets::Keyword(w) if w == "latest" => *high,
+                    StartingOffsets::Keyword(_) => low,
+                    StartingOffsets::Specific(map) => {
+                        match map.get(topic).and_then(|m| m.get(p)).copied() {
+                            Some(-1) => *high,
+                            Some(-2) | None => low,
+                            Some(o) if o < -2 => {
+                                return Err(SourceError::Config {
+                                    source_name: self.name.clone(),
+                                    reason: format!(
+                                        "`starting_offsets` gives {topic} partition {p} the \
+                                         offset {o}; an offset is at least 0 (-2 earliest, -1 \
+                                         latest)"
+                                    ),
+                                });
+                            }
+                            Some(o) => o,
+                        }
+                    }
+                };
+                start.entry(topic.clone()).or_default().insert(*p, offset);
+            }
+        }
+        if let StartingOffsets::Specific(map) = &self.config.starting_offsets {
+            for (topic, partitions) in map {
+                for p in partitions.keys() {
+                    if !now.high.get(topic).is_some_and(|m| m.contains_key(p)) {
+                        return Err(SourceError::Config {
+                            source_name: self.name.clone(),
+                            reason: format!(
+                                "`starting_offsets` names {topic} partition {p}, which the \
+                                 source does not read (it reads {})",
+                                describe(&now.high)
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(start)
+    }
+
+    /// Each partition's range in `(start, end]`.
+    async fn ranges(
+        &self,
+        start: Option<&serde_json::Value>,
+        end: &Offsets,
+    ) -> Result<Vec<Range>, SourceError> {
+        let base = match self.parse(start)? {
+            Some(base) => base,
+            None => self.initial(None).await?.clone(),
+        };
+        let mut ranges = Vec::new();
+        for (topic, partitions) in end {
+            for (p, e) in partitions {
+                let s = base.get(topic).and_then(|m| m.get(p)).copied().unwrap_or(0);
+                if s > *e {
+                    return Err(CheckpointError::Inconsistent {
+                        location: self.checkpoint.to_string(),
+                        reason: format!(
+                            "source `{}`: {topic} partition {p} goes back from offset {s} to \
+                             {e}",
+                            self.name
+                        ),
+                    }
+                    .into());
+                }
+                if s < *e {
+                    ranges.push(Range {
+                        topic: topic.clone(),
+                        partition: *p,
+                        start: s,
+                        end: *e,
+                    });
+                }
+            }
+        }
+        Ok(ranges)
+    }
+
+    /// Checks the ranges against what the partitions still hold: offsets gone fail the read
+    /// (`fail_on_data_loss`), or are skipped; the count skipped.
+    async fn check_held(&self, ranges: &mut [Range]) -> Result<u64, SourceError> {
+        if ranges.is_empty() {
+            return Ok(0);
+        }
+        let now = self.partitions().await?;
+        let mut lost = 0u64;
+        let mut gone = Vec::new();
+        for range in ranges.iter_mut() {
+            let low = now
+                .low
+                .get(&range.topic)
+                .and_then(|m| m.get(&range.partition))
+                .copied();
+            let high = now
+                .high
+                .get(&range.topic)
+                .and_then(|m| m.get(&range.partition))
+                .copied();
+            let (Some(low), Some(high)) = (low, high) else {
+                gone.push(format!(
+                    "{} partition {} offsets {}..{} (the partition no longer exists)",
+                    range.topic, range.partition, range.start, range.end
+                ));
+                lost += (range.end - range.start) as u64;
+                range.start = range.end;
+                continue;
+            };
+            if low > range.start {
+                let upto = low.min(range.end);
+                gone.push(format!(
+                    "{} partition {} offsets {}..{} (the partition now starts at {low})",
+                    range.topic, range.partition, range.start, upto
+                ));
+                lost += (upto - range.start) as u64;
+                range.start = upto;
+            }
+            if high < range.end && !self.config.read_committed {
+                gone.push(format!(
+                    "{} partition {} offsets {}..{} (the partition now ends at {high}: was the \
+                     topic deleted and made again?)",
+                    range.topic,
+                    range.partition,
+                    high.max(range.start),
+                    range.end
+                ));
+                lost += (range.end - high.max(range.start)) as u64;
+                range.end = high.max(range.start);
+            }
+        }
+        if !gone.is_empty() {
+            if self.config.fail_on_data_loss {
+                return Err(self.connector_error(format!(
+                    "records the batch reads are gone: {}; they were deleted (retention, \
+                     DeleteRecords) before the batch was read. Set `fail_on_data_loss: false` to \
+                     skip what is gone",
+                    gone.join("; ")
+                )));
+            }
+            tracing::warn!(
+                "source `{}`: skipping records that are gone: {}",
+                self.name,
+                gone.join("; ")
+            );
+        }
+        Ok(lost)
+    }
+
+    /// Reads the ranges' records, each partition's in offset order.
+    async fn fetch(&self, ranges: Vec<Range>) -> Result<Vec<(Range, Vec<Record>)>, SourceError> {
+        if ranges.is_empty() {
+            return Ok(Vec::new());
+        }
+        let timeout = self.config.retry.timeout;
+        self.config
+            .retry
+            .run(
+                &format!("source `{}`: reading a batch", self.name),
+                |_: &ReadError| true,
+                || {
+                    let ranges = ranges.clone();
+                    async move {
+                        self.with_consumer(move |c| Ok(read_ranges(c, ranges, timeout)))
+                            .await
+                            .map_err(ReadError::from)
+                            .and_then(|read| read)
+                    }
+                },
+            )
+            .await
+            .map_err(|e| self.connector_error(format!("reading the batch's records: {e}")))
+    }
+
+    /// Builds the rows of one partition's records in `schema`'s columns.
+    fn rows(
+        &self,
+        range: &Range,
+        records: &[Record],
+        schema: &SchemaRef,
+        skipped: &mut u64,
+        unknown: &mut (u64, BTreeSet<String>),
+    ) -> Result<Vec<RecordBatch>, SourceError> {
+        let Some(value_schema) = &self.value_schema else {
+            return records
+                .chunks(ROWS_PER_RECORD_BATCH)
+                .map(|chunk| {
+                    let columns = schema
+                        .fields()
+                        .iter()
+                        .map(|f| metadata_array(f.name(), range, chunk))
+                        .collect();
+                    batch(schema, columns, chunk.len())
+                })
+                .collect();
+        };
+        // Values to decode: a record without one is malformed.
+        let mut good: Vec<&Record> = Vec::with_capacity(records.len());
+        for record in records {
+            if record.value.as_deref().is_none_or(<[u8]>::is_empty) {
+                let reason = "the record has no value (a tombstone?)".to_string();
+                match self.config.on_error {
+                    OnError::Fail => return Err(self.malformed(range, record.offset, &reason)),
+                    OnError::Skip => *skipped += 1,
+                }
+            } else {
+                good.push(record);
+            }
+        }
+        let value_columns: Vec<usize> = schema
+            .fields()
+            .iter()
+            .filter_map(|f| value_schema.index_of(f.name()).ok())
+            .collect();
+        let decoded = self.decode(range, &good, value_schema, &value_columns)?;
+        let (batches, kept): (Vec<RecordBatch>, Vec<&Record>) = match decoded {
+            Ok(decoded) => {
+                unknown.0 += decoded.unknown_rows;
+                unknown.1.extend(decoded.unknown_fields);
+                (decoded.batches, good)
+            }
+            Err(bad) => {
+                // Some values do not decode and are skipped: decode each alone, to keep each
+                // row beside its record's columns.
+                let mut batches = Vec::new();
+                let mut kept = Vec::new();
+                for record in good {
+                    match self.decode(range, &[record], value_schema, &value_columns)? {
+                        Ok(one) if one.rows == 1 => {
+                            unknown.0 += one.unknown_rows;
+                            unknown.1.extend(one.unknown_fields);
+                            batches.extend(one.batches);
+                            kept.push(record);
+                        }
+                        _ => *skipped += 1,
+                    }
+                }
+                tracing::debug!("{bad} values skipped");
+                (batches, kept)
+            }
+        };
+        let decoded_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if decoded_rows != kept.len() {
+            return Err(self.connector_error(format!(
+                "{} partition {}: {decoded_rows} rows decoded from {} values",
+                range.topic,
+                range.partition,
+                kept.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(batches.len());
+        let mut at = 0;
+        for decoded in batches {
+            let n = decoded.num_rows();
+            let chunk: Vec<&Record> = kept[at..at + n].to_vec();
+            at += n;
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|f| match decoded.schema().index_of(f.name()) {
+                    Ok(i) if value_schema.index_of(f.name()).is_ok() => {
+                        Ok(Arc::clone(decoded.column(i)))
+                    }
+                    _ => metadata_array(f.name(), range, &chunk),
+                })
+                .collect();
+            out.push(batch(schema, columns, n)?);
+        }
+        Ok(out)
+    }
+
+    /// Decodes `records`' values into the value columns `wanted` (indices of `value_schema`):
+    /// `Ok(Err(n))` when `n` values were skipped as malformed.
+    fn decode(
+        &self,
+        range: &Range,
+        records: &[&Record],
+        value_schema: &SchemaRef,
+        wanted: &[usize],
+    ) -> Result<Result<super::Decoded, u64>, SourceError> {
+        let format = match self.config.format {
+            ValueFormat::Csv => FileFormat::Csv,
+            _ => FileFormat::Json,
+        };
+        let mut text = Vec::new();
+        let mut first_line = 1;
+        if format == FileFormat::Csv {
+            let header: Vec<&str> = value_schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            text.extend_from_slice(header.join(",").as_bytes());
+            text.push(b'\n');
+            first_line = 2;
+        }
+        for record in records {
+            let value = record.value.as_deref().unwrap_or_default();
+            if format == FileFormat::Json && value.contains(&b'\n') {
+                // A JSON value may span lines; the decoder reads one value per line.
+                match serde_json::from_slice::<serde_json::Value>(value) {
+                    Ok(v) => text.extend_from_slice(v.to_string().as_bytes()),
+                    Err(e) => {
+                        if self.config.on_error == OnError::Fail {
+                            return Err(self.malformed(range, record.offset, &e.to_string()));
+                        }
+                        return Ok(Err(1));
+                    }
+                }
+            } else {
+                text.extend_from_slice(value);
+            }
+            text.push(b'\n');
+        }
+        let reader = Reader {
+            format,
+            schema: Arc::clone(value_schema),
+            projection: Some(wanted.to_vec()),
+            on_error: self.config.on_error,
+            rescued: None,
+        };
+        let label = format!("{}/{}", range.topic, range.partition);
+        match reader.decode(&label, "", &Bytes::from(text)) {
+            Ok(decoded) if decoded.skipped > 0 => Ok(Err(decoded.skipped)),
+            Ok(decoded) => Ok(Ok(decoded)),
+            Err(SourceError::Malformed {
+                line: Some(line),
+                reason,
+                ..
+            }) => {
+                // A value cut short makes a JSON decoder read on into the next line and fail
+                // there: the record to blame is the first that fails alone.
+                if records.len() > 1 {
+                    for record in records {
+                        let _decoded_alone = self.decode(range, &[record], value_schema, wanted)?;
+                    }
+                }
+                let blamed = match records {
+                    [only] => Some(*only),
+                    _ => line
+                        .checked_sub(first_line)
+                        .and_then(|i| records.get(i))
+                        .copied(),
+                };
+                let offset = blamed.map_or(-1, |r| r.offset);
+                Err(self.malformed(range, offset, &reason))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn malformed(&self, range: &Range, offset: i64, reason: &str) -> SourceError {
+        SourceError::Malformed {
+            file: format!(
+                "source `{}`: topic {} partition {} offset {offset}",
+                self.name, range.topic, range.partition
+            ),
+            line: None,
+            reason: format!("{reason} (set `on_error: skip` to skip and count such records)"),
+        }
+    }
+}
+
+/// Lists the partitions to read (of the topics named, or matching the pattern) with their
+/// watermarks; `Ok(Err(_))` when a named topic does not exist.
+fn list_partitions(
+    consumer: &crate::source::kafka::client::RangeConsumer,
+    config: &KafkaConfig,
+) -> Result<Result<Partitions, String>, KafkaError> {
+    let timeout = config.retry.timeout;
+    let metadata = consumer.fetch_metadata(None, timeout)?;
+    let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for topic in metadata.topics() {
+        if topic.error().is_some() {
+            continue;
+        }
+        let wanted = match (&config.topics, &config.pattern) {
+            (Some(names), _) => names.names().iter().any(|n| n == topic.name()),
+            (None, Some(pattern)) => {
+                !topic.name().starts_with("__") && pattern.is_match(topic.name())
+            }
+            (None, None) => false,
+        };
+        if wanted {
+            topics.insert(
+                topic.name().to_string(),
+                topic.partitions().iter().map(|p| p.id()).collect(),
+            );
+        }
+    }
+    if let Some(names) = &config.topics {
+        let missing: Vec<String> = names
+            .names()
+            .into_iter()
+            .filter(|n| !topics.contains_key(n))
+            .collect();
+        if !missing.is_empty() {
+            return Ok(Err(format!(
+                "topic {} does not exist at {}",
+                missing
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                config.bootstrap_servers
+            )));
+        }
+    }
+    let mut partitions = Partitions::default();
+    for (topic, ids) in topics {
+        for p in ids {
+            let (low, high) = consumer.fetch_watermarks(&topic, p, timeout)?;
+            partitions
+                .low
+                .entry(topic.clone())
+                .or_default()
+                .insert(p, low);
+            partitions
+                .high
+                .entry(topic.clone())
+                .or_default()
+                .insert(p, high);
+        }
+    }
+    Ok(Ok(partitions))
+}
+
+/// Reads each range's records: assigns every partition at its start, and stops each at its
+/// end, at the end of the partition, or when `timeout` passes without a record.
+fn read_ranges(
+    consumer: &crate::source::kafka::client::RangeConsumer,
+    ranges: Vec<Range>,
+    timeout: Duration,
+) -> Result<Vec<(Range, Vec<Record>)>, ReadError> {
+    let mut out: Vec<(Range, Vec<Record>)> = Vec::with_capacity(ranges.len());
+    // One topic at a time: an end-of-partition event names the partition, not its topic.
+    let mut by_topic: BTreeMap<String, Vec<Range>> = BTreeMap::new();
+    for range in ranges {
+        by_topic.entry(range.topic.clone()).or_default().push(range);
+    }
+    for (topic, ranges) in by_topic {
+        let mut list = TopicPartitionList::new();
+        for r in &ranges {
+            list.add_partition_offset(&topic, r.partition, Offset::Offset(r.start))?;
+        }
+        consumer.assign(&list)?;
+        let mut records: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+        let mut pending: BTreeMap<i32, &Range> = ranges.iter().map(|r| (r.partition, r)).collect();
+        let mut last_progress = Instant::now();
+        let result = (|| {
+            while !pending.is_empty() {
+                if last_progress.elapsed() > timeout {
+                    return Err(ReadError::TimedOut(Vec::new()));
+                }
+                let Some(polled) = consumer.poll(Duration::from_millis(100)) else {
+                    continue;
+                };
+                let message = match polled {
+                    Ok(m) => m,
+                    Err(KafkaError::PartitionEOF(p)) => {
+                        pending.remove(&p);
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if message.topic() != topic {
+                    continue;
+                }
+                let p = message.partition();
+                let Some(range) = pending.get(&p) else {
+                    continue;
+                };
+                let offset = message.offset();
+                if offset < range.start {
+                    continue;
+                }
+                last_progress = Instant::now();
+                if offset >= range.end {
+                    pending.remove(&p);
+                    continue;
+                }
+                let timestamp = match message.timestamp() {
+                    Timestamp::CreateTime(ms) => Some((ms, 0)),
+                    Timestamp::LogAppendTime(ms) => Some((ms, 1)),
+                    Timestamp::NotAvailable => None,
+                };
+                let headers = message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                records.entry(p).or_default().push(Record {
+                    offset,
+                    key: message.key().map(<[u8]>::to_vec),
+                    value: message.payload().map(<[u8]>::to_vec),
+                    timestamp,
+                    headers,
+                });
+                if offset + 1 >= range.end {
+                    pending.remove(&p);
+                }
+            }
+            Ok(())
+        })();
+        let unassigned = consumer.unassign();
+        if let Err(e) = result {
+            return Err(match e {
+                ReadError::TimedOut(_) => ReadError::TimedOut(
+                    pending
+                        .iter()
+                        .map(|(p, r)| {
+                            format!("{topic} partition {p} offsets {}..{}", r.start, r.end)
+                        })
+                        .collect(),
+                ),
+                other => other,
+            });
+        }
+        unassigned?;
+        for r in ranges {
+            let got = records.remove(&r.partition).unwrap_or_default();
+            out.push((r, got));
+        }
+    }
+    Ok(out)
+}
+
+/// Why a read of ranges failed.
+#[derive(Debug)]
+enum ReadError {
+    /// The client failed.
+    Kafka(KafkaError),
+    /// No record came for a whole timeout: the ranges still waited for.
+    TimedOut(Vec<String>),
+}
+
+impl From<KafkaError> for ReadError {
+    fn from(e: KafkaError) -> Self {
+        Self::Kafka(e)
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Kafka(e) => write!(f, "{e}"),
+            Self::TimedOut(waiting) => write!(
+                f,
+                "no record came within the timeout (`retry.timeout`) while reading {}",
+                waiting.join(", ")
+            ),
+        }
+    }
+}
+
+/// The metadata column `name` of `records`, all of partition `range`.
+fn metadata_array<R: std::borrow::Borrow<Record>>(
+    name: &str,
+    range: &Range,
+    records: &[R],
+) -> Result<ArrayRef, SourceError> {
+    let records = records.iter().map(std::borrow::Borrow::borrow);
+    Ok(match name {
+        "key" | "value" => {
+            let mut b = BinaryBuilder::new();
+            for r in records {
+                let bytes = if name == "key" { &r.key } else { &r.value };
+                b.append_option(bytes.as_deref());
+            }
+            Arc::new(b.finish())
+        }
+        "topic" => Arc::new(StringArray::from(
+            records.map(|_| range.topic.as_str()).collect::<Vec<_>>(),
+        )),
+        "partition" => Arc::new(Int32Array::from(
+            records.map(|_| range.partition).collect::<Vec<_>>(),
+        )),
+        "offset" => Arc::new(Int64Array::from(
+            records.map(|r| r.offset).collect::<Vec<_>>(),
+        )),
+        "timestamp" => Arc::new(TimestampMicrosecondArray::from(
+            records
+                .map(|r| r.timestamp.map(|(ms, _)| ms.saturating_mul(1000)))
+                .collect::<Vec<_>>(),
+        )),
+        "timestamp_type" => Arc::new(Int32Array::from(
+            records
+                .map(|r| r.timestamp.map(|(_, t)| t))
+                .collect::<Vec<_>>(),
+        )),
+        "headers" => {
+            let fields = header_fields();
+            let mut b = ListBuilder::new(StructBuilder::from_fields(fields, 0));
+            for r in records {
+                let entries = b.values();
+                for (key, value) in &r.headers {
+                    entries
+                        .field_builder::<StringBuilder>(0)
+                        .ok_or_else(|| read_error("headers key builder"))?
+                        .append_value(key);
+                    entries
+                        .field_builder::<BinaryBuilder>(1)
+                        .ok_or_else(|| read_error("headers value builder"))?
+                        .append_option(value.as_deref());
+                    entries.append(true);
+                }
+                b.append(true);
+            }
+            Arc::new(b.finish())
+        }
+        other => return Err(read_error(&format!("no Kafka column `{other}`"))),
+    })
+}
+
+fn read_error(reason: &str) -> SourceError {
+    SourceError::Read {
+        file: "kafka".into(),
+        reason: reason.to_string(),
+    }
+}
+
+fn batch(
+    schema: &SchemaRef,
+    columns: Result<Vec<ArrayRef>, SourceError>,
+    rows: usize,
+) -> Result<RecordBatch, SourceError> {
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(Arc::clone(schema), columns?, &options)
+        .map_err(|e| read_error(&e.to_string()))
+}
+
+/// Shares `limit` offsets among partitions in proportion to their lag (each partition's
+/// `end - start`), rounding down, then one more each to the partitions with the largest
+/// remainders (ties by topic and partition) until `limit` is reached: the same split for the
+/// same offsets, every time.
+fn share_limit(lag: &[((String, i32), i64)], limit: u64) -> BTreeMap<(String, i32), i64> {
+    let total: u128 = lag.iter().map(|(_, l)| *l as u128).sum();
+    let mut shares: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    if total <= u128::from(limit) {
+        return lag.iter().cloned().collect();
+    }
+    let mut remainders = Vec::new();
+    let mut given: u128 = 0;
+    for (key, l) in lag {
+        let exact = (*l as u128) * u128::from(limit);
+        let share = exact / total;
+        given += share;
+        remainders.push((exact % total, key.clone()));
+        shares.insert(key.clone(), share as i64);
+    }
+    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, key) in remainders {
+        if given >= u128::from(limit) {
+            break;
+        }
+        if let Some(s) = shares.get_mut(&key) {
+            *s += 1;
+            given += 1;
+        }
+    }
+    shares
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn schema(&self) -> Option<SchemaRef> {
+        Some(Arc::clone(&self.schema))
+    }
+
+    async fn resolve_schema(&mut self) -> Result<Option<SchemaRef>, SourceError> {
+        Ok(Some(Arc::clone(&self.schema)))
+    }
+
+    async fn freeze(&mut self) -> Result<(), SourceError> {
+        self.frozen = Some(self.partitions().await?.high);
+        Ok(())
+    }
+
+    async fn plan(
+        &mut self,
+        batch: BatchId,
+        start: Option<&serde_json::Value>,
+        admission: Admission,
+    ) -> Result<Option<serde_json::Value>, SourceError> {
+        let now = self.partitions().await?;
+        let base = match self.parse(start)? {
+            Some(base) => base,
+            None => self.initial(Some(&now)).await?.clone(),
+        };
+        // Every partition read so far keeps its offset, even one gone from the brokers.
+        let mut end = base.clone();
+        let mut lag = Vec::new();
+        for (topic, partitions) in &now.high {
+            for (p, high) in partitions {
+                let s = base.get(topic).and_then(|m| m.get(p)).copied().unwrap_or(0);
+                let mut e = *high;
+                if let Some(frozen) = &self.frozen {
+                    e = frozen
+                        .get(topic)
+                        .and_then(|m| m.get(p))
+                        .copied()
+                        .unwrap_or(s);
+                }
+                let e = e.max(s);
+                end.entry(topic.clone()).or_default().insert(*p, s);
+                if e > s {
+                    lag.push(((topic.clone(), *p), e - s));
+                }
+            }
+        }
+        if lag.is_empty() {
+            return Ok(None);
+        }
+        let shares = match (admission, self.config.max_records_per_batch) {
+            (Admission::SourceLimits, Some(limit)) => share_limit(&lag, limit),
+            _ => lag.iter().cloned().collect(),
+        };
+        let mut any = false;
+        for ((topic, p), share) in shares {
+            if share > 0 {
+                any = true;
+                if let Some(o) = end.get_mut(&topic).and_then(|m| m.get_mut(&p)) {
+                    *o += share;
+                }
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        self.planned.insert(batch, end.clone());
+        serde_json::to_value(&end)
+            .map(Some)
+            .map_err(|e| self.connector_error(e))
+    }
+
+    async fn read(
+        &self,
+        start: Option<&serde_json::Value>,
+        end: &serde_json::Value,
+        columns: Option<&[String]>,
+    ) -> Result<BatchInput, SourceError> {
+        let schema = match columns {
+            Some(columns) => {
+                let indices = columns
+                    .iter()
+                    .map(|c| {
+                        self.schema.index_of(c).map_err(|_| SourceError::Config {
+                            source_name: self.name.clone(),
+                            reason: format!("the Kafka source has no column `{c}`"),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Arc::new(
+                    self.schema
+                        .project(&indices)
+                        .map_err(|e| read_error(&e.to_string()))?,
+                )
+            }
+            None => Arc::clone(&self.schema),
+        };
+        let Some(end) = self.parse(Some(end))? else {
+            return Ok(BatchInput {
+                schema,
+                partitions: Vec::new(),
+                rows: 0,
+                skipped: 0,
+                unknown_rows: 0,
+                unknown_fields: BTreeSet::new(),
+                files: 0,
+            });
+        };
+        let mut ranges = self.ranges(start, &end).await?;
+        let mut skipped = self.check_held(&mut ranges).await?;
+        ranges.retain(|r| r.start < r.end);
+        let read = self.fetch(ranges).await?;
+        let mut partitions = Vec::with_capacity(read.len());
+        let mut rows = 0u64;
+        let mut unknown = (0u64, BTreeSet::new());
+        for (range, records) in &read {
+            let batches = self.rows(range, records, &schema, &mut skipped, &mut unknown)?;
+            rows += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+            partitions.push(batches);
+        }
+        Ok(BatchInput {
+            schema,
+            partitions,
+            rows,
+            skipped,
+            unknown_rows: unknown.0,
+            unknown_fields: unknown.1,
+            files: 0,
+        })
+    }
+
+    async fn commit(&mut self, batch: BatchId, _oldest_kept: BatchId) -> Result<(), SourceError> {
+        let ends = self.planned.remove(&batch);
+        self.planned.retain(|b, _| *b > batch);
+        let (Some(group), Some(end)) = (self.config.group_id.clone(), ends) else {
+            return Ok(());
+        };
+        // Progress for lag tools only: a failure is logged, never fatal.
+        let config = match self.config.consumer_config(Some(&group)) {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::warn!("source `{}`: committing to group `{group}`: {e}", self.name);
+                return Ok(());
+            }
+        };
+        let name = self.name.clone();
+        let result = blocking(move || -> Result<(), KafkaError> {
+            let consumer = crate::source::kafka::client::range_consumer(&config)?;
+            let mut list = TopicPartitionList::new();
+            for (topic, partitions) in &end {
+                for (p, o) in partitions {
+                    list.add_partition_offset(topic, *p, Offset::Offset(*o))?;
+                }
+            }
+            consumer.commit(&list, CommitMode::Sync)
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(
+                "source `{name}`: committing batch {batch}'s offsets to group `{group}`: {e}"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_is_shared_in_proportion_to_lag_and_adds_up() {
+        let lag = vec![
+            (("a".to_string(), 0), 100),
+            (("a".to_string(), 1), 50),
+            (("b".to_string(), 0), 1),
+        ];
+        let shares = share_limit(&lag, 10);
+        assert_eq!(shares.values().sum::<i64>(), 10);
+        assert_eq!(shares[&("a".to_string(), 0)], 7);
+        assert_eq!(shares[&("a".to_string(), 1)], 3);
+        assert_eq!(shares[&("b".to_string(), 0)], 0);
+        assert_eq!(share_limit(&lag, 1000), lag.iter().cloned().collect());
+    }
+
+    fn config(text: &str) -> Result<Arc<dyn SourceConnector>, ConfigError> {
+        let settings: serde_yaml::Mapping = serde_yaml::from_str(text).expect("yaml");
+        configure(&settings)
+    }
+
+    #[test]
+    fn settings_that_do_not_fit_are_refused_by_key() {
+        let cases = [
+            ("bootstrap_servers: x", "topics"),
+            (
+                "bootstrap_servers: x\ntopics: [a]\ntopic_pattern: a.*",
+                "topic_pattern",
+            ),
+            (
+                "bootstrap_servers: x\ntopics: a\nstarting_offsets: newest",
+                "starting_offsets",
+            ),
+            ("bootstrap_servers: x\ntopics: a\nformat: json", "schema"),
+            (
+                "bootstrap_servers: x\ntopics: a\nschema: {v: int}",
+                "schema",
+            ),
+            (
+                "bootstrap_servers: x\ntopics: a\nformat: json\nschema: {offset: int}\nmetadata_columns: [offset]",
+                "metadata_columns.0",
+            ),
+            (
+                "bootstrap_servers: x\ntopics: a\nproperties: {isolation.level: read_uncommitted}",
+                "properties.isolation.level",
+            ),
+            (
+                "bootstrap_servers: x\ntopics: a\nmax_records_per_batch: 0",
+                "max_records_per_batch",
+            ),
+            (
+                "bootstrap_servers: x\ntopics: a\nstarting_timestamp: yesterday",
+                "starting_timestamp",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = config(text).expect_err(text);
+            assert_eq!(err.key, key, "{text}: {err}");
+        }
+        assert!(
+            config("bootstrap_servers: x\ntopics: [a, b]\nstarting_offsets: {a: {0: 5}}").is_ok()
+        );
+    }
+
+    #[test]
+    fn offsets_are_described_per_partition() {
+        let offsets: Offsets =
+            serde_json::from_str(r#"{"t": {"0": 23, "1": 5}}"#).expect("offsets");
+        assert_eq!(describe(&offsets), "t: partition 0 at 23, partition 1 at 5");
+    }
+}

@@ -1,0 +1,827 @@
+//! The Kafka source and sink against a real Apache Kafka broker (KRaft, one JVM), started by
+//! `tests/servers/kafka/start` or reused where one listens (`.ci/run` starts it). Every result
+//! is read back by a plain `read_committed` consumer and compared with the same SQL as one
+//! DataFusion batch query over the same records.
+
+use std::io::Read as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::{JsonReadOptions, SessionContext};
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use sluice::sink::SinkConnector;
+use sluice::source::SourceConnector;
+
+use crate::common::*;
+use crate::contract::{SinkFixture, SourceFixture, sink_contract, source_contract};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The shared broker's bootstrap address: `SLUICE_KAFKA_BOOTSTRAP`, or the broker the start
+/// script starts (or finds) on its default port.
+pub fn broker() -> &'static str {
+    static BROKER: OnceLock<String> = OnceLock::new();
+    BROKER.get_or_init(|| {
+        if let Ok(address) = std::env::var("SLUICE_KAFKA_BOOTSTRAP") {
+            return address;
+        }
+        start_broker(None)
+    })
+}
+
+/// Runs the start script (on `port`, its own data folder, where given) and returns the
+/// address it prints.
+fn start_broker(port: Option<(u16, &std::path::Path)>) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/kafka/start");
+    let mut cmd = Command::new(&script);
+    if let Some((port, dir)) = port {
+        cmd.env("SLUICE_KAFKA_PORT", port.to_string())
+            .env("SLUICE_KAFKA_DIR", dir);
+    }
+    let out = cmd.output().expect("run the Kafka start script");
+    assert!(
+        out.status.success(),
+        "the Kafka broker did not start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn client(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    config
+}
+
+/// A topic name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Makes `topic` with `partitions` partitions.
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = client(bootstrap).create().expect("admin");
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics(
+            [&new],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
+        .await
+        .expect("create topic");
+    for r in results {
+        r.expect("topic created");
+    }
+}
+
+/// Sends each of `values` to `topic` (partition `i % partitions` for the `i`-th, keyed by
+/// `i`), and waits until all are acknowledged.
+pub fn produce(bootstrap: &str, topic: &str, partitions: i32, values: &[Vec<u8>]) {
+    let producer: BaseProducer = client(bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (i, value) in values.iter().enumerate() {
+        let key = i.to_string();
+        let mut record = BaseRecord::to(topic)
+            .key(key.as_bytes())
+            .payload(value.as_slice())
+            .partition((i as i32) % partitions);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(_), again)) => {
+                    producer.poll(Duration::from_millis(10));
+                    record = again;
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(TIMEOUT).expect("flush");
+}
+
+/// The rows of `batch` as JSON objects, one per record value.
+pub fn json_values(batch: &RecordBatch) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut out);
+    w.write(batch).expect("json");
+    w.finish().expect("json");
+    out.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Every committed value of `topic`, as a `read_committed` consumer reads them (partition by
+/// partition, to the last stable offset).
+pub fn committed_values(bootstrap: &str, topic: &str) -> Vec<Vec<u8>> {
+    let consumer: BaseConsumer = client(bootstrap)
+        .set("group.id", "sluice-tests")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .expect("metadata");
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    let mut values = Vec::new();
+    for p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, TIMEOUT)
+            .expect("watermarks");
+        if high <= low {
+            continue;
+        }
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, p, Offset::Offset(low))
+            .expect("tpl");
+        consumer.assign(&list).expect("assign");
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            assert!(Instant::now() < deadline, "reading {topic}/{p} timed out");
+            match consumer.poll(Duration::from_millis(100)) {
+                None => continue,
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => panic!("consume: {e}"),
+                Some(Ok(m)) => {
+                    values.push(m.payload().unwrap_or_default().to_vec());
+                    if m.offset() + 1 >= high {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    values
+}
+
+/// The committed values of `topic` read as JSON rows in `schema`, as `sql` over the table
+/// `sink` gives them (sorted strings).
+pub async fn committed_rows(
+    bootstrap: &str,
+    topic: &str,
+    schema: SchemaRef,
+    sql: &str,
+) -> Vec<String> {
+    let values = committed_values(bootstrap, topic);
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("values.json");
+    let mut text = Vec::new();
+    for v in values {
+        text.extend_from_slice(&v);
+        text.push(b'\n');
+    }
+    std::fs::write(&file, text).expect("values");
+    let ctx = SessionContext::new();
+    ctx.register_json(
+        "sink",
+        file.to_str().expect("utf-8"),
+        JsonReadOptions::default().schema(&schema),
+    )
+    .await
+    .expect("register");
+    sql_rows(&ctx, sql).await
+}
+
+/// Puts `rows` click events from `first` into `topic` (over `partitions`), and the same rows
+/// as a JSON file under `ws/in/` for the oracle.
+fn add_clicks(ws: &Workspace, topic: &str, partitions: i32, first: i64, rows: i64) {
+    let batch = clicks(first, rows);
+    produce(broker(), topic, partitions, &json_values(&batch));
+    write_batch(
+        &ws.path(&format!("in/clicks-{first:06}.json")),
+        "json",
+        &batch,
+    );
+}
+
+/// A Kafka source of click events, as a pipeline file's `sources:` entry.
+fn kafka_source_yaml(topic: &str, extra: &str) -> String {
+    format!(
+        "  clicks:\n    kind: kafka\n    bootstrap_servers: {broker}\n    topics: [{topic}]\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n{extra}",
+        broker = broker()
+    )
+}
+
+fn sink_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("page", DataType::Utf8, true),
+        Field::new("amount", DataType::Float64, true),
+    ]))
+}
+
+fn sluice_run(pipeline: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "run",
+        pipeline.to_str().expect("utf-8"),
+        "--progress",
+        "none",
+    ];
+    args.extend_from_slice(extra);
+    sluice_bin().args(&args).output().expect("run sluice")
+}
+
+const QUERY: &str = "SELECT id, page, amount FROM clicks WHERE amount > 30";
+
+/// Kafka in, Parquet out: three partitions, a few batches a run, two runs with more records
+/// between them; the sink holds the batch query's rows over every record, once.
+#[tokio::test]
+async fn a_kafka_source_reads_every_record_once_across_runs() {
+    let ws = Workspace::new();
+    let topic = unique("clicks");
+    create_topic(broker(), &topic, 3).await;
+    add_clicks(&ws, &topic, 3, 0, 120);
+    let yaml = format!(
+        "name: k\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: parquet }}\n",
+        ckpt = ws.p("ckpt"),
+        out = ws.p("out"),
+        source = kafka_source_yaml(&topic, "    max_records_per_batch: 50\n"),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let first = sluice_run(&pipeline, &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    add_clicks(&ws, &topic, 3, 120, 80);
+    let second = sluice_run(&pipeline, &[]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    let got = sink_rows(&ws.path("out")).await;
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+    assert_eq!(got, expected);
+    // 200 offsets at most 50 a batch: at least 4 batches.
+    let offsets = std::fs::read_dir(ws.path("ckpt/offsets"))
+        .expect("offsets")
+        .count();
+    assert!(offsets >= 4, "{offsets} batches");
+    // The offsets are Spark's shape, and inspect shows them per partition.
+    let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        text.contains(&format!("{topic}: partition 0 at ")) && text.contains("partition 2 at "),
+        "{text}"
+    );
+}
+
+/// Files in, Kafka out; then Kafka in (the first pipeline's output), an update-mode
+/// aggregation, Kafka out keyed by the group: the newest record of each key is the batch
+/// query's row for it.
+#[tokio::test]
+async fn files_to_kafka_and_kafka_to_a_keyed_aggregation_hold_the_batch_result() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 4, 50, 0);
+    let out = unique("filtered");
+    create_topic(broker(), &out, 2).await;
+    let yaml = format!(
+        "name: f2k\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    max_files_per_batch: 1\nquery: {QUERY}\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n  key: CAST(id AS VARCHAR)\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        broker = broker(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    let got = committed_rows(broker(), &out, sink_schema(), "SELECT * FROM sink").await;
+    assert_eq!(got, expected);
+
+    // The filtered rows, aggregated per page in update mode, keyed by page.
+    let agg = unique("per-page");
+    create_topic(broker(), &agg, 2).await;
+    let ws2 = Workspace::new();
+    let yaml = format!(
+        "name: k2k\ncheckpoint: {ckpt}\nsources:\n  rows:\n    kind: kafka\n    bootstrap_servers: {broker}\n    topics: {out}\n    format: json\n    schema: {{ id: bigint, page: string, amount: double }}\n    max_records_per_batch: 40\noutput_mode: update\nquery: SELECT page, count(*) AS n, sum(amount) AS total FROM rows GROUP BY page\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {agg}\n  key: page\n  headers: {{ source: \"'sluice'\" }}\n",
+        ckpt = ws2.p("ckpt"),
+        broker = broker(),
+    );
+    let pipeline = write_pipeline(&ws2, &yaml);
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("page", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+        Field::new("total", DataType::Float64, true),
+    ]));
+    // The newest record per key: records of one key share a partition, in order.
+    let values = committed_values(broker(), &agg);
+    let mut newest: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
+    for v in &values {
+        let row: serde_json::Value = serde_json::from_slice(v).expect("json row");
+        newest.insert(row["page"].as_str().expect("page").to_string(), row);
+    }
+    assert!(
+        values.len() > newest.len(),
+        "update mode wrote some keys more than once"
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let text: String = newest.values().map(|v| format!("{v}\n")).collect();
+    std::fs::write(dir.path().join("newest.json"), text).expect("write");
+    let ctx = SessionContext::new();
+    ctx.register_json(
+        "sink",
+        dir.path().join("newest.json").to_str().expect("utf-8"),
+        JsonReadOptions::default().schema(&schema),
+    )
+    .await
+    .expect("register");
+    let got = sql_rows(&ctx, "SELECT page, n, round(total, 6) FROM sink").await;
+    let expected = oracle(
+        &ws.path("in"),
+        "json",
+        "SELECT page, count(*) AS n, round(sum(amount), 6) FROM clicks WHERE amount > 30 GROUP BY page",
+    )
+    .await;
+    assert_eq!(got, expected);
+}
+
+/// A value that is not JSON of the schema fails the batch naming topic, partition and offset;
+/// with `on_error: skip` the run goes on and counts it.
+#[tokio::test]
+async fn a_bad_value_is_named_by_topic_partition_and_offset() {
+    let ws = Workspace::new();
+    let topic = unique("bad");
+    create_topic(broker(), &topic, 1).await;
+    // Offset 2's value is cut short: a JSON decoder reading on would blame the next line.
+    let mut values = json_values(&clicks(0, 3));
+    values.insert(2, b"{\"id\": 2, \"page\": \"cut".to_vec());
+    produce(broker(), &topic, 1, &values);
+    // The pending batch keeps the pipeline file it was planned with: the skip run starts over.
+    let yaml = |extra: &str, run: &str| {
+        format!(
+            "name: bad\ncheckpoint: {ckpt}\nsources:\n{source}query: SELECT id FROM clicks\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: parquet }}\n",
+            ckpt = ws.p(&format!("ckpt-{run}")),
+            out = ws.p(&format!("out-{run}")),
+            source = kafka_source_yaml(&topic, extra),
+        )
+    };
+    let pipeline = write_pipeline(&ws, &yaml("", "fail"));
+    let run = sluice_run(&pipeline, &[]);
+    assert_eq!(run.status.code(), Some(1));
+    let err = stderr(&run);
+    assert!(
+        err.contains(&format!("topic {topic} partition 0 offset 2")),
+        "{err}"
+    );
+    let pipeline = write_pipeline(&ws, &yaml("    on_error: skip\n", "skip"));
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(sink_rows(&ws.path("out-skip")).await, vec!["0", "1", "2"]);
+}
+
+/// Records of aborted transactions are never read; a range ends across the control records
+/// at its end.
+#[tokio::test]
+async fn records_of_aborted_transactions_are_not_read() {
+    let ws = Workspace::new();
+    let topic = unique("txn");
+    create_topic(broker(), &topic, 1).await;
+    let producer: BaseProducer = client(broker())
+        .set("transactional.id", unique("test-txn"))
+        .create()
+        .expect("producer");
+    producer.init_transactions(TIMEOUT).expect("init");
+    let committed = json_values(&clicks(0, 10));
+    let aborted = json_values(&clicks(100, 5));
+    for (values, commit) in [
+        (&committed[..5], true),
+        (&aborted[..], false),
+        (&committed[5..], true),
+    ] {
+        producer.begin_transaction().expect("begin");
+        for v in values {
+            producer
+                .send(BaseRecord::<[u8], [u8]>::to(&topic).payload(v.as_slice()))
+                .expect("send");
+        }
+        producer.flush(TIMEOUT).expect("flush");
+        if commit {
+            producer.commit_transaction(TIMEOUT).expect("commit");
+        } else {
+            producer.abort_transaction(TIMEOUT).expect("abort");
+        }
+    }
+    let yaml = format!(
+        "name: txn\ncheckpoint: {ckpt}\nsources:\n{source}query: SELECT id FROM clicks\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: parquet }}\n",
+        ckpt = ws.p("ckpt"),
+        out = ws.p("out"),
+        source = kafka_source_yaml(&topic, "    max_records_per_batch: 4\n"),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let mut expected: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    expected.sort();
+    assert_eq!(sink_rows(&ws.path("out")).await, expected);
+}
+
+/// Kafka to Kafka through every crash point: every checkpoint write and every step of the
+/// sink's transaction (its rows, its progress record, its commit), before, after, and after
+/// as a power loss; each crashed run is restarted in a fresh process, and a `read_committed`
+/// reader of the output topic then holds each expected row exactly once.
+#[tokio::test]
+async fn every_crash_point_of_a_kafka_to_kafka_run_recovers_exactly_once() {
+    let input = unique("crash-in");
+    create_topic(broker(), &input, 2).await;
+    let oracle_ws = Workspace::new();
+    add_clicks(&oracle_ws, &input, 2, 0, 40);
+    let expected = oracle(&oracle_ws.path("in"), "json", QUERY).await;
+    let setup = |ws: &Workspace, out: &str| {
+        format!(
+            "name: crash\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\nretain_batches: 2\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n",
+            ckpt = ws.p("ckpt"),
+            broker = broker(),
+            source = kafka_source_yaml(&input, "    max_records_per_batch: 20\n"),
+        )
+    };
+    // A clean run counts the writes.
+    let clean = Workspace::new();
+    let clean_out = unique("crash-out");
+    create_topic(broker(), &clean_out, 2).await;
+    let pipeline = write_pipeline(&clean, &setup(&clean, &clean_out));
+    let log = clean.path("writes.log");
+    let run = sluice_bin()
+        .args([
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "none",
+        ])
+        .env("SLUICE_WRITE_LOG", &log)
+        .output()
+        .expect("run");
+    assert!(run.status.success(), "{}", stderr(&run));
+    let writes: Vec<String> = std::fs::read_to_string(&log)
+        .expect("log")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(
+        writes
+            .iter()
+            .any(|w| w.contains("external kafka://") && w.contains("commit batch 1")),
+        "the sink's steps are crash points: {writes:?}"
+    );
+    assert_eq!(
+        committed_rows(broker(), &clean_out, sink_schema(), "SELECT * FROM sink").await,
+        expected
+    );
+    let mut reached = 0;
+    for (k, write) in (1..).zip(&writes) {
+        for (when, power_loss) in [("before", false), ("after", false), ("after", true)] {
+            let ws = Workspace::new();
+            let out = unique("crash-out");
+            create_topic(broker(), &out, 2).await;
+            let pipeline = write_pipeline(&ws, &setup(&ws, &out));
+            let mut cmd = sluice_bin();
+            cmd.args([
+                "run",
+                pipeline.to_str().expect("utf-8"),
+                "--progress",
+                "none",
+            ])
+            .env("SLUICE_CRASH_AT", format!("{when}:{k}"));
+            if power_loss {
+                cmd.env("SLUICE_CRASH_POWER_LOSS", "1");
+            }
+            let crashed = cmd.output().expect("run");
+            assert!(
+                stderr(&crashed).contains("sluice: crash point reached"),
+                "{when} write {write} not reached: {}",
+                stderr(&crashed)
+            );
+            reached += 1;
+            let again = sluice_run(&pipeline, &[]);
+            assert!(
+                again.status.success(),
+                "restart after {when} write {write}: {}",
+                stderr(&again)
+            );
+            let got = committed_rows(broker(), &out, sink_schema(), "SELECT * FROM sink").await;
+            let (_, dupes, lost) = compare(&expected, &got);
+            assert_eq!(
+                (dupes, lost),
+                (0, 0),
+                "{when} write {write} (power loss {power_loss})"
+            );
+        }
+    }
+    println!(
+        "kafka crash points: {} writes, {reached} crash points reached and recovered",
+        writes.len()
+    );
+}
+
+/// Waits until process `child` is stopped (SIGSTOP), as `/proc` shows it.
+fn wait_stopped(child: &Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .chars()
+            .next();
+        if state == Some('T') {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached its stop point"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A run stopped (SIGSTOP) inside a batch's Kafka transaction while a newer run takes over
+/// and finishes, then resumed (SIGCONT), commits nothing to the output topic: stopped after
+/// sending its rows, and stopped after its fence check, right before its commit. The
+/// checkpoint is on S3 (moto), where no lock keeps the newer run out, as on any object store.
+#[tokio::test]
+async fn a_run_paused_inside_its_transaction_commits_nothing_when_resumed() {
+    let moto = crate::s3::Moto::start();
+    for stop_at in ["rows of batch 1", "commit batch 1"] {
+        let ws = Workspace::new();
+        let input = unique("zombie-in");
+        let out = unique("zombie-out");
+        create_topic(broker(), &input, 1).await;
+        create_topic(broker(), &out, 1).await;
+        add_clicks(&ws, &input, 1, 0, 30);
+        // `now()` makes a late run's rows differ from the newer run's.
+        let query =
+            "SELECT id, page, amount, CAST(now() AS VARCHAR) AS at FROM clicks WHERE amount > 30";
+        let yaml = format!(
+            "name: zombie\ncheckpoint: s3://sluice/{ckpt}\nsources:\n{source}query: {query}\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n",
+            ckpt = unique("zombie-ckpt"),
+            broker = broker(),
+            source = kafka_source_yaml(&input, "    max_records_per_batch: 10\n"),
+        );
+        let pipeline = write_pipeline(&ws, &yaml);
+        let pipeline = pipeline.to_str().expect("utf-8");
+        let mut old = moto
+            .sluice()
+            .args(["run", pipeline, "--progress", "none"])
+            .env("SLUICE_STOP_AT", stop_at)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        wait_stopped(&old);
+        let newer = moto
+            .sluice()
+            .args(["run", pipeline, "--progress", "none"])
+            .output()
+            .expect("newer run");
+        assert!(newer.status.success(), "{}", stderr(&newer));
+        let before = committed_values(broker(), &out);
+        Command::new("kill")
+            .args(["-CONT", &old.id().to_string()])
+            .status()
+            .expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = old.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the resumed run did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        old.stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut err)
+            .expect("stderr");
+        assert_eq!(status.code(), Some(1), "{stop_at}: {err}");
+        assert!(err.contains("a newer run (epoch 1)"), "{stop_at}: {err}");
+        assert_eq!(
+            committed_values(broker(), &out),
+            before,
+            "{stop_at}: the late run committed nothing"
+        );
+        let expected = oracle(&ws.path("in"), "json", QUERY).await;
+        let got = committed_rows(
+            broker(),
+            &out,
+            sink_schema(),
+            "SELECT id, page, amount FROM sink",
+        )
+        .await;
+        assert_eq!(got, expected, "{stop_at}");
+    }
+}
+
+/// The broker stops mid-run: the run retries as configured, then exits 1 naming the brokers;
+/// with the broker back, the next run finishes with every row once.
+#[tokio::test]
+async fn a_broker_that_stops_mid_run_fails_the_run_cleanly_and_the_next_run_finishes() {
+    let ws = Workspace::new();
+    let port = 29192 + (std::process::id() % 500) as u16 * 2;
+    let dir = ws.path("broker");
+    let bootstrap = start_broker(Some((port, &dir)));
+    let stop = || {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/kafka/start");
+        let out = Command::new(&script)
+            .arg("--stop")
+            .env("SLUICE_KAFKA_PORT", port.to_string())
+            .env("SLUICE_KAFKA_DIR", &dir)
+            .output()
+            .expect("stop");
+        assert!(out.status.success());
+    };
+    let input = unique("down-in");
+    let out = unique("down-out");
+    create_topic(&bootstrap, &input, 1).await;
+    create_topic(&bootstrap, &out, 1).await;
+    let batch = clicks(0, 40);
+    produce(&bootstrap, &input, 1, &json_values(&batch));
+    write_batch(&ws.path("in/clicks.json"), "json", &batch);
+    let retry = "    retry: { attempts: 2, backoff: 200ms, timeout: 3s }\n";
+    let yaml = format!(
+        "name: down\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: kafka\n    bootstrap_servers: {bootstrap}\n    topics: [{input}]\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    max_records_per_batch: 10\n{retry}query: {QUERY}\ntrigger: \"every 1s\"\nsink:\n  kind: kafka\n  bootstrap_servers: {bootstrap}\n  topic: {out}\n  retry: {{ attempts: 2, backoff: 200ms, timeout: 3s }}\n",
+        ckpt = ws.p("ckpt"),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let mut run = sluice_bin()
+        .args([
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    {
+        use std::io::BufRead;
+        let mut events = std::io::BufReader::new(run.stdout.take().expect("stdout")).lines();
+        let first = events.next().expect("a batch").expect("read");
+        assert!(first.contains("\"batchId\":0"), "{first}");
+    }
+    stop();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = run.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the run did not give up");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    run.stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&bootstrap) || err.contains("after 2 attempts"),
+        "the error names the brokers or the attempts: {err}"
+    );
+    let back = start_broker(Some((port, &dir)));
+    assert_eq!(back, bootstrap);
+    let finish = sluice_run(&pipeline, &["--trigger", "available-now"]);
+    let got = committed_rows(&bootstrap, &out, sink_schema(), "SELECT * FROM sink").await;
+    stop();
+    assert!(finish.status.success(), "{}", stderr(&finish));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(got, expected);
+}
+
+/// JSON click records over two partitions, five per partition per round, at most six offsets
+/// a batch.
+struct KafkaSourceFixture {
+    topic: String,
+    sent: i64,
+}
+
+impl SourceFixture for KafkaSourceFixture {
+    fn connector(&self) -> Arc<dyn SourceConnector> {
+        let yaml = format!(
+            "bootstrap_servers: {}\ntopics: [{}]\nformat: json\nschema: {{ id: bigint, name: string }}\nmetadata_columns: [partition, offset]\nmax_records_per_batch: 6",
+            broker(),
+            self.topic
+        );
+        sluice::source::configure("kafka", "s", &serde_yaml::from_str(&yaml).expect("yaml"))
+            .expect("kafka")
+    }
+
+    fn add_input(&mut self, round: usize) -> bool {
+        let values: Vec<Vec<u8>> = (0..10)
+            .map(|i| {
+                format!("{{\"id\":{},\"name\":\"round {round}\"}}", self.sent + i).into_bytes()
+            })
+            .collect();
+        self.sent += 10;
+        produce(broker(), &self.topic, 2, &values);
+        true
+    }
+
+    fn lose_input(&mut self) -> Option<String> {
+        let admin: AdminClient<DefaultClientContext> = client(broker()).create().expect("admin");
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(&self.topic, 0, Offset::Offset(2))
+            .expect("tpl");
+        let deleted = futures::executor::block_on(
+            admin.delete_records(&list, &AdminOptions::new().operation_timeout(Some(TIMEOUT))),
+        )
+        .expect("delete records");
+        assert!(deleted.elements()[0].error().is_ok());
+        Some(format!("{} partition 0 offsets 0..2", self.topic))
+    }
+}
+
+#[tokio::test]
+async fn the_kafka_source_keeps_the_source_contract() {
+    let topic = unique("contract-source");
+    create_topic(broker(), &topic, 2).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let checkpoint = sluice::storage::Location::open(
+        &dir.path().join("ckpt").display().to_string(),
+        true,
+        false,
+        None,
+    )
+    .expect("ckpt");
+    let mut fixture = KafkaSourceFixture { topic, sent: 0 };
+    source_contract(&mut fixture, &checkpoint).await;
+}
+
+/// An output topic of two partitions, keyed by id; read back by a `read_committed` consumer.
+struct KafkaSinkFixture {
+    topic: String,
+}
+
+#[async_trait::async_trait]
+impl SinkFixture for KafkaSinkFixture {
+    fn connector(&self) -> Arc<dyn SinkConnector> {
+        let yaml = format!(
+            "bootstrap_servers: {}\ntopic: {}\nkey: CAST(id AS VARCHAR)\nretry: {{ backoff: 100ms }}",
+            broker(),
+            self.topic
+        );
+        sluice::sink::configure("kafka", &serde_yaml::from_str(&yaml).expect("yaml"))
+            .expect("kafka")
+    }
+
+    async fn visible_rows(&self) -> Option<Vec<String>> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        Some(committed_rows(broker(), &self.topic, schema, "SELECT * FROM sink").await)
+    }
+
+    fn log_entries(&self) -> Option<usize> {
+        None
+    }
+
+    fn interrupted_through_stores(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn the_kafka_sink_keeps_the_sink_contract() {
+    let topic = unique("contract-sink");
+    create_topic(broker(), &topic, 2).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let checkpoint = sluice::storage::Location::open(
+        &dir.path().join("ckpt").display().to_string(),
+        true,
+        false,
+        None,
+    )
+    .expect("ckpt");
+    sink_contract(&KafkaSinkFixture { topic }, &checkpoint).await;
+}
+
+/// What the `kafka` feature adds is refused by name without it: here, with it, the kinds are
+/// registered.
+#[test]
+fn kafka_kinds_are_registered() {
+    assert!(sluice::source::KINDS.iter().any(|k| k.name == "kafka"));
+    assert!(sluice::sink::KINDS.iter().any(|k| k.name == "kafka"));
+}
