@@ -767,6 +767,29 @@ async fn the_kafka_source_keeps_the_source_contract() {
     .expect("ckpt");
     let mut fixture = KafkaSourceFixture { topic, sent: 0 };
     source_contract(&mut fixture, &checkpoint).await;
+
+    // An empty range (a batch the watermark alone runs) is a table with no rows.
+    let connector = fixture.connector();
+    let mut source = connector
+        .open("empty", &checkpoint, None, false)
+        .await
+        .expect("open");
+    let end = source
+        .plan(
+            sluice::checkpoint::BatchId(0),
+            None,
+            sluice::source::Admission::Unlimited,
+        )
+        .await
+        .expect("plan")
+        .expect("records there");
+    let input = source
+        .read(Some(&end), &end, None)
+        .await
+        .expect("empty range");
+    assert_eq!(input.rows, 0);
+    let table = input.into_table().expect("an empty range is a table");
+    drop(table);
 }
 
 /// An output topic of two partitions, keyed by id; read back by a `read_committed` consumer.

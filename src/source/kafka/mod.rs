@@ -1534,7 +1534,8 @@ impl Source for KafkaSource {
         let Some(end) = self.parse(Some(end))? else {
             return Ok(BatchInput {
                 schema,
-                partitions: Vec::new(),
+                // A table has at least one partition, even an empty one.
+                partitions: vec![Vec::new()],
                 rows: 0,
                 skipped: 0,
                 unknown_rows: 0,
@@ -1553,6 +1554,11 @@ impl Source for KafkaSource {
             let batches = self.rows(range, records, &schema, &mut skipped, &mut unknown)?;
             rows += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
             partitions.push(batches);
+        }
+        if partitions.is_empty() {
+            // An empty range (a batch the watermark alone runs): one empty partition, as a
+            // table needs at least one.
+            partitions.push(Vec::new());
         }
         Ok(BatchInput {
             schema,
