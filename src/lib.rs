@@ -15,6 +15,8 @@ pub mod ops;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;
+pub mod retry;
+pub mod secret;
 pub mod sink;
 pub mod source;
 pub mod state;

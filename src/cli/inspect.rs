@@ -36,6 +36,9 @@ struct CheckpointView {
     source_offsets: std::collections::BTreeMap<String, serde_json::Value>,
     /// The same in words, as each source's connector describes it.
     source_descriptions: std::collections::BTreeMap<String, String>,
+    /// How far each source's input runs ahead of that offset now, where its kind tells (a
+    /// Kafka source: records per partition); asked of the source's servers when inspecting.
+    source_lag: std::collections::BTreeMap<String, crate::source::Lag>,
     /// Each stateful operator's store.
     state: Vec<StateStoreView>,
     /// Where the output goes and how far it has got, when a run recorded its sink.
@@ -197,6 +200,20 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             ))
         })
         .collect();
+    let mut source_lag = std::collections::BTreeMap::new();
+    for (name, offset) in &source_offsets {
+        let Some(config) = pipeline.as_ref().and_then(|p| p.sources.get(name)) else {
+            continue;
+        };
+        match config.connector().lag(name, offset).await {
+            Ok(Some(lag)) => {
+                source_lag.insert(name.clone(), lag);
+            }
+            Ok(None) => {}
+            // The checkpoint is still shown when the source's servers do not answer.
+            Err(e) => tracing::warn!("the lag of source `{name}` is not shown: {e}"),
+        }
+    }
     let sink = match Checkpoint::read_sink_record(&location).await? {
         Some(record) => Some(sink_view(record, metadata.id, pipeline.as_ref()).await),
         None => None,
@@ -221,6 +238,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         retention,
         source_offsets,
         source_descriptions,
+        source_lag,
         metadata,
         batches_committed: logs.commits.len(),
         last_committed: logs.commits.last().copied(),
@@ -407,6 +425,22 @@ fn render_text(view: &CheckpointView) -> String {
             out,
             "source      {source}: {offset} after the last commit{words}"
         );
+        if let Some(lag) = view.source_lag.get(source) {
+            let parts = lag
+                .parts
+                .iter()
+                .map(|p| match p.offset {
+                    Some(at) => format!("{} at {at} of {} ({} behind)", p.part, p.end, p.lag),
+                    None => format!("{} new, {} to read", p.part, p.lag),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(
+                out,
+                "lag         {source}: {} {} not yet read ({parts})",
+                lag.total, lag.unit
+            );
+        }
     }
     for s in &view.state {
         let _ = writeln!(

@@ -454,6 +454,11 @@ impl<'a> Driver<'a> {
             }
         }
         self.engine.validate_query().await?;
+        // A sink refuses output it cannot take before the first batch (the batch itself
+        // would fail there too, where this planning cannot tell).
+        if let Ok(output) = self.engine.output_schema(&self.pipeline.query).await {
+            self.sink.check_output(&output)?;
+        }
         loop {
             if self.stopping() {
                 break;

@@ -52,7 +52,8 @@ use super::{
     SinkKind,
 };
 use crate::checkpoint::{BatchId, Epoch, Fence};
-use crate::source::kafka::client::{RetrySettings, blocking, client_config};
+use crate::retry::RetrySettings;
+use crate::source::kafka::client::{blocking, check_properties, client_config};
 use crate::source::{ConfigError, parse_settings};
 use crate::storage::failpoint;
 
@@ -131,7 +132,7 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, C
         ));
     }
     config.retry.check()?;
-    client_config(&config.bootstrap_servers, &config.properties, RESERVED)?;
+    check_properties(&config.properties, RESERVED)?;
     // Expressions are checked against the query's columns when the first batch comes.
     Ok(Arc::new(config))
 }
@@ -479,7 +480,7 @@ impl KafkaSink {
                         send(&producer, &topic, row, timeout)?;
                     }
                 }
-                producer.flush(timeout).map_err(classify)?;
+                flush(&producer, timeout)?;
                 Ok(producer.context().taken())
             });
             if result.is_err() {
@@ -524,7 +525,9 @@ impl KafkaSink {
             let sent =
                 failpoint::external(&location, &format!("progress of batch {batch}"), || {
                     send(&producer, &progress_topic, &row, timeout)
-                });
+                })
+                // Delivered here, so the commit finds nothing left to flush.
+                .and_then(|()| flush(&producer, timeout));
             if sent.is_err() {
                 let _ = producer.abort_transaction(timeout);
             }
@@ -574,6 +577,25 @@ struct EncodedRow {
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
     headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Waits until every record sent has been delivered (its delivery report handled by the
+/// producer's thread), or `timeout` passes.
+///
+/// Not rdkafka's `flush`: while anything is in flight it polls in slices of 100 ms that each
+/// run to their end (rdkafka 0.38 on), so every flush took at least 100 ms however fast the
+/// broker answered, twice per batch with `commit_transaction`'s own flush.
+fn flush(producer: &TxProducer, timeout: Duration) -> Result<(), WriteError> {
+    let started = std::time::Instant::now();
+    while producer.in_flight_count() > 0 {
+        if started.elapsed() > timeout {
+            return Err(WriteError::Abortable(KafkaError::Flush(
+                RDKafkaErrorCode::OperationTimedOut,
+            )));
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    Ok(())
 }
 
 /// Sends one record, waiting while the producer's queue is full.
@@ -666,7 +688,11 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// Reads the progress topic to its end: the newest record under `key`.
+/// The newest record under `key` in the progress topic (one partition), reading back from
+/// its end a span at a time (each four times the last), so that a run's start costs what the
+/// newest spans hold, not everything every pipeline ever wrote there: the newest record of a
+/// key is the one at the highest offset (transactions of one transactional id commit in
+/// order; an aborted one is never read).
 fn read_progress(
     config: &rdkafka::ClientConfig,
     topic: &str,
@@ -678,11 +704,31 @@ fn read_progress(
     let (low, high) = consumer
         .fetch_watermarks(topic, 0, timeout)
         .map_err(|e| e.to_string())?;
-    if high <= low {
-        return Ok(None);
+    let mut end = high;
+    let mut span = 64;
+    while end > low {
+        let start = (end - span).max(low);
+        if let Some(found) = read_progress_span(&consumer, topic, key, start, end, timeout)? {
+            return Ok(Some(found));
+        }
+        end = start;
+        span = span.saturating_mul(4);
     }
+    Ok(None)
+}
+
+/// The record under `key` with the highest batch among offsets `start..end` of the progress
+/// topic.
+fn read_progress_span(
+    consumer: &crate::source::kafka::client::RangeConsumer,
+    topic: &str,
+    key: &str,
+    start: i64,
+    end: i64,
+    timeout: Duration,
+) -> Result<Option<Progress>, String> {
     let mut list = TopicPartitionList::new();
-    list.add_partition_offset(topic, 0, Offset::Offset(low))
+    list.add_partition_offset(topic, 0, Offset::Offset(start))
         .map_err(|e| e.to_string())?;
     consumer.assign(&list).map_err(|e| e.to_string())?;
     let mut newest: Option<Progress> = None;
@@ -690,7 +736,7 @@ fn read_progress(
     loop {
         if last_progress.elapsed() > timeout {
             return Err(format!(
-                "no record came within the timeout reading {topic} up to offset {high}"
+                "no record came within the timeout reading {topic} offsets {start}..{end}"
             ));
         }
         match consumer.poll(Duration::from_millis(100)) {
@@ -699,6 +745,9 @@ fn read_progress(
             Some(Err(e)) => return Err(e.to_string()),
             Some(Ok(message)) => {
                 last_progress = std::time::Instant::now();
+                if message.offset() >= end {
+                    break;
+                }
                 if message.key() == Some(key.as_bytes())
                     && let Some(value) = message.payload()
                 {
@@ -712,12 +761,13 @@ fn read_progress(
                         newest = Some(progress);
                     }
                 }
-                if message.offset() + 1 >= high {
+                if message.offset() + 1 >= end {
                     break;
                 }
             }
         }
     }
+    consumer.unassign().map_err(|e| e.to_string())?;
     Ok(newest)
 }
 

@@ -5,6 +5,7 @@ mod console;
 mod files;
 #[cfg(feature = "kafka")]
 mod kafka;
+mod postgres;
 
 use std::sync::Arc;
 
@@ -34,11 +35,11 @@ pub struct SinkKind {
 /// Every kind of sink: one line per kind. A kind lives in its own module under `src/sink/`,
 /// and passes the sink contract suite (`tests/it/contract.rs`).
 #[cfg(feature = "kafka")]
-pub const KINDS: &[SinkKind] = &[files::KIND, console::KIND, kafka::KIND];
+pub const KINDS: &[SinkKind] = &[files::KIND, console::KIND, kafka::KIND, postgres::KIND];
 /// Every kind of sink: one line per kind. A kind lives in its own module under `src/sink/`,
 /// and passes the sink contract suite (`tests/it/contract.rs`).
 #[cfg(not(feature = "kafka"))]
-pub const KINDS: &[SinkKind] = &[files::KIND, console::KIND];
+pub const KINDS: &[SinkKind] = &[files::KIND, console::KIND, postgres::KIND];
 
 /// The connector of a sink of kind `kind` with `settings`, or an error naming the key
 /// (relative to the sink) that is wrong.
@@ -323,5 +324,12 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
     /// What the sink holds, in brief; `None` for a sink that keeps nothing to inspect.
     async fn summary(&self) -> Result<Option<HeldSummary>, SinkError> {
         Ok(None)
+    }
+
+    /// Checks, once the query is planned and before its first batch, that the sink can take
+    /// output of `schema` (a column type the sink's server has no type for is refused here,
+    /// naming the column).
+    fn check_output(&self, _schema: &SchemaRef) -> Result<(), SinkError> {
+        Ok(())
     }
 }

@@ -104,6 +104,12 @@ impl ConfigError {
     }
 }
 
+impl From<crate::retry::SettingError> for ConfigError {
+    fn from(e: crate::retry::SettingError) -> Self {
+        Self::at(e.key, e.message)
+    }
+}
+
 /// Parses a connector's settings into its typed configuration `T` (which denies unknown keys),
 /// naming the key that is wrong.
 pub fn parse_settings<T: serde::de::DeserializeOwned>(
@@ -282,6 +288,32 @@ impl BatchInput {
     }
 }
 
+/// How far a source's input runs ahead of an offset (`sluice inspect`): per part (a Kafka
+/// topic's partition), the offset read to, the end the part has now, and the difference.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Lag {
+    /// What the counts count (`records`).
+    pub unit: &'static str,
+    /// The parts' lags added up.
+    pub total: u64,
+    /// Each part, in the source's order.
+    pub parts: Vec<PartLag>,
+}
+
+/// One part of a [`Lag`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartLag {
+    /// The part, as the source names it (`clicks partition 0`).
+    pub part: String,
+    /// The offset read to (the next to read); `None` for a part the offset does not name yet
+    /// (a partition added since), counted from its first offset still held.
+    pub offset: Option<i64>,
+    /// The end the part has now (Kafka: the high watermark).
+    pub end: i64,
+    /// `end` minus `offset`, never below 0.
+    pub lag: u64,
+}
+
 /// A replayable source of rows.
 #[async_trait]
 pub trait Source: Send + Sync + std::fmt::Debug {
@@ -369,6 +401,16 @@ pub trait SourceConnector: Send + Sync + std::fmt::Debug {
     /// An end offset of source `name` in words (`sluice inspect`).
     fn describe_offset(&self, _name: &str, offset: &serde_json::Value) -> String {
         offset.to_string()
+    }
+
+    /// How far source `name`'s input runs ahead of `offset` now (`sluice inspect`): what is
+    /// there to read that the pipeline has not read; `None` for a kind that does not tell.
+    async fn lag(
+        &self,
+        _name: &str,
+        _offset: &serde_json::Value,
+    ) -> Result<Option<Lag>, SourceError> {
+        Ok(None)
     }
 
     /// What batch `batch` of source `name`, ending at `end`, read, as the source logged it in

@@ -237,6 +237,18 @@ pub fn external<R>(location: &str, what: &str, write: impl FnOnce() -> R) -> R {
     result
 }
 
+/// [`external`] for a write that is a future, such as a PostgreSQL transaction's commit.
+pub async fn external_async<F: std::future::Future>(
+    location: &str,
+    what: &str,
+    write: F,
+) -> F::Output {
+    let point = before(Op::External, location, what, None);
+    let result = write.await;
+    after(point, true);
+    result
+}
+
 /// Called after the store made the write (before it is synced); `wrote`: whether it changed
 /// anything (a create-only put of an object already there did not).
 pub(super) fn after(pending: Option<Pending>, wrote: bool) {

@@ -290,3 +290,27 @@ pub fn sluice_bin() -> std::process::Command {
     cmd.env("SLUICE_LOG", "warn");
     cmd
 }
+
+/// Waits until process `child` is stopped (SIGSTOP), as `/proc` shows it.
+pub fn wait_stopped(child: &std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .chars()
+            .next();
+        if state == Some('T') {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never reached its stop point"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

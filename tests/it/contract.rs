@@ -459,7 +459,8 @@ impl object_store::ObjectStore for Interrupting {
     }
 }
 
-fn output(first: i64, rows: i64) -> BatchOutput {
+/// Batch output of rows `first..first+rows`: `id` (bigint) and `name` (`row <id>`).
+pub fn output(first: i64, rows: i64) -> BatchOutput {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, true),
         Field::new("name", DataType::Utf8, true),
@@ -694,7 +695,7 @@ async fn the_console_sink_keeps_the_sink_contract() {
 
 #[test]
 fn every_registered_sink_kind_has_a_contract_test() {
-    let tested = ["files", "console", "kafka"];
+    let tested = ["files", "console", "kafka", "postgres"];
     for kind in sluice::sink::KINDS {
         assert!(
             tested.contains(&kind.name),

@@ -4,7 +4,7 @@
 //! DataFusion batch query over the same records.
 
 use std::io::Read as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -279,6 +279,27 @@ async fn a_kafka_source_reads_every_record_once_across_runs() {
         text.contains(&format!("{topic}: partition 0 at ")) && text.contains("partition 2 at "),
         "{text}"
     );
+    assert!(
+        text.contains("lag         clicks: 0 records not yet read"),
+        "{text}"
+    );
+    // Records added since the last run are the lag, per partition (30 over 3 partitions).
+    add_clicks(&ws, &topic, 3, 200, 30);
+    let out = run_bin(&["inspect", "--json", &ws.p("ckpt")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let lag = &view["source_lag"]["clicks"];
+    assert_eq!(lag["total"], 30, "{view}");
+    let parts = lag["parts"].as_array().expect("parts");
+    assert_eq!(parts.len(), 3, "{lag}");
+    for part in parts {
+        assert_eq!(part["lag"], 10, "{lag}");
+        assert_eq!(
+            part["end"].as_i64(),
+            part["offset"].as_i64().map(|o| o + 10),
+            "{lag}"
+        );
+    }
 }
 
 /// Files in, Kafka out; then Kafka in (the first pipeline's output), an update-mode
@@ -384,6 +405,51 @@ async fn a_bad_value_is_named_by_topic_partition_and_offset() {
     let run = sluice_run(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(sink_rows(&ws.path("out-skip")).await, vec!["0", "1", "2"]);
+}
+
+/// A run that crashed right after Kafka committed batch 0 (before `commits/0`) finds that
+/// batch's progress record behind hundreds of other pipelines' records in the progress topic
+/// (read back from its end a span at a time), and does not write the batch again.
+#[tokio::test]
+async fn a_committed_batch_is_found_behind_other_pipelines_progress_records() {
+    let ws = Workspace::new();
+    let input = unique("behind-in");
+    create_topic(broker(), &input, 1).await;
+    add_clicks(&ws, &input, 1, 0, 30);
+    let out = unique("behind-out");
+    create_topic(broker(), &out, 1).await;
+    let progress = unique("behind-progress");
+    let yaml = format!(
+        "name: behind\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n  progress_topic: {progress}\n",
+        ckpt = ws.p("ckpt"),
+        broker = broker(),
+        source = kafka_source_yaml(&input, ""),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let crashed = sluice_bin()
+        .args([
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "none",
+        ])
+        .env("SLUICE_CRASH_AT", "after:1:commit batch 0")
+        .output()
+        .expect("run");
+    assert!(
+        stderr(&crashed).contains("sluice: crash point reached"),
+        "{}",
+        stderr(&crashed)
+    );
+    assert!(!ws.path("ckpt/commits/0").exists());
+    // Other pipelines' records (other keys) after batch 0's.
+    produce(broker(), &progress, 1, &vec![b"{}".to_vec(); 700]);
+    let again = sluice_run(&pipeline, &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert!(!expected.is_empty());
+    let got = committed_rows(broker(), &out, sink_schema(), "SELECT * FROM sink").await;
+    assert_eq!(got, expected);
 }
 
 /// Records of aborted transactions are never read; a range ends across the control records
@@ -527,30 +593,6 @@ async fn every_crash_point_of_a_kafka_to_kafka_run_recovers_exactly_once() {
         "kafka crash points: {} writes, {reached} crash points reached and recovered",
         writes.len()
     );
-}
-
-/// Waits until process `child` is stopped (SIGSTOP), as `/proc` shows it.
-fn wait_stopped(child: &Child) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
-        let state = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .chars()
-            .next();
-        if state == Some('T') {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the run never reached its stop point"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A run stopped (SIGSTOP) inside a batch's Kafka transaction while a newer run takes over

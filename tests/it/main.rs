@@ -9,6 +9,7 @@ mod field;
 #[cfg(feature = "kafka")]
 mod kafka;
 mod layout;
+mod postgres;
 mod replay;
 mod report;
 mod s3;

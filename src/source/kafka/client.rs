@@ -1,5 +1,5 @@
-//! What the Kafka source and the Kafka sink (`sink::kafka`) share (feature `kafka`): client settings, bounded retries,
-//! and running librdkafka's blocking calls off the async runtime.
+//! What the Kafka source and the Kafka sink (`sink::kafka`) share (feature `kafka`): client
+//! settings, and running librdkafka's blocking calls off the async runtime.
 //!
 //! Both connectors talk to the brokers through librdkafka (the `rdkafka` crate). Client
 //! properties a pipeline names under `properties:` are librdkafka's own
@@ -8,162 +8,20 @@
 //! overridden.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
+use crate::source::ConfigError;
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
-use serde::Deserialize;
 
-use crate::source::ConfigError;
-
-/// The settings of the retries around each Kafka operation of a batch: a failed attempt is
-/// retried after `backoff`, doubled each time, at most `attempts` times in all; each attempt
-/// gives up after `timeout`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetrySettings {
-    /// Attempts in all (at least 1); 3 by default.
-    #[serde(default = "default_attempts")]
-    pub attempts: u32,
-    /// The wait before the second attempt, doubled before each later one; `1s` by default.
-    #[serde(default = "default_backoff", with = "duration_text")]
-    pub backoff: Duration,
-    /// How long one attempt may take (a request to the brokers, a read of a batch's range,
-    /// a transaction's commit); `30s` by default.
-    #[serde(default = "default_timeout", with = "duration_text")]
-    pub timeout: Duration,
-}
-
-fn default_attempts() -> u32 {
-    3
-}
-
-fn default_backoff() -> Duration {
-    Duration::from_secs(1)
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
-impl Default for RetrySettings {
-    fn default() -> Self {
-        Self {
-            attempts: default_attempts(),
-            backoff: default_backoff(),
-            timeout: default_timeout(),
-        }
-    }
-}
-
-/// Durations written as humantime text (`500ms`, `2s`, `1m`).
-mod duration_text {
-    use std::time::Duration;
-
-    use serde::Deserialize;
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!("`{text}` is not a duration ({e}); e.g. 500ms, 2s"))
-        })
-    }
-}
-
-impl RetrySettings {
-    /// Checks the settings, naming the key under `retry` that is wrong.
-    pub fn check(&self) -> Result<(), ConfigError> {
-        if self.attempts == 0 {
-            return Err(ConfigError::at(
-                "retry.attempts",
-                "`retry.attempts` must be at least 1",
-            ));
-        }
-        if self.timeout.is_zero() {
-            return Err(ConfigError::at(
-                "retry.timeout",
-                "`retry.timeout` must be more than 0",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Runs `attempt` until it succeeds, fails with an error `retriable` says is not worth
-    /// retrying, or has failed `attempts` times; the last error, with how many attempts were
-    /// made when there were several.
-    pub async fn run<T, E, F, Fut>(
-        &self,
-        what: &str,
-        retriable: impl Fn(&E) -> bool,
-        mut attempt: F,
-    ) -> Result<T, RetryError<E>>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, E>>,
-        E: std::fmt::Display,
-    {
-        let mut backoff = self.backoff;
-        let mut made = 0;
-        loop {
-            made += 1;
-            match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(error) if made < self.attempts && retriable(&error) => {
-                    tracing::warn!(
-                        "{what} failed (attempt {made} of {}): {error}; retrying in {}",
-                        self.attempts,
-                        humantime::format_duration(backoff)
-                    );
-                    tokio::time::sleep(backoff).await;
-                    backoff = backoff.saturating_mul(2);
-                }
-                Err(error) => {
-                    return Err(RetryError {
-                        attempts: made,
-                        error,
-                    });
-                }
-            }
-        }
-    }
-}
-
-/// The last error of an operation retried [`RetrySettings::run`]'s way.
-#[derive(Debug)]
-pub struct RetryError<E> {
-    /// Attempts made.
-    pub attempts: u32,
-    /// The last attempt's error.
-    pub error: E,
-}
-
-impl<E: std::fmt::Display> std::fmt::Display for RetryError<E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.attempts > 1 {
-            write!(f, "{} (after {} attempts)", self.error, self.attempts)
-        } else {
-            write!(f, "{}", self.error)
-        }
-    }
-}
-
-impl<E: std::fmt::Display + std::fmt::Debug> std::error::Error for RetryError<E> {}
-
-/// A client configuration for `bootstrap_servers` with the pipeline's `properties` (which
-/// may not set any of `reserved`: those are Sluice's to set), naming the key that is wrong.
-pub fn client_config(
-    bootstrap_servers: &str,
+/// Checks the pipeline's `properties`: none may set any of `reserved` (those are Sluice's to
+/// set), nor the brokers; the error names the key.
+pub fn check_properties(
     properties: &BTreeMap<String, String>,
     reserved: &[&str],
-) -> Result<ClientConfig, ConfigError> {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap_servers);
-    // librdkafka's own log goes to the `log` crate, which nothing here reads: errors reach
-    // Sluice as results instead.
-    config.set("log_level", "3");
-    for (key, value) in properties {
+) -> Result<(), ConfigError> {
+    for key in properties.keys() {
         if key == "bootstrap.servers" {
             return Err(ConfigError::at(
                 &format!("properties.{key}"),
@@ -179,6 +37,30 @@ pub fn client_config(
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// A client configuration for `bootstrap_servers` with the pipeline's `properties` (checked by
+/// [`check_properties`]), each `${VAR}` in them filled in from the environment
+/// ([`crate::secret`]), so a password need not be written in the pipeline file; the error
+/// names the key that is wrong.
+pub fn client_config(
+    bootstrap_servers: &str,
+    properties: &BTreeMap<String, String>,
+    reserved: &[&str],
+) -> Result<ClientConfig, ConfigError> {
+    check_properties(properties, reserved)?;
+    let mut config = ClientConfig::new();
+    let brokers = crate::secret::expand_env(bootstrap_servers)
+        .map_err(|e| ConfigError::at("bootstrap_servers", e))?;
+    config.set("bootstrap.servers", brokers);
+    // librdkafka's own log goes to the `log` crate, which nothing here reads: errors reach
+    // Sluice as results instead.
+    config.set("log_level", "3");
+    for (key, value) in properties {
+        let value = crate::secret::expand_env(value)
+            .map_err(|e| ConfigError::at(&format!("properties.{key}"), e))?;
         config.set(key, value);
     }
     Ok(config)

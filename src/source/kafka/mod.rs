@@ -49,12 +49,13 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Deserialize;
 
 use super::{
-    Admission, BatchInput, ConfigError, Reader, Source, SourceConnector, SourceError, SourceKind,
-    parse_settings,
+    Admission, BatchInput, ConfigError, Lag, PartLag, Reader, Source, SourceConnector, SourceError,
+    SourceKind, parse_settings,
 };
 use crate::checkpoint::{BatchId, CheckpointError};
 use crate::format::{FileFormat, OnError};
-use crate::source::kafka::client::{RetrySettings, blocking, client_config};
+use crate::retry::RetrySettings;
+use crate::source::kafka::client::{blocking, check_properties, client_config};
 use crate::storage::{Location, StoreHook};
 use crate::vocab::keyword_enum;
 
@@ -372,8 +373,9 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
         }
     }
     config.retry.check()?;
-    // The client settings are checked now, so a bad property is refused at load.
-    config.consumer_config(None)?;
+    // The client settings are checked now, so a bad property is refused at load (a
+    // `${VAR}` in them is filled in only when connecting).
+    check_properties(&config.properties, RESERVED)?;
     Ok(Arc::new(config))
 }
 
@@ -493,6 +495,67 @@ impl SourceConnector for KafkaConfig {
             Ok(offsets) => describe(&offsets),
             Err(_) => offset.to_string(),
         }
+    }
+
+    async fn lag(
+        &self,
+        name: &str,
+        offset: &serde_json::Value,
+    ) -> Result<Option<Lag>, SourceError> {
+        let offsets: Offsets = if offset.is_null() {
+            Offsets::new()
+        } else {
+            serde_json::from_value(offset.clone()).map_err(|e| SourceError::Connector {
+                source_name: name.to_string(),
+                kind: KIND.name,
+                error: format!("the offset {offset} is not {{topic: {{partition: offset}}}}: {e}")
+                    .into(),
+            })?
+        };
+        // One attempt, briefly: inspect shows the checkpoint whether or not the brokers answer.
+        let mut config = self.clone();
+        config.retry.timeout = config.retry.timeout.min(Duration::from_secs(10));
+        let client = config
+            .consumer_config(None)
+            .map_err(|e| SourceError::Config {
+                source_name: name.to_string(),
+                reason: e.to_string(),
+            })?;
+        let listed = blocking(move || -> Result<Result<Partitions, String>, KafkaError> {
+            let consumer = crate::source::kafka::client::range_consumer(&client)?;
+            list_partitions(&consumer, &config)
+        })
+        .await;
+        let now = listed
+            .map_err(|e| e.to_string())
+            .and_then(|l| l)
+            .map_err(|e| SourceError::Connector {
+                source_name: name.to_string(),
+                kind: KIND.name,
+                error: format!(
+                    "cannot list the partitions and their offsets at {}: {e}",
+                    self.bootstrap_servers
+                )
+                .into(),
+            })?;
+        let mut parts = Vec::new();
+        for (topic, ends) in &now.high {
+            for (partition, end) in ends {
+                let at = offsets.get(topic).and_then(|o| o.get(partition)).copied();
+                let from = at.or_else(|| now.low.get(topic)?.get(partition).copied());
+                parts.push(PartLag {
+                    part: format!("{topic} partition {partition}"),
+                    offset: at,
+                    end: *end,
+                    lag: u64::try_from(end - from.unwrap_or(*end)).unwrap_or(0),
+                });
+            }
+        }
+        Ok(Some(Lag {
+            unit: "records",
+            total: parts.iter().map(|p| p.lag).sum(),
+            parts,
+        }))
     }
 
     async fn rebuild_offset(

@@ -1,0 +1,1157 @@
+//! The PostgreSQL sink: each batch's rows written into one table in one PostgreSQL
+//! transaction that also moves the pipeline's progress row, so a batch is in the table exactly
+//! once, whatever crashes and whichever run is late.
+//!
+//! ```text
+//!   attempt:  end the sessions of this pipeline's older epochs (pg_terminate_backend: each
+//!             session names its pipeline and epoch in application_name)
+//!   batch N:  BEGIN
+//!   claim:    INSERT INTO progress (pipeline, batch, epoch) VALUES (P, N, E)
+//!             ON CONFLICT (pipeline) DO UPDATE SET batch = N, epoch = E
+//!             WHERE progress.epoch <= E AND progress.batch < N   RETURNING batch
+//!             no row: batch N is there already (skip), or a newer epoch holds the pipeline
+//!             (refused: this run is late). The row stays locked until the transaction ends.
+//!   rows:     append: COPY FROM STDIN (FORMAT binary); complete: DELETE, then COPY;
+//!             update: COPY into a temporary table, then INSERT ... SELECT DISTINCT ON (key)
+//!             ... ON CONFLICT (key) DO UPDATE (the newest row of each key in the batch)
+//!   fence:    no newer epoch in the checkpoint, else ROLLBACK
+//!   COMMIT    the commit point
+//! ```
+//!
+//! Rows are encoded as PostgreSQL's binary COPY format by `pgpq` (Arrow to PostgreSQL types:
+//! `Int64` to `int8`, `Utf8` to `text`, timestamps to `timestamp`, or `timestamptz` for a
+//! timestamp with a time zone, ...); nanosecond timestamps, times and durations are cast to
+//! microseconds first (PostgreSQL's precision). A column of a type PostgreSQL cannot take is
+//! refused before the first batch, naming it.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use futures::SinkExt;
+use pgpq::ArrowToPostgresBinaryEncoder;
+use serde::Deserialize;
+use tokio_postgres::error::SqlState;
+
+use super::{
+    BatchOutput, HeldBatch, HeldSummary, Sink, SinkCommit, SinkConnector, SinkContext, SinkError,
+    SinkKind,
+};
+use crate::checkpoint::{BatchId, Fence};
+use crate::retry::RetrySettings;
+use crate::source::{ConfigError, parse_settings};
+use crate::storage::failpoint;
+
+/// The PostgreSQL sink in the registry.
+pub(super) const KIND: SinkKind = SinkKind {
+    name: "postgres",
+    configure,
+};
+
+fn default_progress_table() -> String {
+    "_sluice_progress".into()
+}
+
+/// The settings of a PostgreSQL sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSinkConfig {
+    /// The connection: a libpq key/value string (`host=... user=... dbname=...`) or URL
+    /// (`postgresql://user@host:5432/db`); `${VAR}` is replaced by environment variable `VAR`
+    /// when connecting, so a password need not be written in the pipeline file. TLS is not
+    /// supported (`sslmode` must be `disable` or `prefer`).
+    pub url: String,
+    /// The table written (`name` or `schema.name`, as written: quoted as identifiers).
+    pub table: String,
+    /// Makes the table from the query's columns where it is missing (with the key as its
+    /// primary key in update mode); without it, a missing table is an error.
+    #[serde(default)]
+    pub create_table: bool,
+    /// Update mode: the columns that identify a row (the table needs a unique index or
+    /// primary key on exactly them).
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Where each row records the batch that wrote it (a `bigint` column), so a batch can be
+    /// read back (`replay --verify`) and taken back (`rewind`) in append mode; none where
+    /// absent.
+    #[serde(default)]
+    pub batch_column: Option<String>,
+    /// The table of progress rows, one per pipeline (made when missing).
+    #[serde(default = "default_progress_table")]
+    pub progress_table: String,
+    /// Retries of each batch's transaction and of connecting.
+    #[serde(default)]
+    pub retry: RetrySettings,
+}
+
+fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, ConfigError> {
+    let config: PostgresSinkConfig = parse_settings(settings)?;
+    if config.table.trim().is_empty() {
+        return Err(ConfigError::at("table", "`table` is empty"));
+    }
+    if config.table == config.progress_table {
+        return Err(ConfigError::at(
+            "progress_table",
+            "the progress table must not be the table the rows go to",
+        ));
+    }
+    config.retry.check()?;
+    // The text is checked as written where it holds no `${VAR}` (those are filled in when
+    // connecting, so that no secret is kept in the configuration).
+    if !config.url.contains("${") {
+        tokio_postgres::Config::from_str(&config.url).map_err(|e| {
+            ConfigError::at(
+                "url",
+                format!("not a PostgreSQL connection string or URL: {}", redact(&e)),
+            )
+        })?;
+    }
+    Ok(Arc::new(config))
+}
+
+/// An error's text with nothing of the connection string in it (tokio-postgres does not echo
+/// it, but a parse error may quote a part).
+fn redact(e: &impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    if text.contains("password") {
+        "the connection string does not parse (its text is not shown: it may hold a password)"
+            .into()
+    } else {
+        text
+    }
+}
+
+/// `name` (or `schema.name`) quoted as SQL identifiers.
+fn quote_path(name: &str) -> String {
+    name.split('.').map(quote).collect::<Vec<_>>().join(".")
+}
+
+/// `name` quoted as one SQL identifier.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[async_trait]
+impl SinkConnector for PostgresSinkConfig {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
+    fn keeps_batches(&self) -> bool {
+        self.batch_column.is_some()
+    }
+
+    fn location(&self) -> Option<String> {
+        // Host, port and database only: never a user or password.
+        let place = tokio_postgres::Config::from_str(&self.url)
+            .ok()
+            .map(|c| {
+                let host = c
+                    .get_hosts()
+                    .first()
+                    .map(|h| match h {
+                        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                    })
+                    .unwrap_or_default();
+                let port = c.get_ports().first().copied().unwrap_or(5432);
+                format!("{host}:{port}/{}", c.get_dbname().unwrap_or_default())
+            })
+            .unwrap_or_default();
+        Some(format!("postgresql://{place}/{}", self.table))
+    }
+
+    fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
+        let error = |e: &str| SinkError::Connector {
+            kind: KIND.name,
+            error: format!("table `{}`: {e}", self.table).into(),
+        };
+        if ctx.update && self.key.is_empty() {
+            return Err(error(
+                "update mode writes each changed row over the row of its key: set `key:` (the \
+                 columns that identify a row)",
+            ));
+        }
+        if !ctx.update && !self.key.is_empty() && !ctx.replace {
+            return Err(error(
+                "`key:` is for update mode; in append mode every row is added",
+            ));
+        }
+        let mode = if ctx.replace {
+            Mode::Complete
+        } else if ctx.update {
+            Mode::Update
+        } else {
+            Mode::Append
+        };
+        let progress_key = match ctx.part {
+            Some(part) => format!("{}/{part}", ctx.pipeline),
+            None => ctx.pipeline.to_string(),
+        };
+        let table = match ctx.part {
+            Some(part) => format!("{}_{part}", self.table),
+            None => self.table.clone(),
+        };
+        Ok(Box::new(PostgresSink {
+            config: Arc::new(self.clone()),
+            location: self.location().unwrap_or_default(),
+            table,
+            pipeline: ctx.pipeline,
+            progress_key,
+            mode,
+            live: tokio::sync::Mutex::new(None),
+        }))
+    }
+}
+
+/// How a batch's rows go into the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Append,
+    Update,
+    Complete,
+}
+
+/// A PostgreSQL sink.
+pub struct PostgresSink {
+    config: Arc<PostgresSinkConfig>,
+    location: String,
+    table: String,
+    pipeline: uuid::Uuid,
+    progress_key: String,
+    mode: Mode,
+    /// The connection, once made, and whether the tables are known to be ready.
+    live: tokio::sync::Mutex<Option<Live>>,
+}
+
+impl std::fmt::Debug for PostgresSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSink")
+            .field("location", &self.location)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An open connection.
+struct Live {
+    client: tokio_postgres::Client,
+    /// The epoch this session works for (named in its `application_name`).
+    epoch: u64,
+    /// The table's columns were checked against this schema.
+    checked: Option<SchemaRef>,
+}
+
+/// Why an attempt at a batch failed.
+#[derive(Debug)]
+enum Failure {
+    /// Worth another attempt (the server went away, a lock waited too long, a serialization
+    /// failure).
+    Retry(String),
+    /// Not worth one.
+    Fatal(SinkError),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Retry(e) => f.write_str(e),
+            Self::Fatal(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// What the claim of the progress row found.
+enum Claim {
+    /// This transaction holds the row for batch `N`.
+    Claimed,
+    /// Batch `N` (or a later one) is there already.
+    Written,
+    /// A newer epoch holds the pipeline.
+    Newer { epoch: u64, batch: u64 },
+}
+
+/// The SQLSTATEs after which a batch's transaction is tried again.
+fn retriable(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() || e.as_db_error().is_none() {
+        return true;
+    }
+    matches!(
+        e.code(),
+        Some(
+            &SqlState::T_R_SERIALIZATION_FAILURE
+                | &SqlState::T_R_DEADLOCK_DETECTED
+                | &SqlState::LOCK_NOT_AVAILABLE
+                | &SqlState::ADMIN_SHUTDOWN
+                | &SqlState::CRASH_SHUTDOWN
+                | &SqlState::CANNOT_CONNECT_NOW
+                | &SqlState::CONNECTION_FAILURE
+                | &SqlState::CONNECTION_EXCEPTION
+                | &SqlState::QUERY_CANCELED
+        )
+    )
+}
+
+/// A server error in words: its message, detail and hint, never the connection string.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!("; {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!("; hint: {hint}"));
+            }
+            text
+        }
+        None => redact(e),
+    }
+}
+
+impl PostgresSink {
+    fn error(&self, error: impl std::fmt::Display) -> SinkError {
+        SinkError::Connector {
+            kind: KIND.name,
+            error: format!("table `{}`: {error}", self.table).into(),
+        }
+    }
+
+    fn failure(&self, e: &tokio_postgres::Error, doing: &str) -> Failure {
+        let text = format!("{doing}: {}", describe(e));
+        if retriable(e) {
+            Failure::Retry(text)
+        } else {
+            Failure::Fatal(self.error(text))
+        }
+    }
+
+    /// The name sessions of this pipeline's run of `epoch` give themselves (at most 63 bytes).
+    fn application_name(&self, epoch: u64) -> String {
+        format!("sluice:{}:{epoch}", self.pipeline.simple())
+    }
+
+    /// Connects as epoch `epoch`, with the attempt's timeouts.
+    async fn connect(&self, epoch: u64) -> Result<Live, Failure> {
+        let url = crate::secret::expand_env(&self.config.url)
+            .map_err(|e| Failure::Fatal(self.error(format!("`url`: {e}"))))?;
+        let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
+            Failure::Fatal(self.error(format!(
+                "`url` is not a PostgreSQL connection string or URL: {}",
+                redact(&e)
+            )))
+        })?;
+        let timeout = self.config.retry.timeout;
+        config
+            .application_name(self.application_name(epoch))
+            .connect_timeout(timeout);
+        let millis = timeout.as_millis().max(1);
+        // Each statement (a COPY too) takes at most the timeout, a lock is waited for at most
+        // that long, and a session left waiting inside a transaction (its run paused or gone)
+        // is ended by the server after it, letting go of its locks. Keepalives find a server
+        // gone without a word.
+        config
+            .options(format!(
+                "-c statement_timeout={millis} -c lock_timeout={millis} \
+                 -c idle_in_transaction_session_timeout={millis}"
+            ))
+            .keepalives(true)
+            .keepalives_idle(timeout.min(std::time::Duration::from_secs(30)));
+        let connected = tokio::time::timeout(timeout, config.connect(tokio_postgres::NoTls))
+            .await
+            .map_err(|_| {
+                Failure::Retry(format!(
+                    "connecting to {}: no answer within {}",
+                    self.location,
+                    humantime::format_duration(timeout)
+                ))
+            })?;
+        let (client, connection) = connected.map_err(|e| {
+            let text = format!("connecting to {}: {}", self.location, describe(&e));
+            if e.as_db_error().is_some() && !retriable(&e) {
+                Failure::Fatal(self.error(text))
+            } else {
+                Failure::Retry(text)
+            }
+        })?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("PostgreSQL connection ended: {}", describe(&e));
+            }
+        });
+        let progress = quote_path(&self.config.progress_table);
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {progress} (
+                    pipeline text PRIMARY KEY,
+                    batch bigint NOT NULL,
+                    epoch bigint NOT NULL,
+                    rows bigint NOT NULL,
+                    committed_at timestamptz NOT NULL DEFAULT now())"
+            ))
+            .await
+            .or_else(|e| {
+                // Two sessions creating it at once: one wins, the other finds it made.
+                if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| self.failure(&e, "making the progress table"))?;
+        Ok(Live {
+            client,
+            epoch,
+            checked: None,
+        })
+    }
+
+    /// Ends every session of this pipeline working for an older epoch than `epoch`: a late
+    /// run paused inside its transaction holds the progress row's lock, which a newer run
+    /// would otherwise wait for; its next step then fails and it stops at its fence check.
+    async fn end_older_sessions(&self, live: &Live) -> Result<(), Failure> {
+        let prefix = format!("sluice:{}:", self.pipeline.simple());
+        let ended = live
+            .client
+            .query(
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE pid <> pg_backend_pid() AND starts_with(application_name, $1::text)
+                   AND CASE WHEN substr(application_name, length($1::text) + 1) ~ '^[0-9]+$'
+                       THEN substr(application_name, length($1::text) + 1)::bigint < $2::bigint
+                       ELSE false END",
+                &[&prefix, &i64::try_from(live.epoch).unwrap_or(i64::MAX)],
+            )
+            .await;
+        match ended {
+            Ok(rows) if !rows.is_empty() => {
+                tracing::info!(
+                    "PostgreSQL sink: ended {} session(s) of an older run of this pipeline",
+                    rows.len()
+                );
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            // Without the right to end them, the lock and idle timeouts still bound the wait.
+            Err(e) if e.as_db_error().is_some() => {
+                tracing::warn!(
+                    "PostgreSQL sink: cannot end the sessions of older runs: {}",
+                    describe(&e)
+                );
+                Ok(())
+            }
+            Err(e) => Err(self.failure(&e, "looking for sessions of older runs")),
+        }
+    }
+
+    /// Checks (and with `create_table`, makes) the table for the output's `schema`.
+    async fn prepare_table(&self, live: &mut Live, schema: &SchemaRef) -> Result<(), Failure> {
+        if live.checked.as_ref() == Some(schema) {
+            return Ok(());
+        }
+        let columns = pg_columns(schema).map_err(|e| Failure::Fatal(self.error(e)))?;
+        let existing = live
+            .client
+            .query(
+                "SELECT a.attname::text, t.typname::text
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&quote_path(&self.table)],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "reading the table's columns"))?;
+        let table = quote_path(&self.table);
+        if existing.is_empty() {
+            if !self.config.create_table {
+                return Err(Failure::Fatal(self.error(
+                    "the table does not exist; make it, or set `create_table: true` to make it \
+                     from the query's columns",
+                )));
+            }
+            let mut defs: Vec<String> = columns
+                .iter()
+                .map(|c| format!("{} {}", quote(&c.name), c.sql_type))
+                .collect();
+            if let Some(batch_column) = &self.config.batch_column {
+                defs.push(format!("{} bigint NOT NULL", quote(batch_column)));
+            }
+            if self.mode == Mode::Update {
+                defs.push(format!(
+                    "PRIMARY KEY ({})",
+                    self.config
+                        .key
+                        .iter()
+                        .map(|k| quote(k))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            live.client
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {table} ({})",
+                    defs.join(", ")
+                ))
+                .await
+                .or_else(|e| {
+                    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(|e| self.failure(&e, "making the table"))?;
+        } else {
+            let have: std::collections::BTreeMap<String, String> = existing
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+                .collect();
+            for c in &columns {
+                match have.get(&c.name) {
+                    None => {
+                        return Err(Failure::Fatal(self.error(format!(
+                            "the query's column `{}` is not a column of the table (its \
+                             columns: {})",
+                            c.name,
+                            have.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ))));
+                    }
+                    Some(typname) if !c.accepts.iter().any(|a| a == typname) => {
+                        return Err(Failure::Fatal(self.error(format!(
+                            "column `{}` is {typname} in the table, but the query gives {} \
+                             ({}); cast it in the query",
+                            c.name, c.sql_type, c.arrow
+                        ))));
+                    }
+                    Some(_) => {}
+                }
+            }
+            if let Some(batch_column) = &self.config.batch_column
+                && have.get(batch_column).map(String::as_str) != Some("int8")
+            {
+                return Err(Failure::Fatal(self.error(format!(
+                    "`batch_column: {batch_column}` must be a bigint column of the table"
+                ))));
+            }
+        }
+        for k in &self.config.key {
+            if schema.index_of(k).is_err() {
+                return Err(Failure::Fatal(
+                    self.error(format!("key column `{k}` is not a column of the query")),
+                ));
+            }
+        }
+        live.checked = Some(Arc::clone(schema));
+        Ok(())
+    }
+
+    /// Takes the pipeline's progress row for batch `batch` in `tx`.
+    async fn claim(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        batch: BatchId,
+        epoch: u64,
+        rows: u64,
+    ) -> Result<Claim, Failure> {
+        let progress = quote_path(&self.config.progress_table);
+        let n = i64::try_from(batch.0).unwrap_or(i64::MAX);
+        let e = i64::try_from(epoch).unwrap_or(i64::MAX);
+        let r = i64::try_from(rows).unwrap_or(i64::MAX);
+        let claimed = tx
+            .query_opt(
+                &format!(
+                    "INSERT INTO {progress} AS p (pipeline, batch, epoch, rows)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (pipeline) DO UPDATE
+                       SET batch = EXCLUDED.batch, epoch = EXCLUDED.epoch,
+                           rows = EXCLUDED.rows, committed_at = now()
+                       WHERE p.epoch <= EXCLUDED.epoch AND p.batch < EXCLUDED.batch
+                     RETURNING p.batch"
+                ),
+                &[&self.progress_key, &n, &e, &r],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "taking the progress row"))?;
+        if claimed.is_some() {
+            return Ok(Claim::Claimed);
+        }
+        let row = tx
+            .query_one(
+                &format!("SELECT batch, epoch FROM {progress} WHERE pipeline = $1"),
+                &[&self.progress_key],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "reading the progress row"))?;
+        let (held_batch, held_epoch): (i64, i64) = (row.get(0), row.get(1));
+        let (held_batch, held_epoch) = (held_batch.max(0) as u64, held_epoch.max(0) as u64);
+        if held_epoch > epoch {
+            Ok(Claim::Newer {
+                epoch: held_epoch,
+                batch: held_batch,
+            })
+        } else {
+            Ok(Claim::Written)
+        }
+    }
+
+    /// Sends `batches` by binary COPY into `target` (the output's columns, then the batch
+    /// column where there is one).
+    async fn copy(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        target: &str,
+        output: &BatchOutput,
+        batch: BatchId,
+    ) -> Result<u64, Failure> {
+        let schema = pg_schema(&output.schema, self.config.batch_column.as_deref());
+        let mut encoder = ArrowToPostgresBinaryEncoder::try_new(&schema)
+            .map_err(|e| Failure::Fatal(self.error(format!("encoding the rows: {e}"))))?;
+        let mut names: Vec<String> = output
+            .schema
+            .fields()
+            .iter()
+            .map(|f| quote(f.name()))
+            .collect();
+        if let Some(batch_column) = &self.config.batch_column {
+            names.push(quote(batch_column));
+        }
+        let statement = format!(
+            "COPY {target} ({}) FROM STDIN (FORMAT binary)",
+            names.join(", ")
+        );
+        let sink = tx
+            .copy_in::<str, bytes::Bytes>(statement.as_str())
+            .await
+            .map_err(|e| self.failure(&e, "starting COPY"))?;
+        futures::pin_mut!(sink);
+        let mut buffer = BytesMut::new();
+        let encode = |e: pgpq::error::ErrorKind| {
+            Failure::Fatal(self.error(format!("encoding the rows for COPY: {e}")))
+        };
+        encoder.write_header(&mut buffer).map_err(encode)?;
+        for rows in output.batches() {
+            let rows = pg_batch(rows, &schema, batch, self.config.batch_column.is_some())
+                .map_err(|e| Failure::Fatal(self.error(e)))?;
+            encoder.write_batch(&rows, &mut buffer).map_err(encode)?;
+            // About a megabyte at a time: a batch is sent as it is encoded.
+            if buffer.len() >= 1 << 20 {
+                sink.send(buffer.split().freeze())
+                    .await
+                    .map_err(|e| self.failure(&e, "sending rows by COPY"))?;
+            }
+        }
+        encoder.write_footer(&mut buffer).map_err(encode)?;
+        sink.send(buffer.split().freeze())
+            .await
+            .map_err(|e| self.failure(&e, "sending rows by COPY"))?;
+        sink.as_mut()
+            .finish()
+            .await
+            .map_err(|e| self.failure(&e, "finishing COPY"))
+    }
+
+    /// One attempt at batch `batch`: `Ok` with what it did, once committed or found there.
+    async fn attempt(
+        &self,
+        live: &mut Live,
+        batch: BatchId,
+        fence: &Fence,
+        output: &BatchOutput,
+    ) -> Result<SinkCommit, Failure> {
+        self.end_older_sessions(live).await?;
+        self.prepare_table(live, &output.schema).await?;
+        let rows = output.num_rows();
+        let epoch = live.epoch;
+        let table = quote_path(&self.table);
+        let tx = live
+            .client
+            .transaction()
+            .await
+            .map_err(|e| self.failure(&e, "starting the transaction"))?;
+        match self.claim(&tx, batch, epoch, rows).await? {
+            Claim::Claimed => {}
+            Claim::Written => {
+                return Ok(SinkCommit {
+                    rows,
+                    written: false,
+                });
+            }
+            Claim::Newer {
+                epoch: newer,
+                batch: theirs,
+            } => {
+                fence
+                    .check()
+                    .await
+                    .map_err(|e| Failure::Fatal(SinkError::Fenced(Box::new(e))))?;
+                return Err(Failure::Fatal(self.error(format!(
+                    "refused: the progress row names epoch {newer} (batch {theirs}), newer \
+                     than this run's {epoch}"
+                ))));
+            }
+        }
+        match self.mode {
+            Mode::Append => {
+                self.copy(&tx, &table, output, batch).await?;
+            }
+            Mode::Complete => {
+                tx.batch_execute(&format!("DELETE FROM {table}"))
+                    .await
+                    .map_err(|e| self.failure(&e, "replacing the table's rows"))?;
+                self.copy(&tx, &table, output, batch).await?;
+            }
+            Mode::Update => {
+                let stage = quote("_sluice_stage");
+                let mut defs: Vec<String> = pg_columns(&output.schema)
+                    .map_err(|e| Failure::Fatal(self.error(e)))?
+                    .iter()
+                    .map(|c| format!("{} {}", quote(&c.name), c.sql_type))
+                    .collect();
+                if let Some(batch_column) = &self.config.batch_column {
+                    defs.push(format!("{} bigint", quote(batch_column)));
+                }
+                defs.push("_sluice_row bigint GENERATED ALWAYS AS IDENTITY".into());
+                tx.batch_execute(&format!(
+                    "CREATE TEMPORARY TABLE {stage} ({}) ON COMMIT DROP",
+                    defs.join(", ")
+                ))
+                .await
+                .map_err(|e| self.failure(&e, "making the staging table"))?;
+                self.copy(&tx, &stage, output, batch).await?;
+                let mut columns: Vec<String> = output
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| quote(f.name()))
+                    .collect();
+                if let Some(batch_column) = &self.config.batch_column {
+                    columns.push(quote(batch_column));
+                }
+                let keys: Vec<String> = self.config.key.iter().map(|k| quote(k)).collect();
+                let updates: Vec<String> = columns
+                    .iter()
+                    .filter(|c| !keys.contains(c))
+                    .map(|c| format!("{c} = EXCLUDED.{c}"))
+                    .collect();
+                let on_conflict = if updates.is_empty() {
+                    "DO NOTHING".to_string()
+                } else {
+                    format!("DO UPDATE SET {}", updates.join(", "))
+                };
+                // The newest row of each key in the batch: later rows win, as they would
+                // one batch after another.
+                tx.batch_execute(&format!(
+                    "INSERT INTO {table} ({cols})
+                     SELECT DISTINCT ON ({keys}) {cols} FROM {stage}
+                     ORDER BY {keys}, _sluice_row DESC
+                     ON CONFLICT ({keys}) {on_conflict}",
+                    cols = columns.join(", "),
+                    keys = keys.join(", "),
+                ))
+                .await
+                .map_err(|e| self.failure(&e, "writing the batch's rows over their keys"))?;
+            }
+        }
+        fence
+            .check()
+            .await
+            .map_err(|e| Failure::Fatal(SinkError::Fenced(Box::new(e))))?;
+        failpoint::external_async(
+            &self.location,
+            &format!("commit batch {batch}"),
+            tx.commit(),
+        )
+        .await
+        .map_err(|e| self.failure(&e, "committing"))?;
+        Ok(SinkCommit {
+            rows,
+            written: true,
+        })
+    }
+
+    /// The progress row: batch, epoch and rows; `None` where the pipeline has none.
+    async fn progress(&self, live: &Live) -> Result<Option<(u64, u64, u64)>, SinkError> {
+        let progress = quote_path(&self.config.progress_table);
+        let row = live
+            .client
+            .query_opt(
+                &format!("SELECT batch, epoch, rows FROM {progress} WHERE pipeline = $1"),
+                &[&self.progress_key],
+            )
+            .await
+            .map_err(|e| self.error(format!("reading the progress row: {}", describe(&e))))?;
+        Ok(row.map(|r| {
+            let (b, e, n): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+            (b.max(0) as u64, e.max(0) as u64, n.max(0) as u64)
+        }))
+    }
+
+    /// The open connection (made for `epoch` where there is none, or one of another epoch).
+    async fn live<'a>(
+        &self,
+        guard: &'a mut tokio::sync::MutexGuard<'_, Option<Live>>,
+        epoch: u64,
+    ) -> Result<&'a mut Live, SinkError> {
+        let stale = guard
+            .as_ref()
+            .is_none_or(|l| l.epoch != epoch || l.client.is_closed());
+        if stale {
+            let live = self
+                .config
+                .retry
+                .run(
+                    &format!("PostgreSQL sink: connecting to {}", self.location),
+                    |e: &Failure| matches!(e, Failure::Retry(_)),
+                    || self.connect(epoch),
+                )
+                .await
+                .map_err(|e| match e.error {
+                    Failure::Fatal(e) => e,
+                    Failure::Retry(text) => self.error(format!(
+                        "{text} (after {} attempts; `retry:` sets how many)",
+                        e.attempts
+                    )),
+                })?;
+            **guard = Some(live);
+        }
+        guard
+            .as_mut()
+            .ok_or_else(|| self.error("the connection is not open"))
+    }
+}
+
+#[async_trait]
+impl Sink for PostgresSink {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
+    async fn commit(
+        &self,
+        batch: BatchId,
+        fence: &Fence,
+        output: BatchOutput,
+    ) -> Result<SinkCommit, SinkError> {
+        let mut guard = self.live.lock().await;
+        let mut attempts = 0;
+        let mut backoff = self.config.retry.backoff;
+        loop {
+            attempts += 1;
+            let live = self.live(&mut guard, fence.epoch().0).await?;
+            match self.attempt(live, batch, fence, &output).await {
+                Ok(done) => return Ok(done),
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Retry(text)) => {
+                    // The session may be gone: the next attempt connects again.
+                    *guard = None;
+                    // A newer run stops this one: the checkpoint says which is newer.
+                    fence
+                        .check()
+                        .await
+                        .map_err(|e| SinkError::Fenced(Box::new(e)))?;
+                    if attempts >= self.config.retry.attempts {
+                        return Err(self.error(format!(
+                            "batch {batch}: {text} (after {attempts} attempts; `retry:` sets \
+                             how many)"
+                        )));
+                    }
+                    tracing::warn!(
+                        "PostgreSQL sink: batch {batch} failed (attempt {attempts} of {}): \
+                         {text}; retrying in {}",
+                        self.config.retry.attempts,
+                        humantime::format_duration(backoff)
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = backoff.saturating_mul(2);
+                }
+            }
+        }
+    }
+
+    async fn read_batch(&self, batch: BatchId, schema: &SchemaRef) -> Result<HeldBatch, SinkError> {
+        let Some(batch_column) = &self.config.batch_column else {
+            return Err(SinkError::NotSupported {
+                kind: KIND.name,
+                operation: "reading a batch back (`sluice replay --verify`) without \
+                            `batch_column`",
+            });
+        };
+        let mut guard = self.live.lock().await;
+        let epoch = guard.as_ref().map_or(0, |l| l.epoch);
+        let live = self.live(&mut guard, epoch).await?;
+        let columns: Vec<String> = schema.fields().iter().map(|f| quote(f.name())).collect();
+        // Read back as text in JSON, then decoded into the schema's types, as the sink's rows
+        // would be read by any client.
+        let rows = live
+            .client
+            .query(
+                &format!(
+                    "SELECT row_to_json(r)::text FROM (SELECT {} FROM {} WHERE {} = $1) r",
+                    columns.join(", "),
+                    quote_path(&self.table),
+                    quote(batch_column)
+                ),
+                &[&i64::try_from(batch.0).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(|e| self.error(format!("reading batch {batch} back: {}", describe(&e))))?;
+        let mut text = String::new();
+        for row in &rows {
+            text.push_str(&row.get::<_, String>(0));
+            text.push('\n');
+        }
+        let mut decoder = datafusion::arrow::json::ReaderBuilder::new(Arc::clone(schema))
+            .build_decoder()
+            .map_err(|e| self.error(e))?;
+        decoder
+            .decode(text.as_bytes())
+            .map_err(|e| self.error(format!("decoding batch {batch} read back: {e}")))?;
+        let batches = decoder
+            .flush()
+            .map_err(|e| self.error(format!("decoding batch {batch} read back: {e}")))?
+            .into_iter()
+            .collect();
+        Ok(HeldBatch::Rows {
+            files: vec![format!("{} where {batch_column} = {batch}", self.location)],
+            batches,
+        })
+    }
+
+    async fn forget_batch(&self, batch: BatchId) -> Result<u64, SinkError> {
+        let Some(batch_column) = &self.config.batch_column else {
+            return Err(SinkError::NotSupported {
+                kind: KIND.name,
+                operation: "taking a batch back (`sluice rewind`) without `batch_column`",
+            });
+        };
+        if self.mode != Mode::Append {
+            return Err(SinkError::NotSupported {
+                kind: KIND.name,
+                operation: "taking a batch back (`sluice rewind`) in update or complete mode \
+                            (its rows overwrote older ones)",
+            });
+        }
+        let mut guard = self.live.lock().await;
+        let epoch = guard.as_ref().map_or(0, |l| l.epoch);
+        let live = self.live(&mut guard, epoch).await?;
+        let n = i64::try_from(batch.0).unwrap_or(i64::MAX);
+        let tx = live
+            .client
+            .transaction()
+            .await
+            .map_err(|e| self.error(describe(&e)))?;
+        let removed = tx
+            .execute(
+                &format!(
+                    "DELETE FROM {} WHERE {} = $1",
+                    quote_path(&self.table),
+                    quote(batch_column)
+                ),
+                &[&n],
+            )
+            .await
+            .map_err(|e| self.error(format!("taking batch {batch} back: {}", describe(&e))))?;
+        tx.execute(
+            &format!(
+                "UPDATE {} SET batch = $2::bigint - 1 WHERE pipeline = $1::text AND batch >= $2::bigint",
+                quote_path(&self.config.progress_table)
+            ),
+            &[&self.progress_key, &n],
+        )
+        .await
+        .map_err(|e| self.error(format!("moving the progress row back: {}", describe(&e))))?;
+        tx.commit()
+            .await
+            .map_err(|e| self.error(format!("taking batch {batch} back: {}", describe(&e))))?;
+        Ok(removed)
+    }
+
+    async fn summary(&self) -> Result<Option<HeldSummary>, SinkError> {
+        let mut guard = self.live.lock().await;
+        let epoch = guard.as_ref().map_or(0, |l| l.epoch);
+        let live = self.live(&mut guard, epoch).await?;
+        Ok(self
+            .progress(live)
+            .await?
+            .map(|(batch, _, rows)| HeldSummary {
+                entries: 1,
+                last: Some((BatchId(batch), rows, 0)),
+            }))
+    }
+
+    fn check_output(&self, schema: &SchemaRef) -> Result<(), SinkError> {
+        pg_columns(schema).map(|_| ()).map_err(|e| self.error(e))?;
+        for k in &self.config.key {
+            if schema.index_of(k).is_err() {
+                return Err(self.error(format!("key column `{k}` is not a column of the query")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A column as the table holds it.
+struct PgColumn {
+    name: String,
+    /// Its type in DDL.
+    sql_type: String,
+    /// The `pg_type.typname`s a table's column may have to take it by binary COPY.
+    accepts: Vec<String>,
+    /// The query's type, in words.
+    arrow: String,
+}
+
+/// The type a column is sent as: nanoseconds become microseconds, dictionaries their values.
+fn pg_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Timestamp(TimeUnit::Nanosecond, tz) => {
+            DataType::Timestamp(TimeUnit::Microsecond, tz.clone())
+        }
+        DataType::Time64(TimeUnit::Nanosecond) => DataType::Time64(TimeUnit::Microsecond),
+        DataType::Duration(TimeUnit::Nanosecond) => DataType::Duration(TimeUnit::Microsecond),
+        DataType::Dictionary(_, value) => pg_type(value),
+        DataType::BinaryView => DataType::Binary,
+        DataType::Date64 => DataType::Date32,
+        // pgpq sends Int8 as PostgreSQL's one-byte "char", which DDL cannot name.
+        DataType::Int8 => DataType::Int16,
+        other => other.clone(),
+    }
+}
+
+/// The schema sent by COPY: the output's columns in their sent types, then the batch column.
+fn pg_schema(schema: &SchemaRef, batch_column: Option<&str>) -> Schema {
+    let mut fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| Field::new(f.name(), pg_type(f.data_type()), true))
+        .collect();
+    if let Some(name) = batch_column {
+        fields.push(Field::new(name, DataType::Int64, false));
+    }
+    Schema::new(fields)
+}
+
+/// `rows` in `schema`'s types, with batch `batch` as the last column where asked.
+fn pg_batch(
+    rows: &RecordBatch,
+    schema: &Schema,
+    batch: BatchId,
+    with_batch: bool,
+) -> Result<RecordBatch, String> {
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (i, column) in rows.columns().iter().enumerate() {
+        let target = schema.field(i).data_type();
+        if column.data_type() == target {
+            columns.push(Arc::clone(column));
+        } else {
+            columns.push(
+                cast(column, target)
+                    .map_err(|e| format!("column `{}`: {e}", schema.field(i).name()))?,
+            );
+        }
+    }
+    if with_batch {
+        let id = i64::try_from(batch.0).unwrap_or(i64::MAX);
+        columns.push(Arc::new(datafusion::arrow::array::Int64Array::from(vec![
+            id;
+            rows.num_rows()
+        ])));
+    }
+    RecordBatch::try_new(Arc::new(schema.clone()), columns).map_err(|e| e.to_string())
+}
+
+/// Each output column with its PostgreSQL type; an error naming the first column PostgreSQL
+/// cannot take.
+fn pg_columns(schema: &SchemaRef) -> Result<Vec<PgColumn>, String> {
+    let mut out = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let sent = pg_type(field.data_type());
+        let one = Schema::new(vec![Field::new(field.name(), sent.clone(), true)]);
+        let encoder = ArrowToPostgresBinaryEncoder::try_new(&one).map_err(|e| {
+            format!(
+                "column `{}` is {}, which PostgreSQL cannot take: {e}; cast it in the query",
+                field.name(),
+                field.data_type()
+            )
+        })?;
+        let pg = encoder
+            .schema()
+            .columns
+            .first()
+            .and_then(|c| c.data_type.name())
+            .ok_or_else(|| {
+                format!(
+                    "column `{}` is {}, which has no PostgreSQL type name",
+                    field.name(),
+                    field.data_type()
+                )
+            })?;
+        let with_zone = matches!(sent, DataType::Timestamp(_, Some(_)));
+        let sql_type = if with_zone {
+            "TIMESTAMPTZ".to_string()
+        } else {
+            pg.clone()
+        };
+        // pgpq names types as DDL does (INT8, TEXT[]); pg_type names them int8, _text.
+        let typname = |ddl: &str| match ddl.strip_suffix("[]") {
+            Some(element) => format!("_{}", element.to_lowercase()),
+            None => ddl.to_lowercase(),
+        };
+        let mut accepts = vec![typname(&pg)];
+        if matches!(sent, DataType::Timestamp(..)) {
+            accepts = vec!["timestamp".into(), "timestamptz".into()];
+        }
+        if matches!(
+            sent,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        ) {
+            accepts.extend(["varchar".to_string(), "bpchar".into(), "name".into()]);
+        }
+        out.push(PgColumn {
+            name: field.name().clone(),
+            sql_type,
+            accepts,
+            arrow: field.data_type().to_string(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_map_to_postgres_and_a_type_it_cannot_take_is_named() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("at", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+            Field::new(
+                "at_utc",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("ok", DataType::Boolean, true),
+        ]));
+        let columns = pg_columns(&schema).expect("columns");
+        let types: Vec<&str> = columns.iter().map(|c| c.sql_type.as_str()).collect();
+        assert_eq!(types, ["INT8", "TEXT", "TIMESTAMP", "TIMESTAMPTZ", "BOOL"]);
+        let bad = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("nothing", DataType::Null, true),
+        ]));
+        let e = pg_columns(&bad).err().expect("refused");
+        assert!(e.starts_with("column `nothing` is Null"), "{e}");
+    }
+
+    #[test]
+    fn identifiers_are_quoted_part_by_part() {
+        assert_eq!(
+            quote_path("public.page \"views\""),
+            "\"public\".\"page \"\"views\"\"\""
+        );
+    }
+}

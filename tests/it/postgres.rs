@@ -1,0 +1,633 @@
+//! The PostgreSQL sink against a real PostgreSQL server (Debian's PostgreSQL, started by
+//! `tests/servers/postgres/start` or reused where one listens; `.ci/run` starts it). Every
+//! table is read back with a plain client and compared with the same SQL as one DataFusion
+//! batch query over the same input.
+
+use std::io::Read as _;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use sluice::sink::SinkConnector;
+
+use crate::common::*;
+use crate::contract::{SinkFixture, sink_contract};
+
+/// The shared server's connection string: `SLUICE_PG_URL`, or the server the start script
+/// starts (or finds) on its default port.
+pub fn server() -> &'static str {
+    static SERVER: OnceLock<String> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        if let Ok(url) = std::env::var("SLUICE_PG_URL") {
+            return url;
+        }
+        start_server(None)
+    })
+}
+
+/// Runs the start script (on `port`, with its own data folder, where given) and returns the
+/// connection string it prints.
+fn start_server(port: Option<(u16, &std::path::Path)>) -> String {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/postgres/start");
+    let mut cmd = Command::new(&script);
+    if let Some((port, dir)) = port {
+        cmd.env("SLUICE_PG_PORT", port.to_string())
+            .env("SLUICE_PG_DIR", dir);
+    }
+    let out = cmd.output().expect("run the PostgreSQL start script");
+    assert!(
+        out.status.success(),
+        "PostgreSQL did not start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A plain client of `url`.
+async fn client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(connection);
+    client
+}
+
+/// A table name no other test uses.
+fn unique_table(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The rows of `table` (its columns `schema` names) as a plain client reads them, decoded
+/// into `schema`'s types and rendered as the oracle renders rows, sorted.
+async fn table_rows(url: &str, table: &str, schema: SchemaRef) -> Vec<String> {
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("\"{}\"", f.name()))
+        .collect();
+    let rows = client(url)
+        .await
+        .query(
+            &format!(
+                "SELECT row_to_json(r)::text FROM (SELECT {} FROM \"{table}\") r",
+                columns.join(", ")
+            ),
+            &[],
+        )
+        .await
+        .expect("read the table");
+    let text: String = rows
+        .iter()
+        .map(|r| format!("{}\n", r.get::<_, String>(0)))
+        .collect();
+    let mut decoder = datafusion::arrow::json::ReaderBuilder::new(schema)
+        .build_decoder()
+        .expect("decoder");
+    decoder.decode(text.as_bytes()).expect("decode");
+    let batches: Vec<_> = decoder.flush().expect("flush").into_iter().collect();
+    crate::common::rows(&batches)
+}
+
+fn sink_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("page", DataType::Utf8, true),
+        Field::new("amount", DataType::Float64, true),
+    ]))
+}
+
+const QUERY: &str = "SELECT id, page, amount FROM clicks WHERE amount > 30";
+
+fn files_source(ws: &Workspace) -> String {
+    format!(
+        "  clicks:\n    kind: files\n    path: {}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    max_files_per_batch: 1\n",
+        ws.p("in")
+    )
+}
+
+fn sluice_run(pipeline: &std::path::Path) -> std::process::Output {
+    sluice_bin()
+        .args([
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "none",
+        ])
+        .output()
+        .expect("run sluice")
+}
+
+struct PostgresSinkFixture {
+    table: String,
+}
+
+#[async_trait::async_trait]
+impl SinkFixture for PostgresSinkFixture {
+    fn connector(&self) -> Arc<dyn SinkConnector> {
+        let yaml = format!(
+            "url: {}\ntable: {}\ncreate_table: true\nbatch_column: _sluice_batch\nretry: {{ backoff: 100ms }}",
+            server(),
+            self.table
+        );
+        sluice::sink::configure("postgres", &serde_yaml::from_str(&yaml).expect("yaml"))
+            .expect("postgres")
+    }
+
+    async fn visible_rows(&self) -> Option<Vec<String>> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        Some(table_rows(server(), &self.table, schema).await)
+    }
+
+    fn log_entries(&self) -> Option<usize> {
+        None
+    }
+
+    fn interrupted_through_stores(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn the_postgres_sink_keeps_the_sink_contract() {
+    let dir = tempfile::tempdir().expect("dir");
+    let checkpoint = sluice::storage::Location::open(
+        &dir.path().join("ckpt").display().to_string(),
+        true,
+        false,
+        None,
+    )
+    .expect("ckpt");
+    let table = unique_table("contract");
+    sink_contract(&PostgresSinkFixture { table }, &checkpoint).await;
+}
+
+/// Files in, PostgreSQL out, in each output mode: append (a filter), update (an aggregation
+/// written over its key) and complete (the same aggregation replacing the table each batch);
+/// each table equals the batch query over every file.
+#[tokio::test]
+async fn each_output_mode_leaves_the_table_the_batch_query_gives() {
+    // Integer sums: a float sum's last digits depend on the order of the additions.
+    let aggregate = "SELECT page, count(*) AS n, sum(id) AS total FROM clicks GROUP BY page";
+    let agg_schema = Arc::new(Schema::new(vec![
+        Field::new("page", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+        Field::new("total", DataType::Int64, true),
+    ]));
+    for (mode, query, extra, schema) in [
+        ("append", QUERY, "", sink_schema()),
+        (
+            "update",
+            aggregate,
+            "  key: [page]\n",
+            Arc::clone(&agg_schema),
+        ),
+        ("complete", aggregate, "", agg_schema),
+    ] {
+        let ws = Workspace::new();
+        write_clicks(&ws.path("in"), "json", 4, 40, 0);
+        let table = unique_table(mode);
+        let yaml = format!(
+            "name: pg\ncheckpoint: {ckpt}\nsources:\n{source}query: {query}\noutput_mode: {mode}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n{extra}",
+            ckpt = ws.p("ckpt"),
+            source = files_source(&ws),
+            url = server(),
+        );
+        let pipeline = write_pipeline(&ws, &yaml);
+        let run = sluice_run(&pipeline);
+        assert!(run.status.success(), "{mode}: {}", stderr(&run));
+        let expected = oracle(&ws.path("in"), "json", query).await;
+        assert_eq!(
+            table_rows(server(), &table, schema).await,
+            expected,
+            "{mode}"
+        );
+        // Four batches, one progress row moved to the last.
+        let progress = client(server())
+            .await
+            .query_one(
+                "SELECT batch FROM _sluice_progress WHERE pipeline = $1",
+                &[&checkpoint_id(&ws)],
+            )
+            .await
+            .expect("progress row");
+        assert_eq!(progress.get::<_, i64>(0), 3, "{mode}");
+    }
+}
+
+/// The pipeline id of the checkpoint in `ws/ckpt`.
+fn checkpoint_id(ws: &Workspace) -> String {
+    let out = run_bin(&["inspect", "--json", &ws.p("ckpt")], ws.dir.path());
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect json");
+    view["metadata"]["id"]
+        .as_str()
+        .expect("pipeline id")
+        .to_string()
+}
+
+/// Files to PostgreSQL through every crash point: every checkpoint write and the sink's
+/// commit, before, after, and after as a power loss; each crashed run is restarted in a fresh
+/// process, and the table then holds each expected row exactly once.
+#[tokio::test]
+async fn every_crash_point_of_a_files_to_postgres_run_recovers_exactly_once() {
+    let input = Workspace::new();
+    write_clicks(&input.path("in"), "json", 3, 30, 0);
+    let expected = oracle(&input.path("in"), "json", QUERY).await;
+    let setup = |ws: &Workspace, table: &str| {
+        format!(
+            "name: crash\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\nretain_batches: 2\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n",
+            ckpt = ws.p("ckpt"),
+            source = files_source(&input),
+            url = server(),
+        )
+    };
+    let clean = Workspace::new();
+    let clean_table = unique_table("crash");
+    let pipeline = write_pipeline(&clean, &setup(&clean, &clean_table));
+    let log = clean.path("writes.log");
+    let run = sluice_bin()
+        .args([
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "none",
+        ])
+        .env("SLUICE_WRITE_LOG", &log)
+        .output()
+        .expect("run");
+    assert!(run.status.success(), "{}", stderr(&run));
+    let writes: Vec<String> = std::fs::read_to_string(&log)
+        .expect("log")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(
+        writes
+            .iter()
+            .any(|w| w.contains("external postgresql://") && w.contains("commit batch 2")),
+        "the sink's commit is a crash point: {writes:?}"
+    );
+    assert_eq!(
+        table_rows(server(), &clean_table, sink_schema()).await,
+        expected
+    );
+    let mut reached = 0;
+    for (k, write) in (1..).zip(&writes) {
+        for (when, power_loss) in [("before", false), ("after", false), ("after", true)] {
+            let ws = Workspace::new();
+            let table = unique_table("crash");
+            let pipeline = write_pipeline(&ws, &setup(&ws, &table));
+            let mut cmd = sluice_bin();
+            cmd.args([
+                "run",
+                pipeline.to_str().expect("utf-8"),
+                "--progress",
+                "none",
+            ])
+            .env("SLUICE_CRASH_AT", format!("{when}:{k}"));
+            if power_loss {
+                cmd.env("SLUICE_CRASH_POWER_LOSS", "1");
+            }
+            let crashed = cmd.output().expect("run");
+            assert!(
+                stderr(&crashed).contains("sluice: crash point reached"),
+                "{when} write {write} not reached: {}",
+                stderr(&crashed)
+            );
+            reached += 1;
+            let again = sluice_run(&pipeline);
+            assert!(
+                again.status.success(),
+                "restart after {when} write {write}: {}",
+                stderr(&again)
+            );
+            let got = table_rows(server(), &table, sink_schema()).await;
+            let (_, dupes, lost) = compare(&expected, &got);
+            assert_eq!(
+                (dupes, lost),
+                (0, 0),
+                "{when} write {write} (power loss {power_loss})"
+            );
+        }
+    }
+    println!(
+        "postgres crash points: {} writes, {reached} crash points reached and recovered",
+        writes.len()
+    );
+}
+
+/// A run stopped (SIGSTOP) inside batch 1's transaction, right before its commit, while a
+/// newer run takes over and finishes; resumed, it commits nothing (the newer run ended its
+/// session) and exits 1. The checkpoint is on S3 (moto), where no lock keeps the newer run out.
+#[tokio::test]
+async fn a_run_paused_before_its_commit_commits_nothing_when_resumed() {
+    let moto = crate::s3::Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 30, 0);
+    let table = unique_table("zombie");
+    // `now()` makes a late run's rows differ from the newer run's.
+    let query =
+        "SELECT id, page, amount, CAST(now() AS VARCHAR) AS at FROM clicks WHERE amount > 30";
+    let yaml = format!(
+        "name: zombie\ncheckpoint: s3://sluice/{ckpt}\nsources:\n{source}query: {query}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n",
+        ckpt = unique_table("ckpt"),
+        source = files_source(&ws),
+        url = server(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let pipeline = pipeline.to_str().expect("utf-8");
+    let mut old = moto
+        .sluice()
+        .args(["run", pipeline, "--progress", "none"])
+        .env("SLUICE_STOP_AT", "commit batch 1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_stopped(&old);
+    let newer = moto
+        .sluice()
+        .args(["run", pipeline, "--progress", "none"])
+        .output()
+        .expect("newer run");
+    assert!(newer.status.success(), "{}", stderr(&newer));
+    let at_schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("at", DataType::Utf8, true),
+    ]));
+    let before = table_rows(server(), &table, Arc::clone(&at_schema)).await;
+    Command::new("kill")
+        .args(["-CONT", &old.id().to_string()])
+        .status()
+        .expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = old.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the resumed run did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    old.stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("a newer run (epoch 1)"), "{err}");
+    assert_eq!(
+        table_rows(server(), &table, at_schema).await,
+        before,
+        "the late run committed nothing"
+    );
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(table_rows(server(), &table, sink_schema()).await, expected);
+}
+
+/// A run of an older epoch is refused by the progress row itself: after a newer run wrote a
+/// batch, the older run's next transaction changes nothing.
+#[tokio::test]
+async fn a_transaction_of_an_older_epoch_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let location = sluice::storage::Location::open(
+        &dir.path().join("ckpt").display().to_string(),
+        true,
+        false,
+        None,
+    )
+    .expect("ckpt");
+    let table = unique_table("epochs");
+    let fixture = PostgresSinkFixture {
+        table: table.clone(),
+    };
+    let older = sluice::checkpoint::Checkpoint::open(location.clone(), "epochs")
+        .await
+        .expect("checkpoint");
+    let ctx = |id| sluice::sink::SinkContext {
+        pipeline: id,
+        replace: false,
+        update: false,
+        part: None,
+        create: true,
+        sync: false,
+        hook: None,
+    };
+    let id = older.metadata().id;
+    let old_fence = older.fence();
+    let old_sink = fixture.connector().open(&ctx(id)).expect("open");
+    let rows = |first: i64| crate::contract::output(first, 2);
+    old_sink
+        .commit(sluice::checkpoint::BatchId(0), &old_fence, rows(0))
+        .await
+        .expect("batch 0");
+    // The older run lets go of the checkpoint's lock (as a paused or partitioned run would
+    // lose it); its fence stays.
+    drop(older);
+    let newer = sluice::checkpoint::Checkpoint::open(location, "epochs")
+        .await
+        .expect("newer checkpoint");
+    assert!(newer.fence().epoch() > old_fence.epoch());
+    let new_sink = fixture.connector().open(&ctx(id)).expect("open");
+    new_sink
+        .commit(sluice::checkpoint::BatchId(1), &newer.fence(), rows(10))
+        .await
+        .expect("batch 1");
+    let refused = old_sink
+        .commit(sluice::checkpoint::BatchId(2), &old_fence, rows(20))
+        .await
+        .expect_err("an older epoch is refused");
+    assert!(refused.to_string().contains("newer run"), "{refused}");
+    let visible = fixture.visible_rows().await.expect("rows");
+    assert_eq!(visible, ["0|row 0", "10|row 10", "11|row 11", "1|row 1"]);
+}
+
+/// No server: the run retries as configured, then exits 1 naming the server, having
+/// committed nothing. A server that stops mid-run (here, while a batch's transaction is open):
+/// exit 1 with a clear message; with the server back, the next run finishes with every row once.
+#[tokio::test]
+async fn a_server_down_at_start_or_mid_run_fails_the_run_cleanly_and_the_next_run_finishes() {
+    // Down at start: nothing listens on port 1.
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 20, 0);
+    let yaml = format!(
+        "name: down\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: host=127.0.0.1 port=1 user=sluice dbname=sluice\n  table: t\n  create_table: true\n  retry: {{ attempts: 2, backoff: 100ms, timeout: 2s }}\n",
+        ckpt = ws.p("ckpt"),
+        source = files_source(&ws),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let err = stderr(&run);
+    assert!(
+        err.contains("connecting to postgresql://127.0.0.1:1/sluice/t")
+            && err.contains("after 2 attempts"),
+        "{err}"
+    );
+    assert!(!ws.path("ckpt/commits/0").exists());
+
+    // Down mid-run: a server of this test's own.
+    let ws = Workspace::new();
+    let port = 25433 + (std::process::id() % 500) as u16;
+    let dir = ws.path("server");
+    let url = start_server(Some((port, &dir)));
+    let stop = || {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/postgres/start");
+        let out = Command::new(&script)
+            .arg("--stop")
+            .env("SLUICE_PG_PORT", port.to_string())
+            .env("SLUICE_PG_DIR", &dir)
+            .output()
+            .expect("stop");
+        assert!(out.status.success());
+    };
+    write_clicks(&ws.path("in"), "json", 4, 20, 0);
+    let table = unique_table("down");
+    let yaml = format!(
+        "name: down\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n  retry: {{ attempts: 3, backoff: 200ms, timeout: 5s }}\n",
+        ckpt = ws.p("ckpt"),
+        source = files_source(&ws),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let mut child = sluice_bin()
+        .args([
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "none",
+        ])
+        .env("SLUICE_STOP_AT", "commit batch 2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_stopped(&child);
+    stop();
+    Command::new("kill")
+        .args(["-CONT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    let status = child.wait().expect("wait");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("postgresql://127.0.0.1:{port}/sluice/{table}")),
+        "{err}"
+    );
+    assert!(err.contains("after 3 attempts"), "{err}");
+    assert!(ws.path("ckpt/commits/1").exists() && !ws.path("ckpt/commits/2").exists());
+    let url = start_server(Some((port, &dir)));
+    let again = sluice_run(&pipeline);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(table_rows(&url, &table, sink_schema()).await, expected);
+    stop();
+}
+
+/// A column PostgreSQL has no type for is refused before the first batch, naming it; a
+/// secret named as `${VAR}` in the connection string is filled in from the environment and
+/// appears in nothing the run leaves: not its errors, not the checkpoint's copy of the
+/// pipeline, not `inspect`.
+#[tokio::test]
+async fn an_unmappable_column_is_refused_by_name_and_a_secret_is_never_written() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 10, 0);
+    let yaml = format!(
+        "name: types\ncheckpoint: {ckpt}\nsources:\n{source}query: SELECT id, NULL AS nothing FROM clicks\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n",
+        ckpt = ws.p("ckpt"),
+        source = files_source(&ws),
+        url = server(),
+        table = unique_table("types"),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("column `nothing` is Null"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!ws.path("ckpt/offsets/0").exists() && !ws.path("ckpt/commits/0").exists());
+
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 10, 0);
+    let secret = "s3cr3t-never-shown-4711";
+    let table = unique_table("secret");
+    let yaml = format!(
+        "name: secret\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url} password=${{SLUICE_TEST_PG_PASSWORD}}\n  table: {table}\n  create_table: true\n",
+        ckpt = ws.p("ckpt"),
+        source = files_source(&ws),
+        url = server(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_bin()
+        .args([
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "json",
+        ])
+        .env("SLUICE_TEST_PG_PASSWORD", secret)
+        .env("RUST_LOG", "debug")
+        .output()
+        .expect("run");
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(table_rows(server(), &table, sink_schema()).await, expected);
+    let inspect = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let mut seen = String::from_utf8_lossy(&run.stdout).to_string();
+    seen.push_str(&stderr(&run));
+    seen.push_str(&String::from_utf8_lossy(&inspect.stdout));
+    seen.push_str(&stderr(&inspect));
+    for entry in walk(&ws.path("ckpt")) {
+        seen.push_str(&String::from_utf8_lossy(
+            &std::fs::read(&entry).expect("checkpoint file"),
+        ));
+    }
+    assert!(
+        seen.contains("${SLUICE_TEST_PG_PASSWORD}"),
+        "the pipeline copy keeps the name"
+    );
+    assert!(!seen.contains(secret), "the secret leaked");
+    // Without the variable the run stops naming it, not its value.
+    let run = sluice_run(&pipeline);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    write_clicks(&ws.path("in"), "json", 1, 10, 2);
+    let run = sluice_run(&pipeline);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("environment variable `SLUICE_TEST_PG_PASSWORD`"),
+        "{}",
+        stderr(&run)
+    );
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_postgres_kind_is_registered() {
+    assert!(sluice::sink::KINDS.iter().any(|k| k.name == "postgres"));
+}
