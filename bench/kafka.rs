@@ -363,7 +363,13 @@ async fn expected_rows(files: &Path) -> u64 {
 }
 
 /// Runs Spark's baseline; its summary, or `None` (with the reason printed) where it failed.
-fn spark_run(bootstrap: &str, work: &Path, input: &str, args: &Args) -> Option<serde_json::Value> {
+fn spark_run(
+    bootstrap: &str,
+    work: &Path,
+    input: &str,
+    output: &str,
+    args: &Args,
+) -> Option<serde_json::Value> {
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/spark-kafka");
     let lib = here.join("lib");
     if !lib.join(".complete").exists() {
@@ -400,7 +406,6 @@ fn spark_run(bootstrap: &str, work: &Path, input: &str, args: &Args) -> Option<s
         .map(|p| p.display().to_string())
         .collect();
     let _ = std::fs::remove_dir_all(work);
-    let output = unique("bench-spark-out");
     let out = std::process::Command::new("python3")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/spark_kafka.py"))
         .args([
@@ -409,7 +414,7 @@ fn spark_run(bootstrap: &str, work: &Path, input: &str, args: &Args) -> Option<s
             "--input",
             input,
             "--output",
-            &output,
+            output,
         ])
         .args(["--checkpoint", &work.join("ckpt").display().to_string()])
         .args(["--per-batch", &args.per_batch.to_string()])
@@ -417,23 +422,18 @@ fn spark_run(bootstrap: &str, work: &Path, input: &str, args: &Args) -> Option<s
         .output()
         .ok()?;
     if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = text.lines().collect();
         println!(
             "spark failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .rev()
-                .take(20)
-                .collect::<Vec<_>>()
-                .join("\n")
+            lines[lines.len().saturating_sub(20)..].join("\n")
         );
         return None;
     }
-    let mut summary: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         .rev()
-        .find_map(|l| serde_json::from_str(l).ok())?;
-    summary["output"] = output.into();
-    Some(summary)
+        .find_map(|l| serde_json::from_str(l).ok())
 }
 
 /// The latency run: a pipeline triggered every 100 ms copies records produced at `args.rate`
@@ -540,6 +540,13 @@ async fn latency(bootstrap: &str, work: &Path, args: &Args) -> (Vec<f64>, u64) {
     }
     done.store(true, Ordering::Relaxed);
     let latencies = consumer.join().expect("consumer");
+    if std::env::var("SLUICE_BENCH_LATENCY_TRACE").is_ok() {
+        for (i, l) in latencies.iter().enumerate() {
+            if *l > 300.0 {
+                println!("  record {i} of {total}: {l:.0} ms");
+            }
+        }
+    }
     stop.send(true).expect("stop");
     let summary = run.await.expect("run").expect("latency run");
     assert_eq!(latencies.len() as u64, total, "rows seen by the consumer");
@@ -609,12 +616,14 @@ async fn main() {
             plain_s / sl_s
         );
         if args.spark {
-            match spark_run(&bootstrap, &work.join("spark"), &input, &args) {
+            // Spark's sink needs the topic there (the broker makes none on its own).
+            let output = unique("bench-spark-out");
+            create_topic(&bootstrap, &output, args.partitions).await;
+            match spark_run(&bootstrap, &work.join("spark"), &input, &output, &args) {
                 Some(v) => {
                     let start = v["start_s"].as_f64().unwrap_or(f64::NAN);
                     let stream = v["stream_s"].as_f64().unwrap_or(f64::NAN);
                     let spark_rate = n / stream;
-                    let output = v["output"].as_str().unwrap_or_default().to_string();
                     let (written, _) = drain(&bootstrap, &output, true);
                     println!(
                         "spark start {start:.1} s, stream {stream:.1} s, {spark_rate:.0} records/s, {} batches, median batch {} ms, {written} rows out",

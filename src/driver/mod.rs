@@ -459,6 +459,7 @@ impl<'a> Driver<'a> {
         if let Ok(output) = self.engine.output_schema(&self.pipeline.query).await {
             self.sink.check_output(&output)?;
         }
+        self.sink.start().await?;
         loop {
             if self.stopping() {
                 break;

@@ -370,6 +370,15 @@ impl KafkaSink {
         Ok(())
     }
 
+    /// Makes the topics and opens the producer where `live` is not open yet.
+    async fn ensure_open(&self, live: &mut Option<Live>) -> Result<(), SinkError> {
+        if live.is_none() {
+            self.ensure_topics().await?;
+            *live = Some(self.open_live().await?);
+        }
+        Ok(())
+    }
+
     /// Opens the producer (fencing every older one) and reads the last batch committed.
     async fn open_live(&self) -> Result<Live, SinkError> {
         let config = self.producer_config()?;
@@ -961,6 +970,12 @@ impl Sink for KafkaSink {
         KIND.name
     }
 
+    async fn start(&self) -> Result<(), SinkError> {
+        // The producer's `init_transactions` and the progress topic's read take a second or
+        // more: before the first batch, not inside it.
+        self.ensure_open(&mut *self.live.lock().await).await
+    }
+
     async fn commit(
         &self,
         batch: BatchId,
@@ -968,10 +983,7 @@ impl Sink for KafkaSink {
         output: BatchOutput,
     ) -> Result<SinkCommit, SinkError> {
         let mut guard = self.live.lock().await;
-        if guard.is_none() {
-            self.ensure_topics().await?;
-            *guard = Some(self.open_live().await?);
-        }
+        self.ensure_open(&mut guard).await?;
         let mut attempts = 0;
         let mut backoff = self.config.retry.backoff;
         loop {

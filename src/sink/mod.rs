@@ -326,6 +326,13 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
         Ok(None)
     }
 
+    /// Gets ready before the first batch (a connection, a producer), so that the first
+    /// batch's output is not delayed by it, and a sink that cannot be reached is said before
+    /// any batch runs; nothing by default (the first commit opens what it needs).
+    async fn start(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     /// Checks, once the query is planned and before its first batch, that the sink can take
     /// output of `schema` (a column type the sink's server has no type for is refused here,
     /// naming the column).
