@@ -240,8 +240,9 @@ impl std::fmt::Debug for PostgresSink {
 /// An open connection.
 struct Live {
     client: tokio_postgres::Client,
-    /// The epoch this session works for (named in its `application_name`).
-    epoch: u64,
+    /// The epoch this session works for (named in its `application_name`); `None` for an
+    /// operator command's session (inspect, replay, rewind), which no run ends.
+    epoch: Option<u64>,
     /// The table's columns were checked against this schema.
     checked: Option<SchemaRef>,
 }
@@ -330,19 +331,30 @@ impl PostgresSink {
         }
     }
 
-    /// The name sessions of this pipeline's run of `epoch` give themselves (at most 63 bytes).
-    fn application_name(&self, epoch: u64) -> String {
-        format!("sluice:{}:{epoch}", self.pipeline.simple())
+    /// The name sessions of this pipeline's run of `epoch` give themselves (at most 63
+    /// bytes); an operator command's session has a name no run ends.
+    fn application_name(&self, epoch: Option<u64>) -> String {
+        match epoch {
+            Some(epoch) => format!("sluice:{}:{epoch}", self.pipeline.simple()),
+            None => format!("sluice-tool:{}", self.pipeline.simple()),
+        }
     }
 
     /// Connects as epoch `epoch`, with the attempt's timeouts.
-    async fn connect(&self, epoch: u64) -> Result<Live, Failure> {
+    async fn connect(&self, epoch: Option<u64>) -> Result<Live, Failure> {
         let url = crate::secret::expand_env(&self.config.url)
             .map_err(|e| Failure::Fatal(self.error(format!("`url`: {e}"))))?;
         let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
-            Failure::Fatal(self.error(format!(
-                "`url` is not a PostgreSQL connection string or URL: {}",
+            // Once `${VAR}`s are filled in, the parser's message may quote a secret.
+            let why = if self.config.url.contains("${") {
+                "it does not parse once its `${VAR}`s are filled in (a value may need quoting; \
+                 the text is not shown)"
+                    .to_string()
+            } else {
                 redact(&e)
+            };
+            Failure::Fatal(self.error(format!(
+                "`url` is not a PostgreSQL connection string or URL: {why}"
             )))
         })?;
         let timeout = self.config.retry.timeout;
@@ -350,14 +362,13 @@ impl PostgresSink {
             .application_name(self.application_name(epoch))
             .connect_timeout(timeout);
         let millis = timeout.as_millis().max(1);
-        // Each statement (a COPY too) takes at most the timeout, a lock is waited for at most
-        // that long, and a session left waiting inside a transaction (its run paused or gone)
-        // is ended by the server after it, letting go of its locks. Keepalives find a server
-        // gone without a word.
+        // A lock is waited for at most the timeout, and a session left waiting inside a
+        // transaction (its run paused or gone) is ended by the server after it, letting go of
+        // its locks; a statement (a large COPY) may take longer. Keepalives find a server gone
+        // without a word.
         config
             .options(format!(
-                "-c statement_timeout={millis} -c lock_timeout={millis} \
-                 -c idle_in_transaction_session_timeout={millis}"
+                "-c lock_timeout={millis} -c idle_in_transaction_session_timeout={millis}"
             ))
             .keepalives(true)
             .keepalives_idle(timeout.min(std::time::Duration::from_secs(30)));
@@ -384,25 +395,34 @@ impl PostgresSink {
             }
         });
         let progress = quote_path(&self.config.progress_table);
-        client
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {progress} (
+        // Made only where missing: a role without CREATE on the schema can use a table made
+        // for it in advance.
+        let exists = client
+            .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&progress])
+            .await
+            .map_err(|e| self.failure(&e, "looking for the progress table"))?
+            .get::<_, bool>(0);
+        if !exists {
+            client
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {progress} (
                     pipeline text PRIMARY KEY,
                     batch bigint NOT NULL,
                     epoch bigint NOT NULL,
                     rows bigint NOT NULL,
                     committed_at timestamptz NOT NULL DEFAULT now())"
-            ))
-            .await
-            .or_else(|e| {
-                // Two sessions creating it at once: one wins, the other finds it made.
-                if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(|e| self.failure(&e, "making the progress table"))?;
+                ))
+                .await
+                .or_else(|e| {
+                    // Two sessions creating it at once: one wins, the other finds it made.
+                    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(|e| self.failure(&e, "making the progress table"))?;
+        }
         Ok(Live {
             client,
             epoch,
@@ -423,7 +443,10 @@ impl PostgresSink {
                    AND CASE WHEN substr(application_name, length($1::text) + 1) ~ '^[0-9]+$'
                        THEN substr(application_name, length($1::text) + 1)::bigint < $2::bigint
                        ELSE false END",
-                &[&prefix, &i64::try_from(live.epoch).unwrap_or(i64::MAX)],
+                &[
+                    &prefix,
+                    &i64::try_from(live.epoch.unwrap_or(0)).unwrap_or(i64::MAX),
+                ],
             )
             .await;
         match ended {
@@ -663,7 +686,7 @@ impl PostgresSink {
         self.end_older_sessions(live).await?;
         self.prepare_table(live, &output.schema).await?;
         let rows = output.num_rows();
-        let epoch = live.epoch;
+        let epoch = live.epoch.unwrap_or(0);
         let table = quote_path(&self.table);
         let tx = live
             .client
@@ -792,7 +815,7 @@ impl PostgresSink {
     async fn live<'a>(
         &self,
         guard: &'a mut tokio::sync::MutexGuard<'_, Option<Live>>,
-        epoch: u64,
+        epoch: Option<u64>,
     ) -> Result<&'a mut Live, SinkError> {
         let stale = guard
             .as_ref()
@@ -839,7 +862,7 @@ impl Sink for PostgresSink {
         let mut backoff = self.config.retry.backoff;
         loop {
             attempts += 1;
-            let live = self.live(&mut guard, fence.epoch().0).await?;
+            let live = self.live(&mut guard, Some(fence.epoch().0)).await?;
             match self.attempt(live, batch, fence, &output).await {
                 Ok(done) => return Ok(done),
                 Err(Failure::Fatal(e)) => return Err(e),
@@ -879,7 +902,8 @@ impl Sink for PostgresSink {
             });
         };
         let mut guard = self.live.lock().await;
-        let epoch = guard.as_ref().map_or(0, |l| l.epoch);
+        // An open run's session where there is one; else a session of the tool's own.
+        let epoch = guard.as_ref().and_then(|l| l.epoch);
         let live = self.live(&mut guard, epoch).await?;
         let columns: Vec<String> = schema.fields().iter().map(|f| quote(f.name())).collect();
         // Read back as text in JSON, then decoded into the schema's types, as the sink's rows
@@ -934,7 +958,8 @@ impl Sink for PostgresSink {
             });
         }
         let mut guard = self.live.lock().await;
-        let epoch = guard.as_ref().map_or(0, |l| l.epoch);
+        // An open run's session where there is one; else a session of the tool's own.
+        let epoch = guard.as_ref().and_then(|l| l.epoch);
         let live = self.live(&mut guard, epoch).await?;
         let n = i64::try_from(batch.0).unwrap_or(i64::MAX);
         let tx = live
@@ -970,7 +995,8 @@ impl Sink for PostgresSink {
 
     async fn summary(&self) -> Result<Option<HeldSummary>, SinkError> {
         let mut guard = self.live.lock().await;
-        let epoch = guard.as_ref().map_or(0, |l| l.epoch);
+        // An open run's session where there is one; else a session of the tool's own.
+        let epoch = guard.as_ref().and_then(|l| l.epoch);
         let live = self.live(&mut guard, epoch).await?;
         Ok(self
             .progress(live)
