@@ -189,3 +189,25 @@ pub fn report_spark(
     );
     Some((start, stream))
 }
+
+/// The durations (plan, offsets, execute, commit; milliseconds) of the first `batches` batches
+/// of the run whose checkpoint is at `ckpt`, from its commit log.
+#[allow(
+    dead_code,
+    reason = "bench/stateful.rs reads more of each commit itself"
+)]
+pub async fn batch_ms(ckpt: &Path, batches: u64) -> Vec<f64> {
+    let location = sluice::storage::Location::open(&ckpt.display().to_string(), false, false, None)
+        .expect("ckpt");
+    let mut out = Vec::new();
+    for n in 0..batches {
+        if let Some(c) = sluice::checkpoint::read_commit(&location, sluice::checkpoint::BatchId(n))
+            .await
+            .expect("commit")
+        {
+            let d = c.durations;
+            out.push(d.plan_ms + d.offsets_ms + d.execute_ms + d.commit_ms);
+        }
+    }
+    out
+}

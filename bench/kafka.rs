@@ -48,7 +48,7 @@ use sluice::progress::ProgressFormat;
 #[path = "common.rs"]
 #[allow(dead_code)]
 mod common;
-use common::{SCHEMA, generate, median};
+use common::{SCHEMA, batch_ms, generate, median};
 
 const QUERY: &str = "SELECT ts, user_id, upper(page) AS page, country, duration_ms / 1000.0 AS seconds \
                      FROM clicks WHERE duration_ms > 1000";
@@ -316,29 +316,11 @@ async fn sluice_run(
     .expect("sluice run");
     let seconds = started.elapsed().as_secs_f64();
     assert_eq!(summary.rows_in, args.records, "records read");
-    (seconds, batch_ms(work, summary.batches).await, output)
-}
-
-/// The durations of a run's batches, from its commit log.
-async fn batch_ms(work: &Path, batches: u64) -> Vec<f64> {
-    let location = sluice::storage::Location::open(
-        &work.join("ckpt").display().to_string(),
-        false,
-        false,
-        None,
+    (
+        seconds,
+        batch_ms(&work.join("ckpt"), summary.batches).await,
+        output,
     )
-    .expect("ckpt");
-    let mut out = Vec::new();
-    for n in 0..batches {
-        if let Some(c) = sluice::checkpoint::read_commit(&location, sluice::checkpoint::BatchId(n))
-            .await
-            .expect("commit")
-        {
-            let d = c.durations;
-            out.push(d.plan_ms + d.offsets_ms + d.execute_ms + d.commit_ms);
-        }
-    }
-    out
 }
 
 /// The rows `QUERY` gives over the generated files, as one DataFusion batch query.

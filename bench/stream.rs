@@ -24,7 +24,9 @@ use sluice::progress::ProgressFormat;
 
 #[path = "common.rs"]
 mod common;
-use common::{SCHEMA, datafusion_batch, generate, median, report_runs, report_spark, spark_run};
+use common::{
+    SCHEMA, batch_ms, datafusion_batch, generate, median, report_runs, report_spark, spark_run,
+};
 
 const QUERY: &str = "SELECT ts, user_id, upper(page) AS page, country, duration_ms / 1000.0 AS seconds \
                      FROM clicks WHERE duration_ms > 1000";
@@ -102,23 +104,7 @@ async fn sluice_run(
     .await
     .expect("sluice run");
     let seconds = started.elapsed().as_secs_f64();
-    let location = sluice::storage::Location::open(
-        &work.join("ckpt").display().to_string(),
-        false,
-        false,
-        None,
-    )
-    .expect("ckpt");
-    let mut batch_ms = Vec::new();
-    for n in 0..summary.batches {
-        if let Some(c) = sluice::checkpoint::read_commit(&location, sluice::checkpoint::BatchId(n))
-            .await
-            .expect("commit")
-        {
-            let d = c.durations;
-            batch_ms.push(d.plan_ms + d.offsets_ms + d.execute_ms + d.commit_ms);
-        }
-    }
+    let batch_ms = batch_ms(&work.join("ckpt"), summary.batches).await;
     SluiceRun {
         seconds,
         batches: summary.batches,
