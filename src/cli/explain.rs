@@ -122,22 +122,34 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
                     ))
                 })
                 .collect();
-            let width = if key.size_ns > 1 {
-                format!(
-                    "windows {} wide",
-                    humantime::format_duration(std::time::Duration::from_nanos(
-                        key.size_ns.unsigned_abs()
-                    ))
-                )
+            let width = if !key.window.is_column() {
+                let span = |ns: i64| {
+                    humantime::format_duration(std::time::Duration::from_nanos(ns.unsigned_abs()))
+                };
+                if key.window.slide_ns == key.window.size_ns {
+                    format!("windows {} wide", span(key.window.size_ns))
+                } else {
+                    format!(
+                        "windows {} wide, one every {}",
+                        span(key.window.size_ns),
+                        span(key.window.slide_ns)
+                    )
+                }
             } else {
                 "the event time itself".to_string()
             };
             let _ = writeln!(
                 out,
                 "Event time: the group key `{}` ({width}); a group is final once the watermark \
-                 ({}) reaches its end, and rows older than the watermark are dropped as late.",
+                 ({}) reaches its end, and a row counts only in the groups of it still open \
+                 (a row in none of them, or without an event time, is dropped as late){}.",
                 output_alias(&logical, &key.name),
-                sources.join(", min with ")
+                sources.join(", min with "),
+                if mode == OutputMode::Complete {
+                    "; complete mode keeps every group and drops no row for the watermark"
+                } else {
+                    ""
+                }
             );
         }
         None => {

@@ -307,6 +307,7 @@ impl<'p> Engine<'p> {
         let query = self.query_state(sql).await?;
         let stateful = query.operator.is_some();
         let columns = query.columns.clone();
+        let shape = query.shape.clone();
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
         let mut computed = Computed {
             output: BatchOutput {
@@ -349,7 +350,9 @@ impl<'p> Engine<'p> {
             }
             computed.files_in += input.files;
             if stateful && let Some((column, _)) = self.watermarks.get(source.name()) {
-                let seen = event_time::drop_late(&mut input, column, watermark_ms)
+                let lateness =
+                    event_time::Lateness::of(&shape, self.pipeline.output_mode, source.name());
+                let seen = event_time::drop_late(&mut input, column, &lateness, watermark_ms)
                     .map_err(|e| exec_err(e.into()))?;
                 computed.late += seen.late;
                 if self.late_streams.contains(source.name()) && !seen.late_rows.is_empty() {

@@ -1,5 +1,18 @@
 //! Event time at the sources: the latest event time a batch saw, and the rows that arrived
-//! later than the watermark allows.
+//! too late for the query's state (docs/design.md §5.5).
+//!
+//! Which rows are late follows Spark's rules, decided by the stateful operator's event-time
+//! key, not by the row's time alone:
+//! - a group over event time is closed once its end is at or below the watermark (a window
+//!   ends at `start + size`; a key that is the event time itself ends at that time, so a row
+//!   whose time equals the watermark is late);
+//! - a row is late when every group it would count in is closed; a row of a hopping window
+//!   still counts in those of its windows that are open (the aggregation drops it from the
+//!   closed ones);
+//! - a row without an event time is in no window, so it is late too (Spark's `window()`
+//!   drops it), and never kept in state;
+//! - complete mode keeps every group, so the watermark makes no row late there; an
+//!   aggregation whose key is not over this stream's event time drops nothing either.
 
 use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::compute::filter_record_batch;
@@ -7,25 +20,72 @@ use datafusion::arrow::compute::kernels::boolean::not;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
+use crate::pipeline::OutputMode;
+use crate::plan::{EventTimeWindow, Shape};
 use crate::source::BatchInput;
 use crate::state::timestamp_ns;
+
+/// Which rows of one stream the query's stateful operator takes as late.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lateness {
+    /// None: the operator keeps every group, or its state is not over this stream's event
+    /// time.
+    Never,
+    /// Rows without an event time (windows in complete mode: such a row is in none).
+    Untimed,
+    /// Rows without an event time, and rows the last group of which, in these windows, ends
+    /// at or below the watermark.
+    Closed(EventTimeWindow),
+}
+
+impl Lateness {
+    /// The rule for `stream`'s rows under a query of `shape` in `mode`.
+    pub fn of(shape: &Shape, mode: OutputMode, stream: &str) -> Self {
+        match shape {
+            Shape::Stateless => Self::Never,
+            // Each side's rows are matched while the watermark is below their event time.
+            Shape::Join(_) => Self::Closed(EventTimeWindow::column(stream)),
+            Shape::Aggregate(aggregate) => match &aggregate.event_time {
+                Some(key) if key.window.stream == stream => match mode {
+                    OutputMode::Complete if key.window.is_column() => Self::Never,
+                    OutputMode::Complete => Self::Untimed,
+                    OutputMode::Append | OutputMode::Update => Self::Closed(key.window.clone()),
+                },
+                _ => Self::Never,
+            },
+        }
+    }
+
+    /// Whether a row at event time `ts_ns` (`None`: null) is late at `watermark_ns`.
+    fn is_late(&self, ts_ns: Option<i64>, watermark_ns: Option<i64>) -> bool {
+        match (self, ts_ns) {
+            (Self::Never, _) => false,
+            (Self::Untimed | Self::Closed(_), None) => true,
+            (Self::Untimed, Some(_)) => false,
+            (Self::Closed(window), Some(ts)) => {
+                watermark_ns.is_some_and(|wm| window.last_end_ns(ts) <= wm)
+            }
+        }
+    }
+}
 
 /// What a batch's rows say about event time.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventTimeSeen {
     /// The latest event time among the rows, in milliseconds.
     pub max_ms: Option<i64>,
-    /// Rows dropped because their event time is below the watermark.
+    /// Rows dropped as late.
     pub late: u64,
     /// Those rows.
     pub late_rows: Vec<RecordBatch>,
 }
 
-/// Drops the rows of `input` whose `column` is below `watermark_ms` (rows without an event
-/// time stay) and reports the latest event time seen.
+/// Drops the rows of `input` that `lateness` takes as late at `watermark_ms`, judged by their
+/// event time in `column`, and reports the latest event time seen (late rows included).
 pub fn drop_late(
     input: &mut BatchInput,
     column: &str,
+    lateness: &Lateness,
     watermark_ms: Option<i64>,
 ) -> Result<EventTimeSeen, ArrowError> {
     let index = input.schema.index_of(column)?;
@@ -35,19 +95,16 @@ pub fn drop_late(
         let ns = timestamp_ns(batch.column(index)).map_err(|e| {
             ArrowError::ComputeError(format!("the watermark column `{column}`: {e}"))
         })?;
-        let max_ns = (0..ns.len())
-            .filter(|i| !ns.is_null(*i))
-            .map(|i| ns.value(i))
-            .max();
-        if let Some(max_ns) = max_ns {
+        let time = |i: usize| (!ns.is_null(i)).then(|| ns.value(i));
+        if let Some(max_ns) = (0..ns.len()).filter_map(time).max() {
             let max_ms = max_ns.div_euclid(1_000_000);
             seen.max_ms = seen.max_ms.max(Some(max_ms));
         }
-        let Some(watermark_ns) = watermark_ns else {
+        if *lateness == Lateness::Never {
             continue;
-        };
+        }
         let keep: BooleanArray = (0..ns.len())
-            .map(|i| Some(ns.is_null(i) || ns.value(i) >= watermark_ns))
+            .map(|i| Some(!lateness.is_late(time(i), watermark_ns)))
             .collect();
         let dropped = keep.false_count();
         if dropped > 0 {
@@ -58,4 +115,67 @@ pub fn drop_late(
         }
     }
     Ok(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    fn tumbling(size: i64) -> EventTimeWindow {
+        EventTimeWindow {
+            size_ns: size,
+            slide_ns: size,
+            ..EventTimeWindow::column("s")
+        }
+    }
+
+    #[test]
+    fn a_row_at_the_watermark_is_late_for_a_key_that_is_the_event_time() {
+        let rule = Lateness::Closed(EventTimeWindow::column("s"));
+        assert!(rule.is_late(Some(S), Some(S)), "a tie is late");
+        assert!(!rule.is_late(Some(S + 1), Some(S)));
+        assert!(!rule.is_late(Some(0), None), "no watermark yet");
+        assert!(rule.is_late(None, None), "no event time");
+    }
+
+    #[test]
+    fn a_windowed_row_is_late_only_when_its_last_window_has_closed() {
+        // 5 s windows, watermark 12 s: 11 s is in [10 s, 15 s), still open.
+        let rule = Lateness::Closed(tumbling(5 * S));
+        assert!(!rule.is_late(Some(11 * S), Some(12 * S)));
+        assert!(
+            rule.is_late(Some(9 * S), Some(12 * S)),
+            "[5 s, 10 s) closed"
+        );
+        assert!(
+            rule.is_late(Some(14 * S), Some(15 * S)),
+            "ends at the watermark"
+        );
+        // Hopping windows 10 s wide, every 5 s: 16 s is last in [15 s, 25 s).
+        let hop = Lateness::Closed(EventTimeWindow {
+            size_ns: 10 * S,
+            slide_ns: 5 * S,
+            ..EventTimeWindow::column("s")
+        });
+        assert!(!hop.is_late(Some(16 * S), Some(22 * S)));
+        assert!(hop.is_late(Some(16 * S), Some(25 * S)));
+        // date_bin's origin shifts the windows: from 2 s, 11 s is in [7 s, 12 s).
+        let shifted = Lateness::Closed(EventTimeWindow {
+            origin_ns: 2 * S,
+            ..tumbling(5 * S)
+        });
+        assert!(shifted.is_late(Some(11 * S), Some(12 * S)));
+        assert!(!shifted.is_late(Some(12 * S), Some(12 * S)));
+        // Before the epoch, windows still start at multiples of the size.
+        assert!(!Lateness::Closed(tumbling(5 * S)).is_late(Some(-S), Some(-S)));
+    }
+
+    #[test]
+    fn complete_mode_and_keys_not_in_event_time_drop_nothing_timed() {
+        assert!(!Lateness::Never.is_late(None, Some(S)));
+        assert!(!Lateness::Untimed.is_late(Some(0), Some(S)));
+        assert!(Lateness::Untimed.is_late(None, Some(S)));
+    }
 }

@@ -27,7 +27,7 @@ use crate::vocab::PinnedSettings;
 pub mod functions;
 pub mod shape;
 pub use functions::register_functions;
-pub use shape::{AggregateShape, EventTimeKey, JoinShape, Shape, analyze};
+pub use shape::{AggregateShape, EventTimeKey, EventTimeWindow, JoinShape, Shape, analyze};
 
 /// Why a query cannot be planned.
 #[derive(Debug, thiserror::Error)]

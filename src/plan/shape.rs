@@ -56,14 +56,68 @@ pub struct AggregateShape {
     pub event_time: Option<EventTimeKey>,
 }
 
-/// A group key over event time: a group whose key ends at or below the watermark can get no
-/// more rows.
+/// A group key over event time: a group whose end is at or below the watermark can get no
+/// more rows (Spark's rule: a window ends at `start + size`; a key that is the event time
+/// itself ends at that time).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventTimeKey {
     /// The key's output column name.
     pub name: String,
-    /// The width of the window the key starts, in nanoseconds (1 for the column itself).
+    /// What the key is over the event time.
+    pub window: EventTimeWindow,
+}
+
+/// The event time of a stream, or the starts of windows over it: `date_bin(size, t, origin)`
+/// (tumbling windows from `origin`), `hop(t, slide, size)` unnested (windows every `slide`
+/// from the epoch), or `t` itself (`size_ns` 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTimeWindow {
+    /// The stream whose watermark column the windows are over.
+    pub stream: String,
+    /// The width of a window, in nanoseconds; 0 for the event time itself.
     pub size_ns: i64,
+    /// The distance between two windows' starts, in nanoseconds (the size for `date_bin`).
+    pub slide_ns: i64,
+    /// Where windows start from, in nanoseconds since the epoch (`date_bin`'s origin).
+    pub origin_ns: i64,
+}
+
+impl EventTimeWindow {
+    /// The event time of `stream` itself.
+    pub fn column(stream: &str) -> Self {
+        Self {
+            stream: stream.to_string(),
+            size_ns: 0,
+            slide_ns: 1,
+            origin_ns: 0,
+        }
+    }
+
+    /// Whether this is the event time itself, not windows over it.
+    pub fn is_column(&self) -> bool {
+        self.size_ns == 0
+    }
+
+    /// The end of the group whose key is `key_ns` (a window's start, or the event time).
+    pub fn group_end_ns(&self, key_ns: i64) -> i64 {
+        key_ns.saturating_add(self.size_ns)
+    }
+
+    /// The end of the last window that holds event time `ts_ns` (the time itself for a key
+    /// that is the event time): a row is late once this is at or below the watermark, since
+    /// every group it would count in has closed.
+    pub fn last_end_ns(&self, ts_ns: i64) -> i64 {
+        if self.is_column() {
+            return ts_ns;
+        }
+        let since = ts_ns.saturating_sub(self.origin_ns);
+        let start = self.origin_ns.saturating_add(
+            since
+                .div_euclid(self.slide_ns)
+                .saturating_mul(self.slide_ns),
+        );
+        self.group_end_ns(start)
+    }
 }
 
 /// Analyzes `plan` (as the SQL planner made it, before optimization). `watermarks` maps each
@@ -240,9 +294,10 @@ impl Walk<'_> {
                 } else {
                     continue;
                 };
-            if self.event_time_of(&j.left, left_col) != Some(1)
-                || self.event_time_of(&j.right, right_col) != Some(1)
-            {
+            let is_event_time = |side: &LogicalPlan, c: &Column| {
+                self.event_time_of(side, c).is_some_and(|w| w.is_column())
+            };
+            if !is_event_time(&j.left, left_col) || !is_event_time(&j.right, right_col) {
                 continue;
             }
             match &times {
@@ -369,15 +424,15 @@ impl Walk<'_> {
                 }
                 let output_names = names(node);
                 let event_time = a.group_expr.iter().enumerate().find_map(|(i, expr)| {
-                    self.event_time_size(expr, &a.input)
-                        .map(|size_ns| EventTimeKey {
+                    self.event_time_window(expr, &a.input)
+                        .map(|window| EventTimeKey {
                             name: output_names[i].clone(),
-                            size_ns,
+                            window,
                         })
                 });
                 let operator = if a.group_expr.is_empty() {
                     "a global aggregate"
-                } else if event_time.as_ref().is_some_and(|k| k.size_ns > 1) {
+                } else if event_time.as_ref().is_some_and(|k| !k.window.is_column()) {
                     "an event-time window aggregation"
                 } else {
                     "GROUP BY aggregation"
@@ -398,9 +453,9 @@ impl Walk<'_> {
                     .iter()
                     .enumerate()
                     .find_map(|(i, c)| {
-                        self.event_time_of(input, c).map(|size_ns| EventTimeKey {
+                        self.event_time_of(input, c).map(|window| EventTimeKey {
                             name: output_names[i].clone(),
-                            size_ns,
+                            window,
                         })
                     });
                 let shape = AggregateShape {
@@ -437,33 +492,46 @@ impl Walk<'_> {
         Ok(shape)
     }
 
-    /// The window width of a group key over a watermarked column, if the key is one.
-    fn event_time_size(&self, expr: &Expr, input: &LogicalPlan) -> Option<i64> {
+    /// What a group key over a watermarked column is in event time, if it is over one.
+    fn event_time_window(&self, expr: &Expr, input: &LogicalPlan) -> Option<EventTimeWindow> {
         match strip_alias(expr) {
             Expr::Column(c) => self.event_time_of(input, c),
             other => self.window_of(other, input),
         }
     }
 
-    /// `date_bin(interval, t)` over the event time `t` (a column of `input`): the interval.
-    fn window_of(&self, expr: &Expr, input: &LogicalPlan) -> Option<i64> {
+    /// `date_bin(interval, t[, origin])` over the event time `t` (a column of `input`), with a
+    /// fixed interval and a constant origin.
+    fn window_of(&self, expr: &Expr, input: &LogicalPlan) -> Option<EventTimeWindow> {
         let Expr::ScalarFunction(f) = expr else {
             return None;
         };
         if f.func.name() != "date_bin" || !(2..=3).contains(&f.args.len()) {
             return None;
         }
-        let size = interval_ns(&f.args[0])?;
+        let size_ns = interval_ns(&f.args[0])?;
+        let origin_ns = match f.args.get(2) {
+            Some(origin) => timestamp_literal_ns(origin)?,
+            None => 0,
+        };
         match strip_alias(&f.args[1]) {
-            Expr::Column(c) if self.event_time_of(input, c) == Some(1) => Some(size),
+            Expr::Column(c) => {
+                let time = self.event_time_of(input, c).filter(|w| w.is_column())?;
+                Some(EventTimeWindow {
+                    size_ns,
+                    slide_ns: size_ns,
+                    origin_ns,
+                    ..time
+                })
+            }
             _ => None,
         }
     }
 
-    /// What `column` of `plan` is in event time: `Some(1)` for a stream's watermark column
-    /// passed through unchanged, `Some(width)` for the start of windows of that width over it
-    /// (`date_bin`, or `hop` unnested), `None` otherwise.
-    fn event_time_of(&self, plan: &LogicalPlan, column: &Column) -> Option<i64> {
+    /// What `column` of `plan` is in event time: a stream's watermark column passed through
+    /// unchanged, or the starts of windows over it (`date_bin`, or `hop` unnested); `None`
+    /// otherwise.
+    fn event_time_of(&self, plan: &LogicalPlan, column: &Column) -> Option<EventTimeWindow> {
         match plan {
             LogicalPlan::TableScan(scan) => {
                 let table = scan.table_name.table();
@@ -472,7 +540,7 @@ impl Walk<'_> {
                         .watermarks
                         .get(table)
                         .is_some_and(|wm| *wm == column.name))
-                .then_some(1)
+                .then(|| EventTimeWindow::column(table))
             }
             LogicalPlan::Projection(p) => {
                 let i = p.schema.index_of_column(column).ok()?;
@@ -511,9 +579,18 @@ impl Walk<'_> {
                 if f.func.name() != super::functions::HOP || f.args.len() != 3 {
                     return None;
                 }
-                let size = interval_ns(&f.args[2])?;
+                let slide_ns = interval_ns(&f.args[1])?;
+                let size_ns = interval_ns(&f.args[2])?;
                 match strip_alias(&f.args[0]) {
-                    Expr::Column(c) if self.event_time_of(&p.input, c) == Some(1) => Some(size),
+                    Expr::Column(c) => {
+                        let time = self.event_time_of(&p.input, c).filter(|w| w.is_column())?;
+                        Some(EventTimeWindow {
+                            size_ns,
+                            slide_ns,
+                            origin_ns: 0,
+                            ..time
+                        })
+                    }
                     _ => None,
                 }
             }
@@ -537,6 +614,27 @@ fn has_subquery(expr: &Expr) -> bool {
         ))
     })
     .unwrap_or(true)
+}
+
+/// A constant timestamp (`date_bin`'s origin) in nanoseconds since the epoch.
+fn timestamp_literal_ns(expr: &Expr) -> Option<i64> {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    use datafusion::common::ScalarValue;
+    let value = match strip_alias(expr) {
+        Expr::Literal(value, _) => value.clone(),
+        Expr::Cast(c) => match strip_alias(&c.expr) {
+            Expr::Literal(value, _) => value.cast_to(c.field.data_type()).ok()?,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let ns = value
+        .cast_to(&DataType::Timestamp(TimeUnit::Nanosecond, None))
+        .ok()?;
+    match ns {
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(v),
+        _ => None,
+    }
 }
 
 /// A fixed interval literal in nanoseconds (months have no fixed length).
@@ -607,9 +705,26 @@ mod tests {
             };
             let key = a.event_time.expect("an event-time key");
             assert_eq!(key.name, a.output_names[0], "{sql}");
-            assert!(key.size_ns >= 5_000_000_000, "{sql}: {}", key.size_ns);
+            assert_eq!(key.window.stream, "s", "{sql}");
+            assert!(
+                key.window.size_ns >= 5_000_000_000,
+                "{sql}: {:?}",
+                key.window
+            );
             if sql.contains("hop(") {
-                assert_eq!(key.size_ns, 300_000_000_000, "{sql}: the hop's size");
+                assert_eq!(key.window.size_ns, 300_000_000_000, "{sql}: the hop's size");
+                assert_eq!(
+                    key.window.slide_ns, 60_000_000_000,
+                    "{sql}: the hop's slide"
+                );
+            } else {
+                assert_eq!(key.window.slide_ns, key.window.size_ns, "{sql}: tumbling");
+            }
+            if sql.contains("TIMESTAMP '2020-01-01'") {
+                assert_eq!(
+                    key.window.origin_ns, 1_577_836_800_000_000_000,
+                    "{sql}: origin"
+                );
             }
         }
         let Shape::Aggregate(dedup) =
@@ -620,7 +735,13 @@ mod tests {
             panic!("stateful")
         };
         assert!(dedup.distinct_only);
-        assert_eq!(dedup.event_time.map(|k| k.size_ns), Some(1));
+        assert!(
+            dedup
+                .event_time
+                .expect("an event-time key")
+                .window
+                .is_column()
+        );
     }
 
     #[tokio::test]

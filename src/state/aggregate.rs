@@ -42,6 +42,7 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
 
 use super::keyed::Key;
@@ -139,7 +140,7 @@ impl AggregateOperator {
             schema.fields()[..key_columns]
                 .iter()
                 .position(|f| *f.name() == key.name)
-                .map(|i| (i, key.size_ns))
+                .map(|i| (i, key.window.size_ns))
         });
         let mut state =
             KeyedState::new(schema, key_columns, event_time).map_err(|e| self.compute(e))?;
@@ -196,6 +197,15 @@ impl Operator for AggregateOperator {
             .map_err(|e| compute(&e))?;
         let partial_out =
             concat_batches(&schema, partial_out.iter().flatten()).map_err(|e| compute(&e))?;
+        // A row counts only in its groups the watermark has not closed (a hopping window's
+        // row may be in closed and open ones); complete mode keeps every group.
+        let partial_out = match watermark_ns {
+            Some(wm) if self.mode != OutputMode::Complete => {
+                let open = state.open_at(&partial_out, wm).map_err(|e| compute(&e))?;
+                filter_record_batch(&partial_out, &open).map_err(|e| compute(&e))?
+            }
+            _ => partial_out,
+        };
         // `previous`: the stored state of the groups the batch touched, from before the batch.
         let (changed, previous) = if partial_out.num_rows() == 0 {
             let empty = RecordBatch::new_empty(Arc::clone(&schema));
@@ -276,6 +286,12 @@ impl Operator for AggregateOperator {
             removed: state.key_batch(&expired_rows).map_err(|e| compute(&e))?,
         });
 
+        // No group to emit is no row: a final aggregation without GROUP BY would make one
+        // out of no groups (`count(*)` 0, `max` null), which only complete mode's whole table
+        // of a stream without input is.
+        if emit.num_rows() == 0 && self.mode != OutputMode::Complete {
+            return Ok(Arc::new(EmptyExec::new(physical.schema())));
+        }
         // The final aggregation over the groups to emit, where the plan had its own.
         let emit_input = MemorySourceConfig::try_new_exec(&[vec![emit]], schema, None)
             .map_err(|e| compute(&e))?;

@@ -115,7 +115,8 @@ impl Side {
             ))
         })?;
         // A row is kept while a row of the other side could match it: until the watermark
-        // passes its event time plus the reach.
+        // passes its event time plus the reach, as Spark keeps it (rows of the other side at
+        // or below the watermark are late, so the row matches nothing new at the tie either).
         let mut state = KeyedState::new(
             Self::kept_schema(input),
             2,

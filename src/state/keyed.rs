@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, PrimitiveArray, UInt32Array};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, PrimitiveArray, UInt32Array};
 use datafusion::arrow::compute::{cast, interleave_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
 use datafusion::arrow::error::ArrowError;
@@ -225,6 +225,24 @@ impl KeyedState {
             .take_while(|(end, _)| *end <= watermark_ns)
             .map(|(_, key)| key.clone())
             .collect()
+    }
+
+    /// Which rows of `batch` (rows of this state's schema) are of groups still open at
+    /// `watermark_ns`: groups that end above it. Every row of a state not bounded in time is
+    /// open; a row without an event time is not.
+    pub fn open_at(
+        &self,
+        batch: &RecordBatch,
+        watermark_ns: i64,
+    ) -> Result<BooleanArray, ArrowError> {
+        if self.event_time.is_none() {
+            return Ok(BooleanArray::from(vec![true; batch.num_rows()]));
+        }
+        Ok(self
+            .ends(batch)?
+            .into_iter()
+            .map(|end| Some(end.is_some_and(|end| end > watermark_ns)))
+            .collect())
     }
 
     /// The smallest group end in the state, if it is bounded in time.

@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod contract;
 mod crash;
+mod event_time;
 mod fault;
 mod field;
 #[cfg(feature = "kafka")]

@@ -1,0 +1,303 @@
+//! Event time as Spark defines it: which rows are late, and when a group closes. Each case is
+//! run through the binary, one input file a batch, and held to the rows Spark 4.2 Structured
+//! Streaming wrote for the same files (`withWatermark`, `window`, `dropDuplicates`, a
+//! stream-stream join; run with `processAllAvailable` after each file), in the order Spark
+//! wrote them. Spark's extra no-data batches write nothing here, so only batches that write
+//! rows are compared.
+
+use crate::common::*;
+
+/// Writes `files` (name, text) into the workspace and a pipeline over them: `sources` (the
+/// lines under `sources:`), `query`, `mode`, a JSON lines sink in `{ws}/out` and a late-rows
+/// sink in `{ws}/late`; runs it to the end of its input.
+fn run_case(files: &[(&str, &str)], sources: &str, query: &str, mode: &str) -> Workspace {
+    let ws = Workspace::new();
+    for (name, text) in files {
+        let path = ws.path(name);
+        std::fs::create_dir_all(path.parent().expect("folder")).expect("folder");
+        std::fs::write(path, text).expect("input file");
+    }
+    let yaml = format!(
+        "name: event-time\ncheckpoint: {{ws}}/ckpt\nsources:\n{sources}\nquery: {query}\n\
+         output_mode: {mode}\ntrigger: available-now\n\
+         sink: {{ kind: files, path: {{ws}}/out, format: json }}\n\
+         late_rows: {{ kind: files, path: {{ws}}/late, format: json }}\n"
+    )
+    .replace("{ws}", &ws.dir.path().display().to_string());
+    let pipeline = write_pipeline(&ws, &yaml);
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    ws
+}
+
+/// One JSON source `name` over `{ws}/<name>` (`id`, `ts`), one file a batch, with a
+/// watermark of `delay` on `ts`.
+fn source(name: &str, delay: &str) -> String {
+    format!(
+        "  {name}: {{ kind: files, path: {{ws}}/{name}, format: json, max_files_per_batch: 1, \
+         schema: {{ id: bigint, ts: timestamp }}, watermark: {{ column: ts, delay: {delay} }} }}"
+    )
+}
+
+/// `{"id":<id>,"ts":<seconds after the epoch>}`, or a null time.
+fn row(id: i64, seconds: Option<f64>) -> String {
+    match seconds {
+        Some(s) => format!("{{\"id\":{id},\"ts\":\"1970-01-01T00:00:{:06.3}Z\"}}\n", s),
+        None => format!("{{\"id\":{id},\"ts\":null}}\n"),
+    }
+}
+
+/// The rows each batch wrote to `folder` (`columns` of each, joined by `|`), batches that
+/// wrote none left out, in batch order.
+fn written(ws: &Workspace, folder: &str, columns: &[&str]) -> Vec<Vec<String>> {
+    let mut files: Vec<std::path::PathBuf> = walk(&ws.path(folder))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .filter(|p| !p.components().any(|c| c.as_os_str() == "_sluice"))
+        .collect();
+    files.sort_by_key(|p| p.file_name().map(|n| n.to_owned()));
+    files
+        .iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(file).expect("sink file");
+            let mut rows: Vec<String> = text
+                .lines()
+                .map(|line| {
+                    let value: serde_json::Value = serde_json::from_str(line).expect("JSON row");
+                    columns
+                        .iter()
+                        .map(|c| match &value[c] {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .collect();
+            rows.sort();
+            rows
+        })
+        .filter(|rows| !rows.is_empty())
+        .collect()
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+const WINDOW_5S: &str = "SELECT CAST(date_bin(INTERVAL '5 seconds', ts) AS VARCHAR) AS w, \
+                         count(*) AS n FROM s GROUP BY date_bin(INTERVAL '5 seconds', ts)";
+
+/// A row whose event time equals the watermark is late for a deduplication (Spark drops
+/// `(0, 1 s)` once the watermark is 1 s); 1 ms above it is not.
+#[test]
+fn a_row_at_the_watermark_is_late_and_one_above_is_not() {
+    for (second, emitted) in [(1.0, false), (1.001, true)] {
+        let ws = run_case(
+            &[
+                ("s/0.json", &row(1, Some(2.0))),
+                ("s/1.json", &row(0, Some(second))),
+            ],
+            &source("s", "1s"),
+            "SELECT DISTINCT id, ts FROM s",
+            "append",
+        );
+        let ids = written(&ws, "out", &["id"]);
+        let late = written(&ws, "late", &["id"]);
+        if emitted {
+            assert_eq!(ids, [vec!["1"], vec!["0"]], "{second}");
+            assert!(late.is_empty(), "{second}: {late:?}");
+        } else {
+            assert_eq!(ids, [vec!["1"]], "{second}");
+            assert_eq!(late, [vec!["0"]], "{second}: the tie is a late row");
+        }
+    }
+}
+
+/// A row older than the watermark still counts in a window of it that is open: 5 s windows,
+/// delay 3 s, rows at 15 s, 11 s, 20 s. Spark's append mode writes `[10 s, 15 s)` with 1
+/// (the watermark is 12 s when the 11 s row comes, and its window ends at 15 s), and update
+/// mode writes each window as it changes.
+#[test]
+fn lateness_is_decided_per_window_not_per_row() {
+    let files = [
+        ("s/0.json", row(1, Some(15.0))),
+        ("s/1.json", row(2, Some(11.0))),
+        ("s/2.json", row(3, Some(20.0))),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let ws = run_case(&files, &source("s", "3s"), WINDOW_5S, "append");
+    assert_eq!(
+        written(&ws, "out", &["w", "n"]),
+        [vec!["1970-01-01T00:00:10|1"]]
+    );
+    assert!(written(&ws, "late", &["id"]).is_empty());
+    let ws = run_case(&files, &source("s", "3s"), WINDOW_5S, "update");
+    assert_eq!(
+        written(&ws, "out", &["w", "n"]),
+        [
+            vec!["1970-01-01T00:00:15|1"],
+            vec!["1970-01-01T00:00:10|1"],
+            vec!["1970-01-01T00:00:20|1"],
+        ]
+    );
+}
+
+/// Hopping windows 10 s wide every 5 s, delay 3 s, rows at 25 s, 16 s, 40 s: the 16 s row
+/// misses the closed `[10 s, 20 s)` and counts in the open `[15 s, 25 s)`. Spark's append
+/// mode writes `[15,25)`, `[20,30)` and `[25,35)`, 1 each.
+#[test]
+fn a_hopping_row_counts_in_its_open_windows_only() {
+    let files = [
+        ("s/0.json", row(1, Some(25.0))),
+        ("s/1.json", row(2, Some(16.0))),
+        ("s/2.json", row(3, Some(40.0))),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let ws = run_case(
+        &files,
+        &source("s", "3s"),
+        "SELECT CAST(w AS VARCHAR) AS w, count(*) AS n FROM \
+         (SELECT unnest(hop(ts, INTERVAL '5 seconds', INTERVAL '10 seconds')) AS w FROM s) \
+         GROUP BY w",
+        "append",
+    );
+    assert_eq!(
+        written(&ws, "out", &["w", "n"]),
+        [vec![
+            "1970-01-01T00:00:15|1",
+            "1970-01-01T00:00:20|1",
+            "1970-01-01T00:00:25|1"
+        ]]
+    );
+    assert!(
+        written(&ws, "late", &["id"]).is_empty(),
+        "the 16 s row is in an open window"
+    );
+}
+
+/// Complete mode keeps every group and counts every row: 5 s windows, delay 10 s, rows at
+/// 25 s then 10 s. Spark's table: `[10 s, 15 s)` and `[25 s, 30 s)`, 1 each.
+#[test]
+fn complete_mode_counts_rows_older_than_the_watermark() {
+    let ws = run_case(
+        &[
+            ("s/0.json", &row(1, Some(25.0))),
+            ("s/1.json", &row(2, Some(10.0))),
+        ],
+        &source("s", "10s"),
+        WINDOW_5S,
+        "complete",
+    );
+    let table = std::fs::read_to_string(ws.path("out/result.jsonl")).expect("the table");
+    let mut rows: Vec<&str> = table.lines().collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            r#"{"w":"1970-01-01T00:00:10","n":1}"#,
+            r#"{"w":"1970-01-01T00:00:25","n":1}"#
+        ]
+    );
+}
+
+/// A row without an event time is in no window: late, never a group of its own. Spark's
+/// append mode writes `[0 s, 5 s)` with 1 for rows `(1, 2 s)`, `(2, null)`, then `(3, 20 s)`.
+#[test]
+fn a_row_without_event_time_is_late_and_never_state() {
+    let text = format!("{}{}", row(1, Some(2.0)), row(2, None));
+    let files = [
+        ("s/0.json", text.as_str()),
+        ("s/1.json", &row(3, Some(20.0))),
+    ];
+    let ws = run_case(&files, &source("s", "1s"), WINDOW_5S, "append");
+    assert_eq!(
+        written(&ws, "out", &["w", "n"]),
+        [vec!["1970-01-01T00:00:00|1"]]
+    );
+    assert_eq!(written(&ws, "late", &["id"]), [vec!["2"]]);
+    // Only `[20 s, 25 s)` is left open: no group without a window stays in the state.
+    let state = run_bin(
+        &[
+            "state",
+            ws.p("ckpt").as_str(),
+            "--sql",
+            "SELECT count(*) AS groups_left FROM state",
+        ],
+        ws.dir.path(),
+    );
+    assert!(state.status.success(), "{}", stderr(&state));
+    let table = String::from_utf8_lossy(&state.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split('|').any(|cell| cell.trim() == "1")),
+        "{table}"
+    );
+    // Complete mode too: Spark's `window()` puts such a row in no window.
+    let ws = run_case(&files, &source("s", "1s"), WINDOW_5S, "complete");
+    let table = std::fs::read_to_string(ws.path("out/result.jsonl")).expect("the table");
+    assert!(
+        !table.contains("null") && table.lines().count() == 2,
+        "{table}"
+    );
+}
+
+/// A watermark on a column that is not among the aggregation's keys drops nothing: Spark's
+/// update mode writes `(a, 1)`, then `(a, 2)` for a row 9 s older than the watermark.
+#[test]
+fn an_aggregation_not_keyed_by_event_time_counts_every_row() {
+    let files = [
+        ("s/0.json", "{\"id\":1,\"ts\":\"1970-01-01T00:00:10Z\"}\n"),
+        ("s/1.json", "{\"id\":1,\"ts\":\"1970-01-01T00:00:01Z\"}\n"),
+    ];
+    let ws = run_case(
+        &files,
+        &source("s", "1s"),
+        "SELECT id, count(*) AS n FROM s GROUP BY id",
+        "update",
+    );
+    assert_eq!(
+        written(&ws, "out", &["id", "n"]),
+        [vec!["1|1"], vec!["1|2"]]
+    );
+}
+
+/// A join of two streams: a right row at the watermark is late (Spark drops `R(1, 10 s)` once
+/// the watermark is 10 s); at 10.001 s it joins `L(1, 10 s)`.
+#[test]
+fn a_join_drops_a_row_at_the_watermark() {
+    for (second, joined) in [(10.0, false), (10.001, true)] {
+        let ws = run_case(
+            &[
+                ("l/0.json", &row(1, Some(10.0))),
+                ("r/0.json", &row(9, Some(20.0))),
+                ("r/1.json", &row(1, Some(second))),
+            ],
+            &format!("{}\n{}", source("l", "0s"), source("r", "0s")),
+            "SELECT l.id AS id, CAST(r.ts AS VARCHAR) AS rts FROM l JOIN r ON l.id = r.id \
+             AND r.ts >= l.ts AND r.ts <= l.ts + INTERVAL '5 seconds'",
+            "append",
+        );
+        let out = written(&ws, "out", &["id", "rts"]);
+        if joined {
+            assert_eq!(out, [vec!["1|1970-01-01T00:00:10.001"]], "{second}");
+        } else {
+            assert!(out.is_empty(), "{second}: {out:?}");
+            assert_eq!(written(&ws, "late", &["id"]), [vec!["1"]], "{second}");
+        }
+    }
+}
