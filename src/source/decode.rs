@@ -20,7 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use datafusion::arrow::array::{Array, ArrayRef, StringArray, new_null_array};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
-use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::util::display::FormatOptions;
@@ -419,9 +419,10 @@ impl Decoded {
 }
 
 /// Decodes JSON values into `schema`; `strict` refuses a field the schema does not know.
-/// Numbers and booleans read into a string column as their text (as Spark reads them). A
-/// top-level integer column takes only integers (or strings of them): Arrow's decoder would
-/// truncate `2.5` to 2, so such columns are decoded as their text and then parsed exactly.
+/// Numbers and booleans read into a string column as their text (as Spark reads them). An
+/// integer column, or an integer field or item inside a struct or list column, takes only
+/// integers (or strings of them): Arrow's decoder would truncate `2.5` to 2, so such columns
+/// are decoded as text and then parsed exactly.
 fn json_decode(
     bytes: &[u8],
     schema: &SchemaRef,
@@ -432,7 +433,7 @@ fn json_decode(
         .fields()
         .iter()
         .enumerate()
-        .filter(|(_, f)| f.data_type().is_integer())
+        .filter(|(_, f)| integers_as_text(f.data_type()).is_some())
         .map(|(i, _)| i)
         .collect();
     let as_read = if integers.is_empty() {
@@ -443,10 +444,9 @@ fn json_decode(
             .iter()
             .map(|f| {
                 let f = f.as_ref().clone();
-                if f.data_type().is_integer() {
-                    f.with_data_type(DataType::Utf8)
-                } else {
-                    f
+                match integers_as_text(f.data_type()) {
+                    Some(text) => f.with_data_type(text),
+                    None => f,
                 }
             })
             .collect();
@@ -497,6 +497,32 @@ fn json_decode(
             RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)
         })
         .collect()
+}
+
+/// `data_type` with every integer in it (the type itself, a struct's field, a list's item)
+/// read as text, or `None` when it holds no integer.
+fn integers_as_text(data_type: &DataType) -> Option<DataType> {
+    let field_as_text = |f: &FieldRef| {
+        integers_as_text(f.data_type()).map(|t| Arc::new(f.as_ref().clone().with_data_type(t)))
+    };
+    match data_type {
+        t if t.is_integer() => Some(DataType::Utf8),
+        DataType::List(item) => field_as_text(item).map(DataType::List),
+        DataType::LargeList(item) => field_as_text(item).map(DataType::LargeList),
+        DataType::Struct(fields) => {
+            let read: Vec<Option<FieldRef>> = fields.iter().map(field_as_text).collect();
+            read.iter().any(Option::is_some).then(|| {
+                DataType::Struct(
+                    fields
+                        .iter()
+                        .zip(read)
+                        .map(|(f, t)| t.unwrap_or_else(|| Arc::clone(f)))
+                        .collect(),
+                )
+            })
+        }
+        _ => None,
+    }
 }
 
 /// One JSON value of a file, as the slow path found it.

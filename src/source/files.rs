@@ -805,8 +805,14 @@ async fn load_table(
             .map(|p| (p, None))
             .collect(),
     };
-    if files.is_empty() {
-        return Err(config_err("the table has no files".into()));
+    // With its columns declared, a table without files reads as empty (a dimension not
+    // filled yet); without, there is nothing to infer them from.
+    if files.is_empty() && config.declared_columns().is_none() {
+        return Err(config_err(
+            "the table has no files and no declared schema (declare `schema:` to read it as \
+             empty)"
+                .into(),
+        ));
     }
     let schema = match config.declared_columns() {
         Some(columns) => crate::format::schema_from_sql_types(&columns)

@@ -283,7 +283,12 @@ pub struct BatchInput {
 
 impl BatchInput {
     /// A table over the batch's rows.
-    pub fn into_table(self) -> Result<Arc<MemTable>, datafusion::error::DataFusionError> {
+    pub fn into_table(mut self) -> Result<Arc<MemTable>, datafusion::error::DataFusionError> {
+        if self.partitions.is_empty() {
+            // No input (an empty table, an empty range): one empty partition, as a table
+            // needs at least one.
+            self.partitions.push(Vec::new());
+        }
         MemTable::try_new(self.schema, self.partitions).map(Arc::new)
     }
 }
