@@ -78,22 +78,26 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
             return Ok(out);
         }
         Shape::Join(j) => {
+            let reach = |ns: Option<i64>| match ns {
+                Some(ns) => format!(
+                    "for {} after",
+                    humantime::format_duration(std::time::Duration::from_nanos(
+                        ns.max(0).unsigned_abs()
+                    ))
+                ),
+                None => "for ever (the join does not bound it) after".into(),
+            };
             let _ = writeln!(
                 out,
                 "\nThe query keeps state: an inner join of two streams. Each side's rows are kept \
                  (state/join-left/, state/join-right/) until the watermark passes the last event \
-                 time a row of the other side could match: a left row for {} after its `{}`, a \
-                 right row for {} after its `{}`. Rows older than the watermark are dropped as \
-                 late.\nOutput ({} mode): each matching pair once, in the batch where the later \
+                 time a row of the other side could match: a left row {} its `{}`, a \
+                 right row {} its `{}`. Rows at or below the watermark are dropped as late.\nOutput ({} mode): each matching pair once, in the batch where the later \
                  of the two arrives.\n\nPer batch, the join below runs twice: new left rows \
                  with kept and new right rows, and kept left rows with new right rows:\n{}",
-                humantime::format_duration(std::time::Duration::from_nanos(
-                    j.left_reach_ns.max(0).unsigned_abs()
-                )),
+                reach(j.left_reach_ns),
                 j.left_time,
-                humantime::format_duration(std::time::Duration::from_nanos(
-                    j.right_reach_ns.max(0).unsigned_abs()
-                )),
+                reach(j.right_reach_ns),
                 j.right_time,
                 mode.as_str(),
                 indent(&physical)

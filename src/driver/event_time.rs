@@ -46,7 +46,7 @@ impl Lateness {
             // Each side's rows are matched while the watermark is below their event time.
             Shape::Join(_) => Self::Closed(EventTimeWindow::column(stream)),
             Shape::Aggregate(aggregate) => match &aggregate.event_time {
-                Some(key) if key.window.stream == stream => match mode {
+                Some(key) if key.window.streams.contains(stream) => match mode {
                     OutputMode::Complete if key.window.is_column() => Self::Never,
                     OutputMode::Complete => Self::Untimed,
                     OutputMode::Append | OutputMode::Update => Self::Closed(key.window.clone()),

@@ -36,10 +36,12 @@ pub struct JoinShape {
     pub left_time: String,
     /// The right side's event-time column, as the join's right input names it.
     pub right_time: String,
-    /// How much later than a left row's event time a matching right row's may be (ns).
-    pub left_reach_ns: i64,
-    /// How much later than a right row's event time a matching left row's may be (ns).
-    pub right_reach_ns: i64,
+    /// How much later than a left row's event time a matching right row's may be (ns);
+    /// `None`: unbounded, so left rows are kept for ever (Spark keeps them too).
+    pub left_reach_ns: Option<i64>,
+    /// How much later than a right row's event time a matching left row's may be (ns);
+    /// `None`: unbounded, so right rows are kept for ever.
+    pub right_reach_ns: Option<i64>,
 }
 
 /// The aggregation of a stateful query.
@@ -72,8 +74,9 @@ pub struct EventTimeKey {
 /// from the epoch), or `t` itself (`size_ns` 0).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventTimeWindow {
-    /// The stream whose watermark column the windows are over.
-    pub stream: String,
+    /// The streams whose watermark columns the windows are over (several under a `UNION ALL`
+    /// of streams, whose watermark is the smallest of theirs, as in Spark).
+    pub streams: BTreeSet<String>,
     /// The width of a window, in nanoseconds; 0 for the event time itself.
     pub size_ns: i64,
     /// The distance between two windows' starts, in nanoseconds (the size for `date_bin`).
@@ -86,7 +89,7 @@ impl EventTimeWindow {
     /// The event time of `stream` itself.
     pub fn column(stream: &str) -> Self {
         Self {
-            stream: stream.to_string(),
+            streams: BTreeSet::from([stream.to_string()]),
             size_ns: 0,
             slide_ns: 1,
             origin_ns: 0,
@@ -207,6 +210,19 @@ fn time_term(expr: &Expr) -> Option<(&Column, i64)> {
     }
 }
 
+/// The `a = b` terms of a conjunction.
+fn equalities(expr: &Expr) -> Vec<(&Expr, &Expr)> {
+    match strip_alias(expr) {
+        Expr::BinaryExpr(b) if b.op == Operator::And => {
+            let mut out = equalities(&b.left);
+            out.extend(equalities(&b.right));
+            out
+        }
+        Expr::BinaryExpr(b) if b.op == Operator::Eq => vec![(&*b.left, &*b.right)],
+        _ => Vec::new(),
+    }
+}
+
 /// `low <= high` (or `<`) as `(low term, high term)`, from a comparison or one half of a
 /// BETWEEN.
 fn inequalities(expr: &Expr) -> Vec<(&Expr, &Expr)> {
@@ -272,13 +288,45 @@ impl Walk<'_> {
         check_stateless(&j.right, self.streams)?;
         let unbounded = || PlanError::Unsupported {
             operator: "a join of two streams without an event-time bound".into(),
-            reason: "would keep every row of both streams forever; bound it both ways over the \
-                     sources' watermark columns, e.g. `ON a.k = b.k AND a.ts BETWEEN b.ts - \
-                     INTERVAL '1 minute' AND b.ts + INTERVAL '1 minute'`"
+            reason: "would keep every row of both streams forever; bound it over the sources' \
+                     watermark columns, e.g. `ON a.k = b.k AND a.ts BETWEEN b.ts - \
+                     INTERVAL '1 minute' AND b.ts + INTERVAL '1 minute'` (a bound one way \
+                     keeps one side's rows for ever), or join on equal windows \
+                     (`date_bin(INTERVAL '1 minute', a.ts) = date_bin(INTERVAL '1 minute', b.ts)`)"
                 .into(),
         };
         let mut times: Option<(Column, Column)> = None;
         let (mut left_reach, mut right_reach) = (None::<i64>, None::<i64>);
+        // Equal tumbling windows: the two times are less than a window apart, either way.
+        let filter_equalities = j.filter.iter().flat_map(equalities);
+        for (left_key, right_key) in j.on.iter().map(|(l, r)| (l, r)).chain(filter_equalities) {
+            // Either way round: `a = b` or `b = a`.
+            let (left, right) = match (
+                self.window_over(left_key, &j.left),
+                self.window_over(right_key, &j.right),
+            ) {
+                (Some(l), Some(r)) => (Some(l), Some(r)),
+                _ => (
+                    self.window_over(right_key, &j.left),
+                    self.window_over(left_key, &j.right),
+                ),
+            };
+            let (Some((lc, lw)), Some((rc, rw))) = (left, right) else {
+                continue;
+            };
+            if lw.is_column()
+                || lw.slide_ns != lw.size_ns
+                || (lw.size_ns, lw.origin_ns) != (rw.size_ns, rw.origin_ns)
+            {
+                continue;
+            }
+            match &times {
+                Some((l, r)) if *l != lc || *r != rc => continue,
+                _ => times = Some((lc, rc)),
+            }
+            left_reach = Some(left_reach.map_or(lw.size_ns, |b| b.min(lw.size_ns)));
+            right_reach = Some(right_reach.map_or(lw.size_ns, |b| b.min(lw.size_ns)));
+        }
         for (low, high) in j.filter.iter().flat_map(inequalities) {
             let (Some((lc, lo)), Some((hc, ho))) = (time_term(low), time_term(high)) else {
                 continue;
@@ -306,8 +354,8 @@ impl Walk<'_> {
             }
             *reach = Some(reach.map_or(bound, |b| b.min(bound)));
         }
-        let (Some((left, right)), Some(left_reach), Some(right_reach)) =
-            (times, left_reach, right_reach)
+        // Bounded one way at least: the bounded side's rows leave the state (as in Spark).
+        let Some((left, right)) = times.filter(|_| left_reach.is_some() || right_reach.is_some())
         else {
             return Err(unbounded());
         };
@@ -317,6 +365,19 @@ impl Walk<'_> {
             left_reach_ns: left_reach,
             right_reach_ns: right_reach,
         })
+    }
+
+    /// `date_bin(interval, t[, origin])` over the event-time column `t` of `input`: the
+    /// column and the windows.
+    fn window_over(&self, expr: &Expr, input: &LogicalPlan) -> Option<(Column, EventTimeWindow)> {
+        let window = self.window_of(strip_alias(expr), input)?;
+        let Expr::ScalarFunction(f) = strip_alias(expr) else {
+            return None;
+        };
+        match strip_alias(&f.args[1]) {
+            Expr::Column(c) => Some((c.clone(), window)),
+            _ => None,
+        }
     }
 
     /// Walks down from the root to the aggregation: what lies above it runs on its result.
@@ -555,6 +616,25 @@ impl Walk<'_> {
                 self.event_time_of(&s.input, &inner)
             }
             LogicalPlan::Filter(f) => self.event_time_of(&f.input, column),
+            // The same windows over the event time of each stream of the union.
+            LogicalPlan::Union(u) => {
+                let i = u.schema.index_of_column(column).ok()?;
+                let mut each = u.inputs.iter().map(|input| {
+                    let inner = Column::from(input.schema().qualified_field(i));
+                    self.event_time_of(input, &inner)
+                });
+                let mut union = each.next()??;
+                for window in each {
+                    let window = window?;
+                    if (window.size_ns, window.slide_ns, window.origin_ns)
+                        != (union.size_ns, union.slide_ns, union.origin_ns)
+                    {
+                        return None;
+                    }
+                    union.streams.extend(window.streams);
+                }
+                Some(union)
+            }
             LogicalPlan::Join(j) => {
                 if j.left.schema().has_column(column) {
                     self.event_time_of(&j.left, column)
@@ -705,7 +785,11 @@ mod tests {
             };
             let key = a.event_time.expect("an event-time key");
             assert_eq!(key.name, a.output_names[0], "{sql}");
-            assert_eq!(key.window.stream, "s", "{sql}");
+            assert_eq!(
+                key.window.streams,
+                BTreeSet::from(["s".to_string()]),
+                "{sql}"
+            );
             assert!(
                 key.window.size_ns >= 5_000_000_000,
                 "{sql}: {:?}",
@@ -727,6 +811,30 @@ mod tests {
                 );
             }
         }
+        // A union of streams: the same windows over each stream's event time.
+        for sql in [
+            "SELECT date_bin(INTERVAL '5 seconds', ts) AS w, count(*) FROM \
+             (SELECT ts FROM s UNION ALL SELECT ts FROM s2) u GROUP BY 1",
+            "SELECT w, count(*) FROM (SELECT date_bin(INTERVAL '5 seconds', ts) AS w FROM s \
+             UNION ALL SELECT date_bin(INTERVAL '5 seconds', ts) AS w FROM s2) u GROUP BY w",
+        ] {
+            let Shape::Aggregate(a) = analyze_sql(sql, OutputMode::Append)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            else {
+                panic!("{sql}: stateful")
+            };
+            let window = a.event_time.expect("an event-time key").window;
+            assert_eq!(window.streams.len(), 2, "{sql}");
+            assert_eq!(window.size_ns, 5_000_000_000, "{sql}");
+        }
+        let unequal = "SELECT w, count(*) FROM (SELECT date_bin(INTERVAL '5 seconds', ts) AS w \
+                       FROM s UNION ALL SELECT date_bin(INTERVAL '6 seconds', ts) AS w FROM s2) u \
+                       GROUP BY w";
+        assert!(
+            analyze_sql(unequal, OutputMode::Append).await.is_err(),
+            "windows of different widths are no one event-time key"
+        );
         let Shape::Aggregate(dedup) =
             analyze_sql("SELECT DISTINCT a, ts FROM s", OutputMode::Append)
                 .await
@@ -779,18 +887,36 @@ mod tests {
 
     #[tokio::test]
     async fn a_join_of_two_streams_is_bounded_both_ways() {
-        for (sql, left, right) in [
+        for (sql, left, right, time) in [
             (
                 "SELECT s.a, s2.b FROM s JOIN s2 ON s.a = s2.a \
                  AND s2.ts BETWEEN s.ts - INTERVAL '10 seconds' AND s.ts + INTERVAL '1 minute'",
-                60_000_000_000,
-                10_000_000_000,
+                Some(60_000_000_000),
+                Some(10_000_000_000),
+                "ts",
             ),
             (
                 "SELECT x.a FROM (SELECT a, ts AS t FROM s WHERE a > 0) x JOIN s2 y ON x.a = y.a \
                  AND x.t <= y.ts + INTERVAL '5 seconds' AND y.ts < x.t + INTERVAL '2 seconds'",
-                2_000_000_000,
-                5_000_000_000,
+                Some(2_000_000_000),
+                Some(5_000_000_000),
+                "t",
+            ),
+            // One way only: the right row is at or after the left one, so a right row is kept
+            // until the watermark passes it, and left rows for ever.
+            (
+                "SELECT s.a FROM s JOIN s2 ON s.a = s2.a AND s2.ts >= s.ts",
+                None,
+                Some(0),
+                "ts",
+            ),
+            // Equal windows: less than a window apart, either way.
+            (
+                "SELECT s.a FROM s JOIN s2 ON s.a = s2.a \
+                 AND date_bin(INTERVAL '10 seconds', s.ts) = date_bin(INTERVAL '10 seconds', s2.ts)",
+                Some(10_000_000_000),
+                Some(10_000_000_000),
+                "ts",
             ),
         ] {
             let shape = analyze_sql(sql, OutputMode::Append)
@@ -800,6 +926,11 @@ mod tests {
                 panic!("{sql}: a join")
             };
             assert_eq!((j.left_reach_ns, j.right_reach_ns), (left, right), "{sql}");
+            assert_eq!(
+                (j.left_time.as_str(), j.right_time.as_str()),
+                (time, "ts"),
+                "{sql}"
+            );
         }
     }
 
@@ -850,9 +981,15 @@ mod tests {
                 &["without an event-time bound", "BETWEEN"],
             ),
             (
-                "SELECT s.a FROM s JOIN s2 ON s.a = s2.a AND s2.ts >= s.ts",
+                "SELECT s.a FROM s JOIN s2 ON s.a = s2.a AND s2.a >= s.a",
                 Append,
                 &["without an event-time bound"],
+            ),
+            (
+                "SELECT s.a FROM s JOIN s2 ON s.a = s2.a \
+                 AND date_bin(INTERVAL '10 seconds', s.ts) = date_bin(INTERVAL '20 seconds', s2.ts)",
+                Append,
+                &["without an event-time bound", "equal windows"],
             ),
             (
                 "SELECT s.a FROM s LEFT JOIN s2 ON s.a = s2.a \

@@ -47,7 +47,8 @@ const ROW_COLUMN: &str = "__sluice_row";
 struct Side {
     files: StateFiles,
     time_column: String,
-    reach_ns: i64,
+    /// `None`: the join does not bound this side's rows; they are kept for ever.
+    reach_ns: Option<i64>,
     state: Option<KeyedState>,
     pending: Option<(BatchId, RecordBatch, RecordBatch)>,
 }
@@ -63,7 +64,7 @@ pub struct JoinOperator {
 impl JoinOperator {
     /// The join of `shape`, keeping its rows in the checkpoint at `checkpoint`.
     pub fn new(shape: &JoinShape, checkpoint: Location, snapshot_every: u64) -> Self {
-        let side = |name: &str, time: &str, reach: i64| Side {
+        let side = |name: &str, time: &str, reach: Option<i64>| Side {
             files: StateFiles::new(checkpoint.clone(), name),
             time_column: time.to_string(),
             reach_ns: reach,
@@ -120,7 +121,8 @@ impl Side {
         let mut state = KeyedState::new(
             Self::kept_schema(input),
             2,
-            Some((time + 2, self.reach_ns.saturating_add(1))),
+            self.reach_ns
+                .map(|reach| (time + 2, reach.saturating_add(1))),
         )
         .map_err(|e| self.compute(e))?;
         if let Some(previous) = batch.prev() {

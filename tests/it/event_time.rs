@@ -301,3 +301,78 @@ fn a_join_drops_a_row_at_the_watermark() {
         }
     }
 }
+
+/// A windowed count over a `UNION ALL` of two watermarked streams runs in append mode with the
+/// smaller of the two watermarks (Spark's default): after `a` at 12 s and `b` at 8 s the
+/// watermark is 8 s, so `[0 s, 5 s)` closes with both its rows, `b`'s 3 s row among them.
+#[test]
+fn a_window_over_a_union_of_streams_follows_the_slower_watermark() {
+    let ws = run_case(
+        &[
+            ("a/0.json", &row(1, Some(2.0))),
+            ("b/0.json", &row(2, Some(8.0))),
+            ("a/1.json", &row(3, Some(12.0))),
+            ("b/1.json", &row(4, Some(3.0))),
+        ],
+        &format!("{}\n{}", source("a", "0s"), source("b", "0s")),
+        "SELECT CAST(date_bin(INTERVAL '5 seconds', ts) AS VARCHAR) AS w, count(*) AS n FROM \
+         (SELECT ts FROM a UNION ALL SELECT ts FROM b) u \
+         GROUP BY date_bin(INTERVAL '5 seconds', ts)",
+        "append",
+    );
+    assert_eq!(
+        written(&ws, "out", &["w", "n"]),
+        [vec!["1970-01-01T00:00:00|2"]]
+    );
+}
+
+/// Joins of two streams Spark runs with state bounded one way, or by equal windows. One way
+/// (`r.ts >= l.ts`): a left row is kept for ever, so a right row 50 s later still joins it.
+/// Equal 10 s windows: rows in the same window join; rows a window apart do not.
+#[test]
+fn joins_bounded_one_way_or_by_equal_windows_run() {
+    let files = [
+        ("l/0.json", row(1, Some(10.0))),
+        ("r/0.json", row(9, Some(20.0))),
+        ("r/1.json", row(1, Some(15.0))),
+        ("l/1.json", row(2, Some(31.0))),
+        ("r/2.json", row(1, Some(59.0))),
+        ("r/3.json", row(2, Some(45.0))),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let sources = format!("{}\n{}", source("l", "0s"), source("r", "0s"));
+    let select = "SELECT l.id AS id, CAST(l.ts AS VARCHAR) AS lts, CAST(r.ts AS VARCHAR) AS rts \
+                  FROM l JOIN r ON l.id = r.id";
+    let pairs = |ws: &Workspace| -> Vec<String> {
+        let mut all: Vec<String> = written(ws, "out", &["id", "lts", "rts"])
+            .into_iter()
+            .flatten()
+            .collect();
+        all.sort();
+        all
+    };
+    let ws = run_case(
+        &files,
+        &sources,
+        &format!("{select} AND r.ts >= l.ts"),
+        "append",
+    );
+    assert_eq!(
+        pairs(&ws),
+        [
+            "1|1970-01-01T00:00:10|1970-01-01T00:00:15",
+            "1|1970-01-01T00:00:10|1970-01-01T00:00:59",
+            "2|1970-01-01T00:00:31|1970-01-01T00:00:45",
+        ]
+    );
+    let ws = run_case(
+        &files,
+        &sources,
+        &format!(
+            "{select} AND date_bin(INTERVAL '10 seconds', l.ts) = \
+             date_bin(INTERVAL '10 seconds', r.ts)"
+        ),
+        "append",
+    );
+    assert_eq!(pairs(&ws), ["1|1970-01-01T00:00:10|1970-01-01T00:00:15"]);
+}
