@@ -8,6 +8,9 @@
 //!   column has a type, up to [`MAX_FILES`] files or [`MAX_BYTES`] bytes; a column still
 //!   without a value after that is a string (Spark's rule for a JSON column that is always
 //!   null), never Arrow's `Null` type, which would read every later value as null;
+//! - once every column has a type, inference still samples the files there are, up to
+//!   [`SAMPLE_FILES`] files (DuckDB's `maximum_sample_files`) or [`SAMPLE_BYTES`] bytes, so
+//!   that an integer column with a float in a later file is a float, not an error at that file;
 //! - types that differ widen as Arrow's JSON inference widens them within one file: an integer
 //!   and a float are a float, a timestamp and a date the finer timestamp, any other two scalar
 //!   types a string; objects merge field by field, lists element by element;
@@ -26,6 +29,12 @@ pub const MAX_FILES: usize = 100;
 
 /// Inference stops after this many bytes (as stored) even if a column has no type yet.
 pub const MAX_BYTES: u64 = 256 << 20;
+
+/// Once every column has a type, inference samples up to this many files.
+pub const SAMPLE_FILES: usize = 32;
+
+/// Once every column has a type, inference samples up to this many bytes (as stored).
+pub const SAMPLE_BYTES: u64 = 32 << 20;
 
 /// The columns inferred so far.
 #[derive(Debug)]
@@ -102,7 +111,11 @@ impl Sample {
 
     /// Whether to read another file.
     pub fn wants_more(&self) -> bool {
-        !self.typed() && self.files < MAX_FILES && self.bytes < MAX_BYTES
+        if self.typed() {
+            self.files < SAMPLE_FILES && self.bytes < SAMPLE_BYTES
+        } else {
+            self.files < MAX_FILES && self.bytes < MAX_BYTES
+        }
     }
 
     /// The schema: the files' columns, then the partition columns `partitions` (a file column
@@ -267,7 +280,21 @@ mod tests {
                 schema(&[("a", DataType::Float64), ("b", DataType::Utf8)]),
             )
             .expect("b typed");
-        assert!(!sample.wants_more());
+        assert!(
+            sample.wants_more(),
+            "typed, and sampling on up to SAMPLE_FILES files"
+        );
+        for i in 3..=SAMPLE_FILES {
+            let name = format!("{i}.csv");
+            sample
+                .add(
+                    &name,
+                    9,
+                    schema(&[("a", DataType::Int64), ("b", DataType::Null)]),
+                )
+                .expect("more");
+        }
+        assert!(!sample.wants_more(), "{SAMPLE_FILES} files sampled");
         let inferred = sample.finish(vec![]).expect("columns");
         assert_eq!(inferred.field(0).data_type(), &DataType::Float64);
         assert_eq!(inferred.field(1).data_type(), &DataType::Utf8);
