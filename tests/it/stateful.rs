@@ -30,7 +30,9 @@ const DELAY_S: i64 = 10;
 const CUTS: u64 = 20;
 const SECTIONS_CSV: &str = "page,section\nhome,landing\nsearch,discovery\nproduct,discovery\ncart,purchase\nhelp,support\n";
 
-/// Click events one second apart, each up to 5 s early or late.
+/// Click events one second apart, in whole seconds (so that event times tie with the
+/// watermark and with window ends), each up to 5 s early or late; about one in 25 is 5 to
+/// 40 s late (older than the watermark allows), and about one in 50 has no event time.
 fn events(rng: &mut StdRng) -> RecordBatch {
     let ids: Vec<i64> = (0..ROWS).collect();
     let users: Vec<i64> = ids.iter().map(|i| (i * 7919) % 23).collect();
@@ -39,10 +41,18 @@ fn events(rng: &mut StdRng) -> RecordBatch {
         .map(|i| PAGES[(*i as usize * 31 + *i as usize / 7) % PAGES.len()])
         .collect();
     let amounts: Vec<f64> = ids.iter().map(|i| ((i * 37) % 1000) as f64 / 8.0).collect();
-    let ts: Vec<i64> = ids
+    let ts: Vec<Option<i64>> = ids
         .iter()
         .map(|i| {
-            1_762_000_000_000_000_000 + (i * 1000 + rng.random_range(-5000..=5000)) * 1_000_000
+            let roll = rng.random_range(0..100);
+            let late = if roll < 4 {
+                rng.random_range(5..=40)
+            } else {
+                0
+            };
+            let second = 1_762_000_000 + i + rng.random_range(-5..=5) - late;
+            // The last two in a hundred have no event time.
+            (roll < 98).then_some(second * 1_000_000_000)
         })
         .collect();
     let columns: Vec<ArrayRef> = vec![
@@ -55,8 +65,9 @@ fn events(rng: &mut StdRng) -> RecordBatch {
     RecordBatch::try_new(click_schema(), columns).expect("batch")
 }
 
-/// Writes `batch` into `dir` as JSON-lines files cut at random rows; returns the file count.
-fn write_cut(dir: &Path, batch: &RecordBatch, rng: &mut StdRng) -> usize {
+/// Writes `batch` into `dir` as JSON-lines files cut at random rows; returns the cuts (the
+/// first row of each file, and the row count last).
+fn write_cut(dir: &Path, batch: &RecordBatch, rng: &mut StdRng) -> Vec<usize> {
     std::fs::create_dir_all(dir).expect("input folder");
     let pieces = rng.random_range(3..=12);
     let mut cuts: Vec<usize> = (0..pieces - 1)
@@ -70,7 +81,25 @@ fn write_cut(dir: &Path, batch: &RecordBatch, rng: &mut StdRng) -> usize {
         let part = batch.slice(w[0], w[1] - w[0]);
         write_batch(&dir.join(format!("clicks-{f:04}.json")), "json", &part);
     }
-    cuts.len() - 1
+    cuts
+}
+
+/// Which rows are late for a shape, by Spark's rules (the oracle's own statement of them,
+/// not the engine's): each row is judged against the watermark of the batch that reads it.
+#[derive(Clone, Copy)]
+enum Late {
+    /// None: no event-time key, or complete mode over a key that is not a window.
+    Never,
+    /// Rows without an event time (complete mode over windows).
+    Untimed,
+    /// Tumbling windows of this many seconds: a row is late when its window ends at or
+    /// below the watermark, or without an event time.
+    Tumbling(i64),
+    /// Hopping windows of this width: rows without an event time; a row counts only in its
+    /// windows that end above the watermark (the oracle's query filters them, over `wm`).
+    Hopping(&'static str),
+    /// A key that is the event time itself: late at or below the watermark, or without one.
+    Column,
 }
 
 /// How a shape's output is checked.
@@ -89,6 +118,7 @@ struct ShapeCase {
     name: &'static str,
     query: &'static str,
     check: Check,
+    late: Late,
 }
 
 const CASES: &[ShapeCase] = &[
@@ -96,16 +126,19 @@ const CASES: &[ShapeCase] = &[
         name: "global aggregate",
         query: "SELECT count(*) AS n, round(sum(amount), 6) AS total, min(ts) AS first_ts, max(id) AS last_id FROM clicks",
         check: Check::Update(0),
+        late: Late::Never,
     },
     ShapeCase {
         name: "grouped aggregate",
         query: "SELECT page, count(*) AS n, round(avg(amount), 6) AS mean, max(user_id) AS top, min(amount) AS low FROM clicks GROUP BY page",
         check: Check::Complete,
+        late: Late::Never,
     },
     ShapeCase {
         name: "aggregate with HAVING",
         query: "SELECT user_id, count(*) AS n FROM clicks GROUP BY user_id HAVING count(*) > 20",
         check: Check::Update(1),
+        late: Late::Never,
     },
     ShapeCase {
         name: "count(DISTINCT), approx_distinct, stddev and array_agg",
@@ -113,24 +146,28 @@ const CASES: &[ShapeCase] = &[
                 round(stddev(amount), 6) AS sd, array_sort(array_agg(DISTINCT user_id)) AS who \
                 FROM clicks GROUP BY page",
         check: Check::Complete,
+        late: Late::Never,
     },
     ShapeCase {
         name: "tumbling window, append",
         query: "SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, page, count(*) AS n, \
                 round(sum(amount), 6) AS total FROM clicks GROUP BY 1, 2",
         check: Check::Append(Some(("window_start", "1 minute"))),
+        late: Late::Tumbling(60),
     },
     ShapeCase {
         name: "tumbling window, update",
         query: "SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, page, count(*) AS n, \
                 max(amount) AS top FROM clicks GROUP BY 1, 2",
         check: Check::Update(2),
+        late: Late::Tumbling(60),
     },
     ShapeCase {
         name: "tumbling window with HAVING, complete, ordered",
         query: "SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, count(*) AS n \
                 FROM clicks GROUP BY 1 HAVING count(*) > 30 ORDER BY window_start",
         check: Check::Complete,
+        late: Late::Untimed,
     },
     ShapeCase {
         name: "hopping window, append",
@@ -138,6 +175,7 @@ const CASES: &[ShapeCase] = &[
                 (SELECT unnest(hop(ts, INTERVAL '30 seconds', INTERVAL '2 minutes')) AS window_start, page, amount \
                  FROM clicks) GROUP BY window_start, page",
         check: Check::Append(Some(("window_start", "2 minutes"))),
+        late: Late::Hopping("2 minutes"),
     },
     ShapeCase {
         name: "hopping window, update",
@@ -145,22 +183,26 @@ const CASES: &[ShapeCase] = &[
                 (SELECT unnest(hop(ts, INTERVAL '20 seconds', INTERVAL '1 minute')) AS window_start, user_id \
                  FROM clicks) GROUP BY window_start",
         check: Check::Update(1),
+        late: Late::Hopping("1 minute"),
     },
     ShapeCase {
         name: "dedup (SELECT DISTINCT), append",
         query: "SELECT DISTINCT user_id, page FROM clicks",
         check: Check::Append(None),
+        late: Late::Never,
     },
     ShapeCase {
         name: "first row per key (DISTINCT ON)",
         query: "SELECT DISTINCT ON (user_id) user_id, id, page FROM clicks ORDER BY user_id, id",
         check: Check::Complete,
+        late: Late::Never,
     },
     ShapeCase {
         name: "stream-static join feeding an aggregate",
         query: "SELECT s.section, count(*) AS n, round(sum(c.amount), 6) AS total \
                 FROM clicks c JOIN sections s ON c.page = s.page GROUP BY s.section",
         check: Check::Update(1),
+        late: Late::Never,
     },
     ShapeCase {
         name: "filter and projection before and after an aggregate",
@@ -168,6 +210,7 @@ const CASES: &[ShapeCase] = &[
                 (SELECT page, count(*) AS n, round(sum(amount), 6) AS total FROM clicks \
                  WHERE amount > 10 AND user_id <> 3 GROUP BY page) WHERE n > 5",
         check: Check::Update(1),
+        late: Late::Never,
     },
     ShapeCase {
         name: "windowed aggregate over a left join with a static table, append",
@@ -175,16 +218,25 @@ const CASES: &[ShapeCase] = &[
                 count(DISTINCT c.user_id) AS users FROM clicks c LEFT JOIN sections s \
                 ON c.page = s.page AND s.section <> 'support' GROUP BY 1, 2",
         check: Check::Append(Some(("window_start", "1 minute"))),
+        late: Late::Tumbling(60),
     },
     ShapeCase {
         name: "global count alone (DataFusion answers it from statistics unless told not to)",
         query: "SELECT count(*) AS n FROM clicks",
         check: Check::Complete,
+        late: Late::Never,
     },
     ShapeCase {
         name: "global count(1) and count(column)",
         query: "SELECT count(1) AS n, count(user_id) AS users FROM clicks",
         check: Check::Update(0),
+        late: Late::Never,
+    },
+    ShapeCase {
+        name: "dedup over the event time (SELECT DISTINCT ... ts), append",
+        query: "SELECT DISTINCT user_id, ts FROM clicks",
+        check: Check::Append(None),
+        late: Late::Column,
     },
 ];
 
@@ -208,30 +260,6 @@ fn stateful_yaml(ws: &Workspace, query: &str, mode: &str, per_batch: usize) -> S
                 ws.p("sections.csv")
             ),
         )
-}
-
-/// The batch SQL over everything in `in/`, in a session that also has `sections`.
-async fn batch_sql(ws: &Workspace, sql: &str) -> Vec<String> {
-    let ctx = SessionContext::new();
-    sluice::plan::register_functions(&ctx);
-    let schema = click_schema();
-    ctx.register_json(
-        "clicks",
-        &ws.p("in"),
-        JsonReadOptions::default()
-            .schema(&schema)
-            .file_extension(".json"),
-    )
-    .await
-    .expect("clicks");
-    ctx.register_csv(
-        "sections",
-        &ws.p("sections.csv"),
-        datafusion::prelude::CsvReadOptions::new(),
-    )
-    .await
-    .expect("sections");
-    sql_rows(&ctx, sql).await
 }
 
 /// Each sink file's rows, in batch order (file names carry the batch number).
@@ -288,23 +316,113 @@ fn rows_in_order(batches: &[RecordBatch]) -> Vec<String> {
     out
 }
 
-/// What the sink should hold for `case` after a run over all of `in/`.
-async fn expected(ws: &Workspace, case: &ShapeCase, max_event_ns: i64) -> Vec<String> {
-    match case.check {
-        Check::Append(Some((window, width))) => {
-            let watermark_ns = max_event_ns - DELAY_S * 1_000_000_000;
-            batch_sql(
-                ws,
-                &format!(
-                    "SELECT * FROM ({}) WHERE {window} + INTERVAL '{width}' <= \
-                     arrow_cast({watermark_ns}, 'Timestamp(Nanosecond, None)')",
-                    case.query
-                ),
-            )
-            .await
+/// The input as Spark's rules have the query see it: each row with the watermark of the batch
+/// that reads it (`wm`; null before any event time), batch `k` reading files
+/// `k * per_batch ..` of the cut `cuts`, less the rows `late` takes as late.
+fn oracle_input(input: &RecordBatch, cuts: &[usize], per_batch: usize, late: Late) -> RecordBatch {
+    use datafusion::arrow::array::{Array, BooleanArray};
+    let ts = input
+        .column(4)
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .expect("ts");
+    let time = |row: usize| (!ts.is_null(row)).then(|| ts.value(row));
+    let files: Vec<&[usize]> = cuts.windows(2).collect();
+    let mut wm: Vec<Option<i64>> = vec![None; input.num_rows()];
+    let mut max: Option<i64> = None;
+    for batch in files.chunks(per_batch) {
+        let rows = batch[0][0]..batch[batch.len() - 1][1];
+        let batch_wm = max.map(|m| m - DELAY_S * 1_000_000_000);
+        for row in rows.clone() {
+            wm[row] = batch_wm;
         }
-        _ => batch_sql(ws, case.query).await,
+        max = max.max(rows.filter_map(time).max());
     }
+    let keep: BooleanArray = (0..input.num_rows())
+        .map(|row| {
+            let late = match (late, time(row), wm[row]) {
+                (Late::Never, _, _) => false,
+                (_, None, _) => true,
+                (Late::Untimed | Late::Hopping(_), Some(_), _) | (_, Some(_), None) => false,
+                (Late::Tumbling(size_s), Some(t), Some(w)) => {
+                    let size = size_s * 1_000_000_000;
+                    t.div_euclid(size) * size + size <= w
+                }
+                (Late::Column, Some(t), Some(w)) => t <= w,
+            };
+            Some(!late)
+        })
+        .collect();
+    let mut columns = input.columns().to_vec();
+    columns.push(Arc::new(TimestampNanosecondArray::from(wm)));
+    let mut fields: Vec<_> = click_schema().fields().iter().cloned().collect();
+    fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+        "wm",
+        datafusion::arrow::datatypes::DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Nanosecond,
+            None,
+        ),
+        true,
+    )));
+    let with_wm = RecordBatch::try_new(
+        Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+        columns,
+    )
+    .expect("with wm");
+    datafusion::arrow::compute::filter_record_batch(&with_wm, &keep).expect("filter")
+}
+
+/// What the sink should hold for `case` after a run over `input` cut at `cuts`, `per_batch`
+/// files a batch: the case's SQL as one batch query over the rows Spark's rules keep; in
+/// append mode, only the windows the final watermark closed.
+async fn expected(
+    ws: &Workspace,
+    case: &ShapeCase,
+    input: &RecordBatch,
+    cuts: &[usize],
+    per_batch: usize,
+) -> Vec<String> {
+    let table = oracle_input(input, cuts, per_batch, case.late);
+    let ctx = SessionContext::new();
+    sluice::plan::register_functions(&ctx);
+    let mem = datafusion::datasource::MemTable::try_new(table.schema(), vec![vec![table]])
+        .expect("table");
+    ctx.register_table("clicks", Arc::new(mem)).expect("clicks");
+    ctx.register_csv(
+        "sections",
+        &ws.p("sections.csv"),
+        datafusion::prelude::CsvReadOptions::new(),
+    )
+    .await
+    .expect("sections");
+    let query = match case.late {
+        // A hopping row counts only in its windows still open when its batch ran.
+        Late::Hopping(size) => {
+            let open = format!(
+                ", wm FROM clicks) WHERE wm IS NULL OR window_start + INTERVAL '{size}' > wm "
+            );
+            assert!(case.query.contains(" FROM clicks)"), "{}", case.query);
+            case.query.replacen(" FROM clicks)", &open, 1)
+        }
+        _ => case.query.to_string(),
+    };
+    let query = match case.check {
+        Check::Append(Some((window, width))) => {
+            let ts = input
+                .column(4)
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .expect("ts");
+            let max_event_ns = ts.iter().flatten().max().expect("event times");
+            let watermark_ns = max_event_ns - DELAY_S * 1_000_000_000;
+            format!(
+                "SELECT * FROM ({query}) WHERE {window} + INTERVAL '{width}' <= \
+                 arrow_cast({watermark_ns}, 'Timestamp(Nanosecond, None)')"
+            )
+        }
+        _ => query,
+    };
+    sql_rows(&ctx, &query).await
 }
 
 async fn what_the_sink_holds(ws: &Workspace, check: Check) -> Vec<String> {
@@ -318,12 +436,14 @@ async fn what_the_sink_holds(ws: &Workspace, check: Check) -> Vec<String> {
 async fn property(index: usize) {
     let case = &CASES[index];
     let mut batches_run = 0;
+    let mut late_rows = 0;
     for cut in 0..CUTS {
         let seed = index as u64 * 1000 + cut;
         let mut rng = StdRng::seed_from_u64(seed);
         let ws = Workspace::new();
         let input = events(&mut rng);
-        let files = write_cut(&ws.path("in"), &input, &mut rng);
+        let cuts = write_cut(&ws.path("in"), &input, &mut rng);
+        let files = cuts.len() - 1;
         let per_batch = rng.random_range(1..=3);
         let yaml = stateful_yaml(&ws, case.query, mode_of(case.check), per_batch);
         let summary = run(&yaml, RunOptions::default())
@@ -335,17 +455,9 @@ async fn property(index: usize) {
             case.name
         );
         batches_run += summary.batches;
-        let max_event_ns = input
-            .column(4)
-            .as_any()
-            .downcast_ref::<TimestampNanosecondArray>()
-            .expect("ts")
-            .values()
-            .iter()
-            .copied()
-            .max()
-            .expect("rows");
-        let want = expected(&ws, case, max_event_ns).await;
+        late_rows +=
+            input.num_rows() - oracle_input(&input, &cuts, per_batch, case.late).num_rows();
+        let want = expected(&ws, case, &input, &cuts, per_batch).await;
         let got = what_the_sink_holds(&ws, case.check).await;
         assert!(!want.is_empty(), "{}: the oracle has rows", case.name);
         assert_eq!(
@@ -354,8 +466,12 @@ async fn property(index: usize) {
             case.name
         );
     }
+    if !matches!(case.late, Late::Never) {
+        assert!(late_rows > 0, "{}: the input has late rows", case.name);
+    }
     println!(
-        "{}: {CUTS} random cuts, {batches_run} batches, equal to the batch SQL",
+        "{}: {CUTS} random cuts, {batches_run} batches, {late_rows} late rows, equal to the \
+         batch SQL under Spark's rules",
         case.name
     );
 }
@@ -388,6 +504,7 @@ property_tests! {
     windowed_left_join_append_equals_batch => 13,
     global_count_alone_equals_batch => 14,
     global_counts_of_column_and_literal_equal_batch => 15,
+    dedup_over_event_time_append_equals_batch => 16,
 }
 
 /// After 100 batches, a restart loads the state from its snapshot and deltas: the old input
