@@ -192,6 +192,29 @@ impl<'p> Engine<'p> {
         Ok(())
     }
 
+    /// Loads the state batch `next` starts from, for the pipeline's query, so that a query
+    /// its state cannot follow is refused before batch `next` is logged (and a refused run
+    /// leaves nothing behind that the old query would have to finish).
+    pub(super) async fn check_state(&mut self, next: BatchId) -> Result<(), Error> {
+        if next.prev().is_none() {
+            return Ok(());
+        }
+        let sql = self.pipeline.query.clone();
+        let ctx = self.session(&plan::default_settings())?;
+        let (session, logical, _) = plan::plan_shape(
+            &ctx,
+            &sql,
+            &self.stream_schemas(),
+            &self.pipeline.watermark_columns(),
+            self.pipeline.output_mode,
+        )
+        .await?;
+        if let Some(operator) = self.query_state(&sql).await?.operator.as_mut() {
+            operator.check_state(next, &session, &logical).await?;
+        }
+        Ok(())
+    }
+
     /// The schema of `sql`'s output (planned over empty stream tables).
     pub(super) async fn output_schema(&mut self, sql: &str) -> Result<SchemaRef, Error> {
         let ctx = self.session(&plan::default_settings())?;

@@ -87,6 +87,56 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         .checkpoint
         .clone()
         .unwrap_or_else(|| pipeline.checkpoint_location());
+    let made = new_local_folders(pipeline, &checkpoint_spec);
+    let result = run_from(pipeline, options, checkpoint_spec).await;
+    // A run refused before any batch (exit 2: the pipeline file, the query, the state it
+    // cannot follow) on a checkpoint it made leaves behind none of the folders it made, as
+    // long as it logged no batch there (a batch logged may have output to keep).
+    if let Err(e) = &result
+        && e.exit_code() == 2
+        && let Some((checkpoint, _)) = made.split_first()
+        && std::fs::read_dir(checkpoint.join(crate::checkpoint::paths::OFFSETS))
+            .ok()
+            .is_none_or(|mut entries| entries.next().is_none())
+    {
+        for folder in made.iter().filter(|f| f.exists()) {
+            if let Err(e) = std::fs::remove_dir_all(folder) {
+                tracing::warn!("could not remove {}: {e}", folder.display());
+            }
+        }
+    }
+    result
+}
+
+/// The local folders a run of `pipeline` would make, when its checkpoint is a local folder
+/// not there yet: the checkpoint first, then the sink's and the late-rows sink's folders that
+/// are not there either. Empty when the checkpoint is there or on an object store.
+fn new_local_folders(pipeline: &Pipeline, checkpoint_spec: &str) -> Vec<std::path::PathBuf> {
+    let local = |l: &str| match l.strip_prefix("file://") {
+        Some(path) => Some(std::path::PathBuf::from(path)),
+        None => (!l.contains("://")).then(|| std::path::PathBuf::from(l)),
+    };
+    let new = |p: &std::path::PathBuf| !p.as_os_str().is_empty() && !p.exists();
+    let Some(checkpoint) = local(checkpoint_spec).filter(new) else {
+        return Vec::new();
+    };
+    let mut made = vec![checkpoint];
+    let sinks = [
+        pipeline.sink.connector().location(),
+        pipeline
+            .late_rows
+            .as_ref()
+            .and_then(|late| late.connector().location()),
+    ];
+    made.extend(sinks.iter().flatten().filter_map(|l| local(l)).filter(new));
+    made
+}
+
+async fn run_from(
+    pipeline: &Pipeline,
+    options: RunOptions,
+    checkpoint_spec: String,
+) -> Result<RunSummary, Error> {
     let mut summary = RunSummary::default();
     if let Some((batch, planned, planned_file)) =
         planned_with_other_pipeline(pipeline, &checkpoint_spec, &options).await?
@@ -454,6 +504,7 @@ impl<'a> Driver<'a> {
             }
         }
         self.engine.validate_query().await?;
+        self.engine.check_state(position.next).await?;
         // A sink refuses output it cannot take before the first batch (the batch itself
         // would fail there too, where this planning cannot tell).
         if let Ok(output) = self.engine.output_schema(&self.pipeline.query).await {

@@ -338,6 +338,22 @@ impl Operator for AggregateOperator {
         let state = self.state.as_ref()?;
         Some(state.earliest_end().is_some_and(|end| end <= watermark_ns))
     }
+
+    async fn check_state(
+        &mut self,
+        batch: BatchId,
+        session: &SessionState,
+        logical: &LogicalPlan,
+    ) -> Result<(), StateError> {
+        let physical = session
+            .create_physical_plan(logical)
+            .await
+            .and_then(unfuse)
+            .map_err(|e| self.compute(e))?;
+        let (_, partial) = find_phases(&physical, &self.shape.output_names)
+            .map_err(|reason| self.compute(reason))?;
+        self.ensure_loaded(batch, &partial).await
+    }
 }
 
 /// `plan` with its final aggregation `final_node` replaced by a `Final` aggregation (of the

@@ -67,6 +67,19 @@ pub trait Operator: Send + Sync + std::fmt::Debug {
     /// Whether the state holds something that a watermark of `watermark_ns` closes (a window
     /// to emit, rows to drop); `None` while the state is not loaded.
     fn holds_ending_by(&self, watermark_ns: i64) -> Option<bool>;
+
+    /// Loads state version `batch - 1` for the query `logical` (planned in `session` over
+    /// empty inputs) before batch `batch` is planned, so that a query changed in a way its
+    /// state cannot follow is refused ([`StateError::Incompatible`]) before the batch is
+    /// logged. The default loads nothing.
+    async fn check_state(
+        &mut self,
+        _batch: BatchId,
+        _session: &SessionState,
+        _logical: &LogicalPlan,
+    ) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 use crate::checkpoint::BatchId;

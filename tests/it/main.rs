@@ -10,6 +10,7 @@ mod field;
 #[cfg(feature = "kafka")]
 mod kafka;
 mod layout;
+mod newcomer;
 mod postgres;
 mod replay;
 mod report;
