@@ -52,14 +52,65 @@ pub struct BatchProgress {
     pub num_input_files: u64,
     /// Input rows per second of batch time.
     pub processed_rows_per_second: f64,
-    /// Per-phase durations in milliseconds.
+    /// Input rows per second since the previous batch of this run started (Spark's rate of
+    /// arrival; 0 for a run's first batch).
+    pub input_rows_per_second: f64,
+    /// The whole batch, in whole milliseconds (Spark: `batchDuration`).
+    pub batch_duration: u64,
+    /// Per-phase durations in whole milliseconds.
     pub duration_ms: DurationMs,
-    /// The batch's watermark, RFC 3339, when there is one.
+    /// The same, to the microsecond (the text line shows them).
+    #[serde(skip)]
+    pub phases: PhaseDurations,
+    /// The batch's watermark, RFC 3339, when there is one (also in `eventTime.watermark`).
     pub watermark: Option<String>,
+    /// Event time (Spark: `eventTime`, of which Sluice gives the watermark).
+    pub event_time: EventTimeProgress,
+    /// Each source (Spark: `sources`).
+    pub sources: Vec<SourceProgress>,
+    /// The sink (Spark: `sink`).
+    pub sink: SinkProgress,
     /// The stateful operators (Spark: `stateOperators`).
     pub state_operators: Vec<StateOperatorProgress>,
     /// False when the sink already had the batch (a re-run after the sink's commit).
     pub sink_wrote: bool,
+}
+
+/// Event time of a batch, as Spark's `eventTime` (its `watermark` only).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventTimeProgress {
+    /// The batch's watermark, ISO 8601 in UTC with milliseconds, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
+}
+
+/// What a batch read from one source, as Spark's `SourceProgress`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceProgress {
+    /// The source: `<kind>[<name>: <location>]`.
+    pub description: String,
+    /// Where the batch started reading (the previous batch's end offset; null for the first).
+    pub start_offset: serde_json::Value,
+    /// Where the batch stopped reading (its logged end offset).
+    pub end_offset: serde_json::Value,
+    /// Rows the batch read from this source.
+    pub num_input_rows: u64,
+    /// Those rows per second since the previous batch of this run started.
+    pub input_rows_per_second: f64,
+    /// Those rows per second of batch time.
+    pub processed_rows_per_second: f64,
+}
+
+/// What a batch wrote, as Spark's `SinkProgress`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkProgress {
+    /// The sink: `<kind>[<location>]`.
+    pub description: String,
+    /// Rows the batch wrote.
+    pub num_output_rows: u64,
 }
 
 /// What a batch did to one stateful operator.
@@ -80,30 +131,32 @@ pub struct StateOperatorProgress {
     pub state_bytes_written: u64,
 }
 
-/// Per-phase durations, named as Spark names them where there is a match.
+/// Per-phase durations in whole milliseconds (as Spark reports them), named as Spark names
+/// them where there is a match. The commit log keeps them to the microsecond.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DurationMs {
     /// Finding new input (Spark: `latestOffset`).
-    pub latest_offset: f64,
+    pub latest_offset: u64,
     /// Writing the offsets entry (Spark: `walCommit`).
-    pub wal_commit: f64,
+    pub wal_commit: u64,
     /// Running the query and writing the sink (Spark: `addBatch`).
-    pub add_batch: f64,
+    pub add_batch: u64,
     /// Writing the commit entry (Spark: `commitOffsets`).
-    pub commit_offsets: f64,
+    pub commit_offsets: u64,
     /// The whole batch (Spark: `triggerExecution`).
-    pub trigger_execution: f64,
+    pub trigger_execution: u64,
 }
 
 impl From<&PhaseDurations> for DurationMs {
     fn from(d: &PhaseDurations) -> Self {
+        let whole = |ms: f64| ms.round().max(0.0) as u64;
         Self {
-            latest_offset: d.plan_ms,
-            wal_commit: d.offsets_ms,
-            add_batch: d.execute_ms,
-            commit_offsets: d.commit_ms,
-            trigger_execution: d.plan_ms + d.offsets_ms + d.execute_ms + d.commit_ms,
+            latest_offset: whole(d.plan_ms),
+            wal_commit: whole(d.offsets_ms),
+            add_batch: whole(d.execute_ms),
+            commit_offsets: whole(d.commit_ms),
+            trigger_execution: whole(d.plan_ms + d.offsets_ms + d.execute_ms + d.commit_ms),
         }
     }
 }
@@ -120,7 +173,7 @@ impl BatchProgress {
                 let _ = writeln!(std::io::stdout().lock(), "{line}");
             }
             ProgressFormat::Text => {
-                let d = &self.duration_ms;
+                let d = &self.phases;
                 let mut skipped = if self.num_skipped_rows > 0 {
                     format!(", {} malformed rows skipped", self.num_skipped_rows)
                 } else {
@@ -165,11 +218,11 @@ impl BatchProgress {
                     self.num_input_rows,
                     self.num_output_rows,
                     self.processed_rows_per_second,
-                    d.trigger_execution,
-                    d.latest_offset,
-                    d.wal_commit,
-                    d.add_batch,
-                    d.commit_offsets,
+                    d.plan_ms + d.offsets_ms + d.execute_ms + d.commit_ms,
+                    d.plan_ms,
+                    d.offsets_ms,
+                    d.execute_ms,
+                    d.commit_ms,
                 );
             }
         }

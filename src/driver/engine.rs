@@ -54,6 +54,10 @@ pub(super) struct Computed {
     pub(super) late: u64,
     /// The latest event time seen up to this batch, per source with a watermark.
     pub(super) event_time_max_ms: BTreeMap<String, i64>,
+    /// Rows read, per source.
+    pub(super) rows_per_source: BTreeMap<String, u64>,
+    /// Where each source started reading (the previous batch's end offsets).
+    pub(super) start_offsets: BTreeMap<String, serde_json::Value>,
 }
 
 /// The sources, static tables and query of one pipeline over one checkpoint.
@@ -346,6 +350,8 @@ impl<'p> Engine<'p> {
             files_in: 0,
             late: 0,
             event_time_max_ms: BTreeMap::new(),
+            rows_per_source: BTreeMap::new(),
+            start_offsets: start.ends.clone(),
         };
         for source in &self.sources {
             let end = entry.offset_of(source.name()).ok_or_else(|| {
@@ -362,6 +368,9 @@ impl<'p> Engine<'p> {
                 .read(start.ends.get(source.name()), end, read)
                 .await?;
             computed.rows_in += input.rows;
+            computed
+                .rows_per_source
+                .insert(source.name().to_string(), input.rows);
             computed.skipped += input.skipped;
             computed.unknown_rows += input.unknown_rows;
             if !input.unknown_fields.is_empty() {

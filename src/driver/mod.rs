@@ -35,7 +35,10 @@ use crate::checkpoint::{
 };
 use crate::pipeline::{Fencing, OutputMode, Pipeline, Trigger};
 use crate::plan;
-use crate::progress::{BatchProgress, ProgressFormat, StateOperatorProgress};
+use crate::progress::{
+    BatchProgress, EventTimeProgress, ProgressFormat, SinkProgress, SourceProgress,
+    StateOperatorProgress,
+};
 use crate::sink::{BatchOutput, Sink, SinkContext};
 use crate::source::Admission;
 use crate::storage::{Location, StoreHook};
@@ -308,6 +311,8 @@ struct Driver<'a> {
     /// The fingerprint of the pipeline file, stored in the checkpoint by this run.
     pipeline_fingerprint: String,
     summary: RunSummary,
+    /// When this run's previous batch started (for the rate of arrival in progress).
+    last_trigger: Option<Instant>,
 }
 
 /// How long a batch's phases before its commit took, and when its execution started.
@@ -408,6 +413,7 @@ impl<'a> Driver<'a> {
             query_stored: false,
             pipeline_fingerprint,
             summary: RunSummary::default(),
+            last_trigger: None,
         })
     }
 
@@ -748,6 +754,8 @@ impl<'a> Driver<'a> {
             files_in,
             late,
             event_time_max_ms,
+            rows_per_source,
+            start_offsets,
         } = computed;
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
         let fence = self.checkpoint.fence();
@@ -868,11 +876,54 @@ impl<'a> Driver<'a> {
         self.summary.batches += 1;
         self.summary.rows_in += rows_in;
         self.summary.rows_out += committed.rows;
-        let total_s = (commit.durations.plan_ms
+        let total_ms = commit.durations.plan_ms
             + commit.durations.offsets_ms
             + commit.durations.execute_ms
-            + commit.durations.commit_ms)
-            / 1000.0;
+            + commit.durations.commit_ms;
+        let total_s = total_ms / 1000.0;
+        // The batch started when its planning did; Spark's rate of arrival is over the time
+        // since the previous batch started.
+        let trigger = execute_started
+            .checked_sub(std::time::Duration::from_secs_f64(
+                (plan_ms + offsets_ms).max(0.0) / 1000.0,
+            ))
+            .unwrap_or(execute_started);
+        let since_last_s = self
+            .last_trigger
+            .replace(trigger)
+            .map(|last| trigger.saturating_duration_since(last).as_secs_f64());
+        let per_second = |rows: u64, seconds: Option<f64>| match seconds {
+            Some(s) if s > 0.0 => rows as f64 / s,
+            _ => 0.0,
+        };
+        let sources = self
+            .engine
+            .sources
+            .iter()
+            .map(|source| {
+                let name = source.name();
+                let config = &self.pipeline.sources[name];
+                let rows = rows_per_source.get(name).copied().unwrap_or(0);
+                SourceProgress {
+                    description: match config.connector().location() {
+                        Some(location) => format!("{}[{name}: {location}]", config.kind),
+                        None => format!("{}[{name}]", config.kind),
+                    },
+                    start_offset: start_offsets
+                        .get(name)
+                        .cloned()
+                        .unwrap_or(serde_json::Value::Null),
+                    end_offset: entry
+                        .offset_of(name)
+                        .cloned()
+                        .unwrap_or(serde_json::Value::Null),
+                    num_input_rows: rows,
+                    input_rows_per_second: per_second(rows, since_last_s),
+                    processed_rows_per_second: per_second(rows, Some(total_s)),
+                }
+            })
+            .collect();
+        let sink = self.pipeline.sink.connector();
         BatchProgress {
             id: self.checkpoint.metadata().id,
             run_id: self.checkpoint.run_id(),
@@ -892,8 +943,22 @@ impl<'a> Driver<'a> {
             } else {
                 0.0
             },
+            input_rows_per_second: per_second(rows_in, since_last_s),
+            batch_duration: total_ms.round().max(0.0) as u64,
             duration_ms: (&commit.durations).into(),
+            phases: commit.durations.clone(),
             watermark: watermark_ms.map(rfc3339),
+            event_time: EventTimeProgress {
+                watermark: watermark_ms.map(rfc3339),
+            },
+            sources,
+            sink: SinkProgress {
+                description: match sink.location() {
+                    Some(location) => format!("{}[{location}]", sink.kind()),
+                    None => sink.kind().to_string(),
+                },
+                num_output_rows: committed.rows,
+            },
             state_operators: commit
                 .state
                 .iter()

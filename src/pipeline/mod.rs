@@ -452,15 +452,61 @@ impl Pipeline {
                 ));
             }
         }
+        if self.late_rows.is_some() && self.sources.values().all(|s| s.watermark.is_none()) {
+            return Err(
+                "`late_rows` needs a source with a `watermark`; no source declares one".into(),
+            );
+        }
+        self.check_overlaps()
+    }
+
+    /// Refuses locations that overlap where one of them is written: the sink's, the late-rows
+    /// sink's or the checkpoint equal to, inside or around a source's, a table's or each
+    /// other's. A sink inside a source's folder would be read back as input on the next run;
+    /// a checkpoint inside a sink's folder would be published as output.
+    fn check_overlaps(&self) -> Result<(), String> {
+        let mut read = Vec::new();
+        for (name, config) in &self.sources {
+            read.extend(
+                config
+                    .connector()
+                    .location()
+                    .map(|l| (format!("sources.{name}.path"), l)),
+            );
+        }
+        for (name, config) in &self.tables {
+            read.extend(
+                config
+                    .connector()
+                    .location()
+                    .map(|l| (format!("tables.{name}.path"), l)),
+            );
+        }
+        let mut written = Vec::new();
+        written.extend(
+            self.sink
+                .connector()
+                .location()
+                .map(|l| ("sink.path".to_string(), l)),
+        );
         if let Some(late) = &self.late_rows {
-            if self.sources.values().all(|s| s.watermark.is_none()) {
-                return Err(
-                    "`late_rows` needs a source with a `watermark`; no source declares one".into(),
-                );
-            }
-            let path = late.connector().location();
-            if path.is_some() && path == self.sink.connector().location() {
-                return Err("`late_rows.path` must differ from `sink.path`".into());
+            written.extend(
+                late.connector()
+                    .location()
+                    .map(|l| ("late_rows.path".to_string(), l)),
+            );
+        }
+        written.push(("checkpoint".to_string(), self.checkpoint_location()));
+        for (i, (key, location)) in written.iter().enumerate() {
+            let others = written[i + 1..].iter().chain(&read);
+            for (other_key, other) in others {
+                let Some(how) = overlap(location, other) else {
+                    continue;
+                };
+                return Err(format!(
+                    "`{key}` ({location}) {how} `{other_key}` ({other}): what one writes the \
+                     other would read or overwrite; give each its own folder"
+                ));
             }
         }
         Ok(())
@@ -485,6 +531,70 @@ impl Pipeline {
             .clone()
             .unwrap_or_else(|| format!("checkpoints/{}", self.name))
     }
+}
+
+/// How location `a` overlaps location `b` ("is the same folder as", "is inside", "holds"), or
+/// `None` when they are apart. Local paths are compared absolute (against the working folder)
+/// and with `.` and `..` resolved, through symbolic links where they exist; object-store URLs by
+/// scheme, bucket and key prefix, a `/` at a time.
+fn overlap(a: &str, b: &str) -> Option<&'static str> {
+    let (a, b) = (location_parts(a), location_parts(b));
+    if a == b {
+        Some("is the same location as")
+    } else if b.len() < a.len() && a.starts_with(&b) {
+        Some("is inside")
+    } else if a.len() < b.len() && b.starts_with(&a) {
+        Some("holds")
+    } else {
+        None
+    }
+}
+
+/// A location as the parts of its path: `s3://bucket/a/b` is `["s3:", "bucket", "a", "b"]`,
+/// a local path its absolute components.
+fn location_parts(location: &str) -> Vec<String> {
+    let location = location.strip_prefix("file://").unwrap_or(location);
+    if let Some((scheme, rest)) = location.split_once("://") {
+        let mut parts = vec![format!("{}:", scheme.to_ascii_lowercase())];
+        parts.extend(
+            rest.split('/')
+                .filter(|p| !p.is_empty())
+                .map(str::to_string),
+        );
+        return parts;
+    }
+    let path = std::path::Path::new(location);
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // Resolve symbolic links through the longest part that exists.
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    let resolved = loop {
+        if let Ok(real) = existing.canonicalize() {
+            break real;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => break existing.to_path_buf(),
+        }
+    };
+    let mut parts: Vec<String> = Vec::new();
+    let components = resolved
+        .components()
+        .map(|c| c.as_os_str().to_os_string())
+        .chain(rest.into_iter().rev());
+    for part in components {
+        match part.to_str() {
+            Some(".") => {}
+            Some("..") => {
+                parts.pop();
+            }
+            _ => parts.push(part.to_string_lossy().to_string()),
+        }
+    }
+    parts
 }
 
 /// The 1-based line of a dotted key path (`sources.clicks.format`), found by looking for each

@@ -126,6 +126,10 @@ impl SourceConnector for FilesConfig {
         true
     }
 
+    fn location(&self) -> Option<String> {
+        Some(self.path.clone())
+    }
+
     fn preflight(&self, name: &str, hook: Option<&StoreHook>) -> Result<(), SourceError> {
         open_folder(name, self, hook, false).map(|_| ())
     }

@@ -372,6 +372,12 @@ pub trait SourceConnector: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// Where the source reads stored files (a folder, a file or an object-store URL), for the
+    /// checks of overlapping locations; `None` for a source that reads none (Kafka, rate).
+    fn location(&self) -> Option<String> {
+        None
+    }
+
     /// Opens source `name` for a run over the checkpoint at `checkpoint` (where it keeps its
     /// own log, under `sources/<name>/`); `sync` syncs local writes.
     async fn open(

@@ -129,7 +129,15 @@ impl Location {
                             }
                         }
                     } else if !dir.is_dir() {
-                        return Err(fail("no such folder".into()));
+                        return Err(fail(match std::path::absolute(&dir) {
+                            // Say where a relative path was looked for.
+                            Ok(absolute) if dir.is_relative() => format!(
+                                "no such folder ({}: relative paths resolve against the \
+                                 folder sluice runs in)",
+                                absolute.display()
+                            ),
+                            _ => "no such folder".into(),
+                        }));
                     }
                     let dir = dir.canonicalize().map_err(|e| fail(e.to_string()))?;
                     // Automatic cleanup removes folders emptied by a delete (the sink's staging).

@@ -376,3 +376,30 @@ fn joins_bounded_one_way_or_by_equal_windows_run() {
     );
     assert_eq!(pairs(&ws), ["1|1970-01-01T00:00:10|1970-01-01T00:00:15"]);
 }
+
+/// `--progress json` gives each batch's watermark as Spark's `eventTime.watermark` (ISO 8601,
+/// UTC, milliseconds): none for the first batch, then 15 s less the 3 s delay.
+#[test]
+fn progress_gives_the_watermark_as_spark_does() {
+    let ws = run_case(
+        &[("s/0.json", &row(1, Some(15.0)))],
+        &source("s", "3s"),
+        WINDOW_5S,
+        "append",
+    );
+    std::fs::write(ws.path("s/1.json"), row(2, Some(11.0))).expect("file");
+    let out = run_bin(
+        &["run", ws.p("pipeline.yaml").as_str(), "--progress", "json"],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let event: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .expect("one event"),
+    )
+    .expect("JSON");
+    assert_eq!(event["batchId"], 1);
+    assert_eq!(event["eventTime"]["watermark"], "1970-01-01T00:00:12.000Z");
+}

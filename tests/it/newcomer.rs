@@ -81,3 +81,235 @@ fn a_query_its_state_cannot_follow_is_refused_before_a_batch_is_logged() {
     let last = std::fs::read_to_string(ws.path("out/part-0000000001-0000.jsonl")).expect("batch 1");
     assert_eq!(last.trim(), r#"{"k":"a","t":6}"#);
 }
+
+/// Issue 13, item 2: a pipeline that would read its own output, or publish its checkpoint, is
+/// refused when the file loads, for every pair of a written location (sink, late-rows sink,
+/// checkpoint) and any other, on local disk (through `.`, `..` and symbolic links) and on
+/// object stores.
+#[test]
+fn overlapping_locations_are_refused_by_name() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("data/in")).expect("in");
+    std::os::unix::fs::symlink(ws.path("data"), ws.path("link")).expect("symlink");
+    let yaml = |source: &str, table: &str, sink: &str, late: &str, checkpoint: &str| {
+        format!(
+            "name: overlap\ncheckpoint: {checkpoint}\nsources:\n  s: {{ kind: files, path: {source}, \
+             format: json, schema: {{ k: string, ts: timestamp }}, \
+             watermark: {{ column: ts, delay: 1s }} }}\ntables:\n  t: {{ kind: files, path: {table}, \
+             format: csv, schema: {{ k: string }} }}\nquery: SELECT k FROM s\n\
+             sink: {{ kind: files, path: {sink}, format: json }}\n\
+             late_rows: {{ kind: files, path: {late}, format: json }}\n"
+        )
+    };
+    let d = |rel: &str| ws.p(rel);
+    let apart = yaml(&d("data/in"), &d("dim"), &d("out"), &d("late"), &d("ckpt"));
+    assert!(
+        sluice::pipeline::Pipeline::parse(&apart, std::path::Path::new("p.yaml")).is_ok(),
+        "apart"
+    );
+    for (case, yaml, keys) in [
+        (
+            "sink inside the source",
+            yaml(
+                &d("data/in"),
+                &d("dim"),
+                &d("data/in/out"),
+                &d("late"),
+                &d("ckpt"),
+            ),
+            ["sink.path", "sources.s.path"],
+        ),
+        (
+            "sink is the source",
+            yaml(
+                &d("data/in"),
+                &d("dim"),
+                &d("data/in/"),
+                &d("late"),
+                &d("ckpt"),
+            ),
+            ["sink.path", "sources.s.path"],
+        ),
+        (
+            "sink around the source, through ..",
+            yaml(
+                &d("data/in"),
+                &d("dim"),
+                &d("data/in/.."),
+                &d("late"),
+                &d("ckpt"),
+            ),
+            ["sink.path", "sources.s.path"],
+        ),
+        (
+            "checkpoint inside the sink",
+            yaml(
+                &d("data/in"),
+                &d("dim"),
+                &d("out"),
+                &d("late"),
+                &d("out/ckpt"),
+            ),
+            ["sink.path", "checkpoint"],
+        ),
+        (
+            "late rows inside the sink",
+            yaml(
+                &d("data/in"),
+                &d("dim"),
+                &d("out"),
+                &d("out/late"),
+                &d("ckpt"),
+            ),
+            ["sink.path", "late_rows.path"],
+        ),
+        (
+            "checkpoint inside the source, through a symbolic link",
+            yaml(
+                &d("data/in"),
+                &d("dim"),
+                &d("out"),
+                &d("late"),
+                &d("link/in/ckpt"),
+            ),
+            ["checkpoint", "sources.s.path"],
+        ),
+        (
+            "sink inside a static table's folder",
+            yaml(
+                &d("data/in"),
+                &d("dim"),
+                &d("dim/out"),
+                &d("late"),
+                &d("ckpt"),
+            ),
+            ["sink.path", "tables.t.path"],
+        ),
+        (
+            "object store: checkpoint inside the source's prefix",
+            yaml(
+                "s3://bucket/events",
+                &d("dim"),
+                &d("out"),
+                &d("late"),
+                "S3://bucket/events/ckpt",
+            ),
+            ["checkpoint", "sources.s.path"],
+        ),
+    ] {
+        let err = sluice::pipeline::Pipeline::parse(&yaml, std::path::Path::new("p.yaml"))
+            .expect_err(case)
+            .to_string();
+        for key in keys {
+            assert!(
+                err.contains(&format!("`{key}`")),
+                "{case}: `{key}` not in: {err}"
+            );
+        }
+    }
+    // Prefixes that only share leading characters are apart.
+    let near = yaml(
+        "s3://bucket/events",
+        &d("dim"),
+        &d("out"),
+        &d("late"),
+        "s3://bucket/events-ckpt",
+    );
+    assert!(
+        sluice::pipeline::Pipeline::parse(&near, std::path::Path::new("p.yaml")).is_ok(),
+        "events and events-ckpt are apart"
+    );
+}
+
+/// Issue 13, item 12: `--progress json` follows Spark's `StreamingQueryProgress` where it
+/// claims to: `batchDuration` and `durationMs` in whole milliseconds, `eventTime.watermark`,
+/// `sources[]` with their offsets, rows and rates, `sink.numOutputRows`.
+#[test]
+fn json_progress_has_the_fields_of_sparks_streaming_query_progress() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"b\",\"v\":2}\n",
+    );
+    input(&ws, "1.json", "{\"k\":\"a\",\"v\":3}\n");
+    let yaml = format!(
+        "name: progress\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: json, max_files_per_batch: 1, schema: {{ k: string, v: bigint }} }}\n\
+         query: SELECT k, v FROM s WHERE v > 1\ntrigger: available-now\n\
+         sink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    let out = run_bin(
+        &["run", file.to_str().expect("utf-8"), "--progress", "json"],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON event"))
+        .collect();
+    assert_eq!(events.len(), 2);
+    for (n, (e, rows, written)) in events
+        .iter()
+        .zip([(2, 1), (1, 1)])
+        .map(|(e, (r, w))| (e, r, w))
+        .enumerate()
+    {
+        let what = format!("batch {n}: {e}");
+        assert_eq!(e["batchId"], n, "{what}");
+        assert!(e["batchDuration"].is_u64(), "{what}");
+        for phase in [
+            "triggerExecution",
+            "addBatch",
+            "walCommit",
+            "latestOffset",
+            "commitOffsets",
+        ] {
+            assert!(e["durationMs"][phase].is_u64(), "{phase}: {what}");
+        }
+        assert!(e["inputRowsPerSecond"].is_number(), "{what}");
+        assert!(e["eventTime"].is_object(), "{what}");
+        let source = &e["sources"][0];
+        assert!(
+            source["description"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("files[s: ")),
+            "{what}"
+        );
+        assert_eq!(source["numInputRows"], rows, "{what}");
+        assert!(
+            source["processedRowsPerSecond"]
+                .as_f64()
+                .is_some_and(|r| r > 0.0),
+            "{what}"
+        );
+        assert!(source["inputRowsPerSecond"].is_number(), "{what}");
+        // The end offset is the one `offsets/N` logs; a batch starts where the one before
+        // ended.
+        let entry = std::fs::read_to_string(ws.path(&format!("ckpt/offsets/{n}"))).expect("entry");
+        let logged: serde_json::Value = entry
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["source"] == "s")
+            .expect("the source's line")["offset"]
+            .clone();
+        assert_eq!(source["endOffset"], logged, "{what}");
+        let start = if n == 0 {
+            serde_json::Value::Null
+        } else {
+            events[n - 1]["sources"][0]["endOffset"].clone()
+        };
+        assert_eq!(source["startOffset"], start, "{what}");
+        assert_eq!(e["sink"]["numOutputRows"], written, "{what}");
+        assert!(
+            e["sink"]["description"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("files[")),
+            "{what}"
+        );
+    }
+}
