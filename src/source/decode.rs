@@ -422,7 +422,9 @@ impl Decoded {
 /// Numbers and booleans read into a string column as their text (as Spark reads them). An
 /// integer column, or an integer field or item inside a struct or list column, takes only
 /// integers (or strings of them): Arrow's decoder would truncate `2.5` to 2, so such columns
-/// are decoded as text and then parsed exactly.
+/// are decoded as text and then parsed exactly. A timestamp takes only text (RFC 3339 and the
+/// forms Arrow parses): Arrow's decoder would take a number as a count in the column's unit
+/// (seconds since the epoch read as nanoseconds), so a number is refused, its unit unknown.
 fn json_decode(
     bytes: &[u8],
     schema: &SchemaRef,
@@ -433,7 +435,7 @@ fn json_decode(
         .fields()
         .iter()
         .enumerate()
-        .filter(|(_, f)| integers_as_text(f.data_type()).is_some())
+        .filter(|(_, f)| exact_as_text(f.data_type()).is_some())
         .map(|(i, _)| i)
         .collect();
     let as_read = if integers.is_empty() {
@@ -444,7 +446,7 @@ fn json_decode(
             .iter()
             .map(|f| {
                 let f = f.as_ref().clone();
-                match integers_as_text(f.data_type()) {
+                match exact_as_text(f.data_type()) {
                     Some(text) => f.with_data_type(text),
                     None => f,
                 }
@@ -486,10 +488,19 @@ fn json_decode(
             for &i in &integers {
                 columns[i] = cast_with_options(&columns[i], schema.field(i).data_type(), &exact)
                     .map_err(|e| {
+                        let field = schema.field(i);
+                        let hint = if matches!(field.data_type(), DataType::Timestamp(_, _)) {
+                            " (a timestamp is read from text such as 2026-01-01T10:00:00Z; a \
+                             number's unit is not known: declare the column `bigint` and \
+                             convert it in the query, e.g. `to_timestamp_seconds(col)` or \
+                             `to_timestamp_millis(col)`)"
+                        } else {
+                            ""
+                        };
                         ArrowError::JsonError(format!(
-                            "column `{}` is {}: {e}",
-                            schema.field(i).name(),
-                            schema.field(i).data_type()
+                            "column `{}` is {}: {e}{hint}",
+                            field.name(),
+                            field.data_type()
                         ))
                     })?;
             }
@@ -499,14 +510,15 @@ fn json_decode(
         .collect()
 }
 
-/// `data_type` with every integer in it (the type itself, a struct's field, a list's item)
-/// read as text, or `None` when it holds no integer.
-fn integers_as_text(data_type: &DataType) -> Option<DataType> {
+/// `data_type` with every integer and timestamp in it (the type itself, a struct's field, a
+/// list's item) read as text, to be parsed exactly; `None` when it holds neither.
+fn exact_as_text(data_type: &DataType) -> Option<DataType> {
     let field_as_text = |f: &FieldRef| {
-        integers_as_text(f.data_type()).map(|t| Arc::new(f.as_ref().clone().with_data_type(t)))
+        exact_as_text(f.data_type()).map(|t| Arc::new(f.as_ref().clone().with_data_type(t)))
     };
     match data_type {
         t if t.is_integer() => Some(DataType::Utf8),
+        DataType::Timestamp(_, _) => Some(DataType::Utf8),
         DataType::List(item) => field_as_text(item).map(DataType::List),
         DataType::LargeList(item) => field_as_text(item).map(DataType::LargeList),
         DataType::Struct(fields) => {

@@ -313,3 +313,39 @@ fn json_progress_has_the_fields_of_sparks_streaming_query_progress() {
         );
     }
 }
+
+/// Issue 13, item 1: an epoch number into a `timestamp` column has no unit to read it in
+/// (Arrow's decoder took seconds as nanoseconds, 1970-01-01T00:00:01.767): refused with the
+/// file and line and what to do, never a silently wrong time; text times still read.
+#[test]
+fn an_epoch_number_into_a_timestamp_is_refused_not_misread() {
+    let case = |rows: &str| {
+        let ws = Workspace::new();
+        std::fs::create_dir_all(ws.path("in")).expect("in");
+        std::fs::write(ws.path("in/0.json"), rows).expect("input");
+        let yaml = format!(
+            "name: epoch\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+             format: json, schema: {{ ts: timestamp, v: bigint }} }}\nquery: SELECT ts, v FROM s\n\
+             trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            out = ws.p("out"),
+        );
+        let file = write_pipeline(&ws, &yaml);
+        let out = run(&file, &ws);
+        (ws, out)
+    };
+    let (_ws, out) =
+        case("{\"ts\":\"2026-01-01T10:00:01Z\",\"v\":1}\n{\"ts\":1767261601,\"v\":2}\n");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("0.json line 2") && err.contains("to_timestamp_seconds"),
+        "{err}"
+    );
+    // A text time reads as it says.
+    let (ws, out) = case("{\"ts\":\"2026-01-01T10:00:01Z\",\"v\":1}\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = std::fs::read_to_string(ws.path("out/part-0000000000-0000.jsonl")).expect("out");
+    assert_eq!(written.trim(), r#"{"ts":"2026-01-01T10:00:01","v":1}"#);
+}
