@@ -137,6 +137,10 @@ pub struct SinkRecord {
     pub format: Option<String>,
     /// The output mode.
     pub output_mode: String,
+    /// The columns of the query's output the sink took (name and Arrow type), once a run has
+    /// planned the query; kept while the sink stays where it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Vec<(String, String)>>,
 }
 
 /// What a batch did to an operator's state.

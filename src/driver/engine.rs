@@ -384,8 +384,26 @@ impl<'p> Engine<'p> {
             if stateful && let Some((column, _)) = self.watermarks.get(source.name()) {
                 let lateness =
                     event_time::Lateness::of(&shape, self.pipeline.output_mode, source.name());
-                let seen = event_time::drop_late(&mut input, column, &lateness, watermark_ms)
-                    .map_err(|e| exec_err(e.into()))?;
+                let future_limit_ns = self.pipeline.sources[source.name()]
+                    .watermark
+                    .as_ref()
+                    .and_then(|wm| wm.max_future)
+                    .map(|ahead| {
+                        let ahead = i64::try_from(ahead.as_nanos()).unwrap_or(i64::MAX);
+                        entry
+                            .info
+                            .batch_timestamp_ms
+                            .saturating_mul(1_000_000)
+                            .saturating_add(ahead)
+                    });
+                let seen = event_time::drop_late(
+                    &mut input,
+                    column,
+                    &lateness,
+                    watermark_ms,
+                    future_limit_ns,
+                )
+                .map_err(|e| exec_err(e.into()))?;
                 computed.late += seen.late;
                 if self.late_streams.contains(source.name()) && !seen.late_rows.is_empty() {
                     computed

@@ -12,7 +12,10 @@
 //! - a row without an event time is in no window, so it is late too (Spark's `window()`
 //!   drops it), and never kept in state;
 //! - complete mode keeps every group, so the watermark makes no row late there; an
-//!   aggregation whose key is not over this stream's event time drops nothing either.
+//!   aggregation whose key is not over this stream's event time drops nothing either;
+//! - beyond Spark: a row further ahead of its batch's timestamp than the source's
+//!   `max_future` is quarantined with the late rows and does not move the watermark, so one
+//!   producer with a wrong clock cannot make every row after it late.
 
 use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::compute::filter_record_batch;
@@ -81,12 +84,15 @@ pub struct EventTimeSeen {
 }
 
 /// Drops the rows of `input` that `lateness` takes as late at `watermark_ms`, judged by their
-/// event time in `column`, and reports the latest event time seen (late rows included).
+/// event time in `column`, and the rows whose event time is after `future_limit_ns` (a clock
+/// gone wrong: quarantined with the late rows), and reports the latest event time seen among
+/// the rest (rows late by the watermark included).
 pub fn drop_late(
     input: &mut BatchInput,
     column: &str,
     lateness: &Lateness,
     watermark_ms: Option<i64>,
+    future_limit_ns: Option<i64>,
 ) -> Result<EventTimeSeen, ArrowError> {
     let index = input.schema.index_of(column)?;
     let watermark_ns = watermark_ms.map(|w| w.saturating_mul(1_000_000));
@@ -96,15 +102,20 @@ pub fn drop_late(
             ArrowError::ComputeError(format!("the watermark column `{column}`: {e}"))
         })?;
         let time = |i: usize| (!ns.is_null(i)).then(|| ns.value(i));
-        if let Some(max_ns) = (0..ns.len()).filter_map(time).max() {
+        let in_future = |t: i64| future_limit_ns.is_some_and(|limit| t > limit);
+        let present = (0..ns.len()).filter_map(time).filter(|t| !in_future(*t));
+        if let Some(max_ns) = present.max() {
             let max_ms = max_ns.div_euclid(1_000_000);
             seen.max_ms = seen.max_ms.max(Some(max_ms));
         }
-        if *lateness == Lateness::Never {
+        if *lateness == Lateness::Never && future_limit_ns.is_none() {
             continue;
         }
         let keep: BooleanArray = (0..ns.len())
-            .map(|i| Some(!lateness.is_late(time(i), watermark_ns)))
+            .map(|i| {
+                let future = time(i).is_some_and(in_future);
+                Some(!future && !lateness.is_late(time(i), watermark_ns))
+            })
             .collect();
         let dropped = keep.false_count();
         if dropped > 0 {

@@ -313,6 +313,8 @@ struct Driver<'a> {
     summary: RunSummary,
     /// When this run's previous batch started (for the rate of arrival in progress).
     last_trigger: Option<Instant>,
+    /// What this run recorded of the sink in the checkpoint.
+    sink_record: crate::checkpoint::SinkRecord,
 }
 
 /// How long a batch's phases before its commit took, and when its execution started.
@@ -353,18 +355,24 @@ impl<'a> Driver<'a> {
             location.check_create_only().await?;
         }
         let checkpoint = Checkpoint::open(location, &pipeline.name).await?;
-        checkpoint
-            .record_sink(&crate::checkpoint::SinkRecord {
-                kind: pipeline.sink.connector().kind().to_string(),
-                path: pipeline.sink.connector().location(),
-                format: pipeline
-                    .sink
-                    .connector()
-                    .format()
-                    .map(|f| f.as_str().to_string()),
-                output_mode: pipeline.output_mode.as_str().to_string(),
-            })
-            .await?;
+        let mut sink_record = crate::checkpoint::SinkRecord {
+            kind: pipeline.sink.connector().kind().to_string(),
+            path: pipeline.sink.connector().location(),
+            format: pipeline
+                .sink
+                .connector()
+                .format()
+                .map(|f| f.as_str().to_string()),
+            output_mode: pipeline.output_mode.as_str().to_string(),
+            output_schema: None,
+        };
+        // The columns the sink took stay on record while the sink stays where it is.
+        if let Some(previous) = Checkpoint::read_sink_record(checkpoint.location()).await?
+            && (&previous.kind, &previous.path) == (&sink_record.kind, &sink_record.path)
+        {
+            sink_record.output_schema = previous.output_schema;
+        }
+        checkpoint.record_sink(&sink_record).await?;
         let pipeline_fingerprint = plan::fingerprint(&pipeline.text);
         checkpoint
             .write_pipeline(&pipeline_fingerprint, &pipeline.text)
@@ -414,6 +422,7 @@ impl<'a> Driver<'a> {
             pipeline_fingerprint,
             summary: RunSummary::default(),
             last_trigger: None,
+            sink_record,
         })
     }
 
@@ -515,6 +524,7 @@ impl<'a> Driver<'a> {
         // would fail there too, where this planning cannot tell).
         if let Ok(output) = self.engine.output_schema(&self.pipeline.query).await {
             self.sink.check_output(&output)?;
+            self.check_output_schema(&output).await?;
         }
         self.sink.start().await?;
         loop {
@@ -537,6 +547,66 @@ impl<'a> Driver<'a> {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Refuses output columns other than those the sink took before (append and update modes:
+    /// its batches would no longer read as one table), unless the pipeline allows the change;
+    /// then records them.
+    async fn check_output_schema(&mut self, output: &SchemaRef) -> Result<(), Error> {
+        if !self.pipeline.sink.connector().keeps_batches() {
+            return Ok(());
+        }
+        let planned: Vec<(String, String)> = output
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().to_string()))
+            .collect();
+        let replaced = self.pipeline.output_mode == OutputMode::Complete;
+        if let Some(before) = &self.sink_record.output_schema
+            && *before != planned
+            && !replaced
+            && !self.pipeline.allow_output_schema_change
+        {
+            let shown = |columns: &[(String, String)]| {
+                columns
+                    .iter()
+                    .map(|(name, data_type)| format!("{name} {data_type}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut changes = Vec::new();
+            for (name, data_type) in &planned {
+                match before.iter().find(|(n, _)| n == name) {
+                    None => changes.push(format!("`{name}` added")),
+                    Some((_, was)) if was != data_type => {
+                        changes.push(format!("`{name}` {was} -> {data_type}"))
+                    }
+                    Some(_) => {}
+                }
+            }
+            for (name, _) in before {
+                if !planned.iter().any(|(n, _)| n == name) {
+                    changes.push(format!("`{name}` removed"));
+                }
+            }
+            if changes.is_empty() {
+                changes.push("the columns' order".into());
+            }
+            return Err(Error::Usage(format!(
+                "the query's output changed under a sink that holds batches of other columns \
+                 ({}): it was ({}), it is now ({}); the sink's batches would no longer read as one \
+                 table. Write to a new sink path, put the query back, or set \
+                 `allow_output_schema_change: true` to write the new columns anyway",
+                changes.join(", "),
+                shown(before),
+                shown(&planned)
+            )));
+        }
+        if self.sink_record.output_schema.as_ref() != Some(&planned) {
+            self.sink_record.output_schema = Some(planned);
+            self.checkpoint.record_sink(&self.sink_record).await?;
         }
         Ok(())
     }

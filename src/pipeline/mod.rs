@@ -88,6 +88,10 @@ pub struct Pipeline {
     /// Whether checkpoint and sink writes on local disk are synced before they count as written.
     #[serde(default = "default_true")]
     pub sync: bool,
+    /// Whether the query's output columns may change under a sink that already holds batches
+    /// of other columns (append and update modes); refused by default, naming what changed.
+    #[serde(default)]
+    pub allow_output_schema_change: bool,
     /// The line of the `query` key in the file, for messages about the SQL.
     #[serde(skip)]
     pub query_line: Option<usize>,
@@ -144,6 +148,11 @@ pub struct WatermarkConfig {
     /// How late rows may arrive.
     #[serde(deserialize_with = "deserialize_duration")]
     pub delay: Duration,
+    /// How far ahead of its batch's timestamp a row's event time may be: a row further ahead
+    /// (a producer's clock gone wrong) is quarantined as late (counted, or sent to
+    /// `late_rows`) instead of moving the watermark past every row that follows it.
+    #[serde(default, deserialize_with = "deserialize_optional_duration")]
+    pub max_future: Option<Duration>,
 }
 
 /// The sink of a pipeline (or its late-rows sink): its kind, and the kind's own settings,
@@ -264,6 +273,12 @@ impl<'de> Deserialize<'de> for Trigger {
 fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(de::Error::custom)
+}
+
+fn deserialize_optional_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
+    deserialize_duration(d).map(Some)
 }
 
 /// Adds a "did you mean" hint to serde's "unknown field `x`, expected one of `a`, `b`" message.

@@ -403,3 +403,34 @@ fn progress_gives_the_watermark_as_spark_does() {
     assert_eq!(event["batchId"], 1);
     assert_eq!(event["eventTime"]["watermark"], "1970-01-01T00:00:12.000Z");
 }
+
+/// Beyond Spark: with `max_future`, a row whose event time is further ahead of its batch's
+/// timestamp (a producer's clock gone wrong, here 2099) is quarantined with the late rows and
+/// does not move the watermark, so the rows after it still count. Without it, that one row
+/// makes every later row late.
+#[test]
+fn a_row_from_a_runaway_clock_is_quarantined_by_max_future() {
+    let files = [
+        (
+            "s/0.json",
+            "{\"id\":1,\"ts\":\"2026-11-30T00:00:00Z\"}\n{\"id\":2,\"ts\":\"2099-01-01T00:00:00Z\"}\n",
+        ),
+        ("s/1.json", "{\"id\":3,\"ts\":\"2026-11-30T00:00:01Z\"}\n"),
+    ];
+    let query = "SELECT CAST(date_bin(INTERVAL '5 seconds', ts) AS VARCHAR) AS w, \
+                 count(*) AS n FROM s GROUP BY date_bin(INTERVAL '5 seconds', ts)";
+    let guarded = source("s", "0s").replace("delay: 0s", "delay: 0s, max_future: 1h");
+    let ws = run_case(&files, &guarded, query, "update");
+    assert_eq!(
+        written(&ws, "out", &["w", "n"]),
+        [vec!["2026-11-30T00:00:00|1"], vec!["2026-11-30T00:00:00|2"]]
+    );
+    assert_eq!(written(&ws, "late", &["id"]), [vec!["2"]]);
+    let ws = run_case(&files, &source("s", "0s"), query, "update");
+    assert_eq!(
+        written(&ws, "out", &["w", "n"]),
+        [vec!["2026-11-30T00:00:00|1", "2099-01-01T00:00:00|1"]],
+        "without max_future the 2099 row is a window, and the next row is late"
+    );
+    assert_eq!(written(&ws, "late", &["id"]), [vec!["3"]]);
+}

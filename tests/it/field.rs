@@ -416,7 +416,13 @@ fn partition_folders_are_columns() {
     // A folder whose value does not read as the column's type is named.
     std::fs::create_dir_all(ws.path("input/day=soon")).expect("folder");
     std::fs::write(ws.path("input/day=soon/0.json"), "{\"id\":4}\n").expect("file");
+    // (The column's type changes under a sink that holds strings: asked for.)
     edit_pipeline(&pipeline, "day: string", "day: date");
+    edit_pipeline(
+        &pipeline,
+        "trigger:",
+        "allow_output_schema_change: true\ntrigger:",
+    );
     let err = run_fails(&pipeline, &ws);
     assert!(
         err.contains("day=soon/0.json") && err.contains("`soon`"),

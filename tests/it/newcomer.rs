@@ -349,3 +349,56 @@ fn an_epoch_number_into_a_timestamp_is_refused_not_misread() {
     let written = std::fs::read_to_string(ws.path("out/part-0000000000-0000.jsonl")).expect("out");
     assert_eq!(written.trim(), r#"{"ts":"2026-01-01T10:00:01","v":1}"#);
 }
+
+/// Issue 13, item 3: a changed stateless query that would write other columns into a sink
+/// holding batches is refused, saying what changed, before any batch; with
+/// `allow_output_schema_change: true`, or to a new sink path, it runs.
+#[test]
+fn an_output_schema_change_into_a_sink_with_batches_is_refused() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let changed = pipeline(
+        &ws,
+        "SELECT k, v * 1.5 AS v, upper(k) AS kk FROM s",
+        "append",
+    );
+    let out = run(&changed, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    for needle in [
+        "`v` Int64 -> Float64",
+        "`kk` added",
+        "allow_output_schema_change",
+    ] {
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+    }
+    assert!(!ws.path("ckpt/offsets/1").exists(), "no batch logged");
+    // The same columns in another order are a change too; the old query runs on.
+    let same = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run(&same, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Asked for, the change is taken, and recorded: the next run of it is not refused.
+    input(&ws, "2.json", "{\"k\":\"c\",\"v\":3}\n");
+    let file = pipeline(
+        &ws,
+        "SELECT k, v * 1.5 AS v, upper(k) AS kk FROM s",
+        "append",
+    );
+    let yaml = std::fs::read_to_string(&file).expect("file");
+    std::fs::write(&file, format!("{yaml}allow_output_schema_change: true\n")).expect("edit");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    input(&ws, "3.json", "{\"k\":\"d\",\"v\":4}\n");
+    let file = pipeline(
+        &ws,
+        "SELECT k, v * 1.5 AS v, upper(k) AS kk FROM s",
+        "append",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(ws.path("ckpt/offsets/3").exists(), "batch 3 ran");
+}
