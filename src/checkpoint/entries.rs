@@ -90,6 +90,10 @@ pub struct CommitEntry {
     /// The latest event time seen up to this batch, per source with a watermark.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub event_time_max_ms: BTreeMap<String, i64>,
+    /// The timestamp of the latest batch that read rows from it (or of the first batch, until
+    /// one does), per source with an `idle_timeout`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub source_active_ms: BTreeMap<String, i64>,
     /// Rows dropped because they were older than the batch's watermark.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rows_late: u64,

@@ -641,6 +641,7 @@ mod tests {
         CommitEntry {
             next_watermark_ms: None,
             event_time_max_ms: Default::default(),
+            source_active_ms: Default::default(),
             rows_late: 0,
             state: Vec::new(),
             output: None,

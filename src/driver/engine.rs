@@ -35,6 +35,8 @@ pub(super) struct QueryState {
 pub(super) struct Start<'s> {
     pub(super) ends: &'s BTreeMap<String, serde_json::Value>,
     pub(super) event_time_max_ms: &'s BTreeMap<String, i64>,
+    /// When each source with an idle timeout last read rows.
+    pub(super) source_active_ms: &'s BTreeMap<String, i64>,
 }
 
 /// What a batch computed, before anything is written.
@@ -58,6 +60,9 @@ pub(super) struct Computed {
     pub(super) rows_per_source: BTreeMap<String, u64>,
     /// Where each source started reading (the previous batch's end offsets).
     pub(super) start_offsets: BTreeMap<String, serde_json::Value>,
+    /// When each source with an idle timeout last read rows, this batch included (a source
+    /// is active from the first batch on until it has read nothing for its timeout).
+    pub(super) source_active_ms: BTreeMap<String, i64>,
 }
 
 /// The sources, static tables and query of one pipeline over one checkpoint.
@@ -352,6 +357,7 @@ impl<'p> Engine<'p> {
             event_time_max_ms: BTreeMap::new(),
             rows_per_source: BTreeMap::new(),
             start_offsets: start.ends.clone(),
+            source_active_ms: BTreeMap::new(),
         };
         for source in &self.sources {
             let end = entry.offset_of(source.name()).ok_or_else(|| {
@@ -371,6 +377,19 @@ impl<'p> Engine<'p> {
             computed
                 .rows_per_source
                 .insert(source.name().to_string(), input.rows);
+            let idle_timeout = self.pipeline.sources[source.name()]
+                .watermark
+                .as_ref()
+                .and_then(|wm| wm.idle_timeout);
+            if idle_timeout.is_some() {
+                let active = match start.source_active_ms.get(source.name()) {
+                    Some(before) if input.rows == 0 => *before,
+                    _ => entry.info.batch_timestamp_ms,
+                };
+                computed
+                    .source_active_ms
+                    .insert(source.name().to_string(), active);
+            }
             computed.skipped += input.skipped;
             computed.unknown_rows += input.unknown_rows;
             if !input.unknown_fields.is_empty() {

@@ -292,6 +292,7 @@ impl<'p> Recompute<'p> {
         let start = Start {
             ends: &ends,
             event_time_max_ms: &BTreeMap::new(),
+            source_active_ms: &BTreeMap::new(),
         };
         let computed = self.engine.compute(batch, entry, &start, sql).await?;
         Ok(computed.output.partitions.into_iter().flatten().collect())
@@ -335,6 +336,8 @@ struct Position {
     next_watermark_ms: Option<i64>,
     /// The latest event time seen so far, per source with a watermark.
     event_time_max_ms: BTreeMap<String, i64>,
+    /// When each source with an idle timeout last read rows.
+    source_active_ms: BTreeMap<String, i64>,
 }
 
 impl<'a> Driver<'a> {
@@ -661,6 +664,7 @@ impl<'a> Driver<'a> {
                 watermark_ms: None,
                 next_watermark_ms: None,
                 event_time_max_ms: BTreeMap::new(),
+                source_active_ms: BTreeMap::new(),
             });
         };
         let entry = self.checkpoint.read_offsets(batch).await?.ok_or_else(|| {
@@ -676,6 +680,10 @@ impl<'a> Driver<'a> {
             last_timestamp_ms: entry.info.batch_timestamp_ms,
             watermark_ms: entry.info.watermark_ms,
             next_watermark_ms: commit.as_ref().and_then(|c| c.next_watermark_ms),
+            source_active_ms: commit
+                .as_ref()
+                .map(|c| c.source_active_ms.clone())
+                .unwrap_or_default(),
             event_time_max_ms: commit.map(|c| c.event_time_max_ms).unwrap_or_default(),
         })
     }
@@ -757,6 +765,7 @@ impl<'a> Driver<'a> {
             watermark_ms: entry.info.watermark_ms,
             next_watermark_ms: commit.next_watermark_ms,
             event_time_max_ms: commit.event_time_max_ms,
+            source_active_ms: commit.source_active_ms,
         };
         Ok(true)
     }
@@ -783,6 +792,7 @@ impl<'a> Driver<'a> {
                 &Start {
                     ends: &start.ends,
                     event_time_max_ms: &start.event_time_max_ms,
+                    source_active_ms: &start.source_active_ms,
                 },
                 sql,
             )
@@ -826,6 +836,7 @@ impl<'a> Driver<'a> {
             event_time_max_ms,
             rows_per_source,
             start_offsets,
+            source_active_ms,
         } = computed;
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
         let fence = self.checkpoint.fence();
@@ -900,15 +911,31 @@ impl<'a> Driver<'a> {
             .iter()
             .map(|(name, (_, delay))| (name.clone(), *delay))
             .collect();
+        // Sources with an idle timeout that have read nothing for that long (in batch time)
+        // hold the watermark back no more.
+        let idle: std::collections::BTreeSet<String> = self
+            .pipeline
+            .sources
+            .iter()
+            .filter_map(|(name, config)| {
+                let timeout = config.watermark.as_ref()?.idle_timeout?;
+                let timeout = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+                let active = *source_active_ms.get(name)?;
+                (entry.info.batch_timestamp_ms.saturating_sub(active) >= timeout)
+                    .then(|| name.clone())
+            })
+            .collect();
         let next_watermark_ms = watermark::next(
             stateful,
             entry.info.watermark_ms,
             &event_time_max_ms,
             &delays,
+            &idle,
         );
         let mut commit = CommitEntry {
             next_watermark_ms,
             event_time_max_ms,
+            source_active_ms,
             rows_late: late,
             state: state_commit,
             output: output_digest,

@@ -153,6 +153,11 @@ pub struct WatermarkConfig {
     /// `late_rows`) instead of moving the watermark past every row that follows it.
     #[serde(default, deserialize_with = "deserialize_optional_duration")]
     pub max_future: Option<Duration>,
+    /// How long (in batch time) the source may read nothing before it stops holding the
+    /// combined watermark of several sources back (Flink's idleness); it holds it again with
+    /// its next input.
+    #[serde(default, deserialize_with = "deserialize_optional_duration")]
+    pub idle_timeout: Option<Duration>,
 }
 
 /// The sink of a pipeline (or its late-rows sink): its kind, and the kind's own settings,

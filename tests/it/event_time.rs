@@ -434,3 +434,42 @@ fn a_row_from_a_runaway_clock_is_quarantined_by_max_future() {
     );
     assert_eq!(written(&ws, "late", &["id"]), [vec!["3"]]);
 }
+
+/// Beyond Spark (Flink's idleness): a source that has read nothing for its `idle_timeout` (in
+/// batch time) no longer holds the combined watermark back. `b` stops after 5 s; `a` goes on to
+/// 20 s: with `idle_timeout: 1s` on `b`, the watermark follows `a` and closes `[5 s, 10 s)` and
+/// `[10 s, 15 s)`; without it, `b` holds it at 5 s and nothing closes.
+#[test]
+fn an_idle_source_holds_the_watermark_back_no_more() {
+    for (idle, expected) in [
+        (
+            true,
+            vec![vec!["1970-01-01T00:00:05|1", "1970-01-01T00:00:10|1"]],
+        ),
+        (false, vec![]),
+    ] {
+        let b = if idle {
+            source("b", "0s").replace("delay: 0s", "delay: 0s, idle_timeout: 1s")
+        } else {
+            source("b", "0s")
+        };
+        let ws = run_case(
+            &[
+                ("a/0.json", &row(1, Some(10.0))),
+                ("b/0.json", &row(2, Some(5.0))),
+            ],
+            &format!("{}\n{b}", source("a", "0s")),
+            "SELECT CAST(date_bin(INTERVAL '5 seconds', ts) AS VARCHAR) AS w, count(*) AS n \
+             FROM (SELECT ts FROM a UNION ALL SELECT ts FROM b) u \
+             GROUP BY date_bin(INTERVAL '5 seconds', ts)",
+            "append",
+        );
+        assert!(written(&ws, "out", &["w", "n"]).is_empty(), "idle {idle}");
+        // More than the timeout later, only `a` has input.
+        std::thread::sleep(std::time::Duration::from_millis(1_200));
+        std::fs::write(ws.path("a/1.json"), row(3, Some(20.0))).expect("file");
+        let out = run_bin(&["run", ws.p("pipeline.yaml").as_str()], ws.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(written(&ws, "out", &["w", "n"]), expected, "idle {idle}");
+    }
+}
