@@ -14,8 +14,9 @@
 //! - complete mode keeps every group, so the watermark makes no row late there; an
 //!   aggregation whose key is not over this stream's event time drops nothing either;
 //! - beyond Spark: a row further ahead of its batch's timestamp than the source's
-//!   `max_future` is quarantined with the late rows and does not move the watermark, so one
-//!   producer with a wrong clock cannot make every row after it late.
+//!   `max_future` does not move the watermark, so one producer with a wrong clock cannot make
+//!   every row after it late; where the state is over this event time, it is quarantined
+//!   with the late rows (it would open a group no watermark closes soon).
 
 use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::compute::filter_record_batch;
@@ -108,7 +109,9 @@ pub fn drop_late(
             let max_ms = max_ns.div_euclid(1_000_000);
             seen.max_ms = seen.max_ms.max(Some(max_ms));
         }
-        if *lateness == Lateness::Never && future_limit_ns.is_none() {
+        // A query whose state is not over this event time drops nothing: a row from the
+        // future only stays out of the watermark.
+        if *lateness == Lateness::Never {
             continue;
         }
         let keep: BooleanArray = (0..ns.len())

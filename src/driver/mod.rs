@@ -90,15 +90,21 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         .checkpoint
         .clone()
         .unwrap_or_else(|| pipeline.checkpoint_location());
+    pipeline
+        .check_locations(&checkpoint_spec)
+        .map_err(|reason| Error::Usage(format!("{}: {reason}", pipeline.name)))?;
     let made = new_local_folders(pipeline, &checkpoint_spec);
     let result = run_from(pipeline, options, checkpoint_spec).await;
     // A run refused before any batch (exit 2: the pipeline file, the query, the state it
-    // cannot follow) on a checkpoint it made leaves behind none of the folders it made, as
-    // long as it logged no batch there (a batch logged may have output to keep).
+    // cannot follow) on a checkpoint it made removes the checkpoint and sink folders it made,
+    // as long as it logged no batch there (a batch logged may have output to keep).
     if let Err(e) = &result
         && e.exit_code() == 2
         && let Some((checkpoint, _)) = made.split_first()
         && std::fs::read_dir(checkpoint.join(crate::checkpoint::paths::OFFSETS))
+            .ok()
+            .is_none_or(|mut entries| entries.next().is_none())
+        && std::fs::read_dir(checkpoint.join(crate::checkpoint::paths::COMMITS))
             .ok()
             .is_none_or(|mut entries| entries.next().is_none())
     {
@@ -113,14 +119,24 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
 
 /// The local folders a run of `pipeline` would make, when its checkpoint is a local folder
 /// not there yet: the checkpoint first, then the sink's and the late-rows sink's folders that
-/// are not there either. Empty when the checkpoint is there or on an object store.
+/// are not there either. Only plain paths without `..` count (a path through `..` or a
+/// `file://` URL may reach, once its missing parents are made, a folder that was there), as
+/// absolute paths; the parents a run makes are left. Empty when the checkpoint is there, or is
+/// not such a path.
 fn new_local_folders(pipeline: &Pipeline, checkpoint_spec: &str) -> Vec<std::path::PathBuf> {
-    let local = |l: &str| match l.strip_prefix("file://") {
-        Some(path) => Some(std::path::PathBuf::from(path)),
-        None => (!l.contains("://")).then(|| std::path::PathBuf::from(l)),
+    let plain = |l: &str| {
+        let path = std::path::Path::new(l);
+        let plain = !l.contains("://")
+            && !l.is_empty()
+            && path
+                .components()
+                .all(|c| !matches!(c, std::path::Component::ParentDir));
+        plain
+            .then(|| std::path::absolute(path).ok())
+            .flatten()
+            .filter(|p| !p.exists() && p.symlink_metadata().is_err())
     };
-    let new = |p: &std::path::PathBuf| !p.as_os_str().is_empty() && !p.exists();
-    let Some(checkpoint) = local(checkpoint_spec).filter(new) else {
+    let Some(checkpoint) = plain(checkpoint_spec) else {
         return Vec::new();
     };
     let mut made = vec![checkpoint];
@@ -131,7 +147,7 @@ fn new_local_folders(pipeline: &Pipeline, checkpoint_spec: &str) -> Vec<std::pat
             .as_ref()
             .and_then(|late| late.connector().location()),
     ];
-    made.extend(sinks.iter().flatten().filter_map(|l| local(l)).filter(new));
+    made.extend(sinks.iter().flatten().filter_map(|l| plain(l)));
     made
 }
 
@@ -316,6 +332,8 @@ struct Driver<'a> {
     last_trigger: Option<Instant>,
     /// What this run recorded of the sink in the checkpoint.
     sink_record: crate::checkpoint::SinkRecord,
+    /// The query's output columns, to record with the sink once a batch has written them.
+    unrecorded_output_schema: Option<Vec<(String, String)>>,
 }
 
 /// How long a batch's phases before its commit took, and when its execution started.
@@ -426,6 +444,7 @@ impl<'a> Driver<'a> {
             summary: RunSummary::default(),
             last_trigger: None,
             sink_record,
+            unrecorded_output_schema: None,
         })
     }
 
@@ -607,10 +626,9 @@ impl<'a> Driver<'a> {
                 shown(&planned)
             )));
         }
-        if self.sink_record.output_schema.as_ref() != Some(&planned) {
-            self.sink_record.output_schema = Some(planned);
-            self.checkpoint.record_sink(&self.sink_record).await?;
-        }
+        // Recorded once a batch has written them (a run that writes nothing changes nothing).
+        self.unrecorded_output_schema =
+            (self.sink_record.output_schema.as_ref() != Some(&planned)).then_some(planned);
         Ok(())
     }
 
@@ -956,6 +974,10 @@ impl<'a> Driver<'a> {
             },
         };
         self.checkpoint.write_commit(batch, &commit).await?;
+        if let Some(columns) = self.unrecorded_output_schema.take() {
+            self.sink_record.output_schema = Some(columns);
+            self.checkpoint.record_sink(&self.sink_record).await?;
+        }
         let retain = self.pipeline.retain_batches;
         self.checkpoint.purge(batch, retain).await?;
         let oldest_kept = BatchId((batch.0 + 1).saturating_sub(retain.max(2)));

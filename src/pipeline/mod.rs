@@ -477,14 +477,15 @@ impl Pipeline {
                 "`late_rows` needs a source with a `watermark`; no source declares one".into(),
             );
         }
-        self.check_overlaps()
+        Ok(())
     }
 
     /// Refuses locations that overlap where one of them is written: the sink's, the late-rows
-    /// sink's or the checkpoint equal to, inside or around a source's, a table's or each
-    /// other's. A sink inside a source's folder would be read back as input on the next run;
-    /// a checkpoint inside a sink's folder would be published as output.
-    fn check_overlaps(&self) -> Result<(), String> {
+    /// sink's or the checkpoint (`checkpoint`, the one the run uses) equal to, inside or around
+    /// a source's, a table's or each other's. A sink inside a source's folder would be read
+    /// back as input on the next run; a checkpoint inside a sink's folder would be published as
+    /// output. Checked by each run of the file (not when a stored pipeline file is read back).
+    pub fn check_locations(&self, checkpoint: &str) -> Result<(), String> {
         let mut read = Vec::new();
         for (name, config) in &self.sources {
             read.extend(
@@ -516,7 +517,7 @@ impl Pipeline {
                     .map(|l| ("late_rows.path".to_string(), l)),
             );
         }
-        written.push(("checkpoint".to_string(), self.checkpoint_location()));
+        written.push(("checkpoint".to_string(), checkpoint.to_string()));
         for (i, (key, location)) in written.iter().enumerate() {
             let others = written[i + 1..].iter().chain(&read);
             for (other_key, other) in others {
@@ -558,6 +559,10 @@ impl Pipeline {
 /// and with `.` and `..` resolved, through symbolic links where they exist; object-store URLs by
 /// scheme, bucket and key prefix, a `/` at a time.
 fn overlap(a: &str, b: &str) -> Option<&'static str> {
+    // Each `memory://` location is a store of its own.
+    if a.starts_with("memory://") || b.starts_with("memory://") {
+        return None;
+    }
     let (a, b) = (location_parts(a), location_parts(b));
     if a == b {
         Some("is the same location as")
@@ -573,7 +578,15 @@ fn overlap(a: &str, b: &str) -> Option<&'static str> {
 /// A location as the parts of its path: `s3://bucket/a/b` is `["s3:", "bucket", "a", "b"]`,
 /// a local path its absolute components.
 fn location_parts(location: &str) -> Vec<String> {
-    let location = location.strip_prefix("file://").unwrap_or(location);
+    // A `file://` URL is the local path it names (as the store opens it).
+    let file_path = location
+        .starts_with("file://")
+        .then(|| url::Url::parse(location).ok()?.to_file_path().ok())
+        .flatten();
+    let location = match &file_path {
+        Some(path) => path.to_str().unwrap_or(location),
+        None => location,
+    };
     if let Some((scheme, rest)) = location.split_once("://") {
         let mut parts = vec![format!("{}:", scheme.to_ascii_lowercase())];
         parts.extend(

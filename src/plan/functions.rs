@@ -33,6 +33,10 @@ pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(Hop::new()));
 }
 
+/// Why `hop` refuses a slide longer than its size.
+pub const HOP_SLIDE_OVER_SIZE: &str = "hop(ts, slide, size): the slide must not be longer than the size (windows would leave gaps \
+     where a row is in none)";
+
 /// The name of the hopping-window function.
 pub const HOP: &str = "hop";
 
@@ -115,6 +119,10 @@ impl ScalarUDFImpl for Hop {
             }
         };
         let (slide, size) = (interval(1, "slide")?, interval(2, "size")?);
+        if slide > size {
+            // Windows would leave gaps between them (Spark refuses it too).
+            return exec_err!("{HOP_SLIDE_OVER_SIZE}");
+        }
         let return_type = args.return_type().clone();
         let DataType::List(item) = &return_type else {
             return exec_err!("hop: unexpected return type {return_type}");

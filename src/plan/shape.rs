@@ -131,6 +131,31 @@ pub fn analyze(
     watermarks: &BTreeMap<String, String>,
     mode: OutputMode,
 ) -> Result<Shape, PlanError> {
+    // `hop` with a slide longer than its size, refused before any batch.
+    let mut gaps = false;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.name() == super::functions::HOP
+                    && let [_, slide, size] = f.args.as_slice()
+                    && let (Some(slide), Some(size)) = (interval_ns(slide), interval_ns(size))
+                {
+                    gaps |= slide > size;
+                }
+                Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+            })
+        })
+    })
+    .map_err(PlanError::Sql)?;
+    if gaps {
+        return Err(PlanError::Unsupported {
+            operator: "hop".into(),
+            reason: super::functions::HOP_SLIDE_OVER_SIZE
+                .trim_start_matches("hop(ts, slide, size): ")
+                .into(),
+        });
+    }
     let mut aggregations = 0;
     plan.apply_with_subqueries(|node| {
         if is_aggregation(node) && reads_stream(node, streams) {
@@ -979,6 +1004,12 @@ mod tests {
                 "SELECT s.a FROM s JOIN s2 ON s.a = s2.a",
                 Append,
                 &["without an event-time bound", "BETWEEN"],
+            ),
+            (
+                "SELECT w, count(*) FROM (SELECT unnest(hop(ts, INTERVAL '10 seconds', \
+                 INTERVAL '5 seconds')) AS w FROM s) GROUP BY w",
+                Update,
+                &["hop", "slide must not be longer than the size"],
             ),
             (
                 "SELECT s.a FROM s JOIN s2 ON s.a = s2.a AND s2.a >= s.a",

@@ -489,14 +489,24 @@ fn json_decode(
                 columns[i] = cast_with_options(&columns[i], schema.field(i).data_type(), &exact)
                     .map_err(|e| {
                         let field = schema.field(i);
-                        let hint = if matches!(field.data_type(), DataType::Timestamp(_, _)) {
-                            " (a timestamp is read from text such as 2026-01-01T10:00:00Z; a \
+                        // A number (JSON's, read as its text) where a time was expected.
+                        let number = || {
+                            columns[i]
+                                .as_any()
+                                .downcast_ref::<StringArray>()
+                                .is_some_and(|a| {
+                                    a.iter().flatten().any(|v| v.parse::<f64>().is_ok())
+                                })
+                        };
+                        let hint =
+                            if matches!(field.data_type(), DataType::Timestamp(_, _)) && number() {
+                                " (a timestamp is read from text such as 2026-01-01T10:00:00Z; a \
                              number's unit is not known: declare the column `bigint` and \
                              convert it in the query, e.g. `to_timestamp_seconds(col)` or \
                              `to_timestamp_millis(col)`)"
-                        } else {
-                            ""
-                        };
+                            } else {
+                                ""
+                            };
                         ArrowError::JsonError(format!(
                             "column `{}` is {}: {e}{hint}",
                             field.name(),

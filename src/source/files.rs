@@ -811,6 +811,12 @@ async fn load_table(
     };
     // With its columns declared, a table without files reads as empty (a dimension not
     // filled yet); without, there is nothing to infer them from.
+    if files.is_empty() && config.declared_columns().is_some() {
+        tracing::warn!(
+            "table `{name}` ({}) has no files yet: it reads as empty, with its declared columns",
+            config.path
+        );
+    }
     if files.is_empty() && config.declared_columns().is_none() {
         return Err(config_err(
             "the table has no files and no declared schema (declare `schema:` to read it as \

@@ -410,26 +410,39 @@ fn progress_gives_the_watermark_as_spark_does() {
 /// makes every later row late.
 #[test]
 fn a_row_from_a_runaway_clock_is_quarantined_by_max_future() {
-    let files = [
-        (
-            "s/0.json",
-            "{\"id\":1,\"ts\":\"2026-11-30T00:00:00Z\"}\n{\"id\":2,\"ts\":\"2099-01-01T00:00:00Z\"}\n",
+    // A day before now (the batch timestamps are now), on a 5 s window's start.
+    let day_ago = chrono::Utc::now().timestamp() / 5 * 5 - 86_400;
+    let at = |seconds: i64| {
+        chrono::DateTime::from_timestamp(seconds, 0)
+            .expect("time")
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    };
+    let (first, second) = (
+        format!(
+            "{{\"id\":1,\"ts\":\"{}Z\"}}\n{{\"id\":2,\"ts\":\"2099-01-01T00:00:00Z\"}}\n",
+            at(day_ago)
         ),
-        ("s/1.json", "{\"id\":3,\"ts\":\"2026-11-30T00:00:01Z\"}\n"),
-    ];
+        format!("{{\"id\":3,\"ts\":\"{}Z\"}}\n", at(day_ago + 1)),
+    );
+    let files = [("s/0.json", first.as_str()), ("s/1.json", second.as_str())];
+    let window = at(day_ago);
     let query = "SELECT CAST(date_bin(INTERVAL '5 seconds', ts) AS VARCHAR) AS w, \
                  count(*) AS n FROM s GROUP BY date_bin(INTERVAL '5 seconds', ts)";
     let guarded = source("s", "0s").replace("delay: 0s", "delay: 0s, max_future: 1h");
     let ws = run_case(&files, &guarded, query, "update");
     assert_eq!(
         written(&ws, "out", &["w", "n"]),
-        [vec!["2026-11-30T00:00:00|1"], vec!["2026-11-30T00:00:00|2"]]
+        [vec![format!("{window}|1")], vec![format!("{window}|2")]]
     );
     assert_eq!(written(&ws, "late", &["id"]), [vec!["2"]]);
     let ws = run_case(&files, &source("s", "0s"), query, "update");
     assert_eq!(
         written(&ws, "out", &["w", "n"]),
-        [vec!["2026-11-30T00:00:00|1", "2099-01-01T00:00:00|1"]],
+        [vec![
+            format!("{window}|1"),
+            "2099-01-01T00:00:00|1".to_string()
+        ]],
         "without max_future the 2099 row is a window, and the next row is late"
     );
     assert_eq!(written(&ws, "late", &["id"]), [vec!["3"]]);

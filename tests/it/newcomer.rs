@@ -103,10 +103,12 @@ fn overlapping_locations_are_refused_by_name() {
     };
     let d = |rel: &str| ws.p(rel);
     let apart = yaml(&d("data/in"), &d("dim"), &d("out"), &d("late"), &d("ckpt"));
-    assert!(
-        sluice::pipeline::Pipeline::parse(&apart, std::path::Path::new("p.yaml")).is_ok(),
-        "apart"
-    );
+    let check = |yaml: &str| {
+        let pipeline = sluice::pipeline::Pipeline::parse(yaml, std::path::Path::new("p.yaml"))
+            .expect("parses");
+        pipeline.check_locations(&pipeline.checkpoint_location())
+    };
+    assert!(check(&apart).is_ok(), "apart");
     for (case, yaml, keys) in [
         (
             "sink inside the source",
@@ -197,9 +199,7 @@ fn overlapping_locations_are_refused_by_name() {
             ["checkpoint", "sources.s.path"],
         ),
     ] {
-        let err = sluice::pipeline::Pipeline::parse(&yaml, std::path::Path::new("p.yaml"))
-            .expect_err(case)
-            .to_string();
+        let err = check(&yaml).expect_err(case);
         for key in keys {
             assert!(
                 err.contains(&format!("`{key}`")),
@@ -215,10 +215,64 @@ fn overlapping_locations_are_refused_by_name() {
         &d("late"),
         "s3://bucket/events-ckpt",
     );
-    assert!(
-        sluice::pipeline::Pipeline::parse(&near, std::path::Path::new("p.yaml")).is_ok(),
-        "events and events-ckpt are apart"
+    assert!(check(&near).is_ok(), "events and events-ckpt are apart");
+    // A `file://` URL is the folder it names.
+    let url = format!("file://{}", ws.p("data/in/out"));
+    let err = check(&yaml(
+        &d("data/in"),
+        &d("dim"),
+        &url,
+        &d("late"),
+        &d("ckpt"),
+    ))
+    .expect_err("file URL inside the source");
+    assert!(err.contains("`sink.path`"), "{err}");
+    // The checkpoint a run uses is the one checked: `--checkpoint` inside the source is
+    // refused by the run (exit 2), before anything is written there.
+    std::fs::write(
+        ws.path("data/in/0.json"),
+        "{\"k\":\"a\",\"ts\":\"2024-01-01T00:00:00Z\"}\n",
+    )
+    .expect("input");
+    let file = write_pipeline(&ws, &apart);
+    let out = run_bin(
+        &[
+            "run",
+            file.to_str().expect("utf-8"),
+            "--checkpoint",
+            ws.p("data/in/ckpt").as_str(),
+        ],
+        ws.dir.path(),
     );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("`checkpoint`"), "{}", stderr(&out));
+    assert!(!ws.path("data/in/ckpt").exists());
+}
+
+/// A refused run removes only folders it made, never one that was there: a sink path through
+/// `..` that reaches an existing folder keeps that folder and its files.
+#[test]
+fn a_refused_run_never_removes_a_folder_that_was_there() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    std::fs::create_dir_all(ws.path("existing_out")).expect("folder");
+    std::fs::write(ws.path("existing_out/keep.txt"), "precious").expect("file");
+    let yaml = format!(
+        "name: keep\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: json, schema: {{ k: string, v: bigint }} }}\nquery: SELECT nope FROM s\n\
+         trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("missing/../existing_out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(ws.path("existing_out/keep.txt")).expect("kept"),
+        "precious"
+    );
+    assert!(!ws.path("ckpt").exists(), "the new checkpoint is removed");
 }
 
 /// Issue 13, item 12: `--progress json` follows Spark's `StreamingQueryProgress` where it
@@ -377,9 +431,18 @@ fn an_output_schema_change_into_a_sink_with_batches_is_refused() {
         assert!(err.contains(needle), "`{needle}` not in: {err}");
     }
     assert!(!ws.path("ckpt/offsets/1").exists(), "no batch logged");
-    // The same columns in another order are a change too; the old query runs on.
+    // The old query runs on.
     let same = pipeline(&ws, "SELECT k, v FROM s", "append");
     let out = run(&same, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A run allowed to change the columns that writes no batch records nothing: the old
+    // query is not refused after it.
+    let file = pipeline(&ws, "SELECT k, v, 1 AS one FROM s", "append");
+    let yaml = std::fs::read_to_string(&file).expect("file");
+    std::fs::write(&file, format!("{yaml}allow_output_schema_change: true\n")).expect("edit");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&pipeline(&ws, "SELECT k, v FROM s", "append"), &ws);
     assert!(out.status.success(), "{}", stderr(&out));
     // Asked for, the change is taken, and recorded: the next run of it is not refused.
     input(&ws, "2.json", "{\"k\":\"c\",\"v\":3}\n");
