@@ -547,6 +547,15 @@ fn exact_as_text(data_type: &DataType) -> Option<DataType> {
     }
 }
 
+/// Whether some row of `batch` is null in every column (no column without nulls rules it out
+/// at once).
+fn has_a_row_of_nulls(batch: &RecordBatch) -> bool {
+    if batch.num_columns() == 0 || batch.columns().iter().any(|c| c.null_count() == 0) {
+        return false;
+    }
+    (0..batch.num_rows()).any(|row| batch.columns().iter().all(|c| c.is_null(row)))
+}
+
 /// One JSON value of a file, as the slow path found it.
 struct Value<'a> {
     /// Its text.
@@ -555,6 +564,8 @@ struct Value<'a> {
     line: usize,
     /// Its fields the schema does not know, by path (`amt`, `payload.new`, `items[2].x`).
     unknown: serde_json::Map<String, serde_json::Value>,
+    /// Whether it has any of the schema's (top-level) fields.
+    known: bool,
 }
 
 /// Reads JSON values (one per line, or spread over lines) into `schema`. Fields named neither
@@ -572,11 +583,49 @@ fn json(
     on_error: OnError,
     rescue: bool,
 ) -> Result<FileRows, SourceError> {
-    if let Ok(batches) = json_decode(bytes, schema, true, BATCH_SIZE) {
+    if let Ok(batches) = json_decode(bytes, schema, true, BATCH_SIZE)
+        && !batches.iter().any(has_a_row_of_nulls)
+    {
         return Ok(FileRows::plain(Decoded::from_batches(batches, 0)));
     }
     let scanned = json_values(file, bytes, schema, also_known, on_error);
     let (mut values, mut skipped) = (scanned.values, scanned.skipped);
+    // A value with none of the schema's fields (`{}`, or `TS` where the column is `ts`) is no
+    // row of this source: a row of nulls would hide it. Kept only where its fields are
+    // rescued.
+    if !rescue && !schema.fields().is_empty() {
+        let mut kept = Vec::with_capacity(values.len());
+        for value in values {
+            if value.known {
+                kept.push(value);
+            } else if on_error == OnError::Skip {
+                skipped += 1;
+            } else {
+                return Err(SourceError::Malformed {
+                    file: file.to_string(),
+                    line: Some(value.line),
+                    reason: format!(
+                        "the value has none of the source's columns ({}){}",
+                        schema
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        if value.unknown.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                ", only {}",
+                                value.unknown.keys().cloned().collect::<Vec<_>>().join(", ")
+                            )
+                        }
+                    ),
+                });
+            }
+        }
+        values = kept;
+    }
     let joined = |values: &[Value<'_>]| {
         let mut text = Vec::with_capacity(bytes.len());
         for value in values {
@@ -683,12 +732,16 @@ fn json_values<'a>(
         let (problem, at) = match stream.next() {
             Some(Ok(serde_json::Value::Object(fields))) => {
                 let end = pos + stream.byte_offset();
+                let known = fields
+                    .keys()
+                    .any(|k| schema.field_with_name(k).is_ok() || also_known.contains(&k.as_str()));
                 let mut unknown = serde_json::Map::new();
                 unknown_fields(fields, schema.fields(), also_known, "", &mut unknown);
                 scanned.values.push(Value {
                     text: &bytes[pos..end],
                     line,
                     unknown,
+                    known,
                 });
                 advance(&mut pos, &mut line, end);
                 continue;

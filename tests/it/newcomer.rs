@@ -404,6 +404,12 @@ fn an_epoch_number_into_a_timestamp_is_refused_not_misread() {
     assert_eq!(written.trim(), r#"{"ts":"2026-01-01T10:00:01","v":1}"#);
 }
 
+/// Adds `allow_output_schema_change: true` to the pipeline file.
+fn allow_output_schema_change(file: &std::path::Path) {
+    let yaml = std::fs::read_to_string(file).expect("file");
+    std::fs::write(file, format!("{yaml}allow_output_schema_change: true\n")).expect("edit");
+}
+
 /// Issue 13, item 3: a changed stateless query that would write other columns into a sink
 /// holding batches is refused, saying what changed, before any batch; with
 /// `allow_output_schema_change: true`, or to a new sink path, it runs.
@@ -438,8 +444,7 @@ fn an_output_schema_change_into_a_sink_with_batches_is_refused() {
     // A run allowed to change the columns that writes no batch records nothing: the old
     // query is not refused after it.
     let file = pipeline(&ws, "SELECT k, v, 1 AS one FROM s", "append");
-    let yaml = std::fs::read_to_string(&file).expect("file");
-    std::fs::write(&file, format!("{yaml}allow_output_schema_change: true\n")).expect("edit");
+    allow_output_schema_change(&file);
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = run(&pipeline(&ws, "SELECT k, v FROM s", "append"), &ws);
@@ -451,8 +456,7 @@ fn an_output_schema_change_into_a_sink_with_batches_is_refused() {
         "SELECT k, v * 1.5 AS v, upper(k) AS kk FROM s",
         "append",
     );
-    let yaml = std::fs::read_to_string(&file).expect("file");
-    std::fs::write(&file, format!("{yaml}allow_output_schema_change: true\n")).expect("edit");
+    allow_output_schema_change(&file);
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
     input(&ws, "3.json", "{\"k\":\"d\",\"v\":4}\n");
@@ -464,4 +468,48 @@ fn an_output_schema_change_into_a_sink_with_batches_is_refused() {
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(ws.path("ckpt/offsets/3").exists(), "batch 3 ran");
+}
+
+/// Issue 13, item 1: a JSON row whose keys match none of the schema's (`TS` for `ts`, or `{}`)
+/// is not a row of nulls: with `on_error: fail` it stops the run naming the file and line, with
+/// `skip` it is skipped and counted. Rows with some of the columns still read.
+#[test]
+fn a_json_row_with_none_of_the_columns_is_an_error_not_a_row_of_nulls() {
+    for (bad, line) in [("{\"TS\":\"2026-01-01T00:00:00Z\",\"V\":1}", 2), ("{}", 2)] {
+        let ws = Workspace::new();
+        input(
+            &ws,
+            "0.json",
+            &format!("{{\"k\":\"a\"}}\n{bad}\n{{\"v\":3}}\n"),
+        );
+        let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+        let out = run(&file, &ws);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("0.json line {line}"))
+                && stderr(&out).contains("none of the source's columns"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+        let yaml = std::fs::read_to_string(&file).expect("file");
+        std::fs::write(
+            &file,
+            yaml.replace("format: json,", "format: json, on_error: skip,"),
+        )
+        .expect("edit");
+        // On a fresh checkpoint (the failed batch stays planned with the old file otherwise).
+        std::fs::remove_dir_all(ws.path("ckpt")).expect("fresh checkpoint");
+        let _ = std::fs::remove_dir_all(ws.path("out"));
+        let out = run_bin(
+            &["run", file.to_str().expect("utf-8"), "--progress", "json"],
+            ws.dir.path(),
+        );
+        assert!(out.status.success(), "{bad}: {}", stderr(&out));
+        let progress = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            progress.contains("\"numSkippedRows\":1"),
+            "{bad}: {progress}"
+        );
+        assert!(progress.contains("\"numInputRows\":2"), "{bad}: {progress}");
+    }
 }

@@ -41,20 +41,7 @@ fn events(rng: &mut StdRng) -> RecordBatch {
         .map(|i| PAGES[(*i as usize * 31 + *i as usize / 7) % PAGES.len()])
         .collect();
     let amounts: Vec<f64> = ids.iter().map(|i| ((i * 37) % 1000) as f64 / 8.0).collect();
-    let ts: Vec<Option<i64>> = ids
-        .iter()
-        .map(|i| {
-            let roll = rng.random_range(0..100);
-            let late = if roll < 4 {
-                rng.random_range(5..=40)
-            } else {
-                0
-            };
-            let second = 1_762_000_000 + i + rng.random_range(-5..=5) - late;
-            // The last two in a hundred have no event time.
-            (roll < 98).then_some(second * 1_000_000_000)
-        })
-        .collect();
+    let ts: Vec<Option<i64>> = ids.iter().map(|i| event_time(rng, *i)).collect();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from(ids)),
         Arc::new(Int64Array::from(users)),
@@ -63,6 +50,20 @@ fn events(rng: &mut StdRng) -> RecordBatch {
         Arc::new(TimestampNanosecondArray::from(ts)),
     ];
     RecordBatch::try_new(click_schema(), columns).expect("batch")
+}
+
+/// The event time (nanoseconds) of an event due `second` seconds after a fixed base, in whole
+/// seconds: up to 5 s early or late; about one in 25 is 5 to 40 s late (older than the
+/// watermark may allow), and the last two in a hundred have none.
+fn event_time(rng: &mut StdRng, second: i64) -> Option<i64> {
+    let roll = rng.random_range(0..100);
+    let late = if roll < 4 {
+        rng.random_range(5..=40)
+    } else {
+        0
+    };
+    let second = 1_762_000_000 + second + rng.random_range(-5..=5) - late;
+    (roll < 98).then_some(second * 1_000_000_000)
 }
 
 /// Writes `batch` into `dir` as JSON-lines files cut at random rows; returns the cuts (the
@@ -551,16 +552,7 @@ fn stream_events(rng: &mut StdRng, rows: i64, step_ms: i64, users: i64) -> Recor
     let ids: Vec<i64> = (0..rows).collect();
     let ts: Vec<Option<i64>> = ids
         .iter()
-        .map(|i| {
-            let roll = rng.random_range(0..100);
-            let late = if roll < 4 {
-                rng.random_range(5..=40)
-            } else {
-                0
-            };
-            let second = 1_762_000_000 + i * step_ms / 1000 + rng.random_range(-5..=5) - late;
-            (roll < 98).then_some(second * 1_000_000_000)
-        })
+        .map(|i| event_time(rng, i * step_ms / 1000))
         .collect();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from(ids.clone())),
