@@ -149,8 +149,9 @@ pub struct WatermarkConfig {
     #[serde(deserialize_with = "deserialize_duration")]
     pub delay: Duration,
     /// How far ahead of its batch's timestamp a row's event time may be: a row further ahead
-    /// (a producer's clock gone wrong) is quarantined as late (counted, or sent to
-    /// `late_rows`) instead of moving the watermark past every row that follows it.
+    /// (a producer's clock gone wrong) does not move the watermark past every row that follows
+    /// it, and where the query's state is over this event time it is quarantined as late
+    /// (counted, or sent to `late_rows`).
     #[serde(default, deserialize_with = "deserialize_optional_duration")]
     pub max_future: Option<Duration>,
     /// How long (in batch time) the source may read nothing before it stops holding the
