@@ -314,3 +314,63 @@ pub fn wait_stopped(child: &std::process::Child) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// How a run is ended at its crash point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crash {
+    /// The process aborts just before the write.
+    Before,
+    /// The process aborts right after the write (before Sluice syncs it).
+    After,
+    /// Right after the write, as a power loss: what no sync made durable is dropped first.
+    PowerLoss,
+}
+
+impl Crash {
+    pub const ALL: [Crash; 3] = [Crash::Before, Crash::After, Crash::PowerLoss];
+
+    /// The environment that puts this crash at the `k`-th write whose path contains `filter`.
+    pub fn env(self, k: u64, filter: &str) -> Vec<(&'static str, String)> {
+        let point = match self {
+            Crash::Before => "before",
+            Crash::After | Crash::PowerLoss => "after",
+        };
+        let mut env = vec![("SLUICE_CRASH_AT", format!("{point}:{k}:{filter}"))];
+        if self == Crash::PowerLoss {
+            env.push(("SLUICE_CRASH_POWER_LOSS", "1".into()));
+        }
+        env
+    }
+}
+
+/// `sluice run PIPELINE --progress none` as a fresh process with `env` added.
+pub fn run_quietly(pipeline: &std::path::Path, env: &[(&str, String)]) -> std::process::Output {
+    sluice_bin()
+        .args([
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "none",
+        ])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run sluice")
+}
+
+/// Whether `out` is a run that its crash point ended: aborted (SIGABRT), having said so.
+pub fn crashed(out: &std::process::Output) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    out.status.signal() == Some(6) && stderr(out).contains("sluice: crash point reached")
+}
+
+/// The writes of a clean run of `pipeline`, as the binary logs them (`N op path`).
+pub fn clean_run_writes(ws: &Workspace, pipeline: &std::path::Path) -> Vec<String> {
+    let log = ws.path("writes.log");
+    let out = run_quietly(pipeline, &[("SLUICE_WRITE_LOG", log.display().to_string())]);
+    assert!(out.status.success(), "clean run: {}", stderr(&out));
+    std::fs::read_to_string(&log)
+        .expect("write log")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

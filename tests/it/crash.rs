@@ -71,66 +71,6 @@ impl SinkUnderTest for FilesSinkUnderTest {
     }
 }
 
-/// How a run is ended at its crash point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Crash {
-    /// The process aborts just before the write.
-    Before,
-    /// The process aborts right after the write (before Sluice syncs it).
-    After,
-    /// Right after the write, as a power loss: what no sync made durable is dropped first.
-    PowerLoss,
-}
-
-impl Crash {
-    const ALL: [Crash; 3] = [Crash::Before, Crash::After, Crash::PowerLoss];
-
-    /// The environment that puts this crash at the `k`-th write whose path contains `filter`.
-    fn env(self, k: u64, filter: &str) -> Vec<(&'static str, String)> {
-        let point = match self {
-            Crash::Before => "before",
-            Crash::After | Crash::PowerLoss => "after",
-        };
-        let mut env = vec![("SLUICE_CRASH_AT", format!("{point}:{k}:{filter}"))];
-        if self == Crash::PowerLoss {
-            env.push(("SLUICE_CRASH_POWER_LOSS", "1".into()));
-        }
-        env
-    }
-}
-
-/// `sluice run PIPELINE` as a fresh process with `env` added.
-fn sluice_run(pipeline: &std::path::Path, env: &[(&str, String)]) -> std::process::Output {
-    sluice_bin()
-        .args([
-            "run",
-            pipeline.to_str().expect("utf-8"),
-            "--progress",
-            "none",
-        ])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("run sluice")
-}
-
-/// Whether `out` is a run that its crash point ended: aborted (SIGABRT), having said so.
-fn crashed(out: &std::process::Output) -> bool {
-    use std::os::unix::process::ExitStatusExt;
-    out.status.signal() == Some(6) && stderr(out).contains("sluice: crash point reached")
-}
-
-/// The writes of a clean run of `pipeline`, as the binary logs them (`N op path`).
-fn clean_run_writes(ws: &Workspace, pipeline: &std::path::Path) -> Vec<String> {
-    let log = ws.path("writes.log");
-    let out = sluice_run(pipeline, &[("SLUICE_WRITE_LOG", log.display().to_string())]);
-    assert!(out.status.success(), "clean run: {}", stderr(&out));
-    std::fs::read_to_string(&log)
-        .expect("write log")
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// A pipeline to crash: its query, extra pipeline keys, and the SQL whose batch result the
 /// sink must hold at the end.
 struct Scenario<'a> {
@@ -208,7 +148,7 @@ async fn enumerate(
         for crash in Crash::ALL {
             let ws = Workspace::new();
             let pipeline = write_pipeline(&ws, &setup(&ws));
-            let out = sluice_run(&pipeline, &crash.env(k, ""));
+            let out = run_quietly(&pipeline, &crash.env(k, ""));
             assert!(
                 crashed(&out),
                 "{crash:?} write {write} was not reached ({}): {}",
@@ -216,7 +156,7 @@ async fn enumerate(
                 stderr(&out)
             );
             reached += 1;
-            let again = sluice_run(&pipeline, &[]);
+            let again = run_quietly(&pipeline, &[]);
             restarts += 1;
             assert!(
                 again.status.success(),
@@ -442,7 +382,7 @@ fn a_crash_during_recovery_recovers_too() {
         ),
         (Crash::PowerLoss, 1, "commits/", "ckpt/commits/1)"),
     ] {
-        let out = sluice_run(&pipeline, &crash.env(k, filter));
+        let out = run_quietly(&pipeline, &crash.env(k, filter));
         assert!(crashed(&out), "{crash:?} {k} {filter}: {}", stderr(&out));
         assert!(stderr(&out).contains(names), "{}", stderr(&out));
     }
@@ -450,7 +390,7 @@ fn a_crash_during_recovery_recovers_too() {
         !ws.path("ckpt/commits/1").exists(),
         "the power loss took the commit back"
     );
-    let out = sluice_run(&pipeline, &[]);
+    let out = run_quietly(&pipeline, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let expected = rt.block_on(oracle(&ws.path("in"), "json", QUERY));
@@ -470,17 +410,17 @@ fn a_pending_batch_finishes_with_the_pipeline_file_it_was_planned_with() {
     let v1 =
         pipeline_yaml(&ws, "json", planned, 1, "").replace("format: parquet }", "format: json }");
     let pipeline = write_pipeline(&ws, &v1);
-    let out = sluice_run(&pipeline, &[]);
+    let out = run_quietly(&pipeline, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     write_clicks(&ws.path("in"), "json", 1, 40, 1);
-    let out = sluice_run(&pipeline, &Crash::Before.env(1, "_sluice/manifest/"));
+    let out = run_quietly(&pipeline, &Crash::Before.env(1, "_sluice/manifest/"));
     assert!(crashed(&out), "{}", stderr(&out));
 
     let edited = "SELECT id, upper(page) AS page, amount FROM clicks";
     let v2 = pipeline_yaml(&ws, "json", edited, 1, "").replace(&ws.p("out"), &ws.p("out2"));
     write_pipeline(&ws, &v2);
     write_clicks(&ws.path("in"), "json", 1, 40, 2);
-    let out = sluice_run(&pipeline, &[]);
+    let out = run_quietly(&pipeline, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     let rt = tokio::runtime::Runtime::new().expect("rt");

@@ -522,23 +522,7 @@ async fn every_crash_point_of_a_kafka_to_kafka_run_recovers_exactly_once() {
     let clean_out = unique("crash-out");
     create_topic(broker(), &clean_out, 2).await;
     let pipeline = write_pipeline(&clean, &setup(&clean, &clean_out));
-    let log = clean.path("writes.log");
-    let run = sluice_bin()
-        .args([
-            "run",
-            pipeline.to_str().expect("utf-8"),
-            "--progress",
-            "none",
-        ])
-        .env("SLUICE_WRITE_LOG", &log)
-        .output()
-        .expect("run");
-    assert!(run.status.success(), "{}", stderr(&run));
-    let writes: Vec<String> = std::fs::read_to_string(&log)
-        .expect("log")
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let writes = clean_run_writes(&clean, &pipeline);
     assert!(
         writes
             .iter()
@@ -551,42 +535,27 @@ async fn every_crash_point_of_a_kafka_to_kafka_run_recovers_exactly_once() {
     );
     let mut reached = 0;
     for (k, write) in (1..).zip(&writes) {
-        for (when, power_loss) in [("before", false), ("after", false), ("after", true)] {
+        for crash in Crash::ALL {
             let ws = Workspace::new();
             let out = unique("crash-out");
             create_topic(broker(), &out, 2).await;
             let pipeline = write_pipeline(&ws, &setup(&ws, &out));
-            let mut cmd = sluice_bin();
-            cmd.args([
-                "run",
-                pipeline.to_str().expect("utf-8"),
-                "--progress",
-                "none",
-            ])
-            .env("SLUICE_CRASH_AT", format!("{when}:{k}"));
-            if power_loss {
-                cmd.env("SLUICE_CRASH_POWER_LOSS", "1");
-            }
-            let crashed = cmd.output().expect("run");
+            let crashed = run_quietly(&pipeline, &crash.env(k, ""));
             assert!(
                 stderr(&crashed).contains("sluice: crash point reached"),
-                "{when} write {write} not reached: {}",
+                "{crash:?} write {write} not reached: {}",
                 stderr(&crashed)
             );
             reached += 1;
             let again = sluice_run(&pipeline, &[]);
             assert!(
                 again.status.success(),
-                "restart after {when} write {write}: {}",
+                "restart after {crash:?} write {write}: {}",
                 stderr(&again)
             );
             let got = committed_rows(broker(), &out, sink_schema(), "SELECT * FROM sink").await;
             let (_, dupes, lost) = compare(&expected, &got);
-            assert_eq!(
-                (dupes, lost),
-                (0, 0),
-                "{when} write {write} (power loss {power_loss})"
-            );
+            assert_eq!((dupes, lost), (0, 0), "{crash:?} write {write}");
         }
     }
     println!(
