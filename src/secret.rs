@@ -24,9 +24,97 @@ pub fn expand_env(text: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// URL schemes that name an object store (what the storage module opens).
+const STORE_SCHEMES: &[&str] = &[
+    "file", "memory", "s3", "s3a", "gs", "az", "abfs", "abfss", "azure", "adl", "http", "https",
+];
+
+/// `text` with the secret parts of a URL in it replaced by `***`: the password of its user
+/// part, and the value of each query parameter (`?sig=***&se=***`). Text that is not a URL
+/// comes back unchanged.
+pub fn redact_url(text: &str) -> String {
+    let Ok(mut url) = url::Url::parse(text) else {
+        return text.to_string();
+    };
+    if !text.contains("://") {
+        return text.to_string();
+    }
+    let mut changed = false;
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+        changed = true;
+    }
+    if url.query().is_some() {
+        let names: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let query = names
+            .iter()
+            .map(|k| format!("{k}=***"))
+            .collect::<Vec<_>>()
+            .join("&");
+        url.set_query(Some(&query));
+        changed = true;
+    }
+    if changed {
+        url.to_string()
+    } else {
+        text.to_string()
+    }
+}
+
+/// What secret a storage URL carries, if any: Sluice never takes credentials from a storage
+/// URL (they would be written into the checkpoint's copy of the pipeline and into messages),
+/// so a URL with a user part or query parameters is refused, naming where credentials go.
+pub fn url_secret(text: &str) -> Option<String> {
+    let url = url::Url::parse(text).ok()?;
+    if !text.contains("://") || !STORE_SCHEMES.contains(&url.scheme()) {
+        return None;
+    }
+    let what = if url.password().is_some() {
+        "a user name and password"
+    } else if !url.username().is_empty() {
+        "a user name"
+    } else if url.query().is_some() {
+        "query parameters"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "the URL carries {what}, which Sluice does not take from a storage URL (it would be \
+         written into the checkpoint and into messages): give credentials to the store in its \
+         environment variables (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; \
+         GOOGLE_SERVICE_ACCOUNT; AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_KEY) and \
+         remove them from the URL"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_in_urls_are_redacted_and_refused() {
+        let sas = "az://c/out?sv=2024&sig=SeCrEt%3D";
+        assert_eq!(redact_url(sas), "az://c/out?sv=***&sig=***");
+        assert!(
+            url_secret(sas)
+                .expect("refused")
+                .contains("query parameters")
+        );
+        let basic = "s3://AKIA:wJalrSECRET@bucket/ckpt";
+        assert_eq!(redact_url(basic), "s3://AKIA:***@bucket/ckpt");
+        assert!(url_secret(basic).expect("refused").contains("password"));
+        for plain in [
+            "s3://bucket/ckpt",
+            "/tmp/x",
+            "relative/path",
+            "kafka://h:9092/t",
+        ] {
+            assert_eq!(redact_url(plain), plain);
+            assert_eq!(url_secret(plain), None, "{plain}");
+        }
+        // Not an object store: another connector's own setting.
+        assert_eq!(url_secret("postgres://u:p@h/db"), None);
+    }
 
     #[test]
     fn a_missing_environment_variable_is_named() {

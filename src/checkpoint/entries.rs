@@ -107,6 +107,10 @@ pub struct CommitEntry {
     /// The fingerprint of the pipeline file the batch ran with (under `pipelines/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<String>,
+    /// The checkpoint's pipeline id (as in `metadata`), so that `sluice repair` can rebuild a
+    /// lost `metadata` from any commit; absent in commits of an older Sluice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_id: Option<uuid::Uuid>,
     /// Rows read by the batch.
     pub rows_in: u64,
     /// Rows written to the sink.

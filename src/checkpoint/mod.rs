@@ -44,6 +44,24 @@ pub enum CheckpointError {
         /// What is wrong.
         reason: String,
     },
+    /// [`CheckpointError::Corrupt`] as a run reports it: with the checkpoint, so the command
+    /// that repairs it can be given whole.
+    #[error(
+        "checkpoint file {checkpoint}/{file} line {line} is corrupt ({reason}). Run \
+         `sluice repair {checkpoint}`: where the damage is to the newest \
+         batch, it moves the entry aside so that batch runs again (`--dry-run` shows what it \
+         would do first)"
+    )]
+    CorruptIn {
+        /// The checkpoint, as the run was given it.
+        checkpoint: String,
+        /// The entry, relative to the checkpoint.
+        file: String,
+        /// The 1-based line at fault.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
     /// Another process holds the checkpoint's lock.
     #[error(
         "checkpoint {location} is in use by another run (lock held on {lock}); wait for it to finish or stop it"
@@ -88,6 +106,17 @@ pub enum CheckpointError {
         location: String,
         /// What is wrong, and what to restore.
         problems: String,
+    },
+    /// The checkpoint has batch logs but no `metadata` (deleted, or not copied with the rest):
+    /// a run that made a new pipeline id over the old logs would orphan them.
+    #[error(
+        "checkpoint {location} has batch logs but no `metadata` file (it was deleted or not \
+         copied with the rest); run `sluice repair {location}`, which rebuilds it from the \
+         commits and the sink"
+    )]
+    MetadataMissing {
+        /// The checkpoint.
+        location: String,
     },
     /// The logs do not describe a state recovery can continue from.
     #[error(
@@ -189,11 +218,7 @@ impl Checkpoint {
                     created: chrono::Utc::now().to_rfc3339(),
                     format: 1,
                 };
-                let path = location.path(paths::METADATA);
-                if !location
-                    .put_if_absent(&path, format!("{}\n", to_json(&fresh)).into_bytes())
-                    .await?
-                {
+                if !Self::create_metadata(&location, &fresh).await? {
                     // Another run created it between our read and write: use theirs.
                     return Box::pin(Self::open(location, name)).await;
                 }
@@ -212,7 +237,37 @@ impl Checkpoint {
     }
 
     /// Reads `metadata`, if the checkpoint has been created.
+    ///
+    /// Errors: [`CheckpointError::MetadataMissing`] when `metadata` is missing but batch logs
+    /// are there (`sluice repair` rebuilds it); store and parse errors as they come.
     pub async fn read_metadata(location: &Location) -> Result<Option<Metadata>, CheckpointError> {
+        let metadata = Self::read_metadata_file(location).await?;
+        if metadata.is_none() {
+            let logs = LogListing::read(location).await?;
+            if !logs.offsets.is_empty() || !logs.commits.is_empty() {
+                return Err(CheckpointError::MetadataMissing {
+                    location: location.to_string(),
+                });
+            }
+        }
+        Ok(metadata)
+    }
+
+    /// Writes `metadata` unless one is there; whether this call wrote it.
+    pub async fn create_metadata(
+        location: &Location,
+        metadata: &Metadata,
+    ) -> Result<bool, CheckpointError> {
+        let path = location.path(paths::METADATA);
+        Ok(location
+            .put_if_absent(&path, format!("{}\n", to_json(metadata)).into_bytes())
+            .await?)
+    }
+
+    /// Reads the `metadata` file alone, whatever else the checkpoint holds.
+    pub async fn read_metadata_file(
+        location: &Location,
+    ) -> Result<Option<Metadata>, CheckpointError> {
         let path = location.path(paths::METADATA);
         match location.get(&path).await? {
             Some(bytes) => Ok(Some(parse_json_object(
@@ -646,6 +701,7 @@ mod tests {
             state: Vec::new(),
             output: None,
             pipeline: None,
+            pipeline_id: None,
             rows_in: 1,
             rows_out: 1,
             rows_skipped: 0,

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::{ExecutionPlan, displayable};
 
 use crate::Error;
@@ -147,7 +146,7 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
                 "Event time: the group key `{}` ({width}); a group is final once the watermark \
                  ({}) reaches its end, and a row counts only in the groups of it still open \
                  (a row in none of them, or without an event time, is dropped as late){}.",
-                output_alias(&logical, &key.name),
+                plan::output_alias(&logical, &key.name),
                 sources.join(", min with "),
                 if mode == OutputMode::Complete {
                     "; complete mode keeps every group and drops no row for the watermark"
@@ -196,33 +195,6 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
         indent(&rest)
     );
     Ok(out)
-}
-
-/// The name the query's result gives aggregation output `name` (its alias in the outermost
-/// projection), or `name` itself.
-fn output_alias(plan: &LogicalPlan, name: &str) -> String {
-    let mut node = plan;
-    loop {
-        match node {
-            LogicalPlan::Projection(p) => {
-                return p
-                    .expr
-                    .iter()
-                    .zip(p.schema.fields())
-                    .find_map(|(expr, field)| match expr {
-                        Expr::Alias(a) if matches!(&*a.expr, Expr::Column(c) if c.name == name) => {
-                            Some(field.name().clone())
-                        }
-                        _ => None,
-                    })
-                    .unwrap_or_else(|| name.to_string());
-            }
-            LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Filter(_) => {
-                node = node.inputs()[0];
-            }
-            _ => return name.to_string(),
-        }
-    }
 }
 
 fn indent(plan: &Arc<dyn ExecutionPlan>) -> String {

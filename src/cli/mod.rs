@@ -172,9 +172,35 @@ async fn execute(cli: Cli) -> Result<(), Error> {
             let pipeline = Pipeline::load(&pipeline_path)?;
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
-                wait_for_signal().await;
-                eprintln!("stopping after the current batch (signal received)");
+                // SIGTERM (a service manager) stops after the current batch; Ctrl-C (a person
+                // at a terminal) too when that takes at most STOP_GRACE. A second signal, or
+                // a Ctrl-C'd batch still running after it, stops at once: the batch in progress
+                // is left pending, as after a crash, and the next run finishes it.
+                let first = wait_for_signal().await;
+                let grace = match first {
+                    Signal::Interrupt => {
+                        eprintln!(
+                            "stopping after the current batch (Ctrl-C); if it has not ended \
+                             within {} s, or at a second Ctrl-C, stopping at once",
+                            STOP_GRACE.as_secs()
+                        );
+                        STOP_GRACE
+                    }
+                    Signal::Terminate => {
+                        eprintln!("stopping after the current batch (SIGTERM received)");
+                        std::time::Duration::MAX
+                    }
+                };
                 let _ = stop_tx.send(true);
+                tokio::select! {
+                    _ = wait_for_signal() => {}
+                    _ = tokio::time::sleep(grace) => {}
+                }
+                eprintln!(
+                    "stopped at once: the batch in progress is left pending and the next run \
+                     finishes it"
+                );
+                std::process::exit(130);
             });
             let options = RunOptions {
                 trigger,
@@ -291,24 +317,37 @@ fn open_checkpoint(spec: &str) -> Result<crate::storage::Location, Error> {
     })
 }
 
-async fn wait_for_signal() {
+/// How long a run stopped by Ctrl-C may take to finish its batch before it stops at once.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The signal that asked a run to stop.
+enum Signal {
+    /// Ctrl-C (SIGINT).
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+}
+
+async fn wait_for_signal() -> Signal {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         match signal(SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => Signal::Interrupt,
+                    _ = term.recv() => Signal::Terminate,
                 }
             }
             Err(_) => {
                 let _ = tokio::signal::ctrl_c().await;
+                Signal::Interrupt
             }
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        Signal::Interrupt
     }
 }

@@ -7,8 +7,12 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
 use crate::Error;
-use crate::checkpoint::{BatchId, Checkpoint, LogListing};
+use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::checkpoint::{BatchId, Checkpoint, LogListing, paths, read_commit};
 use crate::state::StateFiles;
+use crate::storage::Location;
 
 pub(super) async fn run(
     spec: &str,
@@ -58,16 +62,35 @@ pub(super) async fn run(
         Some(n) => BatchId(n),
         None => last,
     };
-    let files = StateFiles::new(location, &operator);
+    let files = StateFiles::new(location.clone(), &operator);
     let table = files.read_version(version).await?.ok_or_else(|| {
         Error::Usage(format!(
             "operator `{operator}` has no state at or before batch {version} (older versions are purged with the logs)"
         ))
     })?;
-    let what = if operator.starts_with("join-") {
-        "the rows this side of the join keeps, keyed by the batch and position that read them"
+    let (table, what) = if operator.starts_with("join-") {
+        (
+            table,
+            "the rows this side of the join keeps, keyed by the batch and position that read them",
+        )
     } else {
-        "DataFusion's partial aggregate state, one row per group"
+        // The query's names for the groups and aggregates, from the pipeline file the batch
+        // ran with; DataFusion's own where that cannot be planned.
+        match aggregate_names(&location, spec, version).await {
+            Ok(names) => (
+                rename_columns(&table, &names)?,
+                "partial aggregate state, one row per group, in the query's column names",
+            ),
+            Err(e) => {
+                eprintln!(
+                    "(columns as DataFusion names them: the query could not be planned: {e})"
+                );
+                (
+                    table,
+                    "DataFusion's partial aggregate state, one row per group",
+                )
+            }
+        }
     };
     eprintln!(
         "state/{operator} after batch {version}: {} rows ({what}; the table is `state`)",
@@ -97,4 +120,133 @@ pub(super) async fn run(
         .map_err(|e| Error::Usage(format!("cannot show the result: {e}")))?;
     super::emit(&format!("{shown}\n"));
     Ok(())
+}
+
+/// The aggregation's group-key count and output names as the query gives them, planned from
+/// the pipeline file batch `version` ran with (its sources' schemas as the checkpoint pins
+/// them).
+async fn aggregate_names(
+    location: &Location,
+    spec: &str,
+    version: BatchId,
+) -> Result<(usize, Vec<String>), Error> {
+    let fingerprint = read_commit(location, version)
+        .await?
+        .and_then(|c| c.pipeline)
+        .ok_or_else(|| Error::Usage(format!("commits/{version} names no pipeline file")))?;
+    let pipeline = crate::driver::stored_pipeline(location, spec, &fingerprint)
+        .await?
+        .ok_or_else(|| Error::Usage(format!("{} is not stored", paths::pipeline(&fingerprint))))?;
+    let mut recompute = crate::driver::Recompute::open(&pipeline, location).await?;
+    recompute
+        .aggregate_names(&pipeline.query)
+        .await?
+        .ok_or_else(|| Error::Usage("the query it ran does not aggregate".into()))
+}
+
+/// `table` with its columns given the query's names (see [`query_column_names`]).
+fn rename_columns(table: &RecordBatch, names: &(usize, Vec<String>)) -> Result<RecordBatch, Error> {
+    let fields: Vec<String> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let renamed = query_column_names(&fields, names.0, &names.1);
+    let schema = Schema::new(
+        table
+            .schema()
+            .fields()
+            .iter()
+            .zip(&renamed)
+            .map(|(f, name)| f.as_ref().clone().with_name(name))
+            .collect::<Vec<_>>(),
+    );
+    RecordBatch::try_new(Arc::new(schema), table.columns().to_vec()).map_err(|e| Error::Execution {
+        batch: None,
+        source: e.into(),
+    })
+}
+
+/// The query's names for the columns of an aggregation's state, `fields` as DataFusion names
+/// them: the first `groups` are the group keys, by position; then each aggregate's state
+/// fields (`<state name>[<field>]`, consecutive), the i-th aggregate's by the i-th name after
+/// the keys: the name itself for one field (`cnt`), `<name>_<field>` for several
+/// (`mean_count`, `mean_sum`). Where the fields do not line up with the names, or a name
+/// would clash with another column, DataFusion's names stay.
+fn query_column_names(fields: &[String], groups: usize, names: &[String]) -> Vec<String> {
+    let base = |f: &str| {
+        f.strip_suffix(']')
+            .and_then(|f| f.rsplit_once('['))
+            .map(|(b, p)| (b.to_string(), p.to_string()))
+    };
+    // The aggregate state fields after the keys, grouped by consecutive state name.
+    let mut aggregates: Vec<Vec<(usize, String)>> = Vec::new();
+    let mut last: Option<String> = None;
+    for (i, field) in fields.iter().enumerate().skip(groups) {
+        let Some((name, part)) = base(field) else {
+            return fields.to_vec();
+        };
+        if last.as_ref() != Some(&name) {
+            aggregates.push(Vec::new());
+            last = Some(name);
+        }
+        aggregates.last_mut().expect("pushed").push((i, part));
+    }
+    if fields.len() < groups || groups + aggregates.len() != names.len() {
+        return fields.to_vec();
+    }
+    let mut renamed: Vec<String> = names[..groups].to_vec();
+    for (aggregate, name) in aggregates.iter().zip(&names[groups..]) {
+        for (_, part) in aggregate {
+            renamed.push(if aggregate.len() == 1 {
+                name.clone()
+            } else {
+                format!("{name}_{part}")
+            });
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    if renamed.iter().all(|n| seen.insert(n.clone())) {
+        renamed
+    } else {
+        fields.to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_columns_take_the_query_names() {
+        let fields: Vec<String> = [
+            "k",
+            "date_bin(IntervalMonthDayNano(..),s.ts)",
+            "count(Int64(1))[count]",
+            "avg(s.v)[count]",
+            "avg(s.v)[sum]",
+            "max(s.v)[max]",
+        ]
+        .map(String::from)
+        .to_vec();
+        let names: Vec<String> = ["k", "window_start", "cnt", "mean", "max(s.v)"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            query_column_names(&fields, 2, &names),
+            [
+                "k",
+                "window_start",
+                "cnt",
+                "mean_count",
+                "mean_sum",
+                "max(s.v)"
+            ]
+        );
+        // Fields that do not line up with the names, or a clash, keep DataFusion's names.
+        assert_eq!(query_column_names(&fields, 2, &names[..4]), fields);
+        let clash: Vec<String> = ["k", "k", "cnt", "mean", "m"].map(String::from).to_vec();
+        assert_eq!(query_column_names(&fields, 2, &clash), fields);
+    }
 }

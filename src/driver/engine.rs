@@ -10,6 +10,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
 use super::event_time;
@@ -226,8 +227,14 @@ impl<'p> Engine<'p> {
 
     /// The schema of `sql`'s output (planned over empty stream tables).
     pub(super) async fn output_schema(&mut self, sql: &str) -> Result<SchemaRef, Error> {
+        let (logical, _) = self.plan(sql).await?;
+        Ok(Arc::new(logical.schema().as_arrow().clone()))
+    }
+
+    /// `sql`'s logical plan (over empty stream tables) and its shape.
+    pub(super) async fn plan(&mut self, sql: &str) -> Result<(LogicalPlan, Shape), Error> {
         let ctx = self.session(&plan::default_settings())?;
-        let (_, logical, _) = plan::plan_shape(
+        let (_, logical, shape) = plan::plan_shape(
             &ctx,
             sql,
             &self.stream_schemas(),
@@ -235,7 +242,7 @@ impl<'p> Engine<'p> {
             self.pipeline.output_mode,
         )
         .await?;
-        Ok(Arc::new(logical.schema().as_arrow().clone()))
+        Ok((logical, shape))
     }
 
     fn stream_schemas(&self) -> Vec<(String, SchemaRef)> {

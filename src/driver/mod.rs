@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use tokio::sync::watch;
 
 use crate::Error;
@@ -94,7 +95,21 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         .check_locations(&checkpoint_spec)
         .map_err(|reason| Error::Usage(format!("{}: {reason}", pipeline.name)))?;
     let made = new_local_folders(pipeline, &checkpoint_spec);
-    let result = run_from(pipeline, options, checkpoint_spec).await;
+    let shown = crate::secret::redact_url(&checkpoint_spec);
+    let result = run_from(pipeline, options, checkpoint_spec)
+        .await
+        .map_err(|e| match e {
+            // Say which checkpoint, so the message gives the repair command whole.
+            Error::Checkpoint(CheckpointError::Corrupt { file, line, reason }) => {
+                Error::Checkpoint(CheckpointError::CorruptIn {
+                    checkpoint: shown,
+                    file,
+                    line,
+                    reason,
+                })
+            }
+            e => e,
+        });
     // A run refused before any batch (exit 2: the pipeline file, the query, the state it
     // cannot follow) on a checkpoint it made removes the checkpoint and sink folders it made,
     // as long as it logged no batch there (a batch logged may have output to keep).
@@ -293,6 +308,43 @@ impl<'p> Recompute<'p> {
     /// The schema of `sql`'s output.
     pub async fn output_schema(&mut self, sql: &str) -> Result<SchemaRef, Error> {
         self.engine.output_schema(sql).await
+    }
+
+    /// For an aggregation `sql`: how many group keys it has, and the name the query's result
+    /// gives each aggregation output (its alias: `window_start`, `cnt`), group keys first, in
+    /// the order its state keeps them; `None` for a query that does not aggregate.
+    pub async fn aggregate_names(
+        &mut self,
+        sql: &str,
+    ) -> Result<Option<(usize, Vec<String>)>, Error> {
+        let (logical, shape) = self.engine.plan(sql).await?;
+        if !matches!(shape, plan::Shape::Aggregate(_)) {
+            return Ok(None);
+        }
+        // The aggregation node's own output names, which the projection above it refers to.
+        let mut outputs = None;
+        logical
+            .apply(|node| {
+                if let datafusion::logical_expr::LogicalPlan::Aggregate(agg) = node {
+                    let names: Vec<String> = agg
+                        .schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .collect();
+                    outputs = Some((agg.group_expr.len(), names));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+            .map_err(plan::PlanError::Sql)?;
+        Ok(outputs.map(|(groups, names)| {
+            let names = names
+                .iter()
+                .map(|name| plan::output_alias(&logical, name))
+                .collect();
+            (groups, names)
+        }))
     }
 
     /// Computes batch `batch` again as `entry` logged it, starting where `previous` (the
@@ -958,6 +1010,7 @@ impl<'a> Driver<'a> {
             state: state_commit,
             output: output_digest,
             pipeline: Some(self.pipeline_fingerprint.clone()),
+            pipeline_id: Some(self.checkpoint.metadata().id),
             rows_in,
             rows_out: committed.rows,
             rows_skipped: skipped,

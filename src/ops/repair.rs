@@ -12,15 +12,20 @@
 //!   one, starts from): rebuilt from `commits/N` and the sources' logs, which record exactly
 //!   which files each batch read.
 //!
+//! - a missing `metadata` beside batch logs (a run refuses such a checkpoint rather than make
+//!   a new pipeline id over them): rebuilt with the id every commit records (or the sink's
+//!   owner record) and the name in the stored pipeline file.
+//!
 //! Anything else (a removed log, a source log folded past the batch) is reported with what to
 //! restore.
 
 use crate::Error;
 use crate::checkpoint::recovery::{Decision, decide};
 use crate::checkpoint::{
-    BatchId, BatchInfo, Checkpoint, CheckpointError, LogListing, OffsetsEntry, SourceOffset, paths,
-    read_commit, read_offsets, take_lock,
+    BatchId, BatchInfo, Checkpoint, CheckpointError, LogListing, Metadata, OffsetsEntry,
+    SourceOffset, paths, read_commit, read_offsets, take_lock,
 };
+use crate::sink::SinkContext;
 use crate::storage::Location;
 
 /// What `repair` did and what it could not do.
@@ -45,14 +50,53 @@ pub async fn repair(
     shown: &str,
     dry_run: bool,
 ) -> Result<RepairReport, Error> {
-    if Checkpoint::read_metadata(location).await?.is_none() {
-        return Err(Error::Usage(format!(
-            "{shown} is not a Sluice checkpoint (it has no metadata)"
-        )));
-    }
+    // A missing `metadata` beside batch logs, or a damaged one, is rebuilt.
+    let metadata_damage = match Checkpoint::read_metadata(location).await {
+        Ok(Some(_)) => None,
+        Ok(None) => {
+            return Err(Error::Usage(format!(
+                "{shown} is not a Sluice checkpoint (it has no metadata)"
+            )));
+        }
+        Err(CheckpointError::MetadataMissing { .. }) => Some(None),
+        Err(CheckpointError::Corrupt { file, line, reason }) if file == paths::METADATA => {
+            Some(Some(format!("line {line}: {reason}")))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let _lock = take_lock(location)?;
     let mut report = RepairReport::default();
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    if let Some(damage) = metadata_damage {
+        if let Some(why) = damage {
+            let aside = aside_name(paths::METADATA, &stamp);
+            if !dry_run {
+                location
+                    .rename(&location.path(paths::METADATA), &location.path(&aside))
+                    .await?;
+            }
+            report
+                .fixed
+                .push(format!("moved metadata ({why}) aside to {aside}"));
+        }
+        match rebuild_metadata(location, shown).await {
+            Ok((metadata, from)) => {
+                if !dry_run && !Checkpoint::create_metadata(location, &metadata).await? {
+                    report.unfixable.push(
+                        "metadata appeared while repairing; run `sluice repair` again".into(),
+                    );
+                    return Ok(report);
+                }
+                report.fixed.push(format!(
+                    "rebuilt metadata (pipeline `{}`, id {}) from {from}",
+                    metadata.name, metadata.id
+                ));
+            }
+            Err(reason) => report.unfixable.push(format!(
+                "metadata is missing or damaged and cannot be rebuilt: {reason}. Restore it from a backup"
+            )),
+        }
+    }
     let mut moved: Vec<String> = Vec::new();
     loop {
         let logs = listing_without(location, &moved).await?;
@@ -192,6 +236,82 @@ async fn listing_without(
     logs.commits
         .retain(|b| !moved.contains(&paths::commits(*b)));
     Ok(logs)
+}
+
+/// The checkpoint's lost `metadata`, rebuilt, and where its id came from: the id from the
+/// newest commit that records it (every commit written since commits record it), else from the owner record of
+/// the sink the pipeline file names; the name from that pipeline file; the creation time from
+/// the oldest commit still held (the checkpoint is at least that old).
+async fn rebuild_metadata(location: &Location, shown: &str) -> Result<(Metadata, String), String> {
+    let logs = LogListing::read(location)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut id = None;
+    let mut pipeline = None;
+    let mut oldest_commit_ms = None;
+    for batch in logs.commits.iter().rev() {
+        if let Ok(Some(commit)) = read_commit(location, *batch).await {
+            id = id.or(commit
+                .pipeline_id
+                .map(|id| (id, format!("commits/{batch}"))));
+            pipeline = pipeline.or(commit.pipeline);
+            oldest_commit_ms = Some(commit.committed_at_ms);
+        }
+    }
+    for batch in logs.offsets.iter().rev() {
+        if pipeline.is_some() {
+            break;
+        }
+        if let Ok(Some(entry)) = read_offsets(location, *batch).await {
+            pipeline = entry.info.pipeline;
+        }
+    }
+    let fingerprint = pipeline.ok_or("no log entry names the pipeline file it ran with")?;
+    let pipeline = crate::driver::stored_pipeline(location, shown, &fingerprint)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{} is not stored", paths::pipeline(&fingerprint)))?;
+    let (id, from) = match id {
+        Some(found) => found,
+        None => {
+            let connector = pipeline.sink.connector();
+            let sink = connector
+                .open(&SinkContext {
+                    pipeline: uuid::Uuid::nil(),
+                    replace: false,
+                    update: false,
+                    part: None,
+                    create: false,
+                    sync: true,
+                    hook: None,
+                })
+                .map_err(|e| e.to_string())?;
+            let owner = sink.owner().await.map_err(|e| e.to_string())?;
+            let shown_sink = connector
+                .location()
+                .unwrap_or_else(|| connector.kind().into());
+            let id = owner.ok_or_else(|| {
+                format!(
+                    "no commit records the pipeline id (an older Sluice wrote them) and the \
+                     sink ({shown_sink}) does not record it"
+                )
+            })?;
+            (id, format!("the owner record of the sink {shown_sink}"))
+        }
+    };
+    let created = oldest_commit_ms
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .unwrap_or_else(chrono::Utc::now);
+    let metadata = Metadata {
+        id,
+        name: pipeline.name.clone(),
+        created: created.to_rfc3339(),
+        format: 1,
+    };
+    Ok((
+        metadata,
+        format!("{from} and {}", paths::pipeline(&fingerprint)),
+    ))
 }
 
 /// The offsets entry of committed batch `batch`, rebuilt: its sources' end offsets from their

@@ -6,8 +6,13 @@
 //! checkpoint whose newest batch is pending (and runs again), or can simply be repeated.
 
 use crate::Error;
-use crate::checkpoint::{BatchId, Checkpoint, CheckpointError, LogListing, paths, take_lock};
-use crate::sink::{SinkContext, SinkError};
+use std::collections::BTreeMap;
+
+use crate::checkpoint::{
+    BatchId, Checkpoint, CheckpointError, LogListing, paths, read_commit, read_offsets, take_lock,
+};
+use crate::pipeline::{OutputMode, Pipeline};
+use crate::sink::{Sink, SinkContext, SinkError};
 use crate::state::StateFiles;
 use crate::storage::{Location, StorageError};
 
@@ -70,71 +75,75 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     if newest == target {
         return Ok(rewound);
     }
-    // The pipeline file the newest batch ran with says what each source and sink is.
-    let pipeline = stored_pipeline(location, shown, &logs)
-        .await?
-        .ok_or_else(|| {
-            refuse(
-                "the checkpoint does not store the pipeline file its newest batch ran with".into(),
-            )
-        })?;
-    for (name, config) in &pipeline.sources {
-        config
-            .connector()
-            .check_forget(name, location, to)
-            .await
-            .map_err(|e| refuse(e.to_string()))?;
-    }
-    let ctx = SinkContext {
-        pipeline: metadata.id,
-        replace: false,
-        update: pipeline.output_mode == crate::pipeline::OutputMode::Update,
-        part: None,
-        create: false,
-        sync: true,
-        hook: None,
-    };
-    if !pipeline.sink.connector().keeps_batches() {
-        return Err(refuse(format!(
-            "its sink is `{}`, which cannot take batches back (what it printed or sent to a \
-             topic stays there)",
-            pipeline.sink.connector().kind()
-        )));
-    }
-    let main_sink = pipeline.sink.connector().open(&ctx)?;
-    let mut late_sinks = Vec::new();
-    // A late-rows sink that keeps nothing (the console) has nothing to take back.
-    if let Some(late) = pipeline
-        .late_rows
-        .as_ref()
-        .filter(|l| l.connector().keeps_batches())
-    {
-        for (source, config) in &pipeline.sources {
-            if config.watermark.is_none() {
-                continue;
+    // Each batch is taken back from the sink its own pipeline file named (a sink that moved
+    // between runs keeps its earlier batches where they went); the newest committed batch's
+    // file stands in for an older checkpoint's batch that names none.
+    let newest_pipeline = stored_pipeline(location, shown, &logs).await?;
+    let mut pipelines: BTreeMap<String, Pipeline> = BTreeMap::new();
+    let mut batch_pipeline = BTreeMap::new();
+    for batch in (to.0 + 1..=newest.0).map(BatchId) {
+        let fingerprint = match read_offsets(location, batch).await? {
+            Some(entry) => entry.info.pipeline,
+            None => None,
+        };
+        let fingerprint = match fingerprint {
+            Some(f) => Some(f),
+            None => read_commit(location, batch).await?.and_then(|c| c.pipeline),
+        };
+        let key = match fingerprint {
+            Some(f) => {
+                if !pipelines.contains_key(&f) {
+                    let pipeline = crate::driver::stored_pipeline(location, shown, &f)
+                        .await?
+                        .ok_or_else(|| {
+                            refuse(format!(
+                                "batch {batch} ran with a pipeline file the checkpoint no longer                                  stores (`{}`)",
+                                paths::pipeline(&f)
+                            ))
+                        })?;
+                    pipelines.insert(f.clone(), pipeline);
+                }
+                f
             }
-            match late.connector().open(&SinkContext {
-                part: Some(source),
-                ..ctx
-            }) {
-                Ok(sink) => late_sinks.push(sink),
-                // A source without late rows yet has no folder on local disk (an object store
-                // has no folders, and opens whatever the prefix).
-                Err(SinkError::Storage(StorageError::Open { location, .. }))
-                    if !location.contains("://") => {}
-                Err(e) => return Err(e.into()),
+            None => {
+                let pipeline = newest_pipeline.clone().ok_or_else(|| {
+                    refuse(
+                        "the checkpoint does not store the pipeline file its batches ran with"
+                            .into(),
+                    )
+                })?;
+                pipelines.entry(String::new()).or_insert(pipeline);
+                String::new()
             }
+        };
+        batch_pipeline.insert(batch, key);
+    }
+    for pipeline in pipelines.values() {
+        for (name, config) in &pipeline.sources {
+            config
+                .connector()
+                .check_forget(name, location, to)
+                .await
+                .map_err(|e| refuse(e.to_string()))?;
         }
+    }
+    // Every sink is opened (and every refusal made) before anything is deleted.
+    let mut sinks = BTreeMap::new();
+    for (key, pipeline) in &pipelines {
+        sinks.insert(key.clone(), open_sinks(pipeline, metadata.id, &refuse)?);
     }
     let operators = StateFiles::operators(location).await?;
     for batch in (to.0 + 1..=newest.0).rev().map(BatchId) {
+        let key = &batch_pipeline[&batch];
+        let pipeline = &pipelines[key];
+        let (main_sink, late_sinks) = &sinks[key];
         // The newest batch's sink goes first: a sink that cannot take a batch back says so
         // before anything is deleted.
         let mut deleted = match main_sink.forget_batch(batch).await {
             Err(e @ SinkError::NotSupported { .. }) => return Err(refuse(e.to_string())),
             other => other?,
         };
-        for sink in &late_sinks {
+        for sink in late_sinks {
             deleted += sink.forget_batch(batch).await?;
         }
         for operator in &operators {
@@ -167,6 +176,67 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     Ok(rewound)
 }
 
+/// The main sink and the late-rows sinks of `pipeline`, opened to take batches back.
+///
+/// Errors: `refuse`'s error for complete mode or a sink that keeps no batches; sink errors as
+/// they come.
+#[allow(clippy::type_complexity)]
+fn open_sinks(
+    pipeline: &Pipeline,
+    id: uuid::Uuid,
+    refuse: &dyn Fn(String) -> Error,
+) -> Result<(Box<dyn Sink>, Vec<Box<dyn Sink>>), Error> {
+    if pipeline.output_mode == OutputMode::Complete {
+        return Err(refuse(
+            "in complete mode the files sink keeps only the latest batch's result table; the \
+             earlier batches' files are gone, so the sink cannot be put back"
+                .into(),
+        ));
+    }
+    if !pipeline.sink.connector().keeps_batches() {
+        return Err(refuse(format!(
+            "its sink is `{}`, which cannot take batches back (what it printed or sent to a \
+             topic stays there)",
+            pipeline.sink.connector().kind()
+        )));
+    }
+    let ctx = SinkContext {
+        pipeline: id,
+        replace: false,
+        update: pipeline.output_mode == OutputMode::Update,
+        part: None,
+        create: false,
+        sync: true,
+        hook: None,
+    };
+    let main_sink = pipeline.sink.connector().open(&ctx)?;
+    let mut late_sinks = Vec::new();
+    // A late-rows sink that keeps nothing (the console) has nothing to take back.
+    if let Some(late) = pipeline
+        .late_rows
+        .as_ref()
+        .filter(|l| l.connector().keeps_batches())
+    {
+        for (source, config) in &pipeline.sources {
+            if config.watermark.is_none() {
+                continue;
+            }
+            match late.connector().open(&SinkContext {
+                part: Some(source),
+                ..ctx
+            }) {
+                Ok(sink) => late_sinks.push(sink),
+                // A source without late rows yet has no folder on local disk (an object store
+                // has no folders, and opens whatever the prefix).
+                Err(SinkError::Storage(StorageError::Open { location, .. }))
+                    if !location.contains("://") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok((main_sink, late_sinks))
+}
+
 /// The pipeline file the newest committed batch ran with, as the checkpoint stores it.
 async fn stored_pipeline(
     location: &Location,
@@ -176,7 +246,7 @@ async fn stored_pipeline(
     let Some(&newest) = logs.commits.last() else {
         return Ok(None);
     };
-    let Some(fingerprint) = crate::checkpoint::read_commit(location, newest)
+    let Some(fingerprint) = read_commit(location, newest)
         .await?
         .and_then(|c| c.pipeline)
     else {

@@ -486,6 +486,7 @@ impl Pipeline {
     /// a source's, a table's or each other's. A sink inside a source's folder would be read
     /// back as input on the next run; a checkpoint inside a sink's folder would be published as
     /// output. Checked by each run of the file (not when a stored pipeline file is read back).
+    /// A storage URL that carries credentials is refused first ([`crate::secret::url_secret`]).
     pub fn check_locations(&self, checkpoint: &str) -> Result<(), String> {
         let mut read = Vec::new();
         for (name, config) in &self.sources {
@@ -519,6 +520,14 @@ impl Pipeline {
             );
         }
         written.push(("checkpoint".to_string(), checkpoint.to_string()));
+        for (key, location) in written.iter().chain(&read) {
+            if let Some(why) = crate::secret::url_secret(location) {
+                return Err(format!(
+                    "`{key}` ({}): {why}",
+                    crate::secret::redact_url(location)
+                ));
+            }
+        }
         for (i, (key, location)) in written.iter().enumerate() {
             let others = written[i + 1..].iter().chain(&read);
             for (other_key, other) in others {

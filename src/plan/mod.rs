@@ -333,6 +333,36 @@ pub(crate) fn reads_stream(plan: &LogicalPlan, streams: &BTreeSet<String>) -> bo
     found
 }
 
+/// The name the query's result gives aggregation output `name` (its name in the outermost
+/// projection, through any aliases), or `name` itself.
+pub fn output_alias(plan: &LogicalPlan, name: &str) -> String {
+    let mut node = plan;
+    loop {
+        match node {
+            LogicalPlan::Projection(p) => {
+                return p
+                    .expr
+                    .iter()
+                    .zip(p.schema.fields())
+                    .find_map(|(expr, field)| {
+                        // `count(*) AS cnt` is planned as `count(Int64(1)) AS count(*) AS cnt`.
+                        let mut inner = expr;
+                        while let Expr::Alias(a) = inner {
+                            inner = &a.expr;
+                        }
+                        matches!(inner, Expr::Column(c) if c.name == name)
+                            .then(|| field.name().clone())
+                    })
+                    .unwrap_or_else(|| name.to_string());
+            }
+            LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Filter(_) => {
+                node = node.inputs()[0];
+            }
+            _ => return name.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

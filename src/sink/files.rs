@@ -185,14 +185,10 @@ impl FilesSink {
             .put_if_absent(&path, record.into_bytes())
             .await?
         {
-            let bytes = self.location.get(&path).await?.unwrap_or_default();
-            let owner = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("pipeline")?.as_str()?.parse::<uuid::Uuid>().ok())
-                .ok_or_else(|| SinkError::Corrupt {
-                    file: format!("{}/{SLUICE_DIR}/owner", self.location),
-                    reason: "not an owner record".into(),
-                })?;
+            let owner = self.read_owner().await?.ok_or_else(|| SinkError::Corrupt {
+                file: format!("{}/{SLUICE_DIR}/owner", self.location),
+                reason: "removed while it was being read".into(),
+            })?;
             if owner != self.pipeline {
                 return Err(SinkError::Foreign {
                     location: self.location.to_string(),
@@ -203,6 +199,22 @@ impl FilesSink {
         }
         self.owner_checked.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// The pipeline id in `_sluice/owner`, when the folder has one.
+    async fn read_owner(&self) -> Result<Option<uuid::Uuid>, SinkError> {
+        let path = self.location.path(&format!("{SLUICE_DIR}/owner"));
+        let Some(bytes) = self.location.get(&path).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("pipeline")?.as_str()?.parse::<uuid::Uuid>().ok())
+            .map(Some)
+            .ok_or_else(|| SinkError::Corrupt {
+                file: format!("{}/{SLUICE_DIR}/owner", self.location),
+                reason: "not an owner record".into(),
+            })
     }
 
     /// Makes each batch's one file replace the previous batch's once it is published
@@ -502,6 +514,10 @@ impl Sink for FilesSink {
 
     async fn forget_batch(&self, batch: BatchId) -> Result<u64, SinkError> {
         self.forget_files(batch).await
+    }
+
+    async fn owner(&self) -> Result<Option<uuid::Uuid>, SinkError> {
+        self.read_owner().await
     }
 
     async fn summary(&self) -> Result<Option<super::HeldSummary>, SinkError> {

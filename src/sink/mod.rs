@@ -321,6 +321,12 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
         })
     }
 
+    /// The id of the pipeline the sink's output belongs to, as the sink records it (`sluice
+    /// repair` rebuilds a lost checkpoint `metadata` from it); `None` where it records none.
+    async fn owner(&self) -> Result<Option<uuid::Uuid>, SinkError> {
+        Ok(None)
+    }
+
     /// What the sink holds, in brief; `None` for a sink that keeps nothing to inspect.
     async fn summary(&self) -> Result<Option<HeldSummary>, SinkError> {
         Ok(None)

@@ -37,14 +37,33 @@ pub enum StorageError {
         reason: String,
     },
     /// An object-store operation failed.
-    #[error("{op} `{path}` failed: {source}")]
+    #[error("{op} `{path}` failed: {source}{hint}")]
     Io {
         /// What was being done.
         op: &'static str,
-        /// The object's full path.
+        /// The object's full path, with its store (`s3://bucket/ckpt/offsets/3`).
         path: String,
         /// The store's error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
+        /// What the error means, when Sluice can tell (empty otherwise).
+        hint: String,
+    },
+    /// The store asked the cloud's instance metadata service for credentials and got none:
+    /// no credentials were given.
+    #[error(
+        "{op} `{path}` failed: no credentials were found for {store}. Give them in the \
+         environment (S3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; GCS: \
+         GOOGLE_SERVICE_ACCOUNT or GOOGLE_APPLICATION_CREDENTIALS; Azure: \
+         AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_KEY), \
+         or run where the cloud's instance metadata service serves them"
+    )]
+    NoCredentials {
+        /// What was being done.
+        op: &'static str,
+        /// The object's full path, with its store.
+        path: String,
+        /// The store (`s3://bucket`).
+        store: String,
     },
     /// The store writes over an object that a create-only put should have left alone.
     #[error(
@@ -75,8 +94,10 @@ pub struct Location {
     prefix: Path,
     /// The folder on local disk, for stores that are local.
     local_root: Option<PathBuf>,
-    /// The path or URL as the user wrote it.
+    /// The path or URL as the user wrote it (secrets redacted).
     display: String,
+    /// The store's root (`s3://bucket`, a local folder), which object paths are under.
+    root: String,
     sync: bool,
     /// Local folders whose own entry in their parent is known to be on disk (synced after they
     /// were created), so syncing a file stops climbing there.
@@ -93,16 +114,20 @@ impl Location {
         sync: bool,
         hook: Option<&StoreHook>,
     ) -> Result<Self, StorageError> {
+        let shown = crate::secret::redact_url(spec);
         let fail = |reason: String| StorageError::Open {
-            location: spec.to_string(),
+            location: shown.clone(),
             reason,
         };
+        if let Some(why) = crate::secret::url_secret(spec) {
+            return Err(fail(why));
+        }
         let url = if spec.contains("://") {
             Some(Url::parse(spec).map_err(|e| fail(e.to_string()))?)
         } else {
             None
         };
-        let (store, prefix, local_root): (Arc<dyn ObjectStore>, Path, Option<PathBuf>) =
+        let (store, prefix, local_root, root): (Arc<dyn ObjectStore>, Path, Option<PathBuf>, _) =
             match url.as_ref().map(|u| u.scheme()) {
                 None | Some("file") => {
                     let dir = match &url {
@@ -144,13 +169,20 @@ impl Location {
                     let store = LocalFileSystem::new_with_prefix(&dir)
                         .map_err(|e| fail(e.to_string()))?
                         .with_automatic_cleanup(true);
-                    (Arc::new(store), Path::default(), Some(dir))
+                    let root = dir.display().to_string();
+                    (Arc::new(store), Path::default(), Some(dir), root)
                 }
-                Some("memory") => (Arc::new(InMemory::new()), Path::default(), None),
-                Some(_) => {
+                Some("memory") => (
+                    Arc::new(InMemory::new()),
+                    Path::default(),
+                    None,
+                    "memory://".to_string(),
+                ),
+                Some(scheme) => {
                     let url = url.as_ref().expect("the scheme came from this URL");
-                    let (store, prefix) = open_cloud(url).map_err(|e| fail(e.to_string()))?;
-                    (store, prefix, None)
+                    let (store, prefix) = open_cloud(url).map_err(fail)?;
+                    let root = format!("{scheme}://{}", url.host_str().unwrap_or_default());
+                    (store, prefix, None, root)
                 }
             };
         let store = match hook {
@@ -161,7 +193,8 @@ impl Location {
             store,
             prefix,
             local_root,
-            display: spec.to_string(),
+            display: shown,
+            root,
             sync,
             durable_dirs: Arc::default(),
         })
@@ -254,7 +287,7 @@ impl Location {
                 self.sync(path).await?;
                 Ok(false)
             }
-            Err(source) => Err(io_err("writing", path, source)),
+            Err(source) => Err(self.io_err("writing", path, source)),
         }
     }
 
@@ -269,7 +302,7 @@ impl Location {
         let refused = |e: object_store::Error| match e {
             object_store::Error::NotImplemented { .. }
             | object_store::Error::NotSupported { .. } => Ok(false),
-            other => Err(io_err("probing", &path, other)),
+            other => Err(self.io_err("probing", &path, other)),
         };
         let honoured = match self
             .store
@@ -305,9 +338,9 @@ impl Location {
                 .bytes()
                 .await
                 .map(Some)
-                .map_err(|e| io_err("reading", path, e)),
+                .map_err(|e| self.io_err("reading", path, e)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(io_err("reading", path, e)),
+            Err(e) => Err(self.io_err("reading", path, e)),
         }
     }
 
@@ -324,10 +357,10 @@ impl Location {
                     .bytes()
                     .await
                     .map(|bytes| Some((bytes, meta)))
-                    .map_err(|e| io_err("reading", path, e))
+                    .map_err(|e| self.io_err("reading", path, e))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(io_err("reading", path, e)),
+            Err(e) => Err(self.io_err("reading", path, e)),
         }
     }
 
@@ -336,7 +369,7 @@ impl Location {
         match self.store.head(path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(io_err("checking", path, e)),
+            Err(e) => Err(self.io_err("checking", path, e)),
         }
     }
 
@@ -349,7 +382,7 @@ impl Location {
         let mut items: Vec<_> = match self.store.list(Some(&prefix)).try_collect().await {
             Ok(items) => items,
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(io_err("listing", &prefix, e)),
+            Err(e) => return Err(self.io_err("listing", &prefix, e)),
         };
         items.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(items)
@@ -373,7 +406,7 @@ impl Location {
         }
         match result {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(io_err("deleting", path, e)),
+            Err(e) => Err(self.io_err("deleting", path, e)),
         }
     }
 
@@ -391,8 +424,52 @@ impl Location {
         if let Some(file) = &from_file {
             self.forget_removed_dirs(file);
         }
-        result.map_err(|e| io_err("renaming", from, e))?;
+        result.map_err(|e| self.io_err("renaming", from, e))?;
         self.sync(to).await
+    }
+
+    /// The error of operation `op` on `path`, naming the store; a store that did not answer in
+    /// time, or that found no credentials, is said so.
+    fn io_err(&self, op: &'static str, path: &Path, source: object_store::Error) -> StorageError {
+        // The store's error and its causes (a timeout is a cause of "error sending request").
+        let mut text = source.to_string();
+        let mut cause = std::error::Error::source(&source);
+        while let Some(e) = cause {
+            text.push_str(&format!(": {e}"));
+            cause = e.source();
+        }
+        let path = format!("{}/{path}", self.root.trim_end_matches('/'));
+        // The URL paths of the clouds' instance metadata services (AWS IMDS, GCE metadata,
+        // Azure managed identity), where a store goes for credentials when none were given.
+        let metadata_service = [
+            "/latest/api/token",
+            "/latest/meta-data/",
+            "/computeMetadata/",
+            "/metadata/identity/oauth2/",
+        ]
+        .iter()
+        .any(|p| text.contains(p));
+        if metadata_service && self.local_root.is_none() {
+            return StorageError::NoCredentials {
+                op,
+                path,
+                store: self.root.clone(),
+            };
+        }
+        let hint = if text.contains("timed out") || text.contains("retry_timeout") {
+            format!(
+                " (no answer within {}; SLUICE_STORE_TIMEOUT sets how long to wait)",
+                humantime::format_duration(store_timeout().unwrap_or(DEFAULT_STORE_TIMEOUT))
+            )
+        } else {
+            String::new()
+        };
+        StorageError::Io {
+            op,
+            path,
+            source: Box::new(source),
+            hint,
+        }
     }
 
     /// Drops from the durable folders those above `file` that are gone.
@@ -497,36 +574,82 @@ fn sync_path(path: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(path).and_then(|f| f.sync_all())
 }
 
-fn io_err(op: &'static str, path: &Path, source: object_store::Error) -> StorageError {
-    StorageError::Io {
-        op,
-        path: path.to_string(),
-        source,
+/// How long one object-store operation may wait without an answer, retries included, unless
+/// `SLUICE_STORE_TIMEOUT` says otherwise.
+pub const DEFAULT_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long one object-store operation may wait: `SLUICE_STORE_TIMEOUT` (a duration such as
+/// `30s` or `2m`), or [`DEFAULT_STORE_TIMEOUT`]. Each request times out after it, and a failed
+/// request is retried only while it has not passed since the first, so a store that never
+/// answers fails an operation after one to two times this (object_store's own default is
+/// three minutes of retries).
+///
+/// Errors: the variable's value is not a positive duration.
+pub fn store_timeout() -> Result<std::time::Duration, String> {
+    match std::env::var("SLUICE_STORE_TIMEOUT") {
+        Err(_) => Ok(DEFAULT_STORE_TIMEOUT),
+        Ok(text) => match humantime::parse_duration(text.trim()) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            _ => Err(format!(
+                "SLUICE_STORE_TIMEOUT=`{text}` is not a positive duration (say `30s` or `2m`)"
+            )),
+        },
     }
 }
 
 /// Opens a cloud store from a URL, configured from the environment the way each cloud's own
-/// tools are (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
-fn open_cloud(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), object_store::Error> {
-    let prefix = Path::from_url_path(url.path())?;
+/// tools are (`AWS_*`, `GOOGLE_*`, `AZURE_*`), with requests and retries bounded by
+/// [`store_timeout`] (a request timeout set in the environment, `AWS_TIMEOUT` say, wins).
+fn open_cloud(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), String> {
+    use object_store::ClientConfigKey;
+    use object_store::aws::AmazonS3ConfigKey;
+    use object_store::azure::AzureConfigKey;
+    use object_store::gcp::GoogleConfigKey;
+    let timeout = store_timeout()?;
+    let retry = object_store::RetryConfig {
+        retry_timeout: timeout,
+        ..Default::default()
+    };
+    let request = humantime::format_duration(timeout).to_string();
+    let connect =
+        humantime::format_duration(timeout.min(std::time::Duration::from_secs(5))).to_string();
+    let prefix = Path::from_url_path(url.path()).map_err(|e| e.to_string())?;
+    // Each cloud's builder, from its environment, bounded by the timeout where its own
+    // environment variable (`AWS_TIMEOUT`, say) does not set one.
+    macro_rules! bounded {
+        ($builder:expr, $key:path, $env:literal) => {{
+            let mut builder = $builder.with_url(url.as_str()).with_retry(retry);
+            for (key, name, value) in [
+                (ClientConfigKey::Timeout, "TIMEOUT", &request),
+                (ClientConfigKey::ConnectTimeout, "CONNECT_TIMEOUT", &connect),
+            ] {
+                if std::env::var_os(format!("{}_{name}", $env)).is_none() {
+                    builder = builder.with_config($key(key), value);
+                }
+            }
+            Arc::new(builder.build().map_err(|e| e.to_string())?)
+        }};
+    }
     let store: Arc<dyn ObjectStore> = match url.scheme() {
-        "s3" | "s3a" => Arc::new(
-            object_store::aws::AmazonS3Builder::from_env()
-                .with_url(url.as_str())
-                .build()?,
+        "s3" | "s3a" => bounded!(
+            object_store::aws::AmazonS3Builder::from_env(),
+            AmazonS3ConfigKey::Client,
+            "AWS"
         ),
-        "gs" => Arc::new(
-            object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                .with_url(url.as_str())
-                .build()?,
+        "gs" => bounded!(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env(),
+            GoogleConfigKey::Client,
+            "GOOGLE"
         ),
-        "az" | "abfs" | "abfss" | "azure" => Arc::new(
-            object_store::azure::MicrosoftAzureBuilder::from_env()
-                .with_url(url.as_str())
-                .build()?,
+        "az" | "abfs" | "abfss" | "azure" => bounded!(
+            object_store::azure::MicrosoftAzureBuilder::from_env(),
+            AzureConfigKey::Client,
+            "AZURE"
         ),
         _ => {
-            let (store, prefix) = object_store::parse_url(url)?;
+            let options = [("timeout", &request), ("connect_timeout", &connect)];
+            let (store, prefix) =
+                object_store::parse_url_opts(url, options).map_err(|e| e.to_string())?;
             return Ok((Arc::from(store), prefix));
         }
     };

@@ -291,6 +291,21 @@ pub fn sluice_bin() -> std::process::Command {
     cmd
 }
 
+/// Waits up to `limit` for `child` to exit; its status, or `None` if it is still running.
+pub fn wait_timeout(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
 /// Waits until process `child` is stopped (SIGSTOP), as `/proc` shows it.
 pub fn wait_stopped(child: &std::process::Child) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

@@ -513,3 +513,456 @@ fn a_json_row_with_none_of_the_columns_is_an_error_not_a_row_of_nulls() {
         assert!(progress.contains("\"numInputRows\":2"), "{bad}: {progress}");
     }
 }
+
+/// The JSON lines of every data file in the files sink at `folder` (none when it is missing),
+/// sorted.
+fn sink_lines(folder: &std::path::Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with(".jsonl") {
+            let text = std::fs::read_to_string(entry.path()).expect("sink file");
+            lines.extend(text.lines().map(str::to_string));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// Issue 13, item 4: a sink moved between runs keeps the batches it took; rewind takes each
+/// batch back from where that batch wrote it, so the next run duplicates nothing.
+#[test]
+fn rewind_takes_each_batch_back_from_the_sink_it_went_to() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    for (n, v) in [(0, 1), (1, 2)] {
+        input(
+            &ws,
+            &format!("{n}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
+        );
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // The user moves the sink; batch 2 goes to the new folder.
+    let moved = std::fs::read_to_string(&file)
+        .expect("pipeline")
+        .replace(&ws.p("out"), &ws.p("out2"));
+    std::fs::write(&file, moved).expect("moved sink");
+    input(&ws, "2.json", "{\"k\":\"a\",\"v\":3}\n");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")).len(), 2);
+    assert_eq!(sink_lines(&ws.path("out2")).len(), 1);
+
+    let out = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"k\":\"a\",\"v\":1}"],
+        "batch 1 taken back from the old folder"
+    );
+    assert!(
+        sink_lines(&ws.path("out2")).is_empty(),
+        "batch 2 taken back"
+    );
+    // The next run computes batches after 0 again, into the sink the pipeline names now.
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut all = sink_lines(&ws.path("out"));
+    all.extend(sink_lines(&ws.path("out2")));
+    all.sort();
+    assert_eq!(
+        all,
+        [
+            "{\"k\":\"a\",\"v\":1}",
+            "{\"k\":\"a\",\"v\":2}",
+            "{\"k\":\"a\",\"v\":3}"
+        ]
+    );
+}
+
+/// Issue 13, item 6: a checkpoint whose `metadata` was deleted is refused (no new pipeline id
+/// over the old logs), and `sluice repair` rebuilds it with the same id: from the commits, or,
+/// where the commits predate recording it, from the files sink's owner record.
+#[test]
+fn a_deleted_metadata_is_refused_and_repair_rebuilds_it() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    assert!(run(&file, &ws).status.success());
+    let metadata = std::fs::read_to_string(ws.path("ckpt/metadata")).expect("metadata");
+    let id = |text: &str| -> String {
+        serde_json::from_str::<serde_json::Value>(text).expect("json")["id"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    };
+    let original = id(&metadata);
+    for strip_commits in [false, true] {
+        std::fs::remove_file(ws.path("ckpt/metadata")).expect("delete metadata");
+        if strip_commits {
+            // Commits of an older Sluice did not record the id: the sink's owner record does.
+            for entry in std::fs::read_dir(ws.path("ckpt/commits")).expect("commits") {
+                let path = entry.expect("entry").path();
+                let text = std::fs::read_to_string(&path).expect("commit");
+                let stripped = text.replace(&format!("\"pipeline_id\":\"{original}\","), "");
+                assert_ne!(stripped, text, "the commit records the id");
+                std::fs::write(&path, stripped).expect("old-style commit");
+            }
+        }
+        let batches = std::fs::read_dir(ws.path("ckpt/commits"))
+            .expect("c")
+            .count();
+        input(&ws, &format!("{batches}.json"), "{\"k\":\"b\",\"v\":2}\n");
+        let out = run(&file, &ws);
+        assert!(!out.status.success(), "{}", stderr(&out));
+        let said = stderr(&out);
+        assert!(
+            said.contains("no `metadata`")
+                && said.contains(&format!("sluice repair {}", ws.p("ckpt"))),
+            "{said}"
+        );
+        assert!(!ws.path("ckpt/metadata").exists(), "a new id was made");
+        // The command the message names works.
+        let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        let from = if strip_commits {
+            "owner record"
+        } else {
+            "commits/"
+        };
+        assert!(
+            said.contains("rebuilt metadata") && said.contains(from),
+            "{said}"
+        );
+        let rebuilt = std::fs::read_to_string(ws.path("ckpt/metadata")).expect("rebuilt");
+        assert_eq!(id(&rebuilt), original);
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(sink_lines(&ws.path("out")).len(), 3, "each row once");
+}
+
+/// The `sluice ...` command a message gives between backticks, as arguments after `sluice`.
+fn advised_command(message: &str) -> Vec<String> {
+    let start = message
+        .find("`sluice ")
+        .unwrap_or_else(|| panic!("no command in: {message}"))
+        + "`sluice ".len();
+    let end = start + message[start..].find('`').expect("closing backtick");
+    message[start..end]
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Issue 13, item 7: each stuck checkpoint's message gives the command that gets out of it,
+/// whole; the test runs exactly that command, and the next run carries on, every row once.
+#[test]
+fn every_stuck_message_gives_a_command_that_gets_out() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let mut rows = 0;
+    let mut add_row = |ws: &Workspace| {
+        input(
+            ws,
+            &format!("{rows}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{rows}}}\n"),
+        );
+        rows += 1;
+    };
+    add_row(&ws);
+    assert!(run(&file, &ws).status.success());
+    add_row(&ws);
+    assert!(run(&file, &ws).status.success());
+    let walk = |ws: &Workspace, expect: &str| {
+        let out = run(&file, ws);
+        assert!(!out.status.success(), "{expect}: the run went on");
+        let said = stderr(&out);
+        assert!(said.contains(expect), "{said}");
+        let command = advised_command(&said);
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let out = run_bin(&args, ws.dir.path());
+        assert!(
+            out.status.success(),
+            "`sluice {}`: {}",
+            command.join(" "),
+            stderr(&out)
+        );
+        let out = run(&file, ws);
+        assert!(
+            out.status.success(),
+            "after `sluice {}`: {}",
+            command.join(" "),
+            stderr(&out)
+        );
+    };
+    // A truncated newest commit.
+    std::fs::write(ws.path("ckpt/commits/1"), "v1\n{\"next_water").expect("truncate");
+    add_row(&ws);
+    walk(&ws, "is corrupt");
+    // A committed batch's offsets entry removed.
+    std::fs::remove_file(ws.path("ckpt/offsets/2")).expect("remove");
+    add_row(&ws);
+    walk(&ws, "inconsistent");
+    // A batch that fails on its input, after the pipeline file was edited to skip bad rows:
+    // it stays planned with the file it had until it is taken back.
+    input(&ws, "bad.json", "{\"k\":\"a\",\"v\":\"x\"}\n");
+    let out = run(&file, &ws);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("bad.json line 1"), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    std::fs::write(
+        &file,
+        text.replace("format: json,", "format: json, on_error: skip,"),
+    )
+    .expect("edit");
+    walk(&ws, "rewind");
+    let lines = sink_lines(&ws.path("out"));
+    let expected: Vec<String> = (0..4)
+        .map(|v| format!("{{\"k\":\"a\",\"v\":{v}}}"))
+        .collect();
+    assert_eq!(lines, expected, "every row once");
+}
+
+/// A TCP port that accepts connections and never answers (an object store that hangs), open
+/// for the life of the test process.
+fn silent_store() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+/// `sluice run` of `file` with checkpoint `checkpoint`, against an S3 endpoint on `port` with
+/// credentials given (`creds`) or none, and `SLUICE_STORE_TIMEOUT=timeout`.
+fn run_against_s3(
+    ws: &Workspace,
+    file: &std::path::Path,
+    checkpoint: &str,
+    port: u16,
+    creds: bool,
+    timeout: &str,
+) -> std::process::Child {
+    let mut cmd = sluice_bin();
+    cmd.args([
+        "run",
+        file.to_str().expect("utf-8"),
+        "--checkpoint",
+        checkpoint,
+    ])
+    .current_dir(ws.dir.path())
+    .env("AWS_ENDPOINT", format!("http://127.0.0.1:{port}"))
+    .env("AWS_ALLOW_HTTP", "true")
+    .env("AWS_REGION", "us-east-1")
+    .env("SLUICE_STORE_TIMEOUT", timeout)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_TIMEOUT",
+    ] {
+        cmd.env_remove(var);
+    }
+    if creds {
+        cmd.env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test");
+    } else {
+        // Where the instance metadata service would be: here, the silent port too.
+        cmd.env("AWS_METADATA_ENDPOINT", format!("http://127.0.0.1:{port}"));
+    }
+    cmd.spawn().expect("spawn sluice")
+}
+
+/// Issue 13, item 8: a store that never answers fails the operation after the configured
+/// timeout, naming the store, the object and the setting; without credentials, the message
+/// says none were found (not the metadata endpoint it tried).
+#[test]
+fn a_store_that_never_answers_is_named_after_the_timeout() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let port = silent_store();
+    for creds in [true, false] {
+        let started = std::time::Instant::now();
+        let mut child = run_against_s3(&ws, &file, "s3://bucket/ckpt", port, creds, "1s");
+        let status = wait_timeout(&mut child, std::time::Duration::from_secs(30))
+            .expect("the run gives up within the timeout (and its retries)");
+        let out = child.wait_with_output().expect("output");
+        let said = stderr(&out);
+        assert!(!status.success(), "{said}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{:?}: {said}",
+            started.elapsed()
+        );
+        assert!(said.contains("s3://bucket/ckpt/metadata"), "{said}");
+        if creds {
+            assert!(
+                said.contains("no answer within 1s") && said.contains("SLUICE_STORE_TIMEOUT"),
+                "{said}"
+            );
+        } else {
+            assert!(
+                said.contains("no credentials were found") && said.contains("AWS_ACCESS_KEY_ID"),
+                "{said}"
+            );
+            assert!(!said.contains("latest/api/token"), "{said}");
+        }
+    }
+}
+
+/// Issue 13, item 8: Ctrl-C stops a run stuck on a store within a couple of seconds (the
+/// batch in progress, if any, is left pending for the next run); a second Ctrl-C at once.
+#[test]
+fn ctrl_c_stops_a_run_stuck_on_a_store_within_seconds() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let port = silent_store();
+    for signals in [1, 2] {
+        let mut child = run_against_s3(&ws, &file, "s3://bucket/ckpt", port, true, "10m");
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "still waiting on the store"
+        );
+        let interrupted = std::time::Instant::now();
+        for _ in 0..signals {
+            let kill = std::process::Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(kill.success());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let status = wait_timeout(&mut child, std::time::Duration::from_secs(10))
+            .expect("Ctrl-C stops the run");
+        let limit = if signals == 1 { 4 } else { 1 };
+        assert!(
+            interrupted.elapsed() < std::time::Duration::from_secs(limit),
+            "{signals} Ctrl-C: {:?}",
+            interrupted.elapsed()
+        );
+        let out = child.wait_with_output().expect("output");
+        assert_eq!(status.code(), Some(130), "{}", stderr(&out));
+        assert!(stderr(&out).contains("stopped at once"), "{}", stderr(&out));
+    }
+}
+
+/// Issue 13, item 9: credentials in a storage URL (a password, a SAS `sig`) are refused
+/// before anything is written, and never echoed: not in the message, the checkpoint or the
+/// sink record.
+#[test]
+fn secrets_in_storage_urls_are_refused_and_never_echoed() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    let cases = [
+        (
+            "sink.path",
+            text.replace(&ws.p("out"), "s3://AKIA:SeCrEtKey@bucket/out"),
+        ),
+        (
+            "sink.path",
+            text.replace(
+                &ws.p("out"),
+                "az://container/out?sv=2024-01-01&sig=SeCrEtSig",
+            ),
+        ),
+        (
+            "sources.s.path",
+            text.replace(&ws.p("in"), "gs://bucket/in?token=SeCrEtToken"),
+        ),
+        (
+            "checkpoint",
+            text.replace(&ws.p("ckpt"), "s3://u:SeCrEtPass@bucket/ckpt"),
+        ),
+    ];
+    for (key, yaml) in cases {
+        std::fs::write(&file, &yaml).expect("pipeline");
+        let out = run(&file, &ws);
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert!(
+            said.contains(&format!("`{key}`")) && said.contains("***"),
+            "{said}"
+        );
+        assert!(said.contains("environment variables"), "{said}");
+        assert!(!said.contains("SeCrEt"), "{said}");
+        assert!(
+            !ws.path("ckpt").exists(),
+            "a refused run wrote a checkpoint"
+        );
+    }
+    // A command given such a URL says so, without it.
+    let out = run_bin(&["inspect", "s3://u:SeCrEtPass@bucket/ckpt"], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("s3://u:***@bucket/ckpt") && !stderr(&out).contains("SeCrEt"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Issue 13, item 13: `sluice state` shows the query's column names (`window_start`, `cnt`),
+/// so `--sql` filters on them; an aggregate kept as several fields shows each as
+/// `<name>_<field>`.
+#[test]
+fn state_shows_the_query_column_names() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"a\",\"v\":2}\n{\"k\":\"b\",\"v\":7}\n",
+    );
+    let file = pipeline(
+        &ws,
+        "SELECT k, date_bin(INTERVAL '5 seconds', to_timestamp(v)) AS window_start, \
+         count(*) AS cnt, avg(v) AS mean FROM s \
+         GROUP BY k, date_bin(INTERVAL '5 seconds', to_timestamp(v))",
+        "update",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_bin(
+        &[
+            "state",
+            &ws.p("ckpt"),
+            "--sql",
+            "SELECT k, window_start, cnt, mean_sum, mean_count FROM state WHERE cnt > 1",
+        ],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("| a") || l.starts_with("| b"))
+        .collect();
+    assert_eq!(rows.len(), 1, "{table}");
+    let cells: Vec<&str> = rows[0]
+        .split('|')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        cells,
+        ["a", "1970-01-01T00:00:00", "2", "3.0", "2"],
+        "{table}"
+    );
+}
