@@ -2,6 +2,10 @@
 //! Spark's `StreamingQueryProgress` so that what reads one can read the other.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -173,6 +177,7 @@ impl BatchProgress {
                 let _ = writeln!(std::io::stdout().lock(), "{line}");
             }
             ProgressFormat::Text => {
+                clear_live_line();
                 let d = &self.phases;
                 let mut skipped = if self.num_skipped_rows > 0 {
                     format!(", {} malformed rows skipped", self.num_skipped_rows)
@@ -226,5 +231,143 @@ impl BatchProgress {
                 );
             }
         }
+    }
+}
+
+/// What the batch in progress has read so far, counted by the sources as they read (for the
+/// live line on a terminal; one batch runs at a time in a process).
+#[derive(Debug)]
+pub struct Live {
+    files_total: AtomicU64,
+    files_read: AtomicU64,
+    rows_read: AtomicU64,
+    bytes_read: AtomicU64,
+    /// Whether a live line is on the terminal now, and whether drawing has stopped; held while
+    /// drawing or clearing, so the two never interleave.
+    line: Mutex<LineState>,
+}
+
+#[derive(Debug, Default)]
+struct LineState {
+    shown: bool,
+    stopped: bool,
+}
+
+/// The counters of the batch in progress.
+pub static LIVE: Live = Live {
+    files_total: AtomicU64::new(0),
+    files_read: AtomicU64::new(0),
+    rows_read: AtomicU64::new(0),
+    bytes_read: AtomicU64::new(0),
+    line: Mutex::new(LineState {
+        shown: false,
+        stopped: true,
+    }),
+};
+
+impl Live {
+    /// A source is about to read `files` more files in this batch.
+    pub fn expect_files(&self, files: u64) {
+        self.files_total.fetch_add(files, Ordering::Relaxed);
+    }
+
+    /// A source has read a file (or a range) of `rows` rows and `bytes` bytes.
+    pub fn read_file(&self, rows: u64, bytes: u64) {
+        self.files_read.fetch_add(1, Ordering::Relaxed);
+        self.rows_read.fetch_add(rows, Ordering::Relaxed);
+        self.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn reset(&self) {
+        for counter in [
+            &self.files_total,
+            &self.files_read,
+            &self.rows_read,
+            &self.bytes_read,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The live line of batch `batch`, `elapsed` into it: a bar of the files read where the
+    /// batch's files are known, then rows and bytes read.
+    fn line(&self, batch: BatchId, elapsed: Duration) -> String {
+        let total = self.files_total.load(Ordering::Relaxed);
+        let files = self.files_read.load(Ordering::Relaxed).min(total.max(1));
+        let rows = self.rows_read.load(Ordering::Relaxed);
+        let mb = self.bytes_read.load(Ordering::Relaxed) as f64 / 1e6;
+        let secs = elapsed.as_secs_f64();
+        if total == 0 {
+            return format!("batch {batch}: {rows} rows read, {mb:.1} MB, {secs:.0} s");
+        }
+        const WIDTH: u64 = 24;
+        let done = (files * WIDTH / total) as usize;
+        let bar = format!("{}{}", "#".repeat(done), ".".repeat(WIDTH as usize - done));
+        let then = if files == total {
+            "; running the query and writing the sink"
+        } else {
+            ""
+        };
+        format!(
+            "batch {batch} [{bar}] {files}/{total} files, {rows} rows, {mb:.1} MB read{then}, \
+             {secs:.0} s"
+        )
+    }
+}
+
+/// Draws what the batch in progress has read on standard error, redrawn in place, from one
+/// second into the batch (a short batch draws nothing); only where standard error is a
+/// terminal. The line is cleared when this is dropped, or before a batch's text progress.
+#[derive(Debug)]
+pub struct LiveLine {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LiveLine {
+    /// Starts the live line of batch `batch`; `None` where standard error is not a terminal.
+    pub fn start(batch: BatchId) -> Option<Self> {
+        if !std::io::stderr().is_terminal() {
+            return None;
+        }
+        LIVE.reset();
+        LIVE.line.lock().unwrap_or_else(|e| e.into_inner()).stopped = false;
+        let started = Instant::now();
+        // `SLUICE_PROGRESS_AFTER` (a duration) moves the first draw, for tests.
+        let after = std::env::var("SLUICE_PROGRESS_AFTER")
+            .ok()
+            .and_then(|d| humantime::parse_duration(&d).ok())
+            .unwrap_or(Duration::from_secs(1));
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            loop {
+                {
+                    let mut state = LIVE.line.lock().unwrap_or_else(|e| e.into_inner());
+                    if state.stopped {
+                        return;
+                    }
+                    let line = LIVE.line(batch, started.elapsed());
+                    let _ = write!(std::io::stderr().lock(), "\r\x1b[2K{line}");
+                    state.shown = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        Some(Self { task })
+    }
+}
+
+impl Drop for LiveLine {
+    fn drop(&mut self) {
+        self.task.abort();
+        clear_live_line();
+    }
+}
+
+/// Stops the live line and clears it from the terminal, if it is there.
+pub fn clear_live_line() {
+    let mut state = LIVE.line.lock().unwrap_or_else(|e| e.into_inner());
+    state.stopped = true;
+    if std::mem::take(&mut state.shown) {
+        let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
     }
 }

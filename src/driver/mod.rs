@@ -854,6 +854,10 @@ impl<'a> Driver<'a> {
         offsets_ms: f64,
     ) -> Result<CommitEntry, Error> {
         let execute_started = Instant::now();
+        // On a terminal, what the batch has read so far, from a second in.
+        let _live = (self.options.progress == ProgressFormat::Text)
+            .then(|| crate::progress::LiveLine::start(batch))
+            .flatten();
         let computed = self
             .engine
             .compute(

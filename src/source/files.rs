@@ -705,6 +705,7 @@ async fn read_into_table(
 ) -> Result<BatchInput, SourceError> {
     let out_schema = reader.output_schema()?;
     let reader = Arc::new(reader);
+    crate::progress::LIVE.expect_files(files.len() as u64);
     let decoded: Vec<super::Decoded> = futures::stream::iter(files)
         .map(|(file, logged)| {
             let reader = Arc::clone(&reader);
@@ -743,12 +744,16 @@ async fn read_into_table(
                     bytes = bytes.slice(..size.min(bytes.len()));
                 }
                 let path = file.clone();
-                tokio::task::spawn_blocking(move || reader.decode(&shown, &path, &bytes))
-                    .await
-                    .map_err(|e| SourceError::Read {
-                        file,
-                        reason: format!("decoding panicked: {e}"),
-                    })?
+                let size = bytes.len() as u64;
+                let decoded =
+                    tokio::task::spawn_blocking(move || reader.decode(&shown, &path, &bytes))
+                        .await
+                        .map_err(|e| SourceError::Read {
+                            file,
+                            reason: format!("decoding panicked: {e}"),
+                        })??;
+                crate::progress::LIVE.read_file(decoded.rows, size);
+                Ok(decoded)
             }
         })
         .buffered(std::thread::available_parallelism().map_or(2, |n| n.get()))

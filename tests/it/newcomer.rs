@@ -966,3 +966,55 @@ fn state_shows_the_query_column_names() {
         "{table}"
     );
 }
+
+/// Issue 13, item 11: on a terminal, a batch shows what it has read so far (a bar of its
+/// files, rows and bytes), redrawn in place and cleared before the batch's own line; not when
+/// standard error is not a terminal.
+#[test]
+fn a_batch_shows_its_progress_on_a_terminal_only() {
+    let ws = Workspace::new();
+    for n in 0..3 {
+        input(
+            &ws,
+            &format!("{n}.json"),
+            "{\"k\":\"a\",\"v\":1}\n{\"k\":\"b\",\"v\":2}\n",
+        );
+    }
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    // `script` runs the command on a pseudo-terminal, as a person at a shell would.
+    let command = format!(
+        "{} run {}",
+        env!("CARGO_BIN_EXE_sluice"),
+        file.to_str().expect("utf-8")
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(ws.dir.path())
+        .env("SLUICE_PROGRESS_AFTER", "0s")
+        .env("SLUICE_LOG", "warn")
+        .output()
+        .expect("script (util-linux)");
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("batch 0 [") && shown.contains("/3 files"),
+        "no live line: {shown:?}"
+    );
+    // Cleared before the batch's own line, which is whole.
+    let summary = shown.find("batch 0: 3 files").expect("the batch's line");
+    assert!(shown[..summary].ends_with("\r\x1b[2K"), "{shown:?}");
+    // Not a terminal: no live line, no escape codes.
+    input(&ws, "3.json", "{\"k\":\"c\",\"v\":3}\n");
+    let out = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8")])
+        .current_dir(ws.dir.path())
+        .env("SLUICE_PROGRESS_AFTER", "0s")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains('\x1b') && !stderr(&out).contains(" ["),
+        "{}",
+        stderr(&out)
+    );
+}
