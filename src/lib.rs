@@ -83,6 +83,23 @@ pub enum Error {
 }
 
 impl Error {
+    /// This error with checkpoint `spec` (as the user gave it) named in a damaged entry's
+    /// error, so that its advice gives the command to run whole.
+    pub fn in_checkpoint(self, spec: &str) -> Self {
+        match self {
+            Self::Checkpoint(checkpoint::CheckpointError::Corrupt { file, line, reason })
+            | Self::Source(source::SourceError::Checkpoint(
+                checkpoint::CheckpointError::Corrupt { file, line, reason },
+            )) => Self::Checkpoint(checkpoint::CheckpointError::CorruptIn {
+                checkpoint: secret::redact_url(spec),
+                file,
+                line,
+                reason,
+            }),
+            other => other,
+        }
+    }
+
     /// The process exit code: 2 for a bad pipeline or bad arguments, 1 for a failure while
     /// running.
     pub fn exit_code(&self) -> i32 {
@@ -91,6 +108,7 @@ impl Error {
             Self::Source(source::SourceError::Config { .. }) => 2,
             Self::State(state::StateError::Incompatible { .. }) => 2,
             Self::Storage(storage::StorageError::NoCreateOnly { .. }) => 2,
+            Self::Sink(sink::SinkError::ForeignFolder { .. }) => 2,
             Self::Pending { source, .. } => source.exit_code(),
             _ => 1,
         }

@@ -32,9 +32,8 @@ pub enum CheckpointError {
     Storage(#[from] StorageError),
     /// An entry does not parse.
     #[error(
-        "checkpoint file {file} line {line} is corrupt: {reason}; it was truncated or edited by hand. \
-         Run `sluice repair` on the checkpoint: where the damage is to the newest batch, it moves the \
-         entry aside so that batch runs again (`--dry-run` shows what it would do)"
+        "checkpoint file {file} line {line} is corrupt ({reason}). {}",
+        advice("CHECKPOINT", .file)
     )]
     Corrupt {
         /// The entry, relative to the checkpoint.
@@ -47,10 +46,8 @@ pub enum CheckpointError {
     /// [`CheckpointError::Corrupt`] as a run reports it: with the checkpoint, so the command
     /// that repairs it can be given whole.
     #[error(
-        "checkpoint file {checkpoint}/{file} line {line} is corrupt ({reason}). Run \
-         `sluice repair {checkpoint}`: where the damage is to the newest \
-         batch, it moves the entry aside so that batch runs again (`--dry-run` shows what it \
-         would do first)"
+        "checkpoint file {checkpoint}/{file} line {line} is corrupt ({reason}). {}",
+        advice(.checkpoint, .file)
     )]
     CorruptIn {
         /// The checkpoint, as the run was given it.
@@ -128,6 +125,44 @@ pub enum CheckpointError {
         /// What is wrong and what to do.
         reason: String,
     },
+}
+
+/// What gets a checkpoint with a damaged `file` (relative to it) going again, as the command
+/// to run on `checkpoint`: `sluice repair` for the logs and `metadata` it rebuilds or moves
+/// aside, `sluice rewind` for a batch's source log entry (which only that batch's input
+/// names), a run for the files each run writes again.
+fn advice(checkpoint: &str, file: &str) -> String {
+    let batch = |f: &str| f.rsplit('/').next().and_then(paths::entry_number);
+    if file == paths::METADATA
+        || file.starts_with(&format!("{}/", paths::COMMITS))
+        || file.starts_with(&format!("{}/", paths::OFFSETS))
+    {
+        format!(
+            "Run `sluice repair {checkpoint}`: it rebuilds what the other entries record, or moves \
+             a damaged newest entry aside so that batch runs again (`--dry-run` says what it \
+             would do)"
+        )
+    } else if file.starts_with(&format!("{}/", paths::SOURCES))
+        && let Some(n) = batch(file)
+    {
+        match n.checked_sub(1) {
+            Some(before) => format!(
+                "It lists the input of batch {n}, which nothing else records: take that batch (and \
+                 any later one) back and run again, `sluice rewind {checkpoint} --to {before}`"
+            ),
+            None => "It lists the input of batch 0, which nothing else records: run the pipeline \
+                     on a new checkpoint (and sink)"
+                .to_string(),
+        }
+    } else if file == paths::SINK || file.starts_with(&format!("{}/", paths::PIPELINES)) {
+        "The next run of the pipeline writes it again; where it is a pipeline file, `sluice \
+         replay --pipeline FILE` reads that file instead"
+            .to_string()
+    } else {
+        format!(
+            "Restore it from a backup; `sluice repair {checkpoint} --dry-run` says what it can fix"
+        )
+    }
 }
 
 /// A newer run (epoch `newer`) exists: the run of epoch `epoch` is a late one and stops.
@@ -404,10 +439,18 @@ impl Checkpoint {
         fingerprint: &str,
         text: &str,
     ) -> Result<(), CheckpointError> {
-        let path = self.location.path(&paths::pipeline(fingerprint));
-        self.location
+        let file = paths::pipeline(fingerprint);
+        let path = self.location.path(&file);
+        if !self
+            .location
             .put_if_absent(&path, text.as_bytes().to_vec())
-            .await?;
+            .await?
+            && let Err(CheckpointError::Corrupt { .. }) =
+                read_fingerprinted(&self.location, &file, fingerprint).await
+        {
+            // A damaged copy (truncated, edited) is written again from the file itself.
+            self.location.put(&path, text.as_bytes().to_vec()).await?;
+        }
         Ok(())
     }
 

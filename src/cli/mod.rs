@@ -237,13 +237,17 @@ async fn execute(cli: Cli) -> Result<(), Error> {
             checkpoint,
             batch,
             json,
-        } => inspect::run(&checkpoint, batch, json).await,
+        } => inspect::run(&checkpoint, batch, json)
+            .await
+            .map_err(in_checkpoint(&checkpoint)),
         Command::State {
             checkpoint,
             operator,
             batch,
             sql,
-        } => state::run(&checkpoint, operator, batch, sql).await,
+        } => state::run(&checkpoint, operator, batch, sql)
+            .await
+            .map_err(in_checkpoint(&checkpoint)),
         Command::Explain { pipeline } => explain::run(&pipeline).await,
         Command::Replay {
             checkpoint,
@@ -252,24 +256,32 @@ async fn execute(cli: Cli) -> Result<(), Error> {
             pipeline,
             json,
             limit,
-        } => {
-            replay::run(replay::Args {
-                spec: &checkpoint,
-                batch,
-                verify,
-                pipeline: pipeline.as_deref(),
-                json,
-                limit,
-            })
+        } => replay::run(replay::Args {
+            spec: &checkpoint,
+            batch,
+            verify,
+            pipeline: pipeline.as_deref(),
+            json,
+            limit,
+        })
+        .await
+        .map_err(in_checkpoint(&checkpoint)),
+        Command::Report { checkpoint, html } => report::run(&checkpoint, &html)
             .await
-        }
-        Command::Report { checkpoint, html } => report::run(&checkpoint, &html).await,
-        Command::Rewind { checkpoint, to } => rewind::run(&checkpoint, to).await,
+            .map_err(in_checkpoint(&checkpoint)),
+        Command::Rewind { checkpoint, to } => rewind::run(&checkpoint, to)
+            .await
+            .map_err(in_checkpoint(&checkpoint)),
         Command::Repair {
             checkpoint,
             dry_run,
         } => repair(&checkpoint, dry_run).await,
     }
+}
+
+/// The error with checkpoint `spec` named where a damaged entry's advice needs it.
+fn in_checkpoint(spec: &str) -> impl Fn(Error) -> Error + '_ {
+    move |e| e.in_checkpoint(spec)
 }
 
 async fn repair(spec: &str, dry_run: bool) -> Result<(), Error> {
@@ -310,6 +322,18 @@ fn emit_json(view: &impl serde::Serialize) {
 
 /// Opens a checkpoint given on the command line; a path that is not there is a bad argument.
 fn open_checkpoint(spec: &str) -> Result<crate::storage::Location, Error> {
+    // A pipeline file given where its checkpoint goes: say which checkpoint it has.
+    if std::path::Path::new(spec).is_file() {
+        return Err(Error::Usage(
+            match Pipeline::load(std::path::Path::new(spec)) {
+                Ok(pipeline) => format!(
+                    "{spec} is a pipeline file; give its checkpoint, {}",
+                    pipeline.checkpoint_location()
+                ),
+                Err(_) => format!("{spec} is a file; give a checkpoint folder or URL"),
+            },
+        ));
+    }
     crate::storage::Location::open(spec, false, false, None).map_err(|e| {
         Error::Usage(format!(
             "{e}; give the checkpoint folder or URL of a pipeline"

@@ -95,21 +95,10 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         .check_locations(&checkpoint_spec)
         .map_err(|reason| Error::Usage(format!("{}: {reason}", pipeline.name)))?;
     let made = new_local_folders(pipeline, &checkpoint_spec);
-    let shown = crate::secret::redact_url(&checkpoint_spec);
+    let spec = checkpoint_spec.clone();
     let result = run_from(pipeline, options, checkpoint_spec)
         .await
-        .map_err(|e| match e {
-            // Say which checkpoint, so the message gives the repair command whole.
-            Error::Checkpoint(CheckpointError::Corrupt { file, line, reason }) => {
-                Error::Checkpoint(CheckpointError::CorruptIn {
-                    checkpoint: shown,
-                    file,
-                    line,
-                    reason,
-                })
-            }
-            e => e,
-        });
+        .map_err(|e| e.in_checkpoint(&spec));
     // A run refused before any batch (exit 2: the pipeline file, the query, the state it
     // cannot follow) on a checkpoint it made removes the checkpoint and sink folders it made,
     // as long as it logged no batch there (a batch logged may have output to keep).
@@ -130,6 +119,109 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         }
     }
     result
+}
+
+/// Refuses to run `pipeline` on a checkpoint whose batches it cannot carry on from exactly:
+/// another set of sources (a renamed source would start again from its beginning, reading
+/// again what the old name read), another output mode over kept state (a group append mode
+/// held back would never be written, or update mode's emitted groups would be emitted again),
+/// or another file format into the same sink folder (its files would no longer read as one
+/// table, unless `allow_output_schema_change`). `previous` is the sink record of the last run.
+async fn check_continuity(
+    pipeline: &Pipeline,
+    location: &Location,
+    previous: Option<&crate::checkpoint::SinkRecord>,
+) -> Result<(), Error> {
+    let logs = LogListing::read(location).await?;
+    let Some(&newest) = logs.offsets.last() else {
+        return Ok(());
+    };
+    let refuse = |what: String| {
+        Error::Usage(format!(
+            "{what}. Put it back as it was, or run the pipeline on a new checkpoint (and sink)"
+        ))
+    };
+    if let Ok(Some(entry)) = crate::checkpoint::read_offsets(location, newest).await {
+        let logged: Vec<&str> = entry.sources.iter().map(|s| s.source.as_str()).collect();
+        let ours: Vec<&str> = pipeline.sources.keys().map(String::as_str).collect();
+        let (mut a, mut b) = (logged.clone(), ours.clone());
+        a.sort_unstable();
+        b.sort_unstable();
+        if a != b {
+            let gone: Vec<&str> = logged
+                .iter()
+                .copied()
+                .filter(|s| !ours.contains(s))
+                .collect();
+            let new: Vec<&str> = ours
+                .iter()
+                .copied()
+                .filter(|s| !logged.contains(s))
+                .collect();
+            let list = |names: &[&str]| {
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut what = format!(
+                "the checkpoint's batches read the sources {}; this pipeline has {}",
+                list(&logged),
+                list(&ours)
+            );
+            if !new.is_empty() {
+                what.push_str(&format!(
+                    ": {} would start from its beginning, reading again what {} read",
+                    list(&new),
+                    if gone.is_empty() {
+                        "the others".to_string()
+                    } else {
+                        list(&gone)
+                    }
+                ));
+            }
+            return Err(refuse(what));
+        }
+    }
+    let Some(previous) = previous else {
+        return Ok(());
+    };
+    let stateful = !crate::state::StateFiles::operators(location)
+        .await?
+        .is_empty();
+    if stateful && !logs.commits.is_empty() && previous.output_mode != pipeline.output_mode.as_str()
+    {
+        return Err(refuse(format!(
+            "`output_mode` is {} here, but the checkpoint's state was kept for {} mode: the \
+             groups one mode has held back or already written, the other would write wrongly \
+             or never",
+            pipeline.output_mode.as_str(),
+            previous.output_mode
+        )));
+    }
+    let format = pipeline
+        .sink
+        .connector()
+        .format()
+        .map(|f| f.as_str().to_string());
+    if previous.kind == pipeline.sink.connector().kind()
+        && previous.path == pipeline.sink.connector().location()
+        && previous.output_schema.is_some()
+        && previous.format.is_some()
+        && previous.format != format
+        && pipeline.output_mode != OutputMode::Complete
+        && !pipeline.allow_output_schema_change
+    {
+        return Err(refuse(format!(
+            "the sink writes `format: {}` into a folder that holds batches in {}: its files \
+             would no longer read as one table (set `allow_output_schema_change: true` to write \
+             them anyway)",
+            format.unwrap_or_default(),
+            previous.format.clone().unwrap_or_default()
+        )));
+    }
+    Ok(())
 }
 
 /// The local folders a run of `pipeline` would make, when its checkpoint is a local folder
@@ -439,8 +531,18 @@ impl<'a> Driver<'a> {
             output_mode: pipeline.output_mode.as_str().to_string(),
             output_schema: None,
         };
+        // Each run rewrites the record, so a damaged one is only reported.
+        let previous = match Checkpoint::read_sink_record(checkpoint.location()).await {
+            Ok(previous) => previous,
+            Err(CheckpointError::Corrupt { file, reason, .. }) => {
+                tracing::warn!("{file} is damaged ({reason}); this run writes it again");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        check_continuity(pipeline, checkpoint.location(), previous.as_ref()).await?;
         // The columns the sink took stay on record while the sink stays where it is.
-        if let Some(previous) = Checkpoint::read_sink_record(checkpoint.location()).await?
+        if let Some(previous) = previous
             && (&previous.kind, &previous.path) == (&sink_record.kind, &sink_record.path)
         {
             sink_record.output_schema = previous.output_schema;

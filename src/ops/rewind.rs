@@ -41,15 +41,6 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     })?;
     let _lock = take_lock(location)?;
     let refuse = |why: String| Error::Usage(format!("cannot rewind {shown} to batch {to}: {why}"));
-    let sink = Checkpoint::read_sink_record(location).await?.ok_or_else(|| {
-        refuse("the checkpoint does not record where its sink is (a run of this Sluice writes `sink`)".into())
-    })?;
-    if sink.output_mode == "complete" {
-        return Err(refuse(format!(
-            "in complete mode the files sink keeps only the latest batch's result table; batch \
-             {to}'s files are gone, so the sink cannot be put back to it"
-        )));
-    }
     let logs = LogListing::read(location).await?;
     let target = to;
     if !logs.commits.contains(&target) || !logs.offsets.contains(&target) {

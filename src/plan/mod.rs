@@ -35,6 +35,17 @@ pub enum PlanError {
     /// DataFusion refused the SQL.
     #[error("the query does not plan: {0}")]
     Sql(DataFusionError),
+    /// The query reads a table that is neither a source nor a table of the pipeline.
+    #[error(
+        "the query reads `{name}`, which is not a source or table of the pipeline (it has: {})",
+        known.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    )]
+    UnknownTable {
+        /// The name the query used.
+        name: String,
+        /// The sources and tables there are.
+        known: Vec<String>,
+    },
     /// The query has an operator Sluice cannot run over a stream (there).
     #[error("the query cannot run as a stream: {operator} {reason}")]
     Unsupported {
@@ -120,10 +131,29 @@ pub async fn plan_batch(
     let mut state = ctx.state();
     state.execution_props_mut().query_execution_start_time =
         chrono::DateTime::from_timestamp_millis(batch_timestamp_ms);
-    let plan = state
-        .create_logical_plan(sql)
-        .await
-        .map_err(PlanError::Sql)?;
+    let plan = match state.create_logical_plan(sql).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            // DataFusion names a missing table with its catalog and schema; say which exist.
+            let text = e.to_string();
+            if let Some(name) = text
+                .split("table '")
+                .nth(1)
+                .and_then(|rest| rest.split("' not found").next())
+                .filter(|_| text.contains("' not found"))
+            {
+                let name = name.rsplit('.').next().unwrap_or(name).to_string();
+                let mut known: Vec<String> = ctx
+                    .catalog("datafusion")
+                    .and_then(|c| c.schema("public"))
+                    .map(|s| s.table_names())
+                    .unwrap_or_default();
+                known.sort();
+                return Err(PlanError::UnknownTable { name, known });
+            }
+            return Err(PlanError::Sql(e));
+        }
+    };
     Ok((state, plan))
 }
 

@@ -133,6 +133,20 @@ impl SinkConnector for FilesSinkConfig {
                 .check_create_only()
                 .await?;
         }
+        // A folder another pipeline writes is refused before any batch is logged.
+        if let Ok(location) = Location::open(&self.folder(ctx.part), false, ctx.sync, ctx.hook) {
+            let shown = location.to_string();
+            let sink = FilesSink::new(location, self.format, ctx.pipeline);
+            if let Some(owner) = sink.read_owner().await?
+                && owner != ctx.pipeline
+            {
+                return Err(SinkError::ForeignFolder {
+                    location: shown,
+                    owner,
+                    ours: ctx.pipeline,
+                });
+            }
+        }
         Ok(())
     }
 

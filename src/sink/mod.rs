@@ -152,8 +152,8 @@ pub enum SinkError {
     },
     /// The output folder holds batches of another pipeline or checkpoint.
     #[error(
-        "{location} already holds batch {batch} of another pipeline or checkpoint (id {owner}); \
-         give each pipeline and checkpoint its own output folder"
+        "{location} holds batches of another pipeline or checkpoint (id {owner}), found when \
+         writing batch {batch}; give each pipeline and checkpoint its own output folder"
     )]
     Foreign {
         /// The output folder.
@@ -162,6 +162,20 @@ pub enum SinkError {
         batch: BatchId,
         /// The pipeline id in its manifest.
         owner: uuid::Uuid,
+    },
+    /// The output folder belongs to another pipeline or checkpoint, found before any batch.
+    #[error(
+        "{location} belongs to another pipeline or checkpoint (its _sluice/owner names pipeline \
+         id {owner}; this checkpoint's is {ours}): give each pipeline and checkpoint its own \
+         output folder"
+    )]
+    ForeignFolder {
+        /// The output folder.
+        location: String,
+        /// The pipeline id in its owner record.
+        owner: uuid::Uuid,
+        /// This checkpoint's pipeline id.
+        ours: uuid::Uuid,
     },
     /// A newer run has taken over (the fence failed): this run writes nothing more.
     #[error(transparent)]

@@ -154,7 +154,15 @@ pub enum SourceError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     /// A line or row does not parse.
-    #[error("{file}{}: {reason}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    #[error(
+        "{file}{}: {reason}{}",
+        line.map(|l| format!(" line {l}")).unwrap_or_default(),
+        if line.is_some() {
+            " (to skip such rows and count them, set `on_error: skip` on the source)"
+        } else {
+            ""
+        }
+    )]
     Malformed {
         /// The file.
         file: String,
@@ -200,7 +208,10 @@ pub enum SourceError {
     /// gives neither).
     #[error(
         "{file} changed since batch {batch} logged it: {change}; files must not change once \
-         written (write elsewhere and rename into place)"
+         written (write elsewhere and rename into place). To read it as it is now, take the \
+         batch back with `sluice rewind CHECKPOINT --to {}` (or, for batch 0, start on a new \
+         checkpoint)",
+        batch.0.saturating_sub(1)
     )]
     FileChanged {
         /// The file.

@@ -456,7 +456,13 @@ impl Location {
                 store: self.root.clone(),
             };
         }
-        let hint = if text.contains("timed out") || text.contains("retry_timeout") {
+        let plain_http = ["AWS_ENDPOINT", "AWS_ENDPOINT_URL"]
+            .iter()
+            .any(|v| std::env::var(v).is_ok_and(|e| e.starts_with("http://")))
+            && std::env::var_os("AWS_ALLOW_HTTP").is_none();
+        let hint = if text.contains("builder error") && plain_http {
+            " (the endpoint is plain http://: set AWS_ALLOW_HTTP=true to allow it)".to_string()
+        } else if text.contains("timed out") {
             format!(
                 " (no answer within {}; SLUICE_STORE_TIMEOUT sets how long to wait)",
                 humantime::format_duration(store_timeout().unwrap_or(DEFAULT_STORE_TIMEOUT))

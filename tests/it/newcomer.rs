@@ -720,11 +720,41 @@ fn every_stuck_message_gives_a_command_that_gets_out() {
     )
     .expect("edit");
     walk(&ws, "rewind");
+    // A truncated source log entry (the input of batch 5, the newest): only taking the batch
+    // back gets past it.
+    add_row(&ws);
+    assert!(run(&file, &ws).status.success());
+    let log = ws.path("ckpt/sources/s/5");
+    let text = std::fs::read_to_string(&log).expect("source log");
+    std::fs::write(&log, &text[..text.len() / 2]).expect("truncate");
+    add_row(&ws);
+    walk(&ws, "sources/s/5");
     let lines = sink_lines(&ws.path("out"));
-    let expected: Vec<String> = (0..4)
+    let expected: Vec<String> = (0..6)
         .map(|v| format!("{{\"k\":\"a\",\"v\":{v}}}"))
         .collect();
     assert_eq!(lines, expected, "every row once");
+    // Files each run writes again: a damaged sink record or stored pipeline file stops nothing.
+    let stored = std::fs::read_dir(ws.path("ckpt/pipelines"))
+        .expect("pipelines")
+        .map(|e| e.expect("entry").path())
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .expect("pipeline")
+                .contains("on_error: skip")
+        })
+        .expect("the stored pipeline file");
+    std::fs::write(&stored, "name: newc").expect("truncate");
+    std::fs::write(ws.path("ckpt/sink"), "{\"kind\":").expect("truncate");
+    add_row(&ws);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        std::fs::read_to_string(&stored)
+            .expect("rewritten")
+            .contains("on_error: skip"),
+        "the run writes its pipeline file again"
+    );
 }
 
 /// A TCP port that accepts connections and never answers (an object store that hangs), open
@@ -973,12 +1003,13 @@ fn state_shows_the_query_column_names() {
 #[test]
 fn a_batch_shows_its_progress_on_a_terminal_only() {
     let ws = Workspace::new();
+    // Long enough (a few tenths of a second) for the line to be redrawn once the files are
+    // planned.
+    let rows: String = (0..200_000)
+        .map(|v| format!("{{\"k\":\"a\",\"v\":{v}}}\n"))
+        .collect();
     for n in 0..3 {
-        input(
-            &ws,
-            &format!("{n}.json"),
-            "{\"k\":\"a\",\"v\":1}\n{\"k\":\"b\",\"v\":2}\n",
-        );
+        input(&ws, &format!("{n}.json"), &rows);
     }
     let file = pipeline(&ws, "SELECT k, v FROM s", "append");
     // `script` runs the command on a pseudo-terminal, as a person at a shell would.
@@ -1001,10 +1032,12 @@ fn a_batch_shows_its_progress_on_a_terminal_only() {
         "no live line: {shown:?}"
     );
     // Cleared before the batch's own line, which is whole.
-    let summary = shown.find("batch 0: 3 files").expect("the batch's line");
+    let summary = shown
+        .find("batch 0: 3 files, 600000 rows in")
+        .expect("the batch's line");
     assert!(shown[..summary].ends_with("\r\x1b[2K"), "{shown:?}");
     // Not a terminal: no live line, no escape codes.
-    input(&ws, "3.json", "{\"k\":\"c\",\"v\":3}\n");
+    input(&ws, "3.json", &rows);
     let out = sluice_bin()
         .args(["run", file.to_str().expect("utf-8")])
         .current_dir(ws.dir.path())
@@ -1014,6 +1047,126 @@ fn a_batch_shows_its_progress_on_a_terminal_only() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         !stderr(&out).contains('\x1b') && !stderr(&out).contains(" ["),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The pipeline file `file` with `from` replaced by `to`.
+fn edit_file(file: &std::path::Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).expect("pipeline");
+    assert!(text.contains(from), "{from} in {text}");
+    std::fs::write(file, text.replace(from, to)).expect("edit");
+}
+
+/// A run refused before its batch: exit 2, the message has every one of `said`, and no batch
+/// after the first `batches` was logged.
+fn refused(ws: &Workspace, file: &std::path::Path, said: &[&str], batches: usize) {
+    let out = run(file, ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    for part in said {
+        assert!(stderr(&out).contains(part), "{part}: {}", stderr(&out));
+    }
+    let logged = std::fs::read_dir(ws.path("ckpt/offsets")).map_or(0, |d| d.count());
+    assert_eq!(logged, batches, "a refused run logged a batch");
+}
+
+/// A new user's edits between runs that the checkpoint cannot carry on from are refused
+/// before a batch, naming what changed: a renamed source (it would read everything again),
+/// another output mode over kept state (append's held-back groups would be lost), another
+/// sink format into the same folder, a sink folder another pipeline writes.
+#[test]
+fn edits_the_checkpoint_cannot_carry_on_from_are_refused() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    // A renamed source.
+    edit_file(&file, "  s: {", "  events: {");
+    edit_file(&file, "FROM s", "FROM events");
+    refused(&ws, &file, &["`s`", "`events`", "reading again"], 1);
+    edit_file(&file, "  events: {", "  s: {");
+    edit_file(&file, "FROM events", "FROM s");
+    // Another format into the same sink folder.
+    edit_file(&file, "format: json }\n", "format: csv }\n");
+    refused(&ws, &file, &["format: csv", "json"], 1);
+    edit_file(&file, "format: csv }\n", "format: json }\n");
+    assert!(run(&file, &ws).status.success());
+    assert_eq!(sink_lines(&ws.path("out")).len(), 2, "each row once");
+
+    // Another pipeline's checkpoint writing the same sink folder: refused before any batch,
+    // and its new checkpoint is not left behind.
+    let other = ws.path("other.yaml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&file)
+            .expect("pipeline")
+            .replace(&ws.p("ckpt"), &ws.p("ckpt-other")),
+    )
+    .expect("other");
+    let out = run(&other, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("belongs to another pipeline"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ws.path("ckpt-other").exists());
+
+    // An output mode changed over kept state.
+    let ws = Workspace::new();
+    let yaml = format!(
+        "name: modes\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: json, schema: {{ k: string, ts: timestamp }}, \
+         watermark: {{ column: ts, delay: 10s }} }}\n\
+         query: SELECT date_bin(INTERVAL '1 minute', ts) AS w, count(*) AS n FROM s GROUP BY 1\n\
+         output_mode: append\ntrigger: available-now\n\
+         sink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"ts\":\"2026-01-01T10:02:05Z\"}\n",
+    );
+    assert!(run(&file, &ws).status.success());
+    edit_file(&file, "output_mode: append", "output_mode: update");
+    refused(&ws, &file, &["`output_mode` is update", "append mode"], 1);
+}
+
+/// Messages a newcomer met without a next step now give one: a table the query names that
+/// the pipeline lacks lists those it has; a bad value says how to skip such rows; a pipeline
+/// file given where a checkpoint goes names its checkpoint.
+#[test]
+fn messages_give_the_next_step() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":\"twelve\"}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM events", "append");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("reads `events`, which is not a source or table")
+            && stderr(&out).contains("(it has: `s`)"),
+        "{}",
+        stderr(&out)
+    );
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("0.json line 1") && stderr(&out).contains("`on_error: skip`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_bin(&["inspect", file.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is a pipeline file; give its checkpoint, ")
+            && stderr(&out).contains(&ws.p("ckpt")),
         "{}",
         stderr(&out)
     );
