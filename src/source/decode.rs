@@ -20,7 +20,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use datafusion::arrow::array::{Array, ArrayRef, StringArray, new_null_array};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{
+    DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit,
+};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::util::display::FormatOptions;
@@ -383,11 +385,15 @@ pub fn infer_schema(
             if let Some(error) = scanned.failed {
                 return Err(error);
             }
-            let objects = scanned
-                .values
-                .into_iter()
-                .map(|v| Ok(serde_json::Value::Object(v.unknown)));
-            arrow_json::reader::infer_json_schema_from_iterator(objects).map_err(err)?
+            let objects: Vec<serde_json::Map<String, serde_json::Value>> =
+                scanned.values.into_iter().map(|v| v.unknown).collect();
+            let schema = arrow_json::reader::infer_json_schema_from_iterator(
+                objects
+                    .iter()
+                    .map(|o| Ok(serde_json::Value::Object(o.clone()))),
+            )
+            .map_err(err)?;
+            with_inferred_timestamps(schema, &objects)
         }
         FileFormat::Csv => {
             arrow_csv::reader::Format::default()
@@ -403,6 +409,78 @@ pub fn infer_schema(
             .clone(),
     };
     Ok((!schema.fields().is_empty()).then_some(schema))
+}
+
+/// `schema` (inferred from JSON `objects`, where a time is a string) with each top-level string
+/// column whose values are all timestamps (ISO 8601 / RFC 3339, with a time of day) typed as a
+/// timestamp, in the unit its finest fraction needs, as CSV inference types them (and DuckDB's
+/// JSON reader does; Spark's `inferTimestamp` is off by default, which leaves a string that
+/// a window over it then refuses).
+fn with_inferred_timestamps(
+    schema: Schema,
+    objects: &[serde_json::Map<String, serde_json::Value>],
+) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            if field.data_type() != &DataType::Utf8 {
+                return field.as_ref().clone();
+            }
+            let mut unit: Option<TimeUnit> = None;
+            for object in objects {
+                match object.get(field.name()) {
+                    None | Some(serde_json::Value::Null) => {}
+                    Some(serde_json::Value::String(text)) => match timestamp_unit(text) {
+                        Some(u) => unit = Some(unit.map_or(u, |was| finer_unit(was, u))),
+                        None => return field.as_ref().clone(),
+                    },
+                    Some(_) => return field.as_ref().clone(),
+                }
+            }
+            match unit {
+                Some(u) => field
+                    .as_ref()
+                    .clone()
+                    .with_data_type(DataType::Timestamp(u, None)),
+                None => field.as_ref().clone(),
+            }
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// The unit a timestamp string needs (by its fraction's digits), when `text` is one: a date,
+/// `T` or a space, a time of day with seconds, an optional fraction, and `Z`, an offset or
+/// nothing.
+fn timestamp_unit(text: &str) -> Option<TimeUnit> {
+    let parsed = chrono::DateTime::parse_from_rfc3339(text).is_ok()
+        || ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+            .iter()
+            .any(|f| chrono::NaiveDateTime::parse_from_str(text, f).is_ok())
+        || chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%:z").is_ok();
+    if !parsed {
+        return None;
+    }
+    let digits = text.split_once('.').map_or(0, |(_, rest)| {
+        rest.chars().take_while(char::is_ascii_digit).count()
+    });
+    Some(match digits {
+        0 => TimeUnit::Second,
+        1..=3 => TimeUnit::Millisecond,
+        4..=6 => TimeUnit::Microsecond,
+        _ => TimeUnit::Nanosecond,
+    })
+}
+
+fn finer_unit(a: TimeUnit, b: TimeUnit) -> TimeUnit {
+    let rank = |u: TimeUnit| match u {
+        TimeUnit::Second => 0,
+        TimeUnit::Millisecond => 1,
+        TimeUnit::Microsecond => 2,
+        TimeUnit::Nanosecond => 3,
+    };
+    if rank(a) >= rank(b) { a } else { b }
 }
 
 impl Decoded {

@@ -276,12 +276,20 @@ impl LoggedFile {
     /// precision every store gives). `None` when it still holds them; a file that grew and that
     /// nothing else identifies (a log written before identities were logged) is read up to its
     /// logged size, as before.
-    fn change(&self, now: &LoggedFile) -> Option<String> {
+    fn change(&self, now: &LoggedFile, local: bool) -> Option<String> {
         fn both<'a>(a: &'a Option<String>, b: &'a Option<String>) -> Option<(&'a str, &'a str)> {
             a.as_deref().zip(b.as_deref())
         }
-        // `"abc"`, `abc` and `W/"abc"` are one ETag: stores quote it in a listing or not.
-        let tag = |t: &str| t.trim_start_matches("W/").trim_matches('"').to_string();
+        // `"abc"`, `abc` and `W/"abc"` are one ETag: stores quote it in a listing or not. On
+        // local disk (`<inode>-<mtime>-<size>`, in hex) the inode is left out, so a copy of
+        // the input with its times (`cp -a` of a project and its checkpoint) still reads.
+        let tag = |t: &str| {
+            let t = t.trim_start_matches("W/").trim_matches('"');
+            match t.split_once('-') {
+                Some((_, rest)) if local => rest.to_string(),
+                _ => t.to_string(),
+            }
+        };
         let (tags, versions) = (
             both(&self.etag, &now.etag),
             both(&self.version, &now.version),
@@ -733,7 +741,7 @@ async fn read_into_table(
                         size: bytes.len() as u64,
                         ..LoggedFile::described(file.clone(), &meta)
                     };
-                    if let Some(change) = logged.change(&now) {
+                    if let Some(change) = logged.change(&now, location.local_root().is_some()) {
                         return Err(SourceError::FileChanged {
                             file: shown,
                             batch,
@@ -1381,9 +1389,9 @@ mod tests {
         // tells there that the file changed.
         let old: LoggedFile =
             serde_json::from_str("{\"path\":\"f0.json\",\"size\":9}").expect("old entry");
-        assert_eq!(old.change(&logged[0]), None);
+        assert_eq!(old.change(&logged[0], true), None);
         let longer = LoggedFile { size: 20, ..old };
-        let change = longer.change(&logged[0]).expect("shorter now");
+        let change = longer.change(&logged[0], true).expect("shorter now");
         assert!(
             change.contains("was 20 bytes and is 9 bytes now"),
             "{change}"

@@ -1171,3 +1171,79 @@ fn messages_give_the_next_step() {
         stderr(&out)
     );
 }
+
+/// A project copied with its checkpoint (`cp -a`: same bytes, sizes and times, new inodes)
+/// still reads its logged input: `replay --verify` of a batch agrees, and a run carries on.
+#[test]
+fn a_copied_project_still_reads_its_logged_input() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    assert!(run(&file, &ws).status.success());
+    let copy = Workspace::new();
+    let status = std::process::Command::new("cp")
+        .args(["-a", &format!("{}/.", ws.dir.path().display()), &copy.p("")])
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let yaml = std::fs::read_to_string(&file)
+        .expect("pipeline")
+        .replace(&ws.p(""), &copy.p(""));
+    let copied = write_pipeline(&copy, &yaml);
+    let out = run_bin(
+        &[
+            "replay",
+            &copy.p("ckpt"),
+            "--batch",
+            "0",
+            "--verify",
+            "--pipeline",
+            copied.to_str().expect("utf-8"),
+        ],
+        copy.dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    input(&copy, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let out = run(&copied, &copy);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&copy.path("out")).len(), 2);
+}
+
+/// Issue 13, item 1, for JSON: a string column whose values are all timestamps infers as a
+/// timestamp (in the unit its finest fraction needs), as CSV's does, so a watermark over it
+/// works without a declared schema; other strings stay strings.
+#[test]
+fn json_timestamps_infer_as_timestamps() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"ts\":\"2026-01-01T10:00:01Z\",\"at\":\"2026-01-01 10:00:01.250\",\"c\":\"DE\"}\n\
+         {\"ts\":\"2026-01-01T10:00:02+01:00\",\"at\":null,\"c\":\"2026\"}\n",
+    );
+    let yaml = format!(
+        "name: infer\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: json, watermark: {{ column: ts, delay: 1s }} }}\n\
+         query: SELECT arrow_typeof(ts) AS t, arrow_typeof(at) AS a, arrow_typeof(c) AS ct, \
+         CAST(ts AS VARCHAR) AS v FROM s\ntrigger: available-now\n\
+         sink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            r#"{"t":"Timestamp(s)","a":"Timestamp(ms)","ct":"Utf8","v":"2026-01-01T09:00:02"}"#,
+            r#"{"t":"Timestamp(s)","a":"Timestamp(ms)","ct":"Utf8","v":"2026-01-01T10:00:01"}"#,
+        ]
+    );
+}
