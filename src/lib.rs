@@ -86,16 +86,39 @@ impl Error {
     /// This error with checkpoint `spec` (as the user gave it) named in a damaged entry's
     /// error, so that its advice gives the command to run whole.
     pub fn in_checkpoint(self, spec: &str) -> Self {
+        let shown = secret::redact_url(spec);
         match self {
             Self::Checkpoint(checkpoint::CheckpointError::Corrupt { file, line, reason })
             | Self::Source(source::SourceError::Checkpoint(
                 checkpoint::CheckpointError::Corrupt { file, line, reason },
             )) => Self::Checkpoint(checkpoint::CheckpointError::CorruptIn {
-                checkpoint: secret::redact_url(spec),
+                checkpoint: shown,
                 file,
                 line,
                 reason,
             }),
+            Self::Source(source::SourceError::FileChanged {
+                file,
+                batch,
+                change,
+                checkpoint: None,
+            }) => Self::Source(source::SourceError::FileChanged {
+                file,
+                batch,
+                change,
+                checkpoint: Some(shown),
+            }),
+            Self::Pending {
+                batch,
+                planned,
+                advice,
+                source,
+            } => Self::Pending {
+                batch,
+                planned,
+                advice,
+                source: Box::new(source.in_checkpoint(spec)),
+            },
             other => other,
         }
     }

@@ -78,6 +78,9 @@ pub struct BatchProgress {
     pub state_operators: Vec<StateOperatorProgress>,
     /// False when the sink already had the batch (a re-run after the sink's commit).
     pub sink_wrote: bool,
+    /// Whether late rows go to a `late_rows` sink (else they are dropped); for the text line.
+    #[serde(skip)]
+    pub late_rows_kept: bool,
 }
 
 /// Event time of a batch, as Spark's `eventTime` (its `watermark` only).
@@ -200,7 +203,12 @@ impl BatchProgress {
                     ));
                 }
                 if self.num_late_rows > 0 {
-                    skipped.push_str(&format!(", {} late rows dropped", self.num_late_rows));
+                    let whither = if self.late_rows_kept {
+                        "written to late_rows"
+                    } else {
+                        "dropped"
+                    };
+                    skipped.push_str(&format!(", {} late rows {whither}", self.num_late_rows));
                 }
                 if let Some(w) = &self.watermark {
                     skipped.push_str(&format!(", watermark {w}"));
@@ -339,17 +347,27 @@ impl LiveLine {
             .unwrap_or(Duration::from_secs(1));
         let task = tokio::spawn(async move {
             tokio::time::sleep(after).await;
+            // Redrawn when what was read changes (looked at every 50 ms), at most every 250 ms
+            // otherwise (the time in it moves).
+            let mut last: Option<(String, Instant)> = None;
             loop {
                 {
                     let mut state = LIVE.line.lock().unwrap_or_else(|e| e.into_inner());
                     if state.stopped {
                         return;
                     }
-                    let line = LIVE.line(batch, started.elapsed());
-                    let _ = write!(std::io::stderr().lock(), "\r\x1b[2K{line}");
-                    state.shown = true;
+                    let counts = LIVE.line(batch, Duration::ZERO);
+                    let due = last.as_ref().is_none_or(|(was, at)| {
+                        *was != counts || at.elapsed() >= Duration::from_millis(250)
+                    });
+                    if due {
+                        let line = LIVE.line(batch, started.elapsed());
+                        let _ = write!(std::io::stderr().lock(), "\r\x1b[2K{line}");
+                        state.shown = true;
+                        last = Some((counts, Instant::now()));
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
         Some(Self { task })

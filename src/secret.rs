@@ -69,9 +69,12 @@ pub fn url_secret(text: &str) -> Option<String> {
     if !text.contains("://") || !STORE_SCHEMES.contains(&url.scheme()) {
         return None;
     }
+    // In `abfs[s]://container@account.dfs.core.windows.net/path` (the Hadoop form Azure's
+    // tools and object_store take) the user part names the container, not a credential.
+    let container_at_account = matches!(url.scheme(), "abfs" | "abfss");
     let what = if url.password().is_some() {
         "a user name and password"
-    } else if !url.username().is_empty() {
+    } else if !url.username().is_empty() && !container_at_account {
         "a user name"
     } else if url.query().is_some() {
         "query parameters"
@@ -112,6 +115,12 @@ mod tests {
             assert_eq!(redact_url(plain), plain);
             assert_eq!(url_secret(plain), None, "{plain}");
         }
+        // Azure's Hadoop form names the container before the `@`.
+        assert_eq!(
+            url_secret("abfss://data@acct.dfs.core.windows.net/ckpt"),
+            None
+        );
+        assert!(url_secret("abfss://data:key@acct.dfs.core.windows.net/ckpt").is_some());
         // Not an object store: another connector's own setting.
         assert_eq!(url_secret("postgres://u:p@h/db"), None);
     }

@@ -154,9 +154,12 @@ fn advice(checkpoint: &str, file: &str) -> String {
                      on a new checkpoint (and sink)"
                 .to_string(),
         }
-    } else if file == paths::SINK || file.starts_with(&format!("{}/", paths::PIPELINES)) {
-        "The next run of the pipeline writes it again; where it is a pipeline file, `sluice \
-         replay --pipeline FILE` reads that file instead"
+    } else if file == paths::SINK {
+        "The next run writes it again.".to_string()
+    } else if file.starts_with(&format!("{}/", paths::PIPELINES)) {
+        "It is the copy of a pipeline file a batch ran with: a run of that same file writes it \
+         again; meanwhile `sluice replay --pipeline FILE` reads the file you give, and `sluice \
+         rewind` takes the newest batch's copy in its place"
             .to_string()
     } else {
         format!(

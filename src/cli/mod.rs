@@ -177,6 +177,7 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                 // a Ctrl-C'd batch still running after it, stops at once: the batch in progress
                 // is left pending, as after a crash, and the next run finishes it.
                 let first = wait_for_signal().await;
+                crate::progress::clear_live_line();
                 let grace = match first {
                     Signal::Interrupt => {
                         eprintln!(
@@ -192,10 +193,26 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                     }
                 };
                 let _ = stop_tx.send(true);
-                tokio::select! {
-                    _ = wait_for_signal() => {}
-                    _ = tokio::time::sleep(grace) => {}
+                let second = tokio::select! {
+                    _ = wait_for_signal() => true,
+                    _ = tokio::time::sleep(grace) => false,
+                };
+                // Past the grace, a commit in progress (a sink's transaction, a publish) is let
+                // finish, unless a second signal insists.
+                if !second {
+                    let committing = async {
+                        while crate::driver::COMMITTING.load(std::sync::atomic::Ordering::SeqCst)
+                            > 0
+                        {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = wait_for_signal() => {}
+                        _ = committing => {}
+                    }
                 }
+                crate::progress::clear_live_line();
                 eprintln!(
                     "stopped at once: the batch in progress is left pending and the next run \
                      finishes it"

@@ -76,7 +76,18 @@ pub(super) async fn run(
     } else {
         // The query's names for the groups and aggregates, from the pipeline file the batch
         // ran with; DataFusion's own where that cannot be planned.
-        match aggregate_names(&location, spec, version).await {
+        // Planning opens the sources (a broker, say): bounded, so `state` never hangs on one.
+        let planned = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            aggregate_names(&location, spec, version),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Usage(
+                "opening its sources took more than 10 s".into(),
+            ))
+        });
+        match planned {
             Ok(names) => (
                 rename_columns(&table, &names)?,
                 "partial aggregate state, one row per group, in the query's column names",

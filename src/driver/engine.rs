@@ -225,6 +225,12 @@ impl<'p> Engine<'p> {
         Ok(())
     }
 
+    /// Whether the pipeline's query keeps state between batches.
+    pub(super) async fn keeps_state(&mut self) -> Result<bool, Error> {
+        let sql = self.pipeline.query.clone();
+        Ok(self.query_state(&sql).await?.operator.is_some())
+    }
+
     /// The schema of `sql`'s output (planned over empty stream tables).
     pub(super) async fn output_schema(&mut self, sql: &str) -> Result<SchemaRef, Error> {
         let (logical, _) = self.plan(sql).await?;

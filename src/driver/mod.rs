@@ -121,12 +121,33 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
     result
 }
 
-/// Refuses to run `pipeline` on a checkpoint whose batches it cannot carry on from exactly:
-/// another set of sources (a renamed source would start again from its beginning, reading
-/// again what the old name read), another output mode over kept state (a group append mode
-/// held back would never be written, or update mode's emitted groups would be emitted again),
-/// or another file format into the same sink folder (its files would no longer read as one
-/// table, unless `allow_output_schema_change`). `previous` is the sink record of the last run.
+/// How many batch commits are in progress in this process: a stop asked by a signal waits
+/// for them (a commit is a few writes, each bounded by the store timeout), so that a Ctrl-C
+/// does not cut a sink's transaction or publish in two.
+pub static COMMITTING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts a commit in [`COMMITTING`] while it lives.
+struct Committing;
+
+impl Committing {
+    fn start() -> Self {
+        COMMITTING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self
+    }
+}
+
+impl Drop for Committing {
+    fn drop(&mut self) {
+        COMMITTING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Refuses to run `pipeline` on a checkpoint whose batches it cannot carry on from exactly: a
+/// renamed source (it would start again from its beginning, reading again what the old name
+/// read), or another file format into the same sink folder (its files would no longer read
+/// as one table, unless `allow_output_schema_change`). `previous` is the sink record of the
+/// last run. (Another output mode over kept state is refused once the query is planned, by
+/// `Driver::check_output_mode`.)
 async fn check_continuity(
     pipeline: &Pipeline,
     location: &Location,
@@ -144,20 +165,19 @@ async fn check_continuity(
     if let Ok(Some(entry)) = crate::checkpoint::read_offsets(location, newest).await {
         let logged: Vec<&str> = entry.sources.iter().map(|s| s.source.as_str()).collect();
         let ours: Vec<&str> = pipeline.sources.keys().map(String::as_str).collect();
-        let (mut a, mut b) = (logged.clone(), ours.clone());
-        a.sort_unstable();
-        b.sort_unstable();
-        if a != b {
-            let gone: Vec<&str> = logged
-                .iter()
-                .copied()
-                .filter(|s| !ours.contains(s))
-                .collect();
-            let new: Vec<&str> = ours
-                .iter()
-                .copied()
-                .filter(|s| !logged.contains(s))
-                .collect();
+        let gone: Vec<&str> = logged
+            .iter()
+            .copied()
+            .filter(|s| !ours.contains(s))
+            .collect();
+        let new: Vec<&str> = ours
+            .iter()
+            .copied()
+            .filter(|s| !logged.contains(s))
+            .collect();
+        // A source added starts at its beginning and one removed is dropped (docs/design.md
+        // §1.6); both at once is a rename, whose input would be read again.
+        if !gone.is_empty() && !new.is_empty() {
             let list = |names: &[&str]| {
                 names
                     .iter()
@@ -165,41 +185,19 @@ async fn check_continuity(
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            let mut what = format!(
-                "the checkpoint's batches read the sources {}; this pipeline has {}",
+            return Err(refuse(format!(
+                "the checkpoint's batches read the sources {}; this pipeline has {} instead of \
+                 {}: a renamed source starts from its beginning, reading again what {} read",
                 list(&logged),
-                list(&ours)
-            );
-            if !new.is_empty() {
-                what.push_str(&format!(
-                    ": {} would start from its beginning, reading again what {} read",
-                    list(&new),
-                    if gone.is_empty() {
-                        "the others".to_string()
-                    } else {
-                        list(&gone)
-                    }
-                ));
-            }
-            return Err(refuse(what));
+                list(&new),
+                list(&gone),
+                list(&gone)
+            )));
         }
     }
     let Some(previous) = previous else {
         return Ok(());
     };
-    let stateful = !crate::state::StateFiles::operators(location)
-        .await?
-        .is_empty();
-    if stateful && !logs.commits.is_empty() && previous.output_mode != pipeline.output_mode.as_str()
-    {
-        return Err(refuse(format!(
-            "`output_mode` is {} here, but the checkpoint's state was kept for {} mode: the \
-             groups one mode has held back or already written, the other would write wrongly \
-             or never",
-            pipeline.output_mode.as_str(),
-            previous.output_mode
-        )));
-    }
     let format = pipeline
         .sink
         .connector()
@@ -293,9 +291,11 @@ async fn run_from(
                             "to plan batch {batch} again with the edited file, take it back first: \
                          `sluice rewind {checkpoint_spec} --to {last}`"
                         ),
-                        None => "to plan it again with the edited file, start over on a new \
-                             checkpoint (no batch was committed)"
-                            .to_string(),
+                        None => format!(
+                            "to plan it again with the edited file, start over on a new \
+                             checkpoint (no batch was committed): remove {checkpoint_spec}, or \
+                             set another `checkpoint:`"
+                        ),
                     },
                     source: Box::new(source),
                 },
@@ -478,6 +478,8 @@ struct Driver<'a> {
     sink_record: crate::checkpoint::SinkRecord,
     /// The query's output columns, to record with the sink once a batch has written them.
     unrecorded_output_schema: Option<Vec<(String, String)>>,
+    /// The output mode the previous run recorded with the sink.
+    previous_output_mode: Option<String>,
 }
 
 /// How long a batch's phases before its commit took, and when its execution started.
@@ -541,10 +543,15 @@ impl<'a> Driver<'a> {
             Err(e) => return Err(e.into()),
         };
         check_continuity(pipeline, checkpoint.location(), previous.as_ref()).await?;
-        // The columns the sink took stay on record while the sink stays where it is.
+        let previous_output_mode = previous.as_ref().map(|p| p.output_mode.clone());
+        // The columns and format the sink took stay on record while the sink stays where it
+        // is, until a batch writes others.
         if let Some(previous) = previous
             && (&previous.kind, &previous.path) == (&sink_record.kind, &sink_record.path)
         {
+            if previous.output_schema.is_some() {
+                sink_record.format = previous.format;
+            }
             sink_record.output_schema = previous.output_schema;
         }
         checkpoint.record_sink(&sink_record).await?;
@@ -599,6 +606,7 @@ impl<'a> Driver<'a> {
             last_trigger: None,
             sink_record,
             unrecorded_output_schema: None,
+            previous_output_mode,
         })
     }
 
@@ -696,6 +704,7 @@ impl<'a> Driver<'a> {
         }
         self.engine.validate_query().await?;
         self.engine.check_state(position.next).await?;
+        self.check_output_mode().await?;
         // A sink refuses output it cannot take before the first batch (the batch itself
         // would fail there too, where this planning cannot tell).
         if let Ok(output) = self.engine.output_schema(&self.pipeline.query).await {
@@ -725,6 +734,33 @@ impl<'a> Driver<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Refuses another output mode than the previous run's where this query keeps state and
+    /// the checkpoint holds some: the groups one mode has held back (append) or already
+    /// written (update), the other would write wrongly or never.
+    async fn check_output_mode(&mut self) -> Result<(), Error> {
+        let Some(previous) = self.previous_output_mode.clone() else {
+            return Ok(());
+        };
+        let mode = self.pipeline.output_mode.as_str();
+        if previous == mode || !self.engine.keeps_state().await? {
+            return Ok(());
+        }
+        let location = self.checkpoint.location();
+        if LogListing::read(location).await?.commits.is_empty()
+            || crate::state::StateFiles::operators(location)
+                .await?
+                .is_empty()
+        {
+            return Ok(());
+        }
+        Err(Error::Usage(format!(
+            "`output_mode` is {mode} here, but the checkpoint's state was kept for {previous} \
+             mode: the groups one mode has held back or already written, the other would write \
+             wrongly or never. Put `output_mode: {previous}` back, or run the pipeline on a new \
+             checkpoint (and sink)"
+        )))
     }
 
     /// Refuses output columns other than those the sink took before (append and update modes:
@@ -994,6 +1030,7 @@ impl<'a> Driver<'a> {
         recovered: bool,
         timings: Timings,
     ) -> Result<CommitEntry, Error> {
+        let _committing = Committing::start();
         let Timings {
             plan_ms,
             offsets_ms,
@@ -1133,8 +1170,23 @@ impl<'a> Driver<'a> {
             },
         };
         self.checkpoint.write_commit(batch, &commit).await?;
+        // What a batch has now written into the sink goes on record.
+        let format = self
+            .pipeline
+            .sink
+            .connector()
+            .format()
+            .map(|f| f.as_str().to_string());
+        let mut recorded = false;
         if let Some(columns) = self.unrecorded_output_schema.take() {
             self.sink_record.output_schema = Some(columns);
+            recorded = true;
+        }
+        if self.sink_record.format != format {
+            self.sink_record.format = format;
+            recorded = true;
+        }
+        if recorded {
             self.checkpoint.record_sink(&self.sink_record).await?;
         }
         let retain = self.pipeline.retain_batches;
@@ -1252,6 +1304,7 @@ impl<'a> Driver<'a> {
                 })
                 .collect(),
             sink_wrote: committed.written,
+            late_rows_kept: !self.late_sinks.is_empty(),
         }
         .report(self.options.progress);
         Ok(commit)

@@ -68,19 +68,20 @@ pub async fn repair(
     let mut report = RepairReport::default();
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     if let Some(damage) = metadata_damage {
-        if let Some(why) = damage {
-            let aside = aside_name(paths::METADATA, &stamp);
-            if !dry_run {
-                location
-                    .rename(&location.path(paths::METADATA), &location.path(&aside))
-                    .await?;
-            }
-            report
-                .fixed
-                .push(format!("moved metadata ({why}) aside to {aside}"));
-        }
+        // Rebuilt first: a damaged one is moved aside only for its replacement.
         match rebuild_metadata(location, shown).await {
             Ok((metadata, from)) => {
+                if let Some(why) = damage {
+                    let aside = aside_name(paths::METADATA, &stamp);
+                    if !dry_run {
+                        location
+                            .rename(&location.path(paths::METADATA), &location.path(&aside))
+                            .await?;
+                    }
+                    report
+                        .fixed
+                        .push(format!("moved metadata ({why}) aside to {aside}"));
+                }
                 if !dry_run && !Checkpoint::create_metadata(location, &metadata).await? {
                     report.unfixable.push(
                         "metadata appeared while repairing; run `sluice repair` again".into(),
@@ -290,13 +291,20 @@ async fn rebuild_metadata(location: &Location, shown: &str) -> Result<(Metadata,
             let shown_sink = connector
                 .location()
                 .unwrap_or_else(|| connector.kind().into());
-            let id = owner.ok_or_else(|| {
-                format!(
-                    "no commit records the pipeline id (an older Sluice wrote them) and the \
-                     sink ({shown_sink}) does not record it"
-                )
-            })?;
-            (id, format!("the owner record of the sink {shown_sink}"))
+            match owner {
+                Some(id) => (id, format!("the owner record of the sink {shown_sink}")),
+                // No batch committed and no output claimed: no output can name another id.
+                None if logs.commits.is_empty() => (
+                    uuid::Uuid::new_v4(),
+                    "a new id (no batch was committed, the sink records none)".into(),
+                ),
+                None => {
+                    return Err(format!(
+                        "no commit records the pipeline id (an older Sluice wrote them) and the \
+                         sink ({shown_sink}) does not record it"
+                    ));
+                }
+            }
         }
     };
     let created = oldest_commit_ms

@@ -63,13 +63,34 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         to,
         taken_back: Vec::new(),
     };
+    // The pipeline file the newest committed batch ran with stands in for a batch's own
+    // where that one names none, or is missing or damaged.
+    let newest_pipeline = match stored_pipeline(location, shown, &logs).await {
+        Ok(pipeline) => pipeline,
+        Err(e) => {
+            tracing::warn!("the newest batch's pipeline file cannot be read: {e}");
+            None
+        }
+    };
+    // A source's log entry of the batch after the newest, written by a planning that was cut
+    // short (no offsets entry names it), goes too, so that batch is planned afresh.
+    if let Some(pipeline) = &newest_pipeline {
+        for (name, config) in &pipeline.sources {
+            match config
+                .connector()
+                .forget_batch(name, location, BatchId(newest.0 + 1))
+                .await
+            {
+                Ok(_) | Err(crate::source::SourceError::NotSupported { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     if newest == target {
         return Ok(rewound);
     }
     // Each batch is taken back from the sink its own pipeline file named (a sink that moved
-    // between runs keeps its earlier batches where they went); the newest committed batch's
-    // file stands in for an older checkpoint's batch that names none.
-    let newest_pipeline = stored_pipeline(location, shown, &logs).await?;
+    // between runs keeps its earlier batches where they went).
     let mut pipelines: BTreeMap<String, Pipeline> = BTreeMap::new();
     let mut batch_pipeline = BTreeMap::new();
     for batch in (to.0 + 1..=newest.0).map(BatchId) {
@@ -81,21 +102,27 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
             Some(f) => Some(f),
             None => read_commit(location, batch).await?.and_then(|c| c.pipeline),
         };
-        let key = match fingerprint {
-            Some(f) => {
-                if !pipelines.contains_key(&f) {
-                    let pipeline = crate::driver::stored_pipeline(location, shown, &f)
-                        .await?
-                        .ok_or_else(|| {
-                            refuse(format!(
-                                "batch {batch} ran with a pipeline file the checkpoint no longer                                  stores (`{}`)",
-                                paths::pipeline(&f)
-                            ))
-                        })?;
+        // A batch's own file, where it names one that is stored and sound.
+        let own = match fingerprint {
+            Some(f) if pipelines.contains_key(&f) => Some(f),
+            Some(f) => match crate::driver::stored_pipeline(location, shown, &f).await {
+                Ok(Some(pipeline)) => {
                     pipelines.insert(f.clone(), pipeline);
+                    Some(f)
                 }
-                f
-            }
+                Ok(None) | Err(_) => {
+                    tracing::warn!(
+                        "batch {batch}'s pipeline file {} is missing or damaged; taking the \
+                         batch back from the newest batch's sink",
+                        paths::pipeline(&f)
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let key = match own {
+            Some(f) => f,
             None => {
                 let pipeline = newest_pipeline.clone().ok_or_else(|| {
                     refuse(

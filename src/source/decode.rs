@@ -395,13 +395,13 @@ pub fn infer_schema(
             .map_err(err)?;
             with_inferred_timestamps(schema, &objects)
         }
-        FileFormat::Csv => {
+        FileFormat::Csv => timestamps_in_nanoseconds(
             arrow_csv::reader::Format::default()
                 .with_header(true)
                 .infer_schema(Cursor::new(bytes.as_ref()), None)
                 .map_err(err)?
-                .0
-        }
+                .0,
+        ),
         FileFormat::Parquet => ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
             .map_err(|e| err(ArrowError::ExternalError(Box::new(e))))?
             .schema()
@@ -413,74 +413,60 @@ pub fn infer_schema(
 
 /// `schema` (inferred from JSON `objects`, where a time is a string) with each top-level string
 /// column whose values are all timestamps (ISO 8601 / RFC 3339, with a time of day) typed as a
-/// timestamp, in the unit its finest fraction needs, as CSV inference types them (and DuckDB's
-/// JSON reader does; Spark's `inferTimestamp` is off by default, which leaves a string that
-/// a window over it then refuses).
+/// timestamp (as DuckDB's JSON reader does; Spark's `inferTimestamp` is off by default, which
+/// leaves a string that a window over it then refuses).
 fn with_inferred_timestamps(
     schema: Schema,
     objects: &[serde_json::Map<String, serde_json::Value>],
 ) -> Schema {
+    let is_timestamp = |text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text).is_ok()
+            || ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+                .iter()
+                .any(|f| chrono::NaiveDateTime::parse_from_str(text, f).is_ok())
+            || chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%:z").is_ok()
+    };
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .map(|field| {
-            if field.data_type() != &DataType::Utf8 {
-                return field.as_ref().clone();
-            }
-            let mut unit: Option<TimeUnit> = None;
-            for object in objects {
-                match object.get(field.name()) {
-                    None | Some(serde_json::Value::Null) => {}
-                    Some(serde_json::Value::String(text)) => match timestamp_unit(text) {
-                        Some(u) => unit = Some(unit.map_or(u, |was| finer_unit(was, u))),
-                        None => return field.as_ref().clone(),
-                    },
-                    Some(_) => return field.as_ref().clone(),
-                }
-            }
-            match unit {
-                Some(u) => field
-                    .as_ref()
-                    .clone()
-                    .with_data_type(DataType::Timestamp(u, None)),
-                None => field.as_ref().clone(),
+            let mut seen = false;
+            let all = field.data_type() == &DataType::Utf8
+                && objects.iter().all(|object| match object.get(field.name()) {
+                    None | Some(serde_json::Value::Null) => true,
+                    Some(serde_json::Value::String(text)) => {
+                        seen = true;
+                        is_timestamp(text)
+                    }
+                    Some(_) => false,
+                });
+            if all && seen {
+                field.as_ref().clone().with_data_type(INFERRED_TIMESTAMP)
+            } else {
+                field.as_ref().clone()
             }
         })
         .collect();
     Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
-/// The unit a timestamp string needs (by its fraction's digits), when `text` is one: a date,
-/// `T` or a space, a time of day with seconds, an optional fraction, and `Z`, an offset or
-/// nothing.
-fn timestamp_unit(text: &str) -> Option<TimeUnit> {
-    let parsed = chrono::DateTime::parse_from_rfc3339(text).is_ok()
-        || ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-            .iter()
-            .any(|f| chrono::NaiveDateTime::parse_from_str(text, f).is_ok())
-        || chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%:z").is_ok();
-    if !parsed {
-        return None;
-    }
-    let digits = text.split_once('.').map_or(0, |(_, rest)| {
-        rest.chars().take_while(char::is_ascii_digit).count()
-    });
-    Some(match digits {
-        0 => TimeUnit::Second,
-        1..=3 => TimeUnit::Millisecond,
-        4..=6 => TimeUnit::Microsecond,
-        _ => TimeUnit::Nanosecond,
-    })
-}
+/// The type an inferred timestamp column takes, in JSON and CSV alike: nanoseconds, as a
+/// declared `timestamp`, so that a finer fraction in a later file is never cut to the unit
+/// the first files happened to need.
+const INFERRED_TIMESTAMP: DataType = DataType::Timestamp(TimeUnit::Nanosecond, None);
 
-fn finer_unit(a: TimeUnit, b: TimeUnit) -> TimeUnit {
-    let rank = |u: TimeUnit| match u {
-        TimeUnit::Second => 0,
-        TimeUnit::Millisecond => 1,
-        TimeUnit::Microsecond => 2,
-        TimeUnit::Nanosecond => 3,
-    };
-    if rank(a) >= rank(b) { a } else { b }
+/// `schema` with each timestamp column (without a time zone) typed as
+/// [`INFERRED_TIMESTAMP`], whatever unit the CSV reader's inference gave it.
+fn timestamps_in_nanoseconds(schema: Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Timestamp(_, None) => f.as_ref().clone().with_data_type(INFERRED_TIMESTAMP),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 impl Decoded {

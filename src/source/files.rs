@@ -746,6 +746,7 @@ async fn read_into_table(
                             file: shown,
                             batch,
                             change,
+                            checkpoint: None,
                         });
                     }
                     let size = usize::try_from(logged.size).unwrap_or(usize::MAX);

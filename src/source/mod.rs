@@ -208,10 +208,15 @@ pub enum SourceError {
     /// gives neither).
     #[error(
         "{file} changed since batch {batch} logged it: {change}; files must not change once \
-         written (write elsewhere and rename into place). To read it as it is now, take the \
-         batch back with `sluice rewind CHECKPOINT --to {}` (or, for batch 0, start on a new \
-         checkpoint)",
-        batch.0.saturating_sub(1)
+         written (write elsewhere and rename into place). {}",
+        match batch.prev() {
+            Some(before) => format!(
+                "To read it as it is now, take the batch back: `sluice rewind {} --to {before}`",
+                checkpoint.as_deref().unwrap_or("CHECKPOINT")
+            ),
+            None => "To read it as it is now, run the pipeline on a new checkpoint (and sink)"
+                .to_string(),
+        }
     )]
     FileChanged {
         /// The file.
@@ -221,6 +226,8 @@ pub enum SourceError {
         /// What changed: each of size, modification time, ETag and version that differs, as
         /// logged and as it is now.
         change: String,
+        /// The checkpoint, as the user gave it, once known (for the command to run).
+        checkpoint: Option<String>,
     },
     /// A connector's own error (its client library's, its server's).
     #[error("source `{source_name}` ({kind}): {error}")]

@@ -734,6 +734,11 @@ fn every_stuck_message_gives_a_command_that_gets_out() {
         .map(|v| format!("{{\"k\":\"a\",\"v\":{v}}}"))
         .collect();
     assert_eq!(lines, expected, "every row once");
+    // A source log entry of a batch never logged (a planning cut short): rewinding to the
+    // newest batch sets it aside, so the batch is planned afresh.
+    std::fs::write(ws.path("ckpt/sources/s/6"), "v1\n{\"pa").expect("half an entry");
+    add_row(&ws);
+    walk(&ws, "sources/s/6");
     // Files each run writes again: a damaged sink record or stored pipeline file stops nothing.
     let stored = std::fs::read_dir(ws.path("ckpt/pipelines"))
         .expect("pipelines")
@@ -1094,6 +1099,37 @@ fn edits_the_checkpoint_cannot_carry_on_from_are_refused() {
     edit_file(&file, "format: csv }\n", "format: json }\n");
     assert!(run(&file, &ws).status.success());
     assert_eq!(sink_lines(&ws.path("out")).len(), 2, "each row once");
+    // A format change allowed, by a run that writes no batch, is not on record: the format
+    // put back is no change.
+    edit_file(
+        &file,
+        "format: json }\n",
+        "format: csv }\nallow_output_schema_change: true\n",
+    );
+    assert!(run(&file, &ws).status.success());
+    edit_file(
+        &file,
+        "format: csv }\nallow_output_schema_change: true\n",
+        "format: json }\n",
+    );
+    assert!(run(&file, &ws).status.success());
+    // A source added starts at its beginning; nothing is read twice.
+    std::fs::create_dir_all(ws.path("in2")).expect("in2");
+    std::fs::write(ws.path("in2/0.json"), "{\"k\":\"c\",\"v\":3}\n").expect("in2");
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    let added = text
+        .replace(
+            "sources:\n",
+            &format!(
+                "sources:\n  t: {{ kind: files, path: {}, format: json, schema: {{ k: string, v: bigint }} }}\n",
+                ws.p("in2")
+            ),
+        )
+        .replace("FROM s", "FROM s UNION ALL SELECT k, v FROM t");
+    std::fs::write(&file, added).expect("added");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")).len(), 3, "each row once");
 
     // Another pipeline's checkpoint writing the same sink folder: refused before any batch,
     // and its new checkpoint is not left behind.
@@ -1136,6 +1172,21 @@ fn edits_the_checkpoint_cannot_carry_on_from_are_refused() {
     assert!(run(&file, &ws).status.success());
     edit_file(&file, "output_mode: append", "output_mode: update");
     refused(&ws, &file, &["`output_mode` is update", "append mode"], 1);
+    // A query that keeps no state may take another mode over the old state's folders.
+    edit_file(
+        &file,
+        "SELECT date_bin(INTERVAL '1 minute', ts) AS w, count(*) AS n FROM s GROUP BY 1",
+        "SELECT k, ts FROM s",
+    );
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    std::fs::write(&file, format!("{text}allow_output_schema_change: true\n")).expect("edit");
+    input(
+        &ws,
+        "1.json",
+        "{\"k\":\"b\",\"ts\":\"2026-01-01T10:03:05Z\"}\n",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 /// Messages a newcomer met without a next step now give one: a table the query names that
@@ -1215,8 +1266,9 @@ fn a_copied_project_still_reads_its_logged_input() {
 }
 
 /// Issue 13, item 1, for JSON: a string column whose values are all timestamps infers as a
-/// timestamp (in the unit its finest fraction needs), as CSV's does, so a watermark over it
-/// works without a declared schema; other strings stay strings.
+/// timestamp (nanoseconds, as CSV's and a declared one), so a watermark over it works without
+/// a declared schema, and a finer fraction in a later file is kept whole; other strings stay
+/// strings.
 #[test]
 fn json_timestamps_infer_as_timestamps() {
     let ws = Workspace::new();
@@ -1239,11 +1291,46 @@ fn json_timestamps_infer_as_timestamps() {
     let file = write_pipeline(&ws, &yaml);
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Pinned after the first file: a finer fraction later is kept whole.
+    input(
+        &ws,
+        "1.json",
+        "{\"ts\":\"2026-01-01T10:00:03.123456789Z\",\"at\":null,\"c\":\"FR\"}\n",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         sink_lines(&ws.path("out")),
         [
-            r#"{"t":"Timestamp(s)","a":"Timestamp(ms)","ct":"Utf8","v":"2026-01-01T09:00:02"}"#,
-            r#"{"t":"Timestamp(s)","a":"Timestamp(ms)","ct":"Utf8","v":"2026-01-01T10:00:01"}"#,
+            r#"{"t":"Timestamp(ns)","a":"Timestamp(ns)","ct":"Utf8","v":"2026-01-01T09:00:02"}"#,
+            r#"{"t":"Timestamp(ns)","a":"Timestamp(ns)","ct":"Utf8","v":"2026-01-01T10:00:01"}"#,
+            r#"{"t":"Timestamp(ns)","a":"Timestamp(ns)","ct":"Utf8","v":"2026-01-01T10:00:03.123456789"}"#,
         ]
+    );
+}
+
+/// Issue 13, item 10: a relative path resolves against the folder `sluice` runs in (as the
+/// README says), and a missing one is named with the absolute path it was looked for at.
+#[test]
+fn a_missing_relative_folder_is_named_by_where_it_was_looked_for() {
+    let ws = Workspace::new();
+    let yaml = "name: rel\ncheckpoint: ckpt\nsources:\n  s: { kind: files, path: data/in, \
+                format: json, schema: { k: string } }\nquery: SELECT k FROM s\n\
+                trigger: available-now\nsink: { kind: files, path: out, format: json }\n";
+    let file = write_pipeline(&ws, yaml);
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains(&ws.p("data/in"))
+            && said.contains("relative paths resolve against the folder sluice runs in")
+            && said.contains("sources.s.path"),
+        "{said}"
+    );
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    assert!(
+        readme.contains("resolve against the folder"),
+        "the README says so"
     );
 }
