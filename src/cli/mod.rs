@@ -140,6 +140,7 @@ pub fn main() -> i32 {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -193,24 +194,9 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                     }
                 };
                 let _ = stop_tx.send(true);
-                let second = tokio::select! {
-                    _ = wait_for_signal() => true,
-                    _ = tokio::time::sleep(grace) => false,
-                };
-                // Past the grace, a commit in progress (a sink's transaction, a publish) is let
-                // finish, unless a second signal insists.
-                if !second {
-                    let committing = async {
-                        while crate::driver::COMMITTING.load(std::sync::atomic::Ordering::SeqCst)
-                            > 0
-                        {
-                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        }
-                    };
-                    tokio::select! {
-                        _ = wait_for_signal() => {}
-                        _ = committing => {}
-                    }
+                tokio::select! {
+                    _ = wait_for_signal() => {}
+                    _ = tokio::time::sleep(grace) => {}
                 }
                 crate::progress::clear_live_line();
                 eprintln!(

@@ -92,7 +92,7 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         .clone()
         .unwrap_or_else(|| pipeline.checkpoint_location());
     pipeline
-        .check_locations(&checkpoint_spec)
+        .check_locations(&checkpoint_spec, options.checkpoint.is_some())
         .map_err(|reason| Error::Usage(format!("{}: {reason}", pipeline.name)))?;
     let made = new_local_folders(pipeline, &checkpoint_spec);
     let spec = checkpoint_spec.clone();
@@ -121,27 +121,6 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
     result
 }
 
-/// How many batch commits are in progress in this process: a stop asked by a signal waits
-/// for them (a commit is a few writes, each bounded by the store timeout), so that a Ctrl-C
-/// does not cut a sink's transaction or publish in two.
-pub static COMMITTING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Counts a commit in [`COMMITTING`] while it lives.
-struct Committing;
-
-impl Committing {
-    fn start() -> Self {
-        COMMITTING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Self
-    }
-}
-
-impl Drop for Committing {
-    fn drop(&mut self) {
-        COMMITTING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 /// Refuses to run `pipeline` on a checkpoint whose batches it cannot carry on from exactly: a
 /// renamed source (it would start again from its beginning, reading again what the old name
 /// read), or another file format into the same sink folder (its files would no longer read
@@ -159,7 +138,8 @@ async fn check_continuity(
     };
     let refuse = |what: String| {
         Error::Usage(format!(
-            "{what}. Put it back as it was, or run the pipeline on a new checkpoint (and sink)"
+            "{what}. Put it back as it was, or start over: another `checkpoint:` (or \
+             `--checkpoint`) and `sink.path`"
         ))
     };
     if let Ok(Some(entry)) = crate::checkpoint::read_offsets(location, newest).await {
@@ -269,37 +249,37 @@ async fn run_from(
             checkpoint: Some(checkpoint_spec.clone()),
             ..options.clone()
         };
-        let driver = Driver::open(&planned, pending_options).await?;
-        // What running the batch itself hit (its input, its query) is the edit's business;
-        // a checkpoint or store error is reported as it is.
-        summary = driver
-            .finish_pending()
-            .await
-            .map_err(|source| match source {
-                Error::Checkpoint(_) | Error::Storage(_) => source,
-                source => Error::Pending {
-                    batch,
-                    planned: planned_file,
-                    advice: match batch.prev() {
-                        _ if planned.output_mode == OutputMode::Complete => {
-                            "complete mode cannot take a batch back (`sluice rewind` refuses it): \
+        // What opening or running the batch itself hit (its sink, its input, its query) is the
+        // edit's business; a checkpoint or store error is reported as it is.
+        let finished = match Driver::open(&planned, pending_options).await {
+            Ok(driver) => driver.finish_pending().await,
+            Err(e) => Err(e),
+        };
+        summary = finished.map_err(|source| match source {
+            Error::Checkpoint(_) | Error::Storage(_) => source,
+            source => Error::Pending {
+                batch,
+                planned: planned_file,
+                advice: match batch.prev() {
+                    _ if planned.output_mode == OutputMode::Complete => {
+                        "complete mode cannot take a batch back (`sluice rewind` refuses it): \
                          make the batch's input readable, or run the edited file on a new \
                          checkpoint"
-                                .to_string()
-                        }
-                        Some(last) => format!(
-                            "to plan batch {batch} again with the edited file, take it back first: \
+                            .to_string()
+                    }
+                    Some(last) => format!(
+                        "to plan batch {batch} again with the edited file, take it back first: \
                          `sluice rewind {checkpoint_spec} --to {last}`"
-                        ),
-                        None => format!(
-                            "to plan it again with the edited file, start over on a new \
+                    ),
+                    None => format!(
+                        "to plan it again with the edited file, start over on a new \
                              checkpoint (no batch was committed): remove {checkpoint_spec}, or \
                              set another `checkpoint:`"
-                        ),
-                    },
-                    source: Box::new(source),
+                    ),
                 },
-            })?;
+                source: Box::new(source),
+            },
+        })?;
     }
     let rest = Driver::open(pipeline, options).await?.run().await?;
     Ok(RunSummary {
@@ -551,6 +531,7 @@ impl<'a> Driver<'a> {
         {
             if previous.output_schema.is_some() {
                 sink_record.format = previous.format;
+                sink_record.output_mode = previous.output_mode;
             }
             sink_record.output_schema = previous.output_schema;
         }
@@ -758,8 +739,8 @@ impl<'a> Driver<'a> {
         Err(Error::Usage(format!(
             "`output_mode` is {mode} here, but the checkpoint's state was kept for {previous} \
              mode: the groups one mode has held back or already written, the other would write \
-             wrongly or never. Put `output_mode: {previous}` back, or run the pipeline on a new \
-             checkpoint (and sink)"
+             wrongly or never. Put `output_mode: {previous}` back, or start over: another \
+             `checkpoint:` (or `--checkpoint`) and `sink.path`"
         )))
     }
 
@@ -1030,7 +1011,6 @@ impl<'a> Driver<'a> {
         recovered: bool,
         timings: Timings,
     ) -> Result<CommitEntry, Error> {
-        let _committing = Committing::start();
         let Timings {
             plan_ms,
             offsets_ms,
@@ -1184,6 +1164,11 @@ impl<'a> Driver<'a> {
         }
         if self.sink_record.format != format {
             self.sink_record.format = format;
+            recorded = true;
+        }
+        let mode = self.pipeline.output_mode.as_str();
+        if self.sink_record.output_mode != mode {
+            self.sink_record.output_mode = mode.to_string();
             recorded = true;
         }
         if recorded {

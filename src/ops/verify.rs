@@ -221,7 +221,10 @@ pub async fn replay(
             .map_err(|e| format!("the recomputed rows cannot be encoded: {e}")),
         Err(Error::Source(
             e @ (SourceError::FileGone { .. } | SourceError::FileChanged { .. }),
-        )) => Err(format!("the batch's input is no longer what it read: {e}")),
+        )) => Err(format!(
+            "the batch's input is no longer what it read: {}",
+            Error::Source(e).in_checkpoint(spec)
+        )),
         Err(Error::Source(e)) => Err(format!("its input cannot be read as it was: {e}")),
         Err(Error::State(e)) => Err(format!("the state before it cannot be loaded: {e}")),
         Err(e) => return Err(e),

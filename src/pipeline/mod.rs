@@ -487,7 +487,7 @@ impl Pipeline {
     /// back as input on the next run; a checkpoint inside a sink's folder would be published as
     /// output. Checked by each run of the file (not when a stored pipeline file is read back).
     /// A storage URL that carries credentials is refused first ([`crate::secret::url_secret`]).
-    pub fn check_locations(&self, checkpoint: &str) -> Result<(), String> {
+    pub fn check_locations(&self, checkpoint: &str, from_command_line: bool) -> Result<(), String> {
         let mut read = Vec::new();
         for (name, config) in &self.sources {
             read.extend(
@@ -519,7 +519,12 @@ impl Pipeline {
                     .map(|l| ("late_rows.path".to_string(), l)),
             );
         }
-        written.push(("checkpoint".to_string(), checkpoint.to_string()));
+        let key = if from_command_line {
+            "--checkpoint"
+        } else {
+            "checkpoint"
+        };
+        written.push((key.to_string(), checkpoint.to_string()));
         for (key, location) in written.iter().chain(&read) {
             if let Some(why) = crate::secret::url_secret(location) {
                 return Err(format!(

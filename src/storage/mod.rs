@@ -181,7 +181,12 @@ impl Location {
                 Some(scheme) => {
                     let url = url.as_ref().expect("the scheme came from this URL");
                     let (store, prefix) = open_cloud(url).map_err(fail)?;
-                    let root = format!("{scheme}://{}", url.host_str().unwrap_or_default());
+                    // `abfss://container@account...` names its container before the `@`.
+                    let user = match url.username() {
+                        "" => String::new(),
+                        container => format!("{container}@"),
+                    };
+                    let root = format!("{scheme}://{user}{}", url.host_str().unwrap_or_default());
                     (store, prefix, None, root)
                 }
             };
@@ -462,6 +467,10 @@ impl Location {
             && std::env::var_os("AWS_ALLOW_HTTP").is_none();
         let hint = if text.contains("builder error") && plain_http {
             " (the endpoint is plain http://: set AWS_ALLOW_HTTP=true to allow it)".to_string()
+        } else if text.contains("Connection refused") || text.contains("connection refused") {
+            " (the store refused the connection: check its address, AWS_ENDPOINT say, and that \
+             it is running)"
+                .to_string()
         } else if text.contains("timed out") {
             format!(
                 " (no answer within {}; SLUICE_STORE_TIMEOUT sets how long to wait)",

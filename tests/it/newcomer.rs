@@ -106,7 +106,7 @@ fn overlapping_locations_are_refused_by_name() {
     let check = |yaml: &str| {
         let pipeline = sluice::pipeline::Pipeline::parse(yaml, std::path::Path::new("p.yaml"))
             .expect("parses");
-        pipeline.check_locations(&pipeline.checkpoint_location())
+        pipeline.check_locations(&pipeline.checkpoint_location(), false)
     };
     assert!(check(&apart).is_ok(), "apart");
     for (case, yaml, keys) in [
@@ -245,7 +245,7 @@ fn overlapping_locations_are_refused_by_name() {
         ws.dir.path(),
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("`checkpoint`"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("`--checkpoint`"), "{}", stderr(&out));
     assert!(!ws.path("data/in/ckpt").exists());
 }
 
@@ -1172,6 +1172,13 @@ fn edits_the_checkpoint_cannot_carry_on_from_are_refused() {
     assert!(run(&file, &ws).status.success());
     edit_file(&file, "output_mode: append", "output_mode: update");
     refused(&ws, &file, &["`output_mode` is update", "append mode"], 1);
+    // The refusal changed nothing on record: asked again, it refuses again, and the mode
+    // put back runs.
+    refused(&ws, &file, &["`output_mode` is update", "append mode"], 1);
+    edit_file(&file, "output_mode: update", "output_mode: append");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    edit_file(&file, "output_mode: append", "output_mode: update");
     // A query that keeps no state may take another mode over the old state's folders.
     edit_file(
         &file,
