@@ -20,6 +20,9 @@ struct BatchView {
     commit: Option<CommitEntry>,
     /// Files read, per source, where the source logs them and the log is retained.
     files: std::collections::BTreeMap<String, Vec<String>>,
+    /// Why the batch's entries cannot be read (truncated, edited), where they cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    damaged: Option<String>,
 }
 
 /// The whole checkpoint as inspect shows it.
@@ -309,9 +312,14 @@ async fn view_batch(
     logs: &LogListing,
     pipeline: Option<&crate::pipeline::Pipeline>,
 ) -> Result<BatchView, Error> {
-    let offsets: Option<OffsetsEntry> = checkpoint::read_offsets(location, batch).await?;
+    // A damaged entry is shown as such (runs no longer read an older batch's), not an error.
+    let mut damaged = Vec::new();
+    let offsets: Option<OffsetsEntry> = readable(
+        checkpoint::read_offsets(location, batch).await,
+        &mut damaged,
+    )?;
     let commit = if logs.commits.contains(&batch) {
-        checkpoint::read_commit(location, batch).await?
+        readable(checkpoint::read_commit(location, batch).await, &mut damaged)?
     } else {
         None
     };
@@ -332,7 +340,9 @@ async fn view_batch(
     }
     Ok(BatchView {
         batch,
-        status: if commit.is_some() {
+        status: if !damaged.is_empty() {
+            "damaged"
+        } else if commit.is_some() {
             "committed"
         } else {
             "pending"
@@ -349,7 +359,22 @@ async fn view_batch(
         }),
         commit,
         files,
+        damaged: (!damaged.is_empty()).then(|| damaged.join("; ")),
     })
+}
+
+/// An entry read, or `None` with the reason added to `damaged` where it is damaged.
+fn readable<T>(
+    result: Result<Option<T>, checkpoint::CheckpointError>,
+    damaged: &mut Vec<String>,
+) -> Result<Option<T>, checkpoint::CheckpointError> {
+    match result {
+        Err(e @ checkpoint::CheckpointError::Corrupt { .. }) => {
+            damaged.push(e.to_string());
+            Ok(None)
+        }
+        other => other,
+    }
 }
 
 fn describe_range(batches: &[BatchId]) -> String {
@@ -483,6 +508,9 @@ fn render_text(view: &CheckpointView) -> String {
             );
         }
         out.push('\n');
+        if let Some(why) = &b.damaged {
+            let _ = writeln!(out, "              {why}");
+        }
         if let Some(sources) = b.offsets.as_ref().and_then(|o| o.get("sources")) {
             let _ = writeln!(out, "              offsets {sources}");
         }

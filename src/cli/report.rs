@@ -65,10 +65,23 @@ pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error>
     let logs = LogListing::read(&location).await?;
     let mut batches = Vec::new();
     for &batch in &logs.commits {
-        let (Some(offsets), Some(commit)) = (
-            checkpoint::read_offsets(&location, batch).await?,
-            checkpoint::read_commit(&location, batch).await?,
-        ) else {
+        // A batch whose entries are damaged is left out of the charts, said on stderr.
+        let entries = match (
+            checkpoint::read_offsets(&location, batch).await,
+            checkpoint::read_commit(&location, batch).await,
+        ) {
+            (Ok(offsets), Ok(commit)) => offsets.zip(commit),
+            (Err(e @ checkpoint::CheckpointError::Corrupt { .. }), _)
+            | (_, Err(e @ checkpoint::CheckpointError::Corrupt { .. })) => {
+                eprintln!(
+                    "batch {batch} is left out: {}",
+                    Error::from(e).in_checkpoint(spec)
+                );
+                None
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+        };
+        let Some((offsets, commit)) = entries else {
             continue;
         };
         batches.push(Batch {

@@ -385,7 +385,11 @@ async fn read_sink(
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(sink.read_batch(batch, schema).await?)
+    match sink.read_batch(batch, schema).await {
+        // A damaged manifest entry is a finding about the sink, not a failure to verify.
+        Err(SinkError::Corrupt { file, reason }) => Ok(HeldBatch::Unreadable { file, reason }),
+        other => Ok(other?),
+    }
 }
 
 /// What differs, in words, from which pairs agree.

@@ -243,14 +243,30 @@ impl FilesSink {
     /// deleted.
     async fn forget_files(&self, batch: BatchId) -> Result<u64, SinkError> {
         let mut deleted = 0;
-        if let Some(manifest) = self.read_manifest(batch).await? {
-            self.check_owner(&manifest)?;
-            for file in &manifest.files {
-                self.location
-                    .delete(&self.location.path(&file.path))
-                    .await?;
-                deleted += 1;
+        match self.read_manifest(batch).await {
+            Ok(Some(manifest)) => {
+                self.check_owner(&manifest)?;
+                for file in &manifest.files {
+                    self.location
+                        .delete(&self.location.path(&file.path))
+                        .await?;
+                    deleted += 1;
+                }
             }
+            Ok(None) => {}
+            // A damaged entry cannot list the batch's files: they are the ones named for it
+            // (`part-<batch>-*`).
+            Err(SinkError::Corrupt { .. }) => {
+                let prefix = format!("part-{:010}-", batch.0);
+                for meta in self.location.list("").await? {
+                    let name = self.location.relative(&meta.location);
+                    if name.starts_with(&prefix) && !name.contains('/') {
+                        self.location.delete(&meta.location).await?;
+                        deleted += 1;
+                    }
+                }
+            }
+            Err(e) => return Err(e),
         }
         let staging = format!("{SLUICE_DIR}/staging/{}", batch.0);
         for leftover in self.location.list(&staging).await? {
