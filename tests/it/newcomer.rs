@@ -1388,3 +1388,26 @@ fn damaged_history_is_shown_and_taken_back() {
         .collect();
     assert_eq!(sink_lines(&ws.path("out")), expected, "each row once");
 }
+
+/// Issue 13, item 15: the release profile ships no debug info (the profiling profile keeps
+/// line tables), and the README says how long the first build takes and how big the binary
+/// is.
+#[test]
+fn the_release_binary_carries_no_debug_info_and_the_readme_says_its_size() {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("Cargo.toml");
+    let release = manifest
+        .split("[profile.release]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("a release profile");
+    assert!(release.contains("debug = false"), "{release}");
+    assert!(manifest.contains("[profile.profiling]"));
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(readme.contains("25 to 60 minutes on 2 cores"));
+    assert!(readme.contains("The release binary is 181 MB"), "its size");
+}
