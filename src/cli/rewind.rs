@@ -11,9 +11,19 @@ pub(super) async fn run(spec: &str, to: u64) -> Result<(), Error> {
         return Ok(());
     }
     let mut report = String::new();
+    let state = if rewound.stateful {
+        ", its state version"
+    } else {
+        ""
+    };
     for (batch, deleted) in &rewound.taken_back {
+        let from = rewound
+            .sinks
+            .get(batch)
+            .map(|sink| format!(" from {sink}"))
+            .unwrap_or_default();
         report.push_str(&format!(
-            "took back batch {batch}: {deleted} sink files, its manifest, state version and log entries\n"
+            "took back batch {batch}{from}: {deleted} sink files{state} and its log entries\n"
         ));
     }
     report.push_str(&format!(

@@ -24,6 +24,11 @@ pub struct Rewound {
     /// The batches taken back, newest first, each with how many sink files it deleted (its
     /// manifest, state version and log entries go with it).
     pub taken_back: Vec<(BatchId, u64)>,
+    /// Where each batch taken back was taken from: its sink's folder or URL, as the pipeline
+    /// file it ran with names it.
+    pub sinks: BTreeMap<BatchId, String>,
+    /// Whether a state version went with each batch (the query keeps state).
+    pub stateful: bool,
 }
 
 /// Rewinds the checkpoint at `location` (shown as `shown` in messages) to batch `to`, under the
@@ -62,6 +67,8 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     let mut rewound = Rewound {
         to,
         taken_back: Vec::new(),
+        sinks: BTreeMap::new(),
+        stateful: false,
     };
     // The pipeline file the newest committed batch ran with stands in for a batch's own
     // where that one names none, or is missing or damaged.
@@ -151,6 +158,7 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         sinks.insert(key.clone(), open_sinks(pipeline, metadata.id, &refuse)?);
     }
     let operators = StateFiles::operators(location).await?;
+    rewound.stateful = !operators.is_empty();
     for batch in (to.0 + 1..=newest.0).rev().map(BatchId) {
         let key = &batch_pipeline[&batch];
         let pipeline = &pipelines[key];
@@ -182,6 +190,11 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
             .delete(&location.path(&paths::offsets(batch)))
             .await?;
         rewound.taken_back.push((batch, deleted));
+        if let Some(sink) = pipeline.sink.connector().location() {
+            rewound
+                .sinks
+                .insert(batch, crate::secret::redact_url(&sink));
+        }
     }
     let check = LogListing::read(location).await?;
     if check.commits.last() != Some(&target) {

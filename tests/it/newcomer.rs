@@ -557,6 +557,13 @@ fn rewind_takes_each_batch_back_from_the_sink_it_went_to() {
 
     let out = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        said.contains(&format!("took back batch 2 from {}:", ws.p("out2")))
+            && said.contains(&format!("took back batch 1 from {}:", ws.p("out")))
+            && !said.contains("state version"),
+        "{said}"
+    );
     assert_eq!(
         sink_lines(&ws.path("out")),
         ["{\"k\":\"a\",\"v\":1}"],
