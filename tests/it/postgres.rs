@@ -108,15 +108,7 @@ fn files_source(ws: &Workspace) -> String {
 }
 
 fn sluice_run(pipeline: &std::path::Path) -> std::process::Output {
-    sluice_bin()
-        .args([
-            "run",
-            pipeline.to_str().expect("utf-8"),
-            "--progress",
-            "none",
-        ])
-        .output()
-        .expect("run sluice")
+    run_quietly(pipeline, &[])
 }
 
 struct PostgresSinkFixture {
