@@ -130,8 +130,10 @@ pub struct StateOperatorProgress {
     pub num_rows_total: u64,
     /// Rows the batch inserted or changed.
     pub num_rows_updated: u64,
-    /// Rows the batch removed (closed by the watermark).
+    /// Rows the batch removed (closed by the watermark, or dropped by the state TTL).
     pub num_rows_removed: u64,
+    /// Of those, rows the state TTL dropped (Sluice's own; `state_ttl`).
+    pub num_rows_dropped_by_ttl: u64,
     /// Input rows dropped as late.
     pub num_rows_dropped_by_watermark: u64,
     /// Bytes of state files the batch wrote.
@@ -214,8 +216,13 @@ impl BatchProgress {
                     skipped.push_str(&format!(", watermark {w}"));
                 }
                 for s in &self.state_operators {
+                    let ttl = if s.num_rows_dropped_by_ttl > 0 {
+                        format!(", {} by state_ttl", s.num_rows_dropped_by_ttl)
+                    } else {
+                        String::new()
+                    };
                     skipped.push_str(&format!(
-                        ", state {} rows (+{} -{}, {} B written)",
+                        ", state {} rows (+{} -{}{ttl}, {} B written)",
                         s.num_rows_total,
                         s.num_rows_updated,
                         s.num_rows_removed,

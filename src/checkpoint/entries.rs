@@ -165,6 +165,9 @@ pub struct StateCommit {
     pub rows_updated: u64,
     /// Rows the batch removed.
     pub rows_removed: u64,
+    /// Of those, rows the state TTL dropped (`state_ttl`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_expired: u64,
     /// Bytes of state files written.
     pub bytes_written: u64,
 }

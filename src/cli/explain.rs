@@ -129,7 +129,13 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
                 let span = |ns: i64| {
                     humantime::format_duration(std::time::Duration::from_nanos(ns.unsigned_abs()))
                 };
-                if key.window.slide_ns == key.window.size_ns {
+                if key.window.session {
+                    format!(
+                        "sessions per group, closed after a gap of {} without rows; a row \
+                         within the gap of a session joins it, and sessions it bridges merge",
+                        span(key.window.size_ns)
+                    )
+                } else if key.window.slide_ns == key.window.size_ns {
                     format!("windows {} wide", span(key.window.size_ns))
                 } else {
                     format!(

@@ -41,6 +41,15 @@ pub(super) async fn run(
             )));
         }
         (None, [only]) => only.clone(),
+        // An aggregation with a state TTL: its groups, not their stamps, unless asked.
+        (None, [_, _])
+            if operators
+                .iter()
+                .any(|o| o == crate::state::AGGREGATE_OPERATOR)
+                && operators.iter().any(|o| o == crate::state::TTL_OPERATOR) =>
+        {
+            crate::state::AGGREGATE_OPERATOR.to_string()
+        }
         (None, _) => {
             return Err(Error::Usage(format!(
                 "{spec} has several operators; choose one with --operator: {}",
@@ -72,6 +81,12 @@ pub(super) async fn run(
         (
             table,
             "the rows this side of the join keeps, keyed by the batch and position that read them",
+        )
+    } else if operator == crate::state::TTL_OPERATOR {
+        (
+            table,
+            "each group's key and the clock (watermark or batch timestamp) of the last batch that \
+             saw it; state_ttl drops a group once the clock is that long past",
         )
     } else {
         // The query's names for the groups and aggregates, from the pipeline file the batch

@@ -20,7 +20,7 @@ use crate::pipeline::{OutputMode, Pipeline};
 use crate::plan::{self, Shape};
 use crate::sink::BatchOutput;
 use crate::source::Source;
-use crate::state::{AggregateOperator, JoinOperator, Operator};
+use crate::state::{AggregateOperator, BatchTime, JoinOperator, Operator};
 use crate::storage::{Location, StoreHook};
 
 /// A query as analyzed for running, with its stateful operator.
@@ -281,13 +281,19 @@ impl<'p> Engine<'p> {
             .await?;
             let location = self.checkpoint.clone();
             let snapshot_every = self.pipeline.snapshot_every;
+            if self.pipeline.state_ttl.is_some() {
+                check_state_ttl(&shape)?;
+            }
             let operator: Option<Box<dyn Operator>> = match &shape {
-                Shape::Aggregate(a) => Some(Box::new(AggregateOperator::new(
-                    a.clone(),
-                    self.pipeline.output_mode,
-                    location,
-                    snapshot_every,
-                ))),
+                Shape::Aggregate(a) => Some(Box::new(
+                    AggregateOperator::new(
+                        a.clone(),
+                        self.pipeline.output_mode,
+                        location,
+                        snapshot_every,
+                    )
+                    .with_ttl(self.pipeline.state_ttl),
+                )),
                 Shape::Join(j) => Some(Box::new(JoinOperator::new(j, location, snapshot_every))),
                 Shape::Stateless => None,
             };
@@ -313,6 +319,42 @@ impl<'p> Engine<'p> {
             });
         }
         Ok(self.query.as_mut().expect("set above"))
+    }
+
+    /// The watermark after the batch `entry` logs (`W_{N+1}`), from the latest event time
+    /// each source has seen up to it and when each last read rows (in batch time): sources
+    /// with an idle timeout that have read nothing for that long hold it back no more.
+    pub(super) fn next_watermark(
+        &self,
+        stateful: bool,
+        entry: &OffsetsEntry,
+        event_time_max_ms: &BTreeMap<String, i64>,
+        source_active_ms: &BTreeMap<String, i64>,
+    ) -> Option<i64> {
+        let delays: BTreeMap<String, i64> = self
+            .watermarks
+            .iter()
+            .map(|(name, (_, delay))| (name.clone(), *delay))
+            .collect();
+        let idle: std::collections::BTreeSet<String> = self
+            .pipeline
+            .sources
+            .iter()
+            .filter_map(|(name, config)| {
+                let timeout = config.watermark.as_ref()?.idle_timeout?;
+                let timeout = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+                let active = *source_active_ms.get(name)?;
+                (entry.info.batch_timestamp_ms.saturating_sub(active) >= timeout)
+                    .then(|| name.clone())
+            })
+            .collect();
+        super::watermark::next(
+            stateful,
+            entry.info.watermark_ms,
+            event_time_max_ms,
+            &delays,
+            &idle,
+        )
     }
 
     /// Whether the query keeps state that the watermark closes (so a batch without new input
@@ -453,12 +495,22 @@ impl<'p> Engine<'p> {
             register(&ctx, source.name(), table, Some(batch))?;
         }
         let (state, logical) = plan::plan_batch(&ctx, sql, entry.info.batch_timestamp_ms).await?;
+        let ns = |ms: i64| ms.saturating_mul(1_000_000);
+        let time = BatchTime {
+            watermark_ns: watermark_ms.map(ns),
+            next_watermark_ns: self
+                .next_watermark(
+                    stateful,
+                    entry,
+                    &computed.event_time_max_ms,
+                    &computed.source_active_ms,
+                )
+                .map(ns),
+            timestamp_ms: entry.info.batch_timestamp_ms,
+        };
         let query = self.query.as_mut().expect("analyzed above");
         let physical = match query.operator.as_mut() {
-            Some(operator) => {
-                let watermark_ns = watermark_ms.map(|w| w.saturating_mul(1_000_000));
-                operator.run(batch, &state, &logical, watermark_ns).await?
-            }
+            Some(operator) => operator.run(batch, &state, &logical, time).await?,
             None => state
                 .create_physical_plan(&logical)
                 .await
@@ -475,6 +527,33 @@ impl<'p> Engine<'p> {
         };
         Ok(computed)
     }
+}
+
+/// Refuses a `state_ttl` where it has nothing to bound: a query without state, a join of two
+/// streams (the watermark bounds it), an aggregation whose groups the watermark closes.
+fn check_state_ttl(shape: &Shape) -> Result<(), Error> {
+    let reason = match shape {
+        Shape::Stateless => "applies to a query that keeps state (an aggregation or a \
+                             deduplication); this one keeps none"
+            .to_string(),
+        Shape::Join(_) => "applies to aggregations and deduplications; a join of two streams \
+                           keeps a row only until the watermark passes the last time it can \
+                           match"
+            .to_string(),
+        Shape::Aggregate(a) => match &a.event_time {
+            Some(key) => format!(
+                "is for state no event-time key bounds; this query's groups close by the \
+                 watermark already (its key `{}`): remove `state_ttl`",
+                key.name
+            ),
+            None => return Ok(()),
+        },
+    };
+    Err(plan::PlanError::Unsupported {
+        operator: "`state_ttl`".into(),
+        reason,
+    }
+    .into())
 }
 
 /// Registers (or replaces) a table in the session.

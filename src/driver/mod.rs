@@ -1092,39 +1092,16 @@ impl<'a> Driver<'a> {
                         rows_total: m.metrics.rows_total,
                         rows_updated: m.metrics.rows_updated,
                         rows_removed: m.metrics.rows_removed,
+                        rows_expired: m.metrics.rows_expired,
                         bytes_written: m.metrics.bytes_written,
                     })
                     .collect()
             }
             None => Vec::new(),
         };
-        let delays: BTreeMap<String, i64> = self
-            .engine
-            .watermarks
-            .iter()
-            .map(|(name, (_, delay))| (name.clone(), *delay))
-            .collect();
-        // Sources with an idle timeout that have read nothing for that long (in batch time)
-        // hold the watermark back no more.
-        let idle: std::collections::BTreeSet<String> = self
-            .pipeline
-            .sources
-            .iter()
-            .filter_map(|(name, config)| {
-                let timeout = config.watermark.as_ref()?.idle_timeout?;
-                let timeout = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
-                let active = *source_active_ms.get(name)?;
-                (entry.info.batch_timestamp_ms.saturating_sub(active) >= timeout)
-                    .then(|| name.clone())
-            })
-            .collect();
-        let next_watermark_ms = watermark::next(
-            stateful,
-            entry.info.watermark_ms,
-            &event_time_max_ms,
-            &delays,
-            &idle,
-        );
+        let next_watermark_ms =
+            self.engine
+                .next_watermark(stateful, entry, &event_time_max_ms, &source_active_ms);
         let mut commit = CommitEntry {
             next_watermark_ms,
             event_time_max_ms,
@@ -1283,6 +1260,7 @@ impl<'a> Driver<'a> {
                     num_rows_total: s.rows_total,
                     num_rows_updated: s.rows_updated,
                     num_rows_removed: s.rows_removed,
+                    num_rows_dropped_by_ttl: s.rows_expired,
                     // Late rows are dropped before the operator, once: counted on the first.
                     num_rows_dropped_by_watermark: if i == 0 { late } else { 0 },
                     state_bytes_written: s.bytes_written,

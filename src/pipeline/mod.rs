@@ -82,6 +82,12 @@ pub struct Pipeline {
     /// the changed rows in between.
     #[serde(default = "default_snapshot_every")]
     pub snapshot_every: u64,
+    /// Drops a key of an aggregation's or deduplication's state that no batch has seen for
+    /// this long (`state_ttl: 1h` on event time, the watermark's clock; or
+    /// `state_ttl: { after: 1h, time: processing }` on batch timestamps), for state that no
+    /// event-time key bounds.
+    #[serde(default)]
+    pub state_ttl: Option<StateTtl>,
     /// How runs are kept from writing over each other (`create-only` or `external-lock`).
     #[serde(default)]
     pub fencing: Fencing,
@@ -273,6 +279,67 @@ impl<'de> Deserialize<'de> for Trigger {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(de::Error::custom)
+    }
+}
+
+/// A state time-to-live: a key not seen for `after` is dropped from the state (Flink's state
+/// TTL; Spark's `transformWithState` TTL is on processing time only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateTtl {
+    /// How long a key may go unseen.
+    pub after: Duration,
+    /// Whose clock measures it.
+    pub time: TtlTime,
+}
+
+/// The clock a state TTL is measured on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TtlTime {
+    /// Event time: a key seen in a batch is stamped with that batch's watermark (keys seen
+    /// before the first watermark with the first one) and dropped once the watermark is
+    /// `after` past its stamp.
+    Event,
+    /// Processing time: a key is stamped with the timestamp of the batch that saw it (logged
+    /// with the batch, so a re-run decides the same) and dropped once a batch's timestamp is
+    /// `after` past it.
+    Processing,
+}
+
+impl<'de> Deserialize<'de> for StateTtl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            #[serde(deserialize_with = "deserialize_duration")]
+            after: Duration,
+            #[serde(default = "event_time")]
+            time: TtlTime,
+        }
+        fn event_time() -> TtlTime {
+            TtlTime::Event
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Short(String),
+            Full(Full),
+        }
+        match Either::deserialize(d).map_err(|_| {
+            de::Error::custom(
+                "`state_ttl` is a duration (`1h`, on event time) or \
+                 `{ after: <duration>, time: event|processing }`",
+            )
+        })? {
+            Either::Short(text) => Ok(Self {
+                after: parse_duration(&text).map_err(de::Error::custom)?,
+                time: TtlTime::Event,
+            }),
+            Either::Full(full) => Ok(Self {
+                after: full.after,
+                time: full.time,
+            }),
+        }
     }
 }
 
@@ -477,6 +544,19 @@ impl Pipeline {
             return Err(
                 "`late_rows` needs a source with a `watermark`; no source declares one".into(),
             );
+        }
+        if let Some(ttl) = &self.state_ttl {
+            if ttl.after.is_zero() {
+                return Err("`state_ttl` must be longer than zero".into());
+            }
+            if ttl.time == TtlTime::Event && self.sources.values().all(|s| s.watermark.is_none()) {
+                return Err(
+                    "`state_ttl` on event time needs a source with a `watermark` (its clock); \
+                     add one, or measure on batch timestamps with \
+                     `state_ttl: { after: <duration>, time: processing }`"
+                        .into(),
+                );
+            }
         }
         Ok(())
     }

@@ -12,11 +12,26 @@
 //!   ```
 //!
 //!   Windows start at multiples of `slide` from 1970-01-01, as `date_bin`'s do.
+//!
+//! - `session_window(ts, gap)`: the session of `ts` (Spark's `session_window`, Flink's
+//!   `SESSION`), a struct `{start, end}` of `ts`'s type. As a group key of a streaming
+//!   aggregation over a source's watermark column, the rows of each group whose times are at
+//!   most `gap` apart (a row at `end` still joins) are one session, from its first row's time
+//!   to its last row's time plus `gap`; sessions merge across batches as rows arrive:
+//!
+//!   ```sql
+//!   SELECT user_id, session_window(ts, INTERVAL '5 minutes') AS s, count(*) AS clicks
+//!   FROM clicks GROUP BY user_id, session_window(ts, INTERVAL '5 minutes')
+//!   ```
+//!
+//!   Row by row (what a plain batch query computes, and what the streaming aggregation starts
+//!   from) it is `{start: ts, end: ts + gap}`; a batch query finds sessions with window
+//!   functions instead (a new session where `ts > lag(ts) + gap`).
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, ListArray, PrimitiveArray, new_empty_array,
+    Array, ArrayRef, AsArray, ListArray, PrimitiveArray, StructArray, new_empty_array,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::cast;
@@ -31,7 +46,11 @@ use datafusion::prelude::SessionContext;
 /// Registers Sluice's SQL functions in `ctx`.
 pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(Hop::new()));
+    ctx.register_udf(ScalarUDF::from(SessionWindow::new()));
 }
+
+/// The name of the session-window function.
+pub const SESSION_WINDOW: &str = "session_window";
 
 /// Why `hop` refuses a slide longer than its size.
 pub const HOP_SLIDE_OVER_SIZE: &str = "hop(ts, slide, size): the slide must not be longer than the size (windows would leave gaps \
@@ -178,6 +197,103 @@ impl ScalarUDFImpl for Hop {
             nulls,
         )?;
         Ok(ColumnarValue::Array(Arc::new(list)))
+    }
+}
+
+/// `session_window(ts, gap)`: see the module documentation.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SessionWindow {
+    signature: Signature,
+}
+
+impl Default for SessionWindow {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SessionWindow {
+    /// The function.
+    pub fn new() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+
+    /// The struct `{start, end}` of timestamps of type `ts`.
+    pub fn session_type(ts: &DataType) -> DataType {
+        DataType::Struct(
+            vec![
+                Field::new("start", ts.clone(), true),
+                Field::new("end", ts.clone(), true),
+            ]
+            .into(),
+        )
+    }
+}
+
+impl ScalarUDFImpl for SessionWindow {
+    fn name(&self) -> &str {
+        SESSION_WINDOW
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match &arg_types[0] {
+            ts @ DataType::Timestamp(_, _) => Ok(Self::session_type(ts)),
+            other => {
+                plan_err!("session_window(ts, gap) takes a timestamp first, not {other}")
+            }
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let gap = match &args.args[1] {
+            ColumnarValue::Scalar(v) => match interval_scalar_ns(v) {
+                Some(ns) => ns,
+                None => {
+                    return exec_err!(
+                        "session_window: the gap must be a positive interval of fixed length (seconds to days), not {v}"
+                    );
+                }
+            },
+            ColumnarValue::Array(_) => {
+                return exec_err!("session_window: the gap must be a constant interval");
+            }
+        };
+        let ts = args.args[0].to_array(args.number_rows)?;
+        let DataType::Timestamp(unit, _) = ts.data_type() else {
+            return exec_err!(
+                "session_window: unexpected argument type {}",
+                ts.data_type()
+            );
+        };
+        let per = unit_ns(*unit);
+        if gap % per != 0 {
+            return exec_err!(
+                "session_window: the gap must be a whole multiple of the timestamp's unit"
+            );
+        }
+        let gap = gap / per;
+        let raw = cast(&ts, &DataType::Int64)?;
+        let ends: PrimitiveArray<Int64Type> = raw
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|t| t.map(|t| t.saturating_add(gap)))
+            .collect();
+        let end = cast(&(Arc::new(ends) as ArrayRef), ts.data_type())?;
+        let DataType::Struct(fields) = Self::session_type(ts.data_type()) else {
+            unreachable!("a struct type");
+        };
+        let nulls = ts.logical_nulls();
+        Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(
+            fields,
+            vec![Arc::clone(&ts), end],
+            nulls,
+        )?)))
     }
 }
 

@@ -71,7 +71,8 @@ pub struct EventTimeKey {
 
 /// The event time of a stream, or the starts of windows over it: `date_bin(size, t, origin)`
 /// (tumbling windows from `origin`), `hop(t, slide, size)` unnested (windows every `slide`
-/// from the epoch), or `t` itself (`size_ns` 0).
+/// from the epoch), `t` itself (`size_ns` 0), or `session_window(t, gap)` (`session`, with
+/// the gap as `size_ns`: a key that is a struct `{start, end}`, ending at `end`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventTimeWindow {
     /// The streams whose watermark columns the windows are over (several under a `UNION ALL`
@@ -83,6 +84,9 @@ pub struct EventTimeWindow {
     pub slide_ns: i64,
     /// Where windows start from, in nanoseconds since the epoch (`date_bin`'s origin).
     pub origin_ns: i64,
+    /// Session windows: each row opens `[t, t + size_ns)`, and the sessions of a group that
+    /// overlap or touch are merged into one, which ends `size_ns` after its last row.
+    pub session: bool,
 }
 
 impl EventTimeWindow {
@@ -93,6 +97,7 @@ impl EventTimeWindow {
             size_ns: 0,
             slide_ns: 1,
             origin_ns: 0,
+            session: false,
         }
     }
 
@@ -112,6 +117,11 @@ impl EventTimeWindow {
     pub fn last_end_ns(&self, ts_ns: i64) -> i64 {
         if self.is_column() {
             return ts_ns;
+        }
+        // A row's own session; a merged one that holds it ends no earlier (Spark's rule for
+        // a late row of a session window).
+        if self.session {
+            return ts_ns.saturating_add(self.size_ns);
         }
         let since = ts_ns.saturating_sub(self.origin_ns);
         let start = self.origin_ns.saturating_add(
@@ -156,6 +166,43 @@ pub fn analyze(
                 .into(),
         });
     }
+    let shape = analyze_shape(plan, streams, watermarks, mode)?;
+    let sessions = matches!(&shape, Shape::Aggregate(AggregateShape {
+        event_time: Some(key),
+        ..
+    }) if key.window.session);
+    if !sessions && calls(plan, super::functions::SESSION_WINDOW) {
+        return Err(PlanError::Unsupported {
+            operator: "session_window".into(),
+            reason: "makes sessions only as a group key of the query's aggregation over a \
+                     source's watermark column, with a constant gap in whole units of that \
+                     column, e.g. `GROUP BY user_id, session_window(ts, INTERVAL '5 minutes')`"
+                .into(),
+        });
+    }
+    Ok(shape)
+}
+
+/// Whether an expression of `plan` calls the function `name`.
+fn calls(plan: &LogicalPlan, name: &str) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                found |= matches!(e, Expr::ScalarFunction(f) if f.func.name() == name);
+                Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
+}
+
+fn analyze_shape(
+    plan: &LogicalPlan,
+    streams: &BTreeSet<String>,
+    watermarks: &BTreeMap<String, String>,
+    mode: OutputMode,
+) -> Result<Shape, PlanError> {
     let mut aggregations = 0;
     plan.apply_with_subqueries(|node| {
         if is_aggregation(node) && reads_stream(node, streams) {
@@ -516,8 +563,25 @@ impl Walk<'_> {
                             window,
                         })
                 });
+                let session = event_time.as_ref().is_some_and(|k| k.window.session);
+                // A second key over the event time would cut each session into pieces.
+                let over_event_time = a
+                    .group_expr
+                    .iter()
+                    .filter(|expr| self.event_time_window(expr, &a.input).is_some())
+                    .count();
+                if session && over_event_time > 1 {
+                    return Err(PlanError::Unsupported {
+                        operator: "session_window with another key over the event time".into(),
+                        reason: "would split each session by that key; group a session window \
+                                 by keys that are not over the watermark column"
+                            .into(),
+                    });
+                }
                 let operator = if a.group_expr.is_empty() {
                     "a global aggregate"
+                } else if session {
+                    "a session window aggregation"
                 } else if event_time.as_ref().is_some_and(|k| !k.window.is_column()) {
                     "an event-time window aggregation"
                 } else {
@@ -526,7 +590,8 @@ impl Walk<'_> {
                 let shape = AggregateShape {
                     operator: operator.into(),
                     output_names,
-                    distinct_only: a.aggr_expr.is_empty() && !a.group_expr.is_empty(),
+                    // A session's key moves as rows join it: never final when first seen.
+                    distinct_only: a.aggr_expr.is_empty() && !a.group_expr.is_empty() && !session,
                     event_time,
                 };
                 (shape, &a.input)
@@ -544,10 +609,15 @@ impl Walk<'_> {
                             window,
                         })
                     });
+                let session = event_time.as_ref().is_some_and(|k| k.window.session);
                 let shape = AggregateShape {
-                    operator: "DISTINCT".into(),
+                    operator: if session {
+                        "a session window aggregation".into()
+                    } else {
+                        "DISTINCT".into()
+                    },
                     output_names,
-                    distinct_only: true,
+                    distinct_only: !session,
                     event_time,
                 };
                 (shape, input)
@@ -587,11 +657,41 @@ impl Walk<'_> {
     }
 
     /// `date_bin(interval, t[, origin])` over the event time `t` (a column of `input`), with a
-    /// fixed interval and a constant origin.
+    /// fixed interval and a constant origin; or `session_window(t, gap)` with a constant gap.
     fn window_of(&self, expr: &Expr, input: &LogicalPlan) -> Option<EventTimeWindow> {
         let Expr::ScalarFunction(f) = expr else {
             return None;
         };
+        if f.func.name() == super::functions::SESSION_WINDOW && f.args.len() == 2 {
+            let gap_ns = interval_ns(&f.args[1])?;
+            let Expr::Column(c) = strip_alias(&f.args[0]) else {
+                return None;
+            };
+            let time = self.event_time_of(input, c).filter(|w| w.is_column())?;
+            // A gap the column's unit cannot hold would fail every batch.
+            use datafusion::arrow::datatypes::{DataType, TimeUnit};
+            let per_unit = match input
+                .schema()
+                .qualified_field_from_column(c)
+                .ok()?
+                .1
+                .data_type()
+            {
+                DataType::Timestamp(TimeUnit::Second, _) => 1_000_000_000,
+                DataType::Timestamp(TimeUnit::Millisecond, _) => 1_000_000,
+                DataType::Timestamp(TimeUnit::Microsecond, _) => 1_000,
+                _ => 1,
+            };
+            if gap_ns % per_unit != 0 {
+                return None;
+            }
+            return Some(EventTimeWindow {
+                size_ns: gap_ns,
+                slide_ns: 1,
+                session: true,
+                ..time
+            });
+        }
         if f.func.name() != "date_bin" || !(2..=3).contains(&f.args.len()) {
             return None;
         }
@@ -651,9 +751,17 @@ impl Walk<'_> {
                 let mut union = each.next()??;
                 for window in each {
                     let window = window?;
-                    if (window.size_ns, window.slide_ns, window.origin_ns)
-                        != (union.size_ns, union.slide_ns, union.origin_ns)
-                    {
+                    if (
+                        window.size_ns,
+                        window.slide_ns,
+                        window.origin_ns,
+                        window.session,
+                    ) != (
+                        union.size_ns,
+                        union.slide_ns,
+                        union.origin_ns,
+                        union.session,
+                    ) {
                         return None;
                     }
                     union.streams.extend(window.streams);

@@ -33,6 +33,7 @@ use async_trait::async_trait;
 
 use datafusion::arrow::array::BooleanArray;
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{Row, RowConverter, SortField};
@@ -46,9 +47,9 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
 
 use super::keyed::Key;
-use super::{KeyedState, Operator, OperatorMetrics, StateError, StateFiles};
+use super::{BatchTime, KeyStamps, KeyedState, Operator, OperatorMetrics, StateError, StateFiles};
 use crate::checkpoint::BatchId;
-use crate::pipeline::OutputMode;
+use crate::pipeline::{OutputMode, StateTtl};
 use crate::plan::AggregateShape;
 use crate::storage::Location;
 
@@ -62,8 +63,11 @@ pub struct StateMetrics {
     pub rows_total: u64,
     /// Groups the batch inserted or changed.
     pub rows_updated: u64,
-    /// Groups the batch removed (closed by the watermark).
+    /// Groups the batch removed (closed by the watermark, merged into a wider session, or
+    /// dropped by the state TTL).
     pub rows_removed: u64,
+    /// Of those, the groups the state TTL dropped (not seen for that long).
+    pub rows_expired: u64,
     /// Bytes of state files the batch wrote.
     pub bytes_written: u64,
 }
@@ -74,6 +78,11 @@ struct Pending {
     batch: BatchId,
     upserted: RecordBatch,
     removed: RecordBatch,
+    /// Groups the batch removed (a group the state TTL dropped and the batch saw again
+    /// included, though `removed` does not list it).
+    removed_count: u64,
+    /// Of those, the groups the state TTL dropped.
+    expired: u64,
 }
 
 /// One streaming aggregation and its state.
@@ -87,6 +96,8 @@ pub struct AggregateOperator {
     /// The version the in-memory state holds (`None`: none yet).
     version: Option<BatchId>,
     pending: Option<Pending>,
+    /// The state TTL's key stamps, when the pipeline sets `state_ttl`.
+    ttl: Option<KeyStamps>,
 }
 
 impl AggregateOperator {
@@ -106,7 +117,15 @@ impl AggregateOperator {
             state: None,
             version: None,
             pending: None,
+            ttl: None,
         }
+    }
+
+    /// This aggregation with a state TTL (`state_ttl`): a group not seen for that long is
+    /// dropped from the state; seen again, it starts afresh.
+    pub fn with_ttl(mut self, ttl: Option<StateTtl>) -> Self {
+        self.ttl = ttl.map(|ttl| KeyStamps::new(ttl, self.files.checkpoint().clone()));
+        self
     }
 
     /// The aggregation's shape.
@@ -144,8 +163,21 @@ impl AggregateOperator {
         });
         let mut state =
             KeyedState::new(schema, key_columns, event_time).map_err(|e| self.compute(e))?;
+        if let Some(key) = self.shape.event_time.as_ref().filter(|k| k.window.session) {
+            // Without its session column the state would group by each row's own session.
+            let Some((column, _)) = event_time else {
+                return Err(self.compute(format!(
+                    "the session key `{}` is not among the aggregation's group columns",
+                    key.name
+                )));
+            };
+            state = state.with_sessions(column).map_err(|e| self.compute(e))?;
+        }
         if let Some(previous) = batch.prev() {
             self.files.load(previous, &mut state).await?;
+        }
+        if let Some(ttl) = &mut self.ttl {
+            ttl.load(batch.prev(), state.schema(), key_columns).await?;
         }
         tracing::info!(
             rows = state.len(),
@@ -168,8 +200,9 @@ impl Operator for AggregateOperator {
         batch: BatchId,
         session: &SessionState,
         logical: &LogicalPlan,
-        watermark_ns: Option<i64>,
+        time: BatchTime,
     ) -> Result<Arc<dyn ExecutionPlan>, StateError> {
+        let watermark_ns = time.watermark_ns;
         let physical = session
             .create_physical_plan(logical)
             .await
@@ -185,6 +218,18 @@ impl Operator for AggregateOperator {
         // The state changes from here on: it is version `batch - 1` no more.
         self.version = None;
         let state = self.state.as_mut().expect("loaded");
+        // Groups the state TTL drops go before the batch's rows: seen again, they start afresh.
+        let (ttl_expired, ttl_expired_rows) = match &mut self.ttl {
+            Some(ttl) => {
+                let (keys, rows) = ttl.expire(ttl.clock(&time))?;
+                state.remove(&keys);
+                (keys, rows)
+            }
+            None => (
+                Vec::new(),
+                RecordBatch::new_empty(Arc::new(Schema::empty())),
+            ),
+        };
         let compute = |e: &dyn std::fmt::Display| StateError::Compute {
             operator: AGGREGATE_OPERATOR.into(),
             reason: e.to_string(),
@@ -192,6 +237,7 @@ impl Operator for AggregateOperator {
 
         // Partial over the batch, merged with the stored state of the groups it touched.
         let schema = Arc::clone(state.schema());
+        let session_column = state.session_column();
         let partial_out = collect_partitioned(Arc::clone(&partial), Arc::clone(&task))
             .await
             .map_err(|e| compute(&e))?;
@@ -211,18 +257,39 @@ impl Operator for AggregateOperator {
             let empty = RecordBatch::new_empty(Arc::clone(&schema));
             (empty.clone(), empty)
         } else {
-            let keys = state.keys(&partial_out).map_err(|e| compute(&e))?;
-            let stored = state
-                .rows(keys.iter().map(|k| &k[..]))
-                .map_err(|e| compute(&e))?;
             // The stored state first: where an aggregate keeps the first of equal candidates
             // (`first_value` over ties, `DISTINCT ON` without ORDER BY), the earlier row stays.
-            let input = MemorySourceConfig::try_new_exec(
-                &[vec![stored.clone(), partial_out]],
-                Arc::clone(&schema),
-                None,
-            )
-            .map_err(|e| compute(&e))?;
+            let (stored, input) = match session_column {
+                // Every stored session of the groups the batch touched, and the batch's rows,
+                // with each session widened to the one it merges into.
+                Some(column) => {
+                    let groups = state
+                        .session_groups(&partial_out)
+                        .map_err(|e| compute(&e))?;
+                    let mut seen = HashSet::new();
+                    let keys: Vec<Key> = groups
+                        .iter()
+                        .filter(|g| seen.insert(*g))
+                        .flat_map(|g| state.sessions_of(g))
+                        .collect();
+                    let stored = state
+                        .rows(keys.iter().map(|k| &k[..]))
+                        .and_then(|stored| touched_sessions(state, column, &stored, &partial_out))
+                        .map_err(|e| compute(&e))?;
+                    let merged = merge_sessions(state, column, &stored, &partial_out)
+                        .map_err(|e| compute(&e))?;
+                    (stored, vec![merged])
+                }
+                None => {
+                    let keys = state.keys(&partial_out).map_err(|e| compute(&e))?;
+                    let stored = state
+                        .rows(keys.iter().map(|k| &k[..]))
+                        .map_err(|e| compute(&e))?;
+                    (stored.clone(), vec![stored, partial_out])
+                }
+            };
+            let input = MemorySourceConfig::try_new_exec(&[input], Arc::clone(&schema), None)
+                .map_err(|e| compute(&e))?;
             let reduce = phase_over(final_agg, AggregateMode::PartialReduce, input)
                 .map_err(|e| compute(&e))?;
             let reduced = collect_partitioned(reduce, Arc::clone(&task))
@@ -238,6 +305,24 @@ impl Operator for AggregateOperator {
         let changed_keys = state.keys(&changed).map_err(|e| compute(&e))?;
         let is_new: Vec<bool> = changed_keys.iter().map(|k| !state.contains(k)).collect();
         state.upsert(changed.clone()).map_err(|e| compute(&e))?;
+        // Sessions merged into a wider one are gone under their old keys.
+        let merged_away = if session_column.is_some() && previous.num_rows() > 0 {
+            let live: HashSet<&[u8]> = changed_keys.iter().map(|k| &k[..]).collect();
+            let keys = state.keys(&previous).map_err(|e| compute(&e))?;
+            let gone = BooleanArray::from(
+                keys.iter()
+                    .map(|k| !live.contains(&k[..]))
+                    .collect::<Vec<_>>(),
+            );
+            let gone_keys: Vec<Key> = keys
+                .into_iter()
+                .filter(|k| !live.contains(&k[..]))
+                .collect();
+            state.remove(&gone_keys);
+            filter_record_batch(&previous, &gone).map_err(|e| compute(&e))?
+        } else {
+            RecordBatch::new_empty(Arc::clone(&schema))
+        };
 
         // Groups the watermark closes; complete mode keeps every group.
         let expired: Vec<Key> = match watermark_ns {
@@ -280,10 +365,32 @@ impl Operator for AggregateOperator {
                 .map(|k| !gone.contains(&k[..]))
                 .collect::<Vec<_>>(),
         );
+        let mut removed = concat_batches(&schema, [&merged_away, &expired_rows])
+            .and_then(|rows| state.key_batch(&rows))
+            .map_err(|e| compute(&e))?;
+        let removed_count = (removed.num_rows() + ttl_expired.len()) as u64;
+        let upserted = filter_record_batch(&changed, &live).map_err(|e| compute(&e))?;
+        if let Some(ttl) = &mut self.ttl {
+            let stamp = ttl.stamp_clock(&time);
+            ttl.stamp(batch, &upserted, stamp, &ttl_expired, &ttl_expired_rows)?;
+            // A dropped group the batch saw again is written as changed, not removed.
+            let again: HashSet<&[u8]> = changed_keys.iter().map(|k| &k[..]).collect();
+            let keep = BooleanArray::from(
+                ttl_expired
+                    .iter()
+                    .map(|k| !again.contains(&k[..]))
+                    .collect::<Vec<_>>(),
+            );
+            let gone = filter_record_batch(&ttl_expired_rows, &keep).map_err(|e| compute(&e))?;
+            removed =
+                concat_batches(&removed.schema(), [&removed, &gone]).map_err(|e| compute(&e))?;
+        }
         self.pending = Some(Pending {
             batch,
-            upserted: filter_record_batch(&changed, &live).map_err(|e| compute(&e))?,
-            removed: state.key_batch(&expired_rows).map_err(|e| compute(&e))?,
+            upserted,
+            removed,
+            removed_count,
+            expired: ttl_expired.len() as u64,
         });
 
         // No group to emit is no row: a final aggregation without GROUP BY would make one
@@ -317,21 +424,30 @@ impl Operator for AggregateOperator {
                 self.snapshot_every,
             )
             .await?;
+        let ttl_bytes = match &mut self.ttl {
+            Some(ttl) => ttl.commit(batch, self.snapshot_every).await?,
+            None => 0,
+        };
         self.version = Some(batch);
         Ok(vec![OperatorMetrics {
             operator: AGGREGATE_OPERATOR.into(),
             metrics: StateMetrics {
                 rows_total: state.len() as u64,
                 rows_updated: pending.upserted.num_rows() as u64,
-                rows_removed: pending.removed.num_rows() as u64,
-                bytes_written: bytes,
+                rows_removed: pending.removed_count,
+                rows_expired: pending.expired,
+                bytes_written: bytes + ttl_bytes,
             },
         }])
     }
 
     /// Deletes state versions that no batch from `oldest_kept` on needs.
     async fn purge(&self, oldest_kept: BatchId) -> Result<(), StateError> {
-        self.files.purge(oldest_kept).await
+        self.files.purge(oldest_kept).await?;
+        match &self.ttl {
+            Some(ttl) => ttl.purge(oldest_kept).await,
+            None => Ok(()),
+        }
     }
 
     fn holds_ending_by(&self, watermark_ns: i64) -> Option<bool> {
@@ -354,6 +470,141 @@ impl Operator for AggregateOperator {
             .map_err(|reason| self.compute(reason))?;
         self.ensure_loaded(batch, &partial).await
     }
+}
+
+/// The sessions of `stored` that one of `partial`'s row sessions (of the same group)
+/// overlaps or touches: the only ones a batch can change, since stored sessions neither
+/// overlap nor touch each other, so sessions chain only through the batch's rows.
+fn touched_sessions(
+    state: &KeyedState,
+    column: usize,
+    stored: &RecordBatch,
+    partial: &RecordBatch,
+) -> Result<RecordBatch, ArrowError> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use std::collections::HashMap;
+    let spans = |batch: &RecordBatch| -> Result<Vec<Option<(i64, i64)>>, ArrowError> {
+        let session = batch.column(column).as_struct();
+        let start = super::timestamp_ns(session.column(0))?;
+        let end = super::timestamp_ns(session.column(1))?;
+        Ok((0..batch.num_rows())
+            .map(|i| {
+                (session.is_valid(i) && !start.is_null(i) && !end.is_null(i))
+                    .then(|| (start.value(i), end.value(i)))
+            })
+            .collect())
+    };
+    // Each group's row sessions, merged among themselves and in order of start.
+    let mut rows: HashMap<Key, Vec<(i64, i64)>> = HashMap::new();
+    for (group, span) in state
+        .session_groups(partial)?
+        .into_iter()
+        .zip(spans(partial)?)
+    {
+        if let Some(span) = span {
+            rows.entry(group).or_default().push(span);
+        }
+    }
+    for spans in rows.values_mut() {
+        spans.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(spans.len());
+        for (start, end) in spans.drain(..) {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        *spans = merged;
+    }
+    let touched: BooleanArray = state
+        .session_groups(stored)?
+        .iter()
+        .zip(spans(stored)?)
+        .map(|(group, span)| {
+            let (Some((start, end)), Some(spans)) = (span, rows.get(group)) else {
+                return Some(false);
+            };
+            // The first row span that does not end before this session starts.
+            let i = spans.partition_point(|s| s.1 < start);
+            Some(spans.get(i).is_some_and(|s| s.0 <= end))
+        })
+        .collect();
+    filter_record_batch(stored, &touched)
+}
+
+/// `stored` (a group's sessions, which neither overlap nor touch) and `partial` (the batch's
+/// partial rows, one per group and row session `{t, t + gap}`) as one batch of partial rows,
+/// stored first, with the session column (`column`) of each row set to the session it merges
+/// into: per group, in order of start, a session whose start is at or before the end of the
+/// one before joins it (Spark's rule: a row at exactly the end still joins), and the merged
+/// session runs from the first start to the last end. A row without a session keeps none.
+fn merge_sessions(
+    state: &KeyedState,
+    column: usize,
+    stored: &RecordBatch,
+    partial: &RecordBatch,
+) -> Result<RecordBatch, ArrowError> {
+    use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, StructArray};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+
+    let schema = stored.schema();
+    let all = concat_batches(&schema, [stored, partial])?;
+    let groups = state.session_groups(&all)?;
+    let session = all.column(column).as_struct();
+    let start = super::timestamp_ns(session.column(0))?;
+    let end = super::timestamp_ns(session.column(1))?;
+    let valid = |i: usize| session.is_valid(i) && !start.is_null(i) && !end.is_null(i);
+    let mut order: Vec<usize> = (0..all.num_rows()).filter(|i| valid(*i)).collect();
+    order.sort_by(|a, b| {
+        groups[*a]
+            .cmp(&groups[*b])
+            .then(start.value(*a).cmp(&start.value(*b)))
+    });
+    let mut merged: Vec<Option<(i64, i64)>> = vec![None; all.num_rows()];
+    let mut i = 0;
+    while i < order.len() {
+        let first = order[i];
+        let (from, mut to) = (start.value(first), end.value(first));
+        let mut j = i + 1;
+        while j < order.len() && groups[order[j]] == groups[first] && start.value(order[j]) <= to {
+            to = to.max(end.value(order[j]));
+            j += 1;
+        }
+        for row in &order[i..j] {
+            merged[*row] = Some((from, to));
+        }
+        i = j;
+    }
+    let DataType::Struct(fields) = session.data_type() else {
+        unreachable!("a struct");
+    };
+    let DataType::Timestamp(_, tz) = fields[0].data_type() else {
+        return Err(ArrowError::ComputeError(format!(
+            "a session's start is a timestamp, not {}",
+            fields[0].data_type()
+        )));
+    };
+    let as_field = |values: Int64Array, to: &DataType| -> Result<ArrayRef, ArrowError> {
+        let ns = cast(
+            &values,
+            &DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()),
+        )?;
+        cast(&ns, to)
+    };
+    let starts = as_field(
+        merged.iter().map(|m| m.map(|(s, _)| s)).collect(),
+        fields[0].data_type(),
+    )?;
+    let ends = as_field(
+        merged.iter().map(|m| m.map(|(_, e)| e)).collect(),
+        fields[1].data_type(),
+    )?;
+    let sessions =
+        StructArray::try_new(fields.clone(), vec![starts, ends], session.logical_nulls())?;
+    let mut columns = all.columns().to_vec();
+    columns[column] = Arc::new(sessions);
+    RecordBatch::try_new(schema, columns)
 }
 
 /// `plan` with its final aggregation `final_node` replaced by a `Final` aggregation (of the

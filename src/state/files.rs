@@ -60,6 +60,11 @@ pub struct StateFiles {
 }
 
 impl StateFiles {
+    /// The checkpoint the files are in.
+    pub fn checkpoint(&self) -> &Location {
+        &self.location
+    }
+
     /// The files of `operator` in the checkpoint at `location`.
     pub fn new(location: Location, operator: &str) -> Self {
         Self {

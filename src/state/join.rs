@@ -33,7 +33,9 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col};
 use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
 
 use super::keyed::Key;
-use super::{KeyedState, Operator, OperatorMetrics, StateError, StateFiles, StateMetrics};
+use super::{
+    BatchTime, KeyedState, Operator, OperatorMetrics, StateError, StateFiles, StateMetrics,
+};
 use crate::checkpoint::BatchId;
 use crate::plan::JoinShape;
 use crate::storage::Location;
@@ -215,8 +217,9 @@ impl Operator for JoinOperator {
         batch: BatchId,
         session: &SessionState,
         logical: &LogicalPlan,
-        watermark_ns: Option<i64>,
+        time: BatchTime,
     ) -> Result<Arc<dyn ExecutionPlan>, StateError> {
+        let watermark_ns = time.watermark_ns;
         let compute = |e: &dyn std::fmt::Display| StateError::Compute {
             operator: "join-left and join-right".into(),
             reason: e.to_string(),
@@ -334,6 +337,7 @@ impl Operator for JoinOperator {
                     rows_total: state.len() as u64,
                     rows_updated: upserted.num_rows() as u64,
                     rows_removed: removed.num_rows() as u64,
+                    rows_expired: 0,
                     bytes_written: bytes,
                 },
             });

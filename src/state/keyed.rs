@@ -51,6 +51,35 @@ pub struct KeyedState {
     /// The event-time key column and its window width, when the state is bounded in time.
     event_time: Option<(usize, i64)>,
     by_end: BTreeSet<(i64, Key)>,
+    /// Session windows: each group's sessions, by the key without the session column.
+    sessions: Option<Sessions>,
+}
+
+/// The sessions of each group of a session-window state: the key columns other than the
+/// session struct `{start, end}` make the group.
+struct Sessions {
+    /// The session column (a key column).
+    column: usize,
+    /// The other key columns, in Arrow's row format (`None`: there are none).
+    converter: Option<RowConverter>,
+    /// Each group's session keys.
+    groups: HashMap<Key, BTreeSet<Key>>,
+    /// Each session key's group.
+    group_of: HashMap<Key, Key>,
+}
+
+impl Sessions {
+    fn group_keys(&self, batch: &RecordBatch, key_columns: usize) -> Result<Vec<Key>, ArrowError> {
+        let Some(converter) = &self.converter else {
+            return Ok(vec![Key::default(); batch.num_rows()]);
+        };
+        let columns: Vec<_> = (0..key_columns)
+            .filter(|i| *i != self.column)
+            .map(|i| Arc::clone(batch.column(i)))
+            .collect();
+        let rows = converter.convert_columns(&columns)?;
+        Ok(rows.iter().map(|r| Key::from(r.as_ref())).collect())
+    }
 }
 
 impl std::fmt::Debug for KeyedState {
@@ -88,7 +117,56 @@ impl KeyedState {
             index: HashMap::new(),
             event_time,
             by_end: BTreeSet::new(),
+            sessions: None,
         })
+    }
+
+    /// This state with its key column `column` a session struct `{start, end}` of
+    /// timestamps: each group's sessions (the other key columns make the group) are indexed,
+    /// and a session ends at its `end`.
+    pub fn with_sessions(mut self, column: usize) -> Result<Self, ArrowError> {
+        let fields: Vec<SortField> = self.schema.fields()[..self.key_columns]
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != column)
+            .map(|(_, f)| SortField::new(f.data_type().clone()))
+            .collect();
+        let converter = if fields.is_empty() {
+            None
+        } else {
+            Some(RowConverter::new(fields)?)
+        };
+        self.event_time = Some((column, 0));
+        self.sessions = Some(Sessions {
+            column,
+            converter,
+            groups: HashMap::new(),
+            group_of: HashMap::new(),
+        });
+        Ok(self)
+    }
+
+    /// The group of each row of `batch` (its key without the session column), for a state
+    /// of sessions.
+    pub fn session_groups(&self, batch: &RecordBatch) -> Result<Vec<Key>, ArrowError> {
+        let sessions = self.sessions.as_ref().ok_or_else(|| {
+            ArrowError::ComputeError("the state is not one of session windows".into())
+        })?;
+        sessions.group_keys(batch, self.key_columns)
+    }
+
+    /// The session column, for a state of session windows.
+    pub fn session_column(&self) -> Option<usize> {
+        self.sessions.as_ref().map(|s| s.column)
+    }
+
+    /// The keys of the sessions stored for `group`, in key order.
+    pub fn sessions_of(&self, group: &[u8]) -> Vec<Key> {
+        self.sessions
+            .as_ref()
+            .and_then(|s| s.groups.get(group))
+            .map(|keys| keys.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The schema of the rows.
@@ -181,6 +259,17 @@ impl KeyedState {
         }
         let keys = self.keys(&batch)?;
         let ends = self.ends(&batch)?;
+        if let Some(sessions) = &mut self.sessions {
+            let groups = sessions.group_keys(&batch, self.key_columns)?;
+            for (key, group) in keys.iter().zip(groups) {
+                sessions
+                    .groups
+                    .entry(group.clone())
+                    .or_default()
+                    .insert(key.clone());
+                sessions.group_of.insert(key.clone(), group);
+            }
+        }
         let chunk = u32::try_from(self.chunks.len())
             .map_err(|_| ArrowError::ComputeError("too many state chunks".into()))?;
         for (row, (key, end_ns)) in keys.into_iter().zip(ends).enumerate() {
@@ -209,6 +298,18 @@ impl KeyedState {
 
     /// Removes the rows of `keys`.
     pub fn remove(&mut self, keys: &[Key]) {
+        if let Some(sessions) = &mut self.sessions {
+            for key in keys {
+                if let Some(group) = sessions.group_of.remove(key)
+                    && let Some(of_group) = sessions.groups.get_mut(&group)
+                {
+                    of_group.remove(key);
+                    if of_group.is_empty() {
+                        sessions.groups.remove(&group);
+                    }
+                }
+            }
+        }
         for key in keys {
             if let Some(slot) = self.index.remove(key)
                 && let Some(end) = slot.end_ns
@@ -255,7 +356,12 @@ impl KeyedState {
         let Some((column, size)) = self.event_time else {
             return Ok(vec![None; batch.num_rows()]);
         };
-        let ns = timestamp_ns(batch.column(column)).map_err(|e| {
+        // A session `{start, end}` ends at its end (null where the session is).
+        let time = match batch.column(column).as_struct_opt() {
+            Some(session) => Arc::clone(session.column(1)),
+            None => Arc::clone(batch.column(column)),
+        };
+        let ns = timestamp_ns(&time).map_err(|e| {
             ArrowError::ComputeError(format!(
                 "event-time key `{}`: {e}",
                 self.schema.field(column).name()

@@ -18,6 +18,7 @@ mod aggregate;
 mod files;
 mod join;
 mod keyed;
+mod ttl;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub use files::{StateFile, StateFileKind, StateFiles};
 pub use join::JoinOperator;
 pub use keyed::KeyedState;
 pub(crate) use keyed::timestamp_ns;
+pub use ttl::{KeyStamps, TTL_OPERATOR};
 
 /// What a batch did to one operator's state store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,19 +45,30 @@ pub struct OperatorMetrics {
     pub metrics: StateMetrics,
 }
 
+/// The clocks of a batch, each the same in every run of it (from the logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchTime {
+    /// The batch's watermark (nanoseconds since the epoch), if there is one yet.
+    pub watermark_ns: Option<i64>,
+    /// The watermark as the batch's rows move it (the next batch's).
+    pub next_watermark_ns: Option<i64>,
+    /// The batch's timestamp (milliseconds since the epoch), logged with its offsets.
+    pub timestamp_ms: i64,
+}
+
 /// A stateful operator: runs its part of each batch's plan and keeps its state between
 /// batches, versioned by batch in the checkpoint.
 #[async_trait]
 pub trait Operator: Send + Sync + std::fmt::Debug {
     /// Runs the stateful part of batch `batch`'s query `logical` (planned in `session`, over
-    /// the batch's input), reading state version `batch - 1`, and returns the plan of the rest.
-    /// The state it computed is written by [`Operator::commit`].
+    /// the batch's input, at `time`), reading state version `batch - 1`, and returns the plan
+    /// of the rest. The state it computed is written by [`Operator::commit`].
     async fn run(
         &mut self,
         batch: BatchId,
         session: &SessionState,
         logical: &LogicalPlan,
-        watermark_ns: Option<i64>,
+        time: BatchTime,
     ) -> Result<Arc<dyn ExecutionPlan>, StateError>;
 
     /// Writes the state batch `batch` computed as version `batch`.

@@ -220,6 +220,40 @@ async fn every_crash_point_of_a_windowed_aggregation_recovers_exactly_once() {
     .await;
 }
 
+/// A session-window aggregation in append mode: crashes while sessions merge across batches
+/// (the state's deltas then remove the merged sessions' keys), while closed sessions are
+/// written, and in the batch without input that closes the last ones. The oracle finds the
+/// sessions with window functions (a new session where a click comes more than the gap after
+/// the one before), independent of `session_window`.
+#[tokio::test]
+async fn every_crash_point_of_a_session_window_aggregation_recovers_exactly_once() {
+    // Each user clicks every 23 s; dropping 10 ids in 50 breaks some sessions (gap 30 s).
+    const SESSIONS: &str = "SELECT user_id, s['start'] AS session_start, s['end'] AS session_end, n, biggest FROM (SELECT user_id, session_window(ts, INTERVAL '30 seconds') AS s, count(*) AS n, max(amount) AS biggest FROM clicks WHERE id % 50 < 40 GROUP BY user_id, session_window(ts, INTERVAL '30 seconds'))";
+    const BATCH_SESSIONS: &str = "WITH kept AS (SELECT user_id, ts, amount FROM clicks WHERE id % 50 < 40), \
+        marked AS (SELECT *, CASE WHEN ts > lag(ts) OVER (PARTITION BY user_id ORDER BY ts) + INTERVAL '30 seconds' \
+          OR lag(ts) OVER (PARTITION BY user_id ORDER BY ts) IS NULL THEN 1 ELSE 0 END AS starts FROM kept), \
+        numbered AS (SELECT *, sum(starts) OVER (PARTITION BY user_id ORDER BY ts ROWS UNBOUNDED PRECEDING) AS session FROM marked) \
+        SELECT user_id, min(ts) AS session_start, max(ts) + INTERVAL '30 seconds' AS session_end, \
+          count(*) AS n, max(amount) AS biggest FROM numbered GROUP BY user_id, session";
+    // The last click is 199 s in: the final watermark (10 s delay) closes every session
+    // ending by 189 s.
+    let closed = format!(
+        "SELECT user_id, session_start, session_end, n, biggest FROM ({BATCH_SESSIONS}) \
+         WHERE session_end <= arrow_cast({}, 'Timestamp(Nanosecond, None)')",
+        1_762_000_000_000_000_000i64 + 189 * 1_000_000_000
+    );
+    enumerate_crash_points(Scenario {
+        format: "json",
+        files: 5,
+        per_batch: 1,
+        query: SESSIONS,
+        source_extra: "    watermark: { column: ts, delay: 10s }\n",
+        pipeline_extra: "retain_batches: 3\nsnapshot_every: 2\noutput_mode: append\n".into(),
+        expected_sql: closed,
+    })
+    .await;
+}
+
 /// Every sink's own writes (each data file, the manifest, each publish) are crash points too:
 /// the other formats of the files sink here; each sink added later implements
 /// `SinkUnderTest` and joins this list.

@@ -486,3 +486,248 @@ fn an_idle_source_holds_the_watermark_back_no_more() {
         assert_eq!(written(&ws, "out", &["w", "n"]), expected, "idle {idle}");
     }
 }
+
+/// Sessions with a gap of 10 s, delay 5 s, one file a batch; the rows expected are worked out
+/// by hand (Spark refuses update mode for sessions, so not all are Spark's). By Spark's rules (`session_window`;
+/// a click at or before a session's end joins it; a click is late when its own session
+/// `[t, t + 10 s)` ends at or below the watermark):
+/// - batch 0: user 1 at 1 s and 8 s, one session `[1 s, 18 s)`;
+/// - batch 1: user 1 at 20 s, after that session's end: `[20 s, 30 s)`;
+/// - batch 2: user 1 at 12 s (watermark 15 s: `[12 s, 22 s)` is open) bridges both into
+///   `[1 s, 30 s)` of 4 clicks;
+/// - batch 3: user 1 at 3 s is late (`[3 s, 13 s)` ended by 15 s); user 2 at 40 s and at
+///   50 s, exactly the gap apart, is one session `[40 s, 60 s)`;
+/// - the final watermark (45 s) closes `[1 s, 30 s)` only.
+#[test]
+fn session_windows_merge_across_batches_and_close_by_the_watermark() {
+    const SESSIONS: &str = "SELECT id, CAST(s['start'] AS VARCHAR) AS session_start, \
+        CAST(s['end'] AS VARCHAR) AS session_end, n FROM (SELECT id, \
+        session_window(ts, INTERVAL '10 seconds') AS s, count(*) AS n FROM s \
+        GROUP BY id, session_window(ts, INTERVAL '10 seconds'))";
+    let files = [
+        (
+            "s/0.json",
+            format!("{}{}", row(1, Some(1.0)), row(1, Some(8.0))),
+        ),
+        ("s/1.json", row(1, Some(20.0))),
+        ("s/2.json", row(1, Some(12.0))),
+        (
+            "s/3.json",
+            format!(
+                "{}{}{}",
+                row(1, Some(3.0)),
+                row(2, Some(40.0)),
+                row(2, Some(50.0))
+            ),
+        ),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let columns = ["id", "session_start", "session_end", "n"];
+    let ws = run_case(&files, &source("s", "5s"), SESSIONS, "append");
+    assert_eq!(
+        written(&ws, "out", &columns),
+        [vec!["1|1970-01-01T00:00:01|1970-01-01T00:00:30|4"]]
+    );
+    assert_eq!(written(&ws, "late", &["id", "ts"]).len(), 1);
+    let ws = run_case(&files, &source("s", "5s"), SESSIONS, "update");
+    assert_eq!(
+        written(&ws, "out", &columns),
+        [
+            vec!["1|1970-01-01T00:00:01|1970-01-01T00:00:18|2"],
+            vec!["1|1970-01-01T00:00:20|1970-01-01T00:00:30|1"],
+            vec!["1|1970-01-01T00:00:01|1970-01-01T00:00:30|4"],
+            vec!["2|1970-01-01T00:00:40|1970-01-01T00:01:00|2"],
+        ]
+    );
+    // Complete mode counts the late click too, and keeps the open session.
+    let ws = run_case(&files, &source("s", "5s"), SESSIONS, "complete");
+    let table = std::fs::read_to_string(ws.path("out/result.jsonl")).expect("the table");
+    let mut rows: Vec<&str> = table.lines().collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            r#"{"id":1,"session_start":"1970-01-01T00:00:01","session_end":"1970-01-01T00:00:30","n":5}"#,
+            r#"{"id":2,"session_start":"1970-01-01T00:00:40","session_end":"1970-01-01T00:01:00","n":2}"#,
+        ]
+    );
+}
+
+/// `session_window` makes sessions only as a group key of the aggregation: anywhere else it
+/// would be one row's `[t, t + gap)`, not a session, so it is refused at planning.
+#[test]
+fn session_window_outside_an_aggregation_key_is_refused() {
+    for query in [
+        "SELECT id, session_window(ts, INTERVAL '10 seconds') AS s FROM s",
+        "SELECT id, count(*) AS n FROM s GROUP BY id, session_window(ts + INTERVAL '1 second', INTERVAL '10 seconds')",
+    ] {
+        let ws = Workspace::new();
+        std::fs::create_dir_all(ws.path("s")).expect("folder");
+        std::fs::write(ws.path("s/0.json"), row(1, Some(1.0))).expect("input");
+        let yaml = format!(
+            "name: refused\ncheckpoint: {{ws}}/ckpt\nsources:\n{}\nquery: {query}\n\
+             output_mode: update\ntrigger: available-now\n\
+             sink: {{ kind: files, path: {{ws}}/out, format: json }}\n",
+            source("s", "5s")
+        )
+        .replace("{ws}", &ws.dir.path().display().to_string());
+        let pipeline = write_pipeline(&ws, &yaml);
+        let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+        assert_eq!(out.status.code(), Some(2), "{query}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("session_window") && stderr(&out).contains("group key"),
+            "{query}: {}",
+            stderr(&out)
+        );
+        assert!(
+            !ws.path("ckpt/offsets/0").exists(),
+            "{query}: nothing logged"
+        );
+    }
+}
+
+/// `state_ttl: 10s` on event time, delay 1 s, one file a batch, `GROUP BY k` in update and
+/// complete modes. A batch drops a key whose stamp its watermark is 10 s past, then stamps
+/// the keys it sees with the watermark as its rows move it:
+/// - batch 0: `a` at 1 s, `b` at 2 s, both stamped 1 s;
+/// - batch 1 (watermark 1 s): `a` at 5 s, stamped 4 s;
+/// - batch 2 (watermark 4 s): `c` at 20 s, stamped 19 s;
+/// - batch 3 (watermark 19 s): `a` (4 s) and `b` (1 s) are dropped before its rows, `c` (19 s)
+///   is kept; `a` at 21 s starts afresh at 1.
+#[test]
+fn state_ttl_drops_keys_not_seen_for_that_long_on_event_time() {
+    let files = [
+        (
+            "s/0.json",
+            "{\"id\":1,\"k\":\"a\",\"ts\":\"1970-01-01T00:00:01Z\"}\n{\"id\":2,\"k\":\"b\",\"ts\":\"1970-01-01T00:00:02Z\"}\n",
+        ),
+        (
+            "s/1.json",
+            "{\"id\":3,\"k\":\"a\",\"ts\":\"1970-01-01T00:00:05Z\"}\n",
+        ),
+        (
+            "s/2.json",
+            "{\"id\":4,\"k\":\"c\",\"ts\":\"1970-01-01T00:00:20Z\"}\n",
+        ),
+        (
+            "s/3.json",
+            "{\"id\":5,\"k\":\"a\",\"ts\":\"1970-01-01T00:00:21Z\"}\n",
+        ),
+    ];
+    let source = "  s: { kind: files, path: {ws}/s, format: json, max_files_per_batch: 1, \
+                  schema: { id: bigint, k: string, ts: timestamp }, \
+                  watermark: { column: ts, delay: 1s } }";
+    let query = "SELECT k, count(*) AS n FROM s GROUP BY k";
+    let ws = run_case(&files, source, query, "update\nstate_ttl: 10s");
+    assert_eq!(
+        written(&ws, "out", &["k", "n"]),
+        [vec!["a|1", "b|1"], vec!["a|2"], vec!["c|1"], vec!["a|1"]]
+    );
+    // Batch 3 dropped two keys, counted in its commit.
+    let entry = std::fs::read_to_string(ws.path("ckpt/commits/3")).expect("commit 3");
+    let commit: serde_json::Value =
+        serde_json::from_str(entry.trim_start_matches("v1\n")).expect("commit JSON");
+    assert_eq!(commit["state"][0]["rows_expired"], 2, "{commit}");
+    let ws = run_case(&files, source, query, "complete\nstate_ttl: 10s");
+    let table = std::fs::read_to_string(ws.path("out/result.jsonl")).expect("the table");
+    let mut rows: Vec<&str> = table.lines().collect();
+    rows.sort();
+    assert_eq!(rows, [r#"{"k":"a","n":1}"#, r#"{"k":"c","n":1}"#]);
+}
+
+/// `state_ttl: { after: 5s, time: processing }`: a key no batch has seen for 5 s of batch
+/// timestamps is dropped; a deduplication then writes it again when it comes back.
+#[test]
+fn state_ttl_on_processing_time_uses_batch_timestamps() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("s")).expect("folder");
+    let yaml = "name: ttl\ncheckpoint: {ws}/ckpt\nsources:\n  s: { kind: files, path: {ws}/s, \
+         format: json, schema: { id: bigint, k: string } }\n\
+         query: SELECT DISTINCT k FROM s\noutput_mode: append\ntrigger: available-now\n\
+         state_ttl: { after: 5s, time: processing }\n\
+         sink: { kind: files, path: {ws}/out, format: json }\n"
+        .replace("{ws}", &ws.dir.path().display().to_string());
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = |name: &str, text: &str| {
+        std::fs::write(ws.path(&format!("s/{name}")), text).expect("input");
+        let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    run("0.json", "{\"id\":1,\"k\":\"a\"}\n");
+    run("1.json", "{\"id\":2,\"k\":\"a\"}\n{\"id\":3,\"k\":\"b\"}\n");
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    run("2.json", "{\"id\":4,\"k\":\"a\"}\n");
+    assert_eq!(
+        written(&ws, "out", &["k"]),
+        [vec!["a"], vec!["b"], vec!["a"]],
+        "`a` seen again within 5 s is a duplicate; after them, a new key"
+    );
+    // `b`, not seen since, is gone from the state; `a` is back.
+    let state = run_bin(
+        &[
+            "state",
+            ws.p("ckpt").as_str(),
+            "--sql",
+            "SELECT k FROM state",
+        ],
+        ws.dir.path(),
+    );
+    assert!(state.status.success(), "{}", stderr(&state));
+    let shown = String::from_utf8_lossy(&state.stdout);
+    let cells: Vec<&str> = shown
+        .lines()
+        .flat_map(|l| l.split('|'))
+        .map(str::trim)
+        .collect();
+    assert!(cells.contains(&"a") && !cells.contains(&"b"), "{shown}");
+}
+
+/// A `state_ttl` with nothing to bound is refused before a batch: a query without state, an
+/// aggregation whose groups the watermark closes; on event time, a pipeline without a
+/// watermark.
+#[test]
+fn state_ttl_where_it_bounds_nothing_is_refused() {
+    for (query, ttl, watermark, says) in [
+        ("SELECT id FROM s", "1h", true, "keeps none"),
+        (
+            "SELECT date_bin(INTERVAL '1 minute', ts) AS w, count(*) AS n FROM s GROUP BY 1",
+            "1h",
+            true,
+            "close by the watermark",
+        ),
+        (
+            "SELECT id, count(*) AS n FROM s GROUP BY id",
+            "1h",
+            false,
+            "time: processing",
+        ),
+    ] {
+        let ws = Workspace::new();
+        std::fs::create_dir_all(ws.path("s")).expect("folder");
+        std::fs::write(ws.path("s/0.json"), row(1, Some(1.0))).expect("input");
+        let watermark = if watermark {
+            ", watermark: { column: ts, delay: 5s }"
+        } else {
+            ""
+        };
+        let yaml = format!(
+            "name: refused\ncheckpoint: {{ws}}/ckpt\nsources:\n  s: {{ kind: files, path: {{ws}}/s, \
+             format: json, schema: {{ id: bigint, ts: timestamp }}{watermark} }}\n\
+             query: {query}\noutput_mode: update\ntrigger: available-now\nstate_ttl: {ttl}\n\
+             sink: {{ kind: files, path: {{ws}}/out, format: json }}\n"
+        )
+        .replace("{ws}", &ws.dir.path().display().to_string());
+        let pipeline = write_pipeline(&ws, &yaml);
+        let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+        assert_eq!(out.status.code(), Some(2), "{query}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("state_ttl") && stderr(&out).contains(says),
+            "{query}: {}",
+            stderr(&out)
+        );
+        assert!(
+            !ws.path("ckpt/offsets/0").exists(),
+            "{query}: nothing logged"
+        );
+    }
+}

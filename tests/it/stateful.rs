@@ -508,6 +508,221 @@ property_tests! {
     dedup_over_event_time_append_equals_batch => 16,
 }
 
+/// The gap of the session-window cases (seconds): each user clicks every 23 s, give or take
+/// 10, so some clicks are within the gap and some are not, and late clicks bridge sessions.
+const SESSION_GAP_S: i64 = 20;
+
+/// Sessions as Spark's rules form them, batch by batch (the oracle's own statement, not the
+/// engine's): batch `k` reads files `k * per_batch ..` of the cut `cuts`; its rows, less the
+/// late ones, each open a session `[t, t + gap)` that merges with the user's sessions still
+/// in state that it overlaps or touches; then (outside complete mode) the sessions that end at
+/// or below the batch's watermark close. A last batch without input closes what the final
+/// watermark closes. Returns the rows kept, each with its final session (`s_start`, `s_end`)
+/// and whether that session closed (`closed`); the rows dropped as late (event time older
+/// than the rule allows); and how often a batch's rows merged sessions already in state.
+fn sessions_by_spark_rules(
+    input: &RecordBatch,
+    cuts: &[usize],
+    per_batch: usize,
+    complete: bool,
+) -> (RecordBatch, usize, usize) {
+    use datafusion::arrow::array::{Array, BooleanArray, UInt32Array};
+    let gap = SESSION_GAP_S * 1_000_000_000;
+    let users = input
+        .column(1)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("user_id");
+    let ts = input
+        .column(4)
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .expect("ts");
+    // (start, end, rows, sessions from earlier batches in it), per user, in state; and the
+    // sessions done with.
+    type Session = (i64, i64, Vec<usize>, usize);
+    let (mut late, mut bridges) = (0, 0);
+    let mut open: BTreeMap<i64, Vec<Session>> = BTreeMap::new();
+    let mut done: Vec<(Session, bool)> = Vec::new();
+    let close =
+        |open: &mut BTreeMap<i64, Vec<Session>>, done: &mut Vec<(Session, bool)>, wm: i64| {
+            for sessions in open.values_mut() {
+                let (closed, still): (Vec<Session>, Vec<Session>) =
+                    sessions.drain(..).partition(|s| s.1 <= wm);
+                done.extend(closed.into_iter().map(|s| (s, true)));
+                *sessions = still;
+            }
+        };
+    let files: Vec<&[usize]> = cuts.windows(2).collect();
+    let mut max: Option<i64> = None;
+    for batch in files.chunks(per_batch) {
+        let rows = batch[0][0]..batch[batch.len() - 1][1];
+        let wm = max.map(|m| m - DELAY_S * 1_000_000_000);
+        for row in rows.clone() {
+            if ts.is_null(row) {
+                continue;
+            }
+            let t = ts.value(row);
+            if !complete && wm.is_some_and(|w| t + gap <= w) {
+                late += 1;
+                continue;
+            }
+            let sessions = open.entry(users.value(row)).or_default();
+            sessions.push((t, t + gap, vec![row], 0));
+        }
+        for sessions in open.values_mut() {
+            sessions.sort_by_key(|s| s.0);
+            let mut merged: Vec<Session> = Vec::new();
+            for s in sessions.drain(..) {
+                match merged.last_mut() {
+                    Some(last) if s.0 <= last.1 => {
+                        last.1 = last.1.max(s.1);
+                        last.2.extend(s.2);
+                        last.3 += s.3;
+                    }
+                    _ => merged.push(s),
+                }
+            }
+            bridges += merged.iter().filter(|s| s.3 > 1).count();
+            // What the next batch finds in state.
+            *sessions = merged.into_iter().map(|s| (s.0, s.1, s.2, 1)).collect();
+        }
+        if let (Some(w), false) = (wm, complete) {
+            close(&mut open, &mut done, w);
+        }
+        max = max.max(rows.filter(|r| !ts.is_null(*r)).map(|r| ts.value(r)).max());
+    }
+    if let (Some(m), false) = (max, complete) {
+        close(&mut open, &mut done, m - DELAY_S * 1_000_000_000);
+    }
+    done.extend(open.into_values().flatten().map(|s| (s, false)));
+    let (mut take, mut starts, mut ends, mut closed) = (vec![], vec![], vec![], vec![]);
+    for ((start, end, rows, _), is_closed) in done {
+        for row in rows {
+            take.push(row as u32);
+            starts.push(start);
+            ends.push(end);
+            closed.push(is_closed);
+        }
+    }
+    let kept = datafusion::arrow::compute::take_record_batch(input, &UInt32Array::from(take))
+        .expect("take");
+    let mut columns = kept.columns().to_vec();
+    columns.push(Arc::new(TimestampNanosecondArray::from(starts)));
+    columns.push(Arc::new(TimestampNanosecondArray::from(ends)));
+    columns.push(Arc::new(BooleanArray::from(closed)));
+    let mut fields: Vec<_> = click_schema().fields().iter().cloned().collect();
+    use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+    let time = DataType::Timestamp(TimeUnit::Nanosecond, None);
+    fields.push(Arc::new(Field::new("s_start", time.clone(), false)));
+    fields.push(Arc::new(Field::new("s_end", time, false)));
+    fields.push(Arc::new(Field::new("closed", DataType::Boolean, false)));
+    let table = RecordBatch::try_new(
+        Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+        columns,
+    )
+    .expect("sessions");
+    (table, late, bridges)
+}
+
+/// A session-window aggregation, over 20 random cuts of random input with late clicks, ties
+/// and clicks without event time, against the batch SQL over the sessions Spark's rules make
+/// (`sessions_by_spark_rules`):
+/// - append: the sink holds each closed session once;
+/// - complete: the sink is every session;
+/// - update: the last row written per session is its row, and every other row is an earlier
+///   state of a session that grew or merged: its span lies within a final session of its user.
+async fn session_property(mode: &str) {
+    const QUERY: &str = "SELECT user_id, s['start'] AS session_start, s['end'] AS session_end, n, biggest         FROM (SELECT user_id, session_window(ts, INTERVAL '20 seconds') AS s, count(*) AS n,         max(amount) AS biggest FROM clicks GROUP BY user_id, session_window(ts, INTERVAL '20 seconds'))";
+    const ORACLE: &str = "SELECT user_id, s_start AS session_start, s_end AS session_end,         count(*) AS n, max(amount) AS biggest FROM clicks {where} GROUP BY user_id, s_start, s_end";
+    let (mut batches_run, mut sessions, mut merged_rows) = (0, 0, 0);
+    let (mut late_rows, mut bridged) = (0, 0);
+    for cut in 0..CUTS {
+        let seed = 7000 + cut;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let ws = Workspace::new();
+        let input = events(&mut rng);
+        let cuts = write_cut(&ws.path("in"), &input, &mut rng);
+        let per_batch = rng.random_range(1..=3);
+        let yaml = stateful_yaml(&ws, QUERY, mode, per_batch);
+        let summary = run(&yaml, RunOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("session windows, {mode} (seed {seed}): {e}"));
+        batches_run += summary.batches;
+        let (table, late, bridges) =
+            sessions_by_spark_rules(&input, &cuts, per_batch, mode == "complete");
+        late_rows += late;
+        bridged += bridges;
+        let ctx = SessionContext::new();
+        let mem = datafusion::datasource::MemTable::try_new(table.schema(), vec![vec![table]])
+            .expect("table");
+        ctx.register_table("clicks", Arc::new(mem)).expect("clicks");
+        let filter = if mode == "append" { "WHERE closed" } else { "" };
+        let want = sql_rows(&ctx, &ORACLE.replace("{where}", filter)).await;
+        assert!(!want.is_empty(), "the oracle has sessions");
+        sessions += want.len();
+        let label = format!("session windows, {mode} (seed {seed}, per batch {per_batch})");
+        if mode != "update" {
+            assert_eq!(sink_rows(&ws.path("out")).await, want, "{label}");
+            continue;
+        }
+        let last = last_per_key(&ws.path("out"), 3);
+        let finals: Vec<Vec<&str>> = want.iter().map(|r| r.split('|').collect()).collect();
+        for row in &last {
+            if want.contains(row) {
+                continue;
+            }
+            let cells: Vec<&str> = row.split('|').collect();
+            let within = finals.iter().any(|f| {
+                f[0] == cells[0] && f[1] <= cells[1] && cells[2] <= f[2] && f[1..3] != cells[1..3]
+            });
+            assert!(
+                within,
+                "{label}: {row} is neither a final session nor an earlier state of one"
+            );
+            merged_rows += 1;
+        }
+        for row in &want {
+            assert!(
+                last.contains(row),
+                "{label}: session {row} was not written as it ended"
+            );
+        }
+    }
+    if mode == "update" {
+        assert!(
+            merged_rows > 0,
+            "sessions grew or merged after they were first written"
+        );
+    } else if mode == "append" {
+        assert!(late_rows > 0, "the input has late rows");
+    }
+    assert!(
+        bridged > 0,
+        "a batch's rows bridged sessions already in state"
+    );
+    println!(
+        "session windows, {mode}: {CUTS} random cuts, {batches_run} batches, {sessions} \
+         sessions, {late_rows} late rows, {bridged} bridges of stored sessions, equal to the \
+         batch SQL over the sessions Spark's rules make"
+    );
+}
+
+#[tokio::test]
+async fn session_window_append_equals_batch() {
+    session_property("append").await;
+}
+
+#[tokio::test]
+async fn session_window_update_equals_batch() {
+    session_property("update").await;
+}
+
+#[tokio::test]
+async fn session_window_complete_equals_batch() {
+    session_property("complete").await;
+}
+
 /// After 100 batches, a restart loads the state from its snapshot and deltas: the old input
 /// files can be gone, and the result still counts them. Old state versions are purged with
 /// the logs.
@@ -831,4 +1046,171 @@ async fn update_mode_writes_a_group_again_only_when_its_row_changed() {
             "{query}"
         );
     }
+}
+
+/// A state TTL on event time, over 20 random cuts of random input: each key is busy for 60 s
+/// and quiet for 180 s (`id / 60 % 4`), so with `state_ttl: 40s` a batch that starts in a quiet
+/// spell drops it, and it starts afresh when it comes back. The oracle states the TTL rules itself, batch by
+/// batch (`ttl_segments`), and the batch SQL aggregates each key's rows since it last started:
+/// - update: the last row written per key is its aggregate over its last stretch of rows;
+/// - complete: the table holds the keys still kept after the last batch, over their stretch.
+async fn ttl_property(mode: &str) {
+    const QUERY: &str = "SELECT id / 60 % 4 AS k, count(*) AS n, max(amount) AS biggest \
+        FROM clicks GROUP BY id / 60 % 4";
+    const ORACLE: &str = "SELECT id / 60 % 4 AS k, count(*) AS n, max(amount) AS biggest \
+        FROM clicks WHERE {which} GROUP BY id / 60 % 4";
+    let (mut batches_run, mut dropped) = (0, 0);
+    for cut in 0..CUTS {
+        let seed = 9000 + cut;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let ws = Workspace::new();
+        let input = events(&mut rng);
+        let cuts = write_cut(&ws.path("in"), &input, &mut rng);
+        // A file a batch: a key is dropped only by a batch that starts in its quiet spell.
+        let per_batch = 1;
+        let yaml = stateful_yaml(&ws, QUERY, mode, per_batch)
+            .replace("trigger:", "state_ttl: 40s\ntrigger:");
+        let summary = run(&yaml, RunOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("state TTL, {mode} (seed {seed}): {e}"));
+        batches_run += summary.batches;
+        let (table, drops) = ttl_segments(&input, &cuts, per_batch, 40);
+        dropped += drops;
+        let ctx = SessionContext::new();
+        let mem = datafusion::datasource::MemTable::try_new(table.schema(), vec![vec![table]])
+            .expect("table");
+        ctx.register_table("clicks", Arc::new(mem)).expect("clicks");
+        let which = if mode == "update" {
+            "last_stretch"
+        } else {
+            "kept"
+        };
+        let want = sql_rows(&ctx, &ORACLE.replace("{which}", which)).await;
+        let got = what_the_sink_holds(
+            &ws,
+            if mode == "update" {
+                Check::Update(1)
+            } else {
+                Check::Complete
+            },
+        )
+        .await;
+        assert_eq!(
+            got, want,
+            "state TTL, {mode} (seed {seed}, per batch {per_batch})"
+        );
+    }
+    assert!(dropped > 0, "keys were dropped by the TTL");
+    println!(
+        "state TTL, {mode}: {CUTS} random cuts, {batches_run} batches, {dropped} keys dropped \
+         by the TTL, equal to the batch SQL over each key's last stretch"
+    );
+}
+
+/// Each row of `input` (cut at `cuts`, `per_batch` files a batch) with `last_stretch` (the
+/// row is in its key's last stretch of rows: seen since the key last started afresh) and
+/// `kept` (its key is still kept after the last batch, and the row is in that stretch),
+/// under the TTL rules for a key `id / 60 % 4` and `ttl_s` seconds on event time: at the
+/// start of a batch, a key whose stamp its watermark (the latest event time of the batches
+/// before, less the delay; none before the first) is `ttl_s` past is dropped; a key the batch
+/// sees is stamped with the watermark as the batch moves it (its own latest event time
+/// counted); a key stamped while there is no watermark is stamped with the first one a batch
+/// has. Also returns how many keys were dropped.
+fn ttl_segments(
+    input: &RecordBatch,
+    cuts: &[usize],
+    per_batch: usize,
+    ttl_s: i64,
+) -> (RecordBatch, usize) {
+    use datafusion::arrow::array::{Array, BooleanArray};
+    let ttl = ttl_s * 1_000_000_000;
+    let ids = input
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("id");
+    let ts = input
+        .column(4)
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .expect("ts");
+    // Per key: its stamp (None: seen before any clock), and the stretch it is in.
+    let mut stamps: BTreeMap<i64, Option<i64>> = BTreeMap::new();
+    let mut stretch: BTreeMap<i64, usize> = BTreeMap::new();
+    let mut row_stretch = vec![0usize; input.num_rows()];
+    let mut dropped = 0;
+    let files: Vec<&[usize]> = cuts.windows(2).collect();
+    let mut max: Option<i64> = None;
+    for batch in files.chunks(per_batch) {
+        let rows = batch[0][0]..batch[batch.len() - 1][1];
+        let clock = max.map(|m| m - DELAY_S * 1_000_000_000);
+        if let Some(now) = clock {
+            let keys: Vec<i64> = stamps.keys().copied().collect();
+            for key in keys {
+                let stamp = stamps[&key].unwrap_or(now);
+                if stamp + ttl <= now {
+                    stamps.remove(&key);
+                    *stretch.entry(key).or_default() += 1;
+                    dropped += 1;
+                } else {
+                    stamps.insert(key, Some(stamp));
+                }
+            }
+        }
+        max = max.max(
+            rows.clone()
+                .filter(|r| !ts.is_null(*r))
+                .map(|r| ts.value(r))
+                .max(),
+        );
+        let stamp = max.map(|m| m - DELAY_S * 1_000_000_000);
+        for row in rows {
+            let key = ids.value(row) / 60 % 4;
+            stamps.insert(key, stamp);
+            row_stretch[row] = *stretch.entry(key).or_default();
+        }
+    }
+    let last: Vec<Option<bool>> = (0..input.num_rows())
+        .map(|row| {
+            let key = ids.value(row) / 60 % 4;
+            let newest = (0..input.num_rows())
+                .filter(|r| ids.value(*r) / 60 % 4 == key)
+                .map(|r| row_stretch[r])
+                .max();
+            Some(Some(row_stretch[row]) == newest)
+        })
+        .collect();
+    let kept: Vec<Option<bool>> = (0..input.num_rows())
+        .map(|row| {
+            let key = ids.value(row) / 60 % 4;
+            Some(stamps.contains_key(&key) && row_stretch[row] == stretch[&key])
+        })
+        .collect();
+    let mut columns = input.columns().to_vec();
+    columns.push(Arc::new(BooleanArray::from(last)));
+    columns.push(Arc::new(BooleanArray::from(kept)));
+    let mut fields: Vec<_> = click_schema().fields().iter().cloned().collect();
+    use datafusion::arrow::datatypes::{DataType, Field};
+    fields.push(Arc::new(Field::new(
+        "last_stretch",
+        DataType::Boolean,
+        false,
+    )));
+    fields.push(Arc::new(Field::new("kept", DataType::Boolean, false)));
+    let table = RecordBatch::try_new(
+        Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+        columns,
+    )
+    .expect("stretches");
+    (table, dropped)
+}
+
+#[tokio::test]
+async fn state_ttl_update_equals_batch() {
+    ttl_property("update").await;
+}
+
+#[tokio::test]
+async fn state_ttl_complete_equals_batch() {
+    ttl_property("complete").await;
 }
