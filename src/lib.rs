@@ -108,6 +108,15 @@ impl Error {
                 change,
                 checkpoint: Some(shown),
             }),
+            Self::State(state::StateError::Corrupt {
+                file,
+                reason,
+                checkpoint: None,
+            }) => Self::State(state::StateError::Corrupt {
+                file,
+                reason,
+                checkpoint: Some(shown),
+            }),
             Self::Pending {
                 batch,
                 planned,

@@ -34,7 +34,14 @@ const STORE_SCHEMES: &[&str] = &[
 /// comes back unchanged.
 pub fn redact_url(text: &str) -> String {
     let Ok(mut url) = url::Url::parse(text) else {
-        return text.to_string();
+        // A URL the parser refuses may still carry a user part (`file://u:pw@host/x`).
+        return match raw_user_part(text) {
+            Some((start, end)) => match text[start..end].find(':') {
+                Some(colon) => format!("{}:***{}", &text[..start + colon], &text[end..]),
+                None => text.to_string(),
+            },
+            None => text.to_string(),
+        };
     };
     if !text.contains("://") {
         return text.to_string();
@@ -65,7 +72,13 @@ pub fn redact_url(text: &str) -> String {
 /// URL (they would be written into the checkpoint's copy of the pipeline and into messages),
 /// so a URL with a user part or query parameters is refused, naming where credentials go.
 pub fn url_secret(text: &str) -> Option<String> {
-    let url = url::Url::parse(text).ok()?;
+    let Ok(url) = url::Url::parse(text) else {
+        // Unparsed (a user part where the scheme has none, as `file://u:pw@host/x`), a store
+        // URL with one is still refused.
+        let scheme = text.split("://").next()?.to_ascii_lowercase();
+        return (STORE_SCHEMES.contains(&scheme.as_str()) && raw_user_part(text).is_some())
+            .then(|| refusal("a user part"));
+    };
     if !text.contains("://") || !STORE_SCHEMES.contains(&url.scheme()) {
         return None;
     }
@@ -81,13 +94,26 @@ pub fn url_secret(text: &str) -> Option<String> {
     } else {
         return None;
     };
-    Some(format!(
+    Some(refusal(what))
+}
+
+fn refusal(what: &str) -> String {
+    format!(
         "the URL carries {what}, which Sluice does not take from a storage URL (it would be \
          written into the checkpoint and into messages): give credentials to the store in its \
          environment variables (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; \
          GOOGLE_SERVICE_ACCOUNT; AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_KEY) and \
          remove them from the URL"
-    ))
+    )
+}
+
+/// Where the user part (`user:password`) of `scheme://user:password@host/...` is in `text`,
+/// read without a URL parser (for text the parser refuses).
+fn raw_user_part(text: &str) -> Option<(usize, usize)> {
+    let start = text.find("://")? + 3;
+    let authority_end = text[start..].find('/').map_or(text.len(), |i| start + i);
+    let at = text[start..authority_end].rfind('@')?;
+    Some((start, start + at))
 }
 
 #[cfg(test)]
@@ -123,6 +149,10 @@ mod tests {
         assert!(url_secret("abfss://data:key@acct.dfs.core.windows.net/ckpt").is_some());
         // Not an object store: another connector's own setting.
         assert_eq!(url_secret("postgres://u:p@h/db"), None);
+        // A user part the URL parser refuses (a file URL has none) is refused and redacted.
+        let file = "file://user:SUPERSECRET7@localhost/tmp/x";
+        assert!(url_secret(file).expect("refused").contains("user part"));
+        assert_eq!(redact_url(file), "file://user:***@localhost/tmp/x");
     }
 
     #[test]

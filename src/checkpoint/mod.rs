@@ -164,6 +164,14 @@ fn advice(checkpoint: &str, file: &str) -> String {
                      on a new checkpoint (and sink)"
                 .to_string(),
         }
+    } else if file.starts_with(&format!("{}/", paths::SOURCES)) && file.ends_with("/schema") {
+        let source = file.split('/').nth(1).unwrap_or_default();
+        format!(
+            "It pins the schema source `{source}` inferred from its first input: declare that \
+             schema under the source (`schema:` in the pipeline file; `sluice inspect \
+             {checkpoint}` and the sink's files show its columns) and run again, or restore the \
+             file"
+        )
     } else if file == paths::SINK {
         "The next run writes it again.".to_string()
     } else if file.starts_with(&format!("{}/", paths::PIPELINES)) {

@@ -279,6 +279,7 @@ async fn sink_view(
         return view;
     };
     let ctx = crate::sink::SinkContext {
+        label: "",
         pipeline: id,
         replace: record.output_mode == "complete",
         update: record.output_mode == "update",

@@ -200,8 +200,8 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                 }
                 crate::progress::clear_live_line();
                 eprintln!(
-                    "stopped at once: the batch in progress is left pending and the next run \
-                     finishes it"
+                    "stopped at once: a batch in progress (if one was: `sluice inspect` shows it \
+                     as pending) is finished by the next run"
                 );
                 std::process::exit(130);
             });

@@ -131,6 +131,7 @@ async fn check_continuity(
     pipeline: &Pipeline,
     location: &Location,
     previous: Option<&crate::checkpoint::SinkRecord>,
+    rebuilt: bool,
 ) -> Result<(), Error> {
     let logs = LogListing::read(location).await?;
     let Some(&newest) = logs.offsets.last() else {
@@ -185,7 +186,7 @@ async fn check_continuity(
         .map(|f| f.as_str().to_string());
     if previous.kind == pipeline.sink.connector().kind()
         && previous.path == pipeline.sink.connector().location()
-        && previous.output_schema.is_some()
+        && (previous.output_schema.is_some() || rebuilt)
         && previous.format.is_some()
         && previous.format != format
         && pipeline.output_mode != OutputMode::Complete
@@ -340,6 +341,47 @@ async fn planned_with_other_pipeline(
     Ok(Some((batch, planned, shown)))
 }
 
+/// The checkpoint's sink record rebuilt (its `sink` entry being missing or damaged, `why`)
+/// from the pipeline file the newest committed batch ran with, and that file's query, whose
+/// output columns stand in for the record's; `None` where no committed batch names a stored
+/// pipeline file.
+async fn rebuild_sink_record(
+    location: &Location,
+    why: &str,
+) -> Result<(Option<crate::checkpoint::SinkRecord>, Option<String>), Error> {
+    let logs = LogListing::read(location).await?;
+    let Some(&newest) = logs.commits.last() else {
+        return Ok((None, None));
+    };
+    let stored = match crate::checkpoint::read_commit(location, newest).await {
+        Ok(Some(commit)) => match commit.pipeline {
+            Some(fingerprint) => stored_pipeline(location, &location.to_string(), &fingerprint)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        },
+        _ => None,
+    };
+    let Some(stored) = stored else {
+        tracing::warn!(
+            "{why}, and the pipeline file of batch {newest} is not in the checkpoint to rebuild \
+             it from: this run cannot check that the sink's format and columns stay the same"
+        );
+        return Ok((None, None));
+    };
+    tracing::warn!("{why}; rebuilt from the pipeline file batch {newest} ran with");
+    let connector = stored.sink.connector();
+    let record = crate::checkpoint::SinkRecord {
+        kind: connector.kind().to_string(),
+        path: connector.location(),
+        format: connector.format().map(|f| f.as_str().to_string()),
+        output_mode: stored.output_mode.as_str().to_string(),
+        output_schema: None,
+    };
+    Ok((Some(record), Some(stored.query.clone())))
+}
+
 /// The pipeline file stored in the checkpoint at `location` (given as `spec`) under
 /// `fingerprint`, if it is there.
 pub async fn stored_pipeline(
@@ -460,6 +502,9 @@ struct Driver<'a> {
     unrecorded_output_schema: Option<Vec<(String, String)>>,
     /// The output mode the previous run recorded with the sink.
     previous_output_mode: Option<String>,
+    /// Where the sink record was rebuilt (missing or damaged): the query of the newest
+    /// committed batch, whose output columns are the ones the sink took.
+    rebuilt_query: Option<String>,
 }
 
 /// How long a batch's phases before its commit took, and when its execution started.
@@ -513,16 +558,42 @@ impl<'a> Driver<'a> {
             output_mode: pipeline.output_mode.as_str().to_string(),
             output_schema: None,
         };
-        // Each run rewrites the record, so a damaged one is only reported.
-        let previous = match Checkpoint::read_sink_record(checkpoint.location()).await {
-            Ok(previous) => previous,
-            Err(CheckpointError::Corrupt { file, reason, .. }) => {
-                tracing::warn!("{file} is damaged ({reason}); this run writes it again");
-                None
-            }
-            Err(e) => return Err(e.into()),
-        };
-        check_continuity(pipeline, checkpoint.location(), previous.as_ref()).await?;
+        // Each run rewrites the record; a missing or damaged one is rebuilt from the pipeline
+        // file the newest committed batch ran with, so the checks below still hold.
+        let (previous, rebuilt_query) =
+            match Checkpoint::read_sink_record(checkpoint.location()).await {
+                Ok(Some(previous)) => (Some(previous), None),
+                Ok(None) => rebuild_sink_record(checkpoint.location(), "sink is missing").await?,
+                Err(CheckpointError::Corrupt { file, reason, .. }) => {
+                    rebuild_sink_record(
+                        checkpoint.location(),
+                        &format!("{file} is damaged ({reason})"),
+                    )
+                    .await?
+                }
+                Err(e) => return Err(e.into()),
+            };
+        check_continuity(
+            pipeline,
+            checkpoint.location(),
+            previous.as_ref(),
+            rebuilt_query.is_some(),
+        )
+        .await?;
+        if let Some(previous) = &previous
+            && (&previous.kind, &previous.path) != (&sink_record.kind, &sink_record.path)
+        {
+            let shown = |kind: &str, path: &Option<String>| match path {
+                Some(path) => format!("{kind} sink {path}"),
+                None => format!("{kind} sink"),
+            };
+            tracing::warn!(
+                "the sink moved: earlier batches went to the {}, batches from now on go to the \
+                 {} (`sluice rewind` takes each batch back from where it went)",
+                shown(&previous.kind, &previous.path),
+                shown(&sink_record.kind, &sink_record.path)
+            );
+        }
         let previous_output_mode = previous.as_ref().map(|p| p.output_mode.clone());
         // The columns and format the sink took stay on record while the sink stays where it
         // is, until a batch writes others.
@@ -542,8 +613,19 @@ impl<'a> Driver<'a> {
             .await?;
         let id = checkpoint.metadata().id;
         let replace = pipeline.output_mode == OutputMode::Complete;
+        // The checkpoint's absolute folder where local: a relative one would read as the
+        // reader's own.
+        let label = format!(
+            "pipeline `{}` with checkpoint {}",
+            pipeline.name,
+            checkpoint.location().local_root().map_or_else(
+                || checkpoint.location().to_string(),
+                |p| p.display().to_string()
+            )
+        );
         let ctx = SinkContext {
             pipeline: id,
+            label: &label,
             replace,
             update: pipeline.output_mode == OutputMode::Update,
             part: None,
@@ -587,6 +669,7 @@ impl<'a> Driver<'a> {
             last_trigger: None,
             sink_record,
             unrecorded_output_schema: None,
+            rebuilt_query,
             previous_output_mode,
         })
     }
@@ -757,6 +840,20 @@ impl<'a> Driver<'a> {
             .map(|f| (f.name().clone(), f.data_type().to_string()))
             .collect();
         let replaced = self.pipeline.output_mode == OutputMode::Complete;
+        // A rebuilt record takes the columns the newest committed batch's query gave.
+        if self.sink_record.output_schema.is_none()
+            && let Some(query) = self.rebuilt_query.take()
+            && let Ok(before) = self.engine.output_schema(&query).await
+        {
+            self.sink_record.output_schema = Some(
+                before
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), f.data_type().to_string()))
+                    .collect(),
+            );
+            self.checkpoint.record_sink(&self.sink_record).await?;
+        }
         if let Some(before) = &self.sink_record.output_schema
             && *before != planned
             && !replaced

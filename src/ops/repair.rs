@@ -278,6 +278,7 @@ async fn rebuild_metadata(location: &Location, shown: &str) -> Result<(Metadata,
             let connector = pipeline.sink.connector();
             let sink = connector
                 .open(&SinkContext {
+                    label: "",
                     pipeline: uuid::Uuid::nil(),
                     replace: false,
                     update: false,

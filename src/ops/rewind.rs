@@ -232,6 +232,7 @@ fn open_sinks(
         )));
     }
     let ctx = SinkContext {
+        label: "",
         pipeline: id,
         replace: false,
         update: pipeline.output_mode == OutputMode::Update,
@@ -253,6 +254,7 @@ fn open_sinks(
                 continue;
             }
             match late.connector().open(&SinkContext {
+                label: "",
                 part: Some(source),
                 ..ctx
             }) {

@@ -367,6 +367,7 @@ async fn read_sink(
         .map(|m| m.id)
         .unwrap_or_default();
     let ctx = SinkContext {
+        label: "",
         pipeline: id,
         replace: pipeline.output_mode == crate::pipeline::OutputMode::Complete,
         update: pipeline.output_mode == crate::pipeline::OutputMode::Update,

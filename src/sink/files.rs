@@ -137,12 +137,13 @@ impl SinkConnector for FilesSinkConfig {
         if let Ok(location) = Location::open(&self.folder(ctx.part), false, ctx.sync, ctx.hook) {
             let shown = location.to_string();
             let sink = FilesSink::new(location, self.format, ctx.pipeline);
-            if let Some(owner) = sink.read_owner().await?
+            if let Some((owner, owner_label)) = sink.read_owner().await?
                 && owner != ctx.pipeline
             {
                 return Err(SinkError::ForeignFolder {
                     location: shown,
                     owner,
+                    owner_label,
                     ours: ctx.pipeline,
                 });
             }
@@ -152,7 +153,7 @@ impl SinkConnector for FilesSinkConfig {
 
     fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
         let location = Location::open(&self.folder(ctx.part), ctx.create, ctx.sync, ctx.hook)?;
-        let sink = FilesSink::new(location, self.format, ctx.pipeline);
+        let sink = FilesSink::new(location, self.format, ctx.pipeline).labelled(ctx.label);
         Ok(Box::new(if ctx.replace { sink.replacing() } else { sink }))
     }
 }
@@ -163,6 +164,8 @@ pub struct FilesSink {
     location: Location,
     format: FileFormat,
     pipeline: uuid::Uuid,
+    /// How the owner record this sink writes names its pipeline (may be empty).
+    label: String,
     /// Complete mode: each batch's one file replaces the previous batch's.
     replace: bool,
     /// Whether `_sluice/owner` has been checked (or written) by this run.
@@ -178,10 +181,18 @@ impl FilesSink {
             location,
             format,
             pipeline,
+            label: String::new(),
             replace: false,
             owner_checked: std::sync::atomic::AtomicBool::new(false),
             old_parts_removed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// This sink with the pipeline's `label` (name and checkpoint) for the owner record it
+    /// writes, so that another pipeline refused here is told whose folder it is.
+    pub fn labelled(mut self, label: &str) -> Self {
+        self.label = label.to_string();
+        self
     }
 
     /// The folder's owner record: the first pipeline to write a batch into it claims it
@@ -193,21 +204,27 @@ impl FilesSink {
             return Ok(());
         }
         let path = self.location.path(&format!("{SLUICE_DIR}/owner"));
-        let record = format!("{{\"pipeline\":\"{}\"}}\n", self.pipeline);
+        let mut record = serde_json::json!({ "pipeline": self.pipeline.to_string() });
+        if !self.label.is_empty() {
+            record["label"] = serde_json::Value::String(self.label.clone());
+        }
+        let record = format!("{record}\n");
         if !self
             .location
             .put_if_absent(&path, record.into_bytes())
             .await?
         {
-            let owner = self.read_owner().await?.ok_or_else(|| SinkError::Corrupt {
-                file: format!("{}/{SLUICE_DIR}/owner", self.location),
-                reason: "removed while it was being read".into(),
-            })?;
+            let (owner, owner_label) =
+                self.read_owner().await?.ok_or_else(|| SinkError::Corrupt {
+                    file: format!("{}/{SLUICE_DIR}/owner", self.location),
+                    reason: "removed while it was being read".into(),
+                })?;
             if owner != self.pipeline {
                 return Err(SinkError::Foreign {
                     location: self.location.to_string(),
                     batch,
                     owner,
+                    owner_label,
                 });
             }
         }
@@ -215,19 +232,27 @@ impl FilesSink {
         Ok(())
     }
 
-    /// The pipeline id in `_sluice/owner`, when the folder has one.
-    async fn read_owner(&self) -> Result<Option<uuid::Uuid>, SinkError> {
+    /// The pipeline id in `_sluice/owner`, and how it names that pipeline (empty in records
+    /// of older Sluice versions), when the folder has one.
+    async fn read_owner(&self) -> Result<Option<(uuid::Uuid, String)>, SinkError> {
         let path = self.location.path(&format!("{SLUICE_DIR}/owner"));
         let Some(bytes) = self.location.get(&path).await? else {
             return Ok(None);
         };
         serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
-            .and_then(|v| v.get("pipeline")?.as_str()?.parse::<uuid::Uuid>().ok())
-            .map(Some)
+            .and_then(|v| {
+                let id = v.get("pipeline")?.as_str()?.parse::<uuid::Uuid>().ok()?;
+                let label = v.get("label").and_then(|l| l.as_str()).unwrap_or_default();
+                Some(Some((id, label.to_string())))
+            })
             .ok_or_else(|| SinkError::Corrupt {
                 file: format!("{}/{SLUICE_DIR}/owner", self.location),
-                reason: "not an owner record".into(),
+                reason: "not an owner record. If the folder is this pipeline's output, delete \
+                         that file and run again (the next batch claims the folder again, and \
+                         each batch's manifest still names its pipeline); if it is another's, \
+                         give this pipeline its own `sink.path`"
+                    .into(),
             })
     }
 
@@ -245,7 +270,7 @@ impl FilesSink {
         let mut deleted = 0;
         match self.read_manifest(batch).await {
             Ok(Some(manifest)) => {
-                self.check_owner(&manifest)?;
+                self.check_owner(&manifest).await?;
                 for file in &manifest.files {
                     self.location
                         .delete(&self.location.path(&file.path))
@@ -434,14 +459,20 @@ impl FilesSink {
 
     /// A manifest written for another pipeline (or an earlier checkpoint of this one) means
     /// the output folder is shared: taking its batches as ours would drop our rows.
-    fn check_owner(&self, manifest: &Manifest) -> Result<(), SinkError> {
+    async fn check_owner(&self, manifest: &Manifest) -> Result<(), SinkError> {
         if manifest.pipeline == self.pipeline {
             return Ok(());
         }
+        // The folder's owner record names that pipeline, where it is the same one.
+        let owner_label = match self.read_owner().await {
+            Ok(Some((id, label))) if id == manifest.pipeline => label,
+            _ => String::new(),
+        };
         Err(SinkError::Foreign {
             location: self.location.to_string(),
             batch: manifest.batch,
             owner: manifest.pipeline,
+            owner_label,
         })
     }
 
@@ -547,7 +578,7 @@ impl Sink for FilesSink {
     }
 
     async fn owner(&self) -> Result<Option<uuid::Uuid>, SinkError> {
-        self.read_owner().await
+        Ok(self.read_owner().await?.map(|(id, _)| id))
     }
 
     async fn summary(&self) -> Result<Option<super::HeldSummary>, SinkError> {
@@ -570,7 +601,7 @@ impl Sink for FilesSink {
     ) -> Result<SinkCommit, SinkError> {
         self.check_folder_owner(batch).await?;
         if let Some(manifest) = self.read_manifest(batch).await? {
-            self.check_owner(&manifest)?;
+            self.check_owner(&manifest).await?;
             fence.check().await.map_err(Box::new)?;
             self.publish(&manifest, false).await?;
             self.remove_old_parts(&manifest).await?;
@@ -653,7 +684,7 @@ impl Sink for FilesSink {
                     file: Self::manifest_file(batch),
                     reason: "exists but cannot be read".into(),
                 })?;
-            self.check_owner(&theirs)?;
+            self.check_owner(&theirs).await?;
             theirs
         };
         self.publish(&manifest, written).await?;

@@ -71,6 +71,10 @@ pub fn configure(
 pub struct SinkContext<'a> {
     /// The pipeline's id (the checkpoint's): a sink refuses batches of another pipeline.
     pub pipeline: uuid::Uuid,
+    /// How a person tells this pipeline from another (its name and checkpoint, secrets
+    /// redacted), kept in a sink's owner record so that a refusal names the owner; may be
+    /// empty (operator commands, which claim nothing).
+    pub label: &'a str,
     /// Complete mode: each batch replaces the previous one's output.
     pub replace: bool,
     /// Update mode: each row is the newest of its key (a keyed sink needs its key).
@@ -152,8 +156,11 @@ pub enum SinkError {
     },
     /// The output folder holds batches of another pipeline or checkpoint.
     #[error(
-        "{location} holds batches of another pipeline or checkpoint (id {owner}), found when \
-         writing batch {batch}; give each pipeline and checkpoint its own output folder"
+        "{location} holds batches of another pipeline or checkpoint{} (id {owner}), found at \
+         batch {batch}: give each pipeline and checkpoint its own output folder (to start this \
+         pipeline over on a new checkpoint, give it a new, empty `sink.path`, or empty this \
+         folder if its output is no longer wanted)",
+        named(owner_label)
     )]
     Foreign {
         /// The output folder.
@@ -162,18 +169,24 @@ pub enum SinkError {
         batch: BatchId,
         /// The pipeline id in its manifest.
         owner: uuid::Uuid,
+        /// How the owner record names that pipeline (empty where it does not).
+        owner_label: String,
     },
     /// The output folder belongs to another pipeline or checkpoint, found before any batch.
     #[error(
-        "{location} belongs to another pipeline or checkpoint (its _sluice/owner names pipeline \
+        "{location} belongs to another pipeline or checkpoint{} (its _sluice/owner names pipeline \
          id {owner}; this checkpoint's is {ours}): give each pipeline and checkpoint its own \
-         output folder"
+         output folder (to start this pipeline over on a new checkpoint, give it a new, empty \
+         `sink.path`, or empty this folder if its output is no longer wanted)",
+        named(owner_label)
     )]
     ForeignFolder {
         /// The output folder.
         location: String,
         /// The pipeline id in its owner record.
         owner: uuid::Uuid,
+        /// How the owner record names that pipeline (empty where it does not).
+        owner_label: String,
         /// This checkpoint's pipeline id.
         ours: uuid::Uuid,
     },
@@ -358,5 +371,15 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
     /// naming the column).
     fn check_output(&self, _schema: &SchemaRef) -> Result<(), SinkError> {
         Ok(())
+    }
+}
+
+/// `: <label>` where the owner record names its pipeline (records of older Sluice versions
+/// do not), else nothing.
+fn named(label: &str) -> String {
+    if label.is_empty() {
+        String::new()
+    } else {
+        format!(": {label}")
     }
 }

@@ -107,6 +107,7 @@ impl StateFiles {
             });
             let Some((version, kind)) = parsed else {
                 return Err(StateError::Corrupt {
+                    checkpoint: None,
                     file: path,
                     reason: "not a state file name (<batch>.snapshot|delta|removed.parquet)".into(),
                 });
@@ -182,10 +183,12 @@ impl StateFiles {
             .get(&self.location.path(&file.path))
             .await?
             .ok_or_else(|| StateError::Corrupt {
+                checkpoint: None,
                 file: file.path.clone(),
                 reason: "it vanished while being read".into(),
             })?;
         decode(bytes).map_err(|reason| StateError::Corrupt {
+            checkpoint: None,
             file: file.path.clone(),
             reason,
         })
@@ -226,6 +229,7 @@ impl StateFiles {
             .and_then(|k| k.parse::<usize>().ok())
             .filter(|k| *k <= schema.fields().len())
             .ok_or_else(|| StateError::Corrupt {
+                checkpoint: None,
                 file: newest.path.clone(),
                 reason: format!(
                     "its schema does not say how many key columns it has ({KEY_COLUMNS})"

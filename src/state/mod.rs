@@ -107,13 +107,16 @@ pub enum StateError {
     /// A state file does not read.
     #[error(
         "state file {file} is corrupt: {reason}. The checkpoint's state cannot be loaded; \
-         restore the file, or start the pipeline on a new checkpoint"
+         restore the file, {}",
+        corrupt_advice(file, checkpoint.as_deref())
     )]
     Corrupt {
         /// The file, relative to the checkpoint.
         file: String,
         /// What is wrong.
         reason: String,
+        /// The checkpoint, as given, where known (for the command in the advice).
+        checkpoint: Option<String>,
     },
     /// A version needed to load the state is missing.
     #[error(
@@ -133,7 +136,8 @@ pub enum StateError {
     #[error(
         "state/{operator} was written by a query whose state has columns ({stored}); this query's \
          state has ({planned}): the query changed in a way its state cannot follow. Put the old \
-         query back, or run the new one on a new checkpoint"
+         query back, or run the new one on a new checkpoint with a new, empty `sink.path` (a \
+         sink folder belongs to one checkpoint)"
     )]
     Incompatible {
         /// The operator.
@@ -151,4 +155,25 @@ pub enum StateError {
         /// The library's message.
         reason: String,
     },
+}
+
+/// What gets a checkpoint with the damaged state file `file` (`state/<op>/<N>.<kind>.parquet`)
+/// going again: taking back the batches from version `N` on, which are computed again from
+/// their input from version `N - 1`.
+fn corrupt_advice(file: &str, checkpoint: Option<&str>) -> String {
+    let version = file
+        .rsplit('/')
+        .next()
+        .and_then(|name| name.split('.').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    let checkpoint = checkpoint.unwrap_or("<checkpoint>");
+    match version.and_then(|n| n.checked_sub(1)) {
+        Some(before) => format!(
+            "or take back the batches from {} on, which are computed again from their input \
+             (where the sources still hold it) over state version {before}: `sluice rewind \
+             {checkpoint} --to {before}`; or start the pipeline on a new checkpoint and sink",
+            before + 1
+        ),
+        None => "or start the pipeline on a new checkpoint and sink".to_string(),
+    }
 }

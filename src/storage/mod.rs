@@ -325,9 +325,11 @@ impl Location {
             },
             Err(e) => refused(e),
         };
+        // The probe's own failure is the one to report: its clean-up fails the same way.
+        let honoured = honoured?;
         self.delete(&path).await?;
         self.remove_empty_folder("_sluice_probe");
-        if honoured? {
+        if honoured {
             Ok(())
         } else {
             Err(StorageError::NoCreateOnly {

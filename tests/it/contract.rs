@@ -499,6 +499,7 @@ pub async fn sink_contract(fixture: &dyn SinkFixture, checkpoint: &Location) {
         .expect("checkpoint");
     let fence = run.fence();
     let ctx = SinkContext {
+        label: "",
         pipeline: run.metadata().id,
         replace: false,
         update: false,
@@ -536,6 +537,7 @@ pub async fn sink_contract(fixture: &dyn SinkFixture, checkpoint: &Location) {
         let (hook, _) = Interrupting::hook(fail_at);
         let interrupted = connector
             .open(&SinkContext {
+                label: "",
                 hook: Some(&hook),
                 ..ctx
             })

@@ -1083,6 +1083,36 @@ fn refused(ws: &Workspace, file: &std::path::Path, said: &[&str], batches: usize
     assert_eq!(logged, batches, "a refused run logged a batch");
 }
 
+/// The checkpoint's `sink` record (the format and columns the sink took) missing or damaged
+/// does not let other columns or another format into the folder: the record is rebuilt from
+/// the pipeline file the newest committed batch ran with.
+#[test]
+fn a_lost_or_damaged_sink_record_still_guards_the_sink_folder() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    for damage in ["", "{\"kind\":"] {
+        if damage.is_empty() {
+            std::fs::remove_file(ws.path("ckpt/sink")).expect("sink record");
+        } else {
+            std::fs::write(ws.path("ckpt/sink"), damage).expect("sink record");
+        }
+        edit_file(&file, "SELECT k, v FROM s", "SELECT k FROM s");
+        refused(&ws, &file, &["`v` removed"], 1);
+        edit_file(&file, "SELECT k FROM s", "SELECT k, v FROM s");
+        edit_file(&file, "format: json }\n", "format: csv }\n");
+        refused(&ws, &file, &["format: csv", "json"], 1);
+        edit_file(&file, "format: csv }\n", "format: json }\n");
+    }
+    assert!(run(&file, &ws).status.success());
+    assert_eq!(sink_lines(&ws.path("out")).len(), 2, "each row once");
+    // The record is whole again: a column change is still refused with it in place.
+    edit_file(&file, "SELECT k, v FROM s", "SELECT v FROM s");
+    refused(&ws, &file, &["`k` removed"], 2);
+}
+
 /// A new user's edits between runs that the checkpoint cannot carry on from are refused
 /// before a batch, naming what changed: a renamed source (it would read everything again),
 /// another output mode over kept state (append's held-back groups would be lost), another
@@ -1150,8 +1180,13 @@ fn edits_the_checkpoint_cannot_carry_on_from_are_refused() {
     .expect("other");
     let out = run(&other, &ws);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // It names the folder's owner: the pipeline and its checkpoint, not only an id.
     assert!(
-        stderr(&out).contains("belongs to another pipeline"),
+        stderr(&out).contains(&format!(
+            "belongs to another pipeline or checkpoint: pipeline `{}` with checkpoint {}",
+            "newcomer",
+            ws.p("ckpt")
+        )),
         "{}",
         stderr(&out)
     );
@@ -1417,4 +1452,65 @@ fn the_release_binary_carries_no_debug_info_and_the_readme_says_its_size() {
         .join(" ");
     assert!(readme.contains("25 to 60 minutes on 2 cores"));
     assert!(readme.contains("The release binary is 181 MB"), "its size");
+}
+
+/// Stuck states found by the third walk name the way out, and it works: a damaged state file
+/// names the `rewind` that computes its batches again over the version before it (the result
+/// then equals the batch SQL: 0 + 1 + 2 + 10 = 13); a damaged pinned schema names the
+/// `schema:` to declare.
+#[test]
+fn damaged_state_and_pinned_schema_name_a_way_out_that_works() {
+    let ws = Workspace::new();
+    for (i, v) in [0, 1, 2].iter().enumerate() {
+        input(
+            &ws,
+            &format!("{i}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
+        );
+    }
+    let file = pipeline(&ws, "SELECT k, sum(v) AS total FROM s GROUP BY k", "update");
+    edit_file(
+        &file,
+        "format: json, schema",
+        "format: json, max_files_per_batch: 1, schema",
+    );
+    assert!(run(&file, &ws).status.success());
+    std::fs::write(ws.path("ckpt/state/aggregate/2.delta.parquet"), "garbage").expect("damage");
+    input(&ws, "3.json", "{\"k\":\"a\",\"v\":10}\n");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let way_out = format!("`sluice rewind {} --to 1`", ws.p("ckpt"));
+    assert!(stderr(&out).contains(&way_out), "{}", stderr(&out));
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "1"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    assert!(run(&file, &ws).status.success());
+    let last = sink_lines(&ws.path("out"))
+        .into_iter()
+        .filter(|l| l.contains("\"total\":13"))
+        .count();
+    assert_eq!(last, 1, "{:?}", sink_lines(&ws.path("out")));
+
+    // A pinned schema (a source without `schema:` pins what it inferred) damaged.
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(&file, ", schema: { k: string, v: bigint }", "");
+    assert!(run(&file, &ws).status.success());
+    std::fs::write(ws.path("ckpt/sources/s/schema"), "{").expect("damage");
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let out = run(&file, &ws);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("declare that schema under the source"),
+        "{}",
+        stderr(&out)
+    );
+    edit_file(
+        &file,
+        "format: json }\nquery",
+        "format: json, schema: { k: string, v: bigint } }\nquery",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")).len(), 2, "each row once");
 }

@@ -370,6 +370,7 @@ async fn a_transaction_of_an_older_epoch_is_refused() {
         .await
         .expect("checkpoint");
     let ctx = |id| sluice::sink::SinkContext {
+        label: "",
         pipeline: id,
         replace: false,
         update: false,
