@@ -607,6 +607,25 @@ pub async fn read_fingerprinted(
     Ok(Some(text))
 }
 
+/// Where `metadata` names pipeline id `id` but the newest commit that records one names
+/// another: what is wrong, for the repair report and the refusal of a run.
+pub async fn metadata_id_mismatch(location: &Location, id: &uuid::Uuid) -> Option<String> {
+    let logs = LogListing::read(location).await.ok()?;
+    for batch in logs.commits.iter().rev() {
+        if let Ok(Some(commit)) = read_commit(location, *batch).await
+            && let Some(written_by) = commit.pipeline_id
+        {
+            return (written_by != *id).then(|| {
+                format!(
+                    "it names pipeline id {id}, but commits/{batch} was written by pipeline id \
+                     {written_by} (edited, or copied from another checkpoint)"
+                )
+            });
+        }
+    }
+    None
+}
+
 /// Reads `commits/N` of the checkpoint at `location`.
 pub async fn read_commit(
     location: &Location,

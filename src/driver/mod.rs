@@ -547,6 +547,18 @@ impl<'a> Driver<'a> {
             location.check_create_only().await?;
         }
         let checkpoint = Checkpoint::open(location, &pipeline.name).await?;
+        if let Some(reason) = crate::checkpoint::metadata_id_mismatch(
+            checkpoint.location(),
+            &checkpoint.metadata().id,
+        )
+        .await
+        {
+            return Err(CheckpointError::Inconsistent {
+                location: checkpoint.location().to_string(),
+                reason: format!("its metadata is wrong: {reason}"),
+            }
+            .into());
+        }
         let mut sink_record = crate::checkpoint::SinkRecord {
             kind: pipeline.sink.connector().kind().to_string(),
             path: pipeline.sink.connector().location(),

@@ -52,7 +52,11 @@ pub async fn repair(
 ) -> Result<RepairReport, Error> {
     // A missing `metadata` beside batch logs, or a damaged one, is rebuilt.
     let metadata_damage = match Checkpoint::read_metadata(location).await {
-        Ok(Some(_)) => None,
+        // Whole, but naming another id than the commits' (edited, or copied from another
+        // checkpoint): the sink would take this checkpoint for another pipeline.
+        Ok(Some(metadata)) => crate::checkpoint::metadata_id_mismatch(location, &metadata.id)
+            .await
+            .map(Some),
         Ok(None) => {
             return Err(Error::Usage(format!(
                 "{shown} is not a Sluice checkpoint (it has no metadata)"

@@ -110,7 +110,41 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, C
             )
         })?;
     }
+    if holds_literal_password(&config.url) {
+        return Err(ConfigError::at(
+            "url",
+            "`url` holds a password as written: it would be kept in the checkpoint's copy of \
+             the pipeline file; name an environment variable instead (`password=${PGPASSWORD}`, \
+             or `postgresql://user:${PGPASSWORD}@host/db`), filled in when connecting",
+        ));
+    }
     Ok(Arc::new(config))
+}
+
+/// Whether the connection text `url` has a password that is not an environment variable
+/// (`${VAR}`) as a whole.
+fn holds_literal_password(url: &str) -> bool {
+    const STAND_IN: &str = "sluiceenvvariable";
+    let mut text = String::new();
+    let mut rest = url;
+    while let Some(start) = rest.find("${") {
+        text.push_str(&rest[..start]);
+        match rest[start..].find('}') {
+            Some(end) => {
+                text.push_str(STAND_IN);
+                rest = &rest[start + end + 1..];
+            }
+            None => {
+                rest = &rest[start..];
+                break;
+            }
+        }
+    }
+    text.push_str(rest);
+    tokio_postgres::Config::from_str(&text)
+        .ok()
+        .and_then(|c| c.get_password().map(<[u8]>::to_vec))
+        .is_some_and(|password| password != STAND_IN.as_bytes())
 }
 
 /// An error's text with nothing of the connection string in it (tokio-postgres does not echo
@@ -1171,6 +1205,25 @@ mod tests {
         ]));
         let e = pg_columns(&bad).err().expect("refused");
         assert!(e.starts_with("column `nothing` is Null"), "{e}");
+    }
+
+    #[test]
+    fn a_password_written_in_the_url_is_refused_and_one_named_as_a_variable_is_not() {
+        for literal in [
+            "host=h user=u password=secret dbname=d",
+            "postgresql://u:secret@h/d",
+            "host=h password=${PGPASSWORD}x",
+        ] {
+            assert!(holds_literal_password(literal), "{literal}");
+        }
+        for fine in [
+            "host=h user=u password=${PGPASSWORD} dbname=d",
+            "postgresql://u:${PGPASSWORD}@h/d",
+            "postgresql://u@h:5432/d",
+            "host=h user=${PGUSER} dbname=d",
+        ] {
+            assert!(!holds_literal_password(fine), "{fine}");
+        }
     }
 
     #[test]

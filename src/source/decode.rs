@@ -663,6 +663,11 @@ fn json(
             if value.known {
                 kept.push(value);
             } else if on_error == OnError::Skip {
+                tracing::info!(
+                    file,
+                    line = value.line,
+                    "skipping a JSON value with none of the source's columns"
+                );
                 skipped += 1;
             } else {
                 return Err(SourceError::Malformed {
@@ -707,7 +712,7 @@ fn json(
                 match json_decode(value.text, schema, false, 1) {
                     Ok(_) => kept.push(value),
                     Err(e) if on_error == OnError::Skip => {
-                        tracing::debug!(file, line = value.line, error = %e, "skipping malformed JSON value");
+                        tracing::info!(file, line = value.line, error = %e, "skipping malformed JSON value");
                         skipped += 1;
                     }
                     Err(e) => return Err(malformed(file, value.line, &e)),
@@ -831,7 +836,7 @@ fn json_values<'a>(
             });
             break;
         }
-        tracing::debug!(file, line = error_line, error = %problem, "skipping malformed JSON");
+        tracing::info!(file, line = error_line, error = %problem, "skipping malformed JSON");
         scanned.skipped += 1;
         // Go on at the first line after the value's first that starts with `{`, from the
         // error's line on: a JSON lines record starts a line.
@@ -939,7 +944,7 @@ fn csv_slow(
             Ok(n) => n,
             Err(e) if on_error == OnError::Skip => {
                 // The record cannot even be split into fields: skip to the next line.
-                tracing::debug!(file, line, error = %e, "skipping malformed CSV row");
+                tracing::info!(file, line, error = %e, "skipping malformed CSV row");
                 skipped += 1;
                 let n = bytes[pos..]
                     .iter()
@@ -959,7 +964,7 @@ fn csv_slow(
             Ok(None) => {}
             Err(_) if blank => {}
             Err(e) if on_error == OnError::Skip => {
-                tracing::debug!(file, line, error = %e, "skipping malformed CSV row");
+                tracing::info!(file, line, error = %e, "skipping malformed CSV row");
                 skipped += 1;
             }
             Err(e) => return Err(malformed(file, line, &e)),
@@ -1116,10 +1121,23 @@ fn malformed_file(file: &str, error: &ArrowError) -> SourceError {
 }
 
 fn malformed(file: &str, line: usize, error: &ArrowError) -> SourceError {
+    // Arrow counts lines within the piece it decoded (one record here): its "at line 0"
+    // would contradict the file's line number given beside it.
+    let reason = error.to_string();
+    let reason = match reason.find(" at line ") {
+        Some(at) => {
+            let rest = &reason[at + " at line ".len()..];
+            let digits = rest.chars().take_while(char::is_ascii_digit).count();
+            format!("{}{}", &reason[..at], &rest[digits..])
+        }
+        None => reason,
+    };
+    // Arrow reads a JSON number as text before casting it: "string" would misname it.
+    let reason = reason.replace("Cannot cast string '", "Cannot cast '");
     SourceError::Malformed {
         file: file.to_string(),
         line: Some(line),
-        reason: error.to_string(),
+        reason,
     }
 }
 

@@ -650,6 +650,35 @@ fn a_deleted_metadata_is_refused_and_repair_rebuilds_it() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
     assert_eq!(sink_lines(&ws.path("out")).len(), 3, "each row once");
+
+    // A whole `metadata` naming another id than the commits' (edited, or copied from another
+    // checkpoint) is refused before the sink could take the checkpoint for another
+    // pipeline's, and `sluice repair` puts the commits' id back.
+    let other = uuid::Uuid::new_v4().to_string();
+    let metadata = std::fs::read_to_string(ws.path("ckpt/metadata")).expect("metadata");
+    std::fs::write(
+        ws.path("ckpt/metadata"),
+        metadata.replace(&original, &other),
+    )
+    .expect("edit");
+    input(&ws, "9.json", "{\"k\":\"c\",\"v\":3}\n");
+    let out = run(&file, &ws);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("names pipeline id {other}"))
+            && said.contains(&format!("sluice repair {}", ws.p("ckpt"))),
+        "{said}"
+    );
+    let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains("rebuilt metadata"), "{said}");
+    let rebuilt = std::fs::read_to_string(ws.path("ckpt/metadata")).expect("rebuilt");
+    assert_eq!(id(&rebuilt), original);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")).len(), 4, "each row once");
 }
 
 /// The `sluice ...` command a message gives between backticks, as arguments after `sluice`.
