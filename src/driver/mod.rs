@@ -592,6 +592,13 @@ impl<'a> Driver<'a> {
             rebuilt_query.is_some(),
         )
         .await?;
+        // The columns a rebuilt record stands for are those of the sink it names: a sink
+        // moved since took none of them.
+        let rebuilt_query = rebuilt_query.filter(|_| {
+            previous
+                .as_ref()
+                .is_some_and(|p| (&p.kind, &p.path) == (&sink_record.kind, &sink_record.path))
+        });
         if let Some(previous) = &previous
             && (&previous.kind, &previous.path) != (&sink_record.kind, &sink_record.path)
         {

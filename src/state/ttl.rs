@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, TimestampNanosecondArray};
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
@@ -89,17 +89,8 @@ impl KeyStamps {
         schema: &SchemaRef,
         key_columns: usize,
     ) -> Result<(), StateError> {
-        let mut fields: Vec<Field> = schema.fields()[..key_columns]
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new(
-            SEEN,
-            DataType::Timestamp(TimeUnit::Nanosecond, None),
-            true,
-        ));
         let mut stamps = KeyedState::new(
-            Arc::new(Schema::new(fields)),
+            stamps_schema(&schema.fields()[..key_columns]),
             key_columns,
             Some((key_columns, self.after_ns)),
         )
@@ -237,21 +228,21 @@ impl KeyStamps {
     }
 }
 
-/// The key columns `keys` with the stamp column set to `clock` on every row.
-fn with_seen(keys: &RecordBatch, clock: Option<i64>) -> Result<RecordBatch, ArrowError> {
-    let mut fields: Vec<Field> = keys
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
+/// The stamps' schema: the key columns `keys`, then the stamp column.
+fn stamps_schema(keys: &[FieldRef]) -> SchemaRef {
+    let mut fields: Vec<Field> = keys.iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(
         SEEN,
         DataType::Timestamp(TimeUnit::Nanosecond, None),
         true,
     ));
+    Arc::new(Schema::new(fields))
+}
+
+/// The key columns `keys` with the stamp column set to `clock` on every row.
+fn with_seen(keys: &RecordBatch, clock: Option<i64>) -> Result<RecordBatch, ArrowError> {
     let mut columns = keys.columns().to_vec();
     columns
         .push(Arc::new(TimestampNanosecondArray::from(vec![clock; keys.num_rows()])) as ArrayRef);
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+    RecordBatch::try_new(stamps_schema(keys.schema().fields()), columns)
 }

@@ -1140,6 +1140,13 @@ fn a_lost_or_damaged_sink_record_still_guards_the_sink_folder() {
     // The record is whole again: a column change is still refused with it in place.
     edit_file(&file, "SELECT k, v FROM s", "SELECT v FROM s");
     refused(&ws, &file, &["`k` removed"], 2);
+    // Into a new sink folder, the new columns are fine, record or no record.
+    std::fs::remove_file(ws.path("ckpt/sink")).expect("sink record");
+    edit_file(&file, &ws.p("out"), &ws.p("out2"));
+    input(&ws, "2.json", "{\"k\":\"c\",\"v\":3}\n");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out2")), ["{\"v\":3}"]);
 }
 
 /// A new user's edits between runs that the checkpoint cannot carry on from are refused
