@@ -24,6 +24,19 @@ pub fn expand_env(text: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// Whether the librdkafka property `key` holds a secret: a password, a secret, a private key
+/// (`ssl.key.pem`) or an OAuth configuration. Certificates (`ssl.ca.pem`,
+/// `ssl.certificate.pem`) are public.
+pub fn is_secret_property(key: &str) -> bool {
+    ["password", "secret"].iter().any(|part| key.contains(part))
+        || ["ssl.key.pem", "sasl.oauthbearer.config"].contains(&key)
+}
+
+/// Whether `value` is one environment variable reference, `${VAR}`, as a whole.
+pub fn is_env_reference(value: &str) -> bool {
+    value.starts_with("${") && value.ends_with('}') && value.matches("${").count() == 1
+}
+
 /// URL schemes that name an object store (what the storage module opens).
 const STORE_SCHEMES: &[&str] = &[
     "file", "memory", "s3", "s3a", "gs", "az", "abfs", "abfss", "azure", "adl", "http", "https",
@@ -153,6 +166,28 @@ mod tests {
         let file = "file://user:SUPERSECRET7@localhost/tmp/x";
         assert!(url_secret(file).expect("refused").contains("user part"));
         assert_eq!(redact_url(file), "file://user:***@localhost/tmp/x");
+    }
+
+    #[test]
+    fn a_secret_property_is_told_from_a_public_one() {
+        for key in [
+            "sasl.password",
+            "ssl.key.password",
+            "sasl.oauthbearer.client.secret",
+            "ssl.key.pem",
+        ] {
+            assert!(is_secret_property(key), "{key}");
+        }
+        for key in [
+            "sasl.username",
+            "security.protocol",
+            "ssl.ca.pem",
+            "ssl.certificate.pem",
+        ] {
+            assert!(!is_secret_property(key), "{key}");
+        }
+        assert!(is_env_reference("${KAFKA_PASSWORD}"));
+        assert!(!is_env_reference("${A}x") && !is_env_reference("hunter2"));
     }
 
     #[test]

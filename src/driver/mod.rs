@@ -93,6 +93,7 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         .unwrap_or_else(|| pipeline.checkpoint_location());
     pipeline
         .check_locations(&checkpoint_spec, options.checkpoint.is_some())
+        .and_then(|()| pipeline.check_secrets())
         .map_err(|reason| Error::Usage(format!("{}: {reason}", pipeline.name)))?;
     let made = new_local_folders(pipeline, &checkpoint_spec);
     let spec = checkpoint_spec.clone();
@@ -592,6 +593,7 @@ impl<'a> Driver<'a> {
             rebuilt_query.is_some(),
         )
         .await?;
+        let was_rebuilt = rebuilt_query.is_some();
         // The columns a rebuilt record stands for are those of the sink it names: a sink
         // moved since took none of them.
         let rebuilt_query = rebuilt_query.filter(|_| {
@@ -600,6 +602,7 @@ impl<'a> Driver<'a> {
                 .is_some_and(|p| (&p.kind, &p.path) == (&sink_record.kind, &sink_record.path))
         });
         if let Some(previous) = &previous
+            && (previous.output_schema.is_some() || was_rebuilt)
             && (&previous.kind, &previous.path) != (&sink_record.kind, &sink_record.path)
         {
             let shown = |kind: &str, path: &Option<String>| match path {
@@ -616,16 +619,22 @@ impl<'a> Driver<'a> {
         let previous_output_mode = previous.as_ref().map(|p| p.output_mode.clone());
         // The columns and format the sink took stay on record while the sink stays where it
         // is, until a batch writes others.
+        let rebuilt = rebuilt_query.is_some();
         if let Some(previous) = previous
             && (&previous.kind, &previous.path) == (&sink_record.kind, &sink_record.path)
         {
-            if previous.output_schema.is_some() {
+            if previous.output_schema.is_some() || rebuilt {
                 sink_record.format = previous.format;
                 sink_record.output_mode = previous.output_mode;
             }
             sink_record.output_schema = previous.output_schema;
         }
-        checkpoint.record_sink(&sink_record).await?;
+        // A rebuilt record is written once its columns are known (`check_output_schema`): one
+        // written without them would read as whole and guard nothing. Until then the next run
+        // rebuilds it again.
+        if !rebuilt {
+            checkpoint.record_sink(&sink_record).await?;
+        }
         let pipeline_fingerprint = plan::fingerprint(&pipeline.text);
         checkpoint
             .write_pipeline(&pipeline_fingerprint, &pipeline.text)

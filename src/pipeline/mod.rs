@@ -561,6 +561,64 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Refuses a secret written as is where the checkpoint's copy of this file would keep it:
+    /// a password in a PostgreSQL sink's `url`, a secret Kafka property
+    /// ([`crate::secret::is_secret_property`]) not given as `${VAR}`. Checked by each run of
+    /// the file (not when a stored copy, perhaps of an older Sluice, is read back).
+    pub fn check_secrets(&self) -> Result<(), String> {
+        let keep = "it would be kept in the checkpoint's copy of the pipeline file; name an \
+                    environment variable instead, filled in when connecting";
+        let mut sinks = vec![("sink".to_string(), &self.sink)];
+        sinks.extend(self.late_rows.iter().map(|l| ("late_rows".to_string(), l)));
+        for (key, sink) in &sinks {
+            if sink.kind == "postgres"
+                && let Some(url) = sink.settings.get("url").and_then(|u| u.as_str())
+                && crate::sink::postgres::holds_literal_password(url)
+            {
+                return Err(format!(
+                    "`{key}.url` holds a password as written: {keep} (`password=${{PGPASSWORD}}`, \
+                     or `postgresql://user:${{PGPASSWORD}}@host/db`)"
+                ));
+            }
+        }
+        let kafka = self
+            .sources
+            .iter()
+            .map(|(name, s)| (format!("sources.{name}"), &s.kind, &s.settings))
+            .chain(
+                self.tables
+                    .iter()
+                    .map(|(name, s)| (format!("tables.{name}"), &s.kind, &s.settings)),
+            )
+            .chain(
+                sinks
+                    .iter()
+                    .map(|(key, s)| (key.clone(), &s.kind, &s.settings)),
+            );
+        for (key, kind, settings) in kafka {
+            if kind != "kafka" {
+                continue;
+            }
+            let Some(properties) = settings.get("properties").and_then(|p| p.as_mapping()) else {
+                continue;
+            };
+            for (name, value) in properties {
+                let (Some(name), Some(value)) = (name.as_str(), value.as_str()) else {
+                    continue;
+                };
+                if crate::secret::is_secret_property(name)
+                    && !crate::secret::is_env_reference(value)
+                {
+                    return Err(format!(
+                        "`{key}.properties.{name}` is a secret written as is: {keep} \
+                         (`{name}: ${{KAFKA_SECRET}}`)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses locations that overlap where one of them is written: the sink's, the late-rows
     /// sink's or the checkpoint (`checkpoint`, the one the run uses) equal to, inside or around
     /// a source's, a table's or each other's. A sink inside a source's folder would be read

@@ -5,7 +5,7 @@ mod console;
 mod files;
 #[cfg(feature = "kafka")]
 mod kafka;
-mod postgres;
+pub(crate) mod postgres;
 
 use std::sync::Arc;
 

@@ -177,7 +177,7 @@ impl AggregateOperator {
             self.files.load(previous, &mut state).await?;
         }
         if let Some(ttl) = &mut self.ttl {
-            ttl.load(batch.prev(), state.schema(), key_columns).await?;
+            ttl.load(batch.prev(), &state).await?;
         }
         tracing::info!(
             rows = state.len(),

@@ -170,8 +170,9 @@ fn corrupt_advice(file: &str, checkpoint: Option<&str>) -> String {
     match version.and_then(|n| n.checked_sub(1)) {
         Some(before) => format!(
             "or take back the batches from {} on, which are computed again from their input \
-             (where the sources still hold it) over state version {before}: `sluice rewind \
-             {checkpoint} --to {before}`; or start the pipeline on a new checkpoint and sink",
+             (where the sources still hold it) over state version {before} (where the \
+             checkpoint still keeps it): `sluice rewind {checkpoint} --to {before}`; or start \
+             the pipeline on a new checkpoint and sink",
             before + 1
         ),
         None => "or start the pipeline on a new checkpoint and sink".to_string(),

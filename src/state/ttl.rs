@@ -44,6 +44,8 @@ struct Pending {
     batch: BatchId,
     upserted: RecordBatch,
     removed: RecordBatch,
+    /// Written as a snapshot: the stamps were made afresh from the aggregation's state.
+    whole: bool,
 }
 
 /// The stamps of one aggregation's keys.
@@ -57,6 +59,9 @@ pub struct KeyStamps {
     untimed: HashSet<Key>,
     /// Rows stamped by this batch before its keys were seen (the first clock value).
     first_stamped: Option<RecordBatch>,
+    /// Every group's stamp, made from the aggregation's state where the stamps lacked its
+    /// version: the next version is written whole.
+    initial: Option<RecordBatch>,
     pending: Option<Pending>,
 }
 
@@ -70,6 +75,7 @@ impl KeyStamps {
             stamps: None,
             untimed: HashSet::new(),
             first_stamped: None,
+            initial: None,
             pending: None,
         }
     }
@@ -81,22 +87,47 @@ impl KeyStamps {
         }
     }
 
-    /// Loads stamp version `version` (none: empty) for an aggregation whose state rows have
-    /// `schema`, keyed by its first `key_columns` columns.
+    /// Loads stamp version `version` (none: empty) for the aggregation whose state (version
+    /// `version` too) is `state`. Where the stamps lack that version (`state_ttl` added to a
+    /// checkpoint with state, or added back), every group is stamped as one seen before the
+    /// clock had a value, and the next version is written whole.
     pub async fn load(
         &mut self,
         version: Option<BatchId>,
-        schema: &SchemaRef,
-        key_columns: usize,
+        state: &KeyedState,
     ) -> Result<(), StateError> {
-        let mut stamps = KeyedState::new(
-            stamps_schema(&schema.fields()[..key_columns]),
-            key_columns,
-            Some((key_columns, self.after_ns)),
-        )
-        .map_err(Self::compute)?;
+        let key_columns = state.key_columns();
+        let after_ns = self.after_ns;
+        let empty = || {
+            KeyedState::new(
+                stamps_schema(&state.schema().fields()[..key_columns]),
+                key_columns,
+                Some((key_columns, after_ns)),
+            )
+            .map_err(Self::compute)
+        };
+        let mut stamps = empty()?;
+        self.initial = None;
         if let Some(version) = version {
-            self.files.load(version, &mut stamps).await?;
+            match self.files.load(version, &mut stamps).await {
+                Ok(_) => {}
+                Err(StateError::Missing { .. }) => {
+                    tracing::warn!(
+                        "state/{TTL_OPERATOR} lacks version {version} (state_ttl was not set \
+                         when it was written): every group kept is stamped with the first \
+                         clock from now on"
+                    );
+                    stamps = empty()?;
+                    let rows = state
+                        .all()
+                        .and_then(|all| state.key_batch(&all))
+                        .and_then(|keys| with_seen(&keys, None))
+                        .map_err(Self::compute)?;
+                    stamps.upsert(rows.clone()).map_err(Self::compute)?;
+                    self.initial = Some(rows);
+                }
+                Err(e) => return Err(e),
+            }
         }
         let all = stamps.all().map_err(Self::compute)?;
         let seen = all.column(key_columns);
@@ -199,6 +230,7 @@ impl KeyStamps {
             batch,
             upserted,
             removed,
+            whole: self.initial.take().is_some(),
         });
         Ok(())
     }
@@ -217,7 +249,7 @@ impl KeyStamps {
                 stamps,
                 &pending.upserted,
                 &pending.removed,
-                snapshot_every,
+                if pending.whole { 1 } else { snapshot_every },
             )
             .await
     }

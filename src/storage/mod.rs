@@ -325,10 +325,12 @@ impl Location {
             },
             Err(e) => refused(e),
         };
-        // The probe's own failure is the one to report: its clean-up fails the same way.
-        let honoured = honoured?;
-        self.delete(&path).await?;
+        // The probe's own failure is the one to report (its clean-up would fail the same way),
+        // but the clean-up is tried all the same.
+        let cleaned = self.delete(&path).await;
         self.remove_empty_folder("_sluice_probe");
+        let honoured = honoured?;
+        cleaned?;
         if honoured {
             Ok(())
         } else {

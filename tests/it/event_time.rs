@@ -731,3 +731,80 @@ fn state_ttl_where_it_bounds_nothing_is_refused() {
         );
     }
 }
+
+/// `state_ttl` added to a checkpoint whose aggregation already keeps state: the groups kept
+/// are stamped with the first clock after it, as groups seen before the first watermark are;
+/// the run goes on, and drops them as if the TTL had been set from the start (the same rows
+/// as `state_ttl_drops_keys_not_seen_for_that_long_on_event_time`).
+#[test]
+fn state_ttl_added_to_a_checkpoint_with_state_stamps_what_it_keeps() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("s")).expect("folder");
+    let write = |name: &str, text: &str| std::fs::write(ws.path(name), text).expect("input");
+    write(
+        "s/0.json",
+        "{\"id\":1,\"k\":\"a\",\"ts\":\"1970-01-01T00:00:01Z\"}\n{\"id\":2,\"k\":\"b\",\"ts\":\"1970-01-01T00:00:02Z\"}\n",
+    );
+    write(
+        "s/1.json",
+        "{\"id\":3,\"k\":\"a\",\"ts\":\"1970-01-01T00:00:05Z\"}\n",
+    );
+    let yaml = "name: ttl\ncheckpoint: {ws}/ckpt\nsources:\n  s: { kind: files, path: {ws}/s, \
+                format: json, max_files_per_batch: 1, schema: { id: bigint, k: string, ts: timestamp }, \
+                watermark: { column: ts, delay: 1s } }\n\
+                query: SELECT k, count(*) AS n FROM s GROUP BY k\noutput_mode: update\n\
+                trigger: available-now\nsink: { kind: files, path: {ws}/out, format: json }\n"
+        .replace("{ws}", &ws.dir.path().display().to_string());
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = || {
+        let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    run();
+    write_pipeline(&ws, &yaml.replace("trigger:", "state_ttl: 10s\ntrigger:"));
+    write(
+        "s/2.json",
+        "{\"id\":4,\"k\":\"c\",\"ts\":\"1970-01-01T00:00:20Z\"}\n",
+    );
+    write(
+        "s/3.json",
+        "{\"id\":5,\"k\":\"a\",\"ts\":\"1970-01-01T00:00:21Z\"}\n",
+    );
+    run();
+    assert_eq!(
+        written(&ws, "out", &["k", "n"]),
+        [vec!["a|1", "b|1"], vec!["a|2"], vec!["c|1"], vec!["a|1"]]
+    );
+}
+
+/// A secret written as is in the pipeline file is refused before anything runs: the
+/// checkpoint's copy of the file would keep it.
+#[test]
+fn a_secret_written_as_is_is_refused() {
+    for (sink, says) in [
+        (
+            "{ kind: postgres, url: \"host=127.0.0.1 port=9 user=u password=hunter2 dbname=d\", table: t }",
+            "`sink.url` holds a password as written",
+        ),
+        (
+            "{ kind: kafka, bootstrap_servers: 127.0.0.1:9, topic: t, properties: { sasl.password: hunter2 } }",
+            "`sink.properties.sasl.password` is a secret written as is",
+        ),
+    ] {
+        let ws = Workspace::new();
+        std::fs::create_dir_all(ws.path("s")).expect("folder");
+        std::fs::write(ws.path("s/0.json"), row(1, Some(1.0))).expect("input");
+        let yaml = format!(
+            "name: secret\ncheckpoint: {{ws}}/ckpt\nsources:\n  s: {{ kind: files, path: {{ws}}/s, \
+             format: json, schema: {{ id: bigint, ts: timestamp }} }}\n\
+             query: SELECT id FROM s\ntrigger: available-now\nsink: {sink}\n"
+        )
+        .replace("{ws}", &ws.dir.path().display().to_string());
+        let pipeline = write_pipeline(&ws, &yaml);
+        let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+        assert!(!ws.path("ckpt").exists(), "nothing written");
+    }
+}

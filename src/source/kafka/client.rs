@@ -16,8 +16,8 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
 
 /// Checks the pipeline's `properties`: none may set any of `reserved` (those are Sluice's to
-/// set), nor the brokers, nor a secret (a key naming a password, secret or key material) other
-/// than as an environment variable `${VAR}`; the error names the key.
+/// set), nor the brokers; the error names the key. (A secret among them is checked by
+/// `Pipeline::check_secrets`, on the user's own file only.)
 pub fn check_properties(
     properties: &BTreeMap<String, String>,
     reserved: &[&str],
@@ -27,23 +27,6 @@ pub fn check_properties(
             return Err(ConfigError::at(
                 &format!("properties.{key}"),
                 "set the brokers with `bootstrap_servers`, not under `properties`",
-            ));
-        }
-        // A secret written as is would be kept in the checkpoint's copy of the pipeline file.
-        let secret = ["password", "secret", ".pem", "sasl.jaas.config"]
-            .iter()
-            .any(|part| key.contains(part));
-        let value = &properties[key];
-        let named =
-            value.starts_with("${") && value.ends_with('}') && value.matches("${").count() == 1;
-        if secret && !named {
-            return Err(ConfigError::at(
-                &format!("properties.{key}"),
-                format!(
-                    "`{key}` is a secret written as is: it would be kept in the checkpoint's copy \
-                     of the pipeline file; name an environment variable instead (`{key}: \
-                     ${{KAFKA_SECRET}}`), filled in when connecting"
-                ),
             ));
         }
         if reserved.contains(&key.as_str()) {
@@ -114,32 +97,4 @@ pub type RangeConsumer = BaseConsumer<QuietContext>;
 /// Makes a [`RangeConsumer`] from `config`.
 pub fn range_consumer(config: &ClientConfig) -> KafkaResult<RangeConsumer> {
     config.create_with_context(QuietContext)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_secret_property_must_name_an_environment_variable() {
-        let props = |key: &str, value: &str| BTreeMap::from([(key.to_string(), value.to_string())]);
-        for (key, value) in [
-            ("sasl.password", "hunter2"),
-            ("ssl.key.password", "${A}x"),
-            ("sasl.oauthbearer.client.secret", "s"),
-            ("ssl.key.pem", "-----BEGIN"),
-        ] {
-            let e = check_properties(&props(key, value), &[])
-                .expect_err(key)
-                .to_string();
-            assert!(e.contains("environment variable"), "{key}: {e}");
-        }
-        for (key, value) in [
-            ("sasl.password", "${KAFKA_PASSWORD}"),
-            ("sasl.username", "alice"),
-            ("security.protocol", "SASL_PLAINTEXT"),
-        ] {
-            check_properties(&props(key, value), &[]).expect(key);
-        }
-    }
 }
