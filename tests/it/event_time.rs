@@ -561,29 +561,34 @@ fn session_window_outside_an_aggregation_key_is_refused() {
         "SELECT id, session_window(ts, INTERVAL '10 seconds') AS s FROM s",
         "SELECT id, count(*) AS n FROM s GROUP BY id, session_window(ts + INTERVAL '1 second', INTERVAL '10 seconds')",
     ] {
-        let ws = Workspace::new();
-        std::fs::create_dir_all(ws.path("s")).expect("folder");
-        std::fs::write(ws.path("s/0.json"), row(1, Some(1.0))).expect("input");
-        let yaml = format!(
+        let said = refused_before_a_batch(&format!(
             "name: refused\ncheckpoint: {{ws}}/ckpt\nsources:\n{}\nquery: {query}\n\
              output_mode: update\ntrigger: available-now\n\
              sink: {{ kind: files, path: {{ws}}/out, format: json }}\n",
             source("s", "5s")
-        )
-        .replace("{ws}", &ws.dir.path().display().to_string());
-        let pipeline = write_pipeline(&ws, &yaml);
-        let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
-        assert_eq!(out.status.code(), Some(2), "{query}: {}", stderr(&out));
+        ));
         assert!(
-            stderr(&out).contains("session_window") && stderr(&out).contains("group key"),
-            "{query}: {}",
-            stderr(&out)
-        );
-        assert!(
-            !ws.path("ckpt/offsets/0").exists(),
-            "{query}: nothing logged"
+            said.contains("session_window") && said.contains("group key"),
+            "{query}: {said}"
         );
     }
+}
+
+/// Runs the pipeline `yaml` (`{ws}` standing for a new workspace) over one input row in
+/// `{ws}/s`, expecting it refused at planning (exit 2), leaving no checkpoint behind; returns
+/// what it said.
+fn refused_before_a_batch(yaml: &str) -> String {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("s")).expect("folder");
+    std::fs::write(ws.path("s/0.json"), row(1, Some(1.0))).expect("input");
+    let pipeline = write_pipeline(
+        &ws,
+        &yaml.replace("{ws}", &ws.dir.path().display().to_string()),
+    );
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{yaml}: {}", stderr(&out));
+    assert!(!ws.path("ckpt").exists(), "{yaml}: no checkpoint left");
+    stderr(&out)
 }
 
 /// `state_ttl: 10s` on event time, delay 1 s, one file a batch, `GROUP BY k` in update and
@@ -702,32 +707,20 @@ fn state_ttl_where_it_bounds_nothing_is_refused() {
             "time: processing",
         ),
     ] {
-        let ws = Workspace::new();
-        std::fs::create_dir_all(ws.path("s")).expect("folder");
-        std::fs::write(ws.path("s/0.json"), row(1, Some(1.0))).expect("input");
         let watermark = if watermark {
             ", watermark: { column: ts, delay: 5s }"
         } else {
             ""
         };
-        let yaml = format!(
+        let said = refused_before_a_batch(&format!(
             "name: refused\ncheckpoint: {{ws}}/ckpt\nsources:\n  s: {{ kind: files, path: {{ws}}/s, \
              format: json, schema: {{ id: bigint, ts: timestamp }}{watermark} }}\n\
              query: {query}\noutput_mode: update\ntrigger: available-now\nstate_ttl: {ttl}\n\
              sink: {{ kind: files, path: {{ws}}/out, format: json }}\n"
-        )
-        .replace("{ws}", &ws.dir.path().display().to_string());
-        let pipeline = write_pipeline(&ws, &yaml);
-        let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
-        assert_eq!(out.status.code(), Some(2), "{query}: {}", stderr(&out));
+        ));
         assert!(
-            stderr(&out).contains("state_ttl") && stderr(&out).contains(says),
-            "{query}: {}",
-            stderr(&out)
-        );
-        assert!(
-            !ws.path("ckpt/offsets/0").exists(),
-            "{query}: nothing logged"
+            said.contains("state_ttl") && said.contains(says),
+            "{query}: {said}"
         );
     }
 }
@@ -791,20 +784,11 @@ fn a_secret_written_as_is_is_refused() {
             "`sink.properties.sasl.password` is a secret written as is",
         ),
     ] {
-        let ws = Workspace::new();
-        std::fs::create_dir_all(ws.path("s")).expect("folder");
-        std::fs::write(ws.path("s/0.json"), row(1, Some(1.0))).expect("input");
-        let yaml = format!(
+        let said = refused_before_a_batch(&format!(
             "name: secret\ncheckpoint: {{ws}}/ckpt\nsources:\n  s: {{ kind: files, path: {{ws}}/s, \
              format: json, schema: {{ id: bigint, ts: timestamp }} }}\n\
              query: SELECT id FROM s\ntrigger: available-now\nsink: {sink}\n"
-        )
-        .replace("{ws}", &ws.dir.path().display().to_string());
-        let pipeline = write_pipeline(&ws, &yaml);
-        let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
-        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-        assert!(stderr(&out).contains(says), "{}", stderr(&out));
-        assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
-        assert!(!ws.path("ckpt").exists(), "nothing written");
+        ));
+        assert!(said.contains(says) && !said.contains("hunter2"), "{said}");
     }
 }
