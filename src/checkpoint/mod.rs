@@ -609,8 +609,11 @@ pub async fn read_fingerprinted(
 
 /// Where `metadata` names pipeline id `id` but the newest commit that records one names
 /// another: what is wrong, for the repair report and the refusal of a run.
-pub async fn metadata_id_mismatch(location: &Location, id: &uuid::Uuid) -> Option<String> {
-    let logs = LogListing::read(location).await.ok()?;
+pub async fn metadata_id_mismatch(
+    location: &Location,
+    logs: &LogListing,
+    id: &uuid::Uuid,
+) -> Option<String> {
     for batch in logs.commits.iter().rev() {
         if let Ok(Some(commit)) = read_commit(location, *batch).await
             && let Some(written_by) = commit.pipeline_id

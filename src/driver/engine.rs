@@ -64,6 +64,8 @@ pub(super) struct Computed {
     /// When each source with an idle timeout last read rows, this batch included (a source
     /// is active from the first batch on until it has read nothing for its timeout).
     pub(super) source_active_ms: BTreeMap<String, i64>,
+    /// The watermark as this batch moves it (the next batch's, `W_{N+1}`), for the commit.
+    pub(super) next_watermark_ms: Option<i64>,
 }
 
 /// The sources, static tables and query of one pipeline over one checkpoint.
@@ -324,7 +326,7 @@ impl<'p> Engine<'p> {
     /// The watermark after the batch `entry` logs (`W_{N+1}`), from the latest event time
     /// each source has seen up to it and when each last read rows (in batch time): sources
     /// with an idle timeout that have read nothing for that long hold it back no more.
-    pub(super) fn next_watermark(
+    fn next_watermark(
         &self,
         stateful: bool,
         entry: &OffsetsEntry,
@@ -413,6 +415,7 @@ impl<'p> Engine<'p> {
             rows_per_source: BTreeMap::new(),
             start_offsets: start.ends.clone(),
             source_active_ms: BTreeMap::new(),
+            next_watermark_ms: None,
         };
         for source in &self.sources {
             let end = entry.offset_of(source.name()).ok_or_else(|| {
@@ -495,17 +498,16 @@ impl<'p> Engine<'p> {
             register(&ctx, source.name(), table, Some(batch))?;
         }
         let (state, logical) = plan::plan_batch(&ctx, sql, entry.info.batch_timestamp_ms).await?;
+        computed.next_watermark_ms = self.next_watermark(
+            stateful,
+            entry,
+            &computed.event_time_max_ms,
+            &computed.source_active_ms,
+        );
         let ns = |ms: i64| ms.saturating_mul(1_000_000);
         let time = BatchTime {
             watermark_ns: watermark_ms.map(ns),
-            next_watermark_ns: self
-                .next_watermark(
-                    stateful,
-                    entry,
-                    &computed.event_time_max_ms,
-                    &computed.source_active_ms,
-                )
-                .map(ns),
+            next_watermark_ns: computed.next_watermark_ms.map(ns),
             timestamp_ms: entry.info.batch_timestamp_ms,
         };
         let query = self.query.as_mut().expect("analyzed above");

@@ -131,10 +131,10 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
 async fn check_continuity(
     pipeline: &Pipeline,
     location: &Location,
+    logs: &LogListing,
     previous: Option<&crate::checkpoint::SinkRecord>,
     rebuilt: bool,
 ) -> Result<(), Error> {
-    let logs = LogListing::read(location).await?;
     let Some(&newest) = logs.offsets.last() else {
         return Ok(());
     };
@@ -348,9 +348,9 @@ async fn planned_with_other_pipeline(
 /// pipeline file.
 async fn rebuild_sink_record(
     location: &Location,
+    logs: &LogListing,
     why: &str,
 ) -> Result<(Option<crate::checkpoint::SinkRecord>, Option<String>), Error> {
-    let logs = LogListing::read(location).await?;
     let Some(&newest) = logs.commits.last() else {
         return Ok((None, None));
     };
@@ -548,8 +548,11 @@ impl<'a> Driver<'a> {
             location.check_create_only().await?;
         }
         let checkpoint = Checkpoint::open(location, &pipeline.name).await?;
+        // The batch logs as the run starts, for the checks below.
+        let logs = LogListing::read(checkpoint.location()).await?;
         if let Some(reason) = crate::checkpoint::metadata_id_mismatch(
             checkpoint.location(),
+            &logs,
             &checkpoint.metadata().id,
         )
         .await
@@ -576,10 +579,13 @@ impl<'a> Driver<'a> {
         let (previous, rebuilt_query) =
             match Checkpoint::read_sink_record(checkpoint.location()).await {
                 Ok(Some(previous)) => (Some(previous), None),
-                Ok(None) => rebuild_sink_record(checkpoint.location(), "sink is missing").await?,
+                Ok(None) => {
+                    rebuild_sink_record(checkpoint.location(), &logs, "sink is missing").await?
+                }
                 Err(CheckpointError::Corrupt { file, reason, .. }) => {
                     rebuild_sink_record(
                         checkpoint.location(),
+                        &logs,
                         &format!("{file} is damaged ({reason})"),
                     )
                     .await?
@@ -589,6 +595,7 @@ impl<'a> Driver<'a> {
         check_continuity(
             pipeline,
             checkpoint.location(),
+            &logs,
             previous.as_ref(),
             rebuilt_query.is_some(),
         )
@@ -1155,6 +1162,7 @@ impl<'a> Driver<'a> {
             rows_per_source,
             start_offsets,
             source_active_ms,
+            next_watermark_ms,
         } = computed;
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
         let fence = self.checkpoint.fence();
@@ -1224,9 +1232,6 @@ impl<'a> Driver<'a> {
             }
             None => Vec::new(),
         };
-        let next_watermark_ms =
-            self.engine
-                .next_watermark(stateful, entry, &event_time_max_ms, &source_active_ms);
         let mut commit = CommitEntry {
             next_watermark_ms,
             event_time_max_ms,

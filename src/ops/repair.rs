@@ -54,9 +54,12 @@ pub async fn repair(
     let metadata_damage = match Checkpoint::read_metadata(location).await {
         // Whole, but naming another id than the commits' (edited, or copied from another
         // checkpoint): the sink would take this checkpoint for another pipeline.
-        Ok(Some(metadata)) => crate::checkpoint::metadata_id_mismatch(location, &metadata.id)
-            .await
-            .map(Some),
+        Ok(Some(metadata)) => {
+            let logs = LogListing::read(location).await?;
+            crate::checkpoint::metadata_id_mismatch(location, &logs, &metadata.id)
+                .await
+                .map(Some)
+        }
         Ok(None) => {
             return Err(Error::Usage(format!(
                 "{shown} is not a Sluice checkpoint (it has no metadata)"

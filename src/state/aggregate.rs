@@ -46,7 +46,7 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
 
-use super::keyed::Key;
+use super::keyed::{Key, not_among};
 use super::{BatchTime, KeyStamps, KeyedState, Operator, OperatorMetrics, StateError, StateFiles};
 use crate::checkpoint::BatchId;
 use crate::pipeline::{OutputMode, StateTtl};
@@ -306,17 +306,13 @@ impl Operator for AggregateOperator {
         let is_new: Vec<bool> = changed_keys.iter().map(|k| !state.contains(k)).collect();
         state.upsert(changed.clone()).map_err(|e| compute(&e))?;
         // Sessions merged into a wider one are gone under their old keys.
+        let changed_set: HashSet<&[u8]> = changed_keys.iter().map(|k| &k[..]).collect();
         let merged_away = if session_column.is_some() && previous.num_rows() > 0 {
-            let live: HashSet<&[u8]> = changed_keys.iter().map(|k| &k[..]).collect();
             let keys = state.keys(&previous).map_err(|e| compute(&e))?;
-            let gone = BooleanArray::from(
-                keys.iter()
-                    .map(|k| !live.contains(&k[..]))
-                    .collect::<Vec<_>>(),
-            );
+            let gone = not_among(&keys, &changed_set);
             let gone_keys: Vec<Key> = keys
                 .into_iter()
-                .filter(|k| !live.contains(&k[..]))
+                .filter(|k| !changed_set.contains(&k[..]))
                 .collect();
             state.remove(&gone_keys);
             filter_record_batch(&previous, &gone).map_err(|e| compute(&e))?
@@ -359,12 +355,7 @@ impl Operator for AggregateOperator {
         state.remove(&expired);
 
         let gone: HashSet<&[u8]> = expired.iter().map(|k| &k[..]).collect();
-        let live = BooleanArray::from(
-            changed_keys
-                .iter()
-                .map(|k| !gone.contains(&k[..]))
-                .collect::<Vec<_>>(),
-        );
+        let live = not_among(&changed_keys, &gone);
         let mut removed = concat_batches(&schema, [&merged_away, &expired_rows])
             .and_then(|rows| state.key_batch(&rows))
             .map_err(|e| compute(&e))?;
@@ -374,13 +365,7 @@ impl Operator for AggregateOperator {
             let stamp = ttl.stamp_clock(&time);
             ttl.stamp(batch, &upserted, stamp, &ttl_expired, &ttl_expired_rows)?;
             // A dropped group the batch saw again is written as changed, not removed.
-            let again: HashSet<&[u8]> = changed_keys.iter().map(|k| &k[..]).collect();
-            let keep = BooleanArray::from(
-                ttl_expired
-                    .iter()
-                    .map(|k| !again.contains(&k[..]))
-                    .collect::<Vec<_>>(),
-            );
+            let keep = not_among(&ttl_expired, &changed_set);
             let gone = filter_record_batch(&ttl_expired_rows, &keep).map_err(|e| compute(&e))?;
             removed =
                 concat_batches(&removed.schema(), [&removed, &gone]).map_err(|e| compute(&e))?;
@@ -472,6 +457,24 @@ impl Operator for AggregateOperator {
     }
 }
 
+/// Each row's session `{start, end}` (column `column`) in nanoseconds; `None` where it has
+/// none.
+fn session_spans(
+    batch: &RecordBatch,
+    column: usize,
+) -> Result<Vec<Option<(i64, i64)>>, ArrowError> {
+    use datafusion::arrow::array::{Array, AsArray};
+    let session = batch.column(column).as_struct();
+    let start = super::timestamp_ns(session.column(0))?;
+    let end = super::timestamp_ns(session.column(1))?;
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            (session.is_valid(i) && !start.is_null(i) && !end.is_null(i))
+                .then(|| (start.value(i), end.value(i)))
+        })
+        .collect())
+}
+
 /// The sessions of `stored` that one of `partial`'s row sessions (of the same group)
 /// overlaps or touches: the only ones a batch can change, since stored sessions neither
 /// overlap nor touch each other, so sessions chain only through the batch's rows.
@@ -481,19 +484,8 @@ fn touched_sessions(
     stored: &RecordBatch,
     partial: &RecordBatch,
 ) -> Result<RecordBatch, ArrowError> {
-    use datafusion::arrow::array::{Array, AsArray};
     use std::collections::HashMap;
-    let spans = |batch: &RecordBatch| -> Result<Vec<Option<(i64, i64)>>, ArrowError> {
-        let session = batch.column(column).as_struct();
-        let start = super::timestamp_ns(session.column(0))?;
-        let end = super::timestamp_ns(session.column(1))?;
-        Ok((0..batch.num_rows())
-            .map(|i| {
-                (session.is_valid(i) && !start.is_null(i) && !end.is_null(i))
-                    .then(|| (start.value(i), end.value(i)))
-            })
-            .collect())
-    };
+    let spans = |batch: &RecordBatch| session_spans(batch, column);
     // Each group's row sessions, merged among themselves and in order of start.
     let mut rows: HashMap<Key, Vec<(i64, i64)>> = HashMap::new();
     for (group, span) in state
@@ -551,27 +543,25 @@ fn merge_sessions(
     let schema = stored.schema();
     let all = concat_batches(&schema, [stored, partial])?;
     let groups = state.session_groups(&all)?;
+    let spans = session_spans(&all, column)?;
     let session = all.column(column).as_struct();
-    let start = super::timestamp_ns(session.column(0))?;
-    let end = super::timestamp_ns(session.column(1))?;
-    let valid = |i: usize| session.is_valid(i) && !start.is_null(i) && !end.is_null(i);
-    let mut order: Vec<usize> = (0..all.num_rows()).filter(|i| valid(*i)).collect();
-    order.sort_by(|a, b| {
-        groups[*a]
-            .cmp(&groups[*b])
-            .then(start.value(*a).cmp(&start.value(*b)))
-    });
+    // Rows with a session, by group and start.
+    let mut order: Vec<(usize, i64, i64)> = spans
+        .iter()
+        .enumerate()
+        .filter_map(|(row, span)| span.map(|(start, end)| (row, start, end)))
+        .collect();
+    order.sort_by(|a, b| groups[a.0].cmp(&groups[b.0]).then(a.1.cmp(&b.1)));
     let mut merged: Vec<Option<(i64, i64)>> = vec![None; all.num_rows()];
     let mut i = 0;
     while i < order.len() {
-        let first = order[i];
-        let (from, mut to) = (start.value(first), end.value(first));
+        let (first, from, mut to) = order[i];
         let mut j = i + 1;
-        while j < order.len() && groups[order[j]] == groups[first] && start.value(order[j]) <= to {
-            to = to.max(end.value(order[j]));
+        while j < order.len() && groups[order[j].0] == groups[first] && order[j].1 <= to {
+            to = to.max(order[j].2);
             j += 1;
         }
-        for row in &order[i..j] {
+        for (row, _, _) in &order[i..j] {
             merged[*row] = Some((from, to));
         }
         i = j;

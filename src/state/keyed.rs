@@ -1,7 +1,7 @@
 //! The in-memory state of one operator: one row per key, looked up, replaced and removed by key,
 //! at a cost that grows with the keys touched, not with the state's size.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, PrimitiveArray, UInt32Array};
@@ -30,6 +30,11 @@ pub(crate) fn timestamp_ns(
 
 /// A key: the group columns in Arrow's row format (empty for a global aggregate).
 pub type Key = Box<[u8]>;
+
+/// Which of `keys` are not among `among`: a mask for the rows the keys are of.
+pub fn not_among(keys: &[Key], among: &HashSet<&[u8]>) -> BooleanArray {
+    keys.iter().map(|k| Some(!among.contains(&k[..]))).collect()
+}
 
 /// Where a key's row lives, and when its group ends in event time.
 #[derive(Debug, Clone, Copy)]

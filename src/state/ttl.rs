@@ -25,7 +25,7 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef,
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::keyed::Key;
+use super::keyed::{Key, not_among};
 use super::{BatchTime, KeyedState, StateError, StateFiles};
 use crate::checkpoint::BatchId;
 use crate::pipeline::{StateTtl, TtlTime};
@@ -215,9 +215,7 @@ impl KeyStamps {
         stamps.upsert(stamped.clone()).map_err(Self::compute)?;
         let again: HashSet<&[u8]> = seen_keys.iter().map(|k| &k[..]).collect();
         let not_again = |rows: &RecordBatch, keys: &[Key]| {
-            let keep: datafusion::arrow::array::BooleanArray =
-                keys.iter().map(|k| Some(!again.contains(&k[..]))).collect();
-            datafusion::arrow::compute::filter_record_batch(rows, &keep)
+            datafusion::arrow::compute::filter_record_batch(rows, &not_among(keys, &again))
         };
         let mut upserted = vec![stamped.clone()];
         if let Some(first) = self.first_stamped.take() {
