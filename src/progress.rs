@@ -215,14 +215,21 @@ impl BatchProgress {
                 if let Some(w) = &self.watermark {
                     skipped.push_str(&format!(", watermark {w}"));
                 }
+                let several = self.state_operators.len() > 1;
                 for s in &self.state_operators {
                     let ttl = if s.num_rows_dropped_by_ttl > 0 {
                         format!(", {} by state_ttl", s.num_rows_dropped_by_ttl)
                     } else {
                         String::new()
                     };
+                    // Which store, where there are several (a join's sides, a deduplication).
+                    let name = if several {
+                        format!("{} ", s.operator_name)
+                    } else {
+                        String::new()
+                    };
                     skipped.push_str(&format!(
-                        ", state {} rows (+{} -{}{ttl}, {} B written)",
+                        ", state {name}{} rows (+{} -{}{ttl}, {} B written)",
                         s.num_rows_total,
                         s.num_rows_updated,
                         s.num_rows_removed,

@@ -111,6 +111,25 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
          aggregate state per group).",
         aggregate.operator
     );
+    if let Some(dedup) = &aggregate.dedup {
+        let _ = writeln!(
+            out,
+            "Below it, a deduplication ({}, in state/{}/) passes each distinct row on once, the \
+             first time a batch has it; {}.",
+            dedup.operator,
+            crate::state::DEDUP_OPERATOR,
+            match &dedup.event_time {
+                Some(key) => format!(
+                    "a row is forgotten once the watermark reaches its `{}`, and a row at or \
+                     below the watermark is dropped as late",
+                    plan::output_alias(&logical, &key.name)
+                ),
+                None => "its rows are kept for ever (no key of it is over a watermark column; \
+                         `state_ttl` bounds them)"
+                    .to_string(),
+            }
+        );
+    }
     match &aggregate.event_time {
         Some(key) => {
             let sources: Vec<String> = pipeline

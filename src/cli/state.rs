@@ -41,12 +41,17 @@ pub(super) async fn run(
             )));
         }
         (None, [only]) => only.clone(),
-        // An aggregation with a state TTL: its groups, not their stamps, unless asked.
-        (None, [_, _])
+        // An aggregation with a state TTL or a deduplication below it: its groups, not the
+        // stamps or the distinct rows, unless asked.
+        (None, _)
             if operators
                 .iter()
                 .any(|o| o == crate::state::AGGREGATE_OPERATOR)
-                && operators.iter().any(|o| o == crate::state::TTL_OPERATOR) =>
+                && operators.iter().all(|o| {
+                    o == crate::state::AGGREGATE_OPERATOR
+                        || o == crate::state::DEDUP_OPERATOR
+                        || o.ends_with("-ttl")
+                }) =>
         {
             crate::state::AGGREGATE_OPERATOR.to_string()
         }
@@ -82,7 +87,13 @@ pub(super) async fn run(
             table,
             "the rows this side of the join keeps, keyed by the batch and position that read them",
         )
-    } else if operator == crate::state::TTL_OPERATOR {
+    } else if operator == crate::state::DEDUP_OPERATOR {
+        (
+            table,
+            "the distinct rows the deduplication below the aggregation has seen, until the \
+             watermark closes them",
+        )
+    } else if operator.ends_with("-ttl") {
         (
             table,
             "each group's key and the clock (watermark or batch timestamp) of the last batch that \

@@ -20,7 +20,7 @@ use crate::pipeline::{OutputMode, Pipeline};
 use crate::plan::{self, Shape};
 use crate::sink::BatchOutput;
 use crate::source::Source;
-use crate::state::{AggregateOperator, BatchTime, JoinOperator, Operator};
+use crate::state::{AggregateOperator, BatchTime, DedupAggregateOperator, JoinOperator, Operator};
 use crate::storage::{Location, StoreHook};
 
 /// A query as analyzed for running, with its stateful operator.
@@ -286,16 +286,30 @@ impl<'p> Engine<'p> {
             if self.pipeline.state_ttl.is_some() {
                 check_state_ttl(&shape)?;
             }
+            // The state TTL bounds the operators whose keys no watermark closes.
+            let ttl = |shape: &plan::AggregateShape| {
+                self.pipeline
+                    .state_ttl
+                    .filter(|_| shape.event_time.is_none())
+            };
             let operator: Option<Box<dyn Operator>> = match &shape {
-                Shape::Aggregate(a) => Some(Box::new(
-                    AggregateOperator::new(
+                Shape::Aggregate(a) => {
+                    let aggregate = AggregateOperator::new(
                         a.clone(),
                         self.pipeline.output_mode,
-                        location,
+                        location.clone(),
                         snapshot_every,
                     )
-                    .with_ttl(self.pipeline.state_ttl),
-                )),
+                    .with_ttl(ttl(a));
+                    Some(match &a.dedup {
+                        Some(dedup) => Box::new(DedupAggregateOperator::new(
+                            AggregateOperator::dedup((**dedup).clone(), location, snapshot_every)
+                                .with_ttl(ttl(dedup)),
+                            aggregate,
+                        )),
+                        None => Box::new(aggregate),
+                    })
+                }
                 Shape::Join(j) => Some(Box::new(JoinOperator::new(j, location, snapshot_every))),
                 Shape::Stateless => None,
             };
@@ -365,7 +379,10 @@ impl<'p> Engine<'p> {
         self.pipeline.output_mode != OutputMode::Complete
             && self.query.as_ref().is_some_and(|q| {
                 let bounded = match &q.shape {
-                    Shape::Aggregate(a) => a.event_time.is_some(),
+                    Shape::Aggregate(a) => {
+                        a.event_time.is_some()
+                            || a.dedup.as_ref().is_some_and(|d| d.event_time.is_some())
+                    }
                     Shape::Join(_) => true,
                     Shape::Stateless => false,
                 };
@@ -542,14 +559,21 @@ fn check_state_ttl(shape: &Shape) -> Result<(), Error> {
                            keeps a row only until the watermark passes the last time it can \
                            match"
             .to_string(),
-        Shape::Aggregate(a) => match &a.event_time {
-            Some(key) => format!(
-                "is for state no event-time key bounds; this query's groups close by the \
-                 watermark already (its key `{}`): remove `state_ttl`",
-                key.name
-            ),
-            None => return Ok(()),
-        },
+        Shape::Aggregate(a) => {
+            let keys = std::iter::once(a)
+                .chain(a.dedup.as_deref())
+                .map(|shape| shape.event_time.as_ref().map(|key| key.name.as_str()))
+                .collect::<Option<Vec<&str>>>();
+            match keys {
+                Some(keys) => format!(
+                    "is for state no event-time key bounds; this query's groups close by the \
+                     watermark already (its key{} `{}`): remove `state_ttl`",
+                    if keys.len() > 1 { "s" } else { "" },
+                    keys.join("`, `")
+                ),
+                None => return Ok(()),
+            }
+        }
     };
     Err(plan::PlanError::Unsupported {
         operator: "`state_ttl`".into(),

@@ -25,7 +25,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::pipeline::OutputMode;
-use crate::plan::{EventTimeWindow, Shape};
+use crate::plan::{AggregateShape, EventTimeWindow, Shape};
 use crate::source::BatchInput;
 use crate::state::timestamp_ns;
 
@@ -37,9 +37,10 @@ pub enum Lateness {
     Never,
     /// Rows without an event time (windows in complete mode: such a row is in none).
     Untimed,
-    /// Rows without an event time, and rows the last group of which, in these windows, ends
-    /// at or below the watermark.
-    Closed(EventTimeWindow),
+    /// Rows without an event time, and rows the last group of which, in any of these
+    /// windows (one per stateful operator that keys on this event time), ends at or below the
+    /// watermark.
+    Closed(Vec<EventTimeWindow>),
 }
 
 impl Lateness {
@@ -48,15 +49,42 @@ impl Lateness {
         match shape {
             Shape::Stateless => Self::Never,
             // Each side's rows are matched while the watermark is below their event time.
-            Shape::Join(_) => Self::Closed(EventTimeWindow::column(stream)),
-            Shape::Aggregate(aggregate) => match &aggregate.event_time {
-                Some(key) if key.window.streams.contains(stream) => match mode {
-                    OutputMode::Complete if key.window.is_column() => Self::Never,
-                    OutputMode::Complete => Self::Untimed,
-                    OutputMode::Append | OutputMode::Update => Self::Closed(key.window.clone()),
-                },
-                _ => Self::Never,
+            Shape::Join(_) => Self::Closed(vec![EventTimeWindow::column(stream)]),
+            Shape::Aggregate(aggregate) => {
+                let own = Self::of_aggregate(aggregate, mode, stream);
+                match &aggregate.dedup {
+                    // A row late for the deduplication below never reaches the aggregation;
+                    // it emits each row once, as in append mode, whatever the query's mode.
+                    Some(dedup) => own.or(Self::of_aggregate(dedup, OutputMode::Append, stream)),
+                    None => own,
+                }
+            }
+        }
+    }
+
+    fn of_aggregate(aggregate: &AggregateShape, mode: OutputMode, stream: &str) -> Self {
+        match &aggregate.event_time {
+            Some(key) if key.window.streams.contains(stream) => match mode {
+                OutputMode::Complete if key.window.is_column() => Self::Never,
+                OutputMode::Complete => Self::Untimed,
+                OutputMode::Append | OutputMode::Update => Self::Closed(vec![key.window.clone()]),
             },
+            _ => Self::Never,
+        }
+    }
+
+    /// The rows late for either rule (two operators, one feeding the other).
+    fn or(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::Never, rule) | (rule, Self::Never) => rule,
+            (Self::Untimed, Self::Untimed) => Self::Untimed,
+            (Self::Untimed, Self::Closed(windows)) | (Self::Closed(windows), Self::Untimed) => {
+                Self::Closed(windows)
+            }
+            (Self::Closed(mut windows), Self::Closed(more)) => {
+                windows.extend(more);
+                Self::Closed(windows)
+            }
         }
     }
 
@@ -66,9 +94,8 @@ impl Lateness {
             (Self::Never, _) => false,
             (Self::Untimed | Self::Closed(_), None) => true,
             (Self::Untimed, Some(_)) => false,
-            (Self::Closed(window), Some(ts)) => {
-                watermark_ns.is_some_and(|wm| window.last_end_ns(ts) <= wm)
-            }
+            (Self::Closed(windows), Some(ts)) => watermark_ns
+                .is_some_and(|wm| windows.iter().any(|window| window.last_end_ns(ts) <= wm)),
         }
     }
 }
@@ -147,7 +174,7 @@ mod tests {
 
     #[test]
     fn a_row_at_the_watermark_is_late_for_a_key_that_is_the_event_time() {
-        let rule = Lateness::Closed(EventTimeWindow::column("s"));
+        let rule = Lateness::Closed(vec![EventTimeWindow::column("s")]);
         assert!(rule.is_late(Some(S), Some(S)), "a tie is late");
         assert!(!rule.is_late(Some(S + 1), Some(S)));
         assert!(!rule.is_late(Some(0), None), "no watermark yet");
@@ -157,7 +184,7 @@ mod tests {
     #[test]
     fn a_windowed_row_is_late_only_when_its_last_window_has_closed() {
         // 5 s windows, watermark 12 s: 11 s is in [10 s, 15 s), still open.
-        let rule = Lateness::Closed(tumbling(5 * S));
+        let rule = Lateness::Closed(vec![tumbling(5 * S)]);
         assert!(!rule.is_late(Some(11 * S), Some(12 * S)));
         assert!(
             rule.is_late(Some(9 * S), Some(12 * S)),
@@ -168,22 +195,22 @@ mod tests {
             "ends at the watermark"
         );
         // Hopping windows 10 s wide, every 5 s: 16 s is last in [15 s, 25 s).
-        let hop = Lateness::Closed(EventTimeWindow {
+        let hop = Lateness::Closed(vec![EventTimeWindow {
             size_ns: 10 * S,
             slide_ns: 5 * S,
             ..EventTimeWindow::column("s")
-        });
+        }]);
         assert!(!hop.is_late(Some(16 * S), Some(22 * S)));
         assert!(hop.is_late(Some(16 * S), Some(25 * S)));
         // date_bin's origin shifts the windows: from 2 s, 11 s is in [7 s, 12 s).
-        let shifted = Lateness::Closed(EventTimeWindow {
+        let shifted = Lateness::Closed(vec![EventTimeWindow {
             origin_ns: 2 * S,
             ..tumbling(5 * S)
-        });
+        }]);
         assert!(shifted.is_late(Some(11 * S), Some(12 * S)));
         assert!(!shifted.is_late(Some(12 * S), Some(12 * S)));
         // Before the epoch, windows still start at multiples of the size.
-        assert!(!Lateness::Closed(tumbling(5 * S)).is_late(Some(-S), Some(-S)));
+        assert!(!Lateness::Closed(vec![tumbling(5 * S)]).is_late(Some(-S), Some(-S)));
     }
 
     #[test]

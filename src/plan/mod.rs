@@ -182,8 +182,21 @@ pub async fn plan_shape(
 /// Checks that `plan` runs batch by batch without state: stateful operators over a stream and
 /// volatile functions are refused.
 pub fn check_stateless(plan: &LogicalPlan, streams: &BTreeSet<String>) -> Result<(), PlanError> {
+    check_stateless_above(plan, streams, None)
+}
+
+/// [`check_stateless`] over `plan` without the subtree `below` (a node of `plan`, kept as
+/// state of its own).
+pub(crate) fn check_stateless_above(
+    plan: &LogicalPlan,
+    streams: &BTreeSet<String>,
+    below: Option<&LogicalPlan>,
+) -> Result<(), PlanError> {
     let mut problem = None;
     plan.apply_with_subqueries(|node| {
+        if below.is_some_and(|b| std::ptr::eq(node, b)) {
+            return Ok(TreeNodeRecursion::Jump);
+        }
         if let Some(refusal) = stateful_operator(node, streams) {
             problem = Some(refusal);
             return Ok(TreeNodeRecursion::Stop);
@@ -213,8 +226,8 @@ pub fn check_stateless(plan: &LogicalPlan, streams: &BTreeSet<String>) -> Result
 
 /// An operator that needs state across batches where none can be kept, refused by name.
 fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<PlanError> {
-    const NESTED: &str =
-        "under another aggregation: Sluice keeps the state of one aggregation per query";
+    const NESTED: &str = "under another aggregation: Sluice keeps the state of one aggregation \
+                          per query, and of a deduplication (`SELECT DISTINCT`) right below it";
     let found = match node {
         LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => ("a global aggregate", NESTED),
         LogicalPlan::Aggregate(_) => ("GROUP BY aggregation", NESTED),

@@ -14,7 +14,7 @@ use datafusion::common::Column;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::logical_expr::{Distinct, Expr, LogicalPlan, Operator};
 
-use super::{PlanError, check_stateless, keeps_static_rows, reads_stream};
+use super::{PlanError, check_stateless, check_stateless_above, keeps_static_rows, reads_stream};
 use crate::pipeline::OutputMode;
 
 /// What the query keeps between batches.
@@ -56,6 +56,11 @@ pub struct AggregateShape {
     pub distinct_only: bool,
     /// The group key that bounds the state in event time, if any.
     pub event_time: Option<EventTimeKey>,
+    /// A deduplication below the aggregation (`SELECT DISTINCT`, or a GROUP BY without
+    /// aggregate functions, over the stream), kept as state of its own, so that each distinct
+    /// row counts once across batches (Spark's `dropDuplicates` followed by an aggregation).
+    /// It emits each row once, the first time it is seen, whatever the query's output mode.
+    pub dedup: Option<Box<AggregateShape>>,
 }
 
 /// A group key over event time: a group whose end is at or below the watermark can get no
@@ -593,6 +598,7 @@ impl Walk<'_> {
                     // A session's key moves as rows join it: never final when first seen.
                     distinct_only: a.aggr_expr.is_empty() && !a.group_expr.is_empty() && !session,
                     event_time,
+                    dedup: None,
                 };
                 (shape, &a.input)
             }
@@ -619,6 +625,7 @@ impl Walk<'_> {
                     output_names,
                     distinct_only: !session,
                     event_time,
+                    dedup: None,
                 };
                 (shape, input)
             }
@@ -628,12 +635,20 @@ impl Walk<'_> {
                     output_names: names(node),
                     distinct_only: false,
                     event_time: None,
+                    dedup: None,
                 };
                 (shape, &on.input)
             }
             _ => unreachable!("called on aggregations only"),
         };
-        check_stateless(input, self.streams)?;
+        let mut shape = shape;
+        match self.dedup_under(input)? {
+            Some((node, dedup)) => {
+                check_stateless_above(input, self.streams, Some(node))?;
+                shape.dedup = Some(Box::new(dedup));
+            }
+            None => check_stateless(input, self.streams)?,
+        }
         if self.mode == OutputMode::Append && !shape.distinct_only && shape.event_time.is_none() {
             return Err(PlanError::Mode {
                 mode: self.mode.as_str(),
@@ -646,6 +661,51 @@ impl Walk<'_> {
             });
         }
         Ok(shape)
+    }
+
+    /// The deduplication the aggregation `input` feeds may run over: the first aggregation
+    /// over a stream below it, when that is a `SELECT DISTINCT` (or a GROUP BY without
+    /// aggregate functions), and its shape (one that emits each row once, the first time it
+    /// is seen). `None` when there is no aggregation below, or one of another kind (which
+    /// [`check_stateless`] then refuses by name).
+    fn dedup_under<'p>(
+        &self,
+        input: &'p LogicalPlan,
+    ) -> Result<Option<(&'p LogicalPlan, AggregateShape)>, PlanError> {
+        fn first<'p>(plan: &'p LogicalPlan, streams: &BTreeSet<String>) -> Option<&'p LogicalPlan> {
+            if is_aggregation(plan) && reads_stream(plan, streams) {
+                return Some(plan);
+            }
+            plan.inputs().into_iter().find_map(|i| first(i, streams))
+        }
+        let Some(node) = first(input, self.streams) else {
+            return Ok(None);
+        };
+        let dedup_like = match node {
+            LogicalPlan::Distinct(Distinct::All(_)) => true,
+            LogicalPlan::Aggregate(a) => {
+                a.aggr_expr.is_empty()
+                    && !a.group_expr.is_empty()
+                    && !a
+                        .group_expr
+                        .iter()
+                        .any(|e| matches!(e, Expr::GroupingSet(_)))
+            }
+            _ => false,
+        };
+        if !dedup_like {
+            return Ok(None);
+        }
+        // The deduplication emits each row once, the first time it is seen: as in append mode.
+        let inner = Walk {
+            mode: OutputMode::Append,
+            ..*self
+        };
+        let dedup = inner.aggregation(node)?;
+        if !dedup.distinct_only || dedup.dedup.is_some() {
+            return Ok(None);
+        }
+        Ok(Some((node, dedup)))
     }
 
     /// What a group key over a watermarked column is in event time, if it is over one.
@@ -741,6 +801,16 @@ impl Walk<'_> {
                 self.event_time_of(&s.input, &inner)
             }
             LogicalPlan::Filter(f) => self.event_time_of(&f.input, column),
+            // A deduplication's rows pass through unchanged.
+            LogicalPlan::Distinct(Distinct::All(input)) => {
+                let i = plan.schema().index_of_column(column).ok()?;
+                let inner = Column::from(input.schema().qualified_field(i));
+                self.event_time_of(input, &inner)
+            }
+            LogicalPlan::Aggregate(a) if a.aggr_expr.is_empty() => {
+                let i = a.schema.index_of_column(column).ok()?;
+                self.event_time_window(a.group_expr.get(i)?, &a.input)
+            }
             // The same windows over the event time of each stream of the union.
             LogicalPlan::Union(u) => {
                 let i = u.schema.index_of_column(column).ok()?;
@@ -983,6 +1053,54 @@ mod tests {
                 .window
                 .is_column()
         );
+    }
+
+    #[tokio::test]
+    async fn a_deduplication_under_an_aggregation_is_kept_as_its_own_state() {
+        let Shape::Aggregate(a) = analyze_sql(
+            "SELECT a, count(*) AS n FROM (SELECT DISTINCT a, ts FROM s) GROUP BY a",
+            OutputMode::Update,
+        )
+        .await
+        .expect("dedup then aggregation") else {
+            panic!("stateful")
+        };
+        assert!(a.event_time.is_none());
+        let dedup = a.dedup.expect("a deduplication below");
+        assert!(dedup.distinct_only);
+        assert!(dedup.event_time.expect("over ts").window.is_column());
+        // Windows over the deduplicated rows close by the watermark, as over the stream.
+        let Shape::Aggregate(a) = analyze_sql(
+            "SELECT w, count(*) AS n FROM (SELECT b, date_bin(INTERVAL '5 seconds', ts) AS w \
+             FROM s GROUP BY 1, 2) GROUP BY w",
+            OutputMode::Append,
+        )
+        .await
+        .expect("dedup then windows") else {
+            panic!("stateful")
+        };
+        let key = a.event_time.expect("windows over the event time");
+        assert_eq!(key.window.size_ns, 5_000_000_000);
+        assert_eq!(
+            a.dedup
+                .expect("dedup")
+                .event_time
+                .expect("w")
+                .window
+                .size_ns,
+            5_000_000_000
+        );
+        // Only a deduplication, and only one, may lie under the aggregation.
+        for sql in [
+            "SELECT a, count(*) FROM (SELECT DISTINCT a FROM (SELECT DISTINCT a, ts FROM s)) GROUP BY a",
+            "SELECT a, count(*) FROM (SELECT a, max(ts) AS m FROM s GROUP BY a) GROUP BY a",
+        ] {
+            let err = analyze_sql(sql, OutputMode::Update)
+                .await
+                .expect_err(sql)
+                .to_string();
+            assert!(err.contains("under another aggregation"), "{sql}: {err}");
+        }
     }
 
     #[tokio::test]

@@ -56,6 +56,9 @@ use crate::storage::Location;
 /// The operator id of the aggregation, under `state/`.
 pub const AGGREGATE_OPERATOR: &str = "aggregate";
 
+/// The operator id of a deduplication below the aggregation, under `state/`.
+pub const DEDUP_OPERATOR: &str = "dedup";
+
 /// What a batch did to the state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StateMetrics {
@@ -88,6 +91,8 @@ struct Pending {
 /// One streaming aggregation and its state.
 #[derive(Debug)]
 pub struct AggregateOperator {
+    /// The store, under `state/`.
+    id: &'static str,
     shape: AggregateShape,
     mode: OutputMode,
     files: StateFiles,
@@ -109,10 +114,34 @@ impl AggregateOperator {
         checkpoint: Location,
         snapshot_every: u64,
     ) -> Self {
+        Self::with_id(AGGREGATE_OPERATOR, shape, mode, checkpoint, snapshot_every)
+    }
+
+    /// The deduplication `shape` (below the query's aggregation), keeping its state in the
+    /// checkpoint at `checkpoint` under `state/dedup/`: it emits each row once, the first
+    /// time it is seen, and forgets rows the watermark closes.
+    pub fn dedup(shape: AggregateShape, checkpoint: Location, snapshot_every: u64) -> Self {
+        Self::with_id(
+            DEDUP_OPERATOR,
+            shape,
+            OutputMode::Append,
+            checkpoint,
+            snapshot_every,
+        )
+    }
+
+    fn with_id(
+        id: &'static str,
+        shape: AggregateShape,
+        mode: OutputMode,
+        checkpoint: Location,
+        snapshot_every: u64,
+    ) -> Self {
         Self {
+            id,
             shape,
             mode,
-            files: StateFiles::new(checkpoint, AGGREGATE_OPERATOR),
+            files: StateFiles::new(checkpoint, id),
             snapshot_every,
             state: None,
             version: None,
@@ -124,7 +153,7 @@ impl AggregateOperator {
     /// This aggregation with a state TTL (`state_ttl`): a group not seen for that long is
     /// dropped from the state; seen again, it starts afresh.
     pub fn with_ttl(mut self, ttl: Option<StateTtl>) -> Self {
-        self.ttl = ttl.map(|ttl| KeyStamps::new(ttl, self.files.checkpoint().clone()));
+        self.ttl = ttl.map(|ttl| KeyStamps::new(ttl, self.files.checkpoint().clone(), self.id));
         self
     }
 
@@ -135,7 +164,7 @@ impl AggregateOperator {
 
     fn compute(&self, e: impl std::fmt::Display) -> StateError {
         StateError::Compute {
-            operator: AGGREGATE_OPERATOR.into(),
+            operator: self.id.into(),
             reason: e.to_string(),
         }
     }
@@ -180,37 +209,30 @@ impl AggregateOperator {
             ttl.load(batch.prev(), &state).await?;
         }
         tracing::info!(
+            operator = self.id,
             rows = state.len(),
             version = ?batch.prev(),
-            "loaded the aggregation's state"
+            "loaded the operator's state"
         );
         self.state = Some(state);
         self.version = batch.prev();
         Ok(())
     }
-}
 
-#[async_trait]
-impl Operator for AggregateOperator {
-    /// Runs the stateful part of batch `batch` and returns the plan of the rest: `physical`
-    /// with its final aggregation replaced by the groups to emit. The state it computed is
-    /// written by [`Self::commit`].
-    async fn run(
+    /// Runs the stateful part of batch `batch` over `physical` (the batch's plan, its
+    /// aggregations unfused), whose phases of this aggregation are `phases`, and returns
+    /// `physical` with the final phase over the groups to emit; `None` when there is no group
+    /// to emit outside complete mode. The state it computed is written by
+    /// [`Operator::commit`].
+    pub(crate) async fn run_phases(
         &mut self,
         batch: BatchId,
-        session: &SessionState,
-        logical: &LogicalPlan,
+        task: Arc<TaskContext>,
+        physical: &Arc<dyn ExecutionPlan>,
+        (final_node, partial): Phases,
         time: BatchTime,
-    ) -> Result<Arc<dyn ExecutionPlan>, StateError> {
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>, StateError> {
         let watermark_ns = time.watermark_ns;
-        let physical = session
-            .create_physical_plan(logical)
-            .await
-            .and_then(unfuse)
-            .map_err(|e| self.compute(e))?;
-        let task = session.task_ctx();
-        let (final_node, partial) = find_phases(&physical, &self.shape.output_names)
-            .map_err(|reason| self.compute(reason))?;
         let final_agg = final_node
             .downcast_ref::<AggregateExec>()
             .expect("found as an AggregateExec");
@@ -230,8 +252,9 @@ impl Operator for AggregateOperator {
                 RecordBatch::new_empty(Arc::new(Schema::empty())),
             ),
         };
+        let id = self.id;
         let compute = |e: &dyn std::fmt::Display| StateError::Compute {
-            operator: AGGREGATE_OPERATOR.into(),
+            operator: id.into(),
             reason: e.to_string(),
         };
 
@@ -332,7 +355,7 @@ impl Operator for AggregateOperator {
             OutputMode::Complete => state.all().map_err(|e| compute(&e))?,
             // A distinct row seen again has not changed: only new ones are emitted.
             OutputMode::Update | OutputMode::Append if self.shape.distinct_only => {
-                filter_record_batch(&changed, &BooleanArray::from(is_new))
+                filter_record_batch(&changed, &BooleanArray::from(is_new.clone()))
                     .map_err(|e| compute(&e))?
             }
             OutputMode::Update if previous.num_rows() == 0 => changed.clone(),
@@ -360,10 +383,21 @@ impl Operator for AggregateOperator {
             .and_then(|rows| state.key_batch(&rows))
             .map_err(|e| compute(&e))?;
         let removed_count = (removed.num_rows() + ttl_expired.len()) as u64;
-        let upserted = filter_record_batch(&changed, &live).map_err(|e| compute(&e))?;
+        let seen = filter_record_batch(&changed, &live).map_err(|e| compute(&e))?;
+        // A distinct row seen again is unchanged: only new ones are written (all are stamped).
+        let upserted = if self.shape.distinct_only {
+            let new_and_live: BooleanArray = is_new
+                .iter()
+                .zip(live.iter())
+                .map(|(new, live)| Some(*new && live == Some(true)))
+                .collect();
+            filter_record_batch(&changed, &new_and_live).map_err(|e| compute(&e))?
+        } else {
+            seen.clone()
+        };
         if let Some(ttl) = &mut self.ttl {
             let stamp = ttl.stamp_clock(&time);
-            ttl.stamp(batch, &upserted, stamp, &ttl_expired, &ttl_expired_rows)?;
+            ttl.stamp(batch, &seen, stamp, &ttl_expired, &ttl_expired_rows)?;
             // A dropped group the batch saw again is written as changed, not removed.
             let keep = not_among(&ttl_expired, &changed_set);
             let gone = filter_record_batch(&ttl_expired_rows, &keep).map_err(|e| compute(&e))?;
@@ -378,16 +412,42 @@ impl Operator for AggregateOperator {
             expired: ttl_expired.len() as u64,
         });
 
-        // No group to emit is no row: a final aggregation without GROUP BY would make one
-        // out of no groups (`count(*)` 0, `max` null), which only complete mode's whole table
-        // of a stream without input is.
+        // No group to emit is no row (outside complete mode): the rest of the plan has none
+        // to make, and a final aggregation without GROUP BY would make one out of no groups
+        // (`count(*)` 0, `max` null).
         if emit.num_rows() == 0 && self.mode != OutputMode::Complete {
-            return Ok(Arc::new(EmptyExec::new(physical.schema())));
+            return Ok(None);
         }
         // The final aggregation over the groups to emit, where the plan had its own.
         let emit_input = MemorySourceConfig::try_new_exec(&[vec![emit]], schema, None)
             .map_err(|e| compute(&e))?;
-        splice_final(&physical, &final_node, emit_input).map_err(|e| compute(&e))
+        splice_final(physical, &final_node, emit_input)
+            .map(Some)
+            .map_err(|e| compute(&e))
+    }
+}
+
+#[async_trait]
+impl Operator for AggregateOperator {
+    /// Runs the stateful part of batch `batch` and returns the plan of the rest: `physical`
+    /// with its final aggregation replaced by the groups to emit. The state it computed is
+    /// written by [`Self::commit`].
+    async fn run(
+        &mut self,
+        batch: BatchId,
+        session: &SessionState,
+        logical: &LogicalPlan,
+        time: BatchTime,
+    ) -> Result<Arc<dyn ExecutionPlan>, StateError> {
+        let physical = plan_unfused(session, logical)
+            .await
+            .map_err(|e| self.compute(e))?;
+        let phases = find_phases(&physical, &self.shape.output_names)
+            .map_err(|reason| self.compute(reason))?;
+        let emitted = self
+            .run_phases(batch, session.task_ctx(), &physical, phases, time)
+            .await?;
+        Ok(emitted.unwrap_or_else(|| Arc::new(EmptyExec::new(physical.schema()))))
     }
 
     /// Writes the state batch `batch` computed as version `batch`: a snapshot every
@@ -415,7 +475,7 @@ impl Operator for AggregateOperator {
         };
         self.version = Some(batch);
         Ok(vec![OperatorMetrics {
-            operator: AGGREGATE_OPERATOR.into(),
+            operator: self.id.into(),
             metrics: StateMetrics {
                 rows_total: state.len() as u64,
                 rows_updated: pending.upserted.num_rows() as u64,
@@ -446,15 +506,124 @@ impl Operator for AggregateOperator {
         session: &SessionState,
         logical: &LogicalPlan,
     ) -> Result<(), StateError> {
-        let physical = session
-            .create_physical_plan(logical)
+        let physical = plan_unfused(session, logical)
             .await
-            .and_then(unfuse)
             .map_err(|e| self.compute(e))?;
         let (_, partial) = find_phases(&physical, &self.shape.output_names)
             .map_err(|reason| self.compute(reason))?;
         self.ensure_loaded(batch, &partial).await
     }
+}
+
+/// A deduplication followed by an aggregation of its rows (Spark's `dropDuplicates` and then
+/// `groupBy`), each with state of its own: each batch, the deduplication's new rows (those
+/// no earlier batch had) are what the aggregation's partial phase reads.
+///
+/// ```text
+///   batch rows ─► dedup Partial ─► merge with state/dedup ─► new rows ─► aggregation
+///                                                                      Partial ─► ...
+/// ```
+#[derive(Debug)]
+pub struct DedupAggregateOperator {
+    dedup: AggregateOperator,
+    aggregate: AggregateOperator,
+}
+
+impl DedupAggregateOperator {
+    /// The deduplication `dedup` (kept in `state/dedup/`) under the aggregation `aggregate`
+    /// (kept in `state/aggregate/`).
+    pub fn new(dedup: AggregateOperator, aggregate: AggregateOperator) -> Self {
+        Self { dedup, aggregate }
+    }
+
+    /// The batch's plan, and the phases of the deduplication and of the aggregation in it.
+    async fn phases(
+        &self,
+        session: &SessionState,
+        logical: &LogicalPlan,
+    ) -> Result<(Arc<dyn ExecutionPlan>, Phases, Phases), StateError> {
+        let physical = plan_unfused(session, logical)
+            .await
+            .map_err(|e| self.aggregate.compute(e))?;
+        let outer = find_phases(&physical, &self.aggregate.shape.output_names)
+            .map_err(|reason| self.aggregate.compute(reason))?;
+        // The deduplication is the aggregation under the outer one's partial phase.
+        let inner = find_phases(&outer.1, &self.dedup.shape.output_names)
+            .map_err(|reason| self.dedup.compute(reason))?;
+        Ok((physical, inner, outer))
+    }
+}
+
+#[async_trait]
+impl Operator for DedupAggregateOperator {
+    async fn run(
+        &mut self,
+        batch: BatchId,
+        session: &SessionState,
+        logical: &LogicalPlan,
+        time: BatchTime,
+    ) -> Result<Arc<dyn ExecutionPlan>, StateError> {
+        let (physical, inner, _) = self.phases(session, logical).await?;
+        let task = session.task_ctx();
+        let inner_final = Arc::clone(&inner.0);
+        let inner_partial_schema = inner.1.schema();
+        let physical = match self
+            .dedup
+            .run_phases(batch, Arc::clone(&task), &physical, inner, time)
+            .await?
+        {
+            Some(plan) => plan,
+            // No new row: the aggregation reads none (and still closes its groups).
+            None => {
+                let none = MemorySourceConfig::try_new_exec(&[vec![]], inner_partial_schema, None)
+                    .map_err(|e| self.dedup.compute(e))?;
+                splice_final(&physical, &inner_final, none).map_err(|e| self.dedup.compute(e))?
+            }
+        };
+        let outer = find_phases(&physical, &self.aggregate.shape.output_names)
+            .map_err(|reason| self.aggregate.compute(reason))?;
+        let emitted = self
+            .aggregate
+            .run_phases(batch, task, &physical, outer, time)
+            .await?;
+        Ok(emitted.unwrap_or_else(|| Arc::new(EmptyExec::new(physical.schema()))))
+    }
+
+    async fn commit(&mut self, batch: BatchId) -> Result<Vec<OperatorMetrics>, StateError> {
+        let mut metrics = self.dedup.commit(batch).await?;
+        metrics.extend(self.aggregate.commit(batch).await?);
+        Ok(metrics)
+    }
+
+    async fn purge(&self, oldest_kept: BatchId) -> Result<(), StateError> {
+        self.dedup.purge(oldest_kept).await?;
+        self.aggregate.purge(oldest_kept).await
+    }
+
+    fn holds_ending_by(&self, watermark_ns: i64) -> Option<bool> {
+        let dedup = self.dedup.holds_ending_by(watermark_ns)?;
+        let aggregate = self.aggregate.holds_ending_by(watermark_ns)?;
+        Some(dedup || aggregate)
+    }
+
+    async fn check_state(
+        &mut self,
+        batch: BatchId,
+        session: &SessionState,
+        logical: &LogicalPlan,
+    ) -> Result<(), StateError> {
+        let (_, inner, outer) = self.phases(session, logical).await?;
+        self.dedup.ensure_loaded(batch, &inner.1).await?;
+        self.aggregate.ensure_loaded(batch, &outer.1).await
+    }
+}
+
+/// The physical plan of `logical`, with every aggregation in two phases ([`unfuse`]).
+async fn plan_unfused(
+    session: &SessionState,
+    logical: &LogicalPlan,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    session.create_physical_plan(logical).await.and_then(unfuse)
 }
 
 /// Each row's session `{start, end}` (column `column`) in nanoseconds; `None` where it has
@@ -755,6 +924,11 @@ pub fn find_phases(plan: &Arc<dyn ExecutionPlan>, names: &[String]) -> Result<Ph
         1 => finals.remove(0),
         _ => {
             let mut matching: Vec<_> = finals.into_iter().filter(named).collect();
+            // The aggregation over the others (one over a deduplication of the same columns):
+            // `finals` lists an aggregation before those under it.
+            if matching.len() > 1 && matching[1..].iter().all(|m| holds(&matching[0], m)) {
+                matching.truncate(1);
+            }
             if matching.len() != 1 {
                 return Err(format!(
                     "cannot tell which of the plan's aggregations is over the stream ({} match)",
@@ -772,6 +946,12 @@ pub fn find_phases(plan: &Arc<dyn ExecutionPlan>, names: &[String]) -> Result<Ph
     });
     let partial = partial.ok_or("the final aggregation has no partial aggregation under it")?;
     Ok((final_node, partial))
+}
+
+/// Whether `node` is `plan` or in it.
+fn holds(plan: &Arc<dyn ExecutionPlan>, node: &Arc<dyn ExecutionPlan>) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(plan), Arc::as_ptr(node))
+        || plan.children().into_iter().any(|c| holds(c, node))
 }
 
 fn collect_aggregates(

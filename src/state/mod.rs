@@ -28,7 +28,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 
 pub use aggregate::{
-    AGGREGATE_OPERATOR, AggregateOperator, Phases, StateMetrics, find_phases, splice_final, unfuse,
+    AGGREGATE_OPERATOR, AggregateOperator, DEDUP_OPERATOR, DedupAggregateOperator, Phases,
+    StateMetrics, find_phases, splice_final, unfuse,
 };
 pub use files::{StateFile, StateFileKind, StateFiles};
 pub use join::JoinOperator;

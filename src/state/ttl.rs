@@ -3,7 +3,7 @@
 //! past its stamp (Flink's state TTL, updated on write).
 //!
 //! ```text
-//!   state/aggregate-ttl/<N>.{snapshot,delta,removed}.parquet   the group keys, and `_sluice_seen`
+//!   state/<operator>-ttl/<N>.{snapshot,delta,removed}.parquet   the group keys, and `_sluice_seen`
 //! ```
 //!
 //! Invariants:
@@ -31,7 +31,8 @@ use crate::checkpoint::BatchId;
 use crate::pipeline::{StateTtl, TtlTime};
 use crate::storage::Location;
 
-/// The store of the key stamps, under `state/`.
+/// The store of the key stamps of the query's aggregation, under `state/` (those of a
+/// deduplication below it are in `dedup-ttl`).
 pub const TTL_OPERATOR: &str = "aggregate-ttl";
 
 /// The stamp column: the clock (nanoseconds since the epoch) of the last batch that saw the
@@ -66,12 +67,13 @@ pub struct KeyStamps {
 }
 
 impl KeyStamps {
-    /// The stamps for `ttl`, kept in the checkpoint at `checkpoint`.
-    pub fn new(ttl: StateTtl, checkpoint: Location) -> Self {
+    /// The stamps for `ttl` of the keys of `operator`, kept in the checkpoint at `checkpoint`
+    /// (under `state/<operator>-ttl/`).
+    pub fn new(ttl: StateTtl, checkpoint: Location, operator: &str) -> Self {
         Self {
             after_ns: i64::try_from(ttl.after.as_nanos()).unwrap_or(i64::MAX),
             time: ttl.time,
-            files: StateFiles::new(checkpoint, TTL_OPERATOR),
+            files: StateFiles::new(checkpoint, &format!("{operator}-ttl")),
             stamps: None,
             untimed: HashSet::new(),
             first_stamped: None,
@@ -82,7 +84,7 @@ impl KeyStamps {
 
     fn compute(e: impl std::fmt::Display) -> StateError {
         StateError::Compute {
-            operator: TTL_OPERATOR.into(),
+            operator: "state_ttl".into(),
             reason: e.to_string(),
         }
     }
@@ -113,9 +115,10 @@ impl KeyStamps {
                 Ok(_) => {}
                 Err(StateError::Missing { .. }) => {
                     tracing::warn!(
-                        "state/{TTL_OPERATOR} lacks version {version} (state_ttl was not set \
+                        "state/{} lacks version {version} (state_ttl was not set \
                          when it was written): every group kept is stamped with the first \
-                         clock from now on"
+                         clock from now on",
+                        self.files.operator()
                     );
                     stamps = empty()?;
                     let rows = state

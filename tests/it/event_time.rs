@@ -276,6 +276,78 @@ fn an_aggregation_not_keyed_by_event_time_counts_every_row() {
     );
 }
 
+/// A deduplication feeding an aggregation (Spark's `dropDuplicates("id", "ts")` then
+/// `groupBy("id").count()`), update mode, delay 1 s, one file a batch. Spark counts each
+/// distinct `(id, ts)` once, whichever batch has it, and drops at the deduplication a row at
+/// or below the watermark:
+/// - batch 0: `(1, 5 s)` twice, `(1, 6 s)`, `(2, 5 s)`: counts 1 -> 2, 2 -> 1;
+/// - batch 1 (watermark 5 s): `(1, 6 s)` again (kept from batch 0, not new), `(1, 5 s)` (late),
+///   `(1, 7 s)`, `(3, 8 s)`: 1 -> 3, 3 -> 1;
+/// - batch 2 (watermark 7 s): `(1, 7 s)` and `(2, 5 s)` late, `(1, 9 s)`: 1 -> 4.
+///
+/// The deduplication then forgets what the final watermark (8 s) closed: `(1, 9 s)` stays.
+#[test]
+fn a_deduplication_feeds_an_aggregation_each_row_once() {
+    let files = [
+        (
+            "s/0.json",
+            [(1, 5.0), (1, 5.0), (1, 6.0), (2, 5.0)]
+                .map(|(id, t)| row(id, Some(t)))
+                .concat(),
+        ),
+        (
+            "s/1.json",
+            [(1, 6.0), (1, 5.0), (1, 7.0), (3, 8.0)]
+                .map(|(id, t)| row(id, Some(t)))
+                .concat(),
+        ),
+        (
+            "s/2.json",
+            [(1, 7.0), (1, 9.0), (2, 5.0)]
+                .map(|(id, t)| row(id, Some(t)))
+                .concat(),
+        ),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let ws = run_case(
+        &files,
+        &source("s", "1s"),
+        "SELECT id, count(*) AS n FROM (SELECT DISTINCT id, ts FROM s) GROUP BY id",
+        "update",
+    );
+    assert_eq!(
+        written(&ws, "out", &["id", "n"]),
+        [vec!["1|2", "2|1"], vec!["1|3", "3|1"], vec!["1|4"]]
+    );
+    assert_eq!(written(&ws, "late", &["id"]), [vec!["1"], vec!["1", "2"]]);
+    let ckpt = ws.path("ckpt");
+    let state = |operator: &str| {
+        let out = run_bin(
+            &[
+                "state",
+                ckpt.to_str().expect("utf-8"),
+                "--operator",
+                operator,
+                "--sql",
+                "SELECT count(*) AS n FROM state",
+            ],
+            ws.dir.path(),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let table = String::from_utf8_lossy(&out.stdout).to_string();
+        // The one value row of the table: `| <n> |`.
+        let cells: Vec<String> = table
+            .lines()
+            .filter(|l| l.starts_with('|'))
+            .map(|l| l.trim_matches('|').trim().to_string())
+            .collect();
+        assert_eq!(cells.len(), 2, "{table}");
+        cells[1].clone()
+    };
+    assert_eq!(state("dedup"), "1", "the deduplication keeps only (1, 9 s)");
+    assert_eq!(state("aggregate"), "3", "ids 1, 2 and 3");
+}
+
 /// A join of two streams: a right row at the watermark is late (Spark drops `R(1, 10 s)` once
 /// the watermark is 10 s); at 10.001 s it joins `L(1, 10 s)`.
 #[test]

@@ -239,6 +239,33 @@ const CASES: &[ShapeCase] = &[
         check: Check::Append(None),
         late: Late::Column,
     },
+    // A deduplication feeding an aggregation (Spark's `dropDuplicates` then `groupBy`): each
+    // page is seen about twice a window, in one batch or across two, so the aggregation
+    // must count a (page, window) once whichever batch has its rows.
+    ShapeCase {
+        name: "dedup then aggregation, update",
+        query: "SELECT page, count(*) AS windows, min(w) AS first_window FROM \
+                (SELECT DISTINCT page, date_bin(INTERVAL '10 seconds', ts) AS w FROM clicks) \
+                GROUP BY page",
+        check: Check::Update(1),
+        late: Late::Tumbling(10),
+    },
+    ShapeCase {
+        name: "dedup (GROUP BY without aggregates) then windowed aggregation, append",
+        query: "SELECT w AS window_start, count(*) AS pages FROM \
+                (SELECT page, date_bin(INTERVAL '10 seconds', ts) AS w FROM clicks GROUP BY 1, 2) \
+                GROUP BY w",
+        check: Check::Append(Some(("window_start", "10 seconds"))),
+        late: Late::Tumbling(10),
+    },
+    ShapeCase {
+        name: "dedup over 3 s windows then aggregation, complete",
+        query: "SELECT page, count(*) AS n, count(DISTINCT u) AS kinds FROM \
+                (SELECT DISTINCT page, user_id % 4 AS u, date_bin(INTERVAL '3 seconds', ts) AS w \
+                 FROM clicks) GROUP BY page",
+        check: Check::Complete,
+        late: Late::Tumbling(3),
+    },
 ];
 
 fn mode_of(check: Check) -> &'static str {
@@ -506,6 +533,9 @@ property_tests! {
     global_count_alone_equals_batch => 14,
     global_counts_of_column_and_literal_equal_batch => 15,
     dedup_over_event_time_append_equals_batch => 16,
+    dedup_then_aggregation_update_equals_batch => 17,
+    dedup_then_windowed_aggregation_append_equals_batch => 18,
+    dedup_then_aggregation_complete_equals_batch => 19,
 }
 
 /// The gap of the session-window cases (seconds): each user clicks every 23 s, give or take
