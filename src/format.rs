@@ -49,7 +49,17 @@ impl FileFormat {
 
 /// A declared column whose SQL type DataFusion does not read.
 #[derive(Debug, thiserror::Error)]
-#[error("`{column}` has type `{type_name}`, which is not a SQL type DataFusion reads: {reason}")]
+#[error(
+    "`schema:` key `{column}` has type `{type_name}`, which is not a SQL type DataFusion \
+     reads{}: {reason}",
+    match crate::vocab::nearest(
+        &type_name.split('(').next().unwrap_or_default().trim().to_ascii_lowercase(),
+        SQL_TYPE_NAMES,
+    ) {
+        Some(near) => format!(" (did you mean `{near}`?)"),
+        None => String::new(),
+    }
+)]
 pub struct TypeNameError {
     /// The column.
     pub column: String,
@@ -58,6 +68,34 @@ pub struct TypeNameError {
     /// DataFusion's message.
     pub reason: String,
 }
+
+/// The SQL type names a `schema:` most often uses, for a "did you mean" hint (DataFusion
+/// reads more: its SQL reference lists them).
+const SQL_TYPE_NAMES: &[&str] = &[
+    "bigint",
+    "int",
+    "integer",
+    "smallint",
+    "tinyint",
+    "double",
+    "float",
+    "real",
+    "decimal",
+    "numeric",
+    "varchar",
+    "string",
+    "text",
+    "char",
+    "boolean",
+    "bool",
+    "date",
+    "time",
+    "timestamp",
+    "interval",
+    "bytea",
+    "binary",
+    "varbinary",
+];
 
 /// Builds an Arrow schema from `(column, SQL type name)` pairs, reading the types as
 /// DataFusion's SQL does (`bigint`, `double`, `string`, `timestamp`, `decimal(10,2)`, ...);
@@ -83,7 +121,12 @@ pub async fn schema_from_sql_types(
             .state()
             .create_logical_plan(&format!("SELECT CAST(NULL AS {type_name})"))
             .await
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| {
+                bad(e
+                    .to_string()
+                    .trim_start_matches("This feature is not implemented: ")
+                    .to_string())
+            })?;
         fields.push(Field::new(
             column,
             plan.schema().field(0).data_type().clone(),

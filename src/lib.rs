@@ -117,6 +117,17 @@ impl Error {
                 reason,
                 checkpoint: Some(shown),
             }),
+            Self::State(state::StateError::Missing {
+                operator,
+                version,
+                wanted,
+                checkpoint: None,
+            }) => Self::State(state::StateError::Missing {
+                operator,
+                version,
+                wanted,
+                checkpoint: Some(shown),
+            }),
             Self::Pending {
                 batch,
                 planned,

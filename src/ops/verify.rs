@@ -450,6 +450,23 @@ fn findings(
             "the SINK's files for batch {batch} cannot be read: {reason}"
         ));
     }
+    // The sink lost or changed rows the recomputation still has: write the batch again.
+    let sink_wrong = matches!(report.sink, Side::Unreadable { .. })
+        || (matches!((rc, sc), (Some(true), Some(false)) | (None, Some(false))));
+    if sink_wrong && report.recomputed.hash().is_some() {
+        out.push(match batch.prev() {
+            Some(before) => format!(
+                "to write batch {batch} again from its input: `sluice rewind {} --to {before}` \
+                 (it takes back batch {batch} and the later ones, their sink files included), \
+                 then run the pipeline",
+                report.checkpoint
+            ),
+            None => format!(
+                "to write batch {batch} again from its input, run the pipeline on a new \
+                 checkpoint with a new, empty `sink.path`"
+            ),
+        });
+    }
     if let Side::Unavailable { reason } = &report.recomputed {
         out.push(format!("batch {batch} cannot be recomputed: {reason}"));
     }

@@ -524,6 +524,12 @@ mod tests {
             .await
             .expect_err("bad type");
         assert!(err.to_string().contains("`x`"), "{err}");
+        assert!(err.to_string().contains("did you mean `bigint`"), "{err}");
+        let err = crate::format::schema_from_sql_types(&[("amount".into(), "dobule".into())])
+            .await
+            .expect_err("bad type");
+        assert!(err.to_string().contains("did you mean `double`"), "{err}");
+        assert!(!err.to_string().contains("not implemented"), "{err}");
     }
 
     #[test]

@@ -137,7 +137,15 @@ impl SinkConnector for FilesSinkConfig {
         if let Ok(location) = Location::open(&self.folder(ctx.part), false, ctx.sync, ctx.hook) {
             let shown = location.to_string();
             let sink = FilesSink::new(location, self.format, ctx.pipeline);
-            if let Some((owner, owner_label)) = sink.read_owner().await?
+            let owner = match sink.read_owner().await? {
+                Some(owner) => Some(owner),
+                // No owner record (removed by hand): the newest batch's manifest names one.
+                None => sink
+                    .foreign_manifest()
+                    .await?
+                    .map(|m| (m.pipeline, String::new())),
+            };
+            if let Some((owner, owner_label)) = owner
                 && owner != ctx.pipeline
             {
                 return Err(SinkError::ForeignFolder {
@@ -209,6 +217,18 @@ impl FilesSink {
             record["label"] = serde_json::Value::String(self.label.clone());
         }
         let record = format!("{record}\n");
+        // A folder without an owner record whose batches are another pipeline's is not
+        // claimed: a refused run must not lock the owner out of its own folder.
+        if self.read_owner().await?.is_none()
+            && let Some(theirs) = self.foreign_manifest().await?
+        {
+            return Err(SinkError::Foreign {
+                location: self.location.to_string(),
+                batch: theirs.batch,
+                owner: theirs.pipeline,
+                owner_label: String::new(),
+            });
+        }
         if !self
             .location
             .put_if_absent(&path, record.into_bytes())
@@ -230,6 +250,19 @@ impl FilesSink {
         }
         self.owner_checked.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// The newest manifest entry, when it names another pipeline (a damaged one is left to
+    /// the checks that read it for its batch).
+    async fn foreign_manifest(&self) -> Result<Option<Manifest>, SinkError> {
+        let Some(newest) = self.manifest_batches().await?.last().copied() else {
+            return Ok(None);
+        };
+        Ok(match self.read_manifest(newest).await {
+            Ok(Some(manifest)) if manifest.pipeline != self.pipeline => Some(manifest),
+            Ok(_) | Err(SinkError::Corrupt { .. }) => None,
+            Err(e) => return Err(e),
+        })
     }
 
     /// The pipeline id in `_sluice/owner`, and how it names that pipeline (empty in records
@@ -278,10 +311,20 @@ impl FilesSink {
                     deleted += 1;
                 }
             }
-            Ok(None) => {}
-            // A damaged entry cannot list the batch's files: they are the ones named for it
-            // (`part-<batch>-*`).
-            Err(SinkError::Corrupt { .. }) => {
+            // A damaged or missing entry cannot list the batch's files: they are the ones
+            // named for it (`part-<batch>-*`).
+            Ok(None) | Err(SinkError::Corrupt { .. }) => {
+                // Only in a folder that is ours: another pipeline's files have the same names.
+                if let Some((owner, owner_label)) = self.read_owner().await?
+                    && owner != self.pipeline
+                {
+                    return Err(SinkError::Foreign {
+                        location: self.location.to_string(),
+                        batch,
+                        owner,
+                        owner_label,
+                    });
+                }
                 let prefix = format!("part-{:010}-", batch.0);
                 for meta in self.location.list("").await? {
                     let name = self.location.relative(&meta.location);

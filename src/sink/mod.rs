@@ -196,9 +196,11 @@ pub enum SinkError {
     /// A run whose batch's manifest entry is gone (purged) would publish over files a run
     /// already published: only a late run of an older epoch can get there.
     #[error(
-        "{location}: batch {batch}'s manifest entry was purged long ago and {file} is already \
-         published; this run is a late one (a newer run has taken over) and stops without \
-         changing anything"
+        "{location}: batch {batch}'s manifest entry is gone and {file} is already published, \
+         so this run stops without changing anything. Either the entry was purged long ago and \
+         this run is a late one (a newer run has taken over), or the entry was deleted by \
+         hand: then take the batch back with `sluice rewind <checkpoint> --to <the batch before \
+         {batch}>`, which deletes its files too, and run again"
     )]
     AlreadyPublished {
         /// The output folder.

@@ -954,7 +954,7 @@ fn csv_slow(
                 line += 1;
                 continue;
             }
-            Err(e) => return Err(malformed(file, line, &e)),
+            Err(e) => return Err(csv_malformed(file, line, &e, schema)),
         };
         let record = &bytes[pos..pos + consumed];
         let result = decoder.decode(&[]).and_then(|_| decoder.flush());
@@ -967,7 +967,7 @@ fn csv_slow(
                 tracing::info!(file, line, error = %e, "skipping malformed CSV row");
                 skipped += 1;
             }
-            Err(e) => return Err(malformed(file, line, &e)),
+            Err(e) => return Err(csv_malformed(file, line, &e, schema)),
         }
         line += record.iter().filter(|b| **b == b'\n').count();
         pos += consumed;
@@ -1118,6 +1118,30 @@ fn malformed_file(file: &str, error: &ArrowError) -> SourceError {
         line: None,
         reason: error.to_string(),
     }
+}
+
+/// [`malformed`], with the column Arrow's CSV reader counts from 0 (`for column 1`) named.
+fn csv_malformed(file: &str, line: usize, error: &ArrowError, schema: &SchemaRef) -> SourceError {
+    let mut found = malformed(file, line, error);
+    if let SourceError::Malformed { reason, .. } = &mut found
+        && let Some(at) = reason.find("for column ")
+    {
+        let rest = &reason[at + "for column ".len()..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if let Some(field) = rest[..digits]
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| schema.fields().get(i))
+        {
+            *reason = format!(
+                "{}for column `{}`{}",
+                &reason[..at],
+                field.name(),
+                &rest[digits..]
+            );
+        }
+    }
+    found
 }
 
 fn malformed(file: &str, line: usize, error: &ArrowError) -> SourceError {

@@ -269,6 +269,7 @@ impl StateFiles {
                     operator: self.operator.clone(),
                     version: BatchId(v),
                     wanted: version,
+                    checkpoint: None,
                 })?;
             let rows = self.read_checked(delta, state.schema()).await?;
             read += delta.size;

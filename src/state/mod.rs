@@ -122,8 +122,8 @@ pub enum StateError {
     /// A version needed to load the state is missing.
     #[error(
         "state of operator `{operator}` lacks version {version} (no delta or snapshot file in \
-         state/{operator}/), which loading version {wanted} needs; restore it, or start the \
-         pipeline on a new checkpoint"
+         state/{operator}/), which loading version {wanted} needs; restore it, {}",
+        missing_advice(*version, checkpoint.as_deref())
     )]
     Missing {
         /// The operator.
@@ -132,6 +132,8 @@ pub enum StateError {
         version: BatchId,
         /// The version being loaded.
         wanted: BatchId,
+        /// The checkpoint, as given, where known (for the command in the advice).
+        checkpoint: Option<String>,
     },
     /// The stored state was written by a query whose state has other columns.
     #[error(
@@ -173,9 +175,29 @@ fn corrupt_advice(file: &str, checkpoint: Option<&str>) -> String {
             "or take back the batches from {} on, which are computed again from their input \
              (where the sources still hold it) over state version {before} (where the \
              checkpoint still keeps it): `sluice rewind {checkpoint} --to {before}`; or start \
-             the pipeline on a new checkpoint and sink",
+             the pipeline on a new checkpoint with a new, empty `sink.path`",
             before + 1
         ),
-        None => "or start the pipeline on a new checkpoint and sink".to_string(),
+        None => "or start the pipeline on a new checkpoint with a new, empty `sink.path` (a \
+                 sink folder belongs to one checkpoint)"
+            .to_string(),
+    }
+}
+
+/// What gets a checkpoint whose state lacks version `missing` going again: taking back the
+/// batches from `missing` on, computed again over the versions before it; none before
+/// version 0, so then only a new start.
+fn missing_advice(missing: BatchId, checkpoint: Option<&str>) -> String {
+    let checkpoint = checkpoint.unwrap_or("<checkpoint>");
+    match missing.prev() {
+        Some(before) => format!(
+            "or take back the batches from {missing} on, which are computed again from their \
+             input (where the sources still hold it) over state version {before}: `sluice \
+             rewind {checkpoint} --to {before}`; or start the pipeline on a new checkpoint \
+             with a new, empty `sink.path` (a sink folder belongs to one checkpoint)"
+        ),
+        None => "or start the pipeline on a new checkpoint with a new, empty `sink.path` (a sink \
+                 folder belongs to one checkpoint)"
+            .to_string(),
     }
 }

@@ -1550,3 +1550,140 @@ fn damaged_state_and_pinned_schema_name_a_way_out_that_works() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sink_lines(&ws.path("out")).len(), 2, "each row once");
 }
+
+/// Walk 4: a sink folder whose `_sluice/owner` record was deleted is not claimed by another
+/// pipeline's run (refused before a batch, since the newest manifest entry names the owner),
+/// so the owner runs on and nothing needs a hand to undo.
+#[test]
+fn a_refused_run_does_not_claim_a_folder_whose_owner_record_is_gone() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    assert!(run(&file, &ws).status.success());
+    let owner = ws.path("out/_sluice/owner");
+    std::fs::remove_file(&owner).expect("owner record");
+    // Another pipeline, with its own checkpoint, into the same folder.
+    let other = ws.path("other.yaml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&file)
+            .expect("pipeline")
+            .replace("name: newcomer", "name: other")
+            .replace(&ws.p("ckpt"), &ws.p("ckpt-other")),
+    )
+    .expect("other pipeline");
+    let out = run(&other, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another pipeline or checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!owner.exists(), "the refused run claimed the folder");
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")).len(), 2, "each row once");
+}
+
+/// Walk 4: a batch whose sink manifest entry was deleted by hand. `replay --verify` says the
+/// sink lost it and gives the rewind that writes it again; the rewind deletes the batch's
+/// files even without the entry listing them, so the next run writes it once.
+#[test]
+fn a_batch_whose_manifest_entry_is_gone_is_written_again_whole() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(
+        &file,
+        "format: json, schema",
+        "format: json, max_files_per_batch: 1, schema",
+    );
+    for v in 0..3 {
+        input(
+            &ws,
+            &format!("{v}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
+        );
+    }
+    assert!(run(&file, &ws).status.success());
+    std::fs::remove_file(ws.path("out/_sluice/manifest/2")).expect("manifest entry");
+    let verify = run_bin(
+        &["replay", &ws.p("ckpt"), "--batch", "2", "--verify"],
+        ws.dir.path(),
+    );
+    assert!(!verify.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        stderr(&verify)
+    );
+    let command = advised_command(&said);
+    assert_eq!(command[..2], ["rewind".to_string(), ws.p("ckpt")], "{said}");
+    let args: Vec<&str> = command.iter().map(String::as_str).collect();
+    let rewind = run_bin(&args, ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected: Vec<String> = (0..3)
+        .map(|v| format!("{{\"k\":\"a\",\"v\":{v}}}"))
+        .collect();
+    assert_eq!(sink_lines(&ws.path("out")), expected, "every row once");
+}
+
+/// Walk 4: a state version deleted names the rewind that gets past it (the one before it),
+/// and that rewind works; a bad type name in `schema:` and a CSV value that does not fit
+/// its column are named by key and column, not by DataFusion's wording or a 0-based index.
+#[test]
+fn a_missing_state_version_and_bad_types_are_named_with_a_way_out() {
+    let ws = Workspace::new();
+    for v in 0..3 {
+        input(
+            &ws,
+            &format!("{v}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
+        );
+    }
+    let file = pipeline(&ws, "SELECT k, sum(v) AS total FROM s GROUP BY k", "update");
+    edit_file(
+        &file,
+        "format: json, schema",
+        "format: json, max_files_per_batch: 1, schema",
+    );
+    assert!(run(&file, &ws).status.success());
+    std::fs::remove_file(ws.path("ckpt/state/aggregate/2.delta.parquet")).expect("state");
+    input(&ws, "3.json", "{\"k\":\"a\",\"v\":10}\n");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let way_out = format!("`sluice rewind {} --to 1`", ws.p("ckpt"));
+    assert!(stderr(&out).contains(&way_out), "{}", stderr(&out));
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "1"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    assert!(run(&file, &ws).status.success());
+    let totals: Vec<String> = sink_lines(&ws.path("out"))
+        .into_iter()
+        .filter(|l| l.contains("\"total\":13"))
+        .collect();
+    assert_eq!(totals.len(), 1, "{:?}", sink_lines(&ws.path("out")));
+
+    edit_file(&file, "v: bigint", "v: bigintt");
+    let out = run(&file, &ws);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("key `v`") && stderr(&out).contains("did you mean `bigint`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(ws.path("in/a.csv"), "k,v\nx,1\ny,2.5\n").expect("csv");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(&file, "format: json,", "format: csv,");
+    let out = run(&file, &ws);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("a.csv line 3") && stderr(&out).contains("for column `v`"),
+        "{}",
+        stderr(&out)
+    );
+}
