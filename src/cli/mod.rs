@@ -290,7 +290,7 @@ fn in_checkpoint(spec: &str) -> impl Fn(Error) -> Error + '_ {
 async fn repair(spec: &str, dry_run: bool) -> Result<(), Error> {
     let location = open_checkpoint(spec)?;
     let report = crate::ops::repair(&location, spec, dry_run).await?;
-    let prefix = if dry_run { "(dry run) " } else { "" };
+    let prefix = if dry_run { "(dry run, not done) " } else { "" };
     for fixed in &report.fixed {
         emit(&format!("{prefix}{fixed}\n"));
     }
@@ -300,6 +300,9 @@ async fn repair(spec: &str, dry_run: bool) -> Result<(), Error> {
             problems: report.unfixable.join("; "),
         }
         .into());
+    }
+    for note in &report.notes {
+        emit(&format!("{note}\n"));
     }
     emit(&match (report.fixed.is_empty(), dry_run) {
         (true, _) => format!("{spec}: nothing to repair\n"),

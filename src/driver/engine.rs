@@ -284,7 +284,7 @@ impl<'p> Engine<'p> {
             let location = self.checkpoint.clone();
             let snapshot_every = self.pipeline.snapshot_every;
             if self.pipeline.state_ttl.is_some() {
-                check_state_ttl(&shape)?;
+                check_state_ttl(&shape, &logical)?;
             }
             // The state TTL bounds the operators whose keys no watermark closes.
             let ttl = |shape: &plan::AggregateShape| {
@@ -550,7 +550,7 @@ impl<'p> Engine<'p> {
 
 /// Refuses a `state_ttl` where it has nothing to bound: a query without state, a join of two
 /// streams (the watermark bounds it), an aggregation whose groups the watermark closes.
-fn check_state_ttl(shape: &Shape) -> Result<(), Error> {
+fn check_state_ttl(shape: &Shape, logical: &LogicalPlan) -> Result<(), Error> {
     let reason = match shape {
         Shape::Stateless => "applies to a query that keeps state (an aggregation or a \
                              deduplication); this one keeps none"
@@ -562,8 +562,13 @@ fn check_state_ttl(shape: &Shape) -> Result<(), Error> {
         Shape::Aggregate(a) => {
             let keys = std::iter::once(a)
                 .chain(a.dedup.as_deref())
-                .map(|shape| shape.event_time.as_ref().map(|key| key.name.as_str()))
-                .collect::<Option<Vec<&str>>>();
+                .map(|shape| {
+                    shape
+                        .event_time
+                        .as_ref()
+                        .map(|key| plan::output_alias(logical, &key.name))
+                })
+                .collect::<Option<Vec<String>>>();
             match keys {
                 Some(keys) => format!(
                     "is for state no event-time key bounds; this query's groups close by the \
@@ -575,11 +580,8 @@ fn check_state_ttl(shape: &Shape) -> Result<(), Error> {
             }
         }
     };
-    Err(plan::PlanError::Unsupported {
-        operator: "`state_ttl`".into(),
-        reason,
-    }
-    .into())
+    // The setting is at fault, not the query.
+    Err(Error::Usage(format!("the pipeline's `state_ttl` {reason}")))
 }
 
 /// Registers (or replaces) a table in the session.

@@ -35,6 +35,8 @@ pub struct RepairReport {
     pub fixed: Vec<String>,
     /// What is still wrong, with what to do.
     pub unfixable: Vec<String>,
+    /// What is amiss but needs no repair (runs carry on past it), with how to check it.
+    pub notes: Vec<String>,
 }
 
 /// Repairs the checkpoint at `location`, shown as `shown` in messages (or, with `dry_run`,
@@ -227,6 +229,21 @@ pub async fn repair(
                 ));
                 break;
             }
+        }
+    }
+    // An older batch's commit deleted: later batches ran on from it, and nothing reads it.
+    let logs = listing_without(location, &moved).await?;
+    if let Some(last) = logs.commits.last() {
+        for batch in logs
+            .offsets
+            .iter()
+            .filter(|b| *b < last && !logs.commits.contains(b))
+        {
+            report.notes.push(format!(
+                "commits/{batch} is missing, but later batches are committed, so runs carry on \
+                 without it (nothing recomputes it); `sluice replay {shown} --batch {batch} \
+                 --verify` checks its sink files against its recomputation"
+            ));
         }
     }
     Ok(report)

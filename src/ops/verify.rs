@@ -163,7 +163,18 @@ pub async fn replay(
     let logs = LogListing::read(&location).await?;
     let commit = read_commit(&location, batch).await?;
     let entry = read_offsets(&location, batch).await?;
-    let (Some(commit), Some(entry)) = (commit, entry) else {
+    // An older batch whose commit entry alone is gone (deleted by hand): later batches ran
+    // on from it, so it is replayed like a committed one, with the pipeline file its offsets
+    // entry names and no committed hash to compare.
+    let commit_missing = commit.is_none()
+        && entry.is_some()
+        && logs.commits.last().is_some_and(|last| *last > batch);
+    let commit = match (commit, &entry) {
+        (Some(commit), _) => Some((commit.pipeline, commit.output)),
+        (None, Some(entry)) if commit_missing => Some((entry.info.pipeline.clone(), None)),
+        (None, _) => None,
+    };
+    let (Some((committed_pipeline, committed_output)), Some(entry)) = (commit, entry) else {
         let retained = replayable_range(&logs);
         let pending = logs
             .offsets
@@ -185,7 +196,7 @@ pub async fn replay(
         })?),
         None => None,
     };
-    let pipeline = match (args.pipeline.as_deref(), &commit.pipeline) {
+    let pipeline = match (args.pipeline.as_deref(), &committed_pipeline) {
         (Some(path), _) => Pipeline::load(path)?,
         (None, Some(fingerprint)) => crate::driver::stored_pipeline(&location, spec, fingerprint)
             .await?
@@ -274,7 +285,13 @@ pub async fn replay(
         return Ok(report);
     }
 
-    report.committed = match &commit.output {
+    report.committed = match &committed_output {
+        _ if commit_missing => Side::Unavailable {
+            reason: format!(
+                "commits/{batch} is missing (later batches are committed, so runs carry on \
+                 without it; nothing recomputes it)"
+            ),
+        },
         Some(d) if d.algorithm == digest::ALGORITHM => Side::known(d, Vec::new()),
         Some(d) => Side::Unavailable {
             reason: format!(

@@ -408,8 +408,20 @@ impl Pipeline {
                 let path = e.path().to_string();
                 let inner = e.into_inner();
                 let message = with_suggestion(inner.to_string());
-                // serde_yaml places unknown keys and syntax errors well, but a value refused by
-                // its type at the start of the document: point at the key's own line instead.
+                // A syntax error has no key yet (`sources.s.?`): its line and column say where.
+                if path.contains('?') {
+                    let message = match message.rfind(" at line ") {
+                        Some(at) => format!(
+                            "YAML syntax error: {} (line {})",
+                            &message[..at],
+                            message[at + " at line ".len()..].replacen(" column ", ", column ", 1)
+                        ),
+                        None => format!("YAML syntax error: {message}"),
+                    };
+                    return invalid(message);
+                }
+                // serde_yaml places unknown keys well, but a value refused by its type at the
+                // start of the document: point at the key's own line instead.
                 if message.contains("unknown field") || path == "." || path.is_empty() {
                     return invalid(message);
                 }
@@ -417,10 +429,15 @@ impl Pipeline {
                     Some(at) => message[..at].to_string(),
                     None => message,
                 };
-                // serde_yaml names the path itself where a map was flattened: once is enough.
-                let message = match message.strip_prefix(&format!("{path}: ")) {
-                    Some(rest) => rest.to_string(),
-                    None => message,
+                // serde_yaml names the path (or the map's, for a value in it) itself where a map
+                // was flattened: once is enough.
+                let message = match message.split_once(": ") {
+                    Some((named, rest))
+                        if path == named || path.starts_with(&format!("{named}.")) =>
+                    {
+                        rest.to_string()
+                    }
+                    _ => message,
                 };
                 match find_path_line(text, &path) {
                     Some(line) => invalid(format!("`{path}`: {message} (line {line})")),
@@ -862,6 +879,24 @@ sink: { kind: files, path: out/clicks, format: parquet }
         assert!(err.contains("line 11"), "{err}");
         let err = parse(&GOOD.replace("format: json", "format: jsn")).expect_err("bad format");
         assert!(err.contains("did you mean `json`"), "{err}");
+    }
+
+    #[test]
+    fn a_key_path_is_said_once_and_syntax_errors_say_line_and_column() {
+        let text = GOOD.replace(
+            "    max_files_per_batch: 2",
+            "    watermark: { column: ts, delay: ten }",
+        );
+        let err = parse(&text).expect_err("bad duration");
+        assert_eq!(
+            err,
+            "p.yaml: `sources.clicks.watermark.delay`: invalid duration `ten` (not a duration); \
+             write it like `500ms`, `10s`, `5m` or `1h` (line 9)"
+        );
+        let err = parse(&GOOD.replace("format: parquet }", "format: parquet")).expect_err("syntax");
+        assert!(err.starts_with("p.yaml: YAML syntax error: "), "{err}");
+        assert!(err.contains("(line 12, column"), "{err}");
+        assert!(!err.contains('?'), "{err}");
     }
 
     #[test]

@@ -293,16 +293,29 @@ impl StateFiles {
         let describe = |s: &SchemaRef| {
             s.fields()
                 .iter()
-                .map(|f| format!("{} {}", f.name(), f.data_type()))
+                .map(|f| format!("`{}` {}", readable_column(f.name()), f.data_type()))
                 .collect::<Vec<_>>()
-                .join(", ")
         };
         let (stored, planned) = (describe(&rows.schema()), describe(schema));
         if stored != planned {
+            // Only the columns that differ: the rest is the same in both.
+            let only = |a: &[String], b: &[String]| {
+                let differing: Vec<&String> = a.iter().filter(|c| !b.contains(c)).collect();
+                match differing.as_slice() {
+                    // The same columns in another order.
+                    [] if a.len() == b.len() => format!("the columns {}", a.join(", ")),
+                    [] => "no other column".to_string(),
+                    some => some
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+            };
             return Err(StateError::Incompatible {
                 operator: self.operator.clone(),
-                stored,
-                planned,
+                stored: only(&stored, &planned),
+                planned: only(&planned, &stored),
             });
         }
         // Nullability and metadata may differ after the round trip; the columns do not.
@@ -367,4 +380,71 @@ fn decode(bytes: bytes::Bytes) -> Result<RecordBatch, String> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
     concat_batches(&schema, &batches).map_err(|e| e.to_string())
+}
+
+/// A state column's name as DataFusion writes it, with its interval literals
+/// (`IntervalMonthDayNano("IntervalMonthDayNano { months: 0, days: 0, nanoseconds: 60000000000 }")`)
+/// written as SQL (`INTERVAL '60 seconds'`).
+fn readable_column(name: &str) -> String {
+    const OPEN: &str = "IntervalMonthDayNano(\"IntervalMonthDayNano { ";
+    const CLOSE: &str = " }\")";
+    let mut out = String::new();
+    let mut rest = name;
+    while let Some(at) = rest.find(OPEN) {
+        let Some(end) = rest[at..].find(CLOSE) else {
+            break;
+        };
+        let fields = &rest[at + OPEN.len()..at + end];
+        let value = |key: &str| {
+            fields
+                .split(", ")
+                .find_map(|kv| {
+                    kv.strip_prefix(key)?
+                        .strip_prefix(": ")?
+                        .parse::<i128>()
+                        .ok()
+                })
+                .unwrap_or(0)
+        };
+        let (months, days, nanos) = (value("months"), value("days"), value("nanoseconds"));
+        let mut parts = Vec::new();
+        if months != 0 {
+            parts.push(format!("{months} months"));
+        }
+        if days != 0 {
+            parts.push(format!("{days} days"));
+        }
+        if nanos != 0 || parts.is_empty() {
+            parts.push(if nanos % 1_000_000_000 == 0 {
+                format!("{} seconds", nanos / 1_000_000_000)
+            } else {
+                format!("{nanos} nanoseconds")
+            });
+        }
+        out.push_str(&rest[..at]);
+        out.push_str(&format!("INTERVAL '{}'", parts.join(" ")));
+        rest = &rest[at + end + CLOSE.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn interval_literals_in_state_column_names_read_as_sql() {
+        let name = "date_bin(IntervalMonthDayNano(\"IntervalMonthDayNano { months: 0, days: 0, \
+                    nanoseconds: 60000000000 }\"),orders.ts)";
+        assert_eq!(
+            super::readable_column(name),
+            "date_bin(INTERVAL '60 seconds',orders.ts)"
+        );
+        let months = "f(IntervalMonthDayNano(\"IntervalMonthDayNano { months: 2, days: 1, \
+                      nanoseconds: 5 }\"))";
+        assert_eq!(
+            super::readable_column(months),
+            "f(INTERVAL '2 months 1 days 5 nanoseconds')"
+        );
+        assert_eq!(super::readable_column("sum(s.v)[sum]"), "sum(s.v)[sum]");
+    }
 }

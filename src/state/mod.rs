@@ -137,8 +137,8 @@ pub enum StateError {
     },
     /// The stored state was written by a query whose state has other columns.
     #[error(
-        "state/{operator} was written by a query whose state has columns ({stored}); this query's \
-         state has ({planned}): the query changed in a way its state cannot follow. Put the old \
+        "state/{operator} was written by a query whose state kept {stored} where this query's \
+         keeps {planned}: the query changed in a way its state cannot follow. Put the old \
          query back, or run the new one on a new checkpoint with a new, empty `sink.path` (a \
          sink folder belongs to one checkpoint)"
     )]

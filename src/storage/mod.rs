@@ -475,6 +475,21 @@ impl Location {
             " (the store refused the connection: check its address, AWS_ENDPOINT say, and that \
              it is running)"
                 .to_string()
+        } else if text.contains("error sending request") || text.contains("dns error") {
+            // Reached no server at all (no route, no name): say which one it tried.
+            let endpoint = ["AWS_ENDPOINT", "AWS_ENDPOINT_URL"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok());
+            match endpoint {
+                Some(endpoint) => format!(
+                    " (no server answered at {endpoint}: check AWS_ENDPOINT and that the store \
+                     is running and reachable from here)"
+                ),
+                None => " (no server answered; AWS_ENDPOINT is not set, so the public AWS \
+                         endpoint was tried: for another S3 store (MinIO, a local server), set \
+                         AWS_ENDPOINT to its address)"
+                    .to_string(),
+            }
         } else if text.contains("timed out") {
             format!(
                 " (no answer within {}; SLUICE_STORE_TIMEOUT sets how long to wait)",

@@ -256,7 +256,7 @@ fn repair_fixes_the_newest_batch_and_names_what_it_cannot() {
     std::fs::write(ws.path("ckpt/commits/2"), "\0\0garbage").expect("garbage");
     let out = run_bin(&["repair", &ckpt, "--dry-run"], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("(dry run) moved commits/2"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(dry run, not done) moved commits/2"));
     assert!(
         ws.path("ckpt/commits/2").exists(),
         "a dry run changes nothing"

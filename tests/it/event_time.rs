@@ -770,7 +770,13 @@ fn state_ttl_where_it_bounds_nothing_is_refused() {
             "SELECT date_bin(INTERVAL '1 minute', ts) AS w, count(*) AS n FROM s GROUP BY 1",
             "1h",
             true,
-            "close by the watermark",
+            "close by the watermark already (its key `w`)",
+        ),
+        (
+            "SELECT w, count(*) AS n FROM (SELECT DISTINCT id, date_bin(INTERVAL '1 minute', ts) AS w FROM s) GROUP BY w",
+            "1h",
+            true,
+            "its keys `w`, `w`",
         ),
         (
             "SELECT id, count(*) AS n FROM s GROUP BY id",
@@ -793,6 +799,10 @@ fn state_ttl_where_it_bounds_nothing_is_refused() {
         assert!(
             said.contains("state_ttl") && said.contains(says),
             "{query}: {said}"
+        );
+        assert!(
+            !said.contains("query cannot run"),
+            "the setting is at fault: {said}"
         );
     }
 }

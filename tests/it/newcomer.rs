@@ -70,6 +70,14 @@ fn a_query_its_state_cannot_follow_is_refused_before_a_batch_is_logged() {
         "{}",
         stderr(&out)
     );
+    // Only what differs, in the query's terms: the key column is the same in both.
+    assert!(
+        stderr(&out).contains(
+            "kept `sum(s.v)[sum]` Int64 where this query's keeps `max(s.v)[value]` Int64"
+        ),
+        "{}",
+        stderr(&out)
+    );
     assert!(
         !ws.path("ckpt/offsets/1").exists(),
         "the refused run logged a batch"
@@ -1686,4 +1694,86 @@ fn a_missing_state_version_and_bad_types_are_named_with_a_way_out() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Walk 4: an older batch's commit deleted by hand. Runs carry on past it; `inspect` shows it
+/// as a missing commit (not pending), `replay --verify` checks it against the sink, and
+/// `repair` says why it needs nothing.
+#[test]
+fn an_older_commit_deleted_is_shown_checked_and_explained() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(
+        &file,
+        "format: json, schema",
+        "format: json, max_files_per_batch: 1, schema",
+    );
+    for v in 0..3 {
+        input(
+            &ws,
+            &format!("{v}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
+        );
+    }
+    assert!(run(&file, &ws).status.success());
+    std::fs::remove_file(ws.path("ckpt/commits/1")).expect("commit");
+    let inspect = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let shown = String::from_utf8_lossy(&inspect.stdout).to_string();
+    assert!(shown.contains("pending     none"), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("batch      1") && l.contains("commit missing")),
+        "{shown}"
+    );
+    let verify = run_bin(
+        &["replay", &ws.p("ckpt"), "--batch", "1", "--verify"],
+        ws.dir.path(),
+    );
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    assert!(
+        String::from_utf8_lossy(&verify.stdout).contains("commits/1 is missing"),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let repair = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
+    let said = String::from_utf8_lossy(&repair.stdout).to_string();
+    assert!(
+        said.contains("commits/1 is missing") && said.contains("replay"),
+        "{said}"
+    );
+    input(&ws, "3.json", "{\"k\":\"a\",\"v\":3}\n");
+    assert!(run(&file, &ws).status.success());
+    assert_eq!(sink_lines(&ws.path("out")).len(), 4, "each row once");
+}
+
+/// Walk 4: an S3 endpoint no server answers at (a name that never resolves, RFC 2606's
+/// `.invalid`) is named, with what to check, instead of a bare "error sending request".
+#[test]
+fn an_s3_endpoint_nobody_answers_at_is_named() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = sluice_bin()
+        .args([
+            "run",
+            file.to_str().expect("utf-8"),
+            "--checkpoint",
+            "s3://bucket/ckpt",
+        ])
+        .current_dir(ws.dir.path())
+        .env("AWS_ENDPOINT", "http://no-such-host.invalid:9000")
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no server answered at http://no-such-host.invalid:9000"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ws.path("out").exists(), "nothing written");
 }
