@@ -475,6 +475,11 @@ impl Location {
             " (the store refused the connection: check its address, AWS_ENDPOINT say, and that \
              it is running)"
                 .to_string()
+        } else if text.contains("timed out") {
+            format!(
+                " (no answer within {}; SLUICE_STORE_TIMEOUT sets how long to wait)",
+                humantime::format_duration(store_timeout().unwrap_or(DEFAULT_STORE_TIMEOUT))
+            )
         } else if text.contains("error sending request") || text.contains("dns error") {
             // Reached no server at all (no route, no name): say which one it tried.
             let endpoint = ["AWS_ENDPOINT", "AWS_ENDPOINT_URL"]
@@ -490,11 +495,6 @@ impl Location {
                          AWS_ENDPOINT to its address)"
                     .to_string(),
             }
-        } else if text.contains("timed out") {
-            format!(
-                " (no answer within {}; SLUICE_STORE_TIMEOUT sets how long to wait)",
-                humantime::format_duration(store_timeout().unwrap_or(DEFAULT_STORE_TIMEOUT))
-            )
         } else {
             String::new()
         };
