@@ -129,6 +129,14 @@ pub struct CommitEntry {
     pub run_id: uuid::Uuid,
     /// When the batch was committed, in milliseconds since the epoch.
     pub committed_at_ms: i64,
+    /// The batch's timestamp as `offsets/N` logged it (what `now()` returns in it), so that
+    /// `sluice repair` rebuilds a lost offsets entry exactly; absent in commits of an older
+    /// Sluice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_timestamp_ms: Option<i64>,
+    /// The settings `offsets/N` pinned for the batch, for the same reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<crate::vocab::PinnedSettings>,
     /// Phase durations.
     pub durations: PhaseDurations,
 }

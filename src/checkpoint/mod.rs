@@ -796,6 +796,8 @@ mod tests {
             epoch: cp.epoch(),
             run_id: cp.run_id(),
             committed_at_ms: 0,
+            batch_timestamp_ms: None,
+            settings: None,
             durations: PhaseDurations::default(),
         }
     }

@@ -1249,6 +1249,8 @@ impl<'a> Driver<'a> {
             epoch: self.checkpoint.epoch(),
             run_id: self.checkpoint.run_id(),
             committed_at_ms: chrono::Utc::now().timestamp_millis(),
+            batch_timestamp_ms: Some(entry.info.batch_timestamp_ms),
+            settings: Some(entry.info.settings.clone()),
             durations: PhaseDurations {
                 plan_ms,
                 offsets_ms,

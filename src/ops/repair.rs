@@ -432,11 +432,16 @@ async fn rebuild_offsets(
     };
     Ok(OffsetsEntry {
         info: BatchInfo {
-            batch_timestamp_ms: commit.committed_at_ms,
+            // Exact where the commit keeps them (an older Sluice's does not: then the batch's
+            // `now()` is its commit time, and its settings the defaults).
+            batch_timestamp_ms: commit.batch_timestamp_ms.unwrap_or(commit.committed_at_ms),
             watermark_ms,
             epoch: commit.epoch,
             run_id: commit.run_id,
-            settings: crate::vocab::default_settings(),
+            settings: commit
+                .settings
+                .clone()
+                .unwrap_or_else(crate::vocab::default_settings),
             query_fingerprint: fingerprint,
             pipeline: commit.pipeline.clone(),
         },

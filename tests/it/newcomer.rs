@@ -1777,3 +1777,46 @@ fn an_s3_endpoint_nobody_answers_at_is_named() {
     );
     assert!(!ws.path("out").exists(), "nothing written");
 }
+
+/// Walk 5: `repair` rebuilds a lost offsets entry with the batch's own timestamp (what
+/// `now()` returned in it) and settings, so `replay --verify` of a query over `now()` still
+/// agrees afterwards.
+#[test]
+fn a_rebuilt_offsets_entry_keeps_the_batch_timestamp() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, now() AS t FROM s", "append");
+    edit_file(
+        &file,
+        "format: json, schema",
+        "format: json, max_files_per_batch: 1, schema",
+    );
+    for v in 0..2 {
+        input(
+            &ws,
+            &format!("{v}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
+        );
+    }
+    assert!(run(&file, &ws).status.success());
+    let logged = std::fs::read_to_string(ws.path("ckpt/offsets/1")).expect("offsets");
+    std::fs::remove_file(ws.path("ckpt/offsets/1")).expect("offsets");
+    let repair = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
+    assert!(repair.status.success(), "{}", stderr(&repair));
+    let rebuilt = std::fs::read_to_string(ws.path("ckpt/offsets/1")).expect("rebuilt");
+    let info = |text: &str| -> serde_json::Value {
+        serde_json::from_str(text.lines().nth(1).expect("line 2")).expect("JSON")
+    };
+    for key in ["batch_timestamp_ms", "settings", "watermark_ms"] {
+        assert_eq!(info(&rebuilt)[key], info(&logged)[key], "{key}");
+    }
+    let verify = run_bin(
+        &["replay", &ws.p("ckpt"), "--batch", "1", "--verify"],
+        ws.dir.path(),
+    );
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        stderr(&verify)
+    );
+}
