@@ -439,6 +439,21 @@ impl Pipeline {
                     }
                     _ => message,
                 };
+                // A value that runs on into the next line (`10s query`, from `delay: 10s` and
+                // then `query: |`) is a flow mapping left open: its `}` is missing.
+                let message = match message.split('`').nth(1) {
+                    Some(value)
+                        if value.contains(' ')
+                            && !text.contains(value)
+                            && text.contains(&value.replacen(' ', "\n", 1)[..]) =>
+                    {
+                        format!(
+                            "{message}; `{value}` runs on into the next line: is a closing `}}` \
+                             or `]` missing at the end of this line?"
+                        )
+                    }
+                    _ => message,
+                };
                 match find_path_line(text, &path) {
                     Some(line) => invalid(format!("`{path}`: {message} (line {line})")),
                     None => invalid(format!("`{path}`: {message}")),
@@ -893,6 +908,12 @@ sink: { kind: files, path: out/clicks, format: parquet }
             "p.yaml: `sources.clicks.watermark.delay`: invalid duration `ten` (not a duration); \
              write it like `500ms`, `10s`, `5m` or `1h` (line 9)"
         );
+        let text = GOOD.replace(
+            "    max_files_per_batch: 2",
+            "    watermark: { column: ts, delay: 10s",
+        );
+        let err = parse(&text).expect_err("unclosed");
+        assert!(err.contains("is a closing `}` or `]` missing"), "{err}");
         let err = parse(&GOOD.replace("format: parquet }", "format: parquet")).expect_err("syntax");
         assert!(err.starts_with("p.yaml: YAML syntax error: "), "{err}");
         assert!(err.contains("(line 12, column"), "{err}");
