@@ -11,6 +11,7 @@ pub mod cli;
 pub mod digest;
 pub mod driver;
 pub mod format;
+pub mod nexmark;
 pub mod ops;
 pub mod pipeline;
 pub mod plan;

@@ -2,6 +2,7 @@
 //! `rewind`, `repair` and `explain`.
 
 mod explain;
+mod generate;
 mod inspect;
 mod replay;
 mod report;
@@ -118,6 +119,11 @@ enum Command {
     Explain {
         /// The pipeline file.
         pipeline: PathBuf,
+    },
+    /// Write generated input as files, so that other engines read exactly the same events.
+    Gen {
+        #[command(subcommand)]
+        what: generate::Generated,
     },
 }
 
@@ -252,6 +258,7 @@ async fn execute(cli: Cli) -> Result<(), Error> {
             .await
             .map_err(in_checkpoint(&checkpoint)),
         Command::Explain { pipeline } => explain::run(&pipeline).await,
+        Command::Gen { what } => generate::run(what).await,
         Command::Replay {
             checkpoint,
             batch,
