@@ -1559,6 +1559,27 @@ fn damaged_state_and_pinned_schema_name_a_way_out_that_works() {
     assert_eq!(sink_lines(&ws.path("out")).len(), 2, "each row once");
 }
 
+/// A pipeline of `query` in `mode` reading one file a batch, over `files` files (`v` = 0, 1,
+/// ...), run once to the end of them.
+fn one_file_a_batch(ws: &Workspace, query: &str, mode: &str, files: i64) -> std::path::PathBuf {
+    let file = pipeline(ws, query, mode);
+    edit_file(
+        &file,
+        "format: json, schema",
+        "format: json, max_files_per_batch: 1, schema",
+    );
+    for v in 0..files {
+        input(
+            ws,
+            &format!("{v}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
+        );
+    }
+    let out = run(&file, ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    file
+}
+
 /// Walk 4: a sink folder whose `_sluice/owner` record was deleted is not claimed by another
 /// pipeline's run (refused before a batch, since the newest manifest entry names the owner),
 /// so the owner runs on and nothing needs a hand to undo.
@@ -1600,20 +1621,7 @@ fn a_refused_run_does_not_claim_a_folder_whose_owner_record_is_gone() {
 #[test]
 fn a_batch_whose_manifest_entry_is_gone_is_written_again_whole() {
     let ws = Workspace::new();
-    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
-    edit_file(
-        &file,
-        "format: json, schema",
-        "format: json, max_files_per_batch: 1, schema",
-    );
-    for v in 0..3 {
-        input(
-            &ws,
-            &format!("{v}.json"),
-            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
-        );
-    }
-    assert!(run(&file, &ws).status.success());
+    let file = one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 3);
     std::fs::remove_file(ws.path("out/_sluice/manifest/2")).expect("manifest entry");
     let verify = run_bin(
         &["replay", &ws.p("ckpt"), "--batch", "2", "--verify"],
@@ -1644,20 +1652,12 @@ fn a_batch_whose_manifest_entry_is_gone_is_written_again_whole() {
 #[test]
 fn a_missing_state_version_and_bad_types_are_named_with_a_way_out() {
     let ws = Workspace::new();
-    for v in 0..3 {
-        input(
-            &ws,
-            &format!("{v}.json"),
-            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
-        );
-    }
-    let file = pipeline(&ws, "SELECT k, sum(v) AS total FROM s GROUP BY k", "update");
-    edit_file(
-        &file,
-        "format: json, schema",
-        "format: json, max_files_per_batch: 1, schema",
+    let file = one_file_a_batch(
+        &ws,
+        "SELECT k, sum(v) AS total FROM s GROUP BY k",
+        "update",
+        3,
     );
-    assert!(run(&file, &ws).status.success());
     std::fs::remove_file(ws.path("ckpt/state/aggregate/2.delta.parquet")).expect("state");
     input(&ws, "3.json", "{\"k\":\"a\",\"v\":10}\n");
     let out = run(&file, &ws);
@@ -1702,20 +1702,7 @@ fn a_missing_state_version_and_bad_types_are_named_with_a_way_out() {
 #[test]
 fn an_older_commit_deleted_is_shown_checked_and_explained() {
     let ws = Workspace::new();
-    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
-    edit_file(
-        &file,
-        "format: json, schema",
-        "format: json, max_files_per_batch: 1, schema",
-    );
-    for v in 0..3 {
-        input(
-            &ws,
-            &format!("{v}.json"),
-            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
-        );
-    }
-    assert!(run(&file, &ws).status.success());
+    let file = one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 3);
     std::fs::remove_file(ws.path("ckpt/commits/1")).expect("commit");
     let inspect = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
     let shown = String::from_utf8_lossy(&inspect.stdout).to_string();
@@ -1784,20 +1771,7 @@ fn an_s3_endpoint_nobody_answers_at_is_named() {
 #[test]
 fn a_rebuilt_offsets_entry_keeps_the_batch_timestamp() {
     let ws = Workspace::new();
-    let file = pipeline(&ws, "SELECT k, now() AS t FROM s", "append");
-    edit_file(
-        &file,
-        "format: json, schema",
-        "format: json, max_files_per_batch: 1, schema",
-    );
-    for v in 0..2 {
-        input(
-            &ws,
-            &format!("{v}.json"),
-            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
-        );
-    }
-    assert!(run(&file, &ws).status.success());
+    one_file_a_batch(&ws, "SELECT k, now() AS t FROM s", "append", 2);
     let logged = std::fs::read_to_string(ws.path("ckpt/offsets/1")).expect("offsets");
     std::fs::remove_file(ws.path("ckpt/offsets/1")).expect("offsets");
     let repair = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
