@@ -11,6 +11,7 @@ mod field;
 mod kafka;
 mod layout;
 mod newcomer;
+mod nexmark;
 mod postgres;
 mod replay;
 mod report;
