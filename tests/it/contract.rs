@@ -282,6 +282,24 @@ impl SourceFixture for RateFixture {
     }
 }
 
+/// The Nexmark generator's bids: every event exists from the start.
+struct NexmarkFixture;
+
+impl SourceFixture for NexmarkFixture {
+    fn connector(&self) -> Arc<dyn SourceConnector> {
+        let yaml = "table: bid\nseed: 5\nmax_events_per_batch: 700\nmax_events: 2000";
+        sluice::source::configure("nexmark", "s", &settings(yaml)).expect("nexmark")
+    }
+
+    fn add_input(&mut self, _round: usize) -> bool {
+        false
+    }
+
+    fn lose_input(&mut self) -> Option<String> {
+        None
+    }
+}
+
 #[tokio::test]
 async fn the_files_source_keeps_the_source_contract() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -300,9 +318,15 @@ async fn the_rate_source_keeps_the_source_contract() {
     source_contract(&mut RateFixture, &checkpoint(dir.path())).await;
 }
 
+#[tokio::test]
+async fn the_nexmark_source_keeps_the_source_contract() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    source_contract(&mut NexmarkFixture, &checkpoint(dir.path())).await;
+}
+
 #[test]
 fn every_registered_source_kind_has_a_contract_test() {
-    let tested = ["files", "rate", "kafka"];
+    let tested = ["files", "rate", "nexmark", "kafka"];
     for kind in sluice::source::KINDS {
         assert!(
             tested.contains(&kind.name),
