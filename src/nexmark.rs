@@ -162,18 +162,16 @@ pub struct Generator {
 struct Random(u64);
 
 impl Random {
+    /// Event `n`'s stream: its start is the seed and `n` each put through SplitMix64's
+    /// finalizer, so the streams of neighbouring events do not overlap (a start of
+    /// `seed ^ n * step` would make event `n + 1`'s draws event `n`'s, one later).
     fn for_event(seed: u64, n: u64) -> Self {
-        let mut r = Random(seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        r.next();
-        r
+        Random(mix(mix(seed) ^ n))
     }
 
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        mix(self.0)
     }
 
     /// Uniform in `0..n` (`n` at least 1).
@@ -213,6 +211,13 @@ impl Random {
         }
         out
     }
+}
+
+/// SplitMix64's finalizer: a bijection of 64-bit words that mixes every bit into every other.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// The 0-based number of the last person at or before event `n`: one person opens each run
@@ -367,7 +372,7 @@ impl Generator {
         initial_bid.append_value(initial);
         reserve.append_value(reserve_price);
         date_time.append_value(time);
-        expires.append_value(time + length_ms);
+        expires.append_value(time.saturating_add(length_ms));
         seller.append_value(FIRST_PERSON_ID + seller_id as i64);
         category.append_value(FIRST_CATEGORY_ID + r.below(NUM_CATEGORIES) as i64);
         extra.append_value(r.extra(size, AVG_AUCTION_BYTES));

@@ -173,10 +173,15 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
                  (a row in none of them, or without an event time, is dropped as late){}.",
                 plan::output_alias(&logical, &key.name),
                 sources.join(", min with "),
-                if mode == OutputMode::Complete {
-                    "; complete mode keeps every group and drops no row for the watermark"
-                } else {
-                    ""
+                match (mode, &aggregate.dedup) {
+                    (OutputMode::Complete, None) => {
+                        "; complete mode keeps every group and drops no row for the watermark"
+                    }
+                    (OutputMode::Complete, Some(_)) => {
+                        "; complete mode keeps every group, and drops only the rows late for \
+                         the deduplication below"
+                    }
+                    _ => "",
                 }
             );
         }

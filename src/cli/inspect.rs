@@ -345,7 +345,9 @@ async fn view_batch(
             "damaged"
         } else if commit.is_some() {
             "committed"
-        } else if logs.commits.last().is_some_and(|last| *last > batch) {
+        } else if logs.commits.first().is_some_and(|first| *first < batch)
+            && logs.commits.last().is_some_and(|last| *last > batch)
+        {
             // Runs carry on past it; `replay --verify` checks its sink files against its
             // recomputation.
             "commit missing"

@@ -301,15 +301,15 @@ async fn repair(spec: &str, dry_run: bool) -> Result<(), Error> {
     for fixed in &report.fixed {
         emit(&format!("{prefix}{fixed}\n"));
     }
+    for note in &report.notes {
+        emit(&format!("{note}\n"));
+    }
     if !report.unfixable.is_empty() {
         return Err(crate::checkpoint::CheckpointError::Unrepairable {
             location: spec.to_string(),
             problems: report.unfixable.join("; "),
         }
         .into());
-    }
-    for note in &report.notes {
-        emit(&format!("{note}\n"));
     }
     emit(&match (report.fixed.is_empty(), dry_run) {
         (true, _) => format!("{spec}: nothing to repair\n"),

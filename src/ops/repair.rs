@@ -233,11 +233,12 @@ pub async fn repair(
     }
     // An older batch's commit deleted: later batches ran on from it, and nothing reads it.
     let logs = listing_without(location, &moved).await?;
-    if let Some(last) = logs.commits.last() {
+    if let (Some(first), Some(last)) = (logs.commits.first(), logs.commits.last()) {
+        // (Below the oldest commit, an offsets entry is a purge's leftover.)
         for batch in logs
             .offsets
             .iter()
-            .filter(|b| *b < last && !logs.commits.contains(b))
+            .filter(|b| *b > first && *b < last && !logs.commits.contains(b))
         {
             report.notes.push(format!(
                 "commits/{batch} is missing, but later batches are committed, so runs carry on \

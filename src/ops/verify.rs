@@ -166,8 +166,10 @@ pub async fn replay(
     // An older batch whose commit entry alone is gone (deleted by hand): later batches ran
     // on from it, so it is replayed like a committed one, with the pipeline file its offsets
     // entry names and no committed hash to compare.
+    // (Below the oldest commit, an offsets entry is a purge's leftover, not such a batch.)
     let commit_missing = commit.is_none()
         && entry.is_some()
+        && logs.commits.first().is_some_and(|first| *first < batch)
         && logs.commits.last().is_some_and(|last| *last > batch);
     let commit = match (commit, &entry) {
         (Some(commit), _) => Some((commit.pipeline, commit.output)),

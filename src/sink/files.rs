@@ -315,7 +315,15 @@ impl FilesSink {
             // named for it (`part-<batch>-*`).
             Ok(None) | Err(SinkError::Corrupt { .. }) => {
                 // Only in a folder that is ours: another pipeline's files have the same names.
-                if let Some((owner, owner_label)) = self.read_owner().await?
+                // Without an owner record, the newest manifest entry names the owner.
+                let owner = match self.read_owner().await? {
+                    Some(owner) => Some(owner),
+                    None => self
+                        .foreign_manifest()
+                        .await?
+                        .map(|m| (m.pipeline, String::new())),
+                };
+                if let Some((owner, owner_label)) = owner
                     && owner != self.pipeline
                 {
                     return Err(SinkError::Foreign {

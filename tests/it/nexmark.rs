@@ -94,7 +94,7 @@ fn a_changed_generator_and_an_endless_available_now_are_refused() {
     let yaml = |settings: &str| {
         format!(
             "name: nx\ncheckpoint: {}\nsources:\n  bid: {{ kind: nexmark{settings} }}\n\
-             query: SELECT auction FROM bid\ntrigger: available-now\n\
+             query: SELECT date_time FROM bid\ntrigger: available-now\n\
              sink: {{ kind: files, path: {}, format: json }}\n",
             ws.p("ckpt"),
             ws.p("out")
@@ -119,6 +119,10 @@ fn a_changed_generator_and_an_endless_available_now_are_refused() {
         "{}",
         stderr(&out)
     );
+    let file = write_pipeline(&ws, &yaml(", table: auction, max_events: 900"));
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("`table` changed"), "{}", stderr(&out));
     let file = write_pipeline(&ws, &yaml(", table: bids"));
     let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
