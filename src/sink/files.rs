@@ -137,15 +137,7 @@ impl SinkConnector for FilesSinkConfig {
         if let Ok(location) = Location::open(&self.folder(ctx.part), false, ctx.sync, ctx.hook) {
             let shown = location.to_string();
             let sink = FilesSink::new(location, self.format, ctx.pipeline);
-            let owner = match sink.read_owner().await? {
-                Some(owner) => Some(owner),
-                // No owner record (removed by hand): the newest batch's manifest names one.
-                None => sink
-                    .foreign_manifest()
-                    .await?
-                    .map(|m| (m.pipeline, String::new())),
-            };
-            if let Some((owner, owner_label)) = owner
+            if let Some((owner, owner_label)) = sink.folder_owner().await?
                 && owner != ctx.pipeline
             {
                 return Err(SinkError::ForeignFolder {
@@ -252,6 +244,19 @@ impl FilesSink {
         Ok(())
     }
 
+    /// Who the folder belongs to: its owner record's pipeline, or, where the record was
+    /// removed, the pipeline another's newest manifest entry names (`None`: ours, or nobody's
+    /// yet).
+    async fn folder_owner(&self) -> Result<Option<(uuid::Uuid, String)>, SinkError> {
+        Ok(match self.read_owner().await? {
+            Some(owner) => Some(owner),
+            None => self
+                .foreign_manifest()
+                .await?
+                .map(|m| (m.pipeline, String::new())),
+        })
+    }
+
     /// The newest manifest entry, when it names another pipeline (a damaged one is left to
     /// the checks that read it for its batch).
     async fn foreign_manifest(&self) -> Result<Option<Manifest>, SinkError> {
@@ -315,15 +320,7 @@ impl FilesSink {
             // named for it (`part-<batch>-*`).
             Ok(None) | Err(SinkError::Corrupt { .. }) => {
                 // Only in a folder that is ours: another pipeline's files have the same names.
-                // Without an owner record, the newest manifest entry names the owner.
-                let owner = match self.read_owner().await? {
-                    Some(owner) => Some(owner),
-                    None => self
-                        .foreign_manifest()
-                        .await?
-                        .map(|m| (m.pipeline, String::new())),
-                };
-                if let Some((owner, owner_label)) = owner
+                if let Some((owner, owner_label)) = self.folder_owner().await?
                     && owner != self.pipeline
                 {
                     return Err(SinkError::Foreign {
