@@ -281,6 +281,37 @@ pub enum Admission {
     SourceLimits,
 }
 
+/// The indices in `schema` of the `columns` a batch of source `name` reads (every column
+/// where `None`); a column `schema` lacks is an error naming it and, after `of` (what the
+/// source is: `a rate source`), the columns there are.
+pub(crate) fn column_indices(
+    name: &str,
+    of: &str,
+    schema: &datafusion::arrow::datatypes::Schema,
+    columns: Option<&[String]>,
+) -> Result<Vec<usize>, SourceError> {
+    let Some(columns) = columns else {
+        return Ok((0..schema.fields().len()).collect());
+    };
+    columns
+        .iter()
+        .map(|c| {
+            schema.index_of(c).map_err(|_| SourceError::Config {
+                source_name: name.to_string(),
+                reason: format!(
+                    "{of} has no column `{c}` (it has {})",
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| format!("`{}`", f.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+        })
+        .collect()
+}
+
 /// The rows a batch reads from one source.
 #[derive(Debug)]
 pub struct BatchInput {

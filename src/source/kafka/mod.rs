@@ -1576,16 +1576,9 @@ impl Source for KafkaSource {
         columns: Option<&[String]>,
     ) -> Result<BatchInput, SourceError> {
         let schema = match columns {
-            Some(columns) => {
-                let indices = columns
-                    .iter()
-                    .map(|c| {
-                        self.schema.index_of(c).map_err(|_| SourceError::Config {
-                            source_name: self.name.clone(),
-                            reason: format!("the Kafka source has no column `{c}`"),
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
+            Some(_) => {
+                let indices =
+                    super::column_indices(&self.name, "the Kafka source", &self.schema, columns)?;
                 Arc::new(
                     self.schema
                         .project(&indices)

@@ -301,18 +301,8 @@ impl Source for NexmarkSource {
     ) -> Result<BatchInput, SourceError> {
         let table = self.config.table();
         let full = table.schema();
-        let indices: Vec<usize> = match columns {
-            Some(columns) => columns
-                .iter()
-                .map(|c| {
-                    full.index_of(c).map_err(|_| SourceError::Config {
-                        source_name: self.name.clone(),
-                        reason: format!("the nexmark table `{}` has no column `{c}`", table.name()),
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            None => (0..full.fields().len()).collect(),
-        };
+        let of = format!("the nexmark table `{}`", table.name());
+        let indices = super::column_indices(&self.name, &of, &full, columns)?;
         let read_err = |e: datafusion::arrow::error::ArrowError| SourceError::Read {
             file: self.name.clone(),
             reason: e.to_string(),

@@ -332,20 +332,7 @@ impl Source for RateSource {
         columns: Option<&[String]>,
     ) -> Result<BatchInput, SourceError> {
         let full = schema();
-        let indices: Vec<usize> = match columns {
-            Some(columns) => columns
-                .iter()
-                .map(|c| {
-                    full.index_of(c).map_err(|_| SourceError::Config {
-                        source_name: self.name.clone(),
-                        reason: format!(
-                            "a rate source has no column `{c}` (it has `timestamp`, `value`)"
-                        ),
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            None => (0..full.fields().len()).collect(),
-        };
+        let indices = super::column_indices(&self.name, "a rate source", &full, columns)?;
         let projected = Arc::new(full.project(&indices).map_err(|e| SourceError::Read {
             file: self.name.clone(),
             reason: e.to_string(),
