@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::vocab::keyword_enum;
@@ -29,6 +29,58 @@ keyword_enum!(
         Skip => "skip",
     }
 );
+keyword_enum!(
+    /// The unit of an epoch number read into a `timestamp` column of JSON or CSV text
+    /// (`epoch_unit:`): without one, a number there is refused, its unit unknown (Arrow would
+    /// take it in the column's own unit, seconds read as nanoseconds).
+    EpochUnit {
+        /// Seconds since 1970-01-01T00:00:00Z (Unix time; `to_timestamp_seconds`).
+        Seconds => "seconds",
+        /// Milliseconds since the epoch (JavaScript's `Date.now()`, Kafka's timestamps).
+        Milliseconds => "milliseconds",
+        /// Microseconds since the epoch.
+        Microseconds => "microseconds",
+        /// Nanoseconds since the epoch.
+        Nanoseconds => "nanoseconds",
+    }
+);
+
+impl EpochUnit {
+    /// How many decimal digits of a nanosecond count one unit spans (seconds: 9).
+    pub fn nanosecond_digits(self) -> i32 {
+        match self {
+            Self::Seconds => 9,
+            Self::Milliseconds => 6,
+            Self::Microseconds => 3,
+            Self::Nanoseconds => 0,
+        }
+    }
+}
+
+/// Whether `schema` has a timestamp column (at any depth) for `epoch_unit: unit` to read
+/// numbers into; the error says what to declare.
+pub fn check_epoch_unit(unit: EpochUnit, schema: &Schema) -> Result<(), String> {
+    fn holds_timestamp(data_type: &DataType) -> bool {
+        match data_type {
+            DataType::Timestamp(_, _) => true,
+            DataType::List(item) | DataType::LargeList(item) => holds_timestamp(item.data_type()),
+            DataType::Struct(fields) => fields.iter().any(|f| holds_timestamp(f.data_type())),
+            _ => false,
+        }
+    }
+    if schema
+        .fields()
+        .iter()
+        .any(|f| holds_timestamp(f.data_type()))
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "`epoch_unit: {unit}` reads numbers into `timestamp` columns, and the schema has none; \
+         declare the column of epoch numbers `timestamp`"
+    ))
+}
+
 #[allow(clippy::derivable_impls)]
 impl Default for OnError {
     fn default() -> Self {

@@ -479,6 +479,7 @@ impl FilesSink {
                 projection: None,
                 on_error: crate::format::OnError::Fail,
                 rescued: None,
+                epoch_unit: None,
             };
             // The sink's own file names hold no `key=value` folder.
             let decoded = reader.decode(&name, &file.path, &bytes).and_then(|d| {

@@ -1124,6 +1124,7 @@ impl Sink for KafkaSink {
             projection: None,
             on_error: crate::format::OnError::Fail,
             rescued: None,
+            epoch_unit: None,
         };
         match reader.decode(&file, "", &bytes::Bytes::from(text)) {
             Ok(decoded) => Ok(HeldBatch::Rows {

@@ -18,10 +18,13 @@ use std::io::{Cursor, Read};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use datafusion::arrow::array::{Array, ArrayRef, StringArray, new_null_array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, LargeListArray, ListArray, StringArray, StructArray,
+    new_null_array,
+};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{
-    DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit,
+    DataType, Field, FieldRef, Fields, Int64Type, Schema, SchemaRef, TimeUnit,
 };
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
@@ -31,7 +34,7 @@ use datafusion::datasource::file_format::file_compression_type::FileCompressionT
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::SourceError;
-use crate::format::{FileFormat, OnError};
+use crate::format::{EpochUnit, FileFormat, OnError};
 
 /// The rows of one file.
 #[derive(Debug, Default)]
@@ -215,6 +218,9 @@ pub struct Reader {
     /// The rescued-data column: a row's fields the schema does not know, as a JSON object's
     /// text (null where there are none).
     pub rescued: Option<String>,
+    /// The unit of a number in a timestamp column of JSON or CSV text; such a number is
+    /// refused where `None`.
+    pub epoch_unit: Option<EpochUnit>,
 }
 
 /// Where a column of a file's rows comes from.
@@ -276,12 +282,21 @@ impl Reader {
             .collect();
         let rescue = self.rescued.is_some();
         let read = match self.format {
-            FileFormat::Json => json(file, bytes, &content, &known, self.on_error, rescue)?,
+            FileFormat::Json => {
+                let options = JsonOptions {
+                    also_known: &known,
+                    on_error: self.on_error,
+                    rescue,
+                    epoch: self.epoch_unit,
+                };
+                json(file, bytes, &content, &options)?
+            }
             FileFormat::Csv => {
                 check_csv_header(file, bytes, &content)?;
-                let batches = match csv_fast(bytes, &content) {
+                let epoch = self.epoch_unit;
+                let batches = match csv_fast(bytes, &content, epoch) {
                     Ok(batches) => Decoded::from_batches(batches, 0),
-                    Err(error) => csv_slow(file, bytes, &content, self.on_error, error)?,
+                    Err(error) => csv_slow(file, bytes, &content, self.on_error, epoch, error)?,
                 };
                 FileRows::plain(batches)
             }
@@ -488,10 +503,12 @@ impl Decoded {
 /// integers (or strings of them): Arrow's decoder would truncate `2.5` to 2, so such columns
 /// are decoded as text and then parsed exactly. A timestamp takes only text (RFC 3339 and the
 /// forms Arrow parses): Arrow's decoder would take a number as a count in the column's unit
-/// (seconds since the epoch read as nanoseconds), so a number is refused, its unit unknown.
+/// (seconds since the epoch read as nanoseconds), so a number is refused, its unit unknown,
+/// unless `epoch` gives it (see [`exact_cast`]).
 fn json_decode(
     bytes: &[u8],
     schema: &SchemaRef,
+    epoch: Option<EpochUnit>,
     strict: bool,
     batch_size: usize,
 ) -> Result<Vec<RecordBatch>, ArrowError> {
@@ -541,17 +558,13 @@ fn json_decode(
     if integers.is_empty() {
         return Ok(batches);
     }
-    let exact = CastOptions {
-        safe: false,
-        format_options: FormatOptions::default(),
-    };
     batches
         .into_iter()
         .map(|batch| {
             let mut columns = batch.columns().to_vec();
             for &i in &integers {
-                columns[i] = cast_with_options(&columns[i], schema.field(i).data_type(), &exact)
-                    .map_err(|e| {
+                columns[i] =
+                    exact_cast(&columns[i], schema.field(i).data_type(), epoch).map_err(|e| {
                         let field = schema.field(i);
                         // A number (JSON's, read as its text) where a time was expected.
                         let number = || {
@@ -562,15 +575,14 @@ fn json_decode(
                                     a.iter().flatten().any(|v| v.parse::<f64>().is_ok())
                                 })
                         };
-                        let hint =
-                            if matches!(field.data_type(), DataType::Timestamp(_, _)) && number() {
-                                " (a timestamp is read from text such as 2026-01-01T10:00:00Z; a \
-                             number's unit is not known: declare the column `bigint` and \
-                             convert it in the query, e.g. `to_timestamp_seconds(col)` or \
-                             `to_timestamp_millis(col)`)"
-                            } else {
-                                ""
-                            };
+                        let hint = if epoch.is_none()
+                            && matches!(field.data_type(), DataType::Timestamp(_, _))
+                            && number()
+                        {
+                            EPOCH_HINT
+                        } else {
+                            ""
+                        };
                         ArrowError::JsonError(format!(
                             "column `{}` is {}: {e}{hint}",
                             field.name(),
@@ -582,6 +594,218 @@ fn json_decode(
             RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)
         })
         .collect()
+}
+
+/// What to do about a number in a timestamp column read without `epoch_unit`.
+const EPOCH_HINT: &str = " (a timestamp is read from text such as 2026-01-01T10:00:00Z; a \
+     number's unit is not known: set the source's `epoch_unit` to `seconds`, `milliseconds`, \
+     `microseconds` or `nanoseconds`, or declare the column `bigint` and convert it in the \
+     query, e.g. `to_timestamp_seconds(col)`)";
+
+/// The options of an exact cast: a value that does not fit its type is an error, not a null.
+fn exact() -> CastOptions<'static> {
+    CastOptions {
+        safe: false,
+        format_options: FormatOptions::default(),
+    }
+}
+
+/// `array`, as decoded (text where [`exact_as_text`] says), cast to `target` exactly. With
+/// `epoch`, a number in a timestamp, at any depth (`-12`, `1767261601.25`, `1.7e9`), counts
+/// that unit since 1970-01-01T00:00:00Z, and text still reads as a time; a number with a finer
+/// fraction than the column's unit holds, or outside its range, is an error naming it.
+fn exact_cast(
+    array: &ArrayRef,
+    target: &DataType,
+    epoch: Option<EpochUnit>,
+) -> Result<ArrayRef, ArrowError> {
+    let Some(unit) = epoch else {
+        return cast_with_options(array, target, &exact());
+    };
+    match (target, array.data_type()) {
+        (DataType::Timestamp(column_unit, _), DataType::Utf8) => {
+            let text = array.as_string::<i32>();
+            // The text is cast as before; the numbers are counted here.
+            let words: StringArray = text.iter().map(|v| v.filter(|v| !is_number(v))).collect();
+            let from_words = cast_with_options(&words, target, &exact())?;
+            let from_words = cast_with_options(&from_words, &DataType::Int64, &exact())?;
+            let (column_digits, column_units) = match column_unit {
+                TimeUnit::Second => (9, "seconds"),
+                TimeUnit::Millisecond => (6, "milliseconds"),
+                TimeUnit::Microsecond => (3, "microseconds"),
+                TimeUnit::Nanosecond => (0, "nanoseconds"),
+            };
+            let shift = unit.nanosecond_digits() - column_digits;
+            let counts = text
+                .iter()
+                .zip(from_words.as_primitive::<Int64Type>().iter())
+                .map(|(value, from_word)| match value {
+                    Some(number) if is_number(number) => {
+                        epoch_count(number, shift).map(Some).map_err(|why| {
+                            ArrowError::CastError(format!(
+                                "the number {number}, in {unit} since the epoch, {why} a \
+                                 timestamp in {column_units}"
+                            ))
+                        })
+                    }
+                    _ => Ok(from_word),
+                })
+                .collect::<Result<Int64Array, _>>()?;
+            cast_with_options(&counts, target, &exact())
+        }
+        (DataType::Struct(fields), DataType::Struct(_)) => {
+            let array = array.as_struct();
+            let columns = fields
+                .iter()
+                .zip(array.columns())
+                .map(|(field, column)| exact_cast(column, field.data_type(), epoch))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Arc::new(StructArray::try_new(
+                fields.clone(),
+                columns,
+                array.nulls().cloned(),
+            )?))
+        }
+        (DataType::List(item), DataType::List(_)) => {
+            let array = array.as_list::<i32>();
+            let values = exact_cast(array.values(), item.data_type(), epoch)?;
+            Ok(Arc::new(ListArray::try_new(
+                Arc::clone(item),
+                array.offsets().clone(),
+                values,
+                array.nulls().cloned(),
+            )?))
+        }
+        (DataType::LargeList(item), DataType::LargeList(_)) => {
+            let array = array.as_list::<i64>();
+            let values = exact_cast(array.values(), item.data_type(), epoch)?;
+            Ok(Arc::new(LargeListArray::try_new(
+                Arc::clone(item),
+                array.offsets().clone(),
+                values,
+                array.nulls().cloned(),
+            )?))
+        }
+        _ => cast_with_options(array, target, &exact()),
+    }
+}
+
+/// Whether `text` is a number as JSON writes one: `-?digits(.digits)?([eE][+-]?digits)?`.
+fn is_number(text: &str) -> bool {
+    let digits = |s: &str| s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let rest = text.strip_prefix('-').unwrap_or(text);
+    let whole = digits(rest);
+    if whole == 0 {
+        return false;
+    }
+    let mut rest = &rest[whole..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let n = digits(fraction);
+        if n == 0 {
+            return false;
+        }
+        rest = &fraction[n..];
+    }
+    if let Some(exponent) = rest.strip_prefix(['e', 'E']) {
+        let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+        let n = digits(exponent);
+        return n > 0 && n == exponent.len();
+    }
+    rest.is_empty()
+}
+
+/// The number `text` (see [`is_number`]) times 10^`shift`, exactly, as an `i64`; the error
+/// says why not ("has a finer fraction than", "is out of the range of").
+fn epoch_count(text: &str, shift: i32) -> Result<i64, &'static str> {
+    const FINER: &str = "has a finer fraction than";
+    const OUTSIDE: &str = "is out of the range of";
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(at) => (
+            &rest[..at],
+            rest[at + 1..].parse::<i32>().map_err(|_| OUTSIDE)?,
+        ),
+        None => (rest, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{whole}{fraction}");
+    let digits = digits.trim_start_matches('0');
+    let value: i128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().map_err(|_| OUTSIDE)?
+    };
+    let power = i64::from(exponent) + i64::from(shift) - fraction.len() as i64;
+    let ten = |n: i64| u32::try_from(n).ok().and_then(|n| 10_i128.checked_pow(n));
+    let scaled = if value == 0 {
+        0
+    } else if power >= 0 {
+        ten(power)
+            .and_then(|p| value.checked_mul(p))
+            .ok_or(OUTSIDE)?
+    } else {
+        match ten(-power) {
+            Some(p) if value % p == 0 => value / p,
+            _ => return Err(FINER),
+        }
+    };
+    let signed = if negative { -scaled } else { scaled };
+    i64::try_from(signed).map_err(|_| OUTSIDE)
+}
+
+/// `schema` with each timestamp column read as text, where `epoch` gives numbers a unit (the
+/// text is then cast by [`epoch_times`]).
+fn times_as_text(schema: &SchemaRef, epoch: Option<EpochUnit>) -> SchemaRef {
+    if epoch.is_none() {
+        return Arc::clone(schema);
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Timestamp(_, _) => f.as_ref().clone().with_data_type(DataType::Utf8),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// A batch read in [`times_as_text`]'s schema, with its timestamp columns cast to `schema`'s
+/// (numbers counted in `epoch`); the error names the column.
+fn epoch_times(
+    batch: RecordBatch,
+    schema: &SchemaRef,
+    epoch: Option<EpochUnit>,
+) -> Result<RecordBatch, ArrowError> {
+    if epoch.is_none() {
+        return Ok(batch);
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| match field.data_type() {
+            DataType::Timestamp(_, _) => {
+                exact_cast(column, field.data_type(), epoch).map_err(|e| {
+                    let e = match e {
+                        ArrowError::CastError(why) => why,
+                        e => e.to_string(),
+                    };
+                    ArrowError::ParseError(format!(
+                        "column `{}` is {}: {e}",
+                        field.name(),
+                        field.data_type()
+                    ))
+                })
+            }
+            _ => Ok(Arc::clone(column)),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)
 }
 
 /// `data_type` with every integer and timestamp in it (the type itself, a struct's field, a
@@ -632,6 +856,19 @@ struct Value<'a> {
     known: bool,
 }
 
+/// How [`json`] reads a file's values.
+#[derive(Clone, Copy)]
+struct JsonOptions<'a> {
+    /// Top-level field names that are no unknown fields (partition folders' keys).
+    also_known: &'a [&'a str],
+    /// What to do with a value that does not fit.
+    on_error: OnError,
+    /// Whether to keep each value's unknown fields as JSON text.
+    rescue: bool,
+    /// The unit of a number in a timestamp column.
+    epoch: Option<EpochUnit>,
+}
+
 /// Reads JSON values (one per line, or spread over lines) into `schema`. Fields named neither
 /// in `schema` nor in `also_known` (top-level names), and fields of objects inside that their
 /// struct type does not name, are unknown: counted, and kept as a JSON object's text where
@@ -643,11 +880,15 @@ fn json(
     file: &str,
     bytes: &[u8],
     schema: &SchemaRef,
-    also_known: &[&str],
-    on_error: OnError,
-    rescue: bool,
+    options: &JsonOptions<'_>,
 ) -> Result<FileRows, SourceError> {
-    if let Ok(batches) = json_decode(bytes, schema, true, BATCH_SIZE)
+    let JsonOptions {
+        also_known,
+        on_error,
+        rescue,
+        epoch,
+    } = *options;
+    if let Ok(batches) = json_decode(bytes, schema, epoch, true, BATCH_SIZE)
         && !batches.iter().any(has_a_row_of_nulls)
     {
         return Ok(FileRows::plain(Decoded::from_batches(batches, 0)));
@@ -703,13 +944,13 @@ fn json(
         }
         text
     };
-    let batches = match json_decode(&joined(&values), schema, false, BATCH_SIZE) {
+    let batches = match json_decode(&joined(&values), schema, epoch, false, BATCH_SIZE) {
         Ok(batches) => batches,
         Err(joined_error) => {
             // Some value does not fit its columns: find which, alone.
             let mut kept = Vec::with_capacity(values.len());
             for value in values {
-                match json_decode(value.text, schema, false, 1) {
+                match json_decode(value.text, schema, epoch, false, 1) {
                     Ok(_) => kept.push(value),
                     Err(e) if on_error == OnError::Skip => {
                         tracing::info!(file, line = value.line, error = %e, "skipping malformed JSON value");
@@ -720,7 +961,7 @@ fn json(
             }
             values = kept;
             // Every value decodes alone but not together: report what decoding them said.
-            json_decode(&joined(&values), schema, false, BATCH_SIZE)
+            json_decode(&joined(&values), schema, epoch, false, BATCH_SIZE)
                 .map_err(|_| malformed_file(file, &joined_error))?
         }
     };
@@ -907,11 +1148,16 @@ fn unknown_fields(
     }
 }
 
-fn csv_fast(bytes: &Bytes, schema: &SchemaRef) -> Result<Vec<RecordBatch>, ArrowError> {
-    arrow_csv::ReaderBuilder::new(Arc::clone(schema))
+fn csv_fast(
+    bytes: &Bytes,
+    schema: &SchemaRef,
+    epoch: Option<EpochUnit>,
+) -> Result<Vec<RecordBatch>, ArrowError> {
+    arrow_csv::ReaderBuilder::new(times_as_text(schema, epoch))
         .with_header(true)
         .with_batch_size(BATCH_SIZE)
         .build_buffered(Cursor::new(bytes.as_ref()))?
+        .map(|batch| epoch_times(batch?, schema, epoch))
         .collect()
 }
 
@@ -921,6 +1167,7 @@ fn csv_slow(
     bytes: &[u8],
     schema: &SchemaRef,
     on_error: OnError,
+    epoch: Option<EpochUnit>,
     first_error: ArrowError,
 ) -> Result<Decoded, SourceError> {
     let Some(header_end) = bytes.iter().position(|b| *b == b'\n').map(|p| p + 1) else {
@@ -935,7 +1182,7 @@ fn csv_slow(
     let mut pos = header_end;
     let mut line = 2;
     while pos < bytes.len() {
-        let mut decoder = arrow_csv::ReaderBuilder::new(Arc::clone(schema))
+        let mut decoder = arrow_csv::ReaderBuilder::new(times_as_text(schema, epoch))
             .with_header(false)
             .with_batch_size(1)
             .build_decoder();
@@ -957,7 +1204,10 @@ fn csv_slow(
             Err(e) => return Err(csv_malformed(file, line, &e, schema)),
         };
         let record = &bytes[pos..pos + consumed];
-        let result = decoder.decode(&[]).and_then(|_| decoder.flush());
+        let result = decoder
+            .decode(&[])
+            .and_then(|_| decoder.flush())
+            .and_then(|batch| batch.map(|b| epoch_times(b, schema, epoch)).transpose());
         let blank = record.iter().all(u8::is_ascii_whitespace);
         match result {
             Ok(Some(batch)) => batches.push(batch),
@@ -1120,25 +1370,38 @@ fn malformed_file(file: &str, error: &ArrowError) -> SourceError {
     }
 }
 
-/// [`malformed`], with the column Arrow's CSV reader counts from 0 (`for column 1`) named.
+/// [`malformed`], with the column Arrow's CSV reader counts from 0 (`for column 1`,
+/// `parsing column 1`) named, and what to do about a number where a timestamp was expected.
 fn csv_malformed(file: &str, line: usize, error: &ArrowError, schema: &SchemaRef) -> SourceError {
     let mut found = malformed(file, line, error);
-    if let SourceError::Malformed { reason, .. } = &mut found
-        && let Some(at) = reason.find("for column ")
-    {
-        let rest = &reason[at + "for column ".len()..];
-        let digits = rest.chars().take_while(char::is_ascii_digit).count();
-        if let Some(field) = rest[..digits]
-            .parse::<usize>()
-            .ok()
-            .and_then(|i| schema.fields().get(i))
-        {
-            *reason = format!(
-                "{}for column `{}`{}",
-                &reason[..at],
-                field.name(),
-                &rest[digits..]
-            );
+    if let SourceError::Malformed { reason, .. } = &mut found {
+        for marker in ["for column ", "parsing column "] {
+            let Some(at) = reason.find(marker) else {
+                continue;
+            };
+            let rest = &reason[at + marker.len()..];
+            let digits = rest.chars().take_while(char::is_ascii_digit).count();
+            if let Some(field) = rest[..digits]
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| schema.fields().get(i))
+            {
+                *reason = format!(
+                    "{}{marker}`{}`{}",
+                    &reason[..at],
+                    field.name(),
+                    &rest[digits..]
+                );
+            }
+        }
+        const TIMESTAMP_FROM: &str = "Error parsing timestamp from '";
+        let number = reason.find(TIMESTAMP_FROM).is_some_and(|at| {
+            let rest = &reason[at + TIMESTAMP_FROM.len()..];
+            rest.split_once('\'')
+                .is_some_and(|(value, _)| is_number(value))
+        });
+        if number {
+            reason.push_str(EPOCH_HINT);
         }
     }
     found
@@ -1188,6 +1451,7 @@ mod tests {
             projection: projection.map(<[usize]>::to_vec),
             on_error,
             rescued: None,
+            epoch_unit: None,
         };
         reader.decode(file, file, bytes)
     }
@@ -1219,6 +1483,88 @@ mod tests {
             None,
             on_error,
         )
+    }
+
+    #[test]
+    fn epoch_numbers_count_exactly() {
+        for text in ["0", "-1", "12.5", "1e9", "1.5E-3", "-0.0e+2"] {
+            assert!(is_number(text), "{text}");
+        }
+        for text in [
+            "",
+            "-",
+            "1.",
+            ".5",
+            "1e",
+            "1e+",
+            "+1",
+            "0x10",
+            "1 ",
+            "2026-01-01",
+        ] {
+            assert!(!is_number(text), "{text}");
+        }
+        // Seconds into nanoseconds: shift 9.
+        assert_eq!(epoch_count("1767261601", 9), Ok(1_767_261_601_000_000_000));
+        assert_eq!(
+            epoch_count("1767261601.25", 9),
+            Ok(1_767_261_601_250_000_000)
+        );
+        assert_eq!(epoch_count("-1.5", 9), Ok(-1_500_000_000));
+        assert_eq!(epoch_count("1.5e-9", 18), Ok(1_500_000_000));
+        assert_eq!(epoch_count("000.000", 9), Ok(0));
+        assert_eq!(epoch_count("0e999999", 9), Ok(0));
+        // Milliseconds into seconds: shift -3, only whole seconds fit.
+        assert_eq!(epoch_count("5000", -3), Ok(5));
+        assert_eq!(epoch_count("5001", -3), Err("has a finer fraction than"));
+        assert_eq!(
+            epoch_count("1.0000000001", 9),
+            Err("has a finer fraction than")
+        );
+        // Past an i64 of nanoseconds (2262-04-11), and past any i128.
+        assert_eq!(epoch_count("9223372037", 9), Err("is out of the range of"));
+        assert_eq!(epoch_count("-9223372036.854775808", 9), Ok(i64::MIN));
+        assert_eq!(epoch_count("1e40", 0), Err("is out of the range of"));
+        assert_eq!(epoch_count("1e-40", 0), Err("has a finer fraction than"));
+        assert_eq!(
+            epoch_count(&"9".repeat(50), 0),
+            Err("is out of the range of")
+        );
+    }
+
+    #[test]
+    fn epoch_numbers_read_inside_structs_and_lists() {
+        let ns = DataType::Timestamp(TimeUnit::Nanosecond, None);
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new(
+                "s",
+                DataType::Struct(vec![Field::new("at", ns.clone(), true)].into()),
+                true,
+            ),
+            Field::new_list("l", Field::new_list_field(ns, true), true),
+        ]));
+        let reader = Reader {
+            format: FileFormat::Json,
+            schema: Arc::clone(&schema),
+            projection: None,
+            on_error: OnError::Fail,
+            rescued: None,
+            epoch_unit: Some(EpochUnit::Milliseconds),
+        };
+        let text = "{\"s\":{\"at\":1500},\"l\":[2,\"1970-01-01T00:00:03Z\",null]}\n";
+        let decoded = reader
+            .decode("f.json", "f.json", &Bytes::from(text))
+            .expect("decodes");
+        assert_eq!(
+            column_text(&decoded, 0),
+            ["{at: 1970-01-01T00:00:01.500}"],
+            "struct"
+        );
+        assert_eq!(
+            column_text(&decoded, 1),
+            ["[1970-01-01T00:00:00.002, 1970-01-01T00:00:03, ]"],
+            "list"
+        );
     }
 
     #[test]
@@ -1278,6 +1624,7 @@ mod tests {
             projection: None,
             on_error,
             rescued: Some("_rescued".into()),
+            epoch_unit: None,
         }
     }
 
@@ -1367,6 +1714,7 @@ mod tests {
             projection,
             on_error: OnError::Fail,
             rescued: None,
+            epoch_unit: None,
         };
         let path = "day=2024-01-01/f";
         let d = reader(None, FileFormat::Json)

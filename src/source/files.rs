@@ -32,7 +32,7 @@ use super::{
     hive, infer_schema, parse_settings,
 };
 use crate::checkpoint::{BatchId, CheckpointError, paths};
-use crate::format::{FileFormat, OnError};
+use crate::format::{EpochUnit, FileFormat, OnError};
 use crate::storage::{Location, StoreHook};
 
 /// The files source in the registry.
@@ -54,6 +54,23 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
             "max_files_per_batch",
             "`max_files_per_batch` must be at least 1",
         ));
+    }
+    if config.epoch_unit.is_some() {
+        if config.format == FileFormat::Parquet {
+            return Err(ConfigError::at(
+                "epoch_unit",
+                "`epoch_unit` reads numbers in JSON and CSV text as times; a Parquet file's \
+                 timestamps carry their own unit",
+            ));
+        }
+        if config.declared_columns().is_none() {
+            return Err(ConfigError::at(
+                "epoch_unit",
+                "`epoch_unit` reads numbers into declared `timestamp` columns: declare the \
+                 source's `schema:` (e.g. `ts: timestamp`); an inferred column of numbers is a \
+                 `bigint`",
+            ));
+        }
     }
     Ok(Arc::new(config))
 }
@@ -84,6 +101,11 @@ pub struct FilesConfig {
     /// `rescuedDataColumn`. JSON lines (top-level fields) and Parquet (columns).
     #[serde(default)]
     pub rescued_data_column: Option<String>,
+    /// The unit of a number in a declared `timestamp` column of JSON lines or CSV (`seconds`,
+    /// `milliseconds`, `microseconds`, `nanoseconds` since 1970-01-01T00:00:00Z); such a
+    /// number is refused without it. Text times read as ever.
+    #[serde(default)]
+    pub epoch_unit: Option<EpochUnit>,
 }
 
 /// One column of an ordered schema.
@@ -408,14 +430,8 @@ impl FilesSource {
     }
 
     async fn declared_or_pinned_schema(&self) -> Result<Option<SchemaRef>, SourceError> {
-        if let Some(columns) = self.config.declared_columns() {
-            let schema = crate::format::schema_from_sql_types(&columns)
-                .await
-                .map_err(|e| SourceError::Config {
-                    source_name: self.name.clone(),
-                    reason: e.to_string(),
-                })?;
-            return with_rescued(&self.name, &self.config, &schema).map(Some);
+        if let Some(schema) = declared_schema(&self.name, &self.config).await? {
+            return Ok(Some(schema));
         }
         let file = format!("{}/schema", self.log_dir());
         let Some(bytes) = self.checkpoint.get(&self.checkpoint.path(&file)).await? else {
@@ -625,7 +641,32 @@ fn reader(config: &FilesConfig, schema: SchemaRef, projection: Option<Vec<usize>
         projection,
         on_error: config.on_error,
         rescued: config.rescued_data_column.clone(),
+        epoch_unit: config.epoch_unit,
     }
+}
+
+/// The declared schema of source or table `name`, with its rescued-data column; `None` where
+/// its columns are inferred. An `epoch_unit` needs a timestamp column to read numbers into.
+async fn declared_schema(
+    name: &str,
+    config: &FilesConfig,
+) -> Result<Option<SchemaRef>, SourceError> {
+    let Some(columns) = config.declared_columns() else {
+        return Ok(None);
+    };
+    let schema = crate::format::schema_from_sql_types(&columns)
+        .await
+        .map_err(|e| SourceError::Config {
+            source_name: name.to_string(),
+            reason: e.to_string(),
+        })?;
+    if let Some(unit) = config.epoch_unit {
+        crate::format::check_epoch_unit(unit, &schema).map_err(|reason| SourceError::Config {
+            source_name: name.to_string(),
+            reason,
+        })?;
+    }
+    with_rescued(name, config, &schema).map(Some)
 }
 
 /// `schema` with the source's rescued-data column after its columns, where it has one.
@@ -838,18 +879,16 @@ async fn load_table(
                 .into(),
         ));
     }
-    let schema = match config.declared_columns() {
-        Some(columns) => crate::format::schema_from_sql_types(&columns)
-            .await
-            .map_err(|e| config_err(e.to_string()))?,
+    let schema = match declared_schema(name, config).await? {
+        Some(schema) => schema,
         None => {
             let paths: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
-            infer_from(&location, &paths, config)
+            let inferred = infer_from(&location, &paths, config)
                 .await?
-                .ok_or_else(|| config_err("the table's files hold no column".into()))?
+                .ok_or_else(|| config_err("the table's files hold no column".into()))?;
+            with_rescued(name, config, &inferred)?
         }
     };
-    let schema = with_rescued(name, config, &schema)?;
     read_into_table(&location, files, reader(config, schema, None), None)
         .await?
         .into_table()
@@ -945,14 +984,8 @@ async fn rebuild_offset(
 /// A source's schema without touching a checkpoint: the declared one, or one inferred from its
 /// first file (`None` when there is no file yet).
 async fn peek_schema(name: &str, config: &FilesConfig) -> Result<Option<SchemaRef>, SourceError> {
-    if let Some(columns) = config.declared_columns() {
-        let schema = crate::format::schema_from_sql_types(&columns)
-            .await
-            .map_err(|e| SourceError::Config {
-                source_name: name.to_string(),
-                reason: e.to_string(),
-            })?;
-        return with_rescued(name, config, &schema).map(Some);
+    if let Some(schema) = declared_schema(name, config).await? {
+        return Ok(Some(schema));
     }
     let location = open_folder(name, config, None, false)?;
     let files: Vec<String> = location
@@ -1208,6 +1241,7 @@ mod tests {
             max_files_per_batch: Some(1),
             on_error: OnError::Fail,
             rescued_data_column: None,
+            epoch_unit: None,
         }
     }
 

@@ -407,6 +407,56 @@ async fn a_bad_value_is_named_by_topic_partition_and_offset() {
     assert_eq!(sink_rows(&ws.path("out-skip")).await, vec!["0", "1", "2"]);
 }
 
+/// With `epoch_unit: milliseconds`, a JSON value's number in a `timestamp` column is epoch
+/// milliseconds (Kafka's own unit), read exactly beside text times; without it the value is
+/// refused, named by topic, partition and offset.
+#[tokio::test]
+async fn epoch_numbers_in_values_read_in_the_declared_unit() {
+    let ws = Workspace::new();
+    let topic = unique("epoch");
+    create_topic(broker(), &topic, 1).await;
+    let values: Vec<Vec<u8>> = [
+        r#"{"ts":1767261601500,"n":1}"#,
+        r#"{"ts":"2026-01-01T10:00:02Z","n":2}"#,
+        r#"{"ts":-1,"n":3}"#,
+    ]
+    .iter()
+    .map(|v| v.as_bytes().to_vec())
+    .collect();
+    produce(broker(), &topic, 1, &values);
+    let yaml = |extra: &str, run: &str| {
+        format!(
+            "name: epoch\ncheckpoint: {ckpt}\nsources:\n  e:\n    kind: kafka\n    \
+             bootstrap_servers: {broker}\n    topics: [{topic}]\n    format: json\n    \
+             schema: {{ ts: timestamp, n: bigint }}\n{extra}query: SELECT ts, n FROM e\n\
+             trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+            broker = broker(),
+            ckpt = ws.p(&format!("ckpt-{run}")),
+            out = ws.p(&format!("out-{run}")),
+        )
+    };
+    let run = sluice_run(&write_pipeline(&ws, &yaml("", "none")), &[]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let err = stderr(&run);
+    assert!(
+        err.contains(&format!("topic {topic} partition 0 offset 0")) && err.contains("epoch_unit"),
+        "{err}"
+    );
+    let extra = "    epoch_unit: milliseconds\n";
+    let run = sluice_run(&write_pipeline(&ws, &yaml(extra, "ms")), &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let written =
+        std::fs::read_to_string(ws.path("out-ms/part-0000000000-0000.jsonl")).expect("written");
+    assert_eq!(
+        written.lines().collect::<Vec<_>>(),
+        [
+            r#"{"ts":"2026-01-01T10:00:01.500","n":1}"#,
+            r#"{"ts":"2026-01-01T10:00:02","n":2}"#,
+            r#"{"ts":"1969-12-31T23:59:59.999","n":3}"#,
+        ]
+    );
+}
+
 /// A run that crashed right after Kafka committed batch 0 (before `commits/0`) finds that
 /// batch's progress record behind hundreds of other pipelines' records in the progress topic
 /// (read back from its end a span at a time), and does not write the batch again.

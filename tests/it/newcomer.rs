@@ -402,7 +402,9 @@ fn an_epoch_number_into_a_timestamp_is_refused_not_misread() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("0.json line 2") && err.contains("to_timestamp_seconds"),
+        err.contains("0.json line 2")
+            && err.contains("epoch_unit")
+            && err.contains("to_timestamp_seconds"),
         "{err}"
     );
     // A text time reads as it says.
@@ -410,6 +412,158 @@ fn an_epoch_number_into_a_timestamp_is_refused_not_misread() {
     assert!(out.status.success(), "{}", stderr(&out));
     let written = std::fs::read_to_string(ws.path("out/part-0000000000-0000.jsonl")).expect("out");
     assert_eq!(written.trim(), r#"{"ts":"2026-01-01T10:00:01","v":1}"#);
+}
+
+/// Runs a files source of `format` over `input` (as `in/0.<format>`) with `settings` added to
+/// the source, writing JSON lines: the exit, stderr and the rows written.
+fn epoch_case(format: &str, settings: &str, input: &str) -> (Option<i32>, String, Vec<String>) {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(ws.path(&format!("in/0.{format}")), input).expect("input");
+    let yaml = format!(
+        "name: epoch\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: {format}, {settings} }}\nquery: SELECT ts, v FROM s\n\
+         trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let out = run(&write_pipeline(&ws, &yaml), &ws);
+    let written = std::fs::read_to_string(ws.path("out/part-0000000000-0000.jsonl"))
+        .map(|text| text.lines().map(str::to_string).collect())
+        .unwrap_or_default();
+    (out.status.code(), stderr(&out), written)
+}
+
+/// Issue 13, item 1: with the source's `epoch_unit`, an epoch number into a `timestamp`
+/// column counts that unit since 1970-01-01T00:00:00Z, exactly (a fraction, an exponent, a
+/// negative number; text beside it still reads as a time), in JSON and CSV alike. Expected
+/// times worked by hand: 1767261601 s is 2026-01-01T10:00:01Z.
+#[test]
+fn epoch_numbers_read_in_the_declared_unit() {
+    let cases = [
+        (
+            "seconds",
+            "1767261601",
+            "1767261601.25",
+            "-1",
+            [
+                "2026-01-01T10:00:01",
+                "2026-01-01T10:00:01.250",
+                "1969-12-31T23:59:59",
+            ],
+        ),
+        (
+            "milliseconds",
+            "1767261601000",
+            "1.7672616015e12",
+            "1",
+            [
+                "2026-01-01T10:00:01",
+                "2026-01-01T10:00:01.500",
+                "1970-01-01T00:00:00.001",
+            ],
+        ),
+        (
+            "microseconds",
+            "1767261601000001",
+            "0",
+            "-1000000",
+            [
+                "2026-01-01T10:00:01.000001",
+                "1970-01-01T00:00:00",
+                "1969-12-31T23:59:59",
+            ],
+        ),
+        (
+            "nanoseconds",
+            "1767261601000000001",
+            "5e2",
+            "1767261601000000000",
+            [
+                "2026-01-01T10:00:01.000000001",
+                "1970-01-01T00:00:00.000000500",
+                "2026-01-01T10:00:01",
+            ],
+        ),
+    ];
+    for (unit, a, b, c, expected) in cases {
+        let settings = format!("schema: {{ ts: timestamp, v: bigint }}, epoch_unit: {unit}");
+        let json = format!(
+            "{{\"ts\":{a},\"v\":1}}\n{{\"ts\":{b},\"v\":2}}\n{{\"ts\":{c},\"v\":3}}\n\
+             {{\"ts\":\"2026-01-01T10:00:01Z\",\"v\":4}}\n"
+        );
+        let csv = format!("ts,v\n{a},1\n{b},2\n{c},3\n2026-01-01T10:00:01Z,4\n");
+        for (format, input) in [("json", json), ("csv", csv)] {
+            let (code, err, written) = epoch_case(format, &settings, &input);
+            assert_eq!(code, Some(0), "{unit} {format}: {err}");
+            let mut want: Vec<String> = expected
+                .iter()
+                .zip(1..)
+                .map(|(ts, v)| format!(r#"{{"ts":"{ts}","v":{v}}}"#))
+                .collect();
+            want.push(r#"{"ts":"2026-01-01T10:00:01","v":4}"#.into());
+            assert_eq!(written, want, "{unit} {format}");
+        }
+    }
+}
+
+/// Issue 13, item 1: an epoch number that does not fit its column exactly is an error naming
+/// the file, line and column (or skipped and counted), never cut or wrapped; `epoch_unit`
+/// where it can mean nothing is refused at planning, naming the key.
+#[test]
+fn an_epoch_number_that_does_not_fit_is_named() {
+    let settings = "schema: { ts: timestamp, v: bigint }, epoch_unit: seconds";
+    // The format, its input, the bad line, why it is bad, how many rows are good.
+    for (format, input, line, why, good) in [
+        (
+            "json",
+            "{\"ts\":1,\"v\":1}\n{\"ts\":1767261601.0000000001,\"v\":2}\n",
+            2,
+            "finer fraction",
+            1,
+        ),
+        ("csv", "ts,v\n1,1\n2,2\n1e30,3\n", 4, "out of the range", 2),
+    ] {
+        let (code, err, written) = epoch_case(format, settings, input);
+        assert_eq!(code, Some(1), "{format}: {err}");
+        assert!(
+            err.contains(&format!("0.{format} line {line}")) && err.contains(why),
+            "{format}: {err}"
+        );
+        assert!(err.contains("`ts`"), "{format}: {err}");
+        assert!(written.is_empty(), "{format}: {written:?}");
+        // Skipped and counted instead, where asked.
+        let (code, err, written) =
+            epoch_case(format, &format!("{settings}, on_error: skip"), input);
+        assert_eq!(code, Some(0), "{format}: {err}");
+        assert_eq!(written.len(), good, "{format}: {written:?}");
+    }
+    for (format, settings, key_says) in [
+        (
+            "parquet",
+            "schema: { ts: timestamp, v: bigint }, epoch_unit: seconds",
+            "Parquet",
+        ),
+        ("json", "epoch_unit: seconds", "declare"),
+        (
+            "json",
+            "schema: { ts: bigint, v: bigint }, epoch_unit: seconds",
+            "has none",
+        ),
+        (
+            "json",
+            "schema: { ts: timestamp, v: bigint }, epoch_unit: secs",
+            "did you mean `seconds`",
+        ),
+    ] {
+        let (code, err, _) = epoch_case(format, settings, "");
+        assert_eq!(code, Some(2), "{settings}: {err}");
+        assert!(
+            err.contains("epoch_unit") && err.contains(key_says),
+            "{settings}: {err}"
+        );
+    }
 }
 
 /// Adds `allow_output_schema_change: true` to the pipeline file.

@@ -53,7 +53,7 @@ use super::{
     SourceKind, parse_settings,
 };
 use crate::checkpoint::{BatchId, CheckpointError};
-use crate::format::{FileFormat, OnError};
+use crate::format::{EpochUnit, FileFormat, OnError};
 use crate::retry::RetrySettings;
 use crate::source::kafka::client::{blocking, check_properties, client_config};
 use crate::storage::{Location, StoreHook};
@@ -233,6 +233,11 @@ pub struct KafkaConfig {
     /// What to do with a value that does not decode: `fail` (the default) or `skip`.
     #[serde(default)]
     pub on_error: OnError,
+    /// With `json` or `csv`: the unit of a number in a declared `timestamp` column
+    /// (`seconds`, `milliseconds`, `microseconds`, `nanoseconds` since the epoch); such a
+    /// number is refused without it.
+    #[serde(default)]
+    pub epoch_unit: Option<EpochUnit>,
     /// A consumer group to commit each committed batch's end offsets to, so that lag tools
     /// see the pipeline's progress; the checkpoint alone decides what is read.
     #[serde(default)]
@@ -321,6 +326,13 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
                 return Err(ConfigError::at(
                     "metadata_columns",
                     "with `format: raw` every Kafka column is there already",
+                ));
+            }
+            if config.epoch_unit.is_some() {
+                return Err(ConfigError::at(
+                    "epoch_unit",
+                    "`epoch_unit` reads numbers in decoded values as times: set `format: json` \
+                     or `format: csv` with a `schema:` (the `timestamp` column is typed already)",
                 ));
             }
         }
@@ -440,13 +452,21 @@ impl KafkaConfig {
         };
         let columns: Vec<(String, String)> =
             schema.iter().map(|(c, t)| (c.clone(), t.clone())).collect();
-        crate::format::schema_from_sql_types(&columns)
+        let schema = crate::format::schema_from_sql_types(&columns)
             .await
-            .map(Some)
             .map_err(|e| SourceError::Config {
                 source_name: name.to_string(),
                 reason: e.to_string(),
-            })
+            })?;
+        if let Some(unit) = self.epoch_unit {
+            crate::format::check_epoch_unit(unit, &schema).map_err(|reason| {
+                SourceError::Config {
+                    source_name: name.to_string(),
+                    reason,
+                }
+            })?;
+        }
+        Ok(Some(schema))
     }
 }
 
@@ -1147,6 +1167,7 @@ impl KafkaSource {
             projection: Some(wanted.to_vec()),
             on_error: self.config.on_error,
             rescued: None,
+            epoch_unit: self.config.epoch_unit,
         };
         let label = format!("{}/{}", range.topic, range.partition);
         match reader.decode(&label, "", &Bytes::from(text)) {
