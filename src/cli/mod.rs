@@ -80,8 +80,9 @@ enum Command {
         /// exit 1 when they differ.
         #[arg(long)]
         verify: bool,
-        /// The pipeline file to use instead of the one the batch ran with (stored in the
-        /// checkpoint).
+        /// A pipeline file that says where the sources, tables and sink are now, instead of
+        /// the one the batch ran with (stored in the checkpoint), e.g. in a moved or copied
+        /// project; the query is still the batch's own.
         #[arg(long)]
         pipeline: Option<PathBuf>,
         /// Print JSON instead of text.

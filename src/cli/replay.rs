@@ -44,6 +44,9 @@ fn finish(report: Replayed, json: bool) -> Result<(), Error> {
         text.push_str(&format!("  committed:  {}\n", report.committed.describe()));
         text.push_str(&format!("  sink:       {}\n", report.sink.describe()));
     }
+    for note in &report.notes {
+        text.push_str(&format!("{note}\n"));
+    }
     for finding in &report.findings {
         text.push_str(&format!("{finding}\n"));
     }

@@ -118,6 +118,10 @@ pub struct Replayed {
     pub sink: Side,
     /// Pairs compared, by name (`recomputed=committed`, ...): whether they agree.
     pub agreement: std::collections::BTreeMap<&'static str, Option<bool>>,
+    /// What the replay used that a reader might not expect (`--pipeline FILE`'s query not
+    /// used, its sink not the one the batch wrote to), in words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// What differs, in words.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<String>,
@@ -138,9 +142,10 @@ pub struct Replayed {
 
 /// Computes committed batch `batch` of the checkpoint at `location` (shown as `spec`) again,
 /// writing nothing: from its offsets, its query, the pipeline file it ran with (or
-/// `options.pipeline`), the state before it and its sources. With `options.verify`, holds the
-/// rows computed now, the hash `commits/N` recorded and the rows the sink holds against each
-/// other ([`Replayed::verified`], [`Replayed::findings`]).
+/// `options.pipeline`, which says where the sources, tables and sink are now: the query is
+/// always the batch's own), the state before it and its sources. With
+/// `options.verify`, holds the rows computed now, the hash `commits/N` recorded and the rows
+/// the sink holds against each other ([`Replayed::verified`], [`Replayed::findings`]).
 ///
 /// # Errors
 /// [`Error::Usage`] when the checkpoint does not hold the batch as a committed, replayable one
@@ -198,24 +203,19 @@ pub async fn replay(
         })?),
         None => None,
     };
-    let pipeline = match (args.pipeline.as_deref(), &committed_pipeline) {
-        (Some(path), _) => Pipeline::load(path)?,
-        (None, Some(fingerprint)) => crate::driver::stored_pipeline(&location, spec, fingerprint)
-            .await?
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "{spec}/{}, the pipeline batch {batch} ran with, is missing; pass \
-                     --pipeline FILE",
-                    paths::pipeline(fingerprint)
-                ))
-            })?,
-        (None, None) => {
-            return Err(Error::Usage(format!(
-                "{spec}: commits/{batch} does not name the pipeline file it ran with (written \
-                 by an older Sluice); pass --pipeline FILE"
-            )));
+    // The pipeline file the batch ran with (`--pipeline FILE` stands in where it is
+    // unreadable).
+    let ran_with = match &committed_pipeline {
+        Some(fingerprint) => {
+            match crate::driver::stored_pipeline(&location, spec, fingerprint).await {
+                Ok(stored) => stored,
+                Err(_) if args.pipeline.is_some() => None,
+                Err(e) => return Err(e),
+            }
         }
+        None => None,
     };
+    let given = args.pipeline.as_deref().map(Pipeline::load).transpose()?;
     let query_file = paths::query(&entry.info.query_fingerprint);
     let sql = read_fingerprinted(&location, &query_file, &entry.info.query_fingerprint)
         .await?
@@ -223,6 +223,50 @@ pub async fn replay(
             location: spec.to_string(),
             reason: format!("{query_file}, the query of batch {batch}, is missing"),
         })?;
+    // `--pipeline FILE` says where the sources, tables and sink are now (a moved or copied
+    // project); the query is what ran, so a replay recomputes what happened.
+    let mut notes = Vec::new();
+    if let (Some(given), Some(path)) = (&given, args.pipeline.as_deref()) {
+        if given.query.trim() != sql.trim() {
+            notes.push(format!(
+                "note: the query is batch {batch}'s own, as it ran ({query_file}); the query in \
+                 {} differs and is not used (a replay recomputes what ran: a new query's \
+                 output is what `sluice run` writes)",
+                path.display()
+            ));
+        }
+        let (now, then) = (
+            given.sink.connector().location(),
+            ran_with
+                .as_ref()
+                .and_then(|p| p.sink.connector().location()),
+        );
+        if args.verify
+            && let Some(then) = then.filter(|then| now.as_ref() != Some(then))
+        {
+            notes.push(format!(
+                "note: the sink read is the one {} names ({}); batch {batch} wrote to {then}",
+                path.display(),
+                now.unwrap_or_else(|| given.sink.connector().kind().to_string())
+            ));
+        }
+    }
+    let pipeline = match given.or(ran_with) {
+        Some(pipeline) => pipeline,
+        None => {
+            return Err(Error::Usage(match &committed_pipeline {
+                Some(fingerprint) => format!(
+                    "{spec}/{}, the pipeline batch {batch} ran with, is missing; pass \
+                     --pipeline FILE",
+                    paths::pipeline(fingerprint)
+                ),
+                None => format!(
+                    "{spec}: commits/{batch} does not name the pipeline file it ran with \
+                     (written by an older Sluice); pass --pipeline FILE"
+                ),
+            }));
+        }
+    };
 
     let mut engine = Recompute::open(&pipeline, &location).await?;
     let recomputed = match engine.batch(batch, &entry, previous.as_ref(), &sql).await {
@@ -267,6 +311,7 @@ pub async fn replay(
             reason: "not asked (--verify)".into(),
         },
         agreement: Default::default(),
+        notes,
         findings: Vec::new(),
         only_recomputed: Vec::new(),
         only_in_sink: Vec::new(),

@@ -1512,6 +1512,85 @@ fn a_copied_project_still_reads_its_logged_input() {
     assert_eq!(sink_lines(&copy.path("out")).len(), 2);
 }
 
+/// Walk 5: `replay --pipeline FILE` reads the sources and sink FILE names, but the query is
+/// the batch's own (replay recomputes what ran); where FILE's query or sink differs from the
+/// batch's, a note says so instead of leaving the user to guess which was used.
+#[test]
+fn replay_with_another_pipeline_file_says_what_it_used() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    assert!(run(&file, &ws).status.success());
+    let yaml = std::fs::read_to_string(&file).expect("pipeline");
+    let edited = ws.path("edited.yaml");
+    std::fs::write(
+        &edited,
+        yaml.replace("SELECT k, v FROM s", "SELECT k, v * 10 AS v FROM s")
+            .replace(&ws.p("out"), &ws.p("out2")),
+    )
+    .expect("edited");
+    let replay = |verify: bool| {
+        let mut args = vec![
+            "replay".to_string(),
+            ws.p("ckpt"),
+            "--batch".into(),
+            "0".into(),
+            "--json".into(),
+            "--pipeline".into(),
+            edited.display().to_string(),
+        ];
+        if verify {
+            args.push("--verify".into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run_bin(&args, ws.dir.path());
+        let view: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("replay --json: {e}: {}", stderr(&out)));
+        (out.status.code(), view)
+    };
+    let (code, view) = replay(false);
+    assert_eq!(code, Some(0), "{view:#}");
+    // The batch's own query: v as it was, not times ten.
+    assert_eq!(view["rows"][0]["v"], 1, "{view:#}");
+    let notes = view["notes"].as_array().expect("notes");
+    assert_eq!(notes.len(), 1, "{view:#}");
+    assert!(
+        notes[0]
+            .as_str()
+            .is_some_and(|n| n.contains("query is batch 0's own")),
+        "{view:#}"
+    );
+    // With --verify, the sink read is FILE's, which never held batch 0: said, and not verified.
+    let (code, view) = replay(true);
+    assert_eq!(code, Some(1), "{view:#}");
+    let notes: Vec<&str> = view["notes"]
+        .as_array()
+        .expect("notes")
+        .iter()
+        .filter_map(|n| n.as_str())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains(&ws.p("out2"))
+            && n.contains(&format!("batch 0 wrote to {}", ws.p("out")))),
+        "{notes:?}"
+    );
+    // The file the batch ran with: no note at all.
+    let out = run_bin(
+        &[
+            "replay",
+            &ws.p("ckpt"),
+            "--batch",
+            "0",
+            "--verify",
+            "--json",
+        ],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(view.get("notes").is_none(), "{view:#}");
+}
+
 /// Issue 13, item 1, for JSON: a string column whose values are all timestamps infers as a
 /// timestamp (nanoseconds, as CSV's and a declared one), so a watermark over it works without
 /// a declared schema, and a finer fraction in a later file is kept whole; other strings stay
