@@ -141,16 +141,15 @@ fn advice(checkpoint: &str, file: &str) -> String {
             .and_then(|n| n.checked_sub(1))
             .map(|before| {
                 format!(
-                    "; where it is an older batch's entry, which runs no longer read, `sluice \
-                     rewind {checkpoint} --to {before}` takes it and the later batches back to be \
-                     computed again"
+                    "; where repair cannot, `sluice rewind {checkpoint} --to {before}` takes the \
+                     batch and the later ones back to be computed again"
                 )
             })
             .unwrap_or_default();
         format!(
-            "Run `sluice repair {checkpoint}`: it rebuilds what the other entries record, or moves \
-             a damaged newest entry aside so that batch runs again (`--dry-run` says what it \
-             would do){older}"
+            "Run `sluice repair {checkpoint}`: it rebuilds what the other entries record, moves \
+             a damaged newest entry aside so that batch runs again, and an older batch's \
+             damaged commit aside as if deleted (`--dry-run` says what it would do){older}"
         )
     } else if file.starts_with(&format!("{}/", paths::SOURCES))
         && let Some(n) = batch(file)

@@ -16,6 +16,11 @@
 //!   a new pipeline id over them): rebuilt with the id every commit records (or the sink's
 //!   owner record) and the name in the stored pipeline file.
 //!
+//! - an older batch's damaged entries (runs read only the newest batch's): a committed
+//!   batch's `offsets/N` is rebuilt as above; a `commits/N` is moved aside, as if deleted,
+//!   since later batches ran on from it (`replay --verify` then holds its sink files against
+//!   its recomputation).
+//!
 //! Anything else (a removed log, a source log folded past the batch) is reported with what to
 //! restore.
 
@@ -231,6 +236,70 @@ pub async fn repair(
             }
         }
     }
+    // An older batch's damaged entries (runs read only the newest batch's): a committed
+    // batch's offsets entry, which replay and rewind read, is rebuilt from its commit and the
+    // sources' logs; a commit, which only replay reads, is moved aside as if deleted, since
+    // later batches ran on from it.
+    let logs = listing_without(location, &moved).await?;
+    let newest = logs.offsets.last().copied();
+    let older = |b: &&BatchId| Some(**b) != newest;
+    let corrupt = |result: Result<(), CheckpointError>| match result {
+        Err(CheckpointError::Corrupt { reason, line, .. }) => {
+            Some(format!("line {line}: {reason}"))
+        }
+        _ => None,
+    };
+    for &batch in logs.offsets.iter().filter(older) {
+        let Some(why) = corrupt(read_offsets(location, batch).await.map(|_| ())) else {
+            continue;
+        };
+        let file = paths::offsets(batch);
+        let aside = aside_name(&file, &stamp);
+        let entry = match logs.commits.contains(&batch) {
+            true => rebuild_offsets(location, shown, batch, &logs).await,
+            false => Err(format!("batch {batch} has no commit")),
+        };
+        match entry {
+            Ok(entry) => {
+                // Copied aside and then overwritten, so the entry is never missing.
+                if !dry_run {
+                    let damaged = location.get(&location.path(&file)).await?;
+                    location
+                        .put(&location.path(&aside), damaged.unwrap_or_default().to_vec())
+                        .await?;
+                    location
+                        .put(&location.path(&file), entry.to_text().into_bytes())
+                        .await?;
+                }
+                report.fixed.push(format!(
+                    "copied {file} ({why}) aside to {aside} and rebuilt it from commits/{batch} \
+                     and the sources' logs"
+                ));
+            }
+            Err(reason) => report.unfixable.push(format!(
+                "{file} is damaged ({why}) and cannot be rebuilt: {reason}. Runs carry on \
+                 without it; restore it from a backup to replay batch {} or rewind to {batch}",
+                batch.0 + 1
+            )),
+        }
+    }
+    for &batch in logs.commits.iter().filter(older) {
+        let Some(why) = corrupt(read_commit(location, batch).await.map(|_| ())) else {
+            continue;
+        };
+        let file = paths::commits(batch);
+        let aside = aside_name(&file, &stamp);
+        if !dry_run {
+            location
+                .rename(&location.path(&file), &location.path(&aside))
+                .await?;
+        }
+        moved.push(file.clone());
+        report.fixed.push(format!(
+            "moved {file} ({why}) aside to {aside}: later batches are committed, so runs carry \
+             on without it, as they did"
+        ));
+    }
     // An older batch's commit deleted: later batches ran on from it, and nothing reads it.
     let logs = listing_without(location, &moved).await?;
     if let (Some(first), Some(last)) = (logs.commits.first(), logs.commits.last()) {
@@ -370,44 +439,19 @@ async fn rebuild_offsets(
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("the pipeline file batch {batch} ran with is not stored"))?;
-    // A neighbouring offsets entry names the sources and the query.
-    let mut neighbour = None;
-    for n in logs.offsets.iter().rev() {
-        if let Ok(Some(entry)) = read_offsets(location, *n).await {
-            neighbour = Some(entry);
-            break;
-        }
+    // That file names the sources (in the order a run logs them) and holds the query.
+    let names: Vec<String> = pipeline.sources.keys().cloned().collect();
+    let fingerprint = crate::plan::fingerprint(&pipeline.query);
+    let query = paths::query(&fingerprint);
+    if !location
+        .exists(&location.path(&query))
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Err(format!(
+            "{query}, the query of the pipeline file batch {batch} ran with, is missing"
+        ));
     }
-    let (names, fingerprint): (Vec<String>, String) = match &neighbour {
-        Some(entry) => (
-            entry.sources.iter().map(|s| s.source.clone()).collect(),
-            entry.info.query_fingerprint.clone(),
-        ),
-        None => {
-            let names: Vec<String> = pipeline.sources.keys().cloned().collect();
-            let queries: Vec<String> = location
-                .list(paths::QUERIES)
-                .await
-                .map_err(|e| e.to_string())?
-                .iter()
-                .filter_map(|m| {
-                    location
-                        .relative(&m.location)
-                        .rsplit('/')
-                        .next()?
-                        .strip_suffix(".sql")
-                        .map(str::to_string)
-                })
-                .collect();
-            let [query] = queries.as_slice() else {
-                return Err(format!(
-                    "no offsets entry is left to say which of {} recorded queries batch {batch} ran",
-                    queries.len()
-                ));
-            };
-            (names, query.clone())
-        }
-    };
     let mut sources = Vec::new();
     for name in names {
         let config = pipeline.sources.get(&name).ok_or_else(|| {

@@ -960,6 +960,63 @@ fn every_stuck_message_gives_a_command_that_gets_out() {
     );
 }
 
+/// Walk 5: an older batch's damaged (not missing) entry, which runs no longer read: replay
+/// names `sluice repair`, and that command fixes it. An offsets entry is rebuilt byte for byte
+/// (the next batch replays and verifies again); a commit is moved aside as if deleted (the
+/// batch then verifies against its sink files). Runs carry on, every row once.
+#[test]
+fn an_older_batch_s_damaged_entry_is_repaired_as_the_message_says() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    for v in 0..3 {
+        input(
+            &ws,
+            &format!("{v}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
+        );
+        assert!(run(&file, &ws).status.success());
+    }
+    let replay = |batch: &str| {
+        run_bin(
+            &["replay", &ws.p("ckpt"), "--batch", batch, "--verify"],
+            ws.dir.path(),
+        )
+    };
+    let original = std::fs::read(ws.path("ckpt/offsets/1")).expect("offsets/1");
+    for (damaged, replayed) in [("offsets/1", "2"), ("commits/1", "1")] {
+        std::fs::write(ws.path(&format!("ckpt/{damaged}")), "v1\n{\"gar").expect("damage");
+        let out = replay(replayed);
+        assert!(!out.status.success(), "{damaged}");
+        let said = stderr(&out);
+        assert!(said.contains("is corrupt"), "{damaged}: {said}");
+        let command = advised_command(&said);
+        assert_eq!(command[0], "repair", "{damaged}: {said}");
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let out = run_bin(&args, ws.dir.path());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{damaged}: {text}{}", stderr(&out));
+        assert!(text.contains(damaged), "{damaged}: {text}");
+        let out = replay(replayed);
+        assert!(
+            out.status.success(),
+            "{damaged}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+    }
+    assert_eq!(
+        std::fs::read(ws.path("ckpt/offsets/1")).expect("rebuilt"),
+        original,
+        "offsets/1 rebuilt as it was"
+    );
+    input(&ws, "3.json", "{\"k\":\"a\",\"v\":3}\n");
+    assert!(run(&file, &ws).status.success());
+    let expected: Vec<String> = (0..4)
+        .map(|v| format!("{{\"k\":\"a\",\"v\":{v}}}"))
+        .collect();
+    assert_eq!(sink_lines(&ws.path("out")), expected, "every row once");
+}
+
 /// A TCP port that accepts connections and never answers (an object store that hangs), open
 /// for the life of the test process.
 fn silent_store() -> u16 {
