@@ -75,6 +75,20 @@ pub enum Error {
         /// Why it failed.
         source: Box<Error>,
     },
+    /// A batch failed on a row of its input; it stays planned with the pipeline file it has,
+    /// so the advice says how an edit (`on_error: skip`) comes to apply to it.
+    #[error(
+        "{source}. Batch {batch} stays planned with this pipeline file: to plan it again with \
+         an edited one (such as `on_error: skip`), {advice}"
+    )]
+    BadRow {
+        /// The batch.
+        batch: BatchId,
+        /// What it failed on.
+        source: Box<Error>,
+        /// How the batch is planned again with an edited file.
+        advice: String,
+    },
     /// A check found a difference (`sluice replay --verify`).
     #[error("{0}")]
     Verify(String),
@@ -153,7 +167,7 @@ impl Error {
             Self::State(state::StateError::Incompatible { .. }) => 2,
             Self::Storage(storage::StorageError::NoCreateOnly { .. }) => 2,
             Self::Sink(sink::SinkError::ForeignFolder { .. }) => 2,
-            Self::Pending { source, .. } => source.exit_code(),
+            Self::Pending { source, .. } | Self::BadRow { source, .. } => source.exit_code(),
             _ => 1,
         }
     }

@@ -97,9 +97,12 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         .map_err(|reason| Error::Usage(format!("{}: {reason}", pipeline.name)))?;
     let made = new_local_folders(pipeline, &checkpoint_spec);
     let spec = checkpoint_spec.clone();
-    let result = run_from(pipeline, options, checkpoint_spec)
-        .await
-        .map_err(|e| e.in_checkpoint(&spec));
+    let result = match run_from(pipeline, options, checkpoint_spec).await {
+        Ok(summary) => Ok(summary),
+        Err(e) => Err(with_edit_advice(e, pipeline, &spec)
+            .await
+            .in_checkpoint(&spec)),
+    };
     // A run refused before any batch (exit 2: the pipeline file, the query, the state it
     // cannot follow) on a checkpoint it made removes the checkpoint and sink folders it made,
     // as long as it logged no batch there (a batch logged may have output to keep).
@@ -262,23 +265,10 @@ async fn run_from(
             source => Error::Pending {
                 batch,
                 planned: planned_file,
-                advice: match batch.prev() {
-                    _ if planned.output_mode == OutputMode::Complete => {
-                        "complete mode cannot take a batch back (`sluice rewind` refuses it): \
-                         make the batch's input readable, or run the edited file on a new \
-                         checkpoint"
-                            .to_string()
-                    }
-                    Some(last) => format!(
-                        "to plan batch {batch} again with the edited file, take it back first: \
-                         `sluice rewind {checkpoint_spec} --to {last}`"
-                    ),
-                    None => format!(
-                        "to plan it again with the edited file, start over on a new \
-                             checkpoint (no batch was committed): remove {checkpoint_spec}, or \
-                             set another `checkpoint:`"
-                    ),
-                },
+                advice: format!(
+                    "to plan batch {batch} again with the edited file, {}",
+                    take_back(batch, planned.output_mode, &checkpoint_spec)
+                ),
                 source: Box::new(source),
             },
         })?;
@@ -290,6 +280,51 @@ async fn run_from(
         rows_in: summary.rows_in + rest.rows_in,
         rows_out: summary.rows_out + rest.rows_out,
     })
+}
+
+/// How pending batch `batch` of a checkpoint (`checkpoint_spec`) in `mode` is taken back so
+/// that it is planned again with an edited pipeline file, as words after "to plan it again,".
+fn take_back(batch: BatchId, mode: OutputMode, checkpoint_spec: &str) -> String {
+    match batch.prev() {
+        _ if mode == OutputMode::Complete => "note that complete mode cannot take a batch back \
+             (`sluice rewind` refuses it): make the batch's input readable, or run the edited \
+             file on a new checkpoint"
+            .to_string(),
+        Some(last) => format!("take it back first: `sluice rewind {checkpoint_spec} --to {last}`"),
+        None => format!(
+            "start over on a new checkpoint (no batch was committed): remove {checkpoint_spec}, \
+             or set another `checkpoint:`"
+        ),
+    }
+}
+
+/// `error`, where it is a row of batch input that does not decode (which `on_error: skip`
+/// would skip), with how an edit of the pipeline file comes to apply to the batch: it stays
+/// planned with the file it has. Other errors, and a checkpoint without a pending batch, as
+/// they are.
+async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &str) -> Error {
+    if !matches!(
+        error,
+        Error::Source(crate::source::SourceError::Malformed { line: Some(_), .. })
+    ) {
+        return error;
+    }
+    let pending = async {
+        let location = Location::open(checkpoint_spec, false, false, None).ok()?;
+        let logs = crate::checkpoint::LogListing::read(&location).await.ok()?;
+        logs.offsets
+            .last()
+            .copied()
+            .filter(|newest| !logs.commits.contains(newest))
+    };
+    match pending.await {
+        Some(batch) => Error::BadRow {
+            batch,
+            advice: take_back(batch, pipeline.output_mode, checkpoint_spec),
+            source: Box::new(error),
+        },
+        None => error,
+    }
 }
 
 /// The pending batch, the pipeline file it was planned with and where that file is stored,

@@ -910,7 +910,15 @@ fn every_stuck_message_gives_a_command_that_gets_out() {
     input(&ws, "bad.json", "{\"k\":\"a\",\"v\":\"x\"}\n");
     let out = run(&file, &ws);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("bad.json line 1"), "{}", stderr(&out));
+    // The first failure already says that an edit applies to the batch only once it is
+    // taken back, and how.
+    let said = stderr(&out);
+    assert!(
+        said.contains("bad.json line 1")
+            && said.contains("on_error: skip")
+            && said.contains(&format!("`sluice rewind {} --to 3`", ws.p("ckpt"))),
+        "{said}"
+    );
     let text = std::fs::read_to_string(&file).expect("pipeline");
     std::fs::write(
         &file,
@@ -958,6 +966,39 @@ fn every_stuck_message_gives_a_command_that_gets_out() {
             .contains("on_error: skip"),
         "the run writes its pipeline file again"
     );
+}
+
+/// Walk 5: a first batch that fails on a bad row says that an edit (`on_error: skip`) applies
+/// to it only on a new checkpoint, since nothing was committed to take it back to; and that
+/// works.
+#[test]
+fn a_first_batch_with_a_bad_row_says_how_an_edit_applies() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":\"x\"}\n{\"k\":\"b\",\"v\":2}\n",
+    );
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1));
+    let said = stderr(&out);
+    assert!(
+        said.contains("0.json line 1")
+            && said.contains("Batch 0 stays planned with this pipeline file")
+            && said.contains(&format!("remove {}", ws.p("ckpt"))),
+        "{said}"
+    );
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    std::fs::write(
+        &file,
+        text.replace("format: json,", "format: json, on_error: skip,"),
+    )
+    .expect("edit");
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("remove");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), [r#"{"k":"b","v":2}"#]);
 }
 
 /// Walk 5: an older batch's damaged (not missing) entry, which runs no longer read: replay
