@@ -166,6 +166,13 @@ impl Error {
             Self::Source(source::SourceError::Config { .. }) => 2,
             Self::State(state::StateError::Incompatible { .. }) => 2,
             Self::Storage(storage::StorageError::NoCreateOnly { .. }) => 2,
+            Self::Storage(storage::StorageError::UnknownScheme { .. })
+            | Self::Source(source::SourceError::Storage(storage::StorageError::UnknownScheme {
+                ..
+            }))
+            | Self::Sink(sink::SinkError::Storage(storage::StorageError::UnknownScheme {
+                ..
+            })) => 2,
             Self::Sink(sink::SinkError::ForeignFolder { .. }) => 2,
             Self::Pending { source, .. } | Self::BadRow { source, .. } => source.exit_code(),
             _ => 1,

@@ -64,6 +64,26 @@ pub fn default_settings() -> PinnedSettings {
     }
 }
 
+/// An inclusive run of numbers (batches, offsets) as a message says it: `3`, or `3 to 5`.
+pub fn span(first: impl std::fmt::Display, last: impl std::fmt::Display) -> String {
+    let (first, last) = (first.to_string(), last.to_string());
+    if first == last {
+        first
+    } else {
+        format!("{first} to {last}")
+    }
+}
+
+/// The offsets `start` up to but not including `end` (a half-open range, as Kafka's
+/// positions are kept) as a message says them: `offsets 3 to 5`, `offset 3`.
+pub fn offsets(start: i64, end: i64) -> String {
+    if end - start == 1 {
+        format!("offset {start}")
+    } else {
+        format!("offsets {}", span(start, end - 1))
+    }
+}
+
 /// A keyword enum of the pipeline file: each variant and the word that names it, parsed with
 /// a "did you mean" hint for a typo.
 macro_rules! keyword_enum {

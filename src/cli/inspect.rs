@@ -386,7 +386,7 @@ fn readable<T>(
 
 fn describe_range(batches: &[BatchId]) -> String {
     match (batches.first(), batches.last()) {
-        (Some(a), Some(b)) => format!("{a}..={b}"),
+        (Some(a), Some(b)) => crate::vocab::span(a, b),
         _ => "none".into(),
     }
 }
@@ -483,7 +483,7 @@ fn render_text(view: &CheckpointView) -> String {
             s.files,
             s.bytes,
             s.versions
-                .map_or("none".into(), |(a, b)| format!("{a}..={b}")),
+                .map_or("none".into(), |(a, b)| crate::vocab::span(a, b)),
             s.latest_snapshot.map_or("none".into(), |b| b.to_string())
         );
     }

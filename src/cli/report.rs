@@ -130,7 +130,7 @@ fn render(
     let rows_in: u64 = batches.iter().map(|b| b.commit.rows_in).sum();
     let rows_out: u64 = batches.iter().map(|b| b.commit.rows_out).sum();
     let range = match (batches.first(), batches.last()) {
-        (Some(a), Some(b)) => format!("{}..={}", a.batch, b.batch),
+        (Some(a), Some(b)) => crate::vocab::span(a.batch, b.batch),
         _ => "none".into(),
     };
     let _ = write!(

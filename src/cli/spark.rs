@@ -302,7 +302,7 @@ pub(super) async fn run(
             s.files,
             s.bytes,
             s.versions
-                .map_or("none".into(), |(a, b)| format!("{a}..={b}"))
+                .map_or("none".into(), |(a, b)| crate::vocab::span(a, b))
         );
     }
     for b in &view.batches {

@@ -52,7 +52,7 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         return Err(refuse(format!(
             "batch {to} is not a committed batch the checkpoint still holds (retained: {})",
             match (logs.commits.first(), logs.commits.last()) {
-                (Some(a), Some(b)) => format!("{a}..={b}"),
+                (Some(a), Some(b)) => crate::vocab::span(a, b),
                 _ => "none".into(),
             }
         )));

@@ -563,7 +563,7 @@ fn replayable_range(logs: &LogListing) -> String {
         .iter()
         .find(|b| b.prev().is_none_or(|p| logs.offsets.contains(&p)));
     match (first, logs.commits.last()) {
-        (Some(a), Some(b)) => format!("batches that can be replayed: {a}..={b}"),
+        (Some(a), Some(b)) => format!("batches that can be replayed: {}", crate::vocab::span(a, b)),
         _ => "no batch can be replayed".into(),
     }
 }

@@ -745,7 +745,8 @@ fn read_progress_span(
     loop {
         if last_progress.elapsed() > timeout {
             return Err(format!(
-                "no record came within the timeout reading {topic} offsets {start}..{end}"
+                "no record came within the timeout reading {topic} {}",
+                crate::vocab::offsets(start, end)
             ));
         }
         match consumer.poll(Duration::from_millis(100)) {
@@ -813,7 +814,8 @@ fn read_values(
             if waited.elapsed() > timeout {
                 return Err(format!(
                     "no record came within the timeout reading {topic} partition {p} offsets \
-                     {first}..={last}"
+                     {}",
+                    crate::vocab::span(first, last)
                 ));
             }
             match consumer.poll(Duration::from_millis(100)) {
@@ -1090,7 +1092,9 @@ impl Sink for KafkaSink {
             written
                 .offsets
                 .iter()
-                .map(|(p, (first, last))| format!("partition {p} offsets {first}..={last}"))
+                .map(|(p, (first, last))| {
+                    format!("partition {p} offsets {}", crate::vocab::span(first, last))
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         );

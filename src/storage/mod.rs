@@ -36,6 +36,18 @@ pub enum StorageError {
         /// Why.
         reason: String,
     },
+    /// The URL's scheme names no store Sluice reads (`hdfs://`).
+    #[error(
+        "cannot open `{location}`: `{scheme}://` is not a store Sluice reads; use a local path \
+         (or file://), s3:// (s3a://), gs://, az:// (abfs://, abfss://, azure://, adl://), \
+         http:// or https:// (WebDAV), or memory://"
+    )]
+    UnknownScheme {
+        /// The path or URL as written.
+        location: String,
+        /// Its scheme.
+        scheme: String,
+    },
     /// An object-store operation failed.
     #[error("{op} `{path}` failed: {source}{hint}")]
     Io {
@@ -180,6 +192,12 @@ impl Location {
                 ),
                 Some(scheme) => {
                     let url = url.as_ref().expect("the scheme came from this URL");
+                    if object_store::ObjectStoreScheme::parse(url).is_err() {
+                        return Err(StorageError::UnknownScheme {
+                            location: shown,
+                            scheme: scheme.to_string(),
+                        });
+                    }
                     let (store, prefix) = open_cloud(url).map_err(fail)?;
                     // `abfss://container@account...` names its container before the `@`.
                     let user = match url.username() {

@@ -810,7 +810,7 @@ impl SourceFixture for KafkaSourceFixture {
         )
         .expect("delete records");
         assert!(deleted.elements()[0].error().is_ok());
-        Some(format!("{} partition 0 offsets 0..2", self.topic))
+        Some(format!("{} partition 0 offsets 0 to 1", self.topic))
     }
 }
 

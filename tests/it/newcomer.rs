@@ -1001,6 +1001,45 @@ fn a_first_batch_with_a_bad_row_says_how_an_edit_applies() {
     assert_eq!(sink_lines(&ws.path("out")), [r#"{"k":"b","v":2}"#]);
 }
 
+/// Walk 5: a URL whose scheme names no store Sluice reads (`hdfs://`), as a checkpoint, a
+/// source or a sink, is a bad pipeline (exit 2) that lists the schemes it does read, and
+/// leaves no folder behind.
+#[test]
+fn an_unknown_store_scheme_lists_the_ones_sluice_reads() {
+    for (key, url) in [
+        ("checkpoint", "hdfs://nn/ckpt"),
+        ("source", "hdfs://nn/in"),
+        ("sink", "hdfs://nn/out"),
+    ] {
+        let ws = Workspace::new();
+        input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+        let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+        let yaml = std::fs::read_to_string(&file).expect("pipeline");
+        let target = match key {
+            "checkpoint" => ws.p("ckpt"),
+            "source" => ws.p("in"),
+            _ => ws.p("out"),
+        };
+        std::fs::write(&file, yaml.replace(&target, url)).expect("edit");
+        let out = run(&file, &ws);
+        assert_eq!(out.status.code(), Some(2), "{key}: {}", stderr(&out));
+        let said = stderr(&out);
+        assert!(
+            said.contains(&format!("cannot open `{url}`: `hdfs://` is not a store"))
+                && said.contains("s3://")
+                && said.contains("gs://"),
+            "{key}: {said}"
+        );
+        assert!(
+            !ws.path("ckpt").exists() && !ws.path("out").exists(),
+            "{key}"
+        );
+    }
+    let out = run_bin(&["inspect", "hdfs://nn/ckpt"], std::path::Path::new("."));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is not a store Sluice reads"));
+}
+
 /// Walk 5: an older batch's damaged (not missing) entry, which runs no longer read: replay
 /// names `sluice repair`, and that command fixes it. An offsets entry is rebuilt byte for byte
 /// (the next batch replays and verifies again); a commit is moved aside as if deleted (the

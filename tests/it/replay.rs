@@ -392,7 +392,8 @@ fn replay_verifies_csv_and_json_sinks_and_names_what_the_retention_purged() {
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
         let said = stderr(&out);
         assert!(
-            said.contains("offsets/1 is purged") && said.contains("can be replayed: 3..=3"),
+            said.contains("offsets/1 is purged")
+                && said.trim_end().ends_with("batches that can be replayed: 3"),
             "{said}"
         );
     }

@@ -949,8 +949,10 @@ impl KafkaSource {
                 .copied();
             let (Some(low), Some(high)) = (low, high) else {
                 gone.push(format!(
-                    "{} partition {} offsets {}..{} (the partition no longer exists)",
-                    range.topic, range.partition, range.start, range.end
+                    "{} partition {} {} (the partition no longer exists)",
+                    range.topic,
+                    range.partition,
+                    crate::vocab::offsets(range.start, range.end)
                 ));
                 lost += (range.end - range.start) as u64;
                 range.start = range.end;
@@ -959,20 +961,21 @@ impl KafkaSource {
             if low > range.start {
                 let upto = low.min(range.end);
                 gone.push(format!(
-                    "{} partition {} offsets {}..{} (the partition now starts at {low})",
-                    range.topic, range.partition, range.start, upto
+                    "{} partition {} {} (the partition now starts at {low})",
+                    range.topic,
+                    range.partition,
+                    crate::vocab::offsets(range.start, upto)
                 ));
                 lost += (upto - range.start) as u64;
                 range.start = upto;
             }
             if high < range.end && !self.config.read_committed {
                 gone.push(format!(
-                    "{} partition {} offsets {}..{} (the partition now ends at {high}: was the \
-                     topic deleted and made again?)",
+                    "{} partition {} {} (the partition now ends at {high}: was the topic \
+                     deleted and made again?)",
                     range.topic,
                     range.partition,
-                    high.max(range.start),
-                    range.end
+                    crate::vocab::offsets(high.max(range.start), range.end)
                 ));
                 lost += (range.end - high.max(range.start)) as u64;
                 range.end = high.max(range.start);
@@ -1362,7 +1365,10 @@ fn read_ranges(
                     pending
                         .iter()
                         .map(|(p, r)| {
-                            format!("{topic} partition {p} offsets {}..{}", r.start, r.end)
+                            format!(
+                                "{topic} partition {p} {}",
+                                crate::vocab::offsets(r.start, r.end)
+                            )
                         })
                         .collect(),
                 ),
