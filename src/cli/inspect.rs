@@ -487,6 +487,14 @@ fn render_text(view: &CheckpointView) -> String {
             s.latest_snapshot.map_or("none".into(), |b| b.to_string())
         );
     }
+    if view.batches.iter().any(|b| b.commit.is_some()) {
+        let _ = writeln!(
+            out,
+            "times       in ms, as each commits/N recorded them: its `commit` is the state \
+             version and the fence check before commits/N is written (that write and the purge \
+             after it are in the run's progress lines, not here)"
+        );
+    }
     for b in &view.batches {
         let when = b
             .offsets

@@ -58,7 +58,10 @@ enum Command {
     State {
         /// The checkpoint (path or object-store URL).
         checkpoint: String,
-        /// The operator (its folder under `state/`); needed when there are several.
+        /// The operator (its folder under `state/`: `aggregate`, `dedup`, `join-left`,
+        /// `join-right`, or `<op>-ttl` for a state TTL's stamps). Where there are several,
+        /// `aggregate` is the default when there is one (beside the deduplication and TTL
+        /// stores that feed it); otherwise it must be chosen.
         #[arg(long)]
         operator: Option<String>,
         /// The state as of this batch (default: the last committed one).

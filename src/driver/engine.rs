@@ -283,8 +283,8 @@ impl<'p> Engine<'p> {
             .await?;
             let location = self.checkpoint.clone();
             let snapshot_every = self.pipeline.snapshot_every;
-            if self.pipeline.state_ttl.is_some() {
-                check_state_ttl(&shape, &logical)?;
+            if let Some(ttl) = &self.pipeline.state_ttl {
+                check_state_ttl(ttl, self.pipeline, &shape, &logical)?;
             }
             // The state TTL bounds the operators whose keys no watermark closes.
             let ttl = |shape: &plan::AggregateShape| {
@@ -548,9 +548,15 @@ impl<'p> Engine<'p> {
     }
 }
 
-/// Refuses a `state_ttl` where it has nothing to bound: a query without state, a join of two
-/// streams (the watermark bounds it), an aggregation whose groups the watermark closes.
-fn check_state_ttl(shape: &Shape, logical: &LogicalPlan) -> Result<(), Error> {
+/// Refuses a `state_ttl` where it has nothing to bound (a query without state, a join of two
+/// streams, which the watermark bounds, an aggregation whose groups the watermark closes), and
+/// one on event time without a watermark to measure it by.
+fn check_state_ttl(
+    ttl: &crate::pipeline::StateTtl,
+    pipeline: &Pipeline,
+    shape: &Shape,
+    logical: &LogicalPlan,
+) -> Result<(), Error> {
     let reason = match shape {
         Shape::Stateless => "applies to a query that keeps state (an aggregation or a \
                              deduplication); this one keeps none"
@@ -576,6 +582,14 @@ fn check_state_ttl(shape: &Shape, logical: &LogicalPlan) -> Result<(), Error> {
                     if keys.len() > 1 { "s" } else { "" },
                     keys.join("`, `")
                 ),
+                None if ttl.time == crate::pipeline::TtlTime::Event
+                    && pipeline.sources.values().all(|s| s.watermark.is_none()) =>
+                {
+                    "on event time needs a source with a `watermark` (its clock); add one, or \
+                     measure on batch timestamps with `state_ttl: { after: <duration>, time: \
+                     processing }`"
+                        .to_string()
+                }
                 None => return Ok(()),
             }
         }

@@ -581,14 +581,6 @@ impl Pipeline {
             if ttl.after.is_zero() {
                 return Err("`state_ttl` must be longer than zero".into());
             }
-            if ttl.time == TtlTime::Event && self.sources.values().all(|s| s.watermark.is_none()) {
-                return Err(
-                    "`state_ttl` on event time needs a source with a `watermark` (its clock); \
-                     add one, or measure on batch timestamps with \
-                     `state_ttl: { after: <duration>, time: processing }`"
-                        .into(),
-                );
-            }
         }
         Ok(())
     }

@@ -761,11 +761,14 @@ fn state_ttl_on_processing_time_uses_batch_timestamps() {
 
 /// A `state_ttl` with nothing to bound is refused before a batch: a query without state, an
 /// aggregation whose groups the watermark closes; on event time, a pipeline without a
-/// watermark.
+/// watermark (said only where the query keeps state for the setting to bound).
 #[test]
 fn state_ttl_where_it_bounds_nothing_is_refused() {
     for (query, ttl, watermark, says) in [
         ("SELECT id FROM s", "1h", true, "keeps none"),
+        // Without a watermark too: that the query keeps no state is said first (a watermark
+        // would not make the setting mean anything).
+        ("SELECT id FROM s", "1h", false, "keeps none"),
         (
             "SELECT date_bin(INTERVAL '1 minute', ts) AS w, count(*) AS n FROM s GROUP BY 1",
             "1h",
