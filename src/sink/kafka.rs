@@ -317,17 +317,51 @@ impl KafkaSink {
     }
 
     /// Makes the progress topic where it is missing, and checks the output topic exists.
-    async fn ensure_topics(&self) -> Result<(), SinkError> {
+    async fn ensure_topics(&self) -> Result<(), Step> {
         let config = client_config(
             &self.config.bootstrap_servers,
             &self.config.properties,
             RESERVED,
         )
-        .map_err(|e| self.error(e))?;
-        let admin: AdminClient<DefaultClientContext> =
-            config.create().map_err(|e| self.error(e))?;
+        .map_err(Step::last)?;
+        let admin: AdminClient<DefaultClientContext> = config.create().map_err(Step::last)?;
         let timeout = self.config.retry.timeout;
-        let options = AdminOptions::new().operation_timeout(Some(timeout));
+        // The request too (librdkafka waits a minute by default for a broker that is not there).
+        let options = AdminOptions::new()
+            .operation_timeout(Some(timeout))
+            .request_timeout(Some(timeout));
+        let brokers = &self.config.bootstrap_servers;
+        let at = |doing: &str, e: KafkaError| {
+            let code = match &e {
+                KafkaError::AdminOp(code) => Some(*code),
+                e => e.rdkafka_error_code(),
+            };
+            let silent = matches!(
+                code,
+                Some(
+                    RDKafkaErrorCode::OperationTimedOut
+                        | RDKafkaErrorCode::RequestTimedOut
+                        | RDKafkaErrorCode::AllBrokersDown
+                        | RDKafkaErrorCode::BrokerTransportFailure
+                )
+            );
+            let text = format!(
+                "{doing} at {brokers}: {e}{}",
+                if silent {
+                    format!(
+                        " (no broker answered within {}: is Kafka running there, and reachable \
+                         from here?)",
+                        humantime::format_duration(timeout)
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            Step {
+                text,
+                again: silent,
+            }
+        };
         let progress = NewTopic::new(&self.config.progress_topic, 1, TopicReplication::Fixed(-1))
             .set("cleanup.policy", "compact");
         let mut topics = vec![progress];
@@ -341,12 +375,12 @@ impl KafkaSink {
         let results = admin
             .create_topics(&topics, &options)
             .await
-            .map_err(|e| self.error(format!("making the topics: {e}")))?;
+            .map_err(|e| at("making the topics", e))?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((name, code)) => {
-                    return Err(self.error(format!("making the topic `{name}`: {code}")));
+                    return Err(Step::last(format!("making the topic `{name}`: {code}")));
                 }
             }
         }
@@ -359,9 +393,9 @@ impl KafkaSink {
                 .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
         })
         .await
-        .map_err(|e| self.error(format!("looking up the topic: {e}")))?;
+        .map_err(|e| at("looking up the topic", e))?;
         if !exists {
-            return Err(self.error(format!(
+            return Err(Step::last(format!(
                 "the topic does not exist at {}; make it first, or set `partitions:` for the \
                  sink to make it",
                 self.config.bootstrap_servers
@@ -373,7 +407,15 @@ impl KafkaSink {
     /// Makes the topics and opens the producer where `live` is not open yet.
     async fn ensure_open(&self, live: &mut Option<Live>) -> Result<(), SinkError> {
         if live.is_none() {
-            self.ensure_topics().await?;
+            self.config
+                .retry
+                .run(
+                    "Kafka sink: making the topics",
+                    |step: &Step| step.again,
+                    || self.ensure_topics(),
+                )
+                .await
+                .map_err(|e| self.error(e))?;
             *live = Some(self.open_live().await?);
         }
         Ok(())
@@ -586,6 +628,31 @@ struct EncodedRow {
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
     headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// What a step toward the brokers failed with, and whether trying it again may get past it
+/// (no broker answered).
+struct Step {
+    /// What failed, in words.
+    text: String,
+    /// Whether to try again.
+    again: bool,
+}
+
+impl Step {
+    /// A failure that trying again would not get past.
+    fn last(text: impl std::fmt::Display) -> Self {
+        Self {
+            text: text.to_string(),
+            again: false,
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// Waits until every record sent has been delivered (its delivery report handled by the

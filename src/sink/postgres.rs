@@ -103,14 +103,31 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, C
     // The text is checked as written where it holds no `${VAR}` (those are filled in when
     // connecting, so that no secret is kept in the configuration).
     if !config.url.contains("${") {
-        tokio_postgres::Config::from_str(&config.url).map_err(|e| {
+        let parsed = tokio_postgres::Config::from_str(&config.url).map_err(|e| {
             ConfigError::at(
                 "url",
                 format!("not a PostgreSQL connection string or URL: {}", redact(&e)),
             )
         })?;
+        check_dbname(&parsed).map_err(|why| ConfigError::at("url", why))?;
     }
     Ok(Arc::new(config))
+}
+
+/// Refuses a database name with a `/` in it: a URL's path is the database alone, and a table
+/// written after it (`postgres://host/db/events`) belongs in `table:`.
+fn check_dbname(config: &tokio_postgres::Config) -> Result<(), String> {
+    match config.get_dbname() {
+        Some(name) if name.contains('/') => {
+            let (db, rest) = name.split_once('/').unwrap_or((name, ""));
+            Err(format!(
+                "the URL's path names the database `{name}`, with a `/` in it: a PostgreSQL \
+                 URL's path is the database alone (`{db}`); name the table (`{rest}`) with \
+                 `table:`"
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Whether the connection text `url` has a password that is not an environment variable
@@ -336,7 +353,20 @@ fn describe(e: &tokio_postgres::Error) -> String {
             }
             text
         }
-        None => redact(e),
+        // The client's own text ("error connecting to server") leaves the cause to its
+        // sources ("Connection refused").
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !text.contains(&cause_text) {
+                    text.push_str(&format!(": {cause_text}"));
+                }
+                source = cause.source();
+            }
+            redact(&text)
+        }
     }
 }
 
@@ -383,6 +413,7 @@ impl PostgresSink {
                 "`url` is not a PostgreSQL connection string or URL: {why}"
             )))
         })?;
+        check_dbname(&config).map_err(|why| Failure::Fatal(self.error(format!("`url`: {why}"))))?;
         let timeout = self.config.retry.timeout;
         config
             .application_name(self.application_name(epoch))
@@ -1197,6 +1228,24 @@ mod tests {
         ]));
         let e = pg_columns(&bad).err().expect("refused");
         assert!(e.starts_with("column `nothing` is Null"), "{e}");
+    }
+
+    #[test]
+    fn a_table_written_into_the_url_is_refused_naming_the_key_to_use() {
+        let settings: serde_yaml::Mapping =
+            serde_yaml::from_str("url: postgres://u@localhost/db/events\ntable: t\n")
+                .expect("yaml");
+        let Err(e) = configure(&settings) else {
+            panic!("a database name with a `/` was taken");
+        };
+        let said = e.to_string();
+        assert!(
+            said.contains("`db/events`") && said.contains("(`events`) with `table:`"),
+            "{said}"
+        );
+        let settings: serde_yaml::Mapping =
+            serde_yaml::from_str("url: postgres://u@localhost/db\ntable: t\n").expect("yaml");
+        assert!(configure(&settings).is_ok());
     }
 
     #[test]

@@ -692,6 +692,42 @@ async fn a_run_paused_inside_its_transaction_commits_nothing_when_resumed() {
     }
 }
 
+/// No broker at the sink's address: each attempt waits the configured timeout (not
+/// librdkafka's minute), and the run exits 1 naming the brokers, having committed nothing.
+#[test]
+fn a_sink_whose_brokers_do_not_answer_names_them_after_its_retries() {
+    let ws = Workspace::new();
+    write_batch(&ws.path("in/clicks.json"), "json", &clicks(0, 5));
+    let yaml = format!(
+        "name: nobroker
+checkpoint: {ckpt}
+sources:
+  clicks: {{ kind: files, path: {input}, \
+         format: json, schema: {CLICK_SCHEMA_YAML} }}
+query: {QUERY}
+trigger: available-now
+\
+         sink:\n  kind: kafka\n  bootstrap_servers: 127.0.0.1:1\n  topic: t\n  \
+         retry: {{ attempts: 2, backoff: 100ms, timeout: 2s }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+    );
+    let started = Instant::now();
+    let run = sluice_run(&write_pipeline(&ws, &yaml), &[]);
+    let took = started.elapsed();
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let err = stderr(&run);
+    assert!(
+        err.contains("at 127.0.0.1:1")
+            && err.contains("no broker answered within 2s")
+            && err.contains("after 2 attempts"),
+        "{err}"
+    );
+    // Two attempts of 2 s and a backoff, not a minute each.
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert!(!ws.path("ckpt/commits/0").exists());
+}
+
 /// The broker stops mid-run: the run retries as configured, then exits 1 naming the brokers;
 /// with the broker back, the next run finishes with every row once.
 #[tokio::test]

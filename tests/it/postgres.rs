@@ -427,6 +427,7 @@ async fn a_server_down_at_start_or_mid_run_fails_the_run_cleanly_and_the_next_ru
     let err = stderr(&run);
     assert!(
         err.contains("connecting to postgresql://127.0.0.1:1/sluice/t")
+            && err.contains("Connection refused")
             && err.contains("after 2 attempts"),
         "{err}"
     );
