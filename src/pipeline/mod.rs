@@ -577,10 +577,8 @@ impl Pipeline {
                 "`late_rows` needs a source with a `watermark`; no source declares one".into(),
             );
         }
-        if let Some(ttl) = &self.state_ttl {
-            if ttl.after.is_zero() {
-                return Err("`state_ttl` must be longer than zero".into());
-            }
+        if self.state_ttl.is_some_and(|ttl| ttl.after.is_zero()) {
+            return Err("`state_ttl` must be longer than zero".into());
         }
         Ok(())
     }
