@@ -895,6 +895,9 @@ fn json(
     }
     let scanned = json_values(file, bytes, schema, also_known, on_error);
     let (mut values, mut skipped) = (scanned.values, scanned.skipped);
+    // The first value that fails (`on_error: fail`), once every value before it is found
+    // good: a later value's failure is not the one to name.
+    let mut failed = scanned.failed;
     // A value with none of the schema's fields (`{}`, or `TS` where the column is `ts`) is no
     // row of this source: a row of nulls would hide it. Kept only where its fields are
     // rescued.
@@ -911,7 +914,8 @@ fn json(
                 );
                 skipped += 1;
             } else {
-                return Err(SourceError::Malformed {
+                // Named only if no value before it fails to decode: decoding stops here.
+                failed = Some(SourceError::Malformed {
                     file: file.to_string(),
                     line: Some(value.line),
                     reason: format!(
@@ -932,6 +936,7 @@ fn json(
                         }
                     ),
                 });
+                break;
             }
         }
         values = kept;
@@ -965,8 +970,9 @@ fn json(
                 .map_err(|_| malformed_file(file, &joined_error))?
         }
     };
-    // A value that does not parse, after every value before it was found good.
-    if let Some(error) = scanned.failed {
+    // A value that does not parse or has none of the columns, after every value before it
+    // was found good.
+    if let Some(error) = failed {
         return Err(error);
     }
     let mut unknown_fields = BTreeSet::new();
@@ -1070,10 +1076,19 @@ fn json_values<'a>(
         };
         let error_line = line + at - 1;
         if on_error == OnError::Fail {
+            // Named by the line the value starts on (a line cut short reads on into the next:
+            // the next is not the one to blame), and where the parser stopped.
+            let reason = if error_line > line {
+                format!(
+                    "the value starting on this line does not parse: {problem} on line {error_line}"
+                )
+            } else {
+                problem
+            };
             scanned.failed = Some(SourceError::Malformed {
                 file: file.to_string(),
-                line: Some(error_line),
-                reason: problem,
+                line: Some(line),
+                reason,
             });
             break;
         }
@@ -1789,7 +1804,12 @@ mod tests {
         let d = json(text, OnError::Skip).expect("skip");
         assert_eq!((d.rows, d.skipped), (1, 1));
         let err = json(text, OnError::Fail).expect_err("bad").to_string();
-        assert!(err.starts_with("f.json line 3: "), "{err}");
+        // Named by the line the value starts on, with the line the parser stopped on.
+        assert!(err.starts_with("f.json line 1: "), "{err}");
+        assert!(
+            err.contains("does not parse: expected value on line 3"),
+            "{err}"
+        );
         assert!(
             !err.contains("column"),
             "said once, in the file's lines: {err}"

@@ -968,6 +968,34 @@ fn every_stuck_message_gives_a_command_that_gets_out() {
     );
 }
 
+/// Walk 5: of several bad lines of a JSON file, the first is named, whatever is wrong with
+/// each (a value that does not fit, one with none of the columns, one that does not parse).
+#[test]
+fn the_first_bad_json_line_is_the_one_named() {
+    for (text, line) in [
+        (
+            "{\"k\":\"a\",\"v\":1}\n{\"k\":\"a\",\"v\":2.5}\n{\"k\":\"a\",\"v\":\"x\"}\n{}\n",
+            2,
+        ),
+        ("{\"k\":\"a\",\"v\":1}\n{}\n{\"k\":\"a\",\"v\":\"x\"}\n", 2),
+        (
+            "{\"k\":\"a\",\"v\":1}\n{\"k\":\"a\",\"v\":1}\n{}\n{\"k\":\"a\"\n",
+            3,
+        ),
+        ("{\"k\":\"a\",\"v\":1}\n{\"k\":\"a\"\n{}\n", 2),
+    ] {
+        let ws = Workspace::new();
+        input(&ws, "0.json", text);
+        let out = run(&pipeline(&ws, "SELECT k, v FROM s", "append"), &ws);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        let said = stderr(&out);
+        assert!(
+            said.contains(&format!("0.json line {line}:")),
+            "{text}: {said}"
+        );
+    }
+}
+
 /// Walk 5: a first batch that fails on a bad row says that an edit (`on_error: skip`) applies
 /// to it only on a new checkpoint, since nothing was committed to take it back to; and that
 /// works.
