@@ -75,11 +75,11 @@ pub enum Error {
         /// Why it failed.
         source: Box<Error>,
     },
-    /// A batch failed on a row of its input; it stays planned with the pipeline file it has,
-    /// so the advice says how an edit (`on_error: skip`) comes to apply to it.
+    /// A batch failed on its input (a bad row, a file that does not fit the schema); it stays
+    /// planned with the pipeline file it has, so the advice says how an edit comes to apply.
     #[error(
         "{source}. Batch {batch} stays planned with this pipeline file: to plan it again with \
-         an edited one (such as `on_error: skip`), {advice}"
+         an edited one (`on_error: skip`, a corrected schema), {advice}"
     )]
     BadRow {
         /// The batch.

@@ -1259,7 +1259,14 @@ fn check_csv_header(file: &str, bytes: &Bytes, schema: &SchemaRef) -> Result<(),
         return Err(SourceError::SchemaMismatch {
             file: file.to_string(),
             reason: format!(
-                "its header has columns {found:?}, the source's schema has {expected:?}"
+                "its header has columns {found:?}, the source's schema has {expected:?}{}",
+                // Only the order differs: `schema:` is a mapping, `columns:` says the order.
+                if found.len() == expected.len() && found.iter().all(|f| expected.contains(f)) {
+                    "; to read the columns in the header's order, declare them as \
+                     `columns: [{name: ..., type: ...}, ...]` in that order"
+                } else {
+                    ""
+                }
             ),
         });
     }
@@ -1627,6 +1634,12 @@ mod tests {
             .to_string();
         assert!(err.contains("f.csv"), "{err}");
         assert!(err.contains("title"), "{err}");
+        assert!(!err.contains("columns: ["), "not an order problem: {err}");
+        // The same columns in another order: `columns:` declares the order.
+        let err = csv("name,id\na,1\n", OnError::Fail)
+            .expect_err("order")
+            .to_string();
+        assert!(err.contains("declare them as `columns: ["), "{err}");
     }
 
     /// A reader of `schema` (then `_rescued`) that keeps unknown fields.

@@ -996,6 +996,35 @@ fn the_first_bad_json_line_is_the_one_named() {
     }
 }
 
+/// Walk 5: a later batch whose file does not fit the declared schema (a CSV header in another
+/// order) says how an edit comes to apply to it: the batch is taken back first.
+#[test]
+fn a_file_that_does_not_fit_says_how_an_edit_applies() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(ws.path("in/0.csv"), "k,v\na,1\n").expect("input");
+    let yaml = format!(
+        "name: order\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: csv, schema: {{ k: string, v: bigint }} }}\nquery: SELECT k, v FROM s\n\
+         trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    assert!(run(&file, &ws).status.success());
+    std::fs::write(ws.path("in/1.csv"), "v,k\n2,b\n").expect("input");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1));
+    let said = stderr(&out);
+    assert!(
+        said.contains("1.csv does not fit")
+            && said.contains("`columns: [")
+            && said.contains(&format!("`sluice rewind {} --to 0`", ws.p("ckpt"))),
+        "{said}"
+    );
+}
+
 /// Walk 5: a first batch that fails on a bad row says that an edit (`on_error: skip`) applies
 /// to it only on a new checkpoint, since nothing was committed to take it back to; and that
 /// works.
