@@ -142,7 +142,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         if only.is_some_and(|n| n != batch.0) {
             continue;
         }
-        batches.push(view_batch(&location, *batch, &logs, pipeline.as_ref()).await?);
+        batches.push(view_batch(&location, spec, *batch, &logs, pipeline.as_ref()).await?);
     }
     if let Some(n) = only
         && batches.is_empty()
@@ -152,10 +152,18 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             describe_range(&logs.offsets)
         )));
     }
-    let last_commit = match logs.commits.last() {
-        Some(last) => checkpoint::read_commit(&location, *last).await?,
-        None => None,
-    };
+    // The newest commit that reads: a damaged one is shown in its batch's line, not an error.
+    let mut last_commit = None;
+    for batch in logs.commits.iter().rev() {
+        match checkpoint::read_commit(&location, *batch).await {
+            Ok(commit) => {
+                last_commit = commit;
+                break;
+            }
+            Err(checkpoint::CheckpointError::Corrupt { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
     let mut state = Vec::new();
     for operator in StateFiles::operators(&location).await? {
         let files = StateFiles::new(location.clone(), &operator).list().await?;
@@ -309,6 +317,7 @@ async fn sink_view(
 
 async fn view_batch(
     location: &Location,
+    spec: &str,
     batch: BatchId,
     logs: &LogListing,
     pipeline: Option<&crate::pipeline::Pipeline>,
@@ -317,10 +326,15 @@ async fn view_batch(
     let mut damaged = Vec::new();
     let offsets: Option<OffsetsEntry> = readable(
         checkpoint::read_offsets(location, batch).await,
+        spec,
         &mut damaged,
     )?;
     let commit = if logs.commits.contains(&batch) {
-        readable(checkpoint::read_commit(location, batch).await, &mut damaged)?
+        readable(
+            checkpoint::read_commit(location, batch).await,
+            spec,
+            &mut damaged,
+        )?
     } else {
         None
     };
@@ -370,14 +384,16 @@ async fn view_batch(
     })
 }
 
-/// An entry read, or `None` with the reason added to `damaged` where it is damaged.
+/// An entry read, or `None` with the reason added to `damaged` where it is damaged (with the
+/// commands that get past it, for checkpoint `spec`).
 fn readable<T>(
     result: Result<Option<T>, checkpoint::CheckpointError>,
+    spec: &str,
     damaged: &mut Vec<String>,
 ) -> Result<Option<T>, checkpoint::CheckpointError> {
     match result {
         Err(e @ checkpoint::CheckpointError::Corrupt { .. }) => {
-            damaged.push(e.to_string());
+            damaged.push(Error::from(e).in_checkpoint(spec).to_string());
             Ok(None)
         }
         other => other,

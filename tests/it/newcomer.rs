@@ -1876,9 +1876,22 @@ fn damaged_history_is_shown_and_taken_back() {
     assert!(out.status.success(), "{}", stderr(&out));
     let shown = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        shown.contains("damaged") && shown.contains("commits/1"),
+        shown.contains("damaged")
+            && shown.contains("commits/1")
+            && shown.contains(&format!("`sluice repair {}`", ws.p("ckpt"))),
         "{shown}"
     );
+    // The newest commit damaged too: shown the same way, not an error.
+    let newest = std::fs::read(ws.path("ckpt/commits/2")).expect("commit");
+    std::fs::write(ws.path("ckpt/commits/2"), "garbage").expect("damage");
+    let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        shown.contains("batch      2  damaged") && shown.contains("commits/2 line 1"),
+        "{shown}"
+    );
+    std::fs::write(ws.path("ckpt/commits/2"), newest).expect("restore");
     std::fs::write(ws.path("out/_sluice/manifest/2"), "v1\n{\"batch\":2,").expect("truncate");
     let out = run_bin(
         &["replay", &ws.p("ckpt"), "--batch", "2", "--verify"],
