@@ -229,7 +229,7 @@ impl BatchProgress {
                         String::new()
                     };
                     skipped.push_str(&format!(
-                        ", state {name}{} rows (+{} -{}{ttl}, {} B written)",
+                        ", state {name}{} rows ({} updated, {} removed{ttl}, {} B written)",
                         s.num_rows_total,
                         s.num_rows_updated,
                         s.num_rows_removed,

@@ -64,6 +64,34 @@ pub fn default_settings() -> PinnedSettings {
     }
 }
 
+/// A deserializer's message with Rust's type names said in words: "expected u64" is
+/// "expected a whole number, 0 or more".
+pub fn plain_types(message: &str) -> String {
+    const WORDS: [(&str, &str); 10] = [
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected u32", "expected a whole number, 0 or more"),
+        ("expected u16", "expected a whole number, 0 or more"),
+        ("expected u8", "expected a whole number, 0 or more"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ];
+    let mut message = message.to_string();
+    for (rust, words) in WORDS {
+        if let Some(at) = message.find(rust) {
+            // Whole words only: `expected u64` but not `expected u640`.
+            let end = at + rust.len();
+            if !message[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                message.replace_range(at..end, words);
+            }
+        }
+    }
+    message
+}
+
 /// An inclusive run of numbers (batches, offsets) as a message says it: `3`, or `3 to 5`.
 pub fn span(first: impl std::fmt::Display, last: impl std::fmt::Display) -> String {
     let (first, last) = (first.to_string(), last.to_string());

@@ -407,7 +407,7 @@ impl Pipeline {
             serde_path_to_error::deserialize(deserializer).map_err(|e| {
                 let path = e.path().to_string();
                 let inner = e.into_inner();
-                let message = with_suggestion(inner.to_string());
+                let message = crate::vocab::plain_types(&with_suggestion(inner.to_string()));
                 // A syntax error has no key yet (`sources.s.?`): its line and column say where.
                 if path.contains('?') {
                     let message = match message.rfind(" at line ") {
@@ -884,6 +884,22 @@ sink: { kind: files, path: out/clicks, format: parquet }
         assert!(err.contains("line 11"), "{err}");
         let err = parse(&GOOD.replace("format: json", "format: jsn")).expect_err("bad format");
         assert!(err.contains("did you mean `json`"), "{err}");
+        // A number where a word was written: said in words, not Rust's type names, and the
+        // key named once, in the pipeline's keys and in a source's.
+        let err = parse(&GOOD.replace("trigger:", "retain_batches: two\ntrigger:"))
+            .expect_err("a word for a number");
+        assert_eq!(
+            err,
+            "p.yaml: `retain_batches`: invalid type: string \"two\", expected a whole number, \
+             0 or more (line 11)"
+        );
+        let err = parse(&GOOD.replace("max_files_per_batch: 2", "max_files_per_batch: -2"))
+            .expect_err("a negative count");
+        assert_eq!(
+            err,
+            "p.yaml: `sources.clicks.max_files_per_batch`: invalid type: integer `-2`, expected \
+             a whole number, 0 or more (line 9)"
+        );
     }
 
     #[test]

@@ -128,6 +128,12 @@ pub fn parse_settings<T: serde::de::DeserializeOwned>(
             Some(at) => message[..at].to_string(),
             None => message,
         };
+        let message = crate::vocab::plain_types(&message);
+        // The path is named with the key; once is enough.
+        let message = match message.strip_prefix(&format!("{path}: ")) {
+            Some(rest) if path != "." => rest.to_string(),
+            _ => message,
+        };
         // An unknown key is reported at the map that holds it: name the key itself.
         let key = match message.strip_prefix("unknown field `") {
             Some(rest) => {
