@@ -438,9 +438,13 @@ fn render_text(view: &CheckpointView) -> String {
     if let Some(sink) = &view.sink {
         let _ = writeln!(
             out,
-            "sink        {} {} ({} mode): {}",
+            "sink        {}{} ({} mode): {}",
             sink.kind,
-            sink.path.as_deref().unwrap_or(""),
+            sink.path
+                .as_deref()
+                .filter(|path| !path.is_empty())
+                .map(|path| format!(" {path}"))
+                .unwrap_or_default(),
             sink.output_mode,
             match (&sink.unreadable, sink.last_batch) {
                 (Some(reason), _) => format!("cannot be read: {reason}"),

@@ -129,21 +129,24 @@ fn render(
     );
     let rows_in: u64 = batches.iter().map(|b| b.commit.rows_in).sum();
     let rows_out: u64 = batches.iter().map(|b| b.commit.rows_out).sum();
-    let range = match (batches.first(), batches.last()) {
-        (Some(a), Some(b)) => crate::vocab::span(a.batch, b.batch),
+    let charted = match (batches.first(), batches.last()) {
+        (Some(a), Some(b)) => format!(
+            "{} ({}; older ones are purged by the retention)",
+            batches.len(),
+            crate::vocab::span(a.batch, b.batch)
+        ),
         _ => "none".into(),
     };
     let _ = write!(
         page,
         "<table class=\"summary\">\n<tr><th>checkpoint</th><td>{}</td></tr>\n\
          <tr><th>pipeline id</th><td>{}</td></tr>\n<tr><th>created</th><td>{}</td></tr>\n\
-         <tr><th>committed batches charted</th><td>{} ({range}; older ones are purged by the \
-         retention)</td></tr>\n<tr><th>pending batch</th><td>{}</td></tr>\n\
+         <tr><th>committed batches charted</th><td>{charted}</td></tr>\n\
+         <tr><th>pending batch</th><td>{}</td></tr>\n\
          <tr><th>rows in / out</th><td>{rows_in} / {rows_out}</td></tr>\n</table>\n",
         escape(spec),
         metadata.id,
         escape(&metadata.created),
-        batches.len(),
         pending.map_or("none".into(), |b| b.to_string()),
     );
     if batches.is_empty() {
@@ -468,7 +471,8 @@ fn number_label(v: &f64) -> String {
         format!("{:.1}M", v / 1e6)
     } else if a >= 1e4 {
         format!("{:.0}k", v / 1e3)
-    } else if a >= 10.0 || *v == 0.0 {
+    } else if a >= 10.0 || v.fract() == 0.0 {
+        // A whole number (a count of rows) needs no decimals.
         format!("{v:.0}")
     } else {
         format!("{v:.2}")

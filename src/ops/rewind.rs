@@ -24,8 +24,8 @@ pub struct Rewound {
     /// The batches taken back, newest first, each with how many sink files it deleted (its
     /// manifest, state version and log entries go with it).
     pub taken_back: Vec<(BatchId, u64)>,
-    /// Where each batch taken back was taken from: its sink's folder or URL, as the pipeline
-    /// file it ran with names it.
+    /// Where each batch taken back was taken from: its sink's folder or URL, and its late-rows
+    /// sink's (`out and late_out`), as the pipeline file it ran with names them.
     pub sinks: BTreeMap<BatchId, String>,
     /// Whether a state version went with each batch (the query keeps state).
     pub stateful: bool,
@@ -191,9 +191,15 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
             .await?;
         rewound.taken_back.push((batch, deleted));
         if let Some(sink) = pipeline.sink.connector().location() {
+            let late = pipeline
+                .late_rows
+                .as_ref()
+                .and_then(|late| late.connector().location())
+                .map(|late| format!(" and {}", crate::secret::redact_url(&late)))
+                .unwrap_or_default();
             rewound
                 .sinks
-                .insert(batch, crate::secret::redact_url(&sink));
+                .insert(batch, format!("{}{late}", crate::secret::redact_url(&sink)));
         }
     }
     let check = LogListing::read(location).await?;
