@@ -174,8 +174,9 @@ pub enum SinkError {
     },
     /// The output folder belongs to another pipeline or checkpoint, found before any batch.
     #[error(
-        "{location} belongs to another pipeline or checkpoint{} (its _sluice/owner names pipeline \
-         id {owner}; this checkpoint's is {ours}): give each pipeline and checkpoint its own \
+        "{location} belongs to another pipeline or checkpoint{} (its _sluice records, the owner \
+         record or the newest manifest entry, name pipeline id {owner}; this checkpoint's is \
+         {ours}): give each pipeline and checkpoint its own \
          output folder (to start this pipeline over on a new checkpoint, give it a new, empty \
          `sink.path`, or empty this folder if its output is no longer wanted)",
         named(owner_label)

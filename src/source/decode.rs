@@ -1206,7 +1206,8 @@ fn csv_slow(
             Ok(n) => n,
             Err(e) if on_error == OnError::Skip => {
                 // The record cannot even be split into fields: skip to the next line.
-                tracing::info!(file, line, error = %e, "skipping malformed CSV row");
+                let error = csv_reason(file, line, &e, schema);
+                tracing::info!(file, line, %error, "skipping malformed CSV row");
                 skipped += 1;
                 let n = bytes[pos..]
                     .iter()
@@ -1229,7 +1230,9 @@ fn csv_slow(
             Ok(None) => {}
             Err(_) if blank => {}
             Err(e) if on_error == OnError::Skip => {
-                tracing::info!(file, line, error = %e, "skipping malformed CSV row");
+                // Said as an error would say it: the column named, the file's line.
+                let error = csv_reason(file, line, &e, schema);
+                tracing::info!(file, line, %error, "skipping malformed CSV row");
                 skipped += 1;
             }
             Err(e) => return Err(csv_malformed(file, line, &e, schema)),
@@ -1389,6 +1392,14 @@ fn malformed_file(file: &str, error: &ArrowError) -> SourceError {
         file: file.to_string(),
         line: None,
         reason: error.to_string(),
+    }
+}
+
+/// What [`csv_malformed`] says is wrong with the record, without the file and line.
+fn csv_reason(file: &str, line: usize, error: &ArrowError, schema: &SchemaRef) -> String {
+    match csv_malformed(file, line, error, schema) {
+        SourceError::Malformed { reason, .. } => reason,
+        other => other.to_string(),
     }
 }
 
