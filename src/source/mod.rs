@@ -13,7 +13,9 @@ mod hive;
 mod infer;
 #[cfg(feature = "kafka")]
 pub(crate) mod kafka;
+mod nats;
 mod nexmark;
+mod payload;
 mod rate;
 
 use std::sync::Arc;
@@ -42,11 +44,17 @@ pub struct SourceKind {
 /// Every kind of source: one line per kind. A kind lives in its own module under
 /// `src/source/`, and passes the source contract suite (`tests/it/contract.rs`).
 #[cfg(feature = "kafka")]
-pub const KINDS: &[SourceKind] = &[files::KIND, rate::KIND, nexmark::KIND, kafka::KIND];
+pub const KINDS: &[SourceKind] = &[
+    files::KIND,
+    rate::KIND,
+    nexmark::KIND,
+    kafka::KIND,
+    nats::KIND,
+];
 /// Every kind of source: one line per kind. A kind lives in its own module under
 /// `src/source/`, and passes the source contract suite (`tests/it/contract.rs`).
 #[cfg(not(feature = "kafka"))]
-pub const KINDS: &[SourceKind] = &[files::KIND, rate::KIND, nexmark::KIND];
+pub const KINDS: &[SourceKind] = &[files::KIND, rate::KIND, nexmark::KIND, nats::KIND];
 
 /// Kinds this build leaves out, with the cargo feature that builds them in.
 #[cfg(not(feature = "kafka"))]

@@ -326,7 +326,7 @@ async fn the_nexmark_source_keeps_the_source_contract() {
 
 #[test]
 fn every_registered_source_kind_has_a_contract_test() {
-    let tested = ["files", "rate", "nexmark", "kafka"];
+    let tested = ["files", "rate", "nexmark", "kafka", "nats"];
     for kind in sluice::source::KINDS {
         assert!(
             tested.contains(&kind.name),

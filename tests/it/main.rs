@@ -10,6 +10,7 @@ mod field;
 #[cfg(feature = "kafka")]
 mod kafka;
 mod layout;
+mod nats;
 mod newcomer;
 mod nexmark;
 mod postgres;

@@ -34,12 +34,10 @@ use std::time::{Duration, Instant};
 pub(crate) mod client;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use datafusion::arrow::array::{
-    ArrayRef, BinaryBuilder, Int32Array, Int64Array, ListBuilder, StringArray, StringBuilder,
-    StructBuilder, TimestampMicrosecondArray,
+    ArrayRef, BinaryBuilder, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -48,16 +46,16 @@ use rdkafka::message::{Headers, Timestamp};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Deserialize;
 
+use super::payload::{PayloadDecoder, PayloadFormat};
 use super::{
-    Admission, BatchInput, ConfigError, Lag, PartLag, Reader, Source, SourceConnector, SourceError,
+    Admission, BatchInput, ConfigError, Lag, PartLag, Source, SourceConnector, SourceError,
     SourceKind, parse_settings,
 };
 use crate::checkpoint::{BatchId, CheckpointError};
-use crate::format::{EpochUnit, FileFormat, OnError};
+use crate::format::{EpochUnit, OnError};
 use crate::retry::RetrySettings;
 use crate::source::kafka::client::{blocking, check_properties, client_config};
 use crate::storage::{Location, StoreHook};
-use crate::vocab::keyword_enum;
 
 /// The Kafka source in the registry.
 pub(super) const KIND: SourceKind = SourceKind {
@@ -84,25 +82,6 @@ const ROWS_PER_RECORD_BATCH: usize = 8192;
 /// The offsets of each partition of each topic (an end offset: the next offset to read).
 type Offsets = BTreeMap<String, BTreeMap<i32, i64>>;
 
-keyword_enum!(
-    /// How a Kafka record's value becomes columns.
-    ValueFormat {
-        /// The value as bytes, in the `value` column (with Spark's other columns).
-        Raw => "raw",
-        /// A JSON object per value, decoded into the declared schema.
-        Json => "json",
-        /// A CSV line per value (no header), decoded into the declared schema in its order.
-        Csv => "csv",
-    }
-);
-
-#[allow(clippy::derivable_impls)]
-impl Default for ValueFormat {
-    fn default() -> Self {
-        Self::Raw
-    }
-}
-
 /// The metadata columns a Kafka source can give, in Spark's order, with their types.
 fn metadata_field(name: &str) -> Option<Field> {
     let timestamp = DataType::Timestamp(TimeUnit::Microsecond, None);
@@ -114,7 +93,7 @@ fn metadata_field(name: &str) -> Option<Field> {
         "offset" => Field::new("offset", DataType::Int64, false),
         "timestamp" => Field::new("timestamp", timestamp, true),
         "timestamp_type" => Field::new("timestamp_type", DataType::Int32, true),
-        "headers" => Field::new("headers", headers_type(), true),
+        "headers" => Field::new("headers", super::payload::headers_type(), true),
         _ => return None,
     })
 }
@@ -129,21 +108,6 @@ const METADATA: [&str; 8] = [
     "timestamp_type",
     "headers",
 ];
-
-fn header_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("key", DataType::Utf8, false),
-        Field::new("value", DataType::Binary, true),
-    ])
-}
-
-fn headers_type() -> DataType {
-    DataType::List(Arc::new(Field::new(
-        "item",
-        DataType::Struct(header_fields()),
-        true,
-    )))
-}
 
 /// One topic, or several.
 #[derive(Debug, Clone, Deserialize)]
@@ -219,7 +183,7 @@ pub struct KafkaConfig {
     pub fail_on_data_loss: bool,
     /// How a record's value becomes columns: `raw` (the default), `json` or `csv`.
     #[serde(default)]
-    pub format: ValueFormat,
+    pub format: PayloadFormat,
     /// The columns a `json` or `csv` value decodes into: column name to SQL type, in order.
     #[serde(default)]
     pub schema: Option<indexmap::IndexMap<String, String>>,
@@ -315,7 +279,7 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
         ));
     }
     match config.format {
-        ValueFormat::Raw => {
+        PayloadFormat::Raw => {
             if config.schema.is_some() {
                 return Err(ConfigError::at(
                     "schema",
@@ -336,7 +300,7 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
                 ));
             }
         }
-        ValueFormat::Json | ValueFormat::Csv => {
+        PayloadFormat::Json | PayloadFormat::Csv => {
             let Some(schema) = &config.schema else {
                 return Err(ConfigError::at(
                     "schema",
@@ -1046,60 +1010,35 @@ impl KafkaSource {
                 })
                 .collect();
         };
-        // Values to decode: a record without one is malformed.
-        let mut good: Vec<&Record> = Vec::with_capacity(records.len());
-        for record in records {
-            if record.value.as_deref().is_none_or(<[u8]>::is_empty) {
-                let reason = "the record has no value (a tombstone?)".to_string();
-                match self.config.on_error {
-                    OnError::Fail => return Err(self.malformed(range, record.offset, &reason)),
-                    OnError::Skip => *skipped += 1,
-                }
-            } else {
-                good.push(record);
-            }
-        }
         let value_columns: Vec<usize> = schema
             .fields()
             .iter()
             .filter_map(|f| value_schema.index_of(f.name()).ok())
             .collect();
-        let decoded = self.decode(range, &good, value_schema, &value_columns)?;
-        let (batches, kept): (Vec<RecordBatch>, Vec<&Record>) = match decoded {
-            Ok(decoded) => {
-                unknown.0 += decoded.unknown_rows;
-                unknown.1.extend(decoded.unknown_fields);
-                (decoded.batches, good)
-            }
-            Err(bad) => {
-                // Some values do not decode and are skipped: decode each alone, to keep each
-                // row beside its record's columns.
-                let mut batches = Vec::new();
-                let mut kept = Vec::new();
-                for record in good {
-                    match self.decode(range, &[record], value_schema, &value_columns)? {
-                        Ok(one) if one.rows == 1 => {
-                            unknown.0 += one.unknown_rows;
-                            unknown.1.extend(one.unknown_fields);
-                            batches.extend(one.batches);
-                            kept.push(record);
-                        }
-                        _ => *skipped += 1,
-                    }
-                }
-                tracing::debug!("{bad} values skipped");
-                (batches, kept)
-            }
+        let decoder = PayloadDecoder {
+            format: self.config.format,
+            schema: value_schema,
+            wanted: &value_columns,
+            on_error: self.config.on_error,
+            epoch_unit: self.config.epoch_unit,
         };
-        let decoded_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        if decoded_rows != kept.len() {
-            return Err(self.connector_error(format!(
-                "{} partition {}: {decoded_rows} rows decoded from {} values",
-                range.topic,
-                range.partition,
-                kept.len()
-            )));
-        }
+        let values: Vec<Option<&[u8]>> = records.iter().map(|r| r.value.as_deref()).collect();
+        let decoded = decoder
+            .decode(&values, &|i, reason| {
+                self.malformed(range, records[i].offset, reason)
+            })
+            .map_err(|e| match e {
+                SourceError::Read { reason, .. } => self.connector_error(format!(
+                    "{} partition {}: {reason}",
+                    range.topic, range.partition
+                )),
+                e => e,
+            })?;
+        *skipped += decoded.skipped;
+        unknown.0 += decoded.unknown_rows;
+        unknown.1.extend(decoded.unknown_fields);
+        let batches = decoded.batches;
+        let kept: Vec<&Record> = decoded.kept.iter().map(|&i| &records[i]).collect();
         let mut out = Vec::with_capacity(batches.len());
         let mut at = 0;
         for decoded in batches {
@@ -1119,87 +1058,6 @@ impl KafkaSource {
             out.push(batch(schema, columns, n)?);
         }
         Ok(out)
-    }
-
-    /// Decodes `records`' values into the value columns `wanted` (indices of `value_schema`):
-    /// `Ok(Err(n))` when `n` values were skipped as malformed.
-    fn decode(
-        &self,
-        range: &Range,
-        records: &[&Record],
-        value_schema: &SchemaRef,
-        wanted: &[usize],
-    ) -> Result<Result<super::Decoded, u64>, SourceError> {
-        let format = match self.config.format {
-            ValueFormat::Csv => FileFormat::Csv,
-            _ => FileFormat::Json,
-        };
-        let mut text = Vec::new();
-        let mut first_line = 1;
-        if format == FileFormat::Csv {
-            let header: Vec<&str> = value_schema
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect();
-            text.extend_from_slice(header.join(",").as_bytes());
-            text.push(b'\n');
-            first_line = 2;
-        }
-        for record in records {
-            let value = record.value.as_deref().unwrap_or_default();
-            if format == FileFormat::Json && value.contains(&b'\n') {
-                // A JSON value may span lines; the decoder reads one value per line.
-                match serde_json::from_slice::<serde_json::Value>(value) {
-                    Ok(v) => text.extend_from_slice(v.to_string().as_bytes()),
-                    Err(e) => {
-                        if self.config.on_error == OnError::Fail {
-                            return Err(self.malformed(range, record.offset, &e.to_string()));
-                        }
-                        return Ok(Err(1));
-                    }
-                }
-            } else {
-                text.extend_from_slice(value);
-            }
-            text.push(b'\n');
-        }
-        let reader = Reader {
-            format,
-            schema: Arc::clone(value_schema),
-            projection: Some(wanted.to_vec()),
-            on_error: self.config.on_error,
-            rescued: None,
-            epoch_unit: self.config.epoch_unit,
-        };
-        let label = format!("{}/{}", range.topic, range.partition);
-        match reader.decode(&label, "", &Bytes::from(text)) {
-            Ok(decoded) if decoded.skipped > 0 => Ok(Err(decoded.skipped)),
-            Ok(decoded) => Ok(Ok(decoded)),
-            Err(SourceError::Malformed {
-                line: Some(line),
-                reason,
-                ..
-            }) => {
-                // A value cut short makes a JSON decoder read on into the next line and fail
-                // there: the record to blame is the first that fails alone.
-                if records.len() > 1 {
-                    for record in records {
-                        let _decoded_alone = self.decode(range, &[record], value_schema, wanted)?;
-                    }
-                }
-                let blamed = match records {
-                    [only] => Some(*only),
-                    _ => line
-                        .checked_sub(first_line)
-                        .and_then(|i| records.get(i))
-                        .copied(),
-                };
-                let offset = blamed.map_or(-1, |r| r.offset);
-                Err(self.malformed(range, offset, &reason))
-            }
-            Err(e) => Err(e),
-        }
     }
 
     fn malformed(&self, range: &Range, offset: i64, reason: &str) -> SourceError {
@@ -1447,26 +1305,8 @@ fn metadata_array<R: std::borrow::Borrow<Record>>(
                 .map(|r| r.timestamp.map(|(_, t)| t))
                 .collect::<Vec<_>>(),
         )),
-        "headers" => {
-            let fields = header_fields();
-            let mut b = ListBuilder::new(StructBuilder::from_fields(fields, 0));
-            for r in records {
-                let entries = b.values();
-                for (key, value) in &r.headers {
-                    entries
-                        .field_builder::<StringBuilder>(0)
-                        .ok_or_else(|| read_error("headers key builder"))?
-                        .append_value(key);
-                    entries
-                        .field_builder::<BinaryBuilder>(1)
-                        .ok_or_else(|| read_error("headers value builder"))?
-                        .append_option(value.as_deref());
-                    entries.append(true);
-                }
-                b.append(true);
-            }
-            Arc::new(b.finish())
-        }
+        "headers" => super::payload::headers_array(records.map(|r| r.headers.as_slice()))
+            .map_err(|e| read_error(&e))?,
         other => return Err(read_error(&format!("no Kafka column `{other}`"))),
     })
 }

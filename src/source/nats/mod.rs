@@ -1,0 +1,882 @@
+//! The NATS JetStream source: a stream's messages as rows, read by stream sequence.
+//!
+//! A JetStream stream numbers every message it stores with a stream sequence (1, 2, ...);
+//! messages leave it only from the front (its limits, a purge) or one by one (a delete). An
+//! end offset is `{"stream": S, "first": F, "sequence": E}`: the batch reads the messages of
+//! stream `S` with sequences after the previous batch's `E` (from `F`, the first batch's
+//! start, for the first batch) up to `E`, and only those on `filter_subject` where one is set.
+//! `F` is resolved once, when the first batch is planned (`starting_sequence`: `earliest`, the
+//! stream's first message then; `latest`, the next message published; or a number) and stays in
+//! every offset, so a replay reads exactly the same messages. A range whose messages have left
+//! the front of the stream since is an error naming the sequences (as Spark's
+//! `failOnDataLoss`).
+//!
+//! Columns (`format: raw`): `subject`, `sequence`, `timestamp` (when the server stored the
+//! message, microseconds UTC), `headers` (a list of `{key, value}`) and `payload` (bytes). With
+//! `format: json` or `csv` and a declared `schema:`, the payload is decoded into the schema's
+//! columns as the files source decodes a file ([`super::payload`]), and `metadata_columns`
+//! adds the others after them.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_trait::async_trait;
+use datafusion::arrow::array::TimestampMicrosecondArray;
+use datafusion::arrow::array::{ArrayRef, BinaryArray, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::payload::{PayloadDecoder, PayloadFormat, headers_array, headers_type};
+use super::{
+    Admission, BatchInput, ConfigError, Lag, PartLag, Source, SourceConnector, SourceError,
+    SourceKind, parse_settings,
+};
+use crate::checkpoint::{BatchId, CheckpointError};
+use crate::format::{EpochUnit, OnError};
+use crate::retry::RetrySettings;
+use crate::storage::{Location, StoreHook};
+
+/// The NATS source in the registry.
+pub(super) const KIND: SourceKind = SourceKind {
+    name: "nats",
+    configure,
+};
+
+/// Messages per record batch of a read.
+const ROWS_PER_RECORD_BATCH: usize = 8192;
+
+/// The columns a message has besides a decoded payload, in their order.
+const METADATA: [&str; 5] = ["subject", "sequence", "timestamp", "headers", "payload"];
+
+fn metadata_field(name: &str) -> Option<Field> {
+    Some(match name {
+        "subject" => Field::new("subject", DataType::Utf8, false),
+        "sequence" => Field::new("sequence", DataType::Int64, false),
+        "timestamp" => Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
+        "headers" => Field::new("headers", headers_type(), true),
+        "payload" => Field::new("payload", DataType::Binary, true),
+        _ => return None,
+    })
+}
+
+/// Where the first batch starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartingSequence {
+    /// The stream's first message when the first batch is planned.
+    Earliest,
+    /// The next message published after the first batch is planned.
+    Latest,
+    /// This stream sequence.
+    At(u64),
+}
+
+impl<'de> Deserialize<'de> for StartingSequence {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(0) => Err(serde::de::Error::custom(
+                "stream sequences start at 1; write `earliest` for the first message there is",
+            )),
+            Raw::Number(n) => Ok(Self::At(n)),
+            Raw::Word(w) if w == "earliest" => Ok(Self::Earliest),
+            Raw::Word(w) if w == "latest" => Ok(Self::Latest),
+            Raw::Word(w) => Err(serde::de::Error::custom(crate::vocab::unknown_keyword(
+                &w,
+                &["earliest", "latest", "<a stream sequence>"],
+            ))),
+        }
+    }
+}
+
+fn earliest() -> StartingSequence {
+    StartingSequence::Earliest
+}
+
+/// The settings of a NATS JetStream source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// The server(s) to connect to, `nats://host:port[,nats://host:port...]` (`${VAR}` read
+    /// from the environment when connecting).
+    pub url: String,
+    /// The JetStream stream to read.
+    pub stream: String,
+    /// Only the stream's messages on this subject (wildcards `*` and `>` as NATS reads them).
+    #[serde(default)]
+    pub filter_subject: Option<String>,
+    /// Where the first batch starts: `earliest` (the default), `latest`, or a stream sequence.
+    #[serde(default = "earliest")]
+    pub starting_sequence: StartingSequence,
+    /// At most this many stream sequences per batch; everything available where absent.
+    #[serde(default)]
+    pub max_records_per_batch: Option<u64>,
+    /// How a payload becomes columns: `raw` (the default), `json` or `csv`.
+    #[serde(default)]
+    pub format: PayloadFormat,
+    /// The columns a `json` or `csv` payload decodes into: column name to SQL type, in order.
+    #[serde(default)]
+    pub schema: Option<indexmap::IndexMap<String, String>>,
+    /// With `json` or `csv`: the message's columns to add after the decoded ones (`subject`,
+    /// `sequence`, `timestamp`, `headers`).
+    #[serde(default)]
+    pub metadata_columns: Vec<String>,
+    /// What to do with a payload that does not decode: `fail` (the default) or `skip`.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// With `json` or `csv`: the unit of a number in a declared `timestamp` column.
+    #[serde(default)]
+    pub epoch_unit: Option<EpochUnit>,
+    /// Retries of each request to the server and of each batch's read.
+    #[serde(default)]
+    pub retry: RetrySettings,
+}
+
+fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>, ConfigError> {
+    let config: NatsConfig = parse_settings(settings)?;
+    if config.url.trim().is_empty() {
+        return Err(ConfigError::at("url", "`url` is empty"));
+    }
+    if config.stream.trim().is_empty() {
+        return Err(ConfigError::at("stream", "`stream` is empty"));
+    }
+    if config.max_records_per_batch == Some(0) {
+        return Err(ConfigError::at(
+            "max_records_per_batch",
+            "`max_records_per_batch` must be at least 1",
+        ));
+    }
+    config.retry.check()?;
+    match config.format {
+        PayloadFormat::Raw => {
+            for (key, set) in [
+                ("schema", config.schema.is_some()),
+                ("metadata_columns", !config.metadata_columns.is_empty()),
+                ("epoch_unit", config.epoch_unit.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::at(
+                        key,
+                        format!(
+                            "`{key}` is for a decoded payload: set `format: json` or `format: \
+                             csv` with a `schema:` (with `format: raw` every message column is \
+                             there already)"
+                        ),
+                    ));
+                }
+            }
+        }
+        PayloadFormat::Json | PayloadFormat::Csv => {
+            if config.schema.is_none() {
+                return Err(ConfigError::at(
+                    "schema",
+                    format!(
+                        "`format: {}` decodes each payload into declared columns: add \
+                         `schema:` (column: SQL type)",
+                        config.format
+                    ),
+                ));
+            }
+            let mut seen = BTreeSet::new();
+            for (i, name) in config.metadata_columns.iter().enumerate() {
+                let key = format!("metadata_columns.{i}");
+                if name == "payload" || metadata_field(name).is_none() {
+                    return Err(ConfigError::at(
+                        &key,
+                        crate::vocab::unknown_keyword(name, &METADATA[..4]),
+                    ));
+                }
+                if !seen.insert(name) {
+                    return Err(ConfigError::at(&key, format!("`{name}` is listed twice")));
+                }
+                if config.schema.as_ref().is_some_and(|s| s.contains_key(name)) {
+                    return Err(ConfigError::at(
+                        &key,
+                        format!("`{name}` is a column of the schema already"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(Arc::new(config))
+}
+
+impl NatsConfig {
+    /// The declared payload schema, for `json` and `csv`.
+    async fn payload_schema(&self, name: &str) -> Result<Option<SchemaRef>, SourceError> {
+        let Some(schema) = &self.schema else {
+            return Ok(None);
+        };
+        let columns: Vec<(String, String)> =
+            schema.iter().map(|(c, t)| (c.clone(), t.clone())).collect();
+        let schema = crate::format::schema_from_sql_types(&columns)
+            .await
+            .map_err(|e| SourceError::Config {
+                source_name: name.to_string(),
+                reason: e.to_string(),
+            })?;
+        if let Some(unit) = self.epoch_unit {
+            crate::format::check_epoch_unit(unit, &schema).map_err(|reason| {
+                SourceError::Config {
+                    source_name: name.to_string(),
+                    reason,
+                }
+            })?;
+        }
+        Ok(Some(schema))
+    }
+
+    /// The source's columns: every message column (`raw`), or the payload's then the
+    /// metadata columns asked for.
+    fn columns(&self, payload: Option<&SchemaRef>) -> SchemaRef {
+        let fields: Vec<Field> = match payload {
+            None => METADATA.iter().filter_map(|n| metadata_field(n)).collect(),
+            Some(payload) => payload
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .chain(
+                    self.metadata_columns
+                        .iter()
+                        .filter_map(|n| metadata_field(n)),
+                )
+                .collect(),
+        };
+        Arc::new(Schema::new(fields))
+    }
+}
+
+/// An end offset: the stream, the first batch's first sequence, and the last sequence read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Offset {
+    /// The first sequence of the first batch.
+    first: u64,
+    /// The last sequence this batch reads (and every batch before it).
+    sequence: u64,
+}
+
+/// A stored message, as the source reads it.
+struct Message {
+    subject: String,
+    sequence: u64,
+    /// When the server stored it, microseconds since the Unix epoch.
+    timestamp_us: i64,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+    payload: Vec<u8>,
+}
+
+#[async_trait]
+impl SourceConnector for NatsConfig {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
+    async fn open(
+        &self,
+        name: &str,
+        _checkpoint: &Location,
+        _hook: Option<&StoreHook>,
+        _sync: bool,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        let payload_schema = self.payload_schema(name).await?;
+        let schema = self.columns(payload_schema.as_ref());
+        Ok(Box::new(NatsSource {
+            name: name.to_string(),
+            config: self.clone(),
+            schema,
+            payload_schema,
+            context: tokio::sync::OnceCell::new(),
+            frozen: None,
+        }))
+    }
+
+    async fn peek_schema(&self, name: &str) -> Result<Option<SchemaRef>, SourceError> {
+        let payload = self.payload_schema(name).await?;
+        Ok(Some(self.columns(payload.as_ref())))
+    }
+
+    fn describe_offset(&self, _name: &str, offset: &serde_json::Value) -> String {
+        match serde_json::from_value::<Offset>(offset.clone()) {
+            Ok(o) => format!(
+                "stream {} through sequence {} (from {})",
+                self.stream, o.sequence, o.first
+            ),
+            Err(_) => offset.to_string(),
+        }
+    }
+
+    async fn lag(
+        &self,
+        name: &str,
+        offset: &serde_json::Value,
+    ) -> Result<Option<Lag>, SourceError> {
+        let read = serde_json::from_value::<Offset>(offset.clone())
+            .map(|o| o.sequence)
+            .unwrap_or(0);
+        let source = NatsSource {
+            name: name.to_string(),
+            config: self.clone(),
+            schema: self.columns(None),
+            payload_schema: None,
+            context: tokio::sync::OnceCell::new(),
+            frozen: None,
+        };
+        let state = source.stream_state().await?;
+        let lag = state.last.saturating_sub(read);
+        Ok(Some(Lag {
+            unit: "sequences",
+            total: lag,
+            parts: vec![PartLag {
+                part: format!("stream {}", self.stream),
+                offset: Some(i64::try_from(read + 1).unwrap_or(i64::MAX)),
+                end: i64::try_from(state.last + 1).unwrap_or(i64::MAX),
+                lag,
+            }],
+        }))
+    }
+
+    async fn check_forget(
+        &self,
+        _name: &str,
+        _checkpoint: &Location,
+        _to: BatchId,
+    ) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    async fn forget_batch(
+        &self,
+        _name: &str,
+        _checkpoint: &Location,
+        _batch: BatchId,
+    ) -> Result<u64, SourceError> {
+        // Nothing of its own to forget: a batch's range is all in `offsets/N`.
+        Ok(0)
+    }
+}
+
+/// A stream's sequences now: its first stored message and its last sequence (`first` is
+/// `last + 1` for an empty stream).
+#[derive(Debug, Clone, Copy)]
+struct StreamState {
+    first: u64,
+    last: u64,
+}
+
+/// A running NATS source.
+pub struct NatsSource {
+    name: String,
+    config: NatsConfig,
+    schema: SchemaRef,
+    payload_schema: Option<SchemaRef>,
+    /// The JetStream context, connected on first use.
+    context: tokio::sync::OnceCell<jetstream::Context>,
+    /// The last sequence `available-now` and `once` froze the input at.
+    frozen: Option<u64>,
+}
+
+impl std::fmt::Debug for NatsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSource")
+            .field("name", &self.name)
+            .field("stream", &self.config.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsSource {
+    fn error(&self, error: impl std::fmt::Display) -> SourceError {
+        SourceError::Connector {
+            source_name: self.name.clone(),
+            kind: KIND.name,
+            error: format!("stream `{}`: {error}", self.config.stream).into(),
+        }
+    }
+
+    /// The servers as written (a `${VAR}` is shown as written, never its value).
+    fn servers(&self) -> &str {
+        &self.config.url
+    }
+
+    /// The JetStream context, connecting (with retries) on first use.
+    async fn context(&self) -> Result<&jetstream::Context, SourceError> {
+        self.context
+            .get_or_try_init(|| async {
+                let url = crate::secret::expand_env(&self.config.url)
+                    .map_err(|e| self.error(format!("`url`: {e}")))?;
+                let timeout = self.config.retry.timeout;
+                let client = self
+                    .config
+                    .retry
+                    .run(
+                        &format!(
+                            "NATS source `{}`: connecting to {}",
+                            self.name,
+                            self.servers()
+                        ),
+                        |_| true,
+                        || async {
+                            async_nats::ConnectOptions::new()
+                                .connection_timeout(timeout)
+                                .request_timeout(Some(timeout))
+                                .connect(url.as_str())
+                                .await
+                                .map_err(|e| describe(&e))
+                        },
+                    )
+                    .await
+                    .map_err(|e| self.error(format!("connecting to {}: {e}", self.servers())))?;
+                Ok(jetstream::new(client))
+            })
+            .await
+    }
+
+    /// The stream's first and last sequences now (with retries).
+    async fn stream_state(&self) -> Result<StreamState, SourceError> {
+        let context = self.context().await?;
+        let name = self.config.stream.as_str();
+        // A stream that does not exist is not worth another attempt.
+        let missing = |e: &String| e.contains("stream not found");
+        let info = self
+            .config
+            .retry
+            .run(
+                &format!("NATS source `{}`: reading stream `{name}`", self.name),
+                |e: &String| !missing(e),
+                || async {
+                    let mut stream = context.get_stream(name).await.map_err(|e| describe(&e))?;
+                    stream
+                        .info()
+                        .await
+                        .map(|i| i.state.clone())
+                        .map_err(|e| describe(&e))
+                },
+            )
+            .await
+            .map_err(|e| {
+                let advice = if missing(&e.error) {
+                    "; make the stream first (`nats stream add`), or fix `stream:`"
+                } else {
+                    ""
+                };
+                self.error(format!(
+                    "cannot read the stream at {}: {e}{advice}",
+                    self.servers()
+                ))
+            })?;
+        Ok(StreamState {
+            first: info.first_sequence.max(1),
+            last: info.last_sequence,
+        })
+    }
+
+    fn parse(&self, offset: Option<&serde_json::Value>) -> Result<Option<Offset>, SourceError> {
+        let Some(offset) = offset.filter(|o| !o.is_null()) else {
+            return Ok(None);
+        };
+        let parsed: Offset = serde_json::from_value(offset.clone()).map_err(|e| {
+            SourceError::from(CheckpointError::Corrupt {
+                file: format!("offsets entry of source `{}`", self.name),
+                line: 1,
+                reason: format!("the NATS offset {offset} is not {{first, sequence}}: {e}"),
+            })
+        })?;
+        if let Some(stream) = offset.get("stream").and_then(serde_json::Value::as_str)
+            && stream != self.config.stream
+        {
+            return Err(SourceError::Config {
+                source_name: self.name.clone(),
+                reason: format!(
+                    "`stream` changed since the last batch (it read stream `{stream}`); a \
+                     source's stream cannot change once batches ran: put it back, or use a new \
+                     checkpoint with a new, empty `sink.path`"
+                ),
+            });
+        }
+        Ok(Some(parsed))
+    }
+
+    /// The first sequence of the first batch, as `starting_sequence` gives it against `now`.
+    fn initial(&self, now: StreamState) -> u64 {
+        match self.config.starting_sequence {
+            StartingSequence::Earliest => now.first,
+            StartingSequence::Latest => now.last + 1,
+            StartingSequence::At(n) => n,
+        }
+    }
+
+    /// The messages with sequences `from..=to` (on `filter_subject`), in order.
+    async fn fetch(&self, from: u64, to: u64) -> Result<Vec<Message>, SourceError> {
+        let context = self.context().await?;
+        let timeout = self.config.retry.timeout;
+        let read = self
+            .config
+            .retry
+            .run(
+                &format!(
+                    "NATS source `{}`: reading stream `{}` sequences {}",
+                    self.name,
+                    self.config.stream,
+                    crate::vocab::span(from, to)
+                ),
+                |_| true,
+                || read_range(context, &self.config, from, to, timeout),
+            )
+            .await
+            .map_err(|e| {
+                self.error(format!(
+                    "reading sequences {} at {}: {e}",
+                    crate::vocab::span(from, to),
+                    self.servers()
+                ))
+            })?;
+        Ok(read)
+    }
+
+    /// The rows of `messages` in `schema` (the source's columns, or those asked for).
+    fn rows(
+        &self,
+        messages: &[Message],
+        schema: &SchemaRef,
+        skipped: &mut u64,
+        unknown: &mut (u64, BTreeSet<String>),
+    ) -> Result<Vec<RecordBatch>, SourceError> {
+        let Some(payload_schema) = &self.payload_schema else {
+            return messages
+                .chunks(ROWS_PER_RECORD_BATCH)
+                .map(|chunk| {
+                    let refs: Vec<&Message> = chunk.iter().collect();
+                    self.batch(schema, &refs, None)
+                })
+                .collect();
+        };
+        let wanted: Vec<usize> = schema
+            .fields()
+            .iter()
+            .filter_map(|f| payload_schema.index_of(f.name()).ok())
+            .collect();
+        let decoder = PayloadDecoder {
+            format: self.config.format,
+            schema: payload_schema,
+            wanted: &wanted,
+            on_error: self.config.on_error,
+            epoch_unit: self.config.epoch_unit,
+        };
+        let payloads: Vec<Option<&[u8]>> = messages
+            .iter()
+            .map(|m| Some(m.payload.as_slice()))
+            .collect();
+        let decoded = decoder
+            .decode(&payloads, &|i, reason| {
+                self.malformed(messages[i].sequence, reason)
+            })
+            .map_err(|e| match e {
+                SourceError::Read { reason, .. } => self.error(reason),
+                e => e,
+            })?;
+        *skipped += decoded.skipped;
+        unknown.0 += decoded.unknown_rows;
+        unknown.1.extend(decoded.unknown_fields);
+        let kept: Vec<&Message> = decoded.kept.iter().map(|&i| &messages[i]).collect();
+        let mut out = Vec::with_capacity(decoded.batches.len());
+        let mut at = 0;
+        for rows in &decoded.batches {
+            let n = rows.num_rows();
+            out.push(self.batch(schema, &kept[at..at + n], Some(rows))?);
+            at += n;
+        }
+        Ok(out)
+    }
+
+    /// One record batch of `messages`: the decoded payload columns from `decoded` where
+    /// given, the message's own columns otherwise.
+    fn batch(
+        &self,
+        schema: &SchemaRef,
+        messages: &[&Message],
+        decoded: Option<&RecordBatch>,
+    ) -> Result<RecordBatch, SourceError> {
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                if let Some(decoded) = decoded
+                    && self
+                        .payload_schema
+                        .as_ref()
+                        .is_some_and(|p| p.index_of(f.name()).is_ok())
+                {
+                    let i = decoded
+                        .schema()
+                        .index_of(f.name())
+                        .map_err(|e| self.error(e))?;
+                    return Ok(Arc::clone(decoded.column(i)));
+                }
+                self.metadata_array(f.name(), messages)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(messages.len()));
+        RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)
+            .map_err(|e| self.error(e))
+    }
+
+    fn metadata_array(&self, name: &str, messages: &[&Message]) -> Result<ArrayRef, SourceError> {
+        Ok(match name {
+            "subject" => Arc::new(StringArray::from(
+                messages
+                    .iter()
+                    .map(|m| m.subject.as_str())
+                    .collect::<Vec<_>>(),
+            )),
+            "sequence" => Arc::new(Int64Array::from(
+                messages
+                    .iter()
+                    .map(|m| i64::try_from(m.sequence).unwrap_or(i64::MAX))
+                    .collect::<Vec<_>>(),
+            )),
+            "timestamp" => Arc::new(TimestampMicrosecondArray::from(
+                messages.iter().map(|m| m.timestamp_us).collect::<Vec<_>>(),
+            )),
+            "headers" => headers_array(messages.iter().map(|m| m.headers.as_slice()))
+                .map_err(|e| self.error(e))?,
+            "payload" => Arc::new(BinaryArray::from(
+                messages
+                    .iter()
+                    .map(|m| Some(m.payload.as_slice()))
+                    .collect::<Vec<_>>(),
+            )),
+            other => return Err(self.error(format!("no NATS column `{other}`"))),
+        })
+    }
+
+    fn malformed(&self, sequence: u64, reason: &str) -> SourceError {
+        SourceError::Malformed {
+            file: format!(
+                "source `{}`: stream {} sequence {sequence}",
+                self.name, self.config.stream
+            ),
+            line: None,
+            reason: format!("{reason} (set `on_error: skip` to skip and count such messages)"),
+        }
+    }
+}
+
+/// The messages of `config`'s stream with sequences `from..=to` (on its filter subject), read
+/// by an ordered consumer that starts at `from`; each wait for the next message is bounded by
+/// `timeout`.
+async fn read_range(
+    context: &jetstream::Context,
+    config: &NatsConfig,
+    from: u64,
+    to: u64,
+    timeout: Duration,
+) -> Result<Vec<Message>, String> {
+    let stream = context
+        .get_stream(config.stream.as_str())
+        .await
+        .map_err(|e| describe(&e))?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            filter_subject: config.filter_subject.clone().unwrap_or_default(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| describe(&e))?;
+    let mut out = Vec::new();
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(out);
+    }
+    let mut messages = consumer.messages().await.map_err(|e| describe(&e))?;
+    loop {
+        let next = tokio::time::timeout(timeout, messages.next())
+            .await
+            .map_err(|_| {
+                format!(
+                    "no message came within {} (`retry.timeout`)",
+                    humantime::format_duration(timeout)
+                )
+            })?;
+        let Some(message) = next else {
+            return Err("the server ended the read".into());
+        };
+        let message = message.map_err(|e| describe(&e))?;
+        let info = message.info().map_err(|e| describe(&*e))?;
+        let (sequence, pending) = (info.stream_sequence, info.pending);
+        if sequence > to {
+            break;
+        }
+        let timestamp_us =
+            i64::try_from(info.published.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX);
+        let headers = message
+            .headers
+            .as_ref()
+            .map(|h| {
+                let mut pairs: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+                for (key, values) in h.iter() {
+                    for value in values {
+                        pairs.push((key.to_string(), Some(value.as_str().as_bytes().to_vec())));
+                    }
+                }
+                pairs
+            })
+            .unwrap_or_default();
+        out.push(Message {
+            subject: message.subject.to_string(),
+            sequence,
+            timestamp_us,
+            headers,
+            payload: message.payload.to_vec(),
+        });
+        if sequence >= to || pending == 0 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// An error of the NATS client in words, with its causes.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(&format!(": {cause_text}"));
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[async_trait]
+impl Source for NatsSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn schema(&self) -> Option<SchemaRef> {
+        Some(Arc::clone(&self.schema))
+    }
+
+    async fn resolve_schema(&mut self) -> Result<Option<SchemaRef>, SourceError> {
+        Ok(Some(Arc::clone(&self.schema)))
+    }
+
+    async fn freeze(&mut self) -> Result<(), SourceError> {
+        self.frozen = Some(self.stream_state().await?.last);
+        Ok(())
+    }
+
+    async fn plan(
+        &mut self,
+        _batch: BatchId,
+        start: Option<&serde_json::Value>,
+        admission: Admission,
+    ) -> Result<Option<serde_json::Value>, SourceError> {
+        let now = self.stream_state().await?;
+        let (first, next) = match self.parse(start)? {
+            Some(offset) => (offset.first, offset.sequence + 1),
+            None => {
+                let first = self.initial(now);
+                (first, first)
+            }
+        };
+        let mut end = self.frozen.unwrap_or(now.last).min(now.last);
+        if let (Admission::SourceLimits, Some(limit)) =
+            (admission, self.config.max_records_per_batch)
+        {
+            end = end.min(next.saturating_add(limit - 1));
+        }
+        if end < next {
+            return Ok(None);
+        }
+        Ok(Some(serde_json::json!({
+            "stream": self.config.stream,
+            "first": first,
+            "sequence": end,
+        })))
+    }
+
+    async fn read(
+        &self,
+        start: Option<&serde_json::Value>,
+        end: &serde_json::Value,
+        columns: Option<&[String]>,
+    ) -> Result<BatchInput, SourceError> {
+        let schema = match columns {
+            Some(_) => {
+                let indices =
+                    super::column_indices(&self.name, "the NATS source", &self.schema, columns)?;
+                Arc::new(self.schema.project(&indices).map_err(|e| self.error(e))?)
+            }
+            None => Arc::clone(&self.schema),
+        };
+        let empty = |schema: SchemaRef| BatchInput {
+            schema,
+            // A table has at least one partition, even an empty one.
+            partitions: vec![Vec::new()],
+            rows: 0,
+            skipped: 0,
+            unknown_rows: 0,
+            unknown_fields: BTreeSet::new(),
+            files: 0,
+        };
+        let Some(end) = self.parse(Some(end))? else {
+            return Ok(empty(schema));
+        };
+        let from = match self.parse(start)? {
+            Some(start) => start.sequence + 1,
+            None => end.first,
+        };
+        if from > end.sequence {
+            return Ok(empty(schema));
+        }
+        // Messages gone from the front of the stream since the batch was planned.
+        let now = self.stream_state().await?;
+        if now.first > from {
+            return Err(self.error(format!(
+                "sequences {} of the batch's {} are gone from the stream (its limits or a \
+                 purge removed them), so the batch cannot be read as it was; the stream now \
+                 starts at {}",
+                crate::vocab::span(from, (now.first - 1).min(end.sequence)),
+                crate::vocab::span(from, end.sequence),
+                now.first
+            )));
+        }
+        let messages = self.fetch(from, end.sequence).await?;
+        let mut skipped = 0;
+        let mut unknown = (0, BTreeSet::new());
+        let batches = self.rows(&messages, &schema, &mut skipped, &mut unknown)?;
+        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        Ok(BatchInput {
+            schema,
+            partitions: vec![batches],
+            rows,
+            skipped,
+            unknown_rows: unknown.0,
+            unknown_fields: unknown.1,
+            files: 0,
+        })
+    }
+
+    async fn commit(&mut self, _batch: BatchId, _oldest_kept: BatchId) -> Result<(), SourceError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,256 @@
+//! Message payloads (a Kafka record's value, a NATS message's payload) decoded into a source's
+//! declared columns, as the files source decodes a file ([`super::Reader`]): a JSON object or a
+//! CSV record (no header) per message, the same rules for a value that does not fit, and each
+//! bad message named by the caller's own words for it (topic, partition and offset; stream and
+//! sequence), or skipped and counted under `on_error: skip`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::arrow::array::{
+    ArrayRef, BinaryBuilder, ListBuilder, StringBuilder, StructBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Fields, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::{Reader, SourceError};
+use crate::format::{EpochUnit, FileFormat, OnError};
+use crate::vocab::keyword_enum;
+
+keyword_enum!(
+    /// How a message's payload becomes columns.
+    PayloadFormat {
+        /// The payload as bytes, beside the message's other columns.
+        Raw => "raw",
+        /// A JSON object per payload, decoded into the declared schema.
+        Json => "json",
+        /// A CSV record per payload (no header), decoded into the declared schema in its order.
+        Csv => "csv",
+    }
+);
+
+impl Default for PayloadFormat {
+    fn default() -> Self {
+        Self::Raw
+    }
+}
+
+/// How payloads are decoded: into `schema`'s columns `wanted` (indices), in `format`
+/// (`Json` or `Csv`).
+pub struct PayloadDecoder<'a> {
+    /// The payloads' format (`Json` or `Csv`; `Raw` is not decoded).
+    pub format: PayloadFormat,
+    /// The declared columns of a payload.
+    pub schema: &'a SchemaRef,
+    /// The columns to decode (indices into `schema`), in this order.
+    pub wanted: &'a [usize],
+    /// What to do with a payload that does not decode.
+    pub on_error: OnError,
+    /// The unit of a number in a timestamp column.
+    pub epoch_unit: Option<EpochUnit>,
+}
+
+/// Payloads decoded: the rows of the payloads kept, in order.
+pub struct DecodedPayloads {
+    /// The rows, in the wanted columns.
+    pub batches: Vec<RecordBatch>,
+    /// Which payloads the rows are (indices into the input, in order), one row each.
+    pub kept: Vec<usize>,
+    /// Payloads skipped as malformed (`on_error: skip`).
+    pub skipped: u64,
+    /// Rows with a field the schema does not know.
+    pub unknown_rows: u64,
+    /// Those fields' names.
+    pub unknown_fields: BTreeSet<String>,
+}
+
+impl PayloadDecoder<'_> {
+    /// Decodes `payloads`; `blame(i, reason)` is the error for payload `i` that does not
+    /// decode (`on_error: fail`). An absent or empty payload (a tombstone) does not decode.
+    ///
+    /// # Errors
+    /// The first payload that does not decode, as `blame` names it (`on_error: fail`); a
+    /// decoder that gives other than one row per payload.
+    pub fn decode(
+        &self,
+        payloads: &[Option<&[u8]>],
+        blame: &dyn Fn(usize, &str) -> SourceError,
+    ) -> Result<DecodedPayloads, SourceError> {
+        let mut skipped = 0;
+        let mut good: Vec<usize> = Vec::with_capacity(payloads.len());
+        for (i, payload) in payloads.iter().enumerate() {
+            if payload.is_none_or(<[u8]>::is_empty) {
+                match self.on_error {
+                    OnError::Fail => return Err(blame(i, "the message has no payload")),
+                    OnError::Skip => skipped += 1,
+                }
+            } else {
+                good.push(i);
+            }
+        }
+        let mut unknown_rows = 0;
+        let mut unknown_fields = BTreeSet::new();
+        let (batches, kept) = match self.decode_together(payloads, &good, blame)? {
+            Ok(decoded) => {
+                unknown_rows += decoded.unknown_rows;
+                unknown_fields.extend(decoded.unknown_fields);
+                (decoded.batches, good)
+            }
+            Err(_) => {
+                // Some payloads do not decode and are skipped: decode each alone, to keep each
+                // row beside its message's columns.
+                let mut batches = Vec::new();
+                let mut kept = Vec::new();
+                for i in good {
+                    match self.decode_together(payloads, &[i], blame)? {
+                        Ok(one) if one.rows == 1 => {
+                            unknown_rows += one.unknown_rows;
+                            unknown_fields.extend(one.unknown_fields);
+                            batches.extend(one.batches);
+                            kept.push(i);
+                        }
+                        _ => skipped += 1,
+                    }
+                }
+                (batches, kept)
+            }
+        };
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if rows != kept.len() {
+            return Err(SourceError::Read {
+                file: String::new(),
+                reason: format!("{rows} rows decoded from {} payloads", kept.len()),
+            });
+        }
+        Ok(DecodedPayloads {
+            batches,
+            kept,
+            skipped,
+            unknown_rows,
+            unknown_fields,
+        })
+    }
+
+    /// Decodes the payloads `which` (indices into `payloads`) as one text: `Ok(Err(n))` when
+    /// `n` were skipped as malformed.
+    fn decode_together(
+        &self,
+        payloads: &[Option<&[u8]>],
+        which: &[usize],
+        blame: &dyn Fn(usize, &str) -> SourceError,
+    ) -> Result<Result<super::Decoded, u64>, SourceError> {
+        let format = match self.format {
+            PayloadFormat::Csv => FileFormat::Csv,
+            _ => FileFormat::Json,
+        };
+        let mut text = Vec::new();
+        let mut first_line = 1;
+        if format == FileFormat::Csv {
+            let header: Vec<&str> = self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            text.extend_from_slice(header.join(",").as_bytes());
+            text.push(b'\n');
+            first_line = 2;
+        }
+        for &i in which {
+            let payload = payloads[i].unwrap_or_default();
+            if format == FileFormat::Json && payload.contains(&b'\n') {
+                // A JSON value may span lines; the decoder reads one value per line.
+                match serde_json::from_slice::<serde_json::Value>(payload) {
+                    Ok(v) => text.extend_from_slice(v.to_string().as_bytes()),
+                    Err(e) => {
+                        if self.on_error == OnError::Fail {
+                            return Err(blame(i, &e.to_string()));
+                        }
+                        return Ok(Err(1));
+                    }
+                }
+            } else {
+                text.extend_from_slice(payload);
+            }
+            text.push(b'\n');
+        }
+        let reader = Reader {
+            format,
+            schema: Arc::clone(self.schema),
+            projection: Some(self.wanted.to_vec()),
+            on_error: self.on_error,
+            rescued: None,
+            epoch_unit: self.epoch_unit,
+        };
+        match reader.decode("", "", &Bytes::from(text)) {
+            Ok(decoded) if decoded.skipped > 0 => Ok(Err(decoded.skipped)),
+            Ok(decoded) => Ok(Ok(decoded)),
+            Err(SourceError::Malformed {
+                line: Some(line),
+                reason,
+                ..
+            }) => {
+                // A payload cut short makes a JSON decoder read on into the next line and
+                // fail there: the payload to blame is the first that fails alone.
+                if which.len() > 1 {
+                    for &i in which {
+                        let _decoded_alone = self.decode_together(payloads, &[i], blame)?;
+                    }
+                }
+                let blamed = match which {
+                    [only] => Some(*only),
+                    _ => line
+                        .checked_sub(first_line)
+                        .and_then(|at| which.get(at))
+                        .copied(),
+                };
+                Err(blame(blamed.unwrap_or(which[0]), &reason))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The fields of a message header: `key` (text) and `value` (bytes, null where absent).
+fn header_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Binary, true),
+    ])
+}
+
+/// The type of a `headers` column: a list of `{key, value}` (Spark's Kafka `headers`).
+pub fn headers_type() -> DataType {
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(header_fields()),
+        true,
+    )))
+}
+
+/// A `headers` column ([`headers_type`]) of one row per message, each its headers in order.
+///
+/// # Errors
+/// An Arrow builder that is not the type it was made as (a bug), in words.
+pub fn headers_array<'a>(
+    messages: impl Iterator<Item = &'a [(String, Option<Vec<u8>>)]>,
+) -> Result<ArrayRef, String> {
+    let mut b = ListBuilder::new(StructBuilder::from_fields(header_fields(), 0));
+    for headers in messages {
+        let entries = b.values();
+        for (key, value) in headers {
+            entries
+                .field_builder::<StringBuilder>(0)
+                .ok_or("headers key builder")?
+                .append_value(key);
+            entries
+                .field_builder::<BinaryBuilder>(1)
+                .ok_or("headers value builder")?
+                .append_option(value.as_deref());
+            entries.append(true);
+        }
+        b.append(true);
+    }
+    Ok(Arc::new(b.finish()))
+}

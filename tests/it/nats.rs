@@ -1,0 +1,314 @@
+//! The NATS JetStream source against a real `nats-server` (started by
+//! `tests/servers/nats/start`, or reused): messages read once across runs and batches, equal to
+//! the batch query over the same rows; the source contract; a bad payload named by stream and
+//! sequence; messages gone from the stream named by their sequences.
+
+use std::sync::{Arc, OnceLock};
+
+use async_nats::jetstream;
+use sluice::source::SourceConnector;
+
+use crate::common::*;
+use crate::contract::{SourceFixture, source_contract};
+
+/// The shared server's URL: `SLUICE_NATS_URL`, or the server the start script starts (or
+/// finds) on its default port.
+pub fn server() -> &'static str {
+    static SERVER: OnceLock<String> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        if let Ok(url) = std::env::var("SLUICE_NATS_URL") {
+            return url;
+        }
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/nats/start");
+        let out = std::process::Command::new(&script)
+            .output()
+            .expect("run the NATS start script");
+        assert!(
+            out.status.success(),
+            "the NATS server did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    })
+}
+
+/// A stream name no other test uses.
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_nanos()
+    )
+}
+
+/// A JetStream context on the shared server.
+async fn context() -> jetstream::Context {
+    let client = async_nats::connect(server()).await.expect("connect");
+    jetstream::new(client)
+}
+
+/// Makes stream `name` over the subjects `<name>.>`.
+async fn create_stream(js: &jetstream::Context, name: &str) {
+    js.create_stream(jetstream::stream::Config {
+        name: name.to_string(),
+        subjects: vec![format!("{name}.>")],
+        ..Default::default()
+    })
+    .await
+    .expect("create stream");
+}
+
+/// Publishes `payloads` to `subject`, each acknowledged by the stream.
+async fn publish(js: &jetstream::Context, subject: &str, payloads: &[Vec<u8>]) {
+    for payload in payloads {
+        js.publish(subject.to_string(), payload.clone().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+}
+
+/// Each row of `batch` as a JSON object's text.
+fn json_values(batch: &datafusion::arrow::record_batch::RecordBatch) -> Vec<Vec<u8>> {
+    let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(Vec::new());
+    writer.write(batch).expect("json");
+    writer.finish().expect("json");
+    writer
+        .into_inner()
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Click events `first..first + rows` as JSON payloads, and the same rows as a JSON lines file
+/// under `ws/in/` for the oracle.
+fn clicks_json(ws: &Workspace, first: i64, rows: i64) -> Vec<Vec<u8>> {
+    let batch = clicks(first, rows);
+    write_batch(
+        &ws.path(&format!("in/clicks-{first:06}.json")),
+        "json",
+        &batch,
+    );
+    json_values(&batch)
+}
+
+/// Runs `work` on a runtime of its own, on a thread of its own: the contract suite calls the
+/// fixture from inside its own runtime, where another cannot block.
+fn on_own_runtime<F: std::future::Future<Output = ()> + Send + 'static>(work: F) {
+    std::thread::spawn(move || {
+        tokio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(work);
+    })
+    .join()
+    .expect("the fixture's work");
+}
+
+const QUERY: &str = "SELECT id, page, amount FROM clicks WHERE amount > 30";
+
+fn pipeline(ws: &Workspace, stream: &str, extra: &str) -> std::path::PathBuf {
+    let yaml = format!(
+        "name: n\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: nats\n    url: {url}\n    \
+         stream: {stream}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n{extra}query: \
+         {QUERY}\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: parquet }}\n",
+        ckpt = ws.p("ckpt"),
+        out = ws.p("out"),
+        url = server(),
+    );
+    write_pipeline(ws, &yaml)
+}
+
+/// NATS in, Parquet out: two runs with more messages between, a few batches each; the sink
+/// holds the batch query's rows over every message, once. Messages on other subjects than
+/// `filter_subject` are not read.
+#[tokio::test]
+async fn a_nats_source_reads_every_message_once_across_runs() {
+    let ws = Workspace::new();
+    let stream = unique("clicks");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    publish(&js, &format!("{stream}.web"), &clicks_json(&ws, 0, 120)).await;
+    // Not on the filter subject: never read.
+    let other = json_values(&clicks(10_000, 30));
+    publish(&js, &format!("{stream}.other"), &other).await;
+    let extra = format!("    filter_subject: {stream}.web\n    max_records_per_batch: 50\n");
+    let file = pipeline(&ws, &stream, &extra);
+    let first = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(first.status.success(), "{}", stderr(&first));
+    publish(&js, &format!("{stream}.web"), &clicks_json(&ws, 120, 80)).await;
+    let second = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(second.status.success(), "{}", stderr(&second));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    let got = sink_rows(&ws.path("out")).await;
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+    assert_eq!(got, expected);
+    // 230 sequences at most 50 a batch: at least 5 batches.
+    let batches = std::fs::read_dir(ws.path("ckpt/commits"))
+        .expect("commits")
+        .count();
+    assert!(batches >= 5, "{batches} batches");
+    // Every batch verifies against a replay of its sequences.
+    for batch in 0..batches {
+        let out = run_bin(
+            &[
+                "replay",
+                &ws.p("ckpt"),
+                "--batch",
+                &batch.to_string(),
+                "--verify",
+            ],
+            ws.dir.path(),
+        );
+        assert!(out.status.success(), "batch {batch}: {}", stderr(&out));
+    }
+    // The offsets are sequences, and inspect says so.
+    let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("stream {stream} through sequence ")),
+        "{text}"
+    );
+}
+
+/// A payload that does not decode is named by stream and sequence; with `on_error: skip` it is
+/// skipped and counted. Messages gone from the front of the stream (a purge) are named by their
+/// sequences when a replay needs them.
+#[tokio::test]
+async fn a_bad_payload_and_lost_messages_are_named_by_sequence() {
+    let ws = Workspace::new();
+    let stream = unique("bad");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    let mut payloads = clicks_json(&ws, 0, 3);
+    payloads.insert(2, b"{\"id\": 2, \"page\": \"cut".to_vec());
+    publish(&js, &format!("{stream}.x"), &payloads).await;
+    let file = pipeline(&ws, &stream, "");
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("stream {stream} sequence 3")),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("start over");
+    let file = pipeline(&ws, &stream, "    on_error: skip\n");
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("3 rows in") && said.contains("1 malformed rows skipped"),
+        "{said}"
+    );
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(sink_rows(&ws.path("out")).await, expected);
+    // The stream loses its first messages: batch 0 can no longer be read as it was.
+    js.get_stream(stream.as_str())
+        .await
+        .expect("stream")
+        .purge()
+        .await
+        .expect("purge");
+    let out = run_bin(
+        &["replay", &ws.p("ckpt"), "--batch", "0", "--verify"],
+        ws.dir.path(),
+    );
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("sequences 1 to 4") && said.contains("gone from the stream"),
+        "{said}"
+    );
+}
+
+/// No server at the address: the run retries as configured, then exits 1 naming it.
+#[test]
+fn a_server_that_does_not_answer_is_named_after_the_retries() {
+    let ws = Workspace::new();
+    let yaml = format!(
+        "name: n\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: nats, url: \"nats://127.0.0.1:1\", \
+         stream: s, retry: {{ attempts: 2, backoff: 100ms, timeout: 2s }} }}\nquery: SELECT \
+         payload FROM s\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("connecting to nats://127.0.0.1:1") && said.contains("after 2 attempts"),
+        "{said}"
+    );
+}
+
+/// JSON click payloads, ten a round, at most six sequences a batch.
+struct NatsSourceFixture {
+    stream: String,
+    sent: i64,
+}
+
+impl SourceFixture for NatsSourceFixture {
+    fn connector(&self) -> Arc<dyn SourceConnector> {
+        let yaml = format!(
+            "url: {}\nstream: {}\nformat: json\nschema: {{ id: bigint, name: string }}\n\
+             metadata_columns: [subject, sequence]\nmax_records_per_batch: 6",
+            server(),
+            self.stream
+        );
+        sluice::source::configure("nats", "s", &serde_yaml::from_str(&yaml).expect("yaml"))
+            .expect("nats")
+    }
+
+    fn add_input(&mut self, round: usize) -> bool {
+        let payloads: Vec<Vec<u8>> = (0..10)
+            .map(|i| {
+                format!("{{\"id\":{},\"name\":\"round {round}\"}}", self.sent + i).into_bytes()
+            })
+            .collect();
+        self.sent += 10;
+        let subject = format!("{}.x", self.stream);
+        on_own_runtime(async move {
+            let js = context().await;
+            publish(&js, &subject, &payloads).await;
+        });
+        true
+    }
+
+    fn lose_input(&mut self) -> Option<String> {
+        let stream = self.stream.clone();
+        on_own_runtime(async move {
+            let js = context().await;
+            js.get_stream(stream.as_str())
+                .await
+                .expect("stream")
+                .purge()
+                .sequence(3)
+                .await
+                .expect("purge");
+        });
+        Some("sequences 1 to 2".to_string())
+    }
+}
+
+#[tokio::test]
+async fn the_nats_source_keeps_the_source_contract() {
+    let stream = unique("contract");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let checkpoint = sluice::storage::Location::open(
+        &dir.path().join("ckpt").display().to_string(),
+        true,
+        false,
+        None,
+    )
+    .expect("ckpt");
+    let mut fixture = NatsSourceFixture { stream, sent: 0 };
+    source_contract(&mut fixture, &checkpoint).await;
+}
