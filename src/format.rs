@@ -103,13 +103,21 @@ impl FileFormat {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "`schema:` key `{column}` has type `{type_name}`, which is not a SQL type DataFusion \
-     reads{}: {reason}",
-    match crate::vocab::nearest(
-        &type_name.split('(').next().unwrap_or_default().trim().to_ascii_lowercase(),
-        SQL_TYPE_NAMES,
-    ) {
-        Some(near) => format!(" (did you mean `{near}`?)"),
-        None => String::new(),
+     reads{}",
+    // In a `{ ... }` mapping, YAML ends a value at a comma: `decimal(10,2)` arrives cut.
+    if type_name.matches('(').count() > type_name.matches(')').count() {
+        format!(
+            ": its `(` is not closed. Inside `{{ ... }}` a comma ends the value, so quote a \
+             type with one: `{column}: 'decimal(10,2)'`"
+        )
+    } else {
+        match crate::vocab::nearest(
+            &type_name.split('(').next().unwrap_or_default().trim().to_ascii_lowercase(),
+            SQL_TYPE_NAMES,
+        ) {
+            Some(near) => format!(" (did you mean `{near}`?): {reason}"),
+            None => format!(": {reason}"),
+        }
     }
 )]
 pub struct TypeNameError {

@@ -78,8 +78,7 @@ pub enum Error {
     /// A batch failed on its input (a bad row, a file that does not fit the schema); it stays
     /// planned with the pipeline file it has, so the advice says how an edit comes to apply.
     #[error(
-        "{source}. Batch {batch} stays planned with this pipeline file: to plan it again with \
-         an edited one (`on_error: skip`, a corrected schema), {advice}"
+        "{source}. Batch {batch} stays planned with this pipeline file and its input: {advice}"
     )]
     BadRow {
         /// The batch.

@@ -344,10 +344,21 @@ async fn view_batch(
             let Some(config) = pipeline.sources.get(&source.source) else {
                 continue;
             };
-            let inputs = config
+            // A damaged source log entry is shown with the batch, as a damaged log entry is.
+            let inputs = match config
                 .connector()
                 .batch_inputs(&source.source, location, batch, &source.offset)
-                .await?;
+                .await
+            {
+                Ok(inputs) => inputs,
+                Err(crate::source::SourceError::Checkpoint(
+                    e @ checkpoint::CheckpointError::Corrupt { .. },
+                )) => {
+                    damaged.push(Error::from(e).in_checkpoint(spec).to_string());
+                    Vec::new()
+                }
+                Err(e) => return Err(e.into()),
+            };
             if !inputs.is_empty() {
                 files.insert(source.source.clone(), inputs);
             }

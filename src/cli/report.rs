@@ -131,9 +131,14 @@ fn render(
     let rows_out: u64 = batches.iter().map(|b| b.commit.rows_out).sum();
     let charted = match (batches.first(), batches.last()) {
         (Some(a), Some(b)) => format!(
-            "{} ({}; older ones are purged by the retention)",
+            "{} ({}{})",
             batches.len(),
-            crate::vocab::span(a.batch, b.batch)
+            crate::vocab::span(a.batch, b.batch),
+            if a.batch.0 > 0 {
+                "; older ones are purged by the retention"
+            } else {
+                ""
+            }
         ),
         _ => "none".into(),
     };

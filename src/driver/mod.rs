@@ -179,6 +179,30 @@ async fn check_continuity(
                 list(&gone)
             )));
         }
+        // A source that reads another folder now: its log knows files by their paths under
+        // the folder, so a file there named like one read before is taken as read.
+        if let Some(fingerprint) = &entry.info.pipeline
+            && let Ok(Some(then)) =
+                stored_pipeline(location, &location.to_string(), fingerprint).await
+        {
+            for (name, config) in &pipeline.sources {
+                let now = config.connector().location();
+                let was = then
+                    .sources
+                    .get(name)
+                    .and_then(|c| c.connector().location());
+                if let (Some(now), Some(was)) = (now, was)
+                    && now != was
+                {
+                    tracing::warn!(
+                        "source `{name}` moved: earlier batches read {was}, this run reads {now}; \
+                         a file there named like one read before (by its path under the folder) \
+                         is taken as read, not read again. If {now} holds other input, not {was} \
+                         moved, start over: another `checkpoint:` and `sink.path`"
+                    );
+                }
+            }
+        }
     }
     let Some(previous) = previous else {
         return Ok(());
@@ -304,15 +328,16 @@ fn take_back(batch: BatchId, mode: OutputMode, checkpoint_spec: &str) -> String 
 /// planned with the file it has. Other errors, and a checkpoint without a pending batch, as
 /// they are.
 async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &str) -> Error {
-    if !matches!(
-        error,
-        Error::Source(
-            crate::source::SourceError::Malformed { line: Some(_), .. }
-                | crate::source::SourceError::SchemaMismatch { .. }
-        )
-    ) {
-        return error;
-    }
+    let change = match &error {
+        Error::Source(crate::source::SourceError::Malformed { line: Some(_), .. }) => {
+            "to plan it again with an edited pipeline file (`on_error: skip`, say)"
+        }
+        Error::Source(crate::source::SourceError::SchemaMismatch { .. }) => {
+            "to plan it again with a schema that fits, or without the file (moved aside: a name \
+             starting with `.` or `_` is not read)"
+        }
+        _ => return error,
+    };
     let pending = async {
         let location = Location::open(checkpoint_spec, false, false, None).ok()?;
         let logs = crate::checkpoint::LogListing::read(&location).await.ok()?;
@@ -324,7 +349,10 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
     match pending.await {
         Some(batch) => Error::BadRow {
             batch,
-            advice: take_back(batch, pipeline.output_mode, checkpoint_spec),
+            advice: format!(
+                "{change}, {}",
+                take_back(batch, pipeline.output_mode, checkpoint_spec)
+            ),
             source: Box::new(error),
         },
         None => error,
@@ -640,6 +668,10 @@ impl<'a> Driver<'a> {
         )
         .await?;
         let was_rebuilt = rebuilt_query.is_some();
+        // Whether this run writes where the last batches went.
+        let same_sink = previous
+            .as_ref()
+            .is_some_and(|p| (&p.kind, &p.path) == (&sink_record.kind, &sink_record.path));
         // The columns a rebuilt record stands for are those of the sink it names: a sink
         // moved since took none of them.
         let rebuilt_query = rebuilt_query.filter(|_| {
@@ -713,6 +745,25 @@ impl<'a> Driver<'a> {
             .connector()
             .preflight(&ctx, create_only)
             .await?;
+        // A sink that keeps each batch's records (a files sink's owner record and manifest)
+        // holds none of them where batches were committed to it: the folder was moved, emptied
+        // or deleted, and writing on into an empty one would leave a table without them.
+        if same_sink
+            && pipeline.output_mode != OutputMode::Complete
+            && pipeline.sink.connector().keeps_batches()
+            && let Some(last) = logs.commits.last()
+            && sink.owner().await?.is_none()
+            && sink.summary().await?.is_some_and(|held| held.entries == 0)
+        {
+            return Err(Error::Usage(format!(
+                "the sink {} holds none of the batches this checkpoint committed to it (the \
+                 last is batch {last}): its _sluice records (owner record, manifest) are gone, \
+                 so the folder was moved, emptied or deleted. Put it back where it was; or, to \
+                 start this pipeline over, run it on a new checkpoint with a new, empty \
+                 `sink.path`",
+                sink_record.path.as_deref().unwrap_or_default()
+            )));
+        }
         let mut late_sinks = BTreeMap::new();
         if let Some(late) = &pipeline.late_rows {
             for (name, config) in &pipeline.sources {

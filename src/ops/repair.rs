@@ -300,8 +300,38 @@ pub async fn repair(
              on without it, as they did"
         ));
     }
-    // An older batch's commit deleted: later batches ran on from it, and nothing reads it.
+    // A damaged source log entry lists a batch's input, which nothing else records: only
+    // taking the batch back gets past it, and the error says how.
     let logs = listing_without(location, &moved).await?;
+    for &batch in &logs.offsets {
+        let Ok(Some(entry)) = read_offsets(location, batch).await else {
+            continue;
+        };
+        let Some(fingerprint) = &entry.info.pipeline else {
+            continue;
+        };
+        let Ok(Some(pipeline)) = crate::driver::stored_pipeline(location, shown, fingerprint).await
+        else {
+            continue;
+        };
+        for source in &entry.sources {
+            let Some(config) = pipeline.sources.get(&source.source) else {
+                continue;
+            };
+            if let Err(crate::source::SourceError::Checkpoint(
+                e @ CheckpointError::Corrupt { .. },
+            )) = config
+                .connector()
+                .batch_inputs(&source.source, location, batch, &source.offset)
+                .await
+            {
+                report
+                    .unfixable
+                    .push(Error::from(e).in_checkpoint(shown).to_string());
+            }
+        }
+    }
+    // An older batch's commit deleted: later batches ran on from it, and nothing reads it.
     if let (Some(first), Some(last)) = (logs.commits.first(), logs.commits.last()) {
         // (Below the oldest commit, an offsets entry is a purge's leftover.)
         for batch in logs

@@ -232,9 +232,10 @@ fn open_sinks(
     }
     if !pipeline.sink.connector().keeps_batches() {
         return Err(refuse(format!(
-            "its sink is `{}`, which cannot take batches back (what it printed or sent to a \
-             topic stays there)",
-            pipeline.sink.connector().kind()
+            "its sink is `{kind}`, which cannot take batches back (what a `{kind}` sink wrote \
+             stays where it went: printed, sent to a topic, committed to a table); to compute \
+             the batches again, start the pipeline on a new checkpoint with a new output",
+            kind = pipeline.sink.connector().kind()
         )));
     }
     let ctx = SinkContext {

@@ -226,6 +226,8 @@ pub async fn replay(
     // `--pipeline FILE` says where the sources, tables and sink are now (a moved or copied
     // project); the query is what ran, so a replay recomputes what happened.
     let mut notes = Vec::new();
+    // FILE, the sink it names, and the sink the batch wrote to, where they differ.
+    let mut moved_sink: Option<(String, String, String)> = None;
     if let (Some(given), Some(path)) = (&given, args.pipeline.as_deref()) {
         if given.query.trim() != sql.trim() {
             notes.push(format!(
@@ -244,13 +246,16 @@ pub async fn replay(
         if args.verify
             && let Some(then) = then.filter(|then| now.as_ref() != Some(then))
         {
-            notes.push(format!(
-                "note: the sink read is the one {} names ({}); batch {batch} wrote to {then}",
-                path.display(),
-                now.unwrap_or_else(|| given.sink.connector().kind().to_string())
+            moved_sink = Some((
+                path.display().to_string(),
+                now.unwrap_or_else(|| given.sink.connector().kind().to_string()),
+                then,
             ));
         }
     }
+    // Where FILE names another sink, the one the batch wrote to is read too, for a batch
+    // FILE's does not hold.
+    let own_sink = ran_with.clone().filter(|_| moved_sink.is_some());
     let pipeline = match given.or(ran_with) {
         Some(pipeline) => pipeline,
         None => {
@@ -352,7 +357,32 @@ pub async fn replay(
             ),
         },
     };
-    let sink_rows = match read_sink(&pipeline, &location, batch, &schema).await {
+    let mut held = read_sink(&pipeline, &location, batch, &schema).await;
+    if let Some((file, now, then)) = &moved_sink {
+        let fallback = match (&held, &own_sink) {
+            (Ok(HeldBatch::Missing(_) | HeldBatch::Unreadable { .. }), Some(own)) => {
+                match read_sink(own, &location, batch, &schema).await {
+                    Ok(rows @ HeldBatch::Rows { .. }) => Some(rows),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        report.notes.push(match fallback {
+            Some(rows) => {
+                held = Ok(rows);
+                format!(
+                    "note: the sink {file} names ({now}) does not hold batch {batch}; the sink \
+                     it wrote to ({then}) does, and is read instead"
+                )
+            }
+            None => format!(
+                "note: the sink read is the one {file} names ({now}); batch {batch} wrote to \
+                 {then}"
+            ),
+        });
+    }
+    let sink_rows = match held {
         Err(Error::Sink(e @ SinkError::NotSupported { .. })) => {
             report.sink = Side::Unavailable {
                 reason: format!(

@@ -208,7 +208,23 @@ impl SinkConnector for PostgresSinkConfig {
         Some(format!("postgresql://{place}/{}", self.table))
     }
 
+    /// Connects once before a run plans a batch, so that a server it cannot reach (a wrong
+    /// `url`, a server down) stops the run before a batch is planned: a planned batch keeps
+    /// the pipeline file it was planned with, and a corrected `url` then takes effect at once.
+    async fn preflight(&self, ctx: &SinkContext<'_>, _create_only: bool) -> Result<(), SinkError> {
+        let sink = self.sink(ctx)?;
+        let mut guard = sink.live.lock().await;
+        sink.live(&mut guard, None).await.map(|_| ())
+    }
+
     fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(self.sink(ctx)?))
+    }
+}
+
+impl PostgresSinkConfig {
+    /// The sink `open` gives, as its own type.
+    fn sink(&self, ctx: &SinkContext<'_>) -> Result<PostgresSink, SinkError> {
         let error = |e: &str| SinkError::Connector {
             kind: KIND.name,
             error: format!("table `{}`: {e}", self.table).into(),
@@ -239,7 +255,7 @@ impl SinkConnector for PostgresSinkConfig {
             Some(part) => format!("{}_{part}", self.table),
             None => self.table.clone(),
         };
-        Ok(Box::new(PostgresSink {
+        Ok(PostgresSink {
             config: Arc::new(self.clone()),
             location: self.location().unwrap_or_default(),
             table,
@@ -247,7 +263,7 @@ impl SinkConnector for PostgresSinkConfig {
             progress_key,
             mode,
             live: tokio::sync::Mutex::new(None),
-        }))
+        })
     }
 }
 
@@ -371,6 +387,13 @@ fn describe(e: &tokio_postgres::Error) -> String {
 }
 
 impl PostgresSink {
+    /// The server and database, `postgresql://host:port/db` (the location without its table).
+    fn server(&self) -> &str {
+        self.location
+            .strip_suffix(&format!("/{}", self.config.table))
+            .unwrap_or(&self.location)
+    }
+
     fn error(&self, error: impl std::fmt::Display) -> SinkError {
         SinkError::Connector {
             kind: KIND.name,
@@ -434,12 +457,12 @@ impl PostgresSink {
             .map_err(|_| {
                 Failure::Retry(format!(
                     "connecting to {}: no answer within {}",
-                    self.location,
+                    self.server(),
                     humantime::format_duration(timeout)
                 ))
             })?;
         let (client, connection) = connected.map_err(|e| {
-            let text = format!("connecting to {}: {}", self.location, describe(&e));
+            let text = format!("connecting to {}: {}", self.server(), describe(&e));
             if e.as_db_error().is_some() && !retriable(&e) {
                 Failure::Fatal(self.error(text))
             } else {
@@ -882,7 +905,7 @@ impl PostgresSink {
                 .config
                 .retry
                 .run(
-                    &format!("PostgreSQL sink: connecting to {}", self.location),
+                    &format!("PostgreSQL sink: connecting to {}", self.server()),
                     |e: &Failure| matches!(e, Failure::Retry(_)),
                     || self.connect(epoch),
                 )
@@ -890,8 +913,9 @@ impl PostgresSink {
                 .map_err(|e| match e.error {
                     Failure::Fatal(e) => e,
                     Failure::Retry(text) => self.error(format!(
-                        "{text} (after {} attempts; `retry:` sets how many)",
-                        e.attempts
+                        "{text} (after {} attempt{}; `retry:` sets how many)",
+                        e.attempts,
+                        if e.attempts == 1 { "" } else { "s" }
                     )),
                 })?;
             **guard = Some(live);

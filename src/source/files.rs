@@ -349,8 +349,16 @@ impl LoggedFile {
         }
         let what = what.join(", ");
         Some(if now.size == self.size {
+            // Only the time changed: a copy that did not keep times (`cp` without `-a`) looks
+            // like this too.
+            let copied = if what.starts_with("its modification time") && !what.contains(", ") {
+                " (or copied without keeping its time: `cp -a` and `rsync -t` keep it, and \
+                 `touch -d` puts it back)"
+            } else {
+                ""
+            };
             format!(
-                "rewritten in place at the same size ({} bytes): {what}",
+                "rewritten in place at the same size ({} bytes){copied}: {what}",
                 self.size
             )
         } else {

@@ -148,6 +148,9 @@ impl Location {
                             .map_err(|()| fail("not a local file URL".into()))?,
                         None => PathBuf::from(spec),
                     };
+                    if dir.exists() && !dir.is_dir() {
+                        return Err(fail("it is a file, not a folder".into()));
+                    }
                     if create && !dir.is_dir() {
                         let absolute =
                             std::path::absolute(&dir).map_err(|e| fail(e.to_string()))?;

@@ -1025,6 +1025,41 @@ fn a_file_that_does_not_fit_says_how_an_edit_applies() {
     );
 }
 
+/// Walk 6: a sink folder moved or deleted after batches were committed to it is not made
+/// again empty (a reader would find a table without those batches): the run is refused,
+/// naming the folder; put back, the run goes on, every row once.
+#[test]
+fn a_sink_folder_moved_away_is_refused_not_made_again() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":0}\n");
+    assert!(run(&file, &ws).status.success());
+    std::fs::rename(ws.path("out"), ws.path("out-moved")).expect("move");
+    input(&ws, "1.json", "{\"k\":\"a\",\"v\":1}\n");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!(
+            "the sink {} holds none of the batches",
+            ws.p("out")
+        )) && said.contains("Put it back"),
+        "{said}"
+    );
+    assert!(
+        sink_lines(&ws.path("out")).is_empty(),
+        "nothing written there"
+    );
+    std::fs::remove_dir_all(ws.path("out")).ok();
+    std::fs::rename(ws.path("out-moved"), ws.path("out")).expect("move back");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [r#"{"k":"a","v":0}"#, r#"{"k":"a","v":1}"#]
+    );
+}
+
 /// Walk 5: a first batch that fails on a bad row says that an edit (`on_error: skip`) applies
 /// to it only on a new checkpoint, since nothing was committed to take it back to; and that
 /// works.
@@ -1754,9 +1789,10 @@ fn replay_with_another_pipeline_file_says_what_it_used() {
             .is_some_and(|n| n.contains("query is batch 0's own")),
         "{view:#}"
     );
-    // With --verify, the sink read is FILE's, which never held batch 0: said, and not verified.
+    // With --verify, FILE's sink never held batch 0: the sink the batch wrote to is read
+    // instead, said, and the batch verifies (no advice to take back an intact batch).
     let (code, view) = replay(true);
-    assert_eq!(code, Some(1), "{view:#}");
+    assert_eq!(code, Some(0), "{view:#}");
     let notes: Vec<&str> = view["notes"]
         .as_array()
         .expect("notes")
@@ -1765,9 +1801,20 @@ fn replay_with_another_pipeline_file_says_what_it_used() {
         .collect();
     assert!(
         notes.iter().any(|n| n.contains(&ws.p("out2"))
-            && n.contains(&format!("batch 0 wrote to {}", ws.p("out")))),
+            && n.contains(&format!("the sink it wrote to ({}) does", ws.p("out")))),
         "{notes:?}"
     );
+    // With that sink gone too, FILE's is what there is: said, and the batch does not verify.
+    std::fs::rename(ws.path("out"), ws.path("out-moved")).expect("move");
+    let (code, view) = replay(true);
+    assert_eq!(code, Some(1), "{view:#}");
+    assert!(
+        view["notes"]
+            .to_string()
+            .contains(&format!("batch 0 wrote to {}", ws.p("out"))),
+        "{view:#}"
+    );
+    std::fs::rename(ws.path("out-moved"), ws.path("out")).expect("move back");
     // The file the batch ran with: no note at all.
     let out = run_bin(
         &[

@@ -426,12 +426,15 @@ async fn a_server_down_at_start_or_mid_run_fails_the_run_cleanly_and_the_next_ru
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
     let err = stderr(&run);
     assert!(
-        err.contains("connecting to postgresql://127.0.0.1:1/sluice/t")
+        err.contains("table `t`: connecting to postgresql://127.0.0.1:1/sluice: ")
             && err.contains("Connection refused")
             && err.contains("after 2 attempts"),
         "{err}"
     );
     assert!(!ws.path("ckpt/commits/0").exists());
+    // Found before a batch is planned: no batch keeps the unreachable `url` (a corrected one
+    // takes effect at once).
+    assert!(!ws.path("ckpt/offsets/0").exists());
 
     // Down mid-run: a server of this test's own.
     let ws = Workspace::new();
