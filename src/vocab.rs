@@ -92,6 +92,21 @@ pub fn plain_types(message: &str) -> String {
     message
 }
 
+/// An error in words with its causes (`error connecting to server: Connection refused`): a
+/// client whose own text leaves the cause to its sources.
+pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(&format!(": {cause_text}"));
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// An inclusive run of numbers (batches, offsets) as a message says it: `3`, or `3 to 5`.
 pub fn span(first: impl std::fmt::Display, last: impl std::fmt::Display) -> String {
     let (first, last) = (first.to_string(), last.to_string());

@@ -371,18 +371,7 @@ fn describe(e: &tokio_postgres::Error) -> String {
         }
         // The client's own text ("error connecting to server") leaves the cause to its
         // sources ("Connection refused").
-        None => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(cause) = source {
-                let cause_text = cause.to_string();
-                if !text.contains(&cause_text) {
-                    text.push_str(&format!(": {cause_text}"));
-                }
-                source = cause.source();
-            }
-            redact(&text)
-        }
+        None => redact(&crate::vocab::with_causes(e)),
     }
 }
 

@@ -30,6 +30,7 @@ keyword_enum!(
     }
 );
 
+#[allow(clippy::derivable_impls)]
 impl Default for PayloadFormat {
     fn default() -> Self {
         Self::Raw
@@ -253,4 +254,34 @@ pub fn headers_array<'a>(
         b.append(true);
     }
     Ok(Arc::new(b.finish()))
+}
+
+/// The columns a `json` or `csv` payload decodes into, declared as `schema:` (column name to
+/// SQL type, in order), for source `name`; `None` where none is declared. An `epoch_unit`
+/// needs a timestamp column to read numbers into.
+///
+/// # Errors
+/// [`SourceError::Config`] for a type DataFusion does not read, or an `epoch_unit` with no
+/// timestamp column.
+pub async fn declared_schema(
+    name: &str,
+    schema: Option<&indexmap::IndexMap<String, String>>,
+    epoch_unit: Option<EpochUnit>,
+) -> Result<Option<SchemaRef>, SourceError> {
+    let Some(schema) = schema else {
+        return Ok(None);
+    };
+    let config = |reason: String| SourceError::Config {
+        source_name: name.to_string(),
+        reason,
+    };
+    let columns: Vec<(String, String)> =
+        schema.iter().map(|(c, t)| (c.clone(), t.clone())).collect();
+    let schema = crate::format::schema_from_sql_types(&columns)
+        .await
+        .map_err(|e| config(e.to_string()))?;
+    if let Some(unit) = epoch_unit {
+        crate::format::check_epoch_unit(unit, &schema).map_err(config)?;
+    }
+    Ok(Some(schema))
 }

@@ -411,26 +411,7 @@ impl KafkaConfig {
 
     /// The declared value schema, for `json` and `csv`.
     async fn value_schema(&self, name: &str) -> Result<Option<SchemaRef>, SourceError> {
-        let Some(schema) = &self.schema else {
-            return Ok(None);
-        };
-        let columns: Vec<(String, String)> =
-            schema.iter().map(|(c, t)| (c.clone(), t.clone())).collect();
-        let schema = crate::format::schema_from_sql_types(&columns)
-            .await
-            .map_err(|e| SourceError::Config {
-                source_name: name.to_string(),
-                reason: e.to_string(),
-            })?;
-        if let Some(unit) = self.epoch_unit {
-            crate::format::check_epoch_unit(unit, &schema).map_err(|reason| {
-                SourceError::Config {
-                    source_name: name.to_string(),
-                    reason,
-                }
-            })?;
-        }
-        Ok(Some(schema))
+        super::payload::declared_schema(name, self.schema.as_ref(), self.epoch_unit).await
     }
 }
 

@@ -218,26 +218,7 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
 impl NatsConfig {
     /// The declared payload schema, for `json` and `csv`.
     async fn payload_schema(&self, name: &str) -> Result<Option<SchemaRef>, SourceError> {
-        let Some(schema) = &self.schema else {
-            return Ok(None);
-        };
-        let columns: Vec<(String, String)> =
-            schema.iter().map(|(c, t)| (c.clone(), t.clone())).collect();
-        let schema = crate::format::schema_from_sql_types(&columns)
-            .await
-            .map_err(|e| SourceError::Config {
-                source_name: name.to_string(),
-                reason: e.to_string(),
-            })?;
-        if let Some(unit) = self.epoch_unit {
-            crate::format::check_epoch_unit(unit, &schema).map_err(|reason| {
-                SourceError::Config {
-                    source_name: name.to_string(),
-                    reason,
-                }
-            })?;
-        }
-        Ok(Some(schema))
+        super::payload::declared_schema(name, self.schema.as_ref(), self.epoch_unit).await
     }
 
     /// The source's columns: every message column (`raw`), or the payload's then the
@@ -753,16 +734,7 @@ async fn read_range(
 
 /// An error of the NATS client in words, with its causes.
 fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(&format!(": {cause_text}"));
-        }
-        source = cause.source();
-    }
-    text
+    crate::vocab::with_causes(e)
 }
 
 #[async_trait]
