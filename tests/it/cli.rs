@@ -229,9 +229,14 @@ fn a_damaged_checkpoint_file_is_named() {
         stderr(&out)
     );
     assert!(stderr(&out).contains("sluice repair"), "{}", stderr(&out));
+    // inspect shows the damaged batch as such (it reads what it can), naming the file.
     let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("commits/1"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("damaged") && shown.contains("commits/1 line 1"),
+        "{shown}"
+    );
 }
 
 /// `sluice repair` fixes damage to the newest batch by moving the entry aside so the batch runs
