@@ -324,9 +324,8 @@ fn take_back(batch: BatchId, mode: OutputMode, checkpoint_spec: &str) -> String 
 
 /// `error`, where it is batch input that does not decode (a row `on_error: skip` would skip, a
 /// file that does not fit the declared schema), with how an edit of the pipeline file comes to
-/// apply to the batch: it stays
-/// planned with the file it has. Other errors, and a checkpoint without a pending batch, as
-/// they are.
+/// apply to the batch: it stays planned with the file it has. Other errors, and a checkpoint
+/// without a pending batch, as they are.
 async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &str) -> Error {
     let change = match &error {
         Error::Source(crate::source::SourceError::Malformed { line: Some(_), .. }) => {

@@ -545,6 +545,59 @@ sink: {sink}
     .await;
 }
 
+/// The NATS source through every crash point, into an aggregation: whichever write a
+/// run dies at, the table ends equal to the batch SQL over the same rows (written as a JSON
+/// file, not read back from the server). The stream is filled once; every run reads it.
+#[tokio::test]
+async fn every_crash_point_of_a_nats_source_recovers_exactly_once() {
+    // Integer sums and a max: the same whatever order the batches add them in.
+    const QUERY: &str =
+        "SELECT page, count(*) AS n, sum(id) AS ids, max(amount) AS top FROM clicks GROUP BY page";
+    let stream = crate::nats::unique("crash");
+    let js = crate::nats::context().await;
+    crate::nats::create_stream(&js, &stream).await;
+    let rows = clicks(0, 90);
+    crate::nats::publish(
+        &js,
+        &format!("{stream}.x"),
+        &crate::nats::json_values(&rows),
+    )
+    .await;
+    let setup = |ws: &Workspace| {
+        write_batch(&ws.path("in/clicks.json"), "json", &rows);
+        format!(
+            r#"
+name: nats
+checkpoint: {ckpt}
+sources:
+  clicks:
+    kind: nats
+    url: {url}
+    stream: {stream}
+    format: json
+    schema: {CLICK_SCHEMA_YAML}
+    max_records_per_batch: 25
+query: {QUERY}
+output_mode: complete
+snapshot_every: 2
+retain_batches: 2
+trigger: available-now
+sink: {sink}
+"#,
+            ckpt = ws.p("ckpt"),
+            url = crate::nats::server(),
+            sink = PARQUET.sink_yaml(ws),
+        )
+    };
+    enumerate(
+        "NATS source, 90 messages, 25 per batch, complete mode",
+        &PARQUET,
+        setup,
+        async |clean: &Workspace| oracle(&clean.path("in"), "json", QUERY).await,
+    )
+    .await;
+}
+
 /// The nexmark source through every crash point, into a stateful query: whichever write a run
 /// dies at, the table ends equal to the batch SQL over the same events, generated as files by
 /// `sluice gen nexmark` (the generator's other path).

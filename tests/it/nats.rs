@@ -34,7 +34,7 @@ pub fn server() -> &'static str {
 }
 
 /// A stream name no other test uses.
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}_{}_{}",
         std::process::id(),
@@ -46,13 +46,13 @@ fn unique(prefix: &str) -> String {
 }
 
 /// A JetStream context on the shared server.
-async fn context() -> jetstream::Context {
+pub async fn context() -> jetstream::Context {
     let client = async_nats::connect(server()).await.expect("connect");
     jetstream::new(client)
 }
 
 /// Makes stream `name` over the subjects `<name>.>`.
-async fn create_stream(js: &jetstream::Context, name: &str) {
+pub async fn create_stream(js: &jetstream::Context, name: &str) {
     js.create_stream(jetstream::stream::Config {
         name: name.to_string(),
         subjects: vec![format!("{name}.>")],
@@ -63,7 +63,7 @@ async fn create_stream(js: &jetstream::Context, name: &str) {
 }
 
 /// Publishes `payloads` to `subject`, each acknowledged by the stream.
-async fn publish(js: &jetstream::Context, subject: &str, payloads: &[Vec<u8>]) {
+pub async fn publish(js: &jetstream::Context, subject: &str, payloads: &[Vec<u8>]) {
     for payload in payloads {
         js.publish(subject.to_string(), payload.clone().into())
             .await
@@ -74,7 +74,7 @@ async fn publish(js: &jetstream::Context, subject: &str, payloads: &[Vec<u8>]) {
 }
 
 /// Each row of `batch` as a JSON object's text.
-fn json_values(batch: &datafusion::arrow::record_batch::RecordBatch) -> Vec<Vec<u8>> {
+pub fn json_values(batch: &datafusion::arrow::record_batch::RecordBatch) -> Vec<Vec<u8>> {
     let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(Vec::new());
     writer.write(batch).expect("json");
     writer.finish().expect("json");

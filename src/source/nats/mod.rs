@@ -308,9 +308,13 @@ impl SourceConnector for NatsConfig {
         let read = serde_json::from_value::<Offset>(offset.clone())
             .map(|o| o.sequence)
             .unwrap_or(0);
+        // One attempt, briefly: inspect shows the checkpoint whether or not the server answers.
+        let mut config = self.clone();
+        config.retry.attempts = 1;
+        config.retry.timeout = config.retry.timeout.min(Duration::from_secs(5));
         let source = NatsSource {
             name: name.to_string(),
-            config: self.clone(),
+            config,
             schema: self.columns(None),
             payload_schema: None,
             context: tokio::sync::OnceCell::new(),
