@@ -247,6 +247,25 @@ fn a_server_that_does_not_answer_is_named_after_the_retries() {
     );
 }
 
+/// A password written in the URL is refused at planning (it would be kept in the
+/// checkpoint's copy of the file); one given as `${VAR}` is taken, and never shown.
+#[test]
+fn a_password_in_the_url_is_refused_unless_it_is_a_variable() {
+    let configure = |url: &str| {
+        let yaml = format!("url: \"{url}\"\nstream: s\n");
+        sluice::source::configure("nats", "s", &serde_yaml::from_str(&yaml).expect("yaml"))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let err = configure("nats://app:hunter2@127.0.0.1:4222").expect_err("a written password");
+    assert!(
+        err.contains("${NATS_PASSWORD}") && !err.contains("hunter2"),
+        "{err}"
+    );
+    assert!(configure("nats://app:${NATS_PASSWORD}@127.0.0.1:4222").is_ok());
+    assert!(configure("nats://127.0.0.1:4222,nats://127.0.0.1:4223").is_ok());
+}
+
 /// JSON click payloads, ten a round, at most six sequences a batch.
 struct NatsSourceFixture {
     stream: String,

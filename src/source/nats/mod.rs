@@ -151,6 +151,20 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
     if config.url.trim().is_empty() {
         return Err(ConfigError::at("url", "`url` is empty"));
     }
+    // A password written in the URL would be kept in the checkpoint's copy of the pipeline
+    // file and could reach a message: only `${VAR}` (filled in when connecting) is taken.
+    for server in config.url.split(',') {
+        if let Ok(url) = url::Url::parse(server.trim())
+            && url.password().is_some()
+            && !server.contains("${")
+        {
+            return Err(ConfigError::at(
+                "url",
+                "a password written in `url` would be kept in the checkpoint's copy of this \
+                 file: give it as an environment variable, `nats://user:${NATS_PASSWORD}@host:4222`",
+            ));
+        }
+    }
     if config.stream.trim().is_empty() {
         return Err(ConfigError::at("stream", "`stream` is empty"));
     }
@@ -392,9 +406,15 @@ impl NatsSource {
         }
     }
 
-    /// The servers as written (a `${VAR}` is shown as written, never its value).
-    fn servers(&self) -> &str {
-        &self.config.url
+    /// The servers as written, any password shown as `***` (a `${VAR}` is never filled in
+    /// here).
+    fn servers(&self) -> String {
+        self.config
+            .url
+            .split(',')
+            .map(|server| crate::secret::redact_url(server.trim()))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// The JetStream context, connecting (with retries) on first use.
