@@ -165,6 +165,8 @@ impl Error {
             Self::Source(source::SourceError::Config { .. }) => 2,
             Self::State(state::StateError::Incompatible { .. }) => 2,
             Self::Storage(storage::StorageError::NoCreateOnly { .. }) => 2,
+            // Another pipeline's checkpoint: the arguments or the file name the wrong one.
+            Self::Checkpoint(checkpoint::CheckpointError::WrongPipeline { .. }) => 2,
             Self::Storage(storage::StorageError::UnknownScheme { .. })
             | Self::Source(source::SourceError::Storage(storage::StorageError::UnknownScheme {
                 ..

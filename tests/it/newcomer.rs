@@ -1025,6 +1025,40 @@ fn a_file_that_does_not_fit_says_how_an_edit_applies() {
     );
 }
 
+/// Walk 6: running a pipeline on another pipeline's checkpoint is a usage mistake (exit 2,
+/// as the README gives such mistakes), naming both pipelines, and changes nothing there.
+#[test]
+fn another_pipelines_checkpoint_is_refused_as_a_usage_mistake() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":0}\n");
+    assert!(run(&file, &ws).status.success());
+    let commits = std::fs::read_dir(ws.path("ckpt/commits"))
+        .expect("commits")
+        .count();
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    let other = ws.path("other.yaml");
+    std::fs::write(
+        &other,
+        text.replace("name: newcomer", "name: other")
+            .replace(&ws.p("out"), &ws.p("out-other")),
+    )
+    .expect("other");
+    let out = run(&other, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("belongs to pipeline `newcomer`, not `other`"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_dir(ws.path("ckpt/commits"))
+            .expect("commits")
+            .count(),
+        commits
+    );
+}
+
 /// Walk 6: a sink folder moved or deleted after batches were committed to it is not made
 /// again empty (a reader would find a table without those batches): the run is refused,
 /// naming the folder; put back, the run goes on, every row once.
