@@ -346,6 +346,20 @@ pub struct BatchInput {
 }
 
 impl BatchInput {
+    /// No rows, in `schema` (an empty range: a batch the watermark alone runs), as one empty
+    /// partition, since a table has at least one.
+    pub fn empty(schema: SchemaRef) -> Self {
+        Self {
+            schema,
+            partitions: vec![Vec::new()],
+            rows: 0,
+            skipped: 0,
+            unknown_rows: 0,
+            unknown_fields: std::collections::BTreeSet::new(),
+            files: 0,
+        }
+    }
+
     /// A table over the batch's rows.
     pub fn into_table(mut self) -> Result<Arc<MemTable>, datafusion::error::DataFusionError> {
         if self.partitions.is_empty() {

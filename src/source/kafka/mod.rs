@@ -1436,16 +1436,7 @@ impl Source for KafkaSource {
             None => Arc::clone(&self.schema),
         };
         let Some(end) = self.parse(Some(end))? else {
-            return Ok(BatchInput {
-                schema,
-                // A table has at least one partition, even an empty one.
-                partitions: vec![Vec::new()],
-                rows: 0,
-                skipped: 0,
-                unknown_rows: 0,
-                unknown_fields: BTreeSet::new(),
-                files: 0,
-            });
+            return Ok(BatchInput::empty(schema));
         };
         let mut ranges = self.ranges(start, &end).await?;
         let mut skipped = self.check_held(&mut ranges).await?;

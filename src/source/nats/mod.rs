@@ -824,25 +824,15 @@ impl Source for NatsSource {
             }
             None => Arc::clone(&self.schema),
         };
-        let empty = |schema: SchemaRef| BatchInput {
-            schema,
-            // A table has at least one partition, even an empty one.
-            partitions: vec![Vec::new()],
-            rows: 0,
-            skipped: 0,
-            unknown_rows: 0,
-            unknown_fields: BTreeSet::new(),
-            files: 0,
-        };
         let Some(end) = self.parse(Some(end))? else {
-            return Ok(empty(schema));
+            return Ok(BatchInput::empty(schema));
         };
         let from = match self.parse(start)? {
             Some(start) => start.sequence + 1,
             None => end.first,
         };
         if from > end.sequence {
-            return Ok(empty(schema));
+            return Ok(BatchInput::empty(schema));
         }
         // Messages gone from the front of the stream since the batch was planned.
         let now = self.stream_state().await?;
