@@ -10,6 +10,7 @@
 //!   and crash a run for real at any write (see [`failpoint`]).
 
 pub mod failpoint;
+mod guarded;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -114,6 +115,22 @@ pub struct Location {
     /// Local folders whose own entry in their parent is known to be on disk (synced after they
     /// were created), so syncing a file stops climbing there.
     durable_dirs: Arc<Mutex<HashSet<PathBuf>>>,
+    /// What wraps every store opened for this location (fault injection in tests).
+    hook: Hook,
+}
+
+/// A [`StoreHook`], where one was given (shown by `Debug` only as there or not).
+#[derive(Clone, Default)]
+struct Hook(Option<StoreHook>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Some(hook)"
+        } else {
+            "None"
+        })
+    }
 }
 
 impl Location {
@@ -223,7 +240,62 @@ impl Location {
             root,
             sync,
             durable_dirs: Arc::default(),
+            hook: Hook(hook.cloned()),
         })
+    }
+
+    /// This location as a library that takes a store and a table URL wants it (the Delta
+    /// Lake sink's `deltalake`): a store whose paths start at the root of its file system or
+    /// bucket, and the URL of this location in it (`file:///abs/folder/`, `s3://bucket/prefix`,
+    /// `memory:///`). The store's writes are crash points and, on local disk, synced when this
+    /// location syncs, as this location's own writes are.
+    ///
+    /// Errors: [`StorageError::Open`] where the location has no URL (a local folder whose
+    /// path is not valid UTF-8).
+    pub fn library_store(&self) -> Result<(Arc<dyn ObjectStore>, Url), StorageError> {
+        let fail = |reason: String| StorageError::Open {
+            location: self.display.clone(),
+            reason,
+        };
+        let (inner, url, local): (Arc<dyn ObjectStore>, Url, _) = match &self.local_root {
+            Some(root) => {
+                let url = Url::from_directory_path(root)
+                    .map_err(|()| fail("the folder has no file:// URL".into()))?;
+                let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+                let store = match &self.hook.0 {
+                    Some(hook) => hook(store),
+                    None => store,
+                };
+                let base = PathBuf::from("/");
+                (store, url, Some((base, root.clone())))
+            }
+            None => {
+                // `s3://bucket` and a prefix; `memory://` has no bucket.
+                let base = match self.root.strip_suffix("://") {
+                    Some(scheme) => format!("{scheme}:///"),
+                    None => format!("{}/", self.root),
+                };
+                let text = match self.prefix.as_ref() {
+                    "" => base,
+                    prefix => format!("{base}{prefix}/"),
+                };
+                let url = Url::parse(&text).map_err(|e| fail(e.to_string()))?;
+                (Arc::clone(&self.store), url, None)
+            }
+        };
+        let prefix = match &self.local_root {
+            Some(root) => Path::from_absolute_path(root).map_err(|e| fail(e.to_string()))?,
+            None => self.prefix.clone(),
+        };
+        let store = guarded::Guarded::new(
+            inner,
+            self.display.clone(),
+            prefix,
+            local,
+            self.sync,
+            Arc::clone(&self.durable_dirs),
+        );
+        Ok((Arc::new(store), url))
     }
 
     /// The full path of `relative` (slash-separated) under this location.
