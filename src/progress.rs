@@ -236,12 +236,16 @@ impl BatchProgress {
                         s.state_bytes_written
                     ));
                 }
+                // Sources that read no files (Kafka, NATS, the generators) count none.
+                let files = match self.num_input_files {
+                    0 => String::new(),
+                    n => format!("{n} files, "),
+                };
                 eprintln!(
-                    "batch {}{}: {} files, {} rows in, {} rows out{skipped}, {:.0} rows/s, {:.1} ms \
+                    "batch {}{}: {files}{} rows in, {} rows out{skipped}, {:.0} rows/s, {:.1} ms \
                      (plan {:.1}, offsets {:.1}, execute+sink {:.1}, commit {:.1})",
                     self.batch_id,
                     if self.recovered { " (recovered)" } else { "" },
-                    self.num_input_files,
                     self.num_input_rows,
                     self.num_output_rows,
                     self.processed_rows_per_second,

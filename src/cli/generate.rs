@@ -54,9 +54,9 @@ pub(super) async fn run(what: Generated) -> Result<(), Error> {
         events_per_second,
         events_per_file,
     } = what;
-    if events_per_second == 0 || events_per_file == 0 {
+    if events == 0 || events_per_second == 0 || events_per_file == 0 {
         return Err(Error::Usage(
-            "--events-per-second and --events-per-file must be at least 1".into(),
+            "--events, --events-per-second and --events-per-file must be at least 1".into(),
         ));
     }
     let generator = Generator {

@@ -399,11 +399,18 @@ async fn planned_with_other_pipeline(
                 crate::checkpoint::paths::pipeline(&fingerprint)
             ),
         })?;
-    tracing::info!(%batch, "finishing the pending batch with the pipeline file it was planned with");
     let shown = format!(
         "{}/{}",
         checkpoint_spec.trim_end_matches('/'),
         crate::checkpoint::paths::pipeline(&fingerprint)
+    );
+    // Said at every level: the user edited the file and expects the edit to apply now.
+    tracing::warn!(
+        "batch {batch} was planned before pipeline `{}`'s file changed: it finishes with the \
+         file it was planned with ({shown}), so that it writes what it would have written; \
+         the edit applies from batch {}",
+        pipeline.name,
+        batch.next()
     );
     Ok(Some((batch, planned, shown)))
 }
@@ -896,7 +903,10 @@ impl<'a> Driver<'a> {
         // A sink refuses output it cannot take before the first batch (the batch itself
         // would fail there too, where this planning cannot tell).
         if let Ok(output) = self.engine.output_schema(&self.pipeline.query).await {
-            self.sink.check_output(&output)?;
+            // A sink's refusal of the query's columns is a mistake in the pipeline file.
+            self.sink
+                .check_output(&output)
+                .map_err(|e| Error::Usage(e.to_string()))?;
             self.check_output_schema(&output).await?;
         }
         self.sink.start().await?;
@@ -1052,7 +1062,11 @@ impl<'a> Driver<'a> {
         let sql = if entry.info.query_fingerprint == plan::fingerprint(&self.pipeline.query) {
             self.pipeline.query.clone()
         } else {
-            tracing::info!(%batch, "finishing the pending batch with the query it was planned with");
+            tracing::warn!(
+                "batch {batch} was planned before the query changed: it finishes with the \
+                 query it was planned with; the new query applies from batch {}",
+                batch.next()
+            );
             self.checkpoint
                 .read_query(&entry.info.query_fingerprint)
                 .await?

@@ -331,6 +331,22 @@ pub async fn repair(
             }
         }
     }
+    // A state file that does not read (truncated, overwritten) stops the next run that loads
+    // it, and nothing else records what it held: only taking back the batches from its
+    // version on gets past it, and its message says how.
+    for operator in crate::state::StateFiles::operators(location)
+        .await
+        .unwrap_or_default()
+    {
+        let files = crate::state::StateFiles::new(location.clone(), &operator);
+        for file in files.list().await.unwrap_or_default() {
+            if let Err(e @ crate::state::StateError::Corrupt { .. }) = files.read(&file).await {
+                report
+                    .unfixable
+                    .push(Error::from(e).in_checkpoint(shown).to_string());
+            }
+        }
+    }
     // An older batch's commit deleted: later batches ran on from it, and nothing reads it.
     if let (Some(first), Some(last)) = (logs.commits.first(), logs.commits.last()) {
         // (Below the oldest commit, an offsets entry is a purge's leftover.)

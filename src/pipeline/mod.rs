@@ -405,6 +405,19 @@ impl Pipeline {
         let deserializer = serde_yaml::Deserializer::from_str(text);
         let mut pipeline: Pipeline =
             serde_path_to_error::deserialize(deserializer).map_err(|e| {
+                // A tab in an indentation: YAML indents with spaces only, and serde_yaml names
+                // the line before it and the key above it.
+                if e.inner().to_string().contains("cannot start any token")
+                    && let Some(line) = text.lines().position(|l| {
+                        l.trim_start_matches(' ').starts_with('\t') && !l.trim().is_empty()
+                    })
+                {
+                    return invalid(format!(
+                        "YAML syntax error: line {} is indented with a tab; YAML indents with \
+                         spaces only",
+                        line + 1
+                    ));
+                }
                 let path = e.path().to_string();
                 let inner = e.into_inner();
                 let message = crate::vocab::plain_types(&with_suggestion(inner.to_string()));
@@ -422,6 +435,23 @@ impl Pipeline {
                 }
                 // serde_yaml places unknown keys well, but a value refused by its type at the
                 // start of the document: point at the key's own line instead.
+                // A key written twice: the second one's line (serde_yaml gives none).
+                if let Some(key) = message
+                    .strip_prefix("duplicate field `")
+                    .and_then(|rest| rest.split('`').next())
+                {
+                    let lines: Vec<usize> = text
+                        .lines()
+                        .enumerate()
+                        .filter(|(_, l)| l.trim_start().starts_with(&format!("{key}:")))
+                        .map(|(i, _)| i + 1)
+                        .collect();
+                    if let [first, second, ..] = lines.as_slice() {
+                        return invalid(format!(
+                            "`{key}` is written twice (lines {first} and {second}); keep one"
+                        ));
+                    }
+                }
                 if message.contains("unknown field") || path == "." || path.is_empty() {
                     return invalid(message);
                 }
@@ -924,6 +954,27 @@ sink: { kind: files, path: out/clicks, format: parquet }
         assert!(err.starts_with("p.yaml: YAML syntax error: "), "{err}");
         assert!(err.contains("(line 12, column"), "{err}");
         assert!(!err.contains('?'), "{err}");
+        // A tab that indents a line is named on its own line (walk 6).
+        let twice = GOOD.replace("query:", "retain_batches: 3\nretain_batches: 4\nquery:");
+        let err = parse(&twice).expect_err("twice");
+        assert!(
+            err.contains("`retain_batches` is written twice (lines"),
+            "{err}"
+        );
+        let tabbed = GOOD.replace("    max_files_per_batch: 2", "\tmax_files_per_batch: 2");
+        let line = tabbed
+            .lines()
+            .position(|l| l.starts_with('\t'))
+            .expect("the tab")
+            + 1;
+        let err = parse(&tabbed).expect_err("tab");
+        assert_eq!(
+            err,
+            format!(
+                "p.yaml: YAML syntax error: line {line} is indented with a tab; YAML indents \
+                 with spaces only"
+            )
+        );
     }
 
     #[test]

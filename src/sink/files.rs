@@ -630,6 +630,36 @@ impl Sink for FilesSink {
         Ok(self.read_owner().await?.map(|(id, _)| id))
     }
 
+    /// CSV holds flat values only: a list, struct or map column is refused before the first
+    /// batch, naming it (arrow's CSV writer would fail the batch there).
+    fn check_output(&self, schema: &SchemaRef) -> Result<(), SinkError> {
+        use datafusion::arrow::datatypes::DataType;
+        if self.format != FileFormat::Csv {
+            return Ok(());
+        }
+        let nested = |t: &DataType| match t {
+            DataType::Dictionary(_, value) => value.is_nested(),
+            other => other.is_nested(),
+        };
+        match schema.fields().iter().find(|f| nested(f.data_type())) {
+            None => Ok(()),
+            Some(field) => Err(SinkError::Connector {
+                kind: KIND.name,
+                error: format!(
+                    "{}: column `{}` is {}, which CSV cannot hold (a CSV cell is one value): \
+                     write `format: json` or `parquet`, or flatten it in the query \
+                     (`array_to_string({name}, ',')` for a list, `{name}['field']` for a \
+                     struct's field)",
+                    self.location,
+                    field.name(),
+                    field.data_type(),
+                    name = field.name(),
+                )
+                .into(),
+            }),
+        }
+    }
+
     async fn summary(&self) -> Result<Option<super::HeldSummary>, SinkError> {
         let batches = self.manifest_batches().await?;
         let last = match batches.last() {

@@ -1028,4 +1028,12 @@ async fn gen_nexmark_writes_the_same_events_every_time() {
         "{}",
         stderr(&again)
     );
+    // No events is a mistake, refused before any folder is made (walk 6).
+    let none = run_bin(
+        &["gen", "nexmark", "--events", "0", "--out", &ws.p("none")],
+        ws.dir.path(),
+    );
+    assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
+    assert!(stderr(&none).contains("--events"), "{}", stderr(&none));
+    assert!(!ws.path("none").exists());
 }

@@ -477,6 +477,13 @@ fn a_pending_batch_finishes_with_the_pipeline_file_it_was_planned_with() {
     write_clicks(&ws.path("in"), "json", 1, 40, 2);
     let out = run_quietly(&pipeline, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // The run says so: the user edited the file and may expect the edit to apply at once.
+    assert!(
+        stderr(&out).contains("batch 1 was planned before pipeline `test`'s file changed")
+            && stderr(&out).contains("the edit applies from batch 2"),
+        "{}",
+        stderr(&out)
+    );
 
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let as_planned = rt.block_on(oracle(

@@ -2315,3 +2315,87 @@ fn a_rebuilt_offsets_entry_keeps_the_batch_timestamp() {
         stderr(&verify)
     );
 }
+
+/// Walk 6: a column CSV cannot hold (a list) is refused once the query is planned, before
+/// any batch, naming the column and the ways out, with exit 2 and nothing left behind; the
+/// same query into JSON lines runs.
+#[test]
+fn a_column_a_csv_sink_cannot_hold_is_refused_at_planning() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"b\",\"v\":2}\n",
+    );
+    let query = "SELECT k, make_array(v, v) AS pair FROM s";
+    let json = pipeline(&ws, query, "append");
+    let text = std::fs::read_to_string(&json).expect("pipeline");
+    let csv = ws.path("csv.yaml");
+    std::fs::write(&csv, text.replace("format: json }\n", "format: csv }\n")).expect("csv");
+    assert_ne!(std::fs::read_to_string(&csv).expect("csv"), text);
+    let out = run(&csv, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("column `pair`")
+            && said.contains("CSV cannot hold")
+            && said.contains("array_to_string(pair, ',')"),
+        "{said}"
+    );
+    for folder in ["ckpt", "out"] {
+        assert!(!ws.path(folder).exists(), "`{folder}` left behind");
+    }
+    let out = run(&json, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Walk 6: a truncated state file is named by `repair` (which cannot rebuild it) with the
+/// command that gets past it, and that command works: the next run gives the batch query's
+/// result.
+#[test]
+fn a_damaged_state_file_is_named_by_repair_with_a_way_out_that_works() {
+    let ws = Workspace::new();
+    let query = "SELECT k, sum(v) AS t FROM s GROUP BY k";
+    let p = pipeline(&ws, query, "update");
+    for (i, rows) in [
+        "{\"k\":\"a\",\"v\":1}\n",
+        "{\"k\":\"a\",\"v\":2}\n{\"k\":\"b\",\"v\":5}\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        input(&ws, &format!("{i}.json"), rows);
+        let out = run(&p, &ws);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let newest = ws.path("ckpt/state/aggregate/1.delta.parquet");
+    let bytes = std::fs::read(&newest).expect("state file");
+    std::fs::write(&newest, &bytes[..bytes.len() / 3]).expect("truncate");
+    let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
+    assert!(
+        said.contains("state file state/aggregate/1.delta.parquet is corrupt")
+            && said.contains(&format!("sluice rewind {} --to 0", ws.p("ckpt"))),
+        "{said}"
+    );
+    assert!(!said.contains("nothing to repair"), "{said}");
+    let out = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    input(&ws, "2.json", "{\"k\":\"b\",\"v\":10}\n");
+    let out = run(&p, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Update mode: the newest row of each key is the sum over every file.
+    let ctx = datafusion::prelude::SessionContext::new();
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let latest = rt.block_on(async {
+        ctx.register_json(
+            "out",
+            &ws.p("out"),
+            datafusion::prelude::JsonReadOptions::default().file_extension(".jsonl"),
+        )
+        .await
+        .expect("out");
+        sql_rows(&ctx, "SELECT k, max(t) FROM out GROUP BY k").await
+    });
+    assert_eq!(latest, ["a|3", "b|15"]);
+}
