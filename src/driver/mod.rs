@@ -763,8 +763,9 @@ impl<'a> Driver<'a> {
         {
             return Err(Error::Usage(format!(
                 "the sink {} holds none of the batches this checkpoint committed to it (the \
-                 last is batch {last}): its _sluice records (owner record, manifest) are gone, \
-                 so the folder was moved, emptied or deleted. Put it back where it was; or, to \
+                 last is batch {last}): its records of them (a files sink's _sluice owner \
+                 record and manifest, a Delta table's _delta_log) are gone, so the folder was \
+                 moved, emptied or deleted. Put it back where it was; or, to \
                  start this pipeline over, run it on a new checkpoint with a new, empty \
                  `sink.path`",
                 sink_record.path.as_deref().unwrap_or_default()

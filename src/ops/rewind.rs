@@ -224,11 +224,11 @@ fn open_sinks(
     refuse: &dyn Fn(String) -> Error,
 ) -> Result<(Box<dyn Sink>, Vec<Box<dyn Sink>>), Error> {
     if pipeline.output_mode == OutputMode::Complete {
-        return Err(refuse(
-            "in complete mode the files sink keeps only the latest batch's result table; the \
-             earlier batches' files are gone, so the sink cannot be put back"
-                .into(),
-        ));
+        return Err(refuse(format!(
+            "in complete mode the `{}` sink keeps only the latest batch's result table; the \
+             earlier batches' files are gone, so the sink cannot be put back",
+            pipeline.sink.connector().kind()
+        )));
     }
     if !pipeline.sink.connector().keeps_batches() {
         return Err(refuse(format!(

@@ -2,6 +2,8 @@
 //! called again with the same `N` after a crash.
 
 mod console;
+#[cfg(feature = "delta")]
+mod delta;
 mod files;
 #[cfg(feature = "kafka")]
 mod kafka;
@@ -32,14 +34,18 @@ pub struct SinkKind {
     pub configure: fn(&serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, ConfigError>,
 }
 
-/// Every kind of sink: one line per kind. A kind lives in its own module under `src/sink/`,
-/// and passes the sink contract suite (`tests/it/contract.rs`).
-#[cfg(feature = "kafka")]
-pub const KINDS: &[SinkKind] = &[files::KIND, console::KIND, kafka::KIND, postgres::KIND];
-/// Every kind of sink: one line per kind. A kind lives in its own module under `src/sink/`,
-/// and passes the sink contract suite (`tests/it/contract.rs`).
-#[cfg(not(feature = "kafka"))]
-pub const KINDS: &[SinkKind] = &[files::KIND, console::KIND, postgres::KIND];
+/// Every kind of sink: one line per kind (a kind behind a cargo feature is listed where it is
+/// built). A kind lives in its own module under `src/sink/`, and passes the sink contract
+/// suite (`tests/it/contract.rs`).
+pub const KINDS: &[SinkKind] = &[
+    files::KIND,
+    console::KIND,
+    #[cfg(feature = "kafka")]
+    kafka::KIND,
+    postgres::KIND,
+    #[cfg(feature = "delta")]
+    delta::KIND,
+];
 
 /// The connector of a sink of kind `kind` with `settings`, or an error naming the key
 /// (relative to the sink) that is wrong.

@@ -56,12 +56,13 @@ pub const KINDS: &[SourceKind] = &[
 #[cfg(not(feature = "kafka"))]
 pub const KINDS: &[SourceKind] = &[files::KIND, rate::KIND, nexmark::KIND, nats::KIND];
 
-/// Kinds this build leaves out, with the cargo feature that builds them in.
-#[cfg(not(feature = "kafka"))]
-pub const NOT_BUILT: &[(&str, &str)] = &[("kafka", "kafka")];
-/// Kinds this build leaves out, with the cargo feature that builds them in.
-#[cfg(feature = "kafka")]
-pub const NOT_BUILT: &[(&str, &str)] = &[];
+/// Kinds of source or sink this build leaves out, with the cargo feature that builds them in.
+pub const NOT_BUILT: &[(&str, &str)] = &[
+    #[cfg(not(feature = "kafka"))]
+    ("kafka", "kafka"),
+    #[cfg(not(feature = "delta"))]
+    ("delta", "delta"),
+];
 
 /// The connector of a source of kind `kind` with `settings`: the kind's typed configuration,
 /// or an error naming the key (relative to the source) that is wrong.

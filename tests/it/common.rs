@@ -389,3 +389,25 @@ pub fn clean_run_writes(ws: &Workspace, pipeline: &std::path::Path) -> Vec<Strin
         .map(str::to_string)
         .collect()
 }
+
+/// The oracle over the shipped sample clicks (`queries/data/clicks`): `query` as one DataFusion
+/// batch query over every file, with the columns the examples declare.
+pub async fn sample_clicks_oracle(data: &std::path::Path, query: &str) -> Vec<String> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    let schema = Schema::new(vec![
+        Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+        Field::new("user_id", DataType::Int64, true),
+        Field::new("page", DataType::Utf8, true),
+        Field::new("duration_ms", DataType::Int64, true),
+    ]);
+    ctx.register_json(
+        "clicks",
+        &data.display().to_string(),
+        datafusion::prelude::JsonReadOptions::default()
+            .schema(&schema)
+            .file_extension(".jsonl"),
+    )
+    .await
+    .expect("sample clicks");
+    sql_rows(&ctx, query).await
+}

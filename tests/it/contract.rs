@@ -721,7 +721,7 @@ async fn the_console_sink_keeps_the_sink_contract() {
 
 #[test]
 fn every_registered_sink_kind_has_a_contract_test() {
-    let tested = ["files", "console", "kafka", "postgres"];
+    let tested = ["files", "console", "kafka", "postgres", "delta"];
     for kind in sluice::sink::KINDS {
         assert!(
             tested.contains(&kind.name),

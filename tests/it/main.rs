@@ -4,6 +4,8 @@ mod cli;
 mod common;
 mod contract;
 mod crash;
+#[cfg(feature = "delta")]
+mod delta;
 mod event_time;
 mod fault;
 mod field;

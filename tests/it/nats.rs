@@ -331,3 +331,78 @@ async fn the_nats_source_keeps_the_source_contract() {
     let mut fixture = NatsSourceFixture { stream, sent: 0 };
     source_contract(&mut fixture, &checkpoint).await;
 }
+
+/// `queries/nats/views_per_minute_to_postgres.yaml`, pointed at the test servers and a stream
+/// holding the shipped sample clicks: the PostgreSQL table it upserts is the batch query over
+/// the same clicks, one row per window and page.
+#[tokio::test]
+async fn the_nats_to_postgres_example_upserts_each_window_once() {
+    let ws = Workspace::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data = root.join("queries/data/clicks");
+    let stream = unique("CLICKS");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    let mut files: Vec<_> = std::fs::read_dir(&data)
+        .expect("sample clicks")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("sample file");
+        let lines: Vec<Vec<u8>> = text.lines().map(|l| l.as_bytes().to_vec()).collect();
+        publish(&js, &format!("{stream}.web"), &lines).await;
+    }
+    let table = crate::postgres::unique_table("nats_views");
+    let example =
+        std::fs::read_to_string(root.join("queries/nats/views_per_minute_to_postgres.yaml"))
+            .expect("the example");
+    let pg_url = "host=127.0.0.1 port=15432 user=sluice dbname=sluice";
+    assert!(example.contains(pg_url) && example.contains("nats://127.0.0.1:14222"));
+    let yaml = example
+        .replace("nats://127.0.0.1:14222", server())
+        .replace(pg_url, crate::postgres::server())
+        .replace("stream: CLICKS", &format!("stream: {stream}"))
+        .replace("table: nats_views_per_minute", &format!("table: {table}"))
+        .replace(
+            "checkpoint: checkpoints/nats_views_per_minute",
+            &format!("checkpoint: {}", ws.p("ckpt")),
+        )
+        .replace("max_records_per_batch: 1000", "max_records_per_batch: 50");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let parsed = sluice::pipeline::Pipeline::load(&pipeline).expect("parses");
+    let expected = crate::common::sample_clicks_oracle(&data, &parsed.query).await;
+    assert!(!expected.is_empty());
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+        datafusion::arrow::datatypes::Field::new(
+            "window_start",
+            datafusion::arrow::datatypes::DataType::Timestamp(
+                datafusion::arrow::datatypes::TimeUnit::Nanosecond,
+                None,
+            ),
+            true,
+        ),
+        datafusion::arrow::datatypes::Field::new(
+            "page",
+            datafusion::arrow::datatypes::DataType::Utf8,
+            true,
+        ),
+        datafusion::arrow::datatypes::Field::new(
+            "views",
+            datafusion::arrow::datatypes::DataType::Int64,
+            true,
+        ),
+        datafusion::arrow::datatypes::Field::new(
+            "users",
+            datafusion::arrow::datatypes::DataType::Int64,
+            true,
+        ),
+    ]));
+    assert_eq!(
+        crate::postgres::table_rows(crate::postgres::server(), &table, schema).await,
+        expected
+    );
+}

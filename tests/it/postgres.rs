@@ -55,13 +55,13 @@ async fn client(url: &str) -> tokio_postgres::Client {
 }
 
 /// A table name no other test uses.
-fn unique_table(prefix: &str) -> String {
+pub fn unique_table(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
 /// The rows of `table` (its columns `schema` names) as a plain client reads them, decoded
 /// into `schema`'s types and rendered as the oracle renders rows, sorted.
-async fn table_rows(url: &str, table: &str, schema: SchemaRef) -> Vec<String> {
+pub async fn table_rows(url: &str, table: &str, schema: SchemaRef) -> Vec<String> {
     let columns: Vec<String> = schema
         .fields()
         .iter()

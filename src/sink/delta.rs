@@ -1,0 +1,983 @@
+//! The Delta Lake sink: each batch's rows written into a Delta table as one Delta commit that
+//! also records the batch as the table's transaction version for this pipeline, so a batch
+//! is in the table exactly once, whatever crashes and whichever run is late.
+//!
+//! ```text
+//!   batch N:  load the table's newest version
+//!             txn version of app id `sluice-<pipeline>` >= N: batch N is there (skip)
+//!             fence: no newer epoch in the checkpoint, else stop
+//!             data files: append: the batch's rows | complete: the batch's rows, every
+//!                         older file removed in the same commit | update: MERGE on `key`
+//!                         (the newest row of each key in the batch)
+//!             commit:  _delta_log/<version>.json, created only if absent, carrying
+//!                      txn(app id, N) and commitInfo `sluice.{pipeline,batch,epoch,rows}`
+//!             a commit racing ours with the same app id fails Delta's conflict check
+//!             (ConcurrentTransaction): the table is loaded again and batch N found there
+//! ```
+//!
+//! The table is written by `deltalake` (delta-rs) through the sink location's store, so each
+//! file it writes is a crash point and, on local disk, synced before the commit that names it
+//! (`storage::Location::library_store`). Readers: Spark with Delta, PyPI `deltalake`,
+//! DuckDB over it, Trino; the transaction version is Spark's `txnAppId`/`txnVersion`
+//! mechanism (Delta protocol, "Transaction Identifiers").
+//!
+//! Column types follow Delta's: timestamps become microseconds (`timestamp_ntz`, or
+//! `timestamp` for one with a time zone), unsigned integers the next signed type; a type Delta
+//! has none for (times, durations, intervals) is refused before the first batch, naming the
+//! column.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
+use datafusion::arrow::compute::{CastOptions, cast, cast_with_options, concat_batches, take};
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::Column;
+use datafusion::logical_expr::{Expr, Operator, binary_expr, col};
+use deltalake::errors::DeltaTableError;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
+use deltalake::kernel::{Action, Remove, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, DeltaTableBuilder};
+use serde::Deserialize;
+
+use super::{
+    BatchOutput, HeldBatch, HeldSummary, Sink, SinkCommit, SinkConnector, SinkContext, SinkError,
+    SinkKind,
+};
+use crate::checkpoint::{BatchId, Fence};
+use crate::format::FileFormat;
+use crate::source::{ConfigError, parse_settings};
+use crate::storage::Location;
+
+/// The Delta Lake sink in the registry.
+pub(super) const KIND: SinkKind = SinkKind {
+    name: "delta",
+    configure,
+};
+
+/// How many times a commit that lost a race to another writer's is tried again.
+const CONFLICT_ATTEMPTS: usize = 10;
+
+/// The settings of a Delta Lake sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaSinkConfig {
+    /// The table's folder: a local path or an object-store URL (`s3://bucket/table`), opened
+    /// as every other location is (credentials from the environment).
+    pub path: String,
+    /// Update mode: the columns that identify a row; each batch is merged into the table on
+    /// them.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// The columns the table is partitioned by where Sluice makes it (Hive-style folders, as
+    /// Spark writes them); an existing table keeps its own.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+}
+
+fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, ConfigError> {
+    let config: DeltaSinkConfig = parse_settings(settings)?;
+    if config.path.trim().is_empty() {
+        return Err(ConfigError::at("path", "`path` is empty"));
+    }
+    Ok(Arc::new(config))
+}
+
+impl DeltaSinkConfig {
+    /// The table of part `part` (a table beside the sink's own: a folder inside a Delta
+    /// table would be deleted by its `VACUUM`), or the sink's own.
+    fn folder(&self, part: Option<&str>) -> String {
+        match part {
+            Some(part) => format!("{}_{part}", self.path.trim_end_matches('/')),
+            None => self.path.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl SinkConnector for DeltaSinkConfig {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
+    fn location(&self) -> Option<String> {
+        Some(self.path.clone())
+    }
+
+    fn format(&self) -> Option<FileFormat> {
+        Some(FileFormat::Parquet)
+    }
+
+    fn keeps_batches(&self) -> bool {
+        true
+    }
+
+    fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
+        let location = Location::open(&self.folder(ctx.part), ctx.create, ctx.sync, ctx.hook)?;
+        let error = |e: &str| SinkError::Connector {
+            kind: KIND.name,
+            error: format!("{location}: {e}").into(),
+        };
+        if ctx.update && self.key.is_empty() {
+            return Err(error(
+                "update mode writes each changed row over the row of its key: set `key:` (the \
+                 columns that identify a row)",
+            ));
+        }
+        if !ctx.update && !self.key.is_empty() {
+            return Err(error(
+                "`key:` is for update mode; in append and complete mode every row is written",
+            ));
+        }
+        let mode = if ctx.replace {
+            Mode::Complete
+        } else if ctx.update {
+            Mode::Update
+        } else {
+            Mode::Append
+        };
+        let app_id = match ctx.part {
+            Some(part) => format!("sluice-{}/{part}", ctx.pipeline),
+            None => format!("sluice-{}", ctx.pipeline),
+        };
+        Ok(Box::new(DeltaSink {
+            location,
+            pipeline: ctx.pipeline,
+            app_id,
+            mode,
+            key: self.key.clone(),
+            partition_by: self.partition_by.clone(),
+        }))
+    }
+}
+
+/// How a batch's rows go into the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Append,
+    Update,
+    Complete,
+}
+
+/// A Delta Lake sink.
+#[derive(Debug)]
+pub struct DeltaSink {
+    location: Location,
+    pipeline: uuid::Uuid,
+    /// The app id whose transaction version is the newest batch written.
+    app_id: String,
+    mode: Mode,
+    key: Vec<String>,
+    partition_by: Vec<String>,
+}
+
+/// A commit of the table's log that wrote a batch, as read from its log entry.
+struct BatchCommit {
+    /// The data files it added, as the log names them (relative, URL-encoded).
+    adds: Vec<AddedFile>,
+    /// The rows the batch wrote, where its commit says.
+    rows: Option<u64>,
+}
+
+/// A file a commit added.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AddedFile {
+    path: String,
+    #[serde(default)]
+    partition_values: HashMap<String, Option<String>>,
+    #[serde(default)]
+    size: i64,
+}
+
+/// The parts of a log entry's line the sink reads.
+#[derive(Debug, Deserialize)]
+struct LogLine {
+    add: Option<AddedFile>,
+    txn: Option<TxnLine>,
+    #[serde(rename = "commitInfo")]
+    commit_info: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TxnLine {
+    app_id: String,
+    version: i64,
+}
+
+/// The log stores of every object-store scheme Sluice opens: Delta's default log store
+/// (commits by create-only puts), which `deltalake` itself registers only for local disk and
+/// memory (its cloud crates bring their own, with other dependencies).
+fn register_log_stores() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        struct CreateOnly;
+        impl deltalake::logstore::LogStoreFactory for CreateOnly {
+            fn with_options(
+                &self,
+                prefixed_store: deltalake::logstore::ObjectStoreRef,
+                root_store: deltalake::logstore::ObjectStoreRef,
+                location: &url::Url,
+                options: &deltalake::logstore::StorageConfig,
+            ) -> deltalake::DeltaResult<Arc<dyn deltalake::logstore::LogStore>> {
+                Ok(deltalake::logstore::default_logstore(
+                    prefixed_store,
+                    root_store,
+                    location,
+                    options,
+                ))
+            }
+        }
+        let registry = deltalake::logstore::logstore_factories();
+        for scheme in [
+            "s3", "s3a", "gs", "az", "abfs", "abfss", "azure", "adl", "http", "https",
+        ] {
+            if let Ok(url) = url::Url::parse(&format!("{scheme}://"))
+                && registry.get(&url).is_none()
+            {
+                registry.insert(url, Arc::new(CreateOnly));
+            }
+        }
+    });
+}
+
+/// Whether `e` is a commit that lost a race with another writer's.
+fn lost_race(e: &DeltaTableError) -> bool {
+    matches!(
+        e,
+        DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(_)
+                | TransactionError::VersionAlreadyExists(_)
+                | TransactionError::MaxCommitAttempts(_)
+        } | DeltaTableError::VersionAlreadyExists(_)
+    )
+}
+
+impl DeltaSink {
+    fn error(&self, error: impl std::fmt::Display) -> SinkError {
+        SinkError::Connector {
+            kind: KIND.name,
+            error: format!("{}: {error}", self.location).into(),
+        }
+    }
+
+    /// The table, and whether it exists (a table not made yet is made by the first write).
+    async fn table(&self) -> Result<(DeltaTable, bool), SinkError> {
+        register_log_stores();
+        let (store, url) = self.location.library_store()?;
+        let mut table = DeltaTableBuilder::from_url(url.clone())
+            .and_then(|b| b.with_storage_backend(store, url).build())
+            .map_err(|e| self.error(e))?;
+        match table.load().await {
+            Ok(()) => Ok((table, true)),
+            Err(DeltaTableError::NotATable(_)) => Ok((table, false)),
+            Err(e) => Err(self.error(format!("reading the table's log: {e}"))),
+        }
+    }
+
+    /// The newest batch the table holds for this pipeline (its transaction version).
+    async fn held(&self, table: &DeltaTable) -> Result<Option<i64>, SinkError> {
+        let state = table.snapshot().map_err(|e| self.error(e))?;
+        state
+            .transaction_version(table.log_store().as_ref(), &self.app_id)
+            .await
+            .map_err(|e| self.error(format!("reading the table's transaction versions: {e}")))
+    }
+
+    /// The lines of log entry `version`; `None` where it is gone (cleaned up by the table's
+    /// log retention).
+    async fn log_entry(
+        &self,
+        table: &DeltaTable,
+        version: u64,
+    ) -> Result<Option<Vec<LogLine>>, SinkError> {
+        let Some(bytes) = table
+            .log_store()
+            .read_commit_entry(version)
+            .await
+            .map_err(|e| self.error(format!("reading log entry {version}: {e}")))?
+        else {
+            return Ok(None);
+        };
+        let mut lines = Vec::new();
+        for text in bytes.split(|b| *b == b'\n') {
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let line: LogLine = serde_json::from_slice(text).map_err(|e| {
+                self.error(format!("log entry {version} does not read as Delta's: {e}"))
+            })?;
+            lines.push(line);
+        }
+        Ok(Some(lines))
+    }
+
+    /// The commit that wrote `batch`, where the table holds it: found from the newest log
+    /// entry back (past the commits of rewinds), stopping at this pipeline's first transaction
+    /// version below `batch` (the batch was taken back, or never written).
+    async fn find_commit(
+        &self,
+        table: &DeltaTable,
+        batch: BatchId,
+    ) -> Result<Option<BatchCommit>, SinkError> {
+        let Some(newest) = table.version() else {
+            return Ok(None);
+        };
+        let wanted = i64::try_from(batch.0).unwrap_or(i64::MAX);
+        for version in (0..=newest).rev() {
+            let Some(lines) = self.log_entry(table, version).await? else {
+                return Ok(None);
+            };
+            let Some(txn) = lines
+                .iter()
+                .filter_map(|l| l.txn.as_ref())
+                .find(|t| t.app_id == self.app_id)
+            else {
+                continue;
+            };
+            if txn.version < wanted {
+                return Ok(None);
+            }
+            let info = lines.iter().find_map(|l| l.commit_info.as_ref());
+            // A rewind's commit moves the version back to N after taking N + 1 back: batch
+            // N's own commit is further back.
+            let rewind = info.is_some_and(|i| i.contains_key("sluice.rewind"));
+            if txn.version == wanted && !rewind {
+                let rows = info
+                    .and_then(|i| i.get("sluice.rows"))
+                    .and_then(serde_json::Value::as_u64);
+                return Ok(Some(BatchCommit {
+                    adds: lines.into_iter().filter_map(|l| l.add).collect(),
+                    rows,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The output's record batches in the table's column types (at least one, so that an
+    /// empty batch still carries its schema).
+    fn conform(&self, output: &BatchOutput) -> Result<Vec<RecordBatch>, SinkError> {
+        let schema = delta_schema(&output.schema).map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        for batch in output.batches() {
+            out.push(delta_batch(batch, &schema).map_err(|e| self.error(e))?);
+        }
+        if out.is_empty() {
+            out.push(RecordBatch::new_empty(schema));
+        }
+        Ok(out)
+    }
+
+    /// The newest row of each key, in the order the rows came (update mode).
+    fn newest_by_key(&self, batches: &[RecordBatch]) -> Result<RecordBatch, SinkError> {
+        let schema = batches
+            .first()
+            .map(RecordBatch::schema)
+            .ok_or_else(|| self.error("no output schema"))?;
+        let all = concat_batches(&schema, batches).map_err(|e| self.error(e))?;
+        let mut keys = Vec::with_capacity(self.key.len());
+        for k in &self.key {
+            let index = schema.index_of(k).map_err(|_| {
+                self.error(format!("key column `{k}` is not a column of the query"))
+            })?;
+            keys.push(Arc::clone(all.column(index)));
+        }
+        let converter = RowConverter::new(
+            keys.iter()
+                .map(|c| SortField::new(c.data_type().clone()))
+                .collect(),
+        )
+        .map_err(|e| self.error(e))?;
+        let rows = converter
+            .convert_columns(&keys)
+            .map_err(|e| self.error(e))?;
+        let mut newest = HashMap::with_capacity(all.num_rows());
+        for i in 0..all.num_rows() {
+            newest.insert(rows.row(i).owned(), u32::try_from(i).unwrap_or(u32::MAX));
+        }
+        let mut picked: Vec<u32> = newest.into_values().collect();
+        picked.sort_unstable();
+        let indices = UInt32Array::from(picked);
+        let columns = all
+            .columns()
+            .iter()
+            .map(|c| take(c, &indices, None))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.error(e))?;
+        RecordBatch::try_new(schema, columns).map_err(|e| self.error(e))
+    }
+
+    /// Writes `data` as batch `batch` in one commit carrying `properties`.
+    async fn write(
+        &self,
+        table: DeltaTable,
+        exists: bool,
+        data: Vec<RecordBatch>,
+        properties: CommitProperties,
+    ) -> Result<(), DeltaTableError> {
+        match self.mode {
+            Mode::Update if exists => {
+                let source_rows = self
+                    .newest_by_key(&data)
+                    .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+                let columns: Vec<String> = source_rows
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
+                let source = datafusion::prelude::SessionContext::new()
+                    .read_batch(source_rows)
+                    .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+                let side =
+                    |alias: &str, name: &str| -> Expr { col(Column::new(Some(alias), name)) };
+                let predicate = self
+                    .key
+                    .iter()
+                    .map(|k| {
+                        binary_expr(
+                            side("target", k),
+                            Operator::IsNotDistinctFrom,
+                            side("source", k),
+                        )
+                    })
+                    .reduce(Expr::and)
+                    .ok_or_else(|| DeltaTableError::Generic("no key".into()))?;
+                let merge = table
+                    .merge(source, predicate)
+                    .with_source_alias("source")
+                    .with_target_alias("target")
+                    .with_commit_properties(properties)
+                    .when_matched_update(|update| {
+                        columns.iter().fold(update, |u, c| {
+                            u.update(Column::new_unqualified(c), side("source", c))
+                        })
+                    })?
+                    .when_not_matched_insert(|insert| {
+                        columns.iter().fold(insert, |i, c| {
+                            i.set(Column::new_unqualified(c), side("source", c))
+                        })
+                    })?;
+                merge.await.map(|_| ())
+            }
+            Mode::Update | Mode::Append | Mode::Complete => {
+                let data = if self.mode == Mode::Update {
+                    vec![
+                        self.newest_by_key(&data)
+                            .map_err(|e| DeltaTableError::Generic(e.to_string()))?,
+                    ]
+                } else {
+                    data
+                };
+                let mut write = table
+                    .write(data)
+                    .with_save_mode(if self.mode == Mode::Complete {
+                        SaveMode::Overwrite
+                    } else {
+                        SaveMode::Append
+                    })
+                    .with_commit_properties(properties);
+                if !exists && !self.partition_by.is_empty() {
+                    write = write.with_partition_columns(self.partition_by.clone());
+                }
+                write.await.map(|_| ())
+            }
+        }
+    }
+
+    /// Reads the rows of one data file of the table, in `schema`'s column types (partition
+    /// columns from the log's partition values).
+    async fn read_file(
+        &self,
+        table: &DeltaTable,
+        file: &AddedFile,
+        schema: &SchemaRef,
+    ) -> Result<Vec<RecordBatch>, String> {
+        use object_store::ObjectStoreExt as _;
+        let path =
+            object_store::path::Path::from_url_path(&file.path).map_err(|e| e.to_string())?;
+        let bytes = table
+            .object_store()
+            .get(&path)
+            .await
+            .map_err(|e| e.to_string())?
+            .bytes()
+            .await
+            .map_err(|e| e.to_string())?;
+        let reader =
+            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                bytes,
+            )
+            .and_then(|b| b.build())
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for read in reader {
+            let read = read.map_err(|e| e.to_string())?;
+            let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+            for field in schema.fields() {
+                let column = match read.schema().index_of(field.name()) {
+                    Ok(i) => Arc::clone(read.column(i)),
+                    Err(_) => match file.partition_values.get(field.name()) {
+                        Some(value) => {
+                            let text: ArrayRef = Arc::new(StringArray::from(vec![
+                                value.as_deref();
+                                read.num_rows()
+                            ]));
+                            cast(&text, field.data_type()).map_err(|e| e.to_string())?
+                        }
+                        None => {
+                            return Err(format!("has no column `{}`", field.name()));
+                        }
+                    },
+                };
+                columns.push(column);
+            }
+            let plain = RecordBatch::try_new(
+                Arc::new(Schema::new(
+                    columns
+                        .iter()
+                        .zip(schema.fields())
+                        .map(|(c, f)| Field::new(f.name(), c.data_type().clone(), true))
+                        .collect::<Vec<_>>(),
+                )),
+                columns,
+            )
+            .map_err(|e| e.to_string())?;
+            out.push(crate::digest::conform(&plain, schema).map_err(|e| e.to_string())?);
+        }
+        Ok(out)
+    }
+
+    async fn read_held(&self, batch: BatchId, schema: &SchemaRef) -> Result<HeldBatch, SinkError> {
+        if self.mode == Mode::Update {
+            return Err(SinkError::NotSupported {
+                kind: KIND.name,
+                operation: "reading a batch back (`sluice replay --verify`) in update mode (its \
+                            rows were merged into the table's)",
+            });
+        }
+        let (table, exists) = self.table().await?;
+        if !exists {
+            return Ok(HeldBatch::Missing(format!(
+                "{} is not a Delta table (it has no _delta_log)",
+                self.location
+            )));
+        }
+        let held = self.held(&table).await?;
+        let wanted = i64::try_from(batch.0).unwrap_or(i64::MAX);
+        if self.mode == Mode::Complete
+            && let Some(newest) = held
+            && newest > wanted
+        {
+            return Ok(HeldBatch::Missing(format!(
+                "{}: in complete mode batch {newest}'s table has replaced batch {batch}'s",
+                self.location
+            )));
+        }
+        let Some(commit) = self.find_commit(&table, batch).await? else {
+            return Ok(HeldBatch::Missing(format!(
+                "{}: batch {batch} is not in the table's log (taken back, never written by \
+                 this pipeline, or its log entry is past the table's log retention)",
+                self.location
+            )));
+        };
+        let mut files = Vec::new();
+        let mut batches = Vec::new();
+        for file in &commit.adds {
+            let name = format!("{}/{}", self.location, file.path);
+            match self.read_file(&table, file, schema).await {
+                Ok(read) => batches.extend(read),
+                Err(reason) => return Ok(HeldBatch::Unreadable { file: name, reason }),
+            }
+            files.push(name);
+        }
+        Ok(HeldBatch::Rows { files, batches })
+    }
+}
+
+#[async_trait]
+impl Sink for DeltaSink {
+    fn kind(&self) -> &'static str {
+        KIND.name
+    }
+
+    async fn commit(
+        &self,
+        batch: BatchId,
+        fence: &Fence,
+        output: BatchOutput,
+    ) -> Result<SinkCommit, SinkError> {
+        let rows = output.num_rows();
+        let data = self.conform(&output)?;
+        let version = i64::try_from(batch.0).map_err(|e| self.error(e))?;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (table, exists) = self.table().await?;
+            if exists && self.held(&table).await?.is_some_and(|held| held >= version) {
+                return Ok(SinkCommit {
+                    rows,
+                    written: false,
+                });
+            }
+            // A newer run stops this one before anything becomes visible.
+            fence
+                .check()
+                .await
+                .map_err(|e| SinkError::Fenced(Box::new(e)))?;
+            let properties = CommitProperties::default()
+                .with_application_transaction(Transaction::new(&self.app_id, version))
+                .with_metadata([
+                    (
+                        "sluice.pipeline".to_string(),
+                        self.pipeline.to_string().into(),
+                    ),
+                    ("sluice.batch".to_string(), batch.0.into()),
+                    ("sluice.epoch".to_string(), fence.epoch().0.into()),
+                    ("sluice.rows".to_string(), rows.into()),
+                ]);
+            match self.write(table, exists, data.clone(), properties).await {
+                Ok(()) => {
+                    return Ok(SinkCommit {
+                        rows,
+                        written: true,
+                    });
+                }
+                Err(e) if lost_race(&e) && attempts < CONFLICT_ATTEMPTS => {
+                    tracing::debug!(%batch, "Delta commit lost a race, loading again: {e}");
+                }
+                Err(e) => return Err(self.error(format!("writing batch {batch}: {e}"))),
+            }
+        }
+    }
+
+    async fn held_digest(
+        &self,
+        batch: BatchId,
+        schema: &SchemaRef,
+    ) -> Result<Option<crate::digest::OutputDigest>, SinkError> {
+        if self.mode == Mode::Update {
+            return Ok(None);
+        }
+        match self.read_held(batch, schema).await? {
+            HeldBatch::Rows { batches, .. } => crate::digest::digest(&batches)
+                .map(Some)
+                .map_err(|e| self.error(format!("hashing the rows read back: {e}"))),
+            HeldBatch::Missing(_) | HeldBatch::Unreadable { .. } => Ok(None),
+        }
+    }
+
+    async fn read_batch(&self, batch: BatchId, schema: &SchemaRef) -> Result<HeldBatch, SinkError> {
+        self.read_held(batch, schema).await
+    }
+
+    async fn forget_batch(&self, batch: BatchId) -> Result<u64, SinkError> {
+        if self.mode != Mode::Append {
+            return Err(SinkError::NotSupported {
+                kind: KIND.name,
+                operation: "taking a batch back (`sluice rewind`) in update or complete mode \
+                            (its rows replaced or overwrote older ones)",
+            });
+        }
+        let (table, exists) = self.table().await?;
+        if !exists {
+            return Ok(0);
+        }
+        let wanted = i64::try_from(batch.0).unwrap_or(i64::MAX);
+        match self.held(&table).await? {
+            Some(held) if held > wanted => {
+                return Err(self.error(format!(
+                    "batch {held} is still in the table: batches are taken back newest first"
+                )));
+            }
+            Some(held) if held == wanted => {}
+            _ => return Ok(0),
+        }
+        let Some(commit) = self.find_commit(&table, batch).await? else {
+            return Err(self.error(format!(
+                "batch {batch}'s log entry is gone (past the table's log retention): its files \
+                 cannot be named to take them back"
+            )));
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        let removed = commit.adds.len() as u64;
+        let actions: Vec<Action> = commit
+            .adds
+            .into_iter()
+            .map(|add| {
+                // The log holds paths URL-encoded; `Remove` encodes its own.
+                let path = percent_encoding::percent_decode_str(&add.path)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                Action::Remove(Remove {
+                    path,
+                    data_change: true,
+                    deletion_timestamp: Some(now),
+                    extended_file_metadata: Some(true),
+                    partition_values: Some(add.partition_values),
+                    size: Some(add.size),
+                    tags: None,
+                    deletion_vector: None,
+                    base_row_id: None,
+                    default_row_commit_version: None,
+                })
+            })
+            .collect();
+        let properties = CommitProperties::default()
+            .with_application_transaction(Transaction::new(&self.app_id, wanted - 1))
+            .with_metadata([
+                (
+                    "sluice.pipeline".to_string(),
+                    self.pipeline.to_string().into(),
+                ),
+                ("sluice.rewind".to_string(), batch.0.into()),
+            ]);
+        let snapshot = table.snapshot().map_err(|e| self.error(e))?;
+        CommitBuilder::from(properties)
+            .with_actions(actions)
+            .build(
+                Some(snapshot),
+                table.log_store(),
+                DeltaOperation::Delete {
+                    predicate: Some(format!("sluice rewind of batch {batch}")),
+                },
+            )
+            .await
+            .map_err(|e| self.error(format!("taking batch {batch} back: {e}")))?;
+        Ok(removed)
+    }
+
+    async fn owner(&self) -> Result<Option<uuid::Uuid>, SinkError> {
+        let (table, exists) = self.table().await?;
+        let Some(newest) = table.version().filter(|_| exists) else {
+            return Ok(None);
+        };
+        // The newest commit Sluice made names its pipeline.
+        for version in (0..=newest).rev() {
+            let Some(lines) = self.log_entry(&table, version).await? else {
+                break;
+            };
+            let pipeline = lines
+                .iter()
+                .filter_map(|l| l.commit_info.as_ref())
+                .find_map(|i| i.get("sluice.pipeline")?.as_str()?.parse().ok());
+            if pipeline.is_some() {
+                return Ok(pipeline);
+            }
+        }
+        Ok(None)
+    }
+
+    async fn summary(&self) -> Result<Option<HeldSummary>, SinkError> {
+        let (table, exists) = self.table().await?;
+        if !exists {
+            return Ok(Some(HeldSummary {
+                entries: 0,
+                last: None,
+            }));
+        }
+        let Some(held) = self.held(&table).await?.and_then(|v| u64::try_from(v).ok()) else {
+            return Ok(Some(HeldSummary {
+                entries: 0,
+                last: None,
+            }));
+        };
+        let commit = self.find_commit(&table, BatchId(held)).await?;
+        Ok(Some(HeldSummary {
+            entries: 1,
+            last: Some((
+                BatchId(held),
+                commit.as_ref().and_then(|c| c.rows).unwrap_or(0),
+                commit.map_or(0, |c| c.adds.len()),
+            )),
+        }))
+    }
+
+    fn check_output(&self, schema: &SchemaRef) -> Result<(), SinkError> {
+        delta_schema(schema).map_err(|e| self.error(e))?;
+        for (what, columns) in [("key", &self.key), ("partition_by", &self.partition_by)] {
+            for c in columns {
+                if schema.index_of(c).is_err() {
+                    return Err(self.error(format!(
+                        "`{what}` column `{c}` is not a column of the query"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The type Delta keeps a column of `data_type` in; an error naming what Delta has no type
+/// for. Timestamps are microseconds (Delta's `timestamp_ntz`, or `timestamp` with a zone, kept
+/// as UTC); unsigned integers widen to the next signed type (`UInt64` to `Int64`, checked);
+/// dictionaries are their values; views their plain types.
+fn delta_type(data_type: &DataType) -> Result<DataType, String> {
+    Ok(match data_type {
+        DataType::Timestamp(_, None) => DataType::Timestamp(TimeUnit::Microsecond, None),
+        DataType::Timestamp(_, Some(_)) => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        }
+        DataType::Dictionary(_, value) => delta_type(value)?,
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary | DataType::FixedSizeBinary(_) => {
+            DataType::Binary
+        }
+        DataType::UInt8 => DataType::Int16,
+        DataType::UInt16 => DataType::Int32,
+        DataType::UInt32 | DataType::UInt64 => DataType::Int64,
+        DataType::Float16 => DataType::Float32,
+        DataType::Date64 => DataType::Date32,
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::Float32
+        | DataType::Float64
+        | DataType::Boolean
+        | DataType::Utf8
+        | DataType::Binary
+        | DataType::Date32 => data_type.clone(),
+        DataType::Decimal128(precision, _) if *precision <= 38 => data_type.clone(),
+        DataType::List(item)
+        | DataType::LargeList(item)
+        | DataType::ListView(item)
+        | DataType::LargeListView(item)
+        | DataType::FixedSizeList(item, _) => DataType::List(Arc::new(Field::new(
+            item.name(),
+            delta_type(item.data_type())?,
+            true,
+        ))),
+        DataType::Struct(fields) => DataType::Struct(
+            fields
+                .iter()
+                .map(|f| Ok(Field::new(f.name(), delta_type(f.data_type())?, true)))
+                .collect::<Result<Fields, String>>()?,
+        ),
+        DataType::Map(entries, sorted) => {
+            let DataType::Struct(kv) = entries.data_type() else {
+                return Err(format!("{data_type} has no key and value"));
+            };
+            let fields = kv
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    // A map's key is never null.
+                    Ok(Field::new(f.name(), delta_type(f.data_type())?, i > 0))
+                })
+                .collect::<Result<Fields, String>>()?;
+            DataType::Map(
+                Arc::new(Field::new(entries.name(), DataType::Struct(fields), false)),
+                *sorted,
+            )
+        }
+        other => return Err(format!("{other}")),
+    })
+}
+
+/// The table's schema for output of `schema`: every column nullable, in Delta's types; an
+/// error naming the first column Delta has no type for.
+fn delta_schema(schema: &SchemaRef) -> Result<SchemaRef, String> {
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let data_type = delta_type(field.data_type()).map_err(|inner| {
+            let within = if inner == field.data_type().to_string() {
+                String::new()
+            } else {
+                format!(" (it holds {inner})")
+            };
+            format!(
+                "column `{}` is {}{within}, which Delta Lake has no type for; cast it in the \
+                 query (a time to text, a duration or interval to a number of seconds)",
+                field.name(),
+                field.data_type()
+            )
+        })?;
+        fields.push(Field::new(field.name(), data_type, true));
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// `batch` in `schema`'s types; a value that does not fit (a `UInt64` past `Int64`) is an
+/// error naming its column, never a null.
+fn delta_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                cast_with_options(column, field.data_type(), &options)
+                    .map_err(|e| format!("column `{}`: {e}", field.name()))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_map_to_delta_and_a_type_it_has_none_for_is_named() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::UInt64, false),
+            Field::new("at", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+            Field::new(
+                "at_utc",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("+02:00".into())),
+                true,
+            ),
+            Field::new("name", DataType::Utf8View, true),
+        ]));
+        let delta = delta_schema(&schema).expect("delta schema");
+        let types: Vec<DataType> = delta
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                DataType::Int64,
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                DataType::Utf8,
+            ]
+        );
+        let bad = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("took", DataType::Duration(TimeUnit::Second), true),
+        ]));
+        let e = delta_schema(&bad).expect_err("refused");
+        assert!(e.starts_with("column `took` is Duration(s)"), "{e}");
+    }
+
+    #[test]
+    fn a_value_that_does_not_fit_its_delta_type_is_an_error_not_a_null() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::UInt64, true)]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(datafusion::arrow::array::UInt64Array::from(vec![
+                1,
+                u64::MAX,
+            ]))],
+        )
+        .expect("batch");
+        let target = delta_schema(&schema).expect("schema");
+        let e = delta_batch(&batch, &target).expect_err("refused");
+        assert!(e.starts_with("column `n`"), "{e}");
+    }
+}

@@ -1,0 +1,409 @@
+//! The Delta Lake sink, its tables read back by readers independent of Sluice: PyPI
+//! `deltalake` (delta-rs's Python reader) and DuckDB (over the same table version as an Arrow
+//! dataset), through `tests/readers/delta.py`; compared with the same SQL as one DataFusion
+//! batch query over the same input.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use sluice::checkpoint::{BatchId, Checkpoint};
+use sluice::sink::{SinkConnector, SinkContext};
+
+use crate::common::*;
+use crate::contract::{SinkFixture, output, sink_contract};
+
+/// Which reader reads the table back.
+#[derive(Debug, Clone, Copy)]
+pub enum Reader {
+    Deltalake,
+    Duckdb,
+}
+
+/// The rows of the Delta table in `folder` as `reader` reads them, decoded into `schema`'s
+/// types (by column name) and rendered as the oracle renders rows, sorted; none where the
+/// folder holds no table yet.
+pub fn table_rows(folder: &std::path::Path, reader: Reader, schema: SchemaRef) -> Vec<String> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/readers/delta.py");
+    let via = match reader {
+        Reader::Deltalake => "deltalake",
+        Reader::Duckdb => "duckdb",
+    };
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(folder)
+        .arg(via)
+        .output()
+        .expect("run tests/readers/delta.py (python3 with `deltalake` and `duckdb`)");
+    if out.status.code() == Some(3) {
+        return Vec::new();
+    }
+    assert!(
+        out.status.success(),
+        "reading {} with {via}: {}",
+        folder.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut decoder = datafusion::arrow::json::ReaderBuilder::new(schema)
+        .build_decoder()
+        .expect("decoder");
+    decoder.decode(&out.stdout).expect("decode");
+    let batches: Vec<_> = decoder.flush().expect("flush").into_iter().collect();
+    rows(&batches)
+}
+
+struct DeltaSinkFixture {
+    table: std::path::PathBuf,
+}
+
+#[async_trait::async_trait]
+impl SinkFixture for DeltaSinkFixture {
+    fn connector(&self) -> Arc<dyn SinkConnector> {
+        let yaml = format!("path: {}", self.table.display());
+        sluice::sink::configure("delta", &serde_yaml::from_str(&yaml).expect("yaml"))
+            .expect("delta")
+    }
+
+    async fn visible_rows(&self) -> Option<Vec<String>> {
+        let schema = output(0, 0).schema;
+        Some(table_rows(&self.table, Reader::Deltalake, schema))
+    }
+
+    fn log_entries(&self) -> Option<usize> {
+        // The table's log is Delta's own, kept by the table's log retention.
+        None
+    }
+}
+
+#[tokio::test]
+async fn the_delta_sink_keeps_the_sink_contract() {
+    let dir = tempfile::tempdir().expect("dir");
+    let checkpoint = sluice::storage::Location::open(
+        &dir.path().join("ckpt").display().to_string(),
+        true,
+        false,
+        None,
+    )
+    .expect("ckpt");
+    let fixture = DeltaSinkFixture {
+        table: dir.path().join("table"),
+    };
+    sink_contract(&fixture, &checkpoint).await;
+}
+
+fn sink_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("page", DataType::Utf8, true),
+        Field::new("amount", DataType::Float64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+    ]))
+}
+
+const QUERY: &str = "SELECT id, page, amount, ts FROM clicks WHERE amount > 30";
+
+fn files_source(ws: &Workspace) -> String {
+    format!(
+        "  clicks:\n    kind: files\n    path: {}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    max_files_per_batch: 1\n",
+        ws.p("in")
+    )
+}
+
+/// Files in, Delta out, in each output mode: append (a filter), update (an aggregation merged
+/// on its key) and complete (the same aggregation replacing the table each batch); each table,
+/// read by PyPI `deltalake` and by DuckDB, equals the batch query over every file, and each
+/// batch's commit carries the pipeline's transaction version.
+#[tokio::test]
+async fn each_output_mode_leaves_the_table_the_batch_query_gives() {
+    // Integer sums: a float sum's last digits depend on the order of the additions.
+    let aggregate = "SELECT page, count(*) AS n, sum(id) AS total FROM clicks GROUP BY page";
+    let agg_schema = Arc::new(Schema::new(vec![
+        Field::new("page", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+        Field::new("total", DataType::Int64, true),
+    ]));
+    for (mode, query, extra, schema) in [
+        ("append", QUERY, "", sink_schema()),
+        (
+            "update",
+            aggregate,
+            "  key: [page]\n",
+            Arc::clone(&agg_schema),
+        ),
+        ("complete", aggregate, "", agg_schema),
+    ] {
+        let ws = Workspace::new();
+        write_clicks(&ws.path("in"), "json", 4, 40, 0);
+        let yaml = format!(
+            "name: delta\ncheckpoint: {ckpt}\nsources:\n{source}query: {query}\noutput_mode: {mode}\ntrigger: available-now\nsink:\n  kind: delta\n  path: {table}\n{extra}",
+            ckpt = ws.p("ckpt"),
+            source = files_source(&ws),
+            table = ws.p("table"),
+        );
+        let pipeline = write_pipeline(&ws, &yaml);
+        let run = run_quietly(&pipeline, &[]);
+        assert!(run.status.success(), "{mode}: {}", stderr(&run));
+        let expected = oracle(&ws.path("in"), "json", query).await;
+        for reader in [Reader::Deltalake, Reader::Duckdb] {
+            assert_eq!(
+                table_rows(&ws.path("table"), reader, Arc::clone(&schema)),
+                expected,
+                "{mode}, read by {reader:?}"
+            );
+        }
+        // Four batches: the newest commit names batch 3 as the pipeline's transaction.
+        let log = std::fs::read_dir(ws.path("table/_delta_log"))
+            .expect("_delta_log")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .max()
+            .expect("a commit");
+        let newest = std::fs::read_to_string(&log).expect("commit");
+        assert!(
+            newest.contains("\"txn\"") && newest.contains("\"version\":3"),
+            "{mode}: {newest}"
+        );
+        // Running again writes nothing more.
+        let again = run_quietly(&pipeline, &[]);
+        assert!(again.status.success(), "{mode}: {}", stderr(&again));
+        assert_eq!(
+            table_rows(&ws.path("table"), Reader::Deltalake, Arc::clone(&schema)),
+            expected,
+            "{mode}: a second run"
+        );
+    }
+}
+
+/// `replay --verify` reads a batch back from the table and finds it as committed; `rewind`
+/// takes batches back out of the table (a Delta commit removing their files), and the next
+/// run writes them again, once.
+#[tokio::test]
+async fn replay_verifies_a_batch_and_rewind_takes_batches_back() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 40, 0);
+    let yaml = format!(
+        "name: delta\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: available-now\nsink:\n  kind: delta\n  path: {table}\n  partition_by: [page]\n",
+        ckpt = ws.p("ckpt"),
+        source = files_source(&ws),
+        table = ws.p("table"),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        expected
+    );
+    assert!(
+        ws.path("table/page=home").is_dir(),
+        "partitioned by page, as Spark lays it out"
+    );
+    let verify = run_bin(
+        &[
+            "replay",
+            &ws.p("ckpt"),
+            "--batch",
+            "1",
+            "--verify",
+            "--json",
+        ],
+        ws.dir.path(),
+    );
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    let view: serde_json::Value = serde_json::from_slice(&verify.stdout).expect("replay --json");
+    assert_eq!(view["verified"], true, "{view}");
+
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let first_file = oracle_of_first_file(&ws).await;
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        first_file,
+        "batches 1 and 2 taken back"
+    );
+    let again = run_quietly(&pipeline, &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    for reader in [Reader::Deltalake, Reader::Duckdb] {
+        assert_eq!(
+            table_rows(&ws.path("table"), reader, sink_schema()),
+            expected,
+            "written again once, read by {reader:?}"
+        );
+    }
+}
+
+/// The rows batch 0 wrote: the query over the first input file alone.
+async fn oracle_of_first_file(ws: &Workspace) -> Vec<String> {
+    let first = Workspace::new();
+    let mut names: Vec<_> = std::fs::read_dir(ws.path("in"))
+        .expect("in/")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    let name = names.first().expect("a file");
+    std::fs::copy(name, first.path("in").join(name.file_name().expect("name"))).expect("copy");
+    oracle(&first.path("in"), "json", QUERY).await
+}
+
+fn ctx(pipeline: uuid::Uuid) -> SinkContext<'static> {
+    SinkContext {
+        label: "",
+        pipeline,
+        replace: false,
+        update: false,
+        part: None,
+        create: true,
+        sync: false,
+        hook: None,
+    }
+}
+
+/// A late run (an older epoch) committing a batch the newer run already committed changes
+/// nothing: the table's transaction version for the pipeline is already there, so the commit
+/// is skipped. Past the fence, the older run is refused before it writes.
+#[tokio::test]
+async fn a_commit_for_a_batch_already_taken_is_skipped_and_an_older_epoch_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let location = sluice::storage::Location::open(
+        &dir.path().join("ckpt").display().to_string(),
+        true,
+        false,
+        None,
+    )
+    .expect("ckpt");
+    let fixture = DeltaSinkFixture {
+        table: dir.path().join("table"),
+    };
+    let older = Checkpoint::open(location.clone(), "epochs")
+        .await
+        .expect("checkpoint");
+    let id = older.metadata().id;
+    let old_fence = older.fence();
+    let old_sink = fixture.connector().open(&ctx(id)).expect("open");
+    old_sink
+        .commit(BatchId(0), &old_fence, output(0, 2))
+        .await
+        .expect("batch 0");
+    drop(older);
+    let newer = Checkpoint::open(location, "epochs")
+        .await
+        .expect("newer checkpoint");
+    let new_sink = fixture.connector().open(&ctx(id)).expect("open");
+    let written = new_sink
+        .commit(BatchId(1), &newer.fence(), output(10, 2))
+        .await
+        .expect("batch 1");
+    assert!(written.written);
+    // The late run recomputed batch 1 differently (say, with `now()` in it): skipped.
+    let late = old_sink
+        .commit(BatchId(1), &old_fence, output(100, 5))
+        .await
+        .expect("a batch already taken is skipped, not an error");
+    assert!(!late.written, "the late commit wrote nothing");
+    // Its next batch is past the newer run's fence.
+    let refused = old_sink
+        .commit(BatchId(2), &old_fence, output(20, 2))
+        .await
+        .expect_err("an older epoch is refused");
+    assert!(refused.to_string().contains("newer run"), "{refused}");
+    let visible = fixture.visible_rows().await.expect("rows");
+    assert_eq!(visible, ["0|row 0", "10|row 10", "11|row 11", "1|row 1"]);
+}
+
+/// Two runs committing the same batch at the same moment: Delta's conflict check lets one
+/// commit in; the other finds the batch there and writes nothing.
+#[tokio::test]
+async fn two_commits_of_one_batch_at_once_write_it_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let location = sluice::storage::Location::open(
+        &dir.path().join("ckpt").display().to_string(),
+        true,
+        false,
+        None,
+    )
+    .expect("ckpt");
+    let fixture = DeltaSinkFixture {
+        table: dir.path().join("table"),
+    };
+    let run = Checkpoint::open(location, "race")
+        .await
+        .expect("checkpoint");
+    let id = run.metadata().id;
+    let fence = run.fence();
+    let first = fixture.connector().open(&ctx(id)).expect("open");
+    first
+        .commit(BatchId(0), &fence, output(0, 1))
+        .await
+        .expect("batch 0");
+    for round in 1..6_u64 {
+        let a = fixture.connector().open(&ctx(id)).expect("open");
+        let b = fixture.connector().open(&ctx(id)).expect("open");
+        let first_row = i64::try_from(round).expect("round") * 10;
+        let (x, y) = tokio::join!(
+            a.commit(BatchId(round), &fence, output(first_row, 3)),
+            b.commit(BatchId(round), &fence, output(first_row, 3)),
+        );
+        let (x, y) = (x.expect("first writer"), y.expect("second writer"));
+        assert_eq!(
+            u8::from(x.written) + u8::from(y.written),
+            1,
+            "round {round}: exactly one commit wrote the batch"
+        );
+    }
+    let visible = fixture.visible_rows().await.expect("rows");
+    assert_eq!(visible.len(), 1 + 5 * 3, "{visible:?}");
+}
+
+/// A column Delta has no type for is refused once the query is planned, before any batch,
+/// naming the column, and the run leaves no table behind.
+#[tokio::test]
+async fn a_column_delta_cannot_hold_is_refused_at_planning() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 10, 0);
+    let yaml = format!(
+        "name: delta\ncheckpoint: {ckpt}\nsources:\n{source}query: SELECT id, ts - ts AS took FROM clicks\ntrigger: available-now\nsink:\n  kind: delta\n  path: {table}\n",
+        ckpt = ws.p("ckpt"),
+        source = files_source(&ws),
+        table = ws.p("table"),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = run_quietly(&pipeline, &[]);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    let said = stderr(&run);
+    assert!(
+        said.contains("column `took`") && said.contains("Delta Lake has no type"),
+        "{said}"
+    );
+    assert!(!ws.path("table").exists(), "no table folder left behind");
+}
+
+/// `queries/delta/clicks_to_delta.yaml` runs on the shipped sample data as its comment says,
+/// and the table it makes, read by PyPI `deltalake` and by DuckDB, is the batch query's.
+#[tokio::test]
+async fn the_files_to_delta_example_runs_on_the_sample_data() {
+    let ws = Workspace::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    crate::cli::copy_dir(&root.join("queries"), &ws.path("queries"));
+    let example = "queries/delta/clicks_to_delta.yaml";
+    let run = run_bin(&["run", example, "--progress", "none"], ws.dir.path());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let pipeline = sluice::pipeline::Pipeline::load(&ws.path(example)).expect("the example parses");
+    let expected =
+        crate::common::sample_clicks_oracle(&ws.path("queries/data/clicks"), &pipeline.query).await;
+    assert!(!expected.is_empty());
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+        Field::new("user_id", DataType::Int64, true),
+        Field::new("page", DataType::Utf8, true),
+        Field::new("seconds", DataType::Float64, true),
+    ]));
+    for reader in [Reader::Deltalake, Reader::Duckdb] {
+        assert_eq!(
+            table_rows(&ws.path("out/clicks_delta"), reader, Arc::clone(&schema)),
+            expected,
+            "read by {reader:?}"
+        );
+    }
+}
