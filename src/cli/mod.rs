@@ -147,7 +147,14 @@ pub fn main() -> i32 {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // delta-rs and its kernel log what they also return as errors, which Sluice
+                // says in its own words (and notes of their own, such as a merge's metrics):
+                // `SLUICE_LOG=warn` shows them.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(
+                        "warn,deltalake_core=off,buoyant_kernel=off,buoyant_kernel_engine=off",
+                    )
+                }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

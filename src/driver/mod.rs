@@ -40,7 +40,7 @@ use crate::progress::{
     BatchProgress, EventTimeProgress, ProgressFormat, SinkProgress, SourceProgress,
     StateOperatorProgress,
 };
-use crate::sink::{BatchOutput, Sink, SinkContext};
+use crate::sink::{BatchOutput, Sink, SinkContext, SinkError};
 use crate::source::Admission;
 use crate::storage::{Location, StoreHook};
 use engine::{Computed, Engine, Start};
@@ -770,6 +770,18 @@ impl<'a> Driver<'a> {
                  `sink.path`",
                 sink_record.path.as_deref().unwrap_or_default()
             )));
+        }
+        // A sink that lost some of the batches committed to it (a Delta table's log entry
+        // deleted) says so before a batch runs past them.
+        if same_sink && let Some(last) = logs.commits.last() {
+            let shown = checkpoint.location().to_string();
+            sink.check_held(*last).await.map_err(|e| match e {
+                SinkError::Connector { kind, error } => SinkError::Connector {
+                    kind,
+                    error: error.to_string().replace("<checkpoint>", &shown).into(),
+                },
+                other => other,
+            })?;
         }
         let mut late_sinks = BTreeMap::new();
         if let Some(late) = &pipeline.late_rows {

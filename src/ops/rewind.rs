@@ -225,8 +225,8 @@ fn open_sinks(
 ) -> Result<(Box<dyn Sink>, Vec<Box<dyn Sink>>), Error> {
     if pipeline.output_mode == OutputMode::Complete {
         return Err(refuse(format!(
-            "in complete mode the `{}` sink keeps only the latest batch's result table; the \
-             earlier batches' files are gone, so the sink cannot be put back",
+            "in complete mode each batch's result table replaced the previous one's in the \
+             `{}` sink, so earlier batches cannot be taken back one by one",
             pipeline.sink.connector().kind()
         )));
     }

@@ -39,6 +39,7 @@ use datafusion::logical_expr::{Expr, Operator, binary_expr, col};
 use deltalake::errors::DeltaTableError;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Remove, Transaction};
+use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use serde::Deserialize;
@@ -115,7 +116,41 @@ impl SinkConnector for DeltaSinkConfig {
         true
     }
 
+    /// Refuses a table another pipeline (or an earlier checkpoint of this one) has written
+    /// batches into, as the files sink refuses its folder: this pipeline's batches would
+    /// start again from its sources' beginning, adding their rows a second time. A table
+    /// Sluice never wrote (Spark's, say) is appended to.
+    async fn preflight(&self, ctx: &SinkContext<'_>, _create_only: bool) -> Result<(), SinkError> {
+        if Location::open(&self.folder(ctx.part), false, ctx.sync, ctx.hook).is_err() {
+            return Ok(());
+        }
+        let sink = self.sink(&SinkContext {
+            create: false,
+            ..*ctx
+        })?;
+        let (table, exists) = sink.table().await?;
+        if !exists || sink.held(&table).await?.is_some() {
+            return Ok(());
+        }
+        match sink.newest_writer(&table).await? {
+            Some((owner, owner_label)) if owner != ctx.pipeline => Err(SinkError::ForeignFolder {
+                location: sink.location.to_string(),
+                owner,
+                owner_label,
+                ours: ctx.pipeline,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(self.sink(ctx)?))
+    }
+}
+
+impl DeltaSinkConfig {
+    /// The sink `open` gives, as its own type.
+    fn sink(&self, ctx: &SinkContext<'_>) -> Result<DeltaSink, SinkError> {
         let location = Location::open(&self.folder(ctx.part), ctx.create, ctx.sync, ctx.hook)?;
         let error = |e: &str| SinkError::Connector {
             kind: KIND.name,
@@ -143,14 +178,15 @@ impl SinkConnector for DeltaSinkConfig {
             Some(part) => format!("sluice-{}/{part}", ctx.pipeline),
             None => format!("sluice-{}", ctx.pipeline),
         };
-        Ok(Box::new(DeltaSink {
+        Ok(DeltaSink {
             location,
             pipeline: ctx.pipeline,
+            label: ctx.label.to_string(),
             app_id,
             mode,
             key: self.key.clone(),
             partition_by: self.partition_by.clone(),
-        }))
+        })
     }
 }
 
@@ -167,6 +203,9 @@ enum Mode {
 pub struct DeltaSink {
     location: Location,
     pipeline: uuid::Uuid,
+    /// How a person tells this pipeline from another (its name and checkpoint), kept in each
+    /// commit so that another pipeline's refusal names it.
+    label: String,
     /// The app id whose transaction version is the newest batch written.
     app_id: String,
     mode: Mode,
@@ -180,6 +219,19 @@ struct BatchCommit {
     adds: Vec<AddedFile>,
     /// The rows the batch wrote, where its commit says.
     rows: Option<u64>,
+}
+
+/// Where the table's log has a batch's commit.
+enum Lookup {
+    /// Its commit.
+    Found(BatchCommit),
+    /// Not written by this pipeline, or taken back since.
+    NotWritten,
+    /// Not found before a log entry cleaned up by the table's log retention.
+    Expired,
+    /// Missing, though the commit of batch `later` is there: the entry was deleted, or the
+    /// log restored from an older copy.
+    Lost { later: i64 },
 }
 
 /// A file a commit added.
@@ -272,6 +324,26 @@ impl DeltaSink {
         let mut table = DeltaTableBuilder::from_url(url.clone())
             .and_then(|b| b.with_storage_backend(store, url).build())
             .map_err(|e| self.error(e))?;
+        // No log yet: not a table (asked first, so that delta-rs has no failed load to log).
+        // A table has its first commit, or a checkpoint of the log once old commits are
+        // cleaned up.
+        let mut has_log = false;
+        for first in [
+            "_delta_log/00000000000000000000.json",
+            "_delta_log/_last_checkpoint",
+        ] {
+            has_log = self
+                .location
+                .exists(&self.location.path(first))
+                .await
+                .map_err(|e| self.error(format!("looking for the table's log: {e}")))?;
+            if has_log {
+                break;
+            }
+        }
+        if !has_log {
+            return Ok((table, false));
+        }
         match table.load().await {
             Ok(()) => Ok((table, true)),
             Err(DeltaTableError::NotATable(_)) => Ok((table, false)),
@@ -286,6 +358,36 @@ impl DeltaSink {
             .transaction_version(table.log_store().as_ref(), &self.app_id)
             .await
             .map_err(|e| self.error(format!("reading the table's transaction versions: {e}")))
+    }
+
+    /// The pipeline (and how it names itself) of the newest commit Sluice made to the table.
+    async fn newest_writer(
+        &self,
+        table: &DeltaTable,
+    ) -> Result<Option<(uuid::Uuid, String)>, SinkError> {
+        let Some(newest) = table.version() else {
+            return Ok(None);
+        };
+        for version in (0..=newest).rev() {
+            let Some(lines) = self.log_entry(table, version).await? else {
+                break;
+            };
+            let writer = lines
+                .iter()
+                .filter_map(|l| l.commit_info.as_ref())
+                .find_map(|i| {
+                    let id = i.get("sluice.pipeline")?.as_str()?.parse().ok()?;
+                    let label = i
+                        .get("sluice.label")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default();
+                    Some((id, label.to_string()))
+                });
+            if writer.is_some() {
+                return Ok(writer);
+            }
+        }
+        Ok(None)
     }
 
     /// The lines of log entry `version`; `None` where it is gone (cleaned up by the table's
@@ -318,19 +420,17 @@ impl DeltaSink {
 
     /// The commit that wrote `batch`, where the table holds it: found from the newest log
     /// entry back (past the commits of rewinds), stopping at this pipeline's first transaction
-    /// version below `batch` (the batch was taken back, or never written).
-    async fn find_commit(
-        &self,
-        table: &DeltaTable,
-        batch: BatchId,
-    ) -> Result<Option<BatchCommit>, SinkError> {
+    /// version below `batch` (the batch was taken back, never written, or its commit lost).
+    async fn find_commit(&self, table: &DeltaTable, batch: BatchId) -> Result<Lookup, SinkError> {
         let Some(newest) = table.version() else {
-            return Ok(None);
+            return Ok(Lookup::NotWritten);
         };
         let wanted = i64::try_from(batch.0).unwrap_or(i64::MAX);
+        // A later batch's commit seen on the way back.
+        let mut later = None;
         for version in (0..=newest).rev() {
             let Some(lines) = self.log_entry(table, version).await? else {
-                return Ok(None);
+                return Ok(Lookup::Expired);
             };
             let Some(txn) = lines
                 .iter()
@@ -339,24 +439,34 @@ impl DeltaSink {
             else {
                 continue;
             };
-            if txn.version < wanted {
-                return Ok(None);
-            }
             let info = lines.iter().find_map(|l| l.commit_info.as_ref());
             // A rewind's commit moves the version back to N after taking N + 1 back: batch
             // N's own commit is further back.
             let rewind = info.is_some_and(|i| i.contains_key("sluice.rewind"));
+            if txn.version < wanted {
+                return Ok(match later {
+                    _ if rewind => Lookup::NotWritten,
+                    Some(later) => Lookup::Lost { later },
+                    None => Lookup::NotWritten,
+                });
+            }
             if txn.version == wanted && !rewind {
                 let rows = info
                     .and_then(|i| i.get("sluice.rows"))
                     .and_then(serde_json::Value::as_u64);
-                return Ok(Some(BatchCommit {
+                return Ok(Lookup::Found(BatchCommit {
                     adds: lines.into_iter().filter_map(|l| l.add).collect(),
                     rows,
                 }));
             }
+            if txn.version > wanted && !rewind {
+                later = later.or(Some(txn.version));
+            }
         }
-        Ok(None)
+        Ok(match later {
+            Some(later) => Lookup::Lost { later },
+            None => Lookup::NotWritten,
+        })
     }
 
     /// The output's record batches in the table's column types (at least one, so that an
@@ -448,10 +558,12 @@ impl DeltaSink {
                     })
                     .reduce(Expr::and)
                     .ok_or_else(|| DeltaTableError::Generic("no key".into()))?;
+                // Columns the query gained (`allow_output_schema_change`) join the table.
                 let merge = table
                     .merge(source, predicate)
                     .with_source_alias("source")
                     .with_target_alias("target")
+                    .with_merge_schema(true)
                     .with_commit_properties(properties)
                     .when_matched_update(|update| {
                         columns.iter().fold(update, |u, c| {
@@ -481,7 +593,15 @@ impl DeltaSink {
                     } else {
                         SaveMode::Append
                     })
-                    .with_commit_properties(properties);
+                    .with_commit_properties(properties)
+                    // The query's columns changed (`allow_output_schema_change`): complete mode
+                    // replaces the table's schema with the new output's, the others add the
+                    // new columns to it.
+                    .with_schema_mode(if self.mode == Mode::Complete {
+                        SchemaMode::Overwrite
+                    } else {
+                        SchemaMode::Merge
+                    });
                 if !exists && !self.partition_by.is_empty() {
                     write = write.with_partition_columns(self.partition_by.clone());
                 }
@@ -579,12 +699,31 @@ impl DeltaSink {
                 self.location
             )));
         }
-        let Some(commit) = self.find_commit(&table, batch).await? else {
-            return Ok(HeldBatch::Missing(format!(
-                "{}: batch {batch} is not in the table's log (taken back, never written by \
-                 this pipeline, or its log entry is past the table's log retention)",
-                self.location
-            )));
+        let commit = match self.find_commit(&table, batch).await? {
+            Lookup::Found(commit) => commit,
+            Lookup::NotWritten => {
+                return Ok(HeldBatch::Missing(format!(
+                    "{}: batch {batch} is not in the table's log (taken back, or never written \
+                     by this pipeline)",
+                    self.location
+                )));
+            }
+            Lookup::Expired => {
+                return Ok(HeldBatch::Missing(format!(
+                    "{}: batch {batch}'s log entry is past the table's log retention",
+                    self.location
+                )));
+            }
+            Lookup::Lost { later } => {
+                return Ok(HeldBatch::Unreadable {
+                    file: format!("{}/_delta_log", self.location),
+                    reason: format!(
+                        "has no commit of batch {batch}, though it has batch {later}'s: the \
+                         entry was deleted, or the log restored from an older copy, and its \
+                         rows are not in the table"
+                    ),
+                });
+            }
         };
         let mut files = Vec::new();
         let mut batches = Vec::new();
@@ -637,6 +776,7 @@ impl Sink for DeltaSink {
                         "sluice.pipeline".to_string(),
                         self.pipeline.to_string().into(),
                     ),
+                    ("sluice.label".to_string(), self.label.clone().into()),
                     ("sluice.batch".to_string(), batch.0.into()),
                     ("sluice.epoch".to_string(), fence.epoch().0.into()),
                     ("sluice.rows".to_string(), rows.into()),
@@ -698,10 +838,10 @@ impl Sink for DeltaSink {
             Some(held) if held == wanted => {}
             _ => return Ok(0),
         }
-        let Some(commit) = self.find_commit(&table, batch).await? else {
+        let Lookup::Found(commit) = self.find_commit(&table, batch).await? else {
             return Err(self.error(format!(
-                "batch {batch}'s log entry is gone (past the table's log retention): its files \
-                 cannot be named to take them back"
+                "batch {batch}'s log entry is gone (past the table's log retention, or \
+                 deleted): its files cannot be named to take them back"
             )));
         };
         let now = chrono::Utc::now().timestamp_millis();
@@ -754,23 +894,45 @@ impl Sink for DeltaSink {
 
     async fn owner(&self) -> Result<Option<uuid::Uuid>, SinkError> {
         let (table, exists) = self.table().await?;
-        let Some(newest) = table.version().filter(|_| exists) else {
+        if !exists {
             return Ok(None);
-        };
-        // The newest commit Sluice made names its pipeline.
-        for version in (0..=newest).rev() {
-            let Some(lines) = self.log_entry(&table, version).await? else {
-                break;
-            };
-            let pipeline = lines
-                .iter()
-                .filter_map(|l| l.commit_info.as_ref())
-                .find_map(|i| i.get("sluice.pipeline")?.as_str()?.parse().ok());
-            if pipeline.is_some() {
-                return Ok(pipeline);
-            }
         }
-        Ok(None)
+        Ok(self.newest_writer(&table).await?.map(|(id, _)| id))
+    }
+
+    async fn check_held(&self, last: BatchId) -> Result<(), SinkError> {
+        // A complete-mode batch rewrites the whole table: the next one mends a lost commit.
+        if self.mode == Mode::Complete {
+            return Ok(());
+        }
+        let (table, exists) = self.table().await?;
+        let held = if exists {
+            self.held(&table).await?
+        } else {
+            None
+        };
+        let wanted = i64::try_from(last.0).unwrap_or(i64::MAX);
+        if held.is_some_and(|h| h >= wanted) {
+            return Ok(());
+        }
+        let holds = match held.and_then(|h| u64::try_from(h).ok()) {
+            Some(h) => format!("holds batches up to {h} only"),
+            None => "holds none of its batches".to_string(),
+        };
+        let way_out = match (self.mode, held.and_then(|h| u64::try_from(h).ok())) {
+            (Mode::Append, Some(h)) => format!(
+                "take the missing batches back, which computes them again from their input: \
+                 `sluice rewind <checkpoint> --to {h}`, then run again"
+            ),
+            _ => "restore the table's log from a backup; or start the pipeline over on a new \
+                  checkpoint with a new, empty `sink.path`"
+                .to_string(),
+        };
+        Err(self.error(format!(
+            "the table {holds}, but the checkpoint committed batches up to {last}: commits \
+             of its _delta_log are gone (deleted, or restored from an older copy), and \
+             running on would leave their rows out; {way_out}"
+        )))
     }
 
     async fn summary(&self) -> Result<Option<HeldSummary>, SinkError> {
@@ -787,7 +949,10 @@ impl Sink for DeltaSink {
                 last: None,
             }));
         };
-        let commit = self.find_commit(&table, BatchId(held)).await?;
+        let commit = match self.find_commit(&table, BatchId(held)).await? {
+            Lookup::Found(commit) => Some(commit),
+            _ => None,
+        };
         Ok(Some(HeldSummary {
             entries: 1,
             last: Some((
@@ -815,8 +980,8 @@ impl Sink for DeltaSink {
 
 /// The type Delta keeps a column of `data_type` in; an error naming what Delta has no type
 /// for. Timestamps are microseconds (Delta's `timestamp_ntz`, or `timestamp` with a zone, kept
-/// as UTC); unsigned integers widen to the next signed type (`UInt64` to `Int64`, checked);
-/// dictionaries are their values; views their plain types.
+/// as UTC); unsigned integers widen to the next signed type that holds every value (`UInt64`
+/// to `decimal(20,0)`); dictionaries are their values; views their plain types.
 fn delta_type(data_type: &DataType) -> Result<DataType, String> {
     Ok(match data_type {
         DataType::Timestamp(_, None) => DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -830,7 +995,9 @@ fn delta_type(data_type: &DataType) -> Result<DataType, String> {
         }
         DataType::UInt8 => DataType::Int16,
         DataType::UInt16 => DataType::Int32,
-        DataType::UInt32 | DataType::UInt64 => DataType::Int64,
+        DataType::UInt32 => DataType::Int64,
+        // Every u64 fits a decimal of 20 digits; none fits past 2^63 in a long.
+        DataType::UInt64 => DataType::Decimal128(20, 0),
         DataType::Float16 => DataType::Float32,
         DataType::Date64 => DataType::Date32,
         DataType::Int8
@@ -891,9 +1058,14 @@ fn delta_schema(schema: &SchemaRef) -> Result<SchemaRef, String> {
             } else {
                 format!(" (it holds {inner})")
             };
+            let cast = if inner.starts_with("Decimal") {
+                "a decimal of at most 38 digits (`CAST(... AS DECIMAL(38, 2))`) or a double"
+            } else {
+                "a time to text, a duration or interval to a number of seconds"
+            };
             format!(
                 "column `{}` is {}{within}, which Delta Lake has no type for; cast it in the \
-                 query (a time to text, a duration or interval to a number of seconds)",
+                 query ({cast})",
                 field.name(),
                 field.data_type()
             )
@@ -951,7 +1123,7 @@ mod tests {
         assert_eq!(
             types,
             [
-                DataType::Int64,
+                DataType::Decimal128(20, 0),
                 DataType::Timestamp(TimeUnit::Microsecond, None),
                 DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
                 DataType::Utf8,
@@ -966,7 +1138,7 @@ mod tests {
     }
 
     #[test]
-    fn a_value_that_does_not_fit_its_delta_type_is_an_error_not_a_null() {
+    fn every_unsigned_value_keeps_its_value() {
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::UInt64, true)]));
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
@@ -977,7 +1149,15 @@ mod tests {
         )
         .expect("batch");
         let target = delta_schema(&schema).expect("schema");
-        let e = delta_batch(&batch, &target).expect_err("refused");
-        assert!(e.starts_with("column `n`"), "{e}");
+        let held = delta_batch(&batch, &target).expect("every u64 fits");
+        let back = cast(held.column(0), &DataType::UInt64).expect("back");
+        assert_eq!(back.as_ref(), batch.column(0).as_ref());
+        let wide = Arc::new(Schema::new(vec![Field::new(
+            "d",
+            DataType::Decimal256(40, 2),
+            true,
+        )]));
+        let e = delta_schema(&wide).expect_err("refused");
+        assert!(e.contains("a decimal of at most 38 digits"), "{e}");
     }
 }

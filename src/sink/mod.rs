@@ -180,9 +180,9 @@ pub enum SinkError {
     },
     /// The output folder belongs to another pipeline or checkpoint, found before any batch.
     #[error(
-        "{location} belongs to another pipeline or checkpoint{} (its _sluice records, the owner \
-         record or the newest manifest entry, name pipeline id {owner}; this checkpoint's is \
-         {ours}): give each pipeline and checkpoint its own \
+        "{location} belongs to another pipeline or checkpoint{} (its records, a files sink's \
+         _sluice owner record or newest manifest entry, a Delta table's commits, name pipeline \
+         id {owner}; this checkpoint's is {ours}): give each pipeline and checkpoint its own \
          output folder (to start this pipeline over on a new checkpoint, give it a new, empty \
          `sink.path`, or empty this folder if its output is no longer wanted)",
         named(owner_label)
@@ -361,6 +361,13 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
     /// repair` rebuilds a lost checkpoint `metadata` from it); `None` where it records none.
     async fn owner(&self) -> Result<Option<uuid::Uuid>, SinkError> {
         Ok(None)
+    }
+
+    /// Checks, before a run's first batch, that the sink still holds every batch up to
+    /// `last`, the checkpoint's newest committed batch, where it can tell (a Delta table whose
+    /// log lost commits): running on would leave their rows out for good. Nothing by default.
+    async fn check_held(&self, _last: BatchId) -> Result<(), SinkError> {
+        Ok(())
     }
 
     /// What the sink holds, in brief; `None` for a sink that keeps nothing to inspect.

@@ -407,3 +407,153 @@ async fn the_files_to_delta_example_runs_on_the_sample_data() {
         );
     }
 }
+
+/// A pipeline file writing `QUERY` over `ws/in` into the Delta table `ws/table`, with
+/// checkpoint `ws/<ckpt>` and `extra` top-level keys.
+fn delta_pipeline(ws: &Workspace, ckpt: &str, query: &str, extra: &str) -> std::path::PathBuf {
+    let yaml = format!(
+        "name: delta\ncheckpoint: {ckpt}\nsources:\n{source}query: {query}\n{extra}trigger: available-now\nsink:\n  kind: delta\n  path: {table}\n",
+        ckpt = ws.p(ckpt),
+        source = files_source(ws),
+        table = ws.p("table"),
+    );
+    let path = ws.path(&format!("{ckpt}.yaml"));
+    std::fs::write(&path, yaml).expect("pipeline");
+    path
+}
+
+/// Walk 7: starting over on a new checkpoint (or another pipeline) into a table that holds a
+/// pipeline's batches would write every batch again; it is refused before any batch, naming
+/// the table and the pipeline that wrote it, and the table keeps its rows once.
+#[tokio::test]
+async fn a_table_another_checkpoint_wrote_is_refused() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    let first = delta_pipeline(&ws, "ckpt", QUERY, "");
+    let run = run_quietly(&first, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    let second = delta_pipeline(&ws, "ckpt2", QUERY, "");
+    let refused = run_quietly(&second, &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains("belongs to another pipeline or checkpoint")
+            && said.contains("pipeline `delta` with checkpoint")
+            && said.contains("a Delta table's commits"),
+        "{said}"
+    );
+    assert!(
+        !ws.path("ckpt2").exists(),
+        "the refused run leaves no checkpoint"
+    );
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        expected,
+        "every row once"
+    );
+    // The first checkpoint carries on.
+    write_clicks(&ws.path("in"), "json", 1, 40, 2);
+    let run = run_quietly(&first, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        oracle(&ws.path("in"), "json", QUERY).await
+    );
+}
+
+/// Walk 7: a commit gone from the table's log (deleted by hand) is a difference for
+/// `replay --verify`, and the next run refuses to run past it, naming the batches and the
+/// rewind that computes them again; following that advice gives the batch query's rows.
+#[tokio::test]
+async fn a_lost_log_entry_is_named_and_the_advice_mends_the_table() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 40, 0);
+    let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let mut entries: Vec<_> = std::fs::read_dir(ws.path("table/_delta_log"))
+        .expect("log")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    entries.sort();
+    let newest = entries.last().expect("a commit").clone();
+    let batch_1 = entries[entries.len() - 2].clone();
+    // Batch 1's commit gone: verify names it.
+    let kept = std::fs::read(&batch_1).expect("entry");
+    std::fs::remove_file(&batch_1).expect("delete");
+    std::fs::rename(&newest, &batch_1).expect("renumber");
+    let verify = run_bin(
+        &[
+            "replay",
+            &ws.p("ckpt"),
+            "--batch",
+            "1",
+            "--verify",
+            "--json",
+        ],
+        ws.dir.path(),
+    );
+    assert_eq!(verify.status.code(), Some(1), "{}", stderr(&verify));
+    let view: serde_json::Value = serde_json::from_slice(&verify.stdout).expect("json");
+    assert_eq!(view["verified"], false, "{view}");
+    // Put it back as it was, then lose the newest commit instead.
+    std::fs::rename(&batch_1, &newest).expect("back");
+    std::fs::write(&batch_1, kept).expect("restore");
+    std::fs::remove_file(&newest).expect("lose batch 2");
+    write_clicks(&ws.path("in"), "json", 1, 40, 3);
+    let refused = run_quietly(&pipeline, &[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    let advice = format!("sluice rewind {} --to 1", ws.p("ckpt"));
+    assert!(
+        said.contains("holds batches up to 1 only, but the checkpoint committed batches up to 2")
+            && said.contains(&advice),
+        "{said}"
+    );
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "1"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        oracle(&ws.path("in"), "json", QUERY).await
+    );
+}
+
+/// Walk 7: with `allow_output_schema_change`, a column the query gains joins the table
+/// (Delta schema merge); older rows read it as null.
+#[tokio::test]
+async fn a_column_the_query_gains_joins_the_table_when_allowed() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let narrow = "SELECT id, page FROM clicks WHERE amount > 30";
+    let pipeline = delta_pipeline(&ws, "ckpt", narrow, "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    write_clicks(&ws.path("in"), "json", 1, 40, 1);
+    let wide = "SELECT id, page, amount FROM clicks WHERE amount > 30";
+    let pipeline = delta_pipeline(&ws, "ckpt", wide, "allow_output_schema_change: true\n");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("page", DataType::Utf8, true),
+        Field::new("amount", DataType::Float64, true),
+    ]));
+    let expected = oracle(
+        &ws.path("in"),
+        "json",
+        "SELECT id, page, CASE WHEN id >= 40 THEN amount END FROM clicks WHERE amount > 30",
+    )
+    .await;
+    for reader in [Reader::Deltalake, Reader::Duckdb] {
+        assert_eq!(
+            table_rows(&ws.path("table"), reader, Arc::clone(&schema)),
+            expected,
+            "{reader:?}"
+        );
+    }
+}
