@@ -62,8 +62,9 @@ pub enum Error {
     /// one), failed.
     #[error(
         "pending batch {batch} runs with the pipeline file it was planned with ({planned}), \
-         not the edited one, and it failed: {source}. The edit takes effect from the next \
-         batch; {advice}"
+         not the edited one, and it failed: {}. The edit takes effect from the next \
+         batch; {advice}",
+        source.to_string().trim_end_matches('.')
     )]
     Pending {
         /// The pending batch.

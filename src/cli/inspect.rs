@@ -459,11 +459,17 @@ fn render_text(view: &CheckpointView) -> String {
             sink.output_mode,
             match (&sink.unreadable, sink.last_batch) {
                 (Some(reason), _) => format!("cannot be read: {reason}"),
-                (None, Some(b)) => format!(
+                (None, Some(b)) if sink.kind == "files" => format!(
                     "holds batch {b} ({} rows, {} files), {} manifest entries kept",
                     sink.last_batch_rows.unwrap_or(0),
                     sink.last_batch_files.unwrap_or(0),
                     sink.manifest_entries.unwrap_or(0)
+                ),
+                // A table's sink (Delta, PostgreSQL) keeps no manifest of its own.
+                (None, Some(b)) => format!(
+                    "holds batch {b} ({} rows, {} files)",
+                    sink.last_batch_rows.unwrap_or(0),
+                    sink.last_batch_files.unwrap_or(0),
                 ),
                 (None, None) => "no batch yet".to_string(),
             }

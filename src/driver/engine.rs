@@ -240,6 +240,44 @@ impl<'p> Engine<'p> {
     }
 
     /// `sql`'s logical plan (over empty stream tables) and its shape.
+    /// For an aggregation `sql`: how many group keys it has, and the name the query's result
+    /// gives each aggregation output (its alias: `window_start`, `cnt`), group keys first, in
+    /// the order its state keeps them; `None` for a query that does not aggregate.
+    pub(super) async fn aggregate_names(
+        &mut self,
+        sql: &str,
+    ) -> Result<Option<(usize, Vec<String>)>, Error> {
+        use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+        let (logical, shape) = self.plan(sql).await?;
+        if !matches!(shape, Shape::Aggregate(_)) {
+            return Ok(None);
+        }
+        // The aggregation node's own output names, which the projection above it refers to.
+        let mut outputs = None;
+        logical
+            .apply(|node| {
+                if let LogicalPlan::Aggregate(agg) = node {
+                    let names: Vec<String> = agg
+                        .schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .collect();
+                    outputs = Some((agg.group_expr.len(), names));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+            .map_err(plan::PlanError::Sql)?;
+        Ok(outputs.map(|(groups, names)| {
+            let names = names
+                .iter()
+                .map(|name| plan::output_alias(&logical, name))
+                .collect();
+            (groups, names)
+        }))
+    }
+
     pub(super) async fn plan(&mut self, sql: &str) -> Result<(LogicalPlan, Shape), Error> {
         let ctx = self.session(&plan::default_settings())?;
         let (_, logical, shape) = plan::plan_shape(

@@ -25,7 +25,6 @@ use std::time::Instant;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use tokio::sync::watch;
 
 use crate::Error;
@@ -505,34 +504,7 @@ impl<'p> Recompute<'p> {
         &mut self,
         sql: &str,
     ) -> Result<Option<(usize, Vec<String>)>, Error> {
-        let (logical, shape) = self.engine.plan(sql).await?;
-        if !matches!(shape, plan::Shape::Aggregate(_)) {
-            return Ok(None);
-        }
-        // The aggregation node's own output names, which the projection above it refers to.
-        let mut outputs = None;
-        logical
-            .apply(|node| {
-                if let datafusion::logical_expr::LogicalPlan::Aggregate(agg) = node {
-                    let names: Vec<String> = agg
-                        .schema
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().clone())
-                        .collect();
-                    outputs = Some((agg.group_expr.len(), names));
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-            .map_err(plan::PlanError::Sql)?;
-        Ok(outputs.map(|(groups, names)| {
-            let names = names
-                .iter()
-                .map(|name| plan::output_alias(&logical, name))
-                .collect();
-            (groups, names)
-        }))
+        self.engine.aggregate_names(sql).await
     }
 
     /// Computes batch `batch` again as `entry` logged it, starting where `previous` (the
@@ -920,6 +892,7 @@ impl<'a> Driver<'a> {
             self.sink
                 .check_output(&output)
                 .map_err(|e| Error::Usage(e.to_string()))?;
+            self.check_update_key(&output).await?;
             self.check_output_schema(&output).await?;
         }
         self.sink.start().await?;
@@ -943,6 +916,54 @@ impl<'a> Driver<'a> {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// In update mode, a sink that writes each row over the row of its key (`sink.key`) must
+    /// be keyed by the aggregation's group keys as the query names them: another key keeps
+    /// stale rows of a group, or merges two groups into one row. Refused before a batch.
+    async fn check_update_key(&mut self, output: &SchemaRef) -> Result<(), Error> {
+        if self.pipeline.output_mode != OutputMode::Update {
+            return Ok(());
+        }
+        let Some(key) = self.pipeline.sink.connector().update_key() else {
+            return Ok(());
+        };
+        let Some((groups, names)) = self.engine.aggregate_names(&self.pipeline.query).await? else {
+            return Ok(());
+        };
+        let group_keys = &names[..groups.min(names.len())];
+        let listed = |names: &[String]| {
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        // Where a group key is not a column of the output (projected away, or named in a way
+        // this cannot follow), no key of the sink can name it.
+        if let Some(missing) = group_keys.iter().find(|g| output.index_of(g).is_err()) {
+            return Err(Error::Usage(format!(
+                "{}: in update mode each output row is the newest of its group, and the sink \
+                 writes it over the row of its `key`, but the group key `{missing}` is not a \
+                 column of the query's output: select every GROUP BY column (with the name \
+                 `key:` gives it)",
+                self.pipeline.name
+            )));
+        }
+        let wanted: std::collections::BTreeSet<&String> = group_keys.iter().collect();
+        let given: std::collections::BTreeSet<&String> = key.iter().collect();
+        if wanted != given {
+            return Err(Error::Usage(format!(
+                "{}: `sink.key` is [{}], but in update mode each output row is the newest of \
+                 its group ({}): the sink's key must be the GROUP BY columns, or it keeps stale \
+                 rows of a group and writes two groups over one row; set `key: [{}]`",
+                self.pipeline.name,
+                listed(&key),
+                listed(group_keys),
+                group_keys.join(", ")
+            )));
         }
         Ok(())
     }

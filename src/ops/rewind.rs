@@ -155,7 +155,10 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     // Every sink is opened (and every refusal made) before anything is deleted.
     let mut sinks = BTreeMap::new();
     for (key, pipeline) in &pipelines {
-        sinks.insert(key.clone(), open_sinks(pipeline, metadata.id, &refuse)?);
+        sinks.insert(
+            key.clone(),
+            open_sinks(pipeline, metadata.id, to, &refuse).await?,
+        );
     }
     let operators = StateFiles::operators(location).await?;
     rewound.stateful = !operators.is_empty();
@@ -165,9 +168,13 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         let (main_sink, late_sinks) = &sinks[key];
         // The newest batch's sink goes first: a sink that cannot take a batch back says so
         // before anything is deleted.
-        let mut deleted = match main_sink.forget_batch(batch).await {
-            Err(e @ SinkError::NotSupported { .. }) => return Err(refuse(e.to_string())),
-            other => other?,
+        let mut deleted = match main_sink {
+            Some(sink) => match sink.forget_batch(batch).await {
+                Err(e @ SinkError::NotSupported { .. }) => return Err(refuse(e.to_string())),
+                other => other?,
+            },
+            // The sink never took a batch after `to`.
+            None => 0,
         };
         for sink in late_sinks {
             deleted += sink.forget_batch(batch).await?;
@@ -213,42 +220,60 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     Ok(rewound)
 }
 
-/// The main sink and the late-rows sinks of `pipeline`, opened to take batches back.
+/// The main sink and the late-rows sinks of `pipeline`, opened to take the batches after
+/// `to` back; no main sink where it took none of them (a pending batch that failed before
+/// the sink's commit), so that taking them back asks nothing of it.
 ///
-/// Errors: `refuse`'s error for complete mode or a sink that keeps no batches; sink errors as
-/// they come.
+/// Errors: `refuse`'s error for complete mode or a sink that keeps no batches, where the sink
+/// holds a batch after `to` (or cannot say); sink errors as they come.
 #[allow(clippy::type_complexity)]
-fn open_sinks(
+async fn open_sinks(
     pipeline: &Pipeline,
     id: uuid::Uuid,
+    to: BatchId,
     refuse: &dyn Fn(String) -> Error,
-) -> Result<(Box<dyn Sink>, Vec<Box<dyn Sink>>), Error> {
-    if pipeline.output_mode == OutputMode::Complete {
-        return Err(refuse(format!(
-            "in complete mode each batch's result table replaced the previous one's in the \
-             `{}` sink, so earlier batches cannot be taken back one by one",
-            pipeline.sink.connector().kind()
-        )));
-    }
-    if !pipeline.sink.connector().keeps_batches() {
-        return Err(refuse(format!(
-            "its sink is `{kind}`, which cannot take batches back (what a `{kind}` sink wrote \
-             stays where it went: printed, sent to a topic, committed to a table); to compute \
-             the batches again, start the pipeline on a new checkpoint with a new output",
-            kind = pipeline.sink.connector().kind()
-        )));
-    }
+) -> Result<(Option<Box<dyn Sink>>, Vec<Box<dyn Sink>>), Error> {
     let ctx = SinkContext {
         label: "",
         pipeline: id,
-        replace: false,
+        replace: pipeline.output_mode == OutputMode::Complete,
         update: pipeline.output_mode == OutputMode::Update,
         part: None,
         create: false,
         sync: true,
         hook: None,
     };
-    let main_sink = pipeline.sink.connector().open(&ctx)?;
+    let complete = pipeline.output_mode == OutputMode::Complete;
+    let main_sink = if complete || !pipeline.sink.connector().keeps_batches() {
+        // Where the sink says its newest batch is `to` or older, there is nothing to take
+        // back from it.
+        let untouched = match pipeline.sink.connector().open(&ctx) {
+            Ok(sink) => match sink.summary().await {
+                Ok(Some(held)) => held.last.is_none_or(|(batch, ..)| batch <= to),
+                _ => false,
+            },
+            Err(_) => false,
+        };
+        if !untouched && complete {
+            return Err(refuse(format!(
+                "in complete mode each batch's result table replaced the previous one's in \
+                 the `{}` sink, so earlier batches cannot be taken back one by one",
+                pipeline.sink.connector().kind()
+            )));
+        }
+        if !untouched {
+            return Err(refuse(format!(
+                "its sink is `{kind}`, which cannot take batches back (what a `{kind}` sink \
+                 wrote stays where it went: printed, sent to a topic, committed to a table); \
+                 to compute the batches again, start the pipeline on a new checkpoint with a \
+                 new output",
+                kind = pipeline.sink.connector().kind()
+            )));
+        }
+        None
+    } else {
+        Some(pipeline.sink.connector().open(&ctx)?)
+    };
     let mut late_sinks = Vec::new();
     // A late-rows sink that keeps nothing (the console) has nothing to take back.
     if let Some(late) = pipeline

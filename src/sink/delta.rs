@@ -116,6 +116,10 @@ impl SinkConnector for DeltaSinkConfig {
         true
     }
 
+    fn update_key(&self) -> Option<Vec<String>> {
+        (!self.key.is_empty()).then(|| self.key.clone())
+    }
+
     /// Refuses a table another pipeline (or an earlier checkpoint of this one) has written
     /// batches into, as the files sink refuses its folder: this pipeline's batches would
     /// start again from its sources' beginning, adding their rows a second time. A table

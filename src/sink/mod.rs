@@ -134,6 +134,12 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// The columns an update-mode sink writes each row over the row of (`key:`), for the
+    /// check that they are the query's group keys; `None` for a sink without keys.
+    fn update_key(&self) -> Option<Vec<String>> {
+        None
+    }
+
     /// Checks before a run takes its checkpoint: with `create_only`, that the sink's store
     /// refuses a second create of the same object.
     async fn preflight(&self, _ctx: &SinkContext<'_>, _create_only: bool) -> Result<(), SinkError> {

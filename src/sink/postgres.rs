@@ -68,7 +68,8 @@ pub struct PostgresSinkConfig {
     /// The table written (`name` or `schema.name`, as written: quoted as identifiers).
     pub table: String,
     /// Makes the table from the query's columns where it is missing (with the key as its
-    /// primary key in update mode); without it, a missing table is an error.
+    /// unique key in update mode, nulls not distinct from PostgreSQL 15, else its primary
+    /// key); without it, a missing table is an error.
     #[serde(default)]
     pub create_table: bool,
     /// Update mode: the columns that identify a row (the table needs a unique index or
@@ -186,6 +187,10 @@ impl SinkConnector for PostgresSinkConfig {
 
     fn keeps_batches(&self) -> bool {
         self.batch_column.is_some()
+    }
+
+    fn update_key(&self) -> Option<Vec<String>> {
+        (!self.key.is_empty()).then(|| self.key.clone())
     }
 
     fn location(&self) -> Option<String> {
@@ -571,8 +576,22 @@ impl PostgresSink {
                 defs.push(format!("{} bigint NOT NULL", quote(batch_column)));
             }
             if self.mode == Mode::Update {
+                // A group key may be null (GROUP BY a column with nulls): from PostgreSQL 15 a
+                // unique key that takes one null row per key, as the upsert needs; before, a
+                // primary key (a null key is then refused by the server).
+                let version: i32 = live
+                    .client
+                    .query_one("SELECT current_setting('server_version_num')::int", &[])
+                    .await
+                    .map_err(|e| self.failure(&e, "asking the server's version"))?
+                    .get(0);
+                let constraint = if version >= 150_000 {
+                    "UNIQUE NULLS NOT DISTINCT"
+                } else {
+                    "PRIMARY KEY"
+                };
                 defs.push(format!(
-                    "PRIMARY KEY ({})",
+                    "{constraint} ({})",
                     self.config
                         .key
                         .iter()
@@ -1068,13 +1087,17 @@ impl Sink for PostgresSink {
         // An open run's session where there is one; else a session of the tool's own.
         let epoch = guard.as_ref().and_then(|l| l.epoch);
         let live = self.live(&mut guard, epoch).await?;
-        Ok(self
-            .progress(live)
-            .await?
-            .map(|(batch, _, rows)| HeldSummary {
+        // No progress row: the pipeline has committed no batch to this server.
+        Ok(Some(match self.progress(live).await? {
+            Some((batch, _, rows)) => HeldSummary {
                 entries: 1,
                 last: Some((BatchId(batch), rows, 0)),
-            }))
+            },
+            None => HeldSummary {
+                entries: 0,
+                last: None,
+            },
+        }))
     }
 
     fn check_output(&self, schema: &SchemaRef) -> Result<(), SinkError> {

@@ -557,3 +557,27 @@ async fn a_column_the_query_gains_joins_the_table_when_allowed() {
         );
     }
 }
+
+/// Walk 7: update mode with a `key` that is not the query's group key (`n` for `GROUP BY
+/// page`) is refused before any batch: merged on it, the table kept stale rows of a page and
+/// wrote two pages over one row.
+#[tokio::test]
+async fn an_update_key_that_is_not_the_group_key_is_refused() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let yaml = format!(
+        "name: delta\ncheckpoint: {ckpt}\nsources:\n{source}query: SELECT page, count(*) AS n FROM clicks GROUP BY page\noutput_mode: update\ntrigger: available-now\nsink:\n  kind: delta\n  path: {table}\n  key: [n]\n",
+        ckpt = ws.p("ckpt"),
+        source = files_source(&ws),
+        table = ws.p("table"),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = run_quietly(&pipeline, &[]);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("set `key: [page]`"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!ws.path("table").exists() && !ws.path("ckpt").exists());
+}

@@ -606,3 +606,116 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn the_postgres_kind_is_registered() {
     assert!(sluice::sink::KINDS.iter().any(|k| k.name == "postgres"));
 }
+
+/// Walk 7: a null group key in update mode is a row of its own in a table Sluice makes
+/// (`UNIQUE NULLS NOT DISTINCT`), updated by later batches like any key.
+#[tokio::test]
+async fn a_null_group_key_is_a_row_of_its_own() {
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.path("in/0.json"),
+        "{\"page\":\"a\",\"v\":1}\n{\"page\":null,\"v\":2}\n",
+    )
+    .expect("input");
+    let table = unique_table("nullkey");
+    let yaml = format!(
+        "name: nullkey\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: json, schema: {{ page: string, v: bigint }} }}\nquery: SELECT page, count(*) AS n, sum(v) AS total FROM s GROUP BY page\noutput_mode: update\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n  key: [page]\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        url = server(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    std::fs::write(ws.path("in/1.json"), "{\"page\":null,\"v\":5}\n").expect("input");
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("page", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+        Field::new("total", DataType::Int64, true),
+    ]));
+    // Sorted as text: the null key renders empty.
+    assert_eq!(
+        table_rows(server(), &table, schema).await,
+        ["a|1|1", "|2|7"]
+    );
+}
+
+/// Walk 7: a batch that failed in PostgreSQL (an existing table whose primary key refuses a
+/// null key) left pending; the advice names a rewind, which takes back a batch the sink never
+/// took (the progress row says so) even without `batch_column`, and the edited query then
+/// runs it.
+#[tokio::test]
+async fn a_pending_batch_the_server_refused_can_be_taken_back() {
+    let ws = Workspace::new();
+    std::fs::write(ws.path("in/0.json"), "{\"page\":\"a\",\"v\":1}\n").expect("input");
+    let table = unique_table("refused");
+    client(server())
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE \"{table}\" (page text PRIMARY KEY, n bigint, total bigint)"
+        ))
+        .await
+        .expect("create");
+    let yaml = |query: &str| {
+        format!(
+            "name: refused\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: json, schema: {{ page: string, v: bigint }} }}\nquery: {query}\noutput_mode: update\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  key: [page]\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            url = server(),
+        )
+    };
+    let pipeline = write_pipeline(
+        &ws,
+        &yaml("SELECT page, count(*) AS n, sum(v) AS total FROM s GROUP BY page"),
+    );
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    std::fs::write(ws.path("in/1.json"), "{\"page\":null,\"v\":5}\n").expect("input");
+    let run = sluice_run(&pipeline);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    // The edit leaves the group key as it is, so the state follows it.
+    let fixed = "SELECT page, count(*) AS n, sum(v) AS total FROM s WHERE page IS NOT NULL \
+                 GROUP BY page";
+    write_pipeline(&ws, &yaml(fixed));
+    let run = sluice_run(&pipeline);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let advice = format!("sluice rewind {} --to 0", ws.p("ckpt"));
+    assert!(stderr(&run).contains(&advice), "{}", stderr(&run));
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("page", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+        Field::new("total", DataType::Int64, true),
+    ]));
+    assert_eq!(table_rows(server(), &table, schema).await, ["a|1|1"]);
+}
+
+/// Walk 7: in update mode a sink's `key` that is not the query's GROUP BY columns would keep
+/// stale rows and write two groups over one row: refused before any batch, naming the key to
+/// set.
+#[tokio::test]
+async fn an_update_key_that_is_not_the_group_key_is_refused() {
+    let ws = Workspace::new();
+    std::fs::write(ws.path("in/0.json"), "{\"page\":\"a\",\"v\":1}\n").expect("input");
+    let yaml = format!(
+        "name: badkey\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: json, schema: {{ page: string, v: bigint }} }}\nquery: SELECT page, count(*) AS n FROM s GROUP BY page\noutput_mode: update\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n  key: [n]\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        url = server(),
+        table = unique_table("badkey"),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("`sink.key` is [`n`]") && stderr(&run).contains("set `key: [page]`"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!ws.path("ckpt").exists());
+}
