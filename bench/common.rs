@@ -211,3 +211,45 @@ pub async fn batch_ms(ckpt: &Path, batches: u64) -> Vec<f64> {
     }
     out
 }
+
+/// The command line's numbers: for each `(flag, default)` of `defaults`, the value given as
+/// `--flag N` (the default where absent), in the same order; cargo's own `--bench` is
+/// skipped. Panics naming an unknown flag or a value that is not a whole number.
+#[allow(dead_code, reason = "not every benchmark takes numbers this way")]
+pub fn numbers<const N: usize>(defaults: [(&str, u64); N]) -> [u64; N] {
+    let mut values = defaults.map(|(_, v)| v);
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        if arg == "--bench" {
+            continue;
+        }
+        let i = defaults
+            .iter()
+            .position(|(flag, _)| arg.strip_prefix("--") == Some(flag))
+            .unwrap_or_else(|| panic!("unknown argument {arg}"));
+        values[i] = it
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{arg} takes a whole number"));
+    }
+    values
+}
+
+/// A test server's address: environment variable `var` where set, else what the start
+/// script `tests/servers/<name>/start` prints (it starts the server, or finds it running).
+#[allow(dead_code, reason = "only the benchmarks against a server use it")]
+pub fn test_server(name: &str, var: &str) -> String {
+    if let Ok(address) = std::env::var(var) {
+        return address;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/servers/{name}/start"));
+    let out = std::process::Command::new(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "the {name} server did not start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

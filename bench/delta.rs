@@ -42,29 +42,18 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args {
-        rows: 2_000_000,
-        files: 20,
-        per_batch: 2,
-        runs: 3,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .expect("a number")
-        };
-        match a.as_str() {
-            "--rows" => args.rows = value(),
-            "--files" => args.files = value(),
-            "--per-batch" => args.per_batch = value(),
-            "--runs" => args.runs = value() as usize,
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
+    let [rows, files, per_batch, runs] = common::numbers([
+        ("rows", 2_000_000),
+        ("files", 20),
+        ("per-batch", 2),
+        ("runs", 3),
+    ]);
+    Args {
+        rows,
+        files,
+        per_batch,
+        runs: runs as usize,
     }
-    args
 }
 
 /// The rows of the Delta table in `table`, as PyPI `deltalake` counts them; `None` where it

@@ -41,42 +41,16 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args {
-        rows: 400_000,
-        runs: 3,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .expect("a number")
-        };
-        match a.as_str() {
-            "--rows" => args.rows = value(),
-            "--runs" => args.runs = value() as usize,
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
+    let [rows, runs] = common::numbers([("rows", 400_000), ("runs", 3)]);
+    Args {
+        rows,
+        runs: runs as usize,
     }
-    args
 }
 
 /// The server: `SLUICE_NATS_URL`, or the tests' server, started where none listens.
 fn server() -> String {
-    if let Ok(url) = std::env::var("SLUICE_NATS_URL") {
-        return url;
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/nats/start");
-    let out = std::process::Command::new(script)
-        .output()
-        .expect("run tests/servers/nats/start");
-    assert!(
-        out.status.success(),
-        "nats-server did not start: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    common::test_server("nats", "SLUICE_NATS_URL")
 }
 
 /// Publishes every line of the JSON-lines files in `input` as one message on `subject`,

@@ -73,19 +73,7 @@ fn parse_args() -> Args {
 
 /// The server: `SLUICE_PG_URL`, or the tests' server, started where none listens.
 fn server() -> String {
-    if let Ok(url) = std::env::var("SLUICE_PG_URL") {
-        return url;
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/postgres/start");
-    let out = std::process::Command::new(script)
-        .output()
-        .expect("run tests/servers/postgres/start");
-    assert!(
-        out.status.success(),
-        "PostgreSQL did not start: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    common::test_server("postgres", "SLUICE_PG_URL")
 }
 
 async fn client(url: &str) -> tokio_postgres::Client {

@@ -175,7 +175,7 @@ impl Error {
             | Self::Sink(sink::SinkError::Storage(storage::StorageError::UnknownScheme {
                 ..
             })) => 2,
-            Self::Sink(sink::SinkError::ForeignFolder { .. }) => 2,
+            Self::Sink(sink::SinkError::ForeignFolder { .. } | sink::SinkError::Config { .. }) => 2,
             Self::Pending { source, .. } | Self::BadRow { source, .. } => source.exit_code(),
             _ => 1,
         }

@@ -386,6 +386,27 @@ fn engine_keys(message: String) -> String {
     message
 }
 
+/// `key` written twice in one mapping of `text`, with the lines of the first two at one
+/// indentation where they can be found.
+fn duplicate_key(text: &str, key: &str) -> String {
+    let mut at: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with(&format!("{key}:")) {
+            at.entry(line.len() - trimmed.len())
+                .or_default()
+                .push(i + 1);
+        }
+    }
+    match at.values().find(|lines| lines.len() >= 2) {
+        Some(lines) => format!(
+            "`{key}` is written twice in one mapping (lines {} and {}); keep one",
+            lines[0], lines[1]
+        ),
+        None => format!("`{key}` is written twice in one mapping; keep one"),
+    }
+}
+
 impl Pipeline {
     /// Reads and validates a pipeline file.
     pub fn load(path: &Path) -> Result<Self, PipelineError> {
@@ -402,6 +423,17 @@ impl Pipeline {
             path: path.to_path_buf(),
             message,
         };
+        // A key written twice in one mapping (two sources of one name): the typed reading
+        // would keep the second silently.
+        if let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(text)
+            && let Some(key) = e
+                .to_string()
+                .split_once("duplicate entry with key ")
+                .and_then(|(_, rest)| rest.split(" at line").next())
+                .map(|k| k.trim_matches('"').to_string())
+        {
+            return Err(invalid(duplicate_key(text, &key)));
+        }
         let deserializer = serde_yaml::Deserializer::from_str(text);
         let mut pipeline: Pipeline =
             serde_path_to_error::deserialize(deserializer).map_err(|e| {
@@ -435,23 +467,6 @@ impl Pipeline {
                 }
                 // serde_yaml places unknown keys well, but a value refused by its type at the
                 // start of the document: point at the key's own line instead.
-                // A key written twice: the second one's line (serde_yaml gives none).
-                if let Some(key) = message
-                    .strip_prefix("duplicate field `")
-                    .and_then(|rest| rest.split('`').next())
-                {
-                    let lines: Vec<usize> = text
-                        .lines()
-                        .enumerate()
-                        .filter(|(_, l)| l.trim_start().starts_with(&format!("{key}:")))
-                        .map(|(i, _)| i + 1)
-                        .collect();
-                    if let [first, second, ..] = lines.as_slice() {
-                        return invalid(format!(
-                            "`{key}` is written twice (lines {first} and {second}); keep one"
-                        ));
-                    }
-                }
                 if message.contains("unknown field") || path == "." || path.is_empty() {
                     return invalid(message);
                 }
@@ -958,7 +973,16 @@ sink: { kind: files, path: out/clicks, format: parquet }
         let twice = GOOD.replace("query:", "retain_batches: 3\nretain_batches: 4\nquery:");
         let err = parse(&twice).expect_err("twice");
         assert!(
-            err.contains("`retain_batches` is written twice (lines"),
+            err.contains("`retain_batches` is written twice in one mapping (lines"),
+            "{err}"
+        );
+        let two = GOOD.replace(
+            "query:",
+            "  clicks:\n    kind: files\n    path: other\n    format: json\nquery:",
+        );
+        let err = parse(&two).expect_err("two sources named clicks");
+        assert!(
+            err.contains("`clicks` is written twice in one mapping (lines 4 and 10)"),
             "{err}"
         );
         let tabbed = GOOD.replace("    max_files_per_batch: 2", "\tmax_files_per_batch: 2");

@@ -156,9 +156,9 @@ impl DeltaSinkConfig {
     /// The sink `open` gives, as its own type.
     fn sink(&self, ctx: &SinkContext<'_>) -> Result<DeltaSink, SinkError> {
         let location = Location::open(&self.folder(ctx.part), ctx.create, ctx.sync, ctx.hook)?;
-        let error = |e: &str| SinkError::Connector {
+        let error = |e: &str| SinkError::Config {
             kind: KIND.name,
-            error: format!("{location}: {e}").into(),
+            reason: format!("{location}: {e}"),
         };
         if ctx.update && self.key.is_empty() {
             return Err(error(

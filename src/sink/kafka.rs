@@ -149,10 +149,10 @@ impl SinkConnector for KafkaSinkConfig {
 
     fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
         if ctx.update && self.key.is_none() {
-            return Err(SinkError::Connector {
+            return Err(SinkError::Config {
                 kind: KIND.name,
-                error: "update mode writes each changed row as the newest record of its key: \
-                        set `key:` (an expression over the query's columns)"
+                reason: "update mode writes each changed row as the newest record of its key: \
+                         set `key:` (an expression over the query's columns)"
                     .into(),
             });
         }

@@ -231,6 +231,15 @@ pub enum SinkError {
         /// The connector's error.
         error: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The sink's settings do not fit the pipeline (its output mode): a mistake in the
+    /// pipeline file, found when the sink is opened.
+    #[error("sink ({kind}): {reason}")]
+    Config {
+        /// The sink's kind.
+        kind: &'static str,
+        /// What does not fit, and what to write instead.
+        reason: String,
+    },
     /// An operation the sink's kind does not support.
     #[error("{operation} is not supported by the `{kind}` sink connector")]
     NotSupported {

@@ -230,9 +230,9 @@ impl SinkConnector for PostgresSinkConfig {
 impl PostgresSinkConfig {
     /// The sink `open` gives, as its own type.
     fn sink(&self, ctx: &SinkContext<'_>) -> Result<PostgresSink, SinkError> {
-        let error = |e: &str| SinkError::Connector {
+        let error = |e: &str| SinkError::Config {
             kind: KIND.name,
-            error: format!("table `{}`: {e}", self.table).into(),
+            reason: format!("table `{}`: {e}", self.table),
         };
         if ctx.update && self.key.is_empty() {
             return Err(error(

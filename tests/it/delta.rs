@@ -77,13 +77,7 @@ impl SinkFixture for DeltaSinkFixture {
 #[tokio::test]
 async fn the_delta_sink_keeps_the_sink_contract() {
     let dir = tempfile::tempdir().expect("dir");
-    let checkpoint = sluice::storage::Location::open(
-        &dir.path().join("ckpt").display().to_string(),
-        true,
-        false,
-        None,
-    )
-    .expect("ckpt");
+    let checkpoint = checkpoint_in(dir.path());
     let fixture = DeltaSinkFixture {
         table: dir.path().join("table"),
     };
@@ -106,6 +100,33 @@ fn files_source(ws: &Workspace) -> String {
         "  clicks:\n    kind: files\n    path: {}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    max_files_per_batch: 1\n",
         ws.p("in")
     )
+}
+
+/// A pipeline file writing `query` over `ws/in` into the Delta table `ws/table`, with
+/// checkpoint `ws/<ckpt>`, `extra` top-level keys (whole lines) and `sink_extra` sink keys
+/// (whole lines, indented two spaces).
+fn delta_pipeline(
+    ws: &Workspace,
+    ckpt: &str,
+    query: &str,
+    extra: &str,
+    sink_extra: &str,
+) -> std::path::PathBuf {
+    let yaml = format!(
+        "name: delta\ncheckpoint: {ckpt}\nsources:\n{source}query: {query}\n{extra}trigger: available-now\nsink:\n  kind: delta\n  path: {table}\n{sink_extra}",
+        ckpt = ws.p(ckpt),
+        source = files_source(ws),
+        table = ws.p("table"),
+    );
+    let path = ws.path(&format!("{ckpt}.yaml"));
+    std::fs::write(&path, yaml).expect("pipeline");
+    path
+}
+
+/// An empty checkpoint folder in `dir`, for a test that drives a sink without a run.
+fn checkpoint_in(dir: &std::path::Path) -> sluice::storage::Location {
+    sluice::storage::Location::open(&dir.join("ckpt").display().to_string(), true, false, None)
+        .expect("ckpt")
 }
 
 /// Files in, Delta out, in each output mode: append (a filter), update (an aggregation merged
@@ -133,13 +154,7 @@ async fn each_output_mode_leaves_the_table_the_batch_query_gives() {
     ] {
         let ws = Workspace::new();
         write_clicks(&ws.path("in"), "json", 4, 40, 0);
-        let yaml = format!(
-            "name: delta\ncheckpoint: {ckpt}\nsources:\n{source}query: {query}\noutput_mode: {mode}\ntrigger: available-now\nsink:\n  kind: delta\n  path: {table}\n{extra}",
-            ckpt = ws.p("ckpt"),
-            source = files_source(&ws),
-            table = ws.p("table"),
-        );
-        let pipeline = write_pipeline(&ws, &yaml);
+        let pipeline = delta_pipeline(&ws, "ckpt", query, &format!("output_mode: {mode}\n"), extra);
         let run = run_quietly(&pipeline, &[]);
         assert!(run.status.success(), "{mode}: {}", stderr(&run));
         let expected = oracle(&ws.path("in"), "json", query).await;
@@ -181,13 +196,7 @@ async fn each_output_mode_leaves_the_table_the_batch_query_gives() {
 async fn replay_verifies_a_batch_and_rewind_takes_batches_back() {
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 3, 40, 0);
-    let yaml = format!(
-        "name: delta\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: available-now\nsink:\n  kind: delta\n  path: {table}\n  partition_by: [page]\n",
-        ckpt = ws.p("ckpt"),
-        source = files_source(&ws),
-        table = ws.p("table"),
-    );
-    let pipeline = write_pipeline(&ws, &yaml);
+    let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "  partition_by: [page]\n");
     let run = run_quietly(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
@@ -266,13 +275,7 @@ fn ctx(pipeline: uuid::Uuid) -> SinkContext<'static> {
 #[tokio::test]
 async fn a_commit_for_a_batch_already_taken_is_skipped_and_an_older_epoch_is_refused() {
     let dir = tempfile::tempdir().expect("dir");
-    let location = sluice::storage::Location::open(
-        &dir.path().join("ckpt").display().to_string(),
-        true,
-        false,
-        None,
-    )
-    .expect("ckpt");
+    let location = checkpoint_in(dir.path());
     let fixture = DeltaSinkFixture {
         table: dir.path().join("table"),
     };
@@ -317,13 +320,7 @@ async fn a_commit_for_a_batch_already_taken_is_skipped_and_an_older_epoch_is_ref
 #[tokio::test]
 async fn two_commits_of_one_batch_at_once_write_it_once() {
     let dir = tempfile::tempdir().expect("dir");
-    let location = sluice::storage::Location::open(
-        &dir.path().join("ckpt").display().to_string(),
-        true,
-        false,
-        None,
-    )
-    .expect("ckpt");
+    let location = checkpoint_in(dir.path());
     let fixture = DeltaSinkFixture {
         table: dir.path().join("table"),
     };
@@ -362,13 +359,13 @@ async fn two_commits_of_one_batch_at_once_write_it_once() {
 async fn a_column_delta_cannot_hold_is_refused_at_planning() {
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 1, 10, 0);
-    let yaml = format!(
-        "name: delta\ncheckpoint: {ckpt}\nsources:\n{source}query: SELECT id, ts - ts AS took FROM clicks\ntrigger: available-now\nsink:\n  kind: delta\n  path: {table}\n",
-        ckpt = ws.p("ckpt"),
-        source = files_source(&ws),
-        table = ws.p("table"),
+    let pipeline = delta_pipeline(
+        &ws,
+        "ckpt",
+        "SELECT id, ts - ts AS took FROM clicks",
+        "",
+        "",
     );
-    let pipeline = write_pipeline(&ws, &yaml);
     let run = run_quietly(&pipeline, &[]);
     assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
     let said = stderr(&run);
@@ -408,20 +405,6 @@ async fn the_files_to_delta_example_runs_on_the_sample_data() {
     }
 }
 
-/// A pipeline file writing `QUERY` over `ws/in` into the Delta table `ws/table`, with
-/// checkpoint `ws/<ckpt>` and `extra` top-level keys.
-fn delta_pipeline(ws: &Workspace, ckpt: &str, query: &str, extra: &str) -> std::path::PathBuf {
-    let yaml = format!(
-        "name: delta\ncheckpoint: {ckpt}\nsources:\n{source}query: {query}\n{extra}trigger: available-now\nsink:\n  kind: delta\n  path: {table}\n",
-        ckpt = ws.p(ckpt),
-        source = files_source(ws),
-        table = ws.p("table"),
-    );
-    let path = ws.path(&format!("{ckpt}.yaml"));
-    std::fs::write(&path, yaml).expect("pipeline");
-    path
-}
-
 /// Walk 7: starting over on a new checkpoint (or another pipeline) into a table that holds a
 /// pipeline's batches would write every batch again; it is refused before any batch, naming
 /// the table and the pipeline that wrote it, and the table keeps its rows once.
@@ -429,11 +412,11 @@ fn delta_pipeline(ws: &Workspace, ckpt: &str, query: &str, extra: &str) -> std::
 async fn a_table_another_checkpoint_wrote_is_refused() {
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 2, 40, 0);
-    let first = delta_pipeline(&ws, "ckpt", QUERY, "");
+    let first = delta_pipeline(&ws, "ckpt", QUERY, "", "");
     let run = run_quietly(&first, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
-    let second = delta_pipeline(&ws, "ckpt2", QUERY, "");
+    let second = delta_pipeline(&ws, "ckpt2", QUERY, "", "");
     let refused = run_quietly(&second, &[]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     let said = stderr(&refused);
@@ -469,7 +452,7 @@ async fn a_table_another_checkpoint_wrote_is_refused() {
 async fn a_lost_log_entry_is_named_and_the_advice_mends_the_table() {
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 3, 40, 0);
-    let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "");
+    let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "");
     let run = run_quietly(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
     let mut entries: Vec<_> = std::fs::read_dir(ws.path("table/_delta_log"))
@@ -530,12 +513,12 @@ async fn a_column_the_query_gains_joins_the_table_when_allowed() {
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 1, 40, 0);
     let narrow = "SELECT id, page FROM clicks WHERE amount > 30";
-    let pipeline = delta_pipeline(&ws, "ckpt", narrow, "");
+    let pipeline = delta_pipeline(&ws, "ckpt", narrow, "", "");
     let run = run_quietly(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
     write_clicks(&ws.path("in"), "json", 1, 40, 1);
     let wide = "SELECT id, page, amount FROM clicks WHERE amount > 30";
-    let pipeline = delta_pipeline(&ws, "ckpt", wide, "allow_output_schema_change: true\n");
+    let pipeline = delta_pipeline(&ws, "ckpt", wide, "allow_output_schema_change: true\n", "");
     let run = run_quietly(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
     let schema = Arc::new(Schema::new(vec![
@@ -565,13 +548,13 @@ async fn a_column_the_query_gains_joins_the_table_when_allowed() {
 async fn an_update_key_that_is_not_the_group_key_is_refused() {
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 1, 40, 0);
-    let yaml = format!(
-        "name: delta\ncheckpoint: {ckpt}\nsources:\n{source}query: SELECT page, count(*) AS n FROM clicks GROUP BY page\noutput_mode: update\ntrigger: available-now\nsink:\n  kind: delta\n  path: {table}\n  key: [n]\n",
-        ckpt = ws.p("ckpt"),
-        source = files_source(&ws),
-        table = ws.p("table"),
+    let pipeline = delta_pipeline(
+        &ws,
+        "ckpt",
+        "SELECT page, count(*) AS n FROM clicks GROUP BY page",
+        "output_mode: update\n",
+        "  key: [n]\n",
     );
-    let pipeline = write_pipeline(&ws, &yaml);
     let run = run_quietly(&pipeline, &[]);
     assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
     assert!(
