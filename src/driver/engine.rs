@@ -239,7 +239,6 @@ impl<'p> Engine<'p> {
         Ok(Arc::new(logical.schema().as_arrow().clone()))
     }
 
-    /// `sql`'s logical plan (over empty stream tables) and its shape.
     /// For an aggregation `sql`: how many group keys it has, and the name the query's result
     /// gives each aggregation output (its alias: `window_start`, `cnt`), group keys first, in
     /// the order its state keeps them; `None` for a query that does not aggregate.
@@ -278,6 +277,7 @@ impl<'p> Engine<'p> {
         }))
     }
 
+    /// `sql`'s logical plan (over empty stream tables) and its shape.
     pub(super) async fn plan(&mut self, sql: &str) -> Result<(LogicalPlan, Shape), Error> {
         let ctx = self.session(&plan::default_settings())?;
         let (_, logical, shape) = plan::plan_shape(

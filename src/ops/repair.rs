@@ -334,12 +334,23 @@ pub async fn repair(
     // A state file that does not read (truncated, overwritten) stops the next run that loads
     // it, and nothing else records what it held: only taking back the batches from its
     // version on gets past it, and its message says how.
+    // (Versions after the newest commit are rewritten by the run that finishes their batch.)
+    let committed = logs.commits.last().copied().unwrap_or(BatchId(0));
     for operator in crate::state::StateFiles::operators(location)
         .await
         .unwrap_or_default()
     {
         let files = crate::state::StateFiles::new(location.clone(), &operator);
-        for file in files.list().await.unwrap_or_default() {
+        let listed = match files.list().await {
+            Ok(listed) => listed,
+            Err(e) => {
+                report
+                    .unfixable
+                    .push(Error::from(e).in_checkpoint(shown).to_string());
+                continue;
+            }
+        };
+        for file in listed.into_iter().filter(|f| f.version <= committed) {
             if let Err(e @ crate::state::StateError::Corrupt { .. }) = files.read(&file).await {
                 report
                     .unfixable

@@ -247,17 +247,22 @@ async fn open_sinks(
     let main_sink = if complete || !pipeline.sink.connector().keeps_batches() {
         // Where the sink says its newest batch is `to` or older, there is nothing to take
         // back from it.
-        let untouched = match pipeline.sink.connector().open(&ctx) {
+        let (untouched, unknown) = match pipeline.sink.connector().open(&ctx) {
             Ok(sink) => match sink.summary().await {
-                Ok(Some(held)) => held.last.is_none_or(|(batch, ..)| batch <= to),
-                _ => false,
+                Ok(Some(held)) => (held.last.is_none_or(|(batch, ..)| batch <= to), None),
+                Ok(None) => (false, None),
+                Err(e) => (false, Some(e.to_string())),
             },
-            Err(_) => false,
+            Err(e) => (false, Some(e.to_string())),
         };
+        // Where what the sink holds could not be read, the refusal says why.
+        let unknown = unknown
+            .map(|e| format!(" (what the sink holds could not be read: {e})"))
+            .unwrap_or_default();
         if !untouched && complete {
             return Err(refuse(format!(
                 "in complete mode each batch's result table replaced the previous one's in \
-                 the `{}` sink, so earlier batches cannot be taken back one by one",
+                 the `{}` sink, so earlier batches cannot be taken back one by one{unknown}",
                 pipeline.sink.connector().kind()
             )));
         }
@@ -266,7 +271,7 @@ async fn open_sinks(
                 "its sink is `{kind}`, which cannot take batches back (what a `{kind}` sink \
                  wrote stays where it went: printed, sent to a topic, committed to a table); \
                  to compute the batches again, start the pipeline on a new checkpoint with a \
-                 new output",
+                 new output{unknown}",
                 kind = pipeline.sink.connector().kind()
             )));
         }
@@ -285,9 +290,12 @@ async fn open_sinks(
             if config.watermark.is_none() {
                 continue;
             }
+            // Late rows are appended whatever the query's mode, as the run opens them.
             match late.connector().open(&SinkContext {
                 label: "",
                 part: Some(source),
+                replace: false,
+                update: false,
                 ..ctx
             }) {
                 Ok(sink) => late_sinks.push(sink),

@@ -136,7 +136,19 @@ impl SinkConnector for DeltaSinkConfig {
         if !exists || sink.held(&table).await?.is_some() {
             return Ok(());
         }
-        match sink.newest_writer(&table).await? {
+        let writer = sink.newest_writer(&table).await?;
+        if writer.is_none() && sink.mode == Mode::Complete {
+            return Err(SinkError::Config {
+                kind: KIND.name,
+                reason: format!(
+                    "{}: a Delta table Sluice did not write; complete mode would replace its \
+                     rows and columns with the query's result. Give the pipeline its own table \
+                     (a new `sink.path`)",
+                    sink.location
+                ),
+            });
+        }
+        match writer {
             Some((owner, owner_label)) if owner != ctx.pipeline => Err(SinkError::ForeignFolder {
                 location: sink.location.to_string(),
                 owner,
@@ -614,6 +626,33 @@ impl DeltaSink {
         }
     }
 
+    /// Commits batch version `version` with no data change where the table does not hold it
+    /// yet (a write that made no commit of its own).
+    async fn commit_version_alone(
+        &self,
+        version: i64,
+        properties: CommitProperties,
+    ) -> Result<(), SinkError> {
+        let (table, exists) = self.table().await?;
+        if !exists || self.held(&table).await?.is_some_and(|held| held >= version) {
+            return Ok(());
+        }
+        let snapshot = table.snapshot().map_err(|e| self.error(e))?;
+        CommitBuilder::from(properties)
+            .build(
+                Some(snapshot),
+                table.log_store(),
+                DeltaOperation::Write {
+                    mode: SaveMode::Append,
+                    partition_by: None,
+                    predicate: None,
+                },
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(format!("committing batch {version} (no rows): {e}")))
+    }
+
     /// Reads the rows of one data file of the table, in `schema`'s column types (partition
     /// columns from the log's partition values).
     async fn read_file(
@@ -785,8 +824,17 @@ impl Sink for DeltaSink {
                     ("sluice.epoch".to_string(), fence.epoch().0.into()),
                     ("sluice.rows".to_string(), rows.into()),
                 ]);
-            match self.write(table, exists, data.clone(), properties).await {
+            match self
+                .write(table, exists, data.clone(), properties.clone())
+                .await
+            {
                 Ok(()) => {
+                    // delta-rs makes no commit for a MERGE that changes nothing (a batch with
+                    // no rows): the batch's version is then committed alone, so that the
+                    // table says it holds the batch.
+                    if self.mode == Mode::Update {
+                        self.commit_version_alone(version, properties).await?;
+                    }
                     return Ok(SinkCommit {
                         rows,
                         written: true,
@@ -821,6 +869,17 @@ impl Sink for DeltaSink {
     }
 
     async fn forget_batch(&self, batch: BatchId) -> Result<u64, SinkError> {
+        // A batch the table never took (it failed before its commit) has nothing to take
+        // back, in any mode.
+        let (table, exists) = self.table().await?;
+        if !exists {
+            return Ok(0);
+        }
+        let wanted = i64::try_from(batch.0).unwrap_or(i64::MAX);
+        let held = self.held(&table).await?;
+        if held.is_none_or(|held| held < wanted) {
+            return Ok(0);
+        }
         if self.mode != Mode::Append {
             return Err(SinkError::NotSupported {
                 kind: KIND.name,
@@ -828,19 +887,12 @@ impl Sink for DeltaSink {
                             (its rows replaced or overwrote older ones)",
             });
         }
-        let (table, exists) = self.table().await?;
-        if !exists {
-            return Ok(0);
-        }
-        let wanted = i64::try_from(batch.0).unwrap_or(i64::MAX);
-        match self.held(&table).await? {
-            Some(held) if held > wanted => {
-                return Err(self.error(format!(
-                    "batch {held} is still in the table: batches are taken back newest first"
-                )));
-            }
-            Some(held) if held == wanted => {}
-            _ => return Ok(0),
+        if let Some(held) = held
+            && held > wanted
+        {
+            return Err(self.error(format!(
+                "batch {held} is still in the table: batches are taken back newest first"
+            )));
         }
         let Lookup::Found(commit) = self.find_commit(&table, batch).await? else {
             return Err(self.error(format!(
@@ -848,6 +900,29 @@ impl Sink for DeltaSink {
                  deleted): its files cannot be named to take them back"
             )));
         };
+        // Files rewritten since (OPTIMIZE, another writer's DELETE) hold the batch's rows in
+        // other files: removing the originals would take nothing back.
+        let decode = |path: &str| {
+            percent_encoding::percent_decode_str(path)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let active: Vec<String> = table
+            .get_file_uris()
+            .map_err(|e| self.error(e))?
+            .map(|uri| decode(&uri))
+            .collect();
+        if let Some(gone) = commit.adds.iter().find(|add| {
+            let path = decode(&add.path);
+            !active.iter().any(|uri| uri.ends_with(&format!("/{path}")))
+        }) {
+            return Err(self.error(format!(
+                "batch {batch}'s file {} was rewritten since (OPTIMIZE, or another writer's \
+                 DELETE or UPDATE): its rows are in other files now and cannot be taken back \
+                 by file",
+                gone.path
+            )));
+        }
         let now = chrono::Utc::now().timestamp_millis();
         let removed = commit.adds.len() as u64;
         let actions: Vec<Action> = commit
@@ -887,9 +962,9 @@ impl Sink for DeltaSink {
             .build(
                 Some(snapshot),
                 table.log_store(),
-                DeltaOperation::Delete {
-                    predicate: Some(format!("sluice rewind of batch {batch}")),
-                },
+                // No predicate: delta-rs reads one as SQL when it checks for conflicts; the
+                // commit info's `sluice.rewind` names the batch.
+                DeltaOperation::Delete { predicate: None },
             )
             .await
             .map_err(|e| self.error(format!("taking batch {batch} back: {e}")))?;

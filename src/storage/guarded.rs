@@ -217,6 +217,15 @@ impl ObjectStore for Guarded {
         self.0.inner.list(prefix)
     }
 
+    // Forwarded: a Delta log is read from an offset, which cloud stores list from the server.
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.0.inner.list_with_offset(prefix, offset)
+    }
+
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
         self.0.inner.list_with_delimiter(prefix).await
     }

@@ -564,3 +564,35 @@ async fn an_update_key_that_is_not_the_group_key_is_refused() {
     );
     assert!(!ws.path("table").exists() && !ws.path("ckpt").exists());
 }
+
+/// Review: an update-mode batch with no output rows (here every row filtered out) still
+/// commits its version (delta-rs makes no commit for a MERGE that changes nothing), so the
+/// next run does not take the table for one that lost a commit.
+#[tokio::test]
+async fn an_update_batch_without_rows_still_commits_its_version() {
+    let ws = Workspace::new();
+    let query = "SELECT page, count(*) AS n FROM clicks WHERE amount > 30 GROUP BY page";
+    let pipeline = delta_pipeline(
+        &ws,
+        "ckpt",
+        query,
+        "output_mode: update\n",
+        "  key: [page]\n",
+    );
+    for (i, amount) in [50.0, 1.0, 60.0].iter().enumerate() {
+        let line = format!(
+            "{{\"id\":{i},\"user_id\":1,\"page\":\"home\",\"amount\":{amount},\"ts\":\"2026-01-01T10:00:0{i}\"}}\n"
+        );
+        std::fs::write(ws.path(&format!("in/{i}.json")), line).expect("input");
+        let run = run_quietly(&pipeline, &[]);
+        assert!(run.status.success(), "after file {i}: {}", stderr(&run));
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("page", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+    ]));
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, schema),
+        oracle(&ws.path("in"), "json", query).await
+    );
+}
