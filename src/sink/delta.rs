@@ -202,6 +202,7 @@ impl DeltaSinkConfig {
             mode,
             key: self.key.clone(),
             partition_by: self.partition_by.clone(),
+            seen_table: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -227,6 +228,8 @@ pub struct DeltaSink {
     mode: Mode,
     key: Vec<String>,
     partition_by: Vec<String>,
+    /// The table's log was found once: later loads need not look for it first.
+    seen_table: std::sync::atomic::AtomicBool,
 }
 
 /// A commit of the table's log that wrote a batch, as read from its log entry.
@@ -342,26 +345,30 @@ impl DeltaSink {
             .map_err(|e| self.error(e))?;
         // No log yet: not a table (asked first, so that delta-rs has no failed load to log).
         // A table has its first commit, or a checkpoint of the log once old commits are
-        // cleaned up.
-        let mut has_log = false;
+        // cleaned up. Once seen, a table is not asked for again (a batch's I/O).
+        let mut has_log = self.seen_table.load(std::sync::atomic::Ordering::Relaxed);
         for first in [
             "_delta_log/00000000000000000000.json",
             "_delta_log/_last_checkpoint",
         ] {
+            if has_log {
+                break;
+            }
             has_log = self
                 .location
                 .exists(&self.location.path(first))
                 .await
                 .map_err(|e| self.error(format!("looking for the table's log: {e}")))?;
-            if has_log {
-                break;
-            }
         }
         if !has_log {
             return Ok((table, false));
         }
         match table.load().await {
-            Ok(()) => Ok((table, true)),
+            Ok(()) => {
+                self.seen_table
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok((table, true))
+            }
             Err(DeltaTableError::NotATable(_)) => Ok((table, false)),
             Err(e) => Err(self.error(format!("reading the table's log: {e}"))),
         }
@@ -538,14 +545,14 @@ impl DeltaSink {
         RecordBatch::try_new(schema, columns).map_err(|e| self.error(e))
     }
 
-    /// Writes `data` as batch `batch` in one commit carrying `properties`.
+    /// Writes `data` in one commit carrying `properties`; the table as the write left it.
     async fn write(
         &self,
         table: DeltaTable,
         exists: bool,
         data: Vec<RecordBatch>,
         properties: CommitProperties,
-    ) -> Result<(), DeltaTableError> {
+    ) -> Result<DeltaTable, DeltaTableError> {
         match self.mode {
             Mode::Update if exists => {
                 let source_rows = self
@@ -591,7 +598,7 @@ impl DeltaSink {
                             i.set(Column::new_unqualified(c), side("source", c))
                         })
                     })?;
-                merge.await.map(|_| ())
+                merge.await.map(|(table, _)| table)
             }
             Mode::Update | Mode::Append | Mode::Complete => {
                 let data = if self.mode == Mode::Update {
@@ -621,20 +628,20 @@ impl DeltaSink {
                 if !exists && !self.partition_by.is_empty() {
                     write = write.with_partition_columns(self.partition_by.clone());
                 }
-                write.await.map(|_| ())
+                write.await
             }
         }
     }
 
-    /// Commits batch version `version` with no data change where the table does not hold it
-    /// yet (a write that made no commit of its own).
+    /// Commits batch version `version` with no data change where `table`, as a write left
+    /// it, does not hold it (the write made no commit of its own).
     async fn commit_version_alone(
         &self,
+        table: DeltaTable,
         version: i64,
         properties: CommitProperties,
     ) -> Result<(), SinkError> {
-        let (table, exists) = self.table().await?;
-        if !exists || self.held(&table).await?.is_some_and(|held| held >= version) {
+        if self.held(&table).await?.is_some_and(|held| held >= version) {
             return Ok(());
         }
         let snapshot = table.snapshot().map_err(|e| self.error(e))?;
@@ -828,12 +835,13 @@ impl Sink for DeltaSink {
                 .write(table, exists, data.clone(), properties.clone())
                 .await
             {
-                Ok(()) => {
+                Ok(written) => {
                     // delta-rs makes no commit for a MERGE that changes nothing (a batch with
                     // no rows): the batch's version is then committed alone, so that the
                     // table says it holds the batch.
                     if self.mode == Mode::Update {
-                        self.commit_version_alone(version, properties).await?;
+                        self.commit_version_alone(written, version, properties)
+                            .await?;
                     }
                     return Ok(SinkCommit {
                         rows,
