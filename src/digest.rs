@@ -57,11 +57,11 @@ pub fn digest_as_held(
     batches: &[RecordBatch],
     format: Option<FileFormat>,
 ) -> Result<OutputDigest, ArrowError> {
-    let held = batches
-        .iter()
-        .map(|b| as_held(b, format))
-        .collect::<Result<Vec<_>, _>>()?;
-    digest(&held)
+    let mut digester = Digester::new(format);
+    for batch in batches {
+        digester.add(batch)?;
+    }
+    Ok(digester.finish())
 }
 
 /// `batch` as a file of `format` holds it: for CSV, empty strings become nulls; for JSON, NaN
@@ -110,22 +110,66 @@ pub fn as_held(batch: &RecordBatch, format: Option<FileFormat>) -> Result<Record
 
 /// The digest of `batches`, all of one schema.
 pub fn digest(batches: &[RecordBatch]) -> Result<OutputDigest, ArrowError> {
-    let mut sum: u128 = 0;
-    let mut rows: u64 = 0;
-    if let Some(first) = batches.first() {
-        let converter = converter(&first.schema())?;
-        for batch in batches {
-            for row in converter.convert_columns(batch.columns())?.iter() {
-                sum = sum.wrapping_add(XxHash3_128::oneshot(row.as_ref()));
-                rows += 1;
-            }
+    let mut digester = Digester::new(None);
+    for batch in batches {
+        digester.add(batch)?;
+    }
+    Ok(digester.finish())
+}
+
+/// A digest taken as record batches come (one output partition's stream, say): the same as
+/// [`digest_as_held`] over all of them, and partial digests of parts of the output add up
+/// ([`Digester::merge`]) to the digest of the whole.
+#[derive(Debug)]
+pub struct Digester {
+    format: Option<FileFormat>,
+    converter: Option<RowConverter>,
+    sum: u128,
+    rows: u64,
+}
+
+impl Digester {
+    /// An empty digest of rows as a sink writing `format` holds them (`None`: as they are).
+    pub fn new(format: Option<FileFormat>) -> Self {
+        Self {
+            format,
+            converter: None,
+            sum: 0,
+            rows: 0,
         }
     }
-    Ok(OutputDigest {
-        algorithm: ALGORITHM.to_string(),
-        rows,
-        hash: format!("{sum:032x}"),
-    })
+
+    /// Adds the rows of `batch` (every batch added has one schema).
+    pub fn add(&mut self, batch: &RecordBatch) -> Result<(), ArrowError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let held = as_held(batch, self.format)?;
+        if self.converter.is_none() {
+            self.converter = Some(converter(&held.schema())?);
+        }
+        let converter = self.converter.as_ref().expect("set above");
+        for row in converter.convert_columns(held.columns())?.iter() {
+            self.sum = self.sum.wrapping_add(XxHash3_128::oneshot(row.as_ref()));
+            self.rows += 1;
+        }
+        Ok(())
+    }
+
+    /// Adds what `other` has taken.
+    pub fn merge(&mut self, other: &Digester) {
+        self.sum = self.sum.wrapping_add(other.sum);
+        self.rows += other.rows;
+    }
+
+    /// The digest of everything added.
+    pub fn finish(&self) -> OutputDigest {
+        OutputDigest {
+            algorithm: ALGORITHM.to_string(),
+            rows: self.rows,
+            hash: format!("{:032x}", self.sum),
+        }
+    }
 }
 
 /// Casts `batch` to `schema`'s column types (rows read back from CSV or JSON files come with

@@ -19,7 +19,7 @@ use crate::checkpoint::{BatchId, CheckpointError, OffsetsEntry, PinnedSettings};
 use crate::pipeline::{OutputMode, Pipeline};
 use crate::plan::{self, Shape};
 use crate::sink::BatchOutput;
-use crate::source::Source;
+use crate::source::{BatchScan, ScanCounts, Source};
 use crate::state::{AggregateOperator, BatchTime, DedupAggregateOperator, JoinOperator, Operator};
 use crate::storage::{Location, StoreHook};
 
@@ -32,6 +32,40 @@ pub(super) struct QueryState {
     columns: BTreeMap<String, Vec<String>>,
 }
 
+impl Computed {
+    /// The error of the first source read while the query ran that failed: the batch's
+    /// error, whatever DataFusion or the sink made of it.
+    pub(super) fn scan_error(&self) -> Option<Error> {
+        self.scans
+            .iter()
+            .find_map(|(_, counts)| counts.take_error())
+            .map(Error::from)
+    }
+
+    /// Takes in what the sources read while the query ran counted, once the output is
+    /// consumed; a source that failed is the error.
+    pub(super) fn settle(&mut self) -> Result<(), Error> {
+        if let Some(error) = self.scan_error() {
+            return Err(error);
+        }
+        for (name, counts) in std::mem::take(&mut self.scans) {
+            let counts = counts.counts();
+            self.rows_in += counts.rows;
+            self.rows_per_source.insert(name.clone(), counts.rows);
+            self.skipped += counts.skipped;
+            self.unknown_rows += counts.unknown_rows;
+            self.files_in += counts.files;
+            if !counts.unknown_fields.is_empty() {
+                self.unknown_fields
+                    .entry(name)
+                    .or_default()
+                    .extend(counts.unknown_fields);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where a batch starts: the previous batch's end offsets and the latest event times seen.
 pub(super) struct Start<'s> {
     pub(super) ends: &'s BTreeMap<String, serde_json::Value>,
@@ -40,10 +74,25 @@ pub(super) struct Start<'s> {
     pub(super) source_active_ms: &'s BTreeMap<String, i64>,
 }
 
+/// A batch's output: computed whole, or a plan whose partitions the sink consumes as they
+/// are computed (a query without state: nothing but the sink needs its output).
+pub(super) enum Output {
+    /// The output, per partition, with its schema.
+    Rows(BatchOutput),
+    /// The physical plan, and the task context to run it in.
+    Plan {
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        task: Arc<datafusion::execution::TaskContext>,
+    },
+}
+
 /// What a batch computed, before anything is written.
 pub(super) struct Computed {
-    /// The query's output, per partition, with its schema.
-    pub(super) output: BatchOutput,
+    /// The query's output.
+    pub(super) output: Output,
+    /// The sources read while the query runs, with what they count: the counts below take
+    /// them in once the output is consumed ([`Computed::settle`]).
+    pub(super) scans: Vec<(String, Arc<ScanCounts>)>,
     /// Rows older than the watermark, per source that keeps them (a `late_rows` sink).
     pub(super) late_rows: Vec<(String, Vec<RecordBatch>)>,
     /// Whether the query keeps state.
@@ -149,7 +198,8 @@ impl<'p> Engine<'p> {
         if let Some((_, ctx)) = self.sessions.iter().find(|(s, _)| s == settings) {
             return Ok(ctx.clone());
         }
-        let ctx = plan::session(settings);
+        let limit = self.pipeline.memory_limit_bytes().map_err(Error::Usage)?;
+        let ctx = plan::session_with_memory(settings, limit);
         for (name, table) in &self.static_tables {
             ctx.register_table(name.as_str(), Arc::clone(table) as _)
                 .map_err(|e| Error::Execution {
@@ -454,10 +504,11 @@ impl<'p> Engine<'p> {
         let shape = query.shape.clone();
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
         let mut computed = Computed {
-            output: BatchOutput {
+            output: Output::Rows(BatchOutput {
                 schema: Arc::new(datafusion::arrow::datatypes::Schema::empty()),
                 partitions: Vec::new(),
-            },
+            }),
+            scans: Vec::new(),
             late_rows: Vec::new(),
             stateful,
             rows_in: 0,
@@ -483,17 +534,35 @@ impl<'p> Engine<'p> {
                 }
             })?;
             let read = columns.get(source.name()).map(Vec::as_slice);
-            let mut input = source
-                .read(start.ends.get(source.name()), end, read)
-                .await?;
-            computed.rows_in += input.rows;
-            computed
-                .rows_per_source
-                .insert(source.name().to_string(), input.rows);
             let idle_timeout = self.pipeline.sources[source.name()]
                 .watermark
                 .as_ref()
                 .and_then(|wm| wm.idle_timeout);
+            // The rows are read whole first where the batch needs to know them before the
+            // query runs: their event times move the watermark and drop late rows, and an
+            // idle source is one that read none. Otherwise the query reads them as it runs.
+            let whole =
+                idle_timeout.is_some() || (stateful && self.watermarks.contains_key(source.name()));
+            let from = start.ends.get(source.name());
+            let scan = if whole {
+                BatchScan::Read(source.read(from, end, read).await?)
+            } else {
+                source
+                    .scan(from, end, read, entry.info.settings.target_partitions)
+                    .await?
+            };
+            let mut input = match scan {
+                BatchScan::Read(input) => input,
+                BatchScan::Streamed { table, counts } => {
+                    register(&ctx, source.name(), table as _, Some(batch))?;
+                    computed.scans.push((source.name().to_string(), counts));
+                    continue;
+                }
+            };
+            computed.rows_in += input.rows;
+            computed
+                .rows_per_source
+                .insert(source.name().to_string(), input.rows);
             if idle_timeout.is_some() {
                 let active = match start.source_active_ms.get(source.name()) {
                     Some(before) if input.rows == 0 => *before,
@@ -550,7 +619,7 @@ impl<'p> Engine<'p> {
                 }
             }
             let table = input.into_table().map_err(exec_err)?;
-            register(&ctx, source.name(), table, Some(batch))?;
+            register(&ctx, source.name(), table as _, Some(batch))?;
         }
         let (state, logical) = plan::plan_batch(&ctx, sql, entry.info.batch_timestamp_ms).await?;
         computed.next_watermark_ms = self.next_watermark(
@@ -573,15 +642,26 @@ impl<'p> Engine<'p> {
                 .await
                 .map_err(exec_err)?,
         };
-        computed.output = BatchOutput {
-            schema: physical.schema(),
-            partitions: datafusion::physical_plan::collect_partitioned(
+        // A query with state runs whole here (its operator keeps what the batch computed,
+        // for the commit); one without hands its plan to the sink.
+        if stateful {
+            let partitions = datafusion::physical_plan::collect_partitioned(
                 Arc::clone(&physical),
                 state.task_ctx(),
             )
             .await
-            .map_err(exec_err)?,
-        };
+            .map_err(|e| computed.scan_error().unwrap_or_else(|| exec_err(e)))?;
+            computed.output = Output::Rows(BatchOutput {
+                schema: physical.schema(),
+                partitions,
+            });
+            computed.settle()?;
+        } else {
+            computed.output = Output::Plan {
+                plan: physical,
+                task: state.task_ctx(),
+            };
+        }
         Ok(computed)
     }
 }
@@ -640,11 +720,128 @@ fn check_state_ttl(
 fn register(
     ctx: &SessionContext,
     name: &str,
-    table: Arc<MemTable>,
+    table: Arc<dyn datafusion::datasource::TableProvider>,
     batch: Option<BatchId>,
 ) -> Result<(), Error> {
     ctx.deregister_table(name)
-        .and_then(|_| ctx.register_table(name, table as _))
+        .and_then(|_| ctx.register_table(name, table))
         .map(|_| ())
         .map_err(|source| Error::Execution { batch, source })
+}
+
+/// What the driver learns from a batch's output streaming into the sink: its content hash,
+/// and the computation's own error (the sink sees only its text).
+pub(super) struct OutputWatch {
+    partitions: usize,
+    inner: std::sync::Mutex<Watched>,
+}
+
+#[derive(Default)]
+struct Watched {
+    digest: Option<crate::digest::Digester>,
+    finished: usize,
+    digest_error: Option<String>,
+    error: Option<datafusion::error::DataFusionError>,
+}
+
+impl OutputWatch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Watched> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The computation's error, if it failed.
+    pub(super) fn take_error(&self) -> Option<datafusion::error::DataFusionError> {
+        self.lock().error.take()
+    }
+
+    /// The content hash of the whole output: an error where it could not be taken, or where
+    /// a partition was not read to its end.
+    pub(super) fn digest(&self) -> Result<crate::digest::OutputDigest, String> {
+        let watched = self.lock();
+        if let Some(e) = &watched.digest_error {
+            return Err(e.clone());
+        }
+        if watched.finished != self.partitions {
+            return Err(format!(
+                "{} of {} output partitions were read to their end",
+                watched.finished, self.partitions
+            ));
+        }
+        Ok(watched
+            .digest
+            .as_ref()
+            .map(crate::digest::Digester::finish)
+            .unwrap_or_else(|| crate::digest::Digester::new(None).finish()))
+    }
+}
+
+/// Runs `plan`'s partitions in `task` as streams for a sink, each hashed as it passes
+/// (rows as a sink of `format` holds them), the hashes and any error kept in the watch.
+pub(super) fn output_streams(
+    plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    task: &Arc<datafusion::execution::TaskContext>,
+    format: Option<crate::format::FileFormat>,
+) -> Result<(crate::sink::OutputStream, Arc<OutputWatch>), datafusion::error::DataFusionError> {
+    use datafusion::error::DataFusionError;
+    use futures::StreamExt;
+    let schema = plan.schema();
+    let count = plan.properties().partitioning.partition_count();
+    let watch = Arc::new(OutputWatch {
+        partitions: count,
+        inner: std::sync::Mutex::new(Watched {
+            digest: Some(crate::digest::Digester::new(format)),
+            ..Watched::default()
+        }),
+    });
+    let mut partitions = Vec::with_capacity(count);
+    for i in 0..count {
+        let stream = plan.execute(i, Arc::clone(task))?;
+        let state = (
+            stream,
+            Some(crate::digest::Digester::new(format)),
+            Arc::clone(&watch),
+            false,
+        );
+        let hashed =
+            futures::stream::unfold(state, |(mut stream, mut digest, watch, done)| async move {
+                if done {
+                    return None;
+                }
+                match stream.next().await {
+                    Some(Ok(batch)) => {
+                        if let Some(d) = digest.as_mut()
+                            && let Err(e) = d.add(&batch)
+                        {
+                            watch.lock().digest_error.get_or_insert(e.to_string());
+                            digest = None;
+                        }
+                        Some((Ok(batch), (stream, digest, watch, false)))
+                    }
+                    Some(Err(e)) => {
+                        let text = e.to_string();
+                        watch.lock().error.get_or_insert(e);
+                        let shown = DataFusionError::Execution(text);
+                        Some((Err(shown), (stream, digest, watch, true)))
+                    }
+                    None => {
+                        let mut watched = watch.lock();
+                        watched.finished += 1;
+                        if let (Some(total), Some(part)) =
+                            (watched.digest.as_mut(), digest.as_ref())
+                        {
+                            total.merge(part);
+                        }
+                        None
+                    }
+                }
+            });
+        partitions.push(Box::pin(
+            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                Arc::clone(&schema),
+                hashed,
+            ),
+        )
+            as datafusion::physical_plan::SendableRecordBatchStream);
+    }
+    Ok((crate::sink::OutputStream { schema, partitions }, watch))
 }

@@ -21,6 +21,7 @@ mod event_time;
 mod watermark;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -42,7 +43,7 @@ use crate::progress::{
 use crate::sink::{BatchOutput, Sink, SinkContext, SinkError};
 use crate::source::Admission;
 use crate::storage::{Location, StoreHook};
-use engine::{Computed, Engine, Start};
+use engine::{Computed, Engine, Output, Start};
 
 /// How a run is started, beyond what the pipeline file says.
 #[derive(Clone, Default)]
@@ -522,8 +523,22 @@ impl<'p> Recompute<'p> {
             event_time_max_ms: &BTreeMap::new(),
             source_active_ms: &BTreeMap::new(),
         };
-        let computed = self.engine.compute(batch, entry, &start, sql).await?;
-        Ok(computed.output.partitions.into_iter().flatten().collect())
+        let mut computed = self.engine.compute(batch, entry, &start, sql).await?;
+        let output = match &computed.output {
+            Output::Rows(output) => output.partitions.iter().flatten().cloned().collect(),
+            Output::Plan { plan, task } => {
+                datafusion::physical_plan::collect(Arc::clone(plan), Arc::clone(task))
+                    .await
+                    .map_err(|source| {
+                        computed.scan_error().unwrap_or(Error::Execution {
+                            batch: Some(batch),
+                            source,
+                        })
+                    })?
+            }
+        };
+        computed.settle()?;
+        Ok(output)
     }
 }
 
@@ -1276,7 +1291,7 @@ impl<'a> Driver<'a> {
         &mut self,
         batch: BatchId,
         entry: &OffsetsEntry,
-        computed: Computed,
+        mut computed: Computed,
         recovered: bool,
         timings: Timings,
     ) -> Result<CommitEntry, Error> {
@@ -1285,9 +1300,74 @@ impl<'a> Driver<'a> {
             offsets_ms,
             execute_started,
         } = timings;
+        let fence = self.checkpoint.fence();
+        for (source, rows) in std::mem::take(&mut computed.late_rows) {
+            if let (Some(sink), Some(first)) = (self.late_sinks.get(&source), rows.first()) {
+                let output = BatchOutput {
+                    schema: first.schema(),
+                    partitions: vec![rows],
+                };
+                sink.commit(batch, &fence, output).await?;
+            }
+        }
+        let format = self.pipeline.sink_format();
+        let output = std::mem::replace(
+            &mut computed.output,
+            Output::Rows(BatchOutput {
+                schema: Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+                partitions: Vec::new(),
+            }),
+        );
+        let (schema, committed, computed_digest) = match output {
+            Output::Rows(output) => {
+                let schema = Arc::clone(&output.schema);
+                // The digest is computed beside the sink's encoding, over the same rows as
+                // its files hold them.
+                let digest = tokio::task::spawn_blocking({
+                    let output: Vec<_> = output.batches().cloned().collect();
+                    move || crate::digest::digest_as_held(&output, format)
+                });
+                let committed = self.sink.commit(batch, &fence, output).await?;
+                let digest = match digest.await {
+                    Ok(Ok(digest)) => Ok(digest),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(format!("computing it failed: {e}")),
+                };
+                (schema, committed, digest)
+            }
+            Output::Plan { plan, task } => {
+                let schema = plan.schema();
+                let (stream, watch) =
+                    engine::output_streams(&plan, &task, format).map_err(|source| {
+                        Error::Execution {
+                            batch: Some(batch),
+                            source,
+                        }
+                    })?;
+                let committed = self.sink.commit_stream(batch, &fence, stream).await;
+                // A failure of the computation is the batch's own, whatever the sink made
+                // of it: a source's error first, with its advice.
+                if let Some(error) = computed.scan_error() {
+                    return Err(error);
+                }
+                if let Some(source) = watch.take_error() {
+                    return Err(Error::Execution {
+                        batch: Some(batch),
+                        source,
+                    });
+                }
+                (schema, committed?, watch.digest())
+            }
+        };
+        computed.settle()?;
+        let computed_digest = match computed_digest {
+            Ok(digest) => Some(digest),
+            Err(e) => {
+                tracing::warn!(%batch, "the output has no content hash, replay --verify cannot check it: {e}");
+                None
+            }
+        };
         let Computed {
-            output,
-            late_rows,
             stateful,
             rows_in,
             skipped,
@@ -1300,38 +1380,9 @@ impl<'a> Driver<'a> {
             start_offsets,
             source_active_ms,
             next_watermark_ms,
+            ..
         } = computed;
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
-        let fence = self.checkpoint.fence();
-        for (source, rows) in late_rows {
-            if let (Some(sink), Some(first)) = (self.late_sinks.get(&source), rows.first()) {
-                let output = BatchOutput {
-                    schema: first.schema(),
-                    partitions: vec![rows],
-                };
-                sink.commit(batch, &fence, output).await?;
-            }
-        }
-        let schema = std::sync::Arc::clone(&output.schema);
-        // The digest is computed beside the sink's encoding, over the same rows as its files
-        // hold them.
-        let digest = tokio::task::spawn_blocking({
-            let output: Vec<_> = output.batches().cloned().collect();
-            let format = self.pipeline.sink_format();
-            move || crate::digest::digest_as_held(&output, format)
-        });
-        let committed = self.sink.commit(batch, &fence, output).await?;
-        let computed_digest = match digest.await {
-            Ok(Ok(digest)) => Some(digest),
-            Ok(Err(e)) => {
-                tracing::warn!(%batch, "the output has no content hash, replay --verify cannot check it: {e}");
-                None
-            }
-            Err(e) => {
-                tracing::warn!(%batch, "computing the output's content hash failed: {e}");
-                None
-            }
-        };
         // A sink that already had the batch (a re-run after a crash, or another run first)
         // keeps its files: the commit records the hash of what it holds.
         let output_digest = if committed.written {

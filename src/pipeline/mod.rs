@@ -98,6 +98,11 @@ pub struct Pipeline {
     /// of other columns (append and update modes); refused by default, naming what changed.
     #[serde(default)]
     pub allow_output_schema_change: bool,
+    /// How much memory a batch's query may take for its sorts, aggregations and joins before
+    /// they spill to disk (the system's temporary folder), as DataFusion writes it: `512M`,
+    /// `2G`, `1.5G` (units of 1024). By default, half of the machine's memory.
+    #[serde(default)]
+    pub memory_limit: Option<String>,
     /// The line of the `query` key in the file, for messages about the SQL.
     #[serde(skip)]
     pub query_line: Option<usize>,
@@ -408,6 +413,32 @@ fn duplicate_key(text: &str, key: &str) -> String {
 }
 
 impl Pipeline {
+    /// The memory a batch's query may take before it spills (`memory_limit`), in bytes;
+    /// by default half of the machine's memory (`None` where that is not known: no limit).
+    ///
+    /// Errors: a value DataFusion's size syntax does not read, or one under 16M.
+    pub fn memory_limit_bytes(&self) -> Result<Option<usize>, String> {
+        let Some(text) = &self.memory_limit else {
+            return Ok(physical_memory().map(|bytes| bytes / 2));
+        };
+        let bytes = datafusion::prelude::SessionContext::parse_capacity_limit(
+            "memory_limit",
+            text.trim(),
+        )
+        .map_err(|_| {
+            format!(
+                "`memory_limit: {text}` is not a size: write a number and a unit, K, M or G \
+                 (units of 1024), as `512M` or `1.5G`"
+            )
+        })?;
+        if bytes < 16 << 20 {
+            return Err(format!(
+                "`memory_limit: {text}` is too small to run a batch in; give at least 16M"
+            ));
+        }
+        Ok(Some(bytes))
+    }
+
     /// Reads and validates a pipeline file.
     pub fn load(path: &Path) -> Result<Self, PipelineError> {
         let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
@@ -610,6 +641,7 @@ impl Pipeline {
         if self.snapshot_every == 0 {
             return Err("`snapshot_every` must be at least 1".into());
         }
+        self.memory_limit_bytes()?;
         for name in self.sources.keys().chain(self.tables.keys()) {
             if self.sources.contains_key(name) && self.tables.contains_key(name) {
                 return Err(format!(
@@ -871,6 +903,14 @@ fn line_has_key(line: &str, key: &str) -> bool {
             .next_back()
             .is_none_or(|c| c == ' ' || c == '{' || c == ',' || c == '-')
     })
+}
+
+/// The machine's memory in bytes (`MemTotal` of `/proc/meminfo`); `None` where it is not known.
+fn physical_memory() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 #[cfg(test)]

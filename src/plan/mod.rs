@@ -81,8 +81,18 @@ pub enum PlanError {
 
 pub use crate::vocab::{default_settings, fingerprint};
 
-/// A session for running batches with `settings`.
+/// A session for running batches with `settings`, without a memory limit.
 pub fn session(settings: &PinnedSettings) -> SessionContext {
+    session_with_memory(settings, None)
+}
+
+/// A session for running batches with `settings` whose sorts, aggregations and joins take at
+/// most `memory_limit` bytes between them before they spill to disk (DataFusion's
+/// `FairSpillPool`, spilling to the system's temporary folder); no limit where `None`.
+pub fn session_with_memory(
+    settings: &PinnedSettings,
+    memory_limit: Option<usize>,
+) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(settings.target_partitions.max(1))
         .with_batch_size(settings.batch_size.max(1))
@@ -111,8 +121,18 @@ pub fn session(settings: &PinnedSettings) -> SessionContext {
             )
         })
         .collect();
+    let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
+    if let Some(limit) = memory_limit {
+        runtime = runtime.with_memory_pool(Arc::new(
+            datafusion::execution::memory_pool::FairSpillPool::new(limit),
+        ));
+    }
+    let runtime = runtime
+        .build_arc()
+        .expect("a runtime of a memory pool and the default disk manager builds");
     let state = SessionStateBuilder::new()
         .with_config(config)
+        .with_runtime_env(runtime)
         .with_default_features()
         .with_optimizer_rules(logical_rules)
         .with_physical_optimizer_rules(physical_rules)

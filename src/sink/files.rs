@@ -37,12 +37,13 @@ use datafusion::parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BatchOutput, HeldBatch, Sink, SinkCommit, SinkConnector, SinkContext, SinkError, SinkKind,
+    BatchOutput, HeldBatch, OutputStream, Sink, SinkCommit, SinkConnector, SinkContext, SinkError,
+    SinkKind,
 };
 use crate::checkpoint::{BatchId, Epoch, Fence};
 use crate::format::FileFormat;
 use crate::source::{ConfigError, parse_settings};
-use crate::storage::Location;
+use crate::storage::{Location, StreamedPut};
 
 /// The sink's log folder inside the output folder.
 pub const SLUICE_DIR: &str = "_sluice";
@@ -242,6 +243,37 @@ impl FilesSink {
         }
         self.owner_checked.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Refuses a folder another pipeline owns (its owner record, or, without one, its
+    /// batches), without claiming it: a batch claims the folder only once its files are
+    /// written ([`FilesSink::finish_commit`]), so a batch that fails on its input leaves the
+    /// folder nobody's, as it found it.
+    async fn check_not_foreign(&self, batch: BatchId) -> Result<(), SinkError> {
+        if self
+            .owner_checked
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(());
+        }
+        match self.read_owner().await? {
+            Some((owner, owner_label)) if owner != self.pipeline => Err(SinkError::Foreign {
+                location: self.location.to_string(),
+                batch,
+                owner,
+                owner_label,
+            }),
+            Some(_) => Ok(()),
+            None => match self.foreign_manifest().await? {
+                Some(theirs) => Err(SinkError::Foreign {
+                    location: self.location.to_string(),
+                    batch: theirs.batch,
+                    owner: theirs.pipeline,
+                    owner_label: String::new(),
+                }),
+                None => Ok(()),
+            },
+        }
     }
 
     /// Who the folder belongs to: its owner record's pipeline, or, where the record was
@@ -565,6 +597,76 @@ impl FilesSink {
         Ok(())
     }
 
+    /// What the sink says of batch `batch` when it already has it (its manifest is written):
+    /// published again (a crash may have cut publishing short), nothing else written. When
+    /// it does not, `None`, once `fence` lets this run write: a late run stages nothing
+    /// either, as its files would never be cleaned up.
+    async fn already_held(
+        &self,
+        batch: BatchId,
+        fence: &Fence,
+    ) -> Result<Option<SinkCommit>, SinkError> {
+        self.check_not_foreign(batch).await?;
+        if let Some(manifest) = self.read_manifest(batch).await? {
+            self.check_folder_owner(batch).await?;
+            self.check_owner(&manifest).await?;
+            fence.check().await.map_err(Box::new)?;
+            self.publish(&manifest, false).await?;
+            self.remove_old_parts(&manifest).await?;
+            return Ok(Some(SinkCommit {
+                rows: manifest.rows,
+                written: false,
+            }));
+        }
+        fence.check().await.map_err(Box::new)?;
+        Ok(None)
+    }
+
+    /// Commits batch `batch` whose staged files are `files`: writes its manifest (the
+    /// commit point) unless another run wrote it first, then publishes the files.
+    async fn finish_commit(
+        &self,
+        batch: BatchId,
+        fence: &Fence,
+        files: Vec<ManifestFile>,
+    ) -> Result<SinkCommit, SinkError> {
+        self.check_folder_owner(batch).await?;
+        let manifest = Manifest {
+            pipeline: self.pipeline,
+            batch,
+            epoch: fence.epoch(),
+            rows: files.iter().map(|f| f.rows).sum(),
+            files,
+        };
+        let text = format!("v1\n{}\n", crate::checkpoint::to_json(&manifest));
+        let manifest_path = self.location.path(&Self::manifest_file(batch));
+        fence.check().await.map_err(Box::new)?;
+        let written = self
+            .location
+            .put_if_absent(&manifest_path, text.into_bytes())
+            .await?;
+        let manifest = if written {
+            manifest
+        } else {
+            // Another run committed this batch first; its files are what the sink keeps.
+            let theirs = self
+                .read_manifest(batch)
+                .await?
+                .ok_or_else(|| SinkError::Corrupt {
+                    file: Self::manifest_file(batch),
+                    reason: "exists but cannot be read".into(),
+                })?;
+            self.check_owner(&theirs).await?;
+            theirs
+        };
+        self.publish(&manifest, written).await?;
+        self.remove_old_parts(&manifest).await?;
+        Ok(SinkCommit {
+            rows: manifest.rows,
+            written,
+        })
+    }
+
     /// Encodes `batches` (of `schema`; possibly none, for an empty result table) as one file.
     fn encode(
         format: FileFormat,
@@ -678,21 +780,10 @@ impl Sink for FilesSink {
         fence: &Fence,
         output: BatchOutput,
     ) -> Result<SinkCommit, SinkError> {
-        self.check_folder_owner(batch).await?;
-        if let Some(manifest) = self.read_manifest(batch).await? {
-            self.check_owner(&manifest).await?;
-            fence.check().await.map_err(Box::new)?;
-            self.publish(&manifest, false).await?;
-            self.remove_old_parts(&manifest).await?;
-            return Ok(SinkCommit {
-                rows: manifest.rows,
-                written: false,
-            });
+        if let Some(held) = self.already_held(batch, fence).await? {
+            return Ok(held);
         }
-        // A late run stages nothing either: its files would never be cleaned up.
-        fence.check().await.map_err(Box::new)?;
-        let epoch = fence.epoch();
-        let staging = Self::staging_dir(batch, epoch);
+        let staging = Self::staging_dir(batch, fence.epoch());
         let format = self.format;
         let BatchOutput { schema, partitions } = output;
         // Complete mode writes the whole table as one file, even an empty one (it replaces
@@ -738,42 +829,72 @@ impl Sink for FilesSink {
                 rows,
             });
         }
-        let manifest = Manifest {
-            pipeline: self.pipeline,
-            batch,
-            epoch,
-            rows: files.iter().map(|f| f.rows).sum(),
-            files,
-        };
-        let text = format!("v1\n{}\n", crate::checkpoint::to_json(&manifest));
-        let manifest_path = self.location.path(&Self::manifest_file(batch));
-        fence.check().await.map_err(Box::new)?;
-        let written = self
-            .location
-            .put_if_absent(&manifest_path, text.into_bytes())
-            .await?;
-        let manifest = if written {
-            manifest
-        } else {
-            // Another run committed this batch first; its files are what the sink keeps.
-            let theirs = self
-                .read_manifest(batch)
-                .await?
-                .ok_or_else(|| SinkError::Corrupt {
-                    file: Self::manifest_file(batch),
-                    reason: "exists but cannot be read".into(),
-                })?;
-            self.check_owner(&theirs).await?;
-            theirs
-        };
-        self.publish(&manifest, written).await?;
-        self.remove_old_parts(&manifest).await?;
-        Ok(SinkCommit {
-            rows: manifest.rows,
-            written,
-        })
+        self.finish_commit(batch, fence, files).await
     }
 
+    async fn commit_stream(
+        &self,
+        batch: BatchId,
+        fence: &Fence,
+        output: OutputStream,
+    ) -> Result<SinkCommit, SinkError> {
+        // Complete mode's one file is the whole (aggregated) table.
+        if self.replace {
+            let output = output.collect(batch).await?;
+            return self.commit(batch, fence, output).await;
+        }
+        if let Some(held) = self.already_held(batch, fence).await? {
+            output.drain(batch).await?;
+            return Ok(held);
+        }
+        let staging = Self::staging_dir(batch, fence.epoch());
+        let format = self.format;
+        let schema = Arc::clone(&output.schema);
+        // Each partition is encoded and written as its rows come, on its own task; a
+        // partition without rows writes no file.
+        let written = output
+            .for_each_partition(batch, |partition, mut rows| {
+                let name = self.data_file(batch, partition);
+                let path = self.location.path(&format!("{staging}/{name}"));
+                let location = self.location.clone();
+                let schema = Arc::clone(&schema);
+                async move {
+                    let mut file: Option<(StreamedPut, Encoder)> = None;
+                    let mut count = 0u64;
+                    while let Some(rows) = rows.next().await? {
+                        if rows.num_rows() == 0 {
+                            continue;
+                        }
+                        if file.is_none() {
+                            let encoder = Encoder::new(format, batch, Arc::clone(&schema))?;
+                            file = Some((location.put_streamed(&path), encoder));
+                        }
+                        let (put, encoder) = file.as_mut().expect("opened above");
+                        count += rows.num_rows() as u64;
+                        let bytes = encoder.write(&rows)?;
+                        if !bytes.is_empty() {
+                            put.write(bytes).await?;
+                        }
+                    }
+                    let Some((mut put, encoder)) = file else {
+                        return Ok(None);
+                    };
+                    let bytes = encoder.finish()?;
+                    if !bytes.is_empty() {
+                        put.write(bytes).await?;
+                    }
+                    let size = put.finish().await?;
+                    Ok(Some(ManifestFile {
+                        path: name,
+                        size,
+                        rows: count,
+                    }))
+                }
+            })
+            .await?;
+        self.finish_commit(batch, fence, written.into_iter().flatten().collect())
+            .await
+    }
     async fn held_digest(
         &self,
         batch: BatchId,
@@ -809,5 +930,122 @@ impl Sink for FilesSink {
             }
         }
         Ok(())
+    }
+}
+
+/// The memory a Parquet file being written may hold for its row group before the group is
+/// written out (bytes).
+const ROW_GROUP_BYTES: usize = 8 << 20;
+
+/// Encodes one file's record batches as they come: each call returns the bytes that are
+/// ready (Parquet holds a row group until it is full), so a file is written in parts.
+struct Encoder {
+    batch: BatchId,
+    format: FileFormat,
+    out: SharedBuffer,
+    writer: EncoderWriter,
+}
+
+enum EncoderWriter {
+    Parquet(Box<ArrowWriter<SharedBuffer>>),
+    Csv(Box<arrow_csv::Writer<SharedBuffer>>),
+    Json(arrow_json::LineDelimitedWriter<SharedBuffer>),
+}
+
+/// An in-memory buffer the encoders write into and the sink empties after each write.
+#[derive(Clone, Default)]
+struct SharedBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    fn take(&self) -> bytes::Bytes {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner())).into()
+    }
+}
+
+impl std::io::Write for SharedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Encoder {
+    /// An encoder of batch `batch`'s rows of `schema` as `format`, with the properties
+    /// [`FilesSink::encode`] writes whole files with.
+    fn new(format: FileFormat, batch: BatchId, schema: SchemaRef) -> Result<Self, SinkError> {
+        let out = SharedBuffer::default();
+        let writer = match format {
+            FileFormat::Parquet => {
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .build();
+                let writer = ArrowWriter::try_new(out.clone(), schema, Some(props))
+                    .map_err(|e| Self::err(format, batch, e.to_string()))?;
+                EncoderWriter::Parquet(Box::new(writer))
+            }
+            FileFormat::Csv => EncoderWriter::Csv(Box::new(
+                arrow_csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(out.clone()),
+            )),
+            FileFormat::Json => {
+                EncoderWriter::Json(arrow_json::LineDelimitedWriter::new(out.clone()))
+            }
+        };
+        Ok(Self {
+            batch,
+            format,
+            out,
+            writer,
+        })
+    }
+
+    fn err(format: FileFormat, batch: BatchId, reason: String) -> SinkError {
+        SinkError::Encode {
+            batch,
+            format: format.as_str(),
+            reason,
+        }
+    }
+
+    /// Encodes `rows`; returns the bytes ready to write.
+    fn write(&mut self, rows: &RecordBatch) -> Result<bytes::Bytes, SinkError> {
+        let result = match &mut self.writer {
+            EncoderWriter::Parquet(w) => w
+                .write(rows)
+                .and_then(|()| {
+                    // A row group ends at 1M rows or at this many bytes held, whichever
+                    // comes first, so what a file holds in memory does not grow with it.
+                    if w.memory_size() >= ROW_GROUP_BYTES {
+                        w.flush()
+                    } else {
+                        Ok(())
+                    }
+                })
+                .map_err(|e| e.to_string()),
+            EncoderWriter::Csv(w) => w.write(rows).map_err(|e| e.to_string()),
+            EncoderWriter::Json(w) => w.write(rows).map_err(|e| e.to_string()),
+        };
+        result.map_err(|reason| Self::err(self.format, self.batch, reason))?;
+        Ok(self.out.take())
+    }
+
+    /// Ends the file; returns its last bytes.
+    fn finish(self) -> Result<bytes::Bytes, SinkError> {
+        let (format, batch) = (self.format, self.batch);
+        let result = match self.writer {
+            EncoderWriter::Parquet(w) => w.close().map(|_| ()).map_err(|e| e.to_string()),
+            EncoderWriter::Csv(_) => Ok(()),
+            EncoderWriter::Json(mut w) => w.finish().map_err(|e| e.to_string()),
+        };
+        result.map_err(|reason| Self::err(format, batch, reason))?;
+        Ok(self.out.take())
     }
 }

@@ -156,6 +156,15 @@ pub enum SinkError {
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Computing the output failed while the sink was taking it (the batch's own error is
+    /// reported in its place).
+    #[error("batch {batch}: computing the output failed: {reason}")]
+    Output {
+        /// The batch.
+        batch: BatchId,
+        /// What failed.
+        reason: String,
+    },
     /// Encoding the output failed.
     #[error("writing batch {batch} as {format}: {reason}")]
     Encode {
@@ -288,6 +297,103 @@ impl BatchOutput {
     }
 }
 
+/// A batch's output as it is computed: one stream of record batches per output partition.
+pub struct OutputStream {
+    /// The schema of every record batch.
+    pub schema: SchemaRef,
+    /// Each output partition's stream, in partition order.
+    pub partitions: Vec<datafusion::physical_plan::SendableRecordBatchStream>,
+}
+
+impl std::fmt::Debug for OutputStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputStream")
+            .field("schema", &self.schema)
+            .field("partitions", &self.partitions.len())
+            .finish()
+    }
+}
+
+impl OutputStream {
+    /// Runs each partition's stream on its own task and hands `take` its record batches
+    /// as they come; returns what `take` returned at the end of each partition, in partition
+    /// order. An error of the computation is [`SinkError::Output`] of batch `batch`.
+    pub async fn for_each_partition<T, F, Fut>(
+        self,
+        batch: BatchId,
+        take: F,
+    ) -> Result<Vec<T>, SinkError>
+    where
+        T: Send + 'static,
+        F: Fn(usize, PartitionBatches) -> Fut,
+        Fut: std::future::Future<Output = Result<T, SinkError>> + Send + 'static,
+    {
+        // The first partition to fail stops the others (a join set aborts what it still
+        // holds when dropped).
+        let mut tasks = tokio::task::JoinSet::new();
+        let count = self.partitions.len();
+        for (i, stream) in self.partitions.into_iter().enumerate() {
+            let task = take(i, PartitionBatches { batch, stream });
+            tasks.spawn(async move { (i, task.await) });
+        }
+        let mut out: Vec<Option<T>> = (0..count).map(|_| None).collect();
+        while let Some(joined) = tasks.join_next().await {
+            let (i, result) = joined.map_err(|e| SinkError::Output {
+                batch,
+                reason: format!("a partition's task failed: {e}"),
+            })?;
+            out[i] = Some(result?);
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// The whole output, in memory.
+    pub async fn collect(self, batch: BatchId) -> Result<BatchOutput, SinkError> {
+        let schema = Arc::clone(&self.schema);
+        let partitions = self
+            .for_each_partition(batch, |_, mut rows| async move {
+                let mut all = Vec::new();
+                while let Some(b) = rows.next().await? {
+                    all.push(b);
+                }
+                Ok(all)
+            })
+            .await?;
+        Ok(BatchOutput { schema, partitions })
+    }
+
+    /// Reads every partition to its end, keeping nothing.
+    pub async fn drain(self, batch: BatchId) -> Result<(), SinkError> {
+        self.for_each_partition(batch, |_, mut rows| async move {
+            while rows.next().await?.is_some() {}
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+/// One output partition's record batches as they are computed.
+pub struct PartitionBatches {
+    batch: BatchId,
+    stream: datafusion::physical_plan::SendableRecordBatchStream,
+}
+
+impl PartitionBatches {
+    /// The next record batch, `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<RecordBatch>, SinkError> {
+        use futures::StreamExt;
+        match self.stream.next().await {
+            None => Ok(None),
+            Some(Ok(b)) => Ok(Some(b)),
+            Some(Err(e)) => Err(SinkError::Output {
+                batch: self.batch,
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
 /// What a sink holds for one batch, read back (`sluice replay --verify`).
 #[derive(Debug)]
 pub enum HeldBatch {
@@ -333,6 +439,21 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
         fence: &Fence,
         output: BatchOutput,
     ) -> Result<SinkCommit, SinkError>;
+
+    /// Makes `output` visible as batch `batch` as [`Sink::commit`] does, taking it as it is
+    /// computed: a sink that writes as rows come overrides this, so that a batch's memory
+    /// does not grow with its output. It consumes every partition to its end, even where
+    /// the sink already has the batch (the driver's counts and content hash come from it).
+    /// By default, the whole output is collected, then committed.
+    async fn commit_stream(
+        &self,
+        batch: BatchId,
+        fence: &Fence,
+        output: OutputStream,
+    ) -> Result<SinkCommit, SinkError> {
+        let output = output.collect(batch).await?;
+        self.commit(batch, fence, output).await
+    }
 
     /// The content hash of the rows the sink holds for `batch`, read back in `schema`'s column
     /// types; `None` for a sink that keeps nothing to read back, or no longer has the batch.

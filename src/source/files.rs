@@ -28,8 +28,8 @@ use serde_json::json;
 
 use super::infer::Sample;
 use super::{
-    Admission, BatchInput, ConfigError, Reader, Source, SourceConnector, SourceError, SourceKind,
-    hive, infer_schema, parse_settings,
+    Admission, BatchInput, BatchScan, ConfigError, ReadPart, Reader, ScanCounts, Source,
+    SourceConnector, SourceError, SourceKind, StreamedTable, hive, infer_schema, parse_settings,
 };
 use crate::checkpoint::{BatchId, CheckpointError, paths};
 use crate::format::{EpochUnit, FileFormat, OnError};
@@ -588,12 +588,98 @@ impl FilesSource {
         Ok(files)
     }
 
+    /// The files of the range `(start, end]`, in the order they are read, with the batch
+    /// whose log entry ends it.
+    async fn files_in_range(
+        &self,
+        start: Option<&serde_json::Value>,
+        end: &serde_json::Value,
+    ) -> Result<(BatchId, Vec<LoggedFile>), SourceError> {
+        // `null` is "no offset yet": the source has had no input (another source has), in
+        // this batch (`end`) or up to the batch before (`start`, as the previous entry logged
+        // it, or absent for batch 0). An empty range still has the source's columns.
+        let start = start.filter(|o| !o.is_null());
+        if end.is_null() {
+            if let Some(start) = start {
+                return Err(CheckpointError::Inconsistent {
+                    location: self.checkpoint.to_string(),
+                    reason: format!(
+                        "source `{}` goes back from offset {start} to no offset",
+                        self.name
+                    ),
+                }
+                .into());
+            }
+            return Ok((BatchId(0), Vec::new()));
+        }
+        let Some(end_log) = log_offset(Some(end)) else {
+            return Err(CheckpointError::Corrupt {
+                file: format!("offsets entry of source `{}`", self.name),
+                line: 1,
+                reason: format!("the offset {end} has no numeric `log`"),
+            }
+            .into());
+        };
+        if Some(end_log) == log_offset(start) {
+            return Ok((BatchId(end_log), Vec::new()));
+        }
+        let batch = BatchId(end_log);
+        let mut files = self.read_entry(&self.log_file(batch.0)).await?;
+        // A range of one batch is its log entry. A range over several batches (the files
+        // counts tell) is every entry in it: the earlier ones come first.
+        let count = |o: Option<&serde_json::Value>| o.and_then(|o| o.get("files")?.as_u64());
+        let wanted = count(Some(end)).map(|e| e.saturating_sub(count(start).unwrap_or(0)));
+        if let Some(wanted) = wanted.filter(|w| *w > files.len() as u64) {
+            let first = log_offset(start).map_or(0, |s| s + 1);
+            let mut earlier = Vec::new();
+            for meta in self.checkpoint.list(&self.log_dir()).await? {
+                let relative = self.checkpoint.relative(&meta.location);
+                let name = relative.rsplit('/').next().unwrap_or_default();
+                if let Some(n) = paths::entry_number(name).filter(|n| (first..end_log).contains(n))
+                {
+                    earlier.push(n);
+                }
+            }
+            earlier.sort_unstable();
+            let mut all = Vec::new();
+            for n in earlier {
+                all.extend(self.read_entry(&self.log_file(n)).await?);
+            }
+            all.append(&mut files);
+            if all.len() as u64 != wanted {
+                return Err(CheckpointError::Inconsistent {
+                    location: self.checkpoint.to_string(),
+                    reason: format!(
+                        "source `{}`: the range from {} to {end} holds {wanted} files, but its log \
+                         entries list {} (older entries are folded into a compact entry)",
+                        self.name,
+                        start.map_or_else(|| "the start".to_string(), ToString::to_string),
+                        all.len()
+                    ),
+                }
+                .into());
+            }
+            files = all;
+        }
+        Ok((batch, files))
+    }
+
     async fn read_files(
         &self,
         batch: BatchId,
         files: &[LoggedFile],
         columns: Option<&[String]>,
     ) -> Result<BatchInput, SourceError> {
+        let reader = self.batch_reader(columns)?;
+        let paths = files
+            .iter()
+            .map(|f| (f.path.clone(), Some(f.clone())))
+            .collect();
+        read_into_table(&self.data, paths, reader, Some(batch)).await
+    }
+
+    /// How a batch reads the source's files: its columns `columns` (all where `None`).
+    fn batch_reader(&self, columns: Option<&[String]>) -> Result<Reader, SourceError> {
         let schema = self.schema.clone().ok_or_else(|| SourceError::Read {
             file: self.data.to_string(),
             reason: "the source has no schema yet".into(),
@@ -611,12 +697,49 @@ impl FilesSource {
                     .collect::<Result<Vec<_>, _>>()
             })
             .transpose()?;
-        let paths = files
-            .iter()
-            .map(|f| (f.path.clone(), Some(f.clone())))
+        Ok(reader(&self.config, schema, projection))
+    }
+
+    /// The files `files` that batch `batch` logged, as a table that reads them while the
+    /// query runs, over `partitions` partitions; only `columns` where given.
+    fn scan_files(
+        &self,
+        batch: BatchId,
+        files: Vec<LoggedFile>,
+        columns: Option<&[String]>,
+        partitions: usize,
+    ) -> Result<BatchScan, SourceError> {
+        let reader = self.batch_reader(columns)?;
+        let schema = reader.output_schema()?;
+        let reader = Arc::new(reader);
+        crate::progress::LIVE.expect_files(files.len() as u64);
+        let parts = files
+            .into_iter()
+            .map(|logged| {
+                let location = self.data.clone();
+                let reader = Arc::clone(&reader);
+                let name = logged.path.clone();
+                let read: ReadPart = Arc::new(move || {
+                    let (location, reader, logged) =
+                        (location.clone(), Arc::clone(&reader), logged.clone());
+                    Box::pin(async move {
+                        let file = logged.path.clone();
+                        read_file(&location, file, Some(logged), reader, Some(batch)).await
+                    })
+                });
+                (name, read)
+            })
             .collect();
-        let reader = reader(&self.config, schema, projection);
-        read_into_table(&self.data, paths, reader, Some(batch)).await
+        let counts = Arc::new(ScanCounts::default());
+        Ok(BatchScan::Streamed {
+            table: Arc::new(StreamedTable::new(
+                schema,
+                parts,
+                partitions,
+                Arc::clone(&counts),
+            )),
+            counts,
+        })
     }
 }
 
@@ -752,6 +875,60 @@ async fn infer_from(
     Ok(sample.finish(partitions))
 }
 
+/// Reads and decodes file `file` of `location`; a file given with what batch `batch` logged
+/// of it must still hold the logged bytes, and only those are read.
+async fn read_file(
+    location: &Location,
+    file: String,
+    logged: Option<LoggedFile>,
+    reader: Arc<Reader>,
+    batch: Option<BatchId>,
+) -> Result<super::Decoded, SourceError> {
+    let path = location.path(&file);
+    let shown = format!("{location}/{file}");
+    let (mut bytes, meta) = location
+        .get_with_meta(&path)
+        .await?
+        .ok_or_else(|| match batch {
+            Some(batch) => SourceError::FileGone {
+                file: shown.clone(),
+                batch,
+            },
+            None => SourceError::Read {
+                file: shown.clone(),
+                reason: "the file vanished while being read".into(),
+            },
+        })?;
+    // A batch reads exactly the bytes it logged: the file must still be what it logged, and
+    // only its logged size is read.
+    if let (Some(logged), Some(batch)) = (logged, batch) {
+        let now = LoggedFile {
+            size: bytes.len() as u64,
+            ..LoggedFile::described(file.clone(), &meta)
+        };
+        if let Some(change) = logged.change(&now, location.local_root().is_some()) {
+            return Err(SourceError::FileChanged {
+                file: shown,
+                batch,
+                change,
+                checkpoint: None,
+            });
+        }
+        let size = usize::try_from(logged.size).unwrap_or(usize::MAX);
+        bytes = bytes.slice(..size.min(bytes.len()));
+    }
+    let path = file.clone();
+    let size = bytes.len() as u64;
+    let decoded = tokio::task::spawn_blocking(move || reader.decode(&shown, &path, &bytes))
+        .await
+        .map_err(|e| SourceError::Read {
+            file,
+            reason: format!("decoding panicked: {e}"),
+        })??;
+    crate::progress::LIVE.read_file(decoded.rows, size);
+    Ok(decoded)
+}
+
 /// Reads files of `location` into a table with one partition per file; a file given with what
 /// batch `batch` logged of it must still hold the logged bytes.
 async fn read_into_table(
@@ -764,56 +941,7 @@ async fn read_into_table(
     let reader = Arc::new(reader);
     crate::progress::LIVE.expect_files(files.len() as u64);
     let decoded: Vec<super::Decoded> = futures::stream::iter(files)
-        .map(|(file, logged)| {
-            let reader = Arc::clone(&reader);
-            async move {
-                let path = location.path(&file);
-                let shown = format!("{location}/{file}");
-                let (mut bytes, meta) =
-                    location
-                        .get_with_meta(&path)
-                        .await?
-                        .ok_or_else(|| match batch {
-                            Some(batch) => SourceError::FileGone {
-                                file: shown.clone(),
-                                batch,
-                            },
-                            None => SourceError::Read {
-                                file: shown.clone(),
-                                reason: "the file vanished while being read".into(),
-                            },
-                        })?;
-                // A batch reads exactly the bytes it logged: the file must still be what it
-                // logged, and only its logged size is read.
-                if let (Some(logged), Some(batch)) = (logged, batch) {
-                    let now = LoggedFile {
-                        size: bytes.len() as u64,
-                        ..LoggedFile::described(file.clone(), &meta)
-                    };
-                    if let Some(change) = logged.change(&now, location.local_root().is_some()) {
-                        return Err(SourceError::FileChanged {
-                            file: shown,
-                            batch,
-                            change,
-                            checkpoint: None,
-                        });
-                    }
-                    let size = usize::try_from(logged.size).unwrap_or(usize::MAX);
-                    bytes = bytes.slice(..size.min(bytes.len()));
-                }
-                let path = file.clone();
-                let size = bytes.len() as u64;
-                let decoded =
-                    tokio::task::spawn_blocking(move || reader.decode(&shown, &path, &bytes))
-                        .await
-                        .map_err(|e| SourceError::Read {
-                            file,
-                            reason: format!("decoding panicked: {e}"),
-                        })??;
-                crate::progress::LIVE.read_file(decoded.rows, size);
-                Ok(decoded)
-            }
-        })
+        .map(|(file, logged)| read_file(location, file, logged, Arc::clone(&reader), batch))
         .buffered(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .try_collect()
         .await?;
@@ -1106,73 +1234,19 @@ impl Source for FilesSource {
         end: &serde_json::Value,
         columns: Option<&[String]>,
     ) -> Result<BatchInput, SourceError> {
-        // `null` is "no offset yet": the source has had no input (another source has), in
-        // this batch (`end`) or up to the batch before (`start`, as the previous entry logged
-        // it, or absent for batch 0). An empty range still has the source's columns.
-        let start = start.filter(|o| !o.is_null());
-        if end.is_null() {
-            if let Some(start) = start {
-                return Err(CheckpointError::Inconsistent {
-                    location: self.checkpoint.to_string(),
-                    reason: format!(
-                        "source `{}` goes back from offset {start} to no offset",
-                        self.name
-                    ),
-                }
-                .into());
-            }
-            return self.read_files(BatchId(0), &[], columns).await;
-        }
-        let Some(end_log) = log_offset(Some(end)) else {
-            return Err(CheckpointError::Corrupt {
-                file: format!("offsets entry of source `{}`", self.name),
-                line: 1,
-                reason: format!("the offset {end} has no numeric `log`"),
-            }
-            .into());
-        };
-        if Some(end_log) == log_offset(start) {
-            return self.read_files(BatchId(end_log), &[], columns).await;
-        }
-        let batch = BatchId(end_log);
-        let mut files = self.read_entry(&self.log_file(batch.0)).await?;
-        // A range of one batch is its log entry. A range over several batches (the files
-        // counts tell) is every entry in it: the earlier ones come first.
-        let count = |o: Option<&serde_json::Value>| o.and_then(|o| o.get("files")?.as_u64());
-        let wanted = count(Some(end)).map(|e| e.saturating_sub(count(start).unwrap_or(0)));
-        if let Some(wanted) = wanted.filter(|w| *w > files.len() as u64) {
-            let first = log_offset(start).map_or(0, |s| s + 1);
-            let mut earlier = Vec::new();
-            for meta in self.checkpoint.list(&self.log_dir()).await? {
-                let relative = self.checkpoint.relative(&meta.location);
-                let name = relative.rsplit('/').next().unwrap_or_default();
-                if let Some(n) = paths::entry_number(name).filter(|n| (first..end_log).contains(n))
-                {
-                    earlier.push(n);
-                }
-            }
-            earlier.sort_unstable();
-            let mut all = Vec::new();
-            for n in earlier {
-                all.extend(self.read_entry(&self.log_file(n)).await?);
-            }
-            all.append(&mut files);
-            if all.len() as u64 != wanted {
-                return Err(CheckpointError::Inconsistent {
-                    location: self.checkpoint.to_string(),
-                    reason: format!(
-                        "source `{}`: the range from {} to {end} holds {wanted} files, but its log \
-                         entries list {} (older entries are folded into a compact entry)",
-                        self.name,
-                        start.map_or_else(|| "the start".to_string(), ToString::to_string),
-                        all.len()
-                    ),
-                }
-                .into());
-            }
-            files = all;
-        }
+        let (batch, files) = self.files_in_range(start, end).await?;
         self.read_files(batch, &files, columns).await
+    }
+
+    async fn scan(
+        &self,
+        start: Option<&serde_json::Value>,
+        end: &serde_json::Value,
+        columns: Option<&[String]>,
+        partitions: usize,
+    ) -> Result<BatchScan, SourceError> {
+        let (batch, files) = self.files_in_range(start, end).await?;
+        self.scan_files(batch, files, columns, partitions)
     }
 
     async fn commit(&mut self, _batch: BatchId, oldest_kept: BatchId) -> Result<(), SourceError> {

@@ -17,6 +17,7 @@ mod nats;
 mod nexmark;
 mod payload;
 mod rate;
+mod scan;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use datafusion::datasource::MemTable;
 
 pub use decode::{Decoded, Reader, infer_schema};
 pub use files::{FilesConfig, FilesSource};
+pub use scan::{Counts, ReadPart, ScanCounts, StreamedTable};
 
 use crate::checkpoint::{BatchId, CheckpointError};
 use crate::storage::{Location, StorageError, StoreHook};
@@ -372,6 +374,21 @@ impl BatchInput {
     }
 }
 
+/// A batch's input from one source, as [`Source::scan`] gives it.
+#[derive(Debug)]
+pub enum BatchScan {
+    /// The rows, read whole before the query runs.
+    Read(BatchInput),
+    /// A table that reads the rows while the query runs, and what it counts as it does
+    /// (complete once the query has consumed its input).
+    Streamed {
+        /// The table.
+        table: Arc<StreamedTable>,
+        /// Its counts, and the first error it met.
+        counts: Arc<ScanCounts>,
+    },
+}
+
 /// How far a source's input runs ahead of an offset (`sluice inspect`): per part (a Kafka
 /// topic's partition), the offset read to, the end the part has now, and the difference.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -433,6 +450,19 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         end: &serde_json::Value,
         columns: Option<&[String]>,
     ) -> Result<BatchInput, SourceError>;
+
+    /// The rows in `(start, end]` as [`Source::read`] gives them, but as a table that may read
+    /// them while the query runs, over at most `partitions` partitions (bounded memory for a
+    /// batch of any size). By default, the rows read whole.
+    async fn scan(
+        &self,
+        start: Option<&serde_json::Value>,
+        end: &serde_json::Value,
+        columns: Option<&[String]>,
+        _partitions: usize,
+    ) -> Result<BatchScan, SourceError> {
+        self.read(start, end, columns).await.map(BatchScan::Read)
+    }
 
     /// Batch `batch` is committed; logs older than `oldest_kept` may be compacted.
     async fn commit(&mut self, batch: BatchId, oldest_kept: BatchId) -> Result<(), SourceError>;

@@ -389,6 +389,34 @@ impl Location {
         }
     }
 
+    /// Starts writing `path` in parts as they come ([`StreamedPut`]), replacing what is there
+    /// once finished: memory holds one part at a time, not the whole object. The write is one
+    /// crash point, like [`Location::put`]: nothing is visible at `path` before
+    /// [`StreamedPut::finish`].
+    pub fn put_streamed(&self, path: &Path) -> StreamedPut {
+        let file = self.local_file(path);
+        let point = failpoint::before(
+            failpoint::Op::Put(file.as_deref()),
+            &self.display,
+            &self.relative(path),
+            None,
+        );
+        StreamedPut {
+            // Parts of 8 MiB (S3's minimum is 5), at most 2 uploading at once: what a file
+            // being written holds stays small and fixed, whatever the store's speed.
+            writer: object_store::buffered::BufWriter::with_capacity(
+                Arc::clone(&self.store),
+                path.clone(),
+                8 << 20,
+            )
+            .with_max_concurrency(2),
+            location: self.clone(),
+            path: path.clone(),
+            point,
+            size: 0,
+        }
+    }
+
     /// Checks that the store refuses a second create-only write of the same object, with a
     /// probe object under `_sluice_probe/` that it deletes afterwards.
     pub async fn check_create_only(&self) -> Result<(), StorageError> {
@@ -647,6 +675,50 @@ impl Location {
                 path: PathBuf::from(&self.display),
                 source: std::io::Error::other(e),
             })?
+    }
+}
+
+/// An object written in parts ([`Location::put_streamed`]): on an object store a multipart
+/// upload once it outgrows one part, on local disk a temporary file renamed into place.
+pub struct StreamedPut {
+    writer: object_store::buffered::BufWriter,
+    location: Location,
+    path: Path,
+    point: Option<failpoint::Pending>,
+    size: u64,
+}
+
+impl StreamedPut {
+    /// Appends `bytes`.
+    pub async fn write(&mut self, bytes: bytes::Bytes) -> Result<(), StorageError> {
+        self.size += bytes.len() as u64;
+        match self.writer.put(bytes).await {
+            Ok(()) => Ok(()),
+            Err(source) => {
+                let _ = self.writer.abort().await;
+                Err(self.location.io_err("writing", &self.path, source))
+            }
+        }
+    }
+
+    /// Completes the object, syncs it (on local disk) and returns its size in bytes.
+    pub async fn finish(mut self) -> Result<u64, StorageError> {
+        use tokio::io::AsyncWriteExt;
+        let result = self.writer.shutdown().await;
+        failpoint::after(self.point.take(), result.is_ok());
+        if let Err(source) = result {
+            let _ = self.writer.abort().await;
+            return Err(self.location.io_err(
+                "writing",
+                &self.path,
+                object_store::Error::Generic {
+                    store: "streamed write",
+                    source: Box::new(source),
+                },
+            ));
+        }
+        self.location.sync(&self.path).await?;
+        Ok(self.size)
     }
 }
 
