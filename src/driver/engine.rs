@@ -43,13 +43,14 @@ impl Computed {
     }
 
     /// Takes in what the sources read while the query ran counted, once the output is
-    /// consumed; a source that failed is the error.
-    pub(super) fn settle(&mut self) -> Result<(), Error> {
+    /// consumed, reading what the query did not (see `source::scan`); a source that failed is
+    /// the error.
+    pub(super) async fn settle(&mut self) -> Result<(), Error> {
         if let Some(error) = self.scan_error() {
             return Err(error);
         }
         for (name, counts) in std::mem::take(&mut self.scans) {
-            let counts = counts.counts();
+            let counts = counts.finish().await?;
             self.rows_in += counts.rows;
             self.rows_per_source.insert(name.clone(), counts.rows);
             self.skipped += counts.skipped;
@@ -636,7 +637,11 @@ impl<'p> Engine<'p> {
         };
         let query = self.query.as_mut().expect("analyzed above");
         let physical = match query.operator.as_mut() {
-            Some(operator) => operator.run(batch, &state, &logical, time).await?,
+            // A source read while the operator ran that failed is the batch's error.
+            Some(operator) => operator
+                .run(batch, &state, &logical, time)
+                .await
+                .map_err(|e| computed.scan_error().unwrap_or_else(|| e.into()))?,
             None => state
                 .create_physical_plan(&logical)
                 .await
@@ -655,7 +660,7 @@ impl<'p> Engine<'p> {
                 schema: physical.schema(),
                 partitions,
             });
-            computed.settle()?;
+            computed.settle().await?;
         } else {
             computed.output = Output::Plan {
                 plan: physical,

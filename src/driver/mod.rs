@@ -537,7 +537,7 @@ impl<'p> Recompute<'p> {
                     })?
             }
         };
-        computed.settle()?;
+        computed.settle().await?;
         Ok(output)
     }
 }
@@ -1359,7 +1359,7 @@ impl<'a> Driver<'a> {
                 (schema, committed?, watch.digest())
             }
         };
-        computed.settle()?;
+        computed.settle().await?;
         let computed_digest = match computed_digest {
             Ok(digest) => Some(digest),
             Err(e) => {

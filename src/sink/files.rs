@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   batch N:  fence      ──► no newer epoch exists            (else stop, writing nothing)
-//!             data files ──► _sluice/staging/N/E/part-N-P.ext (E: the run's epoch; invisible)
+//!             data files ──► _sluice/staging/N/E-<id>/part-N-P.ext (E: the run's epoch; invisible)
 //!             fence      ──► no newer epoch exists            (else stop)
 //!             manifest   ──► _sluice/manifest/N               (create-only: the commit point)
 //!             publish    ──► part-N-P.ext                     (rename into place)
@@ -406,9 +406,22 @@ impl FilesSink {
         format!("{SLUICE_DIR}/manifest/{}", batch.0)
     }
 
-    /// Where batch `batch`'s files are staged; each epoch stages apart, so a late run of an
-    /// older epoch never renames its files over the ones a manifest names.
-    fn staging_dir(batch: BatchId, epoch: Epoch) -> String {
+    /// Where pipeline `pipeline`'s batch `batch` of epoch `epoch` stages its files: each
+    /// epoch stages apart, so a late run of an older epoch never renames its files over the
+    /// ones a manifest names, and each pipeline apart, so two new pipelines (both at epoch
+    /// 0) racing for a folder that neither has claimed yet never write into one another's.
+    fn staging_dir(batch: BatchId, pipeline: uuid::Uuid, epoch: Epoch) -> String {
+        format!(
+            "{SLUICE_DIR}/staging/{}/{}-{}",
+            batch.0,
+            epoch.0,
+            pipeline.simple()
+        )
+    }
+
+    /// Where a batch was staged before staging folders named the pipeline: a manifest
+    /// written then, whose publishing a crash cut short, still names files there.
+    fn legacy_staging_dir(batch: BatchId, epoch: Epoch) -> String {
         format!("{SLUICE_DIR}/staging/{}/{}", batch.0, epoch.0)
     }
 
@@ -561,9 +574,17 @@ impl FilesSink {
     /// this call created the manifest, so every file is still staged and none may be in place
     /// already (in append and update modes, where names are the batch's own).
     async fn publish(&self, manifest: &Manifest, fresh: bool) -> Result<(), SinkError> {
-        let staging = Self::staging_dir(manifest.batch, manifest.epoch);
+        let staging = Self::staging_dir(manifest.batch, manifest.pipeline, manifest.epoch);
+        let legacy = Self::legacy_staging_dir(manifest.batch, manifest.epoch);
         for file in &manifest.files {
-            let from = self.location.path(&format!("{staging}/{}", file.path));
+            let mut from = self.location.path(&format!("{staging}/{}", file.path));
+            let legacy_from = self.location.path(&format!("{legacy}/{}", file.path));
+            if !fresh
+                && !self.location.exists(&from).await?
+                && self.location.exists(&legacy_from).await?
+            {
+                from = legacy_from;
+            }
             let to = self.location.path(&file.path);
             if fresh {
                 if !self.replace && self.location.exists(&to).await? {
@@ -594,6 +615,9 @@ impl FilesSink {
         }
         self.location.remove_empty_folder(&staging);
         self.location.remove_empty_folder(&batch_staging);
+        // What listing does not show: a streamed write cut short leaves `name#N` on local
+        // disk.
+        self.location.remove_local_tree(&batch_staging);
         Ok(())
     }
 
@@ -783,7 +807,7 @@ impl Sink for FilesSink {
         if let Some(held) = self.already_held(batch, fence).await? {
             return Ok(held);
         }
-        let staging = Self::staging_dir(batch, fence.epoch());
+        let staging = Self::staging_dir(batch, self.pipeline, fence.epoch());
         let format = self.format;
         let BatchOutput { schema, partitions } = output;
         // Complete mode writes the whole table as one file, even an empty one (it replaces
@@ -847,11 +871,12 @@ impl Sink for FilesSink {
             output.drain(batch).await?;
             return Ok(held);
         }
-        let staging = Self::staging_dir(batch, fence.epoch());
+        let staging = Self::staging_dir(batch, self.pipeline, fence.epoch());
         let format = self.format;
         let schema = Arc::clone(&output.schema);
         // Each partition is encoded and written as its rows come, on its own task; a
-        // partition without rows writes no file.
+        // partition without rows writes no file. The files are completed in partition order,
+        // each one write (a crash point) as a whole file's put is.
         let written = output
             .for_each_partition(batch, |partition, mut rows| {
                 let name = self.data_file(batch, partition);
@@ -861,39 +886,55 @@ impl Sink for FilesSink {
                 async move {
                     let mut file: Option<(StreamedPut, Encoder)> = None;
                     let mut count = 0u64;
-                    while let Some(rows) = rows.next().await? {
-                        if rows.num_rows() == 0 {
-                            continue;
+                    let result: Result<Option<StreamedPut>, SinkError> = async {
+                        while let Some(rows) = rows.next().await? {
+                            if rows.num_rows() == 0 {
+                                continue;
+                            }
+                            if file.is_none() {
+                                let encoder = Encoder::new(format, batch, Arc::clone(&schema))?;
+                                file = Some((location.put_streamed(&path), encoder));
+                            }
+                            let (put, encoder) = file.as_mut().expect("opened above");
+                            count += rows.num_rows() as u64;
+                            let bytes = encoder.write(&rows)?;
+                            if !bytes.is_empty() {
+                                put.write(bytes).await?;
+                            }
                         }
-                        if file.is_none() {
-                            let encoder = Encoder::new(format, batch, Arc::clone(&schema))?;
-                            file = Some((location.put_streamed(&path), encoder));
-                        }
-                        let (put, encoder) = file.as_mut().expect("opened above");
-                        count += rows.num_rows() as u64;
-                        let bytes = encoder.write(&rows)?;
+                        let Some((mut put, encoder)) = file.take() else {
+                            return Ok(None);
+                        };
+                        let bytes = encoder.finish()?;
                         if !bytes.is_empty() {
                             put.write(bytes).await?;
                         }
+                        Ok(Some(put))
                     }
-                    let Some((mut put, encoder)) = file else {
-                        return Ok(None);
-                    };
-                    let bytes = encoder.finish()?;
-                    if !bytes.is_empty() {
-                        put.write(bytes).await?;
+                    .await;
+                    if result.is_err()
+                        && let Some((put, _)) = file.take()
+                    {
+                        put.abort().await;
                     }
-                    let size = put.finish().await?;
-                    Ok(Some(ManifestFile {
-                        path: name,
-                        size,
-                        rows: count,
-                    }))
+                    Ok::<_, SinkError>(result?.map(|put| (put, name, count)))
                 }
             })
             .await?;
-        self.finish_commit(batch, fence, written.into_iter().flatten().collect())
-            .await
+        let mut files = Vec::new();
+        let mut unfinished = written.into_iter().flatten();
+        while let Some((put, path, rows)) = unfinished.next() {
+            match put.finish().await {
+                Ok(size) => files.push(ManifestFile { path, size, rows }),
+                Err(e) => {
+                    for (put, _, _) in unfinished {
+                        put.abort().await;
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        self.finish_commit(batch, fence, files).await
     }
     async fn held_digest(
         &self,

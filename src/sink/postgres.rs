@@ -309,6 +309,9 @@ struct Live {
     epoch: Option<u64>,
     /// The table's columns were checked against this schema.
     checked: Option<SchemaRef>,
+    /// Whether the progress table has its `target` column (each row's table), by which a
+    /// table another pipeline writes is refused.
+    targets: bool,
 }
 
 /// Why an attempt at a batch failed.
@@ -484,7 +487,8 @@ impl PostgresSink {
                     batch bigint NOT NULL,
                     epoch bigint NOT NULL,
                     rows bigint NOT NULL,
-                    committed_at timestamptz NOT NULL DEFAULT now())"
+                    committed_at timestamptz NOT NULL DEFAULT now(),
+                    target text)"
                 ))
                 .await
                 .or_else(|e| {
@@ -497,11 +501,85 @@ impl PostgresSink {
                 })
                 .map_err(|e| self.failure(&e, "making the progress table"))?;
         }
+        let targets = self.progress_targets(&client, &progress).await?;
         Ok(Live {
             client,
             epoch,
             checked: None,
+            targets,
         })
+    }
+
+    /// Whether the progress table `progress` records each row's table (its `target`
+    /// column), adding the column to a table made before it was recorded. Without the right
+    /// to add it, the run goes on without the check it serves, saying so.
+    async fn progress_targets(
+        &self,
+        client: &tokio_postgres::Client,
+        progress: &str,
+    ) -> Result<bool, Failure> {
+        let has = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = \
+                 to_regclass($1::text) AND attname = 'target' AND NOT attisdropped)",
+                &[&progress],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "reading the progress table's columns"))?
+            .get::<_, bool>(0);
+        if has {
+            return Ok(true);
+        }
+        match client
+            .batch_execute(&format!(
+                "ALTER TABLE {progress} ADD COLUMN IF NOT EXISTS target text"
+            ))
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.as_db_error().is_some() => {
+                tracing::warn!(
+                    "PostgreSQL sink: cannot add the `target` column to {progress} ({}): a new \
+                     checkpoint over a table another pipeline writes is not refused",
+                    describe(&e)
+                );
+                Ok(false)
+            }
+            Err(e) => Err(self.failure(&e, "adding the progress table's `target` column")),
+        }
+    }
+
+    /// Refuses, in `tx` (before any row is written), a table whose rows another pipeline or
+    /// checkpoint writes: its progress row names the same table. Sharing it would add every
+    /// batch again under a new pipeline id (a run on a new checkpoint starts from batch 0).
+    async fn check_table_owner(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<(), Failure> {
+        let progress = quote_path(&self.config.progress_table);
+        let table = quote_path(&self.table);
+        let other = tx
+            .query_opt(
+                &format!(
+                    "SELECT pipeline, batch FROM {progress} WHERE target = $1 AND pipeline <> $2 \
+                     LIMIT 1"
+                ),
+                &[&table, &self.progress_key],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "reading the progress table"))?;
+        let Some(row) = other else {
+            return Ok(());
+        };
+        let (owner, batch): (String, i64) = (row.get(0), row.get(1));
+        Err(Failure::Fatal(SinkError::Config {
+            kind: KIND.name,
+            reason: format!(
+                "table {table} holds the batches (up to {batch}) of another pipeline or \
+                 checkpoint (its row in {progress} is `{owner}`; this checkpoint's is `{ours}`): \
+                 give each pipeline and checkpoint its own table. To start this pipeline over on \
+                 a new checkpoint, empty the table and drop the old progress row first: \
+                 `TRUNCATE {table}; DELETE FROM {progress} WHERE pipeline = '{owner}';`",
+                ours = self.progress_key,
+            ),
+        }))
     }
 
     /// Ends every session of this pipeline working for an older epoch than `epoch`: a late
@@ -665,23 +743,47 @@ impl PostgresSink {
         batch: BatchId,
         epoch: u64,
         rows: u64,
+        targets: bool,
     ) -> Result<Claim, Failure> {
         let progress = quote_path(&self.config.progress_table);
         let n = i64::try_from(batch.0).unwrap_or(i64::MAX);
         let e = i64::try_from(epoch).unwrap_or(i64::MAX);
         let r = i64::try_from(rows).unwrap_or(i64::MAX);
+        let target = targets.then(|| quote_path(&self.table));
         let claimed = tx
             .query_opt(
                 &format!(
-                    "INSERT INTO {progress} AS p (pipeline, batch, epoch, rows)
-                     VALUES ($1, $2, $3, $4)
+                    "INSERT INTO {progress} AS p (pipeline, batch, epoch, rows{target_column})
+                     VALUES ($1, $2, $3, $4{target_value})
                      ON CONFLICT (pipeline) DO UPDATE
                        SET batch = EXCLUDED.batch, epoch = EXCLUDED.epoch,
-                           rows = EXCLUDED.rows, committed_at = now()
+                           rows = EXCLUDED.rows, committed_at = now(){target_set}
                        WHERE p.epoch <= EXCLUDED.epoch AND p.batch < EXCLUDED.batch
-                     RETURNING p.batch"
+                     RETURNING p.batch",
+                    target_column = if targets { ", target" } else { "" },
+                    target_value = if targets { ", $5" } else { "" },
+                    target_set = if targets {
+                        ", target = EXCLUDED.target"
+                    } else {
+                        ""
+                    },
                 ),
-                &[&self.progress_key, &n, &e, &r],
+                &if let Some(target) = &target {
+                    vec![
+                        &self.progress_key as &(dyn tokio_postgres::types::ToSql + Sync),
+                        &n,
+                        &e,
+                        &r,
+                        target,
+                    ]
+                } else {
+                    vec![
+                        &self.progress_key as &(dyn tokio_postgres::types::ToSql + Sync),
+                        &n,
+                        &e,
+                        &r,
+                    ]
+                },
             )
             .await
             .map_err(|e| self.failure(&e, "taking the progress row"))?;
@@ -781,7 +883,8 @@ impl PostgresSink {
             .transaction()
             .await
             .map_err(|e| self.failure(&e, "starting the transaction"))?;
-        match self.claim(&tx, batch, epoch, rows).await? {
+        match self.claim(&tx, batch, epoch, rows, live.targets).await? {
+            Claim::Claimed if live.targets => self.check_table_owner(&tx).await?,
             Claim::Claimed => {}
             Claim::Written => {
                 return Ok(SinkCommit {

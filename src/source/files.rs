@@ -28,8 +28,8 @@ use serde_json::json;
 
 use super::infer::Sample;
 use super::{
-    Admission, BatchInput, BatchScan, ConfigError, ReadPart, Reader, ScanCounts, Source,
-    SourceConnector, SourceError, SourceKind, StreamedTable, hive, infer_schema, parse_settings,
+    Admission, BatchInput, BatchScan, ConfigError, ReadPart, Reader, Source, SourceConnector,
+    SourceError, SourceKind, StreamedTable, hive, infer_schema, parse_settings,
 };
 use crate::checkpoint::{BatchId, CheckpointError, paths};
 use crate::format::{EpochUnit, FileFormat, OnError};
@@ -718,7 +718,7 @@ impl FilesSource {
             .map(|logged| {
                 let location = self.data.clone();
                 let reader = Arc::clone(&reader);
-                let name = logged.path.clone();
+                let (name, size) = (logged.path.clone(), logged.size);
                 let read: ReadPart = Arc::new(move || {
                     let (location, reader, logged) =
                         (location.clone(), Arc::clone(&reader), logged.clone());
@@ -727,17 +727,12 @@ impl FilesSource {
                         read_file(&location, file, Some(logged), reader, Some(batch)).await
                     })
                 });
-                (name, read)
+                (name, size, read)
             })
             .collect();
-        let counts = Arc::new(ScanCounts::default());
+        let (table, counts) = StreamedTable::new(schema, parts, partitions);
         Ok(BatchScan::Streamed {
-            table: Arc::new(StreamedTable::new(
-                schema,
-                parts,
-                partitions,
-                Arc::clone(&counts),
-            )),
+            table: Arc::new(table),
             counts,
         })
     }

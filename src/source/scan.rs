@@ -9,6 +9,12 @@
 //!
 //! A part that fails keeps its [`SourceError`] in the counts (DataFusion carries only text
 //! through its plan), so the driver can report the error as the source's, with its advice.
+//!
+//! Each part is counted once, however often the plan reads it (a query that reads a stream
+//! twice, `UNION ALL` of two filters of it), and a part the plan never read (a join whose other
+//! side was empty, a filter folded to nothing) is read when the batch settles its counts
+//! ([`ScanCounts::finish`]), so the counts and the checks of every file (changed, gone, a
+//! malformed row) are those of the whole batch, as when it was read whole.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -17,6 +23,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
+use datafusion::common::Statistics;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
@@ -58,10 +66,13 @@ pub struct Counts {
 pub struct ScanCounts {
     counts: Mutex<Counts>,
     error: Mutex<Option<SourceError>>,
+    /// Every part, in order, and whether it has been counted.
+    parts: Vec<Part>,
+    counted: Mutex<Vec<bool>>,
 }
 
 impl ScanCounts {
-    /// What has been read so far (everything, once the query consumed its input).
+    /// What has been read so far.
     pub fn counts(&self) -> Counts {
         self.counts
             .lock()
@@ -74,7 +85,40 @@ impl ScanCounts {
         self.error.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    fn add(&self, decoded: &Decoded) {
+    /// Reads (and counts, dropping the rows) every part the query did not read, one at a
+    /// time; then the counts are the whole batch's. A part's error is the error.
+    pub async fn finish(&self) -> Result<Counts, SourceError> {
+        if let Some(error) = self.take_error() {
+            return Err(error);
+        }
+        for (index, part) in self.parts.iter().enumerate() {
+            if self.is_counted(index) {
+                continue;
+            }
+            let decoded = (part.read)().await?;
+            self.add(index, &decoded);
+        }
+        Ok(self.counts())
+    }
+
+    fn is_counted(&self, index: usize) -> bool {
+        self.counted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(index)
+            .copied()
+            .unwrap_or(true)
+    }
+
+    /// Counts part `index` as `decoded` read it, unless it is counted already.
+    fn add(&self, index: usize, decoded: &Decoded) {
+        {
+            let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
+            match counted.get_mut(index) {
+                Some(done) if !*done => *done = true,
+                _ => return,
+            }
+        }
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         counts.rows += decoded.rows;
         counts.skipped += decoded.skipped;
@@ -100,14 +144,17 @@ impl ScanCounts {
 #[derive(Debug)]
 pub struct StreamedTable {
     schema: SchemaRef,
-    partitions: Arc<Vec<Vec<Part>>>,
+    /// Each partition's parts, as indices into the counts' parts.
+    partitions: Arc<Vec<Vec<usize>>>,
     counts: Arc<ScanCounts>,
 }
 
-/// One part, named for plans and messages.
+/// One part, named for plans and messages, with its size in bytes (the statistics the
+/// planner puts the smaller side of a join on the build side by).
 #[derive(Clone)]
 struct Part {
     name: String,
+    size: u64,
     read: ReadPart,
 }
 
@@ -118,28 +165,37 @@ impl fmt::Debug for Part {
 }
 
 impl StreamedTable {
-    /// A table of `schema` over `parts` (each named, with how to read it), in their order,
-    /// spread over `partitions` partitions in contiguous runs (the first parts in the first
-    /// partition), so that the same parts and the same number give the same partitions. At
-    /// least one partition, even without parts.
+    /// A table of `schema` over `parts` (each named, with its size in bytes and how to read
+    /// it), in their order, spread over `partitions` partitions in contiguous runs (the first
+    /// parts in the first partition), so that the same parts and the same number give the
+    /// same partitions. At least one partition, even without parts. Returns the table and
+    /// its counts.
     pub fn new(
         schema: SchemaRef,
-        parts: Vec<(String, ReadPart)>,
+        parts: Vec<(String, u64, ReadPart)>,
         partitions: usize,
-        counts: Arc<ScanCounts>,
-    ) -> Self {
+    ) -> (Self, Arc<ScanCounts>) {
         let n = partitions.clamp(1, parts.len().max(1));
         let total = parts.len();
-        let mut spread: Vec<Vec<Part>> = (0..n).map(|_| Vec::new()).collect();
-        for (i, (name, read)) in parts.into_iter().enumerate() {
+        let mut spread: Vec<Vec<usize>> = (0..n).map(|_| Vec::new()).collect();
+        for i in 0..total {
             // Partition p holds parts [p * total / n, (p + 1) * total / n).
-            spread[i * n / total.max(1)].push(Part { name, read });
+            spread[i * n / total].push(i);
         }
-        Self {
+        let counts = Arc::new(ScanCounts {
+            parts: parts
+                .into_iter()
+                .map(|(name, size, read)| Part { name, size, read })
+                .collect(),
+            counted: Mutex::new(vec![false; total]),
+            ..ScanCounts::default()
+        });
+        let table = Self {
             schema,
             partitions: Arc::new(spread),
-            counts,
-        }
+            counts: Arc::clone(&counts),
+        };
+        (table, counts)
     }
 }
 
@@ -185,7 +241,7 @@ impl TableProvider for StreamedTable {
 struct StreamedScanExec {
     schema: SchemaRef,
     projection: Option<Vec<usize>>,
-    partitions: Arc<Vec<Vec<Part>>>,
+    partitions: Arc<Vec<Vec<usize>>>,
     counts: Arc<ScanCounts>,
     properties: Arc<PlanProperties>,
 }
@@ -240,6 +296,21 @@ impl ExecutionPlan for StreamedScanExec {
         )
     }
 
+    #[allow(deprecated)]
+    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
+        let parts: Vec<usize> = match partition {
+            Some(p) => self.partitions.get(p).cloned().unwrap_or_default(),
+            None => self.partitions.iter().flatten().copied().collect(),
+        };
+        let bytes: u64 = parts.iter().map(|&i| self.counts.parts[i].size).sum();
+        let mut statistics = Statistics::new_unknown(&self.schema);
+        // The files' bytes, as stored: an estimate of the table's size, enough for the
+        // planner to build a join's hash table from the smaller side (a static table).
+        statistics.total_byte_size =
+            Precision::Inexact(usize::try_from(bytes).unwrap_or(usize::MAX));
+        Ok(Arc::new(statistics))
+    }
+
     fn execute(
         &self,
         partition: usize,
@@ -255,12 +326,13 @@ impl ExecutionPlan for StreamedScanExec {
         let counts = Arc::clone(&self.counts);
         let projection = self.projection.clone();
         let stream = futures::stream::iter(parts)
-            .then(move |part| {
+            .then(move |index| {
                 let counts = Arc::clone(&counts);
                 let projection = projection.clone();
                 async move {
-                    let decoded = (part.read)().await.map_err(|e| counts.fail(e))?;
-                    counts.add(&decoded);
+                    let read = Arc::clone(&counts.parts[index].read);
+                    let decoded = read().await.map_err(|e| counts.fail(e))?;
+                    counts.add(index, &decoded);
                     let batches = decoded.batches.into_iter().map(move |b| match &projection {
                         Some(indices) => b.project(indices).map_err(DataFusionError::from),
                         None => Ok(b),

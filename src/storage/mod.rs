@@ -390,17 +390,11 @@ impl Location {
     }
 
     /// Starts writing `path` in parts as they come ([`StreamedPut`]), replacing what is there
-    /// once finished: memory holds one part at a time, not the whole object. The write is one
-    /// crash point, like [`Location::put`]: nothing is visible at `path` before
-    /// [`StreamedPut::finish`].
+    /// once finished: memory holds one part at a time, not the whole object. Nothing is
+    /// visible at `path` before [`StreamedPut::finish`], which is the write's one crash point,
+    /// as [`Location::put`] is (the parts before it go to a temporary file on local disk, an
+    /// unfinished multipart upload on object stores).
     pub fn put_streamed(&self, path: &Path) -> StreamedPut {
-        let file = self.local_file(path);
-        let point = failpoint::before(
-            failpoint::Op::Put(file.as_deref()),
-            &self.display,
-            &self.relative(path),
-            None,
-        );
         StreamedPut {
             // Parts of 8 MiB (S3's minimum is 5), at most 2 uploading at once: what a file
             // being written holds stays small and fixed, whatever the store's speed.
@@ -412,7 +406,6 @@ impl Location {
             .with_max_concurrency(2),
             location: self.clone(),
             path: path.clone(),
-            point,
             size: 0,
         }
     }
@@ -640,6 +633,24 @@ impl Location {
         }
     }
 
+    /// Removes the folder `relative` and everything in it, on local disk, including what
+    /// listing does not show (an unfinished streamed write's temporary `name#N` files); nothing
+    /// to do on object stores, where listing shows every object.
+    pub fn remove_local_tree(&self, relative: &str) {
+        if let Some(root) = &self.local_root {
+            let dir = self
+                .path(relative)
+                .parts()
+                .fold(root.clone(), |p, part| p.join(part.as_ref()));
+            if std::fs::remove_dir_all(&dir).is_ok() {
+                self.durable_dirs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|d| !d.starts_with(&dir));
+            }
+        }
+    }
+
     /// Removes the folder `relative` if it is empty, on local disk (object stores have no
     /// folders to remove).
     pub fn remove_empty_folder(&self, relative: &str) {
@@ -684,7 +695,6 @@ pub struct StreamedPut {
     writer: object_store::buffered::BufWriter,
     location: Location,
     path: Path,
-    point: Option<failpoint::Pending>,
     size: u64,
 }
 
@@ -701,11 +711,26 @@ impl StreamedPut {
         }
     }
 
+    /// Gives up the object: nothing appears at its path (an object store's multipart upload
+    /// is aborted).
+    pub async fn abort(mut self) {
+        if let Err(e) = self.writer.abort().await {
+            tracing::debug!("aborting the write of {}: {e}", self.path);
+        }
+    }
+
     /// Completes the object, syncs it (on local disk) and returns its size in bytes.
     pub async fn finish(mut self) -> Result<u64, StorageError> {
         use tokio::io::AsyncWriteExt;
+        let file = self.location.local_file(&self.path);
+        let point = failpoint::before(
+            failpoint::Op::Put(file.as_deref()),
+            &self.location.display,
+            &self.location.relative(&self.path),
+            None,
+        );
         let result = self.writer.shutdown().await;
-        failpoint::after(self.point.take(), result.is_ok());
+        failpoint::after(point, result.is_ok());
         if let Err(source) = result {
             let _ = self.writer.abort().await;
             return Err(self.location.io_err(

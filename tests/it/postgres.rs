@@ -719,3 +719,60 @@ async fn an_update_key_that_is_not_the_group_key_is_refused() {
     );
     assert!(!ws.path("ckpt").exists());
 }
+
+/// Issue 13: a new checkpoint over a table another checkpoint's pipeline fills would add
+/// every batch again (it starts from batch 0 under a new pipeline id). It is refused before
+/// any row is written, exit 2, with the statements that start over; following them works.
+#[tokio::test]
+async fn a_new_checkpoint_over_a_table_another_pipeline_fills_is_refused() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    let table = unique_table("owned");
+    let yaml = format!(
+        "name: owned\ncheckpoint: {ckpt}\nsources:\n{source}query: |\n  {QUERY}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n",
+        ckpt = ws.p("ckpt"),
+        source = files_source(&ws),
+        url = server(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    let count = |client: tokio_postgres::Client| {
+        let table = table.clone();
+        async move {
+            client
+                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .await
+                .expect("count")
+                .get::<_, i64>(0) as usize
+        }
+    };
+    assert_eq!(count(client(server()).await).await, expected.len());
+
+    // The checkpoint is lost (or another is set): the table is refused, untouched.
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("remove the checkpoint");
+    let refused = sluice_run(&pipeline);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains("another pipeline or checkpoint") && said.contains("TRUNCATE"),
+        "{said}"
+    );
+    assert_eq!(count(client(server()).await).await, expected.len());
+
+    // The advice, followed: the table is filled once, by the new checkpoint.
+    let statements = said
+        .split('`')
+        .find(|part| part.starts_with("TRUNCATE"))
+        .expect("the statements to run")
+        .to_string();
+    client(server())
+        .await
+        .batch_execute(&statements)
+        .await
+        .expect("the advice runs");
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(count(client(server()).await).await, expected.len());
+}

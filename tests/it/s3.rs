@@ -375,7 +375,7 @@ fn a_run_paused_mid_batch_that_wakes_up_after_the_purge_is_fenced_by_epoch() {
     // A newer run finishes batch 3 and goes ten batches on.
     newer_run_goes_ten_batches_on(&moto, &ws, pipeline, 4);
     assert!(!exists("midbatch-ckpt/offsets/3"), "batch 3 is purged");
-    let own_staging = "out/_sluice/staging/3/0/";
+    let own_staging = "out/_sluice/staging/3/0-";
     let others = |objects: Vec<(String, bytes::Bytes)>| -> Vec<(String, bytes::Bytes)> {
         objects
             .into_iter()

@@ -529,3 +529,70 @@ async fn a_memory_limit_that_is_not_a_size_is_refused() {
         assert!(err.to_string().contains("memory_limit"), "{err}");
     }
 }
+
+/// A source's malformed row, with the advice on how an edit of the pipeline applies.
+fn is_bad_row(err: &sluice::Error) -> bool {
+    matches!(err, sluice::Error::BadRow { source, .. }
+        if matches!(**source, sluice::Error::Source(sluice::source::SourceError::Malformed { .. })))
+}
+
+/// A streamed batch counts each file once, however often the query reads it, and reads a
+/// file the query never reached (a filter folded to nothing) when it settles, so the counts
+/// and the checks of every file are those of the whole batch.
+#[tokio::test]
+async fn each_file_of_a_batch_is_counted_and_checked_once_however_the_query_reads_it() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 10, 0);
+    let once = |ws: &Workspace, query: &str, ckpt: &str| {
+        pipeline_yaml(ws, "json", query, 100, "")
+            .replace("trigger: available-now", "trigger: once")
+            .replace(&ws.p("ckpt"), &ws.p(ckpt))
+            .replace(&ws.p("out"), &ws.p(&format!("out-{ckpt}")))
+    };
+    let commit = |ckpt: &str| {
+        std::fs::read_to_string(ws.path(&format!("{ckpt}/commits/0"))).expect("commits/0")
+    };
+    let twice = "SELECT id FROM clicks UNION ALL SELECT id FROM clicks WHERE amount > 0";
+    let summary = run(&once(&ws, twice, "twice"), RunOptions::default())
+        .await
+        .expect("run");
+    assert_eq!(summary.rows_in, 30, "each row once, though read twice");
+    assert!(
+        commit("twice").contains("\"files_in\":3"),
+        "{}",
+        commit("twice")
+    );
+    let none = "SELECT id FROM clicks WHERE 1 = 0";
+    let summary = run(&once(&ws, none, "none"), RunOptions::default())
+        .await
+        .expect("run");
+    assert_eq!((summary.rows_in, summary.rows_out), (30, 0));
+    assert!(
+        commit("none").contains("\"files_in\":3"),
+        "{}",
+        commit("none")
+    );
+
+    // A malformed row in a file the query never reaches still fails the batch, named.
+    std::fs::write(ws.path("in/zz-bad.json"), "{\"id\": \"not a number\"}\n").expect("bad file");
+    let err = run(&once(&ws, none, "bad"), RunOptions::default())
+        .await
+        .expect_err("the bad row fails the batch");
+    assert!(
+        is_bad_row(&err) && err.to_string().contains("zz-bad.json line 1"),
+        "{err:?}"
+    );
+    // The same from a stateful query's operator.
+    let grouped = "SELECT page, count(*) AS n FROM clicks GROUP BY page";
+    let err = run(
+        &once(&ws, grouped, "grouped")
+            .replace("trigger: once", "trigger: once\noutput_mode: complete"),
+        RunOptions::default(),
+    )
+    .await
+    .expect_err("the bad row fails the batch");
+    assert!(
+        is_bad_row(&err) && err.to_string().contains("zz-bad.json line 1"),
+        "{err:?}"
+    );
+}
