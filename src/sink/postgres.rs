@@ -335,8 +335,9 @@ impl std::fmt::Display for Failure {
 
 /// What the claim of the progress row found.
 enum Claim {
-    /// This transaction holds the row for batch `N`.
-    Claimed,
+    /// This transaction holds the row for batch `N`; `first` where it made the row (the
+    /// pipeline's first batch on this server, or its first since the row was deleted).
+    Claimed { first: bool },
     /// Batch `N` (or a later one) is there already.
     Written,
     /// A newer epoch holds the pipeline.
@@ -501,7 +502,9 @@ impl PostgresSink {
                 })
                 .map_err(|e| self.failure(&e, "making the progress table"))?;
         }
-        let targets = self.progress_targets(&client, &progress).await?;
+        let targets = self
+            .progress_targets(&client, &progress, epoch.is_some())
+            .await?;
         Ok(Live {
             client,
             epoch,
@@ -511,12 +514,14 @@ impl PostgresSink {
     }
 
     /// Whether the progress table `progress` records each row's table (its `target`
-    /// column), adding the column to a table made before it was recorded. Without the right
-    /// to add it, the run goes on without the check it serves, saying so.
+    /// column), adding the column to a table made before it was recorded where `alter` (a
+    /// run's session; an operator command's changes nothing). Without the right to add it,
+    /// the run goes on without the check it serves, saying so.
     async fn progress_targets(
         &self,
         client: &tokio_postgres::Client,
         progress: &str,
+        alter: bool,
     ) -> Result<bool, Failure> {
         let has = client
             .query_one(
@@ -527,8 +532,8 @@ impl PostgresSink {
             .await
             .map_err(|e| self.failure(&e, "reading the progress table's columns"))?
             .get::<_, bool>(0);
-        if has {
-            return Ok(true);
+        if has || !alter {
+            return Ok(has);
         }
         match client
             .batch_execute(&format!(
@@ -537,7 +542,7 @@ impl PostgresSink {
             .await
         {
             Ok(()) => Ok(true),
-            Err(e) if e.as_db_error().is_some() => {
+            Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
                 tracing::warn!(
                     "PostgreSQL sink: cannot add the `target` column to {progress} ({}): a new \
                      checkpoint over a table another pipeline writes is not refused",
@@ -549,19 +554,48 @@ impl PostgresSink {
         }
     }
 
-    /// Refuses, in `tx` (before any row is written), a table whose rows another pipeline or
-    /// checkpoint writes: its progress row names the same table. Sharing it would add every
-    /// batch again under a new pipeline id (a run on a new checkpoint starts from batch 0).
-    async fn check_table_owner(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<(), Failure> {
+    /// The table the rows go to as the server names it (`schema.table`, quoted where it needs
+    /// to be), however the pipeline spells it: what the progress row's `target` records.
+    async fn resolved_table(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+    ) -> Result<String, Failure> {
+        let row = tx
+            .query_opt(
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
+                &[&quote_path(&self.table)],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "looking up the table"))?;
+        Ok(row.map_or_else(|| quote_path(&self.table), |r| r.get(0)))
+    }
+
+    /// Refuses, in `tx` (before any row is written), an append into table `target` whose
+    /// rows another pipeline or checkpoint writes (its progress row names the same table),
+    /// when this pipeline's progress row is new (`first`): a run on a new checkpoint starts
+    /// from batch 0, so every batch would be added again. A lock on the table's name keeps
+    /// two new pipelines from both passing at once. Update and complete modes rewrite what
+    /// they write, so a new checkpoint over their table is no harm.
+    async fn check_table_owner(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        target: &str,
+    ) -> Result<(), Failure> {
         let progress = quote_path(&self.config.progress_table);
-        let table = quote_path(&self.table);
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('sluice:' || $1::text))",
+            &[&target],
+        )
+        .await
+        .map_err(|e| self.failure(&e, "locking the table's name"))?;
         let other = tx
             .query_opt(
                 &format!(
                     "SELECT pipeline, batch FROM {progress} WHERE target = $1 AND pipeline <> $2 \
                      LIMIT 1"
                 ),
-                &[&table, &self.progress_key],
+                &[&target, &self.progress_key],
             )
             .await
             .map_err(|e| self.failure(&e, "reading the progress table"))?;
@@ -572,11 +606,12 @@ impl PostgresSink {
         Err(Failure::Fatal(SinkError::Config {
             kind: KIND.name,
             reason: format!(
-                "table {table} holds the batches (up to {batch}) of another pipeline or \
-                 checkpoint (its row in {progress} is `{owner}`; this checkpoint's is `{ours}`): \
-                 give each pipeline and checkpoint its own table. To start this pipeline over on \
-                 a new checkpoint, empty the table and drop the old progress row first: \
-                 `TRUNCATE {table}; DELETE FROM {progress} WHERE pipeline = '{owner}';`",
+                "table {target} holds the batches (up to {batch}) of another pipeline or \
+                 checkpoint (its row in {progress} is `{owner}`; this checkpoint's is `{ours}`), \
+                 and appending would add them again: give each pipeline and checkpoint its own \
+                 table. To start this pipeline over on a new checkpoint, empty the table and \
+                 drop the old progress row first: `TRUNCATE {target}; DELETE FROM {progress} \
+                 WHERE pipeline = '{owner}';`",
                 ours = self.progress_key,
             ),
         }))
@@ -743,13 +778,13 @@ impl PostgresSink {
         batch: BatchId,
         epoch: u64,
         rows: u64,
-        targets: bool,
+        target: Option<&str>,
     ) -> Result<Claim, Failure> {
         let progress = quote_path(&self.config.progress_table);
         let n = i64::try_from(batch.0).unwrap_or(i64::MAX);
         let e = i64::try_from(epoch).unwrap_or(i64::MAX);
         let r = i64::try_from(rows).unwrap_or(i64::MAX);
-        let target = targets.then(|| quote_path(&self.table));
+        let targets = target.is_some();
         let claimed = tx
             .query_opt(
                 &format!(
@@ -759,7 +794,7 @@ impl PostgresSink {
                        SET batch = EXCLUDED.batch, epoch = EXCLUDED.epoch,
                            rows = EXCLUDED.rows, committed_at = now(){target_set}
                        WHERE p.epoch <= EXCLUDED.epoch AND p.batch < EXCLUDED.batch
-                     RETURNING p.batch",
+                     RETURNING p.batch, p.xmax = 0",
                     target_column = if targets { ", target" } else { "" },
                     target_value = if targets { ", $5" } else { "" },
                     target_set = if targets {
@@ -787,8 +822,11 @@ impl PostgresSink {
             )
             .await
             .map_err(|e| self.failure(&e, "taking the progress row"))?;
-        if claimed.is_some() {
-            return Ok(Claim::Claimed);
+        if let Some(row) = claimed {
+            // `xmax` 0: the row was inserted, not updated (the pipeline's first batch here).
+            return Ok(Claim::Claimed {
+                first: row.get::<_, bool>(1),
+            });
         }
         let row = tx
             .query_one(
@@ -883,9 +921,20 @@ impl PostgresSink {
             .transaction()
             .await
             .map_err(|e| self.failure(&e, "starting the transaction"))?;
-        match self.claim(&tx, batch, epoch, rows, live.targets).await? {
-            Claim::Claimed if live.targets => self.check_table_owner(&tx).await?,
-            Claim::Claimed => {}
+        let target = match live.targets {
+            true => Some(self.resolved_table(&tx).await?),
+            false => None,
+        };
+        match self
+            .claim(&tx, batch, epoch, rows, target.as_deref())
+            .await?
+        {
+            Claim::Claimed { first: true } if self.mode == Mode::Append => {
+                if let Some(target) = &target {
+                    self.check_table_owner(&tx, target).await?;
+                }
+            }
+            Claim::Claimed { .. } => {}
             Claim::Written => {
                 return Ok(SinkCommit {
                     rows,

@@ -398,12 +398,14 @@ impl Location {
         StreamedPut {
             // Parts of 8 MiB (S3's minimum is 5), at most 2 uploading at once: what a file
             // being written holds stays small and fixed, whatever the store's speed.
-            writer: object_store::buffered::BufWriter::with_capacity(
-                Arc::clone(&self.store),
-                path.clone(),
-                8 << 20,
-            )
-            .with_max_concurrency(2),
+            writer: Some(
+                object_store::buffered::BufWriter::with_capacity(
+                    Arc::clone(&self.store),
+                    path.clone(),
+                    8 << 20,
+                )
+                .with_max_concurrency(2),
+            ),
             location: self.clone(),
             path: path.clone(),
             size: 0,
@@ -691,21 +693,44 @@ impl Location {
 
 /// An object written in parts ([`Location::put_streamed`]): on an object store a multipart
 /// upload once it outgrows one part, on local disk a temporary file renamed into place.
+///
+/// Dropped unfinished (a failed batch, a partition stopped because another failed), it
+/// aborts its upload, so an object store keeps no unfinished multipart upload.
 pub struct StreamedPut {
-    writer: object_store::buffered::BufWriter,
+    /// `None` once finished or aborted.
+    writer: Option<object_store::buffered::BufWriter>,
     location: Location,
     path: Path,
     size: u64,
 }
 
+impl Drop for StreamedPut {
+    fn drop(&mut self) {
+        if let (Some(mut writer), Ok(runtime)) =
+            (self.writer.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(async move {
+                let _ = writer.abort().await;
+            });
+        }
+    }
+}
+
 impl StreamedPut {
+    fn writer(&mut self) -> &mut object_store::buffered::BufWriter {
+        self.writer
+            .as_mut()
+            .expect("a streamed put is used until finished or aborted")
+    }
+
     /// Appends `bytes`.
     pub async fn write(&mut self, bytes: bytes::Bytes) -> Result<(), StorageError> {
         self.size += bytes.len() as u64;
-        match self.writer.put(bytes).await {
+        match self.writer().put(bytes).await {
             Ok(()) => Ok(()),
             Err(source) => {
-                let _ = self.writer.abort().await;
+                let _ = self.writer().abort().await;
+                self.writer = None;
                 Err(self.location.io_err("writing", &self.path, source))
             }
         }
@@ -714,7 +739,9 @@ impl StreamedPut {
     /// Gives up the object: nothing appears at its path (an object store's multipart upload
     /// is aborted).
     pub async fn abort(mut self) {
-        if let Err(e) = self.writer.abort().await {
+        if let Some(mut writer) = self.writer.take()
+            && let Err(e) = writer.abort().await
+        {
             tracing::debug!("aborting the write of {}: {e}", self.path);
         }
     }
@@ -722,6 +749,7 @@ impl StreamedPut {
     /// Completes the object, syncs it (on local disk) and returns its size in bytes.
     pub async fn finish(mut self) -> Result<u64, StorageError> {
         use tokio::io::AsyncWriteExt;
+        let mut writer = self.writer.take().expect("a streamed put is finished once");
         let file = self.location.local_file(&self.path);
         let point = failpoint::before(
             failpoint::Op::Put(file.as_deref()),
@@ -729,10 +757,10 @@ impl StreamedPut {
             &self.location.relative(&self.path),
             None,
         );
-        let result = self.writer.shutdown().await;
+        let result = writer.shutdown().await;
         failpoint::after(point, result.is_ok());
         if let Err(source) = result {
-            let _ = self.writer.abort().await;
+            let _ = writer.abort().await;
             return Err(self.location.io_err(
                 "writing",
                 &self.path,

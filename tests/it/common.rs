@@ -411,3 +411,22 @@ pub async fn sample_clicks_oracle(data: &std::path::Path, query: &str) -> Vec<St
     .expect("sample clicks");
     sql_rows(&ctx, query).await
 }
+
+/// Runs `sluice replay <ckpt> --batch N --verify --json` and asserts that the batch verifies:
+/// recomputed rows, the commit's content hash and the sink's rows agree.
+pub fn assert_verified(ws: &Workspace, ckpt: &str, batch: u64) {
+    let out = run_bin(
+        &[
+            "replay",
+            &ws.p(ckpt),
+            "--batch",
+            &batch.to_string(),
+            "--verify",
+            "--json",
+        ],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("replay --json");
+    assert_eq!(view["verified"], true, "{view}");
+}

@@ -208,20 +208,7 @@ async fn replay_verifies_a_batch_and_rewind_takes_batches_back() {
         ws.path("table/page=home").is_dir(),
         "partitioned by page, as Spark lays it out"
     );
-    let verify = run_bin(
-        &[
-            "replay",
-            &ws.p("ckpt"),
-            "--batch",
-            "1",
-            "--verify",
-            "--json",
-        ],
-        ws.dir.path(),
-    );
-    assert!(verify.status.success(), "{}", stderr(&verify));
-    let view: serde_json::Value = serde_json::from_slice(&verify.stdout).expect("replay --json");
-    assert_eq!(view["verified"], true, "{view}");
+    assert_verified(&ws, "ckpt", 1);
 
     let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
     assert!(rewind.status.success(), "{}", stderr(&rewind));

@@ -720,9 +720,10 @@ async fn an_update_key_that_is_not_the_group_key_is_refused() {
     assert!(!ws.path("ckpt").exists());
 }
 
-/// Issue 13: a new checkpoint over a table another checkpoint's pipeline fills would add
-/// every batch again (it starts from batch 0 under a new pipeline id). It is refused before
-/// any row is written, exit 2, with the statements that start over; following them works.
+/// Issue 13: a new checkpoint appending to a table another checkpoint's pipeline fills would
+/// add every batch again (it starts from batch 0 under a new pipeline id). It is refused
+/// before any row is written, exit 2, with the statements that start over; following them
+/// works. An update-mode pipeline on a new checkpoint rewrites its keys: no harm, not refused.
 #[tokio::test]
 async fn a_new_checkpoint_over_a_table_another_pipeline_fills_is_refused() {
     let ws = Workspace::new();
@@ -750,8 +751,16 @@ async fn a_new_checkpoint_over_a_table_another_pipeline_fills_is_refused() {
     };
     assert_eq!(count(client(server()).await).await, expected.len());
 
-    // The checkpoint is lost (or another is set): the table is refused, untouched.
+    // The checkpoint is lost (or another is set): the table is refused, untouched, however
+    // the pipeline spells it.
     std::fs::remove_dir_all(ws.path("ckpt")).expect("remove the checkpoint");
+    let pipeline = write_pipeline(
+        &ws,
+        &yaml.replace(
+            &format!("table: {table}"),
+            &format!("table: public.{table}"),
+        ),
+    );
     let refused = sluice_run(&pipeline);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     let said = stderr(&refused);
@@ -775,4 +784,18 @@ async fn a_new_checkpoint_over_a_table_another_pipeline_fills_is_refused() {
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(count(client(server()).await).await, expected.len());
+
+    let grouped = unique_table("owned_keys");
+    let yaml = format!(
+        "name: owned\ncheckpoint: {ckpt}\nsources:\n{source}query: SELECT page, count(*) AS n FROM clicks GROUP BY page\noutput_mode: update\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {grouped}\n  create_table: true\n  key: [page]\n",
+        ckpt = ws.p("ckpt-keys"),
+        source = files_source(&ws),
+        url = server(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    for _ in 0..2 {
+        let run = sluice_run(&pipeline);
+        assert!(run.status.success(), "{}", stderr(&run));
+        std::fs::remove_dir_all(ws.path("ckpt-keys")).expect("a new checkpoint next");
+    }
 }

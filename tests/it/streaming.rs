@@ -480,20 +480,7 @@ async fn a_batch_bigger_than_its_memory_limit_streams_through() {
         "{commit}"
     );
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
-    let verify = run_bin(
-        &[
-            "replay",
-            &ws.p("ckpt"),
-            "--batch",
-            "0",
-            "--verify",
-            "--json",
-        ],
-        ws.dir.path(),
-    );
-    assert!(verify.status.success(), "{}", stderr(&verify));
-    let view: serde_json::Value = serde_json::from_slice(&verify.stdout).expect("replay --json");
-    assert_eq!(view["verified"], true, "{view}");
+    assert_verified(&ws, "ckpt", 0);
 
     let groups = "SELECT id, count(*) AS n, sum(amount) AS total FROM clicks GROUP BY id";
     let yaml = yaml
