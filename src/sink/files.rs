@@ -936,6 +936,7 @@ impl Sink for FilesSink {
         }
         self.finish_commit(batch, fence, files).await
     }
+
     async fn held_digest(
         &self,
         batch: BatchId,
