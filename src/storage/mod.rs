@@ -639,35 +639,30 @@ impl Location {
     /// listing does not show (an unfinished streamed write's temporary `name#N` files); nothing
     /// to do on object stores, where listing shows every object.
     pub fn remove_local_tree(&self, relative: &str) {
-        if let Some(root) = &self.local_root {
-            let dir = self
-                .path(relative)
-                .parts()
-                .fold(root.clone(), |p, part| p.join(part.as_ref()));
-            if std::fs::remove_dir_all(&dir).is_ok() {
-                self.durable_dirs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|d| !d.starts_with(&dir));
-            }
-        }
+        self.remove_local_dir(relative, |d| std::fs::remove_dir_all(d));
     }
 
     /// Removes the folder `relative` if it is empty, on local disk (object stores have no
     /// folders to remove).
     pub fn remove_empty_folder(&self, relative: &str) {
-        if let Some(root) = &self.local_root {
-            let dir = self
-                .path(relative)
-                .parts()
-                .fold(root.clone(), |p, part| p.join(part.as_ref()));
-            // Not empty, or already gone: both fine.
-            if std::fs::remove_dir(&dir).is_ok() {
-                self.durable_dirs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|d| !d.starts_with(&dir));
-            }
+        // Not empty, or already gone: both fine.
+        self.remove_local_dir(relative, |d| std::fs::remove_dir(d));
+    }
+
+    /// Removes the local folder `relative` with `remove` and forgets the durable folders under
+    /// it; nothing to do on object stores.
+    fn remove_local_dir(
+        &self,
+        relative: &str,
+        remove: fn(&std::path::Path) -> std::io::Result<()>,
+    ) {
+        if let Some(dir) = self.local_file(&self.path(relative))
+            && remove(&dir).is_ok()
+        {
+            self.durable_dirs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|d| !d.starts_with(&dir));
         }
     }
 
