@@ -168,13 +168,19 @@ impl Error {
             Self::Storage(storage::StorageError::NoCreateOnly { .. }) => 2,
             // Another pipeline's checkpoint: the arguments or the file name the wrong one.
             Self::Checkpoint(checkpoint::CheckpointError::WrongPipeline { .. }) => 2,
-            Self::Storage(storage::StorageError::UnknownScheme { .. })
-            | Self::Source(source::SourceError::Storage(storage::StorageError::UnknownScheme {
-                ..
-            }))
-            | Self::Sink(sink::SinkError::Storage(storage::StorageError::UnknownScheme {
-                ..
-            })) => 2,
+            // A path or URL that names no place Sluice could use: the arguments or the file.
+            Self::Storage(
+                storage::StorageError::UnknownScheme { .. }
+                | storage::StorageError::NotAFolder { .. },
+            )
+            | Self::Source(source::SourceError::Storage(
+                storage::StorageError::UnknownScheme { .. }
+                | storage::StorageError::NotAFolder { .. },
+            ))
+            | Self::Sink(sink::SinkError::Storage(
+                storage::StorageError::UnknownScheme { .. }
+                | storage::StorageError::NotAFolder { .. },
+            )) => 2,
             Self::Sink(sink::SinkError::ForeignFolder { .. } | sink::SinkError::Config { .. }) => 2,
             Self::Pending { source, .. } | Self::BadRow { source, .. } => source.exit_code(),
             _ => 1,

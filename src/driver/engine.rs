@@ -375,6 +375,7 @@ impl<'p> Engine<'p> {
             if let Some(ttl) = &self.pipeline.state_ttl {
                 check_state_ttl(ttl, self.pipeline, &shape, &logical)?;
             }
+            check_late_rows(self.pipeline, &shape)?;
             // The state TTL bounds the operators whose keys no watermark closes.
             let ttl = |shape: &plan::AggregateShape| {
                 self.pipeline
@@ -719,6 +720,34 @@ fn check_state_ttl(
     };
     // The setting is at fault, not the query.
     Err(Error::Usage(format!("the pipeline's `state_ttl` {reason}")))
+}
+
+/// Refuses a `late_rows` sink that no row could reach: the query drops no row as late (a
+/// stateless query keeps every row, as Spark's does, rows from the future too; a complete-mode
+/// aggregation keeps every group; an aggregation not over event time counts every row).
+fn check_late_rows(pipeline: &Pipeline, shape: &Shape) -> Result<(), Error> {
+    if pipeline.late_rows.is_none() {
+        return Ok(());
+    }
+    let reachable = pipeline.sources.iter().any(|(name, config)| {
+        config.watermark.is_some()
+            && event_time::Lateness::of(shape, pipeline.output_mode, name)
+                != event_time::Lateness::Never
+    });
+    if reachable {
+        return Ok(());
+    }
+    let why = match shape {
+        Shape::Stateless => "this query keeps no state, so it drops no row as late",
+        _ => {
+            "this query drops no row as late (its state is not over a watermarked event time, \
+              or, in complete mode, it keeps every group)"
+        }
+    };
+    // The setting is at fault, not the query.
+    Err(Error::Usage(format!(
+        "the pipeline's `late_rows` would never receive a row: {why}; remove `late_rows`"
+    )))
 }
 
 /// Registers (or replaces) a table in the session.

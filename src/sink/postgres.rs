@@ -419,8 +419,14 @@ impl PostgresSink {
 
     /// Connects as epoch `epoch`, with the attempt's timeouts.
     async fn connect(&self, epoch: Option<u64>) -> Result<Live, Failure> {
-        let url = crate::secret::expand_env(&self.config.url)
-            .map_err(|e| Failure::Fatal(self.error(format!("`url`: {e}"))))?;
+        // The text is the pipeline file's: what is wrong with it is the user's to fix (exit 2).
+        let mistake = |why: String| {
+            Failure::Fatal(SinkError::Config {
+                kind: KIND.name,
+                reason: format!("table `{}`: `url`: {why}", self.table),
+            })
+        };
+        let url = crate::secret::expand_env(&self.config.url).map_err(mistake)?;
         let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
             // Once `${VAR}`s are filled in, the parser's message may quote a secret.
             let why = if self.config.url.contains("${") {
@@ -430,11 +436,9 @@ impl PostgresSink {
             } else {
                 redact(&e)
             };
-            Failure::Fatal(self.error(format!(
-                "`url` is not a PostgreSQL connection string or URL: {why}"
-            )))
+            mistake(format!("not a PostgreSQL connection string or URL: {why}"))
         })?;
-        check_dbname(&config).map_err(|why| Failure::Fatal(self.error(format!("`url`: {why}"))))?;
+        check_dbname(&config).map_err(mistake)?;
         let timeout = self.config.retry.timeout;
         config
             .application_name(self.application_name(epoch))

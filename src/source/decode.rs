@@ -581,7 +581,7 @@ fn json_decode(
                         {
                             EPOCH_HINT
                         } else {
-                            ""
+                            out_of_range_hint(field.data_type(), &e.to_string())
                         };
                         ArrowError::JsonError(format!(
                             "column `{}` is {}: {e}{hint}",
@@ -594,6 +594,19 @@ fn json_decode(
             RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)
         })
         .collect()
+}
+
+/// What to do about a time a nanosecond timestamp cannot hold (before 1677-09-21 or after
+/// 2262-04-11: an `i64` of nanoseconds), which `timestamp`, inferred or declared, reads as.
+fn out_of_range_hint(data_type: &DataType, error: &str) -> &'static str {
+    if matches!(data_type, DataType::Timestamp(TimeUnit::Nanosecond, _))
+        && error.contains("Overflow")
+    {
+        " (a `timestamp` counts nanoseconds, so it holds years 1677 to 2262; declare the \
+         column `timestamp(6)` in the source's `schema:`, microseconds, for years far beyond)"
+    } else {
+        ""
+    }
 }
 
 /// What to do about a number in a timestamp column read without `epoch_unit`.
@@ -794,8 +807,9 @@ fn epoch_times(
                         ArrowError::CastError(why) => why,
                         e => e.to_string(),
                     };
+                    let hint = out_of_range_hint(field.data_type(), &e);
                     ArrowError::ParseError(format!(
-                        "column `{}` is {}: {e}",
+                        "column `{}` is {}: {e}{hint}",
                         field.name(),
                         field.data_type()
                     ))
@@ -1435,6 +1449,8 @@ fn csv_malformed(file: &str, line: usize, error: &ArrowError, schema: &SchemaRef
         });
         if number {
             reason.push_str(EPOCH_HINT);
+        } else if reason.contains("would overflow 64-bit signed nanoseconds") {
+            reason.push_str(out_of_range_hint(&INFERRED_TIMESTAMP, "Overflow"));
         }
     }
     found

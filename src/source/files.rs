@@ -14,7 +14,7 @@
 //! logs are folded into one `<K>.compact` entry (every file read up to batch `K`) once there
 //! are enough of them.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -393,8 +393,10 @@ pub struct FilesSource {
     data: Location,
     checkpoint: Location,
     schema: Option<SchemaRef>,
-    /// Files read by planned batches.
-    seen: HashSet<String>,
+    /// Files read by planned batches, with the size each was read at.
+    seen: HashMap<String, u64>,
+    /// Files read before that have grown since, already warned of in this run.
+    grown: HashSet<String>,
     /// The input available when the run froze it, if it did.
     frozen: Option<Vec<LoggedFile>>,
     /// Where in `frozen` the first file not read yet may be.
@@ -419,7 +421,8 @@ impl FilesSource {
             data,
             checkpoint: checkpoint.clone(),
             schema: None,
-            seen: HashSet::new(),
+            seen: HashMap::new(),
+            grown: HashSet::new(),
             frozen: None,
             frozen_next: 0,
             logged: BTreeSet::new(),
@@ -524,7 +527,7 @@ impl FilesSource {
                 .read_entry(&format!("{}/{k}.compact", self.log_dir()))
                 .await?
             {
-                self.seen.insert(file.path);
+                self.seen.insert(file.path, file.size);
             }
         }
         let numbered: Vec<u64> = self.logged.iter().copied().collect();
@@ -533,10 +536,31 @@ impl FilesSource {
                 continue;
             }
             for file in self.read_entry(&self.log_file(n)).await? {
-                self.seen.insert(file.path);
+                self.seen.insert(file.path, file.size);
             }
         }
         Ok(())
+    }
+
+    /// Warns, once a run for each, of a file read before that has grown since: the rows
+    /// appended to it are not read, since a file is read once, at the size it had (as Spark's
+    /// file source does). The way to add rows is a new file.
+    fn warn_of_grown(&mut self, listed: &[LoggedFile]) {
+        for file in listed {
+            let Some(&read_at) = self.seen.get(&file.path) else {
+                continue;
+            };
+            if file.size > read_at && self.grown.insert(file.path.clone()) {
+                tracing::warn!(
+                    "source `{}`: {} has grown from {read_at} to {} bytes since a batch read \
+                     it; what was appended is not read (a file is read once, at the size it \
+                     had): write new rows to a new file",
+                    self.name,
+                    file.path,
+                    file.size
+                );
+            }
+        }
     }
 
     async fn read_entry(&self, file: &str) -> Result<Vec<LoggedFile>, SourceError> {
@@ -561,11 +585,11 @@ impl FilesSource {
     async fn available(&mut self, limit: Option<usize>) -> Result<Vec<LoggedFile>, SourceError> {
         let limit = limit.unwrap_or(usize::MAX);
         let Some(frozen) = &self.frozen else {
-            return Ok(self
-                .list_data()
-                .await?
+            let listed = self.list_data().await?;
+            self.warn_of_grown(&listed);
+            return Ok(listed
                 .into_iter()
-                .filter(|f| !self.seen.contains(&f.path))
+                .filter(|f| !self.seen.contains_key(&f.path))
                 .take(limit)
                 .collect());
         };
@@ -574,13 +598,13 @@ impl FilesSource {
         let mut next = self.frozen_next;
         while frozen
             .get(next)
-            .is_some_and(|f| self.seen.contains(&f.path))
+            .is_some_and(|f| self.seen.contains_key(&f.path))
         {
             next += 1;
         }
         let files = frozen[next..]
             .iter()
-            .filter(|f| !self.seen.contains(&f.path))
+            .filter(|f| !self.seen.contains_key(&f.path))
             .take(limit)
             .cloned()
             .collect();
@@ -1168,7 +1192,9 @@ impl Source for FilesSource {
     }
 
     async fn freeze(&mut self) -> Result<(), SourceError> {
-        self.frozen = Some(self.list_data().await?);
+        let listed = self.list_data().await?;
+        self.warn_of_grown(&listed);
+        self.frozen = Some(listed);
         self.frozen_next = 0;
         Ok(())
     }
@@ -1215,7 +1241,7 @@ impl Source for FilesSource {
             available
         };
         for file in &files {
-            self.seen.insert(file.path.clone());
+            self.seen.insert(file.path.clone(), file.size);
         }
         Ok(Some(json!({
             "log": batch.0,

@@ -37,6 +37,14 @@ pub enum StorageError {
         /// Why.
         reason: String,
     },
+    /// A local path that should be a folder (a checkpoint, a files sink) is a file.
+    #[error(
+        "cannot open `{location}`: it is a file, not a folder; give a folder (a new one, or one Sluice wrote)"
+    )]
+    NotAFolder {
+        /// The path as written.
+        location: String,
+    },
     /// The URL's scheme names no store Sluice reads (`hdfs://`).
     #[error(
         "cannot open `{location}`: `{scheme}://` is not a store Sluice reads; use a local path \
@@ -166,7 +174,7 @@ impl Location {
                         None => PathBuf::from(spec),
                     };
                     if dir.exists() && !dir.is_dir() {
-                        return Err(fail("it is a file, not a folder".into()));
+                        return Err(StorageError::NotAFolder { location: shown });
                     }
                     if create && !dir.is_dir() {
                         let absolute =

@@ -11,6 +11,26 @@ use crate::common::*;
 /// lines under `sources:`), `query`, `mode`, a JSON lines sink in `{ws}/out` and a late-rows
 /// sink in `{ws}/late`; runs it to the end of its input.
 fn run_case(files: &[(&str, &str)], sources: &str, query: &str, mode: &str) -> Workspace {
+    run_pipeline_case(files, sources, query, mode, true)
+}
+
+/// [`run_case`] for a query that drops no row as late, which a late-rows sink is refused for.
+fn run_case_keeping_every_row(
+    files: &[(&str, &str)],
+    sources: &str,
+    query: &str,
+    mode: &str,
+) -> Workspace {
+    run_pipeline_case(files, sources, query, mode, false)
+}
+
+fn run_pipeline_case(
+    files: &[(&str, &str)],
+    sources: &str,
+    query: &str,
+    mode: &str,
+    late_rows: bool,
+) -> Workspace {
     let ws = Workspace::new();
     for (name, text) in files {
         let path = ws.path(name);
@@ -20,8 +40,12 @@ fn run_case(files: &[(&str, &str)], sources: &str, query: &str, mode: &str) -> W
     let yaml = format!(
         "name: event-time\ncheckpoint: {{ws}}/ckpt\nsources:\n{sources}\nquery: {query}\n\
          output_mode: {mode}\ntrigger: available-now\n\
-         sink: {{ kind: files, path: {{ws}}/out, format: json }}\n\
-         late_rows: {{ kind: files, path: {{ws}}/late, format: json }}\n"
+         sink: {{ kind: files, path: {{ws}}/out, format: json }}\n{late}",
+        late = if late_rows {
+            "late_rows: { kind: files, path: {ws}/late, format: json }\n"
+        } else {
+            ""
+        }
     )
     .replace("{ws}", &ws.dir.path().display().to_string());
     let pipeline = write_pipeline(&ws, &yaml);
@@ -264,7 +288,7 @@ fn an_aggregation_not_keyed_by_event_time_counts_every_row() {
         ("s/0.json", "{\"id\":1,\"ts\":\"1970-01-01T00:00:10Z\"}\n"),
         ("s/1.json", "{\"id\":1,\"ts\":\"1970-01-01T00:00:01Z\"}\n"),
     ];
-    let ws = run_case(
+    let ws = run_case_keeping_every_row(
         &files,
         &source("s", "1s"),
         "SELECT id, count(*) AS n FROM s GROUP BY id",
@@ -695,7 +719,7 @@ fn state_ttl_drops_keys_not_seen_for_that_long_on_event_time() {
                   schema: { id: bigint, k: string, ts: timestamp }, \
                   watermark: { column: ts, delay: 1s } }";
     let query = "SELECT k, count(*) AS n FROM s GROUP BY k";
-    let ws = run_case(&files, source, query, "update\nstate_ttl: 10s");
+    let ws = run_case_keeping_every_row(&files, source, query, "update\nstate_ttl: 10s");
     assert_eq!(
         written(&ws, "out", &["k", "n"]),
         [vec!["a|1", "b|1"], vec!["a|2"], vec!["c|1"], vec!["a|1"]]
@@ -705,7 +729,7 @@ fn state_ttl_drops_keys_not_seen_for_that_long_on_event_time() {
     let commit: serde_json::Value =
         serde_json::from_str(entry.trim_start_matches("v1\n")).expect("commit JSON");
     assert_eq!(commit["state"][0]["rows_expired"], 2, "{commit}");
-    let ws = run_case(&files, source, query, "complete\nstate_ttl: 10s");
+    let ws = run_case_keeping_every_row(&files, source, query, "complete\nstate_ttl: 10s");
     let table = std::fs::read_to_string(ws.path("out/result.jsonl")).expect("the table");
     let mut rows: Vec<&str> = table.lines().collect();
     rows.sort();
@@ -808,6 +832,63 @@ fn state_ttl_where_it_bounds_nothing_is_refused() {
             "the setting is at fault: {said}"
         );
     }
+}
+
+/// A `late_rows` sink no row could reach is refused before a batch (exit 2, no checkpoint): a
+/// stateless query (even with `max_future`: it keeps rows from the future) and a complete-mode
+/// count per plain key drop no row as late. A windowed count in append mode does, and runs.
+#[test]
+fn a_late_rows_sink_no_row_could_reach_is_refused() {
+    let yaml = |query: &str, mode: &str, watermark: &str| {
+        format!(
+            "name: late\ncheckpoint: {{ws}}/ckpt\nsources:\n  s: {{ kind: files, path: {{ws}}/s, \
+             format: json, schema: {{ id: bigint, ts: timestamp }}, watermark: {{ {watermark} }} }}\n\
+             query: {query}\noutput_mode: {mode}\ntrigger: available-now\n\
+             sink: {{ kind: files, path: {{ws}}/out, format: json }}\n\
+             late_rows: {{ kind: files, path: {{ws}}/late, format: json }}\n"
+        )
+    };
+    for (query, mode, watermark, says) in [
+        (
+            "SELECT id FROM s",
+            "append",
+            "column: ts, delay: 5s",
+            "keeps no state",
+        ),
+        (
+            "SELECT id FROM s",
+            "append",
+            "column: ts, delay: 5s, max_future: 1h",
+            "keeps no state",
+        ),
+        (
+            "SELECT id, count(*) AS n FROM s GROUP BY id",
+            "complete",
+            "column: ts, delay: 5s",
+            "drops no row as late",
+        ),
+    ] {
+        let said = refused_before_a_batch(&yaml(query, mode, watermark));
+        assert!(
+            said.contains("`late_rows` would never receive a row") && said.contains(says),
+            "{query}: {said}"
+        );
+        assert!(said.contains("remove `late_rows`"), "{said}");
+    }
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("s")).expect("folder");
+    std::fs::write(ws.path("s/0.json"), row(1, Some(1.0))).expect("input");
+    let pipeline = write_pipeline(
+        &ws,
+        &yaml(
+            "SELECT date_bin(INTERVAL '1 minute', ts) AS w, count(*) AS n FROM s GROUP BY 1",
+            "append",
+            "column: ts, delay: 5s",
+        )
+        .replace("{ws}", &ws.dir.path().display().to_string()),
+    );
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 /// `state_ttl` added to a checkpoint whose aggregation already keeps state: the groups kept

@@ -2399,3 +2399,112 @@ fn a_damaged_state_file_is_named_by_repair_with_a_way_out_that_works() {
     });
     assert_eq!(latest, ["a|3", "b|15"]);
 }
+
+/// A checkpoint or a files sink given as a path that is a file is a mistake in the arguments
+/// or the pipeline file (exit 2), named as such; the file is left as it was.
+#[test]
+fn a_checkpoint_or_sink_that_is_a_file_is_a_usage_mistake() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    std::fs::write(ws.path("notes.txt"), "mine").expect("a file");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run_bin(
+        &[
+            "run",
+            file.to_str().expect("utf-8"),
+            "--checkpoint",
+            &ws.p("notes.txt"),
+        ],
+        ws.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("notes.txt") && stderr(&out).contains("is a file, not a folder"),
+        "{}",
+        stderr(&out)
+    );
+    edit_file(&file, &ws.p("out"), &ws.p("notes.txt"));
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is a file, not a folder"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.path("notes.txt")).expect("the file"),
+        "mine"
+    );
+}
+
+/// Rows appended to a file a batch already read are not read (a file is read once, at the
+/// size it had, as Spark's file source does), and the run says so, naming the file, once.
+#[test]
+fn rows_appended_to_a_file_already_read_are_named_not_silently_dropped() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"late\",\"v\":2}\n",
+    );
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":3}\n");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("0.json has grown from 16 to 35 bytes")
+            && said.contains("write new rows to a new file"),
+        "{said}"
+    );
+    assert_eq!(said.matches("has grown").count(), 1, "{said}");
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"k\":\"a\",\"v\":1}", "{\"k\":\"b\",\"v\":3}"],
+        "the appended row is not read; the new file is"
+    );
+}
+
+/// A time a nanosecond `timestamp` cannot hold (after 2262) names the way out, a
+/// `timestamp(6)` column, and that way works, for JSON and CSV alike.
+#[test]
+fn a_time_after_2262_names_timestamp_6_and_it_reads() {
+    for (format, text) in [
+        ("json", "{\"id\":1,\"ts\":\"2300-01-01T00:00:00Z\"}\n"),
+        ("csv", "id,ts\n1,2300-01-01T00:00:00Z\n"),
+    ] {
+        let ws = Workspace::new();
+        std::fs::create_dir_all(ws.path("in")).expect("in");
+        std::fs::write(ws.path(&format!("in/0.{format}")), text).expect("input");
+        let yaml = |schema: &str| {
+            format!(
+                "name: far\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+                 format: {format}{schema} }}\nquery: SELECT id, ts FROM s\n\
+                 trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+                ckpt = ws.p("ckpt"),
+                input = ws.p("in"),
+                out = ws.p("out"),
+            )
+        };
+        let file = write_pipeline(&ws, &yaml(", schema: { id: bigint, ts: timestamp }"));
+        let out = run(&file, &ws);
+        assert!(!out.status.success(), "{format}");
+        assert!(
+            stderr(&out).contains("declare the column `timestamp(6)`"),
+            "{format}: {}",
+            stderr(&out)
+        );
+        std::fs::remove_dir_all(ws.path("ckpt")).expect("start over");
+        let file = write_pipeline(&ws, &yaml(", schema: { id: bigint, ts: timestamp(6) }"));
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "{format}: {}", stderr(&out));
+        assert_eq!(
+            sink_lines(&ws.path("out")),
+            ["{\"id\":1,\"ts\":\"2300-01-01T00:00:00\"}"],
+            "{format}"
+        );
+    }
+}

@@ -568,13 +568,14 @@ async fn an_unmappable_column_is_refused_by_name_and_a_secret_is_never_written()
     );
     assert!(!seen.contains(secret), "the secret leaked");
     // Without the variable the run stops naming it, not its value, before it plans a batch
-    // (the sink connects first), so no batch keeps a pipeline file it cannot run with.
+    // (the sink connects first), so no batch keeps a pipeline file it cannot run with. The
+    // setting is at fault, as with any mistake in the pipeline file: exit 2.
     let planned = std::fs::read_dir(ws.path("ckpt/offsets"))
         .expect("offsets")
         .count();
     write_clicks(&ws.path("in"), "json", 1, 10, 2);
     let run = sluice_run(&pipeline);
-    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
     assert!(
         stderr(&run).contains("environment variable `SLUICE_TEST_PG_PASSWORD`"),
         "{}",
