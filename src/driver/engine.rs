@@ -251,7 +251,11 @@ impl<'p> Engine<'p> {
             }
         }
         let sql = self.pipeline.query.clone();
-        self.query_state(&sql).await?;
+        let pipeline = self.pipeline;
+        let shape = &self.query_state(&sql).await?.shape;
+        // Here, not where batches are computed: a pending or committed batch of an older
+        // checkpoint with such a sink still finishes and replays (it sent no row there).
+        check_late_rows(pipeline, shape)?;
         Ok(())
     }
 
@@ -375,7 +379,6 @@ impl<'p> Engine<'p> {
             if let Some(ttl) = &self.pipeline.state_ttl {
                 check_state_ttl(ttl, self.pipeline, &shape, &logical)?;
             }
-            check_late_rows(self.pipeline, &shape)?;
             // The state TTL bounds the operators whose keys no watermark closes.
             let ttl = |shape: &plan::AggregateShape| {
                 self.pipeline

@@ -553,7 +553,7 @@ impl FilesSource {
             if file.size > read_at && self.grown.insert(file.path.clone()) {
                 tracing::warn!(
                     "source `{}`: {} has grown from {read_at} to {} bytes since a batch read \
-                     it; what was appended is not read (a file is read once, at the size it \
+                     it; rows added to it are not read (a file is read once, at the size it \
                      had): write new rows to a new file",
                     self.name,
                     file.path,

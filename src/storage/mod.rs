@@ -37,13 +37,14 @@ pub enum StorageError {
         /// Why.
         reason: String,
     },
-    /// A local path that should be a folder (a checkpoint, a files sink) is a file.
-    #[error(
-        "cannot open `{location}`: it is a file, not a folder; give a folder (a new one, or one Sluice wrote)"
-    )]
+    /// A local path that should be a folder (a checkpoint, a sink's or a source's folder) is a
+    /// file, or lies under one.
+    #[error("cannot open `{location}`: {file} is a file, not a folder; give a folder")]
     NotAFolder {
         /// The path as written.
         location: String,
+        /// The file: the path itself (`it`), or the folder above it that is a file.
+        file: String,
     },
     /// The URL's scheme names no store Sluice reads (`hdfs://`).
     #[error(
@@ -173,8 +174,22 @@ impl Location {
                             .map_err(|()| fail("not a local file URL".into()))?,
                         None => PathBuf::from(spec),
                     };
-                    if dir.exists() && !dir.is_dir() {
-                        return Err(StorageError::NotAFolder { location: shown });
+                    // The path, or the nearest folder above it that is there, is a file.
+                    let absolute = std::path::absolute(&dir).unwrap_or_else(|_| dir.clone());
+                    if let Some(file) = absolute
+                        .ancestors()
+                        .find(|d| d.exists())
+                        .filter(|d| !d.is_dir())
+                    {
+                        let file = if file == absolute {
+                            "it".to_string()
+                        } else {
+                            format!("`{}`", file.display())
+                        };
+                        return Err(StorageError::NotAFolder {
+                            location: shown,
+                            file,
+                        });
                     }
                     if create && !dir.is_dir() {
                         let absolute =

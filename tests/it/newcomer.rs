@@ -2431,6 +2431,23 @@ fn a_checkpoint_or_sink_that_is_a_file_is_a_usage_mistake() {
         "{}",
         stderr(&out)
     );
+    // A path under a file too: a checkpoint inside it.
+    edit_file(&file, &ws.p("notes.txt"), &ws.p("out"));
+    let out = run_bin(
+        &[
+            "run",
+            file.to_str().expect("utf-8"),
+            "--checkpoint",
+            &ws.p("notes.txt/ckpt"),
+        ],
+        ws.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("`{}` is a file, not a folder", ws.p("notes.txt"))),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(
         std::fs::read_to_string(ws.path("notes.txt")).expect("the file"),
         "mine"
