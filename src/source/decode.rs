@@ -598,12 +598,16 @@ fn json_decode(
 
 /// What to do about a time a nanosecond timestamp cannot hold (before 1677-09-21 or after
 /// 2262-04-11: an `i64` of nanoseconds), which `timestamp`, inferred or declared, reads as.
+const NANOSECOND_RANGE_HINT: &str = " (a `timestamp` counts nanoseconds, so it holds years \
+    1677 to 2262; declare the column `timestamp(6)` in the source's `schema:`, microseconds, for \
+    years far beyond)";
+
+/// [`NANOSECOND_RANGE_HINT`] where a cast into a nanosecond `data_type` overflowed.
 fn out_of_range_hint(data_type: &DataType, error: &str) -> &'static str {
     if matches!(data_type, DataType::Timestamp(TimeUnit::Nanosecond, _))
         && error.contains("Overflow")
     {
-        " (a `timestamp` counts nanoseconds, so it holds years 1677 to 2262; declare the \
-         column `timestamp(6)` in the source's `schema:`, microseconds, for years far beyond)"
+        NANOSECOND_RANGE_HINT
     } else {
         ""
     }
@@ -1450,7 +1454,7 @@ fn csv_malformed(file: &str, line: usize, error: &ArrowError, schema: &SchemaRef
         if number {
             reason.push_str(EPOCH_HINT);
         } else if reason.contains("would overflow 64-bit signed nanoseconds") {
-            reason.push_str(out_of_range_hint(&INFERRED_TIMESTAMP, "Overflow"));
+            reason.push_str(NANOSECOND_RANGE_HINT);
         }
     }
     found
