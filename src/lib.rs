@@ -117,11 +117,13 @@ impl Error {
                 batch,
                 change,
                 checkpoint: None,
+                touch,
             }) => Self::Source(source::SourceError::FileChanged {
                 file,
                 batch,
                 change,
                 checkpoint: Some(shown),
+                touch,
             }),
             Self::State(state::StateError::Corrupt {
                 file,

@@ -22,6 +22,8 @@ pub use entries::{
     SourceOffset, StateCommit, parse_json_object, to_json,
 };
 
+use serde::{Deserialize, Serialize};
+
 use crate::storage::{Location, StorageError};
 
 /// What can go wrong with a checkpoint.
@@ -115,6 +117,22 @@ pub enum CheckpointError {
         /// The checkpoint.
         location: String,
     },
+    /// A `sluice rewind` was cut short (its `rewind` record is still there): the batches
+    /// after `to` are partly taken back, so running on would lose or repeat their output.
+    #[error(
+        "checkpoint {location}: `sluice rewind {location} --to {to}` (started {started}) did \
+         not finish: the batches after {to} are partly taken back (sink files, state versions, \
+         log entries), and running on would lose or repeat their output. Finish it: `sluice \
+         rewind {location} --to {to}`"
+    )]
+    RewindUnfinished {
+        /// The checkpoint.
+        location: String,
+        /// The batch the rewind was taking the checkpoint back to.
+        to: BatchId,
+        /// When the rewind started (RFC 3339).
+        started: String,
+    },
     /// The logs do not describe a state recovery can continue from.
     #[error(
         "checkpoint {location} is inconsistent: {reason} (`sluice repair {location}` says whether it can be repaired)"
@@ -125,6 +143,51 @@ pub enum CheckpointError {
         /// What is wrong and what to do.
         reason: String,
     },
+}
+
+/// The record `sluice rewind` keeps in the checkpoint (`rewind`) from before its first delete
+/// to after its last: while it is there, the batches after `to` are partly taken back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewindRecord {
+    /// The batch the rewind takes the checkpoint back to.
+    pub to: BatchId,
+    /// The newest batch when it started.
+    pub from: BatchId,
+    /// When it started (RFC 3339).
+    pub started: String,
+}
+
+/// The record of a rewind under way or cut short, if there is one.
+///
+/// Errors: store errors as they come. A record that does not parse still means a rewind was
+/// cut short: it is [`CheckpointError::Corrupt`], naming `rewind`.
+pub async fn read_rewind(location: &Location) -> Result<Option<RewindRecord>, CheckpointError> {
+    let Some(bytes) = location.get(&location.path(paths::REWIND)).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| CheckpointError::Corrupt {
+            file: paths::REWIND.to_string(),
+            line: e.line(),
+            reason: format!(
+                "{e}: it is the record of a `sluice rewind` that did not finish; run that \
+                 rewind again"
+            ),
+        })
+}
+
+/// Refuses a checkpoint a rewind was cut short in: [`CheckpointError::RewindUnfinished`] with
+/// the command that finishes it.
+pub async fn check_no_rewind_under_way(location: &Location) -> Result<(), CheckpointError> {
+    match read_rewind(location).await? {
+        None => Ok(()),
+        Some(record) => Err(CheckpointError::RewindUnfinished {
+            location: location.to_string(),
+            to: record.to,
+            started: record.started,
+        }),
+    }
 }
 
 /// What gets a checkpoint with a damaged `file` (relative to it) going again, as the command
@@ -255,6 +318,7 @@ impl Checkpoint {
     /// lock, writes `metadata` if absent and takes a fresh epoch.
     pub async fn open(location: Location, name: &str) -> Result<Self, CheckpointError> {
         let lock = take_lock(&location)?;
+        check_no_rewind_under_way(&location).await?;
         let metadata = match Self::read_metadata(&location).await? {
             Some(m) => {
                 if m.name != name {

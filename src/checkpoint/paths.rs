@@ -18,6 +18,8 @@ pub const QUERIES: &str = "queries";
 pub const PIPELINES: &str = "pipelines";
 /// `sink`: where the output of the latest run goes.
 pub const SINK: &str = "sink";
+/// `rewind`: there while a `sluice rewind` runs (and after one that was cut short).
+pub const REWIND: &str = "rewind";
 /// The sources' own logs.
 pub const SOURCES: &str = "sources";
 

@@ -33,6 +33,9 @@ struct CheckpointView {
     batches_committed: usize,
     last_committed: Option<BatchId>,
     pending: Option<BatchId>,
+    /// A `sluice rewind` that was cut short, with the command that finishes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rewind_unfinished: Option<String>,
     /// The watermark the next batch starts with (from the last commit).
     next_watermark_ms: Option<i64>,
     /// Each source's end offset after the last committed batch.
@@ -114,6 +117,10 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         ))
     })?;
     let logs = LogListing::read(&location).await?;
+    let rewind_unfinished = match checkpoint::check_no_rewind_under_way(&location).await {
+        Ok(()) => None,
+        Err(e) => Some(e.to_string()),
+    };
     let pending = logs
         .offsets
         .last()
@@ -254,6 +261,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         batches_committed: logs.commits.len(),
         last_committed: logs.commits.last().copied(),
         pending,
+        rewind_unfinished,
         next_watermark_ms: last_commit.and_then(|c| c.next_watermark_ms),
         state,
         batches,
@@ -433,13 +441,23 @@ fn render_text(view: &CheckpointView) -> String {
         view.batches_committed,
         view.last_committed.map_or("none".into(), |b| b.to_string())
     );
-    let _ = writeln!(
-        out,
-        "pending     {}",
-        view.pending.map_or("none".into(), |b| format!(
-            "batch {b} (runs again on the next start)"
-        ))
-    );
+    match &view.rewind_unfinished {
+        Some(why) => {
+            let _ = writeln!(out, "REWIND      UNFINISHED: {why}");
+            if let Some(b) = view.pending {
+                let _ = writeln!(out, "pending     batch {b} (part of the unfinished rewind)");
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "pending     {}",
+                view.pending.map_or("none".into(), |b| format!(
+                    "batch {b} (runs again on the next start)"
+                ))
+            );
+        }
+    }
     if let Some(w) = view
         .next_watermark_ms
         .and_then(chrono::DateTime::from_timestamp_millis)

@@ -186,6 +186,31 @@ async fn check_continuity(
                 stored_pipeline(location, &location.to_string(), fingerprint).await
         {
             for (name, config) in &pipeline.sources {
+                // A files source's folder is read in one format for the life of a
+                // checkpoint: its schema was pinned from the files read so far, and files
+                // not read yet were written in that format too.
+                let format = |c: &crate::pipeline::SourceConfig| {
+                    (c.kind == "files")
+                        .then(|| c.settings.get("format").and_then(|v| v.as_str()))
+                        .flatten()
+                        .map(str::to_string)
+                };
+                if let (Some(now), Some(Some(was))) = (
+                    format(config),
+                    then.sources
+                        .get(name)
+                        .filter(|_| logged.contains(&name.as_str()))
+                        .map(format),
+                ) && now != was
+                {
+                    return Err(refuse(format!(
+                        "source `{name}` reads `format: {now}` now, but the checkpoint's \
+                         batches read its files as `format: {was}` (its schema is pinned from \
+                         them, and a file is read in one format for the life of a checkpoint). \
+                         To read files of another format, give them another folder and a \
+                         source of another name (it starts at its beginning)"
+                    )));
+                }
                 let now = config.connector().location();
                 let was = then
                     .sources
@@ -286,6 +311,20 @@ async fn run_from(
         };
         summary = finished.map_err(|source| match source {
             Error::Checkpoint(_) | Error::Storage(_) => source,
+            // The file the batch was planned with opened its sink and sources when the batch
+            // was planned: a configuration error now comes from the environment (a `${VAR}`
+            // unset), which taking the batch back would not change.
+            source @ (Error::Sink(crate::sink::SinkError::Config { .. })
+            | Error::Source(crate::source::SourceError::Config { .. })) => Error::Pending {
+                batch,
+                planned: planned_file,
+                advice: format!(
+                    "set what it names (the environment the file refers to) and run again: \
+                     batch {batch} then finishes as planned (taking it back would not help: \
+                     the file it was planned with names the same setting)"
+                ),
+                source: Box::new(source),
+            },
             source => Error::Pending {
                 batch,
                 planned: planned_file,

@@ -80,6 +80,12 @@ pub async fn repair(
     };
     let _lock = take_lock(location)?;
     let mut report = RepairReport::default();
+    // Half a rewind is finished by that rewind, not mended here: rebuilding or moving log
+    // entries aside now could undo part of it.
+    if let Err(e) = crate::checkpoint::check_no_rewind_under_way(location).await {
+        report.unfixable.push(e.to_string());
+        return Ok(report);
+    }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     if let Some(damage) = metadata_damage {
         // Rebuilt first: a damaged one is moved aside only for its replacement.

@@ -2,8 +2,10 @@
 //! back from the sink, the state and the logs, so the next run computes them again.
 //!
 //! Later batches are taken back newest first, and within a batch the sink's files and the
-//! state version go before `commits/N` and `offsets/N`: an interrupted rewind leaves a
-//! checkpoint whose newest batch is pending (and runs again), or can simply be repeated.
+//! state version go before `commits/N` and `offsets/N`. From before the first delete to after
+//! the last, the checkpoint holds a `rewind` record: a rewind cut short leaves batches whose
+//! output is gone while their commits are still there, so until the same rewind (or one to an
+//! earlier batch) is run again, a run refuses to start and inspect and repair name the command.
 
 use crate::Error;
 use std::collections::BTreeMap;
@@ -64,6 +66,20 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         .copied()
         .max()
         .expect("batch `to` exists");
+    // A rewind cut short is finished by one to its batch or an earlier one; a later one would
+    // leave the batches between half taken back.
+    let unfinished = crate::checkpoint::read_rewind(location).await?;
+    if let Some(record) = &unfinished
+        && record.to < to
+    {
+        return Err(refuse(format!(
+            "a rewind to batch {earlier} (started {started}) did not finish, and the batches \
+             after {earlier} are partly taken back; finish it first: `sluice rewind {shown} \
+             --to {earlier}`",
+            earlier = record.to,
+            started = record.started
+        )));
+    }
     let mut rewound = Rewound {
         to,
         taken_back: Vec::new(),
@@ -94,6 +110,9 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         }
     }
     if newest == target {
+        if unfinished.is_some() {
+            location.delete(&location.path(paths::REWIND)).await?;
+        }
         return Ok(rewound);
     }
     // Each batch is taken back from the sink its own pipeline file named (a sink that moved
@@ -162,6 +181,21 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     }
     let operators = StateFiles::operators(location).await?;
     rewound.stateful = !operators.is_empty();
+    // From the first delete to the last, the checkpoint says a rewind is under way, so that
+    // one cut short is named (by run, inspect and repair) with the command that finishes it.
+    let record = crate::checkpoint::RewindRecord {
+        to,
+        from: newest,
+        started: unfinished.map(|r| r.started).unwrap_or_else(|| {
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        }),
+    };
+    location
+        .put(
+            &location.path(paths::REWIND),
+            serde_json::to_vec(&record).expect("a rewind record serializes"),
+        )
+        .await?;
     for batch in (to.0 + 1..=newest.0).rev().map(BatchId) {
         let key = &batch_pipeline[&batch];
         let pipeline = &pipelines[key];
@@ -217,6 +251,7 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         }
         .into());
     }
+    location.delete(&location.path(paths::REWIND)).await?;
     Ok(rewound)
 }
 

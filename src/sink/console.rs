@@ -1,6 +1,7 @@
 //! The console sink: prints each batch for a person to read. Not idempotent: a re-run batch
 //! prints again.
 
+use std::io::Write;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -91,9 +92,27 @@ impl Sink for ConsoleSink {
         } else {
             String::new()
         };
-        println!(
+        // Written, not `println!`: a reader that went away (`sluice run ... | head`) fails the
+        // batch with a message instead of a panic, and the batch prints again on the next run.
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
             "-------------------------------------------\nBatch: {batch}\n-------------------------------------------\n{table}{more}"
-        );
+        )
+        .and_then(|()| out.flush())
+        .map_err(|e| SinkError::Connector {
+            kind: KIND.name,
+            error: format!(
+                "batch {batch} could not be printed: {e}{}",
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    " (whatever read the output, such as `head`, stopped reading); the batch \
+                     stays pending and prints again on the next run"
+                } else {
+                    ""
+                }
+            )
+            .into(),
+        })?;
         Ok(SinkCommit {
             rows: rows as u64,
             written: true,

@@ -636,11 +636,36 @@ fn exact_cast(
     target: &DataType,
     epoch: Option<EpochUnit>,
 ) -> Result<ArrayRef, ArrowError> {
-    let Some(unit) = epoch else {
-        return cast_with_options(array, target, &exact());
-    };
     match (target, array.data_type()) {
-        (DataType::Timestamp(column_unit, _), DataType::Utf8) => {
+        (
+            DataType::Decimal32(_, scale)
+            | DataType::Decimal64(_, scale)
+            | DataType::Decimal128(_, scale)
+            | DataType::Decimal256(_, scale),
+            DataType::Utf8,
+        ) => {
+            // Arrow's parsers round (or cut) digits past the scale; a number is taken only
+            // where it fits exactly.
+            let text = array.as_string::<i32>();
+            let plain = text
+                .iter()
+                .map(|value| {
+                    value
+                        .map(|number| {
+                            plain_decimal(number, *scale).map_err(|why| {
+                                ArrowError::CastError(format!(
+                                    "the number {number} {why} (a decimal is never rounded: \
+                                     declare a scale that holds it, or round it in the query)"
+                                ))
+                            })
+                        })
+                        .transpose()
+                })
+                .collect::<Result<StringArray, _>>()?;
+            cast_with_options(&plain, target, &exact())
+        }
+        (DataType::Timestamp(column_unit, _), DataType::Utf8) if epoch.is_some() => {
+            let unit = epoch.expect("matched");
             let text = array.as_string::<i32>();
             // The text is cast as before; the numbers are counted here.
             let words: StringArray = text.iter().map(|v| v.filter(|v| !is_number(v))).collect();
@@ -705,6 +730,74 @@ fn exact_cast(
         }
         _ => cast_with_options(array, target, &exact()),
     }
+}
+
+/// `text`, a number (`-1.50`, `+2`, `.5`, `1.5e-3`), written out with at most `scale` digits
+/// after the point, for Arrow's decimal parser; the error says why it cannot be ("has more
+/// digits after the point than the column's scale of 2 holds"). Text that is not such a number
+/// is given back as it is, for the parser's own error.
+fn plain_decimal(text: &str, scale: i8) -> Result<String, String> {
+    let as_is = || Ok(text.to_string());
+    let trimmed = text.trim();
+    let (sign, rest) = match trimmed.as_bytes().first() {
+        Some(b'-') => ("-", &trimmed[1..]),
+        Some(b'+') => ("", &trimmed[1..]),
+        _ => ("", trimmed),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(at) => match rest[at + 1..].parse::<i64>() {
+            Ok(exponent) => (&rest[..at], exponent),
+            Err(_) => return as_is(),
+        },
+        None => (rest, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let is_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !is_digits(whole) || !is_digits(fraction) {
+        return as_is();
+    }
+    let Ok(scale) = usize::try_from(scale) else {
+        return as_is();
+    };
+    if exponent == 0 && fraction.len() <= scale {
+        return as_is();
+    }
+    let all = format!("{whole}{fraction}");
+    let digits = all.trim_start_matches('0');
+    if digits.is_empty() {
+        return Ok("0".to_string());
+    }
+    // Where the point falls in `digits` (leading zeros gone) once the exponent is applied.
+    let leading_zeros = (all.len() - digits.len()) as i64;
+    let point = whole.len() as i64 - leading_zeros + exponent;
+    if point.unsigned_abs() > 1000 {
+        return Err("is out of the range of any decimal".to_string());
+    }
+    let (int_part, frac_part) = if point <= 0 {
+        let zeros = "0".repeat(usize::try_from(-point).unwrap_or(0));
+        ("0".to_string(), format!("{zeros}{digits}"))
+    } else {
+        let point = usize::try_from(point).unwrap_or(usize::MAX);
+        if point >= digits.len() {
+            (
+                format!("{digits}{}", "0".repeat(point - digits.len())),
+                String::new(),
+            )
+        } else {
+            (digits[..point].to_string(), digits[point..].to_string())
+        }
+    };
+    if frac_part.len() > scale && frac_part.as_bytes()[scale..].iter().any(|b| *b != b'0') {
+        return Err(format!(
+            "has more digits after the point than the column's scale of {scale} holds"
+        ));
+    }
+    let kept = &frac_part[..frac_part.len().min(scale)];
+    Ok(if kept.is_empty() {
+        format!("{sign}{int_part}")
+    } else {
+        format!("{sign}{int_part}.{kept}")
+    })
 }
 
 /// Whether `text` is a number as JSON writes one: `-?digits(.digits)?([eE][+-]?digits)?`.
@@ -773,31 +866,52 @@ fn epoch_count(text: &str, shift: i32) -> Result<i64, &'static str> {
     i64::try_from(signed).map_err(|_| OUTSIDE)
 }
 
-/// `schema` with each timestamp column read as text, where `epoch` gives numbers a unit (the
-/// text is then cast by [`epoch_times`]).
+/// Whether a CSV column of `data_type` is read as text and then cast by [`epoch_times`]: a
+/// timestamp where `epoch` gives numbers a unit, and a decimal (Arrow's CSV parser cuts the
+/// digits past the scale).
+fn csv_read_as_text(data_type: &DataType, epoch: Option<EpochUnit>) -> bool {
+    match data_type {
+        DataType::Timestamp(_, _) => epoch.is_some(),
+        DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => true,
+        _ => false,
+    }
+}
+
+/// `schema` with the columns [`csv_read_as_text`] names read as text (then cast by
+/// [`epoch_times`]).
 fn times_as_text(schema: &SchemaRef, epoch: Option<EpochUnit>) -> SchemaRef {
-    if epoch.is_none() {
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| csv_read_as_text(f.data_type(), epoch))
+    {
         return Arc::clone(schema);
     }
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| match f.data_type() {
-            DataType::Timestamp(_, _) => f.as_ref().clone().with_data_type(DataType::Utf8),
-            _ => f.as_ref().clone(),
+        .map(|f| {
+            if csv_read_as_text(f.data_type(), epoch) {
+                f.as_ref().clone().with_data_type(DataType::Utf8)
+            } else {
+                f.as_ref().clone()
+            }
         })
         .collect();
     Arc::new(Schema::new(fields))
 }
 
-/// A batch read in [`times_as_text`]'s schema, with its timestamp columns cast to `schema`'s
-/// (numbers counted in `epoch`); the error names the column.
+/// A batch read in [`times_as_text`]'s schema, with its text columns cast exactly to
+/// `schema`'s (numbers in timestamps counted in `epoch`); the error names the column.
 fn epoch_times(
     batch: RecordBatch,
     schema: &SchemaRef,
     epoch: Option<EpochUnit>,
 ) -> Result<RecordBatch, ArrowError> {
-    if epoch.is_none() {
+    if batch.schema() == *schema {
         return Ok(batch);
     }
     let columns = schema
@@ -805,8 +919,8 @@ fn epoch_times(
         .iter()
         .zip(batch.columns())
         .map(|(field, column)| match field.data_type() {
-            DataType::Timestamp(_, _) => {
-                exact_cast(column, field.data_type(), epoch).map_err(|e| {
+            t if csv_read_as_text(t, epoch) => exact_cast(column, field.data_type(), epoch)
+                .map_err(|e| {
                     let e = match e {
                         ArrowError::CastError(why) => why,
                         e => e.to_string(),
@@ -817,8 +931,7 @@ fn epoch_times(
                         field.name(),
                         field.data_type()
                     ))
-                })
-            }
+                }),
             _ => Ok(Arc::clone(column)),
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -835,6 +948,10 @@ fn exact_as_text(data_type: &DataType) -> Option<DataType> {
     match data_type {
         t if t.is_integer() => Some(DataType::Utf8),
         DataType::Timestamp(_, _) => Some(DataType::Utf8),
+        DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => Some(DataType::Utf8),
         DataType::List(item) => field_as_text(item).map(DataType::List),
         DataType::LargeList(item) => field_as_text(item).map(DataType::LargeList),
         DataType::Struct(fields) => {

@@ -349,21 +349,33 @@ impl LoggedFile {
         }
         let what = what.join(", ");
         Some(if now.size == self.size {
-            // Only the time changed: a copy that did not keep times (`cp` without `-a`) looks
-            // like this too.
-            let copied = if what.starts_with("its modification time") && !what.contains(", ") {
-                " (or copied without keeping its time: `cp -a` and `rsync -t` keep it, and \
-                 `touch -d` puts it back)"
-            } else {
-                ""
-            };
-            format!(
-                "rewritten in place at the same size ({} bytes){copied}: {what}",
-                self.size
-            )
+            format!("the same size ({} bytes), but {what}", self.size)
         } else {
             what
         })
+    }
+
+    /// Where the file on local disk differs from the logged one only in its modification
+    /// time (the same size, the same ETag but for its time part, no version): the logged time
+    /// to the microsecond (RFC 3339), which `touch -d` puts back. A copy that did not keep
+    /// times (`cp -r` without `-a`) looks like this. `None` otherwise.
+    fn time_to_put_back(&self, now: &LoggedFile, local: bool) -> Option<String> {
+        // object_store's local ETag: `<inode>-<modified, µs since the epoch>-<size>`, in hex.
+        fn parts(tag: &str) -> Option<(&str, &str)> {
+            let mut parts = tag.trim_matches('"').splitn(3, '-').skip(1);
+            Some((parts.next()?, parts.next()?))
+        }
+        if !local || now.size != self.size || self.version != now.version {
+            return None;
+        }
+        let (was_time, was_size) = parts(self.etag.as_deref()?)?;
+        let (is_time, is_size) = parts(now.etag.as_deref()?)?;
+        if was_size != is_size || was_time == is_time {
+            return None;
+        }
+        let micros = i64::from_str_radix(was_time, 16).ok()?;
+        chrono::DateTime::from_timestamp_micros(micros)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
     }
 }
 
@@ -804,6 +816,14 @@ async fn declared_schema(
     let Some(columns) = config.declared_columns() else {
         return Ok(None);
     };
+    if columns.is_empty() {
+        return Err(SourceError::Config {
+            source_name: name.to_string(),
+            reason: "its `schema:` (or `columns:`) declares no columns: list at least one, or \
+                     remove it to infer the columns from the files"
+                .into(),
+        });
+    }
     let schema = crate::format::schema_from_sql_types(&columns)
         .await
         .map_err(|e| SourceError::Config {
@@ -925,8 +945,10 @@ async fn read_file(
             size: bytes.len() as u64,
             ..LoggedFile::described(file.clone(), &meta)
         };
-        if let Some(change) = logged.change(&now, location.local_root().is_some()) {
+        let local = location.local_root().is_some();
+        if let Some(change) = logged.change(&now, local) {
             return Err(SourceError::FileChanged {
+                touch: logged.time_to_put_back(&now, local),
                 file: shown,
                 batch,
                 change,
@@ -1516,9 +1538,10 @@ mod tests {
         assert!(matches!(err, SourceError::FileChanged { .. }), "{err}");
         let err = err.to_string();
         for part in [
-            "f0.json changed since batch 0 logged it",
-            "rewritten in place at the same size (9 bytes)",
-            "modification time",
+            "f0.json is not what batch 0 logged: the same size (9 bytes), but its \
+             modification time was",
+            "either it was rewritten in place at the same size, or the project was copied",
+            "`touch -d ",
             "ETag",
         ] {
             assert!(err.contains(part), "{part}: {err}");

@@ -162,6 +162,19 @@ pub fn parse_settings<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// How a file a batch logged is read as it is now: take the batch back (words after "to read
+/// it as it is now,").
+fn changed_way_out(batch: BatchId, checkpoint: Option<&str>) -> String {
+    match batch.prev() {
+        Some(before) => format!(
+            "take the batch back: `sluice rewind {} --to {before}` (it deletes the batch's \
+             output where it was written)",
+            checkpoint.unwrap_or("CHECKPOINT")
+        ),
+        None => "run the pipeline on a new checkpoint (and sink)".to_string(),
+    }
+}
+
 /// What can go wrong reading a source.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -225,15 +238,22 @@ pub enum SourceError {
     /// identifies it otherwise (another ETag or version, or modification time where the store
     /// gives neither).
     #[error(
-        "{file} changed since batch {batch} logged it: {change}; files must not change once \
-         written (write elsewhere and rename into place). {}",
-        match batch.prev() {
-            Some(before) => format!(
-                "To read it as it is now, take the batch back: `sluice rewind {} --to {before}`",
-                checkpoint.as_deref().unwrap_or("CHECKPOINT")
+        "{}",
+        match touch {
+            None => format!(
+                "{file} changed since batch {batch} logged it: {change}; files must not change \
+                 once written (write elsewhere and rename into place). To read it as it is \
+                 now, {}",
+                changed_way_out(*batch, checkpoint.as_deref())
             ),
-            None => "To read it as it is now, run the pipeline on a new checkpoint (and sink)"
-                .to_string(),
+            Some(time) => format!(
+                "{file} is not what batch {batch} logged: {change}. So either it was rewritten \
+                 in place at the same size, or the project was copied without keeping file \
+                 times (`cp -r` without `-a`). If it was copied, put the time back with \
+                 `touch -d {time} {file}` (or copy it again with `cp -a`) and run again; only \
+                 if its content changed, {}",
+                changed_way_out(*batch, checkpoint.as_deref())
+            ),
         }
     )]
     FileChanged {
@@ -246,6 +266,9 @@ pub enum SourceError {
         change: String,
         /// The checkpoint, as the user gave it, once known (for the command to run).
         checkpoint: Option<String>,
+        /// Where only the file's modification time differs (on local disk, at the same size):
+        /// the logged time, to the microsecond, for a `touch -d` that puts it back.
+        touch: Option<String>,
     },
     /// A connector's own error (its client library's, its server's).
     #[error("source `{source_name}` ({kind}): {error}")]

@@ -275,6 +275,11 @@ pub async fn declared_schema(
         source_name: name.to_string(),
         reason,
     };
+    if schema.is_empty() {
+        return Err(config(
+            "its `schema:` declares no columns: list at least one (`name: type`)".into(),
+        ));
+    }
     let columns: Vec<(String, String)> =
         schema.iter().map(|(c, t)| (c.clone(), t.clone())).collect();
     let schema = crate::format::schema_from_sql_types(&columns)

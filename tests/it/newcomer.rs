@@ -2525,3 +2525,343 @@ fn a_time_after_2262_names_timestamp_6_and_it_reads() {
         );
     }
 }
+
+/// `cp -a FROM TO`, replacing TO.
+fn copy_all(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let status = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+}
+
+/// Walk 8: a rewind cut short after any of its writes left batches committed with their
+/// output gone, and a plain run then went on silently without them. Now run, inspect and
+/// repair each name the rewind that did not finish with the command that finishes it; that
+/// command, then a run, leaves every row once.
+#[test]
+fn an_interrupted_rewind_is_named_until_it_is_finished() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, sum(v) AS t FROM s GROUP BY k", "update");
+    for v in 0..3 {
+        input(
+            &ws,
+            &format!("{v}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
+        );
+        assert!(run(&file, &ws).status.success());
+    }
+    let every_row = [
+        "{\"k\":\"a\",\"t\":0}",
+        "{\"k\":\"a\",\"t\":1}",
+        "{\"k\":\"a\",\"t\":3}",
+    ];
+    assert_eq!(sink_lines(&ws.path("out")), every_row);
+    // Taken back to batch 0, the next run reads files 1 and 2 in one batch: one update, 3.
+    let rewound_and_run = ["{\"k\":\"a\",\"t\":0}", "{\"k\":\"a\",\"t\":3}"];
+    let saved = Workspace::new();
+    for folder in ["ckpt", "out"] {
+        copy_all(&ws.path(folder), &saved.path(folder));
+    }
+    let ckpt = ws.p("ckpt");
+    let finish = format!("`sluice rewind {ckpt} --to 0`");
+    let mut cut_short = 0;
+    for k in 1.. {
+        for folder in ["ckpt", "out"] {
+            copy_all(&saved.path(folder), &ws.path(folder));
+        }
+        let out = sluice_bin()
+            .args(["rewind", &ckpt, "--to", "0"])
+            .current_dir(ws.dir.path())
+            .envs(Crash::After.env(k, ""))
+            .output()
+            .expect("rewind");
+        if !crashed(&out) {
+            assert!(out.status.success(), "{}", stderr(&out));
+            break;
+        }
+        if ws.path("ckpt/rewind").exists() {
+            cut_short += 1;
+            let shown = run_bin(&["inspect", &ckpt], ws.dir.path());
+            let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+            assert!(
+                shown.contains("UNFINISHED") && shown.contains(&finish),
+                "after write {k}: {shown}"
+            );
+            let out = run_bin(&["repair", &ckpt], ws.dir.path());
+            assert!(
+                out.status.code() == Some(1) && stderr(&out).contains(&finish),
+                "after write {k}: {}",
+                stderr(&out)
+            );
+            let out = run(&file, &ws);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "after write {k}: {}",
+                stderr(&out)
+            );
+            assert!(stderr(&out).contains(&finish), "{}", stderr(&out));
+            let command = advised_command(&stderr(&out));
+            let out = run_bin(
+                &command.iter().map(String::as_str).collect::<Vec<_>>(),
+                ws.dir.path(),
+            );
+            assert!(out.status.success(), "after write {k}: {}", stderr(&out));
+        }
+        assert!(!ws.path("ckpt/rewind").exists());
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "after write {k}: {}", stderr(&out));
+        // Finished by the command the messages give (or cut after its last write, the
+        // record's removal), the rewind took both batches back.
+        assert_eq!(
+            sink_lines(&ws.path("out")),
+            rewound_and_run,
+            "after write {k}"
+        );
+    }
+    assert!(
+        cut_short >= 10,
+        "only {cut_short} writes of the rewind were cut after"
+    );
+}
+
+/// Walk 8: a project copied with `cp -r` (file times lost) while a batch was pending was told
+/// its input was "rewritten in place" and to rewind, which deletes output. Now the message
+/// names the copy and the `touch -d` that puts the logged time back, before any rewind; after
+/// that touch the batch finishes, each row once.
+#[test]
+fn a_copy_that_lost_file_times_is_named_with_the_touch_that_mends_it() {
+    let ws = Workspace::new();
+    // Relative paths, so that the copy reads and writes its own folders.
+    let yaml = "name: copied\ncheckpoint: ckpt\nsources:\n  s: { kind: files, path: in, format: \
+                json, schema: { k: string, v: bigint } }\nquery: SELECT k, v FROM s\n\
+                trigger: available-now\nsink: { kind: files, path: out, format: json }\n";
+    let file = write_pipeline(&ws, yaml);
+    let name = file
+        .file_name()
+        .expect("name")
+        .to_str()
+        .expect("utf-8")
+        .to_string();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    assert!(run_bin(&["run", &name], ws.dir.path()).status.success());
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let out = sluice_bin()
+        .args(["run", &name])
+        .current_dir(ws.dir.path())
+        .envs(Crash::After.env(1, "offsets/"))
+        .output()
+        .expect("run");
+    assert!(crashed(&out), "{}", stderr(&out));
+    // The copy is made a little later, so that its files' times differ.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let copy = Workspace::new();
+    let status = std::process::Command::new("cp")
+        .args(["-r", &format!("{}/.", ws.dir.path().display()), &copy.p("")])
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let out = run_bin(&["run", &name], copy.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    let touch = said
+        .find("`touch -d ")
+        .unwrap_or_else(|| panic!("no touch: {said}"));
+    assert!(
+        said.contains("cp -a") && touch < said.find("sluice rewind").expect("rewind"),
+        "the rewind is only the way out for changed content: {said}"
+    );
+    let command: Vec<&str> = said[touch + 1..]
+        .split('`')
+        .next()
+        .expect("command")
+        .split_whitespace()
+        .collect();
+    let status = std::process::Command::new(command[0])
+        .args(&command[1..])
+        .current_dir(copy.dir.path())
+        .status()
+        .expect("touch");
+    assert!(status.success());
+    let out = run_bin(&["run", &name], copy.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&copy.path("out")),
+        ["{\"k\":\"a\",\"v\":1}", "{\"k\":\"b\",\"v\":2}"],
+        "each row once"
+    );
+}
+
+/// Walk 8: a files source's `format:` changed between runs read the folder's files in the new
+/// format with the schema pinned from the old one. Refused before a batch, exit 2, naming both.
+#[test]
+fn a_changed_source_format_is_refused() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.csv", "k,v\nb,2\n");
+    edit_file(&file, "format: json, schema", "format: csv, schema");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("source `s` reads `format: csv` now")
+            && stderr(&out).contains("as `format: json`"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"v\":1}"]);
+}
+
+/// Walk 8: `1.505` into a `decimal(10,2)` column was cut to 1.50 with exit 0 (JSON and CSV).
+/// A decimal takes a number only where it fits exactly, whatever its spelling; one that does
+/// not is an error naming file, line and column, or skipped and counted.
+#[test]
+fn a_decimal_is_never_cut_or_rounded() {
+    for format in ["json", "csv"] {
+        let ws = Workspace::new();
+        let row = |id: u32, amount: &str| match format {
+            "json" => format!("{{\"id\":{id},\"amount\":{amount}}}\n"),
+            _ => format!("{id},{amount}\n"),
+        };
+        let header = if format == "csv" { "id,amount\n" } else { "" };
+        let fits: String = [
+            (1, "1.5"),
+            (2, "1.500"),
+            (3, "-0.25"),
+            (4, "7"),
+            (5, "1.5e1"),
+            (6, "0.0"),
+        ]
+        .iter()
+        .map(|(id, a)| row(*id, a))
+        .collect();
+        std::fs::create_dir_all(ws.path("in")).expect("in");
+        std::fs::write(
+            ws.path(&format!("in/0.{format}")),
+            format!("{header}{fits}"),
+        )
+        .expect("input");
+        let yaml = |on_error: &str| {
+            format!(
+                "name: dec\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+                 format: {format}, schema: {{ id: bigint, amount: 'decimal(10,2)' }}{on_error} }}\n\
+                 query: SELECT id, CAST(amount AS VARCHAR) AS amount FROM s\n\
+                 trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+                ckpt = ws.p("ckpt"),
+                input = ws.p("in"),
+                out = ws.p("out"),
+            )
+        };
+        let file = write_pipeline(&ws, &yaml(""));
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "{format}: {}", stderr(&out));
+        assert_eq!(
+            sink_lines(&ws.path("out")),
+            [
+                "{\"id\":1,\"amount\":\"1.50\"}",
+                "{\"id\":2,\"amount\":\"1.50\"}",
+                "{\"id\":3,\"amount\":\"-0.25\"}",
+                "{\"id\":4,\"amount\":\"7.00\"}",
+                "{\"id\":5,\"amount\":\"15.00\"}",
+                "{\"id\":6,\"amount\":\"0.00\"}",
+            ],
+            "{format}"
+        );
+        std::fs::write(
+            ws.path(&format!("in/1.{format}")),
+            format!("{header}{}{}", row(7, "2.25"), row(8, "1.505")),
+        )
+        .expect("input");
+        let out = run(&file, &ws);
+        assert_eq!(out.status.code(), Some(1), "{format}: {}", stderr(&out));
+        let line = if format == "csv" { "line 3" } else { "line 2" };
+        assert!(
+            stderr(&out).contains(&format!("1.{format}"))
+                && stderr(&out).contains(line)
+                && stderr(&out).contains("amount")
+                && stderr(&out).contains(
+                    "the number 1.505 has more digits after the point \
+                                          than the column's scale of 2 holds"
+                ),
+            "{format}: {}",
+            stderr(&out)
+        );
+        // Skipped and counted where the source says so, once the pending batch is taken back
+        // as the message says (it stays planned with the file it has).
+        write_pipeline(&ws, &yaml(", on_error: skip"));
+        let out = run(&file, &ws);
+        assert_eq!(out.status.code(), Some(1), "{format}: {}", stderr(&out));
+        let command = advised_command(&stderr(&out));
+        let took_back = run_bin(
+            &command.iter().map(String::as_str).collect::<Vec<_>>(),
+            ws.dir.path(),
+        );
+        assert!(took_back.status.success(), "{}", stderr(&took_back));
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "{format}: {}", stderr(&out));
+        let lines = sink_lines(&ws.path("out"));
+        assert!(
+            lines.contains(&"{\"id\":7,\"amount\":\"2.25\"}".to_string())
+                && !lines.iter().any(|l| l.contains("\"id\":8")),
+            "{format}: {lines:?}"
+        );
+    }
+}
+
+/// Walk 8: `schema: {}` panicked (exit 101). It is a mistake in the pipeline file: exit 2,
+/// naming the source.
+#[test]
+fn a_schema_with_no_columns_is_refused() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT * FROM s", "append");
+    edit_file(&file, "schema: { k: string, v: bigint }", "schema: {}");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("source `s`") && stderr(&out).contains("declares no columns"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Walk 8: a console sink whose reader went away (`sluice run ... | head`) panicked (exit
+/// 101). Now the batch fails with a message, stays pending, and prints again on the next run.
+#[test]
+fn a_console_sink_whose_reader_went_away_fails_the_batch_without_a_panic() {
+    use std::process::Stdio;
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(
+        &file,
+        &format!(
+            "sink: {{ kind: files, path: {}, format: json }}",
+            ws.p("out")
+        ),
+        "sink: { kind: console }",
+    );
+    let mut child = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8")])
+        .current_dir(ws.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("batch 0 could not be printed") && !said.contains("panicked"),
+        "{said}"
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Batch: 0"));
+}

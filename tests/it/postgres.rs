@@ -800,3 +800,53 @@ async fn a_new_checkpoint_over_a_table_another_pipeline_fills_is_refused() {
         std::fs::remove_dir_all(ws.path("ckpt-keys")).expect("a new checkpoint next");
     }
 }
+
+/// Walk 8: a pending batch whose `url` names a `${VAR}` that is unset now (with the pipeline
+/// file edited meanwhile) was told to rewind, which did not help (the file it was planned with
+/// names the same variable). It is told to set the variable; once set, the batch finishes as
+/// planned, each row once.
+#[tokio::test]
+async fn a_pending_batch_with_an_unset_url_variable_says_to_set_it() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 10, 0);
+    let table = unique_table("unset");
+    let yaml = |note: &str| {
+        format!(
+            "name: unset\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: available-now{note}\nsink:\n  kind: postgres\n  url: {url} password=${{SLUICE_TEST_PG_UNSET}}\n  table: {table}\n  create_table: true\n",
+            ckpt = ws.p("ckpt"),
+            source = files_source(&ws),
+            url = server(),
+        )
+    };
+    let pipeline = write_pipeline(&ws, &yaml(""));
+    let set = [("SLUICE_TEST_PG_UNSET", "any".to_string())];
+    let run = run_quietly(&pipeline, &set);
+    assert!(run.status.success(), "{}", stderr(&run));
+    write_clicks(&ws.path("in"), "json", 1, 10, 1);
+    let mut env = set.to_vec();
+    env.extend(Crash::After.env(1, "offsets/"));
+    assert!(crashed(&run_quietly(&pipeline, &env)));
+    write_pipeline(&ws, &yaml("  # edited"));
+    let run = sluice_bin()
+        .args([
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "none",
+        ])
+        .env_remove("SLUICE_TEST_PG_UNSET")
+        .output()
+        .expect("run");
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    let said = stderr(&run);
+    assert!(
+        said.contains("`SLUICE_TEST_PG_UNSET`")
+            && said.contains("set what it names")
+            && !said.contains("sluice rewind"),
+        "{said}"
+    );
+    let run = run_quietly(&pipeline, &set);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(table_rows(server(), &table, sink_schema()).await, expected);
+}
