@@ -125,6 +125,22 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
     result
 }
 
+/// Whether a source of `pipeline` logged the input of `batch` (`sources/<name>/<batch>`), so
+/// that planning it again reads the same input.
+async fn logged_by_a_source(
+    pipeline: &Pipeline,
+    location: &Location,
+    batch: BatchId,
+) -> Result<bool, Error> {
+    for name in pipeline.sources.keys() {
+        let entry = format!("{}/{}", crate::checkpoint::paths::source_dir(name), batch.0);
+        if location.exists(&location.path(&entry)).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Refuses to run `pipeline` on a checkpoint whose batches it cannot carry on from exactly: a
 /// renamed source (it would start again from its beginning, reading again what the old name
 /// read), or another file format into the same sink folder (its files would no longer read
@@ -808,6 +824,35 @@ impl<'a> Driver<'a> {
                 },
                 other => other,
             })?;
+        }
+        // A sink that holds a batch this checkpoint never planned has outrun it: the checkpoint
+        // was restored from an older copy (or another copy ran on). Its next batch would be
+        // planned anew under a number the sink takes as done, and its rows never written.
+        if same_sink
+            // A damaged manifest entry is for the batch's own run to find, not this check.
+            && let Ok(Some(held)) = sink.summary().await
+            && let Some((held_last, ..)) = held.last
+            && let newest = logs.offsets.last().max(logs.commits.last())
+            && newest.is_none_or(|planned| held_last > *planned)
+            // The batch after the newest, planned again from the input its sources logged (a
+            // planning cut short, an offsets entry `sluice repair` moved aside), is the batch
+            // the sink holds.
+            && !(newest.is_some_and(|planned| held_last == planned.next())
+                && logged_by_a_source(pipeline, checkpoint.location(), held_last).await?)
+        {
+            let newest =
+                newest.map_or("has no batch".to_string(), |b| format!("plans up to batch {b}"));
+            return Err(Error::Usage(format!(
+                "the sink {} holds batch {held_last}, but this checkpoint {newest}: the \
+                 checkpoint is older than its sink (restored from an older copy, or a copy of \
+                 it ran on), and its next batches would be planned anew under numbers the sink \
+                 takes as done, leaving their rows out. Put back the checkpoint that wrote \
+                 batch {held_last}; or, to keep this one, take the sink's batches after it \
+                 out by hand (a files sink: each batch's `part-<batch>-*` files and \
+                 `_sluice/manifest/<batch>`); or start over on a new checkpoint with a new, \
+                 empty `sink.path`",
+                sink_record.path.as_deref().unwrap_or_default()
+            )));
         }
         let mut late_sinks = BTreeMap::new();
         if let Some(late) = &pipeline.late_rows {

@@ -174,10 +174,43 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     // Every sink is opened (and every refusal made) before anything is deleted.
     let mut sinks = BTreeMap::new();
     for (key, pipeline) in &pipelines {
-        sinks.insert(
-            key.clone(),
-            open_sinks(pipeline, metadata.id, to, &refuse).await?,
-        );
+        let opened = open_sinks(pipeline, metadata.id, to, &refuse).await?;
+        // A sink that took batches after `to` holds this pipeline's records; one without them
+        // is not where those batches went (a relative path read from another folder).
+        let committed = batch_pipeline
+            .iter()
+            .any(|(batch, k)| k == key && logs.commits.contains(batch));
+        let records_owner = matches!(pipeline.sink.connector().kind(), "files" | "delta");
+        if let (Some(sink), true, true) = (&opened.0, committed, records_owner) {
+            let owner = sink.owner().await?;
+            // A damaged manifest entry still says the folder is the pipeline's.
+            let held = sink.summary().await.map_or(1, |h| h.map_or(0, |h| h.entries));
+            if owner.is_some_and(|o| o != metadata.id) || (owner.is_none() && held == 0) {
+                let path = pipeline.sink.connector().location().unwrap_or_default();
+                let resolved = std::path::Path::new(&path)
+                    .is_relative()
+                    .then(|| std::env::current_dir().ok())
+                    .flatten()
+                    .filter(|_| !path.contains("://"))
+                    .map(|cwd| {
+                        format!(
+                            " (a relative path, resolved against the folder this command \
+                             runs in: {})",
+                            cwd.join(&path).display()
+                        )
+                    })
+                    .unwrap_or_default();
+                return Err(refuse(format!(
+                    "the sink {}{resolved} holds no record of this pipeline, though batches \
+                     after {to} were committed to it, so they cannot be taken back from it. Run \
+                     the rewind from the folder the pipeline runs in (relative paths in the \
+                     pipeline file resolve against it), or put the sink folder back where it \
+                     was; nothing was deleted",
+                    crate::secret::redact_url(&path)
+                )));
+            }
+        }
+        sinks.insert(key.clone(), opened);
     }
     let operators = StateFiles::operators(location).await?;
     rewound.stateful = !operators.is_empty();

@@ -2865,3 +2865,66 @@ fn a_console_sink_whose_reader_went_away_fails_the_batch_without_a_panic() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Batch: 0"));
 }
+
+/// Walk 8: a checkpoint restored from an older backup (the sink kept the newer batches)
+/// planned its next batch anew under a number the sink took as done, and that batch's rows
+/// were never written (exit 0). Refused before a batch, exit 2, naming both.
+#[test]
+fn a_checkpoint_older_than_its_sink_is_refused() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    assert!(run(&file, &ws).status.success());
+    let backup = Workspace::new();
+    copy_all(&ws.path("ckpt"), &backup.path("ckpt"));
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    assert!(run(&file, &ws).status.success());
+    copy_all(&backup.path("ckpt"), &ws.path("ckpt"));
+    input(&ws, "2.json", "{\"k\":\"c\",\"v\":3}\n");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds batch 1, but this checkpoint plans up to batch 0")
+            && stderr(&out).contains("older than its sink"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ws.path("ckpt/offsets/1").exists(), "no batch planned");
+    assert_eq!(sink_lines(&ws.path("out")).len(), 2);
+}
+
+/// Walk 8: `sluice rewind` run from another folder resolved the pipeline's relative sink path
+/// there; finding an unrelated `out/`, it took back "0 sink files", deleted the logs and
+/// exited 0, so the edited run left the old rows. Refused before anything is deleted, naming
+/// where the path resolved.
+#[test]
+fn a_rewind_that_finds_no_record_of_the_pipeline_in_its_sink_deletes_nothing() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("proj/in")).expect("in");
+    std::fs::create_dir_all(ws.path("out")).expect("an unrelated out/");
+    for i in 0..3 {
+        std::fs::write(ws.path(&format!("proj/in/{i}.json")), format!("{{\"k\":\"a\",\"v\":{i}}}\n"))
+            .expect("input");
+    }
+    let yaml = "name: elsewhere\ncheckpoint: ckpt\nsources:\n  s: { kind: files, path: in, format: \
+                json, schema: { k: string, v: bigint }, max_files_per_batch: 1 }\n\
+                query: SELECT k, v FROM s\ntrigger: available-now\n\
+                sink: { kind: files, path: out, format: json }\n";
+    std::fs::write(ws.path("proj/p.yaml"), yaml).expect("pipeline");
+    let out = run_bin(&["run", "p.yaml"], &ws.path("proj"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_bin(&["rewind", "proj/ckpt", "--to", "0"], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds no record of this pipeline")
+            && stderr(&out).contains(&ws.path("out").display().to_string())
+            && stderr(&out).contains("nothing was deleted"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(ws.path("proj/ckpt/commits/2").exists(), "nothing deleted");
+    // From the pipeline's folder it takes both batches back.
+    let out = run_bin(&["rewind", "ckpt", "--to", "0"], &ws.path("proj"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("proj/out")).len(), 1);
+}
