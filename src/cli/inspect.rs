@@ -360,7 +360,8 @@ async fn view_batch(
             {
                 Ok(inputs) => inputs,
                 Err(crate::source::SourceError::Checkpoint(
-                    e @ checkpoint::CheckpointError::Corrupt { .. },
+                    e @ (checkpoint::CheckpointError::Corrupt { .. }
+                    | checkpoint::CheckpointError::Inconsistent { .. }),
                 )) => {
                     damaged.push(Error::from(e).in_checkpoint(spec).to_string());
                     Vec::new()

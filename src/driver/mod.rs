@@ -840,8 +840,9 @@ impl<'a> Driver<'a> {
             && !(newest.is_some_and(|planned| held_last == planned.next())
                 && logged_by_a_source(pipeline, checkpoint.location(), held_last).await?)
         {
-            let newest =
-                newest.map_or("has no batch".to_string(), |b| format!("plans up to batch {b}"));
+            let newest = newest.map_or("has no batch".to_string(), |b| {
+                format!("plans up to batch {b}")
+            });
             return Err(Error::Usage(format!(
                 "the sink {} holds batch {held_last}, but this checkpoint {newest}: the \
                  checkpoint is older than its sink (restored from an older copy, or a copy of \

@@ -324,16 +324,35 @@ pub async fn repair(
             let Some(config) = pipeline.sources.get(&source.source) else {
                 continue;
             };
-            if let Err(crate::source::SourceError::Checkpoint(
-                e @ CheckpointError::Corrupt { .. },
-            )) = config
+            match config
                 .connector()
                 .batch_inputs(&source.source, location, batch, &source.offset)
                 .await
             {
-                report
-                    .unfixable
-                    .push(Error::from(e).in_checkpoint(shown).to_string());
+                Err(crate::source::SourceError::Checkpoint(
+                    e @ CheckpointError::Corrupt { .. },
+                )) => {
+                    report
+                        .unfixable
+                        .push(Error::from(e).in_checkpoint(shown).to_string());
+                }
+                // A deleted entry: the files it listed would be read again by the next batch.
+                Err(crate::source::SourceError::Checkpoint(CheckpointError::Inconsistent {
+                    reason,
+                    ..
+                })) => report.unfixable.push(format!(
+                    "batch {batch}: {reason}; nothing else records which files it read, and the \
+                     next batch would read them again. {}",
+                    match batch.prev() {
+                        Some(before) if logs.commits.contains(&before) => format!(
+                            "Take the batches from {batch} back, which reads their files again, \
+                             once: `sluice rewind {shown} --to {before}`"
+                        ),
+                        _ => "Start over on a new checkpoint with a new, empty `sink.path`"
+                            .to_string(),
+                    }
+                )),
+                _ => {}
             }
         }
     }

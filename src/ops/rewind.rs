@@ -184,7 +184,10 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         if let (Some(sink), true, true) = (&opened.0, committed, records_owner) {
             let owner = sink.owner().await?;
             // A damaged manifest entry still says the folder is the pipeline's.
-            let held = sink.summary().await.map_or(1, |h| h.map_or(0, |h| h.entries));
+            let held = sink
+                .summary()
+                .await
+                .map_or(1, |h| h.map_or(0, |h| h.entries));
             if owner.is_some_and(|o| o != metadata.id) || (owner.is_none() && held == 0) {
                 let path = pipeline.sink.connector().location().unwrap_or_default();
                 let resolved = std::path::Path::new(&path)

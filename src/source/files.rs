@@ -203,7 +203,25 @@ impl SourceConnector for FilesConfig {
         }
         let file = format!("{}/{}", paths::source_dir(name), batch.0);
         if checkpoint.get(&checkpoint.path(&file)).await?.is_none() {
-            return Ok(Vec::new());
+            // Folded into a compact entry, its files are there; otherwise it was deleted.
+            let folded = checkpoint
+                .list(&paths::source_dir(name))
+                .await?
+                .iter()
+                .filter_map(|meta| {
+                    let relative = checkpoint.relative(&meta.location);
+                    let entry = relative.rsplit('/').next().unwrap_or_default().to_string();
+                    entry.strip_suffix(".compact").and_then(paths::entry_number)
+                })
+                .any(|k| k >= batch.0);
+            if folded {
+                return Ok(Vec::new());
+            }
+            return Err(CheckpointError::Inconsistent {
+                location: checkpoint.to_string(),
+                reason: format!("the source log {file} is missing"),
+            }
+            .into());
         }
         Ok(read_log_entry(checkpoint, &file)
             .await?
@@ -1231,6 +1249,22 @@ impl Source for FilesSource {
             .and_then(|o| o.get("files"))
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0);
+        // Fewer files logged than the batches so far read: an entry of the log is gone, and
+        // the files it listed would be taken for new and read again.
+        if (self.seen.len() as u64) < files_before {
+            return Err(CheckpointError::Inconsistent {
+                location: self.checkpoint.to_string(),
+                reason: format!(
+                    "source `{}`: the batches so far read {files_before} files, but its log \
+                     ({}/) lists {}: an entry of it was deleted, and the files it listed would \
+                     be read again",
+                    self.name,
+                    self.log_dir(),
+                    self.seen.len()
+                ),
+            }
+            .into());
+        }
         // A log entry left by a planning attempt that crashed before `offsets/N`: reuse it.
         let files = if self.logged.contains(&batch.0) {
             self.read_entry(&self.log_file(batch.0)).await?

@@ -2903,8 +2903,11 @@ fn a_rewind_that_finds_no_record_of_the_pipeline_in_its_sink_deletes_nothing() {
     std::fs::create_dir_all(ws.path("proj/in")).expect("in");
     std::fs::create_dir_all(ws.path("out")).expect("an unrelated out/");
     for i in 0..3 {
-        std::fs::write(ws.path(&format!("proj/in/{i}.json")), format!("{{\"k\":\"a\",\"v\":{i}}}\n"))
-            .expect("input");
+        std::fs::write(
+            ws.path(&format!("proj/in/{i}.json")),
+            format!("{{\"k\":\"a\",\"v\":{i}}}\n"),
+        )
+        .expect("input");
     }
     let yaml = "name: elsewhere\ncheckpoint: ckpt\nsources:\n  s: { kind: files, path: in, format: \
                 json, schema: { k: string, v: bigint }, max_files_per_batch: 1 }\n\
@@ -2927,4 +2930,43 @@ fn a_rewind_that_finds_no_record_of_the_pipeline_in_its_sink_deletes_nothing() {
     let out = run_bin(&["rewind", "ckpt", "--to", "0"], &ws.path("proj"));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sink_lines(&ws.path("proj/out")).len(), 1);
+}
+
+/// Walk 8: a deleted entry of a files source's log (`sources/<name>/N`) made the next run read
+/// the files it listed again (duplicates, exit 0), and `repair` said there was nothing to
+/// repair. The run stops and sends to `repair`, which names the rewind that reads those files
+/// again once; that rewind, then a run, leaves every row once.
+#[test]
+fn a_deleted_source_log_entry_is_named_not_read_again() {
+    for deleted in [1, 2] {
+        let ws = Workspace::new();
+        let file = one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 3);
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let every_row = sink_lines(&ws.path("out"));
+        assert_eq!(every_row.len(), 3);
+        std::fs::remove_file(ws.path(&format!("ckpt/sources/s/{deleted}"))).expect("rm");
+        let out = run(&file, &ws);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("an entry of it was deleted")
+                && stderr(&out).contains(&format!("`sluice repair {}`", ws.p("ckpt"))),
+            "{}",
+            stderr(&out)
+        );
+        let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let rewind = format!("`sluice rewind {} --to {}`", ws.p("ckpt"), deleted - 1);
+        assert!(stderr(&out).contains(&rewind), "{}", stderr(&out));
+        let command =
+            advised_command(&stderr(&out)[stderr(&out).find("`sluice rewind").expect("rewind")..]);
+        let out = run_bin(
+            &command.iter().map(String::as_str).collect::<Vec<_>>(),
+            ws.dir.path(),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(sink_lines(&ws.path("out")), every_row, "each row once");
+    }
 }
