@@ -208,6 +208,41 @@ fn analyze_shape(
     watermarks: &BTreeMap<String, String>,
     mode: OutputMode,
 ) -> Result<Shape, PlanError> {
+    // Rows that come from no stream would be written again by every batch, so a result would
+    // depend on how the input was cut into batches (Spark refuses both as well).
+    if !reads_stream(plan, streams) {
+        return Err(PlanError::Unsupported {
+            operator: "a query that reads no stream".into(),
+            reason: "would write the same rows again every batch: it reads only static tables \
+                     (`tables:`) or constants. Read a source of `sources:` in it; a query over \
+                     static tables alone is a batch query, run once (DuckDB, DataFusion)"
+                .into(),
+        });
+    }
+    let mut unions_static = false;
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Union(union) = node
+            && union
+                .inputs
+                .iter()
+                .any(|input| !reads_stream(input, streams))
+        {
+            unions_static = true;
+            return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })
+    .map_err(PlanError::Sql)?;
+    if unions_static {
+        return Err(PlanError::Unsupported {
+            operator: "a UNION of a stream with rows that read no stream (a static table, \
+                       constants)"
+                .into(),
+            reason: "would write those rows again every batch; join the stream with the static \
+                     table instead, or write the static rows once, apart from the pipeline"
+                .into(),
+        });
+    }
     let mut aggregations = 0;
     plan.apply_with_subqueries(|node| {
         if is_aggregation(node) && reads_stream(node, streams) {
@@ -1203,7 +1238,7 @@ mod tests {
             (
                 "SELECT date_bin(INTERVAL '1 minute', ts) AS w, count(*) FROM t GROUP BY 1",
                 Complete,
-                &["without aggregation", "append, update"],
+                &["a query that reads no stream", "static tables"],
             ),
             (
                 "SELECT b, count(*) AS n FROM s GROUP BY b ORDER BY n",

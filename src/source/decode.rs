@@ -408,7 +408,7 @@ pub fn infer_schema(
                     .map(|o| Ok(serde_json::Value::Object(o.clone()))),
             )
             .map_err(err)?;
-            with_inferred_timestamps(schema, &objects)
+            with_wide_integers(with_inferred_timestamps(schema, &objects), &objects)
         }
         FileFormat::Csv => timestamps_in_nanoseconds(
             arrow_csv::reader::Format::default()
@@ -424,6 +424,44 @@ pub fn infer_schema(
             .clone(),
     };
     Ok((!schema.fields().is_empty()).then_some(schema))
+}
+
+/// `schema` (inferred from JSON `objects`) with each top-level column Arrow typed as a double
+/// because an integer in it is past `i64` (up to `u64`'s 18446744073709551615) typed
+/// `decimal(20,0)` instead, which holds every such integer exactly, as Spark infers it (DuckDB
+/// infers a 128-bit integer): a double would keep only its first 15 to 17 digits.
+fn with_wide_integers(
+    schema: Schema,
+    objects: &[serde_json::Map<String, serde_json::Value>],
+) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let integers_only = || {
+                let values = objects.iter().filter_map(|o| o.get(field.name()));
+                let mut wide = false;
+                for value in values {
+                    match value {
+                        serde_json::Value::Null => {}
+                        serde_json::Value::Number(n) if n.is_i64() => {}
+                        serde_json::Value::Number(n) if n.is_u64() => wide = true,
+                        _ => return false,
+                    }
+                }
+                wide
+            };
+            if field.data_type() == &DataType::Float64 && integers_only() {
+                field
+                    .as_ref()
+                    .clone()
+                    .with_data_type(DataType::Decimal128(20, 0))
+            } else {
+                field.as_ref().clone()
+            }
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 /// `schema` (inferred from JSON `objects`, where a time is a string) with each top-level string

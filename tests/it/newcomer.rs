@@ -2970,3 +2970,77 @@ fn a_deleted_source_log_entry_is_named_not_read_again() {
         assert_eq!(sink_lines(&ws.path("out")), every_row, "each row once");
     }
 }
+
+/// Walk 8: a query whose rows do not all come from the stream (only a static table,
+/// constants, or a UNION of the stream with them) wrote those rows again every batch, so the
+/// result depended on how the input was cut into batches. Refused at planning, exit 2, as
+/// Spark refuses them.
+#[test]
+fn a_query_with_rows_from_no_stream_is_refused() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    std::fs::write(ws.path("pages.csv"), "k,title\na,Home\n").expect("table");
+    for (query, said) in [
+        ("SELECT k, title FROM pages", "a query that reads no stream"),
+        ("SELECT 1 AS x", "a query that reads no stream"),
+        (
+            "SELECT k FROM s UNION ALL SELECT k FROM pages",
+            "a UNION of a stream with rows that read no stream",
+        ),
+        (
+            "SELECT k FROM s UNION SELECT 'z' AS k",
+            "a UNION of a stream with rows that read no stream",
+        ),
+    ] {
+        let yaml = format!(
+            "name: nostream\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+             format: json, schema: {{ k: string, v: bigint }} }}\ntables:\n  pages: {{ kind: \
+             files, path: {table}, format: csv }}\nquery: {query}\ntrigger: available-now\n\
+             sink: {{ kind: files, path: {out}, format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            table = ws.p("pages.csv"),
+            out = ws.p("out"),
+        );
+        let out = run(&write_pipeline(&ws, &yaml), &ws);
+        assert_eq!(out.status.code(), Some(2), "{query}: {}", stderr(&out));
+        assert!(stderr(&out).contains(said), "{query}: {}", stderr(&out));
+        assert!(
+            !ws.path("ckpt").exists() && !ws.path("out").exists(),
+            "{query}"
+        );
+    }
+    // A join of the stream with the table is what such queries mean.
+    let yaml = std::fs::read_to_string(ws.path("pipeline.yaml"))
+        .expect("pipeline")
+        .replace(
+            "SELECT k FROM s UNION SELECT 'z' AS k",
+            "SELECT s.k, title FROM s JOIN pages ON s.k = pages.k",
+        );
+    let out = run(&write_pipeline(&ws, &yaml), &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"k\":\"a\",\"title\":\"Home\"}"]
+    );
+}
+
+/// Walk 8: an inferred JSON column with an integer past `i64` was typed a double, and
+/// 12345678901234567890 written as 1.2345678901234567e19. It infers as `decimal(20,0)`, exact.
+#[test]
+fn an_inferred_integer_past_i64_keeps_every_digit() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"id\":12345678901234567890}\n{\"id\":1}\n{\"id\":null}\n",
+    );
+    let file = pipeline(&ws, "SELECT CAST(id AS VARCHAR) AS id FROM s", "append");
+    edit_file(&file, ", schema: { k: string, v: bigint }", "");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"id\":\"1\"}", "{\"id\":\"12345678901234567890\"}", "{}"]
+    );
+}
