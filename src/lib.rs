@@ -112,6 +112,15 @@ impl Error {
                 line,
                 reason,
             }),
+            Self::Source(source::SourceError::FileGone {
+                file,
+                batch,
+                checkpoint: None,
+            }) => Self::Source(source::SourceError::FileGone {
+                file,
+                batch,
+                checkpoint: Some(shown),
+            }),
             Self::Source(source::SourceError::FileChanged {
                 file,
                 batch,
@@ -183,7 +192,11 @@ impl Error {
                 storage::StorageError::UnknownScheme { .. }
                 | storage::StorageError::NotAFolder { .. },
             )) => 2,
-            Self::Sink(sink::SinkError::ForeignFolder { .. } | sink::SinkError::Config { .. }) => 2,
+            Self::Sink(
+                sink::SinkError::ForeignFolder { .. }
+                | sink::SinkError::Config { .. }
+                | sink::SinkError::Lost { .. },
+            ) => 2,
             Self::Pending { source, .. } | Self::BadRow { source, .. } => source.exit_code(),
             _ => 1,
         }

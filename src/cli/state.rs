@@ -90,8 +90,9 @@ pub(super) async fn run(
     } else if operator == crate::state::DEDUP_OPERATOR {
         (
             table,
-            "the distinct rows the deduplication below the aggregation has seen, until the \
-             watermark closes them",
+            "the distinct rows the deduplication below the aggregation has seen, kept until \
+             the watermark passes them where they have an event time, else for ever (unless \
+             state_ttl drops them)",
         )
     } else if operator.ends_with("-ttl") {
         (
@@ -114,6 +115,11 @@ pub(super) async fn run(
             ))
         });
         match planned {
+            Ok(names) if names.0 == table.num_columns() => (
+                rename_columns(&table, &names)?,
+                "the distinct rows seen so far (every column is a key; no aggregate), in the \
+                 query's column names",
+            ),
             Ok(names) => (
                 rename_columns(&table, &names)?,
                 "partial aggregate state, one row per group, in the query's column names",
@@ -133,6 +139,9 @@ pub(super) async fn run(
         "state/{operator} after batch {version}: {} rows ({what}; the table is `state`)",
         table.num_rows()
     );
+    // Names made unique (`v`, `v_2`): two state fields of one name (an ordering's keys kept
+    // by two aggregates) would fail `--sql` with an error nobody typed.
+    let table = unique_names(&table)?;
     let ctx = SessionContext::new();
     let provider = MemTable::try_new(table.schema(), vec![vec![table]]).map_err(|source| {
         Error::Execution {
@@ -179,6 +188,31 @@ async fn aggregate_names(
         .aggregate_names(&pipeline.query)
         .await?
         .ok_or_else(|| Error::Usage("the query it ran does not aggregate".into()))
+}
+
+/// `table` with each column name that an earlier column already has given a suffix (`_2`).
+fn unique_names(table: &RecordBatch) -> Result<RecordBatch, Error> {
+    let mut seen = std::collections::HashSet::new();
+    let fields: Vec<_> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut name = f.name().clone();
+            let mut n = 1;
+            while !seen.insert(name.clone()) {
+                n += 1;
+                name = format!("{}_{n}", f.name());
+            }
+            f.as_ref().clone().with_name(name)
+        })
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), table.columns().to_vec()).map_err(|e| {
+        Error::Execution {
+            batch: None,
+            source: e.into(),
+        }
+    })
 }
 
 /// `table` with its columns given the query's names (see [`query_column_names`]).

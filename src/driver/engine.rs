@@ -236,18 +236,50 @@ impl<'p> Engine<'p> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 )),
-                Ok(f) if !matches!(f.data_type(), DataType::Timestamp(_, _)) => Some(format!(
-                    "`{column}` is {}, not a timestamp; declare it `timestamp` in the schema",
-                    f.data_type()
-                )),
+                Ok(f) if !matches!(f.data_type(), DataType::Timestamp(_, _)) => {
+                    let declared = self.pipeline.sources.get(name).is_some_and(|c| {
+                        c.settings.contains_key("schema") || c.settings.contains_key("columns")
+                    });
+                    Some(format!(
+                        "`{column}` is {} ({}), not a timestamp, and a watermark needs one: \
+                         declare `{column}: timestamp` in the source's `schema:` (text times \
+                         such as 2026-01-01T10:00:00Z read into it){}",
+                        match f.data_type() {
+                            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                                "a string".to_string()
+                            }
+                            t if t.is_integer() => "an integer".to_string(),
+                            t if t.is_floating() => "a double".to_string(),
+                            t => t.to_string(),
+                        },
+                        if declared {
+                            "as declared"
+                        } else {
+                            "as inferred from the first files: not every value is a time with \
+                             a time of day"
+                        },
+                        if f.data_type().is_numeric() {
+                            format!(
+                                "; if `{column}` holds Unix times, also set the source's \
+                                 `epoch_unit` (seconds, milliseconds, microseconds or \
+                                 nanoseconds)"
+                            )
+                        } else {
+                            String::new()
+                        }
+                    ))
+                }
                 Ok(_) => None,
             };
             if let Some(reason) = reason {
-                return Err(plan::PlanError::Unsupported {
-                    operator: format!("the watermark of source `{name}`"),
-                    reason: format!("(sources.{name}.watermark.column): {reason}"),
-                }
-                .into());
+                let key = format!("sources.{name}.watermark.column");
+                return Err(Error::Usage(format!(
+                    "`{key}`{}: {reason}",
+                    self.pipeline
+                        .key_line(&key)
+                        .map(|l| format!(" (line {l})"))
+                        .unwrap_or_default()
+                )));
             }
         }
         let sql = self.pipeline.query.clone();
@@ -310,17 +342,37 @@ impl<'p> Engine<'p> {
         let mut outputs = None;
         logical
             .apply(|node| {
-                if let LogicalPlan::Aggregate(agg) = node {
-                    let names: Vec<String> = agg
-                        .schema
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().clone())
-                        .collect();
-                    outputs = Some((agg.group_expr.len(), names));
-                    return Ok(TreeNodeRecursion::Stop);
+                let names = |schema: &datafusion::common::DFSchemaRef| -> Vec<String> {
+                    schema.fields().iter().map(|f| f.name().clone()).collect()
+                };
+                match node {
+                    LogicalPlan::Aggregate(agg) => {
+                        outputs = Some((agg.group_expr.len(), names(&agg.schema)));
+                        Ok(TreeNodeRecursion::Stop)
+                    }
+                    // `SELECT DISTINCT`: every column is a group key, and there is no aggregate.
+                    LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => {
+                        let keys = names(input.schema());
+                        outputs = Some((keys.len(), keys));
+                        Ok(TreeNodeRecursion::Stop)
+                    }
+                    // `DISTINCT ON (keys) columns`: the keys, then a `first_value` of each
+                    // column in its order.
+                    LogicalPlan::Distinct(datafusion::logical_expr::Distinct::On(on)) => {
+                        let mut all: Vec<String> = on
+                            .on_expr
+                            .iter()
+                            .map(|e| match e {
+                                datafusion::logical_expr::Expr::Column(c) => c.name.clone(),
+                                other => other.schema_name().to_string(),
+                            })
+                            .collect();
+                        all.extend(names(&on.schema));
+                        outputs = Some((on.on_expr.len(), all));
+                        Ok(TreeNodeRecursion::Stop)
+                    }
+                    _ => Ok(TreeNodeRecursion::Continue),
                 }
-                Ok(TreeNodeRecursion::Continue)
             })
             .map_err(plan::PlanError::Sql)?;
         Ok(outputs.map(|(groups, names)| {

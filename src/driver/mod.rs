@@ -95,6 +95,24 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         .check_locations(&checkpoint_spec, options.checkpoint.is_some())
         .and_then(|()| pipeline.check_secrets())
         .map_err(|reason| Error::Usage(format!("{}: {reason}", pipeline.name)))?;
+    // `memory://` is a store of this process alone: what is written there is gone at exit.
+    let sink_location = pipeline.sink.connector().location();
+    for (what, location) in [
+        ("checkpoint", Some(checkpoint_spec.as_str())),
+        ("sink", sink_location.as_deref()),
+    ] {
+        if let Some(location) = location.filter(|l| l.starts_with("memory://")) {
+            tracing::warn!(
+                "the {what} {location} is kept in this process's memory only and is gone when \
+                 the run ends{}; give a folder or an object-store URL to keep it",
+                if what == "checkpoint" {
+                    ", so the next run starts over and reads all its input again"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     let made = new_local_folders(pipeline, &checkpoint_spec);
     let spec = checkpoint_spec.clone();
     let result = match run_from(pipeline, options, checkpoint_spec).await {
@@ -123,6 +141,29 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         }
     }
     result
+}
+
+/// Whether committed batch `last` went to the sink `record` names, as the pipeline file it ran
+/// with says (a run that recorded a moved sink and then committed nothing leaves the record
+/// naming a sink the batch never reached). `true` where that file is not known.
+async fn last_batch_went_here(
+    location: &Location,
+    last: BatchId,
+    record: &crate::checkpoint::SinkRecord,
+) -> bool {
+    let Ok(Some(commit)) = crate::checkpoint::read_commit(location, last).await else {
+        return true;
+    };
+    let Some(fingerprint) = commit.pipeline else {
+        return true;
+    };
+    match stored_pipeline(location, &location.to_string(), &fingerprint).await {
+        Ok(Some(then)) => {
+            then.sink.connector().kind() == record.kind
+                && then.sink.connector().location() == record.path
+        }
+        _ => true,
+    }
 }
 
 /// Whether a source of `pipeline` logged the input of `batch` (`sources/<name>/<batch>`), so
@@ -815,12 +856,15 @@ impl<'a> Driver<'a> {
         }
         // A sink that lost some of the batches committed to it (a Delta table's log entry
         // deleted) says so before a batch runs past them.
-        if same_sink && let Some(last) = logs.commits.last() {
+        if same_sink
+            && let Some(last) = logs.commits.last()
+            && last_batch_went_here(checkpoint.location(), *last, &sink_record).await
+        {
             let shown = checkpoint.location().to_string();
             sink.check_held(*last).await.map_err(|e| match e {
-                SinkError::Connector { kind, error } => SinkError::Connector {
+                SinkError::Lost { kind, reason } => SinkError::Lost {
                     kind,
-                    error: error.to_string().replace("<checkpoint>", &shown).into(),
+                    reason: reason.replace("<checkpoint>", &shown),
                 },
                 other => other,
             })?;

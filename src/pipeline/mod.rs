@@ -413,6 +413,12 @@ fn duplicate_key(text: &str, key: &str) -> String {
 }
 
 impl Pipeline {
+    /// The 1-based line of the file where `key` (`sources.s.watermark.column`) is written, for
+    /// messages; `None` where it cannot be found.
+    pub fn key_line(&self, key: &str) -> Option<usize> {
+        find_path_line(&self.text, key)
+    }
+
     /// The memory a batch's query may take before it spills (`memory_limit`), in bytes;
     /// by default half of the machine's memory (`None` where that is not known: no limit).
     ///
@@ -464,6 +470,33 @@ impl Pipeline {
                 .map(|k| k.trim_matches('"').to_string())
         {
             return Err(invalid(duplicate_key(text, &key)));
+        }
+        // A file that is empty, or holds a list or a single value, has none of the keys.
+        match serde_yaml::from_str::<serde_yaml::Value>(text) {
+            Ok(serde_yaml::Value::Null) => {
+                return Err(invalid(
+                    "the file is empty: a pipeline file is a YAML mapping with at least `name:`, \
+                     `sources:`, `query:` and `sink:` (see the README's \"The pipeline file\")"
+                        .into(),
+                ));
+            }
+            Ok(serde_yaml::Value::Sequence(_)) => {
+                return Err(invalid(
+                    "the file is a YAML list (its lines start with `- `): a pipeline file is a \
+                     mapping of keys, `name:`, `sources:`, `query:`, `sink:`, each at the start \
+                     of its line"
+                        .into(),
+                ));
+            }
+            Ok(serde_yaml::Value::Mapping(_) | serde_yaml::Value::Tagged(_)) | Err(_) => {}
+            Ok(_) => {
+                return Err(invalid(
+                    "the file is a single value, not a YAML mapping of keys: a pipeline file \
+                     has `name:`, `sources:`, `query:` and `sink:`, each at the start of its \
+                     line"
+                        .into(),
+                ));
+            }
         }
         let deserializer = serde_yaml::Deserializer::from_str(text);
         let mut pipeline: Pipeline =
@@ -763,6 +796,12 @@ impl Pipeline {
         };
         written.push((key.to_string(), checkpoint.to_string()));
         for (key, location) in written.iter().chain(&read) {
+            if location.trim().is_empty() {
+                return Err(format!(
+                    "`{key}` is empty: give a folder (a relative path resolves against the \
+                     folder `sluice` runs in) or an object-store URL"
+                ));
+            }
             if let Some(why) = crate::secret::url_secret(location) {
                 return Err(format!(
                     "`{key}` ({}): {why}",

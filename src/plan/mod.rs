@@ -148,6 +148,14 @@ pub async fn plan_batch(
     sql: &str,
     batch_timestamp_ms: i64,
 ) -> Result<(SessionState, LogicalPlan), PlanError> {
+    if let Some(what) = not_one_query(sql) {
+        return Err(PlanError::Unsupported {
+            operator: what,
+            reason: "is not a query: `query:` is one SELECT (or WITH ... SELECT), and its rows \
+                     go to the sink"
+                .into(),
+        });
+    }
     let mut state = ctx.state();
     state.execution_props_mut().query_execution_start_time =
         chrono::DateTime::from_timestamp_millis(batch_timestamp_ms);
@@ -175,6 +183,28 @@ pub async fn plan_batch(
         }
     };
     Ok((state, plan))
+}
+
+/// What `sql` is where it is not one query (`INSERT INTO ...`, two statements); `None` for a
+/// query, and for text that does not parse (planning names its error).
+fn not_one_query(sql: &str) -> Option<String> {
+    use datafusion::sql::parser::{DFParser, Statement};
+    use datafusion::sql::sqlparser::ast::Statement as Sql;
+    let statements = DFParser::parse_sql(sql).ok()?;
+    if statements.len() > 1 {
+        return Some(format!("`query:` with {} statements", statements.len()));
+    }
+    let keyword = |text: String| {
+        text.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_uppercase()
+    };
+    match statements.front()? {
+        Statement::Statement(s) if matches!(**s, Sql::Query(_)) => None,
+        Statement::Statement(s) => Some(format!("`{} ...`", keyword(s.to_string()))),
+        other => Some(format!("`{} ...`", keyword(other.to_string()))),
+    }
 }
 
 /// Plans `sql` in `ctx` over empty tables for the `streams` (name and schema) and analyzes

@@ -1015,11 +1015,15 @@ impl Sink for DeltaSink {
                   checkpoint with a new, empty `sink.path`"
                 .to_string(),
         };
-        Err(self.error(format!(
-            "the table {holds}, but the checkpoint committed batches up to {last}: commits \
-             of its _delta_log are gone (deleted, or restored from an older copy), and \
-             running on would leave their rows out; {way_out}"
-        )))
+        Err(SinkError::Lost {
+            kind: KIND.name,
+            reason: format!(
+                "{}: the table {holds}, but the checkpoint committed batches up to {last}: \
+                 commits of its _delta_log are gone (deleted, or restored from an older copy), \
+                 and running on would leave their rows out; {way_out}",
+                self.location
+            ),
+        })
     }
 
     async fn summary(&self) -> Result<Option<HeldSummary>, SinkError> {
@@ -1051,6 +1055,9 @@ impl Sink for DeltaSink {
     }
 
     fn check_output(&self, schema: &SchemaRef) -> Result<(), SinkError> {
+        for field in schema.fields() {
+            check_column_name(field).map_err(|e| self.error(e))?;
+        }
         delta_schema(schema).map_err(|e| self.error(e))?;
         for (what, columns) in [("key", &self.key), ("partition_by", &self.partition_by)] {
             for c in columns {
@@ -1062,6 +1069,40 @@ impl Sink for DeltaSink {
             }
         }
         Ok(())
+    }
+}
+
+/// Characters no column name of a Delta table without column mapping holds (Parquet's schema
+/// syntax): Spark's Delta ("Found invalid character(s) among ' ,;{}()\n\t='") and
+/// delta-kernel refuse them; delta-rs writes them, into a table those cannot read.
+const NOT_IN_COLUMN_NAMES: &[char] = &[' ', ',', ';', '{', '}', '(', ')', '\n', '\t', '='];
+
+/// Refuses a column (or a struct field inside it) whose name holds a character of
+/// [`NOT_IN_COLUMN_NAMES`], with the alias to give it (`count(*) AS count`).
+fn check_column_name(field: &Field) -> Result<(), String> {
+    let name = field.name();
+    if name.contains(NOT_IN_COLUMN_NAMES) {
+        let alias = name
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join("_");
+        let alias = if alias.is_empty() {
+            "value".into()
+        } else {
+            alias
+        };
+        return Err(format!(
+            "column `{}` has a name a Delta table cannot hold (a space, tab, newline or one of \
+             `,;{{}}()=`: Spark's Delta refuses such names): name it in the query, `... AS \
+             {alias}` (for example `count(*) AS cnt`)",
+            name.escape_debug()
+        ));
+    }
+    match field.data_type() {
+        DataType::Struct(fields) => fields.iter().try_for_each(|f| check_column_name(f)),
+        DataType::List(item) | DataType::LargeList(item) => check_column_name(item),
+        _ => Ok(()),
     }
 }
 

@@ -756,6 +756,56 @@ impl Sink for FilesSink {
         Ok(self.read_owner().await?.map(|(id, _)| id))
     }
 
+    /// The newest committed batch's manifest entry and the files it lists must be there (a
+    /// rewind cut short, a file or entry deleted by hand): running on would leave its rows out
+    /// of the folder, or out of its record. A complete-mode batch rewrites the whole folder, so
+    /// the next one mends it; a damaged entry is the batch's own run's to find.
+    async fn check_held(&self, last: BatchId) -> Result<(), SinkError> {
+        if self.replace {
+            return Ok(());
+        }
+        let way_out = match last.prev() {
+            Some(before) => format!(
+                "take the batch back, which writes it again whole from its input: `sluice \
+                 rewind <checkpoint> --to {before}`, then run again"
+            ),
+            None => "put what is gone back from a backup; or start the pipeline over on a new \
+                     checkpoint with a new, empty `sink.path`"
+                .to_string(),
+        };
+        let lost = |what: String| SinkError::Lost {
+            kind: KIND.name,
+            reason: format!(
+                "{}: {what}, though batch {last} is the newest batch the checkpoint committed to \
+                 it; running on would leave its rows out for good: {way_out}",
+                self.location
+            ),
+        };
+        let manifest = match self.read_manifest(last).await {
+            Ok(Some(manifest)) => manifest,
+            Ok(None) => {
+                return Err(lost(format!(
+                    "its manifest entry {} is gone",
+                    Self::manifest_file(last)
+                )));
+            }
+            Err(_) => return Ok(()),
+        };
+        for file in &manifest.files {
+            if !self
+                .location
+                .exists(&self.location.path(&file.path))
+                .await?
+            {
+                return Err(lost(format!(
+                    "{}, a file of batch {last} its manifest entry lists, is gone",
+                    file.path
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// CSV holds flat values only: a list, struct or map column is refused before the first
     /// batch, naming it (arrow's CSV writer would fail the batch there).
     fn check_output(&self, schema: &SchemaRef) -> Result<(), SinkError> {

@@ -199,7 +199,9 @@ pub enum SinkError {
          _sluice owner record or newest manifest entry, a Delta table's commits, name pipeline \
          id {owner}; this checkpoint's is {ours}): give each pipeline and checkpoint its own \
          output folder (to start this pipeline over on a new checkpoint, give it a new, empty \
-         `sink.path`, or empty this folder if its output is no longer wanted)",
+         `sink.path`, or empty this folder if its output is no longer wanted). If this \
+         pipeline's checkpoint was moved, run it with `--checkpoint <where it is now>`, or put \
+         it back",
         named(owner_label)
     )]
     ForeignFolder {
@@ -239,6 +241,16 @@ pub enum SinkError {
         kind: &'static str,
         /// The connector's error.
         error: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The sink lacks batches the checkpoint committed to it (found before a batch runs):
+    /// running on would leave their rows out for good. `<checkpoint>` in `reason` stands for
+    /// the checkpoint, as the run names it.
+    #[error("sink ({kind}): {reason}")]
+    Lost {
+        /// The sink's kind.
+        kind: &'static str,
+        /// What is gone and the way out.
+        reason: String,
     },
     /// The sink's settings do not fit the pipeline (its output mode): a mistake in the
     /// pipeline file, found when the sink is opened.

@@ -410,13 +410,26 @@ pub fn infer_schema(
             .map_err(err)?;
             with_wide_integers(with_inferred_timestamps(schema, &objects), &objects)
         }
-        FileFormat::Csv => timestamps_in_nanoseconds(
-            arrow_csv::reader::Format::default()
-                .with_header(true)
-                .infer_schema(Cursor::new(bytes.as_ref()), None)
-                .map_err(err)?
-                .0,
-        ),
+        FileFormat::Csv => {
+            let schema = timestamps_in_nanoseconds(
+                arrow_csv::reader::Format::default()
+                    .with_header(true)
+                    .infer_schema(Cursor::new(bytes.as_ref()), None)
+                    .map_err(err)?
+                    .0,
+            );
+            if let Some(why) = header_looks_like_a_row(&schema) {
+                let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+                return Err(err(ArrowError::CsvError(format!(
+                    "its first line `{}` looks like a row, not a header ({why}): a CSV file's \
+                     first line names its columns, and would otherwise be taken for names and \
+                     its values lost. Add a header line; or, if those are the column names, \
+                     declare them in the source's `schema:`",
+                    String::from_utf8_lossy(line).trim_end()
+                ))));
+            }
+            schema
+        }
         FileFormat::Parquet => ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
             .map_err(|e| err(ArrowError::ExternalError(Box::new(e))))?
             .schema()
@@ -424,6 +437,39 @@ pub fn infer_schema(
             .clone(),
     };
     Ok((!schema.fields().is_empty()).then_some(schema))
+}
+
+/// Why the header of a CSV file whose columns were inferred (`schema`, named by the header)
+/// looks like a row of values: every name that can be judged (over a column of numbers, times
+/// or booleans) reads as a value of its column, as DuckDB's sniffer judges a header. `None`
+/// where some name cannot be a value (or none can be judged).
+fn header_looks_like_a_row(schema: &Schema) -> Option<String> {
+    let mut judged = Vec::new();
+    for field in schema.fields() {
+        let name = field.name().trim();
+        let is_value = match field.data_type() {
+            DataType::Int64 => name.parse::<i64>().is_ok(),
+            DataType::Float64 => name.parse::<f64>().is_ok(),
+            DataType::Boolean => {
+                name.eq_ignore_ascii_case("true") || name.eq_ignore_ascii_case("false")
+            }
+            DataType::Timestamp(_, _) | DataType::Date32 => {
+                arrow_cast_parse_ok(name, field.data_type())
+            }
+            _ => continue,
+        };
+        if !is_value {
+            return None;
+        }
+        judged.push(format!("`{name}` is a value like those under it"));
+    }
+    (!judged.is_empty()).then(|| judged.join(", "))
+}
+
+/// Whether `text` parses as a value of `data_type`, as the CSV reader would read it.
+fn arrow_cast_parse_ok(text: &str, data_type: &DataType) -> bool {
+    let array = StringArray::from(vec![text]);
+    cast_with_options(&array, data_type, &exact()).is_ok()
 }
 
 /// `schema` (inferred from JSON `objects`) with each top-level column Arrow typed as a double
@@ -1077,6 +1123,37 @@ fn json(
     if !rescue && !schema.fields().is_empty() {
         let mut kept = Vec::with_capacity(values.len());
         for value in values {
+            // A field named as a column but for case (`ts` where the column is `TS`) would
+            // leave the column null in every such row.
+            let case_twin = value.unknown.keys().find_map(|field| {
+                schema
+                    .fields()
+                    .iter()
+                    .find(|c| c.name() != field && c.name().eq_ignore_ascii_case(field))
+                    .map(|column| (field.clone(), column.name().clone()))
+            });
+            if let Some((field, column)) = case_twin {
+                if on_error == OnError::Skip {
+                    tracing::info!(
+                        file,
+                        line = value.line,
+                        "skipping a JSON value with `{field}` where the column is `{column}`"
+                    );
+                    skipped += 1;
+                    continue;
+                }
+                failed = Some(SourceError::Malformed {
+                    file: file.to_string(),
+                    line: Some(value.line),
+                    reason: format!(
+                        "the value has a field `{field}` where the source's column is \
+                         `{column}`: names are matched exactly, with their case, so `{column}` \
+                         would be null; name the column `{field}` in the source's `schema:` (and \
+                         the query)"
+                    ),
+                });
+                break;
+            }
             if value.known {
                 kept.push(value);
             } else if on_error == OnError::Skip {

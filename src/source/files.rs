@@ -427,6 +427,8 @@ pub struct FilesSource {
     seen: HashMap<String, u64>,
     /// Files read before that have grown since, already warned of in this run.
     grown: HashSet<String>,
+    /// Whether this run has said that the files there hold nothing to infer columns from.
+    said_uninferable: bool,
     /// The input available when the run froze it, if it did.
     frozen: Option<Vec<LoggedFile>>,
     /// Where in `frozen` the first file not read yet may be.
@@ -453,6 +455,7 @@ impl FilesSource {
             schema: None,
             seen: HashMap::new(),
             grown: HashSet::new(),
+            said_uninferable: false,
             frozen: None,
             frozen_next: 0,
             logged: BTreeSet::new(),
@@ -950,6 +953,7 @@ async fn read_file(
             Some(batch) => SourceError::FileGone {
                 file: shown.clone(),
                 batch,
+                checkpoint: None,
             },
             None => SourceError::Read {
                 file: shown.clone(),
@@ -1223,6 +1227,27 @@ impl Source for FilesSource {
             .map(|f| f.path)
             .collect();
         let Some(schema) = infer_from(&self.data, &files, &self.config).await? else {
+            if !files.is_empty() && !self.said_uninferable {
+                self.said_uninferable = true;
+                tracing::warn!(
+                    "source `{}`: {} file(s) in {}, but no row to infer its columns from (the \
+                     files are empty, or every row was malformed{}): declare `schema:` to read \
+                     them{}",
+                    self.name,
+                    files.len(),
+                    self.data,
+                    if self.config.on_error == crate::format::OnError::Skip {
+                        " and skipped under `on_error: skip`"
+                    } else {
+                        ""
+                    },
+                    if self.config.on_error == crate::format::OnError::Skip {
+                        ", or remove `on_error: skip` to see why each row is refused"
+                    } else {
+                        ""
+                    }
+                );
+            }
             return Ok(None);
         };
         self.pin_schema(&schema).await?;

@@ -87,8 +87,11 @@ impl Sample {
                 return Err(SourceError::SchemaMismatch {
                     file: file.to_string(),
                     reason: format!(
-                        "its header has columns {:?}, but {first} has {:?}; the files of a CSV \
-                         source share one header",
+                        "its header has columns {:?}, but {first}, which the source's columns \
+                         are inferred from, has {:?}; the files of a CSV source share one header \
+                         (columns are read by position). Rewrite this file's header, move it \
+                         aside (a name starting with `_` or `.` is not read), or put the files \
+                         with the other header in a folder of their own, read as another source",
                         names(&fields),
                         names(columns)
                     ),
@@ -308,7 +311,7 @@ mod tests {
             .expect_err("other header")
             .to_string();
         assert!(
-            err.contains("2.csv") && err.contains("but 1.csv has"),
+            err.contains("2.csv") && err.contains("but 1.csv, which the source's columns are"),
             "{err}"
         );
     }

@@ -302,13 +302,17 @@ pub enum SourceError {
     },
     /// A logged file is gone, so the batch cannot be recomputed.
     #[error(
-        "{file}, read by batch {batch}, is gone; the batch cannot be recomputed. Restore the file"
+        "{file}, read by batch {batch}, is gone; the batch cannot be recomputed. Restore the \
+         file; or, to plan the batch again without it, {}",
+        changed_way_out(*batch, checkpoint.as_deref())
     )]
     FileGone {
         /// The file.
         file: String,
         /// The batch that read it.
         batch: BatchId,
+        /// The checkpoint, as the user gave it, once known (for the command to run).
+        checkpoint: Option<String>,
     },
 }
 

@@ -637,7 +637,13 @@ fn an_output_schema_change_into_a_sink_with_batches_is_refused() {
 /// `skip` it is skipped and counted. Rows with some of the columns still read.
 #[test]
 fn a_json_row_with_none_of_the_columns_is_an_error_not_a_row_of_nulls() {
-    for (bad, line) in [("{\"TS\":\"2026-01-01T00:00:00Z\",\"V\":1}", 2), ("{}", 2)] {
+    for (bad, said) in [
+        (
+            "{\"TS\":\"2026-01-01T00:00:00Z\",\"V\":1}",
+            "a field `V` where the source's column is `v`",
+        ),
+        ("{}", "none of the source's columns"),
+    ] {
         let ws = Workspace::new();
         input(
             &ws,
@@ -648,8 +654,7 @@ fn a_json_row_with_none_of_the_columns_is_an_error_not_a_row_of_nulls() {
         let out = run(&file, &ws);
         assert_eq!(out.status.code(), Some(1), "{bad}: {}", stderr(&out));
         assert!(
-            stderr(&out).contains(&format!("0.json line {line}"))
-                && stderr(&out).contains("none of the source's columns"),
+            stderr(&out).contains("0.json line 2") && stderr(&out).contains(said),
             "{bad}: {}",
             stderr(&out)
         );
@@ -3043,4 +3048,302 @@ fn an_inferred_integer_past_i64_keeps_every_digit() {
         sink_lines(&ws.path("out")),
         ["{\"id\":\"1\"}", "{\"id\":\"12345678901234567890\"}", "{}"]
     );
+}
+
+/// Walk 8: a CSV file without a header line had its first row taken for the column names and
+/// lost (exit 0). Inference refuses a first line whose every value-typed name reads as a
+/// value of its column; and a second header among the first files names the file it differs
+/// from, with ways out.
+#[test]
+fn a_csv_first_line_that_is_a_row_is_not_taken_for_a_header() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(
+        ws.path("in/0.csv"),
+        "a,1,2026-01-01T10:00:00Z\nb,2,2026-01-01T10:00:01Z\n",
+    )
+    .expect("input");
+    let file = pipeline(&ws, "SELECT * FROM s", "append");
+    edit_file(
+        &file,
+        "format: json, schema: { k: string, v: bigint }",
+        "format: csv",
+    );
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("its first line `a,1,2026-01-01T10:00:00Z` looks like a row, not a header")
+            && stderr(&out).contains("Add a header line"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sink_lines(&ws.path("out")).is_empty(), "no row written");
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("fresh checkpoint");
+    std::fs::write(ws.path("in/0.csv"), "k,v\na,1\n").expect("input");
+    std::fs::write(ws.path("in/1.csv"), "k,value\nb,2\n").expect("input");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("0.csv, which the source's columns are inferred from")
+            && stderr(&out).contains("folder of their own"),
+        "{}",
+        stderr(&out)
+    );
+    // A header of names that are not values reads, numbers under it or not.
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("fresh checkpoint");
+    std::fs::write(ws.path("in/1.csv"), "k,v\nb,2\n").expect("input");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"k\":\"a\",\"v\":1}", "{\"k\":\"b\",\"v\":2}"]
+    );
+}
+
+/// Walk 8: a declared column `TS` over data whose field is `ts` was null in every row (exit 0).
+/// A field named as a column but for case is an error naming both (skipped and counted under
+/// `on_error: skip`).
+#[test]
+fn a_field_named_as_a_column_but_for_case_is_named() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"V\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("0.json line 1")
+            && stderr(&out).contains("a field `V` where the source's column is `v`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ws.path("out").exists() || sink_lines(&ws.path("out")).is_empty());
+}
+
+/// Walk 8: messages that left a newcomer guessing now name the mistake: an empty pipeline file
+/// or a YAML list, a statement that is not a query, an empty path (each exit 2, nothing left
+/// behind); a `memory://` checkpoint that keeps nothing; files from which no column could be
+/// inferred; a pending batch's input file moved aside.
+#[test]
+fn walk_8_messages_name_the_mistake() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let good = std::fs::read_to_string(&file).expect("pipeline");
+    for (text, said) in [
+        ("# nothing yet\n".to_string(), "the file is empty"),
+        (
+            "- name: x\n- query: y\n".to_string(),
+            "the file is a YAML list",
+        ),
+        (
+            good.replace(
+                "query: SELECT k, v FROM s",
+                "query: INSERT INTO s VALUES ('b', 2)",
+            ),
+            "`INSERT ...` is not a query",
+        ),
+        (
+            good.replace(
+                "query: SELECT k, v FROM s",
+                "query: SELECT k FROM s; SELECT v FROM s",
+            ),
+            "`query:` with 2 statements",
+        ),
+        (
+            good.replace(
+                &format!("path: {}, format: json }}\n", ws.p("out")),
+                "path: \"\", format: json }\n",
+            ),
+            "`sink.path` is empty",
+        ),
+    ] {
+        std::fs::write(&file, &text).expect("pipeline");
+        let out = run(&file, &ws);
+        assert_eq!(out.status.code(), Some(2), "{said}: {}", stderr(&out));
+        assert!(stderr(&out).contains(said), "{said}: {}", stderr(&out));
+        assert!(
+            !ws.path("ckpt").exists() && !ws.path("out").exists(),
+            "{said}"
+        );
+    }
+    // A memory:// checkpoint keeps nothing past the run: said, not left to be found out.
+    std::fs::write(&file, good.replace(&ws.p("ckpt"), "memory://ck")).expect("pipeline");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("gone when the run ends"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(ws.path("out")).expect("out");
+    // Nothing to infer columns from under `on_error: skip`: said.
+    std::fs::write(ws.path("in/0.json"), "[1, 2]\n").expect("input");
+    let skip = good
+        .replace(", schema: { k: string, v: bigint }", ", on_error: skip")
+        .replace("SELECT k, v FROM s", "SELECT * FROM s");
+    std::fs::write(&file, &skip).expect("pipeline");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no row to infer its columns from")
+            && stderr(&out).contains("skipped under `on_error: skip`"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("ckpt");
+    // A pending batch's file moved aside: restore it, or take the batch back.
+    std::fs::write(&file, &good).expect("pipeline");
+    std::fs::write(ws.path("in/0.json"), "{\"k\":\"a\",\"v\":1}\n").expect("input");
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let out = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8")])
+        .envs(Crash::After.env(1, "offsets/"))
+        .output()
+        .expect("run");
+    assert!(crashed(&out));
+    std::fs::rename(ws.path("in/1.json"), ws.path("in/_1.json")).expect("aside");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let rewind = format!("`sluice rewind {} --to 0`", ws.p("ckpt"));
+    assert!(
+        stderr(&out).contains("Restore the file; or") && stderr(&out).contains(&rewind),
+        "{}",
+        stderr(&out)
+    );
+    let took_back = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(took_back.status.success(), "{}", stderr(&took_back));
+    assert!(run(&file, &ws).status.success());
+    assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"v\":1}"]);
+}
+
+/// Walk 8: the newest committed batch's file or manifest entry deleted from a files sink went
+/// unnoticed (exit 0, its rows gone for good). The run refuses before a batch, exit 2, naming
+/// what is gone with the rewind that writes the batch again; that rewind, then a run, leaves
+/// every row once.
+#[test]
+fn a_files_sink_that_lost_its_newest_batch_is_refused_with_a_way_out() {
+    for lost in ["part", "manifest"] {
+        let ws = Workspace::new();
+        let file = one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 3);
+        let every_row = sink_lines(&ws.path("out"));
+        let gone = match lost {
+            "part" => std::fs::read_dir(ws.path("out"))
+                .expect("out")
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().contains("part-0000000002-"))
+                .expect("batch 2's file"),
+            _ => ws.path("out/_sluice/manifest/2"),
+        };
+        std::fs::remove_file(&gone).expect("rm");
+        input(&ws, "3.json", "{\"k\":\"a\",\"v\":3}\n");
+        let out = run(&file, &ws);
+        assert_eq!(out.status.code(), Some(2), "{lost}: {}", stderr(&out));
+        let rewind = format!("`sluice rewind {} --to 1`", ws.p("ckpt"));
+        assert!(
+            stderr(&out).contains("is gone") && stderr(&out).contains(&rewind),
+            "{lost}: {}",
+            stderr(&out)
+        );
+        assert!(
+            !ws.path("ckpt/offsets/3").exists(),
+            "{lost}: no batch planned"
+        );
+        let command = advised_command(&stderr(&out));
+        let took_back = run_bin(
+            &command.iter().map(String::as_str).collect::<Vec<_>>(),
+            ws.dir.path(),
+        );
+        assert!(took_back.status.success(), "{}", stderr(&took_back));
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "{lost}: {}", stderr(&out));
+        let mut expected = every_row.clone();
+        expected.push("{\"k\":\"a\",\"v\":3}".to_string());
+        expected.sort();
+        assert_eq!(
+            sink_lines(&ws.path("out")),
+            expected,
+            "{lost}: every row once"
+        );
+    }
+}
+
+/// Walk 7/8: a watermark on a column that is not a timestamp blamed the query's line with a
+/// hint about a schema the user may never have written. It names the watermark's key and line
+/// with the declaration that works (and `epoch_unit` for numbers), exit 2.
+#[test]
+fn a_watermark_on_a_column_that_is_not_a_timestamp_names_its_key_and_line() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"ts\":1767261601}\n");
+    for (ty, hint) in [
+        (
+            "string",
+            "declare `ts: timestamp` in the source's `schema:`",
+        ),
+        ("bigint", "`epoch_unit`"),
+    ] {
+        let yaml = format!(
+            "name: wm\ncheckpoint: {}\nsources:\n  s:\n    kind: files\n    path: {}\n    \
+             format: json\n    schema: {{ k: string, ts: {ty} }}\n    watermark: {{ column: \
+             ts, delay: 10s }}\nquery: SELECT date_bin(INTERVAL '1 minute', ts) AS w, count(*) \
+             AS n FROM s GROUP BY 1\noutput_mode: append\ntrigger: available-now\nsink: {{ kind: \
+             files, path: {}, format: json }}\n",
+            ws.p("ckpt"),
+            ws.p("in"),
+            ws.p("out")
+        );
+        let out = run(&write_pipeline(&ws, &yaml), &ws);
+        assert_eq!(out.status.code(), Some(2), "{ty}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("`sources.s.watermark.column` (line 9)")
+                && stderr(&out).contains(hint)
+                && !stderr(&out).contains("`query`"),
+            "{ty}: {}",
+            stderr(&out)
+        );
+        assert!(!ws.path("ckpt").exists(), "{ty}");
+    }
+}
+
+/// Walk 7/8: `sluice state` over `SELECT DISTINCT` said the query "does not aggregate" while
+/// showing its columns, and over `DISTINCT ON` failed with a `--sql` error nobody typed. Both
+/// show their state, with a note that says what it is.
+#[test]
+fn state_of_distinct_queries_says_what_it_shows() {
+    for (query, mode, shown, note) in [
+        (
+            "SELECT DISTINCT k FROM s",
+            "append",
+            "| k |",
+            "the distinct rows seen so far",
+        ),
+        (
+            "SELECT DISTINCT ON (k) k, v FROM s ORDER BY k, v",
+            "update",
+            "| k ",
+            "state/aggregate after batch 0",
+        ),
+    ] {
+        let ws = Workspace::new();
+        input(
+            &ws,
+            "0.json",
+            "{\"k\":\"a\",\"v\":1}\n{\"k\":\"a\",\"v\":2}\n{\"k\":\"b\",\"v\":1}\n",
+        );
+        let file = pipeline(&ws, query, mode);
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "{query}: {}", stderr(&out));
+        let out = run_bin(&["state", &ws.p("ckpt")], ws.dir.path());
+        assert!(out.status.success(), "{query}: {}", stderr(&out));
+        let (table, said) = (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            stderr(&out),
+        );
+        assert!(
+            !said.contains("does not aggregate") && said.contains(note) && table.contains(shown),
+            "{query}: {said}{table}"
+        );
+    }
 }
