@@ -52,21 +52,43 @@ fn converter(schema: &SchemaRef) -> Result<RowConverter, ArrowError> {
     )
 }
 
-/// The digest of `batches` as a sink writing `format` holds them (`None`: as they are).
-pub fn digest_as_held(
-    batches: &[RecordBatch],
-    format: Option<FileFormat>,
-) -> Result<OutputDigest, ArrowError> {
-    let mut digester = Digester::new(format);
+/// How a sink holds a batch's rows, as its read-back gives them: the file format it writes
+/// (`None`: no files), and the type it keeps a column of each query type in where that loses
+/// something (Delta and PostgreSQL keep timestamps to the microsecond), so that a digest of
+/// the query's rows is the digest of what the sink holds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Held {
+    /// The format of the sink's files.
+    pub format: Option<FileFormat>,
+    /// The type the sink keeps a column of a query type in (`None`: the query's type).
+    pub column_type: Option<fn(&DataType) -> DataType>,
+}
+
+impl Held {
+    /// Rows held as files of `format` hold them, in the query's types.
+    pub fn as_files(format: Option<FileFormat>) -> Self {
+        Self {
+            format,
+            column_type: None,
+        }
+    }
+}
+
+/// The digest of `batches` as a sink holds them ([`Held`]).
+pub fn digest_as_held(batches: &[RecordBatch], held: Held) -> Result<OutputDigest, ArrowError> {
+    let mut digester = Digester::new(held);
     for batch in batches {
         digester.add(batch)?;
     }
     Ok(digester.finish())
 }
 
-/// `batch` as a file of `format` holds it: for CSV, empty strings become nulls; for JSON, NaN
-/// and infinities become nulls; otherwise unchanged.
-pub fn as_held(batch: &RecordBatch, format: Option<FileFormat>) -> Result<RecordBatch, ArrowError> {
+/// `batch` as a sink holds it ([`Held`]): for CSV, empty strings become nulls; for JSON, NaN
+/// and infinities become nulls; a column the sink keeps in another type is cast there and
+/// back (a nanosecond timestamp kept to the microsecond loses what is below it); otherwise
+/// unchanged.
+pub fn as_held(batch: &RecordBatch, held: Held) -> Result<RecordBatch, ArrowError> {
+    let format = held.format;
     let nulls_where = |column: &ArrayRef| -> Result<Option<BooleanArray>, ArrowError> {
         Ok(match (format, column.data_type()) {
             (Some(FileFormat::Csv), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
@@ -94,12 +116,21 @@ pub fn as_held(batch: &RecordBatch, format: Option<FileFormat>) -> Result<Record
     let columns = batch
         .columns()
         .iter()
-        .map(|column| match nulls_where(column)? {
-            Some(mask) if mask.true_count() > 0 => {
-                changed = true;
-                nullif(column, &mask)
+        .map(|column| {
+            let column = match nulls_where(column)? {
+                Some(mask) if mask.true_count() > 0 => {
+                    changed = true;
+                    nullif(column, &mask)?
+                }
+                _ => Arc::clone(column),
+            };
+            match held.column_type.map(|kept| kept(column.data_type())) {
+                Some(kept) if &kept != column.data_type() => {
+                    changed = true;
+                    cast(&cast(&column, &kept)?, column.data_type())
+                }
+                _ => Ok(column),
             }
-            _ => Ok(Arc::clone(column)),
         })
         .collect::<Result<Vec<_>, _>>()?;
     if !changed {
@@ -110,7 +141,7 @@ pub fn as_held(batch: &RecordBatch, format: Option<FileFormat>) -> Result<Record
 
 /// The digest of `batches`, all of one schema.
 pub fn digest(batches: &[RecordBatch]) -> Result<OutputDigest, ArrowError> {
-    let mut digester = Digester::new(None);
+    let mut digester = Digester::new(Held::default());
     for batch in batches {
         digester.add(batch)?;
     }
@@ -122,17 +153,17 @@ pub fn digest(batches: &[RecordBatch]) -> Result<OutputDigest, ArrowError> {
 /// ([`Digester::merge`]) to the digest of the whole.
 #[derive(Debug)]
 pub struct Digester {
-    format: Option<FileFormat>,
+    held: Held,
     converter: Option<RowConverter>,
     sum: u128,
     rows: u64,
 }
 
 impl Digester {
-    /// An empty digest of rows as a sink writing `format` holds them (`None`: as they are).
-    pub fn new(format: Option<FileFormat>) -> Self {
+    /// An empty digest of rows as a sink holds them ([`Held`]).
+    pub fn new(held: Held) -> Self {
         Self {
-            format,
+            held,
             converter: None,
             sum: 0,
             rows: 0,
@@ -144,7 +175,7 @@ impl Digester {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let held = as_held(batch, self.format)?;
+        let held = as_held(batch, self.held)?;
         if self.converter.is_none() {
             self.converter = Some(converter(&held.schema())?);
         }
@@ -282,7 +313,7 @@ mod tests {
 
     #[test]
     fn rows_are_hashed_as_the_sink_holds_them() {
-        let csv = Some(FileFormat::Csv);
+        let csv = Held::as_files(Some(FileFormat::Csv));
         let empty = digest_as_held(&[batch(&[1, 2], &["a", ""])], csv).expect("digest");
         let nullable = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, true),
@@ -299,10 +330,50 @@ mod tests {
         let null = digest_as_held(&[null], csv).expect("digest");
         assert_eq!(empty, null, "CSV: an empty string is a null");
         assert_ne!(
-            digest_as_held(&[batch(&[1, 2], &["a", ""])], Some(FileFormat::Parquet))
-                .expect("digest"),
+            digest_as_held(
+                &[batch(&[1, 2], &["a", ""])],
+                Held::as_files(Some(FileFormat::Parquet))
+            )
+            .expect("digest"),
             null,
             "Parquet keeps them apart"
+        );
+    }
+
+    /// A sink that keeps timestamps to the microsecond (Delta, PostgreSQL) holds two times
+    /// that differ below it as one: their digests are the same, as the read-back's is.
+    #[test]
+    fn times_are_hashed_to_the_precision_the_sink_keeps() {
+        use datafusion::arrow::array::TimestampNanosecondArray;
+        use datafusion::arrow::datatypes::TimeUnit;
+        let at = |ns: i64| {
+            let schema = Arc::new(Schema::new(vec![Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                true,
+            )]));
+            RecordBatch::try_new(
+                schema,
+                vec![Arc::new(TimestampNanosecondArray::from(vec![ns]))],
+            )
+            .expect("batch")
+        };
+        let micros = Held {
+            format: Some(FileFormat::Parquet),
+            column_type: Some(|t| match t {
+                DataType::Timestamp(_, tz) => {
+                    DataType::Timestamp(TimeUnit::Microsecond, tz.clone())
+                }
+                other => other.clone(),
+            }),
+        };
+        let held = |ns| digest_as_held(&[at(ns)], micros).expect("digest");
+        assert_eq!(held(1_000_123_456), held(1_000_123_000));
+        assert_ne!(held(1_000_123_456), held(1_000_124_000));
+        assert_ne!(
+            digest(&[at(1_000_123_456)]).expect("digest"),
+            digest(&[at(1_000_123_000)]).expect("digest"),
+            "as they are, they differ"
         );
     }
 

@@ -860,7 +860,9 @@ impl OutputWatch {
             .digest
             .as_ref()
             .map(crate::digest::Digester::finish)
-            .unwrap_or_else(|| crate::digest::Digester::new(None).finish()))
+            .unwrap_or_else(|| {
+                crate::digest::Digester::new(crate::digest::Held::default()).finish()
+            }))
     }
 }
 
@@ -869,7 +871,7 @@ impl OutputWatch {
 pub(super) fn output_streams(
     plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
     task: &Arc<datafusion::execution::TaskContext>,
-    format: Option<crate::format::FileFormat>,
+    format: crate::digest::Held,
 ) -> Result<(crate::sink::OutputStream, Arc<OutputWatch>), datafusion::error::DataFusionError> {
     use datafusion::error::DataFusionError;
     use futures::StreamExt;

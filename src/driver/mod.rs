@@ -1439,7 +1439,7 @@ impl<'a> Driver<'a> {
                 sink.commit(batch, &fence, output).await?;
             }
         }
-        let format = self.pipeline.sink_format();
+        let format = self.pipeline.sink_held();
         let output = std::mem::replace(
             &mut computed.output,
             Output::Rows(BatchOutput {

@@ -278,7 +278,16 @@ pub async fn replay(
         // Compared as the sink's files hold them; shown as computed.
         Ok(rows) => rows
             .iter()
-            .map(|b| digest::as_held(b, pipeline.sink_format().filter(|_| args.verify)))
+            .map(|b| {
+                digest::as_held(
+                    b,
+                    if args.verify {
+                        pipeline.sink_held()
+                    } else {
+                        digest::Held::default()
+                    },
+                )
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("the recomputed rows cannot be encoded: {e}")),
         Err(Error::Source(

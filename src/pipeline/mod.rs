@@ -837,6 +837,14 @@ impl Pipeline {
         self.sink.connector().format()
     }
 
+    /// How the sink holds a batch's rows, for the digest ([`crate::digest::Held`]).
+    pub fn sink_held(&self) -> crate::digest::Held {
+        crate::digest::Held {
+            format: self.sink_format(),
+            column_type: self.sink.connector().held_type(),
+        }
+    }
+
     /// The checkpoint location: the pipeline's own, or `checkpoints/<name>` by default.
     pub fn checkpoint_location(&self) -> String {
         self.checkpoint

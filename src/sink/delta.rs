@@ -112,6 +112,10 @@ impl SinkConnector for DeltaSinkConfig {
         Some(FileFormat::Parquet)
     }
 
+    fn held_type(&self) -> Option<fn(&DataType) -> DataType> {
+        Some(|t| delta_type(t).unwrap_or_else(|_| t.clone()))
+    }
+
     fn keeps_batches(&self) -> bool {
         true
     }

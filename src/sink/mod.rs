@@ -12,7 +12,7 @@ pub(crate) mod postgres;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 
 pub use console::{ConsoleConfig, ConsoleSink};
@@ -125,6 +125,13 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
     /// The file format the sink holds its rows in, which decides how output is hashed as
     /// held (`digest::as_held`); `None` for a sink that writes no files.
     fn format(&self) -> Option<FileFormat> {
+        None
+    }
+
+    /// The type the sink keeps a column of a query type in, where that loses something
+    /// (timestamps to the microsecond), so that the digest is of what the sink holds
+    /// ([`crate::digest::Held`]); `None` where it keeps the query's types.
+    fn held_type(&self) -> Option<fn(&DataType) -> DataType> {
         None
     }
 

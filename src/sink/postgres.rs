@@ -181,6 +181,10 @@ fn quote(name: &str) -> String {
 
 #[async_trait]
 impl SinkConnector for PostgresSinkConfig {
+    fn held_type(&self) -> Option<fn(&DataType) -> DataType> {
+        Some(pg_type)
+    }
+
     fn kind(&self) -> &'static str {
         KIND.name
     }

@@ -120,6 +120,10 @@ pub struct Location {
     display: String,
     /// The store's root (`s3://bucket`, a local folder), which object paths are under.
     root: String,
+    /// An object store's URL as written (no secret: `url_secret` refuses those), which a
+    /// library given this location's store is given too: rebuilt from the root and prefix, it
+    /// would lose a port and, for `https://` URLs, the container or bucket in their path.
+    url: Option<Url>,
     sync: bool,
     /// Local folders whose own entry in their parent is known to be on disk (synced after they
     /// were created), so syncing a file stops climbing there.
@@ -255,12 +259,14 @@ impl Location {
             Some(hook) => hook(store),
             None => store,
         };
+        let url = url.filter(|u| !matches!(u.scheme(), "file" | "memory"));
         Ok(Self {
             store,
             prefix,
             local_root,
             display: shown,
             root,
+            url,
             sync,
             durable_dirs: Arc::default(),
             hook: Hook(hook.cloned()),
@@ -292,8 +298,16 @@ impl Location {
                 let base = PathBuf::from("/");
                 (store, url, Some((base, root.clone())))
             }
+            None if self.url.is_some() => {
+                let mut url = self.url.clone().expect("checked");
+                if !url.path().ends_with('/') {
+                    let path = format!("{}/", url.path());
+                    url.set_path(&path);
+                }
+                (Arc::clone(&self.store), url, None)
+            }
             None => {
-                // `s3://bucket` and a prefix; `memory://` has no bucket.
+                // `memory://` has no bucket.
                 let base = match self.root.strip_suffix("://") {
                     Some(scheme) => format!("{scheme}:///"),
                     None => format!("{}/", self.root),
@@ -929,6 +943,25 @@ fn open_cloud(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A library given this location's store is given the URL as written: for `https://`
+    /// cloud URLs the bucket or container is part of the path, and a port is kept, so that
+    /// the library's own prefix is this location's.
+    #[tokio::test]
+    async fn a_library_is_given_the_url_as_written() {
+        for spec in [
+            "s3://bucket/tables/t",
+            "https://s3.us-east-1.amazonaws.com/bucket/tables/t",
+            "https://acct.blob.core.windows.net/cont/tables/t",
+            "http://127.0.0.1:8080/dav/t",
+        ] {
+            let location = Location::open(spec, false, false, None).expect(spec);
+            let (_, url) = location.library_store().expect(spec);
+            assert_eq!(url.as_str().trim_end_matches('/'), spec);
+            let (_, prefix) = object_store::ObjectStoreScheme::parse(&url).expect(spec);
+            assert_eq!(prefix, location.path(""), "{spec}");
+        }
+    }
 
     #[tokio::test]
     async fn create_only_writes_refuse_to_overwrite() {
