@@ -372,16 +372,20 @@ async fn run_from(
             // was planned: a configuration error now comes from the environment (a `${VAR}`
             // unset), which taking the batch back would not change.
             source @ (Error::Sink(crate::sink::SinkError::Config { .. })
-            | Error::Source(crate::source::SourceError::Config { .. })) => Error::Pending {
-                batch,
-                planned: planned_file,
-                advice: format!(
-                    "set what it names (the environment the file refers to) and run again: \
+            | Error::Source(crate::source::SourceError::Config { .. }))
+                if source.to_string().contains("environment variable") =>
+            {
+                Error::Pending {
+                    batch,
+                    planned: planned_file,
+                    advice: format!(
+                        "set what it names (the environment the file refers to) and run again: \
                      batch {batch} then finishes as planned (taking it back would not help: \
                      the file it was planned with names the same setting)"
-                ),
-                source: Box::new(source),
-            },
+                    ),
+                    source: Box::new(source),
+                }
+            }
             source => Error::Pending {
                 batch,
                 planned: planned_file,
@@ -884,19 +888,22 @@ impl<'a> Driver<'a> {
             && !(newest.is_some_and(|planned| held_last == planned.next())
                 && logged_by_a_source(pipeline, checkpoint.location(), held_last).await?)
         {
-            let newest = newest.map_or("has no batch".to_string(), |b| {
+            let plans = newest.map_or("has no batch".to_string(), |b| {
                 format!("plans up to batch {b}")
             });
             return Err(Error::Usage(format!(
-                "the sink {} holds batch {held_last}, but this checkpoint {newest}: the \
+                "the sink {} holds batch {held_last}, but this checkpoint {plans}: the \
                  checkpoint is older than its sink (restored from an older copy, or a copy of \
                  it ran on), and its next batches would be planned anew under numbers the sink \
                  takes as done, leaving their rows out. Put back the checkpoint that wrote \
                  batch {held_last}; or, to keep this one, take the sink's batches after it \
-                 out by hand (a files sink: each batch's `part-<batch>-*` files and \
-                 `_sluice/manifest/<batch>`); or start over on a new checkpoint with a new, \
+                 out by hand (a files sink: for batch {held_last}, its files \
+                 `part-{held_last:010}-*` and `_sluice/manifest/{held_last}`, and the same for \
+                 each batch down to {first}); or start over on a new checkpoint with a new, \
                  empty `sink.path`",
-                sink_record.path.as_deref().unwrap_or_default()
+                sink_record.path.as_deref().unwrap_or_default(),
+                held_last = held_last.0,
+                first = newest.map_or(0, |b| b.0 + 1),
             )));
         }
         let mut late_sinks = BTreeMap::new();

@@ -236,11 +236,29 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         let key = &batch_pipeline[&batch];
         let pipeline = &pipelines[key];
         let (main_sink, late_sinks) = &sinks[key];
-        // The newest batch's sink goes first: a sink that cannot take a batch back says so
-        // before anything is deleted.
+        // A batch's sink goes first: a sink that cannot take it back says so before anything
+        // of the batch is deleted. Every later batch was taken back whole, so the checkpoint
+        // is whole again (its last batch is this one) and no rewind is under way.
         let mut deleted = match main_sink {
             Some(sink) => match sink.forget_batch(batch).await {
-                Err(e @ SinkError::NotSupported { .. }) => return Err(refuse(e.to_string())),
+                Err(e @ SinkError::NotSupported { .. }) => {
+                    location.delete(&location.path(paths::REWIND)).await?;
+                    let before = if rewound.taken_back.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; batches {} were taken back before it, so batch {batch} is now \
+                             the last",
+                            rewound
+                                .taken_back
+                                .iter()
+                                .map(|(b, _)| b.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    };
+                    return Err(refuse(format!("{e}{before}")));
+                }
                 other => other?,
             },
             // The sink never took a batch after `to`.

@@ -290,11 +290,27 @@ pub async fn replay(
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("the recomputed rows cannot be encoded: {e}")),
-        Err(Error::Source(
-            e @ (SourceError::FileGone { .. } | SourceError::FileChanged { .. }),
-        )) => Err(format!(
-            "the batch's input is no longer what it read: {}",
-            Error::Source(e).in_checkpoint(spec)
+        // Said without a rewind's advice: replaying a batch only reads, and taking it back
+        // would take back every later batch too.
+        Err(Error::Source(SourceError::FileGone { file, batch, .. })) => Err(format!(
+            "the batch's input is no longer what it read: {file}, read by batch {batch}, is \
+             gone; restore it to verify the batch"
+        )),
+        Err(Error::Source(SourceError::FileChanged {
+            file,
+            batch,
+            change,
+            touch,
+            ..
+        })) => Err(format!(
+            "the batch's input is no longer what it read: {file} changed since batch {batch} \
+             logged it ({change}); put it back as it was to verify the batch{}",
+            touch
+                .map(|t| format!(
+                    " (a copy that lost file times, `cp -r` without `-a`, looks like this: \
+                     `touch -d {t} {file}` puts its time back)"
+                ))
+                .unwrap_or_default()
         )),
         Err(Error::Source(e)) => Err(format!("its input cannot be read as it was: {e}")),
         Err(Error::State(e)) => Err(format!("the state before it cannot be loaded: {e}")),

@@ -415,8 +415,11 @@ pub fn stream_columns(
 pub(crate) fn reads_stream(plan: &LogicalPlan, streams: &BTreeSet<String>) -> bool {
     let mut found = false;
     let _ = plan.apply_with_subqueries(|node| {
+        // DataFusion folds an unquoted name to lower case (`Orders` is scanned as `orders`).
         if let LogicalPlan::TableScan(scan) = node
-            && streams.contains(scan.table_name.table())
+            && streams
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(scan.table_name.table()))
         {
             found = true;
             return Ok(TreeNodeRecursion::Stop);

@@ -31,7 +31,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
-use datafusion::arrow::compute::{CastOptions, cast, cast_with_options, concat_batches, take};
+use datafusion::arrow::compute::{CastOptions, cast_with_options, concat_batches, take};
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::Column;
@@ -702,7 +702,16 @@ impl DeltaSink {
                                 value.as_deref();
                                 read.num_rows()
                             ]));
-                            cast(&text, field.data_type()).map_err(|e| e.to_string())?
+                            // Written in the table's type (a zoned time as UTC text without
+                            // its zone): read as that, then given the query's type below.
+                            let strict = CastOptions {
+                                safe: false,
+                                ..CastOptions::default()
+                            };
+                            cast_with_options(&text, &delta_type(field.data_type())?, &strict)
+                                .map_err(|e| {
+                                    format!("partition value {value:?} of `{}`: {e}", field.name())
+                                })?
                         }
                         None => {
                             return Err(format!("has no column `{}`", field.name()));
@@ -1099,7 +1108,9 @@ fn check_column_name(field: &Field) -> Result<(), String> {
         return Err(format!(
             "column `{}` has a name a Delta table cannot hold (a space, tab, newline or one of \
              `,;{{}}()=`: Spark's Delta refuses such names): name it in the query, `... AS \
-             {alias}` (for example `count(*) AS cnt`)",
+             {alias}` (for example `count(*) AS cnt`; a table that already holds batches under \
+             the old name takes the new one with `allow_output_schema_change: true`, or write \
+             to a new `sink.path`)",
             name.escape_debug()
         ));
     }
@@ -1282,7 +1293,8 @@ mod tests {
         .expect("batch");
         let target = delta_schema(&schema).expect("schema");
         let held = delta_batch(&batch, &target).expect("every u64 fits");
-        let back = cast(held.column(0), &DataType::UInt64).expect("back");
+        let back =
+            datafusion::arrow::compute::cast(held.column(0), &DataType::UInt64).expect("back");
         assert_eq!(back.as_ref(), batch.column(0).as_ref());
         let wide = Arc::new(Schema::new(vec![Field::new(
             "d",

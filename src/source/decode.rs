@@ -828,13 +828,16 @@ fn plain_decimal(text: &str, scale: i8) -> Result<String, String> {
         Some(b'+') => ("", &trimmed[1..]),
         _ => ("", trimmed),
     };
-    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+    let (mantissa, exponent, written) = match rest.find(['e', 'E']) {
         Some(at) => match rest[at + 1..].parse::<i64>() {
-            Ok(exponent) => (&rest[..at], exponent),
+            Ok(exponent) => (&rest[..at], exponent, true),
             Err(_) => return as_is(),
         },
-        None => (rest, 0),
+        None => (rest, 0, false),
     };
+    if exponent.unsigned_abs() > 1000 {
+        return Err("is out of the range of any decimal".to_string());
+    }
     let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     let is_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if (whole.is_empty() && fraction.is_empty()) || !is_digits(whole) || !is_digits(fraction) {
@@ -843,7 +846,7 @@ fn plain_decimal(text: &str, scale: i8) -> Result<String, String> {
     let Ok(scale) = usize::try_from(scale) else {
         return as_is();
     };
-    if exponent == 0 && fraction.len() <= scale {
+    if !written && fraction.len() <= scale {
         return as_is();
     }
     let all = format!("{whole}{fraction}");
@@ -854,9 +857,6 @@ fn plain_decimal(text: &str, scale: i8) -> Result<String, String> {
     // Where the point falls in `digits` (leading zeros gone) once the exponent is applied.
     let leading_zeros = (all.len() - digits.len()) as i64;
     let point = whole.len() as i64 - leading_zeros + exponent;
-    if point.unsigned_abs() > 1000 {
-        return Err("is out of the range of any decimal".to_string());
-    }
     let (int_part, frac_part) = if point <= 0 {
         let zeros = "0".repeat(usize::try_from(-point).unwrap_or(0));
         ("0".to_string(), format!("{zeros}{digits}"))
@@ -1125,13 +1125,22 @@ fn json(
         for value in values {
             // A field named as a column but for case (`ts` where the column is `TS`) would
             // leave the column null in every such row.
-            let case_twin = value.unknown.keys().find_map(|field| {
-                schema
-                    .fields()
-                    .iter()
-                    .find(|c| c.name() != field && c.name().eq_ignore_ascii_case(field))
-                    .map(|column| (field.clone(), column.name().clone()))
-            });
+            let case_twin = value
+                .unknown
+                .keys()
+                .find_map(|field| {
+                    schema
+                        .fields()
+                        .iter()
+                        .find(|c| c.name() != field && c.name().eq_ignore_ascii_case(field))
+                        .map(|column| (field.clone(), column.name().clone()))
+                })
+                // Only where the value lacks the column itself (`TS` beside `ts` is a field
+                // of its own).
+                .filter(|(_, column)| {
+                    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(value.text)
+                        .is_ok_and(|object| !object.contains_key(column))
+                });
             if let Some((field, column)) = case_twin {
                 if on_error == OnError::Skip {
                     tracing::info!(
@@ -1768,6 +1777,33 @@ mod tests {
             None,
             on_error,
         )
+    }
+
+    #[test]
+    fn decimals_are_written_out_exactly_or_refused() {
+        let cases: [(&str, i8, Result<&str, &str>); 14] = [
+            ("1.5", 2, Ok("1.5")),
+            ("1.500", 2, Ok("1.50")),
+            ("-0.25", 2, Ok("-0.25")),
+            ("+7", 2, Ok("+7")),
+            ("1.5e0", 2, Ok("1.5")),
+            ("1.5e1", 2, Ok("15")),
+            ("15e-1", 2, Ok("1.5")),
+            ("-1.2345e2", 2, Ok("-123.45")),
+            ("0.0", 2, Ok("0.0")),
+            ("000.0500", 2, Ok("0.05")),
+            ("1.505", 2, Err("has more digits after the point")),
+            ("1e-3", 2, Err("has more digits after the point")),
+            ("1e9223372036854775807", 2, Err("out of the range")),
+            ("x", 2, Ok("x")),
+        ];
+        for (text, scale, expected) in cases {
+            match (plain_decimal(text, scale), expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{text}"),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{text}: {got}"),
+                (got, want) => panic!("{text}: {got:?}, expected {want:?}"),
+            }
+        }
     }
 
     #[test]

@@ -214,6 +214,11 @@ fn widen(a: &DataType, b: &DataType) -> Result<DataType, String> {
         (a, b) if a == b => a.clone(),
         (T::Null, other) | (other, T::Null) => other.clone(),
         (a, b) if a.is_integer() && b.is_integer() => T::Int64,
+        // An integer past `bigint` in one file (`decimal(20,0)`, see `with_wide_integers`)
+        // beside integers in another: every one of them fits `decimal(20,0)`.
+        (T::Decimal128(20, 0), other) | (other, T::Decimal128(20, 0)) if other.is_integer() => {
+            T::Decimal128(20, 0)
+        }
         (a, b) if a.is_numeric() && b.is_numeric() => T::Float64,
         (T::Timestamp(u, tz), T::Timestamp(v, tz2)) if tz == tz2 => {
             T::Timestamp(finer(u, v), tz.clone())

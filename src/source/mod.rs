@@ -162,6 +162,19 @@ pub fn parse_settings<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// `text` as one word of a shell command: as it is where it holds no character a shell treats
+/// specially, else in single quotes.
+fn shell_word(text: &str) -> String {
+    if text
+        .chars()
+        .all(|c| c.is_alphanumeric() || "/._-+=:,@%".contains(c))
+    {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 /// How a file a batch logged is read as it is now: take the batch back (words after "to read
 /// it as it is now,").
 fn changed_way_out(batch: BatchId, checkpoint: Option<&str>) -> String {
@@ -250,8 +263,9 @@ pub enum SourceError {
                 "{file} is not what batch {batch} logged: {change}. So either it was rewritten \
                  in place at the same size, or the project was copied without keeping file \
                  times (`cp -r` without `-a`). If it was copied, put the time back with \
-                 `touch -d {time} {file}` (or copy it again with `cp -a`) and run again; only \
+                 `touch -d {time} {}` (or copy it again with `cp -a`) and run again; only \
                  if its content changed, {}",
+                shell_word(file),
                 changed_way_out(*batch, checkpoint.as_deref())
             ),
         }

@@ -386,6 +386,46 @@ async fn a_batch_with_nanosecond_times_verifies() {
     );
 }
 
+/// Review: a rewind the sink refuses (Delta cannot take a batch back in update mode) wrote
+/// its `rewind` record first and left it, so every run then asked to finish a rewind that
+/// always refused. The refusal leaves the checkpoint as it was, and the next run goes on.
+#[tokio::test]
+async fn a_rewind_the_sink_refuses_leaves_the_checkpoint_runnable() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 10, 0);
+    let pipeline = delta_pipeline(
+        &ws,
+        "ckpt",
+        "SELECT page, count(*) AS n FROM clicks GROUP BY page",
+        "output_mode: update\n",
+        "  key: [page]\n",
+    );
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert_eq!(rewind.status.code(), Some(2), "{}", stderr(&rewind));
+    assert!(!ws.path("ckpt/rewind").exists(), "no rewind under way");
+    write_clicks(&ws.path("in"), "json", 1, 10, 2);
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+}
+
+/// Review: a partition value was read back with a safe cast straight to the query's type, so
+/// a zoned time partition (written as UTC text without its zone) came back shifted by the
+/// zone's offset, and `replay --verify` said the sink differed. It is read in the table's type.
+#[tokio::test]
+async fn a_zoned_time_partition_verifies() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 10, 0);
+    let query = "SELECT id, page, arrow_cast(date_trunc('hour', ts), \
+                 'Timestamp(Microsecond, Some(\"+02:00\"))') AS hour FROM clicks WHERE amount > 30";
+    let pipeline = delta_pipeline(&ws, "ckpt", query, "", "  partition_by: [hour]\n");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_verified(&ws, "ckpt", 0);
+    assert_verified(&ws, "ckpt", 1);
+}
+
 /// Walk 8 review: a column name Delta cannot hold without column mapping (DataFusion names an
 /// unaliased `count(*)` so) is refused once the query is planned, with the alias to give it;
 /// delta-rs would write a table Spark's Delta and delta-kernel refuse to read.
