@@ -720,6 +720,17 @@ fn exact_cast(
     target: &DataType,
     epoch: Option<EpochUnit>,
 ) -> Result<ArrayRef, ArrowError> {
+    // Arrow's parsers cut a time's fraction to the column's unit, and take a date out of a
+    // time of day: a text time is taken only where it fits exactly.
+    match (target, array.data_type()) {
+        (DataType::Timestamp(unit, _), DataType::Utf8) => {
+            check_time_fraction(array.as_string::<i32>(), *unit)?;
+        }
+        (DataType::Date32 | DataType::Date64, DataType::Utf8) => {
+            check_plain_dates(array.as_string::<i32>())?;
+        }
+        _ => {}
+    }
     match (target, array.data_type()) {
         (
             DataType::Decimal32(_, scale)
@@ -814,6 +825,63 @@ fn exact_cast(
         }
         _ => cast_with_options(array, target, &exact()),
     }
+}
+
+/// Refuses a time in `text` (not a number: those are counted in an `epoch_unit`) whose
+/// fraction of a second is finer than `unit` holds (`10:00:00.999` in a `timestamp(0)`).
+fn check_time_fraction(text: &StringArray, unit: TimeUnit) -> Result<(), ArrowError> {
+    let kept = match unit {
+        TimeUnit::Second => 0,
+        TimeUnit::Millisecond => 3,
+        TimeUnit::Microsecond => 6,
+        TimeUnit::Nanosecond => 9,
+    };
+    for time in text.iter().flatten() {
+        if is_number(time) {
+            continue;
+        }
+        // The fraction follows the seconds: the first `.` after the first `:`.
+        let fraction = time
+            .find(':')
+            .and_then(|colon| time[colon..].find('.').map(|dot| &time[colon + dot + 1..]))
+            .map(|rest| &rest[..rest.bytes().take_while(u8::is_ascii_digit).count()])
+            .unwrap_or_default();
+        if fraction.len() > kept && fraction.as_bytes()[kept..].iter().any(|b| *b != b'0') {
+            return Err(ArrowError::CastError(format!(
+                "the time {time} has a finer fraction of a second than the column's \
+                 `timestamp({kept})` holds (a time is never cut: declare `timestamp({})`, or \
+                 truncate it in the query with `date_trunc`)",
+                match fraction.len() {
+                    0..=3 => 3,
+                    4..=6 => 6,
+                    _ => 9,
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a value in `text` for a `date` column that has a time of day
+/// (`2026-01-01T23:30:00-05:00`), which the column would drop, shifting the date where the
+/// time has a zone.
+fn check_plain_dates(text: &StringArray) -> Result<(), ArrowError> {
+    for value in text.iter().flatten() {
+        let value = value.trim();
+        // Midnight without a zone is the date itself.
+        let midnight = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"].iter().any(|format| {
+            chrono::NaiveDateTime::parse_from_str(value, format)
+                .is_ok_and(|t| t.time() == chrono::NaiveTime::MIN)
+        });
+        if value.contains(':') && !midnight {
+            return Err(ArrowError::CastError(format!(
+                "the value {value} has a time of day, which a `date` column does not hold: \
+                 declare the column `timestamp`, and take the date in the query \
+                 (`CAST(col AS DATE)`) where that is what is meant"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `text`, a number (`-1.50`, `+2`, `.5`, `1.5e-3`), written out with at most `scale` digits
@@ -951,11 +1019,14 @@ fn epoch_count(text: &str, shift: i32) -> Result<i64, &'static str> {
 }
 
 /// Whether a CSV column of `data_type` is read as text and then cast by [`epoch_times`]: a
-/// timestamp where `epoch` gives numbers a unit, and a decimal (Arrow's CSV parser cuts the
-/// digits past the scale).
+/// timestamp where `epoch` gives numbers a unit or its unit is coarser than nanoseconds, a
+/// date, and a decimal (Arrow's CSV parser cuts a time's fraction, a date's time of day and
+/// the digits past a decimal's scale).
 fn csv_read_as_text(data_type: &DataType, epoch: Option<EpochUnit>) -> bool {
     match data_type {
-        DataType::Timestamp(_, _) => epoch.is_some(),
+        // A coarser unit than nanoseconds: Arrow's parser would cut a finer fraction.
+        DataType::Timestamp(unit, _) => epoch.is_some() || *unit != TimeUnit::Nanosecond,
+        DataType::Date32 | DataType::Date64 => true,
         DataType::Decimal32(..)
         | DataType::Decimal64(..)
         | DataType::Decimal128(..)
@@ -1031,7 +1102,7 @@ fn exact_as_text(data_type: &DataType) -> Option<DataType> {
     };
     match data_type {
         t if t.is_integer() => Some(DataType::Utf8),
-        DataType::Timestamp(_, _) => Some(DataType::Utf8),
+        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => Some(DataType::Utf8),
         DataType::Decimal32(..)
         | DataType::Decimal64(..)
         | DataType::Decimal128(..)

@@ -3374,3 +3374,47 @@ fn names_and_wide_integers_across_files_read_as_written() {
         ["{\"id\":\"1\"}", "{\"id\":\"12345678901234567890\"}"]
     );
 }
+
+/// Walk 9: a time with a finer fraction than its column's unit (`10:00:00.999` into
+/// `timestamp(0)`) was cut, and a time of day into a `date` column dropped (shifting the date
+/// where it had a zone), with exit 0, in JSON and CSV. Each is an error naming file, line and
+/// column; values that fit read as before.
+#[test]
+fn a_time_is_never_cut_to_its_column() {
+    for format in ["json", "csv"] {
+        let row = |k: &str, v: &str| match format {
+            "json" => format!("{{\"k\":\"{k}\",\"v\":\"{v}\"}}\n"),
+            _ => format!("{k},{v}\n"),
+        };
+        let header = if format == "csv" { "k,v\n" } else { "" };
+        for (column, fits, cut) in [
+            ("timestamp(0)", "2026-01-01T10:00:01.000Z", "2026-01-01T10:00:01.999Z"),
+            ("timestamp(3)", "2026-01-01T10:00:01.250Z", "2026-01-01T10:00:01.123456789Z"),
+            ("date", "2026-01-01", "2026-01-01T23:30:00-05:00"),
+        ] {
+            let ws = Workspace::new();
+            let file = pipeline(&ws, "SELECT k, CAST(v AS VARCHAR) AS v FROM s", "append");
+            edit_file(
+                &file,
+                "format: json, schema: { k: string, v: bigint }",
+                &format!("format: {format}, schema: {{ k: string, v: '{column}' }}"),
+            );
+            input(&ws, &format!("0.{format}"), &format!("{header}{}", row("a", fits)));
+            let out = run(&file, &ws);
+            assert!(out.status.success(), "{format} {column}: {}", stderr(&out));
+            input(&ws, &format!("1.{format}"), &format!("{header}{}", row("b", cut)));
+            let out = run(&file, &ws);
+            assert_eq!(out.status.code(), Some(1), "{format} {column}: {}", stderr(&out));
+            let line = if format == "csv" { "line 2" } else { "line 1" };
+            assert!(
+                stderr(&out).contains(&format!("1.{format} {line}"))
+                    && stderr(&out).contains("column `v`")
+                    && (stderr(&out).contains("finer fraction")
+                        || stderr(&out).contains("has a time of day")),
+                "{format} {column}: {}",
+                stderr(&out)
+            );
+            assert_eq!(sink_lines(&ws.path("out")).len(), 1, "{format} {column}");
+        }
+    }
+}
