@@ -869,10 +869,12 @@ fn check_plain_dates(text: &StringArray) -> Result<(), ArrowError> {
     for value in text.iter().flatten() {
         let value = value.trim();
         // Midnight without a zone is the date itself.
-        let midnight = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"].iter().any(|format| {
-            chrono::NaiveDateTime::parse_from_str(value, format)
-                .is_ok_and(|t| t.time() == chrono::NaiveTime::MIN)
-        });
+        let midnight = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+            .iter()
+            .any(|format| {
+                chrono::NaiveDateTime::parse_from_str(value, format)
+                    .is_ok_and(|t| t.time() == chrono::NaiveTime::MIN)
+            });
         if value.contains(':') && !midnight {
             return Err(ArrowError::CastError(format!(
                 "the value {value} has a time of day, which a `date` column does not hold: \
@@ -1635,7 +1637,9 @@ fn parquet(
                     reason: format!("it has no column `{}`", field.name()),
                 }
             })?;
-            if found.data_type() != field.data_type() {
+            if found.data_type() != field.data_type()
+                && !widens_exactly(found.data_type(), field.data_type())
+            {
                 return Err(SourceError::SchemaMismatch {
                     file: file.to_string(),
                     reason: format!(
@@ -1666,10 +1670,21 @@ fn parquet(
     let mut unknown_rows = 0;
     for batch in reader {
         let batch = batch.map_err(|e| err(e.to_string()))?;
+        // A column of a narrower type than the schema's (an `int` file beside `bigint`
+        // ones) is widened, which keeps every value.
         let columns = indices
             .iter()
-            .map(|i| Arc::clone(batch.column(*i)))
-            .collect();
+            .zip(target.fields())
+            .map(|(i, field)| {
+                let column = batch.column(*i);
+                if column.data_type() == field.data_type() {
+                    Ok(Arc::clone(column))
+                } else {
+                    cast_with_options(column, field.data_type(), &exact())
+                        .map_err(|e| err(format!("column `{}`: {e}", field.name())))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         batches.push(
             RecordBatch::try_new_with_options(Arc::clone(&target), columns, &options)
@@ -1715,6 +1730,77 @@ fn parquet(
             .then(|| Arc::new(rescued.into_iter().collect::<StringArray>()) as ArrayRef),
         decoded: Decoded::from_batches(batches, 0),
     })
+}
+
+/// Whether every value of `from` is a value of `to`, the same: a wider integer, a double for
+/// a float, a decimal with as many digits before and after the point or more, a finer time
+/// unit, another encoding of text or bytes. A Parquet file's column of such a type is read
+/// into the source's (Spark and DuckDB merge Parquet schemas the same way).
+fn widens_exactly(from: &DataType, to: &DataType) -> bool {
+    use DataType as T;
+    let int_bits = |t: &DataType| match t {
+        T::Int8 => Some((8, true)),
+        T::Int16 => Some((16, true)),
+        T::Int32 => Some((32, true)),
+        T::Int64 => Some((64, true)),
+        T::UInt8 => Some((8, false)),
+        T::UInt16 => Some((16, false)),
+        T::UInt32 => Some((32, false)),
+        T::UInt64 => Some((64, false)),
+        _ => None,
+    };
+    let decimal = |t: &DataType| match t {
+        T::Decimal32(p, s) | T::Decimal64(p, s) | T::Decimal128(p, s) | T::Decimal256(p, s) => {
+            Some((i16::from(*p), i16::from(*s)))
+        }
+        _ => None,
+    };
+    let rank = |u: &TimeUnit| match u {
+        TimeUnit::Second => 0,
+        TimeUnit::Millisecond => 1,
+        TimeUnit::Microsecond => 2,
+        TimeUnit::Nanosecond => 3,
+    };
+    match (from, to) {
+        (a, b) if int_bits(a).is_some() && int_bits(b).is_some() => {
+            let ((a_bits, a_signed), (b_bits, b_signed)) = (
+                int_bits(a).expect("an integer"),
+                int_bits(b).expect("an integer"),
+            );
+            match (a_signed, b_signed) {
+                (true, true) | (false, false) => a_bits <= b_bits,
+                (false, true) => a_bits < b_bits,
+                (true, false) => false,
+            }
+        }
+        (a, b) if int_bits(a).is_some() && decimal(b).is_some() => {
+            let (p, s) = decimal(b).expect("a decimal");
+            let digits = match int_bits(a).expect("an integer") {
+                (8, _) => 3,
+                (16, _) => 5,
+                (32, _) => 10,
+                (64, true) => 19,
+                _ => 20,
+            };
+            p - s >= digits
+        }
+        (a, b) if decimal(a).is_some() && decimal(b).is_some() => {
+            let ((ap, a_s), (bp, b_s)) = (
+                decimal(a).expect("a decimal"),
+                decimal(b).expect("a decimal"),
+            );
+            b_s >= a_s && bp - b_s >= ap - a_s
+        }
+        (T::Float16 | T::Float32, T::Float64) | (T::Float16, T::Float32) => true,
+        (T::Timestamp(u, tz), T::Timestamp(v, tz2)) => tz == tz2 && rank(u) <= rank(v),
+        (T::Utf8 | T::LargeUtf8 | T::Utf8View, T::Utf8 | T::LargeUtf8 | T::Utf8View)
+        | (
+            T::Binary | T::LargeBinary | T::BinaryView,
+            T::Binary | T::LargeBinary | T::BinaryView,
+        ) => true,
+        (T::Date32, T::Date64) => true,
+        _ => false,
+    }
 }
 
 fn malformed_file(file: &str, error: &ArrowError) -> SourceError {

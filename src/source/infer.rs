@@ -195,6 +195,42 @@ fn merge_fields(a: &[Field], b: &[Field]) -> Result<Vec<Field>, String> {
     Ok(merged)
 }
 
+/// The decimal that holds every value of `a` and of `b` (decimals or integers, one of them a
+/// decimal) exactly: as many digits before the point as the wider, and after as the finer;
+/// `None` where that passes 38 digits or either is something else.
+fn wider_decimal(a: &DataType, b: &DataType) -> Option<DataType> {
+    let digits = |t: &DataType| -> Option<(i16, i16)> {
+        match t {
+            DataType::Decimal32(p, s)
+            | DataType::Decimal64(p, s)
+            | DataType::Decimal128(p, s)
+            | DataType::Decimal256(p, s) => Some((i16::from(*p) - i16::from(*s), i16::from(*s))),
+            DataType::Int8 | DataType::UInt8 => Some((3, 0)),
+            DataType::Int16 | DataType::UInt16 => Some((5, 0)),
+            DataType::Int32 | DataType::UInt32 => Some((10, 0)),
+            DataType::Int64 => Some((19, 0)),
+            DataType::UInt64 => Some((20, 0)),
+            _ => None,
+        }
+    };
+    let is_decimal = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Decimal32(..)
+                | DataType::Decimal64(..)
+                | DataType::Decimal128(..)
+                | DataType::Decimal256(..)
+        )
+    };
+    if !is_decimal(a) && !is_decimal(b) {
+        return None;
+    }
+    let ((a_int, a_frac), (b_int, b_frac)) = (digits(a)?, digits(b)?);
+    let (int, frac) = (a_int.max(b_int), a_frac.max(b_frac));
+    let precision = u8::try_from(int + frac).ok().filter(|p| *p <= 38)?;
+    Some(DataType::Decimal128(precision, i8::try_from(frac).ok()?))
+}
+
 /// The type both `a` and `b` read as: the same type, the typed one beside `Null`, the wider
 /// number or timestamp, objects and lists merged inside, a list beside a scalar a list of both,
 /// and a string for any other two scalars (as Arrow's JSON inference widens within a file). An
@@ -219,6 +255,9 @@ fn widen(a: &DataType, b: &DataType) -> Result<DataType, String> {
         (T::Decimal128(20, 0), other) | (other, T::Decimal128(20, 0)) if other.is_integer() => {
             T::Decimal128(20, 0)
         }
+        // Decimals (a Parquet file's `decimal(10,2)` beside another's `decimal(12,3)`, or
+        // beside integers) widen to a decimal that holds both exactly, where one does.
+        (a, b) if let Some(wide) = wider_decimal(a, b) => wide,
         (a, b) if a.is_numeric() && b.is_numeric() => T::Float64,
         (T::Timestamp(u, tz), T::Timestamp(v, tz2)) if tz == tz2 => {
             T::Timestamp(finer(u, v), tz.clone())

@@ -3388,8 +3388,16 @@ fn a_time_is_never_cut_to_its_column() {
         };
         let header = if format == "csv" { "k,v\n" } else { "" };
         for (column, fits, cut) in [
-            ("timestamp(0)", "2026-01-01T10:00:01.000Z", "2026-01-01T10:00:01.999Z"),
-            ("timestamp(3)", "2026-01-01T10:00:01.250Z", "2026-01-01T10:00:01.123456789Z"),
+            (
+                "timestamp(0)",
+                "2026-01-01T10:00:01.000Z",
+                "2026-01-01T10:00:01.999Z",
+            ),
+            (
+                "timestamp(3)",
+                "2026-01-01T10:00:01.250Z",
+                "2026-01-01T10:00:01.123456789Z",
+            ),
             ("date", "2026-01-01", "2026-01-01T23:30:00-05:00"),
         ] {
             let ws = Workspace::new();
@@ -3399,12 +3407,25 @@ fn a_time_is_never_cut_to_its_column() {
                 "format: json, schema: { k: string, v: bigint }",
                 &format!("format: {format}, schema: {{ k: string, v: '{column}' }}"),
             );
-            input(&ws, &format!("0.{format}"), &format!("{header}{}", row("a", fits)));
+            input(
+                &ws,
+                &format!("0.{format}"),
+                &format!("{header}{}", row("a", fits)),
+            );
             let out = run(&file, &ws);
             assert!(out.status.success(), "{format} {column}: {}", stderr(&out));
-            input(&ws, &format!("1.{format}"), &format!("{header}{}", row("b", cut)));
+            input(
+                &ws,
+                &format!("1.{format}"),
+                &format!("{header}{}", row("b", cut)),
+            );
             let out = run(&file, &ws);
-            assert_eq!(out.status.code(), Some(1), "{format} {column}: {}", stderr(&out));
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{format} {column}: {}",
+                stderr(&out)
+            );
             let line = if format == "csv" { "line 2" } else { "line 1" };
             assert!(
                 stderr(&out).contains(&format!("1.{format} {line}"))
@@ -3417,4 +3438,66 @@ fn a_time_is_never_cut_to_its_column() {
             assert_eq!(sink_lines(&ws.path("out")).len(), 1, "{format} {column}");
         }
     }
+}
+
+/// Walk 9: Parquet files whose columns differ only in width (`int` beside `bigint`,
+/// `decimal(10,2)` beside `decimal(12,3)`) pinned a type the narrower file was then refused
+/// by (or a double, losing digits), with no schema that fitted both. Inference widens to a type
+/// that holds both exactly, and a narrower file is widened into it, as Spark and DuckDB merge
+/// Parquet schemas.
+#[test]
+fn parquet_files_of_narrower_and_wider_types_read_as_one_exact_column() {
+    use datafusion::arrow::array::{Array, Decimal128Array, Int32Array, Int64Array};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    let write =
+        |name: &str, id: Arc<dyn datafusion::arrow::array::Array>, amount: Decimal128Array| {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("id", id.data_type().clone(), true),
+                Field::new("amount", amount.data_type().clone(), true),
+            ]));
+            let batch = RecordBatch::try_new(Arc::clone(&schema), vec![id, Arc::new(amount)])
+                .expect("batch");
+            let file = std::fs::File::create(ws.path(&format!("in/{name}"))).expect("file");
+            let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None)
+                .expect("writer");
+            writer.write(&batch).expect("write");
+            writer.close().expect("close");
+        };
+    write(
+        "0.parquet",
+        Arc::new(Int32Array::from(vec![1])),
+        Decimal128Array::from(vec![123_456])
+            .with_precision_and_scale(10, 2)
+            .expect("decimal"),
+    );
+    write(
+        "1.parquet",
+        Arc::new(Int64Array::from(vec![5_000_000_000])),
+        Decimal128Array::from(vec![123_456_789])
+            .with_precision_and_scale(12, 3)
+            .expect("decimal"),
+    );
+    let file = pipeline(
+        &ws,
+        "SELECT CAST(id AS VARCHAR) AS id, CAST(amount AS VARCHAR) AS amount FROM s",
+        "append",
+    );
+    edit_file(
+        &file,
+        "format: json, schema: { k: string, v: bigint }",
+        "format: parquet",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            "{\"id\":\"1\",\"amount\":\"1234.560\"}",
+            "{\"id\":\"5000000000\",\"amount\":\"123456.789\"}",
+        ]
+    );
 }
