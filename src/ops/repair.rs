@@ -375,7 +375,37 @@ pub async fn repair(
                 continue;
             }
         };
-        for file in listed.into_iter().filter(|f| f.version <= committed) {
+        let upto: Vec<_> = listed
+            .into_iter()
+            .filter(|f| f.version <= committed)
+            .collect();
+        // A version gone from the chain the next run loads (the newest snapshot, then every
+        // delta after it) stops that run as surely as a damaged one.
+        if !upto.is_empty() {
+            use crate::state::StateFileKind;
+            let first = upto
+                .iter()
+                .filter(|f| f.kind == StateFileKind::Snapshot)
+                .map(|f| f.version.0 + 1)
+                .max()
+                .unwrap_or(0);
+            if let Some(version) = (first..=committed.0).find(|v| {
+                !upto
+                    .iter()
+                    .any(|f| f.version.0 == *v && f.kind == StateFileKind::Delta)
+            }) {
+                let missing = crate::state::StateError::Missing {
+                    operator: operator.clone(),
+                    version: BatchId(version),
+                    wanted: committed,
+                    checkpoint: None,
+                };
+                report
+                    .unfixable
+                    .push(Error::from(missing).in_checkpoint(shown).to_string());
+            }
+        }
+        for file in upto {
             if let Err(e @ crate::state::StateError::Corrupt { .. }) = files.read(&file).await {
                 report
                     .unfixable

@@ -3501,3 +3501,31 @@ fn parquet_files_of_narrower_and_wider_types_read_as_one_exact_column() {
         ]
     );
 }
+
+/// Walk 9: a deleted state version stopped every run while `repair` said there was nothing
+/// to repair. Repair names it (exit 1) with the rewind the run gives; that rewind, then a run,
+/// leaves the result right.
+#[test]
+fn a_deleted_state_version_is_named_by_repair() {
+    let ws = Workspace::new();
+    let file = one_file_a_batch(&ws, "SELECT k, sum(v) AS t FROM s GROUP BY k", "update", 3);
+    std::fs::remove_file(ws.path("ckpt/state/aggregate/1.delta.parquet")).expect("rm");
+    input(&ws, "3.json", "{\"k\":\"a\",\"v\":3}\n");
+    let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains("lacks version 1"), "{said}");
+    let command = advised_command(&said[said.find("`sluice rewind").expect("rewind")..]);
+    let took_back = run_bin(
+        &command.iter().map(String::as_str).collect::<Vec<_>>(),
+        ws.dir.path(),
+    );
+    assert!(took_back.status.success(), "{}", stderr(&took_back));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        sink_lines(&ws.path("out")).contains(&"{\"k\":\"a\",\"t\":6}".to_string()),
+        "{:?}",
+        sink_lines(&ws.path("out"))
+    );
+}
