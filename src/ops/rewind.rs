@@ -68,7 +68,13 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         .expect("batch `to` exists");
     // A rewind cut short is finished by one to its batch or an earlier one; a later one would
     // leave the batches between half taken back.
-    let unfinished = crate::checkpoint::read_rewind(location).await?;
+    // A record that does not read is one this rewind writes over: it finishes whatever the
+    // cut-short one was doing only if it goes as far back, which the user's `--to` decides.
+    let unfinished = match crate::checkpoint::read_rewind(location).await {
+        Ok(record) => record,
+        Err(CheckpointError::Corrupt { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
     if let Some(record) = &unfinished
         && record.to < to
     {
@@ -110,7 +116,8 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         }
     }
     if newest == target {
-        if unfinished.is_some() {
+        // A rewind cut short after its last batch (or whose record does not read) is done.
+        if location.exists(&location.path(paths::REWIND)).await? {
             location.delete(&location.path(paths::REWIND)).await?;
         }
         return Ok(rewound);

@@ -3529,3 +3529,21 @@ fn a_deleted_state_version_is_named_by_repair() {
         sink_lines(&ws.path("out"))
     );
 }
+
+/// A `rewind` record that does not read still stops a run (a rewind was cut short), and the
+/// rewind it names, run again, writes over it and finishes.
+#[test]
+fn a_damaged_rewind_record_is_finished_by_the_rewind() {
+    let ws = Workspace::new();
+    let file = one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 3);
+    std::fs::write(ws.path("ckpt/rewind"), "{\"to\":").expect("damaged record");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("rewind"), "{}", stderr(&out));
+    let rewound = run_bin(&["rewind", &ws.p("ckpt"), "--to", "1"], ws.dir.path());
+    assert!(rewound.status.success(), "{}", stderr(&rewound));
+    assert!(!ws.path("ckpt/rewind").exists());
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")).len(), 3, "each row once");
+}
