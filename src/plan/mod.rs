@@ -148,14 +148,6 @@ pub async fn plan_batch(
     sql: &str,
     batch_timestamp_ms: i64,
 ) -> Result<(SessionState, LogicalPlan), PlanError> {
-    if let Some(what) = not_one_query(sql) {
-        return Err(PlanError::Unsupported {
-            operator: what,
-            reason: "is not a query: `query:` is one SELECT (or WITH ... SELECT), and its rows \
-                     go to the sink"
-                .into(),
-        });
-    }
     let mut state = ctx.state();
     state.execution_props_mut().query_execution_start_time =
         chrono::DateTime::from_timestamp_millis(batch_timestamp_ms);
@@ -216,6 +208,15 @@ pub async fn plan_shape(
     watermarks: &std::collections::BTreeMap<String, String>,
     mode: crate::pipeline::OutputMode,
 ) -> Result<(SessionState, LogicalPlan, Shape), PlanError> {
+    // Checked once, where a run validates its query, not for every batch.
+    if let Some(what) = not_one_query(sql) {
+        return Err(PlanError::Unsupported {
+            operator: what,
+            reason: "is not a query: `query:` is one SELECT (or WITH ... SELECT), and its rows \
+                     go to the sink"
+                .into(),
+        });
+    }
     for (name, schema) in streams {
         let empty = datafusion::datasource::MemTable::try_new(Arc::clone(schema), vec![vec![]])
             .map_err(PlanError::Sql)?;

@@ -1029,11 +1029,7 @@ fn csv_read_as_text(data_type: &DataType, epoch: Option<EpochUnit>) -> bool {
         // A coarser unit than nanoseconds: Arrow's parser would cut a finer fraction.
         DataType::Timestamp(unit, _) => epoch.is_some() || *unit != TimeUnit::Nanosecond,
         DataType::Date32 | DataType::Date64 => true,
-        DataType::Decimal32(..)
-        | DataType::Decimal64(..)
-        | DataType::Decimal128(..)
-        | DataType::Decimal256(..) => true,
-        _ => false,
+        t => t.is_decimal(),
     }
 }
 
@@ -1105,10 +1101,7 @@ fn exact_as_text(data_type: &DataType) -> Option<DataType> {
     match data_type {
         t if t.is_integer() => Some(DataType::Utf8),
         DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => Some(DataType::Utf8),
-        DataType::Decimal32(..)
-        | DataType::Decimal64(..)
-        | DataType::Decimal128(..)
-        | DataType::Decimal256(..) => Some(DataType::Utf8),
+        t if t.is_decimal() => Some(DataType::Utf8),
         DataType::List(item) => field_as_text(item).map(DataType::List),
         DataType::LargeList(item) => field_as_text(item).map(DataType::LargeList),
         DataType::Struct(fields) => {

@@ -213,16 +213,7 @@ fn wider_decimal(a: &DataType, b: &DataType) -> Option<DataType> {
             _ => None,
         }
     };
-    let is_decimal = |t: &DataType| {
-        matches!(
-            t,
-            DataType::Decimal32(..)
-                | DataType::Decimal64(..)
-                | DataType::Decimal128(..)
-                | DataType::Decimal256(..)
-        )
-    };
-    if !is_decimal(a) && !is_decimal(b) {
+    if !a.is_decimal() && !b.is_decimal() {
         return None;
     }
     let ((a_int, a_frac), (b_int, b_frac)) = (digits(a)?, digits(b)?);

@@ -861,6 +861,15 @@ fn advised_command(message: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs, in `ws`, the first `sluice ...` command that `message` gives.
+fn run_advised(ws: &Workspace, message: &str) -> std::process::Output {
+    let command = advised_command(message);
+    run_bin(
+        &command.iter().map(String::as_str).collect::<Vec<_>>(),
+        ws.dir.path(),
+    )
+}
+
 /// Issue 13, item 7: each stuck checkpoint's message gives the command that gets out of it,
 /// whole; the test runs exactly that command, and the next run carries on, every row once.
 #[test]
@@ -2610,11 +2619,7 @@ fn an_interrupted_rewind_is_named_until_it_is_finished() {
                 stderr(&out)
             );
             assert!(stderr(&out).contains(&finish), "{}", stderr(&out));
-            let command = advised_command(&stderr(&out));
-            let out = run_bin(
-                &command.iter().map(String::as_str).collect::<Vec<_>>(),
-                ws.dir.path(),
-            );
+            let out = run_advised(&ws, &stderr(&out));
             assert!(out.status.success(), "after write {k}: {}", stderr(&out));
         }
         assert!(!ws.path("ckpt/rewind").exists());
@@ -2801,11 +2806,7 @@ fn a_decimal_is_never_cut_or_rounded() {
         write_pipeline(&ws, &yaml(", on_error: skip"));
         let out = run(&file, &ws);
         assert_eq!(out.status.code(), Some(1), "{format}: {}", stderr(&out));
-        let command = advised_command(&stderr(&out));
-        let took_back = run_bin(
-            &command.iter().map(String::as_str).collect::<Vec<_>>(),
-            ws.dir.path(),
-        );
+        let took_back = run_advised(&ws, &stderr(&out));
         assert!(took_back.status.success(), "{}", stderr(&took_back));
         let out = run(&file, &ws);
         assert!(out.status.success(), "{format}: {}", stderr(&out));
@@ -2963,11 +2964,9 @@ fn a_deleted_source_log_entry_is_named_not_read_again() {
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         let rewind = format!("`sluice rewind {} --to {}`", ws.p("ckpt"), deleted - 1);
         assert!(stderr(&out).contains(&rewind), "{}", stderr(&out));
-        let command =
-            advised_command(&stderr(&out)[stderr(&out).find("`sluice rewind").expect("rewind")..]);
-        let out = run_bin(
-            &command.iter().map(String::as_str).collect::<Vec<_>>(),
-            ws.dir.path(),
+        let out = run_advised(
+            &ws,
+            &stderr(&out)[stderr(&out).find("`sluice rewind").expect("rewind")..],
         );
         assert!(out.status.success(), "{}", stderr(&out));
         let out = run(&file, &ws);
@@ -3251,11 +3250,7 @@ fn a_files_sink_that_lost_its_newest_batch_is_refused_with_a_way_out() {
             !ws.path("ckpt/offsets/3").exists(),
             "{lost}: no batch planned"
         );
-        let command = advised_command(&stderr(&out));
-        let took_back = run_bin(
-            &command.iter().map(String::as_str).collect::<Vec<_>>(),
-            ws.dir.path(),
-        );
+        let took_back = run_advised(&ws, &stderr(&out));
         assert!(took_back.status.success(), "{}", stderr(&took_back));
         let out = run(&file, &ws);
         assert!(out.status.success(), "{lost}: {}", stderr(&out));
@@ -3515,11 +3510,7 @@ fn a_deleted_state_version_is_named_by_repair() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let said = stderr(&out);
     assert!(said.contains("lacks version 1"), "{said}");
-    let command = advised_command(&said[said.find("`sluice rewind").expect("rewind")..]);
-    let took_back = run_bin(
-        &command.iter().map(String::as_str).collect::<Vec<_>>(),
-        ws.dir.path(),
-    );
+    let took_back = run_advised(&ws, &said[said.find("`sluice rewind").expect("rewind")..]);
     assert!(took_back.status.success(), "{}", stderr(&took_back));
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
