@@ -1218,27 +1218,10 @@ fn delta_schema(schema: &SchemaRef) -> Result<SchemaRef, String> {
     Ok(Arc::new(Schema::new(fields)))
 }
 
-/// `batch` in `schema`'s types; a value that does not fit (a `UInt64` past `Int64`) is an
-/// error naming its column, never a null.
+/// `batch` in `schema`'s types; a value that does not fit (a `UInt64` past `Int64`, a time
+/// finer than the microsecond) is an error naming its column, never a null or a cut.
 fn delta_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
-    let options = CastOptions {
-        safe: false,
-        ..CastOptions::default()
-    };
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
-                Ok(Arc::clone(column))
-            } else {
-                cast_with_options(column, field.data_type(), &options)
-                    .map_err(|e| format!("column `{}`: {e}", field.name()))
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| e.to_string())
+    super::kept::to_kept(batch, schema, "Delta Lake")
 }
 
 #[cfg(test)]

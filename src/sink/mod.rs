@@ -7,6 +7,7 @@ mod delta;
 mod files;
 #[cfg(feature = "kafka")]
 mod kafka;
+mod kept;
 pub(crate) mod postgres;
 
 use std::sync::Arc;
@@ -133,6 +134,12 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
     /// ([`crate::digest::Held`]); `None` where it keeps the query's types.
     fn held_type(&self) -> Option<fn(&DataType) -> DataType> {
         None
+    }
+
+    /// Whether the sink prints its rows on standard output (where `--progress json` would
+    /// otherwise print too).
+    fn prints_to_stdout(&self) -> bool {
+        false
     }
 
     /// Whether the sink keeps each batch's output where it can take it back (`sluice

@@ -1312,7 +1312,8 @@ fn pg_schema(schema: &SchemaRef, batch_column: Option<&str>) -> Schema {
     Schema::new(fields)
 }
 
-/// `rows` in `schema`'s types, with batch `batch` as the last column where asked.
+/// `rows` in `schema`'s types, with batch `batch` as the last column where asked; a time
+/// finer than the microsecond PostgreSQL keeps is an error naming its column, never a cut.
 fn pg_batch(
     rows: &RecordBatch,
     schema: &Schema,
@@ -1325,6 +1326,7 @@ fn pg_batch(
         if column.data_type() == target {
             columns.push(Arc::clone(column));
         } else {
+            super::kept::check_kept(column, target, schema.field(i).name(), "PostgreSQL")?;
             columns.push(
                 cast(column, target)
                     .map_err(|e| format!("column `{}`: {e}", schema.field(i).name()))?,

@@ -363,11 +363,12 @@ async fn a_column_delta_cannot_hold_is_refused_at_planning() {
     assert!(!ws.path("table").exists(), "no table folder left behind");
 }
 
-/// Review: the digest was taken of the query's nanosecond times while the table keeps
-/// microseconds, so `replay --verify` said "the SINK differs" for any batch with a time finer
-/// than a microsecond. The digest is of what the table holds: the batch verifies.
+/// Walk 9: a nanosecond time went into the table cut to the microsecond Delta keeps, with exit
+/// 0. A value finer than the table keeps is refused, naming its column and the value, with
+/// the truncation to write in the query; with that truncation the batch runs and verifies
+/// (the digest is of what the table holds).
 #[tokio::test]
-async fn a_batch_with_nanosecond_times_verifies() {
+async fn a_time_finer_than_the_table_keeps_is_refused_not_cut() {
     let ws = Workspace::new();
     std::fs::create_dir_all(ws.path("in")).expect("in");
     std::fs::write(
@@ -377,8 +378,24 @@ async fn a_batch_with_nanosecond_times_verifies() {
     .expect("input");
     let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "");
     let run = run_quietly(&pipeline, &[]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let said = stderr(&run);
+    assert!(
+        said.contains("column `ts` holds 2026-01-01T10:00:00.123456789")
+            && said.contains("finer than Delta Lake keeps it")
+            && said.contains("date_trunc('microsecond', ts)"),
+        "{said}"
+    );
+    if ws.path("table/_delta_log").exists() {
+        let rows = table_rows(&ws.path("table"), Reader::Deltalake, sink_schema());
+        assert!(rows.is_empty(), "a cut time was committed: {rows:?}");
+    }
+    let truncated = QUERY.replace(", ts FROM", ", date_trunc('microsecond', ts) AS ts FROM");
+    let pipeline = delta_pipeline(&ws, "ckpt2", &truncated, "", "");
+    std::fs::remove_dir_all(ws.path("table")).ok();
+    let run = run_quietly(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
-    assert_verified(&ws, "ckpt", 0);
+    assert_verified(&ws, "ckpt2", 0);
     let rows = table_rows(&ws.path("table"), Reader::Deltalake, sink_schema());
     assert!(
         rows.len() == 1 && rows[0].contains("10:00:00.123456") && !rows[0].contains("789"),

@@ -850,3 +850,47 @@ async fn a_pending_batch_with_an_unset_url_variable_says_to_set_it() {
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     assert_eq!(table_rows(server(), &table, sink_schema()).await, expected);
 }
+
+/// Walk 9: a nanosecond time was sent cut to the microsecond PostgreSQL keeps. It is refused,
+/// naming the column and the value; nothing reaches the table.
+#[tokio::test]
+async fn a_time_finer_than_the_table_keeps_is_refused_not_cut() {
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.path("in/0.json"),
+        "{\"page\":\"a\",\"at\":\"2026-01-01T10:00:00.123456789Z\"}\n",
+    )
+    .expect("input");
+    let table = unique_table("nanos");
+    let yaml = format!(
+        "name: nanos\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: json, schema: {{ page: string, at: timestamp }} }}\nquery: SELECT page, at FROM s\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        url = server(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let said = stderr(&run);
+    assert!(
+        said.contains("column `at` holds 2026-01-01T10:00:00.123456789")
+            && said.contains("finer than PostgreSQL keeps it"),
+        "{said}"
+    );
+    let rows = client(server())
+        .await
+        .query(
+            "SELECT count(*) FROM pg_tables WHERE tablename = $1",
+            &[&table.to_lowercase()],
+        )
+        .await
+        .expect("query");
+    let made: i64 = rows[0].get(0);
+    if made == 1 {
+        let schema = Arc::new(Schema::new(vec![Field::new("page", DataType::Utf8, true)]));
+        assert!(
+            table_rows(server(), &table, schema).await.is_empty(),
+            "a cut time reached the table"
+        );
+    }
+}
