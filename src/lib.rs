@@ -51,7 +51,11 @@ pub enum Error {
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
     /// DataFusion failed while running a batch.
-    #[error("{}{source}", batch.map(|b| format!("batch {b}: ")).unwrap_or_default())]
+    #[error(
+        "{}{source}{}",
+        batch.map(|b| format!("batch {b}: ")).unwrap_or_default(),
+        out_of_memory_advice(source)
+    )]
     Execution {
         /// The batch, when one was running.
         batch: Option<BatchId>,
@@ -95,6 +99,21 @@ pub enum Error {
     /// The command line is bad.
     #[error("{0}")]
     Usage(String),
+}
+
+/// What to do where DataFusion ran out of the memory a batch may take (a hash join's build
+/// side or an aggregation that cannot spill): nothing for any other error.
+fn out_of_memory_advice(error: &datafusion::error::DataFusionError) -> &'static str {
+    match error.find_root() {
+        datafusion::error::DataFusionError::ResourcesExhausted(_) => {
+            ". The batch needs more memory than the pipeline's `memory_limit` gives it (by \
+             default half of the machine's memory): raise `memory_limit` in the pipeline file \
+             and run again, and the batch runs again with it; or read fewer rows a batch \
+             (a source's `max_files_per_batch`, `max_rows_per_batch` or \
+             `max_records_per_batch`)"
+        }
+        _ => "",
+    }
 }
 
 impl Error {

@@ -17,7 +17,8 @@ pub enum ProgressFormat {
     /// One line per batch on standard error.
     #[default]
     Text,
-    /// One JSON object per batch on standard output.
+    /// One JSON object per batch on standard output (on standard error where the console sink
+    /// prints its rows on standard output).
     Json,
     /// Nothing.
     None,
@@ -171,15 +172,20 @@ impl From<&PhaseDurations> for DurationMs {
 }
 
 impl BatchProgress {
-    /// Shows the event in `format`.
-    pub fn report(&self, format: ProgressFormat) {
+    /// Shows the event in `format`; JSON goes to standard error where `stdout_taken` (the
+    /// console sink prints its rows there, and a reader of either would meet the other's lines).
+    pub fn report(&self, format: ProgressFormat, stdout_taken: bool) {
         match format {
             ProgressFormat::None => {}
             ProgressFormat::Json => {
                 use std::io::Write;
                 let line = serde_json::to_string(self).expect("progress serializes");
                 // A reader that went away must not stop the pipeline.
-                let _ = writeln!(std::io::stdout().lock(), "{line}");
+                let _ = if stdout_taken {
+                    writeln!(std::io::stderr().lock(), "{line}")
+                } else {
+                    writeln!(std::io::stdout().lock(), "{line}")
+                };
             }
             ProgressFormat::Text => {
                 clear_live_line();

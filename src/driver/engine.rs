@@ -132,6 +132,8 @@ pub(super) struct Engine<'p> {
     late_streams: BTreeSet<String>,
     /// The query batches run now, and its state.
     pub(super) query: Option<QueryState>,
+    /// Whether this run has said which sources hold the watermark back (said once).
+    held_back_said: std::sync::atomic::AtomicBool,
 }
 
 impl<'p> Engine<'p> {
@@ -180,6 +182,7 @@ impl<'p> Engine<'p> {
             watermarks,
             late_streams,
             query: None,
+            held_back_said: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -509,6 +512,38 @@ impl<'p> Engine<'p> {
                     .then(|| name.clone())
             })
             .collect();
+        // The trap of several watermarked sources: one that has read nothing holds the
+        // watermark back, so nothing closes, in silence.
+        let waiting: Vec<String> = delays
+            .keys()
+            .filter(|name| !idle.contains(*name) && !event_time_max_ms.contains_key(*name))
+            .map(|name| format!("`{name}`"))
+            .collect();
+        if stateful
+            && !waiting.is_empty()
+            && delays
+                .keys()
+                .any(|name| event_time_max_ms.contains_key(name))
+            && !self
+                .held_back_said
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            let (sources, have) = if waiting.len() == 1 {
+                ("source", "has")
+            } else {
+                ("sources", "have")
+            };
+            tracing::warn!(
+                "the watermark does not move: {sources} {} {have} read no event time yet, and \
+                 with several watermarked sources the watermark follows the slowest (as in \
+                 Spark and Flink), so no window (nor join row kept for the watermark) closes \
+                 until every one has read rows. Where a \
+                 source may read nothing for a while, give its `watermark:` an `idle_timeout` \
+                 (`{{ column: ts, delay: 10s, idle_timeout: 1m }}`): idle that long, it holds \
+                 the watermark back no more",
+                waiting.join(", ")
+            );
+        }
         super::watermark::next(
             stateful,
             entry.info.watermark_ms,

@@ -431,6 +431,15 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
         Error::Source(crate::source::SourceError::Malformed { line: Some(_), .. }) => {
             "to plan it again with an edited pipeline file (`on_error: skip`, say)"
         }
+        // The whole file does not read (compressed without its extension, not UTF-8): it
+        // is put right under another name, which the batch does not list. (A Kafka record or
+        // NATS message, named `source ...`, says `on_error: skip` itself.)
+        Error::Source(crate::source::SourceError::Malformed {
+            line: None, file, ..
+        }) if !file.starts_with("source `") => {
+            "to plan it again without the file as it is (put right under a new name, the old \
+             one moved aside: a name starting with `.` or `_` is not read)"
+        }
         Error::Source(crate::source::SourceError::SchemaMismatch { .. }) => {
             "to plan it again with a schema that fits, or without the file (moved aside: a name \
              starting with `.` or `_` is not read)"
@@ -490,7 +499,7 @@ async fn planned_with_other_pipeline(
     if fingerprint == plan::fingerprint(&pipeline.text) {
         return Ok(None);
     }
-    let planned = stored_pipeline(&location, checkpoint_spec, &fingerprint)
+    let mut planned = stored_pipeline(&location, checkpoint_spec, &fingerprint)
         .await?
         .ok_or_else(|| CheckpointError::Inconsistent {
             location: checkpoint_spec.to_string(),
@@ -499,6 +508,13 @@ async fn planned_with_other_pipeline(
                 crate::checkpoint::paths::pipeline(&fingerprint)
             ),
         })?;
+    // What bounds how a batch runs, not what it writes, is the edited file's: a batch that
+    // ran out of memory finishes with the memory the edit gives it, and an edit of nothing
+    // else is no edit of what the batch writes.
+    if same_but_for_memory(&planned.text, &pipeline.text) {
+        return Ok(None);
+    }
+    planned.memory_limit = pipeline.memory_limit.clone();
     let shown = format!(
         "{}/{}",
         checkpoint_spec.trim_end_matches('/'),
@@ -513,6 +529,20 @@ async fn planned_with_other_pipeline(
         batch.next()
     );
     Ok(Some((batch, planned, shown)))
+}
+
+/// Whether pipeline files `a` and `b` differ in `memory_limit` (which bounds how a batch runs,
+/// not what it writes) and in nothing else: their YAML the same without that key.
+fn same_but_for_memory(a: &str, b: &str) -> bool {
+    let parse = |text: &str| serde_yaml::from_str::<serde_yaml::Value>(text).ok();
+    let (Some(mut a), Some(mut b)) = (parse(a), parse(b)) else {
+        return false;
+    };
+    let (Some(a), Some(b)) = (a.as_mapping_mut(), b.as_mapping_mut()) else {
+        return false;
+    };
+    let limits = (a.remove("memory_limit"), b.remove("memory_limit"));
+    limits.0 != limits.1 && a == b
 }
 
 /// The checkpoint's sink record rebuilt (its `sink` entry being missing or damaged, `why`)
@@ -1725,7 +1755,10 @@ impl<'a> Driver<'a> {
             sink_wrote: committed.written,
             late_rows_kept: !self.late_sinks.is_empty(),
         }
-        .report(self.options.progress);
+        .report(
+            self.options.progress,
+            self.pipeline.sink.connector().prints_to_stdout(),
+        );
         Ok(commit)
     }
 }

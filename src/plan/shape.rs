@@ -685,13 +685,21 @@ impl Walk<'_> {
             None => check_stateless(input, self.streams)?,
         }
         if self.mode == OutputMode::Append && !shape.distinct_only && shape.event_time.is_none() {
+            let reason = if bins_by_calendar(node) {
+                "append mode writes each row once, when its window has closed, and a window of \
+                 `date_bin` over months or years is no event-time window: a month has no fixed \
+                 length, and windows close by a fixed length past the watermark (bin by days or \
+                 hours, `INTERVAL '30 days'`, to emit each window once it is final; or keep \
+                 months, rewritten as they change, in update or complete mode)"
+            } else {
+                "append mode writes each row once, and this aggregation's rows change as more \
+                 input arrives (to emit each group once it is final, group by \
+                 `date_bin(INTERVAL ..., <column>)` over a source's watermark column)"
+            };
             return Err(PlanError::Mode {
                 mode: self.mode.as_str(),
                 operator: shape.operator,
-                reason: "append mode writes each row once, and this aggregation's rows change as \
-                         more input arrives (to emit each group once it is final, group by \
-                         `date_bin(INTERVAL ..., <column>)` over a source's watermark column)"
-                    .into(),
+                reason: reason.into(),
                 works: "update, complete",
             });
         }
@@ -934,6 +942,26 @@ fn has_subquery(expr: &Expr) -> bool {
     .unwrap_or(true)
 }
 
+/// Whether aggregation `node` groups by `date_bin` of an interval of months or years, which
+/// has no fixed length in nanoseconds.
+fn bins_by_calendar(node: &LogicalPlan) -> bool {
+    use datafusion::common::ScalarValue;
+    let LogicalPlan::Aggregate(a) = node else {
+        return false;
+    };
+    a.group_expr.iter().any(|expr| {
+        let Expr::ScalarFunction(f) = strip_alias(expr) else {
+            return false;
+        };
+        let calendar = match f.args.first().map(strip_alias) {
+            Some(Expr::Literal(ScalarValue::IntervalYearMonth(Some(_)), _)) => true,
+            Some(Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _)) => v.months != 0,
+            _ => false,
+        };
+        f.func.name() == "date_bin" && calendar
+    })
+}
+
 /// A constant timestamp (`date_bin`'s origin) in nanoseconds since the epoch.
 fn timestamp_literal_ns(expr: &Expr) -> Option<i64> {
     use datafusion::arrow::datatypes::{DataType, TimeUnit};
@@ -1003,6 +1031,30 @@ mod tests {
         ]
         .into();
         analyze(&plan, &streams, &watermarks, mode)
+    }
+
+    #[tokio::test]
+    async fn a_window_of_months_is_named_in_append_mode() {
+        // Walk 9: the refusal said to group by `date_bin`, which the query did.
+        for sql in [
+            "SELECT date_bin(INTERVAL '1 month', ts) AS m, count(*) FROM s GROUP BY 1",
+            "SELECT date_bin(INTERVAL '1 year', ts) AS y, count(*) FROM s GROUP BY 1",
+        ] {
+            let err = analyze_sql(sql, OutputMode::Append)
+                .await
+                .expect_err("no event-time window")
+                .to_string();
+            assert!(err.contains("a month has no fixed length"), "{sql}: {err}");
+            assert!(
+                analyze_sql(sql, OutputMode::Update).await.is_ok(),
+                "{sql}: update mode keeps month buckets"
+            );
+        }
+        let err = analyze_sql("SELECT k, count(*) FROM s GROUP BY k", OutputMode::Append)
+            .await
+            .expect_err("no window")
+            .to_string();
+        assert!(!err.contains("a month"), "{err}");
     }
 
     #[tokio::test]

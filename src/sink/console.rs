@@ -38,6 +38,10 @@ impl SinkConnector for ConsoleConfig {
         KIND.name
     }
 
+    fn prints_to_stdout(&self) -> bool {
+        true
+    }
+
     fn open(&self, _ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
         Ok(Box::new(ConsoleSink::new(self.max_rows)))
     }

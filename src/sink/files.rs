@@ -28,7 +28,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::{csv as arrow_csv, json as arrow_json};
 use datafusion::parquet::arrow::ArrowWriter;
@@ -384,7 +385,9 @@ impl FilesSink {
     }
 
     /// Complete mode, once per run, after `published` (a table as `result.<ext>`) is in
-    /// place: deletes the `part-*` files that an older Sluice's complete mode left beside it.
+    /// place: deletes the `part-*` files that an older Sluice's complete mode left beside it,
+    /// and the result table of another format (`result.jsonl` beside a `result.parquet`, the
+    /// sink's `format:` changed), which would otherwise read as the table still.
     async fn remove_old_parts(&self, published: &Manifest) -> Result<(), SinkError> {
         use std::sync::atomic::Ordering;
         let old_style = published.files.iter().any(|f| f.path.starts_with("part-"));
@@ -393,7 +396,11 @@ impl FilesSink {
         }
         for meta in self.location.list("").await? {
             let name = self.location.relative(&meta.location);
-            if name.starts_with("part-") && !name.contains('/') {
+            let other_result = [FileFormat::Json, FileFormat::Csv, FileFormat::Parquet]
+                .into_iter()
+                .filter(|f| *f != self.format)
+                .any(|f| name == format!("{COMPLETE_RESULT}.{}", f.extension()));
+            if (name.starts_with("part-") && !name.contains('/')) || other_result {
                 self.location.delete(&meta.location).await?;
             }
         }
@@ -491,9 +498,13 @@ impl FilesSink {
                 self.location, manifest.pipeline
             )));
         }
+        // Read in the types the files keep, then cast back to the query's.
+        let kept = match self.format {
+            FileFormat::Parquet => parquet_schema(schema),
+            _ => Arc::clone(schema),
+        };
         let relaxed = Arc::new(Schema::new(
-            schema
-                .fields()
+            kept.fields()
                 .iter()
                 .map(|f| f.as_ref().clone().with_nullable(true))
                 .collect::<Vec<_>>(),
@@ -525,6 +536,7 @@ impl FilesSink {
                 on_error: crate::format::OnError::Fail,
                 rescued: None,
                 epoch_unit: None,
+                delimiter: b',',
             };
             // The sink's own file names hold no `key=value` folder.
             let decoded = reader.decode(&name, &file.path, &bytes).and_then(|d| {
@@ -711,10 +723,12 @@ impl FilesSink {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
                     .build();
+                let schema = parquet_schema(&schema);
                 let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props))
                     .map_err(|e| err(e.to_string()))?;
                 for b in batches {
-                    writer.write(b).map_err(|e| err(e.to_string()))?;
+                    let b = to_parquet(b, &schema).map_err(err)?;
+                    writer.write(&b).map_err(|e| err(e.to_string()))?;
                 }
                 writer.close().map_err(|e| err(e.to_string()))?;
             }
@@ -1039,7 +1053,8 @@ struct Encoder {
 }
 
 enum EncoderWriter {
-    Parquet(Box<ArrowWriter<SharedBuffer>>),
+    /// The writer, and the schema it writes ([`parquet_schema`]).
+    Parquet(Box<ArrowWriter<SharedBuffer>>, SchemaRef),
     Csv(Box<arrow_csv::Writer<SharedBuffer>>),
     Json(arrow_json::LineDelimitedWriter<SharedBuffer>),
 }
@@ -1078,9 +1093,10 @@ impl Encoder {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
                     .build();
-                let writer = ArrowWriter::try_new(out.clone(), schema, Some(props))
+                let schema = parquet_schema(&schema);
+                let writer = ArrowWriter::try_new(out.clone(), Arc::clone(&schema), Some(props))
                     .map_err(|e| Self::err(format, batch, e.to_string()))?;
-                EncoderWriter::Parquet(Box::new(writer))
+                EncoderWriter::Parquet(Box::new(writer), schema)
             }
             FileFormat::Csv => EncoderWriter::Csv(Box::new(
                 arrow_csv::WriterBuilder::new()
@@ -1110,18 +1126,17 @@ impl Encoder {
     /// Encodes `rows`; returns the bytes ready to write.
     fn write(&mut self, rows: &RecordBatch) -> Result<bytes::Bytes, SinkError> {
         let result = match &mut self.writer {
-            EncoderWriter::Parquet(w) => w
-                .write(rows)
+            EncoderWriter::Parquet(w, schema) => to_parquet(rows, schema)
+                .and_then(|rows| w.write(&rows).map_err(|e| e.to_string()))
                 .and_then(|()| {
                     // A row group ends at 1M rows or at this many bytes held, whichever
                     // comes first, so what a file holds in memory does not grow with it.
                     if w.memory_size() >= ROW_GROUP_BYTES {
-                        w.flush()
+                        w.flush().map_err(|e| e.to_string())
                     } else {
                         Ok(())
                     }
-                })
-                .map_err(|e| e.to_string()),
+                }),
             EncoderWriter::Csv(w) => w.write(rows).map_err(|e| e.to_string()),
             EncoderWriter::Json(w) => w.write(rows).map_err(|e| e.to_string()),
         };
@@ -1133,11 +1148,69 @@ impl Encoder {
     fn finish(self) -> Result<bytes::Bytes, SinkError> {
         let (format, batch) = (self.format, self.batch);
         let result = match self.writer {
-            EncoderWriter::Parquet(w) => w.close().map(|_| ()).map_err(|e| e.to_string()),
+            EncoderWriter::Parquet(w, _) => w.close().map(|_| ()).map_err(|e| e.to_string()),
             EncoderWriter::Csv(_) => Ok(()),
             EncoderWriter::Json(mut w) => w.finish().map_err(|e| e.to_string()),
         };
         result.map_err(|reason| Self::err(format, batch, reason))?;
         Ok(self.out.take())
     }
+}
+
+/// The type a Parquet file keeps a column of `data_type` in, at any depth: Parquet has no
+/// logical type for seconds (Arrow's writer writes a `timestamp(0)` as a plain 64-bit integer,
+/// which DuckDB and Spark read as a number, not a time), so a time to the second is kept to the
+/// millisecond, which holds every such value the same; other types as they are.
+fn parquet_type(data_type: &DataType) -> DataType {
+    use DataType as T;
+    let field = |f: &FieldRef| -> FieldRef {
+        Arc::new(
+            f.as_ref()
+                .clone()
+                .with_data_type(parquet_type(f.data_type())),
+        )
+    };
+    match data_type {
+        T::Timestamp(TimeUnit::Second, zone) => T::Timestamp(TimeUnit::Millisecond, zone.clone()),
+        T::Time32(TimeUnit::Second) => T::Time32(TimeUnit::Millisecond),
+        T::Struct(fields) => T::Struct(fields.iter().map(field).collect()),
+        T::List(item) => T::List(field(item)),
+        T::LargeList(item) => T::LargeList(field(item)),
+        T::FixedSizeList(item, size) => T::FixedSizeList(field(item), *size),
+        T::Map(entries, sorted) => T::Map(field(entries), *sorted),
+        other => other.clone(),
+    }
+}
+
+/// `schema` with each column in the type a Parquet file keeps it in ([`parquet_type`]).
+fn parquet_schema(schema: &SchemaRef) -> SchemaRef {
+    if schema
+        .fields()
+        .iter()
+        .all(|f| parquet_type(f.data_type()) == *f.data_type())
+    {
+        return Arc::clone(schema);
+    }
+    let fields: Vec<FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            Arc::new(
+                f.as_ref()
+                    .clone()
+                    .with_data_type(parquet_type(f.data_type())),
+            )
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `rows` in `schema` (their [`parquet_schema`]): a cast to a finer unit, which keeps every
+/// value whole (one past the finer unit's range is an error).
+fn to_parquet(rows: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
+    let same = |(column, field): (&ArrayRef, &FieldRef)| column.data_type() == field.data_type();
+    if rows.columns().iter().zip(schema.fields()).all(same) {
+        return Ok(rows.clone());
+    }
+    super::kept::to_kept(rows, schema, "a Parquet file")
 }

@@ -1196,6 +1196,7 @@ impl Sink for KafkaSink {
             on_error: crate::format::OnError::Fail,
             rescued: None,
             epoch_unit: None,
+            delimiter: b',',
         };
         match reader.decode(&file, "", &bytes::Bytes::from(text)) {
             Ok(decoded) => Ok(HeldBatch::Rows {

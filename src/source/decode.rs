@@ -135,11 +135,48 @@ impl Codec {
 /// decompress as the name says, are refused with what they look like.
 fn decompress(file: &str, bytes: &Bytes, format: FileFormat) -> Result<Bytes, SourceError> {
     let text = decompressed(file, bytes, format)?;
+    // Files only: a Kafka record's or NATS message's payloads come unnamed (`file` empty), each
+    // one blamed (or skipped) by itself where it does not decode.
+    if matches!(format, FileFormat::Json | FileFormat::Csv) && !file.is_empty() {
+        check_utf8_text(file, &text)?;
+    }
     // A UTF-8 byte order mark starts no value and names no column.
     Ok(match format {
         FileFormat::Json | FileFormat::Csv if text.starts_with(b"\xEF\xBB\xBF") => text.slice(3..),
         _ => text,
     })
+}
+
+/// Refuses text in another encoding than UTF-8 (JSON's, RFC 8259 §8.1, and the CSV reader's),
+/// which would otherwise fail on its first line as malformed, or read as garbage: UTF-16 and
+/// UTF-32 by their byte order mark, or, without one, by the NUL bytes in their first 4 KiB
+/// (text in UTF-8 holds none).
+fn check_utf8_text(file: &str, text: &[u8]) -> Result<(), SourceError> {
+    // What the text is, and the encoding to name in the conversion.
+    let encoding = if text.starts_with(b"\xFF\xFE\0\0") || text.starts_with(b"\0\0\xFE\xFF") {
+        Some(("UTF-32 (its first bytes are a byte order mark)", "UTF-32"))
+    } else if text.starts_with(b"\xFF\xFE") || text.starts_with(b"\xFE\xFF") {
+        Some(("UTF-16 (its first bytes are a byte order mark)", "UTF-16"))
+    } else if text.iter().take(4096).any(|b| *b == 0) {
+        Some((
+            "not UTF-8: it holds NUL bytes, as UTF-16 or UTF-32 text without a byte order \
+             mark does, or binary data",
+            "UTF-16LE",
+        ))
+    } else {
+        None
+    };
+    match encoding {
+        Some((encoding, from)) => Err(SourceError::Malformed {
+            file: file.to_string(),
+            line: None,
+            reason: format!(
+                "its text is {encoding}; Sluice reads JSON and CSV files as UTF-8. Convert \
+                 it, e.g. `iconv -f {from} -t UTF-8 FILE > NEW` (naming the file's encoding)"
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// [`decompress`] before the byte order mark is taken off.
@@ -221,6 +258,8 @@ pub struct Reader {
     /// The unit of a number in a timestamp column of JSON or CSV text; such a number is
     /// refused where `None`.
     pub epoch_unit: Option<EpochUnit>,
+    /// The byte between a CSV record's fields (`,`, or the source's `delimiter`).
+    pub delimiter: u8,
 }
 
 /// Where a column of a file's rows comes from.
@@ -272,7 +311,8 @@ impl Reader {
             })
             .collect();
         let content: SchemaRef = Arc::new(Schema::new(content));
-        // A file's field named like one of its folders that is a column is the folder's.
+        // A file's field named like one of its folders that is a column is the folder's
+        // (`check_folder_agrees` refuses a file whose value there is another).
         let known: Vec<&str> = origins
             .iter()
             .filter_map(|o| match o {
@@ -280,6 +320,13 @@ impl Reader {
                 _ => None,
             })
             .collect();
+        for (i, origin) in origins.iter().enumerate() {
+            if let Origin::Folder(key, value) = origin {
+                let data_type = self.schema.field(i).data_type();
+                let column = (data_type, self.epoch_unit);
+                check_folder_agrees(file, bytes, self.format, key, value.as_deref(), column)?;
+            }
+        }
         let rescue = self.rescued.is_some();
         let read = match self.format {
             FileFormat::Json => {
@@ -292,11 +339,14 @@ impl Reader {
                 json(file, bytes, &content, &options)?
             }
             FileFormat::Csv => {
-                check_csv_header(file, bytes, &content)?;
-                let epoch = self.epoch_unit;
-                let batches = match csv_fast(bytes, &content, epoch) {
+                let csv = Csv {
+                    epoch: self.epoch_unit,
+                    delimiter: self.delimiter,
+                };
+                check_csv_header(file, bytes, &content, csv.delimiter)?;
+                let batches = match csv_fast(bytes, &content, csv) {
                     Ok(batches) => Decoded::from_batches(batches, 0),
-                    Err(error) => csv_slow(file, bytes, &content, self.on_error, epoch, error)?,
+                    Err(error) => csv_slow(file, bytes, &content, self.on_error, csv, error)?,
                 };
                 FileRows::plain(batches)
             }
@@ -387,6 +437,7 @@ pub fn infer_schema(
     bytes: &Bytes,
     format: FileFormat,
     on_error: OnError,
+    delimiter: u8,
 ) -> Result<Option<Schema>, SourceError> {
     let bytes = &decompress(file, bytes, format)?;
     let err = |e: ArrowError| SourceError::Infer {
@@ -414,10 +465,18 @@ pub fn infer_schema(
             let schema = timestamps_in_nanoseconds(
                 arrow_csv::reader::Format::default()
                     .with_header(true)
+                    .with_delimiter(delimiter)
                     .infer_schema(Cursor::new(bytes.as_ref()), None)
                     .map_err(err)?
                     .0,
             );
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            if let Some(hint) = other_delimiter(&names, delimiter) {
+                return Err(err(ArrowError::CsvError(format!(
+                    "its first line reads as the one column {:?}{hint}",
+                    names[0]
+                ))));
+            }
             if let Some(why) = header_looks_like_a_row(&schema) {
                 let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
                 return Err(err(ArrowError::CsvError(format!(
@@ -715,7 +774,7 @@ fn exact() -> CastOptions<'static> {
 /// `epoch`, a number in a timestamp, at any depth (`-12`, `1767261601.25`, `1.7e9`), counts
 /// that unit since 1970-01-01T00:00:00Z, and text still reads as a time; a number with a finer
 /// fraction than the column's unit holds, or outside its range, is an error naming it.
-fn exact_cast(
+pub(super) fn exact_cast(
     array: &ArrayRef,
     target: &DataType,
     epoch: Option<EpochUnit>,
@@ -1370,6 +1429,7 @@ fn json_values<'a>(
         let mut stream =
             serde_json::Deserializer::from_slice(&bytes[pos..]).into_iter::<serde_json::Value>();
         // The problem, and the line (relative to `line`, 1 for its first) it was found on.
+        let mut cut_short = false;
         let (problem, at) = match stream.next() {
             Some(Ok(serde_json::Value::Object(fields))) => {
                 let end = pos + stream.byte_offset();
@@ -1395,6 +1455,8 @@ fn json_values<'a>(
                     .rsplit_once(" at line ")
                     .map_or(text.as_str(), |(reason, _)| reason)
                     .to_string();
+                // The file ends inside the value, without its line's end: still being written.
+                cut_short = e.is_eof() && !bytes.ends_with(b"\n");
                 (reason, e.line().max(1))
             }
             None => break,
@@ -1409,6 +1471,16 @@ fn json_values<'a>(
                 )
             } else {
                 problem
+            };
+            let reason = if cut_short {
+                format!(
+                    "{reason}; the file ends inside this value, as a file still being written \
+                     does: a batch reads a file as it is when it lists it, so a file must be \
+                     whole when it appears in the folder (write it under a name starting with \
+                     `_` or `.`, or elsewhere, and rename it into place when it is done)"
+                )
+            } else {
+                reason
             };
             scanned.failed = Some(SourceError::Malformed {
                 file: file.to_string(),
@@ -1488,13 +1560,19 @@ fn unknown_fields(
     }
 }
 
-fn csv_fast(
-    bytes: &Bytes,
-    schema: &SchemaRef,
+/// How a CSV file's text is read: the unit of a number in a timestamp column, and the byte
+/// between fields.
+#[derive(Debug, Clone, Copy)]
+struct Csv {
     epoch: Option<EpochUnit>,
-) -> Result<Vec<RecordBatch>, ArrowError> {
+    delimiter: u8,
+}
+
+fn csv_fast(bytes: &Bytes, schema: &SchemaRef, csv: Csv) -> Result<Vec<RecordBatch>, ArrowError> {
+    let epoch = csv.epoch;
     arrow_csv::ReaderBuilder::new(times_as_text(schema, epoch))
         .with_header(true)
+        .with_delimiter(csv.delimiter)
         .with_batch_size(BATCH_SIZE)
         .build_buffered(Cursor::new(bytes.as_ref()))?
         .map(|batch| epoch_times(batch?, schema, epoch))
@@ -1507,9 +1585,10 @@ fn csv_slow(
     bytes: &[u8],
     schema: &SchemaRef,
     on_error: OnError,
-    epoch: Option<EpochUnit>,
+    csv: Csv,
     first_error: ArrowError,
 ) -> Result<Decoded, SourceError> {
+    let epoch = csv.epoch;
     let Some(header_end) = bytes.iter().position(|b| *b == b'\n').map(|p| p + 1) else {
         return Err(SourceError::Malformed {
             file: file.to_string(),
@@ -1524,6 +1603,7 @@ fn csv_slow(
     while pos < bytes.len() {
         let mut decoder = arrow_csv::ReaderBuilder::new(times_as_text(schema, epoch))
             .with_header(false)
+            .with_delimiter(csv.delimiter)
             .with_batch_size(1)
             .build_decoder();
         let consumed = match decoder.decode(&bytes[pos..]) {
@@ -1569,7 +1649,12 @@ fn csv_slow(
 }
 
 /// A CSV file's header must name the schema's columns, in order.
-fn check_csv_header(file: &str, bytes: &Bytes, schema: &SchemaRef) -> Result<(), SourceError> {
+fn check_csv_header(
+    file: &str,
+    bytes: &Bytes,
+    schema: &SchemaRef,
+    delimiter: u8,
+) -> Result<(), SourceError> {
     let header_line = bytes
         .iter()
         .position(|b| *b == b'\n')
@@ -1579,24 +1664,157 @@ fn check_csv_header(file: &str, bytes: &Bytes, schema: &SchemaRef) -> Result<(),
     }
     let (header, _) = arrow_csv::reader::Format::default()
         .with_header(true)
+        .with_delimiter(delimiter)
         .infer_schema(Cursor::new(header_line), Some(0))
         .map_err(|e| malformed(file, 1, &e))?;
     let found: Vec<&str> = header.fields().iter().map(|f| f.name().as_str()).collect();
     let expected: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     if found != expected {
+        let hint = if found.len() == expected.len() && found.iter().all(|f| expected.contains(f)) {
+            // Only the order differs: `schema:` is a mapping, `columns:` says the order.
+            "; to read the columns in the header's order, declare them as \
+             `columns: [{name: ..., type: ...}, ...]` in that order"
+                .to_string()
+        } else {
+            other_delimiter(&found, delimiter).unwrap_or_default()
+        };
         return Err(SourceError::SchemaMismatch {
             file: file.to_string(),
             reason: format!(
-                "its header has columns {found:?}, the source's schema has {expected:?}{}",
-                // Only the order differs: `schema:` is a mapping, `columns:` says the order.
-                if found.len() == expected.len() && found.iter().all(|f| expected.contains(f)) {
-                    "; to read the columns in the header's order, declare them as \
-                     `columns: [{name: ..., type: ...}, ...]` in that order"
-                } else {
-                    ""
-                }
+                "its header has columns {found:?}, the source's schema has {expected:?}{hint}"
             ),
         });
+    }
+    Ok(())
+}
+
+/// Where a CSV header read with `delimiter` gives one column whose name holds another common
+/// delimiter (`;`, tab, `|`), the advice to set it; `None` otherwise.
+fn other_delimiter(header: &[&str], delimiter: u8) -> Option<String> {
+    let [name] = header else {
+        return None;
+    };
+    // Each: the byte, as the YAML setting writes it, and in words.
+    let common = [
+        (b',', ",", "`,`"),
+        (b';', ";", "`;`"),
+        (b'\t', "\\t", "a tab"),
+        (b'|', "|", "`|`"),
+    ];
+    let (_, setting, words) = common
+        .iter()
+        .find(|(b, _, _)| *b != delimiter && name.as_bytes().contains(b))?;
+    let current = common
+        .iter()
+        .find(|(b, _, _)| *b == delimiter)
+        .map_or("its delimiter", |(_, _, words)| words);
+    Some(format!(
+        "; its header looks separated by {words}, not {current}: set the source's \
+         `delimiter: \"{setting}\"`"
+    ))
+}
+
+/// Refuses a file whose own rows hold a field `key` (top-level) with a value other than its
+/// `key=value` folder's (`value`, read as `data_type`): the column is read from the folder, and
+/// the file's value would be dropped without a word. Equal values (a writer that also keeps
+/// the partition column in the file) and nulls pass. A CSV file's header must name the
+/// source's columns, so such a column there is refused by [`check_csv_header`].
+fn check_folder_agrees(
+    file: &str,
+    bytes: &Bytes,
+    format: FileFormat,
+    key: &str,
+    value: Option<&str>,
+    (data_type, epoch): (&DataType, Option<EpochUnit>),
+) -> Result<(), SourceError> {
+    let shown = |column: &ArrayRef, at: usize| {
+        datafusion::arrow::util::display::array_value_to_string(column, at).ok()
+    };
+    // A value of text as the column's type reads it, shown.
+    let typed = |text: &str| {
+        let one: ArrayRef = Arc::new(StringArray::from(vec![text]));
+        exact_cast(&one, data_type, epoch)
+            .ok()
+            .and_then(|typed| shown(&typed, 0))
+    };
+    let folder = match value {
+        // A folder value that does not read is the column's error to report.
+        Some(text) => match typed(text) {
+            Some(shown) => Some(shown),
+            None => return Ok(()),
+        },
+        None => None,
+    };
+    // The file's distinct values of `key`: as written, and as the column's type reads them.
+    let mut seen: BTreeSet<(String, Option<String>)> = BTreeSet::new();
+    match format {
+        FileFormat::Csv => return Ok(()),
+        FileFormat::Json => {
+            let quoted = serde_json::to_string(key).unwrap_or_default();
+            if !bytes.windows(quoted.len()).any(|w| w == quoted.as_bytes()) {
+                return Ok(());
+            }
+            // Line by line (a value over several lines goes unchecked): a malformed line is
+            // the decoder's to report.
+            for line in bytes.split(|b| *b == b'\n') {
+                let Ok(serde_json::Value::Object(row)) = serde_json::from_slice(line) else {
+                    continue;
+                };
+                let text = match row.get(key) {
+                    None | Some(serde_json::Value::Null) => continue,
+                    Some(serde_json::Value::String(text)) => text.clone(),
+                    Some(other) => other.to_string(),
+                };
+                let read = typed(&text);
+                seen.insert((text, read));
+            }
+        }
+        FileFormat::Parquet => {
+            // A file that does not read is the decoder's to report.
+            let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()) else {
+                return Ok(());
+            };
+            let Some((index, _)) = builder.schema().column_with_name(key) else {
+                return Ok(());
+            };
+            let mask = datafusion::parquet::arrow::ProjectionMask::roots(
+                builder.parquet_schema(),
+                [index],
+            );
+            let Ok(reader) = builder.with_projection(mask).build() else {
+                return Ok(());
+            };
+            for batch in reader.filter_map(Result::ok) {
+                let column = batch.column(0);
+                // In the column's type where it casts whole (a time stays a time), else value
+                // by value from its text.
+                let cast = exact_cast(column, data_type, epoch).ok();
+                for at in (0..column.len()).filter(|at| column.is_valid(*at)) {
+                    let Some(text) = shown(column, at) else {
+                        continue;
+                    };
+                    let read = match &cast {
+                        Some(cast) if cast.is_valid(at) => shown(cast, at),
+                        _ => typed(&text),
+                    };
+                    seen.insert((text, read));
+                }
+            }
+        }
+    }
+    for (theirs, read) in &seen {
+        if folder.is_none() || *read != folder {
+            return Err(SourceError::SchemaMismatch {
+                file: file.to_string(),
+                reason: format!(
+                    "its rows hold `{key}` = {theirs} where its folder `{key}={}` says \
+                     otherwise: the column `{key}` is read from the folder name, and the \
+                     file's own values would be dropped. Make the two agree, or rename the \
+                     folder's key or the file's field so that both are read",
+                    value.unwrap_or(super::hive::NULL_PARTITION)
+                ),
+            });
+        }
     }
     Ok(())
 }
@@ -1786,6 +2004,7 @@ fn widens_exactly(from: &DataType, to: &DataType) -> bool {
         }
         (T::Float16 | T::Float32, T::Float64) | (T::Float16, T::Float32) => true,
         (T::Timestamp(u, tz), T::Timestamp(v, tz2)) => tz == tz2 && rank(u) <= rank(v),
+        (T::Time32(u) | T::Time64(u), T::Time32(v) | T::Time64(v)) => rank(u) <= rank(v),
         (T::Utf8 | T::LargeUtf8 | T::Utf8View, T::Utf8 | T::LargeUtf8 | T::Utf8View)
         | (
             T::Binary | T::LargeBinary | T::BinaryView,
@@ -1896,6 +2115,7 @@ mod tests {
             on_error,
             rescued: None,
             epoch_unit: None,
+            delimiter: b',',
         };
         reader.decode(file, file, bytes)
     }
@@ -2021,6 +2241,7 @@ mod tests {
             on_error: OnError::Fail,
             rescued: None,
             epoch_unit: Some(EpochUnit::Milliseconds),
+            delimiter: b',',
         };
         let text = "{\"s\":{\"at\":1500},\"l\":[2,\"1970-01-01T00:00:03Z\",null]}\n";
         let decoded = reader
@@ -2102,6 +2323,7 @@ mod tests {
             on_error,
             rescued: Some("_rescued".into()),
             epoch_unit: None,
+            delimiter: b',',
         }
     }
 
@@ -2192,19 +2414,29 @@ mod tests {
             on_error: OnError::Fail,
             rescued: None,
             epoch_unit: None,
+            delimiter: b',',
         };
         let path = "day=2024-01-01/f";
         let d = reader(None, FileFormat::Json)
             .decode(
                 path,
                 path,
-                &Bytes::from("{\"id\":1,\"day\":\"x\"}\n{\"id\":2}\n"),
+                &Bytes::from("{\"id\":1,\"day\":\"2024-01-01\"}\n{\"id\":2,\"day\":null}\n"),
             )
             .expect("json");
         assert_eq!(column_text(&d, 1), ["2024-01-01", "2024-01-01"]);
         assert_eq!(
             d.unknown_rows, 0,
             "a field named like a folder is the folder's"
+        );
+        // A file's value the folder would replace is refused, naming both.
+        let err = reader(None, FileFormat::Json)
+            .decode(path, path, &Bytes::from("{\"id\":1,\"day\":\"x\"}\n"))
+            .expect_err("the file's day differs");
+        assert!(
+            err.to_string()
+                .contains("its rows hold `day` = x where its folder `day=2024-01-01`"),
+            "{err}"
         );
         // CSV: the header has the file's own columns only.
         let d = reader(Some(vec![1]), FileFormat::Csv)
@@ -2290,6 +2522,7 @@ mod tests {
             &Bytes::from("{\"a\":\n 1}\n{oops\n{\"b\":\"x\"}\n"),
             FileFormat::Json,
             OnError::Skip,
+            b',',
         )
         .expect("infer")
         .expect("columns");
@@ -2299,6 +2532,7 @@ mod tests {
             &Bytes::from("{\"a\":1}\n{oops\n"),
             FileFormat::Json,
             OnError::Fail,
+            b',',
         )
         .expect_err("bad line")
         .to_string();
@@ -2344,7 +2578,7 @@ mod tests {
                 let d = decode(&name, &bytes, format, &schema(), None, OnError::Fail)
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert_eq!(d.rows, 2, "{name}");
-                let inferred = infer_schema(&name, &bytes, format, OnError::Fail)
+                let inferred = infer_schema(&name, &bytes, format, OnError::Fail, b',')
                     .unwrap_or_else(|e| panic!("{name}: {e}"))
                     .expect("columns");
                 assert_eq!(inferred.field(0).name(), "id", "{name}");
@@ -2430,6 +2664,7 @@ mod tests {
             &Bytes::from("BZh9,x\n1,2\n"),
             FileFormat::Csv,
             OnError::Fail,
+            b',',
         )
         .expect("text")
         .expect("columns");

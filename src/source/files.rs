@@ -49,6 +49,24 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
             "`columns` and `schema` both given; use one",
         ));
     }
+    if let Some(delimiter) = config.delimiter {
+        if config.format != FileFormat::Csv {
+            return Err(ConfigError::at(
+                "delimiter",
+                "`delimiter` separates the fields of CSV files; this source reads another format",
+            ));
+        }
+        if !delimiter.is_ascii() || matches!(delimiter, '"' | '\n' | '\r') {
+            return Err(ConfigError::at(
+                "delimiter",
+                format!(
+                    "`delimiter: {}` cannot separate CSV fields: give one ASCII character other \
+                     than a quote or a line break (`;`, `\"\\t\"` for a tab, `|`)",
+                    delimiter.escape_default()
+                ),
+            ));
+        }
+    }
     if config.max_files_per_batch == Some(0) {
         return Err(ConfigError::at(
             "max_files_per_batch",
@@ -106,6 +124,10 @@ pub struct FilesConfig {
     /// number is refused without it. Text times read as ever.
     #[serde(default)]
     pub epoch_unit: Option<EpochUnit>,
+    /// The character between a CSV record's fields (`,` where absent; `;`, `"\t"`, `|`), as
+    /// Spark's `sep`/`delimiter` and DuckDB's `delim`: one ASCII character.
+    #[serde(default)]
+    pub delimiter: Option<char>,
 }
 
 /// One column of an ordered schema.
@@ -120,6 +142,14 @@ pub struct ColumnConfig {
 }
 
 impl FilesConfig {
+    /// The byte between a CSV record's fields: `delimiter`, checked one ASCII character when
+    /// the file loads, or `,`.
+    pub fn csv_delimiter(&self) -> u8 {
+        self.delimiter
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(b',')
+    }
+
     /// The declared columns in order, if the source declares a schema.
     pub fn declared_columns(&self) -> Option<Vec<(String, String)>> {
         if let Some(columns) = &self.columns {
@@ -825,6 +855,7 @@ fn reader(config: &FilesConfig, schema: SchemaRef, projection: Option<Vec<usize>
         on_error: config.on_error,
         rescued: config.rescued_data_column.clone(),
         epoch_unit: config.epoch_unit,
+        delimiter: config.csv_delimiter(),
     }
 }
 
@@ -913,7 +944,13 @@ async fn infer_from(
                 file: shown.clone(),
                 reason: "the file vanished while being read".into(),
             })?;
-        let inferred = infer_schema(&shown, &bytes, config.format, config.on_error)?;
+        let inferred = infer_schema(
+            &shown,
+            &bytes,
+            config.format,
+            config.on_error,
+            config.csv_delimiter(),
+        )?;
         sample.add(&shown, bytes.len() as u64, inferred)?;
     }
     let mut partitions: Vec<(String, Vec<Option<String>>)> = Vec::new();
@@ -1426,6 +1463,7 @@ mod tests {
             on_error: OnError::Fail,
             rescued_data_column: None,
             epoch_unit: None,
+            delimiter: None,
         }
     }
 

@@ -10,12 +10,10 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, StringArray, new_null_array};
-use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
-use datafusion::arrow::util::display::FormatOptions;
 
 /// Hive's and Spark's folder name for a null partition value.
-const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+pub(super) const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
 /// The `key=value` folders of `path` (relative to the source's folder, `/`-separated), outermost
 /// first, with each value decoded (`None` for a null value). The file name itself is not a
@@ -89,8 +87,12 @@ fn fits(value: &str, data_type: &DataType) -> bool {
                 && value.bytes().any(|b| b.is_ascii_digit())
         }
         DataType::Date32 => date(value),
+        // At most microseconds, the inferred type's unit (a finer time stays a string).
         DataType::Timestamp(..) => value.split_once([' ', 'T']).is_some_and(|(day, time)| {
             date(day)
+                && time
+                    .split_once('.')
+                    .is_none_or(|(_, fraction)| fraction.len() <= 6)
                 && ["%H:%M:%S%.f", "%H:%M:%S"]
                     .iter()
                     .any(|f| chrono::NaiveTime::parse_from_str(time, f).is_ok())
@@ -99,18 +101,17 @@ fn fits(value: &str, data_type: &DataType) -> bool {
     }
 }
 
-/// A column of `rows` copies of the partition value `value` as `data_type`; the error says why a
-/// value does not read as the type.
+/// A column of `rows` copies of the partition value `value` as `data_type`, read as exactly as
+/// a value in a file (`2026-01-01T10:00` is no date); the error says why a value does not read
+/// as the type.
 pub fn column(value: Option<&str>, data_type: &DataType, rows: usize) -> Result<ArrayRef, String> {
     let Some(value) = value else {
         return Ok(new_null_array(data_type, rows));
     };
     let text: ArrayRef = Arc::new(StringArray::from(vec![value]));
-    let options = CastOptions {
-        safe: false,
-        format_options: FormatOptions::default(),
-    };
-    let one = cast_with_options(&text, data_type, &options)
+    // As exact as a value in a file: a date with a time of day, a time finer than the
+    // column's unit, a number past a decimal's scale are errors, never cut.
+    let one = super::decode::exact_cast(&text, data_type, None)
         .map_err(|e| format!("`{value}` is not a {data_type}: {e}"))?;
     let taken = datafusion::arrow::compute::take(
         &one,
@@ -170,6 +171,7 @@ mod tests {
             &[Some("2024-13-01")],
             &[Some("07"), Some("x")],
             &[Some("NaN")],
+            &[Some("2024-01-01 10:00:00.1234567")],
             &[Some("")],
         ] {
             assert_eq!(t(strings), DataType::Utf8, "{strings:?}");
@@ -195,5 +197,13 @@ mod tests {
         );
         let err = column(Some("abc"), &DataType::Date32, 1).expect_err("not a date");
         assert!(err.contains("`abc` is not a Date32"), "{err}");
+        // A value that would lose something is refused, not cut.
+        let err = column(Some("2026-01-01T10:00"), &DataType::Date32, 1).expect_err("a time");
+        assert!(err.contains("has a time of day"), "{err}");
+        let seconds = DataType::Timestamp(TimeUnit::Second, None);
+        let err = column(Some("2026-01-01 10:00:00.5"), &seconds, 1).expect_err("a fraction");
+        assert!(err.contains("finer fraction of a second"), "{err}");
+        let err = column(Some("1.25"), &DataType::Decimal128(5, 1), 1).expect_err("a digit");
+        assert!(err.contains("1.25"), "{err}");
     }
 }

@@ -183,6 +183,7 @@ impl PayloadDecoder<'_> {
             on_error: self.on_error,
             rescued: None,
             epoch_unit: self.epoch_unit,
+            delimiter: b',',
         };
         match reader.decode("", "", &Bytes::from(text)) {
             Ok(decoded) if decoded.skipped > 0 => Ok(Err(decoded.skipped)),

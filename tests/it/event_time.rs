@@ -958,3 +958,26 @@ fn a_secret_written_as_is_is_refused() {
         assert!(said.contains(says) && !said.contains("hunter2"), "{said}");
     }
 }
+
+/// Walk 9: with two watermarked sources and one of them empty, nothing closed and nothing
+/// said why. The run names the source that holds the watermark back, with `idle_timeout`.
+#[test]
+fn a_source_that_has_read_nothing_is_named_as_holding_the_watermark_back() {
+    let ws = run_case(
+        &[("a/0.json", &row(1, Some(10.0))), ("b/_empty", "")],
+        &format!("{}\n{}", source("a", "0s"), source("b", "0s")),
+        "SELECT CAST(date_bin(INTERVAL '5 seconds', ts) AS VARCHAR) AS w, count(*) AS n \
+         FROM (SELECT ts FROM a UNION ALL SELECT ts FROM b) u \
+         GROUP BY date_bin(INTERVAL '5 seconds', ts)",
+        "append",
+    );
+    std::fs::write(ws.path("a/1.json"), row(3, Some(20.0))).expect("file");
+    let out = run_bin(&["run", ws.p("pipeline.yaml").as_str()], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("source `b` has read no event time yet") && said.contains("idle_timeout"),
+        "{said}"
+    );
+    assert!(written(&ws, "out", &["w", "n"]).is_empty());
+}

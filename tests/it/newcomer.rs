@@ -3538,3 +3538,419 @@ fn a_damaged_rewind_record_is_finished_by_the_rewind() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sink_lines(&ws.path("out")).len(), 3, "each row once");
 }
+
+/// Walk 9: a Hive folder `day=2026-01-01T10:00` under a `date` column was read as 2026-01-01,
+/// its time of day dropped with exit 0. A folder's value is read as exactly as a value in a
+/// file: the batch fails naming the file, the folder and why, and writes nothing.
+#[test]
+fn a_folder_value_that_does_not_fit_its_column_is_refused() {
+    for (folder, declared, why) in [
+        ("day=2026-01-01T10:00", "day: date", "has a time of day"),
+        (
+            "at=2026-01-01 10:00:00.5",
+            "at: timestamp(0)",
+            "finer fraction of a second",
+        ),
+    ] {
+        let ws = Workspace::new();
+        std::fs::create_dir_all(ws.path(&format!("in/{folder}"))).expect("folder");
+        std::fs::write(
+            ws.path(&format!("in/{folder}/0.json")),
+            "{\"k\":\"a\",\"v\":1}\n",
+        )
+        .expect("input");
+        let file = pipeline(&ws, "SELECT * FROM s", "append");
+        edit_file(
+            &file,
+            "schema: { k: string, v: bigint }",
+            &format!("schema: {{ k: string, v: bigint, {declared} }}"),
+        );
+        let out = run(&file, &ws);
+        assert!(!out.status.success(), "{folder}: read as it was not");
+        let said = stderr(&out);
+        let key = folder.split('=').next().expect("key");
+        assert!(
+            said.contains(why) && said.contains(&format!("its folder `{key}=`")),
+            "{folder}: {said}"
+        );
+        assert!(
+            sink_lines(&ws.path("out")).is_empty(),
+            "{folder}: rows written"
+        );
+    }
+}
+
+/// Walk 9: a `timestamp(0)` column written to a Parquet sink became a plain 64-bit integer
+/// (Parquet has no logical type for seconds), which DuckDB and Spark read as a number. It is
+/// kept to the millisecond, a Parquet timestamp, every value the same; the batch verifies.
+#[test]
+fn a_time_to_the_second_is_a_timestamp_in_a_parquet_sink() {
+    use datafusion::parquet::basic::LogicalType;
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"at\":\"2026-01-01T10:00:01Z\"}\n{\"k\":\"b\",\"at\":null}\n",
+    );
+    let file = pipeline(&ws, "SELECT k, at FROM s", "append");
+    edit_file(&file, "v: bigint", "at: timestamp(0)");
+    let out_path = ws.p("out");
+    edit_file(
+        &file,
+        &format!("sink: {{ kind: files, path: {out_path}, format: json }}"),
+        &format!("sink: {{ kind: files, path: {out_path}, format: parquet }}"),
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let part = std::fs::read_dir(ws.path("out"))
+        .expect("out")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .expect("a Parquet part");
+    let reader =
+        SerializedFileReader::new(std::fs::File::open(&part).expect("part")).expect("read");
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    let at = (0..schema.num_columns())
+        .map(|i| schema.column(i))
+        .find(|c| c.name() == "at")
+        .expect("column at");
+    match at.logical_type_ref() {
+        Some(LogicalType::Timestamp(t)) => {
+            assert!(format!("{:?}", t.unit).contains("MILLIS"), "{:?}", t.unit);
+        }
+        other => panic!("`at` is kept as {other:?}, not a timestamp"),
+    }
+    // The value is the same second: 1767261601000 ms.
+    let rows = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&part).expect("part"),
+    )
+    .expect("reader")
+    .build()
+    .expect("batches")
+    .map(|b| b.expect("batch"))
+    .collect::<Vec<_>>();
+    let shown = rows_in_order(&rows);
+    assert!(
+        shown.iter().any(|r| r.contains("2026-01-01T10:00:01")),
+        "{shown:?}"
+    );
+    assert_verified(&ws, "ckpt", 0);
+}
+
+/// Walk 9: `--progress json` with the console sink printed its JSON lines among the sink's rows
+/// on standard output. They go to standard error there; standard output holds only the rows.
+#[test]
+fn progress_json_does_not_share_stdout_with_the_console_sink() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out_path = ws.p("out");
+    edit_file(
+        &file,
+        &format!("sink: {{ kind: files, path: {out_path}, format: json }}"),
+        "sink: { kind: console }",
+    );
+    let out = run_bin(
+        &["run", file.to_str().expect("utf-8"), "--progress", "json"],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains('a'), "the rows: {stdout}");
+    assert!(!stdout.contains("batchId"), "progress on stdout: {stdout}");
+    let progress: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(progress.len(), 1, "{}", stderr(&out));
+    assert_eq!(progress[0]["batchId"], 0);
+}
+
+/// Walk 9: a batch that ran out of memory stayed pending with the `memory_limit` it was
+/// planned with, whatever the file said next (in complete mode no rewind could help). An edit
+/// of `memory_limit` alone is no edit of what a batch writes: the pending batch finishes with
+/// it, as planned otherwise.
+#[test]
+fn an_edited_memory_limit_applies_to_the_pending_batch() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, sum(v) AS t FROM s GROUP BY k", "complete");
+    edit_file(&file, "trigger:", "memory_limit: 64M\ntrigger:");
+    let out = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8")])
+        .envs(Crash::After.env(1, "offsets/"))
+        .output()
+        .expect("run");
+    assert!(crashed(&out), "{}", stderr(&out));
+    edit_file(&file, "memory_limit: 64M", "memory_limit: 1G");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("planned before"),
+        "taken for an edit: {}",
+        stderr(&out)
+    );
+    assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"t\":1}"]);
+    assert_verified(&ws, "ckpt", 0);
+}
+
+/// Walk 9: a file in folder `day=2026-01-01` whose rows hold `"day":"2026-01-02"` was read with
+/// the folder's day, the file's own dropped with exit 0. A file's value of the folder's key
+/// that differs is refused naming the file, the key and both values (JSON and Parquet); the
+/// same value, or null, reads as before.
+#[test]
+fn a_file_field_the_folder_key_would_replace_is_refused_where_they_differ() {
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+    for format in ["json", "parquet"] {
+        let ws = Workspace::new();
+        let write = |folder: &str, days: &[Option<&str>]| {
+            std::fs::create_dir_all(ws.path(&format!("in/{folder}"))).expect("folder");
+            let path = ws.path(&format!("in/{folder}/0.{format}"));
+            if format == "json" {
+                let lines: String = days
+                    .iter()
+                    .map(|d| match d {
+                        Some(d) => format!("{{\"k\":\"a\",\"v\":1,\"day\":\"{d}\"}}\n"),
+                        None => "{\"k\":\"a\",\"v\":1}\n".to_string(),
+                    })
+                    .collect();
+                std::fs::write(&path, lines).expect("input");
+            } else {
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("k", DataType::Utf8, true),
+                    Field::new("v", DataType::Int64, true),
+                    Field::new("day", DataType::Utf8, true),
+                ]));
+                let batch = RecordBatch::try_new(
+                    Arc::clone(&schema),
+                    vec![
+                        Arc::new(StringArray::from(vec!["a"; days.len()])),
+                        Arc::new(Int64Array::from(vec![1; days.len()])),
+                        Arc::new(StringArray::from(days.to_vec())),
+                    ],
+                )
+                .expect("batch");
+                let file = std::fs::File::create(&path).expect("file");
+                let mut writer =
+                    datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None)
+                        .expect("writer");
+                writer.write(&batch).expect("write");
+                writer.close().expect("close");
+            }
+        };
+        write("day=2026-01-01", &[Some("2026-01-01"), None]);
+        let file = pipeline(&ws, "SELECT k, v, day FROM s", "append");
+        edit_file(
+            &file,
+            "format: json, schema: { k: string, v: bigint }",
+            &format!("format: {format}, schema: {{ k: string, v: bigint, day: date }}"),
+        );
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "{format}: {}", stderr(&out));
+        assert_eq!(sink_lines(&ws.path("out")).len(), 2, "{format}");
+        write("day=2026-01-02", &[Some("2026-01-03")]);
+        let out = run(&file, &ws);
+        assert!(
+            !out.status.success(),
+            "{format}: the file's day was dropped"
+        );
+        let said = stderr(&out);
+        assert!(
+            said.contains("day=2026-01-02/0.")
+                && said.contains("its rows hold `day` = 2026-01-03 where its folder `day=2026-01-02` says otherwise"),
+            "{format}: {said}"
+        );
+        assert_eq!(
+            sink_lines(&ws.path("out")).len(),
+            2,
+            "{format}: rows written"
+        );
+    }
+}
+
+/// Walk 9: a JSON file saved as UTF-16 failed as a malformed first line, with no word of its
+/// encoding nor of how to get the batch past it. The error names the encoding and a
+/// conversion, and the way out (the file put right under a new name, the batch taken back)
+/// works: every row once.
+#[test]
+fn a_file_in_utf16_is_named_with_a_way_out() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    assert!(run(&file, &ws).status.success());
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(
+            "{\"k\":\"b\",\"v\":2}\n"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        )
+        .collect();
+    std::fs::write(ws.path("in/1.json"), &utf16).expect("input");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("in/1.json")
+            && said.contains("its text is UTF-16")
+            && said.contains("iconv -f UTF-16 -t UTF-8")
+            && said.contains("without the file as it is"),
+        "{said}"
+    );
+    // Put right under a new name, the old one aside; then the advised rewind.
+    input(&ws, "2.json", "{\"k\":\"b\",\"v\":2}\n");
+    std::fs::rename(ws.path("in/1.json"), ws.path("in/_1.json")).expect("aside");
+    let took_back = run_advised(&ws, &said[said.find("`sluice rewind").expect("rewind")..]);
+    assert!(took_back.status.success(), "{}", stderr(&took_back));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"k\":\"a\",\"v\":1}", "{\"k\":\"b\",\"v\":2}"]
+    );
+}
+
+/// Walk 9: a CSV file separated by `;` (as spreadsheets in many locales write it) had no
+/// setting to read it by, and read as one column named `k;v`. `delimiter: ";"` reads it, as
+/// Spark's `sep` and DuckDB's `delim` do; without it, the header's mismatch and an inferred
+/// one-column header both name the setting.
+#[test]
+fn a_csv_file_separated_by_semicolons_reads_with_its_delimiter() {
+    let ws = Workspace::new();
+    input(&ws, "0.csv", "k;v\na;1\n\"b;c\";2\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(&file, "format: json, schema:", "format: csv, schema:");
+    let out = run(&file, &ws);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("its header looks separated by `;`, not `,`")
+            && stderr(&out).contains("`delimiter: \";\"`"),
+        "{}",
+        stderr(&out)
+    );
+    // A new start (the refused batch stays planned with the file it had).
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("ckpt");
+    std::fs::remove_dir_all(ws.path("out")).ok();
+    edit_file(
+        &file,
+        "format: csv, schema:",
+        "format: csv, delimiter: \";\", schema:",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"k\":\"a\",\"v\":1}", "{\"k\":\"b;c\",\"v\":2}"]
+    );
+    // Inferred: the one column `k;v` is refused with the setting.
+    let ws = Workspace::new();
+    input(&ws, "0.csv", "k;v\na;1\n");
+    let file = pipeline(&ws, "SELECT * FROM s", "append");
+    edit_file(
+        &file,
+        "format: json, schema: { k: string, v: bigint }",
+        "format: csv",
+    );
+    let out = run(&file, &ws);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("`delimiter: \";\"`"),
+        "{}",
+        stderr(&out)
+    );
+    // Only for CSV, and one character.
+    for (setting, said) in [
+        (
+            "format: json, delimiter: \";\"",
+            "separates the fields of CSV files",
+        ),
+        (
+            "format: csv, delimiter: \"\\\"\"",
+            "cannot separate CSV fields",
+        ),
+    ] {
+        let ws = Workspace::new();
+        input(&ws, "0.csv", "k,v\na,1\n");
+        let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+        edit_file(
+            &file,
+            "format: json, schema:",
+            &format!("{setting}, schema:"),
+        );
+        let out = run(&file, &ws);
+        assert_eq!(out.status.code(), Some(2), "{setting}: {}", stderr(&out));
+        assert!(stderr(&out).contains(said), "{setting}: {}", stderr(&out));
+    }
+}
+
+/// Walk 9: a complete-mode sink whose `format:` changed wrote `result.parquet` beside the old
+/// `result.jsonl`, which a reader of the folder still took for the table. The new table
+/// replaces the old one whatever its format: one result file is left.
+#[test]
+fn a_complete_mode_table_in_a_new_format_replaces_the_old_file() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, sum(v) AS t FROM s GROUP BY k", "complete");
+    assert!(run(&file, &ws).status.success());
+    assert!(ws.path("out/result.jsonl").exists());
+    let out_path = ws.p("out");
+    edit_file(
+        &file,
+        &format!("path: {out_path}, format: json"),
+        &format!("path: {out_path}, format: parquet"),
+    );
+    input(&ws, "1.json", "{\"k\":\"a\",\"v\":2}\n");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results: Vec<String> = std::fs::read_dir(ws.path("out"))
+        .expect("out")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("result."))
+        .collect();
+    assert_eq!(results, ["result.parquet"]);
+}
+
+/// Walk 9: a JSON file listed while still being written failed on its cut last line with no
+/// word of why nor of what to do. The error says the file ends inside the value and how to
+/// write files so that they appear whole; once the file is whole, the advised rewind and a run
+/// read every row once.
+#[test]
+fn a_file_still_being_written_is_named_with_a_way_out() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n{\"k\":\"c\",\"v");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("in/1.json")
+            && said.contains("the file ends inside this value")
+            && said.contains("rename it into place"),
+        "{said}"
+    );
+    input(
+        &ws,
+        "1.json",
+        "{\"k\":\"b\",\"v\":2}\n{\"k\":\"c\",\"v\":3}\n",
+    );
+    let took_back = run_advised(&ws, &said[said.find("`sluice rewind").expect("rewind")..]);
+    assert!(took_back.status.success(), "{}", stderr(&took_back));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            "{\"k\":\"a\",\"v\":1}",
+            "{\"k\":\"b\",\"v\":2}",
+            "{\"k\":\"c\",\"v\":3}"
+        ]
+    );
+}
