@@ -537,10 +537,9 @@ impl<'p> Engine<'p> {
                 "the watermark does not move: {sources} {} {have} read no event time yet, and \
                  with several watermarked sources the watermark follows the slowest (as in \
                  Spark and Flink), so no window (nor join row kept for the watermark) closes \
-                 until every one has read rows. Where a \
-                 source may read nothing for a while, give its `watermark:` an `idle_timeout` \
-                 (`{{ column: ts, delay: 10s, idle_timeout: 1m }}`): idle that long, it holds \
-                 the watermark back no more",
+                 until every one has read rows. Where a source may read nothing for a while, \
+                 give its `watermark:` an `idle_timeout` (`{{ column: ts, delay: 10s, \
+                 idle_timeout: 1m }}`): idle that long, it holds the watermark back no more",
                 waiting.join(", ")
             );
         }

@@ -1163,45 +1163,37 @@ impl Encoder {
 /// millisecond, which holds every such value the same; other types as they are.
 fn parquet_type(data_type: &DataType) -> DataType {
     use DataType as T;
-    let field = |f: &FieldRef| -> FieldRef {
-        Arc::new(
-            f.as_ref()
-                .clone()
-                .with_data_type(parquet_type(f.data_type())),
-        )
-    };
     match data_type {
         T::Timestamp(TimeUnit::Second, zone) => T::Timestamp(TimeUnit::Millisecond, zone.clone()),
         T::Time32(TimeUnit::Second) => T::Time32(TimeUnit::Millisecond),
-        T::Struct(fields) => T::Struct(fields.iter().map(field).collect()),
-        T::List(item) => T::List(field(item)),
-        T::LargeList(item) => T::LargeList(field(item)),
-        T::FixedSizeList(item, size) => T::FixedSizeList(field(item), *size),
-        T::Map(entries, sorted) => T::Map(field(entries), *sorted),
+        T::Struct(fields) => T::Struct(fields.iter().map(parquet_field).collect()),
+        T::List(item) => T::List(parquet_field(item)),
+        T::LargeList(item) => T::LargeList(parquet_field(item)),
+        T::FixedSizeList(item, size) => T::FixedSizeList(parquet_field(item), *size),
+        T::Map(entries, sorted) => T::Map(parquet_field(entries), *sorted),
         other => other.clone(),
     }
 }
 
+/// `field` in the type a Parquet file keeps it in ([`parquet_type`]).
+fn parquet_field(field: &FieldRef) -> FieldRef {
+    let kept = parquet_type(field.data_type());
+    if kept == *field.data_type() {
+        return Arc::clone(field);
+    }
+    Arc::new(field.as_ref().clone().with_data_type(kept))
+}
+
 /// `schema` with each column in the type a Parquet file keeps it in ([`parquet_type`]).
 fn parquet_schema(schema: &SchemaRef) -> SchemaRef {
-    if schema
-        .fields()
+    let fields: Vec<FieldRef> = schema.fields().iter().map(parquet_field).collect();
+    if fields
         .iter()
-        .all(|f| parquet_type(f.data_type()) == *f.data_type())
+        .zip(schema.fields())
+        .all(|(a, b)| Arc::ptr_eq(a, b))
     {
         return Arc::clone(schema);
     }
-    let fields: Vec<FieldRef> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            Arc::new(
-                f.as_ref()
-                    .clone()
-                    .with_data_type(parquet_type(f.data_type())),
-            )
-        })
-        .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
