@@ -410,10 +410,12 @@ async fn run_from(
 /// that it is planned again with an edited pipeline file, as words after "to plan it again,".
 fn take_back(batch: BatchId, mode: OutputMode, checkpoint_spec: &str) -> String {
     match batch.prev() {
-        _ if mode == OutputMode::Complete => "note that complete mode cannot take a batch back \
-             (`sluice rewind` refuses it): make the batch's input readable, or run the edited \
-             file on a new checkpoint"
-            .to_string(),
+        // A pending batch that the sink has not taken comes back in complete mode too (only
+        // a table already published cannot be taken back: `rewind` says so where it is).
+        Some(last) if mode == OutputMode::Complete => format!(
+            "take it back first: `sluice rewind {checkpoint_spec} --to {last}` (in complete \
+             mode a batch comes back while its sink has not taken it)"
+        ),
         Some(last) => format!("take it back first: `sluice rewind {checkpoint_spec} --to {last}`"),
         None => format!(
             "start over on a new checkpoint (no batch was committed): remove {checkpoint_spec}, \

@@ -501,7 +501,7 @@ impl FilesSink {
         // Read in the types the files keep, then cast back to the query's.
         let kept = match self.format {
             FileFormat::Parquet => parquet_schema(schema),
-            _ => Arc::clone(schema),
+            _ => text_schema(schema),
         };
         let relaxed = Arc::new(Schema::new(
             kept.fields()
@@ -1194,6 +1194,29 @@ fn parquet_schema(schema: &SchemaRef) -> SchemaRef {
     {
         return Arc::clone(schema);
     }
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `schema` as a JSON or CSV file's reader reads it back: a dictionary column (a pandas
+/// categorical, say) is written as its values, and read back as them.
+fn text_schema(schema: &SchemaRef) -> SchemaRef {
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Dictionary(..)))
+    {
+        return Arc::clone(schema);
+    }
+    let fields: Vec<FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Dictionary(_, values) => {
+                Arc::new(f.as_ref().clone().with_data_type(values.as_ref().clone()))
+            }
+            _ => Arc::clone(f),
+        })
+        .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 

@@ -395,12 +395,25 @@ impl Reader {
             );
             offset += rows;
         }
+        // A `key=value` folder the schema has no column for (a folder level that came after
+        // the schema was pinned) is an unknown field of every row, counted and named.
+        let mut unknown_fields = read.unknown_fields;
+        let mut unknown_rows = read.unknown_rows;
+        let unnamed: Vec<&String> = folders
+            .iter()
+            .map(|(key, _)| key)
+            .filter(|key| self.schema.column_with_name(key).is_none())
+            .collect();
+        if !unnamed.is_empty() {
+            unknown_fields.extend(unnamed.into_iter().map(|key| format!("{key}=")));
+            unknown_rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        }
         Ok(Decoded {
             batches,
             rows: read.decoded.rows,
             skipped: read.decoded.skipped,
-            unknown_rows: read.unknown_rows,
-            unknown_fields: read.unknown_fields,
+            unknown_rows,
+            unknown_fields,
         })
     }
 }
@@ -1842,12 +1855,23 @@ fn parquet(
         .fields()
         .iter()
         .map(|field| {
-            let (index, found) = file_schema.column_with_name(field.name()).ok_or_else(|| {
-                SourceError::SchemaMismatch {
-                    file: file.to_string(),
-                    reason: format!("it has no column `{}`", field.name()),
+            // A column the file lacks is null in its rows, as a JSON field a line lacks is (and
+            // as Spark's `mergeSchema` and DuckDB's `union_by_name` read it).
+            let Some((index, found)) = file_schema.column_with_name(field.name()) else {
+                if field.is_nullable() {
+                    return Ok(None);
                 }
-            })?;
+                let like = file_schema
+                    .fields()
+                    .iter()
+                    .find(|f| f.name().eq_ignore_ascii_case(field.name()))
+                    .map(|f| format!(" (it has `{}`: names match exactly)", f.name()))
+                    .unwrap_or_default();
+                return Err(SourceError::SchemaMismatch {
+                    file: file.to_string(),
+                    reason: format!("it has no column `{}`{like}", field.name()),
+                });
+            };
             if found.data_type() != field.data_type()
                 && !widens_exactly(found.data_type(), field.data_type())
             {
@@ -1861,7 +1885,7 @@ fn parquet(
                     ),
                 });
             }
-            Ok(index)
+            Ok(Some(index))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let unknown: Vec<usize> = file_schema
@@ -1887,6 +1911,9 @@ fn parquet(
             .iter()
             .zip(target.fields())
             .map(|(i, field)| {
+                let Some(i) = i else {
+                    return Ok(new_null_array(field.data_type(), batch.num_rows()));
+                };
                 let column = batch.column(*i);
                 if column.data_type() == field.data_type() {
                     Ok(Arc::clone(column))
@@ -2005,6 +2032,9 @@ fn widens_exactly(from: &DataType, to: &DataType) -> bool {
         (T::Float16 | T::Float32, T::Float64) | (T::Float16, T::Float32) => true,
         (T::Timestamp(u, tz), T::Timestamp(v, tz2)) => tz == tz2 && rank(u) <= rank(v),
         (T::Time32(u) | T::Time64(u), T::Time32(v) | T::Time64(v)) => rank(u) <= rank(v),
+        // Dictionary-encoded values (pyarrow's `dictionary_encode`, a pandas categorical) are
+        // their values.
+        (T::Dictionary(_, values), to) => values.as_ref() == to || widens_exactly(values, to),
         (T::Utf8 | T::LargeUtf8 | T::Utf8View, T::Utf8 | T::LargeUtf8 | T::Utf8View)
         | (
             T::Binary | T::LargeBinary | T::BinaryView,

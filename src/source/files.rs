@@ -49,20 +49,23 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
             "`columns` and `schema` both given; use one",
         ));
     }
-    if let Some(delimiter) = config.delimiter {
+    if let Some(written) = &config.delimiter {
         if config.format != FileFormat::Csv {
             return Err(ConfigError::at(
                 "delimiter",
                 "`delimiter` separates the fields of CSV files; this source reads another format",
             ));
         }
-        if !delimiter.is_ascii() || matches!(delimiter, '"' | '\n' | '\r') {
+        let fits = config
+            .csv_byte()
+            .is_some_and(|b| b.is_ascii() && !matches!(b, b'"' | b'\n' | b'\r'));
+        if !fits {
             return Err(ConfigError::at(
                 "delimiter",
                 format!(
                     "`delimiter: {}` cannot separate CSV fields: give one ASCII character other \
-                     than a quote or a line break (`;`, `\"\\t\"` for a tab, `|`)",
-                    delimiter.escape_default()
+                     than a quote or a line break (`;`, `\"\\t\"` or '\\t' for a tab, `|`)",
+                    written.escape_default()
                 ),
             ));
         }
@@ -124,10 +127,11 @@ pub struct FilesConfig {
     /// number is refused without it. Text times read as ever.
     #[serde(default)]
     pub epoch_unit: Option<EpochUnit>,
-    /// The character between a CSV record's fields (`,` where absent; `;`, `"\t"`, `|`), as
-    /// Spark's `sep`/`delimiter` and DuckDB's `delim`: one ASCII character.
+    /// The character between a CSV record's fields (`,` where absent; `;`, `"\t"` or `'\t'`
+    /// for a tab, `|`), as Spark's `sep`/`delimiter` and DuckDB's `delim`: one ASCII
+    /// character.
     #[serde(default)]
-    pub delimiter: Option<char>,
+    pub delimiter: Option<String>,
 }
 
 /// One column of an ordered schema.
@@ -145,9 +149,19 @@ impl FilesConfig {
     /// The byte between a CSV record's fields: `delimiter`, checked one ASCII character when
     /// the file loads, or `,`.
     pub fn csv_delimiter(&self) -> u8 {
-        self.delimiter
-            .and_then(|c| u8::try_from(c).ok())
-            .unwrap_or(b',')
+        self.csv_byte().unwrap_or(b',')
+    }
+
+    /// `delimiter` as one byte (`\t` as written in YAML's single quotes is a tab, as in
+    /// DuckDB's `delim`); `None` where absent or not one byte.
+    fn csv_byte(&self) -> Option<u8> {
+        match self.delimiter.as_deref()? {
+            "\\t" => Some(b'\t'),
+            one => match one.as_bytes() {
+                [byte] => Some(*byte),
+                _ => None,
+            },
+        }
     }
 
     /// The declared columns in order, if the source declares a schema.
