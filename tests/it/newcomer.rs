@@ -861,6 +861,15 @@ fn advised_command(message: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs, in `ws`, the first `sluice rewind ...` command that `message` gives; it succeeds.
+fn rewind_as_advised(ws: &Workspace, message: &str) {
+    let at = message
+        .find("`sluice rewind")
+        .expect("a rewind in the message");
+    let took_back = run_advised(ws, &message[at..]);
+    assert!(took_back.status.success(), "{}", stderr(&took_back));
+}
+
 /// Runs, in `ws`, the first `sluice ...` command that `message` gives.
 fn run_advised(ws: &Workspace, message: &str) -> std::process::Output {
     let command = advised_command(message);
@@ -3510,8 +3519,7 @@ fn a_deleted_state_version_is_named_by_repair() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let said = stderr(&out);
     assert!(said.contains("lacks version 1"), "{said}");
-    let took_back = run_advised(&ws, &said[said.find("`sluice rewind").expect("rewind")..]);
-    assert!(took_back.status.success(), "{}", stderr(&took_back));
+    rewind_as_advised(&ws, &said);
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -3805,8 +3813,7 @@ fn a_file_in_utf16_is_named_with_a_way_out() {
     // Put right under a new name, the old one aside; then the advised rewind.
     input(&ws, "2.json", "{\"k\":\"b\",\"v\":2}\n");
     std::fs::rename(ws.path("in/1.json"), ws.path("in/_1.json")).expect("aside");
-    let took_back = run_advised(&ws, &said[said.find("`sluice rewind").expect("rewind")..]);
-    assert!(took_back.status.success(), "{}", stderr(&took_back));
+    rewind_as_advised(&ws, &said);
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
@@ -3958,8 +3965,7 @@ fn a_file_still_being_written_is_named_with_a_way_out() {
         "1.json",
         "{\"k\":\"b\",\"v\":2}\n{\"k\":\"c\",\"v\":3}\n",
     );
-    let took_back = run_advised(&ws, &said[said.find("`sluice rewind").expect("rewind")..]);
-    assert!(took_back.status.success(), "{}", stderr(&took_back));
+    rewind_as_advised(&ws, &said);
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
@@ -4027,8 +4033,7 @@ fn a_pending_complete_mode_batch_is_taken_back_as_advised() {
         "format: json, schema:",
         "format: json, on_error: skip, schema:",
     );
-    let took_back = run_advised(&ws, &said[said.find("`sluice rewind").expect("rewind")..]);
-    assert!(took_back.status.success(), "{}", stderr(&took_back));
+    rewind_as_advised(&ws, &said);
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"t\":3}"]);
