@@ -3710,8 +3710,7 @@ fn an_edited_memory_limit_applies_to_the_pending_batch() {
 /// same value, or null, reads as before.
 #[test]
 fn a_file_field_the_folder_key_would_replace_is_refused_where_they_differ() {
-    use datafusion::arrow::array::{Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
     use datafusion::arrow::record_batch::RecordBatch;
     use std::sync::Arc;
     for format in ["json", "parquet"] {
@@ -3729,26 +3728,16 @@ fn a_file_field_the_folder_key_would_replace_is_refused_where_they_differ() {
                     .collect();
                 std::fs::write(&path, lines).expect("input");
             } else {
-                let schema = Arc::new(Schema::new(vec![
-                    Field::new("k", DataType::Utf8, true),
-                    Field::new("v", DataType::Int64, true),
-                    Field::new("day", DataType::Utf8, true),
-                ]));
-                let batch = RecordBatch::try_new(
-                    Arc::clone(&schema),
-                    vec![
-                        Arc::new(StringArray::from(vec!["a"; days.len()])),
-                        Arc::new(Int64Array::from(vec![1; days.len()])),
-                        Arc::new(StringArray::from(days.to_vec())),
-                    ],
-                )
+                let batch = RecordBatch::try_from_iter([
+                    (
+                        "k",
+                        Arc::new(StringArray::from(vec!["a"; days.len()])) as ArrayRef,
+                    ),
+                    ("v", Arc::new(Int64Array::from(vec![1; days.len()]))),
+                    ("day", Arc::new(StringArray::from(days.to_vec()))),
+                ])
                 .expect("batch");
-                let file = std::fs::File::create(&path).expect("file");
-                let mut writer =
-                    datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None)
-                        .expect("writer");
-                writer.write(&batch).expect("write");
-                writer.close().expect("close");
+                write_batch(&path, "parquet", &batch);
             }
         };
         write("day=2026-01-01", &[Some("2026-01-01"), None]);
@@ -4075,28 +4064,14 @@ fn a_dictionary_column_in_a_text_sink_verifies() {
 #[test]
 fn parquet_files_without_a_column_or_with_dictionary_strings_read() {
     use datafusion::arrow::array::{ArrayRef, DictionaryArray, Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{Field, Int32Type, Schema};
+    use datafusion::arrow::datatypes::Int32Type;
     use datafusion::arrow::record_batch::RecordBatch;
     use std::sync::Arc;
     let ws = Workspace::new();
     std::fs::create_dir_all(ws.path("in")).expect("in");
     let write = |name: &str, columns: Vec<(&str, ArrayRef)>| {
-        let schema = Arc::new(Schema::new(
-            columns
-                .iter()
-                .map(|(n, c)| Field::new(*n, c.data_type().clone(), true))
-                .collect::<Vec<_>>(),
-        ));
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
-            columns.into_iter().map(|(_, c)| c).collect(),
-        )
-        .expect("batch");
-        let file = std::fs::File::create(ws.path(&format!("in/{name}"))).expect("file");
-        let mut writer =
-            datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None).expect("writer");
-        writer.write(&batch).expect("write");
-        writer.close().expect("close");
+        let batch = RecordBatch::try_from_iter(columns).expect("batch");
+        write_batch(&ws.path(&format!("in/{name}")), "parquet", &batch);
     };
     write(
         "0.parquet",
