@@ -30,13 +30,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::json as arrow_json;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::{csv as arrow_csv, json as arrow_json};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
+use super::csv::CsvWriter;
 use super::{
     BatchOutput, HeldBatch, OutputStream, Sink, SinkCommit, SinkConnector, SinkContext, SinkError,
     SinkKind,
@@ -710,44 +711,14 @@ impl FilesSink {
         schema: SchemaRef,
         batches: &[RecordBatch],
     ) -> Result<Vec<u8>, SinkError> {
-        let err = |e: String| SinkError::Encode {
-            batch,
-            format: format.as_str(),
-            reason: e,
-        };
         let empty = [RecordBatch::new_empty(Arc::clone(&schema))];
         let batches = if batches.is_empty() { &empty } else { batches };
+        let mut encoder = Encoder::new(format, batch, schema)?;
         let mut out = Vec::new();
-        match format {
-            FileFormat::Parquet => {
-                let props = WriterProperties::builder()
-                    .set_compression(Compression::SNAPPY)
-                    .build();
-                let schema = parquet_schema(&schema);
-                let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props))
-                    .map_err(|e| err(e.to_string()))?;
-                for b in batches {
-                    let b = to_parquet(b, &schema).map_err(err)?;
-                    writer.write(&b).map_err(|e| err(e.to_string()))?;
-                }
-                writer.close().map_err(|e| err(e.to_string()))?;
-            }
-            FileFormat::Csv => {
-                let mut writer = arrow_csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(&mut out);
-                for b in batches {
-                    writer.write(b).map_err(|e| err(e.to_string()))?;
-                }
-            }
-            FileFormat::Json => {
-                let mut writer = arrow_json::LineDelimitedWriter::new(&mut out);
-                for b in batches {
-                    writer.write(b).map_err(|e| err(e.to_string()))?;
-                }
-                writer.finish().map_err(|e| err(e.to_string()))?;
-            }
+        for b in batches {
+            out.extend_from_slice(&encoder.write(b)?);
         }
+        out.extend_from_slice(&encoder.finish()?);
         Ok(out)
     }
 }
@@ -1055,7 +1026,7 @@ struct Encoder {
 enum EncoderWriter {
     /// The writer, and the schema it writes ([`parquet_schema`]).
     Parquet(Box<ArrowWriter<SharedBuffer>>, SchemaRef),
-    Csv(Box<arrow_csv::Writer<SharedBuffer>>),
+    Csv(CsvWriter<SharedBuffer>),
     Json(arrow_json::LineDelimitedWriter<SharedBuffer>),
 }
 
@@ -1084,8 +1055,8 @@ impl std::io::Write for SharedBuffer {
 }
 
 impl Encoder {
-    /// An encoder of batch `batch`'s rows of `schema` as `format`, with the properties
-    /// [`FilesSink::encode`] writes whole files with.
+    /// An encoder of batch `batch`'s rows of `schema` as `format`: Parquet compressed with
+    /// Snappy, CSV as [`CsvWriter`] writes it, JSON lines as arrow's writer writes them.
     fn new(format: FileFormat, batch: BatchId, schema: SchemaRef) -> Result<Self, SinkError> {
         let out = SharedBuffer::default();
         let writer = match format {
@@ -1098,11 +1069,7 @@ impl Encoder {
                     .map_err(|e| Self::err(format, batch, e.to_string()))?;
                 EncoderWriter::Parquet(Box::new(writer), schema)
             }
-            FileFormat::Csv => EncoderWriter::Csv(Box::new(
-                arrow_csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(out.clone()),
-            )),
+            FileFormat::Csv => EncoderWriter::Csv(CsvWriter::new(out.clone())),
             FileFormat::Json => {
                 EncoderWriter::Json(arrow_json::LineDelimitedWriter::new(out.clone()))
             }

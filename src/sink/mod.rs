@@ -2,6 +2,7 @@
 //! called again with the same `N` after a crash.
 
 mod console;
+mod csv;
 #[cfg(feature = "delta")]
 mod delta;
 mod files;
