@@ -159,12 +159,18 @@ const SQL_TYPE_NAMES: &[&str] = &[
 
 /// Builds an Arrow schema from `(column, SQL type name)` pairs, reading the types as
 /// DataFusion's SQL does (`bigint`, `double`, `string`, `timestamp`, `decimal(10,2)`, ...);
-/// string types read as `Utf8`, as in every batch's session.
+/// string types read as `Utf8`, as in every batch's session. A timestamp with a time zone
+/// (`timestamptz`, `timestamp with time zone`, `timestamp(6) with time zone`) is an instant,
+/// kept in UTC (`Timestamp(unit, "UTC")`): a Parquet column of instants in any zone reads
+/// into it, and text with an offset is read at its instant.
 pub async fn schema_from_sql_types(
     columns: &[(String, String)],
 ) -> Result<SchemaRef, TypeNameError> {
     let mut config = SessionConfig::new();
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    // DataFusion gives `with time zone` the session's zone, and a session has none by default:
+    // the zone would be dropped without a word.
+    config.options_mut().execution.time_zone = Some("UTC".into());
     let ctx = SessionContext::new_with_config(config);
     let mut fields = Vec::with_capacity(columns.len());
     for (column, type_name) in columns {

@@ -193,7 +193,9 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Pipeline(_) | Self::Plan(_) | Self::Usage(_) => 2,
-            Self::Source(source::SourceError::Config { .. }) => 2,
+            Self::Source(
+                source::SourceError::Config { .. } | source::SourceError::Table { .. },
+            ) => 2,
             Self::State(state::StateError::Incompatible { .. }) => 2,
             Self::Storage(storage::StorageError::NoCreateOnly { .. }) => 2,
             // Another pipeline's checkpoint: the arguments or the file name the wrong one.

@@ -117,6 +117,15 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         ))
     })?;
     let logs = LogListing::read(&location).await?;
+    let leftovers = location.staged_leftovers();
+    if !leftovers.is_empty() {
+        tracing::warn!(
+            "{spec} holds {} half-written file(s) a killed run left, never read ({}): \
+             `sluice repair {spec}` removes them",
+            leftovers.len(),
+            leftovers.join(", ")
+        );
+    }
     let rewind_unfinished = match checkpoint::check_no_rewind_under_way(&location).await {
         Ok(()) => None,
         Err(e) => Some(e.to_string()),

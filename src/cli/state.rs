@@ -77,11 +77,27 @@ pub(super) async fn run(
         None => last,
     };
     let files = StateFiles::new(location.clone(), &operator);
-    let table = files.read_version(version).await?.ok_or_else(|| {
-        Error::Usage(format!(
-            "operator `{operator}` has no state at or before batch {version} (older versions are purged with the logs)"
-        ))
-    })?;
+    let Some(table) = files.read_version(version).await? else {
+        // The oldest version still readable: a snapshot's, else the first delta's (a chain
+        // from the first batch).
+        let kept = files.list().await?;
+        let oldest = kept
+            .iter()
+            .filter(|f| f.kind == crate::state::StateFileKind::Snapshot)
+            .map(|f| f.version)
+            .min()
+            .or_else(|| kept.iter().map(|f| f.version).min());
+        let available = match oldest {
+            Some(oldest) => {
+                format!("; it keeps batches {oldest} to {last}: choose one of them with --batch")
+            }
+            None => String::new(),
+        };
+        return Err(Error::Usage(format!(
+            "operator `{operator}` has no state at or before batch {version} (older versions \
+             are purged with the logs){available}"
+        )));
+    };
     let (table, what) = if operator.starts_with("join-") {
         (
             table,

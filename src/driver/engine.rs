@@ -19,7 +19,7 @@ use crate::checkpoint::{BatchId, CheckpointError, OffsetsEntry, PinnedSettings};
 use crate::pipeline::{OutputMode, Pipeline};
 use crate::plan::{self, Shape};
 use crate::sink::BatchOutput;
-use crate::source::{BatchScan, ScanCounts, Source};
+use crate::source::{BatchScan, ScanCounts, Source, SourceError};
 use crate::state::{AggregateOperator, BatchTime, DedupAggregateOperator, JoinOperator, Operator};
 use crate::storage::{Location, StoreHook};
 
@@ -145,10 +145,12 @@ impl<'p> Engine<'p> {
     ) -> Result<Self, Error> {
         let mut static_tables = BTreeMap::new();
         for (name, config) in &pipeline.tables {
-            static_tables.insert(
-                name.clone(),
-                config.connector().load_table(name, hook).await?,
-            );
+            let table = config
+                .connector()
+                .load_table(name, hook)
+                .await
+                .map_err(|e| table_error(name, e))?;
+            static_tables.insert(name.clone(), table);
         }
         let mut sources: Vec<Box<dyn Source>> = Vec::new();
         for (name, config) in &pipeline.sources {
@@ -969,4 +971,23 @@ pub(super) fn output_streams(
             as datafusion::physical_plan::SendableRecordBatchStream);
     }
     Ok((crate::sink::OutputStream { schema, partitions }, watch))
+}
+
+/// What loading static table `name` hit, said of the table: a store or checkpoint error as it
+/// is; anything else (its files, its settings) a [`SourceError::Table`], whose messages, made
+/// for sources, name the table instead.
+fn table_error(name: &str, error: SourceError) -> SourceError {
+    let reason = match error {
+        SourceError::Storage(_) | SourceError::Checkpoint(_) | SourceError::Table { .. } => {
+            return error;
+        }
+        SourceError::Config { reason, .. } => reason,
+        other => other.to_string(),
+    };
+    SourceError::Table {
+        table: name.to_string(),
+        reason: reason
+            .replace("the source's", "the table's")
+            .replace("for the source", "for the table"),
+    }
 }

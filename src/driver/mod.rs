@@ -1238,7 +1238,8 @@ impl<'a> Driver<'a> {
             return Err(Error::Usage(format!(
                 "the query's output changed under a sink that holds batches of other columns \
                  ({}): it was ({}), it is now ({}); the sink's batches would no longer read as one \
-                 table. Write to a new sink path, put the query back, or set \
+                 table. Write to a new sink path, undo the change (to the query, or to a \
+                 source's schema or files that changed its columns' types), or set \
                  `allow_output_schema_change: true` to write the new columns anyway",
                 changes.join(", "),
                 shown(before),

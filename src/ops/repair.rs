@@ -87,6 +87,28 @@ pub async fn repair(
         return Ok(report);
     }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    // Half-written files a killed run left (local disk): never read, only litter, and in the
+    // way of a shell's `ls offsets | sort -n`.
+    let mut leftovers = location.staged_leftovers();
+    if !dry_run && let Some(root) = location.local_root() {
+        leftovers.retain(|file| match std::fs::remove_file(root.join(file)) {
+            Ok(()) => true,
+            Err(e) => {
+                report
+                    .unfixable
+                    .push(format!("could not remove {file}: {e}"));
+                false
+            }
+        });
+    }
+    if !leftovers.is_empty() {
+        report.fixed.push(format!(
+            "removed {} half-written file{} a killed run left (never read): {}",
+            leftovers.len(),
+            if leftovers.len() == 1 { "" } else { "s" },
+            leftovers.join(", ")
+        ));
+    }
     if let Some(damage) = metadata_damage {
         // Rebuilt first: a damaged one is moved aside only for its replacement.
         match rebuild_metadata(location, shown).await {

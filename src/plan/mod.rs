@@ -574,6 +574,26 @@ mod tests {
             DataType::Timestamp(_, None)
         ));
         assert_eq!(schema.field(3).data_type(), &DataType::Decimal128(10, 2));
+        // A timestamp with a time zone is an instant, not a wall-clock time.
+        let zoned: Vec<(String, String)> = [
+            "timestamptz",
+            "timestamp with time zone",
+            "TIMESTAMP WITH TIME ZONE",
+            "timestamp(6) with time zone",
+        ]
+        .iter()
+        .map(|t| ("t".to_string(), t.to_string()))
+        .collect();
+        for (column, type_name) in zoned {
+            let schema = crate::format::schema_from_sql_types(&[(column, type_name.clone())])
+                .await
+                .expect("zoned type");
+            assert!(
+                matches!(schema.field(0).data_type(), DataType::Timestamp(_, Some(tz)) if tz.as_ref() == "UTC"),
+                "{type_name}: {}",
+                schema.field(0).data_type()
+            );
+        }
         let err = crate::format::schema_from_sql_types(&[("x".into(), "bigintt".into())])
             .await
             .expect_err("bad type");

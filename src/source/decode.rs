@@ -1460,6 +1460,27 @@ fn json_values<'a>(
                 advance(&mut pos, &mut line, end);
                 continue;
             }
+            // The whole file one array (`[{...}, {...}]`): not JSON lines. It is one bad
+            // unit: half of it read as lines would be worse than none.
+            Some(Ok(serde_json::Value::Array(_)))
+                if scanned.values.is_empty()
+                    && scanned.skipped == 0
+                    && bytes[pos + stream.byte_offset()..]
+                        .iter()
+                        .all(u8::is_ascii_whitespace) =>
+            {
+                if on_error == OnError::Fail {
+                    scanned.failed = Some(SourceError::Malformed {
+                        file: file.to_string(),
+                        line: None,
+                        reason: JSON_ARRAY_FILE.to_string(),
+                    });
+                } else {
+                    tracing::info!(file, "skipping a file that is one JSON array");
+                    scanned.skipped += 1;
+                }
+                break;
+            }
             Some(Ok(other)) => (format!("expected a JSON object, found {}", kind(&other)), 1),
             Some(Err(e)) => {
                 // serde_json says where, relative to the value: say it once, in the file's lines.
@@ -1523,6 +1544,11 @@ fn json_values<'a>(
     }
     scanned
 }
+
+/// Why a file that is one JSON array is not read.
+const JSON_ARRAY_FILE: &str = "the file is one JSON array (`[{...}, {...}]`), and a JSON \
+     source reads JSON lines: objects one after another, usually one per line (`jq -c '.[]' \
+     FILE > FILE.jsonl` rewrites an array so). The file is not read, not even in part";
 
 /// What kind of JSON value `value` is, for messages.
 fn kind(value: &serde_json::Value) -> &'static str {
@@ -1684,9 +1710,14 @@ fn check_csv_header(
     let expected: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     if found != expected {
         let hint = if found.len() == expected.len() && found.iter().all(|f| expected.contains(f)) {
-            // Only the order differs: `schema:` is a mapping, `columns:` says the order.
-            "; to read the columns in the header's order, declare them as \
-             `columns: [{name: ..., type: ...}, ...]` in that order"
+            // Only the order differs: `schema:` is a mapping, `columns:` says the order. But
+            // one source reads its CSV files in one order (by position).
+            "; only the order differs. A CSV source reads every file's columns in one order \
+             (by position): where all its files have this header, declare the columns as \
+             `columns: [{name: ..., type: ...}, ...]` in this order; where its files differ \
+             in order, put the files of each order in a folder of their own, read as a source \
+             of its own (`UNION ALL` them in the query), or rewrite this file's columns in \
+             the source's order"
                 .to_string()
         } else {
             other_delimiter(&found, delimiter).unwrap_or_default()
@@ -1872,9 +1903,7 @@ fn parquet(
                     reason: format!("it has no column `{}`{like}", field.name()),
                 });
             };
-            if found.data_type() != field.data_type()
-                && !widens_exactly(found.data_type(), field.data_type())
-            {
+            if !reads_as(found.data_type(), field.data_type()) {
                 return Err(SourceError::SchemaMismatch {
                     file: file.to_string(),
                     reason: format!(
@@ -1918,7 +1947,7 @@ fn parquet(
                 if column.data_type() == field.data_type() {
                     Ok(Arc::clone(column))
                 } else {
-                    cast_with_options(column, field.data_type(), &exact())
+                    cast_exactly(column, field.data_type())
                         .map_err(|e| err(format!("column `{}`: {e}", field.name())))
                 }
             })
@@ -1970,10 +1999,22 @@ fn parquet(
     })
 }
 
+/// Whether a Parquet file's column of type `from` is read into a source's column of type
+/// `to`: the same type, or one [`widens_exactly`] into it.
+pub(super) fn reads_as(from: &DataType, to: &DataType) -> bool {
+    from == to || widens_exactly(from, to)
+}
+
 /// Whether every value of `from` is a value of `to`, the same: a wider integer, a double for
 /// a float, a decimal with as many digits before and after the point or more, a finer time
-/// unit, another encoding of text or bytes. A Parquet file's column of such a type is read
-/// into the source's (Spark and DuckDB merge Parquet schemas the same way).
+/// unit, an instant in another zone, a date as a wall-clock time at midnight, another
+/// encoding of text or bytes; lists, maps and structs (of the same fields, in order) of such
+/// types. A Parquet file's column of such a type is read into the source's (Spark and DuckDB
+/// merge Parquet schemas the same way).
+///
+/// Also true of an integer into a float type (DuckDB's `union_by_name` reads `bigint` into
+/// `double` so): exact up to 2^53 for a double and 2^24 for a float only, so each such value
+/// is checked as it is read ([`cast_exactly`]).
 fn widens_exactly(from: &DataType, to: &DataType) -> bool {
     use DataType as T;
     let int_bits = |t: &DataType| match t {
@@ -2030,7 +2071,33 @@ fn widens_exactly(from: &DataType, to: &DataType) -> bool {
             b_s >= a_s && bp - b_s >= ap - a_s
         }
         (T::Float16 | T::Float32, T::Float64) | (T::Float16, T::Float32) => true,
-        (T::Timestamp(u, tz), T::Timestamp(v, tz2)) => tz == tz2 && rank(u) <= rank(v),
+        // An integer as a float: checked value by value where the float's digits (24 bits
+        // for a float, 53 for a double) may not hold it.
+        (a, T::Float32 | T::Float64) if int_bits(a).is_some() => true,
+        (T::Timestamp(u, tz), T::Timestamp(v, tz2)) => {
+            (tz == tz2 || (tz.is_some() && tz2.is_some())) && rank(u) <= rank(v)
+        }
+        (T::Date32, T::Timestamp(_, None)) => true,
+        (T::List(a) | T::LargeList(a) | T::FixedSizeList(a, _), T::List(b) | T::LargeList(b)) => {
+            (b.is_nullable() || !a.is_nullable()) && reads_as(a.data_type(), b.data_type())
+        }
+        // A struct of the same fields, in the same order, each read exactly.
+        (T::Struct(a), T::Struct(b)) => {
+            a.len() == b.len()
+                && a.iter().zip(b.iter()).all(|(a, b)| {
+                    a.name() == b.name()
+                        && (b.is_nullable() || !a.is_nullable())
+                        && reads_as(a.data_type(), b.data_type())
+                })
+        }
+        (T::Map(a, _), T::Map(b, _)) => match (a.data_type(), b.data_type()) {
+            (T::Struct(x), T::Struct(y)) if x.len() == 2 && y.len() == 2 => {
+                x.iter().zip(y.iter()).all(|(x, y)| {
+                    (y.is_nullable() || !x.is_nullable()) && reads_as(x.data_type(), y.data_type())
+                })
+            }
+            _ => false,
+        },
         (T::Time32(u) | T::Time64(u), T::Time32(v) | T::Time64(v)) => rank(u) <= rank(v),
         // Dictionary-encoded values (pyarrow's `dictionary_encode`, a pandas categorical) are
         // their values.
@@ -2043,6 +2110,63 @@ fn widens_exactly(from: &DataType, to: &DataType) -> bool {
         (T::Date32, T::Date64) => true,
         _ => false,
     }
+}
+
+/// `column` cast to `to`, a type it [`widens_exactly`] into, refusing a value the cast would
+/// change: an integer past the float's digits (2^53 for a double: 9007199254740993 would be
+/// read as ...992), at any depth.
+fn cast_exactly(column: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError> {
+    let cast = cast_with_options(column, to, &exact())?;
+    let may_round = |from: &DataType, to: &DataType| match to {
+        DataType::Float64 => matches!(from, DataType::Int64 | DataType::UInt64),
+        DataType::Float32 => {
+            from.is_integer()
+                && !matches!(
+                    from,
+                    DataType::Int8 | DataType::UInt8 | DataType::Int16 | DataType::UInt16
+                )
+        }
+        _ => false,
+    };
+    let mut rounds = false;
+    let mut stack = vec![(column.data_type().clone(), to.clone())];
+    while let Some((from, to)) = stack.pop() {
+        rounds |= may_round(&from, &to);
+        match (&from, &to) {
+            (
+                DataType::List(a) | DataType::LargeList(a) | DataType::FixedSizeList(a, _),
+                DataType::List(b) | DataType::LargeList(b),
+            ) => stack.push((a.data_type().clone(), b.data_type().clone())),
+            (DataType::Map(a, _), DataType::Map(b, _)) => {
+                stack.push((a.data_type().clone(), b.data_type().clone()));
+            }
+            (DataType::Struct(a), DataType::Struct(b)) => stack.extend(
+                a.iter()
+                    .zip(b.iter())
+                    .map(|(a, b)| (a.data_type().clone(), b.data_type().clone())),
+            ),
+            (DataType::Dictionary(_, a), b) => stack.push((a.as_ref().clone(), b.clone())),
+            _ => {}
+        }
+    }
+    if rounds {
+        let back = cast_with_options(&cast, column.data_type(), &exact())?;
+        if back.as_ref() != column.as_ref() {
+            let row = (0..column.len())
+                .find(|i| back.slice(*i, 1).as_ref() != column.slice(*i, 1).as_ref())
+                .unwrap_or(0);
+            let value = datafusion::arrow::util::display::array_value_to_string(column, row)
+                .unwrap_or_default();
+            return Err(ArrowError::CastError(format!(
+                "{value} (row {}) is not exactly a value of {to} (a double holds integers \
+                 exactly up to 2^53, a float up to 2^24): where all the column's files hold \
+                 integers, declare it an integer type in `schema:`; else read the files of \
+                 each type as a source of its own",
+                row + 1
+            )));
+        }
+    }
+    Ok(cast)
 }
 
 fn malformed_file(file: &str, error: &ArrowError) -> SourceError {
@@ -2101,19 +2225,34 @@ fn csv_malformed(file: &str, line: usize, error: &ArrowError, schema: &SchemaRef
 }
 
 fn malformed(file: &str, line: usize, error: &ArrowError) -> SourceError {
-    // Arrow counts lines within the piece it decoded (one record here): its "at line 0"
-    // would contradict the file's line number given beside it.
-    let reason = error.to_string();
-    let reason = match reason.find(" at line ") {
-        Some(at) => {
-            let rest = &reason[at + " at line ".len()..];
+    // Arrow counts lines within the piece it decoded (one record here): its "at line 0" or
+    // "for line 1" would contradict the file's line number given beside it.
+    let mut reason = error.to_string();
+    for marker in [" at line ", " for line "] {
+        if let Some(at) = reason.find(marker) {
+            let rest = &reason[at + marker.len()..];
             let digits = rest.chars().take_while(char::is_ascii_digit).count();
-            format!("{}{}", &reason[..at], &rest[digits..])
+            reason = format!("{}{}", &reason[..at], &rest[digits..]);
         }
-        None => reason,
-    };
+    }
     // Arrow reads a JSON number as text before casting it: "string" would misname it.
-    let reason = reason.replace("Cannot cast string '", "Cannot cast '");
+    let mut reason = reason.replace("Cannot cast string '", "Cannot cast '");
+    const CAST_FROM: &str = "Cannot cast '";
+    let whole_looking = reason.find(CAST_FROM).is_some_and(|at| {
+        let rest = &reason[at + CAST_FROM.len()..];
+        rest.split_once('\'').is_some_and(|(value, after)| {
+            is_number(value)
+                && after.starts_with(" to value of ")
+                && (after.contains("Int") || after.contains("UInt"))
+        })
+    });
+    if whole_looking {
+        reason.push_str(
+            " (a number written with a point or an exponent, `1.0` or `1e2`, is not read into \
+             an integer column even where it is whole: declare the column `double` or \
+             `decimal(p,s)`, or write the number without them)",
+        );
+    }
     SourceError::Malformed {
         file: file.to_string(),
         line: Some(line),
@@ -2328,6 +2467,59 @@ mod tests {
     }
 
     #[test]
+    fn a_parquet_column_reads_into_a_type_that_holds_its_values() {
+        use DataType as T;
+        let list = |t: T, name: &str| T::List(Arc::new(Field::new(name, t, true)));
+        let zoned = |tz: &str| T::Timestamp(TimeUnit::Microsecond, Some(tz.into()));
+        let naive = T::Timestamp(TimeUnit::Microsecond, None);
+        let strukt = |fields: Vec<(&str, T)>| {
+            T::Struct(
+                fields
+                    .into_iter()
+                    .map(|(n, t)| Field::new(n, t, true))
+                    .collect(),
+            )
+        };
+        for (from, to) in [
+            (T::Int32, T::Int64),
+            (T::Int64, T::Float64),
+            (list(T::Int32, "element"), list(T::Int64, "item")),
+            (zoned("Europe/Paris"), zoned("UTC")),
+            (T::Date32, naive.clone()),
+            (
+                strukt(vec![("a", T::Int32), ("b", T::Utf8)]),
+                strukt(vec![("a", T::Int64), ("b", T::LargeUtf8)]),
+            ),
+        ] {
+            assert!(reads_as(&from, &to), "{from} into {to}");
+        }
+        for (from, to) in [
+            (T::Int64, T::Int32),
+            (T::Float64, T::Int64),
+            (zoned("UTC"), naive.clone()),
+            (naive.clone(), zoned("UTC")),
+            (list(T::Int64, "item"), list(T::Int32, "item")),
+            (T::Date32, zoned("UTC")),
+            (
+                strukt(vec![("b", T::Utf8), ("a", T::Int32)]),
+                strukt(vec![("a", T::Int32), ("b", T::Utf8)]),
+            ),
+            (T::Int64, T::Utf8),
+        ] {
+            assert!(!reads_as(&from, &to), "{from} into {to}");
+        }
+        // An integer into a double: value by value.
+        let fits: ArrayRef = Arc::new(Int64Array::from(vec![1, 1 << 53]));
+        let cast = cast_exactly(&fits, &T::Float64).expect("exact");
+        assert_eq!(cast.len(), 2);
+        let past: ArrayRef = Arc::new(Int64Array::from(vec![1, (1 << 53) + 1]));
+        let err = cast_exactly(&past, &T::Float64)
+            .expect_err("rounded")
+            .to_string();
+        assert!(err.contains("9007199254740993 (row 2)"), "{err}");
+    }
+
+    #[test]
     fn csv_header_must_match_the_schema() {
         let err = csv("id,title\n1,a\n", OnError::Fail)
             .expect_err("header")
@@ -2339,7 +2531,10 @@ mod tests {
         let err = csv("name,id\na,1\n", OnError::Fail)
             .expect_err("order")
             .to_string();
-        assert!(err.contains("declare them as `columns: ["), "{err}");
+        assert!(err.contains("declare the columns as `columns: ["), "{err}");
+        // ... and where a source's files differ in order, `columns:` would only move the
+        // refusal to the next file: each order is a source of its own.
+        assert!(err.contains("a source of its own"), "{err}");
     }
 
     /// A reader of `schema` (then `_rescued`) that keeps unknown fields.

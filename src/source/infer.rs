@@ -42,6 +42,9 @@ pub struct Sample {
     format: FileFormat,
     /// The merged columns, and the file that gave the first of them.
     columns: Option<(Vec<Field>, String)>,
+    /// Parquet only: each file's columns, to check that every file reads into the merged
+    /// types exactly (a Parquet column is read by type, not parsed from text).
+    parquet: Vec<(String, Vec<Field>)>,
     /// Files and bytes looked at.
     pub files: usize,
     /// Bytes looked at, as stored.
@@ -54,6 +57,7 @@ impl Sample {
         Self {
             format,
             columns: None,
+            parquet: Vec::new(),
             files: 0,
             bytes: 0,
         }
@@ -77,6 +81,9 @@ impl Sample {
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
+        if self.format == FileFormat::Parquet {
+            self.parquet.push((file.to_string(), fields.clone()));
+        }
         let Some((columns, first)) = &mut self.columns else {
             self.columns = Some((fields, file.to_string()));
             return Ok(());
@@ -102,6 +109,64 @@ impl Sample {
             file: file.to_string(),
             reason: format!("{reason}, unlike in {first}"),
         })?;
+        self.check_parquet()
+    }
+
+    /// Parquet: every file sampled reads into the merged columns exactly (a wider integer, a
+    /// finer time, a double for an integer that fits it), or the source is refused here,
+    /// naming the two files whose types no one type holds, rather than pinning a type that
+    /// the next read refuses.
+    fn check_parquet(&self) -> Result<(), SourceError> {
+        let Some((columns, _)) = &self.columns else {
+            return Ok(());
+        };
+        for column in columns {
+            let held: Vec<(&str, &DataType)> = self
+                .parquet
+                .iter()
+                .filter_map(|(name, fields)| {
+                    let field = fields.iter().find(|f| f.name() == column.name())?;
+                    Some((name.as_str(), field.data_type()))
+                })
+                .collect();
+            let Some((bad, bad_type)) = held
+                .iter()
+                .find(|(_, t)| !super::decode::reads_as(t, column.data_type()))
+            else {
+                continue;
+            };
+            let Some((other, other_type)) = held.iter().find(|(_, t)| t != bad_type) else {
+                continue;
+            };
+            let hint = if matches!(
+                (bad_type, other_type),
+                (
+                    DataType::Timestamp(_, Some(_)),
+                    DataType::Timestamp(_, None)
+                ) | (
+                    DataType::Timestamp(_, None),
+                    DataType::Timestamp(_, Some(_))
+                )
+            ) {
+                "one holds instants (a time zone), the other wall-clock times (none), and \
+                 neither reads as the other without a zone chosen for it. Read each kind from \
+                 a folder of its own, as two sources, and convert in the query (`ts AT TIME \
+                 ZONE 'UTC'` makes a wall-clock time an instant), or rewrite one kind"
+            } else {
+                "no type holds the values of both exactly. Rewrite one of them in the other's \
+                 type, or read each from a folder of its own, as two sources, converting in \
+                 the query"
+            };
+            return Err(SourceError::Conflict {
+                file: (*bad).to_string(),
+                other: (*other).to_string(),
+                reason: format!(
+                    "column `{}` is {bad_type} in the first and {other_type} in the second: \
+                     {hint}",
+                    column.name()
+                ),
+            });
+        }
         Ok(())
     }
 
@@ -253,6 +318,18 @@ fn widen(a: &DataType, b: &DataType) -> Result<DataType, String> {
         (T::Timestamp(u, tz), T::Timestamp(v, tz2)) if tz == tz2 => {
             T::Timestamp(finer(u, v), tz.clone())
         }
+        // Instants in two zones are instants: kept in UTC (the zone only labels them).
+        (T::Timestamp(u, Some(_)), T::Timestamp(v, Some(_))) => {
+            T::Timestamp(finer(u, v), Some("UTC".into()))
+        }
+        (T::Time32(u) | T::Time64(u), T::Time32(v) | T::Time64(v)) => match finer(u, v) {
+            unit @ (TimeUnit::Second | TimeUnit::Millisecond) => T::Time32(unit),
+            unit => T::Time64(unit),
+        },
+        (
+            T::Binary | T::LargeBinary | T::BinaryView,
+            T::Binary | T::LargeBinary | T::BinaryView,
+        ) => T::Binary,
         (T::Timestamp(u, tz), T::Date32) | (T::Date32, T::Timestamp(u, tz)) => {
             T::Timestamp(*u, tz.clone())
         }
@@ -261,10 +338,30 @@ fn widen(a: &DataType, b: &DataType) -> Result<DataType, String> {
             let y: Vec<Field> = y.iter().map(|f| f.as_ref().clone()).collect();
             T::Struct(Fields::from(merge_fields(&x, &y)?))
         }
-        (T::List(x), T::List(y)) => {
+        (T::List(x) | T::LargeList(x), T::List(y) | T::LargeList(y)) => {
             let item = widen(x.data_type(), y.data_type())?;
             T::List(Arc::new(Field::new_list_field(item, true)))
         }
+        // Maps merge key by key type and value by value type, in the first's entry names.
+        (T::Map(x, sorted), T::Map(y, _)) => match (x.data_type(), y.data_type()) {
+            (T::Struct(xs), T::Struct(ys)) if xs.len() == 2 && ys.len() == 2 => {
+                let key = widen(xs[0].data_type(), ys[0].data_type())?;
+                let value = widen(xs[1].data_type(), ys[1].data_type())?;
+                let entries = Fields::from(vec![
+                    xs[0].as_ref().clone().with_data_type(key),
+                    xs[1]
+                        .as_ref()
+                        .clone()
+                        .with_data_type(value)
+                        .with_nullable(true),
+                ]);
+                T::Map(
+                    Arc::new(x.as_ref().clone().with_data_type(T::Struct(entries))),
+                    *sorted,
+                )
+            }
+            _ => return Err(format!("is {a} in one file and {b} in another")),
+        },
         // A scalar beside a list is a list of it, as within a file.
         (T::List(x), scalar) | (scalar, T::List(x)) if !matches!(scalar, T::Struct(_)) => {
             let item = widen(x.data_type(), scalar)?;

@@ -231,6 +231,26 @@ pub enum SourceError {
         /// Why.
         reason: String,
     },
+    /// Two files of one source hold a column in types that no one type reads exactly (an
+    /// instant beside a wall-clock time, a number beside a text, in Parquet).
+    #[error("{file} and {other} cannot be read as one source: {reason}")]
+    Conflict {
+        /// The file read last.
+        file: String,
+        /// The file it conflicts with.
+        other: String,
+        /// The column and its two types, and the ways out.
+        reason: String,
+    },
+    /// A static table (`tables:`) cannot be loaded: its files, its settings. Found before any
+    /// batch, like a pipeline file's mistake.
+    #[error("table `{table}`: {reason}")]
+    Table {
+        /// The table.
+        table: String,
+        /// What is wrong, said of the table.
+        reason: String,
+    },
     /// The source's folder does not exist.
     #[error("source `{source_name}`: {reason}")]
     Config {

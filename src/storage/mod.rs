@@ -368,6 +368,45 @@ impl Location {
         self.local_root.as_deref()
     }
 
+    /// On local disk: the files a write killed part-way left under the folder (paths relative
+    /// to it, sorted). object_store writes a local file as `NAME#N` and renames it to `NAME`
+    /// once whole, and lists no such name, so a killed write's `NAME#N` is never read, only
+    /// left. Empty on other stores (their writes are whole or absent).
+    pub fn staged_leftovers(&self) -> Vec<String> {
+        let Some(root) = &self.local_root else {
+            return Vec::new();
+        };
+        let staged = |name: &str| {
+            name.rsplit_once('#').is_some_and(|(stem, n)| {
+                !stem.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+            })
+        };
+        let mut found = Vec::new();
+        let mut folders = vec![root.clone()];
+        while let Some(folder) = folders.pop() {
+            let Ok(entries) = std::fs::read_dir(&folder) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                // Not through symbolic links: only what is the folder's own.
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                let path = entry.path();
+                if kind.is_dir() {
+                    folders.push(path);
+                } else if kind.is_file()
+                    && staged(&entry.file_name().to_string_lossy())
+                    && let Ok(relative) = path.strip_prefix(root)
+                {
+                    found.push(relative.to_string_lossy().to_string());
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
     /// The file on local disk that holds `path`, when the store is local disk.
     fn local_file(&self, path: &Path) -> Option<PathBuf> {
         let root = self.local_root.as_ref()?;

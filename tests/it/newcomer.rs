@@ -4106,3 +4106,381 @@ fn parquet_files_without_a_column_or_with_dictionary_strings_read() {
         ]
     );
 }
+
+/// Walk 10 (F2): Parquet inference pinned types its own files were then refused against
+/// (`int64` beside `double` pinned `double`, `list<int32>` beside `large_list<int64>` pinned a
+/// list of strings, two zones a string). Each file now reads into the inferred type exactly
+/// (an integer into a double value by value), or the source is refused naming both files.
+#[test]
+fn parquet_files_of_several_types_read_as_one_or_are_named_together() {
+    use datafusion::arrow::array::{
+        ArrayRef, Float64Array, Int64Array, LargeListArray, ListArray, TimestampMicrosecondArray,
+    };
+    use datafusion::arrow::datatypes::{Int32Type, Int64Type};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+    let case = |files: Vec<(&str, ArrayRef)>, query: &str| {
+        let ws = Workspace::new();
+        std::fs::create_dir_all(ws.path("in")).expect("in");
+        for (i, (name, column)) in files.into_iter().enumerate() {
+            let batch = RecordBatch::try_from_iter([(name, column)]).expect("batch");
+            write_batch(&ws.path(&format!("in/{i}.parquet")), "parquet", &batch);
+        }
+        let file = pipeline(&ws, query, "append");
+        edit_file(
+            &file,
+            "format: json, schema: { k: string, v: bigint }",
+            "format: parquet",
+        );
+        let out = run(&file, &ws);
+        let lines = sink_lines(&ws.path("out"));
+        (ws, out, lines)
+    };
+    // An integer file beside a double file: both read as doubles.
+    let (ws, out, lines) = case(
+        vec![
+            ("x", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+            ("x", Arc::new(Float64Array::from(vec![1.5]))),
+        ],
+        "SELECT x FROM s",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lines, ["{\"x\":1.0}", "{\"x\":1.5}", "{\"x\":2.0}"]);
+    assert_verified(&ws, "ckpt", 0);
+    // ... but not an integer a double cannot hold exactly.
+    let (_ws, out, _) = case(
+        vec![
+            (
+                "x",
+                Arc::new(Int64Array::from(vec![9_007_199_254_740_993])) as ArrayRef,
+            ),
+            ("x", Arc::new(Float64Array::from(vec![1.5]))),
+        ],
+        "SELECT x FROM s",
+    );
+    assert!(!out.status.success(), "a rounded integer read as exact");
+    let said = stderr(&out);
+    assert!(
+        said.contains("0.parquet") && said.contains("9007199254740993") && said.contains("2^53"),
+        "{said}"
+    );
+    // A list of int beside a large list of bigint: a list of bigint.
+    let (_ws, out, lines) = case(
+        vec![
+            (
+                "l",
+                Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+                    Some(vec![Some(1), Some(2)]),
+                ])) as ArrayRef,
+            ),
+            (
+                "l",
+                Arc::new(LargeListArray::from_iter_primitive::<Int64Type, _, _>(
+                    vec![Some(vec![Some(1i64 << 40)])],
+                )),
+            ),
+        ],
+        "SELECT l FROM s",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lines, ["{\"l\":[1,2]}", "{\"l\":[1099511627776]}"]);
+    // Instants in two zones: instants, kept in UTC.
+    let at = 1_767_261_600_000_000; // 2026-01-01T10:00:00Z
+    let (_ws, out, lines) = case(
+        vec![
+            (
+                "t",
+                Arc::new(TimestampMicrosecondArray::from(vec![at]).with_timezone("UTC"))
+                    as ArrayRef,
+            ),
+            (
+                "t",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![at + 1_000_000])
+                        .with_timezone("Europe/Paris"),
+                ),
+            ),
+        ],
+        "SELECT CAST(t AS VARCHAR) AS t FROM s",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        lines,
+        [
+            "{\"t\":\"2026-01-01T10:00:00Z\"}",
+            "{\"t\":\"2026-01-01T10:00:01Z\"}"
+        ]
+    );
+    // An instant beside a wall-clock time: no type reads both; both files are named.
+    let (ws, out, _) = case(
+        vec![
+            (
+                "t",
+                Arc::new(TimestampMicrosecondArray::from(vec![at]).with_timezone("UTC"))
+                    as ArrayRef,
+            ),
+            ("t", Arc::new(TimestampMicrosecondArray::from(vec![at]))),
+        ],
+        "SELECT t FROM s",
+    );
+    assert!(
+        !out.status.success(),
+        "an instant and a wall-clock time merged"
+    );
+    let said = stderr(&out);
+    assert!(
+        said.contains("0.parquet and ") && said.contains("1.parquet") && said.contains("instants"),
+        "{said}"
+    );
+    assert!(
+        !ws.path("ckpt/sources/s/schema").exists(),
+        "a schema pinned that its files cannot be read into"
+    );
+}
+
+/// Walk 10 (F3): `timestamptz` and `timestamp with time zone` in `schema:` were read as
+/// wall-clock timestamps, so no declared schema read a Parquet column of instants. They are
+/// instants (kept in UTC): a Parquet file's zoned column and JSON text with an offset read at
+/// their instant.
+#[test]
+fn a_declared_timestamp_with_a_time_zone_is_an_instant() {
+    use datafusion::arrow::array::{ArrayRef, StringArray, TimestampMillisecondArray};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    let batch = RecordBatch::try_from_iter([
+        ("k", Arc::new(StringArray::from(vec!["a"])) as ArrayRef),
+        (
+            "t",
+            Arc::new(
+                TimestampMillisecondArray::from(vec![1_767_261_600_000])
+                    .with_timezone("America/New_York"),
+            ),
+        ),
+    ])
+    .expect("batch");
+    write_batch(&ws.path("in/0.parquet"), "parquet", &batch);
+    let file = pipeline(&ws, "SELECT k, CAST(t AS VARCHAR) AS t FROM s", "append");
+    edit_file(
+        &file,
+        "format: json, schema: { k: string, v: bigint }",
+        "format: parquet, schema: { k: string, t: 'timestamp with time zone' }",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"k\":\"a\",\"t\":\"2026-01-01T10:00:00Z\"}"]
+    );
+    // JSON text with an offset, into `timestamptz`: its instant.
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"t\":\"2026-01-01T12:00:00+02:00\"}\n",
+    );
+    let file = pipeline(&ws, "SELECT k, CAST(t AS VARCHAR) AS t FROM s", "append");
+    edit_file(&file, "v: bigint", "t: timestamptz");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"k\":\"a\",\"t\":\"2026-01-01T10:00:00Z\"}"]
+    );
+}
+
+/// Walk 10 (F10): a file that is one JSON array was named as "expected a JSON object, found an
+/// array", and under `on_error: skip` half of it was read (the records on lines of their own).
+/// It is named as a JSON array, with what a JSON source reads; skipped, it is one bad unit.
+#[test]
+fn a_json_array_file_is_named_and_never_half_read() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "arr.json",
+        "[{\"k\":\"a\",\"v\":1},\n{\"k\":\"b\",\"v\":2}]\n",
+    );
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run(&file, &ws);
+    assert!(!out.status.success(), "a JSON array read as JSON lines");
+    let said = stderr(&out);
+    assert!(
+        said.contains("arr.json") && said.contains("one JSON array") && said.contains("jq -c"),
+        "{said}"
+    );
+    // Batch 0 stays planned with the file it was planned with: start over with the edit.
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("ckpt");
+    let _ = std::fs::remove_dir_all(ws.path("out"));
+    edit_file(
+        &file,
+        "format: json, schema:",
+        "format: json, on_error: skip, schema:",
+    );
+    let out = run_bin(
+        &["run", file.to_str().expect("utf-8"), "--progress", "json"],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        sink_lines(&ws.path("out")).is_empty(),
+        "part of a skipped array was read: {:?}",
+        sink_lines(&ws.path("out"))
+    );
+}
+
+/// Walk 10 (F11): a static table's file that cannot be read (a CSV file in another delimiter)
+/// was named as a source's, exited 1 like a failed batch and left a checkpoint folder. It is
+/// the table's, a pipeline mistake found before any batch: exit 2, nothing left behind.
+#[test]
+fn a_static_table_that_cannot_be_read_is_named_as_a_table() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    std::fs::write(ws.path("pages.csv"), "k;title\na;Home\n").expect("table");
+    let file = pipeline(
+        &ws,
+        "SELECT s.k, p.title FROM s JOIN pages p ON s.k = p.k",
+        "append",
+    );
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    let text = text.replace(
+        "query:",
+        &format!(
+            "tables:\n  pages: {{ kind: files, path: {}, format: csv }}\nquery:",
+            ws.p("pages.csv")
+        ),
+    );
+    std::fs::write(&file, text).expect("pipeline");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("table `pages`")
+            && said.contains("delimiter: \";\"")
+            && !said.contains("the source"),
+        "{said}"
+    );
+    assert!(
+        !ws.path("ckpt").exists(),
+        "a refused run left its checkpoint"
+    );
+}
+
+/// Walk 10 (F7): the CSV sink wrote an empty string and a null alike, so in an update-mode
+/// changelog the group of `''` and the group of null read back as one. An empty string is
+/// written `""` and a null as an empty field, as DuckDB and Spark write them.
+#[test]
+fn a_csv_sink_writes_an_empty_string_apart_from_a_null() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"\",\"v\":1}\n{\"k\":null,\"v\":2}\n{\"k\":\"\",\"v\":3}\n{\"k\":\"a,b\",\"v\":4}\n",
+    );
+    let file = pipeline(&ws, "SELECT k, sum(v) AS total FROM s GROUP BY k", "update");
+    let out_path = ws.p("out");
+    edit_file(
+        &file,
+        &format!("path: {out_path}, format: json"),
+        &format!("path: {out_path}, format: csv"),
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut lines: Vec<String> = std::fs::read_dir(ws.path("out"))
+        .expect("out")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".csv"))
+        .flat_map(|e| {
+            std::fs::read_to_string(e.path())
+                .expect("part")
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| l != "k,total")
+        .collect();
+    lines.sort();
+    assert_eq!(lines, ["\"\",4", "\"a,b\",4", ",2"]);
+    assert_verified(&ws, "ckpt", 0);
+}
+
+/// Walk 10 (F11): a run killed while the store wrote a file left its half (`offsets/8#1`,
+/// object_store's staging name on local disk) for ever, though nothing reads it; `inspect`
+/// and `repair` were silent. `inspect` names them and `repair` removes them.
+#[test]
+fn repair_removes_the_half_written_files_a_killed_run_left() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(ws.path("ckpt/offsets/1#3"), "").expect("staged");
+    let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("offsets/1#3") && said.contains("sluice repair"),
+        "{said}"
+    );
+    let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("offsets/1#3"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!ws.path("ckpt/offsets/1#3").exists(), "left in place");
+    assert!(
+        ws.path("ckpt/offsets/0").exists(),
+        "repair removed a log entry"
+    );
+}
+
+/// Walk 10 (F11): a CSV record with too many fields was named "line 2: ... for line 1" (Arrow
+/// counts the lines of the piece it decodes). The file's line alone is named.
+#[test]
+fn a_csv_record_with_too_many_fields_is_named_by_its_line_only() {
+    let ws = Workspace::new();
+    input(&ws, "0.csv", "k,v\na,1\nb,2,3\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(&file, "format: json, schema:", "format: csv, schema:");
+    let out = run(&file, &ws);
+    assert!(!out.status.success(), "a bad record read");
+    let said = stderr(&out);
+    assert!(said.contains("0.csv line 3"), "{said}");
+    assert!(!said.contains("for line"), "{said}");
+}
+
+/// Walk 10 (F11): `state --batch N` for a batch whose state the retention purged said only
+/// that it had none; `replay` lists the batches there are. It says which it keeps, and the
+/// one named is read.
+#[test]
+fn state_of_a_purged_batch_names_the_batches_kept() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, sum(v) AS total FROM s GROUP BY k", "update");
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    std::fs::write(
+        &file,
+        format!("{text}retain_batches: 2\nsnapshot_every: 1\n"),
+    )
+    .expect("edit");
+    for i in 0..4 {
+        input(
+            &ws,
+            &format!("{i}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{i}}}\n"),
+        );
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = run_bin(&["state", &ws.p("ckpt"), "--batch", "0"], ws.dir.path());
+    assert!(!out.status.success(), "purged state shown");
+    let said = stderr(&out);
+    let kept = said
+        .split("it keeps batches ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no batches named: {said}"));
+    let out = run_bin(&["state", &ws.p("ckpt"), "--batch", kept], ws.dir.path());
+    assert!(out.status.success(), "batch {kept}: {}", stderr(&out));
+}
