@@ -65,14 +65,18 @@ impl<W: Write> CsvWriter<W> {
                 ArrayFormatter::try_new(column.as_ref(), &options)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // Nulls as the values say (a `Null` column, a dictionary's null values), not only
+        // the array's own null buffer.
+        let nulls: Vec<_> = rows.columns().iter().map(|c| c.logical_nulls()).collect();
         let one_field = formatters.len() == 1;
         for row in 0..rows.num_rows() {
             self.record.clear();
-            for (i, (column, formatter)) in rows.columns().iter().zip(&formatters).enumerate() {
+            for (i, (nulls, formatter)) in nulls.iter().zip(&formatters).enumerate() {
                 if i > 0 {
                     self.record.push(b',');
                 }
-                if column.is_null(row) && !one_field {
+                let null = nulls.as_ref().is_some_and(|n| n.is_null(row));
+                if null && !one_field {
                     continue;
                 }
                 self.text.clear();
@@ -162,6 +166,20 @@ mod tests {
             written(&batch),
             "s,n\na,1\n\"\",2\n,3\n\"x,y\",\n\"q\"\"z\",5\n\"two\nlines\",6\n"
         );
+    }
+
+    #[test]
+    fn a_null_without_a_null_buffer_is_an_empty_field() {
+        use datafusion::arrow::array::{DictionaryArray, NullArray};
+        use datafusion::arrow::datatypes::Int32Type;
+        let note: ArrayRef = Arc::new(NullArray::new(2));
+        let values = StringArray::from(vec![Some("x"), None]);
+        let keys = datafusion::arrow::array::Int32Array::from(vec![0, 1]);
+        let label: ArrayRef = Arc::new(
+            DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).expect("dictionary"),
+        );
+        let batch = RecordBatch::try_from_iter([("note", note), ("label", label)]).expect("batch");
+        assert_eq!(written(&batch), "note,label\n,x\n,\n");
     }
 
     #[test]

@@ -2242,8 +2242,8 @@ fn malformed(file: &str, line: usize, error: &ArrowError) -> SourceError {
         let rest = &reason[at + CAST_FROM.len()..];
         rest.split_once('\'').is_some_and(|(value, after)| {
             is_number(value)
-                && after.starts_with(" to value of ")
-                && (after.contains("Int") || after.contains("UInt"))
+                && value.contains(['.', 'e', 'E'])
+                && (after.starts_with(" to value of Int") || after.starts_with(" to value of UInt"))
         })
     });
     if whole_looking {

@@ -124,6 +124,12 @@ impl Sample {
             let held: Vec<(&str, &DataType)> = self
                 .parquet
                 .iter()
+                // A file under a `key=value` folder of this column's name takes the column
+                // from the folder, whatever its own type (checked value by value when read).
+                .filter(|(name, _)| {
+                    let key = format!("{}=", column.name());
+                    !name.split('/').any(|part| part.starts_with(&key))
+                })
                 .filter_map(|(name, fields)| {
                     let field = fields.iter().find(|f| f.name() == column.name())?;
                     Some((name.as_str(), field.data_type()))
@@ -135,7 +141,15 @@ impl Sample {
             else {
                 continue;
             };
-            let Some((other, other_type)) = held.iter().find(|(_, t)| t != bad_type) else {
+            // Named beside a file whose type it cannot go with either way, where there is one.
+            let apart = |t: &DataType| {
+                !super::decode::reads_as(bad_type, t) && !super::decode::reads_as(t, bad_type)
+            };
+            let Some((other, other_type)) = held
+                .iter()
+                .find(|(_, t)| apart(t))
+                .or_else(|| held.iter().find(|(_, t)| t != bad_type))
+            else {
                 continue;
             };
             let hint = if matches!(

@@ -377,7 +377,8 @@ impl Location {
             return Vec::new();
         };
         let staged = |name: &str| {
-            name.rsplit_once('#').is_some_and(|(stem, n)| {
+            // object_store's own test: the text after the first `#` all digits.
+            name.split_once('#').is_some_and(|(stem, n)| {
                 !stem.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
             })
         };
