@@ -498,7 +498,7 @@ async fn planned_with_other_pipeline(
     let Some(fingerprint) = entry.info.pipeline else {
         return Ok(None);
     };
-    if fingerprint == plan::fingerprint(&pipeline.text) {
+    if fingerprint == plan::fingerprint(&pipeline.stored_text()) {
         return Ok(None);
     }
     let mut planned = stored_pipeline(&location, checkpoint_spec, &fingerprint)
@@ -513,7 +513,8 @@ async fn planned_with_other_pipeline(
     // What bounds how a batch runs, not what it writes, is the edited file's: a batch that
     // ran out of memory finishes with the memory the edit gives it, and an edit of nothing
     // else is no edit of what the batch writes.
-    if same_but_for_memory(&planned.text, &pipeline.text) {
+    let edited = !same_but_for_memory(&planned.text, &pipeline.text);
+    if !edited && planned.ran_elsewhere.is_none() {
         return Ok(None);
     }
     planned.memory_limit = pipeline.memory_limit.clone();
@@ -522,19 +523,28 @@ async fn planned_with_other_pipeline(
         checkpoint_spec.trim_end_matches('/'),
         crate::checkpoint::paths::pipeline(&fingerprint)
     );
-    // Said at every level: the user edited the file and expects the edit to apply now.
-    tracing::warn!(
-        "batch {batch} was planned before pipeline `{}`'s file changed: it finishes with the \
-         file it was planned with ({shown}), so that it writes what it would have written; \
-         the edit applies from batch {}",
-        pipeline.name,
-        batch.next()
-    );
+    // Said at every level: the user edited the file (or moved) and expects it to apply now.
+    match (&planned.ran_elsewhere, edited) {
+        (Some(folder), false) => tracing::warn!(
+            "batch {batch} was planned by a run in folder {}: it finishes with the pipeline \
+             file's relative paths resolved there ({shown}), so that it writes what it would \
+             have written; from batch {} they resolve against this folder",
+            folder.display(),
+            batch.next()
+        ),
+        _ => tracing::warn!(
+            "batch {batch} was planned before pipeline `{}`'s file changed: it finishes with \
+             the file it was planned with ({shown}), so that it writes what it would have \
+             written; the edit applies from batch {}",
+            pipeline.name,
+            batch.next()
+        ),
+    }
     Ok(Some((batch, planned, shown)))
 }
 
-/// Whether pipeline files `a` and `b` differ in `memory_limit` (which bounds how a batch runs,
-/// not what it writes) and in nothing else: their YAML the same without that key.
+/// Whether pipeline files `a` and `b` differ at most in `memory_limit` (which bounds how a
+/// batch runs, not what it writes), comments and layout: their YAML the same without that key.
 fn same_but_for_memory(a: &str, b: &str) -> bool {
     let parse = |text: &str| serde_yaml::from_str::<serde_yaml::Value>(text).ok();
     let (Some(mut a), Some(mut b)) = (parse(a), parse(b)) else {
@@ -543,8 +553,9 @@ fn same_but_for_memory(a: &str, b: &str) -> bool {
     let (Some(a), Some(b)) = (a.as_mapping_mut(), b.as_mapping_mut()) else {
         return false;
     };
-    let limits = (a.remove("memory_limit"), b.remove("memory_limit"));
-    limits.0 != limits.1 && a == b
+    a.remove("memory_limit");
+    b.remove("memory_limit");
+    a == b
 }
 
 /// The checkpoint's sink record rebuilt (its `sink` entry being missing or damaged, `why`)
@@ -838,9 +849,10 @@ impl<'a> Driver<'a> {
         if !rebuilt {
             checkpoint.record_sink(&sink_record).await?;
         }
-        let pipeline_fingerprint = plan::fingerprint(&pipeline.text);
+        let stored = pipeline.stored_text();
+        let pipeline_fingerprint = plan::fingerprint(&stored);
         checkpoint
-            .write_pipeline(&pipeline_fingerprint, &pipeline.text)
+            .write_pipeline(&pipeline_fingerprint, &stored)
             .await?;
         let id = checkpoint.metadata().id;
         let replace = pipeline.output_mode == OutputMode::Complete;

@@ -110,7 +110,16 @@ pub struct Pipeline {
     /// `sluice replay` recomputes a batch with the settings it ran with).
     #[serde(skip)]
     pub text: String,
+    /// Where this is a pipeline file a checkpoint stored, run in another folder than this
+    /// process's: that folder, against which its relative paths were resolved instead
+    /// ([`Pipeline::stored_text`]).
+    #[serde(skip)]
+    pub ran_elsewhere: Option<PathBuf>,
 }
+
+/// The first line of a pipeline file as a checkpoint stores it, where the file has relative
+/// local paths: the folder they resolved against when it ran (then the folder's absolute path).
+const RAN_IN: &str = "# sluice ran this file in folder: ";
 
 fn default_retention() -> u64 {
     100
@@ -568,6 +577,23 @@ impl Pipeline {
                     None => invalid(format!("`{path}`: {message}")),
                 }
             })?;
+        // A stored file that ran in another folder: its relative paths are that folder's.
+        if let Some(folder) = text.lines().next().and_then(|l| l.strip_prefix(RAN_IN)) {
+            let folder = PathBuf::from(folder);
+            if std::env::current_dir().ok().as_ref() != Some(&folder) {
+                for settings in pipeline.all_settings() {
+                    let rebased = settings
+                        .get("path")
+                        .and_then(|p| p.as_str())
+                        .filter(|p| is_relative_local(p))
+                        .and_then(|p| folder.join(p).to_str().map(str::to_string));
+                    if let Some(path) = rebased {
+                        settings.insert("path".into(), path.into());
+                    }
+                }
+                pipeline.ran_elsewhere = Some(folder);
+            }
+        }
         for (group, configs) in [
             ("sources", &mut pipeline.sources),
             ("tables", &mut pipeline.tables),
@@ -645,6 +671,55 @@ impl Pipeline {
         pipeline.query_line = find_path_line(text, "query");
         pipeline.text = text.to_string();
         Ok(pipeline)
+    }
+
+    /// The text a run stores in the checkpoint (`pipelines/<fingerprint>.yaml`): the file's
+    /// own, led by a comment naming the folder the run is in ([`RAN_IN`]) where the file has
+    /// a relative local path (a source's, a table's or a sink's `path`), so that `replay`,
+    /// `state`, `inspect`, `rewind` and `repair` run from another folder resolve it where the
+    /// batch did. A file that already leads with one (a stored file a run finishes a batch
+    /// with) keeps it.
+    pub fn stored_text(&self) -> String {
+        if self.text.starts_with(RAN_IN) || !self.has_relative_paths() {
+            return self.text.clone();
+        }
+        match std::env::current_dir() {
+            Ok(folder) if folder.to_str().is_some_and(|f| !f.contains(['\n', '\r'])) => {
+                format!("{RAN_IN}{}\n{}", folder.display(), self.text)
+            }
+            _ => self.text.clone(),
+        }
+    }
+
+    /// Every source's, table's, sink's and late-rows sink's settings.
+    fn all_settings(&mut self) -> impl Iterator<Item = &mut serde_yaml::Mapping> {
+        self.sources
+            .values_mut()
+            .chain(self.tables.values_mut())
+            .map(|c| &mut c.settings)
+            .chain(
+                std::iter::once(&mut self.sink)
+                    .chain(self.late_rows.as_mut())
+                    .map(|c| &mut c.settings),
+            )
+    }
+
+    fn has_relative_paths(&self) -> bool {
+        let relative = |settings: &serde_yaml::Mapping| {
+            settings
+                .get("path")
+                .and_then(|p| p.as_str())
+                .is_some_and(is_relative_local)
+        };
+        self.sources
+            .values()
+            .chain(self.tables.values())
+            .any(|c| relative(&c.settings))
+            || relative(&self.sink.settings)
+            || self
+                .late_rows
+                .as_ref()
+                .is_some_and(|c| relative(&c.settings))
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -851,6 +926,11 @@ impl Pipeline {
             .clone()
             .unwrap_or_else(|| format!("checkpoints/{}", self.name))
     }
+}
+
+/// Whether `path` is a local path relative to the working folder (not a URL, not empty).
+fn is_relative_local(path: &str) -> bool {
+    !path.is_empty() && !path.contains("://") && Path::new(path).is_relative()
 }
 
 /// How location `a` overlaps location `b` ("is the same folder as", "is inside", "holds"), or

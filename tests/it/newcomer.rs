@@ -4484,3 +4484,69 @@ fn state_of_a_purged_batch_names_the_batches_kept() {
     let out = run_bin(&["state", &ws.p("ckpt"), "--batch", kept], ws.dir.path());
     assert!(out.status.success(), "batch {kept}: {}", stderr(&out));
 }
+
+/// Issue 13, item 10: a checkpoint of a pipeline with relative paths is read from any folder.
+/// The stored pipeline file names the folder the run resolved them against, so `replay
+/// --verify`, `state`, `inspect` and `rewind` run elsewhere find the batch's input and sink
+/// (and not same-named folders of the folder they run in).
+#[test]
+fn a_checkpoint_with_relative_paths_is_read_from_another_folder() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"b\",\"v\":2}\n",
+    );
+    let file = write_pipeline(
+        &ws,
+        "name: rel\ncheckpoint: ckpt\nsources:\n  s: { kind: files, path: in, format: json, \
+         schema: { k: string, v: bigint } }\nquery: SELECT k, sum(v) AS total FROM s GROUP BY k\n\
+         output_mode: update\ntrigger: available-now\nsink: { kind: files, path: out, format: json }\n",
+    );
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.json", "{\"k\":\"a\",\"v\":10}\n");
+    assert!(run(&file, &ws).status.success());
+    // Another folder holding folders of the same names, with other rows in them.
+    let elsewhere = tempfile::tempdir().expect("elsewhere");
+    for folder in ["in", "out"] {
+        std::fs::create_dir_all(elsewhere.path().join(folder)).expect("folder");
+    }
+    std::fs::write(
+        elsewhere.path().join("in/1.json"),
+        "{\"k\":\"z\",\"v\":99}\n",
+    )
+    .expect("decoy");
+    let ckpt = ws.p("ckpt");
+    let out = run_bin(
+        &["replay", &ckpt, "--batch", "1", "--verify"],
+        elsewhere.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_bin(&["state", &ckpt], elsewhere.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        shown.contains("total") && shown.contains("11") && !shown.contains("99"),
+        "{shown}"
+    );
+    let out = run_bin(&["inspect", &ckpt], elsewhere.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_bin(&["rewind", &ckpt, "--to", "0"], elsewhere.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Batch 1 was taken back from the sink it went to, not from the other folder's `out`.
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        vec![
+            "{\"k\":\"a\",\"total\":1}".to_string(),
+            "{\"k\":\"b\",\"total\":2}".to_string()
+        ]
+    );
+    // The run in the pipeline's folder computes batch 1 again, as before.
+    assert!(run(&file, &ws).status.success());
+    let mut lines = sink_lines(&ws.path("out"));
+    lines.sort();
+    assert!(
+        lines.contains(&"{\"k\":\"a\",\"total\":11}".to_string()),
+        "{lines:?}"
+    );
+}
