@@ -988,6 +988,7 @@ fn table_error(name: &str, error: SourceError) -> SourceError {
         table: name.to_string(),
         reason: reason
             .replace("the source's", "the table's")
-            .replace("for the source", "for the table"),
+            .replace("for the source", "for the table")
+            .replace("on the source", "on the table"),
     }
 }

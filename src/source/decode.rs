@@ -137,6 +137,9 @@ fn decompress(file: &str, bytes: &Bytes, format: FileFormat) -> Result<Bytes, So
     let text = decompressed(file, bytes, format)?;
     // Files only: a Kafka record's or NATS message's payloads come unnamed (`file` empty), each
     // one blamed (or skipped) by itself where it does not decode.
+    if !file.is_empty() {
+        check_format(file, &text, format)?;
+    }
     if matches!(format, FileFormat::Json | FileFormat::Csv) && !file.is_empty() {
         check_utf8_text(file, &text)?;
     }
@@ -145,6 +148,74 @@ fn decompress(file: &str, bytes: &Bytes, format: FileFormat) -> Result<Bytes, So
         FileFormat::Json | FileFormat::Csv if text.starts_with(b"\xEF\xBB\xBF") => text.slice(3..),
         _ => text,
     })
+}
+
+/// Refuses a file plainly of another format than the source's, naming the one it looks like:
+/// Parquet (its `PAR1` magic, Apache Parquet's file format) under `format: json` or `csv`;
+/// JSON lines (a first line that is one `{...}` object) under `format: csv`, whose reader
+/// would take that object for a header of odd names and read no rows; JSON lines or CSV text
+/// under `format: parquet`, which would fail on a "corrupt footer". Text that only might be
+/// another format (a JSON file's first line that reads as CSV) is named where it fails.
+fn check_format(file: &str, text: &[u8], format: FileFormat) -> Result<(), SourceError> {
+    let is_parquet = text.starts_with(b"PAR1");
+    let first_line = || {
+        let head = &text[..text.len().min(64 * 1024)];
+        let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+        let line = head
+            .split(|b| *b == b'\n')
+            .find(|l| !l.trim_ascii().is_empty())?;
+        std::str::from_utf8(line).ok().map(str::trim)
+    };
+    let json_object = |line: &str| line.starts_with('{') && line.ends_with('}');
+    let (found, set) = match format {
+        FileFormat::Json | FileFormat::Csv if is_parquet => {
+            ("a Parquet file (it begins with `PAR1`)", "parquet")
+        }
+        FileFormat::Csv if first_line().is_some_and(json_object) => (
+            "JSON lines, not CSV (its first line is one `{...}` object)",
+            "json",
+        ),
+        FileFormat::Parquet if !is_parquet && !text.is_empty() => match first_line() {
+            Some(line) if json_object(line) || line.starts_with('[') => (
+                "not a Parquet file (a Parquet file begins and ends with `PAR1`) but JSON \
+                     text",
+                "json",
+            ),
+            Some(_) if looks_like_csv(text).is_some() => (
+                "not a Parquet file (a Parquet file begins and ends with `PAR1`) but CSV \
+                     text",
+                "csv",
+            ),
+            _ => return Ok(()),
+        },
+        _ => return Ok(()),
+    };
+    Err(SourceError::Malformed {
+        file: file.to_string(),
+        line: None,
+        reason: format!(
+            "the file is {found}: set `format: {set}` on the source to read files like it, or \
+             give them a source of their own (a source reads one format)"
+        ),
+    })
+}
+
+/// The first line of `text`, where it reads as a CSV header or row: UTF-8 without NUL bytes,
+/// not starting as JSON does, and holding a `,`, `;`, tab or `|` between fields. Cut to 80
+/// characters for messages.
+fn looks_like_csv(text: &[u8]) -> Option<String> {
+    let head = &text[..text.len().min(64 * 1024)];
+    let line = head
+        .split(|b| *b == b'\n')
+        .find(|l| !l.trim_ascii().is_empty())?;
+    let line = std::str::from_utf8(line).ok()?.trim();
+    if line.starts_with(['{', '[']) || line.contains('\0') {
+        return None;
+    }
+    if !line.contains([',', ';', '\t', '|']) {
+        return None;
+    }
+    Some(line.chars().take(80).collect())
 }
 
 /// Refuses text in another encoding than UTF-8 (JSON's, RFC 8259 §8.1, and the CSV reader's),
@@ -1516,6 +1587,16 @@ fn json_values<'a>(
             } else {
                 reason
             };
+            // A CSV file under `format: json` fails on its first line: say what it is.
+            let first = scanned.values.is_empty() && scanned.skipped == 0 && !file.is_empty();
+            let reason = match first.then(|| looks_like_csv(&bytes[pos..])).flatten() {
+                Some(header) => format!(
+                    "{reason}; the file is not JSON lines but looks like CSV (its first line \
+                     is `{header}`): set `format: csv` on the source, or give CSV files a \
+                     source of their own"
+                ),
+                None => reason,
+            };
             scanned.failed = Some(SourceError::Malformed {
                 file: file.to_string(),
                 line: Some(line),
@@ -2762,6 +2843,79 @@ mod tests {
         .expect_err("bad line")
         .to_string();
         assert!(err.contains("f.json line 2"), "{err}");
+    }
+
+    /// A file plainly of another format than the source's is named as what it looks like,
+    /// with the `format:` that reads it, whether the schema is declared or inferred.
+    #[test]
+    fn a_file_of_another_format_is_named_as_what_it_is() {
+        let infer = |name: &str, text: &[u8], format| {
+            infer_schema(
+                name,
+                &Bytes::from(text.to_vec()),
+                format,
+                OnError::Fail,
+                b',',
+            )
+            .expect_err("another format")
+            .to_string()
+        };
+        let parquet = b"PAR1\x15\x04\x15\x10\x15\x14L\x15\x02\x15\x00\x12\x00\x00";
+        for format in [FileFormat::Json, FileFormat::Csv] {
+            let err = infer("d.dat", parquet, format);
+            assert!(
+                err.contains("d.dat")
+                    && err.contains("is a Parquet file")
+                    && err.contains("`format: parquet`"),
+                "{err}"
+            );
+        }
+        let err = infer("d.csv", b"{\"k\":\"a\",\"v\":1}\n", FileFormat::Csv);
+        assert!(
+            err.contains("JSON lines, not CSV") && err.contains("`format: json`"),
+            "{err}"
+        );
+        let err = infer("d.parquet", b"{\"k\":\"a\"}\n", FileFormat::Parquet);
+        assert!(
+            err.contains("not a Parquet file") && err.contains("`format: json`"),
+            "{err}"
+        );
+        let err = infer("d.parquet", b"k,name\na,Alpha\n", FileFormat::Parquet);
+        assert!(
+            err.contains("not a Parquet file") && err.contains("`format: csv`"),
+            "{err}"
+        );
+        let err = infer("d.json", b"k,name\na,Alpha\n", FileFormat::Json);
+        assert!(
+            err.contains("d.json line 1")
+                && err.contains("looks like CSV (its first line is `k,name`)"),
+            "{err}"
+        );
+        // The same under a declared schema, as a batch decodes the file.
+        let reader = Reader {
+            format: FileFormat::Csv,
+            schema: Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, true)])),
+            projection: None,
+            on_error: OnError::Fail,
+            rescued: None,
+            epoch_unit: None,
+            delimiter: b',',
+        };
+        let err = reader
+            .decode("in/d.csv", "d.csv", &Bytes::from("{\"k\":\"a\"}\n"))
+            .expect_err("JSON lines as CSV")
+            .to_string();
+        assert!(
+            err.contains("in/d.csv") && err.contains("`format: json`"),
+            "{err}"
+        );
+        // A JSON file whose first line is JSON is not taken for CSV, nor a CSV file with a
+        // quoted header for JSON.
+        assert!(looks_like_csv(b"{\"a\":1,\"b\":2}\n").is_none());
+        assert_eq!(
+            looks_like_csv(b"\"k\",\"v\"\n1,2\n").as_deref(),
+            Some("\"k\",\"v\"")
+        );
     }
 
     /// `text` compressed with `codec`, by the encoders DataFusion writes its own files with.

@@ -201,7 +201,8 @@ pub enum SourceError {
     #[error(
         "{file}{}: {reason}{}",
         line.map(|l| format!(" line {l}")).unwrap_or_default(),
-        if line.is_some() {
+        // Not where the file is of another format: skipping each of its rows is no fix.
+        if line.is_some() && !reason.contains("set `format: ") {
             " (to skip such rows and count them, set `on_error: skip` on the source)"
         } else {
             ""

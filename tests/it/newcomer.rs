@@ -4366,6 +4366,65 @@ fn a_static_table_that_cannot_be_read_is_named_as_a_table() {
     );
 }
 
+/// A table or source file of another format than its `format:` is named as what it looks
+/// like, with the `format:` that reads it (not "declare `schema:`" or "set `on_error: skip`"),
+/// and a JSON lines file under `format: csv` is refused, not read as a header of odd names and
+/// no rows.
+#[test]
+fn a_file_of_another_format_is_named_with_the_format_that_reads_it() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    std::fs::write(ws.path("pages.csv"), "k,title\na,Home\n").expect("table");
+    let file = pipeline(
+        &ws,
+        "SELECT s.k, p.title FROM s JOIN pages p ON s.k = p.k",
+        "append",
+    );
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    for (format, says) in [
+        ("json", "looks like CSV (its first line is `k,title`)"),
+        ("parquet", "not a Parquet file"),
+    ] {
+        let text = text.replace(
+            "query:",
+            &format!(
+                "tables:\n  pages: {{ kind: files, path: {}, format: {format} }}\nquery:",
+                ws.p("pages.csv")
+            ),
+        );
+        std::fs::write(&file, text).expect("pipeline");
+        let out = run(&file, &ws);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let said = stderr(&out);
+        assert!(
+            said.contains("table `pages`")
+                && said.contains(says)
+                && said.contains("set `format: csv` on the table")
+                && !said.contains("on_error")
+                && !said.contains("schema:"),
+            "{said}"
+        );
+    }
+    // JSON lines under an inferred CSV source: refused, nothing committed.
+    std::fs::write(
+        &file,
+        text.replace(
+            "format: json, schema: { k: string, v: bigint }",
+            "format: csv",
+        ),
+    )
+    .expect("pipeline");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("0.json: the file is JSON lines, not CSV")
+            && stderr(&out).contains("set `format: json`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sink_lines(&ws.path("out")).is_empty());
+}
+
 /// Walk 10 (F7): the CSV sink wrote an empty string and a null alike, so in an update-mode
 /// changelog the group of `''` and the group of null read back as one. An empty string is
 /// written `""` and a null as an empty field, as DuckDB and Spark write them.
