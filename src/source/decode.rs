@@ -1560,6 +1560,13 @@ fn json_values<'a>(
                     .rsplit_once(" at line ")
                     .map_or(text.as_str(), |(reason, _)| reason)
                     .to_string();
+                let reason = if reason == "recursion limit exceeded" {
+                    "the value nests arrays and objects more than 128 deep, the most the JSON \
+                     reader follows (serde_json's recursion limit)"
+                        .to_string()
+                } else {
+                    reason
+                };
                 // The file ends inside the value, without its line's end: still being written.
                 cut_short = e.is_eof() && !bytes.ends_with(b"\n");
                 (reason, e.line().max(1))

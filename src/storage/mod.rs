@@ -99,6 +99,18 @@ pub enum StorageError {
         /// The location as written.
         location: String,
     },
+    /// A local folder holds a file whose name object_store does not take as a path (one with a
+    /// control character, a newline say), so the folder cannot be listed.
+    #[error(
+        "listing `{path}` failed: {reason}; rename that file, or move it out of the folder \
+         (a folder is listed whole: nothing in it is read until then)"
+    )]
+    BadName {
+        /// The folder, with its store.
+        path: String,
+        /// object_store's words, its control characters escaped (`\n`).
+        reason: String,
+    },
     /// Syncing a local file to disk failed.
     #[error("syncing `{path}` to disk failed: {source}")]
     Sync {
@@ -584,6 +596,23 @@ impl Location {
         let mut items: Vec<_> = match self.store.list(Some(&prefix)).try_collect().await {
             Ok(items) => items,
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e @ object_store::Error::InvalidPath { .. }) if self.local_root.is_some() => {
+                let reason: String = e
+                    .to_string()
+                    .chars()
+                    .map(|c| {
+                        if c.is_control() {
+                            c.escape_default().to_string()
+                        } else {
+                            c.to_string()
+                        }
+                    })
+                    .collect();
+                return Err(StorageError::BadName {
+                    path: format!("{}/{prefix}", self.root.trim_end_matches('/')),
+                    reason,
+                });
+            }
             Err(e) => return Err(self.io_err("listing", &prefix, e)),
         };
         items.sort_by(|a, b| a.location.cmp(&b.location));
@@ -667,6 +696,10 @@ impl Location {
         } else if text.contains("Connection refused") || text.contains("connection refused") {
             " (the store refused the connection: check its address, AWS_ENDPOINT say, and that \
              it is running)"
+                .to_string()
+        } else if text.contains("File system loop found") {
+            " (a symbolic link in the folder points to a folder above it: Sluice follows \
+             symbolic links, so remove that link or point it elsewhere)"
                 .to_string()
         } else if text.contains("timed out") {
             format!(

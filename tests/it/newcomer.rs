@@ -4425,6 +4425,62 @@ fn a_file_of_another_format_is_named_with_the_format_that_reads_it() {
     assert!(sink_lines(&ws.path("out")).is_empty());
 }
 
+/// Input a folder cannot be read past is named with what to do: a file name with a newline
+/// (object_store takes no control character in a path), a symbolic link to a folder above,
+/// a JSON value nested deeper than the reader follows. Each stops the run before any batch
+/// commits; put right, the same run reads every row once.
+#[test]
+fn a_folder_or_file_that_cannot_be_read_says_what_to_change() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let deep = format!(
+        "{{\"k\":\"b\",\"v\":2,\"x\":{}{}}}\n",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let broken: [(&str, Box<dyn Fn()>, &[&str]); 3] = [
+        (
+            "a newline in a file name",
+            Box::new(|| input(&ws, "new\nline.json", "{\"k\":\"n\",\"v\":3}\n")),
+            &["new\\nline.json", "rename that file"],
+        ),
+        (
+            "a link to the folder above",
+            Box::new(|| {
+                std::os::unix::fs::symlink(ws.path("in"), ws.path("in/loop")).expect("link")
+            }),
+            &["loop", "remove that link"],
+        ),
+        (
+            "nesting past the reader's limit",
+            Box::new(|| input(&ws, "deep.json", &deep)),
+            &["deep.json line 1", "more than 128 deep"],
+        ),
+    ];
+    for (what, make, says) in &broken {
+        make();
+        let out = run(&file, &ws);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", stderr(&out));
+        let said = stderr(&out);
+        assert!(
+            says.iter().all(|s| said.contains(s)) && !said.contains("new\nline"),
+            "{what}: {said}"
+        );
+        assert!(sink_lines(&ws.path("out")).is_empty(), "{what}");
+        // Put right as the message says.
+        for name in ["new\nline.json", "loop", "deep.json"] {
+            let _ = std::fs::remove_file(ws.path(&format!("in/{name}")));
+        }
+    }
+    // Batch 0 was planned with the deep file: as its message says, a batch planned without it
+    // starts over on a new checkpoint (none was committed).
+    assert!(stderr(&run(&file, &ws)).contains("is gone"));
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("start over");
+    assert!(run(&file, &ws).status.success());
+    assert_eq!(sink_lines(&ws.path("out")), vec!["{\"k\":\"a\",\"v\":1}"]);
+}
+
 /// Walk 10 (F7): the CSV sink wrote an empty string and a null alike, so in an update-mode
 /// changelog the group of `''` and the group of null read back as one. An empty string is
 /// written `""` and a null as an empty field, as DuckDB and Spark write them.
