@@ -446,6 +446,26 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
             "to plan it again with a schema that fits, or without the file (moved aside: a name \
              starting with `.` or `_` is not read)"
         }
+        // The query failed on the batch's rows (a cast or a sum that does not fit): it fails
+        // the same way each time the batch runs. (A batch out of memory says what to raise,
+        // which applies to the batch as it is.)
+        Error::Execution {
+            batch: Some(_),
+            source,
+        } if !matches!(
+            source.find_root(),
+            datafusion::error::DataFusionError::ResourcesExhausted(_)
+                | datafusion::error::DataFusionError::IoError(_)
+                | datafusion::error::DataFusionError::ObjectStore(_)
+        ) =>
+        {
+            "to plan it again with an edited query"
+        }
+        Error::State(crate::state::StateError::Compute { reason, .. })
+            if reason.contains("integer overflow in `") =>
+        {
+            "to plan it again with an edited query"
+        }
         _ => return error,
     };
     let pending = async {

@@ -25,6 +25,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use crate::vocab::PinnedSettings;
 
 pub mod functions;
+pub mod overflow;
 pub mod shape;
 pub use functions::register_functions;
 pub use shape::{AggregateShape, EventTimeKey, EventTimeWindow, JoinShape, Shape, analyze};
@@ -136,9 +137,12 @@ pub fn session_with_memory(
         .with_default_features()
         .with_optimizer_rules(logical_rules)
         .with_physical_optimizer_rules(physical_rules)
+        .with_analyzer_rule(Arc::new(overflow::CheckedIntegerArithmetic))
         .build();
     let ctx = SessionContext::new_with_state(state);
     register_functions(&ctx);
+    // After the default functions: this `sum` replaces DataFusion's.
+    ctx.register_udaf(overflow::CheckedSum::udaf());
     ctx
 }
 

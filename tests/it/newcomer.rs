@@ -4481,6 +4481,32 @@ fn a_folder_or_file_that_cannot_be_read_says_what_to_change() {
     assert_eq!(sink_lines(&ws.path("out")), vec!["{\"k\":\"a\",\"v\":1}"]);
 }
 
+/// Walk 11 (F3): a `sum` or `+` over bigint that does not fit wrapped around (9e18 + 9e18 =
+/// -446744073709551616, exit 0). It fails the batch, as Spark and DuckDB refuse it, also where
+/// the overflow comes from merging a batch into the stored state; batch 0 stays committed and
+/// the message says how the batch is planned again.
+#[test]
+fn an_integer_sum_that_overflows_fails_instead_of_wrapping() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":9000000000000000000}\n");
+    let file = pipeline(&ws, "SELECT k, sum(v) AS total FROM s GROUP BY k", "update");
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.json", "{\"k\":\"a\",\"v\":9000000000000000000}\n");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("integer overflow in `sum(s.v)`")
+            && said.contains("CAST(v AS DECIMAL(38, 0))")
+            && said.contains("--to 0"),
+        "{said}"
+    );
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        vec!["{\"k\":\"a\",\"total\":9000000000000000000}"]
+    );
+}
+
 /// Walk 10 (F7): the CSV sink wrote an empty string and a null alike, so in an update-mode
 /// changelog the group of `''` and the group of null read back as one. An empty string is
 /// written `""` and a null as an empty field, as DuckDB and Spark write them.

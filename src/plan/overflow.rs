@@ -1,0 +1,507 @@
+//! Integer arithmetic that fails on overflow instead of wrapping around.
+//!
+//! DataFusion computes `+`, `-`, `*` and `sum` over integer columns with wrapping arithmetic
+//! (`9e18 + 9e18` is `-446744073709551616`): a total that is silently wrong. Spark (ANSI mode,
+//! its default from 4.0: `ARITHMETIC_OVERFLOW`), DuckDB (`Overflow in addition of INT64`) and
+//! PostgreSQL (`bigint out of range`) refuse such a value, and so does Sluice:
+//!
+//! - [`CheckedIntegerArithmetic`], an analyzer rule run after DataFusion's type coercion, turns
+//!   each `a + b`, `a - b`, `a * b` whose two sides are of one integer type into
+//!   [`CheckedArithmetic`], which computes with Arrow's checked kernels and keeps the
+//!   expression's name (`v + v`), so output columns are named as before;
+//! - [`CheckedSum`] stands in for DataFusion's `sum`: over integers it adds with overflow
+//!   checks, in each batch's partial aggregation and where a streaming aggregation merges a
+//!   batch into its stored state; over other types it is DataFusion's own.
+//!
+//! An overflow fails the batch (`on_error` is about input rows, not the query) with the
+//! expression and its operands, and how to widen them.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, ArrowNativeTypeOp, AsArray, BooleanArray, PrimitiveArray,
+};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::compute::kernels::numeric;
+use datafusion::arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Field, FieldRef, Int64Type, UInt64Type,
+};
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue, exec_datafusion_err};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::utils::AggregateOrderSensitivity;
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, BinaryExpr, ColumnarValue, EmitTo, Expr,
+    ExprSchemable, GroupsAccumulator, LogicalPlan, Operator, ReturnFieldArgs, ReversedUDAF,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, SetMonotonicity, Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+/// What an overflow error of `+`, `-`, `*` advises.
+const WIDEN: &str = "cast an operand to a wider type first (`CAST(v AS DECIMAL(38, 0))`), as \
+     Spark and DuckDB refuse such a value too";
+
+/// What an overflow error of `sum` advises.
+const WIDEN_SUM: &str = "sum a wider type (`sum(CAST(v AS DECIMAL(38, 0)))`), as Spark and \
+     DuckDB refuse such a sum of bigint too";
+
+/// The analyzer rule that makes integer `+`, `-` and `*` fail on overflow (module docs).
+#[derive(Debug, Default)]
+pub struct CheckedIntegerArithmetic;
+
+impl AnalyzerRule for CheckedIntegerArithmetic {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            // The columns a node's expressions name: its inputs' (a scan's own).
+            let inputs = node.inputs();
+            let schema = match inputs.as_slice() {
+                [] => node.schema().as_ref().clone(),
+                [one] => one.schema().as_ref().clone(),
+                [first, rest @ ..] => {
+                    let mut schema = first.schema().as_ref().clone();
+                    for input in rest {
+                        schema.merge(input.schema());
+                    }
+                    schema
+                }
+            };
+            node.map_expressions(|expr| expr.transform_up(|e| checked(e, &schema)))
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "checked_integer_arithmetic"
+    }
+}
+
+/// `expr` as a [`CheckedArithmetic`] call where it is an integer `+`, `-` or `*`.
+fn checked(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr else {
+        return Ok(Transformed::no(expr));
+    };
+    if !matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply) {
+        return Ok(Transformed::no(expr));
+    }
+    // An operand whose type is not known here (an outer query's column) is left as it is.
+    let (Ok(left_type), Ok(right_type)) = (left.get_type(schema), right.get_type(schema)) else {
+        return Ok(Transformed::no(expr));
+    };
+    if left_type != right_type || !left_type.is_integer() {
+        return Ok(Transformed::no(expr));
+    }
+    let text = expr.schema_name().to_string();
+    let udf = ScalarUDF::from(CheckedArithmetic::new(*op, text));
+    Ok(Transformed::yes(
+        udf.call(vec![left.as_ref().clone(), right.as_ref().clone()]),
+    ))
+}
+
+/// `a + b`, `a - b` or `a * b` over two integers of one type, an error where the result does
+/// not fit the type. Named as the expression it replaces.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CheckedArithmetic {
+    op: Operator,
+    /// The expression as DataFusion names it (`s.v + s.v`), for its column name and errors.
+    text: String,
+    signature: Signature,
+}
+
+impl CheckedArithmetic {
+    fn new(op: Operator, text: String) -> Self {
+        Self {
+            op,
+            text,
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for CheckedArithmetic {
+    fn name(&self) -> &str {
+        match self.op {
+            Operator::Plus => "checked_add",
+            Operator::Minus => "checked_subtract",
+            _ => "checked_multiply",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
+        Ok(Arc::new(Field::new(
+            self.name(),
+            args.arg_fields[0].data_type().clone(),
+            nullable,
+        )))
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        Ok(format!(
+            "{} {} {}",
+            args[0].schema_name(),
+            self.op,
+            args[1].schema_name()
+        ))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (a, b) = (&arrays[0], &arrays[1]);
+        let result = match self.op {
+            Operator::Plus => numeric::add(a, b),
+            Operator::Minus => numeric::sub(a, b),
+            _ => numeric::mul(a, b),
+        };
+        match result {
+            Ok(array) => Ok(ColumnarValue::Array(array)),
+            Err(ArrowError::ArithmeticOverflow(what)) => {
+                let what = what.trim_start_matches("Overflow happened on: ");
+                let type_name = integer_name(a.data_type());
+                Err(exec_datafusion_err!(
+                    "integer overflow in `{}`: {what} does not fit in {type_name}; {WIDEN}",
+                    self.text
+                ))
+            }
+            Err(e) => Err(DataFusionError::ArrowError(Box::new(e), None)),
+        }
+    }
+}
+
+/// DataFusion's `sum`, adding integers with overflow checks (module docs).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CheckedSum {
+    inner: Arc<AggregateUDF>,
+}
+
+impl CheckedSum {
+    /// `sum`, as registered in a session in place of DataFusion's.
+    pub fn udaf() -> AggregateUDF {
+        AggregateUDF::from(Self {
+            inner: datafusion::functions_aggregate::sum::sum_udaf(),
+        })
+    }
+}
+
+/// Whether a sum of return type `data_type` is one this module checks.
+fn checked_sum_type(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Int64 | DataType::UInt64)
+}
+
+impl AggregateUDFImpl for CheckedSum {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let data_type = args.return_field.data_type().clone();
+        if args.is_distinct || !checked_sum_type(&data_type) {
+            return self.inner.accumulator(args);
+        }
+        let name = args.name.to_string();
+        Ok(match data_type {
+            DataType::Int64 => Box::new(SumAccumulator::<Int64Type>::new(name)),
+            _ => Box::new(SumAccumulator::<UInt64Type>::new(name)),
+        })
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        self.inner.state_fields(args)
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        self.inner.groups_accumulator_supported(args)
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        let data_type = args.return_field.data_type().clone();
+        if !checked_sum_type(&data_type) {
+            return self.inner.create_groups_accumulator(args);
+        }
+        let name = args.name.to_string();
+        Ok(match data_type {
+            DataType::Int64 => Box::new(SumGroups::<Int64Type>::new(name)),
+            _ => Box::new(SumGroups::<UInt64Type>::new(name)),
+        })
+    }
+
+    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.inner.create_sliding_accumulator(args)
+    }
+
+    fn reverse_expr(&self) -> ReversedUDAF {
+        ReversedUDAF::Identical
+    }
+
+    fn order_sensitivity(&self) -> AggregateOrderSensitivity {
+        self.inner.inner().order_sensitivity()
+    }
+
+    fn set_monotonicity(&self, data_type: &DataType) -> SetMonotonicity {
+        self.inner.inner().set_monotonicity(data_type)
+    }
+
+    fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
+        self.inner.documentation()
+    }
+}
+
+/// An integer type by its SQL name (`bigint` for Int64).
+fn integer_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Int8 => "tinyint".into(),
+        DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "int".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::UInt8 => "tinyint unsigned".into(),
+        DataType::UInt16 => "smallint unsigned".into(),
+        DataType::UInt32 => "int unsigned".into(),
+        DataType::UInt64 => "bigint unsigned".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The error of a sum that does not fit its type.
+fn sum_overflow(name: &str, data_type: &DataType) -> DataFusionError {
+    exec_datafusion_err!(
+        "integer overflow in `{name}`: the sum does not fit in {}; {WIDEN_SUM}",
+        integer_name(data_type)
+    )
+}
+
+/// The sum of a column's values with overflow checks; null until a value is added.
+#[derive(Debug)]
+struct SumAccumulator<T: ArrowPrimitiveType> {
+    sum: Option<T::Native>,
+    name: String,
+}
+
+impl<T: ArrowPrimitiveType> SumAccumulator<T> {
+    fn new(name: String) -> Self {
+        Self { sum: None, name }
+    }
+}
+
+impl<T: ArrowPrimitiveType + std::fmt::Debug> Accumulator for SumAccumulator<T> {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let overflow = || sum_overflow(&self.name, &T::DATA_TYPE);
+        let values = values[0].as_primitive::<T>();
+        if let Some(x) = datafusion::arrow::compute::sum_checked(values).map_err(|_| overflow())? {
+            let sum = self.sum.unwrap_or(T::Native::ZERO);
+            self.sum = Some(sum.add_checked(x).map_err(|_| overflow())?);
+        }
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.update_batch(states)
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        ScalarValue::new_primitive::<T>(self.sum, &T::DATA_TYPE)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![self.evaluate()?])
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self) + self.name.capacity()
+    }
+}
+
+/// The sums of many groups with overflow checks: each group's sum, null until a value is
+/// added to it.
+struct SumGroups<T: ArrowPrimitiveType> {
+    sums: Vec<T::Native>,
+    seen: Vec<bool>,
+    name: String,
+}
+
+impl<T: ArrowPrimitiveType> SumGroups<T> {
+    fn new(name: String) -> Self {
+        Self {
+            sums: Vec::new(),
+            seen: Vec::new(),
+            name,
+        }
+    }
+
+    /// The first `emit_to` groups' sums, taken out.
+    fn take(&mut self, emit_to: EmitTo) -> ArrayRef {
+        let sums = emit_to.take_needed(&mut self.sums);
+        let seen = emit_to.take_needed(&mut self.seen);
+        let nulls = NullBuffer::from(seen);
+        Arc::new(PrimitiveArray::<T>::new(sums.into(), Some(nulls)))
+    }
+}
+
+impl<T: ArrowPrimitiveType + Send> GroupsAccumulator for SumGroups<T> {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.sums.resize(total_num_groups, T::Native::ZERO);
+        self.seen.resize(total_num_groups, false);
+        let values = values[0].as_primitive::<T>();
+        for (row, &group) in group_indices.iter().enumerate() {
+            if values.is_null(row) || opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
+            {
+                continue;
+            }
+            let sum = &mut self.sums[group];
+            *sum = sum
+                .add_checked(values.value(row))
+                .map_err(|_| sum_overflow(&self.name, &T::DATA_TYPE))?;
+            self.seen[group] = true;
+        }
+        Ok(())
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        // A partial sum is a sum: merging adds them.
+        self.update_batch(values, group_indices, None, total_num_groups)
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        Ok(self.take(emit_to))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.take(emit_to)])
+    }
+
+    fn convert_to_state(
+        &self,
+        _values: &[ArrayRef],
+        _opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        // `supports_convert_to_state` is false: DataFusion does not ask.
+        datafusion::common::not_impl_err!("convert_to_state of a checked sum")
+    }
+
+    fn size(&self) -> usize {
+        self.sums.capacity() * size_of::<T::Native>() + self.seen.capacity() + self.name.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int32Array, Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::Schema;
+    use datafusion::datasource::MemTable;
+
+    use super::*;
+
+    /// A session as batches run in, with table `t(k, v bigint, i int)` of `values`.
+    fn session(values: &[(&str, i64, i32)]) -> datafusion::prelude::SessionContext {
+        let ctx = super::super::session(&super::super::default_settings());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("v", DataType::Int64, true),
+            Field::new("i", DataType::Int32, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from_iter_values(values.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(values.iter().map(|r| r.1))),
+                Arc::new(Int32Array::from_iter_values(values.iter().map(|r| r.2))),
+            ],
+        )
+        .expect("batch");
+        let table = MemTable::try_new(schema, vec![vec![batch]]).expect("table");
+        ctx.register_table("t", Arc::new(table)).expect("register");
+        ctx
+    }
+
+    async fn query(
+        ctx: &datafusion::prelude::SessionContext,
+        sql: &str,
+    ) -> Result<Vec<RecordBatch>> {
+        ctx.sql(sql).await?.collect().await
+    }
+
+    /// Integer `+`, `-`, `*` and `sum` that do not fit fail, naming the expression; those that
+    /// fit give DataFusion's values under DataFusion's column names.
+    #[tokio::test]
+    async fn integer_overflow_fails_instead_of_wrapping() {
+        let big = 9_000_000_000_000_000_000;
+        let ctx = session(&[("a", big, i32::MAX), ("a", big, 1), ("b", -5, 2)]);
+        for (sql, says) in [
+            (
+                "SELECT v + v FROM t",
+                "`t.v + t.v`: 9000000000000000000 + 9000000000000000000",
+            ),
+            ("SELECT v * 3 AS m FROM t", "`t.v * Int64(3)`"),
+            ("SELECT -v - v FROM t", "`(- t.v) - t.v`"),
+            ("SELECT i + i FROM t", "does not fit in int"),
+            (
+                "SELECT k, sum(v) FROM t GROUP BY k",
+                "`sum(t.v)`: the sum does not fit in bigint",
+            ),
+            ("SELECT sum(v) FROM t", "`sum(t.v)`"),
+            (
+                "SELECT k, sum(v + 1) FROM t GROUP BY k",
+                "`sum(t.v + Int64(1))`",
+            ),
+            ("SELECT k, sum(v * 2) FROM t GROUP BY k", "`t.v * Int64(2)`"),
+        ] {
+            let err = query(&ctx, sql).await.expect_err(sql).to_string();
+            assert!(
+                err.contains("integer overflow in ") && err.contains(says),
+                "{sql}: {err}"
+            );
+        }
+        // What fits is DataFusion's, under its names; a wider type sums past bigint.
+        let ctx = session(&[("a", 5, 1), ("a", 7, 2), ("b", -5, 2)]);
+        let rows = query(
+            &ctx,
+            "SELECT k, v + v, v * 2 AS m, sum(v) AS s FROM t GROUP BY k, v ORDER BY k, v",
+        )
+        .await
+        .expect("fits");
+        let shown = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+            .expect("format")
+            .to_string();
+        assert!(shown.contains("| k | t.v + t.v | m   | s  |"), "{shown}");
+        assert!(shown.contains("| a | 14        | 14  | 7  |"), "{shown}");
+        assert!(shown.contains("| b | -10       | -10 | -5 |"), "{shown}");
+        let ctx = session(&[("a", big, 1), ("a", big, 1)]);
+        let rows = query(&ctx, "SELECT sum(CAST(v AS DECIMAL(38, 0))) AS s FROM t")
+            .await
+            .expect("decimal");
+        let shown = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+            .expect("format")
+            .to_string();
+        assert!(shown.contains("18000000000000000000"), "{shown}");
+    }
+}
