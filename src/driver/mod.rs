@@ -518,25 +518,23 @@ async fn planned_with_other_pipeline(
     let Some(fingerprint) = entry.info.pipeline else {
         return Ok(None);
     };
-    if fingerprint == plan::fingerprint(&pipeline.stored_text()) {
+    if fingerprint == plan::fingerprint(&pipeline.stored_text(location.local_root())) {
         return Ok(None);
     }
-    let mut planned = stored_pipeline(&location, checkpoint_spec, &fingerprint)
-        .await?
-        .ok_or_else(|| CheckpointError::Inconsistent {
+    let Some(mut planned) = stored_pipeline(&location, checkpoint_spec, &fingerprint).await? else {
+        return Err(CheckpointError::Inconsistent {
             location: checkpoint_spec.to_string(),
-            reason: format!(
-                "{}, the pipeline file pending batch {batch} was planned with, is missing",
-                crate::checkpoint::paths::pipeline(&fingerprint)
-            ),
-        })?;
+            reason: planned_pipeline_missing(&location, checkpoint_spec, batch, &fingerprint).await,
+        }
+        .into());
+    };
     // What bounds how a batch runs, not what it writes, is the edited file's: a batch that
     // ran out of memory finishes with the memory the edit gives it, and an edit of nothing
     // else is no edit of what the batch writes.
-    let edited = !same_but_for_memory(&planned.text, &pipeline.text);
-    if !edited && planned.ran_elsewhere.is_none() {
+    if same_but_for_memory(&planned.text, &pipeline.text) && planned.ran_elsewhere.is_none() {
         return Ok(None);
     }
+    let edited = !same_yaml(&planned.text, &pipeline.text);
     planned.memory_limit = pipeline.memory_limit.clone();
     let shown = format!(
         "{}/{}",
@@ -563,8 +561,8 @@ async fn planned_with_other_pipeline(
     Ok(Some((batch, planned, shown)))
 }
 
-/// Whether pipeline files `a` and `b` differ at most in `memory_limit` (which bounds how a
-/// batch runs, not what it writes), comments and layout: their YAML the same without that key.
+/// Whether pipeline files `a` and `b` differ in `memory_limit` (which bounds how a batch runs,
+/// not what it writes) and in nothing else: their YAML the same without that key.
 fn same_but_for_memory(a: &str, b: &str) -> bool {
     let parse = |text: &str| serde_yaml::from_str::<serde_yaml::Value>(text).ok();
     let (Some(mut a), Some(mut b)) = (parse(a), parse(b)) else {
@@ -573,9 +571,14 @@ fn same_but_for_memory(a: &str, b: &str) -> bool {
     let (Some(a), Some(b)) = (a.as_mapping_mut(), b.as_mapping_mut()) else {
         return false;
     };
-    a.remove("memory_limit");
-    b.remove("memory_limit");
-    a == b
+    let limits = (a.remove("memory_limit"), b.remove("memory_limit"));
+    limits.0 != limits.1 && a == b
+}
+
+/// Whether pipeline files `a` and `b` say the same (comments and layout aside).
+fn same_yaml(a: &str, b: &str) -> bool {
+    let parse = |text: &str| serde_yaml::from_str::<serde_yaml::Value>(text).ok();
+    matches!((parse(a), parse(b)), (Some(a), Some(b)) if a == b)
 }
 
 /// The checkpoint's sink record rebuilt (its `sink` entry being missing or damaged, `why`)
@@ -630,10 +633,58 @@ pub async fn stored_pipeline(
     match crate::checkpoint::read_fingerprinted(location, &file, fingerprint).await? {
         Some(text) => {
             let shown = format!("{}/{file}", spec.trim_end_matches('/'));
-            Ok(Some(Pipeline::parse(&text, std::path::Path::new(&shown))?))
+            Ok(Some(Pipeline::parse_stored(
+                &text,
+                std::path::Path::new(&shown),
+                location.local_root(),
+            )?))
         }
         None => Ok(None),
     }
+}
+
+/// Why pending batch `pending` of the checkpoint at `location` (given as `shown`) cannot run,
+/// its stored pipeline file (`pipelines/<fingerprint>.yaml`) being missing or damaged, and the
+/// ways on: the file it was planned with, or taking the batch back, where a rewind can (it
+/// takes the batch from the sink that the batch before it names in its stored file).
+pub async fn planned_pipeline_missing(
+    location: &Location,
+    shown: &str,
+    pending: BatchId,
+    fingerprint: &str,
+) -> String {
+    let back = match pending.prev() {
+        Some(before) => {
+            let stored_before = match crate::checkpoint::read_commit(location, before).await {
+                Ok(Some(commit)) => match commit.pipeline {
+                    Some(f) => matches!(stored_pipeline(location, shown, &f).await, Ok(Some(_))),
+                    None => false,
+                },
+                _ => false,
+            };
+            if stored_before {
+                format!("; or take the batch back: `sluice rewind {shown} --to {before}`")
+            } else {
+                format!(
+                    ". (Batch {before}'s stored file is gone too, so a rewind cannot find the sink \
+                     to take the batch back from; restore {}/ from a backup if there is one.)",
+                    crate::checkpoint::paths::PIPELINES
+                )
+            }
+        }
+        None => format!(
+            "; or start over on a new checkpoint (no batch was committed): remove {shown}, or \
+             set another `checkpoint:`"
+        ),
+    };
+    format!(
+        "{}, the pipeline file pending batch {pending} was planned with, is missing or damaged, \
+         and nothing in the checkpoint rebuilds it (it holds the sources, query and sink the \
+         batch must run with). Run that pipeline file, unedited and from the folder it ran in \
+         (a run stores its file under the fingerprint of its text, {fingerprint}), to finish \
+         the batch{back}",
+        crate::checkpoint::paths::pipeline(fingerprint)
+    )
 }
 
 /// Recomputes committed batches of a checkpoint from their logged offsets and state, writing
@@ -869,7 +920,7 @@ impl<'a> Driver<'a> {
         if !rebuilt {
             checkpoint.record_sink(&sink_record).await?;
         }
-        let stored = pipeline.stored_text();
+        let stored = pipeline.stored_text(checkpoint.location().local_root());
         let pipeline_fingerprint = plan::fingerprint(&stored);
         checkpoint
             .write_pipeline(&pipeline_fingerprint, &stored)

@@ -103,7 +103,8 @@ pub async fn repair(
     }
     if !leftovers.is_empty() {
         report.fixed.push(format!(
-            "removed {} half-written file{} a killed run left (never read): {}",
+            "{} {} half-written file{} a killed run left (never read): {}",
+            if dry_run { "would remove" } else { "removed" },
             leftovers.len(),
             if leftovers.len() == 1 { "" } else { "s" },
             leftovers.join(", ")
@@ -310,6 +311,19 @@ pub async fn repair(
                 batch.0 + 1
             )),
         }
+    }
+    // A pending batch whose stored pipeline file is gone: nothing here rebuilds it.
+    if let Some(pending) = newest.filter(|n| !logs.commits.contains(n))
+        && let Ok(Some(entry)) = read_offsets(location, pending).await
+        && let Some(fingerprint) = entry.info.pipeline.as_deref()
+        && !matches!(
+            crate::driver::stored_pipeline(location, shown, fingerprint).await,
+            Ok(Some(_))
+        )
+    {
+        report.unfixable.push(
+            crate::driver::planned_pipeline_missing(location, shown, pending, fingerprint).await,
+        );
     }
     for &batch in logs.commits.iter().filter(older) {
         let Some(why) = corrupt(read_commit(location, batch).await.map(|_| ())) else {

@@ -273,7 +273,26 @@ pub async fn replay(
         }
     };
 
-    let mut engine = Recompute::open(&pipeline, &location).await?;
+    // A folder the batch read that is not there now: the advice for `run` (make it, or fix
+    // the path in the file) is not this command's, which reads the stored file.
+    let mut engine = match Recompute::open(&pipeline, &location).await {
+        Err(Error::Source(crate::source::SourceError::Config {
+            source_name,
+            reason,
+        })) if args.pipeline.is_none() && reason.contains("no such folder") => {
+            let reason = reason
+                .split("; create the folder")
+                .next()
+                .unwrap_or(&reason)
+                .to_string();
+            return Err(Error::Usage(format!(
+                "source `{source_name}`: {reason}; batch {batch} read it there. If it has moved, \
+                 pass the pipeline file that names where it is now: `--pipeline FILE` (relative \
+                 paths in FILE resolve against the folder this command runs in)"
+            )));
+        }
+        other => other?,
+    };
     let recomputed = match engine.batch(batch, &entry, previous.as_ref(), &sql).await {
         // Compared as the sink's files hold them; shown as computed.
         Ok(rows) => rows

@@ -117,9 +117,14 @@ pub struct Pipeline {
     pub ran_elsewhere: Option<PathBuf>,
 }
 
-/// The first line of a pipeline file as a checkpoint stores it, where the file has relative
-/// local paths: the folder they resolved against when it ran (then the folder's absolute path).
+/// The first line of a pipeline file as a local checkpoint stores it, where the file has
+/// relative local paths: the folder they resolved against when it ran (then the folder's
+/// absolute path). The second, [`CHECKPOINT_IN`], says where the checkpoint was.
 const RAN_IN: &str = "# sluice ran this file in folder: ";
+
+/// The second line of a stored pipeline file that has [`RAN_IN`]: the checkpoint's absolute
+/// folder when the run stored it.
+const CHECKPOINT_IN: &str = "# with its checkpoint in: ";
 
 fn default_retention() -> u64 {
     100
@@ -465,6 +470,37 @@ impl Pipeline {
 
     /// Parses and validates pipeline text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, PipelineError> {
+        Self::parse_in(text, path, None)
+    }
+
+    /// Parses a pipeline file a checkpoint stored ([`Pipeline::stored_text`]), read from the
+    /// checkpoint now at the local folder `checkpoint` (`None`: not on local disk). Where the
+    /// file ran in another folder than this process's and the checkpoint is where it was then
+    /// (a command run from elsewhere), its relative paths resolve against that folder, where
+    /// the batch read and wrote; where the checkpoint has moved (a project moved or copied),
+    /// against this process's folder, as a run's would.
+    pub fn parse_stored(
+        text: &str,
+        path: &Path,
+        checkpoint: Option<&Path>,
+    ) -> Result<Self, PipelineError> {
+        let mut lines = text.lines();
+        let folder = lines.next().and_then(|l| l.strip_prefix(RAN_IN));
+        let was = lines.next().and_then(|l| l.strip_prefix(CHECKPOINT_IN));
+        let rebase = match (folder, was, checkpoint) {
+            (Some(folder), Some(was), Some(now))
+                if Path::new(was) == now
+                    && std::env::current_dir().ok().as_deref() != Some(Path::new(folder)) =>
+            {
+                Some(PathBuf::from(folder))
+            }
+            _ => None,
+        };
+        Self::parse_in(text, path, rebase)
+    }
+
+    /// [`Pipeline::parse`], resolving relative local paths against `rebase` where given.
+    fn parse_in(text: &str, path: &Path, rebase: Option<PathBuf>) -> Result<Self, PipelineError> {
         let invalid = |message: String| PipelineError::Invalid {
             path: path.to_path_buf(),
             message,
@@ -578,21 +614,18 @@ impl Pipeline {
                 }
             })?;
         // A stored file that ran in another folder: its relative paths are that folder's.
-        if let Some(folder) = text.lines().next().and_then(|l| l.strip_prefix(RAN_IN)) {
-            let folder = PathBuf::from(folder);
-            if std::env::current_dir().ok().as_ref() != Some(&folder) {
-                for settings in pipeline.all_settings() {
-                    let rebased = settings
-                        .get("path")
-                        .and_then(|p| p.as_str())
-                        .filter(|p| is_relative_local(p))
-                        .and_then(|p| folder.join(p).to_str().map(str::to_string));
-                    if let Some(path) = rebased {
-                        settings.insert("path".into(), path.into());
-                    }
+        if let Some(folder) = rebase {
+            for settings in pipeline.all_settings() {
+                let rebased = settings
+                    .get("path")
+                    .and_then(|p| p.as_str())
+                    .filter(|p| is_relative_local(p))
+                    .and_then(|p| folder.join(p).to_str().map(str::to_string));
+                if let Some(path) = rebased {
+                    settings.insert("path".into(), path.into());
                 }
-                pipeline.ran_elsewhere = Some(folder);
             }
+            pipeline.ran_elsewhere = Some(folder);
         }
         for (group, configs) in [
             ("sources", &mut pipeline.sources),
@@ -673,19 +706,31 @@ impl Pipeline {
         Ok(pipeline)
     }
 
-    /// The text a run stores in the checkpoint (`pipelines/<fingerprint>.yaml`): the file's
-    /// own, led by a comment naming the folder the run is in ([`RAN_IN`]) where the file has
-    /// a relative local path (a source's, a table's or a sink's `path`), so that `replay`,
-    /// `state`, `inspect`, `rewind` and `repair` run from another folder resolve it where the
-    /// batch did. A file that already leads with one (a stored file a run finishes a batch
-    /// with) keeps it.
-    pub fn stored_text(&self) -> String {
+    /// The text a run with its checkpoint at the local folder `checkpoint` (`None`: not on
+    /// local disk) stores there (`pipelines/<fingerprint>.yaml`): the file's own, led by two
+    /// comments naming the folder the run is in and the checkpoint's ([`RAN_IN`],
+    /// [`CHECKPOINT_IN`]) where the file has a relative local path (a source's, a table's or a
+    /// sink's `path`), so that `replay`, `state`, `inspect`, `rewind` and `repair` run from
+    /// another folder resolve it where the batch did ([`Pipeline::parse_stored`]). A file
+    /// that already leads with them (a stored file a run finishes a batch with) keeps them.
+    pub fn stored_text(&self, checkpoint: Option<&Path>) -> String {
         if self.text.starts_with(RAN_IN) || !self.has_relative_paths() {
             return self.text.clone();
         }
-        match std::env::current_dir() {
-            Ok(folder) if folder.to_str().is_some_and(|f| !f.contains(['\n', '\r'])) => {
-                format!("{RAN_IN}{}\n{}", folder.display(), self.text)
+        let one_line = |p: &Path| {
+            p.to_str()
+                .filter(|f| !f.contains(['\n', '\r']))
+                .map(str::to_string)
+        };
+        match (
+            std::env::current_dir().ok().as_deref().and_then(one_line),
+            checkpoint.and_then(one_line),
+        ) {
+            (Some(folder), Some(checkpoint)) => {
+                format!(
+                    "{RAN_IN}{folder}\n{CHECKPOINT_IN}{checkpoint}\n{}",
+                    self.text
+                )
             }
             _ => self.text.clone(),
         }

@@ -561,6 +561,7 @@ pub fn infer_schema(
                     names[0]
                 ))));
             }
+            let schema = zero_led_integers_as_text(schema, bytes, delimiter);
             if let Some(why) = header_looks_like_a_row(&schema) {
                 let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
                 return Err(err(ArrowError::CsvError(format!(
@@ -580,6 +581,64 @@ pub fn infer_schema(
             .clone(),
     };
     Ok((!schema.fields().is_empty()).then_some(schema))
+}
+
+/// `schema`, inferred from CSV `bytes`, with each integer column that holds a value written
+/// with a leading zero (`01234`, a zip code or an account number) as text instead: read as a
+/// number it would lose its zeros, and DuckDB's sniffer keeps such a column text too. Records
+/// that do not read leave the schema as it is (decoding names them).
+fn zero_led_integers_as_text(schema: Schema, bytes: &Bytes, delimiter: u8) -> Schema {
+    let integers: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| schema.field(i).data_type() == &DataType::Int64)
+        .collect();
+    if integers.is_empty() {
+        return schema;
+    }
+    let text = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let Ok(reader) = arrow_csv::ReaderBuilder::new(text)
+        .with_header(true)
+        .with_delimiter(delimiter)
+        .build(Cursor::new(bytes.as_ref()))
+    else {
+        return schema;
+    };
+    let zero_led = |v: &str| {
+        let digits = v.trim().trim_start_matches('-');
+        digits.len() > 1 && digits.starts_with('0')
+    };
+    let mut as_text = BTreeSet::new();
+    for batch in reader {
+        let Ok(batch) = batch else {
+            return schema;
+        };
+        for &i in &integers {
+            if batch
+                .column(i)
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .any(zero_led)
+            {
+                as_text.insert(i);
+            }
+        }
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match as_text.contains(&i) {
+            true => f.as_ref().clone().with_data_type(DataType::Utf8),
+            false => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 /// Why the header of a CSV file whose columns were inferred (`schema`, named by the header)
@@ -1510,11 +1569,10 @@ fn json_values<'a>(
         if pos >= bytes.len() {
             break;
         }
-        let mut stream =
-            serde_json::Deserializer::from_slice(&bytes[pos..]).into_iter::<serde_json::Value>();
+        let mut stream = serde_json::Deserializer::from_slice(&bytes[pos..]).into_iter::<Unique>();
         // The problem, and the line (relative to `line`, 1 for its first) it was found on.
         let mut cut_short = false;
-        let (problem, at) = match stream.next() {
+        let (problem, at) = match stream.next().map(|v| v.map(|Unique(v)| v)) {
             Some(Ok(serde_json::Value::Object(fields))) => {
                 let end = pos + stream.byte_offset();
                 let known = fields
@@ -1631,6 +1689,99 @@ fn json_values<'a>(
         advance(&mut pos, &mut line, next);
     }
     scanned
+}
+
+/// A JSON value read as serde_json reads it, but refused where an object holds a key twice
+/// (`{"a":5,"a":null}`), at any depth: serde_json keeps the last silently, and which one is
+/// meant cannot be told (DuckDB refuses such a line too).
+struct Unique(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Self::Value, E> {
+        serde_json::Number::from_i128(v)
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Self::Value, E> {
+        serde_json::Number::from_u128(v)
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        <Unique as serde::Deserialize>::deserialize(d).map(|Unique(v)| v)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(Unique(v)) = seq.next_element()? {
+            values.push(v);
+        }
+        Ok(serde_json::Value::Array(values))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Unique(value) = map.next_value()?;
+            if fields.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the object holds the key `{key}` twice, and which value is meant cannot be \
+                     told; keep one"
+                )));
+            }
+            fields.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(fields))
+    }
 }
 
 /// Why a file that is one JSON array is not read.
@@ -2535,6 +2686,20 @@ mod tests {
             .expect_err("type")
             .to_string();
         assert!(err.contains("line 1"), "{err}");
+        // Walk 11 (F8): a key written twice, at any depth, is a bad row, not the last value
+        // silently (a null over a 5).
+        for text in [
+            "{\"id\":1}\n{\"id\":5,\"id\":null}\n",
+            "{\"id\":1}\n{\"id\":5,\"x\":{\"a\":1,\"b\":[{\"a\":1,\"a\":2}]}}\n",
+        ] {
+            let err = json(text, OnError::Fail).expect_err("twice").to_string();
+            assert!(
+                err.contains("f.json line 2") && err.contains("twice"),
+                "{err}"
+            );
+            let d = json(text, OnError::Skip).expect("skip");
+            assert_eq!((d.rows, d.skipped), (1, 1));
+        }
     }
 
     #[test]
@@ -2850,6 +3015,36 @@ mod tests {
         .expect_err("bad line")
         .to_string();
         assert!(err.contains("f.json line 2"), "{err}");
+    }
+
+    /// Walk 11 (F9): a CSV column of integers one of which is written with a leading zero
+    /// (`01234`) is inferred as text, as DuckDB's sniffer infers it: as a number it would lose
+    /// its zeros.
+    #[test]
+    fn a_csv_integer_column_with_leading_zeros_is_inferred_as_text() {
+        let inferred = infer_schema(
+            "a.csv",
+            &Bytes::from("zip,ver,id,neg\n01234,1.10,1,-5\n98765,1.1,0,-0\n"),
+            FileFormat::Csv,
+            OnError::Fail,
+            b',',
+        )
+        .expect("infer")
+        .expect("columns");
+        let types: Vec<(&str, &DataType)> = inferred
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type()))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("zip", &DataType::Utf8),
+                ("ver", &DataType::Float64),
+                ("id", &DataType::Int64),
+                ("neg", &DataType::Int64)
+            ]
+        );
     }
 
     /// A file plainly of another format than the source's is named as what it looks like,

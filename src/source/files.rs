@@ -467,9 +467,9 @@ pub struct FilesSource {
     data: Location,
     checkpoint: Location,
     schema: Option<SchemaRef>,
-    /// Files read by planned batches, with the size each was read at.
-    seen: HashMap<String, u64>,
-    /// Files read before that have grown since, already warned of in this run.
+    /// Files read by planned batches, as each was when read (size, time, ETag).
+    seen: HashMap<String, LoggedFile>,
+    /// Files read before that have changed since, already warned of in this run.
     grown: HashSet<String>,
     /// Whether this run has said that the files there hold nothing to infer columns from.
     said_uninferable: bool,
@@ -604,7 +604,7 @@ impl FilesSource {
                 .read_entry(&format!("{}/{k}.compact", self.log_dir()))
                 .await?
             {
-                self.seen.insert(file.path, file.size);
+                self.seen.insert(file.path.clone(), file);
             }
         }
         let numbered: Vec<u64> = self.logged.iter().copied().collect();
@@ -613,28 +613,71 @@ impl FilesSource {
                 continue;
             }
             for file in self.read_entry(&self.log_file(n)).await? {
-                self.seen.insert(file.path, file.size);
+                self.seen.insert(file.path.clone(), file);
             }
         }
         Ok(())
     }
 
-    /// Warns, once a run for each, of a file read before that has grown since: the rows
-    /// appended to it are not read, since a file is read once, at the size it had (as Spark's
-    /// file source does). The way to add rows is a new file.
+    /// Warns, once a run for each, of a file read before that has changed since (grown,
+    /// shrunk, or rewritten at the same size: another modification time or ETag): what it
+    /// holds now is not read, since a file is read once, as it was when a batch listed it (as
+    /// Spark's file source does). The way to add rows is a new file.
     fn warn_of_grown(&mut self, listed: &[LoggedFile]) {
         for file in listed {
-            let Some(&read_at) = self.seen.get(&file.path) else {
+            let Some(read) = self.seen.get(&file.path) else {
                 continue;
             };
-            if file.size > read_at && self.grown.insert(file.path.clone()) {
+            // As a re-run of a batch judges it (the inode of a local ETag left out).
+            let changed = read
+                .change(file, self.data.local_root().is_some())
+                .is_some();
+            let how = if file.size > read.size {
+                format!("has grown from {} to {} bytes", read.size, file.size)
+            } else if file.size < read.size {
+                format!("has shrunk from {} to {} bytes", read.size, file.size)
+            } else if changed {
+                format!("was rewritten at the same size ({} bytes)", file.size)
+            } else {
+                continue;
+            };
+            if self.grown.insert(file.path.clone()) {
                 tracing::warn!(
-                    "source `{}`: {} has grown from {read_at} to {} bytes since a batch read \
-                     it; rows added to it are not read (a file is read once, at the size it \
-                     had): write new rows to a new file",
+                    "source `{}`: {} {how} since a batch read it; what it holds now is not \
+                     read (a file is read once, as it was when a batch listed it, as Spark's \
+                     file source reads): write new rows to a new file",
                     self.name,
                     file.path,
-                    file.size
+                );
+            }
+        }
+        // A new name for a file read before (`mv` keeps its size and time): it is read as a
+        // new file, its rows a second time, since a file is known by its path (as in Spark).
+        let names: HashSet<&str> = listed.iter().map(|f| f.path.as_str()).collect();
+        let gone: HashMap<(u64, i64), &str> = self
+            .seen
+            .values()
+            .filter(|f| !names.contains(f.path.as_str()))
+            .filter_map(|f| Some(((f.size, f.modified_ms?), f.path.as_str())))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for file in listed {
+            if self.seen.contains_key(&file.path) {
+                continue;
+            }
+            let Some(&was) = file.modified_ms.and_then(|ms| gone.get(&(file.size, ms))) else {
+                continue;
+            };
+            if self.grown.insert(file.path.clone()) {
+                tracing::warn!(
+                    "source `{}`: {} has the size and modification time of {was}, which a \
+                     batch read and is no longer there: if it is that file renamed, its rows \
+                     are read again (a file is known by its path, as in Spark's file source); \
+                     to leave it unread, give it a name starting with `.` or `_`",
+                    self.name,
+                    file.path,
                 );
             }
         }
@@ -1373,7 +1416,7 @@ impl Source for FilesSource {
             available
         };
         for file in &files {
-            self.seen.insert(file.path.clone(), file.size);
+            self.seen.insert(file.path.clone(), file.clone());
         }
         Ok(Some(json!({
             "log": batch.0,

@@ -45,7 +45,8 @@ fn decode(text: &str) -> String {
         .map_or_else(|_| text.to_string(), |s| s.into_owned())
 }
 
-/// The narrowest type every one of `values` reads as (nulls fit any), by Spark's rule.
+/// The narrowest type every one of `values` reads as (nulls fit any), by Spark's rule, a
+/// number only where each value reads back as written (DuckDB's rule: `01234` stays text).
 pub fn infer_type<'a>(values: impl IntoIterator<Item = Option<&'a str>> + Clone) -> DataType {
     if values.clone().into_iter().flatten().next().is_none() {
         return DataType::Utf8;
@@ -81,11 +82,12 @@ fn fits(value: &str, data_type: &DataType) -> bool {
             && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
     };
     match data_type {
-        DataType::Int64 => value.parse::<i64>().is_ok(),
-        DataType::Float64 => {
-            value.parse::<f64>().is_ok_and(f64::is_finite)
-                && value.bytes().any(|b| b.is_ascii_digit())
-        }
+        // A number only where it reads back as written (DuckDB's rule for folder values):
+        // `01234` (a zip code) or `1.10` (a version) stays text, not 1234 or 1.1.
+        DataType::Int64 => value.parse::<i64>().is_ok_and(|n| n.to_string() == value),
+        DataType::Float64 => value
+            .parse::<f64>()
+            .is_ok_and(|f| f.is_finite() && (f.to_string() == value || format!("{f:?}") == value)),
         DataType::Date32 => date(value),
         // At most microseconds, the inferred type's unit (a finer time stays a string).
         DataType::Timestamp(..) => value.split_once([' ', 'T']).is_some_and(|(day, time)| {
@@ -159,6 +161,10 @@ mod tests {
         assert_eq!(t(&[Some("1"), Some("-20"), None]), DataType::Int64);
         assert_eq!(t(&[Some("1"), Some("2.5")]), DataType::Float64);
         assert_eq!(
+            t(&[Some("0"), Some("2.0"), Some("-0.25")]),
+            DataType::Float64
+        );
+        assert_eq!(
             t(&[Some("2024-01-01"), Some("2024-12-31")]),
             DataType::Date32
         );
@@ -170,6 +176,10 @@ mod tests {
             &[Some("2024-01-01"), Some("2024-01-01 10:00:00")][..],
             &[Some("2024-13-01")],
             &[Some("07"), Some("x")],
+            &[Some("01234"), Some("98765")],
+            &[Some("1.1"), Some("1.10")],
+            &[Some("1e3")],
+            &[Some("+5")],
             &[Some("NaN")],
             &[Some("2024-01-01 10:00:00.1234567")],
             &[Some("")],

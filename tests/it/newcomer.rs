@@ -2508,6 +2508,57 @@ fn rows_appended_to_a_file_already_read_are_named_not_silently_dropped() {
     );
 }
 
+/// Walk 11 (F6): a file already read that is rewritten at the same size or shrinks was
+/// passed over without a word (only growth was named); a file read before and renamed is
+/// read again as a new file (as in Spark) and the run names the file it looks like.
+#[test]
+fn a_file_read_before_that_changed_or_was_renamed_is_named() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    assert!(run(&file, &ws).status.success());
+    // Later modification times, as a rewrite gives them (a second apart: every store's).
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    input(&ws, "0.json", "{\"k\":\"z\",\"v\":9}\n");
+    std::fs::File::options()
+        .write(true)
+        .open(ws.path("in/0.json"))
+        .and_then(|f| f.set_modified(later))
+        .expect("time");
+    input(&ws, "1.json", "{}\n");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("0.json was rewritten at the same size (16 bytes)")
+            && said.contains("1.json has shrunk from 16 to 3 bytes")
+            && said.contains("what it holds now is not read"),
+        "{said}"
+    );
+    input(&ws, "2.json", "{\"k\":\"c\",\"v\":3}\n");
+    assert!(run(&file, &ws).status.success());
+    std::fs::rename(ws.path("in/2.json"), ws.path("in/3.json")).expect("rename");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("3.json has the size and modification time of 2.json")
+            && stderr(&out).contains("its rows are read again"),
+        "{}",
+        stderr(&out)
+    );
+    // Read again, as Spark's file source reads a renamed file: the warning is the difference.
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            "{\"k\":\"a\",\"v\":1}",
+            "{\"k\":\"b\",\"v\":2}",
+            "{\"k\":\"c\",\"v\":3}",
+            "{\"k\":\"c\",\"v\":3}"
+        ]
+    );
+}
+
 /// A time a nanosecond `timestamp` cannot hold (after 2262) names the way out, a
 /// `timestamp(6)` column, and that way works, for JSON and CSV alike.
 #[test]
@@ -2911,7 +2962,8 @@ fn a_checkpoint_older_than_its_sink_is_refused() {
 /// Walk 8: `sluice rewind` run from another folder resolved the pipeline's relative sink path
 /// there; finding an unrelated `out/`, it took back "0 sink files", deleted the logs and
 /// exited 0, so the edited run left the old rows. Refused before anything is deleted, naming
-/// where the path resolved.
+/// where the path resolved. (A checkpoint where it ran records the folder, so a rewind from
+/// elsewhere finds its sink; a moved project's relative paths resolve where the command runs.)
 #[test]
 fn a_rewind_that_finds_no_record_of_the_pipeline_in_its_sink_deletes_nothing() {
     let ws = Workspace::new();
@@ -2931,7 +2983,10 @@ fn a_rewind_that_finds_no_record_of_the_pipeline_in_its_sink_deletes_nothing() {
     std::fs::write(ws.path("proj/p.yaml"), yaml).expect("pipeline");
     let out = run_bin(&["run", "p.yaml"], &ws.path("proj"));
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = run_bin(&["rewind", "proj/ckpt", "--to", "0"], ws.dir.path());
+    // The project moved: its checkpoint is not where the stored file says it ran.
+    std::fs::rename(ws.path("proj"), ws.path("moved")).expect("move");
+    std::fs::create_dir_all(ws.path("proj")).expect("an empty proj/");
+    let out = run_bin(&["rewind", "moved/ckpt", "--to", "0"], ws.dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("holds no record of this pipeline")
@@ -2940,11 +2995,11 @@ fn a_rewind_that_finds_no_record_of_the_pipeline_in_its_sink_deletes_nothing() {
         "{}",
         stderr(&out)
     );
-    assert!(ws.path("proj/ckpt/commits/2").exists(), "nothing deleted");
+    assert!(ws.path("moved/ckpt/commits/2").exists(), "nothing deleted");
     // From the pipeline's folder it takes both batches back.
-    let out = run_bin(&["rewind", "ckpt", "--to", "0"], &ws.path("proj"));
+    let out = run_bin(&["rewind", "ckpt", "--to", "0"], &ws.path("moved"));
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(sink_lines(&ws.path("proj/out")).len(), 1);
+    assert_eq!(sink_lines(&ws.path("moved/out")).len(), 1);
 }
 
 /// Walk 8: a deleted entry of a files source's log (`sources/<name>/N`) made the next run read
@@ -4439,7 +4494,9 @@ fn a_folder_or_file_that_cannot_be_read_says_what_to_change() {
         "[".repeat(200),
         "]".repeat(200)
     );
-    let broken: [(&str, Box<dyn Fn()>, &[&str]); 3] = [
+    /// What is wrong, how it is made, and what the message says.
+    type Broken<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a [&'a str]);
+    let broken: [Broken; 3] = [
         (
             "a newline in a file name",
             Box::new(|| input(&ws, "new\nline.json", "{\"k\":\"n\",\"v\":3}\n")),
@@ -4504,6 +4561,50 @@ fn an_integer_sum_that_overflows_fails_instead_of_wrapping() {
     assert_eq!(
         sink_lines(&ws.path("out")),
         vec!["{\"k\":\"a\",\"total\":9000000000000000000}"]
+    );
+}
+
+/// Walk 11 (F5): a pending batch whose stored pipeline file is gone sent the run to `repair`,
+/// which said "nothing to repair" (exit 0), and the rewind it might have tried needs the file
+/// too. Both name the way that works: the file the batch was planned with, unedited, which
+/// finishes the batch, each row once.
+#[test]
+fn a_pending_batch_without_its_stored_pipeline_file_names_the_way_on() {
+    let ws = Workspace::new();
+    let file = one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 2);
+    let original = std::fs::read_to_string(&file).expect("pipeline");
+    input(&ws, "2.json", "{\"k\":\"a\",\"v\":2}\n");
+    let out = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8")])
+        .current_dir(ws.dir.path())
+        .envs(Crash::After.env(1, "offsets/"))
+        .output()
+        .expect("run");
+    assert!(crashed(&out), "{}", stderr(&out));
+    for stored in std::fs::read_dir(ws.path("ckpt/pipelines")).expect("pipelines") {
+        std::fs::remove_file(stored.expect("entry").path()).expect("remove");
+    }
+    edit_file(&file, "SELECT k, v FROM s", "SELECT k, v * 10 AS v FROM s");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("sluice repair"), "{}", stderr(&out));
+    let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("pending batch 2 was planned with")
+            && said.contains("Run that pipeline file, unedited")
+            && said.contains("a rewind cannot find the sink"),
+        "{said}"
+    );
+    std::fs::write(&file, original).expect("the file as it was");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        (0..3)
+            .map(|v| format!("{{\"k\":\"a\",\"v\":{v}}}"))
+            .collect::<Vec<_>>()
     );
 }
 
@@ -4689,5 +4790,18 @@ fn a_checkpoint_with_relative_paths_is_read_from_another_folder() {
     assert!(
         lines.contains(&"{\"k\":\"a\",\"total\":11}".to_string()),
         "{lines:?}"
+    );
+    // Walk 11 (F10): the input folder moved since; a replay says how to name where it is now.
+    std::fs::rename(ws.path("in"), ws.path("data")).expect("move");
+    let out = run_bin(
+        &["replay", &ckpt, "--batch", "1", "--verify"],
+        elsewhere.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("batch 1 read it there")
+            && stderr(&out).contains("`--pipeline FILE`"),
+        "{}",
+        stderr(&out)
     );
 }
