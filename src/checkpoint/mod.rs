@@ -803,6 +803,23 @@ async fn take_epoch(location: &Location, run_id: uuid::Uuid) -> Result<Epoch, Ch
     Ok(Epoch(next))
 }
 
+/// Why the folder `spec` is not a checkpoint (it has no `metadata`), naming the checkpoint
+/// whose sink folder it is where it is one (its `_sluice/owner` record on local disk).
+pub fn not_a_checkpoint(spec: &str) -> String {
+    let owner = std::fs::read_to_string(std::path::Path::new(spec).join("_sluice/owner"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|record| Some(record.get("label")?.as_str()?.to_string()))
+        .filter(|label| !label.is_empty());
+    match owner {
+        Some(label) => format!(
+            "{spec} is not a Sluice checkpoint (it has no metadata): it is the sink folder of \
+             {label}; give that checkpoint"
+        ),
+        None => format!("{spec} is not a Sluice checkpoint (it has no metadata)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,11 +111,9 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
     {
         return super::spark::run_sink(&location, spec, json).await;
     }
-    let metadata = Checkpoint::read_metadata(&location).await?.ok_or_else(|| {
-        Error::Usage(format!(
-            "{spec} is not a Sluice checkpoint (it has no metadata)"
-        ))
-    })?;
+    let metadata = Checkpoint::read_metadata(&location)
+        .await?
+        .ok_or_else(|| Error::Usage(crate::checkpoint::not_a_checkpoint(spec)))?;
     let logs = LogListing::read(&location).await?;
     let leftovers = location.staged_leftovers();
     if !leftovers.is_empty() {

@@ -57,11 +57,9 @@ const STATE: [RGBColor; 4] = [
 
 pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error> {
     let location = super::open_checkpoint(spec)?;
-    let metadata = Checkpoint::read_metadata(&location).await?.ok_or_else(|| {
-        Error::Usage(format!(
-            "{spec} is not a Sluice checkpoint (it has no metadata)"
-        ))
-    })?;
+    let metadata = Checkpoint::read_metadata(&location)
+        .await?
+        .ok_or_else(|| Error::Usage(crate::checkpoint::not_a_checkpoint(spec)))?;
     let logs = LogListing::read(&location).await?;
     let mut batches = Vec::new();
     for &batch in &logs.commits {

@@ -22,9 +22,7 @@ pub(super) async fn run(
 ) -> Result<(), Error> {
     let location = super::open_checkpoint(spec)?;
     if Checkpoint::read_metadata(&location).await?.is_none() {
-        return Err(Error::Usage(format!(
-            "{spec} is not a Sluice checkpoint (it has no metadata)"
-        )));
+        return Err(Error::Usage(crate::checkpoint::not_a_checkpoint(spec)));
     }
     let operators = StateFiles::operators(&location).await?;
     let operator = match (operator, operators.as_slice()) {

@@ -157,7 +157,7 @@ async fn last_batch_went_here(
     let Some(fingerprint) = commit.pipeline else {
         return true;
     };
-    match stored_pipeline(location, &location.to_string(), &fingerprint).await {
+    match stored_pipeline_as_written(location, &location.to_string(), &fingerprint).await {
         Ok(Some(then)) => {
             then.sink.connector().kind() == record.kind
                 && then.sink.connector().location() == record.path
@@ -240,7 +240,7 @@ async fn check_continuity(
         // the folder, so a file there named like one read before is taken as read.
         if let Some(fingerprint) = &entry.info.pipeline
             && let Ok(Some(then)) =
-                stored_pipeline(location, &location.to_string(), fingerprint).await
+                stored_pipeline_as_written(location, &location.to_string(), fingerprint).await
         {
             for (name, config) in &pipeline.sources {
                 // A files source's folder is read in one format for the life of a
@@ -452,15 +452,7 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
         Error::Execution {
             batch: Some(_),
             source,
-        } if !matches!(
-            source.find_root(),
-            datafusion::error::DataFusionError::ResourcesExhausted(_)
-                | datafusion::error::DataFusionError::IoError(_)
-                | datafusion::error::DataFusionError::ObjectStore(_)
-        ) =>
-        {
-            "to plan it again with an edited query"
-        }
+        } if query_fails_on_rows(source) => "to plan it again with an edited query",
         Error::State(crate::state::StateError::Compute { reason, .. })
             if reason.contains("integer overflow in `") =>
         {
@@ -486,6 +478,27 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
             source: Box::new(error),
         },
         None => error,
+    }
+}
+
+/// Whether `error` is the query failing on a batch's rows, the same each time it runs: a
+/// value that does not cast or overflows, a computation refused (not a disk, a store, memory
+/// or a panicked task).
+fn query_fails_on_rows(error: &datafusion::error::DataFusionError) -> bool {
+    use datafusion::arrow::error::ArrowError;
+    use datafusion::error::DataFusionError;
+    match error.find_root() {
+        DataFusionError::ArrowError(e, _) => matches!(
+            e.as_ref(),
+            ArrowError::CastError(_)
+                | ArrowError::ArithmeticOverflow(_)
+                | ArrowError::DivideByZero
+                | ArrowError::ComputeError(_)
+                | ArrowError::InvalidArgumentError(_)
+                | ArrowError::ParseError(_)
+        ),
+        DataFusionError::Execution(message) => !message.contains("os error"),
+        _ => false,
     }
 }
 
@@ -518,10 +531,16 @@ async fn planned_with_other_pipeline(
     let Some(fingerprint) = entry.info.pipeline else {
         return Ok(None);
     };
-    if fingerprint == plan::fingerprint(&pipeline.stored_text(location.local_root())) {
+    // The same file (stored with this run's folder lines, or as an older Sluice stored it).
+    if fingerprint == plan::fingerprint(&pipeline.stored_text(location.local_root()))
+        || fingerprint == plan::fingerprint(&pipeline.text)
+    {
         return Ok(None);
     }
-    let Some(mut planned) = stored_pipeline(&location, checkpoint_spec, &fingerprint).await? else {
+    // As written: a run resolves relative paths against its own folder.
+    let Some(mut planned) =
+        stored_pipeline_as_written(&location, checkpoint_spec, &fingerprint).await?
+    else {
         return Err(CheckpointError::Inconsistent {
             location: checkpoint_spec.to_string(),
             reason: planned_pipeline_missing(&location, checkpoint_spec, batch, &fingerprint).await,
@@ -530,34 +549,27 @@ async fn planned_with_other_pipeline(
     };
     // What bounds how a batch runs, not what it writes, is the edited file's: a batch that
     // ran out of memory finishes with the memory the edit gives it, and an edit of nothing
-    // else is no edit of what the batch writes.
-    if same_but_for_memory(&planned.text, &pipeline.text) && planned.ran_elsewhere.is_none() {
+    // else is no edit of what the batch writes. The same file stored with another folder's
+    // lines (a run from another folder, a moved project) is no edit either.
+    if same_but_for_memory(&planned.text, &pipeline.text)
+        || crate::pipeline::without_stored_lines(&planned.text) == pipeline.text
+    {
         return Ok(None);
     }
-    let edited = !same_yaml(&planned.text, &pipeline.text);
     planned.memory_limit = pipeline.memory_limit.clone();
     let shown = format!(
         "{}/{}",
         checkpoint_spec.trim_end_matches('/'),
         crate::checkpoint::paths::pipeline(&fingerprint)
     );
-    // Said at every level: the user edited the file (or moved) and expects it to apply now.
-    match (&planned.ran_elsewhere, edited) {
-        (Some(folder), false) => tracing::warn!(
-            "batch {batch} was planned by a run in folder {}: it finishes with the pipeline \
-             file's relative paths resolved there ({shown}), so that it writes what it would \
-             have written; from batch {} they resolve against this folder",
-            folder.display(),
-            batch.next()
-        ),
-        _ => tracing::warn!(
-            "batch {batch} was planned before pipeline `{}`'s file changed: it finishes with \
-             the file it was planned with ({shown}), so that it writes what it would have \
-             written; the edit applies from batch {}",
-            pipeline.name,
-            batch.next()
-        ),
-    }
+    // Said at every level: the user edited the file and expects the edit to apply now.
+    tracing::warn!(
+        "batch {batch} was planned before pipeline `{}`'s file changed: it finishes with the \
+         file it was planned with ({shown}), so that it writes what it would have written; \
+         the edit applies from batch {}",
+        pipeline.name,
+        batch.next()
+    );
     Ok(Some((batch, planned, shown)))
 }
 
@@ -575,12 +587,6 @@ fn same_but_for_memory(a: &str, b: &str) -> bool {
     limits.0 != limits.1 && a == b
 }
 
-/// Whether pipeline files `a` and `b` say the same (comments and layout aside).
-fn same_yaml(a: &str, b: &str) -> bool {
-    let parse = |text: &str| serde_yaml::from_str::<serde_yaml::Value>(text).ok();
-    matches!((parse(a), parse(b)), (Some(a), Some(b)) if a == b)
-}
-
 /// The checkpoint's sink record rebuilt (its `sink` entry being missing or damaged, `why`)
 /// from the pipeline file the newest committed batch ran with, and that file's query, whose
 /// output columns stand in for the record's; `None` where no committed batch names a stored
@@ -595,10 +601,12 @@ async fn rebuild_sink_record(
     };
     let stored = match crate::checkpoint::read_commit(location, newest).await {
         Ok(Some(commit)) => match commit.pipeline {
-            Some(fingerprint) => stored_pipeline(location, &location.to_string(), &fingerprint)
-                .await
-                .ok()
-                .flatten(),
+            Some(fingerprint) => {
+                stored_pipeline_as_written(location, &location.to_string(), &fingerprint)
+                    .await
+                    .ok()
+                    .flatten()
+            }
             None => None,
         },
         _ => None,
@@ -623,7 +631,27 @@ async fn rebuild_sink_record(
 }
 
 /// The pipeline file stored in the checkpoint at `location` (given as `spec`) under
-/// `fingerprint`, if it is there.
+/// `fingerprint`, if it is there, as a run reads it: relative paths against this process's
+/// folder, whatever folder the file ran in.
+async fn stored_pipeline_as_written(
+    location: &Location,
+    spec: &str,
+    fingerprint: &str,
+) -> Result<Option<Pipeline>, Error> {
+    let file = crate::checkpoint::paths::pipeline(fingerprint);
+    match crate::checkpoint::read_fingerprinted(location, &file, fingerprint).await? {
+        Some(text) => {
+            let shown = format!("{}/{file}", spec.trim_end_matches('/'));
+            Ok(Some(Pipeline::parse(&text, std::path::Path::new(&shown))?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The pipeline file stored in the checkpoint at `location` (given as `spec`) under
+/// `fingerprint`, if it is there, as the commands that read a checkpoint (`inspect`, `state`,
+/// `replay`, `rewind`, `repair`) read it: relative paths against the folder it ran in, where
+/// the checkpoint is still where it was then ([`Pipeline::parse_stored`]).
 pub async fn stored_pipeline(
     location: &Location,
     spec: &str,

@@ -68,9 +68,7 @@ pub async fn repair(
                 .map(Some)
         }
         Ok(None) => {
-            return Err(Error::Usage(format!(
-                "{shown} is not a Sluice checkpoint (it has no metadata)"
-            )));
+            return Err(Error::Usage(crate::checkpoint::not_a_checkpoint(shown)));
         }
         Err(CheckpointError::MetadataMissing { .. }) => Some(None),
         Err(CheckpointError::Corrupt { file, line, reason }) if file == paths::METADATA => {

@@ -41,11 +41,9 @@ pub struct Rewound {
 /// committed batch, a source log compacted past `to`); storage and checkpoint errors as they
 /// come.
 pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rewound, Error> {
-    let metadata = Checkpoint::read_metadata(location).await?.ok_or_else(|| {
-        Error::Usage(format!(
-            "{shown} is not a Sluice checkpoint (it has no metadata)"
-        ))
-    })?;
+    let metadata = Checkpoint::read_metadata(location)
+        .await?
+        .ok_or_else(|| Error::Usage(crate::checkpoint::not_a_checkpoint(shown)))?;
     let _lock = take_lock(location)?;
     let refuse = |why: String| Error::Usage(format!("cannot rewind {shown} to batch {to}: {why}"));
     let logs = LogListing::read(location).await?;

@@ -161,9 +161,7 @@ pub async fn replay(
     let args = options;
     let location = location.clone();
     if Checkpoint::read_metadata(&location).await?.is_none() {
-        return Err(Error::Usage(format!(
-            "{spec} is not a Sluice checkpoint (it has no metadata)"
-        )));
+        return Err(Error::Usage(crate::checkpoint::not_a_checkpoint(spec)));
     }
     let logs = LogListing::read(&location).await?;
     let commit = read_commit(&location, batch).await?;
@@ -285,10 +283,17 @@ pub async fn replay(
                 .next()
                 .unwrap_or(&reason)
                 .to_string();
+            let named = match &pipeline.ran_elsewhere {
+                Some(folder) => format!(
+                    "batch {batch} read it there (its pipeline file ran in {})",
+                    folder.display()
+                ),
+                None => format!("the pipeline file batch {batch} ran with names it"),
+            };
             return Err(Error::Usage(format!(
-                "source `{source_name}`: {reason}; batch {batch} read it there. If it has moved, \
-                 pass the pipeline file that names where it is now: `--pipeline FILE` (relative \
-                 paths in FILE resolve against the folder this command runs in)"
+                "source `{source_name}`: {reason}; {named}. If it has moved, pass the pipeline \
+                 file that names where it is now: `--pipeline FILE` (relative paths in FILE \
+                 resolve against the folder this command runs in)"
             )));
         }
         other => other?,

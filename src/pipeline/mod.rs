@@ -115,6 +115,22 @@ pub struct Pipeline {
     /// ([`Pipeline::stored_text`]).
     #[serde(skip)]
     pub ran_elsewhere: Option<PathBuf>,
+    /// Whether this is a file a checkpoint stored, read back ([`Pipeline::parse_stored`]):
+    /// only then are its folder lines its own.
+    #[serde(skip)]
+    stored: bool,
+}
+
+/// Pipeline text without the folder lines a checkpoint's copy leads with
+/// ([`Pipeline::stored_text`]).
+pub fn without_stored_lines(text: &str) -> &str {
+    let mut rest = text;
+    for prefix in [RAN_IN, CHECKPOINT_IN] {
+        if rest.starts_with(prefix) {
+            rest = rest.split_once('\n').map_or("", |(_, after)| after);
+        }
+    }
+    rest
 }
 
 /// The first line of a pipeline file as a local checkpoint stores it, where the file has
@@ -461,6 +477,22 @@ impl Pipeline {
 
     /// Reads and validates a pipeline file.
     pub fn load(path: &Path) -> Result<Self, PipelineError> {
+        // A folder given for the file (a checkpoint's, say): say what is wanted.
+        if path.is_dir() {
+            let what = if path.join(crate::checkpoint::paths::METADATA).is_file() {
+                "a checkpoint folder"
+            } else {
+                "a folder"
+            };
+            return Err(PipelineError::Invalid {
+                path: path.to_path_buf(),
+                message: format!(
+                    "is {what}, not a pipeline file: `sluice run` takes the pipeline's YAML \
+                     file (`sluice run queries/x.yaml`); `inspect`, `state`, `replay`, \
+                     `rewind` and `repair` take a checkpoint folder"
+                ),
+            });
+        }
         let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
             path: path.to_path_buf(),
             source,
@@ -496,7 +528,9 @@ impl Pipeline {
             }
             _ => None,
         };
-        Self::parse_in(text, path, rebase)
+        let mut pipeline = Self::parse_in(text, path, rebase)?;
+        pipeline.stored = true;
+        Ok(pipeline)
     }
 
     /// [`Pipeline::parse`], resolving relative local paths against `rebase` where given.
@@ -714,8 +748,13 @@ impl Pipeline {
     /// another folder resolve it where the batch did ([`Pipeline::parse_stored`]). A file
     /// that already leads with them (a stored file a run finishes a batch with) keeps them.
     pub fn stored_text(&self, checkpoint: Option<&Path>) -> String {
-        if self.text.starts_with(RAN_IN) || !self.has_relative_paths() {
+        if self.stored && self.text.starts_with(RAN_IN) {
             return self.text.clone();
+        }
+        // A copy of a stored file, run as a file: its lines name another run's folders.
+        let text = without_stored_lines(&self.text);
+        if !self.has_relative_paths() {
+            return text.to_string();
         }
         let one_line = |p: &Path| {
             p.to_str()
@@ -727,12 +766,9 @@ impl Pipeline {
             checkpoint.and_then(one_line),
         ) {
             (Some(folder), Some(checkpoint)) => {
-                format!(
-                    "{RAN_IN}{folder}\n{CHECKPOINT_IN}{checkpoint}\n{}",
-                    self.text
-                )
+                format!("{RAN_IN}{folder}\n{CHECKPOINT_IN}{checkpoint}\n{text}")
             }
-            _ => self.text.clone(),
+            _ => text.to_string(),
         }
     }
 

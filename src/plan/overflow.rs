@@ -18,18 +18,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, ArrowNativeTypeOp, AsArray, BooleanArray, PrimitiveArray,
-};
-use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, PrimitiveArray};
 use datafusion::arrow::compute::kernels::numeric;
-use datafusion::arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Field, FieldRef, Int64Type, UInt64Type,
-};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt64Type};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue, exec_datafusion_err};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::AggregateOrderSensitivity;
 use datafusion::logical_expr::{
@@ -67,7 +63,13 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
                     schema
                 }
             };
-            node.map_expressions(|expr| expr.transform_up(|e| checked(e, &schema)))
+            // A projection's or aggregation's columns keep their names.
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|expr| {
+                let name = names.save(&expr);
+                expr.transform_up(|e| checked(e, &schema))
+                    .map(|t| t.update_data(|e| name.restore(e)))
+            })
         })
         .data()
     }
@@ -77,11 +79,34 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
     }
 }
 
-/// `expr` as a [`CheckedArithmetic`] call where it is an integer `+`, `-` or `*`.
+/// `expr` as a [`CheckedArithmetic`] call where it is an integer `+`, `-` or `*`; in an `a
+/// AND b` or `a OR b` whose `b` holds one, that one computed only on the rows `a` leaves open (DataFusion computes both sides over a whole batch, so a row that `a` rules
+/// out, `v < 1000 AND v * 10 > 15`, would fail on its overflow; Spark and DuckDB do not
+/// look at `b` there).
 fn checked(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr else {
         return Ok(Transformed::no(expr));
     };
+    if matches!(op, Operator::And | Operator::Or) && holds_checked(right) {
+        // Each checked computation of `b`, as a `CASE` that computes it where `a` leaves the
+        // result open (not a boolean `CASE`, which the simplifier turns back into `AND`/`OR`).
+        let open = match op {
+            Operator::And => left.as_ref().clone().is_not_false(),
+            _ => left.as_ref().clone().is_not_true(),
+        };
+        let right = right.as_ref().clone().transform_down(|e| {
+            if is_checked(&e) {
+                let guarded = datafusion::logical_expr::when(open.clone(), e).end()?;
+                return Ok(Transformed::new(guarded, true, TreeNodeRecursion::Jump));
+            }
+            Ok(Transformed::no(e))
+        })?;
+        return Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+            left.clone(),
+            *op,
+            Box::new(right.data),
+        ))));
+    }
     if !matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply) {
         return Ok(Transformed::no(expr));
     }
@@ -97,6 +122,20 @@ fn checked(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     Ok(Transformed::yes(
         udf.call(vec![left.as_ref().clone(), right.as_ref().clone()]),
     ))
+}
+
+/// The names of [`CheckedArithmetic`]'s functions (registered nowhere: only this rule makes
+/// them).
+const CHECKED_NAMES: [&str; 3] = ["checked_add", "checked_subtract", "checked_multiply"];
+
+/// Whether `expr` is a [`CheckedArithmetic`] call.
+fn is_checked(expr: &Expr) -> bool {
+    matches!(expr, Expr::ScalarFunction(f) if CHECKED_NAMES.contains(&f.func.name()))
+}
+
+/// Whether `expr` computes a [`CheckedArithmetic`] anywhere in it.
+fn holds_checked(expr: &Expr) -> bool {
+    expr.exists(|e| Ok(is_checked(e))).unwrap_or(false)
 }
 
 /// `a + b`, `a - b` or `a * b` over two integers of one type, an error where the result does
@@ -212,14 +251,22 @@ impl AggregateUDFImpl for CheckedSum {
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let data_type = args.return_field.data_type().clone();
-        if args.is_distinct || !checked_sum_type(&data_type) {
+        if !checked_sum_type(&data_type) {
             return self.inner.accumulator(args);
         }
         let name = args.name.to_string();
-        Ok(match data_type {
-            DataType::Int64 => Box::new(SumAccumulator::<Int64Type>::new(name)),
-            _ => Box::new(SumAccumulator::<UInt64Type>::new(name)),
-        })
+        if args.is_distinct {
+            return Ok(Box::new(DistinctSum {
+                inner: self.inner.accumulator(args)?,
+                data_type,
+                name,
+            }));
+        }
+        Ok(Box::new(SumAccumulator {
+            sum: None,
+            data_type,
+            name,
+        }))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -238,11 +285,7 @@ impl AggregateUDFImpl for CheckedSum {
         if !checked_sum_type(&data_type) {
             return self.inner.create_groups_accumulator(args);
         }
-        let name = args.name.to_string();
-        Ok(match data_type {
-            DataType::Int64 => Box::new(SumGroups::<Int64Type>::new(name)),
-            _ => Box::new(SumGroups::<UInt64Type>::new(name)),
-        })
+        Ok(Box::new(SumGroups::new(data_type, args.name.to_string())))
     }
 
     fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
@@ -289,26 +332,66 @@ fn sum_overflow(name: &str, data_type: &DataType) -> DataFusionError {
     )
 }
 
-/// The sum of a column's values with overflow checks; null until a value is added.
+/// Each value of an `Int64` or `UInt64` array `values` (null where null), widened.
+fn wide_values(values: &ArrayRef) -> Result<Vec<Option<i128>>> {
+    Ok(match values.data_type() {
+        DataType::Int64 => values
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|v| v.map(i128::from))
+            .collect(),
+        DataType::UInt64 => values
+            .as_primitive::<UInt64Type>()
+            .iter()
+            .map(|v| v.map(i128::from))
+            .collect(),
+        other => {
+            return datafusion::common::internal_err!("a checked sum of {other}");
+        }
+    })
+}
+
+/// `sums` (null where `None`) as an array of `data_type` (`Int64` or `UInt64`), or the
+/// overflow error of `name` where one does not fit.
+fn narrow(sums: Vec<Option<i128>>, data_type: &DataType, name: &str) -> Result<ArrayRef> {
+    let overflow = |_| sum_overflow(name, data_type);
+    Ok(match data_type {
+        DataType::Int64 => Arc::new(
+            sums.into_iter()
+                .map(|s| s.map(i64::try_from).transpose())
+                .collect::<std::result::Result<PrimitiveArray<Int64Type>, _>>()
+                .map_err(overflow)?,
+        ),
+        _ => Arc::new(
+            sums.into_iter()
+                .map(|s| s.map(u64::try_from).transpose())
+                .collect::<std::result::Result<PrimitiveArray<UInt64Type>, _>>()
+                .map_err(overflow)?,
+        ),
+    })
+}
+
+/// `a + b`, or the overflow error of `name` (only past `i128`, which no table reaches).
+fn add(a: i128, b: i128, name: &str, data_type: &DataType) -> Result<i128> {
+    a.checked_add(b)
+        .ok_or_else(|| sum_overflow(name, data_type))
+}
+
+/// The sum of a column's values, null until a value is added. Added up in `i128` and checked
+/// against the sum's type when it is read, so that the order the values come in does not
+/// decide whether it fails (`MAX + 1 - 1` fits).
 #[derive(Debug)]
-struct SumAccumulator<T: ArrowPrimitiveType> {
-    sum: Option<T::Native>,
+struct SumAccumulator {
+    sum: Option<i128>,
+    data_type: DataType,
     name: String,
 }
 
-impl<T: ArrowPrimitiveType> SumAccumulator<T> {
-    fn new(name: String) -> Self {
-        Self { sum: None, name }
-    }
-}
-
-impl<T: ArrowPrimitiveType + std::fmt::Debug> Accumulator for SumAccumulator<T> {
+impl Accumulator for SumAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let overflow = || sum_overflow(&self.name, &T::DATA_TYPE);
-        let values = values[0].as_primitive::<T>();
-        if let Some(x) = datafusion::arrow::compute::sum_checked(values).map_err(|_| overflow())? {
-            let sum = self.sum.unwrap_or(T::Native::ZERO);
-            self.sum = Some(sum.add_checked(x).map_err(|_| overflow())?);
+        for value in wide_values(&values[0])?.into_iter().flatten() {
+            let sum = self.sum.unwrap_or(0);
+            self.sum = Some(add(sum, value, &self.name, &self.data_type)?);
         }
         Ok(())
     }
@@ -318,7 +401,7 @@ impl<T: ArrowPrimitiveType + std::fmt::Debug> Accumulator for SumAccumulator<T> 
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        ScalarValue::new_primitive::<T>(self.sum, &T::DATA_TYPE)
+        ScalarValue::try_from_array(&narrow(vec![self.sum], &self.data_type, &self.name)?, 0)
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
@@ -330,33 +413,79 @@ impl<T: ArrowPrimitiveType + std::fmt::Debug> Accumulator for SumAccumulator<T> 
     }
 }
 
-/// The sums of many groups with overflow checks: each group's sum, null until a value is
-/// added to it.
-struct SumGroups<T: ArrowPrimitiveType> {
-    sums: Vec<T::Native>,
-    seen: Vec<bool>,
+/// `sum(DISTINCT x)`: DataFusion's accumulator keeps the distinct values; their sum is added
+/// up here, checked.
+#[derive(Debug)]
+struct DistinctSum {
+    inner: Box<dyn Accumulator>,
+    data_type: DataType,
     name: String,
 }
 
-impl<T: ArrowPrimitiveType> SumGroups<T> {
-    fn new(name: String) -> Self {
+impl Accumulator for DistinctSum {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.inner.update_batch(values)
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.inner.merge_batch(states)
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let mut sum = None;
+        for state in self.inner.state()? {
+            let ScalarValue::List(list) = state else {
+                continue;
+            };
+            for value in wide_values(list.values())?.into_iter().flatten() {
+                sum = Some(add(sum.unwrap_or(0), value, &self.name, &self.data_type)?);
+            }
+        }
+        ScalarValue::try_from_array(&narrow(vec![sum], &self.data_type, &self.name)?, 0)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.inner.state()
+    }
+
+    fn size(&self) -> usize {
+        self.inner.size() + self.name.capacity()
+    }
+}
+
+/// The sums of many groups, each null until a value is added to it, added up in `i128` and
+/// checked when read (as [`SumAccumulator`]).
+struct SumGroups {
+    sums: Vec<i128>,
+    seen: Vec<bool>,
+    data_type: DataType,
+    name: String,
+}
+
+impl SumGroups {
+    fn new(data_type: DataType, name: String) -> Self {
         Self {
             sums: Vec::new(),
             seen: Vec::new(),
+            data_type,
             name,
         }
     }
 
     /// The first `emit_to` groups' sums, taken out.
-    fn take(&mut self, emit_to: EmitTo) -> ArrayRef {
+    fn take(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let sums = emit_to.take_needed(&mut self.sums);
         let seen = emit_to.take_needed(&mut self.seen);
-        let nulls = NullBuffer::from(seen);
-        Arc::new(PrimitiveArray::<T>::new(sums.into(), Some(nulls)))
+        let sums = sums
+            .into_iter()
+            .zip(seen)
+            .map(|(sum, seen)| seen.then_some(sum))
+            .collect();
+        narrow(sums, &self.data_type, &self.name)
     }
 }
 
-impl<T: ArrowPrimitiveType + Send> GroupsAccumulator for SumGroups<T> {
+impl GroupsAccumulator for SumGroups {
     fn update_batch(
         &mut self,
         values: &[ArrayRef],
@@ -364,18 +493,20 @@ impl<T: ArrowPrimitiveType + Send> GroupsAccumulator for SumGroups<T> {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        self.sums.resize(total_num_groups, T::Native::ZERO);
+        self.sums.resize(total_num_groups, 0);
         self.seen.resize(total_num_groups, false);
-        let values = values[0].as_primitive::<T>();
-        for (row, &group) in group_indices.iter().enumerate() {
-            if values.is_null(row) || opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
-            {
+        for (row, (value, &group)) in wide_values(&values[0])?
+            .into_iter()
+            .zip(group_indices)
+            .enumerate()
+        {
+            let Some(value) = value else {
+                continue;
+            };
+            if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
                 continue;
             }
-            let sum = &mut self.sums[group];
-            *sum = sum
-                .add_checked(values.value(row))
-                .map_err(|_| sum_overflow(&self.name, &T::DATA_TYPE))?;
+            self.sums[group] = add(self.sums[group], value, &self.name, &self.data_type)?;
             self.seen[group] = true;
         }
         Ok(())
@@ -392,11 +523,11 @@ impl<T: ArrowPrimitiveType + Send> GroupsAccumulator for SumGroups<T> {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        Ok(self.take(emit_to))
+        self.take(emit_to)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        Ok(vec![self.take(emit_to)])
+        Ok(vec![self.take(emit_to)?])
     }
 
     fn convert_to_state(
@@ -409,7 +540,7 @@ impl<T: ArrowPrimitiveType + Send> GroupsAccumulator for SumGroups<T> {
     }
 
     fn size(&self) -> usize {
-        self.sums.capacity() * size_of::<T::Native>() + self.seen.capacity() + self.name.capacity()
+        self.sums.capacity() * size_of::<i128>() + self.seen.capacity() + self.name.capacity()
     }
 }
 
@@ -470,6 +601,10 @@ mod tests {
             ),
             ("SELECT sum(v) FROM t", "`sum(t.v)`"),
             (
+                "SELECT k, sum(DISTINCT v + i) FROM t GROUP BY k",
+                "the sum does not fit",
+            ),
+            (
                 "SELECT k, sum(v + 1) FROM t GROUP BY k",
                 "`sum(t.v + Int64(1))`",
             ),
@@ -481,6 +616,29 @@ mod tests {
                 "{sql}: {err}"
             );
         }
+        // A row a condition rules out is not computed on (as Spark and DuckDB do), however
+        // many rows the condition keeps; the name of a condition column stays DataFusion's.
+        let ctx = session(&[("a", 1, 1), ("a", 2, 1), ("a", 3, 1), ("b", big, 1)]);
+        for sql in [
+            "SELECT k FROM t WHERE v < 1000 AND v * 10 > 15",
+            "SELECT k FROM t WHERE v > 1000 OR v * 10 > 15",
+            "SELECT k, v < 1000 AND v * 10 > 15 FROM t",
+        ] {
+            let rows = query(&ctx, sql).await.expect(sql);
+            let shown = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+                .expect("format")
+                .to_string();
+            assert!(!shown.contains("CASE"), "{sql}: {shown}");
+        }
+        // A sum whose total fits does not fail on the way, whatever the order of its values.
+        let ctx = session(&[("a", i64::MAX, 1), ("a", 1, 1), ("a", -1, 1)]);
+        let rows = query(&ctx, "SELECT k, sum(v) AS s FROM t GROUP BY k")
+            .await
+            .expect("fits");
+        let shown = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+            .expect("format")
+            .to_string();
+        assert!(shown.contains(&i64::MAX.to_string()), "{shown}");
         // What fits is DataFusion's, under its names; a wider type sums past bigint.
         let ctx = session(&[("a", 5, 1), ("a", 7, 2), ("b", -5, 2)]);
         let rows = query(

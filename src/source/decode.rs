@@ -561,7 +561,6 @@ pub fn infer_schema(
                     names[0]
                 ))));
             }
-            let schema = zero_led_integers_as_text(schema, bytes, delimiter);
             if let Some(why) = header_looks_like_a_row(&schema) {
                 let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
                 return Err(err(ArrowError::CsvError(format!(
@@ -572,7 +571,8 @@ pub fn infer_schema(
                     String::from_utf8_lossy(line).trim_end()
                 ))));
             }
-            schema
+            // After the header is judged: a zero-led column's header is judged as numbers'.
+            zero_led_integers_as_text(schema, bytes, delimiter)
         }
         FileFormat::Parquet => ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
             .map_err(|e| err(ArrowError::ExternalError(Box::new(e))))?
@@ -1569,10 +1569,11 @@ fn json_values<'a>(
         if pos >= bytes.len() {
             break;
         }
-        let mut stream = serde_json::Deserializer::from_slice(&bytes[pos..]).into_iter::<Unique>();
+        let mut stream =
+            serde_json::Deserializer::from_slice(&bytes[pos..]).into_iter::<serde_json::Value>();
         // The problem, and the line (relative to `line`, 1 for its first) it was found on.
         let mut cut_short = false;
-        let (problem, at) = match stream.next().map(|v| v.map(|Unique(v)| v)) {
+        let (problem, at) = match stream.next() {
             Some(Ok(serde_json::Value::Object(fields))) => {
                 let end = pos + stream.byte_offset();
                 let known = fields
@@ -1689,99 +1690,6 @@ fn json_values<'a>(
         advance(&mut pos, &mut line, next);
     }
     scanned
-}
-
-/// A JSON value read as serde_json reads it, but refused where an object holds a key twice
-/// (`{"a":5,"a":null}`), at any depth: serde_json keeps the last silently, and which one is
-/// meant cannot be told (DuckDB refuses such a line too).
-struct Unique(serde_json::Value);
-
-impl<'de> serde::Deserialize<'de> for Unique {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(UniqueVisitor).map(Unique)
-    }
-}
-
-struct UniqueVisitor;
-
-impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
-    type Value = serde_json::Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Self::Value, E> {
-        serde_json::Number::from_i128(v)
-            .map(serde_json::Value::Number)
-            .ok_or_else(|| E::custom("number out of range"))
-    }
-
-    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Self::Value, E> {
-        serde_json::Number::from_u128(v)
-            .map(serde_json::Value::Number)
-            .ok_or_else(|| E::custom("number out of range"))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(serde_json::Number::from_f64(v)
-            .map_or(serde_json::Value::Null, serde_json::Value::Number))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(serde_json::Value::Null)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(serde_json::Value::Null)
-    }
-
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        <Unique as serde::Deserialize>::deserialize(d).map(|Unique(v)| v)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(Unique(v)) = seq.next_element()? {
-            values.push(v);
-        }
-        Ok(serde_json::Value::Array(values))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields = serde_json::Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let Unique(value) = map.next_value()?;
-            if fields.contains_key(&key) {
-                return Err(serde::de::Error::custom(format!(
-                    "the object holds the key `{key}` twice, and which value is meant cannot be \
-                     told; keep one"
-                )));
-            }
-            fields.insert(key, value);
-        }
-        Ok(serde_json::Value::Object(fields))
-    }
 }
 
 /// Why a file that is one JSON array is not read.
@@ -2686,20 +2594,6 @@ mod tests {
             .expect_err("type")
             .to_string();
         assert!(err.contains("line 1"), "{err}");
-        // Walk 11 (F8): a key written twice, at any depth, is a bad row, not the last value
-        // silently (a null over a 5).
-        for text in [
-            "{\"id\":1}\n{\"id\":5,\"id\":null}\n",
-            "{\"id\":1}\n{\"id\":5,\"x\":{\"a\":1,\"b\":[{\"a\":1,\"a\":2}]}}\n",
-        ] {
-            let err = json(text, OnError::Fail).expect_err("twice").to_string();
-            assert!(
-                err.contains("f.json line 2") && err.contains("twice"),
-                "{err}"
-            );
-            let d = json(text, OnError::Skip).expect("skip");
-            assert_eq!((d.rows, d.skipped), (1, 1));
-        }
     }
 
     #[test]
@@ -3036,6 +2930,17 @@ mod tests {
             .iter()
             .map(|f| (f.name().as_str(), f.data_type()))
             .collect();
+        // A first line of zero-led numbers is still judged a row, not a header.
+        let err = infer_schema(
+            "zips.csv",
+            &Bytes::from("01234\n02345\n"),
+            FileFormat::Csv,
+            OnError::Fail,
+            b',',
+        )
+        .expect_err("a row, not a header")
+        .to_string();
+        assert!(err.contains("looks like a row"), "{err}");
         assert_eq!(
             types,
             [

@@ -473,6 +473,9 @@ pub struct FilesSource {
     grown: HashSet<String>,
     /// Whether this run has said that the files there hold nothing to infer columns from.
     said_uninferable: bool,
+    /// Whether this run has said that the source's local folder is gone (a run of `every`
+    /// whose folder was moved or unmounted lists nothing, as if no file had come).
+    said_gone: std::sync::atomic::AtomicBool,
     /// The input available when the run froze it, if it did.
     frozen: Option<Vec<LoggedFile>>,
     /// Where in `frozen` the first file not read yet may be.
@@ -500,6 +503,7 @@ impl FilesSource {
             seen: HashMap::new(),
             grown: HashSet::new(),
             said_uninferable: false,
+            said_gone: std::sync::atomic::AtomicBool::new(false),
             frozen: None,
             frozen_next: 0,
             logged: BTreeSet::new(),
@@ -689,7 +693,7 @@ impl FilesSource {
 
     /// Every data file under the source's folder, in path order, skipping hidden names.
     async fn list_data(&self) -> Result<Vec<LoggedFile>, SourceError> {
-        Ok(self
+        let listed: Vec<LoggedFile> = self
             .data
             .list("")
             .await?
@@ -698,7 +702,23 @@ impl FilesSource {
                 let path = self.data.relative(&meta.location);
                 (!hidden(&path)).then(|| LoggedFile::described(path, &meta))
             })
-            .collect())
+            .collect();
+        // A local folder gone since the run opened it lists as empty: say so, once.
+        if listed.is_empty()
+            && let Some(root) = self.data.local_root()
+            && !root.is_dir()
+            && !self
+                .said_gone
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "source `{}`: its folder {} is gone (moved, deleted or unmounted); the run \
+                 reads nothing from it until it is back",
+                self.name,
+                root.display()
+            );
+        }
+        Ok(listed)
     }
 
     /// The first `limit` files not read yet, in path order.
@@ -1559,6 +1579,17 @@ mod tests {
         assert_eq!(input.rows, 1);
         // An offset cannot go back to "no offset".
         assert!(source.read(Some(&end), &null, None).await.is_err());
+        // The folder gone while a run of `every` goes on: no input, and the run has said why.
+        std::fs::remove_dir_all(&data).expect("gone");
+        assert!(!source.said_gone.load(std::sync::atomic::Ordering::Relaxed));
+        assert_eq!(
+            source
+                .plan(BatchId(3), Some(&end), Admission::SourceLimits)
+                .await
+                .expect("plan"),
+            None
+        );
+        assert!(source.said_gone.load(std::sync::atomic::Ordering::Relaxed));
     }
 
     /// A checkpoint location in `dir/ckpt`.

@@ -4608,6 +4608,32 @@ fn a_pending_batch_without_its_stored_pipeline_file_names_the_way_on() {
     );
 }
 
+/// Walk 11: a folder given where the other is wanted says which is which: `run` of a
+/// checkpoint folder ("Is a directory (os error 21)") and `inspect` of a sink folder ("not a
+/// Sluice checkpoint") name what to give instead, the sink naming its checkpoint.
+#[test]
+fn a_checkpoint_or_sink_folder_given_for_the_other_says_what_to_give() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    assert!(run(&file, &ws).status.success());
+    let out = run_bin(&["run", &ws.p("ckpt")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is a checkpoint folder, not a pipeline file"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_bin(&["inspect", &ws.p("out")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("it is the sink folder of pipeline `newcomer` with checkpoint")
+            && stderr(&out).contains(&ws.p("ckpt")),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Walk 10 (F7): the CSV sink wrote an empty string and a null alike, so in an update-mode
 /// changelog the group of `''` and the group of null read back as one. An empty string is
 /// written `""` and a null as an empty field, as DuckDB and Spark write them.
