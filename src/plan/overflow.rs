@@ -332,23 +332,34 @@ fn sum_overflow(name: &str, data_type: &DataType) -> DataFusionError {
     )
 }
 
-/// Each value of an `Int64` or `UInt64` array `values` (null where null), widened.
-fn wide_values(values: &ArrayRef) -> Result<Vec<Option<i128>>> {
-    Ok(match values.data_type() {
-        DataType::Int64 => values
-            .as_primitive::<Int64Type>()
-            .iter()
-            .map(|v| v.map(i128::from))
-            .collect(),
-        DataType::UInt64 => values
-            .as_primitive::<UInt64Type>()
-            .iter()
-            .map(|v| v.map(i128::from))
-            .collect(),
-        other => {
-            return datafusion::common::internal_err!("a checked sum of {other}");
+/// Calls `f` with the row and the value, widened, of each non-null value of an `Int64` or
+/// `UInt64` array `values`, in order.
+fn for_each_value(values: &ArrayRef, mut f: impl FnMut(usize, i128) -> Result<()>) -> Result<()> {
+    fn each<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
+        values: &PrimitiveArray<T>,
+        f: &mut impl FnMut(usize, i128) -> Result<()>,
+    ) -> Result<()>
+    where
+        i128: From<T::Native>,
+    {
+        if values.null_count() == 0 {
+            for (row, value) in values.values().iter().enumerate() {
+                f(row, i128::from(*value))?;
+            }
+        } else {
+            for row in 0..values.len() {
+                if values.is_valid(row) {
+                    f(row, i128::from(values.value(row)))?;
+                }
+            }
         }
-    })
+        Ok(())
+    }
+    match values.data_type() {
+        DataType::Int64 => each(values.as_primitive::<Int64Type>(), &mut f),
+        DataType::UInt64 => each(values.as_primitive::<UInt64Type>(), &mut f),
+        other => datafusion::common::internal_err!("a checked sum of {other}"),
+    }
 }
 
 /// `sums` (null where `None`) as an array of `data_type` (`Int64` or `UInt64`), or the
@@ -389,10 +400,13 @@ struct SumAccumulator {
 
 impl Accumulator for SumAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        for value in wide_values(&values[0])?.into_iter().flatten() {
-            let sum = self.sum.unwrap_or(0);
-            self.sum = Some(add(sum, value, &self.name, &self.data_type)?);
-        }
+        let (name, data_type) = (&self.name, &self.data_type);
+        let mut sum = self.sum;
+        for_each_value(&values[0], |_, value| {
+            sum = Some(add(sum.unwrap_or(0), value, name, data_type)?);
+            Ok(())
+        })?;
+        self.sum = sum;
         Ok(())
     }
 
@@ -437,9 +451,10 @@ impl Accumulator for DistinctSum {
             let ScalarValue::List(list) = state else {
                 continue;
             };
-            for value in wide_values(list.values())?.into_iter().flatten() {
+            for_each_value(list.values(), |_, value| {
                 sum = Some(add(sum.unwrap_or(0), value, &self.name, &self.data_type)?);
-            }
+                Ok(())
+            })?;
         }
         ScalarValue::try_from_array(&narrow(vec![sum], &self.data_type, &self.name)?, 0)
     }
@@ -495,21 +510,17 @@ impl GroupsAccumulator for SumGroups {
     ) -> Result<()> {
         self.sums.resize(total_num_groups, 0);
         self.seen.resize(total_num_groups, false);
-        for (row, (value, &group)) in wide_values(&values[0])?
-            .into_iter()
-            .zip(group_indices)
-            .enumerate()
-        {
-            let Some(value) = value else {
-                continue;
-            };
+        let (sums, seen) = (&mut self.sums, &mut self.seen);
+        let (name, data_type) = (&self.name, &self.data_type);
+        for_each_value(&values[0], |row, value| {
             if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
-                continue;
+                return Ok(());
             }
-            self.sums[group] = add(self.sums[group], value, &self.name, &self.data_type)?;
-            self.seen[group] = true;
-        }
-        Ok(())
+            let group = group_indices[row];
+            sums[group] = add(sums[group], value, name, data_type)?;
+            seen[group] = true;
+            Ok(())
+        })
     }
 
     fn merge_batch(
