@@ -638,14 +638,7 @@ async fn stored_pipeline_as_written(
     spec: &str,
     fingerprint: &str,
 ) -> Result<Option<Pipeline>, Error> {
-    let file = crate::checkpoint::paths::pipeline(fingerprint);
-    match crate::checkpoint::read_fingerprinted(location, &file, fingerprint).await? {
-        Some(text) => {
-            let shown = format!("{}/{file}", spec.trim_end_matches('/'));
-            Ok(Some(Pipeline::parse(&text, std::path::Path::new(&shown))?))
-        }
-        None => Ok(None),
-    }
+    read_stored_pipeline(location, spec, fingerprint, false).await
 }
 
 /// The pipeline file stored in the checkpoint at `location` (given as `spec`) under
@@ -657,18 +650,27 @@ pub async fn stored_pipeline(
     spec: &str,
     fingerprint: &str,
 ) -> Result<Option<Pipeline>, Error> {
+    read_stored_pipeline(location, spec, fingerprint, true).await
+}
+
+/// [`stored_pipeline`] where `where_it_ran`, else [`stored_pipeline_as_written`].
+async fn read_stored_pipeline(
+    location: &Location,
+    spec: &str,
+    fingerprint: &str,
+    where_it_ran: bool,
+) -> Result<Option<Pipeline>, Error> {
     let file = crate::checkpoint::paths::pipeline(fingerprint);
-    match crate::checkpoint::read_fingerprinted(location, &file, fingerprint).await? {
-        Some(text) => {
-            let shown = format!("{}/{file}", spec.trim_end_matches('/'));
-            Ok(Some(Pipeline::parse_stored(
-                &text,
-                std::path::Path::new(&shown),
-                location.local_root(),
-            )?))
-        }
-        None => Ok(None),
-    }
+    let Some(text) = crate::checkpoint::read_fingerprinted(location, &file, fingerprint).await?
+    else {
+        return Ok(None);
+    };
+    let shown = format!("{}/{file}", spec.trim_end_matches('/'));
+    let shown = std::path::Path::new(&shown);
+    Ok(Some(match where_it_ran {
+        true => Pipeline::parse_stored(&text, shown, location.local_root())?,
+        false => Pipeline::parse(&text, shown)?,
+    }))
 }
 
 /// Why pending batch `pending` of the checkpoint at `location` (given as `shown`) cannot run,
@@ -708,9 +710,9 @@ pub async fn planned_pipeline_missing(
     format!(
         "{}, the pipeline file pending batch {pending} was planned with, is missing or damaged, \
          and nothing in the checkpoint rebuilds it (it holds the sources, query and sink the \
-         batch must run with). Run that pipeline file, unedited and from the folder it ran in \
-         (a run stores its file under the fingerprint of its text, {fingerprint}), to finish \
-         the batch{back}",
+         batch must run with). Run that pipeline file, unedited, from the folder it ran in and \
+         with the checkpoint where it was (a run stores its file under the fingerprint of its \
+         text and those folders, {fingerprint}), to finish the batch{back}",
         crate::checkpoint::paths::pipeline(fingerprint)
     )
 }

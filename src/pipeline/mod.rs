@@ -112,7 +112,7 @@ pub struct Pipeline {
     pub text: String,
     /// Where this is a pipeline file a checkpoint stored, run in another folder than this
     /// process's: that folder, against which its relative paths were resolved instead
-    /// ([`Pipeline::stored_text`]).
+    /// ([`Pipeline::parse_stored`]).
     #[serde(skip)]
     pub ran_elsewhere: Option<PathBuf>,
     /// Whether this is a file a checkpoint stored, read back ([`Pipeline::parse_stored`]):
@@ -745,8 +745,9 @@ impl Pipeline {
     /// comments naming the folder the run is in and the checkpoint's ([`RAN_IN`],
     /// [`CHECKPOINT_IN`]) where the file has a relative local path (a source's, a table's or a
     /// sink's `path`), so that `replay`, `state`, `inspect`, `rewind` and `repair` run from
-    /// another folder resolve it where the batch did ([`Pipeline::parse_stored`]). A file
-    /// that already leads with them (a stored file a run finishes a batch with) keeps them.
+    /// another folder resolve it where the batch did ([`Pipeline::parse_stored`]). A stored
+    /// file read back with [`Pipeline::parse_stored`] keeps its own; a copy of one run as a
+    /// file gets this run's.
     pub fn stored_text(&self, checkpoint: Option<&Path>) -> String {
         if self.stored && self.text.starts_with(RAN_IN) {
             return self.text.clone();

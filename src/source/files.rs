@@ -655,22 +655,31 @@ impl FilesSource {
                 );
             }
         }
-        // A new name for a file read before (`mv` keeps its size and time): it is read as a
-        // new file, its rows a second time, since a file is known by its path (as in Spark).
+        // A new name for a file read before (`mv` keeps its size and time on local disk; an
+        // object store's rename is a copy, with a new time): it is read as a new file, its
+        // rows a second time, since a file is known by its path (as in Spark).
+        if self.data.local_root().is_none() {
+            return;
+        }
+        let new: Vec<&LoggedFile> = listed
+            .iter()
+            .filter(|f| !self.seen.contains_key(&f.path) && !self.grown.contains(&f.path))
+            .collect();
+        let looks: HashSet<(u64, i64)> = new
+            .iter()
+            .filter_map(|f| Some((f.size, f.modified_ms?)))
+            .collect();
+        if looks.is_empty() {
+            return;
+        }
         let names: HashSet<&str> = listed.iter().map(|f| f.path.as_str()).collect();
         let gone: HashMap<(u64, i64), &str> = self
             .seen
             .values()
-            .filter(|f| !names.contains(f.path.as_str()))
             .filter_map(|f| Some(((f.size, f.modified_ms?), f.path.as_str())))
+            .filter(|(look, path)| looks.contains(look) && !names.contains(path))
             .collect();
-        if gone.is_empty() {
-            return;
-        }
-        for file in listed {
-            if self.seen.contains_key(&file.path) {
-                continue;
-            }
+        for file in new {
             let Some(&was) = file.modified_ms.and_then(|ms| gone.get(&(file.size, ms))) else {
                 continue;
             };

@@ -4392,20 +4392,7 @@ fn a_static_table_that_cannot_be_read_is_named_as_a_table() {
     let ws = Workspace::new();
     input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
     std::fs::write(ws.path("pages.csv"), "k;title\na;Home\n").expect("table");
-    let file = pipeline(
-        &ws,
-        "SELECT s.k, p.title FROM s JOIN pages p ON s.k = p.k",
-        "append",
-    );
-    let text = std::fs::read_to_string(&file).expect("pipeline");
-    let text = text.replace(
-        "query:",
-        &format!(
-            "tables:\n  pages: {{ kind: files, path: {}, format: csv }}\nquery:",
-            ws.p("pages.csv")
-        ),
-    );
-    std::fs::write(&file, text).expect("pipeline");
+    let file = pipeline_with_pages_table(&ws, "csv");
     let out = run(&file, &ws);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let said = stderr(&out);
@@ -4421,6 +4408,25 @@ fn a_static_table_that_cannot_be_read_is_named_as_a_table() {
     );
 }
 
+/// The newcomer pipeline joined with static table `pages` of file `pages.csv`, read with
+/// `format`.
+fn pipeline_with_pages_table(ws: &Workspace, format: &str) -> std::path::PathBuf {
+    let file = pipeline(
+        ws,
+        "SELECT s.k, p.title FROM s JOIN pages p ON s.k = p.k",
+        "append",
+    );
+    edit_file(
+        &file,
+        "query:",
+        &format!(
+            "tables:\n  pages: {{ kind: files, path: {}, format: {format} }}\nquery:",
+            ws.p("pages.csv")
+        ),
+    );
+    file
+}
+
 /// A table or source file of another format than its `format:` is named as what it looks
 /// like, with the `format:` that reads it (not "declare `schema:`" or "set `on_error: skip`"),
 /// and a JSON lines file under `format: csv` is refused, not read as a header of odd names and
@@ -4430,24 +4436,11 @@ fn a_file_of_another_format_is_named_with_the_format_that_reads_it() {
     let ws = Workspace::new();
     input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
     std::fs::write(ws.path("pages.csv"), "k,title\na,Home\n").expect("table");
-    let file = pipeline(
-        &ws,
-        "SELECT s.k, p.title FROM s JOIN pages p ON s.k = p.k",
-        "append",
-    );
-    let text = std::fs::read_to_string(&file).expect("pipeline");
     for (format, says) in [
         ("json", "looks like CSV (its first line is `k,title`)"),
         ("parquet", "not a Parquet file"),
     ] {
-        let text = text.replace(
-            "query:",
-            &format!(
-                "tables:\n  pages: {{ kind: files, path: {}, format: {format} }}\nquery:",
-                ws.p("pages.csv")
-            ),
-        );
-        std::fs::write(&file, text).expect("pipeline");
+        let file = pipeline_with_pages_table(&ws, format);
         let out = run(&file, &ws);
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
         let said = stderr(&out);
@@ -4461,14 +4454,12 @@ fn a_file_of_another_format_is_named_with_the_format_that_reads_it() {
         );
     }
     // JSON lines under an inferred CSV source: refused, nothing committed.
-    std::fs::write(
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(
         &file,
-        text.replace(
-            "format: json, schema: { k: string, v: bigint }",
-            "format: csv",
-        ),
-    )
-    .expect("pipeline");
+        "format: json, schema: { k: string, v: bigint }",
+        "format: csv",
+    );
     let out = run(&file, &ws);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
