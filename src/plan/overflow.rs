@@ -585,6 +585,14 @@ mod tests {
         ctx
     }
 
+    /// `sql`'s rows in `ctx` as a table, where it runs (`what` says what is expected).
+    async fn table_of(ctx: &datafusion::prelude::SessionContext, sql: &str, what: &str) -> String {
+        let rows = query(ctx, sql).await.expect(what);
+        datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+            .expect("format")
+            .to_string()
+    }
+
     async fn query(
         ctx: &datafusion::prelude::SessionContext,
         sql: &str,
@@ -635,42 +643,31 @@ mod tests {
             "SELECT k FROM t WHERE v > 1000 OR v * 10 > 15",
             "SELECT k, v < 1000 AND v * 10 > 15 FROM t",
         ] {
-            let rows = query(&ctx, sql).await.expect(sql);
-            let shown = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
-                .expect("format")
-                .to_string();
+            let shown = table_of(&ctx, sql, sql).await;
             assert!(!shown.contains("CASE"), "{sql}: {shown}");
         }
         // A sum whose total fits does not fail on the way, whatever the order of its values.
         let ctx = session(&[("a", i64::MAX, 1), ("a", 1, 1), ("a", -1, 1)]);
-        let rows = query(&ctx, "SELECT k, sum(v) AS s FROM t GROUP BY k")
-            .await
-            .expect("fits");
-        let shown = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
-            .expect("format")
-            .to_string();
+        let shown = table_of(&ctx, "SELECT k, sum(v) AS s FROM t GROUP BY k", "fits").await;
         assert!(shown.contains(&i64::MAX.to_string()), "{shown}");
         // What fits is DataFusion's, under its names; a wider type sums past bigint.
         let ctx = session(&[("a", 5, 1), ("a", 7, 2), ("b", -5, 2)]);
-        let rows = query(
+        let shown = table_of(
             &ctx,
             "SELECT k, v + v, v * 2 AS m, sum(v) AS s FROM t GROUP BY k, v ORDER BY k, v",
+            "fits",
         )
-        .await
-        .expect("fits");
-        let shown = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
-            .expect("format")
-            .to_string();
+        .await;
         assert!(shown.contains("| k | t.v + t.v | m   | s  |"), "{shown}");
         assert!(shown.contains("| a | 14        | 14  | 7  |"), "{shown}");
         assert!(shown.contains("| b | -10       | -10 | -5 |"), "{shown}");
         let ctx = session(&[("a", big, 1), ("a", big, 1)]);
-        let rows = query(&ctx, "SELECT sum(CAST(v AS DECIMAL(38, 0))) AS s FROM t")
-            .await
-            .expect("decimal");
-        let shown = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
-            .expect("format")
-            .to_string();
+        let shown = table_of(
+            &ctx,
+            "SELECT sum(CAST(v AS DECIMAL(38, 0))) AS s FROM t",
+            "decimal",
+        )
+        .await;
         assert!(shown.contains("18000000000000000000"), "{shown}");
     }
 }

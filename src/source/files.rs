@@ -632,6 +632,14 @@ impl FilesSource {
             let Some(read) = self.seen.get(&file.path) else {
                 continue;
             };
+            // The common case, a file as it was read, without building the comparison.
+            if file.size == read.size
+                && file.modified_ms == read.modified_ms
+                && file.etag == read.etag
+                && file.version == read.version
+            {
+                continue;
+            }
             // As a re-run of a batch judges it (the inode of a local ETag left out).
             let changed = read
                 .change(file, self.data.local_root().is_some())
