@@ -712,13 +712,10 @@ impl FilesSource {
     async fn list_data(&self) -> Result<Vec<LoggedFile>, SourceError> {
         let listed: Vec<LoggedFile> = self
             .data
-            .list("")
+            .list_visible(hidden)
             .await?
             .into_iter()
-            .filter_map(|meta| {
-                let path = self.data.relative(&meta.location);
-                (!hidden(&path)).then(|| LoggedFile::described(path, &meta))
-            })
+            .map(|meta| LoggedFile::described(self.data.relative(&meta.location), &meta))
             .collect();
         // A local folder gone since the run opened it lists as empty: say so, once.
         if listed.is_empty()
@@ -919,11 +916,10 @@ impl FilesSource {
     }
 }
 
-/// Whether a path under a source's folder is left out: a file or folder whose name starts with
-/// `.` or `_` (temporary and metadata files).
-fn hidden(path: &str) -> bool {
-    path.split('/')
-        .any(|part| part.starts_with('.') || part.starts_with('_'))
+/// Whether a file or folder under a source's folder is left out, with all below it: its name
+/// starts with `.` or `_` (temporary and metadata files).
+fn hidden(name: &str) -> bool {
+    name.starts_with('.') || name.starts_with('_')
 }
 
 /// Opens a source's folder, which must exist.
@@ -1186,12 +1182,10 @@ async fn load_table(
     let files: Vec<(String, Option<LoggedFile>)> = match only {
         Some(file) => vec![(file, None)],
         None => location
-            .list("")
+            .list_visible(hidden)
             .await?
             .into_iter()
-            .map(|m| location.relative(&m.location))
-            .filter(|p| !hidden(p))
-            .map(|p| (p, None))
+            .map(|m| (location.relative(&m.location), None))
             .collect(),
     };
     // With its columns declared, a table without files reads as empty (a dimension not
@@ -1319,11 +1313,10 @@ async fn peek_schema(name: &str, config: &FilesConfig) -> Result<Option<SchemaRe
     }
     let location = open_folder(name, config, None, false)?;
     let files: Vec<String> = location
-        .list("")
+        .list_visible(hidden)
         .await?
         .into_iter()
         .map(|meta| location.relative(&meta.location))
-        .filter(|path| !hidden(path))
         .collect();
     match infer_from(&location, &files, config).await? {
         Some(schema) => with_rescued(name, config, &schema).map(Some),

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -110,6 +110,14 @@ pub enum StorageError {
         path: String,
         /// object_store's words, its control characters escaped (`\n`).
         reason: String,
+    },
+    /// A local folder could not be walked: a symbolic-link loop, a folder that cannot be read.
+    #[error("listing `{path}` failed: {what}")]
+    Walk {
+        /// The folder or link.
+        path: PathBuf,
+        /// What stopped the walk, with what to do about it.
+        what: String,
     },
     /// Syncing a local file to disk failed.
     #[error("syncing `{path}` to disk failed: {source}")]
@@ -388,12 +396,6 @@ impl Location {
         let Some(root) = &self.local_root else {
             return Vec::new();
         };
-        let staged = |name: &str| {
-            // object_store's own test: the text after the first `#` all digits.
-            name.split_once('#').is_some_and(|(stem, n)| {
-                !stem.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-            })
-        };
         let mut found = Vec::new();
         let mut folders = vec![root.clone()];
         while let Some(folder) = folders.pop() {
@@ -409,7 +411,7 @@ impl Location {
                 if kind.is_dir() {
                     folders.push(path);
                 } else if kind.is_file()
-                    && staged(&entry.file_name().to_string_lossy())
+                    && staged_name(&entry.file_name().to_string_lossy())
                     && let Ok(relative) = path.strip_prefix(root)
                 {
                     found.push(relative.to_string_lossy().to_string());
@@ -597,24 +599,76 @@ impl Location {
             Ok(items) => items,
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
             Err(e @ object_store::Error::InvalidPath { .. }) if self.local_root.is_some() => {
-                let reason: String = e
-                    .to_string()
-                    .chars()
-                    .map(|c| {
-                        if c.is_control() {
-                            c.escape_default().to_string()
-                        } else {
-                            c.to_string()
-                        }
-                    })
-                    .collect();
                 return Err(StorageError::BadName {
                     path: format!("{}/{prefix}", self.root.trim_end_matches('/')),
-                    reason,
+                    reason: escaped(&e.to_string()),
                 });
             }
             Err(e) => return Err(self.io_err("listing", &prefix, e)),
         };
+        items.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(items)
+    }
+
+    /// Lists the objects under this location whose path below it has no part (file or folder
+    /// name) that `left_out` leaves out, recursively, sorted by path.
+    ///
+    /// On local disk a left-out folder is never entered and a left-out file never made a path
+    /// of, so what is under a hidden name (a symbolic-link loop, a name object_store does not
+    /// take, a producer's temporary file) does not stop the listing; symbolic links are
+    /// followed (as object_store does), a dangling one is passed over, and a loop is an error
+    /// naming the link. Files that are not regular files (FIFOs, sockets) are passed over, as
+    /// are object_store's own staged `NAME#N` files. Other stores list as [`Location::list`].
+    ///
+    /// # Errors
+    /// [`StorageError::BadName`] for a visible name object_store does not take as a path;
+    /// [`StorageError::Io`] when the store (or a local folder) cannot be listed.
+    pub async fn list_visible(
+        &self,
+        left_out: fn(&str) -> bool,
+    ) -> Result<Vec<object_store::ObjectMeta>, StorageError> {
+        let Some(root) = self.local_root.clone() else {
+            let mut items = self.list("").await?;
+            items.retain(|meta| !self.relative(&meta.location).split('/').any(left_out));
+            return Ok(items);
+        };
+        let walked = tokio::task::spawn_blocking({
+            let root = root.clone();
+            move || walk_visible(&root, left_out)
+        })
+        .await
+        .map_err(|e| StorageError::Walk {
+            path: root.clone(),
+            what: format!("the listing stopped: {e}"),
+        })??;
+        let base = Path::from_absolute_path(&root).ok();
+        let mut locations = Vec::with_capacity(walked.len());
+        for file in walked {
+            let full = Path::from_absolute_path(&file).map_err(|e| StorageError::BadName {
+                path: escaped(&file.display().to_string()),
+                reason: escaped(&e.to_string()),
+            })?;
+            let below = base
+                .as_ref()
+                .and_then(|b| full.prefix_match(b))
+                .map(Path::from_iter);
+            let location = below.unwrap_or(full);
+            locations.push(location);
+        }
+        let store = &self.store;
+        let heads: Vec<Option<object_store::ObjectMeta>> =
+            futures::stream::iter(locations.into_iter().map(|location| async move {
+                match store.head(&location).await {
+                    Ok(meta) => Ok(Some(meta)),
+                    // Gone since the walk saw it: as if listed a moment later.
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(self.io_err("listing", &location, e)),
+                }
+            }))
+            .buffered(16)
+            .try_collect()
+            .await?;
+        let mut items: Vec<_> = heads.into_iter().flatten().collect();
         items.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(items)
     }
@@ -1011,6 +1065,91 @@ fn open_cloud(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), String> {
         }
     };
     Ok((store, prefix))
+}
+
+/// The files under local folder `root` whose names `left_out` keeps, following symbolic links
+/// and not entering left-out folders (see [`Location::list_visible`]).
+fn walk_visible(
+    root: &std::path::Path,
+    left_out: fn(&str) -> bool,
+) -> Result<Vec<PathBuf>, StorageError> {
+    use std::os::unix::fs::MetadataExt;
+    let walk_err = |path: &std::path::Path, e: std::io::Error| StorageError::Walk {
+        path: path.to_path_buf(),
+        what: e.to_string(),
+    };
+    let top = match std::fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => meta,
+        Ok(_) => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(walk_err(root, e)),
+    };
+    // Each folder with the (device, inode) of every folder from the root down to it, so a
+    // link back to one of them is seen as the loop it is.
+    let mut folders = vec![(root.to_path_buf(), vec![(top.dev(), top.ino())])];
+    let mut files = Vec::new();
+    while let Some((folder, above)) = folders.pop() {
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            // Removed while walking: as if listed a moment later.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(walk_err(&folder, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| walk_err(&folder, e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if left_out(&name) {
+                continue;
+            }
+            let path = entry.path();
+            // Through a symbolic link to what it names; a dangling link is passed over.
+            let meta = match std::fs::metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(walk_err(&path, e)),
+            };
+            if meta.is_dir() {
+                let id = (meta.dev(), meta.ino());
+                if above.contains(&id) {
+                    return Err(StorageError::Walk {
+                        path,
+                        what: "this symbolic link points to a folder above it, so the folder \
+                               would never end: remove that link, point it elsewhere, or give \
+                               it a name starting with `.` or `_` so it is left out"
+                            .to_string(),
+                    });
+                }
+                let mut below = above.clone();
+                below.push(id);
+                folders.push((path, below));
+            } else if meta.is_file() && !staged_name(&name) {
+                files.push(path);
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Whether a file name is object_store's staged `NAME#N` (the text after the first `#` all
+/// digits): a local write not finished, which object_store never lists.
+fn staged_name(name: &str) -> bool {
+    name.split_once('#').is_some_and(|(stem, n)| {
+        !stem.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// `text` with its control characters escaped (`\n`), for a message on one line.
+fn escaped(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

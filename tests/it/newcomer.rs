@@ -4529,6 +4529,42 @@ fn a_folder_or_file_that_cannot_be_read_says_what_to_change() {
     assert_eq!(sink_lines(&ws.path("out")), vec!["{\"k\":\"a\",\"v\":1}"]);
 }
 
+/// Walk 11 (F1, F2): under a hidden name (`.`/`_`, which the files source leaves out) a
+/// symbolic-link loop or a name object_store does not take still stopped every batch of the
+/// source, so hiding it, the README's own way, did not help. A hidden folder is not entered and
+/// a hidden name not read; a dangling link is passed over, as object_store does.
+#[test]
+fn what_is_under_a_hidden_name_does_not_stop_the_source() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    std::fs::create_dir_all(ws.path("in/sub")).expect("folder");
+    input(&ws, "sub/1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let link = |to: &str, at: &str| {
+        std::os::unix::fs::symlink(ws.path(to), ws.path(at)).expect("link");
+    };
+    link("in", "in/_up");
+    link("in", "in/sub/.loop");
+    link("in/nowhere.json", "in/dangling.json");
+    input(&ws, ".tmp\nx", "half a line");
+    input(&ws, "_part\n.json", "half a line");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        vec!["{\"k\":\"a\",\"v\":1}", "{\"k\":\"b\",\"v\":2}"]
+    );
+    // The same loop under a visible name is named, with the ways out.
+    link("in", "in/sub/up");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("in/sub/up") && said.contains("remove that link"),
+        "{said}"
+    );
+}
+
 /// Walk 11 (F3): a `sum` or `+` over bigint that does not fit wrapped around (9e18 + 9e18 =
 /// -446744073709551616, exit 0). It fails the batch, as Spark and DuckDB refuse it, also where
 /// the overflow comes from merging a batch into the stored state; batch 0 stays committed and
