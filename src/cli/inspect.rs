@@ -151,6 +151,17 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             .flatten(),
         None => None,
     };
+    if let Some((folder, shown_sink)) = pipeline.as_ref().and_then(crate::ops::local_sink_folder) {
+        let leftovers = folder.staged_leftovers();
+        if !leftovers.is_empty() {
+            tracing::warn!(
+                "the sink {shown_sink} holds {} half-written file(s) a killed run left, never \
+                 read ({}): `sluice repair {spec}` removes them",
+                leftovers.len(),
+                leftovers.join(", ")
+            );
+        }
+    }
     let mut batches = Vec::new();
     for batch in &logs.offsets {
         if only.is_some_and(|n| n != batch.0) {

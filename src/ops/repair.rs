@@ -30,6 +30,7 @@ use crate::checkpoint::{
     BatchId, BatchInfo, Checkpoint, CheckpointError, LogListing, Metadata, OffsetsEntry,
     SourceOffset, paths, read_commit, read_offsets, take_lock,
 };
+use crate::pipeline::Pipeline;
 use crate::sink::SinkContext;
 use crate::storage::Location;
 
@@ -107,6 +108,36 @@ pub async fn repair(
             if leftovers.len() == 1 { "" } else { "s" },
             leftovers.join(", ")
         ));
+    }
+    // The same litter in the sink's folder (its `_sluice/` records, a Delta log), which the
+    // pipeline file the newest batch ran with names.
+    if let Some((folder, shown_sink)) = newest_pipeline(location, shown)
+        .await
+        .as_ref()
+        .and_then(local_sink_folder)
+    {
+        let mut leftovers = folder.staged_leftovers();
+        if !dry_run && let Some(root) = folder.local_root() {
+            leftovers.retain(|file| match std::fs::remove_file(root.join(file)) {
+                Ok(()) => true,
+                Err(e) => {
+                    report.unfixable.push(format!(
+                        "could not remove {file} in the sink {shown_sink}: {e}"
+                    ));
+                    false
+                }
+            });
+        }
+        if !leftovers.is_empty() {
+            report.fixed.push(format!(
+                "{} {} half-written file{} a killed run left in the sink {shown_sink} (never \
+                 read): {}",
+                if dry_run { "would remove" } else { "removed" },
+                leftovers.len(),
+                if leftovers.len() == 1 { "" } else { "s" },
+                leftovers.join(", ")
+            ));
+        }
     }
     if let Some(damage) = metadata_damage {
         // Rebuilt first: a damaged one is moved aside only for its replacement.
@@ -477,6 +508,31 @@ async fn listing_without(
     logs.commits
         .retain(|b| !moved.contains(&paths::commits(*b)));
     Ok(logs)
+}
+
+/// The pipeline file the newest batch ran with, as stored in the checkpoint; `None` when no
+/// batch names one or it cannot be read (repair goes on without it).
+async fn newest_pipeline(location: &Location, shown: &str) -> Option<Pipeline> {
+    let logs = LogListing::read(location).await.ok()?;
+    for batch in logs.offsets.iter().rev() {
+        if let Ok(Some(entry)) = read_offsets(location, *batch).await {
+            let fingerprint = entry.info.pipeline?;
+            return crate::driver::stored_pipeline(location, shown, &fingerprint)
+                .await
+                .ok()
+                .flatten();
+        }
+    }
+    None
+}
+
+/// The sink's folder on local disk, opened, with its path as the pipeline file gives it;
+/// `None` for a sink that is not a local folder (an object store, a server, the console).
+pub fn local_sink_folder(pipeline: &Pipeline) -> Option<(Location, String)> {
+    let shown = pipeline.sink.connector().location()?;
+    let folder = Location::open(&shown, false, false, None).ok()?;
+    folder.local_root()?;
+    Some((folder, shown))
 }
 
 /// The checkpoint's lost `metadata`, rebuilt, and where its id came from: the id from the

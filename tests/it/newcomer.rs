@@ -4701,7 +4701,8 @@ fn a_csv_sink_writes_an_empty_string_apart_from_a_null() {
 
 /// Walk 10 (F11): a run killed while the store wrote a file left its half (`offsets/8#1`,
 /// object_store's staging name on local disk) for ever, though nothing reads it; `inspect`
-/// and `repair` were silent. `inspect` names them and `repair` removes them.
+/// and `repair` were silent. `inspect` names them and `repair` removes them, in the checkpoint
+/// and in the sink's folder.
 #[test]
 fn repair_removes_the_half_written_files_a_killed_run_left() {
     let ws = Workspace::new();
@@ -4710,21 +4711,28 @@ fn repair_removes_the_half_written_files_a_killed_run_left() {
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
     std::fs::write(ws.path("ckpt/offsets/1#3"), "").expect("staged");
+    // And in the sink's own records.
+    let sink_records = ws.path("out/_sluice");
+    assert!(sink_records.is_dir(), "the sink keeps no records");
+    std::fs::write(sink_records.join("1.json#7"), "").expect("staged");
     let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let said = stderr(&out);
     assert!(
-        said.contains("offsets/1#3") && said.contains("sluice repair"),
+        said.contains("offsets/1#3")
+            && said.contains("_sluice/1.json#7")
+            && said.contains("sluice repair"),
         "{said}"
     );
     let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("offsets/1#3"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        said.contains("offsets/1#3") && said.contains("_sluice/1.json#7"),
+        "{said}"
     );
     assert!(!ws.path("ckpt/offsets/1#3").exists(), "left in place");
+    assert!(!sink_records.join("1.json#7").exists(), "left in place");
     assert!(
         ws.path("ckpt/offsets/0").exists(),
         "repair removed a log entry"
