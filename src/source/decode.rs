@@ -1755,6 +1755,11 @@ struct Csv {
 }
 
 fn csv_fast(bytes: &Bytes, schema: &SchemaRef, csv: Csv) -> Result<Vec<RecordBatch>, ArrowError> {
+    // Arrow's reader takes the rest of the file into a field whose quote is never closed, and
+    // says nothing where the field count still fits: the record-by-record reading finds it.
+    if ends_in_open_quote(bytes, csv.delimiter) {
+        return Err(ArrowError::CsvError(UNCLOSED_QUOTE.to_string()));
+    }
     let epoch = csv.epoch;
     arrow_csv::ReaderBuilder::new(times_as_text(schema, epoch))
         .with_header(true)
@@ -1811,6 +1816,29 @@ fn csv_slow(
             Err(e) => return Err(csv_malformed(file, line, &e, schema)),
         };
         let record = &bytes[pos..pos + consumed];
+        if pos + consumed == bytes.len() && ends_in_open_quote(record, csv.delimiter) {
+            // Everything from the quote to the end of the file would be one field: the line
+            // with the quote is the malformed row, and reading goes on from the next line.
+            let reason = format!(
+                "{UNCLOSED_QUOTE} (it would take the file's {} line(s) from here to its end into one field)",
+                record.iter().filter(|b| **b == b'\n').count()
+            );
+            if on_error != OnError::Skip {
+                return Err(SourceError::Malformed {
+                    file: file.to_string(),
+                    line: Some(line),
+                    reason,
+                });
+            }
+            tracing::info!(file, line, error = %reason, "skipping malformed CSV row");
+            skipped += 1;
+            pos += record
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(consumed, |p| p + 1);
+            line += 1;
+            continue;
+        }
         let result = decoder
             .decode(&[])
             .and_then(|_| decoder.flush())
@@ -1832,6 +1860,36 @@ fn csv_slow(
         pos += consumed;
     }
     Ok(Decoded::from_batches(batches, skipped))
+}
+
+/// What a CSV record whose quoted field runs to the end of the file is refused with.
+const UNCLOSED_QUOTE: &str = "a field opened by a quote (`\"`) on this line is never closed";
+
+/// Whether CSV text ends inside a quoted field: a `"` at the start of a field opens one, `""`
+/// in it is a quote, and a lone `"` closes it (RFC 4180, as Arrow's reader splits fields); a
+/// `"` inside an unquoted field is text.
+fn ends_in_open_quote(text: &[u8], delimiter: u8) -> bool {
+    let mut quoted = false;
+    let mut field_start = true;
+    let mut i = 0;
+    while i < text.len() {
+        let b = text[i];
+        if quoted {
+            if b == b'"' {
+                if text.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    quoted = false;
+                }
+            }
+            field_start = false;
+        } else {
+            quoted = b == b'"' && field_start;
+            field_start = b == delimiter || b == b'\n' || b == b'\r';
+        }
+        i += 1;
+    }
+    quoted
 }
 
 /// A CSV file's header must name the schema's columns, in order.
@@ -2611,6 +2669,37 @@ mod tests {
             .expect_err("fields")
             .to_string();
         assert!(err.contains("line 3"), "{err}");
+    }
+
+    /// Walk 10: a quote never closed took the rest of the file into one field; with a field
+    /// count that still fit, silently (`1,"a` then `2,b` read as one row named `a\n2,b`).
+    #[test]
+    fn a_quote_never_closed_is_a_malformed_row_not_the_rest_of_the_file() {
+        for text in [
+            "id,name\n1,a\n2,\"b\n3,c\n4,d\n",
+            "id,name\n1,a\n\"2,b\n3,c\n4,d\n",
+        ] {
+            let err = csv(text, OnError::Fail).expect_err("unclosed").to_string();
+            assert!(
+                err.contains("f.csv line 3")
+                    && err.contains("never closed")
+                    && err.contains("3 line(s)"),
+                "{err}"
+            );
+            // Skipped, the rows after it are read.
+            let d = csv(text, OnError::Skip).expect("skip");
+            assert_eq!((d.rows, d.skipped), (3, 1), "{text:?}");
+        }
+        // Quotes that close, doubled quotes and a quote inside an unquoted field are text.
+        for text in [
+            "id,name\n1,\"a\nb\"\n2,\"say \"\"hi\"\"\"\n",
+            "id,name\n1,5\"6\n2,b\n",
+        ] {
+            assert_eq!(csv(text, OnError::Fail).expect("whole").rows, 2, "{text:?}");
+        }
+        assert!(ends_in_open_quote(b"a,\"b\"\"c", b','));
+        assert!(!ends_in_open_quote(b"a;\"b\";c", b';'));
+        assert!(!ends_in_open_quote(b"a,\"b\"\"c\"", b','));
     }
 
     #[test]
