@@ -47,6 +47,10 @@ struct CheckpointView {
     source_lag: std::collections::BTreeMap<String, crate::source::Lag>,
     /// Each stateful operator's store.
     state: Vec<StateStoreView>,
+    /// What stops the next run from loading the state (a missing or damaged state file), each
+    /// with how to get past it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    state_damage: Vec<String>,
     /// Where the output goes and how far it has got, when a run recorded its sink.
     sink: Option<SinkView>,
     /// What the checkpoint keeps, by the pipeline file the last batch ran with.
@@ -213,6 +217,12 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             operator,
         });
     }
+    let state_damage = if state.is_empty() {
+        Vec::new()
+    } else {
+        let committed = logs.commits.last().copied().unwrap_or(BatchId(0));
+        crate::ops::state_damage(&location, spec, committed).await
+    };
     let source_offsets: std::collections::BTreeMap<String, serde_json::Value> =
         match logs.commits.last() {
             Some(last) => checkpoint::read_offsets(&location, *last)
@@ -280,6 +290,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         last_committed: logs.commits.last().copied(),
         pending,
         rewind_unfinished,
+        state_damage,
         next_watermark_ms: last_commit.and_then(|c| c.next_watermark_ms),
         state,
         batches,
@@ -560,6 +571,9 @@ fn render_text(view: &CheckpointView) -> String {
                 .map_or("none".into(), |(a, b)| crate::vocab::span(a, b)),
             s.latest_snapshot.map_or("none".into(), |b| b.to_string())
         );
+    }
+    for damage in &view.state_damage {
+        let _ = writeln!(out, "STATE       DAMAGED: {damage}");
     }
     if view.batches.iter().any(|b| b.commit.is_some()) {
         let _ = writeln!(

@@ -421,11 +421,38 @@ pub async fn repair(
             }
         }
     }
+    let committed = logs.commits.last().copied().unwrap_or(BatchId(0));
+    report
+        .unfixable
+        .extend(state_damage(location, shown, committed).await);
+    // An older batch's commit deleted: later batches ran on from it, and nothing reads it.
+    if let (Some(first), Some(last)) = (logs.commits.first(), logs.commits.last()) {
+        // (Below the oldest commit, an offsets entry is a purge's leftover.)
+        for batch in logs
+            .offsets
+            .iter()
+            .filter(|b| *b > first && *b < last && !logs.commits.contains(b))
+        {
+            report.notes.push(format!(
+                "commits/{batch} is missing, but later batches are committed, so runs carry on \
+                 without it (nothing recomputes it); `sluice replay {shown} --batch {batch} \
+                 --verify` checks its sink files against its recomputation"
+            ));
+        }
+    }
+    Ok(report)
+}
+
+/// What is wrong with the state files the runs after batch `committed` load, each said with
+/// how to get past it (the rewind that computes the state again, or the file to restore): a
+/// version missing from the chain the next run loads (the newest snapshot, then every delta
+/// after it), or a file that does not read (truncated, overwritten). Empty when all is well.
+pub async fn state_damage(location: &Location, shown: &str, committed: BatchId) -> Vec<String> {
     // A state file that does not read (truncated, overwritten) stops the next run that loads
     // it, and nothing else records what it held: only taking back the batches from its
     // version on gets past it, and its message says how.
     // (Versions after the newest commit are rewritten by the run that finishes their batch.)
-    let committed = logs.commits.last().copied().unwrap_or(BatchId(0));
+    let mut damage = Vec::new();
     for operator in crate::state::StateFiles::operators(location)
         .await
         .unwrap_or_default()
@@ -434,9 +461,7 @@ pub async fn repair(
         let listed = match files.list().await {
             Ok(listed) => listed,
             Err(e) => {
-                report
-                    .unfixable
-                    .push(Error::from(e).in_checkpoint(shown).to_string());
+                damage.push(Error::from(e).in_checkpoint(shown).to_string());
                 continue;
             }
         };
@@ -465,35 +490,16 @@ pub async fn repair(
                     wanted: committed,
                     checkpoint: None,
                 };
-                report
-                    .unfixable
-                    .push(Error::from(missing).in_checkpoint(shown).to_string());
+                damage.push(Error::from(missing).in_checkpoint(shown).to_string());
             }
         }
         for file in upto {
             if let Err(e @ crate::state::StateError::Corrupt { .. }) = files.read(&file).await {
-                report
-                    .unfixable
-                    .push(Error::from(e).in_checkpoint(shown).to_string());
+                damage.push(Error::from(e).in_checkpoint(shown).to_string());
             }
         }
     }
-    // An older batch's commit deleted: later batches ran on from it, and nothing reads it.
-    if let (Some(first), Some(last)) = (logs.commits.first(), logs.commits.last()) {
-        // (Below the oldest commit, an offsets entry is a purge's leftover.)
-        for batch in logs
-            .offsets
-            .iter()
-            .filter(|b| *b > first && *b < last && !logs.commits.contains(b))
-        {
-            report.notes.push(format!(
-                "commits/{batch} is missing, but later batches are committed, so runs carry on \
-                 without it (nothing recomputes it); `sluice replay {shown} --batch {batch} \
-                 --verify` checks its sink files against its recomputation"
-            ));
-        }
-    }
-    Ok(report)
+    damage
 }
 
 /// The logs' listing without the entries in `moved` (moved aside, or in a dry run only

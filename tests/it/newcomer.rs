@@ -2372,8 +2372,8 @@ fn a_column_a_csv_sink_cannot_hold_is_refused_at_planning() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
-/// Walk 6: a truncated state file is named by `repair` (which cannot rebuild it) with the
-/// command that gets past it, and that command works: the next run gives the batch query's
+/// Walk 6: a truncated state file is named by `repair` (which cannot rebuild it) and by
+/// `inspect` (which showed the store as whole) with the command that gets past it, and that command works: the next run gives the batch query's
 /// result.
 #[test]
 fn a_damaged_state_file_is_named_by_repair_with_a_way_out_that_works() {
@@ -2394,6 +2394,16 @@ fn a_damaged_state_file_is_named_by_repair_with_a_way_out_that_works() {
     let newest = ws.path("ckpt/state/aggregate/1.delta.parquet");
     let bytes = std::fs::read(&newest).expect("state file");
     std::fs::write(&newest, &bytes[..bytes.len() / 3]).expect("truncate");
+    // `inspect` shows it too, with the same way out.
+    let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown
+            .contains("STATE       DAMAGED: state file state/aggregate/1.delta.parquet is corrupt")
+            && shown.contains(&format!("sluice rewind {} --to 0", ws.p("ckpt"))),
+        "{shown}"
+    );
     let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
     let said = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
     assert!(
