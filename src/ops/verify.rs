@@ -251,6 +251,31 @@ pub async fn replay(
             ));
         }
     }
+    // What decides a batch's rows beside its query is also what ran: FILE says only where
+    // things are now.
+    let mut given = given;
+    if let (Some(given), Some(ran), Some(path)) =
+        (given.as_mut(), ran_with.as_ref(), args.pipeline.as_deref())
+    {
+        if given.output_mode != ran.output_mode {
+            notes.push(format!(
+                "note: the output mode is batch {batch}'s own, `{}`; the `output_mode: {}` in {} \
+                 is not used (a replay recomputes what ran)",
+                ran.output_mode,
+                given.output_mode,
+                path.display()
+            ));
+            given.output_mode = ran.output_mode;
+        }
+        if given.state_ttl != ran.state_ttl {
+            notes.push(format!(
+                "note: the state TTL is batch {batch}'s own; the `state_ttl:` in {} differs and \
+                 is not used (a replay recomputes what ran)",
+                path.display()
+            ));
+            given.state_ttl = ran.state_ttl;
+        }
+    }
     // Where FILE names another sink, the one the batch wrote to is read too, for a batch
     // FILE's does not hold.
     let own_sink = ran_with.clone().filter(|_| moved_sink.is_some());

@@ -4575,6 +4575,47 @@ fn what_is_under_a_hidden_name_does_not_stop_the_source() {
     );
 }
 
+/// A replay with `--pipeline FILE` (a moved project) recomputed with FILE's output mode, so an
+/// edited mode made `--verify` fail on a batch that is whole, or passed a wrong recomputation
+/// off as the batch's. Like the query, the mode is the batch's own, and the note says so.
+#[test]
+fn a_replay_with_another_pipeline_file_recomputes_with_the_batch_s_own_output_mode() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, sum(v) AS t FROM s GROUP BY k", "update");
+    for (i, rows) in ["{\"k\":\"a\",\"v\":1}\n", "{\"k\":\"b\",\"v\":2}\n"]
+        .iter()
+        .enumerate()
+    {
+        input(&ws, &format!("{i}.json"), rows);
+        assert!(run(&file, &ws).status.success());
+    }
+    let yaml = std::fs::read_to_string(&file)
+        .expect("pipeline")
+        .replace("output_mode: update", "output_mode: complete");
+    let edited = ws.path("complete.yaml");
+    std::fs::write(&edited, yaml).expect("write");
+    let out = run_bin(
+        &[
+            "replay",
+            &ws.p("ckpt"),
+            "--batch",
+            "1",
+            "--verify",
+            "--pipeline",
+            edited.to_str().expect("utf-8"),
+        ],
+        ws.dir.path(),
+    );
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
+    assert!(out.status.success(), "{said}");
+    // Update mode: batch 1 wrote the one key it changed; complete mode would give both.
+    assert!(
+        said.contains("recomputed: 1 rows")
+            && said.contains("the output mode is batch 1's own, `update`"),
+        "{said}"
+    );
+}
+
 /// Walk 11 (F3): a `sum` or `+` over bigint that does not fit wrapped around (9e18 + 9e18 =
 /// -446744073709551616, exit 0). It fails the batch, as Spark and DuckDB refuse it, also where
 /// the overflow comes from merging a batch into the stored state; batch 0 stays committed and
