@@ -981,12 +981,15 @@ async fn declared_schema(
     with_rescued(name, config, &schema).map(Some)
 }
 
-/// `schema` with the source's rescued-data column after its columns, where it has one.
+/// `schema` as the query reads it: decimals in 128 bits (see
+/// [`super::infer::decimals_in_128_bits`]), and the source's rescued-data column after its
+/// columns, where it has one.
 fn with_rescued(
     name: &str,
     config: &FilesConfig,
     schema: &SchemaRef,
 ) -> Result<SchemaRef, SourceError> {
+    let schema = &super::infer::decimals_in_128_bits(schema);
     let Some(rescued) = &config.rescued_data_column else {
         return Ok(Arc::clone(schema));
     };

@@ -19,7 +19,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{
+    DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit,
+};
 
 use super::SourceError;
 use crate::format::FileFormat;
@@ -388,9 +390,99 @@ fn widen(a: &DataType, b: &DataType) -> Result<DataType, String> {
     })
 }
 
+/// `schema` with every 32- and 64-bit decimal (a Parquet file's `decimal(7,2)` as Arrow reads
+/// it, at any depth) as the 128-bit decimal of the same precision and scale, which holds the
+/// same values. DataFusion 55 plans arithmetic between a `Decimal32`/`Decimal64` and an
+/// integer as integer arithmetic, casting the decimal to an integer first (`d * 2` of 1.25 is
+/// 2), where its `Decimal128` arithmetic is exact; a declared `decimal(p,s)` is `Decimal128`
+/// already.
+pub fn decimals_in_128_bits(schema: &SchemaRef) -> SchemaRef {
+    fn widened(t: &DataType) -> Option<DataType> {
+        let field = |f: &FieldRef| {
+            widened(f.data_type()).map(|t| Arc::new(f.as_ref().clone().with_data_type(t)))
+        };
+        match t {
+            DataType::Decimal32(p, s) | DataType::Decimal64(p, s) => {
+                Some(DataType::Decimal128(*p, *s))
+            }
+            DataType::List(f) => field(f).map(DataType::List),
+            DataType::LargeList(f) => field(f).map(DataType::LargeList),
+            DataType::FixedSizeList(f, n) => field(f).map(|f| DataType::FixedSizeList(f, *n)),
+            DataType::Map(f, sorted) => field(f).map(|f| DataType::Map(f, *sorted)),
+            DataType::Struct(fields) => {
+                let changed: Vec<Option<FieldRef>> = fields.iter().map(field).collect();
+                changed.iter().any(Option::is_some).then(|| {
+                    DataType::Struct(
+                        fields
+                            .iter()
+                            .zip(changed)
+                            .map(|(f, c)| c.unwrap_or_else(|| Arc::clone(f)))
+                            .collect(),
+                    )
+                })
+            }
+            _ => None,
+        }
+    }
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| widened(f.data_type()).is_some())
+    {
+        return Arc::clone(schema);
+    }
+    Arc::new(Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .map(|f| match widened(f.data_type()) {
+                Some(t) => Arc::new(f.as_ref().clone().with_data_type(t)),
+                None => Arc::clone(f),
+            })
+            .collect::<Vec<FieldRef>>(),
+        schema.metadata().clone(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_decimals_read_as_128_bits_at_any_depth() {
+        let item = |t: DataType| Arc::new(Field::new("item", t, true));
+        let given = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Decimal32(7, 2), true),
+            Field::new("b", DataType::List(item(DataType::Decimal64(12, 1))), true),
+            Field::new(
+                "c",
+                DataType::Struct(Fields::from(vec![
+                    Field::new("x", DataType::Int32, true),
+                    Field::new("y", DataType::Decimal32(5, 0), false),
+                ])),
+                true,
+            ),
+            Field::new("d", DataType::Decimal128(38, 10), true),
+        ]));
+        let read = decimals_in_128_bits(&given);
+        let types: Vec<String> = read
+            .fields()
+            .iter()
+            .map(|f| f.data_type().to_string())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "Decimal128(7, 2)",
+                "List(Decimal128(12, 1))",
+                "Struct(\"x\": Int32, \"y\": non-null Decimal128(5, 0))",
+                "Decimal128(38, 10)",
+            ]
+        );
+        // Nothing to widen: the same schema.
+        let plain = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        assert!(Arc::ptr_eq(&decimals_in_128_bits(&plain), &plain));
+    }
 
     fn schema(fields: &[(&str, DataType)]) -> Option<Schema> {
         Some(Schema::new(
