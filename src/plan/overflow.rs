@@ -84,6 +84,18 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
 /// out, `v < 1000 AND v * 10 > 15`, would fail on its overflow; Spark and DuckDB do not
 /// look at `b` there).
 fn checked(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    // `-v` of a signed integer: `0 - v`, checked (the smallest value has no negation).
+    if let Expr::Negative(operand) = &expr
+        && let Ok(t) = operand.get_type(schema)
+        && t.is_signed_integer()
+    {
+        let text = expr.schema_name().to_string();
+        let udf = ScalarUDF::from(CheckedArithmetic::negation(text));
+        let zero = Expr::Literal(ScalarValue::new_zero(&t)?, None);
+        return Ok(Transformed::yes(
+            udf.call(vec![zero, operand.as_ref().clone()]),
+        ));
+    }
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr else {
         return Ok(Transformed::no(expr));
     };
@@ -138,13 +150,15 @@ fn holds_checked(expr: &Expr) -> bool {
     expr.exists(|e| Ok(is_checked(e))).unwrap_or(false)
 }
 
-/// `a + b`, `a - b` or `a * b` over two integers of one type, an error where the result does
-/// not fit the type. Named as the expression it replaces.
+/// `a + b`, `a - b` or `a * b` over two integers of one type, or `-b` as `0 - b`, an error
+/// where the result does not fit the type. Named as the expression it replaces.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct CheckedArithmetic {
     op: Operator,
     /// The expression as DataFusion names it (`s.v + s.v`), for its column name and errors.
     text: String,
+    /// `-b`, called as `0 - b` and named as DataFusion names a negation (`(- s.v)`).
+    negation: bool,
     signature: Signature,
 }
 
@@ -153,7 +167,15 @@ impl CheckedArithmetic {
         Self {
             op,
             text,
+            negation: false,
             signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+
+    fn negation(text: String) -> Self {
+        Self {
+            negation: true,
+            ..Self::new(Operator::Minus, text)
         }
     }
 }
@@ -185,6 +207,9 @@ impl ScalarUDFImpl for CheckedArithmetic {
     }
 
     fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        if self.negation {
+            return Ok(format!("(- {})", args[1].schema_name()));
+        }
         Ok(format!(
             "{} {} {}",
             args[0].schema_name(),
@@ -635,6 +660,25 @@ mod tests {
                 "{sql}: {err}"
             );
         }
+        // The smallest integer has no negation (DuckDB: "Overflow in negation").
+        let ctx = session(&[("m", i64::MIN, i32::MIN)]);
+        for (sql, says) in [
+            ("SELECT -v FROM t", "`(- t.v)`"),
+            ("SELECT -i AS n FROM t", "does not fit in int"),
+        ] {
+            let err = query(&ctx, sql).await.expect_err(sql).to_string();
+            assert!(
+                err.contains("integer overflow in ") && err.contains(says),
+                "{sql}: {err}"
+            );
+        }
+        let ctx = session(&[("m", i64::MIN + 1, 7)]);
+        let shown = table_of(&ctx, "SELECT -v, -i AS n FROM t", "fits").await;
+        assert!(
+            shown.contains("| (- t.v)             | n  |")
+                && shown.contains("| 9223372036854775807 | -7 |"),
+            "{shown}"
+        );
         // A row a condition rules out is not computed on (as Spark and DuckDB do), however
         // many rows the condition keeps; the name of a condition column stays DataFusion's.
         let ctx = session(&[("a", 1, 1), ("a", 2, 1), ("a", 3, 1), ("b", big, 1)]);
