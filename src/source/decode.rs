@@ -1633,7 +1633,11 @@ fn json_values<'a>(
             None => break,
         };
         let error_line = line + at - 1;
-        if on_error == OnError::Fail {
+        // A CSV file under `format: json` fails on its first line: it is refused naming what
+        // it is, under `on_error: skip` too (skipped, the whole file would count as one row).
+        let first = scanned.values.is_empty() && scanned.skipped == 0 && !file.is_empty();
+        let csv_header = first.then(|| looks_like_csv(&bytes[pos..])).flatten();
+        if on_error == OnError::Fail || csv_header.is_some() {
             // Named by the line the value starts on (a line cut short reads on into the next:
             // the next is not the one to blame), and where the parser stopped.
             let reason = if error_line > line {
@@ -1653,9 +1657,7 @@ fn json_values<'a>(
             } else {
                 reason
             };
-            // A CSV file under `format: json` fails on its first line: say what it is.
-            let first = scanned.values.is_empty() && scanned.skipped == 0 && !file.is_empty();
-            let reason = match first.then(|| looks_like_csv(&bytes[pos..])).flatten() {
+            let reason = match csv_header {
                 Some(header) => format!(
                     "{reason}; the file is not JSON lines but looks like CSV (its first line \
                      is `{header}`): set `format: csv` on the source, or give CSV files a \
@@ -3105,6 +3107,23 @@ mod tests {
             err.contains("in/d.csv") && err.contains("`format: json`"),
             "{err}"
         );
+        // A CSV file under `format: json` is refused under `on_error: skip` too, as the other
+        // formats are: skipped, the whole file counted as one malformed row (walk 12).
+        let reader = Reader {
+            format: FileFormat::Json,
+            on_error: OnError::Skip,
+            ..reader
+        };
+        let err = reader
+            .decode("in/d.json", "d.json", &Bytes::from("k,v\na,1\nb,2\n"))
+            .map(|d| d.skipped)
+            .expect_err("CSV as JSON lines");
+        assert!(err.to_string().contains("looks like CSV"), "{err}");
+        // Under skip, a bad first line of a JSON file is still skipped alone.
+        let read = reader
+            .decode("in/d.json", "d.json", &Bytes::from("oops\n{\"k\":\"b\"}\n"))
+            .expect("skipped");
+        assert_eq!((read.rows, read.skipped), (1, 1));
         // A JSON file whose first line is JSON is not taken for CSV, nor a CSV file with a
         // quoted header for JSON.
         assert!(looks_like_csv(b"{\"a\":1,\"b\":2}\n").is_none());
