@@ -267,6 +267,20 @@ pub async fn replay(
             ));
             given.output_mode = ran.output_mode;
         }
+        // The sink as the batch wrote it: FILE's `format:` would read its files as another.
+        let (now, then) = (given.sink.connector(), ran.sink.connector());
+        if now.kind() == then.kind()
+            && now.location() == then.location()
+            && now.format() != then.format()
+        {
+            notes.push(format!(
+                "note: the sink's files are read as batch {batch} wrote them, {}; the sink \
+                 `format:` in {} differs and is not used",
+                then.format().map_or("", |f| f.as_str()),
+                path.display()
+            ));
+            given.sink = ran.sink.clone();
+        }
         if given.state_ttl != ran.state_ttl {
             notes.push(format!(
                 "note: the state TTL is batch {batch}'s own; the `state_ttl:` in {} differs and \
@@ -362,7 +376,11 @@ pub async fn replay(
                 .unwrap_or_default()
         )),
         Err(Error::Source(e)) => Err(format!("its input cannot be read as it was: {e}")),
-        Err(Error::State(e)) => Err(format!("the state before it cannot be loaded: {e}")),
+        Err(Error::State(e)) => Err(format!(
+            "the state before it cannot be loaded: {}",
+            e.to_string()
+                .replace("<checkpoint>", &crate::secret::redact_url(spec))
+        )),
         Err(e) => return Err(e),
     };
     let schema: SchemaRef = match &recomputed {

@@ -4672,9 +4672,10 @@ fn what_is_under_a_hidden_name_does_not_stop_the_source() {
     );
 }
 
-/// A replay with `--pipeline FILE` (a moved project) recomputed with FILE's output mode, so an
-/// edited mode made `--verify` fail on a batch that is whole, or passed a wrong recomputation
-/// off as the batch's. Like the query, the mode is the batch's own, and the note says so.
+/// A replay with `--pipeline FILE` (a moved project) recomputed with FILE's output mode and
+/// read the sink in FILE's format, so an edited file made `--verify` fail on a batch that is
+/// whole (advising a rewind), or passed a wrong recomputation off as the batch's (walk 12,
+/// F8). Like the query, the mode and the sink's format are the batch's own, and notes say so.
 #[test]
 fn a_replay_with_another_pipeline_file_recomputes_with_the_batch_s_own_output_mode() {
     let ws = Workspace::new();
@@ -4709,6 +4710,30 @@ fn a_replay_with_another_pipeline_file_recomputes_with_the_batch_s_own_output_mo
     assert!(
         said.contains("recomputed: 1 rows")
             && said.contains("the output mode is batch 1's own, `update`"),
+        "{said}"
+    );
+    // The sink's files are read in the format they were written in, not FILE's.
+    let yaml = std::fs::read_to_string(&file)
+        .expect("pipeline")
+        .replace("format: json }", "format: csv }");
+    assert!(yaml.contains("format: csv }"), "{yaml}");
+    std::fs::write(&edited, yaml).expect("write");
+    let out = run_bin(
+        &[
+            "replay",
+            &ws.p("ckpt"),
+            "--batch",
+            "1",
+            "--verify",
+            "--pipeline",
+            edited.to_str().expect("utf-8"),
+        ],
+        ws.dir.path(),
+    );
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("read as batch 1 wrote them, json") && said.contains("verified"),
         "{said}"
     );
 }
