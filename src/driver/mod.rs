@@ -454,7 +454,7 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
             source,
         } if query_fails_on_rows(source) => "to plan it again with an edited query",
         Error::State(crate::state::StateError::Compute { reason, .. })
-            if reason.contains("integer overflow in `") =>
+            if reason.contains(" overflow in `") =>
         {
             "to plan it again with an edited query"
         }
@@ -468,7 +468,18 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
             .copied()
             .filter(|newest| !logs.commits.contains(newest))
     };
+    // An aggregation's own sum that does not fit: the sum a wider type needs is kept in the
+    // state with another type, which no rewind changes.
+    let widened_sum = error.to_string().contains(" overflow in `sum(");
     match pending.await {
+        Some(batch) if widened_sum && batch.prev().is_some() => Error::BadRow {
+            batch,
+            advice: "the query's state keeps each sum with its type, and a rewind cannot \
+                     change that type: run the query with the wider sum on a new checkpoint \
+                     with a new, empty `sink.path` (it reads its sources from the start)"
+                .to_string(),
+            source: Box::new(error),
+        },
         Some(batch) => Error::BadRow {
             batch,
             advice: format!(

@@ -13,6 +13,12 @@
 //!   checks, in each batch's partial aggregation and where a streaming aggregation merges a
 //!   batch into its stored state; over other types it is DataFusion's own.
 //!
+//! Decimals too: DataFusion's decimal `+`, `-`, `*`, `/` and `sum` give values past their
+//! type's precision (`d + d` of a `decimal(38,10)` holding 5e27 writes 29 integer digits into
+//! a 38,10 column) and its `sum` wraps past `i128`. Each such result is checked against its
+//! type's precision ([`CheckedDecimal`]; [`CheckedSum`] over `Decimal128`), as DuckDB
+//! ("Overflow in SUM of DECIMAL") and Spark (ANSI) refuse it.
+//!
 //! An overflow fails the batch (`on_error` is about input rows, not the query) with the
 //! expression and its operands, and how to widen them.
 
@@ -20,7 +26,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, PrimitiveArray};
 use datafusion::arrow::compute::kernels::numeric;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt64Type};
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, DecimalType, Field, FieldRef, Int64Type, UInt64Type,
+};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
@@ -38,6 +46,10 @@ use datafusion::optimizer::AnalyzerRule;
 /// What an overflow error of `+`, `-`, `*` advises.
 const WIDEN: &str = "cast an operand to a wider type first (`CAST(v AS DECIMAL(38, 0))`), as \
      Spark and DuckDB refuse such a value too";
+
+/// What a decimal overflow error advises.
+const WIDEN_DECIMAL: &str = "cast to a decimal with fewer digits after the point first \
+     (`CAST(d AS DECIMAL(38, 2))`), or to double, as Spark and DuckDB refuse such a value too";
 
 /// What an overflow error of `sum` advises.
 const WIDEN_SUM: &str = "sum a wider type (`sum(CAST(v AS DECIMAL(38, 0)))`), as Spark and \
@@ -119,14 +131,25 @@ fn checked(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             Box::new(right.data),
         ))));
     }
-    if !matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply) {
+    if !matches!(
+        op,
+        Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Divide
+    ) {
         return Ok(Transformed::no(expr));
     }
     // An operand whose type is not known here (an outer query's column) is left as it is.
     let (Ok(left_type), Ok(right_type)) = (left.get_type(schema), right.get_type(schema)) else {
         return Ok(Transformed::no(expr));
     };
-    if left_type != right_type || !left_type.is_integer() {
+    if let Ok(DataType::Decimal128(precision, scale)) = expr.get_type(schema)
+        && matches!(left_type, DataType::Decimal128(..))
+        && matches!(right_type, DataType::Decimal128(..))
+    {
+        let text = expr.schema_name().to_string();
+        let udf = ScalarUDF::from(CheckedDecimal::new(text, precision, scale));
+        return Ok(Transformed::yes(udf.call(vec![expr])));
+    }
+    if left_type != right_type || !left_type.is_integer() || *op == Operator::Divide {
         return Ok(Transformed::no(expr));
     }
     let text = expr.schema_name().to_string();
@@ -136,9 +159,14 @@ fn checked(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     ))
 }
 
-/// The names of [`CheckedArithmetic`]'s functions (registered nowhere: only this rule makes
-/// them).
-const CHECKED_NAMES: [&str; 3] = ["checked_add", "checked_subtract", "checked_multiply"];
+/// The names of [`CheckedArithmetic`]'s and [`CheckedDecimal`]'s functions (registered
+/// nowhere: only this rule makes them).
+const CHECKED_NAMES: [&str; 4] = [
+    "checked_add",
+    "checked_subtract",
+    "checked_multiply",
+    "checked_decimal",
+];
 
 /// Whether `expr` is a [`CheckedArithmetic`] call.
 fn is_checked(expr: &Expr) -> bool {
@@ -241,6 +269,98 @@ impl ScalarUDFImpl for CheckedArithmetic {
     }
 }
 
+/// A decimal `a + b`, `a - b`, `a * b` or `a / b` as DataFusion computes it, each value checked
+/// against the precision of its type (DataFusion leaves a value with more digits than its
+/// type holds). Named as the expression it wraps.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CheckedDecimal {
+    /// The expression as DataFusion names it (`s.d + s.d`), for errors.
+    text: String,
+    precision: u8,
+    scale: i8,
+    signature: Signature,
+}
+
+impl CheckedDecimal {
+    fn new(text: String, precision: u8, scale: i8) -> Self {
+        Self {
+            text,
+            precision,
+            scale,
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for CheckedDecimal {
+    fn name(&self) -> &str {
+        "checked_decimal"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        Ok(Arc::new(Field::new(
+            self.name(),
+            args.arg_fields[0].data_type().clone(),
+            args.arg_fields[0].is_nullable(),
+        )))
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        Ok(args[0].schema_name().to_string())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let values = arrays[0].as_primitive::<Decimal128Type>();
+        if let Some(bad) = too_many_digits(values, self.precision) {
+            return Err(exec_datafusion_err!(
+                "decimal overflow in `{}`: {} does not fit in decimal({},{}); {WIDEN_DECIMAL}",
+                self.text,
+                decimal_text(bad, self.scale),
+                self.precision,
+                self.scale
+            ));
+        }
+        Ok(ColumnarValue::Array(Arc::clone(&arrays[0])))
+    }
+}
+
+/// The decimal of unscaled value `value` and scale `scale` as text (`-12.50`), whatever its
+/// number of digits (Arrow's formatting assumes they fit the precision).
+fn decimal_text(value: i128, scale: i8) -> String {
+    let digits = value.unsigned_abs().to_string();
+    let sign = if value < 0 { "-" } else { "" };
+    match usize::try_from(scale) {
+        Ok(0) | Err(_) => format!(
+            "{sign}{digits}{}",
+            "0".repeat(usize::from(scale.unsigned_abs()))
+        ),
+        Ok(scale) => {
+            let digits = format!("{digits:0>width$}", width = scale + 1);
+            let (whole, fraction) = digits.split_at(digits.len() - scale);
+            format!("{sign}{whole}.{fraction}")
+        }
+    }
+}
+
+/// The first value of `values` with more digits than `precision`, if any.
+fn too_many_digits(values: &PrimitiveArray<Decimal128Type>, precision: u8) -> Option<i128> {
+    let fits = |v: i128| Decimal128Type::is_valid_decimal_precision(v, precision);
+    if values.null_count() == 0 {
+        values.values().iter().copied().find(|v| !fits(*v))
+    } else {
+        values.iter().flatten().find(|v| !fits(*v))
+    }
+}
+
 /// DataFusion's `sum`, adding integers with overflow checks (module docs).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct CheckedSum {
@@ -258,7 +378,10 @@ impl CheckedSum {
 
 /// Whether a sum of return type `data_type` is one this module checks.
 fn checked_sum_type(data_type: &DataType) -> bool {
-    matches!(data_type, DataType::Int64 | DataType::UInt64)
+    matches!(
+        data_type,
+        DataType::Int64 | DataType::UInt64 | DataType::Decimal128(..)
+    )
 }
 
 impl AggregateUDFImpl for CheckedSum {
@@ -351,14 +474,20 @@ fn integer_name(data_type: &DataType) -> String {
 
 /// The error of a sum that does not fit its type.
 fn sum_overflow(name: &str, data_type: &DataType) -> DataFusionError {
-    exec_datafusion_err!(
-        "integer overflow in `{name}`: the sum does not fit in {}; {WIDEN_SUM}",
-        integer_name(data_type)
-    )
+    match data_type {
+        DataType::Decimal128(precision, scale) => exec_datafusion_err!(
+            "decimal overflow in `{name}`: the sum does not fit in decimal({precision},{scale}); \
+             {WIDEN_DECIMAL}"
+        ),
+        _ => exec_datafusion_err!(
+            "integer overflow in `{name}`: the sum does not fit in {}; {WIDEN_SUM}",
+            integer_name(data_type)
+        ),
+    }
 }
 
-/// Calls `f` with the row and the value, widened, of each non-null value of an `Int64` or
-/// `UInt64` array `values`, in order.
+/// Calls `f` with the row and the value, widened, of each non-null value of an `Int64`,
+/// `UInt64` or `Decimal128` array `values` (a decimal's unscaled value), in order.
 fn for_each_value(values: &ArrayRef, mut f: impl FnMut(usize, i128) -> Result<()>) -> Result<()> {
     fn each<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
         values: &PrimitiveArray<T>,
@@ -383,12 +512,14 @@ fn for_each_value(values: &ArrayRef, mut f: impl FnMut(usize, i128) -> Result<()
     match values.data_type() {
         DataType::Int64 => each(values.as_primitive::<Int64Type>(), &mut f),
         DataType::UInt64 => each(values.as_primitive::<UInt64Type>(), &mut f),
+        // Of one scale: a sum's values and its partial sums share the argument's.
+        DataType::Decimal128(..) => each(values.as_primitive::<Decimal128Type>(), &mut f),
         other => datafusion::common::internal_err!("a checked sum of {other}"),
     }
 }
 
-/// `sums` (null where `None`) as an array of `data_type` (`Int64` or `UInt64`), or the
-/// overflow error of `name` where one does not fit.
+/// `sums` (null where `None`) as an array of `data_type` (`Int64`, `UInt64` or `Decimal128`),
+/// or the overflow error of `name` where one does not fit (a decimal: its precision).
 fn narrow(sums: Vec<Option<i128>>, data_type: &DataType, name: &str) -> Result<ArrayRef> {
     let overflow = |_| sum_overflow(name, data_type);
     Ok(match data_type {
@@ -398,6 +529,19 @@ fn narrow(sums: Vec<Option<i128>>, data_type: &DataType, name: &str) -> Result<A
                 .collect::<std::result::Result<PrimitiveArray<Int64Type>, _>>()
                 .map_err(overflow)?,
         ),
+        DataType::Decimal128(precision, scale) => {
+            if sums
+                .iter()
+                .flatten()
+                .any(|s| !Decimal128Type::is_valid_decimal_precision(*s, *precision))
+            {
+                return Err(sum_overflow(name, data_type));
+            }
+            Arc::new(
+                PrimitiveArray::<Decimal128Type>::from(sums)
+                    .with_precision_and_scale(*precision, *scale)?,
+            )
+        }
         _ => Arc::new(
             sums.into_iter()
                 .map(|s| s.map(u64::try_from).transpose())
@@ -713,5 +857,71 @@ mod tests {
         )
         .await;
         assert!(shown.contains("18000000000000000000"), "{shown}");
+    }
+
+    /// Decimal `+`, `-`, `*`, `/` and `sum` past the type's precision fail (walk 12: `d + d`
+    /// wrote 29 integer digits into a decimal(38,10) column, and a sum wrapped negative), as
+    /// DuckDB's "Overflow in SUM of DECIMAL" and Spark's ANSI mode refuse them.
+    #[tokio::test]
+    async fn decimal_overflow_fails_instead_of_writing_digits_its_type_cannot_hold() {
+        use datafusion::arrow::array::Decimal128Array;
+        let table = |values: &[(&str, i128)]| {
+            let ctx = super::super::session(&super::super::default_settings());
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("k", DataType::Utf8, false),
+                Field::new("d", DataType::Decimal128(38, 10), true),
+            ]));
+            let d = Decimal128Array::from_iter_values(values.iter().map(|r| r.1))
+                .with_precision_and_scale(38, 10)
+                .expect("decimal");
+            let batch = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(StringArray::from_iter_values(values.iter().map(|r| r.0))),
+                    Arc::new(d),
+                ],
+            )
+            .expect("batch");
+            let table = MemTable::try_new(schema, vec![vec![batch]]).expect("table");
+            ctx.register_table("t", Arc::new(table)).expect("register");
+            ctx
+        };
+        // 5000000000000000000000000000.5 as decimal(38,10).
+        let big = 50_000_000_000_000_000_000_000_000_005_000_000_000;
+        let ctx = table(&[("a", big), ("a", big - 1)]);
+        for (sql, says) in [
+            (
+                "SELECT d + d FROM t",
+                "decimal overflow in `t.d + t.d`: 10000000000000000000000000001.0000000000 does \
+                 not fit in decimal(38,10)",
+            ),
+            ("SELECT d * 3 AS m FROM t", "`t.d * Int64(3)`"),
+            ("SELECT -d - d FROM t", "`(- t.d) - t.d`"),
+            (
+                "SELECT sum(d) FROM t",
+                "decimal overflow in `sum(t.d)`: the sum does not fit in decimal(38,10)",
+            ),
+            ("SELECT k, sum(d) FROM t GROUP BY k", "`sum(t.d)`"),
+            (
+                "SELECT k, sum(DISTINCT d) FROM t GROUP BY k",
+                "the sum does not fit",
+            ),
+        ] {
+            let err = query(&ctx, sql).await.expect_err(sql).to_string();
+            assert!(err.contains(says), "{sql}: {err}");
+        }
+        // What fits is DataFusion's; a row a condition rules out is not computed on.
+        let ctx = table(&[("a", 12_500_000_000), ("a", 10_000_000_000), ("b", big)]);
+        let shown = table_of(
+            &ctx,
+            "SELECT k, sum(d) AS s, CAST(sum(d / 2) AS DECIMAL(10, 3)) AS h FROM t WHERE d < 10 \
+             AND d + d > 1 GROUP BY k",
+            "fits",
+        )
+        .await;
+        assert!(shown.contains("| a | 2.2500000000 | 1.125 |"), "{shown}");
+        assert_eq!(decimal_text(-1_250, 2), "-12.50");
+        assert_eq!(decimal_text(5, 3), "0.005");
+        assert_eq!(decimal_text(7, 0), "7");
     }
 }

@@ -4755,12 +4755,52 @@ fn an_integer_sum_that_overflows_fails_instead_of_wrapping() {
     assert!(
         said.contains("integer overflow in `sum(s.v)`")
             && said.contains("CAST(v AS DECIMAL(38, 0))")
-            && said.contains("--to 0"),
+            && said.contains("a rewind cannot change that type")
+            && said.contains("new checkpoint with a new, empty `sink.path`"),
         "{said}"
     );
     assert_eq!(
         sink_lines(&ws.path("out")),
         vec!["{\"k\":\"a\",\"total\":9000000000000000000}"]
+    );
+    // As the message says (walk 12, F4: its rewind was refused, the state's type changed).
+    let yaml = std::fs::read_to_string(&file)
+        .expect("pipeline")
+        .replace("sum(v)", "sum(CAST(v AS DECIMAL(38, 0)))")
+        .replace(&ws.p("ckpt"), &ws.p("ckpt2"))
+        .replace(&ws.p("out"), &ws.p("out2"));
+    std::fs::write(&file, yaml).expect("write");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out2")),
+        vec!["{\"k\":\"a\",\"total\":18000000000000000000}"]
+    );
+}
+
+/// Walk 12 (F1): a decimal `sum` past its type's precision was written with 29 integer digits
+/// in a decimal(38,10) column, then wrapped to a negative total, exit 0. It fails the batch
+/// where a batch is merged into the state, as DuckDB refuses it, and batch 0 stays committed.
+#[test]
+fn a_decimal_sum_past_its_precision_fails_instead_of_wrapping() {
+    let ws = Workspace::new();
+    let row = "{\"k\":\"a\",\"v\":5000000000000000000000000000.5}\n";
+    input(&ws, "0.json", row);
+    let file = pipeline(&ws, "SELECT k, sum(v) AS total FROM s GROUP BY k", "update");
+    edit_file(&file, "v: bigint", "v: 'decimal(38,10)'");
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.json", row);
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("decimal overflow in `sum(s.v)`: the sum does not fit in decimal(38,10)")
+            && said.contains("new checkpoint"),
+        "{said}"
+    );
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        vec!["{\"k\":\"a\",\"total\":5000000000000000000000000000.5000000000}"]
     );
 }
 
