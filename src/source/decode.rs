@@ -546,6 +546,7 @@ pub fn infer_schema(
             with_wide_integers(with_inferred_timestamps(schema, &objects), &objects)
         }
         FileFormat::Csv => {
+            unclosed_quote_in_header(file, bytes, delimiter)?;
             let schema = timestamps_in_nanoseconds(
                 arrow_csv::reader::Format::default()
                     .with_header(true)
@@ -1864,6 +1865,27 @@ fn csv_slow(
     Ok(Decoded::from_batches(batches, skipped))
 }
 
+/// Refuses a CSV file whose header line opens a quote that nothing closes: the header would
+/// take the whole file as one column's name.
+fn unclosed_quote_in_header(file: &str, bytes: &[u8], delimiter: u8) -> Result<(), SourceError> {
+    let header_line = bytes
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(bytes, |p| &bytes[..p]);
+    if ends_in_open_quote(header_line, delimiter) && ends_in_open_quote(bytes, delimiter) {
+        return Err(SourceError::Malformed {
+            file: file.to_string(),
+            line: Some(1),
+            reason: format!(
+                "{UNCLOSED_QUOTE}, so the header would take the file's {} line(s) into one \
+                 column's name: close the quote, or remove it",
+                bytes.iter().filter(|b| **b == b'\n').count()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// What a CSV record whose quoted field runs to the end of the file is refused with.
 const UNCLOSED_QUOTE: &str = "a field opened by a quote (`\"`) on this line is never closed";
 
@@ -1901,6 +1923,7 @@ fn check_csv_header(
     schema: &SchemaRef,
     delimiter: u8,
 ) -> Result<(), SourceError> {
+    unclosed_quote_in_header(file, bytes, delimiter)?;
     let header_line = bytes
         .iter()
         .position(|b| *b == b'\n')
@@ -2699,6 +2722,27 @@ mod tests {
         ] {
             assert_eq!(csv(text, OnError::Fail).expect("whole").rows, 2, "{text:?}");
         }
+        // In the header too, declared or inferred (walk 12: a column named `name\n1,a\n...`).
+        let err = csv("id,\"name\n1,a\n2,b\n", OnError::Skip)
+            .expect_err("header")
+            .to_string();
+        assert!(
+            err.contains("f.csv line 1") && err.contains("never closed"),
+            "{err}"
+        );
+        let err = infer_schema(
+            "f.csv",
+            &Bytes::from_static(b"id,\"name\n1,a\n"),
+            FileFormat::Csv,
+            OnError::Fail,
+            b',',
+        )
+        .expect_err("header")
+        .to_string();
+        assert!(
+            err.contains("line 1") && err.contains("never closed"),
+            "{err}"
+        );
         assert!(ends_in_open_quote(b"a,\"b\"\"c", b','));
         assert!(!ends_in_open_quote(b"a;\"b\";c", b';'));
         assert!(!ends_in_open_quote(b"a,\"b\"\"c\"", b','));
