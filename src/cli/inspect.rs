@@ -155,7 +155,11 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             .flatten(),
         None => None,
     };
-    if let Some((folder, shown_sink)) = pipeline.as_ref().and_then(crate::ops::local_sink_folder) {
+    for (folder, shown_sink) in pipeline
+        .as_ref()
+        .map(crate::ops::local_sink_folders)
+        .unwrap_or_default()
+    {
         let leftovers = folder.staged_leftovers();
         if !leftovers.is_empty() {
             tracing::warn!(
@@ -167,7 +171,20 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         }
     }
     let mut batches = Vec::new();
-    for batch in &logs.offsets {
+    // A committed batch whose offsets entry is gone is shown too, as damaged.
+    let mut shown_batches: Vec<BatchId> = logs
+        .offsets
+        .iter()
+        .chain(
+            logs.commits
+                .iter()
+                .filter(|c| logs.offsets.first().is_some_and(|oldest| *c > oldest)),
+        )
+        .copied()
+        .collect();
+    shown_batches.sort_unstable();
+    shown_batches.dedup();
+    for batch in &shown_batches {
         if only.is_some_and(|n| n != batch.0) {
             continue;
         }
@@ -260,10 +277,18 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             Err(e) => tracing::warn!("the lag of source `{name}` is not shown: {e}"),
         }
     }
-    let sink = match Checkpoint::read_sink_record(&location).await? {
+    let mut sink = match Checkpoint::read_sink_record(&location).await? {
         Some(record) => Some(sink_view(record, metadata.id, pipeline.as_ref()).await),
         None => None,
     };
+    // The sink is read as the pipeline file says: without it, what it holds is not known.
+    if let (Some(view), None, Some(fingerprint)) = (sink.as_mut(), &pipeline, &newest_pipeline) {
+        view.unreadable = Some(format!(
+            "not read: {}, the pipeline file the newest batch ran with, is missing or damaged; \
+             a run with the same, unchanged pipeline file stores it again",
+            checkpoint::paths::pipeline(fingerprint)
+        ));
+    }
     let retention = match last_commit.as_ref().and_then(|c| c.pipeline.as_deref()) {
         // A damaged pipeline file is said, and the rest of the checkpoint still shown.
         Some(fingerprint) => crate::driver::stored_pipeline(&location, spec, fingerprint)
@@ -366,6 +391,14 @@ async fn view_batch(
         spec,
         &mut damaged,
     )?;
+    if offsets.is_none() && damaged.is_empty() && logs.commits.contains(&batch) {
+        damaged.push(format!(
+            "{} is missing though the batch is committed (replay and rewind read it): `sluice \
+             repair {spec}` rebuilds it from {} and the sources' logs",
+            checkpoint::paths::offsets(batch),
+            checkpoint::paths::commits(batch)
+        ));
+    }
     let commit = if logs.commits.contains(&batch) {
         readable(
             checkpoint::read_commit(location, batch).await,

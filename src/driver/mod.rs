@@ -1004,14 +1004,23 @@ impl<'a> Driver<'a> {
             && sink.owner().await?.is_none()
             && sink.summary().await?.is_some_and(|held| held.entries == 0)
         {
+            let path = sink_record.path.as_deref().unwrap_or_default();
+            let kept = crate::sink::data_without_records(path)
+                .map(|n| {
+                    format!(
+                        " (the folder still holds {n} data file(s) of those batches, but not \
+                         its `_sluice/` records of them, which cannot be rebuilt: after starting \
+                         over, remove the old files, or read them apart)"
+                    )
+                })
+                .unwrap_or_default();
             return Err(Error::Usage(format!(
-                "the sink {} holds none of the batches this checkpoint committed to it (the \
+                "the sink {path} holds none of the batches this checkpoint committed to it (the \
                  last is batch {last}): its records of them (a files sink's _sluice owner \
                  record and manifest, a Delta table's _delta_log) are gone, so the folder was \
                  moved, emptied or deleted. Put it back where it was; or, to \
                  start this pipeline over, run it on a new checkpoint with a new, empty \
-                 `sink.path`",
-                sink_record.path.as_deref().unwrap_or_default()
+                 `sink.path`{kept}"
             )));
         }
         // A sink that lost some of the batches committed to it (a Delta table's log entry

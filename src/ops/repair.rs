@@ -109,13 +109,14 @@ pub async fn repair(
             leftovers.join(", ")
         ));
     }
-    // The same litter in the sink's folder (its `_sluice/` records, a Delta log), which the
+    // The same litter in the sinks' folders (their `_sluice/` records, a Delta log), which the
     // pipeline file the newest batch ran with names.
-    if let Some((folder, shown_sink)) = newest_pipeline(location, shown)
+    let sink_folders = newest_pipeline(location, shown)
         .await
         .as_ref()
-        .and_then(local_sink_folder)
-    {
+        .map(local_sink_folders)
+        .unwrap_or_default();
+    for (folder, shown_sink) in sink_folders {
         let mut leftovers = folder.staged_leftovers();
         if !dry_run && let Some(root) = folder.local_root() {
             leftovers.retain(|file| match std::fs::remove_file(root.join(file)) {
@@ -341,6 +342,60 @@ pub async fn repair(
             )),
         }
     }
+    // An older committed batch's offsets entry gone (deleted by hand): rebuilt as above, for
+    // replay and rewind, which read it. (Below the oldest offsets entry, a purge took it.)
+    let oldest = logs.offsets.first().copied();
+    for &batch in logs
+        .commits
+        .iter()
+        .filter(older)
+        .filter(|b| oldest.is_some_and(|o| **b > o) && !logs.offsets.contains(b))
+    {
+        if rebuilt.contains(&batch) {
+            continue;
+        }
+        let file = paths::offsets(batch);
+        match rebuild_offsets(location, shown, batch, &logs).await {
+            Ok(entry) => {
+                if !dry_run
+                    && !location
+                        .put_if_absent(&location.path(&file), entry.to_text().into_bytes())
+                        .await?
+                {
+                    report.unfixable.push(format!(
+                        "{file} appeared while repairing; run `sluice repair` again"
+                    ));
+                    continue;
+                }
+                report.fixed.push(format!(
+                    "rebuilt {file} (missing) from commits/{batch} and the sources' logs"
+                ));
+            }
+            Err(reason) => report.unfixable.push(format!(
+                "{file} is missing and cannot be rebuilt: {reason}. Runs carry on without it; \
+                 restore it from a backup to replay batch {batch} or {} or rewind to {batch}",
+                batch.0 + 1
+            )),
+        }
+    }
+    // The newest commit's stored pipeline file gone: runs carry on (they store the file they
+    // run with), but rewind and replay need it.
+    if let Some(&last) = logs.commits.last()
+        && Some(last) == newest
+        && let Ok(Some(commit)) = read_commit(location, last).await
+        && let Some(fingerprint) = commit.pipeline.as_deref()
+        && matches!(
+            crate::driver::stored_pipeline(location, shown, fingerprint).await,
+            Ok(None)
+        )
+    {
+        report.notes.push(format!(
+            "{}, the pipeline file batch {last} ran with, is missing: runs carry on, but rewind \
+             needs it (and replay `--pipeline FILE`). A run with the same, unchanged pipeline \
+             file stores it again",
+            paths::pipeline(fingerprint)
+        ));
+    }
     // A pending batch whose stored pipeline file is gone: nothing here rebuilds it.
     if let Some(pending) = newest.filter(|n| !logs.commits.contains(n))
         && let Ok(Some(entry)) = read_offsets(location, pending).await
@@ -532,13 +587,19 @@ async fn newest_pipeline(location: &Location, shown: &str) -> Option<Pipeline> {
     None
 }
 
-/// The sink's folder on local disk, opened, with its path as the pipeline file gives it;
-/// `None` for a sink that is not a local folder (an object store, a server, the console).
-pub fn local_sink_folder(pipeline: &Pipeline) -> Option<(Location, String)> {
-    let shown = pipeline.sink.connector().location()?;
-    let folder = Location::open(&shown, false, false, None).ok()?;
-    folder.local_root()?;
-    Some((folder, shown))
+/// The folders on local disk of the sink and the late-rows sink, opened, with their paths as
+/// the pipeline file gives them; a sink that is not a local folder (an object store, a
+/// server, the console) is left out.
+pub fn local_sink_folders(pipeline: &Pipeline) -> Vec<(Location, String)> {
+    std::iter::once(&pipeline.sink)
+        .chain(pipeline.late_rows.as_ref())
+        .filter_map(|sink| {
+            let shown = sink.connector().location()?;
+            let folder = Location::open(&shown, false, false, None).ok()?;
+            folder.local_root()?;
+            Some((folder, shown))
+        })
+        .collect()
 }
 
 /// The checkpoint's lost `metadata`, rebuilt, and where its id came from: the id from the

@@ -157,7 +157,10 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
             None => {
                 let pipeline = newest_pipeline.clone().ok_or_else(|| {
                     refuse(
-                        "the checkpoint does not store the pipeline file its batches ran with"
+                        "the checkpoint does not store the pipeline file its batches ran with \
+                         (`pipelines/`), so their sink is not known. A run with the same, \
+                         unchanged pipeline file stores it again (with no new input it commits \
+                         nothing); then rewind"
                             .into(),
                     )
                 })?;
@@ -208,6 +211,18 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
                         )
                     })
                     .unwrap_or_default();
+                if owner.is_none()
+                    && let Some(kept) = crate::sink::data_without_records(&path)
+                {
+                    return Err(refuse(format!(
+                        "the sink {} has lost its records of the batches (its `_sluice/` \
+                         folder: owner record and manifest), though {kept} of their data files \
+                         are still there, so they cannot be taken back from it. Start the \
+                         pipeline over on a new checkpoint with a new, empty `sink.path`, and \
+                         remove the old folder's files (or read them apart); nothing was deleted",
+                        crate::secret::redact_url(&path)
+                    )));
+                }
                 return Err(refuse(format!(
                     "the sink {}{resolved} holds no record of this pipeline, though batches \
                      after {to} were committed to it, so they cannot be taken back from it. Run \

@@ -53,6 +53,26 @@ pub const SLUICE_DIR: &str = "_sluice";
 /// The stem of the one data file a complete-mode sink keeps (`result.parquet`, ...).
 pub const COMPLETE_RESULT: &str = "result";
 
+/// How many data files (`part-*`, `result.*`) a local files sink folder at `path` still
+/// holds, where it has lost its `_sluice/` records (deleted by hand); `None` where the
+/// records are there, the folder holds no data file, or it is not a local folder.
+pub fn data_without_records(path: &str) -> Option<usize> {
+    let folder = Location::open(path, false, false, None).ok()?;
+    let root = folder.local_root()?;
+    if root.join(SLUICE_DIR).exists() {
+        return None;
+    }
+    let kept = std::fs::read_dir(root)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.starts_with("part-") || name.starts_with(&format!("{COMPLETE_RESULT}."))
+        })
+        .count();
+    (kept > 0).then_some(kept)
+}
+
 /// One batch's entry in the sink's manifest.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -4804,6 +4804,143 @@ fn a_decimal_sum_past_its_precision_fails_instead_of_wrapping() {
     );
 }
 
+/// Walk 12 (F11): the late-rows sink's half-written files were neither named nor removed.
+#[test]
+fn repair_removes_the_half_written_files_in_the_late_rows_sink_too() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"ts\":\"2026-01-01T10:00:00Z\",\"k\":\"a\"}\n",
+    );
+    let yaml = format!(
+        "name: late\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: \
+         json, schema: {{ ts: timestamp, k: string }}, watermark: {{ column: ts, delay: 10s }} \
+         }}\nquery: SELECT date_bin(INTERVAL '1 minute', ts) AS w, count(*) AS n FROM s GROUP BY \
+         1\noutput_mode: append\nlate_rows: {{ kind: files, path: {late}, format: json }}\nsink: \
+         {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        late = ws.p("late"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::create_dir_all(ws.path("late/s/_sluice")).expect("late");
+    std::fs::write(ws.path("late/s/_sluice/owner#2"), "").expect("staged");
+    let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    assert!(stderr(&out).contains("owner#2"), "{}", stderr(&out));
+    let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("owner#2"), "{said}");
+    assert!(!ws.path("late/s/_sluice/owner#2").exists(), "left in place");
+}
+
+/// Walk 12 (F5): the sink's `_sluice/` deleted, its data files kept: the run said the folder
+/// was "moved, emptied or deleted" and the rewind that replay advises said to run it from the
+/// folder it already ran in. Both name what is left and the one way on.
+#[test]
+fn a_sink_that_lost_its_records_but_kept_its_files_says_so() {
+    let ws = Workspace::new();
+    let file = one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 2);
+    std::fs::remove_dir_all(ws.path("out/_sluice")).expect("remove");
+    input(&ws, "2.json", "{\"k\":\"a\",\"v\":2}\n");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the folder still holds 2 data file(s) of those batches"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("has lost its records of the batches")
+            && said.contains("2 of their data files")
+            && !said.contains("Run the rewind from the folder"),
+        "{said}"
+    );
+    assert_eq!(sink_lines(&ws.path("out")).len(), 2, "nothing deleted");
+}
+
+/// Walk 12 (F6): an older committed batch's `offsets/N` deleted: `inspect` left the batch out,
+/// `repair` said "nothing to repair" and `replay` blamed retention. `inspect` shows it as
+/// damaged with the repair, and the repair rebuilds it so that replay works again.
+#[test]
+fn an_older_batch_s_deleted_offsets_entry_is_shown_and_rebuilt() {
+    let ws = Workspace::new();
+    one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 3);
+    std::fs::remove_file(ws.path("ckpt/offsets/1")).expect("remove");
+    let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("offsets/1 is missing though the batch is committed")
+            && shown.contains("sluice repair"),
+        "{shown}"
+    );
+    let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("rebuilt offsets/1 (missing)"), "{said}");
+    for batch in ["1", "2"] {
+        let out = run_bin(
+            &["replay", &ws.p("ckpt"), "--batch", batch, "--verify"],
+            ws.dir.path(),
+        );
+        assert!(
+            out.status.success(),
+            "batch {batch}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+    }
+}
+
+/// Walk 12 (F7): the stored pipeline files deleted: `inspect` said the sink held "no batch
+/// yet", `rewind` refused without a way out and `repair` said nothing. Each names the file and
+/// the run that stores it again, and after that run the rewind works.
+#[test]
+fn deleted_stored_pipeline_files_are_named_with_the_run_that_stores_them_again() {
+    let ws = Workspace::new();
+    let file = one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 3);
+    for entry in std::fs::read_dir(ws.path("ckpt/pipelines")).expect("pipelines") {
+        std::fs::remove_file(entry.expect("entry").path()).expect("remove");
+    }
+    let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("is missing or damaged; a run with the same, unchanged pipeline file")
+            && !shown.contains("no batch yet"),
+        "{shown}"
+    );
+    let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
+    assert!(
+        said.contains("the pipeline file batch 2 ran with, is missing"),
+        "{said}"
+    );
+    let rewind = ["rewind", &ws.p("ckpt"), "--to", "1"];
+    let out = run_bin(&rewind, ws.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("A run with the same, unchanged pipeline file stores it again"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_bin(&rewind, ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")).len(), 2);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")).len(), 3);
+}
+
 /// Walk 11 (F5): a pending batch whose stored pipeline file is gone sent the run to `repair`,
 /// which said "nothing to repair" (exit 0), and the rewind it might have tried needs the file
 /// too. Both name the way that works: the file the batch was planned with, unedited, which
