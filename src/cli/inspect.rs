@@ -160,7 +160,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         .map(crate::ops::local_sink_folders)
         .unwrap_or_default()
     {
-        let leftovers = folder.staged_leftovers();
+        let leftovers = crate::ops::owned_leftovers(&folder, metadata.id);
         if !leftovers.is_empty() {
             tracing::warn!(
                 "the sink {shown_sink} holds {} half-written file(s) a killed run left, never \
@@ -238,7 +238,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         Vec::new()
     } else {
         let committed = logs.commits.last().copied().unwrap_or(BatchId(0));
-        crate::ops::state_damage(&location, spec, committed).await
+        crate::ops::state_damage(&location, spec, committed, true).await
     };
     let source_offsets: std::collections::BTreeMap<String, serde_json::Value> =
         match logs.commits.last() {

@@ -454,7 +454,7 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
             source,
         } if query_fails_on_rows(source) => "to plan it again with an edited query",
         Error::State(crate::state::StateError::Compute { reason, .. })
-            if reason.contains(" overflow in `") =>
+            if reason.contains(" overflow in `") || reason.contains("Arithmetic overflow") =>
         {
             "to plan it again with an edited query"
         }
@@ -1005,7 +1005,9 @@ impl<'a> Driver<'a> {
             && sink.summary().await?.is_some_and(|held| held.entries == 0)
         {
             let path = sink_record.path.as_deref().unwrap_or_default();
-            let kept = crate::sink::data_without_records(path)
+            let kept = (sink_record.kind == "files")
+                .then(|| crate::sink::data_without_records(path))
+                .flatten()
                 .map(|n| {
                     format!(
                         " (the folder still holds {n} data file(s) of those batches, but not \

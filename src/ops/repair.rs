@@ -109,15 +109,24 @@ pub async fn repair(
             leftovers.join(", ")
         ));
     }
-    // The same litter in the sinks' folders (their `_sluice/` records, a Delta log), which the
-    // pipeline file the newest batch ran with names.
-    let sink_folders = newest_pipeline(location, shown)
+    // The same litter in the sinks' folders, which the pipeline file the newest batch ran
+    // with names: only under a folder whose owner record names this checkpoint's pipeline,
+    // since another's `NAME#N` may be a write still under way.
+    let id = Checkpoint::read_metadata(location)
         .await
-        .as_ref()
-        .map(local_sink_folders)
-        .unwrap_or_default();
+        .ok()
+        .flatten()
+        .map(|m| m.id);
+    let sink_folders = match id {
+        Some(_) => newest_pipeline(location, shown)
+            .await
+            .as_ref()
+            .map(local_sink_folders)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     for (folder, shown_sink) in sink_folders {
-        let mut leftovers = folder.staged_leftovers();
+        let mut leftovers = id.map_or_else(Vec::new, |id| owned_leftovers(&folder, id));
         if !dry_run && let Some(root) = folder.local_root() {
             leftovers.retain(|file| match std::fs::remove_file(root.join(file)) {
                 Ok(()) => true,
@@ -479,7 +488,7 @@ pub async fn repair(
     let committed = logs.commits.last().copied().unwrap_or(BatchId(0));
     report
         .unfixable
-        .extend(state_damage(location, shown, committed).await);
+        .extend(state_damage(location, shown, committed, false).await);
     // An older batch's commit deleted: later batches ran on from it, and nothing reads it.
     if let (Some(first), Some(last)) = (logs.commits.first(), logs.commits.last()) {
         // (Below the oldest commit, an offsets entry is a purge's leftover.)
@@ -502,7 +511,15 @@ pub async fn repair(
 /// how to get past it (the rewind that computes the state again, or the file to restore): a
 /// version missing from the chain the next run loads (the newest snapshot, then every delta
 /// after it), or a file that does not read (truncated, overwritten). Empty when all is well.
-pub async fn state_damage(location: &Location, shown: &str, committed: BatchId) -> Vec<String> {
+///
+/// With `loaded_only`, only the files the next run loads are read (the newest snapshot and
+/// the deltas after it); else every file up to `committed` (older ones serve a rewind).
+pub async fn state_damage(
+    location: &Location,
+    shown: &str,
+    committed: BatchId,
+    loaded_only: bool,
+) -> Vec<String> {
     // A state file that does not read (truncated, overwritten) stops the next run that loads
     // it, and nothing else records what it held: only taking back the batches from its
     // version on gets past it, and its message says how.
@@ -526,29 +543,30 @@ pub async fn state_damage(location: &Location, shown: &str, committed: BatchId) 
             .collect();
         // A version gone from the chain the next run loads (the newest snapshot, then every
         // delta after it) stops that run as surely as a damaged one.
-        if !upto.is_empty() {
-            use crate::state::StateFileKind;
-            let first = upto
-                .iter()
-                .filter(|f| f.kind == StateFileKind::Snapshot)
-                .map(|f| f.version.0 + 1)
-                .max()
-                .unwrap_or(0);
-            if let Some(version) = (first..=committed.0).find(|v| {
+        use crate::state::StateFileKind;
+        let first = upto
+            .iter()
+            .filter(|f| f.kind == StateFileKind::Snapshot)
+            .map(|f| f.version.0 + 1)
+            .max()
+            .unwrap_or(0);
+        if !upto.is_empty()
+            && let Some(version) = (first..=committed.0).find(|v| {
                 !upto
                     .iter()
                     .any(|f| f.version.0 == *v && f.kind == StateFileKind::Delta)
-            }) {
-                let missing = crate::state::StateError::Missing {
-                    operator: operator.clone(),
-                    version: BatchId(version),
-                    wanted: committed,
-                    checkpoint: None,
-                };
-                damage.push(Error::from(missing).in_checkpoint(shown).to_string());
-            }
+            })
+        {
+            let missing = crate::state::StateError::Missing {
+                operator: operator.clone(),
+                version: BatchId(version),
+                wanted: committed,
+                checkpoint: None,
+            };
+            damage.push(Error::from(missing).in_checkpoint(shown).to_string());
         }
-        for file in upto {
+        let loaded = |f: &crate::state::StateFile| f.version.0 + 1 >= first;
+        for file in upto.into_iter().filter(|f| !loaded_only || loaded(f)) {
             if let Err(e @ crate::state::StateError::Corrupt { .. }) = files.read(&file).await {
                 damage.push(Error::from(e).in_checkpoint(shown).to_string());
             }
@@ -569,6 +587,37 @@ async fn listing_without(
     logs.commits
         .retain(|b| !moved.contains(&paths::commits(*b)));
     Ok(logs)
+}
+
+/// The half-written files a killed run left in local sink folder `folder` (see
+/// [`Location::staged_leftovers`]), of those under a folder whose owner record names pipeline
+/// `id`: another pipeline's may be writes still under way.
+pub fn owned_leftovers(folder: &Location, id: uuid::Uuid) -> Vec<String> {
+    let Some(root) = folder.local_root() else {
+        return Vec::new();
+    };
+    let mut leftovers = folder.staged_leftovers();
+    leftovers.retain(|file| owned_by(root, file, id));
+    leftovers
+}
+
+/// Whether `file` (relative to local folder `root`) is under a folder whose sink owner record
+/// (`_sluice/owner`, written by a files sink) names pipeline `id`.
+fn owned_by(root: &std::path::Path, file: &str, id: uuid::Uuid) -> bool {
+    let id = id.to_string();
+    let parts: Vec<&str> = file.split('/').collect();
+    let folders = &parts[..parts.len().saturating_sub(1)];
+    let mut folder = root.to_path_buf();
+    for i in 0..=folders.len() {
+        let owner = folder.join(crate::sink::SLUICE_DIR).join("owner");
+        if std::fs::read_to_string(owner).is_ok_and(|text| text.contains(&id)) {
+            return true;
+        }
+        if let Some(part) = folders.get(i) {
+            folder.push(part);
+        }
+    }
+    false
 }
 
 /// The pipeline file the newest batch ran with, as stored in the checkpoint; `None` when no

@@ -212,6 +212,7 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
                     })
                     .unwrap_or_default();
                 if owner.is_none()
+                    && pipeline.sink.connector().kind() == "files"
                     && let Some(kept) = crate::sink::data_without_records(&path)
                 {
                     return Err(refuse(format!(

@@ -48,8 +48,9 @@ const WIDEN: &str = "cast an operand to a wider type first (`CAST(v AS DECIMAL(3
      Spark and DuckDB refuse such a value too";
 
 /// What a decimal overflow error advises.
-const WIDEN_DECIMAL: &str = "cast to a decimal with fewer digits after the point first \
-     (`CAST(d AS DECIMAL(38, 2))`), or to double, as Spark and DuckDB refuse such a value too";
+const WIDEN_DECIMAL: &str = "cast first to a decimal with more digits before the point (a \
+     wider precision, or fewer digits after the point: `CAST(d AS DECIMAL(38, 2))` holds 36 \
+     before it), or to double, as Spark and DuckDB refuse such a value too";
 
 /// What an overflow error of `sum` advises.
 const WIDEN_SUM: &str = "sum a wider type (`sum(CAST(v AS DECIMAL(38, 0)))`), as Spark and \
@@ -141,7 +142,9 @@ fn checked(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     let (Ok(left_type), Ok(right_type)) = (left.get_type(schema), right.get_type(schema)) else {
         return Ok(Transformed::no(expr));
     };
-    if let Ok(DataType::Decimal128(precision, scale)) = expr.get_type(schema)
+    // Arrow gives a decimal result the precision that holds every value of its operands, up
+    // to 38: only a result held to 38 digits can overflow it.
+    if let Ok(DataType::Decimal128(precision @ 38, scale)) = expr.get_type(schema)
         && matches!(left_type, DataType::Decimal128(..))
         && matches!(right_type, DataType::Decimal128(..))
     {
@@ -319,7 +322,12 @@ impl ScalarUDFImpl for CheckedDecimal {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let values = arrays[0].as_primitive::<Decimal128Type>();
+        let Some(values) = arrays[0].as_primitive_opt::<Decimal128Type>() else {
+            return datafusion::common::internal_err!(
+                "a decimal check of {}",
+                arrays[0].data_type()
+            );
+        };
         if let Some(bad) = too_many_digits(values, self.precision) {
             return Err(exec_datafusion_err!(
                 "decimal overflow in `{}`: {} does not fit in decimal({},{}); {WIDEN_DECIMAL}",
@@ -551,7 +559,9 @@ fn narrow(sums: Vec<Option<i128>>, data_type: &DataType, name: &str) -> Result<A
     })
 }
 
-/// `a + b`, or the overflow error of `name` (only past `i128`, which no table reaches).
+/// `a + b`, or the overflow error of `name` past `i128`: no integer sum reaches it, but a
+/// decimal(38, s) sum can (two values near 1e38) even where later values would bring the total
+/// back into its type, so such a sum may fail or not by the order of its values.
 fn add(a: i128, b: i128, name: &str, data_type: &DataType) -> Result<i128> {
     a.checked_add(b)
         .ok_or_else(|| sum_overflow(name, data_type))
@@ -559,7 +569,7 @@ fn add(a: i128, b: i128, name: &str, data_type: &DataType) -> Result<i128> {
 
 /// The sum of a column's values, null until a value is added. Added up in `i128` and checked
 /// against the sum's type when it is read, so that the order the values come in does not
-/// decide whether it fails (`MAX + 1 - 1` fits).
+/// decide whether an integer sum fails (`MAX + 1 - 1` fits; for decimals see [`add`]).
 #[derive(Debug)]
 struct SumAccumulator {
     sum: Option<i128>,

@@ -18,7 +18,9 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 
 pub use console::{ConsoleConfig, ConsoleSink};
-pub use files::{FilesSink, FilesSinkConfig, Manifest, ManifestFile, data_without_records};
+pub use files::{
+    FilesSink, FilesSinkConfig, Manifest, ManifestFile, SLUICE_DIR, data_without_records,
+};
 
 use crate::checkpoint::{BatchId, CheckpointError, Fence};
 use crate::digest::OutputDigest;

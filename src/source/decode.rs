@@ -1795,6 +1795,15 @@ fn csv_slow(
     let mut pos = header_end;
     let mut line = 2;
     while pos < bytes.len() {
+        // Line ends before the record (the `\n` of a CRLF the last record ended on the `\r`
+        // of, blank lines), so that `line` is the record's own and a skip starts from it.
+        while let Some(b) = bytes.get(pos).filter(|b| matches!(b, b'\r' | b'\n')) {
+            line += usize::from(*b == b'\n');
+            pos += 1;
+        }
+        if pos == bytes.len() {
+            break;
+        }
         let mut decoder = arrow_csv::ReaderBuilder::new(times_as_text(schema, epoch))
             .with_header(false)
             .with_delimiter(csv.delimiter)
@@ -1823,8 +1832,9 @@ fn csv_slow(
             // Everything from the quote to the end of the file would be one field: the line
             // with the quote is the malformed row, and reading goes on from the next line.
             let reason = format!(
-                "{UNCLOSED_QUOTE} (it would take the file's {} line(s) from here to its end into one field)",
-                record.iter().filter(|b| **b == b'\n').count()
+                "{UNCLOSED_QUOTE} (it would take the file's {} line(s) from here to its end into \
+                 one field)",
+                lines_in(record)
             );
             if on_error != OnError::Skip {
                 return Err(SourceError::Malformed {
@@ -1879,11 +1889,16 @@ fn unclosed_quote_in_header(file: &str, bytes: &[u8], delimiter: u8) -> Result<(
             reason: format!(
                 "{UNCLOSED_QUOTE}, so the header would take the file's {} line(s) into one \
                  column's name: close the quote, or remove it",
-                bytes.iter().filter(|b| **b == b'\n').count()
+                lines_in(bytes)
             ),
         });
     }
     Ok(())
+}
+
+/// How many lines `text` holds (the last one without its line end counted too).
+fn lines_in(text: &[u8]) -> usize {
+    text.iter().filter(|b| **b == b'\n').count() + usize::from(!text.ends_with(b"\n"))
 }
 
 /// What a CSV record whose quoted field runs to the end of the file is refused with.
@@ -1893,6 +1908,9 @@ const UNCLOSED_QUOTE: &str = "a field opened by a quote (`\"`) on this line is n
 /// in it is a quote, and a lone `"` closes it (RFC 4180, as Arrow's reader splits fields); a
 /// `"` inside an unquoted field is text.
 fn ends_in_open_quote(text: &[u8], delimiter: u8) -> bool {
+    if !text.contains(&b'"') {
+        return false;
+    }
     let mut quoted = false;
     let mut field_start = true;
     let mut i = 0;
@@ -2712,6 +2730,19 @@ mod tests {
                 "{err}"
             );
             // Skipped, the rows after it are read.
+            let d = csv(text, OnError::Skip).expect("skip");
+            assert_eq!((d.rows, d.skipped), (3, 1), "{text:?}");
+        }
+        // Lines ended by CRLF, and blank lines: the row named and skipped once.
+        for (text, line) in [
+            ("id,name\r\n1,a\r\n2,\"b\r\n3,c\r\n4,d\r\n", 3),
+            ("id,name\n1,a\n\n\n2,\"b\n3,c\n4,d", 5),
+        ] {
+            let err = csv(text, OnError::Fail).expect_err("unclosed").to_string();
+            assert!(
+                err.contains(&format!("f.csv line {line}")) && err.contains("3 line(s)"),
+                "{err}"
+            );
             let d = csv(text, OnError::Skip).expect("skip");
             assert_eq!((d.rows, d.skipped), (3, 1), "{text:?}");
         }

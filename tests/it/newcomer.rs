@@ -4827,15 +4827,35 @@ fn repair_removes_the_half_written_files_in_the_late_rows_sink_too() {
     let file = write_pipeline(&ws, &yaml);
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
+    // The late-rows sink's folder for `s`, as a late row makes it (its owner record is the
+    // pipeline's), with a write killed part-way.
     std::fs::create_dir_all(ws.path("late/s/_sluice")).expect("late");
-    std::fs::write(ws.path("late/s/_sluice/owner#2"), "").expect("staged");
+    std::fs::copy(
+        ws.path("out/_sluice/owner"),
+        ws.path("late/s/_sluice/owner"),
+    )
+    .expect("owner");
+    std::fs::write(ws.path("late/s/_sluice/manifest#2"), "").expect("staged");
+    // Another pipeline's folder beside it: its writes are not this repair's to remove.
+    std::fs::create_dir_all(ws.path("late/other")).expect("other");
+    std::fs::write(ws.path("late/other/part-0#4"), "").expect("staged");
     let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
-    assert!(stderr(&out).contains("owner#2"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("manifest#2"), "{}", stderr(&out));
     let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
     let said = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
     assert!(out.status.success(), "{said}");
-    assert!(said.contains("owner#2"), "{said}");
-    assert!(!ws.path("late/s/_sluice/owner#2").exists(), "left in place");
+    assert!(
+        said.contains("manifest#2") && !said.contains("part-0#4"),
+        "{said}"
+    );
+    assert!(
+        !ws.path("late/s/_sluice/manifest#2").exists(),
+        "left in place"
+    );
+    assert!(
+        ws.path("late/other/part-0#4").exists(),
+        "another's write removed"
+    );
 }
 
 /// Walk 12 (F5): the sink's `_sluice/` deleted, its data files kept: the run said the folder
