@@ -238,7 +238,9 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         Vec::new()
     } else {
         let committed = logs.commits.last().copied().unwrap_or(BatchId(0));
-        crate::ops::state_damage(&location, spec, committed, true).await
+        crate::ops::state_damage(&location, spec, committed, true)
+            .await
+            .0
     };
     let source_offsets: std::collections::BTreeMap<String, serde_json::Value> =
         match logs.commits.last() {

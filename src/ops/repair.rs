@@ -486,9 +486,9 @@ pub async fn repair(
         }
     }
     let committed = logs.commits.last().copied().unwrap_or(BatchId(0));
-    report
-        .unfixable
-        .extend(state_damage(location, shown, committed, false).await);
+    let (damage, older) = state_damage(location, shown, committed, false).await;
+    report.unfixable.extend(damage);
+    report.notes.extend(older);
     // An older batch's commit deleted: later batches ran on from it, and nothing reads it.
     if let (Some(first), Some(last)) = (logs.commits.first(), logs.commits.last()) {
         // (Below the oldest commit, an offsets entry is a purge's leftover.)
@@ -510,7 +510,8 @@ pub async fn repair(
 /// What is wrong with the state files the runs after batch `committed` load, each said with
 /// how to get past it (the rewind that computes the state again, or the file to restore): a
 /// version missing from the chain the next run loads (the newest snapshot, then every delta
-/// after it), or a file that does not read (truncated, overwritten). Empty when all is well.
+/// after it), or a file that does not read (truncated, overwritten); and, apart, damaged
+/// files older than that chain, which only a rewind would read. Both empty when all is well.
 ///
 /// With `loaded_only`, only the files the next run loads are read (the newest snapshot and
 /// the deltas after it); else every file up to `committed` (older ones serve a rewind).
@@ -519,12 +520,12 @@ pub async fn state_damage(
     shown: &str,
     committed: BatchId,
     loaded_only: bool,
-) -> Vec<String> {
+) -> (Vec<String>, Vec<String>) {
     // A state file that does not read (truncated, overwritten) stops the next run that loads
     // it, and nothing else records what it held: only taking back the batches from its
     // version on gets past it, and its message says how.
     // (Versions after the newest commit are rewritten by the run that finishes their batch.)
-    let mut damage = Vec::new();
+    let (mut damage, mut older) = (Vec::new(), Vec::new());
     for operator in crate::state::StateFiles::operators(location)
         .await
         .unwrap_or_default()
@@ -568,11 +569,24 @@ pub async fn state_damage(
         let loaded = |f: &crate::state::StateFile| f.version.0 + 1 >= first;
         for file in upto.into_iter().filter(|f| !loaded_only || loaded(f)) {
             if let Err(e @ crate::state::StateError::Corrupt { .. }) = files.read(&file).await {
-                damage.push(Error::from(e).in_checkpoint(shown).to_string());
+                if loaded(&file) {
+                    damage.push(Error::from(e).in_checkpoint(shown).to_string());
+                } else {
+                    // Older than the newest snapshot: no run loads it, only a rewind to
+                    // before that snapshot would.
+                    older.push(format!(
+                        "state file {} is damaged, but runs do not load it (state version \
+                         {} is a snapshot); only a rewind to a batch before {} would need it: \
+                         restore it from a backup before such a rewind",
+                        file.path,
+                        first.saturating_sub(1),
+                        first.saturating_sub(1)
+                    ));
+                }
             }
         }
     }
-    damage
+    (damage, older)
 }
 
 /// The logs' listing without the entries in `moved` (moved aside, or in a dry run only

@@ -1883,12 +1883,14 @@ fn unclosed_quote_in_header(file: &str, bytes: &[u8], delimiter: u8) -> Result<(
         .position(|b| *b == b'\n')
         .map_or(bytes, |p| &bytes[..p]);
     if ends_in_open_quote(header_line, delimiter) && ends_in_open_quote(bytes, delimiter) {
+        // Not a row `on_error: skip` could skip: the file is put right (or moved aside).
         return Err(SourceError::Malformed {
             file: file.to_string(),
-            line: Some(1),
+            line: None,
             reason: format!(
-                "{UNCLOSED_QUOTE}, so the header would take the file's {} line(s) into one \
-                 column's name: close the quote, or remove it",
+                "its header, line 1, opens a quote (`\"`) that is never closed, so the header \
+                 would take the file's {} line(s) into one column's name: close the quote, or \
+                 remove it",
                 lines_in(bytes)
             ),
         });
@@ -2758,7 +2760,7 @@ mod tests {
             .expect_err("header")
             .to_string();
         assert!(
-            err.contains("f.csv line 1") && err.contains("never closed"),
+            err.contains("f.csv") && err.contains("header, line 1") && err.contains("never closed"),
             "{err}"
         );
         let err = infer_schema(

@@ -623,7 +623,8 @@ impl Location {
     ///
     /// # Errors
     /// [`StorageError::BadName`] for a visible name object_store does not take as a path;
-    /// [`StorageError::Io`] when the store (or a local folder) cannot be listed.
+    /// [`StorageError::Walk`] for a local folder that cannot be read, or a link loop;
+    /// [`StorageError::Io`] when an object store cannot be listed.
     pub async fn list_visible(
         &self,
         left_out: fn(&str) -> bool,
@@ -1072,7 +1073,10 @@ fn walk_visible(
     };
     // Each folder with the (device, inode) of every folder from the root down to it, so a
     // link back to one of them is seen as the loop it is.
-    let mut folders = vec![(root.to_path_buf(), vec![(top.dev(), top.ino())])];
+    let mut folders = vec![(
+        root.to_path_buf(),
+        vec![((top.dev(), top.ino()), root.to_path_buf())],
+    )];
     let mut files = Vec::new();
     while let Some((folder, above)) = folders.pop() {
         let entries = match std::fs::read_dir(&folder) {
@@ -1097,17 +1101,20 @@ fn walk_visible(
             };
             if meta.is_dir() {
                 let id = (meta.dev(), meta.ino());
-                if above.contains(&id) {
+                if let Some((_, again)) = above.iter().find(|(seen, _)| *seen == id) {
                     return Err(StorageError::Walk {
                         path,
-                        what: "this symbolic link points to a folder above it, so the folder \
-                               would never end: remove that link, point it elsewhere, or give \
-                               it a name starting with `.` or `_` so it is left out"
-                            .to_string(),
+                        what: format!(
+                            "through symbolic links this leads back to `{}`, a folder it is \
+                             in, so the folder would never end: remove that link (or the one \
+                             on the way), point it elsewhere, or give it a name starting with \
+                             `.` or `_` so it is left out",
+                            again.display()
+                        ),
                     });
                 }
                 let mut below = above.clone();
-                below.push(id);
+                below.push((id, path.clone()));
                 folders.push((path, below));
             } else if meta.is_file() && !staged_name(&name) {
                 files.push((path, meta));

@@ -4687,25 +4687,29 @@ fn a_replay_with_another_pipeline_file_recomputes_with_the_batch_s_own_output_mo
         input(&ws, &format!("{i}.json"), rows);
         assert!(run(&file, &ws).status.success());
     }
-    let yaml = std::fs::read_to_string(&file)
-        .expect("pipeline")
-        .replace("output_mode: update", "output_mode: complete");
-    let edited = ws.path("complete.yaml");
-    std::fs::write(&edited, yaml).expect("write");
-    let out = run_bin(
-        &[
-            "replay",
-            &ws.p("ckpt"),
-            "--batch",
-            "1",
-            "--verify",
-            "--pipeline",
-            edited.to_str().expect("utf-8"),
-        ],
-        ws.dir.path(),
-    );
-    let said = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
-    assert!(out.status.success(), "{said}");
+    // `replay --batch 1 --verify --pipeline FILE`, FILE the pipeline file with `from` as `to`.
+    let replay_edited = |from: &str, to: &str| {
+        let yaml = std::fs::read_to_string(&file).expect("pipeline");
+        assert!(yaml.contains(from), "{yaml}");
+        let edited = ws.path("edited.yaml");
+        std::fs::write(&edited, yaml.replace(from, to)).expect("write");
+        let out = run_bin(
+            &[
+                "replay",
+                &ws.p("ckpt"),
+                "--batch",
+                "1",
+                "--verify",
+                "--pipeline",
+                edited.to_str().expect("utf-8"),
+            ],
+            ws.dir.path(),
+        );
+        let said = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
+        assert!(out.status.success(), "{said}");
+        said
+    };
+    let said = replay_edited("output_mode: update", "output_mode: complete");
     // Update mode: batch 1 wrote the one key it changed; complete mode would give both.
     assert!(
         said.contains("recomputed: 1 rows")
@@ -4713,25 +4717,7 @@ fn a_replay_with_another_pipeline_file_recomputes_with_the_batch_s_own_output_mo
         "{said}"
     );
     // The sink's files are read in the format they were written in, not FILE's.
-    let yaml = std::fs::read_to_string(&file)
-        .expect("pipeline")
-        .replace("format: json }", "format: csv }");
-    assert!(yaml.contains("format: csv }"), "{yaml}");
-    std::fs::write(&edited, yaml).expect("write");
-    let out = run_bin(
-        &[
-            "replay",
-            &ws.p("ckpt"),
-            "--batch",
-            "1",
-            "--verify",
-            "--pipeline",
-            edited.to_str().expect("utf-8"),
-        ],
-        ws.dir.path(),
-    );
-    let said = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
-    assert!(out.status.success(), "{said}");
+    let said = replay_edited("format: json }", "format: csv }");
     assert!(
         said.contains("read as batch 1 wrote them, json") && said.contains("verified"),
         "{said}"
@@ -4884,6 +4870,50 @@ fn a_sink_that_lost_its_records_but_kept_its_files_says_so() {
         "{said}"
     );
     assert_eq!(sink_lines(&ws.path("out")).len(), 2, "nothing deleted");
+}
+
+/// Walk 13 (F4): a damaged state file older than the newest snapshot, which no run loads, was
+/// reported by `repair` as if the state could not be loaded, advising a rewind that would
+/// take back batches for nothing. It is a note (exit 0), and runs carry on.
+#[test]
+fn a_damaged_state_file_no_run_loads_is_a_note_not_a_rewind() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, sum(v) AS t FROM s GROUP BY k", "update");
+    edit_file(&file, "trigger:", "snapshot_every: 2\ntrigger:");
+    edit_file(
+        &file,
+        "format: json, schema",
+        "format: json, max_files_per_batch: 1, schema",
+    );
+    for v in 0..4 {
+        input(
+            &ws,
+            &format!("{v}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
+        );
+    }
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let older = ws.path("ckpt/state/aggregate/1.delta.parquet");
+    assert!(ws.path("ckpt/state/aggregate/2.snapshot.parquet").exists());
+    let bytes = std::fs::read(&older).expect("state file");
+    std::fs::write(&older, &bytes[..bytes.len() / 3]).expect("truncate");
+    let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("runs do not load it") && !said.contains("sluice rewind"),
+        "{said}"
+    );
+    input(&ws, "4.json", "{\"k\":\"a\",\"v\":4}\n");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The sum over every file, as the batch query gives it: 0 + 1 + 2 + 3 + 4.
+    assert!(
+        sink_lines(&ws.path("out")).contains(&"{\"k\":\"a\",\"t\":10}".to_string()),
+        "{:?}",
+        sink_lines(&ws.path("out"))
+    );
 }
 
 /// Walk 12 (F6): an older committed batch's `offsets/N` deleted: `inspect` left the batch out,
