@@ -554,6 +554,12 @@ fn render_text(view: &CheckpointView) -> String {
                     sink.last_batch_rows.unwrap_or(0),
                     sink.last_batch_files.unwrap_or(0),
                 ),
+                // The checkpoint committed batches to it, and it records none of them.
+                (None, None) if view.batches_committed > 0 && sink.manifest_entries == Some(0) => {
+                    "holds none of the committed batches: its records of them (`_sluice/`) \
+                     are gone (`sluice run` says what is left, and the way on)"
+                        .to_string()
+                }
                 (None, None) => "no batch yet".to_string(),
             }
         );

@@ -140,6 +140,19 @@ pub struct Replayed {
     pub tables: Vec<(String, RecordBatch)>,
 }
 
+/// Where committed batch `batch`'s offsets entry is gone though older ones are kept (deleted
+/// by hand, not purged), what says so and how it comes back.
+fn deleted_offsets(logs: &LogListing, batch: BatchId, spec: &str) -> Option<String> {
+    let kept_before = logs.offsets.first().is_some_and(|oldest| *oldest < batch);
+    (logs.commits.contains(&batch) && !logs.offsets.contains(&batch) && kept_before).then(|| {
+        format!(
+            "offsets/{batch} is missing though batch {batch} is committed (not purged: older \
+             entries are kept): `sluice repair {spec}` rebuilds it from commits/{batch} and the \
+             sources' logs"
+        )
+    })
+}
+
 /// Computes committed batch `batch` of the checkpoint at `location` (shown as `spec`) again,
 /// writing nothing: from its offsets, its query, the pipeline file it ran with (or
 /// `options.pipeline`, which says where the sources, tables and sink are now: the query is
@@ -187,12 +200,20 @@ pub async fn replay(
             .filter(|n| **n == batch && !logs.commits.contains(n))
             .map(|_| " it is pending (planned, not committed): the next run finishes it;")
             .unwrap_or_default();
+        if let Some(missing) = deleted_offsets(&logs, batch, spec) {
+            return Err(Error::Usage(format!("{spec}: batch {batch}: {missing}")));
+        }
         return Err(Error::Usage(format!(
             "{spec}: batch {batch} is not a committed batch the checkpoint holds;{pending} {retained}"
         )));
     };
     let previous = match batch.prev() {
         Some(prev) => Some(read_offsets(&location, prev).await?.ok_or_else(|| {
+            if let Some(missing) = deleted_offsets(&logs, prev, spec) {
+                return Error::Usage(format!(
+                    "{spec}: batch {batch} starts where batch {prev} ended, and {missing}"
+                ));
+            }
             Error::Usage(format!(
                 "{spec}: batch {batch} starts where batch {prev} ended, and offsets/{prev} is \
                  purged (the retention keeps only the last batches' logs); {}",

@@ -43,18 +43,58 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 
-/// What an overflow error of `+`, `-`, `*` advises.
-const WIDEN: &str = "cast an operand to a wider type first (`CAST(v AS DECIMAL(38, 0))`), as \
-     Spark and DuckDB refuse such a value too";
+/// What an overflow error of `+`, `-`, `*` over `operand` (as the query names it) advises.
+fn widen(operand: &str) -> String {
+    format!(
+        "cast an operand to a wider type first (`CAST({operand} AS DECIMAL(38, 0))`), as Spark \
+         and DuckDB refuse such a value too"
+    )
+}
 
-/// What a decimal overflow error advises.
-const WIDEN_DECIMAL: &str = "cast first to a decimal with more digits before the point (a \
-     wider precision, or fewer digits after the point: `CAST(d AS DECIMAL(38, 2))` holds 36 \
-     before it), or to double, as Spark and DuckDB refuse such a value too";
+/// What a decimal overflow error over `operand` advises.
+fn widen_decimal(operand: &str) -> String {
+    format!(
+        "cast first to a decimal with more digits before the point (a wider precision, or fewer \
+         digits after the point: `CAST({operand} AS DECIMAL(38, 2))` holds 36 before it), or to \
+         double, as Spark and DuckDB refuse such a value too"
+    )
+}
 
-/// What an overflow error of `sum` advises.
-const WIDEN_SUM: &str = "sum a wider type (`sum(CAST(v AS DECIMAL(38, 0)))`), as Spark and \
-     DuckDB refuse such a sum of bigint too";
+/// What an overflow error of sum `name` (`sum(s.v)`) advises.
+fn widen_sum(name: &str) -> String {
+    let (distinct, argument) = sum_argument(name);
+    format!(
+        "sum a wider type (`sum({distinct}CAST({argument} AS DECIMAL(38, 0)))`), as Spark and \
+         DuckDB refuse such a sum of bigint too"
+    )
+}
+
+/// Of sum `name` (`sum(DISTINCT s.v)`): `DISTINCT ` or nothing, and the argument (`s.v`).
+fn sum_argument(name: &str) -> (&'static str, &str) {
+    let argument = name
+        .strip_prefix("sum(")
+        .and_then(|n| n.strip_suffix(')'))
+        .unwrap_or("v");
+    match argument.strip_prefix("DISTINCT ") {
+        Some(argument) => ("DISTINCT ", argument),
+        None => ("", argument),
+    }
+}
+
+/// The side of a binary expression an advice names: the left, unless it is a literal.
+fn named_operand(left: &Expr, right: &Expr) -> String {
+    let literal = |e: &Expr| match e {
+        Expr::Literal(..) => true,
+        Expr::Cast(c) => matches!(c.expr.as_ref(), Expr::Literal(..)),
+        _ => false,
+    };
+    let side = if literal(left) && !literal(right) {
+        right
+    } else {
+        left
+    };
+    side.schema_name().to_string()
+}
 
 /// The analyzer rule that makes integer `+`, `-` and `*` fail on overflow (module docs).
 #[derive(Debug, Default)]
@@ -103,7 +143,10 @@ fn checked(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         && t.is_signed_integer()
     {
         let text = expr.schema_name().to_string();
-        let udf = ScalarUDF::from(CheckedArithmetic::negation(text));
+        let udf = ScalarUDF::from(CheckedArithmetic::negation(
+            text,
+            operand.schema_name().to_string(),
+        ));
         let zero = Expr::Literal(ScalarValue::new_zero(&t)?, None);
         return Ok(Transformed::yes(
             udf.call(vec![zero, operand.as_ref().clone()]),
@@ -149,14 +192,19 @@ fn checked(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         && matches!(right_type, DataType::Decimal128(..))
     {
         let text = expr.schema_name().to_string();
-        let udf = ScalarUDF::from(CheckedDecimal::new(text, precision, scale));
+        let operand = named_operand(left, right);
+        let udf = ScalarUDF::from(CheckedDecimal::new(text, operand, precision, scale));
         return Ok(Transformed::yes(udf.call(vec![expr])));
     }
     if left_type != right_type || !left_type.is_integer() || *op == Operator::Divide {
         return Ok(Transformed::no(expr));
     }
     let text = expr.schema_name().to_string();
-    let udf = ScalarUDF::from(CheckedArithmetic::new(*op, text));
+    let udf = ScalarUDF::from(CheckedArithmetic::new(
+        *op,
+        text,
+        named_operand(left, right),
+    ));
     Ok(Transformed::yes(
         udf.call(vec![left.as_ref().clone(), right.as_ref().clone()]),
     ))
@@ -190,23 +238,26 @@ pub struct CheckedArithmetic {
     text: String,
     /// `-b`, called as `0 - b` and named as DataFusion names a negation (`(- s.v)`).
     negation: bool,
+    /// The operand an overflow's advice names (`s.v`).
+    operand: String,
     signature: Signature,
 }
 
 impl CheckedArithmetic {
-    fn new(op: Operator, text: String) -> Self {
+    fn new(op: Operator, text: String, operand: String) -> Self {
         Self {
             op,
             text,
             negation: false,
+            operand,
             signature: Signature::any(2, Volatility::Immutable),
         }
     }
 
-    fn negation(text: String) -> Self {
+    fn negation(text: String, operand: String) -> Self {
         Self {
             negation: true,
-            ..Self::new(Operator::Minus, text)
+            ..Self::new(Operator::Minus, text, operand)
         }
     }
 }
@@ -263,8 +314,9 @@ impl ScalarUDFImpl for CheckedArithmetic {
                 let what = what.trim_start_matches("Overflow happened on: ");
                 let type_name = integer_name(a.data_type());
                 Err(exec_datafusion_err!(
-                    "integer overflow in `{}`: {what} does not fit in {type_name}; {WIDEN}",
-                    self.text
+                    "integer overflow in `{}`: {what} does not fit in {type_name}; {}",
+                    self.text,
+                    widen(&self.operand)
                 ))
             }
             Err(e) => Err(DataFusionError::ArrowError(Box::new(e), None)),
@@ -279,15 +331,18 @@ impl ScalarUDFImpl for CheckedArithmetic {
 pub struct CheckedDecimal {
     /// The expression as DataFusion names it (`s.d + s.d`), for errors.
     text: String,
+    /// The operand an overflow's advice names (`s.d`).
+    operand: String,
     precision: u8,
     scale: i8,
     signature: Signature,
 }
 
 impl CheckedDecimal {
-    fn new(text: String, precision: u8, scale: i8) -> Self {
+    fn new(text: String, operand: String, precision: u8, scale: i8) -> Self {
         Self {
             text,
+            operand,
             precision,
             scale,
             signature: Signature::any(1, Volatility::Immutable),
@@ -330,11 +385,12 @@ impl ScalarUDFImpl for CheckedDecimal {
         };
         if let Some(bad) = too_many_digits(values, self.precision) {
             return Err(exec_datafusion_err!(
-                "decimal overflow in `{}`: {} does not fit in decimal({},{}); {WIDEN_DECIMAL}",
+                "decimal overflow in `{}`: {} does not fit in decimal({},{}); {}",
                 self.text,
                 decimal_text(bad, self.scale),
                 self.precision,
-                self.scale
+                self.scale,
+                widen_decimal(&self.operand)
             ));
         }
         Ok(ColumnarValue::Array(Arc::clone(&arrays[0])))
@@ -485,11 +541,13 @@ fn sum_overflow(name: &str, data_type: &DataType) -> DataFusionError {
     match data_type {
         DataType::Decimal128(precision, scale) => exec_datafusion_err!(
             "decimal overflow in `{name}`: the sum does not fit in decimal({precision},{scale}); \
-             {WIDEN_DECIMAL}"
+             {}",
+            widen_decimal(sum_argument(name).1)
         ),
         _ => exec_datafusion_err!(
-            "integer overflow in `{name}`: the sum does not fit in {}; {WIDEN_SUM}",
-            integer_name(data_type)
+            "integer overflow in `{name}`: the sum does not fit in {}; {}",
+            integer_name(data_type),
+            widen_sum(name)
         ),
     }
 }
@@ -792,7 +850,11 @@ mod tests {
             ),
             ("SELECT v * 3 AS m FROM t", "`t.v * Int64(3)`"),
             ("SELECT -v - v FROM t", "`(- t.v) - t.v`"),
-            ("SELECT i + i FROM t", "does not fit in int"),
+            (
+                "SELECT i + i FROM t",
+                "does not fit in int; cast an operand to a wider type first (`CAST(t.i AS",
+            ),
+            ("SELECT 2 * v FROM t", "(`CAST(t.v AS DECIMAL(38, 0))`)"),
             (
                 "SELECT k, sum(v) FROM t GROUP BY k",
                 "`sum(t.v)`: the sum does not fit in bigint",
@@ -914,7 +976,9 @@ mod tests {
             ("SELECT k, sum(d) FROM t GROUP BY k", "`sum(t.d)`"),
             (
                 "SELECT k, sum(DISTINCT d) FROM t GROUP BY k",
-                "the sum does not fit",
+                "the sum does not fit in decimal(38,10); cast first to a decimal with more \
+                 digits before the point (a wider precision, or fewer digits after the point: \
+                 `CAST(t.d AS DECIMAL(38, 2))`",
             ),
         ] {
             let err = query(&ctx, sql).await.expect_err(sql).to_string();

@@ -4740,7 +4740,7 @@ fn an_integer_sum_that_overflows_fails_instead_of_wrapping() {
     let said = stderr(&out);
     assert!(
         said.contains("integer overflow in `sum(s.v)`")
-            && said.contains("CAST(v AS DECIMAL(38, 0))")
+            && said.contains("sum(CAST(s.v AS DECIMAL(38, 0)))")
             && said.contains("a rewind cannot change that type")
             && said.contains("new checkpoint with a new, empty `sink.path`"),
         "{said}"
@@ -4860,6 +4860,12 @@ fn a_sink_that_lost_its_records_but_kept_its_files_says_so() {
         "{}",
         stderr(&out)
     );
+    let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("holds none of the committed batches") && !shown.contains("no batch yet"),
+        "{shown}"
+    );
     let out = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let said = stderr(&out);
@@ -4932,6 +4938,17 @@ fn an_older_batch_s_deleted_offsets_entry_is_shown_and_rebuilt() {
             && shown.contains("sluice repair"),
         "{shown}"
     );
+    // Replay names the deletion and the repair, not retention (walk 13, F3).
+    for batch in ["1", "2"] {
+        let out = run_bin(&["replay", &ws.p("ckpt"), "--batch", batch], ws.dir.path());
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("offsets/1 is missing though batch 1 is committed")
+                && stderr(&out).contains("sluice repair"),
+            "batch {batch}: {}",
+            stderr(&out)
+        );
+    }
     let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
     let said = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
     assert!(out.status.success(), "{said}");
