@@ -88,65 +88,31 @@ pub async fn repair(
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     // Half-written files a killed run left (local disk): never read, only litter, and in the
     // way of a shell's `ls offsets | sort -n`.
-    let mut leftovers = location.staged_leftovers();
-    if !dry_run && let Some(root) = location.local_root() {
-        leftovers.retain(|file| match std::fs::remove_file(root.join(file)) {
-            Ok(()) => true,
-            Err(e) => {
-                report
-                    .unfixable
-                    .push(format!("could not remove {file}: {e}"));
-                false
-            }
-        });
-    }
-    if !leftovers.is_empty() {
-        report.fixed.push(format!(
-            "{} {} half-written file{} a killed run left (never read): {}",
-            if dry_run { "would remove" } else { "removed" },
-            leftovers.len(),
-            if leftovers.len() == 1 { "" } else { "s" },
-            leftovers.join(", ")
-        ));
-    }
+    remove_leftovers(
+        &mut report,
+        location,
+        location.staged_leftovers(),
+        "",
+        dry_run,
+    );
     // The same litter in the sinks' folders, which the pipeline file the newest batch ran
     // with names: only under a folder whose owner record names this checkpoint's pipeline,
     // since another's `NAME#N` may be a write still under way.
-    let id = Checkpoint::read_metadata(location)
+    if let Some(id) = Checkpoint::read_metadata(location)
         .await
         .ok()
         .flatten()
-        .map(|m| m.id);
-    let sink_folders = match id {
-        Some(_) => newest_pipeline(location, shown)
-            .await
+        .map(|m| m.id)
+    {
+        let pipeline = newest_pipeline(location, shown).await;
+        for (folder, shown_sink) in pipeline
             .as_ref()
             .map(local_sink_folders)
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
-    for (folder, shown_sink) in sink_folders {
-        let mut leftovers = id.map_or_else(Vec::new, |id| owned_leftovers(&folder, id));
-        if !dry_run && let Some(root) = folder.local_root() {
-            leftovers.retain(|file| match std::fs::remove_file(root.join(file)) {
-                Ok(()) => true,
-                Err(e) => {
-                    report.unfixable.push(format!(
-                        "could not remove {file} in the sink {shown_sink}: {e}"
-                    ));
-                    false
-                }
-            });
-        }
-        if !leftovers.is_empty() {
-            report.fixed.push(format!(
-                "{} {} half-written file{} a killed run left in the sink {shown_sink} (never \
-                 read): {}",
-                if dry_run { "would remove" } else { "removed" },
-                leftovers.len(),
-                if leftovers.len() == 1 { "" } else { "s" },
-                leftovers.join(", ")
-            ));
+            .unwrap_or_default()
+        {
+            let leftovers = owned_leftovers(&folder, id);
+            let place = format!(" in the sink {shown_sink}");
+            remove_leftovers(&mut report, &folder, leftovers, &place, dry_run);
         }
     }
     if let Some(damage) = metadata_damage {
@@ -601,6 +567,38 @@ async fn listing_without(
     logs.commits
         .retain(|b| !moved.contains(&paths::commits(*b)));
     Ok(logs)
+}
+
+/// Removes `leftovers` (half-written files a killed run left, relative to local folder
+/// `folder`; `place` says where, for the report) unless `dry_run`, and reports what was
+/// removed, or would be, and what could not be.
+fn remove_leftovers(
+    report: &mut RepairReport,
+    folder: &Location,
+    mut leftovers: Vec<String>,
+    place: &str,
+    dry_run: bool,
+) {
+    if !dry_run && let Some(root) = folder.local_root() {
+        leftovers.retain(|file| match std::fs::remove_file(root.join(file)) {
+            Ok(()) => true,
+            Err(e) => {
+                report
+                    .unfixable
+                    .push(format!("could not remove {file}{place}: {e}"));
+                false
+            }
+        });
+    }
+    if !leftovers.is_empty() {
+        report.fixed.push(format!(
+            "{} {} half-written file{} a killed run left{place} (never read): {}",
+            if dry_run { "would remove" } else { "removed" },
+            leftovers.len(),
+            if leftovers.len() == 1 { "" } else { "s" },
+            leftovers.join(", ")
+        ));
+    }
 }
 
 /// The half-written files a killed run left in local sink folder `folder` (see
