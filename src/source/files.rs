@@ -889,6 +889,7 @@ impl FilesSource {
     ) -> Result<BatchScan, SourceError> {
         let reader = self.batch_reader(columns)?;
         let schema = reader.output_schema()?;
+        let remote = RemoteFile::of(&self.config.path, &reader, batch);
         let reader = Arc::new(reader);
         crate::progress::LIVE.expect_files(files.len() as u64);
         let parts = files
@@ -897,6 +898,7 @@ impl FilesSource {
                 let location = self.data.clone();
                 let reader = Arc::clone(&reader);
                 let (name, size) = (logged.path.clone(), logged.size);
+                let remote = remote.as_ref().map(|r| r.with_file(&logged));
                 let read: ReadPart = Arc::new(move || {
                     let (location, reader, logged) =
                         (location.clone(), Arc::clone(&reader), logged.clone());
@@ -905,7 +907,7 @@ impl FilesSource {
                         read_file(&location, file, Some(logged), reader, Some(batch)).await
                     })
                 });
-                (name, size, read)
+                (name, size, read, remote)
             })
             .collect();
         let (table, counts) = StreamedTable::new(schema, parts, partitions);
@@ -914,6 +916,113 @@ impl FilesSource {
             counts,
         })
     }
+}
+
+/// How a `sluice worker` reads one file of a batch (`kind: "files"` of a part's remote form,
+/// `source::scan`): the source's folder as the pipeline gives it, the file as the source's log
+/// holds it, and how its rows are read. The worker opens the folder with its own credentials
+/// (the environment's, as the driver's are).
+#[derive(Debug, Serialize, Deserialize)]
+struct RemoteFile {
+    kind: String,
+    path: String,
+    batch: u64,
+    format: String,
+    /// The source's schema as an Arrow IPC stream (hex).
+    schema: String,
+    projection: Option<Vec<usize>>,
+    on_error: String,
+    rescued: Option<String>,
+    epoch_unit: Option<String>,
+    delimiter: u8,
+    #[serde(default)]
+    file: Option<LoggedFile>,
+}
+
+impl RemoteFile {
+    /// The parts of a batch's files that all share: the folder `path`, read by `reader`.
+    /// `None` where the schema does not encode (no part is then sent elsewhere).
+    fn of(path: &str, reader: &Reader, batch: BatchId) -> Option<Self> {
+        let schema = crate::source::scan::schema_to_ipc(&reader.schema).ok()?;
+        // A worker runs in a folder of its own: a relative local path is this process's.
+        let path = match std::path::Path::new(path) {
+            local if !path.contains("://") && local.is_relative() => std::env::current_dir()
+                .ok()?
+                .join(local)
+                .to_str()?
+                .to_string(),
+            _ => path.to_string(),
+        };
+        Some(Self {
+            kind: KIND.name.to_string(),
+            path,
+            batch: batch.0,
+            format: reader.format.as_str().to_string(),
+            schema: hex::encode(schema),
+            projection: reader.projection.clone(),
+            on_error: reader.on_error.as_str().to_string(),
+            rescued: reader.rescued.clone(),
+            epoch_unit: reader.epoch_unit.map(|u| u.as_str().to_string()),
+            delimiter: reader.delimiter,
+            file: None,
+        })
+    }
+
+    /// The remote form of file `logged`.
+    fn with_file(&self, logged: &LoggedFile) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        value["file"] = serde_json::to_value(logged).unwrap_or_default();
+        value
+    }
+}
+
+/// How this process reads the file a part's remote form `value` names (see [`RemoteFile`]).
+pub(super) fn remote_read(value: &serde_json::Value) -> Result<ReadPart, String> {
+    let remote: RemoteFile =
+        RemoteFile::deserialize(value).map_err(|e| format!("a file part: {e}"))?;
+    let bytes = hex::decode(&remote.schema).map_err(|e| format!("a file part's schema: {e}"))?;
+    let schema = crate::source::scan::schema_from_ipc(&bytes)?;
+    let keyword = |what: &str, text: &str| format!("a file part's {what} `{text}` is unknown");
+    let reader = Arc::new(Reader {
+        format: FileFormat::from_str(&remote.format)
+            .map_err(|_| keyword("format", &remote.format))?,
+        schema,
+        projection: remote.projection,
+        on_error: OnError::from_str(&remote.on_error)
+            .map_err(|_| keyword("on_error", &remote.on_error))?,
+        rescued: remote.rescued,
+        epoch_unit: remote
+            .epoch_unit
+            .map(|u| EpochUnit::from_str(&u).map_err(|_| keyword("epoch_unit", &u)))
+            .transpose()?,
+        delimiter: remote.delimiter,
+    });
+    let logged = remote.file.ok_or("a file part names no file")?;
+    let location = remote_folder(&remote.path)?;
+    let batch = BatchId(remote.batch);
+    Ok(Arc::new(move || {
+        let (location, reader, logged) = (location.clone(), Arc::clone(&reader), logged.clone());
+        Box::pin(async move {
+            let file = logged.path.clone();
+            read_file(&location, file, Some(logged), reader, Some(batch)).await
+        })
+    }))
+}
+
+/// The source folder `path`, opened once per process (an object store's client is reused).
+fn remote_folder(path: &str) -> Result<Location, String> {
+    static OPEN: std::sync::OnceLock<std::sync::Mutex<HashMap<String, Location>>> =
+        std::sync::OnceLock::new();
+    let mut open = OPEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(location) = open.get(path) {
+        return Ok(location.clone());
+    }
+    let location = Location::open(path, false, false, None).map_err(|e| e.to_string())?;
+    open.insert(path.to_string(), location.clone());
+    Ok(location)
 }
 
 /// Whether a file or folder under a source's folder is left out, with all below it: its name

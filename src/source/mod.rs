@@ -17,7 +17,7 @@ mod nats;
 mod nexmark;
 mod payload;
 mod rate;
-mod scan;
+pub(crate) mod scan;
 
 use std::sync::Arc;
 
@@ -28,10 +28,23 @@ use datafusion::datasource::MemTable;
 
 pub use decode::{Decoded, Reader, infer_schema};
 pub use files::{FilesConfig, FilesSource};
-pub use scan::{Counts, ReadPart, ScanCounts, StreamedTable};
+pub use scan::{Counts, ReadPart, ScanCounts, ScanParts, StreamedScanExec, StreamedTable};
 
 use crate::checkpoint::{BatchId, CheckpointError};
 use crate::storage::{Location, StorageError, StoreHook};
+
+/// How this process reads a part of a batch's streamed read from the part's remote form
+/// (`source::scan`), written by the part's source kind (`kind` names it): a `sluice worker`
+/// reads the parts it is sent so.
+pub fn remote_read(value: &serde_json::Value) -> Result<ReadPart, String> {
+    match value.get("kind").and_then(|k| k.as_str()) {
+        Some(kind) if kind == files::KIND.name => files::remote_read(value),
+        other => Err(format!(
+            "a part of kind {} cannot be read by another process",
+            other.unwrap_or("(none)")
+        )),
+    }
+}
 
 /// One kind of source, as the registry lists it: the word `kind:` names it by, and how its
 /// settings (every key of the source but `kind` and `watermark`) become its connector.

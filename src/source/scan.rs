@@ -10,6 +10,12 @@
 //! A part that fails keeps its [`SourceError`] in the counts (DataFusion carries only text
 //! through its plan), so the driver can report the error as the source's, with its advice.
 //!
+//! A part may also say, as data, how another process reads it (its remote form): then the
+//! scan can be sent to `sluice worker` processes (`engine: distributed`). What a worker reads
+//! comes back as the plan's metrics (`sluice_*` counters labelled with the scan and part),
+//! which the driver takes in with [`ScanCounts::add_read_elsewhere`]; a part whose counts do not
+//! come back is read again here when the batch settles, so the counts never depend on them.
+//!
 //! Each part is counted once, however often the plan reads it (a query that reads a stream
 //! twice, `UNION ALL` of two filters of it), and a part the plan never read (a join whose other
 //! side was empty, a filter folded to nothing) is read when the batch settles its counts
@@ -32,6 +38,9 @@ use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    ExecutionPlanMetricsSet, Label, MetricBuilder, MetricValue, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
@@ -64,6 +73,8 @@ pub struct Counts {
 /// a part met.
 #[derive(Debug, Default)]
 pub struct ScanCounts {
+    /// Names this read in the metrics of a plan run elsewhere (a random id).
+    id: String,
     counts: Mutex<Counts>,
     error: Mutex<Option<SourceError>>,
     /// Every part, in order, and whether it has been counted.
@@ -95,10 +106,74 @@ impl ScanCounts {
             if self.is_counted(index) {
                 continue;
             }
+            tracing::debug!(part = %part.name, "reading a part the query did not, to count it");
             let decoded = (part.read)().await?;
             self.add(index, &decoded);
         }
         Ok(self.counts())
+    }
+
+    /// Takes in what other processes read of this scan, as the metrics `metrics` of the plan
+    /// that ran there give it (every node's sets, per task): each part read there is counted
+    /// here (once, however often it was read) and not read again by [`ScanCounts::finish`].
+    pub fn add_read_elsewhere(&self, metrics: &[MetricsSet]) {
+        let mut by_part: std::collections::BTreeMap<usize, (u64, Counts)> = Default::default();
+        for set in metrics {
+            for metric in set.iter() {
+                let MetricValue::Count { name, count } = metric.value() else {
+                    continue;
+                };
+                let label = |key: &str| {
+                    metric
+                        .labels()
+                        .iter()
+                        .find(|l| l.name() == key)
+                        .map(|l| l.value().to_string())
+                };
+                if label(SCAN_LABEL).as_deref() != Some(self.id.as_str()) {
+                    continue;
+                }
+                let Some(part) = label(PART_LABEL).and_then(|p| p.parse::<usize>().ok()) else {
+                    continue;
+                };
+                let (reads, counts) = by_part.entry(part).or_default();
+                let value = count.value() as u64;
+                match name.as_ref() {
+                    READS => *reads += value,
+                    ROWS => counts.rows += value,
+                    SKIPPED => counts.skipped += value,
+                    UNKNOWN_ROWS => counts.unknown_rows += value,
+                    UNKNOWN_FIELD => {
+                        if let Some(field) = label(FIELD_LABEL) {
+                            counts.unknown_fields.insert(field);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (part, (reads, counts)) in by_part {
+            let Some(local) = self.parts.iter().position(|p| p.index == part) else {
+                continue;
+            };
+            if reads == 0 {
+                continue;
+            }
+            // A part read by several tasks (a query that reads its stream twice) counts once.
+            let decoded = Counts {
+                rows: counts.rows / reads,
+                skipped: counts.skipped / reads,
+                unknown_rows: counts.unknown_rows / reads,
+                unknown_fields: counts.unknown_fields,
+                files: 1,
+            };
+            self.add_counts(local, &decoded);
+        }
+    }
+
+    /// How many bytes the scan's parts hold.
+    pub fn bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.size).sum()
     }
 
     fn is_counted(&self, index: usize) -> bool {
@@ -112,6 +187,20 @@ impl ScanCounts {
 
     /// Counts part `index` as `decoded` read it, unless it is counted already.
     fn add(&self, index: usize, decoded: &Decoded) {
+        self.add_counts(
+            index,
+            &Counts {
+                rows: decoded.rows,
+                skipped: decoded.skipped,
+                unknown_rows: decoded.unknown_rows,
+                unknown_fields: decoded.unknown_fields.iter().cloned().collect(),
+                files: 1,
+            },
+        );
+    }
+
+    /// Counts part `index` as `part` (one part's counts), unless it is counted already.
+    fn add_counts(&self, index: usize, part: &Counts) {
         {
             let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
             match counted.get_mut(index) {
@@ -120,13 +209,13 @@ impl ScanCounts {
             }
         }
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        counts.rows += decoded.rows;
-        counts.skipped += decoded.skipped;
-        counts.unknown_rows += decoded.unknown_rows;
+        counts.rows += part.rows;
+        counts.skipped += part.skipped;
+        counts.unknown_rows += part.unknown_rows;
         counts
             .unknown_fields
-            .extend(decoded.unknown_fields.iter().cloned());
-        counts.files += 1;
+            .extend(part.unknown_fields.iter().cloned());
+        counts.files += part.files;
     }
 
     /// Keeps `error` (the first one only) and returns what DataFusion carries instead.
@@ -149,13 +238,31 @@ pub struct StreamedTable {
     counts: Arc<ScanCounts>,
 }
 
+/// The metric labels and names a scan's reads are counted under (module docs).
+const SCAN_LABEL: &str = "sluice_scan";
+const PART_LABEL: &str = "sluice_part";
+const FIELD_LABEL: &str = "sluice_field";
+const READS: &str = "sluice_reads";
+const ROWS: &str = "sluice_rows";
+const SKIPPED: &str = "sluice_skipped";
+const UNKNOWN_ROWS: &str = "sluice_unknown_rows";
+const UNKNOWN_FIELD: &str = "sluice_unknown_field";
+
 /// One part, named for plans and messages, with its size in bytes (the statistics the
 /// planner puts the smaller side of a join on the build side by).
 #[derive(Clone)]
 struct Part {
+    /// The part's name (a file's path under its source's folder).
     name: String,
+    /// Its size in bytes.
     size: u64,
+    /// How this process reads it.
     read: ReadPart,
+    /// How another process reads it, as data its source understands
+    /// ([`super::remote_read`]); `None` where only this process can.
+    remote: Option<Arc<serde_json::Value>>,
+    /// Its index among all the parts of the batch's read of its source (the metrics' key).
+    index: usize,
 }
 
 impl fmt::Debug for Part {
@@ -172,7 +279,7 @@ impl StreamedTable {
     /// its counts.
     pub fn new(
         schema: SchemaRef,
-        parts: Vec<(String, u64, ReadPart)>,
+        parts: Vec<(String, u64, ReadPart, Option<serde_json::Value>)>,
         partitions: usize,
     ) -> (Self, Arc<ScanCounts>) {
         let n = partitions.clamp(1, parts.len().max(1));
@@ -183,9 +290,17 @@ impl StreamedTable {
             spread[i * n / total].push(i);
         }
         let counts = Arc::new(ScanCounts {
+            id: uuid::Uuid::new_v4().to_string(),
             parts: parts
                 .into_iter()
-                .map(|(name, size, read)| Part { name, size, read })
+                .enumerate()
+                .map(|(index, (name, size, read, remote))| Part {
+                    name,
+                    size,
+                    read,
+                    remote: remote.map(Arc::new),
+                    index,
+                })
                 .collect(),
             counted: Mutex::new(vec![false; total]),
             ..ScanCounts::default()
@@ -232,18 +347,144 @@ impl TableProvider for StreamedTable {
             partitions: Arc::clone(&self.partitions),
             counts: Arc::clone(&self.counts),
             properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
         }))
     }
 }
 
 /// The plan node of a [`StreamedTable`]: partition `p` reads its parts in order.
 #[derive(Debug)]
-struct StreamedScanExec {
+pub struct StreamedScanExec {
     schema: SchemaRef,
     projection: Option<Vec<usize>>,
     partitions: Arc<Vec<Vec<usize>>>,
     counts: Arc<ScanCounts>,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+/// A [`StreamedScanExec`] as data, for another process: its output schema, the projection
+/// of the parts' rows, and each partition's parts (with their indices among the scan's).
+pub struct ScanParts {
+    /// The node's output schema.
+    pub schema: SchemaRef,
+    /// The columns of a part's rows the node outputs (all where `None`).
+    pub projection: Option<Vec<usize>>,
+    /// The scan's id (its metrics' label).
+    pub id: String,
+    /// Each partition's parts.
+    pub partitions: Vec<Vec<RemotePart>>,
+}
+
+/// A part as data: its index among the scan's parts, its name, its size in bytes, and how
+/// another process reads it (its source's remote form).
+pub type RemotePart = (usize, String, u64, Arc<serde_json::Value>);
+
+impl StreamedScanExec {
+    /// The node as data, where every part can be read elsewhere; `None` otherwise.
+    pub fn to_parts(&self) -> Option<ScanParts> {
+        let partitions = self
+            .partitions
+            .iter()
+            .map(|parts| {
+                parts
+                    .iter()
+                    .map(|&i| {
+                        let part = &self.counts.parts[i];
+                        let remote = Arc::clone(part.remote.as_ref()?);
+                        Some((part.index, part.name.clone(), part.size, remote))
+                    })
+                    .collect::<Option<Vec<_>>>()
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(ScanParts {
+            schema: Arc::clone(&self.schema),
+            projection: self.projection.clone(),
+            id: self.counts.id.clone(),
+            partitions,
+        })
+    }
+
+    /// The node that reads `parts`, each part read as `read` makes of its index and remote
+    /// form.
+    pub fn from_parts(
+        parts: ScanParts,
+        read: impl Fn(usize, &serde_json::Value) -> Result<ReadPart>,
+    ) -> Result<Self> {
+        let mut all = Vec::new();
+        let mut partitions = Vec::new();
+        for list in parts.partitions {
+            let mut indices = Vec::new();
+            for (index, name, size, remote) in list {
+                indices.push(all.len());
+                all.push(Part {
+                    name,
+                    size,
+                    read: read(index, &remote)?,
+                    remote: Some(remote),
+                    index,
+                });
+            }
+            partitions.push(indices);
+        }
+        let total = all.len();
+        let counts = Arc::new(ScanCounts {
+            id: parts.id,
+            parts: all,
+            counted: Mutex::new(vec![false; total]),
+            ..ScanCounts::default()
+        });
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&parts.schema)),
+            Partitioning::UnknownPartitioning(partitions.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        if partitions.is_empty() {
+            partitions.push(Vec::new());
+        }
+        Ok(Self {
+            schema: parts.schema,
+            projection: parts.projection,
+            partitions: Arc::new(partitions),
+            counts,
+            properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+        })
+    }
+
+    /// The scan split into `tasks` scans of the same partitions, task `t` reading every
+    /// `tasks`-th part from the `t`-th on; `None` where a part can only be read here.
+    pub fn split(&self, tasks: usize) -> Option<Vec<Self>> {
+        let parts = self.to_parts()?;
+        let tasks = tasks.max(1);
+        let mut split: Vec<ScanParts> = (0..tasks)
+            .map(|_| ScanParts {
+                schema: Arc::clone(&parts.schema),
+                projection: parts.projection.clone(),
+                id: parts.id.clone(),
+                partitions: vec![Vec::new(); parts.partitions.len()],
+            })
+            .collect();
+        let mut n = 0;
+        for (p, list) in parts.partitions.into_iter().enumerate() {
+            for part in list {
+                split[n % tasks].partitions[p].push(part);
+                n += 1;
+            }
+        }
+        let reads: std::collections::HashMap<usize, ReadPart> = self
+            .counts
+            .parts
+            .iter()
+            .map(|p| (p.index, Arc::clone(&p.read)))
+            .collect();
+        // Each variant is sent to a worker, not run here; it keeps this process's readers.
+        split
+            .into_iter()
+            .map(|parts| Self::from_parts(parts, |index, _| Ok(Arc::clone(&reads[&index]))).ok())
+            .collect()
+    }
 }
 
 impl DisplayAs for StreamedScanExec {
@@ -268,6 +509,10 @@ impl ExecutionPlan for StreamedScanExec {
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         Vec::new()
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 
     fn apply_expressions(
@@ -325,14 +570,17 @@ impl ExecutionPlan for StreamedScanExec {
         })?;
         let counts = Arc::clone(&self.counts);
         let projection = self.projection.clone();
+        let metrics = self.metrics.clone();
         let stream = futures::stream::iter(parts)
             .then(move |index| {
                 let counts = Arc::clone(&counts);
                 let projection = projection.clone();
+                let metrics = metrics.clone();
                 async move {
                     let read = Arc::clone(&counts.parts[index].read);
                     let decoded = read().await.map_err(|e| counts.fail(e))?;
                     counts.add(index, &decoded);
+                    count_read(&metrics, &counts, index, partition, &decoded);
                     let batches = decoded.batches.into_iter().map(move |b| match &projection {
                         Some(indices) => b.project(indices).map_err(DataFusionError::from),
                         None => Ok(b),
@@ -345,5 +593,139 @@ impl ExecutionPlan for StreamedScanExec {
             Arc::clone(&self.schema),
             stream,
         )))
+    }
+}
+
+/// Records part `index` of `counts`, as `decoded` read it in `partition`, in `metrics`: how
+/// the driver learns what a worker read (module docs).
+fn count_read(
+    metrics: &ExecutionPlanMetricsSet,
+    counts: &ScanCounts,
+    index: usize,
+    partition: usize,
+    decoded: &Decoded,
+) {
+    let part = counts.parts[index].index.to_string();
+    let counter = |name: &'static str, field: Option<&str>| {
+        let mut builder = MetricBuilder::new(metrics)
+            .with_label(Label::new(SCAN_LABEL, counts.id.clone()))
+            .with_label(Label::new(PART_LABEL, part.clone()));
+        if let Some(field) = field {
+            builder = builder.with_label(Label::new(FIELD_LABEL, field.to_string()));
+        }
+        builder.counter(name, partition)
+    };
+    let usize_of = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    counter(READS, None).add(1);
+    counter(ROWS, None).add(usize_of(decoded.rows));
+    counter(SKIPPED, None).add(usize_of(decoded.skipped));
+    counter(UNKNOWN_ROWS, None).add(usize_of(decoded.unknown_rows));
+    for field in &decoded.unknown_fields {
+        counter(UNKNOWN_FIELD, Some(field)).add(1);
+    }
+}
+
+/// `schema` as an Arrow IPC stream of no batches (how a scan's schema travels to a worker).
+pub fn schema_to_ipc(schema: &SchemaRef) -> Result<Vec<u8>> {
+    let mut writer =
+        datafusion::arrow::ipc::writer::StreamWriter::try_new(Vec::new(), schema.as_ref())?;
+    writer.finish()?;
+    Ok(writer.into_inner()?)
+}
+
+/// The schema of an Arrow IPC stream written by [`schema_to_ipc`].
+pub fn schema_from_ipc(bytes: &[u8]) -> std::result::Result<SchemaRef, String> {
+    datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+        .map(|reader| reader.schema())
+        .map_err(|e| format!("a schema: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    /// A part that reads as `rows` rows, with a field the schema does not know.
+    fn part(name: &str, rows: u64) -> (String, u64, ReadPart, Option<serde_json::Value>) {
+        let read: ReadPart = Arc::new(move || {
+            Box::pin(async move {
+                Ok(Decoded {
+                    batches: Vec::new(),
+                    rows,
+                    skipped: 1,
+                    unknown_rows: 1,
+                    unknown_fields: ["extra".to_string()].into(),
+                })
+            })
+        });
+        let remote = serde_json::json!({ "kind": "test", "rows": rows });
+        (name.to_string(), 100, read, Some(remote))
+    }
+
+    #[tokio::test]
+    async fn what_workers_read_is_counted_once_and_the_rest_is_read_here() {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let (_, counts) =
+            StreamedTable::new(schema, vec![part("a", 10), part("b", 20), part("c", 40)], 2);
+        let table = StreamedScanExec {
+            schema: Arc::new(Schema::empty()),
+            projection: None,
+            partitions: Arc::new(vec![vec![0, 1], vec![2]]),
+            counts: Arc::clone(&counts),
+            properties: Arc::new(PlanProperties::new(
+                EquivalenceProperties::new(Arc::new(Schema::empty())),
+                Partitioning::UnknownPartitioning(2),
+                EmissionType::Incremental,
+                Boundedness::Bounded,
+            )),
+            metrics: ExecutionPlanMetricsSet::new(),
+        };
+        // Two tasks: every part in exactly one, with its index among the scan's.
+        let tasks = table.split(2).expect("every part has a remote form");
+        let mut seen: Vec<usize> = tasks
+            .iter()
+            .flat_map(|t| t.counts.parts.iter().map(|p| p.index))
+            .collect();
+        seen.sort();
+        assert_eq!(seen, vec![0, 1, 2]);
+        // The first task reads its parts on a "worker", its first part twice (a query that
+        // reads the stream twice); the second task's counts never come back.
+        let worker = &tasks[0];
+        for (local, part) in worker.counts.parts.iter().enumerate() {
+            let decoded = (part.read)().await.expect("reads");
+            let times = if local == 0 { 2 } else { 1 };
+            for _ in 0..times {
+                count_read(&worker.metrics, &worker.counts, local, 0, &decoded);
+            }
+        }
+        // Another scan's metrics are not this one's.
+        let (_, other) = StreamedTable::new(Arc::new(Schema::empty()), vec![part("z", 1000)], 1);
+        let other_metrics = ExecutionPlanMetricsSet::new();
+        let decoded = (other.parts[0].read)().await.expect("reads");
+        count_read(&other_metrics, &other, 0, 0, &decoded);
+
+        counts.add_read_elsewhere(&[worker.metrics.clone_inner(), other_metrics.clone_inner()]);
+        let read_there: u64 = worker
+            .counts
+            .parts
+            .iter()
+            .map(|p| [10, 20, 40][p.index])
+            .sum();
+        let after_workers = counts.counts();
+        assert_eq!(
+            after_workers.rows, read_there,
+            "a part read twice counts once"
+        );
+        assert_eq!(after_workers.files, worker.counts.parts.len() as u64);
+        assert_eq!(after_workers.skipped, worker.counts.parts.len() as u64);
+        assert_eq!(
+            after_workers.unknown_fields,
+            ["extra".to_string()].into_iter().collect()
+        );
+        // What did not come back is read here: the whole batch, each part once.
+        let all = counts.finish().await.expect("finish");
+        assert_eq!(all.rows, 70);
+        assert_eq!(all.files, 3);
+        assert_eq!(all.skipped, 3);
     }
 }
