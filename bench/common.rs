@@ -253,3 +253,34 @@ pub fn test_server(name: &str, var: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// A `--trigger once` pipeline `name` over the click events in `input` into a fresh folder
+/// `work` (its checkpoint and Parquet sink inside), running `query`, with `extra` top-level
+/// keys (an output mode, an engine); the pipeline file's path.
+#[allow(dead_code, reason = "only the one-batch benchmarks use it")]
+pub fn once_pipeline(
+    work: &Path,
+    input: &Path,
+    name: &str,
+    query: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let _ = std::fs::remove_dir_all(work);
+    std::fs::create_dir_all(work).expect("work");
+    let yaml = format!(
+        "name: {name}\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {SCHEMA}\nquery: |\n  {query}\ntrigger: once\nsink:\n  kind: files\n  path: {out}\n  format: parquet\n{extra}",
+        ckpt = work.join("ckpt").display(),
+        input = input.display(),
+        out = work.join("out").display(),
+    );
+    let file = work.join("pipeline.yaml");
+    std::fs::write(&file, yaml).expect("pipeline file");
+    file
+}
+
+/// The entry of `commits/0` of the checkpoint in `work` (an [`once_pipeline`] run's batch).
+#[allow(dead_code, reason = "only the one-batch benchmarks use it")]
+pub fn first_commit(work: &Path) -> serde_json::Value {
+    let commit = std::fs::read_to_string(work.join("ckpt/commits/0")).expect("commits/0");
+    serde_json::from_str(commit.lines().nth(1).expect("the entry on line 2")).expect("commit JSON")
+}

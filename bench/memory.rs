@@ -26,7 +26,7 @@ use std::process::Command;
 #[path = "common.rs"]
 #[allow(dead_code)]
 mod common;
-use common::{SCHEMA, datafusion_batch, generate, median};
+use common::{datafusion_batch, first_commit, generate, median, once_pipeline};
 
 const QUERY: &str = "SELECT ts, user_id, upper(page) AS page, country, duration_ms / 1000.0 AS seconds \
                      FROM clicks WHERE duration_ms > 1000";
@@ -107,30 +107,18 @@ fn measured(program: &Path, args: &[&str]) -> (f64, f64) {
 
 /// A `--trigger once` pipeline over `input` into a new folder under `work`.
 fn pipeline(work: &Path, input: &Path, query: &str, mode: &str) -> PathBuf {
-    let _ = std::fs::remove_dir_all(work);
-    std::fs::create_dir_all(work).expect("work");
-    let yaml = format!(
-        "name: bench_memory\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {SCHEMA}\nquery: |\n  {query}\noutput_mode: {mode}\ntrigger: once\nsink:\n  kind: files\n  path: {out}\n  format: parquet\n",
-        ckpt = work.join("ckpt").display(),
-        input = input.display(),
-        out = work.join("out").display(),
-    );
-    let file = work.join("pipeline.yaml");
-    std::fs::write(&file, yaml).expect("pipeline file");
-    file
+    once_pipeline(
+        work,
+        input,
+        "bench_memory",
+        query,
+        &format!("output_mode: {mode}\n"),
+    )
 }
 
 /// The rows committed by the one batch of the run in `work`.
 fn rows_out(work: &Path) -> u64 {
-    let commit = std::fs::read_to_string(work.join("ckpt/commits/0")).expect("commits/0");
-    let value: serde_json::Value = serde_json::from_str(
-        commit
-            .lines()
-            .nth(1)
-            .expect("commits/0 has its entry on line 2"),
-    )
-    .expect("commit JSON");
-    value["rows_out"].as_u64().expect("rows_out")
+    first_commit(work)["rows_out"].as_u64().expect("rows_out")
 }
 
 struct Figures {

@@ -9,6 +9,8 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod digest;
+#[cfg(feature = "distributed")]
+pub mod distributed;
 pub mod driver;
 pub mod format;
 pub mod nexmark;

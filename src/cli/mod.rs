@@ -42,6 +42,10 @@ enum Command {
         /// How to show progress.
         #[arg(long, value_enum, default_value_t = ProgressFormat::Text)]
         progress: ProgressFormat,
+        /// Override where batches run: `local`, or `distributed` over the pipeline's
+        /// `engine.workers`.
+        #[arg(long, value_parser = parse_engine)]
+        engine: Option<crate::pipeline::EngineKind>,
     },
     /// Show what a checkpoint holds.
     Inspect {
@@ -124,6 +128,14 @@ enum Command {
         /// The pipeline file.
         pipeline: PathBuf,
     },
+    /// Serve as a worker: run the parts of batches that drivers with `engine: distributed`
+    /// send (their reads and the work above them), until stopped (Ctrl-C or SIGTERM).
+    Worker {
+        /// The address to serve on, as HOST:PORT (port 0: any free port; the address served
+        /// on is printed).
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: String,
+    },
     /// Write generated input as files, so that other engines read exactly the same events.
     Gen {
         #[command(subcommand)]
@@ -133,6 +145,11 @@ enum Command {
 
 fn parse_trigger(s: &str) -> Result<Trigger, String> {
     s.parse()
+}
+
+fn parse_engine(s: &str) -> Result<crate::pipeline::EngineKind, String> {
+    s.parse()
+        .map_err(|_| format!("`{s}` is not an engine: `local` or `distributed`"))
 }
 
 /// Runs the command line and returns the process exit code.
@@ -151,9 +168,14 @@ pub fn main() -> i32 {
                 // says in its own words (and notes of their own, such as a merge's metrics):
                 // `SLUICE_LOG=warn` shows them.
                 .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new(
-                        "warn,deltalake_core=off,buoyant_kernel=off,buoyant_kernel_engine=off",
-                    )
+                    // A worker says what it is sent.
+                    let own = match cli.command {
+                        Command::Worker { .. } => "sluice=info,",
+                        _ => "",
+                    };
+                    tracing_subscriber::EnvFilter::new(format!(
+                        "warn,{own}deltalake_core=off,buoyant_kernel=off,buoyant_kernel_engine=off",
+                    ))
                 }),
         )
         .with_writer(std::io::stderr)
@@ -185,9 +207,17 @@ async fn execute(cli: Cli) -> Result<(), Error> {
             trigger,
             checkpoint,
             progress,
+            engine,
         } => {
             let pipeline_path = pipeline;
-            let pipeline = Pipeline::load(&pipeline_path)?;
+            let mut pipeline = Pipeline::load(&pipeline_path)?;
+            if let Some(kind) = engine {
+                pipeline
+                    .engine
+                    .check(kind)
+                    .map_err(|e| Error::Usage(format!("--engine {}: {e}", kind.as_str())))?;
+                pipeline.engine.kind = kind;
+            }
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 // SIGTERM (a service manager) stops after the current batch; Ctrl-C (a person
@@ -297,7 +327,42 @@ async fn execute(cli: Cli) -> Result<(), Error> {
             checkpoint,
             dry_run,
         } => repair(&checkpoint, dry_run).await,
+        Command::Worker { listen } => worker(&listen).await,
     }
+}
+
+/// `sluice worker --listen HOST:PORT`.
+#[cfg(feature = "distributed")]
+async fn worker(listen: &str) -> Result<(), Error> {
+    use std::net::ToSocketAddrs;
+    let address = listen
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--listen {listen}: not an address to serve on; write HOST:PORT, as \
+                 127.0.0.1:50051 or 0.0.0.0:50051"
+            ))
+        })?;
+    crate::distributed::serve(address, async {
+        let _ = wait_for_signal().await;
+    })
+    .await
+    .map_err(|reason| Error::Execution {
+        batch: None,
+        source: datafusion::error::DataFusionError::Execution(reason),
+    })
+}
+
+/// `sluice worker` in a build without the `distributed` feature.
+#[cfg(not(feature = "distributed"))]
+async fn worker(_listen: &str) -> Result<(), Error> {
+    Err(Error::Usage(
+        "`sluice worker` needs Sluice built with the `distributed` feature \
+         (`cargo build --features distributed`)"
+            .into(),
+    ))
 }
 
 /// The error with checkpoint `spec` named where a damaged entry's advice needs it.

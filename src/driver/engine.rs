@@ -49,6 +49,22 @@ impl Computed {
         if let Some(error) = self.scan_error() {
             return Err(error);
         }
+        // What the workers read comes back with the plan's metrics; a part whose counts do
+        // not is read again below.
+        #[cfg(feature = "distributed")]
+        if let Some((plan, wait)) = self.distributed.take() {
+            let metrics = crate::distributed::metrics_of(&plan, wait).await;
+            if metrics.is_empty() {
+                tracing::warn!(
+                    "the workers' counts of what they read did not come back within {}: the \
+                     driver reads the batch's files again to count them",
+                    humantime::format_duration(wait)
+                );
+            }
+            for (_, counts) in &self.scans {
+                counts.add_read_elsewhere(&metrics);
+            }
+        }
         for (name, counts) in std::mem::take(&mut self.scans) {
             let counts = counts.finish().await?;
             self.rows_in += counts.rows;
@@ -116,6 +132,13 @@ pub(super) struct Computed {
     pub(super) source_active_ms: BTreeMap<String, i64>,
     /// The watermark as this batch moves it (the next batch's, `W_{N+1}`), for the commit.
     pub(super) next_watermark_ms: Option<i64>,
+    /// The plan, where part of it ran on workers (`engine: distributed`): its metrics say what
+    /// they read.
+    /// They come back within the worker timeout, the second field.
+    pub(super) distributed: Option<(
+        Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        std::time::Duration,
+    )>,
 }
 
 /// The sources, static tables and query of one pipeline over one checkpoint.
@@ -134,6 +157,12 @@ pub(super) struct Engine<'p> {
     pub(super) query: Option<QueryState>,
     /// Whether this run has said which sources hold the watermark back (said once).
     held_back_said: std::sync::atomic::AtomicBool,
+    /// Whether batches run here whatever the pipeline's `engine` (a batch computed again after
+    /// it failed on the workers).
+    pub(super) local_only: bool,
+    /// Whether the last batch computed was planned for the workers (whether it got there or
+    /// not: a batch that fails on the way is computed again here).
+    pub(super) tried_distributed: bool,
 }
 
 impl<'p> Engine<'p> {
@@ -185,6 +214,8 @@ impl<'p> Engine<'p> {
             late_streams,
             query: None,
             held_back_said: std::sync::atomic::AtomicBool::new(false),
+            local_only: false,
+            tried_distributed: false,
         })
     }
 
@@ -205,7 +236,34 @@ impl<'p> Engine<'p> {
             return Ok(ctx.clone());
         }
         let limit = self.pipeline.memory_limit_bytes().map_err(Error::Usage)?;
-        let ctx = plan::session_with_memory(settings, limit);
+        let ctx = match self.pipeline.engine.kind {
+            crate::pipeline::EngineKind::Local => plan::session_with_memory(settings, limit),
+            // Every plan of this session stays here unless `compute` spreads it.
+            #[cfg(feature = "distributed")]
+            crate::pipeline::EngineKind::Distributed => {
+                let engine = &self.pipeline.engine;
+                let ctx = plan::session_built_with(settings, limit, |builder| {
+                    crate::distributed::coordinator(builder, engine)
+                });
+                let shared = ctx.state_ref();
+                let kept = crate::distributed::keep_local(&mut shared.write());
+                kept.map_err(|source| Error::Execution {
+                    batch: None,
+                    source,
+                })?;
+                ctx
+            }
+            #[cfg(not(feature = "distributed"))]
+            crate::pipeline::EngineKind::Distributed => {
+                return Err(Error::Usage(
+                    self.pipeline
+                        .engine
+                        .check(crate::pipeline::EngineKind::Distributed)
+                        .err()
+                        .unwrap_or_default(),
+                ));
+            }
+        };
         for (name, table) in &self.static_tables {
             ctx.register_table(name.as_str(), Arc::clone(table) as _)
                 .map_err(|e| Error::Execution {
@@ -590,6 +648,7 @@ impl<'p> Engine<'p> {
             batch: Some(batch),
             source,
         };
+        self.tried_distributed = false;
         let ctx = self.session(&entry.info.settings)?;
         let query = self.query_state(sql).await?;
         let stateful = query.operator.is_some();
@@ -615,6 +674,7 @@ impl<'p> Engine<'p> {
             start_offsets: start.ends.clone(),
             source_active_ms: BTreeMap::new(),
             next_watermark_ms: None,
+            distributed: None,
         };
         for source in &self.sources {
             let end = entry.offset_of(source.name()).ok_or_else(|| {
@@ -714,7 +774,30 @@ impl<'p> Engine<'p> {
             let table = input.into_table().map_err(exec_err)?;
             register(&ctx, source.name(), table as _, Some(batch))?;
         }
-        let (state, logical) = plan::plan_batch(&ctx, sql, entry.info.batch_timestamp_ms).await?;
+        #[allow(unused_mut)]
+        let (mut state, logical) =
+            plan::plan_batch(&ctx, sql, entry.info.batch_timestamp_ms).await?;
+        // A batch of a query without state that reads enough streams (the workers' fixed cost
+        // is then worth it) runs on the workers; one computed again after it failed there, here.
+        // A stateful query runs here: its operator takes the plan's phases apart (the partial
+        // aggregation on workers is docs/scale.md's next step).
+        #[cfg(feature = "distributed")]
+        if self.pipeline.engine.kind == crate::pipeline::EngineKind::Distributed
+            && !self.local_only
+            && !stateful
+            && !computed.scans.is_empty()
+        {
+            let bytes: u64 = computed.scans.iter().map(|(_, c)| c.bytes()).sum();
+            let above = self
+                .pipeline
+                .engine
+                .distribute_above_bytes()
+                .unwrap_or(u64::MAX);
+            if bytes >= above {
+                self.tried_distributed = true;
+                crate::distributed::spread(&mut state).map_err(exec_err)?;
+            }
+        }
         computed.next_watermark_ms = self.next_watermark(
             stateful,
             entry,
@@ -739,6 +822,12 @@ impl<'p> Engine<'p> {
                 .await
                 .map_err(exec_err)?,
         };
+        #[cfg(feature = "distributed")]
+        if crate::distributed::is_distributed(&physical) {
+            tracing::info!(%batch, "the batch's reads and the work above them run on the workers");
+            computed.distributed =
+                Some((Arc::clone(&physical), self.pipeline.engine.worker_timeout()));
+        }
         // A query with state runs whole here (its operator keeps what the batch computed,
         // for the commit); one without hands its plan to the sink.
         if stateful {

@@ -94,6 +94,7 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
     pipeline
         .check_locations(&checkpoint_spec, options.checkpoint.is_some())
         .and_then(|()| pipeline.check_secrets())
+        .and_then(|()| pipeline.engine.check(pipeline.engine.kind))
         .map_err(|reason| Error::Usage(format!("{}: {reason}", pipeline.name)))?;
     // `memory://` is a store of this process alone: what is written there is gone at exit.
     let sink_location = pipeline.sink.connector().location();
@@ -562,12 +563,14 @@ async fn planned_with_other_pipeline(
     // ran out of memory finishes with the memory the edit gives it, and an edit of nothing
     // else is no edit of what the batch writes. The same file stored with another folder's
     // lines (a run from another folder, a moved project) is no edit either.
-    if same_but_for_memory(&planned.text, &pipeline.text)
+    if same_but_for_how_it_runs(&planned.text, &pipeline.text)
         || crate::pipeline::without_stored_lines(&planned.text) == pipeline.text
     {
         return Ok(None);
     }
     planned.memory_limit = pipeline.memory_limit.clone();
+    // Where it runs is this run's (`engine`, `--engine`): its output is the same.
+    planned.engine = pipeline.engine.clone();
     let shown = format!(
         "{}/{}",
         checkpoint_spec.trim_end_matches('/'),
@@ -584,9 +587,9 @@ async fn planned_with_other_pipeline(
     Ok(Some((batch, planned, shown)))
 }
 
-/// Whether pipeline files `a` and `b` differ in `memory_limit` (which bounds how a batch runs,
-/// not what it writes) and in nothing else: their YAML the same without that key.
-fn same_but_for_memory(a: &str, b: &str) -> bool {
+/// Whether pipeline files `a` and `b` differ only in how a batch runs, not in what it writes:
+/// `memory_limit` and `engine` (where it runs); their YAML the same without those keys.
+fn same_but_for_how_it_runs(a: &str, b: &str) -> bool {
     let parse = |text: &str| serde_yaml::from_str::<serde_yaml::Value>(text).ok();
     let (Some(mut a), Some(mut b)) = (parse(a), parse(b)) else {
         return false;
@@ -594,8 +597,9 @@ fn same_but_for_memory(a: &str, b: &str) -> bool {
     let (Some(a), Some(b)) = (a.as_mapping_mut(), b.as_mapping_mut()) else {
         return false;
     };
-    let limits = (a.remove("memory_limit"), b.remove("memory_limit"));
-    limits.0 != limits.1 && a == b
+    let keys = ["memory_limit", "engine"];
+    let removed = |m: &mut serde_yaml::Mapping| keys.map(|k| m.remove(k));
+    removed(a) != removed(b) && a == b
 }
 
 /// The checkpoint's sink record rebuilt (its `sink` entry being missing or damaged, `why`)
@@ -737,7 +741,9 @@ pub struct Recompute<'p> {
 impl<'p> Recompute<'p> {
     /// Opens `pipeline`'s sources and static tables over the checkpoint at `checkpoint`.
     pub async fn open(pipeline: &'p Pipeline, checkpoint: &Location) -> Result<Self, Error> {
-        let engine = Engine::open(pipeline, checkpoint, None).await?;
+        let mut engine = Engine::open(pipeline, checkpoint, None).await?;
+        // A replay computes here, workers or not: the same output.
+        engine.local_only = true;
         if let Some(source) = engine.sources.iter().find(|s| s.schema().is_none()) {
             return Err(Error::Usage(format!(
                 "source `{}` has no schema declared in the pipeline or pinned in the checkpoint \
@@ -1565,26 +1571,47 @@ impl<'a> Driver<'a> {
         let _live = (self.options.progress == ProgressFormat::Text)
             .then(|| crate::progress::LiveLine::start(batch))
             .flatten();
-        let computed = self
-            .engine
-            .compute(
-                batch,
-                entry,
-                &Start {
-                    ends: &start.ends,
-                    event_time_max_ms: &start.event_time_max_ms,
-                    source_active_ms: &start.source_active_ms,
-                },
-                sql,
-            )
-            .await?;
-        let timings = Timings {
+        let timings = || Timings {
             plan_ms,
             offsets_ms,
             execute_started,
         };
-        self.commit_batch(batch, entry, computed, recovered, timings)
-            .await
+        let start = Start {
+            ends: &start.ends,
+            event_time_max_ms: &start.event_time_max_ms,
+            source_active_ms: &start.source_active_ms,
+        };
+        let committed = match self.engine.compute(batch, entry, &start, sql).await {
+            Ok(computed) => {
+                self.commit_batch(batch, entry, computed, recovered, timings())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let distributed = self.engine.tried_distributed;
+        match committed {
+            // A batch that failed on the workers (one gone or silent, or an error there) is
+            // computed again here from the same offsets: the same output, and a source's
+            // error with its file and advice. Nothing of it was committed.
+            Err(Error::Execution { source, .. }) if distributed => {
+                tracing::warn!(
+                    %batch,
+                    "the batch failed on the workers ({source}); computing it here instead"
+                );
+                self.engine.local_only = true;
+                let computed = self.engine.compute(batch, entry, &start, sql).await;
+                let committed = match computed {
+                    Ok(computed) => {
+                        self.commit_batch(batch, entry, computed, recovered, timings())
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                self.engine.local_only = false;
+                committed
+            }
+            committed => committed,
+        }
     }
 
     /// Commits a computed batch: its late rows and output to the sinks, its state version,

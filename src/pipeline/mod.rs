@@ -103,6 +103,10 @@ pub struct Pipeline {
     /// `2G`, `1.5G` (units of 1024). By default, half of the machine's memory.
     #[serde(default)]
     pub memory_limit: Option<String>,
+    /// Where a batch's query runs: here (`local`, the default), or spread over `sluice
+    /// worker` processes (`distributed`); `--engine` overrides the kind.
+    #[serde(default)]
+    pub engine: EngineConfig,
     /// The line of the `query` key in the file, for messages about the SQL.
     #[serde(skip)]
     pub query_line: Option<usize>,
@@ -248,6 +252,110 @@ keyword_enum!(
         ExternalLock => "external-lock",
     }
 );
+
+keyword_enum!(
+    /// Where a batch's query runs.
+    EngineKind {
+        /// In this process.
+        Local => "local",
+        /// Its reads and the work above them spread over `sluice worker` processes, the
+        /// merge with state, the sink's commit and every checkpoint write here.
+        Distributed => "distributed",
+    }
+);
+
+#[allow(clippy::derivable_impls)]
+impl Default for EngineKind {
+    fn default() -> Self {
+        Self::Local
+    }
+}
+
+/// The pipeline's `engine:`: where each batch's query runs (docs/scale.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// `local` (the default) or `distributed`.
+    #[serde(default)]
+    pub kind: EngineKind,
+    /// The workers' addresses (`http://host:port`, as `sluice worker --listen` prints them),
+    /// for `distributed`.
+    #[serde(default)]
+    pub workers: Vec<String>,
+    /// A batch that reads fewer bytes than this runs here, whatever the kind (a worker's
+    /// fixed cost is not worth it): a size as `memory_limit` writes one; `64M` by default.
+    #[serde(default)]
+    pub distribute_above: Option<String>,
+    /// How long a worker may take to connect, or leave a live connection silent, before the
+    /// batch gives up on the workers and runs here; `30s` by default.
+    #[serde(default, deserialize_with = "deserialize_optional_duration")]
+    pub worker_timeout: Option<Duration>,
+}
+
+impl EngineConfig {
+    /// The smallest input, in bytes, a batch is distributed for.
+    ///
+    /// Errors: a value that is not a size.
+    pub fn distribute_above_bytes(&self) -> Result<u64, String> {
+        let Some(text) = &self.distribute_above else {
+            return Ok(64 << 20);
+        };
+        datafusion::prelude::SessionContext::parse_capacity_limit("distribute_above", text.trim())
+            .map(|bytes| bytes as u64)
+            .map_err(|_| {
+                format!(
+                    "`engine.distribute_above: {text}` is not a size: write a number and a \
+                     unit, K, M or G (units of 1024), as `64M`, or 0 to distribute every batch"
+                )
+            })
+    }
+
+    /// How long a worker may be silent: `worker_timeout`, or 30 seconds.
+    pub fn worker_timeout(&self) -> Duration {
+        self.worker_timeout.unwrap_or(Duration::from_secs(30))
+    }
+
+    /// Checks the settings of kind `kind` (the file's, or `--engine`'s).
+    ///
+    /// Errors: `distributed` without workers, or with an address that is not a URL, or in a
+    /// build without the `distributed` feature; a `distribute_above` that is not a size; a
+    /// `worker_timeout` of 0.
+    pub fn check(&self, kind: EngineKind) -> Result<(), String> {
+        self.distribute_above_bytes()?;
+        if self.worker_timeout.is_some_and(|t| t.is_zero()) {
+            return Err("`engine.worker_timeout` must be longer than 0s".into());
+        }
+        if kind == EngineKind::Local {
+            return Ok(());
+        }
+        if !cfg!(feature = "distributed") {
+            return Err(
+                "`engine: distributed` needs Sluice built with the `distributed` \
+                        feature (`cargo build --features distributed`)"
+                    .into(),
+            );
+        }
+        if self.workers.is_empty() {
+            return Err(
+                "`engine.kind: distributed` needs `engine.workers`: the addresses \
+                        `sluice worker --listen HOST:PORT` serves on, as `http://HOST:PORT`"
+                    .into(),
+            );
+        }
+        for worker in &self.workers {
+            match url::Url::parse(worker) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+                _ => {
+                    return Err(format!(
+                        "`engine.workers`: `{worker}` is not a worker's address; write \
+                         `http://HOST:PORT`"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 #[allow(clippy::derivable_impls)]
 impl Default for Fencing {
@@ -832,6 +940,8 @@ impl Pipeline {
             return Err("`snapshot_every` must be at least 1".into());
         }
         self.memory_limit_bytes()?;
+        // The kind's own needs are checked where a run starts (`--engine` may change it).
+        self.engine.check(EngineKind::Local)?;
         for name in self.sources.keys().chain(self.tables.keys()) {
             if self.sources.contains_key(name) && self.tables.contains_key(name) {
                 return Err(format!(

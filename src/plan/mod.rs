@@ -94,6 +94,16 @@ pub fn session_with_memory(
     settings: &PinnedSettings,
     memory_limit: Option<usize>,
 ) -> SessionContext {
+    session_built_with(settings, memory_limit, |builder| builder)
+}
+
+/// [`session_with_memory`], with `finish` adding to the state's builder last (the distributed
+/// planner, `crate::distributed`).
+pub fn session_built_with(
+    settings: &PinnedSettings,
+    memory_limit: Option<usize>,
+    finish: impl FnOnce(SessionStateBuilder) -> SessionStateBuilder,
+) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(settings.target_partitions.max(1))
         .with_batch_size(settings.batch_size.max(1))
@@ -131,14 +141,14 @@ pub fn session_with_memory(
     let runtime = runtime
         .build_arc()
         .expect("a runtime of a memory pool and the default disk manager builds");
-    let state = SessionStateBuilder::new()
+    let builder = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
         .with_optimizer_rules(logical_rules)
         .with_physical_optimizer_rules(physical_rules)
-        .with_analyzer_rule(Arc::new(overflow::CheckedIntegerArithmetic))
-        .build();
+        .with_analyzer_rule(Arc::new(overflow::CheckedIntegerArithmetic));
+    let state = finish(builder).build();
     let ctx = SessionContext::new_with_state(state);
     register_functions(&ctx);
     // After the default functions: this `sum` replaces DataFusion's.

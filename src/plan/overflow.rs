@@ -383,13 +383,16 @@ impl ScalarUDFImpl for CheckedDecimal {
                 arrays[0].data_type()
             );
         };
-        if let Some(bad) = too_many_digits(values, self.precision) {
+        // The type's own digits (a worker's instance, made without an expression, has none).
+        let (precision, scale) = match values.data_type() {
+            DataType::Decimal128(precision, scale) => (*precision, *scale),
+            _ => (self.precision, self.scale),
+        };
+        if let Some(bad) = too_many_digits(values, precision) {
             return Err(exec_datafusion_err!(
-                "decimal overflow in `{}`: {} does not fit in decimal({},{}); {}",
+                "decimal overflow in `{}`: {} does not fit in decimal({precision},{scale}); {}",
                 self.text,
-                decimal_text(bad, self.scale),
-                self.precision,
-                self.scale,
+                decimal_text(bad, scale),
                 widen_decimal(&self.operand)
             ));
         }
@@ -790,6 +793,22 @@ impl GroupsAccumulator for SumGroups {
     fn size(&self) -> usize {
         self.sums.capacity() * size_of::<i128>() + self.seen.capacity() + self.name.capacity()
     }
+}
+
+/// The checked functions the analyzer puts in plans, as a process that only runs plans (a
+/// `sluice worker`) registers them: a plan names a function, so each is found by its name
+/// (their errors there name no expression; the driver computes a failed batch again itself).
+pub fn checked_functions() -> Vec<ScalarUDF> {
+    [Operator::Plus, Operator::Minus, Operator::Multiply]
+        .into_iter()
+        .map(|op| ScalarUDF::from(CheckedArithmetic::new(op, String::new(), String::new())))
+        .chain([ScalarUDF::from(CheckedDecimal::new(
+            String::new(),
+            String::new(),
+            38,
+            0,
+        ))])
+        .collect()
 }
 
 #[cfg(test)]

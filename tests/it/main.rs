@@ -6,6 +6,8 @@ mod contract;
 mod crash;
 #[cfg(feature = "delta")]
 mod delta;
+#[cfg(feature = "distributed")]
+mod distributed;
 mod event_time;
 mod fault;
 mod field;
