@@ -122,8 +122,8 @@ pub fn is_distributed(plan: &Arc<dyn ExecutionPlan>) -> bool {
     plan.downcast_ref::<DistributedExec>().is_some()
 }
 
-/// The metrics of every node of `plan` as it ran, the workers' stages included (summed over
-/// nothing: one set per node and task); empty where they did not come back within `wait`.
+/// The metrics of every node of `plan` as it ran, the workers' stages included (each task's
+/// apart, labelled with its task); empty where they did not come back within `wait`.
 pub async fn metrics_of(plan: &Arc<dyn ExecutionPlan>, wait: Duration) -> Vec<MetricsSet> {
     let rewritten = tokio::time::timeout(
         wait,

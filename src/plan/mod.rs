@@ -98,7 +98,7 @@ pub fn session_with_memory(
 }
 
 /// [`session_with_memory`], with `finish` adding to the state's builder last (the distributed
-/// planner, `crate::distributed`).
+/// planner of `engine: distributed`).
 pub fn session_built_with(
     settings: &PinnedSettings,
     memory_limit: Option<usize>,
