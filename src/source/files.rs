@@ -889,7 +889,9 @@ impl FilesSource {
     ) -> Result<BatchScan, SourceError> {
         let reader = self.batch_reader(columns)?;
         let schema = reader.output_schema()?;
-        let remote = RemoteFile::of(&self.config.path, &reader, batch);
+        // Written once; each part adds its file.
+        let remote = RemoteFile::of(&self.config.path, &reader, batch)
+            .and_then(|r| serde_json::to_value(r).ok());
         let reader = Arc::new(reader);
         crate::progress::LIVE.expect_files(files.len() as u64);
         let parts = files
@@ -898,7 +900,7 @@ impl FilesSource {
                 let location = self.data.clone();
                 let reader = Arc::clone(&reader);
                 let (name, size) = (logged.path.clone(), logged.size);
-                let remote = remote.as_ref().map(|r| r.with_file(&logged));
+                let remote = remote.as_ref().map(|r| RemoteFile::with_file(r, &logged));
                 let read: ReadPart = Arc::new(move || {
                     let (location, reader, logged) =
                         (location.clone(), Arc::clone(&reader), logged.clone());
@@ -968,9 +970,9 @@ impl RemoteFile {
         })
     }
 
-    /// The remote form of file `logged`.
-    fn with_file(&self, logged: &LoggedFile) -> serde_json::Value {
-        let mut value = serde_json::to_value(self).unwrap_or_default();
+    /// The remote form of file `logged`, from `shared`, the remote form without a file.
+    fn with_file(shared: &serde_json::Value, logged: &LoggedFile) -> serde_json::Value {
+        let mut value = shared.clone();
         value["file"] = serde_json::to_value(logged).unwrap_or_default();
         value
     }

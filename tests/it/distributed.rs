@@ -52,6 +52,14 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// Two workers, logging to `worker-a.log` and `worker-b.log`.
+fn two_workers(ws: &Workspace) -> [WorkerProcess; 2] {
+    [
+        WorkerProcess::start(ws, "worker-a"),
+        WorkerProcess::start(ws, "worker-b"),
+    ]
+}
+
 /// The `engine:` of a pipeline that distributes every batch over `workers`.
 fn distributed(workers: &[&WorkerProcess], extra: &str) -> String {
     let urls: Vec<&str> = workers.iter().map(|w| w.url.as_str()).collect();
@@ -84,10 +92,7 @@ const QUERY: &str = "SELECT id, user_id, upper(page) AS page, amount * 2 AS doub
 
 async fn distributed_equals_batch(format: &str) {
     let ws = Workspace::new();
-    let workers = [
-        WorkerProcess::start(&ws, "worker-a"),
-        WorkerProcess::start(&ws, "worker-b"),
-    ];
+    let workers = two_workers(&ws);
     write_clicks(&ws.path("in"), format, 9, 250, 0);
     let engine = distributed(&[&workers[0], &workers[1]], "");
     let yaml = pipeline_yaml(&ws, format, QUERY, 4, &engine);
@@ -158,10 +163,7 @@ async fn sink_after(
 #[tokio::test]
 async fn a_stateful_aggregation_under_engine_distributed_writes_what_a_local_run_writes() {
     let ws = Workspace::new();
-    let workers = [
-        WorkerProcess::start(&ws, "worker-a"),
-        WorkerProcess::start(&ws, "worker-b"),
-    ];
+    let workers = two_workers(&ws);
     let query = "SELECT user_id, count(*) AS n, sum(amount) AS total, max(page) AS last_page \
                  FROM clicks WHERE amount > 5 GROUP BY user_id";
     let (local, local_in) = sink_after(None, query, "update", 7).await;
@@ -178,10 +180,7 @@ async fn a_stateful_aggregation_under_engine_distributed_writes_what_a_local_run
 #[tokio::test]
 async fn a_batch_smaller_than_distribute_above_runs_on_the_driver() {
     let ws = Workspace::new();
-    let workers = [
-        WorkerProcess::start(&ws, "worker-a"),
-        WorkerProcess::start(&ws, "worker-b"),
-    ];
+    let workers = two_workers(&ws);
     write_clicks(&ws.path("in"), "json", 4, 250, 0);
     let engine = distributed(&[&workers[0], &workers[1]], "")
         .replace("distribute_above: 0", "distribute_above: 1M");
@@ -225,10 +224,7 @@ async fn a_batch_whose_worker_is_gone_is_computed_on_the_driver() {
 #[tokio::test]
 async fn a_worker_killed_in_the_middle_of_a_batch_loses_and_doubles_nothing() {
     let ws = Workspace::new();
-    let workers = [
-        WorkerProcess::start(&ws, "worker-a"),
-        WorkerProcess::start(&ws, "worker-b"),
-    ];
+    let workers = two_workers(&ws);
     // One batch long enough to be caught in the middle: each worker reads 8 files of 20 000 rows.
     write_clicks(&ws.path("in"), "json", 16, 20_000, 0);
     let engine = distributed(&[&workers[0], &workers[1]], "");
