@@ -5,9 +5,10 @@
 //! (`engine.distribute_above`) the distributed planner cuts the physical plan into stages and
 //! sends the stages below where the plan gathers its partitions to the workers: the reads of
 //! the batch's files (each worker a share of the parts, [`StreamedScanExec::split`]) and the
-//! query above them. The sink's commit and every checkpoint write stay here. A worker only
-//! ever computes; it writes nothing, so the checkpoint never depends on one. A query that keeps
-//! state runs here for now (docs/scale.md).
+//! query above them; for a stateful aggregation, the part under its state (its operator hands
+//! its partial phase to [`spread_plan`]). The sink's commit, the merge with the state and every
+//! checkpoint write stay here. A worker only ever computes; it writes nothing, so the
+//! checkpoint never depends on one (docs/scale.md).
 //!
 //! A batch that fails on the workers (a worker gone, silent past `engine.worker_timeout`, or
 //! any error there) is computed again here from the same offsets, so its output is the same;
@@ -23,12 +24,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use datafusion::common::DFSchema;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
-use datafusion::execution::context::SessionState;
+use datafusion::execution::context::{QueryPlanner, SessionState};
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::AggregateUDF;
+use datafusion::logical_expr::{AggregateUDF, EmptyRelation, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::prelude::SessionContext;
@@ -115,6 +117,47 @@ pub fn keep_local(state: &mut SessionState) -> Result<()> {
 /// Lets the plans of `state` spread over every worker (as many tasks per stage as workers).
 pub fn spread(state: &mut SessionState) -> Result<()> {
     state.set_distributed_max_tasks_per_stage(0)
+}
+
+/// `plan`, planned here, cut into stages for the workers as the distributed planner cuts a
+/// query `state` spreads ([`spread`]): a [`DistributedExec`] where some of it runs on workers,
+/// `plan` itself where the planner keeps it here (a scan of one part is one task). For a plan
+/// Sluice takes apart before it runs (a stateful operator's partial phase), which the planner
+/// must see as it is.
+///
+/// Errors: the planner's (a node it cannot send).
+pub async fn spread_plan(
+    plan: Arc<dyn ExecutionPlan>,
+    state: &SessionState,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let mut spread_state = SessionStateBuilder::new_from_existing(state.clone())
+        .with_query_planner(Arc::new(Prebuilt(plan)))
+        .with_distributed_planner()
+        .build();
+    spread(&mut spread_state)?;
+    let nothing = LogicalPlan::EmptyRelation(EmptyRelation {
+        produce_one_row: false,
+        schema: Arc::new(DFSchema::empty()),
+    });
+    let planner = Arc::clone(spread_state.query_planner());
+    planner.create_physical_plan(&nothing, &spread_state).await
+}
+
+/// A query planner that plans every query as one physical plan made before: how
+/// [`spread_plan`] puts its plan in front of the distributed planner, which wraps a query
+/// planner.
+#[derive(Debug)]
+struct Prebuilt(Arc<dyn ExecutionPlan>);
+
+#[async_trait]
+impl QueryPlanner for Prebuilt {
+    async fn create_physical_plan(
+        &self,
+        _logical_plan: &LogicalPlan,
+        _session: &dyn datafusion::catalog::Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::clone(&self.0))
+    }
 }
 
 /// Whether `plan` runs (in part) on workers.

@@ -777,25 +777,25 @@ impl<'p> Engine<'p> {
         #[allow(unused_mut)]
         let (mut state, logical) =
             plan::plan_batch(&ctx, sql, entry.info.batch_timestamp_ms).await?;
-        // A batch of a query without state that reads enough streams (the workers' fixed cost
-        // is then worth it) runs on the workers; one computed again after it failed there, here.
-        // A stateful query runs here: its operator takes the plan's phases apart (the partial
-        // aggregation on workers is docs/scale.md's next step).
+        // A batch that streams enough input (the workers' fixed cost is then worth it) runs
+        // on the workers: a query without state whole, below the sink; a stateful one as far
+        // as its operator lets it (an aggregation's partial phase; the merge with the state
+        // stays here). One computed again after it failed there runs here.
         #[cfg(feature = "distributed")]
-        if self.pipeline.engine.kind == crate::pipeline::EngineKind::Distributed
-            && !self.local_only
-            && !stateful
-            && !computed.scans.is_empty()
         {
             let bytes: u64 = computed.scans.iter().map(|(_, c)| c.bytes()).sum();
-            let above = self
-                .pipeline
-                .engine
-                .distribute_above_bytes()
-                .unwrap_or(u64::MAX);
-            if bytes >= above {
-                self.tried_distributed = true;
-                crate::distributed::spread(&mut state).map_err(exec_err)?;
+            let above = self.pipeline.engine.distribute_above_bytes();
+            let wanted = self.pipeline.engine.kind == crate::pipeline::EngineKind::Distributed
+                && !self.local_only
+                && !computed.scans.is_empty()
+                && above.is_ok_and(|above| bytes >= above);
+            match self.query.as_mut().and_then(|q| q.operator.as_mut()) {
+                Some(operator) => self.tried_distributed = operator.spread_next(wanted),
+                None if wanted => {
+                    self.tried_distributed = true;
+                    crate::distributed::spread(&mut state).map_err(exec_err)?;
+                }
+                None => {}
             }
         }
         computed.next_watermark_ms = self.next_watermark(
@@ -812,11 +812,23 @@ impl<'p> Engine<'p> {
         };
         let query = self.query.as_mut().expect("analyzed above");
         let physical = match query.operator.as_mut() {
-            // A source read while the operator ran that failed is the batch's error.
-            Some(operator) => operator
-                .run(batch, &state, &logical, time)
-                .await
-                .map_err(|e| computed.scan_error().unwrap_or_else(|| e.into()))?,
+            // A source read while the operator ran that failed is the batch's error; one that
+            // failed computing on the workers is computed again here.
+            Some(operator) => {
+                let ran = operator.run(batch, &state, &logical, time).await;
+                #[cfg(feature = "distributed")]
+                if let Some(plan) = operator.ran_elsewhere() {
+                    computed.distributed = Some((plan, self.pipeline.engine.worker_timeout()));
+                }
+                ran.map_err(|e| {
+                    computed.scan_error().unwrap_or_else(|| match e {
+                        crate::state::StateError::Compute { .. } if self.tried_distributed => {
+                            exec_err(datafusion::error::DataFusionError::External(Box::new(e)))
+                        }
+                        e => e.into(),
+                    })
+                })?
+            }
             None => state
                 .create_physical_plan(&logical)
                 .await
@@ -824,9 +836,12 @@ impl<'p> Engine<'p> {
         };
         #[cfg(feature = "distributed")]
         if crate::distributed::is_distributed(&physical) {
-            tracing::info!(%batch, "the batch's reads and the work above them run on the workers");
             computed.distributed =
                 Some((Arc::clone(&physical), self.pipeline.engine.worker_timeout()));
+        }
+        #[cfg(feature = "distributed")]
+        if computed.distributed.is_some() {
+            tracing::info!(%batch, "the batch's reads and the work above them run on the workers");
         }
         // A query with state runs whole here (its operator keeps what the batch computed,
         // for the commit); one without hands its plan to the sink.

@@ -103,6 +103,10 @@ pub struct AggregateOperator {
     pending: Option<Pending>,
     /// The state TTL's key stamps, when the pipeline sets `state_ttl`.
     ttl: Option<KeyStamps>,
+    /// Whether the next batch's partial phase runs on workers ([`Operator::spread_next`]).
+    spread_next: bool,
+    /// The partial phase the last batch ran on workers.
+    ran_elsewhere: Option<Arc<dyn ExecutionPlan>>,
 }
 
 impl AggregateOperator {
@@ -147,6 +151,8 @@ impl AggregateOperator {
             version: None,
             pending: None,
             ttl: None,
+            spread_next: false,
+            ran_elsewhere: None,
         }
     }
 
@@ -222,14 +228,16 @@ impl AggregateOperator {
     /// Runs the stateful part of batch `batch` over `physical` (the batch's plan, its
     /// aggregations unfused), whose phases of this aggregation are `phases`, and returns
     /// `physical` with the final phase over the groups to emit; `None` when there is no group
-    /// to emit outside complete mode. The state it computed is written by
-    /// [`Operator::commit`].
+    /// to emit outside complete mode. The partial phase's rows come from `elsewhere` where
+    /// given (the same phase, cut into stages for workers), else from the phase itself. The
+    /// state it computed is written by [`Operator::commit`].
     pub(crate) async fn run_phases(
         &mut self,
         batch: BatchId,
         task: Arc<TaskContext>,
         physical: &Arc<dyn ExecutionPlan>,
         (final_node, partial): Phases,
+        elsewhere: Option<Arc<dyn ExecutionPlan>>,
         time: BatchTime,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>, StateError> {
         let watermark_ns = time.watermark_ns;
@@ -237,6 +245,11 @@ impl AggregateOperator {
             .downcast_ref::<AggregateExec>()
             .expect("found as an AggregateExec");
         self.ensure_loaded(batch, &partial).await?;
+        // The partial phase over the batch, before the state changes: where it fails (a
+        // source's error, a worker gone) the state is still version `batch - 1`.
+        let partial_out = collect_partitioned(elsewhere.unwrap_or(partial), Arc::clone(&task))
+            .await
+            .map_err(|e| self.compute(e))?;
         // The state changes from here on: it is version `batch - 1` no more.
         self.version = None;
         let state = self.state.as_mut().expect("loaded");
@@ -261,9 +274,6 @@ impl AggregateOperator {
         // Partial over the batch, merged with the stored state of the groups it touched.
         let schema = Arc::clone(state.schema());
         let session_column = state.session_column();
-        let partial_out = collect_partitioned(Arc::clone(&partial), Arc::clone(&task))
-            .await
-            .map_err(|e| compute(&e))?;
         let partial_out =
             concat_batches(&schema, partial_out.iter().flatten()).map_err(|e| compute(&e))?;
         // A row counts only in its groups the watermark has not closed (a hopping window's
@@ -444,10 +454,36 @@ impl Operator for AggregateOperator {
             .map_err(|e| self.compute(e))?;
         let phases = find_phases(&physical, &self.shape.output_names)
             .map_err(|reason| self.compute(reason))?;
+        self.ran_elsewhere = None;
+        #[cfg(feature = "distributed")]
+        if std::mem::take(&mut self.spread_next) {
+            let spread = crate::distributed::spread_plan(Arc::clone(&phases.1), session)
+                .await
+                .map_err(|e| self.compute(e))?;
+            self.ran_elsewhere = crate::distributed::is_distributed(&spread).then_some(spread);
+        }
         let emitted = self
-            .run_phases(batch, session.task_ctx(), &physical, phases, time)
+            .run_phases(
+                batch,
+                session.task_ctx(),
+                &physical,
+                phases,
+                self.ran_elsewhere.clone(),
+                time,
+            )
             .await?;
         Ok(emitted.unwrap_or_else(|| Arc::new(EmptyExec::new(physical.schema()))))
+    }
+
+    /// Its partial phase can run on workers: the batch's reads and the stateless work under
+    /// the aggregation go there; the merge with the state stays here.
+    fn spread_next(&mut self, wanted: bool) -> bool {
+        self.spread_next = wanted && cfg!(feature = "distributed");
+        self.spread_next
+    }
+
+    fn ran_elsewhere(&mut self) -> Option<Arc<dyn ExecutionPlan>> {
+        self.ran_elsewhere.take()
     }
 
     /// Writes the state batch `batch` computed as version `batch`: a snapshot every
@@ -569,7 +605,7 @@ impl Operator for DedupAggregateOperator {
         let inner_partial_schema = inner.1.schema();
         let physical = match self
             .dedup
-            .run_phases(batch, Arc::clone(&task), &physical, inner, time)
+            .run_phases(batch, Arc::clone(&task), &physical, inner, None, time)
             .await?
         {
             Some(plan) => plan,
@@ -584,7 +620,7 @@ impl Operator for DedupAggregateOperator {
             .map_err(|reason| self.aggregate.compute(reason))?;
         let emitted = self
             .aggregate
-            .run_phases(batch, task, &physical, outer, time)
+            .run_phases(batch, task, &physical, outer, None, time)
             .await?;
         Ok(emitted.unwrap_or_else(|| Arc::new(EmptyExec::new(physical.schema()))))
     }

@@ -72,6 +72,20 @@ pub trait Operator: Send + Sync + std::fmt::Debug {
         time: BatchTime,
     ) -> Result<Arc<dyn ExecutionPlan>, StateError>;
 
+    /// Whether the next [`Operator::run`] runs the part of its batch under the state (the
+    /// batch's reads and the partial phase over them) on the workers of `engine:
+    /// distributed`, where `wanted` (the batch reads enough to be worth it); whether it
+    /// will. The default: everything runs here.
+    fn spread_next(&mut self, _wanted: bool) -> bool {
+        false
+    }
+
+    /// The plan of what the last [`Operator::run`] ran on workers (its metrics say what they
+    /// read), taken; `None` where it all ran here.
+    fn ran_elsewhere(&mut self) -> Option<Arc<dyn ExecutionPlan>> {
+        None
+    }
+
     /// Writes the state batch `batch` computed as version `batch`.
     async fn commit(&mut self, batch: BatchId) -> Result<Vec<OperatorMetrics>, StateError>;
 

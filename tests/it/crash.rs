@@ -276,21 +276,45 @@ async fn every_crash_point_of_each_sink_recovers_exactly_once() {
     }
 }
 
-/// A grouped aggregation in complete mode: crashes while each batch's files replace the
-/// earlier batches' files, and while the state snapshots and deltas are written.
-#[tokio::test]
-async fn every_crash_point_of_a_complete_mode_aggregation_recovers_exactly_once() {
+/// A grouped aggregation in complete mode, `per_batch` files a batch.
+fn complete_mode(per_batch: usize) -> Scenario<'static> {
     const GROUPED: &str = "SELECT page, count(*) AS n, max(amount) AS top, count(DISTINCT user_id) AS users FROM clicks GROUP BY page";
-    enumerate_crash_points(Scenario {
+    Scenario {
         format: "json",
         files: 4,
-        per_batch: 1,
+        per_batch,
         query: GROUPED,
         source_extra: "",
         pipeline_extra: "retain_batches: 2\nsnapshot_every: 2\noutput_mode: complete\n".into(),
         expected_sql: GROUPED.to_string(),
-    })
-    .await;
+    }
+}
+
+/// A grouped aggregation in complete mode: crashes while each batch's files replace the
+/// earlier batches' files, and while the state snapshots and deltas are written.
+#[tokio::test]
+async fn every_crash_point_of_a_complete_mode_aggregation_recovers_exactly_once() {
+    enumerate_crash_points(complete_mode(1)).await;
+}
+
+/// The enumerations above, unchanged but for `engine: distributed` over two `sluice worker`
+/// processes, which live on through every crash and restart of the driver: a stateless run
+/// and a grouped aggregation, two files a batch, so that each batch's reads (and the
+/// aggregation's partial phase) run on the workers.
+#[cfg(feature = "distributed")]
+#[tokio::test]
+async fn every_crash_point_of_a_distributed_run_recovers_exactly_once() {
+    use crate::distributed::{distributed, read_files, two_workers};
+    let ws = Workspace::new();
+    let workers = two_workers(&ws);
+    let engine = distributed(&[&workers[0], &workers[1]], "");
+    for mut scenario in [Scenario::stateless("json", 5, 2, 2), complete_mode(2)] {
+        scenario.pipeline_extra.push_str(&engine);
+        enumerate_crash_points(scenario).await;
+    }
+    for worker in &workers {
+        assert!(read_files(worker), "the workers read: {}", worker.said());
+    }
 }
 
 /// A deduplication feeding an aggregation, complete mode: crashes while both operators'

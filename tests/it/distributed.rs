@@ -10,7 +10,7 @@ use crate::common::*;
 use sluice::driver::RunOptions;
 
 /// A `sluice worker` process on a free loopback port, killed when dropped.
-struct WorkerProcess {
+pub struct WorkerProcess {
     child: Child,
     url: String,
     log: std::path::PathBuf,
@@ -18,8 +18,14 @@ struct WorkerProcess {
 
 impl WorkerProcess {
     fn start(ws: &Workspace, name: &str) -> Self {
+        Self::start_from(ws, name, sluice_bin())
+    }
+
+    /// A worker started by `sluice` (a `sluice` command with its environment), logging to
+    /// `<name>.log` in `ws`.
+    pub fn start_from(ws: &Workspace, name: &str, mut sluice: std::process::Command) -> Self {
         let log = ws.path(&format!("{name}.log"));
-        let mut child = sluice_bin()
+        let mut child = sluice
             .args(["worker", "--listen", "127.0.0.1:0"])
             .env("SLUICE_LOG", "sluice=info")
             .stdout(Stdio::piped())
@@ -40,7 +46,7 @@ impl WorkerProcess {
     }
 
     /// What the worker has logged so far.
-    fn said(&self) -> String {
+    pub fn said(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -53,7 +59,7 @@ impl Drop for WorkerProcess {
 }
 
 /// Two workers, logging to `worker-a.log` and `worker-b.log`.
-fn two_workers(ws: &Workspace) -> [WorkerProcess; 2] {
+pub fn two_workers(ws: &Workspace) -> [WorkerProcess; 2] {
     [
         WorkerProcess::start(ws, "worker-a"),
         WorkerProcess::start(ws, "worker-b"),
@@ -61,7 +67,7 @@ fn two_workers(ws: &Workspace) -> [WorkerProcess; 2] {
 }
 
 /// The `engine:` of a pipeline that distributes every batch over `workers`.
-fn distributed(workers: &[&WorkerProcess], extra: &str) -> String {
+pub fn distributed(workers: &[&WorkerProcess], extra: &str) -> String {
     let urls: Vec<&str> = workers.iter().map(|w| w.url.as_str()).collect();
     format!(
         "{extra}engine:\n  kind: distributed\n  workers: [{}]\n  distribute_above: 0\n  worker_timeout: 5s\n",
@@ -70,7 +76,7 @@ fn distributed(workers: &[&WorkerProcess], extra: &str) -> String {
 }
 
 /// Whether a worker's log says it read a share of a batch's files.
-fn read_files(worker: &WorkerProcess) -> bool {
+pub fn read_files(worker: &WorkerProcess) -> bool {
     worker.said().contains("reading a share of a batch's files")
 }
 
@@ -138,14 +144,14 @@ async fn parquet_on_two_workers_equals_batch() {
     distributed_equals_batch("parquet").await;
 }
 
-/// The sink's rows after a run of `query` (in `mode`) over `files` files, on the workers or
-/// here.
+/// A run of `query` (in `mode`) over `files` files of 300 rows, two a batch, on the workers or
+/// here: the sink's rows, the rows in of every commit, and what the driver said.
 async fn sink_after(
     workers: Option<&[&WorkerProcess]>,
     query: &str,
     mode: &str,
     files: usize,
-) -> (Vec<String>, u64) {
+) -> (Vec<String>, u64, String) {
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", files, 300, 0);
     let mode = format!("output_mode: {mode}\n");
@@ -154,27 +160,83 @@ async fn sink_after(
         None => mode,
     };
     let yaml = pipeline_yaml(&ws, "json", query, 2, &extra);
-    let summary = run(&yaml, RunOptions::default()).await.expect("run");
-    (sink_rows(&ws.path("out")).await, summary.rows_in)
+    let path = write_pipeline(&ws, &yaml);
+    let out = sluice_bin()
+        .args([
+            "run",
+            path.to_str().expect("utf-8 path"),
+            "--progress",
+            "none",
+        ])
+        .env("SLUICE_LOG", "sluice=debug")
+        .output()
+        .expect("run");
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    // A batch computed on the workers recomputes here (`replay` runs locally) to the rows
+    // and the content hash its commit holds.
+    if workers.is_some() {
+        for batch in 0..3 {
+            assert_verified(&ws, "ckpt", batch);
+        }
+    }
+    (
+        sink_rows(&ws.path("out")).await,
+        committed_rows_in(&ws.path("ckpt")),
+        said,
+    )
 }
 
-/// A stateful query's batches run on the driver (its operator takes the plan's phases apart):
-/// under `engine: distributed` they write what a local run writes.
-#[tokio::test]
-async fn a_stateful_aggregation_under_engine_distributed_writes_what_a_local_run_writes() {
+/// A stateful query under `engine: distributed`: each batch's reads and the aggregation's
+/// partial phase run on the workers, the merge with the state here; the sink gets what a
+/// local run writes.
+async fn stateful_distributed_equals_local(query: &str, mode: &str) {
     let ws = Workspace::new();
     let workers = two_workers(&ws);
-    let query = "SELECT user_id, count(*) AS n, sum(amount) AS total, max(page) AS last_page \
-                 FROM clicks WHERE amount > 5 GROUP BY user_id";
-    let (local, local_in) = sink_after(None, query, "update", 7).await;
-    let (spread, spread_in) =
-        sink_after(Some(&[&workers[0], &workers[1]]), query, "update", 7).await;
+    let (local, local_in, _) = sink_after(None, query, mode, 7).await;
+    let (spread, spread_in, said) =
+        sink_after(Some(&[&workers[0], &workers[1]]), query, mode, 7).await;
     assert!(!local.is_empty());
+    assert_eq!(local_in, 7 * 300);
     assert_eq!(spread_in, local_in);
-    assert_eq!(
-        spread, local,
-        "each batch's changed groups, as a local run writes them"
-    );
+    assert_eq!(spread, local, "what a local run writes");
+    // 7 files at 2 a batch: the 3 batches of two files ran on the workers (the last, of one
+    // file, is one task, which stays here), counted from what the workers said.
+    assert_eq!(said.matches("run on the workers").count(), 3, "{said}");
+    assert!(!said.contains("failed on the workers"), "{said}");
+    assert!(!said.contains("reading a part the query did not"), "{said}");
+    for worker in &workers {
+        assert!(read_files(worker), "{}", worker.said());
+    }
+}
+
+#[tokio::test]
+async fn a_stateful_aggregation_on_the_workers_writes_what_a_local_run_writes() {
+    stateful_distributed_equals_local(
+        "SELECT user_id, count(*) AS n, sum(id) AS ids, max(amount) AS top, max(page) AS last_page \
+         FROM clicks WHERE amount > 5 GROUP BY user_id",
+        "update",
+    )
+    .await;
+}
+
+/// Windows of event time (tumbling, then hopping), each batch's partial windows computed
+/// on the workers.
+#[tokio::test]
+async fn a_windowed_aggregation_on_the_workers_writes_what_a_local_run_writes() {
+    stateful_distributed_equals_local(
+        "SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, page, count(*) AS n, \
+         max(amount) AS top, count(DISTINCT user_id) AS users FROM clicks GROUP BY 1, 2",
+        "complete",
+    )
+    .await;
+    stateful_distributed_equals_local(
+        "SELECT window_start, count(DISTINCT user_id) AS users, sum(id) AS ids FROM \
+         (SELECT unnest(hop(ts, INTERVAL '20 seconds', INTERVAL '1 minute')) AS window_start, \
+         user_id, id FROM clicks) GROUP BY window_start",
+        "update",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -200,25 +262,44 @@ async fn a_batch_smaller_than_distribute_above_runs_on_the_driver() {
     }
 }
 
-#[tokio::test]
-async fn a_batch_whose_worker_is_gone_is_computed_on_the_driver() {
+/// Each batch of `query` (in `mode`) finds one of its two workers gone: computed again on the
+/// driver, it writes what the batch SQL gives.
+async fn a_batch_whose_worker_is_gone_is_computed_on_the_driver(query: &str, mode: &str) {
     let ws = Workspace::new();
     let alive = WorkerProcess::start(&ws, "worker-a");
     // Nothing serves on port 1.
-    let engine = distributed(&[&alive], "").replace("workers: [", "workers: [http://127.0.0.1:1, ");
+    let engine = distributed(&[&alive], &format!("output_mode: {mode}\n"))
+        .replace("workers: [", "workers: [http://127.0.0.1:1, ");
     write_clicks(&ws.path("in"), "json", 6, 250, 0);
-    let yaml = pipeline_yaml(&ws, "json", QUERY, 3, &engine);
+    let yaml = pipeline_yaml(&ws, "json", query, 3, &engine);
     let path = write_pipeline(&ws, &yaml);
     let out = run_bin(&["run", path.to_str().expect("utf-8 path")], &ws.path(""));
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("failed on the workers"),
-        "the driver says why it computes the batch itself: {}",
+    assert_eq!(
+        stderr(&out).matches("failed on the workers").count(),
+        2,
+        "the driver says why it computes each batch itself: {}",
         stderr(&out)
     );
-    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    let expected = oracle(&ws.path("in"), "json", query).await;
     let got = sink_rows(&ws.path("out")).await;
     assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+}
+
+#[tokio::test]
+async fn a_batch_whose_worker_is_gone_is_computed_on_the_driver_stateless() {
+    a_batch_whose_worker_is_gone_is_computed_on_the_driver(QUERY, "append").await;
+}
+
+/// The aggregation's state is still the previous batch's when its partial phase fails on the
+/// workers: the batch computed here merges into it once.
+#[tokio::test]
+async fn a_batch_whose_worker_is_gone_is_computed_on_the_driver_stateful() {
+    a_batch_whose_worker_is_gone_is_computed_on_the_driver(
+        "SELECT page, count(*) AS n, max(amount) AS top, sum(id) AS ids FROM clicks GROUP BY page",
+        "complete",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -390,3 +390,76 @@ fn a_run_paused_mid_batch_that_wakes_up_after_the_purge_is_fenced_by_epoch() {
         "the late run changed no log entry, state file or sink file"
     );
 }
+
+/// `engine: distributed` with everything on S3: the input, the checkpoint and the sink. Two
+/// `sluice worker` processes, with the driver's environment (its store settings and
+/// credentials), read their shares of each batch's files from the bucket; the driver writes
+/// every checkpoint entry and publishes the sink. The sink holds the batch SQL's rows.
+#[cfg(feature = "distributed")]
+#[test]
+fn workers_read_input_from_s3_for_a_checkpoint_and_sink_on_s3() {
+    use crate::distributed::{WorkerProcess, distributed, read_files};
+    use object_store::ObjectStoreExt;
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 6, 300, 0);
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let store = moto.store();
+    for entry in std::fs::read_dir(ws.path("in")).expect("in/") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
+        let bytes = std::fs::read(&path).expect("input file");
+        rt.block_on(store.put(
+            &object_store::path::Path::from(format!("in/{name}")),
+            bytes.into(),
+        ))
+        .expect("upload the input");
+    }
+    let workers = [
+        WorkerProcess::start_from(&ws, "worker-a", moto.sluice()),
+        WorkerProcess::start_from(&ws, "worker-b", moto.sluice()),
+    ];
+    let query = "SELECT id, user_id, upper(page) AS page, amount FROM clicks WHERE amount > 20";
+    let yaml = pipeline_yaml(
+        &ws,
+        "json",
+        query,
+        3,
+        &distributed(&[&workers[0], &workers[1]], ""),
+    )
+    .replace(&ws.p("in"), "s3://sluice/in")
+    .replace(&ws.p("ckpt"), "s3://sluice/distributed-ckpt")
+    .replace(&ws.p("out"), "s3://sluice/out");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let out = moto
+        .sluice()
+        .args([
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "none",
+        ])
+        .env("SLUICE_LOG", "sluice=debug")
+        .output()
+        .expect("run");
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    // Two batches of three files, each read by the workers and counted from what they said.
+    assert_eq!(said.matches("run on the workers").count(), 2, "{said}");
+    assert!(!said.contains("failed on the workers"), "{said}");
+    assert!(!said.contains("reading a part the query did not"), "{said}");
+    for worker in &workers {
+        assert!(read_files(worker), "{}", worker.said());
+    }
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
+    assert!(!expected.is_empty());
+    let got = rt.block_on(moto.sink_rows());
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+    let inspect = moto.sluice_ok(&["inspect", "s3://sluice/distributed-ckpt", "--json"]);
+    let view: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("json");
+    assert_eq!(view["last_committed"], 1);
+}
