@@ -56,7 +56,7 @@ pub enum Error {
     #[error(
         "{}{source}{}",
         batch.map(|b| format!("batch {b}: ")).unwrap_or_default(),
-        out_of_memory_advice(source)
+        execution_advice(source)
     )]
     Execution {
         /// The batch, when one was running.
@@ -103,11 +103,21 @@ pub enum Error {
     Usage(String),
 }
 
-/// What to do where DataFusion ran out of the memory a batch may take (a hash join's build
-/// side or an aggregation that cannot spill): nothing for any other error.
-fn out_of_memory_advice(error: &datafusion::error::DataFusionError) -> &'static str {
+/// What to do where a batch's query failed in a way Sluice can say more of: DataFusion ran out
+/// of the memory a batch may take (a hash join's build side or an aggregation that cannot
+/// spill), or Arrow's checked arithmetic refused a value; nothing for any other error.
+fn execution_advice(error: &datafusion::error::DataFusionError) -> &'static str {
+    use datafusion::arrow::error::ArrowError;
+    use datafusion::error::DataFusionError;
     match error.find_root() {
-        datafusion::error::DataFusionError::ResourcesExhausted(_) => {
+        // Arrow's own checked arithmetic (a decimal result past 128 bits) refused a value
+        // before Sluice's checks (`plan::overflow`) could name the expression.
+        DataFusionError::ArrowError(e, _) if matches!(**e, ArrowError::ArithmeticOverflow(_)) => {
+            ". A value the query computes does not fit its type (a decimal past 38 digits): \
+             cast the operands first to double, or to a decimal with fewer digits after the \
+             point (`CAST(v AS DECIMAL(38, 2))`), as Spark and DuckDB refuse such a value too"
+        }
+        DataFusionError::ResourcesExhausted(_) => {
             ". The batch needs more memory than the pipeline's `memory_limit` gives it (by \
              default half of the machine's memory): raise `memory_limit` in the pipeline file \
              and run again, and the batch runs again with it; or read fewer rows a batch \

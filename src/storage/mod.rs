@@ -617,7 +617,10 @@ impl Location {
     /// of, so what is under a hidden name (a symbolic-link loop, a name object_store does not
     /// take, a producer's temporary file) does not stop the listing; symbolic links are
     /// followed (as object_store does), a dangling one is passed over, and a loop is an error
-    /// naming the link. Files that are not regular files (FIFOs, sockets) are passed over, as
+    /// naming the link; a file reached by several paths through links is listed once (object
+    /// store lists it under each): under its own path where that is below this location, else
+    /// under the first link in path order. Files that are not
+    /// regular files (FIFOs, sockets) are passed over, as
     /// are object_store's own staged `NAME#N` files. Each file's metadata is the walk's own
     /// (one `stat`), as object_store gives it. Other stores list as [`Location::list`].
     ///
@@ -648,16 +651,35 @@ impl Location {
             reason: escaped(&e.to_string()),
         })?;
         let mut items = Vec::with_capacity(walked.len());
-        for (file, meta) in walked {
+        for (file, meta, real) in walked {
             let full = Path::from_absolute_path(&file).map_err(|e| StorageError::BadName {
                 path: escaped(&file.display().to_string()),
                 reason: escaped(&e.to_string()),
             })?;
             let below = full.prefix_match(&base).map(Path::from_iter);
-            items.push(local_object_meta(below.unwrap_or(full), &meta));
+            let direct = file == real;
+            items.push((
+                local_object_meta(below.unwrap_or(full), &meta),
+                real,
+                direct,
+            ));
         }
-        items.sort_by(|a, b| a.location.cmp(&b.location));
-        Ok(items)
+        items.sort_by(|a, b| a.0.location.cmp(&b.0.location));
+        if items.iter().all(|(_, _, direct)| *direct) {
+            return Ok(items.into_iter().map(|(meta, _, _)| meta).collect());
+        }
+        // One file reached by several paths (through symbolic links) is one file: listed
+        // once, under its own path where that is below the root, else the first link's.
+        let direct: std::collections::HashSet<PathBuf> = items
+            .iter()
+            .filter(|(_, _, direct)| *direct)
+            .map(|(_, real, _)| real.clone())
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        items.retain(|(_, real, is_direct)| {
+            *is_direct || (!direct.contains(real) && seen.insert(real.clone()))
+        });
+        Ok(items.into_iter().map(|(meta, _, _)| meta).collect())
     }
 
     /// Deletes an object; a missing object is not an error. The delete is not synced: a
@@ -1054,12 +1076,17 @@ fn open_cloud(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), String> {
     Ok((store, prefix))
 }
 
-/// The files under local folder `root` whose names `left_out` keeps, following symbolic links
-/// and not entering left-out folders (see [`Location::list_visible`]).
+/// A file the walk found: its path under the root as walked, its metadata, and the path it
+/// really is (symbolic links resolved).
+type Walked = (PathBuf, std::fs::Metadata, PathBuf);
+
+/// The files under local folder `root` (a canonical path) whose names `left_out` keeps,
+/// following symbolic links and not entering left-out folders (see
+/// [`Location::list_visible`]).
 fn walk_visible(
     root: &std::path::Path,
     left_out: fn(&str) -> bool,
-) -> Result<Vec<(PathBuf, std::fs::Metadata)>, StorageError> {
+) -> Result<Vec<Walked>, StorageError> {
     use std::os::unix::fs::MetadataExt;
     let walk_err = |path: &std::path::Path, e: std::io::Error| StorageError::Walk {
         path: path.to_path_buf(),
@@ -1072,13 +1099,15 @@ fn walk_visible(
         Err(e) => return Err(walk_err(root, e)),
     };
     // Each folder with the (device, inode) of every folder from the root down to it, so a
-    // link back to one of them is seen as the loop it is.
+    // link back to one of them is seen as the loop it is, and whether a symbolic link is on
+    // the way (else a path under the canonical root is the file's real path).
     let mut folders = vec![(
         root.to_path_buf(),
         vec![((top.dev(), top.ino()), root.to_path_buf())],
+        false,
     )];
     let mut files = Vec::new();
-    while let Some((folder, above)) = folders.pop() {
+    while let Some((folder, above, linked)) = folders.pop() {
         let entries = match std::fs::read_dir(&folder) {
             Ok(entries) => entries,
             // Removed while walking: as if listed a moment later.
@@ -1093,6 +1122,7 @@ fn walk_visible(
                 continue;
             }
             let path = entry.path();
+            let linked = linked || entry.file_type().is_ok_and(|t| t.is_symlink());
             // Through a symbolic link to what it names; a dangling link is passed over.
             let meta = match std::fs::metadata(&path) {
                 Ok(meta) => meta,
@@ -1115,9 +1145,18 @@ fn walk_visible(
                 }
                 let mut below = above.clone();
                 below.push((id, path.clone()));
-                folders.push((path, below));
+                folders.push((path, below, linked));
             } else if meta.is_file() && !staged_name(&name) {
-                files.push((path, meta));
+                let real = if linked {
+                    match std::fs::canonicalize(&path) {
+                        Ok(real) => real,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(walk_err(&path, e)),
+                    }
+                } else {
+                    path.clone()
+                };
+                files.push((path, meta, real));
             }
         }
     }
@@ -1178,8 +1217,13 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("sub dir")).expect("dir");
         std::fs::write(dir.path().join("a.json"), "{}\n").expect("file");
         std::fs::write(dir.path().join("sub dir/b %20 é.json"), "{}\n{}\n").expect("file");
-        std::os::unix::fs::symlink(dir.path().join("a.json"), dir.path().join("link.json"))
-            .expect("link");
+        let elsewhere = tempfile::tempdir().expect("temp dir");
+        std::fs::write(elsewhere.path().join("c.json"), "{}\n").expect("file");
+        std::os::unix::fs::symlink(
+            elsewhere.path().join("c.json"),
+            dir.path().join("link.json"),
+        )
+        .expect("link");
         let loc =
             Location::open(dir.path().to_str().expect("utf-8"), false, false, None).expect("open");
         let walked = loc.list_visible(|_| false).await.expect("walk");
@@ -1190,6 +1234,29 @@ mod tests {
             let head = loc.store.head(&meta.location).await.expect("head");
             assert_eq!(meta, &head);
         }
+    }
+
+    /// A file reached by several paths through symbolic links (a link to a sibling folder, to
+    /// a file beside it) is listed once, under its own path; a file only a link reaches is
+    /// listed under the link's path.
+    #[tokio::test]
+    async fn a_file_reached_through_links_is_listed_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("in");
+        std::fs::create_dir_all(root.join("a")).expect("dir");
+        std::fs::write(root.join("a/x.json"), "{}\n").expect("file");
+        std::fs::write(root.join("y.json"), "{}\n").expect("file");
+        std::os::unix::fs::symlink(root.join("a"), root.join("b")).expect("link");
+        std::os::unix::fs::symlink(root.join("y.json"), root.join("z.json")).expect("link");
+        std::os::unix::fs::symlink(root.join("y.json"), root.join("w.json")).expect("link");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).expect("dir");
+        std::fs::write(outside.join("o.json"), "{}\n").expect("file");
+        std::os::unix::fs::symlink(&outside, root.join("c")).expect("link");
+        let loc = Location::open(root.to_str().expect("utf-8"), false, false, None).expect("open");
+        let walked = loc.list_visible(|_| false).await.expect("walk");
+        let names: Vec<String> = walked.iter().map(|m| loc.relative(&m.location)).collect();
+        assert_eq!(names, ["a/x.json", "c/o.json", "y.json"]);
     }
 
     /// A library given this location's store is given the URL as written: for `https://`

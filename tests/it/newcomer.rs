@@ -4672,6 +4672,39 @@ fn what_is_under_a_hidden_name_does_not_stop_the_source() {
     );
 }
 
+/// Walk 13 (F8): a symbolic link to a sibling folder (or to a file beside it) read the same
+/// files twice, doubling their rows with exit 0. A file is read once, under its own path; one
+/// only a link reaches, under the link's.
+#[test]
+fn a_file_reached_through_a_link_is_read_once() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in/2026")).expect("folder");
+    input(&ws, "2026/0.json", "{\"k\":\"a\",\"v\":1}\n");
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    std::fs::create_dir_all(ws.path("elsewhere")).expect("folder");
+    std::fs::write(ws.path("elsewhere/2.json"), "{\"k\":\"c\",\"v\":3}\n").expect("file");
+    let link = |to: &str, at: &str| {
+        std::os::unix::fs::symlink(ws.path(to), ws.path(at)).expect("link");
+    };
+    link("in/2026", "in/latest");
+    link("in/1.json", "in/current.json");
+    link("elsewhere", "in/more");
+    link("elsewhere", "in/more-again");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut lines = sink_lines(&ws.path("out"));
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            "{\"k\":\"a\",\"v\":1}",
+            "{\"k\":\"b\",\"v\":2}",
+            "{\"k\":\"c\",\"v\":3}"
+        ]
+    );
+}
+
 /// A replay with `--pipeline FILE` (a moved project) recomputed with FILE's output mode and
 /// read the sink in FILE's format, so an edited file made `--verify` fail on a batch that is
 /// whole (advising a rewind), or passed a wrong recomputation off as the batch's (walk 12,
@@ -4788,6 +4821,25 @@ fn a_decimal_sum_past_its_precision_fails_instead_of_wrapping() {
         sink_lines(&ws.path("out")),
         vec!["{\"k\":\"a\",\"total\":5000000000000000000000000000.5000000000}"]
     );
+}
+
+/// Walk 13 (F1): a decimal product past 128 bits, which Arrow's own checked kernel refuses
+/// before Sluice's decimal check sees it, failed with Arrow's bare "Arithmetic overflow". The
+/// message says what does not fit and the cast that gets past it; nothing is written.
+#[test]
+fn a_decimal_result_past_128_bits_fails_with_advice() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":100000000000000000000}\n");
+    let file = pipeline(&ws, "SELECT k, v * v AS square FROM s", "append");
+    edit_file(&file, "v: bigint", "v: 'decimal(38,0)'");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("does not fit its type") && said.contains("CAST(v AS DECIMAL(38, 2))"),
+        "{said}"
+    );
+    assert!(sink_lines(&ws.path("out")).is_empty());
 }
 
 /// Walk 12 (F11): the late-rows sink's half-written files were neither named nor removed.
