@@ -349,10 +349,7 @@ async fn worker(listen: &str) -> Result<(), Error> {
         let _ = wait_for_signal().await;
     })
     .await
-    .map_err(|reason| Error::Execution {
-        batch: None,
-        source: datafusion::error::DataFusionError::Execution(reason),
-    })
+    .map_err(Error::Usage)
 }
 
 /// `sluice worker` in a build without the `distributed` feature.

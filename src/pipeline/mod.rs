@@ -317,13 +317,19 @@ impl EngineConfig {
 
     /// Checks the settings of kind `kind` (the file's, or `--engine`'s).
     ///
-    /// Errors: `distributed` without workers, or with an address that is not a URL, or in a
+    /// Errors: `distributed` with fewer than two workers, an address that is not
+    /// `http://HOST:PORT` (`https`: workers serve no TLS), a worker listed twice, or in a
     /// build without the `distributed` feature; a `distribute_above` that is not a size; a
-    /// `worker_timeout` of 0.
+    /// `worker_timeout` under a second.
     pub fn check(&self, kind: EngineKind) -> Result<(), String> {
         self.distribute_above_bytes()?;
-        if self.worker_timeout.is_some_and(|t| t.is_zero()) {
-            return Err("`engine.worker_timeout` must be longer than 0s".into());
+        // A live connection is pinged every third of it: shorter, and a busy worker's answer
+        // is missed as if it were gone.
+        if self
+            .worker_timeout
+            .is_some_and(|t| t < Duration::from_secs(1))
+        {
+            return Err("`engine.worker_timeout` must be 1s or more (30s by default)".into());
         }
         if kind == EngineKind::Local {
             return Ok(());
@@ -342,16 +348,50 @@ impl EngineConfig {
                     .into(),
             );
         }
+        let mut seen = std::collections::BTreeSet::new();
         for worker in &self.workers {
-            match url::Url::parse(worker) {
-                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
-                _ => {
-                    return Err(format!(
-                        "`engine.workers`: `{worker}` is not a worker's address; write \
-                         `http://HOST:PORT`"
-                    ));
+            let url = url::Url::parse(worker).map_err(|e| {
+                format!(
+                    "`engine.workers`: `{worker}` is not a worker's address ({e}); write \
+                     `http://HOST:PORT`"
+                )
+            })?;
+            let problem = match url.scheme() {
+                "http" if url.host().is_none() => Some("it names no host"),
+                "http" if url.port().is_none() => Some(
+                    "it names no port (a worker serves on the port its `--listen` gives, \
+                     50051 by default)",
+                ),
+                "http" if url.path() != "/" || url.query().is_some() => {
+                    Some("a worker's address is a host and a port, without a path")
                 }
+                "http" => None,
+                "https" => Some(
+                    "a worker serves plain HTTP/2 (no TLS): keep workers on a private network, \
+                     or reach them through a tunnel or mesh that encrypts",
+                ),
+                _ => Some("a worker's address starts with `http://`"),
+            };
+            if let Some(problem) = problem {
+                return Err(format!(
+                    "`engine.workers`: `{worker}`: {problem}; write `http://HOST:PORT`"
+                ));
             }
+            if !seen.insert(url.to_string()) {
+                return Err(format!(
+                    "`engine.workers` lists `{worker}` twice: list each worker once"
+                ));
+            }
+        }
+        // The planner cuts a stage into as many tasks as there are workers, and a stage of
+        // one task runs on the driver: one worker would never be used.
+        if self.workers.len() < 2 {
+            return Err(format!(
+                "`engine.workers` lists one worker (`{}`): a batch is cut into as many tasks as \
+                 there are workers, and a batch of one task runs on the driver, so one worker \
+                 would never be used; list two or more, or use `engine: {{ kind: local }}`",
+                self.workers[0]
+            ));
         }
         Ok(())
     }
@@ -1252,6 +1292,42 @@ sink: { kind: files, path: out/clicks, format: parquet }
 
     fn parse(text: &str) -> Result<Pipeline, String> {
         Pipeline::parse(text, Path::new("p.yaml")).map_err(|e| e.to_string())
+    }
+
+    /// `engine.workers` names at least two workers, each `http://HOST:PORT` once; every
+    /// refusal says what to write.
+    #[cfg(feature = "distributed")]
+    #[test]
+    fn workers_are_two_or_more_plain_http_addresses_with_ports() {
+        let engine = |workers: &[&str]| EngineConfig {
+            kind: EngineKind::Distributed,
+            workers: workers.iter().map(|w| w.to_string()).collect(),
+            distribute_above: None,
+            worker_timeout: None,
+        };
+        let check = |workers: &[&str]| engine(workers).check(EngineKind::Distributed);
+        assert_eq!(check(&["http://10.0.0.5:50051", "http://w2:50051"]), Ok(()));
+        for (workers, says) in [
+            (&["http://10.0.0.5:50051"][..], "lists one worker"),
+            (&["https://a:1", "http://b:2"][..], "no TLS"),
+            (&["http://a", "http://b:2"][..], "names no port"),
+            (&["http://a:1/x", "http://b:2"][..], "without a path"),
+            (&["grpc://a:1", "http://b:2"][..], "starts with `http://`"),
+            (
+                &["10.0.0.5:50051", "http://b:2"][..],
+                "not a worker's address",
+            ),
+            (&["http://a:1", "http://a:1/"][..], "twice"),
+        ] {
+            let said = check(workers).expect_err(says);
+            assert!(
+                said.contains(says)
+                    && (said.contains("http://HOST:PORT")
+                        || ["twice", "lists one worker"].contains(&says)),
+                "{workers:?}: {said}"
+            );
+        }
+        assert_eq!(engine(&[]).check(EngineKind::Local), Ok(()));
     }
 
     #[test]
