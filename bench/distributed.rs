@@ -15,7 +15,10 @@
 //! - fixed cost: one batch of two small files (1 000 rows), median seconds of each, and the
 //!   difference (what the distributed planner, the plan's encoding and the streams' set-up
 //!   cost per batch);
-//! - throughput: one batch of every file of the large input, median seconds and rows/s.
+//! - throughput: one batch of every file of the large input, median seconds and rows/s, for
+//!   the stateless query (every kept row streams back to the driver, whose sink writes it)
+//!   and for an aggregation with state in complete mode (the workers send partial groups; the
+//!   driver merges them with the state and writes a few rows).
 //!
 //! On one machine the workers share the driver's cores: the distributed figure is the cost of
 //! the transport, not a speed-up (docs/scale.md's model, with `W·c` still the machine's cores).
@@ -32,6 +35,9 @@ use common::{first_commit, generate, median, once_pipeline};
 
 const QUERY: &str = "SELECT ts, user_id, upper(page) AS page, country, duration_ms / 1000.0 AS seconds \
                      FROM clicks WHERE duration_ms > 1000";
+/// An aggregation with state: partial groups on the workers, their merge with the state here.
+const AGGREGATE: &str = "SELECT page, country, count(*) AS n, sum(duration_ms) AS total, \
+                         max(user_id) AS top_user FROM clicks GROUP BY page, country";
 /// The generator's JSON lines average this many bytes (measured on its output).
 const BYTES_PER_ROW: u64 = 138;
 const FILE_MB: u64 = 32;
@@ -70,9 +76,16 @@ impl Drop for WorkerProcess {
     }
 }
 
-/// A `--trigger once` pipeline over `input` into a fresh folder `work`, on `engine`.
-fn pipeline(work: &Path, input: &Path, engine: &str) -> PathBuf {
-    once_pipeline(work, input, "bench_distributed", QUERY, engine)
+/// A `--trigger once` pipeline of `query` (with the top-level keys `extra`) over `input` into
+/// a fresh folder `work`, on `engine`.
+fn pipeline(work: &Path, input: &Path, query: &str, extra: &str, engine: &str) -> PathBuf {
+    once_pipeline(
+        work,
+        input,
+        "bench_distributed",
+        query,
+        &format!("{extra}{engine}"),
+    )
 }
 
 /// Runs the pipeline `file` once; its seconds.
@@ -123,13 +136,18 @@ fn main() {
     );
     let work = root.join("work-distributed");
     let mut figures = Vec::new();
-    for (name, input) in [("two small files", &small), ("large batch", &large)] {
+    let complete = "output_mode: complete\n";
+    for (name, input, query, extra) in [
+        ("two small files", &small, QUERY, ""),
+        ("large batch, filter", &large, QUERY, ""),
+        ("large batch, aggregation", &large, AGGREGATE, complete),
+    ] {
         let (mut local, mut spread) = (Vec::new(), Vec::new());
         let mut rows = 0;
         for run in 0..runs {
-            let l = timed(&sluice, &pipeline(&work, input, ""));
+            let l = timed(&sluice, &pipeline(&work, input, query, extra, ""));
             rows = rows_in(&work);
-            let d = timed(&sluice, &pipeline(&work, input, &distributed));
+            let d = timed(&sluice, &pipeline(&work, input, query, extra, &distributed));
             assert_eq!(rows_in(&work), rows, "both engines read every row");
             println!("{name} run {run}: local {l:.2} s, distributed {d:.2} s");
             local.push(l);
