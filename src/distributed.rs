@@ -37,9 +37,9 @@ use datafusion::prelude::SessionContext;
 use datafusion_distributed::grpc::{BoxCloneSyncChannel, create_worker_client};
 use datafusion_distributed::{
     ChannelResolver, DesiredTaskCountEvent, DesiredTaskCountEventResponse, DistributedExec,
-    DistributedExt, DistributedLeafExec, DistributedMetricsFormat, ScaleUpLeafNodeEvent,
-    ScaleUpLeafNodeEventResponse, SessionStateBuilderExt, Worker, WorkerChannel,
-    WorkerQueryContext, WorkerResolver, rewrite_distributed_plan_with_metrics,
+    DistributedExt, DistributedLeafExec, DistributedMetricsFormat, GetWorkerInfoRequest,
+    ScaleUpLeafNodeEvent, ScaleUpLeafNodeEventResponse, SessionStateBuilderExt, Worker,
+    WorkerChannel, WorkerQueryContext, WorkerResolver, rewrite_distributed_plan_with_metrics,
 };
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use serde::{Deserialize, Serialize};
@@ -48,13 +48,176 @@ use url::Url;
 use crate::pipeline::EngineConfig;
 use crate::source::{ScanParts, StreamedScanExec, remote_read};
 
-/// The workers of `engine.workers`, as the planner asks for them.
-#[derive(Debug, Clone)]
-struct Workers(Vec<Url>);
+/// The version a worker reports and a driver expects: plans travel as protobuf and functions
+/// by name, so a driver and its workers run the same Sluice.
+const VERSION: &str = concat!("sluice ", env!("CARGO_PKG_VERSION"));
+
+/// How long a probe waits for a worker's answer (at most `engine.worker_timeout`).
+const PROBE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a worker stays left out before it is probed again.
+const PROBE_AGAIN: Duration = Duration::from_secs(60);
+
+/// The workers of `engine.workers`, and which of them take part in the next batches.
+///
+/// A worker that does not answer a probe within [`PROBE_WAIT`] (gone, stopped, unreachable) or
+/// answers as another version of Sluice is left out, with a warning naming it: the batches are
+/// cut over the others (and run on the driver where fewer than two are left) instead of each
+/// waiting `engine.worker_timeout` on it, failing, and being computed again here. The workers
+/// are probed before the first batch that would go to them and after a batch fails there; one
+/// left out is probed again before a batch once [`PROBE_AGAIN`] has passed, and takes part
+/// again once it answers. Each probe is DataFusion-distributed's `GetWorkerInfo` call.
+pub struct WorkerPool {
+    urls: Vec<Url>,
+    channels: Arc<Channels>,
+    wait: Duration,
+    state: Mutex<PoolState>,
+}
+
+/// What the probes found so far.
+#[derive(Default)]
+struct PoolState {
+    /// Whether every worker has been probed once.
+    probed: bool,
+    /// The workers left out: when each was last probed, and why it is out.
+    left_out: std::collections::BTreeMap<Url, (std::time::Instant, String)>,
+}
+
+impl WorkerPool {
+    /// The workers of `engine` (whose addresses [`EngineConfig::check`] has checked), none
+    /// probed yet.
+    pub fn new(engine: &EngineConfig) -> Self {
+        let timeout = engine.worker_timeout();
+        Self {
+            urls: engine
+                .workers
+                .iter()
+                .filter_map(|w| Url::parse(w).ok())
+                .collect(),
+            channels: Arc::new(Channels {
+                timeout,
+                open: Mutex::new(HashMap::new()),
+            }),
+            wait: PROBE_WAIT.min(timeout),
+            state: Mutex::new(PoolState::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The workers that take part in the next batch, after probing those due (every worker
+    /// before the first batch; one left out for [`PROBE_AGAIN`] or longer).
+    pub async fn ready(&self) -> Vec<Url> {
+        let due: Vec<Url> = {
+            let state = self.state();
+            if state.probed {
+                state
+                    .left_out
+                    .iter()
+                    .filter(|(_, (at, _))| at.elapsed() >= PROBE_AGAIN)
+                    .map(|(url, _)| url.clone())
+                    .collect()
+            } else {
+                self.urls.clone()
+            }
+        };
+        if !due.is_empty() {
+            self.probe(&due).await;
+        }
+        self.taking_part()
+    }
+
+    /// Probes every worker (after a batch failed on them).
+    pub async fn probe_all(&self) {
+        self.probe(&self.urls).await;
+    }
+
+    /// The workers not left out, in the order of `engine.workers`.
+    fn taking_part(&self) -> Vec<Url> {
+        let state = self.state();
+        self.urls
+            .iter()
+            .filter(|url| !state.left_out.contains_key(*url))
+            .cloned()
+            .collect()
+    }
+
+    /// Why each worker left out is out, one `URL (why)` each, joined.
+    pub fn left_out(&self) -> String {
+        let state = self.state();
+        let out: Vec<String> = state
+            .left_out
+            .iter()
+            .map(|(url, (_, why))| format!("`{url}` ({why})"))
+            .collect();
+        out.join(", ")
+    }
+
+    /// Probes `urls` at once, leaving out those that do not answer as they should and
+    /// taking back those that do.
+    async fn probe(&self, urls: &[Url]) {
+        let answers = futures::future::join_all(
+            urls.iter()
+                .map(|url| async move { (url, self.answer_of(url).await) }),
+        )
+        .await;
+        let now = std::time::Instant::now();
+        let mut state = self.state();
+        state.probed = true;
+        for (url, answer) in answers {
+            match answer {
+                Ok(()) => {
+                    if state.left_out.remove(url).is_some() {
+                        tracing::info!("worker `{url}` answers again: batches go to it again");
+                    }
+                }
+                Err(why) => {
+                    if !state.left_out.contains_key(url) {
+                        tracing::warn!(
+                            "worker `{url}` is left out of the batches until it answers as it                              should (probed again every {}s): {why}",
+                            PROBE_AGAIN.as_secs()
+                        );
+                    }
+                    state.left_out.insert(url.clone(), (now, why));
+                }
+            }
+        }
+    }
+
+    /// Whether the worker at `url` answers within the probe's wait, as this version of Sluice;
+    /// else why not.
+    async fn answer_of(&self, url: &Url) -> std::result::Result<(), String> {
+        let mut client = self
+            .channels
+            .get_worker_client_for_url(url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let info = tokio::time::timeout(self.wait, client.get_worker_info(GetWorkerInfoRequest {}))
+            .await
+            .map_err(|_| format!("no answer within {:?}", self.wait))?
+            .map_err(|e| e.to_string())?;
+        if info.version == VERSION {
+            return Ok(());
+        }
+        let theirs = if info.version.is_empty() {
+            "another program"
+        } else {
+            info.version.as_str()
+        };
+        Err(format!(
+            "it runs {theirs} and this driver {VERSION}: run the same `sluice` on every machine"
+        ))
+    }
+}
+
+/// The workers of a [`WorkerPool`] that take part, as the planner asks for them.
+struct Workers(Arc<WorkerPool>);
 
 impl WorkerResolver for Workers {
     fn get_urls(&self) -> Result<Vec<Url>> {
-        Ok(self.0.clone())
+        Ok(self.0.taking_part())
     }
 }
 
@@ -87,22 +250,13 @@ impl ChannelResolver for Channels {
     }
 }
 
-/// Adds the distributed planner to a session's builder, over the workers of `engine` (whose
-/// addresses [`EngineConfig::check`] has checked).
-pub fn coordinator(builder: SessionStateBuilder, engine: &EngineConfig) -> SessionStateBuilder {
-    let urls = engine
-        .workers
-        .iter()
-        .filter_map(|w| Url::parse(w).ok())
-        .collect();
-    let channels = Channels {
-        timeout: engine.worker_timeout(),
-        open: Mutex::new(HashMap::new()),
-    };
+/// Adds the distributed planner to a session's builder, over the workers of `pool` taking
+/// part.
+pub fn coordinator(builder: SessionStateBuilder, pool: &Arc<WorkerPool>) -> SessionStateBuilder {
     builder
         .with_distributed_planner()
-        .with_distributed_worker_resolver(Workers(urls))
-        .with_distributed_channel_resolver(channels)
+        .with_distributed_worker_resolver(Workers(Arc::clone(pool)))
+        .with_distributed_channel_resolver(SharedChannels(Arc::clone(&pool.channels)))
         .with_distributed_user_codec(ScanCodec)
         .with_distributed_desired_task_count_handler(desired_task_count)
         .with_distributed_scale_up_leaf_node_handler(scale_up_leaf_node)
@@ -186,15 +340,15 @@ pub async fn metrics_of(plan: &Arc<dyn ExecutionPlan>, wait: Duration) -> Vec<Me
     sets
 }
 
-/// How many tasks a batch's scan asks for: one per part where every part can be read by a
-/// worker (the planner caps it at the workers there are); one, here, otherwise.
+/// How many tasks a batch's scan asks for: one per partition with parts where every part can
+/// be read by a worker (the planner caps it at the workers there are); one, here, otherwise.
 fn desired_task_count(
     event: DesiredTaskCountEvent<'_>,
 ) -> Option<Result<DesiredTaskCountEventResponse>> {
     let scan = event.plan.downcast_ref::<StreamedScanExec>()?;
     Some(Ok(match scan.to_parts() {
         Some(parts) => {
-            let n = parts.partitions.iter().map(Vec::len).sum::<usize>();
+            let n = parts.partitions.iter().filter(|p| !p.is_empty()).count();
             DesiredTaskCountEventResponse::desired(n.max(1))
         }
         None => DesiredTaskCountEventResponse::maximum(1),
@@ -362,14 +516,33 @@ pub async fn serve(
     let bound = listener
         .local_addr()
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let worker = Worker::from_session_builder(worker_session);
-    println!("sluice worker serving on http://{bound}");
-    let incoming = tokio_stream_of(listener);
-    tonic::transport::Server::builder()
-        .add_service(worker.into_worker_server())
-        .serve_with_incoming_shutdown(incoming, shutdown)
+    if bound.ip().is_unspecified() {
+        // Every address of this machine: drivers list it by one of them.
+        println!(
+            "sluice worker serving on http://{bound} (every address of this machine: list it \
+             in `engine.workers` as http://HOST:{} with HOST this machine's name or address)",
+            bound.port()
+        );
+    } else {
+        println!("sluice worker serving on http://{bound}");
+    }
+    serve_as(listener, VERSION, shutdown)
         .await
         .map_err(|e| format!("the worker on {bound} failed: {e}"))
+}
+
+/// Serves as a worker reporting `version` on the connections `listener` accepts, until
+/// `shutdown` resolves.
+async fn serve_as(
+    listener: tokio::net::TcpListener,
+    version: &'static str,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::result::Result<(), tonic::transport::Error> {
+    let worker = Worker::from_session_builder(worker_session).with_version(version);
+    tonic::transport::Server::builder()
+        .add_service(worker.into_worker_server())
+        .serve_with_incoming_shutdown(tokio_stream_of(listener), shutdown)
+        .await
 }
 
 /// The connections `listener` accepts, as tonic takes them.
@@ -383,4 +556,54 @@ fn tokio_stream_of(
         });
         Some((accepted, listener))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::EngineKind;
+
+    /// A worker serving `version` on a free loopback port, for as long as the test runs.
+    async fn worker(version: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(serve_as(listener, version, std::future::pending()));
+        url
+    }
+
+    /// The probes leave out a worker that refuses the connection and one that runs another
+    /// version of Sluice, naming each with why; the others take part.
+    #[tokio::test]
+    async fn workers_that_do_not_answer_as_this_sluice_are_left_out() {
+        let ours = [worker(VERSION).await, worker(VERSION).await];
+        let older = worker("sluice 0.0.1").await;
+        let gone = "http://127.0.0.1:1".to_string();
+        let engine = EngineConfig {
+            kind: EngineKind::Distributed,
+            workers: vec![
+                ours[0].clone(),
+                older.clone(),
+                gone.clone(),
+                ours[1].clone(),
+            ],
+            distribute_above: None,
+            worker_timeout: Some(Duration::from_secs(10)),
+        };
+        let pool = WorkerPool::new(&engine);
+        let ready: Vec<String> = pool.ready().await.iter().map(Url::to_string).collect();
+        assert_eq!(ready, [format!("{}/", ours[0]), format!("{}/", ours[1])]);
+        let said = pool.left_out();
+        assert!(
+            said.contains(&format!(
+                "`{older}/` (it runs sluice 0.0.1 and this driver {VERSION}: run the same \
+                 `sluice` on every machine)"
+            )) && said.contains(&format!("`{gone}/` (")),
+            "{said}"
+        );
+        // The planner sees only the workers taking part.
+        let urls = Workers(Arc::new(pool)).get_urls().expect("urls");
+        assert_eq!(urls.len(), 2);
+    }
 }

@@ -79,6 +79,9 @@ pub struct BatchProgress {
     pub state_operators: Vec<StateOperatorProgress>,
     /// False when the sink already had the batch (a re-run after the sink's commit).
     pub sink_wrote: bool,
+    /// Whether the batch's reads (and the query over them) ran on workers (`engine:
+    /// distributed`); false where it all ran on the driver.
+    pub ran_on_workers: bool,
     /// Whether late rows go to a `late_rows` sink (else they are dropped); for the text line.
     #[serde(skip)]
     pub late_rows_kept: bool,
@@ -249,7 +252,7 @@ impl BatchProgress {
                 };
                 eprintln!(
                     "batch {}{}: {files}{} rows in, {} rows out{skipped}, {:.0} rows/s, {:.1} ms \
-                     (plan {:.1}, offsets {:.1}, execute+sink {:.1}, commit {:.1})",
+                     (plan {:.1}, offsets {:.1}, execute+sink {:.1}, commit {:.1}){}",
                     self.batch_id,
                     if self.recovered { " (recovered)" } else { "" },
                     self.num_input_rows,
@@ -260,6 +263,11 @@ impl BatchProgress {
                     d.offsets_ms,
                     d.execute_ms,
                     d.commit_ms,
+                    if self.ran_on_workers {
+                        ", on the workers"
+                    } else {
+                        ""
+                    },
                 );
             }
         }

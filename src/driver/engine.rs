@@ -53,6 +53,7 @@ impl Computed {
         // not is read again below.
         #[cfg(feature = "distributed")]
         if let Some((plan, wait)) = self.distributed.take() {
+            self.ran_on_workers = true;
             let metrics = crate::distributed::metrics_of(&plan, wait).await;
             if metrics.is_empty() {
                 tracing::warn!(
@@ -139,6 +140,8 @@ pub(super) struct Computed {
         Arc<dyn datafusion::physical_plan::ExecutionPlan>,
         std::time::Duration,
     )>,
+    /// Whether part of the batch ran on workers (for its progress).
+    pub(super) ran_on_workers: bool,
 }
 
 /// The sources, static tables and query of one pipeline over one checkpoint.
@@ -160,9 +163,14 @@ pub(super) struct Engine<'p> {
     /// Whether batches run here whatever the pipeline's `engine` (a batch computed again after
     /// it failed on the workers).
     pub(super) local_only: bool,
-    /// Whether the last batch computed was planned for the workers (whether it got there or
-    /// not: a batch that fails on the way is computed again here).
+    /// Whether the last batch computed went to the workers where its failure is theirs to
+    /// answer for: a query without state planned for them (whether it got there or not), or
+    /// a stateful operator's partial phase that failed there. Such a batch is computed again
+    /// here.
     pub(super) tried_distributed: bool,
+    /// The workers of `engine: distributed`, and which of them take part.
+    #[cfg(feature = "distributed")]
+    workers: Option<Arc<crate::distributed::WorkerPool>>,
 }
 
 impl<'p> Engine<'p> {
@@ -216,7 +224,18 @@ impl<'p> Engine<'p> {
             held_back_said: std::sync::atomic::AtomicBool::new(false),
             local_only: false,
             tried_distributed: false,
+            #[cfg(feature = "distributed")]
+            workers: None,
         })
+    }
+
+    /// Probes the workers after a batch failed on them: those that do not answer are left
+    /// out of the next batches (see [`crate::distributed::WorkerPool`]).
+    pub(super) async fn probe_workers(&self) {
+        #[cfg(feature = "distributed")]
+        if let Some(pool) = &self.workers {
+            pool.probe_all().await;
+        }
     }
 
     /// Makes each source's schema known where it can be (declared, pinned, or inferred from
@@ -241,9 +260,11 @@ impl<'p> Engine<'p> {
             // Every plan of this session stays here unless `compute` spreads it.
             #[cfg(feature = "distributed")]
             crate::pipeline::EngineKind::Distributed => {
-                let engine = &self.pipeline.engine;
+                let pool = self.workers.get_or_insert_with(|| {
+                    Arc::new(crate::distributed::WorkerPool::new(&self.pipeline.engine))
+                });
                 let ctx = plan::session_built_with(settings, limit, |builder| {
-                    crate::distributed::coordinator(builder, engine)
+                    crate::distributed::coordinator(builder, pool)
                 });
                 let shared = ctx.state_ref();
                 let kept = crate::distributed::keep_local(&mut shared.write());
@@ -675,6 +696,7 @@ impl<'p> Engine<'p> {
             source_active_ms: BTreeMap::new(),
             next_watermark_ms: None,
             distributed: None,
+            ran_on_workers: false,
         };
         for source in &self.sources {
             let end = entry.offset_of(source.name()).ok_or_else(|| {
@@ -785,12 +807,37 @@ impl<'p> Engine<'p> {
         {
             let bytes: u64 = computed.scans.iter().map(|(_, c)| c.bytes()).sum();
             let above = self.pipeline.engine.distribute_above_bytes();
-            let wanted = self.pipeline.engine.kind == crate::pipeline::EngineKind::Distributed
-                && !self.local_only
-                && !computed.scans.is_empty()
-                && above.is_ok_and(|above| bytes >= above);
+            let distributed = self.pipeline.engine.kind == crate::pipeline::EngineKind::Distributed;
+            let why = if !distributed {
+                None
+            } else if self.local_only {
+                Some("it is computed again after it failed on the workers".to_string())
+            } else if computed.scans.is_empty() {
+                Some(
+                    "its input is read whole here first (a stateful query over a source with a \
+                     watermark or an idle timeout), or comes from sources that are not files"
+                        .to_string(),
+                )
+            } else if !above.as_ref().is_ok_and(|above| bytes >= *above) {
+                Some(format!(
+                    "it reads {bytes} bytes, less than `engine.distribute_above`"
+                ))
+            } else {
+                match &self.workers {
+                    // A stage of one task runs here: two workers or more, or none.
+                    Some(pool) if pool.ready().await.len() < 2 => Some(format!(
+                        "fewer than two workers take part (left out: {})",
+                        pool.left_out()
+                    )),
+                    _ => None,
+                }
+            };
+            if let (true, Some(why)) = (distributed, &why) {
+                tracing::info!(%batch, "the batch runs on the driver: {why}");
+            }
+            let wanted = distributed && why.is_none();
             match self.query.as_mut().and_then(|q| q.operator.as_mut()) {
-                Some(operator) => self.tried_distributed = operator.spread_next(wanted),
+                Some(operator) => operator.spread_next(wanted),
                 None if wanted => {
                     self.tried_distributed = true;
                     crate::distributed::spread(&mut state).map_err(exec_err)?;
@@ -820,10 +867,12 @@ impl<'p> Engine<'p> {
                 if let Some(plan) = operator.ran_elsewhere() {
                     computed.distributed = Some((plan, self.pipeline.engine.worker_timeout()));
                 }
+                // Only the part that failed on the workers is computed again here.
                 ran.map_err(|e| {
                     computed.scan_error().unwrap_or_else(|| match e {
-                        crate::state::StateError::Compute { .. } if self.tried_distributed => {
-                            exec_err(datafusion::error::DataFusionError::External(Box::new(e)))
+                        crate::state::StateError::Remote { source, .. } => {
+                            self.tried_distributed = true;
+                            exec_err(source)
                         }
                         e => e.into(),
                     })

@@ -1529,7 +1529,7 @@ impl<'a> Driver<'a> {
                 watermark_ms,
                 epoch: self.checkpoint.epoch(),
                 run_id: self.checkpoint.run_id(),
-                settings: plan::default_settings(),
+                settings: self.new_batch_settings(),
                 query_fingerprint: fingerprint,
                 pipeline: Some(self.pipeline_fingerprint.clone()),
             },
@@ -1598,6 +1598,7 @@ impl<'a> Driver<'a> {
                     %batch,
                     "the batch failed on the workers ({source}); computing it here instead"
                 );
+                self.engine.probe_workers().await;
                 self.engine.local_only = true;
                 let computed = self.engine.compute(batch, entry, &start, sql).await;
                 let committed = match computed {
@@ -1612,6 +1613,23 @@ impl<'a> Driver<'a> {
             }
             committed => committed,
         }
+    }
+
+    /// The settings a new batch is pinned to. Under `engine: distributed` a batch spreads
+    /// over at most one task per partition that has parts, so it gets as many partitions as
+    /// this machine has cores for each worker (their own cores are not known here; at most
+    /// 256): each worker then reads several partitions at once.
+    fn new_batch_settings(&self) -> crate::vocab::PinnedSettings {
+        let mut settings = plan::default_settings();
+        let engine = &self.pipeline.engine;
+        if engine.kind == crate::pipeline::EngineKind::Distributed {
+            let cores = settings.target_partitions;
+            settings.target_partitions = cores
+                .saturating_mul(engine.workers.len().max(1))
+                .min(256)
+                .max(cores);
+        }
+        settings
     }
 
     /// Commits a computed batch: its late rows and output to the sinks, its state version,
@@ -1711,6 +1729,7 @@ impl<'a> Driver<'a> {
             start_offsets,
             source_active_ms,
             next_watermark_ms,
+            ran_on_workers,
             ..
         } = computed;
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
@@ -1918,6 +1937,7 @@ impl<'a> Driver<'a> {
                 })
                 .collect(),
             sink_wrote: committed.written,
+            ran_on_workers,
             late_rows_kept: !self.late_sinks.is_empty(),
         }
         .report(

@@ -453,8 +453,14 @@ impl StreamedScanExec {
         })
     }
 
-    /// The scan split into `tasks` scans of the same partitions, task `t` reading every
-    /// `tasks`-th part from the `t`-th on; `None` where a part can only be read here.
+    /// The scan split into `tasks` scans of the same partitions, task `t` reading whole every
+    /// `tasks`-th partition with parts from the `t`-th on (the others empty); `None` where a
+    /// part can only be read here.
+    ///
+    /// Whole partitions, so that each partition's rows meet the query in the same order as
+    /// they do here: a partial aggregation over a partition (a sum of doubles, an approximate
+    /// percentile) is then the same on a worker as here, and a batch computed on the workers
+    /// is the batch `replay` computes here.
     pub fn split(&self, tasks: usize) -> Option<Vec<Self>> {
         let parts = self.to_parts()?;
         let tasks = tasks.max(1);
@@ -466,12 +472,13 @@ impl StreamedScanExec {
                 partitions: vec![Vec::new(); parts.partitions.len()],
             })
             .collect();
-        let mut n = 0;
-        for (p, list) in parts.partitions.into_iter().enumerate() {
-            for part in list {
-                split[n % tasks].partitions[p].push(part);
-                n += 1;
-            }
+        let filled = parts
+            .partitions
+            .into_iter()
+            .enumerate()
+            .filter(|(_, list)| !list.is_empty());
+        for (n, (p, list)) in filled.enumerate() {
+            split[n % tasks].partitions[p] = list;
         }
         let reads: std::collections::HashMap<usize, ReadPart> = self
             .counts
@@ -688,6 +695,15 @@ mod tests {
             .collect();
         seen.sort();
         assert_eq!(seen, vec![0, 1, 2]);
+        // Whole partitions, in place: the first task reads partition 0 (parts 0 and 1), the
+        // second partition 1, each keeping the scan's two partitions.
+        let indices = |t: &StreamedScanExec| -> Vec<usize> {
+            t.counts.parts.iter().map(|p| p.index).collect()
+        };
+        assert_eq!(indices(&tasks[0]), vec![0, 1]);
+        assert_eq!(indices(&tasks[1]), vec![2]);
+        assert!(tasks.iter().all(|t| t.partitions.len() == 2));
+        assert!(tasks[1].partitions[0].is_empty());
         // The first task reads its parts on a "worker", its first part twice (a query that
         // reads the stream twice); the second task's counts never come back.
         let worker = &tasks[0];

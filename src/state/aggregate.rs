@@ -31,8 +31,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use datafusion::arrow::array::BooleanArray;
-use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::array::{BooleanArray, UInt32Array};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -247,9 +247,17 @@ impl AggregateOperator {
         self.ensure_loaded(batch, &partial).await?;
         // The partial phase over the batch, before the state changes: where it fails (a
         // source's error, a worker gone) the state is still version `batch - 1`.
-        let partial_out = collect_partitioned(elsewhere.unwrap_or(partial), Arc::clone(&task))
-            .await
-            .map_err(|e| self.compute(e))?;
+        let partial_out = match elsewhere {
+            Some(plan) => collect_partitioned(plan, Arc::clone(&task))
+                .await
+                .map_err(|source| StateError::Remote {
+                    operator: self.id.into(),
+                    source,
+                })?,
+            None => collect_partitioned(partial, Arc::clone(&task))
+                .await
+                .map_err(|e| self.compute(e))?,
+        };
         // The state changes from here on: it is version `batch - 1` no more.
         self.version = None;
         let state = self.state.as_mut().expect("loaded");
@@ -276,6 +284,7 @@ impl AggregateOperator {
         let session_column = state.session_column();
         let partial_out =
             concat_batches(&schema, partial_out.iter().flatten()).map_err(|e| compute(&e))?;
+        let partial_out = in_value_order(partial_out).map_err(|e| compute(&e))?;
         // A row counts only in its groups the watermark has not closed (a hopping window's
         // row may be in closed and open ones); complete mode keeps every group.
         let partial_out = match watermark_ns {
@@ -455,12 +464,22 @@ impl Operator for AggregateOperator {
         let phases = find_phases(&physical, &self.shape.output_names)
             .map_err(|reason| self.compute(reason))?;
         self.ran_elsewhere = None;
+        let spread = std::mem::take(&mut self.spread_next);
+        #[cfg(not(feature = "distributed"))]
+        let _ = spread;
+        // A partial phase the planner cannot send (or keeps here) runs here.
         #[cfg(feature = "distributed")]
-        if std::mem::take(&mut self.spread_next) {
-            let spread = crate::distributed::spread_plan(Arc::clone(&phases.1), session)
-                .await
-                .map_err(|e| self.compute(e))?;
-            self.ran_elsewhere = crate::distributed::is_distributed(&spread).then_some(spread);
+        if spread {
+            match crate::distributed::spread_plan(Arc::clone(&phases.1), session).await {
+                Ok(spread) if crate::distributed::is_distributed(&spread) => {
+                    self.ran_elsewhere = Some(spread);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    %batch,
+                    "the batch's partial phase cannot run on the workers ({e}); running it here"
+                ),
+            }
         }
         let emitted = self
             .run_phases(
@@ -477,9 +496,8 @@ impl Operator for AggregateOperator {
 
     /// Its partial phase can run on workers: the batch's reads and the stateless work under
     /// the aggregation go there; the merge with the state stays here.
-    fn spread_next(&mut self, wanted: bool) -> bool {
-        self.spread_next = wanted && cfg!(feature = "distributed");
-        self.spread_next
+    fn spread_next(&mut self, wanted: bool) {
+        self.spread_next = wanted;
     }
 
     fn ran_elsewhere(&mut self) -> Option<Arc<dyn ExecutionPlan>> {
@@ -896,6 +914,31 @@ async fn finalize(
     let exec = final_over(final_agg, input)?;
     let out = collect_partitioned(Arc::clone(&exec), task).await?;
     Ok(concat_batches(&exec.schema(), out.iter().flatten())?)
+}
+
+/// `rows` in an order that depends on their values alone (all columns, as Arrow's row format
+/// orders them), not on the order partitions and tasks gave them in: a group's partial rows
+/// (sums of doubles, sketches) then merge in the same order wherever the partitions ran, on
+/// workers or here, and a replay here computes the same bits.
+fn in_value_order(rows: RecordBatch) -> Result<RecordBatch, ArrowError> {
+    if rows.num_rows() < 2 {
+        return Ok(rows);
+    }
+    let fields: Vec<SortField> = rows
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| SortField::new(f.data_type().clone()))
+        .collect();
+    // A state of a type the row format does not order stays in the order it came in.
+    if !RowConverter::supports_fields(&fields) {
+        return Ok(rows);
+    }
+    let converter = RowConverter::new(fields)?;
+    let encoded = converter.convert_columns(rows.columns())?;
+    let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
+    order.sort_unstable_by(|a, b| encoded.row(*a as usize).cmp(&encoded.row(*b as usize)));
+    take_record_batch(&rows, &UInt32Array::from(order))
 }
 
 /// The keys of the groups whose final row in `after` is not among the final rows `before`.

@@ -72,13 +72,11 @@ pub trait Operator: Send + Sync + std::fmt::Debug {
         time: BatchTime,
     ) -> Result<Arc<dyn ExecutionPlan>, StateError>;
 
-    /// Whether the next [`Operator::run`] runs the part of its batch under the state (the
+    /// Asks the next [`Operator::run`] to run the part of its batch under the state (the
     /// batch's reads and the partial phase over them) on the workers of `engine:
-    /// distributed`, where `wanted` (the batch reads enough to be worth it); whether it
-    /// will. The default: everything runs here.
-    fn spread_next(&mut self, _wanted: bool) -> bool {
-        false
-    }
+    /// distributed` where `wanted` (the batch reads enough to be worth it), or here. The
+    /// default: everything runs here.
+    fn spread_next(&mut self, _wanted: bool) {}
 
     /// The plan of what the last [`Operator::run`] ran on workers (its metrics say what they
     /// read), taken; `None` where it all ran here.
@@ -171,6 +169,15 @@ pub enum StateError {
         operator: String,
         /// The library's message.
         reason: String,
+    },
+    /// The part of the batch under the state failed where it ran on workers (a worker gone or
+    /// silent, an error there); the state is still the previous batch's.
+    #[error("operator `{operator}`: the batch's partial phase failed on the workers: {source}")]
+    Remote {
+        /// The operator.
+        operator: String,
+        /// What failed.
+        source: datafusion::error::DataFusionError,
     },
 }
 

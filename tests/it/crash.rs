@@ -305,15 +305,16 @@ async fn every_crash_point_of_a_complete_mode_aggregation_recovers_exactly_once(
 #[tokio::test]
 async fn every_crash_point_of_a_distributed_run_recovers_exactly_once() {
     use crate::distributed::{distributed, read_files, two_workers};
-    let ws = Workspace::new();
-    let workers = two_workers(&ws);
-    let engine = distributed(&[&workers[0], &workers[1]], "");
     for mut scenario in [Scenario::stateless("json", 5, 2, 2), complete_mode(2)] {
-        scenario.pipeline_extra.push_str(&engine);
+        let ws = Workspace::new();
+        let workers = two_workers(&ws);
+        scenario
+            .pipeline_extra
+            .push_str(&distributed(&[&workers[0], &workers[1]], ""));
         enumerate_crash_points(scenario).await;
-    }
-    for worker in &workers {
-        assert!(read_files(worker), "the workers read: {}", worker.said());
+        for worker in &workers {
+            assert!(read_files(worker), "the workers read: {}", worker.said());
+        }
     }
 }
 

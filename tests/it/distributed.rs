@@ -70,7 +70,7 @@ pub fn two_workers(ws: &Workspace) -> [WorkerProcess; 2] {
 pub fn distributed(workers: &[&WorkerProcess], extra: &str) -> String {
     let urls: Vec<&str> = workers.iter().map(|w| w.url.as_str()).collect();
     format!(
-        "{extra}engine:\n  kind: distributed\n  workers: [{}]\n  distribute_above: 0\n  worker_timeout: 5s\n",
+        "{extra}engine:\n  kind: distributed\n  workers: [{}]\n  distribute_above: 0\n  worker_timeout: 30s\n",
         urls.join(", ")
     )
 }
@@ -108,7 +108,7 @@ async fn distributed_equals_batch(format: &str) {
             "run",
             path.to_str().expect("utf-8 path"),
             "--progress",
-            "none",
+            "json",
         ])
         .env("SLUICE_LOG", "sluice=debug")
         .output()
@@ -117,8 +117,17 @@ async fn distributed_equals_batch(format: &str) {
     assert!(out.status.success(), "{said}");
     // 9 files at 4 per batch: the batches of 4 files ran on the workers (the last, of one
     // file, is one task, which the planner keeps on the driver), and what they read was
-    // counted from what they said.
+    // counted from what they said. Their progress says where they ran.
     assert_eq!(said.matches("run on the workers").count(), 2, "{said}");
+    let progress = String::from_utf8_lossy(&out.stdout);
+    let on_workers: Vec<bool> = progress
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).expect("progress JSON");
+            event["ranOnWorkers"].as_bool().expect("ranOnWorkers")
+        })
+        .collect();
+    assert_eq!(on_workers, [true, true, false], "{progress}");
     assert!(!said.contains("failed on the workers"), "{said}");
     assert!(!said.contains("reading a part the query did not"), "{said}");
     assert_eq!(committed_rows_in(&ws.path("ckpt")), 9 * 250);
@@ -262,54 +271,105 @@ async fn a_batch_smaller_than_distribute_above_runs_on_the_driver() {
     }
 }
 
-/// Each batch of `query` (in `mode`) finds one of its two workers gone: computed again on the
-/// driver, it writes what the batch SQL gives.
-async fn a_batch_whose_worker_is_gone_is_computed_on_the_driver(query: &str, mode: &str) {
+/// Aggregates whose value depends on the order rows meet them (sums of doubles, a standard
+/// deviation, an approximate percentile): a batch computed on the workers is the batch
+/// `replay --verify` computes on the driver, bit for bit (`sink_after` verifies each), and two
+/// runs write the same rows. Each worker reads whole partitions of the batch, and the partial
+/// groups merge in the order of their values, not of their arrival.
+#[tokio::test]
+async fn order_sensitive_aggregates_on_the_workers_replay_to_the_same_bits() {
     let ws = Workspace::new();
-    let alive = WorkerProcess::start(&ws, "worker-a");
-    // Nothing serves on port 1.
-    let engine = distributed(&[&alive], &format!("output_mode: {mode}\n"))
-        .replace("workers: [", "workers: [http://127.0.0.1:1, ");
+    let workers = two_workers(&ws);
+    let query = "SELECT page, sum(amount) AS total, avg(amount) AS mean, stddev(amount) AS sd, \
+                 approx_percentile_cont(0.9) WITHIN GROUP (ORDER BY amount) AS p90 \
+                 FROM clicks GROUP BY page";
+    let (first, _, said) =
+        sink_after(Some(&[&workers[0], &workers[1]]), query, "complete", 7).await;
+    assert_eq!(said.matches("run on the workers").count(), 3, "{said}");
+    let (second, _, _) = sink_after(Some(&[&workers[0], &workers[1]]), query, "complete", 7).await;
+    assert!(!first.is_empty());
+    assert_eq!(first, second, "two runs, the same bits");
+}
+
+/// Of four workers, one is gone (nothing serves on its port) and one stopped (SIGSTOP: its
+/// port takes connections, nothing answers). The driver probes them before the first batch
+/// and leaves both out, naming each: every batch of `query` (in `mode`) runs on the two that
+/// answer, none waits `worker_timeout` on a silent one or fails there, and the sink holds
+/// what the batch SQL gives.
+async fn workers_that_do_not_answer_are_left_out(query: &str, mode: &str) {
+    let ws = Workspace::new();
+    let [a, b] = two_workers(&ws);
+    let stopped = WorkerProcess::start(&ws, "worker-stopped");
+    let pid = stopped.child.id().to_string();
+    let signal = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("kill");
+    assert!(signal.success(), "SIGSTOP the worker");
+    let gone = "http://127.0.0.1:1";
+    let engine = distributed(&[&a, &b, &stopped], &format!("output_mode: {mode}\n"))
+        .replace("workers: [", &format!("workers: [{gone}, "));
     write_clicks(&ws.path("in"), "json", 6, 250, 0);
     let yaml = pipeline_yaml(&ws, "json", query, 3, &engine);
     let path = write_pipeline(&ws, &yaml);
-    let out = run_bin(&["run", path.to_str().expect("utf-8 path")], &ws.path(""));
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        stderr(&out).matches("failed on the workers").count(),
-        2,
-        "the driver says why it computes each batch itself: {}",
-        stderr(&out)
-    );
+    let out = sluice_bin()
+        .args([
+            "run",
+            path.to_str().expect("utf-8 path"),
+            "--progress",
+            "none",
+        ])
+        .env("SLUICE_LOG", "sluice=debug")
+        .current_dir(ws.path(""))
+        .output()
+        .expect("run");
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    for url in [gone, stopped.url.as_str()] {
+        assert_eq!(
+            said.matches(&format!("worker `{url}/` is left out"))
+                .count(),
+            1,
+            "the driver names each worker it leaves out, once: {said}"
+        );
+    }
+    assert!(said.contains("no answer within 5s"), "{said}");
+    assert!(!said.contains("failed on the workers"), "{said}");
+    assert_eq!(said.matches("run on the workers").count(), 2, "{said}");
     let expected = oracle(&ws.path("in"), "json", query).await;
     let got = sink_rows(&ws.path("out")).await;
     assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+    assert!(read_files(&a) && read_files(&b), "{}", a.said());
 }
 
 #[tokio::test]
-async fn a_batch_whose_worker_is_gone_is_computed_on_the_driver_stateless() {
-    a_batch_whose_worker_is_gone_is_computed_on_the_driver(QUERY, "append").await;
-}
-
-/// The aggregation's state is still the previous batch's when its partial phase fails on the
-/// workers: the batch computed here merges into it once.
-#[tokio::test]
-async fn a_batch_whose_worker_is_gone_is_computed_on_the_driver_stateful() {
-    a_batch_whose_worker_is_gone_is_computed_on_the_driver(
-        "SELECT page, count(*) AS n, max(amount) AS top, sum(id) AS ids FROM clicks GROUP BY page",
-        "complete",
-    )
-    .await;
+async fn workers_that_do_not_answer_are_left_out_stateless() {
+    workers_that_do_not_answer_are_left_out(QUERY, "append").await;
 }
 
 #[tokio::test]
-async fn a_worker_killed_in_the_middle_of_a_batch_loses_and_doubles_nothing() {
+async fn workers_that_do_not_answer_are_left_out_stateful() {
+    workers_that_do_not_answer_are_left_out(STATEFUL, "complete").await;
+}
+
+/// An aggregation with state whose merge stays on the driver.
+const STATEFUL: &str =
+    "SELECT page, count(*) AS n, max(amount) AS top, sum(id) AS ids FROM clicks GROUP BY page";
+
+/// One batch of `query` (in `mode`) whose worker is killed (SIGKILL) in the middle: it fails
+/// on the workers, the driver leaves the dead worker out and computes the batch again here
+/// from the same offsets (for an aggregation, its state still the previous batch's), losing
+/// and doubling nothing.
+async fn a_worker_killed_in_the_middle_of_a_batch(query: &str, mode: &str) {
     let ws = Workspace::new();
     let workers = two_workers(&ws);
     // One batch long enough to be caught in the middle: each worker reads 8 files of 20 000 rows.
     write_clicks(&ws.path("in"), "json", 16, 20_000, 0);
-    let engine = distributed(&[&workers[0], &workers[1]], "");
-    let yaml = pipeline_yaml(&ws, "json", QUERY, 16, &engine);
+    let engine = distributed(
+        &[&workers[0], &workers[1]],
+        &format!("output_mode: {mode}\n"),
+    );
+    let yaml = pipeline_yaml(&ws, "json", query, 16, &engine);
     let path = write_pipeline(&ws, &yaml);
     let run = sluice_bin()
         .args([
@@ -341,7 +401,22 @@ async fn a_worker_killed_in_the_middle_of_a_batch_loses_and_doubles_nothing() {
         "the batch is computed again on the driver: {}",
         stderr(&out)
     );
-    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert!(
+        stderr(&out).contains(&format!("worker `{}/` is left out", first.url)),
+        "the dead worker is left out of the next batches: {}",
+        stderr(&out)
+    );
+    let expected = oracle(&ws.path("in"), "json", query).await;
     let got = sink_rows(&ws.path("out")).await;
     assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+}
+
+#[tokio::test]
+async fn a_worker_killed_in_the_middle_of_a_batch_loses_and_doubles_nothing() {
+    a_worker_killed_in_the_middle_of_a_batch(QUERY, "append").await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_in_the_middle_of_a_stateful_batch_loses_and_doubles_nothing() {
+    a_worker_killed_in_the_middle_of_a_batch(STATEFUL, "complete").await;
 }
