@@ -176,7 +176,8 @@ impl WorkerPool {
                 Err(why) => {
                     if !state.left_out.contains_key(url) {
                         tracing::warn!(
-                            "worker `{url}` is left out of the batches until it answers as it                              should (probed again every {}s): {why}",
+                            "worker `{url}` is left out of the batches until it answers as it \
+                             should (probed again every {}s): {why}",
                             PROBE_AGAIN.as_secs()
                         );
                     }
@@ -275,7 +276,8 @@ pub fn spread(state: &mut SessionState) -> Result<()> {
 
 /// `plan`, planned here, cut into stages for the workers as the distributed planner cuts a
 /// query `state` spreads ([`spread`]): a [`DistributedExec`] where some of it runs on workers,
-/// `plan` itself where the planner keeps it here (a scan of one part is one task). For a plan
+/// `plan` itself where the planner keeps it here (a scan whose parts fall in one partition
+/// is one task). For a plan
 /// Sluice takes apart before it runs (a stateful operator's partial phase), which the planner
 /// must see as it is.
 ///
@@ -505,17 +507,17 @@ async fn worker_session(ctx: WorkerQueryContext) -> Result<SessionState> {
 /// Serves as a worker on `listen` until `shutdown` resolves: runs the stages drivers send
 /// (`sluice worker`). Prints the address it serves on once it does.
 ///
-/// Errors: the address cannot be bound, or the server fails.
+/// Errors: [`crate::Error::Usage`] where the address cannot be bound (exit 2);
+/// [`crate::Error::Execution`] where the server fails while serving.
 pub async fn serve(
     listen: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), crate::Error> {
+    let cannot = |e: std::io::Error| crate::Error::Usage(format!("cannot listen on {listen}: {e}"));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        .map_err(cannot)?;
+    let bound = listener.local_addr().map_err(cannot)?;
     if bound.ip().is_unspecified() {
         // Every address of this machine: drivers list it by one of them.
         println!(
@@ -528,7 +530,10 @@ pub async fn serve(
     }
     serve_as(listener, VERSION, shutdown)
         .await
-        .map_err(|e| format!("the worker on {bound} failed: {e}"))
+        .map_err(|e| crate::Error::Execution {
+            batch: None,
+            source: DataFusionError::Execution(format!("the worker on {bound} failed: {e}")),
+        })
 }
 
 /// Serves as a worker reporting `version` on the connections `listener` accepts, until

@@ -113,7 +113,7 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> &'static str 
         // Arrow's own checked arithmetic (a decimal result past 128 bits) refused a value
         // before Sluice's checks (`plan::overflow`) could name the expression.
         DataFusionError::ArrowError(e, _) if matches!(**e, ArrowError::ArithmeticOverflow(_)) => {
-            ". A value the query computes does not fit its type (a decimal past 38 digits): \
+            ". A value the query computes does not fit its type (as a decimal past 38 digits): \
              cast the operands first to double, or to a decimal with fewer digits after the \
              point (`CAST(v AS DECIMAL(38, 2))`), as Spark and DuckDB refuse such a value too"
         }

@@ -349,7 +349,6 @@ async fn worker(listen: &str) -> Result<(), Error> {
         let _ = wait_for_signal().await;
     })
     .await
-    .map_err(Error::Usage)
 }
 
 /// `sluice worker` in a build without the `distributed` feature.

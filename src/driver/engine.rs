@@ -811,11 +811,22 @@ impl<'p> Engine<'p> {
             let why = if !distributed {
                 None
             } else if self.local_only {
-                Some("it is computed again after it failed on the workers".to_string())
+                Some("it is a replay, or computed again after it failed on the workers".to_string())
             } else if computed.scans.is_empty() {
                 Some(
                     "its input is read whole here first (a stateful query over a source with a \
                      watermark or an idle timeout), or comes from sources that are not files"
+                        .to_string(),
+                )
+            } else if self
+                .query
+                .as_ref()
+                .and_then(|q| q.operator.as_ref())
+                .is_some_and(|operator| !operator.can_spread())
+            {
+                Some(
+                    "its stateful operator runs every phase here (a join of two streams, a \
+                     deduplication feeding an aggregation)"
                         .to_string(),
                 )
             } else if !above.as_ref().is_ok_and(|above| bytes >= *above) {
@@ -832,7 +843,7 @@ impl<'p> Engine<'p> {
                     _ => None,
                 }
             };
-            if let (true, Some(why)) = (distributed, &why) {
+            if let Some(why) = &why {
                 tracing::info!(%batch, "the batch runs on the driver: {why}");
             }
             let wanted = distributed && why.is_none();
@@ -883,6 +894,12 @@ impl<'p> Engine<'p> {
                 .await
                 .map_err(exec_err)?,
         };
+        // A failure is the workers' to answer for only where the plan went to them (the
+        // planner keeps a batch whose parts fall in one partition here).
+        #[cfg(feature = "distributed")]
+        {
+            self.tried_distributed = crate::distributed::is_distributed(&physical);
+        }
         #[cfg(feature = "distributed")]
         if crate::distributed::is_distributed(&physical) {
             computed.distributed =

@@ -292,6 +292,22 @@ pub struct EngineConfig {
     pub worker_timeout: Option<Duration>,
 }
 
+/// Whether the address `url` (`http://HOST:PORT/...`) writes a port, the scheme's default
+/// included (`Url::port` leaves out `:80`).
+fn names_a_port(url: &str) -> bool {
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    // After an IPv6 address's `]`, or in a host name.
+    authority
+        .rsplit(']')
+        .next()
+        .is_some_and(|tail| tail.contains(':'))
+}
+
 impl EngineConfig {
     /// The smallest input, in bytes, a batch is distributed for.
     ///
@@ -358,7 +374,7 @@ impl EngineConfig {
             })?;
             let problem = match url.scheme() {
                 "http" if url.host().is_none() => Some("it names no host"),
-                "http" if url.port().is_none() => Some(
+                "http" if url.port().is_none() && !names_a_port(worker) => Some(
                     "it names no port (a worker serves on the port its `--listen` gives, \
                      50051 by default)",
                 ),
@@ -1307,6 +1323,7 @@ sink: { kind: files, path: out/clicks, format: parquet }
         };
         let check = |workers: &[&str]| engine(workers).check(EngineKind::Distributed);
         assert_eq!(check(&["http://10.0.0.5:50051", "http://w2:50051"]), Ok(()));
+        assert_eq!(check(&["http://a:80", "http://[::1]:80"]), Ok(()));
         for (workers, says) in [
             (&["http://10.0.0.5:50051"][..], "lists one worker"),
             (&["https://a:1", "http://b:2"][..], "no TLS"),

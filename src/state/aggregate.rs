@@ -300,7 +300,8 @@ impl AggregateOperator {
             (empty.clone(), empty)
         } else {
             // The stored state first: where an aggregate keeps the first of equal candidates
-            // (`first_value` over ties, `DISTINCT ON` without ORDER BY), the earlier row stays.
+            // (`first_value` over ties, `DISTINCT ON` without ORDER BY), the earlier batch's
+            // row stays; within a batch, the partial rows merge in value order (above).
             let (stored, input) = match session_column {
                 // Every stored session of the groups the batch touched, and the batch's rows,
                 // with each session widened to the one it merges into.
@@ -498,6 +499,10 @@ impl Operator for AggregateOperator {
     /// the aggregation go there; the merge with the state stays here.
     fn spread_next(&mut self, wanted: bool) {
         self.spread_next = wanted;
+    }
+
+    fn can_spread(&self) -> bool {
+        true
     }
 
     fn ran_elsewhere(&mut self) -> Option<Arc<dyn ExecutionPlan>> {

@@ -78,6 +78,12 @@ pub trait Operator: Send + Sync + std::fmt::Debug {
     /// default: everything runs here.
     fn spread_next(&mut self, _wanted: bool) {}
 
+    /// Whether part of its batches can run on workers at all ([`Operator::spread_next`]
+    /// does something). The default: no.
+    fn can_spread(&self) -> bool {
+        false
+    }
+
     /// The plan of what the last [`Operator::run`] ran on workers (its metrics say what they
     /// read), taken; `None` where it all ran here.
     fn ran_elsewhere(&mut self) -> Option<Arc<dyn ExecutionPlan>> {
