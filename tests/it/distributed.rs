@@ -75,6 +75,29 @@ pub fn distributed(workers: &[&WorkerProcess], extra: &str) -> String {
     )
 }
 
+/// `sluice run PIPELINE --progress PROGRESS` through `sluice` (a `sluice` command with its
+/// environment), logging at debug level, which must succeed: its output and what it said on
+/// stderr.
+pub fn run_logged(
+    mut sluice: std::process::Command,
+    pipeline: &std::path::Path,
+    progress: &str,
+) -> (std::process::Output, String) {
+    let out = sluice
+        .args([
+            "run",
+            pipeline.to_str().expect("utf-8 path"),
+            "--progress",
+            progress,
+        ])
+        .env("SLUICE_LOG", "sluice=debug")
+        .output()
+        .expect("run");
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    (out, said)
+}
+
 /// Whether a worker's log says it read a share of a batch's files.
 pub fn read_files(worker: &WorkerProcess) -> bool {
     worker.said().contains("reading a share of a batch's files")
@@ -103,18 +126,7 @@ async fn distributed_equals_batch(format: &str) {
     let engine = distributed(&[&workers[0], &workers[1]], "");
     let yaml = pipeline_yaml(&ws, format, QUERY, 4, &engine);
     let path = write_pipeline(&ws, &yaml);
-    let out = sluice_bin()
-        .args([
-            "run",
-            path.to_str().expect("utf-8 path"),
-            "--progress",
-            "json",
-        ])
-        .env("SLUICE_LOG", "sluice=debug")
-        .output()
-        .expect("run");
-    let said = stderr(&out);
-    assert!(out.status.success(), "{said}");
+    let (out, said) = run_logged(sluice_bin(), &path, "json");
     // 9 files at 4 per batch: the batches of 4 files ran on the workers (the last, of one
     // file, is one task, which the planner keeps on the driver), and what they read was
     // counted from what they said. Their progress says where they ran.
@@ -170,18 +182,7 @@ async fn sink_after(
     };
     let yaml = pipeline_yaml(&ws, "json", query, 2, &extra);
     let path = write_pipeline(&ws, &yaml);
-    let out = sluice_bin()
-        .args([
-            "run",
-            path.to_str().expect("utf-8 path"),
-            "--progress",
-            "none",
-        ])
-        .env("SLUICE_LOG", "sluice=debug")
-        .output()
-        .expect("run");
-    let said = stderr(&out);
-    assert!(out.status.success(), "{said}");
+    let (_, said) = run_logged(sluice_bin(), &path, "none");
     // A batch computed on the workers recomputes here (`replay` runs locally) to the rows
     // and the content hash its commit holds.
     if workers.is_some() {
@@ -312,19 +313,7 @@ async fn workers_that_do_not_answer_are_left_out(query: &str, mode: &str) {
     write_clicks(&ws.path("in"), "json", 6, 250, 0);
     let yaml = pipeline_yaml(&ws, "json", query, 3, &engine);
     let path = write_pipeline(&ws, &yaml);
-    let out = sluice_bin()
-        .args([
-            "run",
-            path.to_str().expect("utf-8 path"),
-            "--progress",
-            "none",
-        ])
-        .env("SLUICE_LOG", "sluice=debug")
-        .current_dir(ws.path(""))
-        .output()
-        .expect("run");
-    let said = stderr(&out);
-    assert!(out.status.success(), "{said}");
+    let (_, said) = run_logged(sluice_bin(), &path, "none");
     for url in [gone, stopped.url.as_str()] {
         assert_eq!(
             said.matches(&format!("worker `{url}/` is left out"))

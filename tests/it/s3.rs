@@ -398,7 +398,7 @@ fn a_run_paused_mid_batch_that_wakes_up_after_the_purge_is_fenced_by_epoch() {
 #[cfg(feature = "distributed")]
 #[test]
 fn workers_read_input_from_s3_for_a_checkpoint_and_sink_on_s3() {
-    use crate::distributed::{WorkerProcess, distributed, read_files};
+    use crate::distributed::{WorkerProcess, distributed, read_files, run_logged};
     use object_store::ObjectStoreExt;
     let moto = Moto::start();
     let ws = Workspace::new();
@@ -435,19 +435,7 @@ fn workers_read_input_from_s3_for_a_checkpoint_and_sink_on_s3() {
     .replace(&ws.p("ckpt"), "s3://sluice/distributed-ckpt")
     .replace(&ws.p("out"), "s3://sluice/out");
     let pipeline = write_pipeline(&ws, &yaml);
-    let out = moto
-        .sluice()
-        .args([
-            "run",
-            pipeline.to_str().expect("utf-8"),
-            "--progress",
-            "none",
-        ])
-        .env("SLUICE_LOG", "sluice=debug")
-        .output()
-        .expect("run");
-    let said = stderr(&out);
-    assert!(out.status.success(), "{said}");
+    let (_, said) = run_logged(moto.sluice(), &pipeline, "none");
     // Two batches of three files, each read by the workers and counted from what they said.
     assert_eq!(said.matches("run on the workers").count(), 2, "{said}");
     assert!(!said.contains("failed on the workers"), "{said}");
