@@ -30,7 +30,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::execution::context::{QueryPlanner, SessionState};
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::{AggregateUDF, EmptyRelation, LogicalPlan};
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::prelude::SessionContext;
@@ -494,13 +494,11 @@ async fn worker_session(ctx: WorkerQueryContext) -> Result<SessionState> {
         .with_distributed_channel_resolver(peers.clone())
         .build();
     let session = SessionContext::new_with_state(state);
-    crate::plan::register_functions(&session);
+    crate::plan::register_sluice_functions(&session);
+    // The checked arithmetic the driver's analyzer puts in plans, found here by name.
     for udf in crate::plan::overflow::checked_functions() {
         session.register_udf(udf);
     }
-    // After the default functions: this `sum` replaces DataFusion's.
-    let sum: AggregateUDF = crate::plan::overflow::CheckedSum::udaf();
-    session.register_udaf(sum);
     Ok(session.state())
 }
 
@@ -546,21 +544,11 @@ async fn serve_as(
     let worker = Worker::from_session_builder(worker_session).with_version(version);
     tonic::transport::Server::builder()
         .add_service(worker.into_worker_server())
-        .serve_with_incoming_shutdown(tokio_stream_of(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
-}
-
-/// The connections `listener` accepts, as tonic takes them.
-fn tokio_stream_of(
-    listener: tokio::net::TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures::stream::unfold(listener, |listener| async move {
-        let accepted = listener.accept().await.map(|(stream, _)| {
-            let _ = stream.set_nodelay(true);
-            stream
-        });
-        Some((accepted, listener))
-    })
 }
 
 #[cfg(test)]

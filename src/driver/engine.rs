@@ -238,6 +238,48 @@ impl<'p> Engine<'p> {
         }
     }
 
+    /// Why a batch of `engine: distributed` reading `scans` runs on the driver; `None` where
+    /// it goes to the workers (a query without state whole, below the sink; a stateful one as
+    /// far as its operator lets it: an aggregation's partial phase, the merge with the state
+    /// staying here). Probes the workers where due ([`crate::distributed::WorkerPool`]).
+    #[cfg(feature = "distributed")]
+    async fn why_on_the_driver(&self, scans: &[(String, Arc<ScanCounts>)]) -> Option<String> {
+        if self.local_only {
+            return Some("it is a replay, or computed again after it failed on the workers".into());
+        }
+        if scans.is_empty() {
+            return Some(
+                "its input is read whole here first (a stateful query over a source with a \
+                 watermark or an idle timeout), or comes from sources that are not files"
+                    .into(),
+            );
+        }
+        let operator = self.query.as_ref().and_then(|q| q.operator.as_ref());
+        if operator.is_some_and(|operator| !operator.can_spread()) {
+            return Some(
+                "its stateful operator runs every phase here (a join of two streams, a \
+                 deduplication feeding an aggregation)"
+                    .into(),
+            );
+        }
+        // The workers' fixed cost is worth it only over enough input.
+        let bytes: u64 = scans.iter().map(|(_, c)| c.bytes()).sum();
+        let above = self.pipeline.engine.distribute_above_bytes();
+        if !above.is_ok_and(|above| bytes >= above) {
+            return Some(format!(
+                "it reads {bytes} bytes, less than `engine.distribute_above`"
+            ));
+        }
+        // A stage of one task runs here: two workers or more, or none.
+        let pool = self.workers.as_ref()?;
+        (pool.ready().await.len() < 2).then(|| {
+            format!(
+                "fewer than two workers take part (left out: {})",
+                pool.left_out()
+            )
+        })
+    }
+
     /// Makes each source's schema known where it can be (declared, pinned, or inferred from
     /// its first file); the names of the sources still without one (no file yet).
     pub(super) async fn resolve_schemas(&mut self) -> Result<Vec<String>, Error> {
@@ -804,49 +846,12 @@ impl<'p> Engine<'p> {
         // as its operator lets it (an aggregation's partial phase; the merge with the state
         // stays here). One computed again after it failed there runs here.
         #[cfg(feature = "distributed")]
-        {
-            let bytes: u64 = computed.scans.iter().map(|(_, c)| c.bytes()).sum();
-            let above = self.pipeline.engine.distribute_above_bytes();
-            let distributed = self.pipeline.engine.kind == crate::pipeline::EngineKind::Distributed;
-            let why = if !distributed {
-                None
-            } else if self.local_only {
-                Some("it is a replay, or computed again after it failed on the workers".to_string())
-            } else if computed.scans.is_empty() {
-                Some(
-                    "its input is read whole here first (a stateful query over a source with a \
-                     watermark or an idle timeout), or comes from sources that are not files"
-                        .to_string(),
-                )
-            } else if self
-                .query
-                .as_ref()
-                .and_then(|q| q.operator.as_ref())
-                .is_some_and(|operator| !operator.can_spread())
-            {
-                Some(
-                    "its stateful operator runs every phase here (a join of two streams, a \
-                     deduplication feeding an aggregation)"
-                        .to_string(),
-                )
-            } else if !above.as_ref().is_ok_and(|above| bytes >= *above) {
-                Some(format!(
-                    "it reads {bytes} bytes, less than `engine.distribute_above`"
-                ))
-            } else {
-                match &self.workers {
-                    // A stage of one task runs here: two workers or more, or none.
-                    Some(pool) if pool.ready().await.len() < 2 => Some(format!(
-                        "fewer than two workers take part (left out: {})",
-                        pool.left_out()
-                    )),
-                    _ => None,
-                }
-            };
+        if self.pipeline.engine.kind == crate::pipeline::EngineKind::Distributed {
+            let why = self.why_on_the_driver(&computed.scans).await;
             if let Some(why) = &why {
                 tracing::info!(%batch, "the batch runs on the driver: {why}");
             }
-            let wanted = distributed && why.is_none();
+            let wanted = why.is_none();
             match self.query.as_mut().and_then(|q| q.operator.as_mut()) {
                 Some(operator) => operator.spread_next(wanted),
                 None if wanted => {
@@ -899,15 +904,13 @@ impl<'p> Engine<'p> {
         #[cfg(feature = "distributed")]
         {
             self.tried_distributed = crate::distributed::is_distributed(&physical);
-        }
-        #[cfg(feature = "distributed")]
-        if crate::distributed::is_distributed(&physical) {
-            computed.distributed =
-                Some((Arc::clone(&physical), self.pipeline.engine.worker_timeout()));
-        }
-        #[cfg(feature = "distributed")]
-        if computed.distributed.is_some() {
-            tracing::info!(%batch, "the batch's reads and the work above them run on the workers");
+            if self.tried_distributed {
+                computed.distributed =
+                    Some((Arc::clone(&physical), self.pipeline.engine.worker_timeout()));
+            }
+            if computed.distributed.is_some() {
+                tracing::info!(%batch, "the batch's reads and the work above them run on the workers");
+            }
         }
         // A query with state runs whole here (its operator keeps what the batch computed,
         // for the commit); one without hands its plan to the sink.

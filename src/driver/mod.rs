@@ -1581,37 +1581,33 @@ impl<'a> Driver<'a> {
             event_time_max_ms: &start.event_time_max_ms,
             source_active_ms: &start.source_active_ms,
         };
-        let committed = match self.engine.compute(batch, entry, &start, sql).await {
-            Ok(computed) => {
-                self.commit_batch(batch, entry, computed, recovered, timings())
-                    .await
+        // A batch that fails on the workers (one gone or silent, or an error there) is
+        // computed again here from the same offsets, once: the same output, and a source's
+        // error with its file and advice. Nothing of it was committed.
+        loop {
+            let committed = match self.engine.compute(batch, entry, &start, sql).await {
+                Ok(computed) => {
+                    self.commit_batch(batch, entry, computed, recovered, timings())
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match committed {
+                Err(Error::Execution { source, .. })
+                    if self.engine.tried_distributed && !self.engine.local_only =>
+                {
+                    tracing::warn!(
+                        %batch,
+                        "the batch failed on the workers ({source}); computing it here instead"
+                    );
+                    self.engine.probe_workers().await;
+                    self.engine.local_only = true;
+                }
+                committed => {
+                    self.engine.local_only = false;
+                    return committed;
+                }
             }
-            Err(e) => Err(e),
-        };
-        let distributed = self.engine.tried_distributed;
-        match committed {
-            // A batch that failed on the workers (one gone or silent, or an error there) is
-            // computed again here from the same offsets: the same output, and a source's
-            // error with its file and advice. Nothing of it was committed.
-            Err(Error::Execution { source, .. }) if distributed => {
-                tracing::warn!(
-                    %batch,
-                    "the batch failed on the workers ({source}); computing it here instead"
-                );
-                self.engine.probe_workers().await;
-                self.engine.local_only = true;
-                let computed = self.engine.compute(batch, entry, &start, sql).await;
-                let committed = match computed {
-                    Ok(computed) => {
-                        self.commit_batch(batch, entry, computed, recovered, timings())
-                            .await
-                    }
-                    Err(e) => Err(e),
-                };
-                self.engine.local_only = false;
-                committed
-            }
-            committed => committed,
         }
     }
 

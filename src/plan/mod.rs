@@ -150,10 +150,15 @@ pub fn session_built_with(
         .with_analyzer_rule(Arc::new(overflow::CheckedIntegerArithmetic));
     let state = finish(builder).build();
     let ctx = SessionContext::new_with_state(state);
-    register_functions(&ctx);
-    // After the default functions: this `sum` replaces DataFusion's.
-    ctx.register_udaf(overflow::CheckedSum::udaf());
+    register_sluice_functions(&ctx);
     ctx
+}
+
+/// Registers in `ctx` (after DataFusion's defaults) the functions a query may name: Sluice's
+/// own ([`register_functions`]) and the checked `sum`, which replaces DataFusion's.
+pub fn register_sluice_functions(ctx: &SessionContext) {
+    register_functions(ctx);
+    ctx.register_udaf(overflow::CheckedSum::udaf());
 }
 
 /// Plans `sql` in `ctx` with `now()` fixed to `batch_timestamp_ms`.

@@ -28,8 +28,8 @@ use serde_json::json;
 
 use super::infer::Sample;
 use super::{
-    Admission, BatchInput, BatchScan, ConfigError, ReadPart, Reader, Source, SourceConnector,
-    SourceError, SourceKind, StreamedTable, hive, infer_schema, parse_settings,
+    Admission, BatchInput, BatchScan, ConfigError, ReadPart, Reader, RemoteForm, Source,
+    SourceConnector, SourceError, SourceKind, StreamedTable, hive, infer_schema, parse_settings,
 };
 use crate::checkpoint::{BatchId, CheckpointError, paths};
 use crate::format::{EpochUnit, FileFormat, OnError};
@@ -887,12 +887,12 @@ impl FilesSource {
         columns: Option<&[String]>,
         partitions: usize,
     ) -> Result<BatchScan, SourceError> {
-        let reader = self.batch_reader(columns)?;
+        let reader = Arc::new(self.batch_reader(columns)?);
         let schema = reader.output_schema()?;
-        // Written once; each part adds its file.
-        let remote = RemoteFile::of(&self.config.path, &reader, batch)
-            .and_then(|r| serde_json::to_value(r).ok());
-        let reader = Arc::new(reader);
+        // The parts' remote forms: written once, when a batch that goes to workers first asks
+        // for one; each part adds its file.
+        let shared: Arc<std::sync::OnceLock<Option<serde_json::Value>>> = Arc::default();
+        let folder: Arc<str> = self.config.path.as_str().into();
         crate::progress::LIVE.expect_files(files.len() as u64);
         let parts = files
             .into_iter()
@@ -900,7 +900,17 @@ impl FilesSource {
                 let location = self.data.clone();
                 let reader = Arc::clone(&reader);
                 let (name, size) = (logged.path.clone(), logged.size);
-                let remote = remote.as_ref().map(|r| RemoteFile::with_file(r, &logged));
+                let remote: RemoteForm = {
+                    let (shared, folder) = (Arc::clone(&shared), Arc::clone(&folder));
+                    let (reader, logged) = (Arc::clone(&reader), logged.clone());
+                    Arc::new(move || {
+                        let shared = shared.get_or_init(|| {
+                            RemoteFile::of(&folder, &reader, batch)
+                                .and_then(|r| serde_json::to_value(r).ok())
+                        });
+                        Some(Arc::new(RemoteFile::with_file(shared.as_ref()?, &logged)))
+                    })
+                };
                 let read: ReadPart = Arc::new(move || {
                     let (location, reader, logged) =
                         (location.clone(), Arc::clone(&reader), logged.clone());
@@ -909,7 +919,7 @@ impl FilesSource {
                         read_file(&location, file, Some(logged), reader, Some(batch)).await
                     })
                 });
-                (name, size, read, remote)
+                (name, size, read, Some(remote))
             })
             .collect();
         let (table, counts) = StreamedTable::new(schema, parts, partitions);

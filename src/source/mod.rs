@@ -28,7 +28,9 @@ use datafusion::datasource::MemTable;
 
 pub use decode::{Decoded, Reader, infer_schema};
 pub use files::{FilesConfig, FilesSource};
-pub use scan::{Counts, ReadPart, ScanCounts, ScanParts, StreamedScanExec, StreamedTable};
+pub use scan::{
+    Counts, ReadPart, RemoteForm, ScanCounts, ScanParts, StreamedScanExec, StreamedTable,
+};
 
 use crate::checkpoint::{BatchId, CheckpointError};
 use crate::storage::{Location, StorageError, StoreHook};

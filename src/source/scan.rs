@@ -260,7 +260,7 @@ struct Part {
     read: ReadPart,
     /// How another process reads it, as data its source understands
     /// ([`super::remote_read`]); `None` where only this process can.
-    remote: Option<Arc<serde_json::Value>>,
+    remote: Option<RemoteForm>,
     /// Its index among all the parts of the batch's read of its source (the metrics' key).
     index: usize,
 }
@@ -279,7 +279,7 @@ impl StreamedTable {
     /// its counts.
     pub fn new(
         schema: SchemaRef,
-        parts: Vec<(String, u64, ReadPart, Option<serde_json::Value>)>,
+        parts: Vec<(String, u64, ReadPart, Option<RemoteForm>)>,
         partitions: usize,
     ) -> (Self, Arc<ScanCounts>) {
         let n = partitions.clamp(1, parts.len().max(1));
@@ -298,7 +298,7 @@ impl StreamedTable {
                     name,
                     size,
                     read,
-                    remote: remote.map(Arc::new),
+                    remote,
                     index,
                 })
                 .collect(),
@@ -348,6 +348,7 @@ impl TableProvider for StreamedTable {
             counts: Arc::clone(&self.counts),
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
+            reports_reads: false,
         }))
     }
 }
@@ -361,6 +362,9 @@ pub struct StreamedScanExec {
     counts: Arc<ScanCounts>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// Whether it records what it reads in its metrics: a scan built from its remote form
+    /// (a worker's task) does, for the driver to count; the driver's own counts directly.
+    reports_reads: bool,
 }
 
 /// A [`StreamedScanExec`] as data, for another process: its output schema, the projection
@@ -380,6 +384,10 @@ pub struct ScanParts {
 /// another process reads it (its source's remote form).
 pub type RemotePart = (usize, String, u64, Arc<serde_json::Value>);
 
+/// A part's remote form, made when first asked for (only a batch that goes to workers asks,
+/// so a local run never makes one): `None` where the part cannot be read elsewhere after all.
+pub type RemoteForm = Arc<dyn Fn() -> Option<Arc<serde_json::Value>> + Send + Sync>;
+
 impl StreamedScanExec {
     /// The node as data, where every part can be read elsewhere; `None` otherwise.
     pub fn to_parts(&self) -> Option<ScanParts> {
@@ -391,7 +399,7 @@ impl StreamedScanExec {
                     .iter()
                     .map(|&i| {
                         let part = &self.counts.parts[i];
-                        let remote = Arc::clone(part.remote.as_ref()?);
+                        let remote = (part.remote.as_ref()?)()?;
                         Some((part.index, part.name.clone(), part.size, remote))
                     })
                     .collect::<Option<Vec<_>>>()
@@ -421,7 +429,7 @@ impl StreamedScanExec {
                     name,
                     size,
                     read: read(index, &remote)?,
-                    remote: Some(remote),
+                    remote: Some(Arc::new(move || Some(Arc::clone(&remote)))),
                     index,
                 });
             }
@@ -450,6 +458,7 @@ impl StreamedScanExec {
             counts,
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
+            reports_reads: true,
         })
     }
 
@@ -577,7 +586,7 @@ impl ExecutionPlan for StreamedScanExec {
         })?;
         let counts = Arc::clone(&self.counts);
         let projection = self.projection.clone();
-        let metrics = self.metrics.clone();
+        let metrics = self.reports_reads.then(|| self.metrics.clone());
         let stream = futures::stream::iter(parts)
             .then(move |index| {
                 let counts = Arc::clone(&counts);
@@ -587,7 +596,9 @@ impl ExecutionPlan for StreamedScanExec {
                     let read = Arc::clone(&counts.parts[index].read);
                     let decoded = read().await.map_err(|e| counts.fail(e))?;
                     counts.add(index, &decoded);
-                    count_read(&metrics, &counts, index, partition, &decoded);
+                    if let Some(metrics) = &metrics {
+                        count_read(metrics, &counts, index, partition, &decoded);
+                    }
                     let batches = decoded.batches.into_iter().map(move |b| match &projection {
                         Some(indices) => b.project(indices).map_err(DataFusionError::from),
                         None => Ok(b),
@@ -653,7 +664,7 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
     /// A part that reads as `rows` rows, with a field the schema does not know.
-    fn part(name: &str, rows: u64) -> (String, u64, ReadPart, Option<serde_json::Value>) {
+    fn part(name: &str, rows: u64) -> (String, u64, ReadPart, Option<RemoteForm>) {
         let read: ReadPart = Arc::new(move || {
             Box::pin(async move {
                 Ok(Decoded {
@@ -665,7 +676,8 @@ mod tests {
                 })
             })
         });
-        let remote = serde_json::json!({ "kind": "test", "rows": rows });
+        let remote = Arc::new(serde_json::json!({ "kind": "test", "rows": rows }));
+        let remote: RemoteForm = Arc::new(move || Some(Arc::clone(&remote)));
         (name.to_string(), 100, read, Some(remote))
     }
 
@@ -686,6 +698,7 @@ mod tests {
                 Boundedness::Bounded,
             )),
             metrics: ExecutionPlanMetricsSet::new(),
+            reports_reads: false,
         };
         // Two tasks: every part in exactly one, with its index among the scan's.
         let tasks = table.split(2).expect("every part has a remote form");

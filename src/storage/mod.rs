@@ -651,35 +651,36 @@ impl Location {
             reason: escaped(&e.to_string()),
         })?;
         let mut items = Vec::with_capacity(walked.len());
+        let linked = walked.iter().any(|(_, _, real)| real.is_some());
+        // The real paths of the files reached without a link.
+        let direct: std::collections::HashSet<PathBuf> = if linked {
+            walked
+                .iter()
+                .filter(|(_, _, real)| real.is_none())
+                .map(|(file, _, _)| file.clone())
+                .collect()
+        } else {
+            Default::default()
+        };
         for (file, meta, real) in walked {
             let full = Path::from_absolute_path(&file).map_err(|e| StorageError::BadName {
                 path: escaped(&file.display().to_string()),
                 reason: escaped(&e.to_string()),
             })?;
             let below = full.prefix_match(&base).map(Path::from_iter);
-            let direct = file == real;
-            items.push((
-                local_object_meta(below.unwrap_or(full), &meta),
-                real,
-                direct,
-            ));
+            items.push((local_object_meta(below.unwrap_or(full), &meta), real));
         }
         items.sort_by(|a, b| a.0.location.cmp(&b.0.location));
-        if items.iter().all(|(_, _, direct)| *direct) {
-            return Ok(items.into_iter().map(|(meta, _, _)| meta).collect());
-        }
         // One file reached by several paths (through symbolic links) is one file: listed
         // once, under its own path where that is below the root, else the first link's.
-        let direct: std::collections::HashSet<PathBuf> = items
-            .iter()
-            .filter(|(_, _, direct)| *direct)
-            .map(|(_, real, _)| real.clone())
-            .collect();
-        let mut seen = std::collections::HashSet::new();
-        items.retain(|(_, real, is_direct)| {
-            *is_direct || (!direct.contains(real) && seen.insert(real.clone()))
-        });
-        Ok(items.into_iter().map(|(meta, _, _)| meta).collect())
+        if linked {
+            let mut seen = std::collections::HashSet::new();
+            items.retain(|(_, real)| match real {
+                None => true,
+                Some(real) => !direct.contains(real) && seen.insert(real.clone()),
+            });
+        }
+        Ok(items.into_iter().map(|(meta, _)| meta).collect())
     }
 
     /// Deletes an object; a missing object is not an error. The delete is not synced: a
@@ -1076,9 +1077,9 @@ fn open_cloud(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), String> {
     Ok((store, prefix))
 }
 
-/// A file the walk found: its path under the root as walked, its metadata, and the path it
-/// really is (symbolic links resolved).
-type Walked = (PathBuf, std::fs::Metadata, PathBuf);
+/// A file the walk found: its path under the root as walked, its metadata, and, where a
+/// symbolic link is on the way, the path it really is (else the walked path is).
+type Walked = (PathBuf, std::fs::Metadata, Option<PathBuf>);
 
 /// The files under local folder `root` (a canonical path) whose names `left_out` keeps,
 /// following symbolic links and not entering left-out folders (see
@@ -1149,12 +1150,12 @@ fn walk_visible(
             } else if meta.is_file() && !staged_name(&name) {
                 let real = if linked {
                     match std::fs::canonicalize(&path) {
-                        Ok(real) => real,
+                        Ok(real) => Some(real),
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                         Err(e) => return Err(walk_err(&path, e)),
                     }
                 } else {
-                    path.clone()
+                    None
                 };
                 files.push((path, meta, real));
             }
