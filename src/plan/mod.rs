@@ -24,6 +24,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::vocab::PinnedSettings;
 
+pub mod first_last;
 pub mod functions;
 pub mod overflow;
 pub mod shape;
@@ -155,10 +156,13 @@ pub fn session_built_with(
 }
 
 /// Registers in `ctx` (after DataFusion's defaults) the functions a query may name: Sluice's
-/// own ([`register_functions`]) and the checked `sum`, which replaces DataFusion's.
+/// own ([`register_functions`]), and the checked `sum` and the grouped `first_value` and
+/// `last_value` ([`first_last`]), which replace DataFusion's.
 pub fn register_sluice_functions(ctx: &SessionContext) {
     register_functions(ctx);
     ctx.register_udaf(overflow::CheckedSum::udaf());
+    ctx.register_udaf(first_last::FirstLast::first_value());
+    ctx.register_udaf(first_last::FirstLast::last_value());
 }
 
 /// Plans `sql` in `ctx` with `now()` fixed to `batch_timestamp_ms`.

@@ -26,10 +26,11 @@
 //!   over its merged state differs from its `Final` over its stored state (a group the batch
 //!   touched may keep its row: `first_value` of `DISTINCT ON`, `min`, `max`, a `DISTINCT` row).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+
+use datafusion::common::HashSet;
 
 use datafusion::arrow::array::{BooleanArray, UInt32Array};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
@@ -395,7 +396,11 @@ impl AggregateOperator {
             }
             OutputMode::Append => expired_rows.clone(),
         };
-        state.remove(&expired);
+        if let Some(wm) = watermark_ns
+            && self.mode != OutputMode::Complete
+        {
+            state.remove_expired(wm);
+        }
 
         let gone: HashSet<&[u8]> = expired.iter().map(|k| &k[..]).collect();
         let live = not_among(&changed_keys, &gone);

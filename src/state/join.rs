@@ -170,7 +170,9 @@ impl Side {
         let expired_rows = state
             .rows(expired.iter().map(|k| &k[..]))
             .map_err(compute)?;
-        state.remove(&expired);
+        if let Some(wm) = watermark_ns {
+            state.remove_expired(wm);
+        }
         let kept_keys = state.keys(&keyed).map_err(compute)?;
         let live = BooleanArray::from(
             kept_keys

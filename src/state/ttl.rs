@@ -16,7 +16,6 @@
 //! - a key dropped by a batch and seen again by it starts afresh: the batch writes it as
 //!   changed, not as removed.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, TimestampNanosecondArray};
@@ -24,6 +23,7 @@ use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::HashSet;
 
 use super::keyed::{Key, not_among};
 use super::{BatchTime, KeyedState, StateError, StateFiles};
