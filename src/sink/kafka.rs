@@ -385,15 +385,26 @@ impl KafkaSink {
             }
         }
         let topic = self.config.topic.clone();
-        let exists = blocking(move || -> Result<bool, KafkaError> {
-            let metadata = admin.inner().fetch_metadata(Some(&topic), timeout)?;
-            Ok(metadata
-                .topics()
-                .iter()
-                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
-        })
-        .await
-        .map_err(|e| at("looking up the topic", e))?;
+        let exists =
+            blocking(move || -> Result<bool, KafkaError> {
+                // A topic made a moment ago (by another client, or just above) may not be in the
+                // broker's metadata yet: Kafka makes topics asynchronously. Look again for a while.
+                let patience = std::time::Instant::now() + timeout.min(Duration::from_secs(5));
+                loop {
+                    let metadata = admin.inner().fetch_metadata(Some(&topic), timeout)?;
+                    if metadata.topics().iter().any(|t| {
+                        t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
+                    }) {
+                        return Ok(true);
+                    }
+                    if std::time::Instant::now() >= patience {
+                        return Ok(false);
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+            .await
+            .map_err(|e| at("looking up the topic", e))?;
         if !exists {
             return Err(Step::last(format!(
                 "the topic does not exist at {}; make it first, or set `partitions:` for the \
