@@ -99,13 +99,15 @@ impl AggregateUDFImpl for FirstLast {
     }
 
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
-        FirstLastGroups::supports(&args) || self.inner.groups_accumulator_supported(args)
+        self.inner.groups_accumulator_supported(args)
     }
 
     fn create_groups_accumulator(
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
+        // Only where DataFusion would group too: elsewhere (a boolean value, say) it picks
+        // among ties by another rule (`last_value` the last row), which stays its own.
         if FirstLastGroups::supports(&args) {
             return Ok(Box::new(FirstLastGroups::try_new(&args, self.first)?));
         }
@@ -206,16 +208,18 @@ pub struct FirstLastGroups {
 }
 
 impl FirstLastGroups {
-    /// Whether this accumulator computes the call `args`: one with an `ORDER BY` over columns
-    /// the row format encodes.
+    /// Whether this accumulator computes the call `args` (one DataFusion groups): one with an
+    /// `ORDER BY` over flat columns the row format encodes. A nested ordering column (struct,
+    /// list) stays DataFusion's: across batches it compares them through `ScalarValue`, whose
+    /// order of null fields the row format does not share.
     fn supports(args: &AccumulatorArgs) -> bool {
         let Some(ordering) = LexOrdering::new(args.order_bys.to_vec()) else {
             return false;
         };
         ordering.iter().all(|e| {
-            e.expr
-                .data_type(args.schema)
-                .is_ok_and(|t| RowConverter::supports_fields(&[SortField::new(t)]))
+            e.expr.data_type(args.schema).is_ok_and(|t| {
+                !t.is_nested() && RowConverter::supports_fields(&[SortField::new(t)])
+            })
         })
     }
 
@@ -306,14 +310,37 @@ impl FirstLastGroups {
                 orderings,
                 winners: won,
             }));
-        } else {
-            // Nothing points into it: keep the numbering, hold nothing.
-            self.held.push(None);
         }
+        // An input no winner points into is not held (nor numbered).
+        self.trim();
         if self.held_rows > 2 * self.winners.len() + 8192 {
             self.compact()?;
         }
         Ok(())
+    }
+
+    /// Drops the slots of inputs let go from [`Self::held`] once they are most of it, numbering
+    /// the rest again, so that it does not grow by a slot a batch where new rows keep winning.
+    fn trim(&mut self) {
+        while matches!(self.held.last(), Some(None)) {
+            self.held.pop();
+        }
+        let live = self.held.iter().flatten().count();
+        if self.held.len() <= 2 * live + 16 {
+            return;
+        }
+        let mut number = vec![0u32; self.held.len()];
+        let mut next = 0u32;
+        for (i, slot) in self.held.iter().enumerate() {
+            if slot.is_some() {
+                number[i] = next;
+                next += 1;
+            }
+        }
+        for (i, _) in self.winners.iter_mut().flatten() {
+            *i = number[*i as usize];
+        }
+        self.held.retain(Option::is_some);
     }
 
     /// One group less has its winner in input `i`; the input goes when none has.
@@ -395,6 +422,7 @@ impl FirstLastGroups {
                 for (i, _) in taken.iter().flatten() {
                     self.release(*i);
                 }
+                self.trim();
             }
         }
         Ok((columns, is_set))
@@ -461,9 +489,10 @@ impl GroupsAccumulator for FirstLastGroups {
             .iter()
             .flatten()
             .map(|h| {
+                // What the rows take, not the buffers they may share with other inputs.
                 h.columns
                     .iter()
-                    .map(|c| c.get_array_memory_size())
+                    .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
                     .sum::<usize>()
                     + h.orderings.size()
             })
@@ -582,7 +611,9 @@ mod tests {
                 last_value(s ORDER BY t, f DESC NULLS FIRST) AS b,
                 first_value(b ORDER BY t NULLS FIRST) AS c,
                 last_value(v ORDER BY s DESC) AS d,
-                first_value(f ORDER BY b, t) AS e
+                first_value(f ORDER BY b, t) AS e,
+                last_value(b ORDER BY t) AS h,
+                first_value(s ORDER BY named_struct('t', t, 'f', f) DESC) AS i
          FROM t GROUP BY g ORDER BY g",
         "SELECT g, first_value(s ORDER BY t) FILTER (WHERE v > 3) AS a,
                 last_value(s ORDER BY t) FILTER (WHERE b) AS b
@@ -680,8 +711,9 @@ mod tests {
             let groups: Vec<usize> = (0..100).map(|i| i % 3).collect();
             acc.update_batch(&input(&rows), &groups, None, 3)
                 .expect("update");
-            // Every input beats the last: only the newest is held.
+            // Every input beats the last: only the newest is held, in few slots.
             assert_eq!(acc.held.iter().flatten().count(), 1);
+            assert!(acc.held.len() <= 18, "{} slots", acc.held.len());
             assert!(acc.held_rows <= 100, "{}", acc.held_rows);
         }
         let last = acc.evaluate(EmitTo::All).expect("evaluate");
