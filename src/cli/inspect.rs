@@ -170,6 +170,18 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             );
         }
     }
+    if let Some(last) = logs.commits.last() {
+        for (folder, kept) in pipeline
+            .as_ref()
+            .map(crate::ops::late_rows_without_records)
+            .unwrap_or_default()
+        {
+            tracing::warn!(
+                "{}",
+                crate::ops::late_rows_lost_records(&folder, kept, *last)
+            );
+        }
+    }
     let mut batches = Vec::new();
     // A committed batch whose offsets entry is gone is shown too, as damaged.
     let mut shown_batches: Vec<BatchId> = logs

@@ -1092,6 +1092,18 @@ impl<'a> Driver<'a> {
                     late_sinks.insert(name.clone(), late.connector().open(&ctx)?);
                 }
             }
+            // A late-rows folder that kept the files of committed batches but lost its records
+            // of them: writing on would leave files no record names, which rewind and replay
+            // never find.
+            if let Some(last) = logs.commits.last()
+                && let Some((folder, kept)) = crate::ops::late_rows_without_records(pipeline)
+                    .into_iter()
+                    .next()
+            {
+                return Err(Error::Usage(crate::ops::late_rows_lost_records(
+                    &folder, kept, *last,
+                )));
+            }
         }
         // Static tables load after the lock, so a second run stops at once.
         let engine = Engine::open(pipeline, checkpoint.location(), hook).await?;

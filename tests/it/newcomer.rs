@@ -4930,6 +4930,79 @@ fn a_sink_that_lost_its_records_but_kept_its_files_says_so() {
     assert_eq!(sink_lines(&ws.path("out")).len(), 2, "nothing deleted");
 }
 
+/// Walk 13 (F6): the late-rows sink's `_sluice/` deleted, its data files kept: runs wrote on
+/// beside files no record names (rewind and replay never find them), and nothing said so.
+/// The run refuses, `inspect` and `repair` say the same, and moving the files aside (the way
+/// out the message names) lets the next run go on.
+#[test]
+fn a_late_rows_folder_that_lost_its_records_says_so_and_the_way_out_works() {
+    let ws = Workspace::new();
+    // Batch 0 moves the watermark to 10:00:50; batch 1's row, in a window that ended at
+    // 09:59, is late.
+    input(
+        &ws,
+        "0.json",
+        "{\"ts\":\"2026-01-01T10:01:00Z\",\"k\":\"a\"}\n",
+    );
+    let yaml = format!(
+        "name: late\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: \
+         json, max_files_per_batch: 1, schema: {{ ts: timestamp, k: string }}, watermark: {{ \
+         column: ts, delay: 10s }} }}\nquery: SELECT date_bin(INTERVAL '1 minute', ts) AS w, \
+         count(*) AS n FROM s GROUP BY 1\noutput_mode: append\nlate_rows: {{ kind: files, \
+         path: {late}, format: json }}\nsink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        late = ws.p("late"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    assert!(run(&file, &ws).status.success());
+    input(
+        &ws,
+        "1.json",
+        "{\"ts\":\"2026-01-01T09:58:00Z\",\"k\":\"late\"}\n",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("late/s")).len(), 1, "the late row");
+    std::fs::remove_dir_all(ws.path("late/s/_sluice")).expect("remove");
+    input(
+        &ws,
+        "2.json",
+        "{\"ts\":\"2026-01-01T10:03:00Z\",\"k\":\"a\"}\n",
+    );
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("late/s still holds 1 data file(s) of committed batches (up to batch 1)")
+            && said.contains("move the data files out of"),
+        "{said}"
+    );
+    let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    assert!(
+        stderr(&out).contains("late/s still holds 1 data file(s)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
+    assert!(said.contains("late/s still holds 1 data file(s)"), "{said}");
+    // The way out: the files moved aside, the next run goes on.
+    std::fs::create_dir_all(ws.path("late-kept")).expect("aside");
+    for entry in std::fs::read_dir(ws.path("late/s")).expect("late") {
+        let entry = entry.expect("entry");
+        std::fs::rename(entry.path(), ws.path("late-kept").join(entry.file_name())).expect("move");
+    }
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("late-kept")).len(),
+        1,
+        "kept where they went"
+    );
+}
+
 /// Walk 13 (F4): a damaged state file older than the newest snapshot, which no run loads, was
 /// reported by `repair` as if the state could not be loaded, advising a rewind that would
 /// take back batches for nothing. It is a note (exit 0), and runs carry on.
