@@ -535,6 +535,11 @@ pub fn infer_schema(
             if let Some(error) = scanned.failed {
                 return Err(error);
             }
+            let long_integers: Vec<BTreeSet<String>> = scanned
+                .values
+                .iter()
+                .map(|v| integer_literal_keys(v.text))
+                .collect();
             let objects: Vec<serde_json::Map<String, serde_json::Value>> =
                 scanned.values.into_iter().map(|v| v.unknown).collect();
             let schema = arrow_json::reader::infer_json_schema_from_iterator(
@@ -543,7 +548,11 @@ pub fn infer_schema(
                     .map(|o| Ok(serde_json::Value::Object(o.clone()))),
             )
             .map_err(err)?;
-            with_wide_integers(with_inferred_timestamps(schema, &objects), &objects)
+            with_wide_integers(
+                with_inferred_timestamps(schema, &objects),
+                &objects,
+                &long_integers,
+            )
         }
         FileFormat::Csv => {
             unclosed_quote_in_header(file, bytes, delimiter)?;
@@ -676,41 +685,112 @@ fn arrow_cast_parse_ok(text: &str, data_type: &DataType) -> bool {
 }
 
 /// `schema` (inferred from JSON `objects`) with each top-level column Arrow typed as a double
-/// because an integer in it is past `i64` (up to `u64`'s 18446744073709551615) typed
-/// `decimal(20,0)` instead, which holds every such integer exactly, as Spark infers it (DuckDB
-/// infers a 128-bit integer): a double would keep only its first 15 to 17 digits.
+/// because an integer in it is past `i64` typed as a decimal instead, as Spark infers it: up to
+/// `u64`'s 18446744073709551615 `decimal(20,0)`, else (up to 38 digits, either sign)
+/// `decimal(38,0)`. Each holds every such integer exactly; a double would keep only its first
+/// 15 to 17 digits. `integer_keys[i]` names the top-level keys of `objects[i]` written as
+/// integer literals of at most 38 digits (see [`integer_literal_keys`]): the JSON parser gives
+/// a double for a longer one, as for `1.5`. An integer of more digits stays a double, as in
+/// Spark.
 fn with_wide_integers(
     schema: Schema,
     objects: &[serde_json::Map<String, serde_json::Value>],
+    integer_keys: &[BTreeSet<String>],
 ) -> Schema {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .map(|field| {
+            // `None`: not integers only; else the decimal type that holds them.
             let integers_only = || {
-                let values = objects.iter().filter_map(|o| o.get(field.name()));
-                let mut wide = false;
-                for value in values {
-                    match value {
-                        serde_json::Value::Null => {}
-                        serde_json::Value::Number(n) if n.is_i64() => {}
-                        serde_json::Value::Number(n) if n.is_u64() => wide = true,
-                        _ => return false,
+                let mut wide = None;
+                for (i, object) in objects.iter().enumerate() {
+                    match object.get(field.name()) {
+                        None | Some(serde_json::Value::Null) => {}
+                        Some(serde_json::Value::Number(n)) if n.is_i64() => {}
+                        Some(serde_json::Value::Number(n)) if n.is_u64() => {
+                            wide = wide.max(Some(20));
+                        }
+                        Some(serde_json::Value::Number(_))
+                            if integer_keys
+                                .get(i)
+                                .is_some_and(|k| k.contains(field.name())) =>
+                        {
+                            wide = Some(38);
+                        }
+                        _ => return None,
                     }
                 }
                 wide
             };
-            if field.data_type() == &DataType::Float64 && integers_only() {
-                field
+            match integers_only().filter(|_| field.data_type() == &DataType::Float64) {
+                Some(precision) => field
                     .as_ref()
                     .clone()
-                    .with_data_type(DataType::Decimal128(20, 0))
-            } else {
-                field.as_ref().clone()
+                    .with_data_type(DataType::Decimal128(precision, 0)),
+                None => field.as_ref().clone(),
             }
         })
         .collect();
     Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// The top-level keys of the JSON object `text` whose values are written as integer literals
+/// (`-?digits`, no fraction or exponent) of at most 38 digits, the most a `decimal(38,0)`
+/// holds. Nested objects' keys and keys inside strings are not counted.
+fn integer_literal_keys(text: &[u8]) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    let (mut depth, mut i) = (0usize, 0);
+    // The span of the last string seen at depth 1 (a key, when a `:` follows it).
+    let mut last_string = None;
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < text.len() && text[i] != b'"' {
+                    i += if text[i] == b'\\' { 2 } else { 1 };
+                }
+                if depth == 1 {
+                    last_string = Some(start..(i + 1).min(text.len()));
+                }
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b':' if depth == 1 => {
+                let key = last_string
+                    .take()
+                    .and_then(|span| serde_json::from_slice::<String>(&text[span]).ok());
+                let start = i
+                    + 1
+                    + text[i + 1..]
+                        .iter()
+                        .take_while(|b| b.is_ascii_whitespace())
+                        .count();
+                let token = &text[start..];
+                let len = token
+                    .iter()
+                    .take_while(|b| {
+                        b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E')
+                    })
+                    .count();
+                let token = &token[..len];
+                let digits = token.iter().filter(|b| b.is_ascii_digit()).count();
+                let integer = token.strip_prefix(b"-").unwrap_or(token);
+                if let Some(key) = key
+                    && (1..=38).contains(&digits)
+                    && integer.iter().all(u8::is_ascii_digit)
+                {
+                    keys.insert(key);
+                }
+                i = start + len;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    keys
 }
 
 /// `schema` (inferred from JSON `objects`, where a time is a string) with each top-level string
@@ -3077,6 +3157,47 @@ mod tests {
         .expect_err("bad line")
         .to_string();
         assert!(err.contains("f.json line 2"), "{err}");
+    }
+
+    /// Walk 12 (F12): JSON integers past `i64` infer as the decimal that holds them exactly;
+    /// a fraction, an exponent or more than 38 digits as a double; only top-level keys
+    /// count, and a key or number inside a string is no literal.
+    #[test]
+    fn json_integers_past_i64_infer_as_exact_decimals() {
+        let text = "{\"below\":-9223372036854775809,\"u64\":18446744073709551615,\"past\":\
+                    18446744073709551616,\"exp\":1e19,\"frac\":1.5,\"long\":\
+                    123456789012345678901234567890123456789,\"s\":\"\\\"x\\\": 1\",\"o\":{\"n\":\
+                    99999999999999999999}}\n{\"below\":1,\"u64\":2,\"past\":null,\"exp\":3,\
+                    \"frac\":4,\"long\":5}\n";
+        let inferred = infer_schema(
+            "f.json",
+            &Bytes::from(text),
+            FileFormat::Json,
+            OnError::Fail,
+            b',',
+        )
+        .expect("infer")
+        .expect("columns");
+        let of = |name: &str| {
+            inferred
+                .field_with_name(name)
+                .expect(name)
+                .data_type()
+                .clone()
+        };
+        assert_eq!(of("below"), DataType::Decimal128(38, 0));
+        assert_eq!(of("u64"), DataType::Decimal128(20, 0));
+        assert_eq!(of("past"), DataType::Decimal128(38, 0));
+        assert_eq!(of("exp"), DataType::Float64);
+        assert_eq!(of("frac"), DataType::Float64);
+        assert_eq!(of("long"), DataType::Float64);
+        assert_eq!(of("s"), DataType::Utf8);
+        let keys = integer_literal_keys(text.lines().next().expect("line").as_bytes());
+        assert_eq!(
+            keys.into_iter().collect::<Vec<_>>(),
+            ["below", "past", "u64"],
+            "nested `n` and the string's `x` are no top-level integer keys"
+        );
     }
 
     /// Walk 11 (F9): a CSV column of integers one of which is written with a leading zero

@@ -3123,6 +3123,38 @@ fn an_inferred_integer_past_i64_keeps_every_digit() {
     );
 }
 
+/// Walk 12 (F12): an inferred JSON column with an integer past `u64` or below `i64`'s minimum
+/// was typed a double, and -9223372036854775809 written as -9223372036854775808 (exit 0). Such
+/// a column infers as `decimal(38,0)` (Spark's rule; up to 38 digits), exact; a longer integer
+/// stays a double, as in Spark.
+#[test]
+fn an_inferred_integer_past_u64_or_below_i64_keeps_every_digit() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"id\":-9223372036854775809,\"u\":18446744073709551617,\"f\":1e19}\n\
+         {\"id\":1,\"u\":2,\"f\":3}\n{\"id\":null}\n",
+    );
+    let file = pipeline(
+        &ws,
+        "SELECT CAST(id AS VARCHAR) AS id, CAST(u - 1 AS VARCHAR) AS u, arrow_typeof(f) AS f \
+         FROM s",
+        "append",
+    );
+    edit_file(&file, ", schema: { k: string, v: bigint }", "");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            "{\"f\":\"Float64\"}",
+            "{\"id\":\"-9223372036854775809\",\"u\":\"18446744073709551616\",\"f\":\"Float64\"}",
+            "{\"id\":\"1\",\"u\":\"1\",\"f\":\"Float64\"}",
+        ]
+    );
+}
+
 /// Walk 8: a CSV file without a header line had its first row taken for the column names and
 /// lost (exit 0). Inference refuses a first line whose every value-typed name reads as a
 /// value of its column; and a second header among the first files names the file it differs
