@@ -31,11 +31,67 @@ pub mod shape;
 pub use functions::register_functions;
 pub use shape::{AggregateShape, EventTimeKey, EventTimeWindow, JoinShape, Shape, analyze};
 
+/// What DataFusion's planning error `e` leaves a reader to guess, said (empty where nothing
+/// is): two of the query's expressions with one name, where they were written differently.
+/// DataFusion names an expression after what it computes, leaving casts out, so `max(v)` and
+/// `max(CAST(v AS INT))` are both `max(s.v)`; two such aggregates do not plan even when named
+/// apart with `AS` (apache/datafusion#18975), so the way out is a column of its own for the
+/// cast.
+fn sql_advice(e: &DataFusionError) -> String {
+    let text = e.to_string();
+    let cte = "where they are aggregates over one column, one of them with a CAST (`max(v)` \
+               beside `max(CAST(v AS INT))`), DataFusion cannot plan both even so \
+               (apache/datafusion#18975): make the cast a column of its own in a CTE, as `WITH t \
+               AS (SELECT *, CAST(v AS INT) AS v_int FROM s) SELECT ..., max(v_int) FROM t ...`, \
+               or leave out a cast to the type the column already has";
+    // DataFusion 55: `Projections require unique expression names but the expression "A" at
+    // position 1 and "B" at position 2 have the same name.` (positions count from 0).
+    if let Some(rest) = text
+        .split("Projections require unique expression names but the expression \"")
+        .nth(1)
+    {
+        let quoted: Vec<&str> = rest.split('"').collect();
+        let position = |s: &str| {
+            s.split("position ")
+                .nth(1)
+                .and_then(|p| p.split_whitespace().next())
+                .and_then(|p| p.parse::<usize>().ok())
+        };
+        if let (Some(first), Some(second), Some(a), Some(b)) = (
+            quoted.first(),
+            quoted.get(2),
+            quoted.get(1).and_then(|s| position(s)),
+            quoted.get(3).and_then(|s| position(s)),
+        ) {
+            return format!(
+                " (the query's output columns {} and {}, `{first}` and `{second}`, come out \
+                 with the same name: DataFusion names a column after what it computes, leaving \
+                 out casts. Every output column needs a name of its own: write `AS <name>` \
+                 after one of them; {cte})",
+                a + 1,
+                b + 1
+            );
+        }
+    }
+    // DataFusion 55, two aggregates named apart but equal once casts are left out.
+    if let Some(name) = text
+        .split("Schema contains duplicate unqualified field name \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+    {
+        return format!(
+            " (two of the query's expressions are both named `{name}`: DataFusion names an \
+             expression after what it computes, leaving out casts; {cte})"
+        );
+    }
+    String::new()
+}
+
 /// Why a query cannot be planned.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// DataFusion refused the SQL.
-    #[error("the query does not plan: {0}")]
+    #[error("the query does not plan: {}{}", .0, sql_advice(.0))]
     Sql(DataFusionError),
     /// The query reads a table that is neither a source nor a table of the pipeline.
     #[error(

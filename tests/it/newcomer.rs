@@ -4962,6 +4962,58 @@ fn a_sink_that_lost_its_records_but_kept_its_files_says_so() {
     assert_eq!(sink_lines(&ws.path("out")).len(), 2, "nothing deleted");
 }
 
+/// Walk 12 (F13): `max(v)` beside `max(CAST(v AS BIGINT))` over a `bigint` was refused with
+/// DataFusion's "the expression "max(s.v)" ... and "max(CAST(s.v AS Int64))" ... have the
+/// same name", two names that do not look alike; and the aliasing it advises fails too, with
+/// "duplicate unqualified field name" (apache/datafusion#18975). Both messages say which
+/// columns, why, and the way out that works, which the test follows.
+#[test]
+fn two_output_columns_with_one_name_are_named_with_the_way_out() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"a\",\"v\":5}\n",
+    );
+    let file = pipeline(
+        &ws,
+        "SELECT k, max(v), max(CAST(v AS BIGINT)) FROM s GROUP BY k",
+        "complete",
+    );
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("output columns 2 and 3")
+            && said.contains("leaving out casts")
+            && said.contains("write `AS <name>` after one of them")
+            && said.contains("make the cast a column of its own in a CTE"),
+        "{said}"
+    );
+    // Named apart, the two aggregates still do not plan: the message names the CTE.
+    edit_file(&file, "max(CAST(v AS BIGINT))", "max(CAST(v AS INT)) AS m2");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("both named `max(s.v)`")
+            && said.contains("make the cast a column of its own in a CTE"),
+        "{said}"
+    );
+    edit_file(
+        &file,
+        "SELECT k, max(v), max(CAST(v AS INT)) AS m2 FROM s GROUP BY k",
+        "WITH t AS (SELECT *, CAST(v AS INT) AS v_int FROM s) SELECT k, max(v) AS m, \
+         max(v_int) AS m2 FROM t GROUP BY k",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"k\":\"a\",\"m\":5,\"m2\":5}"]
+    );
+}
+
 /// Walk 13 (F6): the late-rows sink's `_sluice/` deleted, its data files kept: runs wrote on
 /// beside files no record names (rewind and replay never find them), and nothing said so.
 /// The run refuses, `inspect` and `repair` say the same, and moving the files aside (the way
