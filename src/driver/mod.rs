@@ -1022,13 +1022,11 @@ impl<'a> Driver<'a> {
                     )
                 })
                 .unwrap_or_default();
+            let (records, fresh) = pipeline.sink.connector().lost_records();
             return Err(Error::Usage(format!(
                 "the sink {path} holds none of the batches this checkpoint committed to it (the \
-                 last is batch {last}): its records of them (a files sink's _sluice owner \
-                 record and manifest, a Delta table's _delta_log) are gone, so the folder was \
-                 moved, emptied or deleted. Put it back where it was; or, to \
-                 start this pipeline over, run it on a new checkpoint with a new, empty \
-                 `sink.path`{kept}"
+                 last is batch {last}): {records}. Put it back where it was; or, to start this \
+                 pipeline over, run it on a new checkpoint with {fresh}{kept}"
             )));
         }
         // A sink that lost some of the batches committed to it (a Delta table's log entry

@@ -120,6 +120,15 @@ impl SinkConnector for DeltaSinkConfig {
         true
     }
 
+    fn lost_records(&self) -> (String, &'static str) {
+        (
+            "its records of them (the table's `_delta_log`) are gone, so the table's folder was \
+             moved, emptied or deleted"
+                .into(),
+            "a new, empty `sink.path`",
+        )
+    }
+
     fn update_key(&self) -> Option<Vec<String>> {
         (!self.key.is_empty()).then(|| self.key.clone())
     }

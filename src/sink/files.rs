@@ -146,6 +146,15 @@ impl SinkConnector for FilesSinkConfig {
         true
     }
 
+    fn lost_records(&self) -> (String, &'static str) {
+        (
+            "its records of them (`_sluice/`: the owner record and manifest) are gone, so the \
+             folder was moved, emptied or deleted"
+                .into(),
+            "a new, empty `sink.path`",
+        )
+    }
+
     fn format(&self) -> Option<FileFormat> {
         Some(self.format)
     }

@@ -151,6 +151,17 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// For a sink that keeps batches: its records of them, said as lost with what that means
+    /// (`its _sluice/ records ... are gone, so the folder was ...`), and a new place to write
+    /// that starts a pipeline over (`a new, empty `sink.path``), for the message of a sink
+    /// that holds none of the batches a checkpoint committed to it.
+    fn lost_records(&self) -> (String, &'static str) {
+        (
+            "its records of them are gone, so it was moved, emptied or deleted".into(),
+            "a new, empty place to write",
+        )
+    }
+
     /// The columns an update-mode sink writes each row over the row of (`key:`), for the
     /// check that they are the query's group keys; `None` for a sink without keys.
     fn update_key(&self) -> Option<Vec<String>> {

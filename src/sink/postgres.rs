@@ -193,6 +193,18 @@ impl SinkConnector for PostgresSinkConfig {
         self.batch_column.is_some()
     }
 
+    fn lost_records(&self) -> (String, &'static str) {
+        (
+            format!(
+                "its record of them (the pipeline's row in the progress table `{}`) is gone, so \
+                 that row or table was deleted, or `url` now names another database than the one \
+                 the batches went to",
+                self.progress_table
+            ),
+            "a new, empty `sink.table`",
+        )
+    }
+
     fn update_key(&self) -> Option<Vec<String>> {
         (!self.key.is_empty()).then(|| self.key.clone())
     }

@@ -894,3 +894,58 @@ async fn a_time_finer_than_the_table_keeps_is_refused_not_cut() {
         );
     }
 }
+
+/// A table sink with `batch_column` whose progress row is gone said the folder was "moved,
+/// emptied or deleted" and to start over with a new `sink.path`, which a PostgreSQL sink has
+/// not. It names the progress table and `sink.table`; followed, the new run fills the new
+/// table with what the batch query gives.
+#[tokio::test]
+async fn a_table_that_lost_its_progress_row_names_the_progress_table() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    let table = unique_table("progress_lost");
+    let progress = format!("{table}_progress");
+    let yaml = format!(
+        "name: lost\ncheckpoint: {ckpt}\nsources:\n{source}query: |\n  {QUERY}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n  batch_column: b\n  progress_table: {progress}\n",
+        ckpt = ws.p("ckpt"),
+        source = files_source(&ws),
+        url = server(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    client(server())
+        .await
+        .batch_execute(&format!("DELETE FROM {progress}"))
+        .await
+        .expect("delete the progress row");
+    write_clicks(&ws.path("in"), "json", 3, 40, 2);
+    let refused = sluice_run(&pipeline);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains(&format!(
+            "the pipeline's row in the progress table `{progress}`"
+        )) && said.contains("a new, empty `sink.table`")
+            && !said.contains("folder"),
+        "{said}"
+    );
+    // The way out it names: a new checkpoint and a new table.
+    let fresh = unique_table("progress_fresh");
+    let pipeline = write_pipeline(
+        &ws,
+        &yaml
+            .replace(&format!("table: {table}\n"), &format!("table: {fresh}\n"))
+            .replace(&ws.p("ckpt"), &ws.p("ckpt2")),
+    );
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    let rows = client(server())
+        .await
+        .query_one(&format!("SELECT count(*) FROM {fresh}"), &[])
+        .await
+        .expect("count")
+        .get::<_, i64>(0);
+    assert_eq!(rows as usize, expected.len());
+}
