@@ -38,11 +38,12 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{Row, RowConverter, SortField};
+use datafusion::common::Column;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::TaskContext;
 use datafusion::execution::context::SessionState;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
@@ -167,6 +168,13 @@ impl AggregateOperator {
     /// The aggregation's shape.
     pub fn shape(&self) -> &AggregateShape {
         &self.shape
+    }
+
+    /// Records what the aggregation of this shape in `logical` computes its state from, so
+    /// that state written by a query that computed it otherwise is refused.
+    fn note_lineage(&mut self, logical: &LogicalPlan) {
+        self.files
+            .set_lineage(lineage(logical, &self.shape.output_names));
     }
 
     fn compute(&self, e: impl std::fmt::Display) -> StateError {
@@ -464,6 +472,7 @@ impl Operator for AggregateOperator {
         logical: &LogicalPlan,
         time: BatchTime,
     ) -> Result<Arc<dyn ExecutionPlan>, StateError> {
+        self.note_lineage(logical);
         let physical = plan_unfused(session, logical)
             .await
             .map_err(|e| self.compute(e))?;
@@ -570,6 +579,7 @@ impl Operator for AggregateOperator {
         session: &SessionState,
         logical: &LogicalPlan,
     ) -> Result<(), StateError> {
+        self.note_lineage(logical);
         let physical = plan_unfused(session, logical)
             .await
             .map_err(|e| self.compute(e))?;
@@ -602,10 +612,12 @@ impl DedupAggregateOperator {
 
     /// The batch's plan, and the phases of the deduplication and of the aggregation in it.
     async fn phases(
-        &self,
+        &mut self,
         session: &SessionState,
         logical: &LogicalPlan,
     ) -> Result<(Arc<dyn ExecutionPlan>, Phases, Phases), StateError> {
+        self.dedup.note_lineage(logical);
+        self.aggregate.note_lineage(logical);
         let physical = plan_unfused(session, logical)
             .await
             .map_err(|e| self.aggregate.compute(e))?;
@@ -679,6 +691,82 @@ impl Operator for DedupAggregateOperator {
         let (_, inner, outer) = self.phases(session, logical).await?;
         self.dedup.ensure_loaded(batch, &inner.1).await?;
         self.aggregate.ensure_loaded(batch, &outer.1).await
+    }
+}
+
+/// What the aggregation in `logical` whose output columns are `output_names` computes its
+/// state from: its group keys and its aggregates, with every column they read followed down
+/// through the projections (CTEs, subqueries, aliases) under it to the expression it is
+/// (`date_bin(..., s.ts)` for a CTE's `w`), as `group by K, ...; aggregate A, ...`. A
+/// column of a join, a union or another aggregation stays a column. Filters are not part of
+/// it, as a changed `WHERE` is not part of the state's columns. `None` where no aggregation
+/// has those columns.
+pub fn lineage(logical: &LogicalPlan, output_names: &[String]) -> Option<String> {
+    let mut found = None;
+    logical
+        .apply(|node| {
+            if let LogicalPlan::Aggregate(aggregate) = node
+                && aggregate.schema.fields().len() == output_names.len()
+                && aggregate
+                    .schema
+                    .fields()
+                    .iter()
+                    .zip(output_names)
+                    .all(|(f, name)| f.name() == name)
+            {
+                let show = |exprs: &[Expr]| {
+                    exprs
+                        .iter()
+                        .map(|e| resolved(e, &aggregate.input).to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                found = Some(format!(
+                    "group by {}; aggregate {}",
+                    show(&aggregate.group_expr),
+                    show(&aggregate.aggr_expr)
+                ));
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .ok()?;
+    found
+}
+
+/// `expr` over `plan`'s output, with each column it reads replaced by what it is under the
+/// projections of `plan` (see [`lineage`]).
+fn resolved(expr: &Expr, plan: &LogicalPlan) -> Expr {
+    expr.clone()
+        .transform_up(|e| {
+            Ok(match e {
+                Expr::Column(column) => Transformed::yes(resolved_column(&column, plan)),
+                other => Transformed::no(other),
+            })
+        })
+        .map_or_else(|_| expr.clone(), |t| t.data)
+}
+
+/// What `column` of `plan`'s output is, followed down through projections, aliases and the
+/// nodes that pass their input's columns on as they are.
+fn resolved_column(column: &Column, plan: &LogicalPlan) -> Expr {
+    let Ok(i) = plan.schema().index_of_column(column) else {
+        return Expr::Column(column.clone());
+    };
+    match plan {
+        LogicalPlan::Projection(projection) => match projection.expr.get(i) {
+            Some(expr) => resolved(&expr.clone().unalias(), &projection.input),
+            None => Expr::Column(column.clone()),
+        },
+        LogicalPlan::SubqueryAlias(alias) => {
+            let (qualifier, field) = alias.input.schema().qualified_field(i);
+            resolved_column(&Column::new(qualifier.cloned(), field.name()), &alias.input)
+        }
+        LogicalPlan::Filter(node) => resolved_column(column, &node.input),
+        LogicalPlan::Sort(node) => resolved_column(column, &node.input),
+        LogicalPlan::Limit(node) => resolved_column(column, &node.input),
+        LogicalPlan::Repartition(node) => resolved_column(column, &node.input),
+        _ => Expr::Column(column.clone()),
     }
 }
 

@@ -14,6 +14,9 @@ use super::{KeyedState, StateError};
 
 /// The Arrow schema metadata key that records how many leading columns are the key.
 const KEY_COLUMNS: &str = "sluice.key_columns";
+/// A state file's schema metadata key: what the operator's state columns are computed from
+/// (see [`StateFiles::with_lineage`]).
+const LINEAGE: &str = "sluice.lineage";
 use crate::checkpoint::BatchId;
 use crate::storage::Location;
 
@@ -57,6 +60,9 @@ pub struct StateFile {
 pub struct StateFiles {
     location: Location,
     operator: String,
+    /// What the planned query computes its state columns from, written into each file and
+    /// held against the files read.
+    lineage: Option<String>,
 }
 
 impl StateFiles {
@@ -70,7 +76,19 @@ impl StateFiles {
         Self {
             location,
             operator: operator.to_string(),
+            lineage: None,
         }
+    }
+
+    /// Sets what the planned query computes the state's columns from (its group keys and
+    /// aggregates in terms of the sources' columns, through the query's CTEs and subqueries):
+    /// each file written records it, and a file read that records another is refused as
+    /// [`StateError::Incompatible`], as a file with other columns is. A column's name alone
+    /// does not say what it holds (`w` from `date_bin(INTERVAL '1 minute', ts)` in a CTE, then
+    /// from `'2 minutes'`). Files that record none (written before this check) are not held
+    /// to it.
+    pub fn set_lineage(&mut self, lineage: Option<String>) {
+        self.lineage = lineage;
     }
 
     /// The operator's id.
@@ -135,6 +153,9 @@ impl StateFiles {
         let path = self.path_of(version, kind);
         let mut metadata = rows.schema().metadata().clone();
         metadata.insert(KEY_COLUMNS.to_string(), key_columns.to_string());
+        if let Some(lineage) = &self.lineage {
+            metadata.insert(LINEAGE.to_string(), lineage.clone());
+        }
         let schema = Arc::new(rows.schema().as_ref().clone().with_metadata(metadata));
         let rows = rows
             .clone()
@@ -316,6 +337,32 @@ impl StateFiles {
                 operator: self.operator.clone(),
                 stored: only(&stored, &planned),
                 planned: only(&planned, &stored),
+            });
+        }
+        if let (Some(stored), Some(planned)) =
+            (rows.schema().metadata().get(LINEAGE), &self.lineage)
+            && stored != planned
+        {
+            // Only the part that differs: the group keys, the aggregates, or both.
+            let parts = |l: &str| l.split("; ").map(str::to_string).collect::<Vec<_>>();
+            let (stored, planned) = (parts(stored), parts(planned));
+            let only = |a: &[String], b: &[String]| {
+                a.iter()
+                    .filter(|p| !b.contains(p))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            return Err(StateError::Incompatible {
+                operator: self.operator.clone(),
+                stored: format!(
+                    "columns computed as `{}`",
+                    readable_column(&only(&stored, &planned))
+                ),
+                planned: format!(
+                    "them computed as `{}`",
+                    readable_column(&only(&planned, &stored))
+                ),
             });
         }
         // Nullability and metadata may differ after the round trip; the columns do not.

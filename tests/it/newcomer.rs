@@ -4962,6 +4962,67 @@ fn a_sink_that_lost_its_records_but_kept_its_files_says_so() {
     assert_eq!(sink_lines(&ws.path("out")).len(), 2, "nothing deleted");
 }
 
+/// Walk 14 (F1): a stateful query edited inside a CTE or subquery (the window width, or what
+/// is summed) was accepted, its state merged with the old query's, and the output matched
+/// neither query (the same edit at the top level is refused): the state's column names
+/// (`w`, `sum(x.v)`) hid it. The state records what its columns are computed from, through
+/// CTEs and subqueries; such an edit is refused, a changed filter is not, and the old query
+/// put back runs on.
+#[test]
+fn a_stateful_query_edited_inside_a_cte_is_refused_like_one_edited_at_the_top() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"a\",\"v\":2}\n",
+    );
+    let query =
+        "WITH x AS (SELECT k, v FROM s WHERE v > 0) SELECT k, sum(v) AS m FROM x GROUP BY k";
+    let file = pipeline(&ws, query, "update");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    input(&ws, "1.json", "{\"k\":\"a\",\"v\":6}\n");
+    for (edited, in_words) in [
+        (
+            query.replace("SELECT k, v FROM", "SELECT k, v * 2 AS v FROM"),
+            "`aggregate sum(s.v)` where this query's keeps them computed as `aggregate sum(s.v * \
+             Int64(2))`",
+        ),
+        (
+            query.replace("SELECT k, v FROM", "SELECT upper(k) AS k, v FROM"),
+            "`group by s.k` where this query's keeps them computed as `group by upper(s.k)`",
+        ),
+        (
+            format!(
+                "SELECT k, sum(v) AS m FROM ({}) AS x GROUP BY k",
+                "SELECT k, v + 1 AS v FROM s"
+            ),
+            "`aggregate sum(s.v)` where this query's keeps them computed as `aggregate sum(s.v + \
+             Int64(1))`",
+        ),
+    ] {
+        edit_file(&file, query, &edited);
+        let out = run(&file, &ws);
+        assert_eq!(out.status.code(), Some(2), "{edited}: {}", stderr(&out));
+        let said = stderr(&out);
+        assert!(
+            said.contains(&format!("whose state kept columns computed as {in_words}")),
+            "{edited}: {said}"
+        );
+        edit_file(&file, &edited, query);
+    }
+    // A changed filter is not a changed state.
+    let filtered = query.replace("WHERE v > 0", "WHERE v > 1");
+    edit_file(&file, query, &filtered);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 1 + 2, then 6 (the new filter keeps it).
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"k\":\"a\",\"m\":3}", "{\"k\":\"a\",\"m\":9}"]
+    );
+}
+
 /// Walk 12 (F13): `max(v)` beside `max(CAST(v AS BIGINT))` over a `bigint` was refused with
 /// DataFusion's "the expression "max(s.v)" ... and "max(CAST(s.v AS Int64))" ... have the
 /// same name", two names that do not look alike; and the aliasing it advises fails too, with
