@@ -70,7 +70,9 @@ pub enum Error {
         "pending batch {batch} runs with the pipeline file it was planned with ({planned}), \
          not the edited one, and it failed: {}. The edit takes effect from the next \
          batch; {advice}",
-        source.to_string().trim_end_matches('.')
+        // The edit may be the `on_error: skip` the hint would advise: the advice says how it
+        // comes to apply to this batch.
+        source.to_string().replace(source::SKIP_HINT, "").trim_end_matches('.')
     )]
     Pending {
         /// The pending batch.
@@ -183,6 +185,17 @@ impl Error {
                 operator,
                 version,
                 wanted,
+                checkpoint: Some(shown),
+            }),
+            Self::Sink(sink::SinkError::AlreadyPublished {
+                location,
+                batch,
+                file,
+                checkpoint: None,
+            }) => Self::Sink(sink::SinkError::AlreadyPublished {
+                location,
+                batch,
+                file,
                 checkpoint: Some(shown),
             }),
             Self::Pending {

@@ -83,6 +83,9 @@ struct SinkView {
     manifest_entries: Option<usize>,
     /// Why the sink could not be read, when it could not.
     unreadable: Option<String>,
+    /// Where the next batches go, where the pipeline file now names another sink than the
+    /// one shown (where the newest batch went).
+    next_batches_to: Option<String>,
 }
 
 /// One state store as inspect shows it.
@@ -173,12 +176,12 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
     if let Some(last) = logs.commits.last() {
         for (folder, kept) in pipeline
             .as_ref()
-            .map(crate::ops::late_rows_without_records)
+            .map(crate::driver::late_rows_without_records)
             .unwrap_or_default()
         {
             tracing::warn!(
                 "{}",
-                crate::ops::late_rows_lost_records(&folder, kept, *last)
+                crate::driver::late_rows_lost_records(&folder, kept, *last)
             );
         }
     }
@@ -358,10 +361,22 @@ async fn sink_view(
         last_batch_files: None,
         manifest_entries: None,
         unreadable: None,
+        next_batches_to: None,
     };
     let Some(pipeline) = pipeline else {
         return view;
     };
+    // The summary is of the sink the newest batch ran with; the record names the one the
+    // last run found in the pipeline file, which may have moved since.
+    let connector = pipeline.sink.connector();
+    if (connector.kind(), connector.location()) != (record.kind.as_str(), record.path.clone()) {
+        view.kind = connector.kind().to_string();
+        view.path = connector.location();
+        view.next_batches_to = Some(match &record.path {
+            Some(path) => format!("the {} sink {path}", record.kind),
+            None => format!("the {} sink", record.kind),
+        });
+    }
     let ctx = crate::sink::SinkContext {
         label: "",
         pipeline: id,
@@ -575,6 +590,13 @@ fn render_text(view: &CheckpointView) -> String {
                 (None, None) => "no batch yet".to_string(),
             }
         );
+        if let Some(next) = &sink.next_batches_to {
+            let _ = writeln!(
+                out,
+                "            the sink moved: the next batches go to {next} (`sluice rewind` \
+                 takes each batch back from where it went)"
+            );
+        }
     }
     if let Some(r) = &view.retention {
         let _ = writeln!(

@@ -167,6 +167,41 @@ async fn last_batch_went_here(
     }
 }
 
+/// The late-rows sink's folders (one per watermarked source, `<late_rows.path>/<source>`, on
+/// local disk) that still hold data files but lost their `_sluice/` records of them, each with
+/// how many files it holds. Those records cannot be rebuilt from the files.
+pub fn late_rows_without_records(pipeline: &Pipeline) -> Vec<(String, usize)> {
+    let Some(path) = pipeline
+        .late_rows
+        .as_ref()
+        .and_then(|s| s.connector().location())
+    else {
+        return Vec::new();
+    };
+    pipeline
+        .sources
+        .iter()
+        .filter(|(_, source)| source.watermark.is_some())
+        .filter_map(|(name, _)| {
+            let folder = format!("{}/{name}", path.trim_end_matches('/'));
+            let kept = crate::sink::data_without_records(&folder)?;
+            Some((folder, kept))
+        })
+        .collect()
+}
+
+/// What to do when a late-rows folder lost its `_sluice/` records (see
+/// [`late_rows_without_records`]); `last` is the newest committed batch.
+pub fn late_rows_lost_records(folder: &str, kept: usize, last: BatchId) -> String {
+    format!(
+        "the late-rows folder {folder} still holds {kept} data file(s) of committed batches (up \
+         to batch {last}), but its `_sluice/` records of them are gone (deleted or moved), and \
+         they cannot be rebuilt from the files. Put `{folder}/_sluice/` back; or move the data \
+         files out of {folder} (they are rows your query never saw, and stay readable where they \
+         go) and run again: the late-rows sink starts its records anew with the next batch"
+    )
+}
+
 /// Whether a source of `pipeline` logged the input of `batch` (`sources/<name>/<batch>`), so
 /// that planning it again reads the same input.
 async fn logged_by_a_source(
@@ -1002,11 +1037,14 @@ impl<'a> Driver<'a> {
             .await?;
         // A sink that keeps each batch's records (a files sink's owner record and manifest)
         // holds none of them where batches were committed to it: the folder was moved, emptied
-        // or deleted, and writing on into an empty one would leave a table without them.
+        // or deleted, and writing on into an empty one would leave a table without them. Not
+        // where the last batch went elsewhere: the sink was moved in the pipeline file, and a
+        // run since (with no batch to run) recorded the new place.
         if same_sink
             && pipeline.output_mode != OutputMode::Complete
             && pipeline.sink.connector().keeps_batches()
             && let Some(last) = logs.commits.last()
+            && last_batch_went_here(checkpoint.location(), *last, &sink_record).await
             && sink.owner().await?.is_none()
             && sink.summary().await?.is_some_and(|held| held.entries == 0)
         {
@@ -1027,6 +1065,22 @@ impl<'a> Driver<'a> {
                 "the sink {path} holds none of the batches this checkpoint committed to it (the \
                  last is batch {last}): {records}. Put it back where it was; or, to start this \
                  pipeline over, run it on a new checkpoint with {fresh}{kept}"
+            )));
+        }
+        // A checkpoint that has committed nothing yet, over a files sink folder holding data
+        // files that no `_sluice/` records name (another run's, whose records were deleted):
+        // its batches would be written beside them under the same names.
+        if logs.commits.is_empty()
+            && sink_record.kind == "files"
+            && let Some(path) = sink_record.path.as_deref()
+            && let Some(kept) = crate::sink::data_without_records(path)
+        {
+            return Err(Error::Usage(format!(
+                "the sink folder {path} holds {kept} data file(s) (`part-*`, `result.*`) that no \
+                 `_sluice/` records name: another run's output whose records were deleted, or \
+                 files put there by hand. This checkpoint's batches would be written beside \
+                 them, under the same names. Write to a new, empty `sink.path`; or move those \
+                 files out of {path} and run again"
             )));
         }
         // A sink that lost some of the batches committed to it (a Delta table's log entry
@@ -1094,13 +1148,9 @@ impl<'a> Driver<'a> {
             // of them: writing on would leave files no record names, which rewind and replay
             // never find.
             if let Some(last) = logs.commits.last()
-                && let Some((folder, kept)) = crate::ops::late_rows_without_records(pipeline)
-                    .into_iter()
-                    .next()
+                && let Some((folder, kept)) = late_rows_without_records(pipeline).into_iter().next()
             {
-                return Err(Error::Usage(crate::ops::late_rows_lost_records(
-                    &folder, kept, *last,
-                )));
+                return Err(Error::Usage(late_rows_lost_records(&folder, kept, *last)));
             }
         }
         // Static tables load after the lock, so a second run stops at once.

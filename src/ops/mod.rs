@@ -5,9 +5,6 @@ mod repair;
 mod rewind;
 mod verify;
 
-pub use repair::{
-    RepairReport, late_rows_lost_records, late_rows_without_records, local_sink_folders,
-    owned_leftovers, repair, state_damage,
-};
+pub use repair::{RepairReport, local_sink_folders, owned_leftovers, repair, state_damage};
 pub use rewind::{Rewound, rewind};
 pub use verify::{ReplayOptions, Replayed, Side, replay};

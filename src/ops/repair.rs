@@ -117,12 +117,12 @@ pub async fn repair(
         if let Some(last) = LogListing::read(location).await?.commits.last() {
             for (folder, kept) in pipeline
                 .as_ref()
-                .map(late_rows_without_records)
+                .map(crate::driver::late_rows_without_records)
                 .unwrap_or_default()
             {
                 report
                     .unfixable
-                    .push(late_rows_lost_records(&folder, kept, *last));
+                    .push(crate::driver::late_rows_lost_records(&folder, kept, *last));
             }
         }
     }
@@ -672,41 +672,6 @@ pub fn local_sink_folders(pipeline: &Pipeline) -> Vec<(Location, String)> {
             Some((folder, shown))
         })
         .collect()
-}
-
-/// The late-rows sink's folders (one per watermarked source, `<late_rows.path>/<source>`, on
-/// local disk) that still hold data files but lost their `_sluice/` records of them, each with
-/// how many files it holds. Those records cannot be rebuilt from the files.
-pub fn late_rows_without_records(pipeline: &Pipeline) -> Vec<(String, usize)> {
-    let Some(path) = pipeline
-        .late_rows
-        .as_ref()
-        .and_then(|s| s.connector().location())
-    else {
-        return Vec::new();
-    };
-    pipeline
-        .sources
-        .iter()
-        .filter(|(_, source)| source.watermark.is_some())
-        .filter_map(|(name, _)| {
-            let folder = format!("{}/{name}", path.trim_end_matches('/'));
-            let kept = crate::sink::data_without_records(&folder)?;
-            Some((folder, kept))
-        })
-        .collect()
-}
-
-/// What to do when a late-rows folder lost its `_sluice/` records (see
-/// [`late_rows_without_records`]); `last` is the newest committed batch.
-pub fn late_rows_lost_records(folder: &str, kept: usize, last: BatchId) -> String {
-    format!(
-        "the late-rows folder {folder} still holds {kept} data file(s) of committed batches (up \
-         to batch {last}), but its `_sluice/` records of them are gone (deleted or moved), and \
-         they cannot be rebuilt from the files. Put `{folder}/_sluice/` back; or move the data \
-         files out of {folder} (they are rows your query never saw, and stay readable where they \
-         go) and run again: the late-rows sink starts its records anew with the next batch"
-    )
 }
 
 /// The checkpoint's lost `metadata`, rebuilt, and where its id came from: the id from the

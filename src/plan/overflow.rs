@@ -64,8 +64,9 @@ fn widen_decimal(operand: &str) -> String {
 fn widen_sum(name: &str) -> String {
     let (distinct, argument) = sum_argument(name);
     format!(
-        "sum a wider type (`sum({distinct}CAST({argument} AS DECIMAL(38, 0)))`), as Spark and \
-         DuckDB refuse such a sum of bigint too"
+        "sum a wider type (`sum({distinct}CAST({argument} AS DECIMAL(38, 0)))`): Spark (ANSI, its \
+         default) refuses such a sum of bigint too, and DuckDB and PostgreSQL sum bigints into a \
+         wider type (HUGEINT, numeric), as that cast does"
     )
 }
 

@@ -634,6 +634,7 @@ impl FilesSink {
                         location: self.location.to_string(),
                         batch: manifest.batch,
                         file: file.path.clone(),
+                        checkpoint: None,
                     });
                 }
                 self.location.rename(&from, &to).await?;

@@ -178,6 +178,24 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
     fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError>;
 }
 
+/// What gets a run past a published file `file` of batch `batch` whose manifest entry was
+/// deleted by hand: taking the batch back (its files go too), or for the first batch, whose
+/// files no rewind takes back, moving them aside.
+fn published_advice(batch: &BatchId, file: &str, checkpoint: Option<&str>) -> String {
+    let checkpoint = checkpoint.unwrap_or("<checkpoint>");
+    match batch.prev() {
+        Some(before) => format!(
+            "then take the batch back with `sluice rewind {checkpoint} --to {before}`, which \
+             deletes its files too, and run again"
+        ),
+        None => format!(
+            "then move {file} and the batch's other `part-{:010}-*` files out of the folder, \
+             and run again",
+            batch.0
+        ),
+    }
+}
+
 /// What can go wrong writing a sink.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -249,10 +267,9 @@ pub enum SinkError {
     /// already published: only a late run of an older epoch can get there.
     #[error(
         "{location}: batch {batch}'s manifest entry is gone and {file} is already published, \
-         so this run stops without changing anything. Either the entry was purged long ago and \
-         this run is a late one (a newer run has taken over), or the entry was deleted by \
-         hand: then take the batch back with `sluice rewind <checkpoint> --to <the batch before \
-         {batch}>`, which deletes its files too, and run again"
+         so this run stops before replacing it. Either the entry was purged long ago and this \
+         run is a late one (a newer run has taken over), or the entry was deleted by hand: {}",
+        published_advice(batch, file, checkpoint.as_deref())
     )]
     AlreadyPublished {
         /// The output folder.
@@ -261,6 +278,8 @@ pub enum SinkError {
         batch: BatchId,
         /// The file that would have been replaced.
         file: String,
+        /// The checkpoint, as given, where known (for the command in the advice).
+        checkpoint: Option<String>,
     },
     /// A connector's own error (its client library's, its server's).
     #[error("sink ({kind}): {error}")]

@@ -556,14 +556,23 @@ pub fn infer_schema(
         }
         FileFormat::Csv => {
             unclosed_quote_in_header(file, bytes, delimiter)?;
-            let schema = timestamps_in_nanoseconds(
-                arrow_csv::reader::Format::default()
-                    .with_header(true)
-                    .with_delimiter(delimiter)
-                    .infer_schema(Cursor::new(bytes.as_ref()), None)
-                    .map_err(err)?
-                    .0,
-            );
+            let format = arrow_csv::reader::Format::default()
+                .with_header(true)
+                .with_delimiter(delimiter);
+            let inferred = match format.infer_schema(Cursor::new(bytes.as_ref()), None) {
+                Ok((schema, _)) => schema,
+                // A record whose fields do not match the header's: named as decoding names
+                // it, or (`on_error: skip`) left out of inference as decoding skips it.
+                Err(e) => {
+                    let fitting = csv_records_that_fit(file, bytes, delimiter, on_error)?
+                        .ok_or_else(|| err(e))?;
+                    format
+                        .infer_schema(Cursor::new(fitting), None)
+                        .map_err(err)?
+                        .0
+                }
+            };
+            let schema = timestamps_in_nanoseconds(inferred);
             let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
             if let Some(hint) = other_delimiter(&names, delimiter) {
                 return Err(err(ArrowError::CsvError(format!(
@@ -591,6 +600,78 @@ pub fn infer_schema(
             .clone(),
     };
     Ok((!schema.fields().is_empty()).then_some(schema))
+}
+
+/// The header line of CSV `bytes` and each record after it that splits into as many fields as
+/// the header names, for inference to read past the others. A record that does not fit is a
+/// [`SourceError::Malformed`] naming its line, or (`on_error: skip`) left out. `None` where
+/// the header itself does not read (inference says why).
+fn csv_records_that_fit(
+    file: &str,
+    bytes: &[u8],
+    delimiter: u8,
+    on_error: OnError,
+) -> Result<Option<Vec<u8>>, SourceError> {
+    let Some(header_end) = bytes.iter().position(|b| *b == b'\n').map(|p| p + 1) else {
+        return Ok(None);
+    };
+    let Ok((header, _)) = arrow_csv::reader::Format::default()
+        .with_header(true)
+        .with_delimiter(delimiter)
+        .infer_schema(Cursor::new(&bytes[..header_end]), Some(0))
+    else {
+        return Ok(None);
+    };
+    let text: SchemaRef = Arc::new(Schema::new(
+        header
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let mut fitting = bytes[..header_end].to_vec();
+    let (mut pos, mut line) = (header_end, 2);
+    while pos < bytes.len() {
+        // Blank lines and the line ends before a record are no record.
+        while let Some(b) = bytes.get(pos).filter(|b| matches!(b, b'\r' | b'\n')) {
+            line += usize::from(*b == b'\n');
+            pos += 1;
+        }
+        if pos == bytes.len() {
+            break;
+        }
+        let mut decoder = arrow_csv::ReaderBuilder::new(Arc::clone(&text))
+            .with_header(false)
+            .with_delimiter(delimiter)
+            .with_batch_size(1)
+            .build_decoder();
+        let to_line_end = bytes[pos..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(bytes.len() - pos, |p| p + 1);
+        let decoded = decoder.decode(&bytes[pos..]).and_then(|n| {
+            decoder.decode(&[])?;
+            decoder
+                .flush()
+                .map(|_| if n == 0 { bytes.len() - pos } else { n })
+        });
+        match decoded {
+            Ok(consumed) => {
+                let record = &bytes[pos..pos + consumed];
+                fitting.extend_from_slice(record);
+                line += record.iter().filter(|b| **b == b'\n').count();
+                pos += consumed;
+            }
+            Err(e) if on_error == OnError::Skip => {
+                let error = csv_reason(file, line, &e, &text);
+                tracing::info!(file, line, %error, "inference reads past a malformed CSV row");
+                pos += to_line_end;
+                line += 1;
+            }
+            Err(e) => return Err(csv_malformed(file, line, &e, &text)),
+        }
+    }
+    Ok(Some(fitting))
 }
 
 /// `schema`, inferred from CSV `bytes`, with each integer column that holds a value written
@@ -3198,6 +3279,46 @@ mod tests {
             ["below", "past", "u64"],
             "nested `n` and the string's `x` are no top-level integer keys"
         );
+    }
+
+    /// Walk 14 (F6): a CSV row with too few fields failed inference even under `on_error:
+    /// skip` (Arrow's "Expected 3 records, found 2 records"), where decoding skips and counts
+    /// it: inference reads past it under skip, and names its line under fail.
+    #[test]
+    fn csv_inference_reads_past_a_malformed_row_under_skip() {
+        let text = "id,name,amt\n1,a,1.5\n\n2,b\n3,c,2.5\n";
+        let inferred = infer_schema(
+            "a.csv",
+            &Bytes::from(text),
+            FileFormat::Csv,
+            OnError::Skip,
+            b',',
+        )
+        .expect("infer")
+        .expect("columns");
+        let types: Vec<(&str, &DataType)> = inferred
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type()))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("id", &DataType::Int64),
+                ("name", &DataType::Utf8),
+                ("amt", &DataType::Float64)
+            ]
+        );
+        let err = infer_schema(
+            "a.csv",
+            &Bytes::from(text),
+            FileFormat::Csv,
+            OnError::Fail,
+            b',',
+        )
+        .expect_err("malformed")
+        .to_string();
+        assert!(err.contains("a.csv") && err.contains("line 4"), "{err}");
     }
 
     /// Walk 11 (F9): a CSV column of integers one of which is written with a leading zero

@@ -203,6 +203,10 @@ fn changed_way_out(batch: BatchId, checkpoint: Option<&str>) -> String {
     }
 }
 
+/// What a malformed row's error adds: how to skip such rows.
+pub const SKIP_HINT: &str =
+    " (to skip such rows and count them, set `on_error: skip` on the source)";
+
 /// What can go wrong reading a source.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -218,7 +222,7 @@ pub enum SourceError {
         line.map(|l| format!(" line {l}")).unwrap_or_default(),
         // Not where the file is of another format: skipping each of its rows is no fix.
         if line.is_some() && !reason.contains("set `format: ") {
-            " (to skip such rows and count them, set `on_error: skip` on the source)"
+            SKIP_HINT
         } else {
             ""
         }

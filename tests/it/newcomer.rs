@@ -4962,6 +4962,72 @@ fn a_sink_that_lost_its_records_but_kept_its_files_says_so() {
     assert_eq!(sink_lines(&ws.path("out")).len(), 2, "nothing deleted");
 }
 
+/// Walk 14 (F2): the sink path changed when no new input was there: that run (no batch)
+/// recorded the new folder, and every run after it was refused as if the new, empty folder had
+/// lost the batches that went to the old one, with advice (`repair`, `rewind`) that did
+/// nothing; `inspect` showed the old folder's batch under the new folder's name. The moved
+/// sink takes the next batch, and `inspect` says where each is.
+#[test]
+fn a_sink_moved_while_there_was_no_input_takes_the_next_batch() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    edit_file(&file, &ws.p("out"), &ws.p("moved"));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        shown.contains(&format!(
+            "sink        files {} (append mode): holds batch 0",
+            ws.p("out")
+        )) && shown.contains(&format!(
+            "the next batches go to the files sink {}",
+            ws.p("moved")
+        )),
+        "{shown}"
+    );
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"v\":1}"]);
+    assert_eq!(sink_lines(&ws.path("moved")), ["{\"k\":\"b\",\"v\":2}"]);
+}
+
+/// Walk 14 (F7): a new checkpoint over a sink folder whose `_sluice/` was deleted (its data
+/// files kept) stopped at each batch on a file already there, advising `sluice rewind
+/// <checkpoint> --to <the batch before 0>`, after writing records of its own. It is refused
+/// before any batch, and moving the files out (the way it names) lets it run.
+#[test]
+fn a_new_checkpoint_over_files_no_records_name_is_refused_with_a_way_out() {
+    let ws = Workspace::new();
+    let file = one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 2);
+    std::fs::remove_dir_all(ws.path("out/_sluice")).expect("remove");
+    edit_file(&file, &ws.p("ckpt"), &ws.p("ckpt2"));
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains(
+            "holds 2 data file(s) (`part-*`, `result.*`) that no `_sluice/` records name"
+        ) && said.contains("move those files out of"),
+        "{said}"
+    );
+    assert!(!ws.path("out/_sluice").exists(), "nothing written");
+    assert!(!ws.path("ckpt2").exists(), "no checkpoint left behind");
+    std::fs::create_dir_all(ws.path("old-out")).expect("aside");
+    for entry in std::fs::read_dir(ws.path("out")).expect("out") {
+        let entry = entry.expect("entry");
+        std::fs::rename(entry.path(), ws.path("old-out").join(entry.file_name())).expect("move");
+    }
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), sink_lines(&ws.path("old-out")));
+    assert_eq!(sink_lines(&ws.path("out")).len(), 2);
+}
+
 /// Walk 14 (F1): a stateful query edited inside a CTE or subquery (the window width, or what
 /// is summed) was accepted, its state merged with the old query's, and the output matched
 /// neither query (the same edit at the top level is refused): the state's column names
