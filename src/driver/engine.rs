@@ -586,6 +586,11 @@ impl<'p> Engine<'p> {
             };
             let optimized = session.optimize(&logical).map_err(plan::PlanError::Sql)?;
             let mut columns = plan::stream_columns(&optimized, &self.stream_names());
+            // Planned at another time than the batches run at, the columns a query over the
+            // batch's time reads are not known here: its streams are read whole.
+            if plan::reads_batch_time(&logical) {
+                columns.clear();
+            }
             // Late rows are kept whole.
             if operator.is_some() {
                 columns.retain(|stream, _| !self.late_streams.contains(stream));

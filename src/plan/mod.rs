@@ -446,6 +446,29 @@ fn stream_static_join(join_type: JoinType, stream_on_left: bool) -> Option<PlanE
     })
 }
 
+/// Whether `plan` calls a function of the batch's time (`now()`, `current_timestamp`,
+/// `current_date`, `current_time`): the optimizer folds each into the time it plans with, and
+/// a condition over it (`CASE WHEN now() > ... THEN v ...`) can drop a column at one time that
+/// another batch's time needs, so [`stream_columns`] of a plan made at another time does not
+/// hold for the batch.
+pub fn reads_batch_time(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && ["now", "current_date", "current_time"].contains(&f.func.name())
+                {
+                    found = true;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
+}
+
 /// The columns an optimized `plan` reads from each stream, in the stream's column order;
 /// streams it reads whole (or not at all) are absent.
 pub fn stream_columns(
