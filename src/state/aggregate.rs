@@ -697,8 +697,9 @@ impl Operator for DedupAggregateOperator {
 /// What the aggregation in `logical` whose output columns are `output_names` computes its
 /// state from: its group keys and its aggregates, with every column they read followed down
 /// through the projections (CTEs, subqueries, aliases) under it to the expression it is
-/// (`date_bin(..., s.ts)` for a CTE's `w`), as `group by K, ...; aggregate A, ...`. A
-/// column of a join, a union or another aggregation stays a column. Filters are not part of
+/// (`date_bin(..., s.ts)` for a CTE's `w`), recorded as [`super::files::lineage_record`]
+/// gives it. A column a join, a filter or a group key passes on is followed into the input it
+/// comes from; one a union, a window function or an aggregate function makes stays a column. Filters are not part of
 /// it, as a changed `WHERE` is not part of the state's columns. `None` where no aggregation
 /// has those columns.
 pub fn lineage(logical: &LogicalPlan, output_names: &[String]) -> Option<String> {
@@ -721,10 +722,9 @@ pub fn lineage(logical: &LogicalPlan, output_names: &[String]) -> Option<String>
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
-                found = Some(format!(
-                    "group by {}; aggregate {}",
-                    show(&aggregate.group_expr),
-                    show(&aggregate.aggr_expr)
+                found = Some(super::files::lineage_record(
+                    format!("group by {}", show(&aggregate.group_expr)),
+                    format!("aggregate {}", show(&aggregate.aggr_expr)),
                 ));
                 return Ok(TreeNodeRecursion::Stop);
             }
@@ -762,11 +762,20 @@ fn resolved_column(column: &Column, plan: &LogicalPlan) -> Expr {
             let (qualifier, field) = alias.input.schema().qualified_field(i);
             resolved_column(&Column::new(qualifier.cloned(), field.name()), &alias.input)
         }
-        LogicalPlan::Filter(node) => resolved_column(column, &node.input),
-        LogicalPlan::Sort(node) => resolved_column(column, &node.input),
-        LogicalPlan::Limit(node) => resolved_column(column, &node.input),
-        LogicalPlan::Repartition(node) => resolved_column(column, &node.input),
-        _ => Expr::Column(column.clone()),
+        // A union's columns are named after its first input's but hold every input's rows.
+        LogicalPlan::Union(_) => Expr::Column(column.clone()),
+        // A node that passes a column of one of its inputs on as it is (a filter, a sort, a
+        // join, a window's input columns, a group key): followed into that input.
+        other => match other
+            .inputs()
+            .into_iter()
+            .filter(|input| input.schema().has_column(column))
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            [input] => resolved_column(column, input),
+            _ => Expr::Column(column.clone()),
+        },
     }
 }
 

@@ -15,8 +15,16 @@ use super::{KeyedState, StateError};
 /// The Arrow schema metadata key that records how many leading columns are the key.
 const KEY_COLUMNS: &str = "sluice.key_columns";
 /// A state file's schema metadata key: what the operator's state columns are computed from
-/// (see [`StateFiles::with_lineage`]).
+/// (see [`StateFiles::set_lineage`]).
 const LINEAGE: &str = "sluice.lineage";
+/// The version of the lineage record's form: a record of another is not compared.
+const LINEAGE_VERSION: &str = "1";
+
+/// A lineage record (see [`StateFiles::set_lineage`]) of an aggregation's group keys (`group
+/// by ...`) and aggregates (`aggregate ...`): a JSON array of the form's version, then each.
+pub fn lineage_record(groups: String, aggregates: String) -> String {
+    serde_json::json!([LINEAGE_VERSION, groups, aggregates]).to_string()
+}
 use crate::checkpoint::BatchId;
 use crate::storage::Location;
 
@@ -339,15 +347,21 @@ impl StateFiles {
                 planned: only(&planned, &stored),
             });
         }
-        if let (Some(stored), Some(planned)) =
-            (rows.schema().metadata().get(LINEAGE), &self.lineage)
-            && stored != planned
+        // A record of another version (or none) is not held against this one's.
+        let parts = |record: &str| {
+            serde_json::from_str::<Vec<String>>(record)
+                .ok()
+                .filter(|parts| parts.first().map(String::as_str) == Some(LINEAGE_VERSION))
+        };
+        if let (Some(stored), Some(planned)) = (
+            rows.schema().metadata().get(LINEAGE).and_then(|l| parts(l)),
+            self.lineage.as_deref().and_then(parts),
+        ) && stored != planned
         {
             // Only the part that differs: the group keys, the aggregates, or both.
-            let parts = |l: &str| l.split("; ").map(str::to_string).collect::<Vec<_>>();
-            let (stored, planned) = (parts(stored), parts(planned));
             let only = |a: &[String], b: &[String]| {
                 a.iter()
+                    .skip(1)
                     .filter(|p| !b.contains(p))
                     .cloned()
                     .collect::<Vec<_>>()

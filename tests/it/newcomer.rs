@@ -5112,6 +5112,52 @@ fn a_stateful_query_edited_inside_a_cte_is_refused_like_one_edited_at_the_top() 
     );
 }
 
+/// Review of walk 14's F1 fix: the same edit inside a CTE under a join with a static table
+/// was not found (the join's columns were not followed into the CTE).
+#[test]
+fn a_stateful_query_edited_inside_a_cte_under_a_join_is_refused() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    std::fs::write(ws.path("pages.csv"), "k,title\na,Home\n").expect("table");
+    let query = "WITH x AS (SELECT k, v FROM s) SELECT title, sum(x.v) AS m FROM x JOIN pages \
+                 ON x.k = pages.k GROUP BY title";
+    let yaml = format!(
+        "name: newcomer\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: json, schema: {{ k: string, v: bigint }} }}\ntables:\n  pages: {{ kind: \
+         files, path: {table}, format: csv }}\nquery: {query}\noutput_mode: update\n\
+         trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        table = ws.p("pages.csv"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    input(&ws, "1.json", "{\"k\":\"a\",\"v\":6}\n");
+    edit_file(&file, "SELECT k, v FROM s", "SELECT k, v * 2 AS v FROM s");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "`aggregate sum(s.v)` where this query's keeps them computed as \
+                               `aggregate sum(s.v * Int64(2))`"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    edit_file(&file, "SELECT k, v * 2 AS v FROM s", "SELECT k, v FROM s");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            "{\"title\":\"Home\",\"m\":1}",
+            "{\"title\":\"Home\",\"m\":7}"
+        ]
+    );
+}
+
 /// Walk 12 (F13): `max(v)` beside `max(CAST(v AS BIGINT))` over a `bigint` was refused with
 /// DataFusion's "the expression "max(s.v)" ... and "max(CAST(s.v AS Int64))" ... have the
 /// same name", two names that do not look alike; and the aliasing it advises fails too, with
