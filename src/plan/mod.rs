@@ -63,11 +63,21 @@ fn sql_advice(e: &DataFusionError) -> String {
             quoted.get(1).and_then(|s| position(s)),
             quoted.get(3).and_then(|s| position(s)),
         ) {
+            // Written apart but named alike: a cast left out of one's name.
+            let casts = if first.contains("CAST(") || second.contains("CAST(") {
+                format!(
+                    ": DataFusion names a column after what it computes, leaving out casts. \
+                     Every output column needs a name of its own: write `AS <name>` after one \
+                     of them; {cte}"
+                )
+            } else {
+                ". Every output column needs a name of its own: write `AS <name>` after one of \
+                 them"
+                    .to_string()
+            };
             return format!(
-                " (the query's output columns {} and {}, `{first}` and `{second}`, come out \
-                 with the same name: DataFusion names a column after what it computes, leaving \
-                 out casts. Every output column needs a name of its own: write `AS <name>` \
-                 after one of them; {cte})",
+                " (columns {} and {} of a SELECT in the query, `{first}` and `{second}`, come \
+                 out with the same name{casts})",
                 a + 1,
                 b + 1
             );

@@ -197,8 +197,8 @@ impl SinkConnector for PostgresSinkConfig {
         (
             format!(
                 "its record of them (the pipeline's row in the progress table `{}`) is gone, so \
-                 that row or table was deleted, or `url` now names another database than the one \
-                 the batches went to",
+                 that row or table was deleted, or the database was restored from a copy older \
+                 than the batches",
                 self.progress_table
             ),
             "a new, empty `sink.table`",

@@ -766,9 +766,10 @@ fn arrow_cast_parse_ok(text: &str, data_type: &DataType) -> bool {
 }
 
 /// `schema` (inferred from JSON `objects`) with each top-level column Arrow typed as a double
-/// because an integer in it is past `i64` typed as a decimal instead, as Spark infers it: up to
-/// `u64`'s 18446744073709551615 `decimal(20,0)`, else (up to 38 digits, either sign)
-/// `decimal(38,0)`. Each holds every such integer exactly; a double would keep only its first
+/// because an integer in it is past `i64` typed as a decimal instead (Spark, too, infers a
+/// decimal for such an integer, of the value's own digits): up to `u64`'s
+/// 18446744073709551615 `decimal(20,0)`, else (up to 38 digits, either sign) `decimal(38,0)`,
+/// which holds the column's every such value whatever another file holds. Each holds every such integer exactly; a double would keep only its first
 /// 15 to 17 digits. `integer_keys[i]` names the top-level keys of `objects[i]` written as
 /// integer literals of at most 38 digits (see [`integer_literal_keys`]): the JSON parser gives
 /// a double for a longer one, as for `1.5`. An integer of more digits stays a double, as in
@@ -804,7 +805,10 @@ fn with_wide_integers(
                 }
                 wide
             };
-            match integers_only().filter(|_| field.data_type() == &DataType::Float64) {
+            match (field.data_type() == &DataType::Float64)
+                .then(integers_only)
+                .flatten()
+            {
                 Some(precision) => field
                     .as_ref()
                     .clone()
@@ -858,11 +862,13 @@ fn integer_literal_keys(text: &[u8]) -> BTreeSet<String> {
                 let token = &token[..len];
                 let digits = token.iter().filter(|b| b.is_ascii_digit()).count();
                 let integer = token.strip_prefix(b"-").unwrap_or(token);
-                if let Some(key) = key
-                    && (1..=38).contains(&digits)
-                    && integer.iter().all(u8::is_ascii_digit)
-                {
-                    keys.insert(key);
+                // A key written twice counts as its last value (the parser keeps that one).
+                if let Some(key) = key {
+                    if (1..=38).contains(&digits) && integer.iter().all(u8::is_ascii_digit) {
+                        keys.insert(key);
+                    } else {
+                        keys.remove(&key);
+                    }
                 }
                 i = start + len;
                 continue;
@@ -3273,6 +3279,11 @@ mod tests {
         assert_eq!(of("frac"), DataType::Float64);
         assert_eq!(of("long"), DataType::Float64);
         assert_eq!(of("s"), DataType::Utf8);
+        // A key written twice is its last value, as the parser keeps it.
+        let twice = integer_literal_keys(
+            b"{\"a\":123456789012345678901234567,\"a\":1.5,\"b\":1.5,\"b\":2}",
+        );
+        assert_eq!(twice.into_iter().collect::<Vec<_>>(), ["b"]);
         let keys = integer_literal_keys(text.lines().next().expect("line").as_bytes());
         assert_eq!(
             keys.into_iter().collect::<Vec<_>>(),

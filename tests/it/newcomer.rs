@@ -5180,7 +5180,7 @@ fn two_output_columns_with_one_name_are_named_with_the_way_out() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let said = stderr(&out);
     assert!(
-        said.contains("output columns 2 and 3")
+        said.contains("columns 2 and 3 of a SELECT in the query")
             && said.contains("leaving out casts")
             && said.contains("write `AS <name>` after one of them")
             && said.contains("make the cast a column of its own in a CTE"),
