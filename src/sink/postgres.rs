@@ -695,6 +695,35 @@ impl PostgresSink {
             .map_err(|e| self.failure(&e, "reading the table's columns"))?;
         let table = quote_path(&self.table);
         if existing.is_empty() {
+            // Batches this pipeline committed went into a table that is gone (dropped or
+            // renamed since): one made anew would hold none of their rows.
+            let progress_table: bool = live
+                .client
+                .query_one(
+                    "SELECT to_regclass($1) IS NOT NULL",
+                    &[&quote_path(&self.config.progress_table)],
+                )
+                .await
+                .map_err(|e| self.failure(&e, "looking for the progress table"))?
+                .get(0);
+            if progress_table
+                && let Some((batch, ..)) = self.progress(live).await.map_err(Failure::Fatal)?
+            {
+                return Err(Failure::Fatal(SinkError::Lost {
+                    kind: KIND.name,
+                    reason: format!(
+                        "the table {table} does not exist, but the progress table `{}` records \
+                         that this pipeline committed batches up to {batch} into it: it was \
+                         dropped or renamed since, and a table made anew would hold none of \
+                         their rows. Restore the table; or, to start this pipeline over, drop \
+                         its progress row (`DELETE FROM {} WHERE pipeline = '{}';`) and run it \
+                         on a new checkpoint (the table is then made anew)",
+                        self.config.progress_table,
+                        quote_path(&self.config.progress_table),
+                        self.progress_key
+                    ),
+                }));
+            }
             if !self.config.create_table {
                 return Err(Failure::Fatal(self.error(
                     "the table does not exist; make it, or set `create_table: true` to make it \

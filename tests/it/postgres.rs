@@ -949,3 +949,68 @@ async fn a_table_that_lost_its_progress_row_names_the_progress_table() {
         .get::<_, i64>(0);
     assert_eq!(rows as usize, expected.len());
 }
+
+/// Walk 15 (F1): a table dropped between runs was made anew by `create_table: true`, and the
+/// run went on (exit 0) with the earlier batches' rows gone. It is refused (exit 2) naming the
+/// progress row; the way out it names (a new checkpoint) fills a new table with what the batch
+/// query gives.
+#[tokio::test]
+async fn a_dropped_table_is_not_made_anew_under_committed_batches() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    let table = unique_table("dropped");
+    let yaml = format!(
+        "name: dropped\ncheckpoint: {ckpt}\nsources:\n{source}query: |\n  {QUERY}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n  batch_column: b\n",
+        ckpt = ws.p("ckpt"),
+        source = files_source(&ws),
+        url = server(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    client(server())
+        .await
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .expect("drop");
+    write_clicks(&ws.path("in"), "json", 1, 40, 2);
+    let refused = sluice_run(&pipeline);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains(
+            "does not exist, but the progress table `_sluice_progress` records that \
+                       this pipeline committed batches up to 1 into it"
+        ),
+        "{said}"
+    );
+    let exists: bool = client(server())
+        .await
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await
+        .expect("regclass")
+        .get(0);
+    assert!(!exists, "not made anew");
+    // The way out, followed: the progress row dropped, a new checkpoint.
+    let statement = said
+        .split('`')
+        .find(|part| part.starts_with("DELETE FROM"))
+        .expect("the statement to run")
+        .to_string();
+    client(server())
+        .await
+        .batch_execute(&statement)
+        .await
+        .expect("the advice runs");
+    let pipeline = write_pipeline(&ws, &yaml.replace(&ws.p("ckpt"), &ws.p("ckpt2")));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    let rows = client(server())
+        .await
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count")
+        .get::<_, i64>(0);
+    assert_eq!(rows as usize, expected.len());
+}
