@@ -1029,6 +1029,15 @@ impl<'a> Driver<'a> {
             sync,
             hook,
         };
+        // The sink's local folder where it was not there before this run made it: a refusal
+        // below removes it again, so that putting the moved folder back is a plain `mv`.
+        let made_sink_folder = pipeline
+            .sink
+            .connector()
+            .location()
+            .filter(|path| !path.contains("://"))
+            .map(std::path::PathBuf::from)
+            .filter(|root| !root.exists());
         let sink = pipeline.sink.connector().open(&ctx)?;
         pipeline
             .sink
@@ -1060,6 +1069,10 @@ impl<'a> Driver<'a> {
                     )
                 })
                 .unwrap_or_default();
+            if let Some(root) = &made_sink_folder {
+                // Only while empty: nothing of anyone's is removed.
+                let _ = std::fs::remove_dir(root);
+            }
             let (records, fresh) = pipeline.sink.connector().lost_records();
             return Err(Error::Usage(format!(
                 "the sink {path} holds none of the batches this checkpoint committed to it (the \

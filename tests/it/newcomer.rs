@@ -5051,6 +5051,32 @@ fn a_query_over_the_batch_time_reads_the_columns_the_batch_needs() {
     assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"t\":3}"]);
 }
 
+/// Walk 15 (F7): a sink folder moved away was refused (right), but the refused run had made
+/// an empty folder where it was, so `mv` back put it inside that one and the refusal came
+/// again. The refused run leaves nothing there, and the folder moved back runs on.
+#[test]
+fn a_moved_sink_folder_can_be_moved_back_after_the_refusal() {
+    let ws = Workspace::new();
+    let file = one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 1);
+    std::fs::rename(ws.path("out"), ws.path("out.moved")).expect("move");
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Put it back where it was"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !ws.path("out").exists(),
+        "an empty folder left where the sink was"
+    );
+    std::fs::rename(ws.path("out.moved"), ws.path("out")).expect("move back");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")).len(), 2);
+}
+
 /// Walk 14 (F1): a stateful query edited inside a CTE or subquery (the window width, or what
 /// is summed) was accepted, its state merged with the old query's, and the output matched
 /// neither query (the same edit at the top level is refused): the state's column names
