@@ -83,7 +83,12 @@ pub struct QuietContext;
 impl ClientContext for QuietContext {
     fn error(&self, error: KafkaError, reason: &str) {
         match error {
-            KafkaError::PartitionEOF(_) => tracing::trace!("librdkafka: {reason}"),
+            // Said per partition, or (as librdkafka's error callback says it) as a "global"
+            // error with the same code.
+            KafkaError::PartitionEOF(_)
+            | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF) => {
+                tracing::trace!("librdkafka: {reason}")
+            }
             other => tracing::warn!("librdkafka: {other}: {reason}"),
         }
     }
