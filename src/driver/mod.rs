@@ -1084,6 +1084,8 @@ impl<'a> Driver<'a> {
         // files that no `_sluice/` records name (another run's, whose records were deleted):
         // its batches would be written beside them under the same names.
         if logs.commits.is_empty()
+            // Complete mode replaces its one file each batch, as it always has.
+            && pipeline.output_mode != OutputMode::Complete
             && sink_record.kind == "files"
             && let Some(path) = sink_record.path.as_deref()
             && let Some(kept) = crate::sink::data_without_records(path)

@@ -53,9 +53,10 @@ pub const SLUICE_DIR: &str = "_sluice";
 /// The stem of the one data file a complete-mode sink keeps (`result.parquet`, ...).
 pub const COMPLETE_RESULT: &str = "result";
 
-/// How many data files (`part-*`, `result.*`) a local files sink folder at `path` still
-/// holds, where it has lost its `_sluice/` records (deleted by hand); `None` where the
-/// records are there, the folder holds no data file, or it is not a local folder.
+/// How many data files of Sluice's naming (`part-<batch:10>-<partition:4>.*`, `result.*`) a
+/// local files sink folder at `path` still holds, where it has lost its `_sluice/` records
+/// (deleted by hand); `None` where the records are there, the folder holds no such file, or it
+/// is not a local folder. Other engines' `part-00000-<uuid>.parquet` are not counted.
 pub fn data_without_records(path: &str) -> Option<usize> {
     let folder = Location::open(path, false, false, None).ok()?;
     let root = folder.local_root()?;
@@ -67,7 +68,15 @@ pub fn data_without_records(path: &str) -> Option<usize> {
         .filter_map(|e| e.ok())
         .filter(|e| {
             let name = e.file_name().to_string_lossy().to_string();
-            name.starts_with("part-") || name.starts_with(&format!("{COMPLETE_RESULT}."))
+            let sluice_part = name.strip_prefix("part-").is_some_and(|rest| {
+                let b = rest.as_bytes();
+                b.len() > 16
+                    && b[..10].iter().all(u8::is_ascii_digit)
+                    && b[10] == b'-'
+                    && b[11..15].iter().all(u8::is_ascii_digit)
+                    && b[15] == b'.'
+            });
+            sluice_part || name.starts_with(&format!("{COMPLETE_RESULT}."))
         })
         .count();
     (kept > 0).then_some(kept)

@@ -655,12 +655,20 @@ fn csv_records_that_fit(
                 .flush()
                 .map(|_| if n == 0 { bytes.len() - pos } else { n })
         });
+        // A line of only spaces is no record, as decoding passes over it.
+        let blank = bytes[pos..pos + to_line_end]
+            .iter()
+            .all(u8::is_ascii_whitespace);
         match decoded {
             Ok(consumed) => {
                 let record = &bytes[pos..pos + consumed];
                 fitting.extend_from_slice(record);
                 line += record.iter().filter(|b| **b == b'\n').count();
                 pos += consumed;
+            }
+            Err(_) if blank => {
+                pos += to_line_end;
+                line += 1;
             }
             Err(e) if on_error == OnError::Skip => {
                 let error = csv_reason(file, line, &e, &text);
@@ -3297,7 +3305,7 @@ mod tests {
     /// it: inference reads past it under skip, and names its line under fail.
     #[test]
     fn csv_inference_reads_past_a_malformed_row_under_skip() {
-        let text = "id,name,amt\n1,a,1.5\n\n2,b\n3,c,2.5\n";
+        let text = "id,name,amt\n1,a,1.5\n\n  \n2,b\n3,c,2.5\n";
         let inferred = infer_schema(
             "a.csv",
             &Bytes::from(text),
@@ -3329,7 +3337,7 @@ mod tests {
         )
         .expect_err("malformed")
         .to_string();
-        assert!(err.contains("a.csv") && err.contains("line 4"), "{err}");
+        assert!(err.contains("a.csv") && err.contains("line 5"), "{err}");
     }
 
     /// Walk 11 (F9): a CSV column of integers one of which is written with a leading zero
