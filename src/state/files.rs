@@ -341,10 +341,23 @@ impl StateFiles {
                         .join(", "),
                 }
             };
+            // A renamed CTE, subquery or table alias renames the columns it qualifies.
+            let renamed = stored.len() == planned.len()
+                && stored
+                    .iter()
+                    .zip(&planned)
+                    .all(|(a, b)| unqualified(a) == unqualified(b));
+            let hint = if renamed {
+                " (only a name before a `.` differs: a CTE, subquery or table alias was \
+                 renamed, and the state's column names carry it; with the old name the state \
+                 follows the query)"
+            } else {
+                ""
+            };
             return Err(StateError::Incompatible {
                 operator: self.operator.clone(),
                 stored: only(&stored, &planned),
-                planned: only(&planned, &stored),
+                planned: format!("{}{hint}", only(&planned, &stored)),
             });
         }
         // A record of another version (or none) is not held against this one's.
@@ -441,6 +454,29 @@ fn decode(bytes: bytes::Bytes) -> Result<RecordBatch, String> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
     concat_batches(&schema, &batches).map_err(|e| e.to_string())
+}
+
+/// `text` without the qualifiers of the column names in it (`sum(x.v)` is `sum(v)`): each
+/// identifier directly followed by a `.` is left out, a number's `.` kept.
+fn unqualified(text: &str) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    for c in text.chars() {
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        let identifier = word
+            .chars()
+            .next()
+            .is_some_and(|f| f.is_alphabetic() || f == '_');
+        if !(c == '.' && identifier) {
+            out.push_str(&word);
+            out.push(c);
+        }
+        word.clear();
+    }
+    out + &word
 }
 
 /// A state column's name as DataFusion writes it, with its interval literals

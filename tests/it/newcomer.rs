@@ -5126,6 +5126,19 @@ fn a_stateful_query_edited_inside_a_cte_is_refused_like_one_edited_at_the_top() 
         );
         edit_file(&file, &edited, query);
     }
+    // A renamed CTE renames the state's columns: said, with the way that keeps the state.
+    let renamed = query
+        .replace("WITH x AS", "WITH y AS")
+        .replace("FROM x", "FROM y");
+    edit_file(&file, query, &renamed);
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("only a name before a `.` differs: a CTE, subquery or table alias"),
+        "{}",
+        stderr(&out)
+    );
+    edit_file(&file, &renamed, query);
     // A changed filter is not a changed state.
     let filtered = query.replace("WHERE v > 0", "WHERE v > 1");
     edit_file(&file, query, &filtered);
