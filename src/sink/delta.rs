@@ -528,9 +528,9 @@ impl DeltaSink {
         let all = concat_batches(&schema, batches).map_err(|e| self.error(e))?;
         let mut keys = Vec::with_capacity(self.key.len());
         for k in &self.key {
-            let index = schema.index_of(k).map_err(|_| {
-                self.error(format!("key column `{k}` is not a column of the query"))
-            })?;
+            let index = schema
+                .index_of(k)
+                .map_err(|_| self.error(super::key_not_in_query(k, &schema)))?;
             keys.push(Arc::clone(all.column(index)));
         }
         let converter = RowConverter::new(

@@ -196,6 +196,23 @@ fn published_advice(batch: &BatchId, file: &str, checkpoint: Option<&str>) -> St
     }
 }
 
+/// A sink's `key` column `key` that the query's output `schema` lacks, said with the columns
+/// it has (and the nearest, where one is close).
+pub(crate) fn key_not_in_query(key: &str, schema: &datafusion::arrow::datatypes::Schema) -> String {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let nearest = crate::vocab::nearest(key, &names)
+        .map(|n| format!("; did you mean `{n}`?"))
+        .unwrap_or_default();
+    format!(
+        "key column `{key}` is not a column of the query (its columns: {}){nearest}",
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// What can go wrong writing a sink.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -592,5 +609,25 @@ fn named(label: &str) -> String {
         String::new()
     } else {
         format!(": {label}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    /// Walk 15 (F9): a misspelt `key` was said without the query's columns.
+    #[test]
+    fn a_key_not_in_the_query_is_said_with_its_columns_and_the_nearest() {
+        let schema = Schema::new(vec![
+            Field::new("page", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]);
+        assert_eq!(
+            super::key_not_in_query("Page", &schema),
+            "key column `Page` is not a column of the query (its columns: `page`, `n`); did you \
+             mean `page`?"
+        );
+        assert!(!super::key_not_in_query("zzz", &schema).contains("did you mean"));
     }
 }

@@ -812,7 +812,7 @@ impl PostgresSink {
         for k in &self.config.key {
             if schema.index_of(k).is_err() {
                 return Err(Failure::Fatal(
-                    self.error(format!("key column `{k}` is not a column of the query")),
+                    self.error(super::key_not_in_query(k, schema)),
                 ));
             }
         }
@@ -1305,7 +1305,7 @@ impl Sink for PostgresSink {
         pg_columns(schema).map(|_| ()).map_err(|e| self.error(e))?;
         for k in &self.config.key {
             if schema.index_of(k).is_err() {
-                return Err(self.error(format!("key column `{k}` is not a column of the query")));
+                return Err(self.error(super::key_not_in_query(k, schema)));
             }
         }
         Ok(())
