@@ -294,8 +294,31 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             Err(e) => tracing::warn!("the lag of source `{name}` is not shown: {e}"),
         }
     }
+    // The sink the newest batch ran with as its file names it (relative paths as written,
+    // as the sink record keeps them), to tell whether the record names another.
+    let sink_as_written = match &newest_pipeline {
+        Some(fingerprint) => {
+            crate::driver::stored_pipeline_as_written(&location, spec, fingerprint)
+                .await
+                .ok()
+                .flatten()
+                .map(|p| {
+                    let connector = p.sink.connector();
+                    (connector.kind().to_string(), connector.location())
+                })
+        }
+        None => None,
+    };
     let mut sink = match Checkpoint::read_sink_record(&location).await? {
-        Some(record) => Some(sink_view(record, metadata.id, pipeline.as_ref()).await),
+        Some(record) => Some(
+            sink_view(
+                record,
+                metadata.id,
+                pipeline.as_ref(),
+                sink_as_written.as_ref(),
+            )
+            .await,
+        ),
         None => None,
     };
     // The sink is read as the pipeline file says: without it, what it holds is not known.
@@ -347,10 +370,13 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
 
 /// What the sink holds, as its connector (from the stored pipeline file) summarizes it; a
 /// missing or unreadable sink is said, not an error: the checkpoint is still worth showing.
+/// `as_written` is that file's sink kind and location as written: where the record names
+/// another, the sink moved since and the next batches go there.
 async fn sink_view(
     record: crate::checkpoint::SinkRecord,
     id: uuid::Uuid,
     pipeline: Option<&crate::pipeline::Pipeline>,
+    as_written: Option<&(String, Option<String>)>,
 ) -> SinkView {
     let mut view = SinkView {
         kind: record.kind.clone(),
@@ -369,7 +395,7 @@ async fn sink_view(
     // The summary is of the sink the newest batch ran with; the record names the one the
     // last run found in the pipeline file, which may have moved since.
     let connector = pipeline.sink.connector();
-    if (connector.kind(), connector.location()) != (record.kind.as_str(), record.path.clone()) {
+    if as_written.is_some_and(|(kind, path)| (kind, path) != (&record.kind, &record.path)) {
         view.kind = connector.kind().to_string();
         view.path = connector.location();
         view.next_batches_to = Some(match &record.path {

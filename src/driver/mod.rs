@@ -683,7 +683,7 @@ async fn rebuild_sink_record(
 /// The pipeline file stored in the checkpoint at `location` (given as `spec`) under
 /// `fingerprint`, if it is there, as a run reads it: relative paths against this process's
 /// folder, whatever folder the file ran in.
-async fn stored_pipeline_as_written(
+pub async fn stored_pipeline_as_written(
     location: &Location,
     spec: &str,
     fingerprint: &str,

@@ -5695,6 +5695,9 @@ fn a_checkpoint_with_relative_paths_is_read_from_another_folder() {
     );
     let out = run_bin(&["inspect", &ckpt], elsewhere.path());
     assert!(out.status.success(), "{}", stderr(&out));
+    // Relative paths as written are no moved sink.
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(!shown.contains("the sink moved"), "{shown}");
     let out = run_bin(&["rewind", &ckpt, "--to", "0"], elsewhere.path());
     assert!(out.status.success(), "{}", stderr(&out));
     // Batch 1 was taken back from the sink it went to, not from the other folder's `out`.
