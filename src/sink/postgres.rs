@@ -1257,8 +1257,20 @@ impl Sink for PostgresSink {
             .transaction()
             .await
             .map_err(|e| self.error(describe(&e)))?;
-        let removed = tx
-            .execute(
+        // A table without the batch column (or none at all) took no batch of this sink's: a
+        // batch that failed there before writing (another table named by mistake) has nothing
+        // to take back from it.
+        let holds_batches = tx
+            .query_opt(
+                "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 \
+                 AND attnum > 0 AND NOT attisdropped",
+                &[&quote_path(&self.table), batch_column],
+            )
+            .await
+            .map_err(|e| self.error(format!("taking batch {batch} back: {}", describe(&e))))?
+            .is_some();
+        let removed = if holds_batches {
+            tx.execute(
                 &format!(
                     "DELETE FROM {} WHERE {} = $1",
                     quote_path(&self.table),
@@ -1267,7 +1279,10 @@ impl Sink for PostgresSink {
                 &[&n],
             )
             .await
-            .map_err(|e| self.error(format!("taking batch {batch} back: {}", describe(&e))))?;
+            .map_err(|e| self.error(format!("taking batch {batch} back: {}", describe(&e))))?
+        } else {
+            0
+        };
         tx.execute(
             &format!(
                 "UPDATE {} SET batch = $2::bigint - 1 WHERE pipeline = $1::text AND batch >= $2::bigint",

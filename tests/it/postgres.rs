@@ -1014,3 +1014,57 @@ async fn a_dropped_table_is_not_made_anew_under_committed_batches() {
         .get::<_, i64>(0);
     assert_eq!(rows as usize, expected.len());
 }
+
+/// Walk 15 (F2): `table:` pointed by mistake at another table that exists (without the batch
+/// column) failed its batch, and the rewind the message advises failed too ("column does not
+/// exist"), every run after it then stuck. A table without the batch column took no batch of
+/// this sink's: the rewind takes nothing from it and goes on, and the right table runs on.
+#[tokio::test]
+async fn a_batch_failed_on_a_mistaken_table_is_taken_back_as_advised() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let table = unique_table("right");
+    let other = unique_table("other");
+    client(server())
+        .await
+        .batch_execute(&format!("CREATE TABLE {other} (name text, total bigint)"))
+        .await
+        .expect("another table");
+    let yaml = format!(
+        "name: mistaken\ncheckpoint: {ckpt}\nsources:\n{source}query: |\n  {QUERY}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n  batch_column: b\n",
+        ckpt = ws.p("ckpt"),
+        source = files_source(&ws),
+        url = server(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    write_clicks(&ws.path("in"), "json", 1, 40, 1);
+    let mistaken = write_pipeline(
+        &ws,
+        &yaml.replace(&format!("table: {table}\n"), &format!("table: {other}\n")),
+    );
+    let failed = sluice_run(&mistaken);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    let pipeline = write_pipeline(&ws, &yaml);
+    let pending = sluice_run(&pipeline);
+    let said = stderr(&pending);
+    let advised = said
+        .split('`')
+        .find(|part| part.starts_with("sluice rewind"))
+        .expect("the rewind to run")
+        .to_string();
+    let args: Vec<&str> = advised.split_whitespace().skip(1).collect();
+    let rewound = run_bin(&args, ws.dir.path());
+    assert!(rewound.status.success(), "{advised}: {}", stderr(&rewound));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    let rows = client(server())
+        .await
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count")
+        .get::<_, i64>(0);
+    assert_eq!(rows as usize, expected.len());
+}
