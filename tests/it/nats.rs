@@ -406,3 +406,57 @@ async fn the_nats_to_postgres_example_upserts_each_window_once() {
         expected
     );
 }
+
+/// Walk 15 (F4): messages purged from the stream after a batch planned them stopped every run,
+/// with no option and no next step (Kafka's `fail_on_data_loss` was refused as unknown). The
+/// message names the option; set, and the pending batch taken back as the run then advises,
+/// the run skips what is gone, counts it, and reads on.
+#[tokio::test]
+async fn messages_gone_before_their_batch_is_read_can_be_skipped() {
+    let ws = Workspace::new();
+    let stream = unique("gone");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    publish(&js, &format!("{stream}.x"), &clicks_json(&ws, 0, 40)).await;
+    let file = pipeline(&ws, &stream, "");
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 40 more, gone before they are read (batch 1 plans them with the 40 after).
+    let gone = Workspace::new();
+    publish(&js, &format!("{stream}.x"), &clicks_json(&gone, 40, 40)).await;
+    js.get_stream(stream.as_str())
+        .await
+        .expect("stream")
+        .purge()
+        .await
+        .expect("purge");
+    publish(&js, &format!("{stream}.x"), &clicks_json(&ws, 80, 40)).await;
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sequences 41 to 80 (of the batch's 41 to 120) are gone")
+            && stderr(&out).contains("Set `fail_on_data_loss: false` on the source"),
+        "{}",
+        stderr(&out)
+    );
+    let file = pipeline(&ws, &stream, "    fail_on_data_loss: false\n");
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    let said = stderr(&out);
+    let advised = said
+        .split('`')
+        .find(|part| part.starts_with("sluice rewind"))
+        .unwrap_or_else(|| panic!("a rewind to run: {said}"))
+        .to_string();
+    let args: Vec<&str> = advised.split_whitespace().skip(1).collect();
+    let out = run_bin(&args, ws.dir.path());
+    assert!(out.status.success(), "{advised}: {}", stderr(&out));
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("skipping what is gone"),
+        "{}",
+        stderr(&out)
+    );
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(sink_rows(&ws.path("out")).await, expected);
+}

@@ -107,6 +107,10 @@ fn earliest() -> StartingSequence {
     StartingSequence::Earliest
 }
 
+fn fail_on_data_loss() -> bool {
+    true
+}
+
 /// The settings of a NATS JetStream source.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,6 +145,12 @@ pub struct NatsConfig {
     /// With `json` or `csv`: the unit of a number in a declared `timestamp` column.
     #[serde(default)]
     pub epoch_unit: Option<EpochUnit>,
+    /// Fail a batch whose messages are partly gone from the stream (its limits or a purge
+    /// removed them before the batch was read), naming them; with false, skip what is gone and
+    /// count it as skipped rows. True by default (Spark's `failOnDataLoss`, as the Kafka
+    /// source's).
+    #[serde(default = "fail_on_data_loss")]
+    pub fail_on_data_loss: bool,
     /// Retries of each request to the server and of each batch's read.
     #[serde(default)]
     pub retry: RetrySettings,
@@ -836,18 +846,34 @@ impl Source for NatsSource {
         }
         // Messages gone from the front of the stream since the batch was planned.
         let now = self.stream_state().await?;
+        let mut skipped = 0;
+        let mut from = from;
         if now.first > from {
-            return Err(self.error(format!(
-                "sequences {} of the batch's {} are gone from the stream (its limits or a \
-                 purge removed them), so the batch cannot be read as it was; the stream now \
-                 starts at {}",
+            let gone = format!(
+                "the messages at sequences {} (of the batch's {}) are gone from the stream (its limits or a purge \
+                 removed them before the batch was read; the stream now starts at {})",
                 crate::vocab::span(from, (now.first - 1).min(end.sequence)),
                 crate::vocab::span(from, end.sequence),
                 now.first
-            )));
+            );
+            if self.config.fail_on_data_loss {
+                return Err(self.error(format!(
+                    "{gone}, so the batch cannot be read as it was planned. Set \
+                     `fail_on_data_loss: false` on the source to skip what is gone (counted as \
+                     skipped rows) and read on"
+                )));
+            }
+            tracing::warn!("source `{}`: skipping what is gone: {gone}", self.name);
+            skipped = now.first.min(end.sequence + 1) - from;
+            from = now.first;
+            if from > end.sequence {
+                return Ok(BatchInput {
+                    skipped,
+                    ..BatchInput::empty(schema)
+                });
+            }
         }
         let messages = self.fetch(from, end.sequence).await?;
-        let mut skipped = 0;
         let mut unknown = (0, BTreeSet::new());
         let batches = self.rows(&messages, &schema, &mut skipped, &mut unknown)?;
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
