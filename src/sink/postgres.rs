@@ -232,10 +232,27 @@ impl SinkConnector for PostgresSinkConfig {
     /// Connects once before a run plans a batch, so that a server it cannot reach (a wrong
     /// `url`, a server down) stops the run before a batch is planned: a planned batch keeps
     /// the pipeline file it was planned with, and a corrected `url` then takes effect at once.
+    /// An append into a table another pipeline's progress row claims is refused here too,
+    /// before a batch is planned, so that a refused new checkpoint is left with nothing.
     async fn preflight(&self, ctx: &SinkContext<'_>, _create_only: bool) -> Result<(), SinkError> {
         let sink = self.sink(ctx)?;
         let mut guard = sink.live.lock().await;
-        sink.live(&mut guard, None).await.map(|_| ())
+        let live = sink.live(&mut guard, None).await?;
+        if sink.mode != Mode::Append || !live.targets {
+            return Ok(());
+        }
+        let fatal = |e: Failure| match e {
+            Failure::Fatal(e) => e,
+            Failure::Retry(text) => sink.error(text),
+        };
+        let tx = live
+            .client
+            .transaction()
+            .await
+            .map_err(|e| sink.error(describe(&e)))?;
+        let target = sink.resolved_table(&tx).await.map_err(fatal)?;
+        sink.check_table_owner(&tx, &target).await.map_err(fatal)?;
+        tx.rollback().await.map_err(|e| sink.error(describe(&e)))
     }
 
     fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {

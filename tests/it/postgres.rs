@@ -770,6 +770,8 @@ async fn a_new_checkpoint_over_a_table_another_pipeline_fills_is_refused() {
         "{said}"
     );
     assert_eq!(count(client(server()).await).await, expected.len());
+    // Refused before a batch is planned (walk 15, F3): the new checkpoint is not left behind.
+    assert!(!ws.path("ckpt").exists(), "a refused new checkpoint left behind");
 
     // The advice, followed: the table is filled once, by the new checkpoint.
     let statements = said
