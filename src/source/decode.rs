@@ -3300,32 +3300,35 @@ mod tests {
         );
     }
 
+    /// The columns and types inferred from CSV `text`.
+    fn csv_types(text: &str, on_error: OnError) -> Vec<(String, DataType)> {
+        infer_schema(
+            "a.csv",
+            &Bytes::from(text.to_string()),
+            FileFormat::Csv,
+            on_error,
+            b',',
+        )
+        .expect("infer")
+        .expect("columns")
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect()
+    }
+
     /// Walk 14 (F6): a CSV row with too few fields failed inference even under `on_error:
     /// skip` (Arrow's "Expected 3 records, found 2 records"), where decoding skips and counts
     /// it: inference reads past it under skip, and names its line under fail.
     #[test]
     fn csv_inference_reads_past_a_malformed_row_under_skip() {
         let text = "id,name,amt\n1,a,1.5\n\n  \n2,b\n3,c,2.5\n";
-        let inferred = infer_schema(
-            "a.csv",
-            &Bytes::from(text),
-            FileFormat::Csv,
-            OnError::Skip,
-            b',',
-        )
-        .expect("infer")
-        .expect("columns");
-        let types: Vec<(&str, &DataType)> = inferred
-            .fields()
-            .iter()
-            .map(|f| (f.name().as_str(), f.data_type()))
-            .collect();
         assert_eq!(
-            types,
+            csv_types(text, OnError::Skip),
             [
-                ("id", &DataType::Int64),
-                ("name", &DataType::Utf8),
-                ("amt", &DataType::Float64)
+                ("id".to_string(), DataType::Int64),
+                ("name".to_string(), DataType::Utf8),
+                ("amt".to_string(), DataType::Float64)
             ]
         );
         let err = infer_schema(

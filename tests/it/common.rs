@@ -430,3 +430,25 @@ pub fn assert_verified(ws: &Workspace, ckpt: &str, batch: u64) {
     let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("replay --json");
     assert_eq!(view["verified"], true, "{view}");
 }
+
+/// The command or statement a message `said` gives between backticks that starts with
+/// `start` (`sluice rewind`, `DELETE FROM`); panics naming the message where there is none.
+pub fn advised(said: &str, start: &str) -> String {
+    said.split('`')
+        .find(|part| part.starts_with(start))
+        .unwrap_or_else(|| panic!("no `{start} ...` in: {said}"))
+        .to_string()
+}
+
+/// Runs the `sluice ...` command that message `said` advises (in `cwd`) and checks it
+/// succeeds.
+pub fn run_advised(said: &str, start: &str, cwd: &Path) {
+    let command = advised(said, start);
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let out = run_bin(&args, cwd);
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

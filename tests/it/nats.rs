@@ -441,15 +441,7 @@ async fn messages_gone_before_their_batch_is_read_can_be_skipped() {
     );
     let file = pipeline(&ws, &stream, "    fail_on_data_loss: false\n");
     let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
-    let said = stderr(&out);
-    let advised = said
-        .split('`')
-        .find(|part| part.starts_with("sluice rewind"))
-        .unwrap_or_else(|| panic!("a rewind to run: {said}"))
-        .to_string();
-    let args: Vec<&str> = advised.split_whitespace().skip(1).collect();
-    let out = run_bin(&args, ws.dir.path());
-    assert!(out.status.success(), "{advised}: {}", stderr(&out));
+    run_advised(&stderr(&out), "sluice rewind", ws.dir.path());
     let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(

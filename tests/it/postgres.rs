@@ -55,6 +55,30 @@ async fn client(url: &str) -> tokio_postgres::Client {
 }
 
 /// A table name no other test uses.
+/// An append pipeline named `name` of the files source into `table` (made where missing),
+/// with `batch_column: b` and the `extra` sink settings (whole lines), on checkpoint `ckpt`.
+fn batch_column_pipeline(ws: &Workspace, name: &str, table: &str, extra: &str) -> String {
+    format!(
+        "name: {name}\ncheckpoint: {ckpt}\nsources:\n{source}query: |\n  {QUERY}\ntrigger: \
+         available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  \
+         create_table: true\n  batch_column: b\n{extra}",
+        ckpt = ws.p("ckpt"),
+        source = files_source(ws),
+        url = server(),
+    )
+}
+
+/// How many rows `table` holds.
+async fn row_count(table: &str) -> usize {
+    let n: i64 = client(server())
+        .await
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count")
+        .get(0);
+    usize::try_from(n).expect("a count")
+}
+
 pub fn unique_table(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
@@ -771,7 +795,10 @@ async fn a_new_checkpoint_over_a_table_another_pipeline_fills_is_refused() {
     );
     assert_eq!(count(client(server()).await).await, expected.len());
     // Refused before a batch is planned (walk 15, F3): the new checkpoint is not left behind.
-    assert!(!ws.path("ckpt").exists(), "a refused new checkpoint left behind");
+    assert!(
+        !ws.path("ckpt").exists(),
+        "a refused new checkpoint left behind"
+    );
 
     // The advice, followed: the table is filled once, by the new checkpoint.
     let statements = said
@@ -907,11 +934,11 @@ async fn a_table_that_lost_its_progress_row_names_the_progress_table() {
     write_clicks(&ws.path("in"), "json", 2, 40, 0);
     let table = unique_table("progress_lost");
     let progress = format!("{table}_progress");
-    let yaml = format!(
-        "name: lost\ncheckpoint: {ckpt}\nsources:\n{source}query: |\n  {QUERY}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n  batch_column: b\n  progress_table: {progress}\n",
-        ckpt = ws.p("ckpt"),
-        source = files_source(&ws),
-        url = server(),
+    let yaml = batch_column_pipeline(
+        &ws,
+        "lost",
+        &table,
+        &format!("  progress_table: {progress}\n"),
     );
     let pipeline = write_pipeline(&ws, &yaml);
     let run = sluice_run(&pipeline);
@@ -943,13 +970,7 @@ async fn a_table_that_lost_its_progress_row_names_the_progress_table() {
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
-    let rows = client(server())
-        .await
-        .query_one(&format!("SELECT count(*) FROM {fresh}"), &[])
-        .await
-        .expect("count")
-        .get::<_, i64>(0);
-    assert_eq!(rows as usize, expected.len());
+    assert_eq!(row_count(&fresh).await, expected.len());
 }
 
 /// Walk 15 (F1): a table dropped between runs was made anew by `create_table: true`, and the
@@ -961,12 +982,7 @@ async fn a_dropped_table_is_not_made_anew_under_committed_batches() {
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 2, 40, 0);
     let table = unique_table("dropped");
-    let yaml = format!(
-        "name: dropped\ncheckpoint: {ckpt}\nsources:\n{source}query: |\n  {QUERY}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n  batch_column: b\n",
-        ckpt = ws.p("ckpt"),
-        source = files_source(&ws),
-        url = server(),
-    );
+    let yaml = batch_column_pipeline(&ws, "dropped", &table, "");
     let pipeline = write_pipeline(&ws, &yaml);
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
@@ -994,27 +1010,16 @@ async fn a_dropped_table_is_not_made_anew_under_committed_batches() {
         .get(0);
     assert!(!exists, "not made anew");
     // The way out, followed: the progress row dropped, a new checkpoint.
-    let statement = said
-        .split('`')
-        .find(|part| part.starts_with("DELETE FROM"))
-        .expect("the statement to run")
-        .to_string();
     client(server())
         .await
-        .batch_execute(&statement)
+        .batch_execute(&advised(&said, "DELETE FROM"))
         .await
         .expect("the advice runs");
     let pipeline = write_pipeline(&ws, &yaml.replace(&ws.p("ckpt"), &ws.p("ckpt2")));
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
-    let rows = client(server())
-        .await
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await
-        .expect("count")
-        .get::<_, i64>(0);
-    assert_eq!(rows as usize, expected.len());
+    assert_eq!(row_count(&table).await, expected.len());
 }
 
 /// Walk 15 (F2): `table:` pointed by mistake at another table that exists (without the batch
@@ -1032,12 +1037,7 @@ async fn a_batch_failed_on_a_mistaken_table_is_taken_back_as_advised() {
         .batch_execute(&format!("CREATE TABLE {other} (name text, total bigint)"))
         .await
         .expect("another table");
-    let yaml = format!(
-        "name: mistaken\ncheckpoint: {ckpt}\nsources:\n{source}query: |\n  {QUERY}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n  batch_column: b\n",
-        ckpt = ws.p("ckpt"),
-        source = files_source(&ws),
-        url = server(),
-    );
+    let yaml = batch_column_pipeline(&ws, "mistaken", &table, "");
     let pipeline = write_pipeline(&ws, &yaml);
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
@@ -1050,23 +1050,9 @@ async fn a_batch_failed_on_a_mistaken_table_is_taken_back_as_advised() {
     assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
     let pipeline = write_pipeline(&ws, &yaml);
     let pending = sluice_run(&pipeline);
-    let said = stderr(&pending);
-    let advised = said
-        .split('`')
-        .find(|part| part.starts_with("sluice rewind"))
-        .expect("the rewind to run")
-        .to_string();
-    let args: Vec<&str> = advised.split_whitespace().skip(1).collect();
-    let rewound = run_bin(&args, ws.dir.path());
-    assert!(rewound.status.success(), "{advised}: {}", stderr(&rewound));
+    run_advised(&stderr(&pending), "sluice rewind", ws.dir.path());
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
-    let rows = client(server())
-        .await
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await
-        .expect("count")
-        .get::<_, i64>(0);
-    assert_eq!(rows as usize, expected.len());
+    assert_eq!(row_count(&table).await, expected.len());
 }
