@@ -632,12 +632,7 @@ fn csv_records_that_fit(
     let mut fitting = bytes[..header_end].to_vec();
     let (mut pos, mut line) = (header_end, 2);
     while pos < bytes.len() {
-        // Blank lines and the line ends before a record are no record.
-        while let Some(b) = bytes.get(pos).filter(|b| matches!(b, b'\r' | b'\n')) {
-            line += usize::from(*b == b'\n');
-            pos += 1;
-        }
-        if pos == bytes.len() {
+        if !past_line_ends(bytes, &mut pos, &mut line) {
             break;
         }
         let mut decoder = arrow_csv::ReaderBuilder::new(Arc::clone(&text))
@@ -1948,6 +1943,17 @@ fn csv_fast(bytes: &Bytes, schema: &SchemaRef, csv: Csv) -> Result<Vec<RecordBat
         .collect()
 }
 
+/// Moves `pos` past the line ends before a CSV record (the `\n` of a CRLF the last record
+/// ended on the `\r` of, blank lines), counting `line`, so that `line` is the record's own and
+/// a skip starts from it; `false` at the end of `bytes`.
+fn past_line_ends(bytes: &[u8], pos: &mut usize, line: &mut usize) -> bool {
+    while let Some(b) = bytes.get(*pos).filter(|b| matches!(b, b'\r' | b'\n')) {
+        *line += usize::from(*b == b'\n');
+        *pos += 1;
+    }
+    *pos < bytes.len()
+}
+
 /// Goes record by record after the header line.
 fn csv_slow(
     file: &str,
@@ -1970,13 +1976,7 @@ fn csv_slow(
     let mut pos = header_end;
     let mut line = 2;
     while pos < bytes.len() {
-        // Line ends before the record (the `\n` of a CRLF the last record ended on the `\r`
-        // of, blank lines), so that `line` is the record's own and a skip starts from it.
-        while let Some(b) = bytes.get(pos).filter(|b| matches!(b, b'\r' | b'\n')) {
-            line += usize::from(*b == b'\n');
-            pos += 1;
-        }
-        if pos == bytes.len() {
+        if !past_line_ends(bytes, &mut pos, &mut line) {
             break;
         }
         let mut decoder = arrow_csv::ReaderBuilder::new(times_as_text(schema, epoch))
