@@ -1451,12 +1451,20 @@ impl<'a> Driver<'a> {
             if changes.is_empty() {
                 changes.push("the columns' order".into());
             }
+            let connector = self.pipeline.sink.connector();
+            let (_, fresh) = connector.lost_records();
+            // A table sink takes other columns only once the table has them.
+            let table = if connector.kind() == "postgres" {
+                " (a PostgreSQL table must then have the new columns: `ALTER TABLE` it first)"
+            } else {
+                ""
+            };
             return Err(Error::Usage(format!(
                 "the query's output changed under a sink that holds batches of other columns \
                  ({}): it was ({}), it is now ({}); the sink's batches would no longer read as one \
-                 table. Write to a new sink path, undo the change (to the query, or to a \
-                 source's schema or files that changed its columns' types), or set \
-                 `allow_output_schema_change: true` to write the new columns anyway",
+                 table. Write to {fresh}, undo the change (to the query, or to a source's schema \
+                 or files that changed its columns' types), or set \
+                 `allow_output_schema_change: true` to write the new columns anyway{table}",
                 changes.join(", "),
                 shown(before),
                 shown(&planned)
