@@ -712,20 +712,31 @@ impl PostgresSink {
             .map_err(|e| self.failure(&e, "reading the table's columns"))?;
         let table = quote_path(&self.table);
         if existing.is_empty() {
-            // Batches this pipeline committed went into a table that is gone (dropped or
-            // renamed since): one made anew would hold none of their rows.
-            let progress_table: bool = live
-                .client
-                .query_one(
-                    "SELECT to_regclass($1) IS NOT NULL",
-                    &[&quote_path(&self.config.progress_table)],
-                )
-                .await
-                .map_err(|e| self.failure(&e, "looking for the progress table"))?
-                .get(0);
-            if progress_table
-                && let Some((batch, ..)) = self.progress(live).await.map_err(Failure::Fatal)?
-            {
+            // Batches this pipeline committed went into this table, gone since (dropped or
+            // renamed): one made anew would hold none of their rows. Not where the progress
+            // row names another table (the sink moved to a new one), nor where it records no
+            // table (a progress table without `target`).
+            let (schema, name) = match self.table.split_once('.') {
+                Some((schema, name)) => (Some(schema), name),
+                None => (None, self.table.as_str()),
+            };
+            let committed_here = match live.targets {
+                true => live
+                    .client
+                    .query_opt(
+                        &format!(
+                            "SELECT batch FROM {} WHERE pipeline = $1 AND target = \
+                             format('%I.%I', coalesce($2::text, current_schema()), $3::text)",
+                            quote_path(&self.config.progress_table)
+                        ),
+                        &[&self.progress_key, &schema, &name],
+                    )
+                    .await
+                    .map_err(|e| self.failure(&e, "reading the progress table"))?
+                    .map(|row| row.get::<_, i64>(0)),
+                false => None,
+            };
+            if let Some(batch) = committed_here {
                 return Err(Failure::Fatal(SinkError::Lost {
                     kind: KIND.name,
                     reason: format!(

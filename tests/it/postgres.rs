@@ -1056,3 +1056,37 @@ async fn a_batch_failed_on_a_mistaken_table_is_taken_back_as_advised() {
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     assert_eq!(row_count(&table).await, expected.len());
 }
+
+/// Walk 16 (B): after the refusal of a dropped table, moving the sink to a new table on the
+/// same checkpoint (as a schema-change refusal advises) was refused as "dropped or renamed":
+/// the check looked at the pipeline's progress row, not at which table it names. A new table
+/// is made and takes the next batch; the old one keeps the batches it took.
+#[tokio::test]
+async fn a_sink_moved_to_a_new_table_is_made_and_takes_the_next_batch() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let table = unique_table("before");
+    let moved = unique_table("after");
+    let yaml = batch_column_pipeline(&ws, "moved", &table, "");
+    let run = sluice_run(&write_pipeline(&ws, &yaml));
+    assert!(run.status.success(), "{}", stderr(&run));
+    let first = row_count(&table).await;
+    write_clicks(&ws.path("in"), "json", 1, 40, 1);
+    let pipeline = write_pipeline(
+        &ws,
+        &yaml.replace(&format!("table: {table}\n"), &format!("table: {moved}\n")),
+    );
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(
+        row_count(&table).await,
+        first,
+        "the old table keeps its batch"
+    );
+    assert_eq!(
+        row_count(&table).await + row_count(&moved).await,
+        expected.len()
+    );
+    assert!(row_count(&moved).await > 0);
+}
