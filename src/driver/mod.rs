@@ -1453,12 +1453,7 @@ impl<'a> Driver<'a> {
             }
             let connector = self.pipeline.sink.connector();
             let (_, fresh) = connector.lost_records();
-            // A table sink takes other columns only once the table has them.
-            let table = if connector.kind() == "postgres" {
-                " (a PostgreSQL table must then have the new columns: `ALTER TABLE` it first)"
-            } else {
-                ""
-            };
+            let table = connector.schema_change_note();
             return Err(Error::Usage(format!(
                 "the query's output changed under a sink that holds batches of other columns \
                  ({}): it was ({}), it is now ({}); the sink's batches would no longer read as one \

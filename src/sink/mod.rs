@@ -162,6 +162,13 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
         )
     }
 
+    /// What `allow_output_schema_change` further needs of this sink before it takes other
+    /// columns (a table's `ALTER TABLE`), as a parenthesis for the refusal's advice; empty
+    /// where nothing.
+    fn schema_change_note(&self) -> &'static str {
+        ""
+    }
+
     /// The columns an update-mode sink writes each row over the row of (`key:`), for the
     /// check that they are the query's group keys; `None` for a sink without keys.
     fn update_key(&self) -> Option<Vec<String>> {

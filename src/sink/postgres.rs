@@ -193,6 +193,10 @@ impl SinkConnector for PostgresSinkConfig {
         self.batch_column.is_some()
     }
 
+    fn schema_change_note(&self) -> &'static str {
+        " (a PostgreSQL table must then have the new columns: `ALTER TABLE` it first)"
+    }
+
     fn lost_records(&self) -> (String, &'static str) {
         (
             format!(

@@ -537,7 +537,7 @@ fn sigkill_loop_loses_and_doubles_nothing() {
 /// batch SQL's closed windows. Run it with
 /// `cargo nextest run --run-ignored only sigkill_soak` (a few minutes).
 #[test]
-#[ignore = "a soak of a few minutes; run it on purpose"]
+#[ignore = "a soak of a few minutes: cargo nextest run --run-ignored only sigkill_soak"]
 fn sigkill_soak() {
     use rand::{Rng, SeedableRng};
     let target: u64 = std::env::var("SLUICE_SOAK_KILLS")
