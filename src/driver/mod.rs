@@ -1288,9 +1288,11 @@ impl<'a> Driver<'a> {
         // would fail there too, where this planning cannot tell).
         if let Ok(output) = self.engine.output_schema(&self.pipeline.query).await {
             // A sink's refusal of the query's columns is a mistake in the pipeline file.
+            let shown = self.checkpoint.location().to_string();
             self.sink
                 .check_output(&output)
-                .map_err(|e| Error::Usage(e.to_string()))?;
+                .await
+                .map_err(|e| Error::Usage(e.to_string().replace("<checkpoint>", &shown)))?;
             self.check_update_key(&output).await?;
             self.check_output_schema(&output).await?;
         }

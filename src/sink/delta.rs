@@ -1076,7 +1076,7 @@ impl Sink for DeltaSink {
         }))
     }
 
-    fn check_output(&self, schema: &SchemaRef) -> Result<(), SinkError> {
+    async fn check_output(&self, schema: &SchemaRef) -> Result<(), SinkError> {
         for field in schema.fields() {
             check_column_name(field).map_err(|e| self.error(e))?;
         }

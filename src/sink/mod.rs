@@ -604,7 +604,7 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
     /// Checks, once the query is planned and before its first batch, that the sink can take
     /// output of `schema` (a column type the sink's server has no type for is refused here,
     /// naming the column).
-    fn check_output(&self, _schema: &SchemaRef) -> Result<(), SinkError> {
+    async fn check_output(&self, _schema: &SchemaRef) -> Result<(), SinkError> {
         Ok(())
     }
 }

@@ -245,10 +245,7 @@ impl SinkConnector for PostgresSinkConfig {
         if sink.mode != Mode::Append || !live.targets {
             return Ok(());
         }
-        let fatal = |e: Failure| match e {
-            Failure::Fatal(e) => e,
-            Failure::Retry(text) => sink.error(text),
-        };
+        let fatal = |e: Failure| sink.fatal(e);
         let tx = live
             .client
             .transaction()
@@ -346,8 +343,9 @@ struct Live {
     epoch: Option<u64>,
     /// The table's columns were checked against this schema.
     checked: Option<SchemaRef>,
-    /// Whether the progress table has its `target` column (each row's table), by which a
-    /// table another pipeline writes is refused.
+    /// Whether the progress table has its `target` and `relation` columns (each row's
+    /// table, by name and by `oid`), by which a table another pipeline writes, and one
+    /// dropped since this pipeline wrote it, are refused.
     targets: bool,
 }
 
@@ -447,6 +445,15 @@ impl PostgresSink {
 
     /// The name sessions of this pipeline's run of `epoch` give themselves (at most 63
     /// bytes); an operator command's session has a name no run ends.
+    /// A failure as the error a check before any batch reports: there is no attempt to
+    /// repeat there, so a retriable one is reported as it is.
+    fn fatal(&self, failure: Failure) -> SinkError {
+        match failure {
+            Failure::Fatal(e) => e,
+            Failure::Retry(text) => self.error(text),
+        }
+    }
+
     fn application_name(&self, epoch: Option<u64>) -> String {
         match epoch {
             Some(epoch) => format!("sluice:{}:{epoch}", self.pipeline.simple()),
@@ -530,7 +537,8 @@ impl PostgresSink {
                     epoch bigint NOT NULL,
                     rows bigint NOT NULL,
                     committed_at timestamptz NOT NULL DEFAULT now(),
-                    target text)"
+                    target text,
+                    relation oid)"
                 ))
                 .await
                 .or_else(|e| {
@@ -554,10 +562,12 @@ impl PostgresSink {
         })
     }
 
-    /// Whether the progress table `progress` records each row's table (its `target`
-    /// column), adding the column to a table made before it was recorded where `alter` (a
-    /// run's session; an operator command's changes nothing). Without the right to add it,
-    /// the run goes on without the check it serves, saying so.
+    /// Whether the progress table `progress` records each row's table (its `target` column,
+    /// the table's name, and `relation`, the table's `oid`, which a table dropped and made
+    /// anew under the same name does not keep), adding the columns to a table made before
+    /// they were recorded where `alter` (a run's session; an operator command's changes
+    /// nothing). Without the right to add them, the run goes on without the checks they
+    /// serve, saying so.
     async fn progress_targets(
         &self,
         client: &tokio_postgres::Client,
@@ -566,8 +576,8 @@ impl PostgresSink {
     ) -> Result<bool, Failure> {
         let has = client
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = \
-                 to_regclass($1::text) AND attname = 'target' AND NOT attisdropped)",
+                "SELECT count(*) = 2 FROM pg_attribute WHERE attrelid = to_regclass($1::text) \
+                 AND attname IN ('target', 'relation') AND NOT attisdropped",
                 &[&progress],
             )
             .await
@@ -578,15 +588,17 @@ impl PostgresSink {
         }
         match client
             .batch_execute(&format!(
-                "ALTER TABLE {progress} ADD COLUMN IF NOT EXISTS target text"
+                "ALTER TABLE {progress} ADD COLUMN IF NOT EXISTS target text, \
+                 ADD COLUMN IF NOT EXISTS relation oid"
             ))
             .await
         {
             Ok(()) => Ok(true),
             Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
                 tracing::warn!(
-                    "PostgreSQL sink: cannot add the `target` column to {progress} ({}): a new \
-                     checkpoint over a table another pipeline writes is not refused",
+                    "PostgreSQL sink: cannot add the `target` and `relation` columns to \
+                     {progress} ({}): a new checkpoint over a table another pipeline writes, \
+                     and a table dropped since this pipeline wrote it, are not refused",
                     describe(&e)
                 );
                 Ok(false)
@@ -698,12 +710,120 @@ impl PostgresSink {
         }
     }
 
-    /// Checks (and with `create_table`, makes) the table for the output's `schema`.
-    async fn prepare_table(&self, live: &mut Live, schema: &SchemaRef) -> Result<(), Failure> {
-        if live.checked.as_ref() == Some(schema) {
+    /// Refuses a table that lost the batches this pipeline committed into it: its progress
+    /// row names this table, but the table is gone (dropped or renamed), or it is another
+    /// table under the same name (its `oid` is not the one recorded: dropped and made anew)
+    /// that holds none of their rows (none with `batch_column` up to the row's batch; with
+    /// none, no row at all). A table made anew that holds rows was restored, and is written
+    /// on. Nothing where the progress row names another table (the sink moved) or records
+    /// none (a progress table without `target`). `columns`: the table's columns, as it has
+    /// them now.
+    async fn check_committed_table(
+        &self,
+        live: &Live,
+        columns: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), Failure> {
+        if !live.targets {
             return Ok(());
         }
-        let columns = pg_columns(schema).map_err(|e| Failure::Fatal(self.error(e)))?;
+        let progress = quote_path(&self.config.progress_table);
+        let (schema, name) = match self.table.split_once('.') {
+            Some((schema, name)) => (Some(schema), name),
+            None => (None, self.table.as_str()),
+        };
+        let Some(row) = live
+            .client
+            .query_opt(
+                &format!(
+                    "SELECT batch, relation, to_regclass(target)::oid FROM {progress} \
+                     WHERE pipeline = $1 AND target = \
+                     format('%I.%I', coalesce($2::text, current_schema()), $3::text)"
+                ),
+                &[&self.progress_key, &schema, &name],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "reading the progress table"))?
+        else {
+            return Ok(());
+        };
+        let batch: i64 = row.get(0);
+        let (recorded, current): (Option<u32>, Option<u32>) = (row.get(1), row.get(2));
+        let table = quote_path(&self.table);
+        let start_over = format!(
+            "to start this pipeline over, drop its progress row (`DELETE FROM {progress} WHERE \
+             pipeline = '{}';`) and run it on a new checkpoint (delete the folder <checkpoint>, \
+             or give `--checkpoint` a new one)",
+            self.progress_key
+        );
+        let Some(current) = current else {
+            return Err(Failure::Fatal(SinkError::Lost {
+                kind: KIND.name,
+                reason: format!(
+                    "the table {table} does not exist, but the progress table `{}` records \
+                     that this pipeline committed batches up to {batch} into it: it was \
+                     dropped or renamed since, and a table made anew would hold none of their \
+                     rows. Restore the table; or, {start_over} (the table is then made anew)",
+                    self.config.progress_table,
+                ),
+            }));
+        };
+        if recorded.is_none_or(|recorded| recorded == current) {
+            return Ok(());
+        }
+        let (holds, which) = match &self.config.batch_column {
+            // A table made anew without the batch column holds none of the batches.
+            Some(column) if !columns.contains_key(column) => {
+                (false, format!(" (it has no `{column}` column)"))
+            }
+            Some(column) => (
+                live.client
+                    .query_one(
+                        &format!(
+                            "SELECT EXISTS (SELECT 1 FROM {table} WHERE {} <= $1)",
+                            quote(column)
+                        ),
+                        &[&batch],
+                    )
+                    .await
+                    .map_err(|e| self.failure(&e, "reading the table"))?
+                    .get::<_, bool>(0),
+                format!(" (no row with `{column}` up to {batch})"),
+            ),
+            None => (
+                live.client
+                    .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[])
+                    .await
+                    .map_err(|e| self.failure(&e, "reading the table"))?
+                    .get::<_, bool>(0),
+                " (it is empty)".to_string(),
+            ),
+        };
+        if holds {
+            tracing::info!(
+                "PostgreSQL sink: {table} was made anew since batch {batch} and holds rows of \
+                 the batches before: taken as restored"
+            );
+            return Ok(());
+        }
+        Err(Failure::Fatal(SinkError::Lost {
+            kind: KIND.name,
+            reason: format!(
+                "the table {table} was dropped and made anew since this pipeline committed \
+                 batches up to {batch} into it (the progress table `{}` records the table it \
+                 wrote, and this is another one under the same name), and it holds none of \
+                 their rows{which}: writing on would leave them out. Put their rows back; or, \
+                 {start_over}; or, to write on with those batches left out of it, \
+                 `UPDATE {progress} SET relation = NULL WHERE pipeline = '{}';`",
+                self.config.progress_table, self.progress_key
+            ),
+        }))
+    }
+
+    /// The table's columns and their `pg_type.typname`s; none where it does not exist.
+    async fn table_columns(
+        &self,
+        live: &Live,
+    ) -> Result<std::collections::BTreeMap<String, String>, Failure> {
         let existing = live
             .client
             .query(
@@ -714,54 +834,75 @@ impl PostgresSink {
             )
             .await
             .map_err(|e| self.failure(&e, "reading the table's columns"))?;
-        let table = quote_path(&self.table);
-        if existing.is_empty() {
-            // Batches this pipeline committed went into this table, gone since (dropped or
-            // renamed): one made anew would hold none of their rows. Not where the progress
-            // row names another table (the sink moved to a new one), nor where it records no
-            // table (a progress table without `target`).
-            let (schema, name) = match self.table.split_once('.') {
-                Some((schema, name)) => (Some(schema), name),
-                None => (None, self.table.as_str()),
-            };
-            let committed_here = match live.targets {
-                true => live
-                    .client
-                    .query_opt(
-                        &format!(
-                            "SELECT batch FROM {} WHERE pipeline = $1 AND target = \
-                             format('%I.%I', coalesce($2::text, current_schema()), $3::text)",
-                            quote_path(&self.config.progress_table)
-                        ),
-                        &[&self.progress_key, &schema, &name],
-                    )
-                    .await
-                    .map_err(|e| self.failure(&e, "reading the progress table"))?
-                    .map(|row| row.get::<_, i64>(0)),
-                false => None,
-            };
-            if let Some(batch) = committed_here {
-                return Err(Failure::Fatal(SinkError::Lost {
-                    kind: KIND.name,
-                    reason: format!(
-                        "the table {table} does not exist, but the progress table `{}` records \
-                         that this pipeline committed batches up to {batch} into it: it was \
-                         dropped or renamed since, and a table made anew would hold none of \
-                         their rows. Restore the table; or, to start this pipeline over, drop \
-                         its progress row (`DELETE FROM {} WHERE pipeline = '{}';`) and run it \
-                         on a new checkpoint (the table is then made anew)",
-                        self.config.progress_table,
-                        quote_path(&self.config.progress_table),
-                        self.progress_key
-                    ),
-                }));
+        Ok(existing
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect())
+    }
+
+    /// Checks the table for the output's `schema`: its columns take the query's, and it has
+    /// not lost the batches this pipeline committed into it (`check_committed_table`).
+    /// `Ok(false)` where it does not exist and `create_table` is set (`prepare_table` makes
+    /// it); refused where it does not exist and is not to be made.
+    async fn check_table(&self, live: &Live, schema: &SchemaRef) -> Result<bool, Failure> {
+        let columns = pg_columns(schema).map_err(|e| Failure::Fatal(self.error(e)))?;
+        let have = self.table_columns(live).await?;
+        self.check_committed_table(live, &have).await?;
+        for k in &self.config.key {
+            if schema.index_of(k).is_err() {
+                return Err(Failure::Fatal(
+                    self.error(super::key_not_in_query(k, schema)),
+                ));
             }
+        }
+        if have.is_empty() {
             if !self.config.create_table {
                 return Err(Failure::Fatal(self.error(
                     "the table does not exist; make it, or set `create_table: true` to make it \
                      from the query's columns",
                 )));
             }
+            return Ok(false);
+        }
+        for c in &columns {
+            match have.get(&c.name) {
+                None => {
+                    return Err(Failure::Fatal(self.error(format!(
+                        "the query's column `{}` is not a column of the table (its \
+                         columns: {})",
+                        c.name,
+                        have.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ))));
+                }
+                Some(typname) if !c.accepts.iter().any(|a| a == typname) => {
+                    return Err(Failure::Fatal(self.error(format!(
+                        "column `{}` is {typname} in the table, but the query gives {} \
+                         ({}); cast it in the query",
+                        c.name, c.sql_type, c.arrow
+                    ))));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(batch_column) = &self.config.batch_column
+            && have.get(batch_column).map(String::as_str) != Some("int8")
+        {
+            return Err(Failure::Fatal(self.error(format!(
+                "`batch_column: {batch_column}` must be a bigint column of the table"
+            ))));
+        }
+        Ok(true)
+    }
+
+    /// Checks (`check_table`), and with `create_table` makes, the table for the output's
+    /// `schema`.
+    async fn prepare_table(&self, live: &mut Live, schema: &SchemaRef) -> Result<(), Failure> {
+        if live.checked.as_ref() == Some(schema) {
+            return Ok(());
+        }
+        if !self.check_table(live, schema).await? {
+            let columns = pg_columns(schema).map_err(|e| Failure::Fatal(self.error(e)))?;
+            let table = quote_path(&self.table);
             let mut defs: Vec<String> = columns
                 .iter()
                 .map(|c| format!("{} {}", quote(&c.name), c.sql_type))
@@ -808,45 +949,6 @@ impl PostgresSink {
                     }
                 })
                 .map_err(|e| self.failure(&e, "making the table"))?;
-        } else {
-            let have: std::collections::BTreeMap<String, String> = existing
-                .iter()
-                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-                .collect();
-            for c in &columns {
-                match have.get(&c.name) {
-                    None => {
-                        return Err(Failure::Fatal(self.error(format!(
-                            "the query's column `{}` is not a column of the table (its \
-                             columns: {})",
-                            c.name,
-                            have.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ))));
-                    }
-                    Some(typname) if !c.accepts.iter().any(|a| a == typname) => {
-                        return Err(Failure::Fatal(self.error(format!(
-                            "column `{}` is {typname} in the table, but the query gives {} \
-                             ({}); cast it in the query",
-                            c.name, c.sql_type, c.arrow
-                        ))));
-                    }
-                    Some(_) => {}
-                }
-            }
-            if let Some(batch_column) = &self.config.batch_column
-                && have.get(batch_column).map(String::as_str) != Some("int8")
-            {
-                return Err(Failure::Fatal(self.error(format!(
-                    "`batch_column: {batch_column}` must be a bigint column of the table"
-                ))));
-            }
-        }
-        for k in &self.config.key {
-            if schema.index_of(k).is_err() {
-                return Err(Failure::Fatal(
-                    self.error(super::key_not_in_query(k, schema)),
-                ));
-            }
         }
         live.checked = Some(Arc::clone(schema));
         Ok(())
@@ -876,10 +978,14 @@ impl PostgresSink {
                            rows = EXCLUDED.rows, committed_at = now(){target_set}
                        WHERE p.epoch <= EXCLUDED.epoch AND p.batch < EXCLUDED.batch
                      RETURNING p.batch, p.xmax = 0",
-                    target_column = if targets { ", target" } else { "" },
-                    target_value = if targets { ", $5" } else { "" },
+                    target_column = if targets { ", target, relation" } else { "" },
+                    target_value = if targets {
+                        ", $5, to_regclass($5::text)::oid"
+                    } else {
+                        ""
+                    },
                     target_set = if targets {
-                        ", target = EXCLUDED.target"
+                        ", target = EXCLUDED.target, relation = EXCLUDED.relation"
                     } else {
                         ""
                     },
@@ -1348,14 +1454,29 @@ impl Sink for PostgresSink {
         }))
     }
 
-    fn check_output(&self, schema: &SchemaRef) -> Result<(), SinkError> {
+    /// Refuses, before a batch is planned, a table that lost the batches committed into it
+    /// (`check_committed_table`).
+    async fn check_held(&self, _last: BatchId) -> Result<(), SinkError> {
+        let mut guard = self.live.lock().await;
+        let epoch = guard.as_ref().and_then(|l| l.epoch);
+        let live = self.live(&mut guard, epoch).await?;
+        let columns = self.table_columns(live).await.map_err(|e| self.fatal(e))?;
+        self.check_committed_table(live, &columns)
+            .await
+            .map_err(|e| self.fatal(e))
+    }
+
+    /// Checks the query's columns against the table (`check_table`) before a batch is
+    /// planned, so that a table that cannot take them is refused with nothing planned.
+    async fn check_output(&self, schema: &SchemaRef) -> Result<(), SinkError> {
         pg_columns(schema).map(|_| ()).map_err(|e| self.error(e))?;
-        for k in &self.config.key {
-            if schema.index_of(k).is_err() {
-                return Err(self.error(super::key_not_in_query(k, schema)));
-            }
-        }
-        Ok(())
+        let mut guard = self.live.lock().await;
+        let epoch = guard.as_ref().and_then(|l| l.epoch);
+        let live = self.live(&mut guard, epoch).await?;
+        self.check_table(live, schema)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fatal(e))
     }
 }
 

@@ -1009,6 +1009,10 @@ async fn a_dropped_table_is_not_made_anew_under_committed_batches() {
         .expect("regclass")
         .get(0);
     assert!(!exists, "not made anew");
+    assert!(
+        !ws.path("ckpt/offsets/2").exists(),
+        "refused before batch 2 was planned"
+    );
     // The way out, followed: the progress row dropped, a new checkpoint.
     client(server())
         .await
@@ -1024,10 +1028,10 @@ async fn a_dropped_table_is_not_made_anew_under_committed_batches() {
 
 /// Walk 15 (F2): `table:` pointed by mistake at another table that exists (without the batch
 /// column) failed its batch, and the rewind the message advises failed too ("column does not
-/// exist"), every run after it then stuck. A table without the batch column took no batch of
-/// this sink's: the rewind takes nothing from it and goes on, and the right table runs on.
+/// exist"), every run after it then stuck. Such a table is refused before a batch is planned,
+/// and the right table runs on.
 #[tokio::test]
-async fn a_batch_failed_on_a_mistaken_table_is_taken_back_as_advised() {
+async fn a_mistaken_table_is_refused_before_its_batch_and_the_right_one_runs_on() {
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 1, 40, 0);
     let table = unique_table("right");
@@ -1046,11 +1050,12 @@ async fn a_batch_failed_on_a_mistaken_table_is_taken_back_as_advised() {
         &ws,
         &yaml.replace(&format!("table: {table}\n"), &format!("table: {other}\n")),
     );
+    // Refused before the batch is planned (it was refused once planned, and then needed a
+    // rewind: the rewind of such a table takes nothing from it).
     let failed = sluice_run(&mistaken);
-    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert_eq!(failed.status.code(), Some(2), "{}", stderr(&failed));
+    assert!(!ws.path("ckpt/offsets/1").exists(), "no batch planned");
     let pipeline = write_pipeline(&ws, &yaml);
-    let pending = sluice_run(&pipeline);
-    run_advised(&stderr(&pending), "sluice rewind", ws.dir.path());
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
@@ -1089,4 +1094,153 @@ async fn a_sink_moved_to_a_new_table_is_made_and_takes_the_next_batch() {
         expected.len()
     );
     assert!(row_count(&moved).await > 0);
+}
+
+/// Walk 16 (A): a table dropped and made anew, empty, between runs (a migration, or a user
+/// "restoring" it) was written on with exit 0, the committed batches gone from it without a
+/// word. The progress row records the table's `oid`: a table made anew under the name that
+/// holds none of the committed batches is refused before a batch is planned; one whose rows
+/// were put back is taken as restored and written on.
+#[tokio::test]
+async fn a_table_made_anew_empty_is_refused_and_one_restored_is_written_on() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    let table = unique_table("anew");
+    let yaml = batch_column_pipeline(&ws, "anew", &table, "");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let backup = format!("{table}_backup");
+    client(server())
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE {backup} AS SELECT * FROM {table}; DROP TABLE {table}; \
+             CREATE TABLE {table} (id bigint, page text, amount double precision, b bigint)"
+        ))
+        .await
+        .expect("made anew");
+    write_clicks(&ws.path("in"), "json", 1, 40, 2);
+    let refused = sluice_run(&pipeline);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains("was dropped and made anew since this pipeline committed batches up to 1")
+            && said.contains("no row with `b` up to 1")
+            && said.contains(&format!("delete the folder {}", ws.p("ckpt"))),
+        "{said}"
+    );
+    assert!(
+        !ws.path("ckpt/offsets/2").exists(),
+        "refused before batch 2 was planned"
+    );
+    assert_eq!(row_count(&table).await, 0, "nothing written");
+    // Restored: the rows put back, the run takes it and writes on.
+    client(server())
+        .await
+        .batch_execute(&format!("INSERT INTO {table} SELECT * FROM {backup}"))
+        .await
+        .expect("restore");
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(row_count(&table).await, expected.len());
+    // Made anew again after the restored one took a batch: its `oid` was recorded then.
+    client(server())
+        .await
+        .batch_execute(&format!(
+            "DROP TABLE {table}; \
+             CREATE TABLE {table} (id bigint, page text, amount double precision, b bigint)"
+        ))
+        .await
+        .expect("made anew");
+    write_clicks(&ws.path("in"), "json", 1, 40, 3);
+    let refused = sluice_run(&pipeline);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("up to 2"), "{}", stderr(&refused));
+}
+
+/// Walk 16 (A), in update mode without a batch column: a keyed table made anew, empty, is
+/// refused ("it is empty"); the advice to write on with the old batches left out of it runs,
+/// and the next run writes the new batch's keys.
+#[tokio::test]
+async fn a_keyed_table_made_anew_empty_is_refused_and_the_way_to_write_on_works() {
+    let ws = Workspace::new();
+    std::fs::write(ws.path("in/0.json"), "{\"page\":\"a\",\"v\":1}\n").expect("input");
+    let table = unique_table("keyed_anew");
+    let pipeline = write_pipeline(
+        &ws,
+        &format!(
+            "name: keyed\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: json, schema: {{ page: string, v: bigint }} }}\nquery: SELECT page, count(*) AS n FROM s GROUP BY page\noutput_mode: update\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  key: [page]\n  create_table: true\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            url = server(),
+        ),
+    );
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    client(server())
+        .await
+        .batch_execute(&format!(
+            "DROP TABLE {table}; CREATE TABLE {table} (page text PRIMARY KEY, n bigint)"
+        ))
+        .await
+        .expect("made anew");
+    std::fs::write(ws.path("in/1.json"), "{\"page\":\"b\",\"v\":2}\n").expect("input");
+    let refused = sluice_run(&pipeline);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(said.contains("(it is empty)"), "{said}");
+    assert!(
+        !ws.path("ckpt/offsets/1").exists(),
+        "refused before batch 1 was planned"
+    );
+    client(server())
+        .await
+        .batch_execute(&advised(&said, "UPDATE"))
+        .await
+        .expect("the advice runs");
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("page", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+    ]));
+    assert_eq!(table_rows(server(), &table, schema).await, ["b|1"]);
+}
+
+/// Walk 16 (C): a table that lacks a column of the query was refused only when its batch
+/// ran, with the batch planned, so that any edit then needed a rewind first. It is refused
+/// before a batch is planned (exit 2), and the corrected table then takes the batch.
+#[tokio::test]
+async fn a_table_without_a_query_column_is_refused_before_a_batch_is_planned() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let table = unique_table("lacking");
+    client(server())
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id bigint, page text, b bigint)"
+        ))
+        .await
+        .expect("a table without `amount`");
+    let pipeline = write_pipeline(&ws, &batch_column_pipeline(&ws, "lacking", &table, ""));
+    let refused = sluice_run(&pipeline);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("the query's column `amount` is not a column of the table"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!ws.path("ckpt/offsets/0").exists(), "no batch planned");
+    client(server())
+        .await
+        .batch_execute(&format!(
+            "ALTER TABLE {table} ADD COLUMN amount double precision"
+        ))
+        .await
+        .expect("alter");
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(row_count(&table).await, expected.len());
 }
