@@ -22,8 +22,9 @@ pub(super) async fn run(spec: &str, to: u64) -> Result<(), Error> {
             .get(batch)
             .map(|sink| format!(" from {sink}"))
             .unwrap_or_default();
+        let unit = rewound.units.get(batch).copied().unwrap_or("files");
         report.push_str(&format!(
-            "took back batch {batch}{from}: {deleted} sink files{state} and its log entries\n"
+            "took back batch {batch}{from}: {deleted} sink {unit}{state} and its log entries\n"
         ));
     }
     report.push_str(&format!(

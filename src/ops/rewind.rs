@@ -31,6 +31,8 @@ pub struct Rewound {
     pub sinks: BTreeMap<BatchId, String>,
     /// Whether a state version went with each batch (the query keeps state).
     pub stateful: bool,
+    /// What each batch's count in `taken_back` counts (`files`, a table's `rows`).
+    pub units: BTreeMap<BatchId, &'static str>,
 }
 
 /// Rewinds the checkpoint at `location` (shown as `shown` in messages) to batch `to`, under the
@@ -89,6 +91,7 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         taken_back: Vec::new(),
         sinks: BTreeMap::new(),
         stateful: false,
+        units: BTreeMap::new(),
     };
     // The pipeline file the newest committed batch ran with stands in for a batch's own
     // where that one names none, or is missing or damaged.
@@ -260,6 +263,9 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         // A batch's sink goes first: a sink that cannot take it back says so before anything
         // of the batch is deleted. Every later batch was taken back whole, so the checkpoint
         // is whole again (its last batch is this one) and no rewind is under way.
+        if let Some(sink) = main_sink {
+            rewound.units.insert(batch, sink.forgotten_unit());
+        }
         let mut deleted = match main_sink {
             Some(sink) => match sink.forget_batch(batch).await {
                 Err(e @ SinkError::NotSupported { .. }) => {

@@ -527,7 +527,8 @@ pub async fn replay(
     report.agreement.insert("recomputed=committed", rc);
     report.agreement.insert("sink=committed", sc);
     report.agreement.insert("recomputed=sink", rs);
-    report.findings = findings(batch, &report, rc, sc, rs);
+    let fresh = pipeline.sink.connector().lost_records().1;
+    report.findings = findings(batch, &report, rc, sc, rs, fresh);
     if let (Ok(recomputed), Some(sink), Some(false)) = (&recomputed, &sink_rows, rs) {
         let (only_r, only_s) = digest::difference(&schema, recomputed, sink)
             .map_err(|e| Error::Usage(e.to_string()))?;
@@ -600,13 +601,15 @@ async fn read_sink(
     }
 }
 
-/// What differs, in words, from which pairs agree.
+/// What differs, in words, from which pairs agree; `fresh`: the sink's new place to write
+/// that starts a pipeline over (`a new, empty `sink.path``).
 fn findings(
     batch: BatchId,
     report: &Replayed,
     rc: Option<bool>,
     sc: Option<bool>,
     rs: Option<bool>,
+    fresh: &str,
 ) -> Vec<String> {
     let mut out = Vec::new();
     let rows = |side: &Side| side.hash().map(|(rows, _)| rows).unwrap_or_default();
@@ -654,7 +657,7 @@ fn findings(
     }
     if let Side::Unreadable { reason } = &report.sink {
         out.push(format!(
-            "the SINK's files for batch {batch} cannot be read: {reason}"
+            "what the SINK holds of batch {batch} cannot be read: {reason}"
         ));
     }
     // The sink lost or changed rows the recomputation still has: write the batch again.
@@ -664,13 +667,13 @@ fn findings(
         out.push(match batch.prev() {
             Some(before) => format!(
                 "to write batch {batch} again from its input: `sluice rewind {} --to {before}` \
-                 (it takes back batch {batch} and the later ones, their sink files included), \
-                 then run the pipeline",
+                 (it takes back batch {batch} and the later ones, with what the sink holds of \
+                 them), then run the pipeline",
                 report.checkpoint
             ),
             None => format!(
                 "to write batch {batch} again from its input, run the pipeline on a new \
-                 checkpoint with a new, empty `sink.path`"
+                 checkpoint with {fresh}"
             ),
         });
     }

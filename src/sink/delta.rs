@@ -71,11 +71,11 @@ pub struct DeltaSinkConfig {
     pub path: String,
     /// Update mode: the columns that identify a row; each batch is merged into the table on
     /// them.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::one_or_more")]
     pub key: Vec<String>,
     /// The columns the table is partitioned by where Sluice makes it (Hive-style folders, as
     /// Spark writes them); an existing table keeps its own.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::one_or_more")]
     pub partition_by: Vec<String>,
 }
 

@@ -203,6 +203,29 @@ fn published_advice(batch: &BatchId, file: &str, checkpoint: Option<&str>) -> St
     }
 }
 
+/// A list of column names written as a YAML sequence, or as one name alone (`key: page` for
+/// `key: [page]`), as a Spark or dbt user writes a single key.
+pub(crate) fn one_or_more<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMore {
+        One(String),
+        More(Vec<String>),
+    }
+    let given = <OneOrMore as serde::Deserialize>::deserialize(deserializer).map_err(|_| {
+        <D::Error as serde::de::Error>::custom(
+            "expected a column name or a list of column names (`[a, b]`)",
+        )
+    })?;
+    Ok(match given {
+        OneOrMore::One(name) => vec![name],
+        OneOrMore::More(names) => names,
+    })
+}
+
 /// A sink's `key` column `key` that the query's output `schema` lacks, said with the columns
 /// it has (and the nearest, where one is close).
 pub(crate) fn key_not_in_query(key: &str, schema: &datafusion::arrow::datatypes::Schema) -> String {
@@ -565,6 +588,11 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
             kind: self.kind(),
             operation: "reading a batch back (`sluice replay --verify`)",
         })
+    }
+
+    /// What `forget_batch` counts, in the plural (`files`, a table's `rows`).
+    fn forgotten_unit(&self) -> &'static str {
+        "files"
     }
 
     /// Takes batch `batch` back (`sluice rewind`): removes what the sink holds for it, so that

@@ -74,7 +74,7 @@ pub struct PostgresSinkConfig {
     pub create_table: bool,
     /// Update mode: the columns that identify a row (the table needs a unique index or
     /// primary key on exactly them).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::one_or_more")]
     pub key: Vec<String>,
     /// Where each row records the batch that wrote it (a `bigint` column), so a batch can be
     /// read back (`replay --verify`) and taken back (`rewind`) in append mode; none where
@@ -1371,6 +1371,10 @@ impl Sink for PostgresSink {
         })
     }
 
+    fn forgotten_unit(&self) -> &'static str {
+        "rows"
+    }
+
     async fn forget_batch(&self, batch: BatchId) -> Result<u64, SinkError> {
         let Some(batch_column) = &self.config.batch_column else {
             return Err(SinkError::NotSupported {
@@ -1653,6 +1657,28 @@ mod tests {
         let settings: serde_yaml::Mapping =
             serde_yaml::from_str("url: postgres://u@localhost/db\ntable: t\n").expect("yaml");
         assert!(configure(&settings).is_ok());
+    }
+
+    /// Walk 16: `key: page` said only "expected a sequence"; one name is a key of one column,
+    /// and anything else names what is expected.
+    #[test]
+    fn a_key_of_one_column_may_be_written_without_brackets() {
+        let key = |yaml: &str| {
+            let settings: serde_yaml::Mapping = serde_yaml::from_str(yaml).expect("yaml");
+            configure(&settings).map(|c| c.update_key())
+        };
+        let one = key("url: host=localhost dbname=db\ntable: t\nkey: page\n").expect("one");
+        assert_eq!(one, Some(vec!["page".to_string()]));
+        let two = key("url: host=localhost dbname=db\ntable: t\nkey: [page, day]\n").expect("two");
+        assert_eq!(two, Some(vec!["page".to_string(), "day".to_string()]));
+        let Err(e) = key("url: host=localhost dbname=db\ntable: t\nkey: {page: 1}\n") else {
+            panic!("a mapping was taken as a key");
+        };
+        assert!(
+            e.to_string()
+                .contains("expected a column name or a list of column names"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1244,3 +1244,35 @@ async fn a_table_without_a_query_column_is_refused_before_a_batch_is_planned() {
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     assert_eq!(row_count(&table).await, expected.len());
 }
+
+/// Walk 16: a rewind said it took back "1 sink files" from a table. It counts the rows it
+/// deleted, as rows, and the table then holds the batches before.
+#[tokio::test]
+async fn a_rewind_counts_the_rows_it_takes_back_from_a_table() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    let table = unique_table("rewound");
+    let pipeline = write_pipeline(&ws, &batch_column_pipeline(&ws, "rewound", &table, ""));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let second: i64 = client(server())
+        .await
+        .query_one(&format!("SELECT count(*) FROM {table} WHERE b = 1"), &[])
+        .await
+        .expect("count")
+        .get(0);
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let said = String::from_utf8_lossy(&rewind.stdout).to_string();
+    assert!(
+        said.contains(&format!(": {second} sink rows and")),
+        "{said}"
+    );
+    let left: i64 = client(server())
+        .await
+        .query_one(&format!("SELECT count(*) FROM {table} WHERE b = 1"), &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0);
+}
