@@ -46,6 +46,9 @@ pub struct BatchProgress {
     pub num_output_rows: u64,
     /// Malformed input rows skipped.
     pub num_skipped_rows: u64,
+    /// Rows gone from their source before the batch read them (retention, a purge), skipped
+    /// where the source has `fail_on_data_loss: false`.
+    pub num_lost_rows: u64,
     /// Input rows with fields their source's schema does not know.
     pub num_rows_with_unknown_fields: u64,
     /// Those fields, per source.
@@ -198,6 +201,12 @@ impl BatchProgress {
                 } else {
                     String::new()
                 };
+                if self.num_lost_rows > 0 {
+                    skipped.push_str(&format!(
+                        ", {} rows gone from the source skipped (`fail_on_data_loss: false`)",
+                        self.num_lost_rows
+                    ));
+                }
                 if self.num_rows_with_unknown_fields > 0 {
                     let fields: Vec<String> = self
                         .unknown_fields

@@ -117,6 +117,8 @@ pub(super) struct Computed {
     pub(super) stateful: bool,
     pub(super) rows_in: u64,
     pub(super) skipped: u64,
+    /// Rows gone from a source before the batch read them, skipped (`fail_on_data_loss`).
+    pub(super) lost: u64,
     /// Input rows with fields their source's schema does not know, and those fields per source.
     pub(super) unknown_rows: u64,
     pub(super) unknown_fields: BTreeMap<String, BTreeSet<String>>,
@@ -733,6 +735,7 @@ impl<'p> Engine<'p> {
             stateful,
             rows_in: 0,
             skipped: 0,
+            lost: 0,
             unknown_rows: 0,
             unknown_fields: BTreeMap::new(),
             files_in: 0,
@@ -795,6 +798,7 @@ impl<'p> Engine<'p> {
                     .insert(source.name().to_string(), active);
             }
             computed.skipped += input.skipped;
+            computed.lost += input.lost;
             computed.unknown_rows += input.unknown_rows;
             if !input.unknown_fields.is_empty() {
                 computed

@@ -1276,6 +1276,7 @@ async fn read_into_table(
         partitions,
         rows,
         skipped,
+        lost: 0,
         unknown_rows,
         unknown_fields,
         files,

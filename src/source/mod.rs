@@ -421,6 +421,9 @@ pub struct BatchInput {
     pub rows: u64,
     /// Malformed rows skipped.
     pub skipped: u64,
+    /// Rows of the batch's range gone from the source before it was read (retention, a
+    /// purge), skipped where `fail_on_data_loss: false`.
+    pub lost: u64,
     /// Rows with a field the schema does not know (JSON: a top-level field; Parquet: a column).
     pub unknown_rows: u64,
     /// The names of those fields.
@@ -438,6 +441,7 @@ impl BatchInput {
             partitions: vec![Vec::new()],
             rows: 0,
             skipped: 0,
+            lost: 0,
             unknown_rows: 0,
             unknown_fields: std::collections::BTreeSet::new(),
             files: 0,

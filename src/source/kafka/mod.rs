@@ -930,8 +930,10 @@ impl KafkaSource {
             if self.config.fail_on_data_loss {
                 return Err(self.connector_error(format!(
                     "records the batch reads are gone: {}; they were deleted (retention, \
-                     DeleteRecords) before the batch was read. Set `fail_on_data_loss: false` to \
-                     skip what is gone",
+                     DeleteRecords) before the batch was read. Set `fail_on_data_loss: false` on \
+                     the source to skip what is gone (counted as lost rows); this batch keeps the \
+                     pipeline file it was planned with, so then take it back with the rewind the \
+                     next run's message names",
                     gone.join("; ")
                 )));
             }
@@ -1439,7 +1441,8 @@ impl Source for KafkaSource {
             return Ok(BatchInput::empty(schema));
         };
         let mut ranges = self.ranges(start, &end).await?;
-        let mut skipped = self.check_held(&mut ranges).await?;
+        let lost = self.check_held(&mut ranges).await?;
+        let mut skipped = 0;
         ranges.retain(|r| r.start < r.end);
         let read = self.fetch(ranges).await?;
         let mut partitions = Vec::with_capacity(read.len());
@@ -1460,6 +1463,7 @@ impl Source for KafkaSource {
             partitions,
             rows,
             skipped,
+            lost,
             unknown_rows: unknown.0,
             unknown_fields: unknown.1,
             files: 0,

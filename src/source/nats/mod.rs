@@ -846,7 +846,7 @@ impl Source for NatsSource {
         }
         // Messages gone from the front of the stream since the batch was planned.
         let now = self.stream_state().await?;
-        let mut skipped = 0;
+        let mut lost = 0;
         let mut from = from;
         if now.first > from {
             let gone = format!(
@@ -860,21 +860,23 @@ impl Source for NatsSource {
                 return Err(self.error(format!(
                     "{gone}, so the batch cannot be read as it was planned. Set \
                      `fail_on_data_loss: false` on the source to skip what is gone (counted as \
-                     skipped rows) and read on"
+                     lost rows) and read on; this batch keeps the pipeline file it was planned \
+                     with, so then take it back with the rewind the next run's message names"
                 )));
             }
             tracing::warn!("source `{}`: skipping what is gone: {gone}", self.name);
-            skipped = now.first.min(end.sequence + 1) - from;
+            lost = now.first.min(end.sequence + 1) - from;
             from = now.first;
             if from > end.sequence {
                 return Ok(BatchInput {
-                    skipped,
+                    lost,
                     ..BatchInput::empty(schema)
                 });
             }
         }
         let messages = self.fetch(from, end.sequence).await?;
         let mut unknown = (0, BTreeSet::new());
+        let mut skipped = 0;
         let batches = self.rows(&messages, &schema, &mut skipped, &mut unknown)?;
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
         Ok(BatchInput {
@@ -882,6 +884,7 @@ impl Source for NatsSource {
             partitions: vec![batches],
             rows,
             skipped,
+            lost,
             unknown_rows: unknown.0,
             unknown_fields: unknown.1,
             files: 0,

@@ -352,6 +352,7 @@ impl Source for NexmarkSource {
             partitions: vec![batches],
             rows,
             skipped: 0,
+            lost: 0,
             unknown_rows: 0,
             unknown_fields: Default::default(),
             files: 0,

@@ -404,6 +404,7 @@ impl Source for RateSource {
             partitions: vec![batches],
             rows: last - first,
             skipped: 0,
+            lost: 0,
             unknown_rows: 0,
             unknown_fields: Default::default(),
             files: 0,
