@@ -387,8 +387,9 @@ async fn open_sinks(
                 "its sink is `{kind}`, which cannot take batches back (what a `{kind}` sink \
                  wrote stays where it went: printed, sent to a topic, committed to a table); \
                  to compute the batches again, start the pipeline on a new checkpoint with a \
-                 new output{unknown}",
-                kind = pipeline.sink.connector().kind()
+                 new output{unknown}{note}",
+                kind = pipeline.sink.connector().kind(),
+                note = pipeline.sink.connector().take_back_note()
             )));
         }
         None

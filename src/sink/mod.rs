@@ -162,6 +162,12 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
         )
     }
 
+    /// Where the sink takes batches back only when so set, what that needs, as a clause after
+    /// `rewind`'s refusal (`; ... only with ...`); empty where it never does.
+    fn take_back_note(&self) -> &'static str {
+        ""
+    }
+
     /// What `allow_output_schema_change` further needs of this sink before it takes other
     /// columns (a table's `ALTER TABLE`), as a parenthesis for the refusal's advice; empty
     /// where nothing.

@@ -193,6 +193,11 @@ impl SinkConnector for PostgresSinkConfig {
         self.batch_column.is_some()
     }
 
+    fn take_back_note(&self) -> &'static str {
+        "; a PostgreSQL sink takes batches back only in append mode with `batch_column`, where \
+         each row records its batch"
+    }
+
     fn schema_change_note(&self) -> &'static str {
         " (a PostgreSQL table must then have the new columns: `ALTER TABLE` it first)"
     }
@@ -713,11 +718,13 @@ impl PostgresSink {
     /// Refuses a table that lost the batches this pipeline committed into it: its progress
     /// row names this table, but the table is gone (dropped or renamed), or it is another
     /// table under the same name (its `oid` is not the one recorded: dropped and made anew)
-    /// that holds none of their rows (none with `batch_column` up to the row's batch; with
-    /// none, no row at all). A table made anew that holds rows was restored, and is written
-    /// on. Nothing where the progress row names another table (the sink moved) or records
-    /// none (a progress table without `target`). `columns`: the table's columns, as it has
-    /// them now.
+    /// that does not hold the newest committed batch's rows (with `batch_column`: no row of
+    /// that batch, or of any batch up to it where that batch wrote none; without it, nothing
+    /// tells, so it is refused). A table made anew that holds them was restored, and is
+    /// written on. Rows deleted from the same table are the user's business (a job that
+    /// drains it). Nothing where the progress row names another table (the sink moved) or
+    /// records none (a progress table without `target`). `columns`: the table's columns, as
+    /// it has them now.
     async fn check_committed_table(
         &self,
         live: &Live,
@@ -735,7 +742,7 @@ impl PostgresSink {
             .client
             .query_opt(
                 &format!(
-                    "SELECT batch, relation, to_regclass(target)::oid FROM {progress} \
+                    "SELECT batch, relation, to_regclass(target)::oid, rows FROM {progress} \
                      WHERE pipeline = $1 AND target = \
                      format('%I.%I', coalesce($2::text, current_schema()), $3::text)"
                 ),
@@ -770,50 +777,58 @@ impl PostgresSink {
         if recorded.is_none_or(|recorded| recorded == current) {
             return Ok(());
         }
-        let (holds, which) = match &self.config.batch_column {
-            // A table made anew without the batch column holds none of the batches.
-            Some(column) if !columns.contains_key(column) => {
-                (false, format!(" (it has no `{column}` column)"))
-            }
-            Some(column) => (
-                live.client
-                    .query_one(
-                        &format!(
-                            "SELECT EXISTS (SELECT 1 FROM {table} WHERE {} <= $1)",
-                            quote(column)
-                        ),
-                        &[&batch],
-                    )
-                    .await
-                    .map_err(|e| self.failure(&e, "reading the table"))?
-                    .get::<_, bool>(0),
-                format!(" (no row with `{column}` up to {batch})"),
-            ),
-            None => (
-                live.client
-                    .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[])
-                    .await
-                    .map_err(|e| self.failure(&e, "reading the table"))?
-                    .get::<_, bool>(0),
-                " (it is empty)".to_string(),
-            ),
+        // Whether it holds the newest committed batch's rows (those before it may have been
+        // deleted on purpose; a table made anew from a copy older than the newest batch
+        // lacks them): only a batch column tells.
+        let rows: i64 = row.get(3);
+        let holds = match &self.config.batch_column {
+            Some(column) if columns.contains_key(column) => live
+                .client
+                .query_one(
+                    &format!(
+                        "SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} {} $1)",
+                        if rows > 0 { "=" } else { "<=" },
+                        column = quote(column),
+                    ),
+                    &[&batch],
+                )
+                .await
+                .map_err(|e| self.failure(&e, "reading the table"))?
+                .get::<_, bool>(0),
+            _ => false,
         };
         if holds {
             tracing::info!(
-                "PostgreSQL sink: {table} was made anew since batch {batch} and holds rows of \
-                 the batches before: taken as restored"
+                "PostgreSQL sink: {table} was made anew since batch {batch} and holds its rows: \
+                 taken as restored"
             );
             return Ok(());
         }
+        let which = match &self.config.batch_column {
+            Some(column) if !columns.contains_key(column) => {
+                format!("it has no `{column}` column, so it holds none of their rows")
+            }
+            Some(column) if rows > 0 => format!(
+                "it holds none of the rows of batch {batch}, the newest (no row with `{column}` \
+                 = {batch}), so it lacks at least that batch"
+            ),
+            Some(column) => {
+                format!("it holds none of their rows (no row with `{column}` up to {batch})")
+            }
+            None => {
+                "without `batch_column` Sluice cannot tell whether it holds their rows".to_string()
+            }
+        };
         Err(Failure::Fatal(SinkError::Lost {
             kind: KIND.name,
             reason: format!(
                 "the table {table} was dropped and made anew since this pipeline committed \
                  batches up to {batch} into it (the progress table `{}` records the table it \
-                 wrote, and this is another one under the same name), and it holds none of \
-                 their rows{which}: writing on would leave them out. Put their rows back; or, \
-                 {start_over}; or, to write on with those batches left out of it, \
-                 `UPDATE {progress} SET relation = NULL WHERE pipeline = '{}';`",
+                 wrote, and this is another one under the same name), and {which}: writing on \
+                 could leave them out. Put their rows back; or, {start_over}; or, where the \
+                 table holds what it should (every row put back, or those batches left out on \
+                 purpose), write on: `UPDATE {progress} SET relation = NULL WHERE pipeline = \
+                 '{}';`",
                 self.config.progress_table, self.progress_key
             ),
         }))
@@ -868,10 +883,14 @@ impl PostgresSink {
             match have.get(&c.name) {
                 None => {
                     return Err(Failure::Fatal(self.error(format!(
-                        "the query's column `{}` is not a column of the table (its \
-                         columns: {})",
-                        c.name,
-                        have.keys().cloned().collect::<Vec<_>>().join(", ")
+                        "the query's column `{name}` is not a column of the table (its \
+                         columns: {}): add it (`ALTER TABLE {} ADD COLUMN {} {}`), or leave \
+                         it out of the query",
+                        have.keys().cloned().collect::<Vec<_>>().join(", "),
+                        quote_path(&self.table),
+                        quote(&c.name),
+                        c.sql_type,
+                        name = c.name,
                     ))));
                 }
                 Some(typname) if !c.accepts.iter().any(|a| a == typname) => {
@@ -888,10 +907,78 @@ impl PostgresSink {
             && have.get(batch_column).map(String::as_str) != Some("int8")
         {
             return Err(Failure::Fatal(self.error(format!(
-                "`batch_column: {batch_column}` must be a bigint column of the table"
+                "`batch_column: {batch_column}` must be a bigint column of the table{}",
+                match have.get(batch_column) {
+                    None => format!(
+                        " (add it: `ALTER TABLE {} ADD COLUMN {} bigint`; rows already there \
+                         then have none, and no rewind takes them back)",
+                        quote_path(&self.table),
+                        quote(batch_column)
+                    ),
+                    Some(typname) => format!(" (it is {typname})"),
+                }
             ))));
         }
+        if self.mode == Mode::Update {
+            self.check_key_index(live).await?;
+        }
         Ok(true)
+    }
+
+    /// Refuses, in update mode, a table the upsert cannot write over its rows by `key`: one
+    /// with no unique index (or primary key) on exactly the key's columns (`ON CONFLICT`
+    /// needs it), or one whose index takes two rows of a null key (a plain `UNIQUE` on a
+    /// column that may be null: a null group key would then get a new row each batch).
+    async fn check_key_index(&self, live: &Live) -> Result<(), Failure> {
+        let indexes = live
+            .client
+            .query(
+                "SELECT array_agg(a.attname::text ORDER BY a.attname), bool_and(a.attnotnull), \
+                 coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) \
+                 FROM pg_index i JOIN pg_attribute a \
+                   ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+                 WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL \
+                   AND i.indexprs IS NULL \
+                 GROUP BY i.indexrelid, to_jsonb(i) ->> 'indnullsnotdistinct'",
+                &[&quote_path(&self.table)],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "reading the table's indexes"))?;
+        let mut key: Vec<String> = self.config.key.clone();
+        key.sort();
+        let on_key: Vec<(bool, bool)> = indexes
+            .iter()
+            .filter(|r| r.get::<_, Vec<String>>(0) == key)
+            .map(|r| (r.get(1), r.get(2)))
+            .collect();
+        let columns = self
+            .config
+            .key
+            .iter()
+            .map(|k| quote(k))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let table = quote_path(&self.table);
+        if on_key.is_empty() {
+            return Err(Failure::Fatal(self.error(format!(
+                "update mode writes each row over the row of its key, which needs a unique \
+                 index on exactly the key's columns ({columns}), and the table has none: \
+                 `ALTER TABLE {table} ADD UNIQUE NULLS NOT DISTINCT ({columns})` (before \
+                 PostgreSQL 15: `ADD PRIMARY KEY ({columns})`)"
+            ))));
+        }
+        if !on_key
+            .iter()
+            .any(|(not_null, nulls_not_distinct)| *not_null || *nulls_not_distinct)
+        {
+            return Err(Failure::Fatal(self.error(format!(
+                "the table's unique index on the key ({columns}) takes a row per null key, so \
+                 a null group key would get a new row each batch instead of one row: make it \
+                 `UNIQUE NULLS NOT DISTINCT` (PostgreSQL 15 and later), or make the key's \
+                 columns `NOT NULL` (a primary key)"
+            ))));
+        }
+        Ok(())
     }
 
     /// Checks (`check_table`), and with `create_table` makes, the table for the output's
@@ -1399,6 +1486,42 @@ impl Sink for PostgresSink {
             .transaction()
             .await
             .map_err(|e| self.error(describe(&e)))?;
+        // A table that is gone (dropped or renamed) while the progress row records batches
+        // up to this one: its rows cannot be taken back, and the batch written again would
+        // double them where the table is put back.
+        let gone = tx
+            .query_one(
+                "SELECT to_regclass($1) IS NULL",
+                &[&quote_path(&self.table)],
+            )
+            .await
+            .map_err(|e| self.error(format!("taking batch {batch} back: {}", describe(&e))))?
+            .get::<_, bool>(0);
+        if gone {
+            let committed = tx
+                .query_opt(
+                    &format!(
+                        "SELECT batch FROM {} WHERE pipeline = $1",
+                        quote_path(&self.config.progress_table)
+                    ),
+                    &[&self.progress_key],
+                )
+                .await
+                .map_err(|e| self.error(format!("taking batch {batch} back: {}", describe(&e))))?
+                .is_some_and(|row| row.get::<_, i64>(0) >= n);
+            if committed {
+                return Err(SinkError::Config {
+                    kind: KIND.name,
+                    reason: format!(
+                        "cannot take batch {batch} back from table {}: it does not exist (it was \
+                         dropped or renamed since the batch went into it), so its rows cannot \
+                         be deleted, and the batch written again could double them. Put the \
+                         table back under that name, then run the rewind again",
+                        quote_path(&self.table)
+                    ),
+                });
+            }
+        }
         // A table without the batch column (or none at all) took no batch of this sink's: a
         // batch that failed there before writing (another table named by mistake) has nothing
         // to take back from it.

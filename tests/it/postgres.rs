@@ -1099,18 +1099,27 @@ async fn a_sink_moved_to_a_new_table_is_made_and_takes_the_next_batch() {
 /// Walk 16 (A): a table dropped and made anew, empty, between runs (a migration, or a user
 /// "restoring" it) was written on with exit 0, the committed batches gone from it without a
 /// word. The progress row records the table's `oid`: a table made anew under the name that
-/// holds none of the committed batches is refused before a batch is planned; one whose rows
-/// were put back is taken as restored and written on.
+/// lacks the newest committed batch (empty, or restored from an older copy: walk 17) is
+/// refused before a batch is planned; one whose rows were all put back is taken as restored
+/// and written on.
 #[tokio::test]
 async fn a_table_made_anew_empty_is_refused_and_one_restored_is_written_on() {
     let ws = Workspace::new();
-    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
     let table = unique_table("anew");
     let yaml = batch_column_pipeline(&ws, "anew", &table, "");
     let pipeline = write_pipeline(&ws, &yaml);
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
-    let backup = format!("{table}_backup");
+    let (stale, backup) = (format!("{table}_stale"), format!("{table}_backup"));
+    client(server())
+        .await
+        .batch_execute(&format!("CREATE TABLE {stale} AS SELECT * FROM {table}"))
+        .await
+        .expect("a copy after batch 0");
+    write_clicks(&ws.path("in"), "json", 1, 40, 1);
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
     client(server())
         .await
         .batch_execute(&format!(
@@ -1125,7 +1134,7 @@ async fn a_table_made_anew_empty_is_refused_and_one_restored_is_written_on() {
     let said = stderr(&refused);
     assert!(
         said.contains("was dropped and made anew since this pipeline committed batches up to 1")
-            && said.contains("no row with `b` up to 1")
+            && said.contains("no row with `b` = 1")
             && said.contains(&format!("delete the folder {}", ws.p("ckpt"))),
         "{said}"
     );
@@ -1134,10 +1143,25 @@ async fn a_table_made_anew_empty_is_refused_and_one_restored_is_written_on() {
         "refused before batch 2 was planned"
     );
     assert_eq!(row_count(&table).await, 0, "nothing written");
+    // Restored from a copy older than the newest batch (walk 17): refused too.
+    client(server())
+        .await
+        .batch_execute(&format!("INSERT INTO {table} SELECT * FROM {stale}"))
+        .await
+        .expect("a stale restore");
+    let refused = sluice_run(&pipeline);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("lacks at least that batch"),
+        "{}",
+        stderr(&refused)
+    );
     // Restored: the rows put back, the run takes it and writes on.
     client(server())
         .await
-        .batch_execute(&format!("INSERT INTO {table} SELECT * FROM {backup}"))
+        .batch_execute(&format!(
+            "TRUNCATE {table}; INSERT INTO {table} SELECT * FROM {backup}"
+        ))
         .await
         .expect("restore");
     let run = sluice_run(&pipeline);
@@ -1159,9 +1183,9 @@ async fn a_table_made_anew_empty_is_refused_and_one_restored_is_written_on() {
     assert!(stderr(&refused).contains("up to 2"), "{}", stderr(&refused));
 }
 
-/// Walk 16 (A), in update mode without a batch column: a keyed table made anew, empty, is
-/// refused ("it is empty"); the advice to write on with the old batches left out of it runs,
-/// and the next run writes the new batch's keys.
+/// Walk 16 (A), in update mode without a batch column: a keyed table made anew is refused
+/// (nothing tells whether it holds the committed rows); the advice to write on with the old
+/// batches left out of it runs, and the next run writes the new batch's keys.
 #[tokio::test]
 async fn a_keyed_table_made_anew_empty_is_refused_and_the_way_to_write_on_works() {
     let ws = Workspace::new();
@@ -1189,7 +1213,10 @@ async fn a_keyed_table_made_anew_empty_is_refused_and_the_way_to_write_on_works(
     let refused = sluice_run(&pipeline);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     let said = stderr(&refused);
-    assert!(said.contains("(it is empty)"), "{said}");
+    assert!(
+        said.contains("without `batch_column` Sluice cannot tell whether it holds their rows"),
+        "{said}"
+    );
     assert!(
         !ws.path("ckpt/offsets/1").exists(),
         "refused before batch 1 was planned"
@@ -1275,4 +1302,102 @@ async fn a_rewind_counts_the_rows_it_takes_back_from_a_table() {
         .expect("count")
         .get(0);
     assert_eq!(left, 0);
+}
+
+/// Walk 17 (3): a rewind "took back" 0 rows from a table renamed away since its batch went
+/// there, and the next run wrote the batch again beside the rows still in the renamed
+/// table. Refused, naming the table; put back, the rewind takes the rows and nothing is
+/// doubled.
+#[tokio::test]
+async fn a_rewind_from_a_table_gone_since_is_refused_until_it_is_back() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    let table = unique_table("renamed");
+    let pipeline = write_pipeline(&ws, &batch_column_pipeline(&ws, "renamed", &table, ""));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let away = format!("{table}_away");
+    client(server())
+        .await
+        .batch_execute(&format!("ALTER TABLE {table} RENAME TO {away}"))
+        .await
+        .expect("rename");
+    let refused = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains(&format!(
+            "cannot take batch 1 back from table \"{table}\": it does not exist"
+        )),
+        "{}",
+        stderr(&refused)
+    );
+    client(server())
+        .await
+        .batch_execute(&format!("ALTER TABLE {away} RENAME TO {table}"))
+        .await
+        .expect("rename back");
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(row_count(&table).await, expected.len(), "nothing doubled");
+}
+
+/// Walk 17 (5, 6): in update mode a table made by hand without a unique index on the key
+/// failed only when its batch ran (the batch then pending), and one with a plain `UNIQUE`
+/// on a column that may be null got a new row for the null key each batch. Both are refused
+/// before a batch is planned; the advised `ALTER TABLE` then runs and one row per key holds.
+#[tokio::test]
+async fn an_update_table_without_a_fitting_unique_index_is_refused_before_its_batch() {
+    let ws = Workspace::new();
+    std::fs::write(ws.path("in/0.json"), "{\"page\":null,\"v\":1}\n").expect("input");
+    let table = unique_table("unindexed");
+    client(server())
+        .await
+        .batch_execute(&format!("CREATE TABLE {table} (page text, n bigint)"))
+        .await
+        .expect("a table without an index");
+    let pipeline = write_pipeline(
+        &ws,
+        &format!(
+            "name: unindexed\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: json, schema: {{ page: string, v: bigint }}, max_files_per_batch: 1 }}\nquery: SELECT page, count(*) AS n FROM s GROUP BY page\noutput_mode: update\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  key: page\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            url = server(),
+        ),
+    );
+    let refused = sluice_run(&pipeline);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(said.contains("the table has none"), "{said}");
+    assert!(!ws.path("ckpt/offsets/0").exists(), "no batch planned");
+    client(server())
+        .await
+        .batch_execute(&format!("ALTER TABLE {table} ADD UNIQUE (page)"))
+        .await
+        .expect("a plain unique index");
+    let refused = sluice_run(&pipeline);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("takes a row per null key"),
+        "{}",
+        stderr(&refused)
+    );
+    client(server())
+        .await
+        .batch_execute(&format!(
+            "ALTER TABLE {table} DROP CONSTRAINT {table}_page_key; {}",
+            advised(&said, "ALTER TABLE")
+        ))
+        .await
+        .expect("the advice runs");
+    std::fs::write(ws.path("in/1.json"), "{\"page\":null,\"v\":2}\n").expect("input");
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("page", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+    ]));
+    assert_eq!(table_rows(server(), &table, schema).await, ["|2"]);
 }
