@@ -968,17 +968,32 @@ impl<'a> Driver<'a> {
                 .as_ref()
                 .is_some_and(|p| (&p.kind, &p.path) == (&sink_record.kind, &sink_record.path))
         });
+        // A sink that keeps batches records its columns once a batch wrote them: a record
+        // without them was left by a run that wrote nothing there. Another sink's record is
+        // written by every run.
         if let Some(previous) = &previous
-            && (previous.output_schema.is_some() || was_rebuilt)
+            && (previous.output_schema.is_some()
+                || was_rebuilt
+                || !pipeline.sink.connector().keeps_batches())
             && (&previous.kind, &previous.path) != (&sink_record.kind, &sink_record.path)
         {
             let shown = |kind: &str, path: &Option<String>| match path {
                 Some(path) => format!("{kind} sink {path}"),
                 None => format!("{kind} sink"),
             };
+            // In update mode a batch writes only the groups it changed: the new place never
+            // gets the others.
+            let update = if pipeline.output_mode == OutputMode::Update {
+                "; in update mode each batch writes only the groups it changed, so the new \
+                 place gets no row of a group until it changes again: move the old rows there \
+                 too (a table: rename the old one to the new name before the run), or start \
+                 over on a new checkpoint to write every group there"
+            } else {
+                ""
+            };
             tracing::warn!(
                 "the sink moved: earlier batches went to the {}, batches from now on go to the \
-                 {} (`sluice rewind` takes each batch back from where it went)",
+                 {} (`sluice rewind` takes each batch back from where it went){update}",
                 shown(&previous.kind, &previous.path),
                 shown(&sink_record.kind, &sink_record.path)
             );
