@@ -1088,11 +1088,16 @@ impl<'a> Driver<'a> {
                 // Only while empty: nothing of anyone's is removed.
                 let _ = std::fs::remove_dir(root);
             }
-            let (records, fresh) = pipeline.sink.connector().lost_records();
+            let connector = pipeline.sink.connector();
+            let (records, fresh) = connector.lost_records();
+            let restore = connector
+                .restore_records(checkpoint.metadata().id, *last)
+                .map(|how| format!(" ({how})"))
+                .unwrap_or_default();
             return Err(Error::Usage(format!(
                 "the sink {path} holds none of the batches this checkpoint committed to it (the \
-                 last is batch {last}): {records}. Put it back where it was; or, to start this \
-                 pipeline over, run it on a new checkpoint with {fresh}{kept}"
+                 last is batch {last}): {records}. Put it back where it was{restore}; or, to \
+                 start this pipeline over, run it on a new checkpoint with {fresh}{kept}"
             )));
         }
         // A checkpoint that has committed nothing yet, over a files sink folder holding data

@@ -162,6 +162,13 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
         )
     }
 
+    /// Where the sink's records of the batches are a thing a user can write again (a
+    /// table's progress row), how to put them back for pipeline `pipeline` whose newest
+    /// committed batch is `last`, in words with the statement; `None` where they cannot be.
+    fn restore_records(&self, _pipeline: uuid::Uuid, _last: BatchId) -> Option<String> {
+        None
+    }
+
     /// Where the sink takes batches back only when so set, what that needs, as a clause after
     /// `rewind`'s refusal (`; ... only with ...`); empty where it never does.
     fn take_back_note(&self) -> &'static str {

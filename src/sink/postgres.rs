@@ -193,6 +193,20 @@ impl SinkConnector for PostgresSinkConfig {
         self.batch_column.is_some()
     }
 
+    /// The progress row as the batch's commit would have left it (epoch 0: any run's is
+    /// newer; the rows count is for `inspect` only).
+    fn restore_records(&self, pipeline: uuid::Uuid, last: BatchId) -> Option<String> {
+        let progress = quote_path(&self.progress_table);
+        let table = quote_path(&self.table).replace('\'', "''");
+        Some(format!(
+            "where the rows of the batches are all in the table, the row is put back by \
+             `INSERT INTO {progress} (pipeline, batch, epoch, rows, target, relation) SELECT \
+             '{pipeline}', {last}, 0, 0, format('%I.%I', n.nspname, c.relname), c.oid FROM \
+             pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = \
+             to_regclass('{table}');`"
+        ))
+    }
+
     fn take_back_note(&self) -> &'static str {
         "; a PostgreSQL sink takes batches back only in append mode with `batch_column`, where \
          each row records its batch"

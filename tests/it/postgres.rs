@@ -959,7 +959,17 @@ async fn a_table_that_lost_its_progress_row_names_the_progress_table() {
             && !said.contains("folder"),
         "{said}"
     );
-    // The way out it names: a new checkpoint and a new table.
+    // Walk 17: the statement that puts the row back, run as given: the run writes on, once.
+    client(server())
+        .await
+        .batch_execute(&advised(&said, "INSERT INTO"))
+        .await
+        .expect("the advice runs");
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(row_count(&table).await, expected.len(), "each batch once");
+    // The other way out it names: a new checkpoint and a new table.
     let fresh = unique_table("progress_fresh");
     let pipeline = write_pipeline(
         &ws,
