@@ -601,17 +601,27 @@ fn render_text(view: &CheckpointView) -> String {
                     sink.last_batch_files.unwrap_or(0),
                     sink.manifest_entries.unwrap_or(0)
                 ),
-                // A table's sink (Delta, PostgreSQL) keeps no manifest of its own.
+                // A table's sink (Delta, PostgreSQL) keeps no manifest of its own; one that
+                // keeps rows, not files (PostgreSQL), has no files to count.
                 (None, Some(b)) => format!(
-                    "holds batch {b} ({} rows, {} files)",
+                    "holds batch {b} ({} rows{})",
                     sink.last_batch_rows.unwrap_or(0),
-                    sink.last_batch_files.unwrap_or(0),
+                    match sink.last_batch_files.unwrap_or(0) {
+                        0 => String::new(),
+                        files => format!(", {files} files"),
+                    }
                 ),
                 // The checkpoint committed batches to it, and it records none of them.
                 (None, None) if view.batches_committed > 0 && sink.manifest_entries == Some(0) => {
-                    "holds none of the committed batches: its records of them (`_sluice/`) \
-                     are gone (`sluice run` says what is left, and the way on)"
-                        .to_string()
+                    format!(
+                        "holds none of the committed batches: its records of them{} are gone \
+                         (`sluice run` says what is left, and the way on)",
+                        if sink.kind == "files" {
+                            " (`_sluice/`)"
+                        } else {
+                            ""
+                        }
+                    )
                 }
                 (None, None) => "no batch yet".to_string(),
             }

@@ -1298,6 +1298,13 @@ async fn a_rewind_counts_the_rows_it_takes_back_from_a_table() {
         .await
         .expect("count")
         .get(0);
+    // `inspect` counts the table's rows, and no files.
+    let inspect = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let shown = String::from_utf8_lossy(&inspect.stdout).to_string();
+    assert!(
+        shown.contains(&format!("holds batch 1 ({second} rows)\n")),
+        "{shown}"
+    );
     let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
     assert!(rewind.status.success(), "{}", stderr(&rewind));
     let said = String::from_utf8_lossy(&rewind.stdout).to_string();
