@@ -268,7 +268,9 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         }
         let mut deleted = match main_sink {
             Some(sink) => match sink.forget_batch(batch).await {
-                Err(e @ SinkError::NotSupported { .. }) => {
+                // Refused before anything of the batch was deleted (a sink that cannot take
+                // batches back, a table gone or made anew since the batch went into it).
+                Err(e @ (SinkError::NotSupported { .. } | SinkError::Config { .. })) => {
                     location.delete(&location.path(paths::REWIND)).await?;
                     let before = if rewound.taken_back.is_empty() {
                         String::new()

@@ -839,11 +839,20 @@ impl PostgresSink {
                 "the table {table} was dropped and made anew since this pipeline committed \
                  batches up to {batch} into it (the progress table `{}` records the table it \
                  wrote, and this is another one under the same name), and {which}: writing on \
-                 could leave them out. Put their rows back; or, {start_over}; or, where the \
-                 table holds what it should (every row put back, or those batches left out on \
-                 purpose), write on: `UPDATE {progress} SET relation = NULL WHERE pipeline = \
-                 '{}';`",
-                self.config.progress_table, self.progress_key
+                 could leave them out. {restore}; or, where the table holds what \
+                 it should (every row put back, or those batches left out on purpose), write \
+                 on: `UPDATE {progress} SET relation = NULL WHERE pipeline = '{}';`",
+                self.config.progress_table,
+                self.progress_key,
+                // Without a batch column rows put back are not told apart: the UPDATE says
+                // they are all back.
+                restore = if self.config.batch_column.is_some() {
+                    format!("Put their rows back; or, {start_over}")
+                } else {
+                    let mut said = start_over.clone();
+                    said[..1].make_ascii_uppercase();
+                    said
+                }
             ),
         }))
     }
@@ -987,9 +996,16 @@ impl PostgresSink {
         {
             return Err(Failure::Fatal(self.error(format!(
                 "the table's unique index on the key ({columns}) takes a row per null key, so \
-                 a null group key would get a new row each batch instead of one row: make it \
-                 `UNIQUE NULLS NOT DISTINCT` (PostgreSQL 15 and later), or make the key's \
-                 columns `NOT NULL` (a primary key)"
+                 a null group key would get a new row each batch instead of one row: make the \
+                 key's columns `NOT NULL` (`ALTER TABLE {table} {}`; a null key is then \
+                 refused by the server), or give the table a `UNIQUE NULLS NOT DISTINCT \
+                 ({columns})` index in place of its own (PostgreSQL 15 and later)",
+                self.config
+                    .key
+                    .iter()
+                    .map(|k| format!("ALTER COLUMN {} SET NOT NULL", quote(k)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))));
         }
         Ok(())
@@ -1495,6 +1511,7 @@ impl Sink for PostgresSink {
         let epoch = guard.as_ref().and_then(|l| l.epoch);
         let live = self.live(&mut guard, epoch).await?;
         let n = i64::try_from(batch.0).unwrap_or(i64::MAX);
+        let targets = live.targets;
         let tx = live
             .client
             .transaction()
@@ -1503,34 +1520,59 @@ impl Sink for PostgresSink {
         // A table that is gone (dropped or renamed) while the progress row records batches
         // up to this one: its rows cannot be taken back, and the batch written again would
         // double them where the table is put back.
-        let gone = tx
-            .query_one(
-                "SELECT to_regclass($1) IS NULL",
-                &[&quote_path(&self.table)],
+        // Where the progress row records batches up to this one, the table must be there,
+        // and be the one the row records (by `oid`) where the row names it.
+        let (schema, name) = match self.table.split_once('.') {
+            Some((schema, name)) => (Some(schema), name),
+            None => (None, self.table.as_str()),
+        };
+        let progress = quote_path(&self.config.progress_table);
+        // A progress table without `target` and `relation` (an older Sluice's, which an
+        // operator command does not alter) records no table.
+        let recorded = if targets {
+            tx.query_opt(
+                &format!(
+                    "SELECT CASE WHEN target = format('%I.%I', coalesce($3::text, \
+                     current_schema()), $4::text) THEN relation END FROM {progress} \
+                     WHERE pipeline = $1 AND batch >= $2"
+                ),
+                &[&self.progress_key, &n, &schema, &name],
             )
             .await
-            .map_err(|e| self.error(format!("taking batch {batch} back: {}", describe(&e))))?
-            .get::<_, bool>(0);
-        if gone {
-            let committed = tx
-                .query_opt(
-                    &format!(
-                        "SELECT batch FROM {} WHERE pipeline = $1",
-                        quote_path(&self.config.progress_table)
-                    ),
-                    &[&self.progress_key],
-                )
+        } else {
+            tx.query_opt(
+                &format!("SELECT NULL::oid FROM {progress} WHERE pipeline = $1 AND batch >= $2"),
+                &[&self.progress_key, &n],
+            )
+            .await
+        }
+        .map_err(|e| self.error(format!("taking batch {batch} back: {}", describe(&e))))?;
+        if let Some(row) = &recorded {
+            let relation: Option<u32> = row.get(0);
+            let current: Option<u32> = tx
+                .query_one("SELECT to_regclass($1)::oid", &[&quote_path(&self.table)])
                 .await
                 .map_err(|e| self.error(format!("taking batch {batch} back: {}", describe(&e))))?
-                .is_some_and(|row| row.get::<_, i64>(0) >= n);
-            if committed {
+                .get(0);
+            let why = match (current, relation) {
+                (None, _) => Some(
+                    "it does not exist (it was dropped or renamed since the batch \
+                                   went into it)",
+                ),
+                (Some(current), Some(relation)) if current != relation => Some(
+                    "it is another table under that name (the one the batch went into was \
+                     dropped or renamed since, and this one made)",
+                ),
+                _ => None,
+            };
+            if let Some(why) = why {
                 return Err(SinkError::Config {
                     kind: KIND.name,
                     reason: format!(
-                        "cannot take batch {batch} back from table {}: it does not exist (it was \
-                         dropped or renamed since the batch went into it), so its rows cannot \
-                         be deleted, and the batch written again could double them. Put the \
-                         table back under that name, then run the rewind again",
+                        "cannot take batch {batch} back from table {}: {why}, so the batch's \
+                         rows cannot be deleted, and the batch written again could double them. \
+                         Put the table the batch went into back under that name, then run the \
+                         rewind again; nothing of this batch was taken back",
                         quote_path(&self.table)
                     ),
                 });

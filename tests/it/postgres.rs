@@ -68,6 +68,26 @@ fn batch_column_pipeline(ws: &Workspace, name: &str, table: &str, extra: &str) -
     )
 }
 
+/// An update-mode pipeline counting rows per `page` (one file a batch) into `table`, with
+/// `sink` (whole lines: `key:`, `create_table:`), on checkpoint `ckpt`.
+fn page_count_pipeline(ws: &Workspace, table: &str, sink: &str) -> String {
+    format!(
+        "name: pages\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: json, schema: {{ page: string, v: bigint }}, max_files_per_batch: 1 }}\nquery: SELECT page, count(*) AS n FROM s GROUP BY page\noutput_mode: update\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n{sink}",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        url = server(),
+    )
+}
+
+/// The rows of `page_count_pipeline`'s table, as `page|n`, sorted.
+async fn page_counts(table: &str) -> Vec<String> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("page", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+    ]));
+    table_rows(server(), table, schema).await
+}
+
 /// How many rows `table` holds.
 async fn row_count(table: &str) -> usize {
     let n: i64 = client(server())
@@ -1203,12 +1223,7 @@ async fn a_keyed_table_made_anew_empty_is_refused_and_the_way_to_write_on_works(
     let table = unique_table("keyed_anew");
     let pipeline = write_pipeline(
         &ws,
-        &format!(
-            "name: keyed\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: json, schema: {{ page: string, v: bigint }} }}\nquery: SELECT page, count(*) AS n FROM s GROUP BY page\noutput_mode: update\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  key: [page]\n  create_table: true\n",
-            ckpt = ws.p("ckpt"),
-            input = ws.p("in"),
-            url = server(),
-        ),
+        &page_count_pipeline(&ws, &table, "  key: [page]\n  create_table: true\n"),
     );
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
@@ -1238,11 +1253,7 @@ async fn a_keyed_table_made_anew_empty_is_refused_and_the_way_to_write_on_works(
         .expect("the advice runs");
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("page", DataType::Utf8, true),
-        Field::new("n", DataType::Int64, true),
-    ]));
-    assert_eq!(table_rows(server(), &table, schema).await, ["b|1"]);
+    assert_eq!(page_counts(&table).await, ["b|1"]);
 }
 
 /// Walk 16 (C): a table that lacks a column of the query was refused only when its batch
@@ -1348,9 +1359,29 @@ async fn a_rewind_from_a_table_gone_since_is_refused_until_it_is_back() {
         "{}",
         stderr(&refused)
     );
+    // Walk 18: the refusal leaves the checkpoint as it was (no unfinished rewind).
+    assert!(!ws.path("ckpt/rewind").exists(), "a rewind record left");
+    // Another table made under the name (walk 18): refused too.
     client(server())
         .await
-        .batch_execute(&format!("ALTER TABLE {away} RENAME TO {table}"))
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id bigint, page text, amount double precision, b bigint)"
+        ))
+        .await
+        .expect("another table under the name");
+    let refused = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("it is another table under that name"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!ws.path("ckpt/rewind").exists(), "a rewind record left");
+    client(server())
+        .await
+        .batch_execute(&format!(
+            "DROP TABLE {table}; ALTER TABLE {away} RENAME TO {table}"
+        ))
         .await
         .expect("rename back");
     let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
@@ -1375,15 +1406,7 @@ async fn an_update_table_without_a_fitting_unique_index_is_refused_before_its_ba
         .batch_execute(&format!("CREATE TABLE {table} (page text, n bigint)"))
         .await
         .expect("a table without an index");
-    let pipeline = write_pipeline(
-        &ws,
-        &format!(
-            "name: unindexed\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: json, schema: {{ page: string, v: bigint }}, max_files_per_batch: 1 }}\nquery: SELECT page, count(*) AS n FROM s GROUP BY page\noutput_mode: update\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  key: page\n",
-            ckpt = ws.p("ckpt"),
-            input = ws.p("in"),
-            url = server(),
-        ),
-    );
+    let pipeline = write_pipeline(&ws, &page_count_pipeline(&ws, &table, "  key: page\n"));
     let refused = sluice_run(&pipeline);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     let said = stderr(&refused);
@@ -1412,11 +1435,7 @@ async fn an_update_table_without_a_fitting_unique_index_is_refused_before_its_ba
     std::fs::write(ws.path("in/1.json"), "{\"page\":null,\"v\":2}\n").expect("input");
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("page", DataType::Utf8, true),
-        Field::new("n", DataType::Int64, true),
-    ]));
-    assert_eq!(table_rows(server(), &table, schema).await, ["|2"]);
+    assert_eq!(page_counts(&table).await, ["|2"]);
 }
 
 /// Walk 17 (4): in update mode, `table:` pointed at a new name moved the sink without a word,
@@ -1428,14 +1447,8 @@ async fn an_update_sink_moved_to_a_new_table_says_what_the_new_table_lacks() {
     let ws = Workspace::new();
     std::fs::write(ws.path("in/0.json"), "{\"page\":\"a\",\"v\":1}\n").expect("input");
     let (table, moved) = (unique_table("kept"), unique_table("moved"));
-    let yaml = |table: &str| {
-        format!(
-            "name: moved\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: json, schema: {{ page: string, v: bigint }} }}\nquery: SELECT page, count(*) AS n FROM s GROUP BY page\noutput_mode: update\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  key: [page]\n  create_table: true\n",
-            ckpt = ws.p("ckpt"),
-            input = ws.p("in"),
-            url = server(),
-        )
-    };
+    let yaml =
+        |table: &str| page_count_pipeline(&ws, table, "  key: [page]\n  create_table: true\n");
     let run = sluice_run(&write_pipeline(&ws, &yaml(&table)));
     assert!(run.status.success(), "{}", stderr(&run));
     client(server())
@@ -1451,9 +1464,5 @@ async fn an_update_sink_moved_to_a_new_table_says_what_the_new_table_lacks() {
         "{}",
         stderr(&run)
     );
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("page", DataType::Utf8, true),
-        Field::new("n", DataType::Int64, true),
-    ]));
-    assert_eq!(table_rows(server(), &moved, schema).await, ["a|1", "b|1"]);
+    assert_eq!(page_counts(&moved).await, ["a|1", "b|1"]);
 }
