@@ -88,6 +88,24 @@ async fn page_counts(table: &str) -> Vec<String> {
     table_rows(server(), table, schema).await
 }
 
+/// Runs `statements` on the test server, as a user at `psql` would.
+async fn execute(statements: &str) {
+    client(server())
+        .await
+        .batch_execute(statements)
+        .await
+        .unwrap_or_else(|e| panic!("{statements}: {e}"));
+}
+
+/// Runs `pipeline`, which must be refused (exit 2) with a message holding `says`; the message.
+fn run_refused(pipeline: &std::path::Path, says: &str) -> String {
+    let run = sluice_run(pipeline);
+    let said = stderr(&run);
+    assert_eq!(run.status.code(), Some(2), "{said}");
+    assert!(said.contains(says), "no `{says}` in: {said}");
+    said
+}
+
 /// How many rows `table` holds.
 async fn row_count(table: &str) -> usize {
     let n: i64 = client(server())
@@ -1142,22 +1160,15 @@ async fn a_table_made_anew_empty_is_refused_and_one_restored_is_written_on() {
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
     let (stale, backup) = (format!("{table}_stale"), format!("{table}_backup"));
-    client(server())
-        .await
-        .batch_execute(&format!("CREATE TABLE {stale} AS SELECT * FROM {table}"))
-        .await
-        .expect("a copy after batch 0");
+    execute(&format!("CREATE TABLE {stale} AS SELECT * FROM {table}")).await;
     write_clicks(&ws.path("in"), "json", 1, 40, 1);
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
-    client(server())
-        .await
-        .batch_execute(&format!(
-            "CREATE TABLE {backup} AS SELECT * FROM {table}; DROP TABLE {table}; \
+    execute(&format!(
+        "CREATE TABLE {backup} AS SELECT * FROM {table}; DROP TABLE {table}; \
              CREATE TABLE {table} (id bigint, page text, amount double precision, b bigint)"
-        ))
-        .await
-        .expect("made anew");
+    ))
+    .await;
     write_clicks(&ws.path("in"), "json", 1, 40, 2);
     let refused = sluice_run(&pipeline);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
@@ -1174,39 +1185,23 @@ async fn a_table_made_anew_empty_is_refused_and_one_restored_is_written_on() {
     );
     assert_eq!(row_count(&table).await, 0, "nothing written");
     // Restored from a copy older than the newest batch (walk 17): refused too.
-    client(server())
-        .await
-        .batch_execute(&format!("INSERT INTO {table} SELECT * FROM {stale}"))
-        .await
-        .expect("a stale restore");
-    let refused = sluice_run(&pipeline);
-    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
-    assert!(
-        stderr(&refused).contains("lacks at least that batch"),
-        "{}",
-        stderr(&refused)
-    );
+    execute(&format!("INSERT INTO {table} SELECT * FROM {stale}")).await;
+    run_refused(&pipeline, "lacks at least that batch");
     // Restored: the rows put back, the run takes it and writes on.
-    client(server())
-        .await
-        .batch_execute(&format!(
-            "TRUNCATE {table}; INSERT INTO {table} SELECT * FROM {backup}"
-        ))
-        .await
-        .expect("restore");
+    execute(&format!(
+        "TRUNCATE {table}; INSERT INTO {table} SELECT * FROM {backup}"
+    ))
+    .await;
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     assert_eq!(row_count(&table).await, expected.len());
     // Made anew again after the restored one took a batch: its `oid` was recorded then.
-    client(server())
-        .await
-        .batch_execute(&format!(
-            "DROP TABLE {table}; \
+    execute(&format!(
+        "DROP TABLE {table}; \
              CREATE TABLE {table} (id bigint, page text, amount double precision, b bigint)"
-        ))
-        .await
-        .expect("made anew");
+    ))
+    .await;
     write_clicks(&ws.path("in"), "json", 1, 40, 3);
     let refused = sluice_run(&pipeline);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
@@ -1227,13 +1222,10 @@ async fn a_keyed_table_made_anew_empty_is_refused_and_the_way_to_write_on_works(
     );
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
-    client(server())
-        .await
-        .batch_execute(&format!(
-            "DROP TABLE {table}; CREATE TABLE {table} (page text PRIMARY KEY, n bigint)"
-        ))
-        .await
-        .expect("made anew");
+    execute(&format!(
+        "DROP TABLE {table}; CREATE TABLE {table} (page text PRIMARY KEY, n bigint)"
+    ))
+    .await;
     std::fs::write(ws.path("in/1.json"), "{\"page\":\"b\",\"v\":2}\n").expect("input");
     let refused = sluice_run(&pipeline);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
@@ -1246,11 +1238,7 @@ async fn a_keyed_table_made_anew_empty_is_refused_and_the_way_to_write_on_works(
         !ws.path("ckpt/offsets/1").exists(),
         "refused before batch 1 was planned"
     );
-    client(server())
-        .await
-        .batch_execute(&advised(&said, "UPDATE"))
-        .await
-        .expect("the advice runs");
+    execute(&advised(&said, "UPDATE")).await;
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(page_counts(&table).await, ["b|1"]);
@@ -1264,29 +1252,20 @@ async fn a_table_without_a_query_column_is_refused_before_a_batch_is_planned() {
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 1, 40, 0);
     let table = unique_table("lacking");
-    client(server())
-        .await
-        .batch_execute(&format!(
-            "CREATE TABLE {table} (id bigint, page text, b bigint)"
-        ))
-        .await
-        .expect("a table without `amount`");
+    execute(&format!(
+        "CREATE TABLE {table} (id bigint, page text, b bigint)"
+    ))
+    .await;
     let pipeline = write_pipeline(&ws, &batch_column_pipeline(&ws, "lacking", &table, ""));
-    let refused = sluice_run(&pipeline);
-    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
-    assert!(
-        stderr(&refused).contains("the query's column `amount` is not a column of the table"),
-        "{}",
-        stderr(&refused)
+    run_refused(
+        &pipeline,
+        "the query's column `amount` is not a column of the table",
     );
     assert!(!ws.path("ckpt/offsets/0").exists(), "no batch planned");
-    client(server())
-        .await
-        .batch_execute(&format!(
-            "ALTER TABLE {table} ADD COLUMN amount double precision"
-        ))
-        .await
-        .expect("alter");
+    execute(&format!(
+        "ALTER TABLE {table} ADD COLUMN amount double precision"
+    ))
+    .await;
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
@@ -1345,11 +1324,7 @@ async fn a_rewind_from_a_table_gone_since_is_refused_until_it_is_back() {
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
     let away = format!("{table}_away");
-    client(server())
-        .await
-        .batch_execute(&format!("ALTER TABLE {table} RENAME TO {away}"))
-        .await
-        .expect("rename");
+    execute(&format!("ALTER TABLE {table} RENAME TO {away}")).await;
     let refused = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(
@@ -1362,13 +1337,10 @@ async fn a_rewind_from_a_table_gone_since_is_refused_until_it_is_back() {
     // Walk 18: the refusal leaves the checkpoint as it was (no unfinished rewind).
     assert!(!ws.path("ckpt/rewind").exists(), "a rewind record left");
     // Another table made under the name (walk 18): refused too.
-    client(server())
-        .await
-        .batch_execute(&format!(
-            "CREATE TABLE {table} (id bigint, page text, amount double precision, b bigint)"
-        ))
-        .await
-        .expect("another table under the name");
+    execute(&format!(
+        "CREATE TABLE {table} (id bigint, page text, amount double precision, b bigint)"
+    ))
+    .await;
     let refused = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(
@@ -1377,13 +1349,10 @@ async fn a_rewind_from_a_table_gone_since_is_refused_until_it_is_back() {
         stderr(&refused)
     );
     assert!(!ws.path("ckpt/rewind").exists(), "a rewind record left");
-    client(server())
-        .await
-        .batch_execute(&format!(
-            "DROP TABLE {table}; ALTER TABLE {away} RENAME TO {table}"
-        ))
-        .await
-        .expect("rename back");
+    execute(&format!(
+        "DROP TABLE {table}; ALTER TABLE {away} RENAME TO {table}"
+    ))
+    .await;
     let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
     assert!(rewind.status.success(), "{}", stderr(&rewind));
     let run = sluice_run(&pipeline);
@@ -1401,37 +1370,20 @@ async fn an_update_table_without_a_fitting_unique_index_is_refused_before_its_ba
     let ws = Workspace::new();
     std::fs::write(ws.path("in/0.json"), "{\"page\":null,\"v\":1}\n").expect("input");
     let table = unique_table("unindexed");
-    client(server())
-        .await
-        .batch_execute(&format!("CREATE TABLE {table} (page text, n bigint)"))
-        .await
-        .expect("a table without an index");
+    execute(&format!("CREATE TABLE {table} (page text, n bigint)")).await;
     let pipeline = write_pipeline(&ws, &page_count_pipeline(&ws, &table, "  key: page\n"));
     let refused = sluice_run(&pipeline);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     let said = stderr(&refused);
     assert!(said.contains("the table has none"), "{said}");
     assert!(!ws.path("ckpt/offsets/0").exists(), "no batch planned");
-    client(server())
-        .await
-        .batch_execute(&format!("ALTER TABLE {table} ADD UNIQUE (page)"))
-        .await
-        .expect("a plain unique index");
-    let refused = sluice_run(&pipeline);
-    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
-    assert!(
-        stderr(&refused).contains("takes a row per null key"),
-        "{}",
-        stderr(&refused)
-    );
-    client(server())
-        .await
-        .batch_execute(&format!(
-            "ALTER TABLE {table} DROP CONSTRAINT {table}_page_key; {}",
-            advised(&said, "ALTER TABLE")
-        ))
-        .await
-        .expect("the advice runs");
+    execute(&format!("ALTER TABLE {table} ADD UNIQUE (page)")).await;
+    run_refused(&pipeline, "takes a row per null key");
+    execute(&format!(
+        "ALTER TABLE {table} DROP CONSTRAINT {table}_page_key; {}",
+        advised(&said, "ALTER TABLE")
+    ))
+    .await;
     std::fs::write(ws.path("in/1.json"), "{\"page\":null,\"v\":2}\n").expect("input");
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
@@ -1451,11 +1403,7 @@ async fn an_update_sink_moved_to_a_new_table_says_what_the_new_table_lacks() {
         |table: &str| page_count_pipeline(&ws, table, "  key: [page]\n  create_table: true\n");
     let run = sluice_run(&write_pipeline(&ws, &yaml(&table)));
     assert!(run.status.success(), "{}", stderr(&run));
-    client(server())
-        .await
-        .batch_execute(&format!("ALTER TABLE {table} RENAME TO {moved}"))
-        .await
-        .expect("the old rows moved with it");
+    execute(&format!("ALTER TABLE {table} RENAME TO {moved}")).await;
     std::fs::write(ws.path("in/1.json"), "{\"page\":\"b\",\"v\":2}\n").expect("input");
     let run = sluice_run(&write_pipeline(&ws, &yaml(&moved)));
     assert!(run.status.success(), "{}", stderr(&run));
