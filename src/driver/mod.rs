@@ -986,14 +986,20 @@ impl<'a> Driver<'a> {
             let update = if pipeline.output_mode == OutputMode::Update {
                 "; in update mode each batch writes only the groups it changed, so the new \
                  place gets no row of a group until it changes again: move the old rows there \
-                 too (a table: rename the old one to the new name before the run), or start \
-                 over on a new checkpoint to write every group there"
+                 too (a table: rename the old one to the new name before running the moved \
+                 pipeline, after dropping a new one a run made), or start over on a new \
+                 checkpoint to write every group there"
+            } else {
+                ""
+            };
+            let rewind = if pipeline.sink.connector().keeps_batches() {
+                " (`sluice rewind` takes each batch back from where it went)"
             } else {
                 ""
             };
             tracing::warn!(
                 "the sink moved: earlier batches went to the {}, batches from now on go to the \
-                 {} (`sluice rewind` takes each batch back from where it went){update}",
+                 {}{rewind}{update}",
                 shown(&previous.kind, &previous.path),
                 shown(&sink_record.kind, &sink_record.path)
             );

@@ -362,10 +362,12 @@ struct Live {
     epoch: Option<u64>,
     /// The table's columns were checked against this schema.
     checked: Option<SchemaRef>,
-    /// Whether the progress table has its `target` and `relation` columns (each row's
-    /// table, by name and by `oid`), by which a table another pipeline writes, and one
-    /// dropped since this pipeline wrote it, are refused.
+    /// Whether the progress table has its `target` column (each row's table, by name), by
+    /// which a table another pipeline writes, and one dropped since, are refused.
     targets: bool,
+    /// Whether it has its `relation` column too (the table's `oid`), by which a table made
+    /// anew under the name is refused.
+    relations: bool,
 }
 
 /// Why an attempt at a batch failed.
@@ -570,7 +572,7 @@ impl PostgresSink {
                 })
                 .map_err(|e| self.failure(&e, "making the progress table"))?;
         }
-        let targets = self
+        let (targets, relations) = self
             .progress_targets(&client, &progress, epoch.is_some())
             .await?;
         Ok(Live {
@@ -578,6 +580,7 @@ impl PostgresSink {
             epoch,
             checked: None,
             targets,
+            relations,
         })
     }
 
@@ -592,17 +595,21 @@ impl PostgresSink {
         client: &tokio_postgres::Client,
         progress: &str,
         alter: bool,
-    ) -> Result<bool, Failure> {
+    ) -> Result<(bool, bool), Failure> {
         let has = client
             .query_one(
-                "SELECT count(*) = 2 FROM pg_attribute WHERE attrelid = to_regclass($1::text) \
+                "SELECT bool_or(attname = 'target'), bool_or(attname = 'relation') \
+                 FROM pg_attribute WHERE attrelid = to_regclass($1::text) \
                  AND attname IN ('target', 'relation') AND NOT attisdropped",
                 &[&progress],
             )
             .await
-            .map_err(|e| self.failure(&e, "reading the progress table's columns"))?
-            .get::<_, bool>(0);
-        if has || !alter {
+            .map_err(|e| self.failure(&e, "reading the progress table's columns"))?;
+        let has: (bool, bool) = (
+            has.get::<_, Option<bool>>(0).unwrap_or(false),
+            has.get::<_, Option<bool>>(1).unwrap_or(false),
+        );
+        if has == (true, true) || !alter {
             return Ok(has);
         }
         match client
@@ -612,15 +619,21 @@ impl PostgresSink {
             ))
             .await
         {
-            Ok(()) => Ok(true),
+            Ok(()) => Ok((true, true)),
             Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
                 tracing::warn!(
                     "PostgreSQL sink: cannot add the `target` and `relation` columns to \
-                     {progress} ({}): a new checkpoint over a table another pipeline writes, \
-                     and a table dropped since this pipeline wrote it, are not refused",
-                    describe(&e)
+                     {progress} ({}): {}",
+                    describe(&e),
+                    if has.0 {
+                        "a table dropped and made anew since this pipeline wrote it is not \
+                         refused"
+                    } else {
+                        "a new checkpoint over a table another pipeline writes, and a table \
+                         dropped since this pipeline wrote it, are not refused"
+                    }
                 );
-                Ok(false)
+                Ok(has)
             }
             Err(e) => Err(self.failure(&e, "adding the progress table's `target` column")),
         }
@@ -744,7 +757,8 @@ impl PostgresSink {
         live: &Live,
         columns: &std::collections::BTreeMap<String, String>,
     ) -> Result<(), Failure> {
-        if !live.targets {
+        // Complete mode writes the whole result each batch: the next one rewrites the table.
+        if !live.targets || self.mode == Mode::Complete {
             return Ok(());
         }
         let progress = quote_path(&self.config.progress_table);
@@ -756,9 +770,14 @@ impl PostgresSink {
             .client
             .query_opt(
                 &format!(
-                    "SELECT batch, relation, to_regclass(target)::oid, rows FROM {progress} \
+                    "SELECT batch, {}, to_regclass(target)::oid, rows FROM {progress} \
                      WHERE pipeline = $1 AND target = \
-                     format('%I.%I', coalesce($2::text, current_schema()), $3::text)"
+                     format('%I.%I', coalesce($2::text, current_schema()), $3::text)",
+                    if live.relations {
+                        "relation"
+                    } else {
+                        "NULL::oid"
+                    },
                 ),
                 &[&self.progress_key, &schema, &name],
             )
@@ -783,7 +802,8 @@ impl PostgresSink {
                     "the table {table} does not exist, but the progress table `{}` records \
                      that this pipeline committed batches up to {batch} into it: it was \
                      dropped or renamed since, and a table made anew would hold none of their \
-                     rows. Restore the table; or, {start_over} (the table is then made anew)",
+                     rows. Restore the table; or, {start_over} (with `create_table: true` the \
+                     table is then made anew)",
                     self.config.progress_table,
                 ),
             }));
@@ -800,7 +820,7 @@ impl PostgresSink {
                 .client
                 .query_one(
                     &format!(
-                        "SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} {} $1)",
+                        "SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} {} $1::bigint)",
                         if rows > 0 { "=" } else { "<=" },
                         column = quote(column),
                     ),
@@ -846,12 +866,23 @@ impl PostgresSink {
                 self.progress_key,
                 // Without a batch column rows put back are not told apart: the UPDATE says
                 // they are all back.
-                restore = if self.config.batch_column.is_some() {
-                    format!("Put their rows back; or, {start_over}")
-                } else {
-                    let mut said = start_over.clone();
-                    said[..1].make_ascii_uppercase();
-                    said
+                restore = {
+                    // The table made anew may hold rows (an older copy): emptied first, or
+                    // batch 0 and on would be added to them.
+                    let start_over = start_over.replacen(
+                        "drop its progress row (`DELETE",
+                        &format!(
+                            "empty the table and drop its progress row (`TRUNCATE {table}; DELETE"
+                        ),
+                        1,
+                    );
+                    if self.config.batch_column.is_some() {
+                        format!("Put their rows back; or, {start_over}")
+                    } else {
+                        let mut said = start_over;
+                        said[..1].make_ascii_uppercase();
+                        said
+                    }
                 }
             ),
         }))
@@ -958,10 +989,10 @@ impl PostgresSink {
             .query(
                 "SELECT array_agg(a.attname::text ORDER BY a.attname), bool_and(a.attnotnull), \
                  coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) \
-                 FROM pg_index i JOIN pg_attribute a \
-                   ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
-                 WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL \
-                   AND i.indexprs IS NULL \
+                 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid \
+                   AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]) \
+                 WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indimmediate \
+                   AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL \
                  GROUP BY i.indexrelid, to_jsonb(i) ->> 'indnullsnotdistinct'",
                 &[&quote_path(&self.table)],
             )
@@ -1079,6 +1110,7 @@ impl PostgresSink {
         epoch: u64,
         rows: u64,
         target: Option<&str>,
+        relations: bool,
     ) -> Result<Claim, Failure> {
         let progress = quote_path(&self.config.progress_table);
         let n = i64::try_from(batch.0).unwrap_or(i64::MAX);
@@ -1095,14 +1127,20 @@ impl PostgresSink {
                            rows = EXCLUDED.rows, committed_at = now(){target_set}
                        WHERE p.epoch <= EXCLUDED.epoch AND p.batch < EXCLUDED.batch
                      RETURNING p.batch, p.xmax = 0",
-                    target_column = if targets { ", target, relation" } else { "" },
-                    target_value = if targets {
-                        ", $5, to_regclass($5::text)::oid"
-                    } else {
-                        ""
+                    target_column = match (targets, relations) {
+                        (true, true) => ", target, relation",
+                        (true, false) => ", target",
+                        _ => "",
                     },
-                    target_set = if targets {
+                    target_value = match (targets, relations) {
+                        (true, true) => ", $5, to_regclass($5::text)::oid",
+                        (true, false) => ", $5",
+                        _ => "",
+                    },
+                    target_set = if targets && relations {
                         ", target = EXCLUDED.target, relation = EXCLUDED.relation"
+                    } else if targets {
+                        ", target = EXCLUDED.target"
                     } else {
                         ""
                     },
@@ -1220,6 +1258,7 @@ impl PostgresSink {
         let rows = output.num_rows();
         let epoch = live.epoch.unwrap_or(0);
         let table = quote_path(&self.table);
+        let relations = live.relations;
         let tx = live
             .client
             .transaction()
@@ -1230,7 +1269,7 @@ impl PostgresSink {
             false => None,
         };
         match self
-            .claim(&tx, batch, epoch, rows, target.as_deref())
+            .claim(&tx, batch, epoch, rows, target.as_deref(), relations)
             .await?
         {
             Claim::Claimed { first: true } if self.mode == Mode::Append => {
@@ -1511,7 +1550,7 @@ impl Sink for PostgresSink {
         let epoch = guard.as_ref().and_then(|l| l.epoch);
         let live = self.live(&mut guard, epoch).await?;
         let n = i64::try_from(batch.0).unwrap_or(i64::MAX);
-        let targets = live.targets;
+        let targets = live.targets && live.relations;
         let tx = live
             .client
             .transaction()
@@ -1547,37 +1586,6 @@ impl Sink for PostgresSink {
             .await
         }
         .map_err(|e| self.error(format!("taking batch {batch} back: {}", describe(&e))))?;
-        if let Some(row) = &recorded {
-            let relation: Option<u32> = row.get(0);
-            let current: Option<u32> = tx
-                .query_one("SELECT to_regclass($1)::oid", &[&quote_path(&self.table)])
-                .await
-                .map_err(|e| self.error(format!("taking batch {batch} back: {}", describe(&e))))?
-                .get(0);
-            let why = match (current, relation) {
-                (None, _) => Some(
-                    "it does not exist (it was dropped or renamed since the batch \
-                                   went into it)",
-                ),
-                (Some(current), Some(relation)) if current != relation => Some(
-                    "it is another table under that name (the one the batch went into was \
-                     dropped or renamed since, and this one made)",
-                ),
-                _ => None,
-            };
-            if let Some(why) = why {
-                return Err(SinkError::Config {
-                    kind: KIND.name,
-                    reason: format!(
-                        "cannot take batch {batch} back from table {}: {why}, so the batch's \
-                         rows cannot be deleted, and the batch written again could double them. \
-                         Put the table the batch went into back under that name, then run the \
-                         rewind again; nothing of this batch was taken back",
-                        quote_path(&self.table)
-                    ),
-                });
-            }
-        }
         // A table without the batch column (or none at all) took no batch of this sink's: a
         // batch that failed there before writing (another table named by mistake) has nothing
         // to take back from it.
@@ -1590,6 +1598,67 @@ impl Sink for PostgresSink {
             .await
             .map_err(|e| self.error(format!("taking batch {batch} back: {}", describe(&e))))?
             .is_some();
+        if let Some(row) = &recorded {
+            let relation: Option<u32> = row.get(0);
+            let current: Option<u32> = tx
+                .query_one("SELECT to_regclass($1)::oid", &[&quote_path(&self.table)])
+                .await
+                .map_err(|e| self.error(format!("taking batch {batch} back: {}", describe(&e))))?
+                .get(0);
+            let why = match (current, relation) {
+                (None, _) => Some(
+                    "it does not exist (it was dropped or renamed since the batch \
+                                   went into it)",
+                ),
+                // Made anew but holding the batch's rows: restored (from a dump), as a run
+                // takes it; its `oid` is recorded at the next batch.
+                (Some(current), Some(relation))
+                    if current != relation
+                        && !(holds_batches
+                            && tx
+                                .query_one(
+                                    &format!(
+                                        "SELECT EXISTS (SELECT 1 FROM {} WHERE {} = $1)",
+                                        quote_path(&self.table),
+                                        quote(batch_column)
+                                    ),
+                                    &[&n],
+                                )
+                                .await
+                                .map_err(|e| {
+                                    self.error(format!(
+                                        "taking batch {batch} back: {}",
+                                        describe(&e)
+                                    ))
+                                })?
+                                .get::<_, bool>(0)) =>
+                {
+                    Some(
+                        "it is another table under that name (the one the batch went into was \
+                         dropped or renamed since, and this one made), holding no row of the \
+                         batch",
+                    )
+                }
+                _ => None,
+            };
+            if let Some(why) = why {
+                return Err(SinkError::Config {
+                    kind: KIND.name,
+                    reason: format!(
+                        "cannot take batch {batch} back from table {}: {why}, so the batch's \
+                         rows cannot be deleted, and the batch written again could double them. \
+                         Put the table the batch went into back under that name, then run the \
+                         rewind again; nothing of this batch was taken back. (Where the rows \
+                         are gone for good, `UPDATE {} SET relation = NULL WHERE pipeline = \
+                         '{}';` lets the rewind take the batches back from this table, which \
+                         holds none of their rows.)",
+                        quote_path(&self.table),
+                        quote_path(&self.config.progress_table),
+                        self.progress_key,
+                    ),
+                });
+            }
+        }
         let removed = if holds_batches {
             tx.execute(
                 &format!(
@@ -1606,8 +1675,19 @@ impl Sink for PostgresSink {
         };
         tx.execute(
             &format!(
-                "UPDATE {} SET batch = $2::bigint - 1 WHERE pipeline = $1::text AND batch >= $2::bigint",
-                quote_path(&self.config.progress_table)
+                "UPDATE {} SET batch = $2::bigint - 1{} WHERE pipeline = $1::text AND batch >= \
+                 $2::bigint",
+                quote_path(&self.config.progress_table),
+                // The rows of the batch now the newest, as its commit recorded them.
+                if holds_batches {
+                    format!(
+                        ", rows = (SELECT count(*) FROM {} WHERE {} = $2::bigint - 1)",
+                        quote_path(&self.table),
+                        quote(batch_column)
+                    )
+                } else {
+                    String::new()
+                }
             ),
             &[&self.progress_key, &n],
         )

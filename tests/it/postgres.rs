@@ -1414,3 +1414,62 @@ async fn an_update_sink_moved_to_a_new_table_says_what_the_new_table_lacks() {
     );
     assert_eq!(page_counts(&moved).await, ["a|1", "b|1"]);
 }
+
+/// Review: a table restored with all its rows (a dump reloaded: a new `oid`) is taken by a
+/// run, and a rewind takes batches back from it too, as from the table they went into.
+#[tokio::test]
+async fn a_rewind_takes_batches_back_from_a_restored_table() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    let table = unique_table("reloaded");
+    let pipeline = write_pipeline(&ws, &batch_column_pipeline(&ws, "reloaded", &table, ""));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    execute(&format!(
+        "CREATE TABLE {table}_copy AS SELECT * FROM {table}; DROP TABLE {table}; \
+         ALTER TABLE {table}_copy RENAME TO {table}"
+    ))
+    .await;
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(row_count(&table).await, expected.len(), "each batch once");
+}
+
+/// Review: where a batch's table is gone for good and an empty one made under the name, the
+/// statement the refusal names lets the rewind go on, and the run after it writes each batch
+/// into the new table once.
+#[tokio::test]
+async fn a_rewind_refused_for_a_table_gone_for_good_goes_on_by_the_statement_it_names() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    let table = unique_table("lost");
+    let pipeline = write_pipeline(&ws, &batch_column_pipeline(&ws, "lost", &table, ""));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    // The rows of batches 1 and on, which the rewind takes back and the run writes again.
+    let later = format!("{table}_later");
+    execute(&format!(
+        "CREATE TABLE {later} AS SELECT * FROM {table} WHERE b >= 1; DROP TABLE {table}; \
+         CREATE TABLE {table} (id bigint, page text, amount double precision, b bigint)"
+    ))
+    .await;
+    let refused = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    let statement = said
+        .split('`')
+        .find(|part| part.contains("SET relation = NULL"))
+        .unwrap_or_else(|| panic!("no statement named: {said}"));
+    execute(statement).await;
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    // Batch 0's rows are gone for good; each later batch is written once.
+    let expected = row_count(&later).await;
+    assert!(expected > 0, "no batch after 0");
+    assert_eq!(row_count(&table).await, expected, "batches 1 and on, once");
+}
