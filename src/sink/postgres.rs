@@ -203,7 +203,8 @@ impl SinkConnector for PostgresSinkConfig {
              `INSERT INTO {progress} (pipeline, batch, epoch, rows, target, relation) SELECT \
              '{pipeline}', {last}, 0, 0, format('%I.%I', n.nspname, c.relname), c.oid FROM \
              pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = \
-             to_regclass('{table}');`"
+             to_regclass('{table}');` (a progress table made by an older Sluice, without the \
+             `target` and `relation` columns: leave those two and their values out)"
         ))
     }
 

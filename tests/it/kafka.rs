@@ -945,3 +945,34 @@ fn kafka_kinds_are_registered() {
     assert!(sluice::source::KINDS.iter().any(|k| k.name == "kafka"));
     assert!(sluice::sink::KINDS.iter().any(|k| k.name == "kafka"));
 }
+
+/// Walk 16: a topic that does not exist is the pipeline's mistake: exit 2 naming it and the
+/// way out, and the new checkpoint and sink folders are not left behind; made, it is read.
+#[tokio::test]
+async fn a_topic_that_does_not_exist_is_refused_and_leaves_nothing_behind() {
+    let ws = Workspace::new();
+    let topic = unique("missing");
+    let yaml = format!(
+        "name: k\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: parquet }}\n",
+        ckpt = ws.p("ckpt"),
+        out = ws.p("out"),
+        source = kafka_source_yaml(&topic, ""),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let refused = sluice_run(&pipeline, &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains(&format!("topic `{topic}` does not exist at"))
+            && stderr(&refused).contains("fix `topics:`"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!ws.path("ckpt").exists(), "the checkpoint left behind");
+    assert!(!ws.path("out").exists(), "the sink folder left behind");
+    create_topic(broker(), &topic, 1).await;
+    add_clicks(&ws, &topic, 1, 0, 30);
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(sink_rows(&ws.path("out")).await, expected);
+}

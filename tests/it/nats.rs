@@ -454,3 +454,29 @@ async fn messages_gone_before_their_batch_is_read_can_be_skipped() {
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
 }
+
+/// Walk 16: a stream that does not exist is the pipeline's mistake: exit 2 naming it and the
+/// way out, and the new checkpoint and sink folders are not left behind; made, it is read.
+#[tokio::test]
+async fn a_stream_that_does_not_exist_is_refused_and_leaves_nothing_behind() {
+    let ws = Workspace::new();
+    let stream = unique("missing");
+    let file = pipeline(&ws, &stream, "");
+    let refused = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains(&format!("the NATS stream `{stream}` does not exist at"))
+            && stderr(&refused).contains("`nats stream add`"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!ws.path("ckpt").exists(), "the checkpoint left behind");
+    assert!(!ws.path("out").exists(), "the sink folder left behind");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    publish(&js, &format!("{stream}.web"), &clicks_json(&ws, 0, 30)).await;
+    let run = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(sink_rows(&ws.path("out")).await, expected);
+}

@@ -702,7 +702,13 @@ impl KafkaSource {
                     self.config.bootstrap_servers
                 ))
             })?
-            .map_err(|missing| self.connector_error(missing))
+            // A topic named that is not there: the pipeline names the wrong one (exit 2).
+            .map_err(|missing| SourceError::Config {
+                source_name: self.name.clone(),
+                reason: format!(
+                    "{missing}: make it first (`kafka-topics.sh --create`), or fix `topics:`"
+                ),
+            })
     }
 
     /// The starting offsets: logged in the checkpoint by the first plan, resolved against

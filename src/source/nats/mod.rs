@@ -483,15 +483,18 @@ impl NatsSource {
             )
             .await
             .map_err(|e| {
-                let advice = if missing(&e.error) {
-                    "; make the stream first (`nats stream add`), or fix `stream:`"
-                } else {
-                    ""
-                };
-                self.error(format!(
-                    "cannot read the stream at {}: {e}{advice}",
-                    self.servers()
-                ))
+                // A stream that is not there: the pipeline names the wrong one (exit 2).
+                if missing(&e.error) {
+                    return SourceError::Config {
+                        source_name: self.name.clone(),
+                        reason: format!(
+                            "the NATS stream `{name}` does not exist at {}: make it first \
+                             (`nats stream add`), or fix `stream:`",
+                            self.servers()
+                        ),
+                    };
+                }
+                self.error(format!("cannot read the stream at {}: {e}", self.servers()))
             })?;
         Ok(StreamState {
             first: info.first_sequence.max(1),
