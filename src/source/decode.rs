@@ -665,6 +665,20 @@ fn csv_records_that_fit(
                 pos += to_line_end;
                 line += 1;
             }
+            // A quote never closed: named as decoding names it, or skipped as it skips it.
+            Err(_) if opens_unclosed_quote(&bytes[pos..], delimiter) => {
+                let reason = unclosed_quote_reason(&bytes[pos..]);
+                if on_error != OnError::Skip {
+                    return Err(SourceError::Malformed {
+                        file: file.to_string(),
+                        line: Some(line),
+                        reason,
+                    });
+                }
+                tracing::info!(file, line, error = %reason, "inference reads past a malformed CSV row");
+                pos += to_line_end;
+                line += 1;
+            }
             Err(e) if on_error == OnError::Skip => {
                 let error = csv_reason(file, line, &e, &text);
                 tracing::info!(file, line, %error, "inference reads past a malformed CSV row");
@@ -1984,9 +1998,30 @@ fn csv_slow(
             .with_delimiter(csv.delimiter)
             .with_batch_size(1)
             .build_decoder();
-        let consumed = match decoder.decode(&bytes[pos..]) {
+        let rest = &bytes[pos..];
+        let consumed = match decoder.decode(rest) {
             Ok(0) => bytes.len() - pos,
             Ok(n) => n,
+            // A quote opened on this line and never closed makes the rest of the file one
+            // field: that, not the count of fields it leaves, is what is wrong.
+            Err(_) if opens_unclosed_quote(rest, csv.delimiter) => {
+                let reason = unclosed_quote_reason(rest);
+                if on_error != OnError::Skip {
+                    return Err(SourceError::Malformed {
+                        file: file.to_string(),
+                        line: Some(line),
+                        reason,
+                    });
+                }
+                tracing::info!(file, line, error = %reason, "skipping malformed CSV row");
+                skipped += 1;
+                pos += rest
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map_or(rest.len(), |p| p + 1);
+                line += 1;
+                continue;
+            }
             Err(e) if on_error == OnError::Skip => {
                 // The record cannot even be split into fields: skip to the next line.
                 let error = csv_reason(file, line, &e, schema);
@@ -2006,11 +2041,7 @@ fn csv_slow(
         if pos + consumed == bytes.len() && ends_in_open_quote(record, csv.delimiter) {
             // Everything from the quote to the end of the file would be one field: the line
             // with the quote is the malformed row, and reading goes on from the next line.
-            let reason = format!(
-                "{UNCLOSED_QUOTE} (it would take the file's {} line(s) from here to its end into \
-                 one field)",
-                lines_in(record)
-            );
+            let reason = unclosed_quote_reason(record);
             if on_error != OnError::Skip {
                 return Err(SourceError::Malformed {
                     file: file.to_string(),
@@ -2084,6 +2115,25 @@ const UNCLOSED_QUOTE: &str = "a field opened by a quote (`\"`) on this line is n
 /// Whether CSV text ends inside a quoted field: a `"` at the start of a field opens one, `""`
 /// in it is a quote, and a lone `"` closes it (RFC 4180, as Arrow's reader splits fields); a
 /// `"` inside an unquoted field is text.
+/// Whether a quote opened on the first line of `rest` (a CSV file from a record's start on)
+/// is never closed: that line alone, and all of `rest`, end inside a quoted field.
+fn opens_unclosed_quote(rest: &[u8], delimiter: u8) -> bool {
+    let first_line = rest
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(rest, |p| &rest[..p]);
+    ends_in_open_quote(first_line, delimiter) && ends_in_open_quote(rest, delimiter)
+}
+
+/// What is wrong with a record whose quote is never closed, `rest` the file from it on.
+fn unclosed_quote_reason(rest: &[u8]) -> String {
+    format!(
+        "{UNCLOSED_QUOTE} (it would take the file's {} line(s) from here to its end into one \
+         field)",
+        lines_in(rest)
+    )
+}
+
 fn ends_in_open_quote(text: &[u8], delimiter: u8) -> bool {
     if !text.contains(&b'"') {
         return false;
@@ -2898,6 +2948,9 @@ mod tests {
         for text in [
             "id,name\n1,a\n2,\"b\n3,c\n4,d\n",
             "id,name\n1,a\n\"2,b\n3,c\n4,d\n",
+            // Walk 16: the rest of the file as one field leaves too many fields: still the
+            // quote is what is named.
+            "id,name\n1,a\n2,x,\"b\n3,c\n4,d\n",
         ] {
             let err = csv(text, OnError::Fail).expect_err("unclosed").to_string();
             assert!(
@@ -3341,6 +3394,30 @@ mod tests {
         .expect_err("malformed")
         .to_string();
         assert!(err.contains("a.csv") && err.contains("line 5"), "{err}");
+        // Walk 16: a quote never closed, which leaves a record of too few fields, is named as
+        // decoding names it, and read past under skip.
+        let text = "id,name,amt\n1,a,1.5\n2,\"b,2.5\n3,c,3.5\n";
+        let err = infer_schema(
+            "a.csv",
+            &Bytes::from(text),
+            FileFormat::Csv,
+            OnError::Fail,
+            b',',
+        )
+        .expect_err("unclosed")
+        .to_string();
+        assert!(
+            err.contains("a.csv line 3") && err.contains("never closed"),
+            "{err}"
+        );
+        assert_eq!(
+            csv_types(text, OnError::Skip),
+            [
+                ("id".to_string(), DataType::Int64),
+                ("name".to_string(), DataType::Utf8),
+                ("amt".to_string(), DataType::Float64)
+            ]
+        );
     }
 
     /// Walk 11 (F9): a CSV column of integers one of which is written with a leading zero
