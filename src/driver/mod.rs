@@ -122,18 +122,21 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
             .await
             .in_checkpoint(&spec)),
     };
-    // A run refused before any batch (exit 2: the pipeline file, the query, the state it
-    // cannot follow) on a checkpoint it made removes the checkpoint and sink folders it made,
-    // as long as it logged no batch there (a batch logged may have output to keep).
+    // A run refused or failed before any batch on a checkpoint it made removes the
+    // checkpoint and sink folders it made, as long as it logged no batch there (a batch
+    // logged may have output to keep). One that failed while running (exit 1: a server, a
+    // file that does not read) also keeps a source's starting offsets once logged: a next run
+    // starts where this one was to (`latest`).
+    let empty = |checkpoint: &std::path::Path, folder: &str| {
+        std::fs::read_dir(checkpoint.join(folder))
+            .ok()
+            .is_none_or(|mut entries| entries.next().is_none())
+    };
     if let Err(e) = &result
-        && e.exit_code() == 2
         && let Some((checkpoint, _)) = made.split_first()
-        && std::fs::read_dir(checkpoint.join(crate::checkpoint::paths::OFFSETS))
-            .ok()
-            .is_none_or(|mut entries| entries.next().is_none())
-        && std::fs::read_dir(checkpoint.join(crate::checkpoint::paths::COMMITS))
-            .ok()
-            .is_none_or(|mut entries| entries.next().is_none())
+        && empty(checkpoint, crate::checkpoint::paths::OFFSETS)
+        && empty(checkpoint, crate::checkpoint::paths::COMMITS)
+        && (e.exit_code() == 2 || empty(checkpoint, crate::checkpoint::paths::SOURCES))
     {
         for folder in made.iter().filter(|f| f.exists()) {
             if let Err(e) = std::fs::remove_dir_all(folder) {
