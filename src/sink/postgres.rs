@@ -1514,14 +1514,17 @@ impl Sink for PostgresSink {
         let mut decoder = datafusion::arrow::json::ReaderBuilder::new(Arc::clone(schema))
             .build_decoder()
             .map_err(|e| self.error(e))?;
-        decoder
-            .decode(text.as_bytes())
-            .map_err(|e| self.error(format!("decoding batch {batch} read back: {e}")))?;
-        let batches = decoder
-            .flush()
-            .map_err(|e| self.error(format!("decoding batch {batch} read back: {e}")))?
-            .into_iter()
-            .collect();
+        // The decoder takes a batch's worth of rows (1024) a call: on until all are read.
+        let decoding = |e| self.error(format!("decoding batch {batch} read back: {e}"));
+        let (mut rest, mut batches) = (text.as_bytes(), Vec::new());
+        loop {
+            let read = decoder.decode(rest).map_err(decoding)?;
+            rest = &rest[read..];
+            batches.extend(decoder.flush().map_err(decoding)?);
+            if read == 0 || rest.is_empty() {
+                break;
+            }
+        }
         Ok(HeldBatch::Rows {
             files: vec![format!("{} where {batch_column} = {batch}", self.location)],
             batches,

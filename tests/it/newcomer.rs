@@ -3219,7 +3219,10 @@ fn a_csv_first_line_that_is_a_row_is_not_taken_for_a_header() {
         stderr(&out)
     );
     assert!(sink_lines(&ws.path("out")).is_empty(), "no row written");
-    assert!(!ws.path("ckpt").exists(), "a checkpoint left by a run without a batch");
+    assert!(
+        !ws.path("ckpt").exists(),
+        "a checkpoint left by a run without a batch"
+    );
     std::fs::write(ws.path("in/0.csv"), "k,v\na,1\n").expect("input");
     std::fs::write(ws.path("in/1.csv"), "k,value\nb,2\n").expect("input");
     let out = run(&file, &ws);
@@ -3231,7 +3234,10 @@ fn a_csv_first_line_that_is_a_row_is_not_taken_for_a_header() {
         stderr(&out)
     );
     // A header of names that are not values reads, numbers under it or not.
-    assert!(!ws.path("ckpt").exists(), "a checkpoint left by a run without a batch");
+    assert!(
+        !ws.path("ckpt").exists(),
+        "a checkpoint left by a run without a batch"
+    );
     std::fs::write(ws.path("in/1.csv"), "k,v\nb,2\n").expect("input");
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -1473,3 +1473,38 @@ async fn a_rewind_refused_for_a_table_gone_for_good_goes_on_by_the_statement_it_
     assert!(expected > 0, "no batch after 0");
     assert_eq!(row_count(&table).await, expected, "batches 1 and on, once");
 }
+
+/// Walk 19 (3): `replay --verify` read back only the first 1024 rows of a batch from a
+/// table, and called a batch of more rows "differs". Every row is read back: a batch of
+/// thousands verifies, and one with a row changed does not.
+#[tokio::test]
+async fn replay_verify_reads_back_every_row_of_a_large_batch() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 5000, 0);
+    let table = unique_table("verify");
+    let pipeline = write_pipeline(&ws, &batch_column_pipeline(&ws, "verify", &table, ""));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        row_count(&table).await > 1024,
+        "a batch of more than 1024 rows"
+    );
+    let verify = || {
+        run_bin(
+            &["replay", &ws.p("ckpt"), "--batch", "0", "--verify"],
+            ws.dir.path(),
+        )
+    };
+    let out = verify();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{said}{}", stderr(&out));
+    assert!(!said.contains("NOT VERIFIED"), "{said}");
+    execute(&format!(
+        "UPDATE {table} SET amount = amount + 1 WHERE id = (SELECT max(id) FROM {table})"
+    ))
+    .await;
+    let out = verify();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{said}{}", stderr(&out));
+    assert!(said.contains("the SINK differs"), "{said}");
+}
