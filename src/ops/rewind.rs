@@ -270,7 +270,11 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
             Some(sink) => match sink.forget_batch(batch).await {
                 // Refused before anything of the batch was deleted (a sink that cannot take
                 // batches back, a table gone or made anew since the batch went into it).
-                Err(e @ (SinkError::NotSupported { .. } | SinkError::Config { .. })) => {
+                Err(
+                    e @ (SinkError::NotSupported { .. }
+                    | SinkError::Config { .. }
+                    | SinkError::TakeBackRefused { .. }),
+                ) => {
                     location.delete(&location.path(paths::REWIND)).await?;
                     let before = if rewound.taken_back.is_empty() {
                         String::new()

@@ -349,6 +349,14 @@ impl DeltaSink {
         }
     }
 
+    /// A batch this sink will not take back, said before anything of it is deleted.
+    fn refused(&self, reason: impl std::fmt::Display) -> SinkError {
+        SinkError::TakeBackRefused {
+            kind: KIND.name,
+            reason: format!("{}: {reason}", self.location),
+        }
+    }
+
     /// The table, and whether it exists (a table not made yet is made by the first write).
     async fn table(&self) -> Result<(DeltaTable, bool), SinkError> {
         register_log_stores();
@@ -920,12 +928,12 @@ impl Sink for DeltaSink {
         if let Some(held) = held
             && held > wanted
         {
-            return Err(self.error(format!(
+            return Err(self.refused(format!(
                 "batch {held} is still in the table: batches are taken back newest first"
             )));
         }
         let Lookup::Found(commit) = self.find_commit(&table, batch).await? else {
-            return Err(self.error(format!(
+            return Err(self.refused(format!(
                 "batch {batch}'s log entry is gone (past the table's log retention, or \
                  deleted): its files cannot be named to take them back"
             )));
@@ -946,11 +954,14 @@ impl Sink for DeltaSink {
             let path = decode(&add.path);
             !active.iter().any(|uri| uri.ends_with(&format!("/{path}")))
         }) {
-            return Err(self.error(format!(
+            return Err(self.refused(format!(
                 "batch {batch}'s file {} was rewritten since (OPTIMIZE, or another writer's \
                  DELETE or UPDATE): its rows are in other files now and cannot be taken back \
-                 by file",
-                gone.path
+                 by file. Restore the table to its version before that rewrite (deltalake: \
+                 `DeltaTable(\"{}\").restore(VERSION)`, `.history()` lists the versions; Spark: \
+                 `RESTORE TABLE`), then run the rewind again; nothing of this batch was taken \
+                 back",
+                gone.path, self.location
             )));
         }
         let now = chrono::Utc::now().timestamp_millis();

@@ -368,6 +368,15 @@ pub enum SinkError {
         /// What does not fit, and what to write instead.
         reason: String,
     },
+    /// A batch the sink will not take back (`sluice rewind`), refused before anything of it
+    /// was deleted: its rows were rewritten since, or its record of them is gone.
+    #[error("sink ({kind}): {reason}")]
+    TakeBackRefused {
+        /// The sink's kind.
+        kind: &'static str,
+        /// Why, naming the batch and where it went.
+        reason: String,
+    },
     /// An operation the sink's kind does not support.
     #[error("{operation} is not supported by the `{kind}` sink connector")]
     NotSupported {

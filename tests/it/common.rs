@@ -7,7 +7,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     ArrayRef, Float64Array, Int64Array, StringArray, TimestampNanosecondArray,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -156,6 +156,15 @@ pub async fn run(yaml: &str, options: RunOptions) -> Result<RunSummary, sluice::
 }
 
 /// Renders rows as sorted strings, for comparing multisets of rows.
+/// JSON lines decoded into `schema`'s types, every line (not a decoder's first 1024).
+pub fn json_lines(schema: SchemaRef, text: &[u8]) -> Vec<RecordBatch> {
+    datafusion::arrow::json::ReaderBuilder::new(schema)
+        .build(std::io::Cursor::new(text))
+        .expect("a JSON reader")
+        .collect::<Result<_, _>>()
+        .expect("decode JSON lines")
+}
+
 pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
     let mut out = rows_in_order(batches);
     out.sort();

@@ -43,12 +43,7 @@ pub fn table_rows(folder: &std::path::Path, reader: Reader, schema: SchemaRef) -
         folder.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut decoder = datafusion::arrow::json::ReaderBuilder::new(schema)
-        .build_decoder()
-        .expect("decoder");
-    decoder.decode(&out.stdout).expect("decode");
-    let batches: Vec<_> = decoder.flush().expect("flush").into_iter().collect();
-    rows(&batches)
+    rows(&json_lines(schema, &out.stdout))
 }
 
 struct DeltaSinkFixture {
@@ -686,5 +681,60 @@ async fn an_update_batch_without_rows_still_commits_its_version() {
     assert_eq!(
         table_rows(&ws.path("table"), Reader::Deltalake, schema),
         oracle(&ws.path("in"), "json", query).await
+    );
+}
+
+/// Walk 19 (4): a rewind refused because a batch's files were rewritten since (OPTIMIZE)
+/// left its `rewind` record, so every run and repair then asked to finish a rewind that
+/// always refused. The refusal leaves no record and names the way out, which works: the
+/// table restored to its version before OPTIMIZE, the rewind takes the batches back.
+#[tokio::test]
+async fn a_rewind_refused_after_optimize_leaves_no_record_and_its_advice_works() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 40, 0);
+    let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let python = |code: &str| {
+        let out = std::process::Command::new("python3")
+            .args(["-c", code, &ws.p("table")])
+            .output()
+            .expect("python3 with `deltalake`");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    python(
+        "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]); \
+         open(sys.argv[1] + '.before', 'w').write(str(t.version())); t.optimize.compact()",
+    );
+    let refused = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains("was rewritten since") && said.contains(".restore(VERSION)"),
+        "{said}"
+    );
+    assert!(!ws.path("ckpt/rewind").exists(), "a rewind record left");
+    python(
+        "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]); \
+         t.restore(int(open(sys.argv[1] + '.before').read()))",
+    );
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        oracle_of_first_file(&ws).await,
+        "batches 1 and 2 taken back"
+    );
+    let again = run_quietly(&pipeline, &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        expected,
+        "each batch once"
     );
 }

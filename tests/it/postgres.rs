@@ -144,12 +144,7 @@ pub async fn table_rows(url: &str, table: &str, schema: SchemaRef) -> Vec<String
         .iter()
         .map(|r| format!("{}\n", r.get::<_, String>(0)))
         .collect();
-    let mut decoder = datafusion::arrow::json::ReaderBuilder::new(schema)
-        .build_decoder()
-        .expect("decoder");
-    decoder.decode(text.as_bytes()).expect("decode");
-    let batches: Vec<_> = decoder.flush().expect("flush").into_iter().collect();
-    crate::common::rows(&batches)
+    crate::common::rows(&json_lines(schema, text.as_bytes()))
 }
 
 fn sink_schema() -> SchemaRef {
