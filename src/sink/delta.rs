@@ -62,6 +62,10 @@ pub(super) const KIND: SinkKind = SinkKind {
 /// How many times a commit that lost a race to another writer's is tried again.
 const CONFLICT_ATTEMPTS: usize = 10;
 
+/// The retries delta-rs makes of a commit another writer's overtook, where it does not
+/// conflict with it (its own default).
+const DELTA_RETRIES: usize = 15;
+
 /// The settings of a Delta Lake sink.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -838,10 +842,31 @@ impl Sink for DeltaSink {
         loop {
             attempts += 1;
             let (table, exists) = self.table().await?;
-            if exists && self.held(&table).await?.is_some_and(|held| held >= version) {
+            let held = if exists {
+                self.held(&table).await?
+            } else {
+                None
+            };
+            if held.is_some_and(|held| held >= version) {
                 return Ok(SinkCommit {
                     rows,
                     written: false,
+                });
+            }
+            // This pipeline's first commit into the table: another pipeline that committed
+            // into it since this run opened it (two pipelines started together on one new
+            // path) owns it now, as the preflight would have said.
+            let first = held.is_none();
+            if first
+                && exists
+                && let Some((owner, owner_label)) = self.newest_writer(&table).await?
+                && owner != self.pipeline
+            {
+                return Err(SinkError::ForeignFolder {
+                    location: self.location.to_string(),
+                    owner,
+                    owner_label,
+                    ours: self.pipeline,
                 });
             }
             // A newer run stops this one before anything becomes visible.
@@ -850,6 +875,10 @@ impl Sink for DeltaSink {
                 .await
                 .map_err(|e| SinkError::Fenced(Box::new(e)))?;
             let properties = CommitProperties::default()
+                // A first commit that another writer's commit overtook is not put after it
+                // by delta-rs (which would check only that the two do not conflict as data):
+                // it is tried again here, after the check above.
+                .with_max_retries(if first { 0 } else { DELTA_RETRIES })
                 .with_application_transaction(Transaction::new(&self.app_id, version))
                 .with_metadata([
                     (

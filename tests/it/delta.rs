@@ -738,3 +738,45 @@ async fn a_rewind_refused_after_optimize_leaves_no_record_and_its_advice_works()
         "each batch once"
     );
 }
+
+/// Walk 19 (1): two pipelines started together on one new table both passed the check that
+/// refuses another pipeline's table (neither had committed yet), and delta-rs put the second
+/// first commit after the first: every row twice. The run whose first commit is overtaken
+/// (stopped right before it, while the other runs) is refused, exit 2, and the table holds
+/// the other pipeline's rows once.
+#[tokio::test]
+async fn two_pipelines_started_together_on_one_new_table_do_not_both_write() {
+    use std::process::Stdio;
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let late = delta_pipeline(&ws, "ckpt", QUERY, "", "");
+    let mut stopped = sluice_bin()
+        .args(["run", late.to_str().expect("utf-8"), "--progress", "none"])
+        .env("SLUICE_STOP_AT", "_delta_log/00000000000000000000.json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_stopped(&stopped);
+    let other = delta_pipeline(&ws, "ckpt2", QUERY, "", "");
+    let run = run_quietly(&other, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    std::process::Command::new("kill")
+        .args(["-CONT", &stopped.id().to_string()])
+        .status()
+        .expect("kill");
+    let status = stopped.wait().expect("wait");
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut stopped.stderr.take().expect("stderr"), &mut said)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("belongs to another pipeline or checkpoint"),
+        "{said}"
+    );
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        oracle(&ws.path("in"), "json", QUERY).await,
+        "every row once"
+    );
+}
