@@ -1319,7 +1319,7 @@ impl<'a> Driver<'a> {
             // A sink's refusal of the query's columns is a mistake in the pipeline file.
             let shown = self.checkpoint.location().to_string();
             self.sink
-                .check_output(&output)
+                .check_output(&output, self.pipeline.allow_output_schema_change)
                 .await
                 .map_err(|e| Error::Usage(e.to_string().replace("<checkpoint>", &shown)))?;
             self.check_update_key(&output).await?;

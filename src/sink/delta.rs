@@ -353,6 +353,14 @@ impl DeltaSink {
         }
     }
 
+    /// A mistake in the pipeline file for this table (exit 2).
+    fn config(&self, reason: impl std::fmt::Display) -> SinkError {
+        SinkError::Config {
+            kind: KIND.name,
+            reason: format!("{}: {reason}", self.location),
+        }
+    }
+
     /// A batch this sink will not take back, said before anything of it is deleted.
     fn refused(&self, reason: impl std::fmt::Display) -> SinkError {
         SinkError::TakeBackRefused {
@@ -1116,11 +1124,52 @@ impl Sink for DeltaSink {
         }))
     }
 
-    async fn check_output(&self, schema: &SchemaRef) -> Result<(), SinkError> {
+    /// Also checks the query's columns against an existing table's (a table Sluice did not
+    /// make, or one the query changed since): a column the table holds in another type is
+    /// refused unless every value fits it exactly (a wider integer or float), as Spark's
+    /// Delta writer refuses it, where delta-rs would cast (a `bigint` into a `float` loses
+    /// digits); a column the table lacks joins it only with `allow_output_schema_change`
+    /// (Spark's `mergeSchema`). Complete mode replaces the table's columns.
+    async fn check_output(&self, schema: &SchemaRef, new_columns: bool) -> Result<(), SinkError> {
         for field in schema.fields() {
             check_column_name(field).map_err(|e| self.error(e))?;
         }
-        delta_schema(schema).map_err(|e| self.error(e))?;
+        let written = delta_schema(schema).map_err(|e| self.error(e))?;
+        let (table, exists) = self.table().await?;
+        if exists && self.mode != Mode::Complete {
+            let held = table
+                .snapshot()
+                .map_err(|e| self.error(e))?
+                .snapshot()
+                .arrow_schema();
+            let mut added = Vec::new();
+            for field in written.fields() {
+                let Ok(column) = held.field_with_name(field.name()) else {
+                    added.push(format!("`{}` {}", field.name(), field.data_type()));
+                    continue;
+                };
+                if !fits_column(field.data_type(), column.data_type()) {
+                    return Err(self.config(format!(
+                        "the query's column `{}` is {}, but the table's is {}: appended, its \
+                         values would be cast and changed, or the batch fail. Write it as the \
+                         table's type (`CAST({} AS ...)` in the query), or give the pipeline a \
+                         new table (a new `sink.path`)",
+                        field.name(),
+                        field.data_type(),
+                        column.data_type(),
+                        field.name()
+                    )));
+                }
+            }
+            if !added.is_empty() && !new_columns {
+                return Err(self.config(format!(
+                    "the table has no column {} of the query's: set \
+                     `allow_output_schema_change: true` to add them to the table (Spark's \
+                     `mergeSchema`), or leave them out of the query",
+                    added.join(", ")
+                )));
+            }
+        }
         for (what, columns) in [("key", &self.key), ("partition_by", &self.partition_by)] {
             for c in columns {
                 if schema.index_of(c).is_err() {
@@ -1131,6 +1180,42 @@ impl Sink for DeltaSink {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether a column the sink writes as `written` (a Delta type, [`delta_type`]) goes into a
+/// table's column of type `held` with every value kept: the same type (nested types by their
+/// fields' types, whatever their names), or a wider integer or float (Delta's type widening).
+fn fits_column(written: &DataType, held: &DataType) -> bool {
+    use DataType::{Float32, Float64, Int8, Int16, Int32, Int64};
+    match (written, held) {
+        (Int8, Int16 | Int32 | Int64 | Float32 | Float64)
+        | (Int16, Int32 | Int64 | Float32 | Float64)
+        | (Int32, Int64 | Float64)
+        | (Float32, Float64) => true,
+        (DataType::Timestamp(_, a), DataType::Timestamp(_, b)) => a.is_some() == b.is_some(),
+        (DataType::List(a), DataType::List(b) | DataType::LargeList(b)) => {
+            fits_column(a.data_type(), b.data_type())
+        }
+        (DataType::Struct(a), DataType::Struct(b)) => a.iter().all(|field| {
+            b.iter()
+                .find(|f| f.name() == field.name())
+                .is_some_and(|f| fits_column(field.data_type(), f.data_type()))
+        }),
+        (DataType::Map(a, _), DataType::Map(b, _)) => match (a.data_type(), b.data_type()) {
+            (DataType::Struct(a), DataType::Struct(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b.iter())
+                        .all(|(x, y)| fits_column(x.data_type(), y.data_type()))
+            }
+            _ => false,
+        },
+        (DataType::Utf8, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+        | (DataType::Binary, DataType::Binary | DataType::LargeBinary | DataType::BinaryView) => {
+            true
+        }
+        _ => written == held,
     }
 }
 

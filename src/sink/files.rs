@@ -832,7 +832,7 @@ impl Sink for FilesSink {
 
     /// CSV holds flat values only: a list, struct or map column is refused before the first
     /// batch, naming it (arrow's CSV writer would fail the batch there).
-    async fn check_output(&self, schema: &SchemaRef) -> Result<(), SinkError> {
+    async fn check_output(&self, schema: &SchemaRef, _new_columns: bool) -> Result<(), SinkError> {
         use datafusion::arrow::datatypes::DataType;
         if self.format != FileFormat::Csv {
             return Ok(());

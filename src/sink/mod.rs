@@ -653,8 +653,9 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
 
     /// Checks, once the query is planned and before its first batch, that the sink can take
     /// output of `schema` (a column type the sink's server has no type for is refused here,
-    /// naming the column).
-    async fn check_output(&self, _schema: &SchemaRef) -> Result<(), SinkError> {
+    /// naming the column). `new_columns`: the pipeline allows columns the sink does not hold
+    /// yet (`allow_output_schema_change`).
+    async fn check_output(&self, _schema: &SchemaRef, _new_columns: bool) -> Result<(), SinkError> {
         Ok(())
     }
 }

@@ -1735,7 +1735,7 @@ impl Sink for PostgresSink {
 
     /// Checks the query's columns against the table (`check_table`) before a batch is
     /// planned, so that a table that cannot take them is refused with nothing planned.
-    async fn check_output(&self, schema: &SchemaRef) -> Result<(), SinkError> {
+    async fn check_output(&self, schema: &SchemaRef, _new_columns: bool) -> Result<(), SinkError> {
         pg_columns(schema).map(|_| ()).map_err(|e| self.error(e))?;
         let mut guard = self.live.lock().await;
         let epoch = guard.as_ref().and_then(|l| l.epoch);

@@ -780,3 +780,76 @@ async fn two_pipelines_started_together_on_one_new_table_do_not_both_write() {
         "every row once"
     );
 }
+
+/// Runs `code` in python3 with the table folder as `sys.argv[1]`.
+fn python_on_table(ws: &Workspace, code: &str) {
+    let out = std::process::Command::new("python3")
+        .args(["-c", code, &ws.p("table")])
+        .output()
+        .expect("python3 with `deltalake`");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Walk 19 (2, 7): appending into a table Sluice did not make, delta-rs cast the query's
+/// `bigint` into the table's `float` (16777217 became 16777216) and added the columns the
+/// table lacked, exit 0. Checked before the first batch: a column of another type is refused
+/// unless every value fits it (a wider integer or float), naming it; a column the table lacks
+/// needs `allow_output_schema_change`. Each advice, followed, runs.
+#[tokio::test]
+async fn a_table_of_other_column_types_is_refused_before_a_batch() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    python_on_table(
+        &ws,
+        "import sys, deltalake, pyarrow as pa; deltalake.write_deltalake(sys.argv[1], \
+         pa.table({'id': pa.array([1.5], pa.float32()), 'page': ['x']}))",
+    );
+    let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "");
+    let refused = run_quietly(&pipeline, &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains("the query's column `id` is Int64, but the table's is Float32")
+            && said.contains("CAST(id AS"),
+        "{said}"
+    );
+    assert!(
+        !ws.path("ckpt").exists(),
+        "a checkpoint left by a refused run"
+    );
+    // The column cast as advised: `amount`, which the table lacks, is refused next.
+    let cast = "SELECT CAST(id AS REAL) AS id, page, amount FROM clicks WHERE amount > 30";
+    let pipeline = delta_pipeline(&ws, "ckpt", cast, "", "");
+    let refused = run_quietly(&pipeline, &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("the table has no column `amount` Float64")
+            && stderr(&refused).contains("allow_output_schema_change: true"),
+        "{}",
+        stderr(&refused)
+    );
+    let pipeline = delta_pipeline(&ws, "ckpt", cast, "allow_output_schema_change: true\n", "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("page", DataType::Utf8, true),
+        Field::new("amount", DataType::Float64, true),
+    ]));
+    let mut expected = oracle(
+        &ws.path("in"),
+        "json",
+        "SELECT page, amount FROM clicks WHERE amount > 30",
+    )
+    .await;
+    expected.push("x|".to_string());
+    expected.sort();
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, schema),
+        expected,
+        "the table's row kept, the query's rows added once"
+    );
+}
