@@ -150,7 +150,10 @@ impl SinkConnector for DeltaSinkConfig {
             ..*ctx
         })?;
         let (table, exists) = sink.table().await?;
-        if !exists || sink.held(&table).await?.is_some() {
+        if !exists {
+            return sink.check_no_other_files().await;
+        }
+        if sink.held(&table).await?.is_some() {
             return Ok(());
         }
         let writer = sink.newest_writer(&table).await?;
@@ -351,6 +354,45 @@ impl DeltaSink {
             kind: KIND.name,
             error: format!("{}: {error}", self.location).into(),
         }
+    }
+
+    /// Refuses a folder with no table yet that holds files other than a table's data files
+    /// (delta-rs's `part-<n>-<uuid>...parquet`, in partition folders `name=value/`, which a
+    /// first commit cut short leaves): a files sink's (`_sluice/`), or anything else. A table
+    /// made there would hold none of them, and its `VACUUM` would delete them.
+    async fn check_no_other_files(&self) -> Result<(), SinkError> {
+        let files = self
+            .location
+            .list("")
+            .await
+            .map_err(|e| self.error(format!("listing the folder: {e}")))?;
+        let table_file = |relative: &str| {
+            let mut parts: Vec<&str> = relative.split('/').collect();
+            let name = parts.pop().unwrap_or_default();
+            parts.iter().all(|p| p.contains('=') && !p.starts_with('_'))
+                && name.starts_with("part-")
+                && name.ends_with(".parquet")
+        };
+        let others: Vec<String> = files
+            .iter()
+            .map(|meta| self.location.relative(&meta.location))
+            .filter(|relative| !table_file(relative))
+            .collect();
+        let Some(first) = others.first() else {
+            return Ok(());
+        };
+        let files_sink = others.iter().any(|o| o.starts_with("_sluice/"));
+        Err(self.config(format!(
+            "the folder holds no Delta table but {} other file(s) (`{first}`{}): a table made \
+             there would take none of them for its own, and its `VACUUM` would delete them. \
+             Give the table a folder of its own (a new `sink.path`)",
+            others.len(),
+            if files_sink {
+                ", a files sink's output"
+            } else {
+                ""
+            }
+        )))
     }
 
     /// A mistake in the pipeline file for this table (exit 2).

@@ -177,6 +177,19 @@ impl SinkConnector for FilesSinkConfig {
         // A folder another pipeline writes is refused before any batch is logged.
         if let Ok(location) = Location::open(&self.folder(ctx.part), false, ctx.sync, ctx.hook) {
             let shown = location.to_string();
+            // A Delta table's folder: files written there are no part of the table, and its
+            // `VACUUM` deletes them.
+            if !location.list("_delta_log").await?.is_empty() {
+                return Err(SinkError::Config {
+                    kind: KIND.name,
+                    reason: format!(
+                        "{shown} is a Delta table's folder (it has `_delta_log/`): files written \
+                         there would be no part of the table, and its `VACUUM` would delete \
+                         them. Give the files sink a folder of its own, or write into the table \
+                         with `kind: delta`"
+                    ),
+                });
+            }
             let sink = FilesSink::new(location, self.format, ctx.pipeline);
             if let Some((owner, owner_label)) = sink.folder_owner().await?
                 && owner != ctx.pipeline

@@ -853,3 +853,69 @@ async fn a_table_of_other_column_types_is_refused_before_a_batch() {
         "the table's row kept, the query's rows added once"
     );
 }
+
+/// Walk 19 (5): a Delta table made in a files sink's folder (or one holding other files), and
+/// a files sink into a Delta table's folder, were accepted: the table's `VACUUM` deletes the
+/// other's files. Each is refused before any batch, naming the folder; a folder holding only
+/// the data files of a first commit cut short is still taken.
+#[tokio::test]
+async fn a_delta_table_and_other_files_do_not_share_a_folder() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    // A files sink's output where the table is to be.
+    let files = format!(
+        "name: files\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: available-now\nsink: {{ kind: files, path: {table}, format: parquet }}\n",
+        ckpt = ws.p("files_ckpt"),
+        source = files_source(&ws),
+        table = ws.p("table"),
+    );
+    let files = write_pipeline(&ws, &files);
+    let run = run_quietly(&files, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "");
+    let refused = run_quietly(&pipeline, &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("holds no Delta table but")
+            && stderr(&refused).contains("a files sink's output"),
+        "{}",
+        stderr(&refused)
+    );
+    // A folder of its own: a first commit cut short (data files, no log) is taken there.
+    std::fs::remove_dir_all(ws.path("table")).expect("remove");
+    let cut = run_quietly(
+        &pipeline,
+        &[(
+            "SLUICE_CRASH_AT",
+            "before:1:_delta_log/00000000000000000000.json".into(),
+        )],
+    );
+    assert!(
+        stderr(&cut).contains("crash point reached"),
+        "{}",
+        stderr(&cut)
+    );
+    assert!(!ws.path("table/_delta_log").exists(), "no commit made");
+    assert!(
+        std::fs::read_dir(ws.path("table"))
+            .expect("the table's folder")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".parquet")),
+        "the cut-short commit's data files are there"
+    );
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        oracle(&ws.path("in"), "json", QUERY).await
+    );
+    // The files sink into the table's folder.
+    std::fs::remove_dir_all(ws.path("files_ckpt")).expect("remove");
+    let refused = run_quietly(&files, &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("is a Delta table's folder"),
+        "{}",
+        stderr(&refused)
+    );
+}
