@@ -1132,6 +1132,21 @@ impl Pipeline {
                 ));
             }
         }
+        // A stream the sink writes that a source reads (a Kafka topic): each batch's output
+        // would come back as the next batch's input, without end.
+        for (key, place) in &written {
+            for (name, config) in &self.sources {
+                if config.connector().reads_stream(place) {
+                    return Err(format!(
+                        "`{}` ({}) is a stream that source `{name}` reads: each batch's output \
+                         would come back as input to the next, without end; write to another \
+                         topic",
+                        key.replace(".path", ".topic"),
+                        crate::secret::redact_url(place)
+                    ));
+                }
+            }
+        }
         for (i, (key, location)) in written.iter().enumerate() {
             let others = written[i + 1..].iter().chain(&read);
             for (other_key, other) in others {

@@ -976,3 +976,35 @@ async fn a_topic_that_does_not_exist_is_refused_and_leaves_nothing_behind() {
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
 }
+
+/// Walk 19 (6): a Kafka sink writing the topic its own source reads was accepted, and every
+/// run read its own output again. Refused at planning (exit 2), by name or by pattern, on a
+/// broker the source names; another topic runs.
+#[test]
+fn a_sink_topic_its_source_reads_is_refused() {
+    let ws = Workspace::new();
+    for (source, sink) in [
+        (
+            "topics: [loop]",
+            "bootstrap_servers: 127.0.0.1:1\n  topic: loop",
+        ),
+        (
+            "topic_pattern: \"lo.*\"",
+            "bootstrap_servers: \"x:9, 127.0.0.1:1\"\n  topic: loop",
+        ),
+    ] {
+        let yaml = format!(
+            "name: loop\ncheckpoint: {ckpt}\nsources:\n  s:\n    kind: kafka\n    bootstrap_servers: 127.0.0.1:1\n    {source}\nquery: SELECT value FROM s\ntrigger: available-now\nsink:\n  kind: kafka\n  {sink}\n",
+            ckpt = ws.p("ckpt"),
+        );
+        let out = sluice_run(&write_pipeline(&ws, &yaml), &[]);
+        assert_eq!(out.status.code(), Some(2), "{source}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("`sink.topic` (kafka://")
+                && stderr(&out).contains("is a stream that source `s` reads"),
+            "{source}: {}",
+            stderr(&out)
+        );
+        assert!(!ws.path("ckpt").exists(), "{source}: a checkpoint left");
+    }
+}

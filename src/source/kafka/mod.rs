@@ -421,6 +421,32 @@ impl SourceConnector for KafkaConfig {
         KIND.name
     }
 
+    /// A Kafka sink's topic (`kafka://<servers>/<topic>`) on a broker this source names (one
+    /// bootstrap server in common), named in `topics` or matching `topic_pattern`.
+    fn reads_stream(&self, place: &str) -> bool {
+        let Some((servers, topic)) = place
+            .strip_prefix("kafka://")
+            .and_then(|rest| rest.rsplit_once('/'))
+        else {
+            return false;
+        };
+        let listed = |list: &str| -> Vec<String> {
+            list.split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let ours = listed(&self.bootstrap_servers);
+        if !listed(servers).iter().any(|s| ours.contains(s)) {
+            return false;
+        }
+        match (&self.topics, &self.pattern) {
+            (Some(names), _) => names.names().iter().any(|n| n == topic),
+            (None, Some(pattern)) => pattern.is_match(topic),
+            (None, None) => false,
+        }
+    }
+
     async fn open(
         &self,
         name: &str,
