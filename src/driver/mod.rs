@@ -118,9 +118,11 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
     let spec = checkpoint_spec.clone();
     let result = match run_from(pipeline, options, checkpoint_spec).await {
         Ok(summary) => Ok(summary),
-        Err(e) => Err(with_edit_advice(e, pipeline, &spec)
-            .await
-            .in_checkpoint(&spec)),
+        Err(e) => Err(
+            with_edit_advice(with_schema_line(e, pipeline), pipeline, &spec)
+                .await
+                .in_checkpoint(&spec),
+        ),
     };
     // A run refused or failed before any batch on a checkpoint it made removes the
     // checkpoint and sink folders it made, as long as it logged no batch there (a batch
@@ -145,6 +147,33 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         }
     }
     result
+}
+
+/// A declared column's type that does not read (found when the source opens) named with its
+/// line of the pipeline file, as a mistake found when the file is read is.
+fn with_schema_line(error: Error, pipeline: &Pipeline) -> Error {
+    let Error::Source(crate::source::SourceError::Config {
+        source_name,
+        mut reason,
+    }) = error
+    else {
+        return error;
+    };
+    let line = reason
+        .strip_prefix("`schema:` key `")
+        .and_then(|rest| rest.split('`').next())
+        .and_then(|column| {
+            ["sources", "tables"].iter().find_map(|group| {
+                pipeline.key_line(&format!("{group}.{source_name}.schema.{column}"))
+            })
+        });
+    if let Some(line) = line {
+        reason.push_str(&format!(" (line {line} of the pipeline file)"));
+    }
+    Error::Source(crate::source::SourceError::Config {
+        source_name,
+        reason,
+    })
 }
 
 /// Whether committed batch `last` went to the sink `record` names, as the pipeline file it ran
