@@ -1291,7 +1291,11 @@ async fn load_table(
 ) -> Result<Arc<MemTable>, SourceError> {
     let config_err = |reason: String| SourceError::Config {
         source_name: name.to_string(),
-        reason: format!("{reason}; fix `tables.{name}.path`"),
+        // A table's path names a file or a folder.
+        reason: format!(
+            "{}; fix `tables.{name}.path`",
+            reason.replacen("no such folder", "no such file or folder", 1)
+        ),
     };
     let local = std::path::Path::new(&config.path);
     let (folder, only) = if !config.path.contains("://") && local.is_file() {

@@ -5773,3 +5773,28 @@ fn a_checkpoint_with_relative_paths_is_read_from_another_folder() {
         stderr(&out)
     );
 }
+
+/// Walk 19: a static table's path that names nothing was called "no such folder", though a
+/// table is often one file: it says "no such file or folder", and names the key to fix.
+#[test]
+fn a_missing_table_file_is_named_as_a_file_or_folder() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let yaml = std::fs::read_to_string(&file).expect("file").replace(
+        "query:",
+        &format!(
+            "tables:\n  t: {{ kind: files, path: {}, format: csv }}\nquery:",
+            ws.p("pages.csv")
+        ),
+    );
+    std::fs::write(&file, yaml).expect("edit");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no such file or folder")
+            && stderr(&out).contains("fix `tables.t.path`"),
+        "{}",
+        stderr(&out)
+    );
+}
