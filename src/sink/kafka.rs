@@ -252,6 +252,8 @@ enum WriteError {
     Abortable(KafkaError),
     /// Anything else.
     Other(String),
+    /// A record no attempt can write (larger than the producer takes): not tried again.
+    Refused(String),
 }
 
 impl std::fmt::Display for WriteError {
@@ -259,7 +261,7 @@ impl std::fmt::Display for WriteError {
         match self {
             Self::Fenced(e) => write!(f, "the producer was fenced by a newer one: {e}"),
             Self::Abortable(e) => write!(f, "{e}"),
-            Self::Other(e) => f.write_str(e),
+            Self::Other(e) | Self::Refused(e) => f.write_str(e),
         }
     }
 }
@@ -536,10 +538,17 @@ impl KafkaSink {
             producer.context().clear();
             producer.begin_transaction().map_err(classify)?;
             let result = failpoint::external(&location, &format!("rows of batch {batch}"), || {
+                let mut index = 0;
                 for batch in &batches {
                     let rows = encoders.encode(batch).map_err(WriteError::Other)?;
                     for row in &rows {
-                        send(&producer, &topic, row, timeout)?;
+                        send(&producer, &topic, row, timeout).map_err(|e| match e {
+                            WriteError::Refused(why) => {
+                                WriteError::Refused(format!("the batch's row {index}: {why}"))
+                            }
+                            other => other,
+                        })?;
+                        index += 1;
                     }
                 }
                 flush(&producer, timeout)?;
@@ -721,6 +730,22 @@ fn send(
                 }
                 record = again;
                 std::thread::sleep(Duration::from_millis(5));
+            }
+            // librdkafka refuses a record past `message.max.bytes` before sending it.
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                let size = row.key.as_ref().map_or(0, Vec::len)
+                    + row.value.as_ref().map_or(0, Vec::len)
+                    + row
+                        .headers
+                        .iter()
+                        .map(|(name, value)| name.len() + value.as_ref().map_or(0, Vec::len))
+                        .sum::<usize>();
+                return Err(WriteError::Refused(format!(
+                    "its record is {size} bytes (key, value and headers), more than the \
+                     producer's `message.max.bytes` (default 1000000): no attempt can write it. \
+                     Make the record smaller in the query, or raise `message.max.bytes` in the \
+                     sink's `properties` (and the topic's `max.message.bytes` on the broker)"
+                )));
             }
             Err((e, _)) => return Err(classify(e)),
         }
@@ -1110,10 +1135,15 @@ impl Sink for KafkaSink {
                         .check()
                         .await
                         .map_err(|e| SinkError::Fenced(Box::new(e)))?;
-                    if attempts >= self.config.retry.attempts {
-                        return Err(self.error(format!(
-                            "writing batch {batch}: {error} (after {attempts} attempts)"
-                        )));
+                    if attempts >= self.config.retry.attempts
+                        || matches!(error, WriteError::Refused(_))
+                    {
+                        let after = if matches!(error, WriteError::Refused(_)) {
+                            String::new()
+                        } else {
+                            format!(" (after {attempts} attempts)")
+                        };
+                        return Err(self.error(format!("writing batch {batch}: {error}{after}")));
                     }
                     tracing::warn!(
                         "Kafka sink: writing batch {batch} failed (attempt {attempts} of {}): \

@@ -1008,3 +1008,54 @@ fn a_sink_topic_its_source_reads_is_refused() {
         assert!(!ws.path("ckpt").exists(), "{source}: a checkpoint left");
     }
 }
+
+/// Walk 19 (9): a record larger than the producer takes was tried again as often as
+/// `retry.attempts` says, though no attempt could write it, and the error named neither the
+/// row nor its size. It fails at once, naming both and the way out, which works.
+#[tokio::test]
+async fn a_record_too_large_is_named_with_its_size_and_not_tried_again() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    let big = "x".repeat(1_500_000);
+    std::fs::write(
+        ws.path("in/0.json"),
+        format!(
+            "{{\"id\":1,\"page\":\"home\",\"amount\":1.0}}\n\
+             {{\"id\":2,\"page\":\"{big}\",\"amount\":2.0}}\n"
+        ),
+    )
+    .expect("input");
+    let out = unique("large");
+    create_topic(broker(), &out, 1).await;
+    let pipeline = |query: &str| {
+        let yaml = format!(
+            "name: large\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\nquery: {query}\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n  retry: {{ attempts: 3, backoff: 2s }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            broker = broker(),
+        );
+        write_pipeline(&ws, &yaml)
+    };
+    let failed = sluice_run(&pipeline("SELECT id, page FROM clicks"), &[]);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    let said = stderr(&failed);
+    assert!(
+        said.contains("the batch's row 1: its record is 1500")
+            && said.contains("`message.max.bytes`")
+            && !said.contains("retrying"),
+        "{said}"
+    );
+    // Smaller in the query, on a new checkpoint (the failed batch stays planned otherwise).
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("fresh checkpoint");
+    let run = sluice_run(
+        &pipeline("SELECT id, substr(page, 1, 10) AS page FROM clicks"),
+        &[],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("page", DataType::Utf8, true),
+    ]));
+    let got = committed_rows(broker(), &out, schema, "SELECT * FROM sink").await;
+    assert_eq!(got, ["1|home", "2|xxxxxxxxxx"]);
+}
