@@ -22,9 +22,15 @@ pub(super) async fn run(spec: &str, to: u64) -> Result<(), Error> {
             .get(batch)
             .map(|sink| format!(" from {sink}"))
             .unwrap_or_default();
-        let unit = rewound.units.get(batch).copied().unwrap_or("files");
+        // No unit: the sink never took the batch (a Kafka topic it failed to reach); what
+        // was deleted is the late-rows sink's.
+        let what = match (rewound.units.get(batch), deleted) {
+            (Some(unit), _) => format!("{deleted} sink {unit}"),
+            (None, 0) => "nothing from the sink (it never took the batch)".to_string(),
+            (None, _) => format!("{deleted} late-rows files"),
+        };
         report.push_str(&format!(
-            "took back batch {batch}{from}: {deleted} sink {unit}{state} and its log entries\n"
+            "took back batch {batch}{from}: {what}{state} and its log entries\n"
         ));
     }
     report.push_str(&format!(

@@ -1059,3 +1059,57 @@ async fn a_record_too_large_is_named_with_its_size_and_not_tried_again() {
     let got = committed_rows(broker(), &out, schema, "SELECT * FROM sink").await;
     assert_eq!(got, ["1|home", "2|xxxxxxxxxx"]);
 }
+
+/// Walk 19 (9): a rewind of a batch that failed before it reached the Kafka sink said it took
+/// back "0 sink files" from the topic. It says the sink never took the batch, and the rewind
+/// the failure advised lets the edited pipeline write every row once.
+#[tokio::test]
+async fn a_rewind_of_a_batch_the_topic_never_took_says_so() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(
+        ws.path("in/0.json"),
+        "{\"id\":1,\"page\":\"home\",\"amount\":1.0}\n",
+    )
+    .expect("input");
+    let out = unique("never");
+    create_topic(broker(), &out, 1).await;
+    let yaml = format!(
+        "name: never\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    max_files_per_batch: 1\nquery: SELECT id, page, amount FROM clicks\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        broker = broker(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    std::fs::write(
+        ws.path("in/1.json"),
+        "{\"id\":2,\"page\":\"cart\",\"amount\":2.0}\n{\"id\":\"x\"}\n",
+    )
+    .expect("input");
+    let failed = sluice_run(&pipeline, &[]);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    let advised = format!("sluice rewind {} --to 0", ws.p("ckpt"));
+    assert!(stderr(&failed).contains(&advised), "{}", stderr(&failed));
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let said = String::from_utf8_lossy(&rewind.stdout);
+    assert!(
+        said.contains("took back batch 1 from kafka://")
+            && said.contains("nothing from the sink (it never took the batch)"),
+        "{said}"
+    );
+    std::fs::write(
+        &pipeline,
+        yaml.replace(
+            "max_files_per_batch: 1\n",
+            "max_files_per_batch: 1\n    on_error: skip\n",
+        ),
+    )
+    .expect("edit");
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let got = committed_rows(broker(), &out, sink_schema(), "SELECT * FROM sink").await;
+    assert_eq!(got, ["1|home|1.0", "2|cart|2.0"]);
+}
