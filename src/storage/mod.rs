@@ -70,6 +70,17 @@ pub enum StorageError {
         /// What the error means, when Sluice can tell (empty otherwise).
         hint: String,
     },
+    /// The store answered with an error of its own (S3's `<Code>`): a bucket that does not
+    /// exist, credentials it refused.
+    #[error("{op} `{path}` failed: {reason}")]
+    Refused {
+        /// What was being done.
+        op: &'static str,
+        /// The object's full path, with its store.
+        path: String,
+        /// The store's answer, and what to do about it.
+        reason: String,
+    },
     /// The store asked the cloud's instance metadata service for credentials and got none:
     /// no credentials were given.
     #[error(
@@ -749,6 +760,36 @@ impl Location {
                 op,
                 path,
                 store: self.root.clone(),
+            };
+        }
+        // An S3 error answer (XML): its code and message, not the whole body.
+        let tag = |name: &str| {
+            let open = format!("<{name}>");
+            let start = text.find(&open)? + open.len();
+            let end = text[start..].find(&format!("</{name}>"))? + start;
+            Some(text[start..end].to_string())
+        };
+        if let Some(code) = tag("Code") {
+            let said = tag("Message").map_or(code.clone(), |m| format!("{code}: {m}"));
+            let advice = match code.as_str() {
+                "NoSuchBucket" => format!(
+                    ". Make the bucket `{}` first, or fix the URL",
+                    tag("BucketName").unwrap_or_else(|| self.root.clone())
+                ),
+                "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "AccessDenied"
+                | "ExpiredToken"
+                | "InvalidToken" => ". Check the credentials in the environment \
+                     (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) and what they \
+                     may do in the bucket"
+                    .to_string(),
+                _ => String::new(),
+            };
+            return StorageError::Refused {
+                op,
+                path,
+                reason: format!("the store answered {said}{advice}"),
             };
         }
         let plain_http = ["AWS_ENDPOINT", "AWS_ENDPOINT_URL"]

@@ -451,3 +451,29 @@ fn workers_read_input_from_s3_for_a_checkpoint_and_sink_on_s3() {
     let view: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("json");
     assert_eq!(view["last_committed"], 1);
 }
+
+/// Walk 19 (9): a bucket that does not exist was said with S3's whole XML answer. The
+/// message gives the store's code and words, names the bucket, and says what to do; with the
+/// bucket made, the same pipeline runs.
+#[test]
+fn a_bucket_that_does_not_exist_is_named_without_the_xml() {
+    let mut moto = Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 10, 0);
+    let pipeline = s3_pipeline(&ws, "SELECT * FROM clicks", "s3://nobucket/ckpt");
+    let out = moto
+        .sluice()
+        .args(["run", pipeline.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("the store answered NoSuchBucket")
+            && said.contains("Make the bucket `nobucket` first")
+            && !said.contains("<?xml"),
+        "{said}"
+    );
+    moto.create_bucket("nobucket");
+    moto.sluice_ok(&["run", pipeline.to_str().expect("utf-8")]);
+}
