@@ -553,11 +553,27 @@ fn render_text(view: &CheckpointView) -> String {
         view.metadata.name, view.metadata.id
     );
     let _ = writeln!(out, "created     {}", view.metadata.created);
+    // Damaged entries are said in the header too, not only in their batch's lines.
+    let damaged: Vec<String> = view
+        .batches
+        .iter()
+        .filter(|b| b.damaged.is_some())
+        .map(|b| b.batch.to_string())
+        .collect();
     let _ = writeln!(
         out,
-        "committed   {} batches retained, last {}",
+        "committed   {} batches retained, last {}{}",
         view.batches_committed,
-        view.last_committed.map_or("none".into(), |b| b.to_string())
+        view.last_committed.map_or("none".into(), |b| b.to_string()),
+        if damaged.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; DAMAGED entries of batch {} (see below: `sluice repair {}`)",
+                damaged.join(", "),
+                view.location
+            )
+        }
     );
     match &view.rewind_unfinished {
         Some(why) => {

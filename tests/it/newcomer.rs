@@ -2030,6 +2030,11 @@ fn damaged_history_is_shown_and_taken_back() {
         shown.contains("batch      2  damaged") && shown.contains("commits/2 line 1"),
         "{shown}"
     );
+    // Walk 19: the header says it too, not "last 2" alone.
+    assert!(
+        shown.contains("last 2; DAMAGED entries of batch 1, 2 (see below: `sluice repair"),
+        "{shown}"
+    );
     std::fs::write(ws.path("ckpt/commits/2"), newest).expect("restore");
     std::fs::write(ws.path("out/_sluice/manifest/2"), "v1\n{\"batch\":2,").expect("truncate");
     let out = run_bin(
