@@ -1758,6 +1758,7 @@ fn json_values<'a>(
             serde_json::Deserializer::from_slice(&bytes[pos..]).into_iter::<serde_json::Value>();
         // The problem, and the line (relative to `line`, 1 for its first) it was found on.
         let mut cut_short = false;
+        let mut column = 0;
         let (problem, at) = match stream.next() {
             Some(Ok(serde_json::Value::Object(fields))) => {
                 let end = pos + stream.byte_offset();
@@ -1809,8 +1810,9 @@ fn json_values<'a>(
                      reader follows (serde_json's recursion limit)"
                         .to_string()
                 } else {
-                    reason
+                    json_syntax(&reason)
                 };
+                column = e.column();
                 // The file ends inside the value, without its line's end: still being written.
                 cut_short = e.is_eof() && !bytes.ends_with(b"\n");
                 (reason, e.line().max(1))
@@ -1825,10 +1827,19 @@ fn json_values<'a>(
         if on_error == OnError::Fail || csv_header.is_some() {
             // Named by the line the value starts on (a line cut short reads on into the next:
             // the next is not the one to blame), and where the parser stopped.
+            // Where the parser stopped, in the file's lines.
+            let at_column = if column > 0 {
+                format!(", column {column}")
+            } else {
+                String::new()
+            };
             let reason = if error_line > line {
                 format!(
-                    "the value starting on this line does not parse: {problem} on line {error_line}"
+                    "the value starting on this line does not parse: {problem} (line \
+                     {error_line}{at_column})"
                 )
+            } else if column > 0 {
+                format!("{problem} (column {column})")
             } else {
                 problem
             };
@@ -2115,6 +2126,26 @@ const UNCLOSED_QUOTE: &str = "a field opened by a quote (`\"`) on this line is n
 /// Whether CSV text ends inside a quoted field: a `"` at the start of a field opens one, `""`
 /// in it is a quote, and a lone `"` closes it (RFC 4180, as Arrow's reader splits fields); a
 /// `"` inside an unquoted field is text.
+/// serde_json's words for a syntax error (`expected ident`), said as what is wrong in the
+/// JSON text.
+fn json_syntax(reason: &str) -> String {
+    let said = match reason {
+        "expected ident" => {
+            "an unquoted word: JSON's only words are `true`, `false` and `null`; text is \
+             written in double quotes"
+        }
+        "expected value" => "a value is missing or is not JSON (text is written in double quotes)",
+        "key must be a string" => "an object's key is not in double quotes",
+        "trailing comma" => "a comma before a closing `}` or `]`",
+        "EOF while parsing a value"
+        | "EOF while parsing an object"
+        | "EOF while parsing a list"
+        | "EOF while parsing a string" => "the text ends inside the value",
+        other => other,
+    };
+    format!("not valid JSON: {said}")
+}
+
 /// Whether a quote opened on the first line of `rest` (a CSV file from a record's start on)
 /// is never closed: that line alone, and all of `rest`, end inside a quoted field.
 fn opens_unclosed_quote(rest: &[u8], delimiter: u8) -> bool {
@@ -3269,12 +3300,21 @@ mod tests {
         // Named by the line the value starts on, with the line the parser stopped on.
         assert!(err.starts_with("f.json line 1: "), "{err}");
         assert!(
-            err.contains("does not parse: expected value on line 3"),
+            err.contains("does not parse: not valid JSON: a value is missing or is not JSON (text is written in double quotes) (line 3, column 3)"),
             "{err}"
         );
         assert!(
-            !err.contains("column"),
+            !err.contains(" at line "),
             "said once, in the file's lines: {err}"
+        );
+        // Walk 19: serde_json's own words (`expected ident`) said as what is wrong.
+        let err = json("{\"id\":1}\n{\"id\": tru}\n", OnError::Fail)
+            .expect_err("bad")
+            .to_string();
+        assert!(
+            err.starts_with("f.json line 2: not valid JSON: an unquoted word")
+                && err.contains("(column 11)"),
+            "{err}"
         );
         // The first bad line is named, whether a value does not parse or does not fit.
         let err = json("{\"id\":\"x\"}\n{bad\n", OnError::Fail)
