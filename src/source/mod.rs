@@ -572,10 +572,9 @@ pub trait SourceConnector: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// Whether the source reads the stream a sink writes at `place` (its
-    /// [`SinkConnector::location`](crate::sink::SinkConnector::location), such as
-    /// `kafka://<bootstrap_servers>/<topic>`), so that each batch's output would come back as
-    /// input; `false` for a source of another kind.
+    /// Whether the source reads the stream a sink writes at `place` (the sink connector's
+    /// `location`, such as `kafka://<bootstrap_servers>/<topic>`), so that each batch's output
+    /// would come back as input; `false` for a source of another kind.
     fn reads_stream(&self, _place: &str) -> bool {
         false
     }
