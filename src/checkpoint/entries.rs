@@ -115,8 +115,13 @@ pub struct CommitEntry {
     pub rows_in: u64,
     /// Rows written to the sink.
     pub rows_out: u64,
-    /// Input rows skipped as malformed (`on_error: skip`).
+    /// Input rows skipped: malformed (`on_error: skip`), and gone from their source before
+    /// the batch read them (`rows_lost`).
     pub rows_skipped: u64,
+    /// Of `rows_skipped`, those gone from their source (a Kafka topic's or NATS stream's
+    /// retention) before the batch read them (`fail_on_data_loss: false`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_lost: u64,
     /// Input rows with fields their source's schema does not know (kept in a rescued-data
     /// column where the source has one, dropped otherwise).
     #[serde(default, skip_serializing_if = "is_zero")]

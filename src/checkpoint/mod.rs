@@ -871,6 +871,7 @@ mod tests {
             rows_in: 1,
             rows_out: 1,
             rows_skipped: 0,
+            rows_lost: 0,
             rows_with_unknown_fields: 0,
             files_in: 1,
             epoch: cp.epoch(),

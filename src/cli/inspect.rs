@@ -736,6 +736,14 @@ fn render_text(view: &CheckpointView) -> String {
                 c.durations.execute_ms,
                 c.durations.commit_ms
             );
+            // Rows read but not in the query's input: said where there were any.
+            let malformed = c.rows_skipped.saturating_sub(c.rows_lost);
+            if malformed > 0 {
+                let _ = write!(out, "; {malformed} malformed rows skipped");
+            }
+            if c.rows_lost > 0 {
+                let _ = write!(out, "; {} rows gone from the source skipped", c.rows_lost);
+            }
         }
         out.push('\n');
         if let Some(why) = &b.damaged {

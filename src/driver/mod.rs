@@ -1918,6 +1918,7 @@ impl<'a> Driver<'a> {
             rows_out: committed.rows,
             // Every row skipped, malformed or gone from its source.
             rows_skipped: skipped + lost,
+            rows_lost: lost,
             rows_with_unknown_fields: unknown_rows,
             files_in,
             epoch: self.checkpoint.epoch(),

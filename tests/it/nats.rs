@@ -207,6 +207,12 @@ async fn a_bad_payload_and_lost_messages_are_named_by_sequence() {
     );
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
+    let shown = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert!(
+        shown.contains("; 1 malformed rows skipped") && !shown.contains("gone from the source"),
+        "{shown}"
+    );
     // The stream loses its first messages: batch 0 can no longer be read as it was.
     js.get_stream(stream.as_str())
         .await
@@ -453,6 +459,14 @@ async fn messages_gone_before_their_batch_is_read_can_be_skipped() {
     );
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
+    // The commit log keeps them apart too, and inspect shows them.
+    let shown = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert!(
+        shown.contains("; 40 rows gone from the source skipped")
+            && !shown.contains("malformed rows skipped"),
+        "{shown}"
+    );
 }
 
 /// Walk 16: a stream that does not exist is the pipeline's mistake: exit 2 naming it and the
