@@ -176,6 +176,25 @@ fn with_schema_line(error: Error, pipeline: &Pipeline) -> Error {
     })
 }
 
+/// Whether the sink `record` names keeps batch records, as the pipeline file committed batch
+/// `last` ran with configures it, where that batch went to it; `None` where that is not
+/// known.
+async fn sink_keeps_batches(
+    location: &Location,
+    last: BatchId,
+    record: &crate::checkpoint::SinkRecord,
+) -> Option<bool> {
+    let commit = crate::checkpoint::read_commit(location, last)
+        .await
+        .ok()??;
+    let fingerprint = commit.pipeline?;
+    let then = stored_pipeline_as_written(location, &location.to_string(), &fingerprint)
+        .await
+        .ok()??;
+    let sink = then.sink.connector();
+    (sink.kind() == record.kind && sink.location() == record.path).then(|| sink.keeps_batches())
+}
+
 /// Whether committed batch `last` went to the sink `record` names, as the pipeline file it ran
 /// with says (a run that recorded a moved sink and then committed nothing leaves the record
 /// naming a sink the batch never reached). `true` where that file is not known.
@@ -1002,11 +1021,17 @@ impl<'a> Driver<'a> {
         });
         // A sink that keeps batches records its columns once a batch wrote them: a record
         // without them was left by a run that wrote nothing there. Another sink's record is
-        // written by every run.
+        // written by every run. Which one the record's sink was, its own pipeline file says
+        // (the newest committed batch's, where that batch went there).
+        let previous_keeps = match (&previous, logs.commits.last()) {
+            (Some(previous), Some(&last)) => {
+                sink_keeps_batches(checkpoint.location(), last, previous).await
+            }
+            _ => None,
+        }
+        .unwrap_or_else(|| pipeline.sink.connector().keeps_batches());
         if let Some(previous) = &previous
-            && (previous.output_schema.is_some()
-                || was_rebuilt
-                || !pipeline.sink.connector().keeps_batches())
+            && (previous.output_schema.is_some() || was_rebuilt || !previous_keeps)
             && (&previous.kind, &previous.path) != (&sink_record.kind, &sink_record.path)
         {
             let shown = |kind: &str, path: &Option<String>| match path {

@@ -1113,3 +1113,38 @@ async fn a_rewind_of_a_batch_the_topic_never_took_says_so() {
     let got = committed_rows(broker(), &out, sink_schema(), "SELECT * FROM sink").await;
     assert_eq!(got, ["1|home|1.0", "2|cart|2.0"]);
 }
+
+/// A sink moved from a Kafka topic (which keeps no batch records) to a files folder (which
+/// does): the warning that the sink moved was decided by the new sink's kind, and left out.
+/// It is decided by the sink the batches went to.
+#[tokio::test]
+async fn a_sink_moved_from_a_topic_to_a_folder_is_said() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 20, 0);
+    let out = unique("moved");
+    create_topic(broker(), &out, 1).await;
+    let yaml = format!(
+        "name: moved\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    max_files_per_batch: 1\nquery: {QUERY}\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        broker = broker(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let folder = format!(
+        "sink: {{ kind: files, path: {}, format: parquet }}\n",
+        ws.p("out")
+    );
+    let moved = yaml[..yaml.find("sink:").expect("sink")].to_string() + &folder;
+    std::fs::write(&pipeline, moved).expect("edit");
+    write_clicks(&ws.path("in"), "json", 1, 20, 1);
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let said = stderr(&run);
+    assert!(
+        said.contains("the sink moved: earlier batches went to the kafka sink kafka://")
+            && said.contains("batches from now on go to the files sink"),
+        "{said}"
+    );
+}
