@@ -2010,49 +2010,16 @@ fn csv_slow(
             .with_batch_size(1)
             .build_decoder();
         let rest = &bytes[pos..];
-        let consumed = match decoder.decode(rest) {
-            Ok(0) => bytes.len() - pos,
-            Ok(n) => n,
-            // A quote opened on this line and never closed makes the rest of the file one
-            // field: that, not the count of fields it leaves, is what is wrong.
-            Err(_) if opens_unclosed_quote(rest, csv.delimiter) => {
-                let reason = unclosed_quote_reason(rest);
-                if on_error != OnError::Skip {
-                    return Err(SourceError::Malformed {
-                        file: file.to_string(),
-                        line: Some(line),
-                        reason,
-                    });
-                }
-                tracing::info!(file, line, error = %reason, "skipping malformed CSV row");
-                skipped += 1;
-                pos += rest
-                    .iter()
-                    .position(|b| *b == b'\n')
-                    .map_or(rest.len(), |p| p + 1);
-                line += 1;
-                continue;
-            }
-            Err(e) if on_error == OnError::Skip => {
-                // The record cannot even be split into fields: skip to the next line.
-                let error = csv_reason(file, line, &e, schema);
-                tracing::info!(file, line, %error, "skipping malformed CSV row");
-                skipped += 1;
-                let n = bytes[pos..]
-                    .iter()
-                    .position(|b| *b == b'\n')
-                    .map_or(bytes.len() - pos, |p| p + 1);
-                pos += n;
-                line += 1;
-                continue;
-            }
-            Err(e) => return Err(csv_malformed(file, line, &e, schema)),
+        let decoded = decoder.decode(rest);
+        // A quote opened on this line and never closed makes the rest of the file one field:
+        // that is the malformed row (whether the fields it leaves do not fit, or they do and
+        // the record runs to the end of the file), and reading goes on from the next line.
+        let unclosed = match &decoded {
+            Err(_) => opens_unclosed_quote(rest, csv.delimiter),
+            Ok(n) => (*n == 0 || *n == rest.len()) && ends_in_open_quote(rest, csv.delimiter),
         };
-        let record = &bytes[pos..pos + consumed];
-        if pos + consumed == bytes.len() && ends_in_open_quote(record, csv.delimiter) {
-            // Everything from the quote to the end of the file would be one field: the line
-            // with the quote is the malformed row, and reading goes on from the next line.
-            let reason = unclosed_quote_reason(record);
+        if unclosed {
+            let reason = unclosed_quote_reason(rest);
             if on_error != OnError::Skip {
                 return Err(SourceError::Malformed {
                     file: file.to_string(),
@@ -2062,13 +2029,25 @@ fn csv_slow(
             }
             tracing::info!(file, line, error = %reason, "skipping malformed CSV row");
             skipped += 1;
-            pos += record
-                .iter()
-                .position(|b| *b == b'\n')
-                .map_or(consumed, |p| p + 1);
+            pos += line_length(rest);
             line += 1;
             continue;
         }
+        let consumed = match decoded {
+            Ok(0) => rest.len(),
+            Ok(n) => n,
+            Err(e) if on_error == OnError::Skip => {
+                // The record cannot even be split into fields: skip to the next line.
+                let error = csv_reason(file, line, &e, schema);
+                tracing::info!(file, line, %error, "skipping malformed CSV row");
+                skipped += 1;
+                pos += line_length(rest);
+                line += 1;
+                continue;
+            }
+            Err(e) => return Err(csv_malformed(file, line, &e, schema)),
+        };
+        let record = &bytes[pos..pos + consumed];
         let result = decoder
             .decode(&[])
             .and_then(|_| decoder.flush())
@@ -2144,6 +2123,13 @@ fn json_syntax(reason: &str) -> String {
         other => other,
     };
     format!("not valid JSON: {said}")
+}
+
+/// The length of `text`'s first line with its `\n` (all of it where it has none).
+fn line_length(text: &[u8]) -> usize {
+    text.iter()
+        .position(|b| *b == b'\n')
+        .map_or(text.len(), |p| p + 1)
 }
 
 /// Whether a quote opened on the first line of `rest` (a CSV file from a record's start on)
