@@ -695,18 +695,8 @@ async fn a_rewind_refused_after_optimize_leaves_no_record_and_its_advice_works()
     let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "");
     let run = run_quietly(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
-    let python = |code: &str| {
-        let out = std::process::Command::new("python3")
-            .args(["-c", code, &ws.p("table")])
-            .output()
-            .expect("python3 with `deltalake`");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    python(
+    python_on_table(
+        &ws,
         "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]); \
          open(sys.argv[1] + '.before', 'w').write(str(t.version())); t.optimize.compact()",
     );
@@ -718,7 +708,8 @@ async fn a_rewind_refused_after_optimize_leaves_no_record_and_its_advice_works()
         "{said}"
     );
     assert!(!ws.path("ckpt/rewind").exists(), "a rewind record left");
-    python(
+    python_on_table(
+        &ws,
         "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]); \
          t.restore(int(open(sys.argv[1] + '.before').read()))",
     );
