@@ -128,7 +128,23 @@ pub(super) async fn run(
                 "opening its sources took more than 10 s".into(),
             ))
         });
+        // Where the state's fields do not line up with the query's names, DataFusion's stay,
+        // and the header says so.
+        let renamed = planned.as_ref().is_ok_and(|names| {
+            let fields: Vec<String> = table
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            query_column_names(&fields, names.0, &names.1).is_some()
+        });
         match planned {
+            Ok(_) if !renamed => (
+                table,
+                "DataFusion's partial aggregate state, one row per group: the query's names \
+                 did not line up with its fields",
+            ),
             Ok(names) if names.0 == table.num_columns() => (
                 rename_columns(&table, &names)?,
                 "the distinct rows seen so far (every column is a key; no aggregate), in the \
@@ -237,7 +253,7 @@ fn rename_columns(table: &RecordBatch, names: &(usize, Vec<String>)) -> Result<R
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let renamed = query_column_names(&fields, names.0, &names.1);
+    let renamed = query_column_names(&fields, names.0, &names.1).unwrap_or(fields);
     let schema = Schema::new(
         table
             .schema()
@@ -259,7 +275,7 @@ fn rename_columns(table: &RecordBatch, names: &(usize, Vec<String>)) -> Result<R
 /// the keys: the name itself for one field (`cnt`), `<name>_<field>` for several
 /// (`mean_count`, `mean_sum`). Where the fields do not line up with the names, or a name
 /// would clash with another column, DataFusion's names stay.
-fn query_column_names(fields: &[String], groups: usize, names: &[String]) -> Vec<String> {
+fn query_column_names(fields: &[String], groups: usize, names: &[String]) -> Option<Vec<String>> {
     let base = |f: &str| {
         f.strip_suffix(']')
             .and_then(|f| f.rsplit_once('['))
@@ -269,8 +285,11 @@ fn query_column_names(fields: &[String], groups: usize, names: &[String]) -> Vec
     let mut aggregates: Vec<Vec<(usize, String)>> = Vec::new();
     let mut last: Option<String> = None;
     for (i, field) in fields.iter().enumerate().skip(groups) {
+        // A field without `[<field>]` is a whole aggregate's value (a session's state).
         let Some((name, part)) = base(field) else {
-            return fields.to_vec();
+            aggregates.push(vec![(i, String::new())]);
+            last = None;
+            continue;
         };
         if last.as_ref() != Some(&name) {
             aggregates.push(Vec::new());
@@ -279,7 +298,7 @@ fn query_column_names(fields: &[String], groups: usize, names: &[String]) -> Vec
         aggregates.last_mut().expect("pushed").push((i, part));
     }
     if fields.len() < groups || groups + aggregates.len() != names.len() {
-        return fields.to_vec();
+        return None;
     }
     let mut renamed: Vec<String> = names[..groups].to_vec();
     for (aggregate, name) in aggregates.iter().zip(&names[groups..]) {
@@ -292,11 +311,10 @@ fn query_column_names(fields: &[String], groups: usize, names: &[String]) -> Vec
         }
     }
     let mut seen = std::collections::HashSet::new();
-    if renamed.iter().all(|n| seen.insert(n.clone())) {
-        renamed
-    } else {
-        fields.to_vec()
-    }
+    renamed
+        .iter()
+        .all(|n| seen.insert(n.clone()))
+        .then_some(renamed)
 }
 
 #[cfg(test)]
@@ -319,7 +337,7 @@ mod tests {
             .map(String::from)
             .to_vec();
         assert_eq!(
-            query_column_names(&fields, 2, &names),
+            query_column_names(&fields, 2, &names).expect("renamed"),
             [
                 "k",
                 "window_start",
@@ -330,8 +348,17 @@ mod tests {
             ]
         );
         // Fields that do not line up with the names, or a clash, keep DataFusion's names.
-        assert_eq!(query_column_names(&fields, 2, &names[..4]), fields);
+        assert_eq!(query_column_names(&fields, 2, &names[..4]), None);
         let clash: Vec<String> = ["k", "k", "cnt", "mean", "m"].map(String::from).to_vec();
-        assert_eq!(query_column_names(&fields, 2, &clash), fields);
+        assert_eq!(query_column_names(&fields, 2, &clash), None);
+        // A session's state holds each aggregate's value whole (no `[field]`).
+        let session: Vec<String> = ["user_id", "session_window(..)", "count(Int64(1))"]
+            .map(String::from)
+            .to_vec();
+        let names: Vec<String> = ["user_id", "s", "clicks"].map(String::from).to_vec();
+        assert_eq!(
+            query_column_names(&session, 2, &names).expect("renamed"),
+            ["user_id", "s", "clicks"]
+        );
     }
 }

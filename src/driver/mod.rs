@@ -910,6 +910,10 @@ struct Driver<'a> {
     unrecorded_output_schema: Option<Vec<(String, String)>>,
     /// The output mode the previous run recorded with the sink.
     previous_output_mode: Option<String>,
+    /// The sink record as this run found it, where this run wrote its own: a run refused
+    /// before its first batch puts it back, so that the next run is checked against the sink
+    /// the batches went to, not against a place no batch reached.
+    sink_record_found: Option<crate::checkpoint::SinkRecord>,
     /// Where the sink record was rebuilt (missing or damaged): the query of the newest
     /// committed batch, whose output columns are the ones the sink took.
     rebuilt_query: Option<String>,
@@ -1062,6 +1066,7 @@ impl<'a> Driver<'a> {
             );
         }
         let previous_output_mode = previous.as_ref().map(|p| p.output_mode.clone());
+        let sink_record_found = previous.clone();
         // The columns and format the sink took stay on record while the sink stays where it
         // is, until a batch writes others.
         let rebuilt = rebuilt_query.is_some();
@@ -1073,12 +1078,6 @@ impl<'a> Driver<'a> {
                 sink_record.output_mode = previous.output_mode;
             }
             sink_record.output_schema = previous.output_schema;
-        }
-        // A rebuilt record is written once its columns are known (`check_output_schema`): one
-        // written without them would read as whole and guard nothing. Until then the next run
-        // rebuilds it again.
-        if !rebuilt {
-            checkpoint.record_sink(&sink_record).await?;
         }
         let stored = pipeline.stored_text(checkpoint.location().local_root());
         let pipeline_fingerprint = plan::fingerprint(&stored);
@@ -1253,6 +1252,16 @@ impl<'a> Driver<'a> {
         }
         // Static tables load after the lock, so a second run stops at once.
         let engine = Engine::open(pipeline, checkpoint.location(), hook).await?;
+        // Written once the refusals above are passed (a refused run leaves the record it
+        // found). A rebuilt record is written once its columns are known
+        // (`check_output_schema`): one written without them would read as whole and guard
+        // nothing. Until then the next run rebuilds it again.
+        let sink_record_found = if rebuilt {
+            None
+        } else {
+            checkpoint.record_sink(&sink_record).await?;
+            sink_record_found
+        };
         Ok(Self {
             pipeline,
             trigger: options.trigger.unwrap_or(pipeline.trigger),
@@ -1269,6 +1278,7 @@ impl<'a> Driver<'a> {
             unrecorded_output_schema: None,
             rebuilt_query,
             previous_output_mode,
+            sink_record_found,
         })
     }
 
@@ -1300,7 +1310,18 @@ impl<'a> Driver<'a> {
     async fn run(mut self) -> Result<RunSummary, Error> {
         match self.run_batches().await {
             Ok(()) => Ok(self.summary),
-            Err(err) => Err(self.superseded_or(err).await),
+            Err(err) => {
+                // Refused before its first batch: the record goes back to what it was.
+                if err.exit_code() == 2
+                    && self.summary.batches == 0
+                    && let Some(found) = self.sink_record_found.take()
+                    && found != self.sink_record
+                    && let Err(e) = self.checkpoint.record_sink(&found).await
+                {
+                    tracing::warn!("could not put the checkpoint's sink record back: {e}");
+                }
+                Err(self.superseded_or(err).await)
+            }
         }
     }
 

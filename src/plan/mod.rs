@@ -542,34 +542,53 @@ pub(crate) fn reads_stream(plan: &LogicalPlan, streams: &BTreeSet<String>) -> bo
     found
 }
 
-/// The name the query's result gives aggregation output `name` (its name in the outermost
-/// projection, through any aliases), or `name` itself.
-pub fn output_alias(plan: &LogicalPlan, name: &str) -> String {
-    let mut node = plan;
-    loop {
-        match node {
-            LogicalPlan::Projection(p) => {
-                return p
-                    .expr
-                    .iter()
-                    .zip(p.schema.fields())
-                    .find_map(|(expr, field)| {
-                        // `count(*) AS cnt` is planned as `count(Int64(1)) AS count(*) AS cnt`.
-                        let mut inner = expr;
-                        while let Expr::Alias(a) = inner {
-                            inner = &a.expr;
-                        }
-                        matches!(inner, Expr::Column(c) if c.name == name)
-                            .then(|| field.name().clone())
-                    })
-                    .unwrap_or_else(|| name.to_string());
-            }
-            LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Filter(_) => {
-                node = node.inputs()[0];
-            }
-            _ => return name.to_string(),
-        }
+/// Below Sort, Limit and Filter (`HAVING`): the node they pass rows on from.
+fn under(mut node: &LogicalPlan) -> &LogicalPlan {
+    while matches!(
+        node,
+        LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Filter(_)
+    ) {
+        node = node.inputs()[0];
     }
+    node
+}
+
+/// The name the query's result gives aggregation output `name`: its name in the outermost
+/// projection, through any aliases; where that does not name it (the aggregation is in a
+/// subquery whose result the outer query reshapes, `s['start']`), its name in the projection
+/// right above the aggregation; else `name` itself.
+pub fn output_alias(plan: &LogicalPlan, name: &str) -> String {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    // `name`'s alias in projection `p`, where `p` passes it on.
+    let alias_in = |p: &datafusion::logical_expr::Projection| {
+        p.expr
+            .iter()
+            .zip(p.schema.fields())
+            .find_map(|(expr, field)| {
+                // `count(*) AS cnt` is planned as `count(Int64(1)) AS count(*) AS cnt`.
+                let mut inner = expr;
+                while let Expr::Alias(a) = inner {
+                    inner = &a.expr;
+                }
+                matches!(inner, Expr::Column(c) if c.name == name).then(|| field.name().clone())
+            })
+    };
+    if let LogicalPlan::Projection(p) = under(plan)
+        && let Some(alias) = alias_in(p)
+    {
+        return alias;
+    }
+    let mut nearest = None;
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::Projection(p) = node
+            && matches!(under(&p.input), LogicalPlan::Aggregate(_))
+        {
+            nearest = alias_in(p);
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    nearest.unwrap_or_else(|| name.to_string())
 }
 
 #[cfg(test)]

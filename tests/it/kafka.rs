@@ -990,7 +990,12 @@ fn a_sink_topic_its_source_reads_is_refused() {
         ),
         (
             "topic_pattern: \"lo.*\"",
-            "bootstrap_servers: \"x:9, 127.0.0.1:1\"\n  topic: loop",
+            "bootstrap_servers: \"10.0.0.9:9, 127.0.0.1:1\"\n  topic: loop",
+        ),
+        // Walk 20: one broker under two names.
+        (
+            "topics: [loop]",
+            "bootstrap_servers: localhost:1\n  topic: loop",
         ),
     ] {
         let yaml = format!(

@@ -1521,6 +1521,57 @@ fn state_shows_the_query_column_names() {
     );
 }
 
+/// Walk 20 (13): the README's session-window query (its aggregation in a subquery, the
+/// session reshaped by the outer query) showed DataFusion's state names under a header that
+/// promised the query's. The names are the subquery's (`s`, `clicks`), `--sql` filters on
+/// them.
+#[test]
+fn state_of_a_session_query_shows_the_subquery_names() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"u\":1,\"ts\":\"2026-01-01T10:00:00Z\"}\n{\"u\":1,\"ts\":\"2026-01-01T10:01:00Z\"}\n\
+         {\"u\":2,\"ts\":\"2026-01-01T10:00:30Z\"}\n",
+    );
+    let yaml = format!(
+        "name: sessions\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {{ u: bigint, ts: timestamp }}\n    watermark: {{ column: ts, delay: 10s }}\nquery: >-\n  SELECT u, s['start'] AS session_start, s['end'] AS session_end, clicks FROM\n  (SELECT u, session_window(ts, INTERVAL '5 minutes') AS s, count(*) AS clicks\n  FROM clicks GROUP BY u, session_window(ts, INTERVAL '5 minutes'))\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_bin(
+        &[
+            "state",
+            &ws.p("ckpt"),
+            "--sql",
+            "SELECT u, clicks FROM state ORDER BY u",
+        ],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("in the query's column names"),
+        "{}",
+        stderr(&out)
+    );
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|l| l.starts_with("| 1") || l.starts_with("| 2"))
+        .map(|l| {
+            l.split('|')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows, [vec!["1", "2"], vec!["2", "1"]], "{table}");
+}
+
 /// Issue 13, item 11: on a terminal, a batch shows what it has read so far (a bar of its
 /// files, rows and bytes), redrawn in place and cleared before the batch's own line; not when
 /// standard error is not a terminal.
@@ -5801,5 +5852,50 @@ fn a_missing_table_file_is_named_as_a_file_or_folder() {
             && stderr(&out).contains("fix `tables.t.path`"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// Walk 20 (1, 2): a run refused before its first batch (its sink pointed at another
+/// pipeline's folder) had already rewritten the checkpoint's sink record, so the next run,
+/// back on the right folder with a renamed column, was no longer checked against the columns
+/// the folder holds, and wrote a second schema into it. The refused run leaves the record as
+/// it found it: the renamed column is refused, and the query put back runs.
+#[test]
+fn a_refused_run_leaves_the_sink_record_it_found() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    assert!(run(&file, &ws).status.success());
+    // Another pipeline's folder.
+    let other = ws.path("other.yaml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&file)
+            .expect("file")
+            .replace(&ws.p("ckpt"), &ws.p("other_ckpt"))
+            .replace(&ws.p("out"), &ws.p("other_out")),
+    )
+    .expect("other pipeline");
+    assert!(run(&other, &ws).status.success());
+    edit_file(&file, &ws.p("out"), &ws.p("other_out"));
+    let refused = run(&file, &ws);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    // Back on its own folder, with a column renamed.
+    edit_file(&file, &ws.p("other_out"), &ws.p("out"));
+    edit_file(&file, "SELECT k, v FROM s", "SELECT k, v AS w FROM s");
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let refused = run(&file, &ws);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("`w` added"),
+        "{}",
+        stderr(&refused)
+    );
+    edit_file(&file, "SELECT k, v AS w FROM s", "SELECT k, v FROM s");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [r#"{"k":"a","v":1}"#, r#"{"k":"b","v":2}"#]
     );
 }

@@ -430,14 +430,19 @@ impl SourceConnector for KafkaConfig {
         else {
             return false;
         };
-        let listed = |list: &str| -> Vec<String> {
-            list.split(',')
-                .map(|s| s.trim().to_ascii_lowercase())
-                .filter(|s| !s.is_empty())
-                .collect()
+        // Each server as written, and the addresses its name resolves to (`localhost:9092`
+        // is `127.0.0.1:9092`).
+        let listed = |list: &str| -> std::collections::HashSet<String> {
+            let mut all = std::collections::HashSet::new();
+            for server in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                all.insert(server.to_ascii_lowercase());
+                if let Ok(addresses) = std::net::ToSocketAddrs::to_socket_addrs(server) {
+                    all.extend(addresses.map(|a| a.to_string()));
+                }
+            }
+            all
         };
-        let ours = listed(&self.bootstrap_servers);
-        if !listed(servers).iter().any(|s| ours.contains(s)) {
+        if listed(servers).is_disjoint(&listed(&self.bootstrap_servers)) {
             return false;
         }
         match (&self.topics, &self.pattern) {
