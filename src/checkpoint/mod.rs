@@ -88,7 +88,10 @@ pub enum CheckpointError {
     Superseded(#[from] Superseded),
     /// The checkpoint belongs to a different pipeline.
     #[error(
-        "checkpoint {location} belongs to pipeline `{found}`, not `{expected}`; give this pipeline its own checkpoint"
+        "checkpoint {location} belongs to pipeline `{found}`, not `{expected}`: where this is \
+         that pipeline renamed, put `name: {found}` back (a checkpoint keeps its pipeline's \
+         name); else give this pipeline its own checkpoint (it starts from its sources' \
+         beginning)"
     )]
     WrongPipeline {
         /// The checkpoint.

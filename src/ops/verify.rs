@@ -396,7 +396,19 @@ pub async fn replay(
                 ))
                 .unwrap_or_default()
         )),
-        Err(Error::Source(e)) => Err(format!("its input cannot be read as it was: {e}")),
+        Err(Error::Source(e)) => {
+            // A run's advice for input gone from a stream (skip it, then take the batch back)
+            // is not a replay's, which only reads: the batch cannot be computed again.
+            let text = e.to_string();
+            let text = match text.find(". Set `fail_on_data_loss: false`") {
+                Some(at) => format!(
+                    "{}; the batch cannot be computed again to verify it",
+                    &text[..at]
+                ),
+                None => text,
+            };
+            Err(format!("its input cannot be read as it was: {text}"))
+        }
         Err(Error::State(e)) => Err(format!(
             "the state before it cannot be loaded: {}",
             e.to_string()

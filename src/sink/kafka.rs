@@ -460,6 +460,9 @@ impl KafkaSink {
             .await
             .map_err(|e| self.error(format!("starting the transactional producer: {e}")))?;
         let last = self.read_progress().await?;
+        if last.is_none() {
+            self.warn_of_other_pipelines().await;
+        }
         Ok(Live {
             producer: Arc::new(producer),
             oldest_kept: last.as_ref().map_or(BatchId(0), |l| {
@@ -515,6 +518,39 @@ impl KafkaSink {
                 progress.pipeline
             ))),
             other => Ok(other),
+        }
+    }
+
+    /// Warns where another pipeline or checkpoint committed batches into this sink's topic
+    /// and this one none: a pipeline started over on a new checkpoint writes every batch
+    /// again, after its old rows. A topic many pipelines write (fan-in) is common, so this
+    /// is not refused; a progress topic that cannot be read is left to the first commit.
+    async fn warn_of_other_pipelines(&self) {
+        let Ok(config) = self.reader_config() else {
+            return;
+        };
+        let (progress, topic) = (
+            self.config.progress_topic.clone(),
+            self.config.topic.clone(),
+        );
+        let (ours, timeout) = (self.pipeline, self.config.retry.timeout);
+        let found = blocking(move || {
+            read_progress_where(&config, &progress, timeout, None, &|p| {
+                p.topic == topic && p.pipeline != ours
+            })
+        })
+        .await;
+        if let Ok(Some(other)) = found {
+            tracing::warn!(
+                "Kafka sink: topic `{}` holds batches (up to {}) of another pipeline or \
+                 checkpoint (pipeline id {}), and none of this one: if this is that pipeline \
+                 started over on a new checkpoint, every batch is written again after its old \
+                 records (a consumer reads them twice). Stop the run and give it its own topic \
+                 where that is not meant",
+                self.config.topic,
+                other.batch,
+                other.pipeline
+            );
         }
     }
 
@@ -811,6 +847,19 @@ fn read_progress(
     key: &str,
     timeout: Duration,
 ) -> Result<Option<Progress>, String> {
+    read_progress_where(config, topic, timeout, Some(key), &|_| true)
+}
+
+/// The newest record of the progress topic that `wanted` takes, read back from the end as
+/// [`read_progress`] reads: under `key` only, where given (a record there that does not read
+/// is an error); else any record that reads as one (another Sluice's may not).
+fn read_progress_where(
+    config: &rdkafka::ClientConfig,
+    topic: &str,
+    timeout: Duration,
+    key: Option<&str>,
+    wanted: &dyn Fn(&Progress) -> bool,
+) -> Result<Option<Progress>, String> {
     let consumer =
         crate::source::kafka::client::range_consumer(config).map_err(|e| e.to_string())?;
     let (low, high) = consumer
@@ -820,7 +869,8 @@ fn read_progress(
     let mut span = 64;
     while end > low {
         let start = (end - span).max(low);
-        if let Some(found) = read_progress_span(&consumer, topic, key, start, end, timeout)? {
+        if let Some(found) = read_progress_span(&consumer, topic, key, wanted, start, end, timeout)?
+        {
             return Ok(Some(found));
         }
         end = start;
@@ -829,12 +879,13 @@ fn read_progress(
     Ok(None)
 }
 
-/// The record under `key` with the highest batch among offsets `start..end` of the progress
-/// topic.
+/// The record `wanted` takes with the highest batch among offsets `start..end` of the
+/// progress topic.
 fn read_progress_span(
     consumer: &crate::source::kafka::client::RangeConsumer,
     topic: &str,
-    key: &str,
+    key: Option<&str>,
+    wanted: &dyn Fn(&Progress) -> bool,
     start: i64,
     end: i64,
     timeout: Duration,
@@ -861,16 +912,22 @@ fn read_progress_span(
                 if message.offset() >= end {
                     break;
                 }
-                if message.key() == Some(key.as_bytes())
-                    && let Some(value) = message.payload()
-                {
-                    let progress: Progress = serde_json::from_slice(value).map_err(|e| {
-                        format!(
-                            "{topic} offset {}: not a progress record: {e}",
-                            message.offset()
-                        )
-                    })?;
-                    if newest.as_ref().is_none_or(|n| progress.batch >= n.batch) {
+                let keyed = key.is_none_or(|k| message.key() == Some(k.as_bytes()));
+                if keyed && let Some(value) = message.payload() {
+                    let progress = match serde_json::from_slice::<Progress>(value) {
+                        Ok(progress) => Some(progress),
+                        Err(e) if key.is_some() => {
+                            return Err(format!(
+                                "{topic} offset {}: not a progress record: {e}",
+                                message.offset()
+                            ));
+                        }
+                        Err(_) => None,
+                    };
+                    if let Some(progress) = progress
+                        && wanted(&progress)
+                        && newest.as_ref().is_none_or(|n| progress.batch >= n.batch)
+                    {
                         newest = Some(progress);
                     }
                 }

@@ -1153,3 +1153,39 @@ async fn a_sink_moved_from_a_topic_to_a_folder_is_said() {
         "{said}"
     );
 }
+
+/// Walk 20 (3): a pipeline started over on a new checkpoint into the topic it wrote wrote
+/// every batch again, without a word (files, Delta and PostgreSQL sinks refuse it). A topic
+/// many pipelines write is common, so it is not refused: the run says what happens and what
+/// to do.
+#[tokio::test]
+async fn a_new_checkpoint_into_a_topic_another_checkpoint_wrote_is_said() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 20, 0);
+    let out = unique("again");
+    create_topic(broker(), &out, 1).await;
+    let yaml = format!(
+        "name: again\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\nquery: {QUERY}\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        broker = broker(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        !stderr(&run).contains("another pipeline or checkpoint"),
+        "{}",
+        stderr(&run)
+    );
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("new checkpoint");
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains(&format!(
+            "topic `{out}` holds batches (up to 0) of another pipeline or checkpoint"
+        )),
+        "{}",
+        stderr(&run)
+    );
+}

@@ -1105,7 +1105,8 @@ fn another_pipelines_checkpoint_is_refused_as_a_usage_mistake() {
     let out = run(&other, &ws);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("belongs to pipeline `newcomer`, not `other`"),
+        stderr(&out).contains("belongs to pipeline `newcomer`, not `other`")
+            && stderr(&out).contains("put `name: newcomer` back"),
         "{}",
         stderr(&out)
     );
