@@ -510,3 +510,31 @@ async fn a_stream_that_does_not_exist_is_refused_and_leaves_nothing_behind() {
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
 }
+
+/// Walk 20 (8): a `filter_subject` outside the stream's subjects was tried again and again
+/// and ended in JetStream's raw words. It is refused before a batch (exit 2), naming the
+/// setting and the stream's subjects; fixed, the source reads.
+#[tokio::test]
+async fn a_filter_outside_the_stream_subjects_is_refused_naming_them() {
+    let ws = Workspace::new();
+    let stream = unique("filtered");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    publish(&js, &format!("{stream}.web"), &clicks_json(&ws, 0, 10)).await;
+    let file = pipeline(&ws, &stream, "    filter_subject: other.web\n");
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "`filter_subject: other.web` is not among the subjects of stream `{stream}` ({stream}.>)"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ws.path("ckpt").exists(), "a checkpoint left");
+    let file = pipeline(&ws, &stream, &format!("    filter_subject: {stream}.web\n"));
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(sink_rows(&ws.path("out")).await, expected);
+}

@@ -477,7 +477,7 @@ impl NatsSource {
                     stream
                         .info()
                         .await
-                        .map(|i| i.state.clone())
+                        .map(|i| (i.state.clone(), i.config.subjects.clone()))
                         .map_err(|e| describe(&e))
                 },
             )
@@ -496,6 +496,22 @@ impl NatsSource {
                 }
                 self.error(format!("cannot read the stream at {}: {e}", self.servers()))
             })?;
+        let (info, subjects) = info;
+        // A filter no subject of the stream covers matches no message: the server refuses a
+        // consumer on it, for every batch.
+        if let Some(filter) = &self.config.filter_subject
+            && !subjects.is_empty()
+            && !subjects.iter().any(|s| subject_covers(s, filter))
+        {
+            return Err(SourceError::Config {
+                source_name: self.name.clone(),
+                reason: format!(
+                    "`filter_subject: {filter}` is not among the subjects of stream `{name}` \
+                     ({}), so no message of it could be read; fix `filter_subject`",
+                    subjects.join(", ")
+                ),
+            });
+        }
         Ok(StreamState {
             first: info.first_sequence.max(1),
             last: info.last_sequence,
@@ -896,5 +912,53 @@ impl Source for NatsSource {
 
     async fn commit(&mut self, _batch: BatchId, _oldest_kept: BatchId) -> Result<(), SourceError> {
         Ok(())
+    }
+}
+
+/// Whether stream subject `subject` (`*` one token, `>` the rest) covers every subject that
+/// filter `filter` matches, as JetStream requires of a consumer's filter.
+fn subject_covers(subject: &str, filter: &str) -> bool {
+    fn covers(s: &[&str], f: &[&str]) -> bool {
+        match (s.split_first(), f.split_first()) {
+            (None, None) => true,
+            (Some((&">", _)), Some(_)) => true,
+            (Some((&"*", s_rest)), Some((f_first, f_rest))) if *f_first != ">" => {
+                covers(s_rest, f_rest)
+            }
+            (Some((s_first, s_rest)), Some((f_first, f_rest))) if s_first == f_first => {
+                covers(s_rest, f_rest)
+            }
+            _ => false,
+        }
+    }
+    let (s, f): (Vec<&str>, Vec<&str>) =
+        (subject.split('.').collect(), filter.split('.').collect());
+    covers(&s, &f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_covers;
+
+    #[test]
+    fn a_filter_is_checked_against_the_stream_subjects() {
+        for (subject, filter, covered) in [
+            ("clicks.>", "clicks.web", true),
+            ("clicks.>", "clicks.*.x", true),
+            ("clicks.>", "clicks.>", true),
+            ("clicks.*", "clicks.web", true),
+            ("clicks.*", "clicks.web.x", false),
+            ("clicks.*", "clicks.>", false),
+            ("clicks.web", "clicks.web", true),
+            ("clicks.web", "clicks.app", false),
+            ("clicks.>", "views.web", false),
+            (">", "anything.at.all", true),
+        ] {
+            assert_eq!(
+                subject_covers(subject, filter),
+                covered,
+                "{subject} {filter}"
+            );
+        }
     }
 }
