@@ -134,7 +134,18 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
             .ok()
             .is_none_or(|mut entries| entries.next().is_none())
     };
+    // Only while no other run holds the checkpoint: of two runs started at once on one new
+    // checkpoint, the one the lock refused removes nothing of the other's. The lock is held
+    // until the folders are gone.
+    let lock = made.first().and_then(|checkpoint| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(checkpoint.join(crate::checkpoint::paths::LOCK))
+            .ok()
+    });
+    let free = lock.as_ref().is_none_or(|file| file.try_lock().is_ok());
     if let Err(e) = &result
+        && free
         && let Some((checkpoint, _)) = made.split_first()
         && empty(checkpoint, crate::checkpoint::paths::OFFSETS)
         && empty(checkpoint, crate::checkpoint::paths::COMMITS)
@@ -913,7 +924,7 @@ struct Driver<'a> {
     /// The sink record as this run found it, where this run wrote its own: a run refused
     /// before its first batch puts it back, so that the next run is checked against the sink
     /// the batches went to, not against a place no batch reached.
-    sink_record_found: Option<crate::checkpoint::SinkRecord>,
+    sink_record_found: Option<Option<crate::checkpoint::SinkRecord>>,
     /// Where the sink record was rebuilt (missing or damaged): the query of the newest
     /// committed batch, whose output columns are the ones the sink took.
     rebuilt_query: Option<String>,
@@ -1260,7 +1271,7 @@ impl<'a> Driver<'a> {
             None
         } else {
             checkpoint.record_sink(&sink_record).await?;
-            sink_record_found
+            Some(sink_record_found)
         };
         Ok(Self {
             pipeline,
@@ -1311,14 +1322,24 @@ impl<'a> Driver<'a> {
         match self.run_batches().await {
             Ok(()) => Ok(self.summary),
             Err(err) => {
-                // Refused before its first batch: the record goes back to what it was.
+                // Refused before its first batch: the record goes back to what it was (none
+                // where there was none).
                 if err.exit_code() == 2
                     && self.summary.batches == 0
                     && let Some(found) = self.sink_record_found.take()
-                    && found != self.sink_record
-                    && let Err(e) = self.checkpoint.record_sink(&found).await
+                    && found.as_ref() != Some(&self.sink_record)
                 {
-                    tracing::warn!("could not put the checkpoint's sink record back: {e}");
+                    let location = self.checkpoint.location();
+                    let put_back = match &found {
+                        Some(found) => self.checkpoint.record_sink(found).await,
+                        None => location
+                            .delete(&location.path(crate::checkpoint::paths::SINK))
+                            .await
+                            .map_err(Into::into),
+                    };
+                    if let Err(e) = put_back {
+                        tracing::warn!("could not put the checkpoint's sink record back: {e}");
+                    }
                 }
                 Err(self.superseded_or(err).await)
             }

@@ -356,9 +356,10 @@ impl DeltaSink {
         }
     }
 
-    /// Refuses a folder with no table yet that holds files other than a table's data files
-    /// (delta-rs's `part-<n>-<uuid>...parquet`, in partition folders `name=value/`, which a
-    /// first commit cut short leaves): a files sink's (`_sluice/`), or anything else. A table
+    /// Refuses a folder with no table yet that holds files other than a table's (delta-rs's
+    /// `part-<n>-<uuid>...parquet`, in partition folders `name=value/`, and `_delta_log/`'s
+    /// temporary files, which a first commit cut short leaves): a files sink's (`_sluice/`),
+    /// or anything else. A table
     /// made there would hold none of them, and its `VACUUM` would delete them.
     async fn check_no_other_files(&self) -> Result<(), SinkError> {
         let files = self
@@ -367,6 +368,10 @@ impl DeltaSink {
             .await
             .map_err(|e| self.error(format!("listing the folder: {e}")))?;
         let table_file = |relative: &str| {
+            // A log without its first commit: that commit was cut short (its temporary file).
+            if relative.starts_with("_delta_log/") {
+                return true;
+            }
             let mut parts: Vec<&str> = relative.split('/').collect();
             let name = parts.pop().unwrap_or_default();
             parts.iter().all(|p| p.contains('=') && !p.starts_with('_'))
@@ -925,10 +930,12 @@ impl Sink for DeltaSink {
                 .await
                 .map_err(|e| SinkError::Fenced(Box::new(e)))?;
             let properties = CommitProperties::default()
-                // A first commit that another writer's commit overtook is not put after it
-                // by delta-rs (which would check only that the two do not conflict as data):
-                // it is tried again here, after the check above.
-                .with_max_retries(if first { 0 } else { DELTA_RETRIES })
+                // A table made by this commit that another writer made first (two pipelines
+                // started together on one new path) is not written after it by delta-rs
+                // (which would check only that the two do not conflict as data): it is tried
+                // again here, after the check above. Into a table that is there, delta-rs's
+                // own retries stand (other writers may be appending).
+                .with_max_retries(if exists { DELTA_RETRIES } else { 0 })
                 .with_application_transaction(Transaction::new(&self.app_id, version))
                 .with_metadata([
                     (

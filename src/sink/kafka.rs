@@ -459,9 +459,23 @@ impl KafkaSink {
             )
             .await
             .map_err(|e| self.error(format!("starting the transactional producer: {e}")))?;
-        let last = self.read_progress().await?;
-        if last.is_none() {
-            self.warn_of_other_pipelines().await;
+        let (last, other) = self.read_progress_and_other().await?;
+        // Another pipeline's or checkpoint's batches in this topic, and none of this one's: a
+        // pipeline started over on a new checkpoint writes every batch again. A topic many
+        // pipelines write (fan-in) is common, so this is not refused.
+        if last.is_none()
+            && let Some(other) = other
+        {
+            tracing::warn!(
+                "Kafka sink: topic `{}` holds batches (up to {}) of another pipeline or \
+                 checkpoint (pipeline id {}), and none of this one: if this is that pipeline \
+                 started over on a new checkpoint, every batch is written again after its old \
+                 records (a consumer reads them twice). Stop the run and give it its own topic \
+                 where that is not meant",
+                self.config.topic,
+                other.batch,
+                other.pipeline
+            );
         }
         Ok(Live {
             producer: Arc::new(producer),
@@ -493,10 +507,19 @@ impl KafkaSink {
     /// The newest progress record of this sink, reading the progress topic to its end as a
     /// `read_committed` consumer.
     async fn read_progress(&self) -> Result<Option<Progress>, SinkError> {
+        Ok(self.read_progress_and_other().await?.0)
+    }
+
+    /// This sink's newest progress record, and, where the scan for it met one, the newest
+    /// record of another pipeline or checkpoint naming this sink's topic.
+    async fn read_progress_and_other(
+        &self,
+    ) -> Result<(Option<Progress>, Option<Progress>), SinkError> {
         let config = self.reader_config()?;
         let topic = self.config.progress_topic.clone();
         let key = self.progress_key.clone();
         let timeout = self.config.retry.timeout;
+        let (sink_topic, ours) = (self.config.topic.clone(), self.pipeline);
         let read = self
             .config
             .retry
@@ -507,50 +530,20 @@ impl KafkaSink {
                     let config = config.clone();
                     let topic = topic.clone();
                     let key = key.clone();
-                    blocking(move || read_progress(&config, &topic, &key, timeout))
+                    let sink_topic = sink_topic.clone();
+                    blocking(move || {
+                        read_progress(&config, &topic, &key, &sink_topic, ours, timeout)
+                    })
                 },
             )
             .await
             .map_err(|e| self.error(format!("reading the progress topic: {e}")))?;
         match read {
-            Some(progress) if progress.pipeline != self.pipeline => Err(self.error(format!(
+            (Some(progress), _) if progress.pipeline != self.pipeline => Err(self.error(format!(
                 "the progress topic names pipeline {} under this sink's key",
                 progress.pipeline
             ))),
-            other => Ok(other),
-        }
-    }
-
-    /// Warns where another pipeline or checkpoint committed batches into this sink's topic
-    /// and this one none: a pipeline started over on a new checkpoint writes every batch
-    /// again, after its old rows. A topic many pipelines write (fan-in) is common, so this
-    /// is not refused; a progress topic that cannot be read is left to the first commit.
-    async fn warn_of_other_pipelines(&self) {
-        let Ok(config) = self.reader_config() else {
-            return;
-        };
-        let (progress, topic) = (
-            self.config.progress_topic.clone(),
-            self.config.topic.clone(),
-        );
-        let (ours, timeout) = (self.pipeline, self.config.retry.timeout);
-        let found = blocking(move || {
-            read_progress_where(&config, &progress, timeout, None, &|p| {
-                p.topic == topic && p.pipeline != ours
-            })
-        })
-        .await;
-        if let Ok(Some(other)) = found {
-            tracing::warn!(
-                "Kafka sink: topic `{}` holds batches (up to {}) of another pipeline or \
-                 checkpoint (pipeline id {}), and none of this one: if this is that pipeline \
-                 started over on a new checkpoint, every batch is written again after its old \
-                 records (a consumer reads them twice). Stop the run and give it its own topic \
-                 where that is not meant",
-                self.config.topic,
-                other.batch,
-                other.pipeline
-            );
+            read => Ok(read),
         }
     }
 
@@ -631,7 +624,18 @@ impl KafkaSink {
             };
             let sent =
                 failpoint::external(&location, &format!("progress of batch {batch}"), || {
-                    send(&producer, &progress_topic, &row, timeout)
+                    send(&producer, &progress_topic, &row, timeout).map_err(|e| match e {
+                        // The record naming the batch grows with the batches it keeps.
+                        WriteError::Refused(_) => WriteError::Refused(format!(
+                            "the progress record of batch {batch} ({} bytes, the offsets of \
+                             every batch the checkpoint keeps) is more than the producer's \
+                             `message.max.bytes`: lower `retain_batches`, or raise \
+                             `message.max.bytes` in the sink's `properties` (and the progress \
+                             topic's `max.message.bytes` on the broker)",
+                            row.value.as_ref().map_or(0, Vec::len)
+                        )),
+                        other => other,
+                    })
                 })
                 // Delivered here, so the commit finds nothing left to flush.
                 .and_then(|()| flush(&producer, timeout));
@@ -840,26 +844,17 @@ impl ProducerContext for Deliveries {
 /// its end a span at a time (each four times the last), so that a run's start costs what the
 /// newest spans hold, not everything every pipeline ever wrote there: the newest record of a
 /// key is the one at the highest offset (transactions of one transactional id commit in
-/// order; an aborted one is never read).
+/// order; an aborted one is never read). With it, the newest record the spans read of
+/// another pipeline (not `ours`) naming `sink_topic`: where `key` has none, every span is
+/// read, so any such record is found.
 fn read_progress(
     config: &rdkafka::ClientConfig,
     topic: &str,
     key: &str,
+    sink_topic: &str,
+    ours: uuid::Uuid,
     timeout: Duration,
-) -> Result<Option<Progress>, String> {
-    read_progress_where(config, topic, timeout, Some(key), &|_| true)
-}
-
-/// The newest record of the progress topic that `wanted` takes, read back from the end as
-/// [`read_progress`] reads: under `key` only, where given (a record there that does not read
-/// is an error); else any record that reads as one (another Sluice's may not).
-fn read_progress_where(
-    config: &rdkafka::ClientConfig,
-    topic: &str,
-    timeout: Duration,
-    key: Option<&str>,
-    wanted: &dyn Fn(&Progress) -> bool,
-) -> Result<Option<Progress>, String> {
+) -> Result<(Option<Progress>, Option<Progress>), String> {
     let consumer =
         crate::source::kafka::client::range_consumer(config).map_err(|e| e.to_string())?;
     let (low, high) = consumer
@@ -867,34 +862,45 @@ fn read_progress_where(
         .map_err(|e| e.to_string())?;
     let mut end = high;
     let mut span = 64;
+    let mut other: Option<Progress> = None;
     while end > low {
         let start = (end - span).max(low);
-        if let Some(found) = read_progress_span(&consumer, topic, key, wanted, start, end, timeout)?
+        let (found, theirs) =
+            read_progress_span(&consumer, topic, key, sink_topic, ours, start, end, timeout)?;
+        if let Some(theirs) = theirs
+            && other.is_none()
         {
-            return Ok(Some(found));
+            other = Some(theirs);
+        }
+        if found.is_some() {
+            return Ok((found, other));
         }
         end = start;
         span = span.saturating_mul(4);
     }
-    Ok(None)
+    Ok((None, other))
 }
 
-/// The record `wanted` takes with the highest batch among offsets `start..end` of the
-/// progress topic.
+/// Among offsets `start..end` of the progress topic: the record under `key` with the
+/// highest batch (one there that does not read is an error), and the newest that reads as
+/// another pipeline's naming `sink_topic` (another Sluice's records may not read).
+#[allow(clippy::too_many_arguments)]
 fn read_progress_span(
     consumer: &crate::source::kafka::client::RangeConsumer,
     topic: &str,
-    key: Option<&str>,
-    wanted: &dyn Fn(&Progress) -> bool,
+    key: &str,
+    sink_topic: &str,
+    ours: uuid::Uuid,
     start: i64,
     end: i64,
     timeout: Duration,
-) -> Result<Option<Progress>, String> {
+) -> Result<(Option<Progress>, Option<Progress>), String> {
     let mut list = TopicPartitionList::new();
     list.add_partition_offset(topic, 0, Offset::Offset(start))
         .map_err(|e| e.to_string())?;
     consumer.assign(&list).map_err(|e| e.to_string())?;
     let mut newest: Option<Progress> = None;
+    let mut other: Option<Progress> = None;
     let mut last_progress = std::time::Instant::now();
     loop {
         if last_progress.elapsed() > timeout {
@@ -912,23 +918,23 @@ fn read_progress_span(
                 if message.offset() >= end {
                     break;
                 }
-                let keyed = key.is_none_or(|k| message.key() == Some(k.as_bytes()));
-                if keyed && let Some(value) = message.payload() {
-                    let progress = match serde_json::from_slice::<Progress>(value) {
-                        Ok(progress) => Some(progress),
-                        Err(e) if key.is_some() => {
-                            return Err(format!(
+                if let Some(value) = message.payload() {
+                    if message.key() == Some(key.as_bytes()) {
+                        let progress: Progress = serde_json::from_slice(value).map_err(|e| {
+                            format!(
                                 "{topic} offset {}: not a progress record: {e}",
                                 message.offset()
-                            ));
+                            )
+                        })?;
+                        if newest.as_ref().is_none_or(|n| progress.batch >= n.batch) {
+                            newest = Some(progress);
                         }
-                        Err(_) => None,
-                    };
-                    if let Some(progress) = progress
-                        && wanted(&progress)
-                        && newest.as_ref().is_none_or(|n| progress.batch >= n.batch)
+                    } else if let Ok(progress) = serde_json::from_slice::<Progress>(value)
+                        && progress.topic == sink_topic
+                        && progress.pipeline != ours
                     {
-                        newest = Some(progress);
+                        // The one at the highest offset: the newest.
+                        other = Some(progress);
                     }
                 }
                 if message.offset() + 1 >= end {
@@ -938,7 +944,7 @@ fn read_progress_span(
         }
     }
     consumer.unassign().map_err(|e| e.to_string())?;
-    Ok(newest)
+    Ok((newest, other))
 }
 
 /// The batches a progress record keeps, in words.

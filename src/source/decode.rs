@@ -2102,9 +2102,6 @@ fn lines_in(text: &[u8]) -> usize {
 /// What a CSV record whose quoted field runs to the end of the file is refused with.
 const UNCLOSED_QUOTE: &str = "a field opened by a quote (`\"`) on this line is never closed";
 
-/// Whether CSV text ends inside a quoted field: a `"` at the start of a field opens one, `""`
-/// in it is a quote, and a lone `"` closes it (RFC 4180, as Arrow's reader splits fields); a
-/// `"` inside an unquoted field is text.
 /// serde_json's words for a syntax error (`expected ident`), said as what is wrong in the
 /// JSON text.
 fn json_syntax(reason: &str) -> String {
@@ -2151,6 +2148,9 @@ fn unclosed_quote_reason(rest: &[u8]) -> String {
     )
 }
 
+/// Whether CSV text ends inside a quoted field: a `"` at the start of a field opens one, `""`
+/// in it is a quote, and a lone `"` closes it (RFC 4180, as Arrow's reader splits fields); a
+/// `"` inside an unquoted field is text.
 fn ends_in_open_quote(text: &[u8], delimiter: u8) -> bool {
     if !text.contains(&b'"') {
         return false;

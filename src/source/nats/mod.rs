@@ -477,7 +477,11 @@ impl NatsSource {
                     stream
                         .info()
                         .await
-                        .map(|i| (i.state.clone(), i.config.subjects.clone()))
+                        .map(|i| {
+                            let from_elsewhere = i.config.mirror.is_some()
+                                || i.config.sources.as_ref().is_some_and(|s| !s.is_empty());
+                            (i.state.clone(), i.config.subjects.clone(), from_elsewhere)
+                        })
                         .map_err(|e| describe(&e))
                 },
             )
@@ -496,12 +500,14 @@ impl NatsSource {
                 }
                 self.error(format!("cannot read the stream at {}: {e}", self.servers()))
             })?;
-        let (info, subjects) = info;
-        // A filter no subject of the stream covers matches no message: the server refuses a
-        // consumer on it, for every batch.
+        let (info, subjects, from_elsewhere) = info;
+        // A filter that no subject of the stream overlaps matches no message it takes in (a
+        // stream that takes messages from other streams, `sources` or `mirror`, holds theirs
+        // under their own subjects: not checked).
         if let Some(filter) = &self.config.filter_subject
+            && !from_elsewhere
             && !subjects.is_empty()
-            && !subjects.iter().any(|s| subject_covers(s, filter))
+            && !subjects.iter().any(|s| subjects_overlap(s, filter))
         {
             return Err(SourceError::Config {
                 source_name: self.name.clone(),
@@ -915,48 +921,45 @@ impl Source for NatsSource {
     }
 }
 
-/// Whether stream subject `subject` (`*` one token, `>` the rest) covers every subject that
-/// filter `filter` matches, as JetStream requires of a consumer's filter.
-fn subject_covers(subject: &str, filter: &str) -> bool {
-    fn covers(s: &[&str], f: &[&str]) -> bool {
-        match (s.split_first(), f.split_first()) {
+/// Whether two subjects (`*` one token, `>` one or more at the end) match a subject in
+/// common: a stream's subject and a consumer's filter that do not, the server refuses.
+fn subjects_overlap(a: &str, b: &str) -> bool {
+    fn overlap(a: &[&str], b: &[&str]) -> bool {
+        match (a.split_first(), b.split_first()) {
             (None, None) => true,
-            (Some((&">", _)), Some(_)) => true,
-            (Some((&"*", s_rest)), Some((f_first, f_rest))) if *f_first != ">" => {
-                covers(s_rest, f_rest)
-            }
-            (Some((s_first, s_rest)), Some((f_first, f_rest))) if s_first == f_first => {
-                covers(s_rest, f_rest)
+            (Some((&">", _)), Some(_)) | (Some(_), Some((&">", _))) => true,
+            (Some((x, a_rest)), Some((y, b_rest))) if *x == "*" || *y == "*" || x == y => {
+                overlap(a_rest, b_rest)
             }
             _ => false,
         }
     }
-    let (s, f): (Vec<&str>, Vec<&str>) =
-        (subject.split('.').collect(), filter.split('.').collect());
-    covers(&s, &f)
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.split('.').collect(), b.split('.').collect());
+    overlap(&a, &b)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::subject_covers;
+    use super::subjects_overlap;
 
     #[test]
     fn a_filter_is_checked_against_the_stream_subjects() {
-        for (subject, filter, covered) in [
+        for (subject, filter, overlap) in [
             ("clicks.>", "clicks.web", true),
             ("clicks.>", "clicks.*.x", true),
             ("clicks.>", "clicks.>", true),
             ("clicks.*", "clicks.web", true),
             ("clicks.*", "clicks.web.x", false),
-            ("clicks.*", "clicks.>", false),
-            ("clicks.web", "clicks.web", true),
+            ("clicks.*", "clicks.>", true),
+            ("clicks.web", "clicks.*", true),
             ("clicks.web", "clicks.app", false),
             ("clicks.>", "views.web", false),
+            ("clicks.>", "clicks", false),
             (">", "anything.at.all", true),
         ] {
             assert_eq!(
-                subject_covers(subject, filter),
-                covered,
+                subjects_overlap(subject, filter),
+                overlap,
                 "{subject} {filter}"
             );
         }
