@@ -130,30 +130,23 @@ pub(super) async fn run(
         });
         // Where the state's fields do not line up with the query's names, DataFusion's stay,
         // and the header says so.
-        let renamed = planned.as_ref().is_ok_and(|names| {
-            let fields: Vec<String> = table
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
-            query_column_names(&fields, names.0, &names.1).is_some()
-        });
         match planned {
-            Ok(_) if !renamed => (
-                table,
-                "DataFusion's partial aggregate state, one row per group: the query's names \
-                 did not line up with its fields",
-            ),
-            Ok(names) if names.0 == table.num_columns() => (
-                rename_columns(&table, &names)?,
-                "the distinct rows seen so far (every column is a key; no aggregate), in the \
-                 query's column names",
-            ),
-            Ok(names) => (
-                rename_columns(&table, &names)?,
-                "partial aggregate state, one row per group, in the query's column names",
-            ),
+            Ok(names) => match rename_columns(&table, &names)? {
+                None => (
+                    table,
+                    "DataFusion's partial aggregate state, one row per group: the query's \
+                     names did not line up with its fields",
+                ),
+                Some(renamed) if names.0 == table.num_columns() => (
+                    renamed,
+                    "the distinct rows seen so far (every column is a key; no aggregate), in \
+                     the query's column names",
+                ),
+                Some(renamed) => (
+                    renamed,
+                    "partial aggregate state, one row per group, in the query's column names",
+                ),
+            },
             Err(e) => {
                 eprintln!(
                     "(columns as DataFusion names them: the query could not be planned: {e})"
@@ -245,15 +238,21 @@ fn unique_names(table: &RecordBatch) -> Result<RecordBatch, Error> {
     })
 }
 
-/// `table` with its columns given the query's names (see [`query_column_names`]).
-fn rename_columns(table: &RecordBatch, names: &(usize, Vec<String>)) -> Result<RecordBatch, Error> {
+/// `table` with its columns given the query's names (see [`query_column_names`]); `None`
+/// where they do not line up with its fields.
+fn rename_columns(
+    table: &RecordBatch,
+    names: &(usize, Vec<String>),
+) -> Result<Option<RecordBatch>, Error> {
     let fields: Vec<String> = table
         .schema()
         .fields()
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let renamed = query_column_names(&fields, names.0, &names.1).unwrap_or(fields);
+    let Some(renamed) = query_column_names(&fields, names.0, &names.1) else {
+        return Ok(None);
+    };
     let schema = Schema::new(
         table
             .schema()
@@ -263,10 +262,12 @@ fn rename_columns(table: &RecordBatch, names: &(usize, Vec<String>)) -> Result<R
             .map(|(f, name)| f.as_ref().clone().with_name(name))
             .collect::<Vec<_>>(),
     );
-    RecordBatch::try_new(Arc::new(schema), table.columns().to_vec()).map_err(|e| Error::Execution {
-        batch: None,
-        source: e.into(),
-    })
+    RecordBatch::try_new(Arc::new(schema), table.columns().to_vec())
+        .map(Some)
+        .map_err(|e| Error::Execution {
+            batch: None,
+            source: e.into(),
+        })
 }
 
 /// The query's names for the columns of an aggregation's state, `fields` as DataFusion names

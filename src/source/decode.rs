@@ -667,15 +667,11 @@ fn csv_records_that_fit(
             }
             // A quote never closed: named as decoding names it, or skipped as it skips it.
             Err(_) if opens_unclosed_quote(&bytes[pos..], delimiter) => {
-                let reason = unclosed_quote_reason(&bytes[pos..]);
+                let error = unclosed_quote(file, line, &bytes[pos..]);
                 if on_error != OnError::Skip {
-                    return Err(SourceError::Malformed {
-                        file: file.to_string(),
-                        line: Some(line),
-                        reason,
-                    });
+                    return Err(error);
                 }
-                tracing::info!(file, line, error = %reason, "inference reads past a malformed CSV row");
+                tracing::info!(file, line, %error, "inference reads past a malformed CSV row");
                 pos += to_line_end;
                 line += 1;
             }
@@ -2019,15 +2015,11 @@ fn csv_slow(
             Ok(n) => (*n == 0 || *n == rest.len()) && ends_in_open_quote(rest, csv.delimiter),
         };
         if unclosed {
-            let reason = unclosed_quote_reason(rest);
+            let error = unclosed_quote(file, line, rest);
             if on_error != OnError::Skip {
-                return Err(SourceError::Malformed {
-                    file: file.to_string(),
-                    line: Some(line),
-                    reason,
-                });
+                return Err(error);
             }
-            tracing::info!(file, line, error = %reason, "skipping malformed CSV row");
+            tracing::info!(file, line, %error, "skipping malformed CSV row");
             skipped += 1;
             pos += line_length(rest);
             line += 1;
@@ -2139,13 +2131,18 @@ fn opens_unclosed_quote(rest: &[u8], delimiter: u8) -> bool {
     ends_in_open_quote(first_line, delimiter) && ends_in_open_quote(rest, delimiter)
 }
 
-/// What is wrong with a record whose quote is never closed, `rest` the file from it on.
-fn unclosed_quote_reason(rest: &[u8]) -> String {
-    format!(
-        "{UNCLOSED_QUOTE} (it would take the file's {} line(s) from here to its end into one \
-         field)",
-        lines_in(rest)
-    )
+/// The error of the record at `line` of `file` whose quote is never closed, `rest` the file
+/// from it on.
+fn unclosed_quote(file: &str, line: usize, rest: &[u8]) -> SourceError {
+    SourceError::Malformed {
+        file: file.to_string(),
+        line: Some(line),
+        reason: format!(
+            "{UNCLOSED_QUOTE} (it would take the file's {} line(s) from here to its end into one \
+             field)",
+            lines_in(rest)
+        ),
+    }
 }
 
 /// Whether CSV text ends inside a quoted field: a `"` at the start of a field opens one, `""`
