@@ -65,8 +65,14 @@ pub struct PostgresSinkConfig {
     /// when connecting, so a password need not be written in the pipeline file. TLS is not
     /// supported (`sslmode` must be `disable` or `prefer`).
     pub url: String,
-    /// The table written (`name` or `schema.name`, as written: quoted as identifiers).
+    /// The table written: `name` or `schema.name` as SQL names it, so an unquoted name folds
+    /// to lower case as PostgreSQL folds it (`PageViews` is `pageviews`) and a part in double
+    /// quotes keeps its case (`'"PageViews"'` in YAML), as Spark's JDBC `dbtable` and Flink's
+    /// `table-name` pass it into SQL. Held as the exact names of its parts (see [`sql_name`]).
     pub table: String,
+    /// `table` as the pipeline file writes it, before [`sql_name`] read it.
+    #[serde(skip)]
+    pub table_as_written: String,
     /// Makes the table from the query's columns where it is missing (with the key as its
     /// unique key in update mode, nulls not distinct from PostgreSQL 15, else its primary
     /// key); without it, a missing table is an error.
@@ -90,10 +96,14 @@ pub struct PostgresSinkConfig {
 }
 
 fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, ConfigError> {
-    let config: PostgresSinkConfig = parse_settings(settings)?;
+    let mut config: PostgresSinkConfig = parse_settings(settings)?;
     if config.table.trim().is_empty() {
         return Err(ConfigError::at("table", "`table` is empty"));
     }
+    config.table_as_written = config.table.trim().to_string();
+    config.table = sql_name(&config.table).map_err(|why| ConfigError::at("table", why))?;
+    config.progress_table =
+        sql_name(&config.progress_table).map_err(|why| ConfigError::at("progress_table", why))?;
     if config.table == config.progress_table {
         return Err(ConfigError::at(
             "progress_table",
@@ -113,6 +123,76 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, C
         check_dbname(&parsed).map_err(|why| ConfigError::at("url", why))?;
     }
     Ok(Arc::new(config))
+}
+
+/// The exact names of the parts of table name `text` as SQL writes it (`name` or
+/// `schema.name`), joined by `.`: an unquoted part folds to lower case, as PostgreSQL folds
+/// an unquoted identifier (ASCII letters only); a part in double quotes keeps its case, `""`
+/// in it standing for one `"`. A quoted part holding a `.`, an empty part, a quote not closed
+/// and more than two parts are errors saying so.
+fn sql_name(text: &str) -> Result<String, String> {
+    let mut parts = Vec::new();
+    let mut chars = text.trim().chars().peekable();
+    loop {
+        let mut part = String::new();
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => part.push(c),
+                    None => return Err(format!("`{text}`: a `\"` is not closed")),
+                }
+            }
+            if part.contains('.') {
+                return Err(format!(
+                    "`{text}`: a name holding a `.` cannot be written here; rename the table"
+                ));
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                match c {
+                    '.' => break,
+                    '"' => {
+                        return Err(format!(
+                            "`{text}`: a `\"` inside a name; quote a whole part (`\"PageViews\"` \
+                             or `analytics.\"PageViews\"`)"
+                        ));
+                    }
+                    _ => part.push(c.to_ascii_lowercase()),
+                }
+                chars.next();
+            }
+            part = part.trim_end().to_string();
+        }
+        if part.trim().is_empty() {
+            return Err(format!(
+                "`{text}`: a part of the name is empty; write `name` or `schema.name`"
+            ));
+        }
+        parts.push(part);
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        match chars.next() {
+            None => break,
+            Some('.') => {}
+            Some(c) => {
+                return Err(format!(
+                    "`{text}`: `{c}` after a quoted part; parts are separated by `.`"
+                ));
+            }
+        }
+    }
+    if parts.len() > 2 {
+        return Err(format!(
+            "`{text}`: a table is `name` or `schema.name` (the database is the `url`'s)"
+        ));
+    }
+    Ok(parts.join("."))
 }
 
 /// Refuses a database name with a `/` in it: a URL's path is the database alone, and a table
@@ -441,7 +521,99 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// The way out of a server error that a row of the batch caused (a constraint or a column
+/// type of the table that the query's values break), for the table `table` (quoted): such an
+/// error comes back on every attempt, so it is named with what to change. `None` for other
+/// errors.
+fn row_error_advice(e: &tokio_postgres::Error, table: &str, mode: Mode) -> Option<String> {
+    let db = e.as_db_error()?;
+    let column = db.column().map(quote);
+    let col = column.as_deref().unwrap_or("the column");
+    let advice = match db.code() {
+        c if c == &SqlState::NOT_NULL_VIOLATION => format!(
+            "{col} is NOT NULL in the table and the query gave it a null: leave such rows out \
+             (`WHERE {col} IS NOT NULL`), give them a value (`COALESCE({col}, ...)`), or let \
+             the table take nulls (`ALTER TABLE {table} ALTER COLUMN {col} DROP NOT NULL`)"
+        ),
+        c if c == &SqlState::STRING_DATA_RIGHT_TRUNCATION => format!(
+            "a value is longer than its column's type in the table allows (`varchar(n)` or \
+             `char(n)`): shorten it in the query (`left(name, n)`), or widen the column \
+             (`ALTER TABLE {table} ALTER COLUMN name TYPE text`)"
+        ),
+        c if c == &SqlState::NUMERIC_VALUE_OUT_OF_RANGE => format!(
+            "a value does not fit its column's type in the table (a `numeric(p, s)`, or a \
+             smaller integer): bound or cast it in the query, or widen the column \
+             (`ALTER TABLE {table} ALTER COLUMN name TYPE ...`)"
+        ),
+        c if c == &SqlState::CHECK_VIOLATION => format!(
+            "a row breaks the table's CHECK constraint{}: leave such rows out in the query, or \
+             change the constraint",
+            db.constraint()
+                .map(|c| format!(" `{c}`"))
+                .unwrap_or_default()
+        ),
+        c if c == &SqlState::FOREIGN_KEY_VIOLATION => format!(
+            "a row refers to a row the table's foreign key{} does not find: leave such rows \
+             out in the query, or add the rows they refer to first",
+            db.constraint()
+                .map(|c| format!(" `{c}`"))
+                .unwrap_or_default()
+        ),
+        c if (c == &SqlState::UNIQUE_VIOLATION || c == &SqlState::EXCLUSION_VIOLATION)
+            && mode == Mode::Complete =>
+        {
+            format!(
+                "two rows of the query's result break the table's constraint{} (complete mode \
+                 writes the whole result, so its rows must differ there): make them differ in \
+                 the query, or drop that constraint",
+                db.constraint()
+                    .map(|c| format!(" `{c}`"))
+                    .unwrap_or_default()
+            )
+        }
+        c if (c == &SqlState::UNIQUE_VIOLATION || c == &SqlState::EXCLUSION_VIOLATION)
+            && mode == Mode::Update =>
+        {
+            format!(
+                "a row breaks the table's constraint{} on other columns than the sink's `key` \
+                 (each key's row is written over, but two keys may not share those values): \
+                 drop that constraint, or make the sink's `key` its columns",
+                db.constraint()
+                    .map(|c| format!(" `{c}`"))
+                    .unwrap_or_default()
+            )
+        }
+        c if c == &SqlState::UNIQUE_VIOLATION || c == &SqlState::EXCLUSION_VIOLATION => format!(
+            "a row's key is in the table already (constraint{}): in append mode each row is \
+             added; to write each key's newest row over the old one, use `output_mode: update` \
+             with the sink's `key:`",
+            db.constraint()
+                .map(|c| format!(" `{c}`"))
+                .unwrap_or_default()
+        ),
+        _ => return None,
+    };
+    Some(advice)
+}
+
 impl PostgresSink {
+    /// A failure of writing batch `batch`'s rows (`doing`): an error a row caused is fatal
+    /// and says what to change ([`row_error_advice`]); others as [`Self::failure`] has them.
+    fn write_failure(&self, e: &tokio_postgres::Error, doing: &str, batch: BatchId) -> Failure {
+        match row_error_advice(e, &quote_path(&self.table), self.mode) {
+            Some(advice) => Failure::Fatal(SinkError::RowRefused {
+                kind: KIND.name,
+                reason: format!(
+                    "table `{}`: batch {batch}: {doing}: {}. {advice} (nothing of the batch was \
+                     committed)",
+                    self.table,
+                    describe(e).trim_end_matches('.')
+                ),
+            }),
+            None => self.failure(e, doing),
+        }
+    }
+
     /// The server and database, `postgresql://host:port/db` (the location without its table).
     fn server(&self) -> &str {
         self.location
@@ -926,6 +1098,7 @@ impl PostgresSink {
             }
         }
         if have.is_empty() {
+            self.check_case_kept(live).await?;
             if !self.config.create_table {
                 return Err(Failure::Fatal(self.error(
                     "the table does not exist; make it, or set `create_table: true` to make it \
@@ -974,10 +1147,98 @@ impl PostgresSink {
                 }
             ))));
         }
+        self.check_required_columns(live, &columns).await?;
         if self.mode == Mode::Update {
             self.check_key_index(live).await?;
         }
         Ok(true)
+    }
+
+    /// Refuses a missing table whose name, written with capitals and unquoted, folds to
+    /// lower case (see [`sql_name`]) where a table of the name with its capitals exists: the
+    /// one meant, made so by a tool that quotes names (or by Sluice before it read names as
+    /// SQL does), which would otherwise be passed over for a new one.
+    async fn check_case_kept(&self, live: &Live) -> Result<(), Failure> {
+        let written = &self.config.table_as_written;
+        if self.table != self.config.table || written.contains('"') {
+            return Ok(());
+        }
+        let exact = written
+            .split('.')
+            .map(|part| quote(part.trim()))
+            .collect::<Vec<_>>()
+            .join(".");
+        let folded = quote_path(&self.table);
+        if exact == folded {
+            return Ok(());
+        }
+        let exists: bool = live
+            .client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&exact])
+            .await
+            .map_err(|e| self.failure(&e, "looking for the table"))?
+            .get(0);
+        if !exists {
+            return Ok(());
+        }
+        Err(Failure::Fatal(SinkError::Config {
+            kind: KIND.name,
+            reason: format!(
+                "`table: {written}` names {folded}, which does not exist, but {exact} does: a \
+                 name is read as SQL reads it, unquoted letters folding to lower case (as psql, \
+                 Spark's JDBC sink and Flink's do). To write {exact}, quote it: `table: \
+                 '{exact}'`; to make {folded}, write `table: {}`",
+                self.table
+            ),
+        }))
+    }
+
+    /// Refuses a table with a column the query gives no value for that takes no null and has
+    /// no default (nor an identity or generated value): the server would refuse every row.
+    async fn check_required_columns(
+        &self,
+        live: &Live,
+        columns: &[PgColumn],
+    ) -> Result<(), Failure> {
+        // Generated columns (PostgreSQL 12 on) take no value either.
+        let version: i32 = live
+            .client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(|e| self.failure(&e, "reading the server's version"))?
+            .get(0);
+        let generated = if version >= 120_000 {
+            "AND a.attgenerated = ''"
+        } else {
+            ""
+        };
+        let required = live
+            .client
+            .query(
+                &format!(
+                    "SELECT a.attname::text FROM pg_attribute a
+                     WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+                       AND a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' {generated}
+                     ORDER BY a.attnum"
+                ),
+                &[&quote_path(&self.table)],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "reading the table's columns"))?;
+        let missing = required.iter().map(|r| r.get::<_, String>(0)).find(|name| {
+            columns.iter().all(|c| &c.name != name)
+                && self.config.batch_column.as_ref() != Some(name)
+        });
+        let Some(name) = missing else {
+            return Ok(());
+        };
+        let (table, column) = (quote_path(&self.table), quote(&name));
+        Err(Failure::Fatal(self.error(format!(
+            "column {column} of the table is NOT NULL without a default, and the query gives no \
+             value for it, so the server would refuse every row: add it to the query, give it \
+             a default (`ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT ...`), or let it \
+             take nulls (`ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL`)"
+        ))))
     }
 
     /// Refuses, in update mode, a table the upsert cannot write over its rows by `key`: one
@@ -1233,17 +1494,17 @@ impl PostgresSink {
             if buffer.len() >= 1 << 20 {
                 sink.send(buffer.split().freeze())
                     .await
-                    .map_err(|e| self.failure(&e, "sending rows by COPY"))?;
+                    .map_err(|e| self.write_failure(&e, "sending rows by COPY", batch))?;
             }
         }
         encoder.write_footer(&mut buffer).map_err(encode)?;
         sink.send(buffer.split().freeze())
             .await
-            .map_err(|e| self.failure(&e, "sending rows by COPY"))?;
+            .map_err(|e| self.write_failure(&e, "sending rows by COPY", batch))?;
         sink.as_mut()
             .finish()
             .await
-            .map_err(|e| self.failure(&e, "finishing COPY"))
+            .map_err(|e| self.write_failure(&e, "finishing COPY", batch))
     }
 
     /// One attempt at batch `batch`: `Ok` with what it did, once committed or found there.
@@ -1358,7 +1619,9 @@ impl PostgresSink {
                     keys = keys.join(", "),
                 ))
                 .await
-                .map_err(|e| self.failure(&e, "writing the batch's rows over their keys"))?;
+                .map_err(|e| {
+                    self.write_failure(&e, "writing the batch's rows over their keys", batch)
+                })?;
             }
         }
         fence
@@ -1879,6 +2142,37 @@ fn pg_columns(schema: &SchemaRef) -> Result<Vec<PgColumn>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Walk 20 (6): `table: PageViews` made the table `"PageViews"`, which `SELECT * FROM
+    /// PageViews` in psql does not find. A name is SQL's: unquoted parts fold to lower case,
+    /// quoted ones keep their case, as Spark's and Flink's JDBC sinks pass them.
+    #[test]
+    fn a_table_name_is_read_as_sql_names_it() {
+        for (written, held) in [
+            ("PageViews", "pageviews"),
+            ("Analytics.PageViews", "analytics.pageviews"),
+            ("\"PageViews\"", "PageViews"),
+            (
+                "analytics.\"Page \"\"Views\"\"\"",
+                "analytics.Page \"Views\"",
+            ),
+            ("  page_views ", "page_views"),
+            ("analytics . \"Page Views\" ", "analytics.Page Views"),
+        ] {
+            assert_eq!(sql_name(written).as_deref(), Ok(held), "{written}");
+        }
+        for (written, says) in [
+            ("\"open", "is not closed"),
+            ("a.\"b.c\"", "holding a `.`"),
+            ("a..b", "is empty"),
+            ("db.schema.t", "`name` or `schema.name`"),
+            ("Page\"Views\"", "quote a whole part"),
+            ("\"a\"b", "after a quoted part"),
+        ] {
+            let err = sql_name(written).expect_err(written);
+            assert!(err.contains(says), "{written}: {err}");
+        }
+    }
 
     #[test]
     fn types_map_to_postgres_and_a_type_it_cannot_take_is_named() {

@@ -1267,6 +1267,146 @@ async fn a_table_without_a_query_column_is_refused_before_a_batch_is_planned() {
     assert_eq!(row_count(&table).await, expected.len());
 }
 
+/// Walk 20 (6): `table: PageViews` made `"PageViews"`, which psql's `SELECT * FROM
+/// PageViews` does not find. The name is SQL's, as in Spark's and Flink's JDBC sinks: it
+/// makes and fills `pageviews`, and `'"PageViews"'` keeps the case.
+#[tokio::test]
+async fn a_table_name_with_capitals_is_the_one_sql_finds() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (plain, quoted) = (format!("Pv_{suffix}"), format!("Kept_{suffix}"));
+    for (name, written) in [
+        (&plain, plain.clone()),
+        (&quoted, format!("'\"{quoted}\"'")),
+    ] {
+        let ckpt = format!("ckpt_{name}");
+        let yaml = batch_column_pipeline(&ws, "capitals", &written, "")
+            .replace(&ws.p("ckpt"), &ws.p(&ckpt));
+        let pipeline = write_pipeline(&ws, &yaml);
+        let run = sluice_run(&pipeline);
+        assert!(run.status.success(), "{}", stderr(&run));
+    }
+    let expected = oracle(&ws.path("in"), "json", QUERY).await.len();
+    // As a user at psql writes them: unquoted, and quoted where the case was kept.
+    assert_eq!(row_count(&plain).await, expected);
+    assert_eq!(row_count(&format!("\"{quoted}\"")).await, expected);
+    let n: i64 = client(server())
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname = ANY($1)",
+            &[&vec![plain.to_lowercase(), quoted.clone()]],
+        )
+        .await
+        .expect("tables")
+        .get(0);
+    assert_eq!(n, 2, "made as `{}` and `{quoted}`", plain.to_lowercase());
+    // A table made with its capitals (by a tool that quotes names) is not passed over for a
+    // new one under the folded name: refused, naming the quoting that writes it.
+    let legacy = format!("Legacy_{suffix}");
+    execute(&format!(
+        "CREATE TABLE \"{legacy}\" (id bigint, page text, amount double precision, b bigint)"
+    ))
+    .await;
+    let yaml = batch_column_pipeline(&ws, "capitals", &legacy, "")
+        .replace(&ws.p("ckpt"), &ws.p("ckpt_legacy"));
+    let pipeline = write_pipeline(&ws, &yaml);
+    let said = run_refused(&pipeline, &format!("but \"{legacy}\" does"));
+    assert!(said.contains(&format!("`table: '\"{legacy}\"'`")), "{said}");
+    write_pipeline(
+        &ws,
+        &yaml.replace(
+            &format!("table: {legacy}"),
+            &format!("table: '\"{legacy}\"'"),
+        ),
+    );
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(row_count(&format!("\"{legacy}\"")).await, expected);
+}
+
+/// Walk 20 (9): a table with a column the query leaves out that is NOT NULL without a
+/// default, or with a `varchar(n)` or NOT NULL column a row breaks, failed at COPY with the
+/// server's words and SQLSTATE only. The first is refused before a batch, naming the column
+/// and the statements that get out; a row the table refuses is named with what to change in
+/// the query or the table and how the edit comes to apply (a rewind), which then works.
+#[tokio::test]
+async fn a_row_the_table_refuses_is_named_with_what_to_change() {
+    let ws = Workspace::new();
+    let row = |id: u32, page: &str| {
+        format!(
+            "{{\"id\":{id},\"user_id\":1,\"page\":{page},\"amount\":50.0,\
+             \"ts\":\"2026-01-01T00:00:0{id}Z\"}}\n"
+        )
+    };
+    std::fs::write(ws.path("in/0.json"), row(1, "\"home\"")).expect("input");
+    let table = unique_table("required");
+    execute(&format!(
+        "CREATE TABLE {table} (id bigint, page varchar(8) NOT NULL, amount double precision, \
+         b bigint, note text NOT NULL)"
+    ))
+    .await;
+    let pipeline = write_pipeline(&ws, &batch_column_pipeline(&ws, "required", &table, ""));
+    let said = run_refused(
+        &pipeline,
+        "column \"note\" of the table is NOT NULL without a default, and the query gives no value",
+    );
+    assert!(
+        said.contains(&format!(
+            "ALTER TABLE \"{table}\" ALTER COLUMN \"note\" SET DEFAULT"
+        )),
+        "{said}"
+    );
+    assert!(!ws.path("ckpt/offsets/0").exists(), "no batch planned");
+    execute(&format!(
+        "ALTER TABLE {table} ALTER COLUMN note SET DEFAULT ''"
+    ))
+    .await;
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    // A page too long for varchar(8), then a null page: each named, with the rewind.
+    for (file, page, says) in [
+        ("1.json", "\"a-much-longer-page\"", "varchar(n)"),
+        (
+            "2.json",
+            "null",
+            "\"page\" is NOT NULL in the table and the query gave it a null",
+        ),
+    ] {
+        std::fs::write(ws.path(&format!("in/{file}")), row(2, page)).expect("input");
+        let run = sluice_run(&pipeline);
+        let said = stderr(&run);
+        assert_eq!(run.status.code(), Some(1), "{said}");
+        let rewind = format!("`sluice rewind {} --to 0`", ws.p("ckpt"));
+        assert!(
+            said.contains("batch 1") && said.contains(says) && said.contains(&rewind),
+            "{said}"
+        );
+        assert!(!said.contains("retrying"), "tried again: {said}");
+        std::fs::remove_file(ws.path(&format!("in/{file}"))).expect("aside");
+        let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+        assert!(rewind.status.success(), "{}", stderr(&rewind));
+    }
+    // As advised: the query edited, the batch planned again after the rewind.
+    std::fs::write(ws.path("in/3.json"), row(3, "null") + &row(4, "\"about\"")).expect("input");
+    let text = std::fs::read_to_string(&pipeline).expect("pipeline");
+    std::fs::write(
+        &pipeline,
+        text.replace(QUERY, &format!("{QUERY} AND page IS NOT NULL")),
+    )
+    .expect("edit");
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("page", DataType::Utf8, true),
+    ]));
+    assert_eq!(
+        table_rows(server(), &table, schema).await,
+        ["1|home", "4|about"]
+    );
+}
+
 /// Walk 16: a rewind said it took back "1 sink files" from a table. It counts the rows it
 /// deleted, as rows, and the table then holds the batches before.
 #[tokio::test]
