@@ -231,6 +231,31 @@ impl<'p> Engine<'p> {
         })
     }
 
+    /// Probes the workers of `engine: distributed` once before the first batch, so that one
+    /// that does not answer is named when the run starts (a warning, see
+    /// [`crate::distributed::WorkerPool`]), whatever its batches: one below
+    /// `engine.distribute_above` probes none. Says so where fewer than two answer, as the
+    /// batches then run on the driver.
+    pub(super) async fn probe_workers_at_start(&mut self) {
+        #[cfg(feature = "distributed")]
+        if self.pipeline.engine.kind == crate::pipeline::EngineKind::Distributed && !self.local_only
+        {
+            let engine = &self.pipeline.engine;
+            let pool = self
+                .workers
+                .get_or_insert_with(|| Arc::new(crate::distributed::WorkerPool::new(engine)));
+            let answering = pool.ready().await.len();
+            if answering < 2 {
+                tracing::warn!(
+                    "engine: distributed: {answering} of the {} worker(s) answer; a batch \
+                     goes to the workers only where two or more do, so the batches run on the \
+                     driver until then",
+                    engine.workers.len()
+                );
+            }
+        }
+    }
+
     /// Probes the workers after a batch failed on them: those that do not answer are left
     /// out of the next batches (see [`crate::distributed::WorkerPool`]).
     pub(super) async fn probe_workers(&self) {

@@ -556,6 +556,11 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
         {
             "to plan it again with an edited query"
         }
+        // The sink's server refuses a row of the batch each time it is written.
+        Error::Sink(crate::sink::SinkError::RowRefused { .. }) => {
+            "to plan it again with an edited query or sink settings (a change made on the \
+             server instead, to the table or topic, applies by running again, with no rewind)"
+        }
         _ => return error,
     };
     let pending = async {
@@ -1422,6 +1427,7 @@ impl<'a> Driver<'a> {
             self.check_output_schema(&output).await?;
         }
         self.sink.start().await?;
+        self.engine.probe_workers_at_start().await;
         loop {
             if self.stopping() {
                 break;

@@ -586,6 +586,50 @@ impl DeltaSink {
         Ok(out)
     }
 
+    /// Warns where a text partition column of `data` (batch `batch`) holds values that the
+    /// table keeps as null: the empty string, and Hive's `__HIVE_DEFAULT_PARTITION__`. The
+    /// Delta protocol keeps a partition value as text in the log, where an empty value stands
+    /// for null ("Partition Value Serialization"), so Spark, delta-rs and DuckDB read such
+    /// rows back with a null there, as Spark's own writer leaves them.
+    fn warn_null_partition_values(&self, batch: BatchId, data: &[RecordBatch]) {
+        for column in &self.partition_by {
+            let mut count = 0;
+            for rows in data {
+                let Ok(i) = rows.schema().index_of(column) else {
+                    continue;
+                };
+                let values = rows.column(i);
+                if !matches!(
+                    values.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) {
+                    continue;
+                }
+                let Ok(text) = datafusion::arrow::compute::cast(values, &DataType::Utf8) else {
+                    continue;
+                };
+                if let Some(text) = text.as_any().downcast_ref::<StringArray>() {
+                    count += text
+                        .iter()
+                        .flatten()
+                        .filter(|v| v.is_empty() || *v == "__HIVE_DEFAULT_PARTITION__")
+                        .count();
+                }
+            }
+            if count > 0 {
+                tracing::warn!(
+                    "Delta sink: batch {batch}: {count} row(s) with the empty string (or \
+                     `__HIVE_DEFAULT_PARTITION__`) in partition column `{column}` are stored \
+                     as null: a Delta table keeps partition values as text in its log, where \
+                     an empty one stands for null, so Spark, delta-rs and DuckDB read them \
+                     back as null. To keep them apart from nulls, give them a value in the \
+                     query: `CASE WHEN {column} = '' THEN '(empty)' ELSE {column} END AS \
+                     {column}`"
+                );
+            }
+        }
+    }
+
     /// The newest row of each key, in the order the rows came (update mode).
     fn newest_by_key(&self, batches: &[RecordBatch]) -> Result<RecordBatch, SinkError> {
         let schema = batches
@@ -892,6 +936,7 @@ impl Sink for DeltaSink {
     ) -> Result<SinkCommit, SinkError> {
         let rows = output.num_rows();
         let data = self.conform(&output)?;
+        self.warn_null_partition_values(batch, &data);
         let version = i64::try_from(batch.0).map_err(|e| self.error(e))?;
         let mut attempts = 0;
         loop {

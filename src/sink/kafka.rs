@@ -451,6 +451,7 @@ impl KafkaSink {
                         let producer: TxProducer = config.create_with_context(Deliveries {
                             topic,
                             offsets: std::sync::Mutex::new(BTreeMap::new()),
+                            failed: std::sync::Mutex::new(None),
                         })?;
                         producer.init_transactions(timeout)?;
                         Ok(producer)
@@ -581,8 +582,10 @@ impl KafkaSink {
                     }
                 }
                 flush(&producer, timeout)?;
+                producer.context().failed()?;
                 Ok(producer.context().taken())
             });
+            let result = result.map_err(|e| refused_first(&producer, timeout, e));
             if result.is_err() {
                 let _ = producer.abort_transaction(timeout);
             }
@@ -638,7 +641,9 @@ impl KafkaSink {
                     })
                 })
                 // Delivered here, so the commit finds nothing left to flush.
-                .and_then(|()| flush(&producer, timeout));
+                .and_then(|()| flush(&producer, timeout))
+                .and_then(|()| producer.context().failed())
+                .map_err(|e| refused_first(&producer, timeout, e));
             if sent.is_err() {
                 let _ = producer.abort_transaction(timeout);
             }
@@ -713,6 +718,17 @@ impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.text)
     }
+}
+
+/// `error`, or the delivery failure that caused it: once the broker refuses a record, the
+/// transaction's later steps fail only with an "erroneous state", so the records in flight
+/// are let finish and a failure they report is the one returned.
+fn refused_first(producer: &TxProducer, timeout: Duration, error: WriteError) -> WriteError {
+    if matches!(error, WriteError::Refused(_)) {
+        return error;
+    }
+    let _ = flush(producer, timeout);
+    producer.context().failed().err().unwrap_or(error)
 }
 
 /// Waits until every record sent has been delivered (its delivery report handled by the
@@ -793,19 +809,44 @@ fn send(
 }
 
 /// The producer's context: the first and last offset each partition of the output topic took
-/// in the open transaction, from the delivery reports.
+/// in the open transaction, and the first record the brokers refused, from the delivery
+/// reports.
 struct Deliveries {
     topic: String,
     offsets: std::sync::Mutex<BTreeMap<i32, (i64, i64)>>,
+    /// The first delivery that failed in the open transaction, as the error to return, with
+    /// the size of the record where the broker refused it as too large (records sent with it
+    /// in one request are refused with it: the largest is named).
+    failed: std::sync::Mutex<Option<(WriteError, usize)>>,
 }
 
 impl Deliveries {
-    /// Forgets the offsets of the previous transaction.
+    /// Forgets the offsets and failure of the previous transaction.
     fn clear(&self) {
         self.offsets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
+        self.failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+    }
+
+    /// The first delivery that failed since the last `clear`: a record the broker refuses
+    /// as too large is [`WriteError::Refused`] (no attempt writes it), any other the
+    /// broker's own error ([`classify`]), which the transaction's later steps would only
+    /// report as an "erroneous state".
+    fn failed(&self) -> Result<(), WriteError> {
+        match self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            Some((error, _)) => Err(error),
+            None => Ok(()),
+        }
     }
 
     /// The offsets delivered since the last `clear`.
@@ -823,6 +864,61 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            let mut failed = self
+                .failed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let code = error.rdkafka_error_code();
+            // Records of an attempt that was aborted, purged from the queue by the abort.
+            let purged = matches!(
+                code,
+                Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+            );
+            let size = message.key_len() + message.payload_len();
+            let too_large = code == Some(RDKafkaErrorCode::MessageSizeTooLarge);
+            let larger = match &*failed {
+                None => true,
+                Some((WriteError::Refused(_), refused)) => too_large && size > *refused,
+                // A record refused as too large is the cause of what else failed with it.
+                Some(_) => too_large,
+            };
+            if larger && !purged {
+                let refused = if too_large { size } else { 0 };
+                *failed = Some((
+                    match code {
+                        Some(RDKafkaErrorCode::MessageSizeTooLarge)
+                            if message.topic() != self.topic =>
+                        {
+                            WriteError::Refused(format!(
+                                "the broker refused the progress record ({size} bytes: the offsets \
+                             of every batch the checkpoint keeps) for topic `{}` as too large, \
+                             more than the topic's `max.message.bytes`: lower \
+                             `retain_batches`, or raise the progress topic's \
+                             `max.message.bytes`",
+                                message.topic()
+                            ))
+                        }
+                        Some(RDKafkaErrorCode::MessageSizeTooLarge) => {
+                            WriteError::Refused(format!(
+                                "the broker refused a record of {size} bytes (key and value) for topic \
+                         `{}` partition {} as too large: more than the topic's \
+                         `max.message.bytes` (the broker's `message.max.bytes` where the topic \
+                         sets none; default about 1 MB). Make the records smaller in the query, \
+                         or raise the topic's `max.message.bytes` (`kafka-configs --alter \
+                         --entity-type topics --entity-name {} --add-config \
+                         max.message.bytes=...`)",
+                                message.topic(),
+                                message.partition(),
+                                message.topic()
+                            ))
+                        }
+                        _ => classify(error.clone()),
+                    },
+                    refused,
+                ));
+            }
+        }
         if let Ok(message) = result
             && message.topic() == self.topic
         {
@@ -1201,12 +1297,19 @@ impl Sink for KafkaSink {
                     if attempts >= self.config.retry.attempts
                         || matches!(error, WriteError::Refused(_))
                     {
-                        let after = if matches!(error, WriteError::Refused(_)) {
-                            String::new()
-                        } else {
-                            format!(" (after {attempts} attempts)")
-                        };
-                        return Err(self.error(format!("writing batch {batch}: {error}{after}")));
+                        if matches!(error, WriteError::Refused(_)) {
+                            return Err(SinkError::RowRefused {
+                                kind: KIND.name,
+                                reason: format!(
+                                    "topic `{}`: writing batch {batch}: {error} (nothing of the \
+                                     batch was committed)",
+                                    self.config.topic
+                                ),
+                            });
+                        }
+                        return Err(self.error(format!(
+                            "writing batch {batch}: {error} (after {attempts} attempts)"
+                        )));
                     }
                     tracing::warn!(
                         "Kafka sink: writing batch {batch} failed (attempt {attempts} of {}): \

@@ -349,6 +349,16 @@ pub enum SinkError {
         /// The connector's error.
         error: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A row of the batch that the sink's server refuses on every attempt (a constraint of
+    /// the table, a record over the size limit), so nothing of the batch was committed: the
+    /// query or the sink's settings must change, and the batch be planned again.
+    #[error("sink ({kind}): {reason}")]
+    RowRefused {
+        /// The sink's kind.
+        kind: &'static str,
+        /// The row, what refused it and what to change.
+        reason: String,
+    },
     /// The sink lacks batches the checkpoint committed to it (found before a batch runs):
     /// running on would leave their rows out for good. `<checkpoint>` in `reason` stands for
     /// the checkpoint, as the run names it.

@@ -772,6 +772,42 @@ async fn two_pipelines_started_together_on_one_new_table_do_not_both_write() {
     );
 }
 
+/// Walk 20 (12): an empty string in a partition column read back as null, without a word
+/// (the Delta protocol keeps an empty partition value as null, as Spark's writer does). The
+/// run says so, naming the column and the query that keeps such rows apart.
+#[tokio::test]
+async fn an_empty_partition_value_is_said_to_read_back_as_null() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(
+        ws.path("in/0.json"),
+        "{\"id\":1,\"page\":\"\",\"amount\":1.0}\n{\"id\":2,\"page\":\"home\",\"amount\":2.0}\n",
+    )
+    .expect("input");
+    let pipeline = delta_pipeline(
+        &ws,
+        "ckpt",
+        "SELECT id, page FROM clicks",
+        "",
+        "  partition_by: [page]\n",
+    );
+    let run = run_quietly(&pipeline, &[]);
+    let said = stderr(&run);
+    assert!(run.status.success(), "{said}");
+    assert!(
+        said.contains("1 row(s) with the empty string")
+            && said.contains("partition column `page` are stored as null")
+            && said.contains("CASE WHEN page = '' THEN '(empty)' ELSE page END AS page"),
+        "{said}"
+    );
+    python_on_table(
+        &ws,
+        "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table(); \
+         got = sorted(zip(t['id'].to_pylist(), t['page'].to_pylist())); \
+         assert got == [(1, None), (2, 'home')], got",
+    );
+}
+
 /// Runs `code` in python3 with the table folder as `sys.argv[1]`.
 fn python_on_table(ws: &Workspace, code: &str) {
     let out = std::process::Command::new("python3")

@@ -272,6 +272,31 @@ async fn a_batch_smaller_than_distribute_above_runs_on_the_driver() {
     }
 }
 
+/// Walk 20 (15): with batches below `engine.distribute_above`, a worker that does not answer
+/// was never probed, so a run said nothing of it. The workers are probed when a run starts:
+/// one gone is named, and that fewer than two answer (the batches run on the driver).
+#[test]
+fn a_worker_that_does_not_answer_is_named_when_the_run_starts() {
+    let ws = Workspace::new();
+    let worker = WorkerProcess::start(&ws, "worker-alone");
+    write_clicks(&ws.path("in"), "json", 1, 20, 0);
+    let gone = "http://127.0.0.1:1";
+    let engine = distributed(&[&worker], "")
+        .replace("distribute_above: 0", "distribute_above: 1G")
+        .replace("workers: [", &format!("workers: [{gone}, "));
+    let path = write_pipeline(&ws, &pipeline_yaml(&ws, "json", QUERY, 1, &engine));
+    let out = run_quietly(&path, &[]);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert_eq!(
+        said.matches(&format!("worker `{gone}/` is left out"))
+            .count(),
+        1,
+        "{said}"
+    );
+    assert!(said.contains("1 of the 2 worker(s) answer"), "{said}");
+}
+
 /// Aggregates whose value depends on the order rows meet them (sums of doubles, a standard
 /// deviation, an approximate percentile): a batch computed on the workers is the batch
 /// `replay --verify` computes on the driver, bit for bit (`sink_after` verifies each), and two

@@ -977,6 +977,47 @@ async fn a_topic_that_does_not_exist_is_refused_and_leaves_nothing_behind() {
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
 }
 
+/// Walk 20 (5): a per-partition starting offset past the partition's end was taken without
+/// a word, and the run waited for records that the offset (of another cluster, or of the
+/// topic before it was made anew) never names. Refused before a batch (exit 2), naming the
+/// partition and what it holds; an offset inside it then starts there.
+#[tokio::test]
+async fn a_starting_offset_past_the_partition_end_is_refused() {
+    let ws = Workspace::new();
+    let topic = unique("past_end");
+    create_topic(broker(), &topic, 1).await;
+    add_clicks(&ws, &topic, 1, 0, 10);
+    add_clicks(&ws, &topic, 1, 10, 20);
+    let pipeline = |offset: i64| {
+        let yaml = format!(
+            "name: k\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: parquet }}\n",
+            ckpt = ws.p("ckpt"),
+            out = ws.p("out"),
+            source = kafka_source_yaml(
+                &topic,
+                &format!("    starting_offsets: {{{topic}: {{0: {offset}}}}}\n")
+            ),
+        );
+        write_pipeline(&ws, &yaml)
+    };
+    let refused = sluice_run(&pipeline(500), &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "gives {topic} partition 0 the offset 500, past its end"
+        )) && said.contains("holds offsets 0 to 29"),
+        "{said}"
+    );
+    assert!(!ws.path("ckpt").exists(), "the checkpoint left behind");
+    let run = sluice_run(&pipeline(10), &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    std::fs::remove_file(ws.path("in/clicks-000000.json")).expect("before the start");
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert!(!expected.is_empty());
+    assert_eq!(sink_rows(&ws.path("out")).await, expected);
+}
+
 /// Walk 19 (6): a Kafka sink writing the topic its own source reads was accepted, and every
 /// run read its own output again. Refused at planning (exit 2), by name or by pattern, on a
 /// broker the source names; another topic runs.
@@ -1050,7 +1091,12 @@ async fn a_record_too_large_is_named_with_its_size_and_not_tried_again() {
             && !said.contains("retrying"),
         "{said}"
     );
-    // Smaller in the query, on a new checkpoint (the failed batch stays planned otherwise).
+    // Smaller in the query, on a new checkpoint, as the failure says (the failed batch
+    // stays planned otherwise).
+    assert!(
+        said.contains("stays planned") && said.contains(&format!("remove {}", ws.p("ckpt"))),
+        "{said}"
+    );
     std::fs::remove_dir_all(ws.path("ckpt")).expect("fresh checkpoint");
     let run = sluice_run(
         &pipeline("SELECT id, substr(page, 1, 10) AS page FROM clicks"),
@@ -1063,6 +1109,83 @@ async fn a_record_too_large_is_named_with_its_size_and_not_tried_again() {
     ]));
     let got = committed_rows(broker(), &out, schema, "SELECT * FROM sink").await;
     assert_eq!(got, ["1|home", "2|xxxxxxxxxx"]);
+}
+
+/// Walk 19 (leftover): a record under the producer's limit but over the topic's
+/// `max.message.bytes` was tried `retry.attempts` times and ended in librdkafka's "Erroneous
+/// state". The broker's refusal is named at once, with the record's size and the topic's
+/// setting, and the rewind the failure advises lets the edited query write every row once.
+#[tokio::test]
+async fn a_record_the_broker_refuses_as_too_large_is_named_and_not_tried_again() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(
+        ws.path("in/0.json"),
+        "{\"id\":1,\"page\":\"home\",\"amount\":1.0}\n",
+    )
+    .expect("input");
+    let out = unique("small_topic");
+    let admin: AdminClient<DefaultClientContext> = client(broker()).create().expect("admin");
+    let topic = NewTopic::new(&out, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "2000");
+    for made in admin
+        .create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
+        .await
+        .expect("create topic")
+    {
+        made.expect("topic created");
+    }
+    let pipeline = |query: &str| {
+        let yaml = format!(
+            "name: small\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    max_files_per_batch: 1\nquery: {query}\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n  retry: {{ attempts: 3, backoff: 2s }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            broker = broker(),
+        );
+        write_pipeline(&ws, &yaml)
+    };
+    let run = sluice_run(&pipeline("SELECT id, page FROM clicks"), &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let big = "x".repeat(5_000);
+    std::fs::write(
+        ws.path("in/1.json"),
+        // Rows after the refused one: their sends fail only with the transaction's state.
+        format!(
+            "{{\"id\":2,\"page\":\"{big}\",\"amount\":2.0}}\n\
+             {{\"id\":3,\"page\":\"about\",\"amount\":3.0}}\n\
+             {{\"id\":4,\"page\":\"cart\",\"amount\":4.0}}\n"
+        ),
+    )
+    .expect("input");
+    let failed = sluice_run(&pipeline("SELECT id, page FROM clicks"), &[]);
+    let said = stderr(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("the broker refused a record of")
+            && said.contains("`max.message.bytes`")
+            && !said.contains("retrying")
+            && !said.contains("Erroneous state"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("`sluice rewind {} --to 0`", ws.p("ckpt"))),
+        "{said}"
+    );
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let run = sluice_run(
+        &pipeline("SELECT id, substr(page, 1, 10) AS page FROM clicks"),
+        &[],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("page", DataType::Utf8, true),
+    ]));
+    let got = committed_rows(broker(), &out, schema, "SELECT * FROM sink").await;
+    assert_eq!(got, ["1|home", "2|xxxxxxxxxx", "3|about", "4|cart"]);
 }
 
 /// Walk 19 (9): a rewind of a batch that failed before it reached the Kafka sink said it took

@@ -511,6 +511,38 @@ async fn a_stream_that_does_not_exist_is_refused_and_leaves_nothing_behind() {
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
 }
 
+/// Walk 20 (5): a `starting_sequence` past the stream's last message was taken without a
+/// word, and the run waited for a message it names that may never come. Refused before a
+/// batch (exit 2), naming the stream's last sequence; a sequence inside it then starts there.
+#[tokio::test]
+async fn a_starting_sequence_past_the_stream_end_is_refused() {
+    let ws = Workspace::new();
+    let stream = unique("past_end");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    publish(&js, &format!("{stream}.web"), &clicks_json(&ws, 0, 10)).await;
+    publish(&js, &format!("{stream}.web"), &clicks_json(&ws, 10, 20)).await;
+    let file = pipeline(&ws, &stream, "    starting_sequence: 900\n");
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "`starting_sequence: 900` is past the end of stream `{stream}`"
+        )) && said.contains("its last message is sequence 30"),
+        "{said}"
+    );
+    assert!(!ws.path("ckpt").exists(), "a checkpoint left");
+    // Sequences start at 1: the eleventh message is the first of the second file.
+    let file = pipeline(&ws, &stream, "    starting_sequence: 11\n");
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_file(ws.path("in/clicks-000000.json")).expect("before the start");
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert!(!expected.is_empty());
+    assert_eq!(sink_rows(&ws.path("out")).await, expected);
+}
+
 /// Walk 20 (8): a `filter_subject` outside the stream's subjects was tried again and again
 /// and ended in JetStream's raw words. It is refused before a batch (exit 2), naming the
 /// setting and the stream's subjects; fixed, the source reads.

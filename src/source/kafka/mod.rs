@@ -845,6 +845,25 @@ impl KafkaSource {
                                     ),
                                 });
                             }
+                            // Past the end, it names no record of this partition (one
+                            // of another cluster, or of the topic before it was made
+                            // anew): refused, as Spark's source refuses it.
+                            Some(o) if o > *high => {
+                                let holds = if *high > low {
+                                    format!("holds offsets {low} to {}", high - 1)
+                                } else {
+                                    "holds no record".to_string()
+                                };
+                                return Err(SourceError::Config {
+                                    source_name: self.name.clone(),
+                                    reason: format!(
+                                        "`starting_offsets` gives {topic} partition {p} the \
+                                         offset {o}, past its end: the partition {holds} (the \
+                                         next record written gets {high}). Give an offset up \
+                                         to {high}, -2 (earliest) or -1 (latest)"
+                                    ),
+                                });
+                            }
                             Some(o) => o,
                         }
                     }

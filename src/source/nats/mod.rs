@@ -550,13 +550,32 @@ impl NatsSource {
         Ok(Some(parsed))
     }
 
-    /// The first sequence of the first batch, as `starting_sequence` gives it against `now`.
-    fn initial(&self, now: StreamState) -> u64 {
-        match self.config.starting_sequence {
+    /// The first sequence of the first batch, as `starting_sequence` gives it against `now`;
+    /// a sequence past the next one the stream gives (`now.last + 1`) is refused, as Spark
+    /// refuses a starting offset past a Kafka partition's end: it names no message of this
+    /// stream (one of another stream, or of this one before it was made anew).
+    fn initial(&self, now: StreamState) -> Result<u64, SourceError> {
+        Ok(match self.config.starting_sequence {
             StartingSequence::Earliest => now.first,
             StartingSequence::Latest => now.last + 1,
+            StartingSequence::At(n) if n > now.last + 1 => {
+                return Err(SourceError::Config {
+                    source_name: self.name.clone(),
+                    reason: format!(
+                        "`starting_sequence: {n}` is past the end of stream `{}`: its last \
+                         message is sequence {} (the next one published gets {}), so it names \
+                         no message of this stream (one of another stream, or of this one \
+                         before it was made anew?). Give a sequence up to {}, `earliest`, or \
+                         `latest` for the next message published",
+                        self.config.stream,
+                        now.last,
+                        now.last + 1,
+                        now.last + 1
+                    ),
+                });
+            }
             StartingSequence::At(n) => n,
-        }
+        })
     }
 
     /// The messages with sequences `from..=to` (on `filter_subject`), in order.
@@ -825,7 +844,7 @@ impl Source for NatsSource {
         let (first, next) = match self.parse(start)? {
             Some(offset) => (offset.first, offset.sequence + 1),
             None => {
-                let first = self.initial(now);
+                let first = self.initial(now)?;
                 (first, first)
             }
         };
