@@ -161,9 +161,23 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    // A bare level (`SLUICE_LOG=info`) is Sluice's own: the libraries under it (delta-rs,
+    // object_store, librdkafka's bindings) stay at `warn`, else their notes drown Sluice's.
+    // Directives (`SLUICE_LOG=info,deltalake_core=debug`) are taken as written.
+    let level = std::env::var("SLUICE_LOG").ok().filter(|v| {
+        let v = v.trim();
+        !v.is_empty() && !v.contains(['=', ',']) && v.parse::<tracing::Level>().is_ok()
+    });
+    let from_env = match level {
+        Some(level) => {
+            tracing_subscriber::EnvFilter::try_new(format!("warn,sluice={}", level.trim()))
+                .map_err(tracing_subscriber::filter::FromEnvError::from)
+        }
+        None => tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG"),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+            from_env
                 // delta-rs and its kernel log what they also return as errors, which Sluice
                 // says in its own words (and notes of their own, such as a merge's metrics):
                 // `SLUICE_LOG=warn` shows them.

@@ -1081,6 +1081,42 @@ impl Pipeline {
     /// output. Checked by each run of the file (not when a stored pipeline file is read back).
     /// A storage URL that carries credentials is refused first ([`crate::secret::url_secret`]).
     pub fn check_locations(&self, checkpoint: &str, from_command_line: bool) -> Result<(), String> {
+        // `${VAR}` is filled in only in connection settings (crate::secret): a path is used
+        // as written, and would make a folder named `${VAR}`.
+        let key = if from_command_line {
+            "--checkpoint"
+        } else {
+            "checkpoint"
+        };
+        let paths = self
+            .sources
+            .iter()
+            .map(|(name, c)| (format!("sources.{name}.path"), &c.settings))
+            .chain(
+                self.tables
+                    .iter()
+                    .map(|(name, c)| (format!("tables.{name}.path"), &c.settings)),
+            )
+            .chain([("sink.path".to_string(), &self.sink.settings)])
+            .chain(
+                self.late_rows
+                    .iter()
+                    .map(|c| ("late_rows.path".to_string(), &c.settings)),
+            )
+            .filter_map(|(key, settings)| Some((key, settings.get("path")?.as_str()?.to_string())))
+            .chain([(key.to_string(), checkpoint.to_string())]);
+        for (key, path) in paths {
+            if let Some(start) = path.find("${") {
+                let name = path[start..].split('}').next().unwrap_or_default();
+                return Err(format!(
+                    "`{key}` ({}) holds `{name}}}`: Sluice fills in `${{VAR}}` only in \
+                     connection settings (`url`, `bootstrap_servers`, `properties`), never in \
+                     a path, which is used as written; write the path out, or fill the file in \
+                     before the run (`envsubst < pipeline.yaml > filled.yaml`)",
+                    crate::secret::redact_url(&path)
+                ));
+            }
+        }
         let mut read = Vec::new();
         for (name, config) in &self.sources {
             read.extend(
@@ -1112,11 +1148,6 @@ impl Pipeline {
                     .map(|l| ("late_rows.path".to_string(), l)),
             );
         }
-        let key = if from_command_line {
-            "--checkpoint"
-        } else {
-            "checkpoint"
-        };
         written.push((key.to_string(), checkpoint.to_string()));
         for (key, location) in written.iter().chain(&read) {
             if location.trim().is_empty() {

@@ -103,6 +103,20 @@ pub enum PlanError {
     /// DataFusion refused the SQL.
     #[error("the query does not plan: {}{}", .0, sql_advice(.0))]
     Sql(DataFusionError),
+    /// The SQL does not parse where it names a column by an SQL keyword (a Kafka source's
+    /// `offset`, `partition`, `timestamp`), which must be quoted.
+    #[error(
+        "the query does not plan: {error} (`{word}` is an SQL keyword and a column of `{table}`: \
+         write the column in double quotes, `\"{word}\"`, as in `SELECT \"{word}\" FROM {table}`)"
+    )]
+    Keyword {
+        /// The parser's error.
+        error: DataFusionError,
+        /// The keyword, as the column names it.
+        word: String,
+        /// A source or table that has such a column.
+        table: String,
+    },
     /// The query reads a table that is neither a source nor a table of the pipeline.
     #[error(
         "the query reads `{name}`, which is not a source or table of the pipeline (it has: {})",
@@ -260,10 +274,71 @@ pub async fn plan_batch(
                 known.sort();
                 return Err(PlanError::UnknownTable { name, known });
             }
+            if let Some((word, table)) = keyword_column(ctx, sql, &text).await {
+                return Err(PlanError::Keyword {
+                    error: e,
+                    word,
+                    table,
+                });
+            }
             return Err(PlanError::Sql(e));
         }
     };
     Ok((state, plan))
+}
+
+/// Where `sql` does not parse (parser error `text`) and an unquoted SQL keyword in it, at or
+/// before the place the parser stopped (`at Line: 1, Column: 30`), names a column of a source
+/// or table in `ctx` (a Kafka source's `offset`, `partition`, `timestamp`): that column's
+/// name and that source or table (the keyword nearest the place first, the first table by
+/// name). The parser may stop past the keyword (`SELECT partition, offset FROM k` stops at
+/// `k`, `OFFSET` having ended the column list).
+async fn keyword_column(ctx: &SessionContext, sql: &str, text: &str) -> Option<(String, String)> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    if !text.contains("ParserError") {
+        return None;
+    }
+    let at = text.split("at Line: ").nth(1).and_then(|rest| {
+        let (line, rest) = rest.split_once(", Column: ")?;
+        let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        Some((
+            line.trim().parse::<u64>().ok()?,
+            column.parse::<u64>().ok()?,
+        ))
+    });
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    let words: Vec<String> = tokens
+        .iter()
+        .filter(|t| at.is_none_or(|at| (t.span.start.line, t.span.start.column) <= at))
+        .filter_map(|t| match &t.token {
+            Token::Word(w) if w.quote_style.is_none() && w.keyword != Keyword::NoKeyword => {
+                Some(w.value.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    let schema = ctx.catalog("datafusion")?.schema("public")?;
+    let mut names = schema.table_names();
+    names.sort();
+    let mut tables = Vec::with_capacity(names.len());
+    for name in names {
+        if let Ok(Some(table)) = schema.table(&name).await {
+            tables.push((name, table.schema()));
+        }
+    }
+    words.iter().rev().find_map(|word| {
+        tables.iter().find_map(|(name, columns)| {
+            columns
+                .fields()
+                .iter()
+                .find(|f| f.name().eq_ignore_ascii_case(word))
+                .map(|f| (f.name().clone(), name.clone()))
+        })
+    })
 }
 
 /// What `sql` is where it is not one query (`INSERT INTO ...`, two statements); `None` for a
@@ -609,6 +684,39 @@ mod tests {
         }
         let (_, plan) = plan_batch(&ctx, sql, 0).await?;
         check_stateless(&plan, &["s".to_string(), "s2".to_string()].into())
+    }
+
+    /// Walk 20 (15): `SELECT offset FROM s` over a Kafka source ended in the parser's bare
+    /// words; a keyword that names a column is said to need double quotes, and so quoted the
+    /// query plans. A keyword that is no column (`SELECT a, FROM s`) gets no such advice.
+    #[tokio::test]
+    async fn a_column_named_by_a_keyword_is_said_to_need_quotes() {
+        let ctx = session(&default_settings());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("offset", DataType::Int64, true),
+            Field::new("partition", DataType::Int32, true),
+        ]));
+        let mem = MemTable::try_new(Arc::clone(&schema), vec![vec![]]).expect("table");
+        ctx.register_table("k", Arc::new(mem)).expect("register");
+        for sql in [
+            "SELECT partition, offset FROM k",
+            "SELECT \"partition\", offset FROM k WHERE \"offset\" > 3",
+        ] {
+            let err = plan_batch(&ctx, sql, 0).await.expect_err(sql).to_string();
+            assert!(
+                err.contains("is an SQL keyword and a column of `k`")
+                    && err.contains("in double quotes"),
+                "{sql}: {err}"
+            );
+        }
+        plan_batch(&ctx, "SELECT \"offset\", \"partition\" FROM k", 0)
+            .await
+            .expect("quoted");
+        let err = plan_batch(&ctx, "SELECT \"offset\" FROM k WHERE", 0)
+            .await
+            .expect_err("no condition")
+            .to_string();
+        assert!(!err.contains("SQL keyword"), "{err}");
     }
 
     #[tokio::test]

@@ -691,15 +691,35 @@ impl Walk<'_> {
                  length, and windows close by a fixed length past the watermark (bin by days or \
                  hours, `INTERVAL '30 days'`, to emit each window once it is final; or keep \
                  months, rewritten as they change, in update or complete mode)"
+                    .to_string()
+            } else if bins_by_time(node) && self.watermarks.is_empty() {
+                "append mode writes each row once, when its window has closed, and the \
+                 watermark says when that is: no source declares a `watermark:` (give the source \
+                 the window reads one, `watermark: { column: ts, delay: 10s }`, its column the \
+                 one `date_bin` bins)"
+                    .to_string()
+            } else if bins_by_time(node) {
+                format!(
+                    "append mode writes each row once, when its window has closed, and the \
+                     watermark says when that is: this window is not over a watermark column \
+                     (the sources' are {}); bin that column, or give the source whose column \
+                     it bins a `watermark:`",
+                    self.watermarks
+                        .iter()
+                        .map(|(source, column)| format!("`{source}.{column}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             } else {
                 "append mode writes each row once, and this aggregation's rows change as more \
                  input arrives (to emit each group once it is final, group by \
                  `date_bin(INTERVAL ..., <column>)` over a source's watermark column)"
+                    .to_string()
             };
             return Err(PlanError::Mode {
                 mode: self.mode.as_str(),
                 operator: shape.operator,
-                reason: reason.into(),
+                reason,
                 works: "update, complete",
             });
         }
@@ -942,6 +962,18 @@ fn has_subquery(expr: &Expr) -> bool {
     .unwrap_or(true)
 }
 
+/// Whether aggregation `node` groups by a window over time (`date_bin`, `session_window`),
+/// whatever column it bins.
+fn bins_by_time(node: &LogicalPlan) -> bool {
+    let LogicalPlan::Aggregate(a) = node else {
+        return false;
+    };
+    a.group_expr.iter().any(|expr| {
+        matches!(strip_alias(expr), Expr::ScalarFunction(f)
+            if ["date_bin", super::functions::SESSION_WINDOW].contains(&f.func.name()))
+    })
+}
+
 /// Whether aggregation `node` groups by `date_bin` of an interval of months or years, which
 /// has no fixed length in nanoseconds.
 fn bins_by_calendar(node: &LogicalPlan) -> bool {
@@ -1013,6 +1045,20 @@ mod tests {
 
     /// Analyzes `sql` over streams `s` and `s2` (watermarked on `ts`) and the static table `t`.
     async fn analyze_sql(sql: &str, mode: OutputMode) -> Result<Shape, PlanError> {
+        let watermarks = [
+            ("s".to_string(), "ts".to_string()),
+            ("s2".to_string(), "ts".to_string()),
+        ]
+        .into();
+        analyze_sql_over(sql, mode, &watermarks).await
+    }
+
+    /// Analyzes `sql` over streams `s` and `s2` (with `watermarks`) and the static table `t`.
+    async fn analyze_sql_over(
+        sql: &str,
+        mode: OutputMode,
+        watermarks: &BTreeMap<String, String>,
+    ) -> Result<Shape, PlanError> {
         let ctx = session(&default_settings());
         let schema = Arc::new(Schema::new(vec![
             Field::new("a", DataType::Int64, true),
@@ -1025,12 +1071,34 @@ mod tests {
         }
         let (_, plan) = plan_batch(&ctx, sql, 0).await?;
         let streams = ["s".to_string(), "s2".to_string()].into();
-        let watermarks = [
-            ("s".to_string(), "ts".to_string()),
-            ("s2".to_string(), "ts".to_string()),
-        ]
-        .into();
-        analyze(&plan, &streams, &watermarks, mode)
+        analyze(&plan, &streams, watermarks, mode)
+    }
+
+    /// Walk 20 (15): a window over a column of a source without a `watermark:` was refused
+    /// in append mode with the advice to group by `date_bin` over a watermark column, which
+    /// the query did: the refusal says that no source has a watermark, or which columns do.
+    #[tokio::test]
+    async fn a_window_without_a_watermark_says_what_is_missing() {
+        let sql = "SELECT date_bin(INTERVAL '1 minute', ts) AS w, count(*) FROM s GROUP BY 1";
+        let err = analyze_sql_over(sql, OutputMode::Append, &BTreeMap::new())
+            .await
+            .expect_err("no watermark")
+            .to_string();
+        assert!(
+            err.contains("no source declares a `watermark:`")
+                && err.contains("watermark: { column: ts, delay: 10s }"),
+            "{err}"
+        );
+        let other: BTreeMap<String, String> = [("s".to_string(), "at".to_string())].into();
+        let err = analyze_sql_over(sql, OutputMode::Append, &other)
+            .await
+            .expect_err("another column")
+            .to_string();
+        assert!(
+            err.contains("not over a watermark column (the sources' are `s.at`)"),
+            "{err}"
+        );
+        assert!(analyze_sql(sql, OutputMode::Append).await.is_ok());
     }
 
     #[tokio::test]

@@ -559,6 +559,22 @@ pub fn infer_schema(
             let format = arrow_csv::reader::Format::default()
                 .with_header(true)
                 .with_delimiter(delimiter);
+            // The header first: with another delimiter, the rows' own commas (`2,5` in a
+            // `;` file) would otherwise be named as malformed rows before the cause.
+            let header_end = bytes
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(bytes.len(), |p| p + 1);
+            if let Ok((header, _)) = format.infer_schema(Cursor::new(&bytes[..header_end]), Some(0))
+            {
+                let names: Vec<&str> = header.fields().iter().map(|f| f.name().as_str()).collect();
+                if let Some(hint) = other_delimiter(&names, delimiter) {
+                    return Err(err(ArrowError::CsvError(format!(
+                        "its first line reads as the one column {:?}{hint}",
+                        names[0]
+                    ))));
+                }
+            }
             let inferred = match format.infer_schema(Cursor::new(bytes.as_ref()), None) {
                 Ok((schema, _)) => schema,
                 // A record whose fields do not match the header's: named as decoding names
@@ -573,13 +589,6 @@ pub fn infer_schema(
                 }
             };
             let schema = timestamps_in_nanoseconds(inferred);
-            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            if let Some(hint) = other_delimiter(&names, delimiter) {
-                return Err(err(ArrowError::CsvError(format!(
-                    "its first line reads as the one column {:?}{hint}",
-                    names[0]
-                ))));
-            }
             if let Some(why) = header_looks_like_a_row(&schema) {
                 let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
                 return Err(err(ArrowError::CsvError(format!(
@@ -1042,11 +1051,11 @@ fn json_decode(
                                     a.iter().flatten().any(|v| v.parse::<f64>().is_ok())
                                 })
                         };
-                        let hint = if epoch.is_none()
-                            && matches!(field.data_type(), DataType::Timestamp(_, _))
-                            && number()
-                        {
+                        let time = matches!(field.data_type(), DataType::Timestamp(_, _));
+                        let hint = if epoch.is_none() && time && number() {
                             EPOCH_HINT
+                        } else if time && e.to_string().contains(TIMESTAMP_FROM) {
+                            TIMESTAMP_TEXT_HINT
                         } else {
                             out_of_range_hint(field.data_type(), &e.to_string())
                         };
@@ -1079,6 +1088,16 @@ fn out_of_range_hint(data_type: &DataType, error: &str) -> &'static str {
         ""
     }
 }
+
+/// How Arrow's parser begins its error for text that is no timestamp it reads.
+const TIMESTAMP_FROM: &str = "Error parsing timestamp from '";
+
+/// The forms a timestamp column reads, and what to do about another (Arrow's
+/// `string_to_datetime`: RFC 3339 and ISO 8601 with a `T` or a space, seconds required).
+const TIMESTAMP_TEXT_HINT: &str = " (a timestamp is read from ISO 8601 text with seconds, \
+     such as 2026-01-01T10:00:00Z, 2026-01-01 10:00:00 or 2026-01-01T10:00:00.250+02:00; for \
+     another form, declare the column `string` and parse it in the query with its format, \
+     e.g. `to_timestamp(col, '%Y-%m-%dT%H:%M')` or `to_timestamp(col, '%d/%m/%Y %H:%M:%S')`)";
 
 /// What to do about a number in a timestamp column read without `epoch_unit`.
 const EPOCH_HINT: &str = " (a timestamp is read from text such as 2026-01-01T10:00:00Z; a \
@@ -1666,7 +1685,9 @@ fn json(
                 match json_decode(value.text, schema, epoch, false, 1) {
                     Ok(_) => kept.push(value),
                     Err(e) if on_error == OnError::Skip => {
-                        tracing::info!(file, line = value.line, error = %e, "skipping malformed JSON value");
+                        // Said as `on_error: fail` would say it.
+                        let error = malformed(file, value.line, &e);
+                        tracing::info!(%error, "skipping malformed JSON value");
                         skipped += 1;
                     }
                     Err(e) => return Err(malformed(file, value.line, &e)),
@@ -2698,14 +2719,15 @@ fn csv_malformed(file: &str, line: usize, error: &ArrowError, schema: &SchemaRef
                 );
             }
         }
-        const TIMESTAMP_FROM: &str = "Error parsing timestamp from '";
-        let number = reason.find(TIMESTAMP_FROM).is_some_and(|at| {
+        let number = reason.find(TIMESTAMP_FROM).map(|at| {
             let rest = &reason[at + TIMESTAMP_FROM.len()..];
             rest.split_once('\'')
                 .is_some_and(|(value, _)| is_number(value))
         });
-        if number {
+        if number == Some(true) {
             reason.push_str(EPOCH_HINT);
+        } else if number == Some(false) {
+            reason.push_str(TIMESTAMP_TEXT_HINT);
         } else if reason.contains("would overflow 64-bit signed nanoseconds") {
             reason.push_str(NANOSECOND_RANGE_HINT);
         }
@@ -3441,6 +3463,36 @@ mod tests {
                 ("amt".to_string(), DataType::Float64)
             ]
         );
+    }
+
+    /// Walk 20 (7): a `;`-separated file whose values hold commas (`1,5`, a decimal comma)
+    /// named a malformed row and `on_error: skip` before the cause; the header's delimiter is
+    /// judged first, under either `on_error`.
+    #[test]
+    fn a_csv_header_of_another_delimiter_is_named_before_its_rows() {
+        for on_error in [OnError::Fail, OnError::Skip] {
+            let err = infer_schema(
+                "prices.csv",
+                &Bytes::from(
+                    "item;price
+apple;1,5
+pear;2
+",
+                ),
+                FileFormat::Csv,
+                on_error,
+                b',',
+            )
+            .expect_err("another delimiter")
+            .to_string();
+            assert!(
+                err.contains("prices.csv")
+                    && err.contains("separated by `;`, not `,`")
+                    && err.contains("`delimiter: \";\"`")
+                    && !err.contains("on_error"),
+                "{err}"
+            );
+        }
     }
 
     /// Walk 11 (F9): a CSV column of integers one of which is written with a leading zero

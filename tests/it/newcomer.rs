@@ -470,6 +470,47 @@ fn epoch_case(format: &str, settings: &str, input: &str) -> (Option<i32>, String
     (out.status.code(), stderr(&out), written)
 }
 
+/// Walk 20 (15): a time written without seconds (`2026-01-01T10:00`) was refused with
+/// Arrow's words only, naming no form that reads. JSON and CSV alike say which forms a
+/// timestamp column reads and how another is parsed in the query; that advice works.
+#[test]
+fn a_time_in_another_form_says_which_forms_read() {
+    for (format, input) in [
+        ("json", "{\"ts\":\"2026-01-01T10:00\",\"v\":1}\n"),
+        ("csv", "ts,v\n2026-01-01T10:00,1\n"),
+    ] {
+        let settings = "schema: { ts: timestamp, v: bigint }";
+        let (code, said, _) = epoch_case(format, settings, input);
+        assert_eq!(code, Some(1), "{format}: {said}");
+        assert!(
+            said.contains("line ")
+                && said.contains("2026-01-01T10:00:00Z")
+                && said.contains("to_timestamp(col, '%Y-%m-%dT%H:%M')"),
+            "{format}: {said}"
+        );
+        // As advised: text, parsed in the query.
+        let ws = Workspace::new();
+        std::fs::create_dir_all(ws.path("in")).expect("in");
+        std::fs::write(ws.path(&format!("in/0.{format}")), input).expect("input");
+        let yaml = format!(
+            "name: epoch\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+             format: {format}, schema: {{ ts: string, v: bigint }} }}\nquery: SELECT \
+             to_timestamp(ts, '%Y-%m-%dT%H:%M') AS ts, v FROM s\n\
+             trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            out = ws.p("out"),
+        );
+        let out = run(&write_pipeline(&ws, &yaml), &ws);
+        assert!(out.status.success(), "{format}: {}", stderr(&out));
+        assert_eq!(
+            sink_lines(&ws.path("out")),
+            [r#"{"ts":"2026-01-01T10:00:00","v":1}"#],
+            "{format}"
+        );
+    }
+}
+
 /// Issue 13, item 1: with the source's `epoch_unit`, an epoch number into a `timestamp`
 /// column counts that unit since 1970-01-01T00:00:00Z, exactly (a fraction, an exponent, a
 /// negative number; text beside it still reads as a time), in JSON and CSV alike. Expected
@@ -1472,6 +1513,44 @@ fn secrets_in_storage_urls_are_refused_and_never_echoed() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Walk 20 (15): `${DATA}` in a path was used as written (a folder named `${DATA}` was made),
+/// without a word, where connection settings fill it in. A path holding `${` is refused before
+/// anything is made, naming the key and where `${VAR}` is filled in.
+#[test]
+fn an_environment_variable_in_a_path_is_refused_not_made_a_folder() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    for (key, yaml) in [
+        // Quoted: `{` and `}` end a YAML flow mapping.
+        ("sink.path", text.replace(&ws.p("out"), "'${OUT_DIR}/out'")),
+        ("sources.s.path", text.replace(&ws.p("in"), "'${IN_DIR}'")),
+        ("checkpoint", text.replace(&ws.p("ckpt"), "ckpt/${RUN}")),
+    ] {
+        std::fs::write(&file, &yaml).expect("pipeline");
+        let out = run(&file, &ws);
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert!(
+            said.contains(&format!("`{key}`"))
+                && said.contains("only in connection settings")
+                && said.contains("envsubst"),
+            "{said}"
+        );
+        assert!(
+            !ws.path("ckpt").exists(),
+            "a refused run wrote a checkpoint"
+        );
+        let made: Vec<_> = std::fs::read_dir(ws.dir.path())
+            .expect("workspace")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains('$'))
+            .collect();
+        assert!(made.is_empty(), "made {made:?}");
+    }
 }
 
 /// Issue 13, item 13: `sluice state` shows the query's column names (`window_start`, `cnt`),
