@@ -70,8 +70,21 @@ pub fn unique(prefix: &str) -> String {
 
 /// Makes `topic` with `partitions` partitions.
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    create_topic_with(bootstrap, topic, partitions, &[]).await;
+}
+
+/// Creates `topic` with `partitions` and the topic settings `configs` (`max.message.bytes`).
+pub async fn create_topic_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
     let admin: AdminClient<DefaultClientContext> = client(bootstrap).create().expect("admin");
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let new = configs.iter().fold(
+        NewTopic::new(topic, partitions, TopicReplication::Fixed(1)),
+        |new, (key, value)| new.set(key, value),
+    );
     let results = admin
         .create_topics(
             [&new],
@@ -1125,18 +1138,7 @@ async fn a_record_the_broker_refuses_as_too_large_is_named_and_not_tried_again()
     )
     .expect("input");
     let out = unique("small_topic");
-    let admin: AdminClient<DefaultClientContext> = client(broker()).create().expect("admin");
-    let topic = NewTopic::new(&out, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "2000");
-    for made in admin
-        .create_topics(
-            [&topic],
-            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
-        )
-        .await
-        .expect("create topic")
-    {
-        made.expect("topic created");
-    }
+    create_topic_with(broker(), &out, 1, &[("max.message.bytes", "2000")]).await;
     let pipeline = |query: &str| {
         let yaml = format!(
             "name: small\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    max_files_per_batch: 1\nquery: {query}\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n  retry: {{ attempts: 3, backoff: 2s }}\n",
