@@ -129,6 +129,44 @@ pub struct TypeNameError {
     pub reason: String,
 }
 
+/// `data_type` by the SQL name a `schema:` declares it with (`bigint` for Int64, `double`
+/// for Float64, `timestamp(6)` for microsecond timestamps), for messages; Arrow's own name
+/// for a type without a plain SQL one.
+pub fn sql_type_name(data_type: &DataType) -> String {
+    use datafusion::arrow::datatypes::TimeUnit;
+    match data_type {
+        DataType::Int8 => "tinyint".into(),
+        DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "int".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::UInt8 => "tinyint unsigned".into(),
+        DataType::UInt16 => "smallint unsigned".into(),
+        DataType::UInt32 => "int unsigned".into(),
+        DataType::UInt64 => "bigint unsigned".into(),
+        DataType::Float32 => "float".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("decimal({p},{s})"),
+        DataType::Timestamp(unit, zone) => {
+            let digits = match unit {
+                TimeUnit::Second => "(0)",
+                TimeUnit::Millisecond => "(3)",
+                TimeUnit::Microsecond => "(6)",
+                TimeUnit::Nanosecond => "",
+            };
+            let zoned = if zone.is_some() {
+                " with time zone"
+            } else {
+                ""
+            };
+            format!("timestamp{digits}{zoned}")
+        }
+        other => other.to_string(),
+    }
+}
+
 /// The SQL type names a `schema:` most often uses, for a "did you mean" hint (DataFusion
 /// reads more: its SQL reference lists them).
 const SQL_TYPE_NAMES: &[&str] = &[

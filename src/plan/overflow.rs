@@ -313,7 +313,7 @@ impl ScalarUDFImpl for CheckedArithmetic {
             Ok(array) => Ok(ColumnarValue::Array(array)),
             Err(ArrowError::ArithmeticOverflow(what)) => {
                 let what = what.trim_start_matches("Overflow happened on: ");
-                let type_name = integer_name(a.data_type());
+                let type_name = crate::format::sql_type_name(a.data_type());
                 Err(exec_datafusion_err!(
                     "integer overflow in `{}`: {what} does not fit in {type_name}; {}",
                     self.text,
@@ -525,21 +525,6 @@ impl AggregateUDFImpl for CheckedSum {
     }
 }
 
-/// An integer type by its SQL name (`bigint` for Int64).
-fn integer_name(data_type: &DataType) -> String {
-    match data_type {
-        DataType::Int8 => "tinyint".into(),
-        DataType::Int16 => "smallint".into(),
-        DataType::Int32 => "int".into(),
-        DataType::Int64 => "bigint".into(),
-        DataType::UInt8 => "tinyint unsigned".into(),
-        DataType::UInt16 => "smallint unsigned".into(),
-        DataType::UInt32 => "int unsigned".into(),
-        DataType::UInt64 => "bigint unsigned".into(),
-        other => other.to_string(),
-    }
-}
-
 /// The error of a sum that does not fit its type.
 fn sum_overflow(name: &str, data_type: &DataType) -> DataFusionError {
     match data_type {
@@ -550,7 +535,7 @@ fn sum_overflow(name: &str, data_type: &DataType) -> DataFusionError {
         ),
         _ => exec_datafusion_err!(
             "integer overflow in `{name}`: the sum does not fit in {}; {}",
-            integer_name(data_type),
+            crate::format::sql_type_name(data_type),
             widen_sum(name)
         ),
     }

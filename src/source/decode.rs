@@ -1062,7 +1062,7 @@ fn json_decode(
                         ArrowError::JsonError(format!(
                             "column `{}` is {}: {e}{hint}",
                             field.name(),
-                            field.data_type()
+                            crate::format::sql_type_name(field.data_type())
                         ))
                     })?;
             }
