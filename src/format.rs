@@ -239,3 +239,35 @@ pub async fn schema_from_sql_types(
     }
     Ok(Arc::new(Schema::new(fields)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each name given reads back as the type it names.
+    #[tokio::test]
+    async fn sql_type_names_read_back_as_their_types() {
+        for name in [
+            "tinyint",
+            "smallint",
+            "int",
+            "bigint",
+            "tinyint unsigned",
+            "bigint unsigned",
+            "float",
+            "double",
+            "boolean",
+            "string",
+            "date",
+            "decimal(10,2)",
+            "timestamp",
+            "timestamp(6)",
+            "timestamp(3) with time zone",
+        ] {
+            let schema = schema_from_sql_types(&[("c".into(), name.into())])
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(sql_type_name(schema.field(0).data_type()), name);
+        }
+    }
+}
