@@ -586,14 +586,39 @@ impl DeltaSink {
         Ok(out)
     }
 
-    /// Warns where a text partition column of `data` (batch `batch`) holds values that the
-    /// table keeps as null: the empty string, and Hive's `__HIVE_DEFAULT_PARTITION__`. The
-    /// Delta protocol keeps a partition value as text in the log, where an empty value stands
-    /// for null ("Partition Value Serialization"), so Spark, delta-rs and DuckDB read such
-    /// rows back with a null there, as Spark's own writer leaves them.
-    fn warn_null_partition_values(&self, batch: BatchId, data: &[RecordBatch]) {
-        for column in &self.partition_by {
-            let mut count = 0;
+    /// The partition columns of `table`, as its metadata records them (delta-rs keeps its
+    /// accessor to itself: read from the metadata action's JSON form, `partitionColumns`, the
+    /// protocol's own field).
+    fn table_partition_columns(&self, table: &DeltaTable) -> Result<Vec<String>, SinkError> {
+        let snapshot = table.snapshot().map_err(|e| self.error(e))?;
+        let metadata = serde_json::to_value(snapshot.metadata()).map_err(|e| self.error(e))?;
+        Ok(metadata
+            .get("partitionColumns")
+            .and_then(|c| c.as_array())
+            .map(|c| {
+                c.iter()
+                    .filter_map(|c| c.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Checks the text partition columns `columns` of `data` (batch `batch`) for values the
+    /// table keeps as null. The Delta protocol keeps a partition value as text in the log,
+    /// where an empty value stands for null ("Partition Value Serialization"), so Spark,
+    /// delta-rs and DuckDB read an empty string back as null, as Spark's own writer leaves it:
+    /// said with a warning. Refused ([`SinkError::RowRefused`]): such a value in a column of
+    /// the update key (its row would merge with the null key's, and each other's), and Hive's
+    /// `__HIVE_DEFAULT_PARTITION__`, read back as null, which no replay can then verify.
+    fn check_partition_values(
+        &self,
+        batch: BatchId,
+        data: &[RecordBatch],
+        columns: &[String],
+    ) -> Result<(), SinkError> {
+        const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
+        for column in columns {
+            let (mut empty, mut hive) = (0, 0);
             for rows in data {
                 let Ok(i) = rows.schema().index_of(column) else {
                     continue;
@@ -609,25 +634,51 @@ impl DeltaSink {
                     continue;
                 };
                 if let Some(text) = text.as_any().downcast_ref::<StringArray>() {
-                    count += text
-                        .iter()
-                        .flatten()
-                        .filter(|v| v.is_empty() || *v == "__HIVE_DEFAULT_PARTITION__")
-                        .count();
+                    for value in text.iter().flatten() {
+                        empty += usize::from(value.is_empty());
+                        hive += usize::from(value == HIVE_NULL);
+                    }
                 }
             }
-            if count > 0 {
+            let keep = format!(
+                "give them a value of their own in the query: `CASE WHEN {column} = '' THEN \
+                 '(empty)' ELSE {column} END AS {column}`"
+            );
+            if hive > 0 {
+                return Err(SinkError::RowRefused {
+                    kind: KIND.name,
+                    reason: format!(
+                        "{}: batch {batch}: {hive} row(s) hold the text `{HIVE_NULL}` in \
+                         partition column `{column}`, the name Hive gives the null partition: \
+                         the table would read them back as null, changed. Write another value \
+                         in the query (`nullif({column}, '{HIVE_NULL}')` for a null)",
+                        self.location
+                    ),
+                });
+            }
+            if empty > 0 && self.mode == Mode::Update && self.key.contains(column) {
+                return Err(SinkError::RowRefused {
+                    kind: KIND.name,
+                    reason: format!(
+                        "{}: batch {batch}: {empty} row(s) hold the empty string in partition \
+                         column `{column}`, a column of the sink's `key`: a Delta table keeps an \
+                         empty partition value as null, so their rows would merge with the null \
+                         key's row into one; {keep}",
+                        self.location
+                    ),
+                });
+            }
+            if empty > 0 {
                 tracing::warn!(
-                    "Delta sink: batch {batch}: {count} row(s) with the empty string (or \
-                     `__HIVE_DEFAULT_PARTITION__`) in partition column `{column}` are stored \
-                     as null: a Delta table keeps partition values as text in its log, where \
-                     an empty one stands for null, so Spark, delta-rs and DuckDB read them \
-                     back as null. To keep them apart from nulls, give them a value in the \
-                     query: `CASE WHEN {column} = '' THEN '(empty)' ELSE {column} END AS \
-                     {column}`"
+                    "Delta sink: batch {batch}: {empty} row(s) with the empty string in \
+                     partition column `{column}` are stored as null: a Delta table keeps \
+                     partition values as text in its log, where an empty one stands for null, \
+                     so Spark, delta-rs and DuckDB read them back as null. To keep them apart \
+                     from nulls, {keep}"
                 );
             }
         }
+        Ok(())
     }
 
     /// The newest row of each key, in the order the rows came (update mode).
@@ -936,7 +987,6 @@ impl Sink for DeltaSink {
     ) -> Result<SinkCommit, SinkError> {
         let rows = output.num_rows();
         let data = self.conform(&output)?;
-        self.warn_null_partition_values(batch, &data);
         let version = i64::try_from(batch.0).map_err(|e| self.error(e))?;
         let mut attempts = 0;
         loop {
@@ -952,6 +1002,15 @@ impl Sink for DeltaSink {
                     rows,
                     written: false,
                 });
+            }
+            if attempts == 1 {
+                // The table's own partitioning where it has one (made elsewhere, say).
+                let columns = if exists {
+                    self.table_partition_columns(&table)?
+                } else {
+                    self.partition_by.clone()
+                };
+                self.check_partition_values(batch, &data, &columns)?;
             }
             // This pipeline's first commit into the table: another pipeline that committed
             // into it since this run opened it (two pipelines started together on one new
@@ -1230,6 +1289,18 @@ impl Sink for DeltaSink {
         }
         let written = delta_schema(schema).map_err(|e| self.error(e))?;
         let (table, exists) = self.table().await?;
+        if exists && !self.partition_by.is_empty() {
+            let held = self.table_partition_columns(&table)?;
+            if held != self.partition_by {
+                return Err(self.config(format!(
+                    "the table is partitioned by {held:?}, and `partition_by: {:?}` cannot \
+                     change a table's partitioning: leave `partition_by` out (the table's \
+                     own is used), write {held:?}, or give the pipeline a new table (a new \
+                     `sink.path`)",
+                    self.partition_by
+                )));
+            }
+        }
         if exists && self.mode != Mode::Complete {
             let held = table
                 .snapshot()

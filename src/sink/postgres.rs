@@ -1151,7 +1151,53 @@ impl PostgresSink {
         if self.mode == Mode::Update {
             self.check_key_index(live).await?;
         }
+        if self.mode == Mode::Complete {
+            self.check_complete_owns(live).await?;
+        }
         Ok(true)
+    }
+
+    /// Refuses, in complete mode, a table that holds rows no pipeline's progress row claims
+    /// (a table Sluice did not write): each batch replaces every row of the table, and would
+    /// delete them. An empty table, made for the pipeline, is taken; so is one a progress row
+    /// names (this pipeline's, or another's, which `check_table_owner` judges). Nothing where
+    /// the progress table does not record tables (made by an older Sluice, not altered).
+    async fn check_complete_owns(&self, live: &Live) -> Result<(), Failure> {
+        if !live.targets {
+            return Ok(());
+        }
+        let progress = quote_path(&self.config.progress_table);
+        let table = quote_path(&self.table);
+        let (schema, name) = match self.table.split_once('.') {
+            Some((schema, name)) => (Some(schema), name),
+            None => (None, self.table.as_str()),
+        };
+        let row = live
+            .client
+            .query_one(
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM {progress} WHERE target = \
+                     format('%I.%I', coalesce($1::text, current_schema()), $2::text)), \
+                     EXISTS (SELECT 1 FROM {table})"
+                ),
+                &[&schema, &name],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "reading the table and the progress table"))?;
+        let (claimed, holds): (bool, bool) = (row.get(0), row.get(1));
+        if claimed || !holds {
+            return Ok(());
+        }
+        Err(Failure::Fatal(SinkError::Config {
+            kind: KIND.name,
+            reason: format!(
+                "table {table} holds rows Sluice did not write (no pipeline's row in {progress} \
+                 names it), and complete mode replaces every row of its table with the query's \
+                 result each batch, so they would be deleted. Give the pipeline its own table \
+                 (a new `sink.table`, made by `create_table: true`), or empty this one first if \
+                 its rows may go (`TRUNCATE {table};`)"
+            ),
+        }))
     }
 
     /// Refuses a missing table whose name, written with capitals and unquoted, folds to

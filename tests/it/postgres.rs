@@ -1267,6 +1267,33 @@ async fn a_table_without_a_query_column_is_refused_before_a_batch_is_planned() {
     assert_eq!(row_count(&table).await, expected.len());
 }
 
+/// Walk 21 (1): complete mode into an existing table replaced the rows it held, which no
+/// pipeline wrote, exit 0. Refused before a batch, rows untouched, naming the way out; an
+/// emptied table then takes the result, and a rerun on it goes on.
+#[tokio::test]
+async fn complete_mode_does_not_replace_rows_sluice_did_not_write() {
+    let ws = Workspace::new();
+    std::fs::write(ws.path("in/0.json"), "{\"page\":\"a\",\"v\":1}\n").expect("input");
+    let table = unique_table("kept");
+    execute(&format!(
+        "CREATE TABLE {table} (page text, n bigint); INSERT INTO {table} VALUES ('precious', 9)"
+    ))
+    .await;
+    let yaml = page_count_pipeline(&ws, &table, "")
+        .replace("output_mode: update", "output_mode: complete");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let said = run_refused(&pipeline, "holds rows Sluice did not write");
+    assert!(said.contains(&format!("TRUNCATE \"{table}\";")), "{said}");
+    assert_eq!(page_counts(&table).await, ["precious|9"]);
+    execute(&format!("TRUNCATE {table}")).await;
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    std::fs::write(ws.path("in/1.json"), "{\"page\":\"a\",\"v\":2}\n").expect("input");
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(page_counts(&table).await, ["a|2"]);
+}
+
 /// Walk 20 (6): `table: PageViews` made `"PageViews"`, which psql's `SELECT * FROM
 /// PageViews` does not find. The name is SQL's, as in Spark's and Flink's JDBC sinks: it
 /// makes and fills `pageviews`, and `'"PageViews"'` keeps the case.
