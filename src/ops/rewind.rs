@@ -185,12 +185,12 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     // Every sink is opened (and every refusal made) before anything is deleted.
     let mut sinks = BTreeMap::new();
     for (key, pipeline) in &pipelines {
-        let opened = open_sinks(pipeline, metadata.id, to, &refuse).await?;
         // A sink that took batches after `to` holds this pipeline's records; one without them
         // is not where those batches went (a relative path read from another folder).
         let committed = batch_pipeline
             .iter()
             .any(|(batch, k)| k == key && logs.commits.contains(batch));
+        let opened = open_sinks(pipeline, metadata.id, to, !committed, &refuse).await?;
         let records_owner = matches!(pipeline.sink.connector().kind(), "files" | "delta");
         if let (Some(sink), true, true) = (&opened.0, committed, records_owner) {
             let owner = sink.owner().await?;
@@ -346,6 +346,10 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
 /// `to` back; no main sink where it took none of them (a pending batch that failed before
 /// the sink's commit), so that taking them back asks nothing of it.
 ///
+/// `pending_only`: no batch after `to` that went to this sink was committed, so a sink that
+/// keeps no record of what it took (the console: printed rows stay printed) is asked
+/// nothing, as a run that finishes such a batch asks it nothing either.
+///
 /// Errors: `refuse`'s error for complete mode or a sink that keeps no batches, where the sink
 /// holds a batch after `to` (or cannot say); sink errors as they come.
 #[allow(clippy::type_complexity)]
@@ -353,6 +357,7 @@ async fn open_sinks(
     pipeline: &Pipeline,
     id: uuid::Uuid,
     to: BatchId,
+    pending_only: bool,
     refuse: &dyn Fn(String) -> Error,
 ) -> Result<(Option<Box<dyn Sink>>, Vec<Box<dyn Sink>>), Error> {
     let ctx = SinkContext {
@@ -372,7 +377,7 @@ async fn open_sinks(
         let (untouched, unknown) = match pipeline.sink.connector().open(&ctx) {
             Ok(sink) => match sink.summary().await {
                 Ok(Some(held)) => (held.last.is_none_or(|(batch, ..)| batch <= to), None),
-                Ok(None) => (false, None),
+                Ok(None) => (pending_only, None),
                 Err(e) => (false, Some(e.to_string())),
             },
             Err(e) => (false, Some(e.to_string())),

@@ -1553,6 +1553,52 @@ fn an_environment_variable_in_a_path_is_refused_not_made_a_folder() {
     }
 }
 
+/// Walk 21 (5): a batch that failed before a console sink printed it advised a rewind, which
+/// refused ("its sink is `console`, which cannot take batches back"): stuck but for a new
+/// checkpoint. A console sink is asked nothing for batches never committed, so the advised
+/// rewind works, and the edited file runs the batch.
+#[test]
+fn a_failed_batch_before_a_console_sink_is_taken_back_as_advised() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(
+        &file,
+        &format!(
+            "sink: {{ kind: files, path: {}, format: json }}",
+            ws.p("out")
+        ),
+        "sink: { kind: console }",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    input(
+        &ws,
+        "1.json",
+        "{\"k\":\"b\",\"v\":\"oops\"}\n{\"k\":\"c\",\"v\":3}\n",
+    );
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    rewind_as_advised(&ws, &said);
+    edit_file(&file, "format: json,", "format: json, on_error: skip,");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains('c') && !printed.contains("oops"),
+        "{printed}"
+    );
+    // A committed batch printed stays printed: taking it back is still refused.
+    let out = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot take batches back"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Issue 13, item 13: `sluice state` shows the query's column names (`window_start`, `cnt`),
 /// so `--sql` filters on them; an aggregate kept as several fields shows each as
 /// `<name>_<field>`.
