@@ -543,6 +543,34 @@ async fn a_starting_sequence_past_the_stream_end_is_refused() {
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
 }
 
+/// Walk 21 (4): a `filter_subject` changed after a batch read on from where the old filter
+/// had read past, so the messages there that the new one takes were never read, without a
+/// word. Refused before a batch, naming the old filter; put back, the run goes on.
+#[tokio::test]
+async fn a_filter_subject_changed_after_a_batch_is_refused() {
+    let ws = Workspace::new();
+    let stream = unique("refiltered");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    publish(&js, &format!("{stream}.app"), &clicks_json(&ws, 0, 5)).await;
+    let typo = pipeline(&ws, &stream, &format!("    filter_subject: {stream}.ap\n"));
+    let out = run_bin(&["run", typo.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let fixed = pipeline(&ws, &stream, &format!("    filter_subject: {stream}.app\n"));
+    let out = run_bin(&["run", fixed.to_str().expect("utf-8")], ws.dir.path());
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("`filter_subject` changed since the last batch")
+            && said.contains(&format!("read `{stream}.ap` up to sequence 5")),
+        "{said}"
+    );
+    // Put back (one pipeline file, written again).
+    let typo = pipeline(&ws, &stream, &format!("    filter_subject: {stream}.ap\n"));
+    let out = run_bin(&["run", typo.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// Walk 20 (8): a `filter_subject` outside the stream's subjects was tried again and again
 /// and ended in JetStream's raw words. It is refused before a batch (exit 2), naming the
 /// setting and the stream's subjects; fixed, the source reads.

@@ -2,9 +2,10 @@
 //!
 //! A JetStream stream numbers every message it stores with a stream sequence (1, 2, ...);
 //! messages leave it only from the front (its limits, a purge) or one by one (a delete). An
-//! end offset is `{"stream": S, "first": F, "sequence": E}`: the batch reads the messages of
-//! stream `S` with sequences after the previous batch's `E` (from `F`, the first batch's
-//! start, for the first batch) up to `E`, and only those on `filter_subject` where one is set.
+//! end offset is `{"stream": S, "filter_subject": T, "first": F, "sequence": E}`: the batch
+//! reads the messages of stream `S` with sequences after the previous batch's `E` (from `F`,
+//! the first batch's start, for the first batch) up to `E`, and only those on `filter_subject`
+//! `T` where one is set (null where none is; a change of either after a batch is refused).
 //! `F` is resolved once, when the first batch is planned (`starting_sequence`: `earliest`, the
 //! stream's first message then; `latest`, the next message published; or a number) and stays in
 //! every offset, so a replay reads exactly the same messages. A range whose messages have left
@@ -547,6 +548,26 @@ impl NatsSource {
                 ),
             });
         }
+        // Batches read past the messages the old filter left out: a new filter would never
+        // read those (an offset of an older Sluice records no filter: not checked).
+        if let Some(read) = offset.get("filter_subject")
+            && read.as_str() != self.config.filter_subject.as_deref()
+        {
+            let was = read
+                .as_str()
+                .map_or("every subject".to_string(), |f| format!("`{f}`"));
+            return Err(SourceError::Config {
+                source_name: self.name.clone(),
+                reason: format!(
+                    "`filter_subject` changed since the last batch (the batches so far read {was} \
+                     up to sequence {}): the messages there that the new filter takes would \
+                     never be read. Put it back; or, to read the stream again with the new \
+                     filter, use a new checkpoint with a new, empty `sink.path` (its \
+                     `starting_sequence` says from where)",
+                    parsed.sequence
+                ),
+            });
+        }
         Ok(Some(parsed))
     }
 
@@ -859,6 +880,7 @@ impl Source for NatsSource {
         }
         Ok(Some(serde_json::json!({
             "stream": self.config.stream,
+            "filter_subject": self.config.filter_subject,
             "first": first,
             "sequence": end,
         })))
