@@ -1685,9 +1685,11 @@ fn json(
                 match json_decode(value.text, schema, epoch, false, 1) {
                     Ok(_) => kept.push(value),
                     Err(e) if on_error == OnError::Skip => {
-                        // Said as `on_error: fail` would say it.
-                        let error = malformed(file, value.line, &e);
-                        tracing::info!(%error, "skipping malformed JSON value");
+                        note_skipped(
+                            file,
+                            value.line,
+                            &reason_of(malformed(file, value.line, &e)),
+                        );
                         skipped += 1;
                     }
                     Err(e) => return Err(malformed(file, value.line, &e)),
@@ -1885,7 +1887,7 @@ fn json_values<'a>(
             });
             break;
         }
-        tracing::info!(file, line = error_line, error = %problem, "skipping malformed JSON");
+        note_skipped(file, error_line, &problem.to_string());
         scanned.skipped += 1;
         // Go on at the first line after the value's first that starts with `{`, from the
         // error's line on: a JSON lines record starts a line.
@@ -2040,7 +2042,7 @@ fn csv_slow(
             if on_error != OnError::Skip {
                 return Err(error);
             }
-            tracing::info!(file, line, %error, "skipping malformed CSV row");
+            note_skipped(file, line, &reason_of(error));
             skipped += 1;
             pos += line_length(rest);
             line += 1;
@@ -2051,8 +2053,7 @@ fn csv_slow(
             Ok(n) => n,
             Err(e) if on_error == OnError::Skip => {
                 // The record cannot even be split into fields: skip to the next line.
-                let error = csv_reason(file, line, &e, schema);
-                tracing::info!(file, line, %error, "skipping malformed CSV row");
+                note_skipped(file, line, &csv_reason(file, line, &e, schema));
                 skipped += 1;
                 pos += line_length(rest);
                 line += 1;
@@ -2072,8 +2073,7 @@ fn csv_slow(
             Err(_) if blank => {}
             Err(e) if on_error == OnError::Skip => {
                 // Said as an error would say it: the column named, the file's line.
-                let error = csv_reason(file, line, &e, schema);
-                tracing::info!(file, line, %error, "skipping malformed CSV row");
+                note_skipped(file, line, &csv_reason(file, line, &e, schema));
                 skipped += 1;
             }
             Err(e) => return Err(csv_malformed(file, line, &e, schema)),
@@ -2677,6 +2677,24 @@ fn cast_exactly(column: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError
         }
     }
     Ok(cast)
+}
+
+/// Says (at `info`, `SLUICE_LOG=info`) that the record at `file` line `line` is skipped
+/// under `on_error: skip`, and why (`reason`, in the words `on_error: fail` stops with).
+/// Nothing for a message payload (no file): its source names the message
+/// ([`super::payload`]), where a line means nothing.
+fn note_skipped(file: &str, line: usize, reason: &str) {
+    if !file.is_empty() {
+        tracing::info!("skipping {file} line {line}: {reason}");
+    }
+}
+
+/// What `error` says is wrong, without the file, line and advice its message adds.
+fn reason_of(error: SourceError) -> String {
+    match error {
+        SourceError::Malformed { reason, .. } => reason,
+        other => other.to_string(),
+    }
 }
 
 fn malformed_file(file: &str, error: &ArrowError) -> SourceError {

@@ -67,6 +67,34 @@ pub struct DecodedPayloads {
 }
 
 impl PayloadDecoder<'_> {
+    /// Says (at `info`, `SLUICE_LOG=info`) that payload `i` is skipped under `on_error: skip`,
+    /// named by `blame` (its topic, partition and offset, or stream sequence) with the words
+    /// `on_error: fail` would stop with. Decoded again alone to find them: skipped payloads
+    /// are few, and the note is wanted only where they are looked for.
+    fn note_skipped(
+        &self,
+        payloads: &[Option<&[u8]>],
+        i: usize,
+        blame: &dyn Fn(usize, &str) -> SourceError,
+    ) {
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return;
+        }
+        let failing = PayloadDecoder {
+            on_error: OnError::Fail,
+            ..*self
+        };
+        if let Err(error) = failing.decode_together(payloads, &[i], blame) {
+            // Without the advice to skip (the Kafka and NATS sources' own, or the files'):
+            // skipping is what is done.
+            let mut error = error.to_string().replace(super::SKIP_HINT, "");
+            if let Some(at) = error.rfind(" (set `on_error: skip`") {
+                error.truncate(at);
+            }
+            tracing::info!("skipping {error}");
+        }
+    }
+
     /// Decodes `payloads`; `blame(i, reason)` is the error for payload `i` that does not
     /// decode (`on_error: fail`). An absent or empty payload (a tombstone) does not decode.
     ///
@@ -111,7 +139,10 @@ impl PayloadDecoder<'_> {
                             batches.extend(one.batches);
                             kept.push(i);
                         }
-                        _ => skipped += 1,
+                        _ => {
+                            skipped += 1;
+                            self.note_skipped(payloads, i, blame);
+                        }
                     }
                 }
                 (batches, kept)

@@ -198,11 +198,23 @@ async fn a_bad_payload_and_lost_messages_are_named_by_sequence() {
     );
     std::fs::remove_dir_all(ws.path("ckpt")).expect("start over");
     let file = pipeline(&ws, &stream, "    on_error: skip\n");
-    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    let out = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8")])
+        .env("SLUICE_LOG", "info")
+        .current_dir(ws.dir.path())
+        .output()
+        .expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     let said = stderr(&out);
     assert!(
         said.contains("3 rows in") && said.contains("1 malformed rows skipped"),
+        "{said}"
+    );
+    // Walk 21 (9): the skipped message said once, by its sequence, not by a line.
+    let notes: Vec<&str> = said.lines().filter(|l| l.contains("skipping")).collect();
+    assert_eq!(notes.len(), 1, "{said}");
+    assert!(
+        notes[0].contains(&format!("stream {stream} sequence 3")) && !notes[0].contains("on_error"),
         "{said}"
     );
     let expected = oracle(&ws.path("in"), "json", QUERY).await;

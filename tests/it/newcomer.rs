@@ -1553,6 +1553,37 @@ fn an_environment_variable_in_a_path_is_refused_not_made_a_folder() {
     }
 }
 
+/// Walk 21 (9): under `on_error: skip` with `SLUICE_LOG=info`, each skipped row was said in
+/// Arrow's words and with the advice to set `on_error: skip`, which was set (and, in the
+/// walk's JSON, `Int64`). Each is said once, by file and line, in the words `on_error: fail`
+/// stops with, without that advice; the libraries' own notes stay out at `info`.
+#[test]
+fn a_skipped_row_is_said_once_by_file_and_line() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"b\",\"v\":5.5}\n{\"k\":\"c\",\"v\":3}\n",
+    );
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(&file, "format: json,", "format: json, on_error: skip,");
+    let out = run_quietly(&file, &[("SLUICE_LOG", "info".to_string())]);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    let notes: Vec<&str> = said.lines().filter(|l| l.contains("skipping")).collect();
+    assert_eq!(notes.len(), 1, "{said}");
+    assert!(
+        notes[0].contains("0.json line 2: ")
+            && notes[0].contains("column `v` is bigint")
+            && !notes[0].contains("on_error"),
+        "{said}"
+    );
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"k\":\"a\",\"v\":1}", "{\"k\":\"c\",\"v\":3}"]
+    );
+}
+
 /// Walk 21 (5): a batch that failed before a console sink printed it advised a rewind, which
 /// refused ("its sink is `console`, which cannot take batches back"): stuck but for a new
 /// checkpoint. A console sink is asked nothing for batches never committed, so the advised
