@@ -527,8 +527,14 @@ fn describe(e: &tokio_postgres::Error) -> String {
 /// errors.
 fn row_error_advice(e: &tokio_postgres::Error, table: &str, mode: Mode) -> Option<String> {
     let db = e.as_db_error()?;
-    let column = db.column().map(quote);
+    // The server names the column of a constraint; of a value that does not fit, the COPY's
+    // context does (`COPY t, line 1, column note: "..."`).
+    let column = db.column().map(quote).or_else(|| {
+        let at = db.where_()?.split(", column ").nth(1)?;
+        Some(quote(at.split(':').next()?.trim()))
+    });
     let col = column.as_deref().unwrap_or("the column");
+    let name = column.as_deref().unwrap_or("name");
     let advice = match db.code() {
         c if c == &SqlState::NOT_NULL_VIOLATION => format!(
             "{col} is NOT NULL in the table and the query gave it a null: leave such rows out \
@@ -536,14 +542,14 @@ fn row_error_advice(e: &tokio_postgres::Error, table: &str, mode: Mode) -> Optio
              the table take nulls (`ALTER TABLE {table} ALTER COLUMN {col} DROP NOT NULL`)"
         ),
         c if c == &SqlState::STRING_DATA_RIGHT_TRUNCATION => format!(
-            "a value is longer than its column's type in the table allows (`varchar(n)` or \
-             `char(n)`): shorten it in the query (`left(name, n)`), or widen the column \
-             (`ALTER TABLE {table} ALTER COLUMN name TYPE text`)"
+            "a value of {col} is longer than its type in the table allows (`varchar(n)` or \
+             `char(n)`): shorten it in the query (`left({name}, n)`), or widen the column \
+             (`ALTER TABLE {table} ALTER COLUMN {name} TYPE text`)"
         ),
         c if c == &SqlState::NUMERIC_VALUE_OUT_OF_RANGE => format!(
-            "a value does not fit its column's type in the table (a `numeric(p, s)`, or a \
+            "a value of {col} does not fit its type in the table (a `numeric(p, s)`, or a \
              smaller integer): bound or cast it in the query, or widen the column \
-             (`ALTER TABLE {table} ALTER COLUMN name TYPE ...`)"
+             (`ALTER TABLE {table} ALTER COLUMN {name} TYPE ...`)"
         ),
         c if c == &SqlState::CHECK_VIOLATION => format!(
             "a row breaks the table's CHECK constraint{}: leave such rows out in the query, or \
@@ -1533,8 +1539,15 @@ impl PostgresSink {
         };
         encoder.write_header(&mut buffer).map_err(encode)?;
         for rows in output.batches() {
-            let rows = pg_batch(rows, &schema, batch, self.config.batch_column.is_some())
-                .map_err(|e| Failure::Fatal(self.error(e)))?;
+            // A value the table cannot hold as it is: the batch's row, refused.
+            let rows = pg_batch(rows, &schema, batch, self.config.batch_column.is_some()).map_err(
+                |e| {
+                    Failure::Fatal(SinkError::RowRefused {
+                        kind: KIND.name,
+                        reason: format!("table `{}`: batch {batch}: {e}", self.table),
+                    })
+                },
+            )?;
             encoder.write_batch(&rows, &mut buffer).map_err(encode)?;
             // About a megabyte at a time: a batch is sent as it is encoded.
             if buffer.len() >= 1 << 20 {
@@ -2132,7 +2145,30 @@ fn pg_batch(
 /// cannot take.
 fn pg_columns(schema: &SchemaRef) -> Result<Vec<PgColumn>, String> {
     let mut out = Vec::with_capacity(schema.fields().len());
+    /// Whether `t` holds a struct, map or union, which pgpq sends as a type of its own
+    /// (`userdefined_t`) that no table has.
+    fn composite(t: &DataType) -> bool {
+        match t {
+            DataType::Struct(_) | DataType::Map(..) | DataType::Union(..) => true,
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+                composite(f.data_type())
+            }
+            DataType::Dictionary(_, v) => composite(v),
+            _ => false,
+        }
+    }
     for field in schema.fields() {
+        if composite(field.data_type()) {
+            return Err(format!(
+                "column `{}` is {}, a struct, map or union, which PostgreSQL cannot take as \
+                 a column: write its fields as columns of their own in the query (`{}['field'] \
+                 AS {}_field`)",
+                field.name(),
+                field.data_type(),
+                field.name(),
+                field.name()
+            ));
+        }
         let sent = pg_type(field.data_type());
         let one = Schema::new(vec![Field::new(field.name(), sent.clone(), true)]);
         let encoder = ArrowToPostgresBinaryEncoder::try_new(&one).map_err(|e| {
@@ -2242,6 +2278,24 @@ mod tests {
         ]));
         let e = pg_columns(&bad).err().expect("refused");
         assert!(e.starts_with("column `nothing` is Null"), "{e}");
+        // Walk 21: a struct became `userdefined_t`, refused only by the server at
+        // `create_table`, with the batch planned.
+        let fields = datafusion::arrow::datatypes::Fields::from(vec![Field::new(
+            "a",
+            DataType::Int64,
+            true,
+        )]);
+        for data_type in [
+            DataType::Struct(fields.clone()),
+            DataType::new_list(DataType::Struct(fields), true),
+        ] {
+            let bad = Arc::new(Schema::new(vec![Field::new("s", data_type, true)]));
+            let e = pg_columns(&bad).err().expect("refused");
+            assert!(
+                e.contains("a struct, map or union") && e.contains("s['field']"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -936,7 +936,10 @@ async fn a_time_finer_than_the_table_keeps_is_refused_not_cut() {
     let said = stderr(&run);
     assert!(
         said.contains("column `at` holds 2026-01-01T10:00:00.123456789")
-            && said.contains("finer than PostgreSQL keeps it"),
+            && said.contains("finer than PostgreSQL keeps it")
+            // Walk 21 (7): and how an edit of the query comes to apply.
+            && said.contains("stays planned")
+            && said.contains(&format!("remove {}", ws.p("ckpt"))),
         "{said}"
     );
     let rows = client(server())
@@ -1393,7 +1396,11 @@ async fn a_row_the_table_refuses_is_named_with_what_to_change() {
     assert!(run.status.success(), "{}", stderr(&run));
     // A page too long for varchar(8), then a null page: each named, with the rewind.
     for (file, page, says) in [
-        ("1.json", "\"a-much-longer-page\"", "varchar(n)"),
+        (
+            "1.json",
+            "\"a-much-longer-page\"",
+            "a value of \"page\" is longer than its type",
+        ),
         (
             "2.json",
             "null",
