@@ -1106,10 +1106,22 @@ impl Pipeline {
             .filter_map(|(key, settings)| Some((key, settings.get("path")?.as_str()?.to_string())))
             .chain([(key.to_string(), checkpoint.to_string())]);
         for (key, path) in paths {
-            if let Some(start) = path.find("${") {
-                let name = path[start..].split('}').next().unwrap_or_default();
+            // `${VAR}` or a shell's `$VAR` (`$HOME/out`): a folder named so is never meant.
+            let variable = path.match_indices('$').find_map(|(start, _)| {
+                let rest = &path[start + 1..];
+                if rest.starts_with('{') {
+                    let end = rest.find('}').map_or(rest.len(), |e| e + 1);
+                    return Some(&path[start..start + 1 + end]);
+                }
+                let length = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    .then(|| &path[start..start + 1 + length])
+            });
+            if let Some(name) = variable {
                 return Err(format!(
-                    "`{key}` ({}) holds `{name}}}`: Sluice fills in `${{VAR}}` only in \
+                    "`{key}` ({}) holds `{name}`: Sluice fills in `${{VAR}}` only in \
                      connection settings (`url`, `bootstrap_servers`, `properties`), never in \
                      a path, which is used as written; write the path out, or fill the file in \
                      before the run (`envsubst < pipeline.yaml > filled.yaml`)",

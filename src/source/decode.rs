@@ -1484,7 +1484,7 @@ fn epoch_times(
                     ArrowError::ParseError(format!(
                         "column `{}` is {}: {e}{hint}",
                         field.name(),
-                        field.data_type()
+                        crate::format::sql_type_name(field.data_type())
                     ))
                 }),
             _ => Ok(Arc::clone(column)),
@@ -2775,6 +2775,27 @@ fn malformed(file: &str, line: usize, error: &ArrowError) -> SourceError {
                 && (after.starts_with(" to value of Int") || after.starts_with(" to value of UInt"))
         })
     });
+    // `12,50`: a number written with a decimal comma (a `;`-separated file from a locale
+    // that writes them so), where a decimal or float was expected.
+    let decimal_comma = ["Cannot cast '", "parsing value '"].iter().any(|marker| {
+        reason.find(marker).is_some_and(|at| {
+            let rest = &reason[at + marker.len()..];
+            rest.split_once('\'').is_some_and(|(value, after)| {
+                let (whole, fraction) = value.split_once(',').unwrap_or_default();
+                let digits = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit());
+                digits(whole.trim_start_matches('-'))
+                    && digits(fraction)
+                    && (after.contains("Decimal") || after.contains("Float"))
+            })
+        })
+    });
+    if decimal_comma {
+        reason.push_str(
+            " (a number written with a decimal comma, `12,50`, is not read as a number: \
+             declare the column `string` and convert it in the query, e.g. \
+             `CAST(replace(amount, ',', '.') AS DECIMAL(10,2))`)",
+        );
+    }
     if whole_looking {
         reason.push_str(
             " (a number written with a point or an exponent, `1.0` or `1e2`, is not read into \

@@ -470,6 +470,44 @@ fn epoch_case(format: &str, settings: &str, input: &str) -> (Option<i32>, String
     (out.status.code(), stderr(&out), written)
 }
 
+/// Walk 21 (10): a `;`-separated file with decimal commas (`12,50`) into a `decimal` column
+/// was refused in Arrow's words with `Decimal128(38, 10)`, and only `on_error: skip` (which
+/// would drop those rows) advised. The decimal comma is named with the query that reads it,
+/// and that advice works.
+#[test]
+fn a_decimal_comma_is_named_with_the_query_that_reads_it() {
+    let text = "k;v\na;12,50\nb;3\n";
+    let (code, said, _) = epoch_case(
+        "csv",
+        "delimiter: \";\", schema: { ts: string, v: 'decimal(10,2)' }",
+        &text.replace('k', "ts"),
+    );
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("column `v` is decimal(10,2)")
+            && said.contains("decimal comma")
+            && said.contains("CAST(replace(amount, ',', '.') AS DECIMAL(10,2))"),
+        "{said}"
+    );
+    let ws = Workspace::new();
+    input(&ws, "0.csv", text);
+    let yaml = format!(
+        "name: comma\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: csv, delimiter: \";\", schema: {{ k: string, v: string }} }}\nquery: SELECT k, \
+         CAST(replace(v, ',', '.') AS DECIMAL(10,2)) AS v FROM s\n\
+         trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let out = run(&write_pipeline(&ws, &yaml), &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [r#"{"k":"a","v":12.50}"#, r#"{"k":"b","v":3.00}"#]
+    );
+}
+
 /// Walk 20 (15): a time written without seconds (`2026-01-01T10:00`) was refused with
 /// Arrow's words only, naming no form that reads. JSON and CSV alike say which forms a
 /// timestamp column reads and how another is parsed in the query; that advice works.
@@ -1529,6 +1567,8 @@ fn an_environment_variable_in_a_path_is_refused_not_made_a_folder() {
         ("sink.path", text.replace(&ws.p("out"), "'${OUT_DIR}/out'")),
         ("sources.s.path", text.replace(&ws.p("in"), "'${IN_DIR}'")),
         ("checkpoint", text.replace(&ws.p("ckpt"), "ckpt/${RUN}")),
+        // Walk 21 (11): a shell's form too.
+        ("sink.path", text.replace(&ws.p("out"), "$HOME/out")),
     ] {
         std::fs::write(&file, &yaml).expect("pipeline");
         let out = run(&file, &ws);
