@@ -348,6 +348,23 @@ fn lost_race(e: &DeltaTableError) -> bool {
     )
 }
 
+/// The columns of `table` that hold no null (`nullable: false` in its schema); none for a
+/// table not made yet.
+fn not_null_columns(table: &DeltaTable) -> Vec<String> {
+    table
+        .snapshot()
+        .map(|s| {
+            s.snapshot()
+                .arrow_schema()
+                .fields()
+                .iter()
+                .filter(|f| !f.is_nullable())
+                .map(|f| f.name().clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl DeltaSink {
     fn error(&self, error: impl std::fmt::Display) -> SinkError {
         SinkError::Connector {
@@ -584,6 +601,45 @@ impl DeltaSink {
             out.push(RecordBatch::new_empty(schema));
         }
         Ok(out)
+    }
+
+    /// The error for rows of batch `batch` (`data`) that the table's own rules refuse
+    /// (delta-rs's "rows failed validation check", `error`): a null in one of the table's
+    /// columns `not_null` (`nullable: false` in its schema) is named with its column and
+    /// what to write in the query; other rules (a `CHECK` constraint, an invariant) as
+    /// delta-rs words them.
+    fn invalid_rows(
+        &self,
+        batch: BatchId,
+        not_null: &[String],
+        data: &[RecordBatch],
+        error: &DeltaTableError,
+    ) -> SinkError {
+        let nulls = not_null.iter().find(|column| {
+            data.iter().any(|rows| {
+                rows.schema()
+                    .index_of(column)
+                    .is_ok_and(|i| rows.column(i).null_count() > 0)
+            })
+        });
+        let advice = match nulls {
+            Some(column) => format!(
+                "the table's column `{column}` takes no null (NOT NULL, `nullable: false` in \
+                 its schema), and the query gave it one: leave such rows out (`WHERE {column} \
+                 IS NOT NULL`) or give them a value (`COALESCE({column}, ...)`)"
+            ),
+            None => "a row breaks a rule of the table (a `CHECK` constraint or an \
+                     invariant): leave such rows out in the query"
+                .to_string(),
+        };
+        SinkError::RowRefused {
+            kind: KIND.name,
+            reason: format!(
+                "{}: batch {batch}: {advice} (delta-rs: {error}; nothing of the batch was \
+                 committed)",
+                self.location
+            ),
+        }
     }
 
     /// The partition columns of `table`, as its metadata records them (delta-rs keeps its
@@ -1051,6 +1107,8 @@ impl Sink for DeltaSink {
                     ("sluice.epoch".to_string(), fence.epoch().0.into()),
                     ("sluice.rows".to_string(), rows.into()),
                 ]);
+            // The columns the table holds no null in, to name one a row breaks.
+            let not_null = not_null_columns(&table);
             match self
                 .write(table, exists, data.clone(), properties.clone())
                 .await
@@ -1070,6 +1128,9 @@ impl Sink for DeltaSink {
                 }
                 Err(e) if lost_race(&e) && attempts < CONFLICT_ATTEMPTS => {
                     tracing::debug!(%batch, "Delta commit lost a race, loading again: {e}");
+                }
+                Err(e) if e.to_string().contains("failed validation check") => {
+                    return Err(self.invalid_rows(batch, &not_null, &data, &e));
                 }
                 Err(e) => return Err(self.error(format!("writing batch {batch}: {e}"))),
             }

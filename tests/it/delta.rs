@@ -891,6 +891,36 @@ async fn partition_values_a_table_keeps_as_null_are_refused_or_said() {
     );
 }
 
+/// Walk 21 (8): a null into a column a table made elsewhere declares NOT NULL failed with
+/// delta-rs's "1 rows failed validation check", naming no column. It names the column and
+/// what to write, and says how an edit of the query comes to apply.
+#[tokio::test]
+async fn a_null_into_a_not_null_column_is_named() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    python_on_table(
+        &ws,
+        "import sys, deltalake, pyarrow as pa; s = pa.schema([pa.field('id', pa.int64()), \
+         pa.field('page', pa.string(), nullable=False)]); deltalake.write_deltalake(sys.argv[1], \
+         pa.table({'id': [0], 'page': ['x']}, schema=s))",
+    );
+    std::fs::write(
+        ws.path("in/0.json"),
+        "{\"id\":1,\"page\":null,\"amount\":1.0}\n",
+    )
+    .expect("input");
+    let pipeline = delta_pipeline(&ws, "ckpt", "SELECT id, page FROM clicks", "", "");
+    let run = run_quietly(&pipeline, &[]);
+    let said = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("the table's column `page` takes no null")
+            && said.contains("WHERE page IS NOT NULL")
+            && said.contains("stays planned"),
+        "{said}"
+    );
+}
+
 /// Runs `code` in python3 with the table folder as `sys.argv[1]`.
 fn python_on_table(ws: &Workspace, code: &str) {
     let out = std::process::Command::new("python3")
