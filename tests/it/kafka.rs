@@ -1029,6 +1029,27 @@ async fn a_starting_offset_past_the_partition_end_is_refused() {
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     assert!(!expected.is_empty());
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
+    // Walk 21 (4): a partition a named topic's map leaves out started at the earliest offset
+    // without a word; refused, as Spark refuses it.
+    let ws = Workspace::new();
+    let two = unique("two_partitions");
+    create_topic(broker(), &two, 2).await;
+    let yaml = format!(
+        "name: k\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: parquet }}\n",
+        ckpt = ws.p("ckpt"),
+        out = ws.p("out"),
+        source = kafka_source_yaml(
+            &two,
+            &format!("    starting_offsets: {{{two}: {{0: 0}}}}\n")
+        ),
+    );
+    let refused = sluice_run(&write_pipeline(&ws, &yaml), &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!("gives {two} no offset for partition(s) 1")),
+        "{said}"
+    );
 }
 
 /// Walk 19 (6): a Kafka sink writing the topic its own source reads was accepted, and every

@@ -872,6 +872,29 @@ impl KafkaSource {
             }
         }
         if let StartingOffsets::Specific(map) = &self.config.starting_offsets {
+            // A topic named gives every partition its start, as Spark asks: one left out
+            // would start at the earliest offset without a word.
+            for (topic, partitions) in map {
+                let missing: Vec<String> = now
+                    .high
+                    .get(topic)
+                    .into_iter()
+                    .flat_map(|m| m.keys())
+                    .filter(|p| !partitions.contains_key(p))
+                    .map(i32::to_string)
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(SourceError::Config {
+                        source_name: self.name.clone(),
+                        reason: format!(
+                            "`starting_offsets` gives {topic} no offset for partition(s) {}: give \
+                             every partition of a topic it names one (-2 earliest, -1 latest), \
+                             as Spark's `startingOffsets` asks",
+                            missing.join(", ")
+                        ),
+                    });
+                }
+            }
             for (topic, partitions) in map {
                 for p in partitions.keys() {
                     if !now.high.get(topic).is_some_and(|m| m.contains_key(p)) {
