@@ -1115,6 +1115,17 @@ impl PostgresSink {
         }
         for c in &columns {
             match have.get(&c.name) {
+                // Names are matched exactly; the table's has other capitals.
+                None if let Some(theirs) =
+                    have.keys().find(|k| k.eq_ignore_ascii_case(&c.name)) =>
+                {
+                    return Err(Failure::Fatal(self.error(format!(
+                        "the query's column `{}` is not a column of the table, whose column is \
+                         `{theirs}`: names are matched exactly, capitals too; name it so in \
+                         the query (`AS \"{theirs}\"`)",
+                        c.name
+                    ))));
+                }
                 None => {
                     return Err(Failure::Fatal(self.error(format!(
                         "the query's column `{name}` is not a column of the table (its \

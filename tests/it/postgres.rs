@@ -1441,6 +1441,28 @@ async fn a_row_the_table_refuses_is_named_with_what_to_change() {
     );
 }
 
+/// Walk 21 (11): a query column `"PageName"` against the table's `pagename` was advised an
+/// `ADD COLUMN "PageName"`. It is named with the table's column and the alias that fits it.
+#[tokio::test]
+async fn a_column_differing_in_capitals_is_named_with_the_alias() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 10, 0);
+    let table = unique_table("capital_column");
+    execute(&format!(
+        "CREATE TABLE {table} (id bigint, pagename text, amount double precision, b bigint)"
+    ))
+    .await;
+    let yaml = batch_column_pipeline(&ws, "capital", &table, "").replace(
+        QUERY,
+        "SELECT id, page AS \"PageName\", amount FROM clicks WHERE amount > 30",
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    run_refused(&pipeline, "whose column is `pagename`");
+    write_pipeline(&ws, &yaml.replace("\"PageName\"", "\"pagename\""));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+}
+
 /// Walk 16: a rewind said it took back "1 sink files" from a table. It counts the rows it
 /// deleted, as rows, and the table then holds the batches before.
 #[tokio::test]
