@@ -1059,13 +1059,14 @@ impl Sink for DeltaSink {
                     written: false,
                 });
             }
-            if attempts == 1 {
-                // The table's own partitioning where it has one (made elsewhere, say).
-                let columns = if exists {
-                    self.table_partition_columns(&table)?
-                } else {
-                    self.partition_by.clone()
-                };
+            // The table's own partitioning where it has one (made elsewhere, say, or by
+            // another writer since the last attempt).
+            let columns = if exists {
+                self.table_partition_columns(&table)?
+            } else {
+                self.partition_by.clone()
+            };
+            if attempts == 1 || columns != self.partition_by {
                 self.check_partition_values(batch, &data, &columns)?;
             }
             // This pipeline's first commit into the table: another pipeline that committed
@@ -1129,7 +1130,11 @@ impl Sink for DeltaSink {
                 Err(e) if lost_race(&e) && attempts < CONFLICT_ATTEMPTS => {
                     tracing::debug!(%batch, "Delta commit lost a race, loading again: {e}");
                 }
-                Err(e) if e.to_string().contains("failed validation check") => {
+                Err(e)
+                    if ["failed validation check", "validation check failed"]
+                        .iter()
+                        .any(|words| e.to_string().contains(words)) =>
+                {
                     return Err(self.invalid_rows(batch, &not_null, &data, &e));
                 }
                 Err(e) => return Err(self.error(format!("writing batch {batch}: {e}"))),

@@ -1177,27 +1177,26 @@ impl PostgresSink {
     /// Refuses, in complete mode, a table that holds rows no pipeline's progress row claims
     /// (a table Sluice did not write): each batch replaces every row of the table, and would
     /// delete them. An empty table, made for the pipeline, is taken; so is one a progress row
-    /// names (this pipeline's, or another's, which `check_table_owner` judges). Nothing where
-    /// the progress table does not record tables (made by an older Sluice, not altered).
+    /// names (compared as the server resolves both names), another pipeline's too (complete
+    /// mode rewrites what it writes), and any where this pipeline's row names no table yet (a
+    /// progress table made by an older Sluice, its `target` added since). Nothing where the
+    /// progress table does not record tables.
     async fn check_complete_owns(&self, live: &Live) -> Result<(), Failure> {
         if !live.targets {
             return Ok(());
         }
         let progress = quote_path(&self.config.progress_table);
         let table = quote_path(&self.table);
-        let (schema, name) = match self.table.split_once('.') {
-            Some((schema, name)) => (Some(schema), name),
-            None => (None, self.table.as_str()),
-        };
         let row = live
             .client
             .query_one(
                 &format!(
-                    "SELECT EXISTS (SELECT 1 FROM {progress} WHERE target = \
-                     format('%I.%I', coalesce($1::text, current_schema()), $2::text)), \
+                    "SELECT EXISTS (SELECT 1 FROM {progress} WHERE \
+                     to_regclass(target) = to_regclass($1::text) \
+                     OR (pipeline = $2::text AND target IS NULL)), \
                      EXISTS (SELECT 1 FROM {table})"
                 ),
-                &[&schema, &name],
+                &[&table, &self.progress_key],
             )
             .await
             .map_err(|e| self.failure(&e, "reading the table and the progress table"))?;
@@ -2170,14 +2169,21 @@ fn pg_columns(schema: &SchemaRef) -> Result<Vec<PgColumn>, String> {
     }
     for field in schema.fields() {
         if composite(field.data_type()) {
+            let name = field.name();
+            let way = match field.data_type() {
+                DataType::Struct(_) => format!(
+                    "write its fields as columns of their own in the query (`{name}['field'] \
+                     AS {name}_field`)"
+                ),
+                _ => format!(
+                    "make rows of its items in the query (`unnest({name})`) and columns of \
+                     their fields, or leave it out"
+                ),
+            };
             return Err(format!(
-                "column `{}` is {}, a struct, map or union, which PostgreSQL cannot take as \
-                 a column: write its fields as columns of their own in the query (`{}['field'] \
-                 AS {}_field`)",
-                field.name(),
+                "column `{name}` is {}, a struct, map or union (or a list of them), which \
+                 PostgreSQL cannot take as a column: {way}",
                 field.data_type(),
-                field.name(),
-                field.name()
             ));
         }
         let sent = pg_type(field.data_type());
@@ -2303,7 +2309,8 @@ mod tests {
             let bad = Arc::new(Schema::new(vec![Field::new("s", data_type, true)]));
             let e = pg_columns(&bad).err().expect("refused");
             assert!(
-                e.contains("a struct, map or union") && e.contains("s['field']"),
+                e.contains("a struct, map or union")
+                    && (e.contains("s['field']") || e.contains("unnest(s)")),
                 "{e}"
             );
         }

@@ -1611,10 +1611,10 @@ fn json(
                 });
             if let Some((field, column)) = case_twin {
                 if on_error == OnError::Skip {
-                    tracing::info!(
+                    note_skipped(
                         file,
-                        line = value.line,
-                        "skipping a JSON value with `{field}` where the column is `{column}`"
+                        value.line,
+                        &format!("the value has a field `{field}` where the column is `{column}`"),
                     );
                     skipped += 1;
                     continue;
@@ -1634,10 +1634,10 @@ fn json(
             if value.known {
                 kept.push(value);
             } else if on_error == OnError::Skip {
-                tracing::info!(
+                note_skipped(
                     file,
-                    line = value.line,
-                    "skipping a JSON value with none of the source's columns"
+                    value.line,
+                    "the value has none of the source's columns",
                 );
                 skipped += 1;
             } else {
@@ -2790,11 +2790,25 @@ fn malformed(file: &str, line: usize, error: &ArrowError) -> SourceError {
         })
     });
     if decimal_comma {
-        reason.push_str(
+        // The column and its type as the reason names them (`column `v` is decimal(10,2):`,
+        // `as type 'Float64' for column `v``).
+        let column = reason
+            .split("column `")
+            .nth(1)
+            .and_then(|rest| rest.split('`').next())
+            .unwrap_or("col")
+            .to_string();
+        let declared = reason
+            .split(&format!("column `{column}` is "))
+            .nth(1)
+            .and_then(|rest| rest.split(':').next())
+            .filter(|t| t.starts_with("decimal"))
+            .map_or("DOUBLE".to_string(), str::to_uppercase);
+        reason.push_str(&format!(
             " (a number written with a decimal comma, `12,50`, is not read as a number: \
-             declare the column `string` and convert it in the query, e.g. \
-             `CAST(replace(amount, ',', '.') AS DECIMAL(10,2))`)",
-        );
+             declare the column `string` and convert it in the query, \
+             `CAST(replace({column}, ',', '.') AS {declared}) AS {column}`)"
+        ));
     }
     if whole_looking {
         reason.push_str(

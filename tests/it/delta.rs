@@ -855,7 +855,7 @@ async fn partition_values_a_table_keeps_as_null_are_refused_or_said() {
     let said = stderr(&run);
     assert_eq!(run.status.code(), Some(1), "{said}");
     assert!(
-        said.contains("the name Hive gives the null partition"),
+        said.contains("the name Hive gives the null partition") && said.contains("stays planned"),
         "{said}"
     );
     // A table partitioned elsewhere: its partitioning is the one checked, and kept.
@@ -874,7 +874,9 @@ async fn partition_values_a_table_keeps_as_null_are_refused_or_said() {
         "",
         "  partition_by: [id]\n",
     );
-    let said = stderr(&run_quietly(&pipeline, &[]));
+    let refused = run_quietly(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
     assert!(
         said.contains("the table is partitioned by [\"page\"]"),
         "{said}"

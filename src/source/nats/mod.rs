@@ -5,7 +5,8 @@
 //! end offset is `{"stream": S, "filter_subject": T, "first": F, "sequence": E}`: the batch
 //! reads the messages of stream `S` with sequences after the previous batch's `E` (from `F`,
 //! the first batch's start, for the first batch) up to `E`, and only those on `filter_subject`
-//! `T` where one is set (null where none is; a change of either after a batch is refused).
+//! `T` where one is set (null where none is; after a batch, another stream is refused, and so
+//! is a filter the recorded one does not cover).
 //! `F` is resolved once, when the first batch is planned (`starting_sequence`: `earliest`, the
 //! stream's first message then; `latest`, the next message published; or a number) and stays in
 //! every offset, so a replay reads exactly the same messages. A range whose messages have left
@@ -550,8 +551,15 @@ impl NatsSource {
         }
         // Batches read past the messages the old filter left out: a new filter would never
         // read those (an offset of an older Sluice records no filter: not checked).
+        // A narrower filter loses nothing: what it takes there, the old one read.
+        let covered = |read: &serde_json::Value| match (read.as_str(), &self.config.filter_subject)
+        {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(old), Some(new)) => subject_covers(old, new),
+        };
         if let Some(read) = offset.get("filter_subject")
-            && read.as_str() != self.config.filter_subject.as_deref()
+            && !covered(read)
         {
             let was = read
                 .as_str()
@@ -560,9 +568,10 @@ impl NatsSource {
                 source_name: self.name.clone(),
                 reason: format!(
                     "`filter_subject` changed since the last batch (the batches so far read {was} \
-                     up to sequence {}): the messages there that the new filter takes would \
-                     never be read. Put it back; or, to read the stream again with the new \
-                     filter, use a new checkpoint with a new, empty `sink.path` (its \
+                     up to sequence {}): the messages there that the new filter takes and the \
+                     old one did not would never be read. Put it back (or narrow it: a filter \
+                     the old one covers loses nothing); or, to read the stream again with the \
+                     new filter, use a new checkpoint with a new, empty `sink.path` (its \
                      `starting_sequence` says from where)",
                     parsed.sequence
                 ),
@@ -979,9 +988,41 @@ fn subjects_overlap(a: &str, b: &str) -> bool {
     overlap(&a, &b)
 }
 
+/// Whether every subject filter `narrow` matches, filter `wide` matches too (`*` one token,
+/// `>` one or more at the end).
+fn subject_covers(wide: &str, narrow: &str) -> bool {
+    fn covers(w: &[&str], n: &[&str]) -> bool {
+        match (w.split_first(), n.split_first()) {
+            (None, None) => true,
+            (Some((&">", _)), Some(_)) => true,
+            (Some((&"*", w_rest)), Some((y, n_rest))) if *y != ">" => covers(w_rest, n_rest),
+            (Some((x, w_rest)), Some((y, n_rest))) if x == y => covers(w_rest, n_rest),
+            _ => false,
+        }
+    }
+    let (w, n): (Vec<&str>, Vec<&str>) = (wide.split('.').collect(), narrow.split('.').collect());
+    covers(&w, &n)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::subjects_overlap;
+    use super::{subject_covers, subjects_overlap};
+
+    #[test]
+    fn a_narrower_filter_is_covered_by_a_wider_one() {
+        for (wide, narrow, covered) in [
+            ("clicks.>", "clicks.web", true),
+            ("clicks.>", "clicks.*.x", true),
+            ("clicks.*", "clicks.web", true),
+            ("clicks.*", "clicks.>", false),
+            ("clicks.web", "clicks.*", false),
+            ("clicks.web", "clicks.web", true),
+            ("clicks.ap", "clicks.app", false),
+            ("clicks.*", "clicks.web.x", false),
+        ] {
+            assert_eq!(subject_covers(wide, narrow), covered, "{wide} {narrow}");
+        }
+    }
 
     #[test]
     fn a_filter_is_checked_against_the_stream_subjects() {
