@@ -707,7 +707,9 @@ impl DeltaSink {
                         "{}: batch {batch}: {hive} row(s) hold the text `{HIVE_NULL}` in \
                          partition column `{column}`, the name Hive gives the null partition: \
                          the table would read them back as null, changed. Write another value \
-                         in the query (`nullif({column}, '{HIVE_NULL}')` for a null)",
+                         in the query (`nullif({column}, '{HIVE_NULL}')` for a null), or leave \
+                         such rows out (`WHERE {column} IS DISTINCT FROM '{HIVE_NULL}'`, which \
+                         an aggregation's state takes where a changed group key is refused)",
                         self.location
                     ),
                 });

@@ -1887,10 +1887,12 @@ fn json_values<'a>(
             });
             break;
         }
-        note_skipped(file, error_line, &problem.to_string());
+        note_skipped(file, line, &problem.to_string());
         scanned.skipped += 1;
-        // Go on at the first line after the value's first that starts with `{`, from the
-        // error's line on: a JSON lines record starts a line.
+        // Go on at the first line after the value's first that starts with `{` and is a
+        // whole object by itself (a JSON lines record the cut-short value ran into, which
+        // the parser took for part of it), or else at the first that starts with `{` from
+        // the error's line on: a JSON lines record starts a line.
         let mut next = pos;
         let mut next_line = line;
         loop {
@@ -1900,7 +1902,19 @@ fn json_values<'a>(
             };
             next += newline + 1;
             next_line += 1;
-            if next_line >= error_line && bytes.get(next) == Some(&b'{') {
+            if bytes.get(next) != Some(&b'{') {
+                continue;
+            }
+            if next_line >= error_line {
+                break;
+            }
+            let end = bytes[next..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(bytes.len(), |p| next + p);
+            if serde_json::from_slice::<serde_json::Value>(&bytes[next..end])
+                .is_ok_and(|v| v.is_object())
+            {
                 break;
             }
         }
@@ -3365,6 +3379,14 @@ mod tests {
             !err.contains(" at line "),
             "said once, in the file's lines: {err}"
         );
+        // Walk 22: a value cut short ran into the next line's whole record, which the parser
+        // took for part of it; under skip, that record was lost too. Only the cut value goes.
+        let d = json(
+            "{\"id\":1,\"name\":\n{\"id\":2}\n{\"id\":3}\n",
+            OnError::Skip,
+        )
+        .expect("skip");
+        assert_eq!((d.rows, d.skipped), (2, 1));
         // Walk 19: serde_json's own words (`expected ident`) said as what is wrong.
         let err = json("{\"id\":1}\n{\"id\": tru}\n", OnError::Fail)
             .expect_err("bad")
