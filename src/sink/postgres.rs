@@ -1255,6 +1255,16 @@ impl PostgresSink {
         }))
     }
 
+    /// The server's version as `server_version_num` gives it (150004 for 15.4).
+    async fn server_version(&self, live: &Live) -> Result<i32, Failure> {
+        Ok(live
+            .client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(|e| self.failure(&e, "asking the server's version"))?
+            .get(0))
+    }
+
     /// Refuses a table with a column the query gives no value for that takes no null and has
     /// no default (nor an identity or generated value): the server would refuse every row.
     async fn check_required_columns(
@@ -1263,13 +1273,7 @@ impl PostgresSink {
         columns: &[PgColumn],
     ) -> Result<(), Failure> {
         // Generated columns (PostgreSQL 12 on) take no value either.
-        let version: i32 = live
-            .client
-            .query_one("SELECT current_setting('server_version_num')::int", &[])
-            .await
-            .map_err(|e| self.failure(&e, "reading the server's version"))?
-            .get(0);
-        let generated = if version >= 120_000 {
+        let generated = if self.server_version(live).await? >= 120_000 {
             "AND a.attgenerated = ''"
         } else {
             ""
@@ -1386,13 +1390,7 @@ impl PostgresSink {
                 // A group key may be null (GROUP BY a column with nulls): from PostgreSQL 15 a
                 // unique key that takes one null row per key, as the upsert needs; before, a
                 // primary key (a null key is then refused by the server).
-                let version: i32 = live
-                    .client
-                    .query_one("SELECT current_setting('server_version_num')::int", &[])
-                    .await
-                    .map_err(|e| self.failure(&e, "asking the server's version"))?
-                    .get(0);
-                let constraint = if version >= 150_000 {
+                let constraint = if self.server_version(live).await? >= 150_000 {
                     "UNIQUE NULLS NOT DISTINCT"
                 } else {
                     "PRIMARY KEY"

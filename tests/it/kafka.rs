@@ -1089,6 +1089,24 @@ fn a_sink_topic_its_source_reads_is_refused() {
     }
 }
 
+/// Writes pipeline `name`: the clicks files of `ws/in` (with `source_extra` source lines)
+/// through `query` into `topic`, the sink trying a batch three times, 2 s apart.
+fn files_to_kafka_retrying(
+    ws: &Workspace,
+    name: &str,
+    query: &str,
+    topic: &str,
+    source_extra: &str,
+) -> std::path::PathBuf {
+    let yaml = format!(
+        "name: {name}\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n{source_extra}query: {query}\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {topic}\n  retry: {{ attempts: 3, backoff: 2s }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        broker = broker(),
+    );
+    write_pipeline(ws, &yaml)
+}
+
 /// Walk 19 (9): a record larger than the producer takes was tried again as often as
 /// `retry.attempts` says, though no attempt could write it, and the error named neither the
 /// row nor its size. It fails at once, naming both and the way out, which works.
@@ -1107,15 +1125,7 @@ async fn a_record_too_large_is_named_with_its_size_and_not_tried_again() {
     .expect("input");
     let out = unique("large");
     create_topic(broker(), &out, 1).await;
-    let pipeline = |query: &str| {
-        let yaml = format!(
-            "name: large\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\nquery: {query}\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n  retry: {{ attempts: 3, backoff: 2s }}\n",
-            ckpt = ws.p("ckpt"),
-            input = ws.p("in"),
-            broker = broker(),
-        );
-        write_pipeline(&ws, &yaml)
-    };
+    let pipeline = |query: &str| files_to_kafka_retrying(&ws, "large", query, &out, "");
     let failed = sluice_run(&pipeline("SELECT id, page FROM clicks"), &[]);
     assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
     let said = stderr(&failed);
@@ -1161,13 +1171,7 @@ async fn a_record_the_broker_refuses_as_too_large_is_named_and_not_tried_again()
     let out = unique("small_topic");
     create_topic_with(broker(), &out, 1, &[("max.message.bytes", "2000")]).await;
     let pipeline = |query: &str| {
-        let yaml = format!(
-            "name: small\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    max_files_per_batch: 1\nquery: {query}\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n  retry: {{ attempts: 3, backoff: 2s }}\n",
-            ckpt = ws.p("ckpt"),
-            input = ws.p("in"),
-            broker = broker(),
-        );
-        write_pipeline(&ws, &yaml)
+        files_to_kafka_retrying(&ws, "small", query, &out, "    max_files_per_batch: 1\n")
     };
     let run = sluice_run(&pipeline("SELECT id, page FROM clicks"), &[]);
     assert!(run.status.success(), "{}", stderr(&run));
