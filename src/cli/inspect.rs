@@ -86,6 +86,8 @@ struct SinkView {
     /// Where the next batches go, where the pipeline file now names another sink than the
     /// one shown (where the newest batch went).
     next_batches_to: Option<String>,
+    /// Whether the sink keeps a record of the batches it took (the console keeps none).
+    keeps_records: bool,
 }
 
 /// One state store as inspect shows it.
@@ -388,6 +390,7 @@ async fn sink_view(
         manifest_entries: None,
         unreadable: None,
         next_batches_to: None,
+        keeps_records: true,
     };
     let Some(pipeline) = pipeline else {
         return view;
@@ -426,7 +429,7 @@ async fn sink_view(
                 view.last_batch_files = Some(files);
             }
         }
-        Ok(None) => {}
+        Ok(None) => view.keeps_records = false,
         Err(e) => view.unreadable = Some(e.to_string()),
     }
     view
@@ -637,6 +640,16 @@ fn render_text(view: &CheckpointView) -> String {
                         } else {
                             ""
                         }
+                    )
+                }
+                // A sink that keeps no record (the console): the checkpoint's commits are
+                // the record of what it was given.
+                (None, None)
+                    if let Some(last) = view.last_committed.filter(|_| !sink.keeps_records) =>
+                {
+                    format!(
+                        "keeps no record of the batches it took (what it wrote stays where it \
+                         went); the checkpoint's commits are the record: up to batch {last}"
                     )
                 }
                 (None, None) => "no batch yet".to_string(),

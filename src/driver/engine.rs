@@ -584,6 +584,21 @@ impl<'p> Engine<'p> {
             if let Some(ttl) = &self.pipeline.state_ttl {
                 check_state_ttl(ttl, self.pipeline, &shape, &logical)?;
             }
+            // Update mode rewrites a window as it changes; only a watermark ever lets one go.
+            if let Shape::Aggregate(a) = &shape
+                && a.unclosed_windows
+                && self.pipeline.output_mode == OutputMode::Update
+                && self.pipeline.state_ttl.is_none()
+            {
+                tracing::warn!(
+                    "the query groups by time windows that no watermark closes: every window \
+                     stays in the state for ever, which grows with the time the stream spans. \
+                     Give the source the window reads a `watermark:` on the column it bins \
+                     (`watermark: {{ column: ts, delay: 10s }}`), so that windows the \
+                     watermark has passed are let go, or set `state_ttl:` to let a window go \
+                     once no row has come for it that long"
+                );
+            }
             // The state TTL bounds the operators whose keys no watermark closes.
             let ttl = |shape: &plan::AggregateShape| {
                 self.pipeline

@@ -190,7 +190,28 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         let committed = batch_pipeline
             .iter()
             .any(|(batch, k)| k == key && logs.commits.contains(batch));
-        let opened = open_sinks(pipeline, metadata.id, to, !committed, &refuse).await?;
+        // Where another batch's file has a sink of this kind that keeps records (set since,
+        // `batch_column`), the batches of this one are the ones that cannot be taken back.
+        let set_since = pipelines.values().any(|p| {
+            p.sink.connector().kind() == pipeline.sink.connector().kind()
+                && p.sink.connector().keeps_batches()
+        });
+        let written_before = set_since.then(|| {
+            batch_pipeline
+                .iter()
+                .filter(|(_, k)| *k == key)
+                .map(|(batch, _)| *batch)
+                .collect::<Vec<BatchId>>()
+        });
+        let opened = open_sinks(
+            pipeline,
+            metadata.id,
+            to,
+            !committed,
+            written_before.as_deref(),
+            &refuse,
+        )
+        .await?;
         let records_owner = matches!(pipeline.sink.connector().kind(), "files" | "delta");
         if let (Some(sink), true, true) = (&opened.0, committed, records_owner) {
             let owner = sink.owner().await?;
@@ -350,6 +371,10 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
 /// keeps no record of what it took (the console: printed rows stay printed) is asked
 /// nothing, as a run that finishes such a batch asks it nothing either.
 ///
+/// `written_before`: the batches that went to this sink, where a later pipeline file's sink
+/// of the same kind keeps the records this one did not (a PostgreSQL sink's `batch_column`
+/// set since): the refusal names them and the rewind that works.
+///
 /// Errors: `refuse`'s error for complete mode or a sink that keeps no batches, where the sink
 /// holds a batch after `to` (or cannot say); sink errors as they come.
 #[allow(clippy::type_complexity)]
@@ -358,6 +383,7 @@ async fn open_sinks(
     id: uuid::Uuid,
     to: BatchId,
     pending_only: bool,
+    written_before: Option<&[BatchId]>,
     refuse: &dyn Fn(String) -> Error,
 ) -> Result<(Option<Box<dyn Sink>>, Vec<Box<dyn Sink>>), Error> {
     let ctx = SinkContext {
@@ -391,6 +417,25 @@ async fn open_sinks(
                 "in complete mode each batch's result table replaced the previous one's in \
                  the `{}` sink, so earlier batches cannot be taken back one by one{unknown}",
                 pipeline.sink.connector().kind()
+            )));
+        }
+        if !untouched
+            && !pending_only
+            && let Some(batches) = written_before.filter(|b| !b.is_empty())
+        {
+            let last = batches.iter().max().copied().unwrap_or(to);
+            return Err(refuse(format!(
+                "batch(es) {} went to the `{kind}` sink before it kept a record of each row's \
+                 batch{note}, so they cannot be taken back; later batches can: rewind to batch \
+                 {last} at the earliest, or, to compute every batch again, start the pipeline \
+                 on a new checkpoint with a new output{unknown}",
+                batches
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                kind = pipeline.sink.connector().kind(),
+                note = pipeline.sink.connector().take_back_note()
             )));
         }
         if !untouched {

@@ -61,6 +61,9 @@ pub struct AggregateShape {
     /// row counts once across batches (Spark's `dropDuplicates` followed by an aggregation).
     /// It emits each row once, the first time it is seen, whatever the query's output mode.
     pub dedup: Option<Box<AggregateShape>>,
+    /// Groups by time windows (`date_bin`, `session_window` of a fixed length) that no
+    /// watermark closes: every window's group is kept for ever.
+    pub unclosed_windows: bool,
 }
 
 /// A group key over event time: a group whose end is at or below the watermark can get no
@@ -634,6 +637,7 @@ impl Walk<'_> {
                     distinct_only: a.aggr_expr.is_empty() && !a.group_expr.is_empty() && !session,
                     event_time,
                     dedup: None,
+                    unclosed_windows: false,
                 };
                 (shape, &a.input)
             }
@@ -661,6 +665,7 @@ impl Walk<'_> {
                     distinct_only: !session,
                     event_time,
                     dedup: None,
+                    unclosed_windows: false,
                 };
                 (shape, input)
             }
@@ -671,12 +676,15 @@ impl Walk<'_> {
                     distinct_only: false,
                     event_time: None,
                     dedup: None,
+                    unclosed_windows: false,
                 };
                 (shape, &on.input)
             }
             _ => unreachable!("called on aggregations only"),
         };
         let mut shape = shape;
+        shape.unclosed_windows =
+            shape.event_time.is_none() && bins_by_time(node) && !bins_by_calendar(node);
         match self.dedup_under(input)? {
             Some((node, dedup)) => {
                 check_stateless_above(input, self.streams, Some(node))?;

@@ -541,11 +541,30 @@ fn row_error_advice(e: &tokio_postgres::Error, table: &str, mode: Mode) -> Optio
              (`WHERE {col} IS NOT NULL`), give them a value (`COALESCE({col}, ...)`), or let \
              the table take nulls (`ALTER TABLE {table} ALTER COLUMN {col} DROP NOT NULL`)"
         ),
-        c if c == &SqlState::STRING_DATA_RIGHT_TRUNCATION => format!(
-            "a value of {col} is longer than its type in the table allows (`varchar(n)` or \
-             `char(n)`): shorten it in the query (`left({name}, n)`), or widen the column \
-             (`ALTER TABLE {table} ALTER COLUMN {name} TYPE text`)"
-        ),
+        c if c == &SqlState::STRING_DATA_RIGHT_TRUNCATION => {
+            // The server's message gives the type: `value too long for type character
+            // varying(8)`.
+            let (kind, n) = ["character varying(", "character("]
+                .iter()
+                .find_map(|marker| {
+                    let rest = db.message().split(marker).nth(1)?;
+                    let n = rest.split(')').next()?;
+                    n.parse::<u32>().ok().map(|n| {
+                        let kind = if marker.starts_with("character v") {
+                            "varchar"
+                        } else {
+                            "char"
+                        };
+                        (format!("`{kind}({n})`"), n.to_string())
+                    })
+                })
+                .unwrap_or_else(|| ("`varchar(n)` or `char(n)`".to_string(), "n".to_string()));
+            format!(
+                "a value of {col} is longer than its type in the table allows ({kind}): \
+                 shorten it in the query (`left({name}, {n}) AS {name}`), or widen the column \
+                 (`ALTER TABLE {table} ALTER COLUMN {name} TYPE text`)"
+            )
+        }
         c if c == &SqlState::NUMERIC_VALUE_OUT_OF_RANGE => format!(
             "a value of {col} does not fit its type in the table (a `numeric(p, s)`, or a \
              smaller integer): bound or cast it in the query, or widen the column \
@@ -635,7 +654,13 @@ impl PostgresSink {
     }
 
     fn failure(&self, e: &tokio_postgres::Error, doing: &str) -> Failure {
-        let text = format!("{doing}: {}", describe(e));
+        let mut text = format!("{doing}: {}", describe(e));
+        if e.code() == Some(&SqlState::INVALID_SCHEMA_NAME) {
+            text.push_str(
+                ": make the schema (`CREATE SCHEMA ...`), or name a table (`table:`, \
+                 `progress_table:`) in a schema that exists",
+            );
+        }
         if retriable(e) {
             Failure::Retry(text)
         } else {
@@ -871,11 +896,15 @@ impl PostgresSink {
             kind: KIND.name,
             reason: format!(
                 "table {target} holds the batches (up to {batch}) of another pipeline or \
-                 checkpoint (its row in {progress} is `{owner}`; this checkpoint's is `{ours}`), \
-                 and appending would add them again: give each pipeline and checkpoint its own \
-                 table. To start this pipeline over on a new checkpoint, empty the table and \
-                 drop the old progress row first: `TRUNCATE {target}; DELETE FROM {progress} \
-                 WHERE pipeline = '{owner}';`",
+                 checkpoint (its row in {progress} is `{owner}`; this checkpoint's is `{ours}`; \
+                 `sluice inspect <checkpoint>` shows a checkpoint's id), and appending would add \
+                 them again: give each pipeline and checkpoint its own table. If the other \
+                 checkpoint is the one that writes this table now (this one is older), run that \
+                 one, and remove this one or point it at another table. To have this pipeline \
+                 write the table instead, empty it and drop the other's progress row \
+                 (`TRUNCATE {target}; DELETE FROM {progress} WHERE pipeline = '{owner}';`), \
+                 then run it on a checkpoint without committed batches, so that each is \
+                 written",
                 ours = self.progress_key,
             ),
         }))
@@ -1105,6 +1134,7 @@ impl PostgresSink {
         }
         if have.is_empty() {
             self.check_case_kept(live).await?;
+            self.check_schema_exists(live).await?;
             if !self.config.create_table {
                 return Err(Failure::Fatal(self.error(
                     "the table does not exist; make it, or set `create_table: true` to make it \
@@ -1251,6 +1281,37 @@ impl PostgresSink {
                  Spark's JDBC sink and Flink's do). To write {exact}, quote it: `table: \
                  '{exact}'`; to make {folded}, write `table: {}`",
                 self.table
+            ),
+        }))
+    }
+
+    /// Refuses a table named in a schema the database does not have (`analytics.pages`
+    /// before `CREATE SCHEMA analytics`): neither made nor found, it would fail the first
+    /// batch with the server's SQLSTATE 3F000.
+    async fn check_schema_exists(&self, live: &Live) -> Result<(), Failure> {
+        let Some((schema, _)) = self.table.split_once('.') else {
+            return Ok(());
+        };
+        let exists: bool = live
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                &[&schema],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "looking for the table's schema"))?
+            .get(0);
+        if exists {
+            return Ok(());
+        }
+        Err(Failure::Fatal(SinkError::Config {
+            kind: KIND.name,
+            reason: format!(
+                "`table: {}` is in the schema {}, which the database does not have: make it \
+                 (`CREATE SCHEMA {}`), or name a table in a schema that exists (`public`)",
+                self.config.table_as_written,
+                quote(schema),
+                quote(schema)
             ),
         }))
     }

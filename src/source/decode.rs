@@ -1582,6 +1582,8 @@ fn json(
     }
     let scanned = json_values(file, bytes, schema, also_known, on_error);
     let (mut values, mut skipped) = (scanned.values, scanned.skipped);
+    // Each skipped value's note, given in line order once every pass has found its own.
+    let mut notes = scanned.notes;
     // The first value that fails (`on_error: fail`), once every value before it is found
     // good: a later value's failure is not the one to name.
     let mut failed = scanned.failed;
@@ -1611,11 +1613,10 @@ fn json(
                 });
             if let Some((field, column)) = case_twin {
                 if on_error == OnError::Skip {
-                    note_skipped(
-                        file,
+                    notes.push((
                         value.line,
-                        &format!("the value has a field `{field}` where the column is `{column}`"),
-                    );
+                        format!("the value has a field `{field}` where the column is `{column}`"),
+                    ));
                     skipped += 1;
                     continue;
                 }
@@ -1634,11 +1635,10 @@ fn json(
             if value.known {
                 kept.push(value);
             } else if on_error == OnError::Skip {
-                note_skipped(
-                    file,
+                notes.push((
                     value.line,
-                    "the value has none of the source's columns",
-                );
+                    "the value has none of the source's columns".to_string(),
+                ));
                 skipped += 1;
             } else {
                 // Named only if no value before it fails to decode: decoding stops here.
@@ -1677,7 +1677,7 @@ fn json(
         text
     };
     let batches = match json_decode(&joined(&values), schema, epoch, false, BATCH_SIZE) {
-        Ok(batches) => batches,
+        Ok(batches) => Ok(batches),
         Err(joined_error) => {
             // Some value does not fit its columns: find which, alone.
             let mut kept = Vec::with_capacity(values.len());
@@ -1685,11 +1685,7 @@ fn json(
                 match json_decode(value.text, schema, epoch, false, 1) {
                     Ok(_) => kept.push(value),
                     Err(e) if on_error == OnError::Skip => {
-                        note_skipped(
-                            file,
-                            value.line,
-                            &reason_of(malformed(file, value.line, &e)),
-                        );
+                        notes.push((value.line, reason_of(malformed(file, value.line, &e))));
                         skipped += 1;
                     }
                     Err(e) => return Err(malformed(file, value.line, &e)),
@@ -1698,9 +1694,14 @@ fn json(
             values = kept;
             // Every value decodes alone but not together: report what decoding them said.
             json_decode(&joined(&values), schema, epoch, false, BATCH_SIZE)
-                .map_err(|_| malformed_file(file, &joined_error))?
+                .map_err(|_| malformed_file(file, &joined_error))
         }
     };
+    notes.sort_by_key(|(line, _)| *line);
+    for (line, reason) in &notes {
+        note_skipped(file, *line, reason);
+    }
+    let batches = batches?;
     // A value that does not parse or has none of the columns, after every value before it
     // was found good.
     if let Some(error) = failed {
@@ -1741,6 +1742,8 @@ struct Scanned<'a> {
     skipped: u64,
     /// The first that does not parse (`on_error: fail`); scanning stopped there.
     failed: Option<SourceError>,
+    /// What was skipped, by line, for the notes [`json`] gives in line order.
+    notes: Vec<(usize, String)>,
 }
 
 /// The JSON values of `bytes` with their unknown fields. A value that does not parse, or is
@@ -1757,6 +1760,7 @@ fn json_values<'a>(
         values: Vec::new(),
         skipped: 0,
         failed: None,
+        notes: Vec::new(),
     };
     let (mut pos, mut line) = (0, 1);
     // Moves `pos` to `to`, counting lines.
@@ -1887,7 +1891,7 @@ fn json_values<'a>(
             });
             break;
         }
-        note_skipped(file, line, &problem.to_string());
+        scanned.notes.push((line, problem.to_string()));
         scanned.skipped += 1;
         // Go on at the first line after the value's first that starts with `{` and is a
         // whole object by itself (a JSON lines record the cut-short value ran into, which
@@ -2730,46 +2734,60 @@ fn csv_reason(file: &str, line: usize, error: &ArrowError, schema: &SchemaRef) -
 /// [`malformed`], with the column Arrow's CSV reader counts from 0 (`for column 1`,
 /// `parsing column 1`) named, and what to do about a number where a timestamp was expected.
 fn csv_malformed(file: &str, line: usize, error: &ArrowError, schema: &SchemaRef) -> SourceError {
-    let mut found = malformed(file, line, error);
-    if let SourceError::Malformed { reason, .. } = &mut found {
-        for marker in ["for column ", "parsing column "] {
-            let Some(at) = reason.find(marker) else {
-                continue;
-            };
-            let rest = &reason[at + marker.len()..];
-            let digits = rest.chars().take_while(char::is_ascii_digit).count();
-            if let Some(field) = rest[..digits]
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| schema.fields().get(i))
-            {
-                *reason = format!(
-                    "{}{marker}`{}`{}",
-                    &reason[..at],
-                    field.name(),
-                    &rest[digits..]
-                );
-            }
-        }
-        let number = reason.find(TIMESTAMP_FROM).map(|at| {
-            let rest = &reason[at + TIMESTAMP_FROM.len()..];
-            rest.split_once('\'')
-                .is_some_and(|(value, _)| is_number(value))
-        });
-        if number == Some(true) {
-            reason.push_str(EPOCH_HINT);
-        } else if number == Some(false) {
-            reason.push_str(TIMESTAMP_TEXT_HINT);
-        } else if reason.contains("would overflow 64-bit signed nanoseconds") {
-            reason.push_str(NANOSECOND_RANGE_HINT);
+    let mut reason = unnumbered(error);
+    for marker in ["for column ", "parsing column "] {
+        let Some(at) = reason.find(marker) else {
+            continue;
+        };
+        let rest = &reason[at + marker.len()..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if let Some(field) = rest[..digits]
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| schema.fields().get(i))
+        {
+            reason = format!(
+                "{}{marker}`{}`{}",
+                &reason[..at],
+                field.name(),
+                &rest[digits..]
+            );
         }
     }
-    found
+    let number = reason.find(TIMESTAMP_FROM).map(|at| {
+        let rest = &reason[at + TIMESTAMP_FROM.len()..];
+        rest.split_once('\'')
+            .is_some_and(|(value, _)| is_number(value))
+    });
+    if number == Some(true) {
+        reason.push_str(EPOCH_HINT);
+    } else if number == Some(false) {
+        reason.push_str(TIMESTAMP_TEXT_HINT);
+    } else if reason.contains("would overflow 64-bit signed nanoseconds") {
+        reason.push_str(NANOSECOND_RANGE_HINT);
+    }
+    with_number_hints(&mut reason);
+    SourceError::Malformed {
+        file: file.to_string(),
+        line: Some(line),
+        reason,
+    }
 }
 
 fn malformed(file: &str, line: usize, error: &ArrowError) -> SourceError {
-    // Arrow counts lines within the piece it decoded (one record here): its "at line 0" or
-    // "for line 1" would contradict the file's line number given beside it.
+    let mut reason = unnumbered(error);
+    with_number_hints(&mut reason);
+    SourceError::Malformed {
+        file: file.to_string(),
+        line: Some(line),
+        reason,
+    }
+}
+
+/// `error` in words, without the line Arrow counts within the piece it decoded (one record
+/// here): its "at line 0" or "for line 1" would contradict the file's line number given
+/// beside it.
+fn unnumbered(error: &ArrowError) -> String {
     let mut reason = error.to_string();
     for marker in [" at line ", " for line "] {
         if let Some(at) = reason.find(marker) {
@@ -2779,49 +2797,84 @@ fn malformed(file: &str, line: usize, error: &ArrowError) -> SourceError {
         }
     }
     // Arrow reads a JSON number as text before casting it: "string" would misname it.
-    let mut reason = reason.replace("Cannot cast string '", "Cannot cast '");
-    const CAST_FROM: &str = "Cannot cast '";
-    let whole_looking = reason.find(CAST_FROM).is_some_and(|at| {
-        let rest = &reason[at + CAST_FROM.len()..];
-        rest.split_once('\'').is_some_and(|(value, after)| {
-            is_number(value)
-                && value.contains(['.', 'e', 'E'])
-                && (after.starts_with(" to value of Int") || after.starts_with(" to value of UInt"))
-        })
-    });
+    reason.replace("Cannot cast string '", "Cannot cast '")
+}
+
+/// The value a decoding error quotes and the words after it: `Cannot cast '1.5' to ...`,
+/// `parsing value '1,5' as type ...` (CSV), `failed to parse "1,5" as Float64` (JSON).
+fn quoted_value(reason: &str) -> Option<(&str, &str)> {
+    [
+        ("Cannot cast '", '\''),
+        ("parsing value '", '\''),
+        ("failed to parse \"", '"'),
+    ]
+    .iter()
+    .find_map(|(marker, close)| {
+        let at = reason.find(marker)?;
+        reason[at + marker.len()..].split_once(*close)
+    })
+}
+
+/// The column a decoding error names: `column `v``, or JSON's `field 'v'`.
+fn named_column(reason: &str) -> Option<&str> {
+    if let Some(rest) = reason.split("column `").nth(1) {
+        return rest.split('`').next();
+    }
+    reason.split("field '").nth(1)?.split('\'').next()
+}
+
+/// Adds what to do about a value Arrow would not read: a number written with a decimal comma
+/// where a decimal or float was expected, or with a point or exponent where an integer was;
+/// a JSON text where a boolean was.
+fn with_number_hints(reason: &mut String) {
+    // JSON text where a boolean was expected: Arrow reads a number written as text into a
+    // number column, but no text into a boolean one.
+    if let Some(text) = reason
+        .split("expected boolean got \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+    {
+        let column = named_column(reason).unwrap_or("<column>").to_string();
+        let text = text.to_lowercase();
+        reason.push_str(&format!(
+            " (a boolean written as text, `\"{text}\"`, is not read into a boolean column: \
+             declare the column `string` and convert it in the query, \
+             `lower({column}) = 'true' AS {column}`)"
+        ));
+        return;
+    }
+    let Some((value, after)) = quoted_value(reason) else {
+        return;
+    };
+    let whole_looking = is_number(value)
+        && value.contains(['.', 'e', 'E'])
+        && (after.starts_with(" to value of Int") || after.starts_with(" to value of UInt"));
     // `12,50`: a number written with a decimal comma (a `;`-separated file from a locale
     // that writes them so), where a decimal or float was expected.
-    let decimal_comma = ["Cannot cast '", "parsing value '"].iter().any(|marker| {
-        reason.find(marker).is_some_and(|at| {
-            let rest = &reason[at + marker.len()..];
-            rest.split_once('\'').is_some_and(|(value, after)| {
-                let (whole, fraction) = value.split_once(',').unwrap_or_default();
-                let digits = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit());
-                digits(whole.trim_start_matches('-'))
-                    && digits(fraction)
-                    && (after.contains("Decimal") || after.contains("Float"))
-            })
-        })
-    });
+    let decimal_comma = {
+        let (whole, fraction) = value.split_once(',').unwrap_or_default();
+        let digits = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit());
+        digits(whole.trim_start_matches('-'))
+            && digits(fraction)
+            && (after.contains("Decimal") || after.contains("Float"))
+    };
     if decimal_comma {
         // The column and its type as the reason names them (`column `v` is decimal(10,2):`,
-        // `as type 'Float64' for column `v``).
-        let column = reason
-            .split("column `")
-            .nth(1)
-            .and_then(|rest| rest.split('`').next())
-            .unwrap_or("col")
-            .to_string();
-        let declared = reason
-            .split(&format!("column `{column}` is "))
-            .nth(1)
+        // `as type 'Float64' for column `v``, `whilst decoding field 'v'`).
+        let column = named_column(reason).map(str::to_string);
+        let declared = column
+            .as_ref()
+            .and_then(|c| reason.split(&format!("column `{c}` is ")).nth(1))
             .and_then(|rest| rest.split(':').next())
             .filter(|t| t.starts_with("decimal"))
             .map_or("DOUBLE".to_string(), str::to_uppercase);
+        let convert = match &column {
+            Some(c) => format!(", `CAST(replace({c}, ',', '.') AS {declared}) AS {c}`"),
+            None => format!(" (`CAST(replace(<column>, ',', '.') AS {declared})`)"),
+        };
         reason.push_str(&format!(
             " (a number written with a decimal comma, `12,50`, is not read as a number: \
-             declare the column `string` and convert it in the query, \
-             `CAST(replace({column}, ',', '.') AS {declared}) AS {column}`)"
+             declare the column `string` and convert it in the query{convert})"
         ));
     }
     if whole_looking {
@@ -2830,11 +2883,6 @@ fn malformed(file: &str, line: usize, error: &ArrowError) -> SourceError {
              an integer column even where it is whole: declare the column `double` or \
              `decimal(p,s)`, or write the number without them)",
         );
-    }
-    SourceError::Malformed {
-        file: file.to_string(),
-        line: Some(line),
-        reason,
     }
 }
 

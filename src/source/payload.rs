@@ -322,3 +322,72 @@ pub async fn declared_schema(
     }
     Ok(Some(schema))
 }
+
+/// A `metadata_columns` entry: the message's metadata `key` (`offset`), given as the column
+/// `column`: `offset`, or `offset AS kafka_offset` where the decoded payload has a column of
+/// that name already (RisingWave's `INCLUDE offset AS kafka_offset`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataColumn {
+    /// What the column holds, by the source's name for it.
+    pub key: String,
+    /// The column's name.
+    pub column: String,
+}
+
+/// Reads a source's `metadata_columns` entries against the metadata keys `known` it gives and
+/// the decoded payload's columns `decoded`.
+///
+/// # Errors
+/// [`super::ConfigError`] at `metadata_columns.N`: an entry that is not `key` or
+/// `key AS column`, a key the source does not give, a column named twice or named as a
+/// decoded column too (with the `AS` that renames it).
+pub fn metadata_columns(
+    entries: &[String],
+    known: &[&str],
+    decoded: &indexmap::IndexMap<String, String>,
+) -> Result<Vec<MetadataColumn>, super::ConfigError> {
+    use super::ConfigError;
+    let mut columns = Vec::with_capacity(entries.len());
+    let mut seen = BTreeSet::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let at = format!("metadata_columns.{i}");
+        let words: Vec<&str> = entry.split_whitespace().collect();
+        let (key, column) = match words.as_slice() {
+            [key] => (*key, *key),
+            [key, as_, column] if as_.eq_ignore_ascii_case("as") => (*key, *column),
+            _ => {
+                return Err(ConfigError::at(
+                    &at,
+                    format!(
+                        "`{entry}` is not a metadata column: give its name (`offset`), or its \
+                         name and the column to give it as (`offset AS kafka_offset`)"
+                    ),
+                ));
+            }
+        };
+        if !known.contains(&key) {
+            return Err(ConfigError::at(
+                &at,
+                crate::vocab::unknown_keyword(key, known),
+            ));
+        }
+        if decoded.contains_key(column) {
+            return Err(ConfigError::at(
+                &at,
+                format!(
+                    "`{column}` is a column of the decoded `schema:` too, and a source's columns \
+                     have distinct names: give the metadata column another name, `{key} AS \
+                     {key}_meta` (say)"
+                ),
+            ));
+        }
+        if !seen.insert(column.to_string()) {
+            return Err(ConfigError::at(&at, format!("`{column}` is named twice")));
+        }
+        columns.push(MetadataColumn {
+            key: key.to_string(),
+            column: column.to_string(),
+        });
+    }
+    Ok(columns)
+}

@@ -1050,6 +1050,21 @@ async fn a_starting_offset_past_the_partition_end_is_refused() {
         said.contains(&format!("gives {two} no offset for partition(s) 1")),
         "{said}"
     );
+    // Walk 22: a partition the topic does not have is named with the partitions it has, not
+    // with end offsets that count transaction markers.
+    let yaml = yaml.replace(
+        &format!("{{{two}: {{0: 0}}}}"),
+        &format!("{{{two}: {{0: 0, 1: 0, 5: 0}}}}"),
+    );
+    let refused = sluice_run(&write_pipeline(&ws, &yaml), &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "names {two} partition 5, which the source does not read: {two} has 2 partition(s), numbered 0, 1"
+        )),
+        "{said}"
+    );
 }
 
 /// Walk 19 (6): a Kafka sink writing the topic its own source reads was accepted, and every
@@ -1337,5 +1352,58 @@ async fn a_new_checkpoint_into_a_topic_another_checkpoint_wrote_is_said() {
         )),
         "{}",
         stderr(&run)
+    );
+}
+
+/// Walk 21: a JSON value with a field named as a Kafka column (`offset`, `timestamp`) could not
+/// have that Kafka column beside it: `metadata_columns: [offset]` was refused with no way to
+/// rename it. `offset AS kafka_offset` gives it under another name; the clash names that form.
+#[test]
+fn a_metadata_column_is_given_under_another_name() {
+    let ws = Workspace::new();
+    let topic = unique("metadata_as");
+    futures::executor::block_on(create_topic(broker(), &topic, 1));
+    let values: Vec<Vec<u8>> = (0..3)
+        .map(|i| format!("{{\"id\":{i},\"offset\":{}}}", 100 + i).into_bytes())
+        .collect();
+    produce(broker(), &topic, 1, &values);
+    let pipeline = |metadata: &str| {
+        let yaml = format!(
+            "name: k\ncheckpoint: {ckpt}\nsources:\n  s:\n    kind: kafka\n    bootstrap_servers: {broker}\n    topics: [{topic}]\n    format: json\n    schema: {{ id: bigint, offset: bigint }}\n    metadata_columns: [{metadata}]\nquery: SELECT id, \"offset\", kafka_offset, partition FROM s\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            out = ws.p("out"),
+            broker = broker(),
+        );
+        write_pipeline(&ws, &yaml)
+    };
+    let refused = sluice_run(&pipeline("offset, partition"), &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("metadata_columns.0") && said.contains("`offset AS offset_meta`"),
+        "{said}"
+    );
+    let run = sluice_run(&pipeline("offset AS kafka_offset, partition"), &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let mut lines: Vec<String> = std::fs::read_dir(ws.path("out"))
+        .expect("out")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .flat_map(|e| {
+            std::fs::read_to_string(e.path())
+                .expect("part")
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            r#"{"id":0,"offset":100,"kafka_offset":0,"partition":0}"#,
+            r#"{"id":1,"offset":101,"kafka_offset":1,"partition":0}"#,
+            r#"{"id":2,"offset":102,"kafka_offset":2,"partition":0}"#,
+        ]
     );
 }

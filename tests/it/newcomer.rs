@@ -489,6 +489,28 @@ fn a_decimal_comma_is_named_with_the_query_that_reads_it() {
             && said.contains("CAST(replace(v, ',', '.') AS DECIMAL(10,2)) AS v"),
         "{said}"
     );
+    // Walk 22: into a `double`, CSV named no column in the advice (`col`), and JSON, whose
+    // reader words it otherwise, gave no advice at all.
+    for (format, settings, input) in [
+        (
+            "csv",
+            "delimiter: \";\", schema: { ts: string, v: double }",
+            text.replace('k', "ts"),
+        ),
+        (
+            "json",
+            "schema: { ts: string, v: double }",
+            "{\"ts\":\"a\",\"v\":\"12,50\"}\n".to_string(),
+        ),
+    ] {
+        let (code, said, _) = epoch_case(format, settings, &input);
+        assert_eq!(code, Some(1), "{format}: {said}");
+        assert!(
+            said.contains("decimal comma")
+                && said.contains("CAST(replace(v, ',', '.') AS DOUBLE) AS v"),
+            "{format}: {said}"
+        );
+    }
     let ws = Workspace::new();
     input(&ws, "0.csv", text);
     let yaml = format!(
@@ -505,6 +527,38 @@ fn a_decimal_comma_is_named_with_the_query_that_reads_it() {
     assert_eq!(
         sink_lines(&ws.path("out")),
         [r#"{"k":"a","v":12.50}"#, r#"{"k":"b","v":3.00}"#]
+    );
+}
+
+/// Walk 21: JSON `"4"` read into a `bigint` column, but `"true"` into a `boolean` one was
+/// refused in the reader's words only. It says how text is read as a boolean, and that works.
+#[test]
+fn a_boolean_written_as_text_is_named_with_the_query_that_reads_it() {
+    let input = "{\"ts\":\"a\",\"v\":\"TRUE\"}\n{\"ts\":\"b\",\"v\":\"false\"}\n";
+    let (code, said, _) = epoch_case("json", "schema: { ts: string, v: boolean }", input);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("0.json line 1")
+            && said.contains("a boolean written as text, `\"true\"`")
+            && said.contains("`lower(v) = 'true' AS v`"),
+        "{said}"
+    );
+    let ws = Workspace::new();
+    self::input(&ws, "0.json", input);
+    let yaml = format!(
+        "name: bool\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: json, schema: {{ ts: string, v: string }} }}\nquery: SELECT ts, \
+         lower(v) = 'true' AS v FROM s\ntrigger: available-now\n\
+         sink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let out = run(&write_pipeline(&ws, &yaml), &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [r#"{"ts":"a","v":true}"#, r#"{"ts":"b","v":false}"#]
     );
 }
 
@@ -1622,6 +1676,23 @@ fn a_skipped_row_is_said_once_by_file_and_line() {
         sink_lines(&ws.path("out")),
         ["{\"k\":\"a\",\"v\":1}", "{\"k\":\"c\",\"v\":3}"]
     );
+    // Walk 22: a value that does not fit, one with none of the columns and one that does
+    // not parse were said pass by pass; they are said in the file's line order.
+    input(
+        &ws,
+        "1.json",
+        "{\"k\":\"d\",\"v\":1.5}\n{}\n{\"k\":\"e\",\"v\":4}\n{\"k\":\n{\"k\":\"f\",\"v\":\"x\"}\n",
+    );
+    let out = run_quietly(&file, &[("SLUICE_LOG", "info".to_string())]);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    let lines: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("skipping"))
+        .filter_map(|l| l.split("1.json line ").nth(1)?.split(':').next())
+        .collect();
+    assert_eq!(lines, ["1", "2", "4", "5"], "{said}");
+    assert_eq!(sink_lines(&ws.path("out")).len(), 3, "{said}");
 }
 
 /// Walk 21 (5): a batch that failed before a console sink printed it advised a rewind, which
@@ -1643,6 +1714,17 @@ fn a_failed_batch_before_a_console_sink_is_taken_back_as_advised() {
     );
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Walk 21: `inspect` said the console sink had "no batch yet" after it printed one.
+    let inspect = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let shown = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        shown.contains(
+            "sink        console (append mode): keeps no record of the batches it \
+             took (what it wrote stays where it went); the checkpoint's commits are the record: \
+             up to batch 0"
+        ),
+        "{shown}"
+    );
     input(
         &ws,
         "1.json",
@@ -6095,4 +6177,44 @@ fn a_refused_run_leaves_the_sink_record_it_found() {
         sink_lines(&ws.path("out")),
         [r#"{"k":"a","v":1}"#, r#"{"k":"b","v":2}"#]
     );
+}
+
+/// Walk 21: an update-mode aggregation by `date_bin` windows over a source without a
+/// `watermark:` ran without a word, its state keeping every window for ever. It is said, with
+/// the watermark that lets windows go; with one, nothing is said.
+#[test]
+fn windows_no_watermark_closes_are_said_to_grow_the_state() {
+    for watermark in ["", "watermark: { column: ts, delay: 10s }, "] {
+        let ws = Workspace::new();
+        input(
+            &ws,
+            "0.json",
+            "{\"k\":\"a\",\"ts\":\"2026-01-01T00:00:01Z\"}\n",
+        );
+        let file = pipeline(
+            &ws,
+            "SELECT date_bin(INTERVAL '1 minute', ts) AS w, count(*) AS n FROM s GROUP BY 1",
+            "update",
+        );
+        edit_file(&file, "v: bigint", "ts: timestamp");
+        edit_file(
+            &file,
+            "format: json, ",
+            &format!("format: json, {watermark}"),
+        );
+        let out = run(&file, &ws);
+        let said = stderr(&out);
+        assert!(out.status.success(), "{said}");
+        assert_eq!(
+            said.contains("groups by time windows that no watermark closes")
+                && said.contains("`watermark: { column: ts, delay: 10s }`"),
+            watermark.is_empty(),
+            "{watermark}: {said}"
+        );
+        assert_eq!(
+            sink_lines(&ws.path("out")),
+            [r#"{"w":"2026-01-01T00:00:00","n":1}"#],
+            "{said}"
+        );
+    }
 }

@@ -811,7 +811,7 @@ async fn a_new_checkpoint_over_a_table_another_pipeline_fills_is_refused() {
 
     // The checkpoint is lost (or another is set): the table is refused, untouched, however
     // the pipeline spells it.
-    std::fs::remove_dir_all(ws.path("ckpt")).expect("remove the checkpoint");
+    std::fs::rename(ws.path("ckpt"), ws.path("ckpt-old")).expect("set the checkpoint aside");
     let pipeline = write_pipeline(
         &ws,
         &yaml.replace(
@@ -846,6 +846,20 @@ async fn a_new_checkpoint_over_a_table_another_pipeline_fills_is_refused() {
         .expect("the advice runs");
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(count(client(server()).await).await, expected.len());
+    // Walk 21: the old checkpoint, run again, was advised to start over; the table is the
+    // newer checkpoint's now, and that is said.
+    let old = write_pipeline(&ws, &yaml.replace(&ws.p("ckpt"), &ws.p("ckpt-old")));
+    let refused = sluice_run(&old);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(
+            "If the other checkpoint is the one that writes this table now (this one \
+             is older), run that one"
+        ),
+        "{said}"
+    );
     assert_eq!(count(client(server()).await).await, expected.len());
 
     let grouped = unique_table("owned_keys");
@@ -1399,7 +1413,8 @@ async fn a_row_the_table_refuses_is_named_with_what_to_change() {
         (
             "1.json",
             "\"a-much-longer-page\"",
-            "a value of \"page\" is longer than its type",
+            "a value of \"page\" is longer than its type in the table allows (`varchar(8)`): \
+             shorten it in the query (`left(\"page\", 8) AS \"page\"`)",
         ),
         (
             "2.json",
@@ -1439,6 +1454,62 @@ async fn a_row_the_table_refuses_is_named_with_what_to_change() {
         table_rows(server(), &table, schema).await,
         ["1|home", "4|about"]
     );
+}
+
+/// Walk 21: a table in a schema the database does not have (`analytics.pages`) failed the
+/// first batch with SQLSTATE 3F000 and exit 1, the batch planned. Refused before a batch,
+/// exit 2, with the schema to make; made, the run writes.
+#[tokio::test]
+async fn a_table_in_a_missing_schema_is_refused_before_a_batch() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 10, 0);
+    let schema = unique_table("analytics");
+    let yaml = batch_column_pipeline(&ws, "schema", &format!("{schema}.pages"), "");
+    let pipeline = write_pipeline(&ws, &yaml);
+    run_refused(
+        &pipeline,
+        &format!(
+            "is in the schema \"{schema}\", which the database does not have: make it \
+             (`CREATE SCHEMA \"{schema}\"`)"
+        ),
+    );
+    assert!(!ws.path("ckpt").exists(), "a checkpoint left behind");
+    execute(&format!("CREATE SCHEMA {schema}")).await;
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(row_count(&format!("{schema}.pages")).await > 0);
+}
+
+/// Walk 21: a rewind past batches written before `batch_column` was set said the sink takes
+/// batches back "only in append mode with `batch_column`", which the pipeline had. It names
+/// the batches written without it and the rewind that works, and that rewind works.
+#[tokio::test]
+async fn a_rewind_past_batches_before_batch_column_names_them() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 10, 0);
+    let table = unique_table("batch_column_later");
+    let yaml = batch_column_pipeline(&ws, "later", &table, "");
+    let pipeline = write_pipeline(&ws, &yaml.replace("  batch_column: b\n", ""));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let before = row_count(&table).await;
+    execute(&format!("ALTER TABLE {table} ADD COLUMN b bigint")).await;
+    write_pipeline(&ws, &yaml);
+    write_clicks(&ws.path("in"), "json", 2, 10, 2);
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(row_count(&table).await > before);
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    let said = stderr(&rewind);
+    assert_eq!(rewind.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("batch(es) 1 went to the `postgres` sink before it kept a record")
+            && said.contains("rewind to batch 1 at the earliest"),
+        "{said}"
+    );
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "1"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    assert_eq!(row_count(&table).await, before);
 }
 
 /// Walk 21 (11): a query column `"PageName"` against the table's `pagename` was advised an

@@ -46,7 +46,7 @@ use rdkafka::message::{Headers, Timestamp};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Deserialize;
 
-use super::payload::{PayloadDecoder, PayloadFormat};
+use super::payload::{MetadataColumn, PayloadDecoder, PayloadFormat};
 use super::{
     Admission, BatchInput, ConfigError, Lag, PartLag, Source, SourceConnector, SourceError,
     SourceKind, parse_settings,
@@ -142,10 +142,6 @@ fn yes() -> bool {
     true
 }
 
-fn earliest() -> StartingOffsets {
-    StartingOffsets::Keyword("earliest".into())
-}
-
 /// The settings of a Kafka source.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -160,10 +156,10 @@ pub struct KafkaConfig {
     #[serde(default)]
     pub topic_pattern: Option<String>,
     /// Where the first batch starts: `earliest` (the default), `latest`, or offsets per
-    /// partition (`{clicks: {0: 42}}`; -2 earliest, -1 latest; partitions not named start at
-    /// the earliest).
-    #[serde(default = "earliest")]
-    pub starting_offsets: StartingOffsets,
+    /// partition (`{clicks: {0: 42}}`; -2 earliest, -1 latest; a topic named gives each of its
+    /// partitions one, as Spark's `startingOffsets` asks).
+    #[serde(default)]
+    pub starting_offsets: Option<StartingOffsets>,
     /// The first batch starts, in each partition, at the first record at or after this RFC
     /// 3339 time (Spark's `startingTimestamp`); a partition without one starts at its end.
     #[serde(default)]
@@ -188,7 +184,8 @@ pub struct KafkaConfig {
     #[serde(default)]
     pub schema: Option<indexmap::IndexMap<String, String>>,
     /// With `json` or `csv`: Kafka's columns to add after the decoded ones (`key`, `topic`,
-    /// `partition`, `offset`, `timestamp`, `timestamp_type`, `headers`).
+    /// `partition`, `offset`, `timestamp`, `timestamp_type`, `headers`), each by its name or
+    /// as another (`timestamp AS kafka_timestamp`, where the value has a `timestamp` field).
     #[serde(default)]
     pub metadata_columns: Vec<String>,
     /// With `raw`: add the `headers` column (Spark's `includeHeaders`).
@@ -218,9 +215,17 @@ pub struct KafkaConfig {
     /// `topic_pattern`, compiled to match whole names.
     #[serde(skip)]
     pattern: Option<regex::Regex>,
+    /// `metadata_columns`, read.
+    #[serde(skip)]
+    metadata: Vec<MetadataColumn>,
 }
 
 fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>, ConfigError> {
+    Ok(Arc::new(read_config(settings)?))
+}
+
+/// The source's settings, read and checked.
+fn read_config(settings: &serde_yaml::Mapping) -> Result<KafkaConfig, ConfigError> {
     let mut config: KafkaConfig = parse_settings(settings)?;
     match (&config.topics, &config.topic_pattern) {
         (None, None) => {
@@ -245,7 +250,7 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
         }
         _ => {}
     }
-    if let StartingOffsets::Keyword(word) = &config.starting_offsets
+    if let Some(StartingOffsets::Keyword(word)) = &config.starting_offsets
         && word != "earliest"
         && word != "latest"
     {
@@ -258,10 +263,12 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
         ));
     }
     if let Some(text) = &config.starting_timestamp {
-        if !matches!(&config.starting_offsets, StartingOffsets::Keyword(w) if w == "earliest") {
+        // Spark lets the timestamp win without a word; both set is refused instead.
+        if config.starting_offsets.is_some() {
             return Err(ConfigError::at(
                 "starting_timestamp",
-                "set `starting_offsets` or `starting_timestamp`, not both",
+                "set `starting_offsets` or `starting_timestamp`, not both: each says where the \
+                 first batch starts",
             ));
         }
         let at = chrono::DateTime::parse_from_rfc3339(text).map_err(|e| {
@@ -317,42 +324,16 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
                     "with a decoded format, list `headers` under `metadata_columns` instead",
                 ));
             }
-            let mut seen = BTreeSet::new();
-            for (i, name) in config.metadata_columns.iter().enumerate() {
-                let key = format!("metadata_columns.{i}");
-                if name == "value" || metadata_field(name).is_none() {
-                    return Err(ConfigError::at(
-                        &key,
-                        crate::vocab::unknown_keyword(
-                            name,
-                            &METADATA[..]
-                                .iter()
-                                .copied()
-                                .filter(|m| *m != "value")
-                                .collect::<Vec<_>>(),
-                        ),
-                    ));
-                }
-                if schema.contains_key(name) {
-                    return Err(ConfigError::at(
-                        &key,
-                        format!(
-                            "`{name}` is a column of the decoded schema too; a source's columns \
-                             have distinct names"
-                        ),
-                    ));
-                }
-                if !seen.insert(name) {
-                    return Err(ConfigError::at(&key, format!("`{name}` is listed twice")));
-                }
-            }
+            let known: Vec<&str> = METADATA.iter().copied().filter(|m| *m != "value").collect();
+            config.metadata =
+                super::payload::metadata_columns(&config.metadata_columns, &known, schema)?;
         }
     }
     config.retry.check()?;
     // The client settings are checked now, so a bad property is refused at load (a
     // `${VAR}` in them is filled in only when connecting).
     check_properties(&config.properties, RESERVED)?;
-    Ok(Arc::new(config))
+    Ok(config)
 }
 
 impl KafkaConfig {
@@ -392,9 +373,9 @@ impl KafkaConfig {
             Some(value) => {
                 fields.extend(value.fields().iter().map(|f| f.as_ref().clone()));
                 fields.extend(
-                    self.metadata_columns
-                        .iter()
-                        .filter_map(|m| metadata_field(m)),
+                    self.metadata.iter().filter_map(|m| {
+                        metadata_field(&m.key).map(|f| f.with_name(m.column.clone()))
+                    }),
                 );
             }
             None => {
@@ -587,6 +568,23 @@ impl SourceConnector for KafkaConfig {
 }
 
 /// Offsets in words: `clicks: partition 0 at 23, partition 1 at 5`.
+/// Partition numbers as `0 to 2` when they run without a gap, else listed: `0, 2, 5`.
+fn number_span<'a>(numbers: impl Iterator<Item = &'a i32>) -> String {
+    let numbers: Vec<i32> = numbers.copied().collect();
+    match (numbers.first(), numbers.last()) {
+        (Some(first), Some(last))
+            if numbers.len() > 2 && (last - first) as usize == numbers.len() - 1 =>
+        {
+            format!("{first} to {last}")
+        }
+        _ => numbers
+            .iter()
+            .map(i32::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
 fn describe(offsets: &Offsets) -> String {
     offsets
         .iter()
@@ -829,9 +827,9 @@ impl KafkaSource {
             for (p, high) in partitions {
                 let low = now.low[topic][p];
                 let offset = match &self.config.starting_offsets {
-                    StartingOffsets::Keyword(w) if w == "latest" => *high,
-                    StartingOffsets::Keyword(_) => low,
-                    StartingOffsets::Specific(map) => {
+                    Some(StartingOffsets::Keyword(w)) if w == "latest" => *high,
+                    Some(StartingOffsets::Keyword(_)) | None => low,
+                    Some(StartingOffsets::Specific(map)) => {
                         match map.get(topic).and_then(|m| m.get(p)).copied() {
                             Some(-1) => *high,
                             Some(-2) | None => low,
@@ -871,7 +869,7 @@ impl KafkaSource {
                 start.entry(topic.clone()).or_default().insert(*p, offset);
             }
         }
-        if let StartingOffsets::Specific(map) = &self.config.starting_offsets {
+        if let Some(StartingOffsets::Specific(map)) = &self.config.starting_offsets {
             // A topic named gives every partition its start, as Spark asks: one left out
             // would start at the earliest offset without a word.
             for (topic, partitions) in map {
@@ -898,12 +896,22 @@ impl KafkaSource {
             for (topic, partitions) in map {
                 for p in partitions.keys() {
                     if !now.high.get(topic).is_some_and(|m| m.contains_key(p)) {
+                        let reads = match now.high.get(topic) {
+                            Some(m) => format!(
+                                "{topic} has {} partition(s), numbered {}",
+                                m.len(),
+                                number_span(m.keys())
+                            ),
+                            None => format!(
+                                "{topic} is not among the topics it reads ({})",
+                                now.high.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        };
                         return Err(SourceError::Config {
                             source_name: self.name.clone(),
                             reason: format!(
                                 "`starting_offsets` names {topic} partition {p}, which the \
-                                 source does not read (it reads {})",
-                                describe(&now.high)
+                                 source does not read: {reads}"
                             ),
                         });
                     }
@@ -1050,6 +1058,16 @@ impl KafkaSource {
             .map_err(|e| self.connector_error(format!("reading the batch's records: {e}")))
     }
 
+    /// The metadata a column of the source holds: its `metadata_columns` key, or the
+    /// column's own name (Spark's columns, with `format: raw`).
+    fn metadata_key<'a>(&'a self, column: &'a str) -> &'a str {
+        self.config
+            .metadata
+            .iter()
+            .find(|m| m.column == column)
+            .map_or(column, |m| m.key.as_str())
+    }
+
     /// Builds the rows of one partition's records in `schema`'s columns.
     fn rows(
         &self,
@@ -1066,7 +1084,7 @@ impl KafkaSource {
                     let columns = schema
                         .fields()
                         .iter()
-                        .map(|f| metadata_array(f.name(), range, chunk))
+                        .map(|f| metadata_array(self.metadata_key(f.name()), range, chunk))
                         .collect();
                     batch(schema, columns, chunk.len())
                 })
@@ -1114,7 +1132,7 @@ impl KafkaSource {
                     Ok(i) if value_schema.index_of(f.name()).is_ok() => {
                         Ok(Arc::clone(decoded.column(i)))
                     }
-                    _ => metadata_array(f.name(), range, &chunk),
+                    _ => metadata_array(self.metadata_key(f.name()), range, &chunk),
                 })
                 .collect();
             out.push(batch(schema, columns, n)?);
@@ -1641,6 +1659,12 @@ mod tests {
                 "bootstrap_servers: x\ntopics: a\nstarting_timestamp: yesterday",
                 "starting_timestamp",
             ),
+            // Walk 21: an explicit `earliest` beside a timestamp was taken, the timestamp
+            // winning.
+            (
+                "bootstrap_servers: x\ntopics: a\nstarting_offsets: earliest\nstarting_timestamp: 2026-01-01T00:00:00Z",
+                "starting_timestamp",
+            ),
         ];
         for (text, key) in cases {
             let err = config(text).expect_err(text);
@@ -1649,6 +1673,37 @@ mod tests {
         assert!(
             config("bootstrap_servers: x\ntopics: [a, b]\nstarting_offsets: {a: {0: 5}}").is_ok()
         );
+        // A metadata column under another name, beside a decoded column of its own name.
+        let renamed = read_config(
+            &serde_yaml::from_str(
+                "bootstrap_servers: x\ntopics: a\nformat: json\nschema: {offset: int}\nmetadata_columns: [offset AS kafka_offset, timestamp as ts]",
+            )
+            .expect("yaml"),
+        )
+        .expect("renamed");
+        let names: Vec<String> = renamed
+            .schema(Some(&Arc::new(Schema::new(vec![Field::new(
+                "offset",
+                DataType::Int32,
+                true,
+            )]))))
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["offset", "kafka_offset", "ts"]);
+        for (text, says) in [
+            ("[offset AS]", "is not a metadata column"),
+            ("[offset AS o, partition AS o]", "`o` is named twice"),
+            ("[offsets AS o]", "offsets"),
+        ] {
+            let err = config(&format!(
+                "bootstrap_servers: x\ntopics: a\nformat: json\nschema: {{v: int}}\nmetadata_columns: {text}"
+            ))
+            .expect_err(text);
+            assert!(err.key.starts_with("metadata_columns."), "{text}: {err}");
+            assert!(err.to_string().contains(says), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::payload::{PayloadDecoder, PayloadFormat, headers_array, headers_type};
+use super::payload::{MetadataColumn, PayloadDecoder, PayloadFormat, headers_array, headers_type};
 use super::{
     Admission, BatchInput, ConfigError, Lag, PartLag, Source, SourceConnector, SourceError,
     SourceKind, parse_settings,
@@ -138,7 +138,8 @@ pub struct NatsConfig {
     #[serde(default)]
     pub schema: Option<indexmap::IndexMap<String, String>>,
     /// With `json` or `csv`: the message's columns to add after the decoded ones (`subject`,
-    /// `sequence`, `timestamp`, `headers`).
+    /// `sequence`, `timestamp`, `headers`), each by its name or as another (`timestamp AS
+    /// nats_timestamp`, where the payload has a `timestamp` field).
     #[serde(default)]
     pub metadata_columns: Vec<String>,
     /// What to do with a payload that does not decode: `fail` (the default) or `skip`.
@@ -156,10 +157,13 @@ pub struct NatsConfig {
     /// Retries of each request to the server and of each batch's read.
     #[serde(default)]
     pub retry: RetrySettings,
+    /// `metadata_columns`, read.
+    #[serde(skip)]
+    metadata: Vec<MetadataColumn>,
 }
 
 fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>, ConfigError> {
-    let config: NatsConfig = parse_settings(settings)?;
+    let mut config: NatsConfig = parse_settings(settings)?;
     if config.url.trim().is_empty() {
         return Err(ConfigError::at("url", "`url` is empty"));
     }
@@ -207,7 +211,7 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
             }
         }
         PayloadFormat::Json | PayloadFormat::Csv => {
-            if config.schema.is_none() {
+            let Some(schema) = &config.schema else {
                 return Err(ConfigError::at(
                     "schema",
                     format!(
@@ -216,26 +220,9 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
                         config.format
                     ),
                 ));
-            }
-            let mut seen = BTreeSet::new();
-            for (i, name) in config.metadata_columns.iter().enumerate() {
-                let key = format!("metadata_columns.{i}");
-                if name == "payload" || metadata_field(name).is_none() {
-                    return Err(ConfigError::at(
-                        &key,
-                        crate::vocab::unknown_keyword(name, &METADATA[..4]),
-                    ));
-                }
-                if !seen.insert(name) {
-                    return Err(ConfigError::at(&key, format!("`{name}` is listed twice")));
-                }
-                if config.schema.as_ref().is_some_and(|s| s.contains_key(name)) {
-                    return Err(ConfigError::at(
-                        &key,
-                        format!("`{name}` is a column of the schema already"),
-                    ));
-                }
-            }
+            };
+            config.metadata =
+                super::payload::metadata_columns(&config.metadata_columns, &METADATA[..4], schema)?;
         }
     }
     Ok(Arc::new(config))
@@ -250,19 +237,18 @@ impl NatsConfig {
     /// The source's columns: every message column (`raw`), or the payload's then the
     /// metadata columns asked for.
     fn columns(&self, payload: Option<&SchemaRef>) -> SchemaRef {
-        let fields: Vec<Field> = match payload {
-            None => METADATA.iter().filter_map(|n| metadata_field(n)).collect(),
-            Some(payload) => payload
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone())
-                .chain(
-                    self.metadata_columns
-                        .iter()
-                        .filter_map(|n| metadata_field(n)),
-                )
-                .collect(),
-        };
+        let fields: Vec<Field> =
+            match payload {
+                None => METADATA.iter().filter_map(|n| metadata_field(n)).collect(),
+                Some(payload) => payload
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .chain(self.metadata.iter().filter_map(|m| {
+                        metadata_field(&m.key).map(|f| f.with_name(m.column.clone()))
+                    }))
+                    .collect(),
+            };
         Arc::new(Schema::new(fields))
     }
 }
@@ -715,7 +701,15 @@ impl NatsSource {
                         .map_err(|e| self.error(e))?;
                     return Ok(Arc::clone(decoded.column(i)));
                 }
-                self.metadata_array(f.name(), messages)
+                // A `metadata_columns` column, by the key it holds; else one of every
+                // message column (`format: raw`), by its own name.
+                let key = self
+                    .config
+                    .metadata
+                    .iter()
+                    .find(|m| &m.column == f.name())
+                    .map_or(f.name().as_str(), |m| m.key.as_str());
+                self.metadata_array(key, messages)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(messages.len()));
