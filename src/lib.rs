@@ -171,21 +171,25 @@ impl Error {
                 file,
                 reason,
                 checkpoint: None,
+                sink,
             }) => Self::State(state::StateError::Corrupt {
                 file,
                 reason,
                 checkpoint: Some(shown),
+                sink,
             }),
             Self::State(state::StateError::Missing {
                 operator,
                 version,
                 wanted,
                 checkpoint: None,
+                sink,
             }) => Self::State(state::StateError::Missing {
                 operator,
                 version,
                 wanted,
                 checkpoint: Some(shown),
+                sink,
             }),
             Self::Sink(sink::SinkError::AlreadyPublished {
                 location,

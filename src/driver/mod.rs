@@ -118,11 +118,13 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
     let spec = checkpoint_spec.clone();
     let result = match run_from(pipeline, options, checkpoint_spec).await {
         Ok(summary) => Ok(summary),
-        Err(e) => Err(
-            with_edit_advice(with_schema_line(e, pipeline), pipeline, &spec)
-                .await
-                .in_checkpoint(&spec),
-        ),
+        Err(e) => Err(with_edit_advice(
+            with_sink_advice(with_schema_line(e, pipeline), pipeline),
+            pipeline,
+            &spec,
+        )
+        .await
+        .in_checkpoint(&spec)),
     };
     // A run refused or failed before any batch on a checkpoint it made removes the
     // checkpoint and sink folders it made, as long as it logged no batch there (a batch
@@ -366,6 +368,30 @@ async fn check_continuity(
                          source of another name (it starts at its beginning)"
                     )));
                 }
+                // Where a stream starts applies to a checkpoint's first batch only (Spark's
+                // `startingOffsets`): an edit after it changes nothing, which is said.
+                if let Some(before) = then
+                    .sources
+                    .get(name)
+                    .filter(|_| logged.contains(&name.as_str()))
+                {
+                    for key in [
+                        "starting_offsets",
+                        "starting_timestamp",
+                        "starting_sequence",
+                    ] {
+                        if config.settings.get(key) != before.settings.get(key) {
+                            tracing::warn!(
+                                "source `{name}`: `{key}` changed since the checkpoint's batches \
+                                 ran; it applies to a checkpoint's first batch only (as Spark's \
+                                 `startingOffsets`), so this run goes on from where the last \
+                                 batch ended. To start from the new position, run on a new \
+                                 checkpoint{}",
+                                sink_advice(pipeline).start_over
+                            );
+                        }
+                    }
+                }
                 let now = config.connector().location();
                 let was = then
                     .sources
@@ -528,15 +554,18 @@ fn take_back(batch: BatchId, mode: OutputMode, checkpoint_spec: &str) -> String 
 /// without a pending batch, as they are.
 async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &str) -> Error {
     let change = match &error {
+        // A line of a file, or a Kafka record or NATS message (named `source ...`).
         Error::Source(crate::source::SourceError::Malformed { line: Some(_), .. }) => {
             "to plan it again with an edited pipeline file (`on_error: skip`, say)"
         }
+        Error::Source(crate::source::SourceError::Malformed { file, .. })
+            if file.starts_with("source `") =>
+        {
+            "to plan it again with an edited pipeline file (`on_error: skip`, say)"
+        }
         // The whole file does not read (compressed without its extension, not UTF-8): it
-        // is put right under another name, which the batch does not list. (A Kafka record or
-        // NATS message, named `source ...`, says `on_error: skip` itself.)
-        Error::Source(crate::source::SourceError::Malformed {
-            line: None, file, ..
-        }) if !file.starts_with("source `") => {
+        // is put right under another name, which the batch does not list.
+        Error::Source(crate::source::SourceError::Malformed { line: None, .. }) => {
             "to plan it again without the file as it is (put right under a new name, the old \
              one moved aside: a name starting with `.` or `_` is not read)"
         }
@@ -577,10 +606,12 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
     match pending.await {
         Some(batch) if widened_sum && batch.prev().is_some() => Error::BadRow {
             batch,
-            advice: "the query's state keeps each sum with its type, and a rewind cannot \
-                     change that type: run the query with the wider sum on a new checkpoint \
-                     with a new, empty `sink.path` (it reads its sources from the start)"
-                .to_string(),
+            advice: format!(
+                "the query's state keeps each sum with its type, and a rewind cannot change \
+                 that type: run the query with the wider sum on a new checkpoint{} (it reads \
+                 its sources from the start)",
+                sink_advice(pipeline).start_over
+            ),
             source: Box::new(error),
         },
         Some(batch) => Error::BadRow {
@@ -592,6 +623,61 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
             source: Box::new(error),
         },
         None => error,
+    }
+}
+
+/// What the pipeline's sink allows for the ways out of a stuck checkpoint: taking batches
+/// back (a sink that keeps them, outside complete mode), and what a new start needs of it.
+fn sink_advice(pipeline: &Pipeline) -> crate::state::SinkAdvice {
+    let connector = pipeline.sink.connector();
+    let complete = pipeline.output_mode == OutputMode::Complete;
+    crate::state::SinkAdvice {
+        takes_back: connector.keeps_batches() && !complete,
+        start_over: connector.start_over(pipeline.output_mode != OutputMode::Append),
+    }
+}
+
+/// `error`, where it is damaged or incompatible state, with ways out that the pipeline's sink
+/// allows (no rewind where it takes no batch back; a new start in its terms).
+fn with_sink_advice(error: Error, pipeline: &Pipeline) -> Error {
+    use crate::state::StateError;
+    match error {
+        Error::State(StateError::Missing {
+            operator,
+            version,
+            wanted,
+            checkpoint,
+            sink: None,
+        }) => Error::State(StateError::Missing {
+            operator,
+            version,
+            wanted,
+            checkpoint,
+            sink: Some(sink_advice(pipeline)),
+        }),
+        Error::State(StateError::Corrupt {
+            file,
+            reason,
+            checkpoint,
+            sink: None,
+        }) => Error::State(StateError::Corrupt {
+            file,
+            reason,
+            checkpoint,
+            sink: Some(sink_advice(pipeline)),
+        }),
+        Error::State(StateError::Incompatible {
+            operator,
+            stored,
+            planned,
+            sink: None,
+        }) => Error::State(StateError::Incompatible {
+            operator,
+            stored,
+            planned,
+            sink: Some(sink_advice(pipeline)),
+        }),
+        other => other,
     }
 }
 
@@ -1237,11 +1323,11 @@ impl<'a> Driver<'a> {
                  batch {held_last}; or, to keep this one, take the sink's batches after it \
                  out by hand (a files sink: for batch {held_last}, its files \
                  `part-{held_last:010}-*` and `_sluice/manifest/{held_last}`, and the same for \
-                 each batch down to {first}); or start over on a new checkpoint with a new, \
-                 empty `sink.path`",
+                 each batch down to {first}); or start over on a new checkpoint{start_over}",
                 sink_record.path.as_deref().unwrap_or_default(),
                 held_last = held_last.0,
                 first = newest.map_or(0, |b| b.0 + 1),
+                start_over = sink_advice(pipeline).start_over,
             )));
         }
         let mut late_sinks = BTreeMap::new();

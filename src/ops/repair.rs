@@ -540,6 +540,7 @@ pub async fn state_damage(
                 version: BatchId(version),
                 wanted: committed,
                 checkpoint: None,
+                sink: None,
             };
             damage.push(Error::from(missing).in_checkpoint(shown).to_string());
         }

@@ -260,6 +260,53 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         }
         sinks.insert(key.clone(), opened);
     }
+    // A committed batch taken back is computed again from its input by the next run: input
+    // gone since (a file deleted or moved) would lose its rows without a word.
+    let mut gone: Vec<(BatchId, String)> = Vec::new();
+    for (batch, key) in &batch_pipeline {
+        if !logs.commits.contains(batch) {
+            continue;
+        }
+        let Some(entry) = read_offsets(location, *batch).await? else {
+            continue;
+        };
+        for source in &entry.sources {
+            let Some(config) = pipelines[key].sources.get(&source.source) else {
+                continue;
+            };
+            for input in config
+                .connector()
+                .gone_inputs(&source.source, location, *batch, &source.offset)
+                .await
+                .map_err(|e| refuse(e.to_string()))?
+            {
+                gone.push((*batch, input));
+            }
+        }
+    }
+    if let Some(&(newest_gone, _)) = gone.iter().max_by_key(|(batch, _)| *batch) {
+        let relative = if gone
+            .iter()
+            .any(|(_, input)| !input.starts_with('/') && !input.contains("://"))
+        {
+            " (A relative source path resolves against the folder this command runs in: run \
+             the rewind from the folder the pipeline runs in.)"
+        } else {
+            ""
+        };
+        return Err(refuse(format!(
+            "the input of batches it would take back is gone: {}. Taking a batch back deletes \
+             its output, and the next run computes it again from its input, so the rows of \
+             what is gone would be lost. Put it back where it was, then rewind; or rewind to \
+             batch {newest_gone} at the earliest. (To leave such rows out on purpose, rewind \
+             with the input in place, then move it aside, to a name starting with `_`, before \
+             the next run.){relative}",
+            gone.iter()
+                .map(|(batch, input)| format!("{input} (batch {batch})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     let operators = StateFiles::operators(location).await?;
     rewound.stateful = !operators.is_empty();
     // From the first delete to the last, the checkpoint says a rewind is under way, so that

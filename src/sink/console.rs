@@ -34,6 +34,9 @@ pub struct ConsoleConfig {
 
 #[async_trait]
 impl SinkConnector for ConsoleConfig {
+    fn start_over(&self, _rewrites: bool) -> String {
+        String::new()
+    }
     fn kind(&self) -> &'static str {
         KIND.name
     }

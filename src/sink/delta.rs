@@ -104,6 +104,10 @@ impl DeltaSinkConfig {
 
 #[async_trait]
 impl SinkConnector for DeltaSinkConfig {
+    fn start_over(&self, _rewrites: bool) -> String {
+        " with a new, empty `sink.path` (a Delta table Sluice writes belongs to one checkpoint)"
+            .to_string()
+    }
     fn kind(&self) -> &'static str {
         KIND.name
     }

@@ -143,6 +143,9 @@ impl FilesSinkConfig {
 
 #[async_trait]
 impl SinkConnector for FilesSinkConfig {
+    fn start_over(&self, _rewrites: bool) -> String {
+        " with a new, empty `sink.path` (a sink folder belongs to one checkpoint)".to_string()
+    }
     fn kind(&self) -> &'static str {
         KIND.name
     }

@@ -139,6 +139,9 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, C
 
 #[async_trait]
 impl SinkConnector for KafkaSinkConfig {
+    fn start_over(&self, _rewrites: bool) -> String {
+        " with a new `sink.topic` (the batches in a topic belong to one checkpoint)".to_string()
+    }
     fn kind(&self) -> &'static str {
         KIND.name
     }

@@ -162,6 +162,13 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
         )
     }
 
+    /// What starting a pipeline over on a new checkpoint needs of this sink, as the words
+    /// that follow "on a new checkpoint" (` with a new, empty `sink.path` (...)`); `rewrites`:
+    /// the pipeline is in update or complete mode, whose rows are written over.
+    fn start_over(&self, _rewrites: bool) -> String {
+        " with a new place to write (what a sink took belongs to one checkpoint)".to_string()
+    }
+
     /// Where the sink's records of the batches are a thing a user can write again (a
     /// table's progress row), how to put them back for pipeline `pipeline` whose newest
     /// committed batch is `last`, in words with the statement; `None` where they cannot be.

@@ -261,6 +261,20 @@ fn quote(name: &str) -> String {
 
 #[async_trait]
 impl SinkConnector for PostgresSinkConfig {
+    fn start_over(&self, rewrites: bool) -> String {
+        if rewrites {
+            " into the same table (in update and complete mode its rows are written over)"
+                .to_string()
+        } else {
+            format!(
+                " with a new `sink.table`, or with this one emptied (`TRUNCATE {}`) and the \
+                 pipeline's row in its progress table {} deleted (`sluice inspect` shows the \
+                 pipeline's id, the row's key)",
+                quote_path(&self.table),
+                quote_path(&self.progress_table)
+            )
+        }
+    }
     fn held_type(&self) -> Option<fn(&DataType) -> DataType> {
         Some(pg_type)
     }

@@ -1249,15 +1249,23 @@ fn check_time_fraction(text: &StringArray, unit: TimeUnit) -> Result<(), ArrowEr
             .map(|rest| &rest[..rest.bytes().take_while(u8::is_ascii_digit).count()])
             .unwrap_or_default();
         if fraction.len() > kept && fraction.as_bytes()[kept..].iter().any(|b| *b != b'0') {
+            // The row fails as it is read, before the query: a `date_trunc` there cannot
+            // help, but a column that holds the time can.
+            let advice = match fraction.len() {
+                digits @ 0..=9 => format!(
+                    "declare `timestamp({})`, which holds it (a `date_trunc` in the query then \
+                     cuts it where wanted)",
+                    digits.div_ceil(3) * 3
+                ),
+                _ => "no timestamp column holds a fraction finer than nanoseconds: declare the \
+                      column `string` and cut the fraction in the query, \
+                      `to_timestamp(regexp_replace(<column>, '(\\.[0-9]{9})[0-9]+', '\\1'))`, \
+                      or skip such rows with `on_error: skip`"
+                    .to_string(),
+            };
             return Err(ArrowError::CastError(format!(
                 "the time {time} has a finer fraction of a second than the column's \
-                 `timestamp({kept})` holds (a time is never cut: declare `timestamp({})`, or \
-                 truncate it in the query with `date_trunc`)",
-                match fraction.len() {
-                    0..=3 => 3,
-                    4..=6 => 6,
-                    _ => 9,
-                }
+                 `timestamp({kept})` holds (a time is never cut: {advice})"
             )));
         }
     }

@@ -274,6 +274,28 @@ impl SourceConnector for FilesConfig {
             .collect())
     }
 
+    async fn gone_inputs(
+        &self,
+        name: &str,
+        checkpoint: &Location,
+        batch: BatchId,
+        end: &serde_json::Value,
+    ) -> Result<Vec<String>, SourceError> {
+        // A batch whose file list is folded, purged or damaged cannot tell.
+        let files = match self.batch_inputs(name, checkpoint, batch, end).await {
+            Ok(files) if !files.is_empty() => files,
+            _ => return Ok(Vec::new()),
+        };
+        let folder = open_folder(name, self, None, false)?;
+        let mut gone = Vec::new();
+        for file in files {
+            if !folder.exists(&folder.path(&file)).await? {
+                gone.push(format!("{folder}/{file}"));
+            }
+        }
+        Ok(gone)
+    }
+
     async fn rebuild_offset(
         &self,
         name: &str,

@@ -638,6 +638,21 @@ pub trait SourceConnector: Send + Sync + std::fmt::Debug {
         Ok(Vec::new())
     }
 
+    /// The inputs batch `batch` (its end offset `end`) read that are no longer there to be
+    /// read again (a file deleted or moved since), each by its place: a batch taken back
+    /// (`sluice rewind`) is computed again from its input, so its rows from these would be
+    /// lost. Empty where the source cannot tell (a stream's records gone by retention fail the
+    /// batch's read, per `fail_on_data_loss`).
+    async fn gone_inputs(
+        &self,
+        _name: &str,
+        _checkpoint: &Location,
+        _batch: BatchId,
+        _end: &serde_json::Value,
+    ) -> Result<Vec<String>, SourceError> {
+        Ok(Vec::new())
+    }
+
     /// The end offset batch `batch` had, rebuilt from what the source keeps in the checkpoint
     /// at `checkpoint` (`sluice repair`, when `offsets/N` is lost).
     async fn rebuild_offset(

@@ -134,6 +134,7 @@ impl StateFiles {
             let Some((version, kind)) = parsed else {
                 return Err(StateError::Corrupt {
                     checkpoint: None,
+                    sink: None,
                     file: path,
                     reason: "not a state file name (<batch>.snapshot|delta|removed.parquet)".into(),
                 });
@@ -213,11 +214,13 @@ impl StateFiles {
             .await?
             .ok_or_else(|| StateError::Corrupt {
                 checkpoint: None,
+                sink: None,
                 file: file.path.clone(),
                 reason: "it vanished while being read".into(),
             })?;
         decode(bytes).map_err(|reason| StateError::Corrupt {
             checkpoint: None,
+            sink: None,
             file: file.path.clone(),
             reason,
         })
@@ -259,6 +262,7 @@ impl StateFiles {
             .filter(|k| *k <= schema.fields().len())
             .ok_or_else(|| StateError::Corrupt {
                 checkpoint: None,
+                sink: None,
                 file: newest.path.clone(),
                 reason: format!(
                     "its schema does not say how many key columns it has ({KEY_COLUMNS})"
@@ -299,6 +303,7 @@ impl StateFiles {
                     version: BatchId(v),
                     wanted: version,
                     checkpoint: None,
+                    sink: None,
                 })?;
             let rows = self.read_checked(delta, state.schema()).await?;
             read += delta.size;
@@ -358,6 +363,7 @@ impl StateFiles {
                 operator: self.operator.clone(),
                 stored: only(&stored, &planned),
                 planned: format!("{}{hint}", only(&planned, &stored)),
+                sink: None,
             });
         }
         // A record of another version (or none) is not held against this one's.
@@ -390,6 +396,7 @@ impl StateFiles {
                     "them computed as `{}`",
                     readable_column(&only(&planned, &stored))
                 ),
+                sink: None,
             });
         }
         // Nullability and metadata may differ after the round trip; the columns do not.

@@ -127,7 +127,7 @@ pub enum StateError {
     #[error(
         "state file {file} is corrupt: {reason}. The checkpoint's state cannot be loaded; \
          restore the file, {}",
-        corrupt_advice(file, checkpoint.as_deref())
+        corrupt_advice(file, checkpoint.as_deref(), sink.as_ref())
     )]
     Corrupt {
         /// The file, relative to the checkpoint.
@@ -136,12 +136,14 @@ pub enum StateError {
         reason: String,
         /// The checkpoint, as given, where known (for the command in the advice).
         checkpoint: Option<String>,
+        /// What the pipeline's sink allows, where known (for the ways out in the advice).
+        sink: Option<SinkAdvice>,
     },
     /// A version needed to load the state is missing.
     #[error(
         "state of operator `{operator}` lacks version {version} (no delta or snapshot file in \
          state/{operator}/), which loading version {wanted} needs; restore it, {}",
-        missing_advice(*version, checkpoint.as_deref())
+        missing_advice(*version, checkpoint.as_deref(), sink.as_ref())
     )]
     Missing {
         /// The operator.
@@ -152,13 +154,15 @@ pub enum StateError {
         wanted: BatchId,
         /// The checkpoint, as given, where known (for the command in the advice).
         checkpoint: Option<String>,
+        /// What the pipeline's sink allows, where known (for the ways out in the advice).
+        sink: Option<SinkAdvice>,
     },
     /// The stored state was written by a query whose state has other columns.
     #[error(
         "state/{operator} was written by a query whose state kept {stored} where this query's \
          keeps {planned}: the query changed in a way its state cannot follow. Put the old \
-         query back, or run the new one on a new checkpoint with a new, empty `sink.path` (a \
-         sink folder belongs to one checkpoint)"
+         query back, or run the new one on a new checkpoint{}",
+        start_over(sink.as_ref())
     )]
     Incompatible {
         /// The operator.
@@ -167,6 +171,8 @@ pub enum StateError {
         stored: String,
         /// The planned columns.
         planned: String,
+        /// What the pipeline's sink allows, where known (for the ways out in the advice).
+        sink: Option<SinkAdvice>,
     },
     /// Arrow, Parquet or DataFusion failed on state rows.
     #[error("state of operator `{operator}`: {reason}")]
@@ -187,44 +193,59 @@ pub enum StateError {
     },
 }
 
+/// What a pipeline's sink allows for the ways out of damaged state: whether it takes batches
+/// back (`sluice rewind`), and what starting over on a new checkpoint needs of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkAdvice {
+    /// Whether `sluice rewind` can take its batches back.
+    pub takes_back: bool,
+    /// What follows "on a new checkpoint" ([`crate::sink::SinkConnector::start_over`]).
+    pub start_over: String,
+}
+
+/// What follows "on a new checkpoint": the sink's, or a files sink's where unknown.
+fn start_over(sink: Option<&SinkAdvice>) -> String {
+    sink.map_or_else(
+        || " with a new, empty `sink.path` (a sink folder belongs to one checkpoint)".to_string(),
+        |s| s.start_over.clone(),
+    )
+}
+
 /// What gets a checkpoint with the damaged state file `file` (`state/<op>/<N>.<kind>.parquet`)
 /// going again: taking back the batches from version `N` on, which are computed again from
-/// their input from version `N - 1`.
-fn corrupt_advice(file: &str, checkpoint: Option<&str>) -> String {
+/// their input from version `N - 1`, where the sink takes batches back; else a new start.
+fn corrupt_advice(file: &str, checkpoint: Option<&str>, sink: Option<&SinkAdvice>) -> String {
     let version = file
         .rsplit('/')
         .next()
         .and_then(|name| name.split('.').next())
         .and_then(|n| n.parse::<u64>().ok());
     let checkpoint = checkpoint.unwrap_or("<checkpoint>");
+    let new_start = format!("start the pipeline on a new checkpoint{}", start_over(sink));
     match version.and_then(|n| n.checked_sub(1)) {
-        Some(before) => format!(
+        Some(before) if sink.is_none_or(|s| s.takes_back) => format!(
             "or take back the batches from {} on, which are computed again from their input \
              (where the sources still hold it) over state version {before} (where the \
-             checkpoint still keeps it): `sluice rewind {checkpoint} --to {before}`; or start \
-             the pipeline on a new checkpoint with a new, empty `sink.path`",
+             checkpoint still keeps it): `sluice rewind {checkpoint} --to {before}`; or \
+             {new_start}",
             before + 1
         ),
-        None => "or start the pipeline on a new checkpoint with a new, empty `sink.path` (a \
-                 sink folder belongs to one checkpoint)"
-            .to_string(),
+        _ => format!("or {new_start}"),
     }
 }
 
 /// What gets a checkpoint whose state lacks version `missing` going again: taking back the
-/// batches from `missing` on, computed again over the versions before it; none before
-/// version 0, so then only a new start.
-fn missing_advice(missing: BatchId, checkpoint: Option<&str>) -> String {
+/// batches from `missing` on, computed again over the versions before it, where the sink
+/// takes batches back; none before version 0, so then only a new start.
+fn missing_advice(missing: BatchId, checkpoint: Option<&str>, sink: Option<&SinkAdvice>) -> String {
     let checkpoint = checkpoint.unwrap_or("<checkpoint>");
+    let new_start = format!("start the pipeline on a new checkpoint{}", start_over(sink));
     match missing.prev() {
-        Some(before) => format!(
+        Some(before) if sink.is_none_or(|s| s.takes_back) => format!(
             "or take back the batches from {missing} on, which are computed again from their \
              input (where the sources still hold it) over state version {before}: `sluice \
-             rewind {checkpoint} --to {before}`; or start the pipeline on a new checkpoint \
-             with a new, empty `sink.path` (a sink folder belongs to one checkpoint)"
+             rewind {checkpoint} --to {before}`; or {new_start}"
         ),
-        None => "or start the pipeline on a new checkpoint with a new, empty `sink.path` (a sink \
-                 folder belongs to one checkpoint)"
-            .to_string(),
+        _ => format!("or {new_start}"),
     }
 }

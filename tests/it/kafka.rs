@@ -1025,6 +1025,15 @@ async fn a_starting_offset_past_the_partition_end_is_refused() {
     assert!(!ws.path("ckpt").exists(), "the checkpoint left behind");
     let run = sluice_run(&pipeline(10), &[]);
     assert!(run.status.success(), "{}", stderr(&run));
+    // Walk 23: a start edited after the first batch changed nothing without a word.
+    let run = sluice_run(&pipeline(20), &[]);
+    let said = stderr(&run);
+    assert!(run.status.success(), "{said}");
+    assert!(
+        said.contains("`starting_offsets` changed since the checkpoint's batches ran")
+            && said.contains("run on a new checkpoint with a new, empty `sink.path`"),
+        "{said}"
+    );
     std::fs::remove_file(ws.path("in/clicks-000000.json")).expect("before the start");
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     assert!(!expected.is_empty());

@@ -196,7 +196,16 @@ async fn a_bad_payload_and_lost_messages_are_named_by_sequence() {
         "{}",
         stderr(&out)
     );
-    std::fs::remove_dir_all(ws.path("ckpt")).expect("start over");
+    // Walk 23 (5): the batch stays planned, and the first message says how an edited
+    // pipeline file applies to it (here: no batch committed, so a new start), as a file's
+    // bad line says; it said so only once `on_error: skip` was set and the run failed again.
+    assert!(
+        stderr(&out).contains("Batch 0 stays planned with this pipeline file")
+            && stderr(&out).contains(&format!("remove {}", ws.p("ckpt"))),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("start over, as advised");
     let file = pipeline(&ws, &stream, "    on_error: skip\n");
     let out = sluice_bin()
         .args(["run", file.to_str().expect("utf-8")])

@@ -6218,3 +6218,112 @@ fn windows_no_watermark_closes_are_said_to_grow_the_state() {
         );
     }
 }
+
+/// Walk 23 (1): a rewind over a batch whose input file was moved away since took the batch's
+/// rows out of the sink, and the next run, finding no such file, never wrote them again: lost,
+/// with exit 0. Refused, naming the file and its batch, and the rewind that keeps it; with the
+/// file back, the rewind runs and every row is there once.
+#[test]
+fn a_rewind_over_input_that_is_gone_is_refused() {
+    let ws = Workspace::new();
+    let file = one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 3);
+    let all = [
+        r#"{"k":"a","v":0}"#,
+        r#"{"k":"a","v":1}"#,
+        r#"{"k":"a","v":2}"#,
+    ];
+    assert_eq!(sink_lines(&ws.path("out")), all);
+    std::fs::rename(ws.path("in/1.json"), ws.path("1.json")).expect("aside");
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    let said = stderr(&rewind);
+    assert_eq!(rewind.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("1.json (batch 1)")
+            && said.contains("Put it back where it was, then rewind")
+            && said.contains("rewind to batch 1 at the earliest"),
+        "{said}"
+    );
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        all,
+        "taken back though refused"
+    );
+    // The rewind it names keeps the batch whose file is gone.
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "1"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    assert!(run(&file, &ws).status.success());
+    assert_eq!(sink_lines(&ws.path("out")), all);
+    // The file put back, the first rewind runs, and the next run writes every row once.
+    std::fs::rename(ws.path("1.json"), ws.path("in/1.json")).expect("back");
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    assert!(run(&file, &ws).status.success());
+    assert_eq!(sink_lines(&ws.path("out")), all);
+}
+
+/// Walk 23 (4): a time finer than nanoseconds into a `timestamp(9)` column was advised to
+/// declare `timestamp(9)`, which it was, or to `date_trunc` it in the query, which the row
+/// never reaches (it fails as it is read). It says no column holds it and gives the query that
+/// cuts it; that query works.
+#[test]
+fn a_time_finer_than_nanoseconds_is_named_with_the_query_that_cuts_it() {
+    let text = "{\"ts\":\"a\",\"v\":\"2026-01-01T00:00:00.123456789123Z\"}\n";
+    let (code, said, _) = epoch_case("json", "schema: { ts: string, v: 'timestamp(9)' }", text);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("no timestamp column holds a fraction finer than nanoseconds")
+            && said
+                .contains(r"`to_timestamp(regexp_replace(<column>, '(\.[0-9]{9})[0-9]+', '\1'))`")
+            && !said.contains("declare `timestamp(9)`"),
+        "{said}"
+    );
+    let ws = Workspace::new();
+    input(&ws, "0.json", text);
+    let yaml = format!(
+        "name: cut\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: json, schema: {{ ts: string, v: string }} }}\nquery: >-\n  SELECT ts, \
+         to_timestamp(regexp_replace(v, '(\\.[0-9]{{9}})[0-9]+', '\\1')) AS v FROM s\n\
+         trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let out = run(&write_pipeline(&ws, &yaml), &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [r#"{"ts":"a","v":"2026-01-01T00:00:00.123456789"}"#]
+    );
+}
+
+/// Walk 23 (2): in complete mode (and into a sink that takes no batch back), a state version
+/// deleted named a rewind, which was refused ("in complete mode each batch's result table
+/// replaced the previous one's"), and the next run said the same. It names only the new start
+/// the sink allows, and that start gives the whole result.
+#[test]
+fn a_missing_state_version_names_only_a_way_out_the_sink_allows() {
+    let ws = Workspace::new();
+    let file = one_file_a_batch(
+        &ws,
+        "SELECT k, sum(v) AS total FROM s GROUP BY k",
+        "complete",
+        3,
+    );
+    std::fs::remove_file(ws.path("ckpt/state/aggregate/2.delta.parquet")).expect("state");
+    input(&ws, "3.json", "{\"k\":\"a\",\"v\":10}\n");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        !said.contains("sluice rewind")
+            && said.contains(
+                "or start the pipeline on a new checkpoint with a new, empty `sink.path`"
+            ),
+        "{said}"
+    );
+    // As advised: a new checkpoint and sink folder compute the whole result.
+    edit_file(&file, &ws.p("ckpt"), &ws.p("ckpt2"));
+    edit_file(&file, &ws.p("out"), &ws.p("out2"));
+    assert!(run(&file, &ws).status.success());
+    assert_eq!(sink_lines(&ws.path("out2")), [r#"{"k":"a","total":13}"#]);
+}

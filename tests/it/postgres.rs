@@ -1512,6 +1512,41 @@ async fn a_rewind_past_batches_before_batch_column_names_them() {
     assert_eq!(row_count(&table).await, before);
 }
 
+/// Walk 23 (3): an update-mode query changed in a way its state cannot follow, into a table,
+/// was advised a new checkpoint "with a new, empty `sink.path`", which a table sink has not.
+/// It says the same table takes the new checkpoint's rows, and that works.
+#[tokio::test]
+async fn a_query_its_state_cannot_follow_is_named_with_the_tables_way_out() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(ws.path("in/0.json"), "{\"page\":\"a\",\"v\":1}\n").expect("input");
+    let table = unique_table("state_follow");
+    let yaml = page_count_pipeline(&ws, &table, "  key: [page]\n  create_table: true\n");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let changed = yaml.replace("count(*) AS n", "count(*) AS n, max(v) AS mx");
+    write_pipeline(&ws, &changed);
+    std::fs::write(ws.path("in/1.json"), "{\"page\":\"a\",\"v\":5}\n").expect("input");
+    let said = run_refused(
+        &pipeline,
+        "the query changed in a way its state cannot follow",
+    );
+    assert!(
+        said.contains(
+            "run the new one on a new checkpoint into the same table (in update and complete \
+             mode its rows are written over)"
+        ) && !said.contains("sink.path"),
+        "{said}"
+    );
+    // As advised, with the column the table needs for the new query.
+    execute(&format!("ALTER TABLE {table} ADD COLUMN mx bigint")).await;
+    write_pipeline(&ws, &changed.replace(&ws.p("ckpt"), &ws.p("ckpt2")));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(page_counts(&table).await, ["a|2"]);
+}
+
 /// Walk 21 (11): a query column `"PageName"` against the table's `pagename` was advised an
 /// `ADD COLUMN "PageName"`. It is named with the table's column and the alias that fits it.
 #[tokio::test]

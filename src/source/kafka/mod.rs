@@ -567,7 +567,6 @@ impl SourceConnector for KafkaConfig {
     }
 }
 
-/// Offsets in words: `clicks: partition 0 at 23, partition 1 at 5`.
 /// Partition numbers as `0 to 2` when they run without a gap, else listed: `0, 2, 5`.
 fn number_span<'a>(numbers: impl Iterator<Item = &'a i32>) -> String {
     let numbers: Vec<i32> = numbers.copied().collect();
@@ -585,6 +584,7 @@ fn number_span<'a>(numbers: impl Iterator<Item = &'a i32>) -> String {
     }
 }
 
+/// Offsets in words: `clicks: partition 0 at 23, partition 1 at 5`.
 fn describe(offsets: &Offsets) -> String {
     offsets
         .iter()
