@@ -298,10 +298,11 @@ async fn check_continuity(
     let Some(&newest) = logs.offsets.last() else {
         return Ok(());
     };
+    let start_over = sink_advice(pipeline).start_over;
     let refuse = |what: String| {
         Error::Usage(format!(
-            "{what}. Put it back as it was, or start over: another `checkpoint:` (or \
-             `--checkpoint`) and `sink.path`"
+            "{what}. Put it back as it was, or start over on a new checkpoint (`checkpoint:` \
+             or `--checkpoint`){start_over}"
         ))
     };
     if let Ok(Some(entry)) = crate::checkpoint::read_offsets(location, newest).await {
@@ -404,7 +405,8 @@ async fn check_continuity(
                         "source `{name}` moved: earlier batches read {was}, this run reads {now}; \
                          a file there named like one read before (by its path under the folder) \
                          is taken as read, not read again. If {now} holds other input, not {was} \
-                         moved, start over: another `checkpoint:` and `sink.path`"
+                         moved, start over on a new checkpoint{}",
+                        sink_advice(pipeline).start_over
                     );
                 }
             }
@@ -628,7 +630,7 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
 
 /// What the pipeline's sink allows for the ways out of a stuck checkpoint: taking batches
 /// back (a sink that keeps them, outside complete mode), and what a new start needs of it.
-fn sink_advice(pipeline: &Pipeline) -> crate::state::SinkAdvice {
+pub(crate) fn sink_advice(pipeline: &Pipeline) -> crate::state::SinkAdvice {
     let connector = pipeline.sink.connector();
     let complete = pipeline.output_mode == OutputMode::Complete;
     crate::state::SinkAdvice {
@@ -638,7 +640,8 @@ fn sink_advice(pipeline: &Pipeline) -> crate::state::SinkAdvice {
 }
 
 /// `error`, where it is damaged or incompatible state, with ways out that the pipeline's sink
-/// allows (no rewind where it takes no batch back; a new start in its terms).
+/// allows (no rewind where it takes no batch back; a new start in its terms); a source's
+/// message naming a new start ([`crate::source::NEW_START`]), in the sink's terms.
 fn with_sink_advice(error: Error, pipeline: &Pipeline) -> Error {
     use crate::state::StateError;
     match error {
@@ -677,6 +680,19 @@ fn with_sink_advice(error: Error, pipeline: &Pipeline) -> Error {
             planned,
             sink: Some(sink_advice(pipeline)),
         }),
+        // A source's words for a new start, in the sink's terms.
+        Error::Source(crate::source::SourceError::Config {
+            source_name,
+            reason,
+        }) if reason.contains(crate::source::NEW_START) => {
+            Error::Source(crate::source::SourceError::Config {
+                source_name,
+                reason: reason.replace(
+                    crate::source::NEW_START,
+                    &format!("a new checkpoint{}", sink_advice(pipeline).start_over),
+                ),
+            })
+        }
         other => other,
     }
 }
@@ -1608,8 +1624,9 @@ impl<'a> Driver<'a> {
         Err(Error::Usage(format!(
             "`output_mode` is {mode} here, but the checkpoint's state was kept for {previous} \
              mode: the groups one mode has held back or already written, the other would write \
-             wrongly or never. Put `output_mode: {previous}` back, or start over: another \
-             `checkpoint:` (or `--checkpoint`) and `sink.path`"
+             wrongly or never. Put `output_mode: {previous}` back, or start over on a new \
+             checkpoint (`checkpoint:` or `--checkpoint`){}",
+            sink_advice(self.pipeline).start_over
         )))
     }
 

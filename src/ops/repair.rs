@@ -454,8 +454,10 @@ pub async fn repair(
                             "Take the batches from {batch} back, which reads their files again, \
                              once: `sluice rewind {shown} --to {before}`"
                         ),
-                        _ => "Start over on a new checkpoint with a new, empty `sink.path`"
-                            .to_string(),
+                        _ => format!(
+                            "Start over on a new checkpoint{}",
+                            crate::driver::sink_advice(&pipeline).start_over
+                        ),
                     }
                 )),
                 _ => {}

@@ -344,19 +344,22 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
                     | SinkError::TakeBackRefused { .. }),
                 ) => {
                     location.delete(&location.path(paths::REWIND)).await?;
-                    let before = if rewound.taken_back.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
+                    let taken: Vec<String> = rewound
+                        .taken_back
+                        .iter()
+                        .map(|(b, _)| b.to_string())
+                        .collect();
+                    let before = match taken.as_slice() {
+                        [] => String::new(),
+                        [one] => format!(
+                            "; batch {one} was taken back before it, so batch {batch} is now \
+                             the last"
+                        ),
+                        many => format!(
                             "; batches {} were taken back before it, so batch {batch} is now \
                              the last",
-                            rewound
-                                .taken_back
-                                .iter()
-                                .map(|(b, _)| b.to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
+                            many.join(", ")
+                        ),
                     };
                     return Err(refuse(format!("{e}{before}")));
                 }

@@ -258,10 +258,34 @@ pub struct DeltaSink {
 
 /// A commit of the table's log that wrote a batch, as read from its log entry.
 struct BatchCommit {
+    /// The table version the commit made.
+    version: u64,
     /// The data files it added, as the log names them (relative, URL-encoded).
     adds: Vec<AddedFile>,
     /// The rows the batch wrote, where its commit says.
     rows: Option<u64>,
+}
+
+/// A later commit that took a batch's file out of the table.
+struct Removal {
+    /// The table version that removed it.
+    version: u64,
+    /// Its operation, as its commit info names it (`RESTORE`, `OPTIMIZE`, `DELETE`).
+    operation: String,
+    /// Whether it took the rows out (`dataChange`): a RESTORE or a DELETE; an OPTIMIZE moves
+    /// them into other files.
+    data_change: bool,
+}
+
+/// A RESTORE that took the table back to before batches this pipeline committed.
+struct Restored {
+    /// The version the RESTORE made.
+    version: u64,
+    /// The version it restored.
+    to: u64,
+    /// The first batch whose commit came after version `to`: its rows and those of every
+    /// later batch committed before the RESTORE are no longer in the table.
+    first_batch: u64,
 }
 
 /// Where the table's log has a batch's commit.
@@ -292,9 +316,19 @@ struct AddedFile {
 #[derive(Debug, Deserialize)]
 struct LogLine {
     add: Option<AddedFile>,
+    remove: Option<RemovedFile>,
     txn: Option<TxnLine>,
     #[serde(rename = "commitInfo")]
     commit_info: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A file a commit removed.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RemovedFile {
+    path: String,
+    #[serde(default)]
+    data_change: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -579,6 +613,7 @@ impl DeltaSink {
                     .and_then(|i| i.get("sluice.rows"))
                     .and_then(serde_json::Value::as_u64);
                 return Ok(Lookup::Found(BatchCommit {
+                    version,
                     adds: lines.into_iter().filter_map(|l| l.add).collect(),
                     rows,
                 }));
@@ -590,6 +625,113 @@ impl DeltaSink {
         Ok(match later {
             Some(later) => Lookup::Lost { later },
             None => Lookup::NotWritten,
+        })
+    }
+
+    /// The commits after version `after` that removed each of the files `paths` (as the log
+    /// names them), by path; a file no later commit removed is left out. Log entries gone by
+    /// the table's log retention end the search.
+    async fn removals(
+        &self,
+        table: &DeltaTable,
+        after: u64,
+        paths: &[&str],
+    ) -> Result<HashMap<String, Removal>, SinkError> {
+        let decode = |path: &str| {
+            percent_encoding::percent_decode_str(path)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let wanted: Vec<String> = paths.iter().map(|p| decode(p)).collect();
+        let mut found = HashMap::new();
+        for version in after + 1..=table.version().unwrap_or(0) {
+            let Some(lines) = self.log_entry(table, version).await? else {
+                continue;
+            };
+            let operation = lines
+                .iter()
+                .find_map(|l| l.commit_info.as_ref())
+                .and_then(|i| i.get("operation"))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("a commit")
+                .to_string();
+            for removed in lines.iter().filter_map(|l| l.remove.as_ref()) {
+                let path = decode(&removed.path);
+                if wanted.contains(&path) && !found.contains_key(&path) {
+                    found.insert(
+                        path,
+                        Removal {
+                            version,
+                            operation: operation.clone(),
+                            data_change: removed.data_change,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// A RESTORE since batch `last`'s commit that took the table back to before it (Delta
+    /// keeps the pipeline's transaction version through a RESTORE, so the table still says it
+    /// holds the batch); `None` where there was none, or the log no longer tells.
+    async fn restored_past(
+        &self,
+        table: &DeltaTable,
+        last: BatchId,
+    ) -> Result<Option<Restored>, SinkError> {
+        let Some(newest) = table.version() else {
+            return Ok(None);
+        };
+        let wanted = i64::try_from(last.0).unwrap_or(i64::MAX);
+        // The earliest RESTORE target seen so far, newest entries first, and its version.
+        let mut restore: Option<(u64, u64)> = None;
+        // Of this pipeline's batch commits after the RESTORE's target: the earliest.
+        let mut first_batch = None;
+        for version in (0..=newest).rev() {
+            if restore.is_some_and(|(_, to)| version <= to) {
+                break;
+            }
+            let Some(lines) = self.log_entry(table, version).await? else {
+                return Ok(None);
+            };
+            let info = lines.iter().find_map(|l| l.commit_info.as_ref());
+            if info
+                .and_then(|i| i.get("operation"))
+                .and_then(serde_json::Value::as_str)
+                == Some("RESTORE")
+                && let Some(to) = info
+                    .and_then(|i| i.get("operationParameters"))
+                    .and_then(|p| p.get("version"))
+                    .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+            {
+                restore = Some(restore.map_or((version, to), |(v, t)| (v, t.min(to))));
+                continue;
+            }
+            let rewind = info.is_some_and(|i| i.contains_key("sluice.rewind"));
+            if let Some(txn) = lines
+                .iter()
+                .filter_map(|l| l.txn.as_ref())
+                .find(|t| t.app_id == self.app_id)
+                && !rewind
+            {
+                if restore.is_none() && txn.version <= wanted {
+                    // The newest batch's commit, with no RESTORE after it.
+                    return Ok(None);
+                }
+                // A batch after `last` was taken back since (its rows go with the rewind).
+                if restore.is_some() && txn.version <= wanted {
+                    first_batch = u64::try_from(txn.version).ok();
+                }
+            }
+        }
+        Ok(match (restore, first_batch) {
+            (Some((version, to)), Some(first_batch)) => Some(Restored {
+                version,
+                to,
+                first_batch,
+            }),
+            _ => None,
         })
     }
 
@@ -1021,6 +1163,31 @@ impl DeltaSink {
                 });
             }
         };
+        // A file a later commit removed no longer holds the batch's rows in the table (read
+        // from the disk, it would verify rows the table has lost).
+        let paths: Vec<&str> = commit.adds.iter().map(|a| a.path.as_str()).collect();
+        let removals = self.removals(&table, commit.version, &paths).await?;
+        if let Some((path, removal)) = removals.iter().min_by_key(|(_, r)| r.version) {
+            // Rows taken out (a RESTORE, a DELETE) are a sink that no longer holds the batch;
+            // rows moved into other files (OPTIMIZE) are there, but not to be read by batch.
+            return Ok(if removal.data_change {
+                HeldBatch::Unreadable {
+                    file: format!("{}/{path}", self.location),
+                    reason: format!(
+                        "is no longer in the table: version {} ({}) took it out, and batch \
+                         {batch}'s rows with it",
+                        removal.version, removal.operation
+                    ),
+                }
+            } else {
+                HeldBatch::Missing(format!(
+                    "{}: batch {batch}'s file {path} was rewritten by version {} ({}): its \
+                     rows are in other files now, with other batches' rows, and cannot be read \
+                     back by batch",
+                    self.location, removal.version, removal.operation
+                ))
+            });
+        }
         let mut files = Vec::new();
         let mut batches = Vec::new();
         for file in &commit.adds {
@@ -1212,24 +1379,49 @@ impl Sink for DeltaSink {
             .map_err(|e| self.error(e))?
             .map(|uri| decode(&uri))
             .collect();
-        if let Some(gone) = commit.adds.iter().find(|add| {
-            let path = decode(&add.path);
-            !active.iter().any(|uri| uri.ends_with(&format!("/{path}")))
-        }) {
+        let inactive: Vec<&str> = commit
+            .adds
+            .iter()
+            .filter(|add| {
+                let path = decode(&add.path);
+                !active.iter().any(|uri| uri.ends_with(&format!("/{path}")))
+            })
+            .map(|add| add.path.as_str())
+            .collect();
+        // A file a RESTORE took out of the table holds none of its rows any more: taken back
+        // already. One rewritten (OPTIMIZE, another writer's DELETE or UPDATE) holds them in
+        // other files.
+        let removals = self.removals(&table, commit.version, &inactive).await?;
+        let restored = |path: &str| {
+            removals
+                .get(&decode(path))
+                .is_some_and(|r| r.operation == "RESTORE")
+        };
+        if let Some(gone) = inactive.iter().find(|path| !restored(path)) {
             return Err(self.refused(format!(
-                "batch {batch}'s file {} was rewritten since (OPTIMIZE, or another writer's \
-                 DELETE or UPDATE): its rows are in other files now and cannot be taken back \
-                 by file. Restore the table to its version before that rewrite (deltalake: \
-                 `DeltaTable(\"{}\").restore(VERSION)`, `.history()` lists the versions; Spark: \
-                 `RESTORE TABLE`), then run the rewind again; nothing of this batch was taken \
-                 back",
-                gone.path, self.location
+                "batch {batch}'s file {gone} was rewritten since ({}): its rows are in other \
+                 files now and cannot be taken back by file. Restore the table to its version \
+                 before that rewrite (deltalake: `DeltaTable(\"{}\").restore(VERSION)`, \
+                 `.history()` lists the versions; Spark: `RESTORE TABLE`), then run the rewind \
+                 again: the batches committed after that version leave the table with the \
+                 restore, and the rewind takes them back too, to be computed again; nothing of \
+                 this batch was taken back",
+                removals.get(&decode(gone)).map_or_else(
+                    || "OPTIMIZE, or another writer's DELETE or UPDATE".to_string(),
+                    |r| format!("version {}, {}", r.version, r.operation)
+                ),
+                self.location
             )));
         }
+        let inactive: Vec<String> = inactive.into_iter().map(str::to_string).collect();
         let now = chrono::Utc::now().timestamp_millis();
-        let removed = commit.adds.len() as u64;
-        let actions: Vec<Action> = commit
+        let adds: Vec<AddedFile> = commit
             .adds
+            .into_iter()
+            .filter(|add| !inactive.contains(&add.path))
+            .collect();
+        let removed = adds.len() as u64;
+        let actions: Vec<Action> = adds
             .into_iter()
             .map(|add| {
                 // The log holds paths URL-encoded; `Remove` encodes its own.
@@ -1295,7 +1487,40 @@ impl Sink for DeltaSink {
         };
         let wanted = i64::try_from(last.0).unwrap_or(i64::MAX);
         if held.is_some_and(|h| h >= wanted) {
-            return Ok(());
+            let Some(restored) = self.restored_past(&table, last).await? else {
+                return Ok(());
+            };
+            // Delta keeps the transaction version through a RESTORE: the table says it
+            // holds the batches whose rows the RESTORE took out.
+            let Restored {
+                version,
+                to,
+                first_batch,
+            } = restored;
+            let way_out = match (self.mode, first_batch.checked_sub(1)) {
+                (Mode::Append, Some(before)) => format!(
+                    "take those batches back, which computes them again from their input: \
+                     `sluice rewind <checkpoint> --to {before}`, then run again"
+                ),
+                _ => "start the pipeline over on a new checkpoint with a new, empty \
+                      `sink.path`"
+                    .to_string(),
+            };
+            return Err(SinkError::Lost {
+                kind: KIND.name,
+                reason: format!(
+                    "{}: the table was restored to version {to} (RESTORE, its version \
+                     {version}), from before batch {first_batch} went into it: the rows of \
+                     batches {first_batch} to {last} are no longer in it, though its log still \
+                     records them, and running on would leave them out. Put them back by \
+                     restoring the table to version {} (deltalake: `DeltaTable(\"{}\")\
+                     .restore({})`); or {way_out}",
+                    self.location,
+                    version - 1,
+                    self.location,
+                    version - 1,
+                ),
+            });
         }
         let holds = match held.and_then(|h| u64::try_from(h).ok()) {
             Some(h) => format!("holds batches up to {h} only"),

@@ -110,6 +110,11 @@ pub fn configure(
     (entry.configure)(settings)
 }
 
+/// How a source's message says to start a pipeline over (a setting that cannot change once
+/// batches ran); a run puts its sink's own terms in their place (a table sink has no
+/// `sink.path`), see `driver::with_sink_advice`.
+pub const NEW_START: &str = "a new checkpoint with a new, empty `sink.path`";
+
 /// Settings of a source or sink that do not parse or do not fit together.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]

@@ -1061,3 +1061,68 @@ async fn a_delta_table_and_other_files_do_not_share_a_folder() {
         stderr(&refused)
     );
 }
+
+/// Walk 24 (1): a table RESTOREd to a version before some batches kept the pipeline's
+/// transaction version, so `replay --verify` read the batch's file from the disk (no longer
+/// in the table) and said it agreed, and the next run went on with those rows missing, exit
+/// 0. The verify names the file the RESTORE took out; the run stops naming the batches the
+/// table lost and the rewind that computes them again; that rewind and a run put every row
+/// back once.
+#[tokio::test]
+async fn a_table_restored_to_before_its_batches_is_named_and_the_rewind_recomputes_them() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    python_on_table(
+        &ws,
+        "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]); \
+         open(sys.argv[1] + '.first', 'w').write(str(t.version()))",
+    );
+    write_clicks(&ws.path("in"), "json", 2, 40, 1);
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    python_on_table(
+        &ws,
+        "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]); \
+         t.restore(int(open(sys.argv[1] + '.first').read()))",
+    );
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        oracle_of_first_file(&ws).await,
+        "the restore took batches 1 and 2 out"
+    );
+    let verify = run_bin(
+        &["replay", &ws.p("ckpt"), "--batch", "2", "--verify"],
+        ws.dir.path(),
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        stderr(&verify)
+    );
+    assert!(!verify.status.success(), "{said}");
+    assert!(
+        said.contains("is no longer in the table") && said.contains("(RESTORE) took it out"),
+        "{said}"
+    );
+    let run = run_quietly(&pipeline, &[]);
+    let said = stderr(&run);
+    assert!(!run.status.success(), "{said}");
+    assert!(
+        said.contains("the rows of batches 1 to 2 are no longer in it")
+            && said.contains("`sluice rewind ")
+            && said.contains(" --to 0`, then run again"),
+        "{said}"
+    );
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        oracle(&ws.path("in"), "json", QUERY).await,
+        "each batch once"
+    );
+}

@@ -6327,3 +6327,35 @@ fn a_missing_state_version_names_only_a_way_out_the_sink_allows() {
     assert!(run(&file, &ws).status.success());
     assert_eq!(sink_lines(&ws.path("out2")), [r#"{"k":"a","total":13}"#]);
 }
+
+/// Walk 23 (2, 3), the kind: a source setting that cannot change once batches ran named a new
+/// start "with a new, empty `sink.path`" whatever the sink (a console or a table has none). It
+/// is said in the sink's terms, and that start runs.
+#[test]
+fn a_new_start_is_named_in_the_sinks_terms() {
+    let ws = Workspace::new();
+    let yaml = |checkpoint: &str, rate: u32| {
+        format!(
+            "name: r\ncheckpoint: {}\nsources:\n  t: {{ kind: rate, rows_per_second: {rate}, \
+             start_time: 2026-01-01T00:00:00Z, max_rows: 10 }}\nquery: SELECT value FROM t\n\
+             trigger: available-now\nsink: {{ kind: console }}\n",
+            ws.p(checkpoint)
+        )
+    };
+    let file = write_pipeline(&ws, &yaml("ckpt", 100));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    write_pipeline(&ws, &yaml("ckpt", 200));
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("`rows_per_second` changed since the last batch")
+            && said.contains("put them back, or use a new checkpoint")
+            && !said.contains("sink.path"),
+        "{said}"
+    );
+    write_pipeline(&ws, &yaml("ckpt2", 200));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -530,8 +530,8 @@ impl NatsSource {
                 source_name: self.name.clone(),
                 reason: format!(
                     "`stream` changed since the last batch (it read stream `{stream}`); a \
-                     source's stream cannot change once batches ran: put it back, or use a new \
-                     checkpoint with a new, empty `sink.path`"
+                     source's stream cannot change once batches ran: put it back, or use {}",
+                    super::NEW_START
                 ),
             });
         }
@@ -557,9 +557,9 @@ impl NatsSource {
                      up to sequence {}): the messages there that the new filter takes and the \
                      old one did not would never be read. Put it back (or narrow it: a filter \
                      the old one covers loses nothing); or, to read the stream again with the \
-                     new filter, use a new checkpoint with a new, empty `sink.path` (its \
-                     `starting_sequence` says from where)",
-                    parsed.sequence
+                     new filter, use {} (its `starting_sequence` says from where)",
+                    parsed.sequence,
+                    super::NEW_START
                 ),
             });
         }

@@ -260,9 +260,10 @@ impl Source for NexmarkSource {
                     reason: format!(
                         "`seed` or `events_per_second` changed since the last batch (its events \
                          were generated with seed {} at {} a second); they cannot change once \
-                         batches ran: put them back, or use a new checkpoint with a new, empty \
-                         `sink.path`",
-                        offset.generator.seed, offset.generator.events_per_second
+                         batches ran: put them back, or use {NEW_START}",
+                        offset.generator.seed,
+                        offset.generator.events_per_second,
+                        NEW_START = super::NEW_START
                     ),
                 });
             }

@@ -235,8 +235,8 @@ impl RateSource {
             reason: format!(
                 "`{key}` changed since the last batch (its rows were generated with {was}); a \
                  rate source's `start_time` and `rows_per_second` cannot change once batches \
-                 ran: put them back, or use a new checkpoint with a new, empty `sink.path` \
-                 (the sink refuses another checkpoint's batches)"
+                 ran: put them back, or use {}",
+                super::NEW_START
             ),
         };
         if offset.rows_per_second != self.config.rows_per_second {
