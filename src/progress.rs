@@ -94,7 +94,8 @@ pub struct BatchProgress {
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventTimeProgress {
-    /// The batch's watermark, ISO 8601 in UTC with milliseconds, when there is one.
+    /// The batch's watermark, ISO 8601 in UTC with milliseconds, where a source declares
+    /// one (the epoch, `1970-01-01T00:00:00.000Z`, until the first is known, as Spark's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watermark: Option<String>,
 }

@@ -255,7 +255,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         Vec::new()
     } else {
         let committed = logs.commits.last().copied().unwrap_or(BatchId(0));
-        crate::ops::state_damage(&location, spec, committed, true)
+        crate::ops::state_damage(&location, spec, committed, true, pipeline.as_ref())
             .await
             .0
     };

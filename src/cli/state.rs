@@ -178,10 +178,20 @@ pub(super) async fn run(
             source,
         })?;
     let sql = sql.unwrap_or_else(|| "SELECT * FROM state".to_string());
+    // The one table there is `state`: a query naming the operator (`FROM dedup`) is told so.
+    let said = |e: datafusion::error::DataFusionError| {
+        let text = e.to_string();
+        let hint = if text.contains("table '") && text.contains("' not found") {
+            " (the operator's rows are the table `state`: `SELECT ... FROM state`)"
+        } else {
+            ""
+        };
+        Error::Usage(format!("--sql: {text}{hint}"))
+    };
     let batches = ctx
         .sql(&sql)
         .await
-        .map_err(|e| Error::Usage(format!("--sql: {e}")))?
+        .map_err(said)?
         .collect()
         .await
         .map_err(|e| Error::Usage(format!("--sql: {e}")))?;

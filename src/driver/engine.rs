@@ -482,6 +482,13 @@ impl<'p> Engine<'p> {
     /// For an aggregation `sql`: how many group keys it has, and the name the query's result
     /// gives each aggregation output (its alias: `window_start`, `cnt`), group keys first, in
     /// the order its state keeps them; `None` for a query that does not aggregate.
+    /// Whether `sql` aggregates by session windows, whose keys move as rows join them.
+    pub(super) async fn groups_by_session(&mut self, sql: &str) -> Result<bool, Error> {
+        let (_, shape) = self.plan(sql).await?;
+        Ok(matches!(&shape, Shape::Aggregate(a)
+            if a.event_time.as_ref().is_some_and(|k| k.window.session)))
+    }
+
     pub(super) async fn aggregate_names(
         &mut self,
         sql: &str,

@@ -519,7 +519,9 @@ async fn run_from(
                     "to plan batch {batch} again with the edited file, {}",
                     take_back(batch, planned.output_mode, &checkpoint_spec)
                 ),
-                source: Box::new(source),
+                // The source's advice for records gone, where the edited file follows it
+                // already, is not repeated.
+                source: Box::new(reworded_data_loss(source, pipeline).0),
             },
         })?;
     }
@@ -555,7 +557,9 @@ fn take_back(batch: BatchId, mode: OutputMode, checkpoint_spec: &str) -> String 
 /// apply to the batch: it stays planned with the file it has. Other errors, and a checkpoint
 /// without a pending batch, as they are.
 async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &str) -> Error {
+    let (error, data_loss) = reworded_data_loss(error, pipeline);
     let change = match &error {
+        _ if let Some(change) = data_loss => change,
         // A line of a file, or a Kafka record or NATS message (named `source ...`).
         Error::Source(crate::source::SourceError::Malformed { line: Some(_), .. }) => {
             "to plan it again with an edited pipeline file (`on_error: skip`, say)"
@@ -628,6 +632,49 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
     }
 }
 
+/// `error`, where it is records gone from a stream before the batch read them, with how the
+/// edit that reads on (`fail_on_data_loss: false`) comes to apply to the planned batch; where
+/// the pipeline file sets it already, without the source's advice to set it (its words come
+/// from the file the batch was planned with).
+fn reworded_data_loss(error: Error, pipeline: &Pipeline) -> (Error, Option<&'static str>) {
+    use crate::source::{SKIP_WHAT_IS_GONE, SourceError};
+    match error {
+        Error::Source(SourceError::Connector {
+            source_name,
+            kind,
+            error,
+        }) if error.to_string().contains(SKIP_WHAT_IS_GONE) => {
+            let set_now = pipeline.sources.get(&source_name).is_some_and(|c| {
+                c.settings
+                    .get("fail_on_data_loss")
+                    .and_then(serde_yaml::Value::as_bool)
+                    == Some(false)
+            });
+            let text = error.to_string();
+            let (text, change) = if set_now {
+                (
+                    text.replace(SKIP_WHAT_IS_GONE, "").trim_end().to_string(),
+                    "for the pipeline file's `fail_on_data_loss: false` to apply to it",
+                )
+            } else {
+                (
+                    text,
+                    "to plan it again with an edited pipeline file (`fail_on_data_loss: false`)",
+                )
+            };
+            (
+                Error::Source(SourceError::Connector {
+                    source_name,
+                    kind,
+                    error: text.into(),
+                }),
+                Some(change),
+            )
+        }
+        other => (other, None),
+    }
+}
+
 /// What the pipeline's sink allows for the ways out of a stuck checkpoint: taking batches
 /// back (a sink that keeps them, outside complete mode), and what a new start needs of it.
 pub(crate) fn sink_advice(pipeline: &Pipeline) -> crate::state::SinkAdvice {
@@ -642,7 +689,7 @@ pub(crate) fn sink_advice(pipeline: &Pipeline) -> crate::state::SinkAdvice {
 /// `error`, where it is damaged or incompatible state, with ways out that the pipeline's sink
 /// allows (no rewind where it takes no batch back; a new start in its terms); a source's
 /// message naming a new start ([`crate::source::NEW_START`]), in the sink's terms.
-fn with_sink_advice(error: Error, pipeline: &Pipeline) -> Error {
+pub(crate) fn with_sink_advice(error: Error, pipeline: &Pipeline) -> Error {
     use crate::state::StateError;
     match error {
         Error::State(StateError::Missing {
@@ -1508,7 +1555,28 @@ impl<'a> Driver<'a> {
             match self.trigger {
                 Trigger::Every(interval) if !self.stopping() => self.pause(interval).await,
                 _ => {
-                    tracing::info!("no input yet and no schema declared: nothing to do");
+                    // Said at the default level: under cron, a misspelled object-store prefix
+                    // (which, having no folders, looks like an empty one) would go unseen.
+                    let places: Vec<String> = missing
+                        .iter()
+                        .map(|name| {
+                            let at = self
+                                .pipeline
+                                .sources
+                                .get(name)
+                                .and_then(|c| c.connector().location())
+                                .map(|l| format!(" ({})", crate::secret::redact_url(&l)))
+                                .unwrap_or_default();
+                            format!("source `{name}`{at}")
+                        })
+                        .collect();
+                    tracing::warn!(
+                        "no input yet: {} holds no file, and no `schema:` is declared to plan \
+                         the query without one, so nothing was done. If files are expected \
+                         there, check the path (on an object store a misspelled prefix looks \
+                         like an empty folder)",
+                        places.join(", ")
+                    );
                     return Ok(());
                 }
             }
@@ -1564,6 +1632,19 @@ impl<'a> Driver<'a> {
         let Some(key) = self.pipeline.sink.connector().update_key() else {
             return Ok(());
         };
+        // A session's key (its start and end) moves as rows join it: its earlier rows would
+        // stay under their old keys.
+        if self.engine.groups_by_session(&self.pipeline.query).await? {
+            return Err(Error::Usage(format!(
+                "{}: in update mode the sink writes each row over the row of its `key`, but a \
+                 session window's key (its start and end) moves as rows join the session, so \
+                 the session's earlier rows would stay beside its newest: write session \
+                 windows with `output_mode: append` (each session once, when the watermark \
+                 closes it, as its fields: `s['start'] AS session_start, s['end'] AS \
+                 session_end`), or in update mode to a sink without a `key` (files)",
+                self.pipeline.name
+            )));
+        }
         let Some((groups, names)) = self.engine.aggregate_names(&self.pipeline.query).await? else {
             return Ok(());
         };
@@ -2224,8 +2305,12 @@ impl<'a> Driver<'a> {
             duration_ms: (&commit.durations).into(),
             phases: commit.durations.clone(),
             watermark: watermark_ms.map(rfc3339),
+            // Spark gives a query with a watermark `eventTime.watermark` from its first
+            // batch, the epoch until there is one.
             event_time: EventTimeProgress {
-                watermark: watermark_ms.map(rfc3339),
+                watermark: watermark_ms
+                    .or_else(|| (!self.pipeline.watermark_columns().is_empty()).then_some(0))
+                    .map(rfc3339),
             },
             sources,
             sink: SinkProgress {

@@ -465,7 +465,11 @@ pub async fn repair(
         }
     }
     let committed = logs.commits.last().copied().unwrap_or(BatchId(0));
-    let (damage, older) = state_damage(location, shown, committed, false).await;
+    let newest = super::rewind::stored_pipeline(location, shown, &logs)
+        .await
+        .ok()
+        .flatten();
+    let (damage, older) = state_damage(location, shown, committed, false, newest.as_ref()).await;
     report.unfixable.extend(damage);
     report.notes.extend(older);
     // An older batch's commit deleted: later batches ran on from it, and nothing reads it.
@@ -499,7 +503,18 @@ pub async fn state_damage(
     shown: &str,
     committed: BatchId,
     loaded_only: bool,
+    pipeline: Option<&crate::pipeline::Pipeline>,
 ) -> (Vec<String>, Vec<String>) {
+    // Each said with the ways out the pipeline's sink allows, where its file is known.
+    let said = |e: crate::state::StateError| {
+        let e = Error::from(e);
+        match pipeline {
+            Some(pipeline) => crate::driver::with_sink_advice(e, pipeline),
+            None => e,
+        }
+        .in_checkpoint(shown)
+        .to_string()
+    };
     // A state file that does not read (truncated, overwritten) stops the next run that loads
     // it, and nothing else records what it held: only taking back the batches from its
     // version on gets past it, and its message says how.
@@ -544,13 +559,13 @@ pub async fn state_damage(
                 checkpoint: None,
                 sink: None,
             };
-            damage.push(Error::from(missing).in_checkpoint(shown).to_string());
+            damage.push(said(missing));
         }
         let loaded = |f: &crate::state::StateFile| f.version.0 + 1 >= first;
         for file in upto.into_iter().filter(|f| !loaded_only || loaded(f)) {
             if let Err(e @ crate::state::StateError::Corrupt { .. }) = files.read(&file).await {
                 if loaded(&file) {
-                    damage.push(Error::from(e).in_checkpoint(shown).to_string());
+                    damage.push(said(e));
                 } else {
                     // Older than the newest snapshot: no run loads it, only a rewind to
                     // before that snapshot would.

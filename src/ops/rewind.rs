@@ -534,7 +534,7 @@ async fn open_sinks(
 }
 
 /// The pipeline file the newest committed batch ran with, as the checkpoint stores it.
-async fn stored_pipeline(
+pub(crate) async fn stored_pipeline(
     location: &Location,
     shown: &str,
     logs: &LogListing,

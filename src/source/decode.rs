@@ -1259,8 +1259,7 @@ fn check_time_fraction(text: &StringArray, unit: TimeUnit) -> Result<(), ArrowEr
                 ),
                 _ => "no timestamp column holds a fraction finer than nanoseconds: declare the \
                       column `string` and cut the fraction in the query, \
-                      `to_timestamp(regexp_replace(<column>, '(\\.[0-9]{9})[0-9]+', '\\1'))`, \
-                      or skip such rows with `on_error: skip`"
+                      `to_timestamp(regexp_replace(<column>, '(\\.[0-9]{9})[0-9]+', '\\1'))`"
                     .to_string(),
             };
             return Err(ArrowError::CastError(format!(

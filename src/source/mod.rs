@@ -110,6 +110,11 @@ pub fn configure(
     (entry.configure)(settings)
 }
 
+/// How a stream source's message for records gone before their batch read them says what
+/// lets the batch be read (the run adds how the edit comes to apply to the planned batch).
+pub const SKIP_WHAT_IS_GONE: &str =
+    "Set `fail_on_data_loss: false` on the source to skip what is gone (counted as lost rows)";
+
 /// How a source's message says to start a pipeline over (a setting that cannot change once
 /// batches ran); a run puts its sink's own terms in their place (a table sink has no
 /// `sink.path`), see `driver::with_sink_advice`.

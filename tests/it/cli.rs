@@ -728,6 +728,17 @@ fn a_windowed_aggregation_reports_its_state_and_can_be_read_and_explained() {
     let out = run_bin(&["state", &ckpt, "--batch", "999"], ws.dir.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("not committed"), "{}", stderr(&out));
+    // Walk 24 (6): a query naming the operator, not the table `state`, is told which it is.
+    let out = run_bin(
+        &["state", &ckpt, "--sql", "SELECT count(*) FROM aggregate"],
+        ws.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the operator's rows are the table `state`"),
+        "{}",
+        stderr(&out)
+    );
 
     // Rewinding past the batch of late rows takes them back from the late-rows sink too (its
     // folder is read from the pipeline file the checkpoint stores), and the next run writes

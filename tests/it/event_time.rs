@@ -474,15 +474,40 @@ fn joins_bounded_one_way_or_by_equal_windows_run() {
 }
 
 /// `--progress json` gives each batch's watermark as Spark's `eventTime.watermark` (ISO 8601,
-/// UTC, milliseconds): none for the first batch, then 15 s less the 3 s delay.
+/// UTC, milliseconds): the epoch for the first batch (walk 24: it was absent), then 15 s less
+/// the 3 s delay.
 #[test]
 fn progress_gives_the_watermark_as_spark_does() {
-    let ws = run_case(
-        &[("s/0.json", &row(1, Some(15.0)))],
-        &source("s", "3s"),
-        WINDOW_5S,
-        "append",
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("s")).expect("s");
+    std::fs::write(ws.path("s/0.json"), row(1, Some(15.0))).expect("file");
+    let yaml = format!(
+        "name: event-time\ncheckpoint: {{ws}}/ckpt\nsources:\n{}\nquery: {WINDOW_5S}\n\
+         output_mode: append\ntrigger: available-now\n\
+         sink: {{ kind: files, path: {{ws}}/out, format: json }}\n",
+        source("s", "3s")
+    )
+    .replace("{ws}", &ws.dir.path().display().to_string());
+    let pipeline = write_pipeline(&ws, &yaml);
+    let out = run_bin(
+        &[
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "json",
+        ],
+        ws.dir.path(),
     );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .expect("one event"),
+    )
+    .expect("JSON");
+    assert_eq!(first["batchId"], 0);
+    assert_eq!(first["eventTime"]["watermark"], "1970-01-01T00:00:00.000Z");
     std::fs::write(ws.path("s/1.json"), row(2, Some(11.0))).expect("file");
     let out = run_bin(
         &["run", ws.p("pipeline.yaml").as_str(), "--progress", "json"],

@@ -476,14 +476,25 @@ async fn messages_gone_before_their_batch_is_read_can_be_skipped() {
     publish(&js, &format!("{stream}.x"), &clicks_json(&ws, 80, 40)).await;
     let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // Walk 24 (5): the first message names the rewind after which the edit applies; the
+    // next run, with the edit made, no longer asks for it.
+    let rewind = format!("`sluice rewind {} --to 0`", ws.p("ckpt"));
     assert!(
         stderr(&out).contains("sequences 41 to 80 (of the batch's 41 to 120) are gone")
-            && stderr(&out).contains("Set `fail_on_data_loss: false` on the source"),
+            && stderr(&out).contains("Set `fail_on_data_loss: false` on the source")
+            && stderr(&out).contains(&rewind),
         "{}",
         stderr(&out)
     );
     let file = pipeline(&ws, &stream, "    fail_on_data_loss: false\n");
     let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(
+        !stderr(&out).contains("Set `fail_on_data_loss: false`")
+            && stderr(&out).contains("to plan batch 1 again with the edited file")
+            && stderr(&out).contains(&rewind),
+        "{}",
+        stderr(&out)
+    );
     run_advised(&stderr(&out), "sluice rewind", ws.dir.path());
     let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));

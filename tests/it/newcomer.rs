@@ -6321,6 +6321,17 @@ fn a_missing_state_version_names_only_a_way_out_the_sink_allows() {
             ),
         "{said}"
     );
+    // `inspect` and `repair` say the same (walk 24).
+    for command in ["inspect", "repair"] {
+        let out = run_bin(&[command, &ws.p("ckpt")], ws.dir.path());
+        let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        assert!(
+            shown.contains("lacks version 2")
+                && !shown.contains("sluice rewind")
+                && shown.contains("new checkpoint with a new, empty `sink.path`"),
+            "{command}: {shown}"
+        );
+    }
     // As advised: a new checkpoint and sink folder compute the whole result.
     edit_file(&file, &ws.p("ckpt"), &ws.p("ckpt2"));
     edit_file(&file, &ws.p("out"), &ws.p("out2"));
@@ -6358,4 +6369,25 @@ fn a_new_start_is_named_in_the_sinks_terms() {
     write_pipeline(&ws, &yaml("ckpt2", 200));
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Walk 24 (3): a source with no file and no `schema:` (an object-store prefix misspelled looks
+/// like an empty folder) ran, did nothing and said so only at the `info` level: under cron,
+/// never seen. Said at the default level, naming the source and its place.
+#[test]
+fn a_source_with_no_file_and_no_schema_is_said_at_the_default_level() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("an empty folder");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(&file, ", schema: { k: string, v: bigint }", "");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "no input yet: source `s` ({}) holds no file",
+            ws.p("in")
+        )) && said.contains("a misspelled prefix"),
+        "{said}"
+    );
 }

@@ -1547,6 +1547,51 @@ async fn a_query_its_state_cannot_follow_is_named_with_the_tables_way_out() {
     assert_eq!(page_counts(&table).await, ["a|2"]);
 }
 
+/// Walk 24 (2): session windows in update mode into a keyed table sent the user back and
+/// forth: the key had to be the session struct `s`, which PostgreSQL cannot take as a column.
+/// Refused before a batch, naming why (a session's key moves as rows join it) and append mode,
+/// which then writes each closed session once.
+#[tokio::test]
+async fn session_windows_in_update_mode_into_a_keyed_table_are_refused_naming_append() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 20, 0);
+    // A row long after the others moves the watermark past their sessions, which close.
+    std::fs::write(
+        ws.path("in/clicks-9999.json"),
+        "{\"id\":999,\"user_id\":1,\"page\":\"x\",\"amount\":1.0,\"ts\":\"2030-01-01T00:00:00\"}\n",
+    )
+    .expect("input");
+    let table = unique_table("sessions");
+    let yaml = |mode: &str, key: &str| {
+        format!(
+            "name: sessions\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    \
+             path: {input}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    watermark: \
+             {{ column: ts, delay: 0s }}\nquery: |\n  SELECT user_id, s['start'] AS \
+             session_start, s['end'] AS session_end, clicks FROM (SELECT user_id, \
+             session_window(ts, INTERVAL '5 minutes') AS s, count(*) AS clicks FROM clicks \
+             GROUP BY user_id, session_window(ts, INTERVAL '5 minutes'))\noutput_mode: {mode}\n\
+             trigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  \
+             create_table: true\n{key}",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            url = server(),
+        )
+    };
+    let pipeline = write_pipeline(
+        &ws,
+        &yaml("update", "  key: [user_id, session_start, session_end]\n"),
+    );
+    run_refused(
+        &pipeline,
+        "a session window's key (its start and end) moves",
+    );
+    assert!(!ws.path("ckpt").exists(), "a checkpoint left behind");
+    write_pipeline(&ws, &yaml("append", ""));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(row_count(&table).await > 0);
+}
+
 /// Walk 21 (11): a query column `"PageName"` against the table's `pagename` was advised an
 /// `ADD COLUMN "PageName"`. It is named with the table's column and the alias that fits it.
 #[tokio::test]

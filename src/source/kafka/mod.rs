@@ -1017,11 +1017,9 @@ impl KafkaSource {
             if self.config.fail_on_data_loss {
                 return Err(self.connector_error(format!(
                     "records the batch reads are gone: {}; they were deleted (retention, \
-                     DeleteRecords) before the batch was read. Set `fail_on_data_loss: false` on \
-                     the source to skip what is gone (counted as lost rows); this batch keeps the \
-                     pipeline file it was planned with, so then take it back with the rewind the \
-                     next run's message names",
-                    gone.join("; ")
+                     DeleteRecords) before the batch was read. {}",
+                    gone.join("; "),
+                    super::SKIP_WHAT_IS_GONE
                 )));
             }
             tracing::warn!(

@@ -927,10 +927,8 @@ impl Source for NatsSource {
             );
             if self.config.fail_on_data_loss {
                 return Err(self.error(format!(
-                    "{gone}, so the batch cannot be read as it was planned. Set \
-                     `fail_on_data_loss: false` on the source to skip what is gone (counted as \
-                     lost rows) and read on; this batch keeps the pipeline file it was planned \
-                     with, so then take it back with the rewind the next run's message names"
+                    "{gone}, so the batch cannot be read as it was planned. {}",
+                    super::SKIP_WHAT_IS_GONE
                 )));
             }
             tracing::warn!("source `{}`: skipping what is gone: {gone}", self.name);
