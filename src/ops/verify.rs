@@ -540,7 +540,17 @@ pub async fn replay(
     report.agreement.insert("sink=committed", sc);
     report.agreement.insert("recomputed=sink", rs);
     let fresh = pipeline.sink.connector().lost_records().1;
-    report.findings = findings(batch, &report, rc, sc, rs, fresh);
+    // The static tables the batch joined, read whole as it ran: one changed since changes
+    // what the batch computes now.
+    let tables: Vec<String> = pipeline
+        .tables
+        .iter()
+        .map(|(name, config)| match config.connector().location() {
+            Some(at) => format!("`{name}` ({})", crate::secret::redact_url(&at)),
+            None => format!("`{name}`"),
+        })
+        .collect();
+    report.findings = findings(batch, &report, rc, sc, rs, fresh, &tables);
     if let (Ok(recomputed), Some(sink), Some(false)) = (&recomputed, &sink_rows, rs) {
         let (only_r, only_s) = digest::difference(&schema, recomputed, sink)
             .map_err(|e| Error::Usage(e.to_string()))?;
@@ -622,6 +632,7 @@ fn findings(
     sc: Option<bool>,
     rs: Option<bool>,
     fresh: &str,
+    tables: &[String],
 ) -> Vec<String> {
     let mut out = Vec::new();
     let rows = |side: &Side| side.hash().map(|(rows, _)| rows).unwrap_or_default();
@@ -634,10 +645,20 @@ fn findings(
         )),
         (Some(false), Some(true), _) => out.push(format!(
             "the RECOMPUTATION differs: batch {batch} computed now ({} rows) is not what it \
-             committed and the sink holds ({} rows); its input or static tables changed since, \
-             or the query is not deterministic",
+             committed and the sink holds ({} rows); {} changed since, or the query is not \
+             deterministic",
             rows(&report.recomputed),
-            rows(&report.committed)
+            rows(&report.committed),
+            match tables {
+                [] => "its input".to_string(),
+                [one] => format!(
+                    "its input or the static table {one} (read whole as the batch ran, and now)"
+                ),
+                many => format!(
+                    "its input or a static table ({}, read whole as the batch ran, and now)",
+                    many.join(", ")
+                ),
+            }
         )),
         (Some(false), Some(false), Some(true)) => out.push(format!(
             "the COMMIT differs: commits/{batch}'s hash matches neither the recomputed rows nor \

@@ -448,6 +448,15 @@ fn a_batch_finished_over_a_changed_static_table_blames_the_recomputation() {
     assert_eq!(view["agreement"]["recomputed=committed"], false);
     let finding = view["findings"][0].as_str().expect("finding");
     assert!(finding.contains("the RECOMPUTATION differs"), "{finding}");
+    // Walk 24 (4): the static table is named with its place.
+    assert!(
+        finding.contains(&format!(
+            "its input or the static table `labels` ({}) (read whole as the batch ran, and now) \
+             changed since",
+            ws.p("labels.csv")
+        )),
+        "{finding}"
+    );
     let only_recomputed = view["only_recomputed"].as_array().expect("rows");
     let only_in_sink = view["only_in_sink"].as_array().expect("rows");
     assert_eq!(only_recomputed.len(), 20);
