@@ -470,6 +470,30 @@ fn epoch_case(format: &str, settings: &str, input: &str) -> (Option<i32>, String
     (out.status.code(), stderr(&out), written)
 }
 
+/// Runs, in a new workspace, `query` over `input` (one file, `in/0.<format>`) read by a files
+/// source `s` with `settings` (its keys after `format:`), into a JSON files sink; the run's
+/// output and the sink's lines.
+fn query_case(
+    format: &str,
+    settings: &str,
+    input: &str,
+    query: &str,
+) -> (std::process::Output, Vec<String>) {
+    let ws = Workspace::new();
+    self::input(&ws, &format!("0.{format}"), input);
+    let yaml = format!(
+        "name: query\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: {format}, {settings} }}\nquery: >-\n  {query}\ntrigger: available-now\n\
+         sink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let out = run(&write_pipeline(&ws, &yaml), &ws);
+    let lines = sink_lines(&ws.path("out"));
+    (out, lines)
+}
+
 /// Walk 21 (10): a `;`-separated file with decimal commas (`12,50`) into a `decimal` column
 /// was refused in Arrow's words with `Decimal128(38, 10)`, and only `on_error: skip` (which
 /// would drop those rows) advised. The decimal comma is named with the query that reads it,
@@ -511,23 +535,14 @@ fn a_decimal_comma_is_named_with_the_query_that_reads_it() {
             "{format}: {said}"
         );
     }
-    let ws = Workspace::new();
-    input(&ws, "0.csv", text);
-    let yaml = format!(
-        "name: comma\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
-         format: csv, delimiter: \";\", schema: {{ k: string, v: string }} }}\nquery: SELECT k, \
-         CAST(replace(v, ',', '.') AS DECIMAL(10,2)) AS v FROM s\n\
-         trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
-        ckpt = ws.p("ckpt"),
-        input = ws.p("in"),
-        out = ws.p("out"),
+    let (out, lines) = query_case(
+        "csv",
+        "delimiter: \";\", schema: { k: string, v: string }",
+        text,
+        "SELECT k, CAST(replace(v, ',', '.') AS DECIMAL(10,2)) AS v FROM s",
     );
-    let out = run(&write_pipeline(&ws, &yaml), &ws);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        sink_lines(&ws.path("out")),
-        [r#"{"k":"a","v":12.50}"#, r#"{"k":"b","v":3.00}"#]
-    );
+    assert_eq!(lines, [r#"{"k":"a","v":12.50}"#, r#"{"k":"b","v":3.00}"#]);
 }
 
 /// Walk 21: JSON `"4"` read into a `bigint` column, but `"true"` into a `boolean` one was
@@ -543,23 +558,14 @@ fn a_boolean_written_as_text_is_named_with_the_query_that_reads_it() {
             && said.contains("`lower(v) = 'true' AS v`"),
         "{said}"
     );
-    let ws = Workspace::new();
-    self::input(&ws, "0.json", input);
-    let yaml = format!(
-        "name: bool\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
-         format: json, schema: {{ ts: string, v: string }} }}\nquery: SELECT ts, \
-         lower(v) = 'true' AS v FROM s\ntrigger: available-now\n\
-         sink: {{ kind: files, path: {out}, format: json }}\n",
-        ckpt = ws.p("ckpt"),
-        input = ws.p("in"),
-        out = ws.p("out"),
+    let (out, lines) = query_case(
+        "json",
+        "schema: { ts: string, v: string }",
+        input,
+        "SELECT ts, lower(v) = 'true' AS v FROM s",
     );
-    let out = run(&write_pipeline(&ws, &yaml), &ws);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        sink_lines(&ws.path("out")),
-        [r#"{"ts":"a","v":true}"#, r#"{"ts":"b","v":false}"#]
-    );
+    assert_eq!(lines, [r#"{"ts":"a","v":true}"#, r#"{"ts":"b","v":false}"#]);
 }
 
 /// Walk 20 (15): a time written without seconds (`2026-01-01T10:00`) was refused with
@@ -581,25 +587,14 @@ fn a_time_in_another_form_says_which_forms_read() {
             "{format}: {said}"
         );
         // As advised: text, parsed in the query.
-        let ws = Workspace::new();
-        std::fs::create_dir_all(ws.path("in")).expect("in");
-        std::fs::write(ws.path(&format!("in/0.{format}")), input).expect("input");
-        let yaml = format!(
-            "name: epoch\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
-             format: {format}, schema: {{ ts: string, v: bigint }} }}\nquery: SELECT \
-             to_timestamp(ts, '%Y-%m-%dT%H:%M') AS ts, v FROM s\n\
-             trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
-            ckpt = ws.p("ckpt"),
-            input = ws.p("in"),
-            out = ws.p("out"),
+        let (out, lines) = query_case(
+            format,
+            "schema: { ts: string, v: bigint }",
+            input,
+            "SELECT to_timestamp(ts, '%Y-%m-%dT%H:%M') AS ts, v FROM s",
         );
-        let out = run(&write_pipeline(&ws, &yaml), &ws);
         assert!(out.status.success(), "{format}: {}", stderr(&out));
-        assert_eq!(
-            sink_lines(&ws.path("out")),
-            [r#"{"ts":"2026-01-01T10:00:00","v":1}"#],
-            "{format}"
-        );
+        assert_eq!(lines, [r#"{"ts":"2026-01-01T10:00:00","v":1}"#], "{format}");
     }
 }
 
@@ -6277,23 +6272,14 @@ fn a_time_finer_than_nanoseconds_is_named_with_the_query_that_cuts_it() {
             && !said.contains("declare `timestamp(9)`"),
         "{said}"
     );
-    let ws = Workspace::new();
-    input(&ws, "0.json", text);
-    let yaml = format!(
-        "name: cut\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
-         format: json, schema: {{ ts: string, v: string }} }}\nquery: >-\n  SELECT ts, \
-         to_timestamp(regexp_replace(v, '(\\.[0-9]{{9}})[0-9]+', '\\1')) AS v FROM s\n\
-         trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
-        ckpt = ws.p("ckpt"),
-        input = ws.p("in"),
-        out = ws.p("out"),
+    let (out, lines) = query_case(
+        "json",
+        "schema: { ts: string, v: string }",
+        text,
+        r"SELECT ts, to_timestamp(regexp_replace(v, '(\.[0-9]{9})[0-9]+', '\1')) AS v FROM s",
     );
-    let out = run(&write_pipeline(&ws, &yaml), &ws);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        sink_lines(&ws.path("out")),
-        [r#"{"ts":"a","v":"2026-01-01T00:00:00.123456789"}"#]
-    );
+    assert_eq!(lines, [r#"{"ts":"a","v":"2026-01-01T00:00:00.123456789"}"#]);
 }
 
 /// Walk 23 (2): in complete mode (and into a sink that takes no batch back), a state version
