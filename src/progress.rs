@@ -70,7 +70,8 @@ pub struct BatchProgress {
     /// The same, to the microsecond (the text line shows them).
     #[serde(skip)]
     pub phases: PhaseDurations,
-    /// The batch's watermark, RFC 3339, when there is one (also in `eventTime.watermark`).
+    /// The batch's watermark, RFC 3339, once there is one (`eventTime.watermark` gives the
+    /// epoch before that, as Spark's does).
     pub watermark: Option<String>,
     /// Event time (Spark: `eventTime`, of which Sluice gives the watermark).
     pub event_time: EventTimeProgress,

@@ -777,6 +777,17 @@ pub(crate) fn take_lock(location: &Location) -> Result<Option<std::fs::File>, Ch
     }
 }
 
+/// Fences runs of the checkpoint at `location` for an operator command about to change it
+/// (`sluice rewind`): on an object store, where no lock keeps a live run out, it takes an
+/// epoch, so that a run of an older one stops at its next fence check instead of committing
+/// on (a newer epoch always wins); on local disk the lock does that, and nothing is taken.
+pub(crate) async fn fence_live_runs(location: &Location) -> Result<(), CheckpointError> {
+    if location.local_root().is_some() {
+        return Ok(());
+    }
+    take_epoch(location, uuid::Uuid::new_v4()).await.map(|_| ())
+}
+
 async fn take_epoch(location: &Location, run_id: uuid::Uuid) -> Result<Epoch, CheckpointError> {
     let taken = list_numbers(location, paths::EPOCHS).await?;
     let mut next = taken.last().map_or(0, |e| e + 1);

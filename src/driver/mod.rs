@@ -681,7 +681,7 @@ pub(crate) fn sink_advice(pipeline: &Pipeline) -> crate::state::SinkAdvice {
     let connector = pipeline.sink.connector();
     let complete = pipeline.output_mode == OutputMode::Complete;
     crate::state::SinkAdvice {
-        takes_back: connector.keeps_batches() && !complete,
+        takes_back: !complete && connector.takes_back(pipeline.output_mode == OutputMode::Update),
         start_over: connector.start_over(pipeline.output_mode != OutputMode::Append),
     }
 }

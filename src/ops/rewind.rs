@@ -262,9 +262,10 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     }
     // A committed batch taken back is computed again from its input by the next run: input
     // gone since (a file deleted or moved) would lose its rows without a word.
+    // (A rewind cut short has taken some of them back already: it is finished as it began.)
     let mut gone: Vec<(BatchId, String)> = Vec::new();
     for (batch, key) in &batch_pipeline {
-        if !logs.commits.contains(batch) {
+        if !logs.commits.contains(batch) || unfinished.is_some() {
             continue;
         }
         let Some(entry) = read_offsets(location, *batch).await? else {
@@ -285,22 +286,14 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         }
     }
     if let Some(&(newest_gone, _)) = gone.iter().max_by_key(|(batch, _)| *batch) {
-        let relative = if gone
-            .iter()
-            .any(|(_, input)| !input.starts_with('/') && !input.contains("://"))
-        {
-            " (A relative source path resolves against the folder this command runs in: run \
-             the rewind from the folder the pipeline runs in.)"
-        } else {
-            ""
-        };
         return Err(refuse(format!(
             "the input of batches it would take back is gone: {}. Taking a batch back deletes \
              its output, and the next run computes it again from its input, so the rows of \
              what is gone would be lost. Put it back where it was, then rewind; or rewind to \
              batch {newest_gone} at the earliest. (To leave such rows out on purpose, rewind \
              with the input in place, then move it aside, to a name starting with `_`, before \
-             the next run.){relative}",
+             the next run. Where it is gone for good, those batches cannot be computed again: \
+             rewind no further back, or start the pipeline over.)",
             gone.iter()
                 .map(|(batch, input)| format!("{input} (batch {batch})"))
                 .collect::<Vec<_>>()
@@ -309,6 +302,9 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     }
     let operators = StateFiles::operators(location).await?;
     rewound.stateful = !operators.is_empty();
+    // A run live on an object store (no lock keeps it out) is fenced before anything is
+    // deleted: it stops at its next check instead of committing batches beside the rewind.
+    crate::checkpoint::fence_live_runs(location).await?;
     // From the first delete to the last, the checkpoint says a rewind is under way, so that
     // one cut short is named (by run, inspect and repair) with the command that finishes it.
     let record = crate::checkpoint::RewindRecord {

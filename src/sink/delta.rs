@@ -104,6 +104,10 @@ impl DeltaSinkConfig {
 
 #[async_trait]
 impl SinkConnector for DeltaSinkConfig {
+    fn takes_back(&self, update: bool) -> bool {
+        self.keeps_batches() && !update
+    }
+
     fn start_over(&self, _rewrites: bool) -> String {
         " with a new, empty `sink.path` (a Delta table Sluice writes belongs to one checkpoint)"
             .to_string()
@@ -336,6 +340,20 @@ struct RemovedFile {
 struct TxnLine {
     app_id: String,
     version: i64,
+}
+
+/// Whether the data file `path` (as the log writes it) is among the table's files `active`
+/// ([`DeltaSink::active_files`]).
+fn is_active(active: &[String], path: &str) -> bool {
+    let path = format!("/{}", decode_path(path));
+    active.iter().any(|uri| uri.ends_with(&path))
+}
+
+/// A data file's path as the log writes it (URL-encoded), decoded.
+fn decode_path(path: &str) -> String {
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The log stores of every object-store scheme Sluice opens: Delta's default log store
@@ -637,12 +655,7 @@ impl DeltaSink {
         after: u64,
         paths: &[&str],
     ) -> Result<HashMap<String, Removal>, SinkError> {
-        let decode = |path: &str| {
-            percent_encoding::percent_decode_str(path)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        let wanted: Vec<String> = paths.iter().map(|p| decode(p)).collect();
+        let wanted: Vec<String> = paths.iter().map(|p| decode_path(p)).collect();
         let mut found = HashMap::new();
         for version in after + 1..=table.version().unwrap_or(0) {
             let Some(lines) = self.log_entry(table, version).await? else {
@@ -656,7 +669,7 @@ impl DeltaSink {
                 .unwrap_or("a commit")
                 .to_string();
             for removed in lines.iter().filter_map(|l| l.remove.as_ref()) {
-                let path = decode(&removed.path);
+                let path = decode_path(&removed.path);
                 if wanted.contains(&path) && !found.contains_key(&path) {
                     found.insert(
                         path,
@@ -672,67 +685,113 @@ impl DeltaSink {
         Ok(found)
     }
 
+    /// The table's data files, as URIs (decoded).
+    fn active_files(&self, table: &DeltaTable) -> Result<Vec<String>, SinkError> {
+        Ok(table
+            .get_file_uris()
+            .map_err(|e| self.error(e))?
+            .map(|uri| decode_path(&uri))
+            .collect())
+    }
+
+    /// The version a RESTORE commit (its lines `lines`) restored, where it is one and says so
+    /// (delta-rs writes the number, Spark the number as text; a RESTORE by time gives none,
+    /// and is not followed).
+    fn restore_target(lines: &[LogLine]) -> Option<u64> {
+        let info = lines.iter().find_map(|l| l.commit_info.as_ref())?;
+        if info.get("operation").and_then(serde_json::Value::as_str) != Some("RESTORE") {
+            return None;
+        }
+        let version = info.get("operationParameters")?.get("version")?;
+        version.as_u64().or_else(|| version.as_str()?.parse().ok())
+    }
+
+    /// This pipeline's batch in log entry `lines`, where it is one of its batch commits (not
+    /// a rewind's).
+    fn batch_of(&self, lines: &[LogLine]) -> Option<i64> {
+        let rewind = lines
+            .iter()
+            .find_map(|l| l.commit_info.as_ref())
+            .is_some_and(|i| i.contains_key("sluice.rewind"));
+        let txn = lines
+            .iter()
+            .filter_map(|l| l.txn.as_ref())
+            .find(|t| t.app_id == self.app_id)?;
+        (!rewind).then_some(txn.version)
+    }
+
     /// A RESTORE since batch `last`'s commit that took the table back to before it (Delta
     /// keeps the pipeline's transaction version through a RESTORE, so the table still says it
-    /// holds the batch); `None` where there was none, or the log no longer tells.
+    /// holds the batch); `None` where there was none, or the log no longer tells. The log is
+    /// read from the newest entry back; a RESTORE to version `T` undoes the commits between
+    /// `T` and itself (a later RESTORE undoing an earlier one among them), so the reading goes
+    /// on at `T`.
     async fn restored_past(
         &self,
         table: &DeltaTable,
         last: BatchId,
     ) -> Result<Option<Restored>, SinkError> {
-        let Some(newest) = table.version() else {
+        let Some(mut version) = table.version() else {
             return Ok(None);
         };
         let wanted = i64::try_from(last.0).unwrap_or(i64::MAX);
-        // The earliest RESTORE target seen so far, newest entries first, and its version.
-        let mut restore: Option<(u64, u64)> = None;
-        // Of this pipeline's batch commits after the RESTORE's target: the earliest.
-        let mut first_batch = None;
-        for version in (0..=newest).rev() {
-            if restore.is_some_and(|(_, to)| version <= to) {
-                break;
-            }
+        loop {
             let Some(lines) = self.log_entry(table, version).await? else {
                 return Ok(None);
             };
-            let info = lines.iter().find_map(|l| l.commit_info.as_ref());
-            if info
-                .and_then(|i| i.get("operation"))
-                .and_then(serde_json::Value::as_str)
-                == Some("RESTORE")
-                && let Some(to) = info
-                    .and_then(|i| i.get("operationParameters"))
-                    .and_then(|p| p.get("version"))
-                    .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-            {
-                restore = Some(restore.map_or((version, to), |(v, t)| (v, t.min(to))));
+            if let Some(to) = Self::restore_target(&lines).filter(|to| *to < version) {
+                // This pipeline's batches up to `last` among the commits the RESTORE undid.
+                let mut first_batch = None;
+                for undone in (to + 1..version).rev() {
+                    let Some(lines) = self.log_entry(table, undone).await? else {
+                        return Ok(None);
+                    };
+                    if let Some(batch) = self.batch_of(&lines).filter(|b| *b <= wanted) {
+                        first_batch = u64::try_from(batch).ok();
+                    }
+                }
+                if let Some(first_batch) = first_batch {
+                    return Ok(Some(Restored {
+                        version,
+                        to,
+                        first_batch,
+                    }));
+                }
+                version = to;
                 continue;
             }
-            let rewind = info.is_some_and(|i| i.contains_key("sluice.rewind"));
-            if let Some(txn) = lines
-                .iter()
-                .filter_map(|l| l.txn.as_ref())
-                .find(|t| t.app_id == self.app_id)
-                && !rewind
-            {
-                if restore.is_none() && txn.version <= wanted {
-                    // The newest batch's commit, with no RESTORE after it.
-                    return Ok(None);
-                }
-                // A batch after `last` was taken back since (its rows go with the rewind).
-                if restore.is_some() && txn.version <= wanted {
-                    first_batch = u64::try_from(txn.version).ok();
-                }
+            // The newest batch's commit is in the table as it is.
+            if self.batch_of(&lines).is_some_and(|b| b <= wanted) {
+                return Ok(None);
+            }
+            let Some(before) = version.checked_sub(1) else {
+                return Ok(None);
+            };
+            version = before;
+        }
+    }
+
+    /// The RESTORE that undid the commit of version `commit` (its version and the version it
+    /// restored), where one did: read as [`Self::restored_past`] reads the log.
+    async fn undone_by_restore(
+        &self,
+        table: &DeltaTable,
+        commit: u64,
+    ) -> Result<Option<(u64, u64)>, SinkError> {
+        let Some(mut version) = table.version() else {
+            return Ok(None);
+        };
+        while version > commit {
+            let Some(lines) = self.log_entry(table, version).await? else {
+                return Ok(None);
+            };
+            match Self::restore_target(&lines).filter(|to| *to < version) {
+                Some(to) if to < commit => return Ok(Some((version, to))),
+                Some(to) => version = to,
+                None => version -= 1,
             }
         }
-        Ok(match (restore, first_batch) {
-            (Some((version, to)), Some(first_batch)) => Some(Restored {
-                version,
-                to,
-                first_batch,
-            }),
-            _ => None,
-        })
+        Ok(None)
     }
 
     /// The output's record batches in the table's column types (at least one, so that an
@@ -1163,10 +1222,29 @@ impl DeltaSink {
                 });
             }
         };
-        // A file a later commit removed no longer holds the batch's rows in the table (read
-        // from the disk, it would verify rows the table has lost).
-        let paths: Vec<&str> = commit.adds.iter().map(|a| a.path.as_str()).collect();
-        let removals = self.removals(&table, commit.version, &paths).await?;
+        // A commit a RESTORE undid, or a file no longer in the table, holds none of the
+        // batch's rows there (read from the disk, it would verify rows the table has lost).
+        if let Some((restore, to)) = self.undone_by_restore(&table, commit.version).await? {
+            return Ok(HeldBatch::Unreadable {
+                file: format!("{}/_delta_log", self.location),
+                reason: format!(
+                    "version {restore} (RESTORE to version {to}) took batch {batch}'s commit out \
+                     of the table, and its rows with it"
+                ),
+            });
+        }
+        let active = self.active_files(&table)?;
+        let paths: Vec<&str> = commit
+            .adds
+            .iter()
+            .map(|a| a.path.as_str())
+            .filter(|path| !is_active(&active, path))
+            .collect();
+        let removals = if paths.is_empty() {
+            HashMap::new()
+        } else {
+            self.removals(&table, commit.version, &paths).await?
+        };
         if let Some((path, removal)) = removals.iter().min_by_key(|(_, r)| r.version) {
             // Rows taken out (a RESTORE, a DELETE) are a sink that no longer holds the batch;
             // rows moved into other files (OPTIMIZE) are there, but not to be read by batch.
@@ -1367,35 +1445,31 @@ impl Sink for DeltaSink {
                  deleted): its files cannot be named to take them back"
             )));
         };
-        // Files rewritten since (OPTIMIZE, another writer's DELETE) hold the batch's rows in
-        // other files: removing the originals would take nothing back.
-        let decode = |path: &str| {
-            percent_encoding::percent_decode_str(path)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        let active: Vec<String> = table
-            .get_file_uris()
-            .map_err(|e| self.error(e))?
-            .map(|uri| decode(&uri))
-            .collect();
+        // A commit a RESTORE undid holds none of its rows in the table any more: taken back
+        // already, but for the transaction version. Files rewritten since (OPTIMIZE, another
+        // writer's DELETE) hold the batch's rows in other files: removing the originals would
+        // take nothing back.
+        let undone = self
+            .undone_by_restore(&table, commit.version)
+            .await?
+            .is_some();
+        let active = self.active_files(&table)?;
         let inactive: Vec<&str> = commit
             .adds
             .iter()
-            .filter(|add| {
-                let path = decode(&add.path);
-                !active.iter().any(|uri| uri.ends_with(&format!("/{path}")))
-            })
             .map(|add| add.path.as_str())
+            .filter(|path| undone || !is_active(&active, path))
             .collect();
-        // A file a RESTORE took out of the table holds none of its rows any more: taken back
-        // already. One rewritten (OPTIMIZE, another writer's DELETE or UPDATE) holds them in
-        // other files.
-        let removals = self.removals(&table, commit.version, &inactive).await?;
+        let removals = if undone || inactive.is_empty() {
+            HashMap::new()
+        } else {
+            self.removals(&table, commit.version, &inactive).await?
+        };
         let restored = |path: &str| {
-            removals
-                .get(&decode(path))
-                .is_some_and(|r| r.operation == "RESTORE")
+            undone
+                || removals
+                    .get(&decode_path(path))
+                    .is_some_and(|r| r.operation == "RESTORE")
         };
         if let Some(gone) = inactive.iter().find(|path| !restored(path)) {
             return Err(self.refused(format!(
@@ -1406,7 +1480,7 @@ impl Sink for DeltaSink {
                  again: the batches committed after that version leave the table with the \
                  restore, and the rewind takes them back too, to be computed again; nothing of \
                  this batch was taken back",
-                removals.get(&decode(gone)).map_or_else(
+                removals.get(&decode_path(gone)).map_or_else(
                     || "OPTIMIZE, or another writer's DELETE or UPDATE".to_string(),
                     |r| format!("version {}, {}", r.version, r.operation)
                 ),

@@ -162,6 +162,13 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
         )
     }
 
+    /// Whether `sluice rewind` takes this sink's batches back outside complete mode (`update`:
+    /// in update mode); a sink that keeps batches does, unless its update mode overwrites rows
+    /// (a table's upsert or merge).
+    fn takes_back(&self, _update: bool) -> bool {
+        self.keeps_batches()
+    }
+
     /// What starting a pipeline over on a new checkpoint needs of this sink, as the words
     /// that follow "on a new checkpoint" (` with a new, empty `sink.path` (...)`); `rewrites`:
     /// the pipeline is in update or complete mode, whose rows are written over.

@@ -261,6 +261,10 @@ fn quote(name: &str) -> String {
 
 #[async_trait]
 impl SinkConnector for PostgresSinkConfig {
+    fn takes_back(&self, update: bool) -> bool {
+        self.keeps_batches() && !update
+    }
+
     fn start_over(&self, rewrites: bool) -> String {
         if rewrites {
             " into the same table (in update and complete mode its rows are written over)"

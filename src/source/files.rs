@@ -287,13 +287,23 @@ impl SourceConnector for FilesConfig {
             _ => return Ok(Vec::new()),
         };
         let folder = open_folder(name, self, None, false)?;
-        let mut gone = Vec::new();
-        for file in files {
-            if !folder.exists(&folder.path(&file)).await? {
-                gone.push(format!("{folder}/{file}"));
-            }
-        }
-        Ok(gone)
+        // Asked a few at a time: one request each on an object store.
+        let found: Vec<(String, bool)> = futures::stream::iter(files)
+            .map(|file| {
+                let folder = &folder;
+                async move {
+                    let there = folder.exists(&folder.path(&file)).await?;
+                    Ok::<_, SourceError>((file, there))
+                }
+            })
+            .buffered(16)
+            .try_collect()
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter(|(_, there)| !there)
+            .map(|(file, _)| format!("{folder}/{file}"))
+            .collect())
     }
 
     async fn rebuild_offset(
