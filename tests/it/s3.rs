@@ -477,3 +477,29 @@ fn a_bucket_that_does_not_exist_is_named_without_the_xml() {
     moto.create_bucket("nobucket");
     moto.sluice_ok(&["run", pipeline.to_str().expect("utf-8")]);
 }
+
+/// Walk 25 (2): `sluice rewind` of a checkpoint on S3 while a run was live went ahead (no
+/// lock keeps a run out there), and the run went on committing batches beside it: the
+/// rewind found its work undone and the sink missed the batches it took back. The rewind
+/// takes an epoch first, so the live run stops at its next check, naming it, and a run after
+/// the rewind writes every row once.
+#[test]
+fn a_rewind_of_a_checkpoint_on_s3_fences_a_live_run() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 40, 0);
+    let query = "SELECT id, page, amount FROM clicks WHERE amount > 25";
+    let pipeline = s3_pipeline(&ws, query, "s3://sluice/live-ckpt");
+    let pipeline = pipeline.to_str().expect("utf-8");
+    let mut old = start_old_run(&moto, pipeline, "every 3s", 2);
+    // Between batches (the pause is in the trigger's wait), as an operator's rewind comes.
+    signal(&old, "-STOP");
+    moto.sluice_ok(&["rewind", "s3://sluice/live-ckpt", "--to", "0"]);
+    signal(&old, "-CONT");
+    assert_fenced(&mut old, 0, 1);
+    moto.sluice_ok(&["run", pipeline, "--trigger", "available-now"]);
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
+    let got = rt.block_on(moto.sink_rows());
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+}
