@@ -37,8 +37,48 @@ pub use shape::{AggregateShape, EventTimeKey, EventTimeWindow, JoinShape, Shape,
 /// `max(CAST(v AS INT))` are both `max(s.v)`; two such aggregates do not plan even when named
 /// apart with `AS` (apache/datafusion#18975), so the way out is a column of its own for the
 /// cast.
+/// DataFusion's words for `e`, without advice to change settings Sluice does not take.
+fn sql_text(e: &DataFusionError) -> String {
+    e.to_string().replace(
+        " or disable the datafusion.sql_parser.enable_ident_normalization configuration",
+        "",
+    )
+}
+
+/// Spark functions DataFusion names otherwise, with what to write here.
+const SPARK_FUNCTIONS: [(&str, &str); 7] = [
+    (
+        "split",
+        "`string_to_array(s, delimiter)` (a plain delimiter, not a pattern)",
+    ),
+    (
+        "regexp_extract",
+        "`regexp_match(s, pattern)[1]` (the first group)",
+    ),
+    ("explode", "`unnest(array)`"),
+    ("size", "`cardinality(array)`"),
+    ("collect_list", "`array_agg(x)`"),
+    ("collect_set", "`array_agg(DISTINCT x)`"),
+    ("instr", "`strpos(s, substring)`"),
+];
+
 fn sql_advice(e: &DataFusionError) -> String {
     let text = e.to_string();
+    // `Invalid function 'split'.`: a Spark name, with DataFusion's nearest name beside it.
+    if let Some(name) = text
+        .split("Invalid function '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        && let Some((spark, here)) = SPARK_FUNCTIONS
+            .iter()
+            .find(|(spark, _)| name.eq_ignore_ascii_case(spark))
+    {
+        return format!(" (Spark's `{spark}` is {here} in DataFusion's SQL, which Sluice runs)");
+    }
+    if text.contains("Dot access not supported") {
+        return " (a field of a struct column is written `col['field']`, not `col.field`)"
+            .to_string();
+    }
     let cte = "where they are aggregates over one column, one of them with a CAST (`max(v)` \
                beside `max(CAST(v AS INT))`), DataFusion cannot plan both even so \
                (apache/datafusion#18975): make the cast a column of its own in a CTE, as `WITH t \
@@ -101,7 +141,7 @@ fn sql_advice(e: &DataFusionError) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// DataFusion refused the SQL.
-    #[error("the query does not plan: {}{}", .0, sql_advice(.0))]
+    #[error("the query does not plan: {}{}", sql_text(.0), sql_advice(.0))]
     Sql(DataFusionError),
     /// The SQL does not parse where it names a column by an SQL keyword (a Kafka source's
     /// `offset`, `partition`, `timestamp`), which must be quoted.
@@ -149,6 +189,15 @@ pub enum PlanError {
         reason: String,
         /// The modes that would work.
         works: &'static str,
+    },
+    /// The query calls a function in a way that would not do what its words say (Spark's
+    /// pattern letters given to DataFusion's `date_format`).
+    #[error("the query calls `{call}`, which {reason}")]
+    Function {
+        /// The call, as the query writes it.
+        call: String,
+        /// What it would do instead, and what to write.
+        reason: String,
     },
     /// The query calls a function whose result changes on every call.
     #[error(

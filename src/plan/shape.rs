@@ -149,11 +149,26 @@ pub fn analyze(
     watermarks: &BTreeMap<String, String>,
     mode: OutputMode,
 ) -> Result<Shape, PlanError> {
-    // `hop` with a slide longer than its size, refused before any batch.
+    // `hop` with a slide longer than its size, refused before any batch; and a time format
+    // in Spark's pattern letters, which DataFusion's strftime codes would copy as text.
     let mut gaps = false;
+    let mut spark_pattern = None;
     plan.apply_with_subqueries(|node| {
         node.apply_expressions(|expr| {
             expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && spark_pattern.is_none()
+                    && ["to_char", "date_format"].contains(&f.func.name())
+                    && let Some(Expr::Literal(
+                        datafusion::common::ScalarValue::Utf8(Some(format))
+                        | datafusion::common::ScalarValue::LargeUtf8(Some(format))
+                        | datafusion::common::ScalarValue::Utf8View(Some(format)),
+                        _,
+                    )) = f.args.get(1).map(strip_alias)
+                    && let Some(strftime) = super::functions::strftime_of_spark(format)
+                {
+                    spark_pattern = Some((format.clone(), strftime));
+                }
                 if let Expr::ScalarFunction(f) = e
                     && f.func.name() == super::functions::HOP
                     && let [_, slide, size] = f.args.as_slice()
@@ -166,6 +181,16 @@ pub fn analyze(
         })
     })
     .map_err(PlanError::Sql)?;
+    if let Some((format, strftime)) = spark_pattern {
+        return Err(PlanError::Function {
+            call: format!("date_format(..., '{format}')"),
+            reason: format!(
+                "reads its format as strftime codes, as DataFusion and DuckDB do, not as Spark's \
+                 pattern letters, so it would write the letters as they stand: write \
+                 `date_format(..., '{strftime}')`"
+            ),
+        });
+    }
     if gaps {
         return Err(PlanError::Unsupported {
             operator: "hop".into(),

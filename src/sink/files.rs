@@ -804,46 +804,79 @@ impl Sink for FilesSink {
         if self.replace {
             return Ok(());
         }
-        let way_out = match last.prev() {
+        // The rewind that writes again every batch, from `first` to `last`, that lost its
+        // output.
+        let way_out = |first: BatchId| match first.prev() {
             Some(before) => format!(
-                "take the batch back, which writes it again whole from its input: `sluice \
+                "take the batches back, which writes them again whole from their input: `sluice \
                  rewind <checkpoint> --to {before}`, then run again"
             ),
             None => "put what is gone back from a backup; or start the pipeline over on a new \
                      checkpoint with a new, empty `sink.path`"
                 .to_string(),
         };
-        let lost = |what: String| SinkError::Lost {
+        let lost = |what: String, first: BatchId| SinkError::Lost {
             kind: KIND.name,
             reason: format!(
                 "{}: {what}, though batch {last} is the newest batch the checkpoint committed to \
-                 it; running on would leave its rows out for good: {way_out}",
-                self.location
+                 it; running on would leave their rows out for good: {}",
+                self.location,
+                way_out(first)
             ),
         };
-        let manifest = match self.read_manifest(last).await {
-            Ok(Some(manifest)) => manifest,
+        match self.read_manifest(last).await {
+            Ok(Some(_)) => {}
             Ok(None) => {
-                return Err(lost(format!(
-                    "its manifest entry {} is gone",
-                    Self::manifest_file(last)
-                )));
+                return Err(lost(
+                    format!("its manifest entry {} is gone", Self::manifest_file(last)),
+                    last,
+                ));
             }
             Err(_) => return Ok(()),
-        };
-        for file in &manifest.files {
-            if !self
-                .location
-                .exists(&self.location.path(&file.path))
-                .await?
-            {
-                return Err(lost(format!(
-                    "{}, a file of batch {last} its manifest entry lists, is gone",
-                    file.path
-                )));
-            }
         }
-        Ok(())
+        // From the newest batch back, each batch a file of which is gone (files deleted by
+        // hand go many at a time): the way out names them all at once.
+        let mut gone: Vec<(BatchId, String)> = Vec::new();
+        let mut batch = last;
+        loop {
+            let Ok(Some(manifest)) = self.read_manifest(batch).await else {
+                break;
+            };
+            let mut missing = None;
+            for file in &manifest.files {
+                if !self
+                    .location
+                    .exists(&self.location.path(&file.path))
+                    .await?
+                {
+                    missing = Some(file.path.clone());
+                    break;
+                }
+            }
+            let Some(path) = missing else {
+                break;
+            };
+            gone.push((batch, path));
+            let Some(before) = batch.prev() else {
+                break;
+            };
+            batch = before;
+        }
+        match gone.as_slice() {
+            [] => Ok(()),
+            [(batch, path)] => Err(lost(
+                format!("{path}, a file of batch {batch} its manifest entry lists, is gone"),
+                *batch,
+            )),
+            [.., (first, first_path)] => Err(lost(
+                format!(
+                    "files of batches {first} to {last} that their manifest entries list are gone \
+                     ({first_path} of batch {first}, {} of batch {last}, ...)",
+                    gone[0].1
+                ),
+                *first,
+            )),
+        }
     }
 
     /// CSV holds flat values only: a list, struct or map column is refused before the first

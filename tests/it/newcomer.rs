@@ -6377,3 +6377,72 @@ fn a_source_with_no_file_and_no_schema_is_said_at_the_default_level() {
         "{said}"
     );
 }
+
+/// Walk 25 (1): Spark's functions by Spark's words did something else without a word:
+/// `date_format(t, 'yyyy-MM-dd HH:mm')` wrote the letters as they stand (DataFusion reads
+/// strftime codes), and `split` was answered "Did you mean ...?" with an unrelated function.
+/// The Spark pattern is refused naming the strftime codes, which then give the time; `split`
+/// is named with DataFusion's function.
+#[test]
+fn spark_function_words_are_named_with_what_datafusion_writes() {
+    let input = "{\"id\":1,\"epoch\":1772366400}\n";
+    let settings = "schema: { id: bigint, epoch: bigint }";
+    let (out, _) = query_case(
+        "json",
+        settings,
+        input,
+        "SELECT id, date_format(from_unixtime(epoch), 'yyyy-MM-dd HH:mm') AS t FROM s",
+    );
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("not as Spark's pattern letters")
+            && said.contains("`date_format(..., '%Y-%m-%d %H:%M')`"),
+        "{said}"
+    );
+    let (out, lines) = query_case(
+        "json",
+        settings,
+        input,
+        "SELECT id, date_format(from_unixtime(epoch), '%Y-%m-%d %H:%M') AS t FROM s",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lines, [r#"{"id":1,"t":"2026-03-01 12:00"}"#]);
+    let (out, _) = query_case(
+        "json",
+        settings,
+        input,
+        "SELECT id, split('a,b', ',') AS parts FROM s",
+    );
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("Spark's `split` is `string_to_array(s, delimiter)`"),
+        "{said}"
+    );
+}
+
+/// Walk 25 (4): with the data files of several batches deleted from a files sink, each run
+/// named only the newest batch's, so it took a rewind and a run per batch. The batches whose
+/// files are gone are named at once, with the one rewind that writes them all again; it does.
+#[test]
+fn files_gone_from_several_batches_are_named_with_one_rewind() {
+    let ws = Workspace::new();
+    let file = one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 4);
+    let all = sink_lines(&ws.path("out"));
+    assert_eq!(all.len(), 4);
+    for batch in [2, 3] {
+        std::fs::remove_file(ws.path(&format!("out/part-{batch:010}-0000.jsonl"))).expect("rm");
+    }
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("files of batches 2 to 3 that their manifest entries list are gone"),
+        "{said}"
+    );
+    rewind_as_advised(&ws, &said);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), all);
+}
