@@ -297,6 +297,63 @@ impl ScalarUDFImpl for SessionWindow {
     }
 }
 
+/// The strftime codes (`%Y-%m-%d %H:%M`) for a time format written in Spark's (Java's) pattern
+/// letters (`yyyy-MM-dd HH:mm`), where `format` is one: it has no `%` and has a run of
+/// `yyyy`, `MM`, `dd`, `HH` or `mm` (quoted text kept as it is). `None` for a strftime format
+/// or text without such letters.
+pub fn strftime_of_spark(format: &str) -> Option<String> {
+    if format.contains('%')
+        || !["yyyy", "yy", "MM", "dd", "HH", "mm", "ss"]
+            .iter()
+            .any(|letters| format.contains(letters))
+    {
+        return None;
+    }
+    // Longest runs first, as Java reads them.
+    const CODES: [(&str, &str); 18] = [
+        ("yyyy", "%Y"),
+        ("yy", "%y"),
+        ("MMMM", "%B"),
+        ("MMM", "%b"),
+        ("MM", "%m"),
+        ("dd", "%d"),
+        ("HH", "%H"),
+        ("hh", "%I"),
+        ("mm", "%M"),
+        ("ss", "%S"),
+        ("SSSSSS", "%6f"),
+        ("SSS", "%3f"),
+        ("EEEE", "%A"),
+        ("EEE", "%a"),
+        ("XXX", "%:z"),
+        ("Z", "%z"),
+        ("a", "%p"),
+        ("D", "%j"),
+    ];
+    let mut out = String::new();
+    let mut rest = format;
+    'next: while !rest.is_empty() {
+        // 'quoted text' is literal in Java's patterns.
+        if let Some(quoted) = rest.strip_prefix('\'') {
+            let end = quoted.find('\'').unwrap_or(quoted.len());
+            out.push_str(&quoted[..end]);
+            rest = quoted.get(end + 1..).unwrap_or_default();
+            continue;
+        }
+        for (letters, code) in CODES {
+            if let Some(after) = rest.strip_prefix(letters) {
+                out.push_str(code);
+                rest = after;
+                continue 'next;
+            }
+        }
+        let c = rest.chars().next().expect("not empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::strftime_of_spark;
@@ -354,61 +411,4 @@ mod tests {
             .expect_err("months have no fixed length");
         assert!(err.to_string().contains("fixed length"), "{err}");
     }
-}
-
-/// The strftime codes (`%Y-%m-%d %H:%M`) for a time format written in Spark's (Java's) pattern
-/// letters (`yyyy-MM-dd HH:mm`), where `format` is one: it has no `%` and has a run of
-/// `yyyy`, `MM`, `dd`, `HH` or `mm` (quoted text kept as it is). `None` for a strftime format
-/// or text without such letters.
-pub fn strftime_of_spark(format: &str) -> Option<String> {
-    if format.contains('%')
-        || !["yyyy", "yy", "MM", "dd", "HH", "mm", "ss"]
-            .iter()
-            .any(|letters| format.contains(letters))
-    {
-        return None;
-    }
-    // Longest runs first, as Java reads them.
-    const CODES: [(&str, &str); 18] = [
-        ("yyyy", "%Y"),
-        ("yy", "%y"),
-        ("MMMM", "%B"),
-        ("MMM", "%b"),
-        ("MM", "%m"),
-        ("dd", "%d"),
-        ("HH", "%H"),
-        ("hh", "%I"),
-        ("mm", "%M"),
-        ("ss", "%S"),
-        ("SSSSSS", "%6f"),
-        ("SSS", "%3f"),
-        ("EEEE", "%A"),
-        ("EEE", "%a"),
-        ("XXX", "%:z"),
-        ("Z", "%z"),
-        ("a", "%p"),
-        ("D", "%j"),
-    ];
-    let mut out = String::new();
-    let mut rest = format;
-    'next: while !rest.is_empty() {
-        // 'quoted text' is literal in Java's patterns.
-        if let Some(quoted) = rest.strip_prefix('\'') {
-            let end = quoted.find('\'').unwrap_or(quoted.len());
-            out.push_str(&quoted[..end]);
-            rest = quoted.get(end + 1..).unwrap_or_default();
-            continue;
-        }
-        for (letters, code) in CODES {
-            if let Some(after) = rest.strip_prefix(letters) {
-                out.push_str(code);
-                rest = after;
-                continue 'next;
-            }
-        }
-        let c = rest.chars().next().expect("not empty");
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
-    }
-    Some(out)
 }
