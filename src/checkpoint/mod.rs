@@ -255,7 +255,8 @@ fn advice(checkpoint: &str, file: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "a newer run (epoch {newer}) has taken over checkpoint {location}; this run (epoch {epoch}) \
-     stops without changing anything"
+     stops without changing anything (on an object store a `sluice rewind` takes an epoch too, \
+     so that no run goes on beside it)"
 )]
 pub struct Superseded {
     /// The checkpoint.

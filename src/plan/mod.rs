@@ -46,7 +46,11 @@ fn sql_text(e: &DataFusionError) -> String {
 }
 
 /// Spark functions DataFusion names otherwise, with what to write here.
-const SPARK_FUNCTIONS: [(&str, &str); 7] = [
+const SPARK_FUNCTIONS: [(&str, &str); 8] = [
+    (
+        "window",
+        "`date_bin(INTERVAL '1 minute', ts)` (the window's start; sliding windows: `hop`)",
+    ),
     (
         "split",
         "`string_to_array(s, delimiter)` (a plain delimiter, not a pattern)",

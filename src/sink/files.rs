@@ -834,49 +834,61 @@ impl Sink for FilesSink {
             }
             Err(_) => return Ok(()),
         }
-        // From the newest batch back, each batch a file of which is gone (files deleted by
-        // hand go many at a time): the way out names them all at once.
-        let mut gone: Vec<(BatchId, String)> = Vec::new();
-        let mut batch = last;
-        loop {
-            let Ok(Some(manifest)) = self.read_manifest(batch).await else {
-                break;
-            };
-            let mut missing = None;
-            for file in &manifest.files {
-                if !self
-                    .location
-                    .exists(&self.location.path(&file.path))
-                    .await?
-                {
-                    missing = Some(file.path.clone());
-                    break;
-                }
-            }
-            let Some(path) = missing else {
-                break;
-            };
-            gone.push((batch, path));
-            let Some(before) = batch.prev() else {
-                break;
-            };
-            batch = before;
-        }
-        match gone.as_slice() {
-            [] => Ok(()),
-            [(batch, path)] => Err(lost(
-                format!("{path}, a file of batch {batch} its manifest entry lists, is gone"),
-                *batch,
-            )),
-            [.., (first, first_path)] => Err(lost(
+        // Every kept batch's files (files deleted by hand go many at a time, and not only the
+        // newest batch's): the way out names them all. Asked a few at a time, not by listing
+        // a folder that keeps every batch's files.
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let batches = self.manifest_batches().await?;
+        let checked: Vec<(BatchId, Option<String>)> =
+            futures::stream::iter(batches.iter().rev().copied())
+                .map(|batch| async move {
+                    let Ok(Some(manifest)) = self.read_manifest(batch).await else {
+                        return Ok((batch, None));
+                    };
+                    for file in &manifest.files {
+                        if !self
+                            .location
+                            .exists(&self.location.path(&file.path))
+                            .await?
+                        {
+                            return Ok((batch, Some(file.path.clone())));
+                        }
+                    }
+                    Ok::<_, SinkError>((batch, None))
+                })
+                .buffered(16)
+                .try_collect()
+                .await?;
+        // Newest first.
+        let gone: Vec<(BatchId, String)> = checked
+            .into_iter()
+            .filter_map(|(batch, path)| Some((batch, path?)))
+            .collect();
+        let Some(&(first, _)) = gone.last() else {
+            return Ok(());
+        };
+        let (newest, newest_path) = &gone[0];
+        let numbers: Vec<u64> = gone.iter().rev().map(|(b, _)| b.0).collect();
+        let which = if numbers.len() > 1 && numbers.windows(2).all(|w| w[1] == w[0] + 1) {
+            format!("{} to {}", numbers[0], numbers[numbers.len() - 1])
+        } else {
+            numbers
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(lost(
+            if gone.len() == 1 {
+                format!("{newest_path}, a file of batch {newest} its manifest entry lists, is gone")
+            } else {
                 format!(
-                    "files of batches {first} to {last} that their manifest entries list are gone \
-                     ({first_path} of batch {first}, {} of batch {last}, ...)",
-                    gone[0].1
-                ),
-                *first,
-            )),
-        }
+                    "files of batches {which} that their manifest entries list are gone \
+                     ({newest_path} of batch {newest}, ...)"
+                )
+            },
+            first,
+        ))
     }
 
     /// CSV holds flat values only: a list, struct or map column is refused before the first

@@ -6420,6 +6420,19 @@ fn spark_function_words_are_named_with_what_datafusion_writes() {
         said.contains("Spark's `split` is `string_to_array(s, delimiter)`"),
         "{said}"
     );
+    // Walk 26: Spark's `window` too.
+    let (out, _) = query_case(
+        "json",
+        settings,
+        input,
+        "SELECT window(from_unixtime(epoch), '1 minute') AS w, count(*) AS n FROM s GROUP BY 1",
+    );
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("Spark's `window` is `date_bin(INTERVAL '1 minute', ts)`"),
+        "{said}"
+    );
 }
 
 /// Walk 25 (4): with the data files of several batches deleted from a files sink, each run
@@ -6439,6 +6452,22 @@ fn files_gone_from_several_batches_are_named_with_one_rewind() {
     assert!(!out.status.success(), "{said}");
     assert!(
         said.contains("files of batches 2 to 3 that their manifest entries list are gone"),
+        "{said}"
+    );
+    rewind_as_advised(&ws, &said);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), all);
+    // Walk 26: files of older batches gone while the newest batch's are there went unseen.
+    for batch in [1, 2] {
+        std::fs::remove_file(ws.path(&format!("out/part-{batch:010}-0000.jsonl"))).expect("rm");
+    }
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("files of batches 1 to 2 that their manifest entries list are gone")
+            && said.contains("--to 0`"),
         "{said}"
     );
     rewind_as_advised(&ws, &said);
