@@ -838,9 +838,11 @@ impl Sink for FilesSink {
         // newest batch's): the way out names them all. Asked a few at a time, not by listing
         // a folder that keeps every batch's files.
         use futures::{StreamExt as _, TryStreamExt as _};
+        // (A batch after `last` is not committed: the run that finishes it finishes its
+        // renames, whose files may not be in place yet.)
         let batches = self.manifest_batches().await?;
         let checked: Vec<(BatchId, Option<String>)> =
-            futures::stream::iter(batches.iter().rev().copied())
+            futures::stream::iter(batches.iter().rev().copied().filter(|b| *b <= last))
                 .map(|batch| async move {
                     let Ok(Some(manifest)) = self.read_manifest(batch).await else {
                         return Ok((batch, None));

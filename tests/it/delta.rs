@@ -1062,6 +1062,24 @@ async fn a_delta_table_and_other_files_do_not_share_a_folder() {
     );
 }
 
+/// Runs the Delta pipeline over one file (batch 0), keeps the table's version then in
+/// `<table>.first`, and runs it again over two more (batches 1 and 2); the pipeline file.
+fn three_batches_after_a_first_run(ws: &Workspace) -> std::path::PathBuf {
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let pipeline = delta_pipeline(ws, "ckpt", QUERY, "", "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    python_on_table(
+        ws,
+        "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]); \
+         open(sys.argv[1] + '.first', 'w').write(str(t.version()))",
+    );
+    write_clicks(&ws.path("in"), "json", 2, 40, 1);
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    pipeline
+}
+
 /// Walk 24 (1): a table RESTOREd to a version before some batches kept the pipeline's
 /// transaction version, so `replay --verify` read the batch's file from the disk (no longer
 /// in the table) and said it agreed, and the next run went on with those rows missing, exit
@@ -1071,18 +1089,7 @@ async fn a_delta_table_and_other_files_do_not_share_a_folder() {
 #[tokio::test]
 async fn a_table_restored_to_before_its_batches_is_named_and_the_rewind_recomputes_them() {
     let ws = Workspace::new();
-    write_clicks(&ws.path("in"), "json", 1, 40, 0);
-    let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "");
-    let run = run_quietly(&pipeline, &[]);
-    assert!(run.status.success(), "{}", stderr(&run));
-    python_on_table(
-        &ws,
-        "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]); \
-         open(sys.argv[1] + '.first', 'w').write(str(t.version()))",
-    );
-    write_clicks(&ws.path("in"), "json", 2, 40, 1);
-    let run = run_quietly(&pipeline, &[]);
-    assert!(run.status.success(), "{}", stderr(&run));
+    let pipeline = three_batches_after_a_first_run(&ws);
     python_on_table(
         &ws,
         "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]); \
@@ -1137,18 +1144,7 @@ async fn a_table_restored_to_before_its_batches_is_named_and_the_rewind_recomput
 async fn the_ways_out_of_a_restored_table_work_after_optimize_and_nested_restores() {
     for optimize in [false, true] {
         let ws = Workspace::new();
-        write_clicks(&ws.path("in"), "json", 1, 40, 0);
-        let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "");
-        let run = run_quietly(&pipeline, &[]);
-        assert!(run.status.success(), "{}", stderr(&run));
-        python_on_table(
-            &ws,
-            "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]); \
-             open(sys.argv[1] + '.first', 'w').write(str(t.version()))",
-        );
-        write_clicks(&ws.path("in"), "json", 2, 40, 1);
-        let run = run_quietly(&pipeline, &[]);
-        assert!(run.status.success(), "{}", stderr(&run));
+        let pipeline = three_batches_after_a_first_run(&ws);
         if optimize {
             python_on_table(
                 &ws,
