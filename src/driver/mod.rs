@@ -689,44 +689,19 @@ pub(crate) fn sink_advice(pipeline: &Pipeline) -> crate::state::SinkAdvice {
 /// `error`, where it is damaged or incompatible state, with ways out that the pipeline's sink
 /// allows (no rewind where it takes no batch back; a new start in its terms); a source's
 /// message naming a new start ([`crate::source::NEW_START`]), in the sink's terms.
-pub(crate) fn with_sink_advice(error: Error, pipeline: &Pipeline) -> Error {
+pub(crate) fn with_sink_advice(mut error: Error, pipeline: &Pipeline) -> Error {
     use crate::state::StateError;
+    if let Error::State(
+        StateError::Missing { sink, .. }
+        | StateError::Corrupt { sink, .. }
+        | StateError::Incompatible { sink, .. },
+    ) = &mut error
+        && sink.is_none()
+    {
+        *sink = Some(sink_advice(pipeline));
+        return error;
+    }
     match error {
-        Error::State(StateError::Missing {
-            operator,
-            version,
-            wanted,
-            checkpoint,
-            sink: None,
-        }) => Error::State(StateError::Missing {
-            operator,
-            version,
-            wanted,
-            checkpoint,
-            sink: Some(sink_advice(pipeline)),
-        }),
-        Error::State(StateError::Corrupt {
-            file,
-            reason,
-            checkpoint,
-            sink: None,
-        }) => Error::State(StateError::Corrupt {
-            file,
-            reason,
-            checkpoint,
-            sink: Some(sink_advice(pipeline)),
-        }),
-        Error::State(StateError::Incompatible {
-            operator,
-            stored,
-            planned,
-            sink: None,
-        }) => Error::State(StateError::Incompatible {
-            operator,
-            stored,
-            planned,
-            sink: Some(sink_advice(pipeline)),
-        }),
         // A source's words for a new start, in the sink's terms.
         Error::Source(crate::source::SourceError::Config {
             source_name,

@@ -127,11 +127,15 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     // between runs keeps its earlier batches where they went).
     let mut pipelines: BTreeMap<String, Pipeline> = BTreeMap::new();
     let mut batch_pipeline = BTreeMap::new();
+    // Each batch's offsets entry, read once: it names the batch's pipeline file, and its
+    // sources' ends say what input the batch read.
+    let mut entries = BTreeMap::new();
     for batch in (to.0 + 1..=newest.0).map(BatchId) {
-        let fingerprint = match read_offsets(location, batch).await? {
-            Some(entry) => entry.info.pipeline,
-            None => None,
-        };
+        let entry = read_offsets(location, batch).await?;
+        let fingerprint = entry.as_ref().and_then(|e| e.info.pipeline.clone());
+        if let Some(entry) = entry {
+            entries.insert(batch, entry);
+        }
         let fingerprint = match fingerprint {
             Some(f) => Some(f),
             None => read_commit(location, batch).await?.and_then(|c| c.pipeline),
@@ -268,7 +272,7 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
         if !logs.commits.contains(batch) || unfinished.is_some() {
             continue;
         }
-        let Some(entry) = read_offsets(location, *batch).await? else {
+        let Some(entry) = entries.get(batch) else {
             continue;
         };
         for source in &entry.sources {
