@@ -66,6 +66,39 @@ const SPARK_FUNCTIONS: [(&str, &str); 8] = [
     ("instr", "`strpos(s, substring)`"),
 ];
 
+/// The Spark functions of [`SPARK_FUNCTIONS`] that `sql` calls (a name followed by `(`),
+/// in the order of their first call.
+fn spark_calls(sql: &str) -> Vec<(&'static str, &'static str)> {
+    let lower = sql.to_ascii_lowercase();
+    let mut found: Vec<(usize, (&'static str, &'static str))> = SPARK_FUNCTIONS
+        .iter()
+        .filter_map(|&(spark, here)| {
+            lower
+                .match_indices(spark)
+                .find(|&(at, _)| {
+                    let before = lower[..at].chars().next_back();
+                    let after = lower[at + spark.len()..].trim_start().starts_with('(');
+                    after && !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+                .map(|(at, _)| (at, (spark, here)))
+        })
+        .collect();
+    found.sort_by_key(|(at, _)| *at);
+    found.into_iter().map(|(_, call)| call).collect()
+}
+
+/// Says what DataFusion writes for each of `calls` (Spark's names).
+fn spark_advice(calls: &[(&str, &str)]) -> String {
+    let said: Vec<String> = calls
+        .iter()
+        .map(|(spark, here)| format!("Spark's `{spark}` is {here}"))
+        .collect();
+    format!(
+        " ({} in DataFusion's SQL, which Sluice runs)",
+        said.join("; ")
+    )
+}
+
 fn sql_advice(e: &DataFusionError) -> String {
     let text = e.to_string();
     // `Invalid function 'split'.`: a Spark name, with DataFusion's nearest name beside it.
@@ -73,11 +106,11 @@ fn sql_advice(e: &DataFusionError) -> String {
         .split("Invalid function '")
         .nth(1)
         .and_then(|rest| rest.split('\'').next())
-        && let Some((spark, here)) = SPARK_FUNCTIONS
+        && let Some(&call) = SPARK_FUNCTIONS
             .iter()
             .find(|(spark, _)| name.eq_ignore_ascii_case(spark))
     {
-        return format!(" (Spark's `{spark}` is {here} in DataFusion's SQL, which Sluice runs)");
+        return spark_advice(&[call]);
     }
     if text.contains("Dot access not supported") {
         return " (a field of a struct column is written `col['field']`, not `col.field`)"
@@ -147,6 +180,14 @@ pub enum PlanError {
     /// DataFusion refused the SQL.
     #[error("the query does not plan: {}{}", sql_text(.0), sql_advice(.0))]
     Sql(DataFusionError),
+    /// The query calls more than one of Spark's functions that DataFusion names otherwise.
+    #[error("the query does not plan: {}{}", sql_text(.error), spark_advice(.calls))]
+    SparkFunctions {
+        /// DataFusion's error, for the first of them.
+        error: DataFusionError,
+        /// Each Spark function called, with what DataFusion writes.
+        calls: Vec<(&'static str, &'static str)>,
+    },
     /// The SQL does not parse where it names a column by an SQL keyword (a Kafka source's
     /// `offset`, `partition`, `timestamp`), which must be quoted.
     #[error(
@@ -333,6 +374,11 @@ pub async fn plan_batch(
                     word,
                     table,
                 });
+            }
+            // DataFusion stops at the first unknown function; name every Spark one called.
+            let calls = spark_calls(sql);
+            if text.contains("Invalid function '") && calls.len() > 1 {
+                return Err(PlanError::SparkFunctions { error: e, calls });
             }
             return Err(PlanError::Sql(e));
         }

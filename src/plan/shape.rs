@@ -153,9 +153,31 @@ pub fn analyze(
     // in Spark's pattern letters, which DataFusion's strftime codes would copy as text.
     let mut gaps = false;
     let mut spark_pattern = None;
+    let mut joins_list_text = None;
     plan.apply_with_subqueries(|node| {
+        let inputs = node.inputs();
         node.apply_expressions(|expr| {
             expr.apply(|e| {
+                // Spark's `concat_ws` joins an array's elements; DataFusion's casts the array
+                // to its text form (`[a, b]`), so the output would hold the brackets.
+                if let Expr::ScalarFunction(f) = e
+                    && joins_list_text.is_none()
+                    && f.func.name() == "concat_ws"
+                    && let [input] = inputs.as_slice()
+                    && f.args.iter().skip(1).any(|arg| {
+                        datafusion::logical_expr::ExprSchemable::get_type(arg, input.schema())
+                            .is_ok_and(|t| {
+                                matches!(
+                                    t,
+                                    datafusion::arrow::datatypes::DataType::List(_)
+                                        | datafusion::arrow::datatypes::DataType::LargeList(_)
+                                        | datafusion::arrow::datatypes::DataType::FixedSizeList(..)
+                                )
+                            })
+                    })
+                {
+                    joins_list_text = Some(e.to_string());
+                }
                 if let Expr::ScalarFunction(f) = e
                     && spark_pattern.is_none()
                     && ["to_char", "date_format"].contains(&f.func.name())
@@ -189,6 +211,16 @@ pub fn analyze(
                  pattern letters, so it would write the letters as they stand: write \
                  `date_format(..., '{strftime}')`"
             ),
+        });
+    }
+    if let Some(call) = joins_list_text {
+        return Err(PlanError::Function {
+            call,
+            reason: "is given an array, which DataFusion joins as the array's text form \
+                     (`[a, b]`), not element by element as Spark does: write \
+                     `array_to_string(array, separator)`, which joins the elements and leaves \
+                     out nulls"
+                .into(),
         });
     }
     if gaps {

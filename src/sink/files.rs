@@ -397,11 +397,13 @@ impl FilesSink {
         match self.read_manifest(batch).await {
             Ok(Some(manifest)) => {
                 self.check_owner(&manifest).await?;
+                // Counted only where it was there: a file deleted by hand is not taken back.
                 for file in &manifest.files {
-                    self.location
-                        .delete(&self.location.path(&file.path))
-                        .await?;
-                    deleted += 1;
+                    let path = self.location.path(&file.path);
+                    if self.location.exists(&path).await? {
+                        self.location.delete(&path).await?;
+                        deleted += 1;
+                    }
                 }
             }
             // A damaged or missing entry cannot list the batch's files: they are the ones
