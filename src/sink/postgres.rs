@@ -1161,21 +1161,24 @@ impl PostgresSink {
             }
             return Ok(false);
         }
+        // Every column that does not fit, said at once: a table made by hand is mended in one
+        // go, not one run per column.
+        let mut misfits = Vec::new();
         for c in &columns {
             match have.get(&c.name) {
                 // Names are matched exactly; the table's has other capitals.
                 None if let Some(theirs) =
                     have.keys().find(|k| k.eq_ignore_ascii_case(&c.name)) =>
                 {
-                    return Err(Failure::Fatal(self.error(format!(
+                    misfits.push(format!(
                         "the query's column `{}` is not a column of the table, whose column is \
                          `{theirs}`: names are matched exactly, capitals too; name it so in \
                          the query (`AS \"{theirs}\"`)",
                         c.name
-                    ))));
+                    ));
                 }
                 None => {
-                    return Err(Failure::Fatal(self.error(format!(
+                    misfits.push(format!(
                         "the query's column `{name}` is not a column of the table (its \
                          columns: {}): add it (`ALTER TABLE {} ADD COLUMN {} {}`), or leave \
                          it out of the query",
@@ -1184,16 +1187,32 @@ impl PostgresSink {
                         quote(&c.name),
                         c.sql_type,
                         name = c.name,
-                    ))));
+                    ));
                 }
                 Some(typname) if !c.accepts.iter().any(|a| a == typname) => {
-                    return Err(Failure::Fatal(self.error(format!(
+                    misfits.push(format!(
                         "column `{}` is {typname} in the table, but the query gives {} \
                          ({}); cast it in the query",
                         c.name, c.sql_type, c.arrow
-                    ))));
+                    ));
                 }
                 Some(_) => {}
+            }
+        }
+        match misfits.as_slice() {
+            [] => {}
+            [one] => return Err(Failure::Fatal(self.error(one.clone()))),
+            many => {
+                let listed: Vec<String> = many
+                    .iter()
+                    .enumerate()
+                    .map(|(i, misfit)| format!("({}) {misfit}", i + 1))
+                    .collect();
+                return Err(Failure::Fatal(self.error(format!(
+                    "{} of the query's columns do not fit the table: {}",
+                    many.len(),
+                    listed.join("; ")
+                ))));
             }
         }
         if let Some(batch_column) = &self.config.batch_column

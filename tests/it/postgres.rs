@@ -1264,18 +1264,24 @@ async fn a_table_without_a_query_column_is_refused_before_a_batch_is_planned() {
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 1, 40, 0);
     let table = unique_table("lacking");
+    // Walk 26: with a column missing and another of the wrong type, each run named one.
     execute(&format!(
-        "CREATE TABLE {table} (id bigint, page text, b bigint)"
+        "CREATE TABLE {table} (id bigint, page bigint, b bigint)"
     ))
     .await;
     let pipeline = write_pipeline(&ws, &batch_column_pipeline(&ws, "lacking", &table, ""));
-    run_refused(
+    let said = run_refused(
         &pipeline,
-        "the query's column `amount` is not a column of the table",
+        "2 of the query's columns do not fit the table: (1) column `page` is int8 in the table",
+    );
+    assert!(
+        said.contains("(2) the query's column `amount` is not a column of the table"),
+        "{said}"
     );
     assert!(!ws.path("ckpt/offsets/0").exists(), "no batch planned");
     execute(&format!(
-        "ALTER TABLE {table} ADD COLUMN amount double precision"
+        "ALTER TABLE {table} ALTER COLUMN page TYPE text; \
+         ALTER TABLE {table} ADD COLUMN amount double precision"
     ))
     .await;
     let run = sluice_run(&pipeline);
