@@ -665,8 +665,73 @@ impl Pipeline {
     }
 
     /// Parses and validates pipeline text; `path` is only used in messages.
+    ///
+    /// Errors: [`PipelineError::Invalid`] naming every key at fault that can be told apart
+    /// (up to [`MISTAKES_SAID`]), in the order of their lines: each is found by reading the
+    /// file again without the keys already named, as a compiler goes on past its first error.
     pub fn parse(text: &str, path: &Path) -> Result<Self, PipelineError> {
-        Self::parse_in(text, path, None)
+        let first = match Self::parse_in(text, path, None) {
+            Ok(pipeline) => return Ok(pipeline),
+            Err(PipelineError::Invalid { message, .. }) => message,
+            Err(e) => return Err(e),
+        };
+        let (Ok(mut value), Some(mut key)) = (
+            serde_yaml::from_str::<serde_yaml::Value>(text),
+            key_at_fault(&first),
+        ) else {
+            return Err(PipelineError::Invalid {
+                path: path.to_path_buf(),
+                message: first,
+            });
+        };
+        let mut said = vec![(key.clone(), first.clone())];
+        while said.len() < MISTAKES_SAID && remove_key(&mut value, &key) {
+            let Ok(rest) = serde_yaml::to_string(&value) else {
+                break;
+            };
+            let Err(PipelineError::Invalid { message, .. }) = Self::parse_in(&rest, path, None)
+            else {
+                break;
+            };
+            // A key the removal left wanting, or one named already: nothing more to tell.
+            let Some(next) = key_at_fault(&message) else {
+                break;
+            };
+            if message.contains("missing field") || said.iter().any(|(k, _)| *k == next) {
+                break;
+            }
+            said.push((next.clone(), message));
+            key = next;
+        }
+        if said.len() == 1 {
+            return Err(PipelineError::Invalid {
+                path: path.to_path_buf(),
+                message: first,
+            });
+        }
+        // Each with its line in the file as written, not in the text read again.
+        let mut said: Vec<(Option<usize>, String)> = said
+            .into_iter()
+            .map(|(key, message)| {
+                let line = find_path_line(text, &key);
+                let bare = without_line(&message);
+                match line {
+                    Some(line) => (Some(line), format!("{bare} (line {line})")),
+                    None => (None, bare),
+                }
+            })
+            .collect();
+        said.sort_by_key(|(line, _)| line.unwrap_or(usize::MAX));
+        let mut messages = said.into_iter().map(|(_, message)| message);
+        let mut message = messages.next().unwrap_or_default();
+        for more in messages {
+            message.push_str("\n  and: ");
+            message.push_str(&more);
+        }
+        Err(PipelineError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
     }
 
     /// Parses a pipeline file a checkpoint stored ([`Pipeline::stored_text`]), read from the
@@ -1318,6 +1383,54 @@ fn location_parts(location: &str) -> Vec<String> {
 /// The 1-based line of a dotted key path (`sources.clicks.format`), found by looking for each
 /// key in turn from where the previous one was found; for messages about values that parsed but
 /// are not valid.
+/// At most this many mistakes in a pipeline file are named at once.
+const MISTAKES_SAID: usize = 8;
+
+/// A message about a pipeline file without the line it names: its closing `(line N)`, or
+/// the parser's `at line N column M`.
+fn without_line(message: &str) -> String {
+    if let Some(at) = message.rfind(" (line ")
+        && message.ends_with(')')
+    {
+        return message[..at].to_string();
+    }
+    match message.find(" at line ") {
+        Some(at) => {
+            let tail = &message[at + " at line ".len()..];
+            let after = tail.find(" (").map_or("", |i| &tail[i..]);
+            format!("{}{after}", &message[..at])
+        }
+        None => message.to_string(),
+    }
+}
+
+/// The key a message about a pipeline file is about, as a dotted path (`sources.s.format`):
+/// the path it opens with in backquotes, or the unknown top-level field it names.
+fn key_at_fault(message: &str) -> Option<String> {
+    let key = match message.strip_prefix('`') {
+        Some(rest) => rest.split_once("`: ")?.0,
+        None => message.strip_prefix("unknown field `")?.split('`').next()?,
+    };
+    (!key.is_empty() && !key.contains(['[', ' '])).then(|| key.to_string())
+}
+
+/// Removes the key at dotted `path` from `value`; whether it was there.
+fn remove_key(value: &mut serde_yaml::Value, path: &str) -> bool {
+    let mut at = value;
+    let mut segments: Vec<&str> = path.split('.').collect();
+    let Some(last) = segments.pop() else {
+        return false;
+    };
+    for segment in segments {
+        match at.get_mut(segment) {
+            Some(inner) => at = inner,
+            None => return false,
+        }
+    }
+    at.as_mapping_mut()
+        .is_some_and(|map| map.remove(last).is_some())
+}
+
 fn find_path_line(text: &str, path: &str) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
     let mut at = 0;
@@ -1366,6 +1479,36 @@ sink: { kind: files, path: out/clicks, format: parquet }
 
     fn parse(text: &str) -> Result<Pipeline, String> {
         Pipeline::parse(text, Path::new("p.yaml")).map_err(|e| e.to_string())
+    }
+
+    /// Walk 26: a file with several mistakes named one a run, so each fix met the next. Every
+    /// key at fault is named, in the order of its lines, each with its own line.
+    #[test]
+    fn every_mistake_in_a_file_is_named_at_once() {
+        let text = GOOD
+            .replace("    max_files_per_batch: 2", "    max_file_per_batch: 2")
+            .replace("every 5s", "evry 5s")
+            .replace("format: parquet", "format: parket")
+            .replace("query:", "outptu_mode: append\nquery:");
+        let said = parse(&text).expect_err("four mistakes");
+        let lines: Vec<&str> = said.lines().collect();
+        assert_eq!(lines.len(), 4, "{said}");
+        for (line, (key, at)) in lines.iter().zip([
+            ("`sources.clicks.max_file_per_batch`", 9),
+            ("unknown field `outptu_mode`", 10),
+            ("`trigger`", 12),
+            ("`sink.format`", 13),
+        ]) {
+            assert!(
+                line.contains(key) && line.ends_with(&format!("(line {at})")),
+                "{key} at line {at}: {said}"
+            );
+        }
+        assert!(lines[0].starts_with("p.yaml: `sources.clicks.max_file_per_batch`: unknown field"));
+        assert!(lines[1].starts_with("  and: "), "{said}");
+        // A key whose removal leaves a required one missing ends the list there.
+        let said = parse(&GOOD.replace("kind: files\n", "kind: fils\n")).expect_err("kind");
+        assert_eq!(said.lines().count(), 1, "{said}");
     }
 
     /// `engine.workers` names at least two workers, each `http://HOST:PORT` once; every
