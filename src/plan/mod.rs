@@ -31,39 +31,142 @@ pub mod shape;
 pub use functions::register_functions;
 pub use shape::{AggregateShape, EventTimeKey, EventTimeWindow, JoinShape, Shape, analyze};
 
-/// What DataFusion's planning error `e` leaves a reader to guess, said (empty where nothing
-/// is): two of the query's expressions with one name, where they were written differently.
-/// DataFusion names an expression after what it computes, leaving casts out, so `max(v)` and
-/// `max(CAST(v AS INT))` are both `max(s.v)`; two such aggregates do not plan even when named
-/// apart with `AS` (apache/datafusion#18975), so the way out is a column of its own for the
-/// cast.
-/// DataFusion's words for `e`, without advice to change settings Sluice does not take.
+/// DataFusion's words for `e`, without advice to change settings Sluice does not take, nor its
+/// nearest name for a Spark function (`year`: "Did you mean 'mean'?"), which the advice names.
 fn sql_text(e: &DataFusionError) -> String {
-    e.to_string().replace(
+    let text = e.to_string().replace(
         " or disable the datafusion.sql_parser.enable_ident_normalization configuration",
         "",
-    )
+    );
+    let spark = text
+        .split("Invalid function '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .is_some_and(|name| {
+            SPARK_FUNCTIONS
+                .iter()
+                .any(|(spark, _)| name.eq_ignore_ascii_case(spark))
+        });
+    match text.find("\nDid you mean") {
+        Some(at) if spark => text[..at].to_string(),
+        _ => text,
+    }
 }
 
-/// Spark functions DataFusion names otherwise, with what to write here.
-const SPARK_FUNCTIONS: [(&str, &str); 8] = [
+/// Spark functions DataFusion names otherwise or does without, with what to write here. The
+/// first code in backquotes is an expression over the columns of the table's test (`ts`, `d`,
+/// `start_date`, `s`, `n`, `arr`, `c`) that gives Spark's value (the test runs each one).
+/// Advice that starts with `- ` says there is no such function, and what does the job instead.
+const SPARK_FUNCTIONS: [(&str, &str); 54] = [
     (
         "window",
         "`date_bin(INTERVAL '1 minute', ts)` (the window's start; sliding windows: `hop`)",
     ),
     (
         "split",
-        "`string_to_array(s, delimiter)` (a plain delimiter, not a pattern)",
+        "`string_to_array(s, ',')` (a plain delimiter, not a pattern)",
     ),
     (
         "regexp_extract",
-        "`regexp_match(s, pattern)[1]` (the first group)",
+        "`regexp_match(s, '([a-z]),')[1]` (the pattern's first group)",
     ),
-    ("explode", "`unnest(array)`"),
-    ("size", "`cardinality(array)`"),
-    ("collect_list", "`array_agg(x)`"),
-    ("collect_set", "`array_agg(DISTINCT x)`"),
-    ("instr", "`strpos(s, substring)`"),
+    ("explode", "`unnest(arr)`"),
+    (
+        "explode_outer",
+        "`unnest(arr)`, which leaves out a row whose array is empty or null",
+    ),
+    ("size", "`cardinality(arr)`"),
+    ("array_size", "`cardinality(arr)`"),
+    ("collect_list", "`array_agg(s)`"),
+    ("collect_set", "`array_agg(DISTINCT s)`"),
+    ("instr", "`strpos(s, 'b')`"),
+    ("locate", "`strpos(s, 'b')` (the text searched first)"),
+    ("year", "`date_part('year', ts)`"),
+    ("month", "`date_part('month', ts)`"),
+    ("day", "`date_part('day', ts)`"),
+    ("dayofmonth", "`date_part('day', ts)`"),
+    ("hour", "`date_part('hour', ts)`"),
+    ("minute", "`date_part('minute', ts)`"),
+    ("second", "`date_part('second', ts)`"),
+    (
+        "dayofweek",
+        "`date_part('dow', ts) + 1` (DataFusion counts Sunday as 0, Spark as 1)",
+    ),
+    ("dayofyear", "`date_part('doy', ts)`"),
+    ("weekofyear", "`date_part('week', ts)`"),
+    ("quarter", "`date_part('quarter', ts)`"),
+    (
+        "unix_timestamp",
+        "`to_unixtime(ts)` (of text in a format: `to_unixtime(s, '%Y-%m-%d %H:%M:%S')`, with \
+         strftime codes)",
+    ),
+    ("unix_seconds", "`to_unixtime(ts)`"),
+    ("timestamp_seconds", "`to_timestamp_seconds(n)`"),
+    (
+        "date_add",
+        "`d + INTERVAL '7 days'` (days from a column: `CAST(CAST(d AS INT) + n AS DATE)`)",
+    ),
+    ("date_sub", "`d - INTERVAL '7 days'`"),
+    (
+        "datediff",
+        "`d - start_date` (two dates subtracted give the days between them)",
+    ),
+    ("rlike", "`regexp_like(s, 'a')` (or `s ~ 'a'`)"),
+    (
+        "sha2",
+        "`encode(sha256(s), 'hex')` (`sha224`, `sha384`, `sha512` for the other lengths)",
+    ),
+    (
+        "percentile_approx",
+        "`approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY n)` (a double, where Spark's \
+         keeps the column's type)",
+    ),
+    ("approx_count_distinct", "`approx_distinct(n)`"),
+    (
+        "first",
+        "`first_value(n ORDER BY ts)` (with an order, so that a replay gives the same row)",
+    ),
+    (
+        "last",
+        "`last_value(n ORDER BY ts)` (with an order, so that a replay gives the same row)",
+    ),
+    ("variance", "`var_samp(n)`"),
+    ("count_if", "`count(*) FILTER (WHERE c)`"),
+    ("every", "`bool_and(c)`"),
+    ("any", "`bool_or(c)`"),
+    ("max_by", "`first_value(s ORDER BY n DESC)`"),
+    ("min_by", "`first_value(s ORDER BY n)`"),
+    ("isnull", "`s IS NULL`"),
+    ("isnotnull", "`s IS NOT NULL`"),
+    ("if", "`CASE WHEN c THEN 1 ELSE 2 END`"),
+    ("pmod", "`((n % 3) + 3) % 3`"),
+    ("div", "`n / 2` (integers divided keep the whole part)"),
+    ("startswith", "`starts_with(s, 'a')`"),
+    ("endswith", "`ends_with(s, 'b')`"),
+    ("typeof", "`arrow_typeof(n)` (Arrow's type names)"),
+    (
+        "sequence",
+        "`generate_series(1, 3)` (both ends included, as in Spark)",
+    ),
+    (
+        "slice",
+        "`array_slice(arr, 1, 1)` (from and to, both included, where Spark's takes a length)",
+    ),
+    ("sort_array", "`array_sort(arr)`"),
+    (
+        "get_json_object",
+        "- a source's `format: json` with `schema:` decodes JSON into columns (a field of a \
+         struct column: `col['field']`)",
+    ),
+    (
+        "from_json",
+        "- a source's `format: json` with `schema:` decodes JSON into columns (a field of a \
+         struct column: `col['field']`)",
+    ),
+    (
+        "to_json",
+        "- a files sink's `format: json` writes each row as a JSON object",
+    ),
 ];
 
 /// The Spark functions of [`SPARK_FUNCTIONS`] that `sql` calls (a name followed by `(`),
@@ -91,7 +194,10 @@ fn spark_calls(sql: &str) -> Vec<(&'static str, &'static str)> {
 fn spark_advice(calls: &[(&str, &str)]) -> String {
     let said: Vec<String> = calls
         .iter()
-        .map(|(spark, here)| format!("Spark's `{spark}` is {here}"))
+        .map(|(spark, here)| match here.strip_prefix("- ") {
+            Some(instead) => format!("Spark's `{spark}` has no counterpart: {instead}"),
+            None => format!("Spark's `{spark}` is {here}"),
+        })
         .collect();
     format!(
         " ({} in DataFusion's SQL, which Sluice runs)",
@@ -99,6 +205,12 @@ fn spark_advice(calls: &[(&str, &str)]) -> String {
     )
 }
 
+/// What DataFusion's planning error `e` leaves a reader to guess, said (empty where nothing
+/// is): a Spark function by Spark's name, a struct's field written with a dot, or two of the
+/// query's expressions with one name, where they were written differently. DataFusion names an expression after what it computes, leaving casts out, so `max(v)` and
+/// `max(CAST(v AS INT))` are both `max(s.v)`; two such aggregates do not plan even when named
+/// apart with `AS` (apache/datafusion#18975), so the way out is a column of its own for the
+/// cast.
 fn sql_advice(e: &DataFusionError) -> String {
     let text = e.to_string();
     // `Invalid function 'split'.`: a Spark name, with DataFusion's nearest name beside it.
@@ -888,6 +1000,128 @@ mod tests {
             .expect_err("column")
             .to_string();
         assert!(err.contains("nope"), "{err}");
+    }
+
+    /// Each Spark function's advice runs in DataFusion and gives Spark's value for one row
+    /// (Spark 4's, worked out by hand from its documentation for this row): the advice is
+    /// something to write, not a guess.
+    #[tokio::test]
+    async fn spark_functions_advice_gives_sparks_value() {
+        use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+        let ctx = session(&default_settings());
+        let row = "SELECT TIMESTAMP '2026-03-01 12:34:56' AS ts, DATE '2026-03-01' AS d, \
+                   DATE '2026-02-22' AS start_date, 'a,b' AS s, CAST(7 AS BIGINT) AS n, \
+                   make_array('a', 'b') AS arr, true AS c";
+        let value = |code: String| {
+            let ctx = ctx.clone();
+            async move {
+                let sql = format!("SELECT {code} AS v FROM ({row}) t");
+                let batches = ctx
+                    .sql(&sql)
+                    .await
+                    .expect(&sql)
+                    .collect()
+                    .await
+                    .expect(&sql);
+                let options = FormatOptions::default().with_null("NULL");
+                let mut values = Vec::new();
+                for batch in &batches {
+                    let formatter =
+                        ArrayFormatter::try_new(batch.column(0), &options).expect("format");
+                    for i in 0..batch.num_rows() {
+                        values.push(formatter.value(i).to_string());
+                    }
+                }
+                values.join("|")
+            }
+        };
+        let spark: std::collections::BTreeMap<&str, &str> = [
+            ("window", "2026-03-01T12:34:00"),
+            ("split", "[a, b]"),
+            ("regexp_extract", "a"),
+            ("explode", "a|b"),
+            ("explode_outer", "a|b"),
+            ("size", "2"),
+            ("array_size", "2"),
+            ("collect_list", "[a,b]"),
+            ("collect_set", "[a,b]"),
+            ("instr", "3"),
+            ("locate", "3"),
+            ("year", "2026"),
+            ("month", "3"),
+            ("day", "1"),
+            ("dayofmonth", "1"),
+            ("hour", "12"),
+            ("minute", "34"),
+            ("second", "56"),
+            ("dayofweek", "1"),
+            ("dayofyear", "60"),
+            ("weekofyear", "9"),
+            ("quarter", "1"),
+            ("unix_timestamp", "1772368496"),
+            ("unix_seconds", "1772368496"),
+            ("timestamp_seconds", "1970-01-01T00:00:07"),
+            ("date_add", "2026-03-08"),
+            ("date_sub", "2026-02-22"),
+            ("datediff", "7"),
+            ("rlike", "true"),
+            (
+                "sha2",
+                "1eb7c54d52831bbfe8942af0b1c56b7409523a59ed6ca99c1174fef7eb32c1b5",
+            ),
+            ("percentile_approx", "7.0"),
+            ("approx_count_distinct", "1"),
+            ("first", "7"),
+            ("last", "7"),
+            ("variance", "NULL"),
+            ("count_if", "1"),
+            ("every", "true"),
+            ("any", "true"),
+            ("max_by", "a,b"),
+            ("min_by", "a,b"),
+            ("isnull", "false"),
+            ("isnotnull", "true"),
+            ("if", "1"),
+            ("pmod", "1"),
+            ("div", "3"),
+            ("startswith", "true"),
+            ("endswith", "true"),
+            ("typeof", "Int64"),
+            ("sequence", "[1, 2, 3]"),
+            ("slice", "[a]"),
+            ("sort_array", "[a, b]"),
+        ]
+        .into_iter()
+        .collect();
+        for (name, here) in SPARK_FUNCTIONS {
+            if here.starts_with("- ") {
+                assert!(!spark.contains_key(name), "{name}");
+                continue;
+            }
+            let code = here.split('`').nth(1).expect("code").to_string();
+            let expected = spark
+                .get(name)
+                .unwrap_or_else(|| panic!("{name}: no value"));
+            assert_eq!(&value(code.clone()).await, expected, "{name}: {code}");
+        }
+        // The second ways some of them give.
+        assert_eq!(
+            value("CAST(CAST(d AS INT) + n AS DATE)".into()).await,
+            "2026-03-08"
+        );
+        assert_eq!(
+            value("to_unixtime('2026-03-01 12:34:56', '%Y-%m-%d %H:%M:%S')".into()).await,
+            "1772368496"
+        );
+        // Named, not DataFusion's nearest name ("Did you mean 'mean'?").
+        let err = plan("SELECT year(b) AS y FROM s")
+            .await
+            .expect_err("year")
+            .to_string();
+        assert!(
+            err.contains("Spark's `year` is `date_part('year', ts)`") && !err.contains("mean"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -141,6 +141,19 @@ impl EventTimeWindow {
     }
 }
 
+/// DataFusion's functions that take a time format in strftime codes (after the time or text
+/// they format or parse).
+const TIME_FORMATS: [&str; 8] = [
+    "to_char",
+    "to_timestamp",
+    "to_timestamp_seconds",
+    "to_timestamp_millis",
+    "to_timestamp_micros",
+    "to_timestamp_nanos",
+    "to_date",
+    "to_unixtime",
+];
+
 /// Analyzes `plan` (as the SQL planner made it, before optimization). `watermarks` maps each
 /// stream with a watermark to its event-time column.
 pub fn analyze(
@@ -178,18 +191,35 @@ pub fn analyze(
                 {
                     joins_list_text = Some(e.to_string());
                 }
+                // Formatting takes its format second; parsing (`to_timestamp(s, f1, f2)`)
+                // takes any number after the text.
                 if let Expr::ScalarFunction(f) = e
                     && spark_pattern.is_none()
-                    && ["to_char", "date_format"].contains(&f.func.name())
-                    && let Some(Expr::Literal(
-                        datafusion::common::ScalarValue::Utf8(Some(format))
-                        | datafusion::common::ScalarValue::LargeUtf8(Some(format))
-                        | datafusion::common::ScalarValue::Utf8View(Some(format)),
-                        _,
-                    )) = f.args.get(1).map(strip_alias)
-                    && let Some(strftime) = super::functions::strftime_of_spark(format)
+                    && TIME_FORMATS.contains(&f.func.name())
                 {
-                    spark_pattern = Some((format.clone(), strftime));
+                    let formats = if f.func.name() == "to_char" {
+                        f.args.get(1..2)
+                    } else {
+                        f.args.get(1..)
+                    };
+                    spark_pattern = formats.unwrap_or_default().iter().find_map(|arg| {
+                        let Expr::Literal(
+                            datafusion::common::ScalarValue::Utf8(Some(format))
+                            | datafusion::common::ScalarValue::LargeUtf8(Some(format))
+                            | datafusion::common::ScalarValue::Utf8View(Some(format)),
+                            _,
+                        ) = strip_alias(arg)
+                        else {
+                            return None;
+                        };
+                        let strftime = super::functions::strftime_of_spark(format)?;
+                        // `date_format` is DataFusion's other name for `to_char`.
+                        let name = match f.func.name() {
+                            "to_char" => "date_format",
+                            name => name,
+                        };
+                        Some((name.to_string(), format.clone(), strftime))
+                    });
                 }
                 if let Expr::ScalarFunction(f) = e
                     && f.func.name() == super::functions::HOP
@@ -203,13 +233,17 @@ pub fn analyze(
         })
     })
     .map_err(PlanError::Sql)?;
-    if let Some((format, strftime)) = spark_pattern {
+    if let Some((function, format, strftime)) = spark_pattern {
+        let would = if function == "date_format" {
+            "it would write the letters as they stand"
+        } else {
+            "no time would match it"
+        };
         return Err(PlanError::Function {
-            call: format!("date_format(..., '{format}')"),
+            call: format!("{function}(..., '{format}')"),
             reason: format!(
                 "reads its format as strftime codes, as DataFusion and DuckDB do, not as Spark's \
-                 pattern letters, so it would write the letters as they stand: write \
-                 `date_format(..., '{strftime}')`"
+                 pattern letters, so {would}: write `{function}(..., '{strftime}')`"
             ),
         });
     }
