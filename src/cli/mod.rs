@@ -107,7 +107,8 @@ enum Command {
         #[arg(long)]
         html: PathBuf,
     },
-    /// Make batch N the last committed one, taking later batches back from the files sink.
+    /// Make batch N the last committed one, taking later batches back from the sink (files, Delta,
+    /// or a PostgreSQL table with `batch_column`) and the checkpoint.
     Rewind {
         /// The checkpoint (path or object-store URL).
         checkpoint: String,
