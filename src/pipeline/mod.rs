@@ -697,7 +697,18 @@ impl Pipeline {
             let Some(next) = key_at_fault(&message) else {
                 break;
             };
-            if message.contains("missing field") || said.iter().any(|(k, _)| *k == next) {
+            if message.contains("missing field") {
+                // A required key of a setting inside a source or sink (a watermark's
+                // `delay`): the whole setting goes, once, and the reading goes on.
+                match key.rsplit_once('.') {
+                    Some((parent, _)) if parent.matches('.').count() >= 2 => {
+                        key = parent.to_string();
+                        continue;
+                    }
+                    _ => break,
+                }
+            }
+            if said.iter().any(|(k, _)| *k == next) {
                 break;
             }
             said.push((next.clone(), message));
@@ -1509,6 +1520,23 @@ sink: { kind: files, path: out/clicks, format: parquet }
         // A key whose removal leaves a required one missing ends the list there.
         let said = parse(&GOOD.replace("kind: files\n", "kind: fils\n")).expect_err("kind");
         assert_eq!(said.lines().count(), 1, "{said}");
+        // Unless it is inside a setting of a source: the setting goes, and reading goes on.
+        let said = parse(
+            &GOOD
+                .replace(
+                    "    max_files_per_batch: 2",
+                    "    watermark: { column: ts, delay: 10 }",
+                )
+                .replace("query:", "output_mode: upsert\nquery:"),
+        )
+        .expect_err("two mistakes");
+        let lines: Vec<&str> = said.lines().collect();
+        assert_eq!(lines.len(), 2, "{said}");
+        assert!(
+            lines[0].contains("`sources.clicks.watermark.delay`: invalid duration `10`"),
+            "{said}"
+        );
+        assert!(lines[1].contains("`output_mode`"), "{said}");
     }
 
     /// `engine.workers` names at least two workers, each `http://HOST:PORT` once; every
