@@ -634,7 +634,7 @@ impl<'p> Engine<'p> {
                 Shape::Stateless => None,
             };
             let optimized = session.optimize(&logical).map_err(plan::PlanError::Sql)?;
-            let mut columns = plan::stream_columns(&optimized, &self.stream_names());
+            let mut columns = plan::stream_columns(&logical, &optimized, &self.stream_names());
             // Planned at another time than the batches run at, the columns a query over the
             // batch's time reads are not known here: its streams are read whole.
             if plan::reads_batch_time(&logical) {

@@ -765,12 +765,42 @@ pub fn reads_batch_time(plan: &LogicalPlan) -> bool {
     found
 }
 
-/// The columns an optimized `plan` reads from each stream, in the stream's column order;
-/// streams it reads whole (or not at all) are absent.
+/// The columns each stream's table must have for the query to plan and run, in the stream's
+/// column order: those the `optimized` plan reads, and every column of the stream that the
+/// query names anywhere in its `logical` plan (as the SQL planner made it), since each batch
+/// plans the query's SQL again against a table of these columns alone: a column a subquery or
+/// CTE selects and nothing above reads (`SELECT n FROM (SELECT n, v FROM s)`) is not read,
+/// but must be there to plan. Streams read whole (or not at all) are absent.
 pub fn stream_columns(
-    plan: &LogicalPlan,
+    logical: &LogicalPlan,
+    optimized: &LogicalPlan,
     streams: &BTreeSet<String>,
 ) -> std::collections::BTreeMap<String, Vec<String>> {
+    // The names the query's expressions refer to, whatever the table (a superset is safe).
+    let mut named: BTreeSet<String> = BTreeSet::new();
+    let mut whole = false;
+    let _ = logical.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                match e {
+                    Expr::Column(column) => {
+                        named.insert(column.name.clone());
+                    }
+                    Expr::OuterReferenceColumn(_, column) => {
+                        named.insert(column.name.clone());
+                    }
+                    #[allow(deprecated)]
+                    Expr::Wildcard { .. } => whole = true,
+                    _ => {}
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    if whole {
+        return Default::default();
+    }
+    let plan = optimized;
     let mut used: std::collections::BTreeMap<String, Option<BTreeSet<usize>>> = Default::default();
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node
@@ -780,7 +810,18 @@ pub fn stream_columns(
                 .entry(scan.table_name.table().to_string())
                 .or_insert_with(|| Some(BTreeSet::new()));
             match (&scan.projection, entry.as_mut()) {
-                (Some(indices), Some(set)) => set.extend(indices.iter().copied()),
+                (Some(indices), Some(set)) => {
+                    set.extend(indices.iter().copied());
+                    let schema = scan.source.schema();
+                    set.extend(
+                        schema
+                            .fields()
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, field)| named.contains(field.name()))
+                            .map(|(i, _)| i),
+                    );
+                }
                 _ => *entry = None,
             }
         }
@@ -1000,6 +1041,49 @@ mod tests {
             .expect_err("column")
             .to_string();
         assert!(err.contains("nope"), "{err}");
+    }
+
+    /// Walk 27: a column a subquery or CTE selects and nothing above reads was left out of the
+    /// stream's table, so the query, planned again against that table each batch, did not
+    /// plan. Every column the query names is kept; one it never names is still left out.
+    #[tokio::test]
+    async fn a_stream_keeps_every_column_the_query_names() {
+        let ctx = session(&default_settings());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("v", DataType::Utf8, true),
+            Field::new("w", DataType::Utf8, true),
+        ]));
+        let mem = MemTable::try_new(Arc::clone(&schema), vec![vec![]]).expect("table");
+        ctx.register_table("s", Arc::new(mem)).expect("register");
+        let streams: BTreeSet<String> = ["s".to_string()].into();
+        for (sql, kept) in [
+            ("SELECT n FROM s", vec!["n"]),
+            ("SELECT n FROM (SELECT n, v FROM s) x", vec!["n", "v"]),
+            (
+                "WITH t AS (SELECT v, n FROM s) SELECT n FROM t",
+                vec!["n", "v"],
+            ),
+            ("SELECT n FROM s WHERE w IS NOT NULL", vec!["n", "w"]),
+        ] {
+            let (state, logical) = plan_batch(&ctx, sql, 0).await.expect(sql);
+            let optimized = state.optimize(&logical).expect(sql);
+            let columns = stream_columns(&logical, &optimized, &streams);
+            let got: Option<Vec<&str>> = columns
+                .get("s")
+                .map(|c| c.iter().map(String::as_str).collect());
+            assert_eq!(got, Some(kept.clone()), "{sql}");
+            // And the query plans against a table of those columns alone.
+            let only = Arc::new(Schema::new(
+                kept.iter()
+                    .map(|c| schema.field_with_name(c).expect("field").clone())
+                    .collect::<Vec<_>>(),
+            ));
+            let pruned = session(&default_settings());
+            let mem = MemTable::try_new(only, vec![vec![]]).expect("table");
+            pruned.register_table("s", Arc::new(mem)).expect("register");
+            plan_batch(&pruned, sql, 0).await.expect(sql);
+        }
     }
 
     /// Each Spark function's advice runs in DataFusion and gives Spark's value for one row

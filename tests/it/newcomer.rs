@@ -6561,3 +6561,33 @@ fn files_gone_from_several_batches_are_named_with_one_rewind() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sink_lines(&ws.path("out")), all);
 }
+
+/// Walk 27: a query whose subquery or CTE selects a column that nothing above it reads
+/// (`WITH t AS (SELECT id, epoch FROM s) SELECT id FROM t`) did not plan ("No field named
+/// epoch"): the stream's table was cut to the columns the optimized plan reads, and each batch
+/// plans the SQL again against it. It runs, in every format, and gives the batch query's rows.
+#[test]
+fn a_column_a_subquery_selects_and_nothing_reads_does_not_stop_the_query() {
+    for (format, settings, input) in [
+        (
+            "json",
+            "schema: { id: bigint, epoch: bigint, note: string }",
+            "{\"id\":1,\"epoch\":5,\"note\":\"a\"}\n{\"id\":2,\"epoch\":6,\"note\":\"b\"}\n",
+        ),
+        (
+            "csv",
+            "schema: { id: bigint, epoch: bigint, note: string }",
+            "id,epoch,note\n1,5,a\n2,6,b\n",
+        ),
+    ] {
+        for query in [
+            "WITH t AS (SELECT id, epoch FROM s) SELECT id FROM t",
+            "SELECT id FROM (SELECT id, epoch, upper(note) AS n FROM s) x WHERE id > 0",
+            "SELECT x.id FROM (SELECT * FROM s) x",
+        ] {
+            let (out, lines) = query_case(format, settings, input, query);
+            assert!(out.status.success(), "{format}: {query}: {}", stderr(&out));
+            assert_eq!(lines, [r#"{"id":1}"#, r#"{"id":2}"#], "{format}: {query}");
+        }
+    }
+}
