@@ -25,10 +25,13 @@ pub fn expand_env(text: &str) -> Result<String, String> {
 }
 
 /// Whether the librdkafka property `key` holds a secret: a password, a secret, a private key
-/// (`ssl.key.pem`) or an OAuth configuration. Certificates (`ssl.ca.pem`,
+/// (`ssl.key.pem`), an OAuth configuration or a Java client's login (`sasl.jaas.config`, which
+/// holds a password). Certificates (`ssl.ca.pem`,
 /// `ssl.certificate.pem`) are public.
 pub fn is_secret_property(key: &str) -> bool {
-    ["password", "secret"].iter().any(|part| key.contains(part))
+    ["password", "secret", "jaas"]
+        .iter()
+        .any(|part| key.contains(part))
         || ["ssl.key.pem", "sasl.oauthbearer.config"].contains(&key)
 }
 
@@ -175,6 +178,7 @@ mod tests {
             "ssl.key.password",
             "sasl.oauthbearer.client.secret",
             "ssl.key.pem",
+            "sasl.jaas.config",
         ] {
             assert!(is_secret_property(key), "{key}");
         }

@@ -691,9 +691,16 @@ impl<'p> Engine<'p> {
             .collect();
         // The trap of several watermarked sources: one that has read nothing holds the
         // watermark back, so nothing closes, in silence.
+        // (One with an idle timeout is let go once idle that long: the advice is taken.)
         let waiting: Vec<String> = delays
             .keys()
             .filter(|name| !idle.contains(*name) && !event_time_max_ms.contains_key(*name))
+            .filter(|name| {
+                self.pipeline.sources[name.as_str()]
+                    .watermark
+                    .as_ref()
+                    .is_none_or(|wm| wm.idle_timeout.is_none())
+            })
             .map(|name| format!("`{name}`"))
             .collect();
         if stateful

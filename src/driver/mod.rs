@@ -1557,6 +1557,7 @@ impl<'a> Driver<'a> {
             }
         }
         self.engine.validate_query().await?;
+        self.check_state_kept().await?;
         self.engine.check_state(position.next).await?;
         self.check_output_mode().await?;
         // A sink refuses output it cannot take before the first batch (the batch itself
@@ -1656,6 +1657,59 @@ impl<'a> Driver<'a> {
             )));
         }
         Ok(())
+    }
+
+    /// Refuses a query that keeps state over a checkpoint whose committed batches kept none,
+    /// and one that keeps none over a checkpoint that holds state: a stateless query changed
+    /// into an aggregation would start its state at the next batch without the rows before
+    /// (its first load finds no version to read), and an aggregation changed into a stateless
+    /// query would mix rows of another meaning into the sink, leaving the state behind.
+    async fn check_state_kept(&mut self) -> Result<(), Error> {
+        let location = self.checkpoint.location();
+        let logs = LogListing::read(location).await?;
+        let Some(last) = logs.commits.last() else {
+            return Ok(());
+        };
+        let operators = crate::state::StateFiles::operators(location).await?;
+        let keeps = self.engine.keeps_state().await?;
+        // State its commit records but whose files are gone is damage, said as such when the
+        // state is loaded (with `repair`), not a query that kept none.
+        if keeps
+            && operators.is_empty()
+            && self
+                .checkpoint
+                .read_commit(*last)
+                .await
+                .ok()
+                .flatten()
+                .is_none_or(|commit| !commit.state.is_empty())
+        {
+            return Ok(());
+        }
+        let why = match (keeps, operators.is_empty()) {
+            (true, true) => format!(
+                "the query keeps state (an aggregation, a deduplication or a join of two \
+                 streams), but the checkpoint's batches up to {last} were written by a query \
+                 that kept none, so its state would begin at batch {} without the rows before",
+                last.0 + 1
+            ),
+            (false, false) => format!(
+                "the query keeps no state, but the checkpoint's batches were written by a query \
+                 that did (its state: {}), so the sink would take rows of another meaning \
+                 after theirs",
+                operators
+                    .iter()
+                    .map(|o| format!("state/{o}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => return Ok(()),
+        };
+        Err(Error::Usage(format!(
+            "{why}. Put the old query back, or start over on a new checkpoint (`checkpoint:` or \
+             `--checkpoint`){}",
+            sink_advice(self.pipeline).start_over
+        )))
     }
 
     /// Refuses another output mode than the previous run's where this query keeps state and

@@ -2,15 +2,44 @@
 
 use std::time::Duration;
 
-/// Parses a duration such as `500ms`, `10s`, `5m` or `1h 30m`.
+/// Parses a duration such as `500ms`, `10s`, `5m` or `1h 30m` (the `humantime` crate's
+/// forms), without months or years, which have no fixed length.
+///
+/// Errors: a message naming `text` and the forms to write; for `1M` (a month to `humantime`,
+/// a minute or a megabyte to most readers) and `1y`, that they are refused and why; for a
+/// unit in capitals (`1H`), that units are lower case.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let forms = "write it like `500ms`, `10s`, `5m` or `1h`";
+    let units: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|unit| !unit.is_empty())
+        .collect();
+    if let Some(unit) = units.iter().find(|unit| {
+        **unit == "M" || **unit == "y" || unit.starts_with("month") || unit.starts_with("year")
+    }) {
+        return Err(format!(
+            "invalid duration `{text}`: `{unit}` is a {}, which has no fixed length (and `M` is \
+             read as a minute, or megabytes, as often as a month); {forms}, or in days (`30d`)",
+            if unit.starts_with('M') || unit.starts_with("month") {
+                "month"
+            } else {
+                "year"
+            }
+        ));
+    }
     humantime::parse_duration(text.trim()).map_err(|_| {
         let why = if text.trim().parse::<f64>().is_ok() {
             "a number needs a unit"
+        } else if units
+            .iter()
+            .any(|u| u.chars().any(|c| c.is_ascii_uppercase()))
+            && humantime::parse_duration(&text.trim().to_ascii_lowercase()).is_ok()
+        {
+            "units are written in lower case"
         } else {
             "not a duration"
         };
-        format!("invalid duration `{text}` ({why}); write it like `500ms`, `10s`, `5m` or `1h`")
+        format!("invalid duration `{text}` ({why}); {forms}")
     })
 }
 
@@ -35,5 +64,18 @@ mod tests {
             !err.contains("sec"),
             "humantime's own suggestion is not ours: {err}"
         );
+        // Walk 27 (7): `1M` was a month, so a watermark's windows stayed open for a month.
+        for text in ["1M", "2 months", "1y", "1year"] {
+            let err = parse_duration(text).expect_err(text);
+            assert!(
+                err.contains("has no fixed length") && err.contains("`30d`"),
+                "{err}"
+            );
+        }
+        let err = parse_duration("1H").expect_err("capital");
+        assert!(err.contains("units are written in lower case"), "{err}");
+        assert_eq!(parse_duration("2 seconds"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1min"), Ok(Duration::from_secs(60)));
     }
 }

@@ -1137,6 +1137,17 @@ impl Pipeline {
                 let (Some(name), Some(value)) = (name.as_str(), value.as_str()) else {
                     continue;
                 };
+                // The Java client's login setting, which librdkafka does not take: it would be
+                // refused by name, with the password in it quoted.
+                if name == "sasl.jaas.config" {
+                    return Err(format!(
+                        "`{key}.properties.sasl.jaas.config` is the Java client's setting, \
+                         which librdkafka (Sluice's Kafka client) does not take: write \
+                         `sasl.mechanism` (`PLAIN`, `SCRAM-SHA-256`, ...), `sasl.username` and \
+                         `sasl.password: ${{KAFKA_PASSWORD}}` instead, with \
+                         `security.protocol: SASL_SSL` (or `SASL_PLAINTEXT`)"
+                    ));
+                }
                 if crate::secret::is_secret_property(name)
                     && !crate::secret::is_env_reference(value)
                 {
@@ -1195,6 +1206,17 @@ impl Pipeline {
                 rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
                     .then(|| &path[start..start + 1 + length])
             });
+            // A shell's `~` (`~/out`): used as written, it makes a folder named `~` here,
+            // which a later `rm -rf ~` would take for the home folder.
+            if path == "~" || path.starts_with("~/") {
+                let home = std::env::var("HOME").unwrap_or_else(|_| "/home/me".into());
+                return Err(format!(
+                    "`{key}` ({path}) starts with `~`, which only a shell turns into the home \
+                     folder: Sluice uses a path as written, and would make a folder named `~` \
+                     in the folder it runs in; write the home folder out (`{home}{}`)",
+                    &path[1..]
+                ));
+            }
             if let Some(name) = variable {
                 return Err(format!(
                     "`{key}` ({}) holds `{name}`: Sluice fills in `${{VAR}}` only in \

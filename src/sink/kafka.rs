@@ -1237,6 +1237,14 @@ impl Sink for KafkaSink {
         KIND.name
     }
 
+    /// The key, value and header expressions compile against the query's columns, so that a
+    /// mistake in one is said before a batch is planned.
+    async fn check_output(&self, schema: &SchemaRef, _new_columns: bool) -> Result<(), SinkError> {
+        Encoders::new(&self.config, schema)
+            .map(|_| ())
+            .map_err(|e| self.error(e))
+    }
+
     async fn start(&self) -> Result<(), SinkError> {
         // The producer's `init_transactions` and the progress topic's read take a second or
         // more: before the first batch, not inside it.

@@ -736,7 +736,7 @@ pub fn lineage(logical: &LogicalPlan, output_names: &[String]) -> Option<String>
 
 /// `expr` over `plan`'s output, with each column it reads replaced by what it is under the
 /// projections of `plan` (see [`lineage`]).
-fn resolved(expr: &Expr, plan: &LogicalPlan) -> Expr {
+pub(super) fn resolved(expr: &Expr, plan: &LogicalPlan) -> Expr {
     expr.clone()
         .transform_up(|e| {
             Ok(match e {

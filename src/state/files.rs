@@ -366,6 +366,18 @@ impl StateFiles {
                 sink: None,
             });
         }
+        if let Some(refused) = self.lineage_refused(&rows.schema()) {
+            return Err(refused);
+        }
+        // Nullability and metadata may differ after the round trip; the columns do not.
+        RecordBatch::try_new(Arc::clone(schema), rows.columns().to_vec())
+            .map_err(|e| self.compute(e))
+    }
+
+    /// The refusal of state rows of `schema` whose lineage (what their columns were computed
+    /// from, or what a join's kept rows are for) differs from this query's; `None` where they
+    /// agree, or either has no record of this version.
+    fn lineage_refused(&self, schema: &SchemaRef) -> Option<StateError> {
         // A record of another version (or none) is not held against this one's.
         let parts = |record: &str| {
             serde_json::from_str::<Vec<String>>(record)
@@ -373,7 +385,7 @@ impl StateFiles {
                 .filter(|parts| parts.first().map(String::as_str) == Some(LINEAGE_VERSION))
         };
         if let (Some(stored), Some(planned)) = (
-            rows.schema().metadata().get(LINEAGE).and_then(|l| parts(l)),
+            schema.metadata().get(LINEAGE).and_then(|l| parts(l)),
             self.lineage.as_deref().and_then(parts),
         ) && stored != planned
         {
@@ -386,22 +398,47 @@ impl StateFiles {
                     .collect::<Vec<_>>()
                     .join("; ")
             };
-            return Err(StateError::Incompatible {
+            // A join's kept rows are for its condition; an aggregation's columns are computed.
+            let join = stored.get(1).is_some_and(|part| part.ends_with(" JOIN"));
+            let (rows, them) = if join {
+                ("rows for the join `", "them for `")
+            } else {
+                ("columns computed as `", "them computed as `")
+            };
+            let whole = |a: &[String]| a.iter().skip(1).cloned().collect::<Vec<_>>().join(" ");
+            let (stored, planned) = if join {
+                (whole(&stored), whole(&planned))
+            } else {
+                (only(&stored, &planned), only(&planned, &stored))
+            };
+            return Some(StateError::Incompatible {
                 operator: self.operator.clone(),
-                stored: format!(
-                    "columns computed as `{}`",
-                    readable_column(&only(&stored, &planned))
-                ),
-                planned: format!(
-                    "them computed as `{}`",
-                    readable_column(&only(&planned, &stored))
-                ),
+                stored: format!("{rows}{}`", readable_column(&stored)),
+                planned: format!("{them}{}`", readable_column(&planned)),
                 sink: None,
             });
         }
-        // Nullability and metadata may differ after the round trip; the columns do not.
-        RecordBatch::try_new(Arc::clone(schema), rows.columns().to_vec())
-            .map_err(|e| self.compute(e))
+        None
+    }
+
+    /// Refuses, before a batch is planned, state of version `version` or below that was kept
+    /// for another query ([`StateFiles::set_lineage`]), reading only its newest file; `Ok`
+    /// where the operator has none.
+    pub async fn check_lineage(&self, version: BatchId) -> Result<(), StateError> {
+        let newest = self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|f| f.version <= version && f.kind != StateFileKind::Removed)
+            .next_back();
+        let Some(file) = newest else {
+            return Ok(());
+        };
+        let rows = self.read(&file).await?;
+        match self.lineage_refused(&rows.schema()) {
+            Some(refused) => Err(refused),
+            None => Ok(()),
+        }
     }
 
     /// Deletes every file of version `version`.

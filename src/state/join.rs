@@ -40,6 +40,38 @@ use crate::checkpoint::BatchId;
 use crate::plan::JoinShape;
 use crate::storage::Location;
 
+/// What a join's kept rows are for, as [`super::files::lineage_record`] records it: its type
+/// and keys, and its other condition, each column followed down through the projections (CTEs,
+/// subqueries, aliases) under it, so that renaming an alias changes nothing.
+fn join_lineage(join: &datafusion::logical_expr::Join) -> String {
+    let node = LogicalPlan::Join(join.clone());
+    let keys = join
+        .on
+        .iter()
+        .map(|(left, right)| {
+            format!(
+                "{} = {}",
+                super::aggregate::resolved(left, &join.left),
+                super::aggregate::resolved(right, &join.right)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let filter = join
+        .filter
+        .as_ref()
+        .map(|f| super::aggregate::resolved(f, &node).to_string())
+        .unwrap_or_default();
+    let conditions: Vec<String> = [keys, filter]
+        .into_iter()
+        .filter(|c| !c.is_empty())
+        .collect();
+    super::files::lineage_record(
+        format!("{} JOIN", join.join_type.to_string().to_uppercase()),
+        format!("ON {}", conditions.join(" AND ")),
+    )
+}
+
 /// The key columns every kept row starts with.
 const BATCH_COLUMN: &str = "__sluice_batch";
 const ROW_COLUMN: &str = "__sluice_row";
@@ -212,16 +244,14 @@ fn side_qualifier(plan: &LogicalPlan) -> Result<TableReference, String> {
     }
 }
 
-#[async_trait]
-impl Operator for JoinOperator {
-    async fn run(
+impl JoinOperator {
+    /// The join of `logical` (the query's one join of two streams), with each side's state
+    /// told what its kept rows are for: a changed join (its type, keys or condition) would
+    /// match them under rules they were not kept by, so loading them refuses it.
+    fn the_join(
         &mut self,
-        batch: BatchId,
-        session: &SessionState,
         logical: &LogicalPlan,
-        time: BatchTime,
-    ) -> Result<Arc<dyn ExecutionPlan>, StateError> {
-        let watermark_ns = time.watermark_ns;
+    ) -> Result<datafusion::logical_expr::Join, StateError> {
         let compute = |e: &dyn std::fmt::Display| StateError::Compute {
             operator: "join-left and join-right".into(),
             reason: e.to_string(),
@@ -237,6 +267,48 @@ impl Operator for JoinOperator {
             })
             .map_err(|e| compute(&e))?;
         let join = join.ok_or_else(|| compute(&"the query has no join"))?;
+        let lineage = join_lineage(&join);
+        for side in &mut self.sides {
+            side.files.set_lineage(Some(lineage.clone()));
+        }
+        Ok(join)
+    }
+}
+
+#[async_trait]
+impl Operator for JoinOperator {
+    /// Reads the join each side's kept rows are for, so that a changed join is refused
+    /// before a batch is planned. (Their columns are checked when they are loaded, against
+    /// the batch's tables, which hold only the columns the query names.)
+    async fn check_state(
+        &mut self,
+        batch: BatchId,
+        _session: &SessionState,
+        logical: &LogicalPlan,
+    ) -> Result<(), StateError> {
+        self.the_join(logical)?;
+        let Some(previous) = batch.prev() else {
+            return Ok(());
+        };
+        for side in &self.sides {
+            side.files.check_lineage(previous).await?;
+        }
+        Ok(())
+    }
+
+    async fn run(
+        &mut self,
+        batch: BatchId,
+        session: &SessionState,
+        logical: &LogicalPlan,
+        time: BatchTime,
+    ) -> Result<Arc<dyn ExecutionPlan>, StateError> {
+        let watermark_ns = time.watermark_ns;
+        let compute = |e: &dyn std::fmt::Display| StateError::Compute {
+            operator: "join-left and join-right".into(),
+            reason: e.to_string(),
+        };
+        let join = self.the_join(logical)?;
         let sides = [Arc::clone(&join.left), Arc::clone(&join.right)];
         let fresh = self.version != batch.prev();
         let (mut new_rows, mut kept, mut qualifiers) = (Vec::new(), Vec::new(), Vec::new());

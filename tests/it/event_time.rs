@@ -974,6 +974,11 @@ fn a_secret_written_as_is_is_refused() {
             "{ kind: kafka, bootstrap_servers: 127.0.0.1:9, topic: t, properties: { sasl.password: hunter2 } }",
             "`sink.properties.sasl.password` is a secret written as is",
         ),
+        // Walk 27 (14): the Java client's login, password and all, was quoted in the errors.
+        (
+            "{ kind: kafka, bootstrap_servers: 127.0.0.1:9, topic: t, properties: { sasl.jaas.config: \"x required username=a password=hunter2;\" } }",
+            "`sink.properties.sasl.jaas.config` is the Java client's setting",
+        ),
     ] {
         let said = refused_before_a_batch(&format!(
             "name: secret\ncheckpoint: {{ws}}/ckpt\nsources:\n  s: {{ kind: files, path: {{ws}}/s, \
@@ -1005,4 +1010,20 @@ fn a_source_that_has_read_nothing_is_named_as_holding_the_watermark_back() {
         "{said}"
     );
     assert!(written(&ws, "out", &["w", "n"]).is_empty());
+    // Walk 27 (9): with the advice taken, the next run gave it again.
+    let file = ws.path("pipeline.yaml");
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    let b = "b, format: json, max_files_per_batch: 1, schema: { id: bigint, ts: timestamp }, \
+             watermark: { column: ts, delay: 0s }";
+    assert!(text.contains(b), "{text}");
+    std::fs::write(
+        &file,
+        text.replace(b, &b.replace("delay: 0s", "delay: 0s, idle_timeout: 1h")),
+    )
+    .expect("pipeline");
+    std::fs::write(ws.path("a/2.json"), row(4, Some(30.0))).expect("file");
+    let out = run_bin(&["run", ws.p("pipeline.yaml").as_str()], ws.dir.path());
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("has read no event time yet"), "{said}");
 }

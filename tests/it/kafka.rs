@@ -330,6 +330,19 @@ async fn files_to_kafka_and_kafka_to_a_keyed_aggregation_hold_the_batch_result()
         input = ws.p("in"),
         broker = broker(),
     );
+    // Walk 27 (11): a mistake in `key:` was found once the batch was planned, so that the
+    // fixed file was refused for the planned batch. It is found first, exit 2, nothing planned.
+    let pipeline = write_pipeline(&ws, &yaml.replace("CAST(id AS", "CAST(orderid AS"));
+    let run = sluice_run(&pipeline, &[]);
+    let said = stderr(&run);
+    assert_eq!(run.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(
+            "`key: CAST(orderid AS VARCHAR)` is not an expression over the query's columns"
+        ),
+        "{said}"
+    );
+    assert!(!ws.path("ckpt/offsets/0").exists(), "no batch planned");
     let pipeline = write_pipeline(&ws, &yaml);
     let run = sluice_run(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));

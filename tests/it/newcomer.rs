@@ -1640,6 +1640,17 @@ fn an_environment_variable_in_a_path_is_refused_not_made_a_folder() {
             .collect();
         assert!(made.is_empty(), "made {made:?}");
     }
+    // Walk 27 (6): a shell's `~` made a folder named `~` in the folder the run was in.
+    std::fs::write(&file, text.replace(&ws.p("out"), "~/w27_out")).expect("pipeline");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("`sink.path` (~/w27_out) starts with `~`")
+            && said.contains("write the home folder out"),
+        "{said}"
+    );
+    assert!(!ws.path("~").exists() && !ws.path("ckpt").exists());
 }
 
 /// Walk 21 (9): under `on_error: skip` with `SLUICE_LOG=info`, each skipped row was said in
@@ -6589,5 +6600,126 @@ fn a_column_a_subquery_selects_and_nothing_reads_does_not_stop_the_query() {
             assert!(out.status.success(), "{format}: {query}: {}", stderr(&out));
             assert_eq!(lines, [r#"{"id":1}"#, r#"{"id":2}"#], "{format}: {query}");
         }
+    }
+}
+
+/// Walk 27 (1): a join of two streams whose condition changed between runs (a longer time
+/// bound, another key) ran on with the rows kept under the old one, some already let go, and
+/// left out matches without a word, exit 0. The kept rows record the join they are for; a
+/// changed join is refused (exit 2) naming both, and the old one goes on. An alias renamed
+/// is no change.
+#[test]
+fn a_changed_join_of_two_streams_is_refused() {
+    let ws = Workspace::new();
+    for (folder, text) in [
+        (
+            "views",
+            "{\"ts\":\"2026-01-01T10:00:00Z\",\"u\":1,\"vid\":1}\n",
+        ),
+        (
+            "buys",
+            "{\"ts\":\"2026-01-01T10:00:30Z\",\"u\":1,\"bid\":10}\n",
+        ),
+    ] {
+        std::fs::create_dir_all(ws.path(folder)).expect("folder");
+        std::fs::write(ws.path(&format!("{folder}/0.json")), text).expect("input");
+    }
+    let yaml = |on: &str| {
+        let query = format!("SELECT v.vid, b.bid FROM views v JOIN buys b ON {on}");
+        format!(
+            "name: join\ncheckpoint: {ckpt}\nsources:\n  views: {{ kind: files, path: {views}, \
+             format: json, schema: {{ ts: timestamp, u: bigint, vid: bigint }}, watermark: {{ \
+             column: ts, delay: 10s }} }}\n  buys: {{ kind: files, path: {buys}, format: json, \
+             schema: {{ ts: timestamp, u: bigint, bid: bigint }}, watermark: {{ column: ts, \
+             delay: 10s }} }}\nquery: >-\n  {query}\noutput_mode: append\ntrigger: available-now\nsink: {{ kind: files, path: \
+             {out}, format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            views = ws.p("views"),
+            buys = ws.p("buys"),
+            out = ws.p("out"),
+        )
+    };
+    let old = "v.u = b.u AND b.ts BETWEEN v.ts AND v.ts + INTERVAL '1 minute'";
+    let file = write_pipeline(&ws, &yaml(old));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), [r#"{"vid":1,"bid":10}"#]);
+    std::fs::write(
+        ws.path("buys/1.json"),
+        "{\"ts\":\"2026-01-01T10:08:00Z\",\"u\":1,\"bid\":15}\n",
+    )
+    .expect("input");
+    for changed in [
+        "v.u = b.u AND b.ts BETWEEN v.ts AND v.ts + INTERVAL '10 minutes'",
+        "v.vid = b.u AND b.ts BETWEEN v.ts AND v.ts + INTERVAL '1 minute'",
+    ] {
+        let file = write_pipeline(&ws, &yaml(changed));
+        let out = run(&file, &ws);
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{changed}: {said}");
+        assert!(
+            said.contains(
+                "state/join-left was written by a query whose state kept rows for the join"
+            ) && said.contains("INTERVAL")
+                && said.contains("Put the old query back"),
+            "{changed}: {said}"
+        );
+    }
+    // The old join with other aliases goes on.
+    let renamed = yaml(old).replace(
+        "SELECT v.vid, b.bid FROM views v JOIN buys b ON v.u = b.u AND b.ts BETWEEN v.ts AND \
+         v.ts + INTERVAL '1 minute'",
+        "SELECT vv.vid, bb.bid FROM views vv JOIN buys bb ON vv.u = bb.u AND bb.ts BETWEEN \
+         vv.ts AND vv.ts + INTERVAL '1 minute'",
+    );
+    assert!(renamed.contains("views vv"), "{renamed}");
+    let file = write_pipeline(&ws, &renamed);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), [r#"{"vid":1,"bid":10}"#]);
+}
+
+/// Walk 27 (4): a stateless query changed into an aggregation on the same checkpoint failed
+/// with exit 1 as if the state were damaged ("lacks version 0 ... restore it"), and `repair`
+/// found nothing; an aggregation changed into a stateless query ran on without a word. Both
+/// are refused before a batch (exit 2), naming the change and the way out; the old query
+/// goes on.
+#[test]
+fn a_query_that_gains_or_loses_state_is_refused() {
+    for (before, before_mode, after, after_mode, says) in [
+        (
+            "SELECT k, v AS n FROM s",
+            "append",
+            "SELECT k, count(*) AS n FROM s GROUP BY k",
+            "complete",
+            "the query keeps state",
+        ),
+        (
+            "SELECT k, count(*) AS n FROM s GROUP BY k",
+            "update",
+            "SELECT k, v AS n FROM s",
+            "append",
+            "the query keeps no state",
+        ),
+    ] {
+        let ws = Workspace::new();
+        input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+        let file = pipeline(&ws, before, before_mode);
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "{}", stderr(&out));
+        input(&ws, "1.json", "{\"k\":\"a\",\"v\":2}\n");
+        pipeline(&ws, after, after_mode);
+        let out = run(&file, &ws);
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{after}: {said}");
+        assert!(
+            said.contains(says) && said.contains("Put the old query back"),
+            "{after}: {said}"
+        );
+        assert!(!ws.path("ckpt/offsets/1").exists(), "no batch planned");
+        pipeline(&ws, before, before_mode);
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(ws.path("ckpt/commits/1").exists());
     }
 }
