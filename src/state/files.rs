@@ -429,8 +429,7 @@ impl StateFiles {
             .list()
             .await?
             .into_iter()
-            .filter(|f| f.version <= version && f.kind != StateFileKind::Removed)
-            .next_back();
+            .rfind(|f| f.version <= version && f.kind != StateFileKind::Removed);
         let Some(file) = newest else {
             return Ok(());
         };
