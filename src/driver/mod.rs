@@ -1050,6 +1050,9 @@ struct Driver<'a> {
     unrecorded_output_schema: Option<Vec<(String, String)>>,
     /// The output mode the previous run recorded with the sink.
     previous_output_mode: Option<String>,
+    /// The complete-mode table the newest committed batch wrote is gone: the next batch runs
+    /// without new input, to write it again.
+    table_gone: bool,
     /// The sink record as this run found it, where this run wrote its own: a run refused
     /// before its first batch puts it back, so that the next run is checked against the sink
     /// the batches went to, not against a place no batch reached.
@@ -1321,7 +1324,9 @@ impl<'a> Driver<'a> {
             )));
         }
         // A sink that lost some of the batches committed to it (a Delta table's log entry
-        // deleted) says so before a batch runs past them.
+        // deleted) says so before a batch runs past them; a complete-mode table deleted is
+        // written again whole.
+        let mut table_gone = false;
         if same_sink
             && let Some(last) = logs.commits.last()
             && last_batch_went_here(checkpoint.location(), *last, &sink_record).await
@@ -1334,6 +1339,14 @@ impl<'a> Driver<'a> {
                 },
                 other => other,
             })?;
+            if let Some(file) = sink.table_gone(*last).await? {
+                tracing::warn!(
+                    "{file}, the table batch {last} wrote (complete mode), is gone: batch {} \
+                     writes it again whole from the state, whether or not new input has come",
+                    last.next()
+                );
+                table_gone = true;
+            }
         }
         // A sink that holds a batch this checkpoint never planned has outrun it: the checkpoint
         // was restored from an older copy (or another copy ran on). Its next batch would be
@@ -1419,6 +1432,7 @@ impl<'a> Driver<'a> {
             rebuilt_query,
             previous_output_mode,
             sink_record_found,
+            table_gone,
         })
     }
 
@@ -1934,9 +1948,10 @@ impl<'a> Driver<'a> {
         let closes = watermark::no_data_batch_runs(watermark_ms, position.watermark_ms, |w| {
             self.engine.closes_by_watermark(w)
         });
-        if !(any_new || closes) {
+        if !(any_new || closes || self.table_gone) {
             return Ok(false);
         }
+        self.table_gone = false;
         let plan_ms = ms(plan_started);
         let offsets_started = Instant::now();
         let fingerprint = plan::fingerprint(&self.pipeline.query);

@@ -800,6 +800,27 @@ impl Sink for FilesSink {
 
     /// The newest committed batch's manifest entry and the files it lists must be there (a
     /// rewind cut short, a file or entry deleted by hand): running on would leave its rows out
+    /// Complete mode: the files the newest committed batch's manifest entry lists, where one
+    /// of them is gone.
+    async fn table_gone(&self, last: BatchId) -> Result<Option<String>, SinkError> {
+        if !self.replace {
+            return Ok(None);
+        }
+        let Ok(Some(manifest)) = self.read_manifest(last).await else {
+            return Ok(None);
+        };
+        for file in &manifest.files {
+            if !self
+                .location
+                .exists(&self.location.path(&file.path))
+                .await?
+            {
+                return Ok(Some(format!("{}/{}", self.location, file.path)));
+            }
+        }
+        Ok(None)
+    }
+
     /// of the folder, or out of its record. A complete-mode batch rewrites the whole folder, so
     /// the next one mends it; a damaged entry is the batch's own run's to find.
     async fn check_held(&self, last: BatchId) -> Result<(), SinkError> {

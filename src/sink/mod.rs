@@ -663,6 +663,14 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// The whole table a complete-mode sink published with batch `last`, the checkpoint's
+    /// newest committed batch, where some of it is gone (a result file deleted by hand): its
+    /// name, so that the run writes the table again with a batch of no new input (Spark's
+    /// no-data batch), which computes it whole from the state. `None` by default.
+    async fn table_gone(&self, _last: BatchId) -> Result<Option<String>, SinkError> {
+        Ok(None)
+    }
+
     /// What the sink holds, in brief; `None` for a sink that keeps nothing to inspect.
     async fn summary(&self) -> Result<Option<HeldSummary>, SinkError> {
         Ok(None)
