@@ -971,11 +971,28 @@ impl<'p> Recompute<'p> {
         // A replay computes here, workers or not: the same output.
         engine.local_only = true;
         if let Some(source) = engine.sources.iter().find(|s| s.schema().is_none()) {
-            return Err(Error::Usage(format!(
-                "source `{}` has no schema declared in the pipeline or pinned in the checkpoint \
-                 (no batch has read from it)",
-                source.name()
-            )));
+            let name = source.name();
+            // A source whose log has entries was read by batches: its pinned schema is gone.
+            let dir = crate::checkpoint::paths::source_dir(name);
+            let logged = checkpoint
+                .list(&dir)
+                .await?
+                .iter()
+                .any(|meta| !checkpoint.relative(&meta.location).ends_with("/schema"));
+            return Err(Error::Usage(if logged {
+                format!(
+                    "source `{name}`: {}",
+                    crate::source::pinned_schema_gone(
+                        &checkpoint.path(&format!("{dir}/schema")),
+                        checkpoint
+                    )
+                )
+            } else {
+                format!(
+                    "source `{name}` has no schema declared in the pipeline or pinned in the \
+                     checkpoint (no batch has read from it)"
+                )
+            }));
         }
         Ok(Self { engine })
     }
@@ -1674,7 +1691,8 @@ impl<'a> Driver<'a> {
     }
 
     /// Refuses a query that keeps state over a checkpoint whose committed batches kept none,
-    /// and one that keeps none over a checkpoint that holds state: a stateless query changed
+    /// and one that keeps none over a checkpoint that holds state unless the pipeline allows
+    /// its output to change (`allow_output_schema_change`): a stateless query changed
     /// into an aggregation would start its state at the next batch without the rows before
     /// (its first load finds no version to read), and an aggregation changed into a stateless
     /// query would mix rows of another meaning into the sink, leaving the state behind.
@@ -1707,10 +1725,13 @@ impl<'a> Driver<'a> {
                  that kept none, so its state would begin at batch {} without the rows before",
                 last.0 + 1
             ),
+            // Asked for, the sink takes the new query's rows after theirs.
+            (false, false) if self.pipeline.allow_output_schema_change => return Ok(()),
             (false, false) => format!(
                 "the query keeps no state, but the checkpoint's batches were written by a query \
                  that did (its state: {}), so the sink would take rows of another meaning \
-                 after theirs",
+                 after theirs (to have it take them so, set `allow_output_schema_change: \
+                 true`)",
                 operators
                     .iter()
                     .map(|o| format!("state/{o}"))

@@ -124,6 +124,29 @@ pub async fn repair(
                     .unfixable
                     .push(crate::driver::late_rows_lost_records(&folder, kept, *last));
             }
+            // A files source read with an inferred schema whose pinned copy is gone.
+            for (name, config) in pipeline.iter().flat_map(|p| &p.sources) {
+                if config.kind != "files"
+                    || config.settings.contains_key("schema")
+                    || config.settings.contains_key("columns")
+                {
+                    continue;
+                }
+                let dir = paths::source_dir(name);
+                let listed = location.list(&dir).await?;
+                let pinned = listed
+                    .iter()
+                    .any(|meta| location.relative(&meta.location).ends_with("/schema"));
+                if !pinned && !listed.is_empty() {
+                    report.unfixable.push(format!(
+                        "source `{name}`: {}",
+                        crate::source::pinned_schema_gone(
+                            &location.path(&format!("{dir}/schema")),
+                            location
+                        )
+                    ));
+                }
+            }
         }
     }
     if let Some(damage) = metadata_damage {

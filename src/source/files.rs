@@ -516,6 +516,20 @@ pub struct FilesSource {
     logged: BTreeSet<u64>,
 }
 
+/// Why a source whose batches were read with an inferred schema pinned at `file` (in the
+/// checkpoint at `checkpoint`) cannot go on, with the ways out.
+pub fn pinned_schema_gone(file: &object_store::path::Path, checkpoint: &Location) -> String {
+    format!(
+        "its batches were read with the schema inferred from its first files and pinned in \
+         {}/{}, which is gone. Inferring it again from the files there now could type a column \
+         otherwise (numbers as text) and change what the next batch writes and what a replay \
+         reads: put the file back from a backup, or declare the source's columns with \
+         `schema:` (as the batches read them; the sink's files show their types)",
+        checkpoint,
+        checkpoint.relative(file)
+    )
+}
+
 impl FilesSource {
     /// Opens the source `name`, loading its log from the checkpoint at `checkpoint`.
     pub async fn open(
@@ -1504,6 +1518,17 @@ impl Source for FilesSource {
     async fn resolve_schema(&mut self) -> Result<Option<SchemaRef>, SourceError> {
         if self.schema.is_some() {
             return Ok(self.schema.clone());
+        }
+        // Batches read files with a schema pinned then: inferred again now, from the files
+        // there now, it could type a column otherwise and change what the next batch writes.
+        if !self.seen.is_empty() {
+            return Err(SourceError::Config {
+                source_name: self.name.clone(),
+                reason: pinned_schema_gone(
+                    &self.checkpoint.path(&format!("{}/schema", self.log_dir())),
+                    &self.checkpoint,
+                ),
+            });
         }
         let files: Vec<String> = self
             .list_data()

@@ -6758,3 +6758,44 @@ fn a_deleted_complete_mode_table_is_written_again() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!ws.path("ckpt/offsets/3").exists());
 }
+
+/// Walk 27 (3): with an inferred source's pinned schema deleted, `replay` said no batch had
+/// read the source, `repair` found nothing, and the run inferred the schema again from the
+/// files there now (a column of numbers became text) and pinned it over. Each names the
+/// file that is gone and the ways out; the run refuses (exit 2) and pins nothing.
+#[test]
+fn a_deleted_pinned_schema_is_named_not_inferred_again() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let yaml = format!(
+        "name: pinned\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: json }}\nquery: SELECT k, v FROM s\ntrigger: available-now\n\
+         sink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_file(ws.path("ckpt/sources/s/schema")).expect("rm");
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":\"two\"}\n");
+    let says = "sources/s/schema, which is gone";
+    let replay = run_bin(
+        &["replay", &ws.p("ckpt"), "--batch", "0", "--verify"],
+        ws.dir.path(),
+    );
+    assert!(!replay.status.success());
+    assert!(stderr(&replay).contains(says), "{}", stderr(&replay));
+    let repair = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
+    assert!(!repair.status.success());
+    assert!(stderr(&repair).contains(says), "{}", stderr(&repair));
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(says) && said.contains("declare the source's columns"),
+        "{said}"
+    );
+    assert!(!ws.path("ckpt/sources/s/schema").exists(), "pinned again");
+}
