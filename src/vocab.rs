@@ -89,6 +89,22 @@ pub fn plain_types(message: &str) -> String {
             }
         }
     }
+    // serde's name for a section written as something else than a mapping (`watermark: ts`):
+    // `expected struct WatermarkConfig`.
+    while let Some(at) = message.find("expected struct ") {
+        let rest = &message[at + "expected struct ".len()..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(rest.len());
+        let name = &rest[..end];
+        let words = match name {
+            "WatermarkConfig" => "expected a mapping, as `{ column: ts, delay: 10s }`",
+            "SinkConfig" => "expected a mapping, as `{ kind: files, path: out, format: parquet }`",
+            "SourceConfig" => "expected a mapping, as `{ kind: files, path: in, format: json }`",
+            _ => "expected a mapping of keys",
+        };
+        message.replace_range(at..at + "expected struct ".len() + end, words);
+    }
     message
 }
 

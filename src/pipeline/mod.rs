@@ -838,9 +838,33 @@ impl Pipeline {
                 let message = crate::vocab::plain_types(&with_suggestion(inner.to_string()));
                 // A syntax error has no key yet (`sources.s.?`): its line and column say where.
                 if path.contains('?') {
+                    // A `: ` inside a plain value (SQL's `CAST(x AS ...)` is fine, but a
+                    // `'a: b'` or a map literal is not): YAML takes it for a key.
+                    let line_number = message
+                        .rfind(" at line ")
+                        .and_then(|at| message[at + " at line ".len()..].split(' ').next())
+                        .and_then(|n| n.parse::<usize>().ok());
+                    let block = match line_number
+                        .and_then(|n| text.lines().nth(n.saturating_sub(1)))
+                        .and_then(|line| line.trim_start().split_once(':'))
+                    {
+                        Some((key, value))
+                            if message.contains("mapping values are not allowed")
+                                && !value.trim().is_empty() =>
+                        {
+                            format!(
+                                "; `{}` holds `: `, which YAML reads as a key in a plain value: \
+                                 write `{}: |` and the value on the lines below it, indented \
+                                 (or put the value in double quotes)",
+                                key.trim(),
+                                key.trim()
+                            )
+                        }
+                        _ => String::new(),
+                    };
                     let message = match message.rfind(" at line ") {
                         Some(at) => format!(
-                            "YAML syntax error: {} (line {})",
+                            "YAML syntax error: {} (line {}){block}",
                             &message[..at],
                             message[at + " at line ".len()..].replacen(" column ", ", column ", 1)
                         ),
@@ -966,9 +990,11 @@ impl Pipeline {
             config.connector = Some(connector);
         }
         pipeline.validate().map_err(|message| {
+            // The first key the message quotes (`memory_limit: 3` quotes its value too).
             let line = message
                 .split('`')
                 .nth(1)
+                .map(|key| key.split(':').next().unwrap_or(key).trim())
                 .and_then(|key| find_path_line(text, key));
             match line {
                 Some(line) => invalid(format!("{message} (line {line})")),

@@ -809,6 +809,14 @@ impl Walk<'_> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 )
+            } else if let Some(unit) = truncates_time(node) {
+                format!(
+                    "append mode writes each row once, when its window has closed, and only \
+                     `date_bin` (and `hop`, `session_window`) makes windows whose end the \
+                     watermark can pass: `date_trunc('{unit}', ts)` is taken for a plain \
+                     value, not a window. Group by `date_bin(INTERVAL '1 {unit}', ts)`, which \
+                     bins the same way (over a source's watermark column)"
+                )
             } else {
                 "append mode writes each row once, and this aggregation's rows change as more \
                  input arrives (to emit each group once it is final, group by \
@@ -1070,6 +1078,37 @@ fn bins_by_time(node: &LogicalPlan) -> bool {
     a.group_expr.iter().any(|expr| {
         matches!(strip_alias(expr), Expr::ScalarFunction(f)
             if ["date_bin", super::functions::SESSION_WINDOW].contains(&f.func.name()))
+    })
+}
+
+/// The unit of a `date_trunc('<unit>', ...)` aggregation `node` groups by (a window of
+/// Spark's or PostgreSQL's habit that is not one here), where it groups by one whose bins
+/// `date_bin` of one such unit makes too (seconds to days; weeks start on another day).
+fn truncates_time(node: &LogicalPlan) -> Option<String> {
+    use datafusion::common::ScalarValue;
+    let LogicalPlan::Aggregate(a) = node else {
+        return None;
+    };
+    a.group_expr.iter().find_map(|expr| {
+        let Expr::ScalarFunction(f) = strip_alias(expr) else {
+            return None;
+        };
+        if !["date_trunc", "datetrunc"].contains(&f.func.name()) {
+            return None;
+        }
+        match f.args.first().map(strip_alias) {
+            Some(Expr::Literal(
+                ScalarValue::Utf8(Some(unit))
+                | ScalarValue::LargeUtf8(Some(unit))
+                | ScalarValue::Utf8View(Some(unit)),
+                _,
+            )) if ["second", "minute", "hour", "day"]
+                .contains(&unit.to_ascii_lowercase().as_str()) =>
+            {
+                Some(unit.to_ascii_lowercase())
+            }
+            _ => None,
+        }
     })
 }
 

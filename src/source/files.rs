@@ -1096,9 +1096,33 @@ fn open_folder(
     hook: Option<&StoreHook>,
     sync: bool,
 ) -> Result<Location, SourceError> {
-    Location::open(&config.path, false, sync, hook).map_err(|e| SourceError::Config {
-        source_name: name.to_string(),
-        reason: format!("{e}; create the folder or fix `sources.{name}.path`"),
+    Location::open(&config.path, false, sync, hook).map_err(|e| {
+        // A pattern (`in/*.json`), as Spark's and DuckDB's readers take: a folder here.
+        let reason = if config.path.contains(['*', '?', '[']) {
+            let folder = config
+                .path
+                .split(['*', '?', '['])
+                .next()
+                .unwrap_or_default()
+                .rsplit_once('/')
+                .map_or(
+                    ".",
+                    |(folder, _)| if folder.is_empty() { "/" } else { folder },
+                );
+            format!(
+                "`sources.{name}.path` ({}) is a pattern, and a source's path names a folder: \
+                 write the folder (`path: {folder}`). Every file in it, and in the folders \
+                 below it, is read (names starting with `.` or `_` aside), so files of other \
+                 kinds belong in a folder of their own",
+                config.path
+            )
+        } else {
+            format!("{e}; create the folder or fix `sources.{name}.path`")
+        };
+        SourceError::Config {
+            source_name: name.to_string(),
+            reason,
+        }
     })
 }
 

@@ -6799,3 +6799,78 @@ fn a_deleted_pinned_schema_is_named_not_inferred_again() {
     );
     assert!(!ws.path("ckpt/sources/s/schema").exists(), "pinned again");
 }
+
+/// Walk 27 (13, 20): messages that left the newcomer guessing. `GROUP BY date_trunc(...)` in
+/// append mode was told to use `date_bin` without a word on `date_trunc`; a `: ` in a plain
+/// `query:` gave YAML's words alone; a pattern for a source's path was "no such folder"; a
+/// section written as a value named a Rust struct; `memory_limit` had no line. Each names
+/// the fix.
+#[test]
+fn walk_27_messages_name_the_fix() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"ts\":\"2026-01-01T10:00:00Z\"}\n",
+    );
+    let yaml = |source: &str, query: &str, more: &str| {
+        format!(
+            "name: walk\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {source}, \
+             format: json, schema: {{ k: string, ts: timestamp }}, watermark: {{ column: ts, \
+             delay: 10s }} }}\nquery: {query}\noutput_mode: append\ntrigger: available-now\n\
+             {more}sink: {{ kind: files, path: {out}, format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            out = ws.p("out"),
+        )
+    };
+    let input_dir = ws.p("in");
+    for (text, says) in [
+        (
+            yaml(
+                &input_dir,
+                "SELECT date_trunc('minute', ts) AS m, count(*) AS n FROM s GROUP BY 1",
+                "",
+            ),
+            "`date_trunc('minute', ts)` is taken for a plain value, not a window. Group by \
+             `date_bin(INTERVAL '1 minute', ts)`",
+        ),
+        (
+            yaml(&input_dir, "SELECT k FROM s WHERE k = 'a: b'", ""),
+            "`query` holds `: `, which YAML reads as a key in a plain value: write `query: |`",
+        ),
+        (
+            yaml(&format!("{input_dir}/*.json"), "SELECT k FROM s", ""),
+            &format!(
+                "is a pattern, and a source's path names a folder: write the folder (`path: {input_dir}`)"
+            ),
+        ),
+        (
+            yaml(&input_dir, "SELECT k FROM s", "")
+                .replace("watermark: { column: ts, delay: 10s }", "watermark: ts"),
+            "expected a mapping, as `{ column: ts, delay: 10s }` (line 4)",
+        ),
+        (
+            yaml(&input_dir, "SELECT k FROM s", "memory_limit: 3\n"),
+            "`memory_limit: 3` is not a size: write a number and a unit, K, M or G (units of \
+             1024), as `512M` or `1.5G` (line 8)",
+        ),
+    ] {
+        let file = write_pipeline(&ws, &text);
+        let out = run(&file, &ws);
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert!(said.contains(says), "no `{says}` in: {said}");
+        assert!(!ws.path("ckpt").exists(), "{said}");
+    }
+    // The advice runs.
+    let file = write_pipeline(
+        &ws,
+        &yaml(
+            &input_dir,
+            "SELECT date_bin(INTERVAL '1 minute', ts) AS m, count(*) AS n FROM s GROUP BY 1",
+            "",
+        ),
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
