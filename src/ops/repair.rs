@@ -438,6 +438,9 @@ pub async fn repair(
     // A damaged source log entry lists a batch's input, which nothing else records: only
     // taking the batch back gets past it, and the error says how.
     let logs = listing_without(location, &moved).await?;
+    // Deleted entries, per source: the way out takes back from the first of them, once.
+    let mut gone: std::collections::BTreeMap<String, (Vec<BatchId>, String, Pipeline)> =
+        Default::default();
     for &batch in &logs.offsets {
         let Ok(Some(entry)) = read_offsets(location, batch).await else {
             continue;
@@ -469,23 +472,44 @@ pub async fn repair(
                 Err(crate::source::SourceError::Checkpoint(CheckpointError::Inconsistent {
                     reason,
                     ..
-                })) => report.unfixable.push(format!(
-                    "batch {batch}: {reason}; nothing else records which files it read, and the \
-                     next batch would read them again. {}",
-                    match batch.prev() {
-                        Some(before) if logs.commits.contains(&before) => format!(
-                            "Take the batches from {batch} back, which reads their files again, \
-                             once: `sluice rewind {shown} --to {before}`"
-                        ),
-                        _ => format!(
-                            "Start over on a new checkpoint{}",
-                            crate::driver::sink_advice(&pipeline).start_over
-                        ),
-                    }
-                )),
+                })) => {
+                    gone.entry(source.source.clone())
+                        .or_insert_with(|| (Vec::new(), reason, pipeline.clone()))
+                        .0
+                        .push(batch);
+                }
                 _ => {}
             }
         }
+    }
+    for (source, (batches, reason, pipeline)) in gone {
+        let (Some(&first), Some(&last)) = (batches.first(), batches.last()) else {
+            continue;
+        };
+        let which = if first == last {
+            format!("batch {first}")
+        } else {
+            format!(
+                "batches {} ({} of them)",
+                crate::vocab::span(&first, &last),
+                batches.len()
+            )
+        };
+        report.unfixable.push(format!(
+            "source `{source}`, {which}: {reason}; nothing else records which files they read, \
+             and the next batch would read them again. {}",
+            match first.prev() {
+                Some(before) if logs.commits.contains(&before) => format!(
+                    "Take the batches from {first} back, which reads their files again, once: \
+                     `sluice rewind {shown} --to {before}`"
+                ),
+                _ => format!(
+                    "No rewind gets past it (batch {first} is the first the checkpoint keeps): \
+                     start over on a new checkpoint{}",
+                    crate::driver::sink_advice(&pipeline).start_over
+                ),
+            }
+        ));
     }
     let committed = logs.commits.last().copied().unwrap_or(BatchId(0));
     let newest = super::rewind::stored_pipeline(location, shown, &logs)

@@ -6904,3 +6904,42 @@ fn inferred_json_columns_are_alphabetical_across_files() {
         .collect();
     assert_eq!(names, ["0", "a", "aa", "ab", "b", "c"]);
 }
+
+/// Walk 27 (10): with a source's log entries deleted for every batch, `repair` advised, batch
+/// by batch, a rewind to the batch before, which took output back and left the run refused
+/// still (batch 0's entry was gone too). The deleted entries are named once per source, with
+/// the one way out from the first of them: a rewind where one reaches, else starting over.
+#[test]
+fn deleted_source_log_entries_are_named_with_the_way_out_from_the_first() {
+    let ws = Workspace::new();
+    one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 4);
+    for batch in 0..4 {
+        std::fs::remove_file(ws.path(&format!("ckpt/sources/s/{batch}"))).expect("rm");
+    }
+    let repair = run_bin(&["repair", &ws.p("ckpt"), "--dry-run"], ws.dir.path());
+    let said = stderr(&repair);
+    assert!(!repair.status.success(), "{said}");
+    assert!(
+        said.contains("source `s`, batches 0 to 3 (4 of them)")
+            && said.contains("start over on a new checkpoint")
+            && !said.contains("sluice rewind"),
+        "{said}"
+    );
+    let ws = Workspace::new();
+    let file = one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 4);
+    for batch in [2, 3] {
+        std::fs::remove_file(ws.path(&format!("ckpt/sources/s/{batch}"))).expect("rm");
+    }
+    let repair = run_bin(&["repair", &ws.p("ckpt"), "--dry-run"], ws.dir.path());
+    let said = stderr(&repair);
+    assert!(!repair.status.success(), "{said}");
+    assert!(
+        said.contains("source `s`, batches 2 to 3 (2 of them)") && said.contains("--to 1`"),
+        "{said}"
+    );
+    let all = sink_lines(&ws.path("out"));
+    rewind_as_advised(&ws, &said);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), all);
+}
