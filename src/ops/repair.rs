@@ -491,7 +491,7 @@ pub async fn repair(
         } else {
             format!(
                 "batches {} ({} of them)",
-                crate::vocab::span(&first, &last),
+                crate::vocab::span(first, last),
                 batches.len()
             )
         };
