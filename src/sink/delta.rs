@@ -423,9 +423,22 @@ fn not_null_columns(table: &DeltaTable) -> Vec<String> {
 
 impl DeltaSink {
     fn error(&self, error: impl std::fmt::Display) -> SinkError {
+        let text = error.to_string();
+        // delta-rs's words for a data file the log lists but the store has not (deleted by
+        // hand, or by a VACUUM that kept too little): say what it is and the way out.
+        let gone = (text.contains("not found") || text.contains("No such file"))
+            && text.contains(".parquet");
+        let advice = if gone {
+            "; a data file the table's log lists is gone (deleted by hand, or by a VACUUM that \
+             kept too little), so every reader of the table fails on it too. Put the file back \
+             from a backup; or restore the table to a version from before the commit that \
+             added it (Delta's `RESTORE`), and the next run names the batches to take back"
+        } else {
+            ""
+        };
         SinkError::Connector {
             kind: KIND.name,
-            error: format!("{}: {error}", self.location).into(),
+            error: format!("{}: {text}{advice}", self.location).into(),
         }
     }
 

@@ -1196,3 +1196,38 @@ async fn the_ways_out_of_a_restored_table_work_after_optimize_and_nested_restore
         }
     }
 }
+
+/// Walk 27 (23): a data file of the table deleted by hand stopped the next update-mode batch
+/// with delta-rs's words alone (`Generic DeltaTable error: ... not found`). The error says
+/// what is gone and the ways out.
+#[tokio::test]
+async fn a_deleted_data_file_of_the_table_is_named_with_the_way_out() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 10, 0);
+    let pipeline = delta_pipeline(
+        &ws,
+        "ckpt",
+        "SELECT page, count(*) AS n FROM clicks GROUP BY page",
+        "output_mode: update\n",
+        "  key: [page]\n",
+    );
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let data: Vec<std::path::PathBuf> = std::fs::read_dir(ws.path("table"))
+        .expect("table")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    assert!(!data.is_empty());
+    for file in &data {
+        std::fs::remove_file(file).expect("rm");
+    }
+    write_clicks(&ws.path("in"), "json", 1, 10, 1);
+    let run = run_quietly(&pipeline, &[]);
+    let said = stderr(&run);
+    assert!(!run.status.success(), "{said}");
+    assert!(
+        said.contains("a data file the table's log lists is gone") && said.contains("RESTORE"),
+        "{said}"
+    );
+}
