@@ -77,6 +77,7 @@ impl Sink for ConsoleSink {
         _fence: &Fence,
         output: BatchOutput,
     ) -> Result<SinkCommit, SinkError> {
+        let schema = Arc::clone(&output.schema);
         let batches: Vec<_> = output.partitions.into_iter().flatten().collect();
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         let mut shown = Vec::new();
@@ -88,6 +89,12 @@ impl Sink for ConsoleSink {
             let take = left.min(b.num_rows());
             shown.push(b.slice(0, take));
             left -= take;
+        }
+        // A batch of no rows shows its columns, as Spark's console sink does.
+        if shown.is_empty() {
+            shown.push(datafusion::arrow::record_batch::RecordBatch::new_empty(
+                schema,
+            ));
         }
         let table = pretty_format_batches(&shown).map_err(|e| SinkError::Encode {
             batch,

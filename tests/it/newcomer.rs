@@ -6943,3 +6943,27 @@ fn deleted_source_log_entries_are_named_with_the_way_out_from_the_first() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sink_lines(&ws.path("out")), all);
 }
+
+/// Walk 27 (24): the console sink printed a batch of no rows as `++` and `++`. It shows the
+/// query's columns, as Spark's console sink does.
+#[test]
+fn the_console_shows_an_empty_batchs_columns() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s WHERE v > 5", "append");
+    edit_file(
+        &file,
+        &format!(
+            "sink: {{ kind: files, path: {}, format: json }}",
+            ws.p("out")
+        ),
+        "sink: { kind: console }",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        shown.contains("Batch: 0") && shown.contains("| k | v |") && !shown.contains("++"),
+        "{shown}"
+    );
+}
