@@ -2304,10 +2304,18 @@ fn pg_columns(schema: &SchemaRef) -> Result<Vec<PgColumn>, String> {
                 )
             })?;
         let with_zone = matches!(sent, DataType::Timestamp(_, Some(_)));
-        let sql_type = if with_zone {
-            "TIMESTAMPTZ".to_string()
-        } else {
-            pg.clone()
+        let sql_type = match field.data_type() {
+            _ if with_zone => "TIMESTAMPTZ".to_string(),
+            // A made table keeps the query's precision and scale, not an unbounded numeric.
+            DataType::Decimal32(p, s)
+            | DataType::Decimal64(p, s)
+            | DataType::Decimal128(p, s)
+            | DataType::Decimal256(p, s)
+                if pg.eq_ignore_ascii_case("numeric") && *s >= 0 =>
+            {
+                format!("NUMERIC({p}, {s})")
+            }
+            _ => pg.clone(),
         };
         // pgpq names types as DDL does (INT8, TEXT[]); pg_type names them int8, _text.
         let typname = |ddl: &str| match ddl.strip_suffix("[]") {
@@ -2385,6 +2393,15 @@ mod tests {
         let columns = pg_columns(&schema).expect("columns");
         let types: Vec<&str> = columns.iter().map(|c| c.sql_type.as_str()).collect();
         assert_eq!(types, ["INT8", "TEXT", "TIMESTAMP", "TIMESTAMPTZ", "BOOL"]);
+        // Walk 27: `create_table` made a `decimal(10,2)` column an unbounded `numeric`.
+        let decimal = Arc::new(Schema::new(vec![Field::new(
+            "price",
+            DataType::Decimal128(10, 2),
+            true,
+        )]));
+        let columns = pg_columns(&decimal).expect("columns");
+        assert_eq!(columns[0].sql_type, "NUMERIC(10, 2)");
+        assert!(columns[0].accepts.contains(&"numeric".to_string()));
         let bad = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
             Field::new("nothing", DataType::Null, true),
