@@ -1094,8 +1094,8 @@ const TIMESTAMP_FROM: &str = "Error parsing timestamp from '";
 
 /// The forms a timestamp column reads, and what to do about another (Arrow's
 /// `string_to_datetime`: RFC 3339 and ISO 8601 with a `T` or a space, seconds required).
-const TIMESTAMP_TEXT_HINT: &str = " (a timestamp is read from ISO 8601 text with seconds, \
-     such as 2026-01-01T10:00:00Z, 2026-01-01 10:00:00 or 2026-01-01T10:00:00.250+02:00; for \
+const TIMESTAMP_TEXT_HINT: &str = " (a timestamp is read from ISO 8601 text, such as \
+     2026-01-01T10:00:00Z, 2026-01-01 10:00 or 2026-01-01T10:00:00.250+02:00; for \
      another form, declare the column `string` and parse it in the query with its format, \
      e.g. `to_timestamp(col, '%Y-%m-%dT%H:%M')` or `to_timestamp(col, '%d/%m/%Y %H:%M:%S')`)";
 
@@ -1122,6 +1122,21 @@ pub(super) fn exact_cast(
     target: &DataType,
     epoch: Option<EpochUnit>,
 ) -> Result<ArrayRef, ArrowError> {
+    // A time of day to the minute (`2026-01-01 10:00`), as Spark and DuckDB read it: with
+    // `:00` seconds written in, Arrow's parser (which wants them) reads the same instant.
+    let with_seconds: ArrayRef;
+    let array = match (target, array.data_type()) {
+        (DataType::Timestamp(..), DataType::Utf8) => {
+            match minutes_with_seconds(array.as_string::<i32>()) {
+                Some(text) => {
+                    with_seconds = Arc::new(text);
+                    &with_seconds
+                }
+                None => array,
+            }
+        }
+        _ => array,
+    };
     // Arrow's parsers cut a time's fraction to the column's unit, and take a date out of a
     // time of day: a text time is taken only where it fits exactly.
     match (target, array.data_type()) {
@@ -1227,6 +1242,42 @@ pub(super) fn exact_cast(
         }
         _ => cast_with_options(array, target, &exact()),
     }
+}
+
+/// `text` with `:00` seconds written into each time of day given to the minute (ISO 8601's
+/// `2026-01-01T10:00`, `2026-01-01 10:00+02:00`); `None` where no value is one.
+fn minutes_with_seconds(text: &StringArray) -> Option<StringArray> {
+    fn to_the_minute(value: &str) -> bool {
+        let b = value.as_bytes();
+        let digits = |range: std::ops::Range<usize>| b[range].iter().all(u8::is_ascii_digit);
+        b.len() >= 16
+            && digits(0..4)
+            && b[4] == b'-'
+            && digits(5..7)
+            && b[7] == b'-'
+            && digits(8..10)
+            && (b[10] == b'T' || b[10] == b' ')
+            && digits(11..13)
+            && b[13] == b':'
+            && digits(14..16)
+            && (b.len() == 16 || matches!(b[16], b'Z' | b'z' | b'+' | b'-' | b' '))
+    }
+    if !text.iter().flatten().any(to_the_minute) {
+        return None;
+    }
+    Some(
+        text.iter()
+            .map(|value| {
+                value.map(|v| {
+                    if to_the_minute(v) {
+                        format!("{}:00{}", &v[..16], &v[16..])
+                    } else {
+                        v.to_string()
+                    }
+                })
+            })
+            .collect(),
+    )
 }
 
 /// Refuses a time in `text` (not a number: those are counted in an `epoch_unit`) whose

@@ -6967,3 +6967,38 @@ fn the_console_shows_an_empty_batchs_columns() {
         "{shown}"
     );
 }
+
+/// Walk 27 (8): times written to the minute (`2026-01-01 10:00`) were refused in a declared
+/// `timestamp` column, and a `string` column cannot carry a watermark, so no watermark could
+/// be set on them. They read as the minute, as Spark and DuckDB read them, and a windowed
+/// aggregation over them closes its windows.
+#[test]
+fn times_to_the_minute_read_as_timestamps() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"ts\":\"2026-01-01 10:00\"}\n{\"k\":\"b\",\"ts\":\"2026-01-01T10:00Z\"}\n\
+         {\"k\":\"c\",\"ts\":\"2026-01-01 10:05+01:00\"}\n{\"k\":\"d\",\"ts\":\"2026-01-01 10:09:30\"}\n",
+    );
+    let yaml = format!(
+        "name: minutes\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: json, schema: {{ k: string, ts: timestamp }}, watermark: {{ column: ts, \
+         delay: 0s }} }}\nquery: >-\n  SELECT date_bin(INTERVAL '5 minutes', ts) AS w, \
+         count(*) AS n FROM s GROUP BY 1\noutput_mode: append\n\
+         trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let out = run(&write_pipeline(&ws, &yaml), &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 10:05+01:00 is 09:05 UTC; the 10:05 window stays open under the watermark.
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            r#"{"w":"2026-01-01T09:05:00","n":1}"#,
+            r#"{"w":"2026-01-01T10:00:00","n":2}"#
+        ]
+    );
+}
