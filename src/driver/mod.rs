@@ -1532,6 +1532,7 @@ impl<'a> Driver<'a> {
             }
         }
         let mut position = self.recover().await?;
+        self.check_pinned_schemas().await?;
         // Sources without a declared or pinned schema take it from their first file. While no
         // source has one there is no input at all: wait for it. A source with no schema and no
         // file beside sources that have one would hold their input back (the query needs its
@@ -1690,6 +1691,56 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
+    /// Refuses a files source that infers its schema where the batches so far read it with an
+    /// inferred schema (the pipeline file the newest batch ran with declared none) whose
+    /// pinned copy is gone: inferred again from the files there now, a column could be typed
+    /// otherwise. A source whose schema the batches had declared may take to inference.
+    async fn check_pinned_schemas(&self) -> Result<(), Error> {
+        let declared = |config: &crate::pipeline::SourceConfig| {
+            config.kind != "files"
+                || config.settings.contains_key("schema")
+                || config.settings.contains_key("columns")
+        };
+        if self.pipeline.sources.values().all(declared) {
+            return Ok(());
+        }
+        let location = self.checkpoint.location();
+        let logs = LogListing::read(location).await?;
+        let Some(&newest) = logs.offsets.last() else {
+            return Ok(());
+        };
+        let Ok(Some(entry)) = crate::checkpoint::read_offsets(location, newest).await else {
+            return Ok(());
+        };
+        let Some(fingerprint) = entry.info.pipeline else {
+            return Ok(());
+        };
+        let Ok(Some(then)) = stored_pipeline(location, &location.to_string(), &fingerprint).await
+        else {
+            return Ok(());
+        };
+        for (name, config) in &self.pipeline.sources {
+            if declared(config) || then.sources.get(name).is_none_or(|c| declared(c)) {
+                continue;
+            }
+            let dir = crate::checkpoint::paths::source_dir(name);
+            let listed = location.list(&dir).await?;
+            let pinned = listed
+                .iter()
+                .any(|meta| location.relative(&meta.location).ends_with("/schema"));
+            if !pinned && !listed.is_empty() {
+                return Err(Error::Usage(format!(
+                    "source `{name}`: {}",
+                    crate::source::pinned_schema_gone(
+                        &location.path(&format!("{dir}/schema")),
+                        location
+                    )
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses a query that keeps state over a checkpoint whose committed batches kept none,
     /// and one that keeps none over a checkpoint that holds state unless the pipeline allows
     /// its output to change (`allow_output_schema_change`): a stateless query changed
@@ -1702,23 +1753,13 @@ impl<'a> Driver<'a> {
         let Some(last) = logs.commits.last() else {
             return Ok(());
         };
-        let operators = crate::state::StateFiles::operators(location).await?;
-        let keeps = self.engine.keeps_state().await?;
-        // State its commit records but whose files are gone is damage, said as such when the
-        // state is loaded (with `repair`), not a query that kept none.
-        if keeps
-            && operators.is_empty()
-            && self
-                .checkpoint
-                .read_commit(*last)
-                .await
-                .ok()
-                .flatten()
-                .is_none_or(|commit| !commit.state.is_empty())
-        {
+        // What the newest commit records (a commit that does not read is damage, said
+        // elsewhere): the state the query that wrote it kept, whatever is in `state/`.
+        let Ok(Some(commit)) = self.checkpoint.read_commit(*last).await else {
             return Ok(());
-        }
-        let why = match (keeps, operators.is_empty()) {
+        };
+        let keeps = self.engine.keeps_state().await?;
+        let why = match (keeps, commit.state.is_empty()) {
             (true, true) => format!(
                 "the query keeps state (an aggregation, a deduplication or a join of two \
                  streams), but the checkpoint's batches up to {last} were written by a query \
@@ -1728,13 +1769,13 @@ impl<'a> Driver<'a> {
             // Asked for, the sink takes the new query's rows after theirs.
             (false, false) if self.pipeline.allow_output_schema_change => return Ok(()),
             (false, false) => format!(
-                "the query keeps no state, but the checkpoint's batches were written by a query \
-                 that did (its state: {}), so the sink would take rows of another meaning \
-                 after theirs (to have it take them so, set `allow_output_schema_change: \
-                 true`)",
-                operators
+                "the query keeps no state, but batch {last} was written by a query that did \
+                 (its state: {}), so the sink would take rows of another meaning after \
+                 theirs (to have it take them so, set `allow_output_schema_change: true`)",
+                commit
+                    .state
                     .iter()
-                    .map(|o| format!("state/{o}"))
+                    .map(|s| format!("state/{}", s.operator))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

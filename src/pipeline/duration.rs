@@ -15,12 +15,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .filter(|unit| !unit.is_empty())
         .collect();
     if let Some(unit) = units.iter().find(|unit| {
-        **unit == "M" || **unit == "y" || unit.starts_with("month") || unit.starts_with("year")
+        **unit == "M"
+            || unit.eq_ignore_ascii_case("y")
+            || unit.to_ascii_lowercase().starts_with("month")
+            || unit.to_ascii_lowercase().starts_with("year")
     }) {
         return Err(format!(
             "invalid duration `{text}`: `{unit}` is a {}, which has no fixed length (and `M` is \
              read as a minute, or megabytes, as often as a month); {forms}, or in days (`30d`)",
-            if unit.starts_with('M') || unit.starts_with("month") {
+            if *unit == "M" || unit.to_ascii_lowercase().starts_with("month") {
                 "month"
             } else {
                 "year"
@@ -65,7 +68,7 @@ mod tests {
             "humantime's own suggestion is not ours: {err}"
         );
         // Walk 27 (7): `1M` was a month, so a watermark's windows stayed open for a month.
-        for text in ["1M", "2 months", "1y", "1year"] {
+        for text in ["1M", "2 months", "1y", "1Y", "1year"] {
             let err = parse_duration(text).expect_err(text);
             assert!(
                 err.contains("has no fixed length") && err.contains("`30d`"),

@@ -848,9 +848,16 @@ impl Pipeline {
                         .and_then(|n| text.lines().nth(n.saturating_sub(1)))
                         .and_then(|line| line.trim_start().split_once(':'))
                     {
+                        // The line itself opens with a key (`query: ...`), not a line
+                        // inside a block.
                         Some((key, value))
                             if message.contains("mapping values are not allowed")
-                                && !value.trim().is_empty() =>
+                                && !value.trim().is_empty()
+                                && !key.trim().is_empty()
+                                && key
+                                    .trim()
+                                    .chars()
+                                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
                         {
                             format!(
                                 "; `{}` holds `: `, which YAML reads as a key in a plain value: \

@@ -815,7 +815,7 @@ impl Walk<'_> {
                      `date_bin` (and `hop`, `session_window`) makes windows whose end the \
                      watermark can pass: `date_trunc('{unit}', ts)` is taken for a plain \
                      value, not a window. Group by `date_bin(INTERVAL '1 {unit}', ts)`, which \
-                     bins the same way (over a source's watermark column)"
+                     bins the same way (in UTC; over a source's watermark column)"
                 )
             } else {
                 "append mode writes each row once, and this aggregation's rows change as more \

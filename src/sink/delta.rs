@@ -427,7 +427,8 @@ impl DeltaSink {
         // delta-rs's words for a data file the log lists but the store has not (deleted by
         // hand, or by a VACUUM that kept too little): say what it is and the way out.
         let gone = (text.contains("not found") || text.contains("No such file"))
-            && text.contains(".parquet");
+            && text.contains(".parquet")
+            && !text.contains("_delta_log");
         let advice = if gone {
             "; a data file the table's log lists is gone (deleted by hand, or by a VACUUM that \
              kept too little), so every reader of the table fails on it too. Put the file back \

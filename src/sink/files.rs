@@ -798,8 +798,6 @@ impl Sink for FilesSink {
         Ok(self.read_owner().await?.map(|(id, _)| id))
     }
 
-    /// The newest committed batch's manifest entry and the files it lists must be there (a
-    /// rewind cut short, a file or entry deleted by hand): running on would leave its rows out
     /// Complete mode: the files the newest committed batch's manifest entry lists, where one
     /// of them is gone.
     async fn table_gone(&self, last: BatchId) -> Result<Option<String>, SinkError> {
@@ -821,6 +819,8 @@ impl Sink for FilesSink {
         Ok(None)
     }
 
+    /// The newest committed batch's manifest entry and the files it lists must be there (a
+    /// rewind cut short, a file or entry deleted by hand): running on would leave its rows out
     /// of the folder, or out of its record. A complete-mode batch rewrites the whole folder, so
     /// the next one mends it; a damaged entry is the batch's own run's to find.
     async fn check_held(&self, last: BatchId) -> Result<(), SinkError> {

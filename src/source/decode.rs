@@ -1481,13 +1481,12 @@ fn epoch_count(text: &str, shift: i32) -> Result<i64, &'static str> {
 }
 
 /// Whether a CSV column of `data_type` is read as text and then cast by [`epoch_times`]: a
-/// timestamp where `epoch` gives numbers a unit or its unit is coarser than nanoseconds, a
-/// date, and a decimal (Arrow's CSV parser cuts a time's fraction, a date's time of day and
-/// the digits past a decimal's scale).
-fn csv_read_as_text(data_type: &DataType, epoch: Option<EpochUnit>) -> bool {
+/// timestamp (Arrow's CSV parser cuts a fraction finer than the unit, and reads no time given
+/// to the minute), a date, and a decimal (it cuts a date's time of day and the digits past a
+/// decimal's scale).
+fn csv_read_as_text(data_type: &DataType, _epoch: Option<EpochUnit>) -> bool {
     match data_type {
-        // A coarser unit than nanoseconds: Arrow's parser would cut a finer fraction.
-        DataType::Timestamp(unit, _) => epoch.is_some() || *unit != TimeUnit::Nanosecond,
+        DataType::Timestamp(..) => true,
         DataType::Date32 | DataType::Date64 => true,
         t => t.is_decimal(),
     }

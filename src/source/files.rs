@@ -1543,17 +1543,6 @@ impl Source for FilesSource {
         if self.schema.is_some() {
             return Ok(self.schema.clone());
         }
-        // Batches read files with a schema pinned then: inferred again now, from the files
-        // there now, it could type a column otherwise and change what the next batch writes.
-        if !self.seen.is_empty() {
-            return Err(SourceError::Config {
-                source_name: self.name.clone(),
-                reason: pinned_schema_gone(
-                    &self.checkpoint.path(&format!("{}/schema", self.log_dir())),
-                    &self.checkpoint,
-                ),
-            });
-        }
         let files: Vec<String> = self
             .list_data()
             .await?

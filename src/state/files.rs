@@ -433,8 +433,19 @@ impl StateFiles {
         let Some(file) = newest else {
             return Ok(());
         };
-        let rows = self.read(&file).await?;
-        match self.lineage_refused(&rows.schema()) {
+        // Its footer alone: the rows are the batch's to load.
+        let Some(bytes) = self.location.get(&self.location.path(&file.path)).await? else {
+            return Ok(());
+        };
+        let schema = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map(|builder| Arc::clone(builder.schema()))
+            .map_err(|e| StateError::Corrupt {
+                checkpoint: None,
+                sink: None,
+                file: file.path.clone(),
+                reason: e.to_string(),
+            })?;
+        match self.lineage_refused(&schema) {
             Some(refused) => Err(refused),
             None => Ok(()),
         }

@@ -6994,6 +6994,23 @@ fn times_to_the_minute_read_as_timestamps() {
     );
     let out = run(&write_pipeline(&ws, &yaml), &ws);
     assert!(out.status.success(), "{}", stderr(&out));
+    // (CSV too, whose reader wanted seconds.)
+    let csv = Workspace::new();
+    std::fs::create_dir_all(csv.path("in")).expect("in");
+    std::fs::write(
+        csv.path("in/0.csv"),
+        "k,ts\na,2026-01-01 10:00\nb,2026-01-01T10:00Z\nc,2026-01-01 10:05+01:00\n\
+         d,2026-01-01 10:09:30\n",
+    )
+    .expect("csv");
+    let csv_yaml = yaml
+        .replace(&ws.p("in"), &csv.p("in"))
+        .replace(&ws.p("ckpt"), &csv.p("ckpt"))
+        .replace(&ws.p("out"), &csv.p("out"))
+        .replace("format: json, schema", "format: csv, schema");
+    let out = run(&write_pipeline(&csv, &csv_yaml), &csv);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&csv.path("out")), sink_lines(&ws.path("out")));
     // 10:05+01:00 is 09:05 UTC; the 10:05 window stays open under the watermark.
     assert_eq!(
         sink_lines(&ws.path("out")),
