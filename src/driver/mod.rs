@@ -1720,7 +1720,7 @@ impl<'a> Driver<'a> {
             return Ok(());
         };
         for (name, config) in &self.pipeline.sources {
-            if declared(config) || then.sources.get(name).is_none_or(|c| declared(c)) {
+            if declared(config) || then.sources.get(name).is_none_or(&declared) {
                 continue;
             }
             let dir = crate::checkpoint::paths::source_dir(name);
