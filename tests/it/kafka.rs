@@ -1429,3 +1429,95 @@ fn a_metadata_column_is_given_under_another_name() {
         ]
     );
 }
+
+/// Walk 28 (1): a topic deleted and made again, with fewer records than were read, was taken
+/// for one with nothing new (`0 batches`), and later records below the old offset were never
+/// read, without a word. Planning finds the partition ending below the offset read up to and
+/// stops, naming it (Spark's "offset was changed"), with the ways out.
+#[tokio::test]
+async fn a_topic_made_again_with_fewer_records_is_named() {
+    let topic = unique("made-again");
+    create_topic(broker(), &topic, 1).await;
+    let values = |n: i64| -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| format!("{{\"id\":{i},\"name\":\"n{i}\"}}").into_bytes())
+            .collect()
+    };
+    produce(broker(), &topic, 1, &values(10));
+    let dir = tempfile::tempdir().expect("dir");
+    let checkpoint = sluice::storage::Location::open(
+        &dir.path().join("ckpt").display().to_string(),
+        true,
+        false,
+        None,
+    )
+    .expect("ckpt");
+    let yaml = format!(
+        "bootstrap_servers: {}\ntopics: [{topic}]\nformat: json\nschema: {{ id: bigint, name: string }}",
+        broker()
+    );
+    let connector =
+        sluice::source::configure("kafka", "s", &serde_yaml::from_str(&yaml).expect("yaml"))
+            .expect("kafka");
+    let mut source = connector
+        .open("s", &checkpoint, None, false)
+        .await
+        .expect("open");
+    let end = source
+        .plan(
+            sluice::checkpoint::BatchId(0),
+            None,
+            sluice::source::Admission::Unlimited,
+        )
+        .await
+        .expect("plan")
+        .expect("records there");
+    let admin: AdminClient<DefaultClientContext> = client(broker()).create().expect("admin");
+    admin
+        .delete_topics(
+            &[&topic],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
+        .await
+        .expect("delete")
+        .into_iter()
+        .for_each(|r| {
+            r.expect("deleted");
+        });
+    // The broker lets the name go a moment after the deletion.
+    let new = NewTopic::new(&topic, 1, TopicReplication::Fixed(1));
+    let mut made = false;
+    for _ in 0..100 {
+        let results = admin
+            .create_topics(
+                [&new],
+                &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+            )
+            .await
+            .expect("create");
+        if results.iter().all(Result::is_ok) {
+            made = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(made, "topic made again");
+    produce(broker(), &topic, 1, &values(3));
+    let said = source
+        .plan(
+            sluice::checkpoint::BatchId(1),
+            Some(&end),
+            sluice::source::Admission::Unlimited,
+        )
+        .await
+        .expect_err("a partition ending below the offset read")
+        .to_string();
+    assert!(
+        said.contains(&format!(
+            "{topic} partition 0 ends at offset 3, below offset 10, which the batches so far \
+             have read up to"
+        )) && said.contains("deleted and made again")
+            && said.contains("fail_on_data_loss: false"),
+        "{said}"
+    );
+}

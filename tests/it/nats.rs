@@ -290,6 +290,13 @@ fn a_password_in_the_url_is_refused_unless_it_is_a_variable() {
         "{err}"
     );
     assert!(configure("nats://app:${NATS_PASSWORD}@127.0.0.1:4222").is_ok());
+    // Walk 28 (20): NATS's token form was kept in the checkpoint's copy of the file.
+    let err = configure("nats://tok3n@127.0.0.1:4222").expect_err("a written token");
+    assert!(
+        err.contains("${NATS_TOKEN}") && !err.contains("tok3n"),
+        "{err}"
+    );
+    assert!(configure("nats://${NATS_TOKEN}@127.0.0.1:4222").is_ok());
     assert!(configure("nats://127.0.0.1:4222,nats://127.0.0.1:4223").is_ok());
 }
 
@@ -638,4 +645,67 @@ async fn a_filter_outside_the_stream_subjects_is_refused_naming_them() {
     assert!(out.status.success(), "{}", stderr(&out));
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
+}
+
+/// Walk 28 (2): a stream deleted and made again, with fewer messages than were read, was taken
+/// for one with nothing new, and later messages below the old sequence were never read,
+/// without a word. Planning finds the stream ending below the sequence read up to and stops,
+/// naming it, with the ways out.
+#[tokio::test]
+async fn a_stream_made_again_with_fewer_messages_is_named() {
+    let stream = unique("made-again");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    let payloads = |n: i64| -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| format!("{{\"id\":{i},\"name\":\"n{i}\"}}").into_bytes())
+            .collect()
+    };
+    publish(&js, &format!("{stream}.x"), &payloads(10)).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let checkpoint = sluice::storage::Location::open(
+        &dir.path().join("ckpt").display().to_string(),
+        true,
+        false,
+        None,
+    )
+    .expect("ckpt");
+    let yaml = format!(
+        "url: {}\nstream: {stream}\nformat: json\nschema: {{ id: bigint, name: string }}",
+        server()
+    );
+    let connector =
+        sluice::source::configure("nats", "s", &serde_yaml::from_str(&yaml).expect("yaml"))
+            .expect("nats");
+    let mut source = connector
+        .open("s", &checkpoint, None, false)
+        .await
+        .expect("open");
+    let end = source
+        .plan(
+            sluice::checkpoint::BatchId(0),
+            None,
+            sluice::source::Admission::Unlimited,
+        )
+        .await
+        .expect("plan")
+        .expect("messages there");
+    js.delete_stream(stream.as_str()).await.expect("delete");
+    create_stream(&js, &stream).await;
+    publish(&js, &format!("{stream}.x"), &payloads(3)).await;
+    let said = source
+        .plan(
+            sluice::checkpoint::BatchId(1),
+            Some(&end),
+            sluice::source::Admission::Unlimited,
+        )
+        .await
+        .expect_err("a stream ending below the sequence read")
+        .to_string();
+    assert!(
+        said.contains("its last sequence is 3, below 10")
+            && said.contains("deleted and made again")
+            && said.contains("fail_on_data_loss: false"),
+        "{said}"
+    );
 }

@@ -459,6 +459,7 @@ impl SourceConnector for KafkaConfig {
             initial: tokio::sync::OnceCell::new(),
             frozen: None,
             planned: BTreeMap::new(),
+            said_shrunk: false,
         }))
     }
 
@@ -616,6 +617,8 @@ pub struct KafkaSource {
     frozen: Option<Offsets>,
     /// The end each batch this run planned, for committing to the consumer group.
     planned: BTreeMap<BatchId, Offsets>,
+    /// A partition found ending below the offset read up to has been said (once a run).
+    said_shrunk: bool,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -1471,9 +1474,19 @@ impl Source for KafkaSource {
         // Every partition read so far keeps its offset, even one gone from the brokers.
         let mut end = base.clone();
         let mut lag = Vec::new();
+        let mut shrunk = Vec::new();
         for (topic, partitions) in &now.high {
             for (p, high) in partitions {
                 let s = base.get(topic).and_then(|m| m.get(p)).copied().unwrap_or(0);
+                // A partition that ends below what was read (a topic deleted and made again,
+                // as Spark finds it: "offset was changed from 70 to 30"): its records below
+                // the offset read up to are not the ones read, and would never be.
+                if *high < s {
+                    shrunk.push(format!(
+                        "{topic} partition {p} ends at offset {high}, below offset {s}, which \
+                         the batches so far have read up to"
+                    ));
+                }
                 let mut e = *high;
                 if let Some(frozen) = &self.frozen {
                     e = frozen
@@ -1487,6 +1500,25 @@ impl Source for KafkaSource {
                 if e > s {
                     lag.push(((topic.clone(), *p), e - s));
                 }
+            }
+        }
+        if !shrunk.is_empty() {
+            let what = format!(
+                "{}: the topic was deleted and made again (or emptied and written anew), so the \
+                 records now below those offsets were never read, and reading on from them \
+                 would skip them",
+                shrunk.join("; ")
+            );
+            if self.config.fail_on_data_loss {
+                return Err(self.connector_error(format!(
+                    "{what}. {}, and read on from the offsets read up to; or start the \
+                     pipeline over on {} to read the topic as it is now",
+                    super::SKIP_WHAT_IS_GONE,
+                    super::NEW_START
+                )));
+            }
+            if !std::mem::replace(&mut self.said_shrunk, true) {
+                tracing::warn!("source `{}`: {what}", self.name);
             }
         }
         if lag.is_empty() {

@@ -169,16 +169,27 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
     }
     // A password written in the URL would be kept in the checkpoint's copy of the pipeline
     // file and could reach a message: only `${VAR}` (filled in when connecting) is taken.
+    // A user part alone (`nats://s3cr3t@host`) is NATS's token: a secret too.
     for server in config.url.split(',') {
         if let Ok(url) = url::Url::parse(server.trim())
-            && url.password().is_some()
             && !server.contains("${")
         {
-            return Err(ConfigError::at(
-                "url",
-                "a password written in `url` would be kept in the checkpoint's copy of this \
-                 file: give it as an environment variable, `nats://user:${NATS_PASSWORD}@host:4222`",
-            ));
+            if url.password().is_some() {
+                return Err(ConfigError::at(
+                    "url",
+                    "a password written in `url` would be kept in the checkpoint's copy of this \
+                     file: give it as an environment variable, \
+                     `nats://user:${NATS_PASSWORD}@host:4222`",
+                ));
+            }
+            if !url.username().is_empty() {
+                return Err(ConfigError::at(
+                    "url",
+                    "a user part alone in `url` is NATS's token, which would be kept in the \
+                     checkpoint's copy of this file: give it as an environment variable, \
+                     `nats://${NATS_TOKEN}@host:4222`",
+                ));
+            }
         }
     }
     if config.stream.trim().is_empty() {
@@ -294,6 +305,7 @@ impl SourceConnector for NatsConfig {
             payload_schema,
             context: tokio::sync::OnceCell::new(),
             frozen: None,
+            said_shrunk: false,
         }))
     }
 
@@ -331,6 +343,7 @@ impl SourceConnector for NatsConfig {
             payload_schema: None,
             context: tokio::sync::OnceCell::new(),
             frozen: None,
+            said_shrunk: false,
         };
         let state = source.stream_state().await?;
         let lag = state.last.saturating_sub(read);
@@ -384,6 +397,8 @@ pub struct NatsSource {
     context: tokio::sync::OnceCell<jetstream::Context>,
     /// The last sequence `available-now` and `once` froze the input at.
     frozen: Option<u64>,
+    /// A stream found ending below the sequence read up to has been said (once a run).
+    said_shrunk: bool,
 }
 
 impl std::fmt::Debug for NatsSource {
@@ -865,6 +880,33 @@ impl Source for NatsSource {
         admission: Admission,
     ) -> Result<Option<serde_json::Value>, SourceError> {
         let now = self.stream_state().await?;
+        // A stream whose last sequence is below the one read up to was deleted and made again
+        // (a purge keeps its sequences): its messages below it are not the ones read.
+        if let Some(offset) = self.parse(start)?
+            && now.last < offset.sequence
+        {
+            let what = format!(
+                "its last sequence is {}, below {}, which the batches so far have read up to: \
+                 the stream was deleted and made again, so its messages now below that \
+                 sequence were never read, and reading on from it would skip them",
+                now.last, offset.sequence
+            );
+            if self.config.fail_on_data_loss {
+                return Err(self.error(format!(
+                    "{what}. {}, and read on from the sequence read up to; or start the \
+                     pipeline over on {} to read the stream as it is now",
+                    super::SKIP_WHAT_IS_GONE,
+                    super::NEW_START
+                )));
+            }
+            if !std::mem::replace(&mut self.said_shrunk, true) {
+                tracing::warn!(
+                    "source `{}`: stream `{}`: {what}",
+                    self.name,
+                    self.config.stream
+                );
+            }
+        }
         let (first, next) = match self.parse(start)? {
             Some(offset) => (offset.first, offset.sequence + 1),
             None => {
