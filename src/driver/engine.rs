@@ -640,6 +640,11 @@ impl<'p> Engine<'p> {
             if plan::reads_batch_time(&logical) {
                 columns.clear();
             }
+            // `SELECT * EXCLUDE (c)` names `c` in its text alone, where the plan has no trace of
+            // it: a table without it would not plan.
+            if plan::excludes_columns(sql) {
+                columns.clear();
+            }
             // Late rows are kept whole.
             if operator.is_some() {
                 columns.retain(|stream, _| !self.late_streams.contains(stream));

@@ -900,6 +900,16 @@ pub fn stream_columns(
     out
 }
 
+/// Whether `sql` leaves columns out of a wildcard by name (`SELECT * EXCLUDE (c)`, `t.*
+/// EXCEPT (c)`): the names are in its text, not in its plan.
+pub fn excludes_columns(sql: &str) -> bool {
+    let upper = sql.to_ascii_uppercase();
+    upper.match_indices('*').any(|(at, _)| {
+        let after = upper[at + 1..].trim_start();
+        after.starts_with("EXCLUDE") || after.starts_with("EXCEPT")
+    })
+}
+
 /// Whether `plan` (with its subqueries) scans one of the stream tables.
 pub(crate) fn reads_stream(plan: &LogicalPlan, streams: &BTreeSet<String>) -> bool {
     let mut found = false;

@@ -6601,6 +6601,19 @@ fn a_column_a_subquery_selects_and_nothing_reads_does_not_stop_the_query() {
             assert!(out.status.success(), "{format}: {query}: {}", stderr(&out));
             assert_eq!(lines, [r#"{"id":1}"#, r#"{"id":2}"#], "{format}: {query}");
         }
+        // Walk 28 (4): a column left out by name was left out of the stream's table too.
+        for query in [
+            "SELECT * EXCLUDE (note) FROM s",
+            "SELECT * EXCEPT (note) FROM s",
+        ] {
+            let (out, lines) = query_case(format, settings, input, query);
+            assert!(out.status.success(), "{format}: {query}: {}", stderr(&out));
+            assert_eq!(
+                lines,
+                [r#"{"id":1,"epoch":5}"#, r#"{"id":2,"epoch":6}"#],
+                "{format}: {query}"
+            );
+        }
     }
 }
 
