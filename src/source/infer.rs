@@ -221,11 +221,50 @@ impl Sample {
         let columns: Vec<Field> = columns
             .into_iter()
             .map(|f| {
-                let data_type = without_null(f.data_type());
+                let data_type = pinned_form(&without_null(f.data_type()));
                 f.with_data_type(data_type).with_nullable(true)
             })
             .collect();
         Some(Arc::new(Schema::new(columns)))
+    }
+}
+
+/// The type a column inferred as `data_type` is pinned as, so that the files of other writers
+/// read into it: a dictionary as its values' type (`string`, as the README says), an instant in
+/// UTC, and a time in at least microseconds (Spark's unit): one writer's dictionary, zone or
+/// milliseconds pinned would refuse another's plain strings, zone or microseconds.
+fn pinned_form(data_type: &DataType) -> DataType {
+    use datafusion::arrow::datatypes::TimeUnit;
+    match data_type {
+        DataType::Dictionary(_, values) => pinned_form(values),
+        DataType::Timestamp(unit, zone) => DataType::Timestamp(
+            match unit {
+                TimeUnit::Second | TimeUnit::Millisecond => TimeUnit::Microsecond,
+                finer => *finer,
+            },
+            zone.as_ref().map(|_| "UTC".into()),
+        ),
+        DataType::List(item) => DataType::List(Arc::new(
+            item.as_ref()
+                .clone()
+                .with_data_type(pinned_form(item.data_type())),
+        )),
+        DataType::LargeList(item) => DataType::LargeList(Arc::new(
+            item.as_ref()
+                .clone()
+                .with_data_type(pinned_form(item.data_type())),
+        )),
+        DataType::Struct(fields) => DataType::Struct(
+            fields
+                .iter()
+                .map(|f| {
+                    f.as_ref()
+                        .clone()
+                        .with_data_type(pinned_form(f.data_type()))
+                })
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 

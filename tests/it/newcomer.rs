@@ -7033,3 +7033,84 @@ fn times_to_the_minute_read_as_timestamps() {
         ]
     );
 }
+
+/// Walk 28 (3): a Parquet source inferred from one writer's file pinned its dictionary
+/// strings and its zone and milliseconds, so another writer's plain strings and microseconds
+/// in UTC were refused, with no way on but a new checkpoint. A dictionary is pinned as its
+/// values' type, an instant in UTC, a time in at least microseconds; both files read.
+#[test]
+fn a_parquet_source_pins_types_other_writers_read_into() {
+    use datafusion::arrow::array::{
+        ArrayRef, DictionaryArray, StringArray, TimestampMicrosecondArray,
+        TimestampMillisecondArray,
+    };
+    use datafusion::arrow::datatypes::Int32Type;
+    use datafusion::arrow::record_batch::RecordBatch;
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    let write = |name: &str, columns: Vec<(&str, ArrayRef)>| {
+        let batch = RecordBatch::try_from_iter(columns).expect("batch");
+        let file = std::fs::File::create(ws.path(&format!("in/{name}"))).expect("file");
+        let mut writer =
+            datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)
+                .expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+    };
+    let categories: DictionaryArray<Int32Type> = vec!["a", "b"].into_iter().collect();
+    write(
+        "0.parquet",
+        vec![
+            ("cat", std::sync::Arc::new(categories) as ArrayRef),
+            (
+                "ts",
+                std::sync::Arc::new(
+                    TimestampMillisecondArray::from(vec![1_767_261_600_000, 1_767_261_601_000])
+                        .with_timezone("Europe/Berlin"),
+                ),
+            ),
+        ],
+    );
+    write(
+        "1.parquet",
+        vec![
+            (
+                "cat",
+                std::sync::Arc::new(StringArray::from(vec!["c"])) as ArrayRef,
+            ),
+            (
+                "ts",
+                std::sync::Arc::new(
+                    TimestampMicrosecondArray::from(vec![1_767_261_602_000_123])
+                        .with_timezone("UTC"),
+                ),
+            ),
+        ],
+    );
+    let yaml = format!(
+        "name: writers\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: parquet, max_files_per_batch: 1 }}\nquery: SELECT cat, ts FROM s\n\
+         trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    // One file at inference, so that the second arrives after the schema is pinned.
+    let first = ws.path("in/1.parquet");
+    let aside = ws.path("1.parquet");
+    std::fs::rename(&first, &aside).expect("aside");
+    let file = write_pipeline(&ws, &yaml);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::rename(&aside, &first).expect("back");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            r#"{"cat":"a","ts":"2026-01-01T10:00:00Z"}"#,
+            r#"{"cat":"b","ts":"2026-01-01T10:00:01Z"}"#,
+            r#"{"cat":"c","ts":"2026-01-01T10:00:02.000123Z"}"#,
+        ]
+    );
+}
