@@ -606,6 +606,26 @@ impl<'p> Engine<'p> {
                      once no row has come for it that long"
                 );
             }
+            // A join bounded one way only keeps the other side's rows for ever (as Spark does).
+            if let Shape::Join(j) = &shape {
+                let sides: Vec<&str> = [
+                    ("left", j.left_reach_ns.is_none()),
+                    ("right", j.right_reach_ns.is_none()),
+                ]
+                .into_iter()
+                .filter_map(|(side, unbounded)| unbounded.then_some(side))
+                .collect();
+                if !sides.is_empty() {
+                    tracing::warn!(
+                        "the join of two streams keeps every row of its {} side for ever (the \
+                         state grows with the stream, as Spark's does): its condition sets no \
+                         bound on how much later a row of the other side may match one. Bound \
+                         it both ways (`b.ts BETWEEN a.ts AND a.ts + INTERVAL '1 hour'`) to let \
+                         rows go once the watermark passes",
+                        sides.join(" and ")
+                    );
+                }
+            }
             // The state TTL bounds the operators whose keys no watermark closes.
             let ttl = |shape: &plan::AggregateShape| {
                 self.pipeline

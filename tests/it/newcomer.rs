@@ -7114,3 +7114,45 @@ fn a_parquet_source_pins_types_other_writers_read_into() {
         ]
     );
 }
+
+/// Walk 28 (13): a join of two streams bounded one way only (`b.ts >= v.ts`) ran without a
+/// word while its left side's rows stayed in the state for ever, where the README spoke of
+/// joins bounded both ways. It runs, as Spark's does, and says which side is kept for ever.
+#[test]
+fn a_join_bounded_one_way_says_which_side_is_kept_for_ever() {
+    let ws = Workspace::new();
+    for (folder, text) in [
+        (
+            "views",
+            "{\"ts\":\"2026-01-01T10:00:00Z\",\"u\":1,\"vid\":1}\n",
+        ),
+        (
+            "buys",
+            "{\"ts\":\"2026-01-01T10:00:30Z\",\"u\":1,\"bid\":10}\n",
+        ),
+    ] {
+        std::fs::create_dir_all(ws.path(folder)).expect("folder");
+        std::fs::write(ws.path(&format!("{folder}/0.json")), text).expect("input");
+    }
+    let yaml = format!(
+        "name: join\ncheckpoint: {ckpt}\nsources:\n  views: {{ kind: files, path: {views}, \
+         format: json, schema: {{ ts: timestamp, u: bigint, vid: bigint }}, watermark: {{ \
+         column: ts, delay: 10s }} }}\n  buys: {{ kind: files, path: {buys}, format: json, \
+         schema: {{ ts: timestamp, u: bigint, bid: bigint }}, watermark: {{ column: ts, \
+         delay: 10s }} }}\nquery: >-\n  SELECT v.vid, b.bid FROM views v JOIN buys b ON v.u = \
+         b.u AND b.ts >= v.ts\noutput_mode: append\ntrigger: available-now\nsink: {{ kind: \
+         files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        views = ws.p("views"),
+        buys = ws.p("buys"),
+        out = ws.p("out"),
+    );
+    let out = run(&write_pipeline(&ws, &yaml), &ws);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("keeps every row of its left side for ever"),
+        "{said}"
+    );
+    assert_eq!(sink_lines(&ws.path("out")), [r#"{"vid":1,"bid":10}"#]);
+}
