@@ -606,6 +606,19 @@ impl<'p> Engine<'p> {
                      once no row has come for it that long"
                 );
             }
+            let divisions = plan::integer_divisions(&logical);
+            if !divisions.is_empty() {
+                tracing::warn!(
+                    "the query divides integers ({}): DataFusion keeps the whole part (1 / 4 is \
+                     0), where Spark and DuckDB give a fraction (0.25). Where a fraction is \
+                     meant, make one side a double: `CAST(a AS DOUBLE) / b`",
+                    divisions
+                        .iter()
+                        .map(|d| format!("`{d}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             // A join bounded one way only keeps the other side's rows for ever (as Spark does).
             if let Shape::Join(j) = &shape {
                 let sides: Vec<&str> = [

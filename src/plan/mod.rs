@@ -900,6 +900,43 @@ pub fn stream_columns(
     out
 }
 
+/// The divisions of one integer by another in `plan` (as written, `sum(good) / sum(total)`):
+/// DataFusion keeps their whole part (1 / 4 is 0), where Spark and DuckDB give a fraction.
+pub fn integer_divisions(plan: &LogicalPlan) -> Vec<String> {
+    use datafusion::logical_expr::{BinaryExpr, ExprSchemable, Operator};
+    let mut found: Vec<String> = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        let inputs = node.inputs();
+        let [input] = inputs.as_slice() else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let schema = input.schema();
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::BinaryExpr(BinaryExpr {
+                    left,
+                    op: Operator::Divide,
+                    right,
+                }) = e
+                    && [left, right].iter().all(|side| {
+                        side.get_type(schema)
+                            .is_ok_and(|t| t.is_integer())
+                    })
+                    // A constant divisor is written on purpose (`ms / 1000`).
+                    && !matches!(right.as_ref(), Expr::Literal(..))
+                {
+                    let text = format!("{left} / {right}");
+                    if !found.contains(&text) {
+                        found.push(text);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
+}
+
 /// Whether `sql` leaves columns out of a wildcard by name (`SELECT * EXCLUDE (c)`, `t.*
 /// EXCEPT (c)`): the names are in its text, not in its plan.
 pub fn excludes_columns(sql: &str) -> bool {

@@ -7156,3 +7156,48 @@ fn a_join_bounded_one_way_says_which_side_is_kept_for_ever() {
     );
     assert_eq!(sink_lines(&ws.path("out")), [r#"{"vid":1,"bid":10}"#]);
 }
+
+/// Walk 28 (5): `sum(good) / sum(total)` gave 0 where Spark and DuckDB give a fraction,
+/// without a word (DataFusion keeps an integer division's whole part). The run says so,
+/// naming the division and the cast that gives the fraction; a constant divisor, written on
+/// purpose, is not named.
+#[test]
+fn a_division_of_integers_is_said() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"a\",\"v\":2}\n",
+    );
+    let file = pipeline(
+        &ws,
+        "SELECT k, sum(v) / count(*) AS r, sum(v) / 2 AS h FROM s GROUP BY k",
+        "update",
+    );
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("the query divides integers (`sum(s.v) / count(")
+            && said.contains("`CAST(a AS DOUBLE) / b`")
+            && !said.contains("/ Int64(2)"),
+        "{said}"
+    );
+    assert_eq!(sink_lines(&ws.path("out")), [r#"{"k":"a","r":1,"h":1}"#]);
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"a\",\"v\":2}\n",
+    );
+    let file = pipeline(
+        &ws,
+        "SELECT k, CAST(sum(v) AS DOUBLE) / count(*) AS r FROM s GROUP BY k",
+        "update",
+    );
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("divides integers"), "{said}");
+    assert_eq!(sink_lines(&ws.path("out")), [r#"{"k":"a","r":1.5}"#]);
+}
