@@ -167,6 +167,7 @@ pub fn analyze(
     let mut gaps = false;
     let mut spark_pattern = None;
     let mut joins_list_text = None;
+    let mut zero_width = None;
     plan.apply_with_subqueries(|node| {
         let inputs = node.inputs();
         node.apply_expressions(|expr| {
@@ -228,6 +229,39 @@ pub fn analyze(
                 {
                     gaps |= slide > size;
                 }
+                // A window of no length (`date_bin(INTERVAL '0 seconds', ts)`) fails each batch.
+                if let Expr::ScalarFunction(f) = e
+                    && zero_width.is_none()
+                {
+                    let lengths: &[usize] = match f.func.name() {
+                        "date_bin" => &[0],
+                        name if name == super::functions::HOP => &[1, 2],
+                        name if name == super::functions::SESSION_WINDOW => &[1],
+                        _ => &[],
+                    };
+                    // (`interval_ns` takes positive lengths only.)
+                    let no_length = |arg: &Expr| match strip_alias(arg) {
+                        Expr::Literal(
+                            datafusion::common::ScalarValue::IntervalMonthDayNano(Some(v)),
+                            _,
+                        ) => v.months <= 0 && v.days <= 0 && v.nanoseconds <= 0,
+                        Expr::Literal(
+                            datafusion::common::ScalarValue::IntervalDayTime(Some(v)),
+                            _,
+                        ) => v.days <= 0 && v.milliseconds <= 0,
+                        Expr::Literal(
+                            datafusion::common::ScalarValue::IntervalYearMonth(Some(months)),
+                            _,
+                        ) => *months <= 0,
+                        _ => false,
+                    };
+                    if lengths
+                        .iter()
+                        .any(|&i| f.args.get(i).is_some_and(no_length))
+                    {
+                        zero_width = Some(e.to_string());
+                    }
+                }
                 Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
             })
         })
@@ -245,6 +279,14 @@ pub fn analyze(
                 "reads its format as strftime codes, as DataFusion and DuckDB do, not as Spark's \
                  pattern letters, so {would}: write `{function}(..., '{strftime}')`"
             ),
+        });
+    }
+    if let Some(call) = zero_width {
+        return Err(PlanError::Function {
+            call,
+            reason: "makes windows of no length (or less): a window's interval must be longer \
+                     than zero, as `INTERVAL '1 minute'`"
+                .into(),
         });
     }
     if let Some(call) = joins_list_text {

@@ -7201,3 +7201,24 @@ fn a_division_of_integers_is_said() {
     assert!(!said.contains("divides integers"), "{said}");
     assert_eq!(sink_lines(&ws.path("out")), [r#"{"k":"a","r":1.5}"#]);
 }
+
+/// Walk 28 (9): a window of no length was refused for the wrong reason in append mode, and in
+/// complete mode failed its first batch (`DATE_BIN stride must be non-zero`), the batch left
+/// planned. It is refused at planning, naming the call.
+#[test]
+fn a_window_of_no_length_is_refused_at_planning() {
+    let settings = "schema: { id: bigint, epoch: bigint }";
+    let input = "{\"id\":1,\"epoch\":1772366400}\n";
+    for query in [
+        "SELECT date_bin(INTERVAL '0 seconds', from_unixtime(epoch)) AS w, count(*) AS n \
+         FROM s GROUP BY 1",
+        "SELECT hop(from_unixtime(epoch), INTERVAL '0 seconds', INTERVAL '1 minute') AS w, \
+         count(*) AS n FROM s GROUP BY 1",
+    ] {
+        let (out, lines) = query_case("json", settings, input, query);
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert!(said.contains("makes windows of no length"), "{said}");
+        assert!(lines.is_empty());
+    }
+}
