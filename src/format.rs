@@ -226,10 +226,22 @@ pub async fn schema_from_sql_types(
             .create_logical_plan(&format!("SELECT CAST(NULL AS {type_name})"))
             .await
             .map_err(|e| {
-                bad(e
-                    .to_string()
-                    .trim_start_matches("This feature is not implemented: ")
-                    .to_string())
+                // Spark's names for types SQL names otherwise.
+                let spark = match type_name.trim().to_ascii_lowercase().as_str() {
+                    "long" => Some("bigint"),
+                    "short" => Some("smallint"),
+                    "byte" => Some("tinyint"),
+                    "binary" => Some("bytea"),
+                    _ => None,
+                };
+                let hint = spark
+                    .map(|sql| format!(" (Spark's `{type_name}` is `{sql}` here)"))
+                    .unwrap_or_default();
+                bad(format!(
+                    "{}{hint}",
+                    e.to_string()
+                        .trim_start_matches("This feature is not implemented: ")
+                ))
             })?;
         fields.push(Field::new(
             column,
@@ -243,6 +255,28 @@ pub async fn schema_from_sql_types(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Walk 28 (8): Spark's `long` was refused without the name to write.
+    #[tokio::test]
+    async fn sparks_type_names_are_named_with_sqls() {
+        for (spark, sql) in [
+            ("long", "bigint"),
+            ("short", "smallint"),
+            ("byte", "tinyint"),
+        ] {
+            let err = schema_from_sql_types(&[("c".into(), spark.into())])
+                .await
+                .expect_err(spark);
+            assert!(
+                err.to_string()
+                    .contains(&format!("Spark's `{spark}` is `{sql}` here")),
+                "{err}"
+            );
+            schema_from_sql_types(&[("c".into(), sql.into())])
+                .await
+                .expect(sql);
+        }
+    }
 
     /// Each name given reads back as the type it names.
     #[tokio::test]

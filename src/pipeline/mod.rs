@@ -564,6 +564,29 @@ fn with_suggestion(message: String) -> String {
     };
     let field = &rest[..end];
     let expected: Vec<&str> = rest[end + 1..].split('`').skip(1).step_by(2).collect();
+    // Spark's option names for settings named otherwise here.
+    const SPARK: [(&str, &str); 9] = [
+        ("maxfilespertrigger", "max_files_per_batch"),
+        ("maxoffsetspertrigger", "max_records_per_batch"),
+        ("failondataloss", "fail_on_data_loss"),
+        ("startingoffsets", "starting_offsets"),
+        ("startingtimestamp", "starting_timestamp"),
+        ("kafkabootstrapservers", "bootstrap_servers"),
+        ("subscribe", "topics"),
+        ("checkpointlocation", "checkpoint"),
+        ("outputmode", "output_mode"),
+    ];
+    let plain: String = field
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if let Some((_, ours)) = SPARK
+        .iter()
+        .find(|(spark, ours)| *spark == plain && expected.contains(ours))
+    {
+        return format!("{message} (Spark's `{field}` is `{ours}` here)");
+    }
     match nearest(field, &expected) {
         Some(near) => format!("{message} (did you mean `{near}`?)"),
         None => message,
@@ -1545,6 +1568,40 @@ sink: { kind: files, path: out/clicks, format: parquet }
 
     fn parse(text: &str) -> Result<Pipeline, String> {
         Pipeline::parse(text, Path::new("p.yaml")).map_err(|e| e.to_string())
+    }
+
+    /// Walk 28 (8): Spark's option names were answered by edit distance, or not at all.
+    #[test]
+    fn sparks_option_names_are_named_with_ours() {
+        let said = parse(&GOOD.replace("max_files_per_batch: 2", "maxFilesPerTrigger: 2"))
+            .expect_err("a Spark name");
+        assert!(
+            said.contains("(Spark's `maxFilesPerTrigger` is `max_files_per_batch` here)"),
+            "{said}"
+        );
+        let said = parse(&GOOD.replace("trigger:", "outputMode: append\ntrigger:"))
+            .expect_err("a Spark name");
+        assert!(
+            said.contains("(Spark's `outputMode` is `output_mode` here)"),
+            "{said}"
+        );
+    }
+
+    /// Walk 28 (8): a file format given as the sink's kind, and a kind as its format.
+    #[test]
+    fn a_format_for_a_kind_and_a_kind_for_a_format_are_named() {
+        let said = parse(&GOOD.replace(
+            "{ kind: files, path: out/clicks, format: parquet }",
+            "{ kind: parquet, path: out/clicks }",
+        ))
+        .expect_err("a format as the kind");
+        assert!(said.contains("`kind: files, format: parquet`"), "{said}");
+        let said = parse(&GOOD.replace("format: parquet }", "format: console }"))
+            .expect_err("a kind as the format");
+        assert!(
+            said.contains("`format: console` is a sink kind of its own: write `kind: console`"),
+            "{said}"
+        );
     }
 
     /// Walk 26: a file with several mistakes named one a run, so each fix met the next. Every

@@ -68,11 +68,28 @@ pub fn configure(
     }
     let Some(entry) = KINDS.iter().find(|k| k.name == kind) else {
         let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        // A file format written as the kind, as Spark's `format("parquet")` names it.
+        let format = ["parquet", "json", "csv"]
+            .iter()
+            .find(|f| kind.eq_ignore_ascii_case(f))
+            .map(|f| format!(" (files in {f}: `kind: files, format: {f}`)"))
+            .unwrap_or_default();
         return Err(ConfigError::at(
             "kind",
-            crate::vocab::unknown_keyword(kind, &names),
+            format!("{}{format}", crate::vocab::unknown_keyword(kind, &names)),
         ));
     };
+    // A format that is a kind of its own (`format: delta`).
+    if kind == "files"
+        && let Some(format) = settings.get("format").and_then(|f| f.as_str())
+        && format != "files"
+        && KINDS.iter().any(|k| k.name == format)
+    {
+        return Err(ConfigError::at(
+            "format",
+            format!("`format: {format}` is a sink kind of its own: write `kind: {format}`"),
+        ));
+    }
     (entry.configure)(settings)
 }
 

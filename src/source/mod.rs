@@ -110,6 +110,24 @@ pub fn configure(
     (entry.configure)(settings)
 }
 
+/// What to do about a file that is no data (a `README.md` in the source's folder).
+const NOT_DATA_HINT: &str = "; it looks like no data file: every file in a source's folder is \
+     read, but those whose names start with `_` or `.`, so move it out of the folder or rename \
+     it so (a batch that has listed it then needs taking back: the next run says how)";
+
+/// Whether `file`'s name says it is no data file (notes, scripts, pages, spreadsheets).
+fn not_data(file: &str) -> bool {
+    let name = file.rsplit('/').next().unwrap_or(file).to_ascii_lowercase();
+    [
+        ".md", ".txt", ".yaml", ".yml", ".py", ".sh", ".html", ".pdf", ".xlsx", ".xls", ".log",
+        ".toml", ".ini", ".doc", ".docx",
+    ]
+    .iter()
+    .any(|ext| name.ends_with(ext))
+        || name == "readme"
+        || name == "license"
+}
+
 /// How a stream source's message for records gone before their batch read them says what
 /// lets the batch be read (the run adds how the edit comes to apply to the planned batch).
 pub const SKIP_WHAT_IS_GONE: &str =
@@ -231,7 +249,9 @@ pub enum SourceError {
         "{file}{}: {reason}{}",
         line.map(|l| format!(" line {l}")).unwrap_or_default(),
         // Not where the file is of another format: skipping each of its rows is no fix.
-        if line.is_some() && !reason.contains("set `format: ") {
+        if not_data(file) {
+            NOT_DATA_HINT
+        } else if line.is_some() && !reason.contains("set `format: ") {
             SKIP_HINT
         } else {
             ""

@@ -7222,3 +7222,23 @@ fn a_window_of_no_length_is_refused_at_planning() {
         assert!(lines.is_empty());
     }
 }
+
+/// Walk 28 (11): a `README.md` among a source's JSON files was refused as a bad line with
+/// the advice to skip bad rows. The file is named as no data, with the names a source leaves
+/// out.
+#[test]
+fn a_file_that_is_no_data_is_named_with_the_names_left_out() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    input(&ws, "README.md", "# Clicks\nThese are the clicks.\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("README.md line 1")
+            && said.contains("it looks like no data file")
+            && said.contains("start with `_` or `.`"),
+        "{said}"
+    );
+}
