@@ -551,8 +551,12 @@ fn row_error_advice(e: &tokio_postgres::Error, table: &str, mode: Mode) -> Optio
         let at = db.where_()?.split(", column ").nth(1)?;
         Some(quote(at.split(':').next()?.trim()))
     });
-    let col = column.as_deref().unwrap_or("the column");
-    let name = column.as_deref().unwrap_or("name");
+    // Where the server does not say which column (a binary COPY's context may not), a
+    // placeholder that reads as one, not a name the table may not have.
+    let col = column
+        .as_deref()
+        .unwrap_or("a column (the server does not say which)");
+    let name = column.as_deref().unwrap_or("<column>");
     let advice = match db.code() {
         c if c == &SqlState::NOT_NULL_VIOLATION => format!(
             "{col} is NOT NULL in the table and the query gave it a null: leave such rows out \

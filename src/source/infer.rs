@@ -221,7 +221,7 @@ impl Sample {
         let columns: Vec<Field> = columns
             .into_iter()
             .map(|f| {
-                let data_type = pinned_form(&without_null(f.data_type()));
+                let data_type = pinned_form(f.data_type());
                 f.with_data_type(data_type).with_nullable(true)
             })
             .collect();
@@ -229,13 +229,16 @@ impl Sample {
     }
 }
 
-/// The type a column inferred as `data_type` is pinned as, so that the files of other writers
-/// read into it: a dictionary as its values' type (`string`, as the README says), an instant in
-/// UTC, and a time in at least microseconds (Spark's unit): one writer's dictionary, zone or
-/// milliseconds pinned would refuse another's plain strings, zone or microseconds.
+/// The type a column inferred as `data_type` is pinned as: every `Null` inside it a string (a
+/// column no value typed), and so that the files of other writers read into it, a dictionary
+/// as its values' type (`string`, as the README says), an instant in UTC, and a time in at
+/// least microseconds (Spark's unit): one writer's dictionary, zone or milliseconds pinned
+/// would refuse another's plain strings, zone or microseconds.
 fn pinned_form(data_type: &DataType) -> DataType {
     use datafusion::arrow::datatypes::TimeUnit;
     match data_type {
+        DataType::Null => DataType::Utf8,
+        DataType::Struct(fields) if fields.is_empty() => DataType::Utf8,
         DataType::Dictionary(_, values) => pinned_form(values),
         DataType::Timestamp(unit, zone) => DataType::Timestamp(
             match unit {
@@ -277,30 +280,6 @@ pub(super) fn has_null(data_type: &DataType) -> bool {
         DataType::List(item) | DataType::LargeList(item) => has_null(item.data_type()),
         DataType::Struct(fields) => fields.iter().any(|f| has_null(f.data_type())),
         _ => false,
-    }
-}
-
-/// `data_type` with every `Null` inside it a string.
-fn without_null(data_type: &DataType) -> DataType {
-    match data_type {
-        DataType::Null => DataType::Utf8,
-        DataType::Struct(fields) if fields.is_empty() => DataType::Utf8,
-        DataType::List(item) => DataType::List(Arc::new(
-            item.as_ref()
-                .clone()
-                .with_data_type(without_null(item.data_type())),
-        )),
-        DataType::Struct(fields) => DataType::Struct(
-            fields
-                .iter()
-                .map(|f| {
-                    f.as_ref()
-                        .clone()
-                        .with_data_type(without_null(f.data_type()))
-                })
-                .collect(),
-        ),
-        other => other.clone(),
     }
 }
 

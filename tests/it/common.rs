@@ -461,3 +461,10 @@ pub fn run_advised(said: &str, start: &str, cwd: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An empty local checkpoint folder, `ckpt` in `dir`, for a test that drives a source or sink
+/// without a run.
+pub fn checkpoint_in(dir: &Path) -> sluice::storage::Location {
+    sluice::storage::Location::open(&dir.join("ckpt").display().to_string(), true, false, None)
+        .expect("ckpt")
+}

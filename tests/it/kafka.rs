@@ -881,13 +881,7 @@ async fn the_kafka_source_keeps_the_source_contract() {
     let topic = unique("contract-source");
     create_topic(broker(), &topic, 2).await;
     let dir = tempfile::tempdir().expect("dir");
-    let checkpoint = sluice::storage::Location::open(
-        &dir.path().join("ckpt").display().to_string(),
-        true,
-        false,
-        None,
-    )
-    .expect("ckpt");
+    let checkpoint = checkpoint_in(dir.path());
     let mut fixture = KafkaSourceFixture { topic, sent: 0 };
     source_contract(&mut fixture, &checkpoint).await;
 
@@ -954,13 +948,7 @@ async fn the_kafka_sink_keeps_the_sink_contract() {
     let topic = unique("contract-sink");
     create_topic(broker(), &topic, 2).await;
     let dir = tempfile::tempdir().expect("dir");
-    let checkpoint = sluice::storage::Location::open(
-        &dir.path().join("ckpt").display().to_string(),
-        true,
-        false,
-        None,
-    )
-    .expect("ckpt");
+    let checkpoint = checkpoint_in(dir.path());
     sink_contract(&KafkaSinkFixture { topic }, &checkpoint).await;
 }
 
@@ -1445,13 +1433,7 @@ async fn a_topic_made_again_with_fewer_records_is_named() {
     };
     produce(broker(), &topic, 1, &values(10));
     let dir = tempfile::tempdir().expect("dir");
-    let checkpoint = sluice::storage::Location::open(
-        &dir.path().join("ckpt").display().to_string(),
-        true,
-        false,
-        None,
-    )
-    .expect("ckpt");
+    let checkpoint = checkpoint_in(dir.path());
     let yaml = format!(
         "bootstrap_servers: {}\ntopics: [{topic}]\nformat: json\nschema: {{ id: bigint, name: string }}",
         broker()

@@ -355,13 +355,7 @@ async fn the_nats_source_keeps_the_source_contract() {
     let js = context().await;
     create_stream(&js, &stream).await;
     let dir = tempfile::tempdir().expect("dir");
-    let checkpoint = sluice::storage::Location::open(
-        &dir.path().join("ckpt").display().to_string(),
-        true,
-        false,
-        None,
-    )
-    .expect("ckpt");
+    let checkpoint = checkpoint_in(dir.path());
     let mut fixture = NatsSourceFixture { stream, sent: 0 };
     source_contract(&mut fixture, &checkpoint).await;
 }
@@ -663,13 +657,7 @@ async fn a_stream_made_again_with_fewer_messages_is_named() {
     };
     publish(&js, &format!("{stream}.x"), &payloads(10)).await;
     let dir = tempfile::tempdir().expect("dir");
-    let checkpoint = sluice::storage::Location::open(
-        &dir.path().join("ckpt").display().to_string(),
-        true,
-        false,
-        None,
-    )
-    .expect("ckpt");
+    let checkpoint = checkpoint_in(dir.path());
     let yaml = format!(
         "url: {}\nstream: {stream}\nformat: json\nschema: {{ id: bigint, name: string }}",
         server()

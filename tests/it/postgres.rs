@@ -204,13 +204,7 @@ impl SinkFixture for PostgresSinkFixture {
 #[tokio::test]
 async fn the_postgres_sink_keeps_the_sink_contract() {
     let dir = tempfile::tempdir().expect("dir");
-    let checkpoint = sluice::storage::Location::open(
-        &dir.path().join("ckpt").display().to_string(),
-        true,
-        false,
-        None,
-    )
-    .expect("ckpt");
+    let checkpoint = checkpoint_in(dir.path());
     let table = unique_table("contract");
     sink_contract(&PostgresSinkFixture { table }, &checkpoint).await;
 }
