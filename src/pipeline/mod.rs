@@ -1497,7 +1497,9 @@ fn without_line(message: &str) -> String {
 /// the path it opens with in backquotes, or the unknown top-level field it names.
 fn key_at_fault(message: &str) -> Option<String> {
     let key = match message.strip_prefix('`') {
-        Some(rest) => rest.split_once("`: ")?.0,
+        // `sources.s.format`: ..., or a check's `retain_batches` must ... and `memory_limit:
+        // 3` is not ... (the key, with its value).
+        Some(rest) => rest.split('`').next()?.split(':').next()?.trim(),
         None => message.strip_prefix("unknown field `")?.split('`').next()?,
     };
     (!key.is_empty() && !key.contains(['[', ' '])).then(|| key.to_string())
@@ -1628,6 +1630,20 @@ sink: { kind: files, path: out/clicks, format: parquet }
             );
         }
         assert!(lines[0].starts_with("p.yaml: `sources.clicks.max_file_per_batch`: unknown field"));
+        // Walk 28 (8): the checks after the keys are read came one a run after them.
+        let said = parse(&GOOD.replace(
+            "trigger: every 5s",
+            "trigger: every 5s\nretain_batches: 0\nsnapshot_every: 0\nmemory_limit: 3",
+        ))
+        .expect_err("three mistakes");
+        let lines: Vec<&str> = said.lines().collect();
+        assert_eq!(lines.len(), 3, "{said}");
+        assert!(
+            lines[0].contains("retain_batches")
+                && lines[1].contains("snapshot_every")
+                && lines[2].contains("`memory_limit: 3` is not a size"),
+            "{said}"
+        );
         assert!(lines[1].starts_with("  and: "), "{said}");
         // A key whose removal leaves a required one missing ends the list there.
         let said = parse(&GOOD.replace("kind: files\n", "kind: fils\n")).expect_err("kind");
