@@ -973,26 +973,15 @@ impl<'p> Recompute<'p> {
         if let Some(source) = engine.sources.iter().find(|s| s.schema().is_none()) {
             let name = source.name();
             // A source whose log has entries was read by batches: its pinned schema is gone.
-            let dir = crate::checkpoint::paths::source_dir(name);
-            let logged = checkpoint
-                .list(&dir)
-                .await?
-                .iter()
-                .any(|meta| !checkpoint.relative(&meta.location).ends_with("/schema"));
-            return Err(Error::Usage(if logged {
-                format!(
-                    "source `{name}`: {}",
-                    crate::source::pinned_schema_gone(
-                        &checkpoint.path(&format!("{dir}/schema")),
-                        checkpoint
-                    )
-                )
-            } else {
-                format!(
-                    "source `{name}` has no schema declared in the pipeline or pinned in the \
-                     checkpoint (no batch has read from it)"
-                )
-            }));
+            return Err(Error::Usage(
+                match crate::source::pinned_schema_lost(checkpoint, name).await? {
+                    Some(lost) => lost,
+                    None => format!(
+                        "source `{name}` has no schema declared in the pipeline or pinned in \
+                         the checkpoint (no batch has read from it)"
+                    ),
+                },
+            ));
         }
         Ok(Self { engine })
     }
@@ -1696,12 +1685,7 @@ impl<'a> Driver<'a> {
     /// pinned copy is gone: inferred again from the files there now, a column could be typed
     /// otherwise. A source whose schema the batches had declared may take to inference.
     async fn check_pinned_schemas(&self) -> Result<(), Error> {
-        let declared = |config: &crate::pipeline::SourceConfig| {
-            config.kind != "files"
-                || config.settings.contains_key("schema")
-                || config.settings.contains_key("columns")
-        };
-        if self.pipeline.sources.values().all(declared) {
+        if !self.pipeline.sources.values().any(|c| c.infers_schema()) {
             return Ok(());
         }
         let location = self.checkpoint.location();
@@ -1720,22 +1704,13 @@ impl<'a> Driver<'a> {
             return Ok(());
         };
         for (name, config) in &self.pipeline.sources {
-            if declared(config) || then.sources.get(name).is_none_or(&declared) {
+            // A source whose schema the batches had declared may take to inference.
+            if !config.infers_schema() || !then.sources.get(name).is_some_and(|c| c.infers_schema())
+            {
                 continue;
             }
-            let dir = crate::checkpoint::paths::source_dir(name);
-            let listed = location.list(&dir).await?;
-            let pinned = listed
-                .iter()
-                .any(|meta| location.relative(&meta.location).ends_with("/schema"));
-            if !pinned && !listed.is_empty() {
-                return Err(Error::Usage(format!(
-                    "source `{name}`: {}",
-                    crate::source::pinned_schema_gone(
-                        &location.path(&format!("{dir}/schema")),
-                        location
-                    )
-                )));
+            if let Some(lost) = crate::source::pinned_schema_lost(location, name).await? {
+                return Err(Error::Usage(lost));
             }
         }
         Ok(())

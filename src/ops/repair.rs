@@ -126,25 +126,10 @@ pub async fn repair(
             }
             // A files source read with an inferred schema whose pinned copy is gone.
             for (name, config) in pipeline.iter().flat_map(|p| &p.sources) {
-                if config.kind != "files"
-                    || config.settings.contains_key("schema")
-                    || config.settings.contains_key("columns")
+                if config.infers_schema()
+                    && let Some(lost) = crate::source::pinned_schema_lost(location, name).await?
                 {
-                    continue;
-                }
-                let dir = paths::source_dir(name);
-                let listed = location.list(&dir).await?;
-                let pinned = listed
-                    .iter()
-                    .any(|meta| location.relative(&meta.location).ends_with("/schema"));
-                if !pinned && !listed.is_empty() {
-                    report.unfixable.push(format!(
-                        "source `{name}`: {}",
-                        crate::source::pinned_schema_gone(
-                            &location.path(&format!("{dir}/schema")),
-                            location
-                        )
-                    ));
+                    report.unfixable.push(lost);
                 }
             }
         }

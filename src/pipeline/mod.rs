@@ -176,6 +176,14 @@ pub struct SourceConfig {
 }
 
 impl SourceConfig {
+    /// Whether the source is a files source that infers its schema (neither `schema:` nor
+    /// `columns:`), pinning it in the checkpoint.
+    pub fn infers_schema(&self) -> bool {
+        self.kind == "files"
+            && !self.settings.contains_key("schema")
+            && !self.settings.contains_key("columns")
+    }
+
     /// The source's connector: its kind with its typed settings.
     pub fn connector(&self) -> &Arc<dyn SourceConnector> {
         self.connector

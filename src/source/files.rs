@@ -516,18 +516,30 @@ pub struct FilesSource {
     logged: BTreeSet<u64>,
 }
 
-/// Why a source whose batches were read with an inferred schema pinned at `file` (in the
-/// checkpoint at `checkpoint`) cannot go on, with the ways out.
-pub fn pinned_schema_gone(file: &object_store::path::Path, checkpoint: &Location) -> String {
-    format!(
-        "its batches were read with the schema inferred from its first files and pinned in \
-         {}/{}, which is gone. Inferring it again from the files there now could type a column \
-         otherwise (numbers as text) and change what the next batch writes and what a replay \
-         reads: put the file back from a backup, or declare the source's columns with \
-         `schema:` (as the batches read them; the sink's files show their types)",
-        checkpoint,
-        checkpoint.relative(file)
-    )
+/// Why source `name`, whose batches were read with an inferred schema, cannot go on: its log
+/// in the checkpoint at `checkpoint` has entries, but its pinned schema is gone (the ways out
+/// said). `None` where the schema is pinned, or no batch has read the source.
+///
+/// Errors: the store's, listing the source's log.
+pub async fn pinned_schema_lost(
+    checkpoint: &Location,
+    name: &str,
+) -> Result<Option<String>, crate::storage::StorageError> {
+    let file = format!("{}/schema", paths::source_dir(name));
+    let listed = checkpoint.list(&paths::source_dir(name)).await?;
+    let pinned = listed
+        .iter()
+        .any(|meta| checkpoint.relative(&meta.location) == file);
+    Ok((!pinned && !listed.is_empty()).then(|| {
+        format!(
+            "source `{name}`: its batches were read with the schema inferred from its first \
+             files and pinned in {checkpoint}/{file}, which is gone. Inferring it again from \
+             the files there now could type a column otherwise (numbers as text) and change \
+             what the next batch writes and what a replay reads: put the file back from a \
+             backup, or declare the source's columns with `schema:` (as the batches read them; \
+             the sink's files show their types)"
+        )
+    }))
 }
 
 impl FilesSource {

@@ -27,7 +27,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 
 pub use decode::{Decoded, Reader, infer_schema};
-pub use files::{FilesConfig, FilesSource, pinned_schema_gone};
+pub use files::{FilesConfig, FilesSource, pinned_schema_lost};
 pub use scan::{
     Counts, ReadPart, RemoteForm, ScanCounts, ScanParts, StreamedScanExec, StreamedTable,
 };
@@ -126,6 +126,31 @@ fn not_data(file: &str) -> bool {
     .any(|ext| name.ends_with(ext))
         || name == "readme"
         || name == "license"
+}
+
+/// What a stream source does where its input now ends below the position its batches read up
+/// to (`what` says where: a topic or stream deleted and made again): under
+/// `fail_on_data_loss`, `Err` with the message, naming the ways out (reading on from the
+/// `position` read up to, or the `input` read anew from a new start); else a warning, said
+/// once a run (`said`), as `{shown}: {what}`.
+pub(crate) fn input_went_back(
+    what: &str,
+    position: &str,
+    input: &str,
+    fail_on_data_loss: bool,
+    said: &mut bool,
+    shown: &str,
+) -> Result<(), String> {
+    if fail_on_data_loss {
+        return Err(format!(
+            "{what}. {SKIP_WHAT_IS_GONE}, and read on from the {position} read up to; or start \
+             the pipeline over on {NEW_START} to read the {input} as it is now"
+        ));
+    }
+    if !std::mem::replace(said, true) {
+        tracing::warn!("{shown}: {what}");
+    }
+    Ok(())
 }
 
 /// How a stream source's message for records gone before their batch read them says what

@@ -1509,17 +1509,15 @@ impl Source for KafkaSource {
                  would skip them",
                 shrunk.join("; ")
             );
-            if self.config.fail_on_data_loss {
-                return Err(self.connector_error(format!(
-                    "{what}. {}, and read on from the offsets read up to; or start the \
-                     pipeline over on {} to read the topic as it is now",
-                    super::SKIP_WHAT_IS_GONE,
-                    super::NEW_START
-                )));
-            }
-            if !std::mem::replace(&mut self.said_shrunk, true) {
-                tracing::warn!("source `{}`: {what}", self.name);
-            }
+            super::input_went_back(
+                &what,
+                "offsets",
+                "topic",
+                self.config.fail_on_data_loss,
+                &mut self.said_shrunk,
+                &format!("source `{}`", self.name),
+            )
+            .map_err(|e| self.connector_error(e))?;
         }
         if lag.is_empty() {
             return Ok(None);

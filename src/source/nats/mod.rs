@@ -891,21 +891,15 @@ impl Source for NatsSource {
                  sequence were never read, and reading on from it would skip them",
                 now.last, offset.sequence
             );
-            if self.config.fail_on_data_loss {
-                return Err(self.error(format!(
-                    "{what}. {}, and read on from the sequence read up to; or start the \
-                     pipeline over on {} to read the stream as it is now",
-                    super::SKIP_WHAT_IS_GONE,
-                    super::NEW_START
-                )));
-            }
-            if !std::mem::replace(&mut self.said_shrunk, true) {
-                tracing::warn!(
-                    "source `{}`: stream `{}`: {what}",
-                    self.name,
-                    self.config.stream
-                );
-            }
+            super::input_went_back(
+                &what,
+                "sequence",
+                "stream",
+                self.config.fail_on_data_loss,
+                &mut self.said_shrunk,
+                &format!("source `{}`: stream `{}`", self.name, self.config.stream),
+            )
+            .map_err(|e| self.error(e))?;
         }
         let (first, next) = match self.parse(start)? {
             Some(offset) => (offset.first, offset.sequence + 1),
