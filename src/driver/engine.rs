@@ -558,6 +558,15 @@ impl<'p> Engine<'p> {
         Ok((logical, shape))
     }
 
+    /// The columns of each source whose late rows a `late_rows` sink takes (read whole), once
+    /// the sources' schemas are resolved.
+    pub(super) fn late_row_schemas(&self) -> Vec<(String, SchemaRef)> {
+        self.stream_schemas()
+            .into_iter()
+            .filter(|(name, _)| self.late_streams.contains(name))
+            .collect()
+    }
+
     fn stream_schemas(&self) -> Vec<(String, SchemaRef)> {
         self.sources
             .iter()

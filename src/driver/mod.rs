@@ -1594,6 +1594,22 @@ impl<'a> Driver<'a> {
             self.check_output_schema(&output).await?;
         }
         self.sink.start().await?;
+        // A `late_rows` sink is checked and reached now too, not when the first late row
+        // comes (perhaps days later, failing that batch).
+        for (source, schema) in self.engine.late_row_schemas() {
+            if let Some(late) = self.late_sinks.get(&source) {
+                let shown = self.checkpoint.location().to_string();
+                late.check_output(&schema, self.pipeline.allow_output_schema_change)
+                    .await
+                    .map_err(|e| {
+                        Error::Usage(format!(
+                            "`late_rows` (the late rows of source `{source}`): {}",
+                            e.to_string().replace("<checkpoint>", &shown)
+                        ))
+                    })?;
+                late.start().await?;
+            }
+        }
         self.engine.probe_workers_at_start().await;
         loop {
             if self.stopping() {

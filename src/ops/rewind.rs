@@ -390,11 +390,20 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
             .await?;
         rewound.taken_back.push((batch, deleted));
         if let Some(sink) = pipeline.sink.connector().location() {
-            let late = pipeline
+            // Each watermarked source's late rows went to a part of their own.
+            let late: String = pipeline
                 .late_rows
                 .as_ref()
-                .and_then(|late| late.connector().location())
-                .map(|late| format!(" and {}", crate::secret::redact_url(&late)))
+                .filter(|late| late.connector().keeps_batches())
+                .map(|late| {
+                    pipeline
+                        .sources
+                        .iter()
+                        .filter(|(_, config)| config.watermark.is_some())
+                        .filter_map(|(source, _)| late.connector().part_location(source))
+                        .map(|l| format!(" and {}", crate::secret::redact_url(&l)))
+                        .collect()
+                })
                 .unwrap_or_default();
             rewound
                 .sinks
@@ -503,6 +512,57 @@ async fn open_sinks(
         Some(pipeline.sink.connector().open(&ctx)?)
     };
     let mut late_sinks = Vec::new();
+    // A late-rows sink that cannot take batches back (a PostgreSQL table without
+    // `batch_column`, a Kafka topic) and holds one after `to`: a batch computed again would
+    // find it taken and leave its own late rows out.
+    if let Some(late) = pipeline
+        .late_rows
+        .as_ref()
+        .filter(|l| !l.connector().keeps_batches() && l.connector().location().is_some())
+    {
+        for (source, config) in &pipeline.sources {
+            if config.watermark.is_none() {
+                continue;
+            }
+            let held = match late.connector().open(&SinkContext {
+                label: "",
+                part: Some(source),
+                replace: false,
+                update: false,
+                ..ctx
+            }) {
+                Ok(sink) => sink.summary().await,
+                Err(e) => Err(e),
+            };
+            let after = match held {
+                Ok(Some(held)) => held.last.filter(|(batch, ..)| *batch > to).map(|l| l.0),
+                Ok(None) => None,
+                Err(e) => {
+                    return Err(refuse(format!(
+                        "what the `late_rows` sink holds of source `{source}` could not be \
+                         read: {e}"
+                    )));
+                }
+            };
+            if let Some(last) = after {
+                return Err(refuse(format!(
+                    "the late rows of source `{source}` went to {place}, up to batch {last}, \
+                     and a `{kind}` `late_rows` sink cannot take batches back{note}; batches \
+                     computed again would find theirs there already and leave their late rows \
+                     out. So the checkpoint cannot be rewound below batch {last}; to compute \
+                     batches again, start the pipeline over on a new checkpoint with a new \
+                     output and a new `late_rows`",
+                    place = late
+                        .connector()
+                        .part_location(source)
+                        .map(|l| crate::secret::redact_url(&l))
+                        .unwrap_or_default(),
+                    kind = late.connector().kind(),
+                    note = late.connector().take_back_note(),
+                )));
+            }
+        }
+    }
     // A late-rows sink that keeps nothing (the console) has nothing to take back.
     if let Some(late) = pipeline
         .late_rows

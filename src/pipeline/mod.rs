@@ -464,9 +464,15 @@ impl FromStr for Trigger {
                     }
                     Ok(Self::Every(interval))
                 }
-                _ => Err(format!(
-                    "unknown trigger `{s}`: expected `available-now`, `once` or `every <duration>` (e.g. `every 5s`)"
-                )),
+                _ => {
+                    let hint = trigger_hint(s)
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default();
+                    Err(format!(
+                        "unknown trigger `{s}`: expected `available-now`, `once` or `every \
+                         <duration>` (e.g. `every 5s`){hint}"
+                    ))
+                }
             },
         }
     }
@@ -482,10 +488,79 @@ impl fmt::Display for Trigger {
     }
 }
 
+/// What a trigger written as Spark or a duration alone means in ours, if it reads as one.
+fn trigger_hint(s: &str) -> Option<String> {
+    let squashed: String = s
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect::<String>()
+        .to_lowercase();
+    let squashed = squashed.strip_prefix("trigger").unwrap_or(&squashed);
+    if squashed == "availablenow" || squashed == "availablenowtrue" {
+        return Some("Spark's `Trigger.AvailableNow()` is written `available-now`".into());
+    }
+    if let Some(rest) = squashed.strip_prefix("processingtime") {
+        let interval = s
+            .trim_start_matches(|c: char| c.is_alphabetic() || c == '.')
+            .trim_matches(|c: char| "=:()\"' ".contains(c));
+        let interval = if rest.is_empty() || interval.is_empty() {
+            "5s"
+        } else {
+            interval
+        };
+        return Some(format!(
+            "Spark's `Trigger.ProcessingTime` is written `every {interval}`"
+        ));
+    }
+    if squashed == "continuous" || squashed.starts_with("continuous") {
+        return Some(
+            "Spark's continuous trigger has no counterpart: batches run `every <duration>`, \
+             as short as the input allows"
+                .into(),
+        );
+    }
+    parse_duration(s)
+        .is_ok()
+        .then(|| format!("an interval is written `every {s}`"))
+}
+
 impl<'de> Deserialize<'de> for Trigger {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(de::Error::custom)
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::String(s) => s.parse().map_err(de::Error::custom),
+            serde_yaml::Value::Mapping(map) => {
+                // Spark's `trigger(processingTime='5 seconds')` written as a map.
+                let said = map
+                    .iter()
+                    .next()
+                    .map(|(k, v)| {
+                        let value = match v {
+                            serde_yaml::Value::String(v) => v.clone(),
+                            serde_yaml::Value::Number(n) => n.to_string(),
+                            serde_yaml::Value::Bool(b) => b.to_string(),
+                            _ => String::new(),
+                        };
+                        format!("{} {value}", k.as_str().unwrap_or_default())
+                    })
+                    .and_then(|text| trigger_hint(text.trim()))
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                Err(de::Error::custom(format!(
+                    "a trigger is one word or phrase, not a map: `available-now`, `once` or \
+                     `every <duration>` (e.g. `trigger: every 5s`){said}"
+                )))
+            }
+            other => Err(de::Error::custom(format!(
+                "a trigger is `available-now`, `once` or `every <duration>` (e.g. `trigger: \
+                 every 5s`), not {}",
+                match other {
+                    serde_yaml::Value::Number(n) => format!("the number {n}"),
+                    serde_yaml::Value::Bool(b) => format!("`{b}`"),
+                    serde_yaml::Value::Null => "empty".to_string(),
+                    _ => "a list".to_string(),
+                }
+            ))),
+        }
     }
 }
 
@@ -1842,5 +1917,36 @@ sink: { kind: files, path: out/clicks, format: parquet }
         );
         assert!("every 0s".parse::<Trigger>().is_err());
         assert!("sometimes".parse::<Trigger>().is_err());
+    }
+
+    /// Walk 28: Spark's triggers (`processingTime`, `availableNow`), a map, and an interval
+    /// without `every` got serde's words or a list without the form meant; each names the
+    /// line to write, and that line parses.
+    #[test]
+    fn sparks_triggers_are_named_with_ours() {
+        for (written, meant) in [
+            ("trigger: {processingTime: 5s}", "every 5s"),
+            ("trigger: \"processingTime='5 seconds'\"", "every 5 seconds"),
+            (
+                "trigger: Trigger.ProcessingTime(\"10 seconds\")",
+                "every 10 seconds",
+            ),
+            ("trigger: availableNow", "available-now"),
+            ("trigger: {availableNow: true}", "available-now"),
+            ("trigger: 5s", "every 5s"),
+            ("trigger: 1 minute", "every 1 minute"),
+        ] {
+            let err = parse(&GOOD.replace("trigger: every 5s", written))
+                .expect_err(written)
+                .to_string();
+            assert!(err.contains(&format!("`{meant}`")), "{written}: {err}");
+            assert!(err.contains("line "), "{written}: {err}");
+            assert!(!err.contains("invalid type"), "{written}: {err}");
+            assert!(meant.parse::<Trigger>().is_ok(), "{meant}");
+        }
+        let err = parse(&GOOD.replace("trigger: every 5s", "trigger: 5"))
+            .expect_err("a number")
+            .to_string();
+        assert!(err.contains("not the number 5"), "{err}");
     }
 }

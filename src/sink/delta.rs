@@ -120,6 +120,10 @@ impl SinkConnector for DeltaSinkConfig {
         Some(self.path.clone())
     }
 
+    fn part_location(&self, part: &str) -> Option<String> {
+        Some(self.folder(Some(part)))
+    }
+
     fn format(&self) -> Option<FileFormat> {
         Some(FileFormat::Parquet)
     }

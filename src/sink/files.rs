@@ -154,6 +154,10 @@ impl SinkConnector for FilesSinkConfig {
         Some(self.path.clone())
     }
 
+    fn part_location(&self, part: &str) -> Option<String> {
+        Some(self.folder(Some(part)))
+    }
+
     fn keeps_batches(&self) -> bool {
         true
     }

@@ -143,6 +143,13 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Where part `part` of the sink writes (a `late_rows` sink's rows of source `part`), as
+    /// [`SinkConnector::location`] says it; the sink's own location by default (a Kafka
+    /// sink's parts write to its topic).
+    fn part_location(&self, _part: &str) -> Option<String> {
+        self.location()
+    }
+
     /// The file format the sink holds its rows in, which decides how output is hashed as
     /// held (`digest::as_held`); `None` for a sink that writes no files.
     fn format(&self) -> Option<FileFormat> {

@@ -351,6 +351,11 @@ impl SinkConnector for PostgresSinkConfig {
         Some(format!("postgresql://{place}/{}", self.table))
     }
 
+    fn part_location(&self, part: &str) -> Option<String> {
+        // The table beside the sink's own, as `sink` names it.
+        self.location().map(|l| format!("{l}_{part}"))
+    }
+
     /// Connects once before a run plans a batch, so that a server it cannot reach (a wrong
     /// `url`, a server down) stops the run before a batch is planned: a planned batch keeps
     /// the pipeline file it was planned with, and a corrected `url` then takes effect at once.

@@ -1503,3 +1503,52 @@ async fn a_topic_made_again_with_fewer_records_is_named() {
         "{said}"
     );
 }
+
+/// Walk 28: `starting_offsets: latest` run on a topic with records (no batch: nothing came
+/// after), then edited to `earliest`: the run went on from the offsets `latest` resolved,
+/// reading nothing, without a word. Said, naming both settings; still nothing is read (the
+/// offsets are resolved once a checkpoint, as Spark's `startingOffsets`), and a new
+/// checkpoint reads from the earliest.
+#[tokio::test]
+async fn an_edited_starting_offset_after_the_first_run_is_said() {
+    let ws = Workspace::new();
+    let topic = unique("latest-then-earliest");
+    create_topic(broker(), &topic, 1).await;
+    add_clicks(&ws, &topic, 1, 0, 30);
+    let yaml = |starting: &str, ckpt: &str| {
+        format!(
+            "name: k\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: parquet }}\n",
+            ckpt = ws.p(ckpt),
+            out = ws.p(&format!("out-{ckpt}")),
+            source = kafka_source_yaml(&topic, &format!("    starting_offsets: {starting}\n")),
+        )
+    };
+    let latest = write_pipeline(&ws, &yaml("latest", "ckpt"));
+    let first = sluice_run(&latest, &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        !stderr(&first).contains("resolved from"),
+        "{}",
+        stderr(&first)
+    );
+    let earliest = write_pipeline(&ws, &yaml("earliest", "ckpt"));
+    let second = sluice_run(&earliest, &[]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains(
+            "this checkpoint's starting offsets were resolved from `starting_offsets: latest`, \
+             this pipeline says `starting_offsets: earliest`"
+        ) && stderr(&second).contains("run on a new checkpoint"),
+        "{}",
+        stderr(&second)
+    );
+    assert!(
+        sink_rows(&ws.path("out-ckpt")).await.is_empty(),
+        "the offsets resolved by the first run stand"
+    );
+    let anew = write_pipeline(&ws, &yaml("earliest", "ckpt2"));
+    let third = sluice_run(&anew, &[]);
+    assert!(third.status.success(), "{}", stderr(&third));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(sink_rows(&ws.path("out-ckpt2")).await, expected);
+}

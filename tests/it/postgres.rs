@@ -1850,3 +1850,74 @@ async fn replay_verify_reads_back_every_row_of_a_large_batch() {
     assert_eq!(out.status.code(), Some(1), "{said}{}", stderr(&out));
     assert!(said.contains("the SINK differs"), "{said}");
 }
+
+/// Walk 28: a `late_rows` sink into PostgreSQL whose table was not there was found only
+/// when the first late row came, failing that batch. It is checked before the first batch
+/// (exit 2, naming the late rows' table and the way to make it, nothing left behind); made
+/// then, it takes the late rows, each once.
+#[tokio::test]
+async fn a_late_rows_table_is_checked_before_the_first_batch() {
+    let ws = Workspace::new();
+    let table = unique_table("late");
+    let file = |name: &str, rows: &[(i64, &str)]| {
+        let text: String = rows
+            .iter()
+            .map(|(id, ts)| format!("{{\"id\":{id},\"ts\":\"2026-01-01T00:00:{ts}Z\"}}\n"))
+            .collect();
+        std::fs::create_dir_all(ws.path("in")).expect("in");
+        std::fs::write(ws.path(&format!("in/{name}.json")), text).expect("file");
+    };
+    file("a", &[(1, "10"), (2, "40")]);
+    let yaml = |create: bool| {
+        format!(
+            "name: late\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+             format: json, max_files_per_batch: 1, schema: {{ id: bigint, ts: timestamp }}, \
+             watermark: {{ column: ts, delay: 5s }} }}\nquery: SELECT date_bin(INTERVAL '10 \
+             seconds', ts) AS w, count(*) AS n FROM s GROUP BY 1\noutput_mode: append\ntrigger: \
+             available-now\nsink: {{ kind: files, path: {out}, format: json }}\nlate_rows:\n  \
+             kind: postgres\n  url: {url}\n  table: {table}\n  create_table: {create}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            out = ws.p("out"),
+            url = server(),
+        )
+    };
+    let pipeline = write_pipeline(&ws, &yaml(false));
+    let said = run_refused(&pipeline, "`late_rows` (the late rows of source `s`)");
+    assert!(
+        said.contains(&format!("{table}_s")) && said.contains("create_table: true"),
+        "{said}"
+    );
+    assert!(!ws.path("ckpt").exists(), "a checkpoint left behind");
+    assert!(!ws.path("out").exists(), "a sink folder left behind");
+    let pipeline = write_pipeline(&ws, &yaml(true));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    // The watermark is at 35 s: a row at 12 s is late.
+    file("b", &[(3, "12"), (4, "50")]);
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let rows: Vec<String> = client(server())
+        .await
+        .query(&format!("SELECT id FROM {table}_s"), &[])
+        .await
+        .expect("late rows")
+        .iter()
+        .map(|r| r.get::<_, i64>(0).to_string())
+        .collect();
+    assert_eq!(rows, ["3"]);
+    // Walk 28: a rewind said it took batches back "from out and <the sink's table>", the
+    // late rows' table left as it was: the batches computed again found theirs taken and
+    // left their late rows out. Refused, naming the late rows' table, before anything goes.
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    let said = stderr(&rewind);
+    assert_eq!(rewind.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "the late rows of source `s` went to postgresql://"
+        )) && said.contains(&format!("/{table}_s, up to batch 2"))
+            && said.contains("cannot be rewound below batch 2"),
+        "{said}"
+    );
+    assert!(ws.path("ckpt/commits/2").exists(), "nothing taken back");
+}

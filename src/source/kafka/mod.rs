@@ -751,7 +751,11 @@ impl KafkaSource {
                 let path = self
                     .checkpoint
                     .path(&format!("sources/{}/{INITIAL_OFFSETS}", self.name));
+                let setting_path = self
+                    .checkpoint
+                    .path(&format!("sources/{}/{INITIAL_OFFSETS}.from", self.name));
                 if let Some(bytes) = self.checkpoint.get(&path).await? {
+                    self.say_setting_changed(&setting_path).await?;
                     return serde_json::from_slice::<Offsets>(&bytes).map_err(|e| {
                         SourceError::from(CheckpointError::Corrupt {
                             file: format!("{}/{path}", self.checkpoint),
@@ -770,6 +774,11 @@ impl KafkaSource {
                 };
                 let resolved = self.resolve_start(now).await?;
                 let text = serde_json::to_vec(&resolved).map_err(|e| self.connector_error(e))?;
+                // The setting they were resolved from goes first, so that an edit of it is
+                // said whenever the offsets are there.
+                self.checkpoint
+                    .put(&setting_path, self.starting_setting().into_bytes())
+                    .await?;
                 if self.checkpoint.put_if_absent(&path, text).await? {
                     Ok(resolved)
                 } else {
@@ -785,6 +794,49 @@ impl KafkaSource {
                 }
             })
             .await
+    }
+
+    /// Where the settings say the first batch starts, as a line of the pipeline file would
+    /// say it (`starting_offsets: latest`); kept beside the offsets resolved from it.
+    fn starting_setting(&self) -> String {
+        match (
+            &self.config.starting_timestamp,
+            &self.config.starting_offsets,
+        ) {
+            (Some(at), _) => format!("starting_timestamp: {at}"),
+            (None, Some(StartingOffsets::Keyword(word))) => format!("starting_offsets: {word}"),
+            (None, Some(StartingOffsets::Specific(map))) => format!(
+                "starting_offsets: {}",
+                serde_json::to_string(map).unwrap_or_default()
+            ),
+            (None, None) => "starting_offsets: earliest".to_string(),
+        }
+    }
+
+    /// Warns when the starting offsets kept in the checkpoint were resolved from another
+    /// setting than this pipeline's: they apply to a checkpoint's first plan only (Spark's
+    /// `startingOffsets` too), so the edit changes nothing, whether or not a batch ran since.
+    async fn say_setting_changed(
+        &self,
+        setting_path: &object_store::path::Path,
+    ) -> Result<(), SourceError> {
+        let Some(bytes) = self.checkpoint.get(setting_path).await? else {
+            // Kept by a version that did not keep the setting.
+            return Ok(());
+        };
+        let was = String::from_utf8_lossy(&bytes).into_owned();
+        let now = self.starting_setting();
+        if was != now {
+            tracing::warn!(
+                "source `{}`: this checkpoint's starting offsets were resolved from `{was}`, \
+                 this pipeline says `{now}`; where a stream starts is resolved once, by a \
+                 checkpoint's first run (as Spark's `startingOffsets`), so this run goes on from \
+                 the offsets kept then. To start from `{now}`, run on a new checkpoint \
+                 (`checkpoint:` or `--checkpoint`)",
+                self.name
+            );
+        }
+        Ok(())
     }
 
     /// The starting offsets the settings give, against the partitions there are now.
