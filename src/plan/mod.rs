@@ -38,20 +38,136 @@ fn sql_text(e: &DataFusionError) -> String {
         " or disable the datafusion.sql_parser.enable_ident_normalization configuration",
         "",
     );
-    let spark = text
+    let named = text
         .split("Invalid function '")
         .nth(1)
         .and_then(|rest| rest.split('\'').next())
         .is_some_and(|name| {
             SPARK_FUNCTIONS
                 .iter()
-                .any(|(spark, _)| name.eq_ignore_ascii_case(spark))
+                .chain(&DUCKDB_FUNCTIONS)
+                .any(|(other, _)| name.eq_ignore_ascii_case(other))
         });
+    if let Some(said) = no_signature(&text) {
+        return said;
+    }
     match text.find("\nDid you mean") {
-        Some(at) if spark => text[..at].to_string(),
+        Some(at) if named => text[..at].to_string(),
         _ => text,
     }
 }
+
+/// DataFusion's words for a function given arguments of types it takes none of (`sum` of a
+/// text column), without the "likely a bug in DataFusion" it adds to them (DataFusion 51:
+/// `No function matches the given name and argument types 'sum(Utf8)'. ... Candidate
+/// functions: sum(Decimal) ...`): which call, the types it was given, and those it takes.
+fn no_signature(text: &str) -> Option<String> {
+    let call = text
+        .split("No function matches the given name and argument types '")
+        .nth(1)?
+        .split('\'')
+        .next()?;
+    let (name, args) = call.split_once('(')?;
+    let args = args.trim_end_matches(')');
+    let takes: Vec<&str> = text
+        .split("Candidate functions:")
+        .nth(1)
+        .map(|rest| {
+            rest.lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with(name))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "`{name}` takes no argument{s} of type{s} {given}{takes}",
+        s = if args.contains(',') { "s" } else { "" },
+        given = args
+            .split(',')
+            .map(|a| format!("`{}`", type_words(a.trim())))
+            .collect::<Vec<_>>()
+            .join(", "),
+        takes = if takes.is_empty() {
+            String::new()
+        } else {
+            format!("; it takes {}", takes.join(", "))
+        }
+    ))
+}
+
+/// An Arrow type as DataFusion's messages name it (`Utf8`), in SQL's words where they differ.
+fn type_words(arrow: &str) -> String {
+    match arrow {
+        "Utf8" | "LargeUtf8" | "Utf8View" => "text".to_string(),
+        "Int64" => "bigint".to_string(),
+        "Int32" => "int".to_string(),
+        "Float64" => "double".to_string(),
+        "Boolean" => "boolean".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// DuckDB functions DataFusion names otherwise or does without, with what to write here, as
+/// [`SPARK_FUNCTIONS`] (the test checks each against DuckDB 2.0's value for one row).
+const DUCKDB_FUNCTIONS: [(&str, &str); 14] = [
+    (
+        "time_bucket",
+        "`date_bin(INTERVAL '1 minute', ts)` (the same buckets for a width that divides a day; \
+         DuckDB's weeks start on a Monday: `date_bin(INTERVAL '7 days', ts, TIMESTAMP \
+         '2000-01-03')`)",
+    ),
+    (
+        "strftime",
+        "`to_char(ts, '%Y-%m-%d %H:%M')` (the same % codes)",
+    ),
+    (
+        "strptime",
+        "`to_timestamp(t, '%Y-%m-%d %H:%M:%S')` (the same % codes)",
+    ),
+    (
+        "epoch",
+        "`CAST(to_timestamp_micros(ts) AS BIGINT) / 1e6` (seconds, with their fraction)",
+    ),
+    ("epoch_ms", "`CAST(to_timestamp_millis(ts) AS BIGINT)`"),
+    ("epoch_us", "`CAST(to_timestamp_micros(ts) AS BIGINT)`"),
+    ("string_split", "`string_to_array(s, ',')`"),
+    ("str_split", "`string_to_array(s, ',')`"),
+    ("arg_max", "`first_value(s ORDER BY n DESC)`"),
+    ("arg_min", "`first_value(s ORDER BY n)`"),
+    ("len", "`character_length(s)`"),
+    ("struct_pack", "`named_struct('x', n)`"),
+    ("group_concat", "`string_agg(s, ',')`"),
+    ("countif", "`count(*) FILTER (WHERE c)`"),
+];
+
+/// Where a query names a file as a table (DuckDB's `SELECT * FROM 'in/a.json'`), how files
+/// are read here; nothing for another name.
+fn file_as_table(name: &str) -> String {
+    let file = name.contains('/')
+        || [".csv", ".json", ".jsonl", ".parquet", ".tsv"]
+            .iter()
+            .any(|ext| name.to_ascii_lowercase().ends_with(ext));
+    if file {
+        " (a file is not read by its path in the query, as DuckDB reads it: a `files` source \
+         with a `path:` and `format:` under `sources:` (a stream) or `tables:` (read whole) \
+         reads it, and the query names the source)"
+            .to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// DuckDB's table functions that read a file inside a query.
+const DUCKDB_READERS: [&str; 8] = [
+    "read_csv",
+    "read_csv_auto",
+    "read_json",
+    "read_json_auto",
+    "read_ndjson",
+    "read_ndjson_auto",
+    "read_parquet",
+    "parquet_scan",
+];
 
 /// Spark functions DataFusion names otherwise or does without, with what to write here. The
 /// first code in backquotes is an expression over the columns of the table's test (`ts`, `d`,
@@ -223,6 +339,53 @@ fn sql_advice(e: &DataFusionError) -> String {
     {
         return spark_advice(&[call]);
     }
+    if let Some(name) = text
+        .split("Invalid function '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        && let Some((duckdb, here)) = DUCKDB_FUNCTIONS
+            .iter()
+            .find(|(duckdb, _)| name.eq_ignore_ascii_case(duckdb))
+    {
+        return format!(" (DuckDB's `{duckdb}` is {here} in DataFusion's SQL, which Sluice runs)");
+    }
+    let reads = "the query reads the pipeline's `sources:` (streams) and `tables:` (read \
+                 whole) by their names: a `files` source with `format: csv`, `json` or \
+                 `parquet` and a `path:` reads the files";
+    if let Some(name) = text
+        .split("table function '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+    {
+        return if DUCKDB_READERS.contains(&name.to_ascii_lowercase().as_str()) {
+            format!(" (DuckDB's `{name}` reads a file inside a query; here {reads})")
+        } else {
+            format!(" ({reads})")
+        };
+    }
+    if text.contains("No function matches the given name and argument types '")
+        && let Some(args) = text
+            .split("No function matches the given name and argument types '")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+        && ["Utf8", "LargeUtf8", "Utf8View"]
+            .iter()
+            .any(|t| args.contains(&format!("({t}")) || args.contains(&format!(", {t}")))
+    {
+        return " (a column read as text: cast it to what it holds, as `CAST(n AS DOUBLE)`, or \
+                declare its type in the source's `schema:`)"
+            .to_string();
+    }
+    if let Some(rest) = text.split("Cannot coerce arithmetic expression ").nth(1)
+        && rest.split(" to valid types").next().is_some_and(|e| {
+            e.split_whitespace()
+                .any(|t| matches!(t, "Utf8" | "LargeUtf8" | "Utf8View"))
+        })
+    {
+        return " (text in arithmetic: cast the column to the number it holds, as `CAST(n AS \
+                BIGINT)`, or declare its type in the source's `schema:`)"
+            .to_string();
+    }
     if text.contains("Dot access not supported") {
         return " (a field of a struct column is written `col['field']`, not `col.field`)"
             .to_string();
@@ -315,8 +478,10 @@ pub enum PlanError {
     },
     /// The query reads a table that is neither a source nor a table of the pipeline.
     #[error(
-        "the query reads `{name}`, which is not a source or table of the pipeline (it has: {})",
-        known.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        "the query reads `{name}`, which is not a source or table of the pipeline (it has: \
+         {}){}",
+        known.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+        file_as_table(name)
     )]
     UnknownTable {
         /// The name the query used.
@@ -470,7 +635,11 @@ pub async fn plan_batch(
                 .and_then(|rest| rest.split("' not found").next())
                 .filter(|_| text.contains("' not found"))
             {
-                let name = name.rsplit('.').next().unwrap_or(name).to_string();
+                // `datafusion.public.clicks`, or a file's path (`in/a.json`) with its dots.
+                let name = name
+                    .strip_prefix("datafusion.public.")
+                    .unwrap_or(name)
+                    .to_string();
                 let mut known: Vec<String> = ctx
                     .catalog("datafusion")
                     .and_then(|c| c.schema("public"))
@@ -1313,6 +1482,127 @@ mod tests {
             .to_string();
         assert!(
             err.contains("Spark's `year` is `date_part('year', ts)`") && !err.contains("mean"),
+            "{err}"
+        );
+    }
+
+    /// Walk 28: DuckDB's names (`time_bucket`, `strftime`, `epoch_ms`) got DataFusion's
+    /// nearest name ("Did you mean 'list_except'?"). Each is named with what DataFusion
+    /// writes, and that gives DuckDB's value: the values below are DuckDB 2.0.1's for the
+    /// row (`SELECT <call> FROM (<row>)` in its Python client), as DataFusion displays them.
+    #[tokio::test]
+    async fn duckdb_functions_advice_gives_duckdbs_value() {
+        use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+        let ctx = session(&default_settings());
+        let row = "SELECT TIMESTAMP '2026-03-01 12:34:56.123' AS ts, 'a,b' AS s, CAST(7 AS \
+                   BIGINT) AS n, '2026-03-01 12:34:56' AS t, true AS c";
+        let duckdb: std::collections::BTreeMap<&str, &str> = [
+            ("time_bucket", "2026-03-01T12:34:00"),
+            ("strftime", "2026-03-01 12:34"),
+            ("strptime", "2026-03-01T12:34:56"),
+            ("epoch", "1772368496.123"),
+            ("epoch_ms", "1772368496123"),
+            ("epoch_us", "1772368496123000"),
+            ("string_split", "[a, b]"),
+            ("str_split", "[a, b]"),
+            ("arg_max", "a,b"),
+            ("arg_min", "a,b"),
+            ("len", "3"),
+            ("struct_pack", "{x: 7}"),
+            ("group_concat", "a,b"),
+            ("countif", "1"),
+        ]
+        .into_iter()
+        .collect();
+        for (name, here) in DUCKDB_FUNCTIONS {
+            let code = here.split('`').nth(1).expect("code");
+            let sql = format!("SELECT {code} AS v FROM ({row}) t");
+            let batches = ctx
+                .sql(&sql)
+                .await
+                .expect(&sql)
+                .collect()
+                .await
+                .expect(&sql);
+            let options = FormatOptions::default().with_null("NULL");
+            let formatter = ArrayFormatter::try_new(batches[0].column(0), &options).expect("fmt");
+            let expected = duckdb
+                .get(name)
+                .unwrap_or_else(|| panic!("{name}: no value"));
+            assert_eq!(&formatter.value(0).to_string(), expected, "{name}: {code}");
+        }
+        // DuckDB's weeks start on a Monday (2026-02-23), as the advice's origin does.
+        let sql = format!(
+            "SELECT date_bin(INTERVAL '7 days', ts, TIMESTAMP '2000-01-03') AS v FROM ({row}) t"
+        );
+        let batches = ctx
+            .sql(&sql)
+            .await
+            .expect("sql")
+            .collect()
+            .await
+            .expect("sql");
+        let formatter =
+            ArrayFormatter::try_new(batches[0].column(0), &FormatOptions::default()).expect("fmt");
+        assert_eq!(formatter.value(0).to_string(), "2026-02-23T00:00:00");
+        let err = plan("SELECT time_bucket(INTERVAL '1 minute', b) AS w FROM s")
+            .await
+            .expect_err("time_bucket")
+            .to_string();
+        assert!(
+            err.contains("DuckDB's `time_bucket` is `date_bin(INTERVAL '1 minute', ts)`")
+                && !err.contains("Did you mean"),
+            "{err}"
+        );
+    }
+
+    /// Walk 28: `sum` over a text column said "likely caused by a bug in DataFusion's code";
+    /// a file named as a table (`FROM 'in/a.json'`) was said to read `json`; DuckDB's
+    /// `read_csv` got no word on how files are read here. Each is named with the way.
+    #[tokio::test]
+    async fn a_text_column_in_arithmetic_and_duckdb_habits_are_named() {
+        let err = plan("SELECT sum(b) AS n FROM s")
+            .await
+            .expect_err("sum")
+            .to_string();
+        assert!(
+            err.contains("`sum` takes no argument of type `text`; it takes sum(Decimal)")
+                && err.contains("`CAST(n AS DOUBLE)`")
+                && !err.contains("bug"),
+            "{err}"
+        );
+        let err = plan("SELECT b + 1 AS n FROM s")
+            .await
+            .expect_err("+")
+            .to_string();
+        assert!(err.contains("text in arithmetic: cast the column"), "{err}");
+        let err = plan("SELECT * FROM read_csv('in/a.csv')")
+            .await
+            .expect_err("read_csv")
+            .to_string();
+        assert!(
+            err.contains("DuckDB's `read_csv` reads a file inside a query")
+                && err.contains("a `files` source with `format: csv`"),
+            "{err}"
+        );
+        let err = plan("SELECT * FROM 'in/a.json'")
+            .await
+            .expect_err("a path")
+            .to_string();
+        assert!(
+            err.contains("the query reads `in/a.json`, which is not a source")
+                && err.contains("a file is not read by its path in the query"),
+            "{err}"
+        );
+        let err = plan("SELECT * FROM clicks")
+            .await
+            .expect_err("clicks")
+            .to_string();
+        assert!(
+            err.contains(
+                "the query reads `clicks`, which is not a source or table of the \
+                          pipeline (it has: `s`, `s2`, `t`)"
+            ) && !err.contains("by its path"),
             "{err}"
         );
     }
