@@ -267,6 +267,9 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                 );
                 std::process::exit(130);
             });
+            if checkpoint.is_none() {
+                checkpoint_beside_the_file(&pipeline_path, &pipeline)?;
+            }
             let options = RunOptions {
                 trigger,
                 checkpoint,
@@ -404,6 +407,58 @@ async fn repair(spec: &str, dry_run: bool) -> Result<(), Error> {
         (false, false) => format!("{spec}: repaired; the next run carries on\n"),
     });
     Ok(())
+}
+
+/// Refuses a run from another folder than the one where the pipeline's checkpoint was made:
+/// a relative checkpoint path resolves against the working folder, so the run would start a
+/// new checkpoint and read every input again, while the checkpoint of its batches so far lies
+/// beside the pipeline file (where runs from the file's own folder made it).
+///
+/// Errors: [`Error::Usage`] naming both places and the commands that run on the checkpoint
+/// there, where the working folder has no checkpoint at that path and the file's folder has.
+fn checkpoint_beside_the_file(file: &std::path::Path, pipeline: &Pipeline) -> Result<(), Error> {
+    let spec = pipeline.checkpoint_location();
+    let relative = std::path::Path::new(&spec);
+    if spec.contains("://") || relative.is_absolute() {
+        return Ok(());
+    }
+    let (Ok(here), Some(folder)) = (
+        std::env::current_dir(),
+        file.canonicalize()
+            .ok()
+            .and_then(|f| f.parent().map(std::path::Path::to_path_buf)),
+    ) else {
+        return Ok(());
+    };
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        a.canonicalize()
+            .ok()
+            .zip(b.canonicalize().ok())
+            .is_some_and(|(a, b)| a == b)
+    };
+    let there = folder.join(relative);
+    if same(&here, &folder)
+        || here.join(relative).exists()
+        || !there.join(crate::checkpoint::paths::METADATA).exists()
+    {
+        return Ok(());
+    }
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    Err(Error::Usage(format!(
+        "{file}: the checkpoint `{spec}` resolves against the working folder ({here}), where \
+         there is none, but {there} holds one, made by runs from the file's \
+         folder: a run here would start over and read every input again. Run from there \
+         (`cd {folder} && sluice run {name}`: relative source and sink paths resolve against \
+         the working folder too), or give `--checkpoint {there}`; to start a new checkpoint \
+         here, give `--checkpoint {spec}`",
+        file = file.display(),
+        here = here.display(),
+        there = there.display(),
+        folder = folder.display(),
+    )))
 }
 
 /// Writes `text` to standard output; a reader that went away (`| head`) is not an error.

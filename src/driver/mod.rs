@@ -139,7 +139,7 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
     // Only while no other run holds the checkpoint: of two runs started at once on one new
     // checkpoint, the one the lock refused removes nothing of the other's. The lock is held
     // until the folders are gone.
-    let lock = made.first().and_then(|checkpoint| {
+    let lock = made.first().and_then(|(checkpoint, _)| {
         std::fs::OpenOptions::new()
             .write(true)
             .open(checkpoint.join(crate::checkpoint::paths::LOCK))
@@ -148,14 +148,23 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
     let free = lock.as_ref().is_none_or(|file| file.try_lock().is_ok());
     if let Err(e) = &result
         && free
-        && let Some((checkpoint, _)) = made.split_first()
+        && let Some(((checkpoint, _), _)) = made.split_first()
         && empty(checkpoint, crate::checkpoint::paths::OFFSETS)
         && empty(checkpoint, crate::checkpoint::paths::COMMITS)
         && (e.exit_code() == 2 || empty(checkpoint, crate::checkpoint::paths::SOURCES))
     {
-        for folder in made.iter().filter(|f| f.exists()) {
+        for (folder, top) in made.iter().filter(|(f, _)| f.exists()) {
             if let Err(e) = std::fs::remove_dir_all(folder) {
                 tracing::warn!("could not remove {}: {e}", folder.display());
+            }
+            // The folders above it the run made (`checkpoints/` of `checkpoints/<name>`),
+            // each while empty: another run may have made its own in one since.
+            let mut above = folder.parent();
+            while let Some(parent) = above.filter(|p| p.starts_with(top)) {
+                if std::fs::remove_dir(parent).is_err() {
+                    break;
+                }
+                above = parent.parent();
             }
         }
     }
@@ -443,9 +452,12 @@ async fn check_continuity(
 /// not there yet: the checkpoint first, then the sink's and the late-rows sink's folders that
 /// are not there either. Only plain paths without `..` count (a path through `..` or a
 /// `file://` URL may reach, once its missing parents are made, a folder that was there), as
-/// absolute paths; the parents a run makes are left. Empty when the checkpoint is there, or is
-/// not such a path.
-fn new_local_folders(pipeline: &Pipeline, checkpoint_spec: &str) -> Vec<std::path::PathBuf> {
+/// absolute paths, each with the topmost folder above it that is not there either (the run
+/// makes it too). Empty when the checkpoint is there, or is not such a path.
+fn new_local_folders(
+    pipeline: &Pipeline,
+    checkpoint_spec: &str,
+) -> Vec<(std::path::PathBuf, std::path::PathBuf)> {
     let plain = |l: &str| {
         let path = std::path::Path::new(l);
         let plain = !l.contains("://")
@@ -457,6 +469,17 @@ fn new_local_folders(pipeline: &Pipeline, checkpoint_spec: &str) -> Vec<std::pat
             .then(|| std::path::absolute(path).ok())
             .flatten()
             .filter(|p| !p.exists() && p.symlink_metadata().is_err())
+            .map(|leaf| {
+                // The topmost folder above it that is not there either.
+                let mut top = leaf.clone();
+                while let Some(parent) = top.parent()
+                    && !parent.as_os_str().is_empty()
+                    && parent.symlink_metadata().is_err()
+                {
+                    top = parent.to_path_buf();
+                }
+                (leaf, top)
+            })
     };
     let Some(checkpoint) = plain(checkpoint_spec) else {
         return Vec::new();

@@ -7242,3 +7242,77 @@ fn a_file_that_is_no_data_is_named_with_the_names_left_out() {
         "{said}"
     );
 }
+
+/// Walk 28: a pipeline run from another folder than its file's, with the default
+/// checkpoint (`checkpoints/<name>`, relative), started a new checkpoint there without a
+/// word, to read every input again. Refused (exit 2), naming the checkpoint beside the file
+/// and the ways on, with nothing made in the working folder; `--checkpoint` with that path
+/// runs on it. A refused run leaves no `checkpoints/` folder either.
+#[test]
+fn a_run_from_another_folder_names_the_checkpoint_beside_the_file() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let yaml = format!(
+        "name: elsewhere\nsources:\n  s: {{ kind: files, path: {input}, format: json }}\n\
+         query: SELECT k, v FROM s\ntrigger: available-now\n\
+         sink: {{ kind: files, path: {out}, format: json }}\n",
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    let first = run(&file, &ws);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let other = ws.path("other");
+    std::fs::create_dir_all(&other).expect("other");
+    let refused = run_bin(&["run", file.to_str().expect("utf-8")], &other);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    let beside = ws
+        .dir
+        .path()
+        .canonicalize()
+        .expect("ws")
+        .join("checkpoints/elsewhere");
+    assert!(
+        said.contains("the checkpoint `checkpoints/elsewhere` resolves against the working folder")
+            && said.contains(&format!("but {} holds one", beside.display()))
+            && said.contains(&format!("--checkpoint {}", beside.display())),
+        "{said}"
+    );
+    assert!(
+        std::fs::read_dir(&other).expect("other").next().is_none(),
+        "something made in the working folder"
+    );
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let advised = run_bin(
+        &[
+            "run",
+            file.to_str().expect("utf-8"),
+            "--checkpoint",
+            beside.to_str().expect("utf-8"),
+        ],
+        &other,
+    );
+    assert!(advised.status.success(), "{}", stderr(&advised));
+    assert!(
+        stderr(&advised).contains("1 batches, 1 rows in"),
+        "only the new file: {}",
+        stderr(&advised)
+    );
+    // A run refused at planning on the default checkpoint leaves no `checkpoints/`.
+    let fresh = Workspace::new();
+    input(&fresh, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let bad = write_pipeline(
+        &fresh,
+        &yaml
+            .replace("SELECT k, v FROM s", "SELECT kk FROM s")
+            .replace(&ws.p("in"), &fresh.p("in"))
+            .replace(&ws.p("out"), &fresh.p("out")),
+    );
+    let out = run(&bad, &fresh);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        !fresh.path("checkpoints").exists(),
+        "`checkpoints/` left behind"
+    );
+}
