@@ -323,6 +323,15 @@ impl KafkaSink {
 
     /// Makes the progress topic where it is missing, and checks the output topic exists.
     async fn ensure_topics(&self) -> Result<(), Step> {
+        crate::source::kafka::client::reachable(
+            &self.config.bootstrap_servers,
+            self.config.retry.timeout,
+        )
+        .await
+        .map_err(|why| Step {
+            text: format!("at {}: {why}", self.config.bootstrap_servers),
+            again: true,
+        })?;
         let config = client_config(
             &self.config.bootstrap_servers,
             &self.config.properties,
@@ -351,7 +360,8 @@ impl KafkaSink {
                 )
             );
             let text = format!(
-                "{doing} at {brokers}: {e}{}",
+                "{doing} at {brokers}: {e}{}{}",
+                crate::source::kafka::client::kafka_advice(&e),
                 if silent {
                     format!(
                         " (no broker answered within {}: is Kafka running there, and reachable \

@@ -67,6 +67,58 @@ pub fn client_config(
     Ok(config)
 }
 
+/// Checks that some server of `bootstrap` (`host:port`, comma-separated, each perhaps with a
+/// listener's `PLAINTEXT://` in front) takes a TCP connection within `timeout` (at most 5 s),
+/// so that brokers not listening there are said in a second, where librdkafka would wait out
+/// its request timeout (30 s and more) per attempt, logging each refused connection.
+///
+/// Errors: each server with why it did not connect (`connection refused`, no answer within
+/// the timeout, a name that does not resolve).
+pub async fn reachable(bootstrap: &str, timeout: std::time::Duration) -> Result<(), String> {
+    let timeout = timeout.min(std::time::Duration::from_secs(5));
+    let mut why = Vec::new();
+    for server in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let address = server.rsplit("://").next().unwrap_or(server);
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => why.push(format!(
+                "{address}: {}",
+                e.kind().to_string().to_lowercase()
+            )),
+            Err(_) => why.push(format!(
+                "{address}: no answer within {}",
+                humantime::format_duration(timeout)
+            )),
+        }
+    }
+    if why.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "no broker takes a connection ({}): is Kafka running there, and is that its listener's \
+         port (`listeners` in its server.properties)?",
+        why.join("; ")
+    ))
+}
+
+/// Words for a librdkafka error that say what it means for a pipeline, where its own do not:
+/// `UnsupportedFeature` answers a client request sent to a port that is not a broker's
+/// (a KRaft controller's, another service's).
+pub fn kafka_advice(error: &KafkaError) -> &'static str {
+    match error.rdkafka_error_code() {
+        Some(rdkafka::types::RDKafkaErrorCode::UnsupportedFeature) => {
+            " (the server there does not answer Kafka's client requests: is that a KRaft \
+             controller's port, or another service's? `bootstrap_servers` names a broker's \
+             listener, as `listeners` in its server.properties gives it)"
+        }
+        _ => "",
+    }
+}
+
 /// Runs a blocking librdkafka call on the blocking pool.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
@@ -102,4 +154,44 @@ pub type RangeConsumer = BaseConsumer<QuietContext>;
 /// Makes a [`RangeConsumer`] from `config`.
 pub fn range_consumer(config: &ClientConfig) -> KafkaResult<RangeConsumer> {
     config.create_with_context(QuietContext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_that_is_not_a_brokers_is_said_as_one() {
+        let unsupported =
+            KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnsupportedFeature);
+        assert!(kafka_advice(&unsupported).contains("a KRaft controller's port"));
+        let down = KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::AllBrokersDown);
+        assert_eq!(kafka_advice(&down), "");
+    }
+
+    #[tokio::test]
+    async fn a_server_not_listening_is_named_at_once() {
+        let started = std::time::Instant::now();
+        let err = reachable(
+            "PLAINTEXT://127.0.0.1:1, 127.0.0.1:2",
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .expect_err("nothing listens on ports 1 and 2");
+        assert!(
+            err.contains("127.0.0.1:1: connection refused; 127.0.0.1:2: connection refused"),
+            "{err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let at = listener.local_addr().expect("address");
+        reachable(
+            &format!("127.0.0.1:1,{at}"),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .expect("one listens");
+    }
 }

@@ -721,10 +721,19 @@ impl KafkaSource {
         retry
             .run(
                 &format!("source `{}`: listing partitions", self.name),
-                |_: &KafkaError| true,
+                |e: &ListError| {
+                    !matches!(e, ListError::Kafka(k) if !client::kafka_advice(k).is_empty())
+                },
                 || {
                     let config = Arc::clone(&config);
-                    self.with_consumer(move |c| list_partitions(c, &config))
+                    async move {
+                        client::reachable(&config.bootstrap_servers, config.retry.timeout)
+                            .await
+                            .map_err(ListError::Unreachable)?;
+                        self.with_consumer(move |c| list_partitions(c, &config))
+                            .await
+                            .map_err(ListError::Kafka)
+                    }
                 },
             )
             .await
@@ -1207,6 +1216,24 @@ impl KafkaSource {
 
 /// Lists the partitions to read (of the topics named, or matching the pattern) with their
 /// watermarks; `Ok(Err(_))` when a named topic does not exist.
+/// Why the partitions could not be listed.
+#[derive(Debug)]
+enum ListError {
+    /// No bootstrap server took a connection ([`client::reachable`]).
+    Unreachable(String),
+    /// The brokers' or librdkafka's error.
+    Kafka(KafkaError),
+}
+
+impl std::fmt::Display for ListError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreachable(why) => f.write_str(why),
+            Self::Kafka(e) => write!(f, "{e}{}", client::kafka_advice(e)),
+        }
+    }
+}
+
 fn list_partitions(
     consumer: &crate::source::kafka::client::RangeConsumer,
     config: &KafkaConfig,
