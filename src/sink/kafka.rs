@@ -173,6 +173,7 @@ impl SinkConnector for KafkaSinkConfig {
             pipeline: ctx.pipeline,
             transactional_id,
             progress_key,
+            update: ctx.update,
             live: tokio::sync::Mutex::new(None),
         }))
     }
@@ -220,6 +221,8 @@ pub struct KafkaSink {
     pipeline: uuid::Uuid,
     transactional_id: String,
     progress_key: String,
+    /// Update mode: each row is written as the newest record of its key.
+    update: bool,
     /// The producer and what the progress topic says, once opened.
     live: tokio::sync::Mutex<Option<Live>>,
 }
@@ -572,6 +575,8 @@ impl KafkaSink {
     ) -> Result<Progress, WriteError> {
         let producer = Arc::clone(&live.producer);
         let topic = self.config.topic.clone();
+        let update = self.update;
+        let key_sql = self.config.key.clone();
         let batches: Vec<RecordBatch> = output.batches().cloned().collect();
         let encoders = Arc::clone(encoders);
         let timeout = self.config.retry.timeout;
@@ -585,6 +590,17 @@ impl KafkaSink {
                 for batch in &batches {
                     let rows = encoders.encode(batch).map_err(WriteError::Other)?;
                     for row in &rows {
+                        // Update mode writes a row as the newest record of its key; a row
+                        // without one would be no key's, and a compacted topic refuses it.
+                        if update && row.key.is_none() {
+                            return Err(WriteError::Refused(format!(
+                                "the batch's row {index}: its key (`key: {}`) is null, and update \
+                                 mode writes each row as the newest record of its key, so a row \
+                                 needs one. Give the key a value where it is null (`coalesce`), \
+                                 or filter such rows out in the query",
+                                key_sql.as_deref().unwrap_or_default()
+                            )));
+                        }
                         send(&producer, &topic, row, timeout).map_err(|e| match e {
                             WriteError::Refused(why) => {
                                 WriteError::Refused(format!("the batch's row {index}: {why}"))
@@ -924,6 +940,19 @@ impl ProducerContext for Deliveries {
                                 message.topic(),
                                 message.partition(),
                                 message.topic()
+                            ))
+                        }
+                        // A compacted topic takes only keyed records (Kafka's "Compacted topic
+                        // cannot accept message without key").
+                        Some(RDKafkaErrorCode::InvalidRecord) if message.key().is_none() => {
+                            WriteError::Refused(format!(
+                                "the broker refused a record without a key for topic `{}` \
+                                 partition {}: a compacted topic (`cleanup.policy=compact`) \
+                                 takes only keyed records. Set the sink's `key:` (an \
+                                 expression over the query's columns, never null), or write to \
+                                 a topic that is not compacted",
+                                message.topic(),
+                                message.partition(),
                             ))
                         }
                         _ => classify(error.clone()),

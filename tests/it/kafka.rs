@@ -1584,3 +1584,66 @@ async fn an_edited_starting_offset_after_the_first_run_is_said() {
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     assert_eq!(sink_rows(&ws.path("out-ckpt2")).await, expected);
 }
+
+/// Walk 28: an update-mode aggregation into Kafka whose key was null for a group, and an
+/// append of records without a key into a compacted topic: the broker's refusal was tried
+/// again as often as `retry` says, and named neither the row nor the cause. Each fails at
+/// once (exit 1), naming the row or the topic and what to change.
+#[tokio::test]
+async fn a_record_without_a_key_where_one_is_needed_is_named_and_not_tried_again() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(
+        ws.path("in/0.json"),
+        "{\"id\":1,\"page\":\"home\",\"amount\":1.0}\n{\"id\":2,\"amount\":2.0}\n",
+    )
+    .expect("input");
+    let out = unique("null-key");
+    create_topic(broker(), &out, 1).await;
+    let yaml = format!(
+        "name: nullkey\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\nquery: SELECT page, count(*) AS n FROM clicks GROUP BY page\noutput_mode: update\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n  key: page\n  retry: {{ attempts: 3, backoff: 2s }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        broker = broker(),
+    );
+    let failed = sluice_run(&write_pipeline(&ws, &yaml), &[]);
+    let said = stderr(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(
+            "its key (`key: page`) is null, and update mode writes each row as the \
+                       newest record of its key"
+        ) && !said.contains("retrying"),
+        "{said}"
+    );
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("page", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+    ]));
+    assert!(
+        committed_rows(broker(), &out, Arc::clone(&schema), "SELECT * FROM sink")
+            .await
+            .is_empty()
+    );
+    // Appended without a key into a compacted topic.
+    let compacted = unique("compacted");
+    create_topic_with(broker(), &compacted, 1, &[("cleanup.policy", "compact")]).await;
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("fresh checkpoint");
+    let pipeline = files_to_kafka_retrying(
+        &ws,
+        "keyless",
+        "SELECT id, page FROM clicks",
+        &compacted,
+        "",
+    );
+    let failed = sluice_run(&pipeline, &[]);
+    let said = stderr(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "the broker refused a record without a key for topic `{compacted}` partition 0: a \
+             compacted topic (`cleanup.policy=compact`) takes only keyed records"
+        )) && !said.contains("retrying"),
+        "{said}"
+    );
+}
