@@ -437,12 +437,18 @@ async fn check_continuity(
         && pipeline.output_mode != OutputMode::Complete
         && !pipeline.allow_output_schema_change
     {
-        return Err(refuse(format!(
-            "the sink writes `format: {}` into a folder that holds batches in {}: its files \
-             would no longer read as one table (set `allow_output_schema_change: true` to write \
-             them anyway)",
+        // A new folder takes the new format with the checkpoint as it is (the sink record
+        // follows the move); starting over is not needed.
+        return Err(Error::Usage(format!(
+            "the sink writes `format: {}` into {}, which holds batches in {}: its files would \
+             no longer read as one table. Put `format: {}` back; or give the sink a new, empty \
+             `sink.path` for the new format (this checkpoint goes on from its last batch, and \
+             earlier batches stay where they are); or set `allow_output_schema_change: true` \
+             to write them into this folder anyway",
             format.unwrap_or_default(),
-            previous.format.clone().unwrap_or_default()
+            previous.path.as_deref().unwrap_or_default(),
+            previous.format.clone().unwrap_or_default(),
+            previous.format.clone().unwrap_or_default(),
         )));
     }
     Ok(())
@@ -1330,8 +1336,11 @@ impl<'a> Driver<'a> {
                 .unwrap_or_default();
             return Err(Error::Usage(format!(
                 "the sink {path} holds none of the batches this checkpoint committed to it (the \
-                 last is batch {last}): {records}. Put it back where it was{restore}; or, to \
-                 start this pipeline over, run it on a new checkpoint with {fresh}{kept}"
+                 last is batch {last}): {records}. Put it back where it was{restore}; or, to go \
+                 on from batch {next} without them, give the sink {fresh} (this checkpoint \
+                 carries on there; what the batches up to {last} wrote stays where it went); \
+                 or, to start this pipeline over, run it on a new checkpoint with {fresh}{kept}",
+                next = last.0 + 1,
             )));
         }
         // A checkpoint that has committed nothing yet, over a files sink folder holding data

@@ -1265,7 +1265,10 @@ fn a_sink_folder_moved_away_is_refused_not_made_again() {
         said.contains(&format!(
             "the sink {} holds none of the batches",
             ws.p("out")
-        )) && said.contains("Put it back"),
+        )) && said.contains("Put it back")
+            && said.contains(
+                "or, to go on from batch 1 without them, give the sink a new, empty `sink.path`"
+            ),
         "{said}"
     );
     assert!(
@@ -1280,6 +1283,18 @@ fn a_sink_folder_moved_away_is_refused_not_made_again() {
         sink_lines(&ws.path("out")),
         [r#"{"k":"a","v":0}"#, r#"{"k":"a","v":1}"#]
     );
+    // Walk 28: the lighter way, a new folder, goes on from the next batch.
+    std::fs::rename(ws.path("out"), ws.path("out-moved")).expect("move");
+    input(&ws, "2.json", "{\"k\":\"a\",\"v\":2}\n");
+    assert_eq!(run(&file, &ws).status.code(), Some(2));
+    edit_file(
+        &file,
+        &format!("path: {}, format: json }}\n", ws.p("out")),
+        &format!("path: {}, format: json }}\n", ws.p("out-next")),
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out-next")), [r#"{"k":"a","v":2}"#]);
 }
 
 /// Walk 5: a first batch that fails on a bad row says that an edit (`on_error: skip`) applies
@@ -7315,4 +7330,48 @@ fn a_run_from_another_folder_names_the_checkpoint_beside_the_file() {
         !fresh.path("checkpoints").exists(),
         "`checkpoints/` left behind"
     );
+}
+
+/// Walk 28: a files sink's `format:` changed over a folder of batches was refused with
+/// "start over on a new checkpoint", where a new `sink.path` is all the new format needs.
+/// The refusal names that way, and it works: the checkpoint goes on from its last batch
+/// into the new folder.
+#[test]
+fn a_changed_sink_format_is_refused_naming_a_new_sink_path() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    edit_file(&file, "format: json }\n", "format: csv }\n");
+    let refused = run(&file, &ws);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "the sink writes `format: csv` into {}, which holds batches in json",
+            ws.p("out")
+        )) && said.contains("give the sink a new, empty `sink.path` for the new format")
+            && !said.contains("new checkpoint"),
+        "{said}"
+    );
+    edit_file(
+        &file,
+        &format!("path: {}, format: csv", ws.p("out")),
+        &format!("path: {}, format: csv", ws.p("out-csv")),
+    );
+    let moved = run(&file, &ws);
+    assert!(moved.status.success(), "{}", stderr(&moved));
+    assert!(
+        stderr(&moved).contains("1 batches, 1 rows in"),
+        "{}",
+        stderr(&moved)
+    );
+    let csv: Vec<String> = std::fs::read_dir(ws.path("out-csv"))
+        .expect("out-csv")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".csv"))
+        .map(|e| std::fs::read_to_string(e.path()).expect("csv"))
+        .collect();
+    assert_eq!(csv, ["k,v\nb,2\n"]);
 }
