@@ -361,7 +361,21 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
                             many.join(", ")
                         ),
                     };
-                    return Err(refuse(format!("{e}{before}")));
+                    // A sink that cannot take batches back in this mode leaves one way to
+                    // compute them again: starting over.
+                    let way = if matches!(e, SinkError::NotSupported { .. }) {
+                        format!(
+                            ". To compute the batches after batch {to} again, start the \
+                             pipeline over on a new checkpoint{}",
+                            pipeline
+                                .sink
+                                .connector()
+                                .start_over(pipeline.output_mode != OutputMode::Append)
+                        )
+                    } else {
+                        String::new()
+                    };
+                    return Err(refuse(format!("{e}{before}{way}")));
                 }
                 other => other?,
             },
