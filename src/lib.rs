@@ -107,7 +107,8 @@ pub enum Error {
 
 /// What to do where a batch's query failed in a way Sluice can say more of: DataFusion ran out
 /// of the memory a batch may take (a hash join's build side or an aggregation that cannot
-/// spill), or Arrow's checked arithmetic refused a value; nothing for any other error.
+/// spill), Arrow's checked arithmetic refused a value, or a text value did not read as the
+/// type the query cast it to; nothing for any other error.
 fn execution_advice(error: &datafusion::error::DataFusionError) -> &'static str {
     use datafusion::arrow::error::ArrowError;
     use datafusion::error::DataFusionError;
@@ -118,6 +119,20 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> &'static str 
             ". A value the query computes does not fit its type (as a decimal past 38 digits): \
              cast the operands first to double, or to a decimal with fewer digits after the \
              point (`CAST(v AS DECIMAL(38, 2))`), as Spark and DuckDB refuse such a value too"
+        }
+        // A text column the query used as a time or a number (`date_bin(.., s)`, `s + 1` cast
+        // implicitly), with a value that does not read as one.
+        DataFusionError::ArrowError(e, _)
+            if match &**e {
+                ArrowError::ParseError(_) => true,
+                ArrowError::CastError(text) => text.starts_with("Cannot cast string"),
+                _ => false,
+            } =>
+        {
+            ". A text value the query uses as a time or a number does not read as one: declare \
+             the column with its type in the source's `schema:` (a row whose value does not fit \
+             is then named by its file and line, and skipped and counted under `on_error: \
+             skip`), or write `TRY_CAST(c AS TIMESTAMP)`, which gives null for such a value"
         }
         DataFusionError::ResourcesExhausted(_) => {
             ". The batch needs more memory than the pipeline's `memory_limit` gives it (by \

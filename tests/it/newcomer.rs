@@ -7375,3 +7375,44 @@ fn a_changed_sink_format_is_refused_naming_a_new_sink_path() {
         .collect();
     assert_eq!(csv, ["k,v\nb,2\n"]);
 }
+
+/// Walk 28: a text column used as a time (`date_bin(.., s)`) or a number (`CAST(s AS
+/// BIGINT)`) failed its batch in Arrow's words alone ("Parser error: Error parsing timestamp
+/// from 'x'"). The failure says what it means and the two ways: declare the type (bad rows
+/// then named and skippable), or `TRY_CAST`, which works.
+#[test]
+fn a_text_value_that_does_not_read_as_the_type_the_query_casts_to_is_named() {
+    for (query, good) in [
+        (
+            "SELECT date_bin(INTERVAL '1 minute', t) AS w FROM s",
+            "2026-01-01T00:00:30Z",
+        ),
+        ("SELECT CAST(t AS BIGINT) AS w FROM s", "5"),
+    ] {
+        let (out, _) = query_case(
+            "json",
+            "schema: { t: string }",
+            &format!("{{\"t\":\"{good}\"}}\n{{\"t\":\"x\"}}\n"),
+            query,
+        );
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{query}: {said}");
+        assert!(
+            said.contains("batch 0:")
+                && said.contains("'x'")
+                && said.contains(
+                    "A text value the query uses as a time or a number does not read as one"
+                )
+                && said.contains("`TRY_CAST(c AS TIMESTAMP)`"),
+            "{query}: {said}"
+        );
+    }
+    let (out, lines) = query_case(
+        "json",
+        "schema: { t: string }",
+        "{\"t\":\"2026-01-01T00:00:30Z\"}\n{\"t\":\"x\"}\n",
+        "SELECT date_bin(INTERVAL '1 minute', TRY_CAST(t AS TIMESTAMP)) AS w FROM s",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lines, [r#"{"w":"2026-01-01T00:00:00"}"#, "{}"]);
+}
