@@ -358,6 +358,12 @@ impl KafkaConfig {
                 "socket.timeout.ms",
                 self.retry.timeout.as_millis().max(10).to_string(),
             );
+        // A range is read up to an end known before the read, so a fetch need not wait on the
+        // broker for more records (librdkafka's 500 ms): a fetch in flight when a read ends
+        // holds up the next batch's metadata and offsets requests, which share its connection.
+        if !self.properties.contains_key("fetch.wait.max.ms") {
+            config.set("fetch.wait.max.ms", "10");
+        }
         // librdkafka wants a group id even for a consumer that only assigns.
         config.set(
             "group.id",
