@@ -110,6 +110,10 @@ impl FileFormat {
             ": its `(` is not closed. Inside `{{ ... }}` a comma ends the value, so quote a \
              type with one: `{column}: 'decimal(10,2)'`"
         )
+    } else if type_alias(type_name).is_some() {
+        // The reason names the type meant; a nearest name by spelling could mislead (`int64`
+        // is not `int`).
+        format!(": {reason}")
     } else {
         match crate::vocab::nearest(
             &type_name.split('(').next().unwrap_or_default().trim().to_ascii_lowercase(),
@@ -165,6 +169,36 @@ pub fn sql_type_name(data_type: &DataType) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// Type names of other systems that a `schema:` may carry over, with whose they are, the SQL
+/// type written here and a note: Spark's (`long`), Arrow's, pandas' and Polars' (`int64`,
+/// `float64`), DuckDB's (`datetime`, `timestamp_ms`). (DataFusion reads PostgreSQL's `int8`,
+/// `int4`, `float8` itself, at their widths.)
+fn type_alias(type_name: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    let thirty_two = " (32 bits; `double` is 64)";
+    Some(match type_name.trim().to_ascii_lowercase().as_str() {
+        "long" => ("Spark's", "bigint", ""),
+        "short" => ("Spark's", "smallint", ""),
+        "byte" => ("Spark's", "tinyint", ""),
+        "binary" => ("Spark's", "bytea", ""),
+        "int64" | "i64" => ("Arrow's", "bigint", ""),
+        "int32" | "i32" => ("Arrow's", "int", ""),
+        "int16" | "i16" => ("Arrow's", "smallint", ""),
+        "uint64" | "u64" => ("Arrow's", "bigint unsigned", ""),
+        "uint32" | "u32" => ("Arrow's", "int unsigned", ""),
+        "float64" | "f64" => ("Arrow's", "double", ""),
+        "float32" | "f32" => ("Arrow's", "float", thirty_two),
+        "utf8" | "str" | "large_utf8" => ("Arrow's", "string", ""),
+        "datetime" | "datetime64" | "datetime64[ns]" => ("DuckDB's and pandas'", "timestamp", ""),
+        "timestamp_ns" => ("DuckDB's", "timestamp", " (nanoseconds)"),
+        "timestamp_us" => ("DuckDB's", "timestamp(6)", ""),
+        "timestamp_ms" => ("DuckDB's", "timestamp(3)", ""),
+        "timestamp_s" => ("DuckDB's", "timestamp(0)", ""),
+        "hugeint" => ("DuckDB's", "decimal(38,0)", ""),
+        "json" | "jsonb" => ("a JSON", "string", ""),
+        _ => return None,
+    })
 }
 
 /// The SQL type names a `schema:` most often uses, for a "did you mean" hint (DataFusion
@@ -226,16 +260,11 @@ pub async fn schema_from_sql_types(
             .create_logical_plan(&format!("SELECT CAST(NULL AS {type_name})"))
             .await
             .map_err(|e| {
-                // Spark's names for types SQL names otherwise.
-                let spark = match type_name.trim().to_ascii_lowercase().as_str() {
-                    "long" => Some("bigint"),
-                    "short" => Some("smallint"),
-                    "byte" => Some("tinyint"),
-                    "binary" => Some("bytea"),
-                    _ => None,
-                };
-                let hint = spark
-                    .map(|sql| format!(" (Spark's `{type_name}` is `{sql}` here)"))
+                // Other systems' names for types SQL names otherwise.
+                let hint = type_alias(type_name)
+                    .map(|(whose, sql, note)| {
+                        format!(" ({whose} `{type_name}` is `{sql}` here{note})")
+                    })
                     .unwrap_or_default();
                 bad(format!(
                     "{}{hint}",
@@ -275,6 +304,63 @@ mod tests {
             schema_from_sql_types(&[("c".into(), sql.into())])
                 .await
                 .expect(sql);
+        }
+    }
+
+    /// Walk 29 (2): `int64` was answered "did you mean `int`?" (32 bits: 3000000000 then
+    /// does not fit), `float64` with `float` (32 bits: 16777217 read as 16777216) and
+    /// `datetime` with `date`. Other systems' names are named with the type of the same
+    /// width here (or, where DataFusion reads them itself, read as that width).
+    #[tokio::test]
+    async fn other_systems_type_names_keep_their_width() {
+        for (name, meant) in [
+            ("int64", DataType::Int64),
+            ("i64", DataType::Int64),
+            ("int32", DataType::Int32),
+            ("int16", DataType::Int16),
+            ("float64", DataType::Float64),
+            ("f64", DataType::Float64),
+            ("float32", DataType::Float32),
+            ("float8", DataType::Float64),
+            ("float4", DataType::Float32),
+            ("int4", DataType::Int32),
+            ("int2", DataType::Int16),
+            (
+                "datetime",
+                DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Nanosecond, None),
+            ),
+            ("utf8", DataType::Utf8),
+            ("json", DataType::Utf8),
+            ("int8", DataType::Int64),
+            (
+                "timestamp_ms",
+                DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None),
+            ),
+        ] {
+            match schema_from_sql_types(&[("c".into(), name.into())]).await {
+                Ok(schema) => assert_eq!(schema.field(0).data_type(), &meant, "{name}"),
+                Err(err) => {
+                    let text = err.to_string();
+                    let sql = text
+                        .split(&format!("`{name}` is `"))
+                        .nth(1)
+                        .and_then(|rest| rest.split('`').next())
+                        .unwrap_or_else(|| panic!("{name}: {text}"));
+                    assert!(!text.contains("did you mean"), "{text}");
+                    let schema = schema_from_sql_types(&[("c".into(), sql.into())])
+                        .await
+                        .expect(sql);
+                    assert_eq!(schema.field(0).data_type(), &meant, "{name}: {text}");
+                }
+            }
+        }
+        let err = schema_from_sql_types(&[("c".into(), "int8".into())]).await;
+        if let Err(err) = err {
+            assert!(
+                err.to_string()
+                    .contains("`bigint` (PostgreSQL's and DuckDB's `int8`)"),
+                "{err}"
+            );
         }
     }
 

@@ -615,6 +615,9 @@ impl<'p> Engine<'p> {
                      once no row has come for it that long"
                 );
             }
+            for said in plan::zero_based_calls(&logical) {
+                tracing::warn!("the query counts from 0 as Spark does: {said}");
+            }
             let divisions = plan::integer_divisions(&logical);
             if !divisions.is_empty() {
                 tracing::warn!(

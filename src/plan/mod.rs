@@ -180,7 +180,8 @@ const SPARK_FUNCTIONS: [(&str, &str); 53] = [
     ),
     (
         "split",
-        "`string_to_array(s, ',')` (a plain delimiter, not a pattern)",
+        "`string_to_array(s, ',')` (a plain delimiter, not a pattern; its elements count \
+         from 1: Spark's `split(s, ',')[0]` is `string_to_array(s, ',')[1]`)",
     ),
     (
         "regexp_extract",
@@ -1097,6 +1098,48 @@ pub fn integer_divisions(plan: &LogicalPlan) -> Vec<String> {
                     let text = format!("{left} / {right}");
                     if !found.contains(&text) {
                         found.push(text);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
+}
+
+/// The calls in `plan` that count from 0 as Spark does, where DataFusion counts from 1 (as
+/// PostgreSQL and DuckDB do), each with what it gives here: `arr[0]` (null here; Spark's first
+/// element) and `substr(s, 0, n)` (n - 1 characters here; Spark's first n).
+pub fn zero_based_calls(plan: &LogicalPlan) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let zero = |e: &Expr| {
+        matches!(e, Expr::Literal(v, _) if v.is_null() == false
+            && v.data_type().is_integer()
+            && v.to_string() == "0")
+    };
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e {
+                    let name = f.func.name();
+                    let said = match (name, f.args.as_slice()) {
+                        ("array_element", [array, index]) if zero(index) => Some(format!(
+                            "`{array}[0]` is null here, where Spark gives the first element: \
+                             arrays count from 1 (as in PostgreSQL and DuckDB), so write \
+                             `[1]`"
+                        )),
+                        ("substr" | "substring", [text, from, ..]) if zero(from) => Some(format!(
+                            "`{name}({text}, 0, ...)` starts before the first character, so \
+                                 it gives one character fewer than asked here (as in \
+                                 PostgreSQL), where Spark starts at the first: write `{name}(.., \
+                                 1, ..)`"
+                        )),
+                        _ => None,
+                    };
+                    if let Some(said) = said
+                        && !found.contains(&said)
+                    {
+                        found.push(said);
                     }
                 }
                 Ok(TreeNodeRecursion::Continue)

@@ -130,9 +130,11 @@ fn not_data(file: &str) -> bool {
 
 /// What a stream source does where its input now ends below the position its batches read up
 /// to (`what` says where: a topic or stream deleted and made again): under
-/// `fail_on_data_loss`, `Err` with the message, naming the ways out (reading on from the
-/// `position` read up to, or the `input` read anew from a new start); else a warning, said
-/// once a run (`said`), as `{shown}: {what}`.
+/// `fail_on_data_loss`, `Err` with the message, naming the ways out (the `input` read again
+/// from its first `position`, or read anew on a new checkpoint); else a warning, said once a
+/// run (`said`), as `{shown}: {what}`, and the source reads the input again from its first
+/// `position` (what the old input held past the position read up to and no batch read is not
+/// known; Spark reads on from the new end instead, skipping the new records below it).
 pub(crate) fn input_went_back(
     what: &str,
     position: &str,
@@ -143,12 +145,16 @@ pub(crate) fn input_went_back(
 ) -> Result<(), String> {
     if fail_on_data_loss {
         return Err(format!(
-            "{what}. {SKIP_WHAT_IS_GONE}, and read on from the {position} read up to; or start \
-             the pipeline over on {NEW_START} to read the {input} as it is now"
+            "{what}. {SKIP_WHAT_IS_GONE}: the {input} is then read again from its first \
+             {position} (what the old one held past the {position} read up to and no batch \
+             read is not known); or start the pipeline over on {NEW_START}"
         ));
     }
     if !std::mem::replace(said, true) {
-        tracing::warn!("{shown}: {what}");
+        tracing::warn!(
+            "{shown}: {what}; reading it again from its first {position} \
+             (`fail_on_data_loss: false`)"
+        );
     }
     Ok(())
 }

@@ -1534,6 +1534,44 @@ async fn a_topic_made_again_with_fewer_records_is_named() {
             && said.contains("fail_on_data_loss: false"),
         "{said}"
     );
+    // Walk 29 (1): the advice followed (`fail_on_data_loss: false`) read on from the old
+    // offset, so the new records below it were never read, and nothing said so. The source
+    // goes back to the first offset, in a batch that reads nothing, and the next batch reads
+    // every record there is now; a replay of either reads the same.
+    let lenient = sluice::source::configure(
+        "kafka",
+        "s",
+        &serde_yaml::from_str(&format!("{yaml}\nfail_on_data_loss: false")).expect("yaml"),
+    )
+    .expect("kafka");
+    let mut source = lenient
+        .open("s", &checkpoint, None, false)
+        .await
+        .expect("open");
+    let back = source
+        .plan(
+            sluice::checkpoint::BatchId(1),
+            Some(&end),
+            sluice::source::Admission::Unlimited,
+        )
+        .await
+        .expect("plan")
+        .expect("a batch that goes back");
+    let input = source.read(Some(&end), &back, None).await.expect("read");
+    assert_eq!(input.rows, 0, "nothing read going back");
+    let next = source
+        .plan(
+            sluice::checkpoint::BatchId(2),
+            Some(&back),
+            sluice::source::Admission::Unlimited,
+        )
+        .await
+        .expect("plan")
+        .expect("the records there now");
+    for _ in 0..2 {
+        let input = source.read(Some(&back), &next, None).await.expect("read");
+        assert_eq!(input.rows, 3, "every record of the topic made again");
+    }
 }
 
 /// Walk 28: `starting_offsets: latest` run on a topic with records (no batch: nothing came

@@ -7416,3 +7416,34 @@ fn a_text_value_that_does_not_read_as_the_type_the_query_casts_to_is_named() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(lines, [r#"{"w":"2026-01-01T00:00:00"}"#, "{}"]);
 }
+
+/// Walk 29 (3): Spark's `split(s, ',')[0]`, written as the advice said with
+/// `string_to_array`, gave null in every row (arrays count from 1 here), and `substr(s, 0,
+/// 2)` one character where Spark gives two, without a word. The run names both and what to
+/// write; written so, the rows are Spark's.
+#[test]
+fn counting_from_zero_as_spark_does_is_said() {
+    let (out, lines) = query_case(
+        "json",
+        "schema: { s: string }",
+        "{\"s\":\"ab,cd\"}\n",
+        "SELECT string_to_array(s, ',')[0] AS first, substr(s, 0, 2) AS two FROM s",
+    );
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("the query counts from 0 as Spark does")
+            && said.contains("[0]` is null here, where Spark gives the first element")
+            && said.contains("`substr(s.s, 0, ...)` starts before the first character"),
+        "{said}"
+    );
+    assert_eq!(lines, [r#"{"two":"a"}"#]);
+    let (out, lines) = query_case(
+        "json",
+        "schema: { s: string }",
+        "{\"s\":\"ab,cd\"}\n",
+        "SELECT string_to_array(s, ',')[1] AS first, substr(s, 1, 2) AS two FROM s",
+    );
+    assert!(!stderr(&out).contains("counts from 0"), "{}", stderr(&out));
+    assert_eq!(lines, [r#"{"first":"ab","two":"ab"}"#]);
+}

@@ -1005,6 +1005,11 @@ impl KafkaSource {
         for (topic, partitions) in end {
             for (p, e) in partitions {
                 let s = base.get(topic).and_then(|m| m.get(p)).copied().unwrap_or(0);
+                // Under `fail_on_data_loss: false`, a batch that found the partition made
+                // again goes back to its first offset, reading nothing of it.
+                if s > *e && !self.config.fail_on_data_loss {
+                    continue;
+                }
                 if s > *e {
                     return Err(CheckpointError::Inconsistent {
                         location: self.checkpoint.to_string(),
@@ -1560,6 +1565,9 @@ impl Source for KafkaSource {
         let mut end = base.clone();
         let mut lag = Vec::new();
         let mut shrunk = Vec::new();
+        // Partitions read again from their first offset (made again, `fail_on_data_loss:
+        // false`): this batch's end there is that offset, below its start (an empty range).
+        let mut read_again = Vec::new();
         for (topic, partitions) in &now.high {
             for (p, high) in partitions {
                 let s = base.get(topic).and_then(|m| m.get(p)).copied().unwrap_or(0);
@@ -1571,6 +1579,14 @@ impl Source for KafkaSource {
                         "{topic} partition {p} ends at offset {high}, below offset {s}, which \
                          the batches so far have read up to"
                     ));
+                    let low = now
+                        .low
+                        .get(topic)
+                        .and_then(|m| m.get(p))
+                        .copied()
+                        .unwrap_or(0);
+                    read_again.push((topic.clone(), *p, low));
+                    continue;
                 }
                 let mut e = *high;
                 if let Some(frozen) = &self.frozen {
@@ -1604,14 +1620,18 @@ impl Source for KafkaSource {
             )
             .map_err(|e| self.connector_error(e))?;
         }
-        if lag.is_empty() {
+        let went_back = !read_again.is_empty();
+        for (topic, p, low) in read_again {
+            end.entry(topic).or_default().insert(p, low);
+        }
+        if lag.is_empty() && !went_back {
             return Ok(None);
         }
         let shares = match (admission, self.config.max_records_per_batch) {
             (Admission::SourceLimits, Some(limit)) => share_limit(&lag, limit),
             _ => lag.iter().cloned().collect(),
         };
-        let mut any = false;
+        let mut any = went_back;
         for ((topic, p), share) in shares {
             if share > 0 {
                 any = true;

@@ -900,6 +900,14 @@ impl Source for NatsSource {
                 &format!("source `{}`: stream `{}`", self.name, self.config.stream),
             )
             .map_err(|e| self.error(e))?;
+            // Read again from the stream's first sequence: this batch ends just before it
+            // (an empty range), the next one starts there.
+            return Ok(Some(serde_json::json!({
+                "stream": self.config.stream,
+                "filter_subject": self.config.filter_subject,
+                "first": offset.first,
+                "sequence": now.first.saturating_sub(1),
+            })));
         }
         let (first, next) = match self.parse(start)? {
             Some(offset) => (offset.first, offset.sequence + 1),
