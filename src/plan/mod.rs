@@ -34,10 +34,22 @@ pub use shape::{AggregateShape, EventTimeKey, EventTimeWindow, JoinShape, Shape,
 /// DataFusion's words for `e`, without advice to change settings Sluice does not take, nor its
 /// nearest name for a Spark function (`year`: "Did you mean 'mean'?"), which the advice names.
 fn sql_text(e: &DataFusionError) -> String {
-    let text = e.to_string().replace(
+    let mut text = e.to_string().replace(
         " or disable the datafusion.sql_parser.enable_ident_normalization configuration",
         "",
     );
+    // A constant the planner computes ahead (`CAST('2026-13-01' AS DATE)`) fails inside an
+    // optimizer rule, whose name says nothing of the query.
+    if let Some(at) = text.find("Optimizer rule '")
+        && let Some(rest) = text[at..]
+            .split_once("' failed\ncaused by\n")
+            .map(|(_, rest)| rest.to_string())
+    {
+        text = format!(
+            "{}a constant in the query does not compute: {rest}",
+            &text[..at]
+        );
+    }
     let named = text
         .split("Invalid function '")
         .nth(1)
@@ -1596,6 +1608,28 @@ mod tests {
             err.contains("DuckDB's `time_bucket` is `date_bin(INTERVAL '1 minute', ts)`")
                 && !err.contains("Did you mean"),
             "{err}"
+        );
+    }
+
+    /// Walk 29 (10): a constant that does not compute (`CAST('2026-13-01' AS DATE)`) was
+    /// said as "Optimizer rule 'simplify_expressions' failed caused by ...".
+    #[test]
+    fn a_constant_that_does_not_compute_is_said_without_the_optimizer_rule() {
+        let e = DataFusionError::Context(
+            "Optimizer rule 'simplify_expressions' failed".into(),
+            Box::new(DataFusionError::ArrowError(
+                Box::new(datafusion::arrow::error::ArrowError::CastError(
+                    "Cannot cast string '2026-13-01' to value of Date32 type".into(),
+                )),
+                None,
+            )),
+        );
+        let said = sql_text(&e);
+        assert!(
+            said.starts_with("a constant in the query does not compute: ")
+                && said.contains("'2026-13-01'")
+                && !said.contains("Optimizer"),
+            "{said}"
         );
     }
 

@@ -552,10 +552,12 @@ pub struct Lag {
 pub struct PartLag {
     /// The part, as the source names it (`clicks partition 0`).
     pub part: String,
-    /// The offset read to (the next to read); `None` for a part the offset does not name yet
-    /// (a partition added since), counted from its first offset still held.
+    /// The position read to, as the source's offsets say it (Kafka: the next offset to read;
+    /// NATS: the last sequence read); `None` for a part the offset does not name yet (a
+    /// partition added since), counted from its first offset still held.
     pub offset: Option<i64>,
-    /// The end the part has now (Kafka: the high watermark).
+    /// The end the part has now, in the same terms (Kafka: the high watermark; NATS: the
+    /// stream's last sequence).
     pub end: i64,
     /// `end` minus `offset`, never below 0.
     pub lag: u64,

@@ -171,7 +171,13 @@ async fn a_nats_source_reads_every_message_once_across_runs() {
     let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains(&format!("stream {stream} through sequence ")),
+        text.contains(&format!("stream {stream} through sequence 230 (from 1)")),
+        "{text}"
+    );
+    // Walk 29 (9): the lag said "at 231 of 231" beside "through sequence 230": one position
+    // in two terms. Both say the last sequence now.
+    assert!(
+        text.contains(&format!("stream {stream} at 230 of 230 (0 behind)")),
         "{text}"
     );
 }

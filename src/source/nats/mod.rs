@@ -352,8 +352,9 @@ impl SourceConnector for NatsConfig {
             total: lag,
             parts: vec![PartLag {
                 part: format!("stream {}", self.stream),
-                offset: Some(i64::try_from(read + 1).unwrap_or(i64::MAX)),
-                end: i64::try_from(state.last + 1).unwrap_or(i64::MAX),
+                // As the offset says it: the last sequence read, of the stream's last.
+                offset: Some(i64::try_from(read).unwrap_or(i64::MAX)),
+                end: i64::try_from(state.last).unwrap_or(i64::MAX),
                 lag,
             }],
         }))
