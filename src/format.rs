@@ -105,10 +105,14 @@ impl FileFormat {
     "`schema:` key `{column}` has type `{type_name}`, which is not a SQL type DataFusion \
      reads{}",
     // In a `{ ... }` mapping, YAML ends a value at a comma: `decimal(10,2)` arrives cut.
-    if type_name.matches('(').count() > type_name.matches(')').count() {
+    if let Some(open) = ['(', '<'].into_iter().find(|open| {
+        let close = if *open == '(' { ')' } else { '>' };
+        type_name.matches(*open).count() > type_name.matches(close).count()
+    }) {
         format!(
-            ": its `(` is not closed. Inside `{{ ... }}` a comma ends the value, so quote a \
-             type with one: `{column}: 'decimal(10,2)'`"
+            ": its `{open}` is not closed. Inside `{{ ... }}` a comma ends the value, so quote a \
+             type with one: `{column}: '{}'`",
+            if open == '(' { "decimal(10,2)" } else { "map<string,int>" }
         )
     } else if type_alias(type_name).is_some() {
         // The reason names the type meant; a nearest name by spelling could mislead (`int64`
@@ -359,6 +363,23 @@ mod tests {
             assert!(
                 err.to_string()
                     .contains("`bigint` (PostgreSQL's and DuckDB's `int8`)"),
+                "{err}"
+            );
+        }
+    }
+
+    /// Walk 29 (8): `{ m: map<string,int> }` arrived cut at its comma, as `decimal(10,2)`
+    /// does, and was answered with the parser's words; both say the comma and the quotes.
+    #[tokio::test]
+    async fn a_type_cut_at_its_comma_says_to_quote_it() {
+        for (cut, open) in [("decimal(10", "("), ("map<string", "<")] {
+            let err = schema_from_sql_types(&[("m".into(), cut.into())])
+                .await
+                .expect_err(cut)
+                .to_string();
+            assert!(
+                err.contains(&format!("its `{open}` is not closed"))
+                    && err.contains("a comma ends the value, so quote a type with one"),
                 "{err}"
             );
         }

@@ -1161,26 +1161,52 @@ impl Encoders {
                 .parse_sql_expr(sql, &df_schema)
                 .and_then(|e| ctx.create_physical_expr(e, &df_schema))
                 .map_err(|e| {
-                    format!("`{key}: {sql}` is not an expression over the query's columns: {e}")
+                    // A bare word that is no column: meant as text, most likely.
+                    let literal = if sql.trim().chars().all(|c| c.is_alphanumeric() || c == '_')
+                        && e.to_string().contains("No field named")
+                    {
+                        format!(
+                            " (to send the text `{sql}` itself, write it as SQL text, in single \
+                             quotes inside YAML's double ones: `{key}: \"'{sql}'\"`)"
+                        )
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        "`{key}: {sql}` is not an expression over the query's columns: \
+                         {e}{literal}"
+                    )
                 })?;
             Ok(expr)
         };
+        // Every expression at fault is named at once.
+        let mut faults = Vec::new();
+        let mut keep = |compiled: Result<Arc<dyn PhysicalExpr>, String>| match compiled {
+            Ok(expr) => Some(expr),
+            Err(fault) => {
+                faults.push(fault);
+                None
+            }
+        };
+        let key = config.key.as_deref().and_then(|k| keep(compile("key", k)));
+        let value = config
+            .value
+            .as_deref()
+            .and_then(|v| keep(compile("value", v)));
+        let headers: Vec<(String, Arc<dyn PhysicalExpr>)> = config
+            .headers
+            .iter()
+            .filter_map(|(name, sql)| {
+                keep(compile(&format!("headers.{name}"), sql)).map(|expr| (name.clone(), expr))
+            })
+            .collect();
+        if !faults.is_empty() {
+            return Err(faults.join("; and "));
+        }
         Ok(Self {
-            key: config
-                .key
-                .as_deref()
-                .map(|k| compile("key", k))
-                .transpose()?,
-            value: config
-                .value
-                .as_deref()
-                .map(|v| compile("value", v))
-                .transpose()?,
-            headers: config
-                .headers
-                .iter()
-                .map(|(name, sql)| Ok((name.clone(), compile(&format!("headers.{name}"), sql)?)))
-                .collect::<Result<_, String>>()?,
+            key,
+            value,
+            headers,
         })
     }
 

@@ -332,14 +332,26 @@ async fn files_to_kafka_and_kafka_to_a_keyed_aggregation_hold_the_batch_result()
     );
     // Walk 27 (11): a mistake in `key:` was found once the batch was planned, so that the
     // fixed file was refused for the planned batch. It is found first, exit 2, nothing planned.
-    let pipeline = write_pipeline(&ws, &yaml.replace("CAST(id AS", "CAST(orderid AS"));
+    // Walk 29 (8): with a header's mistake too, each was said in a run of its own, and a
+    // header meant as text (`src: sluice`) was not told to be quoted. Both at once, and how.
+    let pipeline = write_pipeline(
+        &ws,
+        &format!(
+            "{}  headers: {{ src: sluice }}\n",
+            yaml.replace("CAST(id AS", "CAST(orderid AS")
+        ),
+    );
     let run = sluice_run(&pipeline, &[]);
     let said = stderr(&run);
     assert_eq!(run.status.code(), Some(2), "{said}");
     assert!(
         said.contains(
             "`key: CAST(orderid AS VARCHAR)` is not an expression over the query's columns"
-        ),
+        ) && said.contains("; and `headers.src: sluice` is not an expression")
+            && said.contains(
+                "write it as SQL text, in single quotes inside YAML's double ones: \
+                              `headers.src: \"'sluice'\"`"
+            ),
         "{said}"
     );
     assert!(!ws.path("ckpt/offsets/0").exists(), "no batch planned");
