@@ -85,13 +85,7 @@ impl PayloadDecoder<'_> {
             ..*self
         };
         if let Err(error) = failing.decode_together(payloads, &[i], blame) {
-            // Without the advice to skip (the Kafka and NATS sources' own, or the files'):
-            // skipping is what is done.
-            let mut error = error.to_string().replace(super::SKIP_HINT, "");
-            if let Some(at) = error.rfind(" (set `on_error: skip`") {
-                error.truncate(at);
-            }
-            tracing::info!("skipping {error}");
+            tracing::info!("skipping {}", skipped_words(&error));
         }
     }
 
@@ -110,9 +104,20 @@ impl PayloadDecoder<'_> {
         let mut good: Vec<usize> = Vec::with_capacity(payloads.len());
         for (i, payload) in payloads.iter().enumerate() {
             if payload.is_none_or(<[u8]>::is_empty) {
+                let why = if payload.is_none() {
+                    "the message has no payload (a tombstone)"
+                } else {
+                    "the message's payload is empty"
+                };
                 match self.on_error {
-                    OnError::Fail => return Err(blame(i, "the message has no payload")),
-                    OnError::Skip => skipped += 1,
+                    OnError::Fail => return Err(blame(i, why)),
+                    OnError::Skip => {
+                        skipped += 1;
+                        // Named in the log as every other row skipped is.
+                        if tracing::enabled!(tracing::Level::INFO) {
+                            tracing::info!("skipping {}", skipped_words(&blame(i, why)));
+                        }
+                    }
                 }
             } else {
                 good.push(i);
@@ -243,6 +248,16 @@ impl PayloadDecoder<'_> {
             Err(e) => Err(e),
         }
     }
+}
+
+/// `error`, for a payload skipped, without the advice to skip (the Kafka and NATS sources'
+/// own, or the files'): skipping is what is done.
+fn skipped_words(error: &SourceError) -> String {
+    let mut said = error.to_string().replace(super::SKIP_HINT, "");
+    if let Some(at) = said.rfind(" (set `on_error: skip`") {
+        said.truncate(at);
+    }
+    said
 }
 
 /// The fields of a message header: `key` (text) and `value` (bytes, null where absent).
