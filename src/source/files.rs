@@ -707,7 +707,12 @@ impl FilesSource {
             } else if file.size < read.size {
                 format!("has shrunk from {} to {} bytes", read.size, file.size)
             } else if changed {
-                format!("was rewritten at the same size ({} bytes)", file.size)
+                // Or another file of that name: a copy, or the same name in a folder the
+                // source's `path:` was moved to.
+                format!(
+                    "was rewritten at the same size ({} bytes), or is another file of that name,",
+                    file.size
+                )
             } else {
                 continue;
             };
