@@ -1085,6 +1085,8 @@ struct Driver<'a> {
     unrecorded_output_schema: Option<Vec<(String, String)>>,
     /// The output mode the previous run recorded with the sink.
     previous_output_mode: Option<String>,
+    /// That the sink moved since the last run, said once the run's checks are passed.
+    sink_moved: Option<String>,
     /// The complete-mode table the newest committed batch wrote is gone: the next batch runs
     /// without new input, to write it again.
     table_gone: bool,
@@ -1212,6 +1214,8 @@ impl<'a> Driver<'a> {
             _ => None,
         }
         .unwrap_or_else(|| pipeline.sink.connector().keeps_batches());
+        // Said once the run's checks are passed: a refused run moves nothing.
+        let mut sink_moved = None;
         if let Some(previous) = &previous
             && (previous.output_schema.is_some() || was_rebuilt || !previous_keeps)
             && (&previous.kind, &previous.path) != (&sink_record.kind, &sink_record.path)
@@ -1236,12 +1240,12 @@ impl<'a> Driver<'a> {
             } else {
                 ""
             };
-            tracing::warn!(
+            sink_moved = Some(format!(
                 "the sink moved: earlier batches went to the {}, batches from now on go to the \
                  {}{rewind}{update}",
                 shown(&previous.kind, &previous.path),
                 shown(&sink_record.kind, &sink_record.path)
-            );
+            ));
         }
         let previous_output_mode = previous.as_ref().map(|p| p.output_mode.clone());
         let sink_record_found = previous.clone();
@@ -1469,6 +1473,7 @@ impl<'a> Driver<'a> {
             unrecorded_output_schema: None,
             rebuilt_query,
             previous_output_mode,
+            sink_moved,
             sink_record_found,
             table_gone,
         })
@@ -1624,6 +1629,9 @@ impl<'a> Driver<'a> {
                 .map_err(|e| Error::Usage(e.to_string().replace("<checkpoint>", &shown)))?;
             self.check_update_key(&output).await?;
             self.check_output_schema(&output).await?;
+        }
+        if let Some(moved) = self.sink_moved.take() {
+            tracing::warn!("{moved}");
         }
         self.sink.start().await?;
         // A `late_rows` sink is checked and reached now too, not when the first late row
@@ -1830,10 +1838,19 @@ impl<'a> Driver<'a> {
         {
             return Ok(());
         }
+        // Why a new sink is not the way: the new mode would write only what changes from now.
+        let why = match (previous.as_str(), mode) {
+            ("complete", "update") => {
+                " (a new sink is not enough: in update mode each batch writes only the groups \
+                 it changes, so a sink started now would never get the groups that do not \
+                 change again)"
+            }
+            _ => "",
+        };
         Err(Error::Usage(format!(
             "`output_mode` is {mode} here, but the checkpoint's state was kept for {previous} \
              mode: the groups one mode has held back or already written, the other would write \
-             wrongly or never. Put `output_mode: {previous}` back, or start over on a new \
+             wrongly or never{why}. Put `output_mode: {previous}` back, or start over on a new \
              checkpoint (`checkpoint:` or `--checkpoint`){}",
             sink_advice(self.pipeline).start_over
         )))

@@ -7449,3 +7449,29 @@ fn counting_from_zero_as_spark_does_is_said() {
     assert!(!stderr(&out).contains("counts from 0"), "{}", stderr(&out));
     assert_eq!(lines, [r#"{"first":"ab","two":"ab"}"#]);
 }
+
+/// Walk 29 (7): a complete-mode aggregation changed to update mode, with a new `sink.path`,
+/// was refused with "start over on a new checkpoint", after a warning that the sink had
+/// moved. The refusal says why a new sink is not enough, and a refused run says no move.
+#[test]
+fn complete_to_update_says_why_a_new_sink_is_not_enough() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, count(*) AS n FROM s GROUP BY k", "complete");
+    assert!(run(&file, &ws).status.success());
+    edit_file(&file, "output_mode: complete", "output_mode: update");
+    edit_file(
+        &file,
+        &format!("path: {}, format: json }}\n", ws.p("out")),
+        &format!("path: {}, format: json }}\n", ws.p("out-update")),
+    );
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("the checkpoint's state was kept for complete mode")
+            && said.contains("a new sink is not enough")
+            && !said.contains("the sink moved"),
+        "{said}"
+    );
+}
