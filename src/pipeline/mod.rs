@@ -793,7 +793,9 @@ impl Pipeline {
         let mut said = vec![(key.clone(), first.clone())];
         // Whether a watermark went out with a key removed.
         let mut watermark_removed = false;
-        while said.len() < MISTAKES_SAID && remove_key(&mut value, &key) {
+        // What was said of `key`.
+        let mut about = first.clone();
+        while said.len() < MISTAKES_SAID && set_aside(&mut value, &key, &about) {
             watermark_removed |= key.contains(".watermark");
             let Ok(rest) = serde_yaml::to_string(&value) else {
                 break;
@@ -812,6 +814,7 @@ impl Pipeline {
                 match key.rsplit_once('.') {
                     Some((parent, _)) if parent.matches('.').count() >= 2 => {
                         key = parent.to_string();
+                        about = message;
                         continue;
                     }
                     _ => break,
@@ -824,10 +827,12 @@ impl Pipeline {
             // just taken out for a bad `delay`.
             if next == "late_rows" && watermark_removed {
                 key = next;
+                about = message;
                 continue;
             }
-            said.push((next.clone(), message));
+            said.push((next.clone(), message.clone()));
             key = next;
+            about = message;
         }
         if said.len() == 1 {
             return Err(PipelineError::Invalid {
@@ -1597,6 +1602,33 @@ fn key_at_fault(message: &str) -> Option<String> {
     (!key.is_empty() && !key.contains(['[', ' '])).then(|| key.to_string())
 }
 
+/// Sets the key at dotted `path` aside so that the rest of the file reads on, `about` being
+/// what was said of it: a value not among those a key takes ("expected one of `json`, ...")
+/// becomes the first of them (the key may be required: a files source's `format`); any other
+/// key is removed. Whether the key was there.
+fn set_aside(value: &mut serde_yaml::Value, path: &str, about: &str) -> bool {
+    // "unknown value `pq`, expected one of ...", not "unknown field ..., expected one of".
+    let first_taken = about
+        .split("unknown value `")
+        .nth(1)
+        .and_then(|rest| rest.split("expected one of `").nth(1))
+        .and_then(|rest| rest.split('`').next());
+    if let Some(taken) = first_taken {
+        let mut at = &mut *value;
+        for segment in path.split('.') {
+            match at.get_mut(segment) {
+                Some(inner) => at = inner,
+                None => return false,
+            }
+        }
+        if at.as_str() != Some(taken) {
+            *at = serde_yaml::Value::String(taken.to_string());
+            return true;
+        }
+    }
+    remove_key(value, path)
+}
+
 /// Removes the key at dotted `path` from `value`; whether it was there.
 fn remove_key(value: &mut serde_yaml::Value, path: &str) -> bool {
     let mut at = value;
@@ -1683,6 +1715,22 @@ sink: { kind: files, path: out/clicks, format: parquet }
             assert!(!said.contains("no source declares one"), "{said}");
             assert!(said.contains("`trigger`"), "the trigger too: {said}");
         }
+    }
+
+    /// Walk 29 (8): a source's `format: pq` ended the list (the key is required, so the file
+    /// read again without it had only that to say), and the bad `name` came a run later.
+    /// A value not among those taken stands in as the first of them for the reading on.
+    #[test]
+    fn a_required_key_of_a_bad_value_does_not_end_the_list() {
+        let text = GOOD
+            .replace("name: clicks", "name: my pipe")
+            .replace("format: json", "format: pq");
+        let said = parse(&text).expect_err("two mistakes");
+        assert!(
+            said.contains("`name` must be letters, digits")
+                && said.contains("`sources.clicks.format`: unknown value `pq`"),
+            "{said}"
+        );
     }
 
     /// Walk 28 (8): Spark's option names were answered by edit distance, or not at all.
