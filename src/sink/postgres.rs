@@ -1208,6 +1208,7 @@ impl PostgresSink {
                 Some(_) => {}
             }
         }
+        misfits.extend(self.check_required_columns(live, &columns).await?);
         match misfits.as_slice() {
             [] => {}
             [one] => return Err(Failure::Fatal(self.error(one.clone()))),
@@ -1218,7 +1219,7 @@ impl PostgresSink {
                     .map(|(i, misfit)| format!("({}) {misfit}", i + 1))
                     .collect();
                 return Err(Failure::Fatal(self.error(format!(
-                    "{} of the query's columns do not fit the table: {}",
+                    "the query's columns do not fit the table in {} ways: {}",
                     many.len(),
                     listed.join("; ")
                 ))));
@@ -1240,7 +1241,6 @@ impl PostgresSink {
                 }
             ))));
         }
-        self.check_required_columns(live, &columns).await?;
         if self.mode == Mode::Update {
             self.check_key_index(live).await?;
         }
@@ -1372,13 +1372,14 @@ impl PostgresSink {
             .get(0))
     }
 
-    /// Refuses a table with a column the query gives no value for that takes no null and has
-    /// no default (nor an identity or generated value): the server would refuse every row.
+    /// The table's columns that the query gives no value for and that take no null and have
+    /// no default (nor an identity or generated value), each said with the ways to mend it:
+    /// the server would refuse every row.
     async fn check_required_columns(
         &self,
         live: &Live,
         columns: &[PgColumn],
-    ) -> Result<(), Failure> {
+    ) -> Result<Vec<String>, Failure> {
         // Generated columns (PostgreSQL 12 on) take no value either.
         let generated = if self.server_version(live).await? >= 120_000 {
             "AND a.attgenerated = ''"
@@ -1398,20 +1399,25 @@ impl PostgresSink {
             )
             .await
             .map_err(|e| self.failure(&e, "reading the table's columns"))?;
-        let missing = required.iter().map(|r| r.get::<_, String>(0)).find(|name| {
-            columns.iter().all(|c| &c.name != name)
-                && self.config.batch_column.as_ref() != Some(name)
-        });
-        let Some(name) = missing else {
-            return Ok(());
-        };
-        let (table, column) = (quote_path(&self.table), quote(&name));
-        Err(Failure::Fatal(self.error(format!(
-            "column {column} of the table is NOT NULL without a default, and the query gives no \
-             value for it, so the server would refuse every row: add it to the query, give it \
-             a default (`ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT ...`), or let it \
-             take nulls (`ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL`)"
-        ))))
+        let table = quote_path(&self.table);
+        Ok(required
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .filter(|name| {
+                columns.iter().all(|c| &c.name != name)
+                    && self.config.batch_column.as_ref() != Some(name)
+            })
+            .map(|name| {
+                let column = quote(&name);
+                format!(
+                    "column {column} of the table is NOT NULL without a default, and the query \
+                     gives no value for it, so the server would refuse every row: add it to the \
+                     query, give it a default (`ALTER TABLE {table} ALTER COLUMN {column} SET \
+                     DEFAULT ...`), or let it take nulls (`ALTER TABLE {table} ALTER COLUMN \
+                     {column} DROP NOT NULL`)"
+                )
+            })
+            .collect())
     }
 
     /// Refuses, in update mode, a table the upsert cannot write over its rows by `key`: one
