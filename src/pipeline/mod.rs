@@ -1212,6 +1212,29 @@ impl Pipeline {
         if self.sources.is_empty() {
             return Err("`sources` must name at least one source".into());
         }
+        // Declared column types, read as they will be when the source opens, so that a type
+        // mistake is named with the file's other mistakes.
+        for (group, configs) in [("sources", &self.sources), ("tables", &self.tables)] {
+            for (name, config) in configs {
+                let Some(schema) = config.settings.get("schema").and_then(|s| s.as_mapping())
+                else {
+                    continue;
+                };
+                let columns: Vec<(String, String)> = schema
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+                    .collect();
+                if let Err(e) =
+                    futures::executor::block_on(crate::format::schema_from_sql_types(&columns))
+                {
+                    let said = e
+                        .to_string()
+                        .replacen(&format!("`schema:` key `{}` has type", e.column), "type", 1)
+                        .replacen(", which is not a SQL type", " is not a SQL type", 1);
+                    return Err(format!("`{group}.{name}.schema.{}`: {said}", e.column));
+                }
+            }
+        }
         if self.query.trim().is_empty() {
             return Err("`query` is empty".into());
         }
@@ -1604,9 +1627,17 @@ fn key_at_fault(message: &str) -> Option<String> {
 
 /// Sets the key at dotted `path` aside so that the rest of the file reads on, `about` being
 /// what was said of it: a value not among those a key takes ("expected one of `json`, ...")
-/// becomes the first of them (the key may be required: a files source's `format`); any other
-/// key is removed. Whether the key was there.
+/// becomes the first of them (the key may be required: a files source's `format`), a bad
+/// `name` a plain one; any other key is removed. Whether the key was there.
 fn set_aside(value: &mut serde_yaml::Value, path: &str, about: &str) -> bool {
+    // The pipeline's `name`, required, stands in as a plain one.
+    if path == "name"
+        && let Some(map) = value.as_mapping_mut()
+        && map.get("name").and_then(serde_yaml::Value::as_str) != Some("pipeline")
+    {
+        map.insert("name".into(), "pipeline".into());
+        return true;
+    }
     // "unknown value `pq`, expected one of ...", not "unknown field ..., expected one of".
     let first_taken = about
         .split("unknown value `")
@@ -1724,13 +1755,19 @@ sink: { kind: files, path: out/clicks, format: parquet }
     fn a_required_key_of_a_bad_value_does_not_end_the_list() {
         let text = GOOD
             .replace("name: clicks", "name: my pipe")
-            .replace("format: json", "format: pq");
-        let said = parse(&text).expect_err("two mistakes");
+            .replace("format: json", "format: pq")
+            .replace("ts: timestamp", "ts: timestmp");
+        let said = parse(&text).expect_err("three mistakes");
         assert!(
             said.contains("`name` must be letters, digits")
-                && said.contains("`sources.clicks.format`: unknown value `pq`"),
+                && said.contains("`sources.clicks.format`: unknown value `pq`")
+                && said.contains(
+                    "`sources.clicks.schema.ts`: type `timestmp` is not a SQL type DataFusion \
+                     reads (did you mean `timestamp`?)"
+                ),
             "{said}"
         );
+        assert_eq!(said.lines().count(), 3, "{said}");
     }
 
     /// Walk 28 (8): Spark's option names were answered by edit distance, or not at all.

@@ -2613,9 +2613,9 @@ fn a_missing_state_version_and_bad_types_are_named_with_a_way_out() {
     let out = run(&file, &ws);
     assert_ne!(out.status.code(), Some(0));
     assert!(
-        stderr(&out).contains("key `v`")
+        stderr(&out).contains("`sources.s.schema.v`: type `bigintt` is not a SQL type")
             && stderr(&out).contains("did you mean `bigint`")
-            && stderr(&out).contains("(line 4 of the pipeline file)"),
+            && stderr(&out).contains("(line 4)"),
         "{}",
         stderr(&out)
     );
