@@ -1125,7 +1125,7 @@ pub fn integer_divisions(plan: &LogicalPlan) -> Vec<String> {
 pub fn zero_based_calls(plan: &LogicalPlan) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     let zero = |e: &Expr| {
-        matches!(e, Expr::Literal(v, _) if v.is_null() == false
+        matches!(e, Expr::Literal(v, _) if !v.is_null()
             && v.data_type().is_integer()
             && v.to_string() == "0")
     };

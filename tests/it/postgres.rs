@@ -1916,9 +1916,8 @@ async fn a_late_rows_table_is_checked_before_the_first_batch() {
     let said = stderr(&rewind);
     assert_eq!(rewind.status.code(), Some(2), "{said}");
     assert!(
-        said.contains(&format!(
-            "the late rows of source `s` went to postgresql://"
-        )) && said.contains(&format!("/{table}_s, up to batch 2"))
+        said.contains("the late rows of source `s` went to postgresql://")
+            && said.contains(&format!("/{table}_s, up to batch 2"))
             && said.contains("cannot be rewound below batch 2"),
         "{said}"
     );
