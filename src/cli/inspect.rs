@@ -757,6 +757,19 @@ fn render_text(view: &CheckpointView) -> String {
             if c.rows_lost > 0 {
                 let _ = write!(out, "; {} rows gone from the source skipped", c.rows_lost);
             }
+            if c.rows_late > 0 {
+                let _ = write!(out, "; {} late rows", c.rows_late);
+            }
+        }
+        // The watermark the batch judged lateness by.
+        if let Some(w) = b
+            .offsets
+            .as_ref()
+            .and_then(|o| o.get("watermark_ms"))
+            .and_then(serde_json::Value::as_i64)
+            .and_then(chrono::DateTime::from_timestamp_millis)
+        {
+            let _ = write!(out, "; watermark {}", w.to_rfc3339());
         }
         out.push('\n');
         if let Some(why) = &b.damaged {

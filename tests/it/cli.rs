@@ -679,6 +679,15 @@ fn a_windowed_aggregation_reports_its_state_and_can_be_read_and_explained() {
     assert!(text.contains("\"amount\""), "every column: {text}");
 
     let ckpt = ws.p("ckpt");
+    // Walk 28: a late row's record did not say why it was late. Its batch (the file's name)
+    // says the watermark it was judged against, with its late rows.
+    let out = run_bin(&["inspect", &ckpt, "--batch", "5"], ws.dir.path());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.lines().any(|l| l.starts_with("batch      5")
+            && l.ends_with("; 7 late rows; watermark 2025-11-01T12:29:09+00:00")),
+        "{shown}"
+    );
     let out = run_bin(&["inspect", &ckpt, "--json"], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect json");
