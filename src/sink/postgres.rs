@@ -1929,6 +1929,15 @@ impl Sink for PostgresSink {
                             `batch_column`",
             });
         };
+        // A later batch's rows take the place of an earlier one's (an upsert, a table
+        // replaced): what a batch wrote is no longer told apart.
+        if self.mode != Mode::Append {
+            return Err(SinkError::NotSupported {
+                kind: KIND.name,
+                operation: "reading a batch back (`sluice replay --verify`) in update or \
+                            complete mode (later batches' rows take the place of its rows)",
+            });
+        }
         let mut guard = self.live.lock().await;
         // An open run's session where there is one; else a session of the tool's own.
         let epoch = guard.as_ref().and_then(|l| l.epoch);
