@@ -843,15 +843,28 @@ impl Walk<'_> {
                 format!(
                     "append mode writes each row once, when its window has closed, and the \
                      watermark says when that is: this window is not over a watermark column \
-                     (the sources' are {}); bin that column, or give the source whose column \
-                     it bins a `watermark:`",
+                     itself (the sources' are {}; a time made from one, as by `AT TIME ZONE`, \
+                     is not it); bin that column, or give the source whose column it bins a \
+                     `watermark:`",
                     self.watermarks
                         .iter()
                         .map(|(source, column)| format!("`{source}.{column}`"))
                         .collect::<Vec<_>>()
                         .join(", ")
                 )
-            } else if let Some(unit) = truncates_time(node) {
+            } else if let Some((unit, false)) = truncates_time(node) {
+                format!(
+                    "append mode writes each row once, when its window has closed, and only \
+                     `date_bin` (and `hop`, `session_window`) over a source's watermark column \
+                     itself makes windows whose end the watermark can pass, in UTC: \
+                     `date_trunc('{unit}', ...)` of a time made from it (local time, `AT TIME \
+                     ZONE`) is neither, so windows of local days are not supported in append \
+                     mode. Group by `date_bin(INTERVAL '1 {unit}', ts)` for windows in UTC (an \
+                     origin, `date_bin(.., ts, TIMESTAMP '2026-01-01 05:00:00')`, shifts them by \
+                     a fixed offset, which daylight saving time does not follow), or keep local \
+                     {unit}s, rewritten as they change, in update or complete mode"
+                )
+            } else if let Some((unit, true)) = truncates_time(node) {
                 format!(
                     "append mode writes each row once, when its window has closed, and only \
                      `date_bin` (and `hop`, `session_window`) makes windows whose end the \
@@ -1126,7 +1139,7 @@ fn bins_by_time(node: &LogicalPlan) -> bool {
 /// The unit of a `date_trunc('<unit>', ...)` aggregation `node` groups by (a window of
 /// Spark's or PostgreSQL's habit that is not one here), where it groups by one whose bins
 /// `date_bin` of one such unit makes too (seconds to days; weeks start on another day).
-fn truncates_time(node: &LogicalPlan) -> Option<String> {
+fn truncates_time(node: &LogicalPlan) -> Option<(String, bool)> {
     use datafusion::common::ScalarValue;
     let LogicalPlan::Aggregate(a) = node else {
         return None;
@@ -1147,7 +1160,16 @@ fn truncates_time(node: &LogicalPlan) -> Option<String> {
             )) if ["second", "minute", "hour", "day"]
                 .contains(&unit.to_ascii_lowercase().as_str()) =>
             {
-                Some(unit.to_ascii_lowercase())
+                // Of a column itself (perhaps cast), not of a time made from it (`ts AT TIME
+                // ZONE 'America/New_York'`, local time).
+                let plain = f.args.get(1).is_some_and(|arg| {
+                    let mut arg = strip_alias(arg);
+                    while let Expr::Cast(c) = arg {
+                        arg = strip_alias(&c.expr);
+                    }
+                    matches!(arg, Expr::Column(_))
+                });
+                Some((unit.to_ascii_lowercase(), plain))
             }
             _ => None,
         }

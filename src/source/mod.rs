@@ -130,31 +130,24 @@ fn not_data(file: &str) -> bool {
 
 /// What a stream source does where its input now ends below the position its batches read up
 /// to (`what` says where: a topic or stream deleted and made again): under
-/// `fail_on_data_loss`, `Err` with the message, naming the ways out (the `input` read again
-/// from its first `position`, or read anew on a new checkpoint); else a warning, said once a
-/// run (`said`), as `{shown}: {what}`, and the source reads the input again from its first
-/// `position` (what the old input held past the position read up to and no batch read is not
-/// known; Spark reads on from the new end instead, skipping the new records below it).
+/// `fail_on_data_loss`, `Err` with the message, naming the ways out (`fail_on_data_loss:
+/// false`, which makes the source do what `then` says, or a new start); else a warning, said
+/// once a run (`said`), as `{shown}: {what}; going on to <then>`.
 pub(crate) fn input_went_back(
     what: &str,
-    position: &str,
-    input: &str,
+    then: &str,
     fail_on_data_loss: bool,
     said: &mut bool,
     shown: &str,
 ) -> Result<(), String> {
     if fail_on_data_loss {
         return Err(format!(
-            "{what}. {SKIP_WHAT_IS_GONE}: the {input} is then read again from its first \
-             {position} (what the old one held past the {position} read up to and no batch \
-             read is not known); or start the pipeline over on {NEW_START}"
+            "{what}. Set `fail_on_data_loss: false` on the source to {then}; or start the \
+             pipeline over on {NEW_START}"
         ));
     }
     if !std::mem::replace(said, true) {
-        tracing::warn!(
-            "{shown}: {what}; reading it again from its first {position} \
-             (`fail_on_data_loss: false`)"
-        );
+        tracing::warn!("{shown}: {what}; going on to {then} (`fail_on_data_loss: false`)");
     }
     Ok(())
 }

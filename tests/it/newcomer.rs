@@ -6865,6 +6865,28 @@ fn walk_27_messages_name_the_fix() {
             "`date_trunc('minute', ts)` is taken for a plain value, not a window. Group by \
              `date_bin(INTERVAL '1 minute', ts)`",
         ),
+        // Walk 30 (4): of local time, the advice dropped `AT TIME ZONE` and said it binned
+        // the same way; it says local days are not windows here, and what is.
+        (
+            yaml(
+                &input_dir,
+                "SELECT date_trunc('day', ts AT TIME ZONE 'America/New_York') AS d, count(*) \
+                 AS n FROM s GROUP BY 1",
+                "",
+            ),
+            "so windows of local days are not supported in append mode. Group by \
+             `date_bin(INTERVAL '1 day', ts)` for windows in UTC",
+        ),
+        (
+            yaml(
+                &input_dir,
+                "SELECT date_bin(INTERVAL '1 day', ts AT TIME ZONE 'America/New_York') AS d, \
+                 count(*) AS n FROM s GROUP BY 1",
+                "",
+            ),
+            "this window is not over a watermark column itself (the sources' are `s.ts`; a \
+             time made from one, as by `AT TIME ZONE`, is not it)",
+        ),
         (
             yaml(&input_dir, "SELECT k FROM s WHERE k = 'a: b'", ""),
             "`query` holds `: `, which YAML reads as a key in a plain value: write `query: |`",

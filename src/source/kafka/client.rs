@@ -68,36 +68,71 @@ pub fn client_config(
 }
 
 /// Checks that some server of `bootstrap` (`host:port`, comma-separated, each perhaps with a
-/// listener's `PLAINTEXT://` in front) takes a TCP connection within `timeout` (at most 5 s),
-/// so that brokers not listening there are said in a second, where librdkafka would wait out
-/// its request timeout (30 s and more) per attempt, logging each refused connection.
+/// listener's `PLAINTEXT://` in front, `${VAR}` filled in from the environment, 9092 where no
+/// port is given, as librdkafka reads them) takes a TCP connection within `timeout` (at most
+/// 5 s), so that brokers not listening there are said in a second, where librdkafka would wait
+/// out its request timeout (30 s and more) per attempt, logging each refused connection. The
+/// servers are tried at once.
 ///
-/// Errors: each server with why it did not connect (`connection refused`, no answer within
-/// the timeout, a name that does not resolve).
+/// Errors: each server with why it did not connect (connection refused, no answer within the
+/// timeout, a name that does not resolve). A list that does not read (a variable not set) is
+/// left to the client, which names it.
 pub async fn reachable(bootstrap: &str, timeout: std::time::Duration) -> Result<(), String> {
+    let Ok(bootstrap) = crate::secret::expand_env(bootstrap) else {
+        return Ok(());
+    };
     let timeout = timeout.min(std::time::Duration::from_secs(5));
-    let mut why = Vec::new();
-    for server in bootstrap
+    let addresses: Vec<String> = bootstrap
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-    {
-        let address = server.rsplit("://").next().unwrap_or(server);
-        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) => why.push(format!(
-                "{address}: {}",
-                e.kind().to_string().to_lowercase()
-            )),
-            Err(_) => why.push(format!(
+        .map(|server| {
+            let address = server.rsplit("://").next().unwrap_or(server);
+            // `host`, `[::1]` and `::1` name no port; `host:9093` and `[::1]:9093` do.
+            let has_port = match address.rsplit_once(':') {
+                Some((host, port)) => {
+                    port.parse::<u16>().is_ok() && (!host.contains(':') || host.ends_with(']'))
+                }
+                None => false,
+            };
+            if has_port {
+                address.to_string()
+            } else {
+                format!("{address}:9092")
+            }
+        })
+        .collect();
+    if addresses.is_empty() {
+        return Ok(());
+    }
+    let tries = addresses.iter().map(|address| async move {
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address.as_str())).await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                // The system's words without their number ("Connection refused (os error
+                // 111)"); a name that does not resolve says so.
+                let text = e.to_string();
+                let text = text.split(" (os error").next().unwrap_or(&text);
+                Err(format!("{address}: {}", text.to_lowercase()))
+            }
+            Err(_) => Err(format!(
                 "{address}: no answer within {}",
                 humantime::format_duration(timeout)
             )),
         }
+    });
+    // The first server that answers ends the wait; all failing, each is said.
+    use futures::StreamExt as _;
+    let mut pending: futures::stream::FuturesUnordered<_> = tries.collect();
+    let mut why = Vec::new();
+    while let Some(tried) = pending.next().await {
+        match tried {
+            Ok(()) => return Ok(()),
+            Err(e) => why.push(e),
+        }
     }
-    if why.is_empty() {
-        return Ok(());
-    }
+    why.sort();
     Err(format!(
         "no broker takes a connection ({}): is Kafka running there, and is that its listener's \
          port (`listeners` in its server.properties)?",
@@ -179,7 +214,8 @@ mod tests {
         .await
         .expect_err("nothing listens on ports 1 and 2");
         assert!(
-            err.contains("127.0.0.1:1: connection refused; 127.0.0.1:2: connection refused"),
+            err.contains("127.0.0.1:1: connection refused")
+                && err.contains("127.0.0.1:2: connection refused"),
             "{err}"
         );
         assert!(started.elapsed() < std::time::Duration::from_secs(10));

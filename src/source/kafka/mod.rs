@@ -1005,21 +1005,11 @@ impl KafkaSource {
         for (topic, partitions) in end {
             for (p, e) in partitions {
                 let s = base.get(topic).and_then(|m| m.get(p)).copied().unwrap_or(0);
-                // Under `fail_on_data_loss: false`, a batch that found the partition made
-                // again goes back to its first offset, reading nothing of it.
-                if s > *e && !self.config.fail_on_data_loss {
-                    continue;
-                }
+                // A batch that found the partition gone back (made again, under
+                // `fail_on_data_loss: false`) ends at its end then, reading nothing of it,
+                // whatever the setting is now.
                 if s > *e {
-                    return Err(CheckpointError::Inconsistent {
-                        location: self.checkpoint.to_string(),
-                        reason: format!(
-                            "source `{}`: {topic} partition {p} goes back from offset {s} to \
-                             {e}",
-                            self.name
-                        ),
-                    }
-                    .into());
+                    continue;
                 }
                 if s < *e {
                     ranges.push(Range {
@@ -1565,9 +1555,11 @@ impl Source for KafkaSource {
         let mut end = base.clone();
         let mut lag = Vec::new();
         let mut shrunk = Vec::new();
-        // Partitions read again from their first offset (made again, `fail_on_data_loss:
-        // false`): this batch's end there is that offset, below its start (an empty range).
-        let mut read_again = Vec::new();
+        // Partitions that went back (made again, `fail_on_data_loss: false`): this batch's end
+        // there is the partition's end now, below its start (an empty range), and batches
+        // read on from it, as Spark's source does: the records now below it are not read (a
+        // partition cut back by its brokers reads records it did read again otherwise).
+        let mut went_back = Vec::new();
         for (topic, partitions) in &now.high {
             for (p, high) in partitions {
                 let s = base.get(topic).and_then(|m| m.get(p)).copied().unwrap_or(0);
@@ -1579,22 +1571,18 @@ impl Source for KafkaSource {
                         "{topic} partition {p} ends at offset {high}, below offset {s}, which \
                          the batches so far have read up to"
                     ));
-                    let low = now
-                        .low
-                        .get(topic)
-                        .and_then(|m| m.get(p))
-                        .copied()
-                        .unwrap_or(0);
-                    read_again.push((topic.clone(), *p, low));
+                    went_back.push((topic.clone(), *p, *high));
                     continue;
                 }
                 let mut e = *high;
                 if let Some(frozen) = &self.frozen {
+                    // Never past the end now (a partition made again since the freeze).
                     e = frozen
                         .get(topic)
                         .and_then(|m| m.get(p))
                         .copied()
-                        .unwrap_or(s);
+                        .unwrap_or(s)
+                        .min(*high);
                 }
                 let e = e.max(s);
                 end.entry(topic.clone()).or_default().insert(*p, s);
@@ -1612,26 +1600,26 @@ impl Source for KafkaSource {
             );
             super::input_went_back(
                 &what,
-                "offsets",
-                "topic",
+                "read on from each such partition's end now (as Spark's source does; the \
+                 records below it are not read)",
                 self.config.fail_on_data_loss,
                 &mut self.said_shrunk,
                 &format!("source `{}`", self.name),
             )
             .map_err(|e| self.connector_error(e))?;
         }
-        let went_back = !read_again.is_empty();
-        for (topic, p, low) in read_again {
-            end.entry(topic).or_default().insert(p, low);
+        let back = !went_back.is_empty();
+        for (topic, p, high) in went_back {
+            end.entry(topic).or_default().insert(p, high);
         }
-        if lag.is_empty() && !went_back {
+        if lag.is_empty() && !back {
             return Ok(None);
         }
         let shares = match (admission, self.config.max_records_per_batch) {
             (Admission::SourceLimits, Some(limit)) => share_limit(&lag, limit),
             _ => lag.iter().cloned().collect(),
         };
-        let mut any = went_back;
+        let mut any = back;
         for ((topic, p), share) in shares {
             if share > 0 {
                 any = true;

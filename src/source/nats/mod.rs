@@ -894,8 +894,8 @@ impl Source for NatsSource {
             );
             super::input_went_back(
                 &what,
-                "sequence",
-                "stream",
+                "read the stream again from its first sequence (what the old one held past \
+                 the sequence read up to and no batch read is not known)",
                 self.config.fail_on_data_loss,
                 &mut self.said_shrunk,
                 &format!("source `{}`: stream `{}`", self.name, self.config.stream),
