@@ -1165,6 +1165,13 @@ fn truncates_time(node: &LogicalPlan) -> Option<(String, bool)> {
                 let plain = f.args.get(1).is_some_and(|arg| {
                     let mut arg = strip_alias(arg);
                     while let Expr::Cast(c) = arg {
+                        // `AT TIME ZONE` is a cast into a zone: local time, not the column.
+                        if let datafusion::arrow::datatypes::DataType::Timestamp(_, Some(zone)) =
+                            c.field.data_type()
+                            && !["UTC", "+00:00", "Z"].contains(&zone.as_ref())
+                        {
+                            return false;
+                        }
                         arg = strip_alias(&c.expr);
                     }
                     matches!(arg, Expr::Column(_))
