@@ -132,7 +132,8 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> &'static str 
             ". A text value the query uses as a time or a number does not read as one: declare \
              the column with its type in the source's `schema:` (a row whose value does not fit \
              is then named by its file and line, and skipped and counted under `on_error: \
-             skip`), or write `TRY_CAST(c AS TIMESTAMP)`, which gives null for such a value"
+             skip`), or write `TRY_CAST(c AS <type>)` (`TRY_CAST(c AS TIMESTAMP)`), which \
+             gives null for such a value"
         }
         DataFusionError::ResourcesExhausted(_) => {
             ". The batch needs more memory than the pipeline's `memory_limit` gives it (by \

@@ -200,11 +200,18 @@ pub fn unknown_keyword(got: &str, expected: &[&str]) -> String {
     }
 }
 
-/// The candidate closest to `got`, when it is close enough to be a likely typo.
+/// The candidate closest to `got`, when it is close enough to be a likely typo: similar by
+/// Jaro-Winkler, or one edit away (two letters swapped: `cvs` for `csv`).
 pub fn nearest<'a>(got: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
-        .map(|c| (strsim::jaro_winkler(got, c), *c))
+        .map(|c| {
+            let one_edit = got.len() >= 3 && strsim::osa_distance(got, c) <= 1;
+            (
+                strsim::jaro_winkler(got, c) + if one_edit { 1.0 } else { 0.0 },
+                *c,
+            )
+        })
         .filter(|(score, _)| *score > 0.7)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)

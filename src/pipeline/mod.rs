@@ -1638,11 +1638,13 @@ fn set_aside(value: &mut serde_yaml::Value, path: &str, about: &str) -> bool {
         map.insert("name".into(), "pipeline".into());
         return true;
     }
-    // "unknown value `pq`, expected one of ...", not "unknown field ..., expected one of".
-    let first_taken = about
-        .split("unknown value `")
-        .nth(1)
-        .and_then(|rest| rest.split("expected one of `").nth(1))
+    // "unknown value `pq`, expected one of ...", not "unknown field ..., expected one of";
+    // the value the message suggests where it does ("did you mean `csv`?"), so that keys
+    // beside it read as they would with the value meant.
+    let taken = about.split("unknown value `").nth(1);
+    let first_taken = taken
+        .and_then(|rest| rest.split("did you mean `").nth(1))
+        .or_else(|| taken.and_then(|rest| rest.split("expected one of `").nth(1)))
         .and_then(|rest| rest.split('`').next());
     if let Some(taken) = first_taken {
         let mut at = &mut *value;
@@ -1768,6 +1770,15 @@ sink: { kind: files, path: out/clicks, format: parquet }
             "{said}"
         );
         assert_eq!(said.lines().count(), 3, "{said}");
+        // The value suggested stands in, so keys of that format are not named as misplaced.
+        let said = parse(
+            &GOOD
+                .replace("format: json", "format: cvs")
+                .replace("    max_files_per_batch: 2", "    delimiter: \";\""),
+        )
+        .expect_err("cvs");
+        assert_eq!(said.lines().count(), 1, "{said}");
+        assert!(said.contains("did you mean `csv`?"), "{said}");
     }
 
     /// Walk 28 (8): Spark's option names were answered by edit distance, or not at all.

@@ -1304,7 +1304,7 @@ mod tests {
             .expect_err("another column")
             .to_string();
         assert!(
-            err.contains("not over a watermark column (the sources' are `s.at`)"),
+            err.contains("not over a watermark column itself (the sources' are `s.at`;"),
             "{err}"
         );
         assert!(analyze_sql(sql, OutputMode::Append).await.is_ok());

@@ -1404,7 +1404,8 @@ impl PostgresSink {
             .iter()
             .map(|r| r.get::<_, String>(0))
             .filter(|name| {
-                columns.iter().all(|c| &c.name != name)
+                // A query column of other capitals is said as that (`AS "amount"`).
+                columns.iter().all(|c| !c.name.eq_ignore_ascii_case(name))
                     && self.config.batch_column.as_ref() != Some(name)
             })
             .map(|name| {
