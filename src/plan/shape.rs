@@ -400,13 +400,15 @@ fn analyze_shape(
         if aggregations > 0 {
             return Err(PlanError::Unsupported {
                 operator: "an aggregation with a join of two streams".into(),
-                reason: "is not supported yet; a query keeps state for one of them".into(),
+                reason: format!(
+                    "is not supported yet; a query keeps state for one of them. {CHAIN}"
+                ),
             });
         }
         if count(plan, |node| matches!(node, LogicalPlan::Join(_))) > 1 {
             return Err(PlanError::Unsupported {
                 operator: "a join of two streams with other joins".into(),
-                reason: "is not supported yet; join the two streams alone".into(),
+                reason: format!("is not supported yet. {CHAIN}"),
             });
         }
         return ctx.join(plan).map(Shape::Join);
@@ -1139,6 +1141,13 @@ fn bins_by_time(node: &LogicalPlan) -> bool {
 /// The unit of a `date_trunc('<unit>', ...)` aggregation `node` groups by (a window of
 /// Spark's or PostgreSQL's habit that is not one here), where it groups by one whose bins
 /// `date_bin` of one such unit makes too (seconds to days; weeks start on another day).
+/// How a query that does more than one stateful step is run: one pipeline a step, the next
+/// reading the files the one before writes (their `_sluice/` records are left out by name).
+const CHAIN: &str = "Join the two streams alone in this pipeline, into a files sink, and do the \
+                     rest in a second pipeline whose source reads that sink's folder (`kind: \
+                     files`, its `path:` and `format:`), with a `watermark:` where it needs \
+                     one";
+
 fn truncates_time(node: &LogicalPlan) -> Option<(String, bool)> {
     use datafusion::common::ScalarValue;
     let LogicalPlan::Aggregate(a) = node else {

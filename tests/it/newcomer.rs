@@ -7497,3 +7497,91 @@ fn complete_to_update_says_why_a_new_sink_is_not_enough() {
         "{said}"
     );
 }
+
+/// Walk 30 (8): a join of two streams with a static lookup, or with an aggregation, was
+/// refused with "join the two streams alone" and no way to do the rest. The refusal names
+/// the way, one pipeline a step, and that way gives the aggregation over the join.
+#[test]
+fn a_join_of_two_streams_with_more_names_a_second_pipeline_and_that_works() {
+    let ws = Workspace::new();
+    for (folder, text) in [
+        (
+            "views",
+            "{\"ts\":\"2026-01-01T10:00:00Z\",\"u\":1,\"vid\":1}\n\
+             {\"ts\":\"2026-01-01T10:00:05Z\",\"u\":2,\"vid\":2}\n",
+        ),
+        (
+            "buys",
+            "{\"ts\":\"2026-01-01T10:00:30Z\",\"u\":1,\"bid\":10}\n\
+             {\"ts\":\"2026-01-01T10:00:40Z\",\"u\":1,\"bid\":11}\n\
+             {\"ts\":\"2026-01-01T10:00:45Z\",\"u\":2,\"bid\":12}\n",
+        ),
+    ] {
+        std::fs::create_dir_all(ws.path(folder)).expect("folder");
+        std::fs::write(ws.path(&format!("{folder}/0.json")), text).expect("input");
+    }
+    let join = |query: &str, mode: &str| {
+        format!(
+            "name: join\ncheckpoint: {ckpt}\nsources:\n  views: {{ kind: files, path: {views}, \
+             format: json, schema: {{ ts: timestamp, u: bigint, vid: bigint }}, watermark: {{ \
+             column: ts, delay: 10s }} }}\n  buys: {{ kind: files, path: {buys}, format: json, \
+             schema: {{ ts: timestamp, u: bigint, bid: bigint }}, watermark: {{ column: ts, \
+             delay: 10s }} }}\nquery: >-\n  {query}\noutput_mode: {mode}\ntrigger: \
+             available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            views = ws.p("views"),
+            buys = ws.p("buys"),
+            out = ws.p("joined"),
+        )
+    };
+    let on = "v.u = b.u AND b.ts BETWEEN v.ts AND v.ts + INTERVAL '1 minute'";
+    let refused = run(
+        &write_pipeline(
+            &ws,
+            &join(
+                &format!(
+                    "SELECT v.vid, count(*) AS n FROM views v JOIN buys b ON {on} GROUP BY v.vid"
+                ),
+                "update",
+            ),
+        ),
+        &ws,
+    );
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(
+            "Join the two streams alone in this pipeline, into a files sink, and do \
+                       the rest in a second pipeline whose source reads that sink's folder"
+        ),
+        "{said}"
+    );
+    // The way: the join first, then the count over its files.
+    let first = run(
+        &write_pipeline(
+            &ws,
+            &join(
+                &format!("SELECT v.vid, b.bid, b.ts FROM views v JOIN buys b ON {on}"),
+                "append",
+            ),
+        ),
+        &ws,
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    let second = format!(
+        "name: counts\ncheckpoint: {ckpt}\nsources:\n  joined: {{ kind: files, path: {joined}, \
+         format: json, schema: {{ vid: bigint, bid: bigint, ts: timestamp }} }}\nquery: SELECT \
+         vid, count(*) AS n FROM joined GROUP BY vid\noutput_mode: complete\ntrigger: \
+         available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt2"),
+        joined = ws.p("joined"),
+        out = ws.p("counts"),
+    );
+    let file = ws.path("second.yaml");
+    std::fs::write(&file, second).expect("second");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut lines = sink_lines(&ws.path("counts"));
+    lines.sort();
+    assert_eq!(lines, [r#"{"vid":1,"n":2}"#, r#"{"vid":2,"n":1}"#]);
+}
