@@ -188,16 +188,25 @@ pub(super) async fn run(
         };
         Error::Usage(format!("--sql: {text}{hint}"))
     };
-    let batches = ctx
-        .sql(&sql)
-        .await
-        .map_err(said)?
+    let frame = ctx.sql(&sql).await.map_err(said)?;
+    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let mut batches = frame
         .collect()
         .await
         .map_err(|e| Error::Usage(format!("--sql: {e}")))?;
+    // No row: the columns still shown, and the count said.
+    let empty = batches.iter().all(|b| b.num_rows() == 0);
+    if empty {
+        batches = vec![datafusion::arrow::record_batch::RecordBatch::new_empty(
+            schema,
+        )];
+    }
     let shown = pretty_format_batches(&batches)
         .map_err(|e| Error::Usage(format!("cannot show the result: {e}")))?;
     super::emit(&format!("{shown}\n"));
+    if empty {
+        super::emit("(0 rows)\n");
+    }
     Ok(())
 }
 

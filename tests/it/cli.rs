@@ -734,6 +734,22 @@ fn a_windowed_aggregation_reports_its_state_and_can_be_read_and_explained() {
         shown.contains("| window_start ") && shown.contains("| n "),
         "{shown}"
     );
+    // Walk 30 (10): a query of no rows printed `++` / `++`: the columns and the count now.
+    let out = run_bin(
+        &[
+            "state",
+            &ckpt,
+            "--sql",
+            "SELECT window_start, n FROM state WHERE n < 0",
+        ],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("| window_start | n |") && shown.trim_end().ends_with("(0 rows)"),
+        "{shown}"
+    );
     let out = run_bin(&["state", &ckpt, "--batch", "999"], ws.dir.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("not committed"), "{}", stderr(&out));
