@@ -225,14 +225,35 @@ fn looks_like_csv(text: &[u8]) -> Option<String> {
 fn check_utf8_text(file: &str, text: &[u8]) -> Result<(), SourceError> {
     // What the text is, and the encoding to name in the conversion.
     let encoding = if text.starts_with(b"\xFF\xFE\0\0") || text.starts_with(b"\0\0\xFE\xFF") {
-        Some(("UTF-32 (its first bytes are a byte order mark)", "UTF-32"))
+        Some((
+            "UTF-32 (its first bytes are a byte order mark)".to_string(),
+            "UTF-32",
+        ))
     } else if text.starts_with(b"\xFF\xFE") || text.starts_with(b"\xFE\xFF") {
-        Some(("UTF-16 (its first bytes are a byte order mark)", "UTF-16"))
+        Some((
+            "UTF-16 (its first bytes are a byte order mark)".to_string(),
+            "UTF-16",
+        ))
     } else if text.iter().take(4096).any(|b| *b == 0) {
         Some((
             "not UTF-8: it holds NUL bytes, as UTF-16 or UTF-32 text without a byte order \
-             mark does, or binary data",
+             mark does, or binary data"
+                .to_string(),
             "UTF-16LE",
+        ))
+    } else if let Err(e) = std::str::from_utf8(text)
+        // Not a character cut at the end of what was read.
+        && e.error_len().is_some()
+    {
+        let at = e.valid_up_to();
+        let line = 1 + text[..at].iter().filter(|b| **b == b'\n').count();
+        Some((
+            format!(
+                "not UTF-8: line {line} holds byte 0x{:02X}, which no UTF-8 text has there \
+                 (Latin-1 or Windows-1252 text, as often)",
+                text[at]
+            ),
+            "LATIN1",
         ))
     } else {
         None

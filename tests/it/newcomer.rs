@@ -7585,3 +7585,30 @@ fn a_join_of_two_streams_with_more_names_a_second_pipeline_and_that_works() {
     lines.sort();
     assert_eq!(lines, [r#"{"vid":1,"n":2}"#, r#"{"vid":2,"n":1}"#]);
 }
+
+/// Walk 30 (5): a Latin-1 CSV file was refused in the CSV reader's words ("Encountered
+/// invalid UTF-8 data and field 2"), with `on_error: skip` as the way, which skipped every
+/// row. It is named as text that is not UTF-8, with its line and byte and the conversion;
+/// converted, it reads.
+#[test]
+fn a_file_in_latin1_is_named_with_its_conversion() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(ws.path("in/0.csv"), b"k,v\nCaf\xe9,1\n").expect("input");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(&file, "format: json,", "format: csv,");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("0.csv: its text is not UTF-8: line 2 holds byte 0xE9")
+            && said.contains("iconv -f LATIN1 -t UTF-8")
+            && !said.contains("on_error"),
+        "{said}"
+    );
+    std::fs::remove_dir_all(ws.path("ckpt")).ok();
+    std::fs::write(ws.path("in/0.csv"), "k,v\nCafé,1\n").expect("converted");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), [r#"{"k":"Café","v":1}"#]);
+}
