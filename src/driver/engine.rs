@@ -408,8 +408,8 @@ impl<'p> Engine<'p> {
                         if declared {
                             "as declared"
                         } else {
-                            "as inferred from the first files: not every value is a time with \
-                             a time of day"
+                            "as inferred from the first files: there, not every value is a \
+                             time with a time of day, or none is there but nulls"
                         },
                         if f.data_type().is_numeric() {
                             format!(
