@@ -2687,14 +2687,25 @@ fn widens_exactly(from: &DataType, to: &DataType) -> bool {
         (T::List(a) | T::LargeList(a) | T::FixedSizeList(a, _), T::List(b) | T::LargeList(b)) => {
             (b.is_nullable() || !a.is_nullable()) && reads_as(a.data_type(), b.data_type())
         }
-        // A struct of the same fields, in the same order, each read exactly.
+        // A struct of the same fields, in the same order, each read exactly; or of some of
+        // them (a writer before a field was added), the others null (as JSON objects merge).
         (T::Struct(a), T::Struct(b)) => {
-            a.len() == b.len()
+            let same = a.len() == b.len()
                 && a.iter().zip(b.iter()).all(|(a, b)| {
                     a.name() == b.name()
                         && (b.is_nullable() || !a.is_nullable())
                         && reads_as(a.data_type(), b.data_type())
+                });
+            same || (a.len() < b.len()
+                && a.iter().all(|a| {
+                    b.iter().any(|b| {
+                        a.name() == b.name()
+                            && (b.is_nullable() || !a.is_nullable())
+                            && reads_as(a.data_type(), b.data_type())
+                    })
                 })
+                && b.iter()
+                    .all(|b| b.is_nullable() || a.iter().any(|a| a.name() == b.name())))
         }
         (T::Map(a, _), T::Map(b, _)) => match (a.data_type(), b.data_type()) {
             (T::Struct(x), T::Struct(y)) if x.len() == 2 && y.len() == 2 => {
@@ -2722,6 +2733,25 @@ fn widens_exactly(from: &DataType, to: &DataType) -> bool {
 /// change: an integer past the float's digits (2^53 for a double: 9007199254740993 would be
 /// read as ...992), at any depth.
 fn cast_exactly(column: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError> {
+    // A struct of some of the fields: each field read by name, the others null.
+    if let (DataType::Struct(from), DataType::Struct(fields)) = (column.data_type(), to)
+        && from.len() < fields.len()
+    {
+        use datafusion::arrow::array::{Array as _, AsArray as _, StructArray, new_null_array};
+        let structs = column.as_struct();
+        let children = fields
+            .iter()
+            .map(|field| match structs.column_by_name(field.name()) {
+                Some(child) => cast_exactly(child, field.data_type()),
+                None => Ok(new_null_array(field.data_type(), structs.len())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Arc::new(StructArray::try_new(
+            fields.clone(),
+            children,
+            structs.nulls().cloned(),
+        )?));
+    }
     let cast = cast_with_options(column, to, &exact())?;
     let may_round = |from: &DataType, to: &DataType| match to {
         DataType::Float64 => matches!(from, DataType::Int64 | DataType::UInt64),

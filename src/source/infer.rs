@@ -159,7 +159,32 @@ impl Sample {
             else {
                 continue;
             };
-            let hint = if matches!(
+            let declared;
+            let hint = if let (DataType::Struct(a), DataType::Struct(b)) = (bad_type, other_type) {
+                // Every field of both, the first's first, as a declared type.
+                let mut fields: Vec<String> = Vec::new();
+                let mut names: Vec<&str> = Vec::new();
+                for f in a.iter().chain(b.iter()) {
+                    if !names.contains(&f.name().as_str()) {
+                        names.push(f.name());
+                        fields.push(format!(
+                            "{} {}",
+                            f.name(),
+                            crate::format::sql_type_name(f.data_type())
+                        ));
+                    }
+                }
+                declared = format!(
+                    "their structs' fields do not read as one struct (a field of one name is of \
+                     types neither reads as the other). Declare the column as the struct meant \
+                     (a file without some of its fields reads them as null), as `schema: {{ \
+                     {}: 'struct<{}>', ... }}` with each field's type (every column of the \
+                     source declared)",
+                    column.name(),
+                    fields.join(", ")
+                );
+                declared.as_str()
+            } else if matches!(
                 (bad_type, other_type),
                 (
                     DataType::Timestamp(_, Some(_)),

@@ -7612,3 +7612,82 @@ fn a_file_in_latin1_is_named_with_its_conversion() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sink_lines(&ws.path("out")), [r#"{"k":"Café","v":1}"#]);
 }
+
+/// Walk 30 (3): Parquet files whose struct column gained a field were refused with "no type
+/// holds the values of both exactly", where the struct of every field does (JSON objects
+/// merged so already). A struct of some of the fields reads into the struct of all of them
+/// (as inferred, or declared), the others null.
+#[test]
+fn parquet_structs_of_other_fields_read_into_the_struct_of_all() {
+    use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray, StructArray};
+    use datafusion::arrow::datatypes::{DataType, Field};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+    let write = |ws: &Workspace, name: &str, fields: &[&str]| {
+        let mut columns: Vec<(Arc<Field>, ArrayRef)> = Vec::new();
+        for field in fields {
+            columns.push(match *field {
+                "a" => (
+                    Arc::new(Field::new("a", DataType::Int64, true)),
+                    Arc::new(Int64Array::from(vec![1])) as ArrayRef,
+                ),
+                "b" => (
+                    Arc::new(Field::new("b", DataType::Utf8, true)),
+                    Arc::new(StringArray::from(vec!["x"])) as ArrayRef,
+                ),
+                _ => (
+                    Arc::new(Field::new("c", DataType::Boolean, true)),
+                    Arc::new(BooleanArray::from(vec![true])) as ArrayRef,
+                ),
+            });
+        }
+        let batch = RecordBatch::try_from_iter([
+            ("id", Arc::new(Int64Array::from(vec![1])) as ArrayRef),
+            ("info", Arc::new(StructArray::from(columns)) as ArrayRef),
+        ])
+        .expect("batch");
+        std::fs::create_dir_all(ws.path("in")).expect("in");
+        let file = std::fs::File::create(ws.path(&format!("in/{name}"))).expect("file");
+        let mut writer =
+            datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)
+                .expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+    };
+    let parquet_pipeline = |ws: &Workspace| {
+        let file = pipeline(
+            ws,
+            "SELECT id, info['b'] AS b, info['c'] AS c FROM s",
+            "append",
+        );
+        edit_file(
+            &file,
+            "format: json, schema: { k: string, v: bigint }",
+            "format: parquet",
+        );
+        file
+    };
+    // A field added: the older file reads with it null.
+    let ws = Workspace::new();
+    write(&ws, "0.parquet", &["a", "b"]);
+    write(&ws, "1.parquet", &["a", "b", "c"]);
+    let file = parquet_pipeline(&ws);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut lines = sink_lines(&ws.path("out"));
+    lines.sort();
+    assert_eq!(
+        lines,
+        [r#"{"id":1,"b":"x","c":true}"#, r#"{"id":1,"b":"x"}"#]
+    );
+    // Fields neither has all of: each file reads into the struct of both.
+    let ws = Workspace::new();
+    write(&ws, "0.parquet", &["a", "b"]);
+    write(&ws, "1.parquet", &["a", "c"]);
+    let file = parquet_pipeline(&ws);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut lines = sink_lines(&ws.path("out"));
+    lines.sort();
+    assert_eq!(lines, [r#"{"id":1,"b":"x"}"#, r#"{"id":1,"c":true}"#]);
+}
