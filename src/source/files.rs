@@ -1245,6 +1245,16 @@ async fn infer_from(
                 file: shown.clone(),
                 reason: "the file vanished while being read".into(),
             })?;
+        // A file inferred from is read whole (as Spark reads it), before any batch: a large
+        // one takes a while, which is said rather than waited out in silence. Once a run:
+        // the columns are pinned in the checkpoint then.
+        if bytes.len() as u64 > super::infer::SAMPLE_BYTES {
+            tracing::warn!(
+                "inferring the columns of {shown} ({} MiB) from all of its values; this reads \
+                 the file once more before its batch. A declared `schema:` skips it",
+                bytes.len() >> 20
+            );
+        }
         let inferred = infer_schema(
             &shown,
             &bytes,
