@@ -90,6 +90,8 @@ pub(super) struct Start<'s> {
     pub(super) event_time_max_ms: &'s BTreeMap<String, i64>,
     /// When each source with an idle timeout last read rows.
     pub(super) source_active_ms: &'s BTreeMap<String, i64>,
+    /// The previous batch's timestamp; `None` for a checkpoint's first batch.
+    pub(super) previous_timestamp_ms: Option<i64>,
 }
 
 /// A batch's output: computed whole, or a plan whose partitions the sink consumes as they
@@ -895,6 +897,16 @@ impl<'p> Engine<'p> {
             if idle_timeout.is_some() {
                 let active = match start.source_active_ms.get(source.name()) {
                     Some(before) if input.rows == 0 => *before,
+                    // An `idle_timeout` set since the batches before, on a source that read
+                    // no row in any of them (no event time seen): idle since the batch before
+                    // this one at least, not only from now.
+                    None if input.rows == 0
+                        && !start.event_time_max_ms.contains_key(source.name()) =>
+                    {
+                        start
+                            .previous_timestamp_ms
+                            .unwrap_or(entry.info.batch_timestamp_ms)
+                    }
                     _ => entry.info.batch_timestamp_ms,
                 };
                 computed

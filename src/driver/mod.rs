@@ -1044,6 +1044,7 @@ impl<'p> Recompute<'p> {
             ends: &ends,
             event_time_max_ms: &BTreeMap::new(),
             source_active_ms: &BTreeMap::new(),
+            previous_timestamp_ms: None,
         };
         let mut computed = self.engine.compute(batch, entry, &start, sql).await?;
         let output = match &computed.output {
@@ -2121,6 +2122,7 @@ impl<'a> Driver<'a> {
             ends: &start.ends,
             event_time_max_ms: &start.event_time_max_ms,
             source_active_ms: &start.source_active_ms,
+            previous_timestamp_ms: (batch.0 > 0).then_some(start.last_timestamp_ms),
         };
         // A batch that fails on the workers (one gone or silent, or an error there) is
         // computed again here from the same offsets, once: the same output, and a source's

@@ -1027,3 +1027,38 @@ fn a_source_that_has_read_nothing_is_named_as_holding_the_watermark_back() {
     assert!(out.status.success(), "{said}");
     assert!(!said.contains("has read no event time yet"), "{said}");
 }
+
+/// Walk 30 (7): a short `idle_timeout` set on a source that had read no row took effect a run
+/// later: the source counted as read from the first batch with the setting. It is idle since
+/// the batch before at least, so the first run with it closes windows by the other source.
+#[test]
+fn an_idle_timeout_added_later_applies_in_its_first_run() {
+    let ws = run_case(
+        &[("a/0.json", &row(1, Some(10.0))), ("b/_empty", "")],
+        &format!("{}\n{}", source("a", "0s"), source("b", "0s")),
+        "SELECT CAST(date_bin(INTERVAL '5 seconds', ts) AS VARCHAR) AS w, count(*) AS n \
+         FROM (SELECT ts FROM a UNION ALL SELECT ts FROM b) u \
+         GROUP BY date_bin(INTERVAL '5 seconds', ts)",
+        "append",
+    );
+    assert!(written(&ws, "out", &["w", "n"]).is_empty());
+    let file = ws.path("pipeline.yaml");
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    let b = "b, format: json, max_files_per_batch: 1, schema: { id: bigint, ts: timestamp }, \
+             watermark: { column: ts, delay: 0s }";
+    assert!(text.contains(b), "{text}");
+    std::fs::write(
+        &file,
+        text.replace(b, &b.replace("delay: 0s", "delay: 0s, idle_timeout: 1s")),
+    )
+    .expect("pipeline");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::fs::write(ws.path("a/1.json"), row(3, Some(20.0))).expect("file");
+    let out = run_bin(&["run", ws.p("pipeline.yaml").as_str()], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !written(&ws, "out", &["w", "n"]).is_empty(),
+        "windows closed in the first run with the timeout: {}",
+        stderr(&out)
+    );
+}
