@@ -327,7 +327,17 @@ impl StateFiles {
         let describe = |s: &SchemaRef| {
             s.fields()
                 .iter()
-                .map(|f| format!("`{}` {}", readable_column(f.name()), f.data_type()))
+                .map(|f| {
+                    let name = readable_column(f.name());
+                    // DataFusion names an aggregate's partial state `max(s.v)[value]`.
+                    match name.strip_suffix(']').and_then(|n| n.rsplit_once('[')) {
+                        Some((aggregate, part)) if aggregate.ends_with(')') => format!(
+                            "the `{part}` of `{aggregate}` (an aggregate's partial state, {})",
+                            crate::format::sql_type_name(f.data_type())
+                        ),
+                        _ => format!("`{name}` {}", f.data_type()),
+                    }
+                })
                 .collect::<Vec<_>>()
         };
         let (stored, planned) = (describe(&rows.schema()), describe(schema));

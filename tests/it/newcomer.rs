@@ -108,7 +108,8 @@ fn a_query_its_state_cannot_follow_is_refused_before_a_batch_is_logged() {
     // Only what differs, in the query's terms: the key column is the same in both.
     assert!(
         stderr(&out).contains(
-            "kept `sum(s.v)[sum]` Int64 where this query's keeps `max(s.v)[value]` Int64"
+            "kept the `sum` of `sum(s.v)` (an aggregate's partial state, bigint) where this \
+             query's keeps the `value` of `max(s.v)` (an aggregate's partial state, bigint)"
         ),
         "{}",
         stderr(&out)
