@@ -263,6 +263,18 @@ pub fn late_rows_without_records(pipeline: &Pipeline) -> Vec<(String, usize)> {
         .collect()
 }
 
+/// `error` of the late-rows sink of source `source`, said as that sink's, with its key
+/// (`late_rows.path`, not the sink's).
+pub fn late_rows_error(source: &str, error: &crate::sink::SinkError) -> Error {
+    Error::Usage(format!(
+        "`late_rows` (the late rows of source `{source}`): {}",
+        error
+            .to_string()
+            .replace("`sink.path`", "`late_rows.path`")
+            .replace("`sink.table`", "`late_rows.table`")
+    ))
+}
+
 /// What to do when a late-rows folder lost its `_sluice/` records (see
 /// [`late_rows_without_records`]); `last` is the newest committed batch.
 pub fn late_rows_lost_records(folder: &str, kept: usize, last: BatchId) -> String {
@@ -1434,6 +1446,12 @@ impl<'a> Driver<'a> {
                         part: Some(name),
                         ..ctx
                     };
+                    // A late-rows folder another pipeline writes is refused before a batch,
+                    // as the sink's is.
+                    late.connector()
+                        .preflight(&ctx, create_only)
+                        .await
+                        .map_err(|e| late_rows_error(name, &e))?;
                     late_sinks.insert(name.clone(), late.connector().open(&ctx)?);
                 }
             }
@@ -2195,7 +2213,16 @@ impl<'a> Driver<'a> {
                     schema: first.schema(),
                     partitions: vec![rows],
                 };
-                sink.commit(batch, &fence, output).await?;
+                sink.commit(batch, &fence, output)
+                    .await
+                    .map_err(|e| match e {
+                        // Said as the late-rows sink's, with its key.
+                        e @ (crate::sink::SinkError::Foreign { .. }
+                        | crate::sink::SinkError::ForeignFolder { .. }) => {
+                            late_rows_error(&source, &e)
+                        }
+                        other => other.into(),
+                    })?;
             }
         }
         let format = self.pipeline.sink_held();

@@ -588,13 +588,20 @@ async fn open_sinks(
                 continue;
             }
             // Late rows are appended whatever the query's mode, as the run opens them.
-            match late.connector().open(&SinkContext {
+            let part = SinkContext {
                 label: "",
                 part: Some(source),
                 replace: false,
                 update: false,
                 ..ctx
-            }) {
+            };
+            // A folder another pipeline writes is refused before anything is taken back
+            // (else the rewind would stop halfway, on every try).
+            late.connector()
+                .preflight(&part, false)
+                .await
+                .map_err(|e| refuse(crate::driver::late_rows_error(source, &e).to_string()))?;
+            match late.connector().open(&part) {
                 Ok(sink) => late_sinks.push(sink),
                 // A source without late rows yet has no folder on local disk (an object store
                 // has no folders, and opens whatever the prefix).

@@ -1423,35 +1423,38 @@ mod tests {
     /// Each Spark function's advice runs in DataFusion and gives Spark's value for one row
     /// (Spark 4's, worked out by hand from its documentation for this row): the advice is
     /// something to write, not a guess.
+    /// The values `code` gives over the row `row` selects, as DataFusion displays them
+    /// (`NULL` for a null), joined by `|`.
+    async fn values_of(ctx: &SessionContext, row: &str, code: &str) -> String {
+        use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+        let sql = format!("SELECT {code} AS v FROM ({row}) t");
+        let batches = ctx
+            .sql(&sql)
+            .await
+            .expect(&sql)
+            .collect()
+            .await
+            .expect(&sql);
+        let options = FormatOptions::default().with_null("NULL");
+        let mut values = Vec::new();
+        for batch in &batches {
+            let formatter = ArrayFormatter::try_new(batch.column(0), &options).expect("format");
+            for i in 0..batch.num_rows() {
+                values.push(formatter.value(i).to_string());
+            }
+        }
+        values.join("|")
+    }
+
     #[tokio::test]
     async fn spark_functions_advice_gives_sparks_value() {
-        use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
         let ctx = session(&default_settings());
         let row = "SELECT TIMESTAMP '2026-03-01 12:34:56' AS ts, DATE '2026-03-01' AS d, \
                    DATE '2026-02-22' AS start_date, 'a,b' AS s, CAST(7 AS BIGINT) AS n, \
                    make_array('a', 'b') AS arr, true AS c";
         let value = |code: String| {
             let ctx = ctx.clone();
-            async move {
-                let sql = format!("SELECT {code} AS v FROM ({row}) t");
-                let batches = ctx
-                    .sql(&sql)
-                    .await
-                    .expect(&sql)
-                    .collect()
-                    .await
-                    .expect(&sql);
-                let options = FormatOptions::default().with_null("NULL");
-                let mut values = Vec::new();
-                for batch in &batches {
-                    let formatter =
-                        ArrayFormatter::try_new(batch.column(0), &options).expect("format");
-                    for i in 0..batch.num_rows() {
-                        values.push(formatter.value(i).to_string());
-                    }
-                }
-                values.join("|")
-            }
+            async move { values_of(&ctx, row, &code).await }
         };
         let spark: std::collections::BTreeMap<&str, &str> = [
             ("window", "2026-03-01T12:34:00"),
@@ -1547,7 +1550,6 @@ mod tests {
     /// row (`SELECT <call> FROM (<row>)` in its Python client), as DataFusion displays them.
     #[tokio::test]
     async fn duckdb_functions_advice_gives_duckdbs_value() {
-        use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
         let ctx = session(&default_settings());
         let row = "SELECT TIMESTAMP '2026-03-01 12:34:56.123' AS ts, 'a,b' AS s, CAST(7 AS \
                    BIGINT) AS n, '2026-03-01 12:34:56' AS t, true AS c";
@@ -1571,35 +1573,18 @@ mod tests {
         .collect();
         for (name, here) in DUCKDB_FUNCTIONS {
             let code = here.split('`').nth(1).expect("code");
-            let sql = format!("SELECT {code} AS v FROM ({row}) t");
-            let batches = ctx
-                .sql(&sql)
-                .await
-                .expect(&sql)
-                .collect()
-                .await
-                .expect(&sql);
-            let options = FormatOptions::default().with_null("NULL");
-            let formatter = ArrayFormatter::try_new(batches[0].column(0), &options).expect("fmt");
             let expected = duckdb
                 .get(name)
                 .unwrap_or_else(|| panic!("{name}: no value"));
-            assert_eq!(&formatter.value(0).to_string(), expected, "{name}: {code}");
+            assert_eq!(
+                &values_of(&ctx, row, code).await,
+                expected,
+                "{name}: {code}"
+            );
         }
         // DuckDB's weeks start on a Monday (2026-02-23), as the advice's origin does.
-        let sql = format!(
-            "SELECT date_bin(INTERVAL '7 days', ts, TIMESTAMP '2000-01-03') AS v FROM ({row}) t"
-        );
-        let batches = ctx
-            .sql(&sql)
-            .await
-            .expect("sql")
-            .collect()
-            .await
-            .expect("sql");
-        let formatter =
-            ArrayFormatter::try_new(batches[0].column(0), &FormatOptions::default()).expect("fmt");
-        assert_eq!(formatter.value(0).to_string(), "2026-02-23T00:00:00");
+        let monday = "date_bin(INTERVAL '7 days', ts, TIMESTAMP '2000-01-03')";
+        assert_eq!(values_of(&ctx, row, monday).await, "2026-02-23T00:00:00");
         let err = plan("SELECT time_bucket(INTERVAL '1 minute', b) AS w FROM s")
             .await
             .expect_err("time_bucket")

@@ -989,18 +989,35 @@ fn a_secret_written_as_is_is_refused() {
     }
 }
 
-/// Walk 9: with two watermarked sources and one of them empty, nothing closed and nothing
-/// said why. The run names the source that holds the watermark back, with `idle_timeout`.
-#[test]
-fn a_source_that_has_read_nothing_is_named_as_holding_the_watermark_back() {
-    let ws = run_case(
+/// Two watermarked sources, `a` with a row at 10 s and `b` empty, counted together in 5 s
+/// windows in append mode, run once.
+fn a_beside_an_empty_b() -> Workspace {
+    run_case(
         &[("a/0.json", &row(1, Some(10.0))), ("b/_empty", "")],
         &format!("{}\n{}", source("a", "0s"), source("b", "0s")),
         "SELECT CAST(date_bin(INTERVAL '5 seconds', ts) AS VARCHAR) AS w, count(*) AS n \
          FROM (SELECT ts FROM a UNION ALL SELECT ts FROM b) u \
          GROUP BY date_bin(INTERVAL '5 seconds', ts)",
         "append",
-    );
+    )
+}
+
+/// Gives source `b` of [`a_beside_an_empty_b`]'s pipeline file the `idle_timeout` `after`.
+fn set_idle_timeout_of_b(ws: &Workspace, after: &str) {
+    let file = ws.path("pipeline.yaml");
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    let b = "b, format: json, max_files_per_batch: 1, schema: { id: bigint, ts: timestamp }, \
+             watermark: { column: ts, delay: 0s }";
+    assert!(text.contains(b), "{text}");
+    let timed = b.replace("delay: 0s", &format!("delay: 0s, idle_timeout: {after}"));
+    std::fs::write(&file, text.replace(b, &timed)).expect("pipeline");
+}
+
+/// Walk 9: with two watermarked sources and one of them empty, nothing closed and nothing
+/// said why. The run names the source that holds the watermark back, with `idle_timeout`.
+#[test]
+fn a_source_that_has_read_nothing_is_named_as_holding_the_watermark_back() {
+    let ws = a_beside_an_empty_b();
     std::fs::write(ws.path("a/1.json"), row(3, Some(20.0))).expect("file");
     let out = run_bin(&["run", ws.p("pipeline.yaml").as_str()], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
@@ -1011,16 +1028,7 @@ fn a_source_that_has_read_nothing_is_named_as_holding_the_watermark_back() {
     );
     assert!(written(&ws, "out", &["w", "n"]).is_empty());
     // Walk 27 (9): with the advice taken, the next run gave it again.
-    let file = ws.path("pipeline.yaml");
-    let text = std::fs::read_to_string(&file).expect("pipeline");
-    let b = "b, format: json, max_files_per_batch: 1, schema: { id: bigint, ts: timestamp }, \
-             watermark: { column: ts, delay: 0s }";
-    assert!(text.contains(b), "{text}");
-    std::fs::write(
-        &file,
-        text.replace(b, &b.replace("delay: 0s", "delay: 0s, idle_timeout: 1h")),
-    )
-    .expect("pipeline");
+    set_idle_timeout_of_b(&ws, "1h");
     std::fs::write(ws.path("a/2.json"), row(4, Some(30.0))).expect("file");
     let out = run_bin(&["run", ws.p("pipeline.yaml").as_str()], ws.dir.path());
     let said = stderr(&out);
@@ -1033,25 +1041,9 @@ fn a_source_that_has_read_nothing_is_named_as_holding_the_watermark_back() {
 /// the batch before at least, so the first run with it closes windows by the other source.
 #[test]
 fn an_idle_timeout_added_later_applies_in_its_first_run() {
-    let ws = run_case(
-        &[("a/0.json", &row(1, Some(10.0))), ("b/_empty", "")],
-        &format!("{}\n{}", source("a", "0s"), source("b", "0s")),
-        "SELECT CAST(date_bin(INTERVAL '5 seconds', ts) AS VARCHAR) AS w, count(*) AS n \
-         FROM (SELECT ts FROM a UNION ALL SELECT ts FROM b) u \
-         GROUP BY date_bin(INTERVAL '5 seconds', ts)",
-        "append",
-    );
+    let ws = a_beside_an_empty_b();
     assert!(written(&ws, "out", &["w", "n"]).is_empty());
-    let file = ws.path("pipeline.yaml");
-    let text = std::fs::read_to_string(&file).expect("pipeline");
-    let b = "b, format: json, max_files_per_batch: 1, schema: { id: bigint, ts: timestamp }, \
-             watermark: { column: ts, delay: 0s }";
-    assert!(text.contains(b), "{text}");
-    std::fs::write(
-        &file,
-        text.replace(b, &b.replace("delay: 0s", "delay: 0s, idle_timeout: 1s")),
-    )
-    .expect("pipeline");
+    set_idle_timeout_of_b(&ws, "1s");
     std::thread::sleep(std::time::Duration::from_millis(1500));
     std::fs::write(ws.path("a/1.json"), row(3, Some(20.0))).expect("file");
     let out = run_bin(&["run", ws.p("pipeline.yaml").as_str()], ws.dir.path());

@@ -7648,12 +7648,7 @@ fn parquet_structs_of_other_fields_read_into_the_struct_of_all() {
         ])
         .expect("batch");
         std::fs::create_dir_all(ws.path("in")).expect("in");
-        let file = std::fs::File::create(ws.path(&format!("in/{name}"))).expect("file");
-        let mut writer =
-            datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)
-                .expect("writer");
-        writer.write(&batch).expect("write");
-        writer.close().expect("close");
+        write_batch(&ws.path(&format!("in/{name}")), "parquet", &batch);
     };
     let parquet_pipeline = |ws: &Workspace| {
         let file = pipeline(
@@ -7691,4 +7686,54 @@ fn parquet_structs_of_other_fields_read_into_the_struct_of_all() {
     let mut lines = sink_lines(&ws.path("out"));
     lines.sort();
     assert_eq!(lines, [r#"{"id":1,"b":"x"}"#, r#"{"id":1,"c":true}"#]);
+}
+
+/// Walk 31 (1): a new checkpoint whose `late_rows` folder held another checkpoint's late
+/// rows committed batches to the sink and failed when a batch first had late rows, naming
+/// `sink.path`; the rewind it advised then failed the same way, on every try. The folder is
+/// checked before a batch (exit 2, nothing committed), naming `late_rows.path`.
+#[test]
+fn a_late_rows_folder_of_another_checkpoint_is_refused_before_a_batch() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(
+        ws.path("in/0.json"),
+        "{\"k\":\"a\",\"ts\":\"2026-01-01T00:00:40Z\"}\n",
+    )
+    .expect("input");
+    std::fs::write(
+        ws.path("in/1.json"),
+        "{\"k\":\"late\",\"ts\":\"2026-01-01T00:00:01Z\"}\n",
+    )
+    .expect("input");
+    let yaml = |ckpt: &str, out: &str| {
+        format!(
+            "name: late\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+             format: json, max_files_per_batch: 1, schema: {{ k: string, ts: timestamp }}, \
+             watermark: {{ column: ts, delay: 1s }} }}\nquery: SELECT k, count(*) AS n FROM s \
+             GROUP BY k, date_bin(INTERVAL '10 seconds', ts)\noutput_mode: update\ntrigger: \
+             available-now\nsink: {{ kind: files, path: {out}, format: json }}\nlate_rows: {{ \
+             kind: files, path: {late}, format: json }}\n",
+            ckpt = ws.p(ckpt),
+            input = ws.p("in"),
+            out = ws.p(out),
+            late = ws.p("late"),
+        )
+    };
+    let first = write_pipeline(&ws, &yaml("ckpt", "out"));
+    let out = run(&first, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(ws.path("late/s").exists(), "a late row written");
+    let second = ws.path("second.yaml");
+    std::fs::write(&second, yaml("ckpt2", "out2")).expect("second");
+    let out = run(&second, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("`late_rows` (the late rows of source `s`)")
+            && said.contains("belongs to another pipeline or checkpoint")
+            && said.contains("`late_rows.path`"),
+        "{said}"
+    );
+    assert!(!ws.path("ckpt2/commits/0").exists(), "nothing committed");
 }
