@@ -1421,18 +1421,30 @@ impl<'a> Driver<'a> {
             let plans = newest.map_or("has no batch".to_string(), |b| {
                 format!("plans up to batch {b}")
             });
+            let by_hand = pipeline
+                .sink
+                .connector()
+                .take_out_by_hand(
+                    checkpoint.metadata().id,
+                    newest.copied(),
+                    held_last,
+                    pipeline.output_mode != OutputMode::Append,
+                )
+                .map(|how| {
+                    format!(
+                        "; or, to keep this one, take the sink's batches after it out by hand \
+                         ({how})"
+                    )
+                })
+                .unwrap_or_default();
             return Err(Error::Usage(format!(
                 "the sink {} holds batch {held_last}, but this checkpoint {plans}: the \
                  checkpoint is older than its sink (restored from an older copy, or a copy of \
                  it ran on), and its next batches would be planned anew under numbers the sink \
                  takes as done, leaving their rows out. Put back the checkpoint that wrote \
-                 batch {held_last}; or, to keep this one, take the sink's batches after it \
-                 out by hand (a files sink: for batch {held_last}, its files \
-                 `part-{held_last:010}-*` and `_sluice/manifest/{held_last}`, and the same for \
-                 each batch down to {first}); or start over on a new checkpoint{start_over}",
+                 batch {held_last}{by_hand}; or start over on a new checkpoint{start_over}",
                 sink_record.path.as_deref().unwrap_or_default(),
                 held_last = held_last.0,
-                first = newest.map_or(0, |b| b.0 + 1),
                 start_over = sink_advice(pipeline).start_over,
             )));
         }

@@ -158,6 +158,21 @@ impl SinkConnector for FilesSinkConfig {
         Some(self.folder(Some(part)))
     }
 
+    fn take_out_by_hand(
+        &self,
+        _pipeline: uuid::Uuid,
+        keep: Option<BatchId>,
+        held_last: BatchId,
+        _update: bool,
+    ) -> Option<String> {
+        let first = keep.map_or(0, |k| k.0 + 1);
+        let last = held_last.0;
+        Some(format!(
+            "for batch {last}, its files `part-{last:010}-*` and `_sluice/manifest/{last}`, and \
+             the same for each batch down to {first}"
+        ))
+    }
+
     fn keeps_batches(&self) -> bool {
         true
     }

@@ -207,6 +207,20 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// How a person takes the batches after `keep` (all, where `None`) out of the sink by
+    /// hand, up to `held_last`, the newest it holds (for a checkpoint older than its sink, to
+    /// be kept), for pipeline `pipeline` in the output mode given (`update`); `None` where the
+    /// sink's rows cannot be told apart by batch.
+    fn take_out_by_hand(
+        &self,
+        _pipeline: uuid::Uuid,
+        _keep: Option<BatchId>,
+        _held_last: BatchId,
+        _update: bool,
+    ) -> Option<String> {
+        None
+    }
+
     /// Where the sink takes batches back only when so set, what that needs, as a clause after
     /// `rewind`'s refusal (`; ... only with ...`); empty where it never does.
     fn take_back_note(&self) -> &'static str {

@@ -306,6 +306,32 @@ impl SinkConnector for PostgresSinkConfig {
         ))
     }
 
+    fn take_out_by_hand(
+        &self,
+        pipeline: uuid::Uuid,
+        keep: Option<BatchId>,
+        _held_last: BatchId,
+        update: bool,
+    ) -> Option<String> {
+        // Rows told apart by batch: append mode with `batch_column` only.
+        let column = self.batch_column.as_ref().filter(|_| !update)?;
+        let (table, progress, column) = (
+            quote_path(&self.table),
+            quote_path(&self.progress_table),
+            quote(column),
+        );
+        Some(match keep {
+            Some(keep) => format!(
+                "`DELETE FROM {table} WHERE {column} > {keep}; UPDATE {progress} SET batch = \
+                 {keep} WHERE pipeline = '{pipeline}';`"
+            ),
+            None => format!(
+                "`DELETE FROM {table} WHERE {column} >= 0; DELETE FROM {progress} WHERE \
+                 pipeline = '{pipeline}';`"
+            ),
+        })
+    }
+
     fn take_back_note(&self) -> &'static str {
         "; a PostgreSQL sink takes batches back only in append mode with `batch_column`, where \
          each row records its batch"

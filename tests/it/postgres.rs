@@ -1957,3 +1957,41 @@ async fn replay_verify_of_an_update_table_does_not_say_rows_lost() {
     );
     assert!(!said.contains("the SINK differs"), "{said}");
 }
+
+/// Walk 31 (3): a checkpoint older than its PostgreSQL table (a copy of the project ran on)
+/// was told to take the sink's batches out "by hand (a files sink: its files `part-...`)",
+/// and deleting the table's rows of those batches was not enough (the progress row still
+/// named the newest). The message gives the statements for the table, and they work: the
+/// old checkpoint then runs on, every row once.
+#[tokio::test]
+async fn a_checkpoint_older_than_its_table_gives_the_statements_that_take_batches_out() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let table = unique_table("older");
+    let pipeline = write_pipeline(&ws, &batch_column_pipeline(&ws, "older", &table, ""));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    crate::cli::copy_dir(&ws.path("ckpt"), &ws.path("ckpt-copy"));
+    write_clicks(&ws.path("in"), "json", 1, 40, 1);
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("the newer checkpoint");
+    std::fs::rename(ws.path("ckpt-copy"), ws.path("ckpt")).expect("the older one back");
+    let said = run_refused(&pipeline, "the checkpoint is older than its sink");
+    let statements = said
+        .split("out by hand (`")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("statements in: {said}"));
+    assert!(
+        statements.contains(&format!("DELETE FROM \"{table}\" WHERE \"b\" > 0"))
+            && statements.contains("SET batch = 0 WHERE pipeline = '"),
+        "{said}"
+    );
+    assert!(!said.contains("part-"), "{said}");
+    execute(statements).await;
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(row_count(&table).await, expected.len());
+}
