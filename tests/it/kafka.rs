@@ -1574,6 +1574,11 @@ async fn a_topic_made_again_with_fewer_records_is_named() {
     for reader in [&lenient_source, &source] {
         let input = reader.read(Some(&end), &back, None).await.expect("read");
         assert_eq!(input.rows, 0, "nothing read going back");
+        // Walk 31 (2): the records below the new end were skipped with nothing counted.
+        assert_eq!(
+            input.lost, 3,
+            "the topic's records below its end, never read"
+        );
     }
     produce(broker(), &topic, 1, &values(4));
     let next = lenient_source

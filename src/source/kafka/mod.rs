@@ -1601,7 +1601,7 @@ impl Source for KafkaSource {
             super::input_went_back(
                 &what,
                 "read on from each such partition's end now (as Spark's source does; the \
-                 records below it are not read)",
+                 records below it are not read, and are counted as lost rows)",
                 self.config.fail_on_data_loss,
                 &mut self.said_shrunk,
                 &format!("source `{}`", self.name),
@@ -1659,7 +1659,33 @@ impl Source for KafkaSource {
             return Ok(BatchInput::empty(schema));
         };
         let mut ranges = self.ranges(start, &end).await?;
-        let lost = self.check_held(&mut ranges).await?;
+        let mut lost = self.check_held(&mut ranges).await?;
+        // Partitions this batch found gone back (made again, `fail_on_data_loss: false`): the
+        // records below their end then are never read, and are counted as lost.
+        if let Some(base) = self.parse(start)? {
+            let went_back: Vec<(&String, &i32, i64)> = end
+                .iter()
+                .flat_map(|(topic, partitions)| {
+                    let base = &base;
+                    partitions.iter().filter_map(move |(p, e)| {
+                        let s = base.get(topic).and_then(|m| m.get(p)).copied()?;
+                        (s > *e).then_some((topic, p, *e))
+                    })
+                })
+                .collect();
+            if !went_back.is_empty() {
+                let now = self.partitions().await?;
+                for (topic, p, e) in went_back {
+                    let low = now
+                        .low
+                        .get(topic)
+                        .and_then(|m| m.get(p))
+                        .copied()
+                        .unwrap_or(e);
+                    lost += u64::try_from(e - low).unwrap_or(0);
+                }
+            }
+        }
         let mut skipped = 0;
         ranges.retain(|r| r.start < r.end);
         let read = self.fetch(ranges).await?;
