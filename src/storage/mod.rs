@@ -525,7 +525,11 @@ impl Location {
         let refused = |e: object_store::Error| match e {
             object_store::Error::NotImplemented { .. }
             | object_store::Error::NotSupported { .. } => Ok(false),
-            other => Err(self.io_err("probing", &path, other)),
+            other => Err(self.io_err(
+                "writing a probe (to learn whether the store refuses a second write of a file)",
+                &path,
+                other,
+            )),
         };
         let honoured = match self
             .store
@@ -802,6 +806,18 @@ impl Location {
             " (the store refused the connection: check its address, AWS_ENDPOINT say, and that \
              it is running)"
                 .to_string()
+        } else if self.local_root.is_some()
+            && (text.contains("Permission denied")
+                || text.contains("Operation not permitted")
+                || text.contains("Read-only file system"))
+        {
+            format!(
+                " (the folder {} cannot be written here: its permissions, an immutable flag or a \
+                 read-only file system; Sluice writes its files there)",
+                self.root
+            )
+        } else if text.contains("No space left on device") {
+            format!(" (the disk of {} is full)", self.root)
         } else if text.contains("File system loop found") {
             " (a symbolic link in the folder points to a folder above it: Sluice follows \
              symbolic links, so remove that link or point it elsewhere)"
@@ -1249,6 +1265,39 @@ fn escaped(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Walk 31 (8): a sink folder that cannot be written (`chattr +i`, a read-only mount) was
+    /// said in the store's words ("Generic LocalFileSystem error: Unable to create dir ...:
+    /// Operation not permitted"), under "probing". The folder is named as not writable.
+    #[test]
+    fn a_folder_that_cannot_be_written_is_named_as_such() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let location =
+            Location::open(dir.path().to_str().expect("utf-8"), false, false, None).expect("open");
+        for words in [
+            "Operation not permitted",
+            "Permission denied",
+            "Read-only file system",
+        ] {
+            let error = object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(std::io::Error::other(format!(
+                    "Unable to create dir {}/_sluice_probe: {words}",
+                    dir.path().display()
+                ))),
+            };
+            let said = location
+                .io_err("writing a probe", &location.path("_sluice_probe/x"), error)
+                .to_string();
+            assert!(
+                said.contains(&format!(
+                    "(the folder {} cannot be written here",
+                    location.root
+                )),
+                "{said}"
+            );
+        }
+    }
 
     /// What the walk says of a file is what object_store's own `list` and `head` say of it
     /// (the files source compares a file's listing with the one its log holds), names with
