@@ -1215,8 +1215,6 @@ impl KafkaSource {
     }
 }
 
-/// Lists the partitions to read (of the topics named, or matching the pattern) with their
-/// watermarks; `Ok(Err(_))` when a named topic does not exist.
 /// Why the partitions could not be listed.
 #[derive(Debug)]
 enum ListError {
@@ -1235,6 +1233,8 @@ impl std::fmt::Display for ListError {
     }
 }
 
+/// Lists the partitions to read (of the topics named, or matching the pattern) with their
+/// watermarks; `Ok(Err(_))` when a named topic does not exist.
 fn list_partitions(
     consumer: &crate::source::kafka::client::RangeConsumer,
     config: &KafkaConfig,
@@ -1557,8 +1557,9 @@ impl Source for KafkaSource {
         let mut shrunk = Vec::new();
         // Partitions that went back (made again, `fail_on_data_loss: false`): this batch's end
         // there is the partition's end now, below its start (an empty range), and batches
-        // read on from it, as Spark's source does: the records now below it are not read (a
-        // partition cut back by its brokers reads records it did read again otherwise).
+        // read on from it, as Spark's source does: the records now below it are not read.
+        // (Reading from the first offset instead would read twice what a partition its
+        // brokers cut back, or a change of isolation level, put below the offset read.)
         let mut went_back = Vec::new();
         for (topic, partitions) in &now.high {
             for (p, high) in partitions {
