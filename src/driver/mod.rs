@@ -756,6 +756,23 @@ pub(crate) fn with_sink_advice(mut error: Error, pipeline: &Pipeline) -> Error {
                 ),
             })
         }
+        Error::Source(crate::source::SourceError::Connector {
+            source_name,
+            kind,
+            error,
+        }) if error.to_string().contains(crate::source::NEW_START) => {
+            Error::Source(crate::source::SourceError::Connector {
+                source_name,
+                kind,
+                error: error
+                    .to_string()
+                    .replace(
+                        crate::source::NEW_START,
+                        &format!("a new checkpoint{}", sink_advice(pipeline).start_over),
+                    )
+                    .into(),
+            })
+        }
         other => other,
     }
 }

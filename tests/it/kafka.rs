@@ -1498,36 +1498,7 @@ async fn a_topic_made_again_with_fewer_records_is_named() {
         .await
         .expect("plan")
         .expect("records there");
-    let admin: AdminClient<DefaultClientContext> = client(broker()).create().expect("admin");
-    admin
-        .delete_topics(
-            &[&topic],
-            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
-        )
-        .await
-        .expect("delete")
-        .into_iter()
-        .for_each(|r| {
-            r.expect("deleted");
-        });
-    // The broker lets the name go a moment after the deletion.
-    let new = NewTopic::new(&topic, 1, TopicReplication::Fixed(1));
-    let mut made = false;
-    for _ in 0..100 {
-        let results = admin
-            .create_topics(
-                [&new],
-                &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
-            )
-            .await
-            .expect("create");
-        if results.iter().all(Result::is_ok) {
-            made = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    assert!(made, "topic made again");
+    make_topic_again(&topic).await;
     produce(broker(), &topic, 1, &values(3));
     let said = source
         .plan(
@@ -1597,6 +1568,41 @@ async fn a_topic_made_again_with_fewer_records_is_named() {
             .expect("read");
         assert_eq!(input.rows, 4, "every record written after going back");
     }
+}
+
+/// Deletes `topic` and makes it again, empty, with one partition (the broker lets the name
+/// go a moment after the deletion).
+async fn make_topic_again(topic: &str) {
+    let admin: AdminClient<DefaultClientContext> = client(broker()).create().expect("admin");
+    admin
+        .delete_topics(
+            &[topic],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
+        .await
+        .expect("delete")
+        .into_iter()
+        .for_each(|r| {
+            r.expect("deleted");
+        });
+    // The broker lets the name go a moment after the deletion.
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+    let mut made = false;
+    for _ in 0..100 {
+        let results = admin
+            .create_topics(
+                [&new],
+                &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+            )
+            .await
+            .expect("create");
+        if results.iter().all(Result::is_ok) {
+            made = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(made, "topic made again");
 }
 
 /// Walk 28: `starting_offsets: latest` run on a topic with records (no batch: nothing came
@@ -1707,6 +1713,40 @@ async fn a_record_without_a_key_where_one_is_needed_is_named_and_not_tried_again
             "the broker refused a record without a key for topic `{compacted}` partition 0: a \
              compacted topic (`cleanup.policy=compact`) takes only keyed records"
         )) && !said.contains("retrying"),
+        "{said}"
+    );
+}
+
+/// Walk 31 (9): a Kafka topic made again, into a PostgreSQL table, said to start over "with
+/// a new, empty `sink.path`", a key a table sink does not have. The way out is said in the
+/// sink's terms.
+#[tokio::test]
+async fn a_topic_made_again_says_the_way_out_in_the_sinks_terms() {
+    let ws = Workspace::new();
+    let topic = unique("again-pg");
+    create_topic(broker(), &topic, 1).await;
+    add_clicks(&ws, &topic, 1, 0, 10);
+    let table = crate::postgres::unique_table("kafka_again");
+    let yaml = format!(
+        "name: again\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: \
+         available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  \
+         create_table: true\n",
+        ckpt = ws.p("ckpt"),
+        source = kafka_source_yaml(&topic, ""),
+        url = crate::postgres::server(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    make_topic_again(&topic).await;
+    add_clicks(&ws, &topic, 1, 100, 2);
+    let refused = sluice_run(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert_ne!(refused.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("partition 0 ends at offset 2, below offset 10")
+            && said.contains("`sink.table`")
+            && !said.contains("`sink.path`"),
         "{said}"
     );
 }
