@@ -723,6 +723,7 @@ fn render_text(view: &CheckpointView) -> String {
              after it are in the run's progress lines, not here)"
         );
     }
+    let mut query_before: Option<&serde_json::Value> = None;
     for b in &view.batches {
         let when = b
             .offsets
@@ -760,6 +761,16 @@ fn render_text(view: &CheckpointView) -> String {
             if c.rows_late > 0 {
                 let _ = write!(out, "; {} late rows", c.rows_late);
             }
+        }
+        // Where the query was edited: "why does this batch differ from yesterday's".
+        let query = b.offsets.as_ref().and_then(|o| o.get("query_fingerprint"));
+        if let (Some(before), Some(now)) = (query_before, query)
+            && before != now
+        {
+            let _ = write!(out, "; query changed");
+        }
+        if query.is_some() {
+            query_before = query;
         }
         // The watermark the batch judged lateness by.
         if let Some(w) = b

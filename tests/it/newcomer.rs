@@ -7741,3 +7741,32 @@ fn a_late_rows_folder_of_another_checkpoint_is_refused_before_a_batch() {
     );
     assert!(!ws.path("ckpt2/commits/0").exists(), "nothing committed");
 }
+
+/// Walk 31 (7): "why is this number different from yesterday's": text `inspect` did not say
+/// at which batch the query was edited (only `--json` gave its fingerprint). The batch line
+/// says so; the batches before it do not.
+#[test]
+fn inspect_says_at_which_batch_the_query_changed() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    edit_file(
+        &file,
+        "SELECT k, v FROM s",
+        "SELECT k, v FROM s WHERE v > 1",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let text = String::from_utf8_lossy(&shown.stdout);
+    let line = |batch: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("batch      {batch}")))
+            .unwrap_or_else(|| panic!("batch {batch} in: {text}"))
+            .to_string()
+    };
+    assert!(!line("0").contains("query changed"), "{text}");
+    assert!(line("1").ends_with("; query changed"), "{text}");
+}
