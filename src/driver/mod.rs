@@ -275,6 +275,19 @@ pub fn late_rows_error(source: &str, error: &crate::sink::SinkError) -> Error {
     ))
 }
 
+/// `error` of the late-rows sink of source `source`: a mistake of the pipeline file (a folder
+/// or table of another pipeline, a setting that does not fit) said with the late-rows sink's
+/// key ([`late_rows_error`]); any other (a server down) as it is, a failure (exit 1).
+fn late_rows_failure(source: &str, error: crate::sink::SinkError) -> Error {
+    use crate::sink::SinkError;
+    match error {
+        e @ (SinkError::Foreign { .. }
+        | SinkError::ForeignFolder { .. }
+        | SinkError::Config { .. }) => late_rows_error(source, &e),
+        other => other.into(),
+    }
+}
+
 /// What to do when a late-rows folder lost its `_sluice/` records (see
 /// [`late_rows_without_records`]); `last` is the newest committed batch.
 pub fn late_rows_lost_records(folder: &str, kept: usize, last: BatchId) -> String {
@@ -1480,7 +1493,7 @@ impl<'a> Driver<'a> {
                     late.connector()
                         .preflight(&ctx, create_only)
                         .await
-                        .map_err(|e| late_rows_error(name, &e))?;
+                        .map_err(|e| late_rows_failure(name, e))?;
                     late_sinks.insert(name.clone(), late.connector().open(&ctx)?);
                 }
             }
@@ -2244,14 +2257,7 @@ impl<'a> Driver<'a> {
                 };
                 sink.commit(batch, &fence, output)
                     .await
-                    .map_err(|e| match e {
-                        // Said as the late-rows sink's, with its key.
-                        e @ (crate::sink::SinkError::Foreign { .. }
-                        | crate::sink::SinkError::ForeignFolder { .. }) => {
-                            late_rows_error(&source, &e)
-                        }
-                        other => other.into(),
-                    })?;
+                    .map_err(|e| late_rows_failure(&source, e))?;
             }
         }
         let format = self.pipeline.sink_held();
