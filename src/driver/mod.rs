@@ -1703,10 +1703,11 @@ impl<'a> Driver<'a> {
                 late.check_output(&schema, self.pipeline.allow_output_schema_change)
                     .await
                     .map_err(|e| {
-                        Error::Usage(format!(
-                            "`late_rows` (the late rows of source `{source}`): {}",
-                            e.to_string().replace("<checkpoint>", &shown)
-                        ))
+                        Error::Usage(
+                            late_rows_error(&source, &e)
+                                .to_string()
+                                .replace("<checkpoint>", &shown),
+                        )
                     })?;
                 late.start().await?;
             }

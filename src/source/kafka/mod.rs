@@ -466,6 +466,7 @@ impl SourceConnector for KafkaConfig {
             frozen: None,
             planned: BTreeMap::new(),
             said_shrunk: false,
+            reached: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -625,6 +626,9 @@ pub struct KafkaSource {
     planned: BTreeMap<BatchId, Offsets>,
     /// A partition found ending below the offset read up to has been said (once a run).
     said_shrunk: bool,
+    /// The brokers have answered this run: the TCP probe of [`client::reachable`] is for a
+    /// first contact, not for every batch's listing.
+    reached: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -733,12 +737,18 @@ impl KafkaSource {
                 || {
                     let config = Arc::clone(&config);
                     async move {
-                        client::reachable(&config.bootstrap_servers, config.retry.timeout)
+                        use std::sync::atomic::Ordering;
+                        if !self.reached.load(Ordering::Relaxed) {
+                            client::reachable(&config.bootstrap_servers, config.retry.timeout)
+                                .await
+                                .map_err(ListError::Unreachable)?;
+                        }
+                        let listed = self
+                            .with_consumer(move |c| list_partitions(c, &config))
                             .await
-                            .map_err(ListError::Unreachable)?;
-                        self.with_consumer(move |c| list_partitions(c, &config))
-                            .await
-                            .map_err(ListError::Kafka)
+                            .map_err(ListError::Kafka)?;
+                        self.reached.store(true, Ordering::Relaxed);
+                        Ok(listed)
                     }
                 },
             )
