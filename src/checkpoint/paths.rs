@@ -16,6 +16,9 @@ pub const EPOCHS: &str = "epochs";
 pub const QUERIES: &str = "queries";
 /// The folder of pipeline files, by fingerprint.
 pub const PIPELINES: &str = "pipelines";
+/// A files sink's log folder inside its output folder (not in a checkpoint; named here so a
+/// files source can tell that the folder it reads is another pipeline's sink).
+pub const SLUICE_DIR: &str = "_sluice";
 /// `sink`: where the output of the latest run goes.
 pub const SINK: &str = "sink";
 /// `rewind`: there while a `sluice rewind` runs (and after one that was cut short).

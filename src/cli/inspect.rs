@@ -735,10 +735,16 @@ fn render_text(view: &CheckpointView) -> String {
             .unwrap_or_default();
         let _ = write!(out, "batch {:>6}  {:<9}  {when}", b.batch.0, b.status);
         if let Some(c) = &b.commit {
+            // Files are counted only where a source reads files: a Kafka, NATS or
+            // PostgreSQL batch would otherwise read as "0 files".
+            let files = if c.files_in > 0 {
+                format!("{} files, ", c.files_in)
+            } else {
+                String::new()
+            };
             let _ = write!(
                 out,
-                "  {} files, {} rows in, {} rows out, {:.1} ms (plan {:.1}, offsets {:.1}, execute {:.1}, commit {:.1})",
-                c.files_in,
+                "  {files}{} rows in, {} rows out, {:.1} ms (plan {:.1}, offsets {:.1}, execute {:.1}, commit {:.1})",
                 c.rows_in,
                 c.rows_out,
                 c.durations.plan_ms

@@ -37,6 +37,16 @@ pub(super) async fn run(spec: &str, to: u64) -> Result<(), Error> {
         "{spec}: batch {to} is the last committed batch; the next run computes batch {} and on again\n",
         to + 1
     ));
+    // Files deleted here may have been read already by a pipeline whose source is this sink's
+    // folder: it keeps the rows it read and reads a file once, so it does not read them again.
+    if rewound.units.values().any(|unit| *unit == "files") {
+        report.push_str(
+            "a pipeline whose source reads this sink's files has read the batches taken back \
+             (if it ran since): it keeps their rows, and does not read the files written again \
+             (a file is read once); rewind it too, to its last batch before it read them \
+             (`sluice inspect` on its checkpoint lists each batch's files)\n",
+        );
+    }
     super::emit(&report);
     Ok(())
 }

@@ -1948,12 +1948,18 @@ impl<'a> Driver<'a> {
         if let Some(before) = &self.sink_record.output_schema
             && *before != planned
             && !replaced
-            && !self.pipeline.allow_output_schema_change
         {
+            // Kept in Arrow's words (the record's form); said by their SQL names.
+            let sql = |data_type: &str| {
+                data_type
+                    .parse::<datafusion::arrow::datatypes::DataType>()
+                    .map(|t| crate::format::sql_type_name(&t))
+                    .unwrap_or_else(|_| data_type.to_string())
+            };
             let shown = |columns: &[(String, String)]| {
                 columns
                     .iter()
-                    .map(|(name, data_type)| format!("{name} {data_type}"))
+                    .map(|(name, data_type)| format!("{name} {}", sql(data_type)))
                     .collect::<Vec<_>>()
                     .join(", ")
             };
@@ -1962,7 +1968,7 @@ impl<'a> Driver<'a> {
                 match before.iter().find(|(n, _)| n == name) {
                     None => changes.push(format!("`{name}` added")),
                     Some((_, was)) if was != data_type => {
-                        changes.push(format!("`{name}` {was} -> {data_type}"))
+                        changes.push(format!("`{name}` {} -> {}", sql(was), sql(data_type)))
                     }
                     Some(_) => {}
                 }
@@ -1975,24 +1981,38 @@ impl<'a> Driver<'a> {
             if changes.is_empty() {
                 changes.push("the columns' order".into());
             }
-            let connector = self.pipeline.sink.connector();
-            let (_, fresh) = connector.lost_records();
-            let table = connector.schema_change_note();
-            return Err(Error::Usage(format!(
-                "the query's output changed under a sink that holds batches of other columns \
-                 ({}): it was ({}), it is now ({}); the sink's batches would no longer read as one \
-                 table. Write to {fresh}, undo the change (to the query, or to a source's schema \
-                 or files that changed its columns' types), or set \
-                 `allow_output_schema_change: true` to write the new columns anyway{table}",
-                changes.join(", "),
-                shown(before),
-                shown(&planned)
-            )));
+            if self.pipeline.allow_output_schema_change {
+                tracing::warn!(
+                    "the query's output changed ({}): it was ({}), it is now ({}); the sink takes \
+                     the new columns from the next batch on (`allow_output_schema_change: true`)",
+                    changes.join(", "),
+                    shown(before),
+                    shown(&planned)
+                );
+            } else {
+                return Err(self.output_schema_refusal(&changes, &shown(before), &shown(&planned)));
+            }
         }
         // Recorded once a batch has written them (a run that writes nothing changes nothing).
         self.unrecorded_output_schema =
             (self.sink_record.output_schema.as_ref() != Some(&planned)).then_some(planned);
         Ok(())
+    }
+
+    /// The refusal of a query whose output `changes` under a sink that holds batches of other
+    /// columns (`before` and `now`, as said).
+    fn output_schema_refusal(&self, changes: &[String], before: &str, now: &str) -> Error {
+        let connector = self.pipeline.sink.connector();
+        let (_, fresh) = connector.lost_records();
+        let table = connector.schema_change_note();
+        Error::Usage(format!(
+            "the query's output changed under a sink that holds batches of other columns ({}): \
+             it was ({before}), it is now ({now}); the sink's batches would no longer read as one \
+             table. Write to {fresh}, undo the change (to the query, or to a source's schema or \
+             files that changed its columns' types), or set `allow_output_schema_change: true` \
+             to write the new columns anyway{table}",
+            changes.join(", "),
+        ))
     }
 
     /// Reads the logs and finishes an interrupted batch, returning where to go on from.

@@ -47,8 +47,7 @@ use crate::format::FileFormat;
 use crate::source::{ConfigError, parse_settings};
 use crate::storage::{Location, StreamedPut};
 
-/// The sink's log folder inside the output folder.
-pub const SLUICE_DIR: &str = "_sluice";
+pub use crate::checkpoint::paths::SLUICE_DIR;
 
 /// The stem of the one data file a complete-mode sink keeps (`result.parquet`, ...).
 pub const COMPLETE_RESULT: &str = "result";

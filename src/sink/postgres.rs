@@ -952,8 +952,8 @@ impl PostgresSink {
                  checkpoint (its row in {progress} is `{owner}`; this checkpoint's is `{ours}`; \
                  `sluice inspect <checkpoint>` shows a checkpoint's id), and appending would add \
                  them again: give each pipeline and checkpoint its own table. If the other \
-                 checkpoint is the one that writes this table now (this one is older), run that \
-                 one, and remove this one or point it at another table. To have this pipeline \
+                 checkpoint (`{owner}`) is the one meant to write this table, run that one, and \
+                 remove this one or point it at another table. To have this pipeline \
                  write the table instead, empty it and drop the other's progress row \
                  (`TRUNCATE {target}; DELETE FROM {progress} WHERE pipeline = '{owner}';`), \
                  then run it on a checkpoint without committed batches, so that each is \

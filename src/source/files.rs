@@ -717,10 +717,23 @@ impl FilesSource {
                 continue;
             };
             if self.grown.insert(file.path.clone()) {
+                // The folder is another pipeline's files sink: its files are written again
+                // by a `rewind` of that pipeline, not by a user adding rows.
+                let way_on = if self
+                    .data
+                    .local_root()
+                    .is_some_and(|root| root.join(paths::SLUICE_DIR).is_dir())
+                {
+                    "this folder is another pipeline's files sink, which writes a batch's \
+                     files again after a `sluice rewind` of it: to read them as written now, \
+                     rewind this pipeline too, to its last batch before it read them"
+                } else {
+                    "write new rows to a new file"
+                };
                 tracing::warn!(
                     "source `{}`: {} {how} since a batch read it; what it holds now is not \
                      read (a file is read once, as it was when a batch listed it, as Spark's \
-                     file source reads): write new rows to a new file",
+                     file source reads): {way_on}",
                     self.name,
                     file.path,
                 );

@@ -602,6 +602,11 @@ async fn a_column_the_query_gains_joins_the_table_when_allowed() {
     let pipeline = delta_pipeline(&ws, "ckpt", wide, "allow_output_schema_change: true\n", "");
     let run = run_quietly(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("output changed (`amount` added)"),
+        "the column joining the table is said: {}",
+        stderr(&run)
+    );
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, true),
         Field::new("page", DataType::Utf8, true),

@@ -757,7 +757,7 @@ fn an_output_schema_change_into_a_sink_with_batches_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     for needle in [
-        "`v` Int64 -> Float64",
+        "`v` bigint -> double",
         "`kk` added",
         "allow_output_schema_change",
     ] {
@@ -786,6 +786,12 @@ fn an_output_schema_change_into_a_sink_with_batches_is_refused() {
     allow_output_schema_change(&file);
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Taken, but not in silence: the run says what changed.
+    let said = stderr(&out);
+    assert!(
+        said.contains("the query's output changed (`v` bigint -> double, `kk` added)"),
+        "{said}"
+    );
     input(&ws, "3.json", "{\"k\":\"d\",\"v\":4}\n");
     let file = pipeline(
         &ws,
@@ -7769,4 +7775,61 @@ fn inspect_says_at_which_batch_the_query_changed() {
     };
     assert!(!line("0").contains("query changed"), "{text}");
     assert!(line("1").ends_with("; query changed"), "{text}");
+}
+
+/// Walk 31: a pipeline whose source is another's files sink, after that one was rewound and
+/// ran again, was told to "write new rows to a new file". The rewind says that readers of its
+/// sink have read the batches taken back; the reader names the way on (rewind it too).
+#[test]
+fn a_reader_of_a_rewound_sink_is_told_to_rewind_too() {
+    let ws = Workspace::new();
+    let upstream = pipeline(&ws, "SELECT k, v FROM s", "append");
+    for v in 1..=2 {
+        input(
+            &ws,
+            &format!("{v}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
+        );
+        let out = run(&upstream, &ws);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let downstream = ws.path("downstream.yaml");
+    std::fs::write(
+        &downstream,
+        format!(
+            "name: reader\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {out}, \
+             format: json, schema: {{ k: string, v: bigint }} }}\nquery: SELECT k, v FROM s\n\
+             trigger: available-now\nsink: {{ kind: files, path: {sink}, format: json }}\n",
+            ckpt = ws.p("ckpt2"),
+            out = ws.p("out"),
+            sink = ws.p("out2"),
+        ),
+    )
+    .expect("downstream");
+    let out = run(&downstream, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out2")).len(), 2);
+
+    let out = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        said.contains(
+            "a pipeline whose source reads this sink's files has read the batches taken back"
+        ),
+        "{said}"
+    );
+    // The upstream query now doubles `v`: batch 1's file is written again, otherwise.
+    let upstream = pipeline(&ws, "SELECT k, v * 2 AS v FROM s", "append");
+    let out = run(&upstream, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&downstream, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("this folder is another pipeline's files sink")
+            && said.contains("rewind this pipeline too")
+            && !said.contains("write new rows to a new file"),
+        "{said}"
+    );
 }
