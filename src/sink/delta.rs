@@ -1699,7 +1699,11 @@ impl Sink for DeltaSink {
             let mut added = Vec::new();
             for field in written.fields() {
                 let Ok(column) = held.field_with_name(field.name()) else {
-                    added.push(format!("`{}` {}", field.name(), field.data_type()));
+                    added.push(format!(
+                        "`{}` {}",
+                        field.name(),
+                        crate::format::sql_type_name(field.data_type())
+                    ));
                     continue;
                 };
                 if !fits_column(field.data_type(), column.data_type()) {
@@ -1709,8 +1713,8 @@ impl Sink for DeltaSink {
                          table's type (`CAST({} AS ...)` in the query), or give the pipeline a \
                          new table (a new `sink.path`)",
                         field.name(),
-                        field.data_type(),
-                        column.data_type(),
+                        crate::format::sql_type_name(field.data_type()),
+                        crate::format::sql_type_name(column.data_type()),
                         field.name()
                     )));
                 }

@@ -113,8 +113,12 @@ pub fn column(value: Option<&str>, data_type: &DataType, rows: usize) -> Result<
     let text: ArrayRef = Arc::new(StringArray::from(vec![value]));
     // As exact as a value in a file: a date with a time of day, a time finer than the
     // column's unit, a number past a decimal's scale are errors, never cut.
-    let one = super::decode::exact_cast(&text, data_type, None)
-        .map_err(|e| format!("`{value}` is not a {data_type}: {e}"))?;
+    let one = super::decode::exact_cast(&text, data_type, None).map_err(|e| {
+        format!(
+            "`{value}` is not a {}: {e}",
+            crate::format::sql_type_name(data_type)
+        )
+    })?;
     let taken = datafusion::arrow::compute::take(
         &one,
         &datafusion::arrow::array::UInt32Array::from(vec![0u32; rows]),

@@ -335,7 +335,7 @@ impl StateFiles {
                             "the `{part}` of `{aggregate}` (an aggregate's partial state, {})",
                             crate::format::sql_type_name(f.data_type())
                         ),
-                        _ => format!("`{name}` {}", f.data_type()),
+                        _ => format!("`{name}` {}", crate::format::sql_type_name(f.data_type())),
                     }
                 })
                 .collect::<Vec<_>>()
