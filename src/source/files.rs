@@ -508,6 +508,9 @@ pub struct FilesSource {
     /// Whether this run has said that the source's local folder is gone (a run of `every`
     /// whose folder was moved or unmounted lists nothing, as if no file had come).
     said_gone: std::sync::atomic::AtomicBool,
+    /// Whether this run has looked at an object-store prefix that lists nothing: an object
+    /// named where a prefix is read, or a prefix that may be misspelled.
+    looked_at_empty_prefix: std::sync::atomic::AtomicBool,
     /// The input available when the run froze it, if it did.
     frozen: Option<Vec<LoggedFile>>,
     /// Where in `frozen` the first file not read yet may be.
@@ -562,6 +565,7 @@ impl FilesSource {
             grown: HashSet::new(),
             said_uninferable: false,
             said_gone: std::sync::atomic::AtomicBool::new(false),
+            looked_at_empty_prefix: std::sync::atomic::AtomicBool::new(false),
             frozen: None,
             frozen_next: 0,
             logged: BTreeSet::new(),
@@ -808,7 +812,46 @@ impl FilesSource {
                 root.display()
             );
         }
+        if listed.is_empty()
+            && self.data.local_root().is_none()
+            && !self
+                .looked_at_empty_prefix
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.look_at_empty_prefix().await?;
+        }
         Ok(listed)
+    }
+
+    /// An object-store prefix that lists nothing: refused where it names an object (a file
+    /// given for the folder a source reads, which would read as empty forever); said, where
+    /// the source has read nothing yet and declares its columns, since a misspelled prefix
+    /// looks like an empty folder (without declared columns the run says so itself, having
+    /// nothing to infer them from).
+    async fn look_at_empty_prefix(&self) -> Result<(), SourceError> {
+        if self.data.is_an_object().await? {
+            let shown = crate::secret::redact_url(&self.data.to_string());
+            let folder = shown.rsplit_once('/').map_or(shown.as_str(), |(f, _)| f);
+            return Err(SourceError::Config {
+                source_name: self.name.clone(),
+                reason: format!(
+                    "{shown} is an object (a file), not a prefix (a folder): a files source \
+                     reads every file under a folder, and this one has none. Give its folder \
+                     (`path: {folder}`), and keep in it only files of this source; fix \
+                     `sources.{}.path`",
+                    self.name
+                ),
+            });
+        }
+        if self.seen.is_empty() && self.config.declared_columns().is_some() {
+            tracing::warn!(
+                "source `{}`: {} holds no file yet; if files are expected there, check the \
+                 path (on an object store a misspelled prefix looks like an empty folder)",
+                self.name,
+                crate::secret::redact_url(&self.data.to_string())
+            );
+        }
+        Ok(())
     }
 
     /// The first `limit` files not read yet, in path order.
@@ -1418,7 +1461,7 @@ async fn load_table(
     };
     let location =
         Location::open(&folder, false, false, hook).map_err(|e| config_err(e.to_string()))?;
-    let files: Vec<(String, Option<LoggedFile>)> = match only {
+    let mut files: Vec<(String, Option<LoggedFile>)> = match only {
         Some(file) => vec![(file, None)],
         None => location
             .list_visible(hidden)
@@ -1427,6 +1470,17 @@ async fn load_table(
             .map(|m| (location.relative(&m.location), None))
             .collect(),
     };
+    // On an object store a table's path may name one object, as a local path may name one
+    // file: it lists as an empty prefix, and is read as the only file of its folder.
+    let mut location = location;
+    if files.is_empty()
+        && location.is_an_object().await?
+        && let Some((folder, file)) = config.path.trim_end_matches('/').rsplit_once('/')
+    {
+        location =
+            Location::open(folder, false, false, hook).map_err(|e| config_err(e.to_string()))?;
+        files = vec![(file.to_string(), None)];
+    }
     // With its columns declared, a table without files reads as empty (a dimension not
     // filled yet); without, there is nothing to infer them from.
     if files.is_empty() && config.declared_columns().is_some() {

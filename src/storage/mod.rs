@@ -604,6 +604,19 @@ impl Location {
         }
     }
 
+    /// On an object store, whether this location's own path names an object: a file given
+    /// where a folder (a prefix) is read, which lists as an empty folder. Always false on
+    /// local disk, where [`Location::open`] refuses a file as a folder.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] when the store cannot be asked.
+    pub async fn is_an_object(&self) -> Result<bool, StorageError> {
+        if self.local_root.is_some() || self.prefix.as_ref().is_empty() {
+            return Ok(false);
+        }
+        self.exists(&self.prefix).await
+    }
+
     /// Lists the objects under `relative`, recursively, sorted by path.
     pub async fn list(
         &self,

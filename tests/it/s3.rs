@@ -503,3 +503,94 @@ fn a_rewind_of_a_checkpoint_on_s3_fences_a_live_run() {
     let got = rt.block_on(moto.sink_rows());
     assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
 }
+
+/// Walk 32 (1, 2): on S3 a path that names one object lists as an empty prefix, so a source
+/// given one read nothing, exit 0, and a table given one read as empty. A source given an
+/// object is refused (exit 2) naming its folder, as a local file is; a table reads it, as a
+/// table's local file path does; a misspelled prefix with declared columns is said.
+#[test]
+fn an_object_named_for_a_folder_is_read_as_a_table_and_refused_as_a_source() {
+    use object_store::ObjectStoreExt;
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 20, 0);
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let store = moto.store();
+    let put = |key: &str, bytes: Vec<u8>| {
+        rt.block_on(store.put(&object_store::path::Path::from(key), bytes.into()))
+            .expect("upload");
+    };
+    put(
+        "in/clicks-0000.json",
+        std::fs::read(ws.path("in/clicks-0000.json")).expect("input"),
+    );
+    let pages = "page,section\nhome,top\nsearch,top\nproduct,shop\ncart,shop\nhelp,top\n";
+    std::fs::write(ws.path("pages.csv"), pages).expect("pages");
+    put("static/pages.csv", pages.as_bytes().to_vec());
+    let query = "SELECT c.id, p.section FROM clicks c LEFT JOIN pages p ON c.page = p.page";
+    let tables = "tables:\n  pages: { kind: files, path: TABLE, format: csv }\n";
+    let yaml = |input: &str, table: &str| {
+        pipeline_yaml(&ws, "json", query, 1, &tables.replace("TABLE", table))
+            .replace(&ws.p("in"), input)
+    };
+    let run = |yaml: String| {
+        let pipeline = write_pipeline(&ws, &yaml);
+        moto.sluice()
+            .args(["run", pipeline.to_str().expect("utf-8")])
+            .output()
+            .expect("run")
+    };
+
+    // The source's path names the object, not its folder.
+    let out = run(yaml("s3://sluice/in/clicks-0000.json", &ws.p("pages.csv")));
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("is an object (a file), not a prefix (a folder)")
+            && said.contains("`path: s3://sluice/in`"),
+        "{said}"
+    );
+    assert!(!ws.path("out").exists(), "nothing written");
+
+    // A misspelled prefix, with the source's columns declared: said, not silent.
+    let out = run(yaml("s3://sluice/inn", &ws.p("pages.csv")));
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("s3://sluice/inn holds no file yet")
+            && said.contains("a misspelled prefix looks like an empty folder"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(ws.path("ckpt"));
+
+    // The table's path names one object: it is read, as the same local file is.
+    let out = run(yaml("s3://sluice/in", "s3://sluice/static/pages.csv"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = rt.block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.register_json(
+            "clicks",
+            ws.p("in"),
+            datafusion::prelude::JsonReadOptions::default()
+                .schema(&click_schema())
+                .file_extension(".json"),
+        )
+        .await
+        .expect("clicks");
+        ctx.register_csv(
+            "pages",
+            ws.p("pages.csv"),
+            datafusion::prelude::CsvReadOptions::new(),
+        )
+        .await
+        .expect("pages");
+        sql_rows(&ctx, query).await
+    });
+    let got = rt.block_on(sink_rows(&ws.path("out")));
+    assert_eq!(expected.len(), 20);
+    assert!(
+        got.iter().all(|row| !row.contains("null")),
+        "every page has its section: {got:?}"
+    );
+    assert_eq!(got, expected);
+}
