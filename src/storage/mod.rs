@@ -820,6 +820,13 @@ impl Location {
              it is running)"
                 .to_string()
         } else if self.local_root.is_some()
+            && matches!(op, "reading" | "listing" | "checking")
+            && (text.contains("Permission denied") || text.contains("Operation not permitted"))
+        {
+            // Read, not written: the file's (or a folder's above it) read permission.
+            " (this user may not read it: its permissions, or those of a folder above it)"
+                .to_string()
+        } else if self.local_root.is_some()
             && (text.contains("Permission denied")
                 || text.contains("Operation not permitted")
                 || text.contains("Read-only file system"))
@@ -1310,6 +1317,30 @@ mod tests {
                 "{said}"
             );
         }
+    }
+
+    /// Walk 32 (3): an input file this user may not read was said as a folder that "cannot be
+    /// written here". A read refused names the read permission.
+    #[test]
+    fn a_file_that_cannot_be_read_is_not_said_to_be_unwritable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let location =
+            Location::open(dir.path().to_str().expect("utf-8"), false, false, None).expect("open");
+        let error = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "Permission denied (os error 13)",
+            )),
+        };
+        let said = location
+            .io_err("reading", &location.path("in/a.jsonl"), error)
+            .to_string();
+        assert!(
+            said.contains("(this user may not read it: its permissions")
+                && !said.contains("cannot be written"),
+            "{said}"
+        );
     }
 
     /// What the walk says of a file is what object_store's own `list` and `head` say of it
