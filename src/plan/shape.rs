@@ -154,6 +154,25 @@ const TIME_FORMATS: [&str; 8] = [
     "to_unixtime",
 ];
 
+/// The first strftime code in `format` that writes a time zone (`%Z`, `%z`, `%:z`, `%::z`,
+/// `%:::z`, `%#z`), as chrono reads it (`%%` is a literal `%`).
+fn zone_code(format: &str) -> Option<String> {
+    let mut rest = format;
+    while let Some(at) = rest.find('%') {
+        let code = &rest[at..];
+        let flagged = code[1..].trim_start_matches([':', '#']);
+        match flagged.chars().next() {
+            Some('%') => rest = &code[2..],
+            Some('Z' | 'z') => {
+                let len = code.len() - flagged.len() + 1;
+                return Some(code[..len].to_string());
+            }
+            _ => rest = &code[1..],
+        }
+    }
+    None
+}
+
 /// Analyzes `plan` (as the SQL planner made it, before optimization). `watermarks` maps each
 /// stream with a watermark to its event-time column.
 pub fn analyze(
@@ -168,6 +187,7 @@ pub fn analyze(
     let mut spark_pattern = None;
     let mut joins_list_text = None;
     let mut zero_width = None;
+    let mut zone_of_none = None;
     plan.apply_with_subqueries(|node| {
         let inputs = node.inputs();
         node.apply_expressions(|expr| {
@@ -221,6 +241,34 @@ pub fn analyze(
                         };
                         Some((name.to_string(), format.clone(), strftime))
                     });
+                }
+                // A zone code (`%Z`, `%z`) formatting a time without a zone fails each
+                // batch in Arrow's words ("Cast error: Format error").
+                if let Expr::ScalarFunction(f) = e
+                    && zone_of_none.is_none()
+                    && f.func.name() == "to_char"
+                    && let [time, format] = f.args.as_slice()
+                    && let Expr::Literal(
+                        datafusion::common::ScalarValue::Utf8(Some(text))
+                        | datafusion::common::ScalarValue::LargeUtf8(Some(text))
+                        | datafusion::common::ScalarValue::Utf8View(Some(text)),
+                        _,
+                    ) = strip_alias(format)
+                    && let Some(code) = zone_code(text)
+                    && let [input] = inputs.as_slice()
+                    && datafusion::logical_expr::ExprSchemable::get_type(time, input.schema())
+                        .is_ok_and(|t| {
+                            matches!(
+                                t,
+                                datafusion::arrow::datatypes::DataType::Timestamp(_, None)
+                            )
+                        })
+                {
+                    let time = match strip_alias(time) {
+                        Expr::Column(c) => c.name.clone(),
+                        other => other.to_string(),
+                    };
+                    zone_of_none = Some((format!("to_char({time}, '{text}')"), time, code));
                 }
                 if let Expr::ScalarFunction(f) = e
                     && f.func.name() == super::functions::HOP
@@ -278,6 +326,16 @@ pub fn analyze(
             reason: format!(
                 "reads its format as strftime codes, as DataFusion and DuckDB do, not as Spark's \
                  pattern letters, so {would}: write `{function}(..., '{strftime}')`"
+            ),
+        });
+    }
+    if let Some((call, time, code)) = zone_of_none {
+        return Err(PlanError::Function {
+            call,
+            reason: format!(
+                "writes `{code}`, a time zone, of `{time}`, a timestamp without one, so \
+                 every row would fail: give it one (`{time} AT TIME ZONE 'UTC'`, or the \
+                 source's `schema:` as `timestamp with time zone`), or leave `{code}` out"
             ),
         });
     }

@@ -6418,6 +6418,47 @@ fn a_source_with_no_file_and_no_schema_is_said_at_the_default_level() {
     );
 }
 
+/// Walk 32 (4): `to_char(t, '... %Z')` of a timestamp without a time zone failed batch 0 at
+/// run time in Arrow's words ("Cast error: Format error"), the batch left planned. It is
+/// refused at planning naming the code and the column; given a zone, the query runs.
+#[test]
+fn a_time_zone_code_of_a_timestamp_without_one_is_refused_at_planning() {
+    let input = "{\"id\":1,\"epoch\":1772366400}\n";
+    let settings = "schema: { id: bigint, epoch: bigint }";
+    let (out, _) = query_case(
+        "json",
+        settings,
+        input,
+        "SELECT id, to_char(from_unixtime(epoch), '%Y-%m-%d %H:%M %Z') AS t FROM s",
+    );
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(
+            "which writes `%Z`, a time zone, of `from_unixtime(s.epoch)`, a timestamp without one"
+        ) && said.contains("AT TIME ZONE 'UTC'"),
+        "{said}"
+    );
+    let (out, lines) = query_case(
+        "json",
+        settings,
+        input,
+        "SELECT id, to_char(from_unixtime(epoch) AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M %Z') AS t \
+         FROM s",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lines, [r#"{"id":1,"t":"2026-03-01 12:00 +00:00"}"#]);
+    // `%%Z` is the text `%Z`, no zone.
+    let (out, lines) = query_case(
+        "json",
+        settings,
+        input,
+        "SELECT id, to_char(from_unixtime(epoch), '%H:%M %%Z') AS t FROM s",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lines, [r#"{"id":1,"t":"12:00 %Z"}"#]);
+}
+
 /// Walk 25 (1): Spark's functions by Spark's words did something else without a word:
 /// `date_format(t, 'yyyy-MM-dd HH:mm')` wrote the letters as they stand (DataFusion reads
 /// strftime codes), and `split` was answered "Did you mean ...?" with an unrelated function.
