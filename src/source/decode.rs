@@ -2325,8 +2325,24 @@ fn check_csv_header(
              of its own (`UNION ALL` them in the query), or rewrite this file's columns in \
              the source's order"
                 .to_string()
+        } else if let Some(hint) = other_delimiter(&found, delimiter) {
+            hint
         } else {
-            other_delimiter(&found, delimiter).unwrap_or_default()
+            // Columns gained or lost: no one schema reads both headers by position.
+            let gained: Vec<&&str> = found.iter().filter(|f| !expected.contains(f)).collect();
+            let lost: Vec<&&str> = expected.iter().filter(|e| !found.contains(e)).collect();
+            let what = match (gained.is_empty(), lost.is_empty()) {
+                (false, true) => format!("it adds {gained:?}"),
+                (true, false) => format!("it lacks {lost:?}"),
+                _ => format!("it adds {gained:?} and lacks {lost:?}"),
+            };
+            format!(
+                "; {what}. A CSV source reads every file by one header, so no one schema fits \
+                 files of both: put the files of each header in a folder of their own, read \
+                 as a source of its own, and `UNION ALL` them in the query (with `NULL AS \
+                 <column>` for a column one lacks); or rewrite this file with the source's \
+                 header. (A JSON or Parquet source reads a column a file lacks as null.)"
+            )
         };
         return Err(SourceError::SchemaMismatch {
             file: file.to_string(),
@@ -2515,8 +2531,8 @@ fn parquet(
                     reason: format!(
                         "column `{}` is {} in the file but {} in the source's schema",
                         field.name(),
-                        found.data_type(),
-                        field.data_type()
+                        crate::format::sql_type_name(found.data_type()),
+                        crate::format::sql_type_name(field.data_type())
                     ),
                 });
             }

@@ -7874,3 +7874,34 @@ fn a_reader_of_a_rewound_sink_is_told_to_rewind_too() {
         "{said}"
     );
 }
+
+/// Walk 32 (5): a CSV file whose header gained a column was told to plan again "with a schema
+/// that fits", which no schema is for files of both headers. The refusal names the column and
+/// the way that reads both: a source per header, `UNION ALL`ed.
+#[test]
+fn a_csv_header_that_gained_a_column_names_a_source_per_header() {
+    let ws = Workspace::new();
+    input(&ws, "0.csv", "id,amount,city\n1,2.5,x\n");
+    let yaml = format!(
+        "name: header\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: csv, schema: {{ id: bigint, amount: double, city: string }} }}\n\
+         query: SELECT id, city FROM s\ntrigger: available-now\n\
+         sink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    input(&ws, "1.csv", "id,amount,city,country\n2,3.5,y,z\n");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("it adds [\"country\"]")
+            && said.contains("`UNION ALL` them in the query")
+            && said.contains("1.csv"),
+        "{said}"
+    );
+}
