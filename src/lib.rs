@@ -245,6 +245,9 @@ impl Error {
             Self::Storage(storage::StorageError::NoCreateOnly { .. }) => 2,
             // Another pipeline's checkpoint: the arguments or the file name the wrong one.
             Self::Checkpoint(checkpoint::CheckpointError::WrongPipeline { .. }) => 2,
+            // Another run holds the checkpoint: nothing failed, try again later (sysexits.h's
+            // EX_TEMPFAIL), which a scheduler can tell from a failure.
+            Self::Checkpoint(checkpoint::CheckpointError::InUse { .. }) => 75,
             // A path or URL that names no place Sluice could use: the arguments or the file.
             Self::Storage(
                 storage::StorageError::UnknownScheme { .. }
