@@ -1643,6 +1643,14 @@ async fn an_edited_starting_offset_after_the_first_run_is_said() {
         "{}",
         stderr(&second)
     );
+    assert_eq!(
+        stderr(&second)
+            .matches("starting offsets were resolved from")
+            .count(),
+        1,
+        "said once: {}",
+        stderr(&second)
+    );
     assert!(
         sink_rows(&ws.path("out-ckpt")).await.is_empty(),
         "the offsets resolved by the first run stand"
