@@ -712,6 +712,46 @@ fn duplicate_key(text: &str, key: &str) -> String {
     }
 }
 
+/// Why `query`, as read from the pipeline file `text`, holds a `--` comment that runs past the
+/// line it was written on: a folded block (`query: >`) or a plain or quoted value over
+/// several lines is joined with spaces (YAML 1.2, §6.5 line folding), so the comment takes the
+/// rest of the query with it, and the query still plans (a filter dropped without a word).
+/// `None` where every comment ends where the file's line ends (a literal block, `query: |`).
+fn folded_comment(text: &str, query: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+    let tokens = Tokenizer::new(&GenericDialect {}, query).tokenize().ok()?;
+    let lines: Vec<&str> = text.lines().collect();
+    tokens.into_iter().find_map(|token| {
+        let Token::Whitespace(Whitespace::SingleLineComment { comment, prefix }) = token else {
+            return None;
+        };
+        // A comment as the file writes it, on one line, swallowed nothing.
+        let whole = format!("{prefix}{}", comment.trim_end());
+        if lines.iter().any(|line| line.contains(&whole)) {
+            return None;
+        }
+        // The part of the comment written on the comment's own line; the rest was SQL.
+        let kept = (prefix.len()..whole.len())
+            .rev()
+            .filter(|&end| whole.is_char_boundary(end))
+            .find(|&end| {
+                lines
+                    .iter()
+                    .any(|line| line.trim_end().ends_with(&whole[..end]))
+            })?;
+        let (comment, swallowed) = whole.split_at(kept);
+        Some(format!(
+            "YAML joins the lines of a folded block (`query: >`) or of a plain or quoted value \
+             with spaces, so the comment `{}` runs on to the end of the query and takes `{}` \
+             with it. Write the query as a literal block (`query: |`, which keeps its lines), \
+             or the comment as `/* ... */`",
+            comment.trim_end(),
+            swallowed.trim()
+        ))
+    })
+}
+
 impl Pipeline {
     /// The 1-based line of the file where `key` (`sources.s.watermark.column`) is written, for
     /// messages; `None` where it cannot be found.
@@ -1128,6 +1168,12 @@ impl Pipeline {
                 None => invalid(message),
             }
         })?;
+        if let Some(message) = folded_comment(text, &pipeline.query) {
+            return Err(match find_path_line(text, "query") {
+                Some(line) => invalid(format!("`query`: {message} (line {line})")),
+                None => invalid(format!("`query`: {message}")),
+            });
+        }
         pipeline.query_line = find_path_line(text, "query");
         pipeline.text = text.to_string();
         Ok(pipeline)
@@ -1727,6 +1773,39 @@ sink: { kind: files, path: out/clicks, format: parquet }
 
     fn parse(text: &str) -> Result<Pipeline, String> {
         Pipeline::parse(text, Path::new("p.yaml")).map_err(|e| e.to_string())
+    }
+
+    /// Walk 33 (1): a `--` comment in a folded query (`query: >`) took the rest of the query
+    /// with it (YAML joins the lines), and the query ran without its last filter, exit 0. It
+    /// is refused naming the SQL it took; the same query as a literal block, or with the
+    /// comment on the last line, or with `/* */`, reads.
+    #[test]
+    fn a_comment_that_folding_runs_into_the_query_is_refused() {
+        let with = |query: &str| GOOD.replace("query: SELECT * FROM clicks", query);
+        for folded in [
+            "query: >\n  SELECT * FROM clicks\n  WHERE user_id > 4 -- only the slow ones\n  AND ts IS NOT NULL",
+            "query: >-\n  SELECT * FROM clicks\n  WHERE user_id > 4 -- only the slow ones\n  AND ts IS NOT NULL\n",
+            "query: SELECT * FROM clicks\n  WHERE user_id > 4 -- only the slow ones\n  AND ts IS NOT NULL",
+            "query: \"SELECT * FROM clicks\n  WHERE user_id > 4 -- only the slow ones\n  AND ts IS NOT NULL\"",
+        ] {
+            let said = parse(&with(folded)).expect_err(folded);
+            assert!(
+                said.contains("the comment `-- only the slow ones` runs on to the end of the query and takes `AND ts IS NOT NULL` with it")
+                    && said.contains("`query: |`")
+                    && said.contains("(line 10)"),
+                "{folded}: {said}"
+            );
+        }
+        for fine in [
+            "query: |\n  SELECT * FROM clicks\n  WHERE user_id > 4 -- only the slow ones\n  AND ts IS NOT NULL",
+            "query: >\n  SELECT * FROM clicks\n  WHERE user_id > 4 /* only the slow ones */\n  AND ts IS NOT NULL",
+            "query: >\n  SELECT * FROM clicks\n  WHERE user_id > 4\n  -- only the slow ones",
+            "query: SELECT * FROM clicks -- all of them",
+            "query: SELECT '--' AS dashes FROM clicks",
+        ] {
+            let pipeline = parse(&with(fine)).expect(fine);
+            assert!(pipeline.query.contains("FROM clicks"), "{fine}");
+        }
     }
 
     /// Walk 29 (4): a bad watermark `delay` beside `late_rows` was named with "`late_rows`
