@@ -136,6 +136,21 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
             .ok()
             .is_none_or(|mut entries| entries.next().is_none())
     };
+    // Whether a source logged where it starts (Kafka's starting offsets): anything under
+    // `sources/` but a schema inferred and pinned, which the next run infers again.
+    let starts_logged = |checkpoint: &std::path::Path| {
+        let Ok(sources) = std::fs::read_dir(checkpoint.join(crate::checkpoint::paths::SOURCES))
+        else {
+            return false;
+        };
+        sources.flatten().any(|source| {
+            std::fs::read_dir(source.path()).map_or(true, |files| {
+                files
+                    .flatten()
+                    .any(|file| file.file_name() != std::ffi::OsStr::new("schema"))
+            })
+        })
+    };
     // Only while no other run holds the checkpoint: of two runs started at once on one new
     // checkpoint, the one the lock refused removes nothing of the other's. The lock is held
     // until the folders are gone.
@@ -151,7 +166,7 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         && let Some(((checkpoint, _), _)) = made.split_first()
         && empty(checkpoint, crate::checkpoint::paths::OFFSETS)
         && empty(checkpoint, crate::checkpoint::paths::COMMITS)
-        && (e.exit_code() == 2 || empty(checkpoint, crate::checkpoint::paths::SOURCES))
+        && (e.exit_code() == 2 || !starts_logged(checkpoint))
     {
         for (folder, top) in made.iter().filter(|(f, _)| f.exists()) {
             if let Err(e) = std::fs::remove_dir_all(folder) {
