@@ -1383,6 +1383,59 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Refuses `${VAR}` in a setting other than a connection's (`url`, `bootstrap_servers`,
+    /// `properties`), where it is filled in when connecting: anywhere else (a topic, a table,
+    /// a stream, a key) it would be used as written, and only a server would refuse it, or
+    /// take it. (A path's is refused with its own words.)
+    fn check_unfilled_variables(&self) -> Result<(), String> {
+        const FILLED: [&str; 4] = ["url", "bootstrap_servers", "properties", "path"];
+        let settings = self
+            .sources
+            .iter()
+            .map(|(name, c)| (format!("sources.{name}"), &c.settings))
+            .chain(
+                self.tables
+                    .iter()
+                    .map(|(name, c)| (format!("tables.{name}"), &c.settings)),
+            )
+            .chain([("sink".to_string(), &self.sink.settings)])
+            .chain(
+                self.late_rows
+                    .iter()
+                    .map(|c| ("late_rows".to_string(), &c.settings)),
+            );
+        for (at, settings) in settings {
+            for (name, value) in settings {
+                let Some(name) = name.as_str().filter(|n| !FILLED.contains(n)) else {
+                    continue;
+                };
+                let texts: Vec<&str> = match value {
+                    serde_yaml::Value::String(text) => vec![text],
+                    serde_yaml::Value::Sequence(items) => {
+                        items.iter().filter_map(|i| i.as_str()).collect()
+                    }
+                    _ => continue,
+                };
+                for text in texts {
+                    let Some(start) = text.find("${") else {
+                        continue;
+                    };
+                    let end = text[start..]
+                        .find('}')
+                        .map_or(text.len(), |e| start + e + 1);
+                    return Err(format!(
+                        "`{at}.{name}` ({text}) holds `{}`: Sluice fills in `${{VAR}}` only in \
+                         connection settings (`url`, `bootstrap_servers`, `properties`), never \
+                         in `{name}`, which is used as written; write it out, or fill the file \
+                         in before the run (`envsubst < pipeline.yaml > filled.yaml`)",
+                        &text[start..end]
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses locations that overlap where one of them is written: the sink's, the late-rows
     /// sink's or the checkpoint (`checkpoint`, the one the run uses) equal to, inside or around
     /// a source's, a table's or each other's. A sink inside a source's folder would be read
@@ -1449,6 +1502,7 @@ impl Pipeline {
                 ));
             }
         }
+        self.check_unfilled_variables()?;
         let mut read = Vec::new();
         for (name, config) in &self.sources {
             read.extend(
@@ -1773,6 +1827,36 @@ sink: { kind: files, path: out/clicks, format: parquet }
 
     fn parse(text: &str) -> Result<Pipeline, String> {
         Pipeline::parse(text, Path::new("p.yaml")).map_err(|e| e.to_string())
+    }
+
+    /// Walk 33 (3): `${VAR}` in a Kafka sink's topic was sent to the broker as written
+    /// (InvalidTopic, exit 1). A setting other than a connection's holding one is refused
+    /// before the run, naming it; in `bootstrap_servers` it stays a variable to fill in.
+    #[test]
+    fn a_variable_outside_connection_settings_is_refused() {
+        let kafka = |sink: &str| {
+            GOOD.replace(
+                "sink: { kind: files, path: out/clicks, format: parquet }",
+                sink,
+            )
+        };
+        let text = kafka(
+            "sink: { kind: kafka, bootstrap_servers: \"${BROKER}\", topic: \"w_${ENVNAME}_clicks\" }",
+        );
+        let said = parse(&text)
+            .expect("parses")
+            .check_locations("ckpt", false)
+            .expect_err("refused");
+        assert!(
+            said.contains("`sink.topic` (w_${ENVNAME}_clicks) holds `${ENVNAME}`")
+                && said.contains("envsubst"),
+            "{said}"
+        );
+        let text = kafka("sink: { kind: kafka, bootstrap_servers: \"${BROKER}\", topic: clicks }");
+        parse(&text)
+            .expect("parses")
+            .check_locations("ckpt", false)
+            .expect("a connection setting's variable is filled in when connecting");
     }
 
     /// Walk 33 (1): a `--` comment in a folded query (`query: >`) took the rest of the query
