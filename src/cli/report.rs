@@ -23,11 +23,12 @@ struct Batch {
 }
 
 impl Batch {
-    /// Time spent on the batch up to writing its commit, in milliseconds (the commit's own
-    /// write is timed after the entry is written, so the entry cannot hold it).
+    /// Time spent on the batch up to writing its commit, in milliseconds, as `inspect` sums
+    /// it (the commit entry's own write is timed after the entry is written, so the entry
+    /// cannot hold it: the run's progress line, which counts it, says a little more).
     fn duration_ms(&self) -> f64 {
         let d = &self.commit.durations;
-        d.plan_ms + d.offsets_ms + d.execute_ms
+        d.plan_ms + d.offsets_ms + d.execute_ms + d.commit_ms
     }
 
     fn rows_per_second(&self) -> f64 {
@@ -46,6 +47,7 @@ const HEIGHT: u32 = 320;
 const PLAN: RGBColor = RGBColor(0x4e, 0x79, 0xa7);
 const OFFSETS: RGBColor = RGBColor(0xf2, 0x8e, 0x2b);
 const EXECUTE: RGBColor = RGBColor(0x59, 0xa1, 0x4f);
+const COMMIT: RGBColor = RGBColor(0x9c, 0x75, 0x5f);
 const RATE: RGBColor = RGBColor(0xe1, 0x57, 0x59);
 const WATERMARK: RGBColor = RGBColor(0xb0, 0x7a, 0xa1);
 const STATE: [RGBColor; 4] = [
@@ -165,7 +167,8 @@ fn render(
         figure(
             &mut page,
             "rate",
-            "Input rows per second per batch",
+            "Input rows per second per batch (over its time up to its commit entry, as \
+             `sluice inspect` sums it; the run's progress line also counts writing that entry)",
             Some(line_chart(
                 "batch",
                 "rows/s",
@@ -207,7 +210,7 @@ fn render(
                         (op.clone(), STATE[i % STATE.len()], points)
                     })
                     .collect();
-                line_chart("batch", "rows", &series, &batch_label, &number_label)
+                line_chart("batch", "rows", &series, &batch_label, &count_label)
             })
             .transpose()?;
         figure(
@@ -337,11 +340,14 @@ fn phases_chart(batches: &[Batch]) -> Result<String, String> {
     };
     svg_chart(axes, |chart| {
         let width = 0.4;
-        let layers: [Layer; 3] = [
+        let layers: [Layer; 4] = [
             ("plan", PLAN, |b| b.commit.durations.plan_ms),
             ("offsets", OFFSETS, |b| b.commit.durations.offsets_ms),
             ("execute (query, sink, state)", EXECUTE, |b| {
                 b.commit.durations.execute_ms
+            }),
+            ("commit (state version, fence check)", COMMIT, |b| {
+                b.commit.durations.commit_ms
             }),
         ];
         let mut bases = vec![0.0; batches.len()];
@@ -430,7 +436,7 @@ fn batch_table(page: &mut String, batches: &[Batch]) {
         "<details>\n<summary>Batches</summary>\n<table class=\"batches\">\n<tr><th>batch</th>\
          <th>timestamp</th><th>watermark</th><th>rows in</th><th>rows out</th>\
          <th>late rows</th><th>files</th><th>plan ms</th><th>offsets ms</th><th>execute ms</th>\
-         <th>rows/s</th><th>state rows</th></tr>\n",
+         <th>commit ms</th><th>rows/s</th><th>state rows</th></tr>\n",
     );
     for b in batches {
         let state: u64 = b.commit.state.iter().map(|s| s.rows_total).sum();
@@ -438,7 +444,7 @@ fn batch_table(page: &mut String, batches: &[Batch]) {
         let _ = writeln!(
             page,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.0}</td><td>{}</td></tr>",
+             <td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.0}</td><td>{}</td></tr>",
             b.batch,
             time_label(&(b.offsets.info.batch_timestamp_ms as f64)),
             b.offsets
@@ -452,6 +458,7 @@ fn batch_table(page: &mut String, batches: &[Batch]) {
             d.plan_ms,
             d.offsets_ms,
             d.execute_ms,
+            d.commit_ms,
             b.rows_per_second(),
             state
         );
@@ -463,6 +470,15 @@ fn batch_table(page: &mut String, batches: &[Batch]) {
 fn batch_label(v: &f64) -> String {
     if v.fract().abs() < 1e-9 {
         format!("{v:.0}")
+    } else {
+        String::new()
+    }
+}
+
+/// A count on an axis (rows): whole numbers only.
+fn count_label(v: &f64) -> String {
+    if v.fract().abs() < 1e-9 {
+        number_label(v)
     } else {
         String::new()
     }

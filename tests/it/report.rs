@@ -117,6 +117,29 @@ fn report_renders_its_charts_in_headless_chromium() {
         commits,
         "one table row per batch"
     );
+    // Walk 33 (4): rows/s left the commit phase out, so it differed from `inspect`'s sum.
+    let entry = std::fs::read_to_string(ws.path("ckpt/commits/0")).expect("commits/0");
+    let entry: serde_json::Value =
+        serde_json::from_str(entry.lines().nth(1).expect("entry line")).expect("json");
+    let d = &entry["durations"];
+    let ms: f64 = ["plan_ms", "offsets_ms", "execute_ms", "commit_ms"]
+        .iter()
+        .map(|k| d[k].as_f64().expect("a duration"))
+        .sum();
+    let rate = entry["rows_in"].as_f64().expect("rows_in") / (ms / 1000.0);
+    let row = html
+        .split("<tr><td>")
+        .nth(1)
+        .expect("batch 0's row")
+        .split("</tr>")
+        .next()
+        .expect("row");
+    let cells: Vec<&str> = row
+        .split("</td><td>")
+        .map(|c| c.trim_end_matches("</td>"))
+        .collect();
+    assert_eq!(cells[0], "0", "{row}");
+    assert_eq!(cells[11], format!("{rate:.0}"), "rows/s: {row}");
 
     let (width, height, rgba) = screenshot(&page, &ws.path("report.png"));
     assert_eq!((width, height), (1100, 2200));
