@@ -712,6 +712,21 @@ fn duplicate_key(text: &str, key: &str) -> String {
     }
 }
 
+/// `text` with YAML's merge keys (`<<: *anchor`, `<<: [*a, *b]`) applied, as YAML 1.1's
+/// merge key type says, where it has any; `None` where it has none (or does not parse).
+fn with_merges(text: &str) -> Option<String> {
+    if !text.contains("<<") {
+        return None;
+    }
+    let mut value: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
+    let before = value.clone();
+    value.apply_merge().ok()?;
+    if value == before {
+        return None;
+    }
+    serde_yaml::to_string(&value).ok()
+}
+
 /// Why `query`, as read from the pipeline file `text`, holds a `--` comment that runs past the
 /// line it was written on: a folded block (`query: >`) or a plain or quoted value over
 /// several lines is joined with spaces (YAML 1.2, §6.5 line folding), so the comment takes the
@@ -935,9 +950,19 @@ impl Pipeline {
 
     /// [`Pipeline::parse`], resolving relative local paths against `rebase` where given.
     fn parse_in(text: &str, path: &Path, rebase: Option<PathBuf>) -> Result<Self, PipelineError> {
+        // YAML's merge keys (`<<: *defaults`), which the typed reading does not apply: the
+        // file is read with them written out.
+        let merged = with_merges(text);
+        let text = merged.as_deref().unwrap_or(text);
         let invalid = |message: String| PipelineError::Invalid {
             path: path.to_path_buf(),
-            message,
+            message: match &merged {
+                Some(_) if message.contains("(line ") => format!(
+                    "{message} (a line of the file as read with its `<<` merge keys written \
+                     out, without comments)"
+                ),
+                _ => message,
+            },
         };
         // A key written twice in one mapping (two sources of one name): the typed reading
         // would keep the second silently.
@@ -1827,6 +1852,42 @@ sink: { kind: files, path: out/clicks, format: parquet }
 
     fn parse(text: &str) -> Result<Pipeline, String> {
         Pipeline::parse(text, Path::new("p.yaml")).map_err(|e| e.to_string())
+    }
+
+    /// Walk 33: YAML merge keys (`<<: *defaults`) were not applied, and the source read
+    /// without them lacked `kind`. They are applied, as YAML 1.1 and Spark users' tools do.
+    #[test]
+    fn yaml_merge_keys_are_applied() {
+        let text = r#"
+name: merged
+sources:
+  a: &files
+    kind: files
+    path: data/a
+    format: json
+    schema: { ts: timestamp, user_id: bigint }
+  b:
+    <<: *files
+    path: data/b
+    format: csv
+query: SELECT * FROM a UNION ALL SELECT * FROM b
+sink: { kind: files, path: out/x, format: parquet }
+"#;
+        let pipeline = parse(text).expect("merged");
+        let b = &pipeline.sources["b"];
+        assert_eq!(b.kind, "files");
+        let setting = |key: &str| {
+            b.settings
+                .get(key)
+                .and_then(|v| v.as_str())
+                .map(String::from)
+        };
+        assert_eq!(setting("path").as_deref(), Some("data/b"), "its own path");
+        assert_eq!(setting("format").as_deref(), Some("csv"), "its own format");
+        assert!(b.settings.get("schema").is_some(), "the schema merged in");
+        // A mistake in a merged file still names its key.
+        let said = parse(&text.replace("format: csv", "format: cvs")).expect_err("cvs");
+        assert!(said.contains("`sources.b.format`"), "{said}");
     }
 
     /// Walk 33 (3): `${VAR}` in a Kafka sink's topic was sent to the broker as written
