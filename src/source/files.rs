@@ -1459,7 +1459,7 @@ async fn load_table(
     } else {
         (config.path.clone(), None)
     };
-    let location =
+    let mut location =
         Location::open(&folder, false, false, hook).map_err(|e| config_err(e.to_string()))?;
     let mut files: Vec<(String, Option<LoggedFile>)> = match only {
         Some(file) => vec![(file, None)],
@@ -1472,7 +1472,6 @@ async fn load_table(
     };
     // On an object store a table's path may name one object, as a local path may name one
     // file: it lists as an empty prefix, and is read as the only file of its folder.
-    let mut location = location;
     if files.is_empty()
         && location.is_an_object().await?
         && let Some((folder, file)) = config.path.trim_end_matches('/').rsplit_once('/')
