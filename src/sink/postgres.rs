@@ -130,6 +130,12 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, C
 /// an unquoted identifier (ASCII letters only); a part in double quotes keeps its case, `""`
 /// in it standing for one `"`. A quoted part holding a `.`, an empty part, a quote not closed
 /// and more than two parts are errors saying so.
+/// The pipeline's `name` in a sink label (`pipeline `name` with checkpoint ...`, as the
+/// driver writes it); `None` for a label of another form (an operator command's, empty).
+fn pipeline_name(label: &str) -> Option<&str> {
+    label.strip_prefix("pipeline `")?.split('`').next()
+}
+
 fn sql_name(text: &str) -> Result<String, String> {
     let mut parts = Vec::new();
     let mut chars = text.trim().chars().peekable();
@@ -391,7 +397,8 @@ impl SinkConnector for PostgresSinkConfig {
         let sink = self.sink(ctx)?;
         let mut guard = sink.live.lock().await;
         let live = sink.live(&mut guard, None).await?;
-        if sink.mode != Mode::Append || !live.targets {
+        let others_rows = sink.mode != Mode::Append && live.labels;
+        if !live.targets || (sink.mode != Mode::Append && !others_rows) {
             return Ok(());
         }
         let fatal = |e: Failure| sink.fatal(e);
@@ -401,7 +408,11 @@ impl SinkConnector for PostgresSinkConfig {
             .await
             .map_err(|e| sink.error(describe(&e)))?;
         let target = sink.resolved_table(&tx).await.map_err(fatal)?;
-        sink.check_table_owner(&tx, &target).await.map_err(fatal)?;
+        if sink.mode == Mode::Append {
+            sink.check_table_owner(&tx, &target).await.map_err(fatal)?;
+        } else {
+            sink.check_other_writer(&tx, &target).await.map_err(fatal)?;
+        }
         tx.rollback().await.map_err(|e| sink.error(describe(&e)))
     }
 
@@ -449,6 +460,7 @@ impl PostgresSinkConfig {
             table,
             pipeline: ctx.pipeline,
             progress_key,
+            label: ctx.label.to_string(),
             mode,
             live: tokio::sync::Mutex::new(None),
         })
@@ -470,6 +482,9 @@ pub struct PostgresSink {
     table: String,
     pipeline: uuid::Uuid,
     progress_key: String,
+    /// How a person tells this pipeline from another (`pipeline `name` with checkpoint
+    /// ...`), kept in its progress row's `label`.
+    label: String,
     mode: Mode,
     /// The connection, once made, and whether the tables are known to be ready.
     live: tokio::sync::Mutex<Option<Live>>,
@@ -498,6 +513,9 @@ struct Live {
     /// Whether it has its `relation` column too (the table's `oid`), by which a table made
     /// anew under the name is refused.
     relations: bool,
+    /// Whether it has its `label` column too (the pipeline's name and checkpoint), by which
+    /// another pipeline writing over the rows of an update- or complete-mode table is refused.
+    labels: bool,
 }
 
 /// Why an attempt at a batch failed.
@@ -816,7 +834,8 @@ impl PostgresSink {
                     rows bigint NOT NULL,
                     committed_at timestamptz NOT NULL DEFAULT now(),
                     target text,
-                    relation oid)"
+                    relation oid,
+                    label text)"
                 ))
                 .await
                 .or_else(|e| {
@@ -829,7 +848,7 @@ impl PostgresSink {
                 })
                 .map_err(|e| self.failure(&e, "making the progress table"))?;
         }
-        let (targets, relations) = self
+        let (targets, relations, labels) = self
             .progress_targets(&client, &progress, epoch.is_some())
             .await?;
         Ok(Live {
@@ -838,6 +857,7 @@ impl PostgresSink {
             checked: None,
             targets,
             relations,
+            labels,
         })
     }
 
@@ -852,43 +872,56 @@ impl PostgresSink {
         client: &tokio_postgres::Client,
         progress: &str,
         alter: bool,
-    ) -> Result<(bool, bool), Failure> {
+    ) -> Result<(bool, bool, bool), Failure> {
         let has = client
             .query_one(
-                "SELECT bool_or(attname = 'target'), bool_or(attname = 'relation') \
+                "SELECT bool_or(attname = 'target'), bool_or(attname = 'relation'), \
+                 bool_or(attname = 'label') \
                  FROM pg_attribute WHERE attrelid = to_regclass($1::text) \
-                 AND attname IN ('target', 'relation') AND NOT attisdropped",
+                 AND attname IN ('target', 'relation', 'label') AND NOT attisdropped",
                 &[&progress],
             )
             .await
             .map_err(|e| self.failure(&e, "reading the progress table's columns"))?;
-        let has: (bool, bool) = (
+        let has: (bool, bool, bool) = (
             has.get::<_, Option<bool>>(0).unwrap_or(false),
             has.get::<_, Option<bool>>(1).unwrap_or(false),
+            has.get::<_, Option<bool>>(2).unwrap_or(false),
         );
-        if has == (true, true) || !alter {
+        if has == (true, true, true) || !alter {
             return Ok(has);
         }
         match client
             .batch_execute(&format!(
                 "ALTER TABLE {progress} ADD COLUMN IF NOT EXISTS target text, \
-                 ADD COLUMN IF NOT EXISTS relation oid"
+                 ADD COLUMN IF NOT EXISTS relation oid, ADD COLUMN IF NOT EXISTS label text"
             ))
             .await
         {
-            Ok(()) => Ok((true, true)),
+            Ok(()) => Ok((true, true, true)),
             Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
-                tracing::warn!(
-                    "PostgreSQL sink: cannot add the `target` and `relation` columns to \
-                     {progress} ({}): {}",
-                    describe(&e),
-                    if has.0 {
+                let skipped: Vec<&str> = [
+                    (!has.0).then_some(
+                        "a new checkpoint over a table another pipeline appends to, and a \
+                         table dropped since this pipeline wrote it, are not refused",
+                    ),
+                    (!has.1).then_some(
                         "a table dropped and made anew since this pipeline wrote it is not \
-                         refused"
-                    } else {
-                        "a new checkpoint over a table another pipeline writes, and a table \
-                         dropped since this pipeline wrote it, are not refused"
-                    }
+                         refused",
+                    ),
+                    (!has.2).then_some(
+                        "another pipeline writing over the rows of an update- or \
+                         complete-mode table is not refused",
+                    ),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                tracing::warn!(
+                    "PostgreSQL sink: cannot add the `target`, `relation` and `label` columns \
+                     to {progress} ({}): {}",
+                    describe(&e),
+                    skipped.join("; ")
                 );
                 Ok(has)
             }
@@ -959,6 +992,67 @@ impl PostgresSink {
                  then run it on a checkpoint without committed batches, so that each is \
                  written",
                 ours = self.progress_key,
+            ),
+        }))
+    }
+
+    /// Keeps this pipeline's label in its progress row (its first batch's transaction), by
+    /// which another pipeline writing the same update- or complete-mode table is told apart.
+    async fn write_label(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<(), Failure> {
+        let progress = quote_path(&self.config.progress_table);
+        tx.execute(
+            &format!("UPDATE {progress} SET label = $2 WHERE pipeline = $1"),
+            &[&self.progress_key, &self.label],
+        )
+        .await
+        .map_err(|e| self.failure(&e, "labelling the progress row"))?;
+        Ok(())
+    }
+
+    /// Refuses, in `tx`, an update- or complete-mode pipeline writing table `target` that
+    /// another pipeline (another name: a pipeline of the same name on a new checkpoint takes
+    /// its table over) writes too: each would write over the other's rows of a key (update)
+    /// or all of them (complete), and the table would hold whichever wrote last.
+    async fn check_other_writer(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        target: &str,
+    ) -> Result<(), Failure> {
+        let ours = pipeline_name(&self.label);
+        if ours.is_none() {
+            return Ok(());
+        }
+        let progress = quote_path(&self.config.progress_table);
+        let others = tx
+            .query(
+                &format!(
+                    "SELECT pipeline, label FROM {progress} WHERE target = $1 AND pipeline <> $2 \
+                     AND label IS NOT NULL ORDER BY committed_at DESC"
+                ),
+                &[&target, &self.progress_key],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "reading the progress table"))?;
+        let Some((owner, label)) = others
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+            .find(|(_, label)| pipeline_name(label) != ours)
+        else {
+            return Ok(());
+        };
+        let how = match self.mode {
+            Mode::Complete => "each batch of either replaces every row of the table",
+            _ => "each writes the rows of its keys over the other's",
+        };
+        Err(Failure::Fatal(SinkError::Config {
+            kind: KIND.name,
+            reason: format!(
+                "table {target} is written by {label} too (its row in {progress} is \
+                 `{owner}`), and {how}, so the table would hold whichever wrote last: give \
+                 each pipeline its own table (and a view that combines them). If this \
+                 pipeline replaces that one, drop that one's progress row first (`DELETE \
+                 FROM {progress} WHERE pipeline = '{owner}';`). A pipeline of the same \
+                 `name` on a new checkpoint takes the table over without this"
             ),
         }))
     }
@@ -1741,12 +1835,18 @@ impl PostgresSink {
             .claim(&tx, batch, epoch, rows, target.as_deref(), relations)
             .await?
         {
-            Claim::Claimed { first: true } if self.mode == Mode::Append => {
+            Claim::Claimed { first } => {
                 if let Some(target) = &target {
-                    self.check_table_owner(&tx, target).await?;
+                    if first && self.mode == Mode::Append {
+                        self.check_table_owner(&tx, target).await?;
+                    } else if first && live.labels {
+                        self.check_other_writer(&tx, target).await?;
+                    }
+                }
+                if first && live.labels {
+                    self.write_label(&tx).await?;
                 }
             }
-            Claim::Claimed { .. } => {}
             Claim::Written => {
                 return Ok(SinkCommit {
                     rows,

@@ -3508,7 +3508,7 @@ mod tests {
             .expect_err("not a date")
             .to_string();
         assert!(
-            err.contains("day=x/f") && err.contains("`x` is not a Date32"),
+            err.contains("day=x/f") && err.contains("`x` is not a date"),
             "{err}"
         );
     }

@@ -210,7 +210,7 @@ mod tests {
             7
         );
         let err = column(Some("abc"), &DataType::Date32, 1).expect_err("not a date");
-        assert!(err.contains("`abc` is not a Date32"), "{err}");
+        assert!(err.contains("`abc` is not a date"), "{err}");
         // A value that would lose something is refused, not cut.
         let err = column(Some("2026-01-01T10:00"), &DataType::Date32, 1).expect_err("a time");
         assert!(err.contains("has a time of day"), "{err}");

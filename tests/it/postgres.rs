@@ -848,10 +848,8 @@ async fn a_new_checkpoint_over_a_table_another_pipeline_fills_is_refused() {
     let said = stderr(&refused);
     assert_eq!(refused.status.code(), Some(2), "{said}");
     assert!(
-        said.contains(
-            "If the other checkpoint is the one that writes this table now (this one \
-             is older), run that one"
-        ),
+        said.contains("If the other checkpoint (`")
+            && said.contains("`) is the one meant to write this table, run that one"),
         "{said}"
     );
     assert_eq!(count(client(server()).await).await, expected.len());
@@ -1994,4 +1992,54 @@ async fn a_checkpoint_older_than_its_table_gives_the_statements_that_take_batche
     assert!(run.status.success(), "{}", stderr(&run));
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     assert_eq!(row_count(&table).await, expected.len());
+}
+
+/// Walk 34 (1): a second pipeline (another `name`, its own input) in update mode into a table
+/// another pipeline writes went on without a word and wrote its counts over the first's rows
+/// of the same keys. It is refused (exit 2) before any row is written, naming the other
+/// pipeline and the way on; the first pipeline's rows stay; a run of the first pipeline's
+/// name on a new checkpoint (the way out of a refused query change) still takes the table.
+#[tokio::test]
+async fn a_second_pipeline_writing_over_an_update_table_is_refused() {
+    let ws = Workspace::new();
+    let table = unique_table("shared");
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(
+        ws.path("in/0.json"),
+        "{\"page\":\"home\",\"v\":1}\n{\"page\":\"home\",\"v\":2}\n",
+    )
+    .expect("input");
+    let first = page_count_pipeline(&ws, &table, "  key: [page]\n  create_table: true\n");
+    let run = sluice_run(&write_pipeline(&ws, &first));
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(page_counts(&table).await, ["home|2"]);
+
+    std::fs::create_dir_all(ws.path("in-b")).expect("in-b");
+    std::fs::write(ws.path("in-b/0.json"), "{\"page\":\"home\",\"v\":9}\n").expect("input");
+    let second = first
+        .replace("name: pages", "name: pages_b")
+        .replace(&ws.p("ckpt"), &ws.p("ckpt-b"))
+        .replace(
+            &format!("path: {},", ws.p("in")),
+            &format!("path: {},", ws.p("in-b")),
+        );
+    let said = run_refused(
+        &write_pipeline(&ws, &second),
+        "is written by pipeline `pages` with checkpoint",
+    );
+    assert!(
+        said.contains("give each pipeline its own table") && said.contains("DELETE FROM"),
+        "{said}"
+    );
+    assert_eq!(
+        page_counts(&table).await,
+        ["home|2"],
+        "the first's rows stay"
+    );
+
+    // The same pipeline on a new checkpoint takes its table over.
+    let anew = first.replace(&ws.p("ckpt"), &ws.p("ckpt-new"));
+    let run = sluice_run(&write_pipeline(&ws, &anew));
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(page_counts(&table).await, ["home|2"]);
 }
