@@ -17,7 +17,7 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, Volatility};
+use datafusion::logical_expr::{Distinct, Expr, JoinType, LogicalPlan, Volatility};
 use datafusion::optimizer::Optimizer;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -853,9 +853,19 @@ pub(crate) fn check_stateless_above(
 fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<PlanError> {
     const NESTED: &str = "under another aggregation: Sluice keeps the state of one aggregation \
                           per query, and of a deduplication (`SELECT DISTINCT`) right below it";
+    let window_reason;
     let found = match node {
         LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => ("a global aggregate", NESTED),
         LogicalPlan::Aggregate(_) => ("GROUP BY aggregation", NESTED),
+        LogicalPlan::Distinct(Distinct::On(_)) => (
+            "DISTINCT ON",
+            "under another aggregation: Sluice keeps the state of one aggregation per query, \
+             and of a deduplication of whole rows (`SELECT DISTINCT`) right below it. Keep one \
+             row per key as the whole query (`SELECT DISTINCT ON (key) ...`, update or complete \
+             mode), or deduplicate whole rows below the aggregation (`SELECT DISTINCT` of the \
+             columns it reads: an exact copy of a row is counted once, a row resent with \
+             another value is not)",
+        ),
         LogicalPlan::Distinct(_) => ("DISTINCT", NESTED),
         LogicalPlan::Sort(_) => (
             "ORDER BY",
@@ -867,10 +877,41 @@ fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<P
             "over a stream: rows keep arriving, so there is no first N to keep; \
              limit the result of an aggregation with output_mode complete",
         ),
-        LogicalPlan::Window(_) => (
-            "a window function (OVER)",
-            "over a stream is not supported; for event-time windows, GROUP BY date_bin(...)",
-        ),
+        LogicalPlan::Window(w) => {
+            // What the function is for, and the streaming form that does it, where one does.
+            let names: Vec<String> = w
+                .window_expr
+                .iter()
+                .filter_map(|e| match e.clone().unalias() {
+                    Expr::WindowFunction(f) => Some(f.fun.name().to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect();
+            let ranks = names
+                .iter()
+                .any(|n| matches!(n.as_str(), "row_number" | "rank" | "dense_rank"));
+            let neighbours = names
+                .iter()
+                .any(|n| matches!(n.as_str(), "lag" | "lead" | "first_value" | "last_value"));
+            window_reason = format!(
+                "over a stream is not supported{}{}; for event-time windows, GROUP BY \
+                 date_bin(...)",
+                if ranks {
+                    "; to keep one row per key (`ROW_NUMBER() OVER (PARTITION BY key ORDER BY \
+                     ts) = 1`), write `SELECT DISTINCT ON (key) ... ORDER BY key, ts` as the \
+                     query (update or complete mode)"
+                } else {
+                    ""
+                },
+                if neighbours {
+                    "; a row's neighbours (`LAG`, `LEAD`) may come in a later batch, so they \
+                     have no streaming form here: compute them over the output in a batch query"
+                } else {
+                    ""
+                }
+            );
+            ("a window function (OVER)", window_reason.as_str())
+        }
         LogicalPlan::RecursiveQuery(_) => ("a recursive query", "over a stream is not supported"),
         LogicalPlan::Join(j) => {
             let (left, right) = (

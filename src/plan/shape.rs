@@ -1651,6 +1651,31 @@ mod tests {
                 Update,
                 &["under another aggregation"],
             ),
+            // Walk 34 (2, 5): a deduplication by key under an aggregation, and `ROW_NUMBER`
+            // or `LAG`, name the form that runs or why none does.
+            (
+                "SELECT b, count(*) FROM (SELECT DISTINCT ON (a) a, b FROM s ORDER BY a, ts) \
+                 GROUP BY b",
+                Update,
+                &[
+                    "DISTINCT ON under another aggregation",
+                    "as the whole query",
+                ],
+            ),
+            (
+                "SELECT a, b FROM (SELECT a, b, row_number() OVER (PARTITION BY a ORDER BY ts) \
+                 AS rn FROM s) WHERE rn = 1",
+                Append,
+                &[
+                    "a window function (OVER)",
+                    "`SELECT DISTINCT ON (key) ... ORDER BY key, ts`",
+                ],
+            ),
+            (
+                "SELECT a, lag(a) OVER (ORDER BY ts) AS before FROM s",
+                Append,
+                &["a window function (OVER)", "(`LAG`, `LEAD`)"],
+            ),
             (
                 "SELECT s.a, count(*) FROM s JOIN s2 ON s.a = s2.a \
                  AND s2.ts BETWEEN s.ts AND s.ts + INTERVAL '1 minute' GROUP BY s.a",
