@@ -206,8 +206,7 @@ impl DeltaSinkConfig {
         };
         if ctx.update && self.key.is_empty() {
             return Err(error(
-                "update mode writes each changed row over the row of its key: set `key:` (the \
-                 columns that identify a row)",
+                crate::sink::UPDATE_KEY_MISSING,
             ));
         }
         if !ctx.update && !self.key.is_empty() {

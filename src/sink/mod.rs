@@ -93,6 +93,12 @@ pub fn configure(
     (entry.configure)(settings)
 }
 
+/// A keyed sink's refusal of update mode without `key:`.
+pub(crate) const UPDATE_KEY_MISSING: &str = "update mode writes each changed row over the row \
+     of its key: set `key:` to the query's GROUP BY columns, by the names its output gives them \
+     (`key: [day, product]` for `SELECT date_trunc('day', ts) AS day, product, sum(v) ... \
+     GROUP BY 1, 2`)";
+
 /// How a run (or an operator command) opens a sink.
 #[derive(Clone, Copy)]
 pub struct SinkContext<'a> {

@@ -430,8 +430,7 @@ impl PostgresSinkConfig {
         };
         if ctx.update && self.key.is_empty() {
             return Err(error(
-                "update mode writes each changed row over the row of its key: set `key:` (the \
-                 columns that identify a row)",
+                crate::sink::UPDATE_KEY_MISSING,
             ));
         }
         if !ctx.update && !self.key.is_empty() && !ctx.replace {

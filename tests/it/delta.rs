@@ -649,6 +649,21 @@ async fn an_update_key_that_is_not_the_group_key_is_refused() {
         stderr(&run)
     );
     assert!(!ws.path("table").exists() && !ws.path("ckpt").exists());
+    // Walk 34 (8): without a `key`, the refusal says which columns a key is.
+    let pipeline = delta_pipeline(
+        &ws,
+        "ckpt",
+        "SELECT page, count(*) AS n FROM clicks GROUP BY page",
+        "output_mode: update\n",
+        "",
+    );
+    let run = run_quietly(&pipeline, &[]);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("set `key:` to the query's GROUP BY columns"),
+        "{}",
+        stderr(&run)
+    );
 }
 
 /// Review: an update-mode batch with no output rows (here every row filtered out) still
