@@ -1635,6 +1635,7 @@ impl<'a> Driver<'a> {
         }
         let mut position = self.recover().await?;
         self.check_pinned_schemas().await?;
+        self.say_longer_watermark_delay().await;
         // Sources without a declared or pinned schema take it from their first file. While no
         // source has one there is no input at all: wait for it. A source with no schema and no
         // file beside sources that have one would hold their input back (the query needs its
@@ -1847,6 +1848,57 @@ impl<'a> Driver<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Warns where a source's watermark `delay` is longer than the one the newest committed
+    /// batch ran with while a watermark is carried from it: the watermark never goes back
+    /// (Spark's and Flink's do not either), so rows older than it stay late, and the longer
+    /// delay holds only the watermark's next moves back.
+    async fn say_longer_watermark_delay(&self) {
+        let location = self.checkpoint.location();
+        let Ok(logs) = LogListing::read(location).await else {
+            return;
+        };
+        let Some(&last) = logs.commits.last() else {
+            return;
+        };
+        let (Ok(Some(commit)), Ok(Some(entry))) = (
+            self.checkpoint.read_commit(last).await,
+            crate::checkpoint::read_offsets(location, last).await,
+        ) else {
+            return;
+        };
+        let (Some(watermark), Some(fingerprint)) = (commit.next_watermark_ms, entry.info.pipeline)
+        else {
+            return;
+        };
+        let Ok(Some(then)) = stored_pipeline(location, &location.to_string(), &fingerprint).await
+        else {
+            return;
+        };
+        let at = chrono::DateTime::from_timestamp_millis(watermark)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_else(|| watermark.to_string());
+        for (name, config) in &self.pipeline.sources {
+            let (Some(now), Some(was)) = (
+                config.watermark.as_ref(),
+                then.sources.get(name).and_then(|c| c.watermark.as_ref()),
+            ) else {
+                continue;
+            };
+            if now.delay > was.delay {
+                tracing::warn!(
+                    "source `{name}`: the watermark delay is {} now, {} when batch {last} ran; \
+                     the watermark does not go back, so it stays at {at} (where the shorter \
+                     delay took it) and rows older than that are still late. The longer delay \
+                     holds back only its next moves; to judge every row by it, run on a new \
+                     checkpoint (`checkpoint:` or `--checkpoint`), which reads the sources from \
+                     the start",
+                    humantime::format_duration(now.delay),
+                    humantime::format_duration(was.delay),
+                );
+            }
+        }
     }
 
     /// Refuses a query that keeps state over a checkpoint whose committed batches kept none,

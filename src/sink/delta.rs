@@ -205,9 +205,7 @@ impl DeltaSinkConfig {
             reason: format!("{location}: {e}"),
         };
         if ctx.update && self.key.is_empty() {
-            return Err(error(
-                crate::sink::UPDATE_KEY_MISSING,
-            ));
+            return Err(error(crate::sink::UPDATE_KEY_MISSING));
         }
         if !ctx.update && !self.key.is_empty() {
             return Err(error(

@@ -429,9 +429,7 @@ impl PostgresSinkConfig {
             reason: format!("table `{}`: {e}", self.table),
         };
         if ctx.update && self.key.is_empty() {
-            return Err(error(
-                crate::sink::UPDATE_KEY_MISSING,
-            ));
+            return Err(error(crate::sink::UPDATE_KEY_MISSING));
         }
         if !ctx.update && !self.key.is_empty() && !ctx.replace {
             return Err(error(

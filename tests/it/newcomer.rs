@@ -7905,3 +7905,68 @@ fn a_csv_header_that_gained_a_column_names_a_source_per_header() {
         "{said}"
     );
 }
+
+/// Walk 34 (4): a watermark delay raised after batches had run, then a rewind, still judged
+/// rows late by the watermark the shorter delay had reached, without a word. The run says the
+/// watermark stays where it is, and the way to judge every row by the new delay.
+#[test]
+fn a_longer_watermark_delay_says_the_watermark_stays() {
+    let ws = Workspace::new();
+    let yaml = |delay: &str| {
+        format!(
+            "name: wm\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+             format: json, schema: {{ k: string, ts: timestamp }}, max_files_per_batch: 1, \
+             watermark: {{ column: ts, delay: {delay} }} }}\nquery: SELECT date_bin(INTERVAL \
+             '1 hour', ts) AS w, count(*) AS n FROM s GROUP BY 1\noutput_mode: append\n\
+             trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            out = ws.p("out"),
+        )
+    };
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"ts\":\"2026-03-01T10:00:00Z\"}\n",
+    );
+    input(
+        &ws,
+        "1.json",
+        "{\"k\":\"a\",\"ts\":\"2026-03-01T12:00:00Z\"}\n",
+    );
+    let file = write_pipeline(&ws, &yaml("1h"));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("watermark delay is"),
+        "{}",
+        stderr(&out)
+    );
+    let file = write_pipeline(&ws, &yaml("1d"));
+    input(
+        &ws,
+        "2.json",
+        "{\"k\":\"a\",\"ts\":\"2026-03-01T09:00:00Z\"}\n",
+    );
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("source `s`: the watermark delay is 1day now, 1h when batch ")
+            && said.contains("it stays at 2026-03-01T11:00:00.000Z")
+            && said.contains("run on a new checkpoint"),
+        "{said}"
+    );
+    // Said once: the batch that ran with the new delay is the newest now.
+    input(
+        &ws,
+        "3.json",
+        "{\"k\":\"a\",\"ts\":\"2026-03-01T13:00:00Z\"}\n",
+    );
+    let out = run(&file, &ws);
+    assert!(
+        !stderr(&out).contains("watermark delay is"),
+        "{}",
+        stderr(&out)
+    );
+}
