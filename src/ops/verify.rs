@@ -550,7 +550,8 @@ pub async fn replay(
             None => format!("`{name}`"),
         })
         .collect();
-    report.findings = findings(batch, &report, rc, sc, rs, fresh, &tables);
+    let changed = tables_changed_since(&pipeline, entry.info.batch_timestamp_ms).await;
+    report.findings = findings(batch, &report, rc, sc, rs, fresh, &tables, &changed);
     if let (Ok(recomputed), Some(sink), Some(false)) = (&recomputed, &sink_rows, rs) {
         let (only_r, only_s) = digest::difference(&schema, recomputed, sink)
             .map_err(|e| Error::Usage(e.to_string()))?;
@@ -625,6 +626,53 @@ async fn read_sink(
 
 /// What differs, in words, from which pairs agree; `fresh`: the sink's new place to write
 /// that starts a pipeline over (`a new, empty `sink.path``).
+/// The static tables of `pipeline` with a file modified after `since_ms` (a batch's
+/// timestamp, milliseconds since the epoch), each as `` `name` (path: file modified at
+/// time)``: a table is read whole by the run, so a batch recomputed now reads it as it is now.
+/// A table that cannot be listed is left out.
+async fn tables_changed_since(pipeline: &Pipeline, since_ms: i64) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (name, config) in &pipeline.tables {
+        let Some(at) = config.connector().location() else {
+            continue;
+        };
+        let path = std::path::Path::new(&at);
+        let newest: Option<(String, i64)> = if !at.contains("://") && path.is_file() {
+            std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .map(|t| chrono::DateTime::<chrono::Utc>::from(t).timestamp_millis())
+                .map(|ms| (at.clone(), ms))
+        } else {
+            match Location::open(&at, false, false, None) {
+                Ok(location) => location.list("").await.ok().and_then(|files| {
+                    files.iter().max_by_key(|m| m.last_modified).map(|m| {
+                        (
+                            format!("{at}/{}", location.relative(&m.location)),
+                            m.last_modified.timestamp_millis(),
+                        )
+                    })
+                }),
+                Err(_) => None,
+            }
+        };
+        if let Some((file, ms)) = newest.filter(|(_, ms)| *ms > since_ms) {
+            let when = chrono::DateTime::from_timestamp_millis(ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            changed.push(format!(
+                "`{name}` ({}: modified {when})",
+                crate::secret::redact_url(&file)
+            ));
+        }
+    }
+    changed
+}
+
+/// What differs, in words, from which pairs agree; `fresh`: the sink's new place to write
+/// that starts a pipeline over (`a new, empty `sink.path``); `changed`: the static tables
+/// modified since the batch ran ([`tables_changed_since`]).
+#[allow(clippy::too_many_arguments)]
 fn findings(
     batch: BatchId,
     report: &Replayed,
@@ -633,9 +681,34 @@ fn findings(
     rs: Option<bool>,
     fresh: &str,
     tables: &[String],
+    changed: &[String],
 ) -> Vec<String> {
     let mut out = Vec::new();
     let rows = |side: &Side| side.hash().map(|(rows, _)| rows).unwrap_or_default();
+    // Why a recomputation may differ: a static table modified since names itself.
+    let since = match (changed, tables) {
+        ([one], _) => format!(
+            "the static table {one} changed after batch {batch} ran (a table is read whole, as \
+             it is when the batch runs), which explains it; the batch's output is what the \
+             table held then"
+        ),
+        ([_, ..], _) => format!(
+            "the static tables {} changed after batch {batch} ran (a table is read whole, as it \
+             is when the batch runs), which explains it; the batch's output is what the tables \
+             held then",
+            changed.join(", ")
+        ),
+        ([], []) => "its input changed since, or the query is not deterministic".to_string(),
+        ([], [one]) => format!(
+            "its input or the static table {one} (read whole as the batch ran, and now) changed \
+             since, or the query is not deterministic"
+        ),
+        ([], many) => format!(
+            "its input or a static table ({}, read whole as the batch ran, and now) changed \
+             since, or the query is not deterministic",
+            many.join(", ")
+        ),
+    };
     match (rc, sc, rs) {
         (Some(true), Some(false), _) => out.push(format!(
             "the SINK differs: its rows for batch {batch} ({} rows) are not what the batch \
@@ -645,20 +718,9 @@ fn findings(
         )),
         (Some(false), Some(true), _) => out.push(format!(
             "the RECOMPUTATION differs: batch {batch} computed now ({} rows) is not what it \
-             committed and the sink holds ({} rows); {} changed since, or the query is not \
-             deterministic",
+             committed and the sink holds ({} rows); {since}",
             rows(&report.recomputed),
             rows(&report.committed),
-            match tables {
-                [] => "its input".to_string(),
-                [one] => format!(
-                    "its input or the static table {one} (read whole as the batch ran, and now)"
-                ),
-                many => format!(
-                    "its input or a static table ({}, read whole as the batch ran, and now)",
-                    many.join(", ")
-                ),
-            }
         )),
         (Some(false), Some(false), Some(true)) => out.push(format!(
             "the COMMIT differs: commits/{batch}'s hash matches neither the recomputed rows nor \
@@ -675,8 +737,9 @@ fn findings(
             rows(&report.sink)
         )),
         (Some(false), None, _) => out.push(format!(
-            "the RECOMPUTATION differs from what batch {batch} committed ({} and {} rows); \
-             without the sink's rows there is nothing to list the differing rows against",
+            "the RECOMPUTATION differs from what batch {batch} committed ({} and {} rows): \
+             {since}; without the sink's rows there is nothing to list the differing rows \
+             against",
             rows(&report.recomputed),
             rows(&report.committed)
         )),
