@@ -714,6 +714,17 @@ impl Walk<'_> {
         match node {
             LogicalPlan::Projection(p) => self.above(&p.input),
             LogicalPlan::Filter(f) => {
+                if subquery_over_stream(&f.predicate, self.streams) {
+                    // The aggregation is the subquery's own (`WHERE v > (SELECT avg(v) FROM
+                    // s)`): its value moves with every batch.
+                    return Err(unsupported(
+                        "a subquery over a stream",
+                        "in a filter is not supported: what it computes changes as the \
+                         stream's rows come, and rows written before would not be judged \
+                         again. A subquery over a static table (`tables:`) is read once and \
+                         may filter; a value per group is an aggregation's (`HAVING`)",
+                    ));
+                }
                 if has_subquery(&f.predicate) {
                     return Err(unsupported(
                         "a subquery",
@@ -1184,6 +1195,19 @@ fn has_subquery(expr: &Expr) -> bool {
     .unwrap_or(true)
 }
 
+/// Whether `expr` holds a subquery (scalar, `IN` or `EXISTS`) that reads one of `streams`.
+fn subquery_over_stream(expr: &Expr, streams: &BTreeSet<String>) -> bool {
+    expr.exists(|e| {
+        Ok(match e {
+            Expr::ScalarSubquery(q) => reads_stream(&q.subquery, streams),
+            Expr::InSubquery(i) => reads_stream(&i.subquery.subquery, streams),
+            Expr::Exists(x) => reads_stream(&x.subquery.subquery, streams),
+            _ => false,
+        })
+    })
+    .unwrap_or(false)
+}
+
 /// Whether aggregation `node` groups by a window over time (`date_bin`, `session_window`),
 /// whatever column it bins.
 fn bins_by_time(node: &LogicalPlan) -> bool {
@@ -1650,6 +1674,16 @@ mod tests {
                 "SELECT n, count(*) FROM (SELECT b, count(*) AS n FROM s GROUP BY b) GROUP BY n",
                 Update,
                 &["under another aggregation"],
+            ),
+            // Walk 34 (7): a subquery over the stream in a filter was said to be "over an
+            // aggregation" where the query has none.
+            (
+                "SELECT a, ts FROM s WHERE a > (SELECT avg(a) FROM s)",
+                Append,
+                &[
+                    "a subquery over a stream in a filter is not supported",
+                    "static table",
+                ],
             ),
             // Walk 34 (2, 5): a deduplication by key under an aggregation, and `ROW_NUMBER`
             // or `LAG`, name the form that runs or why none does.
