@@ -63,10 +63,30 @@ fn sql_text(e: &DataFusionError) -> String {
     if let Some(said) = no_signature(&text) {
         return said;
     }
+    if let Some(said) = not_grouped(&text) {
+        return said;
+    }
     match text.find("\nDid you mean") {
         Some(at) if named => text[..at].to_string(),
         _ => text,
     }
+}
+
+/// DataFusion's words for a selected column that is neither grouped nor aggregated, which
+/// speak of "expanding wildcard" where the query has none (DataFusion 51: `Column in SELECT
+/// must be in GROUP BY or an aggregate function: While expanding wildcard, column "t.c" must
+/// appear in the GROUP BY clause ...`): the column, and the two ways to write it.
+fn not_grouped(text: &str) -> Option<String> {
+    let rest = text
+        .split("Column in SELECT must be in GROUP BY or an aggregate function")
+        .nth(1)?;
+    let column = rest.split("column \"").nth(1)?.split('"').next()?;
+    let name = column.rsplit('.').next().unwrap_or(column);
+    Some(format!(
+        "the query selects `{name}`, which is neither in its GROUP BY nor inside an aggregate \
+         function, so a group has no one value of it: add it to the GROUP BY (`GROUP BY ..., \
+         {name}`), or aggregate it (`min({name})`, `first_value({name})`)"
+    ))
 }
 
 /// DataFusion's words for a function given arguments of types it takes none of (`sum` of a
@@ -1656,6 +1676,22 @@ mod tests {
                 && said.contains("'2026-13-01'")
                 && !said.contains("Optimizer"),
             "{said}"
+        );
+    }
+
+    /// Walk 34 (6): a selected column missing from GROUP BY was said as DataFusion's
+    /// "While expanding wildcard", with no wildcard in the query.
+    #[tokio::test]
+    async fn a_column_neither_grouped_nor_aggregated_is_named() {
+        let err = plan("SELECT a, b, count(*) AS n FROM s GROUP BY a")
+            .await
+            .expect_err("b is not grouped")
+            .to_string();
+        assert!(
+            err.contains("the query selects `b`, which is neither in its GROUP BY nor inside an aggregate function")
+                && err.contains("`GROUP BY ..., b`")
+                && !err.contains("wildcard"),
+            "{err}"
         );
     }
 
