@@ -41,10 +41,9 @@ pub(super) async fn run(spec: &str, to: u64) -> Result<(), Error> {
     // folder: it keeps the rows it read and reads a file once, so it does not read them again.
     if rewound.units.values().any(|unit| *unit == "files") {
         report.push_str(
-            "a pipeline whose source reads this sink's files has read the batches taken back \
-             (if it ran since): it keeps their rows, and does not read the files written again \
-             (a file is read once); rewind it too, to its last batch before it read them \
-             (`sluice inspect` on its checkpoint lists each batch's files)\n",
+            "if another pipeline reads this sink's files as its source, rewind it too, to its \
+             last batch before it read the batches taken back: it keeps the rows it read, and \
+             reads a file once, not as written again\n",
         );
     }
     super::emit(&report);

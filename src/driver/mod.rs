@@ -1288,8 +1288,8 @@ impl<'a> Driver<'a> {
                 "; in update mode each batch writes only the groups it changed, so the new \
                  place gets no row of a group until it changes again: move the old rows there \
                  too (a table: rename the old one to the new name before running the moved \
-                 pipeline, after dropping a new one a run made), or start over on a new \
-                 checkpoint to write every group there"
+                 pipeline, after dropping an empty one a run made there), or start over on a \
+                 new checkpoint to write every group there"
             } else {
                 ""
             };
@@ -1300,7 +1300,8 @@ impl<'a> Driver<'a> {
             };
             sink_moved = Some(format!(
                 "the sink moved: earlier batches went to the {}, batches from now on go to the \
-                 {}{rewind}{update}",
+                 {}{rewind}{update}. (Where both name the same place reached another way, \
+                 another host name, port or proxy, nothing is to be done.)",
                 shown(&previous.kind, &previous.path),
                 shown(&sink_record.kind, &sink_record.path)
             ));

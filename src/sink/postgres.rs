@@ -993,17 +993,62 @@ impl PostgresSink {
         }))
     }
 
-    /// Keeps this pipeline's label in its progress row (its first batch's transaction), by
-    /// which another pipeline writing the same update- or complete-mode table is told apart.
+    /// Keeps this run's label in its progress row (in each batch's transaction, where it
+    /// differs), by which another pipeline writing the same update- or complete-mode table,
+    /// and a copy of the checkpoint running elsewhere, are told apart.
     async fn write_label(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<(), Failure> {
         let progress = quote_path(&self.config.progress_table);
         tx.execute(
-            &format!("UPDATE {progress} SET label = $2 WHERE pipeline = $1"),
+            &format!(
+                "UPDATE {progress} SET label = $2 WHERE pipeline = $1 \
+                 AND label IS DISTINCT FROM $2"
+            ),
             &[&self.progress_key, &self.label],
         )
         .await
         .map_err(|e| self.failure(&e, "labelling the progress row"))?;
         Ok(())
+    }
+
+    /// Refuses, in `tx`, a batch of this run (epoch `epoch`) where the pipeline's progress row
+    /// was written at the same epoch by a run of a checkpoint elsewhere (another label): a
+    /// copy of the checkpoint (`cp -a`), whose epochs are this one's, running beside it. The
+    /// epoch fence cannot tell the two apart, and each would write its batches over the
+    /// other's. A run of either taken again has a newer epoch, which fences the other.
+    async fn check_no_copy(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        epoch: u64,
+    ) -> Result<(), Failure> {
+        let progress = quote_path(&self.config.progress_table);
+        let row = tx
+            .query_opt(
+                &format!("SELECT epoch, label FROM {progress} WHERE pipeline = $1 FOR UPDATE"),
+                &[&self.progress_key],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "reading the progress row"))?;
+        let Some(row) = row else {
+            return Ok(());
+        };
+        let (theirs, label): (i64, Option<String>) = (row.get(0), row.get(1));
+        let Some(label) = label.filter(|l| !l.is_empty() && *l != self.label) else {
+            return Ok(());
+        };
+        if u64::try_from(theirs).ok() != Some(epoch) {
+            return Ok(());
+        }
+        Err(Failure::Fatal(SinkError::Config {
+            kind: KIND.name,
+            reason: format!(
+                "this pipeline's progress row in {progress} was written by {label} at this \
+                 run's own epoch ({epoch}): that is a copy of this checkpoint (the same pipeline \
+                 id and epochs), running or run beside it, and the two would write their \
+                 batches over each other's. Keep one copy: remove the other checkpoint, then \
+                 run this one again (a new run takes a newer epoch, which stops the copy at its \
+                 next batch)"
+            ),
+        }))
     }
 
     /// Refuses, in `tx`, an update- or complete-mode pipeline writing table `target` that
@@ -1819,6 +1864,7 @@ impl PostgresSink {
         let epoch = live.epoch.unwrap_or(0);
         let table = quote_path(&self.table);
         let relations = live.relations;
+        let labels = live.labels && !self.label.is_empty();
         let tx = live
             .client
             .transaction()
@@ -1828,6 +1874,9 @@ impl PostgresSink {
             true => Some(self.resolved_table(&tx).await?),
             false => None,
         };
+        if labels {
+            self.check_no_copy(&tx, epoch).await?;
+        }
         match self
             .claim(&tx, batch, epoch, rows, target.as_deref(), relations)
             .await?
@@ -1840,7 +1889,7 @@ impl PostgresSink {
                         self.check_other_writer(&tx, target).await?;
                     }
                 }
-                if first && live.labels {
+                if labels {
                     self.write_label(&tx).await?;
                 }
             }

@@ -831,10 +831,17 @@ impl Location {
                 || text.contains("Operation not permitted")
                 || text.contains("Read-only file system"))
         {
+            // The folder the file goes in, or the nearest one above it that is there: the
+            // one whose permissions refused (a folder inside the checkpoint may be another
+            // owner's than the checkpoint's own).
+            let folder = std::path::Path::new(&path)
+                .ancestors()
+                .skip(1)
+                .find(|d| d.is_dir())
+                .map_or_else(|| self.root.clone(), |d| d.display().to_string());
             format!(
-                " (the folder {} cannot be written here: its permissions, an immutable flag or a \
-                 read-only file system; Sluice writes its files there)",
-                self.root
+                " (the folder {folder} cannot be written here: its permissions, an immutable flag \
+                 or a read-only file system; Sluice writes its files there)"
             )
         } else if text.contains("No space left on device") {
             format!(" (the disk of {} is full)", self.root)
@@ -1317,6 +1324,37 @@ mod tests {
                 "{said}"
             );
         }
+    }
+
+    /// Walk 35 (4): a folder inside the checkpoint that refused a write was said as the
+    /// checkpoint's own folder; the folder the file goes in is named.
+    #[test]
+    fn the_folder_that_refused_a_write_is_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("state/aggregate")).expect("dirs");
+        let location =
+            Location::open(dir.path().to_str().expect("utf-8"), false, false, None).expect("open");
+        let error = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "Permission denied (os error 13)",
+            )),
+        };
+        let said = location
+            .io_err(
+                "writing",
+                &location.path("state/aggregate/7.delta.parquet"),
+                error,
+            )
+            .to_string();
+        assert!(
+            said.contains(&format!(
+                "(the folder {} cannot be written here",
+                dir.path().join("state/aggregate").display()
+            )),
+            "{said}"
+        );
     }
 
     /// Walk 32 (3): an input file this user may not read was said as a folder that "cannot be

@@ -7855,9 +7855,7 @@ fn a_reader_of_a_rewound_sink_is_told_to_rewind_too() {
     assert!(out.status.success(), "{}", stderr(&out));
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        said.contains(
-            "a pipeline whose source reads this sink's files has read the batches taken back"
-        ),
+        said.contains("if another pipeline reads this sink's files as its source, rewind it too"),
         "{said}"
     );
     // The upstream query now doubles `v`: batch 1's file is written again, otherwise.

@@ -2043,3 +2043,49 @@ async fn a_second_pipeline_writing_over_an_update_table_is_refused() {
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(page_counts(&table).await, ["home|2"]);
 }
+
+/// Walk 35 (1): a copy of a checkpoint (`cp -a`) run beside the original took the same epoch
+/// in its own `epochs/`, so the progress row's epoch fence let both write, batch over batch,
+/// and the table went back in time. The progress row keeps the label of the run that wrote
+/// it: a run whose epoch is the row's but whose checkpoint is another is refused, naming it.
+#[tokio::test]
+async fn a_copy_of_the_checkpoint_at_the_same_epoch_is_refused() {
+    let ws = Workspace::new();
+    let table = unique_table("copied");
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(ws.path("in/0.json"), "{\"page\":\"home\",\"v\":1}\n").expect("input");
+    let yaml = page_count_pipeline(&ws, &table, "  key: [page]\n  create_table: true\n");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    // The copy's run at the epoch the next run of the original takes, as if both ran at once.
+    let next_epoch = std::fs::read_dir(ws.path("ckpt/epochs"))
+        .expect("epochs/")
+        .count();
+    let id = std::fs::read_to_string(ws.path("ckpt/metadata")).expect("metadata");
+    let id = id
+        .split("\"id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the pipeline id");
+    execute(&format!(
+        "UPDATE \"_sluice_progress\" SET epoch = {next_epoch}, \
+         label = 'pipeline `pages` with checkpoint /elsewhere/ckpt' WHERE pipeline = '{id}'"
+    ))
+    .await;
+    std::fs::write(ws.path("in/1.json"), "{\"page\":\"home\",\"v\":2}\n").expect("input");
+    let said = run_refused(
+        &pipeline,
+        "was written by pipeline `pages` with checkpoint /elsewhere/ckpt at this run's own epoch",
+    );
+    assert!(said.contains("a copy of this checkpoint"), "{said}");
+    assert_eq!(
+        page_counts(&table).await,
+        ["home|1"],
+        "nothing written over"
+    );
+    // Run again, it takes a newer epoch, which the copy's next batch would be fenced by.
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(page_counts(&table).await, ["home|2"]);
+}
