@@ -108,9 +108,17 @@ impl SinkConnector for DeltaSinkConfig {
         self.keeps_batches() && !update
     }
 
-    fn start_over(&self, _rewrites: bool) -> String {
-        " with a new, empty `sink.path` (a Delta table Sluice writes belongs to one checkpoint)"
-            .to_string()
+    fn start_over(&self, rewrites: bool) -> String {
+        if rewrites {
+            " into the same table (in update and complete mode its rows are merged by key or \
+             replaced, so a new checkpoint of this pipeline, its `name` kept, takes the table \
+             over)"
+                .to_string()
+        } else {
+            " with a new, empty `sink.path` (a Delta table Sluice appends to belongs to one \
+             checkpoint)"
+                .to_string()
+        }
     }
     fn kind(&self) -> &'static str {
         KIND.name
@@ -181,6 +189,10 @@ impl SinkConnector for DeltaSinkConfig {
             });
         }
         match writer {
+            // The same pipeline on a new checkpoint (a checkpoint lost, restored from an older
+            // copy, or a query change its state cannot follow) takes its table over where
+            // rows are merged by key or replaced: nothing is added twice.
+            Some((_, owner_label)) if takes_over(sink.mode, &owner_label, ctx.label) => Ok(()),
             Some((owner, owner_label)) if owner != ctx.pipeline => Err(SinkError::ForeignFolder {
                 location: sink.location.to_string(),
                 owner,
@@ -194,6 +206,15 @@ impl SinkConnector for DeltaSinkConfig {
     fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
         Ok(Box::new(self.sink(ctx)?))
     }
+}
+
+/// Whether a pipeline labelled `ours` writing in `mode` takes over a table whose newest
+/// commit is of the pipeline labelled `theirs`: the same pipeline (`name`) on another
+/// checkpoint, in update or complete mode, whose batches merge by key or replace the table.
+fn takes_over(mode: Mode, theirs: &str, ours: &str) -> bool {
+    mode != Mode::Append
+        && super::pipeline_name(ours).is_some()
+        && super::pipeline_name(theirs) == super::pipeline_name(ours)
 }
 
 impl DeltaSinkConfig {
@@ -1343,6 +1364,7 @@ impl Sink for DeltaSink {
                 && exists
                 && let Some((owner, owner_label)) = self.newest_writer(&table).await?
                 && owner != self.pipeline
+                && !takes_over(self.mode, &owner_label, &self.label)
             {
                 return Err(SinkError::ForeignFolder {
                     location: self.location.to_string(),

@@ -93,6 +93,13 @@ pub fn configure(
     (entry.configure)(settings)
 }
 
+/// The pipeline's `name` in a sink label (`pipeline `name` with checkpoint ...`, as the
+/// driver writes it, [`SinkContext::label`]); `None` for a label of another form (an
+/// operator command's, empty).
+pub(crate) fn pipeline_name(label: &str) -> Option<&str> {
+    label.strip_prefix("pipeline `")?.split('`').next()
+}
+
 /// A keyed sink's refusal of update mode without `key:`.
 pub(crate) const UPDATE_KEY_MISSING: &str = "update mode writes each changed row over the row \
      of its key: set `key:` to the query's GROUP BY columns, by the names its output gives them \

@@ -130,12 +130,6 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, C
 /// an unquoted identifier (ASCII letters only); a part in double quotes keeps its case, `""`
 /// in it standing for one `"`. A quoted part holding a `.`, an empty part, a quote not closed
 /// and more than two parts are errors saying so.
-/// The pipeline's `name` in a sink label (`pipeline `name` with checkpoint ...`, as the
-/// driver writes it); `None` for a label of another form (an operator command's, empty).
-fn pipeline_name(label: &str) -> Option<&str> {
-    label.strip_prefix("pipeline `")?.split('`').next()
-}
-
 fn sql_name(text: &str) -> Result<String, String> {
     let mut parts = Vec::new();
     let mut chars = text.trim().chars().peekable();
@@ -1060,7 +1054,7 @@ impl PostgresSink {
         tx: &tokio_postgres::Transaction<'_>,
         target: &str,
     ) -> Result<(), Failure> {
-        let ours = pipeline_name(&self.label);
+        let ours = super::pipeline_name(&self.label);
         if ours.is_none() {
             return Ok(());
         }
@@ -1078,7 +1072,7 @@ impl PostgresSink {
         let Some((owner, label)) = others
             .iter()
             .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
-            .find(|(_, label)| pipeline_name(label) != ours)
+            .find(|(_, label)| super::pipeline_name(label) != ours)
         else {
             return Ok(());
         };

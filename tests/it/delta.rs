@@ -1253,7 +1253,7 @@ async fn a_deleted_data_file_of_the_table_is_named_with_the_way_out() {
 
 /// Walk 28: a rewind of an update-mode Delta table was refused ("not supported by the
 /// `delta` sink connector") with no way on. It names the one there is, starting over on a new
-/// checkpoint with a new table, and that way gives the batch query's table.
+/// checkpoint into the same table, and that way gives the batch query's table.
 #[tokio::test]
 async fn a_rewind_of_an_update_table_names_the_way_on() {
     let ws = Workspace::new();
@@ -1275,15 +1275,15 @@ async fn a_rewind_of_an_update_table_names_the_way_on() {
         said.contains("in update or complete mode")
             && said.contains(
                 "To compute the batches after batch 0 again, start the pipeline over on a new \
-                 checkpoint with a new, empty `sink.path`"
+                 checkpoint into the same table"
             ),
         "{said}"
     );
     assert!(ws.path("ckpt/commits/1").exists(), "nothing taken back");
+    // Walk 35 (2): the same pipeline on a new checkpoint takes its table over.
     let text = std::fs::read_to_string(&pipeline)
         .expect("pipeline")
-        .replace(&ws.p("ckpt"), &ws.p("ckpt2"))
-        .replace(&ws.p("table"), &ws.p("table2"));
+        .replace(&ws.p("ckpt"), &ws.p("ckpt2"));
     std::fs::write(&pipeline, text).expect("edit");
     let run = run_quietly(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
@@ -1292,7 +1292,47 @@ async fn a_rewind_of_an_update_table_names_the_way_on() {
         Field::new("n", DataType::Int64, true),
     ]));
     assert_eq!(
-        table_rows(&ws.path("table2"), Reader::Deltalake, schema),
+        table_rows(&ws.path("table"), Reader::Deltalake, schema),
         oracle(&ws.path("in"), "json", query).await
+    );
+}
+
+/// Walk 35 (2): an update-mode Delta table whose checkpoint was lost or restored from an
+/// older copy had no way on but a new table (a new checkpoint found the table "another
+/// pipeline's"), where a PostgreSQL table is taken over. The same pipeline (its `name`) on a
+/// new checkpoint takes the table over in update mode, and the table is the batch query's
+/// result; a pipeline of another name is still refused.
+#[tokio::test]
+async fn the_same_pipeline_on_a_new_checkpoint_takes_its_update_table_over() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 30, 0);
+    let query = "SELECT page, count(*) AS n FROM clicks GROUP BY page";
+    let update = "output_mode: update\n";
+    let key = "  key: [page]\n";
+    let run = run_quietly(&delta_pipeline(&ws, "ckpt", query, update, key), &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    write_clicks(&ws.path("in"), "json", 1, 30, 2);
+    let anew = delta_pipeline(&ws, "ckpt2", query, update, key);
+    let run = run_quietly(&anew, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("page", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+    ]));
+    let expected = oracle(&ws.path("in"), "json", query).await;
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, Arc::clone(&schema)),
+        expected
+    );
+    // Another pipeline (another `name`) is still refused.
+    let other = delta_pipeline(&ws, "ckpt3", query, update, key);
+    let text = std::fs::read_to_string(&other).expect("pipeline");
+    std::fs::write(&other, text.replace("name: delta", "name: other")).expect("rename");
+    let run = run_quietly(&other, &[]);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("belongs to another pipeline or checkpoint"),
+        "{}",
+        stderr(&run)
     );
 }
