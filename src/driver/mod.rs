@@ -1465,7 +1465,7 @@ impl<'a> Driver<'a> {
                 && logged_by_a_source(pipeline, checkpoint.location(), held_last).await?)
         {
             let plans = newest.map_or("has no batch".to_string(), |b| {
-                format!("plans up to batch {b}")
+                format!("goes up to batch {b} (its next is {})", b.next())
             });
             let by_hand = pipeline
                 .sink
