@@ -713,14 +713,19 @@ fn duplicate_key(text: &str, key: &str) -> String {
 }
 
 /// `text` with YAML's merge keys (`<<: *anchor`, `<<: [*a, *b]`) applied, as YAML 1.1's
-/// merge key type says, where it has any; `None` where it has none (or does not parse).
+/// merge key type says, and its top-level keys starting with `x-` left out (Docker Compose's
+/// extension fields: a place for anchors of shared settings), where it has either; `None`
+/// where it has neither (or does not parse).
 fn with_merges(text: &str) -> Option<String> {
-    if !text.contains("<<") {
+    if !text.contains("<<") && !text.contains("x-") {
         return None;
     }
     let mut value: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
     let before = value.clone();
     value.apply_merge().ok()?;
+    if let serde_yaml::Value::Mapping(map) = &mut value {
+        map.retain(|key, _| !key.as_str().is_some_and(|k| k.starts_with("x-")));
+    }
     if value == before {
         return None;
     }
@@ -950,19 +955,15 @@ impl Pipeline {
 
     /// [`Pipeline::parse`], resolving relative local paths against `rebase` where given.
     fn parse_in(text: &str, path: &Path, rebase: Option<PathBuf>) -> Result<Self, PipelineError> {
-        // YAML's merge keys (`<<: *defaults`), which the typed reading does not apply: the
-        // file is read with them written out.
-        let merged = with_merges(text);
-        let text = merged.as_deref().unwrap_or(text);
+        // YAML's merge keys (`<<: *defaults`), which the typed reading does not apply, and
+        // top-level `x-` keys (shared settings' anchors): the typed reading reads the file with
+        // the merges written out and those keys left out. Every line a message names is of
+        // the file as written (`text`).
+        let prepared = with_merges(text);
+        let read = prepared.as_deref().unwrap_or(text);
         let invalid = |message: String| PipelineError::Invalid {
             path: path.to_path_buf(),
-            message: match &merged {
-                Some(_) if message.contains("(line ") => format!(
-                    "{message} (a line of the file as read with its `<<` merge keys written \
-                     out, without comments)"
-                ),
-                _ => message,
-            },
+            message,
         };
         // A key written twice in one mapping (two sources of one name): the typed reading
         // would keep the second silently.
@@ -1002,7 +1003,7 @@ impl Pipeline {
                 ));
             }
         }
-        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let deserializer = serde_yaml::Deserializer::from_str(read);
         let mut pipeline: Pipeline =
             serde_path_to_error::deserialize(deserializer).map_err(|e| {
                 // A tab in an indentation: YAML indents with spaces only, and serde_yaml names
@@ -1067,7 +1068,22 @@ impl Pipeline {
                 // serde_yaml places unknown keys well, but a value refused by its type at the
                 // start of the document: point at the key's own line instead.
                 if message.contains("unknown field") || path == "." || path.is_empty() {
-                    return invalid(message);
+                    // serde_yaml's `at line 3 column 1`, as other messages say a line; none
+                    // where it counts in the file as read with its merges written out.
+                    return invalid(match message.find(" at line ") {
+                        Some(at) => {
+                            let tail = &message[at + " at line ".len()..];
+                            // A suggestion after the place stays.
+                            let after = tail.find(" (").map_or("", |i| &tail[i..]);
+                            match tail.split(' ').next() {
+                                Some(line) if prepared.is_none() => {
+                                    format!("{}{after} (line {line})", &message[..at])
+                                }
+                                _ => format!("{}{after}", &message[..at]),
+                            }
+                        }
+                        None => message,
+                    });
                 }
                 let message = match message.rfind(" at line ") {
                     Some(at) => message[..at].to_string(),
@@ -1885,9 +1901,36 @@ sink: { kind: files, path: out/x, format: parquet }
         assert_eq!(setting("path").as_deref(), Some("data/b"), "its own path");
         assert_eq!(setting("format").as_deref(), Some("csv"), "its own format");
         assert!(b.settings.get("schema").is_some(), "the schema merged in");
-        // A mistake in a merged file still names its key.
+        // A mistake in a merged file still names its key, and its line in the file.
         let said = parse(&text.replace("format: csv", "format: cvs")).expect_err("cvs");
-        assert!(said.contains("`sources.b.format`"), "{said}");
+        assert!(
+            said.contains("`sources.b.format`") && said.contains("(line 12)"),
+            "{said}"
+        );
+        // Walk 36: shared settings under a top-level `x-` key, and a folded query's comment
+        // in a file with merges, which is still refused at its own line.
+        let shared = r#"
+name: merged
+x-files: &files
+  kind: files
+  format: json
+sources:
+  a:
+    <<: *files
+    path: data/a
+query: >
+  SELECT * -- all of it
+  FROM a
+sink: { kind: files, path: out/x, format: parquet }
+"#;
+        let said = parse(shared).expect_err("the folded comment");
+        assert!(
+            said.contains("the comment `-- all of it` runs on to the end of the query")
+                && said.contains("(line 10)"),
+            "{said}"
+        );
+        let pipeline = parse(&shared.replace("query: >", "query: |")).expect("x- keys left out");
+        assert_eq!(pipeline.sources["a"].kind, "files");
     }
 
     /// Walk 33 (3): `${VAR}` in a Kafka sink's topic was sent to the broker as written

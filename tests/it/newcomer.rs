@@ -3363,7 +3363,8 @@ fn a_checkpoint_older_than_its_sink_is_refused() {
     let out = run(&file, &ws);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("holds batch 1, but this checkpoint goes up to batch 0 (its next is 1)")
+        stderr(&out)
+            .contains("holds batch 1, but this checkpoint goes up to batch 0 (its next is 1)")
             && stderr(&out).contains("older than its sink")
             && stderr(&out).contains(
                 "out by hand (for batch 1, its files `part-0000000001-*` and \
