@@ -122,15 +122,19 @@ pub struct Replayed {
     /// used, its sink not the one the batch wrote to), in words.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
-    /// What differs, in words.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// What differs, in words (empty where nothing does).
     pub findings: Vec<String>,
     /// Rows the recomputation has and the sink lacks (up to `--limit`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub only_recomputed: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// How many rows the recomputation has and the sink lacks, all of them (the list above
+    /// stops at `--limit`); where the two were compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub only_recomputed_rows: Option<usize>,
     /// Rows the sink has and the recomputation lacks (up to `--limit`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub only_in_sink: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// How many rows the sink has and the recomputation lacks, all of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub only_in_sink_rows: Option<usize>,
     /// Rows recomputed (without `--verify`, up to `--limit`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
@@ -444,7 +448,9 @@ pub async fn replay(
         notes,
         findings: Vec::new(),
         only_recomputed: Vec::new(),
+        only_recomputed_rows: None,
         only_in_sink: Vec::new(),
+        only_in_sink_rows: None,
         rows: Vec::new(),
         tables: Vec::new(),
     };
@@ -558,6 +564,8 @@ pub async fn replay(
         let limit = |b: &RecordBatch| b.slice(0, b.num_rows().min(args.limit));
         report.only_recomputed = json_rows(&limit(&only_r))?;
         report.only_in_sink = json_rows(&limit(&only_s))?;
+        report.only_recomputed_rows = Some(only_r.num_rows());
+        report.only_in_sink_rows = Some(only_s.num_rows());
         report.tables.push((
             format!(
                 "rows recomputed but not in the sink ({}):",

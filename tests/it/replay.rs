@@ -98,7 +98,7 @@ fn replay_verifies_an_untouched_run_and_names_a_changed_sink_file() {
         for pair in ["recomputed=committed", "sink=committed", "recomputed=sink"] {
             assert_eq!(view["agreement"][pair], true, "{pair}");
         }
-        assert!(view.get("findings").is_none(), "{view:#}");
+        assert_eq!(view["findings"], serde_json::json!([]), "{view:#}");
     }
     assert_eq!(
         (listing(&ws.path("ckpt")), listing(&ws.path("out"))),
@@ -433,7 +433,11 @@ fn a_batch_finished_over_a_changed_static_table_blames_the_recomputation() {
     let p = pipeline.to_str().expect("utf-8");
     let run = run_bin(&["run", p], ws.dir.path());
     assert!(run.status.success(), "{}", stderr(&run));
-    assert_eq!(replay_json(&ws, 2).0, Some(0));
+    let (code, view) = replay_json(&ws, 2);
+    assert_eq!(code, Some(0));
+    // Walk 36: a batch that verifies has the lists the README names, empty.
+    assert_eq!(view["findings"], serde_json::json!([]), "{view:#}");
+    assert_eq!(view["only_in_sink"], serde_json::json!([]), "{view:#}");
 
     // A crash after batch 2's sink, before its commit; then the table changes.
     std::fs::remove_file(ws.path("ckpt/commits/2")).expect("crash before the commit");
@@ -461,6 +465,9 @@ fn a_batch_finished_over_a_changed_static_table_blames_the_recomputation() {
     let only_in_sink = view["only_in_sink"].as_array().expect("rows");
     assert_eq!(only_recomputed.len(), 20);
     assert_eq!(only_in_sink.len(), 20);
+    // Walk 36: the lists stop at `--limit`; the counts say all.
+    assert_eq!(view["only_recomputed_rows"], 20, "{view:#}");
+    assert_eq!(view["only_in_sink_rows"], 20, "{view:#}");
     assert!(
         only_recomputed
             .iter()
