@@ -111,6 +111,12 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
          aggregate state per group).",
         aggregate.operator
     );
+    // Where a row late for the watermark goes: the `late_rows` sink, or nowhere (counted).
+    let dropped = if pipeline.late_rows.is_some() {
+        "goes to the `late_rows` sink as late"
+    } else {
+        "is dropped as late (counted)"
+    };
     if let Some(dedup) = &aggregate.dedup {
         let _ = writeln!(
             out,
@@ -121,8 +127,9 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
             match &dedup.event_time {
                 Some(key) => format!(
                     "a row is forgotten once the watermark reaches its `{}`, and a row at or \
-                     below the watermark is dropped as late",
-                    plan::output_alias(&logical, &key.name)
+                     below the watermark {}",
+                    plan::output_alias(&logical, &key.name),
+                    dropped
                 ),
                 None => "its rows are kept for ever (no key of it is over a watermark column; \
                          `state_ttl` bounds them)"
@@ -170,7 +177,7 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
                 out,
                 "Event time: the group key `{}` ({width}); a group is final once the watermark \
                  ({}) reaches its end, and a row counts only in the groups of it still open \
-                 (a row in none of them, or without an event time, is dropped as late){}.",
+                 (a row in none of them, or without an event time, {dropped}){}.",
                 plan::output_alias(&logical, &key.name),
                 sources.join(", min with "),
                 match (mode, &aggregate.dedup) {

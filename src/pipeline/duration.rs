@@ -20,14 +20,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             || unit.to_ascii_lowercase().starts_with("month")
             || unit.to_ascii_lowercase().starts_with("year")
     }) {
+        // `M` alone is read otherwise as often as a month: said where it was written.
+        let (what, aside) = if *unit == "M" {
+            (
+                "month",
+                " (and `M` is read as a minute, or megabytes, as often as a month)",
+            )
+        } else if unit.to_ascii_lowercase().starts_with("month") {
+            ("month", "")
+        } else {
+            ("year", "")
+        };
         return Err(format!(
-            "invalid duration `{text}`: `{unit}` is a {}, which has no fixed length (and `M` is \
-             read as a minute, or megabytes, as often as a month); {forms}, or in days (`30d`)",
-            if *unit == "M" || unit.to_ascii_lowercase().starts_with("month") {
-                "month"
-            } else {
-                "year"
-            }
+            "invalid duration `{text}`: `{unit}` is a {what}, which has no fixed length{aside}; \
+             {forms}, or in days (`30d`, `365d`)"
         ));
     }
     humantime::parse_duration(text.trim()).map_err(|_| {
@@ -72,6 +78,12 @@ mod tests {
             let err = parse_duration(text).expect_err(text);
             assert!(
                 err.contains("has no fixed length") && err.contains("`30d`"),
+                "{err}"
+            );
+            // Walk 36: the aside on `M` only where `M` was written.
+            assert_eq!(
+                err.contains("`M` is read as a minute"),
+                text == "1M",
                 "{err}"
             );
         }

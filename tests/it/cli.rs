@@ -795,6 +795,8 @@ fn a_windowed_aggregation_reports_its_state_and_can_be_read_and_explained() {
         "PartialReduce",
         "mode=Final",
         "when the watermark closes it",
+        // Walk 36: with a `late_rows` sink, late rows go there, not "dropped".
+        "without an event time, goes to the `late_rows` sink as late",
     ] {
         assert!(text.contains(needle), "`{needle}` in:\n{text}");
     }
