@@ -996,7 +996,7 @@ async fn read_stored_pipeline(
     let shown = std::path::Path::new(&shown);
     Ok(Some(match where_it_ran {
         true => Pipeline::parse_stored(&text, shown, location.local_root())?,
-        false => Pipeline::parse(&text, shown)?,
+        false => Pipeline::parse_copy(&text, shown)?,
     }))
 }
 

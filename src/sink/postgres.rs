@@ -916,7 +916,10 @@ impl PostgresSink {
                 );
                 Ok(has)
             }
-            Err(e) => Err(self.failure(&e, "adding the progress table's `target` column")),
+            Err(e) => Err(self.failure(
+                &e,
+                "adding the progress table's `target`, `relation` and `label` columns",
+            )),
         }
     }
 
@@ -1076,10 +1079,19 @@ impl PostgresSink {
         else {
             return Ok(());
         };
-        let how = match self.mode {
-            Mode::Complete => "each batch of either replaces every row of the table",
-            _ => "each writes the rows of its keys over the other's",
-        };
+        if self.mode == Mode::Update {
+            // Pipelines that each write their own keys (a shard of the table) are a way to
+            // use update mode: said, not refused.
+            tracing::warn!(
+                "PostgreSQL sink: table {target} is written by {label} too (its row in \
+                 {progress} is `{owner}`): in update mode each pipeline writes the rows of its \
+                 keys over the other's, so unless each writes keys of its own (a shard of the \
+                 table), the table holds whichever wrote a key last. Give each pipeline its \
+                 own table (and a view that combines them) where their keys meet"
+            );
+            return Ok(());
+        }
+        let how = "each batch of either replaces every row of the table";
         Err(Failure::Fatal(SinkError::Config {
             kind: KIND.name,
             reason: format!(
@@ -1879,7 +1891,9 @@ impl PostgresSink {
                 if let Some(target) = &target {
                     if first && self.mode == Mode::Append {
                         self.check_table_owner(&tx, target).await?;
-                    } else if first && live.labels {
+                    } else if first && labels && self.mode == Mode::Complete {
+                        // Again in the batch (two started together); update mode's note
+                        // was said before the first batch.
                         self.check_other_writer(&tx, target).await?;
                     }
                 }

@@ -829,7 +829,7 @@ impl FilesSource {
     /// looks like an empty folder (without declared columns the run says so itself, having
     /// nothing to infer them from).
     async fn look_at_empty_prefix(&self) -> Result<(), SourceError> {
-        if self.data.is_an_object().await? {
+        if self.data.is_an_object().await {
             let shown = crate::secret::redact_url(&self.data.to_string());
             let folder = shown.rsplit_once('/').map_or(shown.as_str(), |(f, _)| f);
             return Err(SourceError::Config {
@@ -1473,7 +1473,7 @@ async fn load_table(
     // On an object store a table's path may name one object, as a local path may name one
     // file: it lists as an empty prefix, and is read as the only file of its folder.
     if files.is_empty()
-        && location.is_an_object().await?
+        && location.is_an_object().await
         && let Some((folder, file)) = config.path.trim_end_matches('/').rsplit_once('/')
     {
         location =

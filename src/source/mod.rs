@@ -298,7 +298,10 @@ pub enum SourceError {
         reason: String,
     },
     /// No schema could be inferred.
-    #[error("cannot infer a schema from {file}: {reason}; declare `schema:` for the source")]
+    #[error(
+        "cannot infer a schema from {file}: {reason}{}",
+        if reason.contains("schema:") { "" } else { "; declare `schema:` for the source" }
+    )]
     Infer {
         /// The file.
         file: String,

@@ -604,17 +604,19 @@ impl Location {
         }
     }
 
-    /// On an object store, whether this location's own path names an object: a file given
-    /// where a folder (a prefix) is read, which lists as an empty folder. Always false on
-    /// local disk, where [`Location::open`] refuses a file as a folder.
-    ///
-    /// # Errors
-    /// [`StorageError::Io`] when the store cannot be asked.
-    pub async fn is_an_object(&self) -> Result<bool, StorageError> {
+    /// On an object store, whether this location's own path names an object with content: a
+    /// file given where a folder (a prefix) is read, which lists as an empty folder. Always
+    /// false on local disk, where [`Location::open`] refuses a file as a folder. Best effort:
+    /// a store that will not say (a policy that grants reads under the prefix only) and an
+    /// empty object (Azure Data Lake's folder, which `head` finds) count as no object.
+    pub async fn is_an_object(&self) -> bool {
         if self.local_root.is_some() || self.prefix.as_ref().is_empty() {
-            return Ok(false);
+            return false;
         }
-        self.exists(&self.prefix).await
+        self.store
+            .head(&self.prefix)
+            .await
+            .is_ok_and(|meta| meta.size > 0)
     }
 
     /// Lists the objects under `relative`, recursively, sorted by path.

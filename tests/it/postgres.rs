@@ -1996,11 +1996,13 @@ async fn a_checkpoint_older_than_its_table_gives_the_statements_that_take_batche
 
 /// Walk 34 (1): a second pipeline (another `name`, its own input) in update mode into a table
 /// another pipeline writes went on without a word and wrote its counts over the first's rows
-/// of the same keys. It is refused (exit 2) before any row is written, naming the other
-/// pipeline and the way on; the first pipeline's rows stay; a run of the first pipeline's
-/// name on a new checkpoint (the way out of a refused query change) still takes the table.
+/// of the same keys. In update mode it is said, naming the other pipeline (pipelines that
+/// each write their own keys, shards of one table, are a way to use it); in complete mode,
+/// where each batch replaces every row, it is refused (exit 2) before any row is written. A
+/// run of the first pipeline's name on a new checkpoint (the way out of a refused query
+/// change) takes the table over without a word.
 #[tokio::test]
-async fn a_second_pipeline_writing_over_an_update_table_is_refused() {
+async fn a_second_pipeline_writing_a_table_another_writes_is_said_or_refused() {
     let ws = Workspace::new();
     let table = unique_table("shared");
     std::fs::create_dir_all(ws.path("in")).expect("in");
@@ -2015,7 +2017,7 @@ async fn a_second_pipeline_writing_over_an_update_table_is_refused() {
     assert_eq!(page_counts(&table).await, ["home|2"]);
 
     std::fs::create_dir_all(ws.path("in-b")).expect("in-b");
-    std::fs::write(ws.path("in-b/0.json"), "{\"page\":\"home\",\"v\":9}\n").expect("input");
+    std::fs::write(ws.path("in-b/0.json"), "{\"page\":\"cart\",\"v\":9}\n").expect("input");
     let second = first
         .replace("name: pages", "name: pages_b")
         .replace(&ws.p("ckpt"), &ws.p("ckpt-b"))
@@ -2023,25 +2025,55 @@ async fn a_second_pipeline_writing_over_an_update_table_is_refused() {
             &format!("path: {},", ws.p("in")),
             &format!("path: {},", ws.p("in-b")),
         );
+    let run = sluice_run(&write_pipeline(&ws, &second));
+    let said = stderr(&run);
+    assert!(run.status.success(), "{said}");
+    assert!(
+        said.contains("is written by pipeline `pages` with checkpoint")
+            && said.contains("a shard of the table"),
+        "{said}"
+    );
+    assert_eq!(page_counts(&table).await, ["cart|1", "home|2"]);
+
+    // Complete mode, on a table of its own: refused, nothing written.
+    let other_table = unique_table("replaced");
+    let complete = |yaml: &str, ckpt: &str| {
+        yaml.replace("output_mode: update", "output_mode: complete")
+            .replace(&table, &other_table)
+            .replace(&ws.p("ckpt-b"), &ws.p(ckpt))
+            .replace(&ws.p("ckpt"), &ws.p(ckpt))
+    };
+    let run = sluice_run(&write_pipeline(&ws, &complete(&first, "ckpt-c")));
+    assert!(run.status.success(), "{}", stderr(&run));
     let said = run_refused(
-        &write_pipeline(&ws, &second),
+        &write_pipeline(&ws, &complete(&second, "ckpt-d")),
         "is written by pipeline `pages` with checkpoint",
     );
     assert!(
-        said.contains("give each pipeline its own table") && said.contains("DELETE FROM"),
+        said.contains("each batch of either replaces every row")
+            && said.contains("give each pipeline its own table")
+            && said.contains("DELETE FROM"),
         "{said}"
     );
     assert_eq!(
-        page_counts(&table).await,
+        page_counts(&other_table).await,
         ["home|2"],
-        "the first's rows stay"
+        "nothing replaced"
     );
 
-    // The same pipeline on a new checkpoint takes its table over.
+    // The same pipeline on a new checkpoint takes its table over, and writes what it reads.
+    std::fs::write(ws.path("in/1.json"), "{\"page\":\"home\",\"v\":3}\n").expect("input");
     let anew = first.replace(&ws.p("ckpt"), &ws.p("ckpt-new"));
     let run = sluice_run(&write_pipeline(&ws, &anew));
     assert!(run.status.success(), "{}", stderr(&run));
-    assert_eq!(page_counts(&table).await, ["home|2"]);
+    // Its own old checkpoint is no other writer; the other pipeline still is.
+    assert!(
+        !stderr(&run).contains("is written by pipeline `pages` ")
+            && stderr(&run).matches("is written by pipeline `pages_b` ").count() == 1,
+        "{}",
+        stderr(&run)
+    );
+    assert_eq!(page_counts(&table).await, ["cart|1", "home|3"]);
 }
 
 /// Walk 35 (1): a copy of a checkpoint (`cp -a`) run beside the original took the same epoch
