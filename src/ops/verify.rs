@@ -556,7 +556,12 @@ pub async fn replay(
             None => format!("`{name}`"),
         })
         .collect();
-    let changed = tables_changed_since(&pipeline, entry.info.batch_timestamp_ms).await;
+    // The run that planned the batch read the static tables when it started (one that
+    // finished it after a crash read them later, or kept the first run's output).
+    let read_at = epoch_started_ms(&location, entry.info.epoch)
+        .await
+        .unwrap_or(entry.info.batch_timestamp_ms);
+    let changed = tables_changed_since(&pipeline, read_at).await;
     report.findings = findings(batch, &report, rc, sc, rs, fresh, &tables, &changed);
     if let (Ok(recomputed), Some(sink), Some(false)) = (&recomputed, &sink_rows, rs) {
         let (only_r, only_s) = digest::difference(&schema, recomputed, sink)
@@ -634,10 +639,24 @@ async fn read_sink(
 
 /// What differs, in words, from which pairs agree; `fresh`: the sink's new place to write
 /// that starts a pipeline over (`a new, empty `sink.path``).
-/// The static tables of `pipeline` with a file modified after `since_ms` (a batch's
-/// timestamp, milliseconds since the epoch), each as `` `name` (path: file modified at
-/// time)``: a table is read whole by the run, so a batch recomputed now reads it as it is now.
-/// A table that cannot be listed is left out.
+/// When the run of epoch `epoch` started (milliseconds since 1970), from its `epochs/E`
+/// entry; `None` where the entry is gone (only the newest are kept) or does not read.
+async fn epoch_started_ms(location: &Location, epoch: crate::checkpoint::Epoch) -> Option<i64> {
+    let bytes = location
+        .get(&location.path(&paths::epoch(epoch)))
+        .await
+        .ok()??;
+    let entry: crate::checkpoint::EpochEntry = serde_json::from_slice(&bytes).ok()?;
+    chrono::DateTime::parse_from_rfc3339(&entry.started)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// The static tables of `pipeline` with a file modified after `since_ms` (when the run that
+/// planned the batch started and read them, milliseconds since 1970), each as `` `name`
+/// (path: file modified at time)``: a table is read whole when a run starts, so a batch
+/// recomputed now reads it as it is now. Hidden files (`.` or `_`), which a table does not
+/// read, are left out, and so is a table that cannot be listed.
 async fn tables_changed_since(pipeline: &Pipeline, since_ms: i64) -> Vec<String> {
     let mut changed = Vec::new();
     for (name, config) in &pipeline.tables {
@@ -653,7 +672,11 @@ async fn tables_changed_since(pipeline: &Pipeline, since_ms: i64) -> Vec<String>
                 .map(|ms| (at.clone(), ms))
         } else {
             match Location::open(&at, false, false, None) {
-                Ok(location) => location.list("").await.ok().and_then(|files| {
+                Ok(location) => location
+                    .list_visible(crate::source::hidden)
+                    .await
+                    .ok()
+                    .and_then(|files| {
                     files.iter().max_by_key(|m| m.last_modified).map(|m| {
                         (
                             format!("{at}/{}", location.relative(&m.location)),
@@ -696,14 +719,12 @@ fn findings(
     // Why a recomputation may differ: a static table modified since names itself.
     let since = match (changed, tables) {
         ([one], _) => format!(
-            "the static table {one} changed after batch {batch} ran (a table is read whole, as \
-             it is when the batch runs), which explains it; the batch's output is what the \
-             table held then"
+            "the static table {one} changed after batch {batch} ran (a table is read whole when \
+             a run starts), which explains it; the batch's output is what the table held then"
         ),
         ([_, ..], _) => format!(
-            "the static tables {} changed after batch {batch} ran (a table is read whole, as it \
-             is when the batch runs), which explains it; the batch's output is what the tables \
-             held then",
+            "the static tables {} changed after batch {batch} ran (a table is read whole when a \
+             run starts), which explains it; the batch's output is what the tables held then",
             changed.join(", ")
         ),
         ([], []) => "its input changed since, or the query is not deterministic".to_string(),

@@ -1156,9 +1156,10 @@ fn remote_folder(path: &str) -> Result<Location, String> {
     Ok(location)
 }
 
-/// Whether a file or folder under a source's folder is left out, with all below it: its name
-/// starts with `.` or `_` (temporary and metadata files).
-fn hidden(name: &str) -> bool {
+/// Whether a file or folder under a source's (or table's) folder is left out, with all below
+/// it: its name starts with `.` or `_` (temporary and metadata files, as Spark's and Hadoop's
+/// readers leave `_SUCCESS` and `.crc` files).
+pub fn hidden(name: &str) -> bool {
     name.starts_with('.') || name.starts_with('_')
 }
 

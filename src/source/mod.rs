@@ -27,7 +27,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 
 pub use decode::{Decoded, Reader, infer_schema};
-pub use files::{FilesConfig, FilesSource, pinned_schema_lost};
+pub use files::{FilesConfig, FilesSource, hidden, pinned_schema_lost};
 pub use scan::{
     Counts, ReadPart, RemoteForm, ScanCounts, ScanParts, StreamedScanExec, StreamedTable,
 };
