@@ -1893,10 +1893,11 @@ impl<'a> Driver<'a> {
                      the watermark does not go back, so it stays at {at} (where the shorter \
                      delay took it) and rows older than that are still late. The longer delay \
                      holds back only its next moves; to judge every row by it, run on a new \
-                     checkpoint (`checkpoint:` or `--checkpoint`), which reads the sources from \
-                     the start",
+                     checkpoint (`checkpoint:` or `--checkpoint`){}, which reads the sources \
+                     again from where their settings start",
                     humantime::format_duration(now.delay),
                     humantime::format_duration(was.delay),
+                    sink_advice(self.pipeline).start_over,
                 );
             }
         }

@@ -677,13 +677,13 @@ async fn tables_changed_since(pipeline: &Pipeline, since_ms: i64) -> Vec<String>
                     .await
                     .ok()
                     .and_then(|files| {
-                    files.iter().max_by_key(|m| m.last_modified).map(|m| {
-                        (
-                            format!("{at}/{}", location.relative(&m.location)),
-                            m.last_modified.timestamp_millis(),
-                        )
-                    })
-                }),
+                        files.iter().max_by_key(|m| m.last_modified).map(|m| {
+                            (
+                                format!("{at}/{}", location.relative(&m.location)),
+                                m.last_modified.timestamp_millis(),
+                            )
+                        })
+                    }),
                 Err(_) => None,
             }
         };

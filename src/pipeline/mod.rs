@@ -1955,6 +1955,20 @@ sink: { kind: files, path: out/x, format: parquet }
         );
         let pipeline = parse(&shared.replace("query: >", "query: |")).expect("x- keys left out");
         assert_eq!(pipeline.sources["a"].kind, "files");
+        // Review: a merged mapping that merges another.
+        let nested = shared.replace("query: >", "query: |").replace(
+            "x-files: &files\n  kind: files\n  format: json",
+            "x-base: &base\n  format: json\nx-files: &files\n  <<: *base\n  kind: files",
+        );
+        let pipeline = parse(&nested).expect("merged twice");
+        assert_eq!(
+            pipeline.sources["a"]
+                .settings
+                .get("format")
+                .and_then(|f| f.as_str()),
+            Some("json"),
+            "{nested}"
+        );
     }
 
     /// Walk 33 (3): `${VAR}` in a Kafka sink's topic was sent to the broker as written

@@ -714,7 +714,9 @@ impl Walk<'_> {
         match node {
             LogicalPlan::Projection(p) => self.above(&p.input),
             LogicalPlan::Filter(f) => {
-                if subquery_over_stream(&f.predicate, self.streams) {
+                if subquery_over_stream(&f.predicate, self.streams)
+                    && !aggregates_stream(&f.input, self.streams)
+                {
                     // The aggregation is the subquery's own (`WHERE v > (SELECT avg(v) FROM
                     // s)`): its value moves with every batch.
                     return Err(unsupported(
@@ -1193,6 +1195,15 @@ fn has_subquery(expr: &Expr) -> bool {
         ))
     })
     .unwrap_or(true)
+}
+
+/// Whether `plan` holds an aggregation over one of `streams` (a filter on it is a `HAVING`).
+fn aggregates_stream(plan: &LogicalPlan, streams: &BTreeSet<String>) -> bool {
+    (is_aggregation(plan) && reads_stream(plan, streams))
+        || plan
+            .inputs()
+            .into_iter()
+            .any(|input| aggregates_stream(input, streams))
 }
 
 /// Whether `expr` holds a subquery (scalar, `IN` or `EXISTS`) that reads one of `streams`.
@@ -1684,6 +1695,12 @@ mod tests {
                     "a subquery over a stream in a filter is not supported",
                     "static table",
                 ],
+            ),
+            (
+                "SELECT b, count(*) AS n FROM s GROUP BY b \
+                 HAVING count(*) > (SELECT count(*) FROM s)",
+                Update,
+                &["a subquery in a filter over an aggregation is not supported"],
             ),
             // Walk 34 (2, 5): a deduplication by key under an aggregation, and `ROW_NUMBER`
             // or `LAG`, name the form that runs or why none does.

@@ -2334,7 +2334,9 @@ fn check_csv_header(
             let what = match (gained.is_empty(), lost.is_empty()) {
                 (false, true) => format!("it adds {gained:?}"),
                 (true, false) => format!("it lacks {lost:?}"),
-                _ => format!("it adds {gained:?} and lacks {lost:?}"),
+                (false, false) => format!("it adds {gained:?} and lacks {lost:?}"),
+                // The same names, one written twice.
+                (true, true) => "it names a column twice".to_string(),
             };
             format!(
                 "; {what}. A CSV source reads every file by one header, so no one schema fits \

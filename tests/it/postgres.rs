@@ -2069,7 +2069,10 @@ async fn a_second_pipeline_writing_a_table_another_writes_is_said_or_refused() {
     // Its own old checkpoint is no other writer; the other pipeline still is.
     assert!(
         !stderr(&run).contains("is written by pipeline `pages` ")
-            && stderr(&run).matches("is written by pipeline `pages_b` ").count() == 1,
+            && stderr(&run)
+                .matches("is written by pipeline `pages_b` ")
+                .count()
+                == 1,
         "{}",
         stderr(&run)
     );
