@@ -3587,7 +3587,9 @@ fn a_csv_first_line_that_is_a_row_is_not_taken_for_a_header() {
     assert!(
         stderr(&out)
             .contains("its first line `a,1,2026-01-01T10:00:00Z` looks like a row, not a header")
-            && stderr(&out).contains("Add a header line"),
+            && stderr(&out).contains("Add a header line")
+            // Walk 36: the advice to declare `schema:` is said once.
+            && stderr(&out).matches("schema:`").count() == 1,
         "{}",
         stderr(&out)
     );
