@@ -672,6 +672,11 @@ fn with_suggestion(message: String) -> String {
     }
     match nearest(field, &expected) {
         Some(near) => format!("{message} (did you mean `{near}`?)"),
+        // A top-level key made to hold an anchor of shared settings.
+        None if expected.contains(&"sources") => format!(
+            "{message} (a top-level key for shared settings, as YAML anchors use, starts with \
+             `x-`: `x-{field}`)"
+        ),
         None => message,
     }
 }
@@ -1892,6 +1897,17 @@ sink: { kind: files, path: out/clicks, format: parquet }
 
     fn parse(text: &str) -> Result<Pipeline, String> {
         Pipeline::parse(text, Path::new("p.yaml")).map_err(|e| e.to_string())
+    }
+
+    /// Walk 37: an anchor's top-level key (`defaults:`) was refused as unknown, with no
+    /// word of `x-`.
+    #[test]
+    fn an_unknown_top_level_key_names_the_x_prefix() {
+        let said = parse(&GOOD.replace("name: clicks", "defaults: { a: 1 }\nname: clicks"))
+            .expect_err("unknown");
+        assert!(said.contains("starts with `x-`: `x-defaults`"), "{said}");
+        parse(&GOOD.replace("name: clicks", "x-defaults: { a: 1 }\nname: clicks"))
+            .expect("an x- key is left out");
     }
 
     /// Walk 33: YAML merge keys (`<<: *defaults`) were not applied, and the source read

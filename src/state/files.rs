@@ -362,10 +362,15 @@ impl StateFiles {
                     .iter()
                     .zip(&planned)
                     .all(|(a, b)| unqualified(a) == unqualified(b));
+            let added = stored.iter().all(|c| planned.contains(c));
             let hint = if renamed {
                 " (only a name before a `.` differs: a CTE, subquery or table alias was \
                  renamed, and the state's column names carry it; with the old name the state \
                  follows the query)"
+            } else if added {
+                // An aggregate added to the query (`max(v)` beside `sum(v)`).
+                " (an aggregate the query adds: the state holds no value of it for the groups \
+                 it has, and none can be made up for the rows they were computed from)"
             } else {
                 ""
             };

@@ -118,6 +118,22 @@ fn a_query_its_state_cannot_follow_is_refused_before_a_batch_is_logged() {
         !ws.path("ckpt/offsets/1").exists(),
         "the refused run logged a batch"
     );
+    // Walk 37: an aggregate added beside the old one is named as added.
+    let added = pipeline(
+        &ws,
+        "SELECT k, sum(v) AS t, max(v) AS m FROM s GROUP BY k",
+        "update",
+    );
+    let out = run(&added, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("kept no other column where this query's keeps the `value` of `max(s.v)`")
+            && stderr(&out)
+                .contains("(an aggregate the query adds: the state holds no value of it"),
+        "{}",
+        stderr(&out)
+    );
     // The old query back: it runs on, and both files are counted.
     let file = pipeline(&ws, "SELECT k, sum(v) AS t FROM s GROUP BY k", "update");
     let out = run(&file, &ws);
