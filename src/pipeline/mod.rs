@@ -1453,14 +1453,10 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Refuses `${VAR}` in a setting other than a connection's (`url`, `bootstrap_servers`,
-    /// `properties`), where it is filled in when connecting: anywhere else (a topic, a table,
-    /// a stream, a key) it would be used as written, and only a server would refuse it, or
-    /// take it. (A path's is refused with its own words.)
-    fn check_unfilled_variables(&self) -> Result<(), String> {
-        const FILLED: [&str; 4] = ["url", "bootstrap_servers", "properties", "path"];
-        let settings = self
-            .sources
+    /// The settings of every source, table, sink and late-rows sink, each with the key that
+    /// holds them in the file (`sources.clicks`, `sink`).
+    fn keyed_settings(&self) -> impl Iterator<Item = (String, &serde_yaml::Mapping)> {
+        self.sources
             .iter()
             .map(|(name, c)| (format!("sources.{name}"), &c.settings))
             .chain(
@@ -1473,8 +1469,16 @@ impl Pipeline {
                 self.late_rows
                     .iter()
                     .map(|c| ("late_rows".to_string(), &c.settings)),
-            );
-        for (at, settings) in settings {
+            )
+    }
+
+    /// Refuses `${VAR}` in a setting other than a connection's (`url`, `bootstrap_servers`,
+    /// `properties`), where it is filled in when connecting: anywhere else (a topic, a table,
+    /// a stream, a key) it would be used as written, and only a server would refuse it, or
+    /// take it. (A path's is refused with its own words.)
+    fn check_unfilled_variables(&self) -> Result<(), String> {
+        const FILLED: [&str; 4] = ["url", "bootstrap_servers", "properties", "path"];
+        for (at, settings) in self.keyed_settings() {
             for (name, value) in settings {
                 let Some(name) = name.as_str().filter(|n| !FILLED.contains(n)) else {
                     continue;
@@ -1521,21 +1525,13 @@ impl Pipeline {
             "checkpoint"
         };
         let paths = self
-            .sources
-            .iter()
-            .map(|(name, c)| (format!("sources.{name}.path"), &c.settings))
-            .chain(
-                self.tables
-                    .iter()
-                    .map(|(name, c)| (format!("tables.{name}.path"), &c.settings)),
-            )
-            .chain([("sink.path".to_string(), &self.sink.settings)])
-            .chain(
-                self.late_rows
-                    .iter()
-                    .map(|c| ("late_rows.path".to_string(), &c.settings)),
-            )
-            .filter_map(|(key, settings)| Some((key, settings.get("path")?.as_str()?.to_string())))
+            .keyed_settings()
+            .filter_map(|(at, settings)| {
+                Some((
+                    format!("{at}.path"),
+                    settings.get("path")?.as_str()?.to_string(),
+                ))
+            })
             .chain([(key.to_string(), checkpoint.to_string())]);
         for (key, path) in paths {
             // `${VAR}` or a shell's `$VAR` (`$HOME/out`): a folder named so is never meant.
