@@ -505,7 +505,8 @@ struct Live {
     /// anew under the name is refused.
     relations: bool,
     /// Whether it has its `label` column too (the pipeline's name and checkpoint), by which
-    /// another pipeline writing over the rows of an update- or complete-mode table is refused.
+    /// another pipeline writing the same update- or complete-mode table is named (refused in
+    /// complete mode), and a copy of the checkpoint at the same epoch refused.
     labels: bool,
 }
 
@@ -901,8 +902,8 @@ impl PostgresSink {
                          refused",
                     ),
                     (!has.2).then_some(
-                        "another pipeline writing over the rows of an update- or \
-                         complete-mode table is not refused",
+                        "another pipeline writing the same update- or complete-mode table, \
+                         and a copy of this checkpoint, are not told apart",
                     ),
                 ]
                 .into_iter()
