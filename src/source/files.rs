@@ -511,6 +511,10 @@ pub struct FilesSource {
     /// Whether this run has looked at an object-store prefix that lists nothing: an object
     /// named where a prefix is read, or a prefix that may be misspelled.
     looked_at_empty_prefix: std::sync::atomic::AtomicBool,
+    /// Whether the files frozen at the start of the run are yet to be looked at for ones
+    /// changed since a batch read them: done when the first batch after recovery is planned,
+    /// so that a pending batch whose file changed stops the run with its own error first.
+    unchecked_frozen: bool,
     /// The input available when the run froze it, if it did.
     frozen: Option<Vec<LoggedFile>>,
     /// Where in `frozen` the first file not read yet may be.
@@ -566,6 +570,7 @@ impl FilesSource {
             said_uninferable: false,
             said_gone: std::sync::atomic::AtomicBool::new(false),
             looked_at_empty_prefix: std::sync::atomic::AtomicBool::new(false),
+            unchecked_frozen: false,
             frozen: None,
             frozen_next: 0,
             logged: BTreeSet::new(),
@@ -857,6 +862,12 @@ impl FilesSource {
     /// The first `limit` files not read yet, in path order.
     async fn available(&mut self, limit: Option<usize>) -> Result<Vec<LoggedFile>, SourceError> {
         let limit = limit.unwrap_or(usize::MAX);
+        if std::mem::take(&mut self.unchecked_frozen)
+            && let Some(frozen) = self.frozen.take()
+        {
+            self.warn_of_grown(&frozen);
+            self.frozen = Some(frozen);
+        }
         let Some(frozen) = &self.frozen else {
             let listed = self.list_data().await?;
             self.warn_of_grown(&listed);
@@ -1675,7 +1686,7 @@ impl Source for FilesSource {
 
     async fn freeze(&mut self) -> Result<(), SourceError> {
         let listed = self.list_data().await?;
-        self.warn_of_grown(&listed);
+        self.unchecked_frozen = true;
         self.frozen = Some(listed);
         self.frozen_next = 0;
         Ok(())

@@ -7987,3 +7987,35 @@ fn a_longer_watermark_delay_says_the_watermark_stays() {
         stderr(&out)
     );
 }
+
+/// Walk 37 (4): a file of a pending batch, put right after the batch failed on it, was warned
+/// as "what it holds now is not read: write new rows to a new file", and then the run stopped
+/// naming the file and the rewind that reads it. Only the error is said; its advice works.
+#[test]
+fn a_changed_file_of_the_pending_batch_gets_its_error_alone() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":\"two\"}\n");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("changed since batch 1 logged it")
+            && said.contains(&format!("sluice rewind {} --to 0", ws.p("ckpt")))
+            && !said.contains("what it holds now is not read"),
+        "{said}"
+    );
+    let out = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut lines = sink_lines(&ws.path("out"));
+    lines.sort();
+    assert_eq!(lines, ["{\"k\":\"a\",\"v\":1}", "{\"k\":\"b\",\"v\":2}"]);
+}
