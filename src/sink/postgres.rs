@@ -991,16 +991,13 @@ impl PostgresSink {
         }))
     }
 
-    /// Keeps this run's label in its progress row (in each batch's transaction, where it
-    /// differs), by which another pipeline writing the same update- or complete-mode table,
-    /// and a copy of the checkpoint running elsewhere, are told apart.
+    /// Keeps this run's label in its progress row (in the transaction of a batch that found
+    /// another there, or none), by which another pipeline writing the same update- or
+    /// complete-mode table, and a copy of the checkpoint running elsewhere, are told apart.
     async fn write_label(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<(), Failure> {
         let progress = quote_path(&self.config.progress_table);
         tx.execute(
-            &format!(
-                "UPDATE {progress} SET label = $2 WHERE pipeline = $1 \
-                 AND label IS DISTINCT FROM $2"
-            ),
+            &format!("UPDATE {progress} SET label = $2 WHERE pipeline = $1"),
             &[&self.progress_key, &self.label],
         )
         .await
@@ -1013,11 +1010,12 @@ impl PostgresSink {
     /// copy of the checkpoint (`cp -a`), whose epochs are this one's, running beside it. The
     /// epoch fence cannot tell the two apart, and each would write its batches over the
     /// other's. A run of either taken again has a newer epoch, which fences the other.
+    /// `Ok(true)` where the row holds this run's label already (nothing to write).
     async fn check_no_copy(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         epoch: u64,
-    ) -> Result<(), Failure> {
+    ) -> Result<bool, Failure> {
         let progress = quote_path(&self.config.progress_table);
         let row = tx
             .query_opt(
@@ -1027,14 +1025,17 @@ impl PostgresSink {
             .await
             .map_err(|e| self.failure(&e, "reading the progress row"))?;
         let Some(row) = row else {
-            return Ok(());
+            return Ok(false);
         };
         let (theirs, label): (i64, Option<String>) = (row.get(0), row.get(1));
-        let Some(label) = label.filter(|l| !l.is_empty() && *l != self.label) else {
-            return Ok(());
+        if label.as_deref() == Some(self.label.as_str()) {
+            return Ok(true);
+        }
+        let Some(label) = label.filter(|l| !l.is_empty()) else {
+            return Ok(false);
         };
         if u64::try_from(theirs).ok() != Some(epoch) {
-            return Ok(());
+            return Ok(false);
         }
         Err(Failure::Fatal(SinkError::Config {
             kind: KIND.name,
@@ -1881,9 +1882,8 @@ impl PostgresSink {
             true => Some(self.resolved_table(&tx).await?),
             false => None,
         };
-        if labels {
-            self.check_no_copy(&tx, epoch).await?;
-        }
+        // Whether the progress row's label is this run's already (read by the check).
+        let labelled = labels && self.check_no_copy(&tx, epoch).await?;
         match self
             .claim(&tx, batch, epoch, rows, target.as_deref(), relations)
             .await?
@@ -1898,7 +1898,7 @@ impl PostgresSink {
                         self.check_other_writer(&tx, target).await?;
                     }
                 }
-                if labels {
+                if labels && !labelled {
                     self.write_label(&tx).await?;
                 }
             }

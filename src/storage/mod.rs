@@ -1328,6 +1328,17 @@ mod tests {
         }
     }
 
+    /// object_store's error for a local file the OS refused (EACCES).
+    fn permission_denied() -> object_store::Error {
+        object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "Permission denied (os error 13)",
+            )),
+        }
+    }
+
     /// Walk 35 (4): a folder inside the checkpoint that refused a write was said as the
     /// checkpoint's own folder; the folder the file goes in is named.
     #[test]
@@ -1336,13 +1347,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("state/aggregate")).expect("dirs");
         let location =
             Location::open(dir.path().to_str().expect("utf-8"), false, false, None).expect("open");
-        let error = object_store::Error::Generic {
-            store: "LocalFileSystem",
-            source: Box::new(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                "Permission denied (os error 13)",
-            )),
-        };
+        let error = permission_denied();
         let said = location
             .io_err(
                 "writing",
@@ -1366,13 +1371,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let location =
             Location::open(dir.path().to_str().expect("utf-8"), false, false, None).expect("open");
-        let error = object_store::Error::Generic {
-            store: "LocalFileSystem",
-            source: Box::new(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                "Permission denied (os error 13)",
-            )),
-        };
+        let error = permission_denied();
         let said = location
             .io_err("reading", &location.path("in/a.jsonl"), error)
             .to_string();
