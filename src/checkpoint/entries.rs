@@ -15,7 +15,8 @@ use super::{BatchId, CheckpointError, Epoch, PinnedSettings};
 pub struct Metadata {
     /// The pipeline's id, fixed for the checkpoint's life.
     pub id: uuid::Uuid,
-    /// The pipeline's name when the checkpoint was created.
+    /// The pipeline's name: as the checkpoint was created with, or as `sluice rename` last
+    /// set it.
     pub name: String,
     /// When the checkpoint was created (RFC 3339).
     pub created: String,

@@ -89,9 +89,9 @@ pub enum CheckpointError {
     /// The checkpoint belongs to a different pipeline.
     #[error(
         "checkpoint {location} belongs to pipeline `{found}`, not `{expected}`: where this is \
-         that pipeline renamed, put `name: {found}` back (a checkpoint keeps its pipeline's \
-         name); else give this pipeline its own checkpoint (it starts from its sources' \
-         beginning)"
+         that pipeline renamed, rename its checkpoint too (`sluice rename {location} --to \
+         {expected}`), or put `name: {found}` back; else give this pipeline its own checkpoint \
+         (it starts from its sources' beginning)"
     )]
     WrongPipeline {
         /// The checkpoint.

@@ -116,6 +116,15 @@ enum Command {
         #[arg(long)]
         to: u64,
     },
+    /// Rename the pipeline a checkpoint belongs to, keeping its batches, state and offsets
+    /// (its file's `name:` must then say the new name).
+    Rename {
+        /// The checkpoint (path or object-store URL).
+        checkpoint: String,
+        /// The pipeline's new name.
+        #[arg(long)]
+        to: String,
+    },
     /// Fix a damaged checkpoint where that loses and doubles nothing, and say what it did.
     Repair {
         /// The checkpoint (path or object-store URL).
@@ -341,6 +350,9 @@ async fn execute(cli: Cli) -> Result<(), Error> {
         Command::Rewind { checkpoint, to } => rewind::run(&checkpoint, to)
             .await
             .map_err(in_checkpoint(&checkpoint)),
+        Command::Rename { checkpoint, to } => rename(&checkpoint, &to)
+            .await
+            .map_err(in_checkpoint(&checkpoint)),
         Command::Repair {
             checkpoint,
             dry_run,
@@ -382,6 +394,21 @@ async fn worker(_listen: &str) -> Result<(), Error> {
 /// The error with checkpoint `spec` named where a damaged entry's advice needs it.
 fn in_checkpoint(spec: &str) -> impl Fn(Error) -> Error + '_ {
     move |e| e.in_checkpoint(spec)
+}
+
+async fn rename(spec: &str, to: &str) -> Result<(), Error> {
+    let location = open_checkpoint(spec)?;
+    let renamed = crate::ops::rename(&location, spec, to).await?;
+    if renamed.from == renamed.to {
+        emit(&format!("{spec}: its pipeline is `{to}` already\n"));
+    } else {
+        emit(&format!(
+            "{spec}: pipeline `{}` is now `{to}`; its file's `name: {to}` carries on from its \
+             last batch\n",
+            renamed.from
+        ));
+    }
+    Ok(())
 }
 
 async fn repair(spec: &str, dry_run: bool) -> Result<(), Error> {

@@ -881,6 +881,8 @@ async fn planned_with_other_pipeline(
         return Ok(None);
     }
     planned.memory_limit = pipeline.memory_limit.clone();
+    // The name is the checkpoint's (`sluice rename`), which the run was let in by.
+    planned.name = pipeline.name.clone();
     // Where it runs is this run's (`engine`, `--engine`): its output is the same.
     planned.engine = pipeline.engine.clone();
     let shown = format!(
@@ -900,7 +902,8 @@ async fn planned_with_other_pipeline(
 }
 
 /// Whether pipeline files `a` and `b` differ only in how a batch runs, not in what it writes:
-/// `memory_limit` and `engine` (where it runs); their YAML the same without those keys.
+/// `memory_limit`, `engine` (where it runs) and `name` (how it is told apart, which `sluice
+/// rename` changes); their YAML the same without those keys.
 fn same_but_for_how_it_runs(a: &str, b: &str) -> bool {
     let parse = |text: &str| serde_yaml::from_str::<serde_yaml::Value>(text).ok();
     let (Some(mut a), Some(mut b)) = (parse(a), parse(b)) else {
@@ -909,7 +912,7 @@ fn same_but_for_how_it_runs(a: &str, b: &str) -> bool {
     let (Some(a), Some(b)) = (a.as_mapping_mut(), b.as_mapping_mut()) else {
         return false;
     };
-    let keys = ["memory_limit", "engine"];
+    let keys = ["memory_limit", "engine", "name"];
     let removed = |m: &mut serde_yaml::Mapping| keys.map(|k| m.remove(k));
     removed(a) != removed(b) && a == b
 }

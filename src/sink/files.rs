@@ -298,7 +298,7 @@ impl FilesSink {
         }
         if !self
             .location
-            .put_if_absent(&path, record.into_bytes())
+            .put_if_absent(&path, record.clone().into_bytes())
             .await?
         {
             let (owner, owner_label) =
@@ -313,6 +313,11 @@ impl FilesSink {
                     owner,
                     owner_label,
                 });
+            }
+            // The pipeline renamed (`sluice rename`), or its checkpoint moved: the record
+            // names it as it is now, for whoever finds the folder.
+            if !self.label.is_empty() && owner_label != self.label {
+                self.location.put(&path, record.into_bytes()).await?;
             }
         }
         self.owner_checked.store(true, Ordering::Release);

@@ -1258,7 +1258,8 @@ fn another_pipelines_checkpoint_is_refused_as_a_usage_mistake() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("belongs to pipeline `newcomer`, not `other`")
-            && stderr(&out).contains("put `name: newcomer` back"),
+            && stderr(&out).contains("put `name: newcomer` back")
+            && stderr(&out).contains(&format!("`sluice rename {} --to other`", ws.p("ckpt"))),
         "{}",
         stderr(&out)
     );
@@ -1267,6 +1268,80 @@ fn another_pipelines_checkpoint_is_refused_as_a_usage_mistake() {
             .expect("commits")
             .count(),
         commits
+    );
+}
+
+/// Walk 37: a pipeline renamed keeps its checkpoint through the command the refusal gives
+/// (`sluice rename`), and carries on from its last batch, every row once; a batch pending
+/// under the old name finishes under the new one, with the file it was planned with.
+#[test]
+fn a_renamed_pipeline_keeps_its_checkpoint_through_sluice_rename() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    assert!(run(&file, &ws).status.success());
+    // Batch 1 planned, and cut short before its commit: pending under the old name.
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let crashed = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8")])
+        .env("SLUICE_CRASH_AT", "before:1:commits/1")
+        .current_dir(ws.dir.path())
+        .output()
+        .expect("run");
+    assert!(!crashed.status.success(), "{}", stderr(&crashed));
+    assert!(!ws.path("ckpt/commits/1").exists());
+    // Renamed, and its query edited: the edit applies from batch 2.
+    edit_file(&file, "name: newcomer", "name: visits");
+    edit_file(&file, "SELECT k, v FROM s", "SELECT k, v * 10 AS v FROM s");
+    let refused = run(&file, &ws);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains("belongs to pipeline `newcomer`, not `visits`")
+            && said.contains(&format!("`sluice rename {} --to visits`", ws.p("ckpt"))),
+        "{said}"
+    );
+    let renamed = run_advised(&ws, &said);
+    assert!(renamed.status.success(), "{}", stderr(&renamed));
+    assert!(
+        String::from_utf8_lossy(&renamed.stdout).contains("pipeline `newcomer` is now `visits`"),
+        "{}",
+        String::from_utf8_lossy(&renamed.stdout)
+    );
+    let metadata = std::fs::read_to_string(ws.path("ckpt/metadata")).expect("metadata");
+    assert!(metadata.contains("\"name\":\"visits\""), "{metadata}");
+    let finished = run(&file, &ws);
+    assert!(finished.status.success(), "{}", stderr(&finished));
+    assert!(
+        stderr(&finished).contains("batch 1 was planned before pipeline `visits`'s file changed"),
+        "{}",
+        stderr(&finished)
+    );
+    input(&ws, "2.json", "{\"k\":\"c\",\"v\":3}\n");
+    assert!(run(&file, &ws).status.success());
+    let mut rows = sink_lines(&ws.path("out"));
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            "{\"k\":\"a\",\"v\":1}",
+            "{\"k\":\"b\",\"v\":2}",
+            "{\"k\":\"c\",\"v\":30}"
+        ]
+    );
+    // The sink's owner record names the pipeline as it is now.
+    let owner = std::fs::read_to_string(ws.path("out/_sluice/owner")).expect("owner");
+    assert!(owner.contains("pipeline `visits`"), "{owner}");
+    // Not a name a pipeline file takes: refused, nothing changed.
+    let bad = run_bin(
+        &["rename", &ws.p("ckpt"), "--to", "two words"],
+        ws.dir.path(),
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("letters, digits"), "{}", stderr(&bad));
+    assert_eq!(
+        std::fs::read_to_string(ws.path("ckpt/metadata")).expect("metadata"),
+        metadata
     );
 }
 
