@@ -749,9 +749,23 @@ fn reworded_data_loss(error: Error, pipeline: &Pipeline) -> (Error, Option<&'sta
 pub(crate) fn sink_advice(pipeline: &Pipeline) -> crate::state::SinkAdvice {
     let connector = pipeline.sink.connector();
     let complete = pipeline.output_mode == OutputMode::Complete;
+    let mut start_over = connector.start_over(pipeline.output_mode != OutputMode::Append);
+    // The late-rows sink's batches belong to the old checkpoint as much as the sink's do
+    // (it only appends).
+    if let Some(late) = &pipeline.late_rows {
+        let late = late.connector().start_over(false);
+        if !late.is_empty() {
+            start_over.push_str(&format!(
+                ", and{}",
+                late.replace("`sink.path`", "`late_rows.path`")
+                    .replace("`sink.table`", "`late_rows.table`")
+                    .replace("`sink.topic`", "`late_rows.topic`")
+            ));
+        }
+    }
     crate::state::SinkAdvice {
         takes_back: !complete && connector.takes_back(pipeline.output_mode == OutputMode::Update),
-        start_over: connector.start_over(pipeline.output_mode != OutputMode::Append),
+        start_over,
     }
 }
 

@@ -592,6 +592,53 @@ fn readable_column(name: &str) -> String {
         rest = &rest[at + end + CLOSE.len()..];
     }
     out.push_str(rest);
+    let out = plain_literals(&out);
+    // DataFusion plans `count(*)` as `count(Int64(1))`.
+    out.replace("count(1)", "count(*)")
+}
+
+/// `name` with DataFusion's typed literals (`Int64(5)`, `Utf8("a")`, `Boolean(true)`) written
+/// as SQL writes them (`5`, `'a'`, `true`).
+fn plain_literals(name: &str) -> String {
+    const TYPES: [&str; 12] = [
+        "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32",
+        "Float64", "Utf8", "Boolean",
+    ];
+    let mut out = String::new();
+    let mut rest = name;
+    'scan: while !rest.is_empty() {
+        for ty in TYPES {
+            let Some(inner) = rest.strip_prefix(ty).and_then(|r| r.strip_prefix('(')) else {
+                continue;
+            };
+            // Only a whole word: `xInt64(` is some other name.
+            if out
+                .chars()
+                .last()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                continue;
+            }
+            let literal = if let Some(text) = inner.strip_prefix('"') {
+                text.find("\")")
+                    .map(|end| (format!("'{}'", &text[..end]), end + 3))
+            } else {
+                inner
+                    .find(')')
+                    .map(|end| (inner[..end].to_string(), end + 1))
+            };
+            if let Some((literal, used)) = literal
+                && !literal.contains('(')
+            {
+                out.push_str(&literal);
+                rest = &inner[used..];
+                continue 'scan;
+            }
+        }
+        let next = rest.chars().next().expect("not empty");
+        out.push(next);
+        rest = &rest[next.len_utf8()..];
+    }
     out
 }
 
@@ -612,5 +659,22 @@ mod tests {
             "f(INTERVAL '2 months 1 days 5 nanoseconds')"
         );
         assert_eq!(super::readable_column("sum(s.v)[sum]"), "sum(s.v)[sum]");
+    }
+
+    #[test]
+    fn typed_literals_in_state_column_names_read_as_sql() {
+        assert_eq!(
+            super::readable_column("count(Int64(1))[count]"),
+            "count(*)[count]"
+        );
+        assert_eq!(
+            super::readable_column("sum(s.v * Int64(10))[sum]"),
+            "sum(s.v * 10)[sum]"
+        );
+        assert_eq!(
+            super::readable_column("max(s.k = Utf8(\"a)b\"))[max]"),
+            "max(s.k = 'a)b')[max]"
+        );
+        assert_eq!(super::readable_column("bigInt64(x)"), "bigInt64(x)");
     }
 }

@@ -1054,3 +1054,40 @@ fn an_idle_timeout_added_later_applies_in_its_first_run() {
         stderr(&out)
     );
 }
+
+/// Walk 37's leftover: the way to start over that a stuck run gives names a new late-rows
+/// folder too (its batches are the old checkpoint's as much as the sink's are), and taken as
+/// given, the run goes on.
+#[test]
+fn starting_over_names_a_new_late_rows_folder_too() {
+    let files = [
+        ("s/0.json", row(1, Some(15.0))),
+        ("s/1.json", row(2, Some(24.0))),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let ws = run_case(&files, &source("s", "3s"), WINDOW_5S, "append");
+    let file = ws.path("pipeline.yaml");
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    // Another aggregate: the state cannot follow.
+    let text = text.replace("count(*) AS n", "max(id) AS n");
+    std::fs::write(&file, &text).expect("edit");
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("a new, empty `sink.path`") && said.contains("a new, empty `late_rows.path`"),
+        "{said}"
+    );
+    let root = ws.dir.path().display().to_string();
+    let text = text
+        .replace(&format!("{root}/ckpt"), &format!("{root}/ckpt2"))
+        .replace(&format!("{root}/out"), &format!("{root}/out2"))
+        .replace(&format!("{root}/late"), &format!("{root}/late2"));
+    std::fs::write(&file, &text).expect("start over");
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        written(&ws, "out2", &["w", "n"]),
+        [vec!["1970-01-01T00:00:15|1"]]
+    );
+}
