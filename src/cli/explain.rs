@@ -120,10 +120,16 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
     if let Some(dedup) = &aggregate.dedup {
         let _ = writeln!(
             out,
-            "Below it, a deduplication ({}, in state/{}/) passes each distinct row on once, the \
-             first time a batch has it; {}.",
+            "Below it, a deduplication ({}, in state/{}/) passes {} on once, the first time a \
+             batch has it; {}.",
             dedup.operator,
             crate::state::DEDUP_OPERATOR,
+            if dedup.operator == "DISTINCT ON" {
+                "each key's first row (a later row of a key seen is dropped, as Spark's \
+                 `dropDuplicates(keys)` drops it)"
+            } else {
+                "each distinct row"
+            },
             match &dedup.event_time {
                 Some(key) => format!(
                     "a row is forgotten once the watermark reaches its `{}`, and a row at or \

@@ -103,10 +103,10 @@ pub(super) async fn run(
         )
     } else if operator == crate::state::DEDUP_OPERATOR {
         (
-            table,
-            "the distinct rows the deduplication below the aggregation has seen, kept until \
-             the watermark passes them where they have an event time, else for ever (unless \
-             state_ttl drops them)",
+            first_values_named(&table)?,
+            "the rows the deduplication below the aggregation has seen (each distinct row; of \
+             `DISTINCT ON`, each key's first row), kept until the watermark passes them where \
+             they have an event time, else for ever (unless state_ttl drops them)",
         )
     } else if operator.ends_with("-ttl") {
         (
@@ -230,6 +230,43 @@ async fn aggregate_names(
         .aggregate_names(&pipeline.query)
         .await?
         .ok_or_else(|| Error::Usage("the query it ran does not aggregate".into()))
+}
+
+/// `table` (a `DISTINCT ON` deduplication's state) with each key's kept value named by its
+/// column: `first_value(s.p)[first_value]` as `p` (and its `[first_value_is_set]` as
+/// `p_is_set`), where no other column has that name.
+fn first_values_named(table: &RecordBatch) -> Result<RecordBatch, Error> {
+    let schema = table.schema();
+    let taken: std::collections::HashSet<&str> =
+        schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let inner = |suffix: &str| {
+                f.name()
+                    .strip_prefix("first_value(")?
+                    .strip_suffix(suffix)
+                    .map(|inner| inner.rsplit('.').next().unwrap_or(inner).to_string())
+            };
+            let column = inner(")[first_value]")
+                .or_else(|| inner(")[first_value_is_set]").map(|name| format!("{name}_is_set")))
+                .filter(|name| {
+                    !taken.contains(name.as_str())
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                });
+            match column {
+                Some(name) => f.as_ref().clone().with_name(name),
+                None => f.as_ref().clone(),
+            }
+        })
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), table.columns().to_vec()).map_err(|e| {
+        Error::Execution {
+            batch: None,
+            source: e.into(),
+        }
+    })
 }
 
 /// `table` with each column name that an earlier column already has given a suffix (`_2`).

@@ -367,7 +367,7 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
                         format!(
                             ". To compute the batches after batch {to} again, start the \
                              pipeline over on a new checkpoint{}",
-                            crate::driver::sink_advice(&pipeline).start_over
+                            crate::driver::sink_advice(pipeline).start_over
                         )
                     } else {
                         String::new()

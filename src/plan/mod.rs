@@ -872,20 +872,13 @@ pub(crate) fn check_stateless_above(
 /// An operator that needs state across batches where none can be kept, refused by name.
 fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<PlanError> {
     const NESTED: &str = "under another aggregation: Sluice keeps the state of one aggregation \
-                          per query, and of a deduplication (`SELECT DISTINCT`) right below it";
+                          per query, and of one deduplication (`SELECT DISTINCT`, `SELECT \
+                          DISTINCT ON (key)`) right below it";
     let window_reason;
     let found = match node {
         LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => ("a global aggregate", NESTED),
         LogicalPlan::Aggregate(_) => ("GROUP BY aggregation", NESTED),
-        LogicalPlan::Distinct(Distinct::On(_)) => (
-            "DISTINCT ON",
-            "under another aggregation: Sluice keeps the state of one aggregation per query, \
-             and of a deduplication of whole rows (`SELECT DISTINCT`) right below it. Keep one \
-             row per key as the whole query (`SELECT DISTINCT ON (key) ...`, update or complete \
-             mode), or deduplicate whole rows below the aggregation (`SELECT DISTINCT` of the \
-             columns it reads: an exact copy of a row is counted once, a row resent with \
-             another value is not)",
-        ),
+        LogicalPlan::Distinct(Distinct::On(_)) => ("DISTINCT ON", NESTED),
         LogicalPlan::Distinct(_) => ("DISTINCT", NESTED),
         LogicalPlan::Sort(_) => (
             "ORDER BY",
@@ -918,8 +911,9 @@ fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<P
                  date_bin(...)",
                 if ranks {
                     "; to keep one row per key (`ROW_NUMBER() OVER (PARTITION BY key ORDER BY \
-                     ts) = 1`), write `SELECT DISTINCT ON (key) ... ORDER BY key, ts` as the \
-                     query (update or complete mode)"
+                     ts) = 1`), write `SELECT DISTINCT ON (key) ... ORDER BY key, ts`: as the \
+                     whole query (update or complete mode), or under an aggregation, which \
+                     then counts each key's first row seen once (Spark's `dropDuplicates`)"
                 } else {
                     ""
                 },

@@ -57,9 +57,12 @@ pub struct AggregateShape {
     /// The group key that bounds the state in event time, if any.
     pub event_time: Option<EventTimeKey>,
     /// A deduplication below the aggregation (`SELECT DISTINCT`, or a GROUP BY without
-    /// aggregate functions, over the stream), kept as state of its own, so that each distinct
-    /// row counts once across batches (Spark's `dropDuplicates` followed by an aggregation).
-    /// It emits each row once, the first time it is seen, whatever the query's output mode.
+    /// aggregate functions, over the stream; or `SELECT DISTINCT ON (keys)`), kept as state of
+    /// its own, so that each distinct row, or each key, counts once across batches (Spark's
+    /// `dropDuplicates()` or `dropDuplicates(keys)` followed by an aggregation). It emits each
+    /// row once, the first time it is seen, whatever the query's output mode; a key's row
+    /// first seen stays its row (a later batch's that sorts before it is dropped, as Spark
+    /// drops it).
     pub dedup: Option<Box<AggregateShape>>,
     /// Groups by time windows (`date_bin`, `session_window` of a fixed length) that no
     /// watermark closes: every window's group is kept for ever.
@@ -449,6 +452,7 @@ fn analyze_shape(
         streams,
         watermarks,
         mode,
+        under_aggregation: false,
     };
     let stream_joins = count(plan, |node| {
         matches!(node, LogicalPlan::Join(j)
@@ -558,6 +562,9 @@ struct Walk<'a> {
     streams: &'a BTreeSet<String>,
     watermarks: &'a BTreeMap<String, String>,
     mode: OutputMode,
+    /// Walking the deduplication under an aggregation, where `DISTINCT ON (keys)` keeps each
+    /// key's first row seen and drops the rest (Spark's `dropDuplicates(keys)`).
+    under_aggregation: bool,
 }
 
 impl Walk<'_> {
@@ -876,11 +883,28 @@ impl Walk<'_> {
                 (shape, input)
             }
             LogicalPlan::Distinct(Distinct::On(on)) => {
+                // Under an aggregation a key's row, once seen, stays (the aggregation has
+                // counted it), and a key over the event time lets the watermark drop it.
+                let event_time = if self.under_aggregation {
+                    on.on_expr.iter().find_map(|expr| {
+                        self.event_time_window(expr, &on.input)
+                            .filter(|w| !w.session)
+                            .map(|window| EventTimeKey {
+                                name: match strip_alias(expr) {
+                                    Expr::Column(c) => c.name.clone(),
+                                    other => other.schema_name().to_string(),
+                                },
+                                window,
+                            })
+                    })
+                } else {
+                    None
+                };
                 let shape = AggregateShape {
                     operator: "DISTINCT ON".into(),
                     output_names: names(node),
-                    distinct_only: false,
-                    event_time: None,
+                    distinct_only: self.under_aggregation,
+                    event_time,
                     dedup: None,
                     unclosed_windows: false,
                 };
@@ -963,8 +987,8 @@ impl Walk<'_> {
 
     /// The deduplication the aggregation `input` feeds may run over: the first aggregation
     /// over a stream below it, when that is a `SELECT DISTINCT` (or a GROUP BY without
-    /// aggregate functions), and its shape (one that emits each row once, the first time it
-    /// is seen). `None` when there is no aggregation below, or one of another kind (which
+    /// aggregate functions) or a `SELECT DISTINCT ON (keys)`, and its shape (one that emits
+    /// each row, or each key's first row, once, the first time it is seen). `None` when there is no aggregation below, or one of another kind (which
     /// [`check_stateless`] then refuses by name).
     fn dedup_under<'p>(
         &self,
@@ -980,7 +1004,7 @@ impl Walk<'_> {
             return Ok(None);
         };
         let dedup_like = match node {
-            LogicalPlan::Distinct(Distinct::All(_)) => true,
+            LogicalPlan::Distinct(Distinct::All(_) | Distinct::On(_)) => true,
             LogicalPlan::Aggregate(a) => {
                 a.aggr_expr.is_empty()
                     && !a.group_expr.is_empty()
@@ -997,6 +1021,7 @@ impl Walk<'_> {
         // The deduplication emits each row once, the first time it is seen: as in append mode.
         let inner = Walk {
             mode: OutputMode::Append,
+            under_aggregation: true,
             ..*self
         };
         let dedup = inner.aggregation(node)?;
@@ -1108,6 +1133,11 @@ impl Walk<'_> {
             LogicalPlan::Aggregate(a) if a.aggr_expr.is_empty() => {
                 let i = a.schema.index_of_column(column).ok()?;
                 self.event_time_window(a.group_expr.get(i)?, &a.input)
+            }
+            // Each key's row is one of the input's rows, whole.
+            LogicalPlan::Distinct(Distinct::On(on)) => {
+                let i = on.schema.index_of_column(column).ok()?;
+                self.event_time_window(on.select_expr.get(i)?, &on.input)
             }
             // The same windows over the event time of each stream of the union.
             LogicalPlan::Union(u) => {
@@ -1556,6 +1586,42 @@ mod tests {
                 .size_ns,
             5_000_000_000
         );
+        // A deduplication by key (Spark's `dropDuplicates(keys)`): a key's first row stays;
+        // a key over the event time lets the watermark drop it.
+        let Shape::Aggregate(a) = analyze_sql(
+            "SELECT b, count(*) AS n FROM (SELECT DISTINCT ON (a) a, b FROM s ORDER BY a, ts) \
+             GROUP BY b",
+            OutputMode::Update,
+        )
+        .await
+        .expect("dedup by key then aggregation") else {
+            panic!("stateful")
+        };
+        let dedup = a.dedup.expect("a deduplication by key below");
+        assert!(dedup.distinct_only);
+        assert!(dedup.event_time.is_none());
+        let Shape::Aggregate(a) = analyze_sql(
+            "SELECT date_bin(INTERVAL '5 seconds', ts) AS w, count(*) AS n FROM \
+             (SELECT DISTINCT ON (a, ts) a, b, ts FROM s) GROUP BY 1",
+            OutputMode::Append,
+        )
+        .await
+        .expect("dedup by key and time then windows") else {
+            panic!("stateful")
+        };
+        let key = a.dedup.expect("dedup").event_time.expect("over ts");
+        assert!(key.window.is_column());
+        assert_eq!(key.name, "ts");
+        // As the whole query it is no deduplication: each key's row may change.
+        let Shape::Aggregate(whole) = analyze_sql(
+            "SELECT DISTINCT ON (a) a, b FROM s ORDER BY a, ts",
+            OutputMode::Update,
+        )
+        .await
+        .expect("distinct on") else {
+            panic!("stateful")
+        };
+        assert!(!whole.distinct_only && whole.dedup.is_none());
         // Only a deduplication, and only one, may lie under the aggregation.
         for sql in [
             "SELECT a, count(*) FROM (SELECT DISTINCT a FROM (SELECT DISTINCT a, ts FROM s)) GROUP BY a",
@@ -1702,15 +1768,15 @@ mod tests {
                 Update,
                 &["a subquery in a filter over an aggregation is not supported"],
             ),
-            // Walk 34 (2, 5): a deduplication by key under an aggregation, and `ROW_NUMBER`
-            // or `LAG`, name the form that runs or why none does.
+            // Walk 34 (2, 5): `ROW_NUMBER` or `LAG` name the form that runs or why none does;
+            // a deduplication by key under two aggregations names the one it may be under.
             (
-                "SELECT b, count(*) FROM (SELECT DISTINCT ON (a) a, b FROM s ORDER BY a, ts) \
-                 GROUP BY b",
+                "SELECT b, count(*) FROM (SELECT DISTINCT b FROM (SELECT DISTINCT ON (a) a, b \
+                 FROM s ORDER BY a, ts)) GROUP BY b",
                 Update,
                 &[
-                    "DISTINCT ON under another aggregation",
-                    "as the whole query",
+                    "DISTINCT under another aggregation",
+                    "`SELECT DISTINCT ON (key)`) right below it",
                 ],
             ),
             (

@@ -1345,6 +1345,59 @@ fn a_renamed_pipeline_keeps_its_checkpoint_through_sluice_rename() {
     );
 }
 
+/// Walk 34 (2): a deduplication by key under an aggregation (Spark's `dropDuplicates(keys)`
+/// then `groupBy`) runs: a key's first row seen counts once, a later row of it not at all;
+/// `explain` says so, and `sluice state` shows the rows kept in the query's column names.
+#[test]
+fn a_deduplication_by_key_under_an_aggregation_counts_each_key_once() {
+    let ws = Workspace::new();
+    let file = pipeline(
+        &ws,
+        "SELECT v, count(*) AS n FROM (SELECT DISTINCT ON (k) k, v FROM s) GROUP BY v",
+        "update",
+    );
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"a\",\"v\":1}\n{\"k\":\"b\",\"v\":1}\n",
+    );
+    assert!(run(&file, &ws).status.success());
+    input(
+        &ws,
+        "1.json",
+        "{\"k\":\"a\",\"v\":2}\n{\"k\":\"c\",\"v\":2}\n",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Batch 1: `a` was seen in batch 0, so only `c` counts; v = 1 is unchanged, not written.
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"v\":1,\"n\":2}", "{\"v\":2,\"n\":1}"]
+    );
+    let explained = run_bin(&["explain", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(
+        String::from_utf8_lossy(&explained.stdout).contains("passes each key's first row"),
+        "{}",
+        String::from_utf8_lossy(&explained.stdout)
+    );
+    let state = run_bin(
+        &[
+            "state",
+            &ws.p("ckpt"),
+            "--operator",
+            "dedup",
+            "--sql",
+            "SELECT k, v FROM state WHERE v_is_set ORDER BY k",
+        ],
+        ws.dir.path(),
+    );
+    assert!(state.status.success(), "{}", stderr(&state));
+    let shown = String::from_utf8_lossy(&state.stdout);
+    for row in ["| a | 1 |", "| b | 1 |", "| c | 2 |"] {
+        assert!(shown.contains(row), "{row} in {shown}");
+    }
+}
+
 /// Walk 6: a sink folder moved or deleted after batches were committed to it is not made
 /// again empty (a reader would find a table without those batches): the run is refused,
 /// naming the folder; put back, the run goes on, every row once.

@@ -258,6 +258,25 @@ const CASES: &[ShapeCase] = &[
         check: Check::Append(Some(("window_start", "10 seconds"))),
         late: Late::Tumbling(10),
     },
+    // A deduplication by key feeding an aggregation (Spark's `dropDuplicates(keys)` then
+    // `groupBy`): a key's first row seen is its row. The input comes in id order, so the
+    // first row seen of a user is its lowest id, as the batch query's `ORDER BY` picks.
+    ShapeCase {
+        name: "dedup by key (DISTINCT ON) then aggregation, update",
+        query: "SELECT page, count(*) AS users, min(id) AS first_id FROM \
+                (SELECT DISTINCT ON (user_id) user_id, id, page FROM clicks \
+                 ORDER BY user_id, id) GROUP BY page",
+        check: Check::Update(1),
+        late: Late::Never,
+    },
+    ShapeCase {
+        name: "dedup by key and window (DISTINCT ON) then windowed aggregation, append",
+        query: "SELECT date_bin(INTERVAL '10 seconds', ts) AS window_start, count(*) AS users \
+                FROM (SELECT DISTINCT ON (user_id, date_bin(INTERVAL '10 seconds', ts)) \
+                user_id, ts FROM clicks) GROUP BY 1",
+        check: Check::Append(Some(("window_start", "10 seconds"))),
+        late: Late::Tumbling(10),
+    },
     ShapeCase {
         name: "dedup over 3 s windows then aggregation, complete",
         query: "SELECT page, count(*) AS n, count(DISTINCT u) AS kinds FROM \
@@ -535,7 +554,9 @@ property_tests! {
     dedup_over_event_time_append_equals_batch => 16,
     dedup_then_aggregation_update_equals_batch => 17,
     dedup_then_windowed_aggregation_append_equals_batch => 18,
-    dedup_then_aggregation_complete_equals_batch => 19,
+    dedup_by_key_then_aggregation_update_equals_batch => 19,
+    dedup_by_key_then_windowed_aggregation_append_equals_batch => 20,
+    dedup_then_aggregation_complete_equals_batch => 21,
 }
 
 /// The gap of the session-window cases (seconds): each user clicks every 23 s, give or take
