@@ -1303,10 +1303,11 @@ impl<'a> Driver<'a> {
             // gets the others.
             let update = if pipeline.output_mode == OutputMode::Update {
                 "; in update mode each batch writes only the groups it changed, so the new \
-                 place gets no row of a group until it changes again: move the old rows there \
-                 too (a table: rename the old one to the new name before running the moved \
-                 pipeline, after dropping an empty one a run made there), or start over on a \
-                 new checkpoint to write every group there"
+                 place gets no row of a group until it changes again: unless the old rows are \
+                 there already (a table renamed to the new name before this run), move them \
+                 there too (a table: rename the old one to the new name before running the \
+                 moved pipeline, after dropping an empty one a run made there), or start over \
+                 on a new checkpoint to write every group there"
             } else {
                 ""
             };
