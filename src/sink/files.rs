@@ -91,6 +91,11 @@ pub struct Manifest {
     pub batch: BatchId,
     /// The epoch of the run that wrote it.
     pub epoch: Epoch,
+    /// How a person tells the run's pipeline from another: its name and checkpoint (empty in
+    /// entries written before it was kept, and by a sink opened without one). Two runs of
+    /// one epoch are runs of two copies of one checkpoint, which this tells apart.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub label: String,
     /// Rows in the batch's files.
     pub rows: u64,
     /// The batch's data files, relative to the output folder.
@@ -662,6 +667,43 @@ impl FilesSink {
         })
     }
 
+    /// Refuses a batch of this pipeline that a run of this run's own `epoch`, or a newer one,
+    /// wrote from a checkpoint elsewhere (another label): a copy of the checkpoint (`cp -a`),
+    /// whose epochs are this one's, running beside it or ahead of it. The epoch fence cannot
+    /// tell the two apart, and each would take the other's batches for its own, though they
+    /// may have read other files. (A checkpoint moved has a newer epoch than any batch its
+    /// old place wrote.) The run that wrote the batch first is the one whose log matches the
+    /// sink; the other stops at that batch, having written none the first did not.
+    fn check_no_copy(&self, manifest: &Manifest, epoch: Epoch) -> Result<(), SinkError> {
+        if manifest.pipeline != self.pipeline
+            || manifest.epoch < epoch
+            || manifest.label.is_empty()
+            || self.label.is_empty()
+            || manifest.label == self.label
+        {
+            return Ok(());
+        }
+        Err(SinkError::Config {
+            kind: KIND.name,
+            reason: format!(
+                "batch {} in {} was written by {} at epoch {} ({}): that is a copy of this \
+                 checkpoint (the same pipeline id and epochs), running or run beside it, and \
+                 the two would take each other's batches for their own. Keep the one that \
+                 wrote the batch, whose log matches what the sink holds, and remove this one \
+                 (a copy of a live checkpoint is no backup: stop the pipeline before copying)",
+                manifest.batch.0,
+                self.location,
+                manifest.label,
+                manifest.epoch.0,
+                if manifest.epoch == epoch {
+                    "this run's own".to_string()
+                } else {
+                    format!("newer than this run's, {}", epoch.0)
+                }
+            ),
+        })
+    }
+
     /// Moves a committed batch's files from staging into place, where not done yet. `fresh`:
     /// this call created the manifest, so every file is still staged and none may be in place
     /// already (in append and update modes, where names are the batch's own).
@@ -727,6 +769,7 @@ impl FilesSink {
         if let Some(manifest) = self.read_manifest(batch).await? {
             self.check_folder_owner(batch).await?;
             self.check_owner(&manifest).await?;
+            self.check_no_copy(&manifest, fence.epoch())?;
             fence.check().await.map_err(Box::new)?;
             self.publish(&manifest, false).await?;
             self.remove_old_parts(&manifest).await?;
@@ -752,6 +795,7 @@ impl FilesSink {
             pipeline: self.pipeline,
             batch,
             epoch: fence.epoch(),
+            label: self.label.clone(),
             rows: files.iter().map(|f| f.rows).sum(),
             files,
         };
@@ -774,6 +818,7 @@ impl FilesSink {
                     reason: "exists but cannot be read".into(),
                 })?;
             self.check_owner(&theirs).await?;
+            self.check_no_copy(&theirs, fence.epoch())?;
             theirs
         };
         self.publish(&manifest, written).await?;

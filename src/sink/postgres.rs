@@ -1043,9 +1043,9 @@ impl PostgresSink {
                 "this pipeline's progress row in {progress} was written by {label} at this \
                  run's own epoch ({epoch}): that is a copy of this checkpoint (the same pipeline \
                  id and epochs), running or run beside it, and the two would write their \
-                 batches over each other's. Keep one copy: remove the other checkpoint, then \
-                 run this one again (a new run takes a newer epoch, which stops the copy at its \
-                 next batch)"
+                 batches over each other's. Keep the one that wrote the row, whose log matches \
+                 what the table holds, and remove this one (a copy of a live checkpoint is no \
+                 backup: stop the pipeline before copying)"
             ),
         }))
     }

@@ -1398,6 +1398,73 @@ fn a_deduplication_by_key_under_an_aggregation_counts_each_key_once() {
     }
 }
 
+/// Walk 35's leftover, for the files sink: a copy of the checkpoint (`cp -a`) run beside the
+/// original takes its epochs; of two runs planning the same batch at once, the one whose
+/// batch the sink took first goes on, and the other is refused it, naming the copy (a copy
+/// run after the original is refused before a batch as older than its sink). Keeping the
+/// one that wrote it, every row is there once.
+#[test]
+fn a_copy_of_the_checkpoint_run_beside_it_is_refused_the_batch_the_other_wrote() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    assert!(run(&file, &ws).status.success());
+    let copied = std::process::Command::new("cp")
+        .args(["-a", &ws.p("ckpt"), &ws.p("ckpt-copy")])
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    let copy = ws.path("copy.yaml");
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    std::fs::write(&copy, text.replace(&ws.p("ckpt"), &ws.p("ckpt-copy"))).expect("copy");
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    // The original plans batch 1 and stops before its sink commit...
+    let original = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8")])
+        .env("SLUICE_STOP_AT", "manifest/1")
+        .current_dir(ws.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_stopped(&original);
+    // ... while the copy, at the same epoch, writes its batch 1.
+    let by_copy = run(&copy, &ws);
+    assert!(by_copy.status.success(), "{}", stderr(&by_copy));
+    std::process::Command::new("kill")
+        .args(["-CONT", &original.id().to_string()])
+        .status()
+        .expect("kill -CONT");
+    let refused = original.wait_with_output().expect("the original's end");
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains(&format!(
+            "batch 1 in {} was written by pipeline `newcomer` with checkpoint {}",
+            ws.p("out"),
+            ws.p("ckpt-copy")
+        )) && said.contains("this run's own")
+            && said.contains("Keep the one that wrote the batch"),
+        "{said}"
+    );
+    assert!(!ws.path("ckpt/commits/1").exists());
+    // As advised: the copy stays, the original goes.
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("remove the original");
+    input(&ws, "2.json", "{\"k\":\"c\",\"v\":3}\n");
+    let on = run(&copy, &ws);
+    assert!(on.status.success(), "{}", stderr(&on));
+    let mut rows = sink_lines(&ws.path("out"));
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            "{\"k\":\"a\",\"v\":1}",
+            "{\"k\":\"b\",\"v\":2}",
+            "{\"k\":\"c\",\"v\":3}"
+        ]
+    );
+}
+
 /// Walk 6: a sink folder moved or deleted after batches were committed to it is not made
 /// again empty (a reader would find a table without those batches): the run is refused,
 /// naming the folder; put back, the run goes on, every row once.
