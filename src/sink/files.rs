@@ -769,8 +769,9 @@ impl FilesSink {
         if let Some(manifest) = self.read_manifest(batch).await? {
             self.check_folder_owner(batch).await?;
             self.check_owner(&manifest).await?;
-            self.check_no_copy(&manifest, fence.epoch())?;
+            // A run a newer one superseded is told so, whoever wrote the batch.
             fence.check().await.map_err(Box::new)?;
+            self.check_no_copy(&manifest, fence.epoch())?;
             self.publish(&manifest, false).await?;
             self.remove_old_parts(&manifest).await?;
             return Ok(Some(SinkCommit {
@@ -818,6 +819,7 @@ impl FilesSink {
                     reason: "exists but cannot be read".into(),
                 })?;
             self.check_owner(&theirs).await?;
+            fence.check().await.map_err(Box::new)?;
             self.check_no_copy(&theirs, fence.epoch())?;
             theirs
         };
