@@ -263,6 +263,7 @@ impl Error {
             )) => 2,
             Self::Sink(
                 sink::SinkError::ForeignFolder { .. }
+                | sink::SinkError::Retired { .. }
                 | sink::SinkError::Config { .. }
                 | sink::SinkError::Lost { .. },
             ) => 2,

@@ -232,6 +232,19 @@ async fn sink_keeps_batches(
     (sink.kind() == record.kind && sink.location() == record.path).then(|| sink.keeps_batches())
 }
 
+/// The sink committed batch `last` went to (its kind and place), as the pipeline file it ran
+/// with says; `None` where that file is not known.
+async fn last_batch_sink(location: &Location, last: BatchId) -> Option<(String, Option<String>)> {
+    let commit = crate::checkpoint::read_commit(location, last)
+        .await
+        .ok()??;
+    let then = stored_pipeline_as_written(location, &location.to_string(), &commit.pipeline?)
+        .await
+        .ok()??;
+    let sink = then.sink.connector();
+    Some((sink.kind().to_string(), sink.location()))
+}
+
 /// Whether committed batch `last` went to the sink `record` names, as the pipeline file it ran
 /// with says (a run that recorded a moved sink and then committed nothing leaves the record
 /// naming a sink the batch never reached). `true` where that file is not known.
@@ -1291,9 +1304,21 @@ impl<'a> Driver<'a> {
         .unwrap_or_else(|| pipeline.sink.connector().keeps_batches());
         // Said once the run's checks are passed: a refused run moves nothing.
         let mut sink_moved = None;
+        // Where the batches went: the record names the sink of the last run, which may have
+        // committed nothing (and where no batch was committed, none went anywhere).
+        let went_to = match (&previous, logs.commits.last()) {
+            (Some(previous), Some(&last)) => Some(
+                last_batch_sink(checkpoint.location(), last)
+                    .await
+                    .unwrap_or_else(|| (previous.kind.clone(), previous.path.clone())),
+            ),
+            _ => None,
+        };
         if let Some(previous) = &previous
             && (previous.output_schema.is_some() || was_rebuilt || !previous_keeps)
             && (&previous.kind, &previous.path) != (&sink_record.kind, &sink_record.path)
+            && let Some((went_kind, went_path)) = &went_to
+            && (went_kind, went_path) != (&sink_record.kind, &sink_record.path)
         {
             let shown = |kind: &str, path: &Option<String>| match path {
                 Some(path) => format!("{kind} sink {path}"),
@@ -1320,7 +1345,7 @@ impl<'a> Driver<'a> {
                 "the sink moved: earlier batches went to the {}, batches from now on go to the \
                  {}{rewind}{update}. (Where both name the same place reached another way, \
                  another host name, port or proxy, nothing is to be done.)",
-                shown(&previous.kind, &previous.path),
+                shown(went_kind, went_path),
                 shown(&sink_record.kind, &sink_record.path)
             ));
         }
@@ -1347,13 +1372,16 @@ impl<'a> Driver<'a> {
         let replace = pipeline.output_mode == OutputMode::Complete;
         // The checkpoint's absolute folder where local: a relative one would read as the
         // reader's own.
+        // When the checkpoint was made tells a newer checkpoint of the pipeline, which takes
+        // its table over, from an older one (`sink::retired_by`).
         let label = format!(
-            "pipeline `{}` with checkpoint {}",
+            "pipeline `{}` with checkpoint {}, created {}",
             pipeline.name,
             checkpoint.location().local_root().map_or_else(
                 || checkpoint.location().to_string(),
                 |p| p.display().to_string()
-            )
+            ),
+            checkpoint.metadata().created
         );
         let ctx = SinkContext {
             pipeline: id,

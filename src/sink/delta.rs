@@ -189,6 +189,13 @@ impl SinkConnector for DeltaSinkConfig {
             });
         }
         match writer {
+            Some((owner, owner_label))
+                if owner != ctx.pipeline
+                    && sink.mode != Mode::Append
+                    && super::retired_by(ctx.label, &owner_label) =>
+            {
+                Err(retired(&sink.location, owner_label))
+            }
             // The same pipeline on a new checkpoint (a checkpoint lost, restored from an older
             // copy, or a query change its state cannot follow) takes its table over where
             // rows are merged by key or replaced: nothing is added twice.
@@ -205,6 +212,18 @@ impl SinkConnector for DeltaSinkConfig {
 
     fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
         Ok(Box::new(self.sink(ctx)?))
+    }
+}
+
+/// The refusal of a batch into the table at `location` that a newer checkpoint of the
+/// pipeline, labelled `by`, took over ([`super::retired_by`]).
+fn retired(location: &Location, by: String) -> SinkError {
+    SinkError::Retired {
+        location: format!("Delta table {location}"),
+        by,
+        undo: "To write it from another checkpoint of this pipeline instead, stop that one and \
+               run this pipeline on a new checkpoint, which takes the table over in turn"
+            .into(),
     }
 }
 
@@ -1359,19 +1378,28 @@ impl Sink for DeltaSink {
             // This pipeline's first commit into the table: another pipeline that committed
             // into it since this run opened it (two pipelines started together on one new
             // path) owns it now, as the preflight would have said.
+            // In update and complete mode, every batch: a newer checkpoint of this pipeline
+            // that took the table over since stops this run at its next batch.
             let first = held.is_none();
-            if first
-                && exists
-                && let Some((owner, owner_label)) = self.newest_writer(&table).await?
+            let newest = if exists && (first || self.mode != Mode::Append) {
+                self.newest_writer(&table).await?
+            } else {
+                None
+            };
+            if let Some((owner, owner_label)) = newest
                 && owner != self.pipeline
-                && !takes_over(self.mode, &owner_label, &self.label)
             {
-                return Err(SinkError::ForeignFolder {
-                    location: self.location.to_string(),
-                    owner,
-                    owner_label,
-                    ours: self.pipeline,
-                });
+                if self.mode != Mode::Append && super::retired_by(&self.label, &owner_label) {
+                    return Err(retired(&self.location, owner_label));
+                }
+                if first && !takes_over(self.mode, &owner_label, &self.label) {
+                    return Err(SinkError::ForeignFolder {
+                        location: self.location.to_string(),
+                        owner,
+                        owner_label,
+                        ours: self.pipeline,
+                    });
+                }
             }
             // A newer run stops this one before anything becomes visible.
             fence

@@ -100,6 +100,27 @@ pub(crate) fn pipeline_name(label: &str) -> Option<&str> {
     label.strip_prefix("pipeline `")?.split('`').next()
 }
 
+/// When the checkpoint of a sink label was made (its `, created <RFC 3339>` end); `None` for
+/// a label without one (written by an older Sluice, or an operator command's).
+fn label_created(label: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    let (_, created) = label.rsplit_once(", created ")?;
+    chrono::DateTime::parse_from_rfc3339(created).ok()
+}
+
+/// Whether the pipeline labelled `theirs` (another id) is the one labelled `ours` on a
+/// checkpoint made after this one's: a newer checkpoint of it, which took over the table
+/// this one wrote (a pipeline of the same `name` on a new checkpoint takes its update- or
+/// complete-mode table over). The newer checkpoint wins, as a newer epoch does: this one's
+/// runs write no more there.
+pub(crate) fn retired_by(ours: &str, theirs: &str) -> bool {
+    pipeline_name(ours).is_some()
+        && pipeline_name(ours) == pipeline_name(theirs)
+        && matches!(
+            (label_created(ours), label_created(theirs)),
+            (Some(ours), Some(theirs)) if theirs > ours
+        )
+}
+
 /// A keyed sink's refusal of update mode without `key:`.
 pub(crate) const UPDATE_KEY_MISSING: &str = "update mode writes each changed row over the row \
      of its key: set `key:` to the query's GROUP BY columns, by the names its output gives them \
@@ -384,6 +405,20 @@ pub enum SinkError {
         owner_label: String,
         /// This checkpoint's pipeline id.
         ours: uuid::Uuid,
+    },
+    /// The pipeline on a newer checkpoint took the table over ([`retired_by`]).
+    #[error(
+        "{location} was taken over by {by}, a newer checkpoint of this pipeline (the same \
+         `name`): this checkpoint's runs write it no more. Run the pipeline on that checkpoint \
+         and remove this one. {undo}"
+    )]
+    Retired {
+        /// The table.
+        location: String,
+        /// The newer checkpoint's label.
+        by: String,
+        /// How to make this checkpoint the table's writer again, in the sink's terms.
+        undo: String,
     },
     /// A newer run has taken over (the fence failed): this run writes nothing more.
     #[error(transparent)]

@@ -405,6 +405,7 @@ impl SinkConnector for PostgresSinkConfig {
         if sink.mode == Mode::Append {
             sink.check_table_owner(&tx, &target).await.map_err(fatal)?;
         } else {
+            sink.check_not_retired(&tx, &target).await.map_err(fatal)?;
             sink.check_other_writer(&tx, &target).await.map_err(fatal)?;
         }
         tx.rollback().await.map_err(|e| sink.error(describe(&e)))
@@ -1050,6 +1051,47 @@ impl PostgresSink {
         }))
     }
 
+    /// Refuses, in `tx`, an update- or complete-mode batch into table `target` where a newer
+    /// checkpoint of this pipeline has taken the table over ([`super::retired_by`]): its
+    /// progress row, another pipeline id's, is labelled with this pipeline's name and a
+    /// checkpoint made later. Looked at every batch, so a run that was going when the newer
+    /// one started stops at its next batch.
+    async fn check_not_retired(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        target: &str,
+    ) -> Result<(), Failure> {
+        if super::pipeline_name(&self.label).is_none() {
+            return Ok(());
+        }
+        let progress = quote_path(&self.config.progress_table);
+        let others = tx
+            .query(
+                &format!(
+                    "SELECT pipeline, label FROM {progress} WHERE target = $1 AND pipeline <> $2 \
+                     AND label IS NOT NULL"
+                ),
+                &[&target, &self.progress_key],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "reading the progress table"))?;
+        let newer = others
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+            .find(|(_, label)| super::retired_by(&self.label, label));
+        let Some((owner, by)) = newer else {
+            return Ok(());
+        };
+        Err(Failure::Fatal(SinkError::Retired {
+            location: format!("PostgreSQL table {target}"),
+            by,
+            undo: format!(
+                "To write it from this one again instead, stop that one and delete its \
+                 progress row first (`DELETE FROM {progress} WHERE pipeline = '{owner}';`)"
+            ),
+        }))
+    }
+
     /// Refuses, in `tx`, an update- or complete-mode pipeline writing table `target` that
     /// another pipeline (another name: a pipeline of the same name on a new checkpoint takes
     /// its table over) writes too: each would write over the other's rows of a key (update)
@@ -1063,6 +1105,15 @@ impl PostgresSink {
         if ours.is_none() {
             return Ok(());
         }
+        // Two pipelines' first batches at once would each miss the other's row, not yet
+        // committed: the second waits here, until the first's transaction ends, and then
+        // finds it.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('sluice table ' || $1))",
+            &[&target],
+        )
+        .await
+        .map_err(|e| self.failure(&e, "locking the table's writers"))?;
         let progress = quote_path(&self.config.progress_table);
         let others = tx
             .query(
@@ -1890,6 +1941,9 @@ impl PostgresSink {
         {
             Claim::Claimed { first } => {
                 if let Some(target) = &target {
+                    if labels && self.mode != Mode::Append {
+                        self.check_not_retired(&tx, target).await?;
+                    }
                     if first && self.mode == Mode::Append {
                         self.check_table_owner(&tx, target).await?;
                     } else if first && labels && self.mode == Mode::Complete {

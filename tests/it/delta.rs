@@ -1324,6 +1324,30 @@ async fn the_same_pipeline_on_a_new_checkpoint_takes_its_update_table_over() {
         table_rows(&ws.path("table"), Reader::Deltalake, Arc::clone(&schema)),
         expected
     );
+    // The newer checkpoint wins: the old one's runs write the table no more.
+    write_clicks(&ws.path("in"), "json", 1, 30, 3);
+    let old = delta_pipeline(&ws, "ckpt", query, update, key);
+    let run = run_quietly(&old, &[]);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains(&format!(
+            "was taken over by pipeline `delta` with checkpoint {}, created",
+            ws.p("ckpt2")
+        )),
+        "{}",
+        stderr(&run)
+    );
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, Arc::clone(&schema)),
+        expected
+    );
+    let run = run_quietly(&delta_pipeline(&ws, "ckpt2", query, update, key), &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", query).await;
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, Arc::clone(&schema)),
+        expected
+    );
     // Another pipeline (another `name`) is still refused.
     let other = delta_pipeline(&ws, "ckpt3", query, update, key);
     let text = std::fs::read_to_string(&other).expect("pipeline");

@@ -2077,6 +2077,51 @@ async fn a_second_pipeline_writing_a_table_another_writes_is_said_or_refused() {
         stderr(&run)
     );
     assert_eq!(page_counts(&table).await, ["cart|1", "home|3"]);
+    // The newer checkpoint wins: the old one's runs write the table no more.
+    std::fs::write(ws.path("in/2.json"), "{\"page\":\"home\",\"v\":4}\n").expect("input");
+    let said = run_refused(
+        &write_pipeline(&ws, &first),
+        &format!(
+            "was taken over by pipeline `pages` with checkpoint {}, created",
+            ws.p("ckpt-new")
+        ),
+    );
+    assert!(
+        said.contains("Run the pipeline on that checkpoint and remove this one")
+            && said.contains("DELETE FROM"),
+        "{said}"
+    );
+    assert_eq!(page_counts(&table).await, ["cart|1", "home|3"]);
+    // The newer one goes on.
+    let run = sluice_run(&write_pipeline(&ws, &anew));
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(page_counts(&table).await, ["cart|1", "home|4"]);
+}
+
+/// Walk 38 (U1): a run into another table that committed no batch left the checkpoint's
+/// sink record naming that table, and the next run into the first table warned that the sink
+/// had moved from the table no batch ever reached. Where the batches went is what the
+/// committed batches' pipeline files say.
+#[tokio::test]
+async fn a_run_that_wrote_no_batch_elsewhere_is_no_sink_move() {
+    let ws = Workspace::new();
+    let table = unique_table("stay");
+    let other = unique_table("never");
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(ws.path("in/0.json"), "{\"page\":\"home\",\"v\":1}\n").expect("input");
+    let yaml = page_count_pipeline(&ws, &table, "  key: [page]\n  create_table: true\n");
+    let run = sluice_run(&write_pipeline(&ws, &yaml));
+    assert!(run.status.success(), "{}", stderr(&run));
+    // Into another table, with nothing new to read: said, no batch.
+    let run = sluice_run(&write_pipeline(&ws, &yaml.replace(&table, &other)));
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(stderr(&run).contains("the sink moved"), "{}", stderr(&run));
+    // Back to the first table: no batch ever left it.
+    std::fs::write(ws.path("in/1.json"), "{\"page\":\"home\",\"v\":2}\n").expect("input");
+    let run = sluice_run(&write_pipeline(&ws, &yaml));
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(!stderr(&run).contains("the sink moved"), "{}", stderr(&run));
+    assert_eq!(page_counts(&table).await, ["home|2"]);
 }
 
 /// Walk 35 (1): a copy of a checkpoint (`cp -a`) run beside the original took the same epoch
