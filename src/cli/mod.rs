@@ -403,7 +403,9 @@ async fn rename(spec: &str, to: &str) -> Result<(), Error> {
         emit(&format!("{spec}: its pipeline is `{to}` already\n"));
     } else {
         emit(&format!(
-            "{spec}: pipeline `{}` is now `{to}`; its file's `name: {to}` carries on from its \
+            "{spec}: pipeline `{}` is now `{to}`; its file, with `name: {to}` and \
+             `checkpoint: {spec}` (where it sets no `checkpoint:`, its checkpoint would be \
+             checkpoints/{to}: add that line, or move the folder there), carries on from its \
              last batch\n",
             renamed.from
         ));

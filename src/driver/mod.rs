@@ -232,6 +232,27 @@ async fn sink_keeps_batches(
     (sink.kind() == record.kind && sink.location() == record.path).then(|| sink.keeps_batches())
 }
 
+/// A checkpoint beside the default one of pipeline `name` (`checkpoints/<name>`, which does
+/// not exist) whose `metadata` names `name`: the pipeline's checkpoint, renamed by `sluice
+/// rename` and left in its old folder, which a file without `checkpoint:` would not find.
+fn renamed_checkpoint(name: &str) -> Option<String> {
+    let root = std::path::Path::new("checkpoints");
+    if root.join(name).exists() {
+        return None;
+    }
+    std::fs::read_dir(root)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|folder| {
+            std::fs::read_to_string(folder.join(crate::checkpoint::paths::METADATA))
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .is_some_and(|metadata| metadata.get("name").and_then(|n| n.as_str()) == Some(name))
+        })
+        .map(|folder| folder.display().to_string())
+}
+
 /// The sink committed batch `last` went to (its kind and place), as the pipeline file it ran
 /// with says; `None` where that file is not known.
 async fn last_batch_sink(location: &Location, last: BatchId) -> Option<(String, Option<String>)> {
@@ -1221,6 +1242,19 @@ impl<'a> Driver<'a> {
             .checkpoint
             .clone()
             .unwrap_or_else(|| pipeline.checkpoint_location());
+        if options.checkpoint.is_none()
+            && pipeline.checkpoint.is_none()
+            && let Some(renamed) = renamed_checkpoint(&pipeline.name)
+        {
+            return Err(Error::Usage(format!(
+                "pipeline `{name}`'s file sets no `checkpoint:`, so its checkpoint would be \
+                 {checkpoint_spec}, a new one, but {renamed} is this pipeline's, renamed to \
+                 `{name}` (`sluice rename`). To carry on from it, add `checkpoint: {renamed}` to \
+                 the file, or move that folder to {checkpoint_spec}; to start over on a new \
+                 checkpoint instead, set `checkpoint: {checkpoint_spec}`",
+                name = pipeline.name,
+            )));
+        }
         let location = Location::open(&checkpoint_spec, true, sync, hook)?;
         let create_only = pipeline.fencing == Fencing::CreateOnly;
         if create_only {

@@ -1345,6 +1345,56 @@ fn a_renamed_pipeline_keeps_its_checkpoint_through_sluice_rename() {
     );
 }
 
+/// Walk 38 (W1): a pipeline whose file sets no `checkpoint:` keeps it in
+/// `checkpoints/<name>`: renamed, its file would have started a new checkpoint there (a Kafka
+/// source from `latest`, its update-mode table written over with counts from scratch). The
+/// run is refused, naming the renamed checkpoint and the line that carries on from it; so
+/// does `sluice rename`'s own output.
+#[test]
+fn a_renamed_pipeline_without_a_checkpoint_line_does_not_start_a_new_one() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    let text = text.replace(&format!("checkpoint: {}\n", ws.p("ckpt")), "");
+    std::fs::write(&file, &text).expect("no checkpoint line");
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    assert!(run(&file, &ws).status.success());
+    assert!(ws.path("checkpoints/newcomer/metadata").exists());
+    let renamed = run_bin(
+        &["rename", "checkpoints/newcomer", "--to", "visits"],
+        ws.dir.path(),
+    );
+    assert!(renamed.status.success(), "{}", stderr(&renamed));
+    assert!(
+        String::from_utf8_lossy(&renamed.stdout).contains("checkpoint: checkpoints/newcomer"),
+        "{}",
+        String::from_utf8_lossy(&renamed.stdout)
+    );
+    edit_file(&file, "name: newcomer", "name: visits");
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let refused = run(&file, &ws);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("add `checkpoint: checkpoints/newcomer` to the file"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!ws.path("checkpoints/visits").exists(), "no new checkpoint");
+    // As advised.
+    std::fs::write(
+        &file,
+        format!("checkpoint: checkpoints/newcomer\n{text}")
+            .replace("name: newcomer", "name: visits"),
+    )
+    .expect("checkpoint line");
+    let on = run(&file, &ws);
+    assert!(on.status.success(), "{}", stderr(&on));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"k\":\"a\",\"v\":1}", "{\"k\":\"b\",\"v\":2}"]
+    );
+}
+
 /// Walk 34 (2): a deduplication by key under an aggregation (Spark's `dropDuplicates(keys)`
 /// then `groupBy`) runs: a key's first row seen counts once, a later row of it not at all;
 /// `explain` says so, and `sluice state` shows the rows kept in the query's column names.
