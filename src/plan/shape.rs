@@ -883,9 +883,11 @@ impl Walk<'_> {
                 (shape, input)
             }
             LogicalPlan::Distinct(Distinct::On(on)) => {
-                // Under an aggregation a key's row, once seen, stays (the aggregation has
-                // counted it), and a key over the event time lets the watermark drop it.
-                let event_time = if self.under_aggregation {
+                // Under an aggregation, or in append mode (which writes a row once), a key's
+                // row, once seen, stays: Spark's `dropDuplicates(keys)`. A key over the event
+                // time lets the watermark drop it.
+                let first_seen = self.under_aggregation || self.mode == OutputMode::Append;
+                let event_time = if first_seen {
                     on.on_expr.iter().find_map(|expr| {
                         self.event_time_window(expr, &on.input)
                             .filter(|w| !w.session)
@@ -903,7 +905,7 @@ impl Walk<'_> {
                 let shape = AggregateShape {
                     operator: "DISTINCT ON".into(),
                     output_names: names(node),
-                    distinct_only: self.under_aggregation,
+                    distinct_only: first_seen,
                     event_time,
                     dedup: None,
                     unclosed_windows: false,
@@ -1612,7 +1614,17 @@ mod tests {
         let key = a.dedup.expect("dedup").event_time.expect("over ts");
         assert!(key.window.is_column());
         assert_eq!(key.name, "ts");
-        // As the whole query it is no deduplication: each key's row may change.
+        // As the whole query in append mode, it is one too: each key's first row, once.
+        let Shape::Aggregate(append) = analyze_sql(
+            "SELECT DISTINCT ON (a) a, b FROM s ORDER BY a, b",
+            OutputMode::Append,
+        )
+        .await
+        .expect("distinct on, append") else {
+            panic!("stateful")
+        };
+        assert!(append.distinct_only && append.event_time.is_none());
+        // In update mode it is no deduplication: each key's row may change.
         let Shape::Aggregate(whole) = analyze_sql(
             "SELECT DISTINCT ON (a) a, b FROM s ORDER BY a, ts",
             OutputMode::Update,
@@ -1868,11 +1880,6 @@ mod tests {
                 "SELECT w, count(*) FROM (SELECT unnest(hop(ts + INTERVAL '1 hour', INTERVAL '1 minute', INTERVAL '5 minutes')) AS w FROM s) GROUP BY w",
                 Append,
                 &["append", "update, complete"],
-            ),
-            (
-                "SELECT DISTINCT ON (a) a, b FROM s ORDER BY a, b",
-                Append,
-                &["DISTINCT ON"],
             ),
             (
                 "SELECT s.a, t.b FROM s FULL JOIN t ON s.a = t.a",

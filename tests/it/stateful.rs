@@ -285,6 +285,14 @@ const CASES: &[ShapeCase] = &[
         check: Check::Complete,
         late: Late::Tumbling(3),
     },
+    // `DISTINCT ON` as the whole query in append mode: Spark's `dropDuplicates(keys)`, each
+    // key's first row seen written once (the input comes in id order, so the lowest id).
+    ShapeCase {
+        name: "first row per key (DISTINCT ON), append",
+        query: "SELECT DISTINCT ON (user_id) user_id, id, page FROM clicks ORDER BY user_id, id",
+        check: Check::Append(None),
+        late: Late::Never,
+    },
 ];
 
 fn mode_of(check: Check) -> &'static str {
@@ -557,6 +565,7 @@ property_tests! {
     dedup_by_key_then_aggregation_update_equals_batch => 19,
     dedup_by_key_then_windowed_aggregation_append_equals_batch => 20,
     dedup_then_aggregation_complete_equals_batch => 21,
+    first_row_per_key_append_equals_batch => 22,
 }
 
 /// The gap of the session-window cases (seconds): each user clicks every 23 s, give or take
