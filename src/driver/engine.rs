@@ -481,9 +481,6 @@ impl<'p> Engine<'p> {
         Ok(Arc::new(logical.schema().as_arrow().clone()))
     }
 
-    /// For an aggregation `sql`: how many group keys it has, and the name the query's result
-    /// gives each aggregation output (its alias: `window_start`, `cnt`), group keys first, in
-    /// the order its state keeps them; `None` for a query that does not aggregate.
     /// Whether `sql` aggregates by session windows, whose keys move as rows join them.
     pub(super) async fn groups_by_session(&mut self, sql: &str) -> Result<bool, Error> {
         let (_, shape) = self.plan(sql).await?;
@@ -491,6 +488,17 @@ impl<'p> Engine<'p> {
             if a.event_time.as_ref().is_some_and(|k| k.window.session)))
     }
 
+    /// Whether `sql` is an aggregation whose state keeps every group it has seen, in any
+    /// output mode: no group key over the event time, which the watermark would close and
+    /// drop (a state TTL, which drops groups too, is the pipeline's, not the query's).
+    pub(super) async fn keeps_every_group(&mut self, sql: &str) -> Result<bool, Error> {
+        let (_, shape) = self.plan(sql).await?;
+        Ok(matches!(&shape, Shape::Aggregate(a) if a.event_time.is_none()))
+    }
+
+    /// For an aggregation `sql`: how many group keys it has, and the name the query's result
+    /// gives each aggregation output (its alias: `window_start`, `cnt`), group keys first, in
+    /// the order its state keeps them; `None` for a query that does not aggregate.
     pub(super) async fn aggregate_names(
         &mut self,
         sql: &str,

@@ -2032,7 +2032,9 @@ impl<'a> Driver<'a> {
 
     /// Refuses another output mode than the previous run's where this query keeps state and
     /// the checkpoint holds some: the groups one mode has held back (append) or already
-    /// written (update), the other would write wrongly or never.
+    /// written (update), the other would write wrongly or never. Complete mode after another
+    /// is let through where the state holds every group seen (no window the watermark closed,
+    /// no state TTL): it writes them all.
     async fn check_output_mode(&mut self) -> Result<(), Error> {
         let Some(previous) = self.previous_output_mode.clone() else {
             return Ok(());
@@ -2042,10 +2044,18 @@ impl<'a> Driver<'a> {
             return Ok(());
         }
         let location = self.checkpoint.location();
-        if LogListing::read(location).await?.commits.is_empty()
-            || crate::state::StateFiles::operators(location)
-                .await?
-                .is_empty()
+        let operators = crate::state::StateFiles::operators(location).await?;
+        if LogListing::read(location).await?.commits.is_empty() || operators.is_empty() {
+            return Ok(());
+        }
+        // Complete mode writes every group the state holds: where it holds every group seen
+        // (none closed by the watermark, none dropped by a state TTL, now or before), the
+        // whole table is right from the first batch in the new mode.
+        let query = self.pipeline.query.clone();
+        if mode == "complete"
+            && self.pipeline.state_ttl.is_none()
+            && !operators.iter().any(|o| o.ends_with("-ttl"))
+            && self.engine.keeps_every_group(&query).await?
         {
             return Ok(());
         }

@@ -7814,6 +7814,57 @@ fn complete_to_update_says_why_a_new_sink_is_not_enough() {
     );
 }
 
+/// Walk 38 (U3): update mode changed to complete was refused even for a `GROUP BY` whose
+/// state holds every group it has seen. There it goes on: the first complete batch writes the
+/// whole table (the batch query's result) and the update-mode files go. With a state TTL,
+/// which drops groups, it is still refused.
+#[test]
+fn update_to_complete_goes_on_where_the_state_holds_every_group() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"b\",\"v\":1}\n",
+    );
+    let file = pipeline(&ws, "SELECT k, count(*) AS n FROM s GROUP BY k", "update");
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.json", "{\"k\":\"a\",\"v\":2}\n");
+    assert!(run(&file, &ws).status.success());
+    edit_file(&file, "output_mode: update", "output_mode: complete");
+    input(&ws, "2.json", "{\"k\":\"c\",\"v\":3}\n");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut rows = sink_lines(&ws.path("out"));
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            "{\"k\":\"a\",\"n\":2}",
+            "{\"k\":\"b\",\"n\":1}",
+            "{\"k\":\"c\",\"n\":1}"
+        ]
+    );
+    // A state TTL drops groups: complete mode would lose them.
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, count(*) AS n FROM s GROUP BY k", "update");
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    std::fs::write(
+        &file,
+        format!("{text}state_ttl: {{ after: 1h, time: processing }}\n"),
+    )
+    .expect("ttl");
+    assert!(run(&file, &ws).status.success());
+    edit_file(&file, "output_mode: update", "output_mode: complete");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the checkpoint's state was kept for update mode"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Walk 30 (8): a join of two streams with a static lookup, or with an aggregation, was
 /// refused with "join the two streams alone" and no way to do the rest. The refusal names
 /// the way, one pipeline a step, and that way gives the aggregation over the join.
