@@ -48,7 +48,7 @@ use super::{
     BatchOutput, HeldBatch, HeldSummary, Sink, SinkCommit, SinkConnector, SinkContext, SinkError,
     SinkKind,
 };
-use crate::checkpoint::{BatchId, Fence};
+use crate::checkpoint::{BatchId, Epoch, Fence};
 use crate::format::FileFormat;
 use crate::source::{ConfigError, parse_settings};
 use crate::storage::Location;
@@ -309,6 +309,8 @@ struct BatchCommit {
     adds: Vec<AddedFile>,
     /// The rows the batch wrote, where its commit says.
     rows: Option<u64>,
+    /// The label and epoch of the run that wrote it, where its commit says.
+    writer: Option<(String, Epoch)>,
 }
 
 /// A later commit that took a batch's file out of the table.
@@ -685,10 +687,16 @@ impl DeltaSink {
                 let rows = info
                     .and_then(|i| i.get("sluice.rows"))
                     .and_then(serde_json::Value::as_u64);
+                let writer = info.and_then(|i| {
+                    let label = i.get("sluice.label")?.as_str()?.to_string();
+                    let epoch = i.get("sluice.epoch")?.as_u64()?;
+                    Some((label, Epoch(epoch)))
+                });
                 return Ok(Lookup::Found(BatchCommit {
                     version,
                     adds: lines.into_iter().filter_map(|l| l.add).collect(),
                     rows,
+                    writer,
                 }));
             }
             if txn.version > wanted && !rewind {
@@ -1360,6 +1368,22 @@ impl Sink for DeltaSink {
                 None
             };
             if held.is_some_and(|held| held >= version) {
+                // Written by a copy of this checkpoint, not by an earlier try of this batch?
+                if let Lookup::Found(commit) = self.find_commit(&table, batch).await?
+                    && let Some((label, epoch)) = &commit.writer
+                {
+                    fence
+                        .check()
+                        .await
+                        .map_err(|e| SinkError::Fenced(Box::new(e)))?;
+                    super::check_no_copy(
+                        KIND.name,
+                        &self.location.to_string(),
+                        batch,
+                        (label, *epoch),
+                        (&self.label, fence.epoch()),
+                    )?;
+                }
                 return Ok(SinkCommit {
                     rows,
                     written: false,

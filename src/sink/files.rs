@@ -667,41 +667,19 @@ impl FilesSink {
         })
     }
 
-    /// Refuses a batch of this pipeline that a run of this run's own `epoch`, or a newer one,
-    /// wrote from a checkpoint elsewhere (another label): a copy of the checkpoint (`cp -a`),
-    /// whose epochs are this one's, running beside it or ahead of it. The epoch fence cannot
-    /// tell the two apart, and each would take the other's batches for its own, though they
-    /// may have read other files. (A checkpoint moved has a newer epoch than any batch its
-    /// old place wrote.) The run that wrote the batch first is the one whose log matches the
-    /// sink; the other stops at that batch, having written none the first did not.
+    /// Refuses a batch of this pipeline that a copy of this checkpoint wrote
+    /// ([`super::check_no_copy`]).
     fn check_no_copy(&self, manifest: &Manifest, epoch: Epoch) -> Result<(), SinkError> {
-        if manifest.pipeline != self.pipeline
-            || manifest.epoch < epoch
-            || manifest.label.is_empty()
-            || self.label.is_empty()
-            || manifest.label == self.label
-        {
+        if manifest.pipeline != self.pipeline {
             return Ok(());
         }
-        Err(SinkError::Config {
-            kind: KIND.name,
-            reason: format!(
-                "batch {} in {} was written by {} at epoch {} ({}): that is a copy of this \
-                 checkpoint (the same pipeline id and epochs), running or run beside it, and \
-                 the two would take each other's batches for their own. Keep the one that \
-                 wrote the batch, whose log matches what the sink holds, and remove this one \
-                 (a copy of a live checkpoint is no backup: stop the pipeline before copying)",
-                manifest.batch.0,
-                self.location,
-                manifest.label,
-                manifest.epoch.0,
-                if manifest.epoch == epoch {
-                    "this run's own".to_string()
-                } else {
-                    format!("newer than this run's, {}", epoch.0)
-                }
-            ),
-        })
+        super::check_no_copy(
+            KIND.name,
+            &self.location.to_string(),
+            manifest.batch,
+            (&manifest.label, manifest.epoch),
+            (&self.label, epoch),
+        )
     }
 
     /// Moves a committed batch's files from staging into place, where not done yet. `fresh`:

@@ -22,7 +22,7 @@ pub use files::{
     FilesSink, FilesSinkConfig, Manifest, ManifestFile, SLUICE_DIR, data_without_records,
 };
 
-use crate::checkpoint::{BatchId, CheckpointError, Fence};
+use crate::checkpoint::{BatchId, CheckpointError, Epoch, Fence};
 use crate::digest::OutputDigest;
 use crate::format::FileFormat;
 use crate::source::ConfigError;
@@ -98,6 +98,49 @@ pub fn configure(
 /// operator command's, empty).
 pub(crate) fn pipeline_name(label: &str) -> Option<&str> {
     label.strip_prefix("pipeline `")?.split('`').next()
+}
+
+/// Refuses batch `batch` at `location` (a `kind` sink), which a run labelled `theirs.0` wrote
+/// at epoch `theirs.1`, to this run (labelled `ours.0`, of epoch `ours.1`) of the same
+/// pipeline id, where that run's epoch is this one's or newer and its label another: a copy
+/// of the checkpoint (`cp -a`), whose epochs are this one's, running beside it or ahead. The
+/// epoch fence cannot tell the two apart, and each would take the other's batches for its
+/// own, though they may have read other input. (A checkpoint moved has a newer epoch than any
+/// batch its old place wrote.) The run that wrote the batch first is the one whose log
+/// matches the sink; the other stops at that batch, having written none the first did not.
+/// Labels that are empty (an older Sluice's records) tell nothing.
+pub(crate) fn check_no_copy(
+    kind: &'static str,
+    location: &str,
+    batch: BatchId,
+    theirs: (&str, Epoch),
+    ours: (&str, Epoch),
+) -> Result<(), SinkError> {
+    let ((their_label, their_epoch), (our_label, our_epoch)) = (theirs, ours);
+    if their_epoch < our_epoch
+        || their_label.is_empty()
+        || our_label.is_empty()
+        || their_label == our_label
+    {
+        return Ok(());
+    }
+    Err(SinkError::Config {
+        kind,
+        reason: format!(
+            "batch {} in {location} was written by {their_label} at epoch {} ({}): that is a \
+             copy of this checkpoint (the same pipeline id and epochs), running or run beside \
+             it, and the two would take each other's batches for their own. Keep the one that \
+             wrote the batch, whose log matches what the sink holds, and remove this one (a \
+             copy of a live checkpoint is no backup: stop the pipeline before copying)",
+            batch.0,
+            their_epoch.0,
+            if their_epoch == our_epoch {
+                "this run's own".to_string()
+            } else {
+                format!("newer than this run's, {}", our_epoch.0)
+            }
+        ),
+    })
 }
 
 /// When the checkpoint of a sink label was made (its `, created <RFC 3339>` end); `None` for
