@@ -1847,12 +1847,51 @@ fn remove_key(value: &mut serde_yaml::Value, path: &str) -> bool {
 
 fn find_path_line(text: &str, path: &str) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
-    let mut at = 0;
-    for key in path.split('.').filter(|k| !k.is_empty()) {
-        let found = (at..lines.len()).find(|&i| line_has_key(lines[i], key))?;
-        at = found;
+    let keys: Vec<&str> = path.split('.').filter(|k| !k.is_empty()).collect();
+    find_keys_from(&lines, &keys, 0, 0).map(|at| at + 1)
+}
+
+/// The 0-based line of the last of `keys`, each looked for after the one before, from line
+/// `at`. A key not written in its mapping may come from a merge (`<<: *defaults`): it is then
+/// looked for under the anchor the mapping merges (`&defaults`), `depth` merges deep at most 8.
+fn find_keys_from(lines: &[&str], keys: &[&str], mut at: usize, depth: usize) -> Option<usize> {
+    for (n, key) in keys.iter().enumerate() {
+        if let Some(found) = (at..lines.len()).find(|&i| line_has_key(lines[i], key)) {
+            at = found;
+            continue;
+        }
+        if depth >= 8 {
+            return None;
+        }
+        // The mapping's lines: its key's line, and those indented deeper below it.
+        let indent = |line: &str| line.len() - line.trim_start().len();
+        let own = indent(lines.get(at)?);
+        let end = (at + 1..lines.len())
+            .find(|&i| !lines[i].trim().is_empty() && indent(lines[i]) <= own)
+            .unwrap_or(lines.len());
+        return (at..end)
+            .flat_map(|i| merged_anchors(lines[i]))
+            .filter_map(|anchor| {
+                let defined = lines
+                    .iter()
+                    .position(|line| line.split_whitespace().any(|w| w == format!("&{anchor}")))?;
+                find_keys_from(lines, &keys[n..], defined, depth + 1)
+            })
+            .next();
     }
-    Some(at + 1)
+    Some(at)
+}
+
+/// The anchors a line's merge key names: `*a` in `<<: *a`, `*a` and `*b` in `<<: [*a, *b]`.
+fn merged_anchors(line: &str) -> Vec<&str> {
+    let Some((_, merged)) = line.split_once("<<:") else {
+        return Vec::new();
+    };
+    merged
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '{' | '}'))
+        .filter_map(|word| word.strip_prefix('*'))
+        .filter(|name| !name.is_empty())
+        .collect()
 }
 
 fn line_has_key(line: &str, key: &str) -> bool {
@@ -1904,6 +1943,31 @@ sink: { kind: files, path: out/clicks, format: parquet }
         assert!(said.contains("starts with `x-`: `x-defaults`"), "{said}");
         parse(&GOOD.replace("name: clicks", "x-defaults: { a: 1 }\nname: clicks"))
             .expect("an x- key is left out");
+    }
+
+    /// A setting that came from a merge (`<<: *defaults`) is named at its line under the
+    /// anchor, whichever way the merge is written.
+    #[test]
+    fn a_merged_setting_is_named_at_its_line() {
+        for (text, line) in [
+            (
+                "name: m\nx-src: &src\n  kind: files\n  format: json\n  max_files_per_batch: nope\n\
+                 sources:\n  s:\n    <<: *src\n    path: in\nquery: SELECT 1\nsink: { kind: console }\n",
+                5,
+            ),
+            (
+                "name: m\nx-a: &a { kind: files }\nx-b: &b\n  format: json\n  max_files_per_batch: nope\n\
+                 sources:\n  s: { <<: [*a, *b], path: in }\nquery: SELECT 1\nsink: { kind: console }\n",
+                5,
+            ),
+        ] {
+            let said = parse(text).expect_err("a bad merged setting");
+            assert!(
+                said.contains("`sources.s.max_files_per_batch`")
+                    && said.contains(&format!("(line {line})")),
+                "{said}"
+            );
+        }
     }
 
     /// Walk 33: YAML merge keys (`<<: *defaults`) were not applied, and the source read

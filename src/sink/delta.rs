@@ -1372,10 +1372,6 @@ impl Sink for DeltaSink {
                 if let Lookup::Found(commit) = self.find_commit(&table, batch).await?
                     && let Some((label, epoch)) = &commit.writer
                 {
-                    fence
-                        .check()
-                        .await
-                        .map_err(|e| SinkError::Fenced(Box::new(e)))?;
                     super::check_no_copy(
                         KIND.name,
                         &self.location.to_string(),

@@ -797,7 +797,6 @@ impl FilesSink {
                     reason: "exists but cannot be read".into(),
                 })?;
             self.check_owner(&theirs).await?;
-            fence.check().await.map_err(Box::new)?;
             self.check_no_copy(&theirs, fence.epoch())?;
             theirs
         };

@@ -5777,8 +5777,7 @@ fn a_stateful_query_edited_inside_a_cte_is_refused_like_one_edited_at_the_top() 
     for (edited, in_words) in [
         (
             query.replace("SELECT k, v FROM", "SELECT k, v * 2 AS v FROM"),
-            "`aggregate sum(s.v)` where this query's keeps them computed as `aggregate sum(s.v * \
-             Int64(2))`",
+            "`aggregate sum(s.v)` where this query's keeps them computed as `aggregate sum(s.v * 2)`",
         ),
         (
             query.replace("SELECT k, v FROM", "SELECT upper(k) AS k, v FROM"),
@@ -5789,8 +5788,7 @@ fn a_stateful_query_edited_inside_a_cte_is_refused_like_one_edited_at_the_top() 
                 "SELECT k, sum(v) AS m FROM ({}) AS x GROUP BY k",
                 "SELECT k, v + 1 AS v FROM s"
             ),
-            "`aggregate sum(s.v)` where this query's keeps them computed as `aggregate sum(s.v + \
-             Int64(1))`",
+            "`aggregate sum(s.v)` where this query's keeps them computed as `aggregate sum(s.v + 1)`",
         ),
     ] {
         edit_file(&file, query, &edited);
@@ -5857,7 +5855,7 @@ fn a_stateful_query_edited_inside_a_cte_under_a_join_is_refused() {
     assert!(
         stderr(&out).contains(
             "`aggregate sum(s.v)` where this query's keeps them computed as \
-                               `aggregate sum(s.v * Int64(2))`"
+                               `aggregate sum(s.v * 2)`"
         ),
         "{}",
         stderr(&out)
