@@ -354,9 +354,92 @@ pub fn strftime_of_spark(format: &str) -> Option<String> {
     Some(out)
 }
 
+/// The strftime codes for a time format written as PostgreSQL's `to_char` template patterns
+/// (`YYYY-MM-DD HH24:MI:SS`), where `format` is one: it has no `%` and has `YYYY`, `DD`,
+/// `HH24`, `HH12` or `MI` (text in double quotes kept as it is). `None` otherwise.
+pub fn strftime_of_postgres(format: &str) -> Option<String> {
+    if format.contains('%')
+        || !["YYYY", "DD", "HH24", "HH12", "MI"]
+            .iter()
+            .any(|pattern| format.contains(pattern))
+    {
+        return None;
+    }
+    // Longest patterns first, as PostgreSQL reads them.
+    const CODES: [(&str, &str); 26] = [
+        ("YYYY", "%Y"),
+        ("YY", "%y"),
+        ("MONTH", "%B"),
+        ("Month", "%B"),
+        ("MON", "%b"),
+        ("Mon", "%b"),
+        ("MM", "%m"),
+        ("DDD", "%j"),
+        ("DD", "%d"),
+        ("DAY", "%A"),
+        ("Day", "%A"),
+        ("DY", "%a"),
+        ("Dy", "%a"),
+        ("HH24", "%H"),
+        ("HH12", "%I"),
+        ("HH", "%I"),
+        ("MI", "%M"),
+        ("SS", "%S"),
+        ("MS", "%3f"),
+        ("US", "%6f"),
+        ("AM", "%p"),
+        ("PM", "%p"),
+        ("am", "%P"),
+        ("pm", "%P"),
+        ("TZ", "%Z"),
+        ("OF", "%:z"),
+    ];
+    let mut out = String::new();
+    let mut rest = format;
+    'next: while !rest.is_empty() {
+        // "quoted text" is literal in PostgreSQL's templates.
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let end = quoted.find('"').unwrap_or(quoted.len());
+            out.push_str(&quoted[..end]);
+            rest = quoted.get(end + 1..).unwrap_or_default();
+            continue;
+        }
+        for (pattern, code) in CODES {
+            if let Some(after) = rest.strip_prefix(pattern) {
+                out.push_str(code);
+                rest = after;
+                continue 'next;
+            }
+        }
+        let c = rest.chars().next().expect("not empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::strftime_of_spark;
+    use super::{strftime_of_postgres, strftime_of_spark};
+
+    /// Walk 39 (W5): PostgreSQL's `to_char` template was read as Java's letters, and the
+    /// advice wrote `YYYY-%m-%j%j`.
+    #[test]
+    fn postgres_templates_become_strftime_codes() {
+        for (template, strftime) in [
+            ("YYYY-MM-DD HH24:MI:SS", "%Y-%m-%d %H:%M:%S"),
+            ("DD Mon YYYY, HH12:MI AM", "%d %b %Y, %I:%M %p"),
+            ("YYYY-MM-DD\"T\"HH24:MI:SS.MS", "%Y-%m-%dT%H:%M:%S.%3f"),
+        ] {
+            assert_eq!(
+                strftime_of_postgres(template).as_deref(),
+                Some(strftime),
+                "{template}"
+            );
+        }
+        assert_eq!(strftime_of_postgres("yyyy-MM-dd HH:mm"), None);
+        assert_eq!(strftime_of_postgres("%Y-%m-%d"), None);
+    }
 
     #[test]
     fn spark_time_patterns_become_strftime_codes() {

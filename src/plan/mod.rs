@@ -141,7 +141,7 @@ fn type_words(arrow: &str) -> String {
 
 /// DuckDB functions DataFusion names otherwise or does without, with what to write here, as
 /// [`SPARK_FUNCTIONS`] (the test checks each against DuckDB 2.0's value for one row).
-const DUCKDB_FUNCTIONS: [(&str, &str); 14] = [
+const DUCKDB_FUNCTIONS: [(&str, &str); 15] = [
     (
         "time_bucket",
         "`date_bin(INTERVAL '1 minute', ts)` (the same buckets for a width that divides a day; \
@@ -166,7 +166,16 @@ const DUCKDB_FUNCTIONS: [(&str, &str); 14] = [
     ("str_split", "`string_to_array(s, ',')`"),
     ("arg_max", "`first_value(s ORDER BY n DESC)`"),
     ("arg_min", "`first_value(s ORDER BY n)`"),
-    ("len", "`character_length(s)`"),
+    (
+        "len",
+        "`character_length(s)` of a text, `cardinality(list)` of a list (the length of \
+         its text form otherwise)",
+    ),
+    (
+        "regexp_matches",
+        "`regexp_like(s, ',')` (true where the pattern matches; `regexp_match` gives the \
+         groups it matched, a list)",
+    ),
     ("struct_pack", "`named_struct('x', n)`"),
     ("group_concat", "`string_agg(s, ',')`"),
     ("countif", "`count(*) FILTER (WHERE c)`"),
@@ -1657,6 +1666,7 @@ mod tests {
             ("arg_max", "a,b"),
             ("arg_min", "a,b"),
             ("len", "3"),
+            ("regexp_matches", "true"),
             ("struct_pack", "{x: 7}"),
             ("group_concat", "a,b"),
             ("countif", "1"),

@@ -236,13 +236,23 @@ pub fn analyze(
                         else {
                             return None;
                         };
-                        let strftime = super::functions::strftime_of_spark(format)?;
-                        // `date_format` is DataFusion's other name for `to_char`.
-                        let name = match f.func.name() {
-                            "to_char" => "date_format",
-                            name => name,
-                        };
-                        Some((name.to_string(), format.clone(), strftime))
+                        // PostgreSQL's templates are `to_char`'s; Spark's letters are
+                        // `date_format`'s, DataFusion's other name for it.
+                        let (strftime, name, dialect) =
+                            match super::functions::strftime_of_postgres(format) {
+                                Some(strftime) => {
+                                    (strftime, f.func.name(), "PostgreSQL's template patterns")
+                                }
+                                None => (
+                                    super::functions::strftime_of_spark(format)?,
+                                    match f.func.name() {
+                                        "to_char" => "date_format",
+                                        name => name,
+                                    },
+                                    "Spark's pattern letters",
+                                ),
+                            };
+                        Some((name.to_string(), format.clone(), strftime, dialect))
                     });
                 }
                 // A zone code (`%Z`, `%z`) formatting a time without a zone fails each
@@ -318,8 +328,8 @@ pub fn analyze(
         })
     })
     .map_err(PlanError::Sql)?;
-    if let Some((function, format, strftime)) = spark_pattern {
-        let would = if function == "date_format" {
+    if let Some((function, format, strftime, dialect)) = spark_pattern {
+        let would = if matches!(function.as_str(), "date_format" | "to_char") {
             "it would write the letters as they stand"
         } else {
             "no time would match it"
@@ -327,8 +337,8 @@ pub fn analyze(
         return Err(PlanError::Function {
             call: format!("{function}(..., '{format}')"),
             reason: format!(
-                "reads its format as strftime codes, as DataFusion and DuckDB do, not as Spark's \
-                 pattern letters, so {would}: write `{function}(..., '{strftime}')`"
+                "reads its format as strftime codes, as DataFusion and DuckDB do, not as \
+                 {dialect}, so {would}: write `{function}(..., '{strftime}')`"
             ),
         });
     }

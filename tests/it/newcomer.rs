@@ -6751,6 +6751,28 @@ fn spark_function_words_are_named_with_what_datafusion_writes() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(lines, [r#"{"id":1,"t":"2026-03-01 12:00"}"#]);
+    // Walk 39 (W5): PostgreSQL's template, read as Java's letters, was given `YYYY-%m-%j%j`.
+    let (out, _) = query_case(
+        "json",
+        settings,
+        input,
+        "SELECT id, to_char(from_unixtime(epoch), 'YYYY-MM-DD HH24:MI:SS') AS t FROM s",
+    );
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("not as PostgreSQL's template patterns")
+            && said.contains("`to_char(..., '%Y-%m-%d %H:%M:%S')`"),
+        "{said}"
+    );
+    let (out, lines) = query_case(
+        "json",
+        settings,
+        input,
+        "SELECT id, to_char(from_unixtime(epoch), '%Y-%m-%d %H:%M:%S') AS t FROM s",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lines, [r#"{"id":1,"t":"2026-03-01 12:00:00"}"#]);
     let (out, _) = query_case(
         "json",
         settings,
