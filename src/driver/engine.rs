@@ -625,6 +625,9 @@ impl<'p> Engine<'p> {
                      once no row has come for it that long"
                 );
             }
+            for said in plan::dialect_notes(sql, &logical) {
+                tracing::warn!("{said}");
+            }
             for said in plan::zero_based_calls(&logical) {
                 tracing::warn!("the query counts from 0 as Spark does: {said}");
             }

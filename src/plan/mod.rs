@@ -1177,6 +1177,148 @@ pub fn stream_columns(
     out
 }
 
+/// Where `plan` (of query text `sql`) means another thing in DataFusion's SQL than in
+/// PostgreSQL's and DuckDB's, each said with what to write for their meaning:
+/// - a decimal column with a literal like `0.005`, which DataFusion reads as a double (they
+///   and Spark read a decimal), so the arithmetic is in floating point;
+/// - a decimal or double cast to an integer, whose fraction DataFusion (and Spark) cut off
+///   where they round (2.5 to 3);
+/// - `CAST(... AS TIMESTAMP WITH TIME ZONE)` (`timestamptz`), a timestamp without a zone
+///   here, as DataFusion's SQL has no session time zone;
+/// - `ts AT TIME ZONE 'z'` of a timestamp with a zone: the same instant, shown in `z`, where
+///   they give the local time there, without a zone.
+pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{BinaryExpr, Cast, ExprSchemable, TryCast};
+    let mut notes: Vec<String> = Vec::new();
+    let mut note = |text: String| {
+        if !notes.contains(&text) {
+            notes.push(text);
+        }
+    };
+    let _ = plan.apply_with_subqueries(|node| {
+        let inputs = node.inputs();
+        let [input] = inputs.as_slice() else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let schema = input.schema();
+        let type_of = |e: &Expr| e.get_type(schema).ok();
+        // A cast's input and the type it gives.
+        let cast = |e: &Expr| match e {
+            Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
+                Some((expr.as_ref().clone(), field.data_type().clone()))
+            }
+            _ => None,
+        };
+        // A decimal, or a decimal cast to a double to meet a double.
+        let decimal = |e: &Expr| match cast(e) {
+            Some((expr, to)) if to.is_floating() => type_of(&expr).is_some_and(|t| t.is_decimal()),
+            _ => type_of(e).is_some_and(|t| t.is_decimal()),
+        };
+        let double_literal = |e: &Expr| match e {
+            Expr::Literal(ScalarValue::Float64(Some(v)), _) => Some(v.to_string()),
+            _ => None,
+        };
+        let _ = node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                match e {
+                    Expr::BinaryExpr(BinaryExpr { left, op, right })
+                        if op.is_numerical_operators() =>
+                    {
+                        let literal = match (double_literal(left), double_literal(right)) {
+                            (Some(v), None) if decimal(right) => Some(v),
+                            (None, Some(v)) if decimal(left) => Some(v),
+                            _ => None,
+                        };
+                        // As written: the literal by its value, a side cast to meet it
+                        // by what was cast.
+                        let side = |side: &Expr| match (double_literal(side), cast(side)) {
+                            (Some(v), _) => v,
+                            (None, Some((expr, to))) if to.is_floating() => expr.to_string(),
+                            _ => side.to_string(),
+                        };
+                        let e = format!("{} {op} {}", side(left), side(right));
+                        if let Some(v) = literal {
+                            note(format!(
+                                "`{v}` meets a decimal column as a double (DataFusion reads a \
+                                 literal with a point as a double; PostgreSQL, DuckDB and \
+                                 Spark read a decimal), so `{e}` is computed in floating point \
+                                 (0.075 may come out 0.07500000000000001): for decimal \
+                                 arithmetic write the literal as a decimal, `CAST({v} AS \
+                                 DECIMAL(p, s))`"
+                            ));
+                        }
+                    }
+                    Expr::Cast(_) | Expr::TryCast(_) => {
+                        let Some((expr, to)) = cast(e) else {
+                            return Ok(TreeNodeRecursion::Continue);
+                        };
+                        let from = type_of(&expr);
+                        if to.is_integer()
+                            && from
+                                .as_ref()
+                                .is_some_and(|t| t.is_decimal() || t.is_floating())
+                        {
+                            note(format!(
+                                "`{e}` cuts off the fraction (2.5 becomes 2), as Spark does; \
+                                 PostgreSQL and DuckDB round (3): where rounding is meant, \
+                                 round first, `CAST(round({expr}) AS ...)`"
+                            ));
+                        }
+                        if let DataType::Timestamp(_, Some(zone)) = &to
+                            && matches!(e, Expr::Cast(_))
+                            && matches!(from, Some(DataType::Timestamp(_, Some(_))))
+                        {
+                            note(format!(
+                                "`{expr} AT TIME ZONE '{zone}'` of a timestamp with a zone is \
+                                 the same instant, shown in {zone} (a column with that zone); \
+                                 PostgreSQL and DuckDB give the local time there, without a \
+                                 zone: for that write `to_local_time({expr} AT TIME ZONE \
+                                 '{zone}')`"
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        });
+        Ok(TreeNodeRecursion::Continue)
+    });
+    if casts_to_timestamptz(sql) {
+        notes.push(
+            "`TIMESTAMP WITH TIME ZONE` (`timestamptz`) in the query is a timestamp without a \
+             zone here (DataFusion's SQL has no session time zone): for an instant in UTC write \
+             `ts AT TIME ZONE 'UTC'` (a source's `schema:` does read `timestamptz` as one)"
+                .to_string(),
+        );
+    }
+    notes
+}
+
+/// Whether query text `sql` names the type `TIMESTAMP WITH TIME ZONE` or `TIMESTAMPTZ`
+/// (outside quotes).
+fn casts_to_timestamptz(sql: &str) -> bool {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        return false;
+    };
+    let words: Vec<String> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .map(|t| match t {
+            Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
+            _ => String::new(),
+        })
+        .collect();
+    words.iter().any(|w| w == "TIMESTAMPTZ")
+        || words
+            .windows(4)
+            .any(|w| w == ["TIMESTAMP", "WITH", "TIME", "ZONE"])
+}
+
 /// The divisions of one integer by another in `plan` (as written, `sum(good) / sum(total)`):
 /// DataFusion keeps their whole part (1 / 4 is 0), where Spark and DuckDB give a fraction.
 pub fn integer_divisions(plan: &LogicalPlan) -> Vec<String> {
@@ -1696,6 +1838,64 @@ mod tests {
                 && !err.contains("Did you mean"),
             "{err}"
         );
+    }
+
+    /// Walk 39 (W1 to W4): what means another thing in DataFusion's SQL than in PostgreSQL's
+    /// and DuckDB's is said, and only that.
+    #[tokio::test]
+    async fn what_datafusion_means_otherwise_is_said() {
+        use datafusion::arrow::datatypes::TimeUnit;
+        let ctx = session(&default_settings());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("d", DataType::Decimal128(10, 2), true),
+            Field::new(
+                "z",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("t", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let mem = MemTable::try_new(Arc::clone(&schema), vec![vec![]]).expect("table");
+        ctx.register_table("s", Arc::new(mem)).expect("register");
+        let notes = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let (_, plan) = plan_batch(&ctx, sql, 0).await.expect(sql);
+                dialect_notes(sql, &plan).join("\n")
+            }
+        };
+        for (sql, says) in [
+            (
+                "SELECT d + 0.005 AS x FROM s",
+                "`0.005` meets a decimal column as a double",
+            ),
+            ("SELECT d * 1.1 AS x FROM s", "`1.1` meets a decimal column"),
+            ("SELECT CAST(d AS INT) AS x FROM s", "cuts off the fraction"),
+            (
+                "SELECT z AT TIME ZONE 'America/New_York' AS x FROM s",
+                "to_local_time(s.z AT TIME ZONE 'America/New_York')",
+            ),
+            (
+                "SELECT CAST(t AS TIMESTAMP WITH TIME ZONE) AS x FROM s",
+                "is a timestamp without a zone here",
+            ),
+            (
+                "SELECT t::timestamptz AS x FROM s",
+                "is a timestamp without a zone here",
+            ),
+        ] {
+            let said = notes(sql).await;
+            assert!(said.contains(says), "{sql}: {said}");
+        }
+        for sql in [
+            "SELECT d + 1 AS x, n * 1.5 AS y, d > 0.5 AS c FROM s",
+            "SELECT CAST(n AS INT) AS x, round(d) AS r FROM s",
+            "SELECT t AT TIME ZONE 'UTC' AS x, z > now() AS later FROM s",
+            "SELECT 'TIMESTAMP WITH TIME ZONE' AS x FROM s",
+        ] {
+            assert_eq!(notes(sql).await, "", "{sql}");
+        }
     }
 
     /// Walk 29 (10): a constant that does not compute (`CAST('2026-13-01' AS DATE)`) was
