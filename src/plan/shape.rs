@@ -191,6 +191,7 @@ pub fn analyze(
     let mut joins_list_text = None;
     let mut zero_width = None;
     let mut zone_of_none = None;
+    let mut unknown_zone = None;
     plan.apply_with_subqueries(|node| {
         let inputs = node.inputs();
         node.apply_expressions(|expr| {
@@ -283,6 +284,18 @@ pub fn analyze(
                     };
                     zone_of_none = Some((format!("to_char({time}, '{text}')"), time, code));
                 }
+                // `ts AT TIME ZONE 'Mars/Olympus'` fails each batch in Arrow's words.
+                if let Expr::Cast(cast) = e
+                    && unknown_zone.is_none()
+                    && let datafusion::arrow::datatypes::DataType::Timestamp(_, Some(zone)) =
+                        cast.field.data_type()
+                    && zone
+                        .parse::<datafusion::arrow::array::timezone::Tz>()
+                        .is_err()
+                {
+                    unknown_zone =
+                        Some((format!("{} AT TIME ZONE '{zone}'", cast.expr), zone.clone()));
+                }
                 if let Expr::ScalarFunction(f) = e
                     && f.func.name() == super::functions::HOP
                     && let [_, slide, size] = f.args.as_slice()
@@ -349,6 +362,16 @@ pub fn analyze(
                 "writes `{code}`, a time zone, of `{time}`, a timestamp without one, so \
                  every row would fail: give it one (`{time} AT TIME ZONE 'UTC'`, or the \
                  source's `schema:` as `timestamp with time zone`), or leave `{code}` out"
+            ),
+        });
+    }
+    if let Some((call, zone)) = unknown_zone {
+        return Err(PlanError::Function {
+            call,
+            reason: format!(
+                "names `{zone}`, which is no time zone: write a name of the IANA time zone \
+                 database (`'Europe/Paris'`, `'America/New_York'`, `'UTC'`) or an offset \
+                 (`'+02:00'`)"
             ),
         });
     }
@@ -1789,6 +1812,12 @@ mod tests {
                  HAVING count(*) > (SELECT count(*) FROM s)",
                 Update,
                 &["a subquery in a filter over an aggregation is not supported"],
+            ),
+            // Walk 39 (U2): a zone that is none failed each batch, in Arrow's words.
+            (
+                "SELECT ts AT TIME ZONE 'Mars/Olympus' AS z FROM s",
+                Append,
+                &["`Mars/Olympus`, which is no time zone", "'Europe/Paris'"],
             ),
             // Walk 34 (2, 5): `ROW_NUMBER` or `LAG` name the form that runs or why none does;
             // a deduplication by key under two aggregations names the one it may be under.
