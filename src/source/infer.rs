@@ -78,11 +78,17 @@ impl Sample {
         let Some(inferred) = inferred else {
             return Ok(());
         };
-        let fields: Vec<Field> = inferred
+        let mut fields: Vec<Field> = inferred
             .fields()
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
+        // JSON's columns in alphabetical order, as Spark's inference gives them: a file's
+        // come in the order its rows first name them (a column first named on line 3 after
+        // those of line 1), and a later file's new ones are merged in (below).
+        if self.format == FileFormat::Json {
+            fields.sort_by(|a, b| a.name().cmp(b.name()));
+        }
         if self.format == FileFormat::Parquet {
             self.parquet.push((file.to_string(), fields.clone()));
         }
@@ -111,8 +117,7 @@ impl Sample {
             file: file.to_string(),
             reason: format!("{reason}, unlike in {first}"),
         })?;
-        // JSON's columns in alphabetical order, as Spark's inference gives them, whichever
-        // file brought each (one file's come sorted; a later file's new ones were appended).
+        // Whichever file brought each.
         if self.format == FileFormat::Json {
             columns.sort_by(|a, b| a.name().cmp(b.name()));
         }

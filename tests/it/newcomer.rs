@@ -7270,7 +7270,12 @@ fn walk_27_messages_name_the_fix() {
 #[test]
 fn inferred_json_columns_are_alphabetical_across_files() {
     let ws = Workspace::new();
-    input(&ws, "0.json", "{\"b\":1,\"a\":2,\"c\":3}\n");
+    // Walk 39: a column first named on a later line of the first file came last.
+    input(
+        &ws,
+        "0.json",
+        "{\"b\":1,\"a\":2,\"c\":3}\n{\"b\":1,\"ba\":true}\n",
+    );
     input(&ws, "1.json", "{\"b\":1,\"aa\":2}\n");
     input(&ws, "2.json", "{\"0\":1,\"ab\":2}\n");
     let yaml = format!(
@@ -7291,7 +7296,7 @@ fn inferred_json_columns_are_alphabetical_across_files() {
         .iter()
         .map(|c| c["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["0", "a", "aa", "ab", "b", "c"]);
+    assert_eq!(names, ["0", "a", "aa", "ab", "b", "ba", "c"]);
 }
 
 /// Walk 27 (10): with a source's log entries deleted for every batch, `repair` advised, batch
