@@ -622,6 +622,7 @@ impl FilesSink {
                 rescued: None,
                 epoch_unit: None,
                 delimiter: b',',
+                null_value: None,
             };
             // The sink's own file names hold no `key=value` folder.
             let decoded = reader.decode(&name, &file.path, &bytes).and_then(|d| {

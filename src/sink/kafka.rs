@@ -1480,6 +1480,7 @@ impl Sink for KafkaSink {
             rescued: None,
             epoch_unit: None,
             delimiter: b',',
+            null_value: None,
         };
         match reader.decode(&file, "", &bytes::Bytes::from(text)) {
             Ok(decoded) => Ok(HeldBatch::Rows {

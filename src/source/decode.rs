@@ -352,6 +352,8 @@ pub struct Reader {
     pub epoch_unit: Option<EpochUnit>,
     /// The byte between a CSV record's fields (`,`, or the source's `delimiter`).
     pub delimiter: u8,
+    /// The text of a CSV field that reads as null besides an empty one (`null_value`).
+    pub null_value: Option<String>,
 }
 
 /// Where a column of a file's rows comes from.
@@ -431,9 +433,11 @@ impl Reader {
                 json(file, bytes, &content, &options)?
             }
             FileFormat::Csv => {
+                let null = self.null_value.as_deref().map(null_regex);
                 let csv = Csv {
                     epoch: self.epoch_unit,
                     delimiter: self.delimiter,
+                    null: null.as_ref(),
                 };
                 check_csv_header(file, bytes, &content, csv.delimiter)?;
                 let batches = match csv_fast(bytes, &content, csv) {
@@ -543,6 +547,7 @@ pub fn infer_schema(
     format: FileFormat,
     on_error: OnError,
     delimiter: u8,
+    null_value: Option<&str>,
 ) -> Result<Option<Schema>, SourceError> {
     let bytes = &decompress(file, bytes, format)?;
     let err = |e: ArrowError| SourceError::Infer {
@@ -577,9 +582,12 @@ pub fn infer_schema(
         }
         FileFormat::Csv => {
             unclosed_quote_in_header(file, bytes, delimiter)?;
-            let format = arrow_csv::reader::Format::default()
+            let mut format = arrow_csv::reader::Format::default()
                 .with_header(true)
                 .with_delimiter(delimiter);
+            if let Some(value) = null_value {
+                format = format.with_null_regex(null_regex(value));
+            }
             // The header first: with another delimiter, the rows' own commas (`2,5` in a
             // `;` file) would otherwise be named as malformed rows before the cause.
             let header_end = bytes
@@ -2059,12 +2067,28 @@ fn unknown_fields(
     }
 }
 
-/// How a CSV file's text is read: the unit of a number in a timestamp column, and the byte
-/// between fields.
+/// How a CSV file's text is read: the unit of a number in a timestamp column, the byte
+/// between fields, and which fields are null besides empty ones.
 #[derive(Debug, Clone, Copy)]
-struct Csv {
+struct Csv<'a> {
     epoch: Option<EpochUnit>,
     delimiter: u8,
+    null: Option<&'a regex::Regex>,
+}
+
+/// The fields a CSV source's `null_value` makes null: that text, whole, or nothing (Arrow's
+/// reader reads an empty field as null only where no other pattern is given).
+fn null_regex(value: &str) -> regex::Regex {
+    regex::Regex::new(&format!("^(|{})$", regex::escape(value)))
+        .expect("an escaped text is a pattern")
+}
+
+/// `builder` reading the fields `csv` makes null as null.
+fn with_nulls(builder: arrow_csv::ReaderBuilder, csv: &Csv<'_>) -> arrow_csv::ReaderBuilder {
+    match csv.null {
+        Some(null) => builder.with_null_regex(null.clone()),
+        None => builder,
+    }
 }
 
 fn csv_fast(bytes: &Bytes, schema: &SchemaRef, csv: Csv) -> Result<Vec<RecordBatch>, ArrowError> {
@@ -2074,13 +2098,16 @@ fn csv_fast(bytes: &Bytes, schema: &SchemaRef, csv: Csv) -> Result<Vec<RecordBat
         return Err(ArrowError::CsvError(UNCLOSED_QUOTE.to_string()));
     }
     let epoch = csv.epoch;
-    arrow_csv::ReaderBuilder::new(times_as_text(schema, epoch))
-        .with_header(true)
-        .with_delimiter(csv.delimiter)
-        .with_batch_size(BATCH_SIZE)
-        .build_buffered(Cursor::new(bytes.as_ref()))?
-        .map(|batch| epoch_times(batch?, schema, epoch))
-        .collect()
+    with_nulls(
+        arrow_csv::ReaderBuilder::new(times_as_text(schema, epoch)),
+        &csv,
+    )
+    .with_header(true)
+    .with_delimiter(csv.delimiter)
+    .with_batch_size(BATCH_SIZE)
+    .build_buffered(Cursor::new(bytes.as_ref()))?
+    .map(|batch| epoch_times(batch?, schema, epoch))
+    .collect()
 }
 
 /// Moves `pos` past the line ends before a CSV record (the `\n` of a CRLF the last record
@@ -2119,11 +2146,14 @@ fn csv_slow(
         if !past_line_ends(bytes, &mut pos, &mut line) {
             break;
         }
-        let mut decoder = arrow_csv::ReaderBuilder::new(times_as_text(schema, epoch))
-            .with_header(false)
-            .with_delimiter(csv.delimiter)
-            .with_batch_size(1)
-            .build_decoder();
+        let mut decoder = with_nulls(
+            arrow_csv::ReaderBuilder::new(times_as_text(schema, epoch)),
+            &csv,
+        )
+        .with_header(false)
+        .with_delimiter(csv.delimiter)
+        .with_batch_size(1)
+        .build_decoder();
         let rest = &bytes[pos..];
         let decoded = decoder.decode(rest);
         // A quote opened on this line and never closed makes the rest of the file one field:
@@ -3037,6 +3067,7 @@ mod tests {
             rescued: None,
             epoch_unit: None,
             delimiter: b',',
+            null_value: None,
         };
         reader.decode(file, file, bytes)
     }
@@ -3163,6 +3194,7 @@ mod tests {
             rescued: None,
             epoch_unit: Some(EpochUnit::Milliseconds),
             delimiter: b',',
+            null_value: None,
         };
         let text = "{\"s\":{\"at\":1500},\"l\":[2,\"1970-01-01T00:00:03Z\",null]}\n";
         let decoded = reader
@@ -3274,6 +3306,7 @@ mod tests {
             FileFormat::Csv,
             OnError::Fail,
             b',',
+            None,
         )
         .expect_err("header")
         .to_string();
@@ -3369,6 +3402,7 @@ mod tests {
             rescued: Some("_rescued".into()),
             epoch_unit: None,
             delimiter: b',',
+            null_value: None,
         }
     }
 
@@ -3460,6 +3494,7 @@ mod tests {
             rescued: None,
             epoch_unit: None,
             delimiter: b',',
+            null_value: None,
         };
         let path = "day=2024-01-01/f";
         let d = reader(None, FileFormat::Json)
@@ -3585,6 +3620,7 @@ mod tests {
             FileFormat::Json,
             OnError::Skip,
             b',',
+            None,
         )
         .expect("infer")
         .expect("columns");
@@ -3595,6 +3631,7 @@ mod tests {
             FileFormat::Json,
             OnError::Fail,
             b',',
+            None,
         )
         .expect_err("bad line")
         .to_string();
@@ -3617,6 +3654,7 @@ mod tests {
             FileFormat::Json,
             OnError::Fail,
             b',',
+            None,
         )
         .expect("infer")
         .expect("columns");
@@ -3655,6 +3693,7 @@ mod tests {
             FileFormat::Csv,
             on_error,
             b',',
+            None,
         )
         .expect("infer")
         .expect("columns")
@@ -3684,6 +3723,7 @@ mod tests {
             FileFormat::Csv,
             OnError::Fail,
             b',',
+            None,
         )
         .expect_err("malformed")
         .to_string();
@@ -3697,6 +3737,7 @@ mod tests {
             FileFormat::Csv,
             OnError::Fail,
             b',',
+            None,
         )
         .expect_err("unclosed")
         .to_string();
@@ -3731,6 +3772,7 @@ pear;2
                 FileFormat::Csv,
                 on_error,
                 b',',
+                None,
             )
             .expect_err("another delimiter")
             .to_string();
@@ -3755,6 +3797,7 @@ pear;2
             FileFormat::Csv,
             OnError::Fail,
             b',',
+            None,
         )
         .expect("infer")
         .expect("columns");
@@ -3770,6 +3813,7 @@ pear;2
             FileFormat::Csv,
             OnError::Fail,
             b',',
+            None,
         )
         .expect_err("a row, not a header")
         .to_string();
@@ -3796,6 +3840,7 @@ pear;2
                 format,
                 OnError::Fail,
                 b',',
+                None,
             )
             .expect_err("another format")
             .to_string()
@@ -3840,6 +3885,7 @@ pear;2
             rescued: None,
             epoch_unit: None,
             delimiter: b',',
+            null_value: None,
         };
         let err = reader
             .decode("in/d.csv", "d.csv", &Bytes::from("{\"k\":\"a\"}\n"))
@@ -3914,7 +3960,7 @@ pear;2
                 let d = decode(&name, &bytes, format, &schema(), None, OnError::Fail)
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert_eq!(d.rows, 2, "{name}");
-                let inferred = infer_schema(&name, &bytes, format, OnError::Fail, b',')
+                let inferred = infer_schema(&name, &bytes, format, OnError::Fail, b',', None)
                     .unwrap_or_else(|e| panic!("{name}: {e}"))
                     .expect("columns");
                 assert_eq!(inferred.field(0).name(), "id", "{name}");
@@ -4001,6 +4047,7 @@ pear;2
             FileFormat::Csv,
             OnError::Fail,
             b',',
+            None,
         )
         .expect("text")
         .expect("columns");

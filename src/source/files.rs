@@ -70,6 +70,13 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
             ));
         }
     }
+    if config.null_value.is_some() && config.format != FileFormat::Csv {
+        return Err(ConfigError::at(
+            "null_value",
+            "`null_value` marks null fields of CSV files; this source reads another format \
+             (JSON's `null` and Parquet's nulls read as null)",
+        ));
+    }
     if config.max_files_per_batch == Some(0) {
         return Err(ConfigError::at(
             "max_files_per_batch",
@@ -132,6 +139,11 @@ pub struct FilesConfig {
     /// character.
     #[serde(default)]
     pub delimiter: Option<String>,
+    /// The text of a CSV field that reads as null, besides an empty field (`NULL`, `\N`,
+    /// `NA`), as Spark's `nullValue` and DuckDB's `nullstr`: the whole field, unquoted or
+    /// quoted, matched exactly.
+    #[serde(default)]
+    pub null_value: Option<String>,
 }
 
 /// One column of an ordered schema.
@@ -1078,6 +1090,8 @@ struct RemoteFile {
     epoch_unit: Option<String>,
     delimiter: u8,
     #[serde(default)]
+    null_value: Option<String>,
+    #[serde(default)]
     file: Option<LoggedFile>,
 }
 
@@ -1106,6 +1120,7 @@ impl RemoteFile {
             rescued: reader.rescued.clone(),
             epoch_unit: reader.epoch_unit.map(|u| u.as_str().to_string()),
             delimiter: reader.delimiter,
+            null_value: reader.null_value.clone(),
             file: None,
         })
     }
@@ -1138,6 +1153,7 @@ pub(super) fn remote_read(value: &serde_json::Value) -> Result<ReadPart, String>
             .map(|u| EpochUnit::from_str(&u).map_err(|_| keyword("epoch_unit", &u)))
             .transpose()?,
         delimiter: remote.delimiter,
+        null_value: remote.null_value,
     });
     let logged = remote.file.ok_or("a file part names no file")?;
     let location = remote_folder(&remote.path)?;
@@ -1222,6 +1238,7 @@ fn reader(config: &FilesConfig, schema: SchemaRef, projection: Option<Vec<usize>
         rescued: config.rescued_data_column.clone(),
         epoch_unit: config.epoch_unit,
         delimiter: config.csv_delimiter(),
+        null_value: config.null_value.clone(),
     }
 }
 
@@ -1329,6 +1346,7 @@ async fn infer_from(
             config.format,
             config.on_error,
             config.csv_delimiter(),
+            config.null_value.as_deref(),
         )?;
         sample.add(&shown, bytes.len() as u64, inferred)?;
     }
@@ -1855,6 +1873,7 @@ mod tests {
             rescued_data_column: None,
             epoch_unit: None,
             delimiter: None,
+            null_value: None,
         }
     }
 

@@ -220,6 +220,7 @@ impl PayloadDecoder<'_> {
             rescued: None,
             epoch_unit: self.epoch_unit,
             delimiter: b',',
+            null_value: None,
         };
         match reader.decode("", "", &Bytes::from(text)) {
             Ok(decoded) if decoded.skipped > 0 => Ok(Err(decoded.skipped)),

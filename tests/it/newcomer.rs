@@ -511,6 +511,52 @@ fn query_case(
     (out, lines)
 }
 
+/// Walk 39 (D1): a CSV file writing nulls as `NULL` (or `\\N`) had no way to say so: a
+/// declared number column refused them, an inferred one became text. `null_value` (Spark's
+/// `nullValue`, DuckDB's `nullstr`) reads that text, and an empty field, as null, declared or
+/// inferred; another format is told it is for CSV.
+#[test]
+fn a_csv_null_marker_reads_as_null() {
+    let text = "k,v,d\na,1,2.50\nb,NULL,NULL\nc,,3\n";
+    let query = "SELECT k, v, d, v IS NULL AS none FROM s";
+    let (out, lines) = query_case(
+        "csv",
+        "null_value: 'NULL', schema: { k: string, v: bigint, d: 'decimal(10,2)' }",
+        text,
+        query,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        lines,
+        [
+            r#"{"k":"a","v":1,"d":2.50,"none":false}"#,
+            r#"{"k":"b","none":true}"#,
+            r#"{"k":"c","d":3.00,"none":true}"#
+        ]
+    );
+    // Inferred: the column of numbers and markers is a number column.
+    let (out, lines) = query_case(
+        "csv",
+        "null_value: '\\N'",
+        "k,v\na,1\nb,\\N\n",
+        "SELECT k, v + 1 AS w FROM s",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lines, [r#"{"k":"a","w":2}"#, r#"{"k":"b"}"#]);
+    let (out, _) = query_case(
+        "json",
+        "null_value: 'NULL'",
+        "{\"k\":\"a\"}\n",
+        "SELECT k FROM s",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`null_value` marks null fields of CSV files"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Walk 21 (10): a `;`-separated file with decimal commas (`12,50`) into a `decimal` column
 /// was refused in Arrow's words with `Decimal128(38, 10)`, and only `on_error: skip` (which
 /// would drop those rows) advised. The decimal comma is named with the query that reads it,
