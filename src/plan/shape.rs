@@ -293,8 +293,10 @@ pub fn analyze(
                         .parse::<datafusion::arrow::array::timezone::Tz>()
                         .is_err()
                 {
-                    unknown_zone =
-                        Some((format!("{} AT TIME ZONE '{zone}'", cast.expr), zone.clone()));
+                    unknown_zone = Some((
+                        format!("{} AT TIME ZONE '{zone}'", cast.expr),
+                        zone.to_string(),
+                    ));
                 }
                 if let Expr::ScalarFunction(f) = e
                     && f.func.name() == super::functions::HOP
