@@ -330,17 +330,23 @@ pub fn strftime_of_spark(format: &str) -> Option<String> {
         ("a", "%p"),
         ("D", "%j"),
     ];
+    // 'quoted text' is literal in Java's patterns.
+    Some(to_codes(format, &CODES, '\''))
+}
+
+/// `format` with each run of `codes` (longest first) replaced by its strftime code, text
+/// between `quote`s kept as it is (without them), and anything else as written.
+fn to_codes(format: &str, codes: &[(&str, &str)], quote: char) -> String {
     let mut out = String::new();
     let mut rest = format;
     'next: while !rest.is_empty() {
-        // 'quoted text' is literal in Java's patterns.
-        if let Some(quoted) = rest.strip_prefix('\'') {
-            let end = quoted.find('\'').unwrap_or(quoted.len());
+        if let Some(quoted) = rest.strip_prefix(quote) {
+            let end = quoted.find(quote).unwrap_or(quoted.len());
             out.push_str(&quoted[..end]);
             rest = quoted.get(end + 1..).unwrap_or_default();
             continue;
         }
-        for (letters, code) in CODES {
+        for (letters, code) in codes {
             if let Some(after) = rest.strip_prefix(letters) {
                 out.push_str(code);
                 rest = after;
@@ -351,7 +357,7 @@ pub fn strftime_of_spark(format: &str) -> Option<String> {
         out.push(c);
         rest = &rest[c.len_utf8()..];
     }
-    Some(out)
+    out
 }
 
 /// The strftime codes for a time format written as PostgreSQL's `to_char` template patterns
@@ -394,28 +400,8 @@ pub fn strftime_of_postgres(format: &str) -> Option<String> {
         ("TZ", "%Z"),
         ("OF", "%:z"),
     ];
-    let mut out = String::new();
-    let mut rest = format;
-    'next: while !rest.is_empty() {
-        // "quoted text" is literal in PostgreSQL's templates.
-        if let Some(quoted) = rest.strip_prefix('"') {
-            let end = quoted.find('"').unwrap_or(quoted.len());
-            out.push_str(&quoted[..end]);
-            rest = quoted.get(end + 1..).unwrap_or_default();
-            continue;
-        }
-        for (pattern, code) in CODES {
-            if let Some(after) = rest.strip_prefix(pattern) {
-                out.push_str(code);
-                rest = after;
-                continue 'next;
-            }
-        }
-        let c = rest.chars().next().expect("not empty");
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
-    }
-    Some(out)
+    // "quoted text" is literal in PostgreSQL's templates.
+    Some(to_codes(format, &CODES, '"'))
 }
 
 #[cfg(test)]

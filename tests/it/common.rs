@@ -316,6 +316,50 @@ pub fn wait_timeout(
 }
 
 /// Waits until process `child` is stopped (SIGSTOP), as `/proc` shows it.
+/// Copies checkpoint `{ws}/ckpt` to `{ws}/ckpt-copy` as `cp -a` does, and pipeline file
+/// `pipeline` to `{ws}/copy.yaml` pointing at the copy; the copy's file.
+pub fn copy_checkpoint(ws: &Workspace, pipeline: &Path) -> PathBuf {
+    let copied = std::process::Command::new("cp")
+        .args(["-a", &ws.p("ckpt"), &ws.p("ckpt-copy")])
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    let copy = ws.path("copy.yaml");
+    let text = std::fs::read_to_string(pipeline).expect("pipeline");
+    std::fs::write(&copy, text.replace(&ws.p("ckpt"), &ws.p("ckpt-copy"))).expect("copy");
+    copy
+}
+
+/// Runs `pipeline` in `cwd` until just before its write whose description holds `stop_at`
+/// (`SLUICE_STOP_AT`), runs `meanwhile`, then lets it go on; its end.
+pub fn run_stopped_while(
+    pipeline: &Path,
+    cwd: &Path,
+    stop_at: &str,
+    meanwhile: impl FnOnce(),
+) -> std::process::Output {
+    let stopped = sluice_bin()
+        .args([
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "none",
+        ])
+        .env("SLUICE_STOP_AT", stop_at)
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_stopped(&stopped);
+    meanwhile();
+    std::process::Command::new("kill")
+        .args(["-CONT", &stopped.id().to_string()])
+        .status()
+        .expect("kill -CONT");
+    stopped.wait_with_output().expect("the run's end")
+}
+
 pub fn wait_stopped(child: &std::process::Child) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {

@@ -1371,37 +1371,19 @@ async fn a_copy_of_the_checkpoint_run_beside_it_is_refused_the_batch_the_other_w
     let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "");
     let run = run_quietly(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
-    let copied = std::process::Command::new("cp")
-        .args(["-a", &ws.p("ckpt"), &ws.p("ckpt-copy")])
-        .status()
-        .expect("cp");
-    assert!(copied.success());
-    let copy = ws.path("copy.yaml");
-    let text = std::fs::read_to_string(&pipeline).expect("pipeline");
-    std::fs::write(&copy, text.replace(&ws.p("ckpt"), &ws.p("ckpt-copy"))).expect("copy");
+    let copy = copy_checkpoint(&ws, &pipeline);
     write_clicks(&ws.path("in"), "json", 1, 20, 1);
-    // The original stops before its commit of batch 1 ...
-    let original = sluice_bin()
-        .args([
-            "run",
-            pipeline.to_str().expect("utf-8"),
-            "--progress",
-            "none",
-        ])
-        .env("SLUICE_STOP_AT", "_delta_log/00000000000000000001.json")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    wait_stopped(&original);
-    // ... while the copy, at the same epoch, commits its own.
-    let by_copy = run_quietly(&copy, &[]);
-    assert!(by_copy.status.success(), "{}", stderr(&by_copy));
-    std::process::Command::new("kill")
-        .args(["-CONT", &original.id().to_string()])
-        .status()
-        .expect("kill -CONT");
-    let refused = original.wait_with_output().expect("the original's end");
+    // The original stops before its commit of batch 1, while the copy, at the same epoch,
+    // commits its own.
+    let refused = run_stopped_while(
+        &pipeline,
+        ws.dir.path(),
+        "_delta_log/00000000000000000001.json",
+        || {
+            let by_copy = run_quietly(&copy, &[]);
+            assert!(by_copy.status.success(), "{}", stderr(&by_copy));
+        },
+    );
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(
         stderr(&refused).contains(&format!(

@@ -1505,33 +1505,14 @@ fn a_copy_of_the_checkpoint_run_beside_it_is_refused_the_batch_the_other_wrote()
     let file = pipeline(&ws, "SELECT k, v FROM s", "append");
     input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
     assert!(run(&file, &ws).status.success());
-    let copied = std::process::Command::new("cp")
-        .args(["-a", &ws.p("ckpt"), &ws.p("ckpt-copy")])
-        .status()
-        .expect("cp");
-    assert!(copied.success());
-    let copy = ws.path("copy.yaml");
-    let text = std::fs::read_to_string(&file).expect("pipeline");
-    std::fs::write(&copy, text.replace(&ws.p("ckpt"), &ws.p("ckpt-copy"))).expect("copy");
+    let copy = copy_checkpoint(&ws, &file);
     input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
-    // The original plans batch 1 and stops before its sink commit...
-    let original = sluice_bin()
-        .args(["run", file.to_str().expect("utf-8")])
-        .env("SLUICE_STOP_AT", "manifest/1")
-        .current_dir(ws.dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    wait_stopped(&original);
-    // ... while the copy, at the same epoch, writes its batch 1.
-    let by_copy = run(&copy, &ws);
-    assert!(by_copy.status.success(), "{}", stderr(&by_copy));
-    std::process::Command::new("kill")
-        .args(["-CONT", &original.id().to_string()])
-        .status()
-        .expect("kill -CONT");
-    let refused = original.wait_with_output().expect("the original's end");
+    // The original plans batch 1 and stops before its sink commit, while the copy, at the
+    // same epoch, writes its batch 1.
+    let refused = run_stopped_while(&file, ws.dir.path(), "manifest/1", || {
+        let by_copy = run(&copy, &ws);
+        assert!(by_copy.status.success(), "{}", stderr(&by_copy));
+    });
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     let said = stderr(&refused);
     assert!(
@@ -6776,49 +6757,38 @@ fn a_time_zone_code_of_a_timestamp_without_one_is_refused_at_planning() {
 fn spark_function_words_are_named_with_what_datafusion_writes() {
     let input = "{\"id\":1,\"epoch\":1772366400}\n";
     let settings = "schema: { id: bigint, epoch: bigint }";
-    let (out, _) = query_case(
-        "json",
-        settings,
-        input,
-        "SELECT id, date_format(from_unixtime(epoch), 'yyyy-MM-dd HH:mm') AS t FROM s",
-    );
-    let said = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{said}");
-    assert!(
-        said.contains("not as Spark's pattern letters")
-            && said.contains("`date_format(..., '%Y-%m-%d %H:%M')`"),
-        "{said}"
-    );
-    let (out, lines) = query_case(
-        "json",
-        settings,
-        input,
-        "SELECT id, date_format(from_unixtime(epoch), '%Y-%m-%d %H:%M') AS t FROM s",
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(lines, [r#"{"id":1,"t":"2026-03-01 12:00"}"#]);
     // Walk 39 (W5): PostgreSQL's template, read as Java's letters, was given `YYYY-%m-%j%j`.
-    let (out, _) = query_case(
-        "json",
-        settings,
-        input,
-        "SELECT id, to_char(from_unixtime(epoch), 'YYYY-MM-DD HH24:MI:SS') AS t FROM s",
-    );
-    let said = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{said}");
-    assert!(
-        said.contains("not as PostgreSQL's template patterns")
-            && said.contains("`to_char(..., '%Y-%m-%d %H:%M:%S')`"),
-        "{said}"
-    );
-    let (out, lines) = query_case(
-        "json",
-        settings,
-        input,
-        "SELECT id, to_char(from_unixtime(epoch), '%Y-%m-%d %H:%M:%S') AS t FROM s",
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(lines, [r#"{"id":1,"t":"2026-03-01 12:00:00"}"#]);
+    for (function, written, dialect, codes, time) in [
+        (
+            "date_format",
+            "yyyy-MM-dd HH:mm",
+            "Spark's pattern letters",
+            "%Y-%m-%d %H:%M",
+            "2026-03-01 12:00",
+        ),
+        (
+            "to_char",
+            "YYYY-MM-DD HH24:MI:SS",
+            "PostgreSQL's template patterns",
+            "%Y-%m-%d %H:%M:%S",
+            "2026-03-01 12:00:00",
+        ),
+    ] {
+        let query = |format: &str| {
+            format!("SELECT id, {function}(from_unixtime(epoch), '{format}') AS t FROM s")
+        };
+        let (out, _) = query_case("json", settings, input, &query(written));
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert!(
+            said.contains(&format!("not as {dialect}"))
+                && said.contains(&format!("`{function}(..., '{codes}')`")),
+            "{said}"
+        );
+        let (out, lines) = query_case("json", settings, input, &query(codes));
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(lines, [format!("{{\"id\":1,\"t\":\"{time}\"}}")]);
+    }
     let (out, _) = query_case(
         "json",
         settings,
