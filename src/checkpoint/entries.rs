@@ -22,6 +22,9 @@ pub struct Metadata {
     pub created: String,
     /// The checkpoint format version.
     pub format: u32,
+    /// The name `sluice rename` last took from it, where it was renamed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
 }
 
 /// Line 2 of `offsets/N`.

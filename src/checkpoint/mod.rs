@@ -340,6 +340,7 @@ impl Checkpoint {
                     name: name.to_string(),
                     created: chrono::Utc::now().to_rfc3339(),
                     format: 1,
+                    renamed_from: None,
                 };
                 if !Self::create_metadata(&location, &fresh).await? {
                     // Another run created it between our read and write: use theirs.

@@ -488,11 +488,25 @@ impl<'p> Engine<'p> {
             if a.event_time.as_ref().is_some_and(|k| k.window.session)))
     }
 
-    /// Whether `sql` is an aggregation whose state keeps every group it has seen, in any
-    /// output mode: no group key over the event time, which the watermark would close and
-    /// drop (a state TTL, which drops groups too, is the pipeline's, not the query's).
-    pub(super) async fn keeps_every_group(&mut self, sql: &str) -> Result<bool, Error> {
-        let (_, shape) = self.plan(sql).await?;
+    /// Whether `sql`, run in output mode `mode`, is an aggregation whose state keeps every
+    /// group it has seen: no group key over the event time, which the watermark would close
+    /// and drop (a state TTL, which drops groups too, is the pipeline's, not the query's).
+    /// The mode matters: `DISTINCT ON` in append mode is a deduplication whose keys over the
+    /// event time the watermark drops.
+    pub(super) async fn keeps_every_group(
+        &mut self,
+        sql: &str,
+        mode: OutputMode,
+    ) -> Result<bool, Error> {
+        let ctx = self.session(&plan::default_settings())?;
+        let (_, _, shape) = plan::plan_shape(
+            &ctx,
+            sql,
+            &self.stream_schemas(),
+            &self.pipeline.watermark_columns(),
+            mode,
+        )
+        .await?;
         Ok(matches!(&shape, Shape::Aggregate(a) if a.event_time.is_none()))
     }
 

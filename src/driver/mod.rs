@@ -233,8 +233,9 @@ async fn sink_keeps_batches(
 }
 
 /// A checkpoint beside the default one of pipeline `name` (`checkpoints/<name>`, which does
-/// not exist) whose `metadata` names `name`: the pipeline's checkpoint, renamed by `sluice
-/// rename` and left in its old folder, which a file without `checkpoint:` would not find.
+/// not exist) that `sluice rename` renamed to `name` (its `metadata` says so): the pipeline's
+/// checkpoint, left in its old folder, which a file without `checkpoint:` would not find. (A
+/// copy of a checkpoint, never renamed, is no such one.)
 fn renamed_checkpoint(name: &str) -> Option<String> {
     let root = std::path::Path::new("checkpoints");
     if root.join(name).exists() {
@@ -248,7 +249,10 @@ fn renamed_checkpoint(name: &str) -> Option<String> {
             std::fs::read_to_string(folder.join(crate::checkpoint::paths::METADATA))
                 .ok()
                 .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-                .is_some_and(|metadata| metadata.get("name").and_then(|n| n.as_str()) == Some(name))
+                .is_some_and(|metadata| {
+                    metadata.get("name").and_then(|n| n.as_str()) == Some(name)
+                        && metadata.get("renamed_from").is_some()
+                })
         })
         .map(|folder| folder.display().to_string())
 }
@@ -2052,10 +2056,12 @@ impl<'a> Driver<'a> {
         // (none closed by the watermark, none dropped by a state TTL, now or before), the
         // whole table is right from the first batch in the new mode.
         let query = self.pipeline.query.clone();
+        let kept_in = previous.parse::<OutputMode>().ok();
         if mode == "complete"
             && self.pipeline.state_ttl.is_none()
             && !operators.iter().any(|o| o.ends_with("-ttl"))
-            && self.engine.keeps_every_group(&query).await?
+            && let Some(kept_in) = kept_in
+            && self.engine.keeps_every_group(&query, kept_in).await?
         {
             return Ok(());
         }

@@ -57,6 +57,7 @@ pub async fn rename(location: &Location, shown: &str, to: &str) -> Result<Rename
         return Ok(renamed);
     }
     let metadata = Metadata {
+        renamed_from: Some(metadata.name.clone()),
         name: to.to_string(),
         ..metadata
     };

@@ -801,6 +801,7 @@ async fn rebuild_metadata(location: &Location, shown: &str) -> Result<(Metadata,
         name: pipeline.name.clone(),
         created: created.to_rfc3339(),
         format: 1,
+        renamed_from: None,
     };
     Ok((
         metadata,

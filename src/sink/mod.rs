@@ -102,13 +102,14 @@ pub(crate) fn pipeline_name(label: &str) -> Option<&str> {
 
 /// Refuses batch `batch` at `location` (a `kind` sink), which a run labelled `theirs.0` wrote
 /// at epoch `theirs.1`, to this run (labelled `ours.0`, of epoch `ours.1`) of the same
-/// pipeline id, where that run's epoch is this one's or newer and its label another: a copy
-/// of the checkpoint (`cp -a`), whose epochs are this one's, running beside it or ahead. The
-/// epoch fence cannot tell the two apart, and each would take the other's batches for its
-/// own, though they may have read other input. (A checkpoint moved has a newer epoch than any
-/// batch its old place wrote.) The run that wrote the batch first is the one whose log
-/// matches the sink; the other stops at that batch, having written none the first did not.
-/// Labels that are empty (an older Sluice's records) tell nothing.
+/// pipeline id, where that run's epoch is this one's and its label another: a copy of the
+/// checkpoint (`cp -a`), whose epochs are this one's, running beside it. The epoch fence
+/// cannot tell the two apart, and each would take the other's batches for its own, though
+/// they may have read other input. (A checkpoint moved has a newer epoch than any batch its
+/// old place wrote; a copy run after the original is refused before its first batch as older
+/// than its sink.) The run that wrote the batch first is the one whose log matches the sink;
+/// the other stops at that batch, having written none the first did not. Labels that are
+/// empty (an older Sluice's records) tell nothing.
 pub(crate) fn check_no_copy(
     kind: &'static str,
     location: &str,
@@ -117,7 +118,9 @@ pub(crate) fn check_no_copy(
     ours: (&str, Epoch),
 ) -> Result<(), SinkError> {
     let ((their_label, their_epoch), (our_label, our_epoch)) = (theirs, ours);
-    if their_epoch < our_epoch
+    // A newer epoch's batch is a newer run's, which the fence tells (a label may differ for
+    // one checkpoint: a URL written another way, a rename).
+    if their_epoch != our_epoch
         || their_label.is_empty()
         || our_label.is_empty()
         || their_label == our_label
@@ -127,18 +130,14 @@ pub(crate) fn check_no_copy(
     Err(SinkError::Config {
         kind,
         reason: format!(
-            "batch {} in {location} was written by {their_label} at epoch {} ({}): that is a \
-             copy of this checkpoint (the same pipeline id and epochs), running or run beside \
-             it, and the two would take each other's batches for their own. Keep the one that \
-             wrote the batch, whose log matches what the sink holds, and remove this one (a \
-             copy of a live checkpoint is no backup: stop the pipeline before copying)",
+            "batch {} in {location} was written by {their_label} at epoch {}, this run's own: \
+             that is a copy of this checkpoint (the same pipeline id and epochs), running or \
+             run beside it, and the two would take each other's batches for their own. Keep \
+             the one that wrote the batch, whose log matches what the sink holds, and remove \
+             this one (a copy of a live checkpoint is no backup: stop the pipeline before \
+             copying)",
             batch.0,
             their_epoch.0,
-            if their_epoch == our_epoch {
-                "this run's own".to_string()
-            } else {
-                format!("newer than this run's, {}", our_epoch.0)
-            }
         ),
     })
 }

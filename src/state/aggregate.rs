@@ -356,7 +356,15 @@ impl AggregateOperator {
         };
         let changed_keys = state.keys(&changed).map_err(|e| compute(&e))?;
         let is_new: Vec<bool> = changed_keys.iter().map(|k| !state.contains(k)).collect();
-        state.upsert(changed.clone()).map_err(|e| compute(&e))?;
+        // A group of a deduplication, once seen, keeps its row: a later batch's row of its key
+        // (`DISTINCT ON`'s, sorting first) is dropped, in the state as in the output.
+        if self.shape.distinct_only {
+            let new = filter_record_batch(&changed, &BooleanArray::from(is_new.clone()))
+                .map_err(|e| compute(&e))?;
+            state.upsert(new).map_err(|e| compute(&e))?;
+        } else {
+            state.upsert(changed.clone()).map_err(|e| compute(&e))?;
+        }
         // Sessions merged into a wider one are gone under their old keys.
         let changed_set: HashSet<&[u8]> = changed_keys.iter().map(|k| &k[..]).collect();
         let merged_away = if session_column.is_some() && previous.num_rows() > 0 {

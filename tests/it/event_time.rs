@@ -1091,3 +1091,35 @@ fn starting_over_names_a_new_late_rows_folder_too() {
         [vec!["1970-01-01T00:00:15|1"]]
     );
 }
+
+/// Review of walk 38 (U3): append mode changed to complete goes on only where the state holds
+/// every group seen; a `DISTINCT ON` over the event time in append mode lets the watermark
+/// drop its keys, so complete mode would miss them: refused.
+#[test]
+fn append_to_complete_is_refused_where_the_watermark_dropped_keys() {
+    let files = [
+        ("s/0.json", row(1, Some(10.0))),
+        ("s/1.json", row(2, Some(30.0))),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let ws = run_case_keeping_every_row(
+        &files,
+        &source("s", "1s"),
+        "SELECT DISTINCT ON (id, ts) id, ts FROM s",
+        "append",
+    );
+    let file = ws.path("pipeline.yaml");
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    std::fs::write(
+        &file,
+        text.replace("output_mode: append", "output_mode: complete"),
+    )
+    .expect("edit");
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the checkpoint's state was kept for append mode"),
+        "{}",
+        stderr(&out)
+    );
+}
