@@ -173,10 +173,28 @@ impl SinkConnector for DeltaSinkConfig {
         if !exists {
             return sink.check_no_other_files().await;
         }
+        let writer = sink.newest_writer(&table).await?;
+        // A newer checkpoint of this pipeline took the table over: refused in complete mode,
+        // said in update mode (pipelines of one name may write keys of their own).
+        if let Some((owner, owner_label)) = &writer
+            && *owner != ctx.pipeline
+            && super::retired_by(ctx.label, owner_label)
+        {
+            match sink.mode {
+                Mode::Complete => return Err(retired(&sink.location, owner_label.clone())),
+                Mode::Update => tracing::warn!(
+                    "Delta sink: {} is written by {owner_label} too, a newer checkpoint of \
+                     this pipeline (the same `name`): where that one replaced this one, stop \
+                     this one's runs, which would merge their older rows of each key over that \
+                     one's; where each writes keys of its own, nothing is to be done",
+                    sink.location
+                ),
+                Mode::Append => {}
+            }
+        }
         if sink.held(&table).await?.is_some() {
             return Ok(());
         }
-        let writer = sink.newest_writer(&table).await?;
         if writer.is_none() && sink.mode == Mode::Complete {
             return Err(SinkError::Config {
                 kind: KIND.name,
@@ -189,13 +207,6 @@ impl SinkConnector for DeltaSinkConfig {
             });
         }
         match writer {
-            Some((owner, owner_label))
-                if owner != ctx.pipeline
-                    && sink.mode != Mode::Append
-                    && super::retired_by(ctx.label, &owner_label) =>
-            {
-                Err(retired(&sink.location, owner_label))
-            }
             // The same pipeline on a new checkpoint (a checkpoint lost, restored from an older
             // copy, or a query change its state cannot follow) takes its table over where
             // rows are merged by key or replaced: nothing is added twice.
@@ -1398,10 +1409,10 @@ impl Sink for DeltaSink {
             // This pipeline's first commit into the table: another pipeline that committed
             // into it since this run opened it (two pipelines started together on one new
             // path) owns it now, as the preflight would have said.
-            // In update and complete mode, every batch: a newer checkpoint of this pipeline
-            // that took the table over since stops this run at its next batch.
+            // In complete mode, every batch: a newer checkpoint of this pipeline that took the
+            // table over since stops this run at its next batch.
             let first = held.is_none();
-            let newest = if exists && (first || self.mode != Mode::Append) {
+            let newest = if exists && (first || self.mode == Mode::Complete) {
                 self.newest_writer(&table).await?
             } else {
                 None
@@ -1409,7 +1420,7 @@ impl Sink for DeltaSink {
             if let Some((owner, owner_label)) = newest
                 && owner != self.pipeline
             {
-                if self.mode != Mode::Append && super::retired_by(&self.label, &owner_label) {
+                if self.mode == Mode::Complete && super::retired_by(&self.label, &owner_label) {
                     return Err(retired(&self.location, owner_label));
                 }
                 if first && !takes_over(self.mode, &owner_label, &self.label) {

@@ -136,8 +136,7 @@ pub(crate) fn check_no_copy(
              the one that wrote the batch, whose log matches what the sink holds, and remove \
              this one (a copy of a live checkpoint is no backup: stop the pipeline before \
              copying)",
-            batch.0,
-            their_epoch.0,
+            batch.0, their_epoch.0,
         ),
     })
 }
@@ -152,8 +151,10 @@ fn label_created(label: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
 /// Whether the pipeline labelled `theirs` (another id) is the one labelled `ours` on a
 /// checkpoint made after this one's: a newer checkpoint of it, which took over the table
 /// this one wrote (a pipeline of the same `name` on a new checkpoint takes its update- or
-/// complete-mode table over). The newer checkpoint wins, as a newer epoch does: this one's
-/// runs write no more there.
+/// complete-mode table over). In complete mode the newer checkpoint wins, as a newer epoch
+/// does: this one's runs write no more there. In update mode it is said (pipelines of one
+/// name may write keys of their own, shards of one table). Which is newer is told by the
+/// clocks of the hosts that made the checkpoints.
 pub(crate) fn retired_by(ours: &str, theirs: &str) -> bool {
     pipeline_name(ours).is_some()
         && pipeline_name(ours) == pipeline_name(theirs)
@@ -448,11 +449,13 @@ pub enum SinkError {
         /// This checkpoint's pipeline id.
         ours: uuid::Uuid,
     },
-    /// The pipeline on a newer checkpoint took the table over ([`retired_by`]).
+    /// The pipeline on a newer checkpoint took the complete-mode table over
+    /// ([`retired_by`]).
     #[error(
         "{location} was taken over by {by}, a newer checkpoint of this pipeline (the same \
-         `name`): this checkpoint's runs write it no more. Run the pipeline on that checkpoint \
-         and remove this one. {undo}"
+         `name`): each batch of either replaces the whole table, so this checkpoint's runs \
+         write it no more. Where that one replaced this one, stop this one's runs (its \
+         checkpoint is no longer needed). {undo}"
     )]
     Retired {
         /// The table.

@@ -1054,8 +1054,9 @@ impl PostgresSink {
     /// Refuses, in `tx`, an update- or complete-mode batch into table `target` where a newer
     /// checkpoint of this pipeline has taken the table over ([`super::retired_by`]): its
     /// progress row, another pipeline id's, is labelled with this pipeline's name and a
-    /// checkpoint made later. Looked at every batch, so a run that was going when the newer
-    /// one started stops at its next batch.
+    /// checkpoint made later. In complete mode looked at every batch, so a run that was going
+    /// when the newer one started stops at its next batch; in update mode said once, before
+    /// the first batch (pipelines of one name may write keys of their own).
     async fn check_not_retired(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
@@ -1082,6 +1083,17 @@ impl PostgresSink {
         let Some((owner, by)) = newer else {
             return Ok(());
         };
+        if self.mode == Mode::Update {
+            // Said once, before the first batch (the preflight).
+            tracing::warn!(
+                "PostgreSQL sink: table {target} is written by {by} too, a newer checkpoint \
+                 of this pipeline (the same `name`; its row in {progress} is `{owner}`): \
+                 where that one replaced this one, stop this one's runs, which would write \
+                 their older rows of each key over that one's; where each writes keys of its \
+                 own (a shard of the table), nothing is to be done"
+            );
+            return Ok(());
+        }
         Err(Failure::Fatal(SinkError::Retired {
             location: format!("PostgreSQL table {target}"),
             by,
@@ -1941,7 +1953,7 @@ impl PostgresSink {
         {
             Claim::Claimed { first } => {
                 if let Some(target) = &target {
-                    if labels && self.mode != Mode::Append {
+                    if labels && self.mode == Mode::Complete {
                         self.check_not_retired(&tx, target).await?;
                     }
                     if first && self.mode == Mode::Append {

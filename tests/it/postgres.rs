@@ -2077,25 +2077,38 @@ async fn a_second_pipeline_writing_a_table_another_writes_is_said_or_refused() {
         stderr(&run)
     );
     assert_eq!(page_counts(&table).await, ["cart|1", "home|3"]);
-    // The newer checkpoint wins: the old one's runs write the table no more.
+    // The old checkpoint run again is told of the newer one (update mode: shards of one
+    // name are a use).
+    let run = sluice_run(&write_pipeline(&ws, &first));
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains(&format!(
+            "is written by pipeline `pages` with checkpoint {}, created",
+            ws.p("ckpt-new")
+        )) && stderr(&run).contains("a newer checkpoint of this pipeline"),
+        "{}",
+        stderr(&run)
+    );
+    // In complete mode the newer checkpoint wins: the old one's runs write the table no more.
+    let run = sluice_run(&write_pipeline(&ws, &complete(&first, "ckpt-c2")));
+    assert!(run.status.success(), "{}", stderr(&run));
     std::fs::write(ws.path("in/2.json"), "{\"page\":\"home\",\"v\":4}\n").expect("input");
     let said = run_refused(
-        &write_pipeline(&ws, &first),
+        &write_pipeline(&ws, &complete(&first, "ckpt-c")),
         &format!(
             "was taken over by pipeline `pages` with checkpoint {}, created",
-            ws.p("ckpt-new")
+            ws.p("ckpt-c2")
         ),
     );
     assert!(
-        said.contains("Run the pipeline on that checkpoint and remove this one")
-            && said.contains("DELETE FROM"),
+        said.contains("stop this one's runs") && said.contains("DELETE FROM"),
         "{said}"
     );
-    assert_eq!(page_counts(&table).await, ["cart|1", "home|3"]);
+    assert_eq!(page_counts(&other_table).await, ["home|3"]);
     // The newer one goes on.
-    let run = sluice_run(&write_pipeline(&ws, &anew));
+    let run = sluice_run(&write_pipeline(&ws, &complete(&first, "ckpt-c2")));
     assert!(run.status.success(), "{}", stderr(&run));
-    assert_eq!(page_counts(&table).await, ["cart|1", "home|4"]);
+    assert_eq!(page_counts(&other_table).await, ["home|4"]);
 }
 
 /// Walk 38 (U1): a run into another table that committed no batch left the checkpoint's
