@@ -243,18 +243,22 @@ fn first_values_named(table: &RecordBatch) -> Result<RecordBatch, Error> {
         .fields()
         .iter()
         .map(|f| {
+            // `first_value(s.p)`, then ` ORDER BY [...]` where the query sorts, then the
+            // state field; a plain column only (not `first_value(s.a + s.b)`).
             let inner = |suffix: &str| {
-                f.name()
-                    .strip_prefix("first_value(")?
-                    .strip_suffix(suffix)
-                    .map(|inner| inner.rsplit('.').next().unwrap_or(inner).to_string())
+                let (inner, after) = f.name().strip_prefix("first_value(")?.split_once(')')?;
+                let plain = !inner.is_empty()
+                    && inner
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+                (plain
+                    && after.ends_with(suffix)
+                    && (after == suffix || after.starts_with(" ORDER BY [")))
+                .then(|| inner.rsplit('.').next().unwrap_or(inner).to_string())
             };
-            let column = inner(")[first_value]")
-                .or_else(|| inner(")[first_value_is_set]").map(|name| format!("{name}_is_set")))
-                .filter(|name| {
-                    !taken.contains(name.as_str())
-                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                });
+            let column = inner("[first_value]")
+                .or_else(|| inner("[first_value_is_set]").map(|name| format!("{name}_is_set")))
+                .filter(|name| !taken.contains(name.as_str()));
             match column {
                 Some(name) => f.as_ref().clone().with_name(name),
                 None => f.as_ref().clone(),

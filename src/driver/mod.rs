@@ -278,19 +278,9 @@ async fn last_batch_went_here(
     last: BatchId,
     record: &crate::checkpoint::SinkRecord,
 ) -> bool {
-    let Ok(Some(commit)) = crate::checkpoint::read_commit(location, last).await else {
-        return true;
-    };
-    let Some(fingerprint) = commit.pipeline else {
-        return true;
-    };
-    match stored_pipeline_as_written(location, &location.to_string(), &fingerprint).await {
-        Ok(Some(then)) => {
-            then.sink.connector().kind() == record.kind
-                && then.sink.connector().location() == record.path
-        }
-        _ => true,
-    }
+    last_batch_sink(location, last)
+        .await
+        .is_none_or(|(kind, path)| kind == record.kind && path == record.path)
 }
 
 /// The late-rows sink's folders (one per watermarked source, `<late_rows.path>/<source>`, on
@@ -790,16 +780,19 @@ pub(crate) fn sink_advice(pipeline: &Pipeline) -> crate::state::SinkAdvice {
     let mut start_over = connector.start_over(pipeline.output_mode != OutputMode::Append);
     // The late-rows sink's batches belong to the old checkpoint as much as the sink's do
     // (it only appends).
+    // (One table or folder per watermarked source, named from the setting.)
     if let Some(late) = &pipeline.late_rows {
-        let late = late.connector().start_over(false);
-        if !late.is_empty() {
-            start_over.push_str(&format!(
-                ", and{}",
-                late.replace("`sink.path`", "`late_rows.path`")
-                    .replace("`sink.table`", "`late_rows.table`")
-                    .replace("`sink.topic`", "`late_rows.topic`")
-            ));
-        }
+        start_over.push_str(match late.connector().kind() {
+            "console" => "",
+            "files" | "delta" => {
+                ", and with a new, empty `late_rows.path` (the late rows written belong to \
+                 the old checkpoint too)"
+            }
+            _ => {
+                ", and with a new `late_rows` table or topic (the late rows written belong to \
+                 the old checkpoint too)"
+            }
+        });
     }
     crate::state::SinkAdvice {
         takes_back: !complete && connector.takes_back(pipeline.output_mode == OutputMode::Update),

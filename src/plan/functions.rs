@@ -361,44 +361,68 @@ fn to_codes(format: &str, codes: &[(&str, &str)], quote: char) -> String {
 }
 
 /// The strftime codes for a time format written as PostgreSQL's `to_char` template patterns
-/// (`YYYY-MM-DD HH24:MI:SS`), where `format` is one: it has no `%` and has `YYYY`, `DD`,
-/// `HH24`, `HH12` or `MI` (text in double quotes kept as it is). `None` otherwise.
+/// (`YYYY-MM-DD HH24:MI:SS`, or in lower case, as PostgreSQL reads it too), where `format` is
+/// one: it has no `%` and has `YYYY`, `DD`, `HH24`, `HH12` or `MI`, or in lower case `hh24`,
+/// `hh12`, `mi` or `mm` with no `MM` (a month in lower case, where Java's letters would read
+/// minutes). Text in double quotes is kept as it is. `None` otherwise.
 pub fn strftime_of_postgres(format: &str) -> Option<String> {
-    if format.contains('%')
-        || !["YYYY", "DD", "HH24", "HH12", "MI"]
-            .iter()
-            .any(|pattern| format.contains(pattern))
-    {
+    let upper = ["YYYY", "DD", "HH24", "HH12", "MI"]
+        .iter()
+        .any(|pattern| format.contains(pattern));
+    let lower = ["hh24", "hh12", "mi"]
+        .iter()
+        .any(|pattern| format.contains(pattern))
+        || (format.contains("mm") && !format.contains("MM") && format.contains("yy"));
+    if format.contains('%') || !(upper || lower) {
         return None;
     }
-    // Longest patterns first, as PostgreSQL reads them.
-    const CODES: [(&str, &str); 26] = [
+    // Longest patterns first, as PostgreSQL reads them (its case matters only to how a
+    // month's or day's name is written).
+    const CODES: [(&str, &str); 44] = [
         ("YYYY", "%Y"),
+        ("yyyy", "%Y"),
         ("YY", "%y"),
+        ("yy", "%y"),
         ("MONTH", "%B"),
         ("Month", "%B"),
+        ("month", "%B"),
         ("MON", "%b"),
         ("Mon", "%b"),
+        ("mon", "%b"),
         ("MM", "%m"),
+        ("mm", "%m"),
         ("DDD", "%j"),
+        ("ddd", "%j"),
         ("DD", "%d"),
+        ("dd", "%d"),
         ("DAY", "%A"),
         ("Day", "%A"),
+        ("day", "%A"),
         ("DY", "%a"),
         ("Dy", "%a"),
+        ("dy", "%a"),
         ("HH24", "%H"),
+        ("hh24", "%H"),
         ("HH12", "%I"),
+        ("hh12", "%I"),
         ("HH", "%I"),
+        ("hh", "%I"),
         ("MI", "%M"),
+        ("mi", "%M"),
         ("SS", "%S"),
+        ("ss", "%S"),
         ("MS", "%3f"),
+        ("ms", "%3f"),
         ("US", "%6f"),
+        ("us", "%6f"),
         ("AM", "%p"),
         ("PM", "%p"),
         ("am", "%P"),
         ("pm", "%P"),
         ("TZ", "%Z"),
+        ("tz", "%Z"),
         ("OF", "%:z"),
+        ("of", "%:z"),
     ];
     // "quoted text" is literal in PostgreSQL's templates.
     Some(to_codes(format, &CODES, '"'))
@@ -416,6 +440,8 @@ mod tests {
             ("YYYY-MM-DD HH24:MI:SS", "%Y-%m-%d %H:%M:%S"),
             ("DD Mon YYYY, HH12:MI AM", "%d %b %Y, %I:%M %p"),
             ("YYYY-MM-DD\"T\"HH24:MI:SS.MS", "%Y-%m-%dT%H:%M:%S.%3f"),
+            ("yyyy-mm-dd hh24:mi:ss", "%Y-%m-%d %H:%M:%S"),
+            ("yyyy-mm-dd", "%Y-%m-%d"),
         ] {
             assert_eq!(
                 strftime_of_postgres(template).as_deref(),

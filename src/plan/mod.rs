@@ -1182,7 +1182,7 @@ pub fn stream_columns(
 /// - a decimal column with a literal like `0.005`, which DataFusion reads as a double (they
 ///   and Spark read a decimal), so the arithmetic is in floating point;
 /// - a decimal or double cast to an integer, whose fraction DataFusion (and Spark) cut off
-///   where they round (2.5 to 3);
+///   where they round (2.7 to 3);
 /// - `CAST(... AS TIMESTAMP WITH TIME ZONE)` (`timestamptz`), a timestamp without a zone
 ///   here, as DataFusion's SQL has no session time zone;
 /// - `ts AT TIME ZONE 'z'` of a timestamp with a zone: the same instant, shown in `z`, where
@@ -1261,7 +1261,7 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
                                 .is_some_and(|t| t.is_decimal() || t.is_floating())
                         {
                             note(format!(
-                                "`{e}` cuts off the fraction (2.5 becomes 2), as Spark does; \
+                                "`{e}` cuts off the fraction (2.7 becomes 2), as Spark does; \
                                  PostgreSQL and DuckDB round (3): where rounding is meant, \
                                  round first, `CAST(round({expr}) AS ...)`"
                             ));

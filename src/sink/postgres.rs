@@ -1936,9 +1936,14 @@ impl PostgresSink {
         let table = quote_path(&self.table);
         let relations = live.relations;
         let labels = live.labels && !self.label.is_empty();
+        // Read committed whatever the server's default: each statement sees what committed
+        // before it, so a first batch that waited for another pipeline's (the advisory lock
+        // of `check_other_writer`) then sees its progress row.
         let tx = live
             .client
-            .transaction()
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
             .await
             .map_err(|e| self.failure(&e, "starting the transaction"))?;
         let target = match live.targets {

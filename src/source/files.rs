@@ -42,6 +42,18 @@ pub(super) const KIND: SourceKind = SourceKind {
 };
 
 fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>, ConfigError> {
+    // YAML reads a bare `NULL`, `null` or `~` as no value at all, which would leave the
+    // setting unset without a word.
+    if settings
+        .get("null_value")
+        .is_some_and(serde_yaml::Value::is_null)
+    {
+        return Err(ConfigError::at(
+            "null_value",
+            "YAML reads a bare `NULL` (or `null`, `~`) as no value: quote the text, \
+             `null_value: 'NULL'`",
+        ));
+    }
     let config: FilesConfig = parse_settings(settings)?;
     if config.schema.is_some() && config.columns.is_some() {
         return Err(ConfigError::at(
@@ -141,7 +153,8 @@ pub struct FilesConfig {
     pub delimiter: Option<String>,
     /// The text of a CSV field that reads as null, besides an empty field (`NULL`, `\N`,
     /// `NA`), as Spark's `nullValue` and DuckDB's `nullstr`: the whole field, unquoted or
-    /// quoted, matched exactly.
+    /// quoted, matched exactly. Quoted in the YAML (`'NULL'`), which reads a bare `NULL` as
+    /// no value (refused).
     #[serde(default)]
     pub null_value: Option<String>,
 }

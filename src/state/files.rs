@@ -340,8 +340,21 @@ impl StateFiles {
                 })
                 .collect::<Vec<_>>()
         };
+        // Told apart by DataFusion's own names (`Int64(2)` is not `Float64(2)`), said in
+        // readable ones.
+        let exact = |s: &SchemaRef| {
+            s.fields()
+                .iter()
+                .map(|f| {
+                    (
+                        f.name().clone(),
+                        crate::format::sql_type_name(f.data_type()),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
         let (stored, planned) = (describe(&rows.schema()), describe(schema));
-        if stored != planned {
+        if exact(&rows.schema()) != exact(schema) {
             // Only the columns that differ: the rest is the same in both.
             let only = |a: &[String], b: &[String]| {
                 let differing: Vec<&String> = a.iter().filter(|c| !b.contains(c)).collect();

@@ -543,6 +543,14 @@ fn a_csv_null_marker_reads_as_null() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(lines, [r#"{"k":"a","w":2}"#, r#"{"k":"b"}"#]);
+    // Unquoted, YAML reads it as no value at all.
+    let (out, _) = query_case("csv", "null_value: NULL", "k\na\n", "SELECT k FROM s");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`null_value: 'NULL'`"),
+        "{}",
+        stderr(&out)
+    );
     let (out, _) = query_case(
         "json",
         "null_value: 'NULL'",
