@@ -779,8 +779,7 @@ pub(crate) fn sink_advice(pipeline: &Pipeline) -> crate::state::SinkAdvice {
     let complete = pipeline.output_mode == OutputMode::Complete;
     let mut start_over = connector.start_over(pipeline.output_mode != OutputMode::Append);
     // The late-rows sink's batches belong to the old checkpoint as much as the sink's do
-    // (it only appends).
-    // (One table or folder per watermarked source, named from the setting.)
+    // (it only appends; one table or folder per watermarked source, named from the setting).
     if let Some(late) = &pipeline.late_rows {
         start_over.push_str(match late.connector().kind() {
             "console" => "",
