@@ -498,15 +498,7 @@ impl<'p> Engine<'p> {
         sql: &str,
         mode: OutputMode,
     ) -> Result<bool, Error> {
-        let ctx = self.session(&plan::default_settings())?;
-        let (_, _, shape) = plan::plan_shape(
-            &ctx,
-            sql,
-            &self.stream_schemas(),
-            &self.pipeline.watermark_columns(),
-            mode,
-        )
-        .await?;
+        let (_, shape) = self.plan_in(sql, mode).await?;
         Ok(matches!(&shape, Shape::Aggregate(a) if a.event_time.is_none()))
     }
 
@@ -570,13 +562,22 @@ impl<'p> Engine<'p> {
 
     /// `sql`'s logical plan (over empty stream tables) and its shape.
     pub(super) async fn plan(&mut self, sql: &str) -> Result<(LogicalPlan, Shape), Error> {
+        self.plan_in(sql, self.pipeline.output_mode).await
+    }
+
+    /// [`Self::plan`], as the query would run in output mode `mode`.
+    async fn plan_in(
+        &mut self,
+        sql: &str,
+        mode: OutputMode,
+    ) -> Result<(LogicalPlan, Shape), Error> {
         let ctx = self.session(&plan::default_settings())?;
         let (_, logical, shape) = plan::plan_shape(
             &ctx,
             sql,
             &self.stream_schemas(),
             &self.pipeline.watermark_columns(),
-            self.pipeline.output_mode,
+            mode,
         )
         .await?;
         Ok((logical, shape))

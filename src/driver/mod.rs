@@ -213,25 +213,6 @@ fn with_schema_line(error: Error, pipeline: &Pipeline) -> Error {
     })
 }
 
-/// Whether the sink `record` names keeps batch records, as the pipeline file committed batch
-/// `last` ran with configures it, where that batch went to it; `None` where that is not
-/// known.
-async fn sink_keeps_batches(
-    location: &Location,
-    last: BatchId,
-    record: &crate::checkpoint::SinkRecord,
-) -> Option<bool> {
-    let commit = crate::checkpoint::read_commit(location, last)
-        .await
-        .ok()??;
-    let fingerprint = commit.pipeline?;
-    let then = stored_pipeline_as_written(location, &location.to_string(), &fingerprint)
-        .await
-        .ok()??;
-    let sink = then.sink.connector();
-    (sink.kind() == record.kind && sink.location() == record.path).then(|| sink.keeps_batches())
-}
-
 /// A checkpoint beside the default one of pipeline `name` (`checkpoints/<name>`, which does
 /// not exist) that `sluice rename` renamed to `name` (its `metadata` says so): the pipeline's
 /// checkpoint, left in its old folder, which a file without `checkpoint:` would not find. (A
@@ -248,18 +229,25 @@ fn renamed_checkpoint(name: &str) -> Option<String> {
         .find(|folder| {
             std::fs::read_to_string(folder.join(crate::checkpoint::paths::METADATA))
                 .ok()
-                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-                .is_some_and(|metadata| {
-                    metadata.get("name").and_then(|n| n.as_str()) == Some(name)
-                        && metadata.get("renamed_from").is_some()
+                .and_then(|text| {
+                    crate::checkpoint::parse_json_object::<crate::checkpoint::Metadata>(
+                        crate::checkpoint::paths::METADATA,
+                        &text,
+                    )
+                    .ok()
                 })
+                .is_some_and(|metadata| metadata.name == name && metadata.renamed_from.is_some())
         })
         .map(|folder| folder.display().to_string())
 }
 
-/// The sink committed batch `last` went to (its kind and place), as the pipeline file it ran
-/// with says; `None` where that file is not known.
-async fn last_batch_sink(location: &Location, last: BatchId) -> Option<(String, Option<String>)> {
+/// The sink committed batch `last` went to, as the pipeline file it ran with configures it:
+/// its kind, its place and whether it keeps batch records; `None` where that file is not
+/// known.
+async fn last_batch_sink(
+    location: &Location,
+    last: BatchId,
+) -> Option<(String, Option<String>, bool)> {
     let commit = crate::checkpoint::read_commit(location, last)
         .await
         .ok()??;
@@ -267,20 +255,11 @@ async fn last_batch_sink(location: &Location, last: BatchId) -> Option<(String, 
         .await
         .ok()??;
     let sink = then.sink.connector();
-    Some((sink.kind().to_string(), sink.location()))
-}
-
-/// Whether committed batch `last` went to the sink `record` names, as the pipeline file it ran
-/// with says (a run that recorded a moved sink and then committed nothing leaves the record
-/// naming a sink the batch never reached). `true` where that file is not known.
-async fn last_batch_went_here(
-    location: &Location,
-    last: BatchId,
-    record: &crate::checkpoint::SinkRecord,
-) -> bool {
-    last_batch_sink(location, last)
-        .await
-        .is_none_or(|(kind, path)| kind == record.kind && path == record.path)
+    Some((
+        sink.kind().to_string(),
+        sink.location(),
+        sink.keeps_batches(),
+    ))
 }
 
 /// The late-rows sink's folders (one per watermarked source, `<late_rows.path>/<source>`, on
@@ -1321,25 +1300,43 @@ impl<'a> Driver<'a> {
                 .as_ref()
                 .is_some_and(|p| (&p.kind, &p.path) == (&sink_record.kind, &sink_record.path))
         });
+        // Where the newest committed batch went, as its own pipeline file says (read once).
+        let last_sink = match logs.commits.last() {
+            Some(&last) => last_batch_sink(checkpoint.location(), last).await,
+            None => None,
+        };
+        // Whether the last batch went to the sink `record` names; `true` where not known (a
+        // run that recorded a moved sink and then committed nothing leaves the record naming
+        // a sink no batch reached).
+        let last_went_to = |record: &crate::checkpoint::SinkRecord| {
+            last_sink
+                .as_ref()
+                .is_none_or(|(kind, path, _)| (kind, path) == (&record.kind, &record.path))
+        };
         // A sink that keeps batches records its columns once a batch wrote them: a record
         // without them was left by a run that wrote nothing there. Another sink's record is
         // written by every run. Which one the record's sink was, its own pipeline file says
         // (the newest committed batch's, where that batch went there).
-        let previous_keeps = match (&previous, logs.commits.last()) {
-            (Some(previous), Some(&last)) => {
-                sink_keeps_batches(checkpoint.location(), last, previous).await
-            }
-            _ => None,
-        }
-        .unwrap_or_else(|| pipeline.sink.connector().keeps_batches());
+        let previous_keeps = previous
+            .as_ref()
+            .and_then(|previous| {
+                last_sink
+                    .as_ref()
+                    .filter(|(kind, path, _)| (kind, path) == (&previous.kind, &previous.path))
+            })
+            .map_or_else(
+                || pipeline.sink.connector().keeps_batches(),
+                |(_, _, keeps)| *keeps,
+            );
         // Said once the run's checks are passed: a refused run moves nothing.
         let mut sink_moved = None;
         // Where the batches went: the record names the sink of the last run, which may have
         // committed nothing (and where no batch was committed, none went anywhere).
         let went_to = match (&previous, logs.commits.last()) {
-            (Some(previous), Some(&last)) => Some(
-                last_batch_sink(checkpoint.location(), last)
-                    .await
+            (Some(previous), Some(_)) => Some(
+                last_sink
+                    .as_ref()
+                    .map(|(kind, path, _)| (kind.clone(), path.clone()))
                     .unwrap_or_else(|| (previous.kind.clone(), previous.path.clone())),
             ),
             _ => None,
@@ -1447,7 +1444,7 @@ impl<'a> Driver<'a> {
             && pipeline.output_mode != OutputMode::Complete
             && pipeline.sink.connector().keeps_batches()
             && let Some(last) = logs.commits.last()
-            && last_batch_went_here(checkpoint.location(), *last, &sink_record).await
+            && last_went_to(&sink_record)
             && sink.owner().await?.is_none()
             && sink.summary().await?.is_some_and(|held| held.entries == 0)
         {
@@ -1506,7 +1503,7 @@ impl<'a> Driver<'a> {
         let mut table_gone = false;
         if same_sink
             && let Some(last) = logs.commits.last()
-            && last_batch_went_here(checkpoint.location(), *last, &sink_record).await
+            && last_went_to(&sink_record)
         {
             let shown = checkpoint.location().to_string();
             sink.check_held(*last).await.map_err(|e| match e {

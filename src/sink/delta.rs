@@ -173,6 +173,10 @@ impl SinkConnector for DeltaSinkConfig {
         if !exists {
             return sink.check_no_other_files().await;
         }
+        let held = sink.held(&table).await?.is_some();
+        if held && sink.mode == Mode::Append {
+            return Ok(());
+        }
         let writer = sink.newest_writer(&table).await?;
         // A newer checkpoint of this pipeline took the table over: refused in complete mode,
         // said in update mode (pipelines of one name may write keys of their own).
@@ -192,7 +196,7 @@ impl SinkConnector for DeltaSinkConfig {
                 Mode::Append => {}
             }
         }
-        if sink.held(&table).await?.is_some() {
+        if held {
             return Ok(());
         }
         if writer.is_none() && sink.mode == Mode::Complete {

@@ -1051,6 +1051,30 @@ impl PostgresSink {
         }))
     }
 
+    /// The other pipelines' progress rows for table `target` that carry a label, newest
+    /// commit first: each row's key (`pipeline`) and label.
+    async fn other_writers(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        target: &str,
+    ) -> Result<Vec<(String, String)>, Failure> {
+        let progress = quote_path(&self.config.progress_table);
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT pipeline, label FROM {progress} WHERE target = $1 AND pipeline <> $2 \
+                     AND label IS NOT NULL ORDER BY committed_at DESC"
+                ),
+                &[&target, &self.progress_key],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "reading the progress table"))?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+            .collect())
+    }
+
     /// Refuses, in `tx`, an update- or complete-mode batch into table `target` where a newer
     /// checkpoint of this pipeline has taken the table over ([`super::retired_by`]): its
     /// progress row, another pipeline id's, is labelled with this pipeline's name and a
@@ -1066,19 +1090,10 @@ impl PostgresSink {
             return Ok(());
         }
         let progress = quote_path(&self.config.progress_table);
-        let others = tx
-            .query(
-                &format!(
-                    "SELECT pipeline, label FROM {progress} WHERE target = $1 AND pipeline <> $2 \
-                     AND label IS NOT NULL"
-                ),
-                &[&target, &self.progress_key],
-            )
-            .await
-            .map_err(|e| self.failure(&e, "reading the progress table"))?;
-        let newer = others
-            .iter()
-            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+        let newer = self
+            .other_writers(tx, target)
+            .await?
+            .into_iter()
             .find(|(_, label)| super::retired_by(&self.label, label));
         let Some((owner, by)) = newer else {
             return Ok(());
@@ -1127,19 +1142,10 @@ impl PostgresSink {
         .await
         .map_err(|e| self.failure(&e, "locking the table's writers"))?;
         let progress = quote_path(&self.config.progress_table);
-        let others = tx
-            .query(
-                &format!(
-                    "SELECT pipeline, label FROM {progress} WHERE target = $1 AND pipeline <> $2 \
-                     AND label IS NOT NULL ORDER BY committed_at DESC"
-                ),
-                &[&target, &self.progress_key],
-            )
-            .await
-            .map_err(|e| self.failure(&e, "reading the progress table"))?;
-        let Some((owner, label)) = others
-            .iter()
-            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+        let Some((owner, label)) = self
+            .other_writers(tx, target)
+            .await?
+            .into_iter()
             .find(|(_, label)| super::pipeline_name(label) != ours)
         else {
             return Ok(());

@@ -79,6 +79,14 @@ async fn the_delta_sink_keeps_the_sink_contract() {
     sink_contract(&fixture, &checkpoint).await;
 }
 
+/// The columns of `SELECT page, count(*) AS n ... GROUP BY page`.
+fn page_count_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("page", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+    ]))
+}
+
 fn sink_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, true),
@@ -688,10 +696,7 @@ async fn an_update_batch_without_rows_still_commits_its_version() {
         let run = run_quietly(&pipeline, &[]);
         assert!(run.status.success(), "after file {i}: {}", stderr(&run));
     }
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("page", DataType::Utf8, true),
-        Field::new("n", DataType::Int64, true),
-    ]));
+    let schema = page_count_schema();
     assert_eq!(
         table_rows(&ws.path("table"), Reader::Deltalake, schema),
         oracle(&ws.path("in"), "json", query).await
@@ -1287,10 +1292,7 @@ async fn a_rewind_of_an_update_table_names_the_way_on() {
     std::fs::write(&pipeline, text).expect("edit");
     let run = run_quietly(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("page", DataType::Utf8, true),
-        Field::new("n", DataType::Int64, true),
-    ]));
+    let schema = page_count_schema();
     assert_eq!(
         table_rows(&ws.path("table"), Reader::Deltalake, schema),
         oracle(&ws.path("in"), "json", query).await
@@ -1315,10 +1317,7 @@ async fn the_same_pipeline_on_a_new_checkpoint_takes_its_update_table_over() {
     let anew = delta_pipeline(&ws, "ckpt2", query, update, key);
     let run = run_quietly(&anew, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("page", DataType::Utf8, true),
-        Field::new("n", DataType::Int64, true),
-    ]));
+    let schema = page_count_schema();
     let expected = oracle(&ws.path("in"), "json", query).await;
     assert_eq!(
         table_rows(&ws.path("table"), Reader::Deltalake, Arc::clone(&schema)),
@@ -1414,10 +1413,7 @@ async fn a_complete_table_taken_over_refuses_the_older_checkpoint() {
     );
     let run = run_quietly(&delta_pipeline(&ws, "ckpt2", query, complete, ""), &[]);
     assert!(run.status.success(), "{}", stderr(&run));
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("page", DataType::Utf8, true),
-        Field::new("n", DataType::Int64, true),
-    ]));
+    let schema = page_count_schema();
     assert_eq!(
         table_rows(&ws.path("table"), Reader::Deltalake, schema),
         oracle(&ws.path("in"), "json", query).await
