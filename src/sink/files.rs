@@ -250,6 +250,9 @@ pub struct FilesSink {
     replace: bool,
     /// Whether `_sluice/owner` has been checked (or written) by this run.
     owner_checked: std::sync::atomic::AtomicBool,
+    /// Whether `_sluice/owner` names this pipeline under another label, to be rewritten once
+    /// this run has written a batch ([`FilesSink::relabel_owner`]).
+    relabel: std::sync::atomic::AtomicBool,
     /// Complete mode: whether this run has removed the `part-*` files an older Sluice wrote.
     old_parts_removed: std::sync::atomic::AtomicBool,
 }
@@ -264,6 +267,7 @@ impl FilesSink {
             label: String::new(),
             replace: false,
             owner_checked: std::sync::atomic::AtomicBool::new(false),
+            relabel: std::sync::atomic::AtomicBool::new(false),
             old_parts_removed: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -284,11 +288,6 @@ impl FilesSink {
             return Ok(());
         }
         let path = self.location.path(&format!("{SLUICE_DIR}/owner"));
-        let mut record = serde_json::json!({ "pipeline": self.pipeline.to_string() });
-        if !self.label.is_empty() {
-            record["label"] = serde_json::Value::String(self.label.clone());
-        }
-        let record = format!("{record}\n");
         // A folder without an owner record whose batches are another pipeline's is not
         // claimed: a refused run must not lock the owner out of its own folder.
         if self.read_owner().await?.is_none()
@@ -303,7 +302,7 @@ impl FilesSink {
         }
         if !self
             .location
-            .put_if_absent(&path, record.clone().into_bytes())
+            .put_if_absent(&path, self.owner_record().into_bytes())
             .await?
         {
             let (owner, owner_label) =
@@ -319,14 +318,45 @@ impl FilesSink {
                     owner_label,
                 });
             }
-            // The pipeline renamed (`sluice rename`), or its checkpoint moved: the record
-            // names it as it is now, for whoever finds the folder.
+            // The pipeline renamed (`sluice rename`), or its checkpoint moved: the record is
+            // to name it as it is now, once this run has written a batch here past its fence
+            // ([`FilesSink::relabel_owner`]); a superseded run or a copy refused at its first
+            // batch leaves the record as it is.
             if !self.label.is_empty() && owner_label != self.label {
-                self.location.put(&path, record.into_bytes()).await?;
+                self.relabel.store(true, Ordering::Release);
             }
         }
         self.owner_checked.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Rewrites `_sluice/owner` with this run's label where [`FilesSink::check_folder_owner`]
+    /// found another one (a renamed pipeline, a moved checkpoint). Called once this run's
+    /// batch `manifest` is in place and its fence held, so the record names the checkpoint
+    /// whose batches the folder holds last.
+    async fn relabel_owner(&self, manifest: &Manifest) -> Result<(), SinkError> {
+        use std::sync::atomic::Ordering;
+        if manifest.pipeline != self.pipeline
+            || manifest.label != self.label
+            || !self.relabel.swap(false, Ordering::AcqRel)
+        {
+            return Ok(());
+        }
+        let path = self.location.path(&format!("{SLUICE_DIR}/owner"));
+        self.location
+            .put(&path, self.owner_record().into_bytes())
+            .await?;
+        Ok(())
+    }
+
+    /// The `_sluice/owner` record this sink writes: one JSON line of the pipeline id and,
+    /// where set, its label.
+    fn owner_record(&self) -> String {
+        let mut record = serde_json::json!({ "pipeline": self.pipeline.to_string() });
+        if !self.label.is_empty() {
+            record["label"] = serde_json::Value::String(self.label.clone());
+        }
+        format!("{record}\n")
     }
 
     /// Refuses a folder another pipeline owns (its owner record, or, without one, its
@@ -753,6 +783,7 @@ impl FilesSink {
             self.check_no_copy(&manifest, fence.epoch())?;
             self.publish(&manifest, false).await?;
             self.remove_old_parts(&manifest).await?;
+            self.relabel_owner(&manifest).await?;
             return Ok(Some(SinkCommit {
                 rows: manifest.rows,
                 written: false,
@@ -803,6 +834,7 @@ impl FilesSink {
         };
         self.publish(&manifest, written).await?;
         self.remove_old_parts(&manifest).await?;
+        self.relabel_owner(&manifest).await?;
         Ok(SinkCommit {
             rows: manifest.rows,
             written,

@@ -1533,6 +1533,13 @@ fn a_copy_of_the_checkpoint_run_beside_it_is_refused_the_batch_the_other_wrote()
         "{said}"
     );
     assert!(!ws.path("ckpt/commits/1").exists());
+    // The folder's owner record names the checkpoint that wrote its last batch, the copy: the
+    // refused original did not write its own name back.
+    let owner = std::fs::read_to_string(ws.path("out/_sluice/owner")).expect("owner");
+    assert!(
+        owner.contains(&format!("checkpoint {}", ws.p("ckpt-copy"))),
+        "{owner}"
+    );
     // As advised: the copy stays, the original goes.
     std::fs::remove_dir_all(ws.path("ckpt")).expect("remove the original");
     input(&ws, "2.json", "{\"k\":\"c\",\"v\":3}\n");
@@ -1548,6 +1555,34 @@ fn a_copy_of_the_checkpoint_run_beside_it_is_refused_the_batch_the_other_wrote()
             "{\"k\":\"c\",\"v\":3}"
         ]
     );
+}
+
+/// A run whose first sink call finds its pending batch written by a copy of its checkpoint
+/// leaves the folder's owner record as it is: the record names the checkpoint whose batch the
+/// folder holds last, not a run's wish before its checks.
+#[test]
+fn the_owner_record_names_the_checkpoint_that_wrote_the_last_batch() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    assert!(run(&file, &ws).status.success());
+    let copy = copy_checkpoint(&ws, &file);
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    // The original plans batch 1 and crashes before its sink's manifest; the copy writes it.
+    let crashed = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8")])
+        .env("SLUICE_CRASH_AT", "before:1:manifest/1")
+        .current_dir(ws.dir.path())
+        .output()
+        .expect("run");
+    assert!(!crashed.status.success(), "{}", stderr(&crashed));
+    let by_copy = run(&copy, &ws);
+    assert!(by_copy.status.success(), "{}", stderr(&by_copy));
+    let owner = || std::fs::read_to_string(ws.path("out/_sluice/owner")).expect("owner");
+    let copy_named = format!("checkpoint {}", ws.p("ckpt-copy"));
+    assert!(owner().contains(&copy_named), "{}", owner());
+    run(&file, &ws);
+    assert!(owner().contains(&copy_named), "{}", owner());
 }
 
 /// Walk 6: a sink folder moved or deleted after batches were committed to it is not made
