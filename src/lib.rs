@@ -135,6 +135,12 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> &'static str 
              skip`), or write `TRY_CAST(c AS <type>)` (`TRY_CAST(c AS TIMESTAMP)`), which \
              gives null for such a value"
         }
+        // A row whose divisor is zero (a literal zero is refused at planning).
+        DataFusionError::ArrowError(e, _) if matches!(**e, ArrowError::DivideByZero) => {
+            ". A row of the batch divides by zero, which fails the query as it does in \
+             PostgreSQL and Spark (DuckDB gives null): divide by `NULLIF(b, 0)` for null \
+             there, or leave such rows out (`WHERE b <> 0`)"
+        }
         DataFusionError::ResourcesExhausted(_) => {
             ". The batch needs more memory than the pipeline's `memory_limit` gives it (by \
              default half of the machine's memory): raise `memory_limit` in the pipeline file \

@@ -622,6 +622,10 @@ impl<'p> Engine<'p> {
             .await?;
             let location = self.checkpoint.clone();
             let snapshot_every = self.pipeline.snapshot_every;
+            let zero_divisions = plan::zero_divisions(&logical);
+            if !zero_divisions.is_empty() {
+                return Err(plan::PlanError::ZeroDivisor(zero_divisions).into());
+            }
             if let Some(ttl) = &self.pipeline.state_ttl {
                 check_state_ttl(ttl, self.pipeline, &shape, &logical)?;
             }

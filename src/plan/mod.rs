@@ -562,6 +562,14 @@ pub enum PlanError {
         /// What it would do instead, and what to write.
         reason: String,
     },
+    /// The query divides by a literal zero (`v / 0`, `v % 0`), which fails on every row.
+    #[error(
+        "the query divides by zero ({}): the batch would fail on its first row, as in \
+         PostgreSQL and Spark (DuckDB gives null). For null there, divide by `NULLIF(b, 0)`; \
+         for a fraction, by a double (`v / 0.0` is infinity)",
+        .0.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
+    )]
+    ZeroDivisor(Vec<String>),
     /// The query calls a function whose result changes on every call.
     #[error(
         "the query calls `{function}()`, whose result differs on every run, so a replayed batch would not \
@@ -1356,6 +1364,56 @@ pub fn integer_divisions(plan: &LogicalPlan) -> Vec<String> {
     found
 }
 
+/// The divisions and remainders in `plan` (as written, `v / 0`) whose divisor is a literal
+/// integer or decimal zero: DataFusion fails the batch on the first row that reaches one (as
+/// PostgreSQL and Spark with ANSI mode do; DuckDB gives null). A floating-point zero is left
+/// out: it gives infinity or NaN, as IEEE 754 says.
+pub fn zero_divisions(plan: &LogicalPlan) -> Vec<String> {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{BinaryExpr, ExprSchemable, Operator};
+    // A literal, under the casts type coercion puts on it, and its value.
+    fn literal(e: &Expr) -> Option<&datafusion::common::ScalarValue> {
+        match e {
+            Expr::Literal(value, _) => Some(value),
+            Expr::Cast(c) => literal(&c.expr),
+            Expr::TryCast(c) => literal(&c.expr),
+            _ => None,
+        }
+    }
+    let mut found: Vec<String> = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        let inputs = node.inputs();
+        let [input] = inputs.as_slice() else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let schema = input.schema();
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::BinaryExpr(BinaryExpr {
+                    left,
+                    op: op @ (Operator::Divide | Operator::Modulo),
+                    right,
+                }) = e
+                    && let Some(value) = literal(right)
+                    && !value.is_null()
+                    && value.clone().cast_to(&DataType::Float64).is_ok_and(|v| {
+                        v == datafusion::common::ScalarValue::Float64(Some(0.0))
+                    })
+                    // Integer or decimal arithmetic, which fails on a zero divisor.
+                    && e.get_type(schema).is_ok_and(|t| t.is_integer() || t.is_decimal())
+                {
+                    let text = format!("{left} {op} {right}");
+                    if !found.contains(&text) {
+                        found.push(text);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
+}
+
 /// The calls in `plan` that count from 0 as Spark does, where DataFusion counts from 1 (as
 /// PostgreSQL and DuckDB do), each with what it gives here: `arr[0]` (null here; Spark's first
 /// element) and `substr(s, 0, n)` (n - 1 characters here; Spark's first n).
@@ -1895,6 +1953,39 @@ mod tests {
             "SELECT 'TIMESTAMP WITH TIME ZONE' AS x FROM s",
         ] {
             assert_eq!(notes(sql).await, "", "{sql}");
+        }
+    }
+
+    /// A literal integer or decimal zero divisor is found under the casts coercion puts on it;
+    /// a column, a nonzero literal and a floating-point zero (infinity) are not.
+    #[tokio::test]
+    async fn a_literal_zero_divisor_is_found() {
+        let ctx = session(&default_settings());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("d", DataType::Decimal128(10, 2), true),
+            Field::new("f", DataType::Float64, true),
+        ]));
+        let mem = MemTable::try_new(Arc::clone(&schema), vec![vec![]]).expect("table");
+        ctx.register_table("s", Arc::new(mem)).expect("register");
+        for (sql, found) in [
+            ("SELECT n / 0 AS x FROM s", "s.n / Int64(0)"),
+            ("SELECT n % 0 AS x FROM s", "s.n % Int64(0)"),
+            ("SELECT d / 0 AS x FROM s", "/ "),
+            ("SELECT sum(n) / 0 AS x FROM s", "/ Int64(0)"),
+            ("SELECT 1 / 0 AS x", "Int64(1) / Int64(0)"),
+        ] {
+            let (_, plan) = plan_batch(&ctx, sql, 0).await.expect(sql);
+            let said = zero_divisions(&plan).join("; ");
+            assert!(said.contains(found), "{sql}: {said}");
+        }
+        for sql in [
+            "SELECT n / 2 AS x, n / n AS y FROM s",
+            "SELECT f / 0 AS x, n / 0.0 AS y FROM s",
+            "SELECT n / NULLIF(n, 0) AS x FROM s",
+        ] {
+            let (_, plan) = plan_batch(&ctx, sql, 0).await.expect(sql);
+            assert_eq!(zero_divisions(&plan), Vec::<String>::new(), "{sql}");
         }
     }
 

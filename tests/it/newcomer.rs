@@ -1585,6 +1585,45 @@ fn the_owner_record_names_the_checkpoint_that_wrote_the_last_batch() {
     assert!(owner().contains(&copy_named), "{}", owner());
 }
 
+/// A query that divides by a literal zero is refused at planning, naming it, and leaves
+/// nothing behind; a row whose divisor is zero fails its batch with what to write instead.
+#[test]
+fn a_division_by_zero_is_named_with_what_to_write() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":2}\n{\"k\":\"b\",\"v\":0}\n",
+    );
+    let file = pipeline(&ws, "SELECT k, v / 0 AS r FROM s", "append");
+    let refused = run(&file, &ws);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("the query divides by zero (`s.v / Int64(0)`)")
+            && stderr(&refused).contains("`NULLIF(b, 0)`"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!ws.path("ckpt").exists() && !ws.path("out").exists());
+    edit_file(&file, "v / 0 AS r", "10 / v AS r");
+    let failed = run(&file, &ws);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("A row of the batch divides by zero")
+            && stderr(&failed).contains("`NULLIF(b, 0)`"),
+        "{}",
+        stderr(&failed)
+    );
+    // As advised: null where the divisor is zero, on a new checkpoint (none was committed).
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("start over");
+    edit_file(&file, "10 / v AS r", "10 / NULLIF(v, 0) AS r");
+    let done = run(&file, &ws);
+    assert!(done.status.success(), "{}", stderr(&done));
+    let mut rows = sink_lines(&ws.path("out"));
+    rows.sort();
+    assert_eq!(rows, ["{\"k\":\"a\",\"r\":5}", "{\"k\":\"b\"}"]);
+}
+
 /// Walk 6: a sink folder moved or deleted after batches were committed to it is not made
 /// again empty (a reader would find a table without those batches): the run is refused,
 /// naming the folder; put back, the run goes on, every row once.
