@@ -201,14 +201,27 @@ pub async fn repair(
                 why,
                 format!("batch {newest} is planned again from the files its source logged"),
             ),
-            (None, Some((file, why))) => (
-                file,
-                why,
-                format!(
-                    "batch {newest} is committed; its offsets entry is rebuilt from its commit \
-                     and the sources' logs"
-                ),
-            ),
+            (None, Some((file, why))) => {
+                // Left as it is where nothing rebuilds it (a Kafka or NATS source keeps its
+                // ranges only there): the batch is taken back and run again instead.
+                let mut without = logs.clone();
+                without.offsets.retain(|b| *b != newest);
+                if let Err(reason) = rebuild_offsets(location, shown, newest, &without).await {
+                    report.unfixable.push(format!(
+                        "{file} is damaged ({why}) and cannot be rebuilt: {reason}. {}",
+                        committed_batch_lost(shown, newest)
+                    ));
+                    break;
+                }
+                (
+                    file,
+                    why,
+                    format!(
+                        "batch {newest} is committed; its offsets entry is rebuilt from its \
+                         commit and the sources' logs"
+                    ),
+                )
+            }
             (None, None) => break,
         };
         let aside = aside_name(&file, &stamp);
@@ -225,6 +238,8 @@ pub async fn repair(
     // A committed batch whose offsets entry is gone (removed, or moved aside above) gets it
     // back from its commit and the sources' logs, where the next batch needs it.
     let mut rebuilt: Vec<BatchId> = Vec::new();
+    // Those that cannot be, said once.
+    let mut lost: Vec<BatchId> = Vec::new();
     loop {
         let mut logs = listing_without(location, &moved).await?;
         logs.offsets.extend(rebuilt.iter().copied());
@@ -281,9 +296,10 @@ pub async fn repair(
                 rebuilt.push(target);
             }
             Err(reason) => {
+                lost.push(target);
                 report.unfixable.push(format!(
-                    "offsets/{target} is missing and cannot be rebuilt: {reason}. Restore it from \
-                     a backup, or run the pipeline on a new checkpoint (the sink keeps its output)"
+                    "offsets/{target} is missing and cannot be rebuilt: {reason}. {}",
+                    committed_batch_lost(shown, target)
                 ));
                 break;
             }
@@ -345,7 +361,7 @@ pub async fn repair(
         .filter(older)
         .filter(|b| oldest.is_some_and(|o| **b > o) && !logs.offsets.contains(b))
     {
-        if rebuilt.contains(&batch) {
+        if rebuilt.contains(&batch) || lost.contains(&batch) {
             continue;
         }
         let file = paths::offsets(batch);
@@ -618,6 +634,24 @@ pub async fn state_damage(
 
 /// The logs' listing without the entries in `moved` (moved aside, or in a dry run only
 /// pretended away).
+/// What to do where committed batch `batch`'s offsets entry is lost and nothing rebuilds it:
+/// take the batch back (its output goes from the sink) and run it again from its input, which
+/// its predecessor's entry says where it starts; or restore the file. Batch 0 has none: the
+/// pipeline starts over.
+fn committed_batch_lost(shown: &str, batch: BatchId) -> String {
+    match batch.prev() {
+        Some(prev) => format!(
+            "Batch {batch} is committed: take it back and run it again from its input with \
+             `sluice rewind {shown} --to {prev}`, then run the pipeline (or restore \
+             offsets/{batch} from a backup)"
+        ),
+        None => format!(
+            "Batch 0 is the only one committed: restore offsets/0 from a backup, or start the \
+             pipeline over on a new checkpoint (and a new, empty sink)"
+        ),
+    }
+}
+
 async fn listing_without(
     location: &Location,
     moved: &[String],

@@ -131,7 +131,19 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     // sources' ends say what input the batch read.
     let mut entries = BTreeMap::new();
     for batch in (to.0 + 1..=newest.0).map(BatchId) {
-        let entry = read_offsets(location, batch).await?;
+        // A damaged entry of a batch taken back goes with it (its commit names its pipeline
+        // file); only the check that its input is still there is left out.
+        let entry = match read_offsets(location, batch).await {
+            Err(CheckpointError::Corrupt { reason, line, .. }) => {
+                tracing::warn!(
+                    "{} is damaged (line {line}: {reason}); it goes with batch {batch}, whose \
+                     input is not checked to be still there",
+                    paths::offsets(batch)
+                );
+                None
+            }
+            read => read?,
+        };
         let fingerprint = entry.as_ref().and_then(|e| e.info.pipeline.clone());
         if let Some(entry) = entry {
             entries.insert(batch, entry);

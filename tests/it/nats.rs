@@ -182,6 +182,60 @@ async fn a_nats_source_reads_every_message_once_across_runs() {
     );
 }
 
+/// Walk 40 (2): each batch's read left its consumer on the server for 30 s, so a backfill
+/// of many batches on a stream with `max_consumers` failed once the limit was reached. Each
+/// read's consumer goes once read: twelve batches run on a stream that allows one.
+///
+/// Walk 40 (1): the newest committed batch's offsets entry damaged (a NATS source keeps its
+/// ranges only there): `repair` leaves it as it is and names the rewind that takes the batch
+/// back; the rewind works past the damaged entry, and the next run writes every row once.
+#[tokio::test]
+async fn consumers_go_once_read_and_a_damaged_newest_entry_is_rewound() {
+    let ws = Workspace::new();
+    let stream = unique("one_consumer");
+    let js = context().await;
+    js.create_stream(jetstream::stream::Config {
+        name: stream.clone(),
+        subjects: vec![format!("{stream}.>")],
+        max_consumers: 1,
+        ..Default::default()
+    })
+    .await
+    .expect("create stream");
+    publish(&js, &format!("{stream}.web"), &clicks_json(&ws, 0, 120)).await;
+    let file = pipeline(&ws, &stream, "    max_records_per_batch: 10\n");
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let commits = std::fs::read_dir(ws.path("ckpt/commits"))
+        .expect("commits")
+        .count();
+    assert_eq!(commits, 12);
+    let mut handle = js.get_stream(stream.as_str()).await.expect("stream");
+    assert_eq!(handle.info().await.expect("info").state.consumer_count, 0);
+    // The newest entry cut short, as a full disk leaves it.
+    let newest = ws.path("ckpt/offsets/11");
+    let text = std::fs::read(&newest).expect("offsets/11");
+    std::fs::write(&newest, &text[..20]).expect("truncate");
+    let repair = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
+    assert_eq!(repair.status.code(), Some(1), "{}", stderr(&repair));
+    let said = stderr(&repair);
+    assert!(
+        said.contains("offsets/11 is damaged")
+            && said.contains("not supported by the `nats` source connector")
+            && said.contains(&format!("`sluice rewind {} --to 10`", ws.p("ckpt")))
+            && !said.contains("Runs carry on")
+            && !said.contains("rebuilt from its commit"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read(&newest).expect("left as it was"), text[..20]);
+    let rewound = run_bin(&["rewind", &ws.p("ckpt"), "--to", "10"], ws.dir.path());
+    assert!(rewound.status.success(), "{}", stderr(&rewound));
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(sink_rows(&ws.path("out")).await, expected);
+}
+
 /// A payload that does not decode is named by stream and sequence; with `on_error: skip` it is
 /// skipped and counted. Messages gone from the front of the stream (a purge) are named by their
 /// sequences when a replay needs them.

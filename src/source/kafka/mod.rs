@@ -550,8 +550,8 @@ impl SourceConnector for KafkaConfig {
         _batch: BatchId,
     ) -> Result<serde_json::Value, SourceError> {
         Err(self.not_supported(
-            "rebuilding a lost offset (`sluice repair`): a Kafka source keeps its ranges only in \
-             the offsets log",
+            "rebuilding a lost offset (`sluice repair`; a Kafka source keeps its ranges only \
+             in the offsets log)",
         ))
     }
 

@@ -776,7 +776,9 @@ impl NatsSource {
 
 /// The messages of `config`'s stream with sequences `from..=to` (on its filter subject), read
 /// by an ordered consumer that starts at `from`; each wait for the next message is bounded by
-/// `timeout`.
+/// `timeout`. The consumer is deleted once read, so a backfill of many batches does not leave
+/// one behind each (the server would keep each until 30 s idle, counting it against the
+/// stream's `max_consumers`).
 async fn read_range(
     context: &jetstream::Context,
     config: &NatsConfig,
@@ -788,6 +790,30 @@ async fn read_range(
         .get_stream(config.stream.as_str())
         .await
         .map_err(|e| describe(&e))?;
+    let mut consumer_name = None;
+    let read = read_with_consumer(&stream, config, from, to, timeout, &mut consumer_name).await;
+    if let Some(name) = consumer_name
+        && let Err(e) = stream.delete_consumer(&name).await
+    {
+        // Left to the server, which removes it once idle.
+        tracing::debug!(
+            "the consumer {name} of stream `{}` was not deleted: {}",
+            config.stream,
+            describe(&e)
+        );
+    }
+    read
+}
+
+/// [`read_range`]'s read, through a consumer whose name it leaves in `consumer_name`.
+async fn read_with_consumer(
+    stream: &jetstream::stream::Stream,
+    config: &NatsConfig,
+    from: u64,
+    to: u64,
+    timeout: Duration,
+    consumer_name: &mut Option<String>,
+) -> Result<Vec<Message>, String> {
     let consumer = stream
         .create_consumer(OrderedConfig {
             deliver_policy: DeliverPolicy::ByStartSequence {
@@ -797,7 +823,8 @@ async fn read_range(
             ..Default::default()
         })
         .await
-        .map_err(|e| describe(&e))?;
+        .map_err(|e| max_consumers_advice(describe(&e)))?;
+    *consumer_name = Some(consumer.cached_info().name.clone());
     let mut out = Vec::new();
     if consumer.cached_info().num_pending == 0 {
         return Ok(out);
@@ -848,6 +875,20 @@ async fn read_range(
         }
     }
     Ok(out)
+}
+
+/// `error` (making a consumer), with what the stream's consumer limit means for Sluice where it
+/// is the cause: each batch's read holds one consumer of its own, deleted after the read.
+fn max_consumers_advice(error: String) -> String {
+    if error.contains("maximum consumers limit reached") {
+        format!(
+            "{error}: the stream's `max_consumers` limit is taken by other consumers (a read \
+             of Sluice's holds one, deleted once read; one its run could not delete, cut \
+             short, goes after 30 s idle). Raise the limit, or wait for consumers to go"
+        )
+    } else {
+        error
+    }
 }
 
 /// An error of the NATS client in words, with its causes.
