@@ -218,10 +218,33 @@ pub fn main() -> i32 {
     match runtime.block_on(execute(cli)) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e}");
+            let text = e.to_string();
+            eprintln!("error: {text}{}", spill_folder_advice(&text));
             e.exit_code()
         }
     }
+}
+
+/// Where error `text` is of a file in the system's temporary folder (`TMPDIR`, where
+/// DataFusion spills a sort, an aggregation or a join past `memory_limit`), what to do: the
+/// error names only the file. Empty for any other error.
+fn spill_folder_advice(text: &str) -> String {
+    let folder = std::env::temp_dir();
+    let shown = folder.display().to_string();
+    if !text.contains("os error") || !text.contains(&format!("\"{shown}")) {
+        return String::new();
+    }
+    let how = if folder.is_dir() {
+        "cannot be written here"
+    } else {
+        "does not exist"
+    };
+    format!(
+        ". That is the temporary folder ({shown}, from `TMPDIR`), which {how}: a batch's \
+         sorts, aggregations and joins spill there past the pipeline's `memory_limit`. Set \
+         `TMPDIR` to a folder with room that can be written, and run again (the batch runs \
+         again as it was planned)"
+    )
 }
 
 async fn execute(cli: Cli) -> Result<(), Error> {

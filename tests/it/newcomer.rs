@@ -1624,6 +1624,55 @@ fn a_division_by_zero_is_named_with_what_to_write() {
     assert_eq!(rows, ["{\"k\":\"a\",\"r\":5}", "{\"k\":\"b\"}"]);
 }
 
+/// Walk 40 (3): a batch that spilled into a temporary folder that does not exist was said as
+/// "state of operator `aggregate`: IO error ... at path \"/nonexistent/.tmpXXXX\"", blaming
+/// the state; it names `TMPDIR` and what to do, and the batch then runs as planned.
+#[test]
+fn a_spill_folder_that_does_not_exist_is_named_as_tmpdir() {
+    let ws = Workspace::new();
+    let file = write_pipeline(
+        &ws,
+        &format!(
+            "name: spill\ncheckpoint: {ckpt}\nsources:\n  t: {{ kind: rate, rows_per_second: \
+             1000000, start_time: 2026-01-01T00:00:00Z, max_rows: 300000 }}\nquery: SELECT \
+             value % 150000 AS k, count(*) AS n, min(CAST(value AS VARCHAR)) AS s FROM t GROUP \
+             BY 1\noutput_mode: complete\ntrigger: once\nmemory_limit: 16M\nsink: {{ kind: \
+             files, path: {out}, format: parquet }}\n",
+            ckpt = ws.p("ckpt"),
+            out = ws.p("out"),
+        ),
+    );
+    let missing = ws.path("no-such-tmp");
+    let failed = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8")])
+        .env("TMPDIR", &missing)
+        .current_dir(ws.dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains(&format!(
+            "That is the temporary folder ({}, from `TMPDIR`), which does not exist",
+            missing.display()
+        )) && stderr(&failed).contains("past the pipeline's `memory_limit`"),
+        "{}",
+        stderr(&failed)
+    );
+    std::fs::create_dir(&missing).expect("as advised");
+    let done = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8")])
+        .env("TMPDIR", &missing)
+        .current_dir(ws.dir.path())
+        .output()
+        .expect("run");
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(
+        stderr(&done).contains("150000 rows out"),
+        "{}",
+        stderr(&done)
+    );
+}
+
 /// Walk 6: a sink folder moved or deleted after batches were committed to it is not made
 /// again empty (a reader would find a table without those batches): the run is refused,
 /// naming the folder; put back, the run goes on, every row once.
