@@ -532,7 +532,20 @@ async fn open_sinks(
         }
         None
     } else {
-        Some(pipeline.sink.connector().open(&ctx)?)
+        match pipeline.sink.connector().open(&ctx) {
+            Ok(sink) => Some(sink),
+            // Nothing there to take back: what the batches wrote is gone with the folder.
+            Err(e) if e.to_string().contains("no such folder") => {
+                return Err(refuse(format!(
+                    "{e}. The sink the batches after {to} went to is gone, and with it what \
+                     they wrote. Put it back where it was, then rewind; or, to go on without \
+                     it, run the pipeline with a new, empty `sink.path` (no rewind: the next \
+                     batch and on go there); or, to compute every batch again, start the \
+                     pipeline over on a new checkpoint with a new, empty `sink.path`"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
     let mut late_sinks = Vec::new();
     // A late-rows sink that cannot take batches back (a PostgreSQL table without

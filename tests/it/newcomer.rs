@@ -1673,6 +1673,38 @@ fn a_spill_folder_that_does_not_exist_is_named_as_tmpdir() {
     );
 }
 
+/// Walk 40 (5): a rewind whose sink folder is gone said only "cannot open `out`: no such
+/// folder"; it says the ways on that a run says, and a run on a new `sink.path` goes on.
+#[test]
+fn a_rewind_whose_sink_folder_is_gone_says_the_ways_on() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":0}\n");
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.json", "{\"k\":\"a\",\"v\":1}\n");
+    assert!(run(&file, &ws).status.success());
+    std::fs::remove_dir_all(ws.path("out")).expect("deleted by hand");
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert_eq!(rewind.status.code(), Some(2), "{}", stderr(&rewind));
+    let said = stderr(&rewind);
+    assert!(
+        said.contains("The sink the batches after 0 went to is gone")
+            && said.contains("Put it back where it was, then rewind")
+            && said.contains("run the pipeline with a new, empty `sink.path`"),
+        "{said}"
+    );
+    assert!(ws.path("ckpt/commits/1").exists(), "nothing taken back");
+    edit_file(
+        &file,
+        &format!("path: {}, format: json }}\n", ws.p("out")),
+        &format!("path: {}, format: json }}\n", ws.p("out-next")),
+    );
+    input(&ws, "2.json", "{\"k\":\"a\",\"v\":2}\n");
+    let on = run(&file, &ws);
+    assert!(on.status.success(), "{}", stderr(&on));
+    assert_eq!(sink_lines(&ws.path("out-next")), [r#"{"k":"a","v":2}"#]);
+}
+
 /// Walk 6: a sink folder moved or deleted after batches were committed to it is not made
 /// again empty (a reader would find a table without those batches): the run is refused,
 /// naming the folder; put back, the run goes on, every row once.
