@@ -886,6 +886,15 @@ impl Pipeline {
             });
         };
         let mut said = vec![(key.clone(), first.clone())];
+        // Settings whose `kind` is unknown: their other keys were read as another kind's
+        // (`url` "expected `path` or `format`" under a sink of kind `nats`), so they are not
+        // mistakes to tell.
+        let unknown_kind = |key: &str, message: &str| {
+            key.strip_suffix(".kind")
+                .filter(|_| message.contains("unknown value"))
+                .map(|parent| format!("{parent}."))
+        };
+        let mut kind_unknown: Vec<String> = unknown_kind(&key, &first).into_iter().collect();
         // Whether a watermark went out with a key removed.
         let mut watermark_removed = false;
         // What was said of `key`.
@@ -918,6 +927,15 @@ impl Pipeline {
             if said.iter().any(|(k, _)| *k == next) {
                 break;
             }
+            if kind_unknown
+                .iter()
+                .any(|parent| next.starts_with(parent.as_str()))
+            {
+                key = next;
+                about = message;
+                continue;
+            }
+            kind_unknown.extend(unknown_kind(&next, &message));
             // A mistake the removal made, not the file: a `late_rows` without the watermark
             // just taken out for a bad `delay`.
             if next == "late_rows" && watermark_removed {
@@ -1943,6 +1961,28 @@ sink: { kind: files, path: out/clicks, format: parquet }
         assert!(said.contains("starts with `x-`: `x-defaults`"), "{said}");
         parse(&GOOD.replace("name: clicks", "x-defaults: { a: 1 }\nname: clicks"))
             .expect("an x- key is left out");
+    }
+
+    /// Walk 40 (6): a sink of a kind there is not (`nats`) had each of its other keys named
+    /// as a mistake, "expected `path` or `format`", as if a files sink's; they are not, and
+    /// a mistake elsewhere still is.
+    #[test]
+    fn the_keys_of_an_unknown_kind_are_not_named_as_mistakes() {
+        let text = GOOD
+            .replace(
+                "sink: { kind: files, path: out/clicks, format: parquet }",
+                "sink: { kind: nats, url: \"nats://h:4222\", subject: out }",
+            )
+            .replace("trigger: every 5s", "trigger: every 5s\nlimit: 3");
+        let said = parse(&text).expect_err("refused");
+        assert!(
+            said.contains("`sink.kind`: unknown value `nats`") && said.contains("`limit`"),
+            "{said}"
+        );
+        assert!(
+            !said.contains("sink.url") && !said.contains("sink.subject"),
+            "{said}"
+        );
     }
 
     /// A setting that came from a merge (`<<: *defaults`) is named at its line under the
