@@ -72,7 +72,7 @@ pub enum Error {
          batch; {advice}",
         // The edit may be the `on_error: skip` the hint would advise: the advice says how it
         // comes to apply to this batch.
-        source.to_string().replace(source::SKIP_HINT, "").trim_end_matches('.')
+        source::without_skip_hint(&source.to_string()).trim_end_matches('.')
     )]
     Pending {
         /// The pending batch.

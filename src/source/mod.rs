@@ -259,6 +259,19 @@ fn changed_way_out(batch: BatchId, checkpoint: Option<&str>) -> String {
 pub const SKIP_HINT: &str =
     " (to skip such rows and count them, set `on_error: skip` on the source)";
 
+/// `text` (an error's) without the advice to set `on_error: skip` that a malformed row's
+/// error carries (the files sources' [`SKIP_HINT`], the Kafka and NATS sources' own), for
+/// where it is skipped already or the pipeline file says so since.
+pub fn without_skip_hint(text: &str) -> String {
+    let mut said = text.replace(SKIP_HINT, "");
+    while let Some(at) = said.find(" (set `on_error: skip`")
+        && let Some(end) = said[at..].find(')')
+    {
+        said.replace_range(at..at + end + 1, "");
+    }
+    said
+}
+
 /// What can go wrong reading a source.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -750,6 +763,45 @@ pub trait SourceConnector: Send + Sync + std::fmt::Debug {
         SourceError::NotSupported {
             kind: self.kind(),
             operation,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Walk 40 (7): a pending batch finished with the file it was planned with quoted the
+    /// Kafka source's "(set `on_error: skip` ...)" when the edited file already said so; every
+    /// source's form of that advice goes, and the rest of the error stays.
+    #[test]
+    fn a_pending_batch_does_not_advise_the_skip_its_edit_made() {
+        for (file, line, reason) in [
+            (
+                "source `k`: topic t partition 0 offset 7",
+                None,
+                "not JSON (set `on_error: skip` to skip and count such records)",
+            ),
+            (
+                "source `n`: stream s sequence 3",
+                None,
+                "not JSON (set `on_error: skip` to skip and count such messages)",
+            ),
+            ("in/a.json", Some(2), "not JSON"),
+        ] {
+            let error = crate::Error::Pending {
+                batch: BatchId(4),
+                planned: "pipelines/abc.yaml".into(),
+                advice: "rewind".into(),
+                source: Box::new(crate::Error::Source(SourceError::Malformed {
+                    file: file.into(),
+                    line,
+                    reason: reason.into(),
+                })),
+            };
+            let said = error.to_string();
+            assert!(!said.contains("on_error: skip"), "{said}");
+            assert!(said.contains("not JSON. The edit takes effect"), "{said}");
         }
     }
 }

@@ -254,11 +254,7 @@ impl PayloadDecoder<'_> {
 /// `error`, for a payload skipped, without the advice to skip (the Kafka and NATS sources'
 /// own, or the files'): skipping is what is done.
 fn skipped_words(error: &SourceError) -> String {
-    let mut said = error.to_string().replace(super::SKIP_HINT, "");
-    if let Some(at) = said.rfind(" (set `on_error: skip`") {
-        said.truncate(at);
-    }
-    said
+    super::without_skip_hint(&error.to_string())
 }
 
 /// The fields of a message header: `key` (text) and `value` (bytes, null where absent).
