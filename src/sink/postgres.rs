@@ -455,6 +455,7 @@ impl PostgresSinkConfig {
             label: ctx.label.to_string(),
             mode,
             live: tokio::sync::Mutex::new(None),
+            zone_said: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -480,6 +481,8 @@ pub struct PostgresSink {
     mode: Mode,
     /// The connection, once made, and whether the tables are known to be ready.
     live: tokio::sync::Mutex<Option<Live>>,
+    /// Whether a timestamp written to a column with the other zoning has been said.
+    zone_said: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for PostgresSink {
@@ -1440,9 +1443,43 @@ impl PostgresSink {
                 Some(typname) if !c.accepts.iter().any(|a| a == typname) => {
                     misfits.push(format!(
                         "column `{}` is {typname} in the table, but the query gives {} \
-                         ({}); cast it in the query",
-                        c.name, c.sql_type, c.arrow
+                         ({}); cast it in the query, or, where the table was changed, change \
+                         it back (`ALTER TABLE {} ALTER COLUMN {} TYPE {}`)",
+                        c.name,
+                        c.sql_type,
+                        c.arrow,
+                        quote_path(&self.table),
+                        quote(&c.name),
+                        c.sql_type
                     ));
+                }
+                // A time with and without a zone meet: written as UTC either way (binary COPY
+                // carries microseconds since 2000-01-01 UTC), whatever the server's TimeZone.
+                Some(typname)
+                    if (typname == "timestamptz") != (c.sql_type == "TIMESTAMPTZ")
+                        && c.accepts.iter().any(|a| a == "timestamptz")
+                        && !self
+                            .zone_said
+                            .swap(true, std::sync::atomic::Ordering::Relaxed) =>
+                {
+                    tracing::warn!(
+                        "column `{}` is {typname} in table {}, and the query gives a timestamp \
+                         {}: Sluice writes it as {}, whatever the server's `TimeZone`. Where \
+                         the column was changed by `ALTER ... TYPE`, the rows already there \
+                         were converted in that session's time zone instead",
+                        c.name,
+                        self.table,
+                        if c.sql_type == "TIMESTAMPTZ" {
+                            "with a zone"
+                        } else {
+                            "without a zone"
+                        },
+                        if c.sql_type == "TIMESTAMPTZ" {
+                            "the time it is in UTC"
+                        } else {
+                            "that time in UTC (a timestamp without a zone is UTC in Sluice)"
+                        }
+                    );
                 }
                 Some(_) => {}
             }

@@ -966,6 +966,76 @@ async fn a_time_finer_than_the_table_keeps_is_refused_not_cut() {
     }
 }
 
+/// Walk 40 (8): a column changed by hand from `timestamp` to `timestamptz` took the next
+/// batch without a word. It is said once, with how the value is written (the UTC instant,
+/// whatever the server's `TimeZone`), and the value read back is that instant. A column
+/// changed to a type the query's value does not fit is refused with the `ALTER` back.
+#[tokio::test]
+async fn a_column_changed_by_hand_is_said_with_how_it_is_written() {
+    let ws = Workspace::new();
+    let table = unique_table("zoned");
+    let yaml = format!(
+        "name: zoned\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: json, schema: {{ page: string, at: timestamp, n: bigint }} }}\nquery: SELECT \
+         page, at, n FROM s\ntrigger: available-now\nsink:\n  kind: postgres\n  url: \
+         {url}\n  table: {table}\n  create_table: true\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        url = server(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let row =
+        |page: &str| format!("{{\"page\":\"{page}\",\"at\":\"2026-01-01T10:00:00Z\",\"n\":1}}\n");
+    std::fs::write(ws.path("in/0.json"), row("a")).expect("input");
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    client(server())
+        .await
+        .batch_execute(&format!(
+            "SET TimeZone = 'America/New_York'; ALTER TABLE {table} ALTER COLUMN at TYPE \
+             timestamptz"
+        ))
+        .await
+        .expect("alter");
+    std::fs::write(ws.path("in/1.json"), row("b")).expect("input");
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let said = stderr(&run);
+    assert_eq!(
+        said.matches("column `at` is timestamptz in table").count(),
+        1,
+        "{said}"
+    );
+    assert!(said.contains("that time in UTC"), "{said}");
+    let rows = client(server())
+        .await
+        .query(
+            &format!(
+                "SELECT to_char(at AT TIME ZONE 'UTC', 'HH24:MI') FROM {table} WHERE page = 'b'"
+            ),
+            &[],
+        )
+        .await
+        .expect("query");
+    let at: String = rows[0].get(0);
+    assert_eq!(at, "10:00");
+    client(server())
+        .await
+        .batch_execute(&format!("ALTER TABLE {table} ALTER COLUMN n TYPE numeric"))
+        .await
+        .expect("alter");
+    std::fs::write(ws.path("in/2.json"), row("c")).expect("input");
+    let run = sluice_run(&pipeline);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains(&format!(
+            "change it back (`ALTER TABLE \"{table}\" ALTER COLUMN \"n\" TYPE INT8`)"
+        )),
+        "{}",
+        stderr(&run)
+    );
+}
+
 /// A table sink with `batch_column` whose progress row is gone said the folder was "moved,
 /// emptied or deleted" and to start over with a new `sink.path`, which a PostgreSQL sink has
 /// not. It names the progress table and `sink.table`; followed, the new run fills the new
