@@ -179,6 +179,58 @@ impl From<&PhaseDurations> for DurationMs {
     }
 }
 
+/// A trigger of a continuous run (`trigger: every ...`) that found no new input, for tools
+/// reading `--progress json`: as Spark's progress event without data, at most one every
+/// [`IDLE_EVERY`] (Spark's `spark.sql.streaming.noDataProgressEventInterval`, 10 s), so that
+/// an idle run is told from a stuck one. JSON only.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdleProgress {
+    /// The pipeline's id.
+    pub id: uuid::Uuid,
+    /// This run's id.
+    pub run_id: uuid::Uuid,
+    /// The pipeline's name.
+    pub name: String,
+    /// When the trigger found nothing, RFC 3339.
+    pub timestamp: String,
+    /// The batch the next input goes into.
+    pub batch_id: BatchId,
+    /// Always 0.
+    pub num_input_rows: u64,
+    /// Always 0.
+    pub input_rows_per_second: f64,
+    /// Always 0.
+    pub processed_rows_per_second: f64,
+    /// Always true: what tells this event from a batch's.
+    pub idle: bool,
+    /// Event time, as a batch's.
+    pub event_time: EventTimeProgress,
+    /// Each source, where the last batch left it (`startOffset` is `endOffset`, no rows).
+    pub sources: Vec<SourceProgress>,
+    /// The sink, with no rows.
+    pub sink: SinkProgress,
+}
+
+/// How often at most a continuous run with no new input says so ([`IdleProgress`]).
+pub const IDLE_EVERY: Duration = Duration::from_secs(10);
+
+impl IdleProgress {
+    /// Writes the event as one JSON line where `format` is JSON (to standard error where
+    /// `stdout_taken`, as [`BatchProgress::report`]); nothing otherwise.
+    pub fn report(&self, format: ProgressFormat, stdout_taken: bool) {
+        if format != ProgressFormat::Json {
+            return;
+        }
+        let line = serde_json::to_string(self).expect("progress serializes");
+        let _ = if stdout_taken {
+            writeln!(std::io::stderr().lock(), "{line}")
+        } else {
+            writeln!(std::io::stdout().lock(), "{line}")
+        };
+    }
+}
+
 impl BatchProgress {
     /// Shows the event in `format`; JSON goes to standard error where `stdout_taken` (the
     /// console sink prints its rows there, and a reader of either would meet the other's lines).

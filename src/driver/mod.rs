@@ -1163,6 +1163,8 @@ struct Driver<'a> {
     summary: RunSummary,
     /// When this run's previous batch started (for the rate of arrival in progress).
     last_trigger: Option<Instant>,
+    /// When this run last reported progress (a batch, or none found), for the idle events.
+    last_reported: Instant,
     /// What this run recorded of the sink in the checkpoint.
     sink_record: crate::checkpoint::SinkRecord,
     /// The query's output columns, to record with the sink once a batch has written them.
@@ -1619,6 +1621,7 @@ impl<'a> Driver<'a> {
             pipeline_fingerprint,
             summary: RunSummary::default(),
             last_trigger: None,
+            last_reported: Instant::now(),
             sink_record,
             unrecorded_output_schema: None,
             rebuilt_query,
@@ -1813,11 +1816,18 @@ impl<'a> Driver<'a> {
                 _ => Admission::SourceLimits,
             };
             let ran = self.plan_and_run(&mut position, admission).await?;
+            if ran {
+                self.last_reported = Instant::now();
+            }
             match self.trigger {
                 Trigger::Once => break,
                 Trigger::AvailableNow if !ran => break,
                 Trigger::AvailableNow => {}
                 Trigger::Every(interval) => {
+                    if !ran && self.last_reported.elapsed() >= crate::progress::IDLE_EVERY {
+                        self.report_idle(&position);
+                        self.last_reported = Instant::now();
+                    }
                     if let Some(rest) = interval.checked_sub(started.elapsed()) {
                         self.pause(rest).await;
                     }
@@ -1825,6 +1835,56 @@ impl<'a> Driver<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Reports a trigger that found no new input ([`crate::progress::IdleProgress`]), the
+    /// sources where the last batch left them (`position`).
+    fn report_idle(&self, position: &Position) {
+        let sink = self.pipeline.sink.connector();
+        crate::progress::IdleProgress {
+            id: self.checkpoint.metadata().id,
+            run_id: self.checkpoint.run_id(),
+            name: self.pipeline.name.clone(),
+            timestamp: rfc3339(chrono::Utc::now().timestamp_millis()),
+            batch_id: position.next,
+            num_input_rows: 0,
+            input_rows_per_second: 0.0,
+            processed_rows_per_second: 0.0,
+            idle: true,
+            event_time: EventTimeProgress {
+                watermark: position
+                    .watermark_ms
+                    .or_else(|| (!self.pipeline.watermark_columns().is_empty()).then_some(0))
+                    .map(rfc3339),
+            },
+            sources: self
+                .engine
+                .sources
+                .iter()
+                .map(|source| {
+                    let name = source.name();
+                    let config = &self.pipeline.sources[name];
+                    let at = position
+                        .ends
+                        .get(name)
+                        .cloned()
+                        .unwrap_or(serde_json::Value::Null);
+                    SourceProgress {
+                        description: source_description(name, config),
+                        start_offset: at.clone(),
+                        end_offset: at,
+                        num_input_rows: 0,
+                        input_rows_per_second: 0.0,
+                        processed_rows_per_second: 0.0,
+                    }
+                })
+                .collect(),
+            sink: SinkProgress {
+                description: sink_description(sink.as_ref()),
+                num_output_rows: 0,
+            },
+        }
+        .report(self.options.progress, sink.prints_to_stdout());
     }
 
     /// In update mode, a sink that writes each row over the row of its key (`sink.key`) must
@@ -2646,10 +2706,7 @@ impl<'a> Driver<'a> {
                 let config = &self.pipeline.sources[name];
                 let rows = rows_per_source.get(name).copied().unwrap_or(0);
                 SourceProgress {
-                    description: match config.connector().location() {
-                        Some(location) => format!("{}[{name}: {location}]", config.kind),
-                        None => format!("{}[{name}]", config.kind),
-                    },
+                    description: source_description(name, config),
                     start_offset: start_offsets
                         .get(name)
                         .cloned()
@@ -2699,10 +2756,7 @@ impl<'a> Driver<'a> {
             },
             sources,
             sink: SinkProgress {
-                description: match sink.location() {
-                    Some(location) => format!("{}[{location}]", sink.kind()),
-                    None => sink.kind().to_string(),
-                },
+                description: sink_description(sink.as_ref()),
                 num_output_rows: committed.rows,
             },
             state_operators: commit
@@ -2729,6 +2783,22 @@ impl<'a> Driver<'a> {
             self.pipeline.sink.connector().prints_to_stdout(),
         );
         Ok(commit)
+    }
+}
+
+/// How progress names source `name` (of `config`): `<kind>[<name>: <location>]`.
+fn source_description(name: &str, config: &crate::pipeline::SourceConfig) -> String {
+    match config.connector().location() {
+        Some(location) => format!("{}[{name}: {location}]", config.kind),
+        None => format!("{}[{name}]", config.kind),
+    }
+}
+
+/// How progress names `sink`: `<kind>[<location>]`.
+fn sink_description(sink: &dyn crate::sink::SinkConnector) -> String {
+    match sink.location() {
+        Some(location) => format!("{}[{location}]", sink.kind()),
+        None => sink.kind().to_string(),
     }
 }
 

@@ -32,6 +32,79 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// Walk 40 (9): a continuous run that found no new input printed nothing, so a scraper of
+/// `--progress json` could not tell it idle from stuck. Every 10 s without a batch it prints
+/// an idle event, as Spark's no-data progress: `idle`, no rows, the next batch's number, each
+/// source where the last batch left it.
+#[test]
+fn an_idle_continuous_run_says_so_every_ten_seconds() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 5, 0);
+    let yaml = format!(
+        "name: idle\ncheckpoint: {ckpt}\nsources:\n  clicks: {{ kind: files, path: {input}, \
+         format: json, schema: {CLICK_SCHEMA_YAML} }}\nquery: SELECT * FROM clicks\ntrigger: \
+         every 1s\nsink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    let mut child = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8"), "--progress", "json"])
+        .current_dir(ws.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    // Read as printed, until the first idle event (or 60 s, on a busy machine).
+    let (sent, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if sent.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    while !events.iter().any(|e| e.get("idle").is_some()) {
+        let left = Duration::from_secs(60).saturating_sub(started.elapsed());
+        let Ok(line) = lines.recv_timeout(left) else {
+            break;
+        };
+        events.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}")));
+    }
+    let idle_after = started.elapsed();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    wait_timeout(&mut child, Duration::from_secs(10)).expect("Ctrl-C stops the run");
+    assert_eq!(events.len(), 2, "a batch, then an idle event: {events:?}");
+    assert!(idle_after >= Duration::from_secs(10), "{idle_after:?}");
+    assert_eq!(events[0]["batchId"], 0);
+    assert!(events[0].get("idle").is_none(), "{:?}", events[0]);
+    let idle = &events[1];
+    assert_eq!(idle["idle"], true);
+    assert_eq!(idle["batchId"], 1);
+    assert_eq!(idle["numInputRows"], 0);
+    assert_eq!(idle["sink"]["numOutputRows"], 0);
+    assert_eq!(
+        idle["sources"][0]["startOffset"],
+        events[0]["sources"][0]["endOffset"]
+    );
+    assert_eq!(
+        idle["sources"][0]["endOffset"],
+        events[0]["sources"][0]["endOffset"]
+    );
+}
+
 #[test]
 fn quickstart_runs_then_finds_nothing_then_takes_just_the_new_file() {
     let ws = Workspace::new();
