@@ -645,10 +645,10 @@ fn committed_batch_lost(shown: &str, batch: BatchId) -> String {
              `sluice rewind {shown} --to {prev}`, then run the pipeline (or restore \
              offsets/{batch} from a backup)"
         ),
-        None => format!(
-            "Batch 0 is the only one committed: restore offsets/0 from a backup, or start the \
-             pipeline over on a new checkpoint (and a new, empty sink)"
-        ),
+        None => "Batch 0 is committed, with no batch before it to rewind to: restore \
+                 offsets/0 from a backup, or start the pipeline over on a new checkpoint (and a \
+                 new, empty sink)"
+            .into(),
     }
 }
 
