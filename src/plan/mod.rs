@@ -141,7 +141,7 @@ fn type_words(arrow: &str) -> String {
 
 /// DuckDB functions DataFusion names otherwise or does without, with what to write here, as
 /// [`SPARK_FUNCTIONS`] (the test checks each against DuckDB 2.0's value for one row).
-const DUCKDB_FUNCTIONS: [(&str, &str); 15] = [
+const DUCKDB_FUNCTIONS: [(&str, &str); 18] = [
     (
         "time_bucket",
         "`date_bin(INTERVAL '1 minute', ts)` (the same buckets for a width that divides a day; \
@@ -179,6 +179,20 @@ const DUCKDB_FUNCTIONS: [(&str, &str); 15] = [
     ("struct_pack", "`named_struct('x', n)`"),
     ("group_concat", "`string_agg(s, ',')`"),
     ("countif", "`count(*) FILTER (WHERE c)`"),
+    (
+        "date_diff",
+        "`CAST(ts AS DATE) - CAST(t AS DATE)` for `date_diff('day', t, ts)` (the day \
+         boundaries from the first to the second, as DuckDB counts them)",
+    ),
+    (
+        "format",
+        "`concat(n, ' items')` (no format strings here: the parts joined)",
+    ),
+    (
+        "printf",
+        "`concat(n, ' items')` (no format strings here: the parts joined; `to_char` formats \
+         a number or a time)",
+    ),
 ];
 
 /// Where a query names a file as a table (DuckDB's `SELECT * FROM 'in/a.json'`), how files
@@ -1870,6 +1884,9 @@ mod tests {
             ("struct_pack", "{x: 7}"),
             ("group_concat", "a,b"),
             ("countif", "1"),
+            ("date_diff", "0"),
+            ("format", "7 items"),
+            ("printf", "7 items"),
         ]
         .into_iter()
         .collect();
