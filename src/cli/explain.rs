@@ -77,27 +77,43 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
             return Ok(out);
         }
         Shape::Join(j) => {
-            let reach = |ns: Option<i64>| match ns {
+            let reach = |ns: Option<i64>, time: &str| match ns {
                 Some(ns) => format!(
-                    "for {} after",
+                    "until the watermark passes its `{time}` plus {}",
                     humantime::format_duration(std::time::Duration::from_nanos(
                         ns.max(0).unsigned_abs()
                     ))
                 ),
-                None => "for ever (the join does not bound it) after".into(),
+                None => "for ever (the join sets no bound on how much later a row of the other \
+                         side may come)"
+                    .into(),
+            };
+            let (kind, unmatched) = match j.outer {
+                None => ("an inner".to_string(), String::new()),
+                Some(outer) => (
+                    format!("a {outer}"),
+                    format!(
+                        "; and each {} row that matched nothing once, with nulls for the other \
+                         side, in the batch whose watermark lets it go",
+                        match outer {
+                            "LEFT" => "left",
+                            "RIGHT" => "right",
+                            _ => "left or right",
+                        }
+                    ),
+                ),
             };
             let _ = writeln!(
                 out,
-                "\nThe query keeps state: an inner join of two streams. Each side's rows are kept \
+                "\nThe query keeps state: {kind} join of two streams. Each side's rows are kept \
                  (state/join-left/, state/join-right/) until the watermark passes the last event \
-                 time a row of the other side could match: a left row {} its `{}`, a \
-                 right row {} its `{}`. Rows at or below the watermark are dropped as late.\nOutput ({} mode): each matching pair once, in the batch where the later \
-                 of the two arrives.\n\nPer batch, the join below runs twice: new left rows \
-                 with kept and new right rows, and kept left rows with new right rows:\n{}",
-                reach(j.left_reach_ns),
-                j.left_time,
-                reach(j.right_reach_ns),
-                j.right_time,
+                 time a row of the other side could match: a left row {}, a right row {}. Rows \
+                 at or below the watermark are dropped as late.\nOutput ({} mode): each \
+                 matching pair once, in the batch where the later of the two arrives{unmatched}.\
+                 \n\nPer batch, the join below runs twice: new left rows with kept and new right \
+                 rows, and kept left rows with new right rows:\n{}",
+                reach(j.left_reach_ns, &j.left_time),
+                reach(j.right_reach_ns, &j.right_time),
                 mode.as_str(),
                 indent(&physical)
             );

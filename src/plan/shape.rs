@@ -32,6 +32,8 @@ pub enum Shape {
 /// The join of two streams of a stateful query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinShape {
+    /// An outer join's kind (`LEFT`, `RIGHT`, `FULL`); `None` for an inner join.
+    pub outer: Option<&'static str>,
     /// The left side's event-time column, as the join's left input names it.
     pub left_time: String,
     /// The right side's event-time column, as the join's right input names it.
@@ -628,10 +630,33 @@ impl Walk<'_> {
                 works: "append, update",
             });
         }
-        if j.join_type != datafusion::logical_expr::JoinType::Inner {
-            return Err(PlanError::Unsupported {
-                operator: format!("a {} join of two streams", j.join_type),
-                reason: "is not supported yet; only inner joins of two streams are".into(),
+        use datafusion::logical_expr::JoinType;
+        let outer = match j.join_type {
+            JoinType::Inner => None,
+            JoinType::Left => Some("LEFT"),
+            JoinType::Right => Some("RIGHT"),
+            JoinType::Full => Some("FULL"),
+            other => {
+                return Err(PlanError::Unsupported {
+                    operator: format!("a {} join of two streams", other.to_string().to_uppercase()),
+                    reason: "is not supported yet; inner joins of two streams are, and outer \
+                             ones (LEFT, RIGHT, FULL)"
+                        .into(),
+                });
+            }
+        };
+        // A row without a match is emitted once no row of the other side can match it any
+        // more, so it is final: append mode, as Spark's outer joins of two streams.
+        if let Some(outer) = outer
+            && self.mode != OutputMode::Append
+        {
+            return Err(PlanError::Mode {
+                mode: self.mode.as_str(),
+                operator: format!("a {outer} join of two streams"),
+                reason: "a row without a match is emitted once, with nulls, when the watermark \
+                         says no row of the other side can match it any more"
+                    .into(),
+                works: "append",
             });
         }
         check_stateless(&j.left, self.streams)?;
@@ -709,7 +734,35 @@ impl Walk<'_> {
         else {
             return Err(unbounded());
         };
+        // An outer join's preserved side needs a bound: its rows without a match are emitted
+        // when they leave the state, which an unbounded side's never do (Spark requires it).
+        let unbounded_preserved: Vec<&str> = [
+            (
+                "left",
+                matches!(j.join_type, JoinType::Left | JoinType::Full) && left_reach.is_none(),
+            ),
+            (
+                "right",
+                matches!(j.join_type, JoinType::Right | JoinType::Full) && right_reach.is_none(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(side, unbounded)| unbounded.then_some(side))
+        .collect();
+        if let (Some(outer), [side, ..]) = (outer, unbounded_preserved.as_slice()) {
+            return Err(PlanError::Unsupported {
+                operator: format!("a {outer} join of two streams"),
+                reason: format!(
+                    "emits a {side} row without a match once no row of the other side can match \
+                     it any more, but its condition sets no bound on how much later such a row \
+                     may come, so it would never be emitted: bound it that way over the \
+                     sources' watermark columns (`ON a.k = b.k AND b.ts BETWEEN a.ts AND a.ts + \
+                     INTERVAL '1 hour'` bounds how much later `b` rows come than `a` rows)"
+                ),
+            });
+        }
         Ok(JoinShape {
+            outer,
             left_time: left.name,
             right_time: right.name,
             left_reach_ns: left_reach,
@@ -1877,8 +1930,27 @@ mod tests {
             (
                 "SELECT s.a FROM s LEFT JOIN s2 ON s.a = s2.a \
                  AND s2.ts BETWEEN s.ts AND s.ts + INTERVAL '1 minute'",
+                Update,
+                &[
+                    "a LEFT join of two streams",
+                    "Output modes that work: append",
+                ],
+            ),
+            (
+                "SELECT s.a FROM s LEFT JOIN s2 ON s.a = s2.a AND s2.ts >= s.ts",
                 Append,
-                &["a Left join of two streams", "only inner joins"],
+                &[
+                    "a LEFT join of two streams",
+                    "emits a left row without a match",
+                ],
+            ),
+            (
+                "SELECT s.a FROM s FULL JOIN s2 ON s.a = s2.a AND s2.ts <= s.ts",
+                Append,
+                &[
+                    "a FULL join of two streams",
+                    "emits a right row without a match",
+                ],
             ),
             (
                 "SELECT s.a FROM s JOIN s2 ON s.a = s2.a \

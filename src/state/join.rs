@@ -1,8 +1,10 @@
-//! An inner join of two streams, bounded in event time.
+//! A join of two streams (inner, or outer: LEFT, RIGHT, FULL), bounded in event time.
 //!
 //! ```text
 //!   batch N:  new left rows  ⋈ (kept right rows + new right rows)
 //!             kept left rows ⋈  new right rows
+//!           + an outer join's kept rows that never matched, once the watermark passes the
+//!             last time a row of the other side could match them, with nulls for that side
 //! ```
 //!
 //! Each side's rows are kept (in `state/join-left/` and `state/join-right/`) until the
@@ -13,6 +15,10 @@
 //! Invariants:
 //! - every pair of matching rows is joined in exactly one batch: the batch in which the later
 //!   of the two arrives;
+//! - a row of an outer join's preserved side that no row of the other side matched is
+//!   emitted with nulls once, in the batch whose watermark lets it go (Spark's rule: in
+//!   append mode, after the watermark passes its event time plus the join's bound); a kept
+//!   row of that side records whether it has matched (`__sluice_matched`);
 //! - a kept row is keyed by the batch that read it and its position in that batch's input, so
 //!   a re-run of a batch keeps the same rows under the same keys.
 
@@ -29,7 +35,7 @@ use datafusion::common::{Column, TableReference};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionState;
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col};
+use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, LogicalPlanBuilder, col, lit};
 use datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
 
 use super::keyed::Key;
@@ -75,6 +81,10 @@ fn join_lineage(join: &datafusion::logical_expr::Join) -> String {
 /// The key columns every kept row starts with.
 const BATCH_COLUMN: &str = "__sluice_batch";
 const ROW_COLUMN: &str = "__sluice_row";
+/// Whether a kept row of an outer join's preserved side has matched a row of the other side.
+const MATCHED_COLUMN: &str = "__sluice_matched";
+/// A row's position among a side's kept and new rows, while finding which of them match.
+const ID_COLUMN: &str = "__sluice_id";
 
 /// One side of the join and its kept rows.
 #[derive(Debug)]
@@ -85,6 +95,10 @@ struct Side {
     reach_ns: Option<i64>,
     state: Option<KeyedState>,
     pending: Option<(BatchId, RecordBatch, RecordBatch)>,
+    /// An outer join's preserved side (LEFT's left, RIGHT's right, both of FULL's): its kept
+    /// rows carry whether they have matched, and those that never did are emitted with nulls
+    /// for the other side when they go.
+    preserved: bool,
 }
 
 /// A join of two streams and the rows each side keeps.
@@ -104,6 +118,7 @@ impl JoinOperator {
             reach_ns: reach,
             state: None,
             pending: None,
+            preserved: false,
         };
         Self {
             sides: [
@@ -124,14 +139,27 @@ impl Side {
         }
     }
 
-    /// The kept rows' schema: the key columns, then the join input's columns.
-    fn kept_schema(input: &SchemaRef) -> SchemaRef {
+    /// The kept rows' schema: the key columns, whether the row has matched (a preserved
+    /// side's), then the join input's columns.
+    fn kept_schema(&self, input: &SchemaRef) -> SchemaRef {
         let mut fields = vec![
             Arc::new(Field::new(BATCH_COLUMN, DataType::Int64, false)),
             Arc::new(Field::new(ROW_COLUMN, DataType::Int64, false)),
         ];
+        if self.preserved {
+            fields.push(Arc::new(Field::new(
+                MATCHED_COLUMN,
+                DataType::Boolean,
+                false,
+            )));
+        }
         fields.extend(input.fields().iter().cloned());
         Arc::new(Schema::new(fields))
+    }
+
+    /// Where the join input's columns start in a kept row.
+    fn offset(&self) -> usize {
+        2 + usize::from(self.preserved)
     }
 
     async fn ensure_loaded(
@@ -153,10 +181,10 @@ impl Side {
         // passes its event time plus the reach, as Spark keeps it (rows of the other side at
         // or below the watermark are late, so the row matches nothing new at the tie either).
         let mut state = KeyedState::new(
-            Self::kept_schema(input),
+            self.kept_schema(input),
             2,
             self.reach_ns
-                .map(|reach| (time + 2, reach.saturating_add(1))),
+                .map(|reach| (time + self.offset(), reach.saturating_add(1))),
         )
         .map_err(|e| self.compute(e))?;
         if let Some(previous) = batch.prev() {
@@ -166,37 +194,65 @@ impl Side {
         Ok(())
     }
 
-    /// The kept rows, without their key columns.
-    fn kept(&self) -> Result<RecordBatch, StateError> {
+    /// The kept rows whole (ordered by key), and their join input's columns alone.
+    fn kept(&self) -> Result<(RecordBatch, RecordBatch), StateError> {
         let state = self.state.as_ref().expect("loaded");
         let all = state.all().map_err(|e| self.compute(e))?;
-        let columns: Vec<usize> = (2..all.num_columns()).collect();
-        all.project(&columns).map_err(|e| self.compute(e))
+        let columns: Vec<usize> = (self.offset()..all.num_columns()).collect();
+        let input = all.project(&columns).map_err(|e| self.compute(e))?;
+        Ok((all, input))
     }
 
     /// Keeps `rows` (this batch's input of the side), then drops what the watermark passed.
+    /// On a preserved side, `matched` says which of the kept rows (`kept`, as [`Side::kept`]
+    /// gave them) and of `rows` match a row of the other side, kept or new: a kept row that
+    /// matched for the first time is kept again so marked. Returns the rows dropped that never
+    /// matched (a preserved side's; none on another), as the join input's columns.
     fn keep(
         &mut self,
         batch: BatchId,
         rows: &RecordBatch,
         watermark_ns: Option<i64>,
-    ) -> Result<(), StateError> {
-        let n = rows.num_rows();
-        let batch_ids: ArrayRef = Arc::new(Int64Array::from(vec![batch.0 as i64; n]));
-        let row_ids: ArrayRef = Arc::new(Int64Array::from((0..n as i64).collect::<Vec<_>>()));
-        let mut columns = vec![batch_ids, row_ids];
-        columns.extend(rows.columns().iter().cloned());
-        let state = self.state.as_mut().expect("loaded");
-        let keyed = RecordBatch::try_new(Arc::clone(state.schema()), columns).map_err(|e| {
-            StateError::Compute {
-                operator: self.files.operator().to_string(),
-                reason: e.to_string(),
-            }
-        })?;
+        kept: &RecordBatch,
+        matched: Option<(&BooleanArray, &BooleanArray)>,
+    ) -> Result<RecordBatch, StateError> {
         let compute = |e: datafusion::arrow::error::ArrowError| StateError::Compute {
             operator: self.files.operator().to_string(),
             reason: e.to_string(),
         };
+        let offset = self.offset();
+        let n = rows.num_rows();
+        let batch_ids: ArrayRef = Arc::new(Int64Array::from(vec![batch.0 as i64; n]));
+        let row_ids: ArrayRef = Arc::new(Int64Array::from((0..n as i64).collect::<Vec<_>>()));
+        let mut columns = vec![batch_ids, row_ids];
+        let mut again = None;
+        if self.preserved {
+            let (kept_matched, new_matched) = matched
+                .ok_or_else(|| self.compute("an outer join's side was kept without its matches"))?;
+            columns.push(Arc::new(new_matched.clone()));
+            // Kept rows that matched for the first time, marked.
+            let was = kept
+                .column(2)
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(|| self.compute("a kept row's match flag is not a boolean"))?;
+            let first_time = BooleanArray::from(
+                (0..kept.num_rows())
+                    .map(|i| !was.value(i) && kept_matched.value(i))
+                    .collect::<Vec<_>>(),
+            );
+            let marked = filter_record_batch(kept, &first_time).map_err(compute)?;
+            let mut marked_columns = marked.columns().to_vec();
+            marked_columns[2] = Arc::new(BooleanArray::from(vec![true; marked.num_rows()]));
+            again = Some(RecordBatch::try_new(marked.schema(), marked_columns).map_err(compute)?);
+        }
+        columns.extend(rows.columns().iter().cloned());
+        let state = self.state.as_mut().expect("loaded");
+        let mut keyed =
+            RecordBatch::try_new(Arc::clone(state.schema()), columns).map_err(compute)?;
+        if let Some(again) = again {
+            keyed = concat_batches(state.schema(), [&again, &keyed]).map_err(compute)?;
+        }
         state.upsert(keyed.clone()).map_err(compute)?;
         let expired: Vec<Key> = watermark_ns.map_or_else(Vec::new, |wm| state.expired(wm));
         let expired_rows = state
@@ -215,7 +271,19 @@ impl Side {
         let upserted = filter_record_batch(&keyed, &live).map_err(compute)?;
         let removed = state.key_batch(&expired_rows).map_err(compute)?;
         self.pending = Some((batch, upserted, removed));
-        Ok(())
+        if !self.preserved {
+            return Ok(RecordBatch::new_empty(rows.schema()));
+        }
+        let input_columns: Vec<usize> = (offset..expired_rows.num_columns()).collect();
+        let matched = expired_rows
+            .column(2)
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| self.compute("a kept row's match flag is not a boolean"))?;
+        let unmatched = datafusion::arrow::compute::not(matched).map_err(compute)?;
+        filter_record_batch(&expired_rows, &unmatched)
+            .and_then(|r| r.project(&input_columns))
+            .map_err(compute)
     }
 }
 
@@ -230,6 +298,20 @@ fn scan(
     LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(table)), None)?
         .alias(qualifier.clone())?
         .build()
+}
+
+/// `rows` with a last column [`ID_COLUMN`] numbering them from 0.
+fn with_ids(rows: &RecordBatch) -> Result<RecordBatch, DataFusionError> {
+    let mut fields: Vec<Arc<Field>> = rows.schema().fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(ID_COLUMN, DataType::Int64, false)));
+    let mut columns = rows.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from(
+        (0..rows.num_rows() as i64).collect::<Vec<_>>(),
+    )));
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// The one qualifier of every column of a join side.
@@ -310,8 +392,11 @@ impl Operator for JoinOperator {
         };
         let join = self.the_join(logical)?;
         let sides = [Arc::clone(&join.left), Arc::clone(&join.right)];
+        self.sides[0].preserved = matches!(join.join_type, JoinType::Left | JoinType::Full);
+        self.sides[1].preserved = matches!(join.join_type, JoinType::Right | JoinType::Full);
         let fresh = self.version != batch.prev();
-        let (mut new_rows, mut kept, mut qualifiers) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut new_rows, mut kept, mut kept_whole, mut qualifiers) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (side, input) in self.sides.iter_mut().zip(&sides) {
             qualifiers.push(side_qualifier(input).map_err(|e| compute(&e))?);
             let plan = session
@@ -324,21 +409,90 @@ impl Operator for JoinOperator {
                 .await
                 .map_err(|e| compute(&e))?;
             new_rows.push(concat_batches(&schema, out.iter().flatten()).map_err(|e| compute(&e))?);
-            kept.push(side.kept()?);
+            let (whole, input) = side.kept()?;
+            kept_whole.push(whole);
+            kept.push(input);
+        }
+        // The join's own condition, over the given rows of each side: the inner join of the
+        // matching pairs, or (a semi join) which rows of one side match any of the other's.
+        let joined = |join_type: JoinType,
+                      left: RecordBatch,
+                      right: RecordBatch|
+         -> Result<LogicalPlan, DataFusionError> {
+            let inputs = vec![
+                scan(left, "__sluice_join_left", &qualifiers[0])?,
+                scan(right, "__sluice_join_right", &qualifiers[1])?,
+            ];
+            let mut node = join.clone();
+            node.join_type = join_type;
+            let node = LogicalPlan::Join(node);
+            node.with_new_exprs(node.expressions(), inputs)
+        };
+        // A preserved side's rows, kept then new, that match a row of the other side, kept or
+        // new (a row that matched a row gone since is marked so already).
+        let mut matched: [Option<(BooleanArray, BooleanArray)>; 2] = [None, None];
+        for (i, semi) in [(0, JoinType::LeftSemi), (1, JoinType::RightSemi)] {
+            if !self.sides[i].preserved {
+                continue;
+            }
+            let all = |i: usize| concat_batches(&new_rows[i].schema(), [&kept[i], &new_rows[i]]);
+            let (mine, theirs) = (
+                all(i).map_err(|e| compute(&e))?,
+                all(1 - i).map_err(|e| compute(&e))?,
+            );
+            let ids = with_ids(&mine).map_err(|e| compute(&e))?;
+            let plan = if i == 0 {
+                joined(semi, ids, theirs)
+            } else {
+                joined(semi, theirs, ids)
+            }
+            .and_then(|p| {
+                LogicalPlanBuilder::from(p)
+                    .project(vec![col(Column::new(
+                        Some(qualifiers[i].clone()),
+                        ID_COLUMN,
+                    ))])?
+                    .build()
+            })
+            .map_err(|e| compute(&e))?;
+            let physical = session
+                .create_physical_plan(&plan)
+                .await
+                .map_err(|e| compute(&e))?;
+            let found = collect_partitioned(physical, session.task_ctx())
+                .await
+                .map_err(|e| compute(&e))?;
+            let mut flags = vec![false; mine.num_rows()];
+            for rows in found.iter().flatten() {
+                let ids = rows
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .ok_or_else(|| compute(&"a row id is not a bigint"))?;
+                for id in ids.iter().flatten() {
+                    if let Some(flag) = usize::try_from(id).ok().and_then(|i| flags.get_mut(i)) {
+                        *flag = true;
+                    }
+                }
+            }
+            let split = kept[i].num_rows();
+            matched[i] = Some((
+                BooleanArray::from(flags[..split].to_vec()),
+                BooleanArray::from(flags[split..].to_vec()),
+            ));
+        }
+        // Each side keeps its new rows and lets go of what the watermark passed: a preserved
+        // side's that never matched are emitted below.
+        let mut unmatched = Vec::new();
+        for (i, side) in self.sides.iter_mut().enumerate() {
+            let flags = matched[i].as_ref().map(|(k, n)| (k, n));
+            unmatched.push(side.keep(batch, &new_rows[i], watermark_ns, &kept_whole[i], flags)?);
         }
         // Every pair that matches is joined in the batch where the later of the two arrives:
         // new left rows with all right rows, and kept left rows with new right rows.
         let both = (|| -> Result<LogicalPlan, DataFusionError> {
             let right_all = concat_batches(&new_rows[1].schema(), [&kept[1], &new_rows[1]])?;
-            let pair =
-                |left: RecordBatch, right: RecordBatch| -> Result<LogicalPlan, DataFusionError> {
-                    let inputs = vec![
-                        scan(left, "__sluice_join_left", &qualifiers[0])?,
-                        scan(right, "__sluice_join_right", &qualifiers[1])?,
-                    ];
-                    let node = LogicalPlan::Join(join.clone());
-                    node.with_new_exprs(node.expressions(), inputs)
-                };
+            let pair = |left: RecordBatch, right: RecordBatch| joined(JoinType::Inner, left, right);
             // The two sides may share column names, which a union's output cannot: number the
             // columns through the union, then give them back their qualified names, so what the
             // query does with the join's output still resolves.
@@ -362,10 +516,41 @@ impl Operator for JoinOperator {
                         .alias_qualified(q.cloned(), f.name())
                 })
                 .collect();
-            LogicalPlanBuilder::from(numbered(pair(new_rows[0].clone(), right_all)?)?)
-                .union(numbered(pair(kept[0].clone(), new_rows[1].clone())?)?)?
-                .project(named)?
-                .build()
+            // A preserved side's rows let go without a match, with nulls for the other side,
+            // numbered as the pairs are (always there, perhaps empty, so that the union's
+            // columns of the other side are nullable, as the outer join's are).
+            let left_width = join.left.schema().fields().len();
+            let padded = |i: usize, rows: RecordBatch| -> Result<LogicalPlan, DataFusionError> {
+                let name = ["__sluice_join_left", "__sluice_join_right"][i];
+                let columns = join
+                    .schema
+                    .iter()
+                    .enumerate()
+                    .map(|(n, (q, f))| {
+                        let alias = format!("__sluice_{n}");
+                        if (n < left_width) == (i == 0) {
+                            Ok(col(Column::new(q.cloned(), f.name())).alias(alias))
+                        } else {
+                            Ok(
+                                lit(datafusion::common::ScalarValue::try_from(f.data_type())?)
+                                    .alias(alias),
+                            )
+                        }
+                    })
+                    .collect::<Result<Vec<Expr>, DataFusionError>>()?;
+                LogicalPlanBuilder::from(scan(rows, name, &qualifiers[i])?)
+                    .project(columns)?
+                    .build()
+            };
+            let mut out =
+                LogicalPlanBuilder::from(numbered(pair(new_rows[0].clone(), right_all)?)?)
+                    .union(numbered(pair(kept[0].clone(), new_rows[1].clone())?)?)?;
+            for (i, rows) in unmatched.iter().enumerate() {
+                if self.sides[i].preserved {
+                    out = out.union(padded(i, rows.clone())?)?;
+                }
+            }
+            out.project(named)?.build()
         })()
         .map_err(|e| compute(&e))?;
         let rewritten = logical
@@ -383,9 +568,6 @@ impl Operator for JoinOperator {
             .create_physical_plan(&rewritten)
             .await
             .map_err(|e| compute(&e))?;
-        for (side, rows) in self.sides.iter_mut().zip(&new_rows) {
-            side.keep(batch, rows, watermark_ns)?;
-        }
         self.version = Some(batch);
         Ok(physical)
     }

@@ -980,6 +980,89 @@ async fn stream_stream_join_equals_batch() {
     );
 }
 
+/// Outer joins of two streams (LEFT, RIGHT, FULL in turn) over random cuts of both inputs read
+/// at different paces: the output equals the batch SQL outer join over the rows Spark's rules
+/// keep, less the rows without a match that the final watermark has not let go yet (a left
+/// row waits until the watermark passes its time plus 40 s, a right row its time plus 5 s).
+#[tokio::test]
+async fn stream_stream_outer_joins_equal_batch() {
+    const ON: &str = "ON v.user_id = b.user_id \
+                      AND b.ts BETWEEN v.ts - INTERVAL '5 seconds' AND v.ts + INTERVAL '40 seconds'";
+    let mut padded_rows = 0;
+    for cut in 0..CUTS {
+        let kind = ["LEFT", "RIGHT", "FULL"][cut as usize % 3];
+        let query =
+            format!("SELECT v.id AS view, b.id AS buy FROM views v {kind} JOIN buys b {ON}");
+        let seed = 9500 + cut;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let ws = Workspace::new();
+        let views = stream_events(&mut rng, 300, 1000, 17);
+        let buys = stream_events(&mut rng, 200, 1600, 13);
+        let view_cuts = write_cut(&ws.path("views"), &views, &mut rng);
+        let buy_cuts = write_cut(&ws.path("buys"), &buys, &mut rng);
+        let (per_views, per_buys) = (rng.random_range(1..=3), rng.random_range(1..=3));
+        let source = |name: &str, per: usize| {
+            format!(
+                "  {name}:\n    kind: files\n    path: {}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    max_files_per_batch: {per}\n    watermark: {{ column: ts, delay: {DELAY_S}s }}\n",
+                ws.p(name)
+            )
+        };
+        let yaml = format!(
+            "name: join\ncheckpoint: {}\nsources:\n{}{}query: |\n  {query}\noutput_mode: append\nsnapshot_every: 3\ntrigger: available-now\nsink: {{ kind: files, path: {}, format: parquet }}\n",
+            ws.p("ckpt"),
+            source("views", per_views),
+            source("buys", per_buys),
+            ws.p("out"),
+        );
+        run(&yaml, RunOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{kind} join (seed {seed}): {e}"));
+        // The final watermark: the smaller of the streams' latest event times, less the delay.
+        let latest = |batch: &RecordBatch| {
+            batch
+                .column(4)
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .expect("ts")
+                .iter()
+                .flatten()
+                .max()
+                .expect("a time")
+        };
+        let watermark = latest(&views).min(latest(&buys)) - DELAY_S * 1_000_000_000;
+        let ctx = SessionContext::new();
+        let kept = join_oracle_inputs([
+            (&views, &view_cuts, per_views),
+            (&buys, &buy_cuts, per_buys),
+        ]);
+        for (name, rows) in ["views", "buys"].into_iter().zip(kept) {
+            let table = datafusion::datasource::MemTable::try_new(rows.schema(), vec![vec![rows]])
+                .expect("table");
+            ctx.register_table(name, Arc::new(table)).expect("register");
+        }
+        let want = sql_rows(
+            &ctx,
+            &format!(
+                "{query} WHERE (v.id IS NOT NULL AND b.id IS NOT NULL) \
+                 OR (b.id IS NULL AND v.ts + INTERVAL '40 seconds' < to_timestamp_nanos({watermark})) \
+                 OR (v.id IS NULL AND b.ts + INTERVAL '5 seconds' < to_timestamp_nanos({watermark}))"
+            ),
+        )
+        .await;
+        let got = sink_rows(&ws.path("out")).await;
+        assert_eq!(
+            compare(&want, &got),
+            (want.len(), 0, 0),
+            "{kind} join (seed {seed}, {per_views} and {per_buys} files per batch)"
+        );
+        padded_rows += got
+            .iter()
+            .filter(|r| r.starts_with('|') || r.ends_with('|'))
+            .count();
+    }
+    assert!(padded_rows > 20, "rows without a match: {padded_rows}");
+}
+
 /// What a plain reader finds in a complete-mode sink folder at one moment: the rows of every
 /// `*.parquet` file and the sum of their `n` column, each file read whole; `Err` when a file
 /// listed is gone or unreadable by the time it is read.
