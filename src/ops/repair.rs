@@ -166,6 +166,9 @@ pub async fn repair(
         }
     }
     let mut moved: Vec<String> = Vec::new();
+    // Where the newest committed batch's entry is lost for good, the rewind advised (to a batch,
+    // or none: start over); the batches it takes back are not reported on their own.
+    let mut rewound_to: Option<Option<BatchId>> = None;
     loop {
         let logs = listing_without(location, &moved).await?;
         let Some(newest) = logs.offsets.last().copied() else {
@@ -207,9 +210,16 @@ pub async fn repair(
                 let mut without = logs.clone();
                 without.offsets.retain(|b| *b != newest);
                 if let Err(reason) = rebuild_offsets(location, shown, newest, &without).await {
+                    let way = if never_rebuilt(&reason) {
+                        let (way, to) =
+                            committed_batch_lost(location, shown, newest, &without).await;
+                        rewound_to = Some(to);
+                        way
+                    } else {
+                        "Run `sluice repair` again once that is put right".into()
+                    };
                     report.unfixable.push(format!(
-                        "{file} is damaged ({why}) and cannot be rebuilt: {reason}. {}",
-                        committed_batch_lost(shown, newest)
+                        "{file} is damaged ({why}) and cannot be rebuilt: {reason}. {way}"
                     ));
                     break;
                 }
@@ -297,9 +307,17 @@ pub async fn repair(
             }
             Err(reason) => {
                 lost.push(target);
+                let way = if never_rebuilt(&reason) {
+                    let (way, to) = committed_batch_lost(location, shown, target, &logs).await;
+                    rewound_to = Some(to);
+                    way
+                } else {
+                    "Restore it from a backup, or run `sluice repair` again once that is put \
+                     right"
+                        .into()
+                };
                 report.unfixable.push(format!(
-                    "offsets/{target} is missing and cannot be rebuilt: {reason}. {}",
-                    committed_batch_lost(shown, target)
+                    "offsets/{target} is missing and cannot be rebuilt: {reason}. {way}"
                 ));
                 break;
             }
@@ -311,7 +329,14 @@ pub async fn repair(
     // later batches ran on from it.
     let logs = listing_without(location, &moved).await?;
     let newest = logs.offsets.last().copied();
-    let older = |b: &&BatchId| Some(**b) != newest;
+    let older = |b: &&BatchId| {
+        Some(**b) != newest
+            && match rewound_to {
+                Some(Some(to)) => **b <= to,
+                Some(None) => false,
+                None => true,
+            }
+    };
     let corrupt = |result: Result<(), CheckpointError>| match result {
         Err(CheckpointError::Corrupt { reason, line, .. }) => {
             Some(format!("line {line}: {reason}"))
@@ -632,26 +657,63 @@ pub async fn state_damage(
     (damage, older)
 }
 
-/// The logs' listing without the entries in `moved` (moved aside, or in a dry run only
-/// pretended away).
 /// What to do where committed batch `batch`'s offsets entry is lost and nothing rebuilds it:
-/// take the batch back (its output goes from the sink) and run it again from its input, which
-/// its predecessor's entry says where it starts; or restore the file. Batch 0 has none: the
-/// pipeline starts over.
-fn committed_batch_lost(shown: &str, batch: BatchId) -> String {
-    match batch.prev() {
-        Some(prev) => format!(
-            "Batch {batch} is committed: take it back and run it again from its input with \
-             `sluice rewind {shown} --to {prev}`, then run the pipeline (or restore \
-             offsets/{batch} from a backup)"
+/// take the batch back (its output goes from the sink) and run it again from its input, from
+/// where the newest earlier batch whose entry reads (in `logs`) ended; or restore the file.
+/// Without such a batch, the pipeline starts over. With the batch the rewind goes to.
+async fn committed_batch_lost(
+    location: &Location,
+    shown: &str,
+    batch: BatchId,
+    logs: &LogListing,
+) -> (String, Option<BatchId>) {
+    let to = newest_readable_before(location, logs, batch).await;
+    let said = match to {
+        Some(to) => format!(
+            "Batch {batch} is committed: take it back{} and run it again from its input with \
+             `sluice rewind {shown} --to {to}`, then run the pipeline (or restore \
+             offsets/{batch} from a backup)",
+            if to.next() == batch {
+                String::new()
+            } else {
+                format!(" with the batches after {to} (the newest whose offsets entry reads)")
+            }
         ),
-        None => "Batch 0 is committed, with no batch before it to rewind to: restore \
-                 offsets/0 from a backup, or start the pipeline over on a new checkpoint (and a \
-                 new, empty sink)"
-            .into(),
-    }
+        None => format!(
+            "Batch {batch} is committed, with no earlier batch whose offsets entry reads to \
+             rewind to: restore offsets/{batch} from a backup, or start the pipeline over on a \
+             new checkpoint (and a new, empty sink)"
+        ),
+    };
+    (said, to)
 }
 
+/// The newest committed batch before `batch` (in `logs`) whose offsets entry reads: where a
+/// rewind can go to run the batches after it again.
+pub(crate) async fn newest_readable_before(
+    location: &Location,
+    logs: &LogListing,
+    batch: BatchId,
+) -> Option<BatchId> {
+    for &before in logs.offsets.iter().rev().filter(|b| **b < batch) {
+        if logs.commits.contains(&before)
+            && matches!(read_offsets(location, before).await, Ok(Some(_)))
+        {
+            return Some(before);
+        }
+    }
+    None
+}
+
+/// Whether `reason` (why an offsets entry could not be rebuilt) is that a source keeps its
+/// ranges only there (Kafka, NATS): nothing rebuilds it, whereas another reason (a store that
+/// failed) may pass.
+fn never_rebuilt(reason: &str) -> bool {
+    reason.contains("is not supported by the")
+}
+
+/// The logs' listing without the entries in `moved` (moved aside, or in a dry run only
+/// pretended away).
 async fn listing_without(
     location: &Location,
     moved: &[String],
@@ -845,7 +907,7 @@ async fn rebuild_metadata(location: &Location, shown: &str) -> Result<(Metadata,
 
 /// The offsets entry of committed batch `batch`, rebuilt: its sources' end offsets from their
 /// logs, its epoch, run and time from its commit, its query from a neighbouring entry.
-async fn rebuild_offsets(
+pub(crate) async fn rebuild_offsets(
     location: &Location,
     shown: &str,
     batch: BatchId,

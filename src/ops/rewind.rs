@@ -59,6 +59,26 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
             }
         )));
     }
+    // The next run starts where batch `to` ended, which only its entry says.
+    if let Err(CheckpointError::Corrupt { reason, line, .. }) = read_offsets(location, to).await {
+        let earlier = crate::ops::repair::newest_readable_before(location, &logs, to).await;
+        return Err(refuse(format!(
+            "{} is damaged (line {line}: {reason}), and the next run would start where batch \
+             {to} ended, which it records. {}",
+            paths::offsets(to),
+            match earlier {
+                Some(before) => format!(
+                    "`sluice repair {shown}` rebuilds it where the sources' logs can; else \
+                     rewind further, to the newest batch whose entry reads: `sluice rewind \
+                     {shown} --to {before}`"
+                ),
+                None => format!(
+                    "`sluice repair {shown}` rebuilds it where the sources' logs can; no \
+                     earlier batch's entry reads"
+                ),
+            }
+        )));
+    }
     let newest = logs
         .offsets
         .iter()
@@ -132,15 +152,23 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     let mut entries = BTreeMap::new();
     for batch in (to.0 + 1..=newest.0).map(BatchId) {
         // A damaged entry of a batch taken back goes with it (its commit names its pipeline
-        // file); only the check that its input is still there is left out.
+        // file): rebuilt in memory where its sources' logs can, for the check that its input is
+        // still there; where they cannot (a Kafka or NATS source keeps its ranges only there),
+        // that check is left out: reading a range gone from the server fails, naming it.
         let entry = match read_offsets(location, batch).await {
             Err(CheckpointError::Corrupt { reason, line, .. }) => {
-                tracing::warn!(
-                    "{} is damaged (line {line}: {reason}); it goes with batch {batch}, whose \
-                     input is not checked to be still there",
-                    paths::offsets(batch)
-                );
-                None
+                match crate::ops::repair::rebuild_offsets(location, shown, batch, &logs).await {
+                    Ok(entry) => Some(entry),
+                    Err(why) => {
+                        tracing::warn!(
+                            "{} is damaged (line {line}: {reason}) and cannot be rebuilt \
+                             ({why}); it goes with batch {batch}, whose input is not checked \
+                             to be still there",
+                            paths::offsets(batch)
+                        );
+                        None
+                    }
+                }
             }
             read => read?,
         };

@@ -212,23 +212,39 @@ async fn consumers_go_once_read_and_a_damaged_newest_entry_is_rewound() {
     assert_eq!(commits, 12);
     let mut handle = js.get_stream(stream.as_str()).await.expect("stream");
     assert_eq!(handle.info().await.expect("info").state.consumer_count, 0);
-    // The newest entry cut short, as a full disk leaves it.
-    let newest = ws.path("ckpt/offsets/11");
-    let text = std::fs::read(&newest).expect("offsets/11");
-    std::fs::write(&newest, &text[..20]).expect("truncate");
+    // The two newest entries cut short, as a full disk leaves them.
+    let cut = |batch: u64| {
+        let path = ws.path(&format!("ckpt/offsets/{batch}"));
+        let text = std::fs::read(&path).expect("offsets");
+        std::fs::write(&path, &text[..20]).expect("truncate");
+        (path, text[..20].to_vec())
+    };
+    let (newest, cut_text) = cut(11);
+    cut(10);
     let repair = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
     assert_eq!(repair.status.code(), Some(1), "{}", stderr(&repair));
     let said = stderr(&repair);
     assert!(
         said.contains("offsets/11 is damaged")
             && said.contains("not supported by the `nats` source connector")
-            && said.contains(&format!("`sluice rewind {} --to 10`", ws.p("ckpt")))
+            && said.contains("the newest whose offsets entry reads")
+            && said.contains(&format!("`sluice rewind {} --to 9`", ws.p("ckpt")))
             && !said.contains("Runs carry on")
             && !said.contains("rebuilt from its commit"),
         "{said}"
     );
-    assert_eq!(std::fs::read(&newest).expect("left as it was"), text[..20]);
-    let rewound = run_bin(&["rewind", &ws.p("ckpt"), "--to", "10"], ws.dir.path());
+    assert_eq!(std::fs::read(&newest).expect("left as it was"), cut_text);
+    // Not to batch 10, whose entry says where the next run would start.
+    let refused = run_bin(&["rewind", &ws.p("ckpt"), "--to", "10"], ws.dir.path());
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("offsets/10 is damaged")
+            && stderr(&refused).contains(&format!("`sluice rewind {} --to 9`", ws.p("ckpt"))),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(ws.path("ckpt/commits/11").exists(), "nothing taken back");
+    let rewound = run_bin(&["rewind", &ws.p("ckpt"), "--to", "9"], ws.dir.path());
     assert!(rewound.status.success(), "{}", stderr(&rewound));
     let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));

@@ -1673,6 +1673,36 @@ fn a_spill_folder_that_does_not_exist_is_named_as_tmpdir() {
     );
 }
 
+/// A rewind past a batch whose offsets entry is damaged still checks that the batch's input is
+/// there (the entry rebuilt in memory from the files source's log): a batch whose file is gone
+/// is not taken back to be lost.
+#[test]
+fn a_rewind_past_a_damaged_entry_still_checks_the_input_is_there() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    for n in 0..3 {
+        input(
+            &ws,
+            &format!("{n}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{n}}}\n"),
+        );
+        assert!(run(&file, &ws).status.success());
+    }
+    let entry = ws.path("ckpt/offsets/2");
+    let text = std::fs::read(&entry).expect("offsets/2");
+    std::fs::write(&entry, &text[..20]).expect("truncate");
+    std::fs::remove_file(ws.path("in/2.json")).expect("input gone");
+    let refused = run_bin(&["rewind", &ws.p("ckpt"), "--to", "1"], ws.dir.path());
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("the input of batches it would take back is gone")
+            && stderr(&refused).contains("2.json (batch 2)"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(ws.path("ckpt/commits/2").exists(), "nothing taken back");
+}
+
 /// Walk 40 (5): a rewind whose sink folder is gone said only "cannot open `out`: no such
 /// folder"; it says the ways on that a run says, and a run on a new `sink.path` goes on.
 #[test]
