@@ -231,7 +231,8 @@ pub fn main() -> i32 {
 fn spill_folder_advice(text: &str) -> String {
     let folder = std::env::temp_dir();
     let shown = folder.display().to_string();
-    if !text.contains("os error") || !text.contains(&format!("\"{shown}")) {
+    let inside = format!("\"{}/", shown.trim_end_matches('/'));
+    if !text.contains("os error") || !text.contains(&inside) {
         return String::new();
     }
     let how = if folder.is_dir() {

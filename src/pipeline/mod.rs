@@ -889,9 +889,11 @@ impl Pipeline {
         // Settings whose `kind` is unknown: their other keys were read as another kind's
         // (`url` "expected `path` or `format`" under a sink of kind `nats`), so they are not
         // mistakes to tell.
+        // (A kind named with a near miss, `postgress`, is read as the one meant, so its keys'
+        // mistakes are the file's.)
         let unknown_kind = |key: &str, message: &str| {
             key.strip_suffix(".kind")
-                .filter(|_| message.contains("unknown value"))
+                .filter(|_| message.contains("unknown value") && !message.contains("did you mean"))
                 .map(|parent| format!("{parent}."))
         };
         let mut kind_unknown: Vec<String> = unknown_kind(&key, &first).into_iter().collect();
@@ -1981,6 +1983,16 @@ sink: { kind: files, path: out/clicks, format: parquet }
         );
         assert!(
             !said.contains("sink.url") && !said.contains("sink.subject"),
+            "{said}"
+        );
+        // A near miss is read as the kind meant: a mistake among its keys is still named.
+        let text = GOOD.replace(
+            "sink: { kind: files, path: out/clicks, format: parquet }",
+            "sink: { kind: postgress, url: \"host=h\", tabel: t }",
+        );
+        let said = parse(&text).expect_err("refused");
+        assert!(
+            said.contains("did you mean `postgres`") && said.contains("tabel"),
             "{said}"
         );
     }

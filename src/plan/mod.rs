@@ -1378,7 +1378,8 @@ pub fn integer_divisions(plan: &LogicalPlan) -> Vec<String> {
     found
 }
 
-/// The divisions and remainders in `plan` (as written, `v / 0`) whose divisor is a literal
+/// The divisions and remainders in `plan` (as DataFusion writes them, `s.v / Int64(0)`) whose
+/// divisor is a literal
 /// integer or decimal zero: DataFusion fails the batch on the first row that reaches one (as
 /// PostgreSQL and Spark with ANSI mode do; DuckDB gives null). A floating-point zero is left
 /// out (it gives infinity or NaN, as IEEE 754 says), and so is a branch of a CASE, which only
@@ -1415,9 +1416,15 @@ pub fn zero_divisions(plan: &LogicalPlan) -> Vec<String> {
                 }) = e
                     && let Some(value) = literal(right)
                     && !value.is_null()
-                    && value.clone().cast_to(&DataType::Float64).is_ok_and(|v| {
-                        v == datafusion::common::ScalarValue::Float64(Some(0.0))
-                    })
+                    // As the divisor's type holds it (`CAST(0.4 AS BIGINT)` is 0), then read
+                    // as a double (-0.0 is zero too).
+                    && right
+                        .get_type(schema)
+                        .and_then(|t| value.cast_to(&t))
+                        .and_then(|v| v.cast_to(&DataType::Float64))
+                        .is_ok_and(|v| {
+                            matches!(v, datafusion::common::ScalarValue::Float64(Some(f)) if f == 0.0)
+                        })
                     // Integer or decimal arithmetic, which fails on a zero divisor.
                     && e.get_type(schema).is_ok_and(|t| t.is_integer() || t.is_decimal())
                 {
@@ -1996,6 +2003,8 @@ mod tests {
             ("SELECT d / 0 AS x FROM s", "/ "),
             ("SELECT sum(n) / 0 AS x FROM s", "/ Int64(0)"),
             ("SELECT 1 / 0 AS x", "Int64(1) / Int64(0)"),
+            ("SELECT n / CAST(0.4 AS BIGINT) AS x FROM s", "s.n / "),
+            ("SELECT n / CAST(-0.0 AS BIGINT) AS x FROM s", "s.n / "),
         ] {
             let (_, plan) = plan_batch(&ctx, sql, 0).await.expect(sql);
             let said = zero_divisions(&plan).join("; ");

@@ -334,7 +334,7 @@ impl FilesSink {
     /// found another one (a renamed pipeline, a moved checkpoint). Called once this run's
     /// batch `manifest` is in place and its fence held, so the record names the checkpoint
     /// whose batches the folder holds last.
-    async fn relabel_owner(&self, manifest: &Manifest) -> Result<(), SinkError> {
+    async fn relabel_owner(&self, manifest: &Manifest, fence: &Fence) -> Result<(), SinkError> {
         use std::sync::atomic::Ordering;
         if manifest.pipeline != self.pipeline
             || manifest.label != self.label
@@ -343,6 +343,8 @@ impl FilesSink {
             return Ok(());
         }
         let path = self.location.path(&format!("{SLUICE_DIR}/owner"));
+        // Still this run's to write: a newer run may have taken over since the batch.
+        fence.check().await.map_err(Box::new)?;
         self.location
             .put(&path, self.owner_record().into_bytes())
             .await?;
@@ -783,7 +785,7 @@ impl FilesSink {
             self.check_no_copy(&manifest, fence.epoch())?;
             self.publish(&manifest, false).await?;
             self.remove_old_parts(&manifest).await?;
-            self.relabel_owner(&manifest).await?;
+            self.relabel_owner(&manifest, fence).await?;
             return Ok(Some(SinkCommit {
                 rows: manifest.rows,
                 written: false,
@@ -834,7 +836,7 @@ impl FilesSink {
         };
         self.publish(&manifest, written).await?;
         self.remove_old_parts(&manifest).await?;
-        self.relabel_owner(&manifest).await?;
+        self.relabel_owner(&manifest, fence).await?;
         Ok(SinkCommit {
             rows: manifest.rows,
             written,

@@ -1444,13 +1444,14 @@ impl PostgresSink {
                     misfits.push(format!(
                         "column `{}` is {typname} in the table, but the query gives {} \
                          ({}); cast it in the query, or, where the table was changed, change \
-                         it back (`ALTER TABLE {} ALTER COLUMN {} TYPE {}`)",
+                         it back (`ALTER TABLE {} ALTER COLUMN {col} TYPE {ty} USING \
+                         {col}::{ty}`)",
                         c.name,
                         c.sql_type,
                         c.arrow,
                         quote_path(&self.table),
-                        quote(&c.name),
-                        c.sql_type
+                        col = quote(&c.name),
+                        ty = c.sql_type
                     ));
                 }
                 // A time with and without a zone meet: written as UTC either way (binary COPY

@@ -976,7 +976,8 @@ async fn a_column_changed_by_hand_is_said_with_how_it_is_written() {
     let table = unique_table("zoned");
     let yaml = format!(
         "name: zoned\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
-         format: json, schema: {{ page: string, at: timestamp, n: bigint }} }}\nquery: SELECT \
+         format: json, max_files_per_batch: 1, schema: {{ page: string, at: timestamp, n: \
+         bigint }} }}\nquery: SELECT \
          page, at, n FROM s\ntrigger: available-now\nsink:\n  kind: postgres\n  url: \
          {url}\n  table: {table}\n  create_table: true\n",
         ckpt = ws.p("ckpt"),
@@ -997,9 +998,12 @@ async fn a_column_changed_by_hand_is_said_with_how_it_is_written() {
         ))
         .await
         .expect("alter");
+    // Two batches in one run: said once.
     std::fs::write(ws.path("in/1.json"), row("b")).expect("input");
+    std::fs::write(ws.path("in/2.json"), row("b2")).expect("input");
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
+    assert!(ws.path("ckpt/commits/2").exists());
     let said = stderr(&run);
     assert_eq!(
         said.matches("column `at` is timestamptz in table").count(),
@@ -1024,12 +1028,13 @@ async fn a_column_changed_by_hand_is_said_with_how_it_is_written() {
         .batch_execute(&format!("ALTER TABLE {table} ALTER COLUMN n TYPE numeric"))
         .await
         .expect("alter");
-    std::fs::write(ws.path("in/2.json"), row("c")).expect("input");
+    std::fs::write(ws.path("in/3.json"), row("c")).expect("input");
     let run = sluice_run(&pipeline);
     assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
     assert!(
         stderr(&run).contains(&format!(
-            "change it back (`ALTER TABLE \"{table}\" ALTER COLUMN \"n\" TYPE INT8`)"
+            "change it back (`ALTER TABLE \"{table}\" ALTER COLUMN \"n\" TYPE INT8 USING \
+             \"n\"::INT8`)"
         )),
         "{}",
         stderr(&run)

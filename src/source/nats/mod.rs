@@ -778,7 +778,8 @@ impl NatsSource {
 /// by an ordered consumer that starts at `from`; each wait for the next message is bounded by
 /// `timeout`. The consumer is deleted once read, so a backfill of many batches does not leave
 /// one behind each (the server would keep each until 30 s idle, counting it against the
-/// stream's `max_consumers`).
+/// stream's `max_consumers`). (Where the client makes the ordered consumer again mid-read,
+/// after a missed heartbeat, the one it made is left to the server's 30 s.)
 async fn read_range(
     context: &jetstream::Context,
     config: &NatsConfig,
