@@ -1165,6 +1165,10 @@ struct Driver<'a> {
     last_trigger: Option<Instant>,
     /// When this run last reported progress (a batch, or none found), for the idle events.
     last_reported: Instant,
+    /// When this run read its static tables (milliseconds since 1970), and whether it has said
+    /// that one changed since.
+    tables_read_ms: i64,
+    tables_change_said: bool,
     /// What this run recorded of the sink in the checkpoint.
     sink_record: crate::checkpoint::SinkRecord,
     /// The query's output columns, to record with the sink once a batch has written them.
@@ -1598,6 +1602,7 @@ impl<'a> Driver<'a> {
             }
         }
         // Static tables load after the lock, so a second run stops at once.
+        let tables_read_ms = chrono::Utc::now().timestamp_millis();
         let engine = Engine::open(pipeline, checkpoint.location(), hook).await?;
         // Written once the refusals above are passed (a refused run leaves the record it
         // found). A rebuilt record is written once its columns are known
@@ -1622,6 +1627,8 @@ impl<'a> Driver<'a> {
             summary: RunSummary::default(),
             last_trigger: None,
             last_reported: Instant::now(),
+            tables_read_ms,
+            tables_change_said: false,
             sink_record,
             unrecorded_output_schema: None,
             rebuilt_query,
@@ -1818,6 +1825,7 @@ impl<'a> Driver<'a> {
             let ran = self.plan_and_run(&mut position, admission).await?;
             if ran {
                 self.last_reported = Instant::now();
+                self.say_changed_tables().await;
             }
             match self.trigger {
                 Trigger::Once => break,
@@ -1835,6 +1843,31 @@ impl<'a> Driver<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Says once a run that a static table's files changed since it read them at its start:
+    /// its batches go on joining the table as it was (where Spark reads a file-backed table
+    /// again each batch), until the run starts again.
+    async fn say_changed_tables(&mut self) {
+        if self.tables_change_said || self.pipeline.tables.is_empty() {
+            return;
+        }
+        let changed = tables_changed_since(self.pipeline, self.tables_read_ms).await;
+        if changed.is_empty() {
+            return;
+        }
+        self.tables_change_said = true;
+        tracing::warn!(
+            "the static table{} {} changed since this run read {} at its start: its batches go \
+             on joining what {} held then (a table is read whole when a run starts, where Spark \
+             reads a file-backed table again each batch). Stop the run and start it again to \
+             read {} anew",
+            if changed.len() > 1 { "s" } else { "" },
+            changed.join(", "),
+            if changed.len() > 1 { "them" } else { "it" },
+            if changed.len() > 1 { "they" } else { "it" },
+            if changed.len() > 1 { "them" } else { "it" },
+        );
     }
 
     /// Reports a trigger that found no new input ([`crate::progress::IdleProgress`]), the
@@ -2800,6 +2833,54 @@ fn sink_description(sink: &dyn crate::sink::SinkConnector) -> String {
         Some(location) => format!("{}[{location}]", sink.kind()),
         None => sink.kind().to_string(),
     }
+}
+
+/// The static tables of `pipeline` with a file modified after `since_ms` (when the run that
+/// read them started, milliseconds since 1970), each as `` `name` (path: modified time)``: a
+/// table is read whole when a run starts, so the run goes on joining it as it was, and a batch
+/// recomputed now reads it as it is now. Hidden files (`.` or `_`), which a table does not
+/// read, are left out, and so is a table that cannot be listed.
+pub async fn tables_changed_since(pipeline: &Pipeline, since_ms: i64) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (name, config) in &pipeline.tables {
+        let Some(at) = config.connector().location() else {
+            continue;
+        };
+        let path = std::path::Path::new(&at);
+        let newest: Option<(String, i64)> = if !at.contains("://") && path.is_file() {
+            std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .map(|t| chrono::DateTime::<chrono::Utc>::from(t).timestamp_millis())
+                .map(|ms| (at.clone(), ms))
+        } else {
+            match Location::open(&at, false, false, None) {
+                Ok(location) => location
+                    .list_visible(crate::source::hidden)
+                    .await
+                    .ok()
+                    .and_then(|files| {
+                        files.iter().max_by_key(|m| m.last_modified).map(|m| {
+                            (
+                                format!("{at}/{}", location.relative(&m.location)),
+                                m.last_modified.timestamp_millis(),
+                            )
+                        })
+                    }),
+                Err(_) => None,
+            }
+        };
+        if let Some((file, ms)) = newest.filter(|(_, ms)| *ms > since_ms) {
+            let when = chrono::DateTime::from_timestamp_millis(ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            changed.push(format!(
+                "`{name}` ({}: modified {when})",
+                crate::secret::redact_url(&file)
+            ));
+        }
+    }
+    changed
 }
 
 fn rfc3339(ms: i64) -> String {

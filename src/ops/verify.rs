@@ -561,7 +561,7 @@ pub async fn replay(
     let read_at = epoch_started_ms(&location, entry.info.epoch)
         .await
         .unwrap_or(entry.info.batch_timestamp_ms);
-    let changed = tables_changed_since(&pipeline, read_at).await;
+    let changed = crate::driver::tables_changed_since(&pipeline, read_at).await;
     report.findings = findings(batch, &report, rc, sc, rs, fresh, &tables, &changed);
     if let (Ok(recomputed), Some(sink), Some(false)) = (&recomputed, &sink_rows, rs) {
         let (only_r, only_s) = digest::difference(&schema, recomputed, sink)
@@ -637,8 +637,6 @@ async fn read_sink(
     }
 }
 
-/// What differs, in words, from which pairs agree; `fresh`: the sink's new place to write
-/// that starts a pipeline over (`a new, empty `sink.path``).
 /// When the run of epoch `epoch` started (milliseconds since 1970), from its `epochs/E`
 /// entry; `None` where the entry is gone (only the newest are kept) or does not read.
 async fn epoch_started_ms(location: &Location, epoch: crate::checkpoint::Epoch) -> Option<i64> {
@@ -652,57 +650,9 @@ async fn epoch_started_ms(location: &Location, epoch: crate::checkpoint::Epoch) 
         .map(|t| t.timestamp_millis())
 }
 
-/// The static tables of `pipeline` with a file modified after `since_ms` (when the run that
-/// planned the batch started and read them, milliseconds since 1970), each as `` `name`
-/// (path: file modified at time)``: a table is read whole when a run starts, so a batch
-/// recomputed now reads it as it is now. Hidden files (`.` or `_`), which a table does not
-/// read, are left out, and so is a table that cannot be listed.
-async fn tables_changed_since(pipeline: &Pipeline, since_ms: i64) -> Vec<String> {
-    let mut changed = Vec::new();
-    for (name, config) in &pipeline.tables {
-        let Some(at) = config.connector().location() else {
-            continue;
-        };
-        let path = std::path::Path::new(&at);
-        let newest: Option<(String, i64)> = if !at.contains("://") && path.is_file() {
-            std::fs::metadata(path)
-                .and_then(|m| m.modified())
-                .ok()
-                .map(|t| chrono::DateTime::<chrono::Utc>::from(t).timestamp_millis())
-                .map(|ms| (at.clone(), ms))
-        } else {
-            match Location::open(&at, false, false, None) {
-                Ok(location) => location
-                    .list_visible(crate::source::hidden)
-                    .await
-                    .ok()
-                    .and_then(|files| {
-                        files.iter().max_by_key(|m| m.last_modified).map(|m| {
-                            (
-                                format!("{at}/{}", location.relative(&m.location)),
-                                m.last_modified.timestamp_millis(),
-                            )
-                        })
-                    }),
-                Err(_) => None,
-            }
-        };
-        if let Some((file, ms)) = newest.filter(|(_, ms)| *ms > since_ms) {
-            let when = chrono::DateTime::from_timestamp_millis(ms)
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                .unwrap_or_default();
-            changed.push(format!(
-                "`{name}` ({}: modified {when})",
-                crate::secret::redact_url(&file)
-            ));
-        }
-    }
-    changed
-}
-
 /// What differs, in words, from which pairs agree; `fresh`: the sink's new place to write
 /// that starts a pipeline over (`a new, empty `sink.path``); `changed`: the static tables
-/// modified since the batch ran ([`tables_changed_since`]).
+/// modified since the batch ran ([`crate::driver::tables_changed_since`]).
 #[allow(clippy::too_many_arguments)]
 fn findings(
     batch: BatchId,

@@ -3938,6 +3938,78 @@ fn a_deleted_source_log_entry_is_named_not_read_again() {
     }
 }
 
+/// Walk 41 (3): a continuous run kept joining a static table as it read it at its start,
+/// after its file changed, without a word (Spark reads a file-backed table again each batch).
+/// The first batch after the change says so once, naming the table and what to do.
+#[test]
+fn a_static_table_changed_under_a_running_pipeline_is_said() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    std::fs::write(ws.path("pages.csv"), "k,title\na,Home\n").expect("table");
+    let file = write_pipeline(
+        &ws,
+        &format!(
+            "name: tables\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+             format: json, schema: {{ k: string, v: bigint }} }}\ntables:\n  pages: {{ kind: \
+             files, path: {table}, format: csv }}\nquery: SELECT s.k, title FROM s JOIN pages \
+             ON s.k = pages.k\ntrigger: every 200ms\nsink: {{ kind: files, path: {out}, \
+             format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            table = ws.p("pages.csv"),
+            out = ws.p("out"),
+        ),
+    );
+    let mut child = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8")])
+        .current_dir(ws.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let wait_for = |path: &str| {
+        let started = std::time::Instant::now();
+        while !ws.path(path).exists() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "{path} not written"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_for("ckpt/commits/0");
+    std::fs::write(ws.path("pages.csv"), "k,title\na,Start\nb,Basket\n").expect("table");
+    input(&ws, "1.json", "{\"k\":\"a\",\"v\":2}\n");
+    wait_for("ckpt/commits/1");
+    input(&ws, "2.json", "{\"k\":\"a\",\"v\":3}\n");
+    wait_for("ckpt/commits/2");
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    wait_timeout(&mut child, std::time::Duration::from_secs(10)).expect("Ctrl-C stops the run");
+    let out = child.wait_with_output().expect("output");
+    let said = stderr(&out);
+    assert_eq!(
+        said.matches("the static table `pages`").count(),
+        1,
+        "said once: {said}"
+    );
+    assert!(
+        said.contains("changed since this run read it at its start")
+            && said.contains("start it again to read it anew"),
+        "{said}"
+    );
+    // As said: the run went on with the table as it read it.
+    let rows = sink_lines(&ws.path("out"));
+    assert_eq!(
+        rows.iter().filter(|r| r.contains("Home")).count(),
+        3,
+        "{rows:?}"
+    );
+}
+
 /// Walk 8: a query whose rows do not all come from the stream (only a static table,
 /// constants, or a UNION of the stream with them) wrote those rows again every batch, so the
 /// result depended on how the input was cut into batches. Refused at planning, exit 2, as
