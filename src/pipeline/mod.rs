@@ -1200,11 +1200,22 @@ impl Pipeline {
                             key => format!("{group}.{name}.{key}"),
                         };
                         // `kind` and `watermark` sit beside the kind's own top-level keys.
-                        let message = if e.key.contains(['.', '[']) {
+                        let mut message = if e.key.contains(['.', '[']) {
                             with_suggestion(e.message)
                         } else {
                             with_suggestion(engine_keys(e.message))
                         };
+                        // A table's kinds are the sources' read whole: `files`, `nexmark`.
+                        if group == "tables" {
+                            message = message.replacen("source `", "table `", 1);
+                            if e.key == "kind" && message.contains("unknown value") {
+                                message.push_str(
+                                    " (a static table is `kind: files`, or `nexmark`; a table \
+                                     of a database is joined by exporting it to files first, as \
+                                     PostgreSQL's `COPY ... TO` writes CSV)",
+                                );
+                            }
+                        }
                         match find_path_line(text, &key) {
                             Some(line) => invalid(format!("`{key}`: {message} (line {line})")),
                             None => invalid(format!("`{key}`: {message}")),
@@ -1993,6 +2004,23 @@ sink: { kind: files, path: out/clicks, format: parquet }
         let said = parse(&text).expect_err("refused");
         assert!(
             said.contains("did you mean `postgres`") && said.contains("tabel"),
+            "{said}"
+        );
+    }
+
+    /// Walk 41 (4): a table of `kind: postgres` was refused with the sources' kinds, most of
+    /// which a table cannot be; it says what a table can be, and how a database's gets in.
+    #[test]
+    fn a_table_of_a_kind_there_is_not_says_what_a_table_can_be() {
+        let text = GOOD.replace(
+            "query: SELECT * FROM clicks",
+            "tables:\n  pages: { kind: postgres, url: \"host=h\", table: p }\nquery: SELECT * FROM clicks",
+        );
+        let said = parse(&text).expect_err("refused");
+        assert!(
+            said.contains("`tables.pages.kind`: table `pages`: unknown value `postgres`")
+                && said.contains("a static table is `kind: files`, or `nexmark`")
+                && said.contains("`COPY ... TO`"),
             "{said}"
         );
     }
