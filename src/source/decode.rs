@@ -1762,6 +1762,34 @@ fn json(
         }
         text
     };
+    // Where the rescued-data column is kept, a value whose fields do not fit their columns'
+    // types (`"A1"` for a bigint) keeps its row: those fields go to the rescued column and
+    // their columns are null, as Auto Loader's `rescuedDataColumn` takes them.
+    let mut misfits: Vec<Option<(Vec<u8>, serde_json::Map<String, serde_json::Value>)>> =
+        Vec::new();
+    if rescue && json_decode(&joined(&values), schema, epoch, false, BATCH_SIZE).is_err() {
+        misfits = values
+            .iter()
+            .map(|value| {
+                json_decode(value.text, schema, epoch, false, 1)
+                    .is_err()
+                    .then(|| misfit_fields(value.text, schema, epoch))
+                    .flatten()
+            })
+            .collect();
+    }
+    let mut values: Vec<Value<'_>> = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let mut value: Value<'_> = value;
+            if let Some(Some((text, moved))) = misfits.get(i) {
+                value.text = text;
+                value.unknown.extend(moved.clone());
+            }
+            value
+        })
+        .collect();
     let batches = match json_decode(&joined(&values), schema, epoch, false, BATCH_SIZE) {
         Ok(batches) => Ok(batches),
         Err(joined_error) => {
@@ -1818,6 +1846,38 @@ fn json(
         unknown_fields,
         rescued,
     })
+}
+
+/// JSON object `text` without its fields that do not decode into their columns of `schema`
+/// alone (`{"code":"A1"}` where `code` is a bigint), and those fields; `None` where it is no
+/// object or every field decodes (the value fails for another reason).
+fn misfit_fields(
+    text: &[u8],
+    schema: &SchemaRef,
+    epoch: Option<EpochUnit>,
+) -> Option<(Vec<u8>, serde_json::Map<String, serde_json::Value>)> {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(text).ok()?;
+    let mut moved = serde_json::Map::new();
+    let names: Vec<String> = object.keys().cloned().collect();
+    for name in names {
+        if schema.column_with_name(&name).is_none() {
+            continue;
+        }
+        let mut alone = serde_json::Map::new();
+        alone.insert(name.clone(), object[&name].clone());
+        let alone = serde_json::to_vec(&serde_json::Value::Object(alone)).ok()?;
+        if json_decode(&alone, schema, epoch, false, 1).is_err()
+            && let Some(field) = object.remove(&name)
+        {
+            moved.insert(name, field);
+        }
+    }
+    if moved.is_empty() {
+        return None;
+    }
+    let rest = serde_json::to_vec(&serde_json::Value::Object(object)).ok()?;
+    Some((rest, moved))
 }
 
 /// The JSON values of a file, as [`json_values`] found them.
@@ -3452,12 +3512,24 @@ mod tests {
             .expect_err("bad line")
             .to_string();
         assert!(err.contains("f.json line 2"), "{err}");
+        // (A value of a field that does not fit its column's type is rescued, its column null,
+        // as Auto Loader rescues it: walk 41 (5).)
         let d = rescuing(&schema(), OnError::Skip)
             .decode("f.json", "f.json", &Bytes::from(text))
             .expect("skip");
-        assert_eq!((d.rows, d.skipped, d.unknown_rows), (2, 2, 1));
-        assert_eq!(column_text(&d, 0), ["1", "3"]);
-        assert_eq!(column_text(&d, 2), ["{\"zz\":1}", ""]);
+        assert_eq!((d.rows, d.skipped, d.unknown_rows), (3, 1, 2));
+        assert_eq!(column_text(&d, 0), ["1", "", "3"]);
+        assert_eq!(column_text(&d, 2), ["{\"zz\":1}", "{\"id\":\"x\"}", ""]);
+        let d = rescuing(&schema(), OnError::Fail)
+            .decode(
+                "f.json",
+                "f.json",
+                &Bytes::from("{\"id\":1,\"name\":\"a\"}\n{\"id\":\"A1\",\"name\":\"b\",\"q\":2}\n"),
+            )
+            .expect("rescued");
+        assert_eq!(column_text(&d, 0), ["1", ""]);
+        assert_eq!(column_text(&d, 1), ["a", "b"]);
+        assert_eq!(column_text(&d, 2), ["", "{\"id\":\"A1\",\"q\":2}"]);
         // A value spread over lines is one row; a line after it is numbered as in the file.
         let text = "{\"id\":1,\n \"more\":true}\n{\"id\": oops}\n";
         let err = json(text, OnError::Fail).expect_err("bad").to_string();
