@@ -2229,9 +2229,21 @@ impl<'a> Driver<'a> {
                 changes.push("the columns' order".into());
             }
             if self.pipeline.allow_output_schema_change {
+                // A files sink's folder then holds files of two schemas: a reader that takes
+                // the first file's (DuckDB's plain glob) casts the rest to it, cutting 12.5 to
+                // 12 where a column widened.
+                let reader = if self.pipeline.sink.connector().kind() == "files" {
+                    "; read the folder by column name, widening types (DuckDB: \
+                     `read_parquet('out/*.parquet', union_by_name=true)`; without it DuckDB \
+                     takes the first file's types and casts the rest to them, so a widened \
+                     column's 12.5 reads as 12)"
+                } else {
+                    ""
+                };
                 tracing::warn!(
                     "the query's output changed ({}): it was ({}), it is now ({}); the sink takes \
-                     the new columns from the next batch on (`allow_output_schema_change: true`)",
+                     the new columns from the next batch on (`allow_output_schema_change: \
+                     true`){reader}",
                     changes.join(", "),
                     shown(before),
                     shown(&planned)
