@@ -2867,6 +2867,10 @@ pub async fn tables_changed_since(pipeline: &Pipeline, since_ms: i64) -> Vec<Str
                 .map(|ms| (at.clone(), ms))
         } else {
             match Location::open(&at, false, false, None) {
+                // A table of one file on an object store (`s3://b/labels.csv`): its own time.
+                Ok(location) if let Some(meta) = location.own_object().await => {
+                    Some((at.clone(), meta.last_modified.timestamp_millis()))
+                }
                 Ok(location) => location
                     .list_visible(crate::source::hidden)
                     .await

@@ -610,13 +610,21 @@ impl Location {
     /// a store that will not say (a policy that grants reads under the prefix only) and an
     /// empty object (Azure Data Lake's folder, which `head` finds) count as no object.
     pub async fn is_an_object(&self) -> bool {
+        self.own_object().await.is_some()
+    }
+
+    /// On an object store, the object this location's own path names, where it names one with
+    /// content (a file given as the location, as [`Location::is_an_object`] finds it); `None`
+    /// on local disk, for a prefix, or where the store will not say.
+    pub async fn own_object(&self) -> Option<object_store::ObjectMeta> {
         if self.local_root.is_some() || self.prefix.as_ref().is_empty() {
-            return false;
+            return None;
         }
         self.store
             .head(&self.prefix)
             .await
-            .is_ok_and(|meta| meta.size > 0)
+            .ok()
+            .filter(|meta| meta.size > 0)
     }
 
     /// Lists the objects under `relative`, recursively, sorted by path.

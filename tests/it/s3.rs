@@ -593,4 +593,24 @@ fn an_object_named_for_a_folder_is_read_as_a_table_and_refused_as_a_source() {
         "every page has its section: {got:?}"
     );
     assert_eq!(got, expected);
+    // Walk 41 (9): the table's one object overwritten since: a replay names it, with its time,
+    // as it names a local file (it said only "its input ... changed since").
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    put("static/pages.csv", pages.replace("top", "TOP").into_bytes());
+    let replay = moto
+        .sluice()
+        .args(["replay", &ws.p("ckpt"), "--batch", "0", "--verify"])
+        .output()
+        .expect("replay");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&replay.stdout),
+        stderr(&replay)
+    );
+    assert_eq!(replay.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("the static table `pages` (s3://sluice/static/pages.csv: modified")
+            && said.contains("changed after batch 0 ran"),
+        "{said}"
+    );
 }
