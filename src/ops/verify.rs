@@ -380,10 +380,32 @@ pub async fn replay(
             .map_err(|e| format!("the recomputed rows cannot be encoded: {e}")),
         // Said without a rewind's advice: replaying a batch only reads, and taking it back
         // would take back every later batch too.
-        Err(Error::Source(SourceError::FileGone { file, batch, .. })) => Err(format!(
-            "the batch's input is no longer what it read: {file}, read by batch {batch}, is \
-             gone; restore it to verify the batch"
-        )),
+        Err(Error::Source(SourceError::FileGone { file, batch, .. })) => {
+            // Every file of the batch that is gone, not the first the read met.
+            let mut gone = Vec::new();
+            for source in &entry.sources {
+                if let Some(config) = pipeline.sources.get(&source.source)
+                    && let Ok(files) = config
+                        .connector()
+                        .gone_inputs(&source.source, &location, batch, &source.offset)
+                        .await
+                {
+                    gone.extend(files);
+                }
+            }
+            Err(match gone.as_slice() {
+                [_, _, ..] => format!(
+                    "the batch's input is no longer what it read: {} files read by batch \
+                     {batch} are gone ({}); restore them to verify the batch",
+                    gone.len(),
+                    gone.join(", ")
+                ),
+                _ => format!(
+                    "the batch's input is no longer what it read: {file}, read by batch \
+                     {batch}, is gone; restore it to verify the batch"
+                ),
+            })
+        }
         Err(Error::Source(SourceError::FileChanged {
             file,
             batch,

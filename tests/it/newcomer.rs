@@ -1706,6 +1706,31 @@ fn a_rewind_past_a_damaged_entry_still_checks_the_input_is_there() {
     assert!(ws.path("ckpt/commits/2").exists(), "nothing taken back");
 }
 
+/// Walk 41 (8): `replay --verify` of a batch whose input files are gone named the first the
+/// read met, then the next once that was put back; it names them all at once.
+#[test]
+fn a_replay_names_every_input_file_gone_at_once() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    assert!(run(&file, &ws).status.success());
+    std::fs::remove_file(ws.path("in/0.json")).expect("gone");
+    std::fs::remove_file(ws.path("in/1.json")).expect("gone");
+    let out = run_bin(
+        &["replay", &ws.p("ckpt"), "--batch", "0", "--verify"],
+        ws.dir.path(),
+    );
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("2 files read by batch 0 are gone")
+            && said.contains(&format!("{}/0.json", ws.p("in")))
+            && said.contains(&format!("{}/1.json", ws.p("in"))),
+        "{said}"
+    );
+}
+
 /// Walk 40 (5): a rewind whose sink folder is gone said only "cannot open `out`: no such
 /// folder"; it says the ways on that a run says, and a run on a new `sink.path` goes on.
 #[test]
