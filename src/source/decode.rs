@@ -1765,8 +1765,7 @@ fn json(
     // Where the rescued-data column is kept, a value whose fields do not fit their columns'
     // types (`"A1"` for a bigint) keeps its row: those fields go to the rescued column and
     // their columns are null, as Auto Loader's `rescuedDataColumn` takes them.
-    let mut misfits: Vec<Option<(Vec<u8>, serde_json::Map<String, serde_json::Value>)>> =
-        Vec::new();
+    let mut misfits: Vec<Option<Misfits>> = Vec::new();
     if rescue && json_decode(&joined(&values), schema, epoch, false, BATCH_SIZE).is_err() {
         misfits = values
             .iter()
@@ -1848,14 +1847,13 @@ fn json(
     })
 }
 
+/// A JSON value's text without its fields that do not fit their columns, and those fields.
+type Misfits = (Vec<u8>, serde_json::Map<String, serde_json::Value>);
+
 /// JSON object `text` without its fields that do not decode into their columns of `schema`
 /// alone (`{"code":"A1"}` where `code` is a bigint), and those fields; `None` where it is no
 /// object or every field decodes (the value fails for another reason).
-fn misfit_fields(
-    text: &[u8],
-    schema: &SchemaRef,
-    epoch: Option<EpochUnit>,
-) -> Option<(Vec<u8>, serde_json::Map<String, serde_json::Value>)> {
+fn misfit_fields(text: &[u8], schema: &SchemaRef, epoch: Option<EpochUnit>) -> Option<Misfits> {
     let mut object: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(text).ok()?;
     let mut moved = serde_json::Map::new();
