@@ -129,11 +129,13 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> &'static str 
                 _ => false,
             } =>
         {
-            ". A text value the query uses as a time or a number does not read as one: declare \
-             the column with its type in the source's `schema:` (a row whose value does not fit \
-             is then named by its file and line, and skipped and counted under `on_error: \
-             skip`), or write `TRY_CAST(c AS <type>)` (`TRY_CAST(c AS TIMESTAMP)`), which \
-             gives null for such a value"
+            ". A text value the query uses as a time or a number does not read as one (a join \
+             key of text against a number is cast to the number): declare the column with its \
+             type in the `schema:` of the source or static table it comes from (a row whose \
+             value does not fit is then named by its file and line, and skipped and counted \
+             under `on_error: skip`; a table's columns are inferred again at each start, so a \
+             re-exported table can turn a number column to text), or write `TRY_CAST(c AS \
+             <type>)` (`TRY_CAST(c AS TIMESTAMP)`), which gives null for such a value"
         }
         // A row whose divisor is zero (a literal zero is refused at planning).
         DataFusionError::ArrowError(e, _) if matches!(**e, ArrowError::DivideByZero) => {
