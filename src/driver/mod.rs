@@ -1870,6 +1870,16 @@ impl<'a> Driver<'a> {
         );
     }
 
+    /// Progress's `eventTime` at watermark `watermark_ms`: Spark gives a query with a
+    /// watermark `eventTime.watermark` from its first batch, the epoch until there is one.
+    fn event_time_progress(&self, watermark_ms: Option<i64>) -> EventTimeProgress {
+        EventTimeProgress {
+            watermark: watermark_ms
+                .or_else(|| (!self.pipeline.watermark_columns().is_empty()).then_some(0))
+                .map(rfc3339),
+        }
+    }
+
     /// Reports a trigger that found no new input ([`crate::progress::IdleProgress`]), the
     /// sources where the last batch left them (`position`).
     fn report_idle(&self, position: &Position) {
@@ -1884,12 +1894,7 @@ impl<'a> Driver<'a> {
             input_rows_per_second: 0.0,
             processed_rows_per_second: 0.0,
             idle: true,
-            event_time: EventTimeProgress {
-                watermark: position
-                    .watermark_ms
-                    .or_else(|| (!self.pipeline.watermark_columns().is_empty()).then_some(0))
-                    .map(rfc3339),
-            },
+            event_time: self.event_time_progress(position.watermark_ms),
             sources: self
                 .engine
                 .sources
@@ -2792,13 +2797,7 @@ impl<'a> Driver<'a> {
             duration_ms: (&commit.durations).into(),
             phases: commit.durations.clone(),
             watermark: watermark_ms.map(rfc3339),
-            // Spark gives a query with a watermark `eventTime.watermark` from its first
-            // batch, the epoch until there is one.
-            event_time: EventTimeProgress {
-                watermark: watermark_ms
-                    .or_else(|| (!self.pipeline.watermark_columns().is_empty()).then_some(0))
-                    .map(rfc3339),
-            },
+            event_time: self.event_time_progress(watermark_ms),
             sources,
             sink: SinkProgress {
                 description: sink_description(sink.as_ref()),
