@@ -126,6 +126,8 @@ pub(super) struct Computed {
     pub(super) unknown_fields: BTreeMap<String, BTreeSet<String>>,
     pub(super) files_in: u64,
     pub(super) late: u64,
+    /// Those rows, per source.
+    pub(super) late_per_source: BTreeMap<String, u64>,
     /// The latest event time seen up to this batch, per source with a watermark.
     pub(super) event_time_max_ms: BTreeMap<String, i64>,
     /// Rows read, per source.
@@ -876,6 +878,7 @@ impl<'p> Engine<'p> {
             unknown_fields: BTreeMap::new(),
             files_in: 0,
             late: 0,
+            late_per_source: BTreeMap::new(),
             event_time_max_ms: BTreeMap::new(),
             rows_per_source: BTreeMap::new(),
             start_offsets: start.ends.clone(),
@@ -978,6 +981,10 @@ impl<'p> Engine<'p> {
                 )
                 .map_err(|e| exec_err(e.into()))?;
                 computed.late += seen.late;
+                *computed
+                    .late_per_source
+                    .entry(source.name().to_string())
+                    .or_default() += seen.late;
                 if self.late_streams.contains(source.name()) && !seen.late_rows.is_empty() {
                     computed
                         .late_rows

@@ -2611,6 +2611,7 @@ impl<'a> Driver<'a> {
             unknown_fields,
             files_in,
             late,
+            late_per_source,
             event_time_max_ms,
             rows_per_source,
             start_offsets,
@@ -2620,6 +2621,14 @@ impl<'a> Driver<'a> {
             ..
         } = computed;
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
+        // A join's streams per side, whose late rows are that side's.
+        let join_sides = match self.engine.query.as_ref().map(|q| &q.shape) {
+            Some(crate::plan::Shape::Join(j)) => Some(j.side_streams.clone()),
+            _ => None,
+        };
+        let late_of = |streams: &[String]| -> u64 {
+            streams.iter().filter_map(|s| late_per_source.get(s)).sum()
+        };
         // A sink that already had the batch (a re-run after a crash, or another run first)
         // keeps its files: the commit records the hash of what it holds.
         let output_digest = if committed.written {
@@ -2813,8 +2822,14 @@ impl<'a> Driver<'a> {
                     num_rows_updated: s.rows_updated,
                     num_rows_removed: s.rows_removed,
                     num_rows_dropped_by_ttl: s.rows_expired,
-                    // Late rows are dropped before the operator, once: counted on the first.
-                    num_rows_dropped_by_watermark: if i == 0 { late } else { 0 },
+                    // Late rows are dropped before the operator, once: counted on the first,
+                    // or, for a join, on the side that reads their stream.
+                    num_rows_dropped_by_watermark: match (&join_sides, s.operator.as_str()) {
+                        (Some(sides), "join-left") => late_of(&sides[0]),
+                        (Some(sides), "join-right") => late_of(&sides[1]),
+                        _ if i == 0 => late,
+                        _ => 0,
+                    },
                     state_bytes_written: s.bytes_written,
                 })
                 .collect(),

@@ -1510,6 +1510,23 @@ pub(crate) fn reads_stream(plan: &LogicalPlan, streams: &BTreeSet<String>) -> bo
     found
 }
 
+/// The streams (of `streams`) that `plan` reads, as `streams` names them.
+pub(crate) fn streams_read(plan: &LogicalPlan, streams: &BTreeSet<String>) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Some(stream) = streams
+                .iter()
+                .find(|s| s.eq_ignore_ascii_case(scan.table_name.table()))
+            && !found.contains(stream)
+        {
+            found.push(stream.clone());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
 /// Below Sort, Limit and Filter (`HAVING`): the node they pass rows on from.
 fn under(mut node: &LogicalPlan) -> &LogicalPlan {
     while matches!(

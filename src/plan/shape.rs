@@ -34,6 +34,8 @@ pub enum Shape {
 pub struct JoinShape {
     /// An outer join's kind (`LEFT`, `RIGHT`, `FULL`); `None` for an inner join.
     pub outer: Option<&'static str>,
+    /// The streams each side reads (left, right), whose late rows are that side's.
+    pub side_streams: [Vec<String>; 2],
     /// The left side's event-time column, as the join's left input names it.
     pub left_time: String,
     /// The right side's event-time column, as the join's right input names it.
@@ -763,6 +765,10 @@ impl Walk<'_> {
         }
         Ok(JoinShape {
             outer,
+            side_streams: [
+                super::streams_read(&j.left, self.streams),
+                super::streams_read(&j.right, self.streams),
+            ],
             left_time: left.name,
             right_time: right.name,
             left_reach_ns: left_reach,

@@ -476,6 +476,50 @@ fn outer_joins_of_two_streams_emit_a_row_without_a_match_once_the_watermark_pass
     }
 }
 
+/// Walk 42 (1): a join's late rows were counted under `join-left` whichever stream they came
+/// from; a late row of the right stream is counted under `join-right`.
+#[test]
+fn a_join_counts_a_late_row_under_the_side_of_its_stream() {
+    let ws = run_case(
+        &[
+            ("l/0.json", &row(1, Some(10.0))),
+            ("r/0.json", &row(9, Some(20.0))),
+            ("r/1.json", &row(1, Some(5.0))),
+        ],
+        &format!("{}\n{}", source("l", "0s"), source("r", "0s")),
+        "SELECT l.id AS id FROM l JOIN r ON l.id = r.id AND r.ts BETWEEN l.ts AND l.ts + \
+         INTERVAL '5 seconds'",
+        "append",
+    );
+    assert_eq!(written(&ws, "late", &["id"]), [vec!["1"]]);
+    // Batch 1 taken back and run again, its progress as JSON.
+    let replayed = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(replayed.status.success(), "{}", stderr(&replayed));
+    let again = run_bin(
+        &["run", &ws.p("pipeline.yaml"), "--progress", "json"],
+        ws.dir.path(),
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    let event: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&again.stdout)
+            .lines()
+            .next()
+            .expect("an event"),
+    )
+    .expect("JSON");
+    assert_eq!(event["numLateRows"], 1, "{event}");
+    let dropped = |name: &str| {
+        event["stateOperators"]
+            .as_array()
+            .expect("operators")
+            .iter()
+            .find(|o| o["operatorName"] == name)
+            .map(|o| o["numRowsDroppedByWatermark"].clone())
+    };
+    assert_eq!(dropped("join-right"), Some(serde_json::json!(1)), "{event}");
+    assert_eq!(dropped("join-left"), Some(serde_json::json!(0)), "{event}");
+}
+
 /// A windowed count over a `UNION ALL` of two watermarked streams runs in append mode with the
 /// smaller of the two watermarks (Spark's default): after `a` at 12 s and `b` at 8 s the
 /// watermark is 8 s, so `[0 s, 5 s)` closes with both its rows, `b`'s 3 s row among them.
