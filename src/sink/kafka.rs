@@ -1156,10 +1156,23 @@ impl Encoders {
     fn new(config: &KafkaSinkConfig, schema: &SchemaRef) -> Result<Self, String> {
         let ctx = SessionContext::new();
         let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
+        // Typed and simplified as a query's expressions are before they run (`coalesce`, say,
+        // runs only as the CASE the simplifier makes of it).
+        let simplifier = datafusion::optimizer::simplify_expressions::ExprSimplifier::new(
+            datafusion::logical_expr::simplify::SimplifyContext::builder()
+                .with_schema(Arc::new(df_schema.clone()))
+                .build(),
+        );
+        let empty = RecordBatch::new_empty(Arc::clone(schema));
         let compile = |key: &str, sql: &str| -> Result<Arc<dyn PhysicalExpr>, String> {
             let expr = ctx
                 .parse_sql_expr(sql, &df_schema)
+                .and_then(|e| simplifier.coerce(e, &df_schema))
+                .and_then(|e| simplifier.simplify(e))
                 .and_then(|e| ctx.create_physical_expr(e, &df_schema))
+                // Run once over no rows, so that an expression that cannot run is found
+                // before the first batch, not at every batch.
+                .and_then(|e| e.evaluate(&empty).map(|_| e))
                 .map_err(|e| {
                     // A bare word that is no column: meant as text, most likely.
                     let literal = if sql.trim().chars().all(|c| c.is_alphanumeric() || c == '_')
@@ -1500,5 +1513,51 @@ impl Sink for KafkaSink {
             entries: progress.as_ref().map_or(0, |p| p.batches.len()),
             last: progress.map(|p| (p.batch, p.rows(), 0)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    /// Walk 42 (2): `key: coalesce(tag, 'none')` compiled, then failed every batch with
+    /// DataFusion's "coalesce should have been simplified to case". The sink's expressions are
+    /// typed and simplified as a query's are, and one that cannot run is refused before the
+    /// first batch, naming its setting.
+    #[test]
+    fn sink_expressions_run_as_a_query_runs_them() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("tag", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let config: KafkaSinkConfig = serde_yaml::from_str(
+            "bootstrap_servers: h:9092\ntopic: t\nkey: coalesce(tag, 'none')\nheaders: { n: n + 1 }",
+        )
+        .expect("config");
+        let encoders = Encoders::new(&config, &schema).expect("compiles");
+        let rows = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(vec![Some("a"), None])),
+                Arc::new(datafusion::arrow::array::Int64Array::from(vec![1, 2])),
+            ],
+        )
+        .expect("rows");
+        let key = encoders
+            .key
+            .expect("a key")
+            .evaluate(&rows)
+            .and_then(|k| k.into_array(rows.num_rows()))
+            .expect("evaluates");
+        let key = key.as_any().downcast_ref::<StringArray>().expect("text");
+        assert_eq!((key.value(0), key.value(1)), ("a", "none"));
+        // An expression that does not run over the columns is refused, naming its setting.
+        let config: KafkaSinkConfig =
+            serde_yaml::from_str("bootstrap_servers: h:9092\ntopic: t\nkey: tag + 1")
+                .expect("config");
+        let err = Encoders::new(&config, &schema).err().expect("refused");
+        assert!(err.contains("`key: tag + 1`"), "{err}");
     }
 }
