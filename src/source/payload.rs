@@ -110,7 +110,13 @@ impl PayloadDecoder<'_> {
                     "the message's payload is empty"
                 };
                 match self.on_error {
-                    OnError::Fail => return Err(blame(i, why)),
+                    // A payload before it that does not decode is the first to name.
+                    OnError::Fail => {
+                        if !good.is_empty() {
+                            let _before = self.decode_together(payloads, &good, blame)?;
+                        }
+                        return Err(blame(i, why));
+                    }
                     OnError::Skip => {
                         skipped += 1;
                         // Named in the log as every other row skipped is.
@@ -402,4 +408,51 @@ pub fn metadata_columns(
         });
     }
     Ok(columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    /// Walk 42 (4): with `on_error: fail`, an empty payload was named before a payload ahead
+    /// of it that does not decode; the first bad payload is named, whatever is wrong with it.
+    #[test]
+    fn the_first_bad_payload_is_named() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let decoder = PayloadDecoder {
+            format: PayloadFormat::Json,
+            schema: &schema,
+            wanted: &[0],
+            on_error: OnError::Fail,
+            epoch_unit: None,
+        };
+        let payloads: Vec<Option<&[u8]>> = vec![
+            Some(b"{\"n\":1}"),
+            Some(b"{not json"),
+            Some(b"{\"n\":3}"),
+            Some(b""),
+        ];
+        let blame = |i: usize, reason: &str| SourceError::Malformed {
+            file: format!("offset {i}"),
+            line: None,
+            reason: reason.to_string(),
+        };
+        let err = decoder
+            .decode(&payloads, &blame)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.starts_with("offset 1"), "{err}");
+        // With no bad payload before it, the empty one is named.
+        let err = decoder
+            .decode(&payloads[2..], &blame)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.starts_with("offset 1") && err.contains("empty"),
+            "{err}"
+        );
+    }
 }
