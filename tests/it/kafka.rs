@@ -293,7 +293,7 @@ async fn a_kafka_source_reads_every_record_once_across_runs() {
         "{text}"
     );
     assert!(
-        text.contains("lag         clicks: 0 records not yet read"),
+        text.contains("lag         clicks: 0 offsets not yet read"),
         "{text}"
     );
     // Records added since the last run are the lag, per partition (30 over 3 partitions).
