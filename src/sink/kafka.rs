@@ -96,6 +96,10 @@ pub struct KafkaSinkConfig {
     /// A SQL expression giving each record's value; the row as a JSON object where absent.
     #[serde(default)]
     pub value: Option<String>,
+    /// The default value's null columns written as `null` (Flink's JSON format), not left
+    /// out (Spark's `to_json`, the default).
+    #[serde(default)]
+    pub json_nulls: bool,
     /// Headers: name to SQL expression (text or binary).
     #[serde(default)]
     pub headers: indexmap::IndexMap<String, String>,
@@ -1148,6 +1152,8 @@ fn read_values(
 struct Encoders {
     key: Option<Arc<dyn PhysicalExpr>>,
     value: Option<Arc<dyn PhysicalExpr>>,
+    /// The default value writes null columns as `null`.
+    json_nulls: bool,
     headers: Vec<(String, Arc<dyn PhysicalExpr>)>,
 }
 
@@ -1219,6 +1225,7 @@ impl Encoders {
         Ok(Self {
             key,
             value,
+            json_nulls: config.json_nulls,
             headers,
         })
     }
@@ -1236,7 +1243,7 @@ impl Encoders {
         let keys = self.key.as_ref().map(eval).transpose()?;
         let values = match &self.value {
             Some(expr) => eval(expr)?,
-            None => json_rows(batch)?,
+            None => json_rows(batch, self.json_nulls)?,
         };
         let headers = self
             .headers
@@ -1285,11 +1292,14 @@ fn bytes_of(array: &ArrayRef) -> Result<Vec<Option<Vec<u8>>>, String> {
     })
 }
 
-/// Each row of `batch` as a JSON object (nulls left out, as Spark's `to_json` leaves them).
-fn json_rows(batch: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>, String> {
+/// Each row of `batch` as a JSON object: nulls left out, as Spark's `to_json` leaves them, or,
+/// with `nulls`, written as `null`, as Flink's JSON format writes them.
+fn json_rows(batch: &RecordBatch, nulls: bool) -> Result<Vec<Option<Vec<u8>>>, String> {
     let mut buffer = Vec::new();
     {
-        let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut buffer);
+        let mut writer = datafusion::arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(nulls)
+            .build::<_, datafusion::arrow::json::writer::LineDelimited>(&mut buffer);
         writer.write(batch).map_err(|e| e.to_string())?;
         writer.finish().map_err(|e| e.to_string())?;
     }
@@ -1553,6 +1563,13 @@ mod tests {
             .expect("evaluates");
         let key = key.as_any().downcast_ref::<StringArray>().expect("text");
         assert_eq!((key.value(0), key.value(1)), ("a", "none"));
+        // The default value leaves a null column out, or, with `json_nulls`, writes it.
+        let value = |nulls: bool| {
+            let rows = json_rows(&rows, nulls).expect("json");
+            String::from_utf8(rows[1].clone().expect("a value")).expect("utf-8")
+        };
+        assert_eq!(value(false), "{\"n\":2}");
+        assert_eq!(value(true), "{\"tag\":null,\"n\":2}");
         // An expression that does not run over the columns is refused, naming its setting.
         let config: KafkaSinkConfig =
             serde_yaml::from_str("bootstrap_servers: h:9092\ntopic: t\nkey: tag + 1")
