@@ -1341,10 +1341,21 @@ fn casts_to_timestamptz(sql: &str) -> bool {
             .any(|w| w == ["TIMESTAMP", "WITH", "TIME", "ZONE"])
 }
 
-/// The divisions of one integer by another in `plan` (as written, `sum(good) / sum(total)`):
-/// DataFusion keeps their whole part (1 / 4 is 0), where Spark and DuckDB give a fraction.
-pub fn integer_divisions(plan: &LogicalPlan) -> Vec<String> {
-    use datafusion::logical_expr::{BinaryExpr, ExprSchemable, Operator};
+/// Each binary operation of `plan`'s expressions (`left op right`) that `pick` takes, given
+/// the schema its operands are typed in, as DataFusion writes it, once each. Nodes of one
+/// input only (a join's condition is left out); a CASE's branches are left out where
+/// `skip_case` (they run only for the rows their condition picks, maybe none).
+fn binary_operations(
+    plan: &LogicalPlan,
+    skip_case: bool,
+    pick: impl Fn(
+        &Expr,
+        &datafusion::logical_expr::Operator,
+        &Expr,
+        &datafusion::common::DFSchema,
+    ) -> bool,
+) -> Vec<String> {
+    use datafusion::logical_expr::BinaryExpr;
     let mut found: Vec<String> = Vec::new();
     let _ = plan.apply_with_subqueries(|node| {
         let inputs = node.inputs();
@@ -1354,79 +1365,11 @@ pub fn integer_divisions(plan: &LogicalPlan) -> Vec<String> {
         let schema = input.schema();
         node.apply_expressions(|expr| {
             expr.apply(|e| {
-                if let Expr::BinaryExpr(BinaryExpr {
-                    left,
-                    op: Operator::Divide,
-                    right,
-                }) = e
-                    && [left, right].iter().all(|side| {
-                        side.get_type(schema)
-                            .is_ok_and(|t| t.is_integer())
-                    })
-                    // A constant divisor is written on purpose (`ms / 1000`).
-                    && !matches!(right.as_ref(), Expr::Literal(..))
-                {
-                    let text = format!("{left} / {right}");
-                    if !found.contains(&text) {
-                        found.push(text);
-                    }
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })
-    });
-    found
-}
-
-/// The divisions and remainders in `plan` (as DataFusion writes them, `s.v / Int64(0)`) whose
-/// divisor is a literal
-/// integer or decimal zero: DataFusion fails the batch on the first row that reaches one (as
-/// PostgreSQL and Spark with ANSI mode do; DuckDB gives null). A floating-point zero is left
-/// out (it gives infinity or NaN, as IEEE 754 says), and so is a branch of a CASE, which only
-/// the rows its condition picks reach.
-pub fn zero_divisions(plan: &LogicalPlan) -> Vec<String> {
-    use datafusion::arrow::datatypes::DataType;
-    use datafusion::logical_expr::{BinaryExpr, ExprSchemable, Operator};
-    // A literal, under the casts type coercion puts on it, and its value.
-    fn literal(e: &Expr) -> Option<&datafusion::common::ScalarValue> {
-        match e {
-            Expr::Literal(value, _) => Some(value),
-            Expr::Cast(c) => literal(&c.expr),
-            Expr::TryCast(c) => literal(&c.expr),
-            _ => None,
-        }
-    }
-    let mut found: Vec<String> = Vec::new();
-    let _ = plan.apply_with_subqueries(|node| {
-        let inputs = node.inputs();
-        let [input] = inputs.as_slice() else {
-            return Ok(TreeNodeRecursion::Continue);
-        };
-        let schema = input.schema();
-        node.apply_expressions(|expr| {
-            expr.apply(|e| {
-                // A branch of a CASE runs only for the rows its condition picks, maybe none.
-                if matches!(e, Expr::Case(_)) {
+                if skip_case && matches!(e, Expr::Case(_)) {
                     return Ok(TreeNodeRecursion::Jump);
                 }
-                if let Expr::BinaryExpr(BinaryExpr {
-                    left,
-                    op: op @ (Operator::Divide | Operator::Modulo),
-                    right,
-                }) = e
-                    && let Some(value) = literal(right)
-                    && !value.is_null()
-                    // As the divisor's type holds it (`CAST(0.4 AS BIGINT)` is 0), then read
-                    // as a double (-0.0 is zero too).
-                    && right
-                        .get_type(schema)
-                        .and_then(|t| value.cast_to(&t))
-                        .and_then(|v| v.cast_to(&DataType::Float64))
-                        .is_ok_and(|v| {
-                            matches!(v, datafusion::common::ScalarValue::Float64(Some(f)) if f == 0.0)
-                        })
-                    // Integer or decimal arithmetic, which fails on a zero divisor.
-                    && e.get_type(schema).is_ok_and(|t| t.is_integer() || t.is_decimal())
+                if let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e
+                    && pick(left, op, right, schema)
                 {
                     let text = format!("{left} {op} {right}");
                     if !found.contains(&text) {
@@ -1438,6 +1381,61 @@ pub fn zero_divisions(plan: &LogicalPlan) -> Vec<String> {
         })
     });
     found
+}
+
+/// The divisions of one integer by another in `plan` (as written, `sum(good) / sum(total)`):
+/// DataFusion keeps their whole part (1 / 4 is 0), where Spark and DuckDB give a fraction.
+pub fn integer_divisions(plan: &LogicalPlan) -> Vec<String> {
+    use datafusion::logical_expr::{ExprSchemable, Operator};
+    binary_operations(plan, false, |left, op, right, schema| {
+        *op == Operator::Divide
+            && [left, right]
+                .iter()
+                .all(|side| side.get_type(schema).is_ok_and(|t| t.is_integer()))
+            // A constant divisor is written on purpose (`ms / 1000`).
+            && !matches!(right, Expr::Literal(..))
+    })
+}
+
+/// The divisions and remainders in `plan` (as DataFusion writes them, `s.v / Int64(0)`) whose
+/// divisor is a literal integer or decimal zero: DataFusion fails the batch on the first row
+/// that reaches one (as PostgreSQL and Spark with ANSI mode do; DuckDB gives null). A
+/// floating-point zero is left out (it gives infinity or NaN, as IEEE 754 says), and so is a
+/// branch of a CASE, which only the rows its condition picks reach.
+pub fn zero_divisions(plan: &LogicalPlan) -> Vec<String> {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{ExprSchemable, Operator};
+    // A literal, under the casts type coercion puts on it, and its value.
+    fn literal(e: &Expr) -> Option<&ScalarValue> {
+        match e {
+            Expr::Literal(value, _) => Some(value),
+            Expr::Cast(c) => literal(&c.expr),
+            Expr::TryCast(c) => literal(&c.expr),
+            _ => None,
+        }
+    }
+    binary_operations(plan, true, |left, op, right, schema| {
+        matches!(op, Operator::Divide | Operator::Modulo)
+            && literal(right).is_some_and(|value| {
+                !value.is_null()
+                    // As the divisor's type holds it (`CAST(0.4 AS BIGINT)` is 0), then read
+                    // as a double (-0.0 is zero too).
+                    && right
+                        .get_type(schema)
+                        .and_then(|t| value.cast_to(&t))
+                        .and_then(|v| v.cast_to(&DataType::Float64))
+                        .is_ok_and(|v| matches!(v, ScalarValue::Float64(Some(f)) if f == 0.0))
+            })
+            // Integer or decimal arithmetic, which fails on a zero divisor.
+            && Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr {
+                left: Box::new(left.clone()),
+                op: *op,
+                right: Box::new(right.clone()),
+            })
+            .get_type(schema)
+            .is_ok_and(|t| t.is_integer() || t.is_decimal())
+    })
 }
 
 /// The calls in `plan` that count from 0 as Spark does, where DataFusion counts from 1 (as
