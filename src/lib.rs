@@ -141,8 +141,9 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> &'static str 
         DataFusionError::ArrowError(e, _) if matches!(**e, ArrowError::DivideByZero) => {
             ". A row of the batch divides by zero, which fails the query as it does in \
              PostgreSQL and Spark (DuckDB gives null): divide by `NULLIF(b, 0)` for null \
-             there, or write `CASE WHEN b <> 0 THEN a / b END` (a `WHERE b <> 0` beside the \
-             division does not keep it from such rows: both sides of an AND may be computed)"
+             there, or write `CASE WHEN b <> 0 THEN a / b END` (a `WHERE b <> 0` keeps such rows \
+             from a division in the SELECT list, but not from one in the same `WHERE ... AND \
+             ...`: both sides of an AND may be computed)"
         }
         DataFusionError::ResourcesExhausted(_) => {
             ". The batch needs more memory than the pipeline's `memory_limit` gives it (by \

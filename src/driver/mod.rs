@@ -1165,10 +1165,11 @@ struct Driver<'a> {
     last_trigger: Option<Instant>,
     /// When this run last reported progress (a batch, or none found), for the idle events.
     last_reported: Instant,
-    /// When this run read its static tables (milliseconds since 1970), and whether it has said
-    /// that one changed since.
+    /// When this run read its static tables (milliseconds since 1970), whether it has said that
+    /// one changed since, and when it last looked.
     tables_read_ms: i64,
     tables_change_said: bool,
+    tables_looked: Option<Instant>,
     /// What this run recorded of the sink in the checkpoint.
     sink_record: crate::checkpoint::SinkRecord,
     /// The query's output columns, to record with the sink once a batch has written them.
@@ -1629,6 +1630,7 @@ impl<'a> Driver<'a> {
             last_reported: Instant::now(),
             tables_read_ms,
             tables_change_said: false,
+            tables_looked: None,
             sink_record,
             unrecorded_output_schema: None,
             rebuilt_query,
@@ -1845,13 +1847,20 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// Says once a run that a static table's files changed since it read them at its start:
-    /// its batches go on joining the table as it was (where Spark reads a file-backed table
-    /// again each batch), until the run starts again.
+    /// Says once a run that a static table's files were modified since it read them at its
+    /// start (by their modification times): its batches go on joining the table as it was
+    /// (where Spark reads a file-backed table again each batch), until the run starts again.
+    /// Looked at after a batch, every 10 s at most (a listing of each table's folder).
     async fn say_changed_tables(&mut self) {
-        if self.tables_change_said || self.pipeline.tables.is_empty() {
+        if self.tables_change_said
+            || self.pipeline.tables.is_empty()
+            || self
+                .tables_looked
+                .is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(10))
+        {
             return;
         }
+        self.tables_looked = Some(Instant::now());
         let changed = tables_changed_since(self.pipeline, self.tables_read_ms).await;
         if changed.is_empty() {
             return;
@@ -2826,7 +2835,14 @@ impl<'a> Driver<'a> {
                     // or, for a join, on the side that reads their stream.
                     num_rows_dropped_by_watermark: match (&join_sides, s.operator.as_str()) {
                         (Some(sides), "join-left") => late_of(&sides[0]),
-                        (Some(sides), "join-right") => late_of(&sides[1]),
+                        // A stream both sides read (a self-join) counts on the left.
+                        (Some(sides), "join-right") => late_of(
+                            &sides[1]
+                                .iter()
+                                .filter(|s| !sides[0].contains(s))
+                                .cloned()
+                                .collect::<Vec<_>>(),
+                        ),
                         _ if i == 0 => late,
                         _ => 0,
                     },

@@ -1210,9 +1210,9 @@ impl Pipeline {
                             message = message.replacen("source `", "table `", 1);
                             if e.key == "kind" && message.contains("unknown value") {
                                 message.push_str(
-                                    " (a static table is `kind: files`, or `nexmark`; a table \
-                                     of a database is joined by exporting it to files first, as \
-                                     PostgreSQL's `COPY ... TO` writes CSV)",
+                                    " (a static table is `kind: files`; a table of a database \
+                                     is joined by exporting it to files first, as PostgreSQL's \
+                                     `COPY ... TO` writes CSV)",
                                 );
                             }
                         }
@@ -2019,7 +2019,7 @@ sink: { kind: files, path: out/clicks, format: parquet }
         let said = parse(&text).expect_err("refused");
         assert!(
             said.contains("`tables.pages.kind`: table `pages`: unknown value `postgres`")
-                && said.contains("a static table is `kind: files`, or `nexmark`")
+                && said.contains("a static table is `kind: files`;")
                 && said.contains("`COPY ... TO`"),
             "{said}"
         );

@@ -1178,7 +1178,7 @@ impl Encoders {
                 .and_then(|e| ctx.create_physical_expr(e, &df_schema))
                 // Run once over no rows, so that an expression that cannot run is found
                 // before the first batch, not at every batch.
-                .and_then(|e| e.evaluate(&empty).map(|_| e))
+                .and_then(|e| e.evaluate(&empty).map(|v| (e, v)))
                 .map_err(|e| {
                     // A bare word that is no column: meant as text, most likely.
                     let literal = if sql.trim().chars().all(|c| c.is_alphanumeric() || c == '_')
@@ -1196,6 +1196,12 @@ impl Encoders {
                          {e}{literal}"
                     )
                 })?;
+            let (expr, none) = expr;
+            // Its values must become a record's bytes (text or binary, or cast to text).
+            none.into_array(0)
+                .map_err(|e| e.to_string())
+                .and_then(|values| bytes_of(&values))
+                .map_err(|e| format!("`{key}: {sql}` gives values a record cannot hold: {e}"))?;
             Ok(expr)
         };
         // Every expression at fault is named at once.
@@ -1219,6 +1225,13 @@ impl Encoders {
                 keep(compile(&format!("headers.{name}"), sql)).map(|expr| (name.clone(), expr))
             })
             .collect();
+        if config.json_nulls && config.value.is_some() {
+            faults.push(
+                "`json_nulls: true` applies to the default value (the row as JSON), which \
+                 `value:` replaces: remove one of them"
+                    .to_string(),
+            );
+        }
         if !faults.is_empty() {
             return Err(faults.join("; and "));
         }
@@ -1576,5 +1589,15 @@ mod tests {
                 .expect("config");
         let err = Encoders::new(&config, &schema).err().expect("refused");
         assert!(err.contains("`key: tag + 1`"), "{err}");
+        // `json_nulls` with a `value:` it would not apply to is refused.
+        let config: KafkaSinkConfig = serde_yaml::from_str(
+            "bootstrap_servers: h:9092\ntopic: t\nvalue: tag\njson_nulls: true",
+        )
+        .expect("config");
+        let err = Encoders::new(&config, &schema).err().expect("refused");
+        assert!(
+            err.contains("`json_nulls: true` applies to the default value"),
+            "{err}"
+        );
     }
 }

@@ -1625,6 +1625,9 @@ struct Value<'a> {
     line: usize,
     /// Its fields the schema does not know, by path (`amt`, `payload.new`, `items[2].x`).
     unknown: serde_json::Map<String, serde_json::Value>,
+    /// Its fields of the schema's columns whose values do not fit their types, rescued (with
+    /// a rescued-data column): their columns are null in its row.
+    misfit: serde_json::Map<String, serde_json::Value>,
     /// Whether it has any of the schema's (top-level) fields.
     known: bool,
 }
@@ -1784,7 +1787,7 @@ fn json(
             let mut value: Value<'_> = value;
             if let Some(Some((text, moved))) = misfits.get(i) {
                 value.text = text;
-                value.unknown.extend(moved.clone());
+                value.misfit = moved.clone();
             }
             value
         })
@@ -1833,8 +1836,11 @@ fn json(
             values
                 .iter()
                 .map(|v| {
-                    (!v.unknown.is_empty())
-                        .then(|| serde_json::Value::Object(v.unknown.clone()).to_string())
+                    (!v.unknown.is_empty() || !v.misfit.is_empty()).then(|| {
+                        let mut fields = v.unknown.clone();
+                        fields.extend(v.misfit.clone());
+                        serde_json::Value::Object(fields).to_string()
+                    })
                 })
                 .collect::<StringArray>(),
         ) as ArrayRef
@@ -1850,32 +1856,110 @@ fn json(
 /// A JSON value's text without its fields that do not fit their columns, and those fields.
 type Misfits = (Vec<u8>, serde_json::Map<String, serde_json::Value>);
 
-/// JSON object `text` without its fields that do not decode into their columns of `schema`
-/// alone (`{"code":"A1"}` where `code` is a bigint), and those fields; `None` where it is no
+/// JSON object `text` with the values of its fields that do not decode into their columns of
+/// `schema` alone (`{"code":"A1"}` where `code` is a bigint) written as `null`, the rest of
+/// its bytes as they were (a number keeps every digit), and those fields; `None` where it is no
 /// object or every field decodes (the value fails for another reason).
 fn misfit_fields(text: &[u8], schema: &SchemaRef, epoch: Option<EpochUnit>) -> Option<Misfits> {
-    let mut object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(text).ok()?;
     let mut moved = serde_json::Map::new();
-    let names: Vec<String> = object.keys().cloned().collect();
-    for name in names {
+    let mut spans = Vec::new();
+    for (key, name, value) in object_fields(text)? {
         if schema.column_with_name(&name).is_none() {
             continue;
         }
-        let mut alone = serde_json::Map::new();
-        alone.insert(name.clone(), object[&name].clone());
-        let alone = serde_json::to_vec(&serde_json::Value::Object(alone)).ok()?;
-        if json_decode(&alone, schema, epoch, false, 1).is_err()
-            && let Some(field) = object.remove(&name)
-        {
-            moved.insert(name, field);
+        let mut alone = Vec::with_capacity(key.len() + value.len() + 3);
+        alone.push(b'{');
+        alone.extend_from_slice(&text[key.clone()]);
+        alone.push(b':');
+        alone.extend_from_slice(&text[value.clone()]);
+        alone.push(b'}');
+        if json_decode(&alone, schema, epoch, false, 1).is_err() {
+            moved.insert(name, serde_json::from_slice(&text[value.clone()]).ok()?);
+            spans.push(value);
         }
     }
     if moved.is_empty() {
         return None;
     }
-    let rest = serde_json::to_vec(&serde_json::Value::Object(object)).ok()?;
+    let mut rest = text.to_vec();
+    for span in spans.iter().rev() {
+        rest.splice(span.clone(), b"null".iter().copied());
+    }
     Some((rest, moved))
+}
+
+/// A top-level field of a JSON object's text: its key's bytes (quotes included), its name, and
+/// its value's bytes.
+type FieldSpan = (std::ops::Range<usize>, String, std::ops::Range<usize>);
+
+/// The top-level fields of JSON object `text`; `None` where `text` is no object as this reads
+/// it.
+fn object_fields(text: &[u8]) -> Option<Vec<FieldSpan>> {
+    let skip_space = |mut at: usize| {
+        while text.get(at).is_some_and(u8::is_ascii_whitespace) {
+            at += 1;
+        }
+        at
+    };
+    // The end of the string that starts at `at` (its opening quote), after its closing one.
+    let string_end = |mut at: usize| {
+        at += 1;
+        loop {
+            match text.get(at)? {
+                b'\\' => at += 2,
+                b'"' => return Some(at + 1),
+                _ => at += 1,
+            }
+        }
+    };
+    let mut fields = Vec::new();
+    let mut at = skip_space(0);
+    if text.get(at) != Some(&b'{') {
+        return None;
+    }
+    at = skip_space(at + 1);
+    if text.get(at) == Some(&b'}') {
+        return Some(fields);
+    }
+    loop {
+        if text.get(at) != Some(&b'"') {
+            return None;
+        }
+        let key = at..string_end(at)?;
+        let name: String = serde_json::from_slice(&text[key.clone()]).ok()?;
+        at = skip_space(key.end);
+        if text.get(at) != Some(&b':') {
+            return None;
+        }
+        let start = skip_space(at + 1);
+        // The value: a string, or anything up to the `,` or `}` at this depth.
+        let mut end = start;
+        let mut depth = 0usize;
+        loop {
+            match *text.get(end)? {
+                b'"' => end = string_end(end)?,
+                b'{' | b'[' => {
+                    depth += 1;
+                    end += 1;
+                }
+                b'}' | b']' if depth > 0 => {
+                    depth -= 1;
+                    end += 1;
+                }
+                b',' | b'}' if depth == 0 => break,
+                _ => end += 1,
+            }
+        }
+        let mut value_end = end;
+        while value_end > start && text[value_end - 1].is_ascii_whitespace() {
+            value_end -= 1;
+        }
+        fields.push((key, name, start..value_end));
+        match text[end] {
+            b',' => at = skip_space(end + 1),
+            _ => return Some(fields),
+        }
+    }
 }
 
 /// The JSON values of a file, as [`json_values`] found them.
@@ -1938,6 +2022,7 @@ fn json_values<'a>(
                     text: &bytes[pos..end],
                     line,
                     unknown,
+                    misfit: serde_json::Map::new(),
                     known,
                 });
                 advance(&mut pos, &mut line, end);
@@ -3484,6 +3569,31 @@ mod tests {
             .collect()
     }
 
+    /// The fields of an object are found whole: nested values with commas and braces,
+    /// strings with escaped quotes, space around them.
+    #[test]
+    fn an_object_s_fields_are_found_by_their_bytes() {
+        let text = br#" { "a" : {"x": [1, {"y": "}"}]} , "b\"c":"q\"},", "d": -1.5e3 } "#;
+        let fields = object_fields(text).expect("an object");
+        let shown: Vec<(String, String)> = fields
+            .iter()
+            .map(|(_, name, value)| {
+                (name.clone(), String::from_utf8_lossy(&text[value.clone()]).to_string())
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("a".to_string(), r#"{"x": [1, {"y": "}"}]}"#.to_string()),
+                ("b\"c".to_string(), r#""q\"},""#.to_string()),
+                ("d".to_string(), "-1.5e3".to_string()),
+            ]
+        );
+        assert_eq!(object_fields(b"{}").expect("empty"), Vec::new());
+        assert!(object_fields(b"[1, 2]").is_none());
+        assert!(object_fields(b"{\"a\": 1").is_none());
+    }
+
     #[test]
     fn unknown_json_fields_are_counted_and_rescued() {
         let text = "{\"id\":1,\"name\":\"a\"}\n{\"id\":2,\"amt\":7,\"x\":{\"y\":null}}\n";
@@ -3515,9 +3625,29 @@ mod tests {
         let d = rescuing(&schema(), OnError::Skip)
             .decode("f.json", "f.json", &Bytes::from(text))
             .expect("skip");
-        assert_eq!((d.rows, d.skipped, d.unknown_rows), (3, 1, 2));
+        // (Counted as rows with unknown fields only for those: `id` is a column.)
+        assert_eq!((d.rows, d.skipped, d.unknown_rows), (3, 1, 1));
         assert_eq!(column_text(&d, 0), ["1", "", "3"]);
         assert_eq!(column_text(&d, 2), ["{\"zz\":1}", "{\"id\":\"x\"}", ""]);
+        // The fields that fit keep every digit: the row is not read again through doubles.
+        let decimal = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("d", DataType::Decimal128(38, 2), true),
+            Field::new("_rescued", DataType::Utf8, true),
+        ]));
+        let reader = Reader {
+            schema: decimal,
+            ..rescuing(&schema(), OnError::Fail)
+        };
+        let d = reader
+            .decode(
+                "f.json",
+                "f.json",
+                &Bytes::from("{\"id\": \"A1\", \"d\": 12345678901234567.89}\n"),
+            )
+            .expect("rescued");
+        assert_eq!(column_text(&d, 1), ["12345678901234567.89"]);
+        assert_eq!(column_text(&d, 2), ["{\"id\":\"A1\"}"]);
         let d = rescuing(&schema(), OnError::Fail)
             .decode(
                 "f.json",

@@ -548,7 +548,7 @@ pub enum BatchScan {
 /// topic's partition), the offset read to, the end the part has now, and the difference.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Lag {
-    /// What the counts count (`records`).
+    /// What the counts count (`offsets` for Kafka, `sequences` for NATS).
     pub unit: &'static str,
     /// The parts' lags added up.
     pub total: u64,

@@ -482,7 +482,9 @@ impl Operator for JoinOperator {
             ));
         }
         // Each side keeps its new rows and lets go of what the watermark passed: a preserved
-        // side's that never matched are emitted below.
+        // side's that never matched are emitted below. From here the state is this batch's:
+        // where the batch fails, its next try loads the previous version again.
+        self.version = None;
         let mut unmatched = Vec::new();
         for (i, side) in self.sides.iter_mut().enumerate() {
             let flags = matched[i].as_ref().map(|(k, n)| (k, n));
