@@ -3578,7 +3578,10 @@ mod tests {
         let shown: Vec<(String, String)> = fields
             .iter()
             .map(|(_, name, value)| {
-                (name.clone(), String::from_utf8_lossy(&text[value.clone()]).to_string())
+                (
+                    name.clone(),
+                    String::from_utf8_lossy(&text[value.clone()]).to_string(),
+                )
             })
             .collect();
         assert_eq!(
