@@ -902,6 +902,35 @@ fn join_oracle_inputs(streams: [(&RecordBatch, &[usize], usize); 2]) -> [RecordB
     })
 }
 
+/// A pipeline of `query` over the streams `views` and `buys` of `ws` (`per` files a batch of
+/// each), watermarked `DELAY_S` behind, into Parquet, with a state snapshot every
+/// `snapshot_every` batches.
+fn join_yaml(ws: &Workspace, query: &str, per: (usize, usize), snapshot_every: u64) -> String {
+    let source = |name: &str, per: usize| {
+        format!(
+            "  {name}:\n    kind: files\n    path: {}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    max_files_per_batch: {per}\n    watermark: {{ column: ts, delay: {DELAY_S}s }}\n",
+            ws.p(name)
+        )
+    };
+    format!(
+        "name: join\ncheckpoint: {}\nsources:\n{}{}query: |\n  {query}\noutput_mode: append\nsnapshot_every: {snapshot_every}\ntrigger: available-now\nsink: {{ kind: files, path: {}, format: parquet }}\n",
+        ws.p("ckpt"),
+        source("views", per.0),
+        source("buys", per.1),
+        ws.p("out"),
+    )
+}
+
+/// Registers the rows a join takes of each stream ([`join_oracle_inputs`]) in `ctx` as the
+/// tables `views` and `buys`, for the oracle.
+fn register_join_inputs(ctx: &SessionContext, kept: [RecordBatch; 2]) {
+    for (name, rows) in ["views", "buys"].into_iter().zip(kept) {
+        let table = datafusion::datasource::MemTable::try_new(rows.schema(), vec![vec![rows]])
+            .expect("table");
+        ctx.register_table(name, Arc::new(table)).expect("register");
+    }
+}
+
 /// A join of two streams, bounded in event time, over random cuts of both inputs read at
 /// different paces: the output equals the batch SQL join, and the kept rows stay bounded.
 #[tokio::test]
@@ -921,19 +950,7 @@ async fn stream_stream_join_equals_batch() {
         let view_cuts = write_cut(&ws.path("views"), &views, &mut rng);
         let buy_cuts = write_cut(&ws.path("buys"), &buys, &mut rng);
         let (per_views, per_buys) = (rng.random_range(1..=3), rng.random_range(1..=3));
-        let source = |name: &str, per: usize| {
-            format!(
-                "  {name}:\n    kind: files\n    path: {}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    max_files_per_batch: {per}\n    watermark: {{ column: ts, delay: {DELAY_S}s }}\n",
-                ws.p(name)
-            )
-        };
-        let yaml = format!(
-            "name: join\ncheckpoint: {}\nsources:\n{}{}query: |\n  {JOIN}\noutput_mode: append\nsnapshot_every: 4\ntrigger: available-now\nsink: {{ kind: files, path: {}, format: parquet }}\n",
-            ws.p("ckpt"),
-            source("views", per_views),
-            source("buys", per_buys),
-            ws.p("out"),
-        );
+        let yaml = join_yaml(&ws, JOIN, (per_views, per_buys), 4);
         let summary = run(&yaml, RunOptions::default())
             .await
             .unwrap_or_else(|e| panic!("join (seed {seed}): {e}"));
@@ -945,11 +962,7 @@ async fn stream_stream_join_equals_batch() {
             (&buys, &buy_cuts, per_buys),
         ]);
         late_rows += views.num_rows() + buys.num_rows() - kept[0].num_rows() - kept[1].num_rows();
-        for (name, rows) in ["views", "buys"].into_iter().zip(kept) {
-            let table = datafusion::datasource::MemTable::try_new(rows.schema(), vec![vec![rows]])
-                .expect("table");
-            ctx.register_table(name, Arc::new(table)).expect("register");
-        }
+        register_join_inputs(&ctx, kept);
         let want = sql_rows(&ctx, JOIN).await;
         assert!(want.len() > 100, "the join matches rows: {}", want.len());
         let got = sink_rows(&ws.path("out")).await;
@@ -1001,19 +1014,7 @@ async fn stream_stream_outer_joins_equal_batch() {
         let view_cuts = write_cut(&ws.path("views"), &views, &mut rng);
         let buy_cuts = write_cut(&ws.path("buys"), &buys, &mut rng);
         let (per_views, per_buys) = (rng.random_range(1..=3), rng.random_range(1..=3));
-        let source = |name: &str, per: usize| {
-            format!(
-                "  {name}:\n    kind: files\n    path: {}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    max_files_per_batch: {per}\n    watermark: {{ column: ts, delay: {DELAY_S}s }}\n",
-                ws.p(name)
-            )
-        };
-        let yaml = format!(
-            "name: join\ncheckpoint: {}\nsources:\n{}{}query: |\n  {query}\noutput_mode: append\nsnapshot_every: 3\ntrigger: available-now\nsink: {{ kind: files, path: {}, format: parquet }}\n",
-            ws.p("ckpt"),
-            source("views", per_views),
-            source("buys", per_buys),
-            ws.p("out"),
-        );
+        let yaml = join_yaml(&ws, &query, (per_views, per_buys), 3);
         run(&yaml, RunOptions::default())
             .await
             .unwrap_or_else(|e| panic!("{kind} join (seed {seed}): {e}"));
@@ -1035,11 +1036,7 @@ async fn stream_stream_outer_joins_equal_batch() {
             (&views, &view_cuts, per_views),
             (&buys, &buy_cuts, per_buys),
         ]);
-        for (name, rows) in ["views", "buys"].into_iter().zip(kept) {
-            let table = datafusion::datasource::MemTable::try_new(rows.schema(), vec![vec![rows]])
-                .expect("table");
-            ctx.register_table(name, Arc::new(table)).expect("register");
-        }
+        register_join_inputs(&ctx, kept);
         let want = sql_rows(
             &ctx,
             &format!(
