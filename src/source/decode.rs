@@ -1768,8 +1768,9 @@ fn json(
     // Where the rescued-data column is kept, a value whose fields do not fit their columns'
     // types (`"A1"` for a bigint) keeps its row: those fields go to the rescued column and
     // their columns are null, as Auto Loader's `rescuedDataColumn` takes them.
+    let together = json_decode(&joined(&values), schema, epoch, false, BATCH_SIZE);
     let mut misfits: Vec<Option<Misfits>> = Vec::new();
-    if rescue && json_decode(&joined(&values), schema, epoch, false, BATCH_SIZE).is_err() {
+    if rescue && together.is_err() {
         misfits = values
             .iter()
             .map(|value| {
@@ -1792,7 +1793,13 @@ fn json(
             value
         })
         .collect();
-    let batches = match json_decode(&joined(&values), schema, epoch, false, BATCH_SIZE) {
+    // Decoded again only where a value lost its misfits.
+    let together = if misfits.iter().any(Option::is_some) {
+        json_decode(&joined(&values), schema, epoch, false, BATCH_SIZE)
+    } else {
+        together
+    };
+    let batches = match together {
         Ok(batches) => Ok(batches),
         Err(joined_error) => {
             // Some value does not fit its columns: find which, alone.
