@@ -592,7 +592,13 @@ impl KafkaSink {
             let result = failpoint::external(&location, &format!("rows of batch {batch}"), || {
                 let mut index = 0;
                 for batch in &batches {
-                    let rows = encoders.encode(batch).map_err(WriteError::Other)?;
+                    // The same at every attempt: the rows' fault, not the broker's.
+                    let rows = encoders.encode(batch).map_err(|e| {
+                        WriteError::Refused(match e.row {
+                            Some(row) => format!("the batch's row {}: {}", index + row, e.reason),
+                            None => format!("a row of the batch: {}", e.reason),
+                        })
+                    })?;
                     for row in &rows {
                         // Update mode writes a row as the newest record of its key; a row
                         // without one would be no key's, and a compacted topic refuses it.
@@ -1150,11 +1156,49 @@ fn read_values(
 
 /// How rows become records: the key, value and header expressions, compiled for one schema.
 struct Encoders {
-    key: Option<Arc<dyn PhysicalExpr>>,
-    value: Option<Arc<dyn PhysicalExpr>>,
+    key: Option<Encoder>,
+    value: Option<Encoder>,
     /// The default value writes null columns as `null`.
     json_nulls: bool,
-    headers: Vec<(String, Arc<dyn PhysicalExpr>)>,
+    headers: Vec<(String, Encoder)>,
+}
+
+/// One of the sink's expressions, compiled, with the setting it came from (`key: ...`) for
+/// the error of a row it fails on.
+struct Encoder {
+    setting: String,
+    expr: Arc<dyn PhysicalExpr>,
+}
+
+impl Encoder {
+    /// The expression's value for each row of `batch`, as a record's bytes. A failure names
+    /// the setting and the first row (0-based, within `batch`) it fails on: it is the row's
+    /// fault, so no attempt writes it.
+    fn bytes(&self, batch: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>, EncodeError> {
+        let eval = |batch: &RecordBatch| {
+            self.expr
+                .evaluate(batch)
+                .and_then(|v| v.into_array(batch.num_rows()))
+                .map_err(|e| e.to_string())
+                .and_then(|array| bytes_of(&array))
+        };
+        eval(batch).map_err(|error| {
+            // Found row by row, only once the whole batch failed.
+            let row = (0..batch.num_rows()).find(|&i| eval(&batch.slice(i, 1)).is_err());
+            EncodeError {
+                row,
+                reason: format!("`{}` fails on it: {error}", self.setting),
+            }
+        })
+    }
+}
+
+/// A row the sink's expressions cannot make a record of: the row's fault, the same at every
+/// attempt.
+struct EncodeError {
+    /// The first row it fails on (0-based, within the record batch), where one alone fails.
+    row: Option<usize>,
+    reason: String,
 }
 
 impl Encoders {
@@ -1170,7 +1214,7 @@ impl Encoders {
                 .build(),
         );
         let empty = RecordBatch::new_empty(Arc::clone(schema));
-        let compile = |key: &str, sql: &str| -> Result<Arc<dyn PhysicalExpr>, String> {
+        let compile = |key: &str, sql: &str| -> Result<Encoder, String> {
             let expr = ctx
                 .parse_sql_expr(sql, &df_schema)
                 .and_then(|e| simplifier.coerce(e, &df_schema))
@@ -1202,11 +1246,14 @@ impl Encoders {
                 .map_err(|e| e.to_string())
                 .and_then(|values| bytes_of(&values))
                 .map_err(|e| format!("`{key}: {sql}` gives values a record cannot hold: {e}"))?;
-            Ok(expr)
+            Ok(Encoder {
+                setting: format!("{key}: {sql}"),
+                expr,
+            })
         };
         // Every expression at fault is named at once.
         let mut faults = Vec::new();
-        let mut keep = |compiled: Result<Arc<dyn PhysicalExpr>, String>| match compiled {
+        let mut keep = |compiled: Result<Encoder, String>| match compiled {
             Ok(expr) => Some(expr),
             Err(fault) => {
                 faults.push(fault);
@@ -1218,7 +1265,7 @@ impl Encoders {
             .value
             .as_deref()
             .and_then(|v| keep(compile("value", v)));
-        let headers: Vec<(String, Arc<dyn PhysicalExpr>)> = config
+        let headers: Vec<(String, Encoder)> = config
             .headers
             .iter()
             .filter_map(|(name, sql)| {
@@ -1244,25 +1291,21 @@ impl Encoders {
     }
 
     /// The records of `batch`'s rows.
-    fn encode(&self, batch: &RecordBatch) -> Result<Vec<EncodedRow>, String> {
+    fn encode(&self, batch: &RecordBatch) -> Result<Vec<EncodedRow>, EncodeError> {
         let n = batch.num_rows();
-        let eval = |expr: &Arc<dyn PhysicalExpr>| -> Result<Vec<Option<Vec<u8>>>, String> {
-            let array = expr
-                .evaluate(batch)
-                .and_then(|v| v.into_array(n))
-                .map_err(|e| e.to_string())?;
-            bytes_of(&array)
-        };
-        let keys = self.key.as_ref().map(eval).transpose()?;
+        let keys = self.key.as_ref().map(|k| k.bytes(batch)).transpose()?;
         let values = match &self.value {
-            Some(expr) => eval(expr)?,
-            None => json_rows(batch, self.json_nulls)?,
+            Some(value) => value.bytes(batch)?,
+            None => json_rows(batch, self.json_nulls).map_err(|e| EncodeError {
+                row: None,
+                reason: format!("its value, the row as JSON, cannot be written: {e}"),
+            })?,
         };
         let headers = self
             .headers
             .iter()
-            .map(|(name, expr)| Ok((name.clone(), eval(expr)?)))
-            .collect::<Result<Vec<_>, String>>()?;
+            .map(|(name, header)| Ok((name.clone(), header.bytes(batch)?)))
+            .collect::<Result<Vec<_>, EncodeError>>()?;
         let mut keys = keys.map(Vec::into_iter);
         let mut out = Vec::with_capacity(n);
         for (i, value) in values.into_iter().enumerate() {
@@ -1571,6 +1614,7 @@ mod tests {
         let key = encoders
             .key
             .expect("a key")
+            .expr
             .evaluate(&rows)
             .and_then(|k| k.into_array(rows.num_rows()))
             .expect("evaluates");

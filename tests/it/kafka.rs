@@ -1287,6 +1287,53 @@ async fn a_record_the_broker_refuses_as_too_large_is_named_and_not_tried_again()
     assert_eq!(got, ["1|home", "2|xxxxxxxxxx", "3|about", "4|cart"]);
 }
 
+/// A `key:` expression that fails on one row (a cast of text that is no number) was tried
+/// `retry.attempts` times, each with a new producer, as if the broker had failed, and the error
+/// named neither the row nor the setting. It fails at once, naming both, and nothing of the
+/// batch is visible; the expression mended, every row is written once.
+#[tokio::test]
+async fn a_key_expression_that_fails_on_a_row_is_named_and_not_tried_again() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(
+        ws.path("in/0.json"),
+        "{\"id\":1,\"page\":\"12\",\"amount\":1.0}\n\
+         {\"id\":2,\"page\":\"home\",\"amount\":2.0}\n",
+    )
+    .expect("input");
+    let out = unique("bad_key");
+    create_topic(broker(), &out, 1).await;
+    let pipeline = |key: &str| {
+        let yaml = format!(
+            "name: badkey\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    path: {input}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\nquery: SELECT id, page FROM clicks\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n  key: \"{key}\"\n  retry: {{ attempts: 3, backoff: 2s }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            broker = broker(),
+        );
+        write_pipeline(&ws, &yaml)
+    };
+    let failed = sluice_run(&pipeline("CAST(page AS BIGINT)"), &[]);
+    let said = stderr(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("the batch's row 1: `key: CAST(page AS BIGINT)` fails on it")
+            && said.contains("'home'")
+            && !said.contains("retrying"),
+        "{said}"
+    );
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("page", DataType::Utf8, true),
+    ]));
+    let none = committed_rows(broker(), &out, Arc::clone(&schema), "SELECT * FROM sink").await;
+    assert!(none.is_empty(), "{none:?}");
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("fresh checkpoint");
+    let run = sluice_run(&pipeline("coalesce(TRY_CAST(page AS BIGINT), id)"), &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let got = committed_rows(broker(), &out, schema, "SELECT * FROM sink").await;
+    assert_eq!(got, ["1|12", "2|home"]);
+}
+
 /// Walk 19 (9): a rewind of a batch that failed before it reached the Kafka sink said it took
 /// back "0 sink files" from the topic. It says the sink never took the batch, and the rewind
 /// the failure advised lets the edited pipeline write every row once.
