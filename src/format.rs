@@ -171,6 +171,16 @@ pub fn sql_type_name(data_type: &DataType) -> String {
             };
             format!("timestamp{digits}{zoned}")
         }
+        DataType::Interval(_) => "interval".into(),
+        DataType::Duration(unit) => {
+            let unit = match unit {
+                TimeUnit::Second => "s",
+                TimeUnit::Millisecond => "ms",
+                TimeUnit::Microsecond => "us",
+                TimeUnit::Nanosecond => "ns",
+            };
+            format!("duration({unit})")
+        }
         other => other.to_string(),
     }
 }

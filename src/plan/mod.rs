@@ -1219,6 +1219,9 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
             notes.push(text);
         }
     };
+    // What the query already rounds (or cuts on purpose): its digits are not said again.
+    // By name, as a column above the aggregate that computes it names it.
+    let mut rounded: Vec<String> = Vec::new();
     let _ = plan.apply_with_subqueries(|node| {
         let inputs = node.inputs();
         let [input] = inputs.as_slice() else {
@@ -1245,9 +1248,37 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
         let _ = node.apply_expressions(|expr| {
             expr.apply(|e| {
                 match e {
+                    Expr::ScalarFunction(call)
+                        if ["round", "trunc", "floor", "ceil"].contains(&call.name()) =>
+                    {
+                        rounded.extend(call.args.first().map(|a| a.schema_name().to_string()));
+                    }
+                    Expr::AggregateFunction(aggregate)
+                        if aggregate.func.name() == "avg"
+                            && aggregate.params.args.len() == 1
+                            && !rounded.contains(&e.schema_name().to_string()) =>
+                    {
+                        let arg = &aggregate.params.args[0];
+                        if let Some(DataType::Decimal128(_, places)) = type_of(e)
+                            && decimal(arg)
+                        {
+                            note(format!(
+                                "`{}` of a decimal keeps {places} places and cuts off the \
+                                 rest (the average of 0.01, 0.01 and 0.00 is 0.006666), where \
+                                 Spark and PostgreSQL round (0.006667) and DuckDB gives a \
+                                 double. For a rounded decimal, average with one place more \
+                                 and round: `round(avg(CAST({text} AS {wider})), {places})`; \
+                                 for a double, `avg(CAST({text} AS DOUBLE))`",
+                                expr_sql(e),
+                                text = expr_sql(arg),
+                                wider = one_place_more(type_of(arg)),
+                            ));
+                        }
+                    }
                     Expr::BinaryExpr(BinaryExpr { left, op, right })
                         if op.is_numerical_operators() =>
                     {
+                        let e_expr = e;
                         let literal = match (double_literal(left), double_literal(right)) {
                             (Some(v), None) if decimal(right) => Some(v),
                             (None, Some(v)) if decimal(left) => Some(v),
@@ -1261,6 +1292,23 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
                             _ => side.to_string(),
                         };
                         let e = format!("{} {op} {}", side(left), side(right));
+                        if *op == datafusion::logical_expr::Operator::Divide
+                            && !rounded.contains(&e_expr.schema_name().to_string())
+                            && let Some(DataType::Decimal128(_, places)) = type_of(e_expr)
+                        {
+                            note(format!(
+                                "`{}` divides decimals: DataFusion keeps {places} places of \
+                                 the quotient and cuts off the rest (2.00 / 3 is 0.666666), \
+                                 where Spark and PostgreSQL round (0.666667) and DuckDB gives \
+                                 a double. For a rounded decimal, give the dividend one place \
+                                 more and round: `round(CAST({l} AS {wider}) / {r}, {places})`; \
+                                 for a double, `CAST({l} AS DOUBLE) / {r}`",
+                                expr_sql(e_expr),
+                                l = expr_sql(left),
+                                r = expr_sql(right),
+                                wider = one_place_more(type_of(left)),
+                            ));
+                        }
                         if let Some(v) = literal {
                             note(format!(
                                 "`{v}` meets a decimal column as a double (DataFusion reads a \
@@ -1317,6 +1365,39 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
         );
     }
     notes
+}
+
+/// `expr` as SQL text to write in a query (`CAST(3 AS DECIMAL(10,2))`, where DataFusion's own
+/// display writes `CAST(Int64(3) AS Decimal128(10, 2))`), for advice.
+/// A column an aggregate below gives (`sum(s.d)`) is written by its name as it is, which is
+/// how the query wrote it.
+fn expr_sql(expr: &Expr) -> String {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::expr::Placeholder;
+    let written = expr.clone().transform_up(|e| match e {
+        Expr::Column(column) if column.relation.is_none() && column.name.contains('(') => {
+            Ok(Transformed::yes(Expr::Placeholder(Placeholder {
+                id: column.name,
+                field: None,
+            })))
+        }
+        other => Ok(Transformed::no(other)),
+    });
+    written
+        .ok()
+        .and_then(|w| datafusion::sql::unparser::expr_to_sql(&w.data).ok())
+        .map_or_else(|| expr.to_string(), |sql| sql.to_string())
+}
+
+/// The SQL type of a decimal like `data_type` with one place more (and one digit more, so its
+/// whole part keeps its digits), for advice: `DECIMAL(13, 3)` for `decimal(12,2)`.
+fn one_place_more(data_type: Option<datafusion::arrow::datatypes::DataType>) -> String {
+    match data_type {
+        Some(datafusion::arrow::datatypes::DataType::Decimal128(p, s)) => {
+            format!("DECIMAL({}, {})", (p + 1).min(38), (s + 1).min(38))
+        }
+        _ => "DECIMAL(38, s + 1)".to_string(),
+    }
 }
 
 /// Whether query text `sql` names the type `TIMESTAMP WITH TIME ZONE` or `TIMESTAMPTZ`
@@ -1997,6 +2078,75 @@ mod tests {
             "SELECT 'TIMESTAMP WITH TIME ZONE' AS x FROM s",
         ] {
             assert_eq!(notes(sql).await, "", "{sql}");
+        }
+    }
+
+    /// Walk 43 (W1): an average or a quotient of decimals cuts its digits off where Spark and
+    /// PostgreSQL round. It is said, and the rounding the note gives rounds.
+    #[tokio::test]
+    async fn a_decimal_average_or_quotient_is_said_with_a_rounding_that_works() {
+        use datafusion::arrow::array::{ArrayRef, Decimal128Array, Int64Array};
+        use datafusion::arrow::record_batch::RecordBatch;
+        let ctx = session(&default_settings());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("d", DataType::Decimal128(10, 2), true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let rows = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(
+                    Decimal128Array::from(vec![1, 1, 0])
+                        .with_precision_and_scale(10, 2)
+                        .expect("decimal"),
+                ) as ArrayRef,
+                Arc::new(Int64Array::from(vec![3_i64, 3, 3])),
+            ],
+        )
+        .expect("rows");
+        let mem = MemTable::try_new(Arc::clone(&schema), vec![vec![rows]]).expect("table");
+        ctx.register_table("s", Arc::new(mem)).expect("register");
+        for (sql, cut, rounded) in [
+            ("SELECT avg(d) AS x FROM s", "0.006666", "0.006667"),
+            (
+                "SELECT sum(d) / CAST(3 AS DECIMAL(10, 2)) AS x FROM s",
+                "0.006666",
+                "0.006667",
+            ),
+            ("SELECT d / n AS x FROM s", "0.003333", "0.003333"),
+        ] {
+            let (_, plan) = plan_batch(&ctx, sql, 0).await.expect(sql);
+            let said = dialect_notes(sql, &plan).join("\n");
+            let code = said
+                .split("For a rounded decimal")
+                .nth(1)
+                .and_then(|advice| advice.split('`').nth(1))
+                .unwrap_or_else(|| panic!("{sql}: {said}"));
+            let value = |sql: String| {
+                let ctx = ctx.clone();
+                async move {
+                    let batches = ctx.sql(&sql).await.expect(&sql).collect().await;
+                    let batches = batches.expect(&sql);
+                    datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0)
+                        .expect("text")
+                }
+            };
+            assert_eq!(value(sql.to_string()).await, cut, "{sql}");
+            assert_eq!(
+                value(format!("SELECT {code} AS v FROM s")).await,
+                rounded,
+                "{sql}: {code}"
+            );
+        }
+        for sql in [
+            "SELECT avg(n) AS x, avg(CAST(d AS DOUBLE)) AS y FROM s",
+            "SELECT d * 2 AS x, n / 2 AS y FROM s",
+            "SELECT round(avg(CAST(d AS DECIMAL(11, 3))), 6) AS x FROM s",
+            "SELECT trunc(d / 3, 2) AS y FROM s",
+        ] {
+            let (_, plan) = plan_batch(&ctx, sql, 0).await.expect(sql);
+            let said = dialect_notes(sql, &plan).join("\n");
+            assert!(!said.contains("cuts off the rest"), "{sql}: {said}");
         }
     }
 

@@ -258,6 +258,51 @@ pub struct FilesSink {
 }
 
 impl FilesSink {
+    /// Refuses a column Parquet's writer cannot write (before the first batch, not at it),
+    /// naming it and what to write instead; says once where a duration column is read back
+    /// as a number.
+    fn check_parquet_output(&self, schema: &SchemaRef) -> Result<(), SinkError> {
+        let refused: Vec<String> = schema
+            .fields()
+            .iter()
+            .filter_map(|field| {
+                parquet_refusal(field).map(|why| {
+                    format!(
+                        "column `{}` ({}; Arrow's Parquet writer: {why})",
+                        field.name(),
+                        crate::format::sql_type_name(field.data_type())
+                    )
+                })
+            })
+            .collect();
+        if !refused.is_empty() {
+            return Err(SinkError::Connector {
+                kind: KIND.name,
+                error: format!(
+                    "{}: Parquet cannot hold {}: write it as a number or as text in the query \
+                     (`date_part('epoch', column)` gives an interval's seconds, \
+                     `CAST(column AS VARCHAR)` its text), or write `format: json` or `csv`",
+                    self.location,
+                    refused.join("; ")
+                )
+                .into(),
+            });
+        }
+        for field in schema.fields() {
+            if holds_duration(field.data_type()) {
+                tracing::warn!(
+                    "{}: column `{name}` is {}; Parquet has no duration type, so DuckDB and \
+                     Spark read it as a plain BIGINT of its unit (Arrow readers, such as \
+                     pyarrow and DataFusion, as a duration). To give every reader seconds, \
+                     write `date_part('epoch', ...) AS {name}` in the query",
+                    self.location,
+                    crate::format::sql_type_name(field.data_type()),
+                    name = field.name(),
+                );
+            }
+        }
+        Ok(())
+    }
     /// A files sink writing `format` into `location` for pipeline `pipeline` (its id).
     pub fn new(location: Location, format: FileFormat, pipeline: uuid::Uuid) -> Self {
         Self {
@@ -1002,6 +1047,9 @@ impl Sink for FilesSink {
     /// batch, naming it (arrow's CSV writer would fail the batch there).
     async fn check_output(&self, schema: &SchemaRef, _new_columns: bool) -> Result<(), SinkError> {
         use datafusion::arrow::datatypes::DataType;
+        if self.format == FileFormat::Parquet {
+            return self.check_parquet_output(schema);
+        }
         if self.format != FileFormat::Csv {
             return Ok(());
         }
@@ -1328,6 +1376,39 @@ impl Encoder {
         };
         result.map_err(|reason| Self::err(format, batch, reason))?;
         Ok(self.out.take())
+    }
+}
+
+/// Why Arrow's Parquet writer cannot write a column like `field` (an interval of months, days
+/// and nanoseconds, which Parquet's INTERVAL of milliseconds cannot hold; a union), found by
+/// writing one null row of it into memory; `None` where it can.
+fn parquet_refusal(field: &FieldRef) -> Option<String> {
+    let field = Arc::new(parquet_field(field).as_ref().clone().with_nullable(true));
+    let schema = Arc::new(Schema::new(vec![Arc::clone(&field)]));
+    let column = datafusion::arrow::array::new_null_array(field.data_type(), 1);
+    let written = RecordBatch::try_new(Arc::clone(&schema), vec![column])
+        .map_err(|e| e.to_string())
+        .and_then(|row| {
+            let mut writer =
+                ArrowWriter::try_new(Vec::new(), schema, None).map_err(|e| e.to_string())?;
+            writer.write(&row).map_err(|e| e.to_string())?;
+            writer.close().map(|_| ()).map_err(|e| e.to_string())
+        });
+    written.err()
+}
+
+/// Whether `data_type` holds a duration at any depth: Parquet has no duration type, so Arrow's
+/// writer writes it as a plain 64-bit integer of its unit.
+fn holds_duration(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Duration(_) => true,
+        DataType::Struct(fields) => fields.iter().any(|f| holds_duration(f.data_type())),
+        DataType::List(item)
+        | DataType::LargeList(item)
+        | DataType::FixedSizeList(item, _)
+        | DataType::Map(item, _) => holds_duration(item.data_type()),
+        DataType::Dictionary(_, value) => holds_duration(value),
+        _ => false,
     }
 }
 
