@@ -700,6 +700,7 @@ impl FilesSink {
                 epoch_unit: None,
                 delimiter: b',',
                 null_value: None,
+                inferred: false,
             };
             // The sink's own file names hold no `key=value` folder.
             let decoded = reader.decode(&name, &file.path, &bytes).and_then(|d| {

@@ -1560,6 +1560,7 @@ impl Sink for KafkaSink {
             epoch_unit: None,
             delimiter: b',',
             null_value: None,
+            inferred: false,
         };
         match reader.decode(&file, "", &bytes::Bytes::from(text)) {
             Ok(decoded) => Ok(HeldBatch::Rows {

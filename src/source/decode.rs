@@ -354,6 +354,9 @@ pub struct Reader {
     pub delimiter: u8,
     /// The text of a CSV field that reads as null besides an empty one (`null_value`).
     pub null_value: Option<String>,
+    /// Whether `schema` was inferred from the source's first files rather than declared: a
+    /// value that does not fit its column then says how to declare it.
+    pub inferred: bool,
 }
 
 /// Where a column of a file's rows comes from.
@@ -378,6 +381,34 @@ impl Reader {
             })?)),
             None => Ok(Arc::clone(&self.schema)),
         }
+    }
+
+    /// `error` of a row whose value does not fit its column, where the column's type was
+    /// inferred: with how to declare the column so that such values read.
+    fn declare_hint(&self, error: SourceError) -> SourceError {
+        let SourceError::Malformed { file, line, reason } = error else {
+            return error;
+        };
+        let named = reason
+            .split_once("column `")
+            .and_then(|(_, rest)| rest.split_once("` is "))
+            .map(|(name, _)| name.to_string())
+            .filter(|name| self.inferred && self.schema.field_with_name(name).is_ok());
+        let reason = match named {
+            Some(name) => {
+                let data_type = self.schema.field_with_name(&name).map_or_else(
+                    |_| String::new(),
+                    |f| crate::format::sql_type_name(f.data_type()),
+                );
+                format!(
+                    "{reason} (the source's columns were inferred from its first files, \
+                     `{name}` as {data_type}: to read such values too, declare the columns in \
+                     the source's `schema:`, with `{name}: string`)"
+                )
+            }
+            None => reason,
+        };
+        SourceError::Malformed { file, line, reason }
     }
 
     /// Decodes the whole file `file` (shown in messages), at `path` under the source's folder,
@@ -430,7 +461,7 @@ impl Reader {
                     rescue,
                     epoch: self.epoch_unit,
                 };
-                json(file, bytes, &content, &options)?
+                json(file, bytes, &content, &options).map_err(|e| self.declare_hint(e))?
             }
             FileFormat::Csv => {
                 let null = self.null_value.as_deref().map(null_regex);
@@ -442,7 +473,8 @@ impl Reader {
                 check_csv_header(file, bytes, &content, csv.delimiter)?;
                 let batches = match csv_fast(bytes, &content, csv) {
                     Ok(batches) => Decoded::from_batches(batches, 0),
-                    Err(error) => csv_slow(file, bytes, &content, self.on_error, csv, error)?,
+                    Err(error) => csv_slow(file, bytes, &content, self.on_error, csv, error)
+                        .map_err(|e| self.declare_hint(e))?,
                 };
                 FileRows::plain(batches)
             }
@@ -629,7 +661,8 @@ pub fn infer_schema(
                 ))));
             }
             // After the header is judged: a zero-led column's header is judged as numbers'.
-            zero_led_integers_as_text(schema, bytes, delimiter)
+            let schema = zero_led_integers_as_text(schema, bytes, delimiter);
+            types_every_value_fits(schema, bytes, delimiter, null_value)
         }
         FileFormat::Parquet => ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
             .map_err(|e| err(ArrowError::ExternalError(Box::new(e))))?
@@ -781,6 +814,58 @@ fn zero_led_integers_as_text(schema: Schema, bytes: &Bytes, delimiter: u8) -> Sc
         })
         .collect();
     Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// `schema` (inferred from CSV `bytes`) with each column that a value of the file does not
+/// parse as (`2026-02-30` in a column Arrow's inference took for dates by its look, an integer
+/// past 64 bits) read as text instead, as DuckDB's sniffer keeps a column that fails its type
+/// as VARCHAR: a type is inferred from every value, so that the file it comes from reads.
+/// Found by decoding the file as CSV decoding does, column by column as each fails.
+fn types_every_value_fits(
+    mut schema: Schema,
+    bytes: &Bytes,
+    delimiter: u8,
+    null_value: Option<&str>,
+) -> Schema {
+    // Each round turns one column to text, so as many rounds as columns at most.
+    for _ in 0..schema.fields().len() {
+        let mut builder = arrow_csv::ReaderBuilder::new(Arc::new(schema.clone()))
+            .with_header(true)
+            .with_delimiter(delimiter);
+        if let Some(value) = null_value {
+            builder = builder.with_null_regex(null_regex(value));
+        }
+        let Ok(reader) = builder.build(Cursor::new(bytes.as_ref())) else {
+            return schema;
+        };
+        let failed = reader.into_iter().find_map(Result::err);
+        // Arrow's parse errors name the column by its index; any other error (a malformed
+        // record) is decoding's to name.
+        let column = failed.and_then(|e| {
+            let text = e.to_string();
+            let (_, after) = text
+                .split_once("for column ")
+                .or_else(|| text.split_once("Error parsing column "))?;
+            let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<usize>().ok()
+        });
+        let Some(column) = column.filter(|&i| {
+            i < schema.fields().len() && schema.field(i).data_type() != &DataType::Utf8
+        }) else {
+            return schema;
+        };
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| match i == column {
+                true => f.as_ref().clone().with_data_type(DataType::Utf8),
+                false => f.as_ref().clone(),
+            })
+            .collect();
+        schema = Schema::new_with_metadata(fields, schema.metadata().clone());
+    }
+    schema
 }
 
 /// Why the header of a CSV file whose columns were inferred (`schema`, named by the header)
@@ -3218,6 +3303,7 @@ mod tests {
             epoch_unit: None,
             delimiter: b',',
             null_value: None,
+            inferred: false,
         };
         reader.decode(file, file, bytes)
     }
@@ -3345,6 +3431,7 @@ mod tests {
             epoch_unit: Some(EpochUnit::Milliseconds),
             delimiter: b',',
             null_value: None,
+            inferred: false,
         };
         let text = "{\"s\":{\"at\":1500},\"l\":[2,\"1970-01-01T00:00:03Z\",null]}\n";
         let decoded = reader
@@ -3553,6 +3640,7 @@ mod tests {
             epoch_unit: None,
             delimiter: b',',
             null_value: None,
+            inferred: false,
         }
     }
 
@@ -3705,6 +3793,7 @@ mod tests {
             epoch_unit: None,
             delimiter: b',',
             null_value: None,
+            inferred: false,
         };
         let path = "day=2024-01-01/f";
         let d = reader(None, FileFormat::Json)
@@ -3913,6 +4002,30 @@ mod tests {
         .collect()
     }
 
+    /// Walk 43 (U2): a column Arrow's inference took for dates by their look (`2026-02-30`)
+    /// or for integers (one past 64 bits) made the very file it was inferred from fail. A
+    /// column some value of the file does not parse as is text, as DuckDB's sniffer keeps it;
+    /// columns every value fits keep their types.
+    #[test]
+    fn a_csv_column_is_inferred_as_a_type_every_value_fits() {
+        let text = "id,big,d,t,ok\n\
+                    1,9223372036854775807,2026-01-01,2026-01-01T10:00:00,2026-01-01\n\
+                    2,9223372036854775808,2026-02-30,2026-01-01T10:00:01,2026-02-28\n";
+        assert_eq!(
+            csv_types(text, OnError::Fail),
+            [
+                ("id".to_string(), DataType::Int64),
+                ("big".to_string(), DataType::Utf8),
+                ("d".to_string(), DataType::Utf8),
+                (
+                    "t".to_string(),
+                    DataType::Timestamp(TimeUnit::Nanosecond, None)
+                ),
+                ("ok".to_string(), DataType::Date32),
+            ]
+        );
+    }
+
     /// Walk 14 (F6): a CSV row with too few fields failed inference even under `on_error:
     /// skip` (Arrow's "Expected 3 records, found 2 records"), where decoding skips and counts
     /// it: inference reads past it under skip, and names its line under fail.
@@ -4096,6 +4209,7 @@ pear;2
             epoch_unit: None,
             delimiter: b',',
             null_value: None,
+            inferred: false,
         };
         let err = reader
             .decode("in/d.csv", "d.csv", &Bytes::from("{\"k\":\"a\"}\n"))

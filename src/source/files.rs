@@ -1167,6 +1167,7 @@ pub(super) fn remote_read(value: &serde_json::Value) -> Result<ReadPart, String>
             .transpose()?,
         delimiter: remote.delimiter,
         null_value: remote.null_value,
+        inferred: false,
     });
     let logged = remote.file.ok_or("a file part names no file")?;
     let location = remote_folder(&remote.path)?;
@@ -1252,6 +1253,7 @@ fn reader(config: &FilesConfig, schema: SchemaRef, projection: Option<Vec<usize>
         epoch_unit: config.epoch_unit,
         delimiter: config.csv_delimiter(),
         null_value: config.null_value.clone(),
+        inferred: config.declared_columns().is_none(),
     }
 }
 

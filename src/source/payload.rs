@@ -227,6 +227,7 @@ impl PayloadDecoder<'_> {
             epoch_unit: self.epoch_unit,
             delimiter: b',',
             null_value: None,
+            inferred: false,
         };
         match reader.decode("", "", &Bytes::from(text)) {
             Ok(decoded) if decoded.skipped > 0 => Ok(Err(decoded.skipped)),

@@ -8707,3 +8707,57 @@ async fn a_parquet_sink_names_a_column_parquet_cannot_hold_before_the_first_batc
     assert!(out.status.success() && !said.contains("duration"), "{said}");
     assert_eq!(sink_rows(&ws.path("out")).await, ["a|90.0"]);
 }
+
+/// Walk 43 (U2): a value of a later file that did not fit a column's inferred type was named
+/// with `on_error: skip` as the only way on, which drops the row. It says the type was
+/// inferred and how to declare the column; the declaration, with the rewind the pending batch
+/// asks for, reads every row.
+#[test]
+fn a_value_that_does_not_fit_an_inferred_column_says_how_to_declare_it() {
+    let ws = Workspace::new();
+    input(&ws, "0.csv", "id,d\n1,2026-01-01\n");
+    let yaml = |schema: &str| {
+        format!(
+            "name: inferred\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+             format: csv, max_files_per_batch: 1{schema} }}\nquery: SELECT id, d FROM s\n\
+             trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            out = ws.p("out"),
+        )
+    };
+    let file = write_pipeline(&ws, &yaml(""));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    input(&ws, "1.csv", "id,d\n2,2026-02-30\n");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("1.csv line 2")
+            && said.contains("inferred from its first files, `d` as date")
+            && said.contains("`d: string`"),
+        "{said}"
+    );
+    let file = write_pipeline(&ws, &yaml(", schema: { id: bigint, d: string }"));
+    let out = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The sink holds dates: the run says so, and what lets text in beside them.
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("`d` date -> string") && said.contains("allow_output_schema_change"),
+        "{said}"
+    );
+    allow_output_schema_change(&file);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            "{\"id\":1,\"d\":\"2026-01-01\"}",
+            "{\"id\":2,\"d\":\"2026-02-30\"}"
+        ]
+    );
+}
