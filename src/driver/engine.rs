@@ -30,6 +30,9 @@ pub(super) struct QueryState {
     pub(super) operator: Option<Box<dyn Operator>>,
     /// The columns the query reads, per stream (absent: all of them).
     columns: BTreeMap<String, Vec<String>>,
+    /// The streams the query does not read at all (and no watermark needs): their offsets
+    /// move on with each batch, their rows are not read.
+    unread: BTreeSet<String>,
 }
 
 impl Computed {
@@ -316,7 +319,17 @@ impl<'p> Engine<'p> {
     pub(super) async fn resolve_schemas(&mut self) -> Result<Vec<String>, Error> {
         let mut missing = Vec::new();
         for source in &mut self.sources {
-            if source.resolve_schema().await?.is_none() {
+            let resolved = source.resolve_schema().await;
+            // Its input fails a run whose query never reads it: said first, with the way out.
+            if resolved.is_err() && !plan::mentions_word(&self.pipeline.query, source.name()) {
+                tracing::warn!(
+                    "source `{}` is not read by the query, and its first files fail the run \
+                     below: remove it from `sources:`, or declare its `schema:` so that its \
+                     files are not read to infer one",
+                    source.name()
+                );
+            }
+            if resolved?.is_none() {
                 missing.push(source.name().to_string());
             }
         }
@@ -736,11 +749,28 @@ impl<'p> Engine<'p> {
                     }
                 }
             }
+            // A source the query never names is not read (its input could only fail the
+            // batch or count rows no output comes from), unless its watermark moves the
+            // query's.
+            let named = plan::streams_read(&logical, &self.stream_names());
+            let unread: BTreeSet<String> = self
+                .stream_names()
+                .into_iter()
+                .filter(|name| !named.contains(name) && !self.watermarks.contains_key(name))
+                .collect();
+            for name in &unread {
+                tracing::warn!(
+                    "source `{name}` is not read by the query: its offsets move on with each \
+                     batch, and its rows are not read. Read it in the query, or remove it from \
+                     `sources:` on a new checkpoint"
+                );
+            }
             self.query = Some(QueryState {
                 fingerprint,
                 shape,
                 operator,
                 columns,
+                unread,
             });
         }
         Ok(self.query.as_mut().expect("set above"))
@@ -861,6 +891,7 @@ impl<'p> Engine<'p> {
         let query = self.query_state(sql).await?;
         let stateful = query.operator.is_some();
         let columns = query.columns.clone();
+        let unread = query.unread.clone();
         let shape = query.shape.clone();
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
         let mut computed = Computed {
@@ -897,6 +928,9 @@ impl<'p> Engine<'p> {
                     ),
                 }
             })?;
+            if unread.contains(source.name()) {
+                continue;
+            }
             let read = columns.get(source.name()).map(Vec::as_slice);
             let idle_timeout = self.pipeline.sources[source.name()]
                 .watermark

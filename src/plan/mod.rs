@@ -1400,6 +1400,21 @@ fn one_place_more(data_type: Option<datafusion::arrow::datatypes::DataType>) -> 
     }
 }
 
+/// Whether query text `sql` has `word` as a word outside quoted text (an identifier, any
+/// case; a quoted identifier as written): `false` means no table of that name is read.
+pub fn mentions_word(sql: &str, word: &str) -> bool {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        return true;
+    };
+    tokens.iter().any(|t| match t {
+        Token::Word(w) if w.quote_style.is_none() => w.value.eq_ignore_ascii_case(word),
+        Token::Word(w) => w.value == word,
+        _ => false,
+    })
+}
+
 /// Whether query text `sql` names the type `TIMESTAMP WITH TIME ZONE` or `TIMESTAMPTZ`
 /// (outside quotes).
 fn casts_to_timestamptz(sql: &str) -> bool {

@@ -8761,3 +8761,47 @@ fn a_value_that_does_not_fit_an_inferred_column_says_how_to_declare_it() {
         ]
     );
 }
+
+/// Walk 43 (U3): a source the query never reads was read each batch: its rows were counted
+/// as the batch's input, and a line of it that did not parse failed the run. It is not read
+/// (its offsets move on), and said; where its files fail inference, that is said first with
+/// the ways out.
+#[test]
+fn a_source_the_query_does_not_read_is_said_and_not_read() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"b\",\"v\":2}\n",
+    );
+    std::fs::create_dir_all(ws.path("junk")).expect("junk");
+    std::fs::write(ws.path("junk/j.json"), "{\"a\":1}\n{oops\n").expect("junk");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let junk = |schema: &str| {
+        format!(
+            "sources:\n  j: {{ kind: files, path: {}, format: json{schema} }}\n ",
+            ws.p("junk")
+        )
+    };
+    edit_file(&file, "sources:\n ", &junk(", schema: { a: bigint }"));
+    let out = run(&file, &ws);
+    let said = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("source `j` is not read by the query") && said.contains("2 rows in"),
+        "{said}"
+    );
+    assert_eq!(sink_lines(&ws.path("out")).len(), 2);
+    // Its schema inferred from the file that does not parse: the run fails, saying why.
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("fresh checkpoint");
+    std::fs::remove_dir_all(ws.path("out")).expect("fresh sink");
+    edit_file(&file, ", schema: { a: bigint }", "");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("source `j` is not read by the query, and its first files fail the run")
+            && said.contains("j.json line 2"),
+        "{said}"
+    );
+}
