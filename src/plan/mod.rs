@@ -935,7 +935,9 @@ pub(crate) fn check_stateless_above(
 fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<PlanError> {
     const NESTED: &str = "under another aggregation: Sluice keeps the state of one aggregation \
                           per query, and of one deduplication (`SELECT DISTINCT`, `SELECT \
-                          DISTINCT ON (key)`) right below it";
+                          DISTINCT ON (key)`) right below it. Keep the inner aggregation as the \
+                          query, in complete mode, and apply the outer one where the sink is \
+                          read (its `result` file holds the whole result table)";
     let window_reason;
     let found = match node {
         LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => ("a global aggregate", NESTED),

@@ -831,7 +831,10 @@ impl Walk<'_> {
                 if has_subquery(&f.predicate) {
                     return Err(unsupported(
                         "a subquery",
-                        "in a filter over an aggregation is not supported",
+                        "in a filter over an aggregation is not supported; where it reads a \
+                         static table, join its value in instead: `FROM (SELECT k, count(*) \
+                         AS n FROM s GROUP BY k) a CROSS JOIN (SELECT count(*) AS c FROM t) x \
+                         WHERE a.n > x.c`",
                     ));
                 }
                 self.above(&f.input)
@@ -881,7 +884,10 @@ impl Walk<'_> {
             other => Err(unsupported(
                 &operator_name(other),
                 "over the result of an aggregation is not supported; \
-                 only projections, filters (HAVING) and joins with static tables may follow it",
+                 only projections, filters (HAVING) and joins with static tables may follow it. \
+                 Write each aggregation as a pipeline of its own (its own sink), or aggregate \
+                 once here and the rest where the sink is read (in complete mode the sink \
+                 holds the whole result table)",
             )),
         }
     }
@@ -902,7 +908,11 @@ impl Walk<'_> {
                 {
                     return Err(PlanError::Unsupported {
                         operator: "GROUPING SETS / ROLLUP / CUBE".into(),
-                        reason: "over a stream is not supported; group by plain keys".into(),
+                        reason: "over a stream is not supported; group by plain keys: by \
+                                 every key of the finest grouping (`GROUP BY a, b`), and add \
+                                 up its subtotals where the sink is read (complete mode keeps \
+                                 the whole table there), or a pipeline per grouping"
+                            .into(),
                     });
                 }
                 let output_names = names(node);

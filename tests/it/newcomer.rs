@@ -8805,3 +8805,46 @@ fn a_source_the_query_does_not_read_is_said_and_not_read() {
         "{said}"
     );
 }
+
+/// Walk 43 (U4): a subquery in a filter over an aggregation was refused without a word of
+/// what to write. The refusal gives the join that does it, and that join, as written there,
+/// gives the batch answer.
+#[test]
+fn a_subquery_over_an_aggregation_is_refused_with_a_join_that_works() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"a\",\"v\":2}\n{\"k\":\"a\",\"v\":3}\n{\"k\":\"b\",\"v\":4}\n",
+    );
+    std::fs::write(ws.path("t.csv"), "id\n1\n2\n").expect("table");
+    let with_table = |query: &str| {
+        let file = pipeline(&ws, query, "complete");
+        edit_file(
+            &file,
+            "query:",
+            &format!(
+                "tables:\n  t: {{ kind: files, path: {}, format: csv }}\nquery:",
+                ws.p("t.csv")
+            ),
+        );
+        file
+    };
+    let out = run(
+        &with_table(
+            "SELECT k, count(*) AS n FROM s GROUP BY k HAVING count(*) > (SELECT count(*) FROM t)",
+        ),
+        &ws,
+    );
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    let advised = said
+        .split("join its value in instead: `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("{said}"));
+    let query = format!("SELECT a.k, a.n {advised}");
+    let out = run(&with_table(&query), &ws);
+    assert!(out.status.success(), "{query}: {}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"n\":3}"]);
+}
