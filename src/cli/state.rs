@@ -53,6 +53,11 @@ pub(super) async fn run(
         {
             crate::state::AGGREGATE_OPERATOR.to_string()
         }
+        // A join of two streams: each side's rows, one table after the other.
+        (None, [left, right]) if left == JOIN_LEFT && right == JOIN_RIGHT && sql.is_none() => {
+            show(&location, spec, left, batch, None).await?;
+            return show(&location, spec, right, batch, None).await;
+        }
         (None, _) => {
             return Err(Error::Usage(format!(
                 "{spec} has several operators; choose one with --operator: {}",
@@ -60,6 +65,22 @@ pub(super) async fn run(
             )));
         }
     };
+    show(&location, spec, &operator, batch, sql).await
+}
+
+/// The operator state directories of a join of two streams, one per side.
+const JOIN_LEFT: &str = "join-left";
+const JOIN_RIGHT: &str = "join-right";
+
+/// Shows `operator`'s state at `batch` (the last committed where `None`), or `sql` over it.
+async fn show(
+    location: &Location,
+    spec: &str,
+    operator: &str,
+    batch: Option<u64>,
+    sql: Option<String>,
+) -> Result<(), Error> {
+    let location = location.clone();
     let logs = LogListing::read(&location).await?;
     let last = *logs
         .commits
@@ -74,7 +95,7 @@ pub(super) async fn run(
         Some(n) => BatchId(n),
         None => last,
     };
-    let files = StateFiles::new(location.clone(), &operator);
+    let files = StateFiles::new(location.clone(), operator);
     let Some(table) = files.read_version(version).await? else {
         // The oldest version still readable: a snapshot's, else the first delta's (a chain
         // from the first batch).
@@ -96,11 +117,24 @@ pub(super) async fn run(
              are purged with the logs){available}"
         )));
     };
+    let join_side;
     let (table, what) = if operator.starts_with("join-") {
-        (
-            table,
-            "the rows this side of the join keeps, keyed by the batch and position that read them",
+        // Which streams the side reads and when its rows go, from the query the batch ran.
+        let planned = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            join_shape(&location, spec, version),
         )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Usage(
+                "opening its sources took more than 10 s".into(),
+            ))
+        });
+        join_side = match planned {
+            Ok(join) => describe_join_side(&join, operator == JOIN_LEFT),
+            Err(_) => "the rows this side of the join keeps".to_string(),
+        };
+        (table, join_side.as_str())
     } else if operator == crate::state::DEDUP_OPERATOR {
         (
             first_values_named(&table)?,
@@ -208,6 +242,69 @@ pub(super) async fn run(
         super::emit("(0 rows)\n");
     }
     Ok(())
+}
+
+/// What one side's state of `join` holds (the left's where `left`): the streams it reads,
+/// how its rows are keyed, and when they are let go.
+fn describe_join_side(join: &crate::plan::JoinShape, left: bool) -> String {
+    let (side, streams, time, reach, other) = match left {
+        true => (
+            "left",
+            &join.side_streams[0],
+            &join.left_time,
+            join.left_reach_ns,
+            "right",
+        ),
+        false => (
+            "right",
+            &join.side_streams[1],
+            &join.right_time,
+            join.right_reach_ns,
+            "left",
+        ),
+    };
+    let streams = streams
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let kept = match reach {
+        Some(ns) => format!(
+            "each let go once the watermark passes its `{time}` plus {} (the latest a {other} \
+             row may match it)",
+            humantime::format_duration(std::time::Duration::from_nanos(
+                u64::try_from(ns.max(0)).unwrap_or(0)
+            ))
+        ),
+        None => format!(
+            "kept for ever: the join's condition sets no bound on how much later a {other} row \
+             may match one"
+        ),
+    };
+    format!(
+        "the rows the join's {side} side ({streams}) keeps, keyed by the batch and position \
+         that read them; {kept}"
+    )
+}
+
+/// The join of two streams that the query batch `version` ran with plans as.
+async fn join_shape(
+    location: &Location,
+    spec: &str,
+    version: BatchId,
+) -> Result<crate::plan::JoinShape, Error> {
+    let fingerprint = read_commit(location, version)
+        .await?
+        .and_then(|c| c.pipeline)
+        .ok_or_else(|| Error::Usage(format!("commits/{version} names no pipeline file")))?;
+    let pipeline = crate::driver::stored_pipeline(location, spec, &fingerprint)
+        .await?
+        .ok_or_else(|| Error::Usage(format!("{} is not stored", paths::pipeline(&fingerprint))))?;
+    let mut recompute = crate::driver::Recompute::open(&pipeline, location).await?;
+    recompute
+        .join_shape(&pipeline.query)
+        .await?
+        .ok_or_else(|| Error::Usage("the query it ran joins no two streams".into()))
 }
 
 /// The aggregation's group-key count and output names as the query gives them, planned from

@@ -1113,6 +1113,15 @@ impl<'p> Recompute<'p> {
         self.engine.aggregate_names(sql).await
     }
 
+    /// For a join of two streams `sql`: its shape (each side's streams, event times and
+    /// reach); `None` for a query that joins no two streams.
+    pub async fn join_shape(&mut self, sql: &str) -> Result<Option<plan::JoinShape>, Error> {
+        Ok(match self.engine.plan(sql).await?.1 {
+            plan::Shape::Join(join) => Some(join),
+            _ => None,
+        })
+    }
+
     /// Computes batch `batch` again as `entry` logged it, starting where `previous` (the
     /// offsets entry of the batch before, if any) ended, with query `sql`.
     pub async fn batch(
@@ -1719,8 +1728,9 @@ impl<'a> Driver<'a> {
                 source.freeze().await?;
             }
         }
-        let mut position = self.recover().await?;
+        // Before recovery, whose pending batch would infer the schema again (and pin it).
         self.check_pinned_schemas().await?;
+        let mut position = self.recover().await?;
         self.say_longer_watermark_delay().await;
         // Sources without a declared or pinned schema take it from their first file. While no
         // source has one there is no input at all: wait for it. A source with no schema and no
@@ -1732,10 +1742,22 @@ impl<'a> Driver<'a> {
                 break;
             }
             if missing.len() < self.engine.sources.len() {
+                let unread: Vec<String> = missing
+                    .iter()
+                    .filter(|s| !plan::mentions_word(&self.pipeline.query, s))
+                    .map(|s| format!("`{s}`"))
+                    .collect();
+                let unread = match unread.is_empty() {
+                    true => String::new(),
+                    false => format!(
+                        "; the query does not read {}: remove it from `sources:`",
+                        unread.join(", ")
+                    ),
+                };
                 return Err(Error::Usage(format!(
                     "{}: no file to infer a schema from yet, so the query cannot be planned and \
                      the other sources' input would wait for it; declare `schema:` for {} (a \
-                     source with a declared schema may stay empty)",
+                     source with a declared schema may stay empty){unread}",
                     missing
                         .iter()
                         .map(|s| format!("source `{s}`"))
@@ -1784,13 +1806,15 @@ impl<'a> Driver<'a> {
         // A sink refuses output it cannot take before the first batch (the batch itself
         // would fail there too, where this planning cannot tell).
         if let Ok(output) = self.engine.output_schema(&self.pipeline.query).await {
+            // The key against the query first: a sink's own check of its table (an index on
+            // the key, say) would otherwise advise building one on a key that is wrong.
+            self.check_update_key(&output).await?;
             // A sink's refusal of the query's columns is a mistake in the pipeline file.
             let shown = self.checkpoint.location().to_string();
             self.sink
                 .check_output(&output, self.pipeline.allow_output_schema_change)
                 .await
                 .map_err(|e| Error::Usage(e.to_string().replace("<checkpoint>", &shown)))?;
-            self.check_update_key(&output).await?;
             self.check_output_schema(&output).await?;
         }
         if let Some(moved) = self.sink_moved.take() {

@@ -937,7 +937,7 @@ fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<P
                           per query, and of one deduplication (`SELECT DISTINCT`, `SELECT \
                           DISTINCT ON (key)`) right below it. Keep the inner aggregation as the \
                           query, in complete mode, and apply the outer one where the sink is \
-                          read (its `result` file holds the whole result table)";
+                          read (it holds the whole result table)";
     let window_reason;
     let found = match node {
         LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => ("a global aggregate", NESTED),
@@ -1296,6 +1296,7 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
                         let e = format!("{} {op} {}", side(left), side(right));
                         if *op == datafusion::logical_expr::Operator::Divide
                             && !rounded.contains(&e_expr.schema_name().to_string())
+                            && !divides_ten_thousand(right)
                             && let Some(DataType::Decimal128(_, places)) = type_of(e_expr)
                         {
                             note(format!(
@@ -1369,6 +1370,26 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
     notes
 }
 
+/// Whether `divisor` is an integer literal (under the casts coercion puts on it) that divides
+/// 10,000: a decimal divided by it has a quotient of at most 4 more places, all kept, nothing
+/// cut (`d / 2`, `d / 100`).
+fn divides_ten_thousand(divisor: &Expr) -> bool {
+    use datafusion::common::ScalarValue;
+    let mut expr = divisor;
+    while let Expr::Cast(datafusion::logical_expr::Cast { expr: inner, .. })
+    | Expr::TryCast(datafusion::logical_expr::TryCast { expr: inner, .. }) = expr
+    {
+        expr = inner;
+    }
+    let value = match expr {
+        Expr::Literal(ScalarValue::Int64(Some(v)), _) => i128::from(*v),
+        Expr::Literal(ScalarValue::Int32(Some(v)), _) => i128::from(*v),
+        Expr::Literal(ScalarValue::Decimal128(Some(v), _, 0), _) => *v,
+        _ => return false,
+    };
+    value != 0 && 10_000 % value == 0
+}
+
 /// `expr` as SQL text to write in a query (`CAST(3 AS DECIMAL(10,2))`, where DataFusion's own
 /// display writes `CAST(Int64(3) AS Decimal128(10, 2))`), for advice.
 /// A column an aggregate below gives (`sum(s.d)`) is written by its name as it is, which is
@@ -1385,10 +1406,32 @@ fn expr_sql(expr: &Expr) -> String {
         }
         other => Ok(Transformed::no(other)),
     });
-    written
+    let text = written
         .ok()
         .and_then(|w| datafusion::sql::unparser::expr_to_sql(&w.data).ok())
-        .map_or_else(|| expr.to_string(), |sql| sql.to_string())
+        .map_or_else(|| expr.to_string(), |sql| sql.to_string());
+    without_outer_parentheses(&text).to_string()
+}
+
+/// `text` without one pair of parentheses around the whole of it (the unparser's around a
+/// binary operation: `((a + 1) / b)`), where its first opens the pair its last closes.
+fn without_outer_parentheses(text: &str) -> &str {
+    let Some(inner) = text.strip_prefix('(').and_then(|t| t.strip_suffix(')')) else {
+        return text;
+    };
+    // The first parenthesis must stay open until the very end.
+    let mut depth = 1_i32;
+    for c in inner.chars() {
+        depth += match c {
+            '(' => 1,
+            ')' => -1,
+            _ => 0,
+        };
+        if depth == 0 {
+            return text;
+        }
+    }
+    inner
 }
 
 /// The SQL type of a decimal like `data_type` with one place more (and one digit more, so its
@@ -1398,7 +1441,8 @@ fn one_place_more(data_type: Option<datafusion::arrow::datatypes::DataType>) -> 
         Some(datafusion::arrow::datatypes::DataType::Decimal128(p, s)) => {
             format!("DECIMAL({}, {})", (p + 1).min(38), (s + 1).min(38))
         }
-        _ => "DECIMAL(38, s + 1)".to_string(),
+        // An integer's 20 digits (a `bigint unsigned`'s), and one place.
+        _ => "DECIMAL(21, 1)".to_string(),
     }
 }
 
@@ -1469,7 +1513,8 @@ fn binary_operations(
                 if let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e
                     && pick(left, op, right, schema)
                 {
-                    let text = format!("{left} {op} {right}");
+                    // As SQL, with the parentheses the operands need.
+                    let text = expr_sql(e);
                     if !found.contains(&text) {
                         found.push(text);
                     }
@@ -2160,11 +2205,26 @@ mod tests {
             "SELECT d * 2 AS x, n / 2 AS y FROM s",
             "SELECT round(avg(CAST(d AS DECIMAL(11, 3))), 6) AS x FROM s",
             "SELECT trunc(d / 3, 2) AS y FROM s",
+            "SELECT d / 2 AS x, d / 100 AS y FROM s",
         ] {
             let (_, plan) = plan_batch(&ctx, sql, 0).await.expect(sql);
             let said = dialect_notes(sql, &plan).join("\n");
             assert!(!said.contains("cuts off the rest"), "{sql}: {said}");
         }
+    }
+
+    /// Walk 44 (U2): an integer division was said as DataFusion displays it, without the
+    /// parentheses its operands need (`a.v + Int64(1) / a.v + Int64(3)`, which means another
+    /// thing). It is said as SQL, as written.
+    #[tokio::test]
+    async fn an_integer_division_is_said_as_sql() {
+        let ctx = session(&default_settings());
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let mem = MemTable::try_new(Arc::clone(&schema), vec![vec![]]).expect("table");
+        ctx.register_table("s", Arc::new(mem)).expect("register");
+        let sql = "SELECT (v + 1) / (v + 3) AS q FROM s";
+        let (_, plan) = plan_batch(&ctx, sql, 0).await.expect(sql);
+        assert_eq!(integer_divisions(&plan), ["(s.v + 1) / (s.v + 3)"]);
     }
 
     /// A literal integer or decimal zero divisor is found under the casts coercion puts on it;
@@ -2180,17 +2240,18 @@ mod tests {
         let mem = MemTable::try_new(Arc::clone(&schema), vec![vec![]]).expect("table");
         ctx.register_table("s", Arc::new(mem)).expect("register");
         for (sql, found) in [
-            ("SELECT n / 0 AS x FROM s", "s.n / Int64(0)"),
-            ("SELECT n % 0 AS x FROM s", "s.n % Int64(0)"),
+            ("SELECT n / 0 AS x FROM s", "s.n / 0"),
+            ("SELECT n % 0 AS x FROM s", "s.n % 0"),
             ("SELECT d / 0 AS x FROM s", "/ "),
-            ("SELECT sum(n) / 0 AS x FROM s", "/ Int64(0)"),
-            ("SELECT 1 / 0 AS x", "Int64(1) / Int64(0)"),
+            ("SELECT sum(n) / 0 AS x FROM s", "/ 0"),
+            ("SELECT 1 / 0 AS x", "1 / 0"),
             ("SELECT n / CAST(0.4 AS BIGINT) AS x FROM s", "s.n / "),
             ("SELECT n / CAST(-0.0 AS BIGINT) AS x FROM s", "s.n / "),
         ] {
             let (_, plan) = plan_batch(&ctx, sql, 0).await.expect(sql);
             let said = zero_divisions(&plan).join("; ");
             assert!(said.contains(found), "{sql}: {said}");
+            assert!(!said.contains("Int64("), "{sql}: {said}");
         }
         for sql in [
             "SELECT n / 2 AS x, n / n AS y FROM s",

@@ -401,9 +401,9 @@ pub fn analyze(
     }
     if gaps {
         return Err(PlanError::Unsupported {
-            operator: "hop".into(),
-            reason: super::functions::HOP_SLIDE_OVER_SIZE
-                .trim_start_matches("hop(ts, slide, size): ")
+            operator: "hop(ts, slide, size)".into(),
+            reason: "with a slide longer than its size is not supported: windows would leave \
+                     gaps where a row is in none (make the slide at most the size)"
                 .into(),
         });
     }
@@ -1930,7 +1930,7 @@ mod tests {
                 "SELECT w, count(*) FROM (SELECT unnest(hop(ts, INTERVAL '10 seconds', \
                  INTERVAL '5 seconds')) AS w FROM s) GROUP BY w",
                 Update,
-                &["hop", "slide must not be longer than the size"],
+                &["hop(ts, slide, size) with a slide longer than its size is not supported"],
             ),
             (
                 "SELECT s.a FROM s JOIN s2 ON s.a = s2.a AND s2.a >= s.a",

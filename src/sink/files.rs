@@ -289,12 +289,20 @@ impl FilesSink {
             });
         }
         for field in schema.fields() {
-            if holds_duration(field.data_type()) {
+            if let Some(unit) = holds_duration(field.data_type()) {
+                // DataFusion's `date_part('epoch', ...)` of a duration drops the fraction of a
+                // second: the count of the unit, divided, keeps it.
+                let seconds = match unit {
+                    TimeUnit::Second => "CAST(... AS BIGINT)",
+                    TimeUnit::Millisecond => "CAST(... AS BIGINT) / 1e3",
+                    TimeUnit::Microsecond => "CAST(... AS BIGINT) / 1e6",
+                    TimeUnit::Nanosecond => "CAST(... AS BIGINT) / 1e9",
+                };
                 tracing::warn!(
                     "{}: column `{name}` is {}; Parquet has no duration type, so DuckDB and \
                      Spark read it as a plain BIGINT of its unit (Arrow readers, such as \
                      pyarrow and DataFusion, as a duration). To give every reader seconds, \
-                     write `date_part('epoch', ...) AS {name}` in the query",
+                     write `{seconds} AS {name}` in the query",
                     self.location,
                     crate::format::sql_type_name(field.data_type()),
                     name = field.name(),
@@ -546,6 +554,25 @@ impl FilesSink {
         Ok(deleted)
     }
 
+    /// The first batch after `batch` that the sink's manifest lists as a complete-mode table
+    /// (`result.<ext>`), if any.
+    async fn complete_batch_after(&self, batch: BatchId) -> Result<Option<BatchId>, SinkError> {
+        for later in self.manifest_batches().await? {
+            if later <= batch {
+                continue;
+            }
+            if let Some(manifest) = self.read_manifest(later).await?
+                && manifest
+                    .files
+                    .iter()
+                    .any(|f| f.path.starts_with(&format!("{COMPLETE_RESULT}.")))
+            {
+                return Ok(Some(later));
+            }
+        }
+        Ok(None)
+    }
+
     /// Complete mode, once per run, after `published` (a table as `result.<ext>`) is in
     /// place: deletes the `part-*` files that an older Sluice's complete mode left beside it,
     /// and the result table of another format (`result.jsonl` beside a `result.parquet`, the
@@ -556,15 +583,27 @@ impl FilesSink {
         if !self.replace || old_style || self.old_parts_removed.load(Ordering::Acquire) {
             return Ok(());
         }
+        let mut parts = 0;
         for meta in self.location.list("").await? {
             let name = self.location.relative(&meta.location);
             let other_result = [FileFormat::Json, FileFormat::Csv, FileFormat::Parquet]
                 .into_iter()
                 .filter(|f| *f != self.format)
                 .any(|f| name == format!("{COMPLETE_RESULT}.{}", f.extension()));
-            if (name.starts_with("part-") && !name.contains('/')) || other_result {
+            let part = name.starts_with("part-") && !name.contains('/');
+            if part || other_result {
                 self.location.delete(&meta.location).await?;
+                parts += usize::from(part);
             }
+        }
+        if parts > 0 {
+            tracing::warn!(
+                "{}: complete mode removed {parts} `part-*` files, the output of the batches \
+                 before it (another output mode's, or an older Sluice's): `{COMPLETE_RESULT}.{}` \
+                 holds the whole result table now",
+                self.location,
+                self.format.extension()
+            );
         }
         self.old_parts_removed.store(true, Ordering::Release);
         Ok(())
@@ -686,6 +725,14 @@ impl FilesSink {
         for file in &manifest.files {
             let name = format!("{}/{}", self.location, file.path);
             let Some(bytes) = self.location.get(&self.location.path(&file.path)).await? else {
+                // A later batch in complete mode removed the parts of the mode before.
+                if let Some(complete) = self.complete_batch_after(batch).await? {
+                    return Ok(HeldBatch::Missing(format!(
+                        "{name}: the sink switched to complete mode at batch {complete}, whose \
+                         first batch removed the part files of the batches before it (a \
+                         complete-mode sink holds only the newest whole table)"
+                    )));
+                }
                 return Ok(HeldBatch::Unreadable {
                     file: name,
                     reason: format!("is listed by batch {batch}'s manifest but gone"),
@@ -1384,6 +1431,9 @@ impl Encoder {
 /// and nanoseconds, which Parquet's INTERVAL of milliseconds cannot hold; a union), found by
 /// writing one null row of it into memory; `None` where it can.
 fn parquet_refusal(field: &FieldRef) -> Option<String> {
+    if holds_union(field.data_type()) {
+        return Some("Parquet has no union type".to_string());
+    }
     let field = Arc::new(parquet_field(field).as_ref().clone().with_nullable(true));
     let schema = Arc::new(Schema::new(vec![Arc::clone(&field)]));
     let column = datafusion::arrow::array::new_null_array(field.data_type(), 1);
@@ -1398,17 +1448,35 @@ fn parquet_refusal(field: &FieldRef) -> Option<String> {
     written.err()
 }
 
-/// Whether `data_type` holds a duration at any depth: Parquet has no duration type, so Arrow's
-/// writer writes it as a plain 64-bit integer of its unit.
-fn holds_duration(data_type: &DataType) -> bool {
+/// The unit of a duration `data_type` holds at any depth (the first): Parquet has no duration
+/// type, so Arrow's writer writes it as a plain 64-bit integer of its unit.
+fn holds_duration(data_type: &DataType) -> Option<TimeUnit> {
     match data_type {
-        DataType::Duration(_) => true,
-        DataType::Struct(fields) => fields.iter().any(|f| holds_duration(f.data_type())),
+        DataType::Duration(unit) => Some(*unit),
+        DataType::Struct(fields) => fields.iter().find_map(|f| holds_duration(f.data_type())),
         DataType::List(item)
         | DataType::LargeList(item)
         | DataType::FixedSizeList(item, _)
         | DataType::Map(item, _) => holds_duration(item.data_type()),
         DataType::Dictionary(_, value) => holds_duration(value),
+        _ => None,
+    }
+}
+
+/// Whether `data_type` holds a union at any depth, which Arrow's Parquet schema conversion
+/// does not take (it panics rather than failing).
+fn holds_union(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Union(..) => true,
+        DataType::Struct(fields) => fields.iter().any(|f| holds_union(f.data_type())),
+        DataType::List(item)
+        | DataType::LargeList(item)
+        | DataType::ListView(item)
+        | DataType::LargeListView(item)
+        | DataType::FixedSizeList(item, _)
+        | DataType::Map(item, _) => holds_union(item.data_type()),
+        DataType::Dictionary(_, value) => holds_union(value),
+        DataType::RunEndEncoded(_, values) => holds_union(values.data_type()),
         _ => false,
     }
 }

@@ -596,7 +596,7 @@ impl KafkaSink {
                     let rows = encoders.encode(batch).map_err(|e| {
                         WriteError::Refused(match e.row {
                             Some(row) => format!("the batch's row {}: {}", index + row, e.reason),
-                            None => format!("a row of the batch: {}", e.reason),
+                            None => format!("the batch's rows (no one row alone): {}", e.reason),
                         })
                     })?;
                     for row in &rows {

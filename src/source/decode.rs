@@ -389,10 +389,8 @@ impl Reader {
         let SourceError::Malformed { file, line, reason } = error else {
             return error;
         };
-        let named = reason
-            .split_once("column `")
-            .and_then(|(_, rest)| rest.split_once("` is "))
-            .map(|(name, _)| name.to_string())
+        let named = named_column(&reason)
+            .map(str::to_string)
             .filter(|name| self.inferred && self.schema.field_with_name(name).is_ok());
         let reason = match named {
             Some(name) => {
@@ -636,6 +634,8 @@ pub fn infer_schema(
                     ))));
                 }
             }
+            // The records inference reads: all, or those that fit the header.
+            let mut records = bytes.clone();
             let inferred = match format.infer_schema(Cursor::new(bytes.as_ref()), None) {
                 Ok((schema, _)) => schema,
                 // A record whose fields do not match the header's: named as decoding names
@@ -643,8 +643,9 @@ pub fn infer_schema(
                 Err(e) => {
                     let fitting = csv_records_that_fit(file, bytes, delimiter, on_error)?
                         .ok_or_else(|| err(e))?;
+                    records = Bytes::from(fitting);
                     format
-                        .infer_schema(Cursor::new(fitting), None)
+                        .infer_schema(Cursor::new(records.as_ref()), None)
                         .map_err(err)?
                         .0
                 }
@@ -662,7 +663,7 @@ pub fn infer_schema(
             }
             // After the header is judged: a zero-led column's header is judged as numbers'.
             let schema = zero_led_integers_as_text(schema, bytes, delimiter);
-            types_every_value_fits(schema, bytes, delimiter, null_value)
+            types_every_value_fits(schema, &records, delimiter, null_value)
         }
         FileFormat::Parquet => ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
             .map_err(|e| err(ArrowError::ExternalError(Box::new(e))))?
@@ -4024,6 +4025,30 @@ mod tests {
                 ("ok".to_string(), DataType::Date32),
             ]
         );
+        // A later value that does not fit an inferred column, of any type, says how to
+        // declare it; a declared column's does not.
+        for (text, column) in [("id,name\nx,a\n", "id"), ("id,name\n1.5,a\n", "id")] {
+            for inferred in [true, false] {
+                let reader = Reader {
+                    format: FileFormat::Csv,
+                    schema: schema(),
+                    projection: None,
+                    on_error: OnError::Fail,
+                    rescued: None,
+                    epoch_unit: None,
+                    delimiter: b',',
+                    null_value: None,
+                    inferred,
+                };
+                let err = reader
+                    .decode("f.csv", "f.csv", &Bytes::from(text))
+                    .expect_err(text)
+                    .to_string();
+                let hint = format!("with `{column}: string`");
+                assert_eq!(err.contains(&hint), inferred, "{err}");
+                assert!(err.contains("f.csv line 2"), "{err}");
+            }
+        }
     }
 
     /// Walk 14 (F6): a CSV row with too few fields failed inference even under `on_error:

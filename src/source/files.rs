@@ -1106,6 +1106,9 @@ struct RemoteFile {
     null_value: Option<String>,
     #[serde(default)]
     file: Option<LoggedFile>,
+    /// Whether the schema was inferred ([`Reader::inferred`]).
+    #[serde(default)]
+    inferred: bool,
 }
 
 impl RemoteFile {
@@ -1135,6 +1138,7 @@ impl RemoteFile {
             delimiter: reader.delimiter,
             null_value: reader.null_value.clone(),
             file: None,
+            inferred: reader.inferred,
         })
     }
 
@@ -1167,7 +1171,7 @@ pub(super) fn remote_read(value: &serde_json::Value) -> Result<ReadPart, String>
             .transpose()?,
         delimiter: remote.delimiter,
         null_value: remote.null_value,
-        inferred: false,
+        inferred: remote.inferred,
     });
     let logged = remote.file.ok_or("a file part names no file")?;
     let location = remote_folder(&remote.path)?;

@@ -1245,3 +1245,34 @@ fn append_to_complete_is_refused_where_the_watermark_dropped_keys() {
         stderr(&out)
     );
 }
+
+/// `sluice state` of a join of two streams asked for `--operator` and named its stores
+/// `join-left` and `join-right` alone. It shows both sides, each named by its stream and with
+/// when its rows are let go.
+#[test]
+fn the_state_of_a_join_shows_each_side_with_its_stream_and_when_rows_go() {
+    let ws = run_case(
+        &[
+            ("l/0.json", &row(1, Some(10.0))),
+            ("r/0.json", &row(9, Some(20.0))),
+        ],
+        &format!("{}\n{}", source("l", "0s"), source("r", "0s")),
+        "SELECT l.id AS id FROM l JOIN r ON l.id = r.id AND r.ts BETWEEN l.ts AND l.ts + \
+         INTERVAL '5 seconds'",
+        "append",
+    );
+    let out = run_bin(&["state", &ws.p("ckpt")], ws.dir.path());
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("state/join-left after batch 0: ")
+            && said.contains("the join's left side (`l`)")
+            && said.contains("its `ts` plus 5s (the latest a right row may match it)")
+            && said.contains("state/join-right after batch 0: ")
+            && said.contains("the join's right side (`r`)"),
+        "{said}"
+    );
+    // Each side's rows, one table after the other.
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(shown.matches("__sluice_batch").count(), 2, "{shown}");
+}

@@ -1602,7 +1602,7 @@ fn a_division_by_zero_is_named_with_what_to_write() {
     let refused = run(&file, &ws);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(
-        stderr(&refused).contains("the query divides by zero (`s.v / Int64(0)`)")
+        stderr(&refused).contains("the query divides by zero (`s.v / 0`)")
             && stderr(&refused).contains("`NULLIF(b, 0)`"),
         "{}",
         stderr(&refused)
@@ -7481,6 +7481,45 @@ fn a_deleted_pinned_schema_is_named_not_inferred_again() {
     assert!(!ws.path("ckpt/sources/s/schema").exists(), "pinned again");
 }
 
+/// Walk 44 (W1): with a batch pending, a deleted pinned schema was inferred again by the
+/// batch's recovery (from a file added since, a column of numbers became text) and pinned
+/// over, before the check that names the loss ran. The run refuses first, and pins nothing.
+#[test]
+fn a_deleted_pinned_schema_is_named_before_a_pending_batch_runs() {
+    let ws = Workspace::new();
+    input(&ws, "1.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = write_pipeline(
+        &ws,
+        &format!(
+            "name: pinned\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+             format: json }}\nquery: SELECT k, v FROM s\ntrigger: available-now\n\
+             sink: {{ kind: files, path: {out}, format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            out = ws.p("out"),
+        ),
+    );
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "2.json", "{\"k\":\"b\",\"v\":2}\n");
+    let crashed = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8")])
+        .env("SLUICE_CRASH_AT", "before:1:commits/1")
+        .current_dir(ws.dir.path())
+        .output()
+        .expect("run");
+    assert!(!crashed.status.success(), "{}", stderr(&crashed));
+    assert!(ws.path("ckpt/offsets/1").exists() && !ws.path("ckpt/commits/1").exists());
+    std::fs::remove_file(ws.path("ckpt/sources/s/schema")).expect("rm");
+    // A file no batch read, whose `v` is text, first in path order.
+    input(&ws, "0.json", "{\"k\":\"z\",\"v\":\"abc\"}\n");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("sources/s/schema, which is gone"), "{said}");
+    assert!(!ws.path("ckpt/sources/s/schema").exists(), "pinned again");
+    assert!(!ws.path("ckpt/commits/1").exists(), "the pending batch ran");
+}
+
 /// Walk 27 (13, 20): messages that left the newcomer guessing. `GROUP BY date_trunc(...)` in
 /// append mode was told to use `date_bin` without a word on `date_trunc`; a `: ` in a plain
 /// `query:` gave YAML's words alone; a pattern for a source's path was "no such folder"; a
@@ -7874,7 +7913,7 @@ fn a_division_of_integers_is_said() {
     assert!(
         said.contains("the query divides integers (`sum(s.v) / count(")
             && said.contains("`CAST(a AS DOUBLE) / b`")
-            && !said.contains("/ Int64(2)"),
+            && !said.contains("/ 2`"),
         "{said}"
     );
     assert_eq!(sink_lines(&ws.path("out")), [r#"{"k":"a","r":1,"h":1}"#]);
@@ -8663,7 +8702,7 @@ fn a_changed_file_of_the_pending_batch_gets_its_error_alone() {
 #[tokio::test]
 async fn a_parquet_sink_names_a_column_parquet_cannot_hold_before_the_first_batch() {
     let ws = Workspace::new();
-    input(&ws, "0.json", "{\"k\":\"a\",\"v\":90}\n");
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":90500}\n");
     let parquet = |query: &str| {
         let file = pipeline(&ws, query, "append");
         edit_file(&file, "format: json }\n", "format: parquet }\n");
@@ -8682,7 +8721,8 @@ async fn a_parquet_sink_names_a_column_parquet_cannot_hold_before_the_first_batc
         "{said}"
     );
     assert!(!ws.path("ckpt").exists() && !ws.path("out").exists());
-    let duration = "to_timestamp_seconds(v) - to_timestamp_seconds(0)";
+    // Milliseconds: the advice keeps the fraction of a second.
+    let duration = "to_timestamp_millis(v) - to_timestamp_millis(0)";
     let out = run(
         &parquet(&format!("SELECT k, {duration} AS wait FROM s")),
         &ws,
@@ -8690,22 +8730,22 @@ async fn a_parquet_sink_names_a_column_parquet_cannot_hold_before_the_first_batc
     let said = stderr(&out);
     assert!(out.status.success(), "{said}");
     assert!(
-        said.contains("column `wait` is duration(s)")
+        said.contains("column `wait` is duration(ms)")
             && said.contains("DuckDB and Spark read it as a plain BIGINT")
-            && said.contains("`date_part('epoch', ...) AS wait`"),
+            && said.contains("`CAST(... AS BIGINT) / 1e3 AS wait`"),
         "{said}"
     );
     std::fs::remove_dir_all(ws.path("ckpt")).expect("fresh checkpoint");
     std::fs::remove_dir_all(ws.path("out")).expect("fresh sink");
     let out = run(
         &parquet(&format!(
-            "SELECT k, date_part('epoch', {duration}) AS wait FROM s"
+            "SELECT k, CAST({duration} AS BIGINT) / 1e3 AS wait FROM s"
         )),
         &ws,
     );
     let said = stderr(&out);
     assert!(out.status.success() && !said.contains("duration"), "{said}");
-    assert_eq!(sink_rows(&ws.path("out")).await, ["a|90.0"]);
+    assert_eq!(sink_rows(&ws.path("out")).await, ["a|90.5"]);
 }
 
 /// Walk 43 (U2): a value of a later file that did not fit a column's inferred type was named
@@ -8804,6 +8844,15 @@ fn a_source_the_query_does_not_read_is_said_and_not_read() {
             && said.contains("j.json line 2"),
         "{said}"
     );
+    // No file to infer it from: the way out says the query does not read it.
+    std::fs::remove_file(ws.path("junk/j.json")).expect("no junk");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("the query does not read `j`: remove it from `sources:`"),
+        "{said}"
+    );
 }
 
 /// Walk 43 (U4): a subquery in a filter over an aggregation was refused without a word of
@@ -8847,4 +8896,41 @@ fn a_subquery_over_an_aggregation_is_refused_with_a_join_that_works() {
     let out = run(&with_table(&query), &ws);
     assert!(out.status.success(), "{query}: {}", stderr(&out));
     assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"n\":3}"]);
+}
+
+/// Walk 44 (D1): switching an aggregation from update to complete mode removed the update
+/// batches' part files without a word, and `replay --verify` of such a batch then called the
+/// sink damaged and advised starting over. The removal is said, and the replay says why the
+/// files are gone and verifies the batch against its commit.
+#[test]
+fn a_switch_to_complete_mode_says_it_removes_the_parts_and_replay_knows_why() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, count(*) AS n FROM s GROUP BY k", "update");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    edit_file(&file, "output_mode: update", "output_mode: complete");
+    input(&ws, "1.json", "{\"k\":\"a\",\"v\":2}\n");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("complete mode removed 1 `part-*` files") && said.contains("result.jsonl"),
+        "{said}"
+    );
+    assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"n\":2}"]);
+    let replay = run_bin(
+        &["replay", &ws.p("ckpt"), "--batch", "0", "--verify"],
+        ws.dir.path(),
+    );
+    let said = format!(
+        "{}{}",
+        stderr(&replay),
+        String::from_utf8_lossy(&replay.stdout)
+    );
+    assert!(replay.status.success(), "{said}");
+    assert!(
+        said.contains("switched to complete mode at batch 1") && !said.contains("UNREADABLE"),
+        "{said}"
+    );
 }

@@ -753,13 +753,13 @@ async fn a_pending_batch_the_server_refused_can_be_taken_back() {
 #[tokio::test]
 async fn an_update_key_that_is_not_the_group_key_is_refused() {
     let ws = Workspace::new();
+    let table = unique_table("badkey");
     std::fs::write(ws.path("in/0.json"), "{\"page\":\"a\",\"v\":1}\n").expect("input");
     let yaml = format!(
         "name: badkey\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: json, schema: {{ page: string, v: bigint }} }}\nquery: SELECT page, count(*) AS n FROM s GROUP BY page\noutput_mode: update\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n  key: [n]\n",
         ckpt = ws.p("ckpt"),
         input = ws.p("in"),
         url = server(),
-        table = unique_table("badkey"),
     );
     let pipeline = write_pipeline(&ws, &yaml);
     let run = sluice_run(&pipeline);
@@ -770,6 +770,25 @@ async fn an_update_key_that_is_not_the_group_key_is_refused() {
         stderr(&run)
     );
     assert!(!ws.path("ckpt").exists());
+    // Walk 44 (U1): into a table that exists, whose unique index is on the group key, the
+    // table's own check came first and advised an index on the wrong key.
+    let existing = unique_table("keyed");
+    execute(&format!(
+        "CREATE TABLE {existing} (page text, n bigint); \
+         ALTER TABLE {existing} ADD UNIQUE NULLS NOT DISTINCT (page)"
+    ))
+    .await;
+    let yaml = yaml.replace(
+        &format!("  table: {table}\n  create_table: true\n"),
+        &format!("  table: {existing}\n"),
+    );
+    let run = sluice_run(&write_pipeline(&ws, &yaml));
+    let said = stderr(&run);
+    assert_eq!(run.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("set `key: [page]`") && !said.contains("ALTER TABLE"),
+        "{said}"
+    );
 }
 
 /// Issue 13: a new checkpoint appending to a table another checkpoint's pipeline fills would
