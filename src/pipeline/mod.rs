@@ -1404,6 +1404,16 @@ impl Pipeline {
                 ));
             }
         }
+        // SQL reads an unquoted name in lower case: `A` and `a` would be one table.
+        let names: Vec<&String> = self.sources.keys().chain(self.tables.keys()).collect();
+        for (i, name) in names.iter().enumerate() {
+            if let Some(other) = names[..i].iter().find(|n| n.eq_ignore_ascii_case(name)) {
+                return Err(format!(
+                    "`{other}` and `{name}` differ only in case, and SQL reads an unquoted name \
+                     in lower case, so the query could not tell them apart: rename one"
+                ));
+            }
+        }
         if self.late_rows.is_some() && self.sources.values().all(|s| s.watermark.is_none()) {
             return Err(
                 "`late_rows` needs a source with a `watermark`; no source declares one".into(),
@@ -2004,6 +2014,20 @@ sink: { kind: files, path: out/clicks, format: parquet }
         let said = parse(&text).expect_err("refused");
         assert!(
             said.contains("did you mean `postgres`") && said.contains("tabel"),
+            "{said}"
+        );
+    }
+
+    /// Two tables whose names differ only in case are one table to SQL: refused, naming both.
+    #[test]
+    fn names_that_differ_only_in_case_are_refused() {
+        let text = GOOD.replace(
+            "query: SELECT * FROM clicks",
+            "tables:\n  Clicks: { kind: files, path: data/c.csv, format: csv }\nquery: SELECT * FROM clicks",
+        );
+        let said = parse(&text).expect_err("refused");
+        assert!(
+            said.contains("`clicks` and `Clicks` differ only in case"),
             "{said}"
         );
     }
