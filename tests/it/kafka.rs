@@ -155,11 +155,29 @@ pub fn committed_values(bootstrap: &str, topic: &str) -> Vec<Vec<u8>> {
         .iter()
         .map(|p| p.id())
         .collect();
+    // A committed transaction's markers reach its partitions after the commit returns: until
+    // they do, the last stable offset stays behind, and a read there misses the committed
+    // records. It is waited for (for a while: a transaction left open holds it back for good).
+    let uncommitted: BaseConsumer = client(bootstrap)
+        .set("group.id", "sluice-tests")
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .expect("consumer");
     let mut values = Vec::new();
     for p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, TIMEOUT)
-            .expect("watermarks");
+        let settled = Instant::now() + Duration::from_secs(3);
+        let (low, high) = loop {
+            let (low, stable) = consumer
+                .fetch_watermarks(topic, p, TIMEOUT)
+                .expect("watermarks");
+            let (_, high) = uncommitted
+                .fetch_watermarks(topic, p, TIMEOUT)
+                .expect("watermarks");
+            if stable >= high || Instant::now() > settled {
+                break (low, stable);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         if high <= low {
             continue;
         }
