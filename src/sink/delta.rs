@@ -608,6 +608,53 @@ impl DeltaSink {
             .map_err(|e| self.error(format!("reading the table's transaction versions: {e}")))
     }
 
+    /// Refuses a table whose current version lists a data file that is gone from its folder
+    /// (deleted by hand): every reader of the table fails on it, and the rows it held are lost,
+    /// which running on would leave so. One listing of the folder; a file it does not show is
+    /// looked for by name before it counts as gone.
+    async fn check_files_there(&self, table: &DeltaTable) -> Result<(), SinkError> {
+        let state = table.snapshot().map_err(|e| self.error(e))?;
+        let listed: std::collections::HashSet<String> = self
+            .location
+            .list("")
+            .await?
+            .iter()
+            .map(|meta| self.location.relative(&meta.location))
+            .collect();
+        let unlisted: Vec<String> = state
+            .log_data()
+            .into_iter()
+            .map(|file| file.object_store_path().as_ref().to_string())
+            .filter(|path| !listed.contains(path))
+            .collect();
+        let mut gone = Vec::new();
+        for path in unlisted {
+            if !self.location.exists(&self.location.path(&path)).await? {
+                gone.push(path);
+            }
+        }
+        let Some(first) = gone.first() else {
+            return Ok(());
+        };
+        let more = match gone.len() {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        Err(SinkError::Lost {
+            kind: KIND.name,
+            reason: format!(
+                "{}: the table's current version lists data files that are gone from its \
+                 folder ({first}{more}): every reader of the table fails on them, and their \
+                 rows are lost. Put them back from a backup; or take them out of the table's \
+                 log (deltalake: `DeltaTable(\"{}\").repair()`; Spark: `FSCK REPAIR TABLE`), \
+                 which leaves their rows out for good (`sluice replay <checkpoint> --batch N \
+                 --verify` names the batches that lack rows), or start the pipeline over on a \
+                 new checkpoint with a new, empty `sink.path`",
+                self.location, self.location,
+            ),
+        })
+    }
+
     /// The pipeline (and how it names itself) of the newest commit Sluice made to the table.
     async fn newest_writer(
         &self,
@@ -1662,7 +1709,7 @@ impl Sink for DeltaSink {
         let wanted = i64::try_from(last.0).unwrap_or(i64::MAX);
         if held.is_some_and(|h| h >= wanted) {
             let Some(restored) = self.restored_past(&table, last).await? else {
-                return Ok(());
+                return self.check_files_there(&table).await;
             };
             // Delta keeps the transaction version through a RESTORE: the table says it
             // holds the batches whose rows the RESTORE took out.

@@ -1419,3 +1419,44 @@ async fn a_complete_table_taken_over_refuses_the_older_checkpoint() {
         oracle(&ws.path("in"), "json", query).await
     );
 }
+
+/// A data file of the table deleted by hand was found only by `replay --verify`; a run went on
+/// writing beside a table no reader could read. The run refuses, naming the file; the way it
+/// gives (the file taken out of the log) lets the next run go on.
+#[tokio::test]
+async fn a_data_file_deleted_by_hand_is_named_before_a_batch() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let data: Vec<_> = std::fs::read_dir(ws.path("table"))
+        .expect("table")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    let deleted = data.first().expect("a data file").clone();
+    std::fs::remove_file(&deleted).expect("delete");
+    write_clicks(&ws.path("in"), "json", 1, 40, 2);
+    let refused = run_quietly(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    let name = deleted
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .to_string();
+    assert!(
+        said.contains("data files that are gone from its folder")
+            && said.contains(&name)
+            && said.contains(".repair()"),
+        "{said}"
+    );
+    python_on_table(
+        &ws,
+        "import sys; from deltalake import DeltaTable; DeltaTable(sys.argv[1]).repair(dry_run=False)",
+    );
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+}
