@@ -65,7 +65,8 @@ enum Command {
         /// The operator (its folder under `state/`: `aggregate`, `dedup`, `join-left`,
         /// `join-right`, or `<op>-ttl` for a state TTL's stamps). Where there are several,
         /// `aggregate` is the default when there is one (beside the deduplication and TTL
-        /// stores that feed it); otherwise it must be chosen.
+        /// stores that feed it); a join of two streams shows both sides, one after the other
+        /// (with `--sql`, choose one); otherwise it must be chosen.
         #[arg(long)]
         operator: Option<String>,
         /// The state as of this batch (default: the last committed one).

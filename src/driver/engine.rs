@@ -659,6 +659,16 @@ impl<'p> Engine<'p> {
                      once no row has come for it that long"
                 );
             }
+            if self.pipeline.output_mode == OutputMode::Append && plan::distinct_on_orders(&logical)
+            {
+                tracing::warn!(
+                    "in append mode `DISTINCT ON` writes each key's first row seen, once: its \
+                     `ORDER BY` picks among the rows of one batch only, and a later batch's \
+                     row of the key is dropped, whatever it sorts as (Spark's \
+                     `dropDuplicates`). For the row the `ORDER BY` picks over the whole stream \
+                     (the newest, say), use `output_mode: update` or `complete`"
+                );
+            }
             for said in plan::dialect_notes(sql, &logical) {
                 tracing::warn!("{said}");
             }

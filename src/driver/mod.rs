@@ -1966,6 +1966,21 @@ impl<'a> Driver<'a> {
             return Ok(());
         }
         let Some(key) = self.pipeline.sink.connector().update_key() else {
+            // A changelog (a files sink's) whose rows lack a group key cannot be folded into
+            // the current table: nothing says which group a row updates.
+            if let Some((groups, names)) = self.engine.aggregate_names(&self.pipeline.query).await?
+                && let Some(missing) = names[..groups.min(names.len())]
+                    .iter()
+                    .find(|g| output.index_of(g).is_err())
+            {
+                tracing::warn!(
+                    "{}: in update mode each output row is the newest of its group, but the \
+                     group key `{missing}` is not a column of the query's output, so no reader \
+                     of the changelog can tell which group a row updates: select every GROUP \
+                     BY column",
+                    self.pipeline.name
+                );
+            }
             return Ok(());
         };
         // A session's key (its start and end) moves as rows join it: its earlier rows would

@@ -242,6 +242,19 @@ impl ScalarUDFImpl for SessionWindow {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        // A gap written as text (`'30 seconds'`, as Spark's `session_window` takes it) is
+        // named here, not as a window that is not over the watermark column.
+        if !matches!(
+            arg_types[1],
+            DataType::Interval(_) | DataType::Duration(_) | DataType::Null
+        ) {
+            return plan_err!(
+                "session_window(ts, gap) takes an interval as its gap, as `INTERVAL '30 \
+                 seconds'`, not {} (Spark's `session_window` takes the text '30 seconds'; \
+                 DataFusion's SQL writes an interval)",
+                arg_types[1]
+            );
+        }
         match &arg_types[0] {
             ts @ DataType::Timestamp(_, _) => Ok(Self::session_type(ts)),
             other => {

@@ -518,6 +518,15 @@ pub enum PlanError {
         /// Each Spark function called, with what DataFusion writes.
         calls: Vec<(&'static str, &'static str)>,
     },
+    /// The SQL does not plan where it is written as Flink SQL writes a streaming construct
+    /// (a window table function, `EMIT`, a temporal join): with Sluice's way of writing it.
+    #[error("the query does not plan: {} ({advice})", sql_text(.error))]
+    Flink {
+        /// DataFusion's error.
+        error: DataFusionError,
+        /// What Sluice writes instead.
+        advice: String,
+    },
     /// The SQL does not parse where it names a column by an SQL keyword (a Kafka source's
     /// `offset`, `partition`, `timestamp`), which must be quoted.
     #[error(
@@ -712,6 +721,9 @@ pub async fn plan_batch(
                 known.sort();
                 return Err(PlanError::UnknownTable { name, known });
             }
+            if let Some(advice) = flink_advice(sql) {
+                return Err(PlanError::Flink { error: e, advice });
+            }
             if let Some((word, table)) = keyword_column(ctx, sql, &text).await {
                 return Err(PlanError::Keyword {
                     error: e,
@@ -746,6 +758,104 @@ pub async fn plan_batch(
         }
     };
     Ok((state, plan))
+}
+
+/// Whether `plan` has a `DISTINCT ON (keys)` whose `ORDER BY` sorts by more than its keys
+/// (`ORDER BY k, ts DESC`): the row it keeps is picked by that order.
+pub fn distinct_on_orders(plan: &LogicalPlan) -> bool {
+    let mut orders = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Distinct(datafusion::logical_expr::Distinct::On(on)) = node
+            && on
+                .sort_expr
+                .as_ref()
+                .is_some_and(|sort| sort.iter().any(|s| !on.on_expr.contains(&s.expr)))
+        {
+            orders = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    orders
+}
+
+/// What Sluice writes for the Flink SQL streaming constructs `sql` uses (found by its words,
+/// outside quotes), for a query that did not plan: window table functions (`TUMBLE`, `HOP`,
+/// `SESSION`, `CUMULATE`, and the `TUMBLE_START` family), `EMIT`, a temporal join (`FOR
+/// SYSTEM_TIME AS OF`), `PROCTIME()`. `None` where it uses none.
+fn flink_advice(sql: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().ok()?;
+    let words: Vec<String> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .map(|t| match t {
+            Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
+            Token::LParen => "(".to_string(),
+            _ => String::new(),
+        })
+        .collect();
+    let called = |name: &str| words.windows(2).any(|w| w[0] == name && w[1] == "(");
+    let any_called = |names: &[&str]| names.iter().any(|n| called(n));
+    let mut advice = Vec::new();
+    // Sluice's own `hop(ts, slide, size)` is a call too: the window table function's form
+    // has `DESCRIPTOR` or `TABLE` in it.
+    let table_function = words.iter().any(|w| w == "DESCRIPTOR")
+        || words.windows(2).any(|w| w[0] == "TABLE" && w[1] == "(");
+    if any_called(&["TUMBLE", "TUMBLE_START", "TUMBLE_END", "TUMBLE_ROWTIME"]) {
+        advice.push(
+            "Flink's TUMBLE window is `date_bin(INTERVAL '1 minute', ts)` here, in the SELECT \
+             and the GROUP BY (`SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, \
+             count(*) FROM s GROUP BY 1`; the window ends at its start plus the size)",
+        );
+    }
+    if any_called(&["HOP_START", "HOP_END", "HOP_ROWTIME"]) || (called("HOP") && table_function) {
+        advice.push(
+            "Flink's HOP window is `unnest(hop(ts, slide, size))` here, one row per window a \
+             row is in (`SELECT w, count(*) FROM (SELECT unnest(hop(ts, INTERVAL '1 minute', \
+             INTERVAL '5 minutes')) AS w FROM s) GROUP BY w`)",
+        );
+    }
+    if any_called(&["SESSION_START", "SESSION_END", "SESSION_ROWTIME"])
+        || (called("SESSION") && table_function)
+    {
+        advice.push(
+            "Flink's SESSION window is `session_window(ts, INTERVAL '30 seconds')` here, in the \
+             SELECT and the GROUP BY",
+        );
+    }
+    if called("CUMULATE") {
+        advice.push(
+            "Flink's CUMULATE window has no form here: a running total within each window is \
+             an update-mode aggregation grouped by the window's `date_bin` (each batch writes \
+             the window's total so far)",
+        );
+    }
+    if words.iter().any(|w| w == "EMIT") {
+        advice.push(
+            "there is no EMIT clause: the pipeline's `output_mode:` says what is written \
+             (`append`: each row once, final; `update`: the rows a batch changed; `complete`: \
+             the whole result)",
+        );
+    }
+    if words
+        .windows(3)
+        .any(|w| w[0] == "FOR" && w[1] == "SYSTEM_TIME" && w[2] == "AS")
+    {
+        advice.push(
+            "a temporal (lookup) join is a join with a static table here: declare it under \
+             `tables:` (read whole when the run starts) and join it without `FOR SYSTEM_TIME \
+             AS OF ...`",
+        );
+    }
+    if called("PROCTIME") {
+        advice.push(
+            "processing time is the batch's timestamp here: `now()` (logged with the batch, so \
+             a replay sees the same)",
+        );
+    }
+    (!advice.is_empty()).then(|| advice.join("; "))
 }
 
 /// Where `sql` does not parse (parser error `text`) and an unquoted SQL keyword in it, at or
@@ -937,7 +1047,9 @@ fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<P
                           per query, and of one deduplication (`SELECT DISTINCT`, `SELECT \
                           DISTINCT ON (key)`) right below it. Keep the inner aggregation as the \
                           query, in complete mode, and apply the outer one where the sink is \
-                          read (it holds the whole result table)";
+                          read (it holds the whole result table); or, for windows of windows, \
+                          write the inner one in append mode to a files sink and read that \
+                          folder with a second pipeline, its watermark on `window_start`";
     let window_reason;
     let found = match node {
         LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => ("a global aggregate", NESTED),
@@ -977,7 +1089,11 @@ fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<P
                     "; to keep one row per key (`ROW_NUMBER() OVER (PARTITION BY key ORDER BY \
                      ts) = 1`), write `SELECT DISTINCT ON (key) ... ORDER BY key, ts`: as the \
                      whole query (update or complete mode), or under an aggregation, which \
-                     then counts each key's first row seen once (Spark's `dropDuplicates`)"
+                     then counts each key's first row seen once (Spark's `dropDuplicates`); \
+                     to keep the top N per key (`... <= N`), aggregate them into a list in \
+                     update or complete mode: `SELECT key, array_slice(array_agg(v ORDER BY v \
+                     DESC), 1, N) AS top FROM s GROUP BY key` (the state keeps every value of \
+                     a key)"
                 } else {
                     ""
                 },
@@ -2211,6 +2327,71 @@ mod tests {
             let said = dialect_notes(sql, &plan).join("\n");
             assert!(!said.contains("cuts off the rest"), "{sql}: {said}");
         }
+    }
+
+    /// Walk 45 (U1, U2): Flink SQL's window table functions, `EMIT` and temporal joins got
+    /// the parser's words alone. Each names Sluice's way; the TUMBLE advice plans.
+    #[tokio::test]
+    async fn flink_streaming_sql_is_answered_with_sluices_way() {
+        use datafusion::arrow::datatypes::TimeUnit;
+        let ctx = session(&default_settings());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+            Field::new("k", DataType::Utf8, true),
+        ]));
+        for name in ["s", "t"] {
+            let mem = MemTable::try_new(Arc::clone(&schema), vec![vec![]]).expect("table");
+            ctx.register_table(name, Arc::new(mem)).expect("register");
+        }
+        for (sql, says) in [
+            (
+                "SELECT window_start, count(*) FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), \
+                 INTERVAL '1' MINUTE)) GROUP BY window_start",
+                "`date_bin(INTERVAL '1 minute', ts)`",
+            ),
+            (
+                "SELECT TUMBLE_START(ts, INTERVAL '1' MINUTE), count(*) FROM s \
+                 GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE)",
+                "`date_bin(INTERVAL '1 minute', ts)`",
+            ),
+            (
+                "SELECT * FROM TABLE(HOP(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE, \
+                 INTERVAL '5' MINUTE))",
+                "`unnest(hop(ts, slide, size))`",
+            ),
+            (
+                "SELECT SESSION_START(ts, INTERVAL '30' SECOND) FROM s \
+                 GROUP BY SESSION(ts, INTERVAL '30' SECOND)",
+                "`session_window(ts, INTERVAL '30 seconds')`",
+            ),
+            (
+                "SELECT * FROM TABLE(CUMULATE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE, \
+                 INTERVAL '1' HOUR))",
+                "CUMULATE window has no form here",
+            ),
+            (
+                "SELECT k, count(*) FROM s GROUP BY k EMIT CHANGES",
+                "no EMIT clause",
+            ),
+            (
+                "SELECT s.k FROM s JOIN t FOR SYSTEM_TIME AS OF s.ts AS u ON s.k = u.k",
+                "declare it under `tables:`",
+            ),
+        ] {
+            let err = plan_batch(&ctx, sql, 0).await.expect_err(sql).to_string();
+            assert!(err.contains(says), "{sql}: {err}");
+        }
+        // The advice, as written, plans.
+        let advised = "SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, count(*) \
+                       FROM s GROUP BY 1";
+        plan_batch(&ctx, advised, 0).await.expect(advised);
+        // U4: a session gap written as text, as Spark takes it, is named as such.
+        let sql = "SELECT session_window(ts, '30 seconds') AS w, count(*) FROM s GROUP BY 1";
+        let err = plan_batch(&ctx, sql, 0).await.expect_err(sql).to_string();
+        assert!(
+            err.contains("takes an interval as its gap, as `INTERVAL '30 seconds'`"),
+            "{err}"
+        );
     }
 
     /// Walk 44 (U2): an integer division was said as DataFusion displays it, without the

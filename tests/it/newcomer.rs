@@ -8934,3 +8934,67 @@ fn a_switch_to_complete_mode_says_it_removes_the_parts_and_replay_knows_why() {
         "{said}"
     );
 }
+
+/// Walk 45 (U5): an update-mode changelog whose rows lacked the group key (`GROUP BY k`,
+/// `k` not selected) was written without a word, though no reader can fold it into the
+/// current table. It is said, naming the key; a query that selects it is not.
+#[test]
+fn an_update_changelog_without_its_group_key_is_said() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"b\",\"v\":2}\n",
+    );
+    let file = pipeline(&ws, "SELECT count(*) AS n FROM s GROUP BY k", "update");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("the group key `k` is not a column of the query's output"),
+        "{said}"
+    );
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("fresh checkpoint");
+    std::fs::remove_dir_all(ws.path("out")).expect("fresh sink");
+    let file = pipeline(&ws, "SELECT k, count(*) AS n FROM s GROUP BY k", "update");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(
+        out.status.success() && !said.contains("group key"),
+        "{said}"
+    );
+}
+
+/// Walk 45 (minor): `DISTINCT ON (k) ... ORDER BY k, v DESC` in append mode keeps each key's
+/// first row seen, not the row the ORDER BY picks over the stream, without a word. It is said
+/// with the modes that pick by the ORDER BY; a DISTINCT ON ordered by its keys alone is not.
+#[test]
+fn an_ordered_distinct_on_in_append_mode_says_what_it_keeps() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(
+        &ws,
+        "SELECT DISTINCT ON (k) k, v FROM s ORDER BY k, v DESC",
+        "append",
+    );
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("writes each key's first row seen") && said.contains("`output_mode: update`"),
+        "{said}"
+    );
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("fresh checkpoint");
+    std::fs::remove_dir_all(ws.path("out")).expect("fresh sink");
+    let file = pipeline(
+        &ws,
+        "SELECT DISTINCT ON (k) k, v FROM s ORDER BY k",
+        "append",
+    );
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(
+        out.status.success() && !said.contains("first row seen"),
+        "{said}"
+    );
+}
