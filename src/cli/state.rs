@@ -118,7 +118,9 @@ async fn show(
         )));
     };
     let join_side;
-    let (table, what) = if operator.starts_with("join-") {
+    let (table, what) = if operator.starts_with("join-") && sql.is_some() {
+        (table, "the rows this side of the join keeps")
+    } else if operator.starts_with("join-") {
         // Which streams the side reads and when its rows go, from the query the batch ran.
         let planned = tokio::time::timeout(
             std::time::Duration::from_secs(10),

@@ -659,7 +659,11 @@ impl<'p> Engine<'p> {
                      once no row has come for it that long"
                 );
             }
-            if self.pipeline.output_mode == OutputMode::Append && plan::distinct_on_orders(&logical)
+            // As the query's result (under an aggregation, it only feeds it).
+            let feeds_aggregate = matches!(&shape, Shape::Aggregate(a) if a.dedup.is_some());
+            if self.pipeline.output_mode == OutputMode::Append
+                && !feeds_aggregate
+                && plan::distinct_on_orders(&logical)
             {
                 tracing::warn!(
                     "in append mode `DISTINCT ON` writes each key's first row seen, once: its \

@@ -1968,7 +1968,12 @@ impl<'a> Driver<'a> {
         let Some(key) = self.pipeline.sink.connector().update_key() else {
             // A changelog (a files sink's) whose rows lack a group key cannot be folded into
             // the current table: nothing says which group a row updates.
-            if let Some((groups, names)) = self.engine.aggregate_names(&self.pipeline.query).await?
+            if let Some((groups, names)) = self
+                .engine
+                .aggregate_names(&self.pipeline.query)
+                .await
+                .ok()
+                .flatten()
                 && let Some(missing) = names[..groups.min(names.len())]
                     .iter()
                     .find(|g| output.index_of(g).is_err())

@@ -1404,13 +1404,13 @@ impl Pipeline {
                 ));
             }
         }
-        // SQL reads an unquoted name in lower case: `A` and `a` would be one table.
+        // Tables are registered by their names in lower case: `A` and `a` would be one.
         let names: Vec<&String> = self.sources.keys().chain(self.tables.keys()).collect();
         for (i, name) in names.iter().enumerate() {
             if let Some(other) = names[..i].iter().find(|n| n.eq_ignore_ascii_case(name)) {
                 return Err(format!(
-                    "`{other}` and `{name}` differ only in case, and SQL reads an unquoted name \
-                     in lower case, so the query could not tell them apart: rename one"
+                    "`{other}` and `{name}` differ only in case, and the query reads a table \
+                     by its name in lower case, so it could not tell them apart: rename one"
                 ));
             }
         }

@@ -721,15 +721,15 @@ pub async fn plan_batch(
                 known.sort();
                 return Err(PlanError::UnknownTable { name, known });
             }
-            if let Some(advice) = flink_advice(sql) {
-                return Err(PlanError::Flink { error: e, advice });
-            }
             if let Some((word, table)) = keyword_column(ctx, sql, &text).await {
                 return Err(PlanError::Keyword {
                     error: e,
                     word,
                     table,
                 });
+            }
+            if let Some(advice) = flink_advice(sql) {
+                return Err(PlanError::Flink { error: e, advice });
             }
             // DataFusion stops at the first unknown function; where that is a Spark one, name
             // every Spark one called that the session does not have (by the SQL's text, so
@@ -817,9 +817,7 @@ fn flink_advice(sql: &str) -> Option<String> {
              INTERVAL '5 minutes')) AS w FROM s) GROUP BY w`)",
         );
     }
-    if any_called(&["SESSION_START", "SESSION_END", "SESSION_ROWTIME"])
-        || (called("SESSION") && table_function)
-    {
+    if any_called(&["SESSION", "SESSION_START", "SESSION_END", "SESSION_ROWTIME"]) {
         advice.push(
             "Flink's SESSION window is `session_window(ts, INTERVAL '30 seconds')` here, in the \
              SELECT and the GROUP BY",
@@ -832,7 +830,9 @@ fn flink_advice(sql: &str) -> Option<String> {
              the window's total so far)",
         );
     }
-    if words.iter().any(|w| w == "EMIT") {
+    if words.windows(2).any(|w| {
+        w[0] == "EMIT" && ["CHANGES", "FINAL", "WITH", "AFTER", "ON"].contains(&w[1].as_str())
+    }) {
         advice.push(
             "there is no EMIT clause: the pipeline's `output_mode:` says what is written \
              (`append`: each row once, final; `update`: the rows a batch changed; `complete`: \
@@ -1562,19 +1562,18 @@ fn one_place_more(data_type: Option<datafusion::arrow::datatypes::DataType>) -> 
     }
 }
 
-/// Whether query text `sql` has `word` as a word outside quoted text (an identifier, any
-/// case; a quoted identifier as written): `false` means no table of that name is read.
+/// Whether query text `sql` has `word` as a word outside quoted text (an identifier, quoted
+/// or not, in any case, as Sluice registers tables in lower case): `false` means no table of
+/// that name is read.
 pub fn mentions_word(sql: &str, word: &str) -> bool {
     use datafusion::sql::sqlparser::dialect::GenericDialect;
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
     let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
         return true;
     };
-    tokens.iter().any(|t| match t {
-        Token::Word(w) if w.quote_style.is_none() => w.value.eq_ignore_ascii_case(word),
-        Token::Word(w) => w.value == word,
-        _ => false,
-    })
+    tokens
+        .iter()
+        .any(|t| matches!(t, Token::Word(w) if w.value.eq_ignore_ascii_case(word)))
 }
 
 /// Whether query text `sql` names the type `TIMESTAMP WITH TIME ZONE` or `TIMESTAMPTZ`
@@ -2385,6 +2384,10 @@ mod tests {
         let advised = "SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, count(*) \
                        FROM s GROUP BY 1";
         plan_batch(&ctx, advised, 0).await.expect(advised);
+        // A column named `emit` is no EMIT clause.
+        let sql = "SELECT k AS emit FROM s GROUP BY nope";
+        let err = plan_batch(&ctx, sql, 0).await.expect_err(sql).to_string();
+        assert!(!err.contains("EMIT clause"), "{err}");
         // U4: a session gap written as text, as Spark takes it, is named as such.
         let sql = "SELECT session_window(ts, '30 seconds') AS w, count(*) FROM s GROUP BY 1";
         let err = plan_batch(&ctx, sql, 0).await.expect_err(sql).to_string();

@@ -625,7 +625,8 @@ impl DeltaSink {
             .log_data()
             .into_iter()
             .map(|file| file.object_store_path().as_ref().to_string())
-            .filter(|path| !listed.contains(path))
+            // A file named by its own URL (a shallow clone's) is not under the folder.
+            .filter(|path| !listed.contains(path) && !path.contains(":/"))
             .collect();
         let mut gone = Vec::new();
         for path in unlisted {
@@ -644,12 +645,14 @@ impl DeltaSink {
             kind: KIND.name,
             reason: format!(
                 "{}: the table's current version lists data files that are gone from its \
-                 folder ({first}{more}): every reader of the table fails on them, and their \
-                 rows are lost. Put them back from a backup; or take them out of the table's \
-                 log (deltalake: `DeltaTable(\"{}\").repair()`; Spark: `FSCK REPAIR TABLE`), \
-                 which leaves their rows out for good (`sluice replay <checkpoint> --batch N \
-                 --verify` names the batches that lack rows), or start the pipeline over on a \
-                 new checkpoint with a new, empty `sink.path`",
+                 folder ({first}{more}; deleted by hand, or by a VACUUM that kept too \
+                 little): every reader of the table fails on them. Put them back from a \
+                 backup; or restore the table to a version from before the commit that added \
+                 them (Delta's `RESTORE`), and the next run names the batches to take back; \
+                 or take them out of the table's log (deltalake: \
+                 `DeltaTable(\"{}\").repair()`; Spark: `FSCK REPAIR TABLE`), which leaves \
+                 their rows out for good (`sluice replay <checkpoint> --batch N --verify` \
+                 names the batches that lack rows)",
                 self.location, self.location,
             ),
         })

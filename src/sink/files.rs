@@ -726,7 +726,10 @@ impl FilesSink {
             let name = format!("{}/{}", self.location, file.path);
             let Some(bytes) = self.location.get(&self.location.path(&file.path)).await? else {
                 // A later batch in complete mode removed the parts of the mode before.
-                if let Some(complete) = self.complete_batch_after(batch).await? {
+                if file.path.starts_with("part-")
+                    && !file.path.contains('/')
+                    && let Some(complete) = self.complete_batch_after(batch).await?
+                {
                     return Ok(HeldBatch::Missing(format!(
                         "{name}: the sink switched to complete mode at batch {complete}, whose \
                          first batch removed the part files of the batches before it (a \

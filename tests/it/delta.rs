@@ -1251,7 +1251,7 @@ async fn a_deleted_data_file_of_the_table_is_named_with_the_way_out() {
     let said = stderr(&run);
     assert!(!run.status.success(), "{said}");
     assert!(
-        said.contains("a data file the table's log lists is gone") && said.contains("RESTORE"),
+        said.contains("data files that are gone from its folder") && said.contains("RESTORE"),
         "{said}"
     );
 }
