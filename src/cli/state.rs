@@ -168,11 +168,18 @@ async fn show(
         // and the header says so.
         match planned {
             Ok(names) => match rename_columns(&table, &names)? {
-                None => (
-                    table,
-                    "DataFusion's partial aggregate state, one row per group: the query's \
-                     names did not line up with its fields",
-                ),
+                None => match kept_rows(&table, names.0)? {
+                    Some(rows) => (
+                        rows,
+                        "the row `DISTINCT ON` keeps for each key, as its `ORDER BY` picked it \
+                         so far",
+                    ),
+                    None => (
+                        table,
+                        "DataFusion's partial aggregate state, one row per group: the query's \
+                         names did not line up with its fields",
+                    ),
+                },
                 Some(renamed) if names.0 == table.num_columns() => (
                     renamed,
                     "the distinct rows seen so far (every column is a key; no aggregate), in \
@@ -399,6 +406,58 @@ fn unique_names(table: &RecordBatch) -> Result<RecordBatch, Error> {
 
 /// `table` with its columns given the query's names (see [`query_column_names`]); `None`
 /// where they do not line up with its fields.
+/// `table` (a `DISTINCT ON (keys) ... ORDER BY ...` query's state, `groups` key columns first)
+/// as the rows it keeps: the keys, then each `first_value(s.c) ORDER BY [...][first_value]` as
+/// `c` (one of the keys left out: it is the key's own value), without the fields that only
+/// serve the choice (`[first_value_is_set]`, the ORDER BY's values `k@0`). `None` where some
+/// other field is there (an aggregate beside them).
+fn kept_rows(table: &RecordBatch, groups: usize) -> Result<Option<RecordBatch>, Error> {
+    let schema = table.schema();
+    if groups > schema.fields().len() {
+        return Ok(None);
+    }
+    let keys: Vec<&str> = schema.fields()[..groups]
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    let ordering = |name: &str| {
+        name.split_once('@')
+            .is_some_and(|(_, n)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    };
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (i, field) in schema.fields().iter().enumerate() {
+        let name = field.name();
+        if i < groups {
+            fields.push(Arc::clone(field));
+            columns.push(Arc::clone(table.column(i)));
+            continue;
+        }
+        if ordering(name) || name.ends_with("[first_value_is_set]") {
+            continue;
+        }
+        let Some(inner) = name
+            .strip_prefix("first_value(")
+            .filter(|_| name.ends_with("[first_value]"))
+            .and_then(|rest| rest.split_once(')'))
+            .map(|(inner, _)| inner.rsplit('.').next().unwrap_or(inner))
+        else {
+            return Ok(None);
+        };
+        if keys.contains(&inner) {
+            continue;
+        }
+        fields.push(Arc::new(field.as_ref().clone().with_name(inner)));
+        columns.push(Arc::clone(table.column(i)));
+    }
+    if fields.len() == groups {
+        return Ok(None);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map(Some)
+        .map_err(|e| Error::Usage(format!("cannot show the state: {e}")))
+}
+
 fn rename_columns(
     table: &RecordBatch,
     names: &(usize, Vec<String>),

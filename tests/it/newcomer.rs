@@ -8998,3 +8998,46 @@ fn an_ordered_distinct_on_in_append_mode_says_what_it_keeps() {
         "{said}"
     );
 }
+
+/// Walk 45 (U7): the state of `DISTINCT ON (k) ... ORDER BY k, v DESC` was shown as
+/// DataFusion's partial state, thirteen columns wide (`first_value(s.v) ORDER BY [...]
+/// [first_value]`, `k@0`, ...). It is shown as the row kept per key, in the query's names,
+/// which `--sql` filters on.
+#[test]
+fn the_state_of_an_ordered_distinct_on_is_the_row_kept_per_key() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"a\",\"v\":3}\n{\"k\":\"b\",\"v\":2}\n",
+    );
+    let file = pipeline(
+        &ws,
+        "SELECT DISTINCT ON (k) k, v FROM s ORDER BY k, v DESC",
+        "update",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_bin(
+        &[
+            "state",
+            &ws.p("ckpt"),
+            "--sql",
+            "SELECT k, v FROM state ORDER BY k",
+        ],
+        ws.dir.path(),
+    );
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("the row `DISTINCT ON` keeps for each key"),
+        "{said}"
+    );
+    let shown: String = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(shown, "| k | v |\n| a | 3 |\n| b | 2 |");
+}
