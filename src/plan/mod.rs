@@ -779,6 +779,25 @@ pub fn distinct_on_orders(plan: &LogicalPlan) -> bool {
     orders
 }
 
+/// `error` with a function named as query text `sql` calls it: DataFusion's `to_char` and
+/// `date_format` are one function, which the plan names `to_char`, and the advice for Spark's
+/// pattern letters names it `date_format`; a query that wrote `to_char` only reads that.
+fn as_written(error: PlanError, sql: &str) -> PlanError {
+    match error {
+        PlanError::Function { call, reason }
+            if call.starts_with("date_format(")
+                && mentions_word(sql, "to_char")
+                && !mentions_word(sql, "date_format") =>
+        {
+            PlanError::Function {
+                call: call.replacen("date_format(", "to_char(", 1),
+                reason: reason.replace("`date_format(", "`to_char("),
+            }
+        }
+        other => other,
+    }
+}
+
 /// What Sluice writes for the Flink SQL streaming constructs `sql` uses (found by its words,
 /// outside quotes), for a query that did not plan: window table functions (`TUMBLE`, `HOP`,
 /// `SESSION`, `CUMULATE`, and the `TUMBLE_START` family), `EMIT`, a temporal join (`FOR
@@ -992,7 +1011,7 @@ pub async fn plan_shape(
     }
     let (state, logical) = plan_batch(ctx, sql, 0).await?;
     let names: BTreeSet<String> = streams.iter().map(|(n, _)| n.clone()).collect();
-    let shape = analyze(&logical, &names, watermarks, mode)?;
+    let shape = analyze(&logical, &names, watermarks, mode).map_err(|e| as_written(e, sql))?;
     Ok((state, logical, shape))
 }
 

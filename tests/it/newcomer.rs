@@ -7071,6 +7071,14 @@ fn spark_function_words_are_named_with_what_datafusion_writes() {
             "%Y-%m-%d %H:%M:%S",
             "2026-03-01 12:00:00",
         ),
+        // Walk 44 (U2): named as the query wrote it, not as `date_format`.
+        (
+            "to_char",
+            "yyyy-MM-dd",
+            "Spark's pattern letters",
+            "%Y-%m-%d",
+            "2026-03-01",
+        ),
     ] {
         let query = |format: &str| {
             format!("SELECT id, {function}(from_unixtime(epoch), '{format}') AS t FROM s")
@@ -7080,7 +7088,8 @@ fn spark_function_words_are_named_with_what_datafusion_writes() {
         assert_eq!(out.status.code(), Some(2), "{said}");
         assert!(
             said.contains(&format!("not as {dialect}"))
-                && said.contains(&format!("`{function}(..., '{codes}')`")),
+                && said.contains(&format!("`{function}(..., '{codes}')`"))
+                && said.contains(&format!("calls `{function}(..., '{written}')`")),
             "{said}"
         );
         let (out, lines) = query_case("json", settings, input, &query(codes));
