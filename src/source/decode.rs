@@ -93,6 +93,15 @@ static CODECS: [Codec; 4] = [
     },
 ];
 
+/// Whether `bytes`, a JSON lines or CSV file `file` as read, end without a line ending (not
+/// compressed: a compressed file's last byte says nothing of its text): a file still being
+/// written ends so, its last row cut short.
+pub fn ends_mid_line(file: &str, bytes: &[u8], format: FileFormat) -> bool {
+    matches!(format, FileFormat::Json | FileFormat::Csv)
+        && Codec::of_name(file).is_none()
+        && bytes.last().is_some_and(|b| *b != b'\n')
+}
+
 impl Codec {
     /// The compression a file's name gives it, by its last extension (in any case).
     fn of_name(file: &str) -> Option<&'static Codec> {
@@ -253,7 +262,9 @@ fn check_utf8_text(file: &str, text: &[u8]) -> Result<(), SourceError> {
                  (Latin-1 or Windows-1252 text, as often)",
                 text[at]
             ),
-            "LATIN1",
+            // Windows-1252 reads Latin-1's letters the same, and its 0x80-0x9F (`€`, `’`) as
+            // the characters meant, where `-f LATIN1` makes them control codes.
+            "CP1252",
         ))
     } else {
         None
@@ -663,6 +674,7 @@ pub fn infer_schema(
             }
             // After the header is judged: a zero-led column's header is judged as numbers'.
             let schema = zero_led_integers_as_text(schema, bytes, delimiter);
+            let schema = bare_dates_as_text(schema, &records, delimiter);
             types_every_value_fits(schema, &records, delimiter, null_value)
         }
         FileFormat::Parquet => ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
@@ -800,6 +812,62 @@ fn zero_led_integers_as_text(schema: Schema, bytes: &Bytes, delimiter: u8) -> Sc
                 .iter()
                 .flatten()
                 .any(zero_led)
+            {
+                as_text.insert(i);
+            }
+        }
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match as_text.contains(&i) {
+            true => f.as_ref().clone().with_data_type(DataType::Utf8),
+            false => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// `schema` (inferred from CSV `bytes`) with each timestamp column that also holds a bare
+/// date (`2026-01-05` beside `2026-01-05 10:00:00`) read as text: Arrow's inference widens a
+/// date and a time to a timestamp, where DuckDB keeps such a column as text (and a JSON
+/// source's inference does too), and the README says a timestamp is inferred only where every
+/// value has a time of day.
+fn bare_dates_as_text(schema: Schema, bytes: &Bytes, delimiter: u8) -> Schema {
+    let times: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| matches!(schema.field(i).data_type(), DataType::Timestamp(_, _)))
+        .collect();
+    if times.is_empty() {
+        return schema;
+    }
+    let text = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let Ok(reader) = arrow_csv::ReaderBuilder::new(text)
+        .with_header(true)
+        .with_delimiter(delimiter)
+        .build(Cursor::new(bytes.as_ref()))
+    else {
+        return schema;
+    };
+    let bare_date = |v: &str| chrono::NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d").is_ok();
+    let mut as_text = BTreeSet::new();
+    for batch in reader {
+        let Ok(batch) = batch else {
+            return schema;
+        };
+        for &i in &times {
+            if batch
+                .column(i)
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .any(bare_date)
             {
                 as_text.insert(i);
             }
@@ -4009,9 +4077,10 @@ mod tests {
     /// columns every value fits keep their types.
     #[test]
     fn a_csv_column_is_inferred_as_a_type_every_value_fits() {
-        let text = "id,big,d,t,ok\n\
-                    1,9223372036854775807,2026-01-01,2026-01-01T10:00:00,2026-01-01\n\
-                    2,9223372036854775808,2026-02-30,2026-01-01T10:00:01,2026-02-28\n";
+        let text = "id,big,d,t,ok,mixed\n\
+                    1,9223372036854775807,2026-01-01,2026-01-01T10:00:00,2026-01-01,2026-01-05\n\
+                    2,9223372036854775808,2026-02-30,2026-01-01T10:00:01,2026-02-28,2026-01-05 10:00:00\n";
+        // Walk 46 (W3): a bare date beside times keeps the column text, as in DuckDB.
         assert_eq!(
             csv_types(text, OnError::Fail),
             [
@@ -4023,6 +4092,7 @@ mod tests {
                     DataType::Timestamp(TimeUnit::Nanosecond, None)
                 ),
                 ("ok".to_string(), DataType::Date32),
+                ("mixed".to_string(), DataType::Utf8),
             ]
         );
         // A later value that does not fit an inferred column, of any type, says how to

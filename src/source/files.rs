@@ -1433,6 +1433,19 @@ async fn read_file(
         let size = usize::try_from(logged.size).unwrap_or(usize::MAX);
         bytes = bytes.slice(..size.min(bytes.len()));
     }
+    // A file changed a moment ago whose last line has no ending may be one its writer is still
+    // writing: its last row would be read cut short (`3.5` as `3`), and what comes after is
+    // never read (the file is read once).
+    let age = chrono::Utc::now() - meta.last_modified;
+    if super::decode::ends_mid_line(&file, &bytes, reader.format) && age.num_seconds() < 60 {
+        tracing::warn!(
+            "{shown}: its last line has no line ending and the file changed {}s ago: if its \
+             writer is still writing it, its last row is read cut short and what the writer \
+             adds later is never read. Have files written under a hidden name (`.name.tmp`) \
+             and renamed into place, or copied in whole",
+            age.num_seconds().max(0)
+        );
+    }
     let path = file.clone();
     let size = bytes.len() as u64;
     let decoded = tokio::task::spawn_blocking(move || reader.decode(&shown, &path, &bytes))
@@ -1695,9 +1708,9 @@ impl Source for FilesSource {
             if !files.is_empty() && !self.said_uninferable {
                 self.said_uninferable = true;
                 tracing::warn!(
-                    "source `{}`: {} file(s) in {}, but no row to infer its columns from (the \
-                     files are empty, or every row was malformed{}): declare `schema:` to read \
-                     them{}",
+                    "source `{}`: {} file(s) in {}, but no value to infer its columns from \
+                     (the files are empty, hold only a CSV header or nulls, or every row was \
+                     malformed{}): the run waits for one; declare `schema:` to read them now{}",
                     self.name,
                     files.len(),
                     self.data,

@@ -242,6 +242,11 @@ impl Sample {
     /// column. Columns without a type are strings.
     pub fn finish(self, partitions: Vec<Field>) -> Option<SchemaRef> {
         let (mut columns, _) = self.columns?;
+        // Files with no value at all (a CSV header alone, JSON of nulls) type nothing: no
+        // schema yet, rather than every column pinned as a string for good.
+        if columns.iter().all(|f| f.data_type() == &DataType::Null) {
+            return None;
+        }
         for partition in partitions {
             match columns.iter_mut().find(|f| f.name() == partition.name()) {
                 Some(column) => *column = partition,
@@ -590,6 +595,17 @@ mod tests {
         }
         assert!(!sample.wants_more(), "{SAMPLE_FILES} files sampled");
         let inferred = sample.finish(vec![]).expect("columns");
+        // Walk 46 (W2): header-only files alone give no schema yet, not every column a
+        // string pinned for good.
+        let mut header_only = Sample::new(FileFormat::Csv);
+        header_only
+            .add(
+                "header.csv",
+                4,
+                schema(&[("a", DataType::Null), ("b", DataType::Null)]),
+            )
+            .expect("header only");
+        assert_eq!(header_only.finish(vec![]), None);
         assert_eq!(inferred.field(0).data_type(), &DataType::Float64);
         assert_eq!(inferred.field(1).data_type(), &DataType::Utf8);
         // A CSV file with another header is named.

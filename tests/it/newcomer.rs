@@ -8356,7 +8356,7 @@ fn a_file_in_latin1_is_named_with_its_conversion() {
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(
         said.contains("0.csv: its text is not UTF-8: line 2 holds byte 0xE9")
-            && said.contains("iconv -f LATIN1 -t UTF-8")
+            && said.contains("iconv -f CP1252 -t UTF-8")
             && !said.contains("on_error"),
         "{said}"
     );
@@ -9049,4 +9049,57 @@ fn the_state_of_an_ordered_distinct_on_is_the_row_kept_per_key() {
         .collect::<Vec<_>>()
         .join("\n");
     assert_eq!(shown, "| k | v |\n| a | 3 |\n| b | 2 |");
+}
+
+/// Walk 46 (W2): a CSV file with only its header, alone at the first run, pinned every column
+/// as text for good, silently. Such files type nothing: the run waits for a value, saying so,
+/// and the file with rows that comes next types the columns.
+#[test]
+fn a_header_only_first_file_pins_no_schema() {
+    let ws = Workspace::new();
+    input(&ws, "0.csv", "id,amount\r\n");
+    let yaml = format!(
+        "name: header\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: csv }}\nquery: SELECT id, amount FROM s\ntrigger: available-now\n\
+         sink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("hold only a CSV header"), "{said}");
+    assert!(!ws.path("ckpt/sources/s/schema").exists(), "pinned");
+    input(&ws, "1.csv", "id,amount\r\n1,2.5\r\n");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), ["{\"id\":1,\"amount\":2.5}"]);
+}
+
+/// Walk 46 (W1): a CSV file its writer had not finished (`3;c;3` of `3;c;3.5`) was read with its
+/// last row cut short, silently, and the rest never read. A file changed a moment ago whose last
+/// line has no ending is said, with the way to drop files; a finished one is not.
+#[test]
+fn a_file_that_may_still_be_written_is_said() {
+    let ws = Workspace::new();
+    input(&ws, "0.csv", "k,v\na,1\nb,3");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(&file, "format: json,", "format: csv,");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("0.csv: its last line has no line ending")
+            && said.contains("renamed into place"),
+        "{said}"
+    );
+    input(&ws, "1.csv", "k,v\nc,4\n");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(
+        out.status.success() && !said.contains("no line ending"),
+        "{said}"
+    );
 }
