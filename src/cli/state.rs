@@ -296,19 +296,28 @@ fn describe_join_side(join: &crate::plan::JoinShape, left: bool) -> String {
     )
 }
 
+/// The pipeline file batch `version` ran with, as the checkpoint stores it.
+async fn batch_pipeline(
+    location: &Location,
+    spec: &str,
+    version: BatchId,
+) -> Result<crate::pipeline::Pipeline, Error> {
+    let fingerprint = read_commit(location, version)
+        .await?
+        .and_then(|c| c.pipeline)
+        .ok_or_else(|| Error::Usage(format!("commits/{version} names no pipeline file")))?;
+    crate::driver::stored_pipeline(location, spec, &fingerprint)
+        .await?
+        .ok_or_else(|| Error::Usage(format!("{} is not stored", paths::pipeline(&fingerprint))))
+}
+
 /// The join of two streams that the query batch `version` ran with plans as.
 async fn join_shape(
     location: &Location,
     spec: &str,
     version: BatchId,
 ) -> Result<crate::plan::JoinShape, Error> {
-    let fingerprint = read_commit(location, version)
-        .await?
-        .and_then(|c| c.pipeline)
-        .ok_or_else(|| Error::Usage(format!("commits/{version} names no pipeline file")))?;
-    let pipeline = crate::driver::stored_pipeline(location, spec, &fingerprint)
-        .await?
-        .ok_or_else(|| Error::Usage(format!("{} is not stored", paths::pipeline(&fingerprint))))?;
+    let pipeline = batch_pipeline(location, spec, version).await?;
     let mut recompute = crate::driver::Recompute::open(&pipeline, location).await?;
     recompute
         .join_shape(&pipeline.query)
@@ -324,13 +333,7 @@ async fn aggregate_names(
     spec: &str,
     version: BatchId,
 ) -> Result<(usize, Vec<String>), Error> {
-    let fingerprint = read_commit(location, version)
-        .await?
-        .and_then(|c| c.pipeline)
-        .ok_or_else(|| Error::Usage(format!("commits/{version} names no pipeline file")))?;
-    let pipeline = crate::driver::stored_pipeline(location, spec, &fingerprint)
-        .await?
-        .ok_or_else(|| Error::Usage(format!("{} is not stored", paths::pipeline(&fingerprint))))?;
+    let pipeline = batch_pipeline(location, spec, version).await?;
     let mut recompute = crate::driver::Recompute::open(&pipeline, location).await?;
     recompute
         .aggregate_names(&pipeline.query)

@@ -1415,7 +1415,8 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
                     Expr::BinaryExpr(BinaryExpr { left, op, right })
                         if op.is_numerical_operators() =>
                     {
-                        let e_expr = e;
+                        // The operation itself, before `e` names its text below.
+                        let operation = e;
                         let literal = match (double_literal(left), double_literal(right)) {
                             (Some(v), None) if decimal(right) => Some(v),
                             (None, Some(v)) if decimal(left) => Some(v),
@@ -1430,9 +1431,9 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
                         };
                         let e = format!("{} {op} {}", side(left), side(right));
                         if *op == datafusion::logical_expr::Operator::Divide
-                            && !rounded.contains(&e_expr.schema_name().to_string())
+                            && !rounded.contains(&operation.schema_name().to_string())
                             && !divides_ten_thousand(right)
-                            && let Some(DataType::Decimal128(_, places)) = type_of(e_expr)
+                            && let Some(DataType::Decimal128(_, places)) = type_of(operation)
                         {
                             note(format!(
                                 "`{}` divides decimals: DataFusion keeps {places} places of \
@@ -1441,7 +1442,7 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
                                  a double. For a rounded decimal, give the dividend one place \
                                  more and round: `round(CAST({l} AS {wider}) / {r}, {places})`; \
                                  for a double, `CAST({l} AS DOUBLE) / {r}`",
-                                expr_sql(e_expr),
+                                expr_sql(operation),
                                 l = expr_sql(left),
                                 r = expr_sql(right),
                                 wider = one_place_more(type_of(left)),

@@ -4293,7 +4293,7 @@ fn walk_8_messages_name_the_mistake() {
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("no row to infer its columns from")
+        stderr(&out).contains("no value to infer its columns from")
             && stderr(&out).contains("skipped under `on_error: skip`"),
         "{}",
         stderr(&out)
