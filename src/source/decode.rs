@@ -776,57 +776,17 @@ fn csv_records_that_fit(
 /// number it would lose its zeros, and DuckDB's sniffer keeps such a column text too. Records
 /// that do not read leave the schema as it is (decoding names them).
 fn zero_led_integers_as_text(schema: Schema, bytes: &Bytes, delimiter: u8) -> Schema {
-    let integers: Vec<usize> = (0..schema.fields().len())
-        .filter(|&i| schema.field(i).data_type() == &DataType::Int64)
-        .collect();
-    if integers.is_empty() {
-        return schema;
-    }
-    let text = Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| Field::new(f.name(), DataType::Utf8, true))
-            .collect::<Vec<_>>(),
-    ));
-    let Ok(reader) = arrow_csv::ReaderBuilder::new(text)
-        .with_header(true)
-        .with_delimiter(delimiter)
-        .build(Cursor::new(bytes.as_ref()))
-    else {
-        return schema;
-    };
     let zero_led = |v: &str| {
         let digits = v.trim().trim_start_matches('-');
         digits.len() > 1 && digits.starts_with('0')
     };
-    let mut as_text = BTreeSet::new();
-    for batch in reader {
-        let Ok(batch) = batch else {
-            return schema;
-        };
-        for &i in &integers {
-            if batch
-                .column(i)
-                .as_string::<i32>()
-                .iter()
-                .flatten()
-                .any(zero_led)
-            {
-                as_text.insert(i);
-            }
-        }
-    }
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(i, f)| match as_text.contains(&i) {
-            true => f.as_ref().clone().with_data_type(DataType::Utf8),
-            false => f.as_ref().clone(),
-        })
-        .collect();
-    Schema::new_with_metadata(fields, schema.metadata().clone())
+    text_where(
+        schema,
+        bytes,
+        delimiter,
+        |t| t == &DataType::Int64,
+        zero_led,
+    )
 }
 
 /// `schema` (inferred from CSV `bytes`) with each timestamp column that also holds a bare
@@ -835,10 +795,25 @@ fn zero_led_integers_as_text(schema: Schema, bytes: &Bytes, delimiter: u8) -> Sc
 /// source's inference does too), and the README says a timestamp is inferred only where every
 /// value has a time of day.
 fn bare_dates_as_text(schema: Schema, bytes: &Bytes, delimiter: u8) -> Schema {
-    let times: Vec<usize> = (0..schema.fields().len())
-        .filter(|&i| matches!(schema.field(i).data_type(), DataType::Timestamp(_, _)))
+    let bare_date = |v: &str| chrono::NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d").is_ok();
+    let time = |t: &DataType| matches!(t, DataType::Timestamp(_, _));
+    text_where(schema, bytes, delimiter, time, bare_date)
+}
+
+/// `schema` (inferred from CSV `bytes`) with each column of a type `of_type` takes that holds
+/// a value `misfit` takes (read as its text) made a text column. Records that do not read
+/// leave the schema as it is (decoding names them).
+fn text_where(
+    schema: Schema,
+    bytes: &Bytes,
+    delimiter: u8,
+    of_type: impl Fn(&DataType) -> bool,
+    misfit: impl Fn(&str) -> bool,
+) -> Schema {
+    let candidates: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| of_type(schema.field(i).data_type()))
         .collect();
-    if times.is_empty() {
+    if candidates.is_empty() {
         return schema;
     }
     let text = Arc::new(Schema::new(
@@ -855,19 +830,18 @@ fn bare_dates_as_text(schema: Schema, bytes: &Bytes, delimiter: u8) -> Schema {
     else {
         return schema;
     };
-    let bare_date = |v: &str| chrono::NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d").is_ok();
     let mut as_text = BTreeSet::new();
     for batch in reader {
         let Ok(batch) = batch else {
             return schema;
         };
-        for &i in &times {
+        for &i in &candidates {
             if batch
                 .column(i)
                 .as_string::<i32>()
                 .iter()
                 .flatten()
-                .any(bare_date)
+                .any(&misfit)
             {
                 as_text.insert(i);
             }
