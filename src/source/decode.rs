@@ -2648,10 +2648,12 @@ fn check_csv_header(
             };
             format!(
                 "; {what}. A CSV source reads every file by one header, so no one schema fits \
-                 files of both: put the files of each header in a folder of their own, read \
-                 as a source of its own, and `UNION ALL` them in the query (with `NULL AS \
-                 <column>` for a column one lacks); or rewrite this file with the source's \
-                 header. (A JSON or Parquet source reads a column a file lacks as null.)"
+                 files of both: put the files of each header in a folder of their own (or, \
+                 where their names tell them apart, give each of two sources on the one \
+                 folder a `path_glob_filter`), read as a source of its own, and `UNION ALL` \
+                 them in the query (with `NULL AS <column>` for a column one lacks); or \
+                 rewrite this file with the source's header. (A JSON or Parquet source reads \
+                 a column a file lacks as null.)"
             )
         };
         return Err(SourceError::SchemaMismatch {

@@ -89,6 +89,14 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
              (JSON's `null` and Parquet's nulls read as null)",
         ));
     }
+    if let Some(glob) = &config.path_glob_filter
+        && let Err(e) = glob::Pattern::new(glob)
+    {
+        return Err(ConfigError::at(
+            "path_glob_filter",
+            format!("`{glob}` is not a glob: {e} (`*.csv`, `orders_*.csv`, `[!_]*`)"),
+        ));
+    }
     if config.max_files_per_batch == Some(0) {
         return Err(ConfigError::at(
             "max_files_per_batch",
@@ -157,6 +165,11 @@ pub struct FilesConfig {
     /// no value (refused).
     #[serde(default)]
     pub null_value: Option<String>,
+    /// Only files whose name (not their folder) matches this glob are read (`*.csv`,
+    /// `orders_*.csv`, `[!x]*`), as Spark's `pathGlobFilter`: other files in the folder are
+    /// passed over, as hidden ones are.
+    #[serde(default)]
+    pub path_glob_filter: Option<String>,
 }
 
 /// One column of an ordered schema.
@@ -171,6 +184,17 @@ pub struct ColumnConfig {
 }
 
 impl FilesConfig {
+    /// Whether the file at `path` (relative to the folder read) is read: its name matches
+    /// `path_glob_filter` where there is one (a pattern that does not parse, refused when the
+    /// file loads, admits nothing).
+    pub fn admits(&self, path: &str) -> bool {
+        let Some(glob) = &self.path_glob_filter else {
+            return true;
+        };
+        let name = path.rsplit('/').next().unwrap_or(path);
+        glob::Pattern::new(glob).is_ok_and(|p| p.matches(name))
+    }
+
     /// The byte between a CSV record's fields: `delimiter`, checked one ASCII character when
     /// the file loads, or `,`.
     pub fn csv_delimiter(&self) -> u8 {
@@ -826,6 +850,7 @@ impl FilesSource {
             .await?
             .into_iter()
             .map(|meta| LoggedFile::described(self.data.relative(&meta.location), &meta))
+            .filter(|file| self.config.admits(&file.path))
             .collect();
         // A local folder gone since the run opened it lists as empty: say so, once.
         if listed.is_empty()
@@ -1230,10 +1255,15 @@ fn open_folder(
                 );
             format!(
                 "`sources.{name}.path` ({}) is a pattern, and a source's path names a folder: \
-                 write the folder (`path: {folder}`). Every file in it, and in the folders \
-                 below it, is read (names starting with `.` or `_` aside), so files of other \
-                 kinds belong in a folder of their own",
-                config.path
+                 write the folder (`path: {folder}`), and the pattern of the file names as \
+                 `path_glob_filter: \"{}\"` (Spark's `pathGlobFilter`). Every file in the \
+                 folder, and in the folders below it, whose name matches is read (names \
+                 starting with `.` or `_` aside)",
+                config.path,
+                config
+                    .path
+                    .rsplit_once('/')
+                    .map_or(config.path.as_str(), |(_, name)| name)
             )
         } else {
             format!("{e}; create the folder or fix `sources.{name}.path`")
@@ -1530,6 +1560,7 @@ async fn load_table(
             .await?
             .into_iter()
             .map(|m| (location.relative(&m.location), None))
+            .filter(|(path, _)| config.admits(path))
             .collect(),
     };
     // On an object store a table's path may name one object, as a local path may name one
@@ -1671,6 +1702,7 @@ async fn peek_schema(name: &str, config: &FilesConfig) -> Result<Option<SchemaRe
         .await?
         .into_iter()
         .map(|meta| location.relative(&meta.location))
+        .filter(|path| config.admits(path))
         .collect();
     match infer_from(&location, &files, config).await? {
         Some(schema) => with_rescued(name, config, &schema).map(Some),
@@ -1906,6 +1938,7 @@ mod tests {
             epoch_unit: None,
             delimiter: None,
             null_value: None,
+            path_glob_filter: None,
         }
     }
 

@@ -106,7 +106,9 @@ impl Sample {
                          are inferred from, has {:?}; the files of a CSV source share one header \
                          (columns are read by position). Rewrite this file's header, move it \
                          aside (a name starting with `_` or `.` is not read), or put the files \
-                         with the other header in a folder of their own, read as another source",
+                         with the other header in a folder of their own, read as another source \
+                         (or, where their names tell them apart, read the one folder as two \
+                         sources, each with its `path_glob_filter: \"new_*.csv\"`)",
                         names(&fields),
                         names(columns)
                     ),

@@ -7592,7 +7592,7 @@ fn walk_27_messages_name_the_fix() {
         (
             yaml(&format!("{input_dir}/*.json"), "SELECT k FROM s", ""),
             &format!(
-                "is a pattern, and a source's path names a folder: write the folder (`path: {input_dir}`)"
+                "is a pattern, and a source's path names a folder: write the folder (`path: {input_dir}`), and the pattern of the file names as `path_glob_filter: \"*.json\"`"
             ),
         ),
         (
@@ -9101,5 +9101,49 @@ fn a_file_that_may_still_be_written_is_said() {
     assert!(
         out.status.success() && !said.contains("no line ending"),
         "{said}"
+    );
+}
+
+/// Walk 46 (S1): a vendor's files of two headers in one drop folder could only be split
+/// outside Sluice (a path names a folder; no filter on names). `path_glob_filter` (Spark's
+/// `pathGlobFilter`) reads the files whose names match: two sources on the one folder read
+/// each header's files, every row once; a glob that does not parse is refused by its key.
+#[test]
+fn a_path_glob_filter_reads_the_files_whose_names_match() {
+    let ws = Workspace::new();
+    input(&ws, "orders_1.csv", "id,amount\n1,2.5\n");
+    input(&ws, "refunds_1.csv", "id,reason\n7,late\n");
+    let yaml = |orders: &str| {
+        format!(
+            "name: glob\ncheckpoint: {ckpt}\nsources:\n  orders: {{ kind: files, path: {input}, \
+             format: csv, path_glob_filter: \"{orders}\" }}\n  refunds: {{ kind: files, path: \
+             {input}, format: csv, path_glob_filter: \"refunds_*.csv\" }}\nquery: SELECT 'o' AS \
+             kind, id FROM orders UNION ALL SELECT 'r' AS kind, id FROM refunds\n\
+             trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            out = ws.p("out"),
+        )
+    };
+    let refused = run(&write_pipeline(&ws, &yaml("orders_[.csv")), &ws);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("path_glob_filter") && said.contains("is not a glob"),
+        "{said}"
+    );
+    let file = write_pipeline(&ws, &yaml("orders_*.csv"));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    input(&ws, "orders_2.csv", "id,amount\n2,3.5\n");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            "{\"kind\":\"o\",\"id\":1}",
+            "{\"kind\":\"o\",\"id\":2}",
+            "{\"kind\":\"r\",\"id\":7}"
+        ]
     );
 }
