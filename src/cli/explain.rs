@@ -77,17 +77,6 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
             return Ok(out);
         }
         Shape::Join(j) => {
-            let reach = |ns: Option<i64>, time: &str| match ns {
-                Some(ns) => format!(
-                    "until the watermark passes its `{time}` plus {}",
-                    humantime::format_duration(std::time::Duration::from_nanos(
-                        ns.max(0).unsigned_abs()
-                    ))
-                ),
-                None => "for ever (the join sets no bound on how much later a row of the other \
-                         side may come)"
-                    .into(),
-            };
             let (kind, unmatched) = match j.outer {
                 None => ("an inner".to_string(), String::new()),
                 Some(outer) => (
@@ -112,8 +101,8 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
                  matching pair once, in the batch where the later of the two arrives{unmatched}.\
                  \n\nPer batch, the join below runs twice: new left rows with kept and new right \
                  rows, and kept left rows with new right rows:\n{}",
-                reach(j.left_reach_ns, &j.left_time),
-                reach(j.right_reach_ns, &j.right_time),
+                j.kept(true),
+                j.kept(false),
                 mode.as_str(),
                 indent(&physical)
             );

@@ -122,17 +122,7 @@ async fn show(
         (table, "the rows this side of the join keeps")
     } else if operator.starts_with("join-") {
         // Which streams the side reads and when its rows go, from the query the batch ran.
-        let planned = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            join_shape(&location, spec, version),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(Error::Usage(
-                "opening its sources took more than 10 s".into(),
-            ))
-        });
-        join_side = match planned {
+        join_side = match within_ten_seconds(join_shape(&location, spec, version)).await {
             Ok(join) => describe_join_side(&join, operator == JOIN_LEFT),
             Err(_) => "the rows this side of the join keeps".to_string(),
         };
@@ -153,17 +143,7 @@ async fn show(
     } else {
         // The query's names for the groups and aggregates, from the pipeline file the batch
         // ran with; DataFusion's own where that cannot be planned.
-        // Planning opens the sources (a broker, say): bounded, so `state` never hangs on one.
-        let planned = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            aggregate_names(&location, spec, version),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(Error::Usage(
-                "opening its sources took more than 10 s".into(),
-            ))
-        });
+        let planned = within_ten_seconds(aggregate_names(&location, spec, version)).await;
         // Where the state's fields do not line up with the query's names, DataFusion's stay,
         // and the header says so.
         match planned {
@@ -254,21 +234,21 @@ async fn show(
 }
 
 /// What one side's state of `join` holds (the left's where `left`): the streams it reads,
-/// how its rows are keyed, and when they are let go.
+/// how its rows are keyed, and how long they are kept ([`JoinShape::kept`]).
+///
+/// [`JoinShape::kept`]: crate::plan::JoinShape::kept
 fn describe_join_side(join: &crate::plan::JoinShape, left: bool) -> String {
-    let (side, streams, time, reach, other) = match left {
+    let (side, streams, bounded, other) = match left {
         true => (
             "left",
             &join.side_streams[0],
-            &join.left_time,
-            join.left_reach_ns,
+            join.left_reach_ns.is_some(),
             "right",
         ),
         false => (
             "right",
             &join.side_streams[1],
-            &join.right_time,
-            join.right_reach_ns,
+            join.right_reach_ns.is_some(),
             "left",
         ),
     };
@@ -277,23 +257,29 @@ fn describe_join_side(join: &crate::plan::JoinShape, left: bool) -> String {
         .map(|s| format!("`{s}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    let kept = match reach {
-        Some(ns) => format!(
-            "each let go once the watermark passes its `{time}` plus {} (the latest a {other} \
-             row may match it)",
-            humantime::format_duration(std::time::Duration::from_nanos(
-                u64::try_from(ns.max(0)).unwrap_or(0)
-            ))
-        ),
-        None => format!(
-            "kept for ever: the join's condition sets no bound on how much later a {other} row \
-             may match one"
-        ),
+    let latest = match bounded {
+        true => format!(" (the latest a {other} row may match it)"),
+        false => String::new(),
     };
     format!(
         "the rows the join's {side} side ({streams}) keeps, keyed by the batch and position \
-         that read them; {kept}"
+         that read them; each kept {}{latest}",
+        join.kept(left)
     )
+}
+
+/// `planning`, given 10 s at most: planning opens the sources (a broker, say), and `state`
+/// never hangs on one.
+async fn within_ten_seconds<T>(
+    planning: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::time::timeout(std::time::Duration::from_secs(10), planning)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Usage(
+                "opening its sources took more than 10 s".into(),
+            ))
+        })
 }
 
 /// The pipeline file batch `version` ran with, as the checkpoint stores it.

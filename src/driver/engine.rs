@@ -766,9 +766,9 @@ impl<'p> Engine<'p> {
             // A source the query never names is not read (its input could only fail the
             // batch or count rows no output comes from), unless its watermark moves the
             // query's.
-            let named = plan::streams_read(&logical, &self.stream_names());
-            let unread: BTreeSet<String> = self
-                .stream_names()
+            let streams = self.stream_names();
+            let named = plan::streams_read(&logical, &streams);
+            let unread: BTreeSet<String> = streams
                 .into_iter()
                 .filter(|name| !named.contains(name) && !self.watermarks.contains_key(name))
                 .collect();

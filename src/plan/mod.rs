@@ -798,23 +798,32 @@ fn as_written(error: PlanError, sql: &str) -> PlanError {
     }
 }
 
+/// The tokens of query text `sql` but its spaces, for matching its words: an unquoted word in
+/// upper case, `(` as itself, any other token (a quoted name, a string, an operator) as an
+/// empty string. `None` where `sql` does not tokenize.
+fn sql_words(sql: &str) -> Option<Vec<String>> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().ok()?;
+    Some(
+        tokens
+            .iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+            .map(|t| match t {
+                Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
+                Token::LParen => "(".to_string(),
+                _ => String::new(),
+            })
+            .collect(),
+    )
+}
+
 /// What Sluice writes for the Flink SQL streaming constructs `sql` uses (found by its words,
 /// outside quotes), for a query that did not plan: window table functions (`TUMBLE`, `HOP`,
 /// `SESSION`, `CUMULATE`, and the `TUMBLE_START` family), `EMIT`, a temporal join (`FOR
 /// SYSTEM_TIME AS OF`), `PROCTIME()`. `None` where it uses none.
 fn flink_advice(sql: &str) -> Option<String> {
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
-    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-    let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().ok()?;
-    let words: Vec<String> = tokens
-        .iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_)))
-        .map(|t| match t {
-            Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
-            Token::LParen => "(".to_string(),
-            _ => String::new(),
-        })
-        .collect();
+    let words = sql_words(sql)?;
     let called = |name: &str| words.windows(2).any(|w| w[0] == name && w[1] == "(");
     let any_called = |names: &[&str]| names.iter().any(|n| called(n));
     let mut advice = Vec::new();
@@ -1599,19 +1608,9 @@ pub fn mentions_word(sql: &str, word: &str) -> bool {
 /// Whether query text `sql` names the type `TIMESTAMP WITH TIME ZONE` or `TIMESTAMPTZ`
 /// (outside quotes).
 fn casts_to_timestamptz(sql: &str) -> bool {
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
-    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+    let Some(words) = sql_words(sql) else {
         return false;
     };
-    let words: Vec<String> = tokens
-        .iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_)))
-        .map(|t| match t {
-            Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
-            _ => String::new(),
-        })
-        .collect();
     words.iter().any(|w| w == "TIMESTAMPTZ")
         || words
             .windows(4)

@@ -48,6 +48,29 @@ pub struct JoinShape {
     pub right_reach_ns: Option<i64>,
 }
 
+impl JoinShape {
+    /// How long the join keeps a row of its left side (the right's where `!left`): "until the
+    /// watermark passes its `ts` plus 5s", or "for ever (...)" where its condition sets no
+    /// bound, for `explain` and `state`.
+    pub fn kept(&self, left: bool) -> String {
+        let (reach, time) = match left {
+            true => (self.left_reach_ns, &self.left_time),
+            false => (self.right_reach_ns, &self.right_time),
+        };
+        match reach {
+            Some(ns) => format!(
+                "until the watermark passes its `{time}` plus {}",
+                humantime::format_duration(std::time::Duration::from_nanos(
+                    ns.max(0).unsigned_abs()
+                ))
+            ),
+            None => "for ever (the join sets no bound on how much later a row of the other \
+                     side may come)"
+                .into(),
+        }
+    }
+}
+
 /// The aggregation of a stateful query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AggregateShape {
