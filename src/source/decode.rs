@@ -142,7 +142,12 @@ impl Codec {
 /// A file's bytes as its format reads them: JSON lines and CSV decompressed by the name's
 /// extension. Compressed bytes under a name that does not say so, and bytes that do not
 /// decompress as the name says, are refused with what they look like.
-fn decompress(file: &str, bytes: &Bytes, format: FileFormat) -> Result<Bytes, SourceError> {
+fn decompress(
+    file: &str,
+    bytes: &Bytes,
+    format: FileFormat,
+    on_error: OnError,
+) -> Result<Bytes, SourceError> {
     let text = decompressed(file, bytes, format)?;
     // Files only: a Kafka record's or NATS message's payloads come unnamed (`file` empty), each
     // one blamed (or skipped) by itself where it does not decode.
@@ -150,7 +155,7 @@ fn decompress(file: &str, bytes: &Bytes, format: FileFormat) -> Result<Bytes, So
         check_format(file, &text, format)?;
     }
     if matches!(format, FileFormat::Json | FileFormat::Csv) && !file.is_empty() {
-        check_utf8_text(file, &text)?;
+        check_utf8_text(file, &text, on_error)?;
     }
     // A UTF-8 byte order mark starts no value and names no column.
     Ok(match format {
@@ -230,8 +235,11 @@ fn looks_like_csv(text: &[u8]) -> Option<String> {
 /// Refuses text in another encoding than UTF-8 (JSON's, RFC 8259 §8.1, and the CSV reader's),
 /// which would otherwise fail on its first line as malformed, or read as garbage: UTF-16 and
 /// UTF-32 by their byte order mark, or, without one, by the NUL bytes in their first 4 KiB
-/// (text in UTF-8 holds none).
-fn check_utf8_text(file: &str, text: &[u8]) -> Result<(), SourceError> {
+/// (text in UTF-8 holds none). Bytes no UTF-8 text holds in otherwise ASCII-compatible text
+/// (Latin-1, Windows-1252) refuse the file under `on_error: fail`; under `on_error: skip` the
+/// lines that hold them are skipped and counted by the decoder, each named, as any other
+/// malformed line is.
+fn check_utf8_text(file: &str, text: &[u8], on_error: OnError) -> Result<(), SourceError> {
     // What the text is, and the encoding to name in the conversion.
     let encoding = if text.starts_with(b"\xFF\xFE\0\0") || text.starts_with(b"\0\0\xFE\xFF") {
         Some((
@@ -253,6 +261,7 @@ fn check_utf8_text(file: &str, text: &[u8]) -> Result<(), SourceError> {
     } else if let Err(e) = std::str::from_utf8(text)
         // Not a character cut at the end of what was read.
         && e.error_len().is_some()
+        && on_error == OnError::Fail
     {
         let at = e.valid_up_to();
         let line = 1 + text[..at].iter().filter(|b| **b == b'\n').count();
@@ -426,7 +435,7 @@ impl Reader {
     /// JSON and Parquet fields the schema does not know are counted (JSON: top-level fields),
     /// and kept in the rescued-data column where there is one.
     pub fn decode(&self, file: &str, path: &str, bytes: &Bytes) -> Result<Decoded, SourceError> {
-        let bytes = &decompress(file, bytes, self.format)?;
+        let bytes = &decompress(file, bytes, self.format, self.on_error)?;
         let folders = super::hive::partition_values(path);
         let mut content = Vec::new();
         let origins: Vec<Origin> = self
@@ -590,7 +599,7 @@ pub fn infer_schema(
     delimiter: u8,
     null_value: Option<&str>,
 ) -> Result<Option<Schema>, SourceError> {
-    let bytes = &decompress(file, bytes, format)?;
+    let bytes = &decompress(file, bytes, format, on_error)?;
     let err = |e: ArrowError| SourceError::Infer {
         file: file.to_string(),
         reason: e.to_string(),
@@ -2255,7 +2264,15 @@ fn json_values<'a>(
             });
             break;
         }
-        scanned.notes.push((line, problem.to_string()));
+        // The value's lines up to the error's: bytes no UTF-8 text holds are said as such.
+        let through = bytes[pos..]
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(at - 1)
+            .map_or(bytes.len(), |(i, _)| pos + i);
+        let problem = not_utf8(&bytes[pos..through]).unwrap_or(problem);
+        scanned.notes.push((line, problem));
         scanned.skipped += 1;
         // Go on at the first line after the value's first that starts with `{` and is a
         // whole object by itself (a JSON lines record the cut-short value ran into, which
@@ -2457,7 +2474,9 @@ fn csv_slow(
             Ok(n) => n,
             Err(e) if on_error == OnError::Skip => {
                 // The record cannot even be split into fields: skip to the next line.
-                note_skipped(file, line, &csv_reason(file, line, &e, schema));
+                let reason = not_utf8(&rest[..line_length(rest)])
+                    .unwrap_or_else(|| csv_reason(file, line, &e, schema));
+                note_skipped(file, line, &reason);
                 skipped += 1;
                 pos += line_length(rest);
                 line += 1;
@@ -2477,7 +2496,8 @@ fn csv_slow(
             Err(_) if blank => {}
             Err(e) if on_error == OnError::Skip => {
                 // Said as an error would say it: the column named, the file's line.
-                note_skipped(file, line, &csv_reason(file, line, &e, schema));
+                let reason = not_utf8(record).unwrap_or_else(|| csv_reason(file, line, &e, schema));
+                note_skipped(file, line, &reason);
                 skipped += 1;
             }
             Err(e) => return Err(csv_malformed(file, line, &e, schema)),
@@ -3137,6 +3157,18 @@ fn cast_exactly(column: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError
 /// under `on_error: skip`, and why (`reason`, in the words `on_error: fail` stops with).
 /// Nothing for a message payload (no file): its source names the message
 /// ([`super::payload`]), where a line means nothing.
+/// Where `text` (a record's lines) holds a byte no UTF-8 text holds there: what is wrong, as
+/// a skipped record's note says it (the first such byte, and what text usually has it).
+fn not_utf8(text: &[u8]) -> Option<String> {
+    let e = std::str::from_utf8(text).err()?;
+    e.error_len()?;
+    Some(format!(
+        "not UTF-8: byte 0x{:02X}, which no UTF-8 text has there (Latin-1 or Windows-1252 \
+         text, as often; `iconv -f CP1252 -t UTF-8 FILE > NEW` converts such a file)",
+        text[e.valid_up_to()]
+    ))
+}
+
 fn note_skipped(file: &str, line: usize, reason: &str) {
     if !file.is_empty() {
         tracing::info!("skipping {file} line {line}: {reason}");

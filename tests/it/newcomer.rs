@@ -8367,6 +8367,56 @@ fn a_file_in_latin1_is_named_with_its_conversion() {
     assert_eq!(sink_lines(&ws.path("out")), [r#"{"k":"Café","v":1}"#]);
 }
 
+/// Walk 46: under `on_error: skip`, a file with a line that is not UTF-8 (one Latin-1 `é`) was
+/// refused whole, as under `fail`, and every later file waited behind it until it was moved
+/// aside. Such a line is a malformed row like any other: skipped, counted and named (with
+/// the conversion), for JSON lines and CSV alike; the file's other rows and later files read.
+#[test]
+fn a_line_that_is_not_utf8_is_skipped_and_counted_under_skip() {
+    for format in ["json", "csv"] {
+        let ws = Workspace::new();
+        std::fs::create_dir_all(ws.path("in")).expect("in");
+        let (first, later): (&[u8], &str) = if format == "json" {
+            (
+                b"{\"k\":\"a\",\"v\":1}\n{\"k\":\"Caf\xe9\",\"v\":2}\n{\"k\":\"c\",\"v\":3}\n",
+                "{\"k\":\"d\",\"v\":4}\n",
+            )
+        } else {
+            (b"k,v\na,1\nCaf\xe9,2\nc,3\n", "k,v\nd,4\n")
+        };
+        std::fs::write(ws.path(&format!("in/0.{format}")), first).expect("first");
+        std::fs::write(ws.path(&format!("in/1.{format}")), later).expect("later");
+        let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+        edit_file(
+            &file,
+            "format: json,",
+            &format!("format: {format}, on_error: skip,"),
+        );
+        let out = run_quietly(&file, &[("SLUICE_LOG", "info".to_string())]);
+        let said = stderr(&out);
+        assert!(out.status.success(), "{format}: {said}");
+        let line = if format == "json" { 2 } else { 3 };
+        let notes: Vec<&str> = said.lines().filter(|l| l.contains("skipping")).collect();
+        assert_eq!(notes.len(), 1, "{format}: {said}");
+        assert!(
+            notes[0].contains(&format!("0.{format} line {line}: not UTF-8: byte 0xE9"))
+                && notes[0].contains("iconv -f CP1252 -t UTF-8"),
+            "{format}: {said}"
+        );
+        let mut rows = sink_lines(&ws.path("out"));
+        rows.sort();
+        assert_eq!(
+            rows,
+            [
+                r#"{"k":"a","v":1}"#,
+                r#"{"k":"c","v":3}"#,
+                r#"{"k":"d","v":4}"#
+            ],
+            "{format}"
+        );
+    }
+}
+
 /// Walk 30 (3): Parquet files whose struct column gained a field were refused with "no type
 /// holds the values of both exactly", where the struct of every field does (JSON objects
 /// merged so already). A struct of some of the fields reads into the struct of all of them
