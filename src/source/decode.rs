@@ -155,7 +155,7 @@ fn decompress(
         check_format(file, &text, format)?;
     }
     if matches!(format, FileFormat::Json | FileFormat::Csv) && !file.is_empty() {
-        check_utf8_text(file, &text, on_error)?;
+        check_utf8_text(file, &text, format, on_error)?;
     }
     // A UTF-8 byte order mark starts no value and names no column.
     Ok(match format {
@@ -238,8 +238,13 @@ fn looks_like_csv(text: &[u8]) -> Option<String> {
 /// (text in UTF-8 holds none). Bytes no UTF-8 text holds in otherwise ASCII-compatible text
 /// (Latin-1, Windows-1252) refuse the file under `on_error: fail`; under `on_error: skip` the
 /// lines that hold them are skipped and counted by the decoder, each named, as any other
-/// malformed line is.
-fn check_utf8_text(file: &str, text: &[u8], on_error: OnError) -> Result<(), SourceError> {
+/// malformed line is, but for a CSV header, which names every row's columns.
+fn check_utf8_text(
+    file: &str,
+    text: &[u8],
+    format: FileFormat,
+    on_error: OnError,
+) -> Result<(), SourceError> {
     // What the text is, and the encoding to name in the conversion.
     let encoding = if text.starts_with(b"\xFF\xFE\0\0") || text.starts_with(b"\0\0\xFE\xFF") {
         Some((
@@ -261,7 +266,8 @@ fn check_utf8_text(file: &str, text: &[u8], on_error: OnError) -> Result<(), Sou
     } else if let Err(e) = std::str::from_utf8(text)
         // Not a character cut at the end of what was read.
         && e.error_len().is_some()
-        && on_error == OnError::Fail
+        && (on_error == OnError::Fail
+            || format == FileFormat::Csv && !text[..e.valid_up_to()].contains(&b'\n'))
     {
         let at = e.valid_up_to();
         let line = 1 + text[..at].iter().filter(|b| **b == b'\n').count();

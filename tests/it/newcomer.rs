@@ -8415,6 +8415,21 @@ fn a_line_that_is_not_utf8_is_skipped_and_counted_under_skip() {
             "{format}"
         );
     }
+    // A CSV header is no row to skip: the file is refused whole, with the conversion (not
+    // with `on_error: skip`, which is set).
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(ws.path("in/0.csv"), b"k,v\xe9\na,1\n").expect("input");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(&file, "format: json,", "format: csv, on_error: skip,");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("0.csv: its text is not UTF-8: line 1 holds byte 0xE9")
+            && !said.contains("set `on_error: skip`"),
+        "{said}"
+    );
 }
 
 /// Walk 30 (3): Parquet files whose struct column gained a field were refused with "no type
