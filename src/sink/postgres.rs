@@ -514,6 +514,18 @@ struct Live {
     labels: bool,
 }
 
+/// Another pipeline's progress row naming the same table (`other_writers`).
+struct Writer {
+    /// The progress table that holds it, as the server names it.
+    progress: String,
+    /// Its `pipeline` (the key of the row).
+    owner: String,
+    /// Its `label` (the pipeline's name and checkpoint).
+    label: String,
+    /// When it last committed a batch.
+    committed_at: std::time::SystemTime,
+}
+
 /// Why an attempt at a batch failed.
 #[derive(Debug)]
 enum Failure {
@@ -945,6 +957,36 @@ impl PostgresSink {
         Ok(row.map_or_else(|| quote_path(&self.table), |r| r.get(0)))
     }
 
+    /// Every progress table of the database this session may read, this sink's and those
+    /// of pipelines configured with another `progress_table`, each as the server names it
+    /// and whether it has the `label` column: the tables with a progress table's columns
+    /// (`pipeline`, `batch`, `epoch`, `rows`, `committed_at` and `target`). A pipeline is
+    /// told by its row in any of them, whichever `progress_table` it was given.
+    async fn progress_tables(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+    ) -> Result<Vec<(String, bool)>, Failure> {
+        let rows = tx
+            .query(
+                "SELECT format('%I.%I', n.nspname, c.relname),
+                        bool_or(a.attname = 'label')
+                 FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+                   AND NOT a.attisdropped
+                   AND a.attname IN ('pipeline', 'batch', 'epoch', 'rows', 'committed_at',
+                                     'target', 'label')
+                 WHERE c.relkind IN ('r', 'p') AND has_table_privilege(c.oid, 'SELECT')
+                 GROUP BY 1
+                 HAVING count(*) FILTER (WHERE a.attname <> 'label') = 6
+                 ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "looking for progress tables"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Refuses, in `tx` (before any row is written), an append into table `target` whose
     /// rows another pipeline or checkpoint writes (its progress row names the same table),
     /// when this pipeline's progress row is new (`first`): a run on a new checkpoint starts
@@ -956,24 +998,30 @@ impl PostgresSink {
         tx: &tokio_postgres::Transaction<'_>,
         target: &str,
     ) -> Result<(), Failure> {
-        let progress = quote_path(&self.config.progress_table);
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtext('sluice:' || $1::text))",
             &[&target],
         )
         .await
         .map_err(|e| self.failure(&e, "locking the table's name"))?;
-        let other = tx
-            .query_opt(
-                &format!(
-                    "SELECT pipeline, batch FROM {progress} WHERE target = $1 AND pipeline <> $2 \
-                     LIMIT 1"
-                ),
-                &[&target, &self.progress_key],
-            )
-            .await
-            .map_err(|e| self.failure(&e, "reading the progress table"))?;
-        let Some(row) = other else {
+        let mut other = None;
+        for (progress, _) in self.progress_tables(tx).await? {
+            let row = tx
+                .query_opt(
+                    &format!(
+                        "SELECT pipeline, batch FROM {progress} WHERE target = $1 \
+                         AND pipeline <> $2 LIMIT 1"
+                    ),
+                    &[&target, &self.progress_key],
+                )
+                .await
+                .map_err(|e| self.failure(&e, "reading the progress table"))?;
+            if let Some(row) = row {
+                other = Some((progress, row));
+                break;
+            }
+        }
+        let Some((progress, row)) = other else {
             return Ok(());
         };
         let (owner, batch): (String, i64) = (row.get(0), row.get(1));
@@ -1060,22 +1108,31 @@ impl PostgresSink {
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         target: &str,
-    ) -> Result<Vec<(String, String)>, Failure> {
-        let progress = quote_path(&self.config.progress_table);
-        let rows = tx
-            .query(
-                &format!(
-                    "SELECT pipeline, label FROM {progress} WHERE target = $1 AND pipeline <> $2 \
-                     AND label IS NOT NULL ORDER BY committed_at DESC"
-                ),
-                &[&target, &self.progress_key],
-            )
-            .await
-            .map_err(|e| self.failure(&e, "reading the progress table"))?;
-        Ok(rows
-            .iter()
-            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
-            .collect())
+    ) -> Result<Vec<Writer>, Failure> {
+        let mut writers = Vec::new();
+        for (progress, labels) in self.progress_tables(tx).await? {
+            if !labels {
+                continue;
+            }
+            let rows = tx
+                .query(
+                    &format!(
+                        "SELECT pipeline, label, committed_at FROM {progress} WHERE target = $1 \
+                         AND pipeline <> $2 AND label IS NOT NULL"
+                    ),
+                    &[&target, &self.progress_key],
+                )
+                .await
+                .map_err(|e| self.failure(&e, "reading the progress table"))?;
+            writers.extend(rows.iter().map(|row| Writer {
+                progress: progress.clone(),
+                owner: row.get(0),
+                label: row.get(1),
+                committed_at: row.get(2),
+            }));
+        }
+        writers.sort_by(|a, b| b.committed_at.cmp(&a.committed_at));
+        Ok(writers)
     }
 
     /// Refuses, in `tx`, an update- or complete-mode batch into table `target` where a newer
@@ -1092,13 +1149,18 @@ impl PostgresSink {
         if super::pipeline_name(&self.label).is_none() {
             return Ok(());
         }
-        let progress = quote_path(&self.config.progress_table);
         let newer = self
             .other_writers(tx, target)
             .await?
             .into_iter()
-            .find(|(_, label)| super::retired_by(&self.label, label));
-        let Some((owner, by)) = newer else {
+            .find(|w| super::retired_by(&self.label, &w.label));
+        let Some(Writer {
+            progress,
+            owner,
+            label: by,
+            ..
+        }) = newer
+        else {
             return Ok(());
         };
         if self.mode == Mode::Update {
@@ -1144,12 +1206,16 @@ impl PostgresSink {
         )
         .await
         .map_err(|e| self.failure(&e, "locking the table's writers"))?;
-        let progress = quote_path(&self.config.progress_table);
-        let Some((owner, label)) = self
+        let Some(Writer {
+            progress,
+            owner,
+            label,
+            ..
+        }) = self
             .other_writers(tx, target)
             .await?
             .into_iter()
-            .find(|(_, label)| super::pipeline_name(label) != ours)
+            .find(|w| super::pipeline_name(&w.label) != ours)
         else {
             return Ok(());
         };

@@ -791,6 +791,62 @@ async fn an_update_key_that_is_not_the_group_key_is_refused() {
     );
 }
 
+/// Walk 48 (1): a new checkpoint appending to a table another pipeline fills was refused only
+/// where both kept their progress rows in one progress table; given another
+/// `progress_table`, every batch was added again. The other pipeline's row is found in any
+/// progress table of the database, named with its table, and the advice, followed, works.
+#[tokio::test]
+async fn a_new_checkpoint_with_its_own_progress_table_is_refused_over_a_filled_table() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    let table = unique_table("owned_elsewhere");
+    let progress = unique_table("progress_b");
+    let yaml = format!(
+        "name: owned\ncheckpoint: {ckpt}\nsources:\n{source}query: |\n  {QUERY}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n",
+        ckpt = ws.p("ckpt"),
+        source = files_source(&ws),
+        url = server(),
+    );
+    let run = sluice_run(&write_pipeline(&ws, &yaml));
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    let count = || async {
+        client(server())
+            .await
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count")
+            .get::<_, i64>(0) as usize
+    };
+    assert_eq!(count().await, expected.len());
+
+    let other =
+        yaml.replace(&ws.p("ckpt"), &ws.p("ckpt-b")) + &format!("  progress_table: {progress}\n");
+    let pipeline = write_pipeline(&ws, &other);
+    let refused = sluice_run(&pipeline);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("another pipeline or checkpoint")
+            && said.contains("its row in public._sluice_progress is"),
+        "{said}"
+    );
+    assert_eq!(count().await, expected.len());
+    let statements = said
+        .split('`')
+        .find(|part| part.starts_with("TRUNCATE"))
+        .expect("the statements to run")
+        .to_string();
+    client(server())
+        .await
+        .batch_execute(&statements)
+        .await
+        .expect("the advice runs");
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(count().await, expected.len());
+}
+
 /// Issue 13: a new checkpoint appending to a table another checkpoint's pipeline fills would
 /// add every batch again (it starts from batch 0 under a new pipeline id). It is refused
 /// before any row is written, exit 2, with the statements that start over; following them
