@@ -584,7 +584,8 @@ pub async fn replay(
         .await
         .unwrap_or(entry.info.batch_timestamp_ms);
     let changed = crate::driver::tables_changed_since(&pipeline, read_at).await;
-    report.findings = findings(batch, &report, rc, sc, rs, fresh, &tables, &changed);
+    let note = pipeline.sink.connector().differs_note();
+    report.findings = findings(batch, &report, rc, sc, rs, fresh, &note, &tables, &changed);
     if let (Ok(recomputed), Some(sink), Some(false)) = (&recomputed, &sink_rows, rs) {
         let (only_r, only_s) = digest::difference(&schema, recomputed, sink)
             .map_err(|e| Error::Usage(e.to_string()))?;
@@ -673,7 +674,8 @@ async fn epoch_started_ms(location: &Location, epoch: crate::checkpoint::Epoch) 
 }
 
 /// What differs, in words, from which pairs agree; `fresh`: the sink's new place to write
-/// that starts a pipeline over (`a new, empty `sink.path``); `changed`: the static tables
+/// that starts a pipeline over (`a new, empty `sink.path``); `note`: what else than an edit
+/// changes the sink's rows (`SinkConnector::differs_note`); `changed`: the static tables
 /// modified since the batch ran ([`crate::driver::tables_changed_since`]).
 #[allow(clippy::too_many_arguments)]
 fn findings(
@@ -683,6 +685,7 @@ fn findings(
     sc: Option<bool>,
     rs: Option<bool>,
     fresh: &str,
+    note: &str,
     tables: &[String],
     changed: &[String],
 ) -> Vec<String> {
@@ -765,12 +768,12 @@ fn findings(
             Some(before) => format!(
                 "to write batch {batch} again from its input: `sluice rewind {} --to {before}` \
                  (it takes back batch {batch} and the later ones, with what the sink holds of \
-                 them), then run the pipeline",
+                 them), then run the pipeline{note}",
                 report.checkpoint
             ),
             None => format!(
                 "to write batch {batch} again from its input, run the pipeline on a new \
-                 checkpoint with {fresh}"
+                 checkpoint with {fresh}{note}"
             ),
         });
     }

@@ -304,6 +304,14 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
         ""
     }
 
+    /// Why rows read back from this sink may differ from what a batch wrote though nothing
+    /// was lost (`sluice replay --verify` finding the sink differs), as a clause after the
+    /// advice to write the batch again (`; ...`); empty where nothing but an edit by hand
+    /// changes them.
+    fn differs_note(&self) -> String {
+        String::new()
+    }
+
     /// What `allow_output_schema_change` further needs of this sink before it takes other
     /// columns (a table's `ALTER TABLE`), as a parenthesis for the refusal's advice; empty
     /// where nothing.

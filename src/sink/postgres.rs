@@ -267,7 +267,10 @@ impl SinkConnector for PostgresSinkConfig {
 
     fn start_over(&self, rewrites: bool) -> String {
         if rewrites {
-            " into the same table (in update and complete mode its rows are written over)"
+            " into the same table (in update and complete mode its rows are written over; \
+             in update mode a reader sees each key's row go back to an earlier value until \
+             the new checkpoint has caught up: a `max_files_per_batch` large enough for the \
+             whole input catches up in one batch)"
                 .to_string()
         } else {
             format!(
@@ -281,6 +284,18 @@ impl SinkConnector for PostgresSinkConfig {
     }
     fn held_type(&self) -> Option<fn(&DataType) -> DataType> {
         Some(pg_type)
+    }
+
+    fn differs_note(&self) -> String {
+        let table = quote_path(&self.table);
+        format!(
+            "; where a trigger or rule on the table changes rows as they go in, the batch is \
+             written so again: drop or change it first (`SELECT tgname FROM pg_trigger WHERE \
+             tgrelid = '{}'::regclass AND NOT tgisinternal` lists the table's triggers). A \
+             `jsonb` column keeps JSON its own way (keys sorted, spaces taken out): text the \
+             query writes otherwise reads back so, every time",
+            table.replace('\'', "''")
+        )
     }
 
     fn kind(&self) -> &'static str {
@@ -502,6 +517,10 @@ struct Live {
     epoch: Option<u64>,
     /// The table's columns were checked against this schema.
     checked: Option<SchemaRef>,
+    /// The table's columns and their `pg_type.typname`s, as checked (none for a table this
+    /// run made): a column wider than the query's (`int8` for an `INT4`) or `json`/`jsonb`
+    /// for text is sent in its own type ([`pg_schema`]).
+    table_types: TableTypes,
     /// Whether the progress table has its `target` column (each row's table, by name), by
     /// which a table another pipeline writes, and one dropped since, are refused.
     targets: bool,
@@ -740,6 +759,26 @@ impl PostgresSink {
                  `progress_table:`) in a schema that exists",
             );
         }
+        if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+            // The role as the url names it (a `${VAR}` in it is not filled in here).
+            let role = tokio_postgres::Config::from_str(&self.config.url)
+                .ok()
+                .and_then(|c| c.get_user().map(quote))
+                .unwrap_or_else(|| "<role>".to_string());
+            let rights = match self.mode {
+                Mode::Append if self.config.batch_column.is_some() => "SELECT, INSERT, DELETE",
+                Mode::Append => "SELECT, INSERT",
+                Mode::Update => "SELECT, INSERT, UPDATE",
+                Mode::Complete => "SELECT, INSERT, DELETE",
+            };
+            text.push_str(&format!(
+                ": the role Sluice connects as needs, on the table, `GRANT {rights} ON {} TO \
+                 {role};`, and on the progress table `GRANT SELECT, \
+                 INSERT, UPDATE ON {} TO {role};`",
+                quote_path(&self.table),
+                quote_path(&self.config.progress_table),
+            ));
+        }
         if retriable(e) {
             Failure::Retry(text)
         } else {
@@ -863,6 +902,7 @@ impl PostgresSink {
             client,
             epoch,
             checked: None,
+            table_types: TableTypes::new(),
             targets,
             relations,
             labels,
@@ -977,6 +1017,7 @@ impl PostgresSink {
                    AND a.attname IN ('pipeline', 'batch', 'epoch', 'rows', 'committed_at',
                                      'target', 'label')
                  WHERE c.relkind IN ('r', 'p') AND has_table_privilege(c.oid, 'SELECT')
+                   AND has_schema_privilege(n.oid, 'USAGE')
                  GROUP BY 1
                  HAVING count(*) FILTER (WHERE a.attname <> 'label') = 6
                  ORDER BY 1",
@@ -985,6 +1026,39 @@ impl PostgresSink {
             .await
             .map_err(|e| self.failure(&e, "looking for progress tables"))?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// The rows of `sql` (a query of one of [`Self::progress_tables`]) in `tx`, behind a
+    /// savepoint: `None` where that table went (dropped since it was listed) or cannot be
+    /// read, which leaves the batch's transaction as it was.
+    async fn read_progress_table(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<Vec<tokio_postgres::Row>>, Failure> {
+        let step = |e: tokio_postgres::Error| self.failure(&e, "reading the progress tables");
+        tx.batch_execute("SAVEPOINT sluice_progress_tables")
+            .await
+            .map_err(step)?;
+        match tx.query(sql, params).await {
+            Ok(rows) => {
+                tx.batch_execute("RELEASE SAVEPOINT sluice_progress_tables")
+                    .await
+                    .map_err(step)?;
+                Ok(Some(rows))
+            }
+            Err(e)
+                if e.code() == Some(&SqlState::UNDEFINED_TABLE)
+                    || e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT sluice_progress_tables")
+                    .await
+                    .map_err(step)?;
+                Ok(None)
+            }
+            Err(e) => Err(self.failure(&e, "reading the progress table")),
+        }
     }
 
     /// Refuses, in `tx` (before any row is written), an append into table `target` whose
@@ -1006,17 +1080,17 @@ impl PostgresSink {
         .map_err(|e| self.failure(&e, "locking the table's name"))?;
         let mut other = None;
         for (progress, _) in self.progress_tables(tx).await? {
-            let row = tx
-                .query_opt(
+            let rows = self
+                .read_progress_table(
+                    tx,
                     &format!(
                         "SELECT pipeline, batch FROM {progress} WHERE target = $1 \
                          AND pipeline <> $2 LIMIT 1"
                     ),
                     &[&target, &self.progress_key],
                 )
-                .await
-                .map_err(|e| self.failure(&e, "reading the progress table"))?;
-            if let Some(row) = row {
+                .await?;
+            if let Some(row) = rows.into_iter().flatten().next() {
                 other = Some((progress, row));
                 break;
             }
@@ -1114,16 +1188,17 @@ impl PostgresSink {
             if !labels {
                 continue;
             }
-            let rows = tx
-                .query(
+            let rows = self
+                .read_progress_table(
+                    tx,
                     &format!(
                         "SELECT pipeline, label, committed_at FROM {progress} WHERE target = $1 \
                          AND pipeline <> $2 AND label IS NOT NULL"
                     ),
                     &[&target, &self.progress_key],
                 )
-                .await
-                .map_err(|e| self.failure(&e, "reading the progress table"))?;
+                .await?
+                .unwrap_or_default();
             writers.extend(rows.iter().map(|row| Writer {
                 progress: progress.clone(),
                 owner: row.get(0),
@@ -1285,6 +1360,45 @@ impl PostgresSink {
         }
     }
 
+    /// Where the table of `oid` (the one a progress row records) is now, where it is not under
+    /// the name `table:` gives (renamed, or moved to another schema): its name as the server
+    /// gives it, and the statements that put it back. `None` where it is gone (or is the one
+    /// under that name).
+    async fn renamed(
+        &self,
+        client: &impl tokio_postgres::GenericClient,
+        oid: u32,
+    ) -> Result<Option<(String, String)>, tokio_postgres::Error> {
+        let (schema, name) = match self.table.split_once('.') {
+            Some((schema, name)) => (Some(schema), name),
+            None => (None, self.table.as_str()),
+        };
+        let row = client
+            .query_opt(
+                "SELECT format('%I.%I', n.nspname, c.relname), n.nspname::text,
+                        coalesce($2::text, current_schema())
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.oid = $1 AND c.oid IS DISTINCT FROM to_regclass($3)",
+                &[&oid, &schema, &quote_path(&self.table)],
+            )
+            .await?;
+        Ok(row.map(|r| {
+            let (now, in_schema, wanted): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            let undo = if in_schema == wanted {
+                format!("ALTER TABLE {now} RENAME TO {};", quote(name))
+            } else {
+                format!(
+                    "ALTER TABLE {now} SET SCHEMA {}; ALTER TABLE {}.{} RENAME TO {};",
+                    quote(&wanted),
+                    quote(&wanted),
+                    now.rsplit_once('.').map_or(now.as_str(), |(_, n)| n),
+                    quote(name)
+                )
+            };
+            (now, undo)
+        }))
+    }
+
     /// Refuses a table that lost the batches this pipeline committed into it: its progress
     /// row names this table, but the table is gone (dropped or renamed), or it is another
     /// table under the same name (its `oid` is not the one recorded: dropped and made anew)
@@ -1338,6 +1452,26 @@ impl PostgresSink {
              or give `--checkpoint` a new one)",
             self.progress_key
         );
+        let moved = match recorded {
+            Some(oid) => self
+                .renamed(&live.client, oid)
+                .await
+                .map_err(|e| self.failure(&e, "looking up the table it wrote"))?,
+            None => None,
+        };
+        if let (None, Some((now, undo))) = (current, &moved) {
+            return Err(Failure::Fatal(SinkError::Lost {
+                kind: KIND.name,
+                reason: format!(
+                    "the table {table} does not exist: it was renamed to {now} (the table this \
+                     pipeline committed batches up to {batch} into, by the `oid` the progress \
+                     table `{}` records). Put it back under its name (`{undo}`) and run again: \
+                     each batch records the table by name, and `replay --verify` and `rewind` \
+                     read it there",
+                    self.config.progress_table,
+                ),
+            }));
+        }
         let Some(current) = current else {
             return Err(Failure::Fatal(SinkError::Lost {
                 kind: KIND.name,
@@ -1396,17 +1530,26 @@ impl PostgresSink {
                 "without `batch_column` Sluice cannot tell whether it holds their rows".to_string()
             }
         };
+        let wrote = match &moved {
+            Some((now, _)) => format!("; the table it wrote is {now} now"),
+            None => String::new(),
+        };
         Err(Failure::Fatal(SinkError::Lost {
             kind: KIND.name,
             reason: format!(
-                "the table {table} was dropped and made anew since this pipeline committed \
-                 batches up to {batch} into it (the progress table `{}` records the table it \
-                 wrote, and this is another one under the same name), and {which}: writing on \
-                 could leave them out. {restore}; or, where the table holds what \
+                "the table {table} was {how} since this pipeline committed batches up to \
+                 {batch} into it (the progress table `{}` records the table it wrote, and this \
+                 is another one under the same name{wrote}), and {which}: writing on could \
+                 leave them out. {restore}; or, where the table holds what \
                  it should (every row put back, or those batches left out on purpose), write \
                  on: `UPDATE {progress} SET relation = NULL WHERE pipeline = '{}';`",
                 self.config.progress_table,
                 self.progress_key,
+                how = if moved.is_some() {
+                    "renamed and another made under its name"
+                } else {
+                    "dropped and made anew"
+                },
                 // Without a batch column rows put back are not told apart: the UPDATE says
                 // they are all back.
                 restore = {
@@ -1454,9 +1597,13 @@ impl PostgresSink {
 
     /// Checks the table for the output's `schema`: its columns take the query's, and it has
     /// not lost the batches this pipeline committed into it (`check_committed_table`).
-    /// `Ok(false)` where it does not exist and `create_table` is set (`prepare_table` makes
-    /// it); refused where it does not exist and is not to be made.
-    async fn check_table(&self, live: &Live, schema: &SchemaRef) -> Result<bool, Failure> {
+    /// `Ok(None)` where it does not exist and `create_table` is set (`prepare_table` makes
+    /// it), else its columns' types; refused where it does not exist and is not to be made.
+    async fn check_table(
+        &self,
+        live: &Live,
+        schema: &SchemaRef,
+    ) -> Result<Option<TableTypes>, Failure> {
         let columns = pg_columns(schema).map_err(|e| Failure::Fatal(self.error(e)))?;
         let have = self.table_columns(live).await?;
         self.check_committed_table(live, &have).await?;
@@ -1476,8 +1623,9 @@ impl PostgresSink {
                      from the query's columns",
                 )));
             }
-            return Ok(false);
+            return Ok(None);
         }
+        self.check_is_table(live).await?;
         // Every column that does not fit, said at once: a table made by hand is mended in one
         // go, not one run per column.
         let mut misfits = Vec::new();
@@ -1590,7 +1738,38 @@ impl PostgresSink {
         if self.mode == Mode::Complete {
             self.check_complete_owns(live).await?;
         }
-        Ok(true)
+        Ok(Some(have))
+    }
+
+    /// Refuses a view or materialized view named by `table:` (it has columns, so the column
+    /// checks pass): a batch goes in by COPY (and, in update mode, `INSERT ... ON CONFLICT`),
+    /// which a view takes from no one, so it would fail only at the first batch, planned.
+    async fn check_is_table(&self, live: &Live) -> Result<(), Failure> {
+        let kind = live
+            .client
+            .query_opt(
+                "SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)",
+                &[&quote_path(&self.table)],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "looking up the table"))?
+            .map(|r| r.get::<_, String>(0));
+        let what = match kind.as_deref() {
+            Some("v") => "a view",
+            Some("m") => "a materialized view",
+            _ => return Ok(()),
+        };
+        Err(Failure::Fatal(self.error(format!(
+            "{} is {what}, not a table: Sluice writes each batch into a table (by COPY{}), \
+             which a view does not take. Point `table:` at the table the view reads (or at a \
+             new table, `create_table: true`, and have the view read that one)",
+            quote_path(&self.table),
+            if self.mode == Mode::Update {
+                ", then `INSERT ... ON CONFLICT` over the key"
+            } else {
+                ""
+            },
+        ))))
     }
 
     /// Refuses, in complete mode, a table that holds rows no pipeline's progress row claims
@@ -1833,7 +2012,10 @@ impl PostgresSink {
         if live.checked.as_ref() == Some(schema) {
             return Ok(());
         }
-        if !self.check_table(live, schema).await? {
+        let types = self.check_table(live, schema).await?;
+        let made = types.is_none();
+        live.table_types = types.unwrap_or_default();
+        if made {
             let columns = pg_columns(schema).map_err(|e| Failure::Fatal(self.error(e)))?;
             let table = quote_path(&self.table);
             let mut defs: Vec<String> = columns
@@ -1976,9 +2158,14 @@ impl PostgresSink {
         target: &str,
         output: &BatchOutput,
         batch: BatchId,
+        table_types: &TableTypes,
     ) -> Result<u64, Failure> {
-        let schema = pg_schema(&output.schema, self.config.batch_column.as_deref());
-        let mut encoder = ArrowToPostgresBinaryEncoder::try_new(&schema)
+        let schema = pg_schema(
+            &output.schema,
+            self.config.batch_column.as_deref(),
+            table_types,
+        );
+        let mut encoder = pg_encoder(&schema, table_types)
             .map_err(|e| Failure::Fatal(self.error(format!("encoding the rows: {e}"))))?;
         let mut names: Vec<String> = output
             .schema
@@ -2105,20 +2292,34 @@ impl PostgresSink {
         }
         match self.mode {
             Mode::Append => {
-                self.copy(&tx, &table, output, batch).await?;
+                self.copy(&tx, &table, output, batch, &live.table_types)
+                    .await?;
             }
             Mode::Complete => {
                 tx.batch_execute(&format!("DELETE FROM {table}"))
                     .await
                     .map_err(|e| self.failure(&e, "replacing the table's rows"))?;
-                self.copy(&tx, &table, output, batch).await?;
+                self.copy(&tx, &table, output, batch, &live.table_types)
+                    .await?;
             }
             Mode::Update => {
                 let stage = quote("_sluice_stage");
+                // Each column in the type it is sent as: the table's where that is wider, or
+                // json (text would not go into a json column by `INSERT ... SELECT`).
                 let mut defs: Vec<String> = pg_columns(&output.schema)
                     .map_err(|e| Failure::Fatal(self.error(e)))?
                     .iter()
-                    .map(|c| format!("{} {}", quote(&c.name), c.sql_type))
+                    .map(|c| {
+                        let field = output.schema.field_with_name(&c.name).ok();
+                        let theirs = live.table_types.get(&c.name).map(String::as_str);
+                        let ty = match (field, theirs) {
+                            (Some(f), Some(t)) if widened(&pg_type(f.data_type()), t).is_some() => {
+                                t.to_string()
+                            }
+                            _ => c.sql_type.clone(),
+                        };
+                        format!("{} {ty}", quote(&c.name))
+                    })
                     .collect();
                 if let Some(batch_column) = &self.config.batch_column {
                     defs.push(format!("{} bigint", quote(batch_column)));
@@ -2130,7 +2331,8 @@ impl PostgresSink {
                 ))
                 .await
                 .map_err(|e| self.failure(&e, "making the staging table"))?;
-                self.copy(&tx, &stage, output, batch).await?;
+                self.copy(&tx, &stage, output, batch, &live.table_types)
+                    .await?;
                 let mut columns: Vec<String> = output
                     .schema
                     .fields()
@@ -2201,6 +2403,81 @@ impl PostgresSink {
         }))
     }
 
+    /// The sessions holding a lock on the table or the progress table, said after a lock
+    /// waited for longer than `lock_timeout` (the server's message names none): each by its
+    /// pid, user, application, state and last statement, with the statement that ends it.
+    /// Empty where none is found (the lock went meanwhile) or they cannot be read.
+    async fn lock_holders(&self) -> String {
+        let Ok(live) = self.connect(None).await else {
+            return String::new();
+        };
+        let rows = live
+            .client
+            .query(
+                "SELECT DISTINCT a.pid, coalesce(a.usename::text, ''),
+                        coalesce(a.application_name, ''), coalesce(a.state, ''),
+                        coalesce(extract(epoch FROM now() - a.xact_start)::bigint, 0),
+                        left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 80),
+                        l.mode
+                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE l.granted AND a.pid <> pg_backend_pid()
+                   AND l.relation IN (to_regclass($1), to_regclass($2))
+                   AND l.mode IN ('ExclusiveLock', 'AccessExclusiveLock', 'ShareLock',
+                                  'ShareRowExclusiveLock')
+                 ORDER BY a.pid",
+                &[
+                    &quote_path(&self.table),
+                    &quote_path(&self.config.progress_table),
+                ],
+            )
+            .await
+            .unwrap_or_default();
+        let holders: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let (pid, user, application, state, seconds, query, mode): (
+                    i32,
+                    String,
+                    String,
+                    String,
+                    i64,
+                    String,
+                    String,
+                ) = (
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                    r.get(6),
+                );
+                format!(
+                    "session {pid} (user {user}{application}, {state}, its transaction open \
+                     for {seconds} s, last statement `{query}`) holds {mode}",
+                    application = if application.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", application `{application}`")
+                    },
+                )
+            })
+            .collect();
+        if holders.is_empty() {
+            return String::new();
+        }
+        let pids: Vec<String> = rows
+            .iter()
+            .map(|r| r.get::<_, i32>(0).to_string())
+            .collect();
+        format!(
+            "; {}: end its transaction (`SELECT pg_terminate_backend(pid) FROM \
+             pg_stat_activity WHERE pid IN ({})`), or wait for it",
+            holders.join("; "),
+            pids.join(", ")
+        )
+    }
+
     /// The open connection (made for `epoch` where there is none, or one of another epoch).
     async fn live<'a>(
         &self,
@@ -2260,6 +2537,14 @@ impl Sink for PostgresSink {
                 Err(Failure::Retry(text)) => {
                     // The session may be gone: the next attempt connects again.
                     *guard = None;
+                    // A lock waited for too long: who holds it, said.
+                    let text = if text
+                        .contains(&format!("SQLSTATE {}", SqlState::LOCK_NOT_AVAILABLE.code()))
+                    {
+                        format!("{text}{}", self.lock_holders().await)
+                    } else {
+                        text
+                    };
                     // A newer run stops this one: the checkpoint says which is newer.
                     fence
                         .check()
@@ -2305,14 +2590,24 @@ impl Sink for PostgresSink {
         // An open run's session where there is one; else a session of the tool's own.
         let epoch = guard.as_ref().and_then(|l| l.epoch);
         let live = self.live(&mut guard, epoch).await?;
-        let columns: Vec<String> = schema.fields().iter().map(|f| quote(f.name())).collect();
+        let types = self.table_columns(live).await.map_err(|e| self.fatal(e))?;
+        // A json or jsonb column as its text, as the query gave it (jsonb's as the server
+        // keeps it: keys sorted, spaces taken out).
+        let columns: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| match types.get(f.name()).map(String::as_str) {
+                Some("json" | "jsonb") => format!("{c}::text AS {c}", c = quote(f.name())),
+                _ => quote(f.name()),
+            })
+            .collect();
         // Read back as text in JSON, then decoded into the schema's types, as the sink's rows
         // would be read by any client.
         let rows = live
             .client
             .query(
                 &format!(
-                    "SELECT row_to_json(r)::text FROM (SELECT {} FROM {} WHERE {} = $1) r",
+                    "SELECT row_to_json(r.*)::text FROM (SELECT {} FROM {} WHERE {} = $1) r",
                     columns.join(", "),
                     quote_path(&self.table),
                     quote(batch_column)
@@ -2460,6 +2755,31 @@ impl Sink for PostgresSink {
                 }
                 _ => None,
             };
+            // The table the batch went into, renamed: named, with the way back.
+            let moved = match relation {
+                Some(oid) if why.is_some() => self.renamed(&tx, oid).await.map_err(|e| {
+                    self.error(format!("taking batch {batch} back: {}", describe(&e)))
+                })?,
+                _ => None,
+            };
+            if let Some((now, undo)) = moved {
+                return Err(SinkError::Config {
+                    kind: KIND.name,
+                    reason: format!(
+                        "cannot take batch {batch} back from table {}: the table the batch \
+                         went into is {now} now (renamed; its `oid` is the one recorded){}. \
+                         Put it back under its name (`{undo}`), then run the rewind again; \
+                         nothing of this batch was taken back",
+                        quote_path(&self.table),
+                        if current.is_some() {
+                            ", and another table, holding no row of the batch, has the name: \
+                             rename that one first"
+                        } else {
+                            ""
+                        },
+                    ),
+                });
+            }
             if let Some(why) = why {
                 return Err(SinkError::Config {
                     kind: KIND.name,
@@ -2590,12 +2910,73 @@ fn pg_type(data_type: &DataType) -> DataType {
     }
 }
 
-/// The schema sent by COPY: the output's columns in their sent types, then the batch column.
-fn pg_schema(schema: &SchemaRef, batch_column: Option<&str>) -> Schema {
+/// A table's columns by name, each with its `pg_type.typname` (`int8`, `jsonb`, `_text`).
+type TableTypes = std::collections::BTreeMap<String, String>;
+
+/// The type a column sent as `sent` goes as into a table column of type `typname` where that
+/// is not the query's own: a wider integer or float (each value exact in it), and text as
+/// `json`/`jsonb` (the server parses it, and refuses text that is not JSON). `None` where it
+/// goes as `sent`.
+fn widened(sent: &DataType, typname: &str) -> Option<DataType> {
+    match (sent, typname) {
+        (DataType::Int16, "int4") => Some(DataType::Int32),
+        (DataType::Int16 | DataType::Int32, "int8") => Some(DataType::Int64),
+        (DataType::Float32, "float8") => Some(DataType::Float64),
+        (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, "json" | "jsonb") => {
+            Some(DataType::Utf8)
+        }
+        _ => None,
+    }
+}
+
+/// The encoder of COPY's rows in `schema` ([`pg_schema`]'s): pgpq's for each type, but text
+/// into a `json` or `jsonb` column of the table, sent in that type's binary form.
+fn pg_encoder(
+    schema: &Schema,
+    table_types: &TableTypes,
+) -> Result<ArrowToPostgresBinaryEncoder, pgpq::error::ErrorKind> {
+    use pgpq::encoders::{EncoderBuilder, StringEncoderBuilder};
+    use pgpq::pg_schema::PostgresType;
+    let json = |f: &Field| match table_types.get(f.name()).map(String::as_str) {
+        Some("json") if f.data_type() == &DataType::Utf8 => Some(PostgresType::Json),
+        Some("jsonb") if f.data_type() == &DataType::Utf8 => Some(PostgresType::Jsonb),
+        _ => None,
+    };
+    if !schema.fields().iter().any(|f| json(f).is_some()) {
+        return ArrowToPostgresBinaryEncoder::try_new(schema);
+    }
+    let mut encoders = std::collections::HashMap::new();
+    for (field, (name, encoder)) in schema
+        .fields()
+        .iter()
+        .zip(pgpq::build_encoders(schema.fields())?)
+    {
+        let encoder = match json(field) {
+            Some(output) => EncoderBuilder::String(StringEncoderBuilder::new_with_output(
+                Arc::clone(field),
+                output,
+            )?),
+            None => encoder,
+        };
+        encoders.insert(name, encoder);
+    }
+    ArrowToPostgresBinaryEncoder::try_new_with_encoders(schema, &encoders)
+}
+
+/// The schema sent by COPY: the output's columns in their sent types (the table's where
+/// [`widened`]), then the batch column.
+fn pg_schema(schema: &SchemaRef, batch_column: Option<&str>, table_types: &TableTypes) -> Schema {
     let mut fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| Field::new(f.name(), pg_type(f.data_type()), true))
+        .map(|f| {
+            let sent = pg_type(f.data_type());
+            let sent = table_types
+                .get(f.name())
+                .and_then(|t| widened(&sent, t))
+                .unwrap_or(sent);
+            Field::new(f.name(), sent, true)
+        })
         .collect();
     if let Some(name) = batch_column {
         fields.push(Field::new(name, DataType::Int64, false));
@@ -2624,6 +3005,17 @@ fn pg_batch(
             );
         }
     }
+    for (i, column) in columns.iter().enumerate() {
+        if let Some(value) = nul_text(column) {
+            let name = schema.field(i).name();
+            return Err(format!(
+                "column `{name}` holds text with a NUL byte ({value:?}), which PostgreSQL's \
+                 text types cannot hold (DuckDB and Spark keep it): take it out in the query, \
+                 `replace({name}, chr(0), '')`, or send the column as `bytea` \
+                 (`CAST({name} AS BYTEA)`)"
+            ));
+        }
+    }
     if with_batch {
         let id = i64::try_from(batch.0).unwrap_or(i64::MAX);
         columns.push(Arc::new(datafusion::arrow::array::Int64Array::from(vec![
@@ -2632,6 +3024,37 @@ fn pg_batch(
         ])));
     }
     RecordBatch::try_new(Arc::new(schema.clone()), columns).map_err(|e| e.to_string())
+}
+
+/// The first value of a text column that holds a NUL byte, which PostgreSQL refuses in any
+/// text (`invalid byte sequence for encoding "UTF8": 0x00`, naming no column).
+fn nul_text(column: &datafusion::arrow::array::ArrayRef) -> Option<String> {
+    use datafusion::arrow::array::AsArray;
+    let found = |values: &mut dyn Iterator<Item = Option<&str>>| {
+        values
+            .flatten()
+            .find(|v| v.as_bytes().contains(&0))
+            .map(str::to_string)
+    };
+    match column.data_type() {
+        DataType::Utf8 => {
+            let strings = column.as_string::<i32>();
+            // Most text has none: one pass over the bytes first.
+            strings
+                .values()
+                .contains(&0)
+                .then(|| found(&mut strings.iter()))?
+        }
+        DataType::LargeUtf8 => {
+            let strings = column.as_string::<i64>();
+            strings
+                .values()
+                .contains(&0)
+                .then(|| found(&mut strings.iter()))?
+        }
+        DataType::Utf8View => found(&mut column.as_string_view().iter()),
+        _ => None,
+    }
 }
 
 /// Each output column with its PostgreSQL type; an error naming the first column PostgreSQL
@@ -2719,6 +3142,13 @@ fn pg_columns(schema: &SchemaRef) -> Result<Vec<PgColumn>, String> {
         ) {
             accepts.extend(["varchar".to_string(), "bpchar".into(), "name".into()]);
         }
+        // Wider columns, and json for text, sent in the table's type.
+        accepts.extend(
+            ["int4", "int8", "float8", "json", "jsonb"]
+                .into_iter()
+                .filter(|t| widened(&sent, t).is_some())
+                .map(str::to_string),
+        );
         out.push(PgColumn {
             name: field.name().clone(),
             sql_type,

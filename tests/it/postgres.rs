@@ -1686,7 +1686,7 @@ async fn a_query_its_state_cannot_follow_is_named_with_the_tables_way_out() {
     assert!(
         said.contains(
             "run the new one on a new checkpoint into the same table (in update and complete \
-             mode its rows are written over)"
+             mode its rows are written over;"
         ) && !said.contains("sink.path"),
         "{said}"
     );
@@ -1822,7 +1822,8 @@ async fn a_rewind_from_a_table_gone_since_is_refused_until_it_is_back() {
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(
         stderr(&refused).contains(&format!(
-            "cannot take batch 1 back from table \"{table}\": it does not exist"
+            "cannot take batch 1 back from table \"{table}\": the table the batch went into \
+             is public.{away} now (renamed"
         )),
         "{}",
         stderr(&refused)
@@ -1837,7 +1838,10 @@ async fn a_rewind_from_a_table_gone_since_is_refused_until_it_is_back() {
     let refused = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(
-        stderr(&refused).contains("it is another table under that name"),
+        stderr(&refused).contains(&format!(
+            "the table the batch went into is public.{away} now (renamed; its `oid` is the one \
+             recorded), and another table, holding no row of the batch, has the name"
+        )),
         "{}",
         stderr(&refused)
     );
@@ -2331,4 +2335,280 @@ async fn a_copy_of_the_checkpoint_at_the_same_epoch_is_refused() {
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(page_counts(&table).await, ["home|2"]);
+}
+
+/// A pipeline of source `s` (JSON lines under `in`, `{ id: bigint, r: double, t: string }`)
+/// running `query` in `mode` into PostgreSQL table `table`, with `extra` sink settings.
+fn typed_pipeline(ws: &Workspace, query: &str, mode: &str, table: &str, extra: &str) -> String {
+    format!(
+        "name: typed\ncheckpoint: {ckpt}\nsources:\n  s:\n    kind: files\n    path: {input}\n    format: json\n    schema: {{ id: bigint, r: double, t: string }}\nquery: \"{query}\"\noutput_mode: {mode}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n{extra}",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        url = server(),
+    )
+}
+
+fn typed_input(ws: &Workspace, name: &str, text: &str) {
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(ws.path(&format!("in/{name}")), text).expect("input");
+}
+
+/// Walk 48 (3, 10): a table made by hand with wider columns than the query's (`int8` for an
+/// `INT`, `float8` for a `REAL`) was refused, and a `json`/`jsonb` column refused text with
+/// advice (`CAST(... AS JSON)`) DataFusion does not take. Both take the query's values, in
+/// append and update mode; text that is not JSON stops the batch naming the type; `replay
+/// --verify` reads them back (a column named `r`, as the read-back's own alias was, too), and
+/// says why a `jsonb` column's text differs.
+#[tokio::test]
+async fn wider_columns_and_json_columns_take_the_query_values() {
+    let query = "SELECT CAST(id AS INT) AS id, CAST(id AS SMALLINT) AS n, CAST(r AS REAL) AS r, \
+                 t AS doc, t AS raw FROM s";
+    for mode in ["append", "update"] {
+        let ws = Workspace::new();
+        let table = unique_table("wider");
+        let key = if mode == "update" { " PRIMARY KEY" } else { "" };
+        execute(&format!(
+            "CREATE TABLE {table} (id int8{key}, n int8, r float8, doc jsonb, raw json, b bigint)"
+        ))
+        .await;
+        typed_input(
+            &ws,
+            "0.json",
+            "{\"id\":1,\"r\":1.5,\"t\":\"{\\\"b\\\": 1, \\\"a\\\": [1,2]}\"}\n{\"id\":2,\"r\":-2.25,\"t\":\"[1, 2]\"}\n",
+        );
+        let extra = if mode == "update" {
+            "  key: [id]\n"
+        } else {
+            "  batch_column: b\n"
+        };
+        let pipeline = write_pipeline(&ws, &typed_pipeline(&ws, query, mode, &table, extra));
+        let run = sluice_run(&pipeline);
+        assert!(run.status.success(), "{mode}: {}", stderr(&run));
+        let rows: Vec<String> = client(server())
+            .await
+            .query(
+                &format!("SELECT id, n, r, doc::text, raw::text FROM {table} ORDER BY id"),
+                &[],
+            )
+            .await
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}|{}|{}|{}|{}",
+                    r.get::<_, i64>(0),
+                    r.get::<_, i64>(1),
+                    r.get::<_, f64>(2),
+                    r.get::<_, String>(3),
+                    r.get::<_, String>(4)
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                r#"1|1|1.5|{"a": [1, 2], "b": 1}|{"b": 1, "a": [1,2]}"#,
+                "2|2|-2.25|[1, 2]|[1, 2]"
+            ],
+            "{mode}"
+        );
+        if mode == "append" {
+            let verify = run_bin(
+                &["replay", &ws.p("ckpt"), "--batch", "0", "--verify"],
+                ws.dir.path(),
+            );
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&verify.stdout),
+                stderr(&verify)
+            );
+            // The jsonb column reads back as jsonb keeps it, and that is said.
+            assert_eq!(verify.status.code(), Some(1), "{said}");
+            assert!(
+                said.contains("A `jsonb` column keeps JSON its own way"),
+                "{said}"
+            );
+        }
+        typed_input(&ws, "1.json", "{\"id\":3,\"r\":0,\"t\":\"not json\"}\n");
+        let run = sluice_run(&pipeline);
+        let said = stderr(&run);
+        assert_eq!(run.status.code(), Some(1), "{mode}: {said}");
+        assert!(said.contains("type json"), "{mode}: {said}");
+        execute(&format!("DROP TABLE {table}")).await;
+    }
+}
+
+/// Walk 48 (5, 4): a view named by `table:` passed the checks and failed at the first batch,
+/// planned ("cannot copy to view"); it is refused before a batch (exit 2), naming it. A table
+/// renamed since the pipeline wrote it was said to be "dropped or renamed"; it is named by
+/// its new name with the statement that puts it back, which works.
+#[tokio::test]
+async fn a_view_and_a_renamed_table_are_named_before_a_batch() {
+    let ws = Workspace::new();
+    let table = unique_table("named");
+    let view = format!("{table}_view");
+    execute(&format!(
+        "CREATE TABLE {table} (id bigint, t text); CREATE VIEW {view} AS SELECT * FROM {table}"
+    ))
+    .await;
+    typed_input(&ws, "0.json", "{\"id\":1,\"r\":1,\"t\":\"a\"}\n");
+    let query = "SELECT id, t FROM s";
+    let refused = sluice_run(&write_pipeline(
+        &ws,
+        &typed_pipeline(&ws, query, "append", &view, ""),
+    ));
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!("{view}\" is a view, not a table")),
+        "{said}"
+    );
+    assert!(
+        !ws.path("ckpt").exists(),
+        "a refused run left its checkpoint"
+    );
+
+    let pipeline = write_pipeline(&ws, &typed_pipeline(&ws, query, "append", &table, ""));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    execute(&format!(
+        "DROP VIEW {view}; ALTER TABLE {table} RENAME TO {table}_v2"
+    ))
+    .await;
+    typed_input(&ws, "1.json", "{\"id\":2,\"r\":1,\"t\":\"b\"}\n");
+    let refused = sluice_run(&pipeline);
+    let said = stderr(&refused);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("it was renamed to public.{table}_v2")),
+        "{said}"
+    );
+    let undo = said
+        .split('`')
+        .find(|part| part.starts_with("ALTER TABLE"))
+        .expect("the statement that puts it back")
+        .to_string();
+    execute(&undo).await;
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let n: i64 = client(server())
+        .await
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 2);
+    execute(&format!("DROP TABLE {table}")).await;
+}
+
+/// Walk 48 (2): text with a NUL byte failed the batch with the server's `invalid byte
+/// sequence for encoding "UTF8": 0x00`, naming no column. It is named by column and value,
+/// with a rewrite of the query that works.
+#[tokio::test]
+async fn text_with_a_nul_byte_is_named_by_its_column() {
+    let ws = Workspace::new();
+    let table = unique_table("nul");
+    typed_input(&ws, "0.json", "{\"id\":1,\"r\":1,\"t\":\"a\\u0000b\"}\n");
+    let yaml = typed_pipeline(
+        &ws,
+        "SELECT id, t FROM s",
+        "append",
+        &table,
+        "  create_table: true\n",
+    );
+    let failed = sluice_run(&write_pipeline(&ws, &yaml));
+    let said = stderr(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("column `t` holds text with a NUL byte (\"a\\0b\")")
+            && said.contains("replace(t, chr(0), '')"),
+        "{said}"
+    );
+    // The batch stays planned with the query: a new checkpoint takes the rewrite.
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("start over");
+    let fixed = yaml.replace(
+        "SELECT id, t FROM s",
+        "SELECT id, replace(t, chr(0), '') AS t FROM s",
+    );
+    let run = sluice_run(&write_pipeline(&ws, &fixed));
+    assert!(run.status.success(), "{}", stderr(&run));
+    let t: String = client(server())
+        .await
+        .query_one(&format!("SELECT t FROM {table}"), &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(t, "ab");
+}
+
+/// Walk 48 (6, 11): a lock held elsewhere ended the run with the server's "canceling
+/// statement due to lock timeout", naming no one; a role without INSERT with "permission
+/// denied". The session holding the lock is named (its pid, application and statement) with
+/// the statement that ends it; the missing rights with the GRANT that gives them.
+#[tokio::test]
+async fn a_lock_held_elsewhere_and_a_missing_right_are_named() {
+    let ws = Workspace::new();
+    let table = unique_table("locked");
+    execute(&format!("CREATE TABLE {table} (id bigint, t text)")).await;
+    typed_input(&ws, "0.json", "{\"id\":1,\"r\":1,\"t\":\"a\"}\n");
+    let yaml = typed_pipeline(
+        &ws,
+        "SELECT id, t FROM s",
+        "append",
+        &table,
+        "  retry: { attempts: 1, backoff: 100ms, timeout: 1s }\n",
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let holder = client(&format!("{} application_name=w_lock_holder", server())).await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+        ))
+        .await
+        .expect("lock");
+    let failed = sluice_run(&pipeline);
+    let said = stderr(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("lock timeout")
+            && said.contains("application `w_lock_holder`")
+            && said.contains("holds AccessExclusiveLock")
+            && said.contains("pg_terminate_backend"),
+        "{said}"
+    );
+    holder.batch_execute("ROLLBACK").await.expect("unlock");
+
+    // A role that may read the table but not write it.
+    let role = unique_table("w_role");
+    let progress = format!("{role}_progress");
+    execute(&format!(
+        "CREATE ROLE {role} LOGIN; GRANT SELECT ON {table} TO {role}; \
+         CREATE TABLE {progress} (pipeline text PRIMARY KEY, batch bigint NOT NULL, \
+         epoch bigint NOT NULL, rows bigint NOT NULL, committed_at timestamptz NOT NULL \
+         DEFAULT now(), target text, relation oid, label text); \
+         GRANT SELECT, INSERT, UPDATE ON {progress} TO {role}"
+    ))
+    .await;
+    std::fs::remove_dir_all(ws.path("ckpt")).ok();
+    let as_role = yaml
+        .replace("user=sluice", &format!("user={role}"))
+        .replace(
+            "  retry:",
+            &format!("  progress_table: {progress}\n  retry:"),
+        );
+    assert_ne!(as_role, yaml);
+    let failed = sluice_run(&write_pipeline(&ws, &as_role));
+    let said = stderr(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("permission denied")
+            && said.contains(&format!(
+                "GRANT SELECT, INSERT ON \"{table}\" TO \"{role}\";"
+            )),
+        "{said}"
+    );
+    execute(&format!(
+        "DROP TABLE {table}; DROP TABLE {progress}; DROP OWNED BY {role}; DROP ROLE {role}"
+    ))
+    .await;
 }
