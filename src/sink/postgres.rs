@@ -1206,7 +1206,7 @@ impl PostgresSink {
                 committed_at: row.get(2),
             }));
         }
-        writers.sort_by(|a, b| b.committed_at.cmp(&a.committed_at));
+        writers.sort_by_key(|w| std::cmp::Reverse(w.committed_at));
         Ok(writers)
     }
 
