@@ -1023,7 +1023,10 @@ impl StreamedPut {
         let result = writer.shutdown().await;
         failpoint::after(point, result.is_ok());
         if let Err(source) = result {
-            let _ = writer.abort().await;
+            // Not aborted: a writer whose shutdown began panics if aborted (object_store's
+            // `BufWriter`), and its upload's parts are no longer its own to give up. An
+            // unfinished multipart upload stays on the store (invisible; a lifecycle rule
+            // that aborts incomplete uploads removes it).
             return Err(self.location.io_err(
                 "writing",
                 &self.path,
@@ -1302,6 +1305,141 @@ fn escaped(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store whose multipart uploads fail as they complete, as a store that goes away at
+    /// the end of a large write does.
+    #[derive(Debug)]
+    struct FailingCompletion(Arc<dyn ObjectStore>);
+
+    impl std::fmt::Display for FailingCompletion {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "FailingCompletion({})", self.0)
+        }
+    }
+
+    #[derive(Debug)]
+    struct FailingUpload(Box<dyn object_store::MultipartUpload>);
+
+    #[async_trait::async_trait]
+    impl object_store::MultipartUpload for FailingUpload {
+        fn put_part(&mut self, data: PutPayload) -> object_store::UploadPart {
+            self.0.put_part(data)
+        }
+
+        async fn complete(&mut self) -> object_store::Result<object_store::PutResult> {
+            Err(object_store::Error::Generic {
+                store: "test",
+                source: "connection reset while completing the upload".into(),
+            })
+        }
+
+        async fn abort(&mut self) -> object_store::Result<()> {
+            self.0.abort().await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for FailingCompletion {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.0.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            let upload = self.0.put_multipart_opts(location, opts).await?;
+            Ok(Box::new(FailingUpload(upload)))
+        }
+
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.0.get_opts(location, options).await
+        }
+
+        async fn get_ranges(
+            &self,
+            location: &Path,
+            ranges: &[std::ops::Range<u64>],
+        ) -> object_store::Result<Vec<bytes::Bytes>> {
+            self.0.get_ranges(location, ranges).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+            self.0.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.0.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.0.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.0.copy_opts(from, to, options).await
+        }
+
+        async fn rename_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: object_store::RenameOptions,
+        ) -> object_store::Result<()> {
+            self.0.rename_opts(from, to, options).await
+        }
+    }
+
+    /// Walk 47 (3): a store that went away as a large file's upload completed made the run
+    /// panic (exit 101, "Already shut down", from aborting a writer whose shutdown had
+    /// begun). It is an error naming the file, and nothing appears at its path.
+    #[tokio::test]
+    async fn a_streamed_write_that_fails_as_it_completes_is_an_error_not_a_panic() {
+        let hook: StoreHook =
+            Arc::new(|inner| Arc::new(FailingCompletion(inner)) as Arc<dyn ObjectStore>);
+        let location =
+            Location::open("memory://bucket/out", true, false, Some(&hook)).expect("memory store");
+        let path = location.path("part-0.parquet");
+        let mut put = location.put_streamed(&path);
+        // More than one part (8 MiB), so that the write is a multipart upload.
+        for _ in 0..3 {
+            put.write(bytes::Bytes::from(vec![7u8; 4 << 20]))
+                .await
+                .expect("a part");
+        }
+        let said = put
+            .finish()
+            .await
+            .expect_err("the completion fails")
+            .to_string();
+        assert!(said.contains("part-0.parquet"), "{said}");
+        assert!(!location.exists(&path).await.expect("exists"));
+    }
 
     /// Walk 31 (8): a sink folder that cannot be written (`chattr +i`, a read-only mount) was
     /// said in the store's words ("Generic LocalFileSystem error: Unable to create dir ...:
