@@ -138,7 +138,7 @@ pub enum CheckpointError {
     },
     /// The logs do not describe a state recovery can continue from.
     #[error(
-        "checkpoint {location} is inconsistent: {reason} (`sluice repair {location}` says whether it can be repaired)"
+        "checkpoint {location} is inconsistent (run `sluice repair {location}` first: it rebuilds what the other logs still tell, `--dry-run` shows what, and says so where they do not): {reason}"
     )]
     Inconsistent {
         /// The checkpoint.

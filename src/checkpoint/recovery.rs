@@ -44,21 +44,21 @@ pub fn decide(logs: &LogListing) -> Decision {
         (Some(n), None) => Decision::Inconsistent {
             reason: format!(
                 "offsets/{n} exists but there is no commit at all; the commits log was removed. \
-                 Restore commits/ or start over with a new checkpoint and a new, empty `sink.path` (a sink \
+                 Where repair cannot, restore commits/ or start over with a new checkpoint and a new, empty `sink.path` (a sink \
                  folder belongs to one checkpoint)"
             ),
         },
         (None, Some(c)) => Decision::Inconsistent {
             reason: format!(
                 "commits/{c} exists without any offsets entry; the offsets log was removed. \
-                 Restore offsets/ or start over with a new checkpoint and a new, empty `sink.path` (a sink \
+                 Where repair cannot, restore offsets/ or start over with a new checkpoint and a new, empty `sink.path` (a sink \
                  folder belongs to one checkpoint)"
             ),
         },
         (Some(n), Some(c)) if c > n => Decision::Inconsistent {
             reason: format!(
                 "commits/{c} is newer than the newest offsets entry (offsets/{n}); offsets/{c} was removed. \
-                 Restore it or start over with a new checkpoint and a new, empty `sink.path` (a sink \
+                 Where repair cannot, restore it or start over with a new checkpoint and a new, empty `sink.path` (a sink \
                  folder belongs to one checkpoint)"
             ),
         },

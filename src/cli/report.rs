@@ -97,8 +97,22 @@ pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error>
         .filter(|b| !logs.commits.contains(b));
     let page = render(spec, &metadata, &batches, pending)
         .map_err(|e| Error::Usage(format!("cannot draw the report of {spec}: {e}")))?;
-    std::fs::write(html, page)
-        .map_err(|e| Error::Usage(format!("cannot write {}: {e}", html.display())))?;
+    // An object-store URL (`s3://bucket/report.html`) is written there, as a checkpoint is.
+    let target = html.to_string_lossy();
+    match target
+        .split_once("://")
+        .and_then(|_| target.rsplit_once('/'))
+    {
+        Some((folder, name)) if !name.is_empty() => {
+            let store = crate::storage::Location::open(folder, false, false, None)?;
+            store
+                .put(&store.path(name), page.into_bytes())
+                .await
+                .map_err(|e| Error::Usage(format!("cannot write {target}: {e}")))?;
+        }
+        _ => std::fs::write(html, page)
+            .map_err(|e| Error::Usage(format!("cannot write {}: {e}", html.display())))?,
+    }
     super::emit(&format!(
         "{}: {} batches charted from {spec}\n",
         html.display(),

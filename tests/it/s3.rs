@@ -502,6 +502,29 @@ fn a_rewind_of_a_checkpoint_on_s3_fences_a_live_run() {
     let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
     let got = rt.block_on(moto.sink_rows());
     assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+    // Walk 47 (8): `report --html` to an object-store URL was written as a local path
+    // ("No such file or directory"); it goes to the store.
+    moto.sluice_ok(&[
+        "report",
+        "s3://sluice/live-ckpt",
+        "--html",
+        "s3://sluice/reports/live.html",
+    ]);
+    let page = rt.block_on(async {
+        use object_store::ObjectStoreExt;
+        moto.store()
+            .get(&object_store::path::Path::from("reports/live.html"))
+            .await
+            .expect("the report")
+            .bytes()
+            .await
+            .expect("its bytes")
+    });
+    let page = String::from_utf8_lossy(&page);
+    assert!(
+        page.contains("<svg") && page.contains("live-ckpt"),
+        "{page}"
+    );
 }
 
 /// Walk 32 (1, 2): on S3 a path that names one object lists as an empty prefix, so a source
