@@ -13,6 +13,7 @@
 //! - retention never removes the entries recovery needs (the latest two batches at least).
 
 mod entries;
+pub mod lease;
 pub mod paths;
 pub mod recovery;
 
@@ -315,13 +316,31 @@ pub struct Checkpoint {
     run_id: uuid::Uuid,
     /// Held for the life of the run; the OS releases it if the process dies.
     _lock: Option<std::fs::File>,
+    /// On an object store, where there is no lock: the run's lease, renewed while it runs.
+    _lease: Option<lease::Lease>,
 }
 
 impl Checkpoint {
     /// Opens (creating where needed) the checkpoint of pipeline `name` for a new run: takes the
-    /// lock, writes `metadata` if absent and takes a fresh epoch.
+    /// lock (on an object store, the lease), writes `metadata` if absent and takes a fresh
+    /// epoch. On an object store it takes the checkpoint over from a run still going, which
+    /// is fenced ([`Self::open_run`] can leave such a run alone).
     pub async fn open(location: Location, name: &str) -> Result<Self, CheckpointError> {
+        Self::open_run(location, name, false).await
+    }
+
+    /// [`Self::open`], but with `skip_if_running`, a checkpoint in an object store whose lease
+    /// another live run holds is refused ([`CheckpointError::InUse`]), as the lock refuses it
+    /// on local disk.
+    pub async fn open_run(
+        location: Location,
+        name: &str,
+        skip_if_running: bool,
+    ) -> Result<Self, CheckpointError> {
         let lock = take_lock(&location)?;
+        if skip_if_running && location.local_root().is_none() {
+            lease::check_idle(&location).await?;
+        }
         check_no_rewind_under_way(&location).await?;
         let metadata = match Self::read_metadata(&location).await? {
             Some(m) => {
@@ -344,19 +363,24 @@ impl Checkpoint {
                 };
                 if !Self::create_metadata(&location, &fresh).await? {
                     // Another run created it between our read and write: use theirs.
-                    return Box::pin(Self::open(location, name)).await;
+                    return Box::pin(Self::open_run(location, name, skip_if_running)).await;
                 }
                 fresh
             }
         };
         let run_id = uuid::Uuid::new_v4();
         let epoch = take_epoch(&location, run_id).await?;
+        let lease = match location.local_root() {
+            None => Some(lease::Lease::take(&location, run_id, epoch).await?),
+            Some(_) => None,
+        };
         Ok(Self {
             location,
             metadata,
             epoch,
             run_id,
             _lock: lock,
+            _lease: lease,
         })
     }
 
@@ -934,6 +958,7 @@ mod tests {
             epoch: old_epoch,
             run_id: old_run,
             _lock: None,
+            _lease: None,
         };
         let err = old
             .write_commit(BatchId(2), &old_entry)

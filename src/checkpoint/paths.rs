@@ -6,6 +6,8 @@ use super::{BatchId, Epoch};
 pub const METADATA: &str = "metadata";
 /// `lock`: held by the running driver on local disk.
 pub const LOCK: &str = "lock";
+/// `lease`: kept by the running driver on an object store (`lease.rs`).
+pub const LEASE: &str = "lease";
 /// The offsets log folder.
 pub const OFFSETS: &str = "offsets";
 /// The commits log folder.

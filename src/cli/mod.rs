@@ -46,6 +46,11 @@ enum Command {
         /// `engine.workers`.
         #[arg(long, value_parser = parse_engine)]
         engine: Option<crate::pipeline::EngineKind>,
+        /// Exit 75 without touching a checkpoint in an object store that another run still
+        /// holds (its lease renewed within a minute), instead of taking it over (which fences
+        /// that run): for cron. On local disk the lock always does this.
+        #[arg(long)]
+        skip_if_running: bool,
     },
     /// Show what a checkpoint holds.
     Inspect {
@@ -257,6 +262,7 @@ async fn execute(cli: Cli) -> Result<(), Error> {
             checkpoint,
             progress,
             engine,
+            skip_if_running,
         } => {
             let pipeline_path = pipeline;
             let mut pipeline = Pipeline::load(&pipeline_path)?;
@@ -310,6 +316,7 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                 progress,
                 store_hook: None,
                 shutdown: Some(stop_rx),
+                skip_if_running,
             };
             let summary = driver::run(&pipeline, options).await.map_err(|e| match e {
                 // Say where the SQL is; DataFusion's message says where in it.

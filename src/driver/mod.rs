@@ -58,6 +58,9 @@ pub struct RunOptions {
     pub store_hook: Option<StoreHook>,
     /// Becomes `true` when the run should stop after the current batch.
     pub shutdown: Option<watch::Receiver<bool>>,
+    /// On an object store, refuse (exit 75) a checkpoint another live run holds the lease
+    /// of, instead of taking it over (`--skip-if-running`); on local disk the lock always does.
+    pub skip_if_running: bool,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -1251,7 +1254,8 @@ impl<'a> Driver<'a> {
         if create_only {
             location.check_create_only().await?;
         }
-        let checkpoint = Checkpoint::open(location, &pipeline.name).await?;
+        let checkpoint =
+            Checkpoint::open_run(location, &pipeline.name, options.skip_if_running).await?;
         // The batch logs as the run starts, for the checks below.
         let logs = LogListing::read(checkpoint.location()).await?;
         if let Some(reason) = crate::checkpoint::metadata_id_mismatch(

@@ -527,6 +527,51 @@ fn a_rewind_of_a_checkpoint_on_s3_fences_a_live_run() {
     );
 }
 
+/// Walk 47 (1, 2): on S3 a cron run that found a run still going took the checkpoint over and
+/// fenced it (exit 1 for the slow run), so batches longer than the cron interval never
+/// committed, where on local disk the lock makes the newcomer exit 75. A run keeps a lease
+/// there; `--skip-if-running` exits 75 while it is live, naming it, and runs once the other
+/// has ended (its lease deleted). Without the flag a newer run still takes over.
+#[test]
+fn a_run_with_skip_if_running_leaves_a_live_run_on_s3_alone() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 40, 0);
+    let query = "SELECT id, page, amount FROM clicks WHERE amount > 25";
+    let pipeline = s3_pipeline(&ws, query, "s3://sluice/leased");
+    let pipeline = pipeline.to_str().expect("utf-8");
+    let mut old = start_old_run(&moto, pipeline, "every 1s", 1);
+    let skipped = moto
+        .sluice()
+        .args(["run", pipeline, "--skip-if-running", "--progress", "none"])
+        .output()
+        .expect("run");
+    let said = String::from_utf8_lossy(&skipped.stderr);
+    assert_eq!(skipped.status.code(), Some(75), "{said}");
+    assert!(
+        said.contains("is in use by another run")
+            && said.contains("its lease s3://sluice/leased/lease, renewed")
+            && said.contains(&format!("pid {}", old.id())),
+        "{said}"
+    );
+    // The old run ends (SIGTERM: after its batch): its lease goes with it.
+    signal(&old, "-TERM");
+    assert!(old.wait().expect("wait").success());
+    write_clicks(&ws.path("in"), "json", 2, 40, 3);
+    moto.sluice_ok(&["run", pipeline, "--skip-if-running"]);
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
+    let got = rt.block_on(moto.sink_rows());
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+    let lease = rt.block_on(async {
+        use object_store::ObjectStoreExt;
+        moto.store()
+            .head(&object_store::path::Path::from("leased/lease"))
+            .await
+    });
+    assert!(lease.is_err(), "the lease outlived its run: {lease:?}");
+}
+
 /// Walk 32 (1, 2): on S3 a path that names one object lists as an empty prefix, so a source
 /// given one read nothing, exit 0, and a table given one read as empty. A source given an
 /// object is refused (exit 2) naming its folder, as a local file is; a table reads it, as a
