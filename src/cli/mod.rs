@@ -138,6 +138,11 @@ enum Command {
         /// Say what would be done without changing anything.
         #[arg(long)]
         dry_run: bool,
+        /// Also drop from the sink's record the output files of committed batches that are
+        /// gone, where they cannot be written again (their input is gone too): runs then carry
+        /// on without their rows, which are lost.
+        #[arg(long)]
+        forget_lost_output: bool,
     },
     /// Show the plan each batch runs, split into its stateless and stateful parts.
     Explain {
@@ -388,7 +393,8 @@ async fn execute(cli: Cli) -> Result<(), Error> {
         Command::Repair {
             checkpoint,
             dry_run,
-        } => repair(&checkpoint, dry_run).await,
+            forget_lost_output,
+        } => repair(&checkpoint, dry_run, forget_lost_output).await,
         Command::Worker { listen } => worker(&listen).await,
     }
 }
@@ -445,9 +451,15 @@ async fn rename(spec: &str, to: &str) -> Result<(), Error> {
     Ok(())
 }
 
-async fn repair(spec: &str, dry_run: bool) -> Result<(), Error> {
+async fn repair(spec: &str, dry_run: bool, forget_lost_output: bool) -> Result<(), Error> {
     let location = open_checkpoint(spec)?;
-    let report = crate::ops::repair(&location, spec, dry_run).await?;
+    let mut report = crate::ops::repair(&location, spec, dry_run).await?;
+    if forget_lost_output && report.unfixable.is_empty() {
+        let forgotten = crate::ops::forget_lost_output(&location, spec, dry_run).await?;
+        report.fixed.extend(forgotten.into_iter().map(|file| {
+            format!("forgot the lost output file of {file}: the run carries on without its rows")
+        }));
+    }
     let prefix = if dry_run { "(dry run, not done) " } else { "" };
     for fixed in &report.fixed {
         emit(&format!("{prefix}{fixed}\n"));

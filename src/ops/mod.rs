@@ -7,6 +7,8 @@ mod rewind;
 mod verify;
 
 pub use rename::{Renamed, rename};
-pub use repair::{RepairReport, local_sink_folders, owned_leftovers, repair, state_damage};
+pub use repair::{
+    RepairReport, forget_lost_output, local_sink_folders, owned_leftovers, repair, state_damage,
+};
 pub use rewind::{Rewound, rewind};
 pub use verify::{ReplayOptions, Replayed, Side, replay};

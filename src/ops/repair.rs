@@ -789,6 +789,43 @@ fn owned_by(root: &std::path::Path, file: &str, id: uuid::Uuid) -> bool {
     false
 }
 
+/// Drops from the sink's record of the committed batches the output files that are gone
+/// (`sluice repair --forget-lost-output`), so that runs carry on without their rows where no
+/// rewind can write them again (their input is gone too): a run refuses a sink that lost a
+/// kept batch's files. The sink is the one the newest batch's pipeline file names. Each file
+/// forgotten, in words; with `dry_run` what would be, changing nothing.
+///
+/// # Errors
+/// [`Error::Usage`] when `location` holds no checkpoint; store and sink errors as they come.
+pub async fn forget_lost_output(
+    location: &Location,
+    shown: &str,
+    dry_run: bool,
+) -> Result<Vec<String>, Error> {
+    let metadata = Checkpoint::read_metadata(location)
+        .await?
+        .ok_or_else(|| Error::Usage(crate::checkpoint::not_a_checkpoint(shown)))?;
+    let _lock = take_lock(location)?;
+    let logs = LogListing::read(location).await?;
+    let Some(&last) = logs.commits.last() else {
+        return Ok(Vec::new());
+    };
+    let Some(pipeline) = newest_pipeline(location, shown).await else {
+        return Ok(Vec::new());
+    };
+    let sink = pipeline.sink.connector().open(&SinkContext {
+        label: "",
+        pipeline: metadata.id,
+        replace: pipeline.output_mode == crate::pipeline::OutputMode::Complete,
+        update: pipeline.output_mode == crate::pipeline::OutputMode::Update,
+        part: None,
+        create: false,
+        sync: true,
+        hook: None,
+    })?;
+    Ok(sink.forget_lost(last, dry_run).await?)
+}
+
 /// The pipeline file the newest batch ran with, as stored in the checkpoint; `None` when no
 /// batch names one or it cannot be read (repair goes on without it).
 async fn newest_pipeline(location: &Location, shown: &str) -> Option<Pipeline> {

@@ -337,7 +337,10 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
              batch {newest_gone} at the earliest. (To leave such rows out on purpose, rewind \
              with the input in place, then move it aside, to a name starting with `_`, before \
              the next run. Where it is gone for good, those batches cannot be computed again: \
-             rewind no further back, or start the pipeline over.)",
+             rewind no further back, or start the pipeline over. Where the run was refused \
+             because their output files are gone too, a rewind to a later batch does not bring \
+             them back: `sluice repair {shown} --forget-lost-output` lets runs carry on \
+             without their rows.)",
             gone.iter()
                 .map(|(batch, input)| format!("{input} (batch {batch})"))
                 .collect::<Vec<_>>()

@@ -100,6 +100,10 @@ pub struct Manifest {
     pub rows: u64,
     /// The batch's data files, relative to the output folder.
     pub files: Vec<ManifestFile>,
+    /// Files of the batch that were lost (gone, and forgotten by `sluice repair
+    /// --forget-lost-output`): no longer in `files` or `rows`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<ManifestFile>,
 }
 
 /// One data file of a batch.
@@ -907,6 +911,7 @@ impl FilesSink {
             label: self.label.clone(),
             rows: files.iter().map(|f| f.rows).sum(),
             files,
+            lost: Vec::new(),
         };
         let text = format!("v1\n{}\n", crate::checkpoint::to_json(&manifest));
         let manifest_path = self.location.path(&Self::manifest_file(batch));
@@ -1010,7 +1015,10 @@ impl Sink for FilesSink {
         let way_out = |first: BatchId| match first.prev() {
             Some(before) => format!(
                 "take the batches back, which writes them again whole from their input: `sluice \
-                 rewind <checkpoint> --to {before}`, then run again"
+                 rewind <checkpoint> --to {before}`, then run again (where their input is gone \
+                 too, the rewind refuses, and no rewind writes them again: put the files back \
+                 from a backup, or run on without their rows, lost, after `sluice repair \
+                 <checkpoint> --forget-lost-output`)"
             ),
             None => "put what is gone back from a backup; or start the pipeline over on a new \
                      checkpoint with a new, empty `sink.path`"
@@ -1092,6 +1100,50 @@ impl Sink for FilesSink {
             },
             first,
         ))
+    }
+
+    async fn forget_lost(&self, last: BatchId, dry_run: bool) -> Result<Vec<String>, SinkError> {
+        if self.replace {
+            return Ok(Vec::new());
+        }
+        let mut forgotten = Vec::new();
+        for batch in self.manifest_batches().await? {
+            if batch > last {
+                continue;
+            }
+            let Some(mut manifest) = self.read_manifest(batch).await? else {
+                continue;
+            };
+            let before = forgotten.len();
+            let mut kept = Vec::new();
+            for file in std::mem::take(&mut manifest.files) {
+                if self
+                    .location
+                    .exists(&self.location.path(&file.path))
+                    .await?
+                {
+                    kept.push(file);
+                } else {
+                    forgotten.push(format!("batch {batch}: {} ({} rows)", file.path, file.rows));
+                    manifest.lost.push(file);
+                }
+            }
+            if forgotten.len() == before {
+                continue;
+            }
+            manifest.rows = kept.iter().map(|f| f.rows).sum();
+            manifest.files = kept;
+            if !dry_run {
+                let text = format!("v1\n{}\n", crate::checkpoint::to_json(&manifest));
+                self.location
+                    .put(
+                        &self.location.path(&Self::manifest_file(batch)),
+                        text.into_bytes(),
+                    )
+                    .await?;
+            }
+        }
+        Ok(forgotten)
     }
 
     /// CSV holds flat values only: a list, struct or map column is refused before the first

@@ -9212,3 +9212,88 @@ fn a_path_glob_filter_reads_the_files_whose_names_match() {
         ]
     );
 }
+
+/// Walk 47 (5): a lifecycle rule deleted an old batch's input and its output file. The run
+/// refused, advising a rewind; the rewind refused (the input is gone) and advised one to a
+/// later batch, which deleted good output and still left the run refused. Each message now
+/// names `sluice repair --forget-lost-output`, which drops the lost file from the sink's
+/// record; the run then carries on without its rows, and nothing else is lost or doubled.
+#[test]
+fn output_lost_with_its_input_is_forgotten_by_repair_and_the_run_goes_on() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(
+        &file,
+        "format: json,",
+        "format: json, max_files_per_batch: 1,",
+    );
+    for n in 0..3 {
+        input(
+            &ws,
+            &format!("{n}.json"),
+            &format!("{{\"k\":\"f{n}\",\"v\":{n}}}\n"),
+        );
+    }
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Batch 1's input and output, gone.
+    std::fs::remove_file(ws.path("in/1.json")).expect("input");
+    let part = std::fs::read_dir(ws.path("out"))
+        .expect("out")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .find(|n| n.starts_with("part-0000000001-"))
+        .expect("batch 1's file");
+    std::fs::remove_file(ws.path(&format!("out/{part}"))).expect("output");
+    input(&ws, "3.json", "{\"k\":\"f3\",\"v\":3}\n");
+    let refused = run(&file, &ws);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("rewind") && said.contains("--forget-lost-output"),
+        "{said}"
+    );
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    let said = stderr(&rewind);
+    assert!(!rewind.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "`sluice repair {} --forget-lost-output`",
+            ws.p("ckpt")
+        )),
+        "{said}"
+    );
+    let dry = run_bin(
+        &["repair", &ws.p("ckpt"), "--forget-lost-output", "--dry-run"],
+        ws.dir.path(),
+    );
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(
+        !run(&file, &ws).status.success(),
+        "a dry run changed something"
+    );
+    let repaired = run_bin(
+        &["repair", &ws.p("ckpt"), "--forget-lost-output"],
+        ws.dir.path(),
+    );
+    let told = String::from_utf8_lossy(&repaired.stdout).to_string();
+    assert!(repaired.status.success(), "{}", stderr(&repaired));
+    assert!(
+        told.contains(&format!(
+            "forgot the lost output file of batch 1: {part} (1 rows)"
+        )),
+        "{told}"
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut rows = sink_lines(&ws.path("out"));
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            r#"{"k":"f0","v":0}"#,
+            r#"{"k":"f2","v":2}"#,
+            r#"{"k":"f3","v":3}"#
+        ]
+    );
+}
