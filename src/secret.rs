@@ -107,6 +107,10 @@ pub fn url_secret(text: &str) -> Option<String> {
         "a user name"
     } else if url.query().is_some() {
         "query parameters"
+    } else if url.fragment().is_some() {
+        // Dropped by every store (`#...` is no part of an object's key): a signature or token
+        // pasted there would be lost without a word.
+        "a fragment (`#...`)"
     } else {
         return None;
     };
@@ -148,6 +152,12 @@ mod tests {
         let basic = "s3://AKIA:wJalrSECRET@bucket/ckpt";
         assert_eq!(redact_url(basic), "s3://AKIA:***@bucket/ckpt");
         assert!(url_secret(basic).expect("refused").contains("password"));
+        // Walk 49 (12): a fragment, which every store drops, is refused too.
+        assert!(
+            url_secret("gs://bucket/in#SigZZ")
+                .expect("refused")
+                .contains("a fragment")
+        );
         for plain in [
             "s3://bucket/ckpt",
             "/tmp/x",

@@ -99,6 +99,12 @@ pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error>
         .map_err(|e| Error::Usage(format!("cannot draw the report of {spec}: {e}")))?;
     // An object-store URL (`s3://bucket/report.html`) is written there, as a checkpoint is.
     let target = html.to_string_lossy();
+    if let Some(why) = crate::secret::url_secret(&target) {
+        return Err(Error::Usage(format!(
+            "--html {}: {why}",
+            crate::secret::redact_url(&target)
+        )));
+    }
     match target
         .split_once("://")
         .and_then(|_| target.rsplit_once('/'))

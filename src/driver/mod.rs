@@ -928,18 +928,40 @@ async fn planned_with_other_pipeline(
 }
 
 /// Whether pipeline files `a` and `b` differ only in how a batch runs, not in what it writes:
-/// `memory_limit`, `engine` (where it runs) and `name` (how it is told apart, which `sluice
-/// rename` changes); their YAML the same without those keys.
+/// `memory_limit`, `engine` (where it runs), `name` (how it is told apart, which `sluice
+/// rename` changes), and the `retry:` of the sink, the late-rows sink, a source or a table
+/// (how long a server is waited for); their YAML the same without those keys.
 fn same_but_for_how_it_runs(a: &str, b: &str) -> bool {
-    let parse = |text: &str| serde_yaml::from_str::<serde_yaml::Value>(text).ok();
+    use serde_yaml::{Mapping, Value};
+    let parse = |text: &str| serde_yaml::from_str::<Value>(text).ok();
     let (Some(mut a), Some(mut b)) = (parse(a), parse(b)) else {
         return false;
     };
     let (Some(a), Some(b)) = (a.as_mapping_mut(), b.as_mapping_mut()) else {
         return false;
     };
-    let keys = ["memory_limit", "engine", "name"];
-    let removed = |m: &mut serde_yaml::Mapping| keys.map(|k| m.remove(k));
+    // The keys taken out of `m`, in a fixed order.
+    let removed = |m: &mut Mapping| {
+        let mut out: Vec<Option<Value>> = ["memory_limit", "engine", "name"]
+            .map(|k| m.remove(k))
+            .into();
+        for connector in ["sink", "late_rows"] {
+            if let Some(Value::Mapping(c)) = m.get_mut(connector) {
+                out.push(c.remove("retry"));
+            }
+        }
+        for group in ["sources", "tables"] {
+            if let Some(Value::Mapping(named)) = m.get_mut(group) {
+                for (name, c) in named.iter_mut() {
+                    if let Value::Mapping(c) = c {
+                        out.push(Some(name.clone()));
+                        out.push(c.remove("retry"));
+                    }
+                }
+            }
+        }
+        out
+    };
     removed(a) != removed(b) && a == b
 }
 

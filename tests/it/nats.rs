@@ -385,6 +385,17 @@ fn a_password_in_the_url_is_refused_unless_it_is_a_variable() {
         "{err}"
     );
     assert!(configure("nats://${NATS_TOKEN}@127.0.0.1:4222").is_ok());
+    // Walk 49 (2): a token or password in the query string was taken and kept too.
+    for url in [
+        "nats://127.0.0.1:4222?token=MyTokenZZ",
+        "nats://127.0.0.1:4222?user=bob&pass=PassZZ",
+    ] {
+        let err = configure(url).expect_err("a secret in the query");
+        assert!(
+            err.contains("carries a secret") && !err.contains("ZZ"),
+            "{err}"
+        );
+    }
     assert!(configure("nats://127.0.0.1:4222,nats://127.0.0.1:4223").is_ok());
 }
 

@@ -2544,7 +2544,8 @@ async fn text_with_a_nul_byte_is_named_by_its_column() {
 /// Walk 48 (6, 11): a lock held elsewhere ended the run with the server's "canceling
 /// statement due to lock timeout", naming no one; a role without INSERT with "permission
 /// denied". The session holding the lock is named (its pid, application and statement) with
-/// the statement that ends it; the missing rights with the GRANT that gives them.
+/// the statement that ends it; the missing rights with the GRANT that gives them. A longer
+/// `retry:` timeout, edited in, applies to the batch the lock failed.
 #[tokio::test]
 async fn a_lock_held_elsewhere_and_a_missing_right_are_named() {
     let ws = Workspace::new();
@@ -2576,7 +2577,28 @@ async fn a_lock_held_elsewhere_and_a_missing_right_are_named() {
             && said.contains("pg_terminate_backend"),
         "{said}"
     );
-    holder.batch_execute("ROLLBACK").await.expect("unlock");
+    // Walk 48 (6): the failed batch stays planned with its `retry:`, and an edit of `retry:`
+    // alone (how long the server is waited for, not what is written) applies to it: with a
+    // longer timeout it waits until the lock's holder is gone.
+    write_pipeline(&ws, &yaml.replace("timeout: 1s", "timeout: 30s"));
+    let ender = std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(3));
+        let rt = tokio::runtime::Runtime::new().expect("rt");
+        rt.block_on(async {
+            client(server())
+                .await
+                .batch_execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE application_name = 'w_lock_holder'",
+                )
+                .await
+                .expect("end the holder")
+        });
+    });
+    let waited = sluice_run(&pipeline);
+    ender.join().expect("ender");
+    assert!(waited.status.success(), "{}", stderr(&waited));
+    drop(holder);
 
     // A role that may read the table but not write it.
     let role = unique_table("w_role");

@@ -525,6 +525,23 @@ fn a_rewind_of_a_checkpoint_on_s3_fences_a_live_run() {
         page.contains("<svg") && page.contains("live-ckpt"),
         "{page}"
     );
+    // Walk 49 (3): a signed URL's signature was printed in the error; it is refused, hidden.
+    let signed = moto
+        .sluice()
+        .args([
+            "report",
+            "s3://sluice/live-ckpt",
+            "--html",
+            "s3://sluice/r.html?X-Amz-Signature=SigZZ",
+        ])
+        .output()
+        .expect("report");
+    let said = String::from_utf8_lossy(&signed.stderr);
+    assert_eq!(signed.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("query parameters") && !said.contains("SigZZ"),
+        "{said}"
+    );
 }
 
 /// Walk 47 (1, 2): on S3 a cron run that found a run still going took the checkpoint over and

@@ -64,6 +64,49 @@ pub fn client_config(
             .map_err(|e| ConfigError::at(&format!("properties.{key}"), e))?;
         config.set(key, value);
     }
+    // SASL settings without a SASL protocol are not used: a password given there would be
+    // ignored without a word.
+    let protocol = properties
+        .get("security.protocol")
+        .map(|p| p.to_ascii_uppercase())
+        .unwrap_or_else(|| "PLAINTEXT".to_string());
+    if let Some(key) = properties.keys().find(|k| k.starts_with("sasl."))
+        && !protocol.starts_with("SASL_")
+        && !protocol.contains("${")
+    {
+        return Err(ConfigError::at(
+            &format!("properties.{key}"),
+            format!(
+                "`{key}` is set but `security.protocol` is {protocol}, under which librdkafka \
+                 uses no SASL setting (the credentials would go unused): set \
+                 `security.protocol: SASL_PLAINTEXT`, or remove the `sasl.*` properties"
+            ),
+        ));
+    }
+    // librdkafka checks each property as it is set, and says a value it refuses (a setting
+    // this build lacks, an invalid value) with the value in its words: checked here, so that
+    // the error names the key with a secret's or a `${VAR}`'s value as `***`.
+    if let Err(rdkafka::error::KafkaError::ClientConfig(_, description, key, value)) =
+        config.create_native_config()
+    {
+        let hidden = crate::secret::is_secret_property(&key)
+            || properties.get(&key).is_some_and(|v| v.contains("${"));
+        let said = if hidden && !value.is_empty() {
+            description.replace(&value, "***")
+        } else {
+            description
+        };
+        let advice = if said.contains("OpenSSL not available") {
+            " (this build of Sluice's Kafka client has no TLS: connect to a PLAINTEXT \
+             listener, or SASL_PLAINTEXT with `sasl.mechanism: PLAIN`)"
+        } else {
+            ""
+        };
+        return Err(ConfigError::at(
+            &format!("properties.{key}"),
+            format!("{}{advice}", said.trim_end_matches('.')),
+        ));
+    }
     Ok(config)
 }
 
@@ -194,6 +237,41 @@ pub fn range_consumer(config: &ClientConfig) -> KafkaResult<RangeConsumer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Walk 49 (1, 6): librdkafka's refusal of a property quoted its value, a `${VAR}`'s
+    /// secret too ("ssl.key.password TopSecretZZ"), and `sasl.password` under the default
+    /// PLAINTEXT protocol was ignored without a word. The value is `***`; the unused SASL
+    /// setting is refused, naming the protocol to set.
+    #[test]
+    fn a_refused_property_hides_its_secret_and_an_unused_sasl_setting_is_refused() {
+        let home = std::env::var("HOME").expect("HOME");
+        assert!(home.len() > 1);
+        for (key, value) in [
+            ("ssl.key.password", "${HOME}"),
+            ("security.protocol", "${HOME}"),
+        ] {
+            let properties = BTreeMap::from([(key.to_string(), value.to_string())]);
+            let said = client_config("127.0.0.1:9092", &properties, &[])
+                .expect_err("refused")
+                .to_string();
+            assert!(said.contains(key) && !said.contains(&home), "{said}");
+        }
+        let properties = BTreeMap::from([("sasl.password".to_string(), "${HOME}".to_string())]);
+        let said = client_config("127.0.0.1:9092", &properties, &[])
+            .expect_err("unused")
+            .to_string();
+        assert!(said.contains("security.protocol: SASL_PLAINTEXT"), "{said}");
+        let properties = BTreeMap::from([
+            (
+                "security.protocol".to_string(),
+                "SASL_PLAINTEXT".to_string(),
+            ),
+            ("sasl.mechanism".to_string(), "PLAIN".to_string()),
+            ("sasl.username".to_string(), "app".to_string()),
+            ("sasl.password".to_string(), "${HOME}".to_string()),
+        ]);
+        assert!(client_config("127.0.0.1:9092", &properties, &[]).is_ok());
+    }
 
     #[test]
     fn a_port_that_is_not_a_brokers_is_said_as_one() {

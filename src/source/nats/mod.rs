@@ -190,6 +190,24 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
                      `nats://${NATS_TOKEN}@host:4222`",
                 ));
             }
+            // Walk 49 (2): `?token=...` (or a password, key or seed) in the query string.
+            if let Some((key, _)) = url.query_pairs().find(|(key, _)| {
+                [
+                    "token", "pass", "password", "nkey", "seed", "jwt", "creds", "secret",
+                ]
+                .contains(&key.to_ascii_lowercase().as_str())
+            }) {
+                return Err(ConfigError::at(
+                    "url",
+                    format!(
+                        "`?{key}=` in `url` carries a secret, which would be kept in the \
+                         checkpoint's copy of this file: give the token or password as an \
+                         environment variable in the URL's user part, \
+                         `nats://${{NATS_TOKEN}}@host:4222` or \
+                         `nats://user:${{NATS_PASSWORD}}@host:4222`"
+                    ),
+                ));
+            }
         }
     }
     if config.stream.trim().is_empty() {
