@@ -5,6 +5,25 @@
 /// `text` with every `${VAR}` replaced by environment variable `VAR`; an unset variable is an
 /// error naming it (never a value).
 pub fn expand_env(text: &str) -> Result<String, String> {
+    expand_env_with(text, |value, _| value.to_string())
+}
+
+/// [`expand_env`], each value written as `escape(value, before)` gives it, where `before` is
+/// the text up to the `${` as filled in so far: a value goes in as one value of the syntax it
+/// lands in (a connection string's), never as more of its syntax.
+pub fn expand_env_with(
+    text: &str,
+    escape: impl Fn(&str, &str) -> String,
+) -> Result<String, String> {
+    expand_with(text, |name| std::env::var(name).ok(), escape)
+}
+
+/// [`expand_env_with`], each variable's value as `lookup` gives it (`None`: not set).
+pub fn expand_with(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+    escape: impl Fn(&str, &str) -> String,
+) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -14,10 +33,11 @@ pub fn expand_env(text: &str) -> Result<String, String> {
             return Err("`${` without its closing `}`".into());
         };
         let name = &after[..end];
-        let value = std::env::var(name).map_err(|_| {
+        let value = lookup(name).ok_or_else(|| {
             format!("environment variable `{name}` (named as `${{{name}}}`) is not set")
         })?;
-        out.push_str(&value);
+        let escaped = escape(&value, &out);
+        out.push_str(&escaped);
         rest = &after[end + 1..];
     }
     out.push_str(rest);

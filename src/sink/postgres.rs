@@ -596,6 +596,54 @@ fn retriable(e: &tokio_postgres::Error) -> bool {
     )
 }
 
+/// `url` (a libpq connection string: `key=value` pairs, or a `postgresql://` URL) with each
+/// `${VAR}` filled in as one value: percent-encoded in a URL (a password with `@`, `/` or `:`),
+/// quoted in a `key=value` string (libpq's `'...'` with `\\` and `\\'`), or escaped where the
+/// file quotes it already, so that a value never sets another key (`x dbname=other`).
+fn expand_connection_string(url: &str) -> Result<String, String> {
+    connection_string_with(url, |name| std::env::var(name).ok())
+}
+
+/// [`expand_connection_string`] with the variables `lookup` gives.
+fn connection_string_with(
+    url: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    crate::secret::expand_with(url, lookup, |value, before| {
+        if is_url {
+            return value
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+        }
+        let escaped = value.replace('\\', "\\\\").replace('\'', "\\'");
+        // Inside quotes the file opened (an odd number of quotes not escaped before it).
+        let mut quoted = false;
+        let mut chars = before.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '\'' => quoted = !quoted,
+                _ => {}
+            }
+        }
+        if quoted {
+            escaped
+        } else {
+            format!("'{escaped}'")
+        }
+    })
+}
+
 /// A server error in words: its message, detail and hint, never the connection string.
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
@@ -813,7 +861,7 @@ impl PostgresSink {
                 reason: format!("table `{}`: `url`: {why}", self.table),
             })
         };
-        let url = crate::secret::expand_env(&self.config.url).map_err(mistake)?;
+        let url = expand_connection_string(&self.config.url).map_err(mistake)?;
         let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
             // Once `${VAR}`s are filled in, the parser's message may quote a secret.
             let why = if self.config.url.contains("${") {
@@ -3162,6 +3210,32 @@ fn pg_columns(schema: &SchemaRef) -> Result<Vec<PgColumn>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Walk 49 (4): a `${VAR}`'s value was pasted into the connection string as is, so a
+    /// password `x dbname=other` set the database, and one with `@` or `/` broke a URL. A value
+    /// goes in as one value: quoted (or escaped inside the file's quotes), percent-encoded in
+    /// a URL.
+    #[test]
+    fn a_variable_fills_in_one_value_of_the_connection_string() {
+        let lookup = |name: &str| match name {
+            "PW" => Some("x dbname=nosuchdb".to_string()),
+            "Q" => Some("it's \\ odd".to_string()),
+            "AT" => Some("p@ss/w:rd?#".to_string()),
+            _ => None,
+        };
+        let parse = |text: &str| {
+            let url = connection_string_with(text, lookup).expect("filled in");
+            tokio_postgres::Config::from_str(&url).expect("parses")
+        };
+        let config = parse("host=h dbname=sluice password=${PW}");
+        assert_eq!(config.get_dbname(), Some("sluice"));
+        assert_eq!(config.get_password(), Some(&b"x dbname=nosuchdb"[..]));
+        let config = parse("host=h dbname=sluice password='${Q}'");
+        assert_eq!(config.get_password(), Some(&b"it's \\ odd"[..]));
+        let config = parse("postgresql://app:${AT}@h:5432/sluice");
+        assert_eq!(config.get_password(), Some(&b"p@ss/w:rd?#"[..]));
+        assert_eq!(config.get_dbname(), Some("sluice"));
+    }
 
     /// Walk 20 (6): `table: PageViews` made the table `"PageViews"`, which `SELECT * FROM
     /// PageViews` in psql does not find. A name is SQL's: unquoted parts fold to lower case,
