@@ -118,6 +118,22 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         }
     }
     let made = new_local_folders(pipeline, &checkpoint_spec);
+    // A source folder's symbolic link into what the run writes is refused as it is listed.
+    for (what, folder) in [
+        ("the checkpoint", Some(checkpoint_spec.clone())),
+        ("the sink's folder", sink_location.clone()),
+        (
+            "the late-rows sink's folder",
+            pipeline
+                .late_rows
+                .as_ref()
+                .and_then(|late| late.connector().location()),
+        ),
+    ] {
+        if let Some(folder) = folder {
+            crate::storage::register_output_folder(&folder, what);
+        }
+    }
     let spec = checkpoint_spec.clone();
     let result = match run_from(pipeline, options, checkpoint_spec).await {
         Ok(summary) => Ok(summary),

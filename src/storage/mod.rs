@@ -1174,6 +1174,37 @@ fn open_cloud(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), String> {
     Ok((store, prefix))
 }
 
+/// The local folders this process's runs write (checkpoint, sink, late-rows sink), each as
+/// its real path with what it is: a source folder's symbolic link into one would feed a run
+/// its own output, which the listing refuses ([`walk_visible`]).
+static OUTPUT_FOLDERS: Mutex<Vec<(PathBuf, &'static str)>> = Mutex::new(Vec::new());
+
+/// Records `folder` (a path or URL as written; only a local folder that exists counts) as
+/// what a run writes, `what` (`"the sink's folder"`).
+pub fn register_output_folder(folder: &str, what: &'static str) {
+    let path = match folder.strip_prefix("file://") {
+        Some(path) => path,
+        None if folder.contains("://") => return,
+        None => folder,
+    };
+    if let Ok(real) = std::fs::canonicalize(path) {
+        let mut folders = OUTPUT_FOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+        if !folders.iter().any(|(f, _)| *f == real) {
+            folders.push((real, what));
+        }
+    }
+}
+
+/// The output folder ([`register_output_folder`]) that real path `file` is in, if any.
+fn output_folder_of(file: &std::path::Path) -> Option<(PathBuf, &'static str)> {
+    OUTPUT_FOLDERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|(folder, _)| file.starts_with(folder))
+        .cloned()
+}
+
 /// A file the walk found: its path under the root as walked, its metadata, and, where a
 /// symbolic link is on the way, the path it really is (else the walked path is).
 type Walked = (PathBuf, std::fs::Metadata, Option<PathBuf>);
@@ -1225,6 +1256,17 @@ fn walk_visible(
             let meta = match std::fs::metadata(&path) {
                 Ok(meta) => meta,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                // ELOOP: links that lead to each other, never to a file.
+                Err(e) if e.raw_os_error() == Some(40) => {
+                    return Err(StorageError::Walk {
+                        path,
+                        what: "this symbolic link leads, through links, back to itself, never \
+                               to a file or folder: remove it (or the one it names), point it \
+                               elsewhere, or give it a name starting with `.` or `_` so it is \
+                               left out"
+                            .to_string(),
+                    });
+                }
                 Err(e) => return Err(walk_err(&path, e)),
             };
             if meta.is_dir() {
@@ -1254,6 +1296,19 @@ fn walk_visible(
                 } else {
                     None
                 };
+                if let Some((folder, what)) = real.as_deref().and_then(output_folder_of) {
+                    return Err(StorageError::Walk {
+                        path,
+                        what: format!(
+                            "through a symbolic link this file is in {what}, {}, which the run \
+                             writes: read, it would feed the run its own output again at every \
+                             batch. Remove the link (or the one on the way), point it \
+                             elsewhere, or give it a name starting with `.` or `_` so it is \
+                             left out",
+                            folder.display()
+                        ),
+                    });
+                }
                 files.push((path, meta, real));
             }
         }
