@@ -216,25 +216,51 @@ pub fn main() -> i32 {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    // Planning walks a query's expression trees recursively (sqlparser, DataFusion's
+    // analyzers and optimizer): a long `OR` chain or `IN` list of thousands of terms needs a
+    // deeper stack than a thread's default 2 to 8 MiB, which would abort the process. The
+    // command runs on a thread with a deep one (address space, taken as it is used), and the
+    // runtime's threads get more than their default too.
+    let command = std::thread::Builder::new()
+        .name("sluice".into())
+        .stack_size(PLANNING_STACK)
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_stack_size(WORKER_STACK)
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return 1;
+                }
+            };
+            match runtime.block_on(execute(cli)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let text = e.to_string();
+                    eprintln!("error: {text}{}", spill_folder_advice(&text));
+                    e.exit_code()
+                }
+            }
+        });
+    match command.map(std::thread::JoinHandle::join) {
+        Ok(Ok(code)) => code,
+        // A panic has said what it was on standard error.
+        Ok(Err(_)) => 101,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return 1;
-        }
-    };
-    match runtime.block_on(execute(cli)) {
-        Ok(()) => 0,
-        Err(e) => {
-            let text = e.to_string();
-            eprintln!("error: {text}{}", spill_folder_advice(&text));
-            e.exit_code()
+            eprintln!("error: cannot start the command's thread: {e}");
+            1
         }
     }
 }
+
+/// The stack of the thread a command runs on (plans its query): 256 MiB of address space.
+const PLANNING_STACK: usize = 256 << 20;
+
+/// The stack of each of the runtime's threads (where batches execute): 16 MiB.
+const WORKER_STACK: usize = 16 << 20;
 
 /// Where error `text` is of a file in the system's temporary folder (`TMPDIR`, where
 /// DataFusion spills a sort, an aggregation or a join past `memory_limit`), what to do: the

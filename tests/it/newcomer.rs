@@ -9338,3 +9338,38 @@ fn a_link_in_the_source_folder_into_the_sink_or_to_itself_is_refused() {
     rows.sort();
     assert_eq!(rows, [r#"{"k":"a","v":1}"#, r#"{"k":"b","v":2}"#]);
 }
+
+/// Walk 49 (8): a query with a `WHERE` of 10 000 `OR`ed terms overflowed the main thread's
+/// stack while it planned, aborting the process (exit 134, "has overflowed its stack"). The
+/// command plans on a thread with a deep stack of its own: with the shell's stack limit cut to
+/// 512 KiB, so that 1 500 terms would overflow the process's main thread, the run plans,
+/// runs and keeps the one matching row.
+#[test]
+fn a_long_or_chain_plans_whatever_the_stack_limit() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1499}\n{\"k\":\"b\",\"v\":7000}\n",
+    );
+    let terms: Vec<String> = (0..1500).map(|i| format!("v = {i}")).collect();
+    let file = pipeline(
+        &ws,
+        &format!("SELECT k, v FROM s WHERE {}", terms.join(" OR ")),
+        "append",
+    );
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "ulimit -s 512 && exec {} run {}",
+                env!("CARGO_BIN_EXE_sluice"),
+                file.display()
+            ),
+        ])
+        .current_dir(ws.dir.path())
+        .output()
+        .expect("sh");
+    assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), [r#"{"k":"a","v":1499}"#]);
+}
