@@ -102,6 +102,12 @@ pub fn ends_mid_line(file: &str, bytes: &[u8], format: FileFormat) -> bool {
         && bytes.last().is_some_and(|b| *b != b'\n')
 }
 
+/// Whether file `file` (as named, with its first bytes `bytes`) is compressed, by its name's
+/// extension or by the bytes it starts with: a prefix of it is no prefix of its text.
+pub fn looks_compressed(file: &str, bytes: &[u8]) -> bool {
+    Codec::of_name(file).is_some() || Codec::of_content(bytes).is_some()
+}
+
 impl Codec {
     /// The compression a file's name gives it, by its last extension (in any case).
     fn of_name(file: &str) -> Option<&'static Codec> {

@@ -1372,21 +1372,41 @@ async fn infer_from(
             break;
         }
         let shown = format!("{location}/{file}");
-        let bytes = location
-            .get(&location.path(file))
+        let vanished = || SourceError::Read {
+            file: shown.clone(),
+            reason: "the file vanished while being read".into(),
+        };
+        // JSON lines and CSV: the first `SAMPLE_BYTES` of a larger file, cut after its last
+        // whole line, as DuckDB samples a file's first rows (reading a large file whole took
+        // a dozen times its size in memory). Parquet (its schema is in its footer) and a
+        // compressed file (which a prefix would cut mid-stream) are read whole.
+        let limit = super::infer::SAMPLE_BYTES;
+        let (mut bytes, size) = location
+            .get_prefix(&location.path(file), limit)
             .await?
-            .ok_or_else(|| SourceError::Read {
-                file: shown.clone(),
-                reason: "the file vanished while being read".into(),
-            })?;
-        // A file inferred from is read whole (as Spark reads it), before any batch: a large
-        // one takes a while, which is said rather than waited out in silence. Once a run:
-        // the columns are pinned in the checkpoint then.
-        if bytes.len() as u64 > super::infer::SAMPLE_BYTES {
+            .ok_or_else(vanished)?;
+        let text = matches!(config.format, FileFormat::Json | FileFormat::Csv);
+        let whole = size <= limit || !text || super::decode::looks_compressed(file, &bytes);
+        if size > limit && whole {
+            bytes = location
+                .get(&location.path(file))
+                .await?
+                .ok_or_else(vanished)?;
+        } else if !whole {
+            let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            bytes = bytes.slice(..end);
+        }
+        if size > limit {
             tracing::warn!(
-                "inferring the columns of {shown} ({} MiB) from all of its values; this reads \
-                 the file once more before its batch. A declared `schema:` skips it",
-                bytes.len() >> 20
+                "inferring the columns of {shown} ({} MiB) from {}; a value further on that \
+                 does not fit the type inferred stops its batch, naming the file and line. A \
+                 declared `schema:` skips this",
+                size >> 20,
+                if whole {
+                    "all of it, which reads the file once more before its batch".to_string()
+                } else {
+                    format!("its first {} MiB of lines", limit >> 20)
+                }
             );
         }
         let inferred = infer_schema(

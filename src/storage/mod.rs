@@ -575,6 +575,41 @@ impl Location {
         }
     }
 
+    /// Reads the first `limit` bytes of an object (all of it where it is no larger), with its
+    /// whole size; `Ok(None)` when it does not exist.
+    pub async fn get_prefix(
+        &self,
+        path: &Path,
+        limit: u64,
+    ) -> Result<Option<(bytes::Bytes, u64)>, StorageError> {
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(0..limit)),
+            ..Default::default()
+        };
+        match self.store.get_opts(path, options).await {
+            Ok(result) => {
+                let size = result.meta.size;
+                result
+                    .bytes()
+                    .await
+                    .map(|bytes| Some((bytes, size)))
+                    .map_err(|e| self.io_err("reading", path, e))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            // A range past an empty object's end: it is empty.
+            Err(object_store::Error::Generic { .. })
+            | Err(object_store::Error::NotModified { .. })
+                if self.exists(path).await? =>
+            {
+                Ok(self.get(path).await?.map(|bytes| {
+                    let size = bytes.len() as u64;
+                    (bytes, size)
+                }))
+            }
+            Err(e) => Err(self.io_err("reading", path, e)),
+        }
+    }
+
     /// Reads a whole object with what the store said of it as it read it (size, modification
     /// time, ETag, version); `Ok(None)` when it does not exist.
     pub async fn get_with_meta(

@@ -9373,3 +9373,43 @@ fn a_long_or_chain_plans_whatever_the_stack_limit() {
     assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
     assert_eq!(sink_lines(&ws.path("out")), [r#"{"k":"a","v":1499}"#]);
 }
+
+/// Walk 49 (7): a 293 MiB JSON lines file with inferred columns was read whole to infer them,
+/// holding about 13 times its size in memory (3.8 GB). A file larger than 32 MiB is inferred
+/// from its first 32 MiB of lines, as DuckDB samples a file's first rows, and that is said; a
+/// value further on that does not fit the type inferred stops its batch naming the file and
+/// line, with how to declare the column.
+#[test]
+fn a_large_file_is_inferred_from_its_first_lines() {
+    use std::io::Write;
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    let mut file =
+        std::io::BufWriter::new(std::fs::File::create(ws.path("in/big.json")).expect("big"));
+    let mut lines = 0;
+    let mut written = 0;
+    while written < 34 << 20 {
+        let line = format!("{{\"k\":\"key-{lines:08}\",\"v\":{lines}}}\n");
+        written += line.len();
+        file.write_all(line.as_bytes()).expect("line");
+        lines += 1;
+    }
+    file.write_all(b"{\"k\":\"late\",\"v\":1.5}\n")
+        .expect("late");
+    drop(file);
+    let yaml = format!(
+        "name: big\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: json }}\nquery: SELECT k, v FROM s\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let out = run(&pipeline, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("from its first 32 MiB of lines"), "{said}");
+    assert!(
+        said.contains(&format!("big.json line {}", lines + 1)) && said.contains("schema:"),
+        "{said}"
+    );
+}
