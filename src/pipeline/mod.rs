@@ -850,7 +850,9 @@ impl Pipeline {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text, path)
+        // A byte order mark (as Windows editors save UTF-8) is no part of the YAML: read as
+        // one, it made the first key another (`missing field `sources``).
+        Self::parse(text.strip_prefix('\u{feff}').unwrap_or(&text), path)
     }
 
     /// Parses and validates pipeline text; `path` is only used in messages.

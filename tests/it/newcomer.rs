@@ -9413,3 +9413,18 @@ fn a_large_file_is_inferred_from_its_first_lines() {
         "{said}"
     );
 }
+
+/// Walk 49 (9): a pipeline file saved with a UTF-8 byte order mark (as Windows editors save
+/// it) was refused with "missing field `sources` (line 1)", its first key read as another.
+/// The mark is no part of the YAML: the file runs.
+#[test]
+fn a_pipeline_file_with_a_byte_order_mark_runs() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let text = std::fs::read(&file).expect("pipeline");
+    std::fs::write(&file, [b"\xEF\xBB\xBF".as_slice(), &text].concat()).expect("with a mark");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), [r#"{"k":"a","v":1}"#]);
+}
