@@ -37,7 +37,9 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::Column;
 use datafusion::logical_expr::{Expr, Operator, binary_expr, col};
 use deltalake::errors::DeltaTableError;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
+use deltalake::kernel::transaction::{
+    CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
+};
 use deltalake::kernel::{Action, Remove, Transaction};
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -1199,6 +1201,64 @@ impl DeltaSink {
         }
     }
 
+    /// Refuses, before the first batch, a table this sink cannot write as the pipeline asks,
+    /// found otherwise only as a batch commits (planned, and failing each time): column
+    /// mapping (`delta.columnMapping.mode`, which delta-rs does not write), an append-only
+    /// table (`delta.appendOnly`) in update or complete mode (which remove files), and a
+    /// `NOT NULL` column the query gives no value for (one with a generation expression is
+    /// computed).
+    fn check_table_properties(
+        &self,
+        table: &DeltaTable,
+        schema: &SchemaRef,
+    ) -> Result<(), SinkError> {
+        let snapshot = table.snapshot().map_err(|e| self.error(e))?;
+        let configuration = snapshot.metadata().configuration();
+        let set = |key: &str| configuration.get(key).map(|v| v.to_ascii_lowercase());
+        if let Some(mode) = set("delta.columnmapping.mode")
+            .or_else(|| set("delta.columnMapping.mode"))
+            .filter(|m| m != "none")
+        {
+            return Err(self.config(format!(
+                "the table uses column mapping (`delta.columnMapping.mode: {mode}`), which \
+                 delta-rs, Sluice's Delta writer, cannot write yet (its rows would be written \
+                 under names the table does not read): give the pipeline a new table (a new \
+                 `sink.path`), or write this one with Spark"
+            )));
+        }
+        if self.mode != Mode::Append && set("delta.appendOnly").as_deref() == Some("true") {
+            return Err(self.config(format!(
+                "the table is append-only (`delta.appendOnly: true`), and {} mode rewrites the \
+                 table's files, which such a table refuses: use `output_mode: append`, give \
+                 the pipeline a new table, or set the property to false (`ALTER TABLE ... SET \
+                 TBLPROPERTIES ('delta.appendOnly' = 'false')`)",
+                if self.mode == Mode::Update {
+                    "update"
+                } else {
+                    "complete"
+                }
+            )));
+        }
+        let held = snapshot.snapshot().arrow_schema();
+        let missing: Vec<String> = held
+            .fields()
+            .iter()
+            .filter(|f| !f.is_nullable() && schema.field_with_name(f.name()).is_err())
+            .filter(|f| !f.metadata().contains_key("delta.generationExpression"))
+            .map(|f| format!("`{}`", f.name()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(self.config(format!(
+                "the table's column(s) {} hold no null (NOT NULL), and the query gives them no \
+                 value, so every row would be refused: add them to the query (`... AS {}`), or \
+                 let the table take nulls there",
+                missing.join(", "),
+                missing[0].trim_matches('`'),
+            )));
+        }
+        Ok(())
+    }
+
     /// Commits batch version `version` with no data change where `table`, as a write left
     /// it, does not hold it (the write made no commit of its own).
     async fn commit_version_alone(
@@ -1530,6 +1590,25 @@ impl Sink for DeltaSink {
                 }
                 Err(e) if lost_race(&e) && attempts < CONFLICT_ATTEMPTS => {
                     tracing::debug!(%batch, "Delta commit lost a race, loading again: {e}");
+                    // Another writer committing as fast as this one loads: a pause, longer
+                    // each time, lets this one's commit through.
+                    let pause = 50 * (1 << attempts.min(6)) as u64;
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+                Err(DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(CommitConflictError::ConcurrentAppend),
+                }) => {
+                    return Err(self.error(format!(
+                        "writing batch {batch}: another writer's commits to the table kept \
+                         overtaking this batch's merge ({CONFLICT_ATTEMPTS} tries, each read \
+                         again): by Delta's conflict rules a merge must read what is appended \
+                         while it runs (only a commit marked a blind append, as Spark marks its \
+                         appends, passes where the table's `delta.isolationLevel` is \
+                         WriteSerializable; delta-rs's appends are not marked so), so update \
+                         mode needs the table to itself while it merges: pause the other \
+                         writer, or give it a table of its own, and run again (the batch is \
+                         finished as it was planned)"
+                    )));
                 }
                 Err(e)
                     if ["failed validation check", "validation check failed"]
@@ -1821,6 +1900,9 @@ impl Sink for DeltaSink {
                     self.partition_by
                 )));
             }
+        }
+        if exists {
+            self.check_table_properties(&table, schema)?;
         }
         if exists && self.mode != Mode::Complete {
             let held = table

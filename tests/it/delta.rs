@@ -1460,3 +1460,60 @@ async fn a_data_file_deleted_by_hand_is_named_before_a_batch() {
     let run = run_quietly(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
 }
+
+/// Walk 50 (5, 6, 7): a table made elsewhere that this sink cannot write as asked failed only
+/// as the first batch committed (planned, and failing at every run): a column-mapped table
+/// ("Schema evolution on column-mapped tables is not yet supported"), an append-only table in
+/// update mode (at the second batch: "Delta table is append-only"), and a NOT NULL column the
+/// query leaves out (blamed on "a CHECK constraint or an invariant", unnamed). Each is refused
+/// before a batch (exit 2, no checkpoint left), naming what and the ways out.
+#[tokio::test]
+async fn a_table_the_sink_cannot_write_as_asked_is_refused_before_a_batch() {
+    let count = "SELECT page, count(*) AS n FROM clicks GROUP BY page";
+    for (columns, configuration, query, extra, expected) in [
+        (
+            "('id', pa.int64()), ('page', pa.string()), ('amount', pa.float64()), ('ts', pa.timestamp('us'))",
+            "{'delta.columnMapping.mode': 'name', 'delta.minReaderVersion': '2', 'delta.minWriterVersion': '5'}",
+            QUERY,
+            "",
+            "column mapping (`delta.columnMapping.mode: name`)",
+        ),
+        (
+            "('page', pa.string()), ('n', pa.int64())",
+            "{'delta.appendOnly': 'true'}",
+            count,
+            "  key: [page]\n",
+            "append-only (`delta.appendOnly: true`), and update mode",
+        ),
+        (
+            "('id', pa.int64()), ('page', pa.string()), ('amount', pa.float64()), ('ts', pa.timestamp('us')), pa.field('req', pa.string(), nullable=False)",
+            "{}",
+            QUERY,
+            "",
+            "column(s) `req` hold no null (NOT NULL)",
+        ),
+    ] {
+        let ws = Workspace::new();
+        write_clicks(&ws.path("in"), "json", 1, 20, 0);
+        python_on_table(
+            &ws,
+            &format!(
+                "import sys, pyarrow as pa, deltalake; \
+                 schema = pa.schema([{columns}]); \
+                 deltalake.write_deltalake(sys.argv[1], schema.empty_table(), \
+                 configuration={configuration})"
+            ),
+        );
+        let mode = if extra.is_empty() {
+            ""
+        } else {
+            "output_mode: update\n"
+        };
+        let pipeline = delta_pipeline(&ws, "ckpt", query, mode, extra);
+        let refused = run_quietly(&pipeline, &[]);
+        let said = stderr(&refused);
+        assert_eq!(refused.status.code(), Some(2), "{expected}: {said}");
+        assert!(said.contains(expected), "{said}");
+        assert!(!ws.path("ckpt").exists(), "{expected}: a checkpoint left");
+    }
+}
