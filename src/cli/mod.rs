@@ -239,7 +239,7 @@ pub fn main() -> i32 {
             match runtime.block_on(execute(cli)) {
                 Ok(()) => 0,
                 Err(e) => {
-                    let text = e.to_string();
+                    let text = without_backtrace(&e.to_string());
                     eprintln!("error: {text}{}", spill_folder_advice(&text));
                     e.exit_code()
                 }
@@ -254,6 +254,31 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+/// `text` without the backtrace a library error carries where `RUST_BACKTRACE` is set (Delta's
+/// kernel keeps one in its errors): numbered frame lines (`   0: name`) and their `at file`
+/// lines, which say nothing to a user of the command.
+fn without_backtrace(text: &str) -> String {
+    let frame = |line: &str| {
+        let trimmed = line.trim_start();
+        let indented = trimmed.len() < line.len();
+        indented
+            && (trimmed.starts_with("at ")
+                || trimmed
+                    .split_once(": ")
+                    .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+    };
+    if !text
+        .lines()
+        .any(|l| l.trim_start().starts_with("0: ") && frame(l))
+    {
+        return text.to_string();
+    }
+    text.lines()
+        .filter(|line| !frame(line))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The stack of the thread a command runs on (plans its query): 256 MiB of address space.
@@ -627,5 +652,22 @@ async fn wait_for_signal() -> Signal {
     {
         let _ = tokio::signal::ctrl_c().await;
         Signal::Interrupt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Walk 50 (4): a Delta kernel error printed its 84-frame backtrace (RUST_BACKTRACE set).
+    #[test]
+    fn a_library_errors_backtrace_is_left_out() {
+        let text = "reading the table's log: Json error: cut\n   0: with_backtrace\n             at /x/error.rs:482:25\n   1: from\n             at /x/error.rs:513:28";
+        assert_eq!(
+            without_backtrace(text),
+            "reading the table's log: Json error: cut"
+        );
+        let plain = "a: b\n  c";
+        assert_eq!(without_backtrace(plain), plain);
     }
 }

@@ -597,8 +597,69 @@ impl DeltaSink {
                 Ok((table, true))
             }
             Err(DeltaTableError::NotATable(_)) => Ok((table, false)),
-            Err(e) => Err(self.error(format!("reading the table's log: {e}"))),
+            Err(e) => {
+                // The kernel's words, without the backtrace it keeps where RUST_BACKTRACE is
+                // set, then which log file is damaged and the way out.
+                let damage = self.log_damage().await;
+                let said = e.to_string();
+                let said = if damage.is_empty() {
+                    said.lines().next().unwrap_or_default().to_string()
+                } else {
+                    // Said better below (the kernel's gap is a dump of two paths).
+                    "the log is damaged".to_string()
+                };
+                Err(self.error(format!("reading the table's log: {said}{damage}")))
+            }
         }
+    }
+
+    /// Where the table's log is damaged, what and the way out, for an error reading it: a
+    /// version missing between two commits (deleted by hand), or the newest commit cut
+    /// short (a writer killed mid-write on a store without atomic writes, or an edit). Empty
+    /// where neither is found.
+    async fn log_damage(&self) -> String {
+        let Ok(listed) = self.location.list("_delta_log/").await else {
+            return String::new();
+        };
+        let mut versions: Vec<(u64, String)> = listed
+            .iter()
+            .filter_map(|meta| {
+                let name = meta.location.filename()?.to_string();
+                let version = name.strip_suffix(".json")?.parse::<u64>().ok()?;
+                Some((version, name))
+            })
+            .collect();
+        versions.sort();
+        if let Some(pair) = versions.windows(2).find(|w| w[1].0 != w[0].0 + 1) {
+            return format!(
+                ": `_delta_log/` has no commit between {} and {} (deleted by hand?), so the \
+                 table cannot be read past {}. Put the missing commit file(s) back from a \
+                 backup (there is no other way to read the versions after it), or start the pipeline \
+                 over on a new checkpoint and a new `sink.path`",
+                pair[0].1, pair[1].1, pair[0].1
+            );
+        }
+        let Some((_, newest)) = versions.last() else {
+            return String::new();
+        };
+        let path = self.location.path(&format!("_delta_log/{newest}"));
+        let Ok(Some(bytes)) = self.location.get(&path).await else {
+            return String::new();
+        };
+        let whole = String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok());
+        if whole {
+            return String::new();
+        }
+        format!(
+            ": the newest commit, `_delta_log/{newest}`, is cut short (a line of it is not \
+             whole JSON). Put it back from a backup; or, if that commit never finished (a \
+             writer stopped while writing it), move it out of `_delta_log/`: the table is \
+             then as it was before it, and the next run says which of this pipeline's batches \
+             the table lacks, with the rewind that writes them again"
+        )
     }
 
     /// The newest batch the table holds for this pipeline (its transaction version).

@@ -1517,3 +1517,62 @@ async fn a_table_the_sink_cannot_write_as_asked_is_refused_before_a_batch() {
         assert!(!ws.path("ckpt").exists(), "{expected}: a checkpoint left");
     }
 }
+
+/// Walk 50 (4): a damaged `_delta_log` stopped every run, `rewind` and `replay` with the
+/// kernel's words ("Truncated record whilst reading object", or a gap's dump of two paths)
+/// and, with RUST_BACKTRACE set, an 84-frame backtrace, and `repair` found nothing. The
+/// damaged file is named with the way out: the newest commit cut short, moved out as
+/// advised, leaves the table as before it, and the run then names the rewind, which works; a
+/// commit missing between two is named too.
+#[tokio::test]
+async fn a_damaged_table_log_is_named_with_the_way_out() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 40, 0);
+    let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let log = ws.path("table/_delta_log");
+    let newest = log.join("00000000000000000002.json");
+    let text = std::fs::read(&newest).expect("newest commit");
+    std::fs::write(&newest, &text[..100]).expect("cut short");
+    write_clicks(&ws.path("in"), "json", 1, 40, 3);
+    let refused = run_quietly(&pipeline, &[("RUST_BACKTRACE", "1".to_string())]);
+    let said = stderr(&refused);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("the newest commit, `_delta_log/00000000000000000002.json`, is cut short")
+            // (The kernel's own log line above it, which SLUICE_LOG=warn lets through, has it.)
+            && !said
+                .split("error: sink")
+                .nth(1)
+                .is_some_and(|error| error.contains("with_backtrace")),
+        "{said}"
+    );
+    std::fs::rename(&newest, ws.path("torn.json")).expect("moved out, as advised");
+    let refused = run_quietly(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert!(!refused.status.success(), "{said}");
+    let rewind = said
+        .split('`')
+        .find(|part| part.starts_with("sluice rewind"))
+        .expect("the rewind to run")
+        .to_string();
+    let args: Vec<&str> = rewind.split_whitespace().skip(1).collect();
+    let out = run_bin(&args, ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        expected
+    );
+    // A commit missing between two.
+    std::fs::remove_file(log.join("00000000000000000001.json")).expect("removed");
+    let refused = run_quietly(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert!(
+        said.contains("`_delta_log/` has no commit between 00000000000000000000.json and"),
+        "{said}"
+    );
+}
