@@ -987,11 +987,19 @@ impl DeltaSink {
 
     /// The output's record batches in the table's column types (at least one, so that an
     /// empty batch still carries its schema).
-    fn conform(&self, output: &BatchOutput) -> Result<Vec<RecordBatch>, SinkError> {
+    fn conform(&self, batch: BatchId, output: &BatchOutput) -> Result<Vec<RecordBatch>, SinkError> {
         let schema = delta_schema(&output.schema).map_err(|e| self.error(e))?;
         let mut out = Vec::new();
-        for batch in output.batches() {
-            out.push(delta_batch(batch, &schema).map_err(|e| self.error(e))?);
+        for rows in output.batches() {
+            // A value the table cannot hold as it is (a time finer than a microsecond): the
+            // batch's rows, refused as such (with the way to edit the query it stays planned
+            // with).
+            out.push(
+                delta_batch(rows, &schema).map_err(|e| SinkError::RowRefused {
+                    kind: KIND.name,
+                    reason: format!("{}: batch {batch}: {e}", self.location),
+                })?,
+            );
         }
         if out.is_empty() {
             out.push(RecordBatch::new_empty(schema));
@@ -1542,7 +1550,7 @@ impl Sink for DeltaSink {
         output: BatchOutput,
     ) -> Result<SinkCommit, SinkError> {
         let rows = output.num_rows();
-        let data = self.conform(&output)?;
+        let data = self.conform(batch, &output)?;
         let version = i64::try_from(batch.0).map_err(|e| self.error(e))?;
         let mut attempts = 0;
         loop {
