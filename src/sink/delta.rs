@@ -715,7 +715,8 @@ impl DeltaSink {
                  or take them out of the table's log (deltalake: \
                  `DeltaTable(\"{}\").repair()`; Spark: `FSCK REPAIR TABLE`), which leaves \
                  their rows out for good (`sluice replay <checkpoint> --batch N --verify` \
-                 names the batches that lack rows)",
+                 names a batch whose own files are gone; not one whose rows an OPTIMIZE had \
+                 moved into a file that is gone, which it cannot read back by batch)",
                 self.location, self.location,
             ),
         })
@@ -1503,8 +1504,22 @@ impl DeltaSink {
             self.removals(&table, commit.version, &paths).await?
         };
         if let Some((path, removal)) = removals.iter().min_by_key(|(_, r)| r.version) {
-            // Rows taken out (a RESTORE, a DELETE) are a sink that no longer holds the batch;
-            // rows moved into other files (OPTIMIZE) are there, but not to be read by batch.
+            // Rows taken out (a RESTORE, an overwrite) are a sink that no longer holds the
+            // batch; rows moved into other files (OPTIMIZE) are there, but not to be read by
+            // batch, and so are those a row-level edit (DELETE, UPDATE, MERGE) rewrote: the
+            // rows it took out or changed it did so on purpose, and writing the batch again
+            // would bring them back.
+            let edit = ["DELETE", "UPDATE", "MERGE"]
+                .iter()
+                .any(|op| removal.operation.eq_ignore_ascii_case(op));
+            if edit {
+                return Ok(HeldBatch::Missing(format!(
+                    "{}: batch {batch}'s file {path} was rewritten by version {} ({}): the rows \
+                     it took out or changed are so on purpose, and the rest are in other files \
+                     now, which cannot be read back by batch",
+                    self.location, removal.version, removal.operation
+                )));
+            }
             return Ok(if removal.data_change {
                 HeldBatch::Unreadable {
                     file: format!("{}/{path}", self.location),
