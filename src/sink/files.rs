@@ -550,7 +550,9 @@ impl FilesSink {
         }
         let staging = format!("{SLUICE_DIR}/staging/{}", batch.0);
         for leftover in self.location.list(&staging).await? {
-            self.location.delete(&leftover.location).await?;
+            if self.own_staging(&staging, &self.location.relative(&leftover.location)) {
+                self.location.delete(&leftover.location).await?;
+            }
         }
         self.location
             .delete(&self.location.path(&Self::manifest_file(batch)))
@@ -850,21 +852,53 @@ impl FilesSink {
                 });
             }
         }
-        // Anything else staged for this batch is from an attempt that never committed.
+        // Anything else this pipeline staged for this batch is from an attempt that never
+        // committed. Another pipeline's (two new pipelines racing for one new folder) is its
+        // own to finish or give up: deleted under it, its next write would fail with no word
+        // of why, where its commit is refused naming the folder's owner.
         let batch_staging = format!("{SLUICE_DIR}/staging/{}", manifest.batch.0);
         for leftover in self.location.list(&batch_staging).await? {
             let folder = self.location.relative(&leftover.location);
+            if !self.own_staging(&batch_staging, &folder) {
+                continue;
+            }
             self.location.delete(&leftover.location).await?;
             if let Some((folder, _)) = folder.rsplit_once('/') {
                 self.location.remove_empty_folder(folder);
             }
         }
         self.location.remove_empty_folder(&staging);
-        self.location.remove_empty_folder(&batch_staging);
         // What listing does not show: a streamed write cut short leaves `name#N` on local
         // disk.
-        self.location.remove_local_tree(&batch_staging);
+        if let Some(root) = self.location.local_root() {
+            for entry in std::fs::read_dir(root.join(&batch_staging))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let folder = format!("{batch_staging}/{}", entry.file_name().to_string_lossy());
+                if self.own_staging(&batch_staging, &folder) {
+                    self.location.remove_local_tree(&folder);
+                }
+            }
+        }
+        self.location.remove_empty_folder(&batch_staging);
         Ok(())
+    }
+
+    /// Whether `path` (relative to the sink's folder) under `batch_staging` (a batch's
+    /// staging folder) is this pipeline's: in a folder `<epoch>-<its id>`, or of a Sluice that
+    /// named staging folders by epoch alone.
+    fn own_staging(&self, batch_staging: &str, path: &str) -> bool {
+        let folder = path
+            .strip_prefix(batch_staging)
+            .map(|rest| rest.trim_start_matches('/'))
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_default();
+        match folder.split_once('-') {
+            Some((_, id)) => id == self.pipeline.simple().to_string(),
+            None => true,
+        }
     }
 
     /// What the sink says of batch `batch` when it already has it (its manifest is written):

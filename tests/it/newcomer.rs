@@ -9428,3 +9428,48 @@ fn a_pipeline_file_with_a_byte_order_mark_runs() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sink_lines(&ws.path("out")), [r#"{"k":"a","v":1}"#]);
 }
+
+/// Walk 49 (10): two new pipelines started at once on one new files sink: the one that
+/// committed batch 0 first deleted everything staged for batch 0, the other's files too, so
+/// the other failed on its next write with "syncing `.../_sluice/staging/0/...` to disk
+/// failed: No such file or directory", naming nothing of why. A run deletes only what it
+/// staged itself; the other, going on, is refused naming the folder's owner.
+#[test]
+fn a_pipeline_racing_another_for_a_new_sink_keeps_its_staged_files_until_refused() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    let other = ws.path("other.yaml");
+    std::fs::write(
+        &other,
+        text.replace(&ws.p("ckpt"), &ws.p("ckpt-other"))
+            .replace("name: newcomer", "name: other"),
+    )
+    .expect("other pipeline");
+    let staged = || {
+        let folder = ws.path("out/_sluice/staging/0");
+        std::fs::read_dir(&folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect::<Vec<_>>()
+    };
+    // `other` stages batch 0 and stops before its commit, while `newcomer` commits batch 0;
+    // the race is as if `newcomer` had checked the folder before `other` claimed it (its
+    // owner record taken away).
+    let refused = run_stopped_while(&other, ws.dir.path(), "manifest/0", || {
+        std::fs::remove_file(ws.path("out/_sluice/owner")).expect("owner record");
+        let first = run(&file, &ws);
+        assert!(first.status.success(), "{}", stderr(&first));
+        assert_eq!(staged().len(), 1, "the other's staged files were deleted");
+    });
+    let said = stderr(&refused);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("holds batches of another pipeline or checkpoint: pipeline `newcomer`"),
+        "{said}"
+    );
+    assert_eq!(sink_lines(&ws.path("out")), [r#"{"k":"a","v":1}"#]);
+}
