@@ -597,9 +597,11 @@ fn retriable(e: &tokio_postgres::Error) -> bool {
 }
 
 /// `url` (a libpq connection string: `key=value` pairs, or a `postgresql://` URL) with each
-/// `${VAR}` filled in as one value: percent-encoded in a URL (a password with `@`, `/` or `:`),
-/// quoted in a `key=value` string (libpq's `'...'` with `\\` and `\\'`), or escaped where the
-/// file quotes it already, so that a value never sets another key (`x dbname=other`).
+/// `${VAR}` filled in as one value, so that a value never sets another key (`x dbname=other`):
+/// percent-encoded in a URL (a password with `@`, `/` or `:`); in a `key=value` string quoted
+/// where it is a whole value (libpq's `'...'`, with `\\` and `\\'`), escaped where the file
+/// quotes it already, and refused where it is part of a value and holds a space, quote or
+/// backslash. A `url` that is one `${VAR}` as a whole is the variable's text as it is.
 fn expand_connection_string(url: &str) -> Result<String, String> {
     connection_string_with(url, |name| std::env::var(name).ok())
 }
@@ -609,24 +611,17 @@ fn connection_string_with(
     url: &str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<String, String> {
+    if crate::secret::is_env_reference(url.trim()) {
+        return crate::secret::expand_with(url, lookup, |value, _| value.to_string());
+    }
     let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
-    crate::secret::expand_with(url, lookup, |value, before| {
-        if is_url {
-            return value
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect();
-        }
-        let escaped = value.replace('\\', "\\\\").replace('\'', "\\'");
-        // Inside quotes the file opened (an odd number of quotes not escaped before it).
-        let mut quoted = false;
-        let mut chars = before.chars();
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    // Whether the file's own text has opened a quote that is not closed yet.
+    let mut quoted = false;
+    while let Some(start) = rest.find("${") {
+        let text = &rest[..start];
+        let mut chars = text.chars();
         while let Some(c) = chars.next() {
             match c {
                 '\\' => {
@@ -636,12 +631,48 @@ fn connection_string_with(
                 _ => {}
             }
         }
-        if quoted {
-            escaped
-        } else {
-            format!("'{escaped}'")
+        out.push_str(text);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "`${` without its closing `}`".to_string())?;
+        let name = &after[..end];
+        let value = lookup(name).ok_or_else(|| {
+            format!("environment variable `{name}` (named as `${{{name}}}`) is not set")
+        })?;
+        rest = &after[end + 1..];
+        if is_url {
+            for b in value.bytes() {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    out.push(b as char);
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            continue;
         }
-    })
+        let escaped = value.replace('\\', "\\\\").replace('\'', "\\'");
+        let whole =
+            out.trim_end().ends_with('=') && rest.chars().next().is_none_or(char::is_whitespace);
+        if quoted {
+            out.push_str(&escaped);
+        } else if whole {
+            out.push_str(&format!("'{escaped}'"));
+        } else if value
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == '\\')
+        {
+            return Err(format!(
+                "`${{{name}}}` is part of a value, and its value holds a space, quote or \
+                 backslash, which cannot go into part of one: make it the whole value \
+                 (`password=${{{name}}}`)"
+            ));
+        } else {
+            out.push_str(&value);
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// A server error in words: its message, detail and hint, never the connection string.
@@ -865,8 +896,8 @@ impl PostgresSink {
         let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
             // Once `${VAR}`s are filled in, the parser's message may quote a secret.
             let why = if self.config.url.contains("${") {
-                "it does not parse once its `${VAR}`s are filled in (a value may need quoting; \
-                 the text is not shown)"
+                "it does not parse once its `${VAR}`s are filled in (a variable that holds the \
+                 whole `url` must hold a whole connection string; the text is not shown)"
                     .to_string()
             } else {
                 redact(&e)
@@ -3235,6 +3266,21 @@ mod tests {
         let config = parse("postgresql://app:${AT}@h:5432/sluice");
         assert_eq!(config.get_password(), Some(&b"p@ss/w:rd?#"[..]));
         assert_eq!(config.get_dbname(), Some("sluice"));
+        // A whole url in one variable is its text as it is; part of a value goes in as it is
+        // where it can, and is refused where it would break the value.
+        let whole = |name: &str| match name {
+            "URL" => Some("postgresql://app@h:5432/sluice".to_string()),
+            "HOST" => Some("db1".to_string()),
+            "PW" => Some("x dbname=nosuchdb".to_string()),
+            _ => None,
+        };
+        let url = connection_string_with("${URL}", whole).expect("whole");
+        assert_eq!(url, "postgresql://app@h:5432/sluice");
+        let url =
+            connection_string_with("host=${HOST}.example dbname=sluice", whole).expect("part");
+        assert_eq!(url, "host=db1.example dbname=sluice");
+        let refused = connection_string_with("host=h password=pre${PW}", whole).expect_err("part");
+        assert!(refused.contains("make it the whole value"), "{refused}");
     }
 
     /// Walk 20 (6): `table: PageViews` made the table `"PageViews"`, which `SELECT * FROM
