@@ -45,30 +45,48 @@ fn host() -> String {
         .unwrap_or_else(|| "this machine".to_string())
 }
 
-/// Reads the lease at `location`: `None` where there is none, or one that does not read (a
-/// local checkpoint's empty `lock` file copied along does not count either).
-async fn read(location: &Location) -> Result<Option<LeaseEntry>, CheckpointError> {
-    let bytes = location.get(&location.path(LEASE)).await?;
-    Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
+/// Reads the lease at `location`, with when the store last wrote it: `None` where there is
+/// none, or one that does not read (a local checkpoint's empty `lock` file copied along does
+/// not count either).
+async fn read(
+    location: &Location,
+) -> Result<Option<(LeaseEntry, chrono::DateTime<chrono::Utc>)>, CheckpointError> {
+    let Some((bytes, meta)) = location.get_with_meta(&location.path(LEASE)).await? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice(&bytes)
+        .ok()
+        .map(|entry| (entry, meta.last_modified)))
 }
 
-/// How long ago `entry` was renewed; `None` where its time does not read.
-fn age(entry: &LeaseEntry) -> Option<Duration> {
-    let renewed = chrono::DateTime::parse_from_rfc3339(&entry.renewed).ok()?;
-    let age = chrono::Utc::now().signed_duration_since(renewed);
-    // A holder's clock ahead of this one's: renewed just now.
-    Some(age.to_std().unwrap_or(Duration::ZERO))
+/// How long ago a lease was renewed, by the younger of two clocks' accounts: the holder's
+/// (`renewed`) and the store's (when it last wrote the object), each against this machine's,
+/// so that neither a holder's clock behind this one's nor a copy of an old lease makes a live
+/// lease look expired.
+fn age(entry: &LeaseEntry, written: chrono::DateTime<chrono::Utc>) -> Duration {
+    let now = chrono::Utc::now();
+    let since = |then: chrono::DateTime<chrono::Utc>| {
+        // A clock ahead of this one's: renewed just now.
+        now.signed_duration_since(then)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+    };
+    let by_holder = chrono::DateTime::parse_from_rfc3339(&entry.renewed)
+        .map(|t| since(t.with_timezone(&chrono::Utc)))
+        .unwrap_or(Duration::MAX);
+    by_holder.min(since(written))
 }
 
 /// Refuses (`CheckpointError::InUse`, exit 75) to start a run on the checkpoint at
 /// `location` where another run's lease is live (renewed within [`EXPIRES_AFTER`]).
 pub async fn check_idle(location: &Location) -> Result<(), CheckpointError> {
-    let Some(entry) = read(location).await? else {
+    let Some((entry, written)) = read(location).await? else {
         return Ok(());
     };
-    let Some(age) = age(&entry).filter(|age| *age < EXPIRES_AFTER) else {
+    let age = age(&entry, written);
+    if age >= EXPIRES_AFTER {
         return Ok(());
-    };
+    }
     Err(CheckpointError::InUse {
         location: location.to_string(),
         lock: format!(
@@ -84,12 +102,45 @@ pub async fn check_idle(location: &Location) -> Result<(), CheckpointError> {
     })
 }
 
+/// The lease this process holds, for the way out that skips destructors (a second Ctrl-C's
+/// `exit(130)`): [`release_held`].
+static HELD: std::sync::Mutex<Option<(Location, uuid::Uuid, Epoch)>> = std::sync::Mutex::new(None);
+
+/// Deletes the lease this process holds, where it is still its own and no newer run has
+/// started; for a process about to exit without running destructors.
+pub async fn release_held() {
+    let held = HELD.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some((location, run_id, epoch)) = held {
+        release(&location, run_id, epoch).await;
+    }
+}
+
+/// Deletes the lease at `location` where it is run `run_id`'s and no run newer than its
+/// `epoch` has taken an epoch (that one keeps its own lease, which this one may have
+/// written over for a moment).
+async fn release(location: &Location, run_id: uuid::Uuid, epoch: Epoch) {
+    let newer = super::list_numbers(location, super::paths::EPOCHS)
+        .await
+        .map(|taken| taken.last().is_some_and(|newest| *newest > epoch.0))
+        .unwrap_or(true);
+    if newer {
+        return;
+    }
+    if let Ok(Some((held, _))) = read(location).await
+        && held.run_id == run_id
+        && let Err(e) = location.delete(&location.path(LEASE)).await
+    {
+        tracing::debug!("deleting the lease: {e}");
+    }
+}
+
 /// A run's lease, renewed while it is held and deleted when it is dropped (where another
 /// run's lease has not replaced it).
 pub struct Lease {
     location: Location,
     run_id: uuid::Uuid,
-    renewing: tokio::task::JoinHandle<()>,
+    epoch: Epoch,
+    renewing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Lease {
@@ -103,9 +154,10 @@ impl std::fmt::Debug for Lease {
 impl Lease {
     /// Takes the lease of the checkpoint at `location` for run `run_id` of epoch `epoch`
     /// (written over any other: epochs decide, and this run's is the newest), and renews it
-    /// every [`RENEW_EVERY`] until dropped. A renewal that finds another run's lease there
-    /// (a newer run took the checkpoint over) stops renewing; this run is fenced at its next
-    /// log write.
+    /// every [`RENEW_EVERY`] until dropped. A renewal that finds a newer run's lease there
+    /// (one that took the checkpoint over) stops renewing, this run being fenced at its next
+    /// log write; one that finds an older run's (a late run's renewal that wrote over this
+    /// one's) writes this one's back.
     pub async fn take(
         location: &Location,
         run_id: uuid::Uuid,
@@ -128,7 +180,7 @@ impl Lease {
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
                 match read(&store).await {
-                    Ok(Some(held)) if held.run_id != run_id => {
+                    Ok(Some((held, _))) if held.epoch > epoch.0 => {
                         tracing::debug!("the lease is {}'s now: not renewed", held.owner);
                         return;
                     }
@@ -142,25 +194,31 @@ impl Lease {
                 }
             }
         });
+        *HELD.lock().unwrap_or_else(|e| e.into_inner()) = Some((location.clone(), run_id, epoch));
         Ok(Self {
             location: location.clone(),
             run_id,
-            renewing,
+            epoch,
+            renewing: Some(renewing),
         })
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.renewing.abort();
-        let (location, run_id) = (self.location.clone(), self.run_id);
+        HELD.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let renewing = self.renewing.take();
+        if let Some(renewing) = &renewing {
+            renewing.abort();
+        }
+        let (location, run_id, epoch) = (self.location.clone(), self.run_id, self.epoch);
         let release = async move {
-            if let Ok(Some(held)) = read(&location).await
-                && held.run_id == run_id
-                && let Err(e) = location.delete(&location.path(LEASE)).await
-            {
-                tracing::debug!("deleting the lease: {e}");
+            // A renewal cut short mid-write may still land: waited for, so that it does not
+            // land after the delete.
+            if let Some(renewing) = renewing {
+                let _ = renewing.await;
             }
+            release(&location, run_id, epoch).await;
         };
         // Deleted before the run ends where the runtime allows waiting (the binary's); else
         // (a test's single-threaded runtime) in the background, or left to expire.

@@ -748,7 +748,10 @@ async fn read_text(location: &Location, file: &str) -> Result<Option<String>, Ch
 
 /// The numbered entries directly in `folder`, sorted; other names are ignored only when they
 /// are hidden (`.` or `_` prefixed), and refused otherwise.
-async fn list_numbers(location: &Location, folder: &str) -> Result<Vec<u64>, CheckpointError> {
+pub(crate) async fn list_numbers(
+    location: &Location,
+    folder: &str,
+) -> Result<Vec<u64>, CheckpointError> {
     let mut numbers = Vec::new();
     for meta in location.list(folder).await? {
         let relative = location.relative(&meta.location);

@@ -361,6 +361,9 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                     "stopped at once: a batch in progress (if one was: `sluice inspect` shows it \
                      as pending) is finished by the next run"
                 );
+                // Exiting runs no destructor: an object-store checkpoint's lease is given up
+                // here, so that the next run need not wait for it to expire.
+                crate::checkpoint::lease::release_held().await;
                 std::process::exit(130);
             });
             if checkpoint.is_none() {

@@ -547,8 +547,9 @@ fn a_rewind_of_a_checkpoint_on_s3_fences_a_live_run() {
 /// Walk 47 (1, 2): on S3 a cron run that found a run still going took the checkpoint over and
 /// fenced it (exit 1 for the slow run), so batches longer than the cron interval never
 /// committed, where on local disk the lock makes the newcomer exit 75. A run keeps a lease
-/// there; `--skip-if-running` exits 75 while it is live, naming it, and runs once the other
-/// has ended (its lease deleted). Without the flag a newer run still takes over.
+/// there, renewed while it runs; `--skip-if-running` exits 75 while it is live, naming it.
+/// Without the flag a newer run still takes over (the old one fenced); once both have ended
+/// the lease is gone and a `--skip-if-running` run goes on.
 #[test]
 fn a_run_with_skip_if_running_leaves_a_live_run_on_s3_alone() {
     let moto = Moto::start();
@@ -571,10 +572,22 @@ fn a_run_with_skip_if_running_leaves_a_live_run_on_s3_alone() {
             && said.contains(&format!("pid {}", old.id())),
         "{said}"
     );
-    // The old run ends (SIGTERM: after its batch): its lease goes with it.
-    signal(&old, "-TERM");
-    assert!(old.wait().expect("wait").success());
+    // Renewed: still live after its first renewals.
+    std::thread::sleep(Duration::from_secs(12));
+    let skipped = moto
+        .sluice()
+        .args(["run", pipeline, "--skip-if-running", "--progress", "none"])
+        .output()
+        .expect("run");
+    let said = String::from_utf8_lossy(&skipped.stderr);
+    assert_eq!(skipped.status.code(), Some(75), "{said}");
+    // Without the flag a newer run takes over, as after a crash: the old one is fenced.
     write_clicks(&ws.path("in"), "json", 2, 40, 3);
+    moto.sluice_ok(&["run", pipeline, "--trigger", "available-now"]);
+    let fenced = old.wait().expect("wait");
+    assert_eq!(fenced.code(), Some(1), "the old run was not fenced");
+    // Both ended: the newer one's lease went with it, and the fenced one left it alone.
+    write_clicks(&ws.path("in"), "json", 1, 40, 5);
     moto.sluice_ok(&["run", pipeline, "--skip-if-running"]);
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
