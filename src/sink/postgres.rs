@@ -1093,8 +1093,10 @@ impl PostgresSink {
                  JOIN pg_namespace n ON n.oid = c.relnamespace
                  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
                    AND NOT a.attisdropped
-                   AND a.attname IN ('pipeline', 'batch', 'epoch', 'rows', 'committed_at',
-                                     'target', 'label')
+                   AND (a.attname, a.atttypid) IN (('pipeline', 'text'::regtype),
+                       ('batch', 'int8'::regtype), ('epoch', 'int8'::regtype),
+                       ('rows', 'int8'::regtype), ('committed_at', 'timestamptz'::regtype),
+                       ('target', 'text'::regtype), ('label', 'text'::regtype))
                  WHERE c.relkind IN ('r', 'p') AND has_table_privilege(c.oid, 'SELECT')
                    AND has_schema_privilege(n.oid, 'USAGE')
                  GROUP BY 1
@@ -1169,15 +1171,17 @@ impl PostgresSink {
                     &[&target, &self.progress_key],
                 )
                 .await?;
-            if let Some(row) = rows.into_iter().flatten().next() {
-                other = Some((progress, row));
+            if let Some(row) = rows.into_iter().flatten().next()
+                && let (Ok(owner), Ok(batch)) = (row.try_get(0), row.try_get(1))
+            {
+                other = Some((progress, owner, batch));
                 break;
             }
         }
-        let Some((progress, row)) = other else {
+        let Some((progress, owner, batch)) = other else {
             return Ok(());
         };
-        let (owner, batch): (String, i64) = (row.get(0), row.get(1));
+        let (owner, batch): (String, i64) = (owner, batch);
         Err(Failure::Fatal(SinkError::Config {
             kind: KIND.name,
             reason: format!(
@@ -1278,11 +1282,13 @@ impl PostgresSink {
                 )
                 .await?
                 .unwrap_or_default();
-            writers.extend(rows.iter().map(|row| Writer {
-                progress: progress.clone(),
-                owner: row.get(0),
-                label: row.get(1),
-                committed_at: row.get(2),
+            writers.extend(rows.iter().filter_map(|row| {
+                Some(Writer {
+                    progress: progress.clone(),
+                    owner: row.try_get(0).ok()?,
+                    label: row.try_get(1).ok()?,
+                    committed_at: row.try_get(2).ok()?,
+                })
             }));
         }
         writers.sort_by_key(|w| std::cmp::Reverse(w.committed_at));
