@@ -508,11 +508,33 @@ async fn rename(spec: &str, to: &str) -> Result<(), Error> {
 async fn repair(spec: &str, dry_run: bool, forget_lost_output: bool) -> Result<(), Error> {
     let location = open_checkpoint(spec)?;
     let mut report = crate::ops::repair(&location, spec, dry_run).await?;
-    if forget_lost_output && report.unfixable.is_empty() {
-        let forgotten = crate::ops::forget_lost_output(&location, spec, dry_run).await?;
-        report.fixed.extend(forgotten.into_iter().map(|file| {
-            format!("forgot the lost output file of {file}: the run carries on without its rows")
-        }));
+    if forget_lost_output && !report.unfixable.is_empty() {
+        report.notes.push(
+            "--forget-lost-output: nothing forgotten until what is listed below is repaired"
+                .to_string(),
+        );
+    } else if forget_lost_output {
+        let lost = crate::ops::forget_lost_output(&location, spec, dry_run).await?;
+        report
+            .fixed
+            .extend(lost.forgotten.iter().map(|(batch, file)| {
+                format!(
+                    "forgot the lost output file of batch {batch}: {file}: its input is gone too, \
+                 and the run carries on without its rows"
+                )
+            }));
+        report
+            .notes
+            .extend(lost.recoverable.iter().map(|(batch, file)| {
+                let rewind = match batch.prev() {
+                    Some(before) => format!("`sluice rewind {spec} --to {before}`"),
+                    None => "a new checkpoint with a new, empty `sink.path`".to_string(),
+                };
+                format!(
+                    "not forgotten: batch {batch}'s output file {file} is gone, but its input is \
+                 there: {rewind} writes it again"
+                )
+            }));
     }
     let prefix = if dry_run { "(dry run, not done) " } else { "" };
     for fixed in &report.fixed {

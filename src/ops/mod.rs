@@ -8,7 +8,8 @@ mod verify;
 
 pub use rename::{Renamed, rename};
 pub use repair::{
-    RepairReport, forget_lost_output, local_sink_folders, owned_leftovers, repair, state_damage,
+    ForgottenOutput, RepairReport, forget_lost_output, local_sink_folders, owned_leftovers, repair,
+    state_damage,
 };
 pub use rewind::{Rewound, rewind};
 pub use verify::{ReplayOptions, Replayed, Side, replay};

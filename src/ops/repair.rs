@@ -789,30 +789,64 @@ fn owned_by(root: &std::path::Path, file: &str, id: uuid::Uuid) -> bool {
     false
 }
 
+/// What `sluice repair --forget-lost-output` did: the gone output files it dropped from the
+/// sink's record, and those it left (their batch's input is still there).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ForgottenOutput {
+    /// Each file dropped (or, in a dry run, to be dropped): its batch and the file in words.
+    pub forgotten: Vec<(BatchId, String)>,
+    /// Each gone file left in the record, since its batch's input is there: a rewind
+    /// writes it again.
+    pub recoverable: Vec<(BatchId, String)>,
+}
+
 /// Drops from the sink's record of the committed batches the output files that are gone
-/// (`sluice repair --forget-lost-output`), so that runs carry on without their rows where no
-/// rewind can write them again (their input is gone too): a run refuses a sink that lost a
-/// kept batch's files. The sink is the one the newest batch's pipeline file names. Each file
-/// forgotten, in words; with `dry_run` what would be, changing nothing.
+/// (`sluice repair --forget-lost-output`), where their batch's input is gone too, so that
+/// runs carry on without their rows: a run refuses a sink that lost a kept batch's files,
+/// and no rewind can write a batch whose input is gone. A batch whose input is there is
+/// left for the rewind that writes it again. The sink is the one the newest batch's
+/// pipeline file names; with `dry_run` nothing changes.
 ///
 /// # Errors
-/// [`Error::Usage`] when `location` holds no checkpoint; store and sink errors as they come.
+/// [`Error::Usage`] when `location` holds no checkpoint, or its sink keeps no record of files
+/// (only a files sink does); store and sink errors as they come.
 pub async fn forget_lost_output(
     location: &Location,
     shown: &str,
     dry_run: bool,
-) -> Result<Vec<String>, Error> {
+) -> Result<ForgottenOutput, Error> {
     let metadata = Checkpoint::read_metadata(location)
         .await?
         .ok_or_else(|| Error::Usage(crate::checkpoint::not_a_checkpoint(shown)))?;
     let _lock = take_lock(location)?;
     let logs = LogListing::read(location).await?;
     let Some(&last) = logs.commits.last() else {
-        return Ok(Vec::new());
+        return Ok(ForgottenOutput::default());
     };
     let Some(pipeline) = newest_pipeline(location, shown).await else {
-        return Ok(Vec::new());
+        return Ok(ForgottenOutput::default());
     };
+    // The batches whose input is gone: no rewind writes them again.
+    let mut input_gone = std::collections::BTreeSet::new();
+    for &batch in &logs.commits {
+        let Ok(Some(entry)) = read_offsets(location, batch).await else {
+            continue;
+        };
+        for source in &entry.sources {
+            let Some(config) = pipeline.sources.get(&source.source) else {
+                continue;
+            };
+            if !config
+                .connector()
+                .gone_inputs(&source.source, location, batch, &source.offset)
+                .await
+                .map_err(|e| Error::Usage(e.to_string()))?
+                .is_empty()
+            {
+                input_gone.insert(batch);
+            }
+        }
+    }
     let sink = pipeline.sink.connector().open(&SinkContext {
         label: "",
         pipeline: metadata.id,
@@ -823,7 +857,18 @@ pub async fn forget_lost_output(
         sync: true,
         hook: None,
     })?;
-    Ok(sink.forget_lost(last, dry_run).await?)
+    let forget = |batch: BatchId| input_gone.contains(&batch);
+    let Some(gone) = sink.forget_lost(last, &forget, dry_run).await? else {
+        return Err(Error::Usage(format!(
+            "--forget-lost-output: the `{}` sink keeps no record of files to forget",
+            pipeline.sink.connector().kind()
+        )));
+    };
+    let (forgotten, recoverable) = gone.into_iter().partition(|(batch, _)| forget(*batch));
+    Ok(ForgottenOutput {
+        forgotten,
+        recoverable,
+    })
 }
 
 /// The pipeline file the newest batch ran with, as stored in the checkpoint; `None` when no

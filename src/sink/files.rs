@@ -106,6 +106,11 @@ pub struct Manifest {
     pub lost: Vec<ManifestFile>,
 }
 
+/// A manifest entry as the sink writes it: `v1`, then the entry as one JSON line.
+fn manifest_text(manifest: &Manifest) -> String {
+    format!("v1\n{}\n", crate::checkpoint::to_json(manifest))
+}
+
 /// One data file of a batch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -947,7 +952,7 @@ impl FilesSink {
             files,
             lost: Vec::new(),
         };
-        let text = format!("v1\n{}\n", crate::checkpoint::to_json(&manifest));
+        let text = manifest_text(&manifest);
         let manifest_path = self.location.path(&Self::manifest_file(batch));
         fence.check().await.map_err(Box::new)?;
         let written = self
@@ -1136,11 +1141,16 @@ impl Sink for FilesSink {
         ))
     }
 
-    async fn forget_lost(&self, last: BatchId, dry_run: bool) -> Result<Vec<String>, SinkError> {
+    async fn forget_lost(
+        &self,
+        last: BatchId,
+        forget: &(dyn Fn(BatchId) -> bool + Sync),
+        dry_run: bool,
+    ) -> Result<Option<Vec<(BatchId, String)>>, SinkError> {
         if self.replace {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
-        let mut forgotten = Vec::new();
+        let mut gone = Vec::new();
         for batch in self.manifest_batches().await? {
             if batch > last {
                 continue;
@@ -1148,7 +1158,7 @@ impl Sink for FilesSink {
             let Some(mut manifest) = self.read_manifest(batch).await? else {
                 continue;
             };
-            let before = forgotten.len();
+            let before = gone.len();
             let mut kept = Vec::new();
             for file in std::mem::take(&mut manifest.files) {
                 if self
@@ -1158,26 +1168,23 @@ impl Sink for FilesSink {
                 {
                     kept.push(file);
                 } else {
-                    forgotten.push(format!("batch {batch}: {} ({} rows)", file.path, file.rows));
+                    gone.push((batch, format!("{} ({} rows)", file.path, file.rows)));
                     manifest.lost.push(file);
                 }
             }
-            if forgotten.len() == before {
+            if gone.len() == before || !forget(batch) || dry_run {
                 continue;
             }
             manifest.rows = kept.iter().map(|f| f.rows).sum();
             manifest.files = kept;
-            if !dry_run {
-                let text = format!("v1\n{}\n", crate::checkpoint::to_json(&manifest));
-                self.location
-                    .put(
-                        &self.location.path(&Self::manifest_file(batch)),
-                        text.into_bytes(),
-                    )
-                    .await?;
-            }
+            self.location
+                .put(
+                    &self.location.path(&Self::manifest_file(batch)),
+                    manifest_text(&manifest).into_bytes(),
+                )
+                .await?;
         }
-        Ok(forgotten)
+        Ok(Some(gone))
     }
 
     /// CSV holds flat values only: a list, struct or map column is refused before the first

@@ -780,14 +780,19 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
         "files"
     }
 
-    /// Drops from the sink's record of each batch up to `last` the files that are gone (deleted
-    /// by hand or by a lifecycle rule), so that runs carry on without their rows where they
-    /// cannot be written again (their input is gone too): `sluice repair
-    /// --forget-lost-output`. Each forgotten file in words (`batch 3: part-... (120 rows)`);
-    /// with `dry_run`, what would be, changing nothing. Nothing where the sink keeps no such
-    /// record.
-    async fn forget_lost(&self, _last: BatchId, _dry_run: bool) -> Result<Vec<String>, SinkError> {
-        Ok(Vec::new())
+    /// Drops from the sink's record of each batch up to `last` that `forget` picks the files
+    /// that are gone (deleted by hand or by a lifecycle rule), so that runs carry on without
+    /// their rows where they cannot be written again (their input is gone too): `sluice
+    /// repair --forget-lost-output`. Each gone file with its batch and in words (`part-...
+    /// (120 rows)`), forgotten or (not picked, or with `dry_run`) not; `None` where the sink
+    /// keeps no record of files (nothing to forget).
+    async fn forget_lost(
+        &self,
+        _last: BatchId,
+        _forget: &(dyn Fn(BatchId) -> bool + Sync),
+        _dry_run: bool,
+    ) -> Result<Option<Vec<(BatchId, String)>>, SinkError> {
+        Ok(None)
     }
 
     /// Takes batch `batch` back (`sluice rewind`): removes what the sink holds for it, so that

@@ -9245,6 +9245,14 @@ fn output_lost_with_its_input_is_forgotten_by_repair_and_the_run_goes_on() {
         .find(|n| n.starts_with("part-0000000001-"))
         .expect("batch 1's file");
     std::fs::remove_file(ws.path(&format!("out/{part}"))).expect("output");
+    // Batch 2's output gone too, its input not: that one a rewind writes again.
+    let part2 = std::fs::read_dir(ws.path("out"))
+        .expect("out")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .find(|n| n.starts_with("part-0000000002-"))
+        .expect("batch 2's file");
+    std::fs::remove_file(ws.path(&format!("out/{part2}"))).expect("output");
     input(&ws, "3.json", "{\"k\":\"f3\",\"v\":3}\n");
     let refused = run(&file, &ws);
     let said = stderr(&refused);
@@ -9281,9 +9289,15 @@ fn output_lost_with_its_input_is_forgotten_by_repair_and_the_run_goes_on() {
     assert!(
         told.contains(&format!(
             "forgot the lost output file of batch 1: {part} (1 rows)"
+        )) && told.contains(&format!(
+            "not forgotten: batch 2's output file {part2} (1 rows) is gone, but its input \
+                 is there: `sluice rewind {} --to 1`",
+            ws.p("ckpt")
         )),
         "{told}"
     );
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "1"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
     let mut rows = sink_lines(&ws.path("out"));
