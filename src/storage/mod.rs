@@ -596,17 +596,15 @@ impl Location {
                     .map_err(|e| self.io_err("reading", path, e))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            // A range past an empty object's end: it is empty.
-            Err(object_store::Error::Generic { .. })
-            | Err(object_store::Error::NotModified { .. })
-                if self.exists(path).await? =>
-            {
-                Ok(self.get(path).await?.map(|bytes| {
-                    let size = bytes.len() as u64;
-                    (bytes, size)
-                }))
+            Err(e) => {
+                // A range of an empty object is refused by some stores: it is empty. Any
+                // other failure is said as it is (not answered by reading all of it).
+                match self.store.head(path).await {
+                    Ok(meta) if meta.size == 0 => Ok(Some((bytes::Bytes::new(), 0))),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    _ => Err(self.io_err("reading", path, e)),
+                }
             }
-            Err(e) => Err(self.io_err("reading", path, e)),
         }
     }
 
@@ -1222,7 +1220,28 @@ pub fn register_output_folder(folder: &str, what: &'static str) {
         None if folder.contains("://") => return,
         None => folder,
     };
-    if let Ok(real) = std::fs::canonicalize(path) {
+    // A folder not made yet (a sink before its first batch) is where its nearest existing
+    // parent really is, with the rest of the path as written.
+    let path = std::path::Path::new(path);
+    let mut rest = Vec::new();
+    let mut at = path;
+    let real = loop {
+        if let Ok(real) = std::fs::canonicalize(at) {
+            break Some(rest.iter().rev().fold(real, |p, part| p.join(part)));
+        }
+        match (at.file_name(), at.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                at = if parent.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    parent
+                };
+            }
+            _ => break None,
+        }
+    };
+    if let Some(real) = real {
         let mut folders = OUTPUT_FOLDERS.lock().unwrap_or_else(|e| e.into_inner());
         if !folders.iter().any(|(f, _)| *f == real) {
             folders.push((real, what));
@@ -1291,8 +1310,8 @@ fn walk_visible(
             let meta = match std::fs::metadata(&path) {
                 Ok(meta) => meta,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                // ELOOP: links that lead to each other, never to a file.
-                Err(e) if e.raw_os_error() == Some(40) => {
+                // Links that lead to each other, never to a file.
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
                     return Err(StorageError::Walk {
                         path,
                         what: "this symbolic link leads, through links, back to itself, never \
