@@ -112,9 +112,12 @@ impl SinkConnector for DeltaSinkConfig {
 
     fn start_over(&self, rewrites: bool) -> String {
         if rewrites {
-            " into the same table (in update and complete mode its rows are merged by key or \
-             replaced, so a new checkpoint of this pipeline, its `name` kept, takes the table \
-             over)"
+            " into the same table (a new checkpoint of this pipeline, its `name` kept, takes \
+             the table over: complete mode replaces its rows; update mode merges each row \
+             over the row of its key, so where the new query's keys are not the old one's \
+             (another window size, another key column), delete the table's rows first \
+             (deltalake: `DeltaTable(path).delete()`), or the old query's rows stay beside \
+             the new one's)"
                 .to_string()
         } else {
             " with a new, empty `sink.path` (a Delta table Sluice appends to belongs to one \
@@ -1681,7 +1684,7 @@ impl Sink for DeltaSink {
                 }
                 Err(DeltaTableError::Transaction {
                     source: TransactionError::CommitConflict(CommitConflictError::ConcurrentAppend),
-                }) => {
+                }) if self.mode == Mode::Update => {
                     return Err(self.error(format!(
                         "writing batch {batch}: another writer's commits to the table kept \
                          overtaking this batch's merge ({CONFLICT_ATTEMPTS} tries, each read \

@@ -267,11 +267,16 @@ impl SinkConnector for PostgresSinkConfig {
 
     fn start_over(&self, rewrites: bool) -> String {
         if rewrites {
-            " into the same table (in update and complete mode its rows are written over; \
-             in update mode a reader sees each key's row go back to an earlier value until \
-             the new checkpoint has caught up: a `max_files_per_batch` large enough for the \
-             whole input catches up in one batch)"
-                .to_string()
+            format!(
+                " into the same table (complete mode replaces its rows; update mode writes \
+                 each row over the row of its key, so where the new query's keys are not the \
+                 old one's (another window size, another key column), empty the table first \
+                 (`TRUNCATE {}`), or the old query's rows stay beside the new one's. Until \
+                 the new checkpoint has caught up, a reader sees each key's row go back to an \
+                 earlier value: the source's admission limit (`max_files_per_batch`, \
+                 `max_records_per_batch`) raised for that run catches up in fewer batches)",
+                quote_path(&self.table)
+            )
         } else {
             format!(
                 " with a new `sink.table`, or with this one emptied (`TRUNCATE {}`) and the \
@@ -842,7 +847,7 @@ impl PostgresSink {
             // The role as the url names it (a `${VAR}` in it is not filled in here).
             let role = tokio_postgres::Config::from_str(&self.config.url)
                 .ok()
-                .and_then(|c| c.get_user().map(quote))
+                .and_then(|c| c.get_user().filter(|u| !u.contains("${")).map(quote))
                 .unwrap_or_else(|| "<role>".to_string());
             let rights = match self.mode {
                 Mode::Append if self.config.batch_column.is_some() => "SELECT, INSERT, DELETE",
@@ -850,13 +855,27 @@ impl PostgresSink {
                 Mode::Update => "SELECT, INSERT, UPDATE",
                 Mode::Complete => "SELECT, INSERT, DELETE",
             };
-            text.push_str(&format!(
-                ": the role Sluice connects as needs, on the table, `GRANT {rights} ON {} TO \
-                 {role};`, and on the progress table `GRANT SELECT, \
-                 INSERT, UPDATE ON {} TO {role};`",
-                quote_path(&self.table),
-                quote_path(&self.config.progress_table),
-            ));
+            text.push_str(&if doing.contains("staging table") {
+                // A TEMPORARY table needs the database's TEMP right.
+                format!(
+                    ": the role Sluice connects as needs to make temporary tables (update \
+                     mode stages each batch in one): `GRANT TEMP ON DATABASE <database> TO \
+                     {role};`"
+                )
+            } else if doing.starts_with("making the") {
+                format!(
+                    ": the role Sluice connects as needs CREATE on the schema to make it \
+                     (`GRANT CREATE ON SCHEMA <schema> TO {role};`), or make it in advance"
+                )
+            } else {
+                format!(
+                    ": the role Sluice connects as needs, on the table, `GRANT {rights} ON {} \
+                     TO {role};`, and on the progress table `GRANT SELECT, INSERT, UPDATE ON \
+                     {} TO {role};`",
+                    quote_path(&self.table),
+                    quote_path(&self.config.progress_table),
+                )
+            });
         }
         if retriable(e) {
             Failure::Retry(text)
@@ -2507,8 +2526,7 @@ impl PostgresSink {
                  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                  WHERE l.granted AND a.pid <> pg_backend_pid()
                    AND l.relation IN (to_regclass($1), to_regclass($2))
-                   AND l.mode IN ('ExclusiveLock', 'AccessExclusiveLock', 'ShareLock',
-                                  'ShareRowExclusiveLock')
+                   AND l.mode <> 'AccessShareLock'
                  ORDER BY a.pid",
                 &[
                     &quote_path(&self.table),

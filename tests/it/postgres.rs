@@ -1685,9 +1685,12 @@ async fn a_query_its_state_cannot_follow_is_named_with_the_tables_way_out() {
     );
     assert!(
         said.contains(
-            "run the new one on a new checkpoint into the same table (in update and complete \
-             mode its rows are written over;"
-        ) && !said.contains("sink.path"),
+            "run the new one on a new checkpoint into the same table (complete mode replaces \
+             its rows; update mode writes each row over the row of its key, so where the new \
+             query's keys are not the old one's (another window size, another key column), \
+             empty the table first"
+        ) && said.contains(&format!("`TRUNCATE \"{table}\"`"))
+            && !said.contains("sink.path"),
         "{said}"
     );
     // As advised, with the column the table needs for the new query.
