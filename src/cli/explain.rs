@@ -203,12 +203,27 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
                 }
             );
         }
-        None => {
-            let _ = writeln!(
-                out,
-                "The state is not bounded by event time: it grows with the number of groups."
-            );
-        }
+        None => match pipeline.state_ttl {
+            Some(ttl) => {
+                let _ = writeln!(
+                    out,
+                    "The state is bounded by `state_ttl`: a group no batch has touched for {} \
+                     ({}) is dropped (its stamps are in state/<operator>-ttl/).",
+                    humantime::format_duration(ttl.after),
+                    match ttl.time {
+                        crate::pipeline::TtlTime::Event => "by the watermark",
+                        _ => "by batch timestamps",
+                    }
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "The state is not bounded by event time: it grows with the number of \
+                     groups (`state_ttl` bounds it)."
+                );
+            }
+        },
     }
     let emits = match mode {
         OutputMode::Complete => "the whole result table, every batch",

@@ -9522,3 +9522,27 @@ fn a_pipeline_racing_another_for_a_new_sink_keeps_its_staged_files_until_refused
     );
     assert_eq!(sink_lines(&ws.path("out")), [r#"{"k":"a","v":1}"#]);
 }
+
+/// Walk 51 (2): `explain` of an aggregation with `state_ttl` said its state "is not bounded by
+/// event time: it grows with the number of groups", though the run drops idle groups by the
+/// TTL. It says the TTL bounds it, and how; without one, that `state_ttl` would.
+#[test]
+fn explain_says_a_state_ttl_bounds_the_state() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, count(*) AS n FROM s GROUP BY k", "update");
+    let explain = |file: &std::path::Path| {
+        let out = run_bin(&["explain", file.to_str().expect("utf-8")], ws.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let said = explain(&file);
+    assert!(said.contains("(`state_ttl` bounds it)"), "{said}");
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    std::fs::write(&file, format!("{text}state_ttl: 30s\n")).expect("ttl");
+    let said = explain(&file);
+    assert!(
+        said.contains("The state is bounded by `state_ttl`: a group no batch has touched for 30s (by the watermark)"),
+        "{said}"
+    );
+}
