@@ -3132,30 +3132,24 @@ fn pg_batch(
 /// The first value of a text column that holds a NUL byte, which PostgreSQL refuses in any
 /// text (`invalid byte sequence for encoding "UTF8": 0x00`, naming no column).
 fn nul_text(column: &datafusion::arrow::array::ArrayRef) -> Option<String> {
-    use datafusion::arrow::array::AsArray;
-    let found = |values: &mut dyn Iterator<Item = Option<&str>>| {
+    use datafusion::arrow::array::{AsArray, GenericStringArray, OffsetSizeTrait};
+    fn first<'a>(mut values: impl Iterator<Item = Option<&'a str>>) -> Option<String> {
         values
+            .find(|v| v.is_some_and(|v| v.as_bytes().contains(&0)))
             .flatten()
-            .find(|v| v.as_bytes().contains(&0))
             .map(str::to_string)
-    };
+    }
+    // Most text has none: one pass over all of a column's bytes first.
+    fn offsets<O: OffsetSizeTrait>(strings: &GenericStringArray<O>) -> Option<String> {
+        strings
+            .values()
+            .contains(&0)
+            .then(|| first(strings.iter()))?
+    }
     match column.data_type() {
-        DataType::Utf8 => {
-            let strings = column.as_string::<i32>();
-            // Most text has none: one pass over the bytes first.
-            strings
-                .values()
-                .contains(&0)
-                .then(|| found(&mut strings.iter()))?
-        }
-        DataType::LargeUtf8 => {
-            let strings = column.as_string::<i64>();
-            strings
-                .values()
-                .contains(&0)
-                .then(|| found(&mut strings.iter()))?
-        }
-        DataType::Utf8View => found(&mut column.as_string_view().iter()),
+        DataType::Utf8 => offsets(column.as_string::<i32>()),
+        DataType::LargeUtf8 => offsets(column.as_string::<i64>()),
+        DataType::Utf8View => first(column.as_string_view().iter()),
         _ => None,
     }
 }
