@@ -1376,8 +1376,7 @@ fn a_renamed_pipeline_keeps_its_checkpoint_through_sluice_rename() {
     );
     input(&ws, "2.json", "{\"k\":\"c\",\"v\":3}\n");
     assert!(run(&file, &ws).status.success());
-    let mut rows = sink_lines(&ws.path("out"));
-    rows.sort();
+    let rows = sink_lines(&ws.path("out"));
     assert_eq!(
         rows,
         [
@@ -1548,8 +1547,7 @@ fn a_copy_of_the_checkpoint_run_beside_it_is_refused_the_batch_the_other_wrote()
     input(&ws, "2.json", "{\"k\":\"c\",\"v\":3}\n");
     let on = run(&copy, &ws);
     assert!(on.status.success(), "{}", stderr(&on));
-    let mut rows = sink_lines(&ws.path("out"));
-    rows.sort();
+    let rows = sink_lines(&ws.path("out"));
     assert_eq!(
         rows,
         [
@@ -1622,8 +1620,7 @@ fn a_division_by_zero_is_named_with_what_to_write() {
     edit_file(&file, "10 / v AS r", "10 / NULLIF(v, 0) AS r");
     let done = run(&file, &ws);
     assert!(done.status.success(), "{}", stderr(&done));
-    let mut rows = sink_lines(&ws.path("out"));
-    rows.sort();
+    let rows = sink_lines(&ws.path("out"));
     assert_eq!(rows, ["{\"k\":\"a\",\"r\":5}", "{\"k\":\"b\"}"]);
 }
 
@@ -8221,8 +8218,7 @@ fn update_to_complete_goes_on_where_the_state_holds_every_group() {
     input(&ws, "2.json", "{\"k\":\"c\",\"v\":3}\n");
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
-    let mut rows = sink_lines(&ws.path("out"));
-    rows.sort();
+    let rows = sink_lines(&ws.path("out"));
     assert_eq!(
         rows,
         [
@@ -8403,8 +8399,7 @@ fn a_line_that_is_not_utf8_is_skipped_and_counted_under_skip() {
                 && notes[0].contains("iconv -f CP1252 -t UTF-8"),
             "{format}: {said}"
         );
-        let mut rows = sink_lines(&ws.path("out"));
-        rows.sort();
+        let rows = sink_lines(&ws.path("out"));
         assert_eq!(
             rows,
             [
@@ -9300,8 +9295,7 @@ fn output_lost_with_its_input_is_forgotten_by_repair_and_the_run_goes_on() {
     assert!(rewind.status.success(), "{}", stderr(&rewind));
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
-    let mut rows = sink_lines(&ws.path("out"));
-    rows.sort();
+    let rows = sink_lines(&ws.path("out"));
     assert_eq!(
         rows,
         [
@@ -9376,8 +9370,7 @@ fn a_link_in_the_source_folder_into_the_sink_or_to_itself_is_refused() {
     std::fs::rename(ws.path("in/lb"), ws.path("in/_lb")).expect("aside");
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
-    let mut rows = sink_lines(&ws.path("out"));
-    rows.sort();
+    let rows = sink_lines(&ws.path("out"));
     assert_eq!(
         rows,
         [

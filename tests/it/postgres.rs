@@ -89,6 +89,15 @@ async fn page_counts(table: &str) -> Vec<String> {
 }
 
 /// Runs `statements` on the test server, as a user at `psql` would.
+/// Runs the SQL a message advises: its first backquoted text that starts with `starting`.
+async fn run_advised_sql(message: &str, starting: &str) {
+    let statements = message
+        .split('`')
+        .find(|part| part.starts_with(starting))
+        .unwrap_or_else(|| panic!("no `{starting} ...` in: {message}"));
+    execute(statements).await;
+}
+
 async fn execute(statements: &str) {
     client(server())
         .await
@@ -832,16 +841,7 @@ async fn a_new_checkpoint_with_its_own_progress_table_is_refused_over_a_filled_t
         "{said}"
     );
     assert_eq!(count().await, expected.len());
-    let statements = said
-        .split('`')
-        .find(|part| part.starts_with("TRUNCATE"))
-        .expect("the statements to run")
-        .to_string();
-    client(server())
-        .await
-        .batch_execute(&statements)
-        .await
-        .expect("the advice runs");
+    run_advised_sql(&said, "TRUNCATE").await;
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(count().await, expected.len());
@@ -903,16 +903,7 @@ async fn a_new_checkpoint_over_a_table_another_pipeline_fills_is_refused() {
     );
 
     // The advice, followed: the table is filled once, by the new checkpoint.
-    let statements = said
-        .split('`')
-        .find(|part| part.starts_with("TRUNCATE"))
-        .expect("the statements to run")
-        .to_string();
-    client(server())
-        .await
-        .batch_execute(&statements)
-        .await
-        .expect("the advice runs");
+    run_advised_sql(&said, "TRUNCATE").await;
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(count(client(server()).await).await, expected.len());
@@ -2486,12 +2477,7 @@ async fn a_view_and_a_renamed_table_are_named_before_a_batch() {
         said.contains(&format!("it was renamed to public.{table}_v2")),
         "{said}"
     );
-    let undo = said
-        .split('`')
-        .find(|part| part.starts_with("ALTER TABLE"))
-        .expect("the statement that puts it back")
-        .to_string();
-    execute(&undo).await;
+    run_advised_sql(&said, "ALTER TABLE").await;
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
     let n: i64 = client(server())
