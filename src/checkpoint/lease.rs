@@ -61,8 +61,8 @@ async fn read(
 
 /// How long ago a lease was renewed, by the younger of two clocks' accounts: the holder's
 /// (`renewed`) and the store's (when it last wrote the object), each against this machine's,
-/// so that neither a holder's clock behind this one's nor a copy of an old lease makes a live
-/// lease look expired.
+/// so that a holder's clock behind this one's does not make a live lease look expired (a
+/// lease copied along with a checkpoint counts as renewed when it was copied: for a minute).
 fn age(entry: &LeaseEntry, written: chrono::DateTime<chrono::Utc>) -> Duration {
     let now = chrono::Utc::now();
     let since = |then: chrono::DateTime<chrono::Utc>| {

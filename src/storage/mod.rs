@@ -1212,8 +1212,8 @@ fn open_cloud(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), String> {
 /// its own output, which the listing refuses ([`walk_visible`]).
 static OUTPUT_FOLDERS: Mutex<Vec<(PathBuf, &'static str)>> = Mutex::new(Vec::new());
 
-/// Records `folder` (a path or URL as written; only a local folder that exists counts) as
-/// what a run writes, `what` (`"the sink's folder"`).
+/// Records `folder` (a path or URL as written; only a local folder counts, made yet or not)
+/// as what a run writes, `what` (`"the sink's folder"`).
 pub fn register_output_folder(folder: &str, what: &'static str) {
     let path = match folder.strip_prefix("file://") {
         Some(path) => path,
