@@ -1515,31 +1515,27 @@ impl DeltaSink {
             let edit = ["DELETE", "UPDATE", "MERGE"]
                 .iter()
                 .any(|op| removal.operation.eq_ignore_ascii_case(op));
-            if edit {
-                return Ok(HeldBatch::Missing(format!(
-                    "{}: batch {batch}'s file {path} was rewritten by version {} ({}): the rows \
-                     it took out or changed are so on purpose, and the rest are in other files \
-                     now, which cannot be read back by batch",
-                    self.location, removal.version, removal.operation
-                )));
-            }
-            return Ok(if removal.data_change {
-                HeldBatch::Unreadable {
+            if removal.data_change && !edit {
+                return Ok(HeldBatch::Unreadable {
                     file: format!("{}/{path}", self.location),
                     reason: format!(
                         "is no longer in the table: version {} ({}) took it out, and batch \
                          {batch}'s rows with it",
                         removal.version, removal.operation
                     ),
-                }
+                });
+            }
+            let rows = if edit {
+                "the rows it took out or changed are so on purpose, and the rest are in other \
+                 files now, which cannot be read back by batch"
             } else {
-                HeldBatch::Missing(format!(
-                    "{}: batch {batch}'s file {path} was rewritten by version {} ({}): its \
-                     rows are in other files now, with other batches' rows, and cannot be read \
-                     back by batch",
-                    self.location, removal.version, removal.operation
-                ))
-            });
+                "its rows are in other files now, with other batches' rows, and cannot be read \
+                 back by batch"
+            };
+            return Ok(HeldBatch::Missing(format!(
+                "{}: batch {batch}'s file {path} was rewritten by version {} ({}): {rows}",
+                self.location, removal.version, removal.operation
+            )));
         }
         let mut files = Vec::new();
         let mut batches = Vec::new();

@@ -1178,29 +1178,20 @@ impl PostgresSink {
         )
         .await
         .map_err(|e| self.failure(&e, "locking the table's name"))?;
-        let mut other = None;
-        for (progress, _) in self.progress_tables(tx).await? {
-            let rows = self
-                .read_progress_table(
-                    tx,
-                    &format!(
-                        "SELECT pipeline, batch FROM {progress} WHERE target = $1 \
-                         AND pipeline <> $2 LIMIT 1"
-                    ),
-                    &[&target, &self.progress_key],
-                )
-                .await?;
-            if let Some(row) = rows.into_iter().flatten().next()
-                && let (Ok(owner), Ok(batch)) = (row.try_get(0), row.try_get(1))
-            {
-                other = Some((progress, owner, batch));
-                break;
-            }
-        }
+        let other = self
+            .others_rows(tx, target, "pipeline, batch", false)
+            .await?
+            .into_iter()
+            .find_map(|(progress, row)| {
+                Some((
+                    progress,
+                    row.try_get::<_, String>(0).ok()?,
+                    row.try_get::<_, i64>(1).ok()?,
+                ))
+            });
         let Some((progress, owner, batch)) = other else {
             return Ok(());
         };
-        let (owner, batch): (String, i64) = (owner, batch);
         Err(Failure::Fatal(SinkError::Config {
             kind: KIND.name,
             reason: format!(
@@ -1285,33 +1276,57 @@ impl PostgresSink {
         tx: &tokio_postgres::Transaction<'_>,
         target: &str,
     ) -> Result<Vec<Writer>, Failure> {
-        let mut writers = Vec::new();
+        let rows = self
+            .others_rows(tx, target, "pipeline, label, committed_at", true)
+            .await?;
+        let mut writers: Vec<Writer> = rows
+            .into_iter()
+            .filter_map(|(progress, row)| {
+                Some(Writer {
+                    owner: row.try_get(0).ok()?,
+                    label: row.try_get(1).ok()?,
+                    committed_at: row.try_get(2).ok()?,
+                    progress,
+                })
+            })
+            .collect();
+        writers.sort_by_key(|w| std::cmp::Reverse(w.committed_at));
+        Ok(writers)
+    }
+
+    /// `columns` of the rows of other pipelines (not this one's key) naming table `target`, in
+    /// every progress table of the database (with a `label` where `labelled`), each with the
+    /// progress table that holds it; a table that went or cannot be read is passed over.
+    async fn others_rows(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        target: &str,
+        columns: &str,
+        labelled: bool,
+    ) -> Result<Vec<(String, tokio_postgres::Row)>, Failure> {
+        let mut out = Vec::new();
         for (progress, labels) in self.progress_tables(tx).await? {
-            if !labels {
+            if labelled && !labels {
                 continue;
             }
             let rows = self
                 .read_progress_table(
                     tx,
                     &format!(
-                        "SELECT pipeline, label, committed_at FROM {progress} WHERE target = $1 \
-                         AND pipeline <> $2 AND label IS NOT NULL"
+                        "SELECT {columns} FROM {progress} WHERE target = $1 AND pipeline <> $2{}",
+                        if labelled {
+                            " AND label IS NOT NULL"
+                        } else {
+                            ""
+                        }
                     ),
                     &[&target, &self.progress_key],
                 )
                 .await?
                 .unwrap_or_default();
-            writers.extend(rows.iter().filter_map(|row| {
-                Some(Writer {
-                    progress: progress.clone(),
-                    owner: row.try_get(0).ok()?,
-                    label: row.try_get(1).ok()?,
-                    committed_at: row.try_get(2).ok()?,
-                })
-            }));
+            out.extend(rows.into_iter().map(|row| (progress.clone(), row)));
         }
-        writers.sort_by_key(|w| std::cmp::Reverse(w.committed_at));
-        Ok(writers)
+        Ok(out)
     }
 
     /// Refuses, in `tx`, an update- or complete-mode batch into table `target` where a newer
@@ -1556,12 +1571,13 @@ impl PostgresSink {
              or give `--checkpoint` a new one)",
             self.progress_key
         );
+        // Where the table it wrote is now, asked only where it is not the one under the name.
         let moved = match recorded {
-            Some(oid) => self
+            Some(oid) if current != Some(oid) => self
                 .renamed(&live.client, oid)
                 .await
                 .map_err(|e| self.failure(&e, "looking up the table it wrote"))?,
-            None => None,
+            _ => None,
         };
         if let (None, Some((now, undo))) = (current, &moved) {
             return Err(Failure::Fatal(SinkError::Lost {

@@ -269,13 +269,9 @@ fn check_utf8_text(
                 .to_string(),
             "UTF-16LE",
         ))
-    } else if let Err(e) = std::str::from_utf8(text)
-        // Not a character cut at the end of what was read.
-        && e.error_len().is_some()
-        && (on_error == OnError::Fail
-            || format == FileFormat::Csv && !text[..e.valid_up_to()].contains(&b'\n'))
+    } else if let Some(at) = first_not_utf8(text)
+        && (on_error == OnError::Fail || format == FileFormat::Csv && !text[..at].contains(&b'\n'))
     {
-        let at = e.valid_up_to();
         let line = 1 + text[..at].iter().filter(|b| **b == b'\n').count();
         Some((
             format!(
@@ -3172,13 +3168,19 @@ fn cast_exactly(column: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError
 /// Where `text` (a record's lines) holds a byte no UTF-8 text holds there: what is wrong, as
 /// a skipped record's note says it (the first such byte, and what text usually has it).
 fn not_utf8(text: &[u8]) -> Option<String> {
-    let e = std::str::from_utf8(text).err()?;
-    e.error_len()?;
+    let at = first_not_utf8(text)?;
     Some(format!(
         "not UTF-8: byte 0x{:02X}, which no UTF-8 text has there (Latin-1 or Windows-1252 \
          text, as often; `iconv -f CP1252 -t UTF-8 FILE > NEW` converts such a file)",
-        text[e.valid_up_to()]
+        text[at]
     ))
+}
+
+/// Where in `text` the first byte is that no UTF-8 text has there; `None` where it is all
+/// UTF-8 but for a character cut at its end (where what was read stops).
+fn first_not_utf8(text: &[u8]) -> Option<usize> {
+    let e = std::str::from_utf8(text).err()?;
+    e.error_len().map(|_| e.valid_up_to())
 }
 
 fn note_skipped(file: &str, line: usize, reason: &str) {

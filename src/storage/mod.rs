@@ -562,17 +562,26 @@ impl Location {
         }
     }
 
+    /// Reads an object as `options` ask (a range, say), with what the store said of it as it
+    /// read it; `Ok(None)` when it does not exist. The store's own error otherwise.
+    async fn fetch(
+        &self,
+        path: &Path,
+        options: object_store::GetOptions,
+    ) -> Result<Option<(bytes::Bytes, object_store::ObjectMeta)>, object_store::Error> {
+        match self.store.get_opts(path, options).await {
+            Ok(result) => {
+                let meta = result.meta.clone();
+                Ok(Some((result.bytes().await?, meta)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reads a whole object; `Ok(None)` when it does not exist.
     pub async fn get(&self, path: &Path) -> Result<Option<bytes::Bytes>, StorageError> {
-        match self.store.get(path).await {
-            Ok(result) => result
-                .bytes()
-                .await
-                .map(Some)
-                .map_err(|e| self.io_err("reading", path, e)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.io_err("reading", path, e)),
-        }
+        Ok(self.get_with_meta(path).await?.map(|(bytes, _)| bytes))
     }
 
     /// Reads the first `limit` bytes of an object (all of it where it is no larger), with its
@@ -586,16 +595,8 @@ impl Location {
             range: Some(object_store::GetRange::Bounded(0..limit)),
             ..Default::default()
         };
-        match self.store.get_opts(path, options).await {
-            Ok(result) => {
-                let size = result.meta.size;
-                result
-                    .bytes()
-                    .await
-                    .map(|bytes| Some((bytes, size)))
-                    .map_err(|e| self.io_err("reading", path, e))
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
+        match self.fetch(path, options).await {
+            Ok(read) => Ok(read.map(|(bytes, meta)| (bytes, meta.size))),
             Err(e) => {
                 // A range of an empty object is refused by some stores: it is empty. Any
                 // other failure is said as it is (not answered by reading all of it).
@@ -614,18 +615,9 @@ impl Location {
         &self,
         path: &Path,
     ) -> Result<Option<(bytes::Bytes, object_store::ObjectMeta)>, StorageError> {
-        match self.store.get(path).await {
-            Ok(result) => {
-                let meta = result.meta.clone();
-                result
-                    .bytes()
-                    .await
-                    .map(|bytes| Some((bytes, meta)))
-                    .map_err(|e| self.io_err("reading", path, e))
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.io_err("reading", path, e)),
-        }
+        self.fetch(path, object_store::GetOptions::default())
+            .await
+            .map_err(|e| self.io_err("reading", path, e))
     }
 
     /// Whether an object exists (without reading it).
