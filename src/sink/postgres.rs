@@ -536,6 +536,11 @@ struct Live {
     /// another pipeline writing the same update- or complete-mode table is named (refused in
     /// complete mode), and a copy of the checkpoint at the same epoch refused.
     labels: bool,
+    /// Whether the progress table exists. A session of an operator command or of a run
+    /// before its first batch (`epoch` none) does not make it: a run refused before a batch
+    /// leaves the database as it found it. Where it is missing, no batch of any pipeline is
+    /// recorded in it.
+    progress_made: bool,
 }
 
 /// Another pipeline's progress row naming the same table (`other_writers`).
@@ -962,14 +967,15 @@ impl PostgresSink {
             }
         });
         let progress = quote_path(&self.config.progress_table);
-        // Made only where missing: a role without CREATE on the schema can use a table made
-        // for it in advance.
+        // Made only where missing (a role without CREATE on the schema can use a table made
+        // for it in advance), and only by a run's session about to write a batch.
         let exists = client
             .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&progress])
             .await
             .map_err(|e| self.failure(&e, "looking for the progress table"))?
             .get::<_, bool>(0);
-        if !exists {
+        let progress_made = exists || epoch.is_some();
+        if !exists && epoch.is_some() {
             client
                 .batch_execute(&format!(
                     "CREATE TABLE IF NOT EXISTS {progress} (
@@ -993,9 +999,13 @@ impl PostgresSink {
                 })
                 .map_err(|e| self.failure(&e, "making the progress table"))?;
         }
-        let (targets, relations, labels) = self
-            .progress_targets(&client, &progress, epoch.is_some())
-            .await?;
+        // A table not made yet will have every column.
+        let (targets, relations, labels) = if progress_made {
+            self.progress_targets(&client, &progress, epoch.is_some())
+                .await?
+        } else {
+            (true, true, true)
+        };
         Ok(Live {
             client,
             epoch,
@@ -1004,6 +1014,7 @@ impl PostgresSink {
             targets,
             relations,
             labels,
+            progress_made,
         })
     }
 
@@ -1534,7 +1545,7 @@ impl PostgresSink {
         columns: &std::collections::BTreeMap<String, String>,
     ) -> Result<(), Failure> {
         // Complete mode writes the whole result each batch: the next one rewrites the table.
-        if !live.targets || self.mode == Mode::Complete {
+        if !live.targets || !live.progress_made || self.mode == Mode::Complete {
             return Ok(());
         }
         let progress = quote_path(&self.config.progress_table);
@@ -1905,19 +1916,28 @@ impl PostgresSink {
         }
         let progress = quote_path(&self.config.progress_table);
         let table = quote_path(&self.table);
-        let row = live
-            .client
-            .query_one(
-                &format!(
-                    "SELECT EXISTS (SELECT 1 FROM {progress} WHERE \
-                     to_regclass(target) = to_regclass($1::text) \
-                     OR (pipeline = $2::text AND target IS NULL)), \
-                     EXISTS (SELECT 1 FROM {table})"
-                ),
-                &[&table, &self.progress_key],
-            )
-            .await
-            .map_err(|e| self.failure(&e, "reading the table and the progress table"))?;
+        // No progress table yet: no pipeline claims the table.
+        let row = if live.progress_made {
+            live.client
+                .query_one(
+                    &format!(
+                        "SELECT EXISTS (SELECT 1 FROM {progress} WHERE \
+                         to_regclass(target) = to_regclass($1::text) \
+                         OR (pipeline = $2::text AND target IS NULL)), \
+                         EXISTS (SELECT 1 FROM {table})"
+                    ),
+                    &[&table, &self.progress_key],
+                )
+                .await
+        } else {
+            live.client
+                .query_one(
+                    &format!("SELECT false, EXISTS (SELECT 1 FROM {table})"),
+                    &[],
+                )
+                .await
+        }
+        .map_err(|e| self.failure(&e, "reading the table and the progress table"))?;
         let (claimed, holds): (bool, bool) = (row.get(0), row.get(1));
         if claimed || !holds {
             return Ok(());
@@ -2508,6 +2528,9 @@ impl PostgresSink {
 
     /// The progress row: batch, epoch and rows; `None` where the pipeline has none.
     async fn progress(&self, live: &Live) -> Result<Option<(u64, u64, u64)>, SinkError> {
+        if !live.progress_made {
+            return Ok(None);
+        }
         let progress = quote_path(&self.config.progress_table);
         let row = live
             .client
@@ -2800,8 +2823,10 @@ impl Sink for PostgresSink {
         };
         let progress = quote_path(&self.config.progress_table);
         // A progress table without `target` and `relation` (an older Sluice's, which an
-        // operator command does not alter) records no table.
-        let recorded = if targets {
+        // operator command does not alter) records no table; a missing one records nothing.
+        let recorded = if !live.progress_made {
+            Ok(None)
+        } else if targets {
             tx.query_opt(
                 &format!(
                     "SELECT CASE WHEN target = format('%I.%I', coalesce($3::text, \
@@ -2931,26 +2956,28 @@ impl Sink for PostgresSink {
         } else {
             0
         };
-        tx.execute(
-            &format!(
-                "UPDATE {} SET batch = $2::bigint - 1{} WHERE pipeline = $1::text AND batch >= \
+        if live.progress_made {
+            tx.execute(
+                &format!(
+                    "UPDATE {} SET batch = $2::bigint - 1{} WHERE pipeline = $1::text AND batch >= \
                  $2::bigint",
-                quote_path(&self.config.progress_table),
-                // The rows of the batch now the newest, as its commit recorded them.
-                if holds_batches {
-                    format!(
-                        ", rows = (SELECT count(*) FROM {} WHERE {} = $2::bigint - 1)",
-                        quote_path(&self.table),
-                        quote(batch_column)
-                    )
-                } else {
-                    String::new()
-                }
-            ),
-            &[&self.progress_key, &n],
-        )
-        .await
-        .map_err(|e| self.error(format!("moving the progress row back: {}", describe(&e))))?;
+                    quote_path(&self.config.progress_table),
+                    // The rows of the batch now the newest, as its commit recorded them.
+                    if holds_batches {
+                        format!(
+                            ", rows = (SELECT count(*) FROM {} WHERE {} = $2::bigint - 1)",
+                            quote_path(&self.table),
+                            quote(batch_column)
+                        )
+                    } else {
+                        String::new()
+                    }
+                ),
+                &[&self.progress_key, &n],
+            )
+            .await
+            .map_err(|e| self.error(format!("moving the progress row back: {}", describe(&e))))?;
+        }
         tx.commit()
             .await
             .map_err(|e| self.error(format!("taking batch {batch} back: {}", describe(&e))))?;

@@ -804,6 +804,7 @@ async fn an_update_key_that_is_not_the_group_key_is_refused() {
 /// where both kept their progress rows in one progress table; given another
 /// `progress_table`, every batch was added again. The other pipeline's row is found in any
 /// progress table of the database, named with its table, and the advice, followed, works.
+/// The refused run leaves no progress table of its own behind.
 #[tokio::test]
 async fn a_new_checkpoint_with_its_own_progress_table_is_refused_over_a_filled_table() {
     let ws = Workspace::new();
@@ -841,10 +842,22 @@ async fn a_new_checkpoint_with_its_own_progress_table_is_refused_over_a_filled_t
         "{said}"
     );
     assert_eq!(count().await, expected.len());
+    // Walk 48 (11b): the refused run left its progress table behind; it makes it only to
+    // record a batch.
+    let progress_exists = || async {
+        client(server())
+            .await
+            .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&progress])
+            .await
+            .expect("to_regclass")
+            .get::<_, bool>(0)
+    };
+    assert!(!progress_exists().await, "a refused run made {progress}");
     run_advised_sql(&said, "TRUNCATE").await;
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(count().await, expected.len());
+    assert!(progress_exists().await);
 }
 
 /// Issue 13: a new checkpoint appending to a table another checkpoint's pipeline fills would
