@@ -54,8 +54,11 @@ pub struct BatchProgress {
     /// Those fields, per source.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub unknown_fields: BTreeMap<String, BTreeSet<String>>,
-    /// Input rows dropped because they were older than the watermark.
+    /// Input rows dropped because they were older than the watermark, or past their
+    /// source's `max_future` (set aside with them).
     pub num_late_rows: u64,
+    /// Of those, rows past `max_future` (Sluice's own).
+    pub num_rows_beyond_max_future: u64,
     /// Files read.
     pub num_input_files: u64,
     /// Input rows per second of batch time.
@@ -283,6 +286,12 @@ impl BatchProgress {
                         "dropped"
                     };
                     skipped.push_str(&format!(", {} late rows {whither}", self.num_late_rows));
+                    if self.num_rows_beyond_max_future > 0 {
+                        skipped.push_str(&format!(
+                            " ({} of them past max_future)",
+                            self.num_rows_beyond_max_future
+                        ));
+                    }
                 }
                 if let Some(w) = &self.watermark {
                     skipped.push_str(&format!(", watermark {w}"));

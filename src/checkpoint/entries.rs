@@ -101,6 +101,10 @@ pub struct CommitEntry {
     /// Rows dropped because they were older than the batch's watermark.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rows_late: u64,
+    /// Of those, rows whose event time was past their source's `max_future` ahead of the
+    /// batch's timestamp (quarantined with the late rows).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_beyond_max_future: u64,
     /// The state the batch wrote, per state store, for a stateful query.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub state: Vec<StateCommit>,

@@ -907,6 +907,7 @@ mod tests {
             event_time_max_ms: Default::default(),
             source_active_ms: Default::default(),
             rows_late: 0,
+            rows_beyond_max_future: 0,
             state: Vec::new(),
             output: None,
             pipeline: None,

@@ -766,6 +766,9 @@ fn render_text(view: &CheckpointView) -> String {
             }
             if c.rows_late > 0 {
                 let _ = write!(out, "; {} late rows", c.rows_late);
+                if c.rows_beyond_max_future > 0 {
+                    let _ = write!(out, " ({} past max_future)", c.rows_beyond_max_future);
+                }
             }
         }
         // Where the query was edited: "why does this batch differ from yesterday's".

@@ -129,7 +129,9 @@ pub(super) struct Computed {
     pub(super) unknown_fields: BTreeMap<String, BTreeSet<String>>,
     pub(super) files_in: u64,
     pub(super) late: u64,
-    /// Those rows, per source.
+    /// Of those, rows past their source's `max_future`.
+    pub(super) beyond_max_future: u64,
+    /// The late rows, per source.
     pub(super) late_per_source: BTreeMap<String, u64>,
     /// The latest event time seen up to this batch, per source with a watermark.
     pub(super) event_time_max_ms: BTreeMap<String, i64>,
@@ -923,6 +925,7 @@ impl<'p> Engine<'p> {
             unknown_fields: BTreeMap::new(),
             files_in: 0,
             late: 0,
+            beyond_max_future: 0,
             late_per_source: BTreeMap::new(),
             event_time_max_ms: BTreeMap::new(),
             rows_per_source: BTreeMap::new(),
@@ -1029,6 +1032,7 @@ impl<'p> Engine<'p> {
                 )
                 .map_err(|e| exec_err(e.into()))?;
                 computed.late += seen.late;
+                computed.beyond_max_future += seen.beyond_max_future;
                 *computed
                     .late_per_source
                     .entry(source.name().to_string())

@@ -107,6 +107,9 @@ pub struct EventTimeSeen {
     pub max_ms: Option<i64>,
     /// Rows dropped as late.
     pub late: u64,
+    /// Of those, rows whose event time was past `max_future` (a clock gone wrong), told
+    /// apart from rows behind the watermark.
+    pub beyond_max_future: u64,
     /// Those rows.
     pub late_rows: Vec<RecordBatch>,
 }
@@ -148,6 +151,9 @@ pub fn drop_late(
             })
             .collect();
         let dropped = keep.false_count();
+        seen.beyond_max_future += (0..ns.len())
+            .filter(|i| time(*i).is_some_and(in_future))
+            .count() as u64;
         if dropped > 0 {
             seen.late += dropped as u64;
             seen.late_rows

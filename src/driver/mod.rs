@@ -2706,6 +2706,7 @@ impl<'a> Driver<'a> {
             unknown_fields,
             files_in,
             late,
+            beyond_max_future,
             late_per_source,
             event_time_max_ms,
             rows_per_source,
@@ -2766,6 +2767,7 @@ impl<'a> Driver<'a> {
             event_time_max_ms,
             source_active_ms,
             rows_late: late,
+            rows_beyond_max_future: beyond_max_future,
             state: state_commit,
             output: output_digest,
             pipeline: Some(self.pipeline_fingerprint.clone()),
@@ -2890,6 +2892,7 @@ impl<'a> Driver<'a> {
             num_rows_with_unknown_fields: unknown_rows,
             unknown_fields,
             num_late_rows: late,
+            num_rows_beyond_max_future: beyond_max_future,
             num_input_files: files_in,
             processed_rows_per_second: if total_s > 0.0 {
                 rows_in as f64 / total_s

@@ -650,7 +650,7 @@ fn progress_gives_the_watermark_as_spark_does() {
 /// Beyond Spark: with `max_future`, a row whose event time is further ahead of its batch's
 /// timestamp (a producer's clock gone wrong, here 2099) is quarantined with the late rows and
 /// does not move the watermark, so the rows after it still count. Without it, that one row
-/// makes every later row late.
+/// makes every later row late. Such rows are counted apart from rows behind the watermark.
 #[test]
 fn a_row_from_a_runaway_clock_is_quarantined_by_max_future() {
     // A day before now (the batch timestamps are now), on a 5 s window's start.
@@ -679,7 +679,20 @@ fn a_row_from_a_runaway_clock_is_quarantined_by_max_future() {
         [vec![format!("{window}|1")], vec![format!("{window}|2")]]
     );
     assert_eq!(written(&ws, "late", &["id"]), [vec!["2"]]);
+    // Walk 51 (5): counted apart from the rows behind the watermark.
+    let inspect = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    assert!(
+        String::from_utf8_lossy(&inspect.stdout).contains("; 1 late rows (1 past max_future)"),
+        "{}",
+        String::from_utf8_lossy(&inspect.stdout)
+    );
     let ws = run_case(&files, &source("s", "0s"), query, "update");
+    let inspect = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    assert!(
+        !String::from_utf8_lossy(&inspect.stdout).contains("past max_future"),
+        "{}",
+        String::from_utf8_lossy(&inspect.stdout)
+    );
     assert_eq!(
         written(&ws, "out", &["w", "n"]),
         [vec![
