@@ -687,6 +687,12 @@ fn render_text(view: &CheckpointView) -> String {
                 .parts
                 .iter()
                 .map(|p| match p.offset {
+                    Some(at) if p.ends_below_read => format!(
+                        "{} at {at} of {}: it ends below the position read, so it was deleted \
+                         and made again, or emptied, since; the next run stops and says what \
+                         to do",
+                        p.part, p.end
+                    ),
                     Some(at) => format!("{} at {at} of {} ({} behind)", p.part, p.end, p.lag),
                     None => format!("{} new, {} to read", p.part, p.lag),
                 })

@@ -675,6 +675,31 @@ async fn a_starting_sequence_past_the_stream_end_is_refused() {
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
 }
 
+/// Walk 53 (1): `starting_sequence: latest` was taken again by every run that found nothing
+/// new, so a run from cron never read a message: each passed over what was published since
+/// the one before. It is resolved once, by the first run, and kept in the checkpoint (as
+/// Kafka's `starting_offsets` are): what is published after the first run is read.
+#[tokio::test]
+async fn latest_is_where_the_first_run_found_the_stream_end() {
+    let ws = Workspace::new();
+    let stream = unique("latest");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    // Before the first run: not read (`in/` is the oracle's copy, so this one is not kept).
+    publish(&js, &format!("{stream}.web"), &json_values(&clicks(0, 10))).await;
+    let file = pipeline(&ws, &stream, "    starting_sequence: latest\n");
+    for first in [10, 30] {
+        let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        publish(&js, &format!("{stream}.web"), &clicks_json(&ws, first, 20)).await;
+    }
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert!(!expected.is_empty());
+    assert_eq!(sink_rows(&ws.path("out")).await, expected);
+}
+
 /// Walk 21 (4): a `filter_subject` changed after a batch read on from where the old filter
 /// had read past, so the messages there that the new one takes were never read, without a
 /// word. Refused before a batch (exit 2), naming the old filter; put back, the run goes on,
@@ -794,6 +819,13 @@ async fn a_stream_made_again_with_fewer_messages_is_named() {
             && said.contains("deleted and made again")
             && said.contains("fail_on_data_loss: false"),
         "{said}"
+    );
+    // Walk 53 (5): `inspect`'s lag said "at 10 of 3 (0 behind)", as healthy; it says the
+    // stream ends below the position read.
+    let lag = connector.lag("s", &end).await.expect("lag").expect("a lag");
+    assert!(
+        lag.parts[0].ends_below_read && lag.parts[0].lag == 0,
+        "{lag:?}"
     );
     // Walk 29 (1): the advice followed (`fail_on_data_loss: false`) read on from the old
     // offset, so the new records below it were never read, and nothing said so. The source

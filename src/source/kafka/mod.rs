@@ -533,6 +533,7 @@ impl SourceConnector for KafkaConfig {
                     offset: at,
                     end: *end,
                     lag: u64::try_from(end - from.unwrap_or(*end)).unwrap_or(0),
+                    ends_below_read: at.is_some_and(|at| at > *end),
                 });
             }
         }

@@ -310,7 +310,7 @@ impl SourceConnector for NatsConfig {
     async fn open(
         &self,
         name: &str,
-        _checkpoint: &Location,
+        checkpoint: &Location,
         _hook: Option<&StoreHook>,
         _sync: bool,
     ) -> Result<Box<dyn Source>, SourceError> {
@@ -319,6 +319,7 @@ impl SourceConnector for NatsConfig {
         Ok(Box::new(NatsSource {
             name: name.to_string(),
             config: self.clone(),
+            checkpoint: Some(checkpoint.clone()),
             schema,
             payload_schema,
             context: tokio::sync::OnceCell::new(),
@@ -357,6 +358,7 @@ impl SourceConnector for NatsConfig {
         let source = NatsSource {
             name: name.to_string(),
             config,
+            checkpoint: None,
             schema: self.columns(None),
             payload_schema: None,
             context: tokio::sync::OnceCell::new(),
@@ -374,6 +376,7 @@ impl SourceConnector for NatsConfig {
                 offset: Some(i64::try_from(read).unwrap_or(i64::MAX)),
                 end: i64::try_from(state.last).unwrap_or(i64::MAX),
                 lag,
+                ends_below_read: read > state.last,
             }],
         }))
     }
@@ -398,6 +401,10 @@ impl SourceConnector for NatsConfig {
     }
 }
 
+/// The file under `sources/<name>/` of the checkpoint that keeps the sequence the first batch
+/// starts at, as `starting_sequence` resolved it for the first plan.
+const INITIAL_SEQUENCE: &str = "initial-sequence";
+
 /// A stream's sequences now: its first stored message and its last sequence (`first` is
 /// `last + 1` for an empty stream).
 #[derive(Debug, Clone, Copy)]
@@ -410,6 +417,9 @@ struct StreamState {
 pub struct NatsSource {
     name: String,
     config: NatsConfig,
+    /// The checkpoint, which keeps where the first batch starts (`sources/<name>/`
+    /// [`INITIAL_SEQUENCE`]); none for a look at the stream alone (`inspect`'s lag).
+    checkpoint: Option<Location>,
     schema: SchemaRef,
     payload_schema: Option<SchemaRef>,
     /// The JetStream context, connected on first use.
@@ -604,7 +614,61 @@ impl NatsSource {
     /// a sequence past the next one the stream gives (`now.last + 1`) is refused, as Spark
     /// refuses a starting offset past a Kafka partition's end: it names no message of this
     /// stream (one of another stream, or of this one before it was made anew).
-    fn initial(&self, now: StreamState) -> Result<u64, SourceError> {
+    ///
+    /// Resolved once, by the first plan, and kept in the checkpoint (as the Kafka source keeps
+    /// its starting offsets, and Spark its `startingOffsets`): `latest` resolved again by
+    /// each run that finds nothing new would pass over what was published in between.
+    async fn initial(&self, now: StreamState) -> Result<u64, SourceError> {
+        let Some(checkpoint) = &self.checkpoint else {
+            return self.resolve_start(now);
+        };
+        let path = checkpoint.path(&format!("sources/{}/{INITIAL_SEQUENCE}", self.name));
+        let kept = |bytes: &[u8]| {
+            String::from_utf8_lossy(bytes)
+                .trim()
+                .parse::<u64>()
+                .map_err(|e| {
+                    SourceError::from(CheckpointError::Corrupt {
+                        file: format!("{checkpoint}/{path}"),
+                        line: 1,
+                        reason: format!("not a stream sequence: {e}"),
+                    })
+                })
+        };
+        if let Some(bytes) = checkpoint.get(&path).await? {
+            let first = kept(&bytes)?;
+            // Past the stream's end: the stream was made anew since the sequence was kept.
+            if first > now.last + 1 {
+                return Err(SourceError::Config {
+                    source_name: self.name.clone(),
+                    reason: format!(
+                        "the first batch was to start at sequence {first} of stream `{}` (kept \
+                         in {checkpoint}/{path} by an earlier run, from `starting_sequence`), \
+                         past the stream's end: its last message is sequence {} (deleted and \
+                         made again since?). Delete that file to take `starting_sequence` \
+                         against the stream as it is now, or use {}",
+                        self.config.stream,
+                        now.last,
+                        super::NEW_START
+                    ),
+                });
+            }
+            return Ok(first);
+        }
+        let first = self.resolve_start(now)?;
+        if checkpoint
+            .put_if_absent(&path, first.to_string().into_bytes())
+            .await?
+        {
+            Ok(first)
+        } else {
+            // Another run kept its own first: it stands.
+            kept(&checkpoint.get(&path).await?.unwrap_or_default())
+        }
+    }
+
+    /// [`Self::initial`] as the setting gives it against `now`, not kept.
+    fn resolve_start(&self, now: StreamState) -> Result<u64, SourceError> {
         Ok(match self.config.starting_sequence {
             StartingSequence::Earliest => now.first,
             StartingSequence::Latest => now.last + 1,
@@ -973,7 +1037,7 @@ impl Source for NatsSource {
         let (first, next) = match self.parse(start)? {
             Some(offset) => (offset.first, offset.sequence + 1),
             None => {
-                let first = self.initial(now)?;
+                let first = self.initial(now).await?;
                 (first, first)
             }
         };
