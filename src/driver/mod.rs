@@ -325,6 +325,20 @@ fn late_rows_failure(source: &str, error: crate::sink::SinkError) -> Error {
         e @ (SinkError::Foreign { .. }
         | SinkError::ForeignFolder { .. }
         | SinkError::Config { .. }) => late_rows_error(source, &e),
+        // Late rows go to their sink as the source gave them: an edit of the query does not
+        // reach them (walk 53).
+        SinkError::RowRefused { kind, reason } => SinkError::RowRefused {
+            kind,
+            reason: format!(
+                "{reason}. This is a late row of source `{source}`, written to `late_rows` as \
+                 the source read it, which no edit of the query reaches: declare the column in \
+                 the source's `schema:` so that such a value does not read (a timestamp as \
+                 `timestamp(6)`, to the microsecond: a finer one is then a malformed row, \
+                 skipped and counted under `on_error: skip`), or give `late_rows` a sink that \
+                 keeps it (a files sink)"
+            ),
+        }
+        .into(),
         other => other.into(),
     }
 }
@@ -2269,7 +2283,7 @@ impl<'a> Driver<'a> {
     /// its batches would no longer read as one table), unless the pipeline allows the change;
     /// then records them.
     async fn check_output_schema(&mut self, output: &SchemaRef) -> Result<(), Error> {
-        if !self.pipeline.sink.connector().keeps_batches() {
+        if !self.pipeline.sink.connector().holds_output() {
             return Ok(());
         }
         let planned: Vec<(String, String)> = output

@@ -154,6 +154,12 @@ impl SinkConnector for KafkaSinkConfig {
         Some(format!("kafka://{}/{}", self.bootstrap_servers, self.topic))
     }
 
+    /// A topic's consumers read its records as they come: records of other columns would
+    /// reach them mid-stream (walks 52 and 53).
+    fn holds_output(&self) -> bool {
+        true
+    }
+
     fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
         if ctx.update && self.key.is_none() {
             return Err(SinkError::Config {

@@ -252,6 +252,16 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// Whether what the batches wrote stays in the sink for readers to read as one table or
+    /// stream, so that a query writing other columns is refused unless
+    /// `allow_output_schema_change` (the driver keeps the columns in the checkpoint's `sink`
+    /// record): a sink that keeps batches, and one whose readers take its records as they
+    /// come (a topic). A sink that checks the columns against its own table's, as PostgreSQL's
+    /// does, needs no more.
+    fn holds_output(&self) -> bool {
+        self.keeps_batches()
+    }
+
     /// For a sink that keeps batches: its records of them, said as lost with what that means
     /// (`its _sluice/ records ... are gone, so the folder was ...`), and a new place to write
     /// that starts a pipeline over (`a new, empty `sink.path``), for the message of a sink

@@ -1441,6 +1441,46 @@ async fn a_sink_moved_from_a_topic_to_a_folder_is_said() {
     );
 }
 
+/// Walks 52 and 53: a query edited to write other columns into a topic that holds batches
+/// (a column added, retyped, removed) ran without a word, and the topic's consumers met
+/// records of another shape mid-stream. Refused before a batch (exit 2), naming what changed,
+/// as for the other sinks that hold their output; `allow_output_schema_change: true` lets it
+/// through, and the topic then holds both shapes.
+#[tokio::test]
+async fn a_query_writing_other_columns_into_a_topic_is_refused() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 20, 0);
+    let out = unique("columns");
+    create_topic(broker(), &out, 1).await;
+    let pipeline = files_to_kafka_retrying(&ws, "columns", "SELECT id, page FROM clicks", &out, "");
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let written = committed_values(broker(), &out).len();
+    assert_eq!(written, 20);
+    write_clicks(&ws.path("in"), "json", 1, 20, 1);
+    let edited = std::fs::read_to_string(&pipeline)
+        .expect("pipeline")
+        .replace("SELECT id, page FROM", "SELECT id, page, amount FROM");
+    std::fs::write(&pipeline, &edited).expect("edit");
+    let refused = sluice_run(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(
+            "the query's output changed under a sink that holds batches of other \
+             columns (`amount` added)"
+        ),
+        "{said}"
+    );
+    assert_eq!(committed_values(broker(), &out).len(), written);
+    std::fs::write(&pipeline, edited + "allow_output_schema_change: true\n").expect("allow");
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let values = committed_values(broker(), &out);
+    assert_eq!(values.len(), 40);
+    assert!(String::from_utf8_lossy(&values[39]).contains("\"amount\""));
+}
+
 /// Walk 20 (3): a pipeline started over on a new checkpoint into the topic it wrote wrote
 /// every batch again, without a word (files, Delta and PostgreSQL sinks refuse it). A topic
 /// many pipelines write is common, so it is not refused: the run says what happens and what
