@@ -3158,7 +3158,9 @@ fn pg_batch(
                 "column `{name}` holds text with a NUL byte ({value:?}), which PostgreSQL's \
                  text types cannot hold (DuckDB and Spark keep it): take it out in the query, \
                  `replace({name}, chr(0), '')`, or send the column as `bytea` \
-                 (`CAST({name} AS BYTEA)`)"
+                 (`CAST({name} AS BYTEA)`); or leave such rows out, `WHERE strpos({name}, \
+                 chr(0)) = 0` (the one edit a query with state takes where the column is a \
+                 group key: a changed filter is no changed state)"
             ));
         }
     }
