@@ -208,8 +208,9 @@ fn advice(checkpoint: &str, file: &str) -> String {
             .and_then(|n| n.checked_sub(1))
             .map(|before| {
                 format!(
-                    "; where repair cannot, and the sink takes batches back (a files or Delta \
-                     sink, a PostgreSQL one in append mode with `batch_column`), `sluice rewind \
+                    "; where repair cannot, and the sink takes batches back (a files sink, a \
+                     Delta one in append mode, a PostgreSQL one in append mode with \
+                     `batch_column`; none in complete mode), `sluice rewind \
                      {checkpoint} --to {before}` takes the batch and the later ones back to be \
                      computed again"
                 )

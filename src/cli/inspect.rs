@@ -689,8 +689,8 @@ fn render_text(view: &CheckpointView) -> String {
                 .map(|p| match p.offset {
                     Some(at) if p.ends_below_read => format!(
                         "{} at {at} of {}: it ends below the position read, so it was deleted \
-                         and made again, or emptied, since; the next run stops and says what \
-                         to do",
+                         and made again since; the next run stops and says what to do (with \
+                         `fail_on_data_loss: false`, it reads it again from its start)",
                         p.part, p.end
                     ),
                     Some(at) => format!("{} at {at} of {} ({} behind)", p.part, p.end, p.lag),

@@ -327,18 +327,21 @@ fn late_rows_failure(source: &str, error: crate::sink::SinkError) -> Error {
         | SinkError::Config { .. }) => late_rows_error(source, &e),
         // Late rows go to their sink as the source gave them: an edit of the query does not
         // reach them (walk 53).
-        SinkError::RowRefused { kind, reason } => SinkError::RowRefused {
-            kind,
-            reason: format!(
-                "{reason}. This is a late row of source `{source}`, written to `late_rows` as \
-                 the source read it, which no edit of the query reaches: declare the column in \
-                 the source's `schema:` so that such a value does not read (a timestamp as \
-                 `timestamp(6)`, to the microsecond: a finer one is then a malformed row, \
-                 skipped and counted under `on_error: skip`), or give `late_rows` a sink that \
-                 keeps it (a files sink)"
-            ),
+        // A value finer than the late-rows sink keeps (its advice is the query's).
+        SinkError::RowRefused { kind, reason } if reason.contains(" finer than ") => {
+            SinkError::RowRefused {
+                kind,
+                reason: format!(
+                    "{reason}. This is a late row of source `{source}`, written to `late_rows` \
+                     as the source read it, which no edit of the query reaches: declare the \
+                     column in the source's `schema:` to the unit the sink keeps (a timestamp \
+                     as `timestamp(6)`: a finer value is then a malformed row, skipped and \
+                     counted under `on_error: skip`), or give `late_rows` a sink that keeps it \
+                     (a files sink)"
+                ),
+            }
+            .into()
         }
-        .into(),
         other => other.into(),
     }
 }
@@ -2381,7 +2384,7 @@ impl<'a> Driver<'a> {
         Error::Usage(format!(
             "the query's output changed under a sink that holds batches of other columns ({}): \
              it was ({before}), it is now ({now}); the sink's batches would no longer read as one \
-             table. Write to {fresh}, undo the change (to the query, or to a source's schema or \
+             table (a topic's as one stream). Write to {fresh}, undo the change (to the query, or to a source's schema or \
              files that changed its columns' types), or set `allow_output_schema_change: true` \
              to write the new columns anyway{table}",
             changes.join(", "),

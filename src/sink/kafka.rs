@@ -160,6 +160,13 @@ impl SinkConnector for KafkaSinkConfig {
         true
     }
 
+    fn lost_records(&self) -> (String, &'static str) {
+        (
+            "its records of them are gone, so the topic was deleted or emptied".into(),
+            "a new topic (`sink.topic`)",
+        )
+    }
+
     fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
         if ctx.update && self.key.is_none() {
             return Err(SinkError::Config {

@@ -256,8 +256,8 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
     /// stream, so that a query writing other columns is refused unless
     /// `allow_output_schema_change` (the driver keeps the columns in the checkpoint's `sink`
     /// record): a sink that keeps batches, and one whose readers take its records as they
-    /// come (a topic). A sink that checks the columns against its own table's, as PostgreSQL's
-    /// does, needs no more.
+    /// come (a topic). A sink that checks the columns against its own table's (PostgreSQL's
+    /// without `batch_column`) needs no more.
     fn holds_output(&self) -> bool {
         self.keeps_batches()
     }

@@ -322,7 +322,9 @@ impl SinkConnector for PostgresSinkConfig {
              '{pipeline}', {last}, 0, 0, format('%I.%I', n.nspname, c.relname), c.oid FROM \
              pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = \
              to_regclass('{table}');` (a progress table made by an older Sluice, without the \
-             `target` and `relation` columns: leave those two and their values out)"
+             `target` and `relation` columns: leave those two and their values out; where the \
+             progress table itself is gone, make it first: `{};`)",
+            progress_table_ddl(&progress)
         ))
     }
 
@@ -541,6 +543,15 @@ struct Live {
     /// leaves the database as it found it. Where it is missing, no batch of any pipeline is
     /// recorded in it.
     progress_made: bool,
+}
+
+/// The statement that makes the progress table `progress` (quoted) where it is missing.
+fn progress_table_ddl(progress: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {progress} (pipeline text PRIMARY KEY, batch bigint NOT \
+         NULL, epoch bigint NOT NULL, rows bigint NOT NULL, committed_at timestamptz NOT NULL \
+         DEFAULT now(), target text, relation oid, label text)"
+    )
 }
 
 /// Another pipeline's progress row naming the same table (`other_writers`).
@@ -977,17 +988,7 @@ impl PostgresSink {
         let progress_made = exists || epoch.is_some();
         if !exists && epoch.is_some() {
             client
-                .batch_execute(&format!(
-                    "CREATE TABLE IF NOT EXISTS {progress} (
-                    pipeline text PRIMARY KEY,
-                    batch bigint NOT NULL,
-                    epoch bigint NOT NULL,
-                    rows bigint NOT NULL,
-                    committed_at timestamptz NOT NULL DEFAULT now(),
-                    target text,
-                    relation oid,
-                    label text)"
-                ))
+                .batch_execute(&progress_table_ddl(&progress))
                 .await
                 .or_else(|e| {
                     // Two sessions creating it at once: one wins, the other finds it made.

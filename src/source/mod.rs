@@ -571,8 +571,8 @@ pub struct PartLag {
     /// `end` minus `offset`, never below 0.
     pub lag: u64,
     /// The part ends below the position read (`offset` past `end`): it was deleted and made
-    /// again, or emptied, since; the next run stops there, naming it (`fail_on_data_loss`),
-    /// so a lag of 0 is no sign of health then.
+    /// again since; the next run stops there, naming it (or, with `fail_on_data_loss: false`,
+    /// reads it again from its start), so a lag of 0 is no sign of health then.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ends_below_read: bool,
 }

@@ -221,42 +221,25 @@ fn stop_if_asked(config: &Config, description: &str, what: &str) {
         drop(stop);
         eprintln!("sluice: stop point reached: before {what}");
         let _ = std::process::Command::new("kill")
-            .args(["-STOP", &std::process::id().to_string()])
+            .args(["-STOP", &this_thread()])
             .status();
-        wait_until_stopped();
     }
 }
 
-/// Keeps the calling thread from going on before the stop a `kill -STOP` of the process set
-/// off has taken it. The kernel hands a signal sent to the process to one of its threads,
-/// which then stops every thread: until that thread runs, this one could go on and make the
-/// write it was to stop before (seen on a loaded machine: a Delta commit landed while a test
-/// took the run for stopped). Once the main thread shows stopped (`T` in `/proc/self/stat`),
-/// every thread has been told, and this one stops at its next system call. A pause much
-/// longer than the sleep asked for is taken as the stop come and gone (the main thread then
-/// shows running again).
-fn wait_until_stopped() {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::time::Instant::now() < deadline {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let state = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .chars()
-            .next();
-        if state == Some('T') || state.is_none() {
-            // One more system call, at whose end this thread stops.
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            return;
-        }
-        let slept = std::time::Instant::now();
-        std::thread::sleep(std::time::Duration::from_millis(1));
-        if slept.elapsed() > std::time::Duration::from_millis(100) {
-            return;
-        }
-    }
+/// This thread's id (`/proc/thread-self` names it), else the process's, as `kill` takes it.
+///
+/// The stop is sent to this thread's id so that this thread takes it: the kernel hands a
+/// stop sent to the process to any one of its threads, which then stops every thread, and
+/// until that one ran, this one went on and made the write it was to stop before (seen on a
+/// loaded machine: a Delta commit landed while a test took the run for stopped). Sent to
+/// this thread's id, the stop is still the whole process's, and this thread, waiting for
+/// `kill` to end, takes it as that wait returns.
+fn this_thread() -> String {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|link| link.file_name()?.to_str().map(str::to_string))
+        .filter(|tid| tid.parse::<u32>().is_ok())
+        .unwrap_or_else(|| std::process::id().to_string())
 }
 
 /// Crash points around a write made outside every store, such as a step of a Kafka

@@ -105,6 +105,17 @@ impl<'de> Deserialize<'de> for StartingSequence {
     }
 }
 
+impl std::fmt::Display for StartingSequence {
+    /// As the pipeline file writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Earliest => f.write_str("earliest"),
+            Self::Latest => f.write_str("latest"),
+            Self::At(n) => write!(f, "{n}"),
+        }
+    }
+}
+
 fn earliest() -> StartingSequence {
     StartingSequence::Earliest
 }
@@ -402,7 +413,8 @@ impl SourceConnector for NatsConfig {
 }
 
 /// The file under `sources/<name>/` of the checkpoint that keeps the sequence the first batch
-/// starts at, as `starting_sequence` resolved it for the first plan.
+/// starts at, as `starting_sequence` resolved it for the first plan: the sequence on its first
+/// line, the setting (`latest`) on its second.
 const INITIAL_SEQUENCE: &str = "initial-sequence";
 
 /// A stream's sequences now: its first stored message and its last sequence (`first` is
@@ -623,20 +635,46 @@ impl NatsSource {
             return self.resolve_start(now);
         };
         let path = checkpoint.path(&format!("sources/{}/{INITIAL_SEQUENCE}", self.name));
+        // The sequence, then the setting it was resolved from.
         let kept = |bytes: &[u8]| {
-            String::from_utf8_lossy(bytes)
-                .trim()
-                .parse::<u64>()
-                .map_err(|e| {
-                    SourceError::from(CheckpointError::Corrupt {
-                        file: format!("{checkpoint}/{path}"),
-                        line: 1,
-                        reason: format!("not a stream sequence: {e}"),
-                    })
+            let text = String::from_utf8_lossy(bytes);
+            let mut lines = text.lines();
+            let first = lines.next().unwrap_or_default().trim().parse::<u64>();
+            let from = lines.next().map(|l| l.trim().to_string());
+            first.map(|first| (first, from)).map_err(|e| {
+                SourceError::from(CheckpointError::Corrupt {
+                    file: format!("{checkpoint}/{path}"),
+                    line: 1,
+                    reason: format!("not a stream sequence: {e}"),
                 })
+            })
         };
         if let Some(bytes) = checkpoint.get(&path).await? {
-            let first = kept(&bytes)?;
+            let (first, from) = kept(&bytes)?;
+            let now_setting = self.config.starting_sequence.to_string();
+            if let Some(from) = from.filter(|from| *from != now_setting) {
+                // Said once a run (a run opens its sources more than once).
+                static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+                let key = format!("{checkpoint}/{path}");
+                let first_time = SAID.lock().is_ok_and(|mut said| {
+                    let new = !said.contains(&key);
+                    if new {
+                        said.push(key);
+                    }
+                    new
+                });
+                if first_time {
+                    tracing::warn!(
+                        "source `{}`: `starting_sequence: {now_setting}` applies to a \
+                         checkpoint's first plan only, which took `starting_sequence: {from}` \
+                         (sequence {first}, kept in {checkpoint}/{path}): the edit changes \
+                         nothing; to start where it says, delete that file before any batch \
+                         has run, or use {}",
+                        self.name,
+                        super::NEW_START
+                    );
+                }
+            }
             // Past the stream's end: the stream was made anew since the sequence was kept.
             if first > now.last + 1 {
                 return Err(SourceError::Config {
@@ -656,14 +694,12 @@ impl NatsSource {
             return Ok(first);
         }
         let first = self.resolve_start(now)?;
-        if checkpoint
-            .put_if_absent(&path, first.to_string().into_bytes())
-            .await?
-        {
+        let text = format!("{first}\n{}\n", self.config.starting_sequence);
+        if checkpoint.put_if_absent(&path, text.into_bytes()).await? {
             Ok(first)
         } else {
             // Another run kept its own first: it stands.
-            kept(&checkpoint.get(&path).await?.unwrap_or_default())
+            kept(&checkpoint.get(&path).await?.unwrap_or_default()).map(|(first, _)| first)
         }
     }
 
