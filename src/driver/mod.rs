@@ -325,9 +325,8 @@ fn late_rows_failure(source: &str, error: crate::sink::SinkError) -> Error {
         e @ (SinkError::Foreign { .. }
         | SinkError::ForeignFolder { .. }
         | SinkError::Config { .. }) => late_rows_error(source, &e),
-        // Late rows go to their sink as the source gave them: an edit of the query does not
-        // reach them (walk 53).
-        // A value finer than the late-rows sink keeps (its advice is the query's).
+        // A value finer than the late-rows sink keeps: its advice is an edit of the query,
+        // which late rows, written as the source gave them, never pass through (walk 53).
         SinkError::RowRefused { kind, reason } if reason.contains(" finer than ") => {
             SinkError::RowRefused {
                 kind,
@@ -2384,9 +2383,9 @@ impl<'a> Driver<'a> {
         Error::Usage(format!(
             "the query's output changed under a sink that holds batches of other columns ({}): \
              it was ({before}), it is now ({now}); the sink's batches would no longer read as one \
-             table (a topic's as one stream). Write to {fresh}, undo the change (to the query, or to a source's schema or \
-             files that changed its columns' types), or set `allow_output_schema_change: true` \
-             to write the new columns anyway{table}",
+             table (a topic's as one stream). Write to {fresh}, undo the change (to the query, \
+             or to a source's schema or files that changed its columns' types), or set \
+             `allow_output_schema_change: true` to write the new columns anyway{table}",
             changes.join(", "),
         ))
     }

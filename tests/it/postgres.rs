@@ -2013,6 +2013,33 @@ async fn replay_verify_reads_back_every_row_of_a_large_batch() {
     assert!(said.contains("the SINK differs"), "{said}");
 }
 
+/// A JSON file `in/<name>.json` of `{id, ts}` rows, `ts` the seconds past 2026-01-01 00:00.
+fn late_input(ws: &Workspace, name: &str, rows: &[(i64, &str)]) {
+    let text: String = rows
+        .iter()
+        .map(|(id, ts)| format!("{{\"id\":{id},\"ts\":\"2026-01-01T00:00:{ts}Z\"}}\n"))
+        .collect();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(ws.path(&format!("in/{name}.json")), text).expect("file");
+}
+
+/// A windowed count of `in/` (a 5 s watermark, a file a batch) whose late rows go to the
+/// PostgreSQL table `<table>_s`.
+fn late_rows_yaml(ws: &Workspace, table: &str, create: bool) -> String {
+    format!(
+        "name: late\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: json, max_files_per_batch: 1, schema: {{ id: bigint, ts: timestamp }}, \
+         watermark: {{ column: ts, delay: 5s }} }}\nquery: SELECT date_bin(INTERVAL '10 \
+         seconds', ts) AS w, count(*) AS n FROM s GROUP BY 1\noutput_mode: append\ntrigger: \
+         available-now\nsink: {{ kind: files, path: {out}, format: json }}\nlate_rows:\n  \
+         kind: postgres\n  url: {url}\n  table: {table}\n  create_table: {create}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+        url = server(),
+    )
+}
+
 /// Walk 53 (3): a late row with a time finer than PostgreSQL keeps stopped the run with the
 /// advice to truncate it in the query, which late rows never pass through. The message says
 /// so and gives what reaches them: the source's declared unit, or a sink that keeps it.
@@ -2020,28 +2047,9 @@ async fn replay_verify_reads_back_every_row_of_a_large_batch() {
 async fn a_late_row_the_late_rows_table_cannot_keep_names_what_reaches_it() {
     let ws = Workspace::new();
     let table = unique_table("late_fine");
-    let file = |name: &str, rows: &[(i64, &str)]| {
-        let text: String = rows
-            .iter()
-            .map(|(id, ts)| format!("{{\"id\":{id},\"ts\":\"2026-01-01T00:00:{ts}Z\"}}\n"))
-            .collect();
-        std::fs::create_dir_all(ws.path("in")).expect("in");
-        std::fs::write(ws.path(&format!("in/{name}.json")), text).expect("file");
-    };
+    let file = |name: &str, rows: &[(i64, &str)]| late_input(&ws, name, rows);
     file("a", &[(1, "10"), (2, "40")]);
-    let yaml = format!(
-        "name: late\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
-         format: json, max_files_per_batch: 1, schema: {{ id: bigint, ts: timestamp }}, \
-         watermark: {{ column: ts, delay: 5s }} }}\nquery: SELECT date_bin(INTERVAL '10 \
-         seconds', ts) AS w, count(*) AS n FROM s GROUP BY 1\noutput_mode: append\ntrigger: \
-         available-now\nsink: {{ kind: files, path: {out}, format: json }}\nlate_rows:\n  \
-         kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n",
-        ckpt = ws.p("ckpt"),
-        input = ws.p("in"),
-        out = ws.p("out"),
-        url = server(),
-    );
-    let pipeline = write_pipeline(&ws, &yaml);
+    let pipeline = write_pipeline(&ws, &late_rows_yaml(&ws, &table, true));
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
     file("b", &[(3, "12.123456789"), (4, "50")]);
@@ -2064,29 +2072,9 @@ async fn a_late_row_the_late_rows_table_cannot_keep_names_what_reaches_it() {
 async fn a_late_rows_table_is_checked_before_the_first_batch() {
     let ws = Workspace::new();
     let table = unique_table("late");
-    let file = |name: &str, rows: &[(i64, &str)]| {
-        let text: String = rows
-            .iter()
-            .map(|(id, ts)| format!("{{\"id\":{id},\"ts\":\"2026-01-01T00:00:{ts}Z\"}}\n"))
-            .collect();
-        std::fs::create_dir_all(ws.path("in")).expect("in");
-        std::fs::write(ws.path(&format!("in/{name}.json")), text).expect("file");
-    };
+    let file = |name: &str, rows: &[(i64, &str)]| late_input(&ws, name, rows);
     file("a", &[(1, "10"), (2, "40")]);
-    let yaml = |create: bool| {
-        format!(
-            "name: late\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
-             format: json, max_files_per_batch: 1, schema: {{ id: bigint, ts: timestamp }}, \
-             watermark: {{ column: ts, delay: 5s }} }}\nquery: SELECT date_bin(INTERVAL '10 \
-             seconds', ts) AS w, count(*) AS n FROM s GROUP BY 1\noutput_mode: append\ntrigger: \
-             available-now\nsink: {{ kind: files, path: {out}, format: json }}\nlate_rows:\n  \
-             kind: postgres\n  url: {url}\n  table: {table}\n  create_table: {create}\n",
-            ckpt = ws.p("ckpt"),
-            input = ws.p("in"),
-            out = ws.p("out"),
-            url = server(),
-        )
-    };
+    let yaml = |create: bool| late_rows_yaml(&ws, &table, create);
     let pipeline = write_pipeline(&ws, &yaml(false));
     let said = run_refused(&pipeline, "`late_rows` (the late rows of source `s`)");
     assert!(
