@@ -151,9 +151,11 @@ pub fn drop_late(
             })
             .collect();
         let dropped = keep.false_count();
-        seen.beyond_max_future += (0..ns.len())
-            .filter(|i| time(*i).is_some_and(in_future))
-            .count() as u64;
+        if future_limit_ns.is_some() {
+            seen.beyond_max_future += (0..ns.len())
+                .filter(|i| time(*i).is_some_and(in_future))
+                .count() as u64;
+        }
         if dropped > 0 {
             seen.late += dropped as u64;
             seen.late_rows

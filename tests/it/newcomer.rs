@@ -9231,23 +9231,21 @@ fn output_lost_with_its_input_is_forgotten_by_repair_and_the_run_goes_on() {
     }
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
+    let remove_output_of = |batch: u64| {
+        let part = std::fs::read_dir(ws.path("out"))
+            .expect("out")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .find(|n| n.starts_with(&format!("part-{batch:010}-")))
+            .expect("the batch's file");
+        std::fs::remove_file(ws.path(&format!("out/{part}"))).expect("output");
+        part
+    };
     // Batch 1's input and output, gone.
     std::fs::remove_file(ws.path("in/1.json")).expect("input");
-    let part = std::fs::read_dir(ws.path("out"))
-        .expect("out")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .find(|n| n.starts_with("part-0000000001-"))
-        .expect("batch 1's file");
-    std::fs::remove_file(ws.path(&format!("out/{part}"))).expect("output");
+    let part = remove_output_of(1);
     // Batch 2's output gone too, its input not: that one a rewind writes again.
-    let part2 = std::fs::read_dir(ws.path("out"))
-        .expect("out")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .find(|n| n.starts_with("part-0000000002-"))
-        .expect("batch 2's file");
-    std::fs::remove_file(ws.path(&format!("out/{part2}"))).expect("output");
+    let part2 = remove_output_of(2);
     input(&ws, "3.json", "{\"k\":\"f3\",\"v\":3}\n");
     let refused = run(&file, &ws);
     let said = stderr(&refused);
