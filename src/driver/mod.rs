@@ -1248,9 +1248,13 @@ struct Driver<'a> {
     /// without new input, to write it again.
     table_gone: bool,
     /// The sink record as this run found it, where this run wrote its own: a run refused
-    /// before its first batch puts it back, so that the next run is checked against the sink
-    /// the batches went to, not against a place no batch reached.
+    /// before its first batch, or failing before it began one (a sink it cannot reach), puts
+    /// it back, so that the next run is checked against the sink the batches went to, and
+    /// `inspect` names it, not a place no batch reached.
     sink_record_found: Option<Option<crate::checkpoint::SinkRecord>>,
+    /// Whether this run began a batch (a pending one run again, or one it planned): from then
+    /// on the batch's output may have reached the sink the record names.
+    batch_begun: bool,
     /// Where the sink record was rebuilt (missing or damaged): the query of the newest
     /// committed batch, whose output columns are the ones the sink took.
     rebuilt_query: Option<String>,
@@ -1705,6 +1709,7 @@ impl<'a> Driver<'a> {
             sink_moved,
             sink_record_found,
             table_gone,
+            batch_begun: false,
         })
     }
 
@@ -1737,9 +1742,9 @@ impl<'a> Driver<'a> {
         match self.run_batches().await {
             Ok(()) => Ok(self.summary),
             Err(err) => {
-                // Refused before its first batch: the record goes back to what it was (none
-                // where there was none).
-                if err.exit_code() == 2
+                // Refused before its first batch, or failed before it began one: the record
+                // goes back to what it was (none where there was none).
+                if (err.exit_code() == 2 || !self.batch_begun)
                     && self.summary.batches == 0
                     && let Some(found) = self.sink_record_found.take()
                     && found.as_ref() != Some(&self.sink_record)
@@ -2564,6 +2569,7 @@ impl<'a> Driver<'a> {
         plan_ms: f64,
         offsets_ms: f64,
     ) -> Result<CommitEntry, Error> {
+        self.batch_begun = true;
         let execute_started = Instant::now();
         // On a terminal, what the batch has read so far, from a second in.
         let _live = (self.options.progress == ProgressFormat::Text)

@@ -879,9 +879,17 @@ impl PostgresSink {
                      {role};`"
                 )
             } else if doing.starts_with("making the") {
+                let made = if doing.contains("progress") {
+                    &self.config.progress_table
+                } else {
+                    &self.table
+                };
+                let schema = made
+                    .split_once('.')
+                    .map_or_else(|| "<schema>".to_string(), |(schema, _)| quote(schema));
                 format!(
                     ": the role Sluice connects as needs CREATE on the schema to make it \
-                     (`GRANT CREATE ON SCHEMA <schema> TO {role};`), or make it in advance"
+                     (`GRANT CREATE ON SCHEMA {schema} TO {role};`), or make it in advance"
                 )
             } else {
                 format!(
@@ -1755,6 +1763,8 @@ impl PostgresSink {
                      from the query's columns",
                 )));
             }
+            self.check_may_create(live, "the table", &self.table)
+                .await?;
             return Ok(None);
         }
         self.check_is_table(live).await?;
@@ -2022,6 +2032,58 @@ impl PostgresSink {
                 quote(schema),
                 quote(schema)
             ),
+        }))
+    }
+
+    /// Refuses, before a batch is planned, a table (`what`, `name` as `schema.table` or
+    /// `table`) that is to be made where the role may not make it (no CREATE on its schema,
+    /// or no schema on the `search_path` to make it in): the first batch would fail there.
+    async fn check_may_create(&self, live: &Live, what: &str, name: &str) -> Result<(), Failure> {
+        let schema = name.split_once('.').map(|(schema, _)| schema.to_string());
+        let row = live
+            .client
+            .query_one(
+                "SELECT s, current_user::text, \
+                 s IS NOT NULL AND has_schema_privilege(s, 'CREATE') \
+                 FROM (SELECT coalesce($1::text, current_schema()::text) AS s) AS x",
+                &[&schema],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "asking whether the role may make tables"))?;
+        let (schema, role, may) = (
+            row.get::<_, Option<String>>(0),
+            row.get::<_, String>(1),
+            row.get::<_, bool>(2),
+        );
+        if may {
+            return Ok(());
+        }
+        let reason = match schema {
+            Some(schema) => format!(
+                "{what} {} does not exist, and the role {} may not make it: it has no CREATE \
+                 on the schema {}. Grant it (`GRANT CREATE ON SCHEMA {} TO {};`), or make the \
+                 table in advance{}",
+                quote_path(name),
+                quote(&role),
+                quote(&schema),
+                quote(&schema),
+                quote(&role),
+                if what == "the table" {
+                    " (and set `create_table: false`)"
+                } else {
+                    ""
+                }
+            ),
+            None => format!(
+                "{what} {} does not exist, and there is no schema to make it in: no schema on \
+                 the role's `search_path` exists. Name its schema (`schema.{name}`), or set \
+                 the role's `search_path`",
+                quote_path(name)
+            ),
+        };
+        Err(Failure::Fatal(SinkError::Config {
+            kind: KIND.name,
+            reason,
         }))
     }
 
@@ -3024,8 +3086,21 @@ impl Sink for PostgresSink {
         let live = self.live(&mut guard, epoch).await?;
         self.check_table(live, schema)
             .await
-            .map(|_| ())
-            .map_err(|e| self.fatal(e))
+            .map_err(|e| self.fatal(e))?;
+        // The progress table is made by the first batch's session where it is missing.
+        let progress = quote_path(&self.config.progress_table);
+        let exists = live
+            .client
+            .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&progress])
+            .await
+            .map_err(|e| self.error(describe(&e)))?
+            .get::<_, bool>(0);
+        if !exists {
+            self.check_may_create(live, "the progress table", &self.config.progress_table)
+                .await
+                .map_err(|e| self.fatal(e))?;
+        }
+        Ok(())
     }
 }
 

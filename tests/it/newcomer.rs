@@ -5995,6 +5995,63 @@ fn a_sink_moved_while_there_was_no_input_takes_the_next_batch() {
     assert_eq!(sink_lines(&ws.path("moved")), ["{\"k\":\"b\",\"v\":2}"]);
 }
 
+/// Walk 53 (#6): a run given a sink it could not reach (a Kafka sink at a wrong port, exit 1)
+/// failed before any batch, yet left the checkpoint's record naming that sink: `inspect` said
+/// "the next batches go to" it until a good run. A run that fails before it begins a batch
+/// leaves the record as it found it.
+#[test]
+fn a_run_that_cannot_reach_its_new_sink_leaves_the_record_as_it_was() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    edit_file(
+        &file,
+        &format!("{{ kind: files, path: {}, format: json }}", ws.p("out")),
+        &format!(
+            "{{ kind: kafka, bootstrap_servers: '127.0.0.1:{port}', topic: w_out, \
+             retry: {{ attempts: 1, backoff: 10ms, timeout: 2s }} }}"
+        ),
+    );
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no broker takes a connection"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        shown.contains(&format!("sink        files {} (append mode)", ws.p("out")))
+            && !shown.contains("the next batches go to"),
+        "{shown}"
+    );
+    // Back to the files sink: its next batch comes without a word of a move.
+    edit_file(
+        &file,
+        &format!(
+            "{{ kind: kafka, bootstrap_servers: '127.0.0.1:{port}', topic: w_out, \
+             retry: {{ attempts: 1, backoff: 10ms, timeout: 2s }} }}"
+        ),
+        &format!("{{ kind: files, path: {}, format: json }}", ws.p("out")),
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("the sink moved"), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"k\":\"a\",\"v\":1}", "{\"k\":\"b\",\"v\":2}"]
+    );
+}
+
 /// Walk 14 (F7): a new checkpoint over a sink folder whose `_sluice/` was deleted (its data
 /// files kept) stopped at each batch on a file already there, advising `sluice rewind
 /// <checkpoint> --to <the batch before 0>`, after writing records of its own. It is refused

@@ -1635,6 +1635,64 @@ async fn a_table_in_a_missing_schema_is_refused_before_a_batch() {
     assert!(row_count(&format!("{schema}.pages")).await > 0);
 }
 
+/// A role without CREATE on the schema its table, or its progress table, was to be made in
+/// learnt it only at batch 0's commit (exit 1, the batch left pending), told to grant CREATE
+/// on "<schema>". It is refused before a batch is planned, naming the table, the schema and
+/// the grant, with no checkpoint left behind; the grant lets the next run write.
+#[tokio::test]
+async fn a_role_that_may_not_make_its_tables_is_refused_before_a_batch() {
+    let ws = Workspace::new();
+    let schema = unique_table("w_nocreate");
+    let role = format!("{schema}_role");
+    execute(&format!(
+        "CREATE SCHEMA {schema}; CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA {schema} TO {role}"
+    ))
+    .await;
+    typed_input(&ws, "0.json", "{\"id\":1,\"r\":1,\"t\":\"a\"}\n");
+    let yaml = typed_pipeline(
+        &ws,
+        "SELECT id, t FROM s",
+        "append",
+        &format!("{schema}.out"),
+        &format!("  create_table: true\n  progress_table: {schema}.progress\n"),
+    )
+    .replace("user=sluice", &format!("user={role}"));
+    assert!(yaml.contains(&format!("user={role}")), "{yaml}");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let grant = format!("`GRANT CREATE ON SCHEMA \"{schema}\" TO \"{role}\";`");
+    run_refused(
+        &pipeline,
+        &format!(
+            "the table \"{schema}\".\"out\" does not exist, and the role \"{role}\" may not \
+             make it: it has no CREATE on the schema \"{schema}\". Grant it ({grant})"
+        ),
+    );
+    assert!(!ws.path("ckpt").exists(), "a checkpoint left behind");
+    // The table made for it in advance: the progress table is still to be made.
+    execute(&format!(
+        "CREATE TABLE {schema}.out (id bigint, t text); \
+         GRANT SELECT, INSERT ON {schema}.out TO {role}"
+    ))
+    .await;
+    run_refused(
+        &pipeline,
+        &format!(
+            "the progress table \"{schema}\".\"progress\" does not exist, and the role \
+             \"{role}\" may not make it: it has no CREATE on the schema \"{schema}\". Grant \
+             it ({grant})"
+        ),
+    );
+    assert!(!ws.path("ckpt").exists(), "a checkpoint left behind");
+    execute(&format!("GRANT CREATE ON SCHEMA {schema} TO {role}")).await;
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(row_count(&format!("{schema}.out")).await, 1);
+    execute(&format!(
+        "DROP SCHEMA {schema} CASCADE; DROP OWNED BY {role}; DROP ROLE {role}"
+    ))
+    .await;
+}
+
 /// Walk 21: a rewind past batches written before `batch_column` was set said the sink takes
 /// batches back "only in append mode with `batch_column`", which the pipeline had. It names
 /// the batches written without it and the rewind that works, and that rewind works.
