@@ -377,6 +377,17 @@ impl Checkpoint {
             None => Some(lease::Lease::take(&location, run_id, epoch).await?),
             Some(_) => None,
         };
+        // Another run that found the lease free at the same moment may have taken a newer
+        // epoch already: this one leaves the checkpoint to it before reading anything more
+        // (the driver says so, exit 75; one that took it later fences this run as usual).
+        if skip_if_running && lease.is_some() {
+            Fence {
+                location: location.clone(),
+                epoch,
+            }
+            .check()
+            .await?;
+        }
         Ok(Self {
             location,
             metadata,

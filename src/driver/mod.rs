@@ -135,8 +135,10 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         }
     }
     let spec = checkpoint_spec.clone();
+    let skip_if_running = options.skip_if_running;
     let result = match run_from(pipeline, options, checkpoint_spec).await {
         Ok(summary) => Ok(summary),
+        Err(e) if skip_if_running => Err(left_to_newer(e)),
         Err(e) => Err(with_edit_advice(
             with_sink_advice(with_schema_line(e, pipeline), pipeline),
             pipeline,
@@ -207,6 +209,30 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
 
 /// A declared column's type that does not read (found when the source opens) named with its
 /// line of the pipeline file, as a mistake found when the file is read is.
+/// A run started with `--skip-if-running` that a newer run took over: two started at the
+/// same moment both found the checkpoint idle and took an epoch, and the newer goes on. Said
+/// as the lease of a run going on is (`CheckpointError::InUse`, exit 75), not as a failure:
+/// the older left the checkpoint to it.
+fn left_to_newer(error: Error) -> Error {
+    let superseded = match &error {
+        Error::Checkpoint(CheckpointError::Superseded(s)) => s,
+        Error::Sink(SinkError::Fenced(fenced)) => match fenced.as_ref() {
+            CheckpointError::Superseded(s) => s,
+            _ => return error,
+        },
+        _ => return error,
+    };
+    CheckpointError::InUse {
+        location: superseded.location.clone(),
+        lock: format!(
+            "its lease, taken by the run of epoch {}, which started at the same moment as this \
+             one (epoch {}): both found it idle, and the newer goes on",
+            superseded.newer, superseded.epoch
+        ),
+    }
+    .into()
+}
+
 fn with_schema_line(error: Error, pipeline: &Pipeline) -> Error {
     let Error::Source(crate::source::SourceError::Config {
         source_name,

@@ -2181,9 +2181,12 @@ fn json_values<'a>(
                 continue;
             }
             // The whole file one array (`[{...}, {...}]`): not JSON lines. It is one bad
-            // unit: half of it read as lines would be worse than none.
+            // unit: half of it read as lines would be worse than none. (A message's payload,
+            // decoded without a file's name, is one value: an array there is a value that is
+            // not an object, named by the message.)
             Some(Ok(serde_json::Value::Array(_)))
-                if scanned.values.is_empty()
+                if !file.is_empty()
+                    && scanned.values.is_empty()
                     && scanned.skipped == 0
                     && bytes[pos + stream.byte_offset()..]
                         .iter()
@@ -2237,7 +2240,15 @@ fn json_values<'a>(
             } else {
                 String::new()
             };
-            let reason = if error_line > line {
+            let reason = if file.is_empty() {
+                // A message's payload (decoded without a file's name): its lines are no
+                // file's, and the message is named by the source (topic, partition, offset).
+                if column > 0 && error_line == line {
+                    format!("{problem} (column {column})")
+                } else {
+                    problem
+                }
+            } else if error_line > line {
                 format!(
                     "the value starting on this line does not parse: {problem} (line \
                      {error_line}{at_column})"

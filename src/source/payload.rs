@@ -456,4 +456,55 @@ mod tests {
             "{err}"
         );
     }
+
+    /// Walk 54 (2, 4): a payload that is a JSON array was refused as a file that is one JSON
+    /// array (no message named, advice to rewrite a file), and a payload cut short was said
+    /// at "line 2" of no file. Each is named by its message, in a payload's words, and under
+    /// `on_error: skip` skipped alone.
+    #[test]
+    fn a_payload_that_is_not_one_object_is_named_by_its_message() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let decoder = PayloadDecoder {
+            format: PayloadFormat::Json,
+            schema: &schema,
+            wanted: &[0],
+            on_error: OnError::Fail,
+            epoch_unit: None,
+        };
+        let blame = |i: usize, reason: &str| SourceError::Malformed {
+            file: format!("offset {i}"),
+            line: None,
+            reason: reason.to_string(),
+        };
+        for (bad, said) in [
+            (
+                &b"[{\"n\":2}]"[..],
+                "expected a JSON object, found an array",
+            ),
+            (&b"{\"n\":"[..], "ends inside the value"),
+        ] {
+            for payloads in [vec![Some(bad)], vec![Some(&b"{\"n\":1}"[..]), Some(bad)]] {
+                let at = payloads.len() - 1;
+                let err = decoder
+                    .decode(&payloads, &blame)
+                    .err()
+                    .expect("refused")
+                    .to_string();
+                assert!(
+                    err.starts_with(&format!("offset {at}"))
+                        && err.contains(said)
+                        && !err.contains("line")
+                        && !err.contains("file"),
+                    "{err}"
+                );
+            }
+            let skipping = PayloadDecoder {
+                on_error: OnError::Skip,
+                ..decoder
+            };
+            let payloads = vec![Some(&b"{\"n\":1}"[..]), Some(bad), Some(&b"{\"n\":3}"[..])];
+            let decoded = skipping.decode(&payloads, &blame).expect("skipped");
+            assert_eq!((decoded.kept, decoded.skipped), (vec![0, 2], 1));
+        }
+    }
 }

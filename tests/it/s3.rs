@@ -544,6 +544,58 @@ fn a_rewind_of_a_checkpoint_on_s3_fences_a_live_run() {
     );
 }
 
+/// Walk 54 (1): two `--skip-if-running` runs started at the same moment on S3 both found the
+/// checkpoint idle and each took an epoch; the older was then fenced and failed (exit 1, "a
+/// newer run has taken over"), where a cron wrapper expects 75 (busy). The older leaves the
+/// checkpoint to the newer with exit 75, and the output is the newer's, once.
+#[test]
+fn two_runs_started_together_with_skip_if_running_leave_it_to_one() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 40, 0);
+    let query = "SELECT id, page, amount FROM clicks WHERE amount > 25";
+    let pipeline = s3_pipeline(&ws, query, "s3://sluice/racing");
+    let pipeline = pipeline.to_str().expect("utf-8");
+    let args = [
+        "run",
+        pipeline,
+        "--skip-if-running",
+        "--trigger",
+        "available-now",
+        "--progress",
+        "none",
+    ];
+    // The first stops once it has taken its epoch, before its lease is written: the second
+    // finds the checkpoint idle, as it does when both start within a store's round trip.
+    let first = moto
+        .sluice()
+        .args(args)
+        .env("SLUICE_STOP_AT", "racing/lease")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_stopped(&first);
+    moto.sluice_ok(&args);
+    Command::new("kill")
+        .args(["-CONT", &first.id().to_string()])
+        .status()
+        .expect("kill -CONT");
+    let out = first.wait_with_output().expect("the first run's end");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{said}");
+    assert!(
+        said.contains("is in use by another run")
+            && said.contains("which started at the same moment as this one")
+            && said.contains("both found it idle, and the newer goes on"),
+        "{said}"
+    );
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
+    let got = rt.block_on(moto.sink_rows());
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+}
+
 /// Walk 47 (1, 2): on S3 a cron run that found a run still going took the checkpoint over and
 /// fenced it (exit 1 for the slow run), so batches longer than the cron interval never
 /// committed, where on local disk the lock makes the newcomer exit 75. A run keeps a lease
