@@ -707,13 +707,36 @@ impl DeltaSink {
             1 => String::new(),
             n => format!(" and {} more", n - 1),
         };
+        // In append mode the batches that wrote them can be computed again from their input.
+        let rewind = match self.mode {
+            Mode::Append => self.first_batch_adding(table, &gone).await?.map(|batch| {
+                match batch.checked_sub(1) {
+                    Some(before) => format!(
+                        "; or take back batch {batch}, whose commit added {}, and the batches \
+                         after it, which computes them again from their input with nothing \
+                         lost (where the sources still hold it): `sluice rewind <checkpoint> \
+                         --to {before}`, then run again",
+                        if gone.len() == 1 {
+                            "it"
+                        } else {
+                            "the first of them"
+                        }
+                    ),
+                    None => "; or, since batch 0's commit added the first of them, start the \
+                             pipeline over on a new checkpoint with a new, empty `sink.path`"
+                        .to_string(),
+                }
+            }),
+            _ => None,
+        }
+        .unwrap_or_default();
         Err(SinkError::Lost {
             kind: KIND.name,
             reason: format!(
                 "{}: the table's current version lists data files that are gone from its \
                  folder ({first}{more}; deleted by hand, or by a VACUUM that kept too \
                  little): every reader of the table fails on them. Put them back from a \
-                 backup; or restore the table to a version from before the commit that added \
+                 backup{rewind}; or restore the table to a version from before the commit that added \
                  them (Delta's `RESTORE`), and the next run names the batches to take back; \
                  or take them out of the table's log (deltalake: \
                  `DeltaTable(\"{}\").repair()`; Spark: `FSCK REPAIR TABLE`), which leaves \
@@ -723,6 +746,40 @@ impl DeltaSink {
                 self.location, self.location,
             ),
         })
+    }
+
+    /// The lowest batch of this pipeline whose commit added one of the data files `paths`
+    /// (relative to the table's folder), read from the log from its newest entry back; `None`
+    /// where none did (an OPTIMIZE's file) or the entries are gone (log retention).
+    async fn first_batch_adding(
+        &self,
+        table: &DeltaTable,
+        paths: &[String],
+    ) -> Result<Option<u64>, SinkError> {
+        let Some(newest) = table.version() else {
+            return Ok(None);
+        };
+        let mut first = None;
+        for version in (0..=newest).rev() {
+            let Some(lines) = self.log_entry(table, version).await? else {
+                break;
+            };
+            let Some(txn) = lines
+                .iter()
+                .filter_map(|l| l.txn.as_ref())
+                .find(|t| t.app_id == self.app_id)
+            else {
+                continue;
+            };
+            let adds = lines.iter().filter_map(|l| l.add.as_ref()).any(|add| {
+                object_store::path::Path::from_url_path(&add.path)
+                    .is_ok_and(|p| paths.iter().any(|gone| gone == p.as_ref()))
+            });
+            if adds && let Ok(batch) = u64::try_from(txn.version) {
+                first = Some(first.map_or(batch, |f: u64| f.min(batch)));
+            }
+        }
+        Ok(first)
     }
 
     /// The pipeline (and how it names itself) of the newest commit Sluice made to the table.

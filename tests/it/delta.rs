@@ -1463,6 +1463,53 @@ async fn a_data_file_deleted_by_hand_is_named_before_a_batch() {
     assert!(run.status.success(), "{}", stderr(&run));
 }
 
+/// Walk 54 (3): the refusal of a table whose data file was deleted by hand named a backup, a
+/// RESTORE and `repair()` (which loses the file's rows for good), not the way that loses
+/// nothing in append mode: taking back the batch that wrote it, which `replay --verify`
+/// named. It names that batch and the rewind, and following it gives the batch query's table.
+#[tokio::test]
+async fn a_deleted_data_file_names_the_batch_to_take_back() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 40, 0);
+    let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    // Batch 1's files, as its commit (the log's entry with transaction version 1) added them.
+    let batch_1 = std::fs::read_dir(ws.path("table/_delta_log"))
+        .expect("_delta_log")
+        .filter_map(Result::ok)
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .find(|entry| entry.contains("\"txn\"") && entry.contains("\"version\":1"))
+        .expect("batch 1's commit");
+    let added: Vec<String> = batch_1
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|line| line["add"]["path"].as_str().map(str::to_string))
+        .collect();
+    assert!(!added.is_empty(), "{batch_1}");
+    for path in &added {
+        std::fs::remove_file(ws.path(&format!("table/{path}"))).expect("delete");
+    }
+    let refused = run_quietly(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    let rewind = format!("`sluice rewind {} --to 0`", ws.p("ckpt"));
+    assert!(
+        said.contains("take back batch 1, whose commit added it")
+            && said.contains(&rewind)
+            && said.contains("nothing lost"),
+        "{said}"
+    );
+    let rewound = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewound.status.success(), "{}", stderr(&rewound));
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        oracle(&ws.path("in"), "json", QUERY).await
+    );
+}
+
 /// Walk 50 (5, 6, 7): a table made elsewhere that this sink cannot write as asked failed only
 /// as the first batch committed (planned, and failing at every run): a column-mapped table
 /// ("Schema evolution on column-mapped tables is not yet supported"), an append-only table in
