@@ -2074,10 +2074,37 @@ impl Sink for DeltaSink {
                 }
             }
             if !added.is_empty() && !new_columns {
+                // The table's columns the query no longer writes: with the new ones added they
+                // stay, null in the rows written from then on (a rename is one of each).
+                let left: Vec<String> = held
+                    .fields()
+                    .iter()
+                    .filter(|f| written.field_with_name(f.name()).is_err())
+                    .map(|f| format!("`{}`", f.name()))
+                    .collect();
+                let left = match left.as_slice() {
+                    [] => String::new(),
+                    [one] => format!(
+                        ". The table's column {one}, which the query does not write, stays in \
+                         the table beside them, null in the rows written from now on (the \
+                         rows already there keep its values, and are null in the new columns): \
+                         where a column was renamed, give it its old name in the query \
+                         (`... AS {}`) to write on into it",
+                        one.trim_matches('`')
+                    ),
+                    many => format!(
+                        ". The table's columns {}, which the query does not write, stay in the \
+                         table beside them, null in the rows written from now on (the rows \
+                         already there keep their values, and are null in the new columns): \
+                         where columns were renamed, give them their old names in the query to \
+                         write on into them",
+                        many.join(", ")
+                    ),
+                };
                 return Err(self.config(format!(
                     "the table has no column {} of the query's: set \
                      `allow_output_schema_change: true` to add them to the table (Spark's \
-                     `mergeSchema`), or leave them out of the query",
+                     `mergeSchema`), or leave them out of the query{left}",
                     added.join(", ")
                 )));
             }

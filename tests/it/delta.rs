@@ -1022,6 +1022,52 @@ async fn a_table_of_other_column_types_is_refused_before_a_batch() {
     );
 }
 
+/// Walk 54 (5): a column renamed in the query (`amount` to `amt`) was refused with advice to
+/// add the new one (`allow_output_schema_change`), saying nothing of the old: whether it stays,
+/// and what the rows get. It says the old one stays, null in the rows written from then on,
+/// and how to write on into it; with the change allowed, that is what the table holds.
+#[tokio::test]
+async fn a_renamed_column_says_the_old_one_stays_beside_it() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    write_clicks(&ws.path("in"), "json", 1, 40, 1);
+    let renamed = "SELECT id, page, amount AS amt, ts FROM clicks WHERE amount > 30";
+    let pipeline = delta_pipeline(&ws, "ckpt", renamed, "", "");
+    let refused = run_quietly(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("the table has no column `amt` double")
+            && said.contains(
+                "The table's column `amount`, which the query does not write, stays in the \
+                 table beside them, null in the rows written from now on"
+            )
+            && said.contains("(`... AS amount`)"),
+        "{said}"
+    );
+    let pipeline = delta_pipeline(
+        &ws,
+        "ckpt",
+        renamed,
+        "allow_output_schema_change: true\n",
+        "",
+    );
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    // Each row has one of the two: batch 0's `amount`, batch 1's `amt`.
+    python_on_table(
+        &ws,
+        "import sys; from deltalake import DeltaTable\n\
+         rows = DeltaTable(sys.argv[1]).to_pyarrow_table().to_pylist()\n\
+         old = [r for r in rows if r['amount'] is not None and r['amt'] is None]\n\
+         new = [r for r in rows if r['amount'] is None and r['amt'] is not None]\n\
+         assert old and new and len(old) + len(new) == len(rows), rows",
+    );
+}
+
 /// Walk 19 (5): a Delta table made in a files sink's folder (or one holding other files), and
 /// a files sink into a Delta table's folder, were accepted: the table's `VACUUM` deletes the
 /// other's files. Each is refused before any batch, naming the folder; a folder holding only
