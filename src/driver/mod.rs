@@ -1533,7 +1533,36 @@ impl<'a> Driver<'a> {
             .filter(|path| !path.contains("://"))
             .map(std::path::PathBuf::from)
             .filter(|root| !root.exists());
-        let sink = pipeline.sink.connector().open(&ctx)?;
+        let sink = match pipeline.sink.connector().open(&ctx) {
+            Ok(sink) => sink,
+            // An update-mode sink without `key:`, where the mode was changed on a checkpoint
+            // whose state was kept in another: the key alone would not let it run, said at once
+            // (`check_output_mode` refuses it once the key is set).
+            Err(SinkError::Config { kind, reason })
+                if pipeline.output_mode == OutputMode::Update
+                    && reason.contains(crate::sink::UPDATE_KEY_MISSING)
+                    && let Some(previous) = previous_output_mode.as_deref()
+                    && previous != "update"
+                    && !logs.commits.is_empty()
+                    && !crate::state::StateFiles::operators(checkpoint.location())
+                        .await?
+                        .is_empty() =>
+            {
+                return Err(SinkError::Config {
+                    kind,
+                    reason: format!(
+                        "{reason}. But the checkpoint's state was kept for {previous} mode, \
+                         and a stateful query's output mode cannot change on it (the groups \
+                         one mode has held back or already written, the other would write \
+                         wrongly or never): put `output_mode: {previous}` back, or start over \
+                         on a new checkpoint (`checkpoint:` or `--checkpoint`){}",
+                        sink_advice(pipeline).start_over
+                    ),
+                }
+                .into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         pipeline
             .sink
             .connector()

@@ -1068,6 +1068,29 @@ async fn a_renamed_column_says_the_old_one_stays_beside_it() {
     );
 }
 
+/// Walk 54 (6): an output mode changed to update on a checkpoint whose state was kept in
+/// another asked first for `key:` alone; once it was set, the run refused the change of mode.
+/// Both are said at once.
+#[tokio::test]
+async fn a_mode_changed_to_update_without_a_key_says_the_state_refuses_it_too() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let query = "SELECT page, count(*) AS n FROM clicks GROUP BY page";
+    let pipeline = delta_pipeline(&ws, "ckpt", query, "output_mode: complete\n", "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let pipeline = delta_pipeline(&ws, "ckpt", query, "output_mode: update\n", "");
+    let refused = run_quietly(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("set `key:` to the query's GROUP BY columns")
+            && said.contains("But the checkpoint's state was kept for complete mode")
+            && said.contains("put `output_mode: complete` back"),
+        "{said}"
+    );
+}
+
 /// Walk 19 (5): a Delta table made in a files sink's folder (or one holding other files), and
 /// a files sink into a Delta table's folder, were accepted: the table's `VACUUM` deletes the
 /// other's files. Each is refused before any batch, naming the folder; a folder holding only
