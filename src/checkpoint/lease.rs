@@ -87,12 +87,25 @@ pub async fn check_idle(location: &Location) -> Result<(), CheckpointError> {
     if age >= EXPIRES_AFTER {
         return Ok(());
     }
+    // A holder on this machine whose process is gone (killed before deleting it).
+    let gone = holder_gone(&entry.owner)
+        .then(|| {
+            format!(
+                "; {} is not running on this machine: that run ended without deleting its \
+                 lease (killed), which counts for nothing {} s from now; to go on before, \
+                 delete {location}/{LEASE} (the lease guards no data: epochs do, so a run \
+                 still going somewhere would be fenced, as without `--skip-if-running`)",
+                entry.owner.split(" on ").next().unwrap_or_default(),
+                EXPIRES_AFTER.saturating_sub(age).as_secs().max(1)
+            )
+        })
+        .unwrap_or_default();
     Err(CheckpointError::InUse {
         location: location.to_string(),
         lock: format!(
             "its lease {location}/{LEASE}, renewed {} s ago by {} (epoch {}); a run renews it \
              every {} s and deletes it when it ends, and one not renewed for {} s counts for \
-             nothing",
+             nothing{gone}",
             age.as_secs(),
             entry.owner,
             entry.epoch,
@@ -100,6 +113,23 @@ pub async fn check_idle(location: &Location) -> Result<(), CheckpointError> {
             EXPIRES_AFTER.as_secs()
         ),
     })
+}
+
+/// Whether a lease's `owner` (`pid N on HOST`) names a process of this machine that is not
+/// running (no `/proc/N`); `false` where it names another machine or cannot be read. A
+/// machine's name shared by containers with their own process ids can say a live run is gone:
+/// the words for it say how to check.
+fn holder_gone(owner: &str) -> bool {
+    let Some((pid, on)) = owner
+        .strip_prefix("pid ")
+        .and_then(|rest| rest.split_once(" on "))
+    else {
+        return false;
+    };
+    on == host()
+        && pid.parse::<u32>().is_ok()
+        && std::path::Path::new("/proc/self").exists()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The lease this process holds, for the way out that skips destructors (a second Ctrl-C's
