@@ -314,6 +314,86 @@ fn with_ids(rows: &RecordBatch) -> Result<RecordBatch, DataFusionError> {
     )?)
 }
 
+/// `join` with each side's input filtered by the conjuncts of the query's conditions that read
+/// that side alone and can drop none of the join's output rows, so that a side keeps only rows
+/// that can be joined (Spark's optimizer pushes them so): of the `WHERE` right above the join,
+/// those on an inner join's either side, or on an outer join's one preserved side; of the
+/// join's `ON`, those on an inner join's either side, or on the side an outer join does not
+/// preserve. A conjunct that calls a function whose value is not fixed by its arguments
+/// (`now()`, `random()`) or holds a subquery stays where it is: a row kept now is joined in a
+/// later batch. The conditions themselves stay too (the join's output is what it was, rows
+/// kept before this was done included).
+fn with_side_filters(
+    mut join: datafusion::logical_expr::Join,
+    logical: &LogicalPlan,
+) -> datafusion::logical_expr::Join {
+    use datafusion::logical_expr::Volatility;
+    use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+    let mut above = Vec::new();
+    let _ = logical.apply(|node| {
+        if let LogicalPlan::Filter(filter) = node
+            && matches!(filter.input.as_ref(), LogicalPlan::Join(j) if *j == join)
+        {
+            above = split_conjunction(&filter.predicate)
+                .into_iter()
+                .cloned()
+                .collect();
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    let on: Vec<Expr> = join
+        .filter
+        .as_ref()
+        .map(|f| split_conjunction(f).into_iter().cloned().collect())
+        .unwrap_or_default();
+    let inner = join.join_type == JoinType::Inner;
+    let preserved = [
+        matches!(join.join_type, JoinType::Left | JoinType::Full),
+        matches!(join.join_type, JoinType::Right | JoinType::Full),
+    ];
+    let fixed = |e: &Expr| {
+        !e.exists(|x| {
+            Ok(match x {
+                Expr::ScalarFunction(f) => f.func.signature().volatility != Volatility::Immutable,
+                Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) => true,
+                _ => false,
+            })
+        })
+        .unwrap_or(true)
+    };
+    for i in 0..2 {
+        let side = if i == 0 { &join.left } else { &join.right };
+        let schema = Arc::clone(side.schema());
+        let reads_this_side_alone = |e: &Expr| {
+            let columns = e.column_refs();
+            !columns.is_empty() && columns.iter().all(|c| schema.has_column(c)) && fixed(e)
+        };
+        let mut pushed: Vec<Expr> = Vec::new();
+        if inner || (preserved[i] && !preserved[1 - i]) {
+            pushed.extend(above.iter().filter(|e| reads_this_side_alone(e)).cloned());
+        }
+        if inner || !preserved[i] {
+            pushed.extend(on.iter().filter(|e| reads_this_side_alone(e)).cloned());
+        }
+        let Some(predicate) = conjunction(pushed) else {
+            continue;
+        };
+        if let Ok(filtered) = LogicalPlanBuilder::from(side.as_ref().clone())
+            .filter(predicate)
+            .and_then(LogicalPlanBuilder::build)
+        {
+            let filtered = Arc::new(filtered);
+            if i == 0 {
+                join.left = filtered;
+            } else {
+                join.right = filtered;
+            }
+        }
+    }
+    join
+}
+
 /// The one qualifier of every column of a join side.
 fn side_qualifier(plan: &LogicalPlan) -> Result<TableReference, String> {
     let mut qualifiers = plan.schema().iter().map(|(q, _)| q.cloned());
@@ -390,7 +470,7 @@ impl Operator for JoinOperator {
             operator: "join-left and join-right".into(),
             reason: e.to_string(),
         };
-        let join = self.the_join(logical)?;
+        let join = with_side_filters(self.the_join(logical)?, logical);
         let sides = [Arc::clone(&join.left), Arc::clone(&join.right)];
         self.sides[0].preserved = matches!(join.join_type, JoinType::Left | JoinType::Full);
         self.sides[1].preserved = matches!(join.join_type, JoinType::Right | JoinType::Full);
