@@ -88,18 +88,18 @@ pub async fn check_idle(location: &Location) -> Result<(), CheckpointError> {
         return Ok(());
     }
     // A holder on this machine whose process is gone (killed before deleting it).
-    let gone = holder_gone(&entry.owner)
-        .then(|| {
-            format!(
-                "; {} is not running on this machine: that run ended without deleting its \
-                 lease (killed), which counts for nothing {} s from now; to go on before, \
-                 delete {location}/{LEASE} (the lease guards no data: epochs do, so a run \
-                 still going somewhere would be fenced, as without `--skip-if-running`)",
-                entry.owner.split(" on ").next().unwrap_or_default(),
-                EXPIRES_AFTER.saturating_sub(age).as_secs().max(1)
-            )
-        })
-        .unwrap_or_default();
+    let gone = if holder_gone(&entry.owner) {
+        format!(
+            "; {} is not running on this machine: that run ended without deleting its lease \
+             (killed), which counts for nothing {} s from now; to go on before, delete \
+             {location}/{LEASE} (the lease guards no data: epochs do, so a run still going \
+             somewhere would be fenced, as without `--skip-if-running`)",
+            entry.owner.split(" on ").next().unwrap_or_default(),
+            EXPIRES_AFTER.saturating_sub(age).as_secs().max(1)
+        )
+    } else {
+        String::new()
+    };
     Err(CheckpointError::InUse {
         location: location.to_string(),
         lock: format!(
