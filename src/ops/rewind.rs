@@ -567,6 +567,25 @@ async fn open_sinks(
             Ok(sink) => Some(sink),
             // Nothing there to take back: what the batches wrote is gone with the folder.
             Err(e) if e.to_string().contains("no such folder") => {
+                // A relative path the batch resolved in the folder it ran in, which still holds
+                // it: the checkpoint moved (so the path resolves here, as a moved project's
+                // does), not the sink.
+                if let Some(path) = pipeline.sink.connector().location()
+                    && !path.contains("://")
+                    && std::path::Path::new(&path).is_relative()
+                    && let Some(folder) = pipeline.ran_in()
+                    && folder.join(&path).is_dir()
+                {
+                    return Err(refuse(format!(
+                        "{e}. The batches after {to} ran in folder {folder}, where their \
+                         `sink.path: {path}` is {there}, which is there: the checkpoint was \
+                         moved without the project, and a moved checkpoint's relative paths \
+                         resolve in the folder a command runs in (as a moved or copied \
+                         project's do). Run the rewind from that folder (`cd {folder}` first)",
+                        folder = folder.display(),
+                        there = folder.join(&path).display(),
+                    )));
+                }
                 return Err(refuse(format!(
                     "{e}. The sink the batches after {to} went to is gone, and with it what \
                      they wrote. Put it back where it was, then rewind; or, to go on without \

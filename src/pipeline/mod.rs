@@ -1315,6 +1315,15 @@ impl Pipeline {
         }
     }
 
+    /// The folder a stored pipeline file ran in ([`RAN_IN`]), where it names one: its relative
+    /// paths are relative to it there.
+    pub fn ran_in(&self) -> Option<&Path> {
+        self.stored
+            .then(|| self.text.lines().next()?.strip_prefix(RAN_IN))
+            .flatten()
+            .map(Path::new)
+    }
+
     /// Every source's, table's, sink's and late-rows sink's settings.
     fn all_settings(&mut self) -> impl Iterator<Item = &mut serde_yaml::Mapping> {
         self.sources

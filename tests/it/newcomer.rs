@@ -3029,6 +3029,54 @@ fn one_file_a_batch(ws: &Workspace, query: &str, mode: &str, files: i64) -> std:
     file
 }
 
+/// Walk 56 (15): a checkpoint kept outside its project, moved alone, was rewound from the new
+/// folder: its batches' relative `sink.path` resolved there, and the rewind said the sink was
+/// gone ("put it back where it was") though it was where the batches wrote it. It names the
+/// folder the batches ran in and the sink there, and the rewind run from that folder works.
+#[test]
+fn a_rewind_of_a_checkpoint_moved_alone_names_the_folder_its_batches_ran_in() {
+    let ws = Workspace::new();
+    let project = ws.path("project");
+    std::fs::create_dir_all(project.join("in")).expect("project");
+    for v in 0..2 {
+        std::fs::write(
+            project.join(format!("in/{v}.json")),
+            format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
+        )
+        .expect("input");
+    }
+    let file = project.join("p.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: moved\ncheckpoint: {}\nsources:\n  s: {{ kind: files, path: in, format: \
+             json, max_files_per_batch: 1, schema: {{ k: string, v: bigint }} }}\nquery: \
+             SELECT k, v FROM s\ntrigger: available-now\nsink: {{ kind: files, path: out, \
+             format: json }}\n",
+            ws.p("ckpt")
+        ),
+    )
+    .expect("pipeline");
+    let out = run_bin(&["run", "p.yaml"], &project);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::rename(ws.path("ckpt"), ws.path("moved-ckpt")).expect("move the checkpoint");
+    let out = run_bin(&["rewind", &ws.p("moved-ckpt"), "--to", "0"], ws.dir.path());
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "The batches after 0 ran in folder {}, where their `sink.path: out` is {}, which \
+             is there",
+            project.display(),
+            project.join("out").display()
+        )) && said.contains(&format!("(`cd {}` first)", project.display())),
+        "{said}"
+    );
+    let out = run_bin(&["rewind", &ws.p("moved-ckpt"), "--to", "0"], &project);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&project.join("out")), ["{\"k\":\"a\",\"v\":0}"]);
+}
+
 /// Walk 4: a sink folder whose `_sluice/owner` record was deleted is not claimed by another
 /// pipeline's run (refused before a batch, since the newest manifest entry names the owner),
 /// so the owner runs on and nothing needs a hand to undo.
