@@ -1946,13 +1946,18 @@ fn merged_anchors(line: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Whether `line` writes `key` as a mapping's key: `key:`, also quoted (`"key":`) or with
+/// spaces before its colon (`key :`, which YAML reads alike).
 fn line_has_key(line: &str, key: &str) -> bool {
-    let pattern = format!("{key}:");
-    line.match_indices(&pattern).any(|(i, _)| {
-        line[..i]
+    line.match_indices(key).any(|(i, _)| {
+        let before = line[..i].strip_suffix(['"', '\'']).unwrap_or(&line[..i]);
+        let after = &line[i + key.len()..];
+        let after = after.strip_prefix(['"', '\'']).unwrap_or(after);
+        before
             .chars()
             .next_back()
             .is_none_or(|c| c == ' ' || c == '{' || c == ',' || c == '-')
+            && after.trim_start_matches([' ', '\t']).starts_with(':')
     })
 }
 
@@ -2434,6 +2439,15 @@ sink: { kind: files, path: out/x, format: parquet }
         assert!(err.contains("unknown field `fromat`"), "{err}");
         assert!(err.contains("did you mean `format`"), "{err}");
         assert!(err.contains("line 7"), "{err}");
+        // Walk 56 (7): a key written with a space before its colon, or quoted, which YAML
+        // reads alike, is found on its line too.
+        for source in ["  clicks :", "  \"clicks\":", "  'clicks' :"] {
+            let text = GOOD
+                .replace("  clicks:", source)
+                .replace("    format: json", "    fromat: json");
+            let err = parse(&text).expect_err("unknown key");
+            assert!(err.contains("line 7"), "{source}: {err}");
+        }
     }
 
     #[test]
