@@ -1441,7 +1441,10 @@ impl PostgresSink {
                  {progress} is `{owner}`): in update mode each pipeline writes the rows of its \
                  keys over the other's, so unless each writes keys of its own (a shard of the \
                  table), the table holds whichever wrote a key last. Give each pipeline its \
-                 own table (and a view that combines them) where their keys meet"
+                 own table (and a view that combines them) where their keys meet. If that one \
+                 is no longer run (this pipeline under its name before a `sluice rename`, or a \
+                 checkpoint given up), its row is all that is left of it: retire it (`DELETE \
+                 FROM {progress} WHERE pipeline = '{owner}';`) and this is not said again"
             );
             return Ok(());
         }

@@ -2359,6 +2359,26 @@ async fn a_second_pipeline_writing_a_table_another_writes_is_said_or_refused() {
     let run = sluice_run(&write_pipeline(&ws, &complete(&first, "ckpt-c2")));
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(page_counts(&other_table).await, ["home|4"]);
+    // Walk 56 (16): the update-mode warning says how to retire a writer no longer run (each
+    // checkpoint of `pages` left its row), and that way ends it.
+    for retired in 0.. {
+        let run = sluice_run(&write_pipeline(&ws, &second));
+        let said = stderr(&run);
+        assert!(run.status.success(), "{said}");
+        if !said.contains("is written by pipeline `pages` ") {
+            assert!(retired >= 2, "{retired} rows retired: {said}");
+            break;
+        }
+        assert!(
+            retired < 3,
+            "still warned after {retired} rows retired: {said}"
+        );
+        assert!(
+            said.contains("its row is all that is left of it: retire it"),
+            "{said}"
+        );
+        run_advised_sql(&said, "DELETE FROM").await;
+    }
 }
 
 /// Walk 38 (U1): a run into another table that committed no batch left the checkpoint's
