@@ -33,6 +33,19 @@ struct LeaseEntry {
     owner: String,
     /// When it was last renewed (RFC 3339, the holder's clock).
     renewed: String,
+    /// The holder's machine boot and process-id namespace ([`processes`]): a pid is only
+    /// looked up where they are this process's own. Absent in an older Sluice's lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    processes: Option<String>,
+}
+
+/// Which processes a pid names here: this boot of the machine
+/// (`/proc/sys/kernel/random/boot_id`) and this process-id namespace (`/proc/self/ns/pid`);
+/// `None` where either cannot be read.
+fn processes() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(format!("{} {}", boot.trim(), namespace.display()))
 }
 
 /// The machine's name, for a lease's `owner`.
@@ -88,7 +101,7 @@ pub async fn check_idle(location: &Location) -> Result<(), CheckpointError> {
         return Ok(());
     }
     // A holder on this machine whose process is gone (killed before deleting it).
-    let gone = if holder_gone(&entry.owner) {
+    let gone = if holder_gone(&entry) {
         format!(
             "; {} is not running on this machine: that run ended without deleting its lease \
              (killed), which counts for nothing {} s from now; to go on before, delete \
@@ -102,6 +115,11 @@ pub async fn check_idle(location: &Location) -> Result<(), CheckpointError> {
     };
     Err(CheckpointError::InUse {
         location: location.to_string(),
+        advice: if gone.is_empty() {
+            super::IN_USE_ADVICE.to_string()
+        } else {
+            "or wait until it lapses".to_string()
+        },
         lock: format!(
             "its lease {location}/{LEASE}, renewed {} s ago by {} (epoch {}); a run renews it \
              every {} s and deletes it when it ends, and one not renewed for {} s counts for \
@@ -115,20 +133,21 @@ pub async fn check_idle(location: &Location) -> Result<(), CheckpointError> {
     })
 }
 
-/// Whether a lease's `owner` (`pid N on HOST`) names a process of this machine that is not
-/// running (no `/proc/N`); `false` where it names another machine or cannot be read. A
-/// machine's name shared by containers with their own process ids can say a live run is gone:
-/// the words for it say how to check.
-fn holder_gone(owner: &str) -> bool {
-    let Some((pid, on)) = owner
+/// Whether a lease names a process of this machine's boot and this process-id namespace
+/// ([`processes`], so a container sharing the machine's name with its own pids never counts)
+/// that is not running (no `/proc/N`); `false` where it names other processes, or an older
+/// lease that does not say whose they are.
+fn holder_gone(entry: &LeaseEntry) -> bool {
+    let Some(pid) = entry
+        .owner
         .strip_prefix("pid ")
         .and_then(|rest| rest.split_once(" on "))
+        .and_then(|(pid, _)| pid.parse::<u32>().ok())
     else {
         return false;
     };
-    on == host()
-        && pid.parse::<u32>().is_ok()
-        && std::path::Path::new("/proc/self").exists()
+    entry.processes.is_some()
+        && entry.processes == processes()
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
@@ -194,16 +213,30 @@ impl Lease {
         epoch: Epoch,
     ) -> Result<Self, CheckpointError> {
         let owner = format!("pid {} on {}", std::process::id(), host());
+        let here = processes();
         let entry = move || LeaseEntry {
             run_id,
             epoch: epoch.0,
             owner: owner.clone(),
             renewed: chrono::Utc::now().to_rfc3339(),
+            processes: here.clone(),
         };
         let write = |location: Location, entry: LeaseEntry| async move {
             let bytes = serde_json::to_vec(&entry).unwrap_or_default();
             location.put(&location.path(LEASE), bytes).await
         };
+        // A newer run's lease (one that took its epoch after this one's) is not written over:
+        // this run is superseded already.
+        if let Some((held, _)) = read(location).await?
+            && held.epoch > epoch.0
+        {
+            return Err(super::Superseded {
+                location: location.to_string(),
+                epoch,
+                newer: Epoch(held.epoch),
+            }
+            .into());
+        }
         write(location.clone(), entry()).await?;
         let store = location.clone();
         let renewing = tokio::spawn(async move {

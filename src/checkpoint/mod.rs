@@ -63,14 +63,14 @@ pub enum CheckpointError {
         reason: String,
     },
     /// Another process holds the checkpoint's lock.
-    #[error(
-        "checkpoint {location} is in use by another run (lock held on {lock}); wait for it to finish or stop it"
-    )]
+    #[error("checkpoint {location} is in use by another run (lock held on {lock}); {advice}")]
     InUse {
         /// The checkpoint.
         location: String,
         /// The lock file.
         lock: String,
+        /// What to do ([`IN_USE_ADVICE`] but where more is known).
+        advice: String,
     },
     /// Another run created an entry this run meant to create.
     #[error(
@@ -255,6 +255,25 @@ fn advice(checkpoint: &str, file: &str) -> String {
     }
 }
 
+/// What a run refused a checkpoint in use is told to do.
+pub const IN_USE_ADVICE: &str = "wait for it to finish or stop it";
+
+/// A run started with `--skip-if-running` that another run took over before it began a batch:
+/// two started at the same moment both found the checkpoint idle and took an epoch, and the
+/// newer goes on. Said as the lease of a run going on is ([`CheckpointError::InUse`], exit 75),
+/// not as a failure: the older leaves the checkpoint to it.
+pub fn left_to_newer(superseded: &Superseded) -> CheckpointError {
+    CheckpointError::InUse {
+        location: superseded.location.clone(),
+        lock: format!(
+            "its lease, taken by the run of epoch {}, which started at the same moment as this \
+             one (epoch {}): both found it idle, and the newer goes on",
+            superseded.newer, superseded.epoch
+        ),
+        advice: IN_USE_ADVICE.to_string(),
+    }
+}
+
 /// A newer run (epoch `newer`) exists: the run of epoch `epoch` is a late one and stops.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -373,21 +392,22 @@ impl Checkpoint {
         };
         let run_id = uuid::Uuid::new_v4();
         let epoch = take_epoch(&location, run_id).await?;
+        // Another run that found the lease free at the same moment may have taken a newer
+        // epoch already: this one leaves the checkpoint to it before writing its lease (one
+        // that takes it later fences this run before its first batch: the driver says so too).
+        if skip_if_running && location.local_root().is_none() {
+            let fence = Fence {
+                location: location.clone(),
+                epoch,
+            };
+            if let Err(CheckpointError::Superseded(superseded)) = fence.check().await {
+                return Err(left_to_newer(&superseded));
+            }
+        }
         let lease = match location.local_root() {
             None => Some(lease::Lease::take(&location, run_id, epoch).await?),
             Some(_) => None,
         };
-        // Another run that found the lease free at the same moment may have taken a newer
-        // epoch already: this one leaves the checkpoint to it before reading anything more
-        // (the driver says so, exit 75; one that took it later fences this run as usual).
-        if skip_if_running && lease.is_some() {
-            Fence {
-                location: location.clone(),
-                epoch,
-            }
-            .check()
-            .await?;
-        }
         Ok(Self {
             location,
             metadata,
@@ -798,6 +818,7 @@ pub(crate) fn take_lock(location: &Location) -> Result<Option<std::fs::File>, Ch
     let in_use = || CheckpointError::InUse {
         location: location.to_string(),
         lock: lock_path.display().to_string(),
+        advice: IN_USE_ADVICE.to_string(),
     };
     let file = std::fs::OpenOptions::new()
         .create(true)

@@ -135,10 +135,8 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         }
     }
     let spec = checkpoint_spec.clone();
-    let skip_if_running = options.skip_if_running;
     let result = match run_from(pipeline, options, checkpoint_spec).await {
         Ok(summary) => Ok(summary),
-        Err(e) if skip_if_running => Err(left_to_newer(e)),
         Err(e) => Err(with_edit_advice(
             with_sink_advice(with_schema_line(e, pipeline), pipeline),
             pipeline,
@@ -209,30 +207,6 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
 
 /// A declared column's type that does not read (found when the source opens) named with its
 /// line of the pipeline file, as a mistake found when the file is read is.
-/// A run started with `--skip-if-running` that a newer run took over: two started at the
-/// same moment both found the checkpoint idle and took an epoch, and the newer goes on. Said
-/// as the lease of a run going on is (`CheckpointError::InUse`, exit 75), not as a failure:
-/// the older left the checkpoint to it.
-fn left_to_newer(error: Error) -> Error {
-    let superseded = match &error {
-        Error::Checkpoint(CheckpointError::Superseded(s)) => s,
-        Error::Sink(SinkError::Fenced(fenced)) => match fenced.as_ref() {
-            CheckpointError::Superseded(s) => s,
-            _ => return error,
-        },
-        _ => return error,
-    };
-    CheckpointError::InUse {
-        location: superseded.location.clone(),
-        lock: format!(
-            "its lease, taken by the run of epoch {}, which started at the same moment as this \
-             one (epoch {}): both found it idle, and the newer goes on",
-            superseded.newer, superseded.epoch
-        ),
-    }
-    .into()
-}
-
 fn with_schema_line(error: Error, pipeline: &Pipeline) -> Error {
     let Error::Source(crate::source::SourceError::Config {
         source_name,
@@ -1551,11 +1525,12 @@ impl<'a> Driver<'a> {
                 return Err(SinkError::Config {
                     kind,
                     reason: format!(
-                        "{reason}. But the checkpoint's state was kept for {previous} mode, \
-                         and a stateful query's output mode cannot change on it (the groups \
-                         one mode has held back or already written, the other would write \
-                         wrongly or never): put `output_mode: {previous}` back, or start over \
-                         on a new checkpoint (`checkpoint:` or `--checkpoint`){}",
+                        "{reason}. And where the query keeps state, as it did (the \
+                         checkpoint's state was kept for {previous} mode), its output mode \
+                         cannot change on that state (the groups one mode has held back or \
+                         already written, the other would write wrongly or never): put \
+                         `output_mode: {previous}` back, or start over on a new checkpoint \
+                         (`checkpoint:` or `--checkpoint`){}",
                         sink_advice(pipeline).start_over
                     ),
                 }
@@ -1803,6 +1778,8 @@ impl<'a> Driver<'a> {
                     && self.summary.batches == 0
                     && let Some(found) = self.sink_record_found.take()
                     && found.as_ref() != Some(&self.sink_record)
+                    // A run a newer one took over writes nothing more, this record included.
+                    && self.checkpoint.check_fence().await.is_ok()
                 {
                     let location = self.checkpoint.location();
                     let put_back = match &found {
@@ -1816,7 +1793,17 @@ impl<'a> Driver<'a> {
                         tracing::warn!("could not put the checkpoint's sink record back: {e}");
                     }
                 }
-                Err(self.superseded_or(err).await)
+                let err = self.superseded_or(err).await;
+                // A `--skip-if-running` run that another, started at the same moment, took
+                // over before it began a batch: it leaves the checkpoint to that one (75).
+                match &err {
+                    Error::Checkpoint(CheckpointError::Superseded(superseded))
+                        if self.options.skip_if_running && !self.batch_begun =>
+                    {
+                        Err(crate::checkpoint::left_to_newer(superseded).into())
+                    }
+                    _ => Err(err),
+                }
             }
         }
     }

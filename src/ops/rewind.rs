@@ -569,12 +569,14 @@ async fn open_sinks(
             Err(e) if e.to_string().contains("no such folder") => {
                 // A relative path the batch resolved in the folder it ran in, which still holds
                 // it: the checkpoint moved (so the path resolves here, as a moved project's
-                // does), not the sink.
+                // does), not the sink. Not where the checkpoint is still where it was too (a
+                // copy of the project): the sink there is the original's.
                 if let Some(path) = pipeline.sink.connector().location()
                     && !path.contains("://")
                     && std::path::Path::new(&path).is_relative()
                     && let Some(folder) = pipeline.ran_in()
                     && folder.join(&path).is_dir()
+                    && pipeline.checkpoint_was().is_some_and(|was| !was.exists())
                 {
                     return Err(refuse(format!(
                         "{e}. The batches after {to} ran in folder {folder}, where their \

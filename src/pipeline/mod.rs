@@ -1324,6 +1324,17 @@ impl Pipeline {
             .map(Path::new)
     }
 
+    /// Where the checkpoint was when a stored pipeline file ran ([`CHECKPOINT_IN`]), where it
+    /// names it.
+    pub fn checkpoint_was(&self) -> Option<&Path> {
+        self.ran_in()?;
+        self.text
+            .lines()
+            .nth(1)?
+            .strip_prefix(CHECKPOINT_IN)
+            .map(Path::new)
+    }
+
     /// Every source's, table's, sink's and late-rows sink's settings.
     fn all_settings(&mut self) -> impl Iterator<Item = &mut serde_yaml::Mapping> {
         self.sources

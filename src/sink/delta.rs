@@ -719,10 +719,10 @@ impl DeltaSink {
                         if gone.len() == 1 {
                             "it"
                         } else {
-                            "the first of them"
+                            "the earliest of them"
                         }
                     ),
-                    None => "; or, since batch 0's commit added the first of them, start the \
+                    None => "; or, since batch 0's commit added one of them, start the \
                              pipeline over on a new checkpoint with a new, empty `sink.path`"
                         .to_string(),
                 }
@@ -750,7 +750,8 @@ impl DeltaSink {
 
     /// The lowest batch of this pipeline whose commit added one of the data files `paths`
     /// (relative to the table's folder), read from the log from its newest entry back; `None`
-    /// where none did (an OPTIMIZE's file) or the entries are gone (log retention).
+    /// unless a batch's commit added each of them (not an OPTIMIZE's or another pipeline's
+    /// file, nor one whose entry is gone by the log's retention).
     async fn first_batch_adding(
         &self,
         table: &DeltaTable,
@@ -759,27 +760,33 @@ impl DeltaSink {
         let Some(newest) = table.version() else {
             return Ok(None);
         };
+        let mut unfound: std::collections::HashSet<&str> =
+            paths.iter().map(String::as_str).collect();
         let mut first = None;
         for version in (0..=newest).rev() {
+            if unfound.is_empty() {
+                break;
+            }
             let Some(lines) = self.log_entry(table, version).await? else {
                 break;
             };
-            let Some(txn) = lines
-                .iter()
-                .filter_map(|l| l.txn.as_ref())
-                .find(|t| t.app_id == self.app_id)
+            let Some(batch) = self
+                .our_txn(&lines)
+                .and_then(|txn| u64::try_from(txn.version).ok())
             else {
                 continue;
             };
-            let adds = lines.iter().filter_map(|l| l.add.as_ref()).any(|add| {
-                object_store::path::Path::from_url_path(&add.path)
-                    .is_ok_and(|p| paths.iter().any(|gone| gone == p.as_ref()))
-            });
-            if adds && let Ok(batch) = u64::try_from(txn.version) {
-                first = Some(first.map_or(batch, |f: u64| f.min(batch)));
+            for add in lines.iter().filter_map(|l| l.add.as_ref()) {
+                if let Ok(path) = object_store::path::Path::from_url_path(&add.path)
+                    && unfound.remove(path.as_ref())
+                {
+                    first = Some(first.map_or(batch, |f: u64| f.min(batch)));
+                }
             }
         }
-        Ok(first)
+        // Only where every one came from a batch: another's (an OPTIMIZE's, another
+        // checkpoint's) is not computed again by a rewind.
+        Ok(first.filter(|_| unfound.is_empty()))
     }
 
     /// The pipeline (and how it names itself) of the newest commit Sluice made to the table.
@@ -854,11 +861,7 @@ impl DeltaSink {
             let Some(lines) = self.log_entry(table, version).await? else {
                 return Ok(Lookup::Expired);
             };
-            let Some(txn) = lines
-                .iter()
-                .filter_map(|l| l.txn.as_ref())
-                .find(|t| t.app_id == self.app_id)
-            else {
+            let Some(txn) = self.our_txn(&lines) else {
                 continue;
             };
             let info = lines.iter().find_map(|l| l.commit_info.as_ref());
@@ -965,11 +968,16 @@ impl DeltaSink {
             .iter()
             .find_map(|l| l.commit_info.as_ref())
             .is_some_and(|i| i.contains_key("sluice.rewind"));
-        let txn = lines
+        let txn = self.our_txn(lines)?;
+        (!rewind).then_some(txn.version)
+    }
+
+    /// The transaction line of this pipeline in a log entry's `lines`, where it has one.
+    fn our_txn<'a>(&self, lines: &'a [LogLine]) -> Option<&'a TxnLine> {
+        lines
             .iter()
             .filter_map(|l| l.txn.as_ref())
-            .find(|t| t.app_id == self.app_id)?;
-        (!rewind).then_some(txn.version)
+            .find(|t| t.app_id == self.app_id)
     }
 
     /// A RESTORE since batch `last`'s commit that took the table back to before it (Delta

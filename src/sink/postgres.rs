@@ -2065,17 +2065,12 @@ impl PostgresSink {
             Some(schema) => format!(
                 "{what} {} does not exist, and the role {} may not make it: it has no CREATE \
                  on the schema {}. Grant it (`GRANT CREATE ON SCHEMA {} TO {};`), or make the \
-                 table in advance{}",
+                 table in advance",
                 quote_path(name),
                 quote(&role),
                 quote(&schema),
                 quote(&schema),
                 quote(&role),
-                if what == "the table" {
-                    " (and set `create_table: false`)"
-                } else {
-                    ""
-                }
             ),
             None => format!(
                 "{what} {} does not exist, and there is no schema to make it in: no schema on \

@@ -416,29 +416,39 @@ mod tests {
     use super::*;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
+    /// A decoder of JSON payloads into `schema`'s first column, failing on a bad one.
+    fn json_decoder(schema: &SchemaRef) -> PayloadDecoder<'_> {
+        PayloadDecoder {
+            format: PayloadFormat::Json,
+            schema,
+            wanted: &[0],
+            on_error: OnError::Fail,
+            epoch_unit: None,
+        }
+    }
+
+    /// Payload `i`'s error, named `offset i`.
+    fn blame(i: usize, reason: &str) -> SourceError {
+        SourceError::Malformed {
+            file: format!("offset {i}"),
+            line: None,
+            reason: reason.to_string(),
+        }
+    }
+
     /// Walk 42 (4): with `on_error: fail`, an empty payload was named before a payload ahead
     /// of it that does not decode; the first bad payload is named, whatever is wrong with it.
     #[test]
     fn the_first_bad_payload_is_named() {
         let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
-        let decoder = PayloadDecoder {
-            format: PayloadFormat::Json,
-            schema: &schema,
-            wanted: &[0],
-            on_error: OnError::Fail,
-            epoch_unit: None,
-        };
+        let decoder = json_decoder(&schema);
         let payloads: Vec<Option<&[u8]>> = vec![
             Some(b"{\"n\":1}"),
             Some(b"{not json"),
             Some(b"{\"n\":3}"),
             Some(b""),
         ];
-        let blame = |i: usize, reason: &str| SourceError::Malformed {
-            file: format!("offset {i}"),
-            line: None,
-            reason: reason.to_string(),
-        };
+
         let err = decoder
             .decode(&payloads, &blame)
             .err()
@@ -464,18 +474,8 @@ mod tests {
     #[test]
     fn a_payload_that_is_not_one_object_is_named_by_its_message() {
         let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
-        let decoder = PayloadDecoder {
-            format: PayloadFormat::Json,
-            schema: &schema,
-            wanted: &[0],
-            on_error: OnError::Fail,
-            epoch_unit: None,
-        };
-        let blame = |i: usize, reason: &str| SourceError::Malformed {
-            file: format!("offset {i}"),
-            line: None,
-            reason: reason.to_string(),
-        };
+        let decoder = json_decoder(&schema);
+
         for (bad, said) in [
             (
                 &b"[{\"n\":2}]"[..],

@@ -356,7 +356,10 @@ fn with_side_filters(
         !e.exists(|x| {
             Ok(match x {
                 Expr::ScalarFunction(f) => f.func.signature().volatility != Volatility::Immutable,
-                Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) => true,
+                Expr::ScalarSubquery(_)
+                | Expr::Exists(_)
+                | Expr::InSubquery(_)
+                | Expr::SetComparison(_) => true,
                 _ => false,
             })
         })

@@ -1085,7 +1085,7 @@ async fn a_mode_changed_to_update_without_a_key_says_the_state_refuses_it_too() 
     assert_eq!(refused.status.code(), Some(2), "{said}");
     assert!(
         said.contains("set `key:` to the query's GROUP BY columns")
-            && said.contains("But the checkpoint's state was kept for complete mode")
+            && said.contains("the checkpoint's state was kept for complete mode")
             && said.contains("put `output_mode: complete` back"),
         "{said}"
     );

@@ -499,9 +499,7 @@ fn a_rewind_of_a_checkpoint_on_s3_fences_a_live_run() {
     assert_fenced(&mut old, 0, 1);
     moto.sluice_ok(&["run", pipeline, "--trigger", "available-now"]);
     let rt = tokio::runtime::Runtime::new().expect("rt");
-    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
-    let got = rt.block_on(moto.sink_rows());
-    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+    assert_sink_is_the_batch_answer(&rt, &moto, &ws, query);
     // Walk 47 (8): `report --html` to an object-store URL was written as a local path
     // ("No such file or directory"); it goes to the store.
     moto.sluice_ok(&[
@@ -542,6 +540,18 @@ fn a_rewind_of_a_checkpoint_on_s3_fences_a_live_run() {
         said.contains("query parameters") && !said.contains("SigZZ"),
         "{said}"
     );
+}
+
+/// Checks that the S3 sink holds `query`'s answer over every file of `ws/in`, each row once.
+fn assert_sink_is_the_batch_answer(
+    rt: &tokio::runtime::Runtime,
+    moto: &Moto,
+    ws: &Workspace,
+    query: &str,
+) {
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
+    let got = rt.block_on(moto.sink_rows());
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
 }
 
 /// Walk 54 (1): two `--skip-if-running` runs started at the same moment on S3 both found the
@@ -591,9 +601,7 @@ fn two_runs_started_together_with_skip_if_running_leave_it_to_one() {
         "{said}"
     );
     let rt = tokio::runtime::Runtime::new().expect("rt");
-    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
-    let got = rt.block_on(moto.sink_rows());
-    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+    assert_sink_is_the_batch_answer(&rt, &moto, &ws, query);
 }
 
 /// Walk 54 (7): after a run was killed (`kill -9`), a `--skip-if-running` run named it as the
@@ -641,9 +649,7 @@ fn a_lease_left_by_a_killed_run_is_said_to_be_left() {
         "--trigger",
         "available-now",
     ]);
-    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
-    let got = rt.block_on(moto.sink_rows());
-    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+    assert_sink_is_the_batch_answer(&rt, &moto, &ws, query);
 }
 
 /// Walk 47 (1, 2): on S3 a cron run that found a run still going took the checkpoint over and
@@ -693,9 +699,7 @@ fn a_run_with_skip_if_running_leaves_a_live_run_on_s3_alone() {
     write_clicks(&ws.path("in"), "json", 1, 40, 5);
     moto.sluice_ok(&["run", pipeline, "--skip-if-running"]);
     let rt = tokio::runtime::Runtime::new().expect("rt");
-    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
-    let got = rt.block_on(moto.sink_rows());
-    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+    assert_sink_is_the_batch_answer(&rt, &moto, &ws, query);
     let lease = rt.block_on(async {
         use object_store::ObjectStoreExt;
         moto.store()
