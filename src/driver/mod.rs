@@ -1796,9 +1796,13 @@ impl<'a> Driver<'a> {
                 let err = self.superseded_or(err).await;
                 // A `--skip-if-running` run that another, started at the same moment, took
                 // over before it began a batch: it leaves the checkpoint to that one (75).
+                // (A run of `every` that waited for input may have been taken over any time
+                // later: fenced, as usual.)
                 match &err {
                     Error::Checkpoint(CheckpointError::Superseded(superseded))
-                        if self.options.skip_if_running && !self.batch_begun =>
+                        if self.options.skip_if_running
+                            && !self.batch_begun
+                            && !matches!(self.trigger, Trigger::Every(_)) =>
                     {
                         Err(crate::checkpoint::left_to_newer(superseded).into())
                     }
