@@ -119,6 +119,11 @@ pub struct CommitEntry {
     /// lost `metadata` from any commit; absent in commits of an older Sluice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline_id: Option<uuid::Uuid>,
+    /// When the checkpoint was made (`metadata`'s `created`, RFC 3339 as written there), so
+    /// that `sluice repair` rebuilds it exactly: sinks tell the newer of two checkpoints of a
+    /// pipeline by it. Absent in commits of an older Sluice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_created: Option<String>,
     /// Rows read by the batch.
     pub rows_in: u64,
     /// Rows written to the sink.

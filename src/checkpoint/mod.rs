@@ -947,6 +947,7 @@ mod tests {
             output: None,
             pipeline: None,
             pipeline_id: None,
+            checkpoint_created: None,
             rows_in: 1,
             rows_out: 1,
             rows_skipped: 0,

@@ -2840,6 +2840,7 @@ impl<'a> Driver<'a> {
             output: output_digest,
             pipeline: Some(self.pipeline_fingerprint.clone()),
             pipeline_id: Some(self.checkpoint.metadata().id),
+            checkpoint_created: Some(self.checkpoint.metadata().created.clone()),
             rows_in,
             rows_out: committed.rows,
             // Every row skipped, malformed or gone from its source.

@@ -904,8 +904,9 @@ pub fn local_sink_folders(pipeline: &Pipeline) -> Vec<(Location, String)> {
 
 /// The checkpoint's lost `metadata`, rebuilt, and where its id came from: the id from the
 /// newest commit that records it (every commit written since commits record it), else from the owner record of
-/// the sink the pipeline file names; the name from that pipeline file; the creation time from
-/// the oldest commit still held (the checkpoint is at least that old).
+/// the sink the pipeline file names; the name from that pipeline file; the creation time as
+/// the newest commit that records it says, else from the oldest commit still held (the
+/// checkpoint is at least that old).
 async fn rebuild_metadata(location: &Location, shown: &str) -> Result<(Metadata, String), String> {
     let logs = LogListing::read(location)
         .await
@@ -913,12 +914,14 @@ async fn rebuild_metadata(location: &Location, shown: &str) -> Result<(Metadata,
     let mut id = None;
     let mut pipeline = None;
     let mut oldest_commit_ms = None;
+    let mut created = None;
     for batch in logs.commits.iter().rev() {
         if let Ok(Some(commit)) = read_commit(location, *batch).await {
             id = id.or(commit
                 .pipeline_id
                 .map(|id| (id, format!("commits/{batch}"))));
             pipeline = pipeline.or(commit.pipeline);
+            created = created.or(commit.checkpoint_created);
             oldest_commit_ms = Some(commit.committed_at_ms);
         }
     }
@@ -971,13 +974,17 @@ async fn rebuild_metadata(location: &Location, shown: &str) -> Result<(Metadata,
             }
         }
     };
-    let created = oldest_commit_ms
-        .and_then(chrono::DateTime::from_timestamp_millis)
-        .unwrap_or_else(chrono::Utc::now);
+    // As the commits recorded it; else (an older Sluice's commits) the oldest commit's time.
+    let created = created.unwrap_or_else(|| {
+        oldest_commit_ms
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .unwrap_or_else(chrono::Utc::now)
+            .to_rfc3339()
+    });
     let metadata = Metadata {
         id,
         name: pipeline.name.clone(),
-        created: created.to_rfc3339(),
+        created,
         format: 1,
         renamed_from: None,
     };

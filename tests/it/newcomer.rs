@@ -1017,6 +1017,15 @@ fn a_deleted_metadata_is_refused_and_repair_rebuilds_it() {
             .to_string()
     };
     let original = id(&metadata);
+    // Walk 56 (10): the rebuilt `metadata` had the oldest commit's time as `created`, which
+    // sinks compare to tell the newer of two checkpoints of a pipeline; each commit records it.
+    let created = |text: &str| -> String {
+        serde_json::from_str::<serde_json::Value>(text).expect("json")["created"]
+            .as_str()
+            .expect("created")
+            .to_string()
+    };
+    let original_created = created(&metadata);
     for strip_commits in [false, true] {
         std::fs::remove_file(ws.path("ckpt/metadata")).expect("delete metadata");
         if strip_commits {
@@ -1057,6 +1066,7 @@ fn a_deleted_metadata_is_refused_and_repair_rebuilds_it() {
         );
         let rebuilt = std::fs::read_to_string(ws.path("ckpt/metadata")).expect("rebuilt");
         assert_eq!(id(&rebuilt), original);
+        assert_eq!(created(&rebuilt), original_created);
         let out = run(&file, &ws);
         assert!(out.status.success(), "{}", stderr(&out));
     }
