@@ -1010,21 +1010,18 @@ fn a_deleted_metadata_is_refused_and_repair_rebuilds_it() {
     input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
     assert!(run(&file, &ws).status.success());
     let metadata = std::fs::read_to_string(ws.path("ckpt/metadata")).expect("metadata");
-    let id = |text: &str| -> String {
-        serde_json::from_str::<serde_json::Value>(text).expect("json")["id"]
+    // A field of a `metadata` file's JSON.
+    let field = |text: &str, key: &str| -> String {
+        serde_json::from_str::<serde_json::Value>(text).expect("json")[key]
             .as_str()
-            .expect("id")
+            .expect(key)
             .to_string()
     };
+    let id = |text: &str| field(text, "id");
     let original = id(&metadata);
     // Walk 56 (10): the rebuilt `metadata` had the oldest commit's time as `created`, which
     // sinks compare to tell the newer of two checkpoints of a pipeline; each commit records it.
-    let created = |text: &str| -> String {
-        serde_json::from_str::<serde_json::Value>(text).expect("json")["created"]
-            .as_str()
-            .expect("created")
-            .to_string()
-    };
+    let created = |text: &str| field(text, "created");
     let original_created = created(&metadata);
     for strip_commits in [false, true] {
         std::fs::remove_file(ws.path("ckpt/metadata")).expect("delete metadata");
