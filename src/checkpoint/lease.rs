@@ -164,9 +164,13 @@ pub async fn release_held() {
     }
 }
 
-/// Deletes the lease at `location` where it is run `run_id`'s and no run newer than its
-/// `epoch` has taken an epoch (that one keeps its own lease, which this one may have
-/// written over for a moment).
+/// Deletes the lease at `location` where no run newer than `epoch` has taken an epoch (that
+/// one keeps its own lease, which this one may have written over for a moment) and the lease
+/// is run `run_id`'s or an older epoch's: a run started just before this one, whose
+/// check of the epochs passed before this one took its epoch, writes its lease over this
+/// one's a moment later and is fenced at its first log write, leaving that lease behind it
+/// (a later `--skip-if-running` run would wait on it for [`EXPIRES_AFTER`] with nothing
+/// running).
 async fn release(location: &Location, run_id: uuid::Uuid, epoch: Epoch) {
     let newer = super::list_numbers(location, super::paths::EPOCHS)
         .await
@@ -176,7 +180,7 @@ async fn release(location: &Location, run_id: uuid::Uuid, epoch: Epoch) {
         return;
     }
     if let Ok(Some((held, _))) = read(location).await
-        && held.run_id == run_id
+        && (held.run_id == run_id || held.epoch < epoch.0)
         && let Err(e) = location.delete(&location.path(LEASE)).await
     {
         tracing::debug!("deleting the lease: {e}");
@@ -293,5 +297,74 @@ impl Drop for Lease {
         } else {
             runtime.spawn(release);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run that began just before another (past its check of the epochs, its lease not yet
+    /// written) writes its lease over the newer one's and is then fenced: the lease it leaves
+    /// is deleted when the newer run ends, so a later `--skip-if-running` run does not wait
+    /// on a run that is gone; the lease of a newer epoch than the ending run's stays.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_older_run_s_lease_written_over_a_newer_one_s_goes_with_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let location =
+            Location::open(dir.path().to_str().expect("utf-8"), true, false, None).expect("open");
+        let take_epoch = |n: u64| {
+            let location = location.clone();
+            async move {
+                let path = location.path(&super::super::paths::epoch(Epoch(n)));
+                location.put(&path, vec![]).await.expect("epoch")
+            }
+        };
+        take_epoch(1).await;
+        take_epoch(2).await;
+        let older = LeaseEntry {
+            run_id: uuid::Uuid::new_v4(),
+            epoch: 1,
+            owner: "pid 1 on elsewhere".to_string(),
+            renewed: chrono::Utc::now().to_rfc3339(),
+            processes: None,
+        };
+        let write = |entry: &LeaseEntry| {
+            let bytes = serde_json::to_vec(entry).expect("json");
+            let location = location.clone();
+            async move {
+                location
+                    .put(&location.path(LEASE), bytes)
+                    .await
+                    .expect("lease")
+            }
+        };
+        let newer = Lease::take(&location, uuid::Uuid::new_v4(), Epoch(2))
+            .await
+            .expect("take");
+        write(&older).await;
+        assert!(
+            check_idle(&location).await.is_err(),
+            "the older lease counts while it is there"
+        );
+        drop(newer);
+        assert!(
+            read(&location).await.expect("read").is_none(),
+            "the older run's lease is left"
+        );
+        check_idle(&location).await.expect("idle");
+
+        // A newer run's lease is not the ending run's to delete.
+        let ending = Lease::take(&location, uuid::Uuid::new_v4(), Epoch(2))
+            .await
+            .expect("take");
+        take_epoch(3).await;
+        let newest = LeaseEntry { epoch: 3, ..older };
+        write(&newest).await;
+        drop(ending);
+        assert_eq!(
+            read(&location).await.expect("read").expect("lease").0.epoch,
+            3
+        );
     }
 }
