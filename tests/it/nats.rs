@@ -723,7 +723,16 @@ async fn a_filter_subject_changed_after_a_batch_is_refused() {
     let js = context().await;
     create_stream(&js, &stream).await;
     publish(&js, &format!("{stream}.app"), &clicks_json(&ws, 0, 5)).await;
+    // A filter no message has come on yet makes no batch, so it passes nothing over.
     let typo = pipeline(&ws, &stream, &format!("    filter_subject: {stream}.ap\n"));
+    let out = run_bin(&["run", typo.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !ws.path("ckpt/commits/0").exists(),
+        "a batch that read nothing"
+    );
+    // Once one has, its batch reads past the other filter's messages.
+    publish(&js, &format!("{stream}.ap"), &json_values(&clicks(100, 1))).await;
     let out = run_bin(&["run", typo.to_str().expect("utf-8")], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let fixed = pipeline(&ws, &stream, &format!("    filter_subject: {stream}.app\n"));
@@ -732,7 +741,7 @@ async fn a_filter_subject_changed_after_a_batch_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(
         said.contains("`filter_subject` changed since the last batch")
-            && said.contains(&format!("read `{stream}.ap` up to sequence 5")),
+            && said.contains(&format!("read `{stream}.ap` up to sequence 6")),
         "{said}"
     );
     // Put back (one pipeline file, written again).
@@ -747,6 +756,52 @@ async fn a_filter_subject_changed_after_a_batch_is_refused() {
     let narrower = pipeline(&ws, &stream, &format!("    filter_subject: {stream}.app\n"));
     let out = run_bin(&["run", narrower.to_str().expect("utf-8")], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Walk 52 (8): with `filter_subject`, messages on the stream's other subjects made batches
+/// that read nothing (`max_records_per_batch` sequences at a time, or one batch for each
+/// message that came on them under `trigger: every`). A batch is planned only once a message
+/// on the filter has come, and its limit counts from the first one: two batches, each with
+/// rows, where five were made (three empty); messages on other subjects alone make none.
+#[tokio::test]
+async fn messages_on_other_subjects_make_no_batch() {
+    let ws = Workspace::new();
+    let stream = unique("sparse");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    publish(&js, &format!("{stream}.web"), &clicks_json(&ws, 10, 3)).await;
+    let other = json_values(&clicks(10_000, 200));
+    publish(&js, &format!("{stream}.other"), &other).await;
+    publish(&js, &format!("{stream}.web"), &clicks_json(&ws, 20, 2)).await;
+    let extra = format!("    filter_subject: {stream}.web\n    max_records_per_batch: 50\n");
+    let file = pipeline(&ws, &stream, &extra);
+    let commits = || {
+        std::fs::read_dir(ws.path("ckpt/commits"))
+            .expect("commits")
+            .count()
+    };
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(commits(), 2, "batches 1..=50 and 204..=205");
+    publish(&js, &format!("{stream}.other"), &other[..20]).await;
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(commits(), 2, "a batch of other subjects' messages alone");
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    let got = sink_rows(&ws.path("out")).await;
+    assert_eq!(
+        expected.len(),
+        5,
+        "every message on the filter passes the query"
+    );
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+    for batch in ["0", "1"] {
+        let out = run_bin(
+            &["replay", &ws.p("ckpt"), "--batch", batch, "--verify"],
+            ws.dir.path(),
+        );
+        assert!(out.status.success(), "batch {batch}: {}", stderr(&out));
+    }
 }
 
 /// Walk 20 (8): a `filter_subject` outside the stream's subjects was tried again and again

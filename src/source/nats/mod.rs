@@ -139,7 +139,8 @@ pub struct NatsConfig {
     /// Where the first batch starts: `earliest` (the default), `latest`, or a stream sequence.
     #[serde(default = "earliest")]
     pub starting_sequence: StartingSequence,
-    /// At most this many stream sequences per batch; everything available where absent.
+    /// At most this many stream sequences per batch (with `filter_subject`, counted from the
+    /// batch's first message on it); everything available where absent.
     #[serde(default)]
     pub max_records_per_batch: Option<u64>,
     /// How a payload becomes columns: `raw` (the default), `json` or `csv`.
@@ -566,6 +567,43 @@ impl NatsSource {
             first: info.first_sequence.max(1),
             last: info.last_sequence,
         })
+    }
+
+    /// The sequence of the stream's first message on `filter` at or after `from`, `None`
+    /// where it holds none (with retries).
+    async fn first_on(&self, filter: &str, from: u64) -> Result<Option<u64>, SourceError> {
+        let context = self.context().await?;
+        let name = self.config.stream.as_str();
+        self.config
+            .retry
+            .run(
+                &format!(
+                    "NATS source `{}`: finding the first message on `{filter}` of stream \
+                     `{name}` from sequence {from}",
+                    self.name
+                ),
+                |_| true,
+                || async {
+                    let stream = context.get_stream(name).await.map_err(|e| describe(&e))?;
+                    match stream.get_first_raw_message_by_subject(filter, from).await {
+                        Ok(message) => Ok(Some(message.sequence)),
+                        Err(e)
+                            if e.kind()
+                                == jetstream::stream::RawMessageErrorKind::NoMessageFound =>
+                        {
+                            Ok(None)
+                        }
+                        Err(e) => Err(describe(&e)),
+                    }
+                },
+            )
+            .await
+            .map_err(|e| {
+                self.error(format!(
+                    "cannot read stream `{name}` at {}: {e}",
+                    self.servers()
+                ))
+            })
     }
 
     fn parse(&self, offset: Option<&serde_json::Value>) -> Result<Option<Offset>, SourceError> {
@@ -1078,13 +1116,22 @@ impl Source for NatsSource {
             }
         };
         let mut end = self.frozen.unwrap_or(now.last).min(now.last);
+        if end < next {
+            return Ok(None);
+        }
+        // With a filter, a batch waits for a message on it (the others' sequences would make
+        // batches that read nothing), and its limit counts from the first such message.
+        let mut from = next;
+        if let Some(filter) = &self.config.filter_subject {
+            match self.first_on(filter, next).await? {
+                Some(sequence) if sequence <= end => from = sequence,
+                _ => return Ok(None),
+            }
+        }
         if let (Admission::SourceLimits, Some(limit)) =
             (admission, self.config.max_records_per_batch)
         {
-            end = end.min(next.saturating_add(limit - 1));
-        }
-        if end < next {
-            return Ok(None);
+            end = end.min(from.saturating_add(limit - 1));
         }
         Ok(Some(serde_json::json!({
             "stream": self.config.stream,
