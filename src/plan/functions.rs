@@ -47,6 +47,87 @@ use datafusion::prelude::SessionContext;
 pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(Hop::new()));
     ctx.register_udf(ScalarUDF::from(SessionWindow::new()));
+    ctx.register_udf(ScalarUDF::from(ToDate::new()));
+}
+
+/// DataFusion's `to_date`, whose refusal of a text that is not a date names the text:
+/// DataFusion 55's says only "Unable to cast to Date32 for converting from i64 to i32 failed"
+/// for `to_date('abc')`. Every value it gives is DataFusion's own.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ToDate {
+    inner: Arc<ScalarUDF>,
+}
+
+impl Default for ToDate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ToDate {
+    /// Wraps DataFusion's `to_date`.
+    pub fn new() -> Self {
+        Self {
+            inner: datafusion::functions::datetime::to_date(),
+        }
+    }
+}
+
+impl ScalarUDFImpl for ToDate {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
+        self.inner.documentation()
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // The one argument, where it is text: what DataFusion parses (`Date32Type::parse`).
+        let text = match args.args.as_slice() {
+            [value]
+                if matches!(
+                    value.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) =>
+            {
+                Some(value.to_array(args.number_rows)?)
+            }
+            _ => None,
+        };
+        let result = self.inner.invoke_with_args(args);
+        let Some(text) = text.filter(|_| result.is_err()) else {
+            return result;
+        };
+        let text = cast(&text, &DataType::Utf8)?;
+        let not_a_date = text.as_string::<i32>().iter().flatten().find(|s| {
+            <datafusion::arrow::datatypes::Date32Type as datafusion::arrow::compute::kernels::cast_utils::Parser>::parse(s)
+                .is_none()
+        });
+        match not_a_date {
+            Some(s) => Err(datafusion::error::DataFusionError::ArrowError(
+                Box::new(datafusion::arrow::error::ArrowError::ParseError(format!(
+                    "to_date('{s}'): not a date written `YYYY-MM-DD`; where the dates are \
+                     written otherwise, give their formats after it, as chrono's codes \
+                     (`to_date(c, '%d/%m/%Y')`)"
+                ))),
+                None,
+            )),
+            None => result,
+        }
+    }
 }
 
 /// The name of the session-window function.
@@ -444,6 +525,40 @@ pub fn strftime_of_postgres(format: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::{strftime_of_postgres, strftime_of_spark};
+
+    /// A text `to_date` does not read is named in its refusal (DataFusion's says only
+    /// "Unable to cast to Date32 for converting from i64 to i32 failed"); dates read as
+    /// DataFusion reads them.
+    #[tokio::test]
+    async fn to_date_names_the_text_it_does_not_read() {
+        let ctx = datafusion::prelude::SessionContext::new();
+        super::register_functions(&ctx);
+        let sql = "SELECT to_date(s) AS d FROM (VALUES ('2026-01-02'), (NULL), ('02/01/2026')) \
+                   AS t(s)";
+        let said = ctx
+            .sql(sql)
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect_err("not a date")
+            .to_string();
+        assert!(said.contains("to_date('02/01/2026'): not a date"), "{said}");
+        let sql = "SELECT CAST(to_date(s) AS VARCHAR) AS d, \
+                   CAST(to_date(s, '%d/%m/%Y', '%Y-%m-%d') AS VARCHAR) AS e \
+                   FROM (VALUES ('2026-01-02'), (NULL)) AS t(s)";
+        let rows = ctx
+            .sql(sql)
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("dates");
+        let shown = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+            .expect("show")
+            .to_string();
+        assert!(shown.contains("| 2026-01-02 | 2026-01-02 |"), "{shown}");
+    }
 
     /// Walk 39 (W5): PostgreSQL's `to_char` template was read as Java's letters, and the
     /// advice wrote `YYYY-%m-%j%j`.
