@@ -568,7 +568,8 @@ pub struct PartLag {
     /// The end the part has now, in the same terms (Kafka: the high watermark; NATS: the
     /// stream's last sequence).
     pub end: i64,
-    /// `end` minus `offset`, never below 0.
+    /// `end` minus `offset`, never below 0 (NATS with `filter_subject`: from its first
+    /// message not yet read, 0 where none has come since `offset`).
     pub lag: u64,
     /// The part ends below the position read (`offset` past `end`): it was deleted and made
     /// again since; the next run stops there, naming it (or, with `fail_on_data_loss: false`,

@@ -177,7 +177,9 @@ async fn a_nats_source_reads_every_message_once_across_runs() {
     // Walk 29 (9): the lag said "at 231 of 231" beside "through sequence 230": one position
     // in two terms. Both say the last sequence now.
     assert!(
-        text.contains(&format!("stream {stream} at 230 of 230 (0 behind)")),
+        text.contains(&format!(
+            "stream {stream} on `{stream}.web` at 230 of 230 (0 behind)"
+        )),
         "{text}"
     );
 }
@@ -787,6 +789,26 @@ async fn messages_on_other_subjects_make_no_batch() {
     let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(commits(), 2, "a batch of other subjects' messages alone");
+    // The lag counts from the filter's first message not read: none, though the stream
+    // has 20 sequences past the position read.
+    let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "stream {stream} on `{stream}.web` at 205 of 225 (0 behind)"
+        )),
+        "{text}"
+    );
+    publish(&js, &format!("{stream}.web"), &json_values(&clicks(30, 1))).await;
+    publish(&js, &format!("{stream}.other"), &other[..4]).await;
+    let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "stream {stream} on `{stream}.web` at 205 of 230 (5 behind)"
+        )),
+        "{text}"
+    );
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     let got = sink_rows(&ws.path("out")).await;
     assert_eq!(

@@ -378,12 +378,24 @@ impl SourceConnector for NatsConfig {
             said_shrunk: false,
         };
         let state = source.stream_state().await?;
-        let lag = state.last.saturating_sub(read);
+        let mut lag = state.last.saturating_sub(read);
+        let mut part = format!("stream {}", self.stream);
+        // With a filter, the sequences from its first message not yet read (the others'
+        // messages make no batch, so the position read waits at the filter's last one).
+        if let Some(filter) = &self.filter_subject {
+            if lag > 0 {
+                lag = match source.first_on(filter, read.saturating_add(1)).await? {
+                    Some(first) => state.last.saturating_sub(first.saturating_sub(1)),
+                    None => 0,
+                };
+            }
+            part = format!("{part} on `{filter}`");
+        }
         Ok(Some(Lag {
             unit: "sequences",
             total: lag,
             parts: vec![PartLag {
-                part: format!("stream {}", self.stream),
+                part,
                 // As the offset says it: the last sequence read, of the stream's last.
                 offset: Some(i64::try_from(read).unwrap_or(i64::MAX)),
                 end: i64::try_from(state.last).unwrap_or(i64::MAX),
