@@ -1384,11 +1384,12 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
             notes.push(text);
         }
     };
-    // What the query already rounds (or cuts on purpose): its digits are not said again.
-    // By name, as a column above the aggregate that computes it names it.
-    let mut rounded: Vec<String> = Vec::new();
-    // The `AT TIME ZONE`s already taken to the local time there (`to_local_time(...)`).
-    let mut localized: Vec<String> = Vec::new();
+    // What the query uses as it is somewhere, not rounded (or cut on purpose) there: its
+    // digits are said; and the `AT TIME ZONE`s used somewhere not taken to the local time
+    // there (`to_local_time(...)`). By name, as a column above the aggregate that computes
+    // it names it; one use that is not wrapped is enough (`avg(d) AS a, round(avg(d), 2)`).
+    let unrounded = uses_outside(plan, &["round", "trunc", "floor", "ceil"]);
+    let unlocalized = uses_outside(plan, &["to_local_time"]);
     let _ = plan.apply_with_subqueries(|node| {
         let inputs = node.inputs();
         let [input] = inputs.as_slice() else {
@@ -1415,18 +1416,10 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
         let _ = node.apply_expressions(|expr| {
             expr.apply(|e| {
                 match e {
-                    Expr::ScalarFunction(call)
-                        if ["round", "trunc", "floor", "ceil"].contains(&call.name()) =>
-                    {
-                        rounded.extend(call.args.first().map(|a| a.schema_name().to_string()));
-                    }
-                    Expr::ScalarFunction(call) if call.name() == "to_local_time" => {
-                        localized.extend(call.args.first().map(|a| a.schema_name().to_string()));
-                    }
                     Expr::AggregateFunction(aggregate)
                         if aggregate.func.name() == "avg"
                             && aggregate.params.args.len() == 1
-                            && !rounded.contains(&e.schema_name().to_string()) =>
+                            && unrounded.contains(&e.schema_name().to_string()) =>
                     {
                         let arg = &aggregate.params.args[0];
                         if let Some(DataType::Decimal128(_, places)) = type_of(e)
@@ -1464,7 +1457,7 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
                         };
                         let e = format!("{} {op} {}", side(left), side(right));
                         if *op == datafusion::logical_expr::Operator::Divide
-                            && !rounded.contains(&operation.schema_name().to_string())
+                            && unrounded.contains(&operation.schema_name().to_string())
                             && !divides_ten_thousand(right)
                             && let Some(DataType::Decimal128(_, places)) = type_of(operation)
                         {
@@ -1511,7 +1504,7 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
                         if let DataType::Timestamp(_, Some(zone)) = &to
                             && matches!(e, Expr::Cast(_))
                             && matches!(from, Some(DataType::Timestamp(_, Some(_))))
-                            && !localized.contains(&e.schema_name().to_string())
+                            && unlocalized.contains(&e.schema_name().to_string())
                         {
                             note(format!(
                                 "`{expr} AT TIME ZONE '{zone}'` of a timestamp with a zone is \
@@ -1538,6 +1531,50 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
         );
     }
     notes
+}
+
+/// The names (`schema_name`) of the expressions `plan` uses somewhere outside a call of one of
+/// `wrappers` (its first argument, where the rest say how: `round(x, 2)`), a column by the
+/// name of what it carries. An aggregate's own computation (`avg(d)` in the aggregate that
+/// gives it) is not a use: the nodes above it use its column.
+fn uses_outside(plan: &LogicalPlan, wrappers: &[&str]) -> std::collections::HashSet<String> {
+    fn walk(e: &Expr, wrappers: &[&str], top: bool, out: &mut std::collections::HashSet<String>) {
+        if let Expr::ScalarFunction(call) = e
+            && wrappers.contains(&call.name())
+        {
+            // The wrapped argument is not a use; what it is made of below may be (another
+            // column's value inside it is wrapped too): nothing below is said unwrapped.
+            for arg in call.args.iter().skip(1) {
+                walk(arg, wrappers, false, out);
+            }
+            return;
+        }
+        if !top {
+            out.insert(e.schema_name().to_string());
+        }
+        let _ = e.apply_children(|child| {
+            walk(child, wrappers, false, out);
+            Ok(TreeNodeRecursion::Continue)
+        });
+    }
+    let mut out = std::collections::HashSet::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        let aggregate = matches!(node, LogicalPlan::Aggregate(_));
+        let _ = node.apply_expressions(|expr| {
+            // An aggregate's computation (under its alias) is its definition, not a use.
+            let mut expr = expr;
+            while let Expr::Alias(alias) = expr
+                && aggregate
+            {
+                expr = &alias.expr;
+            }
+            let defined = aggregate && matches!(expr, Expr::AggregateFunction(_));
+            walk(expr, wrappers, defined, &mut out);
+            Ok(TreeNodeRecursion::Continue)
+        });
+        Ok(TreeNodeRecursion::Continue)
+    });
+    out
 }
 
 /// Whether `divisor` is an integer literal (under the casts coercion puts on it) that divides
@@ -2320,6 +2357,12 @@ mod tests {
                 "SELECT z AT TIME ZONE 'America/New_York' AS x FROM s",
                 "to_local_time(s.z AT TIME ZONE 'America/New_York')",
             ),
+            // Walk 59 (5): taken to the local time in one place, not in the other.
+            (
+                "SELECT to_local_time(z AT TIME ZONE 'America/New_York') AS a, \
+                 z AT TIME ZONE 'America/New_York' AS b FROM s",
+                "to_local_time(s.z AT TIME ZONE 'America/New_York')",
+            ),
             (
                 "SELECT CAST(t AS TIMESTAMP WITH TIME ZONE) AS x FROM s",
                 "is a timestamp without a zone here",
@@ -2372,6 +2415,17 @@ mod tests {
         ctx.register_table("s", Arc::new(mem)).expect("register");
         for (sql, cut, rounded) in [
             ("SELECT avg(d) AS x FROM s", "0.006666", "0.006667"),
+            // Walk 59 (5): rounded in one place, not in the other (the first column).
+            (
+                "SELECT avg(d) AS x, round(avg(d), 2) AS r FROM s",
+                "0.006666",
+                "0.006667",
+            ),
+            (
+                "SELECT sum(d) / 3 AS x, round(sum(d) / 3, 1) AS r FROM s",
+                "0.006666",
+                "0.006667",
+            ),
             (
                 "SELECT sum(d) / CAST(3 AS DECIMAL(10, 2)) AS x FROM s",
                 "0.006666",
