@@ -164,7 +164,11 @@ const DUCKDB_FUNCTIONS: [(&str, &str); 18] = [
     ("epoch_us", "`CAST(to_timestamp_micros(ts) AS BIGINT)`"),
     ("string_split", "`string_to_array(s, ',')`"),
     ("str_split", "`string_to_array(s, ',')`"),
-    ("arg_max", "`first_value(s ORDER BY n DESC)`"),
+    (
+        "arg_max",
+        "`first_value(s ORDER BY n DESC NULLS LAST)` (a row whose `n` is null last: DuckDB \
+         passes over it)",
+    ),
     ("arg_min", "`first_value(s ORDER BY n)`"),
     (
         "len",
@@ -315,7 +319,11 @@ const SPARK_FUNCTIONS: [(&str, &str); 55] = [
     ("count_if", "`count(*) FILTER (WHERE c)`"),
     ("every", "`bool_and(c)`"),
     ("any", "`bool_or(c)`"),
-    ("max_by", "`first_value(s ORDER BY n DESC)`"),
+    (
+        "max_by",
+        "`first_value(s ORDER BY n DESC NULLS LAST)` (a row whose `n` is null last: Spark \
+         passes over it)",
+    ),
     ("min_by", "`first_value(s ORDER BY n)`"),
     ("isnull", "`s IS NULL`"),
     ("isnotnull", "`s IS NOT NULL`"),
@@ -1390,12 +1398,34 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
     // it names it; one use that is not wrapped is enough (`avg(d) AS a, round(avg(d), 2)`).
     let unrounded = uses_outside(plan, &["round", "trunc", "floor", "ceil"]);
     let unlocalized = uses_outside(plan, &["to_local_time"]);
+    // A descending order that does not say where nulls go (no `NULLS` in the query).
+    let says_nulls = sql_words(sql).is_none_or(|words| words.iter().any(|w| w == "NULLS"));
+    let nulls_first = |sort: &datafusion::logical_expr::SortExpr,
+                       schema: &datafusion::common::DFSchema| {
+        !says_nulls && !sort.asc && sort.nulls_first && sort.expr.nullable(schema).unwrap_or(true)
+    };
+    // `before` and `after` the order's `DESC`, where `NULLS LAST` goes.
+    let nulls_note = |before: String, after: &str| {
+        format!(
+            "`{before} DESC{after}` puts nulls first, as PostgreSQL and DataFusion do; Spark \
+             and DuckDB put them last (and leave them out of a top N): for theirs write \
+             `{before} DESC NULLS LAST{after}`"
+        )
+    };
     let _ = plan.apply_with_subqueries(|node| {
         let inputs = node.inputs();
         let [input] = inputs.as_slice() else {
             return Ok(TreeNodeRecursion::Continue);
         };
         let schema = input.schema();
+        if let LogicalPlan::Sort(sort) = node {
+            for order in sort.expr.iter().filter(|o| nulls_first(o, schema)) {
+                note(nulls_note(
+                    format!("ORDER BY {}", expr_sql(&order.expr)),
+                    "",
+                ));
+            }
+        }
         let type_of = |e: &Expr| e.get_type(schema).ok();
         // A cast's input and the type it gives.
         let cast = |e: &Expr| match e {
@@ -1415,6 +1445,23 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
         };
         let _ = node.apply_expressions(|expr| {
             expr.apply(|e| {
+                if let Expr::AggregateFunction(aggregate) = e {
+                    for order in aggregate
+                        .params
+                        .order_by
+                        .iter()
+                        .filter(|o| nulls_first(o, schema))
+                    {
+                        note(nulls_note(
+                            format!(
+                                "{}(... ORDER BY {}",
+                                aggregate.func.name(),
+                                expr_sql(&order.expr)
+                            ),
+                            ")",
+                        ));
+                    }
+                }
                 match e {
                     Expr::AggregateFunction(aggregate)
                         if aggregate.func.name() == "avg"
@@ -2367,6 +2414,17 @@ mod tests {
                 "SELECT CAST(t AS TIMESTAMP WITH TIME ZONE) AS x FROM s",
                 "is a timestamp without a zone here",
             ),
+            // Walk 59 (1): a top N of a nullable column took its nulls first.
+            (
+                "SELECT n, d FROM s ORDER BY d DESC LIMIT 2",
+                "`ORDER BY s.d DESC` puts nulls first, as PostgreSQL and DataFusion do; Spark \
+                 and DuckDB put them last (and leave them out of a top N): for theirs write \
+                 `ORDER BY s.d DESC NULLS LAST`",
+            ),
+            (
+                "SELECT array_agg(n ORDER BY d DESC) AS top FROM s",
+                "`array_agg(... ORDER BY s.d DESC NULLS LAST)`",
+            ),
             (
                 "SELECT t::timestamptz AS x FROM s",
                 "is a timestamp without a zone here",
@@ -2383,6 +2441,9 @@ mod tests {
             "SELECT to_local_time(z AT TIME ZONE 'Europe/Paris') AS x FROM s",
             "SELECT date_part('hour', to_local_time(z AT TIME ZONE 'Europe/Paris')) AS h FROM s",
             "SELECT 'TIMESTAMP WITH TIME ZONE' AS x FROM s",
+            "SELECT n FROM s ORDER BY d DESC NULLS FIRST, n",
+            "SELECT n FROM s ORDER BY d, n DESC NULLS LAST",
+            "SELECT array_agg(n ORDER BY d DESC NULLS LAST) AS top FROM s",
         ] {
             assert_eq!(notes(sql).await, "", "{sql}");
         }
