@@ -48,6 +48,153 @@ pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(Hop::new()));
     ctx.register_udf(ScalarUDF::from(SessionWindow::new()));
     ctx.register_udf(ScalarUDF::from(ToDate::new()));
+    ctx.register_udf(ScalarUDF::from(DatePart::new()));
+    // `EXTRACT(epoch FROM ts)` is planned into DataFusion's own `date_part`, not found by name.
+    use datafusion::execution::FunctionRegistry;
+    let _ = ctx
+        .state_ref()
+        .write()
+        .register_function_rewrite(Arc::new(OwnDatePart));
+}
+
+/// Puts [`DatePart`] where the SQL planner put DataFusion's own `date_part` (for `EXTRACT`).
+#[derive(Debug)]
+struct OwnDatePart;
+
+impl datafusion::logical_expr::expr_rewriter::FunctionRewrite for OwnDatePart {
+    fn name(&self) -> &str {
+        "sluice_date_part"
+    }
+
+    fn rewrite(
+        &self,
+        expr: datafusion::logical_expr::Expr,
+        _schema: &datafusion::common::DFSchema,
+        _config: &datafusion::common::config::ConfigOptions,
+    ) -> Result<datafusion::common::tree_node::Transformed<datafusion::logical_expr::Expr>> {
+        use datafusion::common::tree_node::Transformed;
+        use datafusion::logical_expr::Expr;
+        use datafusion::logical_expr::expr::ScalarFunction;
+        match expr {
+            Expr::ScalarFunction(call)
+                if call.func.name() == "date_part"
+                    && call.func.inner().downcast_ref::<DatePart>().is_none() =>
+            {
+                Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(Arc::new(ScalarUDF::from(DatePart::new())), call.args),
+                )))
+            }
+            other => Ok(Transformed::no(other)),
+        }
+    }
+}
+
+/// DataFusion's `date_part` (and `EXTRACT`), whose `epoch` of a nanosecond timestamp is the
+/// double nearest the exact seconds: DataFusion 55 divides the nanoseconds, a number past a
+/// double's 53 bits, after rounding them to one, so `2026-03-01 10:00:31.250` gave
+/// 1772359231.2499998 where PostgreSQL, DuckDB and Spark give 1772359231.25. Every other part
+/// and type is DataFusion's own.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct DatePart {
+    inner: Arc<ScalarUDF>,
+}
+
+impl Default for DatePart {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DatePart {
+    /// Wraps DataFusion's `date_part`.
+    pub fn new() -> Self {
+        Self {
+            inner: datafusion::functions::datetime::date_part(),
+        }
+    }
+}
+
+/// The seconds since 1970-01-01 of `nanos` nanoseconds, as the double nearest them (within
+/// one rounding of it where the value is not a whole microsecond).
+fn epoch_seconds(nanos: i64) -> f64 {
+    if nanos % 1_000 == 0 {
+        // Microseconds before the year 2255 fit a double exactly: one rounding, the division.
+        let micros = nanos / 1_000;
+        if micros.unsigned_abs() < 1 << 53 {
+            return micros as f64 / 1e6;
+        }
+    }
+    let seconds = nanos.div_euclid(1_000_000_000);
+    let fraction = nanos.rem_euclid(1_000_000_000);
+    seconds as f64 + fraction as f64 / 1e9
+}
+
+impl ScalarUDFImpl for DatePart {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn preimage(
+        &self,
+        args: &[datafusion::logical_expr::Expr],
+        lit_expr: &datafusion::logical_expr::Expr,
+        info: &datafusion::logical_expr::simplify::SimplifyContext,
+    ) -> Result<datafusion::logical_expr::preimage::PreimageResult> {
+        self.inner.preimage(args, lit_expr, info)
+    }
+
+    fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
+        self.inner.documentation()
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let epoch = matches!(
+            args.args.first(),
+            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(part)) | ScalarValue::Utf8View(Some(part))))
+                if part.trim().trim_matches(|c| c == '\'' || c == '"').eq_ignore_ascii_case("epoch")
+        );
+        let nanos = match args.args.get(1) {
+            Some(value) if epoch => match value.data_type() {
+                DataType::Timestamp(TimeUnit::Nanosecond, _) => Some(value.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(value) = nanos else {
+            return self.inner.invoke_with_args(args);
+        };
+        let scalar = matches!(value, ColumnarValue::Scalar(_));
+        let array = value.to_array(args.number_rows)?;
+        let array = cast(&array, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
+        let seconds: datafusion::arrow::array::Float64Array = array
+            .as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>()
+            .unary(epoch_seconds);
+        let seconds: ArrayRef = Arc::new(seconds);
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&seconds, 0)?)
+        } else {
+            ColumnarValue::Array(seconds)
+        })
+    }
 }
 
 /// DataFusion's `to_date`, whose refusal of a text that is not a date names the text:
@@ -525,6 +672,38 @@ pub fn strftime_of_postgres(format: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::{strftime_of_postgres, strftime_of_spark};
+
+    /// Walk 59 (2): `date_part('epoch', ts)` of `2026-03-01 10:00:31.250` was
+    /// 1772359231.2499998; it is PostgreSQL's and DuckDB's 1772359231.25, by `EXTRACT` too,
+    /// for a timestamp with a zone, before 1970, and past a whole microsecond.
+    #[tokio::test]
+    async fn the_epoch_of_a_timestamp_is_the_double_nearest_its_seconds() {
+        let ctx = datafusion::prelude::SessionContext::new();
+        super::register_functions(&ctx);
+        let sql = "SELECT date_part('epoch', ts) AS a, extract(epoch FROM ts) AS b, \
+                   date_part('EPOCH', ts AT TIME ZONE 'UTC') AS c, date_part('second', ts) AS d \
+                   FROM (VALUES (TIMESTAMP '2026-03-01 10:00:31.250'), \
+                   (TIMESTAMP '1969-12-31 23:59:59.750'), \
+                   (TIMESTAMP '2026-03-01 10:00:31.000000001'), (NULL)) AS t(ts)";
+        let rows = ctx
+            .sql(sql)
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("epochs");
+        let shown = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+            .expect("show")
+            .to_string();
+        for line in [
+            "| 1772359231.25 | 1772359231.25 | 1772359231.25 | 31 |",
+            "| -0.25         | -0.25         | -0.25         | 59 |",
+            "| 1772359231.0  | 1772359231.0  | 1772359231.0  | 31 |",
+            "|               |               |               |    |",
+        ] {
+            assert!(shown.contains(line), "{line}\n{shown}");
+        }
+    }
 
     /// A text `to_date` does not read is named in its refusal (DataFusion's says only
     /// "Unable to cast to Date32 for converting from i64 to i32 failed"); dates read as
