@@ -2794,6 +2794,24 @@ impl Sink for PostgresSink {
         let epoch = guard.as_ref().and_then(|l| l.epoch);
         let live = self.live(&mut guard, epoch).await?;
         let types = self.table_columns(live).await.map_err(|e| self.fatal(e))?;
+        // A column the batch wrote that the table no longer has (renamed or dropped since):
+        // the batch's rows are not in the table as written, a finding about the sink.
+        let gone: Vec<String> = schema
+            .fields()
+            .iter()
+            .filter(|f| !types.contains_key(f.name()))
+            .map(|f| format!("`{}`", f.name()))
+            .collect();
+        if !gone.is_empty() {
+            return Err(SinkError::Corrupt {
+                file: format!("table `{}`", self.table),
+                reason: format!(
+                    "it has no column {} now, which batch {batch} wrote (renamed or dropped \
+                     since), so the batch's rows cannot be read back as they were written",
+                    gone.join(", ")
+                ),
+            });
+        }
         // A json or jsonb column as its text, as the query gave it (jsonb's as the server
         // keeps it: keys sorted, spaces taken out).
         let columns: Vec<String> = schema
@@ -2828,7 +2846,14 @@ impl Sink for PostgresSink {
             .build_decoder()
             .map_err(|e| self.error(e))?;
         // The decoder takes a batch's worth of rows (1024) a call: on until all are read.
-        let decoding = |e| self.error(format!("decoding batch {batch} read back: {e}"));
+        // A value that does not read as the batch's type (the column's type changed since).
+        let decoding = |e| SinkError::Corrupt {
+            file: format!("table `{}`", self.table),
+            reason: format!(
+                "its rows of batch {batch} do not read as the types the batch wrote (a \
+                 column's type changed since?): {e}"
+            ),
+        };
         let (mut rest, mut batches) = (text.as_bytes(), Vec::new());
         loop {
             let read = decoder.decode(rest).map_err(decoding)?;

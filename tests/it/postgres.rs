@@ -2069,6 +2069,33 @@ async fn replay_verify_reads_back_every_row_of_a_large_batch() {
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{said}{}", stderr(&out));
     assert!(said.contains("the SINK differs"), "{said}");
+    // Walk 58 (1): a column renamed since failed the replay with the server's words and no
+    // report (`--json` printed nothing). The sink is unreadable, named, in the report.
+    execute(&format!(
+        "ALTER TABLE {table} RENAME COLUMN amount TO spent"
+    ))
+    .await;
+    let out = run_bin(
+        &[
+            "replay",
+            &ws.p("ckpt"),
+            "--batch",
+            "0",
+            "--verify",
+            "--json",
+        ],
+        ws.dir.path(),
+    );
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{said}{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&said).expect("a JSON report");
+    assert_eq!(report["sink"]["status"], "unreadable", "{said}");
+    let reason = report["sink"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("table `{table}`: it has no column `amount` now")),
+        "{said}"
+    );
+    assert_eq!(report["agreement"]["recomputed=committed"], true, "{said}");
 }
 
 /// A JSON file `in/<name>.json` of `{id, ts}` rows, `ts` the seconds past 2026-01-01 00:00.
