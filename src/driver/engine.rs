@@ -460,6 +460,19 @@ impl<'p> Engine<'p> {
         // Here, not where batches are computed: a pending or committed batch of an older
         // checkpoint with such a sink still finishes and replays (it sent no row there).
         check_late_rows(pipeline, shape)?;
+        // An aggregate that cannot run on its arguments' types fails only when rows reach it.
+        let ctx = self.session(&plan::default_settings())?;
+        let (session, logical, _) = plan::plan_shape(
+            &ctx,
+            &sql,
+            &self.stream_schemas(),
+            &self.pipeline.watermark_columns(),
+            self.pipeline.output_mode,
+        )
+        .await?;
+        if let Ok(physical) = session.create_physical_plan(&logical).await {
+            plan::check_accumulators(&physical)?;
+        }
         Ok(())
     }
 

@@ -522,6 +522,45 @@ fn sql_advice(e: &DataFusionError) -> String {
     String::new()
 }
 
+/// Refuses (`PlanError::Function`) a query whose physical plan `physical` has an aggregate
+/// function that cannot run on its arguments' types (DataFusion's `approx_distinct` of a
+/// double: "Support for 'approx_distinct' for data type Float64 is not implemented"), which
+/// DataFusion says only when the first batch's rows reach it: each aggregate's accumulators
+/// are made once here, before a batch is logged.
+pub fn check_accumulators(
+    physical: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+) -> Result<(), PlanError> {
+    use datafusion::physical_plan::aggregates::AggregateExec;
+    let mut refused = None;
+    let _ = physical.apply(|node| {
+        let Some(aggregate) = node.downcast_ref::<AggregateExec>() else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        for function in aggregate.aggr_expr() {
+            let made = function.create_accumulator().and_then(|_| {
+                if function.groups_accumulator_supported() {
+                    function.create_groups_accumulator().map(|_| ())
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = made {
+                refused = Some(PlanError::Function {
+                    call: function.name().to_string(),
+                    reason: format!(
+                        "does not run on the type of what it is given: {}; cast its argument \
+                         to a type it takes (`CAST(x AS BIGINT)`, `CAST(x AS VARCHAR)`)",
+                        e.strip_backtrace()
+                    ),
+                });
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    refused.map_or(Ok(()), Err)
+}
+
 /// Why a query cannot be planned.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {

@@ -52,6 +52,48 @@ fn a_run_refused_at_planning_leaves_no_folder_behind() {
     }
 }
 
+/// Walk 58 (2): an aggregate that does not run on its argument's type (`approx_distinct` of a
+/// double) planned, failed when batch 0's rows reached it and left the batch pending, with
+/// no way out said. It is refused before a batch (exit 2, nothing left behind), naming the
+/// call and the cast; cast, the run goes on, in every mode.
+#[test]
+fn an_aggregate_that_does_not_take_its_argument_type_is_refused_before_a_batch() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"a\",\"v\":2}\n",
+    );
+    for (query, mode) in [
+        (
+            "SELECT k, approx_distinct(v / 2.0) AS n FROM s GROUP BY k",
+            "update",
+        ),
+        (
+            "SELECT k, approx_distinct(v / 2.0) AS n FROM s GROUP BY k",
+            "complete",
+        ),
+        ("SELECT approx_distinct(v * 1.5) AS n FROM s", "complete"),
+    ] {
+        let out = run(&pipeline(&ws, query, mode), &ws);
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{query}: {said}");
+        assert!(
+            said.contains("the query calls `approx_distinct(")
+                && said.contains("'approx_distinct' for data type Float64")
+                && said.contains("cast its argument"),
+            "{query}: {said}"
+        );
+        for folder in ["ckpt", "out"] {
+            assert!(!ws.path(folder).exists(), "{query}: `{folder}` left behind");
+        }
+    }
+    let query = "SELECT k, approx_distinct(CAST(v / 2.0 AS VARCHAR)) AS n FROM s GROUP BY k";
+    let out = run(&pipeline(&ws, query, "update"), &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), vec!["{\"k\":\"a\",\"n\":2}"]);
+}
+
 /// Walk 16: a first run that fails before it logs a batch (exit 1: a CSV file whose quote is
 /// never closed, found while the schema is inferred) leaves no folder behind either, and
 /// names the quote, not the count of fields it leaves; the file fixed, the next run reads it.
