@@ -1840,6 +1840,16 @@ impl<'a> Driver<'a> {
         // Before recovery, whose pending batch would infer the schema again (and pin it).
         self.check_pinned_schemas().await?;
         let mut position = self.recover().await?;
+        // The newest batch's progress, where a batch this run finished has not shown it.
+        if let Some(newest) = position.next.prev()
+            && self.summary.recovered != Some(newest)
+        {
+            for source in &mut self.engine.sources {
+                if let Some(end) = position.ends.get(source.name()) {
+                    source.report_progress(newest, end).await;
+                }
+            }
+        }
         self.say_longer_watermark_delay().await;
         // Sources without a declared or pinned schema take it from their first file. While no
         // source has one there is no input at all: wait for it. A source with no schema and no
@@ -2890,6 +2900,9 @@ impl<'a> Driver<'a> {
         let oldest_kept = BatchId((batch.0 + 1).saturating_sub(retain.max(2)));
         for source in &mut self.engine.sources {
             source.commit(batch, oldest_kept).await?;
+            if let Some(end) = entry.offset_of(source.name()) {
+                source.report_progress(batch, end).await;
+            }
         }
         if let Some(operator) = self.engine.query.as_ref().and_then(|q| q.operator.as_ref()) {
             operator.purge(oldest_kept).await?;

@@ -629,6 +629,14 @@ pub trait Source: Send + Sync + std::fmt::Debug {
 
     /// Batch `batch` is committed; logs older than `oldest_kept` may be compacted.
     async fn commit(&mut self, batch: BatchId, oldest_kept: BatchId) -> Result<(), SourceError>;
+
+    /// The checkpoint's newest committed batch is `batch`, and this source's offset after it
+    /// is `end`: a source that shows progress outside the checkpoint (Kafka's consumer group,
+    /// for lag tools) shows it there. Called after each commit, and once a run has recovered,
+    /// for the newest batch (a run killed between its commit and this, or a batch finished
+    /// by a later run, would leave it behind). Correctness never depends on it: a failure is
+    /// logged, not returned. By default, nothing.
+    async fn report_progress(&mut self, _batch: BatchId, _end: &serde_json::Value) {}
 }
 
 /// A kind of source with its settings: what opens its stream, and what the operator commands

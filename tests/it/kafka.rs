@@ -513,6 +513,86 @@ async fn epoch_numbers_in_values_read_in_the_declared_unit() {
     );
 }
 
+/// The consumer group's committed offsets, per partition, of `topic`.
+fn group_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = client(broker())
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut list = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(list, std::time::Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(
+            |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(rdkafka::Offset::Offset(o)) => o,
+                _ => -1,
+            },
+        )
+        .collect()
+}
+
+/// Walk 57 (1): `group_id` commits each batch's ends to the consumer group for lag tools,
+/// but a batch finished by the next run (after a crash before `commits/N`), and one whose
+/// run was killed between `commits/N` and the group commit, never reached the group: lag
+/// tools showed records behind for good. The group holds the newest batch's ends in both.
+#[tokio::test]
+async fn the_consumer_group_holds_the_newest_batch_after_a_crash() {
+    let ws = Workspace::new();
+    let topic = unique("group-in");
+    create_topic(broker(), &topic, 3).await;
+    add_clicks(&ws, &topic, 3, 0, 30);
+    let group = unique("group");
+    let yaml = format!(
+        "name: g\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: parquet }}\n",
+        ckpt = ws.p("ckpt"),
+        out = ws.p("out"),
+        source = kafka_source_yaml(&topic, &format!("    group_id: {group}\n")),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let crashed = |at: &str| {
+        let out = sluice_bin()
+            .args([
+                "run",
+                pipeline.to_str().expect("utf-8"),
+                "--progress",
+                "none",
+            ])
+            .env("SLUICE_CRASH_AT", at)
+            .output()
+            .expect("run");
+        assert!(
+            stderr(&out).contains("sluice: crash point reached"),
+            "{}",
+            stderr(&out)
+        );
+    };
+    // Batch 0 is finished by the next run.
+    crashed("before:1:commits/0");
+    let out = sluice_run(&pipeline, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(group_offsets(&group, &topic, 3), vec![10, 10, 10]);
+    // Batch 1 is committed, then the run killed: the next run, with nothing new, shows it.
+    add_clicks(&ws, &topic, 3, 30, 30);
+    crashed("after:1:commits/1");
+    assert_eq!(group_offsets(&group, &topic, 3), vec![10, 10, 10]);
+    let out = sluice_run(&pipeline, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !ws.path("ckpt/offsets/2").exists(),
+        "a batch with nothing new"
+    );
+    assert_eq!(group_offsets(&group, &topic, 3), vec![20, 20, 20]);
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    let got = sink_rows(&ws.path("out")).await;
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+}
+
 /// A run that crashed right after Kafka committed batch 0 (before `commits/0`) finds that
 /// batch's progress record behind hundreds of other pipelines' records in the progress topic
 /// (read back from its end a span at a time), and does not write the batch again.

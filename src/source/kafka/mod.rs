@@ -464,7 +464,6 @@ impl SourceConnector for KafkaConfig {
             consumer: Arc::new(Mutex::new(None)),
             initial: tokio::sync::OnceCell::new(),
             frozen: None,
-            planned: BTreeMap::new(),
             said_shrunk: false,
             reached: std::sync::atomic::AtomicBool::new(false),
         }))
@@ -625,8 +624,6 @@ pub struct KafkaSource {
     initial: tokio::sync::OnceCell<Offsets>,
     /// The ends `available-now` and `once` froze the input at.
     frozen: Option<Offsets>,
-    /// The end each batch this run planned, for committing to the consumer group.
-    planned: BTreeMap<BatchId, Offsets>,
     /// A partition found ending below the offset read up to has been said (once a run).
     said_shrunk: bool,
     /// The brokers have answered this run: the TCP probe of [`client::reachable`] is for a
@@ -1561,7 +1558,7 @@ impl Source for KafkaSource {
 
     async fn plan(
         &mut self,
-        batch: BatchId,
+        _batch: BatchId,
         start: Option<&serde_json::Value>,
         admission: Admission,
     ) -> Result<Option<serde_json::Value>, SourceError> {
@@ -1651,7 +1648,6 @@ impl Source for KafkaSource {
         if !any {
             return Ok(None);
         }
-        self.planned.insert(batch, end.clone());
         serde_json::to_value(&end)
             .map(Some)
             .map_err(|e| self.connector_error(e))
@@ -1734,18 +1730,28 @@ impl Source for KafkaSource {
         })
     }
 
-    async fn commit(&mut self, batch: BatchId, _oldest_kept: BatchId) -> Result<(), SourceError> {
-        let ends = self.planned.remove(&batch);
-        self.planned.retain(|b, _| *b > batch);
-        let (Some(group), Some(end)) = (self.config.group_id.clone(), ends) else {
-            return Ok(());
+    async fn commit(&mut self, _batch: BatchId, _oldest_kept: BatchId) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    async fn report_progress(&mut self, batch: BatchId, end: &serde_json::Value) {
+        let Some(group) = self.config.group_id.clone() else {
+            return;
         };
         // Progress for lag tools only: a failure is logged, never fatal.
+        let end = match self.parse(Some(end)) {
+            Ok(Some(end)) => end,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("source `{}`: committing to group `{group}`: {e}", self.name);
+                return;
+            }
+        };
         let config = match self.config.consumer_config(Some(&group)) {
             Ok(config) => config,
             Err(e) => {
                 tracing::warn!("source `{}`: committing to group `{group}`: {e}", self.name);
-                return Ok(());
+                return;
             }
         };
         let name = self.name.clone();
@@ -1765,7 +1771,6 @@ impl Source for KafkaSource {
                 "source `{name}`: committing batch {batch}'s offsets to group `{group}`: {e}"
             );
         }
-        Ok(())
     }
 }
 
