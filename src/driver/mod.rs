@@ -1180,20 +1180,25 @@ impl<'p> Recompute<'p> {
     }
 
     /// Computes batch `batch` again as `entry` logged it, starting where `previous` (the
-    /// offsets entry of the batch before, if any) ended, with query `sql`.
+    /// offsets entry of the batch before, if any) ended, with query `sql`; `previous_commit`
+    /// (that batch's commit, where it is there) gives the event times the sources had seen,
+    /// as the run had them (a source that read nothing in the batch is not taken for one
+    /// that never read).
     pub async fn batch(
         &mut self,
         batch: BatchId,
         entry: &OffsetsEntry,
         previous: Option<&OffsetsEntry>,
+        previous_commit: Option<&crate::checkpoint::CommitEntry>,
         sql: &str,
     ) -> Result<Vec<RecordBatch>, Error> {
         let ends = previous.map(OffsetsEntry::ends).unwrap_or_default();
+        let none = BTreeMap::new();
         let start = Start {
             ends: &ends,
-            event_time_max_ms: &BTreeMap::new(),
-            source_active_ms: &BTreeMap::new(),
-            previous_timestamp_ms: None,
+            event_time_max_ms: previous_commit.map_or(&none, |c| &c.event_time_max_ms),
+            source_active_ms: previous_commit.map_or(&none, |c| &c.source_active_ms),
+            previous_timestamp_ms: previous.map(|p| p.info.batch_timestamp_ms),
         };
         let mut computed = self.engine.compute(batch, entry, &start, sql).await?;
         let output = match &computed.output {

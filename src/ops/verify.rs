@@ -362,7 +362,20 @@ pub async fn replay(
         }
         other => other?,
     };
-    let recomputed = match engine.batch(batch, &entry, previous.as_ref(), &sql).await {
+    let previous_commit = match batch.prev() {
+        Some(prev) => read_commit(&location, prev).await.ok().flatten(),
+        None => None,
+    };
+    let recomputed = match engine
+        .batch(
+            batch,
+            &entry,
+            previous.as_ref(),
+            previous_commit.as_ref(),
+            &sql,
+        )
+        .await
+    {
         // Compared as the sink's files hold them; shown as computed.
         Ok(rows) => rows
             .iter()

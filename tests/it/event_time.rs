@@ -740,6 +740,18 @@ fn an_idle_source_holds_the_watermark_back_no_more() {
         let out = run_bin(&["run", ws.p("pipeline.yaml").as_str()], ws.dir.path());
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(written(&ws, "out", &["w", "n"]), expected, "idle {idle}");
+        // Walk 58 (6): a replay of the batch where `b` read nothing said `b` had "read no
+        // event time yet" (it had, in batch 0); the run itself did not.
+        let out = run_bin(
+            &["replay", &ws.p("ckpt"), "--batch", "1", "--verify"],
+            ws.dir.path(),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("read no event time yet"),
+            "idle {idle}: {}",
+            stderr(&out)
+        );
     }
 }
 
