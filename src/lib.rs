@@ -64,6 +64,19 @@ pub enum Error {
         /// DataFusion's error.
         source: datafusion::error::DataFusionError,
     },
+    /// The sink failed to take a batch while writing it (its server's refusal, a table gone):
+    /// the batch stays planned, and the next run writes it again once the sink takes it.
+    #[error(
+        "batch {batch}: {source}. The batch stays planned: the next run checks the sink before \
+         it writes again, says what to do where it cannot take the batch, and finishes it \
+         (writing none of it twice)"
+    )]
+    SinkFailed {
+        /// The batch being written.
+        batch: BatchId,
+        /// The sink's error.
+        source: sink::SinkError,
+    },
     /// A pending batch, finished with the pipeline file it was planned with (not the edited
     /// one), failed.
     #[error(

@@ -1127,6 +1127,28 @@ pub async fn planned_pipeline_missing(
     )
 }
 
+/// The error of a sink that failed to take batch `batch`: a connector's failure (its server
+/// refused, a table is gone) names the batch and what the next run does; any other (fenced,
+/// refused by configuration) is said as it is.
+/// `<checkpoint>` in a sink's advice is `checkpoint`, as the run names it.
+fn sink_failure(batch: BatchId, error: SinkError, checkpoint: &str) -> Error {
+    match error {
+        SinkError::Connector { .. } => Error::SinkFailed {
+            batch,
+            source: error,
+        },
+        SinkError::Lost { kind, reason } => Error::Sink(SinkError::Lost {
+            kind,
+            reason: reason.replace("<checkpoint>", checkpoint),
+        }),
+        SinkError::Config { kind, reason } => Error::Sink(SinkError::Config {
+            kind,
+            reason: reason.replace("<checkpoint>", checkpoint),
+        }),
+        other => Error::Sink(other),
+    }
+}
+
 /// Recomputes committed batches of a checkpoint from their logged offsets and state, writing
 /// nothing (`sluice replay`).
 pub struct Recompute<'p> {
@@ -2724,6 +2746,7 @@ impl<'a> Driver<'a> {
             }
         }
         let format = self.pipeline.sink_held();
+        let shown = self.checkpoint.location().to_string();
         let output = std::mem::replace(
             &mut computed.output,
             Output::Rows(BatchOutput {
@@ -2740,7 +2763,11 @@ impl<'a> Driver<'a> {
                     let output: Vec<_> = output.batches().cloned().collect();
                     move || crate::digest::digest_as_held(&output, format)
                 });
-                let committed = self.sink.commit(batch, &fence, output).await?;
+                let committed = self
+                    .sink
+                    .commit(batch, &fence, output)
+                    .await
+                    .map_err(|e| sink_failure(batch, e, &shown))?;
                 let digest = match digest.await {
                     Ok(Ok(digest)) => Ok(digest),
                     Ok(Err(e)) => Err(e.to_string()),
@@ -2769,7 +2796,11 @@ impl<'a> Driver<'a> {
                         source,
                     });
                 }
-                (schema, committed?, watch.digest())
+                (
+                    schema,
+                    committed.map_err(|e| sink_failure(batch, e, &shown))?,
+                    watch.digest(),
+                )
             }
         };
         computed.settle().await?;

@@ -2036,6 +2036,80 @@ async fn a_rewind_refused_for_a_table_gone_for_good_goes_on_by_the_statement_it_
     assert_eq!(row_count(&table).await, expected, "batches 1 and on, once");
 }
 
+/// Runs `pipeline` until just before it logs batch 1, drops `table` meanwhile, and lets it go
+/// on; its end.
+fn dropped_while_stopped(
+    pipeline: &std::path::Path,
+    ws: &Workspace,
+    table: &str,
+) -> std::process::Output {
+    let drop = format!("DROP TABLE {table}");
+    run_stopped_while(pipeline, ws.dir.path(), "offsets/1", || {
+        std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .expect("runtime")
+                .block_on(execute(&drop))
+        })
+        .join()
+        .expect("drop");
+    })
+}
+
+/// Walk 58 (7): a table dropped while a run wrote into it failed the run with the server's
+/// words alone, naming no batch and no way out. The batch is named, and so is what the next
+/// run does, which then says how to go on; and a sink's way out names this checkpoint, not
+/// `<checkpoint>`.
+#[tokio::test]
+async fn a_table_dropped_mid_run_is_said_with_the_batch_and_the_way_out() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 50, 0);
+    let table = unique_table("dropped");
+    let pipeline = write_pipeline(&ws, &batch_column_pipeline(&ws, "dropped", &table, ""));
+    let out = sluice_run(&pipeline);
+    assert!(out.status.success(), "{}", stderr(&out));
+    write_clicks(&ws.path("in"), "json", 1, 50, 1);
+    let out = dropped_while_stopped(&pipeline, &ws, &table);
+    // The table lost batch 0: said at once, with the way out in this checkpoint's name.
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("committed batches up to 0 into it")
+            && said.contains(&format!("delete the folder {}", ws.p("ckpt")))
+            && !said.contains("<checkpoint>"),
+        "{said}"
+    );
+    let out = sluice_run(&pipeline);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // A table dropped after the run's first batch: the write fails, naming the batch and
+    // what the next run does.
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(ws.path("in/0.json"), "{\"page\":\"a\",\"v\":1}\n").expect("input");
+    let table = unique_table("dropped_update");
+    let pipeline = write_pipeline(
+        &ws,
+        &page_count_pipeline(&ws, &table, "  key: [page]\n  create_table: true\n"),
+    );
+    // Batch 0 in the same run: the table is checked when the run starts only.
+    std::fs::write(ws.path("in/1.json"), "{\"page\":\"a\",\"v\":1}\n").expect("input");
+    let out = dropped_while_stopped(&pipeline, &ws, &table);
+    let said = stderr(&out);
+    assert!(
+        said.contains("batch 1: sink (postgres)")
+            && said.contains("does not exist")
+            && said.contains("The batch stays planned: the next run checks the sink"),
+        "{said}"
+    );
+    // As it says: the next run checks the sink and says what to do (exit 2).
+    let out = sluice_run(&pipeline);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Restore the table; or, to start this pipeline over"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Walk 19 (3): `replay --verify` read back only the first 1024 rows of a batch from a
 /// table, and called a batch of more rows "differs". Every row is read back: a batch of
 /// thousands verifies, and one with a row changed does not.
