@@ -186,7 +186,11 @@ const DUCKDB_FUNCTIONS: [(&str, &str); 18] = [
     (
         "date_diff",
         "`CAST(ts AS DATE) - CAST(t AS DATE)` for `date_diff('day', t, ts)` (the day \
-         boundaries from the first to the second, as DuckDB counts them)",
+         boundaries from the first to the second, as DuckDB counts them); for hours, minutes or \
+         seconds, the boundaries of that unit: `(CAST(to_unixtime(date_trunc('minute', ts)) \
+         AS BIGINT) - CAST(to_unixtime(date_trunc('minute', t)) AS BIGINT)) / 60` (3600 for \
+         hours, 1 for seconds); for months, `(date_part('year', ts) - date_part('year', t)) * \
+         12 + date_part('month', ts) - date_part('month', t)`",
     ),
     (
         "format",
@@ -244,7 +248,9 @@ const SPARK_FUNCTIONS: [(&str, &str); 55] = [
     ),
     (
         "regexp_extract",
-        "`regexp_match(s, '([a-z]),')[1]` (the pattern's first group)",
+        "`regexp_match(s, '([a-z]),')[1]` (the pattern's first group; null where the pattern \
+         does not match, where Spark and DuckDB give `''`: `coalesce(regexp_match(s, p)[1], \
+         '')` for theirs)",
     ),
     ("explode", "`unnest(arr)`"),
     (
@@ -422,6 +428,13 @@ fn sql_advice(e: &DataFusionError) -> String {
             .find(|(duckdb, _)| name.eq_ignore_ascii_case(duckdb))
     {
         return format!(" (DuckDB's `{duckdb}` is {here} in DataFusion's SQL, which Sluice runs)");
+    }
+    // DuckDB's (and Python's) `//`, parsed as MySQL's `DIV`.
+    if text.contains("Operator DIV is not yet supported") {
+        return " (DuckDB's `a // b`, the whole part of a quotient, is `a / b` of two integers \
+                here, which keeps the whole part as PostgreSQL's does; of doubles or decimals, \
+                `floor(a / b)`)"
+            .to_string();
     }
     let reads = "the query reads the pipeline's `sources:` (streams) and `tables:` (read \
                  whole) by their names: a `files` source with `format: csv`, `json` or \
@@ -2486,6 +2499,39 @@ mod tests {
         ] {
             assert_eq!(notes(sql).await, "", "{sql}");
         }
+    }
+
+    /// Walk 59 (6): DuckDB's `//` got DataFusion's "Operator DIV is not yet supported"
+    /// alone; the refusal says what to write, and what it says gives DuckDB's value.
+    #[tokio::test]
+    async fn duckdbs_integer_division_operator_is_answered() {
+        let ctx = session(&default_settings());
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let mem = MemTable::try_new(Arc::clone(&schema), vec![vec![]]).expect("table");
+        ctx.register_table("s", Arc::new(mem)).expect("register");
+        let said = plan_batch(&ctx, "SELECT n // 7 AS d FROM s", 0)
+            .await
+            .expect_err("DIV")
+            .to_string();
+        assert!(
+            said.contains(
+                "DuckDB's `a // b`, the whole part of a quotient, is `a / b` of two \
+                           integers here"
+            ),
+            "{said}"
+        );
+        let rows = ctx
+            .sql("SELECT CAST(45 AS BIGINT) / 7 AS a, floor(-4.5 / 2) AS b")
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        let shown = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+            .expect("show")
+            .to_string();
+        // DuckDB: 45 // 7 = 6, -4.5 // 2 = -3.0.
+        assert!(shown.contains("| 6 | -3.0 |"), "{shown}");
     }
 
     /// Walk 43 (W1): an average or a quotient of decimals cuts its digits off where Spark and

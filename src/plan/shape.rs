@@ -907,7 +907,8 @@ impl Walk<'_> {
             other => Err(unsupported(
                 &operator_name(other),
                 "over the result of an aggregation is not supported; \
-                 only projections, filters (HAVING) and joins with static tables may follow it. \
+                 only projections, filters (HAVING), joins with static tables and, in \
+                 complete mode, `ORDER BY` with `LIMIT` (a top N) may follow it. \
                  Write each aggregation as a pipeline of its own (its own sink), or aggregate \
                  once here and the rest where the sink is read (in complete mode the sink \
                  holds the whole result table)",
