@@ -49,7 +49,7 @@ fn processes() -> Option<String> {
 }
 
 /// The machine's name, for a lease's `owner`.
-fn host() -> String {
+pub(crate) fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())

@@ -815,10 +815,19 @@ pub(crate) fn take_lock(location: &Location) -> Result<Option<std::fs::File>, Ch
         return Ok(None);
     };
     let lock_path = root.join(paths::LOCK);
-    let in_use = || CheckpointError::InUse {
-        location: location.to_string(),
-        lock: lock_path.display().to_string(),
-        advice: IN_USE_ADVICE.to_string(),
+    // Who holds it, as the holder wrote it in the file (an older Sluice wrote nothing).
+    let in_use = || {
+        let holder = std::fs::read_to_string(&lock_path)
+            .ok()
+            .map(|text| text.trim().to_string())
+            .filter(|text| text.starts_with("pid "))
+            .map(|text| format!(", by {text}"))
+            .unwrap_or_default();
+        CheckpointError::InUse {
+            location: location.to_string(),
+            lock: format!("{}{holder}", lock_path.display()),
+            advice: IN_USE_ADVICE.to_string(),
+        }
     };
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -832,7 +841,22 @@ pub(crate) fn take_lock(location: &Location) -> Result<Option<std::fs::File>, Ch
             })
         })?;
     match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
+        Ok(()) => {
+            // Who holds it, for a run refused while this one goes on (best effort: the lock
+            // is the flock, not the text).
+            use std::io::Write as _;
+            let holder = format!(
+                "pid {} on {}, since {}\n",
+                std::process::id(),
+                lease::host(),
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            let mut written = &file;
+            if file.set_len(0).is_ok() {
+                let _ = written.write_all(holder.as_bytes());
+            }
+            Ok(Some(file))
+        }
         Err(std::fs::TryLockError::WouldBlock) => Err(in_use()),
         Err(std::fs::TryLockError::Error(e)) => Err(CheckpointError::Storage(StorageError::Sync {
             path: lock_path.clone(),

@@ -479,6 +479,21 @@ fn two_runs_at_once_one_stops_saying_the_checkpoint_is_in_use() {
         winner.try_wait().expect("wait").is_none(),
         "the winner is still running"
     );
+    // Walk 57 (5): the lock file named no holder, so who to stop was for `fuser` to find. The
+    // refusal names the holder's pid.
+    let third = spawn_every(&pipeline, ws.dir.path())
+        .wait_with_output()
+        .expect("third run");
+    assert_eq!(third.status.code(), Some(75));
+    assert!(
+        stderr(&third).contains(&format!(
+            "lock held on {}, by pid {} on ",
+            ws.path("ckpt/lock").display(),
+            winner.id()
+        )),
+        "{}",
+        stderr(&third)
+    );
     terminate(&winner);
     let status =
         wait_timeout(&mut winner, Duration::from_secs(20)).expect("winner stops on SIGTERM");
