@@ -1966,7 +1966,14 @@ impl<'a> Driver<'a> {
         if let Some(moved) = self.sink_moved.take() {
             tracing::warn!("{moved}");
         }
-        self.sink.start().await?;
+        let shown = self.checkpoint.location().to_string();
+        self.sink.start().await.map_err(|e| match e {
+            SinkError::Lost { kind, reason } => Error::Sink(SinkError::Lost {
+                kind,
+                reason: reason.replace("<checkpoint>", &shown),
+            }),
+            other => Error::Sink(other),
+        })?;
         // A `late_rows` sink is checked and reached now too, not when the first late row
         // comes (perhaps days later, failing that batch).
         for (source, schema) in self.engine.late_row_schemas() {

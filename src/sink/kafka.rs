@@ -494,6 +494,9 @@ impl KafkaSink {
             .await
             .map_err(|e| self.error(format!("starting the transactional producer: {e}")))?;
         let (last, other) = self.read_progress_and_other().await?;
+        if let Some(last) = &last {
+            self.check_topic_holds(last).await?;
+        }
         // Another pipeline's or checkpoint's batches in this topic, and none of this one's: a
         // pipeline started over on a new checkpoint writes every batch again. A topic many
         // pipelines write (fan-in) is common, so this is not refused.
@@ -518,6 +521,79 @@ impl KafkaSink {
             }),
             last,
             encoders: None,
+        })
+    }
+
+    /// Refuses (`SinkError::Lost`) to write on into a topic that ends below the records the
+    /// newest batch of `last` wrote: it was deleted and made again (by hand, or by this sink's
+    /// `partitions:`) since, so the records of the batches committed to it are gone, and
+    /// writing on would leave them out of it for good, in silence. (Retention takes records
+    /// from a partition's front; only a topic made again ends lower.)
+    async fn check_topic_holds(&self, last: &Progress) -> Result<(), SinkError> {
+        let Some(written) = last.batches.get(&last.batch.0) else {
+            return Ok(());
+        };
+        let config = self.reader_config()?;
+        let topic = self.config.topic.clone();
+        let partitions: Vec<(i32, i64)> = written
+            .offsets
+            .iter()
+            .map(|(p, (_, end))| (*p, *end))
+            .collect();
+        let timeout = self.config.retry.timeout;
+        let short = blocking(move || -> Result<Vec<(i32, i64, i64)>, KafkaError> {
+            let consumer = crate::source::kafka::client::range_consumer(&config)?;
+            let mut short = Vec::new();
+            for (partition, end) in partitions {
+                let high = match consumer.fetch_watermarks(&topic, partition, timeout) {
+                    Ok((_, high)) => high,
+                    // A partition the topic made again does not have.
+                    Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownPartition)) => 0,
+                    Err(e) => return Err(e),
+                };
+                if high <= end {
+                    short.push((partition, high, end));
+                }
+            }
+            Ok(short)
+        })
+        .await;
+        // Not reachable now: the first batch says so, with its retries.
+        let Ok(short) = short else {
+            return Ok(());
+        };
+        if short.is_empty() {
+            return Ok(());
+        }
+        let ends = short
+            .iter()
+            .map(|(p, high, end)| {
+                format!(
+                    "partition {p} ends at offset {high}, where batch {} wrote up to {end}",
+                    last.batch
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(SinkError::Lost {
+            kind: KIND.name,
+            reason: format!(
+                "topic `{topic}` holds less than the batches committed to it wrote ({ends}): it \
+                 was deleted and made again since{made}, so the records of batches up to {batch} \
+                 are gone from it, and writing on would leave them out for good. To write every \
+                 batch again into it, start over: run on a new checkpoint (delete the folder \
+                 <checkpoint>, or set another `checkpoint:`), which reads the input from its \
+                 start again; to write on from batch {next} without them, give the sink a new \
+                 `progress_topic:` (this one records the batches written before)",
+                topic = self.config.topic,
+                made = if self.config.partitions.is_some() {
+                    " (by this sink's `partitions:`, at this run's start, where it was gone)"
+                } else {
+                    ""
+                },
+                batch = last.batch,
+                next = last.batch.next(),
+            ),
         })
     }
 

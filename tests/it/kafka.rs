@@ -1793,6 +1793,60 @@ async fn make_topic_again(topic: &str) {
     assert!(made, "topic made again");
 }
 
+/// Walk 57 (3): the sink's topic deleted (and made again by its `partitions:`, or by hand):
+/// the next run wrote on into the empty topic without a word, the batches committed before
+/// gone from it. Refused before a batch (exit 2), naming the partition, where the batch
+/// wrote to and the ways out; with a new `progress_topic:` the run writes on.
+#[tokio::test]
+async fn a_sink_topic_made_again_is_refused_naming_what_it_lost() {
+    let ws = Workspace::new();
+    let input = unique("lost-in");
+    create_topic(broker(), &input, 1).await;
+    add_clicks(&ws, &input, 1, 0, 40);
+    let out = unique("lost-out");
+    let progress = unique("lost-progress");
+    let yaml = |progress: &str| {
+        format!(
+            "name: lost\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: \
+             available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: \
+             {out}\n  partitions: 1\n  progress_topic: {progress}\n",
+            ckpt = ws.p("ckpt"),
+            broker = broker(),
+            source = kafka_source_yaml(&input, ""),
+        )
+    };
+    let pipeline = write_pipeline(&ws, &yaml(&progress));
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let written = committed_values(broker(), &out).len();
+    assert!(written > 0, "batch 0 wrote records");
+    make_topic_again(&out).await;
+    add_clicks(&ws, &input, 1, 100, 5);
+    let refused = sluice_run(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "topic `{out}` holds less than the batches committed to it wrote (partition 0 ends \
+             at offset 0, where batch 0 wrote up to"
+        )) && said.contains(&format!("delete the folder {}", ws.p("ckpt")))
+            && said.contains("a new `progress_topic:`"),
+        "{said}"
+    );
+    assert!(
+        committed_values(broker(), &out).is_empty(),
+        "nothing written"
+    );
+    // The way out to write on: a new progress topic.
+    let pipeline = write_pipeline(&ws, &yaml(&unique("lost-progress-2")));
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        !committed_values(broker(), &out).is_empty(),
+        "batch 1 written"
+    );
+}
+
 /// Walk 28: `starting_offsets: latest` run on a topic with records (no batch: nothing came
 /// after), then edited to `earliest`: the run went on from the offsets `latest` resolved,
 /// reading nothing, without a word. Said, naming both settings; still nothing is read (the
