@@ -1957,10 +1957,19 @@ impl<'a> Driver<'a> {
             self.check_update_key(&output).await?;
             // A sink's refusal of the query's columns is a mistake in the pipeline file.
             let shown = self.checkpoint.location().to_string();
-            self.sink
+            if let Err(e) = self
+                .sink
                 .check_output(&output, self.pipeline.allow_output_schema_change)
                 .await
-                .map_err(|e| Error::Usage(e.to_string().replace("<checkpoint>", &shown)))?;
+            {
+                // Both refusals at once: the sink's table and the checkpoint's record of the
+                // columns written, each needing its own step.
+                let mut said = e.to_string().replace("<checkpoint>", &shown);
+                if let Err(also) = self.check_output_schema(&output).await {
+                    said.push_str(&format!(". Then also: {also}"));
+                }
+                return Err(Error::Usage(said));
+            }
             self.check_output_schema(&output).await?;
         }
         if let Some(moved) = self.sink_moved.take() {

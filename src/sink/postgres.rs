@@ -1774,6 +1774,24 @@ impl PostgresSink {
         // Every column that does not fit, said at once: a table made by hand is mended in one
         // go, not one run per column.
         let mut misfits = Vec::new();
+        // A column of the table the query no longer writes, where one of the query's is not
+        // in the table: the same column renamed in the query, most likely.
+        let unwritten: Vec<&String> = have
+            .keys()
+            .filter(|k| {
+                !columns.iter().any(|c| c.name.eq_ignore_ascii_case(k))
+                    && self.config.batch_column.as_ref() != Some(*k)
+            })
+            .collect();
+        let new: Vec<&str> = columns
+            .iter()
+            .filter(|c| !have.keys().any(|k| k.eq_ignore_ascii_case(&c.name)))
+            .map(|c| c.name.as_str())
+            .collect();
+        let renamed = match (unwritten.as_slice(), new.as_slice()) {
+            ([old], [_]) => Some(*old),
+            _ => None,
+        };
         for c in &columns {
             match have.get(&c.name) {
                 // Names are matched exactly; the table's has other capitals.
@@ -1788,10 +1806,20 @@ impl PostgresSink {
                     ));
                 }
                 None => {
+                    let rename = renamed.map_or(String::new(), |old| {
+                        format!(
+                            "; or, where it is `{old}` (which the query no longer writes) \
+                             renamed, rename that (`ALTER TABLE {} RENAME COLUMN {} TO {}`), \
+                             which keeps the rows already there in it",
+                            quote_path(&self.table),
+                            quote(old),
+                            quote(&c.name),
+                        )
+                    });
                     misfits.push(format!(
                         "the query's column `{name}` is not a column of the table (its \
-                         columns: {}): add it (`ALTER TABLE {} ADD COLUMN {} {}`), or leave \
-                         it out of the query",
+                         columns: {}): add it (`ALTER TABLE {} ADD COLUMN {} {}`; the rows \
+                         already there have it null), or leave it out of the query{rename}",
                         have.keys().cloned().collect::<Vec<_>>().join(", "),
                         quote_path(&self.table),
                         quote(&c.name),

@@ -1402,6 +1402,53 @@ async fn a_keyed_table_made_anew_empty_is_refused_and_the_way_to_write_on_works(
     assert_eq!(page_counts(&table).await, ["b|1"]);
 }
 
+/// Walk 58 (3, 4): an output column renamed in the query took two refusals, one a run (the
+/// table's `ADD COLUMN`, then the checkpoint's `allow_output_schema_change`), and the first
+/// advised a new column, leaving the old one null in new rows. Both are said at once, with
+/// the `RENAME COLUMN` that keeps the rows already there; followed, the run goes on.
+#[tokio::test]
+async fn a_renamed_output_column_says_every_step_at_once() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let table = unique_table("renamed");
+    let pipeline = write_pipeline(&ws, &batch_column_pipeline(&ws, "renamed", &table, ""));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    write_clicks(&ws.path("in"), "json", 1, 40, 1);
+    let text = std::fs::read_to_string(&pipeline).expect("pipeline");
+    std::fs::write(
+        &pipeline,
+        text.replace("page, amount FROM", "page, amount AS spent FROM"),
+    )
+    .expect("edit");
+    let said = run_refused(
+        &pipeline,
+        "the query's column `spent` is not a column of the table",
+    );
+    assert!(
+        said.contains(&format!(
+            "or, where it is `amount` (which the query no longer writes) renamed, rename that \
+             (`ALTER TABLE \"{table}\" RENAME COLUMN \"amount\" TO \"spent\"`)"
+        )) && said.contains("Then also: the query's output changed")
+            && said.contains("`allow_output_schema_change: true`"),
+        "{said}"
+    );
+    execute(&format!(
+        "ALTER TABLE {table} RENAME COLUMN amount TO spent"
+    ))
+    .await;
+    let text = std::fs::read_to_string(&pipeline).expect("pipeline");
+    std::fs::write(
+        &pipeline,
+        format!("{text}allow_output_schema_change: true\n"),
+    )
+    .expect("edit");
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(row_count(&table).await, expected.len());
+}
+
 /// Walk 16 (C): a table that lacks a column of the query was refused only when its batch
 /// ran, with the batch planned, so that any edit then needed a rewind first. It is refused
 /// before a batch is planned (exit 2), and the corrected table then takes the batch.
