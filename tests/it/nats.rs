@@ -743,7 +743,7 @@ async fn a_filter_subject_changed_after_a_batch_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(
         said.contains("`filter_subject` changed since the last batch")
-            && said.contains(&format!("read `{stream}.ap` up to sequence 6")),
+            && said.contains(&format!("(which read `{stream}.ap` up to sequence 6)")),
         "{said}"
     );
     // Put back (one pipeline file, written again).
@@ -758,6 +758,15 @@ async fn a_filter_subject_changed_after_a_batch_is_refused() {
     let narrower = pipeline(&ws, &stream, &format!("    filter_subject: {stream}.app\n"));
     let out = run_bin(&["run", narrower.to_str().expect("utf-8")], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
+    // Walk 58 (9): narrowing was taken without a word, and could not be undone.
+    assert!(
+        stderr(&out).contains(&format!(
+            "`filter_subject` narrowed from every subject (which the last batch read, up to \
+             sequence 6) to `{stream}.app`"
+        )),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Walk 52 (8): with `filter_subject`, messages on the stream's other subjects made batches

@@ -659,8 +659,8 @@ impl NatsSource {
             return Err(SourceError::Config {
                 source_name: self.name.clone(),
                 reason: format!(
-                    "`filter_subject` changed since the last batch (the batches so far read {was} \
-                     up to sequence {}): the messages there that the new filter takes and the \
+                    "`filter_subject` changed since the last batch (which read {was} up to \
+                     sequence {}): the messages there that the new filter takes and the \
                      old one did not would never be read. Put it back (or narrow it: a filter \
                      the old one covers loses nothing); or, to read the stream again with the \
                      new filter, use {} (its `starting_sequence` says from where)",
@@ -668,6 +668,36 @@ impl NatsSource {
                     super::NEW_START
                 ),
             });
+        }
+        // A narrower filter loses nothing read so far, but from here on passes over what the
+        // old one took, for good: said once a run.
+        let old = match offset.get("filter_subject") {
+            Some(serde_json::Value::String(old)) => Some(format!("`{old}`")),
+            Some(serde_json::Value::Null) => Some("every subject".to_string()),
+            _ => None,
+        };
+        if let (Some(old), Some(new)) = (old, &self.config.filter_subject)
+            && old != format!("`{new}`")
+        {
+            static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+            let key = format!("{} {old} {new}", self.name);
+            let first_time = SAID.lock().is_ok_and(|mut said| {
+                let fresh = !said.contains(&key);
+                if fresh {
+                    said.push(key);
+                }
+                fresh
+            });
+            if first_time {
+                tracing::warn!(
+                    "source `{}`: `filter_subject` narrowed from {old} (which the last batch \
+                     read, up to sequence {}) to `{new}`: from there on, the messages `{new}` \
+                     does not take are passed over, and putting the old filter back will be \
+                     refused once a batch has run (they would never be read)",
+                    self.name,
+                    parsed.sequence
+                );
+            }
         }
         Ok(Some(parsed))
     }
