@@ -693,6 +693,11 @@ fn render_text(view: &CheckpointView) -> String {
                          `fail_on_data_loss: false`, it reads it again from its start)",
                         p.part, p.end
                     ),
+                    Some(at) if p.held_back > 0 => format!(
+                        "{} at {at} of {} ({} behind; {} more offsets held back by a \
+                         transaction still open, which a `read_committed` read waits for)",
+                        p.part, p.end, p.lag, p.held_back
+                    ),
                     Some(at) => format!("{} at {at} of {} ({} behind)", p.part, p.end, p.lag),
                     None => format!("{} new, {} to read", p.part, p.lag),
                 })

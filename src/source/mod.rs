@@ -576,6 +576,22 @@ pub struct PartLag {
     /// reads it again from its start), so a lag of 0 is no sign of health then.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ends_below_read: bool,
+    /// The Kafka topic and partition of the part, for a lag exporter (`part` says them in
+    /// words); absent for other sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// See [`Self::topic`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    /// Offsets past `end` a `read_committed` source cannot read yet: records of a transaction
+    /// still open (Kafka's last stable offset holds them back; a consumer-lag tool counts them
+    /// from the log's end). 0 where none, and for other sources.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub held_back: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A replayable source of rows.

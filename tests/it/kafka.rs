@@ -682,6 +682,29 @@ async fn records_of_aborted_transactions_are_not_read() {
     let mut expected: Vec<String> = (0..10).map(|i| i.to_string()).collect();
     expected.sort();
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
+    // Walk 57 (2): a transaction left open holds the end a `read_committed` read sees, and
+    // inspect said 0 behind where lag tools count from the log's end. The records held back
+    // are said, and `--json` gives the topic and partition as fields.
+    producer.begin_transaction().expect("begin");
+    for v in &aborted[..3] {
+        producer
+            .send(BaseRecord::<[u8], [u8]>::to(&topic).payload(v.as_slice()))
+            .expect("send");
+    }
+    producer.flush(TIMEOUT).expect("flush");
+    let out = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("(0 behind; 3 more offsets held back by a transaction still open"),
+        "{text}"
+    );
+    let out = run_bin(&["inspect", "--json", &ws.p("ckpt")], ws.dir.path());
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let part = &view["source_lag"]["clicks"]["parts"][0];
+    assert_eq!(part["topic"], topic.as_str(), "{view}");
+    assert_eq!(part["partition"], 0, "{view}");
+    assert_eq!(part["held_back"], 3, "{view}");
+    producer.abort_transaction(TIMEOUT).expect("abort");
 }
 
 /// Kafka to Kafka through every crash point: every checkpoint write and every step of the

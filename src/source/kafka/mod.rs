@@ -505,10 +505,30 @@ impl SourceConnector for KafkaConfig {
                 source_name: name.to_string(),
                 reason: e.to_string(),
             })?;
-        let listed = blocking(move || -> Result<Result<Partitions, String>, KafkaError> {
-            let consumer = crate::source::kafka::client::range_consumer(&client)?;
-            list_partitions(&consumer, &config)
-        })
+        // Under `read_committed` the ends are the last stable offsets: the log's ends too,
+        // to tell records an open transaction holds back.
+        let read_committed = self.read_committed;
+        let listed = blocking(
+            move || -> Result<Result<(Partitions, Option<Offsets>), String>, KafkaError> {
+                let consumer = crate::source::kafka::client::range_consumer(&client)?;
+                let stable = match list_partitions(&consumer, &config)? {
+                    Ok(stable) => stable,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let logged = if read_committed {
+                    let mut uncommitted = client.clone();
+                    uncommitted.set("isolation.level", "read_uncommitted");
+                    crate::source::kafka::client::range_consumer(&uncommitted)
+                        .ok()
+                        .and_then(|c| list_partitions(&c, &config).ok())
+                        .and_then(Result::ok)
+                        .map(|p| p.high)
+                } else {
+                    None
+                };
+                Ok(Ok((stable, logged)))
+            },
+        )
         .await;
         let now = listed
             .map_err(|e| e.to_string())
@@ -522,17 +542,24 @@ impl SourceConnector for KafkaConfig {
                 )
                 .into(),
             })?;
+        let (now, logged) = now;
         let mut parts = Vec::new();
         for (topic, ends) in &now.high {
             for (partition, end) in ends {
                 let at = offsets.get(topic).and_then(|o| o.get(partition)).copied();
                 let from = at.or_else(|| now.low.get(topic)?.get(partition).copied());
+                let log_end = logged
+                    .as_ref()
+                    .and_then(|l| l.get(topic)?.get(partition).copied());
                 parts.push(PartLag {
                     part: format!("{topic} partition {partition}"),
                     offset: at,
                     end: *end,
                     lag: u64::try_from(end - from.unwrap_or(*end)).unwrap_or(0),
                     ends_below_read: at.is_some_and(|at| at > *end),
+                    topic: Some(topic.clone()),
+                    partition: Some(*partition),
+                    held_back: log_end.map_or(0, |l| u64::try_from(l - end).unwrap_or(0)),
                 });
             }
         }

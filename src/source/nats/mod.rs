@@ -401,6 +401,9 @@ impl SourceConnector for NatsConfig {
                 end: i64::try_from(state.last).unwrap_or(i64::MAX),
                 lag,
                 ends_below_read: read > state.last,
+                topic: None,
+                partition: None,
+                held_back: 0,
             }],
         }))
     }
