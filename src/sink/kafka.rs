@@ -346,6 +346,7 @@ impl KafkaSink {
         crate::source::kafka::client::reachable(
             &self.config.bootstrap_servers,
             self.config.retry.timeout,
+            crate::source::kafka::client::plaintext(&self.config.properties),
         )
         .await
         .map_err(|why| Step {

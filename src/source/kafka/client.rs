@@ -120,7 +120,11 @@ pub fn client_config(
 /// Errors: each server with why it did not connect (connection refused, no answer within the
 /// timeout, a name that does not resolve). A list that does not read (a variable not set) is
 /// left to the client, which names it.
-pub async fn reachable(bootstrap: &str, timeout: std::time::Duration) -> Result<(), String> {
+pub async fn reachable(
+    bootstrap: &str,
+    timeout: std::time::Duration,
+    plaintext: bool,
+) -> Result<(), String> {
     let Ok(bootstrap) = crate::secret::expand_env(bootstrap) else {
         return Ok(());
     };
@@ -151,6 +155,12 @@ pub async fn reachable(bootstrap: &str, timeout: std::time::Duration) -> Result<
     let tries = addresses.iter().map(|address| async move {
         match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address.as_str())).await
         {
+            Ok(Ok(stream)) if plaintext => speaks_kafka(stream).await.map_err(|answer| {
+                format!(
+                    "{address}: a server answers there, but not as a Kafka broker ({answer}): \
+                     another service's port?"
+                )
+            }),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
                 // The system's words without their number ("Connection refused (os error
@@ -176,11 +186,72 @@ pub async fn reachable(bootstrap: &str, timeout: std::time::Duration) -> Result<
         }
     }
     why.sort();
+    let answered = why.iter().any(|w| w.contains("not as a Kafka broker"));
     Err(format!(
-        "no broker takes a connection ({}): is Kafka running there, and is that its listener's \
-         port (`listeners` in its server.properties)?",
+        "{} ({}): is Kafka running there, and is that its listener's port (`listeners` in its \
+         server.properties)?",
+        if answered {
+            "no Kafka broker answers"
+        } else {
+            "no broker takes a connection"
+        },
         why.join("; ")
     ))
+}
+
+/// Whether the server at the other end of `stream` answers a Kafka request (`ApiVersions`
+/// v0, the request every client sends first, answered before any authentication, KIP-35)
+/// as a broker does: a response of a sane size carrying the request's correlation id. `Err`
+/// with what it answered instead; `Ok` too where it does not answer within two seconds or
+/// closes the connection without a word (not told apart: librdkafka's own tries say more).
+async fn speaks_kafka(mut stream: tokio::net::TcpStream) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const CORRELATION: i32 = 0x534c_5543;
+    let client_id = b"sluice";
+    let mut request = Vec::with_capacity(20);
+    let size = 2 + 2 + 4 + 2 + client_id.len();
+    request.extend_from_slice(&i32::try_from(size).unwrap_or(0).to_be_bytes());
+    request.extend_from_slice(&18_i16.to_be_bytes()); // ApiVersions
+    request.extend_from_slice(&0_i16.to_be_bytes()); // version 0
+    request.extend_from_slice(&CORRELATION.to_be_bytes());
+    request.extend_from_slice(&i16::try_from(client_id.len()).unwrap_or(0).to_be_bytes());
+    request.extend_from_slice(client_id);
+    let exchange = async {
+        stream.write_all(&request).await?;
+        let mut head = [0_u8; 8];
+        stream.read_exact(&mut head).await?;
+        Ok::<_, std::io::Error>(head)
+    };
+    let Ok(Ok(head)) = tokio::time::timeout(std::time::Duration::from_secs(2), exchange).await
+    else {
+        return Ok(());
+    };
+    let size = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let correlation = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    if correlation == CORRELATION && (4..100_000_000).contains(&size) {
+        return Ok(());
+    }
+    // What it said, as text where it is text (`HTTP/1.1 4`, PostgreSQL's `E` error).
+    let shown: String = head
+        .iter()
+        .map(|b| {
+            if b.is_ascii_graphic() || *b == b' ' {
+                char::from(*b).to_string()
+            } else {
+                format!("\\x{b:02x}")
+            }
+        })
+        .collect();
+    Err(format!("its reply began `{shown}`"))
+}
+
+/// Whether a client with `properties` talks to the brokers without TLS (`security.protocol`
+/// unset, `PLAINTEXT` or `SASL_PLAINTEXT`), so that [`reachable`] may send a Kafka request of
+/// its own.
+pub fn plaintext(properties: &BTreeMap<String, String>) -> bool {
+    properties
+        .get("security.protocol")
+        .is_none_or(|p| !p.to_ascii_uppercase().contains("SSL"))
 }
 
 /// Words for a librdkafka error that say what it means for a pipeline, where its own do not:
@@ -288,6 +359,7 @@ mod tests {
         let err = reachable(
             "PLAINTEXT://127.0.0.1:1, 127.0.0.1:2",
             std::time::Duration::from_secs(30),
+            true,
         )
         .await
         .expect_err("nothing listens on ports 1 and 2");
@@ -304,8 +376,65 @@ mod tests {
         reachable(
             &format!("127.0.0.1:1,{at}"),
             std::time::Duration::from_secs(5),
+            true,
         )
         .await
         .expect("one listens");
+    }
+
+    /// Walk 57 (4): `bootstrap_servers` at another service's port (PostgreSQL's) took 93 s of
+    /// librdkafka's retries and ended advising `receive.message.max.bytes`. A server that
+    /// answers a Kafka request otherwise is said at once, with what it answered; one that
+    /// answers as a broker passes.
+    #[tokio::test]
+    async fn a_server_that_is_not_kafka_is_said_at_once() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let at = listener.local_addr().expect("address");
+        // A server of another protocol: an HTTP error to whatever comes.
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = [0_u8; 20];
+                let _ = stream.read(&mut request).await;
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            }
+        });
+        let started = std::time::Instant::now();
+        let err = reachable(&at.to_string(), std::time::Duration::from_secs(5), true)
+            .await
+            .expect_err("not Kafka");
+        assert!(
+            err.starts_with("no Kafka broker answers")
+                && err.contains(&format!(
+                    "{at}: a server answers there, but not as a Kafka broker (its reply began \
+                     `HTTP/1.1`)"
+                )),
+            "{err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // Under TLS the probe is not sent (a TLS listener would not read it).
+        reachable(&at.to_string(), std::time::Duration::from_secs(5), false)
+            .await
+            .expect("not probed");
+        // A broker's answer: its size, then the request's correlation id.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let at = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = [0_u8; 20];
+                let _ = stream.read_exact(&mut request).await;
+                let mut reply = 6_i32.to_be_bytes().to_vec();
+                reply.extend_from_slice(&request[8..12]);
+                reply.extend_from_slice(&0_i16.to_be_bytes());
+                let _ = stream.write_all(&reply).await;
+            }
+        });
+        reachable(&at.to_string(), std::time::Duration::from_secs(5), true)
+            .await
+            .expect("a broker's answer");
     }
 }

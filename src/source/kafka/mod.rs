@@ -766,9 +766,13 @@ impl KafkaSource {
                     async move {
                         use std::sync::atomic::Ordering;
                         if !self.reached.load(Ordering::Relaxed) {
-                            client::reachable(&config.bootstrap_servers, config.retry.timeout)
-                                .await
-                                .map_err(ListError::Unreachable)?;
+                            client::reachable(
+                                &config.bootstrap_servers,
+                                config.retry.timeout,
+                                client::plaintext(&config.properties),
+                            )
+                            .await
+                            .map_err(ListError::Unreachable)?;
                         }
                         let listed = self
                             .with_consumer(move |c| list_partitions(c, &config))
