@@ -461,15 +461,7 @@ impl<'p> Engine<'p> {
         // checkpoint with such a sink still finishes and replays (it sent no row there).
         check_late_rows(pipeline, shape)?;
         // An aggregate that cannot run on its arguments' types fails only when rows reach it.
-        let ctx = self.session(&plan::default_settings())?;
-        let (session, logical, _) = plan::plan_shape(
-            &ctx,
-            &sql,
-            &self.stream_schemas(),
-            &self.pipeline.watermark_columns(),
-            self.pipeline.output_mode,
-        )
-        .await?;
+        let (session, logical, _) = self.plan_session(&sql, self.pipeline.output_mode).await?;
         if let Ok(physical) = session.create_physical_plan(&logical).await {
             plan::check_accumulators(&physical)?;
         }
@@ -484,15 +476,7 @@ impl<'p> Engine<'p> {
             return Ok(());
         }
         let sql = self.pipeline.query.clone();
-        let ctx = self.session(&plan::default_settings())?;
-        let (session, logical, _) = plan::plan_shape(
-            &ctx,
-            &sql,
-            &self.stream_schemas(),
-            &self.pipeline.watermark_columns(),
-            self.pipeline.output_mode,
-        )
-        .await?;
+        let (session, logical, _) = self.plan_session(&sql, self.pipeline.output_mode).await?;
         if let Some(operator) = self.query_state(&sql).await?.operator.as_mut() {
             operator.check_state(next, &session, &logical).await?;
         }
@@ -601,16 +585,32 @@ impl<'p> Engine<'p> {
         sql: &str,
         mode: OutputMode,
     ) -> Result<(LogicalPlan, Shape), Error> {
+        let (_, logical, shape) = self.plan_session(sql, mode).await?;
+        Ok((logical, shape))
+    }
+
+    /// [`Self::plan_in`], with the session it was planned in (for a physical plan of it).
+    async fn plan_session(
+        &mut self,
+        sql: &str,
+        mode: OutputMode,
+    ) -> Result<
+        (
+            datafusion::execution::context::SessionState,
+            LogicalPlan,
+            Shape,
+        ),
+        Error,
+    > {
         let ctx = self.session(&plan::default_settings())?;
-        let (_, logical, shape) = plan::plan_shape(
+        Ok(plan::plan_shape(
             &ctx,
             sql,
             &self.stream_schemas(),
             &self.pipeline.watermark_columns(),
             mode,
         )
-        .await?;
-        Ok((logical, shape))
+        .await?)
     }
 
     /// The columns of each source whose late rows a `late_rows` sink takes (read whole), once

@@ -47,8 +47,8 @@ use datafusion::prelude::SessionContext;
 pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(Hop::new()));
     ctx.register_udf(ScalarUDF::from(SessionWindow::new()));
-    ctx.register_udf(ScalarUDF::from(ToDate::new()));
-    ctx.register_udf(ScalarUDF::from(DatePart::new()));
+    ctx.register_udf(ScalarUDF::from(Amended::new(Amendment::ToDate)));
+    ctx.register_udf(ScalarUDF::from(Amended::new(Amendment::DatePart)));
     // `EXTRACT(epoch FROM ts)` is planned into DataFusion's own `date_part`, not found by name.
     use datafusion::execution::FunctionRegistry;
     let _ = ctx
@@ -57,7 +57,8 @@ pub fn register_functions(ctx: &SessionContext) {
         .register_function_rewrite(Arc::new(OwnDatePart));
 }
 
-/// Puts [`DatePart`] where the SQL planner put DataFusion's own `date_part` (for `EXTRACT`).
+/// Puts Sluice's `date_part` ([`Amendment::DatePart`]) where the SQL planner put DataFusion's
+/// own (for `EXTRACT`).
 #[derive(Debug)]
 struct OwnDatePart;
 
@@ -78,10 +79,13 @@ impl datafusion::logical_expr::expr_rewriter::FunctionRewrite for OwnDatePart {
         match expr {
             Expr::ScalarFunction(call)
                 if call.func.name() == "date_part"
-                    && call.func.inner().downcast_ref::<DatePart>().is_none() =>
+                    && call.func.inner().downcast_ref::<Amended>().is_none() =>
             {
                 Ok(Transformed::yes(Expr::ScalarFunction(
-                    ScalarFunction::new_udf(Arc::new(ScalarUDF::from(DatePart::new())), call.args),
+                    ScalarFunction::new_udf(
+                        Arc::new(ScalarUDF::from(Amended::new(Amendment::DatePart))),
+                        call.args,
+                    ),
                 )))
             }
             other => Ok(Transformed::no(other)),
@@ -89,27 +93,102 @@ impl datafusion::logical_expr::expr_rewriter::FunctionRewrite for OwnDatePart {
     }
 }
 
-/// DataFusion's `date_part` (and `EXTRACT`), whose `epoch` of a nanosecond timestamp is the
-/// double nearest the exact seconds: DataFusion 55 divides the nanoseconds, a number past a
-/// double's 53 bits, after rounding them to one, so `2026-03-01 10:00:31.250` gave
-/// 1772359231.2499998 where PostgreSQL, DuckDB and Spark give 1772359231.25. Every other part
-/// and type is DataFusion's own.
+/// What Sluice amends in a DataFusion function ([`Amended`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Amendment {
+    /// `to_date`, whose refusal of a text that is not a date names the text: DataFusion 55's
+    /// says only "Unable to cast to Date32 for converting from i64 to i32 failed" for
+    /// `to_date('abc')`.
+    ToDate,
+    /// `date_part` (and `EXTRACT`), whose `epoch` of a nanosecond timestamp is the double
+    /// nearest the exact seconds: DataFusion 55 divides the nanoseconds, a number past a
+    /// double's 53 bits, after rounding them to one, so `2026-03-01 10:00:31.250` gave
+    /// 1772359231.2499998 where PostgreSQL, DuckDB and Spark give 1772359231.25.
+    DatePart,
+}
+
+/// A DataFusion function with one thing amended ([`Amendment`]); everything else (its
+/// name, signature, types, every other value) is DataFusion's own.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct DatePart {
+pub struct Amended {
     inner: Arc<ScalarUDF>,
+    amendment: Amendment,
 }
 
-impl Default for DatePart {
-    fn default() -> Self {
-        Self::new()
+impl Amended {
+    /// DataFusion's function, with `amendment`.
+    pub fn new(amendment: Amendment) -> Self {
+        let inner = match amendment {
+            Amendment::ToDate => datafusion::functions::datetime::to_date(),
+            Amendment::DatePart => datafusion::functions::datetime::date_part(),
+        };
+        Self { inner, amendment }
     }
-}
 
-impl DatePart {
-    /// Wraps DataFusion's `date_part`.
-    pub fn new() -> Self {
-        Self {
-            inner: datafusion::functions::datetime::date_part(),
+    /// [`Amendment::DatePart`]: `epoch` of a nanosecond timestamp by [`epoch_seconds`].
+    fn date_part(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let epoch = matches!(
+            args.args.first(),
+            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(part)) | ScalarValue::Utf8View(Some(part))))
+                if part.trim().trim_matches(|c| c == '\'' || c == '"').eq_ignore_ascii_case("epoch")
+        );
+        let nanos = match args.args.get(1) {
+            Some(value) if epoch => match value.data_type() {
+                DataType::Timestamp(TimeUnit::Nanosecond, _) => Some(value.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(value) = nanos else {
+            return self.inner.invoke_with_args(args);
+        };
+        let scalar = matches!(value, ColumnarValue::Scalar(_));
+        let array = value.to_array(args.number_rows)?;
+        let array = cast(&array, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
+        let seconds: datafusion::arrow::array::Float64Array = array
+            .as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>()
+            .unary(epoch_seconds);
+        let seconds: ArrayRef = Arc::new(seconds);
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&seconds, 0)?)
+        } else {
+            ColumnarValue::Array(seconds)
+        })
+    }
+
+    /// [`Amendment::ToDate`]: a refusal names the first text that is not a date.
+    fn to_date(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // The one argument, where it is text: what DataFusion parses (`Date32Type::parse`).
+        let text = match args.args.as_slice() {
+            [value]
+                if matches!(
+                    value.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) =>
+            {
+                Some(value.to_array(args.number_rows)?)
+            }
+            _ => None,
+        };
+        let result = self.inner.invoke_with_args(args);
+        let Some(text) = text.filter(|_| result.is_err()) else {
+            return result;
+        };
+        let text = cast(&text, &DataType::Utf8)?;
+        let not_a_date = text.as_string::<i32>().iter().flatten().find(|s| {
+            <datafusion::arrow::datatypes::Date32Type as datafusion::arrow::compute::kernels::cast_utils::Parser>::parse(s)
+                .is_none()
+        });
+        match not_a_date {
+            Some(s) => Err(datafusion::error::DataFusionError::ArrowError(
+                Box::new(datafusion::arrow::error::ArrowError::ParseError(format!(
+                    "to_date('{s}'): not a date written `YYYY-MM-DD`; where the dates are \
+                     written otherwise, give their formats after it, as chrono's codes \
+                     (`to_date(c, '%d/%m/%Y')`)"
+                ))),
+                None,
+            )),
+            None => result,
         }
     }
 }
@@ -129,7 +208,7 @@ fn epoch_seconds(nanos: i64) -> f64 {
     seconds as f64 + fraction as f64 / 1e9
 }
 
-impl ScalarUDFImpl for DatePart {
+impl ScalarUDFImpl for Amended {
     fn name(&self) -> &str {
         self.inner.name()
     }
@@ -167,112 +246,9 @@ impl ScalarUDFImpl for DatePart {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let epoch = matches!(
-            args.args.first(),
-            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(part)) | ScalarValue::Utf8View(Some(part))))
-                if part.trim().trim_matches(|c| c == '\'' || c == '"').eq_ignore_ascii_case("epoch")
-        );
-        let nanos = match args.args.get(1) {
-            Some(value) if epoch => match value.data_type() {
-                DataType::Timestamp(TimeUnit::Nanosecond, _) => Some(value.clone()),
-                _ => None,
-            },
-            _ => None,
-        };
-        let Some(value) = nanos else {
-            return self.inner.invoke_with_args(args);
-        };
-        let scalar = matches!(value, ColumnarValue::Scalar(_));
-        let array = value.to_array(args.number_rows)?;
-        let array = cast(&array, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
-        let seconds: datafusion::arrow::array::Float64Array = array
-            .as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>()
-            .unary(epoch_seconds);
-        let seconds: ArrayRef = Arc::new(seconds);
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&seconds, 0)?)
-        } else {
-            ColumnarValue::Array(seconds)
-        })
-    }
-}
-
-/// DataFusion's `to_date`, whose refusal of a text that is not a date names the text:
-/// DataFusion 55's says only "Unable to cast to Date32 for converting from i64 to i32 failed"
-/// for `to_date('abc')`. Every value it gives is DataFusion's own.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct ToDate {
-    inner: Arc<ScalarUDF>,
-}
-
-impl Default for ToDate {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ToDate {
-    /// Wraps DataFusion's `to_date`.
-    pub fn new() -> Self {
-        Self {
-            inner: datafusion::functions::datetime::to_date(),
-        }
-    }
-}
-
-impl ScalarUDFImpl for ToDate {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn aliases(&self) -> &[String] {
-        self.inner.aliases()
-    }
-
-    fn signature(&self) -> &Signature {
-        self.inner.signature()
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        self.inner.return_type(arg_types)
-    }
-
-    fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
-        self.inner.documentation()
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        // The one argument, where it is text: what DataFusion parses (`Date32Type::parse`).
-        let text = match args.args.as_slice() {
-            [value]
-                if matches!(
-                    value.data_type(),
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                ) =>
-            {
-                Some(value.to_array(args.number_rows)?)
-            }
-            _ => None,
-        };
-        let result = self.inner.invoke_with_args(args);
-        let Some(text) = text.filter(|_| result.is_err()) else {
-            return result;
-        };
-        let text = cast(&text, &DataType::Utf8)?;
-        let not_a_date = text.as_string::<i32>().iter().flatten().find(|s| {
-            <datafusion::arrow::datatypes::Date32Type as datafusion::arrow::compute::kernels::cast_utils::Parser>::parse(s)
-                .is_none()
-        });
-        match not_a_date {
-            Some(s) => Err(datafusion::error::DataFusionError::ArrowError(
-                Box::new(datafusion::arrow::error::ArrowError::ParseError(format!(
-                    "to_date('{s}'): not a date written `YYYY-MM-DD`; where the dates are \
-                     written otherwise, give their formats after it, as chrono's codes \
-                     (`to_date(c, '%d/%m/%Y')`)"
-                ))),
-                None,
-            )),
-            None => result,
+        match self.amendment {
+            Amendment::ToDate => self.to_date(args),
+            Amendment::DatePart => self.date_part(args),
         }
     }
 }

@@ -388,19 +388,7 @@ mod tests {
     /// answers as a broker passes.
     #[tokio::test]
     async fn a_server_that_is_not_kafka_is_said_at_once() {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let at = listener.local_addr().expect("address");
-        // A server of another protocol: an HTTP error to whatever comes.
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let mut request = [0_u8; 20];
-                let _ = stream.read(&mut request).await;
-                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
-            }
-        });
+        let at = serve(|_| b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec()).await;
         let started = std::time::Instant::now();
         let err = reachable(&at.to_string(), std::time::Duration::from_secs(5), true)
             .await
@@ -419,6 +407,22 @@ mod tests {
             .await
             .expect("not probed");
         // A broker's answer: its size, then the request's correlation id.
+        let at = serve(|request| {
+            let mut reply = 6_i32.to_be_bytes().to_vec();
+            reply.extend_from_slice(&request[8..12]);
+            reply.extend_from_slice(&0_i16.to_be_bytes());
+            reply
+        })
+        .await;
+        reachable(&at.to_string(), std::time::Duration::from_secs(5), true)
+            .await
+            .expect("a broker's answer");
+    }
+
+    /// A server on a free local port that answers each connection's first 20 bytes (a
+    /// request) with `reply` of them.
+    async fn serve(reply: fn(&[u8]) -> Vec<u8>) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -427,14 +431,9 @@ mod tests {
             while let Ok((mut stream, _)) = listener.accept().await {
                 let mut request = [0_u8; 20];
                 let _ = stream.read_exact(&mut request).await;
-                let mut reply = 6_i32.to_be_bytes().to_vec();
-                reply.extend_from_slice(&request[8..12]);
-                reply.extend_from_slice(&0_i16.to_be_bytes());
-                let _ = stream.write_all(&reply).await;
+                let _ = stream.write_all(&reply(&request)).await;
             }
         });
-        reachable(&at.to_string(), std::time::Duration::from_secs(5), true)
-            .await
-            .expect("a broker's answer");
+        at
     }
 }
