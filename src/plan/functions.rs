@@ -654,23 +654,14 @@ mod tests {
     /// for a timestamp with a zone, before 1970, and past a whole microsecond.
     #[tokio::test]
     async fn the_epoch_of_a_timestamp_is_the_double_nearest_its_seconds() {
-        let ctx = datafusion::prelude::SessionContext::new();
-        super::register_functions(&ctx);
-        let sql = "SELECT date_part('epoch', ts) AS a, extract(epoch FROM ts) AS b, \
-                   date_part('EPOCH', ts AT TIME ZONE 'UTC') AS c, date_part('second', ts) AS d \
-                   FROM (VALUES (TIMESTAMP '2026-03-01 10:00:31.250'), \
-                   (TIMESTAMP '1969-12-31 23:59:59.750'), \
-                   (TIMESTAMP '2026-03-01 10:00:31.000000001'), (NULL)) AS t(ts)";
-        let rows = ctx
-            .sql(sql)
-            .await
-            .expect("plan")
-            .collect()
-            .await
-            .expect("epochs");
-        let shown = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
-            .expect("show")
-            .to_string();
+        let shown = shown(
+            "SELECT date_part('epoch', ts) AS a, extract(epoch FROM ts) AS b, \
+             date_part('EPOCH', ts AT TIME ZONE 'UTC') AS c, date_part('second', ts) AS d \
+             FROM (VALUES (TIMESTAMP '2026-03-01 10:00:31.250'), \
+             (TIMESTAMP '1969-12-31 23:59:59.750'), \
+             (TIMESTAMP '2026-03-01 10:00:31.000000001'), (NULL)) AS t(ts)",
+        )
+        .await;
         for line in [
             "| 1772359231.25 | 1772359231.25 | 1772359231.25 | 31 |",
             "| -0.25         | -0.25         | -0.25         | 59 |",
@@ -699,20 +690,29 @@ mod tests {
             .expect_err("not a date")
             .to_string();
         assert!(said.contains("to_date('02/01/2026'): not a date"), "{said}");
-        let sql = "SELECT CAST(to_date(s) AS VARCHAR) AS d, \
-                   CAST(to_date(s, '%d/%m/%Y', '%Y-%m-%d') AS VARCHAR) AS e \
-                   FROM (VALUES ('2026-01-02'), (NULL)) AS t(s)";
+        let shown = shown(
+            "SELECT CAST(to_date(s) AS VARCHAR) AS d, \
+             CAST(to_date(s, '%d/%m/%Y', '%Y-%m-%d') AS VARCHAR) AS e \
+             FROM (VALUES ('2026-01-02'), (NULL)) AS t(s)",
+        )
+        .await;
+        assert!(shown.contains("| 2026-01-02 | 2026-01-02 |"), "{shown}");
+    }
+
+    /// The rows of `sql`, with Sluice's functions, as a table's text.
+    async fn shown(sql: &str) -> String {
+        let ctx = datafusion::prelude::SessionContext::new();
+        super::register_functions(&ctx);
         let rows = ctx
             .sql(sql)
             .await
             .expect("plan")
             .collect()
             .await
-            .expect("dates");
-        let shown = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+            .expect(sql);
+        datafusion::arrow::util::pretty::pretty_format_batches(&rows)
             .expect("show")
-            .to_string();
-        assert!(shown.contains("| 2026-01-02 | 2026-01-02 |"), "{shown}");
+            .to_string()
     }
 
     /// Walk 39 (W5): PostgreSQL's `to_char` template was read as Java's letters, and the
