@@ -199,12 +199,38 @@ pub struct IdleProgress {
     pub timestamp: String,
     /// The batch the next input goes into.
     pub batch_id: BatchId,
+    /// Always false: no batch ran (as a batch's event has it, so a scraper reads one shape).
+    pub recovered: bool,
     /// Always 0.
     pub num_input_rows: u64,
+    /// Always 0.
+    pub num_output_rows: u64,
+    /// Always 0 (as each count of a batch's event).
+    pub num_skipped_rows: u64,
+    /// Always 0.
+    pub num_lost_rows: u64,
+    /// Always 0.
+    pub num_rows_with_unknown_fields: u64,
+    /// Always 0.
+    pub num_late_rows: u64,
+    /// Always 0.
+    pub num_rows_beyond_max_future: u64,
+    /// Always 0.
+    pub num_input_files: u64,
+    /// The watermark the last batch left, RFC 3339, once there is one (as a batch's).
+    pub watermark: Option<String>,
+    /// Always false.
+    pub ran_on_workers: bool,
     /// Always 0.
     pub input_rows_per_second: f64,
     /// Always 0.
     pub processed_rows_per_second: f64,
+    /// Always 0.
+    pub batch_duration: u64,
+    /// All 0: no batch ran.
+    pub duration_ms: DurationMs,
+    /// Always false.
+    pub sink_wrote: bool,
     /// Always true: what tells this event from a batch's.
     pub idle: bool,
     /// Event time, as a batch's.

@@ -185,16 +185,35 @@ pub fn main() -> i32 {
     // A bare level (`SLUICE_LOG=info`) is Sluice's own: the libraries under it (delta-rs,
     // object_store, librdkafka's bindings) stay at `warn`, else their notes drown Sluice's.
     // Directives (`SLUICE_LOG=info,deltalake_core=debug`) are taken as written.
-    let level = std::env::var("SLUICE_LOG").ok().filter(|v| {
-        let v = v.trim();
-        !v.is_empty() && !v.contains(['=', ',']) && v.parse::<tracing::Level>().is_ok()
-    });
-    let from_env = match level {
-        Some(level) => {
-            tracing_subscriber::EnvFilter::try_new(format!("warn,sluice={}", level.trim()))
-                .map_err(tracing_subscriber::filter::FromEnvError::from)
+    // A bare word that is no level (`warning`, a typo) would be read as a target's name,
+    // and an empty value as no directive: either would hide every warning, in silence. Such
+    // a value is said and the default taken (`warning` read as `warn`).
+    let raw = std::env::var("SLUICE_LOG").ok();
+    let value = raw.as_deref().map(str::trim).unwrap_or_default();
+    let bare = !value.contains(['=', ',']);
+    let level = match value {
+        "" => None,
+        "warning" | "WARNING" => Some("warn"),
+        v if bare && v.parse::<tracing::Level>().is_ok() => Some(v),
+        v if bare => {
+            eprintln!(
+                "SLUICE_LOG={v}: not a level (error, warn, info, debug, trace) or a list of \
+                 directives (`info,deltalake_core=debug`); the default (warn) is used"
+            );
+            None
         }
-        None => tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG"),
+        _ => None,
+    };
+    let from_env = match level {
+        Some(level) => tracing_subscriber::EnvFilter::try_new(format!("warn,sluice={level}")).ok(),
+        None if bare => None,
+        None => match tracing_subscriber::EnvFilter::try_new(value) {
+            Ok(filter) => Some(filter),
+            Err(e) => {
+                eprintln!("SLUICE_LOG={value}: {e}; the default (warn) is used");
+                None
+            }
+        },
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -202,7 +221,7 @@ pub fn main() -> i32 {
                 // delta-rs and its kernel log what they also return as errors, which Sluice
                 // says in its own words (and notes of their own, such as a merge's metrics):
                 // `SLUICE_LOG=warn` shows them.
-                .unwrap_or_else(|_| {
+                .unwrap_or_else(|| {
                     // A worker says what it is sent.
                     let own = match cli.command {
                         Command::Worker { .. } => "sluice=info,",
@@ -352,9 +371,38 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                     }
                 };
                 let _ = stop_tx.send(true);
-                tokio::select! {
-                    _ = wait_for_signal() => {}
-                    _ = tokio::time::sleep(grace) => {}
+                if first == Signal::Terminate {
+                    // Outside a batch (connecting, retrying a server that does not answer)
+                    // stopping loses nothing: a run that has not stopped by itself within
+                    // STOP_GRACE of that stops then, with exit 0, as between batches.
+                    let tick = std::time::Duration::from_millis(100);
+                    let mut outside = std::time::Duration::ZERO;
+                    loop {
+                        tokio::select! {
+                            _ = wait_for_signal() => break,
+                            _ = tokio::time::sleep(tick) => {}
+                        }
+                        outside = if crate::driver::in_batch() {
+                            std::time::Duration::ZERO
+                        } else {
+                            outside + tick
+                        };
+                        if outside >= STOP_GRACE {
+                            crate::progress::clear_live_line();
+                            eprintln!(
+                                "stopped: no batch was in progress (the run was getting ready, \
+                                 or waiting on a server that does not answer); the next run \
+                                 goes on from the last commit"
+                            );
+                            crate::checkpoint::lease::release_held().await;
+                            std::process::exit(0);
+                        }
+                    }
+                } else {
+                    tokio::select! {
+                        _ = wait_for_signal() => {}
+                        _ = tokio::time::sleep(grace) => {}
+                    }
                 }
                 crate::progress::clear_live_line();
                 eprintln!(
@@ -649,10 +697,11 @@ fn open_checkpoint(spec: &str) -> Result<crate::storage::Location, Error> {
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The signal that asked a run to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Signal {
     /// Ctrl-C (SIGINT).
     Interrupt,
-    /// SIGTERM.
+    /// SIGTERM, or SIGHUP (the terminal gone), taken alike.
     Terminate,
 }
 
@@ -660,14 +709,18 @@ async fn wait_for_signal() -> Signal {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(mut term), Ok(mut hangup)) => {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => Signal::Interrupt,
                     _ = term.recv() => Signal::Terminate,
+                    _ = hangup.recv() => Signal::Terminate,
                 }
             }
-            Err(_) => {
+            _ => {
                 let _ = tokio::signal::ctrl_c().await;
                 Signal::Interrupt
             }

@@ -1127,6 +1127,31 @@ pub async fn planned_pipeline_missing(
     )
 }
 
+/// Whether this process is computing or writing a batch now (`run_batch`): a stop signal
+/// lets such a batch end; outside one, a run may stop at once and lose nothing.
+static IN_BATCH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// See [`IN_BATCH`].
+pub fn in_batch() -> bool {
+    IN_BATCH.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Marks a batch in progress while it lives ([`in_batch`]).
+struct InBatch;
+
+impl InBatch {
+    fn enter() -> Self {
+        IN_BATCH.store(true, std::sync::atomic::Ordering::SeqCst);
+        Self
+    }
+}
+
+impl Drop for InBatch {
+    fn drop(&mut self) {
+        IN_BATCH.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// The error of a sink that failed to take batch `batch`: a connector's failure (its server
 /// refused, a table is gone) names the batch and what the next run does; any other (fenced,
 /// refused by configuration) is said as it is.
@@ -2085,9 +2110,22 @@ impl<'a> Driver<'a> {
             name: self.pipeline.name.clone(),
             timestamp: rfc3339(chrono::Utc::now().timestamp_millis()),
             batch_id: position.next,
+            recovered: false,
             num_input_rows: 0,
+            num_output_rows: 0,
+            num_skipped_rows: 0,
+            num_lost_rows: 0,
+            num_rows_with_unknown_fields: 0,
+            num_late_rows: 0,
+            num_rows_beyond_max_future: 0,
+            num_input_files: 0,
+            watermark: position.watermark_ms.map(rfc3339),
+            ran_on_workers: false,
             input_rows_per_second: 0.0,
             processed_rows_per_second: 0.0,
+            batch_duration: 0,
+            duration_ms: (&PhaseDurations::default()).into(),
+            sink_wrote: false,
             idle: true,
             event_time: self.event_time_progress(position.watermark_ms),
             sources: self
@@ -2669,6 +2707,7 @@ impl<'a> Driver<'a> {
         offsets_ms: f64,
     ) -> Result<CommitEntry, Error> {
         self.batch_begun = true;
+        let _in_batch = InBatch::enter();
         let execute_started = Instant::now();
         // On a terminal, what the batch has read so far, from a second in.
         let _live = (self.options.progress == ProgressFormat::Text)

@@ -1,6 +1,7 @@
 //! The `sluice` binary as a user runs it: exit codes, messages, signals, two runs at once, and
 //! a SIGKILL loop.
 
+use std::io::Read as _;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,18 @@ fn an_idle_continuous_run_says_so_every_ten_seconds() {
     assert_eq!(idle["batchId"], 1);
     assert_eq!(idle["numInputRows"], 0);
     assert_eq!(idle["sink"]["numOutputRows"], 0);
+    // Walk 60 (7): a scraper reading a batch's top-level fields met none in an idle event.
+    // Every top-level field of a batch's event is in it too.
+    let fields = |event: &serde_json::Value| -> Vec<String> {
+        event.as_object().expect("object").keys().cloned().collect()
+    };
+    let missing: Vec<String> = fields(&events[0])
+        .into_iter()
+        .filter(|k| idle.get(k).is_none() && k != "stateOperators")
+        .collect();
+    assert!(missing.is_empty(), "{missing:?} not in {idle}");
+    assert_eq!(idle["numOutputRows"], 0);
+    assert_eq!(idle["durationMs"]["triggerExecution"], 0);
     assert_eq!(
         idle["sources"][0]["startOffset"],
         events[0]["sources"][0]["endOffset"]
@@ -504,6 +517,96 @@ fn two_runs_at_once_one_stops_saying_the_checkpoint_is_in_use() {
         compare(&expected, &rt.block_on(sink_rows(&ws.path("out")))),
         (expected.len(), 0, 0)
     );
+}
+
+/// Walk 60 (3): `SLUICE_LOG=` (empty), `warning` or a typo hid every warning, in silence
+/// (each read as a filter naming no level). The default is used, and a word that is no
+/// level is said.
+#[test]
+fn a_log_setting_that_is_no_level_does_not_hide_warnings() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(ws.path("in/a.json"), "{\"a\":1}\n").expect("input");
+    for (value, said) in [
+        ("", None),
+        ("warning", None),
+        ("bogus", Some("SLUICE_LOG=bogus: not a level")),
+    ] {
+        let yaml = format!(
+            "name: logs\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: \
+             json }}\nquery: SELECT a / a AS r FROM s\ntrigger: available-now\nsink: {{ kind: \
+             files, path: {out}, format: json }}\n",
+            ckpt = ws.p(&format!("ckpt-{value}")),
+            input = ws.p("in"),
+            out = ws.p(&format!("out-{value}")),
+        );
+        let pipeline = write_pipeline(&ws, &yaml);
+        let out = sluice_bin()
+            .args(["run", pipeline.to_str().expect("utf-8")])
+            .env("SLUICE_LOG", value)
+            .output()
+            .expect("run");
+        let text = stderr(&out);
+        assert!(out.status.success(), "{value}: {text}");
+        assert!(
+            text.contains("WARN") && text.contains("the query divides integers"),
+            "{value}: {text}"
+        );
+        if let Some(said) = said {
+            assert!(text.contains(said), "{value}: {text}");
+        }
+    }
+}
+
+/// Walk 60 (1): SIGTERM while the run waited on a server that does not answer (a sink's
+/// PostgreSQL at a port that takes connections and says nothing) went on through every
+/// retry, 93 s, and exited 1: a service manager would have killed it. Outside a batch it stops
+/// within seconds, exit 0, as between batches; SIGHUP alike.
+#[test]
+fn sigterm_outside_a_batch_stops_a_run_waiting_on_a_silent_server() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("address").port();
+    for signal in ["-TERM", "-HUP"] {
+        let ws = Workspace::new();
+        write_clicks(&ws.path("in"), "json", 1, 5, 0);
+        let yaml = format!(
+            "name: silent\ncheckpoint: {ckpt}\nsources:\n  clicks: {{ kind: files, path: {input}, \
+             format: json }}\nquery: SELECT id FROM clicks\ntrigger: available-now\nsink:\n  \
+             kind: postgres\n  url: host=127.0.0.1 port={port} user=sluice dbname=sluice\n  \
+             table: silent\n  create_table: true\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+        );
+        let pipeline = write_pipeline(&ws, &yaml);
+        let mut child = sluice_bin()
+            .args(["run", pipeline.to_str().expect("utf-8")])
+            .current_dir(ws.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_secs(2));
+        let sent = Instant::now();
+        std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        let status = wait_timeout(&mut child, Duration::from_secs(20)).expect("stopped");
+        let mut said = String::new();
+        child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut said)
+            .expect("stderr");
+        assert!(status.success(), "{signal}: {status:?}: {said}");
+        assert!(sent.elapsed() < Duration::from_secs(10), "{signal}: {said}");
+        assert!(
+            said.contains("stopped: no batch was in progress"),
+            "{signal}: {said}"
+        );
+    }
+    drop(silent);
 }
 
 #[test]
