@@ -384,9 +384,22 @@ impl KafkaSink {
                 "{doing} at {brokers}: {e}{}{}",
                 crate::source::kafka::client::kafka_advice(&e),
                 if silent {
+                    // A listener of another protocol (PLAINTEXT where SASL is set) closes the
+                    // connection without a word.
+                    let protocol = self
+                        .config
+                        .properties
+                        .get("security.protocol")
+                        .map(|p| {
+                            format!(
+                                "; and does its listener there take `security.protocol: {p}`? \
+                                 (one of another protocol closes the connection without a word)"
+                            )
+                        })
+                        .unwrap_or_default();
                     format!(
                         " (no broker answered within {}: is Kafka running there, and reachable \
-                         from here?)",
+                         from here{protocol}?)",
                         humantime::format_duration(timeout)
                     )
                 } else {

@@ -891,6 +891,32 @@ trigger: available-now
     assert!(!ws.path("ckpt").exists(), "the new checkpoint is removed");
 }
 
+/// Walk 60 (9): a sink with SASL set against a PLAINTEXT listener (which closes the connection
+/// without a word) was said as "no broker answered: is Kafka running there?". The protocol
+/// set is named as what to check.
+#[test]
+fn a_sink_whose_protocol_the_listener_does_not_take_names_it() {
+    let ws = Workspace::new();
+    write_batch(&ws.path("in/clicks.json"), "json", &clicks(0, 5));
+    let yaml = format!(
+        "name: sasl\ncheckpoint: {ckpt}\nsources:\n  clicks: {{ kind: files, path: {input}, \
+         format: json }}\nquery: {QUERY}\ntrigger: available-now\nsink:\n  kind: kafka\n  \
+         bootstrap_servers: {broker}\n  topic: t\n  properties: {{ security.protocol: \
+         SASL_PLAINTEXT, sasl.mechanism: PLAIN, sasl.username: u, sasl.password: \
+         \"${{HOME}}\" }}\n  retry: {{ attempts: 1, timeout: 3s }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        broker = broker(),
+    );
+    let run = sluice_run(&write_pipeline(&ws, &yaml), &[]);
+    let err = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("does its listener there take `security.protocol: SASL_PLAINTEXT`?"),
+        "{err}"
+    );
+}
+
 /// Walk 28: a Kafka source at a port where nothing listens took some 90 s (three attempts of
 /// librdkafka's request timeout), logging each refused connection; it says so at once, per
 /// attempt, naming the address, and exits 1 after its retries.
