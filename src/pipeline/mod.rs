@@ -952,9 +952,14 @@ impl Pipeline {
             about = message;
         }
         if said.len() == 1 {
+            // With its line where the parser gave none (an unknown top-level key).
+            let message = match find_path_line(text, &said[0].0) {
+                Some(line) if without_line(&first) == first => format!("{first} (line {line})"),
+                _ => first,
+            };
             return Err(PipelineError::Invalid {
                 path: path.to_path_buf(),
-                message: first,
+                message,
             });
         }
         // Each with its line in the file as written, not in the text read again.
@@ -1888,6 +1893,38 @@ fn set_aside(value: &mut serde_yaml::Value, path: &str, about: &str) -> bool {
             return true;
         }
     }
+    // An unknown key the message takes for a near miss of one the setting has not
+    // (`fromat`, "did you mean `format`?") is read as that one, so that keys the setting
+    // requires are there and its other mistakes are found.
+    if about.starts_with(&format!("`{path}`: unknown field"))
+        || about.starts_with("unknown field `")
+    {
+        let meant = about
+            .split("did you mean `")
+            .nth(1)
+            .and_then(|rest| rest.split('`').next());
+        if let Some(meant) = meant
+            && let Some((parent, key)) = match path.rsplit_once('.') {
+                Some((parent, key)) => Some((Some(parent), key)),
+                None => Some((None, path)),
+            }
+        {
+            let mut at = &mut *value;
+            for segment in parent.into_iter().flat_map(|p| p.split('.')) {
+                match at.get_mut(segment) {
+                    Some(inner) => at = inner,
+                    None => return remove_key(value, path),
+                }
+            }
+            if let Some(map) = at.as_mapping_mut()
+                && !map.contains_key(meant)
+                && let Some(taken) = map.remove(key)
+            {
+                map.insert(meant.into(), taken);
+                return true;
+            }
+        }
+    }
     remove_key(value, path)
 }
 
@@ -2351,6 +2388,31 @@ sink: { kind: files, path: out/x, format: parquet }
             );
         }
         assert!(lines[0].starts_with("p.yaml: `sources.clicks.max_file_per_batch`: unknown field"));
+        // Walk 60 (2): a misspelt required key (`fromat`) left its source wanting `format`,
+        // and the reading stopped there: the sink's mistake went unsaid. A near miss is read
+        // as the key meant, so the reading goes on.
+        let said = parse(
+            &GOOD
+                .replace("    format: json", "    fromat: json")
+                .replace("sink: { kind: files, path:", "sink: { kind: files, pth:"),
+        )
+        .expect_err("two mistakes");
+        let lines: Vec<&str> = said.lines().collect();
+        assert_eq!(lines.len(), 2, "{said}");
+        assert!(
+            lines[0].contains("`sources.clicks.fromat`") && lines[0].ends_with("(line 7)"),
+            "{said}"
+        );
+        assert!(
+            lines[1].contains("`sink.pth`") && lines[1].ends_with("(line 12)"),
+            "{said}"
+        );
+        // And a lone unknown top-level key has its line too.
+        let said = parse(&GOOD.replace("name: clicks", "nme: clicks")).expect_err("one mistake");
+        assert!(
+            said.contains("unknown field `nme`") && said.ends_with("(line 2)"),
+            "{said}"
+        );
         // Walk 28 (8): the checks after the keys are read came one a run after them.
         let said = parse(&GOOD.replace(
             "trigger: every 5s",
