@@ -347,6 +347,15 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
                 .join(", ")
         )));
     }
+    // Every batch a sink will not take back is found before any is taken back: a rewind
+    // refused changes nothing.
+    for batch in (to.0 + 1..=newest.0).rev().map(BatchId) {
+        if let Some(sink) = &sinks[&batch_pipeline[&batch]].0
+            && let Err(e @ SinkError::TakeBackRefused { .. }) = sink.check_take_back(batch).await
+        {
+            return Err(refuse(e.to_string()));
+        }
+    }
     let operators = StateFiles::operators(location).await?;
     rewound.stateful = !operators.is_empty();
     // A run live on an object store (no lock keeps it out) is fenced before anything is

@@ -558,6 +558,142 @@ impl DeltaSink {
         }
     }
 
+    /// Takes batch `batch` back (`Sink::forget_batch`), or, with `check_only`, only checks
+    /// that it could be, whatever later batches the table holds (a rewind checks every batch
+    /// before it takes any back): refused where its files were rewritten since.
+    async fn take_back(&self, batch: BatchId, check_only: bool) -> Result<u64, SinkError> {
+        // A batch the table never took (it failed before its commit) has nothing to take
+        // back, in any mode.
+        let (table, exists) = self.table().await?;
+        if !exists {
+            return Ok(0);
+        }
+        let wanted = i64::try_from(batch.0).unwrap_or(i64::MAX);
+        let held = self.held(&table).await?;
+        if held.is_none_or(|held| held < wanted) {
+            return Ok(0);
+        }
+        if self.mode != Mode::Append {
+            return Err(SinkError::NotSupported {
+                kind: KIND.name,
+                operation: "taking a batch back (`sluice rewind`) in update or complete mode \
+                            (its rows replaced or overwrote older ones)",
+            });
+        }
+        if let Some(held) = held
+            && held > wanted
+            && !check_only
+        {
+            return Err(self.refused(format!(
+                "batch {held} is still in the table: batches are taken back newest first"
+            )));
+        }
+        let Lookup::Found(commit) = self.find_commit(&table, batch).await? else {
+            return Err(self.refused(format!(
+                "batch {batch}'s log entry is gone (past the table's log retention, or \
+                 deleted): its files cannot be named to take them back"
+            )));
+        };
+        // A commit a RESTORE undid holds none of its rows in the table any more: taken back
+        // already, but for the transaction version. Files rewritten since (OPTIMIZE, another
+        // writer's DELETE) hold the batch's rows in other files: removing the originals would
+        // take nothing back.
+        let undone = self
+            .undone_by_restore(&table, commit.version)
+            .await?
+            .is_some();
+        let active = self.active_files(&table)?;
+        let inactive: Vec<&str> = commit
+            .adds
+            .iter()
+            .map(|add| add.path.as_str())
+            .filter(|path| undone || !is_active(&active, path))
+            .collect();
+        let removals = if undone || inactive.is_empty() {
+            HashMap::new()
+        } else {
+            self.removals(&table, commit.version, &inactive).await?
+        };
+        let restored = |path: &str| {
+            undone
+                || removals
+                    .get(&decode_path(path))
+                    .is_some_and(|r| r.operation == "RESTORE")
+        };
+        if let Some(gone) = inactive.iter().find(|path| !restored(path)) {
+            return Err(self.refused(format!(
+                "batch {batch}'s file {gone} was rewritten since ({}): its rows are in other \
+                 files now and cannot be taken back by file. Restore the table to its version \
+                 before that rewrite (deltalake: `DeltaTable(\"{}\").restore(VERSION)`, \
+                 `.history()` lists the versions; Spark: `RESTORE TABLE`), then run the rewind \
+                 again: the batches committed after that version leave the table with the \
+                 restore, and the rewind takes them back too, to be computed again (where a \
+                 VACUUM has since deleted that version's files, the restore fails, `Find \
+                 missing file`: then start the pipeline over on a new checkpoint with a new, \
+                 empty `sink.path`, which computes every batch again); nothing was taken back",
+                removals.get(&decode_path(gone)).map_or_else(
+                    || "OPTIMIZE, or another writer's DELETE or UPDATE".to_string(),
+                    |r| format!("version {}, {}", r.version, r.operation)
+                ),
+                self.location
+            )));
+        }
+        if check_only {
+            return Ok(0);
+        }
+        let inactive: Vec<String> = inactive.into_iter().map(str::to_string).collect();
+        let now = chrono::Utc::now().timestamp_millis();
+        let adds: Vec<AddedFile> = commit
+            .adds
+            .into_iter()
+            .filter(|add| !inactive.contains(&add.path))
+            .collect();
+        let removed = adds.len() as u64;
+        let actions: Vec<Action> = adds
+            .into_iter()
+            .map(|add| {
+                // The log holds paths URL-encoded; `Remove` encodes its own.
+                let path = percent_encoding::percent_decode_str(&add.path)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                Action::Remove(Remove {
+                    path,
+                    data_change: true,
+                    deletion_timestamp: Some(now),
+                    extended_file_metadata: Some(true),
+                    partition_values: Some(add.partition_values),
+                    size: Some(add.size),
+                    tags: None,
+                    deletion_vector: None,
+                    base_row_id: None,
+                    default_row_commit_version: None,
+                })
+            })
+            .collect();
+        let properties = CommitProperties::default()
+            .with_application_transaction(Transaction::new(&self.app_id, wanted - 1))
+            .with_metadata([
+                (
+                    "sluice.pipeline".to_string(),
+                    self.pipeline.to_string().into(),
+                ),
+                ("sluice.rewind".to_string(), batch.0.into()),
+            ]);
+        let snapshot = table.snapshot().map_err(|e| self.error(e))?;
+        CommitBuilder::from(properties)
+            .with_actions(actions)
+            .build(
+                Some(snapshot),
+                table.log_store(),
+                // No predicate: delta-rs reads one as SQL when it checks for conflicts; the
+                // commit info's `sluice.rewind` names the batch.
+                DeltaOperation::Delete { predicate: None },
+            )
+            .await
+            .map_err(|e| self.error(format!("taking batch {batch} back: {e}")))?;
+        Ok(removed)
+    }
+
     /// A batch this sink will not take back, said before anything of it is deleted.
     fn refused(&self, reason: impl std::fmt::Display) -> SinkError {
         SinkError::TakeBackRefused {
@@ -1791,130 +1927,11 @@ impl Sink for DeltaSink {
     }
 
     async fn forget_batch(&self, batch: BatchId) -> Result<u64, SinkError> {
-        // A batch the table never took (it failed before its commit) has nothing to take
-        // back, in any mode.
-        let (table, exists) = self.table().await?;
-        if !exists {
-            return Ok(0);
-        }
-        let wanted = i64::try_from(batch.0).unwrap_or(i64::MAX);
-        let held = self.held(&table).await?;
-        if held.is_none_or(|held| held < wanted) {
-            return Ok(0);
-        }
-        if self.mode != Mode::Append {
-            return Err(SinkError::NotSupported {
-                kind: KIND.name,
-                operation: "taking a batch back (`sluice rewind`) in update or complete mode \
-                            (its rows replaced or overwrote older ones)",
-            });
-        }
-        if let Some(held) = held
-            && held > wanted
-        {
-            return Err(self.refused(format!(
-                "batch {held} is still in the table: batches are taken back newest first"
-            )));
-        }
-        let Lookup::Found(commit) = self.find_commit(&table, batch).await? else {
-            return Err(self.refused(format!(
-                "batch {batch}'s log entry is gone (past the table's log retention, or \
-                 deleted): its files cannot be named to take them back"
-            )));
-        };
-        // A commit a RESTORE undid holds none of its rows in the table any more: taken back
-        // already, but for the transaction version. Files rewritten since (OPTIMIZE, another
-        // writer's DELETE) hold the batch's rows in other files: removing the originals would
-        // take nothing back.
-        let undone = self
-            .undone_by_restore(&table, commit.version)
-            .await?
-            .is_some();
-        let active = self.active_files(&table)?;
-        let inactive: Vec<&str> = commit
-            .adds
-            .iter()
-            .map(|add| add.path.as_str())
-            .filter(|path| undone || !is_active(&active, path))
-            .collect();
-        let removals = if undone || inactive.is_empty() {
-            HashMap::new()
-        } else {
-            self.removals(&table, commit.version, &inactive).await?
-        };
-        let restored = |path: &str| {
-            undone
-                || removals
-                    .get(&decode_path(path))
-                    .is_some_and(|r| r.operation == "RESTORE")
-        };
-        if let Some(gone) = inactive.iter().find(|path| !restored(path)) {
-            return Err(self.refused(format!(
-                "batch {batch}'s file {gone} was rewritten since ({}): its rows are in other \
-                 files now and cannot be taken back by file. Restore the table to its version \
-                 before that rewrite (deltalake: `DeltaTable(\"{}\").restore(VERSION)`, \
-                 `.history()` lists the versions; Spark: `RESTORE TABLE`), then run the rewind \
-                 again: the batches committed after that version leave the table with the \
-                 restore, and the rewind takes them back too, to be computed again; nothing of \
-                 this batch was taken back",
-                removals.get(&decode_path(gone)).map_or_else(
-                    || "OPTIMIZE, or another writer's DELETE or UPDATE".to_string(),
-                    |r| format!("version {}, {}", r.version, r.operation)
-                ),
-                self.location
-            )));
-        }
-        let inactive: Vec<String> = inactive.into_iter().map(str::to_string).collect();
-        let now = chrono::Utc::now().timestamp_millis();
-        let adds: Vec<AddedFile> = commit
-            .adds
-            .into_iter()
-            .filter(|add| !inactive.contains(&add.path))
-            .collect();
-        let removed = adds.len() as u64;
-        let actions: Vec<Action> = adds
-            .into_iter()
-            .map(|add| {
-                // The log holds paths URL-encoded; `Remove` encodes its own.
-                let path = percent_encoding::percent_decode_str(&add.path)
-                    .decode_utf8_lossy()
-                    .into_owned();
-                Action::Remove(Remove {
-                    path,
-                    data_change: true,
-                    deletion_timestamp: Some(now),
-                    extended_file_metadata: Some(true),
-                    partition_values: Some(add.partition_values),
-                    size: Some(add.size),
-                    tags: None,
-                    deletion_vector: None,
-                    base_row_id: None,
-                    default_row_commit_version: None,
-                })
-            })
-            .collect();
-        let properties = CommitProperties::default()
-            .with_application_transaction(Transaction::new(&self.app_id, wanted - 1))
-            .with_metadata([
-                (
-                    "sluice.pipeline".to_string(),
-                    self.pipeline.to_string().into(),
-                ),
-                ("sluice.rewind".to_string(), batch.0.into()),
-            ]);
-        let snapshot = table.snapshot().map_err(|e| self.error(e))?;
-        CommitBuilder::from(properties)
-            .with_actions(actions)
-            .build(
-                Some(snapshot),
-                table.log_store(),
-                // No predicate: delta-rs reads one as SQL when it checks for conflicts; the
-                // commit info's `sluice.rewind` names the batch.
-                DeltaOperation::Delete { predicate: None },
-            )
-            .await
-            .map_err(|e| self.error(format!("taking batch {batch} back: {e}")))?;
-        Ok(removed)
+        self.take_back(batch, false).await
+    }
+
+    async fn check_take_back(&self, batch: BatchId) -> Result<(), SinkError> {
+        self.take_back(batch, true).await.map(|_| ())
     }
 
     async fn owner(&self) -> Result<Option<uuid::Uuid>, SinkError> {
@@ -2072,12 +2089,12 @@ impl Sink for DeltaSink {
                     return Err(self.config(format!(
                         "the query's column `{}` is {}, but the table's is {}: appended, its \
                          values would be cast and changed, or the batch fail. Write it as the \
-                         table's type (`CAST({} AS ...)` in the query), or give the pipeline a \
-                         new table (a new `sink.path`)",
+                         table's type (`{}` in the query), or give the pipeline a new table (a \
+                         new `sink.path`)",
                         field.name(),
                         crate::format::sql_type_name(field.data_type()),
                         crate::format::sql_type_name(column.data_type()),
-                        field.name()
+                        as_type(field.name(), column.data_type()),
                     )));
                 }
             }
@@ -2127,6 +2144,20 @@ impl Sink for DeltaSink {
             }
         }
         Ok(())
+    }
+}
+
+/// The query's column `name` written as `table_type`, as SQL (`CAST(amount AS DOUBLE)`; a time
+/// with a zone by `AT TIME ZONE`, which a cast to `TIMESTAMP WITH TIME ZONE` is not here).
+fn as_type(name: &str, table_type: &datafusion::arrow::datatypes::DataType) -> String {
+    use datafusion::arrow::datatypes::DataType;
+    match table_type {
+        DataType::Timestamp(_, Some(zone)) => format!("{name} AT TIME ZONE '{zone}'"),
+        DataType::Timestamp(_, None) => format!("CAST({name} AS TIMESTAMP)"),
+        other => format!(
+            "CAST({name} AS {})",
+            crate::format::sql_type_name(other).to_uppercase()
+        ),
     }
 }
 

@@ -805,6 +805,14 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
         Ok(None)
     }
 
+    /// Checks, before a rewind takes any batch back, that batch `batch` could be, whichever
+    /// later batches the sink holds now (`SinkError::TakeBackRefused` where it could not: a
+    /// table's files rewritten since); a sink that tells only as it takes a batch back says
+    /// nothing here. Nothing by default.
+    async fn check_take_back(&self, _batch: BatchId) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     /// Takes batch `batch` back (`sluice rewind`): removes what the sink holds for it, so that
     /// the batch can be written again; the number of files or records removed. Repeatable.
     async fn forget_batch(&self, _batch: BatchId) -> Result<u64, SinkError> {
