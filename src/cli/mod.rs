@@ -194,7 +194,7 @@ pub fn main() -> i32 {
     let level = match value {
         "" => None,
         "warning" | "WARNING" => Some("warn"),
-        v if bare && v.parse::<tracing::Level>().is_ok() => Some(v),
+        v if bare && v.parse::<tracing::level_filters::LevelFilter>().is_ok() => Some(v),
         v if bare => {
             eprintln!(
                 "SLUICE_LOG={v}: not a level (error, warn, info, debug, trace) or a list of \
@@ -205,6 +205,10 @@ pub fn main() -> i32 {
         _ => None,
     };
     let from_env = match level {
+        // `off` silences everything, the libraries' warnings too.
+        Some(level) if level.eq_ignore_ascii_case("off") => {
+            tracing_subscriber::EnvFilter::try_new("off").ok()
+        }
         Some(level) => tracing_subscriber::EnvFilter::try_new(format!("warn,sluice={level}")).ok(),
         None if bare => None,
         None => match tracing_subscriber::EnvFilter::try_new(value) {
@@ -355,10 +359,14 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                 // a Ctrl-C'd batch still running after it, stops at once: the batch in progress
                 // is left pending, as after a crash, and the next run finishes it.
                 let first = wait_for_signal().await;
+                let _ = stop_tx.send(true);
                 crate::progress::clear_live_line();
+                // Standard error may be gone (a closed terminal): said without a panic.
+                use std::io::Write as _;
                 let grace = match first {
                     Signal::Interrupt => {
-                        eprintln!(
+                        let _ = writeln!(
+                            std::io::stderr(),
                             "stopping after the current batch (Ctrl-C); if it has not ended \
                              within {} s, or at a second Ctrl-C, stopping at once",
                             STOP_GRACE.as_secs()
@@ -366,20 +374,25 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                         STOP_GRACE
                     }
                     Signal::Terminate => {
-                        eprintln!("stopping after the current batch (SIGTERM received)");
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "stopping after the current batch (SIGTERM received)"
+                        );
                         std::time::Duration::MAX
                     }
                 };
-                let _ = stop_tx.send(true);
                 if first == Signal::Terminate {
-                    // Outside a batch (connecting, retrying a server that does not answer)
-                    // stopping loses nothing: a run that has not stopped by itself within
-                    // STOP_GRACE of that stops then, with exit 0, as between batches.
+                    // Outside a batch's computing and commit (connecting, retrying a server
+                    // that does not answer) stopping loses nothing: a run that has not stopped
+                    // by itself within STOP_GRACE of that stops then, with exit 0, as between
+                    // batches.
                     let tick = std::time::Duration::from_millis(100);
                     let mut outside = std::time::Duration::ZERO;
+                    let second = wait_for_signal();
+                    tokio::pin!(second);
                     loop {
                         tokio::select! {
-                            _ = wait_for_signal() => break,
+                            _ = &mut second => break,
                             _ = tokio::time::sleep(tick) => {}
                         }
                         outside = if crate::driver::in_batch() {
@@ -389,10 +402,12 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                         };
                         if outside >= STOP_GRACE {
                             crate::progress::clear_live_line();
-                            eprintln!(
-                                "stopped: no batch was in progress (the run was getting ready, \
-                                 or waiting on a server that does not answer); the next run \
-                                 goes on from the last commit"
+                            let _ = writeln!(
+                                std::io::stderr(),
+                                "stopped outside a batch's computing (the run was getting \
+                                 ready, or waiting on a server that does not answer); the next \
+                                 run goes on from the last commit, finishing a batch planned \
+                                 and not yet computed, if there is one"
                             );
                             crate::checkpoint::lease::release_held().await;
                             std::process::exit(0);
@@ -701,7 +716,7 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 enum Signal {
     /// Ctrl-C (SIGINT).
     Interrupt,
-    /// SIGTERM, or SIGHUP (the terminal gone), taken alike.
+    /// SIGTERM.
     Terminate,
 }
 
@@ -709,18 +724,14 @@ async fn wait_for_signal() -> Signal {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) {
-            (Ok(mut term), Ok(mut hangup)) => {
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => Signal::Interrupt,
                     _ = term.recv() => Signal::Terminate,
-                    _ = hangup.recv() => Signal::Terminate,
                 }
             }
-            _ => {
+            Err(_) => {
                 let _ = tokio::signal::ctrl_c().await;
                 Signal::Interrupt
             }

@@ -1898,7 +1898,18 @@ impl<'a> Driver<'a> {
         {
             for source in &mut self.engine.sources {
                 if let Some(end) = position.ends.get(source.name()) {
-                    source.report_progress(newest, end).await;
+                    // Progress for lag tools only: a server that does not answer does not
+                    // hold the run back here (its first plan says so, with its retries).
+                    let reported = source.report_progress(newest, end);
+                    if tokio::time::timeout(std::time::Duration::from_secs(5), reported)
+                        .await
+                        .is_err()
+                    {
+                        tracing::debug!(
+                            "source `{}`: showing batch {newest}'s progress timed out",
+                            source.name()
+                        );
+                    }
                 }
             }
         }

@@ -130,7 +130,7 @@ impl Amended {
         let epoch = matches!(
             args.args.first(),
             Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(part)) | ScalarValue::Utf8View(Some(part))))
-                if part.trim().trim_matches(|c| c == '\'' || c == '"').eq_ignore_ascii_case("epoch")
+                if is_epoch(part)
         );
         let nanos = match args.args.get(1) {
             Some(value) if epoch => match value.data_type() {
@@ -191,6 +191,17 @@ impl Amended {
             None => result,
         }
     }
+}
+
+/// Whether `date_part`'s first argument names `epoch`, as DataFusion 55 reads it (a quote
+/// taken off each end, any case), so the type planned and the values agree.
+fn is_epoch(part: &str) -> bool {
+    let quote = |c: char| c == '\'' || c == '"';
+    let bare = part
+        .strip_prefix(quote)
+        .and_then(|p| p.strip_suffix(quote))
+        .unwrap_or(part);
+    bare.eq_ignore_ascii_case("epoch")
 }
 
 /// The seconds since 1970-01-01 of `nanos` nanoseconds, as the double nearest them (within

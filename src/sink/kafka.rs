@@ -544,10 +544,19 @@ impl KafkaSink {
     /// writing on would leave them out of it for good, in silence. (Retention takes records
     /// from a partition's front; only a topic made again ends lower.)
     async fn check_topic_holds(&self, last: &Progress) -> Result<(), SinkError> {
-        let Some(written) = last.batches.get(&last.batch.0) else {
+        // The newest batch that wrote records (a batch of none names no offsets).
+        let Some((&batch, written)) = last
+            .batches
+            .iter()
+            .rev()
+            .find(|(_, written)| !written.offsets.is_empty())
+        else {
             return Ok(());
         };
-        let config = self.reader_config()?;
+        // The log's ends, not the last stable offsets: another producer's transaction still
+        // open holds those back below records this sink committed.
+        let mut config = self.reader_config()?;
+        config.set("isolation.level", "read_uncommitted");
         let topic = self.config.topic.clone();
         let partitions: Vec<(i32, i64)> = written
             .offsets
@@ -583,8 +592,7 @@ impl KafkaSink {
             .iter()
             .map(|(p, high, end)| {
                 format!(
-                    "partition {p} ends at offset {high}, where batch {} wrote up to {end}",
-                    last.batch
+                    "partition {p} ends at offset {high}, where batch {batch} wrote up to {end}"
                 )
             })
             .collect::<Vec<_>>()

@@ -739,7 +739,7 @@ async fn a_rewind_refused_after_optimize_leaves_no_record_and_its_advice_works()
         "{said}"
     );
     assert!(!ws.path("ckpt/rewind").exists(), "a rewind record left");
-    assert!(ws.path("ckpt/commits/3").exists(), "batch 3 taken back");
+    assert!(ws.path("ckpt/commits/3").exists(), "batch 3 was taken back");
     assert_eq!(
         table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
         held

@@ -510,11 +510,8 @@ impl SourceConnector for KafkaConfig {
         let read_committed = self.read_committed;
         let listed = blocking(
             move || -> Result<Result<(Partitions, Option<Offsets>), String>, KafkaError> {
-                let consumer = crate::source::kafka::client::range_consumer(&client)?;
-                let stable = match list_partitions(&consumer, &config)? {
-                    Ok(stable) => stable,
-                    Err(e) => return Ok(Err(e)),
-                };
+                // The log's ends first: records appended between the two lists then count
+                // in neither (never as held back by a transaction).
                 let logged = if read_committed {
                     let mut uncommitted = client.clone();
                     uncommitted.set("isolation.level", "read_uncommitted");
@@ -525,6 +522,11 @@ impl SourceConnector for KafkaConfig {
                         .map(|p| p.high)
                 } else {
                     None
+                };
+                let consumer = crate::source::kafka::client::range_consumer(&client)?;
+                let stable = match list_partitions(&consumer, &config)? {
+                    Ok(stable) => stable,
+                    Err(e) => return Ok(Err(e)),
                 };
                 Ok(Ok((stable, logged)))
             },

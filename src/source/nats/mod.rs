@@ -301,6 +301,12 @@ struct Offset {
     first: u64,
     /// The last sequence this batch reads (and every batch before it).
     sequence: u64,
+    /// With `filter_subject`: the batch's first message on it, where every message between
+    /// the previous batch's end and it was in the stream when the batch was planned (on other
+    /// subjects, then): the batch reads from here, and messages below it that have left the
+    /// stream since are no loss. Absent otherwise, and in an older Sluice's offsets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    filtered_from: Option<u64>,
 }
 
 /// A stored message, as the source reads it.
@@ -337,6 +343,7 @@ impl SourceConnector for NatsConfig {
             context: tokio::sync::OnceCell::new(),
             frozen: None,
             said_shrunk: false,
+            checked: None,
         }))
     }
 
@@ -376,6 +383,7 @@ impl SourceConnector for NatsConfig {
             context: tokio::sync::OnceCell::new(),
             frozen: None,
             said_shrunk: false,
+            checked: None,
         };
         let state = source.stream_state().await?;
         let mut lag = state.last.saturating_sub(read);
@@ -433,6 +441,9 @@ impl SourceConnector for NatsConfig {
 /// line, the setting (`latest`) on its second.
 const INITIAL_SEQUENCE: &str = "initial-sequence";
 
+/// The file, under `sources/<name>/`, of [`NatsSource::checked`].
+const FILTER_CHECKED: &str = "filter-checked";
+
 /// A stream's sequences now: its first stored message and its last sequence (`first` is
 /// `last + 1` for an empty stream).
 #[derive(Debug, Clone, Copy)]
@@ -456,6 +467,10 @@ pub struct NatsSource {
     frozen: Option<u64>,
     /// A stream found ending below the sequence read up to has been said (once a run).
     said_shrunk: bool,
+    /// With `filter_subject`: the last sequence a plan found no message on it up to, past
+    /// the position read ([`FILTER_CHECKED`], kept in the checkpoint): what the stream's limits
+    /// take of the messages up to there is no loss.
+    checked: Option<u64>,
 }
 
 impl std::fmt::Debug for NatsSource {
@@ -582,6 +597,33 @@ impl NatsSource {
             first: info.first_sequence.max(1),
             last: info.last_sequence,
         })
+    }
+
+    /// [`Self::checked`] as the checkpoint keeps it (`None` where it keeps none, or it does
+    /// not read: it only spares a false loss).
+    async fn read_checked(&mut self) -> Option<u64> {
+        let checkpoint = self.checkpoint.as_ref()?;
+        let path = checkpoint.path(&format!("sources/{}/{FILTER_CHECKED}", self.name));
+        let bytes = checkpoint.get(&path).await.ok()??;
+        let checked = String::from_utf8_lossy(&bytes).trim().parse::<u64>().ok()?;
+        self.checked = Some(checked);
+        Some(checked)
+    }
+
+    /// Keeps [`Self::checked`] at `sequence`, in the checkpoint too (best effort: a failure
+    /// only loses the sparing of a false loss).
+    async fn write_checked(&mut self, sequence: u64) {
+        self.checked = Some(sequence);
+        let Some(checkpoint) = &self.checkpoint else {
+            return;
+        };
+        let path = checkpoint.path(&format!("sources/{}/{FILTER_CHECKED}", self.name));
+        if let Err(e) = checkpoint
+            .put(&path, sequence.to_string().into_bytes())
+            .await
+        {
+            tracing::debug!("source `{}`: keeping {FILTER_CHECKED}: {e}", self.name);
+        }
     }
 
     /// The sequence of the stream's first message on `filter` at or after `from`, `None`
@@ -1167,10 +1209,30 @@ impl Source for NatsSource {
         // With a filter, a batch waits for a message on it (the others' sequences would make
         // batches that read nothing), and its limit counts from the first such message.
         let mut from = next;
-        if let Some(filter) = &self.config.filter_subject {
-            match self.first_on(filter, next).await? {
+        let mut filtered_from = None;
+        if let Some(filter) = self.config.filter_subject.clone() {
+            let checked = match self.checked {
+                Some(checked) => Some(checked),
+                None => self.read_checked().await,
+            };
+            match self.first_on(&filter, next).await? {
                 Some(sequence) if sequence <= end => from = sequence,
-                _ => return Ok(None),
+                _ => {
+                    // None on the filter up to `end`: kept, so that the stream's limits taking
+                    // them before the filter's next message comes is no loss.
+                    if checked != Some(end) {
+                        self.write_checked(end).await;
+                    }
+                    return Ok(None);
+                }
+            }
+            // Every message before it since the previous batch is on other subjects: here,
+            // or gone from the front only where a plan found none on the filter up to there.
+            // The batch need not read them, nor say them lost.
+            let gone_checked = now.first <= next
+                || checked.is_some_and(|checked| checked >= next && now.first <= checked + 1);
+            if gone_checked && from > next {
+                filtered_from = Some(from);
             }
         }
         if let (Admission::SourceLimits, Some(limit)) =
@@ -1178,12 +1240,16 @@ impl Source for NatsSource {
         {
             end = end.min(from.saturating_add(limit - 1));
         }
-        Ok(Some(serde_json::json!({
+        let mut offset = serde_json::json!({
             "stream": self.config.stream,
             "filter_subject": self.config.filter_subject,
             "first": first,
             "sequence": end,
-        })))
+        });
+        if let Some(from) = filtered_from {
+            offset["filtered_from"] = from.into();
+        }
+        Ok(Some(offset))
     }
 
     async fn read(
@@ -1206,7 +1272,8 @@ impl Source for NatsSource {
         let from = match self.parse(start)? {
             Some(start) => start.sequence + 1,
             None => end.first,
-        };
+        }
+        .max(end.filtered_from.unwrap_or(0));
         if from > end.sequence {
             return Ok(BatchInput::empty(schema));
         }
