@@ -467,10 +467,10 @@ pub struct NatsSource {
     frozen: Option<u64>,
     /// A stream found ending below the sequence read up to has been said (once a run).
     said_shrunk: bool,
-    /// With `filter_subject`: the last sequence a plan found no message on it up to, past
-    /// the position read ([`FILTER_CHECKED`], kept in the checkpoint): what the stream's limits
-    /// take of the messages up to there is no loss.
-    checked: Option<u64>,
+    /// With `filter_subject`: the sequences a plan found no message on it among (`from` to
+    /// `to`, both in; [`FILTER_CHECKED`], kept in the checkpoint): what the stream's limits
+    /// take of them is no loss. (A rewind moves the position below `from`: not covered.)
+    checked: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for NatsSource {
@@ -599,27 +599,29 @@ impl NatsSource {
         })
     }
 
-    /// [`Self::checked`] as the checkpoint keeps it (`None` where it keeps none, or it does
-    /// not read: it only spares a false loss).
-    async fn read_checked(&mut self) -> Option<u64> {
+    /// [`Self::checked`] as the checkpoint keeps it (`from to`; `None` where it keeps none,
+    /// or it does not read: it only spares a false loss).
+    async fn read_checked(&mut self) -> Option<(u64, u64)> {
         let checkpoint = self.checkpoint.as_ref()?;
         let path = checkpoint.path(&format!("sources/{}/{FILTER_CHECKED}", self.name));
         let bytes = checkpoint.get(&path).await.ok()??;
-        let checked = String::from_utf8_lossy(&bytes).trim().parse::<u64>().ok()?;
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let (from, to) = text.trim().split_once(' ')?;
+        let checked = (from.parse::<u64>().ok()?, to.parse::<u64>().ok()?);
         self.checked = Some(checked);
         Some(checked)
     }
 
-    /// Keeps [`Self::checked`] at `sequence`, in the checkpoint too (best effort: a failure
-    /// only loses the sparing of a false loss).
-    async fn write_checked(&mut self, sequence: u64) {
-        self.checked = Some(sequence);
+    /// Keeps [`Self::checked`] at `from` to `to`, in the checkpoint too (best effort: a
+    /// failure only loses the sparing of a false loss).
+    async fn write_checked(&mut self, from: u64, to: u64) {
+        self.checked = Some((from, to));
         let Some(checkpoint) = &self.checkpoint else {
             return;
         };
         let path = checkpoint.path(&format!("sources/{}/{FILTER_CHECKED}", self.name));
         if let Err(e) = checkpoint
-            .put(&path, sequence.to_string().into_bytes())
+            .put(&path, format!("{from} {to}").into_bytes())
             .await
         {
             tracing::debug!("source `{}`: keeping {FILTER_CHECKED}: {e}", self.name);
@@ -1220,8 +1222,12 @@ impl Source for NatsSource {
                 _ => {
                     // None on the filter up to `end`: kept, so that the stream's limits taking
                     // them before the filter's next message comes is no loss.
-                    if checked != Some(end) {
-                        self.write_checked(end).await;
+                    // (Widened where the last look began at or before this one's start.)
+                    let since = checked
+                        .filter(|(from, to)| *from <= next && *to + 1 >= next)
+                        .map_or(next, |(from, _)| from);
+                    if checked != Some((since, end)) {
+                        self.write_checked(since, end).await;
                     }
                     return Ok(None);
                 }
@@ -1230,7 +1236,9 @@ impl Source for NatsSource {
             // or gone from the front only where a plan found none on the filter up to there.
             // The batch need not read them, nor say them lost.
             let gone_checked = now.first <= next
-                || checked.is_some_and(|checked| checked >= next && now.first <= checked + 1);
+                || checked.is_some_and(|(checked_from, checked_to)| {
+                    checked_from <= next && now.first <= checked_to + 1
+                });
             if gone_checked && from > next {
                 filtered_from = Some(from);
             }
