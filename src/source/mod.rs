@@ -594,6 +594,14 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// Whether `key` comes for the first time in this process: a note said once a run (a run
+/// opens its sources more than once, and finishing a planned batch opens them again).
+pub(crate) fn first_time(key: String) -> bool {
+    static SAID: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    SAID.lock().map(|mut said| said.insert(key)).unwrap_or(true)
+}
+
 /// A replayable source of rows.
 #[async_trait]
 pub trait Source: Send + Sync + std::fmt::Debug {

@@ -884,13 +884,7 @@ impl KafkaSource {
         };
         let was = String::from_utf8_lossy(&bytes).into_owned();
         let now = self.starting_setting();
-        // Said once a process: a run that finishes a planned batch opens the source twice.
-        static SAID: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
-        let first = SAID
-            .lock()
-            .map(|mut said| said.insert(format!("{}/{setting_path}", self.checkpoint)))
-            .unwrap_or(true);
-        if was != now && first {
+        if was != now && super::first_time(format!("{}/{setting_path}", self.checkpoint)) {
             tracing::warn!(
                 "source `{}`: this checkpoint's starting offsets were resolved from `{was}`, \
                  this pipeline says `{now}`; where a stream starts is resolved once, by a \

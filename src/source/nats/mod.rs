@@ -599,12 +599,19 @@ impl NatsSource {
         })
     }
 
+    /// Where `checkpoint` keeps [`Self::checked`].
+    fn checked_path(&self, checkpoint: &Location) -> object_store::path::Path {
+        checkpoint.path(&format!("sources/{}/{FILTER_CHECKED}", self.name))
+    }
+
     /// [`Self::checked`] as the checkpoint keeps it (`from to`; `None` where it keeps none,
     /// or it does not read: it only spares a false loss).
     async fn read_checked(&mut self) -> Option<(u64, u64)> {
         let checkpoint = self.checkpoint.as_ref()?;
-        let path = checkpoint.path(&format!("sources/{}/{FILTER_CHECKED}", self.name));
-        let bytes = checkpoint.get(&path).await.ok()??;
+        let bytes = checkpoint
+            .get(&self.checked_path(checkpoint))
+            .await
+            .ok()??;
         let text = String::from_utf8_lossy(&bytes).to_string();
         let (from, to) = text.trim().split_once(' ')?;
         let checked = (from.parse::<u64>().ok()?, to.parse::<u64>().ok()?);
@@ -619,9 +626,11 @@ impl NatsSource {
         let Some(checkpoint) = &self.checkpoint else {
             return;
         };
-        let path = checkpoint.path(&format!("sources/{}/{FILTER_CHECKED}", self.name));
         if let Err(e) = checkpoint
-            .put(&path, format!("{from} {to}").into_bytes())
+            .put(
+                &self.checked_path(checkpoint),
+                format!("{from} {to}").into_bytes(),
+            )
             .await
         {
             tracing::debug!("source `{}`: keeping {FILTER_CHECKED}: {e}", self.name);
@@ -725,26 +734,16 @@ impl NatsSource {
         };
         if let (Some(old), Some(new)) = (old, &self.config.filter_subject)
             && old != format!("`{new}`")
+            && super::first_time(format!("{} {old} {new}", self.name))
         {
-            static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-            let key = format!("{} {old} {new}", self.name);
-            let first_time = SAID.lock().is_ok_and(|mut said| {
-                let fresh = !said.contains(&key);
-                if fresh {
-                    said.push(key);
-                }
-                fresh
-            });
-            if first_time {
-                tracing::warn!(
-                    "source `{}`: `filter_subject` narrowed from {old} (which the last batch \
-                     read, up to sequence {}) to `{new}`: from there on, the messages `{new}` \
-                     does not take are passed over, and putting the old filter back will be \
-                     refused once a batch has run (they would never be read)",
-                    self.name,
-                    parsed.sequence
-                );
-            }
+            tracing::warn!(
+                "source `{}`: `filter_subject` narrowed from {old} (which the last batch \
+                 read, up to sequence {}) to `{new}`: from there on, the messages `{new}` \
+                 does not take are passed over, and putting the old filter back will be \
+                 refused once a batch has run (they would never be read)",
+                self.name,
+                parsed.sequence
+            );
         }
         Ok(Some(parsed))
     }
@@ -779,28 +778,18 @@ impl NatsSource {
         if let Some(bytes) = checkpoint.get(&path).await? {
             let (first, from) = kept(&bytes)?;
             let now_setting = self.config.starting_sequence.to_string();
-            if let Some(from) = from.filter(|from| *from != now_setting) {
-                // Said once a run (a run opens its sources more than once).
-                static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-                let key = format!("{checkpoint}/{path}");
-                let first_time = SAID.lock().is_ok_and(|mut said| {
-                    let new = !said.contains(&key);
-                    if new {
-                        said.push(key);
-                    }
-                    new
-                });
-                if first_time {
-                    tracing::warn!(
-                        "source `{}`: `starting_sequence: {now_setting}` applies to a \
-                         checkpoint's first plan only, which took `starting_sequence: {from}` \
-                         (sequence {first}, kept in {checkpoint}/{path}): the edit changes \
-                         nothing; to start where it says, delete that file before any batch \
-                         has run, or use {}",
-                        self.name,
-                        super::NEW_START
-                    );
-                }
+            if let Some(from) = from.filter(|from| *from != now_setting)
+                && super::first_time(format!("{checkpoint}/{path}"))
+            {
+                tracing::warn!(
+                    "source `{}`: `starting_sequence: {now_setting}` applies to a \
+                     checkpoint's first plan only, which took `starting_sequence: {from}` \
+                     (sequence {first}, kept in {checkpoint}/{path}): the edit changes \
+                     nothing; to start where it says, delete that file before any batch \
+                     has run, or use {}",
+                    self.name,
+                    super::NEW_START
+                );
             }
             // Past the stream's end: the stream was made anew since the sequence was kept.
             if first > now.last + 1 {
