@@ -1574,6 +1574,7 @@ impl<'a> Driver<'a> {
                         .await?
                         .is_empty() =>
             {
+                let reason = crate::sink::name_update_key(reason, &pipeline.query);
                 return Err(SinkError::Config {
                     kind,
                     reason: format!(
@@ -1585,6 +1586,13 @@ impl<'a> Driver<'a> {
                          (`checkpoint:` or `--checkpoint`){}",
                         sink_advice(pipeline).start_over
                     ),
+                }
+                .into());
+            }
+            Err(SinkError::Config { kind, reason }) => {
+                return Err(SinkError::Config {
+                    kind,
+                    reason: crate::sink::name_update_key(reason, &pipeline.query),
                 }
                 .into());
             }

@@ -1072,6 +1072,92 @@ fn not_one_query(sql: &str) -> Option<String> {
     }
 }
 
+/// The names the output of `sql` gives the columns its outermost SELECT groups by (`GROUP
+/// BY`, or `DISTINCT ON`), as a sink's `key:` lists them, and which of the two it is: a
+/// position (`GROUP BY 1`), a selected expression (by its alias or column name) or a
+/// selected alias. `None` where that SELECT groups by neither, or one of its group columns is
+/// not selected under a name (then the refusal stays general). Read from the text alone, for
+/// advice before the query is planned; planning checks the key itself.
+pub(crate) fn grouping_output_names(sql: &str) -> Option<(&'static str, Vec<String>)> {
+    use datafusion::sql::parser::{DFParser, Statement};
+    use datafusion::sql::sqlparser::ast::{
+        self as sql_ast, Distinct, GroupByExpr, SelectItem, SetExpr, Statement as Sql,
+    };
+    let statements = DFParser::parse_sql(sql).ok()?;
+    let Statement::Statement(statement) = statements.front()? else {
+        return None;
+    };
+    let Sql::Query(query) = &**statement else {
+        return None;
+    };
+    let mut body = &*query.body;
+    while let SetExpr::Query(inner) = body {
+        body = &*inner.body;
+    }
+    let SetExpr::Select(select) = body else {
+        return None;
+    };
+    let (what, groups) = match (&select.distinct, &select.group_by) {
+        (Some(Distinct::On(columns)), _) => ("DISTINCT ON", columns),
+        (_, GroupByExpr::Expressions(columns, _)) if !columns.is_empty() => ("GROUP BY", columns),
+        _ => return None,
+    };
+    // DataFusion folds an unquoted name to lower case.
+    let folded = |ident: &sql_ast::Ident| match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
+    };
+    let selected = |item: &SelectItem| -> Option<(sql_ast::Expr, Option<String>)> {
+        match item {
+            SelectItem::ExprWithAlias { expr, alias } => Some((expr.clone(), Some(folded(alias)))),
+            SelectItem::UnnamedExpr(expr) => {
+                let name = match expr {
+                    sql_ast::Expr::Identifier(ident) => Some(folded(ident)),
+                    sql_ast::Expr::CompoundIdentifier(parts) => parts.last().map(folded),
+                    _ => None,
+                };
+                Some((expr.clone(), name))
+            }
+            _ => None,
+        }
+    };
+    let items: Vec<Option<(sql_ast::Expr, Option<String>)>> =
+        select.projection.iter().map(selected).collect();
+    let mut names = Vec::with_capacity(groups.len());
+    for group in groups {
+        let by_position = match group {
+            sql_ast::Expr::Value(value) => match &value.value {
+                sql_ast::Value::Number(n, _) => n.to_string().parse::<usize>().ok(),
+                _ => None,
+            },
+            _ => None,
+        };
+        let name = match by_position {
+            Some(position) => items.get(position.checked_sub(1)?)?.as_ref()?.1.clone(),
+            None => items
+                .iter()
+                .flatten()
+                .find(|(expr, _)| {
+                    // Unquoted names fold to lower case (near enough for advice).
+                    expr == group
+                        || expr.to_string().to_lowercase() == group.to_string().to_lowercase()
+                })
+                .and_then(|(_, name)| name.clone())
+                .or_else(|| match group {
+                    sql_ast::Expr::Identifier(ident) => items
+                        .iter()
+                        .flatten()
+                        .filter_map(|(_, name)| name.as_ref())
+                        .find(|name| **name == folded(ident))
+                        .cloned(),
+                    _ => None,
+                }),
+        };
+        names.push(name?);
+    }
+    Some((what, names))
+}
+
 /// Plans `sql` in `ctx` over empty tables for the `streams` (name and schema) and analyzes
 /// what it keeps between batches.
 pub async fn plan_shape(
@@ -2422,6 +2508,45 @@ mod tests {
 
     /// Walk 39 (W1 to W4): what means another thing in DataFusion's SQL than in PostgreSQL's
     /// and DuckDB's is said, and only that.
+    /// Walk 61 (16): update mode without `key:` names the key from the query's text.
+    #[test]
+    fn the_grouping_columns_are_named_as_the_output_names_them() {
+        let names = |sql: &str| grouping_output_names(sql).map(|(what, n)| (what, n.join(",")));
+        let grouped = |n: &str| Some(("GROUP BY", n.to_string()));
+        assert_eq!(
+            names("SELECT page, count(*) AS n FROM clicks GROUP BY page"),
+            grouped("page")
+        );
+        assert_eq!(
+            names(
+                "SELECT date_trunc('day', ts) AS day, c.Product, sum(v) FROM clicks c \
+                 GROUP BY date_trunc('day', ts), c.product"
+            ),
+            grouped("day,product")
+        );
+        assert_eq!(
+            names("SELECT \"Page\" AS p, count(*) FROM t GROUP BY 1"),
+            grouped("p")
+        );
+        assert_eq!(
+            names("SELECT upper(page) AS up, count(*) FROM t GROUP BY up"),
+            grouped("up")
+        );
+        assert_eq!(
+            names("SELECT DISTINCT ON (user_id) user_id, ts FROM t ORDER BY user_id, ts DESC"),
+            Some(("DISTINCT ON", "user_id".to_string()))
+        );
+        // A group column not selected, or selected without a name, and no grouping at all.
+        assert_eq!(names("SELECT count(*) FROM t GROUP BY page"), None);
+        assert_eq!(
+            names("SELECT upper(page), count(*) FROM t GROUP BY upper(page)"),
+            None
+        );
+        assert_eq!(names("SELECT page, count(*) FROM t GROUP BY 3"), None);
+        assert_eq!(names("SELECT * FROM t"), None);
+        assert_eq!(names("not sql"), None);
+    }
+
     #[tokio::test]
     async fn what_datafusion_means_otherwise_is_said() {
         use datafusion::arrow::datatypes::TimeUnit;

@@ -669,10 +669,28 @@ async fn an_update_key_that_is_not_the_group_key_is_refused() {
     );
     let run = run_quietly(&pipeline, &[]);
     assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    // Walk 61 (16): named from the query's text, before it is planned.
     assert!(
-        stderr(&run).contains("set `key:` to the query's GROUP BY columns"),
+        stderr(&run).contains("set `key: [page]` (the query's GROUP BY columns"),
         "{}",
         stderr(&run)
+    );
+    // The advice followed, the run writes the table.
+    let pipeline = delta_pipeline(
+        &ws,
+        "ckpt",
+        "SELECT page, count(*) AS n FROM clicks GROUP BY page",
+        "output_mode: update\n",
+        "  key: [page]\n",
+    );
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    python_on_table(
+        &ws,
+        "import sys; from deltalake import DeltaTable\n\
+         rows = DeltaTable(sys.argv[1]).to_pyarrow_table().to_pylist()\n\
+         pages = [r['page'] for r in rows]\n\
+         assert len(pages) == len(set(pages)) and sum(r['n'] for r in rows) == 40, rows",
     );
 }
 
@@ -1099,7 +1117,7 @@ async fn a_mode_changed_to_update_without_a_key_says_the_state_refuses_it_too() 
     let said = stderr(&refused);
     assert_eq!(refused.status.code(), Some(2), "{said}");
     assert!(
-        said.contains("set `key:` to the query's GROUP BY columns")
+        said.contains("set `key: [page]` (the query's GROUP BY columns")
             && said.contains("the checkpoint's state was kept for complete mode")
             && said.contains("put `output_mode: complete` back"),
         "{said}"
