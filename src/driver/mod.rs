@@ -786,27 +786,50 @@ fn reworded_data_loss(error: Error, pipeline: &Pipeline) -> (Error, Option<&'sta
     }
 }
 
+/// What a start over on a new checkpoint needs of the pipeline's `late_rows` sink, as a
+/// clause to add to the sink's own (empty without one, or to the console): the late-rows
+/// sink's batches belong to the old checkpoint as much as the sink's do (it only appends; one
+/// table or folder per watermarked source, named from the setting).
+fn late_rows_start_over(pipeline: &Pipeline) -> &'static str {
+    match pipeline
+        .late_rows
+        .as_ref()
+        .map(|late| late.connector().kind())
+    {
+        None | Some("console") => "",
+        Some("files" | "delta") => {
+            ", and with a new, empty `late_rows.path` (the late rows written belong to the old \
+             checkpoint too)"
+        }
+        Some(_) => {
+            ", and with a new `late_rows` table or topic (the late rows written belong to the \
+             old checkpoint too)"
+        }
+    }
+}
+
+/// `reason`, a sink's refusal, for this checkpoint: `<checkpoint>` in it is the checkpoint's
+/// name (`shown`), and where it advises a new checkpoint, what that needs of the pipeline's
+/// `late_rows` sink is said too (walk 58: it was a second refusal).
+fn placed(reason: &str, shown: &str, pipeline: &Pipeline) -> String {
+    let mut reason = reason.replace("<checkpoint>", shown);
+    let late = late_rows_start_over(pipeline);
+    if !late.is_empty() && reason.contains("new checkpoint") && !reason.contains("late_rows") {
+        reason.push_str(&format!(
+            ". Starting over{late}",
+            late = &late[", and".len()..]
+        ));
+    }
+    reason
+}
+
 /// What the pipeline's sink allows for the ways out of a stuck checkpoint: taking batches
 /// back (a sink that keeps them, outside complete mode), and what a new start needs of it.
 pub(crate) fn sink_advice(pipeline: &Pipeline) -> crate::state::SinkAdvice {
     let connector = pipeline.sink.connector();
     let complete = pipeline.output_mode == OutputMode::Complete;
     let mut start_over = connector.start_over(pipeline.output_mode != OutputMode::Append);
-    // The late-rows sink's batches belong to the old checkpoint as much as the sink's do
-    // (it only appends; one table or folder per watermarked source, named from the setting).
-    if let Some(late) = &pipeline.late_rows {
-        start_over.push_str(match late.connector().kind() {
-            "console" => "",
-            "files" | "delta" => {
-                ", and with a new, empty `late_rows.path` (the late rows written belong to \
-                 the old checkpoint too)"
-            }
-            _ => {
-                ", and with a new `late_rows` table or topic (the late rows written belong to \
-                 the old checkpoint too)"
-            }
-        });
-    }
+    start_over.push_str(late_rows_start_over(pipeline));
     crate::state::SinkAdvice {
         takes_back: !complete && connector.takes_back(pipeline.output_mode == OutputMode::Update),
         start_over,
@@ -1156,7 +1179,7 @@ impl Drop for InBatch {
 /// refused, a table is gone) names the batch and what the next run does; any other (fenced,
 /// refused by configuration) is said as it is.
 /// `<checkpoint>` in a sink's advice is `checkpoint`, as the run names it.
-fn sink_failure(batch: BatchId, error: SinkError, checkpoint: &str) -> Error {
+fn sink_failure(batch: BatchId, error: SinkError, checkpoint: &str, pipeline: &Pipeline) -> Error {
     match error {
         SinkError::Connector { .. } => Error::SinkFailed {
             batch,
@@ -1164,11 +1187,11 @@ fn sink_failure(batch: BatchId, error: SinkError, checkpoint: &str) -> Error {
         },
         SinkError::Lost { kind, reason } => Error::Sink(SinkError::Lost {
             kind,
-            reason: reason.replace("<checkpoint>", checkpoint),
+            reason: placed(&reason, checkpoint, pipeline),
         }),
         SinkError::Config { kind, reason } => Error::Sink(SinkError::Config {
             kind,
-            reason: reason.replace("<checkpoint>", checkpoint),
+            reason: placed(&reason, checkpoint, pipeline),
         }),
         other => Error::Sink(other),
     }
@@ -1677,7 +1700,7 @@ impl<'a> Driver<'a> {
             sink.check_held(*last).await.map_err(|e| match e {
                 SinkError::Lost { kind, reason } => SinkError::Lost {
                     kind,
-                    reason: reason.replace("<checkpoint>", &shown),
+                    reason: placed(&reason, &shown, pipeline),
                 },
                 other => other,
             })?;
@@ -2023,7 +2046,7 @@ impl<'a> Driver<'a> {
         self.sink.start().await.map_err(|e| match e {
             SinkError::Lost { kind, reason } => Error::Sink(SinkError::Lost {
                 kind,
-                reason: reason.replace("<checkpoint>", &shown),
+                reason: placed(&reason, &shown, self.pipeline),
             }),
             other => Error::Sink(other),
         })?;
@@ -2841,7 +2864,7 @@ impl<'a> Driver<'a> {
                     .sink
                     .commit(batch, &fence, output)
                     .await
-                    .map_err(|e| sink_failure(batch, e, &shown))?;
+                    .map_err(|e| sink_failure(batch, e, &shown, self.pipeline))?;
                 let digest = match digest.await {
                     Ok(Ok(digest)) => Ok(digest),
                     Ok(Err(e)) => Err(e.to_string()),
@@ -2872,7 +2895,7 @@ impl<'a> Driver<'a> {
                 }
                 (
                     schema,
-                    committed.map_err(|e| sink_failure(batch, e, &shown))?,
+                    committed.map_err(|e| sink_failure(batch, e, &shown, self.pipeline))?,
                     watch.digest(),
                 )
             }

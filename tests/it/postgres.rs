@@ -2157,6 +2157,48 @@ async fn a_table_dropped_mid_run_is_said_with_the_batch_and_the_way_out() {
     );
 }
 
+/// Walk 58 (5): a dropped table's "start over" advice named the sink's progress row but not
+/// the `late_rows` table, whose own refusal came only after the first advice was followed.
+/// Both are said at once, and following them, the pipeline runs.
+#[tokio::test]
+async fn a_dropped_tables_start_over_names_the_late_rows_table_too() {
+    let ws = Workspace::new();
+    let table = unique_table("dropped_late");
+    late_input(&ws, "a", &[(1, "10"), (2, "40")]);
+    let yaml = |checkpoint: &str, late: &str| {
+        late_rows_yaml(&ws, late, true)
+            .replace(&ws.p("ckpt"), &ws.p(checkpoint))
+            .replace(
+                &format!(
+                    "sink: {{ kind: files, path: {}, format: json }}",
+                    ws.p("out")
+                ),
+                &format!(
+                    "sink: {{ kind: postgres, url: '{}', table: {table}, create_table: true }}",
+                    server()
+                ),
+            )
+    };
+    let pipeline = write_pipeline(&ws, &yaml("ckpt", &format!("{table}_late")));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    execute(&format!("DROP TABLE {table}")).await;
+    late_input(&ws, "b", &[(3, "12"), (4, "50")]);
+    let run = sluice_run(&pipeline);
+    let said = stderr(&run);
+    assert_eq!(run.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("to start this pipeline over, drop its progress row")
+            && said.contains("Starting over with a new `late_rows` table or topic"),
+        "{said}"
+    );
+    run_advised_sql(&said, "DELETE FROM").await;
+    let pipeline = write_pipeline(&ws, &yaml("ckpt2", &format!("{table}_late2")));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(row_count(&format!("{table}_late2_s")).await, 1);
+}
+
 /// Walk 19 (3): `replay --verify` read back only the first 1024 rows of a batch from a
 /// table, and called a batch of more rows "differs". Every row is read back: a batch of
 /// thousands verifies, and one with a row changed does not.
