@@ -173,6 +173,11 @@ fn parse_engine(s: &str) -> Result<crate::pipeline::EngineKind, String> {
         .map_err(|_| format!("`{s}` is not an engine: `local` or `distributed`"))
 }
 
+/// The libraries whose logs stay off unless `SLUICE_LOG` names them in a directive: delta-rs
+/// and its kernel log what they also return as errors, which Sluice says in its own words
+/// (and notes of their own, such as a merge's metrics).
+const QUIET_LIBRARIES: &str = "deltalake_core=off,buoyant_kernel=off,buoyant_kernel_engine=off";
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -209,7 +214,13 @@ pub fn main() -> i32 {
         Some(level) if level.eq_ignore_ascii_case("off") => {
             tracing_subscriber::EnvFilter::try_new("off").ok()
         }
-        Some(level) => tracing_subscriber::EnvFilter::try_new(format!("warn,sluice={level}")).ok(),
+        // delta-rs and its kernel stay silent as by default (below), a bare level or not:
+        // their errors are the ones Sluice says in its own words (walk 61: a merge's retries
+        // printed ERROR lines at `info`).
+        Some(level) => {
+            tracing_subscriber::EnvFilter::try_new(format!("warn,sluice={level},{QUIET_LIBRARIES}"))
+                .ok()
+        }
         None if bare => None,
         None => match tracing_subscriber::EnvFilter::try_new(value) {
             Ok(filter) => Some(filter),
@@ -220,22 +231,14 @@ pub fn main() -> i32 {
         },
     };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            from_env
-                // delta-rs and its kernel log what they also return as errors, which Sluice
-                // says in its own words (and notes of their own, such as a merge's metrics):
-                // `SLUICE_LOG=warn` shows them.
-                .unwrap_or_else(|| {
-                    // A worker says what it is sent.
-                    let own = match cli.command {
-                        Command::Worker { .. } => "sluice=info,",
-                        _ => "",
-                    };
-                    tracing_subscriber::EnvFilter::new(format!(
-                        "warn,{own}deltalake_core=off,buoyant_kernel=off,buoyant_kernel_engine=off",
-                    ))
-                }),
-        )
+        .with_env_filter(from_env.unwrap_or_else(|| {
+            // A worker says what it is sent.
+            let own = match cli.command {
+                Command::Worker { .. } => "sluice=info,",
+                _ => "",
+            };
+            tracing_subscriber::EnvFilter::new(format!("warn,{own}{QUIET_LIBRARIES}"))
+        }))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

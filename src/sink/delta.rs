@@ -1873,7 +1873,18 @@ impl Sink for DeltaSink {
                     });
                 }
                 Err(e) if lost_race(&e) && attempts < CONFLICT_ATTEMPTS => {
-                    tracing::debug!(%batch, "Delta commit lost a race, loading again: {e}");
+                    // Once is the way of a shared table; more is said (walk 61: a run waited
+                    // through every try without a word).
+                    if attempts >= 2 {
+                        tracing::warn!(
+                            "{}: batch {batch}: another writer's commit overtook this batch's \
+                             {attempts} times in a row; reading the table again and trying \
+                             again ({attempts} of {CONFLICT_ATTEMPTS} tries)",
+                            self.location
+                        );
+                    } else {
+                        tracing::debug!(%batch, "Delta commit lost a race, loading again: {e}");
+                    }
                     // Another writer committing as fast as this one loads: a pause, longer
                     // each time, lets this one's commit through.
                     let pause = 50 * (1 << attempts.min(6)) as u64;
