@@ -692,7 +692,8 @@ pub fn infer_schema(
             // After the header is judged: a zero-led column's header is judged as numbers'.
             let schema = zero_led_integers_as_text(schema, bytes, delimiter);
             let schema = bare_dates_as_text(schema, &records, delimiter);
-            types_every_value_fits(schema, &records, delimiter, null_value)
+            let schema = types_every_value_fits(schema, &records, delimiter, null_value);
+            with_csv_column_names(file, schema)
         }
         FileFormat::Parquet => ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
             .map_err(|e| err(ArrowError::ExternalError(Box::new(e))))?
@@ -2639,6 +2640,75 @@ fn ends_in_open_quote(text: &[u8], delimiter: u8) -> bool {
     quoted
 }
 
+/// The names a CSV header's columns (`written`, in order) are read under: as written, but a
+/// column the header leaves unnamed is `column<i>` (`i` its position from 0) and a name
+/// written again is `<name>_1`, `<name>_2`, ... (the first such name no other column has), as
+/// DuckDB's reader names them (Spark's would be `_c<i>` and `<name><i>`). Arrow's reader
+/// takes the names as written, and a query cannot tell two columns of one name apart (walk
+/// 63: such a file could not be read at all).
+pub(crate) fn csv_column_names(written: &[&str]) -> Vec<String> {
+    let mut taken: BTreeSet<String> = written.iter().map(|n| n.to_string()).collect();
+    let mut seen = BTreeSet::new();
+    let mut names = Vec::with_capacity(written.len());
+    for (i, name) in written.iter().enumerate() {
+        let name = if name.is_empty() {
+            let mut candidate = format!("column{i}");
+            let mut k = 0;
+            while taken.contains(&candidate) {
+                k += 1;
+                candidate = format!("column{i}_{k}");
+            }
+            candidate
+        } else if seen.contains(*name) {
+            let mut k = 1;
+            while taken.contains(&format!("{name}_{k}")) {
+                k += 1;
+            }
+            format!("{name}_{k}")
+        } else {
+            name.to_string()
+        };
+        seen.insert(name.clone());
+        taken.insert(name.clone());
+        names.push(name);
+    }
+    names
+}
+
+/// `schema`, inferred from CSV file `file` under its header's names as written, under the
+/// names [`csv_column_names`] gives them; a name changed is said (once a run for a header).
+fn with_csv_column_names(file: &str, schema: Schema) -> Schema {
+    let written: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let names = csv_column_names(&written);
+    let renamed: Vec<String> = written
+        .iter()
+        .zip(&names)
+        .enumerate()
+        .filter(|(_, (w, n))| *w != n)
+        .map(|(i, (w, n))| match w.is_empty() {
+            true => format!("column {} (no name) as `{n}`", i + 1),
+            false => format!("the `{w}` of column {} as `{n}`", i + 1),
+        })
+        .collect();
+    if renamed.is_empty() {
+        return schema;
+    }
+    if super::first_time(format!("csv names {names:?}")) {
+        tracing::warn!(
+            "{file}: its header leaves a column unnamed or names one twice: read {} (as \
+             DuckDB names them; a declared `schema:` uses these names too)",
+            renamed.join(", ")
+        );
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .zip(names)
+        .map(|(f, name)| f.as_ref().clone().with_name(name))
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
 /// A CSV file's header must name the schema's columns, in order.
 fn check_csv_header(
     file: &str,
@@ -2659,7 +2729,9 @@ fn check_csv_header(
         .with_delimiter(delimiter)
         .infer_schema(Cursor::new(header_line), Some(0))
         .map_err(|e| malformed(file, 1, &e))?;
-    let found: Vec<&str> = header.fields().iter().map(|f| f.name().as_str()).collect();
+    let written: Vec<&str> = header.fields().iter().map(|f| f.name().as_str()).collect();
+    let names = csv_column_names(&written);
+    let found: Vec<&str> = names.iter().map(String::as_str).collect();
     let expected: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     if found != expected {
         let hint = if found.len() == expected.len() && found.iter().all(|f| expected.contains(f)) {
@@ -3727,6 +3799,60 @@ mod tests {
         // ... and where a source's files differ in order, `columns:` would only move the
         // refusal to the next file: each order is a source of its own.
         assert!(err.contains("a source of its own"), "{err}");
+    }
+
+    /// Walk 63 (1): a CSV header that names a column twice, or leaves one unnamed, could not
+    /// be read at all (the query did not plan, and a declared schema had to match the
+    /// header). Its columns are read under DuckDB's names, inferred or declared.
+    #[test]
+    fn a_csv_header_naming_a_column_twice_or_not_at_all_reads_under_duckdbs_names() {
+        assert_eq!(
+            csv_column_names(&["Kunden Nr", "Betrag", "Betrag", "", "", "Betrag_1"]),
+            [
+                "Kunden Nr",
+                "Betrag",
+                "Betrag_2",
+                "column3",
+                "column4",
+                "Betrag_1"
+            ]
+        );
+        assert_eq!(csv_column_names(&["a", "b"]), ["a", "b"]);
+        let text = "Kunden Nr;Betrag;Betrag;;\r\n1;5;6;;\r\n";
+        let inferred = infer_schema(
+            "x.csv",
+            &Bytes::from(text),
+            FileFormat::Csv,
+            OnError::Fail,
+            b';',
+            None,
+        )
+        .expect("infer")
+        .expect("columns");
+        let names: Vec<&str> = inferred
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["Kunden Nr", "Betrag", "Betrag_1", "column3", "column4"]
+        );
+        let reader = Reader {
+            format: FileFormat::Csv,
+            schema: Arc::new(inferred),
+            projection: None,
+            on_error: OnError::Fail,
+            rescued: None,
+            epoch_unit: None,
+            delimiter: b';',
+            null_value: None,
+            inferred: true,
+        };
+        let decoded = reader
+            .decode("x.csv", "x.csv", &Bytes::from(text))
+            .expect("decodes");
+        assert_eq!(column_text(&decoded, 2), ["6"]);
     }
 
     /// A reader of `schema` (then `_rescued`) that keeps unknown fields.
