@@ -177,6 +177,23 @@ pub struct SinkRecord {
     pub output_schema: Option<Vec<(String, String)>>,
 }
 
+/// `failure`: how the last run that failed while a batch was pending failed, for `inspect`
+/// and `report` to say beside the pending batch. Written over by each such failure; it says
+/// nothing once its batch is committed or logged again (a rewind).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FailureRecord {
+    /// The batch that was pending.
+    pub batch: BatchId,
+    /// When the run failed, in milliseconds since the epoch.
+    pub at_ms: i64,
+    /// The run's id.
+    pub run_id: uuid::Uuid,
+    /// The run's exit code (1 a failure while running, 2 a refusal).
+    pub exit_code: i32,
+    /// The error, as the run said it.
+    pub error: String,
+}
+
 /// What a batch did to an operator's state.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

@@ -19,8 +19,8 @@ pub mod recovery;
 
 pub use crate::vocab::{BatchId, Epoch, PinnedSettings};
 pub use entries::{
-    BatchInfo, CommitEntry, EpochEntry, Metadata, OffsetsEntry, PhaseDurations, SinkRecord,
-    SourceOffset, StateCommit, parse_json_object, to_json,
+    BatchInfo, CommitEntry, EpochEntry, FailureRecord, Metadata, OffsetsEntry, PhaseDurations,
+    SinkRecord, SourceOffset, StateCommit, parse_json_object, to_json,
 };
 
 use serde::{Deserialize, Serialize};
@@ -565,6 +565,38 @@ impl Checkpoint {
             .put(&path, format!("{}\n", to_json(record)).into_bytes())
             .await?;
         Ok(())
+    }
+
+    /// Records how this run failed while batch `batch` was pending (`failure`), for
+    /// `inspect` and `report`; a note of its own, so a failure to write it is only warned.
+    pub async fn record_failure(&self, batch: BatchId, exit_code: i32, error: &str) {
+        let record = FailureRecord {
+            batch,
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            run_id: self.run_id,
+            exit_code,
+            error: error.to_string(),
+        };
+        let path = self.location.path(paths::FAILURE);
+        if let Err(e) = self
+            .location
+            .put(&path, format!("{}\n", to_json(&record)).into_bytes())
+            .await
+        {
+            tracing::warn!("could not record the run's failure in the checkpoint: {e}");
+        }
+    }
+
+    /// The failure recorded of pending batch `pending` (see [`Checkpoint::record_failure`]):
+    /// `None` where none is, or the one there is of another batch, or older than the batch's
+    /// offsets entry (logged again since, by a rewind), or unreadable.
+    pub async fn read_failure(location: &Location, pending: BatchId) -> Option<FailureRecord> {
+        let bytes = location.get(&location.path(paths::FAILURE)).await.ok()??;
+        let record: FailureRecord =
+            parse_json_object(paths::FAILURE, &String::from_utf8_lossy(&bytes)).ok()?;
+        let logged = read_offsets(location, pending).await.ok()??;
+        (record.batch == pending && record.at_ms >= logged.info.batch_timestamp_ms)
+            .then_some(record)
     }
 
     /// Reads the sink record, if a run wrote one.

@@ -27,6 +27,9 @@ pub const SINK: &str = "sink";
 pub const REWIND: &str = "rewind";
 /// The sources' own logs.
 pub const SOURCES: &str = "sources";
+/// `failure`: how the last run that failed with a batch pending failed (walk 63: a batch
+/// failing at every start looked like one waiting to run).
+pub const FAILURE: &str = "failure";
 
 /// `offsets/<N>`.
 pub fn offsets(batch: BatchId) -> String {

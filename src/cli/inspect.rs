@@ -25,6 +25,16 @@ struct BatchView {
     damaged: Option<String>,
 }
 
+/// A failure recorded of the pending batch, in one line: when (UTC), the exit code and the
+/// error's first line.
+pub(super) fn failure_line(failure: &crate::checkpoint::FailureRecord) -> String {
+    let at = chrono::DateTime::from_timestamp_millis(failure.at_ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default();
+    let first = failure.error.lines().next().unwrap_or_default();
+    format!("failed {at} (exit {}): {first}", failure.exit_code)
+}
+
 /// The whole checkpoint as inspect shows it.
 #[derive(Debug, Serialize)]
 struct CheckpointView {
@@ -33,6 +43,9 @@ struct CheckpointView {
     batches_committed: usize,
     last_committed: Option<BatchId>,
     pending: Option<BatchId>,
+    /// How the last run that failed with the pending batch failed, where one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_failure: Option<crate::checkpoint::FailureRecord>,
     /// A `sluice rewind` that was cut short, with the command that finishes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     rewind_unfinished: Option<String>,
@@ -356,6 +369,10 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         batches_committed: logs.commits.len(),
         last_committed: logs.commits.last().copied(),
         pending,
+        pending_failure: match pending {
+            Some(batch) => Checkpoint::read_failure(&location, batch).await,
+            None => None,
+        },
         rewind_unfinished,
         state_damage,
         next_watermark_ms: last_commit.and_then(|c| c.next_watermark_ms),
@@ -590,9 +607,17 @@ fn render_text(view: &CheckpointView) -> String {
                 out,
                 "pending     {}",
                 view.pending.map_or("none".into(), |b| format!(
-                    "batch {b} (runs again on the next start)"
+                    "batch {b} (runs again on the next start{})",
+                    if view.pending_failure.is_some() {
+                        "; the last run FAILED on it"
+                    } else {
+                        ""
+                    }
                 ))
             );
+            if let Some(failure) = &view.pending_failure {
+                let _ = writeln!(out, "            {}", failure_line(failure));
+            }
         }
     }
     if let Some(w) = view

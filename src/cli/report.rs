@@ -95,7 +95,11 @@ pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error>
         .last()
         .copied()
         .filter(|b| !logs.commits.contains(b));
-    let page = render(spec, &metadata, &batches, pending)
+    let failure = match pending {
+        Some(batch) => Checkpoint::read_failure(&location, batch).await,
+        None => None,
+    };
+    let page = render(spec, &metadata, &batches, pending, failure.as_ref())
         .map_err(|e| Error::Usage(format!("cannot draw the report of {spec}: {e}")))?;
     // An object-store URL (`s3://bucket/report.html`) is written there, as a checkpoint is.
     let target = html.to_string_lossy();
@@ -133,6 +137,7 @@ fn render(
     metadata: &Metadata,
     batches: &[Batch],
     pending: Option<BatchId>,
+    failure: Option<&crate::checkpoint::FailureRecord>,
 ) -> Result<String, String> {
     let mut page = String::new();
     let title = format!("Sluice report: {}", metadata.name);
@@ -147,8 +152,13 @@ fn render(
         escape(&title),
         escape(&title)
     );
-    let rows_in: u64 = batches.iter().map(|b| b.commit.rows_in).sum();
-    let rows_out: u64 = batches.iter().map(|b| b.commit.rows_out).sum();
+    let sum = |of: fn(&CommitEntry) -> u64| batches.iter().map(|b| of(&b.commit)).sum::<u64>();
+    let (rows_in, rows_out) = (sum(|c| c.rows_in), sum(|c| c.rows_out));
+    // The totals are of the batches charted: older ones' entries are gone with the retention.
+    let of_charted = match batches.first() {
+        Some(first) if first.batch.0 > 0 => " (of the batches charted)",
+        _ => "",
+    };
     let charted = match (batches.first(), batches.last()) {
         (Some(a), Some(b)) => format!(
             "{} ({}{})",
@@ -168,12 +178,34 @@ fn render(
          <tr><th>pipeline id</th><td>{}</td></tr>\n<tr><th>created</th><td>{}</td></tr>\n\
          <tr><th>committed batches charted</th><td>{charted}</td></tr>\n\
          <tr><th>pending batch</th><td>{}</td></tr>\n\
-         <tr><th>rows in / out</th><td>{rows_in} / {rows_out}</td></tr>\n</table>\n",
+         <tr><th>rows in / out{of_charted}</th><td>{rows_in} / {rows_out}</td></tr>\n\
+         <tr><th>rows skipped (malformed, <code>on_error: skip</code>){of_charted}</th>\
+         <td>{}</td></tr>\n\
+         <tr><th>late rows (behind the watermark){of_charted}</th><td>{}</td></tr>\n",
         escape(spec),
         metadata.id,
         escape(&metadata.created),
-        pending.map_or("none".into(), |b| b.to_string()),
+        match (pending, failure) {
+            (None, _) => "none".into(),
+            (Some(b), None) => format!("{b} (runs again on the next start)"),
+            (Some(b), Some(failure)) => format!(
+                "<strong>{b}: the last run FAILED on it</strong> (it runs again on the next \
+                 start)<br>{}",
+                escape(&super::inspect::failure_line(failure))
+            ),
+        },
+        sum(|c| c.rows_skipped),
+        sum(|c| c.rows_late),
     );
+    let lost = sum(|c| c.rows_lost);
+    if lost > 0 {
+        let _ = writeln!(
+            page,
+            "<tr><th>rows lost (input gone before it was read){of_charted}</th>\
+             <td><strong>{lost}</strong></td></tr>"
+        );
+    }
+    page.push_str("</table>\n");
     if batches.is_empty() {
         page.push_str("<p class=\"none\">No committed batch to chart.</p>\n");
     } else {
@@ -454,8 +486,8 @@ fn line_chart(
 fn batch_table(page: &mut String, batches: &[Batch]) {
     page.push_str(
         "<details>\n<summary>Batches</summary>\n<table class=\"batches\">\n<tr><th>batch</th>\
-         <th>timestamp</th><th>watermark</th><th>rows in</th><th>rows out</th>\
-         <th>late rows</th><th>files</th><th>plan ms</th><th>offsets ms</th><th>execute ms</th>\
+         <th>timestamp (UTC)</th><th>watermark (UTC)</th><th>rows in</th><th>rows out</th>\
+         <th>rows skipped</th><th>late rows</th><th>files</th><th>plan ms</th><th>offsets ms</th><th>execute ms</th>\
          <th>commit ms</th><th>rows/s</th><th>state rows</th></tr>\n",
     );
     for b in batches {
@@ -464,7 +496,7 @@ fn batch_table(page: &mut String, batches: &[Batch]) {
         let _ = writeln!(
             page,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.0}</td><td>{}</td></tr>",
+             <td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.0}</td><td>{}</td></tr>",
             b.batch,
             time_label(&(b.offsets.info.batch_timestamp_ms as f64)),
             b.offsets
@@ -473,6 +505,7 @@ fn batch_table(page: &mut String, batches: &[Batch]) {
                 .map_or(String::new(), |w| time_label(&(w as f64))),
             b.commit.rows_in,
             b.commit.rows_out,
+            b.commit.rows_skipped,
             b.commit.rows_late,
             b.commit.files_in,
             d.plan_ms,

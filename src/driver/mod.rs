@@ -1877,6 +1877,18 @@ impl<'a> Driver<'a> {
                     }
                 }
                 let err = self.superseded_or(err).await;
+                // A batch left pending by a failure or a refusal: how, for `inspect` and
+                // `report` to say beside it (not where a newer run took over).
+                if matches!(err.exit_code(), 1 | 2)
+                    && self.checkpoint.check_fence().await.is_ok()
+                    && let Ok(logs) = LogListing::read(self.checkpoint.location()).await
+                    && let Some(&pending) = logs.offsets.last()
+                    && !logs.commits.contains(&pending)
+                {
+                    self.checkpoint
+                        .record_failure(pending, err.exit_code(), &err.to_string())
+                        .await;
+                }
                 // A `--skip-if-running` run that another, started at the same moment, took
                 // over before it began a batch: it leaves the checkpoint to that one (75).
                 // (A run of `every` that waited for input may have been taken over any time

@@ -157,3 +157,62 @@ fn report_renders_its_charts_in_headless_chromium() {
         );
     }
 }
+
+/// Walk 63 (2-4): the report showed rows in and out only, so a run that skipped malformed rows
+/// looked clean; its totals read as the pipeline's own though older batches were purged; and a
+/// batch that failed at every start looked, in `inspect` and the report, like one waiting to
+/// run. The skipped and late rows are in the summary and the batch table, the totals say which
+/// batches they are of, and a pending batch a run failed on says so, with the error.
+#[test]
+fn the_report_and_inspect_say_skipped_rows_and_a_batch_that_failed() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(ws.path("in/0.csv"), "id,name\n1,a\nx,b\n3,c\n").expect("input");
+    let pipeline = write_pipeline(
+        &ws,
+        &format!(
+            "name: skipped\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+             format: csv, on_error: skip, max_files_per_batch: 1, columns: [{{name: id, type: \
+             bigint}}, {{name: name, type: string}}] }}\nquery: SELECT * FROM s\ntrigger: \
+             available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            out = ws.p("out"),
+        ),
+    );
+    let p = pipeline.to_str().expect("utf-8");
+    let run = run_bin(&["run", p, "--progress", "none"], ws.dir.path());
+    assert!(run.status.success(), "{}", stderr(&run));
+    // A file of another header fails its batch at every start.
+    std::fs::write(ws.path("in/1.csv"), "id,name,extra\n4,d,e\n").expect("input");
+    for _ in 0..2 {
+        let run = run_bin(&["run", p, "--progress", "none"], ws.dir.path());
+        assert!(!run.status.success(), "{}", stderr(&run));
+    }
+    let ckpt = ws.p("ckpt");
+    let inspect = run_bin(&["inspect", &ckpt], ws.dir.path());
+    let said = String::from_utf8_lossy(&inspect.stdout).to_string();
+    assert!(
+        said.contains("batch 1 (runs again on the next start; the last run FAILED on it)")
+            && said.contains("1.csv"),
+        "{said}"
+    );
+    let json = run_bin(&["inspect", &ckpt, "--json"], ws.dir.path());
+    let view: serde_json::Value = serde_json::from_slice(&json.stdout).expect("inspect --json");
+    assert_eq!(view["pending_failure"]["batch"], 1, "{view}");
+    let html = ws.path("report.html");
+    let report = run_bin(
+        &["report", &ckpt, "--html", html.to_str().expect("utf-8")],
+        ws.dir.path(),
+    );
+    assert!(report.status.success(), "{}", stderr(&report));
+    let page = std::fs::read_to_string(&html).expect("page");
+    assert!(
+        page.contains(
+            "<tr><th>rows skipped (malformed, <code>on_error: skip</code>)</th><td>1</td></tr>"
+        ) && page.contains("the last run FAILED on it")
+            && page.contains("1.csv")
+            && page.contains("<th>rows skipped</th>"),
+        "{page}"
+    );
+}
