@@ -633,9 +633,23 @@ impl Walk<'_> {
     /// Walks down from the root to the join of two streams: only projections and filters may
     /// lie above it.
     fn join(&self, node: &LogicalPlan) -> Result<JoinShape, PlanError> {
+        self.join_below(node, None)
+    }
+
+    /// [`Walk::join`], `filter` the predicate of a filter right above `node` (a `WHERE` over
+    /// the join): over an inner join it is as much the join's condition as its `ON` (Flink
+    /// writes interval joins so: `FROM a, b WHERE a.k = b.k AND b.ts BETWEEN a.ts AND ...`;
+    /// walk 62), so its bounds count; over an outer one it is not.
+    fn join_below(
+        &self,
+        node: &LogicalPlan,
+        filter: Option<&Expr>,
+    ) -> Result<JoinShape, PlanError> {
         let j = match node {
             LogicalPlan::Projection(p) => return self.join(&p.input),
-            LogicalPlan::Filter(f) if !has_subquery(&f.predicate) => return self.join(&f.input),
+            LogicalPlan::Filter(f) if !has_subquery(&f.predicate) => {
+                return self.join_below(&f.input, Some(&f.predicate));
+            }
             LogicalPlan::SubqueryAlias(s) => return self.join(&s.input),
             LogicalPlan::Join(j) => j,
             other => {
@@ -697,8 +711,14 @@ impl Walk<'_> {
         };
         let mut times: Option<(Column, Column)> = None;
         let (mut left_reach, mut right_reach) = (None::<i64>, None::<i64>);
+        // The join's condition beside its keys: its own, and a WHERE right above an inner join.
+        let conditions: Vec<&Expr> = j
+            .filter
+            .iter()
+            .chain(filter.filter(|_| j.join_type == JoinType::Inner))
+            .collect();
         // Equal tumbling windows: the two times are less than a window apart, either way.
-        let filter_equalities = j.filter.iter().flat_map(equalities);
+        let filter_equalities = conditions.iter().flat_map(|c| equalities(c));
         for (left_key, right_key) in j.on.iter().map(|(l, r)| (l, r)).chain(filter_equalities) {
             // Either way round: `a = b` or `b = a`.
             let (left, right) = match (
@@ -727,7 +747,7 @@ impl Walk<'_> {
             left_reach = Some(left_reach.map_or(lw.size_ns, |b| b.min(lw.size_ns)));
             right_reach = Some(right_reach.map_or(lw.size_ns, |b| b.min(lw.size_ns)));
         }
-        for (low, high) in j.filter.iter().flat_map(inequalities) {
+        for (low, high) in conditions.iter().flat_map(|c| inequalities(c)) {
             let (Some((lc, lo)), Some((hc, ho))) = (time_term(low), time_term(high)) else {
                 continue;
             };
@@ -1844,6 +1864,21 @@ mod tests {
                 Some(10_000_000_000),
                 "ts",
             ),
+            // Walk 62: the bound in a WHERE over an inner join, as Flink writes interval joins.
+            (
+                "SELECT s.a, s2.b FROM s, s2 WHERE s.a = s2.a \
+                 AND s2.ts BETWEEN s.ts - INTERVAL '10 seconds' AND s.ts + INTERVAL '1 minute'",
+                Some(60_000_000_000),
+                Some(10_000_000_000),
+                "ts",
+            ),
+            (
+                "SELECT s.a, s2.b FROM s JOIN s2 ON s.a = s2.a \
+                 WHERE s2.ts BETWEEN s.ts - INTERVAL '10 seconds' AND s.ts + INTERVAL '1 minute'",
+                Some(60_000_000_000),
+                Some(10_000_000_000),
+                "ts",
+            ),
         ] {
             let shape = analyze_sql(sql, OutputMode::Append)
                 .await
@@ -1952,6 +1987,14 @@ mod tests {
                 "SELECT s.a FROM s JOIN s2 ON s.a = s2.a",
                 Append,
                 &["without an event-time bound", "BETWEEN"],
+            ),
+            // A WHERE over an outer join filters its result (rows without a match included):
+            // no bound of the join.
+            (
+                "SELECT s.a FROM s LEFT JOIN s2 ON s.a = s2.a \
+                 WHERE s2.ts BETWEEN s.ts AND s.ts + INTERVAL '1 minute'",
+                Append,
+                &["without an event-time bound"],
             ),
             (
                 "SELECT w, count(*) FROM (SELECT unnest(hop(ts, INTERVAL '10 seconds', \
