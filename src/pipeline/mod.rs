@@ -664,6 +664,17 @@ fn with_suggestion(message: String) -> String {
         .filter(char::is_ascii_alphanumeric)
         .collect::<String>()
         .to_ascii_lowercase();
+    // Flink's settings that have no counterpart here: what comes nearest (walk 62: a bare
+    // "unknown field", and at the top level advice to make it an ignored `x-` key).
+    if ["allowedlateness", "lateness"].contains(&plain.as_str()) {
+        return format!(
+            "{message} (Flink's allowed lateness has no setting here: a window is written once \
+             the source's watermark passes its end (append mode), or each batch it changes \
+             (update mode); to take later rows into windows, raise the `watermark:`'s `delay` \
+             (with `output_mode: update` to see windows before they close), and keep the rows \
+             behind the watermark with a `late_rows:` sink)"
+        );
+    }
     if let Some((_, ours)) = SPARK
         .iter()
         .find(|(spark, ours)| *spark == plain && expected.contains(ours))
@@ -2345,6 +2356,19 @@ sink: { kind: files, path: out/x, format: parquet }
             said.contains("(Spark's `outputMode` is `output_mode` here)"),
             "{said}"
         );
+        // Walk 62 (14): Flink's allowed lateness, at the top level or in the source.
+        for (from, to) in [
+            ("trigger:", "allowed_lateness: 1m\ntrigger:"),
+            ("max_files_per_batch: 2", "allowedLateness: 1m"),
+        ] {
+            let said = parse(&GOOD.replace(from, to)).expect_err("Flink's setting");
+            assert!(
+                said.contains("Flink's allowed lateness has no setting here")
+                    && said.contains("`late_rows:`")
+                    && !said.contains("`x-"),
+                "{said}"
+            );
+        }
     }
 
     /// Walk 28 (8): a file format given as the sink's kind, and a kind as its format.

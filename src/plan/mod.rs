@@ -590,7 +590,7 @@ pub enum PlanError {
     },
     /// The SQL does not plan where it is written as Flink SQL writes a streaming construct
     /// (a window table function, `EMIT`, a temporal join): with Sluice's way of writing it.
-    #[error("the query does not plan: {} ({advice})", sql_text(.error))]
+    #[error("the query does not plan: {} ({advice})", without_guess(&sql_text(.error)))]
     Flink {
         /// DataFusion's error.
         error: DataFusionError,
@@ -897,6 +897,22 @@ fn sql_words(sql: &str) -> Option<Vec<String>> {
     )
 }
 
+/// `text` without DataFusion's guess at the function meant (`Did you mean 'date_part'?` for
+/// `TUMBLE_START`), where Sluice's own advice follows (walk 62: the guess came first and led
+/// astray).
+fn without_guess(text: &str) -> String {
+    match text.find("Did you mean '") {
+        Some(at) => {
+            let rest = &text[at..];
+            let end = rest.find("'?").map_or(rest.len(), |e| e + 2);
+            format!("{}{}", &text[..at], &rest[end..])
+                .trim_end()
+                .to_string()
+        }
+        None => text.to_string(),
+    }
+}
+
 /// What Sluice writes for the Flink SQL streaming constructs `sql` uses (found by its words,
 /// outside quotes), for a query that did not plan: window table functions (`TUMBLE`, `HOP`,
 /// `SESSION`, `CUMULATE`, and the `TUMBLE_START` family), `EMIT`, a temporal join (`FOR
@@ -954,6 +970,24 @@ fn flink_advice(sql: &str) -> Option<String> {
             "a temporal (lookup) join is a join with a static table here: declare it under \
              `tables:` (read whole when the run starts) and join it without `FOR SYSTEM_TIME \
              AS OF ...`",
+        );
+    }
+    if called("CURRENT_WATERMARK") {
+        advice.push(
+            "Flink's CURRENT_WATERMARK has no form here: a source's watermark is declared in \
+             the pipeline file (`watermark: { column: ts, delay: 5s }`), and rows behind it are \
+             what windows, joins and deduplications drop as late; a `late_rows:` sink keeps \
+             them, and `inspect` shows the watermark",
+        );
+    }
+    if words
+        .windows(2)
+        .any(|w| w[0] == "WATERMARK" && w[1] == "FOR")
+    {
+        advice.push(
+            "a watermark is declared on the source in the pipeline file, not in SQL DDL: \
+             `sources: { c: { ..., watermark: { column: ts, delay: 5s } } }`, and `query:` is \
+             one SELECT over the sources by name",
         );
     }
     if called("PROCTIME") {
@@ -1281,8 +1315,10 @@ fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<P
                 if ranks {
                     "; to keep one row per key (`ROW_NUMBER() OVER (PARTITION BY key ORDER BY \
                      ts) = 1`), write `SELECT DISTINCT ON (key) ... ORDER BY key, ts`: as the \
-                     whole query (update or complete mode), or under an aggregation, which \
-                     then counts each key's first row seen once (Spark's `dropDuplicates`); \
+                     whole query (append mode writes each key's first row seen once, as \
+                     Spark's `dropDuplicates`; update or complete mode keep the row the `ORDER \
+                     BY` puts first across batches), or under an aggregation, which then \
+                     counts each key's first row seen once; \
                      to keep the top N per key (`... <= N`), aggregate them into a list in \
                      update or complete mode: `SELECT key, array_slice(array_agg(v ORDER BY v \
                      DESC), 1, N) AS top FROM s GROUP BY key` (the state keeps every value of \
@@ -2788,9 +2824,20 @@ mod tests {
                 "SELECT s.k FROM s JOIN t FOR SYSTEM_TIME AS OF s.ts AS u ON s.k = u.k",
                 "declare it under `tables:`",
             ),
+            // Walk 62 (12, 13).
+            (
+                "SELECT k, ts FROM s WHERE ts > CURRENT_WATERMARK(ts)",
+                "CURRENT_WATERMARK has no form here",
+            ),
+            (
+                "CREATE TABLE c2 (ts TIMESTAMP(3), k STRING, WATERMARK FOR ts AS ts - \
+                 INTERVAL '5' SECOND) WITH ('connector' = 'x'); SELECT k FROM c2",
+                "not in SQL DDL: `sources: { c: { ..., watermark: { column: ts, delay: 5s } } }`",
+            ),
         ] {
             let err = plan_batch(&ctx, sql, 0).await.expect_err(sql).to_string();
             assert!(err.contains(says), "{sql}: {err}");
+            assert!(!err.contains("Did you mean"), "{sql}: {err}");
         }
         // The advice, as written, plans.
         let advised = "SELECT date_bin(INTERVAL '1 minute', ts) AS window_start, count(*) \
