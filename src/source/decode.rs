@@ -693,6 +693,9 @@ pub fn infer_schema(
             let schema = zero_led_integers_as_text(schema, bytes, delimiter);
             let schema = bare_dates_as_text(schema, &records, delimiter);
             let schema = types_every_value_fits(schema, &records, delimiter, null_value);
+            // After: Arrow's CSV reader, which judges the types above, reads no time to the
+            // minute (Sluice's decoding does).
+            let schema = minute_times_as_timestamps(schema, &records, delimiter);
             with_csv_column_names(file, schema)
         }
         FileFormat::Parquet => ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
@@ -834,6 +837,37 @@ fn text_where(
     if candidates.is_empty() {
         return schema;
     }
+    let mut as_text = BTreeSet::new();
+    let read = each_text_value(&schema, bytes, delimiter, &candidates, |i, value| {
+        if misfit(value) {
+            as_text.insert(i);
+        }
+    });
+    if !read {
+        return schema;
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match as_text.contains(&i) {
+            true => f.as_ref().clone().with_data_type(DataType::Utf8),
+            false => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// Calls `visit` with each non-null value of the `columns` (by index) of CSV `bytes` (with
+/// its header), read as text, by column index. `false` where a record does not read (decoding
+/// names it).
+fn each_text_value(
+    schema: &Schema,
+    bytes: &Bytes,
+    delimiter: u8,
+    columns: &[usize],
+    mut visit: impl FnMut(usize, &str),
+) -> bool {
     let text = Arc::new(Schema::new(
         schema
             .fields()
@@ -846,33 +880,69 @@ fn text_where(
         .with_delimiter(delimiter)
         .build(Cursor::new(bytes.as_ref()))
     else {
-        return schema;
+        return false;
     };
-    let mut as_text = BTreeSet::new();
     for batch in reader {
         let Ok(batch) = batch else {
-            return schema;
+            return false;
         };
-        for &i in &candidates {
-            if batch
-                .column(i)
-                .as_string::<i32>()
-                .iter()
-                .flatten()
-                .any(&misfit)
-            {
-                as_text.insert(i);
+        for &i in columns {
+            for value in batch.column(i).as_string::<i32>().iter().flatten() {
+                visit(i, value);
             }
         }
+    }
+    true
+}
+
+/// Whether `text` is a wall-clock time as inference types one: RFC 3339, or a date and a
+/// time with a `T` or a space, to the minute or finer (`2026-12-31 23:59`, as DuckDB's and
+/// Spark's inference read it).
+fn is_timestamp_text(text: &str) -> bool {
+    chrono::DateTime::parse_from_rfc3339(text).is_ok()
+        || [
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M",
+            "%Y-%m-%d %H:%M",
+        ]
+        .iter()
+        .any(|f| chrono::NaiveDateTime::parse_from_str(text, f).is_ok())
+        || chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%:z").is_ok()
+}
+
+/// `schema` (inferred from CSV `bytes`) with each text column whose every value is a time to
+/// the minute (`2026-12-31 23:59`, which Arrow's inference leaves as text) or finer typed as a
+/// timestamp (walk 63: such a column needed a declared schema).
+fn minute_times_as_timestamps(schema: Schema, bytes: &Bytes, delimiter: u8) -> Schema {
+    let candidates: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| schema.field(i).data_type() == &DataType::Utf8)
+        .collect();
+    if candidates.is_empty() {
+        return schema;
+    }
+    // Per column: every value is a time, and some value was seen.
+    let mut times = vec![(true, false); schema.fields().len()];
+    let read = each_text_value(&schema, bytes, delimiter, &candidates, |i, value| {
+        let value = value.trim();
+        if !value.is_empty() {
+            times[i].0 &= is_timestamp_text(value);
+            times[i].1 = true;
+        }
+    });
+    if !read {
+        return schema;
     }
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .enumerate()
-        .map(|(i, f)| match as_text.contains(&i) {
-            true => f.as_ref().clone().with_data_type(DataType::Utf8),
-            false => f.as_ref().clone(),
-        })
+        .map(
+            |(i, f)| match candidates.contains(&i) && times[i] == (true, true) {
+                true => f.as_ref().clone().with_data_type(INFERRED_TIMESTAMP),
+                false => f.as_ref().clone(),
+            },
+        )
         .collect();
     Schema::new_with_metadata(fields, schema.metadata().clone())
 }
@@ -1085,13 +1155,7 @@ fn with_inferred_timestamps(
     schema: Schema,
     objects: &[serde_json::Map<String, serde_json::Value>],
 ) -> Schema {
-    let is_timestamp = |text: &str| {
-        chrono::DateTime::parse_from_rfc3339(text).is_ok()
-            || ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-                .iter()
-                .any(|f| chrono::NaiveDateTime::parse_from_str(text, f).is_ok())
-            || chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%:z").is_ok()
-    };
+    let is_timestamp = is_timestamp_text;
     let fields: Vec<Field> = schema
         .fields()
         .iter()
@@ -3853,6 +3917,56 @@ mod tests {
             .decode("x.csv", "x.csv", &Bytes::from(text))
             .expect("decodes");
         assert_eq!(column_text(&decoded, 2), ["6"]);
+    }
+
+    /// Walk 63 (7): times to the minute (`2026-12-31 23:59`) were inferred as text in CSV
+    /// (and JSON), so `ts + INTERVAL '1 minute'` failed; they are timestamps, as DuckDB infers
+    /// them, and read as such. A column with another value stays text.
+    #[test]
+    fn times_to_the_minute_are_inferred_as_timestamps() {
+        let text = "id;ts;other\r\n1;2026-12-31 23:59;2026-12-31 23:59\r\n2;2027-01-01T00:01;\
+                    soon\r\n3;;2026-01-01 10:00\r\n";
+        let inferred = infer_schema(
+            "m.csv",
+            &Bytes::from(text),
+            FileFormat::Csv,
+            OnError::Fail,
+            b';',
+            None,
+        )
+        .expect("infer")
+        .expect("columns");
+        assert_eq!(inferred.field(1).data_type(), &INFERRED_TIMESTAMP);
+        assert_eq!(inferred.field(2).data_type(), &DataType::Utf8);
+        let reader = Reader {
+            format: FileFormat::Csv,
+            schema: Arc::new(inferred),
+            projection: None,
+            on_error: OnError::Fail,
+            rescued: None,
+            epoch_unit: None,
+            delimiter: b';',
+            null_value: None,
+            inferred: true,
+        };
+        let decoded = reader
+            .decode("m.csv", "m.csv", &Bytes::from(text))
+            .expect("decodes");
+        assert_eq!(
+            column_text(&decoded, 1),
+            ["2026-12-31T23:59:00", "2027-01-01T00:01:00", ""]
+        );
+        let inferred = infer_schema(
+            "m.json",
+            &Bytes::from("{\"ts\":\"2026-12-31 23:59\"}\n"),
+            FileFormat::Json,
+            OnError::Fail,
+            b',',
+            None,
+        )
+        .expect("infer")
+        .expect("columns");
+        assert_eq!(inferred.field(0).data_type(), &INFERRED_TIMESTAMP);
     }
 
     /// A reader of `schema` (then `_rescued`) that keeps unknown fields.
