@@ -122,7 +122,7 @@ pub enum Error {
 /// of the memory a batch may take (a hash join's build side or an aggregation that cannot
 /// spill), Arrow's checked arithmetic refused a value, or a text value did not read as the
 /// type the query cast it to; nothing for any other error.
-fn execution_advice(error: &datafusion::error::DataFusionError) -> &'static str {
+fn execution_advice(error: &datafusion::error::DataFusionError) -> std::borrow::Cow<'static, str> {
     use datafusion::arrow::error::ArrowError;
     use datafusion::error::DataFusionError;
     match error.find_root() {
@@ -132,6 +132,46 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> &'static str 
             ". A value the query computes does not fit its type (as a decimal past 38 digits): \
              cast the operands first to double, or to a decimal with fewer digits after the \
              point (`CAST(v AS DECIMAL(38, 2))`), as Spark and DuckDB refuse such a value too"
+                .into()
+        }
+        // A number or a date as much of Europe writes them, which a cast does not read: how
+        // to (walk 63: the decimal-comma advice failed on `1.234,56`, and a day-first date had
+        // none).
+        DataFusionError::ArrowError(e, _)
+            if let ArrowError::CastError(text) = &**e
+                && let Some(value) = text
+                    .strip_prefix("Cannot cast string '")
+                    .and_then(|rest| rest.split_once("' to value of "))
+                    .filter(|(value, to)| {
+                        ((source::local_number(value).is_some() || points_made(value))
+                            && !to.starts_with("Date"))
+                            || (source::day_first_date(value).is_some() && to.starts_with("Date"))
+                    })
+                    .map(|(value, _)| value) =>
+        {
+            match source::day_first_date(value) {
+                Some(format) => format!(
+                    ". `{value}` is a day-first date, which a cast does not read: convert the \
+                     text with `to_date(<column>, '{format}')`"
+                ),
+                None if points_made(value) => format!(
+                    ". `{value}` has more than one point: a number written with points \
+                     between thousands and a decimal comma (`1.234,56`) whose comma was made a \
+                     point with its thousands separators still in it. Take them out first: \
+                     `CAST(replace(replace(<column>, '.', ''), ',', '.') AS DECIMAL(p, s))`"
+                ),
+                None => format!(
+                    ". `{value}` is a number written with a decimal comma{}, which a cast \
+                     does not read: convert the text with `CAST({} AS DECIMAL(p, s))` (or \
+                     `AS DOUBLE`)",
+                    match source::local_number(value) {
+                        Some(Some(_)) => " and thousands separators",
+                        _ => "",
+                    },
+                    source::local_number_as_sql(value, "<column>")
+                ),
+            }
+            .into()
         }
         // A text column the query used as a time or a number (`date_bin(.., s)`, `s + 1` cast
         // implicitly), with a value that does not read as one.
@@ -149,6 +189,7 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> &'static str 
              under `on_error: skip`; a table's columns are inferred again at each start, so a \
              re-exported table can turn a number column to text), or write `TRY_CAST(c AS \
              <type>)` (`TRY_CAST(c AS TIMESTAMP)`), which gives null for such a value"
+                .into()
         }
         // A row whose divisor is zero (a literal zero is refused at planning).
         DataFusionError::ArrowError(e, _) if matches!(**e, ArrowError::DivideByZero) => {
@@ -157,6 +198,7 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> &'static str 
              there, or write `CASE WHEN b <> 0 THEN a / b END` (a `WHERE b <> 0` keeps such rows \
              from a division in the SELECT list, but not from one in the same `WHERE ... AND \
              ...`: both sides of an AND may be computed)"
+                .into()
         }
         DataFusionError::ResourcesExhausted(_) => {
             ". The batch needs more memory than the pipeline's `memory_limit` gives it (by \
@@ -164,9 +206,20 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> &'static str 
              and run again, and the batch runs again with it; or read fewer rows a batch \
              (a source's `max_files_per_batch`, `max_rows_per_batch` or \
              `max_records_per_batch`)"
+                .into()
         }
-        _ => "",
+        _ => "".into(),
     }
+}
+
+/// Whether `value` is digits in three or more groups split by points (`1.234.56`): a
+/// number whose decimal comma was made a point with its thousands separators still in it.
+fn points_made(value: &str) -> bool {
+    let groups: Vec<&str> = value.trim_start_matches('-').split('.').collect();
+    groups.len() > 2
+        && groups
+            .iter()
+            .all(|g| !g.is_empty() && g.chars().all(|c| c.is_ascii_digit()))
 }
 
 impl Error {

@@ -3452,6 +3452,61 @@ fn named_column(reason: &str) -> Option<&str> {
     reason.split("field '").nth(1)?.split('\'').next()
 }
 
+/// Whether `value` is a number as much of Europe writes one, with a decimal comma and
+/// perhaps a point (or a space, or an apostrophe) between each three digits of its whole part
+/// (`12,50`, `1.234,56`, `1.234.567`): the thousands separator it uses, `None` for none
+/// (`Some(None)`), or `None` where it is no such number.
+pub(crate) fn local_number(value: &str) -> Option<Option<char>> {
+    let value = value.trim().trim_start_matches(['-', '+']);
+    let digits = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit());
+    let (whole, fraction) = match value.split_once(',') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (value, None),
+    };
+    if fraction.is_some_and(|f| !digits(f)) {
+        return None;
+    }
+    let separator = ['.', ' ', '\''].into_iter().find(|c| whole.contains(*c));
+    match separator {
+        None if fraction.is_some() && digits(whole) => Some(None),
+        Some(sep) => {
+            let groups: Vec<&str> = whole.split(sep).collect();
+            let grouped = (1..=3).contains(&groups[0].len())
+                && digits(groups[0])
+                && groups[1..].iter().all(|g| g.len() == 3 && digits(g));
+            // `1.234` alone is a decimal point as likely as a thousands one.
+            (grouped && (fraction.is_some() || groups.len() > 2)).then_some(Some(sep))
+        }
+        None => None,
+    }
+}
+
+/// SQL that reads text column `column` holding numbers written as `example` is (see
+/// [`local_number`]) as a number's text: its thousands separators taken out, its decimal
+/// comma made a point.
+pub(crate) fn local_number_as_sql(example: &str, column: &str) -> String {
+    match local_number(example) {
+        Some(Some(sep)) => {
+            let sep = if sep == '\'' {
+                "''".to_string()
+            } else {
+                sep.to_string()
+            };
+            format!("replace(replace({column}, '{sep}', ''), ',', '.')")
+        }
+        _ => format!("replace({column}, ',', '.')"),
+    }
+}
+
+/// The `to_date` format of a day-first date (`31.12.2026`, `31/12/2026`, `31-12-2026`), as
+/// much of the world writes one; `None` for any other text.
+pub(crate) fn day_first_date(value: &str) -> Option<&'static str> {
+    let value = value.trim();
+    ["%d.%m.%Y", "%d/%m/%Y", "%d-%m-%Y"]
+        .into_iter()
+        .find(|f| chrono::NaiveDate::parse_from_str(value, f).is_ok())
+}
+
 /// Adds what to do about a value Arrow would not read: a number written with a decimal comma
 /// where a decimal or float was expected, or with a point or exponent where an integer was;
 /// a JSON text where a boolean was.
@@ -3480,13 +3535,16 @@ fn with_number_hints(reason: &mut String) {
         && (after.starts_with(" to value of Int") || after.starts_with(" to value of UInt"));
     // `12,50`: a number written with a decimal comma (a `;`-separated file from a locale
     // that writes them so), where a decimal or float was expected.
-    let decimal_comma = {
-        let (whole, fraction) = value.split_once(',').unwrap_or_default();
-        let digits = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit());
-        digits(whole.trim_start_matches('-'))
-            && digits(fraction)
-            && (after.contains("Decimal") || after.contains("Float"))
-    };
+    let decimal_comma =
+        local_number(value).is_some() && (after.contains("Decimal") || after.contains("Float"));
+    if let Some(day_first) = day_first_date(value).filter(|_| after.contains("Date")) {
+        let column = named_column(reason).unwrap_or("<column>").to_string();
+        reason.push_str(&format!(
+            " (a day-first date, `{value}`, is not read as a date: declare the column `string` \
+             and convert it in the query, `to_date({column}, '{day_first}') AS {column}`)"
+        ));
+        return;
+    }
     if decimal_comma {
         // The column and its type as the reason names them (`column `v` is decimal(10,2):`,
         // `as type 'Float64' for column `v``, `whilst decoding field 'v'`).
@@ -3497,12 +3555,14 @@ fn with_number_hints(reason: &mut String) {
             .and_then(|rest| rest.split(':').next())
             .filter(|t| t.starts_with("decimal"))
             .map_or("DOUBLE".to_string(), str::to_uppercase);
+        let text = column.as_deref().unwrap_or("<column>");
+        let cast = format!("CAST({} AS {declared})", local_number_as_sql(value, text));
         let convert = match &column {
-            Some(c) => format!(", `CAST(replace({c}, ',', '.') AS {declared}) AS {c}`"),
-            None => format!(" (`CAST(replace(<column>, ',', '.') AS {declared})`)"),
+            Some(c) => format!(", `{cast} AS {c}`"),
+            None => format!(" (`{cast}`)"),
         };
         reason.push_str(&format!(
-            " (a number written with a decimal comma, `12,50`, is not read as a number: \
+            " (a number written with a decimal comma, `{value}`, is not read as a number: \
              declare the column `string` and convert it in the query{convert})"
         ));
     }
@@ -3967,6 +4027,33 @@ mod tests {
         .expect("infer")
         .expect("columns");
         assert_eq!(inferred.field(0).data_type(), &INFERRED_TIMESTAMP);
+    }
+
+    /// Walk 63 (9): numbers as much of Europe writes them, and the SQL that reads them.
+    #[test]
+    fn local_numbers_are_told_with_their_thousands_separator() {
+        for (text, found) in [
+            ("12,50", Some(None)),
+            ("-1.234,56", Some(Some('.'))),
+            ("1 234 567,5", Some(Some(' '))),
+            ("1'234,5", Some(Some('\''))),
+            ("1.234.567", Some(Some('.'))),
+            // A point alone may be a decimal point; a misplaced group is no separator.
+            ("1.234", None),
+            ("12.34,5", None),
+            ("12,5a", None),
+            ("abc", None),
+        ] {
+            assert_eq!(local_number(text), found, "{text}");
+        }
+        assert_eq!(local_number_as_sql("12,50", "v"), "replace(v, ',', '.')");
+        assert_eq!(
+            local_number_as_sql("1.234,5", "v"),
+            "replace(replace(v, '.', ''), ',', '.')"
+        );
+        assert_eq!(day_first_date("31.12.2026"), Some("%d.%m.%Y"));
+        assert_eq!(day_first_date("31/12/2026"), Some("%d/%m/%Y"));
+        assert_eq!(day_first_date("2026-12-31"), None);
     }
 
     /// A reader of `schema` (then `_rescued`) that keeps unknown fields.

@@ -658,6 +658,68 @@ fn a_decimal_comma_is_named_with_the_query_that_reads_it() {
     assert_eq!(lines, [r#"{"k":"a","v":12.50}"#, r#"{"k":"b","v":3.00}"#]);
 }
 
+/// Walk 63 (8, 9): a number with thousands separators (`1.234,56`) got the decimal-comma
+/// advice, which then failed in the query (`1.234.56`), whose error sent the user back to the
+/// schema; a day-first date (`31.12.2026`) got no advice. Each is named with the query that
+/// reads it, at decoding and in the query, and that advice works.
+#[test]
+fn thousands_separators_and_day_first_dates_are_named_with_the_query_that_reads_them() {
+    let text = "ts;v\na;1.234,56\nb;3\n";
+    let (code, said, _) = epoch_case(
+        "csv",
+        "delimiter: \";\", schema: { ts: string, v: 'decimal(10,2)' }",
+        text,
+    );
+    assert_eq!(code, Some(1), "{said}");
+    let advised = "CAST(replace(replace(v, '.', ''), ',', '.') AS DECIMAL(10,2))";
+    assert!(said.contains(&format!("{advised} AS v")), "{said}");
+    // The decimal-comma advice alone, in the query: the error names what to write.
+    let (out, _) = query_case(
+        "csv",
+        "delimiter: \";\", schema: { ts: string, v: string }",
+        text,
+        "SELECT ts, CAST(replace(v, ',', '.') AS DECIMAL(10,2)) AS v FROM s",
+    );
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("`1.234.56` has more than one point")
+            && said.contains("replace(replace(<column>, '.', ''), ',', '.')"),
+        "{said}"
+    );
+    let (out, lines) = query_case(
+        "csv",
+        "delimiter: \";\", schema: { ts: string, v: string }",
+        text,
+        &format!("SELECT ts, {advised} AS v FROM s"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        lines,
+        [r#"{"ts":"a","v":1234.56}"#, r#"{"ts":"b","v":3.00}"#]
+    );
+    let text = "ts;v\na;31.12.2026\n";
+    let (code, said, _) = epoch_case(
+        "csv",
+        "delimiter: \";\", schema: { ts: string, v: date }",
+        text,
+    );
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("a day-first date, `31.12.2026`")
+            && said.contains("`to_date(v, '%d.%m.%Y') AS v`"),
+        "{said}"
+    );
+    let (out, lines) = query_case(
+        "csv",
+        "delimiter: \";\", schema: { ts: string, v: string }",
+        text,
+        "SELECT ts, to_date(v, '%d.%m.%Y') AS v FROM s",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lines, [r#"{"ts":"a","v":"2026-12-31"}"#]);
+}
+
 /// Walk 21: JSON `"4"` read into a `bigint` column, but `"true"` into a `boolean` one was
 /// refused in the reader's words only. It says how text is read as a boolean, and that works.
 #[test]
