@@ -2599,6 +2599,30 @@ fn unclosed_quote_in_header(file: &str, bytes: &[u8], delimiter: u8) -> Result<(
         .iter()
         .position(|b| *b == b'\n')
         .map_or(bytes, |p| &bytes[..p]);
+    // Excel's `sep=;` line above the header (walk 63: taken for the header, the header for a
+    // row, in silence), as DuckDB and Spark do not read it either.
+    let first = String::from_utf8_lossy(header_line);
+    let first = first.trim_start_matches('\u{feff}').trim();
+    if let Some(sep) = first
+        .strip_prefix("sep=")
+        .or_else(|| first.strip_prefix("SEP="))
+        .filter(|sep| sep.chars().count() == 1)
+    {
+        let set = if sep.as_bytes() == [delimiter] {
+            String::new()
+        } else {
+            format!(", and set the source's `delimiter: \"{sep}\"`")
+        };
+        return Err(SourceError::Malformed {
+            file: file.to_string(),
+            line: Some(1),
+            reason: format!(
+                "its first line `{first}` is Excel's separator line, not a header (the \
+                 header would be read as a row): take the line out of the file (`sed -i 1d \
+                 <file>`, or save from Excel as CSV UTF-8 without it){set}"
+            ),
+        });
+    }
     if ends_in_open_quote(header_line, delimiter) && ends_in_open_quote(bytes, delimiter) {
         // Not a row `on_error: skip` could skip: the file is put right (or moved aside).
         return Err(SourceError::Malformed {
@@ -4054,6 +4078,34 @@ mod tests {
         assert_eq!(day_first_date("31.12.2026"), Some("%d.%m.%Y"));
         assert_eq!(day_first_date("31/12/2026"), Some("%d/%m/%Y"));
         assert_eq!(day_first_date("2026-12-31"), None);
+    }
+
+    /// Walk 63 (11): Excel's `sep=;` line was taken for the header, the header for a row.
+    #[test]
+    fn excels_separator_line_is_named() {
+        let err = infer_schema(
+            "x.csv",
+            &Bytes::from("sep=;\r\nid;name\r\n1;a\r\n"),
+            FileFormat::Csv,
+            OnError::Skip,
+            b',',
+            None,
+        )
+        .expect_err("sep= line")
+        .to_string();
+        assert!(
+            err.contains("x.csv line 1")
+                && err.contains("Excel's separator line")
+                && err.contains("`delimiter: \";\"`"),
+            "{err}"
+        );
+        let err = csv("sep=,\nid,name\n1,a\n", OnError::Fail)
+            .expect_err("sep= line")
+            .to_string();
+        assert!(
+            err.contains("Excel's separator line") && !err.contains("delimiter"),
+            "{err}"
+        );
     }
 
     /// A reader of `schema` (then `_rescued`) that keeps unknown fields.
