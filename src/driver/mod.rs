@@ -2014,10 +2014,10 @@ impl<'a> Driver<'a> {
                         })
                         .collect();
                     tracing::warn!(
-                        "no input yet: {} holds no file, and no `schema:` is declared to plan \
-                         the query without one, so nothing was done. If files are expected \
-                         there, check the path (on an object store a misspelled prefix looks \
-                         like an empty folder)",
+                        "no input yet: {} holds no file with a value to infer its columns \
+                         from, and no `schema:` is declared to plan the query without one, so \
+                         nothing was done. If files are expected there, check the path (on an \
+                         object store a misspelled prefix looks like an empty folder)",
                         places.join(", ")
                     );
                     return Ok(());

@@ -7211,9 +7211,16 @@ fn a_source_with_no_file_and_no_schema_is_said_at_the_default_level() {
     assert!(out.status.success(), "{said}");
     assert!(
         said.contains(&format!(
-            "no input yet: source `s` ({}) holds no file",
+            "no input yet: source `s` ({}) holds no file with a value to infer its columns from",
             ws.p("in")
         )) && said.contains("a misspelled prefix"),
+        "{said}"
+    );
+    // Walk 63 (10): with an empty file there, the two warnings do not contradict each other.
+    std::fs::write(ws.path("in/empty.json"), "").expect("an empty file");
+    let said = stderr(&run(&file, &ws));
+    assert!(
+        said.contains("1 file(s) in") && !said.contains("holds no file,"),
         "{said}"
     );
 }
