@@ -762,6 +762,7 @@ impl FilesSink {
                 delimiter: b',',
                 null_value: None,
                 inferred: false,
+                encoding: None,
             };
             // The sink's own file names hold no `key=value` folder.
             let decoded = reader.decode(&name, &file.path, &bytes).and_then(|d| {

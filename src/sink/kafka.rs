@@ -1672,6 +1672,7 @@ impl Sink for KafkaSink {
             delimiter: b',',
             null_value: None,
             inferred: false,
+            encoding: None,
         };
         match reader.decode(&file, "", &bytes::Bytes::from(text)) {
             Ok(decoded) => Ok(HeldBatch::Rows {

@@ -153,8 +153,14 @@ fn decompress(
     bytes: &Bytes,
     format: FileFormat,
     on_error: OnError,
+    encoding: Option<&'static encoding_rs::Encoding>,
 ) -> Result<Bytes, SourceError> {
-    let text = decompressed(file, bytes, format)?;
+    let mut text = decompressed(file, bytes, format)?;
+    if let Some(encoding) = encoding.filter(|e| *e != encoding_rs::UTF_8)
+        && matches!(format, FileFormat::Json | FileFormat::Csv)
+    {
+        text = transcoded(file, &text, encoding)?;
+    }
     // Files only: a Kafka record's or NATS message's payloads come unnamed (`file` empty), each
     // one blamed (or skipped) by itself where it does not decode.
     if !file.is_empty() {
@@ -291,12 +297,52 @@ fn check_utf8_text(
             file: file.to_string(),
             line: None,
             reason: format!(
-                "its text is {encoding}; Sluice reads JSON and CSV files as UTF-8. Convert \
-                 it, e.g. `iconv -f {from} -t UTF-8 FILE > NEW` (naming the file's encoding)"
+                "its text is {encoding}; Sluice reads JSON and CSV files as UTF-8 unless the \
+                 source says otherwise: set the source's `encoding: {}` (naming the files' \
+                 encoding), or convert the file, e.g. `iconv -f {from} -t UTF-8 FILE > NEW`",
+                match from {
+                    "CP1252" => "windows-1252",
+                    "UTF-16LE" => "utf-16le",
+                    "UTF-16" => "utf-16",
+                    other => other,
+                }
             ),
         }),
         None => Ok(()),
     }
+}
+
+/// `text` (in `encoding`, or in the encoding its byte order mark names) as UTF-8, as the
+/// WHATWG Encoding Standard reads it (`encoding_rs`): Windows-1252 for `latin-1`, whose every
+/// byte is a character. Text that does not read as `encoding` is refused, naming the line; a
+/// character cut at the very end (an inference sample cut at a line end in UTF-16) is left
+/// out.
+fn transcoded(
+    file: &str,
+    text: &[u8],
+    encoding: &'static encoding_rs::Encoding,
+) -> Result<Bytes, SourceError> {
+    let (read, used, errors) = encoding.decode(text);
+    if !errors {
+        return Ok(Bytes::from(read.into_owned().into_bytes()));
+    }
+    for cut in 1..=3.min(text.len()) {
+        let (read, _, errors) = used.decode(&text[..text.len() - cut]);
+        if !errors {
+            return Ok(Bytes::from(read.into_owned().into_bytes()));
+        }
+    }
+    let bad = read.find('\u{FFFD}').unwrap_or(0);
+    let line = 1 + read[..bad].matches('\n').count();
+    Err(SourceError::Malformed {
+        file: file.to_string(),
+        line: Some(line),
+        reason: format!(
+            "its text does not read as {} (the source's `encoding`): set the file's own \
+             encoding",
+            used.name()
+        ),
+    })
 }
 
 /// [`decompress`] before the byte order mark is taken off.
@@ -385,6 +431,9 @@ pub struct Reader {
     /// Whether `schema` was inferred from the source's first files rather than declared: a
     /// value that does not fit its column then says how to declare it.
     pub inferred: bool,
+    /// The text encoding of JSON and CSV files (`encoding:`), read into UTF-8 after
+    /// decompression; UTF-8 where `None`.
+    pub encoding: Option<&'static encoding_rs::Encoding>,
 }
 
 /// Where a column of a file's rows comes from.
@@ -443,7 +492,7 @@ impl Reader {
     /// JSON and Parquet fields the schema does not know are counted (JSON: top-level fields),
     /// and kept in the rescued-data column where there is one.
     pub fn decode(&self, file: &str, path: &str, bytes: &Bytes) -> Result<Decoded, SourceError> {
-        let bytes = &decompress(file, bytes, self.format, self.on_error)?;
+        let bytes = &decompress(file, bytes, self.format, self.on_error, self.encoding)?;
         let folders = super::hive::partition_values(path);
         let mut content = Vec::new();
         let origins: Vec<Origin> = self
@@ -607,7 +656,20 @@ pub fn infer_schema(
     delimiter: u8,
     null_value: Option<&str>,
 ) -> Result<Option<Schema>, SourceError> {
-    let bytes = &decompress(file, bytes, format, on_error)?;
+    infer_schema_encoded(file, bytes, format, on_error, delimiter, null_value, None)
+}
+
+/// [`infer_schema`] of a file whose text is in `encoding` (UTF-8 where `None`).
+pub fn infer_schema_encoded(
+    file: &str,
+    bytes: &Bytes,
+    format: FileFormat,
+    on_error: OnError,
+    delimiter: u8,
+    null_value: Option<&str>,
+    encoding: Option<&'static encoding_rs::Encoding>,
+) -> Result<Option<Schema>, SourceError> {
+    let bytes = &decompress(file, bytes, format, on_error, encoding)?;
     let err = |e: ArrowError| SourceError::Infer {
         file: file.to_string(),
         reason: e.to_string(),
@@ -3626,6 +3688,7 @@ mod tests {
             delimiter: b',',
             null_value: None,
             inferred: false,
+            encoding: None,
         };
         reader.decode(file, file, bytes)
     }
@@ -3754,6 +3817,7 @@ mod tests {
             delimiter: b',',
             null_value: None,
             inferred: false,
+            encoding: None,
         };
         let text = "{\"s\":{\"at\":1500},\"l\":[2,\"1970-01-01T00:00:03Z\",null]}\n";
         let decoded = reader
@@ -3996,6 +4060,7 @@ mod tests {
             delimiter: b';',
             null_value: None,
             inferred: true,
+            encoding: None,
         };
         let decoded = reader
             .decode("x.csv", "x.csv", &Bytes::from(text))
@@ -4032,6 +4097,7 @@ mod tests {
             delimiter: b';',
             null_value: None,
             inferred: true,
+            encoding: None,
         };
         let decoded = reader
             .decode("m.csv", "m.csv", &Bytes::from(text))
@@ -4122,6 +4188,7 @@ mod tests {
             delimiter: b',',
             null_value: None,
             inferred: false,
+            encoding: None,
         }
     }
 
@@ -4275,6 +4342,7 @@ mod tests {
             delimiter: b',',
             null_value: None,
             inferred: false,
+            encoding: None,
         };
         let path = "day=2024-01-01/f";
         let d = reader(None, FileFormat::Json)
@@ -4521,6 +4589,7 @@ mod tests {
                     delimiter: b',',
                     null_value: None,
                     inferred,
+                    encoding: None,
                 };
                 let err = reader
                     .decode("f.csv", "f.csv", &Bytes::from(text))
@@ -4717,6 +4786,7 @@ pear;2
             delimiter: b',',
             null_value: None,
             inferred: false,
+            encoding: None,
         };
         let err = reader
             .decode("in/d.csv", "d.csv", &Bytes::from("{\"k\":\"a\"}\n"))

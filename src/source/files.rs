@@ -29,7 +29,8 @@ use serde_json::json;
 use super::infer::Sample;
 use super::{
     Admission, BatchInput, BatchScan, ConfigError, ReadPart, Reader, RemoteForm, Source,
-    SourceConnector, SourceError, SourceKind, StreamedTable, hive, infer_schema, parse_settings,
+    SourceConnector, SourceError, SourceKind, StreamedTable, hive, infer_schema_encoded,
+    parse_settings,
 };
 use crate::checkpoint::{BatchId, CheckpointError, paths};
 use crate::format::{EpochUnit, FileFormat, OnError};
@@ -78,6 +79,25 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
                     "`delimiter: {}` cannot separate CSV fields: give one ASCII character other \
                      than a quote or a line break (`;`, `\"\\t\"` or '\\t' for a tab, `|`)",
                     written.escape_default()
+                ),
+            ));
+        }
+    }
+    if let Some(label) = &config.encoding {
+        if !matches!(config.format, FileFormat::Json | FileFormat::Csv) {
+            return Err(ConfigError::at(
+                "encoding",
+                "`encoding` is the text encoding of JSON and CSV files; Parquet keeps its text \
+                 as UTF-8",
+            ));
+        }
+        if encoding_of(label).is_none() {
+            return Err(ConfigError::at(
+                "encoding",
+                format!(
+                    "`{label}` is no encoding Sluice knows (the WHATWG Encoding Standard's \
+                     labels: `utf-8`, `windows-1252` (also `latin-1`), `iso-8859-15`, \
+                     `utf-16le`, `utf-16be`, `shift_jis`, `gbk`, ...)"
                 ),
             ));
         }
@@ -165,6 +185,13 @@ pub struct FilesConfig {
     /// no value (refused).
     #[serde(default)]
     pub null_value: Option<String>,
+    /// The text encoding of JSON and CSV files (`windows-1252`, `latin-1`, `iso-8859-15`,
+    /// `utf-16`, ...: a label of the WHATWG Encoding Standard, as Spark's and DuckDB's
+    /// `encoding`), read into UTF-8; UTF-8 where absent. `latin-1` and `iso-8859-1` read as
+    /// Windows-1252, as browsers read them (the same letters, and `€` where Latin-1 has a
+    /// control code).
+    #[serde(default)]
+    pub encoding: Option<String>,
     /// Only files whose name (not their folder) matches this glob are read (`*.csv`,
     /// `orders_*.csv`, `[!x]*`), as Spark's `pathGlobFilter`: other files in the folder are
     /// passed over, as hidden ones are.
@@ -199,6 +226,15 @@ impl FilesConfig {
     /// the file loads, or `,`.
     pub fn csv_delimiter(&self) -> u8 {
         self.csv_byte().unwrap_or(b',')
+    }
+
+    /// The files' text encoding (`encoding`, checked a known label when the file loads);
+    /// `None` for UTF-8.
+    pub fn text_encoding(&self) -> Option<&'static encoding_rs::Encoding> {
+        self.encoding
+            .as_deref()
+            .and_then(encoding_of)
+            .filter(|e| *e != encoding_rs::UTF_8)
     }
 
     /// `delimiter` as one byte (`\t` as written in YAML's single quotes is a tab, as in
@@ -1134,6 +1170,9 @@ struct RemoteFile {
     /// Whether the schema was inferred ([`Reader::inferred`]).
     #[serde(default)]
     inferred: bool,
+    /// The files' text encoding ([`Reader::encoding`]), by its name.
+    #[serde(default)]
+    encoding: Option<String>,
 }
 
 impl RemoteFile {
@@ -1164,6 +1203,7 @@ impl RemoteFile {
             null_value: reader.null_value.clone(),
             file: None,
             inferred: reader.inferred,
+            encoding: reader.encoding.map(|e| e.name().to_string()),
         })
     }
 
@@ -1197,6 +1237,13 @@ pub(super) fn remote_read(value: &serde_json::Value) -> Result<ReadPart, String>
         delimiter: remote.delimiter,
         null_value: remote.null_value,
         inferred: remote.inferred,
+        encoding: match &remote.encoding {
+            Some(name) => Some(
+                encoding_rs::Encoding::for_label(name.as_bytes())
+                    .ok_or_else(|| keyword("encoding", name))?,
+            ),
+            None => None,
+        },
     });
     let logged = remote.file.ok_or("a file part names no file")?;
     let location = remote_folder(&remote.path)?;
@@ -1275,6 +1322,17 @@ fn open_folder(
     })
 }
 
+/// The encoding `label` names: a WHATWG Encoding Standard label (`windows-1252`, `latin1`,
+/// `utf-16le`), or one written with a hyphen or an underscore those labels lack (`latin-1`,
+/// `Latin_1`, as Python and DuckDB write it).
+fn encoding_of(label: &str) -> Option<&'static encoding_rs::Encoding> {
+    let label = label.trim();
+    encoding_rs::Encoding::for_label(label.as_bytes()).or_else(|| {
+        let plain: String = label.chars().filter(|c| !matches!(c, '-' | '_')).collect();
+        encoding_rs::Encoding::for_label(plain.as_bytes())
+    })
+}
+
 /// How the files of a source configured as `config`, with the columns `schema`, are read: the
 /// columns of `projection` (indices into `schema`), all where `None`.
 fn reader(config: &FilesConfig, schema: SchemaRef, projection: Option<Vec<usize>>) -> Reader {
@@ -1288,6 +1346,7 @@ fn reader(config: &FilesConfig, schema: SchemaRef, projection: Option<Vec<usize>
         delimiter: config.csv_delimiter(),
         null_value: config.null_value.clone(),
         inferred: config.declared_columns().is_none(),
+        encoding: config.text_encoding(),
     }
 }
 
@@ -1409,13 +1468,14 @@ async fn infer_from(
                 }
             );
         }
-        let inferred = infer_schema(
+        let inferred = infer_schema_encoded(
             &shown,
             &bytes,
             config.format,
             config.on_error,
             config.csv_delimiter(),
             config.null_value.as_deref(),
+            config.text_encoding(),
         )?;
         sample.add(&shown, bytes.len() as u64, inferred)?;
     }
@@ -1958,6 +2018,7 @@ mod tests {
             epoch_unit: None,
             delimiter: None,
             null_value: None,
+            encoding: None,
             path_glob_filter: None,
         }
     }

@@ -26,7 +26,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 
-pub use decode::{Decoded, Reader, infer_schema};
+pub use decode::{Decoded, Reader, infer_schema, infer_schema_encoded};
 pub(crate) use decode::{day_first_date, local_number, local_number_as_sql};
 pub use files::{FilesConfig, FilesSource, hidden, pinned_schema_lost};
 pub use scan::{

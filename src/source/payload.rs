@@ -228,6 +228,7 @@ impl PayloadDecoder<'_> {
             delimiter: b',',
             null_value: None,
             inferred: false,
+            encoding: None,
         };
         match reader.decode("", "", &Bytes::from(text)) {
             Ok(decoded) if decoded.skipped > 0 => Ok(Err(decoded.skipped)),

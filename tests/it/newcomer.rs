@@ -9760,3 +9760,81 @@ fn explain_says_a_state_ttl_bounds_the_state() {
         "{said}"
     );
 }
+
+/// Walk 63 (5): a Windows-1252 CSV (`Müller`, `5 €`) was refused (or, under `on_error: skip`,
+/// its lines with those letters skipped) with `iconv` as the only way; Spark and DuckDB read it
+/// with their `encoding` option. `encoding:` reads it (after decompression), the refusal names
+/// the setting, and UTF-16 with a byte order mark reads too; a label Sluice does not know, and
+/// `encoding` on Parquet, are refused when the file loads.
+#[test]
+fn an_encoding_reads_text_files_that_are_not_utf8() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    let (cp1252, _, _) = encoding_rs::WINDOWS_1252.encode("id;name\r\n1;Müller\r\n2;5 €\r\n");
+    std::fs::write(ws.path("in/0.csv"), &cp1252).expect("input");
+    let yaml = |encoding: &str| {
+        format!(
+            "name: enc\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+             format: csv, delimiter: ';'{encoding} }}\nquery: SELECT id, name FROM s\n\
+             trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            out = ws.p("out"),
+        )
+    };
+    let file = write_pipeline(&ws, &yaml(""));
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("0.csv") && said.contains("set the source's `encoding: windows-1252`"),
+        "{said}"
+    );
+    let file = write_pipeline(&ws, &yaml(", encoding: latin-1"));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [r#"{"id":1,"name":"Müller"}"#, r#"{"id":2,"name":"5 €"}"#]
+    );
+    // UTF-16 with its byte order mark, in a later file.
+    let mut utf16 = vec![0xFF, 0xFE];
+    for unit in "id;name\n3;Größe\n".encode_utf16() {
+        utf16.extend(unit.to_le_bytes());
+    }
+    std::fs::write(ws.path("in/1.csv"), &utf16).expect("input");
+    let ws16 = Workspace::new();
+    std::fs::create_dir_all(ws16.path("in")).expect("in");
+    std::fs::write(ws16.path("in/1.csv"), &utf16).expect("input");
+    let file16 = write_pipeline(
+        &ws16,
+        &yaml(", encoding: utf-16le")
+            .replace(&ws.p("ckpt"), &ws16.p("ckpt"))
+            .replace(&ws.p("in"), &ws16.p("in"))
+            .replace(&ws.p("out"), &ws16.p("out")),
+    );
+    let out = run(&file16, &ws16);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws16.path("out")),
+        [r#"{"id":3,"name":"Größe"}"#]
+    );
+    for (format, says) in [
+        (
+            "format: csv, encoding: klingon",
+            "`klingon` is no encoding Sluice knows",
+        ),
+        (
+            "format: parquet, encoding: latin-1",
+            "Parquet keeps its text as UTF-8",
+        ),
+    ] {
+        let file = write_pipeline(
+            &ws,
+            &yaml("").replace("format: csv, delimiter: ';'", format),
+        );
+        let out = run(&file, &ws);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+}
