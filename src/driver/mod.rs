@@ -786,6 +786,24 @@ fn reworded_data_loss(error: Error, pipeline: &Pipeline) -> (Error, Option<&'sta
     }
 }
 
+/// `reason`, a sink's refusal of update mode without `key:`
+/// ([`crate::sink::UPDATE_KEY_MISSING`]), with the key `query` needs named where its text
+/// says it ("set `key: [day, product]` (the query's GROUP BY columns ...)"); any other
+/// `reason` as it is (walk 61: the refusal comes before the query is planned).
+fn name_update_key(reason: String, query: &str) -> String {
+    match crate::plan::grouping_output_names(query) {
+        Some((what, names)) if reason.contains(crate::sink::UPDATE_KEY_MISSING) => reason.replace(
+            crate::sink::UPDATE_KEY_MISSING,
+            &format!(
+                "update mode writes each changed row over the row of its key: set `key: [{}]` \
+                 (the query's {what} columns, by the names its output gives them)",
+                names.join(", ")
+            ),
+        ),
+        _ => reason,
+    }
+}
+
 /// What a start over on a new checkpoint needs of the pipeline's `late_rows` sink, as a
 /// clause to add to the sink's own (empty without one, or to the console): the late-rows
 /// sink's batches belong to the old checkpoint as much as the sink's do (it only appends; one
@@ -1597,7 +1615,7 @@ impl<'a> Driver<'a> {
                         .await?
                         .is_empty() =>
             {
-                let reason = crate::sink::name_update_key(reason, &pipeline.query);
+                let reason = name_update_key(reason, &pipeline.query);
                 return Err(SinkError::Config {
                     kind,
                     reason: format!(
@@ -1615,7 +1633,7 @@ impl<'a> Driver<'a> {
             Err(SinkError::Config { kind, reason }) => {
                 return Err(SinkError::Config {
                     kind,
-                    reason: crate::sink::name_update_key(reason, &pipeline.query),
+                    reason: name_update_key(reason, &pipeline.query),
                 }
                 .into());
             }

@@ -170,23 +170,6 @@ pub(crate) const UPDATE_KEY_MISSING: &str = "update mode writes each changed row
      (`key: [day, product]` for `SELECT date_trunc('day', ts) AS day, product, sum(v) ... \
      GROUP BY 1, 2`)";
 
-/// [`UPDATE_KEY_MISSING`] in `reason` (a sink's refusal) with the key `query` needs named
-/// where its text says it (`set `key: [day, product]`, the query's GROUP BY columns`); `reason`
-/// as it is otherwise.
-pub(crate) fn name_update_key(reason: String, query: &str) -> String {
-    match crate::plan::grouping_output_names(query) {
-        Some((what, names)) if reason.contains(UPDATE_KEY_MISSING) => reason.replace(
-            UPDATE_KEY_MISSING,
-            &format!(
-                "update mode writes each changed row over the row of its key: set `key: [{}]` \
-                 (the query's {what} columns, by the names its output gives them)",
-                names.join(", ")
-            ),
-        ),
-        _ => reason,
-    }
-}
-
 /// How a run (or an operator command) opens a sink.
 #[derive(Clone, Copy)]
 pub struct SinkContext<'a> {

@@ -323,7 +323,9 @@ fn replay_recomputes_stateful_batches_and_refuses_a_pending_one() {
     assert!(out.status.success(), "{}", stderr(&out));
     let html = std::fs::read_to_string(&page).expect("report");
     assert!(
-        html.contains(&format!("<th>pending batch</th><td>{last}</td>")),
+        html.contains(&format!(
+            "<th>pending batch</th><td>{last} (runs again on the next start)</td>"
+        )),
         "pending batch in the summary"
     );
     assert_eq!(

@@ -139,7 +139,7 @@ fn report_renders_its_charts_in_headless_chromium() {
         .map(|c| c.trim_end_matches("</td>"))
         .collect();
     assert_eq!(cells[0], "0", "{row}");
-    assert_eq!(cells[11], format!("{rate:.0}"), "rows/s: {row}");
+    assert_eq!(cells[12], format!("{rate:.0}"), "rows/s: {row}");
 
     let (width, height, rgba) = screenshot(&page, &ws.path("report.png"));
     assert_eq!((width, height), (1100, 2200));
