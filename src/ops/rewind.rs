@@ -564,10 +564,13 @@ async fn open_sinks(
             return Err(refuse(format!(
                 "its sink is `{kind}`, which cannot take batches back (what a `{kind}` sink \
                  wrote stays where it went: printed, sent to a topic, committed to a table); \
-                 to compute the batches again, start the pipeline on a new checkpoint with a \
-                 new output{unknown}{note}",
+                 to compute the batches again, start the pipeline on a new checkpoint{start_over}\
+                 {unknown}{note}",
                 kind = pipeline.sink.connector().kind(),
-                note = pipeline.sink.connector().take_back_note()
+                note = pipeline.sink.connector().take_back_note(),
+                // What a new checkpoint needs of the sink: in update and complete mode the
+                // same table serves (walk 64: "a new output" said otherwise).
+                start_over = crate::driver::sink_advice(pipeline).start_over,
             )));
         }
         None

@@ -1212,11 +1212,23 @@ impl PostgresSink {
         let Some((progress, owner, batch)) = other else {
             return Ok(());
         };
+        // Which pipeline that is, where its row says (walk 64: the id alone named none).
+        let who = self
+            .others_rows(tx, target, "pipeline, label", true)
+            .await?
+            .into_iter()
+            .find_map(|(_, row)| {
+                (row.try_get::<_, String>(0).ok()? == owner)
+                    .then(|| row.try_get::<_, String>(1).ok())
+                    .flatten()
+            })
+            .map(|label| format!(", {label}"))
+            .unwrap_or_default();
         Err(Failure::Fatal(SinkError::Config {
             kind: KIND.name,
             reason: format!(
                 "table {target} holds the batches (up to {batch}) of another pipeline or \
-                 checkpoint (its row in {progress} is `{owner}`; this checkpoint's is `{ours}`; \
+                 checkpoint{who} (its row in {progress} is `{owner}`; this checkpoint's is `{ours}`; \
                  `sluice inspect <checkpoint>` shows a checkpoint's id), and appending would add \
                  them again: give each pipeline and checkpoint its own table. If the other \
                  checkpoint (`{owner}`) is the one meant to write this table, run that one, and \
@@ -1420,31 +1432,39 @@ impl PostgresSink {
         )
         .await
         .map_err(|e| self.failure(&e, "locking the table's writers"))?;
+        let others: Vec<Writer> = self
+            .other_writers(tx, target)
+            .await?
+            .into_iter()
+            .filter(|w| super::pipeline_name(&w.label) != ours)
+            .collect();
         let Some(Writer {
             progress,
             owner,
             label,
             ..
-        }) = self
-            .other_writers(tx, target)
-            .await?
-            .into_iter()
-            .find(|w| super::pipeline_name(&w.label) != ours)
+        }) = others.first()
         else {
             return Ok(());
         };
         if self.mode == Mode::Update {
             // Pipelines that each write their own keys (a shard of the table) are a way to
-            // use update mode: said, not refused.
+            // use update mode: said, not refused. Every other writer is named (walk 64: one
+            // of two was).
+            let writers = others
+                .iter()
+                .map(|w| format!("{} (its row in {} is `{}`)", w.label, w.progress, w.owner))
+                .collect::<Vec<_>>()
+                .join("; ");
             tracing::warn!(
-                "PostgreSQL sink: table {target} is written by {label} too (its row in \
-                 {progress} is `{owner}`): in update mode each pipeline writes the rows of its \
-                 keys over the other's, so unless each writes keys of its own (a shard of the \
-                 table), the table holds whichever wrote a key last. Give each pipeline its \
-                 own table (and a view that combines them) where their keys meet. If that one \
-                 is no longer run (this pipeline under its name before a `sluice rename`, or a \
-                 checkpoint given up), its row is all that is left of it: retire it (`DELETE \
-                 FROM {progress} WHERE pipeline = '{owner}';`) and this is not said again"
+                "PostgreSQL sink: table {target} is written by {writers} too: in update mode \
+                 each pipeline writes the rows of its keys over the others', so unless each \
+                 writes keys of its own (a shard of the table), the table holds whichever \
+                 wrote a key last. Give each pipeline its own table (and a view that combines \
+                 them) where their keys meet. If one is no longer run (this pipeline under its \
+                 name before a `sluice rename`, or a checkpoint given up), its row is all that \
+                 is left of it: retire it (`DELETE FROM {progress} WHERE pipeline = \
+                 '{owner}';`, for the first) and it is not named again"
             );
             return Ok(());
         }
@@ -1696,15 +1716,25 @@ impl PostgresSink {
                 // Without a batch column rows put back are not told apart: the UPDATE says
                 // they are all back.
                 restore = {
-                    // The table made anew may hold rows (an older copy): emptied first, or
-                    // batch 0 and on would be added to them.
-                    let start_over = start_over.replacen(
-                        "drop its progress row (`DELETE",
-                        &format!(
-                            "empty the table and drop its progress row (`TRUNCATE {table}; DELETE"
+                    // The table made anew may hold rows (an older copy): in append mode
+                    // emptied first, or batch 0 and on would be added to them. Update and
+                    // complete mode write over them, and an update-mode table may hold other
+                    // pipelines' keys, which emptying it would delete (walk 64).
+                    let start_over = match self.mode {
+                        Mode::Append => start_over.replacen(
+                            "drop its progress row (`DELETE",
+                            &format!(
+                                "empty the table and drop its progress row (`TRUNCATE \
+                                 {table}; DELETE"
+                            ),
+                            1,
                         ),
-                        1,
-                    );
+                        _ => format!(
+                            "{start_over} (without emptying the table: the new checkpoint \
+                             writes each of this pipeline's keys over the row the table holds, \
+                             and other pipelines' rows stay)"
+                        ),
+                    };
                     if self.config.batch_column.is_some() {
                         format!("Put their rows back; or, {start_over}")
                     } else {

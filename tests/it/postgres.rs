@@ -838,7 +838,9 @@ async fn a_new_checkpoint_with_its_own_progress_table_is_refused_over_a_filled_t
     assert_eq!(refused.status.code(), Some(2), "{said}");
     assert!(
         said.contains("another pipeline or checkpoint")
-            && said.contains("its row in public._sluice_progress is"),
+            && said.contains("its row in public._sluice_progress is")
+            // Walk 64 (3): the other pipeline is named, not only by its id.
+            && said.contains(&format!("with checkpoint {}, created", ws.p("ckpt"))),
         "{said}"
     );
     assert_eq!(count().await, expected.len());
@@ -1390,6 +1392,12 @@ async fn a_keyed_table_made_anew_empty_is_refused_and_the_way_to_write_on_works(
     let said = stderr(&refused);
     assert!(
         said.contains("without `batch_column` Sluice cannot tell whether it holds their rows"),
+        "{said}"
+    );
+    // Walk 64 (1): starting over does not empty an update-mode table, which may hold other
+    // pipelines' keys (following a TRUNCATE deleted a shard's rows for good).
+    assert!(
+        !said.contains("TRUNCATE") && said.contains("without emptying the table"),
         "{said}"
     );
     assert!(
@@ -2474,6 +2482,34 @@ async fn a_second_pipeline_writing_a_table_another_writes_is_said_or_refused() {
         "{said}"
     );
     assert_eq!(page_counts(&table).await, ["cart|1", "home|2"]);
+    // Walk 64 (4): a third shard's run names both others, not one of them; retired as the
+    // warning says, it is named no more.
+    std::fs::create_dir_all(ws.path("in-c")).expect("in-c");
+    std::fs::write(ws.path("in-c/0.json"), "{\"page\":\"shop\",\"v\":1}\n").expect("input");
+    let third = second
+        .replace("name: pages_b", "name: pages_c")
+        .replace(&ws.p("ckpt-b"), &ws.p("ckpt-c3"))
+        .replace(&ws.p("in-b"), &ws.p("in-c"));
+    let run = sluice_run(&write_pipeline(&ws, &third));
+    let said = stderr(&run);
+    assert!(run.status.success(), "{said}");
+    assert!(
+        said.contains("pipeline `pages` with checkpoint")
+            && said.contains("pipeline `pages_b` with checkpoint")
+            && said.contains(") too: in update mode"),
+        "{said}"
+    );
+    execute(&format!(
+        "DELETE FROM {table} WHERE page = 'shop'; DELETE FROM _sluice_progress WHERE label \
+         LIKE 'pipeline `pages_c` %'"
+    ))
+    .await;
+    let run = sluice_run(&write_pipeline(&ws, &second));
+    assert!(
+        run.status.success() && !stderr(&run).contains("pages_c"),
+        "{}",
+        stderr(&run)
+    );
 
     // Complete mode, on a table of its own: refused, nothing written.
     let other_table = unique_table("replaced");
