@@ -1076,7 +1076,20 @@ impl<'p> Engine<'p> {
         if self.pipeline.engine.kind == crate::pipeline::EngineKind::Distributed {
             let why = self.why_on_the_driver(&computed.scans).await;
             if let Some(why) = &why {
-                tracing::info!(%batch, "the batch runs on the driver: {why}");
+                // Where the query itself keeps every batch here, `engine: distributed` does
+                // nothing for it: said once a run at the default level (walk 65: only at
+                // `info`, batch by batch); a batch's own reason (its size) at `info`.
+                let by_query = why.starts_with("its input is read whole here first")
+                    || why.starts_with("its stateful operator runs every phase here");
+                if by_query && crate::source::first_time(format!("on the driver {why}")) {
+                    tracing::warn!(
+                        "`engine: distributed` has no effect on this query: every batch runs on \
+                         the driver, as {why}",
+                        why = why.replacen("its ", "the batch's ", 1)
+                    );
+                } else {
+                    tracing::info!(%batch, "the batch runs on the driver: {why}");
+                }
             }
             let wanted = why.is_none();
             match self.query.as_mut().and_then(|q| q.operator.as_mut()) {

@@ -434,3 +434,27 @@ async fn a_worker_killed_in_the_middle_of_a_batch_loses_and_doubles_nothing() {
 async fn a_worker_killed_in_the_middle_of_a_stateful_batch_loses_and_doubles_nothing() {
     a_worker_killed_in_the_middle_of_a_batch(STATEFUL, "complete").await;
 }
+
+/// Walk 65 (3): a query whose every batch runs on the driver (a deduplication feeding an
+/// aggregation) under `engine: distributed` said so only at `info`, batch by batch. Said
+/// once a run at the default level; the output is a local run's.
+#[tokio::test]
+async fn a_query_that_runs_on_the_driver_under_distributed_says_so_once() {
+    let ws = Workspace::new();
+    let workers = two_workers(&ws);
+    let query = "SELECT page, count(*) AS n FROM (SELECT DISTINCT ON (id) id, page FROM clicks \
+                 ORDER BY id) GROUP BY page";
+    let (local, _, _) = sink_after(None, query, "complete", 5).await;
+    let (spread, _, said) =
+        sink_after(Some(&[&workers[0], &workers[1]]), query, "complete", 5).await;
+    assert_eq!(spread, local);
+    assert_eq!(
+        said.matches("`engine: distributed` has no effect on this query")
+            .count(),
+        1,
+        "{said}"
+    );
+    for worker in &workers {
+        assert!(!read_files(worker), "{}", worker.said());
+    }
+}
