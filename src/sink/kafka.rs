@@ -191,6 +191,7 @@ impl SinkConnector for KafkaSinkConfig {
             transactional_id,
             progress_key,
             update: ctx.update,
+            label: ctx.label.to_string(),
             live: tokio::sync::Mutex::new(None),
         }))
     }
@@ -211,6 +212,10 @@ pub struct Progress {
     pub topic: String,
     /// The batches the checkpoint keeps (the newest among them), by batch id.
     pub batches: BTreeMap<u64, Written>,
+    /// The pipeline's name and checkpoint as a person tells them apart (empty in records of
+    /// Sluice before 2026-12), by which another pipeline writing the topic is named.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub label: String,
 }
 
 /// What one batch wrote.
@@ -240,6 +245,9 @@ pub struct KafkaSink {
     progress_key: String,
     /// Update mode: each row is written as the newest record of its key.
     update: bool,
+    /// How a person tells this pipeline from another (its name and checkpoint), kept in its
+    /// progress records.
+    label: String,
     /// The producer and what the progress topic says, once opened.
     live: tokio::sync::Mutex<Option<Live>>,
 }
@@ -514,19 +522,43 @@ impl KafkaSink {
         // Another pipeline's or checkpoint's batches in this topic, and none of this one's: a
         // pipeline started over on a new checkpoint writes every batch again. A topic many
         // pipelines write (fan-in) is common, so this is not refused.
-        if last.is_none()
-            && let Some(other) = other
-        {
-            tracing::warn!(
-                "Kafka sink: topic `{}` holds batches (up to {}) of another pipeline or \
-                 checkpoint (pipeline id {}), and none of this one: if this is that pipeline \
-                 started over on a new checkpoint, every batch is written again after its old \
-                 records (a consumer reads them twice). Stop the run and give it its own topic \
-                 where that is not meant",
+        let named = |other: &Progress| match other.label.is_empty() {
+            true => format!("pipeline id {}", other.pipeline),
+            false => format!("{}, pipeline id {}", other.label, other.pipeline),
+        };
+        match (&last, &other) {
+            (None, Some(other)) if same_name(&other.label, &self.label) => tracing::warn!(
+                "Kafka sink: topic `{}` holds batches (up to {}) of another checkpoint of this \
+                 pipeline ({}), and none of this one's: this one writes every batch again \
+                 after their records (a consumer reads them twice). Stop the run and give it \
+                 its own topic where that is not meant",
                 self.config.topic,
                 other.batch,
-                other.pipeline
-            );
+                named(other)
+            ),
+            (None, Some(other)) => tracing::warn!(
+                "Kafka sink: topic `{}` holds batches (up to {}) of another pipeline or \
+                 checkpoint ({}), and none of this one: if this is that pipeline started over \
+                 on a new checkpoint, every batch is written again after its old records (a \
+                 consumer reads them twice). Stop the run and give it its own topic where that \
+                 is not meant",
+                self.config.topic,
+                other.batch,
+                named(other)
+            ),
+            // An older checkpoint of this pipeline run again after a newer one took the topic
+            // over: its batches go beside the newer one's (walk 64: said nothing).
+            (Some(_), Some(other)) if super::retired_by(&self.label, &other.label) => {
+                tracing::warn!(
+                    "Kafka sink: topic `{}` is written by a newer checkpoint of this pipeline \
+                     too ({}): this older one's batches go beside it, which a consumer reads \
+                     twice where the two read the same input. Stop running this checkpoint \
+                     where the newer one replaced it",
+                    self.config.topic,
+                    named(other)
+                )
+            }
+            _ => {}
         }
         Ok(Live {
             producer: Arc::new(producer),
@@ -652,6 +684,7 @@ impl KafkaSink {
         let key = self.progress_key.clone();
         let timeout = self.config.retry.timeout;
         let (sink_topic, ours) = (self.config.topic.clone(), self.pipeline);
+        let ours_label = self.label.clone();
         let read = self
             .config
             .retry
@@ -663,8 +696,9 @@ impl KafkaSink {
                     let topic = topic.clone();
                     let key = key.clone();
                     let sink_topic = sink_topic.clone();
+                    let ours = (ours, ours_label.clone());
                     blocking(move || {
-                        read_progress(&config, &topic, &key, &sink_topic, ours, timeout)
+                        read_progress(&config, &topic, &key, &sink_topic, &ours, timeout)
                     })
                 },
             )
@@ -763,6 +797,7 @@ impl KafkaSink {
             epoch: fence.epoch(),
             topic: self.config.topic.clone(),
             batches,
+            label: self.label.clone(),
         };
         let producer = Arc::clone(&live.producer);
         let record = serde_json::to_vec(&progress).map_err(|e| WriteError::Other(e.to_string()))?;
@@ -1111,7 +1146,7 @@ fn read_progress(
     topic: &str,
     key: &str,
     sink_topic: &str,
-    ours: uuid::Uuid,
+    ours: &(uuid::Uuid, String),
     timeout: Duration,
 ) -> Result<(Option<Progress>, Option<Progress>), String> {
     let consumer =
@@ -1126,8 +1161,12 @@ fn read_progress(
         let start = (end - span).max(low);
         let (found, theirs) =
             read_progress_span(&consumer, topic, key, sink_topic, ours, start, end, timeout)?;
+        // The newest other; but one of this pipeline's name (another checkpoint of it) first,
+        // the one whose batches this one's would write again or beside (walk 64).
         if let Some(theirs) = theirs
-            && other.is_none()
+            && other
+                .as_ref()
+                .is_none_or(|o| !same_name(&o.label, &ours.1) && same_name(&theirs.label, &ours.1))
         {
             other = Some(theirs);
         }
@@ -1149,7 +1188,7 @@ fn read_progress_span(
     topic: &str,
     key: &str,
     sink_topic: &str,
-    ours: uuid::Uuid,
+    ours: &(uuid::Uuid, String),
     start: i64,
     end: i64,
     timeout: Duration,
@@ -1190,9 +1229,13 @@ fn read_progress_span(
                         }
                     } else if let Ok(progress) = serde_json::from_slice::<Progress>(value)
                         && progress.topic == sink_topic
-                        && progress.pipeline != ours
+                        && progress.pipeline != ours.0
+                        // The one at the highest offset, the newest; one of this pipeline's
+                        // name before any other.
+                        && other.as_ref().is_none_or(|o| {
+                            same_name(&progress.label, &ours.1) || !same_name(&o.label, &ours.1)
+                        })
                     {
-                        // The one at the highest offset: the newest.
                         other = Some(progress);
                     }
                 }
@@ -1204,6 +1247,11 @@ fn read_progress_span(
     }
     consumer.unassign().map_err(|e| e.to_string())?;
     Ok((newest, other))
+}
+
+/// Whether labels `a` and `b` name pipelines of one name (two checkpoints of a pipeline).
+fn same_name(a: &str, b: &str) -> bool {
+    super::pipeline_name(a).is_some() && super::pipeline_name(a) == super::pipeline_name(b)
 }
 
 /// The batches a progress record keeps, in words.

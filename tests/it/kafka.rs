@@ -1634,12 +1634,29 @@ async fn a_new_checkpoint_into_a_topic_another_checkpoint_wrote_is_said() {
         "{}",
         stderr(&run)
     );
-    std::fs::remove_dir_all(ws.path("ckpt")).expect("new checkpoint");
-    let run = sluice_run(&pipeline, &[]);
+    // Walk 64 (5): the pipeline on a new checkpoint is told its own name's batches are there
+    // (named, not by an id alone), before any other pipeline's.
+    let newer = write_pipeline(&ws, &yaml.replace(&ws.p("ckpt"), &ws.p("ckpt2")));
+    let run = sluice_run(&newer, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(
         stderr(&run).contains(&format!(
-            "topic `{out}` holds batches (up to 0) of another pipeline or checkpoint"
+            "topic `{out}` holds batches (up to 0) of another checkpoint of this pipeline \
+             (pipeline `again` with checkpoint {},",
+            ws.p("ckpt")
+        )),
+        "{}",
+        stderr(&run)
+    );
+    // The older checkpoint run again writes beside the newer one: said.
+    write_clicks(&ws.path("in"), "json", 1, 20, 1);
+    let run = sluice_run(&write_pipeline(&ws, &yaml), &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains(&format!(
+            "topic `{out}` is written by a newer checkpoint of this pipeline too (pipeline \
+             `again` with checkpoint {},",
+            ws.p("ckpt2")
         )),
         "{}",
         stderr(&run)
