@@ -688,8 +688,22 @@ impl<'p> Engine<'p> {
                      (the newest, say), use `output_mode: update` or `complete`"
                 );
             }
+            // Said at the default level where this query has not run on the checkpoint yet;
+            // after, at `info` (walk 62: a scheduled pipeline said the same notes every run,
+            // for a column the user knew holds no null).
+            let known = self
+                .checkpoint
+                .exists(&self.checkpoint.path(&crate::checkpoint::paths::query(
+                    &crate::vocab::fingerprint(sql),
+                )))
+                .await
+                .unwrap_or(false);
             for said in plan::dialect_notes(sql, &logical) {
-                tracing::warn!("{said}");
+                if known {
+                    tracing::info!("{said}");
+                } else {
+                    tracing::warn!("{said}");
+                }
             }
             for said in plan::zero_based_calls(&logical) {
                 tracing::warn!("the query counts from 0 as Spark does: {said}");

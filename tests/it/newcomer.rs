@@ -9838,3 +9838,34 @@ fn an_encoding_reads_text_files_that_are_not_utf8() {
         assert!(stderr(&out).contains(says), "{}", stderr(&out));
     }
 }
+
+/// Walk 62 (4): a scheduled pipeline said its query's dialect notes (here `DESC` without
+/// `NULLS`) at every run. Said at the default level on the run that first plans the query on
+/// the checkpoint; later runs say them at `info`.
+#[test]
+fn a_dialect_note_is_said_on_the_first_run_of_a_query_only() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"b\",\"v\":2}\n",
+    );
+    let file = pipeline(
+        &ws,
+        "SELECT k, sum(v) AS t FROM s GROUP BY k ORDER BY t DESC",
+        "complete",
+    );
+    let note = "puts nulls first, as PostgreSQL and DataFusion do";
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(note), "{}", stderr(&out));
+    input(&ws, "1.json", "{\"k\":\"a\",\"v\":5}\n");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains(note), "{}", stderr(&out));
+    // An edited query is a new one: said again.
+    edit_file(&file, "ORDER BY t DESC", "ORDER BY t DESC, k DESC");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(note), "{}", stderr(&out));
+}
