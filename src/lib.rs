@@ -155,10 +155,11 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> std::borrow::
                      text with `to_date(<column>, '{format}')`"
                 ),
                 None if points_made(value) => format!(
-                    ". `{value}` has more than one point: a number written with points \
-                     between thousands and a decimal comma (`1.234,56`) whose comma was made a \
-                     point with its thousands separators still in it. Take them out first: \
-                     `CAST(replace(replace(<column>, '.', ''), ',', '.') AS DECIMAL(p, s))`"
+                    ". `{value}` has more than one point: points between thousands \
+                     (`1.234.567`), or a decimal comma made a point with them still in it \
+                     (`1.234,56`). Take the thousands separators out first, then make a \
+                     decimal comma the point: `CAST(replace(replace(<column>, '.', ''), ',', \
+                     '.') AS DECIMAL(p, s))`"
                 ),
                 None => format!(
                     ". `{value}` is a number written with a decimal comma{}, which a cast \

@@ -596,7 +596,11 @@ impl Checkpoint {
         let record: FailureRecord =
             parse_json_object(paths::FAILURE, &String::from_utf8_lossy(&bytes)).ok()?;
         let logged = read_offsets(location, pending).await.ok()??;
-        (record.batch == pending && record.at_ms >= logged.info.batch_timestamp_ms)
+        // The run that logged the batch, or one after it (a batch's timestamp may run ahead
+        // of this machine's clock: it is never before the previous batch's).
+        (record.batch == pending
+            && (record.run_id == logged.info.run_id
+                || record.at_ms >= logged.info.batch_timestamp_ms))
             .then_some(record)
     }
 

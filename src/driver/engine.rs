@@ -688,7 +688,8 @@ impl<'p> Engine<'p> {
                      (the newest, say), use `output_mode: update` or `complete`"
                 );
             }
-            // Said at the default level where this query has not run on the checkpoint yet;
+            // Said at the default level until a batch has run with this query on the
+            // checkpoint (its text kept in `queries/`);
             // after, at `info` (walk 62: a scheduled pipeline said the same notes every run,
             // for a column the user knew holds no null).
             let known = self

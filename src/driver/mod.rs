@@ -804,6 +804,28 @@ fn name_update_key(reason: String, query: &str) -> String {
     }
 }
 
+/// Whether two column types, as the sink record keeps them (Arrow's words), are one type:
+/// the same, or the same but the names of nested fields (a list's item is `element` where
+/// Parquet wrote it, `item` where the query's SQL declared it: walk 66, a declared
+/// `'varchar[]'` for the inferred list was refused as a change).
+fn same_type(a: &str, b: &str) -> bool {
+    use datafusion::arrow::datatypes::DataType;
+    a == b
+        || matches!(
+            (a.parse::<DataType>(), b.parse::<DataType>()),
+            (Ok(a), Ok(b)) if a.equals_datatype(&b)
+        )
+}
+
+/// Whether two lists of columns (name and type, as the sink record keeps them) are the same
+/// columns, in order, each of one type ([`same_type`]).
+fn same_columns(a: &[(String, String)], b: &[(String, String)]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((n, t), (m, u))| n == m && same_type(t, u))
+}
+
 /// What a start over on a new checkpoint needs of the pipeline's `late_rows` sink, as a
 /// clause to add to the sink's own (empty without one, or to the console): the late-rows
 /// sink's batches belong to the old checkpoint as much as the sink's do (it only appends; one
@@ -832,7 +854,14 @@ fn late_rows_start_over(pipeline: &Pipeline) -> &'static str {
 fn placed(reason: &str, shown: &str, pipeline: &Pipeline) -> String {
     let mut reason = reason.replace("<checkpoint>", shown);
     let late = late_rows_start_over(pipeline);
-    if !late.is_empty() && reason.contains("new checkpoint") && !reason.contains("late_rows") {
+    // The sinks' ways to start over ("to start this pipeline over, ... run it on a new
+    // checkpoint"; "start over on a new checkpoint"), not a mention of one in passing.
+    let starts_over = ["start this pipeline over", "start over on a new checkpoint"]
+        .iter()
+        .any(|words| reason.contains(words));
+    if !late.is_empty() && starts_over && !reason.contains("late_rows") {
+        let trimmed = reason.trim_end_matches('.').len();
+        reason.truncate(trimmed);
         reason.push_str(&format!(
             ". Starting over{late}",
             late = &late[", and".len()..]
@@ -2523,7 +2552,7 @@ impl<'a> Driver<'a> {
             self.checkpoint.record_sink(&self.sink_record).await?;
         }
         if let Some(before) = &self.sink_record.output_schema
-            && *before != planned
+            && !same_columns(before, &planned)
             && !replaced
         {
             // Kept in Arrow's words (the record's form); said by their SQL names.
@@ -2544,7 +2573,7 @@ impl<'a> Driver<'a> {
             for (name, data_type) in &planned {
                 match before.iter().find(|(n, _)| n == name) {
                     None => changes.push(format!("`{name}` added")),
-                    Some((_, was)) if was != data_type => {
+                    Some((_, was)) if !same_type(was, data_type) => {
                         changes.push(format!("`{name}` {} -> {}", sql(was), sql(data_type)))
                     }
                     Some(_) => {}
@@ -3271,4 +3300,33 @@ fn rfc3339(ms: i64) -> String {
 
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{DataType, Field};
+
+    /// Walk 66 (6): a list's item named `element` (Parquet's) and `item` (SQL's) is one type
+    /// to the output's record; another item type is not.
+    #[test]
+    fn a_lists_item_name_is_no_change_of_type() {
+        let list = |name: &str, item: DataType| {
+            DataType::List(Arc::new(Field::new(name, item, true))).to_string()
+        };
+        assert!(same_type(
+            &list("element", DataType::Utf8),
+            &list("item", DataType::Utf8)
+        ));
+        assert!(!same_type(
+            &list("element", DataType::Utf8),
+            &list("item", DataType::Int64)
+        ));
+        let column = |t: String| vec![("tags".to_string(), t)];
+        assert!(same_columns(
+            &column(list("element", DataType::Utf8)),
+            &column(list("item", DataType::Utf8))
+        ));
+        assert!(!same_columns(&column(list("item", DataType::Utf8)), &[]));
+    }
 }

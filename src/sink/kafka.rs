@@ -212,11 +212,15 @@ pub struct Progress {
     pub topic: String,
     /// The batches the checkpoint keeps (the newest among them), by batch id.
     pub batches: BTreeMap<u64, Written>,
-    /// The pipeline's name and checkpoint as a person tells them apart (empty in records of
-    /// Sluice before 2026-12), by which another pipeline writing the topic is named.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// The pipeline's name and checkpoint as a person tells them apart, by which another
+    /// pipeline writing the topic is named: kept in the record's `sluice-label` header, not
+    /// its JSON, which Sluice before 2026-12 reads with no field unknown (empty there).
+    #[serde(skip)]
     pub label: String,
 }
+
+/// The header of a progress record that holds its pipeline's label ([`Progress::label`]).
+const LABEL_HEADER: &str = "sluice-label";
 
 /// What one batch wrote.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -804,11 +808,12 @@ impl KafkaSink {
         let progress_topic = self.config.progress_topic.clone();
         let key = self.progress_key.clone();
         let location = self.location();
+        let label = progress.label.clone().into_bytes();
         blocking(move || -> Result<(), WriteError> {
             let row = EncodedRow {
                 key: Some(key.into_bytes()),
                 value: Some(record),
-                headers: Vec::new(),
+                headers: vec![(LABEL_HEADER.to_string(), Some(label))],
             };
             let sent =
                 failpoint::external(&location, &format!("progress of batch {batch}"), || {
@@ -1227,8 +1232,12 @@ fn read_progress_span(
                         if newest.as_ref().is_none_or(|n| progress.batch >= n.batch) {
                             newest = Some(progress);
                         }
-                    } else if let Ok(progress) = serde_json::from_slice::<Progress>(value)
+                    } else if let Ok(mut progress) = serde_json::from_slice::<Progress>(value)
                         && progress.topic == sink_topic
+                        && {
+                            progress.label = label_of(&message);
+                            true
+                        }
                         && progress.pipeline != ours.0
                         // The one at the highest offset, the newest; one of this pipeline's
                         // name before any other.
@@ -1247,6 +1256,21 @@ fn read_progress_span(
     }
     consumer.unassign().map_err(|e| e.to_string())?;
     Ok((newest, other))
+}
+
+/// The label a progress record's [`LABEL_HEADER`] holds; empty where it has none.
+fn label_of(message: &rdkafka::message::BorrowedMessage<'_>) -> String {
+    use rdkafka::message::{Headers as _, Message as _};
+    message
+        .headers()
+        .and_then(|headers| {
+            headers
+                .iter()
+                .find(|h| h.key == LABEL_HEADER)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        })
+        .unwrap_or_default()
 }
 
 /// Whether labels `a` and `b` name pipelines of one name (two checkpoints of a pipeline).

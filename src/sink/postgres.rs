@@ -1729,11 +1729,13 @@ impl PostgresSink {
                             ),
                             1,
                         ),
-                        _ => format!(
+                        Mode::Update => format!(
                             "{start_over} (without emptying the table: the new checkpoint \
                              writes each of this pipeline's keys over the row the table holds, \
                              and other pipelines' rows stay)"
                         ),
+                        // Its first batch replaces the table's rows.
+                        Mode::Complete => start_over,
                     };
                     if self.config.batch_column.is_some() {
                         format!("Put their rows back; or, {start_over}")

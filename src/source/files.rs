@@ -1239,7 +1239,7 @@ pub(super) fn remote_read(value: &serde_json::Value) -> Result<ReadPart, String>
         inferred: remote.inferred,
         encoding: match &remote.encoding {
             Some(name) => Some(
-                encoding_rs::Encoding::for_label(name.as_bytes())
+                encoding_rs::Encoding::for_label_no_replacement(name.as_bytes())
                     .ok_or_else(|| keyword("encoding", name))?,
             ),
             None => None,
@@ -1327,9 +1327,10 @@ fn open_folder(
 /// `Latin_1`, as Python and DuckDB write it).
 fn encoding_of(label: &str) -> Option<&'static encoding_rs::Encoding> {
     let label = label.trim();
-    encoding_rs::Encoding::for_label(label.as_bytes()).or_else(|| {
+    // Not the standard's "replacement" encoding (`iso-2022-kr`), which reads nothing.
+    encoding_rs::Encoding::for_label_no_replacement(label.as_bytes()).or_else(|| {
         let plain: String = label.chars().filter(|c| !matches!(c, '-' | '_')).collect();
-        encoding_rs::Encoding::for_label(plain.as_bytes())
+        encoding_rs::Encoding::for_label_no_replacement(plain.as_bytes())
     })
 }
 
