@@ -597,6 +597,19 @@ pub enum PlanError {
         /// What Sluice writes instead.
         advice: String,
     },
+    /// A struct column named by an SQL keyword, its field taken with a dot (`user.id`): the
+    /// word is read as the keyword (the function `user`), not the column.
+    #[error(
+        "the query does not plan: {error} (`{word}` is an SQL keyword, so `{word}.` does not \
+         name the column: write the column in double quotes and its field in brackets, \
+         `\"{word}\"['field']`)"
+    )]
+    KeywordStruct {
+        /// DataFusion's error.
+        error: DataFusionError,
+        /// The keyword, as the query writes it.
+        word: String,
+    },
     /// The SQL does not parse where it names a column by an SQL keyword (a Kafka source's
     /// `offset`, `partition`, `timestamp`), which must be quoted.
     #[error(
@@ -810,6 +823,12 @@ pub async fn plan_batch(
             if let Some(advice) = flink_advice(sql) {
                 return Err(PlanError::Flink { error: e, advice });
             }
+            // Walk 67: `user.id` was advised `col['field']`, which `user['id']` fails too.
+            if text.contains("Dot access not supported")
+                && let Some(word) = keyword_before_dot(sql)
+            {
+                return Err(PlanError::KeywordStruct { error: e, word });
+            }
             // DataFusion stops at the first unknown function; where that is a Spark one, name
             // every Spark one called that the session does not have (by the SQL's text, so
             // `= ANY (...)` and a name in a string may be taken for calls: those it has).
@@ -895,6 +914,22 @@ fn sql_words(sql: &str) -> Option<Vec<String>> {
             })
             .collect(),
     )
+}
+
+/// The first unquoted SQL keyword of `sql` followed by a `.` (`user.id`), as written.
+fn keyword_before_dot(sql: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().ok()?;
+    tokens.windows(2).find_map(|pair| match pair {
+        [Token::Word(w), Token::Period]
+            if w.quote_style.is_none() && w.keyword != Keyword::NoKeyword =>
+        {
+            Some(w.value.clone())
+        }
+        _ => None,
+    })
 }
 
 /// `text` without DataFusion's guess at the function meant (`Did you mean 'date_part'?` for
@@ -2774,6 +2809,28 @@ mod tests {
             let said = dialect_notes(sql, &plan).join("\n");
             assert!(!said.contains("cuts off the rest"), "{sql}: {said}");
         }
+    }
+
+    /// Walk 67 (7): `user.id` of a struct column `user` was advised `col['field']`; `user`
+    /// is a keyword, so the column is quoted. The advice plans.
+    #[tokio::test]
+    async fn a_struct_column_named_by_a_keyword_is_answered_with_quotes() {
+        let ctx = session(&default_settings());
+        let user = DataType::Struct(vec![Field::new("id", DataType::Int64, true)].into());
+        let schema = Arc::new(Schema::new(vec![Field::new("user", user, true)]));
+        let mem = MemTable::try_new(schema, vec![vec![]]).expect("table");
+        ctx.register_table("s", Arc::new(mem)).expect("register");
+        let err = plan_batch(&ctx, "SELECT user.id FROM s", 0)
+            .await
+            .expect_err("a keyword")
+            .to_string();
+        assert!(
+            err.contains("`user` is an SQL keyword") && err.contains("`\"user\"['field']`"),
+            "{err}"
+        );
+        plan_batch(&ctx, "SELECT \"user\"['id'] AS id FROM s", 0)
+            .await
+            .expect("the advice plans");
     }
 
     /// Walk 45 (U1, U2): Flink SQL's window table functions, `EMIT` and temporal joins got

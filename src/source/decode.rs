@@ -696,10 +696,12 @@ pub fn infer_schema_encoded(
                 .collect();
             let objects: Vec<serde_json::Map<String, serde_json::Value>> =
                 scanned.values.into_iter().map(|v| v.unknown).collect();
+            // A list's null items type nothing, and Arrow's inference refuses one beside
+            // lists or objects (`[null, [5]]`; walk 67): left out of what it reads.
             let schema = arrow_json::reader::infer_json_schema_from_iterator(
                 objects
                     .iter()
-                    .map(|o| Ok(serde_json::Value::Object(o.clone()))),
+                    .map(|o| Ok(without_null_items(serde_json::Value::Object(o.clone())))),
             )
             .map_err(err)?;
             with_wide_integers(
@@ -1182,6 +1184,27 @@ fn with_wide_integers(
         })
         .collect();
     Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// JSON `value` with the null items of its arrays, at any depth, left out (for inference).
+fn without_null_items(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        J::Array(items) => J::Array(
+            items
+                .into_iter()
+                .filter(|item| !item.is_null())
+                .map(without_null_items)
+                .collect(),
+        ),
+        J::Object(fields) => J::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k, without_null_items(v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// `data_type` (inferred from JSON `values`, a list's or struct's) with each `double` inside
@@ -4388,12 +4411,49 @@ mod tests {
         .expect_err("past a double's range")
         .to_string();
         // Past a double's range: no JSON number (serde's reading refuses it first).
-        assert!(err.contains("f.json line 1") && err.contains("out of range"), "{err}");
+        assert!(
+            err.contains("f.json line 1") && err.contains("out of range"),
+            "{err}"
+        );
         let decoded = rescuing(&schema, OnError::Fail)
             .decode("f.json", "f.json", &Bytes::from("{\"id\":3,\"f\":-1e40}\n"))
             .expect("rescued");
         assert_eq!(column_text(&decoded, 1), [""]);
         assert_eq!(column_text(&decoded, 3), [r#"{"f":-1e+40}"#]);
+    }
+
+    /// Walk 67 (2): a list of nulls beside lists or objects (`[null, [5]]`) failed inference
+    /// in Arrow's words, naming no field; the nulls type nothing, and the rows read.
+    #[test]
+    fn null_items_beside_lists_or_objects_infer() {
+        let text = "{\"m\":[null,[5]],\"o\":[{\"a\":1},null]}\n";
+        let inferred = infer_schema(
+            "x.json",
+            &Bytes::from(text),
+            FileFormat::Json,
+            OnError::Fail,
+            b',',
+            None,
+        )
+        .expect("infer")
+        .expect("columns");
+        let reader = Reader {
+            format: FileFormat::Json,
+            schema: Arc::new(inferred),
+            projection: None,
+            on_error: OnError::Fail,
+            rescued: None,
+            epoch_unit: None,
+            delimiter: b',',
+            null_value: None,
+            inferred: true,
+            encoding: None,
+        };
+        let decoded = reader
+            .decode("x.json", "x.json", &Bytes::from(text))
+            .expect("decodes");
+        assert_eq!(decoded.rows, 1);
+        assert_eq!(column_text(&decoded, 0), ["[, [5]]"]);
     }
 
     /// Walk 67 (1): an integer past `bigint` inside a struct or a list was inferred as a
