@@ -3861,6 +3861,22 @@ mod tests {
         reader.decode(file, file, bytes)
     }
 
+    /// A reader of columns `schema` inferred from the source's files, failing on a bad row.
+    fn inferred_reader(format: FileFormat, schema: SchemaRef, delimiter: u8) -> Reader {
+        Reader {
+            format,
+            schema,
+            projection: None,
+            on_error: OnError::Fail,
+            rescued: None,
+            epoch_unit: None,
+            delimiter,
+            null_value: None,
+            inferred: true,
+            encoding: None,
+        }
+    }
+
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, true),
@@ -4223,18 +4239,7 @@ mod tests {
             names,
             ["Kunden Nr", "Betrag", "Betrag_1", "column3", "column4"]
         );
-        let reader = Reader {
-            format: FileFormat::Csv,
-            schema: Arc::new(inferred),
-            projection: None,
-            on_error: OnError::Fail,
-            rescued: None,
-            epoch_unit: None,
-            delimiter: b';',
-            null_value: None,
-            inferred: true,
-            encoding: None,
-        };
+        let reader = inferred_reader(FileFormat::Csv, Arc::new(inferred), b';');
         let decoded = reader
             .decode("x.csv", "x.csv", &Bytes::from(text))
             .expect("decodes");
@@ -4275,18 +4280,7 @@ mod tests {
             .expect("columns");
             assert_eq!(inferred.field(1).data_type(), &DataType::Utf8, "{text}");
         }
-        let reader = Reader {
-            format: FileFormat::Csv,
-            schema: Arc::new(inferred),
-            projection: None,
-            on_error: OnError::Fail,
-            rescued: None,
-            epoch_unit: None,
-            delimiter: b';',
-            null_value: None,
-            inferred: true,
-            encoding: None,
-        };
+        let reader = inferred_reader(FileFormat::Csv, Arc::new(inferred), b';');
         let decoded = reader
             .decode("m.csv", "m.csv", &Bytes::from(text))
             .expect("decodes");
@@ -4437,18 +4431,7 @@ mod tests {
         )
         .expect("infer")
         .expect("columns");
-        let reader = Reader {
-            format: FileFormat::Json,
-            schema: Arc::new(inferred),
-            projection: None,
-            on_error: OnError::Fail,
-            rescued: None,
-            epoch_unit: None,
-            delimiter: b',',
-            null_value: None,
-            inferred: true,
-            encoding: None,
-        };
+        let reader = inferred_reader(FileFormat::Json, Arc::new(inferred), b',');
         let decoded = reader
             .decode("x.json", "x.json", &Bytes::from(text))
             .expect("decodes");
@@ -4499,18 +4482,7 @@ mod tests {
             "{}",
             type_of("w")
         );
-        let reader = Reader {
-            format: FileFormat::Json,
-            schema: Arc::new(inferred),
-            projection: None,
-            on_error: OnError::Fail,
-            rescued: None,
-            epoch_unit: None,
-            delimiter: b',',
-            null_value: None,
-            inferred: true,
-            encoding: None,
-        };
+        let reader = inferred_reader(FileFormat::Json, Arc::new(inferred), b',');
         let decoded = reader
             .decode("n.json", "n.json", &Bytes::from(text))
             .expect("decodes");
