@@ -27,6 +27,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::storage::{Location, StorageError};
 
+/// `text` (an error, kept in the checkpoint) with what looks like a secret in it masked: a
+/// URL's password and query values ([`crate::secret::redact_url`]), and the value of a
+/// `password=` (or `secret=`, `token=`) pair, as a PostgreSQL connection string writes one.
+fn without_secrets(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            line.split(' ')
+                .map(|word| {
+                    let lower = word.to_ascii_lowercase();
+                    match ["password=", "secret=", "token="]
+                        .iter()
+                        .find(|key| lower.starts_with(**key))
+                    {
+                        Some(key) => format!("{}***", &word[..key.len()]),
+                        None if word.contains("://") => crate::secret::redact_url(word),
+                        None => word.to_string(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// What can go wrong with a checkpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -575,7 +600,7 @@ impl Checkpoint {
             at_ms: chrono::Utc::now().timestamp_millis(),
             run_id: self.run_id,
             exit_code,
-            error: error.to_string(),
+            error: without_secrets(error),
         };
         let path = self.location.path(paths::FAILURE);
         if let Err(e) = self
@@ -962,6 +987,22 @@ pub fn not_a_checkpoint(spec: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failure kept in the checkpoint keeps no secret its error quotes.
+    #[test]
+    fn a_failures_error_keeps_no_secret() {
+        let said = without_secrets(
+            "cannot reach host=db password=hunter2 dbname=x\nat s3://k:pw@bucket/x?sig=abc now",
+        );
+        assert!(
+            !said.contains("hunter2") && !said.contains(":pw@") && !said.contains("abc"),
+            "{said}"
+        );
+        assert!(
+            said.contains("password=***") && said.contains("host=db") && said.contains("\nat "),
+            "{said}"
+        );
+    }
 
     fn temp_location() -> (tempfile::TempDir, Location) {
         let dir = tempfile::tempdir().expect("temp dir");
