@@ -99,6 +99,10 @@ static CODECS: [Codec; 4] = [
 pub fn ends_mid_line(file: &str, bytes: &[u8], format: FileFormat) -> bool {
     matches!(format, FileFormat::Json | FileFormat::Csv)
         && Codec::of_name(file).is_none()
+        // Not text at all (a Parquet file, compressed bytes): reading refuses it, saying what
+        // it is (walk 66: a warning of a cut line came first).
+        && !bytes.starts_with(b"PAR1")
+        && Codec::of_content(bytes).is_none()
         && bytes.last().is_some_and(|b| *b != b'\n')
 }
 
@@ -4490,6 +4494,24 @@ mod tests {
         assert!(shown.contains("18446744073709551615"), "{shown}");
         let shown = column_text(&decoded, 3).join(" ");
         assert!(shown.contains("123456789012345678901234567890"), "{shown}");
+    }
+
+    /// Walk 66 (7): a Parquet file in a JSON source was first warned of as a text file cut
+    /// mid-line; only text is.
+    #[test]
+    fn only_text_is_said_to_end_mid_line() {
+        assert!(ends_mid_line(
+            "a.json",
+            b"{\"a\":1}\n{\"a\":",
+            FileFormat::Json
+        ));
+        assert!(!ends_mid_line("a.json", b"{\"a\":1}\n", FileFormat::Json));
+        assert!(!ends_mid_line("a.json", b"PAR1\x15\x04", FileFormat::Json));
+        assert!(!ends_mid_line(
+            "a.json",
+            b"\x1f\x8b\x08\x00",
+            FileFormat::Json
+        ));
     }
 
     /// A reader of `schema` (then `_rescued`) that keeps unknown fields.
