@@ -4382,32 +4382,24 @@ mod tests {
             Field::new("f", DataType::Float32, true),
             Field::new("g", DataType::Float64, true),
         ]));
-        let text = "{\"id\":1,\"f\":1.5,\"g\":2.5}\n{\"id\":2,\"f\":3.4e39,\"g\":1}\n";
-        let err = decode(
-            "f.json",
-            &Bytes::from(text),
-            FileFormat::Json,
-            &schema,
-            None,
-            OnError::Fail,
-        )
-        .expect_err("past a float's range")
-        .to_string();
+        let refused = |text: &str| {
+            decode(
+                "f.json",
+                &Bytes::from(text.to_string()),
+                FileFormat::Json,
+                &schema,
+                None,
+                OnError::Fail,
+            )
+            .expect_err(text)
+            .to_string()
+        };
+        let err = refused("{\"id\":1,\"f\":1.5,\"g\":2.5}\n{\"id\":2,\"f\":3.4e39,\"g\":1}\n");
         assert!(
             err.contains("f.json line 2") && err.contains("column `f` is float: a number past"),
             "{err}"
         );
-        let text = "{\"id\":1,\"f\":1.5,\"g\":1e309}\n";
-        let err = decode(
-            "f.json",
-            &Bytes::from(text),
-            FileFormat::Json,
-            &schema,
-            None,
-            OnError::Fail,
-        )
-        .expect_err("past a double's range")
-        .to_string();
+        let err = refused("{\"id\":1,\"f\":1.5,\"g\":1e309}\n");
         // Past a double's range: no JSON number (serde's reading refuses it first).
         assert!(
             err.contains("f.json line 1") && err.contains("out of range"),
