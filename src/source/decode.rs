@@ -3865,6 +3865,20 @@ mod tests {
         reader.decode(file, file, bytes)
     }
 
+    /// The columns inferred from file `file` holding `text` (it has some), failing on a bad row.
+    fn inferred_from(file: &str, text: &str, format: FileFormat, delimiter: u8) -> Schema {
+        infer_schema(
+            file,
+            &Bytes::from(text.to_string()),
+            format,
+            OnError::Fail,
+            delimiter,
+            None,
+        )
+        .expect("infer")
+        .expect("columns")
+    }
+
     /// A reader of columns `schema` inferred from the source's files, failing on a bad row.
     fn inferred_reader(format: FileFormat, schema: SchemaRef, delimiter: u8) -> Reader {
         Reader {
@@ -4224,16 +4238,7 @@ mod tests {
         );
         assert_eq!(csv_column_names(&["a", "b"]), ["a", "b"]);
         let text = "Kunden Nr;Betrag;Betrag;;\r\n1;5;6;;\r\n";
-        let inferred = infer_schema(
-            "x.csv",
-            &Bytes::from(text),
-            FileFormat::Csv,
-            OnError::Fail,
-            b';',
-            None,
-        )
-        .expect("infer")
-        .expect("columns");
+        let inferred = inferred_from("x.csv", text, FileFormat::Csv, b';');
         let names: Vec<&str> = inferred
             .fields()
             .iter()
@@ -4257,31 +4262,13 @@ mod tests {
     fn times_to_the_minute_are_inferred_as_timestamps() {
         let text = "id;ts;other\r\n1;2026-12-31 23:59;2026-12-31 23:59\r\n2;2027-01-01T00:01;\
                     soon\r\n3;;2026-01-01 10:00\r\n";
-        let inferred = infer_schema(
-            "m.csv",
-            &Bytes::from(text),
-            FileFormat::Csv,
-            OnError::Fail,
-            b';',
-            None,
-        )
-        .expect("infer")
-        .expect("columns");
+        let inferred = inferred_from("m.csv", text, FileFormat::Csv, b';');
         assert_eq!(inferred.field(1).data_type(), &INFERRED_TIMESTAMP);
         assert_eq!(inferred.field(2).data_type(), &DataType::Utf8);
         // Review: what chrono takes but decoding does not read stays text.
         for text in ["id,ts\n1,2026-1-5 9:05\n", "id;ts\n1; 2026-12-31 23:59\n"] {
             let delimiter = if text.contains(';') { b';' } else { b',' };
-            let inferred = infer_schema(
-                "m.csv",
-                &Bytes::from(text),
-                FileFormat::Csv,
-                OnError::Fail,
-                delimiter,
-                None,
-            )
-            .expect("infer")
-            .expect("columns");
+            let inferred = inferred_from("m.csv", text, FileFormat::Csv, delimiter);
             assert_eq!(inferred.field(1).data_type(), &DataType::Utf8, "{text}");
         }
         let reader = inferred_reader(FileFormat::Csv, Arc::new(inferred), b';');
@@ -4417,16 +4404,7 @@ mod tests {
     #[test]
     fn null_items_beside_lists_or_objects_infer() {
         let text = "{\"m\":[null,[5]],\"o\":[{\"a\":1},null]}\n";
-        let inferred = infer_schema(
-            "x.json",
-            &Bytes::from(text),
-            FileFormat::Json,
-            OnError::Fail,
-            b',',
-            None,
-        )
-        .expect("infer")
-        .expect("columns");
+        let inferred = inferred_from("x.json", text, FileFormat::Json, b',');
         let reader = inferred_reader(FileFormat::Json, Arc::new(inferred), b',');
         let decoded = reader
             .decode("x.json", "x.json", &Bytes::from(text))
@@ -4442,16 +4420,7 @@ mod tests {
         let text = "{\"id\":1,\"m\":[18446744073709551615],\"s\":{\"n\":18446744073709551615,\
                     \"x\":1.5},\"w\":[123456789012345678901234567890]}\n\
                     {\"id\":2,\"m\":[5],\"s\":{\"n\":5,\"x\":2}}\n";
-        let inferred = infer_schema(
-            "n.json",
-            &Bytes::from(text),
-            FileFormat::Json,
-            OnError::Fail,
-            b',',
-            None,
-        )
-        .expect("infer")
-        .expect("columns");
+        let inferred = inferred_from("n.json", text, FileFormat::Json, b',');
         let type_of = |name: &str| {
             inferred
                 .field_with_name(name)
@@ -4828,16 +4797,7 @@ mod tests {
                     123456789012345678901234567890123456789,\"s\":\"\\\"x\\\": 1\",\"o\":{\"n\":\
                     99999999999999999999}}\n{\"below\":1,\"u64\":2,\"past\":null,\"exp\":3,\
                     \"frac\":4,\"long\":5}\n";
-        let inferred = infer_schema(
-            "f.json",
-            &Bytes::from(text),
-            FileFormat::Json,
-            OnError::Fail,
-            b',',
-            None,
-        )
-        .expect("infer")
-        .expect("columns");
+        let inferred = inferred_from("f.json", text, FileFormat::Json, b',');
         let of = |name: &str| {
             inferred
                 .field_with_name(name)
