@@ -2086,7 +2086,7 @@ impl Sink for DeltaSink {
                 .map_err(|e| self.error(e))?
                 .snapshot()
                 .arrow_schema();
-            let mut added = Vec::new();
+            let (mut added, mut misfits) = (Vec::new(), Vec::new());
             for field in written.fields() {
                 let Ok(column) = held.field_with_name(field.name()) else {
                     added.push(format!(
@@ -2097,6 +2097,13 @@ impl Sink for DeltaSink {
                     continue;
                 };
                 if !fits_column(field.data_type(), column.data_type()) {
+                    misfits.push((field, column));
+                }
+            }
+            // Every column that does not fit, in one refusal (not one a run).
+            match misfits.as_slice() {
+                [] => {}
+                [(field, column)] => {
                     return Err(self.config(format!(
                         "the query's column `{}` is {}, but the table's is {}: appended, its \
                          values would be cast and changed, or the batch fail. Write it as the \
@@ -2106,6 +2113,28 @@ impl Sink for DeltaSink {
                         crate::format::sql_type_name(field.data_type()),
                         crate::format::sql_type_name(column.data_type()),
                         as_type(field.name(), column.data_type()),
+                    )));
+                }
+                many => {
+                    let columns: Vec<String> = many
+                        .iter()
+                        .map(|(field, column)| {
+                            format!(
+                                "`{}` is {} (the table's is {}: `{}`)",
+                                field.name(),
+                                crate::format::sql_type_name(field.data_type()),
+                                crate::format::sql_type_name(column.data_type()),
+                                as_type(field.name(), column.data_type()),
+                            )
+                        })
+                        .collect();
+                    return Err(self.config(format!(
+                        "{} of the query's columns are not of the table's types: {}. Appended, \
+                         their values would be cast and changed, or the batch fail. Write each \
+                         as the table's type (the cast given beside it, in the query), or give \
+                         the pipeline a new table (a new `sink.path`)",
+                        many.len(),
+                        columns.join("; "),
                     )));
                 }
             }

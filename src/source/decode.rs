@@ -3240,41 +3240,43 @@ fn parquet(
         .map_err(|e| err(e.to_string()))?
         .with_batch_size(BATCH_SIZE);
     let file_schema = Arc::clone(reader.schema());
-    let indices = schema
+    // Every column that does not read is named in one refusal, not one a run.
+    let mut misfits = Vec::new();
+    let indices: Vec<Option<usize>> = schema
         .fields()
         .iter()
         .map(|field| {
             // A column the file lacks is null in its rows, as a JSON field a line lacks is (and
             // as Spark's `mergeSchema` and DuckDB's `union_by_name` read it).
             let Some((index, found)) = file_schema.column_with_name(field.name()) else {
-                if field.is_nullable() {
-                    return Ok(None);
+                if !field.is_nullable() {
+                    let like = file_schema
+                        .fields()
+                        .iter()
+                        .find(|f| f.name().eq_ignore_ascii_case(field.name()))
+                        .map(|f| format!(" (it has `{}`: names match exactly)", f.name()))
+                        .unwrap_or_default();
+                    misfits.push(format!("it has no column `{}`{like}", field.name()));
                 }
-                let like = file_schema
-                    .fields()
-                    .iter()
-                    .find(|f| f.name().eq_ignore_ascii_case(field.name()))
-                    .map(|f| format!(" (it has `{}`: names match exactly)", f.name()))
-                    .unwrap_or_default();
-                return Err(SourceError::SchemaMismatch {
-                    file: file.to_string(),
-                    reason: format!("it has no column `{}`{like}", field.name()),
-                });
+                return None;
             };
             if !reads_as(found.data_type(), field.data_type()) {
-                return Err(SourceError::SchemaMismatch {
-                    file: file.to_string(),
-                    reason: format!(
-                        "column `{}` is {} in the file but {} in the source's schema",
-                        field.name(),
-                        crate::format::sql_type_name(found.data_type()),
-                        crate::format::sql_type_name(field.data_type())
-                    ),
-                });
+                misfits.push(format!(
+                    "column `{}` is {} in the file but {} in the source's schema",
+                    field.name(),
+                    crate::format::sql_type_name(found.data_type()),
+                    crate::format::sql_type_name(field.data_type())
+                ));
             }
-            Ok(Some(index))
+            Some(index)
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
+    if !misfits.is_empty() {
+        return Err(SourceError::SchemaMismatch {
+            file: file.to_string(),
+            reason: misfits.join("; "),
+        });
+    }
     let unknown: Vec<usize> = file_schema
         .fields()
         .iter()

@@ -1022,6 +1022,18 @@ async fn a_table_of_other_column_types_is_refused_before_a_batch() {
         !ws.path("ckpt").exists(),
         "a checkpoint left by a refused run"
     );
+    // Two columns of other types: both named in one refusal, each with its cast.
+    let two = "SELECT id, length(page) AS page FROM clicks";
+    let pipeline = delta_pipeline(&ws, "ckpt", two, "", "");
+    let refused = run_quietly(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("2 of the query's columns are not of the table's types")
+            && said.contains("`id` is bigint (the table's is float: `CAST(id AS FLOAT)`)")
+            && said.contains("`page` is int (the table's is"),
+        "{said}"
+    );
     // The column cast as advised: `amount`, which the table lacks, is refused next.
     let cast = "SELECT CAST(id AS REAL) AS id, page, amount FROM clicks WHERE amount > 30";
     let pipeline = delta_pipeline(&ws, "ckpt", cast, "", "");
