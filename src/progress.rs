@@ -11,6 +11,11 @@ use serde::Serialize;
 
 use crate::checkpoint::{BatchId, PhaseDurations};
 
+/// Follows a field's name among a batch's unknown fields where its value did not fit its
+/// column's type and was rescued into the source's `rescued_data_column` (its column null in
+/// that row): `code (a value not of its column's type)`.
+pub const MISFIT_FIELD: &str = " (a value not of its column's type)";
+
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ProgressFormat {
@@ -49,9 +54,10 @@ pub struct BatchProgress {
     /// Rows gone from their source before the batch read them (retention, a purge), skipped
     /// where the source has `fail_on_data_loss: false`.
     pub num_lost_rows: u64,
-    /// Input rows with fields their source's schema does not know.
+    /// Input rows with fields their source's schema does not know, or (rescued into a
+    /// `rescued_data_column`) with a value that does not fit its column's type.
     pub num_rows_with_unknown_fields: u64,
-    /// Those fields, per source.
+    /// Those fields, per source (a rescued misfit's name followed by [`MISFIT_FIELD`]).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub unknown_fields: BTreeMap<String, BTreeSet<String>>,
     /// Input rows dropped because they were older than the watermark, or past their
@@ -299,9 +305,19 @@ impl BatchProgress {
                             format!("{source}: {}", names.join(", "))
                         })
                         .collect();
+                    let misfits = self
+                        .unknown_fields
+                        .values()
+                        .flatten()
+                        .any(|name| name.ends_with(MISFIT_FIELD));
                     skipped.push_str(&format!(
-                        ", {} rows with fields the schema does not know ({})",
+                        ", {} rows with fields the schema does not know{} ({})",
                         self.num_rows_with_unknown_fields,
+                        if misfits {
+                            " or values not of their column's type (rescued)"
+                        } else {
+                            ""
+                        },
                         fields.join("; ")
                     ));
                 }

@@ -2261,10 +2261,18 @@ fn json(
     }
     let mut unknown_fields = BTreeSet::new();
     let mut unknown_rows = 0;
+    // A field rescued for a value its column's type does not hold is counted with them, named
+    // so: its column is null in that row (walk 66 (8)).
     for value in &values {
-        if !value.unknown.is_empty() {
+        if !value.unknown.is_empty() || !value.misfit.is_empty() {
             unknown_rows += 1;
             unknown_fields.extend(value.unknown.keys().cloned());
+            unknown_fields.extend(
+                value
+                    .misfit
+                    .keys()
+                    .map(|name| format!("{name}{}", crate::progress::MISFIT_FIELD)),
+            );
         }
     }
     let rescued = rescue.then(|| {
@@ -4574,8 +4582,16 @@ mod tests {
         let d = rescuing(&schema(), OnError::Skip)
             .decode("f.json", "f.json", &Bytes::from(text))
             .expect("skip");
-        // (Counted as rows with unknown fields only for those: `id` is a column.)
-        assert_eq!((d.rows, d.skipped, d.unknown_rows), (3, 1, 1));
+        // Counted with rows with unknown fields, named as values not of their column's type
+        // (walk 66 (8): a rescued misfit was not counted, its column null without a word).
+        assert_eq!((d.rows, d.skipped, d.unknown_rows), (3, 1, 2));
+        assert_eq!(
+            d.unknown_fields
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            ["id (a value not of its column's type)", "zz"]
+        );
         assert_eq!(column_text(&d, 0), ["1", "", "3"]);
         assert_eq!(column_text(&d, 2), ["{\"zz\":1}", "{\"id\":\"x\"}", ""]);
         // The fields that fit keep every digit: the row is not read again through doubles.

@@ -512,6 +512,28 @@ fn fields_that_drift_are_counted_and_rescued() {
         json_sink(&ws, "SELECT id, amount, rescued FROM sink"),
         ["1|5|", "2||{\"amt\":7}", "3|8|"]
     );
+    // A value its column's type does not hold, rescued: counted and named so (walk 66 (8):
+    // its column was null without a word).
+    std::fs::write(ws.path("input/2.json"), "{\"id\":4,\"amount\":\"n/a\"}\n").expect("input");
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "1 rows with fields the schema does not know or values not of their column's \
+             type (rescued) (input: amount (a value not of its column's type))"
+        ),
+        "{err}"
+    );
+    let commit = std::fs::read_to_string(ws.path("ckpt/commits/2")).expect("commit");
+    assert!(
+        commit.contains("\"rows_with_unknown_fields\":1"),
+        "{commit}"
+    );
+    assert_eq!(
+        json_sink(&ws, "SELECT id, amount, rescued FROM sink WHERE id = 4"),
+        ["4||{\"amount\":\"n/a\"}"]
+    );
 
     // Parquet: a column the schema does not know.
     use datafusion::arrow::array::Int64Array;
