@@ -2306,28 +2306,50 @@ type Misfits = (Vec<u8>, serde_json::Map<String, serde_json::Value>);
 /// object or every field decodes (the value fails for another reason).
 fn misfit_fields(text: &[u8], schema: &SchemaRef, epoch: Option<EpochUnit>) -> Option<Misfits> {
     let mut moved = serde_json::Map::new();
-    let mut spans = Vec::new();
+    // Each misfit value's bytes and what replaces them.
+    let mut replaced: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
     for (key, name, value) in object_fields(text)? {
-        if schema.column_with_name(&name).is_none() {
+        let Some((_, field)) = schema.column_with_name(&name) else {
+            continue;
+        };
+        let decodes = |value: &[u8]| {
+            let mut alone = Vec::with_capacity(key.len() + value.len() + 3);
+            alone.push(b'{');
+            alone.extend_from_slice(&text[key.clone()]);
+            alone.push(b':');
+            alone.extend_from_slice(value);
+            alone.push(b'}');
+            json_decode(&alone, schema, epoch, false, 1).is_ok()
+        };
+        if decodes(&text[value.clone()]) {
             continue;
         }
-        let mut alone = Vec::with_capacity(key.len() + value.len() + 3);
-        alone.push(b'{');
-        alone.extend_from_slice(&text[key.clone()]);
-        alone.push(b':');
-        alone.extend_from_slice(&text[value.clone()]);
-        alone.push(b'}');
-        if json_decode(&alone, schema, epoch, false, 1).is_err() {
-            moved.insert(name, serde_json::from_slice(&text[value.clone()]).ok()?);
-            spans.push(value);
+        // A struct keeps its fields that fit: only those that do not are rescued, named by
+        // their path as unknown fields are (`user.id`), and null (walk 67 (9): the whole
+        // struct was null for one field).
+        if let DataType::Struct(fields) = field.data_type() {
+            let inner = Arc::new(Schema::new(fields.clone()));
+            if let Some((rest, inner_moved)) = misfit_fields(&text[value.clone()], &inner, epoch)
+                && decodes(&rest)
+            {
+                moved.extend(
+                    inner_moved
+                        .into_iter()
+                        .map(|(path, v)| (format!("{name}.{path}"), v)),
+                );
+                replaced.push((value, rest));
+                continue;
+            }
         }
+        moved.insert(name, serde_json::from_slice(&text[value.clone()]).ok()?);
+        replaced.push((value, b"null".to_vec()));
     }
     if moved.is_empty() {
         return None;
     }
     let mut rest = text.to_vec();
-    for span in spans.iter().rev() {
-        rest.splice(span.clone(), b"null".iter().copied());
+    for (span, with) in replaced.into_iter().rev() {
+        rest.splice(span, with);
     }
     Some((rest, moved))
 }
@@ -4714,6 +4736,65 @@ mod tests {
         assert!(
             err.contains("day=x/f") && err.contains("`x` is not a date"),
             "{err}"
+        );
+    }
+
+    /// Walk 67 (9): a struct field whose value did not fit its type (`"id":"x"` for a bigint)
+    /// nulled the whole struct, its other fields lost from the column. Only that field is null,
+    /// rescued by its path, at any depth.
+    #[test]
+    fn a_misfit_inside_a_struct_is_rescued_alone() {
+        let user = Fields::from(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new(
+                "geo",
+                DataType::Struct(Fields::from(vec![
+                    Field::new("lat", DataType::Float64, true),
+                    Field::new("city", DataType::Utf8, true),
+                ])),
+                true,
+            ),
+        ]);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("user", DataType::Struct(user), true),
+        ]));
+        let text = "{\"k\":1,\"user\":{\"id\":\"x\",\"name\":\"a\",\"geo\":{\"lat\":\"n/a\",\"city\":\"Oslo\"}}}\n\
+                    {\"k\":\"two\",\"user\":{\"id\":2,\"name\":\"b\"}}\n\
+                    {\"k\":3,\"user\":5}\n";
+        let d = rescuing(&schema, OnError::Fail)
+            .decode("f.json", "f.json", &Bytes::from(text))
+            .expect("decode");
+        assert_eq!(d.rows, 3);
+        assert_eq!(column_text(&d, 0), ["1", "", "3"]);
+        assert_eq!(
+            column_text(&d, 1),
+            [
+                "{id: , name: a, geo: {lat: , city: Oslo}}",
+                "{id: 2, name: b, geo: }",
+                ""
+            ]
+        );
+        assert_eq!(
+            column_text(&d, 2),
+            [
+                "{\"user.geo.lat\":\"n/a\",\"user.id\":\"x\"}",
+                "{\"k\":\"two\"}",
+                "{\"user\":5}"
+            ]
+        );
+        assert_eq!(
+            d.unknown_fields
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            [
+                "k (a value not of its column's type)",
+                "user (a value not of its column's type)",
+                "user.geo.lat (a value not of its column's type)",
+                "user.id (a value not of its column's type)",
+            ]
         );
     }
 
