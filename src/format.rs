@@ -181,6 +181,18 @@ pub fn sql_type_name(data_type: &DataType) -> String {
             };
             format!("duration({unit})")
         }
+        // As a `schema:` declares them (`'bigint[]'`, `'struct<a bigint, b string>'`).
+        DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => {
+            format!("{}[]", sql_type_name(item.data_type()))
+        }
+        DataType::Struct(fields) => format!(
+            "struct<{}>",
+            fields
+                .iter()
+                .map(|f| format!("{} {}", f.name(), sql_type_name(f.data_type())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         other => other.to_string(),
     }
 }
@@ -414,6 +426,8 @@ mod tests {
             "timestamp",
             "timestamp(6)",
             "timestamp(3) with time zone",
+            "bigint[]",
+            "struct<a bigint, b string[]>",
         ] {
             let schema = schema_from_sql_types(&[("c".into(), name.into())])
                 .await

@@ -698,8 +698,9 @@ pub fn infer_schema_encoded(
                 .iter()
                 .map(|v| integer_literal_keys(v.text))
                 .collect();
-            let objects: Vec<serde_json::Map<String, serde_json::Value>> =
+            let mut objects: Vec<serde_json::Map<String, serde_json::Value>> =
                 scanned.values.into_iter().map(|v| v.unknown).collect();
+            mixed_as_text(&mut objects.iter_mut().collect::<Vec<_>>());
             // A list's null items type nothing, and Arrow's inference refuses one beside
             // lists or objects (`[null, [5]]`; walk 67): left out of what it reads.
             let schema = arrow_json::reader::infer_json_schema_from_iterator(
@@ -1188,6 +1189,40 @@ fn with_wide_integers(
         })
         .collect();
     Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// Makes text of each field of `objects` (rows, or one struct's values) that is an array or
+/// an object in some and a string, number or boolean in others, in every one of them, so that
+/// it infers as `string` (walk 67 (3): Arrow inferred a list that its scalars then failed to
+/// decode into, or refused an object beside a scalar). Decoding reads the arrays and objects
+/// into it as their JSON text, as Spark infers `string` for such a field and reads it so.
+/// Fields whose values are all objects are looked at in turn.
+fn mixed_as_text(objects: &mut [&mut serde_json::Map<String, serde_json::Value>]) {
+    use serde_json::Value as J;
+    let keys: BTreeSet<String> = objects.iter().flat_map(|o| o.keys().cloned()).collect();
+    for key in keys {
+        let values = || objects.iter().filter_map(|o| o.get(&key));
+        let nested = values().any(|v| v.is_array() || v.is_object());
+        let scalar = values().any(|v| v.is_string() || v.is_number() || v.is_boolean());
+        if nested && scalar {
+            for object in objects.iter_mut() {
+                if let Some(value) = object.get_mut(&key)
+                    && !value.is_null()
+                    && !value.is_string()
+                {
+                    *value = J::String(value.to_string());
+                }
+            }
+        } else if nested {
+            let mut inner: Vec<&mut serde_json::Map<String, serde_json::Value>> = objects
+                .iter_mut()
+                .filter_map(|o| o.get_mut(&key)?.as_object_mut())
+                .collect();
+            if !inner.is_empty() {
+                mixed_as_text(&mut inner);
+            }
+        }
+    }
 }
 
 /// JSON `value` with the null items of its arrays, at any depth, left out (for inference).
@@ -2194,6 +2229,27 @@ fn json(
         }
         text
     };
+    // An array or object where the schema has a string is read as its JSON text (walk 67 (3):
+    // a field that is text in one file and an array in the next), as Spark's and DuckDB's JSON
+    // readers read it into a string column; numbers and booleans are read as text already.
+    let as_text: Vec<Option<Vec<u8>>> = if has_text_column(schema.fields()) {
+        values
+            .iter()
+            .map(|value| nested_as_text(value.text, schema.fields()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut values: Vec<Value<'_>> = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut value)| {
+            if let Some(Some(text)) = as_text.get(i) {
+                value.text = text;
+            }
+            value
+        })
+        .collect();
     // Where the rescued-data column is kept, a value whose fields do not fit their columns'
     // types (`"A1"` for a bigint) keeps its row: those fields go to the rescued column and
     // their columns are null, as Auto Loader's `rescuedDataColumn` takes them.
@@ -2210,7 +2266,7 @@ fn json(
             })
             .collect();
     }
-    let mut values: Vec<Value<'_>> = values
+    values = values
         .into_iter()
         .enumerate()
         .map(|(i, value)| {
@@ -2352,6 +2408,49 @@ fn misfit_fields(text: &[u8], schema: &SchemaRef, epoch: Option<EpochUnit>) -> O
         rest.splice(span, with);
     }
     Some((rest, moved))
+}
+
+/// Whether `fields` hold a text column, at any depth of structs.
+fn has_text_column(fields: &Fields) -> bool {
+    fields.iter().any(|f| match f.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Struct(inner) => has_text_column(inner),
+        _ => false,
+    })
+}
+
+/// JSON object `text` with each array or object whose field is a text column of `fields` (in
+/// structs too) written as a JSON string of its bytes as they are (`"tags":["a"]` as
+/// `"tags":"[\"a\"]"`, every digit kept); `None` where there is none.
+fn nested_as_text(text: &[u8], fields: &Fields) -> Option<Vec<u8>> {
+    let mut replaced: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
+    for (_, name, value) in object_fields(text)? {
+        let Some(field) = fields.iter().find(|f| *f.name() == name) else {
+            continue;
+        };
+        let bytes = &text[value.clone()];
+        match (field.data_type(), bytes.first()) {
+            (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, Some(b'[' | b'{')) => {
+                let raw = std::str::from_utf8(bytes).ok()?;
+                let quoted = serde_json::to_vec(raw).ok()?;
+                replaced.push((value, quoted));
+            }
+            (DataType::Struct(inner), Some(b'{')) => {
+                if let Some(inner) = nested_as_text(bytes, inner) {
+                    replaced.push((value, inner));
+                }
+            }
+            _ => {}
+        }
+    }
+    if replaced.is_empty() {
+        return None;
+    }
+    let mut rest = text.to_vec();
+    for (span, with) in replaced.into_iter().rev() {
+        rest.splice(span, with);
+    }
+    Some(rest)
 }
 
 /// A top-level field of a JSON object's text: its key's bytes (quotes included), its name, and
@@ -4736,6 +4835,69 @@ mod tests {
         assert!(
             err.contains("day=x/f") && err.contains("`x` is not a date"),
             "{err}"
+        );
+    }
+
+    /// Walk 67 (3): a field that is text in one file and an array or an object in another
+    /// was refused, with advice (declare it `string`) that was refused too. An array or object
+    /// read into a text column is its JSON text, as in Spark and DuckDB, in structs too.
+    #[test]
+    fn arrays_and_objects_read_into_text_columns_as_their_json() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("tags", DataType::Utf8, true),
+            Field::new(
+                "user",
+                DataType::Struct(Fields::from(vec![Field::new("note", DataType::Utf8, true)])),
+                true,
+            ),
+        ]));
+        let text = "{\"id\":1,\"tags\":\"a\"}\n\
+                    {\"id\":2,\"tags\":[\"a\", 12345678901234567890123],\"user\":{\"note\":{\"x\":[1]}}}\n\
+                    {\"id\":3,\"tags\":{\"k\":\"v\"},\"user\":{\"note\":7}}\n";
+        let reader = Reader {
+            schema: Arc::clone(&schema),
+            rescued: None,
+            ..rescuing(&schema, OnError::Fail)
+        };
+        let d = reader
+            .decode("f.json", "f.json", &Bytes::from(text))
+            .expect("decode");
+        assert_eq!((d.rows, d.unknown_rows), (3, 0));
+        assert_eq!(
+            column_text(&d, 1),
+            ["a", "[\"a\", 12345678901234567890123]", "{\"k\":\"v\"}"]
+        );
+        assert_eq!(column_text(&d, 2), ["", "{note: {\"x\":[1]}}", "{note: 7}"]);
+    }
+
+    /// Walk 67 (3): a field that is text in some rows and an array or object in others was
+    /// inferred as a list its text then failed to decode into (or refused inference); it is
+    /// inferred as text, at any depth of structs, and read so.
+    #[test]
+    fn a_field_of_scalars_and_arrays_infers_as_text() {
+        let text = "{\"id\":1,\"tags\":\"a\",\"u\":{\"n\":5}}\n\
+                    {\"id\":2,\"tags\":[\"a\",\"b\"],\"u\":{\"n\":{\"deep\":true}}}\n\
+                    {\"id\":3,\"tags\":{\"k\":1}}\n";
+        let inferred = inferred_from("x.json", text, FileFormat::Json, b',');
+        assert_eq!(
+            inferred.field_with_name("tags").expect("tags").data_type(),
+            &DataType::Utf8
+        );
+        let reader = inferred_reader(FileFormat::Json, Arc::new(inferred), b',');
+        let decoded = reader
+            .decode("x.json", "x.json", &Bytes::from(text))
+            .expect("decodes");
+        assert_eq!(decoded.rows, 3);
+        let tags = decoded.batches[0].schema().index_of("tags").expect("tags");
+        assert_eq!(
+            column_text(&decoded, tags),
+            ["a", "[\"a\",\"b\"]", "{\"k\":1}"]
+        );
+        let u = decoded.batches[0].schema().index_of("u").expect("u");
+        assert_eq!(
+            column_text(&decoded, u),
+            ["{n: 5}", "{n: {\"deep\":true}}", ""]
         );
     }
 
