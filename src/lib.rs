@@ -12,6 +12,7 @@ pub mod digest;
 #[cfg(feature = "distributed")]
 pub mod distributed;
 pub mod driver;
+pub mod duration;
 pub mod format;
 pub mod nexmark;
 pub mod ops;

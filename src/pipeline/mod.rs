@@ -7,8 +7,6 @@
 //!   of the engine never sees a string where a type belongs;
 //! - loading a pipeline file never touches the checkpoint, the sources or the sink.
 
-mod duration;
-
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -24,7 +22,7 @@ use crate::sink::SinkConnector;
 use crate::source::SourceConnector;
 use crate::vocab::{keyword_enum, nearest};
 
-pub use duration::parse_duration;
+pub use crate::duration::parse_duration;
 
 /// Why a pipeline file could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -681,6 +679,9 @@ fn with_suggestion(message: String) -> String {
     {
         return format!("{message} (Spark's `{field}` is `{ours}` here)");
     }
+    if let Some(note) = spark_note(field, &plain, &expected) {
+        return format!("{message} ({note})");
+    }
     match nearest(field, &expected) {
         Some(near) => format!("{message} (did you mean `{near}`?)"),
         // A top-level key made to hold an anchor of shared settings.
@@ -690,6 +691,69 @@ fn with_suggestion(message: String) -> String {
         ),
         None => message,
     }
+}
+
+/// What Sluice has for Spark's file-source and Kafka options named otherwise or not at all
+/// (walk 68: a bare "unknown field", or a "did you mean" toward another setting), for a key
+/// `field` (`plain`: its letters and digits, lower case) of settings whose keys are `expected`.
+fn spark_note(field: &str, plain: &str, expected: &[&str]) -> Option<String> {
+    let files = expected.contains(&"max_files_per_batch");
+    let kafka = expected.contains(&"bootstrap_servers");
+    let note = match plain {
+        "latestfirst" if files => {
+            "Spark's `latestFirst` has no counterpart: files are read in the order of their \
+             paths, each once (name them so that this is their age, with a time in the name)"
+        }
+        "maxfileage" if files => {
+            "Spark's `maxFileAge` has no counterpart: every file in the folder is read once, \
+             whatever its age; `min_file_age` leaves out files changed too recently, until they \
+             are older"
+        }
+        "cleansource" | "sourcearchivedir" if files => {
+            "Spark's `cleanSource` and `sourceArchiveDir` have no counterpart: Sluice never \
+             moves or deletes input. Once a file's batch is committed you may move it away \
+             yourself (the checkpoint remembers it; a `replay --verify` or `rewind` of that \
+             batch then cannot read it again)"
+        }
+        "maxbytespertrigger" if files => {
+            "Spark's `maxBytesPerTrigger` has no counterpart: `max_files_per_batch` bounds a \
+             batch by files"
+        }
+        "recursivefilelookup" if files => {
+            "Spark's `recursiveFileLookup` is always on here: folders under `path` are read at \
+             any depth (`key=value` folders as columns; names starting with `.` or `_` left out)"
+        }
+        "multiline" if files => {
+            "Spark's `multiLine` needs no setting here: a JSON value may span lines, and a quoted \
+             CSV field may hold line breaks (a file that is one JSON array is refused)"
+        }
+        "mode" if expected.contains(&"on_error") => {
+            "Spark's `mode` is `on_error` here: `fail` for FAILFAST, `skip` for DROPMALFORMED \
+             (each skipped row counted); for PERMISSIVE's keeping of what does not fit, \
+             `rescued_data_column`"
+        }
+        "columnnameofcorruptrecord" if expected.contains(&"rescued_data_column") => {
+            "Spark's `columnNameOfCorruptRecord` comes nearest as `rescued_data_column`: each \
+             row's fields the schema does not know, or whose values do not fit, as JSON text (a \
+             line that does not parse at all is stopped at or skipped, by `on_error`)"
+        }
+        "kafkaisolationlevel" | "isolationlevel" if kafka => {
+            "Kafka's `isolation.level` is `read_committed: true` (the default) or `false` here"
+        }
+        "minpartitions" | "maxpartitions" if kafka => {
+            "Spark's `minPartitions` and `maxPartitions` have no counterpart here"
+        }
+        _ if kafka && field.starts_with("kafka.") && expected.contains(&"properties") => {
+            return Some(format!(
+                "Spark passes `{field}` to the Kafka client as `{}`: give it under \
+                 `properties:`, `properties: {{ {}: ... }}`",
+                &field["kafka.".len()..],
+                &field["kafka.".len()..]
+            ));
+        }
+        _ => return None,
+    };
+    Some(note.to_string())
 }
 
 /// A kind's "unknown field" message with the keys every source has besides the kind's own
@@ -2369,6 +2433,59 @@ sink: { kind: files, path: out/x, format: parquet }
                 "{said}"
             );
         }
+    }
+
+    /// Walk 68 (2-5): Spark's file-source and Kafka options that are named otherwise or have
+    /// no counterpart got a bare "unknown field" (or a "did you mean" toward another
+    /// setting), `foreachBatch` a list of kinds, and a per-topic `earliest` serde's "did not
+    /// match any variant". Each is answered with what Sluice has.
+    #[test]
+    fn sparks_options_without_a_setting_of_that_name_are_answered() {
+        for (option, answer) in [
+            (
+                "latestFirst: true",
+                "Spark's `latestFirst` has no counterpart",
+            ),
+            (
+                "maxFileAge: 7d",
+                "`min_file_age` leaves out files changed too recently",
+            ),
+            (
+                "cleanSource: archive",
+                "Sluice never moves or deletes input",
+            ),
+            (
+                "maxBytesPerTrigger: 1000",
+                "`max_files_per_batch` bounds a batch by files",
+            ),
+            (
+                "recursiveFileLookup: true",
+                "folders under `path` are read at any depth",
+            ),
+            ("multiLine: true", "a JSON value may span lines"),
+            ("mode: DROPMALFORMED", "Spark's `mode` is `on_error` here"),
+            (
+                "columnNameOfCorruptRecord: bad",
+                "comes nearest as `rescued_data_column`",
+            ),
+        ] {
+            let said =
+                parse(&GOOD.replace("max_files_per_batch: 2", option)).expect_err("a Spark option");
+            assert!(
+                said.contains(answer) && !said.contains("did you mean"),
+                "{option}: {said}"
+            );
+        }
+        let said = parse(&GOOD.replace(
+            "{ kind: files, path: out/clicks, format: parquet }",
+            "{ kind: foreachBatch, path: out/clicks }",
+        ))
+        .expect_err("foreachBatch");
+        assert!(
+            said.contains("Spark's `foreachBatch` has no counterpart")
+                && said.contains("`output_mode: update` and `key:`"),
+            "{said}"
+        );
     }
 
     /// Walk 28 (8): a file format given as the sink's kind, and a kind as its format.

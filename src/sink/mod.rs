@@ -73,6 +73,18 @@ pub fn configure(
             .iter()
             .find(|f| kind.eq_ignore_ascii_case(f))
             .map(|f| format!(" (files in {f}: `kind: files, format: {f}`)"))
+            .or_else(|| {
+                // Spark's way to write each batch with code (walk 68), most often to upsert.
+                ["foreachbatch", "foreach"]
+                    .contains(&kind.to_ascii_lowercase().as_str())
+                    .then(|| {
+                        " (Spark's `foreachBatch` has no counterpart: each batch goes to one \
+                         sink, exactly once. For upserts, a `postgres` or `delta` sink with \
+                         `output_mode: update` and `key:` merges each batch's rows by key; for \
+                         code of your own, read a `files` sink's committed files)"
+                            .to_string()
+                    })
+            })
             .unwrap_or_default();
         return Err(ConfigError::at(
             "kind",

@@ -197,6 +197,11 @@ pub struct FilesConfig {
     /// passed over, as hidden ones are.
     #[serde(default)]
     pub path_glob_filter: Option<String>,
+    /// A file changed less than this long ago (by its modification time, as the store gives
+    /// it) is left for a later batch, so that one still being written or copied in is read
+    /// whole (Apache NiFi's "Minimum File Age"). None where absent: every listed file is read.
+    #[serde(default, deserialize_with = "crate::duration::optional")]
+    pub min_file_age: Option<std::time::Duration>,
 }
 
 /// One column of an ordered schema.
@@ -606,6 +611,8 @@ pub struct FilesSource {
     frozen_next: usize,
     /// Numbered log entries present, for compaction.
     logged: BTreeSet<u64>,
+    /// Files left for a later batch as younger than `min_file_age`, already said in this run.
+    young: HashSet<String>,
 }
 
 /// Why source `name`, whose batches were read with an inferred schema, cannot go on: its log
@@ -659,6 +666,7 @@ impl FilesSource {
             frozen: None,
             frozen_next: 0,
             logged: BTreeSet::new(),
+            young: HashSet::new(),
         };
         source.schema = source.declared_or_pinned_schema().await?;
         source.load_log().await?;
@@ -945,6 +953,48 @@ impl FilesSource {
         Ok(())
     }
 
+    /// `listed` without the files not read yet that changed less than `min_file_age` ago,
+    /// each said once a run: at the default level where the run reads only what is there now
+    /// (`last_run`: `available-now`), since the next run reads it; otherwise in the log.
+    fn old_enough(&mut self, listed: Vec<LoggedFile>, last_run: bool) -> Vec<LoggedFile> {
+        let Some(age) = self.config.min_file_age else {
+            return listed;
+        };
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        let mut kept = Vec::with_capacity(listed.len());
+        for file in listed {
+            let young_ms = file
+                .modified_ms
+                .map(|ms| now_ms.saturating_sub(ms))
+                .filter(|since| *since < age_ms);
+            let Some(since) = young_ms.filter(|_| !self.seen.contains_key(&file.path)) else {
+                kept.push(file);
+                continue;
+            };
+            if self.young.insert(file.path.clone()) {
+                let since = format!("{:.1}s", since.max(0) as f64 / 1000.0);
+                let age = humantime::format_duration(age);
+                if last_run {
+                    tracing::warn!(
+                        "source `{}`: {} changed {since} ago, less than `min_file_age: {age}`: \
+                         left for the next run",
+                        self.name,
+                        file.path,
+                    );
+                } else {
+                    tracing::info!(
+                        "source `{}`: {} changed {since} ago, less than `min_file_age: {age}`: \
+                         left for a later batch",
+                        self.name,
+                        file.path,
+                    );
+                }
+            }
+        }
+        kept
+    }
+
     /// The first `limit` files not read yet, in path order.
     async fn available(&mut self, limit: Option<usize>) -> Result<Vec<LoggedFile>, SourceError> {
         let limit = limit.unwrap_or(usize::MAX);
@@ -957,6 +1007,7 @@ impl FilesSource {
         let Some(frozen) = &self.frozen else {
             let listed = self.list_data().await?;
             self.warn_of_grown(&listed);
+            let listed = self.old_enough(listed, false);
             return Ok(listed
                 .into_iter()
                 .filter(|f| !self.seen.contains_key(&f.path))
@@ -1553,7 +1604,8 @@ async fn read_file(
             "{shown}: its last line has no line ending and the file changed {}s ago: if its \
              writer is still writing it, its last row is read cut short and what the writer \
              adds later is never read. Have files written under a hidden name (`.name.tmp`) \
-             and renamed into place, or copied in whole",
+             and renamed into place, or copied in whole, or set the source's `min_file_age` \
+             (`min_file_age: 30s`) to leave a file until it has not changed for that long",
             age.num_seconds().max(0)
         );
     }
@@ -1849,6 +1901,7 @@ impl Source for FilesSource {
 
     async fn freeze(&mut self) -> Result<(), SourceError> {
         let listed = self.list_data().await?;
+        let listed = self.old_enough(listed, true);
         self.unchecked_frozen = true;
         self.frozen = Some(listed);
         self.frozen_next = 0;
@@ -2021,6 +2074,7 @@ mod tests {
             null_value: None,
             encoding: None,
             path_glob_filter: None,
+            min_file_age: None,
         }
     }
 

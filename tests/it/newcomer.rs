@@ -4761,6 +4761,57 @@ fn parquet_files_of_narrower_and_wider_types_read_as_one_exact_column() {
     );
 }
 
+/// Walk 63 (6): a CSV file still being copied in was read with its last row cut short, and
+/// what came after never read (warned, exit 0), with no way to wait for it but renaming. With
+/// `min_file_age` a file changed more recently is left for a later batch (the next run, for
+/// `available-now`), said; once it is old enough it is read whole.
+#[test]
+fn a_file_younger_than_min_file_age_is_left_for_a_later_run() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let age = |name: &str, when: std::time::SystemTime| {
+        std::fs::File::options()
+            .append(true)
+            .open(ws.path(&format!("in/{name}")))
+            .expect("input")
+            .set_modified(when)
+            .expect("mtime");
+    };
+    age("0.json", old);
+    // Being written: its last row cut short.
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n{\"k\":\"c\",\"v\":3");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(&file, "format: json,", "format: json, min_file_age: 10m,");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("source `s`: 1.json changed")
+            && said.contains("less than `min_file_age: 10m`: left for the next run"),
+        "{said}"
+    );
+    assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"v\":1}"]);
+    // Written whole, and left alone for longer than the age: read whole.
+    input(
+        &ws,
+        "1.json",
+        "{\"k\":\"b\",\"v\":2}\n{\"k\":\"c\",\"v\":30}\n",
+    );
+    age("1.json", old);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("min_file_age"), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            "{\"k\":\"a\",\"v\":1}",
+            "{\"k\":\"b\",\"v\":2}",
+            "{\"k\":\"c\",\"v\":30}"
+        ]
+    );
+}
+
 /// Walk 66 (4): a Parquet file whose columns changed type was refused one column a run: the
 /// user fixed one and learnt of the next. Every column that does not read is named at once.
 #[test]

@@ -129,13 +129,56 @@ impl Topics {
 }
 
 /// Where the first batch starts: a keyword, or offsets per partition.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum StartingOffsets {
     /// `earliest` or `latest`.
     Keyword(String),
     /// Offsets per topic and partition; -2 is the earliest, -1 the latest (Spark's).
     Specific(BTreeMap<String, BTreeMap<i32, i64>>),
+}
+
+impl<'de> Deserialize<'de> for StartingOffsets {
+    /// A word, or a mapping of topics to mappings of partitions to offsets; anything else is
+    /// refused naming the forms (walk 68: serde's "did not match any variant of untagged enum").
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        const FORMS: &str = "`starting_offsets` is `earliest`, `latest`, or offsets per topic \
+                             and partition, `{clicks: {0: 42, 1: -2}}` (-2 the earliest, -1 \
+                             the latest, as Spark's `startingOffsets` JSON writes them)";
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::String(word) => Ok(Self::Keyword(word)),
+            serde_yaml::Value::Mapping(topics) => {
+                let mut specific = BTreeMap::new();
+                for (topic, partitions) in topics {
+                    let topic = match topic {
+                        serde_yaml::Value::String(t) => t,
+                        other => serde_yaml::to_string(&other)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string(),
+                    };
+                    let offsets: BTreeMap<i32, i64> = match partitions {
+                        serde_yaml::Value::String(word) => {
+                            return Err(D::Error::custom(format!(
+                                "topic `{topic}`: `{word}` for a whole topic is not read here; \
+                                 {FORMS}: write `starting_offsets: {word}` for every topic, or \
+                                 each partition's offset"
+                            )));
+                        }
+                        other => serde_yaml::from_value(other).map_err(|e| {
+                            D::Error::custom(format!(
+                                "topic `{topic}`: {e}; each partition's offset is an integer. \
+                                 {FORMS}"
+                            ))
+                        })?,
+                    };
+                    specific.insert(topic, offsets);
+                }
+                Ok(Self::Specific(specific))
+            }
+            _ => Err(D::Error::custom(FORMS)),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -1823,6 +1866,35 @@ mod tests {
     fn config(text: &str) -> Result<Arc<dyn SourceConnector>, ConfigError> {
         let settings: serde_yaml::Mapping = serde_yaml::from_str(text).expect("yaml");
         configure(&settings)
+    }
+
+    /// Walk 68 (4): `{topic: earliest}` got serde's "data did not match any variant of
+    /// untagged enum StartingOffsets"; the forms are named, and the per-partition form reads.
+    #[test]
+    fn starting_offsets_that_do_not_read_name_the_forms() {
+        for (written, said) in [
+            (
+                "{a: earliest}",
+                "topic `a`: `earliest` for a whole topic is not read here",
+            ),
+            ("{a: {0: first}}", "each partition's offset is an integer"),
+            (
+                "[1, 2]",
+                "`starting_offsets` is `earliest`, `latest`, or offsets per topic",
+            ),
+        ] {
+            let err = config(&format!(
+                "bootstrap_servers: x\ntopics: a\nstarting_offsets: {written}"
+            ))
+            .err()
+            .expect(written)
+            .to_string();
+            assert!(
+                err.contains(said) && !err.contains("untagged"),
+                "{written}: {err}"
+            );
+        }
+        assert!(config("bootstrap_servers: x\ntopics: a\nstarting_offsets: {a: {0: -2}}").is_ok());
     }
 
     #[test]
