@@ -82,6 +82,21 @@ pub fn decide(logs: &LogListing) -> Decision {
     decision
 }
 
+/// The way out of logs [`decide`] finds inconsistent where a rewind gets out of them, for the
+/// checkpoint shown as `location`, as text to follow its reason; empty otherwise. Commits
+/// removed between the newest one and a later offsets entry: batches whose output the sink
+/// may hold, with no commit to say so; a rewind to the newest commit takes them back from the
+/// sink and their logs, and the next run computes them again.
+pub fn way_out(logs: &LogListing, location: &str) -> String {
+    match (logs.offsets.last(), logs.commits.last()) {
+        (Some(n), Some(c)) if c < n && c.next() != *n => format!(
+            ". Take the batches after {c} back (from the sink too) and run them again: `sluice \
+             rewind {location} --to {c}`"
+        ),
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,10 @@ struct CheckpointView {
     /// A `sluice rewind` that was cut short, with the command that finishes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     rewind_unfinished: Option<String>,
+    /// Why a run cannot go on from the logs as they are (entries removed), with the way out
+    /// where there is one: a pending batch then does not run again by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inconsistent: Option<String>,
     /// The watermark the next batch starts with (from the last commit).
     next_watermark_ms: Option<i64>,
     /// Each source's end offset after the last committed batch.
@@ -374,6 +378,13 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             None => None,
         },
         rewind_unfinished,
+        inconsistent: match crate::checkpoint::recovery::decide(&logs) {
+            crate::checkpoint::recovery::Decision::Inconsistent { reason } => Some(format!(
+                "{reason}{}",
+                crate::checkpoint::recovery::way_out(&logs, spec)
+            )),
+            _ => None,
+        },
         state_damage,
         next_watermark_ms: last_commit.and_then(|c| c.next_watermark_ms),
         state,
@@ -600,6 +611,19 @@ fn render_text(view: &CheckpointView) -> String {
             let _ = writeln!(out, "REWIND      UNFINISHED: {why}");
             if let Some(b) = view.pending {
                 let _ = writeln!(out, "pending     batch {b} (part of the unfinished rewind)");
+            }
+        }
+        None if view.inconsistent.is_some() => {
+            let _ = writeln!(
+                out,
+                "INCONSISTENT {}",
+                view.inconsistent.as_deref().unwrap_or_default()
+            );
+            if let Some(b) = view.pending {
+                let _ = writeln!(
+                    out,
+                    "pending     batch {b} (does not run again until the checkpoint is mended)"
+                );
             }
         }
         None => {

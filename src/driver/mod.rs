@@ -2642,7 +2642,10 @@ impl<'a> Driver<'a> {
             reason,
         };
         let batch = match recovery::decide(&logs) {
-            Decision::Inconsistent { reason } => return Err(inconsistent(reason).into()),
+            Decision::Inconsistent { reason } => {
+                let way_out = recovery::way_out(&logs, &self.checkpoint.location().to_string());
+                return Err(inconsistent(format!("{reason}{way_out}")).into());
+            }
             Decision::PlanNext { next } => {
                 // The latest commit must be whole: a damaged one is named, never skipped.
                 if let Some(last) = next.prev() {

@@ -269,7 +269,8 @@ pub async fn repair(
                         n.prev().expect("checked")
                     }
                     _ => {
-                        report.unfixable.push(reason);
+                        let way_out = crate::checkpoint::recovery::way_out(&logs, shown);
+                        report.unfixable.push(format!("{reason}{way_out}"));
                         break;
                     }
                 }

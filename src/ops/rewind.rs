@@ -358,6 +358,29 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     }
     let operators = StateFiles::operators(location).await?;
     rewound.stateful = !operators.is_empty();
+    // The next run loads each operator's state as of batch `to`: a version that load needs
+    // and no longer finds would stop it (walk 68 (6): the rewind said done, the run then
+    // failed naming an earlier batch). Refused here, with the batch to rewind to instead.
+    // (A `-ttl` operator's missing stamps are only warned of when loaded.)
+    for operator in operators.iter().filter(|o| !o.ends_with("-ttl")) {
+        let files = StateFiles::new(location.clone(), operator);
+        if let Some(missing) = files.missing_for(to).await? {
+            return Err(refuse(format!(
+                "the state of operator `{operator}` lacks version {missing} (no delta or \
+                 snapshot file in state/{operator}/), which the next run needs to load its \
+                 state as of batch {to}; {}",
+                match missing.prev() {
+                    Some(before) => format!(
+                        "rewind to the batch before it instead, whose state loads: `sluice \
+                         rewind {shown} --to {before}`"
+                    ),
+                    None => "no earlier state loads: start the pipeline on a new checkpoint \
+                             instead"
+                        .to_string(),
+                },
+            )));
+        }
+    }
     // A run live on an object store (no lock keeps it out) is fenced before anything is
     // deleted: it stops at its next check instead of committing batches beside the rewind.
     crate::checkpoint::fence_live_runs(location).await?;

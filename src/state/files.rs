@@ -273,6 +273,31 @@ impl StateFiles {
         state.all().map(Some).map_err(|e| self.compute(e))
     }
 
+    /// The first version [`Self::load`] of `version` would find missing (no delta after the
+    /// newest snapshot at or below it), without reading any; `None` where every one is there,
+    /// or where the operator has no file at or below `version` at all (it has nothing to load).
+    pub async fn missing_for(&self, version: BatchId) -> Result<Option<BatchId>, StateError> {
+        let files: Vec<StateFile> = self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|f| f.version <= version)
+            .collect();
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let first_delta = files
+            .iter()
+            .rev()
+            .find(|f| f.kind == StateFileKind::Snapshot)
+            .map_or(0, |s| s.version.0 + 1);
+        Ok((first_delta..=version.0).map(BatchId).find(|v| {
+            !files
+                .iter()
+                .any(|f| f.version == *v && f.kind == StateFileKind::Delta)
+        }))
+    }
+
     /// Loads version `version` into the empty `state`: the newest snapshot at or below it, then
     /// every later delta up to it. Returns the bytes read.
     pub async fn load(&self, version: BatchId, state: &mut KeyedState) -> Result<u64, StateError> {

@@ -424,6 +424,30 @@ fn repair_fixes_the_newest_batch_and_names_what_it_cannot() {
     let got = rt.block_on(sink_rows(&ws.path("out")));
     assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
 
+    // Walk 68 (1): two commits removed, the newest ones: the run, `inspect` and `repair` name
+    // the rewind that gets out (repair can rebuild no commit), and it works.
+    std::fs::remove_file(ws.path("ckpt/commits/2")).expect("uncommit");
+    std::fs::remove_file(ws.path("ckpt/commits/3")).expect("uncommit");
+    let way_out = format!("`sluice rewind {ckpt} --to 1`");
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&way_out), "{}", stderr(&out));
+    let out = run_bin(&["inspect", &ckpt], ws.dir.path());
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        said.contains("INCONSISTENT") && said.contains(&way_out) && !said.contains("runs again"),
+        "{said}"
+    );
+    let out = run_bin(&["repair", &ckpt], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&way_out), "{}", stderr(&out));
+    let out = run_bin(&["rewind", &ckpt, "--to", "1"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = rt.block_on(sink_rows(&ws.path("out")));
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+
     // Without any commit, nothing says which batches finished: named, exit 1.
     std::fs::remove_dir_all(ws.path("ckpt/commits")).expect("remove commits");
     let out = run_bin(&["repair", &ckpt], ws.dir.path());
@@ -1046,6 +1070,35 @@ fn rewind_takes_later_batches_back_and_the_next_run_redoes_them() {
     let out = run_bin(&["run", p], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("2 batches"), "{}", stderr(&out));
+    assert_eq!(rt.block_on(sink_rows(&ws.path("out"))), before);
+
+    // Walk 68 (6): a state version gone (1), a rewind to a batch whose state needs it (2) said
+    // done, and the run then failed. Refused, naming the batch whose state loads; that works.
+    for file in std::fs::read_dir(ws.path("ckpt/state/aggregate")).expect("state") {
+        let file = file.expect("entry").path();
+        if file
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("1."))
+        {
+            std::fs::remove_file(file).expect("remove");
+        }
+    }
+    let out = run_bin(&["rewind", &ckpt, "--to", "2"], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("lacks version 1")
+            && stderr(&out).contains(&format!("`sluice rewind {ckpt} --to 0`")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        ws.path("ckpt/commits/3").exists(),
+        "a refused rewind changes nothing"
+    );
+    let out = run_bin(&["rewind", &ckpt, "--to", "0"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(rt.block_on(sink_rows(&ws.path("out"))), before);
 
     // Complete mode keeps only the latest table: nothing to go back to.
