@@ -3421,6 +3421,8 @@ fn parquet(
     // Per row: its unknown columns that are not null, as a JSON object's text.
     let mut rescued: Vec<Option<String>> = Vec::new();
     let mut unknown_rows = 0;
+    // The unknown columns and fields that held a value in some row.
+    let mut unknown_fields = BTreeSet::new();
     for batch in reader {
         let batch = batch.map_err(|e| err(e.to_string()))?;
         // A column of a narrower type than the schema's (an `int` file beside `bigint`
@@ -3446,15 +3448,52 @@ fn parquet(
             RecordBatch::try_new_with_options(Arc::clone(&target), columns, &options)
                 .map_err(|e| err(e.to_string()))?,
         );
-        if unknown.is_empty() {
+        // The file's columns the schema does not know, and its struct fields the schema's
+        // structs do not have (walk 66 (5): a field added to a struct refused the file),
+        // by path: `payload.new`.
+        let mut extras: Vec<(String, ArrayRef)> = unknown
+            .iter()
+            .map(|i| {
+                (
+                    file_schema.field(*i).name().clone(),
+                    Arc::clone(batch.column(*i)),
+                )
+            })
+            .collect();
+        for (i, field) in indices.iter().zip(target.fields()) {
+            if let Some(i) = i {
+                struct_extras(
+                    field.name(),
+                    batch.column(*i),
+                    field.data_type(),
+                    &mut extras,
+                )
+                .map_err(|e| err(format!("column `{}`: {e}", field.name())))?;
+            }
+        }
+        if extras.is_empty() {
+            rescued.extend(std::iter::repeat_n(None, batch.num_rows()));
             continue;
         }
         let held: Vec<bool> = (0..batch.num_rows())
-            .map(|row| unknown.iter().any(|i| batch.column(*i).is_valid(row)))
+            .map(|row| extras.iter().any(|(_, column)| column.is_valid(row)))
             .collect();
-        unknown_rows += held.iter().filter(|h| **h).count() as u64;
+        let rows_held = held.iter().filter(|h| **h).count() as u64;
+        unknown_rows += rows_held;
+        if rows_held > 0 {
+            unknown_fields.extend(extras.iter().map(|(name, _)| name.clone()));
+        }
         if rescue {
-            let extra = batch.project(&unknown).map_err(|e| err(e.to_string()))?;
+            let fields: Vec<Field> = extras
+                .iter()
+                .map(|(name, column)| Field::new(name, column.data_type().clone(), true))
+                .collect();
+            let extra = RecordBatch::try_new_with_options(
+                Arc::new(Schema::new(fields)),
+                extras.into_iter().map(|(_, column)| column).collect(),
+                &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+            )
+            .map_err(|e| err(e.to_string()))?;
             let mut writer = arrow_json::WriterBuilder::new()
                 .build::<_, arrow_json::writer::LineDelimited>(Vec::new());
             writer.write(&extra).map_err(|e| {
@@ -3471,21 +3510,46 @@ fn parquet(
             );
         }
     }
-    let unknown_fields: BTreeSet<String> = unknown
-        .iter()
-        .map(|i| file_schema.field(*i).name().clone())
-        .collect();
     Ok(FileRows {
         unknown_rows,
-        unknown_fields: if unknown_rows > 0 {
-            unknown_fields
-        } else {
-            BTreeSet::new()
-        },
-        rescued: (rescue && !unknown.is_empty())
+        unknown_fields,
+        rescued: (rescue && rescued.iter().any(Option::is_some))
             .then(|| Arc::new(rescued.into_iter().collect::<StringArray>()) as ArrayRef),
         decoded: Decoded::from_batches(batches, 0),
     })
+}
+
+/// Pushes onto `out` each field of the struct `column` (a file's, at `path`) that the
+/// schema's struct type `to` does not have, at any depth of structs, as `path.field` with its
+/// values null where a struct above it is; nothing where either is no struct.
+fn struct_extras(
+    path: &str,
+    column: &ArrayRef,
+    to: &DataType,
+    out: &mut Vec<(String, ArrayRef)>,
+) -> Result<(), ArrowError> {
+    let (DataType::Struct(_), DataType::Struct(fields)) = (column.data_type(), to) else {
+        return Ok(());
+    };
+    let structs = column.as_struct();
+    for (field, child) in structs.fields().iter().zip(structs.columns()) {
+        let child = match structs.nulls() {
+            None => Arc::clone(child),
+            Some(above) => {
+                let nulls =
+                    datafusion::arrow::buffer::NullBuffer::union(Some(above), child.nulls());
+                datafusion::arrow::array::make_array(
+                    child.to_data().into_builder().nulls(nulls).build()?,
+                )
+            }
+        };
+        let path = format!("{path}.{}", field.name());
+        match fields.find(field.name()) {
+            Some((_, known)) => struct_extras(&path, &child, known.data_type(), out)?,
+            None => out.push((path, child)),
+        }
+    }
+    Ok(())
 }
 
 /// Whether a Parquet file's column of type `from` is read into a source's column of type
@@ -3570,8 +3634,10 @@ fn widens_exactly(from: &DataType, to: &DataType) -> bool {
         (T::List(a) | T::LargeList(a) | T::FixedSizeList(a, _), T::List(b) | T::LargeList(b)) => {
             (b.is_nullable() || !a.is_nullable()) && reads_as(a.data_type(), b.data_type())
         }
-        // A struct of the same fields, in the same order, each read exactly; or of some of
-        // them (a writer before a field was added), the others null (as JSON objects merge).
+        // A struct of the same fields, in the same order, each read exactly; or, by name, of
+        // some of them (a writer before a field was added), the others null, and of fields
+        // the schema's lacks (a writer after one was added: unknown fields, counted and
+        // rescued by path), as JSON objects merge.
         (T::Struct(a), T::Struct(b)) => {
             let same = a.len() == b.len()
                 && a.iter().zip(b.iter()).all(|(a, b)| {
@@ -3579,16 +3645,16 @@ fn widens_exactly(from: &DataType, to: &DataType) -> bool {
                         && (b.is_nullable() || !a.is_nullable())
                         && reads_as(a.data_type(), b.data_type())
                 });
-            same || (a.len() < b.len()
-                && a.iter().all(|a| {
-                    b.iter().any(|b| {
-                        a.name() == b.name()
-                            && (b.is_nullable() || !a.is_nullable())
-                            && reads_as(a.data_type(), b.data_type())
-                    })
-                })
+            let shared = a.iter().any(|a| b.iter().any(|b| a.name() == b.name()));
+            same || ((shared || a.is_empty())
                 && b.iter()
-                    .all(|b| b.is_nullable() || a.iter().any(|a| a.name() == b.name())))
+                    .all(|b| match a.iter().find(|a| a.name() == b.name()) {
+                        Some(a) => {
+                            (b.is_nullable() || !a.is_nullable())
+                                && reads_as(a.data_type(), b.data_type())
+                        }
+                        None => b.is_nullable(),
+                    }))
         }
         (T::Map(a, _), T::Map(b, _)) => match (a.data_type(), b.data_type()) {
             (T::Struct(x), T::Struct(y)) if x.len() == 2 && y.len() == 2 => {
@@ -3620,9 +3686,13 @@ fn widens_exactly(from: &DataType, to: &DataType) -> bool {
 /// change: an integer past the float's digits (2^53 for a double: 9007199254740993 would be
 /// read as ...992), at any depth.
 fn cast_exactly(column: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError> {
-    // A struct of some of the fields: each field read by name, the others null.
+    // A struct of other fields: each of the schema's read by name, the others null (the
+    // file's own others are unknown fields, [`struct_extras`]).
     if let (DataType::Struct(from), DataType::Struct(fields)) = (column.data_type(), to)
-        && from.len() < fields.len()
+        && from
+            .iter()
+            .map(|f| f.name())
+            .ne(fields.iter().map(|f| f.name()))
     {
         use datafusion::arrow::array::{Array as _, AsArray as _, StructArray, new_null_array};
         let structs = column.as_struct();
@@ -4301,6 +4371,11 @@ mod tests {
             ),
             (T::Null, T::Utf8),
             (strukt(vec![("a", T::Null)]), strukt(vec![("a", T::Int64)])),
+            // By name, as Spark and DuckDB read a struct's fields.
+            (
+                strukt(vec![("b", T::Utf8), ("a", T::Int32)]),
+                strukt(vec![("a", T::Int32), ("b", T::Utf8)]),
+            ),
         ] {
             assert!(reads_as(&from, &to), "{from} into {to}");
             let nulls = new_null_array(&from, 2);
@@ -4314,10 +4389,6 @@ mod tests {
             (naive.clone(), zoned("UTC")),
             (list(T::Int64, "item"), list(T::Int32, "item")),
             (T::Date32, zoned("UTC")),
-            (
-                strukt(vec![("b", T::Utf8), ("a", T::Int32)]),
-                strukt(vec![("a", T::Int32), ("b", T::Utf8)]),
-            ),
             (T::Int64, T::Utf8),
         ] {
             assert!(!reads_as(&from, &to), "{from} into {to}");
@@ -4835,6 +4906,80 @@ mod tests {
         assert!(
             err.contains("day=x/f") && err.contains("`x` is not a date"),
             "{err}"
+        );
+    }
+
+    /// Walk 66 (5): a Parquet file whose struct had gained a field (a writer after the schema
+    /// was pinned) was refused. The schema's fields are read by name; the new ones are unknown
+    /// fields, counted and rescued by path, as a JSON object's are.
+    #[test]
+    fn a_parquet_struct_with_new_fields_reads_its_known_ones() {
+        use datafusion::arrow::array::Int32Array;
+        let inner = Fields::from(vec![Field::new("d", DataType::Int64, true)]);
+        let written = Fields::from(vec![
+            Field::new("a", DataType::Int32, true),
+            Field::new("b", DataType::Utf8, true),
+            Field::new("c", DataType::Struct(inner.clone()), true),
+        ]);
+        let payload = StructArray::try_new(
+            written.clone(),
+            vec![
+                Arc::new(Int32Array::from(vec![Some(1), Some(9), Some(2)])) as ArrayRef,
+                Arc::new(StringArray::from(vec![Some("x"), Some("hidden"), None])),
+                Arc::new(
+                    StructArray::try_new(
+                        inner,
+                        vec![Arc::new(Int64Array::from(vec![Some(5), Some(6), None])) as ArrayRef],
+                        Some(vec![true, true, false].into()),
+                    )
+                    .expect("c"),
+                ),
+            ],
+            Some(vec![true, false, true].into()),
+        )
+        .expect("payload");
+        let file_schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("payload", DataType::Struct(written), true),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&file_schema),
+            vec![Arc::new(Int64Array::from(vec![1, 2, 3])), Arc::new(payload)],
+        )
+        .expect("batch");
+        let mut bytes = Vec::new();
+        let mut writer =
+            datafusion::parquet::arrow::ArrowWriter::try_new(&mut bytes, file_schema, None)
+                .expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new(
+                "payload",
+                DataType::Struct(Fields::from(vec![Field::new("a", DataType::Int64, true)])),
+                true,
+            ),
+        ]));
+        let reader = Reader {
+            format: FileFormat::Parquet,
+            ..rescuing(&schema, OnError::Fail)
+        };
+        let d = reader
+            .decode("p.parquet", "p.parquet", &Bytes::from(bytes))
+            .expect("reads");
+        assert_eq!(column_text(&d, 1), ["{a: 1}", "", "{a: 2}"]);
+        assert_eq!(
+            column_text(&d, 2),
+            ["{\"payload.b\":\"x\",\"payload.c\":{\"d\":5}}", "", ""]
+        );
+        assert_eq!(d.unknown_rows, 1);
+        assert_eq!(
+            d.unknown_fields
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            ["payload.b", "payload.c"]
         );
     }
 
