@@ -1735,33 +1735,11 @@ impl<'a> Driver<'a> {
                  files out of {path} and run again"
             )));
         }
-        // A sink that lost some of the batches committed to it (a Delta table's log entry
-        // deleted) says so before a batch runs past them; a complete-mode table deleted is
-        // written again whole.
-        let mut table_gone = false;
-        if same_sink
-            && let Some(last) = logs.commits.last()
-            && last_went_to(&sink_record)
-        {
-            let shown = checkpoint.location().to_string();
-            sink.check_held(*last).await.map_err(|e| match e {
-                SinkError::Lost { kind, reason } => SinkError::Lost {
-                    kind,
-                    reason: placed(&reason, &shown, pipeline),
-                },
-                other => other,
-            })?;
-            if let Some(file) = sink.table_gone(*last).await? {
-                tracing::warn!(
-                    "{file}, the table batch {last} wrote (complete mode), is gone: batch {} \
-                     writes it again whole from the state, whether or not new input has come",
-                    last.next()
-                );
-                table_gone = true;
-            }
-        }
         // A sink that holds a batch this checkpoint never planned has outrun it: the checkpoint
-        // was restored from an older copy (or another copy ran on). Its next batch would be
+        // was restored from an older copy (or another copy ran on). Said before what the sink
+        // lost of this checkpoint's batches: a newer copy's retention purges the records of
+        // batches this one committed, and a rewind to write them again would take the newer
+        // copy's output back (walk 69 (1)). Its next batch would be
         // planned anew under a number the sink takes as done, and its rows never written.
         if same_sink
             // A damaged manifest entry is for the batch's own run to find, not this check.
@@ -1804,6 +1782,31 @@ impl<'a> Driver<'a> {
                 held_last = held_last.0,
                 start_over = sink_advice(pipeline).start_over,
             )));
+        }
+        // A sink that lost some of the batches committed to it (a Delta table's log entry
+        // deleted) says so before a batch runs past them; a complete-mode table deleted is
+        // written again whole.
+        let mut table_gone = false;
+        if same_sink
+            && let Some(last) = logs.commits.last()
+            && last_went_to(&sink_record)
+        {
+            let shown = checkpoint.location().to_string();
+            sink.check_held(*last).await.map_err(|e| match e {
+                SinkError::Lost { kind, reason } => SinkError::Lost {
+                    kind,
+                    reason: placed(&reason, &shown, pipeline),
+                },
+                other => other,
+            })?;
+            if let Some(file) = sink.table_gone(*last).await? {
+                tracing::warn!(
+                    "{file}, the table batch {last} wrote (complete mode), is gone: batch {} \
+                     writes it again whole from the state, whether or not new input has come",
+                    last.next()
+                );
+                table_gone = true;
+            }
         }
         let mut late_sinks = BTreeMap::new();
         if let Some(late) = &pipeline.late_rows {

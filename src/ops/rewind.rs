@@ -356,6 +356,24 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
             return Err(refuse(e.to_string()));
         }
     }
+    // A sink that holds a batch after this checkpoint's newest was written on by another copy
+    // of it (a newer one, or the one this was restored from): the batches taken back would
+    // be that copy's output, its committed rows (walk 69 (1): a stale copy's advised rewind
+    // deleted the live run's batch, exit 0, and each round one more).
+    if let Some(Some(sink)) = batch_pipeline.get(&newest).map(|key| &sinks[key].0)
+        && let Ok(Some(held)) = sink.summary().await
+        && let Some((held_last, ..)) = held.last
+        && held_last > newest
+    {
+        return Err(refuse(format!(
+            "the sink holds batch {held_last}, after this checkpoint's newest (batch {newest}): \
+             another copy of this checkpoint ran on and wrote it (this one is older than its \
+             sink: restored from an older copy, or a copy of it), and the batches taken back \
+             would be that copy's committed output. Nothing was deleted. Run and rewind the \
+             checkpoint that wrote batch {held_last}; this older copy cannot go on with that \
+             sink (start it over on a new checkpoint with a sink of its own, if it is to run)"
+        )));
+    }
     let operators = StateFiles::operators(location).await?;
     rewound.stateful = !operators.is_empty();
     // The next run loads each operator's state as of batch `to`: a version that load needs

@@ -4042,6 +4042,71 @@ fn a_checkpoint_older_than_its_sink_is_refused() {
     assert_eq!(sink_lines(&ws.path("out")).len(), 2);
 }
 
+/// Walk 69 (1): an older copy of a checkpoint whose newer copy ran on past the retention was
+/// told its newest batch's sink records were gone, with a rewind to write it again; that
+/// rewind took the newer copy's committed batch out of the sink (rows lost, exit 0), and each
+/// round one more. The copy is refused as older than its sink, and a rewind of it deletes
+/// nothing.
+#[test]
+fn an_older_copy_past_the_sinks_retention_is_refused_and_its_rewind_deletes_nothing() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(
+        &file,
+        "format: json,",
+        "format: json, max_files_per_batch: 1,",
+    );
+    edit_file(&file, "trigger:", "retain_batches: 2\ntrigger:");
+    for i in 0..3 {
+        input(
+            &ws,
+            &format!("{i}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{i}}}\n"),
+        );
+    }
+    assert!(run(&file, &ws).status.success());
+    copy_all(&ws.path("ckpt"), &ws.path("copy"));
+    for i in 3..6 {
+        input(
+            &ws,
+            &format!("{i}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{i}}}\n"),
+        );
+    }
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")).len(), 6);
+    let copy = ws.p("copy");
+    let out = run_bin(
+        &["run", file.to_str().expect("utf-8"), "--checkpoint", &copy],
+        ws.dir.path(),
+    );
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("holds batch 5, but this checkpoint goes up to batch 2")
+            && said.contains("older than its sink")
+            && !said.contains("sluice rewind"),
+        "{said}"
+    );
+    let out = run_bin(&["rewind", &copy, "--to", "1"], ws.dir.path());
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("the sink holds batch 5, after this checkpoint's newest (batch 2)")
+            && said.contains("Nothing was deleted"),
+        "{said}"
+    );
+    assert_eq!(
+        sink_lines(&ws.path("out")).len(),
+        6,
+        "the newer copy's rows kept"
+    );
+    assert!(ws.path("copy/commits/2").exists());
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// Walk 8: `sluice rewind` run from another folder resolved the pipeline's relative sink path
 /// there; finding an unrelated `out/`, it took back "0 sink files", deleted the logs and
 /// exited 0, so the edited run left the old rows. Refused before anything is deleted, naming
