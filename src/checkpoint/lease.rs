@@ -104,7 +104,8 @@ pub async fn check_idle(location: &Location) -> Result<(), CheckpointError> {
     let gone = if holder_gone(&entry) {
         format!(
             "; {} is not running on this machine: that run ended without deleting its lease \
-             (killed), which counts for nothing {} s from now; to go on before, delete \
+             (killed, or stopped mid-write), which counts for nothing {} s from now; to go on \
+             before, delete \
              {location}/{LEASE} (the lease guards no data: epochs do, so a run still going \
              somewhere would be fenced, as without `--skip-if-running`)",
             entry.owner.split(" on ").next().unwrap_or_default(),
@@ -254,6 +255,16 @@ impl Lease {
                     // A store that does not answer now may answer at the next renewal.
                     Err(e) => tracing::debug!("reading the lease: {e}"),
                     Ok(_) => {
+                        // A newer run took an epoch (and may have ended, deleting its lease):
+                        // this one is fenced at its next log write, and a lease written now
+                        // would keep the next `--skip-if-running` run waiting on a run that
+                        // is gone (walk 69 (2): a run stopped and woken after another ran).
+                        if let Ok(taken) = super::list_numbers(&store, super::paths::EPOCHS).await
+                            && taken.last().is_some_and(|newest| *newest > epoch.0)
+                        {
+                            tracing::debug!("a newer run took an epoch: the lease is not renewed");
+                            return;
+                        }
                         if let Err(e) = write(store.clone(), entry()).await {
                             tracing::debug!("renewing the lease: {e}");
                         }
@@ -303,6 +314,41 @@ impl Drop for Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Walk 69 (2): a run stopped (SIGSTOP) while another took an epoch, ran and ended (its
+    /// lease deleted), wrote its lease again when it woke, before its next log write fenced
+    /// it; that lease kept the next `--skip-if-running` run waiting for a minute. A renewal
+    /// after a newer run took an epoch writes nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_a_newer_one_took_over_from_renews_no_lease() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let location =
+            Location::open(dir.path().to_str().expect("utf-8"), true, false, None).expect("open");
+        let take_epoch = |n: u64| {
+            let location = location.clone();
+            async move {
+                let path = location.path(&super::super::paths::epoch(Epoch(n)));
+                location.put(&path, vec![]).await.expect("epoch")
+            }
+        };
+        take_epoch(1).await;
+        let lease = Lease::take(&location, uuid::Uuid::new_v4(), Epoch(1))
+            .await
+            .expect("take");
+        // While it sleeps, a newer run takes an epoch, runs and ends, deleting its lease.
+        take_epoch(2).await;
+        location
+            .delete(&location.path(LEASE))
+            .await
+            .expect("the newer run's lease deleted");
+        tokio::time::sleep(RENEW_EVERY + Duration::from_secs(2)).await;
+        assert!(
+            read(&location).await.expect("read").is_none(),
+            "the fenced run wrote its lease again"
+        );
+        drop(lease);
+        check_idle(&location).await.expect("idle");
+    }
 
     /// A run that began just before another (past its check of the epochs, its lease not yet
     /// written) writes its lease over the newer one's and is then fenced: the lease it leaves
