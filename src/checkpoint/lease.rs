@@ -22,6 +22,14 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// that a run slowed down (a busy machine, a slow store) keeps it.
 pub const EXPIRES_AFTER: Duration = Duration::from_secs(60);
 
+/// How long a run's end waits to delete its lease: 2 seconds, or the store's timeout where
+/// shorter.
+fn release_budget() -> Duration {
+    crate::storage::store_timeout()
+        .unwrap_or(crate::storage::DEFAULT_STORE_TIMEOUT)
+        .min(Duration::from_secs(2))
+}
+
 /// What the lease object holds (JSON).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct LeaseEntry {
@@ -161,7 +169,7 @@ static HELD: std::sync::Mutex<Option<(Location, uuid::Uuid, Epoch)>> = std::sync
 pub async fn release_held() {
     let held = HELD.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some((location, run_id, epoch)) = held {
-        release(&location, run_id, epoch).await;
+        let _ = tokio::time::timeout(release_budget(), release(&location, run_id, epoch)).await;
     }
 }
 
@@ -296,7 +304,14 @@ impl Drop for Lease {
             if let Some(renewing) = renewing {
                 let _ = renewing.await;
             }
-            release(&location, run_id, epoch).await;
+            // Bounded: a lease left behind lapses by itself, and a store that does not answer
+            // would hold the run's exit (a SIGTERM's too) for its timeout (walk 69 (3)).
+            if tokio::time::timeout(release_budget(), release(&location, run_id, epoch))
+                .await
+                .is_err()
+            {
+                tracing::debug!("the store did not answer: the lease is left to lapse");
+            }
         };
         // Deleted before the run ends where the runtime allows waiting (the binary's); else
         // (a test's single-threaded runtime) in the background, or left to expire.

@@ -45,6 +45,16 @@ use crate::source::Admission;
 use crate::storage::{Location, StoreHook};
 use engine::{Computed, Engine, Output, Start};
 
+/// How long a failing run spends on what it notes in the checkpoint on its way out (whether a
+/// newer run fenced it, the failure beside its pending batch): 3 seconds, or the store's
+/// timeout where shorter. A store that does not answer, likely the failure's cause, would
+/// otherwise hold the exit for its whole timeout again, once for each.
+fn exit_note_budget() -> std::time::Duration {
+    crate::storage::store_timeout()
+        .unwrap_or(crate::storage::DEFAULT_STORE_TIMEOUT)
+        .min(std::time::Duration::from_secs(3))
+}
+
 /// How a run is started, beyond what the pipeline file says.
 #[derive(Clone, Default)]
 pub struct RunOptions {
@@ -1929,15 +1939,25 @@ impl<'a> Driver<'a> {
                 let err = self.superseded_or(err).await;
                 // A batch left pending by a failure or a refusal: how, for `inspect` and
                 // `report` to say beside it (not where a newer run took over).
-                if matches!(err.exit_code(), 1 | 2)
-                    && self.checkpoint.check_fence().await.is_ok()
-                    && let Ok(logs) = LogListing::read(self.checkpoint.location()).await
-                    && let Some(&pending) = logs.offsets.last()
-                    && !logs.commits.contains(&pending)
-                {
-                    self.checkpoint
-                        .record_failure(pending, err.exit_code(), &err.to_string())
-                        .await;
+                // (Bounded, as above: a note, not worth a hung store's timeout again.)
+                if matches!(err.exit_code(), 1 | 2) {
+                    let note = async {
+                        if self.checkpoint.check_fence().await.is_ok()
+                            && let Ok(logs) = LogListing::read(self.checkpoint.location()).await
+                            && let Some(&pending) = logs.offsets.last()
+                            && !logs.commits.contains(&pending)
+                        {
+                            self.checkpoint
+                                .record_failure(pending, err.exit_code(), &err.to_string())
+                                .await;
+                        }
+                    };
+                    if tokio::time::timeout(exit_note_budget(), note)
+                        .await
+                        .is_err()
+                    {
+                        tracing::debug!("the store did not answer: the failure is not recorded");
+                    }
                 }
                 // A `--skip-if-running` run that another, started at the same moment, took
                 // over before it began a batch: it leaves the checkpoint to that one (75).
@@ -1967,7 +1987,12 @@ impl<'a> Driver<'a> {
             Error::Sink(crate::sink::SinkError::Fenced(e)) if fenced(e) => return err,
             _ => {}
         }
-        match self.checkpoint.check_fence().await {
+        // Bounded: a store that does not answer (likely the failure's cause) would otherwise
+        // hold the exit for its whole timeout again (walk 69 (3)).
+        match tokio::time::timeout(exit_note_budget(), self.checkpoint.check_fence())
+            .await
+            .unwrap_or(Ok(()))
+        {
             Err(fence @ CheckpointError::Superseded(_)) => {
                 tracing::info!("a superseded run failed with: {err}");
                 fence.into()

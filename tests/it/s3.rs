@@ -819,3 +819,105 @@ fn an_object_named_for_a_folder_is_read_as_a_table_and_refused_as_a_source() {
         "{said}"
     );
 }
+
+/// A TCP proxy to `port` on a loopback port of its own; while the flag it returns is set, it
+/// passes nothing either way (connections stay open, unanswered: a store that hangs).
+fn holding_proxy(port: u16) -> (u16, Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("proxy port");
+    let own = listener.local_addr().expect("address").port();
+    let hold = Arc::new(AtomicBool::new(false));
+    let held = Arc::clone(&hold);
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                ),
+                (server, client),
+            ] {
+                let hold = Arc::clone(&held);
+                std::thread::spawn(move || {
+                    from.set_read_timeout(Some(Duration::from_millis(50)))
+                        .expect("timeout");
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        if hold.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(50));
+                            continue;
+                        }
+                        match from.read(&mut buf) {
+                            Ok(0) => return,
+                            Ok(n) => {
+                                if to.write_all(&buf[..n]).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) => {}
+                            Err(_) => return,
+                        }
+                    }
+                });
+            }
+        }
+    });
+    (own, hold)
+}
+
+/// Walk 69 (3): a store that stopped answering mid-run held the run's exit for four times
+/// `SLUICE_STORE_TIMEOUT` (the failed operation, then the failure noted in the checkpoint and
+/// the lease deleted, each waiting its own timeout), where the README promised about twice
+/// it. What the run does on its way out is bounded; the next run, the store answering again,
+/// finishes every batch exactly once.
+#[test]
+fn a_store_that_stops_answering_mid_run_fails_the_run_within_its_timeout() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 60, 5, 0);
+    let query = "SELECT id, page, amount FROM clicks";
+    let pipeline = s3_pipeline(&ws, query, "s3://sluice/ckpt");
+    let pipeline = pipeline.to_str().expect("utf-8");
+    let (proxy, hold) = holding_proxy(moto.port);
+    let mut child = moto
+        .sluice()
+        .args(["run", pipeline, "--progress", "none"])
+        .env("AWS_ENDPOINT", format!("http://127.0.0.1:{proxy}"))
+        .env("SLUICE_STORE_TIMEOUT", "6s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(child.try_wait().expect("wait").is_none(), "still running");
+    hold.store(true, std::sync::atomic::Ordering::SeqCst);
+    let held = Instant::now();
+    let out = child.wait_with_output().expect("the run ends");
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("no answer within 6s"), "{said}");
+    // The operation under way (twice its timeout at most), then at most 3 + 2 seconds (before,
+    // four times the timeout: 24 seconds).
+    println!(
+        "exit {:?} after the store stopped answering",
+        held.elapsed()
+    );
+    assert!(
+        held.elapsed() < Duration::from_secs(6 * 2 + 5 + 4),
+        "{:?}: {said}",
+        held.elapsed()
+    );
+    hold.store(false, std::sync::atomic::Ordering::SeqCst);
+    moto.sluice_ok(&["run", pipeline, "--progress", "none"]);
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
+    let got = rt.block_on(moto.sink_rows());
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+}
