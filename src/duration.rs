@@ -52,6 +52,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     })
 }
 
+/// Serde's reading of an optional duration written as [`parse_duration`] reads it
+/// (`#[serde(default, deserialize_with = "crate::duration::optional")]`).
+///
+/// Errors: [`parse_duration`]'s message.
+pub fn optional<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,15 +104,4 @@ mod tests {
         assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("1min"), Ok(Duration::from_secs(60)));
     }
-}
-
-/// Serde's reading of an optional duration written as [`parse_duration`] reads it
-/// (`#[serde(default, deserialize_with = "crate::duration::optional")]`).
-///
-/// Errors: [`parse_duration`]'s message.
-pub fn optional<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let text = <String as serde::Deserialize>::deserialize(d)?;
-    parse_duration(&text)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
 }

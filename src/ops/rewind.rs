@@ -516,11 +516,20 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     }
     let check = LogListing::read(location).await?;
     if check.commits.last() != Some(&target) {
-        return Err(CheckpointError::Inconsistent {
-            location: shown.to_string(),
-            reason: format!("after the rewind the last commit is not batch {to}"),
-        }
-        .into());
+        // A run live on an object store when the rewind fenced it (no lock keeps one out)
+        // commits the batch it was at: the rewind record stays, and the same rewind again
+        // takes that one back too (walk 69 (4): this said to run `repair`, which sent back
+        // to the rewind).
+        return Err(refuse(format!(
+            "batches were committed while it ran (the newest now is {}): a run was live on the \
+             checkpoint and finished the batch it was at before the rewind fenced it. The \
+             rewind is not finished; run it again, which takes those back too: `sluice rewind \
+             {shown} --to {to}`",
+            check
+                .commits
+                .last()
+                .map_or("none".to_string(), |b| format!("batch {b}")),
+        )));
     }
     location.delete(&location.path(paths::REWIND)).await?;
     Ok(rewound)

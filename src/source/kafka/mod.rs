@@ -1883,12 +1883,12 @@ mod tests {
                 "`starting_offsets` is `earliest`, `latest`, or offsets per topic",
             ),
         ] {
-            let err = config(&format!(
+            let Err(err) = config(&format!(
                 "bootstrap_servers: x\ntopics: a\nstarting_offsets: {written}"
-            ))
-            .err()
-            .expect(written)
-            .to_string();
+            )) else {
+                panic!("{written} read");
+            };
+            let err = err.to_string();
             assert!(
                 err.contains(said) && !err.contains("untagged"),
                 "{written}: {err}"
