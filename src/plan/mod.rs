@@ -1605,8 +1605,12 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
     // digits are said; and the `AT TIME ZONE`s used somewhere not taken to the local time
     // there (`to_local_time(...)`). By name, as a column above the aggregate that computes
     // it names it; one use that is not wrapped is enough (`avg(d) AS a, round(avg(d), 2)`).
-    let unrounded = uses_outside(plan, &["round", "trunc", "floor", "ceil"]);
-    let unlocalized = uses_outside(plan, &["to_local_time"]);
+    let unrounded = uses_outside(plan, &["round", "trunc", "floor", "ceil"], |e| {
+        e.schema_name().to_string()
+    });
+    // By how it reads: a cast's name is its input's (`s.t`), which the query may use apart
+    // (walk 70 (4): `CASE WHEN t > ... THEN to_local_time(t AT TIME ZONE ...)` was noted).
+    let unlocalized = uses_outside(plan, &["to_local_time"], ToString::to_string);
     // A descending order that does not say where nulls go (no `NULLS` in the query).
     let says_nulls = sql_words(sql).is_none_or(|words| words.iter().any(|w| w == "NULLS"));
     let nulls_first = |sort: &datafusion::logical_expr::SortExpr,
@@ -1760,7 +1764,7 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
                         if let DataType::Timestamp(_, Some(zone)) = &to
                             && matches!(e, Expr::Cast(_))
                             && matches!(from, Some(DataType::Timestamp(_, Some(_))))
-                            && unlocalized.contains(&e.schema_name().to_string())
+                            && unlocalized.contains(&e.to_string())
                         {
                             note(format!(
                                 "`{expr} AT TIME ZONE '{zone}'` of a timestamp with a zone is \
@@ -1793,27 +1797,41 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
 /// `wrappers` (its first argument, where the rest say how: `round(x, 2)`), a column by the
 /// name of what it carries. An aggregate's own computation (`avg(d)` in the aggregate that
 /// gives it) is not a use: the nodes above it use its column.
-fn uses_outside(plan: &LogicalPlan, wrappers: &[&str]) -> std::collections::HashSet<String> {
-    fn walk(e: &Expr, wrappers: &[&str], top: bool, out: &mut std::collections::HashSet<String>) {
+fn uses_outside(
+    plan: &LogicalPlan,
+    wrappers: &[&str],
+    key: fn(&Expr) -> String,
+) -> std::collections::HashSet<String> {
+    struct Walk<'a> {
+        wrappers: &'a [&'a str],
+        key: fn(&Expr) -> String,
+        out: std::collections::HashSet<String>,
+    }
+    fn walk(e: &Expr, top: bool, w: &mut Walk<'_>) {
         if let Expr::ScalarFunction(call) = e
-            && wrappers.contains(&call.name())
+            && w.wrappers.contains(&call.name())
         {
             // The wrapped argument is not a use; what it is made of below may be (another
             // column's value inside it is wrapped too): nothing below is said unwrapped.
             for arg in call.args.iter().skip(1) {
-                walk(arg, wrappers, false, out);
+                walk(arg, false, w);
             }
             return;
         }
         if !top {
-            out.insert(e.schema_name().to_string());
+            let key = (w.key)(e);
+            w.out.insert(key);
         }
         let _ = e.apply_children(|child| {
-            walk(child, wrappers, false, out);
+            walk(child, false, w);
             Ok(TreeNodeRecursion::Continue)
         });
     }
-    let mut out = std::collections::HashSet::new();
+    let mut w = Walk {
+        wrappers,
+        key,
+        out: std::collections::HashSet::new(),
+    };
     let _ = plan.apply_with_subqueries(|node| {
         let aggregate = matches!(node, LogicalPlan::Aggregate(_));
         let _ = node.apply_expressions(|expr| {
@@ -1825,12 +1843,12 @@ fn uses_outside(plan: &LogicalPlan, wrappers: &[&str]) -> std::collections::Hash
                 expr = &alias.expr;
             }
             let defined = aggregate && matches!(expr, Expr::AggregateFunction(_));
-            walk(expr, wrappers, defined, &mut out);
+            walk(expr, defined, &mut w);
             Ok(TreeNodeRecursion::Continue)
         });
         Ok(TreeNodeRecursion::Continue)
     });
-    out
+    w.out
 }
 
 /// Whether `divisor` is an integer literal (under the casts coercion puts on it) that divides
@@ -2659,6 +2677,11 @@ mod tests {
                 "to_local_time(s.z AT TIME ZONE 'America/New_York')",
             ),
             (
+                "SELECT z AT TIME ZONE 'America/New_York' AS b, count(*) AS c FROM s \
+                 GROUP BY z AT TIME ZONE 'America/New_York'",
+                "to_local_time(s.z AT TIME ZONE 'America/New_York')",
+            ),
+            (
                 "SELECT CAST(t AS TIMESTAMP WITH TIME ZONE) AS x FROM s",
                 "is a timestamp without a zone here",
             ),
@@ -2688,6 +2711,12 @@ mod tests {
             // Walk 55 (11): the note's own advice, taken, is not noted again.
             "SELECT to_local_time(z AT TIME ZONE 'Europe/Paris') AS x FROM s",
             "SELECT date_part('hour', to_local_time(z AT TIME ZONE 'Europe/Paris')) AS h FROM s",
+            // Walk 70 (4): inside a `CASE` (a zone per site) too.
+            "SELECT CASE WHEN n > 0 THEN to_local_time((t AT TIME ZONE 'UTC') AT TIME ZONE \
+             'Europe/Berlin') ELSE to_local_time((t AT TIME ZONE 'UTC') AT TIME ZONE \
+             'America/New_York') END AS l FROM s",
+            "SELECT CASE WHEN t > TIMESTAMP '2000-01-01' THEN to_local_time((t AT TIME ZONE \
+             'UTC') AT TIME ZONE 'Europe/Berlin') END AS l FROM s",
             "SELECT 'TIMESTAMP WITH TIME ZONE' AS x FROM s",
             "SELECT n FROM s ORDER BY d DESC NULLS FIRST, n",
             "SELECT n FROM s ORDER BY d, n DESC NULLS LAST",
