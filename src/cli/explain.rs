@@ -136,6 +136,17 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
                 "each distinct row"
             },
             match &dedup.event_time {
+                // A key over windows of the event time (`date_bin`) closes with its window's
+                // end, not its start (walk 70 (6): said at its start).
+                Some(key) if !key.window.is_column() => format!(
+                    "a row is forgotten once the watermark reaches the end of its `{name}` \
+                     window (`{name}` + {}), and a row whose window has ended at or below the \
+                     watermark {dropped}",
+                    humantime::format_duration(std::time::Duration::from_nanos(
+                        key.window.size_ns.unsigned_abs()
+                    )),
+                    name = plan::output_alias(&logical, &key.name),
+                ),
                 Some(key) => format!(
                     "a row is forgotten once the watermark reaches its `{}`, and a row at or \
                      below the watermark {}",

@@ -129,7 +129,7 @@ async fn show(
         (table, join_side.as_str())
     } else if operator == crate::state::DEDUP_OPERATOR {
         (
-            first_values_named(&table)?,
+            dedup_rows(&table)?,
             "the rows the deduplication below the aggregation has seen (each distinct row; of \
              `DISTINCT ON`, each key's first row), kept until the watermark passes them where \
              they have an event time, else for ever (unless state_ttl drops them)",
@@ -365,6 +365,44 @@ fn first_values_named(table: &RecordBatch) -> Result<RecordBatch, Error> {
             batch: None,
             source: e.into(),
         }
+    })
+}
+
+/// `table` (a deduplication's state, its key columns first) as the rows it has seen: the keys,
+/// then each kept value named by its column with whether it is set ([`first_values_named`]),
+/// without the fields that only serve the choice of the first row (the `ORDER BY`'s values
+/// `k@0`) or repeat a key (walk 70 (7): with every column selected a key, DataFusion's
+/// `first_value(u.k) ORDER BY [...]`, `k@0`, `k_is_set` were all there was to see).
+fn dedup_rows(table: &RecordBatch) -> Result<RecordBatch, Error> {
+    let schema = table.schema();
+    let fields = schema.fields();
+    let groups = fields
+        .iter()
+        .position(|f| f.name().starts_with("first_value("))
+        .unwrap_or(fields.len());
+    let keys: Vec<&str> = fields[..groups].iter().map(|f| f.name().as_str()).collect();
+    let of_a_key = |name: &str| {
+        name.strip_prefix("first_value(")
+            .and_then(|rest| rest.split_once(')'))
+            .is_some_and(|(inner, _)| keys.contains(&inner.rsplit('.').next().unwrap_or(inner)))
+    };
+    let shown: Vec<usize> = (0..fields.len())
+        .filter(|i| {
+            let name = fields[*i].name();
+            *i < groups || !(ordering_field(name) || of_a_key(name))
+        })
+        .collect();
+    let table = table
+        .project(&shown)
+        .map_err(|e| Error::Usage(format!("cannot show the state: {e}")))?;
+    first_values_named(&table)
+}
+
+/// Whether a state field holds an `ORDER BY`'s value for choosing a row (`k@0`, `ts@2_2`).
+fn ordering_field(name: &str) -> bool {
+    name.split_once('@').is_some_and(|(_, n)| {
+        let n = n.split('_').next().unwrap_or(n);
+        !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())
     })
 }
 

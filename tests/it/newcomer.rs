@@ -1615,6 +1615,57 @@ fn a_deduplication_by_key_under_an_aggregation_counts_each_key_once() {
     }
 }
 
+/// Walk 70 (6, 7): a deduplication keyed by an hour's start (`date_bin`) was explained as
+/// forgetting a row once the watermark reached the hour's start, where it does at its end (as
+/// it runs); and `sluice state` of it showed DataFusion's state names without a word.
+#[test]
+fn a_deduplication_over_hours_is_explained_by_the_hours_end() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1,\"ts\":\"2026-03-29T10:10:00Z\"}\n\
+         {\"k\":\"a\",\"v\":1,\"ts\":\"2026-03-29T10:10:00Z\"}\n\
+         {\"k\":\"b\",\"v\":2,\"ts\":\"2026-03-29T11:30:00Z\"}\n",
+    );
+    let file = pipeline(
+        &ws,
+        "SELECT k, hour_start, count(*) AS n FROM (SELECT DISTINCT ON (k, v, hour_start) k, v, \
+         hour_start FROM (SELECT k, v, date_bin(INTERVAL '1 hour', ts) AS hour_start FROM s) u \
+         ORDER BY k, v, hour_start) d GROUP BY k, hour_start",
+        "update",
+    );
+    edit_file(
+        &file,
+        "schema: { k: string, v: bigint } }",
+        "schema: { k: string, v: bigint, ts: timestamp }, watermark: { column: ts, delay: 1h } }",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let explained = run_bin(&["explain", file.to_str().expect("utf-8")], ws.dir.path());
+    let said = String::from_utf8_lossy(&explained.stdout).to_string();
+    assert!(
+        said.contains(
+            "a row is forgotten once the watermark reaches the end of its `hour_start` window \
+             (`hour_start` + 1h)"
+        ),
+        "{said}"
+    );
+    let state = run_bin(
+        &["state", &ws.p("ckpt"), "--operator", "dedup"],
+        ws.dir.path(),
+    );
+    let shown = String::from_utf8_lossy(&state.stdout).to_string();
+    assert!(state.status.success(), "{}", stderr(&state));
+    assert!(
+        !shown.contains("first_value(")
+            && !shown.contains("@0")
+            && shown.contains("| a | 1 | 2026-03-29T10:00:00 |")
+            && shown.contains("| b | 2 | 2026-03-29T11:00:00 |"),
+        "{shown}"
+    );
+}
+
 /// Walk 35's leftover, for the files sink: a copy of the checkpoint (`cp -a`) run beside the
 /// original takes its epochs; of two runs planning the same batch at once, the one whose
 /// batch the sink took first goes on, and the other is refused it, naming the copy (a copy
