@@ -988,8 +988,9 @@ async fn a_stream_made_again_with_fewer_messages_is_named() {
     );
     // Walk 29 (1): the advice followed (`fail_on_data_loss: false`) read on from the old
     // offset, so the new records below it were never read, and nothing said so. The source
-    // goes back to the first offset, in a batch that reads nothing, and the next batch reads
-    // every record there is now; a replay of either reads the same.
+    // goes back to the first offset, and that batch reads every record there is now (walk 70
+    // (8): in a batch that read nothing, so `--trigger once` read none); a replay of it reads
+    // the same, and the next batch nothing more.
     let lenient = sluice::source::configure(
         "nats",
         "s",
@@ -1009,8 +1010,10 @@ async fn a_stream_made_again_with_fewer_messages_is_named() {
         .await
         .expect("plan")
         .expect("a batch that goes back");
-    let input = source.read(Some(&end), &back, None).await.expect("read");
-    assert_eq!(input.rows, 0, "nothing read going back");
+    for _ in 0..2 {
+        let input = source.read(Some(&end), &back, None).await.expect("read");
+        assert_eq!(input.rows, 3, "every record of the stream made again");
+    }
     let next = source
         .plan(
             sluice::checkpoint::BatchId(2),
@@ -1018,10 +1021,6 @@ async fn a_stream_made_again_with_fewer_messages_is_named() {
             sluice::source::Admission::Unlimited,
         )
         .await
-        .expect("plan")
-        .expect("the records there now");
-    for _ in 0..2 {
-        let input = source.read(Some(&back), &next, None).await.expect("read");
-        assert_eq!(input.rows, 3, "every record of the topic made again");
-    }
+        .expect("plan");
+    assert!(next.is_none(), "nothing more: {next:?}");
 }

@@ -307,6 +307,12 @@ struct Offset {
     /// stream since are no loss. Absent otherwise, and in an older Sluice's offsets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     filtered_from: Option<u64>,
+    /// The stream was deleted and made again below the sequence read up to (read on with
+    /// `fail_on_data_loss: false`): the batch reads from this sequence, the new stream's
+    /// first, not from the previous batch's end. Absent otherwise, and in an older Sluice's
+    /// offsets (whose batch after such a stream ended just before its first sequence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    restarted_from: Option<u64>,
 }
 
 /// A stored message, as the source reads it.
@@ -1159,6 +1165,7 @@ impl Source for NatsSource {
         let now = self.stream_state().await?;
         // A stream whose last sequence is below the one read up to was deleted and made again
         // (a purge keeps its sequences): its messages below it are not the ones read.
+        let mut restarted = None;
         if let Some(offset) = self.parse(start)?
             && now.last < offset.sequence
         {
@@ -1177,18 +1184,14 @@ impl Source for NatsSource {
                 &format!("source `{}`: stream `{}`", self.name, self.config.stream),
             )
             .map_err(|e| self.error(e))?;
-            // Read again from the stream's first sequence: this batch ends just before it
-            // (an empty range), the next one starts there.
-            return Ok(Some(serde_json::json!({
-                "stream": self.config.stream,
-                "filter_subject": self.config.filter_subject,
-                "first": offset.first,
-                "sequence": now.first.saturating_sub(1),
-            })));
+            // Read again from the stream's first sequence, in this batch (walk 70 (8): an
+            // empty batch ended just before it, so `--trigger once` read nothing).
+            restarted = Some(now.first);
         }
-        let (first, next) = match self.parse(start)? {
-            Some(offset) => (offset.first, offset.sequence + 1),
-            None => {
+        let (first, next) = match (self.parse(start)?, restarted) {
+            (Some(offset), Some(from)) => (offset.first, from),
+            (Some(offset), None) => (offset.first, offset.sequence + 1),
+            (None, _) => {
                 let first = self.initial(now).await?;
                 (first, first)
             }
@@ -1246,6 +1249,9 @@ impl Source for NatsSource {
         if let Some(from) = filtered_from {
             offset["filtered_from"] = from.into();
         }
+        if let Some(from) = restarted {
+            offset["restarted_from"] = from.into();
+        }
         Ok(Some(offset))
     }
 
@@ -1266,9 +1272,10 @@ impl Source for NatsSource {
         let Some(end) = self.parse(Some(end))? else {
             return Ok(BatchInput::empty(schema));
         };
-        let from = match self.parse(start)? {
-            Some(start) => start.sequence + 1,
-            None => end.first,
+        let from = match (self.parse(start)?, end.restarted_from) {
+            (_, Some(from)) => from,
+            (Some(start), None) => start.sequence + 1,
+            (None, None) => end.first,
         }
         .max(end.filtered_from.unwrap_or(0));
         if from > end.sequence {
