@@ -891,17 +891,32 @@ pub(crate) fn take_lock(location: &Location) -> Result<Option<std::fs::File>, Ch
             advice: IN_USE_ADVICE.to_string(),
         }
     };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| {
+    // Not through a symbolic link: the holder's line is written into the file, and a link
+    // placed there would have it written over whatever file the link names (the security
+    // review of walk 71 (5)).
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = options.open(&lock_path).map_err(|e| {
+        if std::fs::symlink_metadata(&lock_path).is_ok_and(|m| m.is_symlink()) {
+            CheckpointError::Storage(StorageError::Refused {
+                op: "opening the lock",
+                path: lock_path.display().to_string(),
+                reason: "it is a symbolic link, which a run does not write through (the lock \
+                         file is the checkpoint's own): remove the link, and run again"
+                    .to_string(),
+            })
+        } else {
             CheckpointError::Storage(StorageError::Sync {
                 path: lock_path.clone(),
                 source: e,
             })
-        })?;
+        }
+    })?;
     match file.try_lock() {
         Ok(()) => {
             // Who holds it, for a run refused while this one goes on (best effort: the lock

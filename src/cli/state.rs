@@ -381,10 +381,16 @@ fn dedup_rows(table: &RecordBatch) -> Result<RecordBatch, Error> {
         .position(|f| f.name().starts_with("first_value("))
         .unwrap_or(fields.len());
     let keys: Vec<&str> = fields[..groups].iter().map(|f| f.name().as_str()).collect();
+    // A plain column's value only (`first_value(u.k)`; not `first_value(lower(u.k))`).
     let of_a_key = |name: &str| {
         name.strip_prefix("first_value(")
             .and_then(|rest| rest.split_once(')'))
-            .is_some_and(|(inner, _)| keys.contains(&inner.rsplit('.').next().unwrap_or(inner)))
+            .is_some_and(|(inner, _)| {
+                inner
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                    && keys.contains(&inner.rsplit('.').next().unwrap_or(inner))
+            })
     };
     let shown: Vec<usize> = (0..fields.len())
         .filter(|i| {

@@ -737,11 +737,40 @@ fn spark_note(field: &str, plain: &str, expected: &[&str]) -> Option<String> {
              row's fields the schema does not know, or whose values do not fit, as JSON text (a \
              line that does not parse at all is stopped at or skipped, by `on_error`)"
         }
-        "kafkaisolationlevel" | "isolationlevel" if kafka => {
+        "kafkaisolationlevel" | "isolationlevel" if expected.contains(&"read_committed") => {
             "Kafka's `isolation.level` is `read_committed: true` (the default) or `false` here"
+        }
+        "kafkagroupid" | "groupid" if expected.contains(&"group_id") => {
+            "Kafka's `group.id` is `group_id` here: the group whose offsets Sluice commits after \
+             each batch, for lag tools (reading never depends on it)"
+        }
+        "kafkaautooffsetreset" | "autooffsetreset" if expected.contains(&"starting_offsets") => {
+            "Kafka's `auto.offset.reset` is `starting_offsets: earliest|latest` here (where the \
+             first batch starts; later batches go on from the checkpoint)"
         }
         "minpartitions" | "maxpartitions" if kafka => {
             "Spark's `minPartitions` and `maxPartitions` have no counterpart here"
+        }
+        // Properties Sluice sets itself (a consumer's group, commits and isolation; a
+        // producer's transactions) are not taken under `properties:`.
+        _ if kafka
+            && [
+                "kafka.group.id",
+                "kafka.enable.auto.commit",
+                "kafka.enable.auto.offset.store",
+                "kafka.enable.partition.eof",
+                "kafka.auto.offset.reset",
+                "kafka.isolation.level",
+                "kafka.transactional.id",
+                "kafka.enable.idempotence",
+            ]
+            .contains(&field) =>
+        {
+            return Some(format!(
+                "Sluice sets the Kafka client's `{}` itself, for exactly-once reading and \
+                 writing: leave it out",
+                &field["kafka.".len()..]
+            ));
         }
         _ if kafka && field.starts_with("kafka.") && expected.contains(&"properties") => {
             return Some(format!(

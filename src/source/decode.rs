@@ -3528,28 +3528,87 @@ fn struct_extras(
     to: &DataType,
     out: &mut Vec<(String, ArrayRef)>,
 ) -> Result<(), ArrowError> {
+    // Most files have none: decided from the types, no array touched.
+    if has_extra_fields(column.data_type(), to) {
+        extras_below(path, column, to, None, out)?;
+    }
+    Ok(())
+}
+
+/// Whether struct type `from` (a file's) has a field, at any depth of structs, that struct
+/// type `to` (the schema's) lacks; `false` where either is no struct.
+fn has_extra_fields(from: &DataType, to: &DataType) -> bool {
+    let (DataType::Struct(from), DataType::Struct(to)) = (from, to) else {
+        return false;
+    };
+    from.iter().any(|field| match to.find(field.name()) {
+        Some((_, known)) => has_extra_fields(field.data_type(), known.data_type()),
+        None => true,
+    })
+}
+
+/// [`struct_extras`] of `column`, whose structs above are null where `above` says.
+fn extras_below(
+    path: &str,
+    column: &ArrayRef,
+    to: &DataType,
+    above: Option<&datafusion::arrow::buffer::NullBuffer>,
+    out: &mut Vec<(String, ArrayRef)>,
+) -> Result<(), ArrowError> {
+    use datafusion::arrow::buffer::NullBuffer;
     let (DataType::Struct(_), DataType::Struct(fields)) = (column.data_type(), to) else {
         return Ok(());
     };
     let structs = column.as_struct();
+    let nulls = NullBuffer::union(above, structs.nulls());
     for (field, child) in structs.fields().iter().zip(structs.columns()) {
-        let child = match structs.nulls() {
-            None => Arc::clone(child),
-            Some(above) => {
-                let nulls =
-                    datafusion::arrow::buffer::NullBuffer::union(Some(above), child.nulls());
-                datafusion::arrow::array::make_array(
-                    child.to_data().into_builder().nulls(nulls).build()?,
-                )
-            }
-        };
         let path = format!("{path}.{}", field.name());
         match fields.find(field.name()) {
-            Some((_, known)) => struct_extras(&path, &child, known.data_type(), out)?,
-            None => out.push((path, child)),
+            Some((_, known)) if has_extra_fields(child.data_type(), known.data_type()) => {
+                extras_below(&path, child, known.data_type(), nulls.as_ref(), out)?;
+            }
+            Some(_) => {}
+            // A field of nulls only holds nothing to count or keep (and a `Null` array takes
+            // no null mask).
+            None if child.data_type() == &DataType::Null => {}
+            None => {
+                let child = match &nulls {
+                    None => Arc::clone(child),
+                    Some(nulls) => datafusion::arrow::array::make_array(
+                        child
+                            .to_data()
+                            .into_builder()
+                            .nulls(NullBuffer::union(Some(nulls), child.nulls()))
+                            .build()?,
+                    ),
+                };
+                out.push((path, child));
+            }
         }
     }
     Ok(())
+}
+
+/// Whether the structs inside `from` (items of a list or a map, which Arrow's cast reads into
+/// `to`'s by position where names differ) have `to`'s fields, in `to`'s order. A struct of
+/// fewer fields, of more, or in another order is read by name only where [`cast_exactly`]
+/// reads it (structs within structs): inside a list, Arrow would read a field into another's
+/// place (the review of walk 66 (5)).
+fn structs_by_position(from: &DataType, to: &DataType) -> bool {
+    use DataType as T;
+    match (from, to) {
+        (T::Struct(a), T::Struct(b)) => {
+            a.len() == b.len()
+                && a.iter().zip(b.iter()).all(|(a, b)| {
+                    a.name() == b.name() && structs_by_position(a.data_type(), b.data_type())
+                })
+        }
+        (T::List(a) | T::LargeList(a) | T::FixedSizeList(a, _), T::List(b) | T::LargeList(b)) => {
+            structs_by_position(a.data_type(), b.data_type())
+        }
+        (T::Map(a, _), T::Map(b, _)) => structs_by_position(a.data_type(), b.data_type()),
+        _ => true,
+    }
 }
 
 /// Whether a Parquet file's column of type `from` is read into a source's column of type
@@ -3632,7 +3691,9 @@ fn widens_exactly(from: &DataType, to: &DataType) -> bool {
         }
         (T::Date32, T::Timestamp(_, None)) => true,
         (T::List(a) | T::LargeList(a) | T::FixedSizeList(a, _), T::List(b) | T::LargeList(b)) => {
-            (b.is_nullable() || !a.is_nullable()) && reads_as(a.data_type(), b.data_type())
+            (b.is_nullable() || !a.is_nullable())
+                && reads_as(a.data_type(), b.data_type())
+                && structs_by_position(a.data_type(), b.data_type())
         }
         // A struct of the same fields, in the same order, each read exactly; or, by name, of
         // some of them (a writer before a field was added), the others null, and of fields
@@ -3659,7 +3720,9 @@ fn widens_exactly(from: &DataType, to: &DataType) -> bool {
         (T::Map(a, _), T::Map(b, _)) => match (a.data_type(), b.data_type()) {
             (T::Struct(x), T::Struct(y)) if x.len() == 2 && y.len() == 2 => {
                 x.iter().zip(y.iter()).all(|(x, y)| {
-                    (y.is_nullable() || !x.is_nullable()) && reads_as(x.data_type(), y.data_type())
+                    (y.is_nullable() || !x.is_nullable())
+                        && reads_as(x.data_type(), y.data_type())
+                        && structs_by_position(x.data_type(), y.data_type())
                 })
             }
             _ => false,
@@ -4390,6 +4453,19 @@ mod tests {
             (list(T::Int64, "item"), list(T::Int32, "item")),
             (T::Date32, zoned("UTC")),
             (T::Int64, T::Utf8),
+            // Inside a list, Arrow's cast reads a struct by position where its names differ:
+            // `y` would get `new`'s values (the review of walk 66 (5)).
+            (
+                list(strukt(vec![("x", T::Int64), ("new", T::Utf8)]), "item"),
+                list(strukt(vec![("x", T::Int64), ("y", T::Utf8)]), "item"),
+            ),
+            (
+                list(
+                    strukt(vec![("x", T::Int64), ("y", T::Utf8), ("new", T::Utf8)]),
+                    "item",
+                ),
+                list(strukt(vec![("x", T::Int64), ("y", T::Utf8)]), "item"),
+            ),
         ] {
             assert!(!reads_as(&from, &to), "{from} into {to}");
         }
@@ -4920,6 +4996,8 @@ mod tests {
             Field::new("a", DataType::Int32, true),
             Field::new("b", DataType::Utf8, true),
             Field::new("c", DataType::Struct(inner.clone()), true),
+            // Always null (pyarrow's `null` type): no null mask to take from the struct.
+            Field::new("z", DataType::Null, true),
         ]);
         let payload = StructArray::try_new(
             written.clone(),
@@ -4934,6 +5012,7 @@ mod tests {
                     )
                     .expect("c"),
                 ),
+                Arc::new(datafusion::arrow::array::NullArray::new(3)),
             ],
             Some(vec![true, false, true].into()),
         )

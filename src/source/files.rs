@@ -1863,9 +1863,11 @@ impl Source for FilesSource {
         if self.schema.is_some() {
             return Ok(self.schema.clone());
         }
+        // Not from a file still being written (`min_file_age`): a line cut short, or a Parquet
+        // file without its footer yet, would fail the run or pin what it holds so far.
+        let listed = self.list_data().await?;
         let files: Vec<String> = self
-            .list_data()
-            .await?
+            .old_enough(listed, false)
             .into_iter()
             .map(|f| f.path)
             .collect();

@@ -367,14 +367,19 @@ impl StateFiles {
         };
         // Told apart by DataFusion's own names (`Int64(2)` is not `Float64(2)`), said in
         // readable ones.
+        // (Nested types by Arrow's own names, which tell a list's kind and its items'
+        // nullability apart: their SQL names do not.)
         let exact = |s: &SchemaRef| {
             s.fields()
                 .iter()
                 .map(|f| {
-                    (
-                        f.name().clone(),
-                        crate::format::sql_type_name(f.data_type()),
-                    )
+                    let data_type = f.data_type();
+                    let name = if data_type.is_nested() {
+                        data_type.to_string()
+                    } else {
+                        crate::format::sql_type_name(data_type)
+                    };
+                    (f.name().clone(), name)
                 })
                 .collect::<Vec<_>>()
         };

@@ -1024,3 +1024,62 @@ async fn a_stream_made_again_with_fewer_messages_is_named() {
         .expect("plan");
     assert!(next.is_none(), "nothing more: {next:?}");
 }
+
+/// The review of walk 70 (8): a stream made again and still empty when a batch is planned
+/// (`fail_on_data_loss: false`) made no batch, so the position stayed at the old sequence; once
+/// the new stream grew past it, it was no longer seen as made again, and its messages below
+/// that sequence were never read. A batch that reads nothing takes the position back.
+#[tokio::test]
+async fn a_stream_made_again_and_still_empty_is_read_from_its_start_once_it_fills() {
+    let stream = unique("made-again-empty");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    let payloads = |from: i64, n: i64| -> Vec<Vec<u8>> {
+        (from..from + n)
+            .map(|i| format!("{{\"id\":{i},\"name\":\"n{i}\"}}").into_bytes())
+            .collect()
+    };
+    publish(&js, &format!("{stream}.x"), &payloads(0, 3)).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let checkpoint = checkpoint_in(dir.path());
+    let yaml = format!(
+        "url: {}\nstream: {stream}\nformat: json\nschema: {{ id: bigint, name: string }}\n\
+         fail_on_data_loss: false",
+        server()
+    );
+    let connector =
+        sluice::source::configure("nats", "s", &serde_yaml::from_str(&yaml).expect("yaml"))
+            .expect("nats");
+    let mut source = connector
+        .open("s", &checkpoint, None, false)
+        .await
+        .expect("open");
+    async fn plan(
+        source: &mut Box<dyn sluice::source::Source>,
+        batch: u64,
+        start: Option<serde_json::Value>,
+    ) -> Option<serde_json::Value> {
+        source
+            .plan(
+                sluice::checkpoint::BatchId(batch),
+                start.as_ref(),
+                sluice::source::Admission::Unlimited,
+            )
+            .await
+            .expect("plan")
+    }
+    let first = plan(&mut source, 0, None).await.expect("three messages");
+    js.delete_stream(stream.as_str()).await.expect("delete");
+    create_stream(&js, &stream).await;
+    let back = plan(&mut source, 1, Some(first.clone()))
+        .await
+        .expect("a batch that takes the position back");
+    let input = source.read(Some(&first), &back, None).await.expect("read");
+    assert_eq!(input.rows, 0);
+    publish(&js, &format!("{stream}.x"), &payloads(10, 5)).await;
+    let next = plan(&mut source, 2, Some(back.clone()))
+        .await
+        .expect("the new stream's messages");
+    let input = source.read(Some(&back), &next, None).await.expect("read");
+    assert_eq!(input.rows, 5, "every message of the stream made again");
+}

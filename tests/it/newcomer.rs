@@ -4093,6 +4093,27 @@ fn a_checkpoint_older_than_its_sink_is_refused() {
     assert_eq!(sink_lines(&ws.path("out")).len(), 2);
 }
 
+/// Walk 71 (5): a symbolic link put in place of a checkpoint's `lock` was followed, and the
+/// holder's line written over the file it named. The run refuses it and writes nothing there.
+#[test]
+fn a_lock_file_that_is_a_symbolic_link_is_not_written_through() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    assert!(run(&file, &ws).status.success());
+    std::fs::write(ws.path("victim.txt"), "IMPORTANT DATA\n").expect("victim");
+    std::fs::remove_file(ws.path("ckpt/lock")).expect("lock");
+    std::os::unix::fs::symlink(ws.path("victim.txt"), ws.path("ckpt/lock")).expect("link");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("it is a symbolic link"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(ws.path("victim.txt")).expect("victim"),
+        "IMPORTANT DATA\n"
+    );
+}
+
 /// Walk 69 (1): an older copy of a checkpoint whose newer copy ran on past the retention was
 /// told its newest batch's sink records were gone, with a rewind to write it again; that
 /// rewind took the newer copy's committed batch out of the sink (rows lost, exit 0), and each

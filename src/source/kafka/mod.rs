@@ -157,7 +157,7 @@ impl<'de> Deserialize<'de> for StartingOffsets {
                             .trim()
                             .to_string(),
                     };
-                    let offsets: BTreeMap<i32, i64> = match partitions {
+                    let partitions = match partitions {
                         serde_yaml::Value::String(word) => {
                             return Err(D::Error::custom(format!(
                                 "topic `{topic}`: `{word}` for a whole topic is not read here; \
@@ -165,13 +165,38 @@ impl<'de> Deserialize<'de> for StartingOffsets {
                                  each partition's offset"
                             )));
                         }
-                        other => serde_yaml::from_value(other).map_err(|e| {
-                            D::Error::custom(format!(
-                                "topic `{topic}`: {e}; each partition's offset is an integer. \
-                                 {FORMS}"
-                            ))
-                        })?,
+                        serde_yaml::Value::Mapping(partitions) => partitions,
+                        _ => {
+                            return Err(D::Error::custom(format!(
+                                "topic `{topic}`: not offsets per partition. {FORMS}"
+                            )));
+                        }
                     };
+                    // A partition as a number, or as text (Spark's JSON writes `"0"`).
+                    let mut offsets = BTreeMap::new();
+                    for (partition, offset) in partitions {
+                        let number = match &partition {
+                            serde_yaml::Value::Number(n) => n.as_i64(),
+                            serde_yaml::Value::String(s) => s.trim().parse::<i64>().ok(),
+                            _ => None,
+                        };
+                        let shown = serde_yaml::to_string(&partition)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string();
+                        let Some(partition) = number.and_then(|n| i32::try_from(n).ok()) else {
+                            return Err(D::Error::custom(format!(
+                                "topic `{topic}`: `{shown}` is no partition number. {FORMS}"
+                            )));
+                        };
+                        let Some(offset) = offset.as_i64() else {
+                            return Err(D::Error::custom(format!(
+                                "topic `{topic}` partition {partition}: the offset is an \
+                                 integer. {FORMS}"
+                            )));
+                        };
+                        offsets.insert(partition, offset);
+                    }
                     specific.insert(topic, offsets);
                 }
                 Ok(Self::Specific(specific))
@@ -1877,7 +1902,8 @@ mod tests {
                 "{a: earliest}",
                 "topic `a`: `earliest` for a whole topic is not read here",
             ),
-            ("{a: {0: first}}", "each partition's offset is an integer"),
+            ("{a: {0: first}}", "partition 0: the offset is an integer"),
+            ("{a: {x: 1}}", "`x` is no partition number"),
             (
                 "[1, 2]",
                 "`starting_offsets` is `earliest`, `latest`, or offsets per topic",
@@ -1895,6 +1921,11 @@ mod tests {
             );
         }
         assert!(config("bootstrap_servers: x\ntopics: a\nstarting_offsets: {a: {0: -2}}").is_ok());
+        // Spark's own JSON, partitions as text.
+        assert!(
+            config("bootstrap_servers: x\ntopics: a\nstarting_offsets: {\"a\": {\"0\": 42}}")
+                .is_ok()
+        );
     }
 
     #[test]

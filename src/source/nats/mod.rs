@@ -1196,9 +1196,22 @@ impl Source for NatsSource {
                 (first, first)
             }
         };
+        // Where the stream made again has nothing to read yet, a batch that reads nothing still
+        // takes the position back to just before its first sequence: left at the old one, the
+        // new stream would not be seen as made again once it grew past it, and its messages
+        // below that would never be read (the review of walk 70 (8)).
+        let going_back = restarted.map(|from| {
+            serde_json::json!({
+                "stream": self.config.stream,
+                "filter_subject": self.config.filter_subject,
+                "first": first,
+                "sequence": from.saturating_sub(1),
+            })
+        });
+        let nothing = move || Ok(going_back);
         let mut end = self.frozen.unwrap_or(now.last).min(now.last);
         if end < next {
-            return Ok(None);
+            return nothing();
         }
         // With a filter, a batch waits for a message on it (the others' sequences would make
         // batches that read nothing), and its limit counts from the first such message.
@@ -1221,7 +1234,7 @@ impl Source for NatsSource {
                     if checked != Some((since, end)) {
                         self.write_checked(since, end).await;
                     }
-                    return Ok(None);
+                    return nothing();
                 }
             }
             // Every message before it since the previous batch is on other subjects: here,
