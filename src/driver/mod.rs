@@ -1728,11 +1728,11 @@ impl<'a> Driver<'a> {
             )));
         }
         // A checkpoint that has committed nothing yet, over a files sink folder holding data
-        // files that no `_sluice/` records name (another run's, whose records were deleted):
-        // its batches would be written beside them under the same names.
+        // files that no `_sluice/` records name (another run's, whose records were deleted, or
+        // another tool's): its batches would be written beside them under the same names, and
+        // complete mode would delete them (walk 71 (7): a Spark job's `part-*` files and
+        // `result.*` were deleted).
         if logs.commits.is_empty()
-            // Complete mode replaces its one file each batch, as it always has.
-            && pipeline.output_mode != OutputMode::Complete
             && sink_record.kind == "files"
             && let Some(path) = sink_record.path.as_deref()
             && let Some(kept) = crate::sink::data_without_records(path)

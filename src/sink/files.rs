@@ -67,18 +67,23 @@ pub fn data_without_records(path: &str) -> Option<usize> {
         .filter_map(|e| e.ok())
         .filter(|e| {
             let name = e.file_name().to_string_lossy().to_string();
-            let sluice_part = name.strip_prefix("part-").is_some_and(|rest| {
-                let b = rest.as_bytes();
-                b.len() > 16
-                    && b[..10].iter().all(u8::is_ascii_digit)
-                    && b[10] == b'-'
-                    && b[11..15].iter().all(u8::is_ascii_digit)
-                    && b[15] == b'.'
-            });
-            sluice_part || name.starts_with(&format!("{COMPLETE_RESULT}."))
+            sluice_part(&name) || name.starts_with(&format!("{COMPLETE_RESULT}."))
         })
         .count();
     (kept > 0).then_some(kept)
+}
+
+/// Whether `name` is a data file's name as the sink writes one (`part-0000000003-0001.json`),
+/// not another tool's (Spark's `part-00000-<uuid>.snappy.parquet`).
+fn sluice_part(name: &str) -> bool {
+    name.strip_prefix("part-").is_some_and(|rest| {
+        let b = rest.as_bytes();
+        b.len() > 16
+            && b[..10].iter().all(u8::is_ascii_digit)
+            && b[10] == b'-'
+            && b[11..15].iter().all(u8::is_ascii_digit)
+            && b[15] == b'.'
+    })
 }
 
 /// One batch's entry in the sink's manifest.
@@ -601,7 +606,8 @@ impl FilesSink {
                 .into_iter()
                 .filter(|f| *f != self.format)
                 .any(|f| name == format!("{COMPLETE_RESULT}.{}", f.extension()));
-            let part = name.starts_with("part-") && !name.contains('/');
+            // Only the sink's own: another tool's files are never deleted (walk 71 (7)).
+            let part = sluice_part(&name) && !name.contains('/');
             if part || other_result {
                 self.location.delete(&meta.location).await?;
                 parts += usize::from(part);

@@ -4093,6 +4093,38 @@ fn a_checkpoint_older_than_its_sink_is_refused() {
     assert_eq!(sink_lines(&ws.path("out")).len(), 2);
 }
 
+/// Walk 71 (7): a complete-mode pipeline on a new checkpoint, pointed at a folder another tool
+/// wrote (Spark's `part-00000-<uuid>` files, a `result.csv`), deleted those files. A folder
+/// holding files named as Sluice's without its records is refused; another tool's files are
+/// never deleted.
+#[test]
+fn complete_mode_deletes_no_file_of_another_tool() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, sum(v) AS t FROM s GROUP BY k", "complete");
+    std::fs::create_dir_all(ws.path("out")).expect("out");
+    for name in [
+        "part-00000-1234-abcd.snappy.parquet",
+        "important.csv",
+        "result.csv",
+    ] {
+        std::fs::write(ws.path(&format!("out/{name}")), "theirs").expect("a file of theirs");
+    }
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("that no `_sluice/` records name"), "{said}");
+    std::fs::remove_file(ws.path("out/result.csv")).expect("moved out");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in ["part-00000-1234-abcd.snappy.parquet", "important.csv"] {
+        assert_eq!(
+            std::fs::read_to_string(ws.path(&format!("out/{name}"))).expect("kept"),
+            "theirs"
+        );
+    }
+}
+
 /// Walk 71 (5): a symbolic link put in place of a checkpoint's `lock` was followed, and the
 /// holder's line written over the file it named. The run refuses it and writes nothing there.
 #[test]
