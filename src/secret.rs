@@ -97,6 +97,11 @@ pub fn redact_url(text: &str) -> String {
         url.set_query(Some(&query));
         changed = true;
     }
+    // A fragment may carry a token as well (`#sig=...`, walk 71 (9)).
+    if url.fragment().is_some_and(|f| !f.is_empty()) {
+        url.set_fragment(Some("***"));
+        changed = true;
+    }
     if changed {
         url.to_string()
     } else {
@@ -172,12 +177,14 @@ mod tests {
         let basic = "s3://AKIA:wJalrSECRET@bucket/ckpt";
         assert_eq!(redact_url(basic), "s3://AKIA:***@bucket/ckpt");
         assert!(url_secret(basic).expect("refused").contains("password"));
-        // Walk 49 (12): a fragment, which every store drops, is refused too.
+        // Walk 49 (12): a fragment, which every store drops, is refused too; and masked
+        // where it is shown (walk 71 (9): the refusal printed it).
         assert!(
             url_secret("gs://bucket/in#SigZZ")
                 .expect("refused")
                 .contains("a fragment")
         );
+        assert_eq!(redact_url("s3://b/out1#sig=hunter2"), "s3://b/out1#***");
         for plain in [
             "s3://bucket/ckpt",
             "/tmp/x",

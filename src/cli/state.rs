@@ -211,7 +211,13 @@ async fn show(
         };
         Error::Usage(format!("--sql: {text}{hint}"))
     };
-    let frame = ctx.sql(&sql).await.map_err(said)?;
+    // A query only: no `COPY ... TO` a file, no `CREATE EXTERNAL TABLE` over one, no `SET`
+    // (walk 71 (10): `--sql` wrote files where the command is offered to read the state).
+    let options = datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let frame = ctx.sql_with_options(&sql, options).await.map_err(said)?;
     let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
     let mut batches = frame
         .collect()

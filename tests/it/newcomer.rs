@@ -1664,6 +1664,24 @@ fn a_deduplication_over_hours_is_explained_by_the_hours_end() {
             && shown.contains("| b | 2 | 2026-03-29T11:00:00 |"),
         "{shown}"
     );
+    // Walk 71 (10): `--sql` reads the state; it writes no file.
+    let copy = format!(
+        "COPY (SELECT * FROM state) TO '{}' STORED AS CSV",
+        ws.p("copied.csv")
+    );
+    let state = run_bin(
+        &[
+            "state",
+            &ws.p("ckpt"),
+            "--operator",
+            "dedup",
+            "--sql",
+            &copy,
+        ],
+        ws.dir.path(),
+    );
+    assert_eq!(state.status.code(), Some(2), "{}", stderr(&state));
+    assert!(!ws.path("copied.csv").exists());
 }
 
 /// Walk 35's leftover, for the files sink: a copy of the checkpoint (`cp -a`) run beside the
