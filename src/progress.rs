@@ -16,6 +16,57 @@ use crate::checkpoint::{BatchId, PhaseDurations};
 /// that row): `code (a value not of its column's type)`.
 pub const MISFIT_FIELD: &str = " (a value not of its column's type)";
 
+/// `text` for a terminal or a log: control characters (an escape sequence that sets a window's
+/// title or clears the screen, a carriage return), which input data may carry into a message,
+/// written as Rust escapes (`\u{1b}`); line breaks and tabs kept, as messages use them (walk 71
+/// (2)).
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    escaped(text, true)
+}
+
+/// `text` with its control characters written as Rust escapes, line breaks and tabs too
+/// unless `keep_breaks`.
+fn escaped(text: &str, keep_breaks: bool) -> std::borrow::Cow<'_, str> {
+    let escape = |c: char| c.is_control() && !(keep_breaks && (c == '\n' || c == '\t'));
+    if !text.chars().any(escape) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if escape(c) {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// How many unknown fields a source's progress names a batch; the rest are counted.
+pub const NAMED_UNKNOWN_FIELDS: usize = 20;
+
+/// `fields` (unknown fields, per source) with at most [`NAMED_UNKNOWN_FIELDS`] names per
+/// source, the rest said as one entry, `(and 99980 more)`: input with many distinct field
+/// names made a progress line (and a JSON event) as long as all of them (walk 71 (3)).
+pub fn at_most_named(
+    fields: BTreeMap<String, BTreeSet<String>>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    fields
+        .into_iter()
+        .map(|(source, names)| {
+            if names.len() <= NAMED_UNKNOWN_FIELDS {
+                return (source, names);
+            }
+            let more = names.len() - NAMED_UNKNOWN_FIELDS;
+            let mut kept: BTreeSet<String> = names.into_iter().take(NAMED_UNKNOWN_FIELDS).collect();
+            kept.insert(format!("(and {more} more)"));
+            (source, kept)
+        })
+        .collect()
+}
+
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ProgressFormat {
@@ -301,7 +352,12 @@ impl BatchProgress {
                         .unknown_fields
                         .iter()
                         .map(|(source, names)| {
-                            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                            // Names come from the input: a line break or an escape sequence in
+                            // one would forge or garble the line (walk 71 (2)).
+                            let names: Vec<String> = names
+                                .iter()
+                                .map(|name| escaped(name, false).into_owned())
+                                .collect();
                             format!("{source}: {}", names.join(", "))
                         })
                         .collect();
@@ -533,5 +589,26 @@ pub fn clear_live_line() {
     state.stopped = true;
     if std::mem::take(&mut state.shown) {
         let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+    }
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::*;
+
+    /// Walk 71 (2, 3): input data's escape sequences reached the terminal in messages and
+    /// progress lines, and a batch with thousands of unknown field names made a line of them
+    /// all.
+    #[test]
+    fn input_text_cannot_drive_the_terminal_or_the_line_length() {
+        assert_eq!(
+            printable("Cannot cast '\u{1b}]0;PWNED\u{7}' to int\nnext"),
+            "Cannot cast '\\u{1b}]0;PWNED\\u{7}' to int\nnext"
+        );
+        assert_eq!(escaped("a\nbatch 99", false), "a\\nbatch 99");
+        let many: BTreeSet<String> = (0..100).map(|i| format!("f{i:03}")).collect();
+        let shown = at_most_named(BTreeMap::from([("s".to_string(), many)]));
+        assert_eq!(shown["s"].len(), NAMED_UNKNOWN_FIELDS + 1);
+        assert!(shown["s"].contains("(and 80 more)"));
     }
 }

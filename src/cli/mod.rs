@@ -266,7 +266,11 @@ pub fn main() -> i32 {
                 Ok(()) => 0,
                 Err(e) => {
                     let text = without_backtrace(&e.to_string());
-                    eprintln!("error: {text}{}", spill_folder_advice(&text));
+                    eprintln!(
+                        "error: {}{}",
+                        crate::progress::printable(&text),
+                        spill_folder_advice(&text)
+                    );
                     e.exit_code()
                 }
             }

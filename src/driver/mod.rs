@@ -3195,7 +3195,7 @@ impl<'a> Driver<'a> {
             num_skipped_rows: skipped,
             num_lost_rows: lost,
             num_rows_with_unknown_fields: unknown_rows,
-            unknown_fields,
+            unknown_fields: crate::progress::at_most_named(unknown_fields),
             num_late_rows: late,
             num_rows_beyond_max_future: beyond_max_future,
             num_input_files: files_in,
