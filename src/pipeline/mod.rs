@@ -1490,6 +1490,27 @@ impl Pipeline {
         if self.sources.is_empty() {
             return Err("`sources` must name at least one source".into());
         }
+        // A source's name is a folder of the checkpoint (`sources/<name>/`): one that is no
+        // plain folder name (`..`, `a/b`) or that the store writes percent-encoded (`%2E%2E`
+        // is where `..` goes) could share another's (walk 71 (8)).
+        for (group, configs) in [("sources", &self.sources), ("tables", &self.tables)] {
+            for name in configs.keys() {
+                let plain = !name.is_empty()
+                    && name != "."
+                    && name != ".."
+                    && !name
+                        .chars()
+                        .any(|c| c.is_control() || matches!(c, '/' | '\\' | '%'));
+                if !plain {
+                    return Err(format!(
+                        "`{group}`: `{}` cannot name a source (its name is a folder of the \
+                         checkpoint): give it a name without `/`, `\\` or `%`, not `.` or `..` \
+                         (letters, digits and `_` read best in SQL)",
+                        name.escape_debug()
+                    ));
+                }
+            }
+        }
         // Declared column types, read as they will be when the source opens, so that a type
         // mistake is named with the file's other mistakes.
         for (group, configs) in [("sources", &self.sources), ("tables", &self.tables)] {
@@ -2515,6 +2536,16 @@ sink: { kind: files, path: out/x, format: parquet }
                 && said.contains("`output_mode: update` and `key:`"),
             "{said}"
         );
+    }
+
+    /// Walk 71 (8): sources named `..` and `%2E%2E` shared one checkpoint folder.
+    #[test]
+    fn a_source_name_that_is_no_plain_folder_name_is_refused() {
+        for name in ["'..'", "'%2E%2E'", "'a/b'", "'.'"] {
+            let said =
+                parse(&GOOD.replace("  clicks:\n", &format!("  {name}:\n"))).expect_err(name);
+            assert!(said.contains("cannot name a source"), "{name}: {said}");
+        }
     }
 
     /// Walk 28 (8): a file format given as the sink's kind, and a kind as its format.
