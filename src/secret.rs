@@ -18,6 +18,30 @@ pub fn expand_env_with(
     expand_with(text, |name| std::env::var(name).ok(), escape)
 }
 
+/// The values `${VAR}`s were filled in with in this process (of 4 characters or more), which
+/// [`masked`] takes out of a message.
+static FILLED_IN: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// `text` with every value a `${VAR}` was filled in with in this process written `***`: a
+/// server's error may quote one (`role "..." does not exist`, a broker address that does not
+/// resolve), and a value named in a place other than a password's would reach the message
+/// (walk 71 (1)). Values under 4 characters stay (they would mask words).
+pub fn masked(text: &str) -> std::borrow::Cow<'_, str> {
+    let filled = FILLED_IN.lock().unwrap_or_else(|e| e.into_inner());
+    if !filled.iter().any(|value| text.contains(value.as_str())) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    // Longest first, so that a value inside another is not left half shown.
+    let mut values: Vec<&String> = filled.iter().collect();
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let mut out = text.to_string();
+    for value in values {
+        out = out.replace(value.as_str(), "***");
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// [`expand_env_with`], each variable's value as `lookup` gives it (`None`: not set).
 pub fn expand_with(
     text: &str,
@@ -36,6 +60,15 @@ pub fn expand_with(
         let value = lookup(name).ok_or_else(|| {
             format!("environment variable `{name}` (named as `${{{name}}}`) is not set")
         })?;
+        if value.chars().count() >= 4 {
+            let mut filled = FILLED_IN.lock().unwrap_or_else(|e| e.into_inner());
+            filled.insert(value.clone());
+            // As it may be quoted: escaped into the syntax it lands in.
+            let escaped = escape(&value, &out);
+            if escaped != value {
+                filled.insert(escaped);
+            }
+        }
         let escaped = escape(&value, &out);
         out.push_str(&escaped);
         rest = &after[end + 1..];
@@ -164,6 +197,24 @@ fn raw_user_part(text: &str) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Walk 71 (1): a `${VAR}` filled in where a server's error quotes it (a role name, a
+    /// broker's address) showed its value in the message.
+    #[test]
+    fn values_filled_in_are_masked_in_messages() {
+        let filled = expand_with(
+            "host=h user=${W71_USER} dbname=d",
+            |_| Some("hunter2secret".to_string()),
+            |value, _| value.to_string(),
+        )
+        .expect("filled");
+        assert_eq!(filled, "host=h user=hunter2secret dbname=d");
+        assert_eq!(
+            masked("role \"hunter2secret\" does not exist"),
+            "role \"***\" does not exist"
+        );
+        assert_eq!(masked("nothing of it here"), "nothing of it here");
+    }
 
     #[test]
     fn secrets_in_urls_are_redacted_and_refused() {

@@ -31,6 +31,7 @@ use crate::storage::{Location, StorageError};
 /// URL's password and query values ([`crate::secret::redact_url`]), and the value of a
 /// `password=` (or `secret=`, `token=`) pair, as a PostgreSQL connection string writes one.
 fn without_secrets(text: &str) -> String {
+    let text = crate::secret::masked(text);
     text.lines()
         .map(|line| {
             line.split(' ')

@@ -266,6 +266,7 @@ pub fn main() -> i32 {
                 Ok(()) => 0,
                 Err(e) => {
                     let text = without_backtrace(&e.to_string());
+                    let text = crate::secret::masked(&text);
                     eprintln!(
                         "error: {}{}",
                         crate::progress::printable(&text),
