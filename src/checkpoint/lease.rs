@@ -330,6 +330,12 @@ impl Drop for Lease {
 mod tests {
     use super::*;
 
+    /// Takes epoch `n` of the checkpoint at `location`, as a run does.
+    async fn take_epoch(location: &Location, n: u64) {
+        let path = location.path(&super::super::paths::epoch(Epoch(n)));
+        location.put(&path, vec![]).await.expect("epoch");
+    }
+
     /// Walk 69 (2): a run stopped (SIGSTOP) while another took an epoch, ran and ended (its
     /// lease deleted), wrote its lease again when it woke, before its next log write fenced
     /// it; that lease kept the next `--skip-if-running` run waiting for a minute. A renewal
@@ -339,19 +345,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let location =
             Location::open(dir.path().to_str().expect("utf-8"), true, false, None).expect("open");
-        let take_epoch = |n: u64| {
-            let location = location.clone();
-            async move {
-                let path = location.path(&super::super::paths::epoch(Epoch(n)));
-                location.put(&path, vec![]).await.expect("epoch")
-            }
-        };
-        take_epoch(1).await;
+        take_epoch(&location, 1).await;
         let lease = Lease::take(&location, uuid::Uuid::new_v4(), Epoch(1))
             .await
             .expect("take");
         // While it sleeps, a newer run takes an epoch, runs and ends, deleting its lease.
-        take_epoch(2).await;
+        take_epoch(&location, 2).await;
         location
             .delete(&location.path(LEASE))
             .await
@@ -374,15 +373,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let location =
             Location::open(dir.path().to_str().expect("utf-8"), true, false, None).expect("open");
-        let take_epoch = |n: u64| {
-            let location = location.clone();
-            async move {
-                let path = location.path(&super::super::paths::epoch(Epoch(n)));
-                location.put(&path, vec![]).await.expect("epoch")
-            }
-        };
-        take_epoch(1).await;
-        take_epoch(2).await;
+        take_epoch(&location, 1).await;
+        take_epoch(&location, 2).await;
         let older = LeaseEntry {
             run_id: uuid::Uuid::new_v4(),
             epoch: 1,
@@ -419,7 +411,7 @@ mod tests {
         let ending = Lease::take(&location, uuid::Uuid::new_v4(), Epoch(2))
             .await
             .expect("take");
-        take_epoch(3).await;
+        take_epoch(&location, 3).await;
         let newest = LeaseEntry { epoch: 3, ..older };
         write(&newest).await;
         drop(ending);

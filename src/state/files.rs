@@ -273,16 +273,21 @@ impl StateFiles {
         state.all().map(Some).map_err(|e| self.compute(e))
     }
 
-    /// The first version [`Self::load`] of `version` would find missing (no delta after the
-    /// newest snapshot at or below it), without reading any; `None` where every one is there,
-    /// or where the operator has no file at or below `version` at all (it has nothing to load).
-    pub async fn missing_for(&self, version: BatchId) -> Result<Option<BatchId>, StateError> {
-        let files: Vec<StateFile> = self
+    /// The operator's files of versions up to `version`, in [`Self::list`]'s order.
+    async fn files_up_to(&self, version: BatchId) -> Result<Vec<StateFile>, StateError> {
+        Ok(self
             .list()
             .await?
             .into_iter()
             .filter(|f| f.version <= version)
-            .collect();
+            .collect())
+    }
+
+    /// The first version [`Self::load`] of `version` would find missing (no delta after the
+    /// newest snapshot at or below it), without reading any; `None` where every one is there,
+    /// or where the operator has no file at or below `version` at all (it has nothing to load).
+    pub async fn missing_for(&self, version: BatchId) -> Result<Option<BatchId>, StateError> {
+        let files = self.files_up_to(version).await?;
         if files.is_empty() {
             return Ok(None);
         }
@@ -301,12 +306,7 @@ impl StateFiles {
     /// Loads version `version` into the empty `state`: the newest snapshot at or below it, then
     /// every later delta up to it. Returns the bytes read.
     pub async fn load(&self, version: BatchId, state: &mut KeyedState) -> Result<u64, StateError> {
-        let files: Vec<StateFile> = self
-            .list()
-            .await?
-            .into_iter()
-            .filter(|f| f.version <= version)
-            .collect();
+        let files = self.files_up_to(version).await?;
         let snapshot = files
             .iter()
             .rev()
