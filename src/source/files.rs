@@ -953,6 +953,16 @@ impl FilesSource {
         Ok(())
     }
 
+    /// How long ago `file`, not read yet, changed, where that is less than `min_file_age`.
+    fn young_for(&self, file: &LoggedFile) -> Option<i64> {
+        let age = self.config.min_file_age?;
+        let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        let since = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_sub(file.modified_ms?);
+        (since < age_ms && !self.seen.contains_key(&file.path)).then_some(since)
+    }
+
     /// `listed` without the files not read yet that changed less than `min_file_age` ago,
     /// each said once a run: at the default level where the run reads only what is there now
     /// (`last_run`: `available-now`), since the next run reads it; otherwise in the log.
@@ -960,15 +970,9 @@ impl FilesSource {
         let Some(age) = self.config.min_file_age else {
             return listed;
         };
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
         let mut kept = Vec::with_capacity(listed.len());
         for file in listed {
-            let young_ms = file
-                .modified_ms
-                .map(|ms| now_ms.saturating_sub(ms))
-                .filter(|since| *since < age_ms);
-            let Some(since) = young_ms.filter(|_| !self.seen.contains_key(&file.path)) else {
+            let Some(since) = self.young_for(&file) else {
                 kept.push(file);
                 continue;
             };
@@ -1865,10 +1869,12 @@ impl Source for FilesSource {
         }
         // Not from a file still being written (`min_file_age`): a line cut short, or a Parquet
         // file without its footer yet, would fail the run or pin what it holds so far.
-        let listed = self.list_data().await?;
+        // (Said where a batch leaves them, not here.)
         let files: Vec<String> = self
-            .old_enough(listed, false)
+            .list_data()
+            .await?
             .into_iter()
+            .filter(|f| self.young_for(f).is_none())
             .map(|f| f.path)
             .collect();
         let Some(schema) = infer_from(&self.data, &files, &self.config).await? else {

@@ -4997,6 +4997,32 @@ fn a_file_younger_than_min_file_age_is_left_for_a_later_run() {
             "{\"k\":\"c\",\"v\":30}"
         ]
     );
+
+    // Columns inferred: not from the young file (cut short, it would fail inference), and
+    // the file is still said at the default level where the batch leaves it.
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let age = |name: &str| {
+        std::fs::File::options()
+            .append(true)
+            .open(ws.path(&format!("in/{name}")))
+            .expect("input")
+            .set_modified(old)
+            .expect("mtime");
+    };
+    age("0.json");
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n{\"k\":\"c\",\"v");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(
+        &file,
+        "format: json, schema: { k: string, v: bigint }",
+        "format: json, min_file_age: 10m",
+    );
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("left for the next run"), "{said}");
+    assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"v\":1}"]);
 }
 
 /// Walk 66 (4): a Parquet file whose columns changed type was refused one column a run: the
