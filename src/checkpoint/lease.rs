@@ -25,9 +25,7 @@ pub const EXPIRES_AFTER: Duration = Duration::from_secs(60);
 /// How long a run's end waits to delete its lease: 2 seconds, or the store's timeout where
 /// shorter.
 fn release_budget() -> Duration {
-    crate::storage::store_timeout()
-        .unwrap_or(crate::storage::DEFAULT_STORE_TIMEOUT)
-        .min(Duration::from_secs(2))
+    crate::storage::store_timeout_or_default().min(Duration::from_secs(2))
 }
 
 /// What the lease object holds (JSON).

@@ -50,9 +50,7 @@ use engine::{Computed, Engine, Output, Start};
 /// timeout where shorter. A store that does not answer, likely the failure's cause, would
 /// otherwise hold the exit for its whole timeout again, once for each.
 fn exit_note_budget() -> std::time::Duration {
-    crate::storage::store_timeout()
-        .unwrap_or(crate::storage::DEFAULT_STORE_TIMEOUT)
-        .min(std::time::Duration::from_secs(3))
+    crate::storage::store_timeout_or_default().min(std::time::Duration::from_secs(3))
 }
 
 /// How a run is started, beyond what the pipeline file says.

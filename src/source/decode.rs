@@ -2403,11 +2403,7 @@ fn misfit_fields(text: &[u8], schema: &SchemaRef, epoch: Option<EpochUnit>) -> O
     if moved.is_empty() {
         return None;
     }
-    let mut rest = text.to_vec();
-    for (span, with) in replaced.into_iter().rev() {
-        rest.splice(span, with);
-    }
-    Some((rest, moved))
+    Some((spliced(text, replaced), moved))
 }
 
 /// Whether `fields` hold a text column, at any depth of structs.
@@ -2446,11 +2442,16 @@ fn nested_as_text(text: &[u8], fields: &Fields) -> Option<Vec<u8>> {
     if replaced.is_empty() {
         return None;
     }
-    let mut rest = text.to_vec();
+    Some(spliced(text, replaced))
+}
+
+/// `text` with each span of `replaced` (in order, not overlapping) written as its bytes.
+fn spliced(text: &[u8], replaced: Vec<(std::ops::Range<usize>, Vec<u8>)>) -> Vec<u8> {
+    let mut out = text.to_vec();
     for (span, with) in replaced.into_iter().rev() {
-        rest.splice(span, with);
+        out.splice(span, with);
     }
-    Some(rest)
+    out
 }
 
 /// A top-level field of a JSON object's text: its key's bytes (quotes included), its name, and

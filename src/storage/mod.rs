@@ -887,7 +887,7 @@ impl Location {
         } else if text.contains("timed out") {
             format!(
                 " (no answer within {}; SLUICE_STORE_TIMEOUT sets how long to wait)",
-                humantime::format_duration(store_timeout().unwrap_or(DEFAULT_STORE_TIMEOUT))
+                humantime::format_duration(store_timeout_or_default())
             )
         } else if text.contains("error sending request") || text.contains("dns error") {
             // Reached no server at all (no route, no name): say which one it tried.
@@ -1138,6 +1138,12 @@ pub fn store_timeout() -> Result<std::time::Duration, String> {
             )),
         },
     }
+}
+
+/// [`store_timeout`], or [`DEFAULT_STORE_TIMEOUT`] where `SLUICE_STORE_TIMEOUT` does not read
+/// (the run refuses such a value when it opens a store).
+pub fn store_timeout_or_default() -> std::time::Duration {
+    store_timeout().unwrap_or(DEFAULT_STORE_TIMEOUT)
 }
 
 /// Opens a cloud store from a URL, configured from the environment the way each cloud's own

@@ -112,6 +112,31 @@ fn on_own_runtime<F: std::future::Future<Output = ()> + Send + 'static>(work: F)
 
 const QUERY: &str = "SELECT id, page, amount FROM clicks WHERE amount > 30";
 
+/// `n` JSON payloads `{"id": i, "name": "n<i>"}`, `i` from `from`.
+fn id_payloads(from: i64, n: i64) -> Vec<Vec<u8>> {
+    (from..from + n)
+        .map(|i| format!("{{\"id\":{i},\"name\":\"n{i}\"}}").into_bytes())
+        .collect()
+}
+
+/// A NATS source `s` of the settings `yaml`, opened on `checkpoint`, with its connector.
+async fn nats_source(
+    yaml: &str,
+    checkpoint: &sluice::storage::Location,
+) -> (
+    std::sync::Arc<dyn sluice::source::SourceConnector>,
+    Box<dyn sluice::source::Source>,
+) {
+    let connector =
+        sluice::source::configure("nats", "s", &serde_yaml::from_str(yaml).expect("yaml"))
+            .expect("nats");
+    let source = connector
+        .open("s", checkpoint, None, false)
+        .await
+        .expect("open");
+    (connector, source)
+}
+
 fn pipeline(ws: &Workspace, stream: &str, extra: &str) -> std::path::PathBuf {
     let yaml = format!(
         "name: n\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: nats\n    url: {url}\n    \
@@ -933,25 +958,14 @@ async fn a_stream_made_again_with_fewer_messages_is_named() {
     let stream = unique("made-again");
     let js = context().await;
     create_stream(&js, &stream).await;
-    let payloads = |n: i64| -> Vec<Vec<u8>> {
-        (0..n)
-            .map(|i| format!("{{\"id\":{i},\"name\":\"n{i}\"}}").into_bytes())
-            .collect()
-    };
-    publish(&js, &format!("{stream}.x"), &payloads(10)).await;
+    publish(&js, &format!("{stream}.x"), &id_payloads(0, 10)).await;
     let dir = tempfile::tempdir().expect("dir");
     let checkpoint = checkpoint_in(dir.path());
     let yaml = format!(
         "url: {}\nstream: {stream}\nformat: json\nschema: {{ id: bigint, name: string }}",
         server()
     );
-    let connector =
-        sluice::source::configure("nats", "s", &serde_yaml::from_str(&yaml).expect("yaml"))
-            .expect("nats");
-    let mut source = connector
-        .open("s", &checkpoint, None, false)
-        .await
-        .expect("open");
+    let (connector, mut source) = nats_source(&yaml, &checkpoint).await;
     let end = source
         .plan(
             sluice::checkpoint::BatchId(0),
@@ -963,7 +977,7 @@ async fn a_stream_made_again_with_fewer_messages_is_named() {
         .expect("messages there");
     js.delete_stream(stream.as_str()).await.expect("delete");
     create_stream(&js, &stream).await;
-    publish(&js, &format!("{stream}.x"), &payloads(3)).await;
+    publish(&js, &format!("{stream}.x"), &id_payloads(0, 3)).await;
     let said = source
         .plan(
             sluice::checkpoint::BatchId(1),
@@ -991,16 +1005,8 @@ async fn a_stream_made_again_with_fewer_messages_is_named() {
     // goes back to the first offset, and that batch reads every record there is now (walk 70
     // (8): in a batch that read nothing, so `--trigger once` read none); a replay of it reads
     // the same, and the next batch nothing more.
-    let lenient = sluice::source::configure(
-        "nats",
-        "s",
-        &serde_yaml::from_str(&format!("{yaml}\nfail_on_data_loss: false")).expect("yaml"),
-    )
-    .expect("nats");
-    let mut source = lenient
-        .open("s", &checkpoint, None, false)
-        .await
-        .expect("open");
+    let (_, mut source) =
+        nats_source(&format!("{yaml}\nfail_on_data_loss: false"), &checkpoint).await;
     let back = source
         .plan(
             sluice::checkpoint::BatchId(1),
@@ -1034,12 +1040,7 @@ async fn a_stream_made_again_and_still_empty_is_read_from_its_start_once_it_fill
     let stream = unique("made-again-empty");
     let js = context().await;
     create_stream(&js, &stream).await;
-    let payloads = |from: i64, n: i64| -> Vec<Vec<u8>> {
-        (from..from + n)
-            .map(|i| format!("{{\"id\":{i},\"name\":\"n{i}\"}}").into_bytes())
-            .collect()
-    };
-    publish(&js, &format!("{stream}.x"), &payloads(0, 3)).await;
+    publish(&js, &format!("{stream}.x"), &id_payloads(0, 3)).await;
     let dir = tempfile::tempdir().expect("dir");
     let checkpoint = checkpoint_in(dir.path());
     let yaml = format!(
@@ -1047,13 +1048,7 @@ async fn a_stream_made_again_and_still_empty_is_read_from_its_start_once_it_fill
          fail_on_data_loss: false",
         server()
     );
-    let connector =
-        sluice::source::configure("nats", "s", &serde_yaml::from_str(&yaml).expect("yaml"))
-            .expect("nats");
-    let mut source = connector
-        .open("s", &checkpoint, None, false)
-        .await
-        .expect("open");
+    let (_, mut source) = nats_source(&yaml, &checkpoint).await;
     async fn plan(
         source: &mut Box<dyn sluice::source::Source>,
         batch: u64,
@@ -1076,7 +1071,7 @@ async fn a_stream_made_again_and_still_empty_is_read_from_its_start_once_it_fill
         .expect("a batch that takes the position back");
     let input = source.read(Some(&first), &back, None).await.expect("read");
     assert_eq!(input.rows, 0);
-    publish(&js, &format!("{stream}.x"), &payloads(10, 5)).await;
+    publish(&js, &format!("{stream}.x"), &id_payloads(10, 5)).await;
     let next = plan(&mut source, 2, Some(back.clone()))
         .await
         .expect("the new stream's messages");
