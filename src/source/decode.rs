@@ -53,6 +53,17 @@ pub struct Decoded {
 
 const BATCH_SIZE: usize = 8192;
 
+/// The most fields a decoded batch holds: [`BATCH_SIZE`] rows of 64 columns.
+const BATCH_FIELDS: usize = BATCH_SIZE * 64;
+
+/// Rows a decoded batch of `columns` columns holds: [`BATCH_SIZE`], fewer for wide rows, at
+/// least one. Arrow's CSV reader keeps an offset per field of a batch up front (8 bytes a
+/// row and column: 6.5 GB for a batch of 100,000 columns, walk 71), so a batch holds at most
+/// [`BATCH_FIELDS`] fields and a file's width costs time, not memory.
+fn batch_rows(columns: usize) -> usize {
+    (BATCH_FIELDS / columns.max(1)).clamp(1, BATCH_SIZE)
+}
+
 /// A compression JSON lines and CSV files are read in.
 struct Codec {
     /// Its name in messages.
@@ -952,9 +963,11 @@ fn each_text_value(
             .map(|f| Field::new(f.name(), DataType::Utf8, true))
             .collect::<Vec<_>>(),
     ));
+    let rows = batch_rows(text.fields().len());
     let Ok(reader) = arrow_csv::ReaderBuilder::new(text)
         .with_header(true)
         .with_delimiter(delimiter)
+        .with_batch_size(rows)
         .build(Cursor::new(bytes.as_ref()))
     else {
         return false;
@@ -1056,7 +1069,8 @@ fn types_every_value_fits(
     for _ in 0..schema.fields().len() {
         let mut builder = arrow_csv::ReaderBuilder::new(Arc::new(schema.clone()))
             .with_header(true)
-            .with_delimiter(delimiter);
+            .with_delimiter(delimiter)
+            .with_batch_size(batch_rows(schema.fields().len()));
         if let Some(value) = null_value {
             builder = builder.with_null_regex(null_regex(value));
         }
@@ -1464,7 +1478,7 @@ fn json_decode(
         Arc::new(Schema::new(fields))
     };
     let mut decoder = arrow_json::ReaderBuilder::new(Arc::clone(&as_read))
-        .with_batch_size(batch_size)
+        .with_batch_size(batch_size.min(batch_rows(as_read.fields().len())))
         .with_strict_mode(strict)
         .with_coerce_primitive(true)
         .build_decoder()?;
@@ -2832,7 +2846,7 @@ fn csv_fast(bytes: &Bytes, schema: &SchemaRef, csv: Csv) -> Result<Vec<RecordBat
     )
     .with_header(true)
     .with_delimiter(csv.delimiter)
-    .with_batch_size(BATCH_SIZE)
+    .with_batch_size(batch_rows(schema.fields().len()))
     .build_buffered(Cursor::new(bytes.as_ref()))?
     .map(|batch| epoch_times(batch?, schema, epoch))
     .collect()
@@ -3366,9 +3380,10 @@ fn parquet(
         line: None,
         reason,
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-        .map_err(|e| err(e.to_string()))?
-        .with_batch_size(BATCH_SIZE);
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).map_err(|e| err(e.to_string()))?;
+    let rows = batch_rows(reader.schema().fields().len());
+    let reader = reader.with_batch_size(rows);
     let file_schema = Arc::clone(reader.schema());
     // Every column that does not read is named in one refusal, not one a run.
     let mut misfits = Vec::new();
@@ -4641,6 +4656,59 @@ mod tests {
     /// Walk 66 (2): a number past a float column's range was written on as infinity (or as
     /// null in JSON output), exit 0. It is refused naming its line; rescued where the source
     /// keeps a rescued-data column.
+    /// Walk 71: a CSV file of 100,000 columns and three rows took 13 GB to read (Arrow's CSV
+    /// reader keeps an offset per field of a batch up front). Wide files are read in batches
+    /// of fewer rows: every row, the same values, at most [`BATCH_FIELDS`] fields a batch.
+    #[test]
+    fn a_file_of_many_columns_is_read_in_batches_of_fewer_rows() {
+        let columns = 100_000;
+        let row = |r: usize| {
+            (0..columns)
+                .map(|c| (c + r).to_string())
+                .collect::<Vec<_>>()
+        };
+        let names: Vec<String> = (0..columns).map(|c| format!("c{c}")).collect();
+        let mut csv = names.join(",") + "\n";
+        let mut json = String::new();
+        for r in 0..10 {
+            csv += &(row(r).join(",") + "\n");
+            let fields: Vec<String> = names
+                .iter()
+                .zip(row(r))
+                .map(|(n, v)| format!("\"{n}\":{v}"))
+                .collect();
+            json += &format!("{{{}}}\n", fields.join(","));
+        }
+        for (file, text, format) in [
+            ("wide.csv", csv, FileFormat::Csv),
+            ("wide.json", json, FileFormat::Json),
+        ] {
+            let schema = Arc::new(inferred_from(file, &text, format, b','));
+            assert_eq!(schema.fields().len(), columns, "{file}");
+            let decoded = inferred_reader(format, schema, b',')
+                .decode(file, file, &Bytes::from(text))
+                .expect("decodes");
+            assert_eq!(decoded.rows, 10, "{file}");
+            for batch in &decoded.batches {
+                assert!(
+                    batch.num_rows() * batch.num_columns() <= BATCH_FIELDS,
+                    "{file}: a batch of {} rows",
+                    batch.num_rows()
+                );
+            }
+            let last: Vec<i64> = decoded
+                .batches
+                .iter()
+                .flat_map(|b| {
+                    let column = b.column(columns - 1).as_primitive::<Int64Type>();
+                    column.values().to_vec()
+                })
+                .collect();
+            let expected: Vec<i64> = (0..10).map(|r| (columns - 1 + r) as i64).collect();
+            assert_eq!(last, expected, "{file}");
+        }
+    }
+
     #[test]
     fn a_number_past_a_float_columns_range_is_refused() {
         let schema = Arc::new(Schema::new(vec![
