@@ -16,6 +16,17 @@ use crate::checkpoint::{BatchId, PhaseDurations};
 /// that row): `code (a value not of its column's type)`.
 pub const MISFIT_FIELD: &str = " (a value not of its column's type)";
 
+/// Writes a line to standard error as `eprintln!` does, but says nothing where standard error
+/// is gone (`sluice run p.yaml 2>&1 | head -1`): `eprintln!` panics there, which ended a run
+/// between batches with exit 101 (walk 73). What is lost is a message, never a batch.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 /// `text` for a terminal or a log: control characters (an escape sequence that sets a window's
 /// title or clears the screen, a carriage return), which input data may carry into a message,
 /// written as Rust escapes (`\u{1b}`); line breaks and tabs kept, as messages use them (walk 71
@@ -420,7 +431,7 @@ impl BatchProgress {
                     0 => String::new(),
                     n => format!("{n} files, "),
                 };
-                eprintln!(
+                crate::say!(
                     "batch {}{}: {files}{} rows in, {} rows out{skipped}, {:.0} rows/s, {:.1} ms \
                      (plan {:.1}, offsets {:.1}, execute+sink {:.1}, commit {:.1}){}",
                     self.batch_id,

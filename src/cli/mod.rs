@@ -201,7 +201,7 @@ pub fn main() -> i32 {
         "warning" | "WARNING" => Some("warn"),
         v if bare && v.parse::<tracing::level_filters::LevelFilter>().is_ok() => Some(v),
         v if bare => {
-            eprintln!(
+            crate::say!(
                 "SLUICE_LOG={v}: not a level (error, warn, info, debug, trace) or a list of \
                  directives (`info,deltalake_core=debug`); the default (warn) is used"
             );
@@ -225,7 +225,7 @@ pub fn main() -> i32 {
         None => match tracing_subscriber::EnvFilter::try_new(value) {
             Ok(filter) => Some(filter),
             Err(e) => {
-                eprintln!("SLUICE_LOG={value}: {e}; the default (warn) is used");
+                crate::say!("SLUICE_LOG={value}: {e}; the default (warn) is used");
                 None
             }
         },
@@ -258,7 +258,7 @@ pub fn main() -> i32 {
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
+                    crate::say!("error: cannot start the runtime: {e}");
                     return 1;
                 }
             };
@@ -267,7 +267,7 @@ pub fn main() -> i32 {
                 Err(e) => {
                     let text = without_backtrace(&e.to_string());
                     let text = crate::secret::masked(&text);
-                    eprintln!(
+                    crate::say!(
                         "error: {}{}",
                         crate::progress::printable(&text),
                         spill_folder_advice(&text)
@@ -281,7 +281,7 @@ pub fn main() -> i32 {
         // A panic has said what it was on standard error.
         Ok(Err(_)) => 101,
         Err(e) => {
-            eprintln!("error: cannot start the command's thread: {e}");
+            crate::say!("error: cannot start the command's thread: {e}");
             1
         }
     }
@@ -428,7 +428,7 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                     }
                 }
                 crate::progress::clear_live_line();
-                eprintln!(
+                crate::say!(
                     "stopped at once: a batch in progress (if one was: `sluice inspect` shows it \
                      as pending) is finished by the next run"
                 );
@@ -465,9 +465,12 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                     .recovered
                     .map(|b| format!(" (finished interrupted batch {b})"))
                     .unwrap_or_default();
-                eprintln!(
+                crate::say!(
                     "{}: {} batches, {} rows in, {} rows out{recovered}",
-                    pipeline.name, summary.batches, summary.rows_in, summary.rows_out
+                    pipeline.name,
+                    summary.batches,
+                    summary.rows_in,
+                    summary.rows_out
                 );
             }
             Ok(())

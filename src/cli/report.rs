@@ -73,7 +73,7 @@ pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error>
             (Ok(offsets), Ok(commit)) => offsets.zip(commit),
             (Err(e @ checkpoint::CheckpointError::Corrupt { .. }), _)
             | (_, Err(e @ checkpoint::CheckpointError::Corrupt { .. })) => {
-                eprintln!(
+                crate::say!(
                     "batch {batch} is left out: {}",
                     Error::from(e).in_checkpoint(spec)
                 );

@@ -171,7 +171,7 @@ async fn show(
                 ),
             },
             Err(e) => {
-                eprintln!(
+                crate::say!(
                     "(columns as DataFusion names them: the query could not be planned: {e})"
                 );
                 (
@@ -181,7 +181,7 @@ async fn show(
             }
         }
     };
-    eprintln!(
+    crate::say!(
         "state/{operator} after batch {version}: {} rows ({what}; the table is `state`)",
         table.num_rows()
     );

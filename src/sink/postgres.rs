@@ -775,6 +775,17 @@ fn row_error_advice(e: &tokio_postgres::Error, table: &str, mode: Mode) -> Optio
                 .map(|c| format!(" `{c}`"))
                 .unwrap_or_default()
         ),
+        // A trigger's (or rule's) own `RAISE EXCEPTION`: the same rows raise it again.
+        c if c == &SqlState::RAISE_EXCEPTION => format!(
+            "a trigger or rule of the table raised it for a row of the batch{}, and does again \
+             on every attempt: change or drop it (`SELECT tgname FROM pg_trigger WHERE tgrelid \
+             = '{table}'::regclass AND NOT tgisinternal;` lists the table's triggers), or \
+             leave the rows it refuses out in the query",
+            db.where_()
+                .and_then(|w| w.lines().next())
+                .map(|w| format!(" ({})", w.trim()))
+                .unwrap_or_default()
+        ),
         c if c == &SqlState::FOREIGN_KEY_VIOLATION => format!(
             "a row refers to a row the table's foreign key{} does not find: leave such rows \
              out in the query, or add the rows they refer to first",
@@ -956,10 +967,21 @@ impl PostgresSink {
         // A lock is waited for at most the timeout, and a session left waiting inside a
         // transaction (its run paused or gone) is ended by the server after it, letting go of
         // its locks; a statement (a large COPY) may take longer. Keepalives find a server gone
-        // without a word.
+        // without a word. The session's time zone is UTC, Sluice's own: update mode moves rows
+        // from a staging table of the query's types into the table's by SQL, which converts a
+        // time with a zone to one without (and back) in the session's zone (walk 72: a role
+        // whose `TimeZone` was New York shifted every time by its offset).
+        // The connection string's own `options` go first, so that Sluice's are the ones the
+        // server keeps where both set one (they were dropped before: a `search_path` given
+        // there was not used).
+        let given = config
+            .get_options()
+            .map(|o| format!("{o} "))
+            .unwrap_or_default();
         config
             .options(format!(
-                "-c lock_timeout={millis} -c idle_in_transaction_session_timeout={millis}"
+                "{given}-c lock_timeout={millis} -c idle_in_transaction_session_timeout={millis} \
+                 -c TimeZone=UTC"
             ))
             .keepalives(true)
             .keepalives_idle(timeout.min(std::time::Duration::from_secs(30)));
@@ -1904,6 +1926,7 @@ impl PostgresSink {
                 Some(_) => {}
             }
         }
+        misfits.extend(self.rounding_columns(live, schema).await?);
         misfits.extend(self.check_required_columns(live, &columns).await?);
         match misfits.as_slice() {
             [] => {}
@@ -1977,6 +2000,90 @@ impl PostgresSink {
         ))))
     }
 
+    /// The columns of the table whose type modifier would round the query's values as the
+    /// server stores them, each said with what to change: a `numeric(p, s)` of fewer decimal
+    /// places than the query's decimal, a `timestamp(p)` or `timestamptz(p)` of fewer digits
+    /// of a second than the query's times carry. PostgreSQL rounds there without a word
+    /// (walk 72: `12.3456` into `numeric(18,2)` became 12.35, exit 0), where Sluice refuses
+    /// a value that does not fit its column exactly.
+    async fn rounding_columns(
+        &self,
+        live: &Live,
+        schema: &SchemaRef,
+    ) -> Result<Vec<String>, Failure> {
+        let rows = live
+            .client
+            .query(
+                "SELECT a.attname::text, t.typname::text, a.atttypmod,
+                        format_type(a.atttypid, a.atttypmod)
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+                   AND a.atttypmod >= 0",
+                &[&quote_path(&self.table)],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "reading the table's columns"))?;
+        let table = quote_path(&self.table);
+        let mut misfits = Vec::new();
+        for row in rows {
+            let (name, typname, typmod, shown): (String, String, i32, String) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            let Ok(field) = schema.field_with_name(&name) else {
+                continue;
+            };
+            let col = quote(&name);
+            match (typname.as_str(), field.data_type()) {
+                // A numeric's modifier is `(precision << 16 | scale) + 4`.
+                (
+                    "numeric",
+                    DataType::Decimal32(p, s)
+                    | DataType::Decimal64(p, s)
+                    | DataType::Decimal128(p, s)
+                    | DataType::Decimal256(p, s),
+                ) if i32::from(*s) > (typmod - 4) & 0xffff => {
+                    let kept = (typmod - 4) & 0xffff;
+                    let whole = ((typmod - 4) >> 16) - kept;
+                    misfits.push(format!(
+                        "column `{name}` is {shown} in the table, which keeps {kept} decimal \
+                         places, but the query gives decimal({p},{s}): PostgreSQL would round \
+                         each value to {kept} places without a word. Widen the column (`ALTER \
+                         TABLE {table} ALTER COLUMN {col} TYPE numeric({}, {s})`), or round \
+                         in the query (`CAST(round({name}, {kept}) AS DECIMAL({}, {kept})) AS \
+                         {name}`)",
+                        (whole + i32::from(*s)).min(1000),
+                        (whole + kept).clamp(1, 38),
+                    ));
+                }
+                // A time's modifier is its digits of a second.
+                ("timestamp" | "timestamptz", DataType::Timestamp(unit, zone)) => {
+                    let digits = match unit {
+                        TimeUnit::Second => 0,
+                        TimeUnit::Millisecond => 3,
+                        TimeUnit::Microsecond | TimeUnit::Nanosecond => 6,
+                    };
+                    if typmod < digits {
+                        let coarse = if typmod < 3 { "Second" } else { "Millisecond" };
+                        let zone = zone
+                            .as_ref()
+                            .map_or("None".to_string(), |z| format!("Some(\"{z}\")"));
+                        misfits.push(format!(
+                            "column `{name}` is {shown} in the table, which keeps {typmod} \
+                             digits of a second, but the query's times carry {digits}: \
+                             PostgreSQL would round each to {typmod} digits without a word. \
+                             Widen the column (`ALTER TABLE {table} ALTER COLUMN {col} TYPE \
+                             {typname}`), or give the query's times in the table's unit \
+                             (`arrow_cast(date_trunc('{}', {name}), 'Timestamp({coarse}, \
+                             {zone})') AS {name}`)",
+                            coarse.to_lowercase()
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(misfits)
+    }
+
     /// Refuses, in complete mode, a table that holds rows no pipeline's progress row claims
     /// (a table Sluice did not write): each batch replaces every row of the table, and would
     /// delete them. An empty table, made for the pipeline, is taken; so is one a progress row
@@ -1994,9 +2101,14 @@ impl PostgresSink {
         let row = if live.progress_made {
             live.client
                 .query_one(
+                    // Targets are kept as the server names them (`resolved_table`): compared
+                    // as text, since resolving another pipeline's (`to_regclass(target)`)
+                    // fails in a schema this role may not use (walk 72).
                     &format!(
                         "SELECT EXISTS (SELECT 1 FROM {progress} WHERE \
-                         to_regclass(target) = to_regclass($1::text) \
+                         target = (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+                         JOIN pg_namespace n ON n.oid = c.relnamespace \
+                         WHERE c.oid = to_regclass($1::text)) \
                          OR (pipeline = $2::text AND target IS NULL)), \
                          EXISTS (SELECT 1 FROM {table})"
                     ),
@@ -3219,7 +3331,8 @@ fn pg_type(data_type: &DataType) -> DataType {
 type TableTypes = std::collections::BTreeMap<String, String>;
 
 /// The type a column sent as `sent` goes as into a table column of type `typname` where that
-/// is not the query's own: a wider integer or float (each value exact in it), and text as
+/// is not the query's own: a wider integer or float, an integer as a numeric (each value exact
+/// in it), and text as
 /// `json`/`jsonb` (the server parses it, and refuses text that is not JSON). `None` where it
 /// goes as `sent`.
 fn widened(sent: &DataType, typname: &str) -> Option<DataType> {
@@ -3227,6 +3340,11 @@ fn widened(sent: &DataType, typname: &str) -> Option<DataType> {
         (DataType::Int16, "int4") => Some(DataType::Int32),
         (DataType::Int16 | DataType::Int32, "int8") => Some(DataType::Int64),
         (DataType::Float32, "float8") => Some(DataType::Float64),
+        // Every integer is exact in a numeric; one past a `numeric(p, s)`'s digits is the
+        // server's error, naming the column.
+        (DataType::Int16 | DataType::Int32 | DataType::Int64, "numeric") => {
+            Some(DataType::Decimal128(38, 0))
+        }
         (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, "json" | "jsonb") => {
             Some(DataType::Utf8)
         }
@@ -3445,7 +3563,7 @@ fn pg_columns(schema: &SchemaRef) -> Result<Vec<PgColumn>, String> {
         }
         // Wider columns, and json for text, sent in the table's type.
         accepts.extend(
-            ["int4", "int8", "float8", "json", "jsonb"]
+            ["int4", "int8", "float8", "numeric", "json", "jsonb"]
                 .into_iter()
                 .filter(|t| widened(&sent, t).is_some())
                 .map(str::to_string),

@@ -219,7 +219,7 @@ fn stop_if_asked(config: &Config, description: &str, what: &str) {
     {
         *stop = None;
         drop(stop);
-        eprintln!("sluice: stop point reached: before {what}");
+        crate::say!("sluice: stop point reached: before {what}");
         let _ = std::process::Command::new("kill")
             .args(["-STOP", &this_thread()])
             .status();
@@ -393,7 +393,7 @@ fn crash_now(config: &Config, what: &str) -> ! {
     } else {
         String::new()
     };
-    eprintln!("sluice: crash point reached: {what}{power_loss}");
+    crate::say!("sluice: crash point reached: {what}{power_loss}");
     std::process::abort();
 }
 

@@ -10201,3 +10201,44 @@ fn a_dialect_note_is_said_on_the_first_run_of_a_query_only() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains(note), "{}", stderr(&out));
 }
+
+/// Walk 73: `sluice run p.yaml 2>&1 | head -1` ended the run with exit 101 after its first
+/// batch: a message to a standard error that was gone panicked. A run whose standard error
+/// (and output) went away finishes every batch and exits 0; only messages are lost.
+#[test]
+fn a_run_whose_standard_error_is_gone_finishes_its_batches() {
+    let ws = Workspace::new();
+    for i in 0..3 {
+        input(
+            &ws,
+            &format!("{i}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{i}}}\n"),
+        );
+    }
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(
+        &file,
+        "format: json,",
+        "format: json, max_files_per_batch: 1,",
+    );
+    let mut child = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8")])
+        .current_dir(ws.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sluice");
+    // The reader goes away before the first line, as `head` does after its own.
+    drop(child.stderr.take());
+    drop(child.stdout.take());
+    let status = wait_timeout(&mut child, std::time::Duration::from_secs(120)).expect("exits");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let mut lines = sink_lines(&ws.path("out"));
+    lines.sort();
+    assert_eq!(
+        lines,
+        (0..3)
+            .map(|i| format!("{{\"k\":\"a\",\"v\":{i}}}"))
+            .collect::<Vec<_>>()
+    );
+}

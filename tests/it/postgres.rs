@@ -1106,7 +1106,7 @@ async fn a_column_changed_by_hand_is_said_with_how_it_is_written() {
     assert_eq!(at, "10:00");
     client(server())
         .await
-        .batch_execute(&format!("ALTER TABLE {table} ALTER COLUMN n TYPE numeric"))
+        .batch_execute(&format!("ALTER TABLE {table} ALTER COLUMN n TYPE integer"))
         .await
         .expect("alter");
     std::fs::write(ws.path("in/3.json"), row("c")).expect("input");
@@ -2971,4 +2971,192 @@ async fn a_lock_held_elsewhere_and_a_missing_right_are_named() {
         "DROP TABLE {table}; DROP TABLE {progress}; DROP OWNED BY {role}; DROP ROLE {role}"
     ))
     .await;
+}
+
+/// Walk 72: in update mode, a query's time without a zone into a `timestamptz` column (and
+/// one with a zone into a `timestamp` column) was shifted by the offset of the role's
+/// `TimeZone` (New York), where append mode wrote the same instant: update mode moves rows
+/// from its staging table by SQL, which converts in the session's zone. Sluice's sessions
+/// are in UTC. The connection string's own `options` (a `search_path` here) were dropped;
+/// they are kept.
+#[tokio::test]
+async fn a_role_in_another_time_zone_writes_the_same_times_in_every_mode() {
+    let schema = unique_table("w_zone");
+    let role = format!("{schema}_role");
+    execute(&format!(
+        "CREATE SCHEMA {schema}; CREATE ROLE {role} LOGIN; \
+         ALTER ROLE {role} SET timezone = 'America/New_York'; \
+         GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}; \
+         CREATE TABLE {schema}.upd (id bigint PRIMARY KEY, at timestamptz, local timestamp); \
+         CREATE TABLE {schema}.app (id bigint, at timestamptz, local timestamp); \
+         GRANT ALL ON {schema}.upd, {schema}.app TO {role}"
+    ))
+    .await;
+    for (table, mode) in [("upd", "update\n  key: [id]"), ("app", "append")] {
+        let ws = Workspace::new();
+        std::fs::create_dir_all(ws.path("in")).expect("in");
+        std::fs::write(
+            ws.path("in/0.json"),
+            "{\"id\":1,\"at\":\"2026-03-08 01:30:00\"}\n{\"id\":2,\"at\":\"2026-07-01T12:00:00\"}\n",
+        )
+        .expect("input");
+        let url = format!(
+            "{} options='-c search_path={schema}'",
+            server().replace("user=sluice", &format!("user={role}"))
+        );
+        let (output_mode, key) = mode.split_once('\n').unwrap_or((mode, ""));
+        let yaml = format!(
+            "name: zone\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+             format: json, schema: {{ id: bigint, at: timestamp }} }}\nquery: |\n  SELECT id, \
+             at, arrow_cast(at, 'Timestamp(Microsecond, Some(\"UTC\"))') AS local FROM s\n\
+             output_mode: {output_mode}\ntrigger: available-now\nsink:\n  kind: postgres\n  \
+             url: \"{url}\"\n  table: {table}\n{key}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+        );
+        let run = sluice_run(&write_pipeline(&ws, &yaml));
+        assert!(run.status.success(), "{table}: {}", stderr(&run));
+        let rows = client(server())
+            .await
+            .query(
+                &format!(
+                    "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), \
+                     to_char(local, 'YYYY-MM-DD HH24:MI') FROM {schema}.{table} ORDER BY id"
+                ),
+                &[],
+            )
+            .await
+            .expect("query");
+        let got: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let want = |t: &str| (t.to_string(), t.to_string());
+        assert_eq!(
+            got,
+            vec![want("2026-03-08 01:30"), want("2026-07-01 12:00")],
+            "{table}"
+        );
+    }
+    // The progress table went where the connection string's `search_path` put it.
+    assert!(row_count(&format!("{schema}._sluice_progress")).await >= 2);
+}
+
+/// Walk 72: a `numeric(18,2)` column took a query's `decimal(18,4)` and PostgreSQL rounded
+/// every value (12.3456 to 12.35), exit 0; a `timestamp(0)` column rounds a time's fraction
+/// of a second the same way. Both are refused before a batch, with the `ALTER` and the
+/// query's way; a `numeric(20,0)` column, which holds every bigint, takes one.
+#[tokio::test]
+async fn a_column_that_would_round_the_querys_values_is_refused_before_a_batch() {
+    let ws = Workspace::new();
+    let table = unique_table("w_round");
+    execute(&format!(
+        "CREATE TABLE {table} (id numeric(20,0), amount numeric(18,2), at timestamp(0))"
+    ))
+    .await;
+    typed_input(
+        &ws,
+        "0.json",
+        "{\"id\":9223372036854775807,\"r\":1,\"t\":\"a\"}\n",
+    );
+    let query = "SELECT id, CAST('12.3456' AS DECIMAL(18,4)) AS amount, \
+                 CAST('2026-01-01 10:00:00.5' AS TIMESTAMP) AS at FROM s";
+    let pipeline = write_pipeline(&ws, &typed_pipeline(&ws, query, "append", &table, ""));
+    let said = run_refused(
+        &pipeline,
+        "the query's columns do not fit the table in 2 ways",
+    );
+    for says in [
+        "column `amount` is numeric(18,2) in the table, which keeps 2 decimal places, but the \
+         query gives decimal(18,4): PostgreSQL would round each value to 2 places without a \
+         word",
+        &format!("ALTER COLUMN \"amount\" TYPE numeric(20, 4)"),
+        "CAST(round(amount, 2) AS DECIMAL(18, 2)) AS amount",
+        "column `at` is timestamp(0) without time zone in the table, which keeps 0 digits of a \
+         second",
+        "arrow_cast(date_trunc('second', at), 'Timestamp(Second, None)') AS at",
+    ] {
+        assert!(said.contains(says), "no `{says}` in: {said}");
+    }
+    assert!(!said.contains("column `id`"), "{said}");
+    // Done as the message says, the values go in exactly.
+    let query = "SELECT id, CAST(round(CAST('12.3456' AS DECIMAL(18,4)), 2) AS DECIMAL(18, 2)) \
+                 AS amount, arrow_cast(date_trunc('second', CAST('2026-01-01 10:00:00.5' AS \
+                 TIMESTAMP)), 'Timestamp(Second, None)') AS at FROM s";
+    let pipeline = write_pipeline(&ws, &typed_pipeline(&ws, query, "append", &table, ""));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let row = client(server())
+        .await
+        .query_one(
+            &format!("SELECT id::text, amount::text, at::text FROM {table}"),
+            &[],
+        )
+        .await
+        .expect("query");
+    let got: (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(
+        got,
+        (
+            "9223372036854775807".to_string(),
+            "12.35".to_string(),
+            "2026-01-01 10:00:00".to_string()
+        )
+    );
+}
+
+/// Walk 72: a complete-mode run failed "permission denied for schema" because another
+/// pipeline's progress row named a table in a schema this role may not use, and advised
+/// grants the role had. Tables are compared by name as the server gives them, and a
+/// trigger's own `RAISE EXCEPTION` is named with what to change.
+#[tokio::test]
+async fn another_pipelines_table_in_a_closed_schema_does_not_stop_complete_mode() {
+    let schema = unique_table("w_open");
+    let closed = format!("{schema}_closed");
+    let role = format!("{schema}_role");
+    execute(&format!(
+        "CREATE SCHEMA {schema}; CREATE SCHEMA {closed}; CREATE ROLE {role} LOGIN; \
+         GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}; \
+         CREATE TABLE {closed}.theirs (id bigint)"
+    ))
+    .await;
+    let ws = Workspace::new();
+    typed_input(&ws, "0.json", "{\"id\":1,\"r\":1,\"t\":\"a\"}\n");
+    let yaml = typed_pipeline(
+        &ws,
+        "SELECT t, count(*) AS n FROM s GROUP BY t",
+        "complete",
+        &format!("{schema}.counts"),
+        &format!("  create_table: true\n  progress_table: {schema}.progress\n"),
+    )
+    .replace("user=sluice", &format!("user={role}"));
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    // Another pipeline's row, naming a table this role cannot look up.
+    execute(&format!(
+        "INSERT INTO {schema}.progress (pipeline, batch, epoch, rows, target) \
+         VALUES ('someone-else', 0, 1, 0, '{closed}.theirs')"
+    ))
+    .await;
+    typed_input(&ws, "1.json", "{\"id\":2,\"r\":1,\"t\":\"a\"}\n");
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(row_count(&format!("{schema}.counts")).await, 1);
+    execute(&format!(
+        "CREATE FUNCTION {schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'no more counts'; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON {schema}.counts \
+         FOR EACH ROW EXECUTE FUNCTION {schema}.refuse()"
+    ))
+    .await;
+    typed_input(&ws, "2.json", "{\"id\":3,\"r\":1,\"t\":\"b\"}\n");
+    let run = sluice_run(&pipeline);
+    let said = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{said}");
+    for says in [
+        "no more counts",
+        "a trigger or rule of the table raised it for a row of the batch",
+        "refuse()",
+        "SELECT tgname FROM pg_trigger",
+    ] {
+        assert!(said.contains(says), "no `{says}` in: {said}");
+    }
 }
