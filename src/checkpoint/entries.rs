@@ -175,6 +175,26 @@ pub struct SinkRecord {
     /// planned the query; kept while the sink stays where it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_schema: Option<Vec<(String, String)>>,
+    /// The records of the other places earlier batches went to, newest first, each as it was
+    /// when the sink moved away from it (its own `earlier` empty): a sink that comes back to
+    /// one is held to the format and columns its files there have.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<SinkRecord>,
+}
+
+impl SinkRecord {
+    /// Whether this record is of the sink of kind `kind` at `path`.
+    pub fn is_at(&self, kind: &str, path: &Option<String>) -> bool {
+        self.kind == kind && &self.path == path
+    }
+
+    /// The record of the sink of kind `kind` at `path`: this one, or one of the places
+    /// earlier batches went to.
+    pub fn of_place(&self, kind: &str, path: &Option<String>) -> Option<&SinkRecord> {
+        std::iter::once(self)
+            .chain(&self.earlier)
+            .find(|r| r.is_at(kind, path))
+    }
 }
 
 /// `failure`: how the last run that failed while a batch was pending failed, for `inspect`

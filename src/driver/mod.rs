@@ -437,10 +437,13 @@ async fn check_continuity(
             )));
         }
         // A source that reads another folder now: its log knows files by their paths under
-        // the folder, so a file there named like one read before is taken as read.
+        // the folder, so a file there named like one read before is taken as read. Its
+        // relative paths as the batches resolved them: against the folder they ran in where
+        // the checkpoint is still there (walk 73: a run from another folder with
+        // `--checkpoint` read that folder's `in/` without a word).
         if let Some(fingerprint) = &entry.info.pipeline
             && let Ok(Some(then)) =
-                stored_pipeline_as_written(location, &location.to_string(), fingerprint).await
+                stored_pipeline(location, &location.to_string(), fingerprint).await
         {
             for (name, config) in &pipeline.sources {
                 // A files source's folder is read in one format for the life of a
@@ -492,11 +495,12 @@ async fn check_continuity(
                         }
                     }
                 }
-                let now = config.connector().location();
+                let now = config.connector().location().map(resolved_folder);
                 let was = then
                     .sources
                     .get(name)
-                    .and_then(|c| c.connector().location());
+                    .and_then(|c| c.connector().location())
+                    .map(resolved_folder);
                 if let (Some(now), Some(was)) = (now, was)
                     && now != was
                 {
@@ -519,8 +523,14 @@ async fn check_continuity(
         .connector()
         .format()
         .map(|f| f.as_str().to_string());
-    if previous.kind == pipeline.sink.connector().kind()
-        && previous.path == pipeline.sink.connector().location()
+    // The place's own record: the last run's, or that of a place earlier batches went to and
+    // the sink comes back to (walk 73: out, then out2, then out in another format).
+    let (kind, path) = (
+        pipeline.sink.connector().kind(),
+        pipeline.sink.connector().location(),
+    );
+    let rebuilt = rebuilt && previous.is_at(kind, &path);
+    if let Some(previous) = previous.of_place(kind, &path)
         && (previous.output_schema.is_some() || rebuilt)
         && previous.format.is_some()
         && previous.format != format
@@ -1114,8 +1124,27 @@ async fn rebuild_sink_record(
         format: connector.format().map(|f| f.as_str().to_string()),
         output_mode: stored.output_mode.as_str().to_string(),
         output_schema: None,
+        earlier: Vec::new(),
     };
     Ok((Some(record), Some(stored.query.clone())))
+}
+
+/// A source's `location` as the folder it names on this machine: a relative local path
+/// against this process's folder, and a local folder that exists by its canonical path (so
+/// that `../a/in` from `b/` is `a/in`); a URL as it is.
+fn resolved_folder(location: String) -> String {
+    let path = std::path::Path::new(&location);
+    if location.contains("://") {
+        return location;
+    }
+    let absolute = match std::env::current_dir() {
+        Ok(here) if path.is_relative() => here.join(path),
+        _ => path.to_path_buf(),
+    };
+    std::fs::canonicalize(&absolute)
+        .unwrap_or(absolute)
+        .display()
+        .to_string()
 }
 
 /// The pipeline file stored in the checkpoint at `location` (given as `spec`) under
@@ -1469,6 +1498,7 @@ impl<'a> Driver<'a> {
                 .map(|f| f.as_str().to_string()),
             output_mode: pipeline.output_mode.as_str().to_string(),
             output_schema: None,
+            earlier: Vec::new(),
         };
         // Each run rewrites the record; a missing or damaged one is rebuilt from the pipeline
         // file the newest committed batch ran with, so the checks below still hold.
@@ -1589,14 +1619,40 @@ impl<'a> Driver<'a> {
         // The columns and format the sink took stay on record while the sink stays where it
         // is, until a batch writes others.
         let rebuilt = rebuilt_query.is_some();
-        if let Some(previous) = previous
-            && (&previous.kind, &previous.path) == (&sink_record.kind, &sink_record.path)
-        {
-            if previous.output_schema.is_some() || rebuilt {
-                sink_record.format = previous.format;
-                sink_record.output_mode = previous.output_mode;
+        if let Some(previous) = previous {
+            // The places earlier batches went to, this one aside: the last run's too, where
+            // a batch went there and the sink has moved from it.
+            let mut earlier = previous.earlier.clone();
+            if !previous.is_at(&sink_record.kind, &sink_record.path)
+                && previous.output_schema.is_some()
+            {
+                earlier.insert(
+                    0,
+                    crate::checkpoint::SinkRecord {
+                        earlier: Vec::new(),
+                        ..previous.clone()
+                    },
+                );
             }
-            sink_record.output_schema = previous.output_schema;
+            let mut seen = std::collections::HashSet::new();
+            earlier.retain(|r| {
+                !r.is_at(&sink_record.kind, &sink_record.path)
+                    && seen.insert((r.kind.clone(), r.path.clone()))
+            });
+            // Back at a place earlier batches went to: held to what its files have, as a
+            // sink that stayed is.
+            let held = previous
+                .of_place(&sink_record.kind, &sink_record.path)
+                .cloned();
+            if let Some(held) = held {
+                let same = previous.is_at(&sink_record.kind, &sink_record.path);
+                if held.output_schema.is_some() || (rebuilt && same) {
+                    sink_record.format = held.format;
+                    sink_record.output_mode = held.output_mode;
+                }
+                sink_record.output_schema = held.output_schema;
+            }
+            sink_record.earlier = earlier;
         }
         let stored = pipeline.stored_text(checkpoint.location().local_root());
         let pipeline_fingerprint = plan::fingerprint(&stored);

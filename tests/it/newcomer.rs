@@ -10242,3 +10242,98 @@ fn a_run_whose_standard_error_is_gone_finishes_its_batches() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Walk 73: a run from another folder, given the checkpoint by `--checkpoint` as the refusal
+/// of such a run advises, resolved the source's relative `path: in` against its own folder and
+/// took that folder's `in/0.json` (new rows) as read, without a word: the source's earlier
+/// folder was resolved against the new run's folder too. It is resolved where the batches ran,
+/// and the move is said.
+#[test]
+fn a_run_from_another_folder_says_its_source_reads_another_folder() {
+    let ws = Workspace::new();
+    for dir in ["a/in", "b/in"] {
+        std::fs::create_dir_all(ws.path(dir)).expect("folder");
+    }
+    std::fs::write(ws.path("a/in/0.json"), "{\"k\":\"a\",\"v\":1}\n").expect("input");
+    std::fs::write(ws.path("b/in/0.json"), "{\"k\":\"b\",\"v\":2}\n").expect("input");
+    let yaml = format!(
+        "name: moved\ncheckpoint: ck\nsources:\n  s: {{ kind: files, path: in, format: json, \
+         schema: {{ k: string, v: bigint }} }}\nquery: SELECT k, v FROM s\n\
+         trigger: available-now\nsink: {{ kind: files, path: {}, format: json }}\n",
+        ws.p("out")
+    );
+    std::fs::write(ws.path("a/p.yaml"), yaml).expect("pipeline");
+    let first = run_bin(&["run", "p.yaml"], &ws.path("a"));
+    assert!(first.status.success(), "{}", stderr(&first));
+    let checkpoint = ws.p("a/ck");
+    let second = run_bin(
+        &["run", "../a/p.yaml", "--checkpoint", &checkpoint],
+        &ws.path("b"),
+    );
+    let said = stderr(&second);
+    assert!(second.status.success(), "{said}");
+    let moved = format!(
+        "source `s` moved: earlier batches read {}, this run reads {}",
+        ws.p("a/in"),
+        ws.p("b/in")
+    );
+    assert!(said.contains(&moved), "no `{moved}` in: {said}");
+}
+
+/// Walk 73: another format, or other columns, straight into the sink's folder are refused,
+/// but by way of another folder (out, then out2, then out again in CSV or with a column more)
+/// they were taken: the check knew the last folder only, and `out` came to hold Parquet and
+/// CSV parts, of four and five columns. A folder earlier batches went to holds the sink to
+/// what its files have when it comes back.
+#[test]
+fn a_sink_back_at_an_earlier_folder_is_held_to_its_format_and_columns() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out_folder = ws.p("out");
+    let elsewhere = ws.p("out2");
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    edit_file(
+        &file,
+        &format!("path: {out_folder},"),
+        &format!("path: {elsewhere},"),
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    input(&ws, "2.json", "{\"k\":\"c\",\"v\":3}\n");
+    // Back, in CSV.
+    edit_file(
+        &file,
+        &format!("path: {elsewhere}, format: json"),
+        &format!("path: {out_folder}, format: csv"),
+    );
+    refused(
+        &ws,
+        &file,
+        &[&format!(
+            "the sink writes `format: csv` into {out_folder}, which holds batches in json"
+        )],
+        2,
+    );
+    // Back, in JSON, with a column more.
+    edit_file(&file, "format: csv", "format: json");
+    edit_file(
+        &file,
+        "SELECT k, v FROM s",
+        "SELECT k, v, upper(k) AS kk FROM s",
+    );
+    refused(&ws, &file, &["`kk` added", "allow_output_schema_change"], 2);
+    // Back as it was: taken, and the folder reads as one table.
+    edit_file(
+        &file,
+        "SELECT k, v, upper(k) AS kk FROM s",
+        "SELECT k, v FROM s",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut lines = sink_lines(&ws.path("out"));
+    lines.sort();
+    assert_eq!(lines, ["{\"k\":\"a\",\"v\":1}", "{\"k\":\"c\",\"v\":3}"]);
+}
