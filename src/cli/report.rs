@@ -99,8 +99,29 @@ pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error>
         Some(batch) => Checkpoint::read_failure(&location, batch).await,
         None => None,
     };
-    let page = render(spec, &metadata, &batches, pending, failure.as_ref())
-        .map_err(|e| Error::Usage(format!("cannot draw the report of {spec}: {e}")))?;
+    // A checkpoint a run refuses is said so, as `inspect` says it (walk 73: the page called a
+    // checkpoint without its commits healthy, its pending batch to "run again").
+    let stuck = match checkpoint::check_no_rewind_under_way(&location).await {
+        Err(e) => Some(format!("REWIND UNFINISHED: {e}")),
+        Ok(()) => match crate::checkpoint::recovery::decide(&logs) {
+            crate::checkpoint::recovery::Decision::Inconsistent { reason } => Some(format!(
+                "INCONSISTENT: {reason}{}",
+                crate::checkpoint::recovery::way_out(&logs, spec)
+            )),
+            _ => None,
+        },
+    };
+    let page = render(
+        spec,
+        &metadata,
+        &batches,
+        Pending {
+            batch: pending,
+            failure: failure.as_ref(),
+            stuck: stuck.as_deref(),
+        },
+    )
+    .map_err(|e| Error::Usage(format!("cannot draw the report of {spec}: {e}")))?;
     // An object-store URL (`s3://bucket/report.html`) is written there, as a checkpoint is.
     let target = html.to_string_lossy();
     if let Some(why) = crate::secret::url_secret(&target) {
@@ -131,13 +152,22 @@ pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error>
     Ok(())
 }
 
+/// The checkpoint's pending batch, as the page says it.
+struct Pending<'a> {
+    /// The batch logged and not committed.
+    batch: Option<BatchId>,
+    /// How the last run failed on it.
+    failure: Option<&'a crate::checkpoint::FailureRecord>,
+    /// Why no run goes on from the checkpoint as it is, and the way out.
+    stuck: Option<&'a str>,
+}
+
 /// The whole page.
 fn render(
     spec: &str,
     metadata: &Metadata,
     batches: &[Batch],
-    pending: Option<BatchId>,
-    failure: Option<&crate::checkpoint::FailureRecord>,
+    pending: Pending<'_>,
 ) -> Result<String, String> {
     let mut page = String::new();
     let title = format!("Sluice report: {}", metadata.name);
@@ -185,10 +215,17 @@ fn render(
         escape(spec),
         metadata.id,
         escape(&metadata.created),
-        match (pending, failure) {
-            (None, _) => "none".into(),
-            (Some(b), None) => format!("{b} (runs again on the next start)"),
-            (Some(b), Some(failure)) => format!(
+        match (pending.batch, pending.failure, pending.stuck) {
+            (_, _, Some(stuck)) => format!(
+                "<strong>{}</strong>{}",
+                escape(stuck),
+                pending.batch.map_or(String::new(), |b| format!(
+                    "<br>batch {b} does not run again until the checkpoint is mended"
+                ))
+            ),
+            (None, _, _) => "none".into(),
+            (Some(b), None, _) => format!("{b} (runs again on the next start)"),
+            (Some(b), Some(failure), _) => format!(
                 "<strong>{b}: the last run FAILED on it</strong> (it runs again on the next \
                  start)<br>{}",
                 escape(&super::inspect::failure_line(failure))

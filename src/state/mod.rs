@@ -160,8 +160,9 @@ pub enum StateError {
     /// The stored state was written by a query whose state has other columns.
     #[error(
         "state/{operator} was written by a query whose state kept {stored} where this query's \
-         keeps {planned}: the query changed in a way its state cannot follow. Put the old \
-         query back, or run the new one on a new checkpoint{}",
+         keeps {planned}: the query, or the type of a column it reads (a source's `schema:`), \
+         changed in a way its state cannot follow. Put the old query and source columns back, \
+         or run the new ones on a new checkpoint{}",
         start_over(sink.as_ref())
     )]
     Incompatible {

@@ -143,7 +143,8 @@ fn a_query_its_state_cannot_follow_is_refused_before_a_batch_is_logged() {
     let out = run(&edited, &ws);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("cannot follow") && stderr(&out).contains("Put the old query back"),
+        stderr(&out).contains("cannot follow")
+            && stderr(&out).contains("Put the old query and source columns back"),
         "{}",
         stderr(&out)
     );
@@ -173,6 +174,19 @@ fn a_query_its_state_cannot_follow_is_refused_before_a_batch_is_logged() {
             .contains("kept no other column where this query's keeps the `value` of `max(s.v)`")
             && stderr(&out)
                 .contains("(an aggregate the query adds: the state holds no value of it"),
+        "{}",
+        stderr(&out)
+    );
+    // Walk 73: the query as it was over a column of another type (the source's `schema:`
+    // edited) is said as such, not as an edited query.
+    let retyped = pipeline(&ws, "SELECT k, sum(v) AS t FROM s GROUP BY k", "update");
+    edit_file(&retyped, "v: bigint", "v: double");
+    let out = run(&retyped, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the type of a column it reads (a source's `schema:`)")
+            && stderr(&out).contains("bigint")
+            && stderr(&out).contains("double"),
         "{}",
         stderr(&out)
     );

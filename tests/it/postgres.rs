@@ -1796,13 +1796,10 @@ async fn a_query_its_state_cannot_follow_is_named_with_the_tables_way_out() {
     let changed = yaml.replace("count(*) AS n", "count(*) AS n, max(v) AS mx");
     write_pipeline(&ws, &changed);
     std::fs::write(ws.path("in/1.json"), "{\"page\":\"a\",\"v\":5}\n").expect("input");
-    let said = run_refused(
-        &pipeline,
-        "the query changed in a way its state cannot follow",
-    );
+    let said = run_refused(&pipeline, "changed in a way its state cannot follow");
     assert!(
         said.contains(
-            "run the new one on a new checkpoint into the same table (complete mode replaces \
+            "run the new ones on a new checkpoint into the same table (complete mode replaces \
              its rows; update mode writes each row over the row of its key, so where the new \
              query's keys are not the old one's (another window size, another key column), \
              empty the table first"

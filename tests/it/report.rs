@@ -216,3 +216,59 @@ fn the_report_and_inspect_say_skipped_rows_and_a_batch_that_failed() {
         "{page}"
     );
 }
+
+/// Walk 73: with `commits/` deleted, the report called the checkpoint's last batch pending,
+/// to "run again on the next start", where a run refuses it and `inspect` says INCONSISTENT.
+/// The page says what `inspect` says, with the way out, and that the batch does not run.
+#[test]
+fn the_report_says_a_checkpoint_a_run_refuses_is_inconsistent() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 10, 0);
+    let pipeline = write_pipeline(
+        &ws,
+        &format!(
+            "name: gone\ncheckpoint: {ckpt}\nsources:\n  c: {{ kind: files, path: {input}, \
+             format: json, max_files_per_batch: 1 }}\nquery: SELECT * FROM c\ntrigger: \
+             available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            out = ws.p("out"),
+        ),
+    );
+    let run = run_bin(
+        &[
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "none",
+        ],
+        ws.dir.path(),
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    std::fs::remove_dir_all(ws.path("ckpt/commits")).expect("remove commits");
+    let ckpt = ws.p("ckpt");
+    let inspect = run_bin(&["inspect", &ckpt], ws.dir.path());
+    let said = String::from_utf8_lossy(&inspect.stdout).to_string();
+    let reason = said
+        .lines()
+        .find_map(|l| l.strip_prefix("INCONSISTENT "))
+        .unwrap_or_else(|| panic!("inspect: {said}"))
+        .to_string();
+    let html = ws.path("report.html");
+    let report = run_bin(
+        &["report", &ckpt, "--html", html.to_str().expect("utf-8")],
+        ws.dir.path(),
+    );
+    assert!(report.status.success(), "{}", stderr(&report));
+    let page = std::fs::read_to_string(&html).expect("page");
+    let escaped = reason
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    assert!(
+        page.contains(&format!("INCONSISTENT: {escaped}"))
+            && page.contains("batch 1 does not run again until the checkpoint is mended")
+            && !page.contains("runs again on the next start"),
+        "{page}"
+    );
+}
