@@ -977,19 +977,32 @@ impl FilesSource {
                 continue;
             };
             if self.young.insert(file.path.clone()) {
-                let since = format!("{:.1}s", since.max(0) as f64 / 1000.0);
                 let age = humantime::format_duration(age);
+                // A time ahead of this machine's clock (walk 73: a clock set back a day held
+                // every file as "changed 0.0s ago") is said as such: the file waits until the
+                // clock has passed it by `min_file_age`.
+                let changed = if since < 0 {
+                    format!(
+                        "was modified {:.1}s ahead of this machine's clock (a clock set back, \
+                         or a file from a machine whose clock is ahead), and waits until the \
+                         clock has passed that by `min_file_age: {age}`",
+                        -since as f64 / 1000.0
+                    )
+                } else {
+                    format!(
+                        "changed {:.1}s ago, less than `min_file_age: {age}`",
+                        since as f64 / 1000.0
+                    )
+                };
                 if last_run {
                     tracing::warn!(
-                        "source `{}`: {} changed {since} ago, less than `min_file_age: {age}`: \
-                         left for the next run",
+                        "source `{}`: {} {changed}: left for the next run",
                         self.name,
                         file.path,
                     );
                 } else {
                     tracing::info!(
-                        "source `{}`: {} changed {since} ago, less than `min_file_age: {age}`: \
-                         left for a later batch",
+                        "source `{}`: {} {changed}: left for a later batch",
                         self.name,
                         file.path,
                     );

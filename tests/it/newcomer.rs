@@ -5011,6 +5011,22 @@ fn a_file_younger_than_min_file_age_is_left_for_a_later_run() {
             "{\"k\":\"c\",\"v\":30}"
         ]
     );
+    // Walk 73: a file modified a day ahead of the clock is said as such, not as changed
+    // "0.0s ago".
+    input(&ws, "2.json", "{\"k\":\"d\",\"v\":4}\n");
+    age(
+        "2.json",
+        std::time::SystemTime::now() + std::time::Duration::from_secs(86_400),
+    );
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("source `s`: 2.json was modified 86")
+            && said.contains("s ahead of this machine's clock"),
+        "{said}"
+    );
+    assert_eq!(sink_lines(&ws.path("out")).len(), 3);
 
     // Columns inferred: not from the young file (cut short, it would fail inference), and
     // the file is still said at the default level where the batch leaves it.
