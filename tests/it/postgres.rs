@@ -3064,7 +3064,7 @@ async fn a_column_that_would_round_the_querys_values_is_refused_before_a_batch()
         "column `amount` is numeric(18,2) in the table, which keeps 2 decimal places, but the \
          query gives decimal(18,4): PostgreSQL would round each value to 2 places without a \
          word",
-        &format!("ALTER COLUMN \"amount\" TYPE numeric(20, 4)"),
+        "ALTER COLUMN \"amount\" TYPE numeric(20, 4)",
         "CAST(round(amount, 2) AS DECIMAL(18, 2)) AS amount",
         "column `at` is timestamp(0) without time zone in the table, which keeps 0 digits of a \
          second",
