@@ -497,9 +497,22 @@ impl<'p> Engine<'p> {
 
     /// Whether `sql` aggregates by session windows, whose keys move as rows join them.
     pub(super) async fn groups_by_session(&mut self, sql: &str) -> Result<bool, Error> {
-        let (_, shape) = self.plan(sql).await?;
-        Ok(matches!(&shape, Shape::Aggregate(a)
-            if a.event_time.as_ref().is_some_and(|k| k.window.session)))
+        Ok(self.session_key(sql).await?.is_some())
+    }
+
+    /// The name the query's result gives the session window `sql` groups by
+    /// (`session_window(ts, gap) AS s`), as [`Self::aggregate_names`] names its keys, where it
+    /// groups by one.
+    pub(super) async fn session_key(&mut self, sql: &str) -> Result<Option<String>, Error> {
+        let (logical, shape) = self.plan(sql).await?;
+        Ok(match &shape {
+            Shape::Aggregate(a) => a
+                .event_time
+                .as_ref()
+                .filter(|k| k.window.session)
+                .map(|k| plan::output_alias(&logical, &k.name)),
+            _ => None,
+        })
     }
 
     /// Whether `sql`, run in output mode `mode`, is an aggregation whose state keeps every

@@ -2350,7 +2350,15 @@ impl<'a> Driver<'a> {
         }
         let Some(key) = self.pipeline.sink.connector().update_key() else {
             // A changelog (a files sink's) whose rows lack a group key cannot be folded into
-            // the current table: nothing says which group a row updates.
+            // the current table: nothing says which group a row updates. A session window's
+            // rows are read by their spans (the README's way), whatever the query selects of
+            // the session (walk 74: the README's own session query was warned of).
+            let session = self
+                .engine
+                .session_key(&self.pipeline.query)
+                .await
+                .ok()
+                .flatten();
             if let Some((groups, names)) = self
                 .engine
                 .aggregate_names(&self.pipeline.query)
@@ -2359,7 +2367,7 @@ impl<'a> Driver<'a> {
                 .flatten()
                 && let Some(missing) = names[..groups.min(names.len())]
                     .iter()
-                    .find(|g| output.index_of(g).is_err())
+                    .find(|g| output.index_of(g).is_err() && session.as_deref() != Some(g.as_str()))
             {
                 tracing::warn!(
                     "{}: in update mode each output row is the newest of its group, but the \

@@ -429,9 +429,9 @@ pub async fn replay(
             "the batch's input is no longer what it read: {file} changed since batch {batch} \
              logged it ({change}); put it back as it was to verify the batch{}",
             touch
-                .map(|t| format!(
+                .map(|command| format!(
                     " (a copy that lost file times, `cp -r` without `-a`, looks like this: \
-                     `touch -d {t} {file}` puts its time back)"
+                     `{command}` puts its time back)"
                 ))
                 .unwrap_or_default()
         )),

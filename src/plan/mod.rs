@@ -141,7 +141,7 @@ fn type_words(arrow: &str) -> String {
 
 /// DuckDB functions DataFusion names otherwise or does without, with what to write here, as
 /// [`SPARK_FUNCTIONS`] (the test checks each against DuckDB 2.0's value for one row).
-const DUCKDB_FUNCTIONS: [(&str, &str); 18] = [
+const DUCKDB_FUNCTIONS: [(&str, &str); 20] = [
     (
         "time_bucket",
         "`date_bin(INTERVAL '1 minute', ts)` (the same buckets for a width that divides a day; \
@@ -181,6 +181,16 @@ const DUCKDB_FUNCTIONS: [(&str, &str); 18] = [
          groups it matched, a list)",
     ),
     ("struct_pack", "`named_struct('x', n)`"),
+    (
+        "json_extract_string",
+        "`json_as_text(j, 'a', 'b')` (keys and list indexes as arguments, where DuckDB takes a \
+         `$.a.b` path; `j->>'a'` for one key)",
+    ),
+    (
+        "json_extract",
+        "`json_get_json(j, 'a')` (the value's JSON text, as the input writes it; keys and list \
+         indexes as arguments, where DuckDB takes a `$.a` path)",
+    ),
     ("group_concat", "`string_agg(s, ',')`"),
     ("countif", "`count(*) FILTER (WHERE c)`"),
     (
@@ -236,7 +246,7 @@ const DUCKDB_READERS: [&str; 8] = [
 /// first code in backquotes is an expression over the columns of the table's test (`ts`, `d`,
 /// `start_date`, `s`, `n`, `arr`, `c`) that gives Spark's value (the test runs each one).
 /// Advice that starts with `- ` says there is no such function, and what does the job instead.
-const SPARK_FUNCTIONS: [(&str, &str); 55] = [
+const SPARK_FUNCTIONS: [(&str, &str); 60] = [
     (
         "window",
         "`date_bin(INTERVAL '1 minute', ts)` (the window's start; sliding windows: `hop`)",
@@ -282,6 +292,17 @@ const SPARK_FUNCTIONS: [(&str, &str); 55] = [
          strftime codes)",
     ),
     ("unix_seconds", "`to_unixtime(ts)`"),
+    ("unix_millis", "`CAST(to_timestamp_millis(ts) AS BIGINT)`"),
+    (
+        "try_divide",
+        "`CAST(n AS DOUBLE) / NULLIF(2, 0)` (null where the divisor is 0, a double as Spark's)",
+    ),
+    ("lcase", "`lower(s)`"),
+    ("ucase", "`upper(s)`"),
+    (
+        "regexp_substr",
+        "`regexp_match(s, ',')[1]` (the first match, null where there is none)",
+    ),
     ("timestamp_seconds", "`to_timestamp_seconds(n)`"),
     (
         "date_add",
@@ -350,13 +371,14 @@ const SPARK_FUNCTIONS: [(&str, &str); 55] = [
     ("sort_array", "`array_sort(arr)`"),
     (
         "get_json_object",
-        "- a source's `format: json` with `schema:` decodes JSON into columns (a field of a \
-         struct column: `col['field']`)",
+        "`json_as_text(j, 'a', 'b')` (keys and list indexes as arguments, where Spark takes a \
+         `$.a.b` path; `j->>'a'` for one key)",
     ),
     (
         "from_json",
-        "- a source's `format: json` with `schema:` decodes JSON into columns (a field of a \
-         struct column: `col['field']`)",
+        "- no function makes a struct of JSON text: `json_get_int(j, 'a', 'b')`, \
+         `json_as_text(j, 'a')` and the other `json_get_*` read its fields; a source's `format: \
+         json` with `schema:` decodes a whole JSON record into columns",
     ),
     (
         "to_json",
@@ -771,10 +793,16 @@ pub fn session_built_with(
 }
 
 /// Registers in `ctx` (after DataFusion's defaults) the functions a query may name: Sluice's
-/// own ([`register_functions`]), and the checked `sum` and the grouped `first_value` and
-/// `last_value` ([`first_last`]), which replace DataFusion's.
+/// own ([`register_functions`]), the JSON functions of `datafusion-functions-json`, and the
+/// checked `sum` and the grouped `first_value` and `last_value` ([`first_last`]), which
+/// replace DataFusion's.
 pub fn register_sluice_functions(ctx: &SessionContext) {
     register_functions(ctx);
+    // JSON text's functions (datafusion-contrib's `datafusion-functions-json`):
+    // `json_as_text(payload, 'sku')`, `payload->>'sku'` (walk 74: none could be read).
+    if let Err(e) = datafusion_functions_json::register_all(&mut *ctx.state_ref().write()) {
+        tracing::warn!("the JSON functions are not available: {e}");
+    }
     ctx.register_udaf(overflow::CheckedSum::udaf());
     ctx.register_udaf(first_last::FirstLast::first_value());
     ctx.register_udaf(first_last::FirstLast::last_value());
@@ -2406,7 +2434,7 @@ mod tests {
         let ctx = session(&default_settings());
         let row = "SELECT TIMESTAMP '2026-03-01 12:34:56' AS ts, DATE '2026-03-01' AS d, \
                    DATE '2026-02-22' AS start_date, 'a,b' AS s, CAST(7 AS BIGINT) AS n, \
-                   make_array('a', 'b') AS arr, true AS c";
+                   make_array('a', 'b') AS arr, true AS c, '{\"a\":{\"b\":7}}' AS j";
         let value = |code: String| {
             let ctx = ctx.clone();
             async move { values_of(&ctx, row, &code).await }
@@ -2467,6 +2495,12 @@ mod tests {
             ("sequence", "[1, 2, 3]"),
             ("slice", "[a]"),
             ("sort_array", "[a, b]"),
+            ("unix_millis", "1772368496000"),
+            ("try_divide", "3.5"),
+            ("lcase", "a,b"),
+            ("ucase", "A,B"),
+            ("regexp_substr", ","),
+            ("get_json_object", "7"),
         ]
         .into_iter()
         .collect();
@@ -2509,7 +2543,7 @@ mod tests {
     async fn duckdb_functions_advice_gives_duckdbs_value() {
         let ctx = session(&default_settings());
         let row = "SELECT TIMESTAMP '2026-03-01 12:34:56.123' AS ts, 'a,b' AS s, CAST(7 AS \
-                   BIGINT) AS n, '2026-03-01 12:34:56' AS t, true AS c";
+                   BIGINT) AS n, '2026-03-01 12:34:56' AS t, true AS c, '{\"a\":{\"b\":7}}' AS j";
         let duckdb: std::collections::BTreeMap<&str, &str> = [
             ("time_bucket", "2026-03-01T12:34:00"),
             ("strftime", "2026-03-01 12:34"),
@@ -2524,6 +2558,8 @@ mod tests {
             ("len", "3"),
             ("regexp_matches", "true"),
             ("struct_pack", "{x: 7}"),
+            ("json_extract_string", "7"),
+            ("json_extract", "{\"b\":7}"),
             ("group_concat", "a,b"),
             ("countif", "1"),
             ("date_diff", "0"),

@@ -1132,12 +1132,56 @@ impl FilesSource {
         files: &[LoggedFile],
         columns: Option<&[String]>,
     ) -> Result<BatchInput, SourceError> {
+        self.check_times_kept(batch, files)?;
         let reader = self.batch_reader(columns)?;
         let paths = files
             .iter()
             .map(|f| (f.path.clone(), Some(f.clone())))
             .collect();
         read_into_table(&self.data, paths, reader, Some(batch)).await
+    }
+
+    /// Refuses batch `batch` where several of its logged `files` on local disk have other
+    /// modification times now, at their logged sizes (a copy that did not keep times, a `tar`
+    /// restore, which keeps them to the second), naming every one with the `touch -d` that
+    /// puts its time back: reading names the first only, one a run (walk 73). One such file
+    /// is left to the read, which names it.
+    fn check_times_kept(&self, batch: BatchId, files: &[LoggedFile]) -> Result<(), SourceError> {
+        let Some(root) = self.data.local_root() else {
+            return Ok(());
+        };
+        let mut lost = Vec::new();
+        for logged in files {
+            let Some(meta) = self.data.local_meta(&logged.path) else {
+                continue;
+            };
+            let now = LoggedFile::described(logged.path.clone(), &meta);
+            if logged.change(&now, true).is_some()
+                && let Some(time) = logged.time_to_put_back(&now, true)
+            {
+                let shown = root.join(&logged.path).display().to_string();
+                lost.push((shown, time, logged.change(&now, true).unwrap_or_default()));
+            }
+        }
+        if lost.len() < 2 {
+            return Ok(());
+        }
+        let command = lost
+            .iter()
+            .map(|(file, time, _)| format!("touch -d {time} {}", super::shell_word(file)))
+            .collect::<Vec<_>>()
+            .join(" && ");
+        Err(SourceError::FileChanged {
+            file: format!(
+                "{} (and {} more files of the batch)",
+                lost[0].0,
+                lost.len() - 1
+            ),
+            batch,
+            change: lost[0].2.clone(),
+            checkpoint: None,
+            touch: Some(command),
+        })
     }
 
     /// How a batch reads the source's files: its columns `columns` (all where `None`).
@@ -1171,6 +1215,7 @@ impl FilesSource {
         columns: Option<&[String]>,
         partitions: usize,
     ) -> Result<BatchScan, SourceError> {
+        self.check_times_kept(batch, &files)?;
         let reader = Arc::new(self.batch_reader(columns)?);
         let schema = reader.output_schema()?;
         // The parts' remote forms: written once, when a batch that goes to workers first asks
@@ -1602,7 +1647,9 @@ async fn read_file(
         let local = location.local_root().is_some();
         if let Some(change) = logged.change(&now, local) {
             return Err(SourceError::FileChanged {
-                touch: logged.time_to_put_back(&now, local),
+                touch: logged
+                    .time_to_put_back(&now, local)
+                    .map(|time| format!("touch -d {time} {}", super::shell_word(&shown))),
                 file: shown,
                 batch,
                 change,

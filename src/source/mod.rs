@@ -232,7 +232,7 @@ pub fn parse_settings<T: serde::de::DeserializeOwned>(
 
 /// `text` as one word of a shell command: as it is where it holds no character a shell treats
 /// specially, else in single quotes.
-fn shell_word(text: &str) -> String {
+pub(crate) fn shell_word(text: &str) -> String {
     if text
         .chars()
         .all(|c| c.is_alphanumeric() || "/._-+=:,@%".contains(c))
@@ -370,13 +370,12 @@ pub enum SourceError {
                  now, {}",
                 changed_way_out(*batch, checkpoint.as_deref())
             ),
-            Some(time) => format!(
+            Some(command) => format!(
                 "{file} is not what batch {batch} logged: {change}. So either it was rewritten \
-                 in place at the same size, or the project was copied without keeping file \
-                 times (`cp -r` without `-a`). If it was copied, put the time back with \
-                 `touch -d {time} {}` (or copy it again with `cp -a`) and run again; only \
-                 if its content changed, {}",
-                shell_word(file),
+                 in place at the same size, or the project was copied or restored without \
+                 keeping file times (`cp -r` without `-a`; `tar`, which keeps them to the \
+                 second). If it was copied, put the time back with `{command}` (or copy it \
+                 again with `cp -a`) and run again; only if its content changed, {}",
                 changed_way_out(*batch, checkpoint.as_deref())
             ),
         }
@@ -391,8 +390,9 @@ pub enum SourceError {
         change: String,
         /// The checkpoint, as the user gave it, once known (for the command to run).
         checkpoint: Option<String>,
-        /// Where only the file's modification time differs (on local disk, at the same size):
-        /// the logged time, to the microsecond, for a `touch -d` that puts it back.
+        /// Where only the modification time differs (on local disk, at the same size): the
+        /// `touch -d <logged time, to the microsecond> <file>` command that puts it back, of
+        /// every such file of the batch where several are (joined by `&&`).
         touch: Option<String>,
     },
     /// A connector's own error (its client library's, its server's).

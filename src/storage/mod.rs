@@ -514,6 +514,15 @@ impl Location {
         }
     }
 
+    /// The object `relative` of a local folder as the store lists it (its size, modification
+    /// time and ETag), read from the file system without a request; `None` for another
+    /// store, or where the file is not there.
+    pub fn local_meta(&self, relative: &str) -> Option<object_store::ObjectMeta> {
+        let root = self.local_root()?;
+        let meta = std::fs::metadata(root.join(relative)).ok()?;
+        Some(local_object_meta(self.path(relative), &meta))
+    }
+
     /// Checks that the store refuses a second create-only write of the same object, with a
     /// probe object under `_sluice_probe/` that it deletes afterwards.
     pub async fn check_create_only(&self) -> Result<(), StorageError> {
@@ -550,6 +559,19 @@ impl Location {
         // The probe's own failure is the one to report (its clean-up would fail the same way),
         // but the clean-up is tried all the same.
         let cleaned = self.delete(&path).await;
+        // Probes a killed run left behind (one lives for milliseconds): deleted once they are
+        // ten minutes old, so that a folder listed whole does not collect them (walk 75).
+        if let Ok(left) = self
+            .store
+            .list(Some(&self.path("_sluice_probe")))
+            .try_collect::<Vec<_>>()
+            .await
+        {
+            let stale = chrono::Utc::now() - chrono::Duration::minutes(10);
+            for probe in left.iter().filter(|p| p.last_modified < stale) {
+                let _ = self.store.delete(&probe.location).await;
+            }
+        }
         self.remove_empty_folder("_sluice_probe");
         let honoured = honoured?;
         cleaned?;
@@ -1590,6 +1612,25 @@ mod tests {
                 "Permission denied (os error 13)",
             )),
         }
+    }
+
+    /// Walk 75: probes of runs killed mid-check stayed in `_sluice_probe/` for good. One ten
+    /// minutes old goes at the next check; a newer one (another run's, mid-check) stays.
+    #[tokio::test]
+    async fn a_probe_a_killed_run_left_is_deleted_by_a_later_check() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let probes = dir.path().join("_sluice_probe");
+        std::fs::create_dir_all(&probes).expect("dirs");
+        for (name, age) in [("old", 3600), ("new", 0)] {
+            let file = std::fs::File::create(probes.join(name)).expect("probe");
+            file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(age))
+                .expect("mtime");
+        }
+        let location =
+            Location::open(dir.path().to_str().expect("utf-8"), false, false, None).expect("open");
+        location.check_create_only().await.expect("create-only");
+        assert!(!probes.join("old").exists(), "the old probe stayed");
+        assert!(probes.join("new").exists(), "a new probe went");
     }
 
     /// Walk 35 (4): a folder inside the checkpoint that refused a write was said as the
