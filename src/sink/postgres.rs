@@ -2033,25 +2033,48 @@ impl PostgresSink {
             };
             let col = quote(&name);
             match (typname.as_str(), field.data_type()) {
-                // A numeric's modifier is `(precision << 16 | scale) + 4`.
-                (
-                    "numeric",
-                    DataType::Decimal32(p, s)
-                    | DataType::Decimal64(p, s)
-                    | DataType::Decimal128(p, s)
-                    | DataType::Decimal256(p, s),
-                ) if i32::from(*s) > (typmod - 4) & 0xffff => {
-                    let kept = (typmod - 4) & 0xffff;
-                    let whole = ((typmod - 4) >> 16) - kept;
+                // A numeric's modifier is `(precision << 16 | scale & 0x7ff) + 4`, the scale an
+                // 11-bit signed number (PostgreSQL 15 takes a negative one: `numeric(6, -2)`
+                // keeps hundreds), as its `numeric.c` reads it.
+                ("numeric", given) => {
+                    let kept = (((typmod - 4) & 0x7ff) ^ 1024) - 1024;
+                    let whole = (((typmod - 4) >> 16) & 0xffff) - kept;
+                    let (p, s) = match given {
+                        DataType::Decimal32(p, s)
+                        | DataType::Decimal64(p, s)
+                        | DataType::Decimal128(p, s)
+                        | DataType::Decimal256(p, s) => (i32::from(*p), i32::from(*s)),
+                        DataType::Int8 | DataType::Int16 => (5, 0),
+                        DataType::Int32 => (10, 0),
+                        DataType::Int64 => (19, 0),
+                        _ => continue,
+                    };
+                    if s <= kept {
+                        continue;
+                    }
+                    let given = match given {
+                        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+                            crate::format::sql_type_name(given)
+                        }
+                        _ => format!("decimal({p},{s})"),
+                    };
+                    // Rounding in the query fits a scale of 0 or more; a negative one keeps
+                    // no value the query can give by type.
+                    let round = if kept >= 0 {
+                        format!(
+                            ", or round in the query (`CAST(round({name}, {kept}) AS \
+                             DECIMAL({}, {kept})) AS {name}`)",
+                            (whole + kept).clamp(1, 38)
+                        )
+                    } else {
+                        String::new()
+                    };
                     misfits.push(format!(
                         "column `{name}` is {shown} in the table, which keeps {kept} decimal \
-                         places, but the query gives decimal({p},{s}): PostgreSQL would round \
-                         each value to {kept} places without a word. Widen the column (`ALTER \
-                         TABLE {table} ALTER COLUMN {col} TYPE numeric({}, {s})`), or round \
-                         in the query (`CAST(round({name}, {kept}) AS DECIMAL({}, {kept})) AS \
-                         {name}`)",
-                        (whole + i32::from(*s)).min(1000),
-                        (whole + kept).clamp(1, 38),
+                         places, but the query gives {given}: PostgreSQL would round each \
+                         value to {kept} places without a word. Widen the column (`ALTER \
+                         TABLE {table} ALTER COLUMN {col} TYPE numeric({}, {s})`){round}",
+                        (whole + s).clamp(1, 1000),
                     ));
                 }
                 // A time's modifier is its digits of a second.
@@ -2101,14 +2124,16 @@ impl PostgresSink {
         let row = if live.progress_made {
             live.client
                 .query_one(
-                    // Targets are kept as the server names them (`resolved_table`): compared
-                    // as text, since resolving another pipeline's (`to_regclass(target)`)
-                    // fails in a schema this role may not use (walk 72).
+                    // Targets are kept as the server names them (`resolved_table`), or, by
+                    // an older Sluice, as the pipeline file wrote them: compared as text,
+                    // since resolving another pipeline's (`to_regclass(target)`) fails in a
+                    // schema this role may not use (walk 72).
                     &format!(
                         "SELECT EXISTS (SELECT 1 FROM {progress} WHERE \
                          target = (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
                          JOIN pg_namespace n ON n.oid = c.relnamespace \
                          WHERE c.oid = to_regclass($1::text)) \
+                         OR target = $1::text \
                          OR (pipeline = $2::text AND target IS NULL)), \
                          EXISTS (SELECT 1 FROM {table})"
                     ),

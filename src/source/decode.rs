@@ -4653,9 +4653,6 @@ mod tests {
         );
     }
 
-    /// Walk 66 (2): a number past a float column's range was written on as infinity (or as
-    /// null in JSON output), exit 0. It is refused naming its line; rescued where the source
-    /// keeps a rescued-data column.
     /// Walk 71: a CSV file of 100,000 columns and three rows took 13 GB to read (Arrow's CSV
     /// reader keeps an offset per field of a batch up front). Wide files are read in batches
     /// of fewer rows: every row, the same values, at most [`BATCH_FIELDS`] fields a batch.
@@ -4709,6 +4706,9 @@ mod tests {
         }
     }
 
+    /// Walk 66 (2): a number past a float column's range was written on as infinity (or as
+    /// null in JSON output), exit 0. It is refused naming its line; rescued where the source
+    /// keeps a rescued-data column.
     #[test]
     fn a_number_past_a_float_columns_range_is_refused() {
         let schema = Arc::new(Schema::new(vec![

@@ -3045,7 +3045,8 @@ async fn a_column_that_would_round_the_querys_values_is_refused_before_a_batch()
     let ws = Workspace::new();
     let table = unique_table("w_round");
     execute(&format!(
-        "CREATE TABLE {table} (id numeric(20,0), amount numeric(18,2), at timestamp(0))"
+        "CREATE TABLE {table} (id numeric(20,0), amount numeric(18,2), at timestamp(0), \
+         h numeric(10,-2))"
     ))
     .await;
     typed_input(
@@ -3054,11 +3055,11 @@ async fn a_column_that_would_round_the_querys_values_is_refused_before_a_batch()
         "{\"id\":9223372036854775807,\"r\":1,\"t\":\"a\"}\n",
     );
     let query = "SELECT id, CAST('12.3456' AS DECIMAL(18,4)) AS amount, \
-                 CAST('2026-01-01 10:00:00.5' AS TIMESTAMP) AS at FROM s";
+                 CAST('2026-01-01 10:00:00.5' AS TIMESTAMP) AS at, id AS h FROM s";
     let pipeline = write_pipeline(&ws, &typed_pipeline(&ws, query, "append", &table, ""));
     let said = run_refused(
         &pipeline,
-        "the query's columns do not fit the table in 2 ways",
+        "the query's columns do not fit the table in 3 ways",
     );
     for says in [
         "column `amount` is numeric(18,2) in the table, which keeps 2 decimal places, but the \
@@ -3069,6 +3070,9 @@ async fn a_column_that_would_round_the_querys_values_is_refused_before_a_batch()
         "column `at` is timestamp(0) without time zone in the table, which keeps 0 digits of a \
          second",
         "arrow_cast(date_trunc('second', at), 'Timestamp(Second, None)') AS at",
+        // A negative scale (PostgreSQL 15) rounds an integer to hundreds.
+        "column `h` is numeric(10,-2) in the table, which keeps -2 decimal places, but the \
+         query gives bigint",
     ] {
         assert!(said.contains(says), "no `{says}` in: {said}");
     }
