@@ -779,12 +779,13 @@ fn row_error_advice(e: &tokio_postgres::Error, table: &str, mode: Mode) -> Optio
         c if c == &SqlState::RAISE_EXCEPTION => format!(
             "a trigger or rule of the table raised it for a row of the batch{}, and does again \
              on every attempt: change or drop it (`SELECT tgname FROM pg_trigger WHERE tgrelid \
-             = '{table}'::regclass AND NOT tgisinternal;` lists the table's triggers), or \
-             leave the rows it refuses out in the query",
+             = '{}'::regclass AND NOT tgisinternal;` lists the table's triggers), or leave \
+             the rows it refuses out in the query",
             db.where_()
                 .and_then(|w| w.lines().next())
                 .map(|w| format!(" ({})", w.trim()))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            table.replace('\'', "''"),
         ),
         c if c == &SqlState::FOREIGN_KEY_VIOLATION => format!(
             "a row refers to a row the table's foreign key{} does not find: leave such rows \
@@ -3365,8 +3366,9 @@ fn widened(sent: &DataType, typname: &str) -> Option<DataType> {
         (DataType::Int16, "int4") => Some(DataType::Int32),
         (DataType::Int16 | DataType::Int32, "int8") => Some(DataType::Int64),
         (DataType::Float32, "float8") => Some(DataType::Float64),
-        // Every integer is exact in a numeric; one past a `numeric(p, s)`'s digits is the
-        // server's error, naming the column.
+        // Every integer is exact in a numeric of no negative scale (one of a negative scale
+        // is refused before a batch, `rounding_columns`); one past a `numeric(p, s)`'s digits
+        // is the server's error, naming the column.
         (DataType::Int16 | DataType::Int32 | DataType::Int64, "numeric") => {
             Some(DataType::Decimal128(38, 0))
         }

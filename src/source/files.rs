@@ -1156,11 +1156,10 @@ impl FilesSource {
                 continue;
             };
             let now = LoggedFile::described(logged.path.clone(), &meta);
-            if logged.change(&now, true).is_some()
+            if let Some(change) = logged.change(&now, true)
                 && let Some(time) = logged.time_to_put_back(&now, true)
             {
-                let shown = root.join(&logged.path).display().to_string();
-                lost.push((shown, time, logged.change(&now, true).unwrap_or_default()));
+                lost.push((root.join(&logged.path).display().to_string(), time, change));
             }
         }
         if lost.len() < 2 {

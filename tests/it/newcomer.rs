@@ -3860,6 +3860,27 @@ fn an_interrupted_rewind_is_named_until_it_is_finished() {
     );
 }
 
+/// `ws` copied as `cp -r` copies it, without file times, after a run of the pipeline file
+/// `name` there stopped once it had logged its next batch: the copy, its batch pending.
+fn copied_without_times_while_pending(ws: &Workspace, name: &str) -> Workspace {
+    let out = sluice_bin()
+        .args(["run", name])
+        .current_dir(ws.dir.path())
+        .envs(Crash::After.env(1, "offsets/"))
+        .output()
+        .expect("run");
+    assert!(crashed(&out), "{}", stderr(&out));
+    // The copy is made a little later, so that its files' times differ.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let copy = Workspace::new();
+    let status = std::process::Command::new("cp")
+        .args(["-r", &format!("{}/.", ws.dir.path().display()), &copy.p("")])
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    copy
+}
+
 /// Walk 8: a project copied with `cp -r` (file times lost) while a batch was pending was told
 /// its input was "rewritten in place" and to rewind, which deletes output. Now the message
 /// names the copy and the `touch -d` that puts the logged time back, before any rewind; after
@@ -3881,21 +3902,7 @@ fn a_copy_that_lost_file_times_is_named_with_the_touch_that_mends_it() {
     input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
     assert!(run_bin(&["run", &name], ws.dir.path()).status.success());
     input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
-    let out = sluice_bin()
-        .args(["run", &name])
-        .current_dir(ws.dir.path())
-        .envs(Crash::After.env(1, "offsets/"))
-        .output()
-        .expect("run");
-    assert!(crashed(&out), "{}", stderr(&out));
-    // The copy is made a little later, so that its files' times differ.
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    let copy = Workspace::new();
-    let status = std::process::Command::new("cp")
-        .args(["-r", &format!("{}/.", ws.dir.path().display()), &copy.p("")])
-        .status()
-        .expect("cp");
-    assert!(status.success());
+    let copy = copied_without_times_while_pending(&ws, &name);
     let out = run_bin(&["run", &name], copy.dir.path());
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let said = stderr(&out);
@@ -3950,20 +3957,7 @@ fn every_file_of_a_batch_that_lost_its_time_is_named_at_once() {
             &format!("{{\"k\":\"k{i}\",\"v\":{i}}}\n"),
         );
     }
-    let out = sluice_bin()
-        .args(["run", &name])
-        .current_dir(ws.dir.path())
-        .envs(Crash::After.env(1, "offsets/"))
-        .output()
-        .expect("run");
-    assert!(crashed(&out), "{}", stderr(&out));
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    let copy = Workspace::new();
-    let status = std::process::Command::new("cp")
-        .args(["-r", &format!("{}/.", ws.dir.path().display()), &copy.p("")])
-        .status()
-        .expect("cp");
-    assert!(status.success());
+    let copy = copied_without_times_while_pending(&ws, &name);
     let out = run_bin(&["run", &name], copy.dir.path());
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let said = stderr(&out);

@@ -200,13 +200,7 @@ fn the_report_and_inspect_say_skipped_rows_and_a_batch_that_failed() {
     let json = run_bin(&["inspect", &ckpt, "--json"], ws.dir.path());
     let view: serde_json::Value = serde_json::from_slice(&json.stdout).expect("inspect --json");
     assert_eq!(view["pending_failure"]["batch"], 1, "{view}");
-    let html = ws.path("report.html");
-    let report = run_bin(
-        &["report", &ckpt, "--html", html.to_str().expect("utf-8")],
-        ws.dir.path(),
-    );
-    assert!(report.status.success(), "{}", stderr(&report));
-    let page = std::fs::read_to_string(&html).expect("page");
+    let page = report_page(&ws, &ckpt);
     assert!(
         page.contains(
             "<tr><th>rows skipped (malformed, <code>on_error: skip</code>)</th><td>1</td></tr>"
@@ -254,13 +248,7 @@ fn the_report_says_a_checkpoint_a_run_refuses_is_inconsistent() {
         .find_map(|l| l.strip_prefix("INCONSISTENT "))
         .unwrap_or_else(|| panic!("inspect: {said}"))
         .to_string();
-    let html = ws.path("report.html");
-    let report = run_bin(
-        &["report", &ckpt, "--html", html.to_str().expect("utf-8")],
-        ws.dir.path(),
-    );
-    assert!(report.status.success(), "{}", stderr(&report));
-    let page = std::fs::read_to_string(&html).expect("page");
+    let page = report_page(&ws, &ckpt);
     let escaped = reason
         .replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -271,4 +259,16 @@ fn the_report_says_a_checkpoint_a_run_refuses_is_inconsistent() {
             && !page.contains("runs again on the next start"),
         "{page}"
     );
+}
+
+/// The page `sluice report CKPT --html` writes for checkpoint `ckpt` of `ws` (the command
+/// must succeed).
+fn report_page(ws: &Workspace, ckpt: &str) -> String {
+    let html = ws.path("report.html");
+    let report = run_bin(
+        &["report", ckpt, "--html", html.to_str().expect("utf-8")],
+        ws.dir.path(),
+    );
+    assert!(report.status.success(), "{}", stderr(&report));
+    std::fs::read_to_string(&html).expect("page")
 }
