@@ -593,6 +593,12 @@ pub struct FilesSource {
     seen: HashMap<String, LoggedFile>,
     /// Files read before that have changed since, already warned of in this run.
     grown: HashSet<String>,
+    /// Files said by an earlier run to have changed since a batch read them, as each was
+    /// then (from `sources/<name>/changed`): said again only once it changes again, so that
+    /// a run from cron does not repeat it every time.
+    said_before: HashMap<String, LoggedFile>,
+    /// Whether this run said a change not in `said_before`, to be kept there.
+    said_new: bool,
     /// Whether this run has said that the files there hold nothing to infer columns from.
     said_uninferable: bool,
     /// Whether this run has said that the source's local folder is gone (a run of `every`
@@ -659,6 +665,8 @@ impl FilesSource {
             schema: None,
             seen: HashMap::new(),
             grown: HashSet::new(),
+            said_before: HashMap::new(),
+            said_new: false,
             said_uninferable: false,
             said_gone: std::sync::atomic::AtomicBool::new(false),
             looked_at_empty_prefix: std::sync::atomic::AtomicBool::new(false),
@@ -670,7 +678,55 @@ impl FilesSource {
         };
         source.schema = source.declared_or_pinned_schema().await?;
         source.load_log().await?;
+        source.load_said_before().await;
         Ok(source)
+    }
+
+    /// The file that keeps what `said_before` holds.
+    fn said_file(&self) -> String {
+        format!("{}/changed", self.log_dir())
+    }
+
+    /// Loads the changes earlier runs said. The file only spares a repeated warning: where
+    /// it is missing or unreadable, the warnings come again.
+    async fn load_said_before(&mut self) {
+        let file = self.said_file();
+        if !self
+            .checkpoint
+            .exists(&self.checkpoint.path(&file))
+            .await
+            .unwrap_or(false)
+        {
+            return;
+        }
+        match read_log_entry(&self.checkpoint, &file).await {
+            Ok(said) => {
+                self.said_before = said.into_iter().map(|f| (f.path.clone(), f)).collect();
+            }
+            Err(e) => tracing::debug!("source `{}`: {file} not read: {e}", self.name),
+        }
+    }
+
+    /// Keeps the changes this run said in `said_before`'s file, for the next run.
+    async fn keep_said(&mut self) {
+        if !std::mem::take(&mut self.said_new) {
+            return;
+        }
+        let mut said: Vec<&LoggedFile> = self.said_before.values().collect();
+        said.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut text = String::from("v1\n");
+        for file in said {
+            text.push_str(&serde_json::to_string(file).expect("a logged file serializes"));
+            text.push('\n');
+        }
+        let file = self.said_file();
+        if let Err(e) = self
+            .checkpoint
+            .put(&self.checkpoint.path(&file), text.into_bytes())
+            .await
+        {
+            tracing::debug!("source `{}`: {file} not written: {e}", self.name);
+        }
     }
 
     fn log_dir(&self) -> String {
@@ -783,10 +839,11 @@ impl FilesSource {
         Ok(())
     }
 
-    /// Warns, once a run for each, of a file read before that has changed since (grown,
+    /// Warns, once for each change, of a file read before that has changed since (grown,
     /// shrunk, or rewritten at the same size: another modification time or ETag): what it
     /// holds now is not read, since a file is read once, as it was when a batch listed it (as
-    /// Spark's file source does). The way to add rows is a new file.
+    /// Spark's file source does). The way to add rows is a new file. A change an earlier run
+    /// said (`said_before`) is not said again until the file changes again.
     fn warn_of_grown(&mut self, listed: &[LoggedFile]) {
         for file in listed {
             let Some(read) = self.seen.get(&file.path) else {
@@ -818,7 +875,13 @@ impl FilesSource {
             } else {
                 continue;
             };
+            if self.said_before.get(&file.path) == Some(file) {
+                self.grown.insert(file.path.clone());
+                continue;
+            }
             if self.grown.insert(file.path.clone()) {
+                self.said_before.insert(file.path.clone(), file.clone());
+                self.said_new = true;
                 // The folder is another pipeline's files sink: its files are written again
                 // by a `rewind` of that pipeline, not by a user adding rows.
                 let way_on = if self
@@ -1019,11 +1082,13 @@ impl FilesSource {
             && let Some(frozen) = self.frozen.take()
         {
             self.warn_of_grown(&frozen);
+            self.keep_said().await;
             self.frozen = Some(frozen);
         }
         let Some(frozen) = &self.frozen else {
             let listed = self.list_data().await?;
             self.warn_of_grown(&listed);
+            self.keep_said().await;
             let listed = self.old_enough(listed, false);
             return Ok(listed
                 .into_iter()

@@ -3665,6 +3665,21 @@ fn rows_appended_to_a_file_already_read_are_named_not_silently_dropped() {
         ["{\"k\":\"a\",\"v\":1}", "{\"k\":\"b\",\"v\":3}"],
         "the appended row is not read; the new file is"
     );
+    // Said once, not again by every later run (a run from cron), until the file changes again.
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("0.json has"), "{}", stderr(&out));
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"late\",\"v\":2}\n{\"k\":\"c\",\"v\":4}\n",
+    );
+    let out = run(&file, &ws);
+    assert!(
+        stderr(&out).contains("0.json has grown from 16 to 51 bytes"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Walk 11 (F6): a file already read that is rewritten at the same size or shrinks was
