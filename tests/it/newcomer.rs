@@ -6453,7 +6453,8 @@ fn a_decimal_sum_past_its_precision_fails_instead_of_wrapping() {
 
 /// Walk 13 (F1): a decimal product past 128 bits, which Arrow's own checked kernel refuses
 /// before Sluice's decimal check sees it, failed with Arrow's bare "Arithmetic overflow". The
-/// message says what does not fit and the cast that gets past it; nothing is written.
+/// message names the expression (walk 74 #2: it did not), says what does not fit and the cast
+/// that gets past it; nothing is written.
 #[test]
 fn a_decimal_result_past_128_bits_fails_with_advice() {
     let ws = Workspace::new();
@@ -6464,7 +6465,8 @@ fn a_decimal_result_past_128_bits_fails_with_advice() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let said = stderr(&out);
     assert!(
-        said.contains("does not fit its type") && said.contains("CAST(v AS DECIMAL(38, 2))"),
+        said.contains("decimal overflow in `s.v * s.v`: the unscaled values")
+            && said.contains("CAST(s.v AS DECIMAL(38, 2))"),
         "{said}"
     );
     assert!(sink_lines(&ws.path("out")).is_empty());
