@@ -33,6 +33,10 @@ pub(super) struct QueryState {
     /// The streams the query does not read at all (and no watermark needs): their offsets
     /// move on with each batch, their rows are not read.
     unread: BTreeSet<String>,
+    /// The query's conditions on a watermarked stream's own rows that Spark tests before its
+    /// watermark (`plan::pre_watermark_filters`), by stream: a row they remove is neither
+    /// late nor counted in the watermark.
+    pre_watermark: BTreeMap<String, datafusion::logical_expr::Expr>,
 }
 
 impl Computed {
@@ -784,6 +788,17 @@ impl<'p> Engine<'p> {
             };
             let optimized = session.optimize(&logical).map_err(plan::PlanError::Sql)?;
             let mut columns = plan::stream_columns(&logical, &optimized, &self.stream_names());
+            // Planned at batch time 0: conditions over the batch's time are not known here.
+            let pre_watermark = if operator.is_some() && !plan::reads_batch_time(&logical) {
+                let watermarks = self
+                    .watermarks
+                    .iter()
+                    .map(|(stream, (column, _))| (stream.clone(), column.clone()))
+                    .collect();
+                plan::pre_watermark_filters(&optimized, &watermarks)
+            } else {
+                BTreeMap::new()
+            };
             // Planned at another time than the batches run at, the columns a query over the
             // batch's time reads are not known here: its streams are read whole.
             if plan::reads_batch_time(&logical) {
@@ -828,6 +843,7 @@ impl<'p> Engine<'p> {
                 operator,
                 columns,
                 unread,
+                pre_watermark,
             });
         }
         Ok(self.query.as_mut().expect("set above"))
@@ -950,6 +966,7 @@ impl<'p> Engine<'p> {
         let columns = query.columns.clone();
         let unread = query.unread.clone();
         let shape = query.shape.clone();
+        let pre_watermark = query.pre_watermark.clone();
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
         let mut computed = Computed {
             output: Output::Rows(BatchOutput {
@@ -1064,6 +1081,9 @@ impl<'p> Engine<'p> {
                             .saturating_mul(1_000_000)
                             .saturating_add(ahead)
                     });
+                if let Some(condition) = pre_watermark.get(source.name()) {
+                    event_time::keep_where(&mut input, condition).map_err(exec_err)?;
+                }
                 let seen = event_time::drop_late(
                     &mut input,
                     column,

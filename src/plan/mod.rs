@@ -1609,6 +1609,84 @@ pub fn stream_columns(
     out
 }
 
+/// The query's conditions on each stream's own rows that Spark would test before the rows
+/// reach the watermark, by stream: its optimizer pushes a filter that does not read the
+/// event-time column below `withWatermark` (`PushPredicateThroughNonJoin`, the
+/// `EventTimeWatermark` case), so a row such a condition removes is neither late nor counted
+/// in the watermark. Here, the conditions DataFusion's optimizer pushed down to the stream's
+/// scan in `optimized`, less those that read the stream's event-time column (`watermarks`:
+/// stream to column), a volatile function or a subquery; `None` for a stream one of whose
+/// scans keeps every row. The conditions of several scans of one stream are ORed (a row
+/// either keeps is kept). Columns are unqualified, as the stream's own schema names them.
+pub fn pre_watermark_filters(
+    optimized: &LogicalPlan,
+    watermarks: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, Expr> {
+    use datafusion::logical_expr::utils::{conjunction, disjunction, split_conjunction};
+    // For each scan of a stream: the conditions pushed to it (none: every row).
+    let mut scans: std::collections::BTreeMap<String, Vec<Option<Expr>>> = Default::default();
+    let pushable = |e: &Expr, column: &str| {
+        !e.exists(|e| {
+            Ok(match e {
+                Expr::Column(c) => c.name == column,
+                Expr::ScalarFunction(f) => f.func.signature().volatility == Volatility::Volatile,
+                Expr::ScalarSubquery(_)
+                | Expr::Exists(_)
+                | Expr::InSubquery(_)
+                | Expr::SetComparison(_)
+                | Expr::OuterReferenceColumn(..)
+                | Expr::Placeholder(_) => true,
+                _ => false,
+            })
+        })
+        .unwrap_or(true)
+    };
+    // The scans with a filter right above them, counted with that filter.
+    let mut filtered: std::collections::HashSet<*const LogicalPlan> = Default::default();
+    let _ = optimized.apply_with_subqueries(|node| {
+        if let LogicalPlan::Filter(filter) = node
+            && let LogicalPlan::TableScan(_) = filter.input.as_ref()
+        {
+            filtered.insert(Arc::as_ptr(&filter.input));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    let _ = optimized.apply_with_subqueries(|node| {
+        let (scan, above) = match node {
+            LogicalPlan::Filter(filter) => match filter.input.as_ref() {
+                LogicalPlan::TableScan(scan) => (scan, Some(&filter.predicate)),
+                _ => return Ok(TreeNodeRecursion::Continue),
+            },
+            LogicalPlan::TableScan(scan) if !filtered.contains(&std::ptr::from_ref(node)) => {
+                (scan, None)
+            }
+            _ => return Ok(TreeNodeRecursion::Continue),
+        };
+        let Some(column) = watermarks.get(scan.table_name.table()) else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let conditions: Vec<Expr> = above
+            .into_iter()
+            .flat_map(split_conjunction)
+            .chain(scan.filters.iter().flat_map(split_conjunction))
+            .filter(|e| pushable(e, column))
+            .map(|e| datafusion::logical_expr::expr_rewriter::unnormalize_col(e.clone()))
+            .collect();
+        scans
+            .entry(scan.table_name.table().to_string())
+            .or_default()
+            .push(conjunction(conditions));
+        Ok(TreeNodeRecursion::Continue)
+    });
+    scans
+        .into_iter()
+        .filter_map(|(stream, conditions)| {
+            let all: Option<Vec<Expr>> = conditions.into_iter().collect();
+            Some((stream, disjunction(all?)?))
+        })
+        .collect()
+}
+
 /// Where `plan` (of query text `sql`) means another thing in DataFusion's SQL than in
 /// PostgreSQL's and DuckDB's, each said with what to write for their meaning:
 /// - a decimal column with a literal like `0.005`, which DataFusion reads as a double (they

@@ -595,6 +595,69 @@ fn joins_bounded_one_way_or_by_equal_windows_run() {
     assert_eq!(pairs(&ws), ["1|1970-01-01T00:00:10|1970-01-01T00:00:15"]);
 }
 
+/// Walk 77 (1): a row the query's `WHERE` removes by a condition that does not read the event
+/// time was counted late (and written to the late-rows sink) and moved the watermark. Spark
+/// tests such a condition before `withWatermark` (`PushPredicateThroughNonJoin`): rows of id 9
+/// here are neither late nor in the watermark, so the 2 s row counts in `[0 s, 10 s)`. A
+/// condition that reads the event time is tested after, as in Spark: the 59 s row moves the
+/// watermark to 54 s, and the rows after it are late, as is the row without a time.
+#[test]
+fn a_row_the_where_removes_is_neither_late_nor_in_the_watermark() {
+    let files = [
+        (
+            "s/0.json",
+            format!(
+                "{}{}{}",
+                row(1, Some(1.0)),
+                row(9, Some(59.0)),
+                row(9, None)
+            ),
+        ),
+        (
+            "s/1.json",
+            format!("{}{}", row(2, Some(2.0)), row(9, Some(3.0))),
+        ),
+        ("s/2.json", row(3, Some(30.0))),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let window = |condition: &str| {
+        format!(
+            "SELECT date_bin(INTERVAL '10 seconds', ts) AS w, count(*) AS n FROM s WHERE \
+             {condition} GROUP BY date_bin(INTERVAL '10 seconds', ts)"
+        )
+    };
+    for condition in [
+        "id <> 9",
+        "id <> 9 AND ts >= TIMESTAMP '1970-01-01T00:00:00'",
+    ] {
+        let ws = run_case(&files, &source("s", "5s"), &window(condition), "append");
+        assert_eq!(
+            written(&ws, "out", &["w", "n"]),
+            [vec!["1970-01-01T00:00:00|2"]],
+            "{condition}"
+        );
+        assert!(
+            written(&ws, "late", &["id"]).is_empty(),
+            "{condition}: {:?}",
+            written(&ws, "late", &["id"])
+        );
+    }
+    let ws = run_case(
+        &files,
+        &source("s", "5s"),
+        &window("ts <> TIMESTAMP '1970-01-01T00:00:59'"),
+        "append",
+    );
+    assert_eq!(
+        written(&ws, "out", &["w", "n"]),
+        [vec!["1970-01-01T00:00:00|1"]]
+    );
+    assert_eq!(
+        written(&ws, "late", &["id"]),
+        [vec!["9"], vec!["2", "9"], vec!["3"]]
+    );
+}
+
 /// `--progress json` gives each batch's watermark as Spark's `eventTime.watermark` (ISO 8601,
 /// UTC, milliseconds): the epoch for the first batch (walk 24: it was absent), then 15 s less
 /// the 3 s delay.

@@ -850,8 +850,14 @@ fn stream_events(rng: &mut StdRng, rows: i64, step_ms: i64, users: i64) -> Recor
 /// The rows of two streams a join of them takes, by Spark's rules: batch `k` reads files
 /// `k * per ..` of each stream's cut, runs with the watermark the batches before it made (the
 /// smaller of the two streams' latest event time, less the delay; none until both have one),
-/// and a row at or below it, or without an event time, is late.
-fn join_oracle_inputs(streams: [(&RecordBatch, &[usize], usize); 2]) -> [RecordBatch; 2] {
+/// and a row at or below it, or without an event time, is late. A row whose `page` the
+/// stream's `pushed` condition (the query's conditions on that stream alone that its
+/// optimizer pushes below the join) rejects is tested before the watermark, as Spark pushes
+/// such a condition below `withWatermark`: neither kept nor counted in the watermark.
+fn join_oracle_inputs(
+    streams: [(&RecordBatch, &[usize], usize); 2],
+    pushed: [&dyn Fn(Option<&str>) -> bool; 2],
+) -> [RecordBatch; 2] {
     use datafusion::arrow::array::{Array, BooleanArray};
     let ts = |batch: &RecordBatch| {
         batch
@@ -862,6 +868,15 @@ fn join_oracle_inputs(streams: [(&RecordBatch, &[usize], usize); 2]) -> [RecordB
             .clone()
     };
     let times = [ts(streams[0].0), ts(streams[1].0)];
+    let page = |batch: &RecordBatch| {
+        batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::StringArray>()
+            .expect("page")
+            .clone()
+    };
+    let pages = [page(streams[0].0), page(streams[1].0)];
     let mut keep: [Vec<bool>; 2] = [
         vec![true; streams[0].0.num_rows()],
         vec![true; streams[1].0.num_rows()],
@@ -886,6 +901,11 @@ fn join_oracle_inputs(streams: [(&RecordBatch, &[usize], usize); 2]) -> [RecordB
         for side in 0..2 {
             for row in rows[side].clone() {
                 let t = &times[side];
+                let p = &pages[side];
+                if !pushed[side]((!p.is_null(row)).then(|| p.value(row))) {
+                    keep[side][row] = false;
+                    continue;
+                }
                 keep[side][row] = !t.is_null(row) && watermark.is_none_or(|w| t.value(row) > w);
                 if !t.is_null(row) {
                     max[side] = max[side].max(Some(t.value(row)));
@@ -988,10 +1008,15 @@ async fn stream_stream_join_equals_batch() {
         batches_run += summary.batches;
 
         let ctx = SessionContext::new();
-        let kept = join_oracle_inputs([
-            (&views, &view_cuts, per_views),
-            (&buys, &buy_cuts, per_buys),
-        ]);
+        let kept = join_oracle_inputs(
+            [
+                (&views, &view_cuts, per_views),
+                (&buys, &buy_cuts, per_buys),
+            ],
+            [&|page| page.is_some_and(|p| p != "home"), &|page| {
+                page.is_some_and(|p| p != "cart")
+            }],
+        );
         late_rows += views.num_rows() + buys.num_rows() - kept[0].num_rows() - kept[1].num_rows();
         register_join_inputs(&ctx, kept);
         let want = sql_rows(&ctx, JOIN).await;
@@ -1061,19 +1086,40 @@ async fn stream_stream_outer_joins_equal_batch() {
         run(&yaml, RunOptions::default())
             .await
             .unwrap_or_else(|e| panic!("{kind} join (seed {seed}): {e}"));
-        // The final watermark: the smaller of the streams' latest event times, less the delay.
-        let latest = |batch: &RecordBatch| {
+        // The conditions on one side alone pushed below the join (a preserved side's `WHERE`,
+        // the other side's `ON`).
+        let where_views = |page: Option<&str>| page.is_none_or(|p| p != "home");
+        let on_views = |page: Option<&str>| page.is_some_and(|p| p != "help");
+        let where_buys = |page: Option<&str>| page.is_none_or(|p| p != "search");
+        let on_buys = |page: Option<&str>| page.is_some_and(|p| p != "cart");
+        let every = |_: Option<&str>| true;
+        let pushed: [&dyn Fn(Option<&str>) -> bool; 2] = match kind {
+            "LEFT" => [&where_views, &on_buys],
+            "RIGHT" => [&on_views, &where_buys],
+            _ => [&every, &every],
+        };
+        // The final watermark: the smaller of the streams' latest event times (of the rows
+        // past the pushed conditions), less the delay.
+        let latest = |batch: &RecordBatch, pushed: &dyn Fn(Option<&str>) -> bool| {
+            let pages = batch
+                .column(2)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::StringArray>()
+                .expect("page");
             batch
                 .column(4)
                 .as_any()
                 .downcast_ref::<TimestampNanosecondArray>()
                 .expect("ts")
                 .iter()
-                .flatten()
+                .zip(pages.iter())
+                .filter(|(_, page)| pushed(*page))
+                .filter_map(|(ts, _)| ts)
                 .max()
                 .expect("a time")
         };
-        let watermark = latest(&views).min(latest(&buys)) - DELAY_S * 1_000_000_000;
+        let watermark =
+            latest(&views, pushed[0]).min(latest(&buys, pushed[1])) - DELAY_S * 1_000_000_000;
         // DataFusion 55's hash join with its physical filter pushdown gives wrong rows for
         // this query (the `WHERE` over both sides pushed into one: apache/datafusion#21246;
         // Sluice's sessions leave that rule out): the oracle joins by sort-merge, whose answer
@@ -1082,10 +1128,13 @@ async fn stream_stream_outer_joins_equal_batch() {
             datafusion::prelude::SessionConfig::new()
                 .set_bool("datafusion.optimizer.prefer_hash_join", false),
         );
-        let kept = join_oracle_inputs([
-            (&views, &view_cuts, per_views),
-            (&buys, &buy_cuts, per_buys),
-        ]);
+        let kept = join_oracle_inputs(
+            [
+                (&views, &view_cuts, per_views),
+                (&buys, &buy_cuts, per_buys),
+            ],
+            pushed,
+        );
         register_join_inputs(&ctx, kept);
         let want = sql_rows(
             &ctx,
