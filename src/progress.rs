@@ -285,7 +285,8 @@ pub struct IdleProgress {
     pub num_rows_beyond_max_future: u64,
     /// Always 0.
     pub num_input_files: u64,
-    /// The watermark the last batch left, RFC 3339, once there is one (as a batch's).
+    /// The watermark the next batch starts with, RFC 3339, once there is one (Spark's event
+    /// without data gives its current watermark).
     pub watermark: Option<String>,
     /// Always false.
     pub ran_on_workers: bool,

@@ -2302,7 +2302,12 @@ impl<'a> Driver<'a> {
             num_late_rows: 0,
             num_rows_beyond_max_future: 0,
             num_input_files: 0,
-            watermark: position.watermark_ms.map(rfc3339),
+            // The watermark a batch would start with now (walk 77: the previous batch's, the
+            // epoch after the first), as Spark's event without data gives its current one.
+            watermark: position
+                .next_watermark_ms
+                .or(position.watermark_ms)
+                .map(rfc3339),
             ran_on_workers: false,
             input_rows_per_second: 0.0,
             processed_rows_per_second: 0.0,
@@ -2310,7 +2315,8 @@ impl<'a> Driver<'a> {
             duration_ms: (&PhaseDurations::default()).into(),
             sink_wrote: false,
             idle: true,
-            event_time: self.event_time_progress(position.watermark_ms),
+            event_time: self
+                .event_time_progress(position.next_watermark_ms.or(position.watermark_ms)),
             sources: self
                 .engine
                 .sources

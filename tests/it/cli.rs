@@ -43,8 +43,9 @@ fn an_idle_continuous_run_says_so_every_ten_seconds() {
     write_clicks(&ws.path("in"), "json", 1, 5, 0);
     let yaml = format!(
         "name: idle\ncheckpoint: {ckpt}\nsources:\n  clicks: {{ kind: files, path: {input}, \
-         format: json, schema: {CLICK_SCHEMA_YAML} }}\nquery: SELECT * FROM clicks\ntrigger: \
-         every 1s\nsink: {{ kind: files, path: {out}, format: json }}\n",
+         format: json, schema: {CLICK_SCHEMA_YAML}, watermark: {{ column: ts, delay: 1s }} }}\n\
+         query: SELECT page, count(*) AS n FROM clicks GROUP BY page\noutput_mode: update\n\
+         trigger: every 1s\nsink: {{ kind: files, path: {out}, format: json }}\n",
         ckpt = ws.p("ckpt"),
         input = ws.p("in"),
         out = ws.p("out"),
@@ -108,6 +109,13 @@ fn an_idle_continuous_run_says_so_every_ten_seconds() {
     assert!(missing.is_empty(), "{missing:?} not in {idle}");
     assert_eq!(idle["numOutputRows"], 0);
     assert_eq!(idle["durationMs"]["triggerExecution"], 0);
+    // Walk 77 (2): the watermark now (the clicks' latest time, 12:26:44, less 1 s), not the
+    // first batch's (the epoch), as Spark's event without data gives it.
+    assert_eq!(
+        events[0]["eventTime"]["watermark"],
+        "1970-01-01T00:00:00.000Z"
+    );
+    assert_eq!(idle["eventTime"]["watermark"], "2025-11-01T12:26:43.000Z");
     assert_eq!(
         idle["sources"][0]["startOffset"],
         events[0]["sources"][0]["endOffset"]
