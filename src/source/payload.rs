@@ -132,13 +132,14 @@ impl PayloadDecoder<'_> {
         let mut unknown_rows = 0;
         let mut unknown_fields = BTreeSet::new();
         let (batches, kept) = match self.decode_together(payloads, &good, blame)? {
-            Ok(decoded) => {
+            Ok(decoded) if decoded.rows == good.len() as u64 => {
                 unknown_rows += decoded.unknown_rows;
                 unknown_fields.extend(decoded.unknown_fields);
                 (decoded.batches, good)
             }
-            Err(_) => {
-                // Some payloads do not decode and are skipped: decode each alone, to keep each
+            _ => {
+                // Some payloads do not decode and are skipped, or one holds other than one
+                // value (`{"id":1}{"id":2}`, read as two rows): decode each alone, to keep each
                 // row beside its message's columns.
                 let mut batches = Vec::new();
                 let mut kept = Vec::new();
@@ -150,7 +151,24 @@ impl PayloadDecoder<'_> {
                             batches.extend(one.batches);
                             kept.push(i);
                         }
-                        _ => {
+                        Ok(other) => {
+                            let why = format!(
+                                "the payload holds {} {}, where a message holds one",
+                                other.rows,
+                                match self.format {
+                                    PayloadFormat::Csv => "CSV records",
+                                    _ => "JSON values",
+                                }
+                            );
+                            if self.on_error == OnError::Fail {
+                                return Err(blame(i, &why));
+                            }
+                            skipped += 1;
+                            if tracing::enabled!(tracing::Level::INFO) {
+                                tracing::info!("skipping {}", skipped_words(&blame(i, &why)));
+                            }
+                        }
+                        Err(_) => {
                             skipped += 1;
                             self.note_skipped(payloads, i, blame);
                         }
@@ -507,5 +525,88 @@ mod tests {
             let decoded = skipping.decode(&payloads, &blame).expect("skipped");
             assert_eq!((decoded.kept, decoded.skipped), (vec![0, 2], 1));
         }
+    }
+
+    /// Walk 76 (1): a payload of two JSON objects (`{"id":1}{"id":2}`, with or without a
+    /// space) decoded as two rows, and the batch failed on "2 rows decoded from 1 payloads"
+    /// under `on_error: skip` too, naming no message, on every run; beside a payload that did
+    /// not decode, it was dropped without a word. It is a bad payload like any other: named by
+    /// its message under `on_error: fail`, skipped and counted under `skip`. So is a CSV
+    /// payload of two records.
+    #[test]
+    fn a_payload_of_more_than_one_value_is_a_bad_payload() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let decoder = json_decoder(&schema);
+        for bad in [&b"{\"n\":1}{\"n\":2}"[..], &b"{\"n\":1} {\"n\":2}"[..]] {
+            for payloads in [
+                vec![Some(bad)],
+                vec![Some(&b"{\"n\":0}"[..]), Some(bad), Some(&b"{\"n\":3}"[..])],
+            ] {
+                let at = usize::from(payloads.len() > 1);
+                let err = decoder
+                    .decode(&payloads, &blame)
+                    .err()
+                    .expect("refused")
+                    .to_string();
+                assert!(
+                    err.starts_with(&format!("offset {at}"))
+                        && err
+                            .contains("the payload holds 2 JSON values, where a message holds one"),
+                    "{err}"
+                );
+            }
+            let skipping = PayloadDecoder {
+                on_error: OnError::Skip,
+                ..decoder
+            };
+            for (payloads, kept) in [
+                (
+                    vec![Some(&b"{\"n\":0}"[..]), Some(bad), Some(&b"{\"n\":3}"[..])],
+                    vec![0, 2],
+                ),
+                // Beside a payload that does not decode (each is then decoded alone).
+                (
+                    vec![
+                        Some(&b"{\"n\":0}"[..]),
+                        Some(bad),
+                        Some(&b"null"[..]),
+                        Some(&b"{\"n\":3}"[..]),
+                    ],
+                    vec![0, 3],
+                ),
+            ] {
+                let decoded = skipping.decode(&payloads, &blame).expect("skipped");
+                let n: i64 = decoded
+                    .batches
+                    .iter()
+                    .map(|b| {
+                        datafusion::arrow::compute::sum(
+                            b.column(0)
+                                .as_any()
+                                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                                .expect("n"),
+                        )
+                        .unwrap_or(0)
+                    })
+                    .sum();
+                assert_eq!(
+                    (decoded.kept, decoded.skipped, n),
+                    (kept, (payloads.len() - 2) as u64, 3)
+                );
+            }
+        }
+        let csv = PayloadDecoder {
+            format: PayloadFormat::Csv,
+            ..decoder
+        };
+        let err = csv
+            .decode(&[Some(&b"1"[..]), Some(&b"2\n3"[..])], &blame)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.starts_with("offset 1") && err.contains("holds 2 CSV records"),
+            "{err}"
+        );
     }
 }
