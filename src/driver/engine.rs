@@ -1162,6 +1162,13 @@ impl<'p> Engine<'p> {
             timestamp_ms: entry.info.batch_timestamp_ms,
         };
         let query = self.query.as_mut().expect("analyzed above");
+        let logical = if query.operator.is_some() {
+            plan::inline_scalar_subqueries(&state, logical)
+                .await
+                .map_err(exec_err)?
+        } else {
+            logical
+        };
         let physical = match query.operator.as_mut() {
             // A source read while the operator ran that failed is the batch's error; one that
             // failed computing on the workers is computed again here.

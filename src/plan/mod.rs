@@ -808,6 +808,81 @@ pub fn register_sluice_functions(ctx: &SessionContext) {
     ctx.register_udaf(first_last::FirstLast::last_value());
 }
 
+/// `plan` with each uncorrelated scalar subquery (`WHERE v > (SELECT avg(x) FROM t)`) computed
+/// in `state` and written in as its value: a stateful operator runs parts of the batch's plan
+/// on their own (an aggregation's partial phase, a join's sides), where DataFusion's
+/// `ScalarSubqueryExec`, above them, would not have computed the value yet. Such a subquery
+/// reads no stream (that is refused at planning), so its value is the same for the whole
+/// batch. Each expression keeps its name.
+///
+/// Errors: DataFusion's, computing a subquery; a subquery that gives more than one row (as
+/// DataFusion, PostgreSQL and Spark refuse it).
+pub async fn inline_scalar_subqueries(
+    state: &SessionState,
+    plan: LogicalPlan,
+) -> Result<LogicalPlan, DataFusionError> {
+    use datafusion::common::ScalarValue;
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::Subquery;
+    use datafusion::logical_expr::expr_rewriter::NamePreserver;
+    let mut found: Vec<Subquery> = Vec::new();
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarSubquery(q) = e
+                    && q.outer_ref_columns.is_empty()
+                    && !found.contains(q)
+                {
+                    found.push(q.clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    if found.is_empty() {
+        return Ok(plan);
+    }
+    let mut values: Vec<(Subquery, ScalarValue)> = Vec::with_capacity(found.len());
+    for q in found {
+        let batches =
+            datafusion::dataframe::DataFrame::new(state.clone(), q.subquery.as_ref().clone())
+                .collect()
+                .await?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let value = match batches.iter().find(|b| b.num_rows() > 0) {
+            _ if rows > 1 => {
+                return Err(DataFusionError::Execution(format!(
+                    "the scalar subquery `{}` gives {rows} rows, where it may give one at most",
+                    q.subquery
+                        .display_indent()
+                        .to_string()
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                )));
+            }
+            Some(batch) => ScalarValue::try_from_array(batch.column(0), 0)?,
+            None => ScalarValue::try_from(q.subquery.schema().field(0).data_type())?,
+        };
+        values.push((q, value));
+    }
+    plan.transform_up_with_subqueries(|node| {
+        let names = NamePreserver::new(&node);
+        node.map_expressions(|expr| {
+            let name = names.save(&expr);
+            expr.transform_up(|e| match e {
+                Expr::ScalarSubquery(q) => match values.iter().find(|(v, _)| *v == q) {
+                    Some((_, value)) => Ok(Transformed::yes(Expr::Literal(value.clone(), None))),
+                    None => Ok(Transformed::no(Expr::ScalarSubquery(q))),
+                },
+                other => Ok(Transformed::no(other)),
+            })
+            .map(|t| t.update_data(|e| name.restore(e)))
+        })
+    })
+    .map(|t| t.data)
+}
+
 /// Plans `sql` in `ctx` with `now()` fixed to `batch_timestamp_ms`.
 pub async fn plan_batch(
     ctx: &SessionContext,

@@ -10556,3 +10556,54 @@ fn a_session_changelog_is_not_warned_of_for_its_session_key() {
         stderr(&out)
     );
 }
+
+/// Found running walk 77's cases: an uncorrelated scalar subquery (over a static table or
+/// none) in a stateful query failed every batch with DataFusion's internal "ScalarSubqueryExpr
+/// evaluated before the subquery was executed" (the aggregation's partial phase runs on its
+/// own, below the node that computes the subquery). Its value is computed for the batch and
+/// written in; a subquery of more than one row fails naming it.
+#[test]
+fn a_scalar_subquery_in_a_stateful_query_is_computed() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"v\":1}\n{\"k\":\"a\",\"v\":6}\n{\"k\":\"b\",\"v\":9}\n",
+    );
+    std::fs::write(ws.path("limits.csv"), "x\n5\n7\n").expect("table");
+    let file = pipeline(
+        &ws,
+        "SELECT k, count(*) AS n, (SELECT min(x) FROM limits) AS low FROM s WHERE v < (SELECT \
+         max(x) FROM limits) GROUP BY k",
+        "update",
+    );
+    edit_file(
+        &file,
+        "query:",
+        &format!(
+            "tables:\n  limits: {{ kind: files, path: {}, format: csv }}\nquery:",
+            ws.p("limits.csv")
+        ),
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"k\":\"a\",\"n\":2,\"low\":5}"]
+    );
+    edit_file(
+        &file,
+        "(SELECT min(x) FROM limits)",
+        "(SELECT x FROM limits)",
+    );
+    input(&ws, "1.json", "{\"k\":\"c\",\"v\":1}\n");
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("ckpt");
+    std::fs::remove_dir_all(ws.path("out")).expect("out");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the scalar subquery `Projection: limits.x` gives 2 rows"),
+        "{}",
+        stderr(&out)
+    );
+}
