@@ -1888,7 +1888,23 @@ impl<'a> Driver<'a> {
                         .preflight(&ctx, create_only)
                         .await
                         .map_err(|e| late_rows_failure(name, e))?;
-                    late_sinks.insert(name.clone(), late.connector().open(&ctx)?);
+                    let late_sink = late.connector().open(&ctx)?;
+                    // Files of its batches deleted by hand are said, as the sink's are (walk
+                    // 77: a late-rows file deleted went unnoticed).
+                    if let Some(last) = logs.commits.last() {
+                        let shown = checkpoint.location().to_string();
+                        late_sink
+                            .check_written_held(*last)
+                            .await
+                            .map_err(|e| match e {
+                                SinkError::Lost { kind, reason } => SinkError::Lost {
+                                    kind,
+                                    reason: placed(&reason, &shown, pipeline),
+                                },
+                                other => other,
+                            })?;
+                    }
+                    late_sinks.insert(name.clone(), late_sink);
                 }
             }
             // A late-rows folder that kept the files of committed batches but lost its records

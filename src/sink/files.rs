@@ -272,6 +272,109 @@ pub struct FilesSink {
 }
 
 impl FilesSink {
+    /// The files of every batch this folder's manifest lists, up to `last` (the checkpoint's
+    /// newest committed batch), are there, and, where `newest_written` (every batch writes
+    /// an entry), `last`'s entry too: a rewind cut short, a file or entry deleted by hand
+    /// would otherwise leave rows out for good in silence. A complete-mode batch rewrites the
+    /// whole folder, so the next one mends it; a damaged entry is the batch's own run's to
+    /// find.
+    async fn check_files_held(&self, last: BatchId, newest_written: bool) -> Result<(), SinkError> {
+        if self.replace {
+            return Ok(());
+        }
+        // The rewind that writes again every batch, from `first` to `last`, that lost its
+        // output.
+        let way_out = |first: BatchId| match first.prev() {
+            Some(before) => format!(
+                "take the batches back, which writes them again whole from their input: `sluice \
+                 rewind <checkpoint> --to {before}`, then run again (where their input is gone \
+                 too, the rewind refuses, and no rewind writes them again: put the files back \
+                 from a backup, or run on without their rows, lost, after `sluice repair \
+                 <checkpoint> --forget-lost-output`)"
+            ),
+            None => "put what is gone back from a backup; or start the pipeline over on a new \
+                     checkpoint with a new, empty `sink.path`"
+                .to_string(),
+        };
+        let lost = |what: String, first: BatchId| SinkError::Lost {
+            kind: KIND.name,
+            reason: format!(
+                "{}: {what}, though batch {last} is the newest batch the checkpoint committed to \
+                 it; running on would leave their rows out for good: {}",
+                self.location,
+                way_out(first)
+            ),
+        };
+        match self.read_manifest(last).await {
+            Ok(None) if !newest_written => {}
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(lost(
+                    format!("its manifest entry {} is gone", Self::manifest_file(last)),
+                    last,
+                ));
+            }
+            Err(_) => return Ok(()),
+        }
+        // Every kept batch's files (files deleted by hand go many at a time, and not only the
+        // newest batch's): the way out names them all. Asked a few at a time, not by listing
+        // a folder that keeps every batch's files.
+        use futures::{StreamExt as _, TryStreamExt as _};
+        // (A batch after `last` is not committed: the run that finishes it finishes its
+        // renames, whose files may not be in place yet.)
+        let batches = self.manifest_batches().await?;
+        let checked: Vec<(BatchId, Option<String>)> =
+            futures::stream::iter(batches.iter().rev().copied().filter(|b| *b <= last))
+                .map(|batch| async move {
+                    let Ok(Some(manifest)) = self.read_manifest(batch).await else {
+                        return Ok((batch, None));
+                    };
+                    for file in &manifest.files {
+                        if !self
+                            .location
+                            .exists(&self.location.path(&file.path))
+                            .await?
+                        {
+                            return Ok((batch, Some(file.path.clone())));
+                        }
+                    }
+                    Ok::<_, SinkError>((batch, None))
+                })
+                .buffered(16)
+                .try_collect()
+                .await?;
+        // Newest first.
+        let gone: Vec<(BatchId, String)> = checked
+            .into_iter()
+            .filter_map(|(batch, path)| Some((batch, path?)))
+            .collect();
+        let Some(&(first, _)) = gone.last() else {
+            return Ok(());
+        };
+        let (newest, newest_path) = &gone[0];
+        let numbers: Vec<u64> = gone.iter().rev().map(|(b, _)| b.0).collect();
+        let which = if numbers.len() > 1 && numbers.windows(2).all(|w| w[1] == w[0] + 1) {
+            format!("{} to {}", numbers[0], numbers[numbers.len() - 1])
+        } else {
+            numbers
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(lost(
+            if gone.len() == 1 {
+                format!("{newest_path}, a file of batch {newest} its manifest entry lists, is gone")
+            } else {
+                format!(
+                    "files of batches {which} that their manifest entries list are gone \
+                     ({newest_path} of batch {newest}, ...)"
+                )
+            },
+            first,
+        ))
+    }
+
     /// Refuses a column Parquet's writer cannot write (before the first batch, not at it),
     /// naming it and what to write instead; says once where a duration column is read back
     /// as a number.
@@ -1048,104 +1151,13 @@ impl Sink for FilesSink {
         Ok(None)
     }
 
-    /// The newest committed batch's manifest entry and the files it lists must be there (a
-    /// rewind cut short, a file or entry deleted by hand): running on would leave its rows out
-    /// of the folder, or out of its record. A complete-mode batch rewrites the whole folder, so
-    /// the next one mends it; a damaged entry is the batch's own run's to find.
+    /// [`FilesSink::check_files_held`], the newest batch's entry too.
     async fn check_held(&self, last: BatchId) -> Result<(), SinkError> {
-        if self.replace {
-            return Ok(());
-        }
-        // The rewind that writes again every batch, from `first` to `last`, that lost its
-        // output.
-        let way_out = |first: BatchId| match first.prev() {
-            Some(before) => format!(
-                "take the batches back, which writes them again whole from their input: `sluice \
-                 rewind <checkpoint> --to {before}`, then run again (where their input is gone \
-                 too, the rewind refuses, and no rewind writes them again: put the files back \
-                 from a backup, or run on without their rows, lost, after `sluice repair \
-                 <checkpoint> --forget-lost-output`)"
-            ),
-            None => "put what is gone back from a backup; or start the pipeline over on a new \
-                     checkpoint with a new, empty `sink.path`"
-                .to_string(),
-        };
-        let lost = |what: String, first: BatchId| SinkError::Lost {
-            kind: KIND.name,
-            reason: format!(
-                "{}: {what}, though batch {last} is the newest batch the checkpoint committed to \
-                 it; running on would leave their rows out for good: {}",
-                self.location,
-                way_out(first)
-            ),
-        };
-        match self.read_manifest(last).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return Err(lost(
-                    format!("its manifest entry {} is gone", Self::manifest_file(last)),
-                    last,
-                ));
-            }
-            Err(_) => return Ok(()),
-        }
-        // Every kept batch's files (files deleted by hand go many at a time, and not only the
-        // newest batch's): the way out names them all. Asked a few at a time, not by listing
-        // a folder that keeps every batch's files.
-        use futures::{StreamExt as _, TryStreamExt as _};
-        // (A batch after `last` is not committed: the run that finishes it finishes its
-        // renames, whose files may not be in place yet.)
-        let batches = self.manifest_batches().await?;
-        let checked: Vec<(BatchId, Option<String>)> =
-            futures::stream::iter(batches.iter().rev().copied().filter(|b| *b <= last))
-                .map(|batch| async move {
-                    let Ok(Some(manifest)) = self.read_manifest(batch).await else {
-                        return Ok((batch, None));
-                    };
-                    for file in &manifest.files {
-                        if !self
-                            .location
-                            .exists(&self.location.path(&file.path))
-                            .await?
-                        {
-                            return Ok((batch, Some(file.path.clone())));
-                        }
-                    }
-                    Ok::<_, SinkError>((batch, None))
-                })
-                .buffered(16)
-                .try_collect()
-                .await?;
-        // Newest first.
-        let gone: Vec<(BatchId, String)> = checked
-            .into_iter()
-            .filter_map(|(batch, path)| Some((batch, path?)))
-            .collect();
-        let Some(&(first, _)) = gone.last() else {
-            return Ok(());
-        };
-        let (newest, newest_path) = &gone[0];
-        let numbers: Vec<u64> = gone.iter().rev().map(|(b, _)| b.0).collect();
-        let which = if numbers.len() > 1 && numbers.windows(2).all(|w| w[1] == w[0] + 1) {
-            format!("{} to {}", numbers[0], numbers[numbers.len() - 1])
-        } else {
-            numbers
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        Err(lost(
-            if gone.len() == 1 {
-                format!("{newest_path}, a file of batch {newest} its manifest entry lists, is gone")
-            } else {
-                format!(
-                    "files of batches {which} that their manifest entries list are gone \
-                     ({newest_path} of batch {newest}, ...)"
-                )
-            },
-            first,
-        ))
+        self.check_files_held(last, true).await
+    }
+
+    async fn check_written_held(&self, last: BatchId) -> Result<(), SinkError> {
+        self.check_files_held(last, false).await
     }
 
     async fn forget_lost(

@@ -847,6 +847,14 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// [`Sink::check_held`] for a sink that only the batches with rows for it write (a
+    /// `late_rows` sink): the batches it holds up to `last` are whole, where it can tell
+    /// (their files are there); a batch it has no record of wrote nothing to it. Nothing by
+    /// default.
+    async fn check_written_held(&self, _last: BatchId) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     /// The whole table a complete-mode sink published with batch `last`, the checkpoint's
     /// newest committed batch, where some of it is gone (a result file deleted by hand): its
     /// name, so that the run writes the table again with a batch of no new input (Spark's

@@ -10607,3 +10607,68 @@ fn a_scalar_subquery_in_a_stateful_query_is_computed() {
         stderr(&out)
     );
 }
+
+/// Walk 77 (U2): a file of the late-rows sink deleted by hand went unnoticed (the next run
+/// exited 0), where one of the sink's is refused before a batch. It is refused the same way,
+/// naming the file and the rewind that writes its batch again; a batch that had no late row
+/// (no entry in the late-rows folder) is not taken for a lost one.
+#[test]
+fn a_deleted_late_rows_file_is_refused_before_a_batch() {
+    let ws = Workspace::new();
+    let yaml = format!(
+        "name: late\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: \
+         json, max_files_per_batch: 1, schema: {{ ts: timestamp, k: string }}, watermark: {{ \
+         column: ts, delay: 10s }} }}\nquery: SELECT date_bin(INTERVAL '1 minute', ts) AS w, \
+         count(*) AS n FROM s GROUP BY 1\noutput_mode: append\ntrigger: available-now\n\
+         late_rows: {{ kind: files, path: {late}, format: json }}\nsink: {{ kind: files, path: \
+         {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        late = ws.p("late"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    input(
+        &ws,
+        "0.json",
+        "{\"ts\":\"2026-01-01T10:05:00Z\",\"k\":\"a\"}\n",
+    );
+    input(
+        &ws,
+        "1.json",
+        "{\"ts\":\"2026-01-01T10:00:00Z\",\"k\":\"late\"}\n",
+    );
+    input(
+        &ws,
+        "2.json",
+        "{\"ts\":\"2026-01-01T10:06:00Z\",\"k\":\"b\"}\n",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Batch 1's late row is the only one; later batches wrote none there.
+    let late_file = ws.path("late/s/part-0000000001-0000.jsonl");
+    assert!(late_file.exists(), "{}", stderr(&out));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_file(&late_file).expect("delete");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("part-0000000001-0000.jsonl, a file of batch 1")
+            && said.contains(&format!("sluice rewind {} --to 0", ws.p("ckpt"))),
+        "{said}"
+    );
+    // The advice works: the late row is written again, and the output stays as it was.
+    let before = sink_lines(&ws.path("out"));
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        std::fs::read_to_string(&late_file)
+            .expect("written again")
+            .contains("\"k\":\"late\"")
+    );
+    assert_eq!(sink_lines(&ws.path("out")), before);
+}
