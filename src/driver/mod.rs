@@ -1346,6 +1346,22 @@ impl<'p> Recompute<'p> {
         previous_commit: Option<&crate::checkpoint::CommitEntry>,
         sql: &str,
     ) -> Result<Vec<RecordBatch>, Error> {
+        Ok(self
+            .batch_with_late_rows(batch, entry, previous, previous_commit, sql)
+            .await?
+            .0)
+    }
+
+    /// [`Self::batch`], with the rows the batch took as late, by source (those a `late_rows`
+    /// sink takes; none without one).
+    pub async fn batch_with_late_rows(
+        &mut self,
+        batch: BatchId,
+        entry: &OffsetsEntry,
+        previous: Option<&OffsetsEntry>,
+        previous_commit: Option<&crate::checkpoint::CommitEntry>,
+        sql: &str,
+    ) -> Result<LateAndOutput, Error> {
         let ends = previous.map(OffsetsEntry::ends).unwrap_or_default();
         let none = BTreeMap::new();
         let start = Start {
@@ -1369,9 +1385,21 @@ impl<'p> Recompute<'p> {
             }
         };
         computed.settle().await?;
-        Ok(output)
+        let mut late: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+        for (source, rows) in std::mem::take(&mut computed.late_rows) {
+            late.entry(source).or_default().extend(rows);
+        }
+        Ok((output, late))
+    }
+
+    /// The columns of each source whose late rows a `late_rows` sink takes.
+    pub fn late_row_schemas(&self) -> Vec<(String, SchemaRef)> {
+        self.engine.late_row_schemas()
     }
 }
+
+/// A batch's output rows, and the rows it took as late, by source.
+pub type LateAndOutput = (Vec<RecordBatch>, BTreeMap<String, Vec<RecordBatch>>);
 
 struct Driver<'a> {
     pipeline: &'a Pipeline,

@@ -366,8 +366,9 @@ pub async fn replay(
         Some(prev) => read_commit(&location, prev).await.ok().flatten(),
         None => None,
     };
+    let mut late_recomputed = None;
     let recomputed = match engine
-        .batch(
+        .batch_with_late_rows(
             batch,
             &entry,
             previous.as_ref(),
@@ -377,20 +378,22 @@ pub async fn replay(
         .await
     {
         // Compared as the sink's files hold them; shown as computed.
-        Ok(rows) => rows
-            .iter()
-            .map(|b| {
-                digest::as_held(
-                    b,
-                    if args.verify {
-                        pipeline.sink_held()
-                    } else {
-                        digest::Held::default()
-                    },
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("the recomputed rows cannot be encoded: {e}")),
+        Ok((rows, late)) => {
+            late_recomputed = Some(late);
+            rows.iter()
+                .map(|b| {
+                    digest::as_held(
+                        b,
+                        if args.verify {
+                            pipeline.sink_held()
+                        } else {
+                            digest::Held::default()
+                        },
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("the recomputed rows cannot be encoded: {e}"))
+        }
         // Said without a rewind's advice: replaying a batch only reads, and taking it back
         // would take back every later batch too.
         Err(Error::Source(SourceError::FileGone { file, batch, .. })) => {
@@ -622,8 +625,26 @@ pub async fn replay(
             limit(&only_s),
         ));
     }
-    let any_difference =
-        [rc, sc, rs].contains(&Some(false)) || matches!(report.sink, Side::Unreadable { .. });
+    // The late rows too, against what the `late_rows` sink holds of the batch (walk 77: a
+    // late-rows file cut short verified).
+    let mut late_differs = false;
+    if let (Some(late), Some(recomputed)) = (&pipeline.late_rows, &late_recomputed) {
+        for (source, late_schema) in engine.late_row_schemas() {
+            let rows = recomputed
+                .get(&source)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if let Some(finding) =
+                check_late_rows(late, (&location, spec), batch, &source, &late_schema, rows).await?
+            {
+                report.findings.push(finding);
+                late_differs = true;
+            }
+        }
+    }
+    let any_difference = [rc, sc, rs].contains(&Some(false))
+        || matches!(report.sink, Side::Unreadable { .. })
+        || late_differs;
     let compared = report.recomputed.hash().is_some() && (rc.is_some() || rs.is_some());
     let verified = !any_difference && compared;
     report.verified = Some(verified);
@@ -671,6 +692,97 @@ async fn read_sink(
         Err(SinkError::Corrupt { file, reason }) => Ok(HeldBatch::Unreadable { file, reason }),
         other => Ok(other?),
     }
+}
+
+/// What differs between the late rows of source `source` that batch `batch` computes now
+/// (`rows`, of `schema`) and those the `late_rows` sink `late` holds of it, in words; `None`
+/// where they agree, or where the sink keeps nothing to compare.
+async fn check_late_rows(
+    late: &crate::pipeline::SinkConfig,
+    (checkpoint, spec): (&Location, &str),
+    batch: BatchId,
+    source: &str,
+    schema: &SchemaRef,
+    rows: &[RecordBatch],
+) -> Result<Option<String>, Error> {
+    let id = Checkpoint::read_metadata(checkpoint)
+        .await?
+        .map(|m| m.id)
+        .unwrap_or_default();
+    let ctx = SinkContext {
+        label: "",
+        pipeline: id,
+        replace: false,
+        update: false,
+        part: Some(source),
+        create: false,
+        sync: false,
+        hook: None,
+    };
+    let connector = late.connector();
+    let place = connector
+        .part_location(source)
+        .map(|at| crate::secret::redact_url(&at))
+        .unwrap_or_else(|| connector.kind().to_string());
+    let computed: usize = rows.iter().map(RecordBatch::num_rows).sum();
+    let held = match connector.open(&ctx) {
+        Ok(sink) => sink.read_batch(batch, schema).await,
+        Err(e) => Err(e),
+    };
+    let unreadable = |reason: String| {
+        format!(
+            "the late rows of source `{source}` cannot be compared: {place} cannot be read \
+             ({reason}); batch {batch} computes {computed} late rows of it"
+        )
+    };
+    let held = match held {
+        Err(SinkError::NotSupported { .. }) => return Ok(None),
+        Err(e @ (SinkError::Corrupt { .. } | SinkError::Storage(_))) => {
+            return Ok(Some(unreadable(e.to_string())));
+        }
+        Err(e) => return Err(e.into()),
+        Ok(HeldBatch::Missing(_)) if computed == 0 => return Ok(None),
+        Ok(HeldBatch::Missing(reason)) => {
+            return Ok(Some(format!(
+                "batch {batch} computes {computed} late rows of source `{source}`, and the \
+                 late-rows sink {place} holds none of the batch ({reason})"
+            )));
+        }
+        Ok(HeldBatch::Unreadable { file, reason }) => {
+            return Ok(Some(unreadable(format!("{file}: {reason}"))));
+        }
+        Ok(HeldBatch::Rows { batches, .. }) => batches,
+    };
+    let hash_err = |e: datafusion::arrow::error::ArrowError| {
+        Error::Verify(format!(
+            "the late rows of batch {batch} cannot be hashed: {e}"
+        ))
+    };
+    let kept = digest::Held {
+        format: connector.format(),
+        column_type: connector.held_type(),
+    };
+    let now = digest::digest_as_held(rows, kept).map_err(hash_err)?;
+    let then = digest::digest(&held).map_err(hash_err)?;
+    if now == then {
+        return Ok(None);
+    }
+    let in_sink: usize = held.iter().map(RecordBatch::num_rows).sum();
+    Ok(Some(format!(
+        "the late-rows sink {place} holds {in_sink} rows of batch {batch} for source \
+         `{source}`, and the batch computes {computed} late rows of it, which differ (a file \
+         of it edited or cut short): {}",
+        match batch.prev() {
+            Some(before) => format!(
+                "`sluice rewind {} --to {before}` writes the batch's late rows again, with \
+                 its output",
+                crate::secret::redact_url(spec)
+            ),
+            None => "start the pipeline over on a new checkpoint with a new, empty `path` for \
+                     `late_rows` and the sink, which writes every batch again"
+                .to_string(),
+        }
+    )))
 }
 
 /// When the run of epoch `epoch` started (milliseconds since 1970), from its `epochs/E`
