@@ -737,11 +737,14 @@ async fn check_late_rows(
     };
     let held = match held {
         Err(SinkError::NotSupported { .. }) => return Ok(None),
+        // A batch without late rows wrote nothing there (its folder may not even be made):
+        // only rows held of it differ.
+        Ok(HeldBatch::Rows { batches, .. }) if computed == 0 => batches,
+        _ if computed == 0 => return Ok(None),
         Err(e @ (SinkError::Corrupt { .. } | SinkError::Storage(_))) => {
             return Ok(Some(unreadable(e.to_string())));
         }
         Err(e) => return Err(e.into()),
-        Ok(HeldBatch::Missing(_)) if computed == 0 => return Ok(None),
         Ok(HeldBatch::Missing(reason)) => {
             return Ok(Some(format!(
                 "batch {batch} computes {computed} late rows of source `{source}`, and the \
