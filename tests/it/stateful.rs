@@ -847,6 +847,9 @@ fn stream_events(rng: &mut StdRng, rows: i64, step_ms: i64, users: i64) -> Recor
     RecordBatch::try_new(click_schema(), columns).expect("batch")
 }
 
+/// A condition on a row's `page` (`None`: null).
+type PageCondition<'a> = &'a dyn Fn(Option<&str>) -> bool;
+
 /// The rows of two streams a join of them takes, by Spark's rules: batch `k` reads files
 /// `k * per ..` of each stream's cut, runs with the watermark the batches before it made (the
 /// smaller of the two streams' latest event time, less the delay; none until both have one),
@@ -856,7 +859,7 @@ fn stream_events(rng: &mut StdRng, rows: i64, step_ms: i64, users: i64) -> Recor
 /// such a condition below `withWatermark`: neither kept nor counted in the watermark.
 fn join_oracle_inputs(
     streams: [(&RecordBatch, &[usize], usize); 2],
-    pushed: [&dyn Fn(Option<&str>) -> bool; 2],
+    pushed: [PageCondition<'_>; 2],
 ) -> [RecordBatch; 2] {
     use datafusion::arrow::array::{Array, BooleanArray};
     let ts = |batch: &RecordBatch| {
@@ -1093,14 +1096,14 @@ async fn stream_stream_outer_joins_equal_batch() {
         let where_buys = |page: Option<&str>| page.is_none_or(|p| p != "search");
         let on_buys = |page: Option<&str>| page.is_some_and(|p| p != "cart");
         let every = |_: Option<&str>| true;
-        let pushed: [&dyn Fn(Option<&str>) -> bool; 2] = match kind {
+        let pushed: [PageCondition<'_>; 2] = match kind {
             "LEFT" => [&where_views, &on_buys],
             "RIGHT" => [&on_views, &where_buys],
             _ => [&every, &every],
         };
         // The final watermark: the smaller of the streams' latest event times (of the rows
         // past the pushed conditions), less the delay.
-        let latest = |batch: &RecordBatch, pushed: &dyn Fn(Option<&str>) -> bool| {
+        let latest = |batch: &RecordBatch, pushed: PageCondition<'_>| {
             let pages = batch
                 .column(2)
                 .as_any()
