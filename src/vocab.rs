@@ -123,6 +123,29 @@ pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// `path` (a folder or file, a URL) as one word of a POSIX shell command a message gives,
+/// so that the command runs as pasted (walk 79: `sluice rewind ckpt #1 --to 5` ran as
+/// `sluice rewind ckpt`): as it is where it holds only letters, digits and `_ . / : @ % + , =
+/// -`; else in single quotes (a quote in it as `'\''`). A relative path that starts with `-`
+/// (which a command would take for an option) gets `./` in front.
+pub fn shell_word(path: &str) -> std::borrow::Cow<'_, str> {
+    let path: std::borrow::Cow<'_, str> = if path.starts_with('-') {
+        format!("./{path}").into()
+    } else {
+        path.into()
+    };
+    let plain = !path.is_empty()
+        && !path.starts_with('~')
+        && path
+            .chars()
+            .all(|c| c.is_alphanumeric() || "_./:@%+,=-".contains(c));
+    if plain {
+        path
+    } else {
+        format!("'{}'", path.replace('\'', "'\\''")).into()
+    }
+}
+
 /// An inclusive run of numbers (batches, offsets) as a message says it: `3`, or `3 to 5`.
 pub fn span(first: impl std::fmt::Display, last: impl std::fmt::Display) -> String {
     let (first, last) = (first.to_string(), last.to_string());
@@ -215,4 +238,22 @@ pub fn nearest<'a>(got: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .filter(|(score, _)| *score > 0.7)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Walk 79 (3): a path in a command a message gives runs as pasted into a shell.
+    #[test]
+    fn a_path_is_one_shell_word() {
+        assert_eq!(shell_word("/tmp/ckpt-1/a.b"), "/tmp/ckpt-1/a.b");
+        assert_eq!(shell_word("s3://bucket/ck?x=1"), "'s3://bucket/ck?x=1'");
+        assert_eq!(shell_word("ckpt ü #1 [a]"), "'ckpt ü #1 [a]'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word("-ck"), "./-ck");
+        assert_eq!(shell_word("-c k"), "'./-c k'");
+        assert_eq!(shell_word("é"), "é");
+        assert_eq!(shell_word(""), "''");
+    }
 }

@@ -116,9 +116,10 @@ pub enum CheckpointError {
     /// The checkpoint belongs to a different pipeline.
     #[error(
         "checkpoint {location} belongs to pipeline `{found}`, not `{expected}`: where this is \
-         that pipeline renamed, rename its checkpoint too (`sluice rename {location} --to \
+         that pipeline renamed, rename its checkpoint too (`sluice rename {} --to \
          {expected}`), or put `name: {found}` back; else give this pipeline its own checkpoint \
-         (it starts from its sources' beginning)"
+         (it starts from its sources' beginning)",
+        crate::vocab::shell_word(.location)
     )]
     WrongPipeline {
         /// The checkpoint.
@@ -140,8 +141,9 @@ pub enum CheckpointError {
     /// a run that made a new pipeline id over the old logs would orphan them.
     #[error(
         "checkpoint {location} has batch logs but no `metadata` file (it was deleted or not \
-         copied with the rest); run `sluice repair {location}`, which rebuilds it from the \
-         commits and the sink"
+         copied with the rest); run `sluice repair {}`, which rebuilds it from the \
+         commits and the sink",
+        crate::vocab::shell_word(.location)
     )]
     MetadataMissing {
         /// The checkpoint.
@@ -150,10 +152,11 @@ pub enum CheckpointError {
     /// A `sluice rewind` was cut short (its `rewind` record is still there): the batches
     /// after `to` are partly taken back, so running on would lose or repeat their output.
     #[error(
-        "checkpoint {location}: `sluice rewind {location} --to {to}` (started {started}) did \
+        "checkpoint {location}: `sluice rewind {0} --to {to}` (started {started}) did \
          not finish: the batches after {to} are partly taken back (sink files, state versions, \
          log entries), and running on would lose or repeat their output. Finish it: `sluice \
-         rewind {location} --to {to}`"
+         rewind {0} --to {to}`",
+        crate::vocab::shell_word(.location)
     )]
     RewindUnfinished {
         /// The checkpoint.
@@ -165,7 +168,8 @@ pub enum CheckpointError {
     },
     /// The logs do not describe a state recovery can continue from.
     #[error(
-        "checkpoint {location} is inconsistent (run `sluice repair {location}` first: it rebuilds what the other logs still tell, `--dry-run` shows what, and says so where they do not): {reason}"
+        "checkpoint {location} is inconsistent (run `sluice repair {}` first: it rebuilds what the other logs still tell, `--dry-run` shows what, and says so where they do not): {reason}",
+        crate::vocab::shell_word(.location)
     )]
     Inconsistent {
         /// The checkpoint.
@@ -225,6 +229,7 @@ pub async fn check_no_rewind_under_way(location: &Location) -> Result<(), Checkp
 /// aside, `sluice rewind` for a batch's source log entry (which only that batch's input
 /// names), a run for the files each run writes again.
 fn advice(checkpoint: &str, file: &str) -> String {
+    let checkpoint = crate::vocab::shell_word(checkpoint);
     let batch = |f: &str| f.rsplit('/').next().and_then(paths::entry_number);
     if file == paths::METADATA
         || file.starts_with(&format!("{}/", paths::COMMITS))

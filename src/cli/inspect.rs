@@ -122,6 +122,7 @@ struct StateStoreView {
 }
 
 pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(), Error> {
+    let spec_sh = crate::vocab::shell_word(spec);
     let location = super::open_checkpoint(spec)?;
     if let Some(raw) = location.get(&location.path("metadata")).await?
         && super::spark::is_spark_metadata(&String::from_utf8_lossy(&raw))
@@ -145,7 +146,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
     if !leftovers.is_empty() {
         tracing::warn!(
             "{spec} holds {} half-written file(s) a killed run left, never read ({}): \
-             `sluice repair {spec}` removes them",
+             `sluice repair {spec_sh}` removes them",
             leftovers.len(),
             leftovers.join(", ")
         );
@@ -186,7 +187,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         if !leftovers.is_empty() {
             tracing::warn!(
                 "the sink {shown_sink} holds {} half-written file(s) a killed run left, never \
-                 read ({}): `sluice repair {spec}` removes them",
+                 read ({}): `sluice repair {spec_sh}` removes them",
                 leftovers.len(),
                 leftovers.join(", ")
             );
@@ -602,7 +603,7 @@ fn render_text(view: &CheckpointView) -> String {
             format!(
                 "; DAMAGED entries of batch {} (see below: `sluice repair {}`)",
                 damaged.join(", "),
-                view.location
+                crate::vocab::shell_word(&view.location)
             )
         }
     );

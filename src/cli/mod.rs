@@ -580,6 +580,7 @@ async fn rename(spec: &str, to: &str) -> Result<(), Error> {
 }
 
 async fn repair(spec: &str, dry_run: bool, forget_lost_output: bool) -> Result<(), Error> {
+    let spec_sh = crate::vocab::shell_word(spec);
     let location = open_checkpoint(spec)?;
     let mut report = crate::ops::repair(&location, spec, dry_run).await?;
     if forget_lost_output && !report.unfixable.is_empty() {
@@ -601,7 +602,7 @@ async fn repair(spec: &str, dry_run: bool, forget_lost_output: bool) -> Result<(
             .notes
             .extend(lost.recoverable.iter().map(|(batch, file)| {
                 let rewind = match batch.prev() {
-                    Some(before) => format!("`sluice rewind {spec} --to {before}`"),
+                    Some(before) => format!("`sluice rewind {spec_sh} --to {before}`"),
                     None => "a new checkpoint with a new, empty `sink.path`".to_string(),
                 };
                 format!(
@@ -674,13 +675,16 @@ fn checkpoint_beside_the_file(file: &std::path::Path, pipeline: &Pipeline) -> Re
         "{file}: the checkpoint `{spec}` resolves against the working folder ({here}), where \
          there is none, but {there} holds one, made by runs from the file's \
          folder: a run here would start over and read every input again. Run from there \
-         (`cd {folder} && sluice run {name}`: relative source and sink paths resolve against \
-         the working folder too), or give `--checkpoint {there}`; to start a new checkpoint \
-         here, give `--checkpoint {spec}`",
+         (`cd {folder_sh} && sluice run {name_sh}`: relative source and sink paths resolve \
+         against the working folder too), or give `--checkpoint {there_sh}`; to start a new \
+         checkpoint here, give `--checkpoint {spec_sh}`",
         file = file.display(),
         here = here.display(),
         there = there.display(),
-        folder = folder.display(),
+        folder_sh = crate::vocab::shell_word(&folder.display().to_string()),
+        name_sh = crate::vocab::shell_word(&name),
+        there_sh = crate::vocab::shell_word(&there.display().to_string()),
+        spec_sh = crate::vocab::shell_word(&spec),
     )))
 }
 

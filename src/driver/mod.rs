@@ -666,14 +666,17 @@ async fn run_from(
 /// How pending batch `batch` of a checkpoint (`checkpoint_spec`) in `mode` is taken back so
 /// that it is planned again with an edited pipeline file, as words after "to plan it again,".
 fn take_back(batch: BatchId, mode: OutputMode, checkpoint_spec: &str) -> String {
+    let checkpoint_spec_sh = crate::vocab::shell_word(checkpoint_spec);
     match batch.prev() {
         // A pending batch that the sink has not taken comes back in complete mode too (only
         // a table already published cannot be taken back: `rewind` says so where it is).
         Some(last) if mode == OutputMode::Complete => format!(
-            "take it back first: `sluice rewind {checkpoint_spec} --to {last}` (in complete \
+            "take it back first: `sluice rewind {checkpoint_spec_sh} --to {last}` (in complete \
              mode a batch comes back while its sink has not taken it)"
         ),
-        Some(last) => format!("take it back first: `sluice rewind {checkpoint_spec} --to {last}`"),
+        Some(last) => {
+            format!("take it back first: `sluice rewind {checkpoint_spec_sh} --to {last}`")
+        }
         None => format!(
             "start over on a new checkpoint (no batch was committed): remove {checkpoint_spec}, \
              or set another `checkpoint:`"
@@ -870,7 +873,7 @@ fn late_rows_start_over(pipeline: &Pipeline) -> &'static str {
 /// name (`shown`), and where it advises a new checkpoint, what that needs of the pipeline's
 /// `late_rows` sink is said too (walk 58: it was a second refusal).
 fn placed(reason: &str, shown: &str, pipeline: &Pipeline) -> String {
-    let mut reason = reason.replace("<checkpoint>", shown);
+    let mut reason = reason.replace("<checkpoint>", &crate::vocab::shell_word(shown));
     let late = late_rows_start_over(pipeline);
     // The sinks' ways to start over ("to start this pipeline over, ... run it on a new
     // checkpoint"; "start over on a new checkpoint"), not a mention of one in passing.
@@ -1200,6 +1203,7 @@ pub async fn planned_pipeline_missing(
     pending: BatchId,
     fingerprint: &str,
 ) -> String {
+    let shown_sh = crate::vocab::shell_word(shown);
     let back = match pending.prev() {
         Some(before) => {
             let stored_before = match crate::checkpoint::read_commit(location, before).await {
@@ -1210,7 +1214,7 @@ pub async fn planned_pipeline_missing(
                 _ => false,
             };
             if stored_before {
-                format!("; or take the batch back: `sluice rewind {shown} --to {before}`")
+                format!("; or take the batch back: `sluice rewind {shown_sh} --to {before}`")
             } else {
                 format!(
                     ". (Batch {before}'s stored file is gone too, so a rewind cannot find the sink \
@@ -2216,7 +2220,9 @@ impl<'a> Driver<'a> {
             {
                 // Both refusals at once: the sink's table and the checkpoint's record of the
                 // columns written, each needing its own step.
-                let mut said = e.to_string().replace("<checkpoint>", &shown);
+                let mut said = e
+                    .to_string()
+                    .replace("<checkpoint>", &crate::vocab::shell_word(&shown));
                 if let Err(also) = self.check_output_schema(&output).await {
                     said.push_str(&format!(". Then also: {also}"));
                 }
@@ -2246,7 +2252,7 @@ impl<'a> Driver<'a> {
                         Error::Usage(
                             late_rows_error(&source, &e)
                                 .to_string()
-                                .replace("<checkpoint>", &shown),
+                                .replace("<checkpoint>", &crate::vocab::shell_word(&shown)),
                         )
                     })?;
                 late.start().await?;

@@ -58,6 +58,7 @@ pub async fn repair(
     shown: &str,
     dry_run: bool,
 ) -> Result<RepairReport, Error> {
+    let shown_sh = crate::vocab::shell_word(shown);
     // A missing `metadata` beside batch logs, or a damaged one, is rebuilt.
     let metadata_damage = match Checkpoint::read_metadata(location).await {
         // Whole, but naming another id than the commits' (edited, or copied from another
@@ -528,7 +529,7 @@ pub async fn repair(
             match first.prev() {
                 Some(before) if logs.commits.contains(&before) => format!(
                     "Take the batches from {first} back, which reads their files again, once: \
-                     `sluice rewind {shown} --to {before}`"
+                     `sluice rewind {shown_sh} --to {before}`"
                 ),
                 _ => format!(
                     "No rewind gets past it (batch {first} is the first the checkpoint keeps): \
@@ -556,7 +557,7 @@ pub async fn repair(
         {
             report.notes.push(format!(
                 "commits/{batch} is missing, but later batches are committed, so runs carry on \
-                 without it (nothing recomputes it); `sluice replay {shown} --batch {batch} \
+                 without it (nothing recomputes it); `sluice replay {shown_sh} --batch {batch} \
                  --verify` checks its sink files against its recomputation"
             ));
         }
@@ -668,11 +669,12 @@ async fn committed_batch_lost(
     batch: BatchId,
     logs: &LogListing,
 ) -> (String, Option<BatchId>) {
+    let shown_sh = crate::vocab::shell_word(shown);
     let to = newest_readable_before(location, logs, batch).await;
     let said = match to {
         Some(to) => format!(
             "Batch {batch} is committed: take it back{} and run it again from its input with \
-             `sluice rewind {shown} --to {to}`, then run the pipeline (or restore \
+             `sluice rewind {shown_sh} --to {to}`, then run the pipeline (or restore \
              offsets/{batch} from a backup)",
             if to.next() == batch {
                 String::new()

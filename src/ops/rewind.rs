@@ -43,6 +43,7 @@ pub struct Rewound {
 /// committed batch, a source log compacted past `to`); storage and checkpoint errors as they
 /// come.
 pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rewound, Error> {
+    let shown_sh = crate::vocab::shell_word(shown);
     let metadata = Checkpoint::read_metadata(location)
         .await?
         .ok_or_else(|| Error::Usage(crate::checkpoint::not_a_checkpoint(shown)))?;
@@ -68,12 +69,12 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
             paths::offsets(to),
             match earlier {
                 Some(before) => format!(
-                    "`sluice repair {shown}` rebuilds it where the sources' logs can; else \
+                    "`sluice repair {shown_sh}` rebuilds it where the sources' logs can; else \
                      rewind further, to the newest batch whose entry reads: `sluice rewind \
-                     {shown} --to {before}`"
+                     {shown_sh} --to {before}`"
                 ),
                 None => format!(
-                    "`sluice repair {shown}` rebuilds it where the sources' logs can; no \
+                    "`sluice repair {shown_sh}` rebuilds it where the sources' logs can; no \
                      earlier batch's entry reads"
                 ),
             }
@@ -100,7 +101,7 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
     {
         return Err(refuse(format!(
             "a rewind to batch {earlier} (started {started}) did not finish, and the batches \
-             after {earlier} are partly taken back; finish it first: `sluice rewind {shown} \
+             after {earlier} are partly taken back; finish it first: `sluice rewind {shown_sh} \
              --to {earlier}`",
             earlier = record.to,
             started = record.started
@@ -339,7 +340,7 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
              the next run. Where it is gone for good, those batches cannot be computed again: \
              rewind no further back, or start the pipeline over. Where the run was refused \
              because their output files are gone too, a rewind to a later batch does not bring \
-             them back: `sluice repair {shown} --forget-lost-output` lets runs carry on \
+             them back: `sluice repair {shown_sh} --forget-lost-output` lets runs carry on \
              without their rows.)",
             gone.iter()
                 .map(|(batch, input)| format!("{input} (batch {batch})"))
@@ -536,7 +537,7 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
             "batches were committed while it ran (the newest now is {}): a run was live on the \
              checkpoint and finished the batch it was at before the rewind fenced it. The \
              rewind is not finished; run it again, which takes those back too: `sluice rewind \
-             {shown} --to {to}`",
+             {shown_sh} --to {to}`",
             check
                 .commits
                 .last()
@@ -658,7 +659,7 @@ async fn open_sinks(
                          moved without the project, and a moved checkpoint's relative paths \
                          resolve in the folder a command runs in (as a moved or copied \
                          project's do). Run the rewind from that folder (`cd {folder}` first)",
-                        folder = folder.display(),
+                        folder = crate::vocab::shell_word(&folder.display().to_string()),
                         there = folder.join(&path).display(),
                     )));
                 }

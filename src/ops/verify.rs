@@ -147,11 +147,12 @@ pub struct Replayed {
 /// Where committed batch `batch`'s offsets entry is gone though older ones are kept (deleted
 /// by hand, not purged), what says so and how it comes back.
 fn deleted_offsets(logs: &LogListing, batch: BatchId, spec: &str) -> Option<String> {
+    let spec_sh = crate::vocab::shell_word(spec);
     let kept_before = logs.offsets.first().is_some_and(|oldest| *oldest < batch);
     (logs.commits.contains(&batch) && !logs.offsets.contains(&batch) && kept_before).then(|| {
         format!(
             "offsets/{batch} is missing though batch {batch} is committed (not purged: older \
-             entries are kept): `sluice repair {spec}` rebuilds it from commits/{batch} and the \
+             entries are kept): `sluice repair {spec_sh}` rebuilds it from commits/{batch} and the \
              sources' logs"
         )
     })
@@ -453,8 +454,10 @@ pub async fn replay(
         }
         Err(Error::State(e)) => Err(format!(
             "the state before it cannot be loaded: {}",
-            e.to_string()
-                .replace("<checkpoint>", &crate::secret::redact_url(spec))
+            e.to_string().replace(
+                "<checkpoint>",
+                &crate::vocab::shell_word(&crate::secret::redact_url(spec)),
+            )
         )),
         Err(e) => return Err(e),
     };
@@ -779,7 +782,7 @@ async fn check_late_rows(
             Some(before) => format!(
                 "`sluice rewind {} --to {before}` writes the batch's late rows again, with \
                  its output",
-                crate::secret::redact_url(spec)
+                crate::vocab::shell_word(&crate::secret::redact_url(spec))
             ),
             None => "start the pipeline over on a new checkpoint with a new, empty `path` for \
                      `late_rows` and the sink, which writes every batch again"
@@ -897,7 +900,7 @@ fn findings(
                 "to write batch {batch} again from its input: `sluice rewind {} --to {before}` \
                  (it takes back batch {batch} and the later ones, with what the sink holds of \
                  them), then run the pipeline{note}",
-                report.checkpoint
+                crate::vocab::shell_word(&report.checkpoint)
             ),
             None => format!(
                 "to write batch {batch} again from its input, run the pipeline on a new \

@@ -950,9 +950,26 @@ impl Pipeline {
                 ),
             });
         }
-        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
+        let bytes = std::fs::read(path).map_err(|source| PipelineError::Read {
             path: path.to_path_buf(),
             source,
+        })?;
+        // A file saved as UTF-16 (as some Windows editors do) said as such (walk 79: "stream
+        // did not contain valid UTF-8", the way out not said).
+        if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+            return Err(PipelineError::Invalid {
+                path: path.to_path_buf(),
+                message: format!(
+                    "is UTF-16 text (it starts with a UTF-16 byte order mark); a pipeline file \
+                     is UTF-8: save it as UTF-8, or convert it: `iconv -f UTF-16 -t UTF-8 {0} > \
+                     {0}.utf8 && mv {0}.utf8 {0}`",
+                    crate::vocab::shell_word(&path.display().to_string())
+                ),
+            });
+        }
+        let text = String::from_utf8(bytes).map_err(|e| PipelineError::Read {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
         })?;
         // A byte order mark (as Windows editors save UTF-8) is no part of the YAML: read as
         // one, it made the first key another (`missing field `sources``).
@@ -1483,7 +1500,7 @@ impl Pipeline {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
             return Err(format!(
-                "`name` must be letters, digits, `_` or `-`, got `{}`",
+                "`name` must be ASCII letters, digits, `_` or `-`, got `{}`",
                 self.name
             ));
         }
@@ -2435,7 +2452,7 @@ sink: { kind: files, path: out/x, format: parquet }
             .replace("ts: timestamp", "ts: timestmp");
         let said = parse(&text).expect_err("three mistakes");
         assert!(
-            said.contains("`name` must be letters, digits")
+            said.contains("`name` must be ASCII letters, digits")
                 && said.contains("`sources.clicks.format`: unknown value `pq`")
                 && said.contains(
                     "`sources.clicks.schema.ts`: type `timestmp` is not a SQL type DataFusion \

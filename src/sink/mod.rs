@@ -361,7 +361,7 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
 /// deleted by hand: taking the batch back (its files go too), or for the first batch, whose
 /// files no rewind takes back, moving them aside.
 fn published_advice(batch: &BatchId, file: &str, checkpoint: Option<&str>) -> String {
-    let checkpoint = checkpoint.unwrap_or("<checkpoint>");
+    let checkpoint = checkpoint.map_or("<checkpoint>".into(), crate::vocab::shell_word);
     match batch.prev() {
         Some(before) => format!(
             "then take the batch back with `sluice rewind {checkpoint} --to {before}`, which \

@@ -114,7 +114,17 @@ pub fn ends_mid_line(file: &str, bytes: &[u8], format: FileFormat) -> bool {
         // it is (walk 66: a warning of a cut line came first).
         && !bytes.starts_with(b"PAR1")
         && Codec::of_content(bytes).is_none()
-        && bytes.last().is_some_and(|b| *b != b'\n')
+        && !ends_line(bytes)
+}
+
+/// Whether text `bytes` end with a line ending, or hold no text at all (a byte order mark
+/// alone): in UTF-8 (or a one-byte encoding), `\n`; in UTF-16, `\n` as two bytes, little-
+/// or big-endian (walk 79: a UTF-16 file ending `0a 00` was warned of as cut short).
+fn ends_line(bytes: &[u8]) -> bool {
+    let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    matches!(text, [] | [0xFF, 0xFE] | [0xFE, 0xFF])
+        || text.ends_with(b"\n")
+        || text.ends_with(b"\n\0")
 }
 
 /// Whether file `file` (as named, with its first bytes `bytes`) is compressed, by its name's
@@ -4820,6 +4830,33 @@ mod tests {
             b"\x1f\x8b\x08\x00",
             FileFormat::Json
         ));
+        // Walk 79 (6): UTF-16 ends a line in two bytes; a byte order mark alone is no text.
+        let utf16 = |text: &str, big: bool| -> Vec<u8> {
+            let units = text.encode_utf16();
+            let mut bytes = if big {
+                vec![0xFE, 0xFF]
+            } else {
+                vec![0xFF, 0xFE]
+            };
+            for u in units {
+                bytes.extend(if big {
+                    u.to_be_bytes()
+                } else {
+                    u.to_le_bytes()
+                });
+            }
+            bytes
+        };
+        for big in [false, true] {
+            let whole = utf16("id,name\n4,Zoë\n", big);
+            assert!(!ends_mid_line("a.csv", &whole, FileFormat::Csv), "{big}");
+            assert!(
+                ends_mid_line("a.csv", &whole[..whole.len() - 2], FileFormat::Csv),
+                "{big}"
+            );
+        }
+        assert!(!ends_mid_line("a.csv", b"\xEF\xBB\xBF", FileFormat::Csv));
+        assert!(!ends_mid_line("a.csv", b"\xFF\xFE", FileFormat::Csv));
     }
 
     /// A reader of `schema` (then `_rescued`) that keeps unknown fields.

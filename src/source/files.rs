@@ -1232,7 +1232,7 @@ impl FilesSource {
         }
         let command = lost
             .iter()
-            .map(|(file, time, _)| format!("touch -d {time} {}", super::shell_word(file)))
+            .map(|(file, time, _)| format!("touch -d {time} {}", crate::vocab::shell_word(file)))
             .collect::<Vec<_>>()
             .join(" && ");
         Err(SourceError::FileChanged {
@@ -1713,7 +1713,7 @@ async fn read_file(
             return Err(SourceError::FileChanged {
                 touch: logged
                     .time_to_put_back(&now, local)
-                    .map(|time| format!("touch -d {time} {}", super::shell_word(&shown))),
+                    .map(|time| format!("touch -d {time} {}", crate::vocab::shell_word(&shown))),
                 file: shown,
                 batch,
                 change,

@@ -230,19 +230,6 @@ pub fn parse_settings<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// `text` as one word of a shell command: as it is where it holds no character a shell treats
-/// specially, else in single quotes.
-pub(crate) fn shell_word(text: &str) -> String {
-    if text
-        .chars()
-        .all(|c| c.is_alphanumeric() || "/._-+=:,@%".contains(c))
-    {
-        text.to_string()
-    } else {
-        format!("'{}'", text.replace('\'', "'\\''"))
-    }
-}
-
 /// How a file a batch logged is read as it is now: take the batch back (words after "to read
 /// it as it is now,").
 fn changed_way_out(batch: BatchId, checkpoint: Option<&str>) -> String {
@@ -250,7 +237,7 @@ fn changed_way_out(batch: BatchId, checkpoint: Option<&str>) -> String {
         Some(before) => format!(
             "take the batch back: `sluice rewind {} --to {before}` (it deletes the batch's \
              output where it was written)",
-            checkpoint.unwrap_or("CHECKPOINT")
+            checkpoint.map_or("CHECKPOINT".into(), crate::vocab::shell_word)
         ),
         None => "run the pipeline on a new checkpoint (and sink)".to_string(),
     }
@@ -366,8 +353,9 @@ pub enum SourceError {
         match touch {
             None => format!(
                 "{file} changed since batch {batch} logged it: {change}; files must not change \
-                 once written (write elsewhere and rename into place). To read it as it is \
-                 now, {}",
+                 once written, nor be replaced under the same name (a `mv` over it too): write \
+                 new rows to a new file, under a name not read before (elsewhere first, then \
+                 renamed into place). To read it as it is now, {}",
                 changed_way_out(*batch, checkpoint.as_deref())
             ),
             Some(command) => format!(

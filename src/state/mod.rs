@@ -221,7 +221,7 @@ fn corrupt_advice(file: &str, checkpoint: Option<&str>, sink: Option<&SinkAdvice
         .next()
         .and_then(|name| name.split('.').next())
         .and_then(|n| n.parse::<u64>().ok());
-    let checkpoint = checkpoint.unwrap_or("<checkpoint>");
+    let checkpoint = checkpoint.map_or("<checkpoint>".into(), crate::vocab::shell_word);
     let new_start = format!("start the pipeline on a new checkpoint{}", start_over(sink));
     match version.and_then(|n| n.checked_sub(1)) {
         Some(before) if sink.is_none_or(|s| s.takes_back) => format!(
@@ -239,7 +239,7 @@ fn corrupt_advice(file: &str, checkpoint: Option<&str>, sink: Option<&SinkAdvice
 /// batches from `missing` on, computed again over the versions before it, where the sink
 /// takes batches back; none before version 0, so then only a new start.
 fn missing_advice(missing: BatchId, checkpoint: Option<&str>, sink: Option<&SinkAdvice>) -> String {
-    let checkpoint = checkpoint.unwrap_or("<checkpoint>");
+    let checkpoint = checkpoint.map_or("<checkpoint>".into(), crate::vocab::shell_word);
     let new_start = format!("start the pipeline on a new checkpoint{}", start_over(sink));
     match missing.prev() {
         Some(before) if sink.is_none_or(|s| s.takes_back) => format!(

@@ -722,7 +722,7 @@ impl Location {
             items.retain(|meta| !self.relative(&meta.location).split('/').any(left_out));
             return Ok(items);
         };
-        let walked = tokio::task::spawn_blocking({
+        let (walked, staged) = tokio::task::spawn_blocking({
             let root = root.clone();
             move || walk_visible(&root, left_out)
         })
@@ -731,6 +731,7 @@ impl Location {
             path: root.clone(),
             what: format!("the listing stopped: {e}"),
         })??;
+        say_staged_left_out(&staged);
         let base = Path::from_absolute_path(&root).map_err(|e| StorageError::BadName {
             path: escaped(&root.display().to_string()),
             reason: escaped(&e.to_string()),
@@ -1289,7 +1290,7 @@ type Walked = (PathBuf, std::fs::Metadata, Option<PathBuf>);
 fn walk_visible(
     root: &std::path::Path,
     left_out: fn(&str) -> bool,
-) -> Result<Vec<Walked>, StorageError> {
+) -> Result<(Vec<Walked>, Vec<PathBuf>), StorageError> {
     use std::os::unix::fs::MetadataExt;
     let walk_err = |path: &std::path::Path, e: std::io::Error| StorageError::Walk {
         path: path.to_path_buf(),
@@ -1297,8 +1298,8 @@ fn walk_visible(
     };
     let top = match std::fs::metadata(root) {
         Ok(meta) if meta.is_dir() => meta,
-        Ok(_) => return Ok(Vec::new()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Ok(_) => return Ok((Vec::new(), Vec::new())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => return Err(walk_err(root, e)),
     };
     // Each folder with the (device, inode) of every folder from the root down to it, so a
@@ -1310,6 +1311,7 @@ fn walk_visible(
         false,
     )];
     let mut files = Vec::new();
+    let mut staged = Vec::new();
     while let Some((folder, above, linked)) = folders.pop() {
         let entries = match std::fs::read_dir(&folder) {
             Ok(entries) => entries,
@@ -1360,7 +1362,18 @@ fn walk_visible(
                 let mut below = above.clone();
                 below.push((id, path.clone()));
                 folders.push((path, below, linked));
-            } else if meta.is_file() && !staged_name(&name) {
+            } else if meta.is_file() && staged_name(&name) {
+                // A write in progress is renamed within moments; one left a minute is a
+                // file of that name, which the store cannot read (walk 79).
+                if meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age > std::time::Duration::from_secs(60))
+                {
+                    staged.push(path);
+                }
+            } else if meta.is_file() {
                 let real = if linked {
                     match std::fs::canonicalize(&path) {
                         Ok(real) => Some(real),
@@ -1387,7 +1400,7 @@ fn walk_visible(
             }
         }
     }
-    Ok(files)
+    Ok((files, staged))
 }
 
 /// What object_store's local store says of a file (its `head` and `list`): size, modification
@@ -1411,11 +1424,43 @@ fn local_object_meta(location: Path, meta: &std::fs::Metadata) -> object_store::
 }
 
 /// Whether a file name is object_store's staged `NAME#N` (the text after the first `#` all
-/// digits): a local write not finished, which object_store never lists.
+/// digits, `NAME` perhaps empty: object_store 0.13's `is_valid_file_path`): a local write not
+/// finished, which object_store never lists nor reads.
 fn staged_name(name: &str) -> bool {
-    name.split_once('#').is_some_and(|(stem, n)| {
-        !stem.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-    })
+    name.split_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Warns, once a process for each, of files named as object_store names a write in progress
+/// (`b#1`, `data.json#2`) and older than that: a file of such a name is not read, as the
+/// store refuses its name, so it is left out, and said rather than passed over in silence.
+fn say_staged_left_out(files: &[PathBuf]) {
+    static SAID: std::sync::Mutex<Option<std::collections::HashSet<PathBuf>>> =
+        std::sync::Mutex::new(None);
+    if files.is_empty() {
+        return;
+    }
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    let said = said.get_or_insert_with(Default::default);
+    // Quoted for a POSIX shell: the name may hold spaces, `#` and quotes.
+    let quoted =
+        |path: &std::path::Path| format!("'{}'", path.display().to_string().replace('\'', "'\\''"));
+    for file in files {
+        if said.insert(file.clone()) {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().replacen('#', "-", 1))
+                .unwrap_or_default();
+            tracing::warn!(
+                "{} is not read: a name that ends in `#` and digits is how the storage library \
+                 (object_store) names a file while it is written, and it neither lists nor \
+                 reads such a file. Rename it to have it read: `mv {} {}`",
+                escaped(&file.display().to_string()),
+                quoted(file),
+                quoted(&file.with_file_name(name))
+            );
+        }
+    }
 }
 
 /// `text` with its control characters escaped (`\n`), for a message on one line.

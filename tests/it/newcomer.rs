@@ -10695,3 +10695,120 @@ fn a_deleted_late_rows_file_is_refused_before_a_batch() {
         "{said}"
     );
 }
+
+/// Walk 79 (1, 2): a file whose name ends in `#` and digits (`b#1`, `c.jsonl#2`, `#3`) is how
+/// object_store names a file while it writes it; it neither lists nor reads one. Such files
+/// were passed over in silence (`#3` alone failed the batch with the store's words and no
+/// way out). Older than a minute (a write in progress is renamed within moments), each is
+/// named, with the `mv` that has it read, which the test then follows.
+#[test]
+fn a_file_named_as_a_write_in_progress_is_named_not_passed_over() {
+    let ws = Workspace::new();
+    input(&ws, "a.jsonl", "{\"k\":\"a\",\"v\":1}\n");
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for (name, v) in [("b#1", 2), ("c.jsonl#2", 3), ("#3", 4)] {
+        input(&ws, name, &format!("{{\"k\":\"x\",\"v\":{v}}}\n"));
+        std::fs::File::options()
+            .write(true)
+            .open(ws.path(&format!("in/{name}")))
+            .and_then(|f| f.set_modified(an_hour_ago))
+            .expect("mtime");
+    }
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    for name in ["b#1", "c.jsonl#2", "#3"] {
+        let at = ws.p(&format!("in/{name}"));
+        let to = ws.p(&format!("in/{}", name.replacen('#', "-", 1)));
+        assert!(
+            said.contains(&format!("{at} is not read"))
+                && said.contains(&format!("`mv '{at}' '{to}'`")),
+            "{name}: {said}"
+        );
+        std::fs::rename(&at, &to).expect("mv");
+    }
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut lines = sink_lines(&ws.path("out"));
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "{\"k\":\"a\",\"v\":1}",
+            "{\"k\":\"x\",\"v\":2}",
+            "{\"k\":\"x\",\"v\":3}",
+            "{\"k\":\"x\",\"v\":4}"
+        ]
+    );
+}
+
+/// Walk 79 (3): the commands messages give named a path of spaces, `#` or quotes as it is, so
+/// a pasted `sluice rewind ckpt #1 --to 0` ran as `sluice rewind ckpt` (the rest a shell
+/// comment). Such a path is one quoted word; the command, pasted into a shell, runs.
+#[test]
+fn a_command_a_message_gives_runs_as_pasted_into_a_shell() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let checkpoint = ws.p("ck #1 it's [é]");
+    edit_file(&file, &ws.p("ckpt"), &format!("\"{checkpoint}\""));
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    assert!(run(&file, &ws).status.success());
+    std::fs::remove_file(ws.path("out/part-0000000001-0000.jsonl")).expect("delete");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    let quoted = format!("'{}'", checkpoint.replace('\'', "'\\''"));
+    let command = format!("sluice rewind {quoted} --to 0");
+    assert!(said.contains(&format!("`{command}`")), "{said}");
+    let pasted = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command.replacen("sluice", env!("CARGO_BIN_EXE_sluice"), 1))
+        .current_dir(ws.dir.path())
+        .output()
+        .expect("sh");
+    assert!(pasted.status.success(), "{}", stderr(&pasted));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"k\":\"a\",\"v\":1}", "{\"k\":\"b\",\"v\":2}"]
+    );
+}
+
+/// Walk 79 (8): a pipeline file saved as UTF-16 failed with "stream did not contain valid
+/// UTF-8", nothing said of the way out (data files in UTF-16 are named so). It is named as
+/// UTF-16, with the `iconv` that converts it, which the test then runs.
+#[test]
+fn a_pipeline_file_in_utf16_is_named_with_the_conversion() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let text = std::fs::read_to_string(&file).expect("yaml");
+    let mut utf16 = vec![0xFF, 0xFE];
+    for unit in text.encode_utf16() {
+        utf16.extend(unit.to_le_bytes());
+    }
+    std::fs::write(&file, utf16).expect("utf-16");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    let command = said
+        .split('`')
+        .find(|part| part.starts_with("iconv "))
+        .unwrap_or_else(|| panic!("{said}"))
+        .to_string();
+    assert!(said.contains("is UTF-16 text"), "{said}");
+    let converted = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .current_dir(ws.dir.path())
+        .output()
+        .expect("sh");
+    assert!(converted.status.success(), "{}", stderr(&converted));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"v\":1}"]);
+}
