@@ -49,6 +49,10 @@ struct CheckpointView {
     /// A `sluice rewind` that was cut short, with the command that finishes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     rewind_unfinished: Option<String>,
+    /// The batch that rewind takes the checkpoint back to (its `--to`), for a script that
+    /// finishes it (walk 79: only the prose said it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rewind_unfinished_to: Option<BatchId>,
     /// Why a run cannot go on from the logs as they are (entries removed), with the way out
     /// where there is one: a pending batch then does not run again by itself.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -151,10 +155,17 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             leftovers.join(", ")
         );
     }
-    let rewind_unfinished = match checkpoint::check_no_rewind_under_way(&location).await {
-        Ok(()) => None,
-        Err(e) => Some(e.to_string()),
-    };
+    let (rewind_unfinished, rewind_unfinished_to) =
+        match checkpoint::check_no_rewind_under_way(&location).await {
+            Ok(()) => (None, None),
+            Err(e) => {
+                let to = match &e {
+                    checkpoint::CheckpointError::RewindUnfinished { to, .. } => Some(*to),
+                    _ => None,
+                };
+                (Some(e.to_string()), to)
+            }
+        };
     let pending = logs
         .offsets
         .last()
@@ -379,6 +390,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             None => None,
         },
         rewind_unfinished,
+        rewind_unfinished_to,
         inconsistent: match crate::checkpoint::recovery::decide(&logs) {
             crate::checkpoint::recovery::Decision::Inconsistent { reason } => Some(format!(
                 "{reason}{}",

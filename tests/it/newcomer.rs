@@ -3841,6 +3841,11 @@ fn an_interrupted_rewind_is_named_until_it_is_finished() {
                 shown.contains("UNFINISHED") && shown.contains(&finish),
                 "after write {k}: {shown}"
             );
+            // Walk 79 (8): the batch to finish the rewind to, as a number, for a script.
+            let json = run_bin(&["inspect", &ckpt, "--json"], ws.dir.path());
+            let json: serde_json::Value =
+                serde_json::from_slice(&json.stdout).expect("inspect --json");
+            assert_eq!(json["rewind_unfinished_to"], 0, "after write {k}: {json}");
             let out = run_bin(&["repair", &ckpt], ws.dir.path());
             assert!(
                 out.status.code() == Some(1) && stderr(&out).contains(&finish),
