@@ -23,6 +23,17 @@ pub fn expand_env_with(
 static FILLED_IN: std::sync::Mutex<std::collections::BTreeSet<String>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 
+/// Notes `values`, the forms a `${VAR}`'s value was filled in as, for [`masked`] (those of 4
+/// characters or more).
+pub fn note_filled_in(values: &[&str]) {
+    let mut filled = FILLED_IN.lock().unwrap_or_else(|e| e.into_inner());
+    for value in values {
+        if value.chars().count() >= 4 {
+            filled.insert((*value).to_string());
+        }
+    }
+}
+
 /// `text` with every value a `${VAR}` was filled in with in this process written `***`: a
 /// server's error may quote one (`role "..." does not exist`, a broker address that does not
 /// resolve), and a value named in a place other than a password's would reach the message
@@ -60,16 +71,9 @@ pub fn expand_with(
         let value = lookup(name).ok_or_else(|| {
             format!("environment variable `{name}` (named as `${{{name}}}`) is not set")
         })?;
-        if value.chars().count() >= 4 {
-            let mut filled = FILLED_IN.lock().unwrap_or_else(|e| e.into_inner());
-            filled.insert(value.clone());
-            // As it may be quoted: escaped into the syntax it lands in.
-            let escaped = escape(&value, &out);
-            if escaped != value {
-                filled.insert(escaped);
-            }
-        }
         let escaped = escape(&value, &out);
+        // As it may be quoted: escaped into the syntax it lands in too.
+        note_filled_in(&[&value, &escaped]);
         out.push_str(&escaped);
         rest = &after[end + 1..];
     }
@@ -107,6 +111,11 @@ pub fn redact_url(text: &str) -> String {
         return match raw_user_part(text) {
             Some((start, end)) => match text[start..end].find(':') {
                 Some(colon) => format!("{}:***{}", &text[..start + colon], &text[end..]),
+                None if STORE_SCHEMES
+                    .contains(&text[..start - 3].to_ascii_lowercase().as_str()) =>
+                {
+                    format!("{}***{}", &text[..start], &text[end..])
+                }
                 None => text.to_string(),
             },
             None => text.to_string(),
@@ -118,6 +127,15 @@ pub fn redact_url(text: &str) -> String {
     let mut changed = false;
     if url.password().is_some() {
         let _ = url.set_password(Some("***"));
+        changed = true;
+    }
+    // A storage URL's user name alone may be a token (`s3://ghp_...@bucket/x`, walk 78); a
+    // database's is a role, and `abfs[s]://container@account` names a container.
+    if !url.username().is_empty()
+        && STORE_SCHEMES.contains(&url.scheme())
+        && !matches!(url.scheme(), "abfs" | "abfss")
+    {
+        let _ = url.set_username("***");
         changed = true;
     }
     if url.query().is_some() {
@@ -226,8 +244,20 @@ mod tests {
                 .contains("query parameters")
         );
         let basic = "s3://AKIA:wJalrSECRET@bucket/ckpt";
-        assert_eq!(redact_url(basic), "s3://AKIA:***@bucket/ckpt");
+        assert_eq!(redact_url(basic), "s3://***:***@bucket/ckpt");
         assert!(url_secret(basic).expect("refused").contains("password"));
+        // Walk 78 (3a): a user name alone may be a token; a database's role stays.
+        let token = "s3://ghp_TokenSecret123456@shared/sec/ckpt";
+        assert_eq!(redact_url(token), "s3://***@shared/sec/ckpt");
+        assert!(url_secret(token).expect("refused").contains("a user name"));
+        assert_eq!(
+            redact_url("postgresql://app@db:5432/x"),
+            "postgresql://app@db:5432/x"
+        );
+        assert_eq!(
+            redact_url("abfss://box@acct.dfs.core.windows.net/p"),
+            "abfss://box@acct.dfs.core.windows.net/p"
+        );
         // Walk 49 (12): a fragment, which every store drops, is refused too; and masked
         // where it is shown (walk 71 (9): the refusal printed it).
         assert!(

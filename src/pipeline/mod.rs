@@ -1923,7 +1923,28 @@ fn location_parts(location: &str) -> Vec<String> {
         None => location,
     };
     if let Some((scheme, rest)) = location.split_once("://") {
-        let mut parts = vec![format!("{}:", scheme.to_ascii_lowercase())];
+        // One store by each of its names (object_store's `ObjectStoreScheme`): `s3a://b/x`
+        // is `s3://b/x` (walk 78: a sink under a source through the other name was let be).
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "s3a" => "s3".to_string(),
+            "az" | "adl" | "azure" | "abfs" | "abfss" => "az".to_string(),
+            other => other.to_string(),
+        };
+        // Not the query (`?versionId=`, a signature) nor a user in the authority.
+        let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+        let rest = match rest.split_once('/') {
+            Some((authority, path)) => format!(
+                "{}/{path}",
+                authority
+                    .rsplit_once('@')
+                    .map_or(authority, |(_, host)| host)
+            ),
+            None => rest
+                .rsplit_once('@')
+                .map_or(rest, |(_, host)| host)
+                .to_string(),
+        };
+        let mut parts = vec![format!("{scheme}:")];
         parts.extend(
             rest.split('/')
                 .filter(|p| !p.is_empty())

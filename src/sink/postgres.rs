@@ -662,6 +662,8 @@ fn connection_string_with(
             format!("environment variable `{name}` (named as `${{{name}}}`) is not set")
         })?;
         rest = &after[end + 1..];
+        // A server's error may quote it (`database "..." does not exist`, walk 78).
+        crate::secret::note_filled_in(&[&value]);
         if is_url {
             for b in value.bytes() {
                 if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

@@ -314,6 +314,18 @@ fn overlapping_locations_are_refused_by_name() {
             ),
             ["checkpoint", "sources.s.path"],
         ),
+        (
+            // Walk 78 (1): one store by another of its names (`s3a://`) was another place.
+            "object store: sink inside the source's prefix by another name of the store",
+            yaml(
+                "s3://bucket/input/team01",
+                &d("dim"),
+                "s3a://bucket/input/team01/out",
+                &d("late"),
+                &d("ckpt"),
+            ),
+            ["sink.path", "sources.s.path"],
+        ),
     ] {
         let err = check(&yaml).expect_err(case);
         for key in keys {
@@ -2319,7 +2331,7 @@ fn secrets_in_storage_urls_are_refused_and_never_echoed() {
     let out = run_bin(&["inspect", "s3://u:SeCrEtPass@bucket/ckpt"], ws.dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("s3://u:***@bucket/ckpt") && !stderr(&out).contains("SeCrEt"),
+        stderr(&out).contains("s3://***:***@bucket/ckpt") && !stderr(&out).contains("SeCrEt"),
         "{}",
         stderr(&out)
     );

@@ -647,6 +647,25 @@ async fn an_unmappable_column_is_refused_by_name_and_a_secret_is_never_written()
             .count(),
         planned
     );
+    // Walk 78 (3b): a value filled in elsewhere than a password's, which the server's error
+    // quotes (`database "..." does not exist`), is masked too.
+    // (The last `dbname` of a connection string is the one used.)
+    let text = std::fs::read_to_string(&pipeline).expect("pipeline");
+    let url = format!("{} dbname=${{SLUICE_TEST_PG_DB}}", server());
+    std::fs::write(&pipeline, text.replacen(server(), &url, 1)).expect("pipeline");
+    let run = sluice_bin()
+        .args(["run", pipeline.to_str().expect("utf-8")])
+        .env("SLUICE_TEST_PG_PASSWORD", secret)
+        .env("SLUICE_TEST_PG_DB", "SecretDb4712")
+        .output()
+        .expect("run");
+    assert!(!run.status.success());
+    assert!(
+        stderr(&run).contains("database \"***\" does not exist")
+            && !stderr(&run).contains("SecretDb4712"),
+        "{}",
+        stderr(&run)
+    );
 }
 
 /// Every file under `dir`, recursively.
