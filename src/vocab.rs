@@ -48,6 +48,12 @@ pub struct PinnedSettings {
     pub target_partitions: usize,
     /// DataFusion's `batch_size`.
     pub batch_size: usize,
+    /// Whether the query's conditions on a stream's own rows are tested before its watermark,
+    /// as Spark pushes them below `withWatermark` (`plan::pre_watermark_filters`): true for
+    /// every batch planned since; absent (false) in a batch an older Sluice planned, which is
+    /// computed again as it ran.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub where_before_watermark: bool,
 }
 
 /// The fingerprint of a query text: the first 16 hex digits of its SHA-256.
@@ -61,6 +67,7 @@ pub fn default_settings() -> PinnedSettings {
     PinnedSettings {
         target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
         batch_size: 8192,
+        where_before_watermark: true,
     }
 }
 

@@ -387,6 +387,7 @@ mod tests {
                 settings: PinnedSettings {
                     target_partitions: 2,
                     batch_size: 8192,
+                    where_before_watermark: false,
                 },
                 query_fingerprint: "abc".into(),
                 pipeline: Some("def".into()),

@@ -966,7 +966,12 @@ impl<'p> Engine<'p> {
         let columns = query.columns.clone();
         let unread = query.unread.clone();
         let shape = query.shape.clone();
-        let pre_watermark = query.pre_watermark.clone();
+        // As the batch was planned: a batch an older Sluice planned tests them after.
+        let pre_watermark = if entry.info.settings.where_before_watermark {
+            query.pre_watermark.clone()
+        } else {
+            BTreeMap::new()
+        };
         let watermark_ms = entry.info.watermark_ms.filter(|_| stateful);
         let mut computed = Computed {
             output: Output::Rows(BatchOutput {
@@ -1036,13 +1041,31 @@ impl<'p> Engine<'p> {
             computed
                 .rows_per_source
                 .insert(source.name().to_string(), input.rows);
+            // The query's conditions on the stream's own rows that Spark tests before its
+            // watermark: a row they remove is neither late, nor in the watermark, nor a sign
+            // that the source is active. One that fails on a row (a cast) is left to the
+            // query, which tests it on the rows that reach it, as before.
+            let mut rows_left = input.rows;
+            if stateful
+                && self.watermarks.contains_key(source.name())
+                && let Some(condition) = pre_watermark.get(source.name())
+            {
+                match event_time::keep_where(&mut input, condition) {
+                    Ok(kept) => rows_left = kept,
+                    Err(e) => tracing::debug!(
+                        %batch,
+                        "source `{}`: its conditions are tested by the query only: {e}",
+                        source.name()
+                    ),
+                }
+            }
             if idle_timeout.is_some() {
                 let active = match start.source_active_ms.get(source.name()) {
-                    Some(before) if input.rows == 0 => *before,
+                    Some(before) if rows_left == 0 => *before,
                     // An `idle_timeout` set since the batches before, on a source that read
                     // no row in any of them (no event time seen): idle since the batch before
                     // this one at least, not only from now.
-                    None if input.rows == 0
+                    None if rows_left == 0
                         && !start.event_time_max_ms.contains_key(source.name()) =>
                     {
                         start
@@ -1081,9 +1104,6 @@ impl<'p> Engine<'p> {
                             .saturating_mul(1_000_000)
                             .saturating_add(ahead)
                     });
-                if let Some(condition) = pre_watermark.get(source.name()) {
-                    event_time::keep_where(&mut input, condition).map_err(exec_err)?;
-                }
                 let seen = event_time::drop_late(
                     &mut input,
                     column,

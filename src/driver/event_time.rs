@@ -103,38 +103,58 @@ impl Lateness {
 /// Keeps the rows of `input` for which `condition` (over its columns, unqualified) is true:
 /// the query's conditions that Spark tests before a stream's watermark
 /// (`plan::pre_watermark_filters`), so that a row the query removes anyway is neither late
-/// nor counted in the watermark. A null is not true, as in a `WHERE`.
+/// nor counted in the watermark. A null is not true, as in a `WHERE`. Returns the rows kept.
 ///
-/// Errors: DataFusion's, where the condition does not plan over the input or fails on a row
-/// (as the query itself would).
+/// Errors: DataFusion's, where the condition does not plan over the input or fails on a row;
+/// `input` is then left whole.
 pub fn keep_where(
     input: &mut BatchInput,
     condition: &datafusion::logical_expr::Expr,
-) -> Result<(), datafusion::error::DataFusionError> {
-    use datafusion::arrow::compute::prep_null_mask_filter;
+) -> Result<u64, datafusion::error::DataFusionError> {
     let schema = datafusion::common::DFSchema::try_from(input.schema.as_ref().clone())?;
     let props = datafusion::execution::context::ExecutionProps::new();
     let planning =
         datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext::default();
     let condition =
         datafusion::physical_expr::create_physical_expr(condition, &schema, &props, &planning)?;
-    for batch in input.partitions.iter_mut().flatten() {
-        let keep = condition.evaluate(batch)?.into_array(batch.num_rows())?;
-        let Some(keep) = keep.as_any().downcast_ref::<BooleanArray>() else {
-            return datafusion::common::internal_err!(
-                "a condition before the watermark gives {}",
-                keep.data_type()
-            );
-        };
-        let keep = match keep.null_count() {
-            0 => keep.clone(),
-            _ => prep_null_mask_filter(keep),
-        };
-        if keep.false_count() > 0 {
-            *batch = filter_record_batch(batch, &keep)?;
+    let mut kept = Vec::with_capacity(input.partitions.len());
+    for partition in &input.partitions {
+        let mut rows = Vec::with_capacity(partition.len());
+        for batch in partition {
+            rows.push(kept_rows(batch, condition.as_ref())?);
         }
+        kept.push(rows);
     }
-    Ok(())
+    input.partitions = kept;
+    Ok(input
+        .partitions
+        .iter()
+        .flatten()
+        .map(|b| b.num_rows() as u64)
+        .sum())
+}
+
+/// The rows of `batch` for which `condition` is true.
+fn kept_rows(
+    batch: &RecordBatch,
+    condition: &dyn datafusion::physical_expr::PhysicalExpr,
+) -> Result<RecordBatch, datafusion::error::DataFusionError> {
+    use datafusion::arrow::compute::prep_null_mask_filter;
+    let keep = condition.evaluate(batch)?.into_array(batch.num_rows())?;
+    let Some(keep) = keep.as_any().downcast_ref::<BooleanArray>() else {
+        return datafusion::common::internal_err!(
+            "a condition before the watermark gives {}",
+            keep.data_type()
+        );
+    };
+    let keep = match keep.null_count() {
+        0 => keep.clone(),
+        _ => prep_null_mask_filter(keep),
+    };
+    Ok(match keep.false_count() {
+        0 => batch.clone(),
+        _ => filter_record_batch(batch, &keep)?,
+    })
 }
 
 /// What a batch's rows say about event time.

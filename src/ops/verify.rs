@@ -319,6 +319,8 @@ pub async fn replay(
     // Where FILE names another sink, the one the batch wrote to is read too, for a batch
     // FILE's does not hold.
     let own_sink = ran_with.clone().filter(|_| moved_sink.is_some());
+    // Whether the batch wrote late rows at all (`--pipeline FILE` may add a `late_rows:`).
+    let ran_with_late_rows = ran_with.as_ref().map(|p| p.late_rows.is_some());
     let pipeline = match given.or(ran_with) {
         Some(pipeline) => pipeline,
         None => {
@@ -631,7 +633,11 @@ pub async fn replay(
     // The late rows too, against what the `late_rows` sink holds of the batch (walk 77: a
     // late-rows file cut short verified).
     let mut late_differs = false;
-    if let (Some(late), Some(recomputed)) = (&pipeline.late_rows, &late_recomputed) {
+    if let (Some(late), Some(recomputed), true) = (
+        &pipeline.late_rows,
+        &late_recomputed,
+        ran_with_late_rows != Some(false),
+    ) {
         for (source, late_schema) in engine.late_row_schemas() {
             let rows = recomputed
                 .get(&source)
@@ -744,6 +750,15 @@ async fn check_late_rows(
         // only rows held of it differ.
         Ok(HeldBatch::Rows { batches, .. }) if computed == 0 => batches,
         _ if computed == 0 => return Ok(None),
+        // A late-rows folder has an entry only for the batches that had late rows.
+        Err(SinkError::Corrupt { reason, .. }) | Ok(HeldBatch::Unreadable { reason, .. })
+            if reason.starts_with("is missing") =>
+        {
+            return Ok(Some(format!(
+                "batch {batch} computes {computed} late rows of source `{source}`, and the \
+                 late-rows sink {place} holds none of the batch"
+            )));
+        }
         Err(e @ (SinkError::Corrupt { .. } | SinkError::Storage(_))) => {
             return Ok(Some(unreadable(e.to_string())));
         }

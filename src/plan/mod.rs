@@ -866,13 +866,19 @@ pub async fn inline_scalar_subqueries(
         };
         values.push((q, value));
     }
-    plan.transform_up_with_subqueries(|node| {
+    // From the top down, so that a subquery is matched as found, before one inside it is
+    // written in (its value holds the inner one's).
+    plan.transform_down_with_subqueries(|node| {
         let names = NamePreserver::new(&node);
         node.map_expressions(|expr| {
             let name = names.save(&expr);
-            expr.transform_up(|e| match e {
+            expr.transform_down(|e| match e {
                 Expr::ScalarSubquery(q) => match values.iter().find(|(v, _)| *v == q) {
-                    Some((_, value)) => Ok(Transformed::yes(Expr::Literal(value.clone(), None))),
+                    Some((_, value)) => Ok(Transformed::new(
+                        Expr::Literal(value.clone(), None),
+                        true,
+                        TreeNodeRecursion::Jump,
+                    )),
                     None => Ok(Transformed::no(Expr::ScalarSubquery(q))),
                 },
                 other => Ok(Transformed::no(other)),

@@ -470,8 +470,8 @@ impl ScalarUDFImpl for CheckedDecimal {
                     let what = what.trim_start_matches("Overflow happened on: ");
                     let shown = |t: &DataType| crate::format::sql_type_name(t);
                     return Err(exec_datafusion_err!(
-                        "decimal overflow in `{}`: the unscaled values {what} (of {} and {}) \
-                         give more digits than any decimal holds; {}",
+                        "decimal overflow in `{}`: computing it over {} and {} went past 128 \
+                         bits, more digits than any decimal holds (unscaled: {what}); {}",
                         self.text,
                         shown(a.data_type()),
                         shown(b.data_type()),
@@ -1092,10 +1092,10 @@ mod tests {
             // Past 128 bits, which Arrow refuses naming only the values (walk 74 #2).
             (
                 "SELECT d * d * d AS cube FROM t",
-                "decimal overflow in `t.d * t.d`: the unscaled values \
-                 50000000000000000000000000005000000000 * \
-                 50000000000000000000000000005000000000 (of decimal(38,10) and \
-                 decimal(38,10)) give more digits than any decimal holds",
+                "decimal overflow in `t.d * t.d`: computing it over decimal(38,10) and \
+                 decimal(38,10) went past 128 bits, more digits than any decimal holds \
+                 (unscaled: 50000000000000000000000000005000000000 * \
+                 50000000000000000000000000005000000000)",
             ),
             (
                 "SELECT k, sum(DISTINCT d) FROM t GROUP BY k",

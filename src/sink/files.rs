@@ -284,16 +284,26 @@ impl FilesSink {
         }
         // The rewind that writes again every batch, from `first` to `last`, that lost its
         // output.
-        let way_out = |first: BatchId| match first.prev() {
-            Some(before) => format!(
+        let way_out = |first: BatchId| match (first.prev(), newest_written) {
+            (Some(before), true) => format!(
                 "take the batches back, which writes them again whole from their input: `sluice \
                  rewind <checkpoint> --to {before}`, then run again (where their input is gone \
                  too, the rewind refuses, and no rewind writes them again: put the files back \
                  from a backup, or run on without their rows, lost, after `sluice repair \
                  <checkpoint> --forget-lost-output`)"
             ),
-            None => "put what is gone back from a backup; or start the pipeline over on a new \
-                     checkpoint with a new, empty `sink.path`"
+            // A `late_rows` folder: `--forget-lost-output` is the sink's alone.
+            (Some(before), false) => format!(
+                "take the batches back, which writes their late rows again from their input \
+                 with their output: `sluice rewind <checkpoint> --to {before}`, then run again \
+                 (where their input is gone too, the rewind refuses: put the files back from a \
+                 backup)"
+            ),
+            (None, true) => "put what is gone back from a backup; or start the pipeline over on \
+                             a new checkpoint with a new, empty `sink.path`"
+                .to_string(),
+            (None, false) => "put what is gone back from a backup; or start the pipeline over on \
+                              a new checkpoint with new, empty `sink.path` and `late_rows` paths"
                 .to_string(),
         };
         let lost = |what: String, first: BatchId| SinkError::Lost {

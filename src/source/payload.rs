@@ -103,11 +103,13 @@ impl PayloadDecoder<'_> {
         let mut skipped = 0;
         let mut good: Vec<usize> = Vec::with_capacity(payloads.len());
         for (i, payload) in payloads.iter().enumerate() {
-            if payload.is_none_or(<[u8]>::is_empty) {
-                let why = if payload.is_none() {
-                    "the message has no payload (a tombstone)"
-                } else {
-                    "the message's payload is empty"
+            // White space alone is no value either (it decodes to no row, which would let a
+            // payload of two values elsewhere pass unseen, the count of rows still right).
+            if payload.is_none_or(|p| p.trim_ascii().is_empty()) {
+                let why = match payload {
+                    None => "the message has no payload (a tombstone)",
+                    Some([]) => "the message's payload is empty",
+                    Some(_) => "the message's payload is white space only",
                 };
                 match self.on_error {
                     // A payload before it that does not decode is the first to name.
@@ -570,6 +572,16 @@ mod tests {
                         Some(&b"{\"n\":0}"[..]),
                         Some(bad),
                         Some(&b"null"[..]),
+                        Some(&b"{\"n\":3}"[..]),
+                    ],
+                    vec![0, 3],
+                ),
+                // Beside white space, which decodes to no row: the count of rows balanced.
+                (
+                    vec![
+                        Some(&b"{\"n\":0}"[..]),
+                        Some(bad),
+                        Some(&b" "[..]),
                         Some(&b"{\"n\":3}"[..]),
                     ],
                     vec![0, 3],

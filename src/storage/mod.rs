@@ -1431,6 +1431,18 @@ fn staged_name(name: &str) -> bool {
         .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// A name object_store reads for staged name `name` (`stem#N`): the number before the
+/// extension, so that a pattern on it still matches (`b.json#1` is `b-1.json`); `file-N` where
+/// there is no stem.
+fn readable_name(name: &str) -> String {
+    let (stem, n) = name.split_once('#').unwrap_or((name, ""));
+    match stem.rsplit_once('.') {
+        _ if stem.is_empty() => format!("file-{n}"),
+        Some((base, extension)) if !base.is_empty() => format!("{base}-{n}.{extension}"),
+        _ => format!("{stem}-{n}"),
+    }
+}
+
 /// Warns, once a process for each, of files named as object_store names a write in progress
 /// (`b#1`, `data.json#2`) and older than that: a file of such a name is not read, as the
 /// store refuses its name, so it is left out, and said rather than passed over in silence.
@@ -1449,12 +1461,12 @@ fn say_staged_left_out(files: &[PathBuf]) {
         if said.insert(file.clone()) {
             let name = file
                 .file_name()
-                .map(|n| n.to_string_lossy().replacen('#', "-", 1))
+                .map(|n| readable_name(&n.to_string_lossy()))
                 .unwrap_or_default();
             tracing::warn!(
                 "{} is not read: a name that ends in `#` and digits is how the storage library \
                  (object_store) names a file while it is written, and it neither lists nor \
-                 reads such a file. Rename it to have it read: `mv {} {}`",
+                 reads such a file. Rename it to have it read: `mv -n {} {}`",
                 escaped(&file.display().to_string()),
                 quoted(file),
                 quoted(&file.with_file_name(name))
