@@ -113,6 +113,22 @@ pub enum CheckpointError {
     /// A newer run has taken the checkpoint over: this run must write nothing more.
     #[error(transparent)]
     Superseded(#[from] Superseded),
+    /// This run's own `epochs/E` entry is gone: the checkpoint was deleted (or emptied, or
+    /// replaced) while the run went on. Writing on would make a checkpoint of batch logs with
+    /// no `metadata`, no epochs and no pipeline copies.
+    #[error(
+        "checkpoint {location}: this run's entry epochs/{epoch} is gone, so the checkpoint was \
+         deleted or replaced while the run went on; the run stops and writes nothing more. \
+         What it committed before is in the sink, but the checkpoint no longer records it: put \
+         the checkpoint back from a backup, or start the pipeline over on a new checkpoint \
+         with a new, empty sink path"
+    )]
+    Gone {
+        /// The checkpoint.
+        location: String,
+        /// This run's epoch.
+        epoch: Epoch,
+    },
     /// The checkpoint belongs to a different pipeline.
     #[error(
         "checkpoint {location} belongs to pipeline `{found}`, not `{expected}`: where this is \
@@ -342,19 +358,22 @@ impl Fence {
         self.epoch
     }
 
-    /// `Ok` while no newer run exists; [`Superseded`] (naming the newest epoch) once one does.
+    /// `Ok` while no newer run exists; [`Superseded`] (naming the newest epoch) once one does;
+    /// [`CheckpointError::Gone`] once this run's own epoch entry is gone (walk 78: a
+    /// checkpoint deleted under a run went on to be written, its `metadata` gone).
     pub async fn check(&self) -> Result<(), CheckpointError> {
-        let newest = list_numbers(&self.location, paths::EPOCHS)
-            .await?
-            .last()
-            .copied();
-        match newest {
+        let epochs = list_numbers(&self.location, paths::EPOCHS).await?;
+        match epochs.last().copied() {
             Some(newest) if newest > self.epoch.0 => Err(Superseded {
                 location: self.location.to_string(),
                 epoch: self.epoch,
                 newer: Epoch(newest),
             }
             .into()),
+            _ if !epochs.contains(&self.epoch.0) => Err(CheckpointError::Gone {
+                location: self.location.to_string(),
+                epoch: self.epoch,
+            }),
             _ => Ok(()),
         }
     }

@@ -10829,3 +10829,44 @@ fn a_pipeline_file_in_utf16_is_named_with_the_conversion() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"v\":1}"]);
 }
+
+/// Walk 78 (4): a checkpoint deleted under a run of `every` went on being written (batch logs
+/// with no `metadata`, no epochs), exit 0, no word. The run finds its own epoch entry gone at
+/// its next batch and stops, saying so (exit 1).
+#[test]
+fn a_checkpoint_deleted_under_a_run_stops_it() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(&file, "trigger: available-now", "trigger: every 200ms");
+    let mut child = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8")])
+        .current_dir(ws.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let started = std::time::Instant::now();
+    while sink_lines(&ws.path("out")).is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no batch"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("delete the checkpoint");
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let status = wait_timeout(&mut child, std::time::Duration::from_secs(60));
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut said)
+        .expect("stderr");
+    let status = status.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("the run went on: {said}")
+    });
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("this run's entry epochs/") && said.contains("is gone"),
+        "{said}"
+    );
+}
