@@ -617,6 +617,9 @@ pub struct FilesSource {
     frozen_next: usize,
     /// Numbered log entries present, for compaction.
     logged: BTreeSet<u64>,
+    /// The newest compact entry's batch (`K` of `K.compact`), which holds every batch's up to
+    /// it.
+    compacted_to: Option<u64>,
     /// Files left for a later batch as younger than `min_file_age`, already said in this run.
     young: HashSet<String>,
 }
@@ -674,6 +677,7 @@ impl FilesSource {
             frozen: None,
             frozen_next: 0,
             logged: BTreeSet::new(),
+            compacted_to: None,
             young: HashSet::new(),
         };
         source.schema = source.declared_or_pinned_schema().await?;
@@ -819,6 +823,7 @@ impl FilesSource {
                 compact = compact.max(Some(n));
             }
         }
+        self.compacted_to = compact;
         if let Some(k) = compact {
             for file in self
                 .read_entry(&format!("{}/{k}.compact", self.log_dir()))
@@ -2051,18 +2056,45 @@ impl Source for FilesSource {
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0);
         // Fewer files logged than the batches so far read: an entry of the log is gone, and
-        // the files it listed would be taken for new and read again.
+        // the files it listed would be taken for new and read again. Where the batch's
+        // offsets entry is there, `repair` names the rewind that reads them again once; where
+        // it is gone as well, nothing records the batch, and the run says what gets past it
+        // (walk 78: it sent to `repair`, which found nothing).
         if (self.seen.len() as u64) < files_before {
-            return Err(CheckpointError::Inconsistent {
-                location: self.checkpoint.to_string(),
-                reason: format!(
-                    "source `{}`: the batches so far read {files_before} files, but its log \
-                     ({}/) lists {}: an entry of it was deleted, and the files it listed would \
-                     be read again",
-                    self.name,
-                    self.log_dir(),
-                    self.seen.len()
-                ),
+            let what = format!(
+                "source `{}`: the batches so far read {files_before} files, but its log ({}/) \
+                 lists {}: an entry of it was deleted",
+                self.name,
+                self.log_dir(),
+                self.seen.len()
+            );
+            let repairable = crate::checkpoint::list_numbers(
+                &self.checkpoint,
+                crate::checkpoint::paths::OFFSETS,
+            )
+            .await
+            .map_or(true, |planned| {
+                planned.iter().any(|n| {
+                    *n < batch.0
+                        && !self.logged.contains(n)
+                        && self.compacted_to.is_none_or(|k| *n > k)
+                })
+            });
+            let location = self.checkpoint.to_string();
+            return Err(if repairable {
+                CheckpointError::Inconsistent {
+                    location,
+                    reason: format!("{what}, and the files it listed would be read again"),
+                }
+            } else {
+                CheckpointError::Unrepairable {
+                    location,
+                    problems: format!(
+                        "{what}, and nothing else records which files it listed, which would \
+                         be read again. Put the entry back from a backup; or start the \
+                         pipeline over on a new checkpoint with a new, empty sink path"
+                    ),
+                }
             }
             .into());
         }

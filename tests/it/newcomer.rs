@@ -10870,3 +10870,35 @@ fn a_checkpoint_deleted_under_a_run_stops_it() {
         "{said}"
     );
 }
+
+/// Walk 78 (6): with the first batch's logs deleted (commits, offsets and the source's
+/// entry), a run said to run `sluice repair` first, which found nothing to repair: the two
+/// sent the user to each other. Nothing records which files the entry listed, so the run
+/// says what does get past it, and sends nowhere else.
+#[test]
+fn a_source_log_entry_nothing_else_records_is_not_sent_to_repair() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    for v in 0..3 {
+        input(
+            &ws,
+            &format!("{v}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
+        );
+        assert!(run(&file, &ws).status.success());
+    }
+    for entry in ["commits/0", "offsets/0", "sources/s/0"] {
+        std::fs::remove_file(ws.path(&format!("ckpt/{entry}"))).expect(entry);
+    }
+    input(&ws, "3.json", "{\"k\":\"a\",\"v\":3}\n");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("needs more than `sluice repair` can do")
+            && said.contains("Put the entry back from a backup")
+            && !said.contains("run `sluice repair"),
+        "{said}"
+    );
+    assert_eq!(sink_lines(&ws.path("out")).len(), 3, "nothing read again");
+}
