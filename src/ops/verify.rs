@@ -672,13 +672,9 @@ async fn read_sink(
     batch: BatchId,
     schema: &SchemaRef,
 ) -> Result<HeldBatch, Error> {
-    let id = Checkpoint::read_metadata(checkpoint)
-        .await?
-        .map(|m| m.id)
-        .unwrap_or_default();
     let ctx = SinkContext {
         label: "",
-        pipeline: id,
+        pipeline: pipeline_id(checkpoint).await?,
         replace: pipeline.output_mode == crate::pipeline::OutputMode::Complete,
         update: pipeline.output_mode == crate::pipeline::OutputMode::Update,
         part: None,
@@ -703,6 +699,15 @@ async fn read_sink(
     }
 }
 
+/// The id of the pipeline the checkpoint at `checkpoint` belongs to (nil where its
+/// `metadata` is gone), as a sink's records name it.
+async fn pipeline_id(checkpoint: &Location) -> Result<uuid::Uuid, Error> {
+    Ok(Checkpoint::read_metadata(checkpoint)
+        .await?
+        .map(|m| m.id)
+        .unwrap_or_default())
+}
+
 /// What differs between the late rows of source `source` that batch `batch` computes now
 /// (`rows`, of `schema`) and those the `late_rows` sink `late` holds of it, in words; `None`
 /// where they agree, or where the sink keeps nothing to compare.
@@ -714,13 +719,9 @@ async fn check_late_rows(
     schema: &SchemaRef,
     rows: &[RecordBatch],
 ) -> Result<Option<String>, Error> {
-    let id = Checkpoint::read_metadata(checkpoint)
-        .await?
-        .map(|m| m.id)
-        .unwrap_or_default();
     let ctx = SinkContext {
         label: "",
-        pipeline: id,
+        pipeline: pipeline_id(checkpoint).await?,
         replace: false,
         update: false,
         part: Some(source),

@@ -10878,15 +10878,7 @@ fn a_checkpoint_deleted_under_a_run_stops_it() {
 #[test]
 fn a_source_log_entry_nothing_else_records_is_not_sent_to_repair() {
     let ws = Workspace::new();
-    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
-    for v in 0..3 {
-        input(
-            &ws,
-            &format!("{v}.json"),
-            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
-        );
-        assert!(run(&file, &ws).status.success());
-    }
+    let file = one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 3);
     for entry in ["commits/0", "offsets/0", "sources/s/0"] {
         std::fs::remove_file(ws.path(&format!("ckpt/{entry}"))).expect(entry);
     }
