@@ -1925,14 +1925,17 @@ fn location_parts(location: &str) -> Vec<String> {
     if let Some((scheme, rest)) = location.split_once("://") {
         // One store by each of its names (object_store's `ObjectStoreScheme`): `s3a://b/x`
         // is `s3://b/x` (walk 78: a sink under a source through the other name was let be).
-        let scheme = match scheme.to_ascii_lowercase().as_str() {
+        let given = scheme.to_ascii_lowercase();
+        let scheme = match given.as_str() {
             "s3a" => "s3".to_string(),
             "az" | "adl" | "azure" | "abfs" | "abfss" => "az".to_string(),
             other => other.to_string(),
         };
-        // Not the query (`?versionId=`, a signature) nor a user in the authority.
+        // Not the query (`?versionId=`, a signature) nor a user in the authority (but for
+        // `abfs[s]://container@account`, where it names the container).
         let rest = rest.split(['?', '#']).next().unwrap_or(rest);
         let rest = match rest.split_once('/') {
+            _ if given.starts_with("abfs") => rest.to_string(),
             Some((authority, path)) => format!(
                 "{}/{path}",
                 authority
