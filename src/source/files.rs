@@ -695,14 +695,7 @@ impl FilesSource {
     /// it is missing or unreadable, the warnings come again.
     async fn load_said_before(&mut self) {
         let file = self.said_file();
-        if !self
-            .checkpoint
-            .exists(&self.checkpoint.path(&file))
-            .await
-            .unwrap_or(false)
-        {
-            return;
-        }
+        // One request: a missing file (no change said yet) is read as one that does not read.
         match read_log_entry(&self.checkpoint, &file).await {
             Ok(said) => {
                 self.said_before = said.into_iter().map(|f| (f.path.clone(), f)).collect();
