@@ -1285,6 +1285,18 @@ fn sink_failure(batch: BatchId, error: SinkError, checkpoint: &str, pipeline: &P
     }
 }
 
+/// `error` with `<checkpoint>` in a lost sink's advice as `shown` names the checkpoint (and
+/// its ways to start over with the late-rows sink's); any other error as it is.
+fn lost_placed(error: SinkError, shown: &str, pipeline: &Pipeline) -> SinkError {
+    match error {
+        SinkError::Lost { kind, reason } => SinkError::Lost {
+            kind,
+            reason: placed(&reason, shown, pipeline),
+        },
+        other => other,
+    }
+}
+
 /// Recomputes committed batches of a checkpoint from their logged offsets and state, writing
 /// nothing (`sluice replay`).
 pub struct Recompute<'p> {
@@ -1341,24 +1353,9 @@ impl<'p> Recompute<'p> {
     /// offsets entry of the batch before, if any) ended, with query `sql`; `previous_commit`
     /// (that batch's commit, where it is there) gives the event times the sources had seen,
     /// as the run had them (a source that read nothing in the batch is not taken for one
-    /// that never read).
+    /// that never read). Its output rows, and the rows it took as late, by source (those a
+    /// `late_rows` sink takes; none without one).
     pub async fn batch(
-        &mut self,
-        batch: BatchId,
-        entry: &OffsetsEntry,
-        previous: Option<&OffsetsEntry>,
-        previous_commit: Option<&crate::checkpoint::CommitEntry>,
-        sql: &str,
-    ) -> Result<Vec<RecordBatch>, Error> {
-        Ok(self
-            .batch_with_late_rows(batch, entry, previous, previous_commit, sql)
-            .await?
-            .0)
-    }
-
-    /// [`Self::batch`], with the rows the batch took as late, by source (those a `late_rows`
-    /// sink takes; none without one).
-    pub async fn batch_with_late_rows(
         &mut self,
         batch: BatchId,
         entry: &OffsetsEntry,
@@ -1888,13 +1885,9 @@ impl<'a> Driver<'a> {
             && last_went_to(&sink_record)
         {
             let shown = checkpoint.location().to_string();
-            sink.check_held(*last).await.map_err(|e| match e {
-                SinkError::Lost { kind, reason } => SinkError::Lost {
-                    kind,
-                    reason: placed(&reason, &shown, pipeline),
-                },
-                other => other,
-            })?;
+            sink.check_held(*last)
+                .await
+                .map_err(|e| lost_placed(e, &shown, pipeline))?;
             if let Some(file) = sink.table_gone(*last).await? {
                 tracing::warn!(
                     "{file}, the table batch {last} wrote (complete mode), is gone: batch {} \
@@ -1928,13 +1921,7 @@ impl<'a> Driver<'a> {
                         late_sink
                             .check_written_held(*last)
                             .await
-                            .map_err(|e| match e {
-                                SinkError::Lost { kind, reason } => SinkError::Lost {
-                                    kind,
-                                    reason: placed(&reason, &shown, pipeline),
-                                },
-                                other => other,
-                            })?;
+                            .map_err(|e| lost_placed(e, &shown, pipeline))?;
                     }
                     late_sinks.insert(name.clone(), late_sink);
                 }
@@ -2234,13 +2221,10 @@ impl<'a> Driver<'a> {
             tracing::warn!("{moved}");
         }
         let shown = self.checkpoint.location().to_string();
-        self.sink.start().await.map_err(|e| match e {
-            SinkError::Lost { kind, reason } => Error::Sink(SinkError::Lost {
-                kind,
-                reason: placed(&reason, &shown, self.pipeline),
-            }),
-            other => Error::Sink(other),
-        })?;
+        self.sink
+            .start()
+            .await
+            .map_err(|e| Error::Sink(lost_placed(e, &shown, self.pipeline)))?;
         // A `late_rows` sink is checked and reached now too, not when the first late row
         // comes (perhaps days later, failing that batch).
         for (source, schema) in self.engine.late_row_schemas() {

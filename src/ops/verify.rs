@@ -371,7 +371,7 @@ pub async fn replay(
     };
     let mut late_recomputed = None;
     let recomputed = match engine
-        .batch_with_late_rows(
+        .batch(
             batch,
             &entry,
             previous.as_ref(),
@@ -682,20 +682,36 @@ async fn read_sink(
         sync: false,
         hook: None,
     };
-    let sink = match pipeline.sink.connector().open(&ctx) {
-        Ok(sink) => sink,
+    Ok(read_held(&pipeline.sink, &ctx, batch, schema).await?)
+}
+
+/// What `sink` (opened with `ctx`, its part `ctx.part` where one is named) holds of `batch`,
+/// read as `schema`. A store that cannot be opened, or a damaged manifest entry, is a finding
+/// about the sink (`HeldBatch::Unreadable`), not a failure to verify.
+async fn read_held(
+    sink: &crate::pipeline::SinkConfig,
+    ctx: &SinkContext<'_>,
+    batch: BatchId,
+    schema: &SchemaRef,
+) -> Result<HeldBatch, SinkError> {
+    let connector = sink.connector();
+    let opened = match connector.open(ctx) {
+        Ok(opened) => opened,
         Err(SinkError::Storage(e)) => {
             return Ok(HeldBatch::Unreadable {
-                file: pipeline.sink.connector().location().unwrap_or_default(),
+                file: ctx
+                    .part
+                    .and_then(|part| connector.part_location(part))
+                    .or_else(|| connector.location())
+                    .unwrap_or_default(),
                 reason: e.to_string(),
             });
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
-    match sink.read_batch(batch, schema).await {
-        // A damaged manifest entry is a finding about the sink, not a failure to verify.
+    match opened.read_batch(batch, schema).await {
         Err(SinkError::Corrupt { file, reason }) => Ok(HeldBatch::Unreadable { file, reason }),
-        other => Ok(other?),
+        other => other,
     }
 }
 
@@ -735,10 +751,7 @@ async fn check_late_rows(
         .map(|at| crate::secret::redact_url(&at))
         .unwrap_or_else(|| connector.kind().to_string());
     let computed: usize = rows.iter().map(RecordBatch::num_rows).sum();
-    let held = match connector.open(&ctx) {
-        Ok(sink) => sink.read_batch(batch, schema).await,
-        Err(e) => Err(e),
-    };
+    let held = read_held(late, &ctx, batch, schema).await;
     let unreadable = |reason: String| {
         format!(
             "the late rows of source `{source}` cannot be compared: {place} cannot be read \
@@ -752,17 +765,13 @@ async fn check_late_rows(
         Ok(HeldBatch::Rows { batches, .. }) if computed == 0 => batches,
         _ if computed == 0 => return Ok(None),
         // A late-rows folder has an entry only for the batches that had late rows.
-        Err(SinkError::Corrupt { reason, .. }) | Ok(HeldBatch::Unreadable { reason, .. })
-            if reason.starts_with("is missing") =>
-        {
+        Ok(HeldBatch::Unreadable { reason, .. }) if reason.starts_with("is missing") => {
             return Ok(Some(format!(
                 "batch {batch} computes {computed} late rows of source `{source}`, and the \
                  late-rows sink {place} holds none of the batch"
             )));
         }
-        Err(e @ (SinkError::Corrupt { .. } | SinkError::Storage(_))) => {
-            return Ok(Some(unreadable(e.to_string())));
-        }
+        Err(e @ SinkError::Storage(_)) => return Ok(Some(unreadable(e.to_string()))),
         Err(e) => return Err(e.into()),
         Ok(HeldBatch::Missing(reason)) => {
             return Ok(Some(format!(
