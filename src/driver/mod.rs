@@ -495,15 +495,44 @@ async fn check_continuity(
                         }
                     }
                 }
-                let now = config.connector().location().map(resolved_folder);
+                let shown = |folder: String| crate::secret::redact_url(&resolved_folder(folder));
+                let now = config.connector().location().map(shown);
                 let was = then
                     .sources
                     .get(name)
                     .and_then(|c| c.connector().location())
-                    .map(resolved_folder);
+                    .map(shown);
                 if let (Some(now), Some(was)) = (now, was)
                     && now != was
                 {
+                    // Another file of a name read before is no move (a move keeps a file's
+                    // size): reading on would take it as read, its rows never read (walk 78:
+                    // a copied pipeline kept `name:` and `checkpoint:`, and read another
+                    // team's folder of same-named files as read, with exit 0).
+                    let other = config
+                        .connector()
+                        .other_files_named_as_read(name, location)
+                        .await?;
+                    if !other.is_empty() {
+                        const SHOWN: usize = 5;
+                        let more = other.len().saturating_sub(SHOWN);
+                        let mut list = other[..other.len().min(SHOWN)].join(", ");
+                        if more > 0 {
+                            list.push_str(&format!(" and {more} more"));
+                        }
+                        return Err(Error::Usage(format!(
+                            "source `{name}` reads {now} now, but the checkpoint's batches read \
+                             {was}; files there are named like files those batches read but \
+                             are other files, of another size: {list}. A file is known by its \
+                             path under the source's folder, so these would be taken as read \
+                             and their rows never read. If {now} holds other input than {was}, \
+                             start over on a new checkpoint (`checkpoint:` or `--checkpoint`)\
+                             {}, or read it as a source of another name (it starts at its \
+                             beginning); else have it read {was} again (its `path:` as it \
+                             was, in a run from the folder the batches ran in)",
+                            sink_advice(pipeline).start_over
+                        )));
+                    }
                     tracing::warn!(
                         "source `{name}` moved: earlier batches read {was}, this run reads {now}; \
                          a file there named like one read before (by its path under the folder) \

@@ -302,6 +302,24 @@ impl SourceConnector for FilesConfig {
         ))
     }
 
+    async fn other_files_named_as_read(
+        &self,
+        name: &str,
+        checkpoint: &Location,
+    ) -> Result<Vec<String>, SourceError> {
+        let source = FilesSource::open(name, self, checkpoint, None, false).await?;
+        Ok(source
+            .list_data()
+            .await?
+            .into_iter()
+            .filter_map(|file| {
+                let read = source.seen.get(&file.path)?;
+                (read.size != file.size)
+                    .then(|| format!("{} ({} bytes; {} read)", file.path, file.size, read.size))
+            })
+            .collect())
+    }
+
     async fn load_table(
         &self,
         name: &str,

@@ -752,6 +752,20 @@ pub trait SourceConnector: Send + Sync + std::fmt::Debug {
         Ok(Vec::new())
     }
 
+    /// Files in source `name`'s input now named like files its batches read (as logged in the
+    /// checkpoint at `checkpoint`) but of another size, so other files: a source whose `path:`
+    /// now names another folder would take them as read. Each as `<path> (<now> bytes; <read>
+    /// read)`, in path order; empty for a kind that reads no files.
+    ///
+    /// Errors: the store's, listing the input or reading the source's log.
+    async fn other_files_named_as_read(
+        &self,
+        _name: &str,
+        _checkpoint: &Location,
+    ) -> Result<Vec<String>, SourceError> {
+        Ok(Vec::new())
+    }
+
     /// The end offset batch `batch` had, rebuilt from what the source keeps in the checkpoint
     /// at `checkpoint` (`sluice repair`, when `offsets/N` is lost).
     async fn rebuild_offset(

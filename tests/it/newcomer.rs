@@ -10405,6 +10405,66 @@ fn a_run_from_another_folder_says_its_source_reads_another_folder() {
     assert!(said.contains(&moved), "no `{moved}` in: {said}");
 }
 
+/// Walk 78: a pipeline file copied for another team's folder kept `name:` and `checkpoint:`;
+/// the folder's files named like the ones read (`0.json`) were taken as read, their rows never
+/// read, with exit 0 and a warning. Another file of a name read before (another size) is no
+/// move: the run is refused, naming it, and writes nothing; a real move (`mv`) reads on.
+#[test]
+fn a_source_moved_to_other_files_of_the_same_names_is_refused() {
+    let ws = Workspace::new();
+    for dir in ["a", "b"] {
+        std::fs::create_dir_all(ws.path(dir)).expect("folder");
+    }
+    std::fs::write(ws.path("a/0.json"), "{\"k\":\"a\",\"v\":1}\n").expect("input");
+    let yaml = |folder: &str| {
+        format!(
+            "name: moved\ncheckpoint: ck\nsources:\n  s: {{ kind: files, path: {folder}, \
+             format: json, schema: {{ k: string, v: bigint }} }}\nquery: SELECT k, v FROM s\n\
+             trigger: available-now\nsink: {{ kind: files, path: out, format: json }}\n"
+        )
+    };
+    write_pipeline(&ws, &yaml("a"));
+    let first = run_bin(&["run", "pipeline.yaml"], ws.dir.path());
+    assert!(first.status.success(), "{}", stderr(&first));
+    // Team b's folder: a `0.json` of its own (other rows, another size) and a `1.json`.
+    std::fs::write(
+        ws.path("b/0.json"),
+        "{\"k\":\"b\",\"v\":20}\n{\"k\":\"b\",\"v\":21}\n",
+    )
+    .expect("input");
+    std::fs::write(ws.path("b/1.json"), "{\"k\":\"b\",\"v\":22}\n").expect("input");
+    write_pipeline(&ws, &yaml("b"));
+    let refused = run_bin(&["run", "pipeline.yaml"], ws.dir.path());
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    for needed in [
+        format!("source `s` reads {} now", ws.p("b")),
+        format!("batches read {}", ws.p("a")),
+        "0.json (34 bytes; 16 read)".to_string(),
+        "start over on a new checkpoint".to_string(),
+    ] {
+        assert!(said.contains(&needed), "no `{needed}` in: {said}");
+    }
+    assert!(!said.contains("1.json"), "{said}");
+    assert_eq!(sink_lines(&ws.path("out")), vec!["{\"k\":\"a\",\"v\":1}"]);
+    // Put back, then moved for real: the files read keep their sizes, and only the new one is
+    // read.
+    write_pipeline(&ws, &yaml("a"));
+    std::fs::write(ws.path("a/1.json"), "{\"k\":\"a\",\"v\":2}\n").expect("input");
+    std::fs::rename(ws.path("a"), ws.path("c")).expect("move");
+    write_pipeline(&ws, &yaml("c"));
+    let moved = run_bin(&["run", "pipeline.yaml"], ws.dir.path());
+    let said = stderr(&moved);
+    assert!(moved.status.success(), "{said}");
+    assert!(said.contains("source `s` moved"), "{said}");
+    let mut lines = sink_lines(&ws.path("out"));
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec!["{\"k\":\"a\",\"v\":1}", "{\"k\":\"a\",\"v\":2}"]
+    );
+}
+
 /// Walk 73: another format, or other columns, straight into the sink's folder are refused,
 /// but by way of another folder (out, then out2, then out again in CSV or with a column more)
 /// they were taken: the check knew the last folder only, and `out` came to hold Parquet and
