@@ -143,6 +143,11 @@ enum Command {
         /// on without their rows, which are lost.
         #[arg(long)]
         forget_lost_output: bool,
+        /// The pipeline file the batches ran with, given from the folder they ran in: stored
+        /// in the checkpoint again where its stored copy is gone (and `metadata` rebuilt from
+        /// it where that is gone too).
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
     },
     /// Show the plan each batch runs, split into its stateless and stateful parts.
     Explain {
@@ -522,7 +527,16 @@ async fn execute(cli: Cli) -> Result<(), Error> {
             checkpoint,
             dry_run,
             forget_lost_output,
-        } => repair(&checkpoint, dry_run, forget_lost_output).await,
+            pipeline,
+        } => {
+            repair(
+                &checkpoint,
+                dry_run,
+                forget_lost_output,
+                pipeline.as_deref(),
+            )
+            .await
+        }
         Command::Worker { listen } => worker(&listen).await,
     }
 }
@@ -579,10 +593,20 @@ async fn rename(spec: &str, to: &str) -> Result<(), Error> {
     Ok(())
 }
 
-async fn repair(spec: &str, dry_run: bool, forget_lost_output: bool) -> Result<(), Error> {
+async fn repair(
+    spec: &str,
+    dry_run: bool,
+    forget_lost_output: bool,
+    pipeline: Option<&std::path::Path>,
+) -> Result<(), Error> {
     let spec_sh = crate::vocab::shell_word(spec);
     let location = open_checkpoint(spec)?;
-    let mut report = crate::ops::repair(&location, spec, dry_run).await?;
+    let given = match pipeline {
+        Some(file) => Some((Pipeline::load(file)?, file.display().to_string())),
+        None => None,
+    };
+    let given = given.as_ref().map(|(p, f)| (p, f.as_str()));
+    let mut report = crate::ops::repair(&location, spec, dry_run, given).await?;
     if forget_lost_output && !report.unfixable.is_empty() {
         report.notes.push(
             "--forget-lost-output: nothing forgotten until what is listed below is repaired"

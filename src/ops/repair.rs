@@ -16,6 +16,10 @@
 //!   a new pipeline id over them): rebuilt with the id every commit records (or the sink's
 //!   owner record) and the name in the stored pipeline file.
 //!
+//! - a stored pipeline file (`pipelines/<fingerprint>.yaml`) gone: stored again from the
+//!   pipeline file given (`--pipeline FILE`) where it is the one a batch ran with (its
+//!   fingerprint is the one the batch logged: the same text, run from the same folder).
+//!
 //! - an older batch's damaged entries (runs read only the newest batch's): a committed
 //!   batch's `offsets/N` is rebuilt as above; a `commits/N` is moved aside, as if deleted,
 //!   since later batches ran on from it (`replay --verify` then holds its sink files against
@@ -50,6 +54,10 @@ pub struct RepairReport {
 /// ([`crate::source::SourceConnector::rebuild_offset`]), as the pipeline file the batch ran
 /// with (stored in the checkpoint) configures it.
 ///
+/// `given` is a pipeline file the user gave (`--pipeline FILE`) and how to show it: where a
+/// batch ran with it and its stored copy is gone, it is stored again (and what is rebuilt
+/// from the stored file, `metadata` among it, is).
+///
 /// # Errors
 /// [`Error::Usage`] when `location` holds no checkpoint; a store or checkpoint error when the
 /// logs cannot be read. What cannot be repaired is in [`RepairReport::unfixable`].
@@ -57,6 +65,7 @@ pub async fn repair(
     location: &Location,
     shown: &str,
     dry_run: bool,
+    given: Option<(&Pipeline, &str)>,
 ) -> Result<RepairReport, Error> {
     let shown_sh = crate::vocab::shell_word(shown);
     // A missing `metadata` beside batch logs, or a damaged one, is rebuilt.
@@ -87,6 +96,13 @@ pub async fn repair(
         return Ok(report);
     }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    // First, so that what is rebuilt from a stored pipeline file finds it.
+    let restored = match given {
+        Some((pipeline, file)) => {
+            restore_pipeline(location, pipeline, file, dry_run, &mut report).await?
+        }
+        None => None,
+    };
     // Half-written files a killed run left (local disk): never read, only litter, and in the
     // way of a shell's `ls offsets | sort -n`.
     remove_leftovers(
@@ -137,7 +153,7 @@ pub async fn repair(
     }
     if let Some(damage) = metadata_damage {
         // Rebuilt first: a damaged one is moved aside only for its replacement.
-        match rebuild_metadata(location, shown).await {
+        match rebuild_metadata(location, shown, restored.as_ref()).await {
             Ok((metadata, from)) => {
                 if let Some(why) = damage {
                     let aside = aside_name(paths::METADATA, &stamp);
@@ -162,7 +178,15 @@ pub async fn repair(
                 ));
             }
             Err(reason) => report.unfixable.push(format!(
-                "metadata is missing or damaged and cannot be rebuilt: {reason}. Restore it from a backup"
+                "metadata is missing or damaged and cannot be rebuilt: {reason}. Restore it \
+                 from a backup{}",
+                match given {
+                    Some(_) => String::new(),
+                    None => format!(
+                        ", or give the pipeline file the batches ran with, from the folder \
+                         they ran in: `sluice repair {shown_sh} --pipeline FILE`"
+                    ),
+                }
             )),
         }
     }
@@ -429,7 +453,7 @@ pub async fn repair(
         report.notes.push(format!(
             "{}, the pipeline file batch {last} ran with, is missing: runs carry on, but rewind \
              needs it (and replay `--pipeline FILE`). A run with the same, unchanged pipeline \
-             file stores it again",
+             file stores it again, as does `sluice repair {shown_sh} --pipeline FILE`",
             paths::pipeline(fingerprint)
         ));
     }
@@ -905,12 +929,77 @@ pub fn local_sink_folders(pipeline: &Pipeline) -> Vec<(Location, String)> {
         .collect()
 }
 
+/// Stores `pipeline` (the file the user gave, shown as `file`) in the checkpoint at
+/// `location` where a batch's log entry names its fingerprint and its stored copy is gone
+/// (said in `report`; not written in a `dry_run`), or says that no batch ran with it. The
+/// fingerprint and the pipeline as read back from its stored text, where it is one a batch
+/// ran with.
+///
+/// Errors: the store's.
+async fn restore_pipeline(
+    location: &Location,
+    pipeline: &Pipeline,
+    file: &str,
+    dry_run: bool,
+    report: &mut RepairReport,
+) -> Result<Option<(String, Pipeline)>, Error> {
+    let text = pipeline.stored_text(location.local_root());
+    let fingerprint = crate::plan::fingerprint(&text);
+    let logs = LogListing::read(location).await?;
+    let mut named = false;
+    for batch in logs.offsets.iter().rev() {
+        if let Ok(Some(entry)) = read_offsets(location, *batch).await
+            && entry.info.pipeline.as_deref() == Some(fingerprint.as_str())
+        {
+            named = true;
+            break;
+        }
+    }
+    for batch in logs.commits.iter().rev() {
+        if named {
+            break;
+        }
+        if let Ok(Some(commit)) = read_commit(location, *batch).await {
+            named = commit.pipeline.as_deref() == Some(fingerprint.as_str());
+        }
+    }
+    if !named {
+        report.notes.push(format!(
+            "{file} is not the pipeline file a batch of this checkpoint ran with (its text, or \
+             the folder it is given from, differ from theirs): nothing was taken from it"
+        ));
+        return Ok(None);
+    }
+    let stored = paths::pipeline(&fingerprint);
+    let there = matches!(
+        crate::checkpoint::read_fingerprinted(location, &stored, &fingerprint).await,
+        Ok(Some(_))
+    );
+    if !there {
+        if !dry_run {
+            location
+                .put(&location.path(&stored), text.as_bytes().to_vec())
+                .await?;
+        }
+        report
+            .fixed
+            .push(format!("stored {stored} again from {file}"));
+    }
+    let read_back =
+        Pipeline::parse_stored(&text, std::path::Path::new(&stored), location.local_root())?;
+    Ok(Some((fingerprint, read_back)))
+}
+
 /// The checkpoint's lost `metadata`, rebuilt, and where its id came from: the id from the
 /// newest commit that records it (every commit written since commits record it), else from the owner record of
 /// the sink the pipeline file names; the name from that pipeline file; the creation time as
 /// the newest commit that records it says, else from the oldest commit still held (the
 /// checkpoint is at least that old).
-async fn rebuild_metadata(location: &Location, shown: &str) -> Result<(Metadata, String), String> {
+async fn rebuild_metadata(
+    location: &Location,
+    shown: &str,
+    restored: Option<&(String, Pipeline)>,
+) -> Result<(Metadata, String), String> {
     let logs = LogListing::read(location)
         .await
         .map_err(|e| e.to_string())?;
@@ -937,10 +1026,14 @@ async fn rebuild_metadata(location: &Location, shown: &str) -> Result<(Metadata,
         }
     }
     let fingerprint = pipeline.ok_or("no log entry names the pipeline file it ran with")?;
-    let pipeline = crate::driver::stored_pipeline(location, shown, &fingerprint)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{} is not stored", paths::pipeline(&fingerprint)))?;
+    // The file given, where it is the batches' (stored again, or to be in a dry run).
+    let pipeline = match restored.filter(|(f, _)| *f == fingerprint) {
+        Some((_, given)) => given.clone(),
+        None => crate::driver::stored_pipeline(location, shown, &fingerprint)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{} is not stored", paths::pipeline(&fingerprint)))?,
+    };
     let (id, from) = match id {
         Some(found) => found,
         None => {

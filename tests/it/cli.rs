@@ -1234,7 +1234,7 @@ fn verify_and_repair_are_library_operations() {
     let before = std::fs::read_to_string(&offsets).expect("offsets/2");
     std::fs::remove_file(&offsets).expect("lose offsets/2");
     let repaired = rt
-        .block_on(sluice::ops::repair(&location, &ckpt, false))
+        .block_on(sluice::ops::repair(&location, &ckpt, false, None))
         .expect("repair");
     assert!(repaired.unfixable.is_empty(), "{:?}", repaired.unfixable);
     assert!(

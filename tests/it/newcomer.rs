@@ -10465,6 +10465,81 @@ fn a_source_moved_to_other_files_of_the_same_names_is_refused() {
     );
 }
 
+/// Walk 78: `metadata` and `pipelines/` both deleted: the run sent the user to `repair`, and
+/// repair could not rebuild `metadata` (its name is in the stored pipeline file) and said
+/// only "restore it from a backup", though the user had the pipeline file. `repair
+/// --pipeline FILE` stores the file again where a batch ran with it, and rebuilds `metadata`
+/// from it; an edited file is not taken.
+#[test]
+fn repair_stores_a_lost_pipeline_file_again_from_the_one_given() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let first = run(&file, &ws);
+    assert!(first.status.success(), "{}", stderr(&first));
+    std::fs::remove_file(ws.path("ckpt/metadata")).expect("metadata");
+    std::fs::remove_dir_all(ws.path("ckpt/pipelines")).expect("pipelines/");
+    let refused = run(&file, &ws);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("sluice repair"),
+        "{}",
+        stderr(&refused)
+    );
+    let ckpt = ws.p("ckpt");
+    let bare = run_bin(&["repair", &ckpt], ws.dir.path());
+    let said = stderr(&bare);
+    assert!(!bare.status.success(), "{said}");
+    let advice = format!("`sluice repair {ckpt} --pipeline FILE`");
+    assert!(said.contains(&advice), "no {advice} in: {said}");
+    // An edited file is not the batches': nothing is taken from it.
+    let edited = ws.path("edited.yaml");
+    std::fs::write(
+        &edited,
+        std::fs::read_to_string(&file)
+            .expect("file")
+            .replace("SELECT k, v", "SELECT v, k"),
+    )
+    .expect("edited");
+    let wrong = run_bin(
+        &[
+            "repair",
+            &ckpt,
+            "--pipeline",
+            edited.to_str().expect("utf-8"),
+        ],
+        ws.dir.path(),
+    );
+    assert!(!wrong.status.success(), "{}", stdout(&wrong));
+    assert!(
+        stdout(&wrong).contains("is not the pipeline file a batch of this checkpoint ran with"),
+        "{}",
+        stdout(&wrong)
+    );
+    assert!(!ws.path("ckpt/metadata").exists());
+    let repaired = run_bin(
+        &["repair", &ckpt, "--pipeline", file.to_str().expect("utf-8")],
+        ws.dir.path(),
+    );
+    let said = stdout(&repaired);
+    assert!(repaired.status.success(), "{said}{}", stderr(&repaired));
+    assert!(said.contains("stored pipelines/"), "{said}");
+    assert!(
+        said.contains("rebuilt metadata (pipeline `newcomer`"),
+        "{said}"
+    );
+    // The run carries on: the next file once, the first not again.
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let next = run(&file, &ws);
+    assert!(next.status.success(), "{}", stderr(&next));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        vec!["{\"k\":\"a\",\"v\":1}", "{\"k\":\"b\",\"v\":2}"]
+    );
+    let rewind = run_bin(&["rewind", &ckpt, "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+}
+
 /// Walk 73: another format, or other columns, straight into the sink's folder are refused,
 /// but by way of another folder (out, then out2, then out again in CSV or with a column more)
 /// they were taken: the check knew the last folder only, and `out` came to hold Parquet and
