@@ -414,6 +414,7 @@ impl Checkpoint {
             lease::check_idle(&location).await?;
         }
         check_no_rewind_under_way(&location).await?;
+        let mut created = false;
         let metadata = match Self::read_metadata(&location).await? {
             Some(m) => {
                 if m.name != name {
@@ -437,11 +438,18 @@ impl Checkpoint {
                     // Another run created it between our read and write: use theirs.
                     return Box::pin(Self::open_run(location, name, skip_if_running)).await;
                 }
+                created = true;
                 fresh
             }
         };
         let run_id = uuid::Uuid::new_v4();
         let epoch = take_epoch(&location, run_id).await?;
+        if created && location.local_root().is_none() {
+            MADE_IN_STORE
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((location.to_string(), epoch));
+        }
         // Another run that found the lease free at the same moment may have taken a newer
         // epoch already: this one leaves the checkpoint to it before writing its lease (one
         // that takes it later fences this run before its first batch: the driver says so too).
@@ -976,6 +984,60 @@ pub(crate) async fn fence_live_runs(location: &Location) -> Result<(), Checkpoin
         return Ok(());
     }
     take_epoch(location, uuid::Uuid::new_v4()).await.map(|_| ())
+}
+
+/// Checkpoints in an object store that a run of this process created (it wrote `metadata`),
+/// each with the epoch the run took: a run refused before it logged a batch removes what it
+/// wrote there ([`withdraw_made_in_store`]), as a refused run removes a local checkpoint
+/// folder it made.
+static MADE_IN_STORE: std::sync::Mutex<Vec<(String, Epoch)>> = std::sync::Mutex::new(Vec::new());
+
+/// The epoch of the run of this process that created the checkpoint at `location` (in an
+/// object store), taken from the record: `None` where no run here created it.
+pub fn take_made_in_store(location: &Location) -> Option<Epoch> {
+    let shown = location.to_string();
+    let mut made = MADE_IN_STORE.lock().unwrap_or_else(|e| e.into_inner());
+    let at = made.iter().position(|(l, _)| *l == shown)?;
+    Some(made.remove(at).1)
+}
+
+/// Removes the checkpoint at `location` (in an object store), which a run of this process
+/// that took `epoch` created ([`take_made_in_store`]), where it holds nothing a later run
+/// needs: no batch logged, no other run's epoch, and, unless `refused` (the run was refused:
+/// its configuration was wrong), no source's starting position logged (a next run starts
+/// where this one was to, as Kafka's `latest`). Whether it removed it.
+///
+/// Errors: the store's, listing or deleting (what was deleted before stays deleted: every
+/// object of such a checkpoint is written again by the next run).
+pub async fn withdraw_made_in_store(
+    location: &Location,
+    epoch: Epoch,
+    refused: bool,
+) -> Result<bool, StorageError> {
+    let listed = location.list("").await?;
+    let ours = paths::epoch(epoch);
+    let under = |name: &str, folder: &str| {
+        name.strip_prefix(folder)
+            .is_some_and(|rest| rest.starts_with('/'))
+    };
+    let needed = listed.iter().any(|meta| {
+        let name = location.relative(&meta.location);
+        under(&name, paths::OFFSETS)
+            || under(&name, paths::COMMITS)
+            || (under(&name, paths::EPOCHS) && name != ours)
+            || (!refused && under(&name, paths::SOURCES) && !name.ends_with("/schema"))
+    });
+    if needed {
+        return Ok(false);
+    }
+    // `metadata` first: a run that starts meanwhile makes its own checkpoint anew.
+    location.delete(&location.path(paths::METADATA)).await?;
+    for meta in &listed {
+        if location.relative(&meta.location) != paths::METADATA {
+            location.delete(&meta.location).await?;
+        }
+    }
+    Ok(true)
 }
 
 async fn take_epoch(location: &Location, run_id: uuid::Uuid) -> Result<Epoch, CheckpointError> {

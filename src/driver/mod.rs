@@ -210,6 +210,20 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
             }
         }
     }
+    // The same of a checkpoint in an object store that the run created (walk 78: a run
+    // refused at planning left `metadata`, an epoch and its pipeline file in the bucket).
+    if let Ok(location) = Location::open(&spec, false, false, None)
+        && location.local_root().is_none()
+        && let Some(epoch) = crate::checkpoint::take_made_in_store(&location)
+        && let Err(e) = &result
+        && let Err(cleanup) =
+            crate::checkpoint::withdraw_made_in_store(&location, epoch, e.exit_code() == 2).await
+    {
+        tracing::warn!(
+            "could not remove the checkpoint {} this run made: {cleanup}",
+            crate::secret::redact_url(&spec)
+        );
+    }
     result
 }
 

@@ -478,6 +478,59 @@ fn a_bucket_that_does_not_exist_is_named_without_the_xml() {
     moto.sluice_ok(&["run", pipeline.to_str().expect("utf-8")]);
 }
 
+/// Walk 78: a run refused at planning left the checkpoint it made on S3 (`metadata`, an
+/// epoch, its pipeline file), where a refused run on local disk leaves no folder: a fixed
+/// file that also renamed the pipeline was then refused for the leftover's name. Nothing of
+/// it is left; a checkpoint the run did not make is kept whole.
+#[test]
+fn a_run_refused_at_planning_leaves_no_checkpoint_on_s3() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 10, 0);
+    let names = |objects: Vec<(String, bytes::Bytes)>| -> Vec<String> {
+        objects.into_iter().map(|(name, _)| name).collect()
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let bad = s3_pipeline(&ws, "SELECT nosuch FROM clicks", "s3://sluice/ckpt");
+    let refused = moto
+        .sluice()
+        .args(["run", bad.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert_eq!(
+        names(rt.block_on(contents(&moto.store()))),
+        Vec::<String>::new()
+    );
+    let good = s3_pipeline(&ws, "SELECT * FROM clicks", "s3://sluice/ckpt");
+    let renamed =
+        std::fs::read_to_string(&good)
+            .expect("file")
+            .replacen("name: ", "name: renamed_", 1);
+    std::fs::write(&good, renamed).expect("rename");
+    moto.sluice_ok(&["run", good.to_str().expect("utf-8")]);
+    let after_good = names(rt.block_on(contents(&moto.store())));
+    assert!(
+        after_good.contains(&"ckpt/metadata".to_string()),
+        "{after_good:?}"
+    );
+    // A refused run on a checkpoint it did not make takes nothing of it.
+    let bad = std::fs::read_to_string(&good)
+        .expect("file")
+        .replace("SELECT * FROM clicks", "SELECT nosuch FROM clicks");
+    std::fs::write(&good, bad).expect("edit");
+    let refused = moto
+        .sluice()
+        .args(["run", good.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let kept = names(rt.block_on(contents(&moto.store())));
+    for name in after_good.iter().filter(|n| !n.starts_with("ckpt/epochs/")) {
+        assert!(kept.contains(name), "{name} gone: {kept:?}");
+    }
+}
+
 /// Walk 25 (2): `sluice rewind` of a checkpoint on S3 while a run was live went ahead (no
 /// lock keeps a run out there), and the run went on committing batches beside it: the
 /// rewind found its work undone and the sink missed the batches it took back. The rewind
