@@ -1225,3 +1225,47 @@ async fn messages_on_the_filter_the_limits_take_before_a_plan_are_lost_not_passe
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
 }
+
+/// Walk 81: a `workqueue` stream failed each read ("consumer in pull mode requires ack
+/// policy"), retried, then exited 1 leaving batch 0 planned. It is refused before a batch
+/// (exit 2), naming the retention and the way on; an `interest` stream is read, with a
+/// warning that messages others acknowledge may be gone first.
+#[tokio::test]
+async fn a_work_queue_stream_is_refused_and_an_interest_stream_warned_of() {
+    let ws = Workspace::new();
+    let js = context().await;
+    for (retention, name) in [
+        (jetstream::stream::RetentionPolicy::WorkQueue, "workqueue"),
+        (jetstream::stream::RetentionPolicy::Interest, "interest"),
+    ] {
+        let stream = unique(name);
+        js.create_stream(jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("{stream}.>")],
+            retention,
+            ..Default::default()
+        })
+        .await
+        .expect("create stream");
+        publish(&js, &format!("{stream}.x"), &clicks_json(&ws, 0, 3)).await;
+        let _ = std::fs::remove_dir_all(ws.path("ckpt"));
+        let file = pipeline(&ws, &stream, "");
+        let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+        let said = stderr(&out);
+        if name == "workqueue" {
+            assert_eq!(out.status.code(), Some(2), "{said}");
+            assert!(
+                said.contains(&format!("stream `{stream}` has `workqueue` retention"))
+                    && said.contains("`limits` retention"),
+                "{said}"
+            );
+            assert!(!ws.path("ckpt/offsets/0").exists(), "a batch was planned");
+        } else {
+            assert!(out.status.success(), "{said}");
+            assert!(
+                said.contains(&format!("stream `{stream}` has `interest` retention")),
+                "{said}"
+            );
+        }
+    }
+}

@@ -561,7 +561,12 @@ impl NatsSource {
                         .map(|i| {
                             let from_elsewhere = i.config.mirror.is_some()
                                 || i.config.sources.as_ref().is_some_and(|s| !s.is_empty());
-                            (i.state.clone(), i.config.subjects.clone(), from_elsewhere)
+                            (
+                                i.state.clone(),
+                                i.config.subjects.clone(),
+                                from_elsewhere,
+                                i.config.retention,
+                            )
                         })
                         .map_err(|e| describe(&e))
                 },
@@ -581,7 +586,35 @@ impl NatsSource {
                 }
                 self.error(format!("cannot read the stream at {}: {e}", self.servers()))
             })?;
-        let (info, subjects, from_elsewhere) = info;
+        let (info, subjects, from_elsewhere, retention) = info;
+        // A work queue gives each message to one consumer and removes it once acknowledged;
+        // a batch is read by sequence, unacknowledged, so that it reads the same again after
+        // a crash: the server refuses such a read (walk 81: retried, then exit 1 with a
+        // batch left planned).
+        if retention == jetstream::stream::RetentionPolicy::WorkQueue {
+            return Err(SourceError::Config {
+                source_name: self.name.clone(),
+                reason: format!(
+                    "stream `{name}` has `workqueue` retention: it removes a message once one \
+                     consumer acknowledges it, and a batch is read by sequence without \
+                     acknowledging (so that it reads the same again after a crash). Read a \
+                     stream of `limits` retention that takes this one's subjects (or sources \
+                     it) instead"
+                ),
+            });
+        }
+        if retention == jetstream::stream::RetentionPolicy::Interest
+            && super::first_time(format!("{} interest {name}", self.name))
+        {
+            tracing::warn!(
+                "source `{}`: stream `{name}` has `interest` retention: it keeps a message \
+                 only while a consumer's interest holds it, and Sluice holds none between \
+                 batches, so messages the other consumers have acknowledged may be gone \
+                 before a batch reads them (said lost, per `fail_on_data_loss`). Read a \
+                 stream of `limits` retention that sources this one instead",
+                self.name
+            );
+        }
         // A filter that no subject of the stream overlaps matches no message it takes in (a
         // stream that takes messages from other streams, `sources` or `mirror`, holds theirs
         // under their own subjects: not checked).
