@@ -111,6 +111,16 @@ pub enum Error {
         /// How the batch is planned again with an edited file.
         advice: String,
     },
+    /// An error whose advice names a `sluice rewind` that would be refused as things are
+    /// (the sink holds the batches and cannot take them back, say): said with the refusal,
+    /// which names what else to do.
+    #[error("{source}. The rewind it names would be refused now: {refusal}")]
+    RewindRefused {
+        /// The error, with its advice.
+        source: Box<Error>,
+        /// The rewind's refusal.
+        refusal: String,
+    },
     /// A check found a difference (`sluice replay --verify`).
     #[error("{0}")]
     Verify(String),
@@ -345,7 +355,9 @@ impl Error {
                 | sink::SinkError::Config { .. }
                 | sink::SinkError::Lost { .. },
             ) => 2,
-            Self::Pending { source, .. } | Self::BadRow { source, .. } => source.exit_code(),
+            Self::Pending { source, .. }
+            | Self::BadRow { source, .. }
+            | Self::RewindRefused { source, .. } => source.exit_code(),
             _ => 1,
         }
     }

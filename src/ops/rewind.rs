@@ -43,6 +43,25 @@ pub struct Rewound {
 /// committed batch, a source log compacted past `to`); storage and checkpoint errors as they
 /// come.
 pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rewound, Error> {
+    rewind_or_check(location, shown, to, false).await
+}
+
+/// Whether [`rewind`] would rewind the checkpoint at `location` to batch `to` as things are
+/// now, changing nothing: its refusal, where it would refuse (a message that advises a rewind
+/// says so with it).
+///
+/// Errors: as [`rewind`]'s.
+pub async fn check_rewind(location: &Location, shown: &str, to: BatchId) -> Result<(), Error> {
+    rewind_or_check(location, shown, to, true).await.map(|_| ())
+}
+
+/// [`rewind`], or with `check_only` its checks alone.
+async fn rewind_or_check(
+    location: &Location,
+    shown: &str,
+    to: BatchId,
+    check_only: bool,
+) -> Result<Rewound, Error> {
     let shown_sh = crate::vocab::shell_word(shown);
     let metadata = Checkpoint::read_metadata(location)
         .await?
@@ -411,6 +430,9 @@ pub async fn rewind(location: &Location, shown: &str, to: BatchId) -> Result<Rew
                 },
             )));
         }
+    }
+    if check_only {
+        return Ok(rewound);
     }
     // A run live on an object store (no lock keeps it out) is fenced before anything is
     // deleted: it stops at its next check instead of committing batches beside the rewind.

@@ -3180,3 +3180,39 @@ async fn another_pipelines_table_in_a_closed_schema_does_not_stop_complete_mode(
         assert!(said.contains(says), "no `{says}` in: {said}");
     }
 }
+
+/// Walk 80 (4): a pending batch whose file was moved away after the PostgreSQL sink (update
+/// mode) had taken the batch advised "restore the file; or `sluice rewind ... --to N`", and
+/// that rewind was refused (the table cannot give the batch back). The message says so with
+/// the advice, and the rewind's own way out; restoring the file finishes the batch once.
+#[tokio::test]
+async fn a_rewind_a_message_advises_that_the_sink_would_refuse_is_said_refused() {
+    let ws = Workspace::new();
+    let table = unique_table("refusedrewind");
+    std::fs::write(ws.path("in/0.json"), "{\"page\":\"a\",\"v\":1}\n").expect("input");
+    let pipeline = write_pipeline(
+        &ws,
+        &page_count_pipeline(&ws, &table, "  key: [page]\n  create_table: true\n"),
+    );
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    std::fs::write(ws.path("in/1.json"), "{\"page\":\"a\",\"v\":2}\n").expect("input");
+    assert!(crashed(&run_quietly(
+        &pipeline,
+        &Crash::Before.env(1, "commits/")
+    )));
+    std::fs::rename(ws.path("in/1.json"), ws.path("moved.json")).expect("move");
+    let run = sluice_run(&pipeline);
+    let said = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("`sluice rewind {} --to 0`", ws.p("ckpt")))
+            && said.contains("The rewind it names would be refused now: cannot rewind")
+            && said.contains("which cannot take batches back"),
+        "{said}"
+    );
+    std::fs::rename(ws.path("moved.json"), ws.path("in/1.json")).expect("restore");
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(page_counts(&table).await, vec!["a|2".to_string()]);
+}
