@@ -384,6 +384,22 @@ impl StateFiles {
                 .collect::<Vec<_>>()
         };
         let (stored, planned) = (describe(&rows.schema()), describe(schema));
+        if exact(&rows.schema()) != exact(schema)
+            && let (Some(was), Some(now)) =
+                (distinct_on_state(&rows.schema()), distinct_on_state(schema))
+        {
+            // Said in the query's words, not DataFusion's names of `first_value` parts (walk
+            // 80: a paragraph of `first_value(ev.event_id) ORDER BY [...][first_value_is_set]`).
+            return Err(StateError::Incompatible {
+                operator: self.operator.clone(),
+                stored: was,
+                planned: format!(
+                    "{now} (a `DISTINCT ON` query's state keeps, for each key, the row it \
+                     selected: other keys, or another column selected, are another state)"
+                ),
+                sink: None,
+            });
+        }
         if exact(&rows.schema()) != exact(schema) {
             // Only the columns that differ: the rest is the same in both.
             let only = |a: &[String], b: &[String]| {
@@ -566,6 +582,45 @@ fn decode(bytes: bytes::Bytes) -> Result<RecordBatch, String> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
     concat_batches(&schema, &batches).map_err(|e| e.to_string())
+}
+
+/// The state of a `DISTINCT ON` query, which DataFusion plans as an aggregation keeping
+/// `first_value(c) ORDER BY [...]` of each column `c` selected (and whether it is set) per key,
+/// in the query's words: "the row of each `DISTINCT ON (k)` key: k, v, ordered by k, v DESC".
+/// `None` for the state of any other query.
+fn distinct_on_state(schema: &SchemaRef) -> Option<String> {
+    const FIRST: &str = "first_value(";
+    const ORDER: &str = ") ORDER BY [";
+    let mut keys: Vec<String> = Vec::new();
+    let mut selected: Vec<String> = Vec::new();
+    let mut order = None;
+    for field in schema.fields() {
+        let name = readable_column(field.name());
+        let Some(rest) = name.strip_prefix(FIRST) else {
+            // `c@N`: the value a `first_value` is ordered by, part of its state.
+            let ordering = name
+                .rsplit_once('@')
+                .is_some_and(|(_, n)| n.chars().all(|c| c.is_ascii_digit()));
+            if !ordering {
+                keys.push(unqualified(&name));
+            }
+            continue;
+        };
+        let (column, rest) = rest.split_once(ORDER)?;
+        let (by, part) = rest.rsplit_once("][")?;
+        match part {
+            "first_value]" => selected.push(unqualified(column)),
+            "first_value_is_set]" => {}
+            _ => return None,
+        }
+        order.get_or_insert_with(|| unqualified(&by.replace(" ASC NULLS LAST", "")));
+    }
+    let order = order?;
+    Some(format!(
+        "the row of each `DISTINCT ON ({})` key: {}, ordered by {order}",
+        keys.join(", "),
+        selected.join(", ")
+    ))
 }
 
 /// `text` without the qualifiers of the column names in it (`sum(x.v)` is `sum(v)`): each

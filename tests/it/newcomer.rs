@@ -10540,6 +10540,44 @@ fn repair_stores_a_lost_pipeline_file_again_from_the_one_given() {
     assert!(rewind.status.success(), "{}", stderr(&rewind));
 }
 
+/// Walk 80: a `DISTINCT ON` query whose keys or selected columns changed was refused with a
+/// paragraph of DataFusion's names for its state (`first_value(s.k) ORDER BY [...][first_
+/// value_is_set]`, `k@0`). The refusal says both states in the query's words.
+#[test]
+fn a_changed_distinct_on_is_refused_in_the_query_s_words() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let query = "SELECT DISTINCT ON (k) k, v FROM s ORDER BY k, v";
+    let file = pipeline(&ws, query, "append");
+    let first = run(&file, &ws);
+    assert!(first.status.success(), "{}", stderr(&first));
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    for (to, now) in [
+        (
+            "SELECT DISTINCT ON (k, v) k, v FROM s ORDER BY k, v DESC",
+            "`DISTINCT ON (k, v)` key: k, v, ordered by k, v DESC",
+        ),
+        (
+            "SELECT DISTINCT ON (k) k, v, v * 2 AS w FROM s ORDER BY k, v",
+            "`DISTINCT ON (k)` key: k, v, w, ordered by k, v",
+        ),
+    ] {
+        edit_file(&file, query, to);
+        refused(
+            &ws,
+            &file,
+            &[
+                "state kept the row of each `DISTINCT ON (k)` key: k, v, ordered by k, v where",
+                now,
+            ],
+            1,
+        );
+        let said = stderr(&run(&file, &ws));
+        assert!(!said.contains("first_value"), "{said}");
+        edit_file(&file, to, query);
+    }
+}
+
 /// Walk 73: another format, or other columns, straight into the sink's folder are refused,
 /// but by way of another folder (out, then out2, then out again in CSV or with a column more)
 /// they were taken: the check knew the last folder only, and `out` came to hold Parquet and
