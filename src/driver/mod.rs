@@ -882,11 +882,22 @@ fn reworded_data_loss(error: Error, pipeline: &Pipeline) -> (Error, Option<&'sta
     }
 }
 
+/// Why a query without `GROUP BY` is refused in update mode by a keyed sink, and the mode
+/// that writes it (walk 82: `key: [n]` was answered "set `key: []`", and `key: []` "set
+/// `key:` to the GROUP BY columns").
+const GLOBAL_AGGREGATE_IN_UPDATE: &str = "the query aggregates without GROUP BY, so its \
+     result is one row with no key to write it over by, and update mode writes each changed \
+     row over the row of its key: write it with `output_mode: complete`, which replaces the \
+     table's one row each batch (or GROUP BY a column, and set `key:` to it)";
+
 /// `reason`, a sink's refusal of update mode without `key:`
 /// ([`crate::sink::UPDATE_KEY_MISSING`]), with the key `query` needs named where its text
 /// says it ("set `key: [day, product]` (the query's GROUP BY columns ...)"); any other
 /// `reason` as it is (walk 61: the refusal comes before the query is planned).
 fn name_update_key(reason: String, query: &str) -> String {
+    if reason.contains(crate::sink::UPDATE_KEY_MISSING) && crate::plan::is_global_aggregate(query) {
+        return reason.replace(crate::sink::UPDATE_KEY_MISSING, GLOBAL_AGGREGATE_IN_UPDATE);
+    }
     match crate::plan::grouping_output_names(query) {
         Some((what, names)) if reason.contains(crate::sink::UPDATE_KEY_MISSING) => reason.replace(
             crate::sink::UPDATE_KEY_MISSING,
@@ -2527,6 +2538,13 @@ impl<'a> Driver<'a> {
                  column of the query's output: select every GROUP BY column (with the name \
                  `key:` gives it)",
                 self.pipeline.name
+            )));
+        }
+        if group_keys.is_empty() && !key.is_empty() {
+            return Err(Error::Usage(format!(
+                "{}: `sink.key` is [{}], but {GLOBAL_AGGREGATE_IN_UPDATE}",
+                self.pipeline.name,
+                listed(&key),
             )));
         }
         let wanted: std::collections::BTreeSet<&String> = group_keys.iter().collect();

@@ -1336,6 +1336,51 @@ pub(crate) fn grouping_output_names(sql: &str) -> Option<(&'static str, Vec<Stri
     Some((what, names))
 }
 
+/// Whether `sql` is an aggregation without `GROUP BY` (`SELECT count(*), sum(v) FROM s`):
+/// one row, with no key, whatever the input. Judged from the text: a top-level `SELECT`
+/// without `GROUP BY` or `DISTINCT` that calls one of DataFusion's aggregate functions.
+pub(crate) fn is_global_aggregate(sql: &str) -> bool {
+    use datafusion::sql::parser::{DFParser, Statement};
+    use datafusion::sql::sqlparser::ast::{GroupByExpr, SetExpr, Statement as Sql};
+    let Ok(statements) = DFParser::parse_sql(sql) else {
+        return false;
+    };
+    let Some(Statement::Statement(statement)) = statements.front() else {
+        return false;
+    };
+    let Sql::Query(query) = &**statement else {
+        return false;
+    };
+    let mut body = &*query.body;
+    while let SetExpr::Query(inner) = body {
+        body = &*inner.body;
+    }
+    let SetExpr::Select(select) = body else {
+        return false;
+    };
+    let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
+    if grouped || select.distinct.is_some() {
+        return false;
+    }
+    let aggregates: Vec<String> =
+        datafusion::functions_aggregate::all_default_aggregate_functions()
+            .iter()
+            .flat_map(|f| std::iter::once(f.name().to_string()).chain(f.aliases().iter().cloned()))
+            .map(|n| n.to_lowercase())
+            .collect();
+    select.projection.iter().any(|item| {
+        let text = item.to_string().to_lowercase();
+        aggregates.iter().any(|name| {
+            text.match_indices(&format!("{name}(")).any(|(at, _)| {
+                !text[..at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_')
+            })
+        })
+    })
+}
+
 /// Plans `sql` in `ctx` over empty tables for the `streams` (name and schema) and analyzes
 /// what it keeps between batches.
 pub async fn plan_shape(

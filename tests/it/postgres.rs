@@ -3216,3 +3216,45 @@ async fn a_rewind_a_message_advises_that_the_sink_would_refuse_is_said_refused()
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(page_counts(&table).await, vec!["a|2".to_string()]);
 }
+
+/// Walk 82 (2): an aggregation without GROUP BY in update mode sent the user round in a
+/// circle: `key: [n]` was answered "set `key: []`", and `key: []` (or none) "set `key:` to
+/// the query's GROUP BY columns". Each says the one row has no key and names complete mode,
+/// which writes it.
+#[tokio::test]
+async fn a_global_aggregate_in_update_mode_is_sent_to_complete_mode() {
+    let ws = Workspace::new();
+    let table = unique_table("global");
+    std::fs::write(
+        ws.path("in/0.json"),
+        "{\"page\":\"a\",\"v\":1}\n{\"page\":\"b\",\"v\":2}\n",
+    )
+    .expect("input");
+    let yaml = |mode: &str, key: &str| {
+        format!(
+            "name: global\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+             format: json, schema: {{ page: string, v: bigint }} }}\nquery: SELECT count(*) AS \
+             n, sum(v) AS sv FROM s\noutput_mode: {mode}\ntrigger: available-now\nsink:\n  \
+             kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n{key}",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            url = server(),
+        )
+    };
+    for key in ["  key: [n]\n", "  key: []\n", ""] {
+        let pipeline = write_pipeline(&ws, &yaml("update", key));
+        run_refused(&pipeline, "the query aggregates without GROUP BY");
+        let said = run_refused(&pipeline, "`output_mode: complete`");
+        assert!(!said.contains("set `key: []`"), "{said}");
+    }
+    let pipeline = write_pipeline(&ws, &yaml("complete", ""));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let rows = client(server())
+        .await
+        .query(&format!("SELECT n, sv FROM {table}"), &[])
+        .await
+        .expect("select");
+    let got: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![(2, 3)]);
+}
