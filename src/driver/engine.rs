@@ -676,6 +676,37 @@ impl<'p> Engine<'p> {
             if let Some(ttl) = &self.pipeline.state_ttl {
                 check_state_ttl(ttl, self.pipeline, &shape, &logical)?;
             }
+            // Said at the default level until a batch has run with this query on the
+            // checkpoint (its text kept in `queries/`);
+            // after, at `info` (walk 62: a scheduled pipeline said the same notes every run,
+            // for a column the user knew holds no null; walk 80: the `DISTINCT ON` note).
+            let known = self
+                .checkpoint
+                .exists(&self.checkpoint.path(&crate::checkpoint::paths::query(
+                    &crate::vocab::fingerprint(sql),
+                )))
+                .await
+                .unwrap_or(false);
+            let note = |said: &str| {
+                if known {
+                    tracing::info!("{said}");
+                } else {
+                    tracing::warn!("{said}");
+                }
+            };
+            // A group that stops passing a condition on its aggregates is not taken back in
+            // update mode (walk 82: 5 of 7 groups in the sink no longer passed it, unsaid).
+            if self.pipeline.output_mode == OutputMode::Update {
+                for condition in plan::having_conditions(&logical) {
+                    note(&format!(
+                        "in update mode a group is written when it changes, and one that stops \
+                         passing `HAVING {condition}` is not taken back: its last row written \
+                         stays in the sink (as in Spark's update mode). For the table the \
+                         condition gives, use `output_mode: complete`, or keep the condition \
+                         out of `HAVING` and filter when reading"
+                    ));
+                }
+            }
             // Update mode rewrites a window as it changes; only a watermark ever lets one go.
             if let Shape::Aggregate(a) = &shape
                 && a.unclosed_windows
@@ -697,31 +728,16 @@ impl<'p> Engine<'p> {
                 && !feeds_aggregate
                 && plan::distinct_on_orders(&logical)
             {
-                tracing::warn!(
+                note(
                     "in append mode `DISTINCT ON` writes each key's first row seen, once: its \
                      `ORDER BY` picks among the rows of one batch only, and a later batch's \
                      row of the key is dropped, whatever it sorts as (Spark's \
                      `dropDuplicates`). For the row the `ORDER BY` picks over the whole stream \
-                     (the newest, say), use `output_mode: update` or `complete`"
+                     (the newest, say), use `output_mode: update` or `complete`",
                 );
             }
-            // Said at the default level until a batch has run with this query on the
-            // checkpoint (its text kept in `queries/`);
-            // after, at `info` (walk 62: a scheduled pipeline said the same notes every run,
-            // for a column the user knew holds no null).
-            let known = self
-                .checkpoint
-                .exists(&self.checkpoint.path(&crate::checkpoint::paths::query(
-                    &crate::vocab::fingerprint(sql),
-                )))
-                .await
-                .unwrap_or(false);
             for said in plan::dialect_notes(sql, &logical) {
-                if known {
-                    tracing::info!("{said}");
-                } else {
-                    tracing::warn!("{said}");
-                }
+                note(&said);
             }
             for said in plan::zero_based_calls(&logical) {
                 tracing::warn!("the query counts from 0 as Spark does: {said}");

@@ -986,6 +986,33 @@ pub fn distinct_on_orders(plan: &LogicalPlan) -> bool {
     orders
 }
 
+/// The conditions of `plan` on an aggregation's results (`HAVING max(v) < 50`): filters whose
+/// input is an aggregation, through projections and aliases, each as DataFusion writes it.
+pub fn having_conditions(plan: &LogicalPlan) -> Vec<String> {
+    let mut found = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Filter(filter) = node {
+            let mut input = filter.input.as_ref();
+            while let LogicalPlan::Projection(datafusion::logical_expr::Projection {
+                input: inner,
+                ..
+            })
+            | LogicalPlan::SubqueryAlias(datafusion::logical_expr::SubqueryAlias {
+                input: inner,
+                ..
+            }) = input
+            {
+                input = inner.as_ref();
+            }
+            if matches!(input, LogicalPlan::Aggregate(_)) {
+                found.push(filter.predicate.human_display().to_string());
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
 /// `error` with a function named as query text `sql` calls it: DataFusion's `to_char` and
 /// `date_format` are one function, which the plan names `to_char`, and the advice for Spark's
 /// pattern letters names it `date_format`; a query that wrote `to_char` only reads that.

@@ -10578,6 +10578,36 @@ fn a_changed_distinct_on_is_refused_in_the_query_s_words() {
     }
 }
 
+/// Walk 82 (6): in update mode, groups that stopped passing `HAVING` stayed in the sink (as in
+/// Spark) with no word; walk 80 (6): the append-mode `DISTINCT ON` note came at every cron run.
+/// Each is said while the query is new to the checkpoint, then at `info` only.
+#[test]
+fn query_notes_are_said_until_a_batch_has_run_the_query() {
+    for (query, mode, note) in [
+        (
+            "SELECT k, max(v) AS m FROM s GROUP BY k HAVING max(v) < 50",
+            "update",
+            "one that stops passing `HAVING max(s.v) < 50` is not taken back",
+        ),
+        (
+            "SELECT DISTINCT ON (k) k, v FROM s ORDER BY k, v DESC",
+            "append",
+            "in append mode `DISTINCT ON` writes each key's first row seen",
+        ),
+    ] {
+        let ws = Workspace::new();
+        input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+        let file = pipeline(&ws, query, mode);
+        let first = run(&file, &ws);
+        assert!(first.status.success(), "{}", stderr(&first));
+        assert!(stderr(&first).contains(note), "{}", stderr(&first));
+        input(&ws, "1.json", "{\"k\":\"a\",\"v\":99}\n");
+        let next = run(&file, &ws);
+        assert!(next.status.success(), "{}", stderr(&next));
+        assert!(!stderr(&next).contains(note), "{}", stderr(&next));
+    }
+}
+
 /// Walk 73: another format, or other columns, straight into the sink's folder are refused,
 /// but by way of another folder (out, then out2, then out again in CSV or with a column more)
 /// they were taken: the check knew the last folder only, and `out` came to hold Parquet and
