@@ -694,6 +694,24 @@ impl<'p> Engine<'p> {
                     tracing::warn!("{said}");
                 }
             };
+            // A query edited over kept state: the state holds what the old one computed
+            // (walk 82: a `WHERE` added to an aggregation, the sink then matched neither
+            // query, with no word).
+            if !known
+                && !matches!(shape, Shape::Stateless)
+                && !crate::state::StateFiles::operators(&self.checkpoint)
+                    .await?
+                    .is_empty()
+            {
+                tracing::warn!(
+                    "the query differs from the one the checkpoint's batches ran, and its state \
+                     is kept: what the state holds so far (groups, kept rows) was computed by \
+                     the old query, so where the edit changes which rows count (a `WHERE`, a \
+                     join's condition) the results mix both, as in Spark. For the new query's \
+                     results over all the input, run it on a new checkpoint{}",
+                    crate::driver::sink_advice(self.pipeline).start_over
+                );
+            }
             // A group that stops passing a condition on its aggregates is not taken back in
             // update mode (walk 82: 5 of 7 groups in the sink no longer passed it, unsaid).
             if self.pipeline.output_mode == OutputMode::Update {

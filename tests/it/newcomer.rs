@@ -10608,6 +10608,38 @@ fn query_notes_are_said_until_a_batch_has_run_the_query() {
     }
 }
 
+/// Walk 82 (3): a `WHERE` added to an aggregation over kept state ran with no word, and the
+/// sink then matched neither query. The run that first runs the edited query says the
+/// results mix both and how to have the new one's alone; later runs do not.
+#[test]
+fn a_query_edited_over_kept_state_says_the_results_mix() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let query = "SELECT k, sum(v) AS t FROM s GROUP BY k";
+    let file = pipeline(&ws, query, "update");
+    let first = run(&file, &ws);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let mix = "the query differs from the one the checkpoint's batches ran, and its state is kept";
+    assert!(!stderr(&first).contains(mix), "{}", stderr(&first));
+    edit_file(
+        &file,
+        query,
+        "SELECT k, sum(v) AS t FROM s WHERE v > 1 GROUP BY k",
+    );
+    input(&ws, "1.json", "{\"k\":\"a\",\"v\":2}\n");
+    let edited = run(&file, &ws);
+    assert!(edited.status.success(), "{}", stderr(&edited));
+    assert!(
+        stderr(&edited).contains(mix) && stderr(&edited).contains("on a new checkpoint"),
+        "{}",
+        stderr(&edited)
+    );
+    input(&ws, "2.json", "{\"k\":\"a\",\"v\":3}\n");
+    let next = run(&file, &ws);
+    assert!(next.status.success(), "{}", stderr(&next));
+    assert!(!stderr(&next).contains(mix), "{}", stderr(&next));
+}
+
 /// Walk 73: another format, or other columns, straight into the sink's folder are refused,
 /// but by way of another folder (out, then out2, then out again in CSV or with a column more)
 /// they were taken: the check knew the last folder only, and `out` came to hold Parquet and
