@@ -1569,7 +1569,10 @@ fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<P
         }
         LogicalPlan::Subquery(_) => (
             "a subquery over a stream",
-            "is not supported; join with the stream instead",
+            "is not supported. Where it reads a static table, join with the table; where it \
+             reads a stream, join the two streams, bounded in event time (append mode): an \
+             aggregation over such a join does not run in one pipeline, so write the join to \
+             a sink and aggregate that in a pipeline of its own",
         ),
         _ => return None,
     };
@@ -1616,7 +1619,11 @@ fn stream_static_join(join_type: JoinType, stream_on_left: bool) -> Option<PlanE
                  batch would emit again the static rows its own rows did not match). Joins \
                  with a static table that run: inner joins, and joins that keep the stream's \
                  rows (`stream LEFT JOIN table`, `table RIGHT JOIN stream`, \
-                 `stream LEFT SEMI JOIN table`, `stream LEFT ANTI JOIN table`)"
+                 `stream LEFT SEMI JOIN table`, `stream LEFT ANTI JOIN table`). To keep every \
+                 table row under an aggregation (zero counts too), join the table to the \
+                 aggregation's result in complete mode: `SELECT t.k, coalesce(a.n, 0) AS n \
+                 FROM t LEFT JOIN (SELECT k, count(*) AS n FROM s GROUP BY k) a ON a.k = t.k` \
+                 with `output_mode: complete`"
             .into(),
     })
 }

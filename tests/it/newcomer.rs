@@ -10640,6 +10640,54 @@ fn a_query_edited_over_kept_state_says_the_results_mix() {
     assert!(!stderr(&next).contains(mix), "{}", stderr(&next));
 }
 
+/// Walk 82 (4, 5): refusals whose advice did not work: a table's outer join under an
+/// aggregation was told only of joins that keep the stream's rows (the form that counts
+/// every table row is the join above the aggregation, in complete mode); an `IN` subquery
+/// over a stream was told "join with the stream instead", which under an aggregation is
+/// refused too. Each names the form that runs, and that form runs.
+#[test]
+fn refused_subqueries_and_table_joins_name_a_form_that_runs() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    std::fs::write(ws.path("pages.csv"), "k,title\na,Home\nb,Other\n").expect("table");
+    let file = pipeline_with_pages_table(&ws, "csv");
+    let joined = "SELECT s.k, p.title FROM s JOIN pages p ON s.k = p.k";
+    let below = "SELECT p.k, count(s.v) AS n FROM pages p LEFT JOIN s ON s.k = p.k GROUP BY p.k";
+    edit_file(&file, joined, below);
+    edit_file(&file, "output_mode: append", "output_mode: complete");
+    refused(
+        &ws,
+        &file,
+        &["join the table to the aggregation's result in complete mode"],
+        0,
+    );
+    edit_file(
+        &file,
+        below,
+        "SELECT p.k, coalesce(a.n, 0) AS n FROM pages p LEFT JOIN (SELECT k, count(*) AS n \
+         FROM s GROUP BY k) a ON a.k = p.k",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        vec!["{\"k\":\"a\",\"n\":1}", "{\"k\":\"b\",\"n\":0}"]
+    );
+    let ws = Workspace::new();
+    let file = pipeline(
+        &ws,
+        "SELECT k, count(*) AS n FROM s WHERE k IN (SELECT k FROM s WHERE v > 1) GROUP BY k",
+        "update",
+    );
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    refused(
+        &ws,
+        &file,
+        &["write the join to a sink and aggregate that in a pipeline of its own"],
+        0,
+    );
+}
+
 /// Walk 73: another format, or other columns, straight into the sink's folder are refused,
 /// but by way of another folder (out, then out2, then out again in CSV or with a column more)
 /// they were taken: the check knew the last folder only, and `out` came to hold Parquet and
