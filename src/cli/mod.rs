@@ -695,19 +695,29 @@ fn checkpoint_beside_the_file(file: &std::path::Path, pipeline: &Pipeline) -> Re
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
+    // With relative source or sink paths, only a run from there reads and writes where the
+    // batches did (walk 80: `--checkpoint` there, as advised, then failed on `in`, resolved
+    // here).
+    let or_checkpoint = if pipeline.has_relative_paths() {
+        String::new()
+    } else {
+        format!(
+            ", or give `--checkpoint {}`",
+            crate::vocab::shell_word(&there.display().to_string())
+        )
+    };
     Err(Error::Usage(format!(
         "{file}: the checkpoint `{spec}` resolves against the working folder ({here}), where \
          there is none, but {there} holds one, made by runs from the file's \
          folder: a run here would start over and read every input again. Run from there \
          (`cd {folder_sh} && sluice run {name_sh}`: relative source and sink paths resolve \
-         against the working folder too), or give `--checkpoint {there_sh}`; to start a new \
-         checkpoint here, give `--checkpoint {spec_sh}`",
+         against the working folder too){or_checkpoint}; to start a new checkpoint here, give \
+         `--checkpoint {spec_sh}`",
         file = file.display(),
         here = here.display(),
         there = there.display(),
         folder_sh = crate::vocab::shell_word(&folder.display().to_string()),
         name_sh = crate::vocab::shell_word(&name),
-        there_sh = crate::vocab::shell_word(&there.display().to_string()),
         spec_sh = crate::vocab::shell_word(&spec),
     )))
 }

@@ -1474,7 +1474,7 @@ impl Pipeline {
             )
     }
 
-    fn has_relative_paths(&self) -> bool {
+    pub(crate) fn has_relative_paths(&self) -> bool {
         let relative = |settings: &serde_yaml::Mapping| {
             settings
                 .get("path")

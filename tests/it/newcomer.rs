@@ -10688,6 +10688,45 @@ fn refused_subqueries_and_table_joins_name_a_form_that_runs() {
     );
 }
 
+/// Walk 80 (5): run from another folder, a pipeline with relative source and sink paths was
+/// told to give `--checkpoint <the one beside the file>`; doing so failed on its source `in`,
+/// resolved in the working folder. Where the file has relative paths, the way on is the run
+/// from the file's folder alone, and it works.
+#[test]
+fn a_run_from_another_folder_with_relative_paths_is_sent_to_the_file_s_folder() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let yaml = "name: relative\nsources:\n  s: { kind: files, path: in, format: json }\n\
+                query: SELECT k, v FROM s\ntrigger: available-now\n\
+                sink: { kind: files, path: out, format: json }\n";
+    let file = write_pipeline(&ws, yaml);
+    let first = run(&file, &ws);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let other = ws.path("other");
+    std::fs::create_dir_all(&other).expect("other");
+    let refused = run_bin(&["run", file.to_str().expect("utf-8")], &other);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains("`cd "), "{said}");
+    assert!(!said.contains("or give `--checkpoint"), "{said}");
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    // `cd FOLDER && sluice run FILE`, as the message gives it.
+    let start = said.find("`cd ").expect("cd") + 1;
+    let end = start + said[start..].find('`').expect("closing backtick");
+    let words: Vec<&str> = said[start..end].split_whitespace().collect();
+    assert_eq!(
+        (words[0], words[2], words[3]),
+        ("cd", "&&", "sluice"),
+        "{said}"
+    );
+    let out = run_bin(&words[4..], std::path::Path::new(words[1]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        vec!["{\"k\":\"a\",\"v\":1}", "{\"k\":\"b\",\"v\":2}"]
+    );
+}
+
 /// Walk 73: another format, or other columns, straight into the sink's folder are refused,
 /// but by way of another folder (out, then out2, then out again in CSV or with a column more)
 /// they were taken: the check knew the last folder only, and `out` came to hold Parquet and
