@@ -25,7 +25,7 @@
 //! expression; `headers` adds a header per expression. Update mode needs `key`: each record is
 //! the newest value of its key, as a compacted topic keeps it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -191,6 +191,7 @@ impl SinkConnector for KafkaSinkConfig {
             transactional_id,
             progress_key,
             update: ctx.update,
+            complete: ctx.replace,
             label: ctx.label.to_string(),
             live: tokio::sync::Mutex::new(None),
         }))
@@ -222,6 +223,11 @@ pub struct Progress {
 /// The header of a progress record that holds its pipeline's label ([`Progress::label`]).
 const LABEL_HEADER: &str = "sluice-label";
 
+/// In complete mode, the header of each record a batch writes: `<pipeline id>/<batch>`, so
+/// that a reader takes the newest batch's records as the table, and the next batch finds the
+/// keys this one wrote among other producers' records.
+const BATCH_HEADER: &str = "sluice-batch";
+
 /// What one batch wrote.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -249,6 +255,10 @@ pub struct KafkaSink {
     progress_key: String,
     /// Update mode: each row is written as the newest record of its key.
     update: bool,
+    /// Complete mode: each batch writes the whole result table, its records marked with the
+    /// batch ([`BATCH_HEADER`]), and, with a `key`, a tombstone for each key of the previous
+    /// batch's table that this one lacks.
+    complete: bool,
     /// How a person tells this pipeline from another (its name and checkpoint), kept in its
     /// progress records.
     label: String,
@@ -732,9 +742,25 @@ impl KafkaSink {
         output: &BatchOutput,
         encoders: &Arc<Encoders>,
     ) -> Result<Progress, WriteError> {
+        // Complete mode with a key: the keys of the previous batch's table, to take back
+        // those this one lacks (walk 82: a group `HAVING` dropped stayed the newest record of
+        // its key, so a compacted topic's reader saw it for ever).
+        let batch_mark = format!("{}/{batch}", self.pipeline);
+        let gone_from: Option<HashSet<Vec<u8>>> = match (&live.last, self.complete) {
+            (Some(last), true) if self.config.key.is_some() => {
+                match last.batches.range(..batch.0).next_back() {
+                    Some((&before, written)) if !written.offsets.is_empty() => {
+                        Some(self.keys_written(before, written).await?)
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
         let producer = Arc::clone(&live.producer);
         let topic = self.config.topic.clone();
         let update = self.update;
+        let complete = self.complete;
         let key_sql = self.config.key.clone();
         let batches: Vec<RecordBatch> = output.batches().cloned().collect();
         let encoders = Arc::clone(encoders);
@@ -745,6 +771,13 @@ impl KafkaSink {
             producer.context().clear();
             producer.begin_transaction().map_err(classify)?;
             let result = failpoint::external(&location, &format!("rows of batch {batch}"), || {
+                let mark = || {
+                    (
+                        BATCH_HEADER.to_string(),
+                        Some(batch_mark.as_bytes().to_vec()),
+                    )
+                };
+                let mut written_keys: HashSet<Vec<u8>> = HashSet::new();
                 let mut index = 0;
                 for batch in &batches {
                     // The same at every attempt: the rows' fault, not the broker's.
@@ -755,6 +788,22 @@ impl KafkaSink {
                         })
                     })?;
                     for row in &rows {
+                        let marked;
+                        let row = if complete {
+                            if let (Some(key), true) = (&row.key, gone_from.is_some()) {
+                                written_keys.insert(key.clone());
+                            }
+                            let mut headers = row.headers.clone();
+                            headers.push(mark());
+                            marked = EncodedRow {
+                                key: row.key.clone(),
+                                value: row.value.clone(),
+                                headers,
+                            };
+                            &marked
+                        } else {
+                            row
+                        };
                         // Update mode writes a row as the newest record of its key; a row
                         // without one would be no key's, and a compacted topic refuses it.
                         if update && row.key.is_none() {
@@ -773,6 +822,17 @@ impl KafkaSink {
                             other => other,
                         })?;
                         index += 1;
+                    }
+                }
+                // Each key the previous table had and this one lacks, taken back.
+                for key in gone_from.iter().flatten() {
+                    if !written_keys.contains(key) {
+                        let tombstone = EncodedRow {
+                            key: Some(key.clone()),
+                            value: None,
+                            headers: vec![mark()],
+                        };
+                        send(&producer, &topic, &tombstone, timeout)?;
                     }
                 }
                 flush(&producer, timeout)?;
@@ -881,6 +941,93 @@ impl KafkaSink {
             started.elapsed()
         );
         Ok(progress)
+    }
+}
+
+impl KafkaSink {
+    /// The keys of the records with a value that batch `before` wrote (`written`: where),
+    /// read back from the topic as a `read_committed` consumer, its own records told from
+    /// other producers' by [`BATCH_HEADER`].
+    ///
+    /// Errors: the brokers' ([`WriteError::Abortable`]: tried again), or records of the batch
+    /// gone from the topic (retention: its table cannot be known, so nothing is taken back
+    /// that may still be there: refused, naming the batch).
+    async fn keys_written(
+        &self,
+        before: u64,
+        written: &Written,
+    ) -> Result<HashSet<Vec<u8>>, WriteError> {
+        let config = self
+            .reader_config()
+            .map_err(|e| WriteError::Other(e.to_string()))?;
+        let topic = self.config.topic.clone();
+        let mark = format!("{}/{before}", self.pipeline).into_bytes();
+        let ranges: Vec<(i32, i64, i64)> = written
+            .offsets
+            .iter()
+            .map(|(p, (first, last))| (*p, *first, *last))
+            .collect();
+        let timeout = self.config.retry.timeout;
+        blocking(move || -> Result<HashSet<Vec<u8>>, WriteError> {
+            use rdkafka::message::{Headers as _, Message as _};
+            let consumer = crate::source::kafka::client::range_consumer(&config)
+                .map_err(WriteError::Abortable)?;
+            let mut keys = HashSet::new();
+            for (partition, first, last) in ranges {
+                let (low, _) = consumer
+                    .fetch_watermarks(&topic, partition, timeout)
+                    .map_err(WriteError::Abortable)?;
+                if low > first {
+                    return Err(WriteError::Refused(format!(
+                        "the records batch {before} wrote to partition {partition} of topic \
+                         `{topic}` from offset {first} are gone (the topic's retention; it now \
+                         starts at {low}), so the keys of its table are not known, and which \
+                         of them this batch's table lacks cannot be taken back"
+                    )));
+                }
+                let mut list = TopicPartitionList::new();
+                list.add_partition_offset(&topic, partition, Offset::Offset(first))
+                    .map_err(WriteError::Abortable)?;
+                consumer.assign(&list).map_err(WriteError::Abortable)?;
+                let mut waited = std::time::Instant::now();
+                loop {
+                    if waited.elapsed() > timeout {
+                        return Err(WriteError::Other(format!(
+                            "no record came within {timeout:?} reading back what batch \
+                             {before} wrote to partition {partition} of topic `{topic}`"
+                        )));
+                    }
+                    match consumer.poll(Duration::from_millis(100)) {
+                        None => continue,
+                        Some(Err(KafkaError::PartitionEOF(_))) => break,
+                        Some(Err(e)) => return Err(WriteError::Abortable(e)),
+                        Some(Ok(message)) => {
+                            waited = std::time::Instant::now();
+                            if message.offset() > last {
+                                break;
+                            }
+                            let ours = message.headers().is_some_and(|headers| {
+                                headers
+                                    .iter()
+                                    .any(|h| h.key == BATCH_HEADER && h.value == Some(&mark[..]))
+                            });
+                            if ours
+                                && message.payload().is_some()
+                                && let Some(key) = message.key()
+                            {
+                                keys.insert(key.to_vec());
+                            }
+                            if message.offset() >= last {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            consumer.unassign().map_err(WriteError::Abortable)?;
+            Ok(keys)
+        })
+        .await
     }
 }
 

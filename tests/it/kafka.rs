@@ -2066,3 +2066,131 @@ async fn a_topic_made_again_says_the_way_out_in_the_sinks_terms() {
         "{said}"
     );
 }
+
+/// Every committed record of one-partition `topic`, in offset order: its key, its value (none
+/// for a tombstone) and its `sluice-batch` header.
+fn committed_records(topic: &str) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>, Option<String>)> {
+    use rdkafka::message::Headers as _;
+    let consumer: BaseConsumer = client(broker())
+        .set("group.id", "sluice-tests")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("tpl");
+    consumer.assign(&list).expect("assign");
+    let mut records = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "reading {topic} timed out");
+        match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => panic!("consume: {e}"),
+            Some(Ok(m)) => {
+                let batch = m.headers().and_then(|headers| {
+                    headers
+                        .iter()
+                        .find(|h| h.key == "sluice-batch")
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).to_string())
+                });
+                records.push((
+                    m.key().map(<[u8]>::to_vec),
+                    m.payload().map(<[u8]>::to_vec),
+                    batch,
+                ));
+            }
+        }
+    }
+    records
+}
+
+/// Walk 82 (1): in complete mode a group that left the result (`HAVING` no longer passed)
+/// stayed the newest record of its key, so a reader of the topic as compacted (newest per
+/// key) saw it for ever, and no record told one batch's table from another's. Each record
+/// names its batch (`sluice-batch`), and a key the previous table had and this one lacks
+/// gets a tombstone: newest per key is the table, and so are the newest batch's records.
+#[tokio::test]
+async fn complete_mode_takes_back_the_keys_a_table_no_longer_has() {
+    let ws = Workspace::new();
+    let out = unique("complete");
+    create_topic(broker(), &out, 1).await;
+    let yaml = format!(
+        "name: complete\ncheckpoint: {ckpt}\nsources:\n  s:\n    kind: files\n    path: {input}\n    format: json\n    schema: {{ k: string, v: bigint }}\nquery: SELECT k, count(*) AS n, max(v) AS mx FROM s GROUP BY k HAVING max(v) < 10\noutput_mode: complete\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n  key: k\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        broker = broker(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let inputs = [
+        "{\"k\":\"a\",\"v\":5}\n{\"k\":\"b\",\"v\":7}\n{\"k\":\"c\",\"v\":1}\n",
+        "{\"k\":\"a\",\"v\":50}\n",
+        "{\"k\":\"b\",\"v\":60}\n{\"k\":null,\"v\":1}\n",
+    ];
+    let tables: [&[&str]; 3] = [
+        &[
+            "a {\"k\":\"a\",\"n\":1,\"mx\":5}",
+            "b {\"k\":\"b\",\"n\":1,\"mx\":7}",
+            "c {\"k\":\"c\",\"n\":1,\"mx\":1}",
+        ],
+        &[
+            "b {\"k\":\"b\",\"n\":1,\"mx\":7}",
+            "c {\"k\":\"c\",\"n\":1,\"mx\":1}",
+        ],
+        &["- {\"n\":1,\"mx\":1}", "c {\"k\":\"c\",\"n\":1,\"mx\":1}"],
+    ];
+    for (i, (input, table)) in inputs.iter().zip(tables).enumerate() {
+        std::fs::write(ws.path(&format!("in/{i}.json")), input).expect("input");
+        let run = sluice_run(&pipeline, &[]);
+        assert!(run.status.success(), "{}", stderr(&run));
+        let records = committed_records(&out);
+        let shown = |key: &Option<Vec<u8>>, value: &[u8]| {
+            format!(
+                "{} {}",
+                key.as_ref()
+                    .map_or("-".to_string(), |k| String::from_utf8_lossy(k).to_string()),
+                String::from_utf8_lossy(value)
+            )
+        };
+        // Newest per key, as a compacted topic keeps it (a null key is no key's: the newest
+        // batch's null-key records).
+        let newest_batch = records
+            .last()
+            .and_then(|(_, _, batch)| batch.clone())
+            .expect("a batch header");
+        let mut newest: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+            std::collections::BTreeMap::new();
+        let mut rows: Vec<String> = Vec::new();
+        for (key, value, batch) in &records {
+            assert!(batch.is_some(), "a record without its batch: {records:?}");
+            match key {
+                Some(key) => {
+                    newest.insert(key.clone(), value.clone());
+                }
+                None if batch.as_ref() == Some(&newest_batch) => {
+                    rows.push(shown(&None, value.as_deref().unwrap_or_default()))
+                }
+                None => {}
+            }
+        }
+        rows.extend(
+            newest
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| shown(&Some(k.clone()), v))),
+        );
+        rows.sort();
+        assert_eq!(rows, table, "after run {i}");
+        // The newest batch's records are the table too.
+        let mut latest: Vec<String> = records
+            .iter()
+            .filter(|(_, value, batch)| value.is_some() && batch.as_ref() == Some(&newest_batch))
+            .map(|(key, value, _)| shown(key, value.as_deref().unwrap_or_default()))
+            .collect();
+        latest.sort();
+        assert_eq!(latest, table, "newest batch after run {i}");
+    }
+}
