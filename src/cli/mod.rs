@@ -445,6 +445,9 @@ async fn execute(cli: Cli) -> Result<(), Error> {
             if checkpoint.is_none() {
                 checkpoint_beside_the_file(&pipeline_path, &pipeline)?;
             }
+            let spec = checkpoint
+                .clone()
+                .unwrap_or_else(|| pipeline.checkpoint_location());
             let options = RunOptions {
                 trigger,
                 checkpoint,
@@ -453,7 +456,11 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                 shutdown: Some(stop_rx),
                 skip_if_running,
             };
-            let summary = driver::run(&pipeline, options).await.map_err(|e| match e {
+            let ran = match driver::run(&pipeline, options).await {
+                Ok(summary) => Ok(summary),
+                Err(e) => Err(crate::ops::with_refused_rewind(e, &spec).await),
+            };
+            let summary = ran.map_err(|e| match e {
                 // Say where the SQL is; DataFusion's message says where in it.
                 Error::Plan(plan) => Error::Usage(format!(
                     "{}: `query`{}: {plan}",

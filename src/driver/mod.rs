@@ -145,17 +145,13 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
     let spec = checkpoint_spec.clone();
     let result = match run_from(pipeline, options, checkpoint_spec).await {
         Ok(summary) => Ok(summary),
-        Err(e) => Err(with_refused_rewind(
-            with_edit_advice(
-                with_sink_advice(with_schema_line(e, pipeline), pipeline),
-                pipeline,
-                &spec,
-            )
-            .await
-            .in_checkpoint(&spec),
+        Err(e) => Err(with_edit_advice(
+            with_sink_advice(with_schema_line(e, pipeline), pipeline),
+            pipeline,
             &spec,
         )
-        .await),
+        .await
+        .in_checkpoint(&spec)),
     };
     // A run refused or failed before any batch on a checkpoint it made removes the
     // checkpoint and sink folders it made, as long as it logged no batch there (a batch
@@ -229,34 +225,6 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         );
     }
     result
-}
-
-/// `error`, where its advice names `sluice rewind <checkpoint> --to N` and that rewind would
-/// be refused as the checkpoint and sink are now, with the refusal, which says what else to
-/// do (walk 80: a pending batch's file gone advised a rewind its PostgreSQL sink, which had
-/// taken the batch, refused; walk 81: so did messages gone from a stream). Else as it is.
-async fn with_refused_rewind(error: Error, spec: &str) -> Error {
-    let advised = format!("sluice rewind {} --to ", crate::vocab::shell_word(spec));
-    let text = error.to_string();
-    let Some(to) = text.find(&advised).and_then(|at| {
-        let rest = &text[at + advised.len()..];
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        rest[..digits].parse::<u64>().ok()
-    }) else {
-        return error;
-    };
-    let Ok(location) = Location::open(spec, false, false, None) else {
-        return error;
-    };
-    match crate::ops::check_rewind(&location, spec, BatchId(to)).await {
-        Err(refusal) => Error::RewindRefused {
-            source: Box::new(error),
-            refusal: refusal.to_string(),
-        },
-        Ok(()) => error,
-    }
 }
 
 /// A declared column's type that does not read (found when the source opens) named with its

@@ -11,5 +11,5 @@ pub use repair::{
     ForgottenOutput, RepairReport, forget_lost_output, local_sink_folders, owned_leftovers, repair,
     state_damage,
 };
-pub use rewind::{Rewound, check_rewind, rewind};
+pub use rewind::{Rewound, check_rewind, rewind, with_refused_rewind};
 pub use verify::{ReplayOptions, Replayed, Side, replay};

@@ -55,6 +55,34 @@ pub async fn check_rewind(location: &Location, shown: &str, to: BatchId) -> Resu
     rewind_or_check(location, shown, to, true).await.map(|_| ())
 }
 
+/// `error`, where its advice names `sluice rewind <checkpoint> --to N` and that rewind would
+/// be refused as the checkpoint and sink are now, with the refusal, which says what else to
+/// do (walk 80: a pending batch's file gone advised a rewind its PostgreSQL sink, which had
+/// taken the batch, refused; walk 81: so did messages gone from a stream). Else as it is.
+pub async fn with_refused_rewind(error: Error, spec: &str) -> Error {
+    let advised = format!("sluice rewind {} --to ", crate::vocab::shell_word(spec));
+    let text = error.to_string();
+    let Some(to) = text.find(&advised).and_then(|at| {
+        let rest = &text[at + advised.len()..];
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        rest[..digits].parse::<u64>().ok()
+    }) else {
+        return error;
+    };
+    let Ok(location) = Location::open(spec, false, false, None) else {
+        return error;
+    };
+    match check_rewind(&location, spec, BatchId(to)).await {
+        Err(refusal) => Error::RewindRefused {
+            source: Box::new(error),
+            refusal: refusal.to_string(),
+        },
+        Ok(()) => error,
+    }
+}
+
 /// [`rewind`], or with `check_only` its checks alone.
 async fn rewind_or_check(
     location: &Location,
@@ -138,13 +166,15 @@ async fn rewind_or_check(
     let newest_pipeline = match stored_pipeline(location, shown, &logs).await {
         Ok(pipeline) => pipeline,
         Err(e) => {
-            tracing::warn!("the newest batch's pipeline file cannot be read: {e}");
+            if !check_only {
+                tracing::warn!("the newest batch's pipeline file cannot be read: {e}");
+            }
             None
         }
     };
     // A source's log entry of the batch after the newest, written by a planning that was cut
     // short (no offsets entry names it), goes too, so that batch is planned afresh.
-    if let Some(pipeline) = &newest_pipeline {
+    if !check_only && let Some(pipeline) = &newest_pipeline {
         for (name, config) in &pipeline.sources {
             match config
                 .connector()
@@ -158,7 +188,7 @@ async fn rewind_or_check(
     }
     if newest == target {
         // A rewind cut short after its last batch (or whose record does not read) is done.
-        if location.exists(&location.path(paths::REWIND)).await? {
+        if !check_only && location.exists(&location.path(paths::REWIND)).await? {
             location.delete(&location.path(paths::REWIND)).await?;
         }
         return Ok(rewound);
@@ -180,12 +210,15 @@ async fn rewind_or_check(
                 match crate::ops::repair::rebuild_offsets(location, shown, batch, &logs).await {
                     Ok(entry) => Some(entry),
                     Err(why) => {
-                        tracing::warn!(
-                            "{} is damaged (line {line}: {reason}) and cannot be rebuilt \
-                             ({why}); it goes with batch {batch}, whose input is not checked \
-                             to be still there",
-                            paths::offsets(batch)
-                        );
+                        // (A check says nothing of its own: the message it adds to does.)
+                        if !check_only {
+                            tracing::warn!(
+                                "{} is damaged (line {line}: {reason}) and cannot be rebuilt \
+                                 ({why}); it goes with batch {batch}, whose input is not \
+                                 checked to be still there",
+                                paths::offsets(batch)
+                            );
+                        }
                         None
                     }
                 }
@@ -209,11 +242,13 @@ async fn rewind_or_check(
                     Some(f)
                 }
                 Ok(None) | Err(_) => {
-                    tracing::warn!(
-                        "batch {batch}'s pipeline file {} is missing or damaged; taking the \
-                         batch back from the newest batch's sink",
-                        paths::pipeline(&f)
-                    );
+                    if !check_only {
+                        tracing::warn!(
+                            "batch {batch}'s pipeline file {} is missing or damaged; taking \
+                             the batch back from the newest batch's sink",
+                            paths::pipeline(&f)
+                        );
+                    }
                     None
                 }
             },
@@ -591,7 +626,7 @@ async fn open_sinks(
     to: BatchId,
     pending_only: bool,
     written_before: Option<&[BatchId]>,
-    refuse: &dyn Fn(String) -> Error,
+    refuse: &(dyn Fn(String) -> Error + Sync),
 ) -> Result<(Option<Box<dyn Sink>>, Vec<Box<dyn Sink>>), Error> {
     let ctx = SinkContext {
         label: "",

@@ -2067,9 +2067,11 @@ async fn a_topic_made_again_says_the_way_out_in_the_sinks_terms() {
     );
 }
 
-/// Every committed record of one-partition `topic`, in offset order: its key, its value (none
-/// for a tombstone) and its `sluice-batch` header.
-fn committed_records(topic: &str) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>, Option<String>)> {
+/// A record read back: its key, its value (none for a tombstone) and its `sluice-batch` header.
+type ReadRecord = (Option<Vec<u8>>, Option<Vec<u8>>, Option<String>);
+
+/// Every committed record of one-partition `topic`, in offset order.
+fn committed_records(topic: &str) -> Vec<ReadRecord> {
     use rdkafka::message::Headers as _;
     let consumer: BaseConsumer = client(broker())
         .set("group.id", "sluice-tests")
