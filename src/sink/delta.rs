@@ -26,7 +26,7 @@
 //! has none for (times, durations, intervals) is refused before the first batch, naming the
 //! column.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
@@ -407,9 +407,8 @@ struct TxnLine {
 
 /// Whether the data file `path` (as the log writes it) is among the table's files `active`
 /// ([`DeltaSink::active_files`]).
-fn is_active(active: &[String], path: &str) -> bool {
-    let path = format!("/{}", decode_path(path));
-    active.iter().any(|uri| uri.ends_with(&path))
+fn is_active(active: &HashSet<String>, path: &str) -> bool {
+    active.contains(&decode_path(path))
 }
 
 /// A data file's path as the log writes it (URL-encoded), decoded.
@@ -635,7 +634,8 @@ impl DeltaSink {
                     || "OPTIMIZE, or another writer's DELETE or UPDATE".to_string(),
                     |r| format!("version {}, {}", r.version, r.operation)
                 ),
-                self.location
+                self.location,
+                gone = decode_path(gone),
             )));
         }
         if check_only {
@@ -1076,12 +1076,17 @@ impl DeltaSink {
         Ok(found)
     }
 
-    /// The table's data files, as URIs (decoded).
-    fn active_files(&self, table: &DeltaTable) -> Result<Vec<String>, SinkError> {
+    /// The table's data files, by their paths as the log writes them, decoded once (as
+    /// [`decode_path`] decodes a commit's): compared as URIs, a partition folder's own
+    /// escape (`k=a%20b`, for the value `a b`) was decoded a second time, and the file was
+    /// taken for one rewritten since (walk 83: a rewind refused for every such batch).
+    fn active_files(&self, table: &DeltaTable) -> Result<HashSet<String>, SinkError> {
         Ok(table
-            .get_file_uris()
+            .snapshot()
             .map_err(|e| self.error(e))?
-            .map(|uri| decode_path(&uri))
+            .log_data()
+            .into_iter()
+            .map(|file| file.path().into_owned())
             .collect())
     }
 
@@ -1741,7 +1746,8 @@ impl DeltaSink {
         let mut files = Vec::new();
         let mut batches = Vec::new();
         for file in &commit.adds {
-            let name = format!("{}/{}", self.location, file.path);
+            // As the folder and file are named, not as the log encodes them (walk 83).
+            let name = format!("{}/{}", self.location, decode_path(&file.path));
             match self.read_file(&table, file, schema).await {
                 Ok(read) => batches.extend(read),
                 Err(reason) => return Ok(HeldBatch::Unreadable { file: name, reason }),
