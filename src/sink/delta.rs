@@ -2011,8 +2011,11 @@ impl Sink for DeltaSink {
             Some(h) => format!("holds batches up to {h} only"),
             None => "holds none of its batches".to_string(),
         };
-        let way_out = match (self.mode, held.and_then(|h| u64::try_from(h).ok())) {
-            (Mode::Append, Some(h)) => format!(
+        // In every mode: the table holds none of the batches taken back, so a rewind takes
+        // nothing out of it, and the batches are computed again (update mode merges them
+        // over what batch `h` left; walk 83: the advice named only a restore or a new start).
+        let way_out = match held.and_then(|h| u64::try_from(h).ok()) {
+            Some(h) => format!(
                 "take the missing batches back, which computes them again from their input: \
                  `sluice rewind <checkpoint> --to {h}`, then run again"
             ),

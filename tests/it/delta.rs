@@ -1817,3 +1817,45 @@ async fn a_rewind_takes_back_files_of_partitions_with_escaped_values() {
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(table(), all);
 }
+
+/// Walk 83 (3): in update mode, a table that lost its newest commit was answered "restore the
+/// table's log from a backup; or start over", though taking the lost batch back (which takes
+/// nothing out of the table) and running again mends it, as in append mode. The message says
+/// so, and following it gives the batch query's table.
+#[tokio::test]
+async fn an_update_table_that_lost_its_newest_commit_is_mended_by_the_rewind_it_names() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 40, 0);
+    let query = "SELECT page, count(*) AS n FROM clicks GROUP BY page";
+    let pipeline = delta_pipeline(
+        &ws,
+        "ckpt",
+        query,
+        "output_mode: update\n",
+        "  key: [page]\n",
+    );
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let mut entries: Vec<_> = std::fs::read_dir(ws.path("table/_delta_log"))
+        .expect("log")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    entries.sort();
+    std::fs::remove_file(entries.last().expect("a commit")).expect("lose batch 2");
+    write_clicks(&ws.path("in"), "json", 1, 40, 3);
+    let refused = run_quietly(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    let advice = format!("sluice rewind {} --to 1", ws.p("ckpt"));
+    assert!(said.contains(&advice), "{said}");
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "1"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, page_count_schema()),
+        oracle(&ws.path("in"), "json", query).await
+    );
+}
