@@ -1030,10 +1030,26 @@ pub async fn withdraw_made_in_store(
     if needed {
         return Ok(false);
     }
-    // `metadata` first: a run that starts meanwhile makes its own checkpoint anew.
-    location.delete(&location.path(paths::METADATA)).await?;
+    // `metadata` first: a run that starts after makes its own checkpoint anew. One that read
+    // it just before took an epoch: then it is put back, and the rest is left to that run.
+    let metadata = location.path(paths::METADATA);
+    let kept = location.get(&metadata).await?;
+    location.delete(&metadata).await?;
+    let others = location
+        .list(paths::EPOCHS)
+        .await?
+        .iter()
+        .any(|meta| location.relative(&meta.location) != ours);
+    if others {
+        if let Some(bytes) = kept {
+            location.put_if_absent(&metadata, bytes.to_vec()).await?;
+        }
+        return Ok(false);
+    }
     for meta in &listed {
-        if location.relative(&meta.location) != paths::METADATA {
+        let name = location.relative(&meta.location);
+        // The lease is whoever runs now's (this run's went as it ended).
+        if name != paths::METADATA && name != paths::LEASE {
             location.delete(&meta.location).await?;
         }
     }

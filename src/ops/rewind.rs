@@ -74,12 +74,14 @@ pub async fn with_refused_rewind(error: Error, spec: &str) -> Error {
     let Ok(location) = Location::open(spec, false, false, None) else {
         return error;
     };
+    // Only the rewind's own refusals: a lock another run holds, or a store that does not
+    // answer now, says nothing of the rewind the user would run later.
     match check_rewind(&location, spec, BatchId(to)).await {
-        Err(refusal) => Error::RewindRefused {
+        Err(refusal @ Error::Usage(_)) => Error::RewindRefused {
             source: Box::new(error),
             refusal: refusal.to_string(),
         },
-        Ok(()) => error,
+        Ok(()) | Err(_) => error,
     }
 }
 
@@ -405,10 +407,27 @@ async fn rewind_or_check(
     // Every batch a sink will not take back is found before any is taken back: a rewind
     // refused changes nothing.
     for batch in (to.0 + 1..=newest.0).rev().map(BatchId) {
-        if let Some(sink) = &sinks[&batch_pipeline[&batch]].0
-            && let Err(e @ SinkError::TakeBackRefused { .. }) = sink.check_take_back(batch).await
-        {
-            return Err(refuse(e.to_string()));
+        let Some(sink) = &sinks[&batch_pipeline[&batch]].0 else {
+            continue;
+        };
+        match sink.check_take_back(batch).await {
+            Err(e @ SinkError::TakeBackRefused { .. }) => return Err(refuse(e.to_string())),
+            // Said by the sink as it is asked to take the batch back; a check says it now, as
+            // the rewind would (walk 80: a PostgreSQL table in update mode).
+            Err(e @ (SinkError::NotSupported { .. } | SinkError::Config { .. })) if check_only => {
+                let pipeline = &pipelines[&batch_pipeline[&batch]];
+                let way = if matches!(e, SinkError::NotSupported { .. }) {
+                    format!(
+                        ". To compute the batches after batch {to} again, start the pipeline \
+                         over on a new checkpoint{}",
+                        crate::driver::sink_advice(pipeline).start_over
+                    )
+                } else {
+                    String::new()
+                };
+                return Err(refuse(format!("{e}{way}")));
+            }
+            _ => {}
         }
     }
     // A sink that holds a batch after this checkpoint's newest was written on by another copy

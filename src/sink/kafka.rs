@@ -25,7 +25,7 @@
 //! expression; `headers` adds a header per expression. Update mode needs `key`: each record is
 //! the newest value of its key, as a compacted topic keeps it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -746,7 +746,7 @@ impl KafkaSink {
         // those this one lacks (walk 82: a group `HAVING` dropped stayed the newest record of
         // its key, so a compacted topic's reader saw it for ever).
         let batch_mark = format!("{}/{batch}", self.pipeline);
-        let gone_from: Option<HashSet<Vec<u8>>> = match (&live.last, self.complete) {
+        let gone_from: Option<HashMap<Vec<u8>, i32>> = match (&live.last, self.complete) {
             (Some(last), true) if self.config.key.is_some() => {
                 match last.batches.range(..batch.0).next_back() {
                     Some((&before, written)) if !written.offsets.is_empty() => {
@@ -796,6 +796,7 @@ impl KafkaSink {
                             let mut headers = row.headers.clone();
                             headers.push(mark());
                             marked = EncodedRow {
+                                partition: None,
                                 key: row.key.clone(),
                                 value: row.value.clone(),
                                 headers,
@@ -824,10 +825,13 @@ impl KafkaSink {
                         index += 1;
                     }
                 }
-                // Each key the previous table had and this one lacks, taken back.
-                for key in gone_from.iter().flatten() {
+                // Each key the previous table had and this one lacks, taken back, in the
+                // partition its record is in (the partitioner, or the partitions, may have
+                // changed since).
+                for (key, partition) in gone_from.iter().flatten() {
                     if !written_keys.contains(key) {
                         let tombstone = EncodedRow {
+                            partition: Some(*partition),
                             key: Some(key.clone()),
                             value: None,
                             headers: vec![mark()],
@@ -877,6 +881,7 @@ impl KafkaSink {
         let label = progress.label.clone().into_bytes();
         blocking(move || -> Result<(), WriteError> {
             let row = EncodedRow {
+                partition: None,
                 key: Some(key.into_bytes()),
                 value: Some(record),
                 headers: vec![(LABEL_HEADER.to_string(), Some(label))],
@@ -946,17 +951,18 @@ impl KafkaSink {
 
 impl KafkaSink {
     /// The keys of the records with a value that batch `before` wrote (`written`: where),
-    /// read back from the topic as a `read_committed` consumer, its own records told from
-    /// other producers' by [`BATCH_HEADER`].
+    /// each with its partition, read back from the topic as a `read_committed` consumer, its
+    /// own records told from other producers' by [`BATCH_HEADER`]. Records retention has
+    /// taken are gone for every reader, and need no tombstone.
     ///
-    /// Errors: the brokers' ([`WriteError::Abortable`]: tried again), or records of the batch
-    /// gone from the topic (retention: its table cannot be known, so nothing is taken back
-    /// that may still be there: refused, naming the batch).
+    /// Errors: the brokers' ([`WriteError::Abortable`]), and a read that does not reach the
+    /// batch's last record within the timeout (another producer's transaction open below it
+    /// holds a `read_committed` read back): tried again, never taken as fewer keys.
     async fn keys_written(
         &self,
         before: u64,
         written: &Written,
-    ) -> Result<HashSet<Vec<u8>>, WriteError> {
+    ) -> Result<HashMap<Vec<u8>, i32>, WriteError> {
         let config = self
             .reader_config()
             .map_err(|e| WriteError::Other(e.to_string()))?;
@@ -968,71 +974,84 @@ impl KafkaSink {
             .map(|(p, (first, last))| (*p, *first, *last))
             .collect();
         let timeout = self.config.retry.timeout;
-        blocking(move || -> Result<HashSet<Vec<u8>>, WriteError> {
-            use rdkafka::message::{Headers as _, Message as _};
-            let consumer = crate::source::kafka::client::range_consumer(&config)
-                .map_err(WriteError::Abortable)?;
-            let mut keys = HashSet::new();
-            for (partition, first, last) in ranges {
-                let (low, _) = consumer
-                    .fetch_watermarks(&topic, partition, timeout)
+        let (keys, marked) = blocking(
+            move || -> Result<(HashMap<Vec<u8>, i32>, bool), WriteError> {
+                use rdkafka::message::{Headers as _, Message as _};
+                let consumer = crate::source::kafka::client::range_consumer(&config)
                     .map_err(WriteError::Abortable)?;
-                if low > first {
-                    return Err(WriteError::Refused(format!(
-                        "the records batch {before} wrote to partition {partition} of topic \
-                         `{topic}` from offset {first} are gone (the topic's retention; it now \
-                         starts at {low}), so the keys of its table are not known, and which \
-                         of them this batch's table lacks cannot be taken back"
-                    )));
-                }
-                let mut list = TopicPartitionList::new();
-                list.add_partition_offset(&topic, partition, Offset::Offset(first))
-                    .map_err(WriteError::Abortable)?;
-                consumer.assign(&list).map_err(WriteError::Abortable)?;
-                let mut waited = std::time::Instant::now();
-                loop {
-                    if waited.elapsed() > timeout {
-                        return Err(WriteError::Other(format!(
-                            "no record came within {timeout:?} reading back what batch \
-                             {before} wrote to partition {partition} of topic `{topic}`"
-                        )));
+                let mut keys = HashMap::new();
+                let mut marked = false;
+                for (partition, first, last) in ranges {
+                    let (low, high) = consumer
+                        .fetch_watermarks(&topic, partition, timeout)
+                        .map_err(WriteError::Abortable)?;
+                    let from = first.max(low);
+                    if from > last || high <= from {
+                        continue;
                     }
-                    match consumer.poll(Duration::from_millis(100)) {
-                        None => continue,
-                        Some(Err(KafkaError::PartitionEOF(_))) => break,
-                        Some(Err(e)) => return Err(WriteError::Abortable(e)),
-                        Some(Ok(message)) => {
-                            waited = std::time::Instant::now();
-                            if message.offset() > last {
-                                break;
-                            }
-                            let ours = message.headers().is_some_and(|headers| {
-                                headers
-                                    .iter()
-                                    .any(|h| h.key == BATCH_HEADER && h.value == Some(&mark[..]))
-                            });
-                            if ours
-                                && message.payload().is_some()
-                                && let Some(key) = message.key()
-                            {
-                                keys.insert(key.to_vec());
-                            }
-                            if message.offset() >= last {
-                                break;
+                    let mut list = TopicPartitionList::new();
+                    list.add_partition_offset(&topic, partition, Offset::Offset(from))
+                        .map_err(WriteError::Abortable)?;
+                    consumer.assign(&list).map_err(WriteError::Abortable)?;
+                    let started = std::time::Instant::now();
+                    let mut reached = false;
+                    while !reached {
+                        if started.elapsed() > timeout {
+                            return Err(WriteError::Other(format!(
+                                "reading back what batch {before} wrote to partition {partition} \
+                             of topic `{topic}` (offsets {from} to {last}) did not reach its \
+                             end within {timeout:?}: another producer's transaction open below \
+                             it holds a `read_committed` read back"
+                            )));
+                        }
+                        match consumer.poll(Duration::from_millis(100)) {
+                            // The end of what is committed so far: wait for the rest.
+                            None | Some(Err(KafkaError::PartitionEOF(_))) => continue,
+                            Some(Err(e)) => return Err(WriteError::Abortable(e)),
+                            Some(Ok(message)) => {
+                                reached = message.offset() >= last;
+                                if message.offset() > last {
+                                    break;
+                                }
+                                let ours = message.headers().is_some_and(|headers| {
+                                    headers.iter().any(|h| {
+                                        h.key == BATCH_HEADER && h.value == Some(&mark[..])
+                                    })
+                                });
+                                marked |= ours;
+                                if ours
+                                    && message.payload().is_some()
+                                    && let Some(key) = message.key()
+                                {
+                                    keys.insert(key.to_vec(), partition);
+                                }
                             }
                         }
                     }
                 }
-            }
-            consumer.unassign().map_err(WriteError::Abortable)?;
-            Ok(keys)
-        })
-        .await
+                consumer.unassign().map_err(WriteError::Abortable)?;
+                Ok((keys, marked))
+            },
+        )
+        .await?;
+        // Records of an older Sluice, or of another output mode, carry no mark: none of their
+        // keys is taken back, which is said.
+        if !marked && !written.offsets.is_empty() && written.rows > 0 {
+            tracing::warn!(
+                "Kafka sink: batch {before}'s records in topic `{}` carry no `{BATCH_HEADER}` \
+                 header (written in another output mode, or by an older Sluice): keys they \
+                 hold that this batch's table lacks are not taken back (no tombstone)",
+                self.config.topic
+            );
+        }
+        Ok(keys)
     }
 }
 
 /// A row as a Kafka record.
 struct EncodedRow {
+    /// Where the record goes: the partitioner's choice where `None`.
+    partition: Option<i32>,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
     headers: Vec<(String, Option<Vec<u8>>)>,
@@ -1101,6 +1120,9 @@ fn send(
     timeout: Duration,
 ) -> Result<(), WriteError> {
     let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+    if let Some(partition) = row.partition {
+        record = record.partition(partition);
+    }
     if let Some(key) = &row.key {
         record = record.key(key.as_slice());
     }
@@ -1477,7 +1499,13 @@ fn read_values(
                     if message.offset() > *last {
                         break;
                     }
-                    if message.offset() >= *first {
+                    // A complete-mode batch's tombstones (marked, without a value) are no rows.
+                    let tombstone = message.payload().is_none()
+                        && message.headers().is_some_and(|headers| {
+                            use rdkafka::message::Headers as _;
+                            headers.iter().any(|h| h.key == BATCH_HEADER)
+                        });
+                    if message.offset() >= *first && !tombstone {
                         values.push(message.payload().unwrap_or_default().to_vec());
                     }
                     if message.offset() >= *last {
@@ -1646,6 +1674,7 @@ impl Encoders {
         let mut out = Vec::with_capacity(n);
         for (i, value) in values.into_iter().enumerate() {
             out.push(EncodedRow {
+                partition: None,
                 key: keys.as_mut().and_then(|k| k.next().flatten()),
                 value,
                 headers: headers

@@ -3073,6 +3073,24 @@ impl Sink for PostgresSink {
         "rows"
     }
 
+    async fn check_take_back(&self, _batch: BatchId) -> Result<(), SinkError> {
+        // What `forget_batch` refuses before it asks the server anything.
+        if self.config.batch_column.is_none() {
+            return Err(SinkError::NotSupported {
+                kind: KIND.name,
+                operation: "taking a batch back (`sluice rewind`) without `batch_column`",
+            });
+        }
+        if self.mode != Mode::Append {
+            return Err(SinkError::NotSupported {
+                kind: KIND.name,
+                operation: "taking a batch back (`sluice rewind`) in update or complete mode \
+                            (its rows overwrote older ones)",
+            });
+        }
+        Ok(())
+    }
+
     async fn forget_batch(&self, batch: BatchId) -> Result<u64, SinkError> {
         let Some(batch_column) = &self.config.batch_column else {
             return Err(SinkError::NotSupported {

@@ -314,7 +314,13 @@ impl SourceConnector for FilesConfig {
             .into_iter()
             .filter_map(|file| {
                 let read = source.seen.get(&file.path)?;
-                (read.size != file.size)
+                // A file that grew after it was read, said then (`sources/<name>/changed`),
+                // moved with its folder: the same file.
+                let said = source
+                    .said_before
+                    .get(&file.path)
+                    .is_some_and(|said| said.size == file.size);
+                (read.size != file.size && !said)
                     .then(|| format!("{} ({} bytes; {} read)", file.path, file.size, read.size))
             })
             .collect())

@@ -1808,7 +1808,7 @@ async fn a_rewind_takes_back_files_of_partitions_with_escaped_values() {
         rows.sort();
         rows
     };
-    let table = || table_rows(&ws.path("table"), Reader::Deltalake, schema.clone());
+    let table = || table_rows(&ws.path("table"), Reader::Deltalake, Arc::clone(&schema));
     assert_eq!(table(), all);
     let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
     assert!(rewind.status.success(), "{}", stderr(&rewind));

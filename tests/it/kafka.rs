@@ -2194,5 +2194,17 @@ async fn complete_mode_takes_back_the_keys_a_table_no_longer_has() {
             .collect();
         latest.sort();
         assert_eq!(latest, table, "newest batch after run {i}");
+        // A batch that wrote tombstones verifies: they are no rows of its table.
+        let verify = run_bin(
+            &[
+                "replay",
+                &ws.p("ckpt"),
+                "--batch",
+                &i.to_string(),
+                "--verify",
+            ],
+            ws.dir.path(),
+        );
+        assert!(verify.status.success(), "batch {i}: {}", stderr(&verify));
     }
 }

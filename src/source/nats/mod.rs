@@ -1272,7 +1272,8 @@ impl Source for NatsSource {
                 // Messages gone that no plan saw (one may have been on the filter; walk 81:
                 // two were, taken by `max_msgs` with no word): a batch from `next` on reads
                 // none, and says them lost as any batch does (or skips and counts them).
-                _ if !gone_checked => {}
+                // (Its `max_records_per_batch` counts from the first message still there.)
+                _ if !gone_checked => from = next.max(now.first),
                 _ => {
                     // None on the filter up to `end`: kept, so that the stream's limits taking
                     // them before the filter's next message comes is no loss.
