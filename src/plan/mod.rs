@@ -1277,17 +1277,11 @@ fn not_one_query(sql: &str) -> Option<String> {
     }
 }
 
-/// The names the output of `sql` gives the columns its outermost SELECT groups by (`GROUP
-/// BY`, or `DISTINCT ON`), as a sink's `key:` lists them, and which of the two it is: a
-/// position (`GROUP BY 1`), a selected expression (by its alias or column name) or a
-/// selected alias. `None` where that SELECT groups by neither, or one of its group columns is
-/// not selected under a name (then the refusal stays general). Read from the text alone, for
-/// advice before the query is planned; planning checks the key itself.
-pub(crate) fn grouping_output_names(sql: &str) -> Option<(&'static str, Vec<String>)> {
+/// The outermost `SELECT` of query text `sql` (through parenthesized queries); `None` for text
+/// that does not parse, or whose outermost query is no `SELECT` (a `UNION`, say).
+fn outermost_select(sql: &str) -> Option<Box<datafusion::sql::sqlparser::ast::Select>> {
     use datafusion::sql::parser::{DFParser, Statement};
-    use datafusion::sql::sqlparser::ast::{
-        self as sql_ast, Distinct, GroupByExpr, SelectItem, SetExpr, Statement as Sql,
-    };
+    use datafusion::sql::sqlparser::ast::{SetExpr, Statement as Sql};
     let statements = DFParser::parse_sql(sql).ok()?;
     let Statement::Statement(statement) = statements.front()? else {
         return None;
@@ -1302,6 +1296,18 @@ pub(crate) fn grouping_output_names(sql: &str) -> Option<(&'static str, Vec<Stri
     let SetExpr::Select(select) = body else {
         return None;
     };
+    Some(select.clone())
+}
+
+/// The names the output of `sql` gives the columns its outermost SELECT groups by (`GROUP
+/// BY`, or `DISTINCT ON`), as a sink's `key:` lists them, and which of the two it is: a
+/// position (`GROUP BY 1`), a selected expression (by its alias or column name) or a
+/// selected alias. `None` where that SELECT groups by neither, or one of its group columns is
+/// not selected under a name (then the refusal stays general). Read from the text alone, for
+/// advice before the query is planned; planning checks the key itself.
+pub(crate) fn grouping_output_names(sql: &str) -> Option<(&'static str, Vec<String>)> {
+    use datafusion::sql::sqlparser::ast::{self as sql_ast, Distinct, GroupByExpr, SelectItem};
+    let select = outermost_select(sql)?;
     let (what, groups) = match (&select.distinct, &select.group_by) {
         (Some(Distinct::On(columns)), _) => ("DISTINCT ON", columns),
         (_, GroupByExpr::Expressions(columns, _)) if !columns.is_empty() => ("GROUP BY", columns),
@@ -1367,22 +1373,8 @@ pub(crate) fn grouping_output_names(sql: &str) -> Option<(&'static str, Vec<Stri
 /// one row, with no key, whatever the input. Judged from the text: a top-level `SELECT`
 /// without `GROUP BY` or `DISTINCT` that calls one of DataFusion's aggregate functions.
 pub(crate) fn is_global_aggregate(sql: &str) -> bool {
-    use datafusion::sql::parser::{DFParser, Statement};
-    use datafusion::sql::sqlparser::ast::{GroupByExpr, SetExpr, Statement as Sql};
-    let Ok(statements) = DFParser::parse_sql(sql) else {
-        return false;
-    };
-    let Some(Statement::Statement(statement)) = statements.front() else {
-        return false;
-    };
-    let Sql::Query(query) = &**statement else {
-        return false;
-    };
-    let mut body = &*query.body;
-    while let SetExpr::Query(inner) = body {
-        body = &*inner.body;
-    }
-    let SetExpr::Select(select) = body else {
+    use datafusion::sql::sqlparser::ast::GroupByExpr;
+    let Some(select) = outermost_select(sql) else {
         return false;
     };
     let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());

@@ -834,6 +834,26 @@ fn row_error_advice(e: &tokio_postgres::Error, table: &str, mode: Mode) -> Optio
 }
 
 impl PostgresSink {
+    /// The column that records each row's batch, by which `sluice rewind` takes a batch
+    /// back; refused (before the server is asked anything) without `batch_column`, or in
+    /// update or complete mode, whose rows overwrote older ones.
+    fn batch_column_to_take_back(&self) -> Result<&String, SinkError> {
+        let Some(batch_column) = &self.config.batch_column else {
+            return Err(SinkError::NotSupported {
+                kind: KIND.name,
+                operation: "taking a batch back (`sluice rewind`) without `batch_column`",
+            });
+        };
+        if self.mode != Mode::Append {
+            return Err(SinkError::NotSupported {
+                kind: KIND.name,
+                operation: "taking a batch back (`sluice rewind`) in update or complete mode \
+                            (its rows overwrote older ones)",
+            });
+        }
+        Ok(batch_column)
+    }
+
     /// A failure of writing batch `batch`'s rows (`doing`): an error a row caused is fatal
     /// and says what to change ([`row_error_advice`]); others as [`Self::failure`] has them.
     fn write_failure(&self, e: &tokio_postgres::Error, doing: &str, batch: BatchId) -> Failure {
@@ -3074,37 +3094,11 @@ impl Sink for PostgresSink {
     }
 
     async fn check_take_back(&self, _batch: BatchId) -> Result<(), SinkError> {
-        // What `forget_batch` refuses before it asks the server anything.
-        if self.config.batch_column.is_none() {
-            return Err(SinkError::NotSupported {
-                kind: KIND.name,
-                operation: "taking a batch back (`sluice rewind`) without `batch_column`",
-            });
-        }
-        if self.mode != Mode::Append {
-            return Err(SinkError::NotSupported {
-                kind: KIND.name,
-                operation: "taking a batch back (`sluice rewind`) in update or complete mode \
-                            (its rows overwrote older ones)",
-            });
-        }
-        Ok(())
+        self.batch_column_to_take_back().map(|_| ())
     }
 
     async fn forget_batch(&self, batch: BatchId) -> Result<u64, SinkError> {
-        let Some(batch_column) = &self.config.batch_column else {
-            return Err(SinkError::NotSupported {
-                kind: KIND.name,
-                operation: "taking a batch back (`sluice rewind`) without `batch_column`",
-            });
-        };
-        if self.mode != Mode::Append {
-            return Err(SinkError::NotSupported {
-                kind: KIND.name,
-                operation: "taking a batch back (`sluice rewind`) in update or complete mode \
-                            (its rows overwrote older ones)",
-            });
-        }
+        let batch_column = self.batch_column_to_take_back()?;
         let mut guard = self.live.lock().await;
         // An open run's session where there is one; else a session of the tool's own.
         let epoch = guard.as_ref().and_then(|l| l.epoch);

@@ -546,13 +546,7 @@ async fn a_lost_log_entry_is_named_and_the_advice_mends_the_table() {
     let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "");
     let run = run_quietly(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
-    let mut entries: Vec<_> = std::fs::read_dir(ws.path("table/_delta_log"))
-        .expect("log")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    entries.sort();
+    let entries = log_commits(&ws);
     let newest = entries.last().expect("a commit").clone();
     let batch_1 = entries[entries.len() - 2].clone();
     // Batch 1's commit gone: verify names it.
@@ -1836,13 +1830,7 @@ async fn an_update_table_that_lost_its_newest_commit_is_mended_by_the_rewind_it_
     );
     let run = run_quietly(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
-    let mut entries: Vec<_> = std::fs::read_dir(ws.path("table/_delta_log"))
-        .expect("log")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    entries.sort();
+    let entries = log_commits(&ws);
     std::fs::remove_file(entries.last().expect("a commit")).expect("lose batch 2");
     write_clicks(&ws.path("in"), "json", 1, 40, 3);
     let refused = run_quietly(&pipeline, &[]);
@@ -1858,4 +1846,16 @@ async fn an_update_table_that_lost_its_newest_commit_is_mended_by_the_rewind_it_
         table_rows(&ws.path("table"), Reader::Deltalake, page_count_schema()),
         oracle(&ws.path("in"), "json", query).await
     );
+}
+
+/// The commits of `ws/table`'s log (`_delta_log/<version>.json`), oldest first.
+fn log_commits(ws: &Workspace) -> Vec<std::path::PathBuf> {
+    let mut entries: Vec<_> = std::fs::read_dir(ws.path("table/_delta_log"))
+        .expect("log")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    entries.sort();
+    entries
 }
