@@ -622,6 +622,11 @@ fn distinct_on_state(schema: &SchemaRef) -> Option<String> {
         order.get_or_insert_with(|| unqualified(&by.replace(" ASC NULLS LAST", "")));
     }
     let order = order?;
+    // `DISTINCT ON`'s `ORDER BY` begins with its keys (DataFusion requires it); a `GROUP BY`
+    // keeping `first_value(v ORDER BY ts)` alone is no `DISTINCT ON`.
+    if !order.starts_with(&keys.join(", ")) {
+        return None;
+    }
     Some(format!(
         "the row of each `DISTINCT ON ({})` key: {}, ordered by {order}",
         keys.join(", "),
@@ -748,6 +753,51 @@ fn plain_literals(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    /// A state schema of columns `names` (types do not matter here).
+    fn state(names: &[&str]) -> super::SchemaRef {
+        Arc::new(Schema::new(
+            names
+                .iter()
+                .map(|n| Field::new(*n, DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    #[test]
+    fn a_distinct_on_state_is_said_in_the_query_s_words_and_no_other_is() {
+        let order = "ORDER BY [s.k ASC NULLS LAST, s.v DESC NULLS FIRST]";
+        let distinct_on = state(&[
+            "k",
+            &format!("first_value(s.k) {order}[first_value]"),
+            "k@0",
+            "v@1",
+            &format!("first_value(s.k) {order}[first_value_is_set]"),
+            &format!("first_value(s.v) {order}[first_value]"),
+            "k@0",
+            "v@1",
+            &format!("first_value(s.v) {order}[first_value_is_set]"),
+        ]);
+        assert_eq!(
+            super::distinct_on_state(&distinct_on).as_deref(),
+            Some("the row of each `DISTINCT ON (k)` key: k, v, ordered by k, v DESC NULLS FIRST")
+        );
+        // A GROUP BY keeping `first_value(v ORDER BY ts)`, alone or beside a sum.
+        let by_ts = "ORDER BY [s.ts ASC NULLS LAST]";
+        let first_value = [
+            "k",
+            &format!("first_value(s.v) {by_ts}[first_value]"),
+            "ts@0",
+            &format!("first_value(s.v) {by_ts}[first_value_is_set]"),
+        ];
+        assert_eq!(super::distinct_on_state(&state(&first_value)), None);
+        let mut with_sum = first_value.to_vec();
+        with_sum.push("sum(s.v)[sum]");
+        assert_eq!(super::distinct_on_state(&state(&with_sum)), None);
+    }
+
     #[test]
     fn interval_literals_in_state_column_names_read_as_sql() {
         let name = "date_bin(IntervalMonthDayNano(\"IntervalMonthDayNano { months: 0, days: 0, \
