@@ -139,14 +139,19 @@ pub fn json_values(batch: &RecordBatch) -> Vec<Vec<u8>> {
 
 /// Every committed value of `topic`, as a `read_committed` consumer reads them (partition by
 /// partition, to the last stable offset).
-pub fn committed_values(bootstrap: &str, topic: &str) -> Vec<Vec<u8>> {
-    let consumer: BaseConsumer = client(bootstrap)
+/// A `read_committed` consumer of the tests' group, which says where a partition ends.
+fn committed_consumer(bootstrap: &str) -> BaseConsumer {
+    client(bootstrap)
         .set("group.id", "sluice-tests")
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .create()
-        .expect("consumer");
+        .expect("consumer")
+}
+
+pub fn committed_values(bootstrap: &str, topic: &str) -> Vec<Vec<u8>> {
+    let consumer = committed_consumer(bootstrap);
     let metadata = consumer
         .fetch_metadata(Some(topic), TIMEOUT)
         .expect("metadata");
@@ -2073,13 +2078,7 @@ type ReadRecord = (Option<Vec<u8>>, Option<Vec<u8>>, Option<String>);
 /// Every committed record of one-partition `topic`, in offset order.
 fn committed_records(topic: &str) -> Vec<ReadRecord> {
     use rdkafka::message::Headers as _;
-    let consumer: BaseConsumer = client(broker())
-        .set("group.id", "sluice-tests")
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create()
-        .expect("consumer");
+    let consumer = committed_consumer(broker());
     let mut list = TopicPartitionList::new();
     list.add_partition_offset(topic, 0, Offset::Beginning)
         .expect("tpl");
@@ -2195,16 +2194,6 @@ async fn complete_mode_takes_back_the_keys_a_table_no_longer_has() {
         latest.sort();
         assert_eq!(latest, table, "newest batch after run {i}");
         // A batch that wrote tombstones verifies: they are no rows of its table.
-        let verify = run_bin(
-            &[
-                "replay",
-                &ws.p("ckpt"),
-                "--batch",
-                &i.to_string(),
-                "--verify",
-            ],
-            ws.dir.path(),
-        );
-        assert!(verify.status.success(), "batch {i}: {}", stderr(&verify));
+        assert_verified(&ws, "ckpt", i as u64);
     }
 }

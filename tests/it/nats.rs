@@ -62,6 +62,19 @@ pub async fn create_stream(js: &jetstream::Context, name: &str) {
     .expect("create stream");
 }
 
+/// Makes stream `name` over the subjects `<name>.>`, keeping at most `max_messages` (the
+/// oldest go first).
+async fn create_limited_stream(js: &jetstream::Context, name: &str, max_messages: i64) {
+    js.create_stream(jetstream::stream::Config {
+        name: name.to_string(),
+        subjects: vec![format!("{name}.>")],
+        max_messages,
+        ..Default::default()
+    })
+    .await
+    .expect("create stream");
+}
+
 /// Publishes `payloads` to `subject`, each acknowledged by the stream.
 pub async fn publish(js: &jetstream::Context, subject: &str, payloads: &[Vec<u8>]) {
     for payload in payloads {
@@ -870,14 +883,7 @@ async fn other_subjects_messages_the_limits_take_while_waiting_are_no_loss() {
     let ws = Workspace::new();
     let stream = unique("limited");
     let js = context().await;
-    js.create_stream(jetstream::stream::Config {
-        name: stream.clone(),
-        subjects: vec![format!("{stream}.>")],
-        max_messages: 50,
-        ..Default::default()
-    })
-    .await
-    .expect("create stream");
+    create_limited_stream(&js, &stream, 50).await;
     let (web, other) = (format!("{stream}.web"), format!("{stream}.other"));
     let others = json_values(&clicks(10_000, 120));
     publish(&js, &web, &clicks_json(&ws, 10, 1)).await;
@@ -1149,17 +1155,7 @@ async fn headers_read_in_one_order_every_time() {
     expected.sort();
     assert_eq!(lines, expected);
     for batch in 0..3 {
-        let out = run_bin(
-            &[
-                "replay",
-                &ws.p("ckpt"),
-                "--batch",
-                &batch.to_string(),
-                "--verify",
-            ],
-            ws.dir.path(),
-        );
-        assert!(out.status.success(), "batch {batch}: {}", stderr(&out));
+        assert_verified(&ws, "ckpt", batch);
     }
 }
 
@@ -1173,14 +1169,7 @@ async fn messages_on_the_filter_the_limits_take_before_a_plan_are_lost_not_passe
     let ws = Workspace::new();
     let stream = unique("evicted");
     let js = context().await;
-    js.create_stream(jetstream::stream::Config {
-        name: stream.clone(),
-        subjects: vec![format!("{stream}.>")],
-        max_messages: 10,
-        ..Default::default()
-    })
-    .await
-    .expect("create stream");
+    create_limited_stream(&js, &stream, 10).await;
     let (keep, noise) = (format!("{stream}.keep"), format!("{stream}.noise"));
     publish(&js, &keep, &clicks_json(&ws, 0, 3)).await;
     let with = |extra: &str| {
