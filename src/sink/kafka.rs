@@ -351,7 +351,7 @@ impl KafkaSink {
             .set("enable.idempotence", "true")
             .set(
                 "transaction.timeout.ms",
-                self.config.retry.timeout.as_millis().max(1000).to_string(),
+                self.transaction_timeout().as_millis().to_string(),
             )
             .set(
                 "socket.timeout.ms",
@@ -361,6 +361,19 @@ impl KafkaSink {
             config.set("partitioner", "murmur2_random");
         }
         Ok(config)
+    }
+
+    /// How long a batch's transaction may stay open before the broker aborts it: the sink's
+    /// `properties` `transaction.timeout.ms` where set (a batch whose writes take longer needs
+    /// it raised, up to the broker's `transaction.max.timeout.ms`), else the request timeout
+    /// (`retry.timeout`), at least a second.
+    fn transaction_timeout(&self) -> Duration {
+        self.config
+            .properties
+            .get("transaction.timeout.ms")
+            .and_then(|ms| ms.trim().parse::<u64>().ok())
+            .map_or(self.config.retry.timeout, Duration::from_millis)
+            .max(Duration::from_secs(1))
     }
 
     /// Makes the progress topic where it is missing, and checks the output topic exists.
@@ -529,7 +542,7 @@ impl KafkaSink {
             )
             .await
             .map_err(|e| self.error(format!("starting the transactional producer: {e}")))?;
-        let (last, other) = self.read_progress_and_other().await?;
+        let (last, other) = self.read_progress_and_other(true).await?;
         if let Some(last) = &last {
             self.check_topic_holds(last).await?;
         }
@@ -689,15 +702,17 @@ impl KafkaSink {
     }
 
     /// The newest progress record of this sink, reading the progress topic to its end as a
-    /// `read_committed` consumer.
-    async fn read_progress(&self) -> Result<Option<Progress>, SinkError> {
-        Ok(self.read_progress_and_other().await?.0)
+    /// `read_committed` consumer; `settled` as [`read_progress`] takes it.
+    async fn read_progress(&self, settled: bool) -> Result<Option<Progress>, SinkError> {
+        Ok(self.read_progress_and_other(settled).await?.0)
     }
 
     /// This sink's newest progress record, and, where the scan for it met one, the newest
-    /// record of another pipeline or checkpoint naming this sink's topic.
+    /// record of another pipeline or checkpoint naming this sink's topic; `settled` as
+    /// [`read_progress`] takes it.
     async fn read_progress_and_other(
         &self,
+        settled: bool,
     ) -> Result<(Option<Progress>, Option<Progress>), SinkError> {
         let config = self.reader_config()?;
         let topic = self.config.progress_topic.clone();
@@ -718,7 +733,7 @@ impl KafkaSink {
                     let sink_topic = sink_topic.clone();
                     let ours = (ours, ours_label.clone());
                     blocking(move || {
-                        read_progress(&config, &topic, &key, &sink_topic, &ours, timeout)
+                        read_progress(&config, &topic, &key, &sink_topic, &ours, timeout, settled)
                     })
                 },
             )
@@ -880,8 +895,10 @@ impl KafkaSink {
         let location = self.location();
         let label = progress.label.clone().into_bytes();
         blocking(move || -> Result<(), WriteError> {
+            // Partition 0, the one read back, whatever partitions a progress topic made by
+            // hand has (the partitioner would spread pipelines' keys over them).
             let row = EncodedRow {
-                partition: None,
+                partition: Some(0),
                 key: Some(key.into_bytes()),
                 value: Some(record),
                 headers: vec![(LABEL_HEADER.to_string(), Some(label))],
@@ -982,8 +999,9 @@ impl KafkaSink {
                 let mut keys = HashMap::new();
                 let mut marked = false;
                 for (partition, first, last) in ranges {
-                    let (low, high) = consumer
-                        .fetch_watermarks(&topic, partition, timeout)
+                    // The log's ends: the last stable offset may lie below the batch's
+                    // records (another producer's transaction open), not past them.
+                    let (low, high) = log_ends(&config, &topic, partition, timeout)
                         .map_err(WriteError::Abortable)?;
                     let from = first.max(low);
                     if from > last || high <= from {
@@ -1314,13 +1332,19 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// The newest record under `key` in the progress topic (one partition), reading back from
+/// The newest record under `key` in the progress topic (its partition 0), reading back from
 /// its end a span at a time (each four times the last), so that a run's start costs what the
 /// newest spans hold, not everything every pipeline ever wrote there: the newest record of a
 /// key is the one at the highest offset (transactions of one transactional id commit in
 /// order; an aborted one is never read). With it, the newest record the spans read of
 /// another pipeline (not `ours`) naming `sink_topic`: where `key` has none, every span is
 /// read, so any such record is found.
+///
+/// `settled`: read to the log's end once no transaction is open below it (a run's start,
+/// `replay --verify`): a `read_committed` read ends at the first open one (another
+/// pipeline's), and records this sink committed after it began lie past that. Otherwise
+/// (`inspect`), to what is committed now.
+#[allow(clippy::too_many_arguments)]
 fn read_progress(
     config: &rdkafka::ClientConfig,
     topic: &str,
@@ -1328,12 +1352,19 @@ fn read_progress(
     sink_topic: &str,
     ours: &(uuid::Uuid, String),
     timeout: Duration,
+    settled: bool,
 ) -> Result<(Option<Progress>, Option<Progress>), String> {
     let consumer =
         crate::source::kafka::client::range_consumer(config).map_err(|e| e.to_string())?;
-    let (low, high) = consumer
-        .fetch_watermarks(topic, 0, timeout)
-        .map_err(|e| e.to_string())?;
+    let (low, high) = if settled {
+        let ends = log_ends(config, topic, 0, timeout).map_err(|e| e.to_string())?;
+        wait_stable(&consumer, topic, 0, ends.1, timeout)?;
+        ends
+    } else {
+        consumer
+            .fetch_watermarks(topic, 0, timeout)
+            .map_err(|e| e.to_string())?
+    };
     let mut end = high;
     let mut span = 64;
     let mut other: Option<Progress> = None;
@@ -1477,6 +1508,9 @@ fn read_values(
         crate::source::kafka::client::range_consumer(config).map_err(|e| e.to_string())?;
     let mut values = Vec::new();
     for (p, (first, last)) in ranges {
+        // A transaction open below the range's end would end the read early.
+        let (_, high) = log_ends(config, topic, *p, timeout).map_err(|e| e.to_string())?;
+        wait_stable(&consumer, topic, *p, high.min(last + 1), timeout)?;
         let mut list = TopicPartitionList::new();
         list.add_partition_offset(topic, *p, Offset::Offset(*first))
             .map_err(|e| e.to_string())?;
@@ -1516,6 +1550,56 @@ fn read_values(
         }
     }
     Ok(values)
+}
+
+/// The low and high watermarks of `topic`'s `partition`: the log's ends, whatever producers'
+/// transactions are open in it (a `read_committed` consumer's watermarks end at the last
+/// stable offset instead, librdkafka 1.7.1 on).
+fn log_ends(
+    config: &rdkafka::ClientConfig,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<(i64, i64), KafkaError> {
+    let mut config = config.clone();
+    config.set("isolation.level", "read_uncommitted");
+    crate::source::kafka::client::range_consumer(&config)?
+        .fetch_watermarks(topic, partition, timeout)
+}
+
+/// Waits until a `read_committed` read of `topic`'s `partition` reaches offset `until`
+/// (exclusive): until its last stable offset, which `consumer`'s watermarks give, is there. A
+/// transaction open below `until` (another producer's, or a crashed one's until the broker
+/// aborts it at its `transaction.timeout.ms`) holds it back, and a read that ended at it would
+/// miss the committed records past it.
+///
+/// Errors: the brokers', and a transaction still open below `until` after `timeout`.
+fn wait_stable(
+    consumer: &crate::source::kafka::client::RangeConsumer,
+    topic: &str,
+    partition: i32,
+    until: i64,
+    timeout: Duration,
+) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, stable) = consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(|e| e.to_string())?;
+        if stable >= until {
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            return Err(format!(
+                "a transaction is still open in topic `{topic}` partition {partition} at offset \
+                 {stable}, below its end ({until}), after {}: a `read_committed` read cannot \
+                 pass it until its producer commits or aborts it (the broker aborts it at its \
+                 `transaction.timeout.ms`)",
+                humantime::format_duration(timeout)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// How rows become records: the key, value and header expressions, compiled for one schema.
@@ -1799,6 +1883,7 @@ impl Sink for KafkaSink {
                     e
                 }
             };
+            let began = std::time::Instant::now();
             match self.write(live, batch, fence, &output, &encoders).await {
                 Ok(progress) => {
                     let rows = progress.rows();
@@ -1814,6 +1899,26 @@ impl Sink for KafkaSink {
                         .check()
                         .await
                         .map_err(|e| SinkError::Fenced(Box::new(e)))?;
+                    // No newer run: a transaction open past its timeout, which the broker
+                    // aborted, bumping the producer's epoch, looks fenced too.
+                    let limit = self.transaction_timeout();
+                    let error = match error {
+                        WriteError::Fenced(e) if began.elapsed() >= limit => {
+                            WriteError::Other(format!(
+                                "the batch's transaction was open {}, past its \
+                                 `transaction.timeout.ms` ({}), and the broker aborted it \
+                                 ({e}): raise `transaction.timeout.ms` in the sink's \
+                                 `properties` (up to the broker's \
+                                 `transaction.max.timeout.ms`, 15 minutes by default), or make \
+                                 the batches smaller",
+                                humantime::format_duration(Duration::from_millis(
+                                    u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX)
+                                )),
+                                humantime::format_duration(limit)
+                            ))
+                        }
+                        error => error,
+                    };
                     if attempts >= self.config.retry.attempts
                         || matches!(error, WriteError::Refused(_))
                     {
@@ -1868,7 +1973,7 @@ impl Sink for KafkaSink {
         }
         // Read-only: a consumer of the progress topic, never a producer (which would fence
         // a running pipeline's).
-        let Some(progress) = self.read_progress().await? else {
+        let Some(progress) = self.read_progress(true).await? else {
             return Ok(HeldBatch::Missing(format!(
                 "the progress topic `{}` names no batch of this pipeline",
                 self.config.progress_topic
@@ -1941,7 +2046,8 @@ impl Sink for KafkaSink {
     }
 
     async fn summary(&self) -> Result<Option<HeldSummary>, SinkError> {
-        let progress = self.read_progress().await?;
+        // What is committed now, not waiting for a running batch's transaction.
+        let progress = self.read_progress(false).await?;
         Ok(Some(HeldSummary {
             entries: progress.as_ref().map_or(0, |p| p.batches.len()),
             last: progress.map(|p| (p.batch, p.rows(), 0)),

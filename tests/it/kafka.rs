@@ -643,6 +643,86 @@ async fn a_committed_batch_is_found_behind_other_pipelines_progress_records() {
     assert_eq!(got, expected);
 }
 
+/// A review: the progress topic was read as a `read_committed` consumer up to its last
+/// stable offset, so another pipeline's transaction open there hid this sink's records
+/// committed after it began: a run that died after Kafka committed its batch (before
+/// `commits/0`) found no batch written and wrote it again. The read waits for that
+/// transaction to end, then finds the batch. And a progress topic made by hand with more
+/// partitions than one had the record hashed to any of them, and only partition 0 read: it
+/// goes to partition 0.
+#[tokio::test]
+async fn a_committed_batch_behind_another_producer_s_open_transaction_is_found() {
+    let ws = Workspace::new();
+    let input = unique("open-in");
+    create_topic(broker(), &input, 1).await;
+    add_clicks(&ws, &input, 1, 0, 30);
+    let out = unique("open-out");
+    create_topic(broker(), &out, 1).await;
+    let progress = unique("open-progress");
+    create_topic(broker(), &progress, 3).await;
+    let yaml = format!(
+        "name: open\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n  progress_topic: {progress}\n",
+        ckpt = ws.p("ckpt"),
+        broker = broker(),
+        source = kafka_source_yaml(&input, ""),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    // Stopped before batch 0's progress record, while another producer opens a transaction
+    // in the progress topic; let go, it commits batch 0 in Kafka and dies before `commits/0`.
+    let stopped = sluice_bin()
+        .args([
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "none",
+        ])
+        .env("SLUICE_STOP_AT", "progress of batch 0")
+        .env("SLUICE_CRASH_AT", "before:1:commits/0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_stopped(&stopped);
+    let other: BaseProducer = client(broker())
+        .set("transactional.id", unique("other-pipeline"))
+        .create()
+        .expect("producer");
+    other.init_transactions(TIMEOUT).expect("init");
+    other.begin_transaction().expect("begin");
+    other
+        .send(
+            BaseRecord::<[u8], [u8]>::to(&progress)
+                .partition(0)
+                .key(&b"another pipeline"[..])
+                .payload(&b"{}"[..]),
+        )
+        .expect("send");
+    other.flush(TIMEOUT).expect("flush");
+    Command::new("kill")
+        .args(["-CONT", &stopped.id().to_string()])
+        .status()
+        .expect("kill -CONT");
+    let crashed = stopped.wait_with_output().expect("the run's end");
+    assert!(
+        stderr(&crashed).contains("sluice: crash point reached"),
+        "{}",
+        stderr(&crashed)
+    );
+    assert!(!ws.path("ckpt/commits/0").exists());
+    // Run again with that transaction still open (committed two seconds in).
+    let committer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        other.commit_transaction(TIMEOUT).expect("commit");
+    });
+    let again = sluice_run(&pipeline, &[]);
+    committer.join().expect("committer");
+    assert!(again.status.success(), "{}", stderr(&again));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert!(!expected.is_empty());
+    let got = committed_rows(broker(), &out, sink_schema(), "SELECT * FROM sink").await;
+    assert_eq!(got, expected, "each row once");
+}
+
 /// Records of aborted transactions are never read; a range ends across the control records
 /// at its end.
 #[tokio::test]
