@@ -21,18 +21,20 @@ fn nanos(unit: TimeUnit) -> i64 {
 }
 
 /// The first value of `column` that a cast to `to` would cut (a timestamp, time or duration
-/// kept in a coarser unit, at any depth of structs, lists and maps), shown as text; `None`
+/// kept in a coarser unit, a `date64` with a time of day kept as a date, at any depth of
+/// structs, lists and maps), shown as text; `None`
 /// where every value is kept whole.
 pub(crate) fn first_cut(column: &ArrayRef, to: &DataType) -> Option<String> {
     use DataType as T;
-    let units = match (column.data_type(), to) {
+    let ratio = match (column.data_type(), to) {
         (T::Timestamp(from, _), T::Timestamp(to, _))
         | (T::Time64(from) | T::Time32(from), T::Time64(to) | T::Time32(to))
-        | (T::Duration(from), T::Duration(to)) => Some((*from, *to)),
+        | (T::Duration(from), T::Duration(to)) => Some(nanos(*to) / nanos(*from)),
+        // A `date64` is milliseconds, kept as whole days: a time of day in it is cut.
+        (T::Date64, T::Date32) => Some(86_400_000),
         _ => None,
     };
-    if let Some((from, to)) = units {
-        let ratio = nanos(to) / nanos(from);
+    if let Some(ratio) = ratio {
         if ratio <= 1 {
             return None;
         }
@@ -99,6 +101,10 @@ pub(crate) fn check_kept(
                 TimeUnit::Microsecond => "microsecond",
                 TimeUnit::Nanosecond => "nanosecond",
             }
+        ),
+        (DataType::Date64, _) => format!(
+            ": keep the time with `CAST({name} AS TIMESTAMP)` in the query, or drop it with \
+             `CAST({name} AS DATE)` where that is meant"
         ),
         _ => ": round it in the query where that is meant".to_string(),
     };
@@ -177,6 +183,30 @@ mod tests {
         assert_eq!(first_cut(&seconds, &micros()), None);
         let nulls = new_null_array(&DataType::Timestamp(TimeUnit::Nanosecond, None), 3);
         assert_eq!(first_cut(&nulls, &micros()), None);
+    }
+
+    /// A review: a `date64` with a time of day went into a sink's `date` column cut to its
+    /// day (a day earlier before 1970). It is named, as a time cut is.
+    #[test]
+    fn a_date64_with_a_time_of_day_is_named() {
+        use datafusion::arrow::array::Date64Array;
+        let day = 86_400_000_i64;
+        let column: ArrayRef = Arc::new(Date64Array::from(vec![
+            Some(20_000 * day),
+            None,
+            Some(-day + 123),
+        ]));
+        assert!(first_cut(&column, &DataType::Date32).is_some());
+        let err = check_kept(&column, &DataType::Date32, "d", "PostgreSQL").expect_err("cut");
+        assert!(
+            err.contains("column `d` holds") && err.contains("CAST(d AS TIMESTAMP)"),
+            "{err}"
+        );
+        let whole: ArrayRef = Arc::new(Date64Array::from(vec![Some(20_000 * day), Some(-day)]));
+        assert_eq!(
+            check_kept(&whole, &DataType::Date32, "d", "PostgreSQL"),
+            Ok(())
+        );
     }
 
     #[test]

@@ -30,7 +30,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use futures::SinkExt;
 use pgpq::ArrowToPostgresBinaryEncoder;
@@ -2124,6 +2123,55 @@ impl PostgresSink {
                         ));
                     }
                 }
+                // So is a time of day's (walk: a `time(0)` column took 10:00:00.7 as
+                // 10:00:01).
+                ("time" | "timetz", DataType::Time32(unit) | DataType::Time64(unit)) => {
+                    let digits = match unit {
+                        TimeUnit::Second => 0,
+                        TimeUnit::Millisecond => 3,
+                        TimeUnit::Microsecond | TimeUnit::Nanosecond => 6,
+                    };
+                    if typmod < digits {
+                        misfits.push(format!(
+                            "column `{name}` is {shown} in the table, which keeps {typmod} \
+                             digits of a second, but the query's times carry {digits}: \
+                             PostgreSQL would round each to {typmod} digits without a word. \
+                             Widen the column (`ALTER TABLE {table} ALTER COLUMN {col} TYPE \
+                             {typname}`), or cut the query's times to whole {} where that is \
+                             meant",
+                            if typmod < 3 {
+                                "seconds"
+                            } else {
+                                "milliseconds"
+                            }
+                        ));
+                    }
+                }
+                // An interval's modifier is its fields (`interval day`, high 16 bits, 0x7fff
+                // for all) and its digits of a second (low 16 bits, 0xffff for all), as
+                // PostgreSQL's `timestamp.h` packs them: either cuts each value.
+                ("interval", DataType::Duration(_) | DataType::Interval(_)) => {
+                    let fields_kept = (typmod >> 16) & 0x7fff;
+                    let precision = typmod & 0xffff;
+                    let digits = match field.data_type() {
+                        DataType::Duration(TimeUnit::Second) => 0,
+                        DataType::Duration(TimeUnit::Millisecond) => 3,
+                        _ => 6,
+                    };
+                    if fields_kept != 0x7fff || (precision != 0xffff && precision < digits) {
+                        misfits.push(format!(
+                            "column `{name}` is {shown} in the table, which keeps only part of \
+                             an interval ({}), but the query's intervals carry all of it: \
+                             PostgreSQL would cut or round each without a word. Widen the \
+                             column (`ALTER TABLE {table} ALTER COLUMN {col} TYPE interval`)",
+                            if fields_kept != 0x7fff {
+                                "some of its fields"
+                            } else {
+                                "fewer digits of a second"
+                            }
+                        ));
+                    }
+                }
                 _ => {}
             }
         }
@@ -2775,14 +2823,47 @@ impl PostgresSink {
                     format!("DO UPDATE SET {}", updates.join(", "))
                 };
                 // The newest row of each key in the batch: later rows win, as they would
-                // one batch after another.
+                // one batch after another. Keys compared as the table's unique index compares
+                // them, in the column's own type and collation: `'a'` and `'a '` are one key
+                // of a `char(3)` column (a review: both went in, and PostgreSQL refused the
+                // batch, "cannot affect row a second time", on every run).
+                let typed = tx
+                    .query(
+                        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
+                                CASE WHEN co.oid IS NULL THEN NULL
+                                     ELSE format('%I.%I', n.nspname, co.collname) END
+                         FROM pg_attribute a
+                         LEFT JOIN pg_collation co ON co.oid = a.attcollation
+                         LEFT JOIN pg_namespace n ON n.oid = co.collnamespace
+                         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0
+                           AND NOT a.attisdropped",
+                        &[&quote_path(&self.table)],
+                    )
+                    .await
+                    .map_err(|e| self.failure(&e, "reading the table's key columns"))?;
+                let compared: Vec<String> = self
+                    .config
+                    .key
+                    .iter()
+                    .map(|k| {
+                        let row = typed.iter().find(|r| r.get::<_, String>(0) == *k);
+                        match row.map(|r| (r.get::<_, String>(1), r.get::<_, Option<String>>(2))) {
+                            Some((ty, Some(collation))) => {
+                                format!("(CAST({} AS {ty}) COLLATE {collation})", quote(k))
+                            }
+                            Some((ty, None)) => format!("CAST({} AS {ty})", quote(k)),
+                            None => quote(k),
+                        }
+                    })
+                    .collect();
                 tx.batch_execute(&format!(
                     "INSERT INTO {table} ({cols})
-                     SELECT DISTINCT ON ({keys}) {cols} FROM {stage}
-                     ORDER BY {keys}, _sluice_row DESC
+                     SELECT DISTINCT ON ({compared}) {cols} FROM {stage}
+                     ORDER BY {compared}, _sluice_row DESC
                      ON CONFLICT ({keys}) {on_conflict}",
                     cols = columns.join(", "),
                     keys = keys.join(", "),
+                    compared = compared.join(", "),
                 ))
                 .await
                 .map_err(|e| {
@@ -3463,8 +3544,13 @@ fn pg_batch(
             columns.push(Arc::clone(column));
         } else {
             super::kept::check_kept(column, target, schema.field(i).name(), "PostgreSQL")?;
+            // Exactly, never a value the cast cannot make turned into a null.
+            let exact = datafusion::arrow::compute::CastOptions {
+                safe: false,
+                ..Default::default()
+            };
             columns.push(
-                cast(column, target)
+                datafusion::arrow::compute::cast_with_options(column, target, &exact)
                     .map_err(|e| format!("column `{}`: {e}", schema.field(i).name()))?,
             );
         }
