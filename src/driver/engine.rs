@@ -566,12 +566,25 @@ impl<'p> Engine<'p> {
                     // `DISTINCT ON (keys) columns`: the keys, then a `first_value` of each
                     // column in its order.
                     LogicalPlan::Distinct(datafusion::logical_expr::Distinct::On(on)) => {
+                        // A key that is a selected expression (`DISTINCT ON (k)` where `k`
+                        // is `CAST(key AS VARCHAR) AS k`) by the name the output gives it
+                        // (walk 85: it was named `t.key`, "not a column of the output").
                         let mut all: Vec<String> = on
                             .on_expr
                             .iter()
-                            .map(|e| match e {
-                                datafusion::logical_expr::Expr::Column(c) => c.name.clone(),
-                                other => other.schema_name().to_string(),
+                            .map(|e| {
+                                let selected = on
+                                    .select_expr
+                                    .iter()
+                                    .position(|s| s.clone().unalias() == *e)
+                                    .map(|i| on.schema.field(i).name().clone());
+                                match (selected, e) {
+                                    (Some(name), _) => name,
+                                    (None, datafusion::logical_expr::Expr::Column(c)) => {
+                                        c.name.clone()
+                                    }
+                                    (None, other) => other.schema_name().to_string(),
+                                }
                             })
                             .collect();
                         all.extend(names(&on.schema));

@@ -379,20 +379,22 @@ pub fn late_rows_lost_records(folder: &str, kept: usize, last: BatchId) -> Strin
     )
 }
 
-/// Whether a source of `pipeline` logged the input of `batch` (`sources/<name>/<batch>`), so
-/// that planning it again reads the same input.
-async fn logged_by_a_source(
+/// Whether every source of `pipeline` logged the input of `batch` (`sources/<name>/<batch>`),
+/// so that planning it again reads the same input. A source that keeps its range only in
+/// `offsets/N` (Kafka, NATS, `rate`), or a files source that found no new file then, would
+/// plan it anew over what has come since: the sink's copy of the batch would not hold that.
+async fn logged_by_every_source(
     pipeline: &Pipeline,
     location: &Location,
     batch: BatchId,
 ) -> Result<bool, Error> {
     for name in pipeline.sources.keys() {
         let entry = format!("{}/{}", crate::checkpoint::paths::source_dir(name), batch.0);
-        if location.exists(&location.path(&entry)).await? {
-            return Ok(true);
+        if !location.exists(&location.path(&entry)).await? {
+            return Ok(false);
         }
     }
-    Ok(false)
+    Ok(!pipeline.sources.is_empty())
 }
 
 /// Refuses to run `pipeline` on a checkpoint whose batches it cannot carry on from exactly: a
@@ -442,8 +444,10 @@ async fn check_continuity(
                     .join(", ")
             };
             return Err(refuse(format!(
-                "the checkpoint's batches read the sources {}; this pipeline has {} instead of \
-                 {}: a renamed source starts from its beginning, reading again what {} read",
+                "the checkpoint's newest batch ({newest}) read the sources {}; this pipeline \
+                 has {} instead of {}: a renamed source starts from its beginning, reading again \
+                 what {} read (a source dropped in a run that logged no batch is still among \
+                 the newest batch's)",
                 list(&logged),
                 list(&new),
                 list(&gone),
@@ -1894,11 +1898,11 @@ impl<'a> Driver<'a> {
             && let Some((held_last, ..)) = held.last
             && let newest = logs.offsets.last().max(logs.commits.last())
             && newest.is_none_or(|planned| held_last > *planned)
-            // The batch after the newest, planned again from the input its sources logged (a
+            // The batch after the newest, planned again from the input every source logged (a
             // planning cut short, an offsets entry `sluice repair` moved aside), is the batch
             // the sink holds.
             && !(newest.is_some_and(|planned| held_last == planned.next())
-                && logged_by_a_source(pipeline, checkpoint.location(), held_last).await?)
+                && logged_by_every_source(pipeline, checkpoint.location(), held_last).await?)
         {
             let plans = newest.map_or("has no batch".to_string(), |b| {
                 format!("goes up to batch {b} (its next is {})", b.next())

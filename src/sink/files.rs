@@ -1037,6 +1037,11 @@ impl FilesSink {
     ) -> Result<Option<SinkCommit>, SinkError> {
         self.check_not_foreign(batch).await?;
         if let Some(manifest) = self.read_manifest(batch).await? {
+            // The run that wrote it may have died before syncing it: on disk before anything
+            // (publishing, `commits/N`) is built on it (docs/design.md §12).
+            self.location
+                .sync(&self.location.path(&Self::manifest_file(batch)))
+                .await?;
             self.check_folder_owner(batch).await?;
             self.check_owner(&manifest).await?;
             // A run a newer one superseded is told so, whoever wrote the batch.

@@ -1397,17 +1397,28 @@ fn with_inferred_timestamps(
         .fields()
         .iter()
         .map(|field| {
-            let mut seen = false;
+            let mut seen = Vec::new();
             let all = field.data_type() == &DataType::Utf8
                 && objects.iter().all(|object| match object.get(field.name()) {
                     None | Some(serde_json::Value::Null) => true,
                     Some(serde_json::Value::String(text)) => {
-                        seen = true;
+                        seen.push(text.as_str());
                         is_timestamp(text)
                     }
                     Some(_) => false,
                 });
-            if all && seen {
+            // Only where the column's type reads them all (a review: `9999-12-31T23:59:59Z`,
+            // past a nanosecond timestamp's years, pinned a type its own file then failed
+            // in), as CSV's inference asks.
+            if all
+                && !seen.is_empty()
+                && exact_cast(
+                    &(Arc::new(StringArray::from(seen)) as ArrayRef),
+                    &INFERRED_TIMESTAMP,
+                    None,
+                )
+                .is_ok()
+            {
                 field.as_ref().clone().with_data_type(INFERRED_TIMESTAMP)
             } else {
                 field.as_ref().clone()
@@ -1555,31 +1566,45 @@ fn json_decode(
 /// (walk 66: written on as `inf`, or as null in JSON output).
 fn check_float_range(batches: &[RecordBatch]) -> Result<(), ArrowError> {
     use datafusion::arrow::datatypes::{Float32Type, Float64Type};
+    /// The range of the first float type in `column` (at any depth of structs, lists and
+    /// maps) that holds an infinity, with the way to read such a number.
+    fn infinite(column: &ArrayRef) -> Option<(&'static str, &'static str)> {
+        match column.data_type() {
+            DataType::Float32 => column
+                .as_primitive::<Float32Type>()
+                .iter()
+                .flatten()
+                .any(f32::is_infinite)
+                .then_some(("float", "±3.4e38: declare it `double`")),
+            DataType::Float64 => column
+                .as_primitive::<Float64Type>()
+                .iter()
+                .flatten()
+                .any(f64::is_infinite)
+                .then_some((
+                    "double",
+                    "±1.8e308: declare it `string` and read it in the query",
+                )),
+            DataType::Struct(_) => column.as_struct().columns().iter().find_map(infinite),
+            DataType::List(_) => infinite(column.as_list::<i32>().values()),
+            DataType::LargeList(_) => infinite(column.as_list::<i64>().values()),
+            DataType::Map(..) => {
+                let entries: ArrayRef = Arc::new(column.as_map().entries().clone());
+                infinite(&entries)
+            }
+            _ => None,
+        }
+    }
     for batch in batches {
         for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-            let (past, range) = match field.data_type() {
-                DataType::Float32 => (
-                    column
-                        .as_primitive::<Float32Type>()
-                        .iter()
-                        .flatten()
-                        .any(f32::is_infinite),
-                    "±3.4e38: declare it `double`",
-                ),
-                DataType::Float64 => (
-                    column
-                        .as_primitive::<Float64Type>()
-                        .iter()
-                        .flatten()
-                        .any(f64::is_infinite),
-                    "±1.8e308: declare it `string` and read it in the query",
-                ),
-                _ => continue,
-            };
-            if past {
+            if let Some((kind, range)) = infinite(column) {
+                let what = match field.data_type() {
+                    DataType::Float32 | DataType::Float64 => String::new(),
+                    _ => format!(", at a {kind} inside it"),
+                };
                 return Err(ArrowError::JsonError(format!(
-                    "column `{}` is {}: a number past its range ({range}), which would read \
-                     as infinity",
+                    "column `{}` is {}{what}: a number past its range ({range}), which would \
+                     read as infinity",
                     field.name(),
                     crate::format::sql_type_name(field.data_type())
                 )));
@@ -1662,6 +1687,12 @@ pub(super) fn exact_cast(
         }
         (DataType::Date32 | DataType::Date64, DataType::Utf8) => {
             check_plain_dates(array.as_string::<i32>())?;
+        }
+        (DataType::Time32(unit) | DataType::Time64(unit), DataType::Utf8) => {
+            check_times_of_day(array.as_string::<i32>(), *unit)?;
+        }
+        (DataType::Float32 | DataType::Float64, DataType::Utf8) => {
+            check_float_text(array.as_string::<i32>(), target)?;
         }
         _ => {}
     }
@@ -1810,6 +1841,7 @@ fn check_time_fraction(text: &StringArray, unit: TimeUnit) -> Result<(), ArrowEr
         if is_number(time) {
             continue;
         }
+        check_no_second_60(time)?;
         // The fraction follows the seconds: the first `.` after the first `:`.
         let fraction = time
             .find(':')
@@ -1839,6 +1871,89 @@ fn check_time_fraction(text: &StringArray, unit: TimeUnit) -> Result<(), ArrowEr
     Ok(())
 }
 
+/// Refuses a number in `text` past the range of `target` (`float` or `double`), which Arrow's
+/// parser reads as infinity; infinity written as a word (`inf`, `Infinity`) is taken, as
+/// DuckDB and Spark take it. The same rule as JSON's (`check_float_range`).
+fn check_float_text(text: &StringArray, target: &DataType) -> Result<(), ArrowError> {
+    let single = target == &DataType::Float32;
+    for value in text.iter().flatten() {
+        let trimmed = value.trim();
+        let word = trimmed.trim_start_matches(['+', '-']).to_ascii_lowercase();
+        if word == "inf" || word == "infinity" {
+            continue;
+        }
+        let Ok(number) = trimmed.parse::<f64>() else {
+            continue;
+        };
+        let past = number.is_infinite() || (single && number.abs() > f64::from(f32::MAX));
+        if past {
+            let range = if single {
+                "±3.4e38: declare it `double`"
+            } else {
+                "±1.8e308: declare it `string` and read it in the query"
+            };
+            return Err(ArrowError::CastError(format!(
+                "the number {trimmed} is past its range ({range}), which would read as infinity"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a time whose seconds are 60 (`10:15:60`), which Arrow's parser takes as the next
+/// minute's first second; DuckDB, Spark and PostgreSQL's `time` refuse it too.
+fn check_no_second_60(time: &str) -> Result<(), ArrowError> {
+    // The seconds follow the second `:` of the time.
+    let seconds = time
+        .find(':')
+        .and_then(|first| time[first + 1..].find(':').map(|second| first + second + 2))
+        .map(|at| &time[at..])
+        .map(|rest| &rest[..rest.bytes().take_while(u8::is_ascii_digit).count()]);
+    if seconds == Some("60") {
+        return Err(ArrowError::CastError(format!(
+            "the time {time} has second 60, which no time holds (a leap second is not kept: \
+             it would be read as the next minute)"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a value in `text` for a `time` column of `unit` that is not a time of day written
+/// out (`10:00:00.5`): a number, which Arrow's parser takes as a count of the column's unit
+/// since midnight (3600 as 3.6 microseconds past it); second 60; and a fraction finer than
+/// the column holds, which it would cut. DuckDB refuses the number too.
+fn check_times_of_day(text: &StringArray, unit: TimeUnit) -> Result<(), ArrowError> {
+    let kept = match unit {
+        TimeUnit::Second => 0,
+        TimeUnit::Millisecond => 3,
+        TimeUnit::Microsecond => 6,
+        TimeUnit::Nanosecond => 9,
+    };
+    for time in text.iter().flatten() {
+        let time = time.trim();
+        if !time.contains(':') {
+            return Err(ArrowError::CastError(format!(
+                "the value {time} is not a time of day written out (`10:00:00`, `10:00:00.5`): \
+                 a number is not read as one, whatever its unit. Declare the column as a \
+                 number and make the time in the query where that is meant"
+            )));
+        }
+        check_no_second_60(time)?;
+        let fraction = time
+            .find('.')
+            .map(|dot| &time[dot + 1..])
+            .map(|rest| &rest[..rest.bytes().take_while(u8::is_ascii_digit).count()])
+            .unwrap_or_default();
+        if fraction.len() > kept && fraction.as_bytes()[kept..].iter().any(|b| *b != b'0') {
+            return Err(ArrowError::CastError(format!(
+                "the time {time} has a finer fraction of a second than the column holds \
+                 ({kept} digits; a time is never cut)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a value in `text` for a `date` column that has a time of day
 /// (`2026-01-01T23:30:00-05:00`), which the column would drop, shifting the date where the
 /// time has a zone.
@@ -1852,11 +1967,23 @@ fn check_plain_dates(text: &StringArray) -> Result<(), ArrowError> {
                 chrono::NaiveDateTime::parse_from_str(value, format)
                     .is_ok_and(|t| t.time() == chrono::NaiveTime::MIN)
             });
-        if value.contains(':') && !midnight {
+        if midnight || chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok() {
+            continue;
+        }
+        // A time of day written out, or in ISO 8601's compact form (`2026-01-01T003000Z`).
+        if value.contains(':') || value.contains('T') {
             return Err(ArrowError::CastError(format!(
                 "the value {value} has a time of day, which a `date` column does not hold: \
                  declare the column `timestamp`, and take the date in the query \
                  (`CAST(col AS DATE)`) where that is what is meant"
+            )));
+        }
+        // Arrow's parser reads eight digits as `YYYYMMDD`; DuckDB and Spark refuse them.
+        if is_number(value) {
+            return Err(ArrowError::CastError(format!(
+                "the value {value} is a number, not a date written out (`2026-01-01`): declare \
+                 the column as a number (or `string`) and make the date in the query \
+                 (`to_date(CAST(col AS VARCHAR), '%Y%m%d')`) where that is what is meant"
             )));
         }
     }
@@ -2005,6 +2132,9 @@ fn csv_read_as_text(data_type: &DataType, _epoch: Option<EpochUnit>) -> bool {
     match data_type {
         DataType::Timestamp(..) => true,
         DataType::Date32 | DataType::Date64 => true,
+        DataType::Time32(_) | DataType::Time64(_) => true,
+        // Its parser reads a number past the type's range as infinity.
+        DataType::Float32 | DataType::Float64 => true,
         t => t.is_decimal(),
     }
 }
@@ -2077,6 +2207,7 @@ fn exact_as_text(data_type: &DataType) -> Option<DataType> {
     match data_type {
         t if t.is_integer() => Some(DataType::Utf8),
         DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => Some(DataType::Utf8),
+        DataType::Time32(_) | DataType::Time64(_) => Some(DataType::Utf8),
         t if t.is_decimal() => Some(DataType::Utf8),
         DataType::List(item) => field_as_text(item).map(DataType::List),
         DataType::LargeList(item) => field_as_text(item).map(DataType::LargeList),
@@ -2172,22 +2303,20 @@ fn json(
         for value in values {
             // A field named as a column but for case (`ts` where the column is `TS`) would
             // leave the column null in every such row.
-            let case_twin = value
-                .unknown
-                .keys()
-                .find_map(|field| {
-                    schema
-                        .fields()
-                        .iter()
-                        .find(|c| c.name() != field && c.name().eq_ignore_ascii_case(field))
-                        .map(|column| (field.clone(), column.name().clone()))
-                })
-                // Only where the value lacks the column itself (`TS` beside `ts` is a field
-                // of its own).
-                .filter(|(_, column)| {
-                    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(value.text)
-                        .is_ok_and(|object| !object.contains_key(column))
-                });
+            // At any depth: `{"user":{"ID":5}}` where the struct's field is `id` (a review: a
+            // struct of nulls, only counted).
+            let case_twin = if value.unknown.is_empty() {
+                None
+            } else {
+                serde_json::from_slice::<serde_json::Value>(value.text)
+                    .ok()
+                    .and_then(|object| {
+                        value.unknown.keys().find_map(|field| {
+                            case_twin_of(schema.fields(), &object, field)
+                                .map(|column| (field.clone(), column))
+                        })
+                    })
+            };
             if let Some((field, column)) = case_twin {
                 if on_error == OnError::Skip {
                     notes.push((
@@ -2203,8 +2332,14 @@ fn json(
                     reason: format!(
                         "the value has a field `{field}` where the source's column is \
                          `{column}`: names are matched exactly, with their case, so `{column}` \
-                         would be null; name the column `{field}` in the source's `schema:` (and \
-                         the query)"
+                         would be null; name the {} `{}` in the source's `schema:` (and the \
+                         query)",
+                        if field.contains('.') {
+                            "struct's field"
+                        } else {
+                            "column"
+                        },
+                        field.rsplit('.').next().unwrap_or(&field)
                     ),
                 });
                 break;
@@ -2782,6 +2917,43 @@ fn kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
+/// Where `path`, an unknown field's path in `value` (`TS`, `user.ID`, `items[2].X`), names a
+/// field of `fields` but for its case, and its object lacks that field (`TS` beside `ts` is a
+/// field of its own): that field's path as the schema spells it. Names that hold `.` or `[`
+/// are not looked into.
+fn case_twin_of(fields: &Fields, value: &serde_json::Value, path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.split('.').collect();
+    let (leaf, parents) = parts.split_last()?;
+    let (mut fields, mut at, mut spelled) = (fields, value, String::new());
+    for part in parents {
+        let (name, index) = match part.split_once('[') {
+            Some((name, index)) => (name, Some(index.strip_suffix(']')?.parse::<usize>().ok()?)),
+            None => (*part, None),
+        };
+        let field = fields.iter().find(|f| f.name() == name)?;
+        at = at.get(name)?;
+        fields = match (field.data_type(), index) {
+            (DataType::Struct(inner), None) => inner,
+            (DataType::List(item) | DataType::LargeList(item), Some(i)) => {
+                at = at.get(i)?;
+                match item.data_type() {
+                    DataType::Struct(inner) => inner,
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        spelled.push_str(part);
+        spelled.push('.');
+    }
+    let twin = fields
+        .iter()
+        .find(|c| c.name() != leaf && c.name().eq_ignore_ascii_case(leaf))?;
+    at.get(twin.name())
+        .is_none()
+        .then(|| format!("{spelled}{}", twin.name()))
+}
+
 /// Moves into `unknown` the fields of `object` that `fields` (a struct type's fields) do not
 /// name, under their path from the row (`prefix` ends in `.` inside an object); at the top
 /// level (`prefix` empty), names in `also_known` are known too. Objects inside known fields of
@@ -3306,14 +3478,38 @@ fn check_folder_agrees(
     match format {
         FileFormat::Csv => return Ok(()),
         FileFormat::Json => {
+            // Only a file that may name the key: as written, or with an escape in a name
+            // (`"regio\u006e"`).
             let quoted = serde_json::to_string(key).unwrap_or_default();
-            if !bytes.windows(quoted.len()).any(|w| w == quoted.as_bytes()) {
+            if !bytes.windows(quoted.len()).any(|w| w == quoted.as_bytes())
+                && !bytes.windows(2).any(|w| w == b"\\u")
+            {
                 return Ok(());
             }
-            // Line by line (a value over several lines goes unchecked): a malformed line is
-            // the decoder's to report.
-            for line in bytes.split(|b| *b == b'\n') {
-                let Ok(serde_json::Value::Object(row)) = serde_json::from_slice(line) else {
+            // Value by value, a value over several lines too; where one is malformed (the
+            // decoder's to report), line by line, so the values after it are checked as well.
+            let mut values = Vec::new();
+            let mut whole = true;
+            for value in
+                serde_json::Deserializer::from_slice(bytes).into_iter::<serde_json::Value>()
+            {
+                match value {
+                    Ok(value) => values.push(value),
+                    Err(_) => {
+                        whole = false;
+                        break;
+                    }
+                }
+            }
+            if !whole {
+                values.extend(
+                    bytes
+                        .split(|b| *b == b'\n')
+                        .filter_map(|line| serde_json::from_slice(line).ok()),
+                );
+            }
+            for value in values {
+                let serde_json::Value::Object(row) = value else {
                     continue;
                 };
                 let text = match row.get(key) {

@@ -2117,7 +2117,11 @@ impl Source for FilesSource {
         }
         // A log entry left by a planning attempt that crashed before `offsets/N`: reuse it.
         let files = if self.logged.contains(&batch.0) {
-            self.read_entry(&self.log_file(batch.0)).await?
+            let file = self.log_file(batch.0);
+            let files = self.read_entry(&file).await?;
+            // Its planning may have died before syncing it: on disk before `offsets/N` names it.
+            self.checkpoint.sync(&self.checkpoint.path(&file)).await?;
+            files
         } else {
             let limit = match admission {
                 Admission::SourceLimits => self.config.max_files_per_batch,

@@ -223,9 +223,15 @@ impl PayloadDecoder<'_> {
         for &i in which {
             let payload = payloads[i].unwrap_or_default();
             if format == FileFormat::Json && payload.contains(&b'\n') {
-                // A JSON value may span lines; the decoder reads one value per line.
-                match serde_json::from_slice::<serde_json::Value>(payload) {
-                    Ok(v) => text.extend_from_slice(v.to_string().as_bytes()),
+                // A JSON value may span lines; the decoder reads one value per line. In one
+                // value a line break can only be whitespace (a string holds it escaped): put
+                // on one line as its bytes, never written again through `serde_json`'s numbers
+                // (a `f64` for every number past `u64` or with a fraction, cut to 17 digits).
+                match serde_json::from_slice::<serde::de::IgnoredAny>(payload) {
+                    Ok(_) => text.extend(payload.iter().map(|&b| match b {
+                        b'\n' | b'\r' => b' ',
+                        b => b,
+                    })),
                     Err(e) => {
                         if self.on_error == OnError::Fail {
                             return Err(blame(i, &e.to_string()));
@@ -526,6 +532,42 @@ mod tests {
             let payloads = vec![Some(&b"{\"n\":1}"[..]), Some(bad), Some(&b"{\"n\":3}"[..])];
             let decoded = skipping.decode(&payloads, &blame).expect("skipped");
             assert_eq!((decoded.kept, decoded.skipped), (vec![0, 2], 1));
+        }
+    }
+
+    /// A JSON payload over several lines was written again through `serde_json`'s numbers
+    /// before decoding: a decimal's digits past the 17th and a 30-digit integer were rounded
+    /// in silence, where the same payload on one line reads exactly. It reads exactly too.
+    #[test]
+    fn a_payload_over_several_lines_keeps_its_numbers_exactly() {
+        use datafusion::arrow::array::AsArray as _;
+        use datafusion::arrow::datatypes::Decimal128Type;
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("amount", DataType::Decimal128(18, 6), true),
+            Field::new("big", DataType::Decimal128(38, 0), true),
+        ]));
+        let decoder = PayloadDecoder {
+            wanted: &[0, 1],
+            ..json_decoder(&schema)
+        };
+        let one =
+            &b"{\"amount\": 123456789012.123456, \"big\": 123456789012345678901234567890}"[..];
+        let spread =
+            &b"{\"amount\": 123456789012.123456,\r\n \"big\": 123456789012345678901234567890\n}"[..];
+        for payload in [one, spread] {
+            let decoded = decoder.decode(&[Some(payload)], &blame).expect("decodes");
+            let batch = &decoded.batches[0];
+            let amount = batch.column(0).as_primitive::<Decimal128Type>().value(0);
+            let big = batch.column(1).as_primitive::<Decimal128Type>().value(0);
+            assert_eq!(
+                (amount, big),
+                (
+                    123_456_789_012_123_456,
+                    123_456_789_012_345_678_901_234_567_890
+                ),
+                "{}",
+                String::from_utf8_lossy(payload)
+            );
         }
     }
 

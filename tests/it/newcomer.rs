@@ -2717,7 +2717,12 @@ fn edits_the_checkpoint_cannot_carry_on_from_are_refused() {
     // A renamed source.
     edit_file(&file, "  s: {", "  events: {");
     edit_file(&file, "FROM s", "FROM events");
-    refused(&ws, &file, &["`s`", "`events`", "reading again"], 1);
+    refused(
+        &ws,
+        &file,
+        &["`s`", "`events`", "reading again", "newest batch (0)"],
+        1,
+    );
     edit_file(&file, "  events: {", "  s: {");
     edit_file(&file, "FROM events", "FROM s");
     // Another format into the same sink folder.
@@ -4952,6 +4957,14 @@ fn a_time_is_never_cut_to_its_column() {
                 "2026-01-01T10:00:01.123456789Z",
             ),
             ("date", "2026-01-01", "2026-01-01T23:30:00-05:00"),
+            // A review: ISO 8601's compact time, and eight digits (`YYYYMMDD` to Arrow),
+            // went into a date; a number into a `time` was a count of nanoseconds since
+            // midnight; second 60 was the next minute's first.
+            ("date", "2026-01-01", "2026-01-01T003000+0530"),
+            ("date", "2026-01-01", "20260101"),
+            ("time", "10:00:00.5", "3600"),
+            ("time", "10:00:00", "10:15:60"),
+            ("timestamp", "2026-01-01T10:15:59Z", "2026-01-01T10:15:60Z"),
         ] {
             let ws = Workspace::new();
             let file = pipeline(&ws, "SELECT k, CAST(v AS VARCHAR) AS v FROM s", "append");
@@ -4983,8 +4996,15 @@ fn a_time_is_never_cut_to_its_column() {
             assert!(
                 stderr(&out).contains(&format!("1.{format} {line}"))
                     && stderr(&out).contains("column `v`")
-                    && (stderr(&out).contains("finer fraction")
-                        || stderr(&out).contains("has a time of day")),
+                    && [
+                        "finer fraction",
+                        "has a time of day",
+                        "is a number, not a date",
+                        "not a time of day",
+                        "second 60"
+                    ]
+                    .iter()
+                    .any(|why| stderr(&out).contains(why)),
                 "{format} {column}: {}",
                 stderr(&out)
             );
@@ -11215,4 +11235,189 @@ fn a_source_log_entry_nothing_else_records_is_not_sent_to_repair() {
         "{said}"
     );
     assert_eq!(sink_lines(&ws.path("out")).len(), 3, "nothing read again");
+}
+
+/// A review: a sink that held batch N, whose pending `offsets/N` `sluice repair` moved aside,
+/// was taken as holding the batch planned again where any one source had logged its input;
+/// another source (one that found no file then, or a Kafka source) planned it anew over
+/// what had come since, which the sink's copy of the batch did not hold, and those rows were
+/// never written. Every source must have logged the batch; otherwise the run is refused.
+#[test]
+fn a_batch_planned_again_over_new_input_is_not_taken_as_the_one_the_sink_holds() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    std::fs::create_dir_all(ws.path("in2")).expect("in2");
+    let yaml = format!(
+        "name: two\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: \
+         json, schema: {{ k: string, v: bigint }} }}\n  t: {{ kind: files, path: {input2}, \
+         format: json, schema: {{ k: string, v: bigint }} }}\nquery: SELECT k, v FROM s UNION \
+         ALL SELECT k, v FROM t\ntrigger: available-now\nsink: {{ kind: files, path: {out}, \
+         format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        input2 = ws.p("in2"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    assert!(run(&file, &ws).status.success());
+    // Batch 1 reads `s`'s new file alone; the sink takes it, and the run dies before
+    // `commits/1`.
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let out = run_quietly(&file, &Crash::Before.env(1, "commits/"));
+    assert!(crashed(&out), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")).len(), 2);
+    // Its offsets entry damaged and moved aside; `t` has a file now.
+    let offsets = std::fs::read_to_string(ws.path("ckpt/offsets/1")).expect("offsets");
+    std::fs::write(ws.path("ckpt/offsets/1"), &offsets[..offsets.len() / 2]).expect("damage");
+    std::fs::write(ws.path("in2/0.json"), "{\"k\":\"c\",\"v\":3}\n").expect("in2");
+    let ckpt = ws.p("ckpt");
+    let out = run_bin(&["repair", &ckpt], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("planned again"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Planned again, batch 1 would read `t`'s file too, which the sink's batch 1 lacks.
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("holds batch 1"), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")).len(),
+        2,
+        "nothing written in silence"
+    );
+}
+
+/// A review: a number past a double's range read as infinity inside a list (or a struct),
+/// and in any CSV column, where the same number in a JSON column of its own is refused. It is
+/// refused there too, naming the column.
+#[test]
+fn a_number_past_a_double_s_range_inside_a_list_is_refused() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(
+        &file,
+        "schema: { k: string, v: bigint }",
+        "schema: { k: string, v: 'double[]' }",
+    );
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":[1.5,1e309]}\n");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("0.json line 1") && stderr(&out).contains("number out of range"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sink_lines(&ws.path("out")).is_empty());
+    // CSV read such a number as infinity in any column; infinity written as a word is one.
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, CAST(v AS VARCHAR) AS v FROM s", "append");
+    edit_file(
+        &file,
+        "format: json, schema: { k: string, v: bigint }",
+        "format: csv, schema: { k: string, v: double }",
+    );
+    input(&ws, "0.csv", "k,v\na,inf\nb,-Infinity\nc,1.5e300\n");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")).len(), 3);
+    input(&ws, "1.csv", "k,v\nd,2\ne,1e400\n");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1.csv line 3")
+            && stderr(&out).contains("column `v`")
+            && stderr(&out).contains("the number 1e400 is past its range"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sink_lines(&ws.path("out")).len(), 3);
+}
+
+/// A review: a nested object whose field matched its struct's but for case
+/// (`{"user":{"ID":5}}` where the struct's field is `id`) read as a struct of nulls, only
+/// counted, where the same at the top level is an error naming both names. It is one at any
+/// depth.
+#[test]
+fn a_nested_field_named_but_for_case_is_refused_as_a_column_is() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, user FROM s", "append");
+    edit_file(
+        &file,
+        "schema: { k: string, v: bigint }",
+        "schema: { k: string, user: 'struct<id bigint, name varchar>' }",
+    );
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"user\":{\"id\":1,\"name\":\"x\"}}\n{\"k\":\"b\",\"user\":{\"ID\":5,\"name\":\"y\"}}\n",
+    );
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("0.json line 2")
+            && stderr(&out).contains("a field `user.ID` where the source's column is `user.id`")
+            && stderr(&out).contains("name the struct's field `ID`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sink_lines(&ws.path("out")).is_empty());
+}
+
+/// A review: JSON inference typed text past a nanosecond timestamp's years (a "valid until"
+/// sentinel, `9999-12-31T23:59:59Z`) as a timestamp, which the very file it sampled then
+/// failed to read in. As CSV's inference does, it stays text.
+#[test]
+fn a_time_a_timestamp_cannot_hold_infers_as_text() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, valid_to FROM s", "append");
+    edit_file(&file, ", schema: { k: string, v: bigint }", "");
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"a\",\"valid_to\":\"9999-12-31T23:59:59Z\"}\n{\"k\":\"b\",\"valid_to\":\"2026-01-01T00:00:00Z\"}\n",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut lines = sink_lines(&ws.path("out"));
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "{\"k\":\"a\",\"valid_to\":\"9999-12-31T23:59:59Z\"}",
+            "{\"k\":\"b\",\"valid_to\":\"2026-01-01T00:00:00Z\"}"
+        ]
+    );
+}
+
+/// A review: a JSON file's value of its folder's key was checked line by line and by the key
+/// as written, so one spread over lines, or a key written with an escape (`"d\u0061y"`), was
+/// replaced by the folder's value without a word. Each is refused as a one-line value is.
+#[test]
+fn a_folder_key_in_a_value_over_lines_or_escaped_is_checked_too() {
+    for text in [
+        "{\"k\":\"a\",\n \"v\":1,\n \"day\":\"2026-01-03\"}\n",
+        "{\"k\":\"a\",\"v\":1,\"d\\u0061y\":\"2026-01-03\"}\n",
+    ] {
+        let ws = Workspace::new();
+        std::fs::create_dir_all(ws.path("in/day=2026-01-02")).expect("folder");
+        std::fs::write(ws.path("in/day=2026-01-02/0.json"), text).expect("input");
+        let file = pipeline(&ws, "SELECT k, v, day FROM s", "append");
+        edit_file(
+            &file,
+            "schema: { k: string, v: bigint }",
+            "schema: { k: string, v: bigint, day: date }",
+        );
+        let out = run(&file, &ws);
+        assert!(!out.status.success(), "{text}: the file's day was dropped");
+        assert!(
+            stderr(&out).contains(
+                "its rows hold `day` = 2026-01-03 where its folder `day=2026-01-02` says otherwise"
+            ),
+            "{text}: {}",
+            stderr(&out)
+        );
+        assert!(sink_lines(&ws.path("out")).is_empty(), "{text}");
+    }
 }
