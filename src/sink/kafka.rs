@@ -194,6 +194,8 @@ impl SinkConnector for KafkaSinkConfig {
             complete: ctx.replace,
             label: ctx.label.to_string(),
             live: tokio::sync::Mutex::new(None),
+            transaction_began: std::sync::Mutex::new(None),
+            made_topic: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 }
@@ -264,6 +266,11 @@ pub struct KafkaSink {
     label: String,
     /// The producer and what the progress topic says, once opened.
     live: tokio::sync::Mutex<Option<Live>>,
+    /// When the newest batch's transaction began, for the error of one the broker aborted at
+    /// its timeout.
+    transaction_began: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Whether this run made the output topic (`partitions:`, where it was missing).
+    made_topic: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -353,9 +360,16 @@ impl KafkaSink {
                 "transaction.timeout.ms",
                 self.transaction_timeout().as_millis().to_string(),
             )
+            // librdkafka refuses a socket timeout past the transaction's by more than 100 ms.
             .set(
                 "socket.timeout.ms",
-                self.config.retry.timeout.as_millis().max(10).to_string(),
+                self.config
+                    .retry
+                    .timeout
+                    .min(self.transaction_timeout() + Duration::from_millis(100))
+                    .as_millis()
+                    .max(10)
+                    .to_string(),
             );
         if !self.config.properties.contains_key("partitioner") {
             config.set("partitioner", "murmur2_random");
@@ -371,6 +385,7 @@ impl KafkaSink {
         self.config
             .properties
             .get("transaction.timeout.ms")
+            .and_then(|ms| crate::secret::expand_env(ms).ok())
             .and_then(|ms| ms.trim().parse::<u64>().ok())
             .map_or(self.config.retry.timeout, Duration::from_millis)
             .max(Duration::from_secs(1))
@@ -462,6 +477,9 @@ impl KafkaSink {
             .map_err(|e| at("making the topics", e))?;
         for result in results {
             match result {
+                Ok(name) if name == self.config.topic => self
+                    .made_topic
+                    .store(true, std::sync::atomic::Ordering::Relaxed),
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((name, code)) => {
                     return Err(Step::last(format!("making the topic `{name}`: {code}")));
@@ -542,7 +560,7 @@ impl KafkaSink {
             )
             .await
             .map_err(|e| self.error(format!("starting the transactional producer: {e}")))?;
-        let (last, other) = self.read_progress_and_other(true).await?;
+        let (last, other) = self.read_progress_and_other().await?;
         if let Some(last) = &last {
             self.check_topic_holds(last).await?;
         }
@@ -665,10 +683,13 @@ impl KafkaSink {
                  batch again into it, start over: run on a new checkpoint (delete the folder \
                  <checkpoint>, or set another `checkpoint:`), which reads the input from its \
                  start again; to write on from batch {next} without them, give the sink a new \
-                 `progress_topic:` (this one records the batches written before)",
+                 `progress_topic:` (this one records the batches written before), and where \
+                 the run then says a batch after {batch} is pending, take it back first \
+                 (`sluice rewind <checkpoint> --to {batch}`)",
                 topic = self.config.topic,
-                made = if self.config.partitions.is_some() {
-                    " (by this sink's `partitions:`, at this run's start, where it was gone)"
+                made = if self.made_topic.load(std::sync::atomic::Ordering::Relaxed) {
+                    " (made again by this sink's `partitions:` at this run's start, where it \
+                     was gone)"
                 } else {
                     ""
                 },
@@ -702,17 +723,15 @@ impl KafkaSink {
     }
 
     /// The newest progress record of this sink, reading the progress topic to its end as a
-    /// `read_committed` consumer; `settled` as [`read_progress`] takes it.
-    async fn read_progress(&self, settled: bool) -> Result<Option<Progress>, SinkError> {
-        Ok(self.read_progress_and_other(settled).await?.0)
+    /// `read_committed` consumer.
+    async fn read_progress(&self) -> Result<Option<Progress>, SinkError> {
+        Ok(self.read_progress_and_other().await?.0)
     }
 
     /// This sink's newest progress record, and, where the scan for it met one, the newest
-    /// record of another pipeline or checkpoint naming this sink's topic; `settled` as
-    /// [`read_progress`] takes it.
+    /// record of another pipeline or checkpoint naming this sink's topic.
     async fn read_progress_and_other(
         &self,
-        settled: bool,
     ) -> Result<(Option<Progress>, Option<Progress>), SinkError> {
         let config = self.reader_config()?;
         let topic = self.config.progress_topic.clone();
@@ -733,7 +752,7 @@ impl KafkaSink {
                     let sink_topic = sink_topic.clone();
                     let ours = (ours, ours_label.clone());
                     blocking(move || {
-                        read_progress(&config, &topic, &key, &sink_topic, &ours, timeout, settled)
+                        read_progress(&config, &topic, &key, &sink_topic, &ours, timeout)
                     })
                 },
             )
@@ -782,6 +801,10 @@ impl KafkaSink {
         let timeout = self.config.retry.timeout;
         let location = self.location();
         let started = std::time::Instant::now();
+        *self
+            .transaction_began
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(started);
         let offsets = blocking(move || -> Result<BTreeMap<i32, (i64, i64)>, WriteError> {
             producer.context().clear();
             producer.begin_transaction().map_err(classify)?;
@@ -996,12 +1019,14 @@ impl KafkaSink {
                 use rdkafka::message::{Headers as _, Message as _};
                 let consumer = crate::source::kafka::client::range_consumer(&config)
                     .map_err(WriteError::Abortable)?;
+                let ends = log_reader(&config).map_err(WriteError::Abortable)?;
                 let mut keys = HashMap::new();
                 let mut marked = false;
                 for (partition, first, last) in ranges {
                     // The log's ends: the last stable offset may lie below the batch's
                     // records (another producer's transaction open), not past them.
-                    let (low, high) = log_ends(&config, &topic, partition, timeout)
+                    let (low, high) = ends
+                        .fetch_watermarks(&topic, partition, timeout)
                         .map_err(WriteError::Abortable)?;
                     let from = first.max(low);
                     if from > last || high <= from {
@@ -1340,11 +1365,9 @@ impl ProducerContext for Deliveries {
 /// another pipeline (not `ours`) naming `sink_topic`: where `key` has none, every span is
 /// read, so any such record is found.
 ///
-/// `settled`: read to the log's end once no transaction is open below it (a run's start,
-/// `replay --verify`): a `read_committed` read ends at the first open one (another
-/// pipeline's), and records this sink committed after it began lie past that. Otherwise
-/// (`inspect`), to what is committed now.
-#[allow(clippy::too_many_arguments)]
+/// It reads to the log's end once no transaction is open below it: a `read_committed` read
+/// ends at the first open one (another pipeline's), and records this sink committed after it
+/// began lie past that.
 fn read_progress(
     config: &rdkafka::ClientConfig,
     topic: &str,
@@ -1352,19 +1375,13 @@ fn read_progress(
     sink_topic: &str,
     ours: &(uuid::Uuid, String),
     timeout: Duration,
-    settled: bool,
 ) -> Result<(Option<Progress>, Option<Progress>), String> {
     let consumer =
         crate::source::kafka::client::range_consumer(config).map_err(|e| e.to_string())?;
-    let (low, high) = if settled {
-        let ends = log_ends(config, topic, 0, timeout).map_err(|e| e.to_string())?;
-        wait_stable(&consumer, topic, 0, ends.1, timeout)?;
-        ends
-    } else {
-        consumer
-            .fetch_watermarks(topic, 0, timeout)
-            .map_err(|e| e.to_string())?
-    };
+    let (low, high) = log_reader(config)
+        .and_then(|ends| ends.fetch_watermarks(topic, 0, timeout))
+        .map_err(|e| e.to_string())?;
+    wait_stable(&consumer, topic, 0, high, timeout)?;
     let mut end = high;
     let mut span = 64;
     let mut other: Option<Progress> = None;
@@ -1506,10 +1523,13 @@ fn read_values(
 ) -> Result<Vec<Vec<u8>>, String> {
     let consumer =
         crate::source::kafka::client::range_consumer(config).map_err(|e| e.to_string())?;
+    let ends = log_reader(config).map_err(|e| e.to_string())?;
     let mut values = Vec::new();
     for (p, (first, last)) in ranges {
         // A transaction open below the range's end would end the read early.
-        let (_, high) = log_ends(config, topic, *p, timeout).map_err(|e| e.to_string())?;
+        let (_, high) = ends
+            .fetch_watermarks(topic, *p, timeout)
+            .map_err(|e| e.to_string())?;
         wait_stable(&consumer, topic, *p, high.min(last + 1), timeout)?;
         let mut list = TopicPartitionList::new();
         list.add_partition_offset(topic, *p, Offset::Offset(*first))
@@ -1552,19 +1572,15 @@ fn read_values(
     Ok(values)
 }
 
-/// The low and high watermarks of `topic`'s `partition`: the log's ends, whatever producers'
-/// transactions are open in it (a `read_committed` consumer's watermarks end at the last
-/// stable offset instead, librdkafka 1.7.1 on).
-fn log_ends(
+/// A client whose watermarks are the log's ends, whatever producers' transactions are open
+/// in it: a `read_committed` consumer's end at the last stable offset instead (librdkafka
+/// 1.7.1 on). One per read, for all its partitions.
+fn log_reader(
     config: &rdkafka::ClientConfig,
-    topic: &str,
-    partition: i32,
-    timeout: Duration,
-) -> Result<(i64, i64), KafkaError> {
+) -> Result<crate::source::kafka::client::RangeConsumer, KafkaError> {
     let mut config = config.clone();
     config.set("isolation.level", "read_uncommitted");
-    crate::source::kafka::client::range_consumer(&config)?
-        .fetch_watermarks(topic, partition, timeout)
+    crate::source::kafka::client::range_consumer(&config)
 }
 
 /// Waits until a `read_committed` read of `topic`'s `partition` reaches offset `until`
@@ -1582,6 +1598,7 @@ fn wait_stable(
     timeout: Duration,
 ) -> Result<(), String> {
     let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(50);
     loop {
         let (_, stable) = consumer
             .fetch_watermarks(topic, partition, timeout)
@@ -1593,12 +1610,15 @@ fn wait_stable(
             return Err(format!(
                 "a transaction is still open in topic `{topic}` partition {partition} at offset \
                  {stable}, below its end ({until}), after {}: a `read_committed` read cannot \
-                 pass it until its producer commits or aborts it (the broker aborts it at its \
-                 `transaction.timeout.ms`)",
+                 pass it until its producer commits or aborts it (the broker aborts it at the \
+                 producer's `transaction.timeout.ms`; a hanging one, which it never aborts, \
+                 `kafka-transactions.sh --bootstrap-server <brokers> find-hanging` lists and \
+                 its `abort` ends)",
                 humantime::format_duration(timeout)
             ));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(pause);
+        pause = pause.saturating_mul(2).min(Duration::from_secs(1));
     }
 }
 
@@ -1883,7 +1903,10 @@ impl Sink for KafkaSink {
                     e
                 }
             };
-            let began = std::time::Instant::now();
+            *self
+                .transaction_began
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
             match self.write(live, batch, fence, &output, &encoders).await {
                 Ok(progress) => {
                     let rows = progress.rows();
@@ -1902,8 +1925,13 @@ impl Sink for KafkaSink {
                     // No newer run: a transaction open past its timeout, which the broker
                     // aborted, bumping the producer's epoch, looks fenced too.
                     let limit = self.transaction_timeout();
+                    let open = self
+                        .transaction_began
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .map(|began| began.elapsed());
                     let error = match error {
-                        WriteError::Fenced(e) if began.elapsed() >= limit => {
+                        WriteError::Fenced(e) if open.is_some_and(|open| open >= limit) => {
                             WriteError::Other(format!(
                                 "the batch's transaction was open {}, past its \
                                  `transaction.timeout.ms` ({}), and the broker aborted it \
@@ -1912,7 +1940,8 @@ impl Sink for KafkaSink {
                                  `transaction.max.timeout.ms`, 15 minutes by default), or make \
                                  the batches smaller",
                                 humantime::format_duration(Duration::from_millis(
-                                    u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX)
+                                    u64::try_from(open.unwrap_or_default().as_millis())
+                                        .unwrap_or(u64::MAX)
                                 )),
                                 humantime::format_duration(limit)
                             ))
@@ -1973,7 +2002,7 @@ impl Sink for KafkaSink {
         }
         // Read-only: a consumer of the progress topic, never a producer (which would fence
         // a running pipeline's).
-        let Some(progress) = self.read_progress(true).await? else {
+        let Some(progress) = self.read_progress().await? else {
             return Ok(HeldBatch::Missing(format!(
                 "the progress topic `{}` names no batch of this pipeline",
                 self.config.progress_topic
@@ -2046,8 +2075,9 @@ impl Sink for KafkaSink {
     }
 
     async fn summary(&self) -> Result<Option<HeldSummary>, SinkError> {
-        // What is committed now, not waiting for a running batch's transaction.
-        let progress = self.read_progress(false).await?;
+        // Settled too: the run's check that the sink is not ahead of its checkpoint reads it,
+        // and rewind's.
+        let progress = self.read_progress().await?;
         Ok(Some(HeldSummary {
             entries: progress.as_ref().map_or(0, |p| p.batches.len()),
             last: progress.map(|p| (p.batch, p.rows(), 0)),

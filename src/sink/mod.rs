@@ -38,6 +38,31 @@ pub struct SinkKind {
     pub configure: fn(&serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, ConfigError>,
 }
 
+/// Runs `work`, warning every `every` it has not ended (`what` names the step and the server),
+/// with the ways on: a sink's statement to a server that stopped answering waits with no
+/// error of its own, and a run's SIGTERM waits for the batch.
+pub(crate) async fn said_while_waiting<F: std::future::Future>(
+    what: &str,
+    every: std::time::Duration,
+    work: F,
+) -> F::Output {
+    let started = std::time::Instant::now();
+    let mut work = std::pin::pin!(work);
+    loop {
+        match tokio::time::timeout(every, &mut work).await {
+            Ok(done) => return done,
+            Err(_) => tracing::warn!(
+                "{what}: no end after {} (a large batch, or a server that does not answer: \
+                 busy, paused, or unreachable). The batch waits for it; Ctrl-C (SIGINT) stops \
+                 the run now, and the next run finishes the batch exactly once",
+                humantime::format_duration(std::time::Duration::from_secs(
+                    started.elapsed().as_secs()
+                ))
+            ),
+        }
+    }
+}
+
 /// Every kind of sink: one line per kind (a kind behind a cargo feature is listed where it is
 /// built). A kind lives in its own module under `src/sink/`, and passes the sink contract
 /// suite (`tests/it/contract.rs`).

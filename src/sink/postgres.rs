@@ -30,7 +30,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, IntervalUnit, Schema, SchemaRef, TimeUnit};
 use futures::SinkExt;
 use pgpq::ArrowToPostgresBinaryEncoder;
 use serde::Deserialize;
@@ -2149,22 +2149,27 @@ impl PostgresSink {
                 }
                 // An interval's modifier is its fields (`interval day`, high 16 bits, 0x7fff
                 // for all) and its digits of a second (low 16 bits, 0xffff for all), as
-                // PostgreSQL's `timestamp.h` packs them: either cuts each value.
+                // PostgreSQL's `timestamp.h` packs them. Fields that end before the second
+                // (`day`, `hour to minute`, `year to month`) cut each value; those ending at
+                // it (`day to second`, bit 12) cut nothing but for the digits.
                 ("interval", DataType::Duration(_) | DataType::Interval(_)) => {
                     let fields_kept = (typmod >> 16) & 0x7fff;
                     let precision = typmod & 0xffff;
                     let digits = match field.data_type() {
-                        DataType::Duration(TimeUnit::Second) => 0,
-                        DataType::Duration(TimeUnit::Millisecond) => 3,
+                        DataType::Duration(TimeUnit::Second)
+                        | DataType::Interval(IntervalUnit::YearMonth) => 0,
+                        DataType::Duration(TimeUnit::Millisecond)
+                        | DataType::Interval(IntervalUnit::DayTime) => 3,
                         _ => 6,
                     };
-                    if fields_kept != 0x7fff || (precision != 0xffff && precision < digits) {
+                    let to_the_second = fields_kept == 0x7fff || fields_kept & (1 << 12) != 0;
+                    if !to_the_second || (precision != 0xffff && precision < digits) {
                         misfits.push(format!(
                             "column `{name}` is {shown} in the table, which keeps only part of \
                              an interval ({}), but the query's intervals carry all of it: \
                              PostgreSQL would cut or round each without a word. Widen the \
                              column (`ALTER TABLE {table} ALTER COLUMN {col} TYPE interval`)",
-                            if fields_kept != 0x7fff {
+                            if !to_the_second {
                                 "some of its fields"
                             } else {
                                 "fewer digits of a second"
@@ -3035,7 +3040,22 @@ impl Sink for PostgresSink {
         loop {
             attempts += 1;
             let live = self.live(&mut guard, Some(fence.epoch().0)).await?;
-            match self.attempt(live, batch, fence, &output).await {
+            // A server that stops answering mid-batch (paused, its host gone) leaves the
+            // statement waiting with no error: said while it waits (walk 84: 45 silent
+            // seconds, SIGTERM waiting on it too).
+            let doing = format!(
+                "PostgreSQL sink: writing batch {batch} to {}",
+                self.location
+            );
+            let attempt = super::said_while_waiting(
+                &doing,
+                self.config
+                    .retry
+                    .timeout
+                    .max(std::time::Duration::from_secs(10)),
+                self.attempt(live, batch, fence, &output),
+            );
+            match attempt.await {
                 Ok(done) => return Ok(done),
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Retry(text)) => {

@@ -1691,12 +1691,12 @@ pub(super) fn exact_cast(
         (DataType::Time32(unit) | DataType::Time64(unit), DataType::Utf8) => {
             check_times_of_day(array.as_string::<i32>(), *unit)?;
         }
-        (DataType::Float32 | DataType::Float64, DataType::Utf8) => {
-            check_float_text(array.as_string::<i32>(), target)?;
-        }
         _ => {}
     }
     match (target, array.data_type()) {
+        (DataType::Float32 | DataType::Float64, DataType::Utf8) => {
+            float_from_text(array.as_string::<i32>(), target)
+        }
         (
             DataType::Decimal32(_, scale)
             | DataType::Decimal64(_, scale)
@@ -1871,33 +1871,41 @@ fn check_time_fraction(text: &StringArray, unit: TimeUnit) -> Result<(), ArrowEr
     Ok(())
 }
 
-/// Refuses a number in `text` past the range of `target` (`float` or `double`), which Arrow's
-/// parser reads as infinity; infinity written as a word (`inf`, `Infinity`) is taken, as
-/// DuckDB and Spark take it. The same rule as JSON's (`check_float_range`).
-fn check_float_text(text: &StringArray, target: &DataType) -> Result<(), ArrowError> {
-    let single = target == &DataType::Float32;
-    for value in text.iter().flatten() {
-        let trimmed = value.trim();
-        let word = trimmed.trim_start_matches(['+', '-']).to_ascii_lowercase();
-        if word == "inf" || word == "infinity" {
-            continue;
-        }
-        let Ok(number) = trimmed.parse::<f64>() else {
-            continue;
-        };
-        let past = number.is_infinite() || (single && number.abs() > f64::from(f32::MAX));
-        if past {
-            let range = if single {
+/// `text` cast to `target` (`float` or `double`), where no number past the type's range is
+/// read as infinity; infinity written as a word (`inf`, `-Infinity`) is taken, as DuckDB and
+/// Spark take it. The same rule as JSON's (`check_float_range`).
+fn float_from_text(text: &StringArray, target: &DataType) -> Result<ArrayRef, ArrowError> {
+    use datafusion::arrow::datatypes::{Float32Type, Float64Type};
+    let cast = cast_with_options(text, target, &exact())?;
+    let infinite: Vec<usize> = match target {
+        DataType::Float32 => cast
+            .as_primitive::<Float32Type>()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.is_some_and(f32::is_infinite).then_some(i))
+            .collect(),
+        _ => cast
+            .as_primitive::<Float64Type>()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.is_some_and(f64::is_infinite).then_some(i))
+            .collect(),
+    };
+    for i in infinite {
+        let written = text.value(i).trim();
+        let word = written.trim_start_matches(['+', '-']);
+        if !(word.eq_ignore_ascii_case("inf") || word.eq_ignore_ascii_case("infinity")) {
+            let range = if target == &DataType::Float32 {
                 "±3.4e38: declare it `double`"
             } else {
                 "±1.8e308: declare it `string` and read it in the query"
             };
             return Err(ArrowError::CastError(format!(
-                "the number {trimmed} is past its range ({range}), which would read as infinity"
+                "the number {written} is past its range ({range}), which would read as infinity"
             )));
         }
     }
-    Ok(())
+    Ok(cast)
 }
 
 /// Refuses a time whose seconds are 60 (`10:15:60`), which Arrow's parser takes as the next
@@ -1961,17 +1969,28 @@ fn check_plain_dates(text: &StringArray) -> Result<(), ArrowError> {
     for value in text.iter().flatten() {
         let value = value.trim();
         // Midnight without a zone is the date itself.
-        let midnight = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-            .iter()
-            .any(|format| {
-                chrono::NaiveDateTime::parse_from_str(value, format)
-                    .is_ok_and(|t| t.time() == chrono::NaiveTime::MIN)
-            });
+        let midnight = [
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M:%S%.f",
+            // ISO 8601's compact time, which Arrow's parser reads too.
+            "%Y-%m-%dT%H%M%S%.f",
+            "%Y-%m-%d %H%M%S%.f",
+        ]
+        .iter()
+        .any(|format| {
+            chrono::NaiveDateTime::parse_from_str(value, format)
+                .is_ok_and(|t| t.time() == chrono::NaiveTime::MIN)
+        });
         if midnight || chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok() {
             continue;
         }
-        // A time of day written out, or in ISO 8601's compact form (`2026-01-01T003000Z`).
-        if value.contains(':') || value.contains('T') {
+        // A time of day written out, or in ISO 8601's compact form (`2026-01-01T003000Z`,
+        // `2026-01-01 103000`): anything after a date.
+        let after_a_date = value.len() > 10
+            && value
+                .get(..10)
+                .is_some_and(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok());
+        if after_a_date || value.contains(':') || value.contains('T') {
             return Err(ArrowError::CastError(format!(
                 "the value {value} has a time of day, which a `date` column does not hold: \
                  declare the column `timestamp`, and take the date in the query \
@@ -2299,13 +2318,19 @@ fn json(
     // row of this source: a row of nulls would hide it. Kept only where its fields are
     // rescued.
     if !rescue && !schema.fields().is_empty() {
+        let lower_names = lower_field_names(schema.fields());
         let mut kept = Vec::with_capacity(values.len());
         for value in values {
             // A field named as a column but for case (`ts` where the column is `TS`) would
             // leave the column null in every such row.
             // At any depth: `{"user":{"ID":5}}` where the struct's field is `id` (a review: a
-            // struct of nulls, only counted).
-            let case_twin = if value.unknown.is_empty() {
+            // struct of nulls, only counted). The value is parsed again only where an unknown
+            // field's name is a schema field's but for case.
+            let maybe_twin = value.unknown.keys().any(|path| {
+                let leaf = path.rsplit('.').next().unwrap_or(path);
+                lower_names.contains(&leaf.to_lowercase())
+            });
+            let case_twin = if !maybe_twin {
                 None
             } else {
                 serde_json::from_slice::<serde_json::Value>(value.text)
@@ -2917,6 +2942,27 @@ fn kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
+/// The names of `fields` and of the fields inside them (structs, lists of structs), in lower
+/// case.
+fn lower_field_names(fields: &Fields) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for field in fields {
+        names.insert(field.name().to_lowercase());
+        let inner = match field.data_type() {
+            DataType::Struct(inner) => Some(inner),
+            DataType::List(item) | DataType::LargeList(item) => match item.data_type() {
+                DataType::Struct(inner) => Some(inner),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(inner) = inner {
+            names.extend(lower_field_names(inner));
+        }
+    }
+    names
+}
+
 /// Where `path`, an unknown field's path in `value` (`TS`, `user.ID`, `items[2].X`), names a
 /// field of `fields` but for its case, and its object lacks that field (`TS` beside `ts` is a
 /// field of its own): that field's path as the schema spells it. Names that hold `.` or `[`
@@ -3478,47 +3524,44 @@ fn check_folder_agrees(
     match format {
         FileFormat::Csv => return Ok(()),
         FileFormat::Json => {
-            // Only a file that may name the key: as written, or with an escape in a name
-            // (`"regio\u006e"`).
+            // Only a file that names the key as written (one that escapes a letter of a name,
+            // `"regio\u006e"`, goes unchecked: each file is not parsed twice for it).
             let quoted = serde_json::to_string(key).unwrap_or_default();
-            if !bytes.windows(quoted.len()).any(|w| w == quoted.as_bytes())
-                && !bytes.windows(2).any(|w| w == b"\\u")
-            {
+            if !bytes.windows(quoted.len()).any(|w| w == quoted.as_bytes()) {
                 return Ok(());
             }
             // Value by value, a value over several lines too; where one is malformed (the
             // decoder's to report), line by line, so the values after it are checked as well.
-            let mut values = Vec::new();
-            let mut whole = true;
-            for value in
-                serde_json::Deserializer::from_slice(bytes).into_iter::<serde_json::Value>()
-            {
-                match value {
-                    Ok(value) => values.push(value),
-                    Err(_) => {
-                        whole = false;
-                        break;
-                    }
-                }
-            }
-            if !whole {
-                values.extend(
-                    bytes
-                        .split(|b| *b == b'\n')
-                        .filter_map(|line| serde_json::from_slice(line).ok()),
-                );
-            }
-            for value in values {
+            let mut check = |value: serde_json::Value| {
                 let serde_json::Value::Object(row) = value else {
-                    continue;
+                    return;
                 };
                 let text = match row.get(key) {
-                    None | Some(serde_json::Value::Null) => continue,
+                    None | Some(serde_json::Value::Null) => return,
                     Some(serde_json::Value::String(text)) => text.clone(),
                     Some(other) => other.to_string(),
                 };
                 let read = typed(&text);
                 seen.insert((text, read));
+            };
+            let mut broken = false;
+            for value in
+                serde_json::Deserializer::from_slice(bytes).into_iter::<serde_json::Value>()
+            {
+                match value {
+                    Ok(value) => check(value),
+                    Err(_) => {
+                        broken = true;
+                        break;
+                    }
+                }
+            }
+            if broken {
+                for line in bytes.split(|b| *b == b'\n') {
+                    if let Ok(value) = serde_json::from_slice(line) {
+                        check(value);
+                    }
+                }
             }
         }
         FileFormat::Parquet => {
