@@ -1828,15 +1828,20 @@ fn minutes_with_seconds(text: &StringArray) -> Option<StringArray> {
     )
 }
 
-/// Refuses a time in `text` (not a number: those are counted in an `epoch_unit`) whose
-/// fraction of a second is finer than `unit` holds (`10:00:00.999` in a `timestamp(0)`).
-fn check_time_fraction(text: &StringArray, unit: TimeUnit) -> Result<(), ArrowError> {
-    let kept = match unit {
+/// The digits of a second a time in `unit` holds.
+fn digits_of_a_second(unit: TimeUnit) -> usize {
+    match unit {
         TimeUnit::Second => 0,
         TimeUnit::Millisecond => 3,
         TimeUnit::Microsecond => 6,
         TimeUnit::Nanosecond => 9,
-    };
+    }
+}
+
+/// Refuses a time in `text` (not a number: those are counted in an `epoch_unit`) whose
+/// fraction of a second is finer than `unit` holds (`10:00:00.999` in a `timestamp(0)`).
+fn check_time_fraction(text: &StringArray, unit: TimeUnit) -> Result<(), ArrowError> {
+    let kept = digits_of_a_second(unit);
     for time in text.iter().flatten() {
         if is_number(time) {
             continue;
@@ -1931,12 +1936,7 @@ fn check_no_second_60(time: &str) -> Result<(), ArrowError> {
 /// since midnight (3600 as 3.6 microseconds past it); second 60; and a fraction finer than
 /// the column holds, which it would cut. DuckDB refuses the number too.
 fn check_times_of_day(text: &StringArray, unit: TimeUnit) -> Result<(), ArrowError> {
-    let kept = match unit {
-        TimeUnit::Second => 0,
-        TimeUnit::Millisecond => 3,
-        TimeUnit::Microsecond => 6,
-        TimeUnit::Nanosecond => 9,
-    };
+    let kept = digits_of_a_second(unit);
     for time in text.iter().flatten() {
         let time = time.trim();
         if !time.contains(':') {
