@@ -2123,7 +2123,7 @@ impl PostgresSink {
                         ));
                     }
                 }
-                // So is a time of day's (walk: a `time(0)` column took 10:00:00.7 as
+                // So is a time of day's (a review: a `time(0)` column took 10:00:00.7 as
                 // 10:00:01).
                 ("time" | "timetz", DataType::Time32(unit) | DataType::Time64(unit)) => {
                     let digits = match unit {
