@@ -342,6 +342,17 @@ pub fn run_stopped_while(
     stop_at: &str,
     meanwhile: impl FnOnce(),
 ) -> std::process::Output {
+    run_stopped_with(pipeline, cwd, stop_at, &[], meanwhile)
+}
+
+/// [`run_stopped_while`] with `env` added (a crash point after the stop, say).
+pub fn run_stopped_with(
+    pipeline: &Path,
+    cwd: &Path,
+    stop_at: &str,
+    env: &[(&str, String)],
+    meanwhile: impl FnOnce(),
+) -> std::process::Output {
     let stopped = sluice_bin()
         .args([
             "run",
@@ -350,6 +361,7 @@ pub fn run_stopped_while(
             "none",
         ])
         .env("SLUICE_STOP_AT", stop_at)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(cwd)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

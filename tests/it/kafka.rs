@@ -669,40 +669,29 @@ async fn a_committed_batch_behind_another_producer_s_open_transaction_is_found()
     let pipeline = write_pipeline(&ws, &yaml);
     // Stopped before batch 0's progress record, while another producer opens a transaction
     // in the progress topic; let go, it commits batch 0 in Kafka and dies before `commits/0`.
-    let stopped = sluice_bin()
-        .args([
-            "run",
-            pipeline.to_str().expect("utf-8"),
-            "--progress",
-            "none",
-        ])
-        .env("SLUICE_STOP_AT", "progress of batch 0")
-        .env("SLUICE_CRASH_AT", "before:1:commits/0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    wait_stopped(&stopped);
     let other: BaseProducer = client(broker())
         .set("transactional.id", unique("other-pipeline"))
         .create()
         .expect("producer");
-    other.init_transactions(TIMEOUT).expect("init");
-    other.begin_transaction().expect("begin");
-    other
-        .send(
-            BaseRecord::<[u8], [u8]>::to(&progress)
-                .partition(0)
-                .key(&b"another pipeline"[..])
-                .payload(&b"{}"[..]),
-        )
-        .expect("send");
-    other.flush(TIMEOUT).expect("flush");
-    Command::new("kill")
-        .args(["-CONT", &stopped.id().to_string()])
-        .status()
-        .expect("kill -CONT");
-    let crashed = stopped.wait_with_output().expect("the run's end");
+    let crashed = run_stopped_with(
+        &pipeline,
+        ws.dir.path(),
+        "progress of batch 0",
+        &Crash::Before.env(1, "commits/0"),
+        || {
+            other.init_transactions(TIMEOUT).expect("init");
+            other.begin_transaction().expect("begin");
+            other
+                .send(
+                    BaseRecord::<[u8], [u8]>::to(&progress)
+                        .partition(0)
+                        .key(&b"another pipeline"[..])
+                        .payload(&b"{}"[..]),
+                )
+                .expect("send");
+            other.flush(TIMEOUT).expect("flush");
+        },
+    );
     assert!(
         stderr(&crashed).contains("sluice: crash point reached"),
         "{}",
