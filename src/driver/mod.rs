@@ -1946,6 +1946,13 @@ impl<'a> Driver<'a> {
             sink.check_held(*last)
                 .await
                 .map_err(|e| lost_placed(e, &shown, pipeline))?;
+            // A batch planned and not committed, which the sink may have taken before the run
+            // stopped: a sink that lost its record of the batches it took cannot tell.
+            if let Some(pending) = logs.offsets.last().filter(|planned| *planned > last) {
+                sink.check_pending(*last, *pending)
+                    .await
+                    .map_err(|e| lost_placed(e, &shown, pipeline))?;
+            }
             if let Some(file) = sink.table_gone(*last).await? {
                 tracing::warn!(
                     "{file}, the table batch {last} wrote (complete mode), is gone: batch {} \

@@ -1858,6 +1858,38 @@ impl Sink for KafkaSink {
             .map_err(|e| self.error(e))
     }
 
+    async fn check_pending(&self, last: BatchId, pending: BatchId) -> Result<(), SinkError> {
+        let mut guard = self.live.lock().await;
+        self.ensure_open(&mut guard).await?;
+        let held = guard
+            .as_ref()
+            .and_then(|live| live.last.as_ref())
+            .map(|progress| progress.batch);
+        if held.is_some_and(|held| held >= last) {
+            return Ok(());
+        }
+        let holds = match held {
+            Some(held) => format!("holds this pipeline's batches up to {held} only"),
+            None => "holds no record of this pipeline's batches".to_string(),
+        };
+        Err(SinkError::Lost {
+            kind: KIND.name,
+            reason: format!(
+                "batch {pending} is pending (planned, not committed in the checkpoint), and the \
+                 progress topic `{progress}` {holds}, where the checkpoint committed batch \
+                 {last} to topic `{topic}`: it was deleted or emptied since (or \
+                 `progress_topic:` names another now), so whether batch {pending} got into \
+                 `{topic}` before the run stopped cannot be told, and writing it again could \
+                 give a consumer its records twice. Where they are not there, or twice is \
+                 acceptable, take the batch back and run again: `sluice rewind <checkpoint> \
+                 --to {last}`; or start over on a new checkpoint, which reads the input from \
+                 its start again",
+                progress = self.config.progress_topic,
+                topic = self.config.topic,
+            ),
+        })
+    }
+
     async fn start(&self) -> Result<(), SinkError> {
         // The producer's `init_transactions` and the progress topic's read take a second or
         // more: before the first batch, not inside it.

@@ -872,6 +872,17 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// Checks, before a run's first batch, that the sink can tell whether it took batch
+    /// `pending` (planned, not committed in the checkpoint, whose newest committed batch,
+    /// `last`, went to this sink): a sink that knows the batches it took only by records of
+    /// its own beside the output (a Kafka progress topic), and no longer holds the one of
+    /// `last` (deleted by hand, or a new one given), cannot, and writing `pending` again could
+    /// give a reader its rows twice: `SinkError::Lost`, naming the rewind that writes it
+    /// anyway. Nothing by default (a sink that keeps its records with the output finds them).
+    async fn check_pending(&self, _last: BatchId, _pending: BatchId) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     /// [`Sink::check_held`] for a sink that only the batches with rows for it write (a
     /// `late_rows` sink): the batches it holds up to `last` are whole, where it can tell
     /// (their files are there); a batch it has no record of wrote nothing to it. Nothing by

@@ -1987,6 +1987,71 @@ async fn a_sink_topic_made_again_is_refused_naming_what_it_lost() {
     );
 }
 
+/// Sinks audit #4 (2026-12-06): the progress topic deleted while a batch was pending (Kafka
+/// had committed its transaction, the run stopped before `commits/1`): the next run could
+/// not tell the batch was in the topic and wrote it again. Refused before a batch (exit 2),
+/// nothing written, naming the rewind that writes it anyway; that rewind works.
+#[tokio::test]
+async fn a_pending_batch_whose_progress_record_is_gone_is_not_written_again_unsaid() {
+    let ws = Workspace::new();
+    let input = unique("pending-in");
+    create_topic(broker(), &input, 1).await;
+    add_clicks(&ws, &input, 1, 0, 20);
+    let out = unique("pending-out");
+    create_topic(broker(), &out, 1).await;
+    let progress = unique("pending-progress");
+    let yaml = format!(
+        "name: pending\ncheckpoint: {ckpt}\nsources:\n{source}query: {QUERY}\ntrigger: \
+         available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n  \
+         progress_topic: {progress}\n",
+        ckpt = ws.p("ckpt"),
+        broker = broker(),
+        source = kafka_source_yaml(&input, ""),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    add_clicks(&ws, &input, 1, 100, 10);
+    let stopped = run_quietly(&pipeline, &Crash::Before.env(1, "commits/1"));
+    assert!(crashed(&stopped), "{}", stderr(&stopped));
+    let written = committed_values(broker(), &out).len();
+    let admin: AdminClient<DefaultClientContext> = client(broker()).create().expect("admin");
+    admin
+        .delete_topics(
+            &[progress.as_str()],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
+        .await
+        .expect("delete")
+        .into_iter()
+        .for_each(|r| {
+            r.expect("deleted");
+        });
+    let refused = sluice_run(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "batch 1 is pending (planned, not committed in the checkpoint), and the progress \
+             topic `{progress}` holds no record of this pipeline's batches"
+        )) && said.contains(&format!("`sluice rewind {} --to 0`", ws.p("ckpt"))),
+        "{said}"
+    );
+    assert_eq!(
+        committed_values(broker(), &out).len(),
+        written,
+        "nothing written"
+    );
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        committed_values(broker(), &out).len() > written,
+        "batch 1 written again"
+    );
+}
+
 /// Walk 28: `starting_offsets: latest` run on a topic with records (no batch: nothing came
 /// after), then edited to `earliest`: the run went on from the offsets `latest` resolved,
 /// reading nothing, without a word. Said, naming both settings; still nothing is read (the
