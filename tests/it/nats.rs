@@ -1026,6 +1026,10 @@ async fn a_stream_made_again_with_fewer_messages_is_named() {
         let input = source.read(Some(&end), &back, None).await.expect("read");
         assert_eq!(input.rows, 3, "every record of the stream made again");
     }
+    // Audit 86 #1: a later batch the stream had nothing new for carries that end forward
+    // (another source's input ran it); it read the new stream's messages again.
+    let carried = source.read(Some(&back), &back, None).await.expect("read");
+    assert_eq!(carried.rows, 0, "nothing between an end and itself");
     let next = source
         .plan(
             sluice::checkpoint::BatchId(2),
@@ -1035,6 +1039,64 @@ async fn a_stream_made_again_with_fewer_messages_is_named() {
         .await
         .expect("plan");
     assert!(next.is_none(), "nothing more: {next:?}");
+}
+
+/// Audit 86 #3: a batch planned over a stream that was then deleted and made again with
+/// fewer messages, read again after a crash, read the new stream's messages as the batch's
+/// and committed them. Refused naming the sequences; under `fail_on_data_loss: false` the
+/// batch reads none of them, counted lost, and the next plan reads the new stream from its
+/// start, once.
+#[tokio::test]
+async fn a_batch_read_after_its_stream_was_made_again_reads_none_of_the_new_stream() {
+    let stream = unique("replay-made-again");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    publish(&js, &format!("{stream}.x"), &id_payloads(0, 5)).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let checkpoint = checkpoint_in(dir.path());
+    let yaml = format!(
+        "url: {}\nstream: {stream}\nformat: json\nschema: {{ id: bigint, name: string }}",
+        server()
+    );
+    let (_, mut source) = nats_source(&yaml, &checkpoint).await;
+    let end = source
+        .plan(
+            sluice::checkpoint::BatchId(0),
+            None,
+            sluice::source::Admission::Unlimited,
+        )
+        .await
+        .expect("plan")
+        .expect("messages there");
+    js.delete_stream(stream.as_str()).await.expect("delete");
+    create_stream(&js, &stream).await;
+    publish(&js, &format!("{stream}.x"), &id_payloads(100, 2)).await;
+    let said = source
+        .read(None, &end, None)
+        .await
+        .expect_err("the batch's messages are gone")
+        .to_string();
+    assert!(
+        said.contains(
+            "the messages at sequences 1 to 5 are gone from the stream: it now ends at sequence 2"
+        ),
+        "{said}"
+    );
+    let (_, mut source) =
+        nats_source(&format!("{yaml}\nfail_on_data_loss: false"), &checkpoint).await;
+    let input = source.read(None, &end, None).await.expect("read");
+    assert_eq!((input.rows, input.lost), (0, 5), "none of the new stream's");
+    let next = source
+        .plan(
+            sluice::checkpoint::BatchId(1),
+            Some(&end),
+            sluice::source::Admission::Unlimited,
+        )
+        .await
+        .expect("plan")
+        .expect("the new stream's messages");
+    let input = source.read(Some(&end), &next, None).await.expect("read");
+    assert_eq!(input.rows, 2, "the new stream's messages, once");
 }
 
 /// The review of walk 70 (8): a stream made again and still empty when a batch is planned

@@ -869,6 +869,44 @@ impl KafkaSource {
             })
     }
 
+    /// The log's end (the high watermark, as a `read_uncommitted` client sees it) of each of
+    /// `parts`, a partition gone from the brokers left out. Under `read_committed` a
+    /// partition's end is its last stable offset, which another producer's transaction still
+    /// open holds back: only the log's end ending below an offset says the partition lost
+    /// records past it (its topic made again), not a transaction not yet ended.
+    async fn log_ends(
+        &self,
+        parts: Vec<(String, i32)>,
+    ) -> Result<BTreeMap<(String, i32), i64>, SourceError> {
+        let mut config = self.consumer_config.clone();
+        config.set("isolation.level", "read_uncommitted");
+        let timeout = self.config.retry.timeout;
+        blocking(move || -> Result<_, KafkaError> {
+            let consumer = crate::source::kafka::client::range_consumer(&config)?;
+            let mut ends = BTreeMap::new();
+            for (topic, partition) in parts {
+                match consumer.fetch_watermarks(&topic, partition, timeout) {
+                    Ok((_, high)) => {
+                        ends.insert((topic, partition), high);
+                    }
+                    Err(KafkaError::MetadataFetch(
+                        rdkafka::types::RDKafkaErrorCode::UnknownPartition
+                        | rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+                    )) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(ends)
+        })
+        .await
+        .map_err(|e| {
+            self.connector_error(format!(
+                "cannot read the partitions' log ends at {}: {e}",
+                self.config.bootstrap_servers
+            ))
+        })
+    }
+
     /// The starting offsets: logged in the checkpoint by the first plan, resolved against
     /// `partitions` then.
     async fn initial(&self, now: Option<&Partitions>) -> Result<&Offsets, SourceError> {
@@ -1142,6 +1180,26 @@ impl KafkaSource {
             return Ok(0);
         }
         let now = self.partitions().await?;
+        // Under `read_committed`, an end below a range's is a transaction still open, or the
+        // topic made again: the log's end tells them apart (audit 86 #2: a recovered batch
+        // read the topic made again's records as the ones planned).
+        let held_back: Vec<(String, i32)> = ranges
+            .iter()
+            .filter(|range| {
+                self.config.read_committed
+                    && now
+                        .high
+                        .get(&range.topic)
+                        .and_then(|m| m.get(&range.partition))
+                        .is_some_and(|high| *high < range.end)
+            })
+            .map(|range| (range.topic.clone(), range.partition))
+            .collect();
+        let log_ends = if held_back.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.log_ends(held_back).await?
+        };
         let mut lost = 0u64;
         let mut gone = Vec::new();
         for range in ranges.iter_mut() {
@@ -1177,7 +1235,16 @@ impl KafkaSource {
                 lost += (upto - range.start) as u64;
                 range.start = upto;
             }
-            if high < range.end && !self.config.read_committed {
+            // The log's end under `read_committed` (a partition gone since is a log's end of 0).
+            let high = if self.config.read_committed && high < range.end {
+                log_ends
+                    .get(&(range.topic.clone(), range.partition))
+                    .copied()
+                    .unwrap_or(0)
+            } else {
+                high
+            };
+            if high < range.end {
                 gone.push(format!(
                     "{} partition {} {} (the partition now ends at {high}: was the topic \
                      deleted and made again?)",
@@ -1601,9 +1668,12 @@ fn batch(
 }
 
 /// Shares `limit` offsets among partitions in proportion to their lag (each partition's
-/// `end - start`), rounding down, then one more each to the partitions with the largest
-/// remainders (ties by topic and partition) until `limit` is reached: the same split for the
-/// same offsets, every time.
+/// `end - start`), rounding down, but a share below one is one (Spark's `rateLimit`: "don't
+/// completely starve small topicpartitions"; audit 86 #4: a partition of one record beside
+/// one far behind was read only once the other caught up, its record late by then), then
+/// one more each to the partitions with the largest remainders (ties by topic and partition)
+/// while the shares are below `limit`: the same split for the same offsets, every time. The
+/// shares add up to `limit`, or more where more partitions than `limit` have records.
 fn share_limit(lag: &[((String, i32), i64)], limit: u64) -> BTreeMap<(String, i32), i64> {
     let total: u128 = lag.iter().map(|(_, l)| *l as u128).sum();
     let mut shares: BTreeMap<(String, i32), i64> = BTreeMap::new();
@@ -1614,7 +1684,10 @@ fn share_limit(lag: &[((String, i32), i64)], limit: u64) -> BTreeMap<(String, i3
     let mut given: u128 = 0;
     for (key, l) in lag {
         let exact = (*l as u128) * u128::from(limit);
-        let share = exact / total;
+        let share = match exact / total {
+            0 if *l > 0 => 1,
+            share => share,
+        };
         given += share;
         remainders.push((exact % total, key.clone()));
         shares.insert(key.clone(), share as i64);
@@ -1672,13 +1745,43 @@ impl Source for KafkaSource {
         // (Reading from the first offset instead would read twice what a partition its
         // brokers cut back, or a change of isolation level, put below the offset read.)
         let mut went_back = Vec::new();
+        // Under `read_committed` a partition's end is its last stable offset: one below the
+        // offset read up to is a transaction still open where the batches so far read
+        // uncommitted (the isolation level changed), unless the log's end is below it too.
+        let below: Vec<(String, i32)> = now
+            .high
+            .iter()
+            .flat_map(|(topic, partitions)| {
+                partitions
+                    .iter()
+                    .filter(|(p, high)| {
+                        **high
+                            < base
+                                .get(topic)
+                                .and_then(|m| m.get(*p))
+                                .copied()
+                                .unwrap_or(0)
+                    })
+                    .map(|(p, _)| (topic.clone(), *p))
+            })
+            .filter(|_| self.config.read_committed)
+            .collect();
+        let log_ends = if below.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.log_ends(below).await?
+        };
         for (topic, partitions) in &now.high {
             for (p, high) in partitions {
                 let s = base.get(topic).and_then(|m| m.get(p)).copied().unwrap_or(0);
                 // A partition that ends below what was read (a topic deleted and made again,
                 // as Spark finds it: "offset was changed from 70 to 30"): its records below
                 // the offset read up to are not the ones read, and would never be.
-                if *high < s {
+                if *high < s
+                    && log_ends
+                        .get(&(topic.clone(), *p))
+                        .is_none_or(|log_end| *log_end < s)
+                {
                     shrunk.push(format!(
                         "{topic} partition {p} ends at offset {high}, below offset {s}, which \
                          the batches so far have read up to"
@@ -1882,9 +1985,13 @@ mod tests {
         ];
         let shares = share_limit(&lag, 10);
         assert_eq!(shares.values().sum::<i64>(), 10);
-        assert_eq!(shares[&("a".to_string(), 0)], 7);
+        assert_eq!(shares[&("a".to_string(), 0)], 6);
         assert_eq!(shares[&("a".to_string(), 1)], 3);
-        assert_eq!(shares[&("b".to_string(), 0)], 0);
+        // Audit 86 #4: never starved (Spark's rule).
+        assert_eq!(shares[&("b".to_string(), 0)], 1);
+        // More partitions with records than the limit: one each.
+        let many: Vec<_> = (0..5).map(|p| (("c".to_string(), p), 1)).collect();
+        assert!(share_limit(&many, 3).values().all(|s| *s == 1));
         assert_eq!(share_limit(&lag, 1000), lag.iter().cloned().collect());
     }
 

@@ -1328,6 +1328,12 @@ impl Source for NatsSource {
             }
             None => Arc::clone(&self.schema),
         };
+        // A batch the stream had nothing new for carries its previous end forward: the range
+        // is empty, whatever that end says of a stream made again (audit 86 #1: a
+        // `restarted_from` carried forward read the new stream's first messages again).
+        if start == Some(end) {
+            return Ok(BatchInput::empty(schema));
+        }
         let Some(end) = self.parse(Some(end))? else {
             return Ok(BatchInput::empty(schema));
         };
@@ -1340,8 +1346,32 @@ impl Source for NatsSource {
         if from > end.sequence {
             return Ok(BatchInput::empty(schema));
         }
-        // Messages gone from the front of the stream since the batch was planned.
         let now = self.stream_state().await?;
+        // A stream that now ends below the batch's last sequence was deleted and made again
+        // since the batch was planned: none of its messages in the range are the ones planned
+        // (audit 86 #3: a recovered batch read the new stream's instead). The next batch's
+        // plan finds the stream made again and reads it from its first sequence.
+        if now.last < end.sequence {
+            let gone = format!(
+                "the messages at sequences {} are gone from the stream: it now ends at \
+                 sequence {}, below the batch's last, so it was deleted and made again since \
+                 the batch was planned, and its messages there are not the ones planned",
+                crate::vocab::span(from, end.sequence),
+                now.last
+            );
+            if self.config.fail_on_data_loss {
+                return Err(self.error(format!(
+                    "{gone}, so the batch cannot be read as it was planned. {}",
+                    super::SKIP_WHAT_IS_GONE
+                )));
+            }
+            tracing::warn!("source `{}`: skipping what is gone: {gone}", self.name);
+            return Ok(BatchInput {
+                lost: end.sequence + 1 - from,
+                ..BatchInput::empty(schema)
+            });
+        }
+        // Messages gone from the front of the stream since the batch was planned.
         let mut lost = 0;
         let mut from = from;
         if now.first > from {
