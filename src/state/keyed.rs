@@ -8,27 +8,39 @@ use std::sync::Arc;
 // fifth of a stream join's time (Nexmark q20).
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, PrimitiveArray, UInt32Array};
 use datafusion::arrow::compute::{cast, interleave_record_batch, take_record_batch};
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Int64Type, SchemaRef, TimeUnit, TimestampNanosecondType,
+};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{HashMap, HashSet};
 
-/// A timestamp column (of any unit and time zone) as nanoseconds since the epoch.
+/// A timestamp column (of any unit and time zone) as nanoseconds since the epoch, nulls kept.
+/// A time nanoseconds since the epoch cannot hold (before 1677-09-21 or after 2262-04-11, in a
+/// coarser unit) is the nearest one they can, not null (audit 86: a microsecond `2300-01-01`
+/// that Arrow's cast made null was taken for a row without event time, and dropped as late):
+/// its order against any watermark or window end is kept.
 pub(crate) fn timestamp_ns(
     array: &dyn Array,
 ) -> Result<PrimitiveArray<TimestampNanosecondType>, ArrowError> {
-    let DataType::Timestamp(_, tz) = array.data_type() else {
+    let DataType::Timestamp(unit, tz) = array.data_type() else {
         return Err(ArrowError::ComputeError(format!(
             "{} is not a timestamp",
             array.data_type()
         )));
     };
-    let ns = cast(
-        array,
-        &DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()),
-    )?;
-    Ok(ns.as_primitive::<TimestampNanosecondType>().clone())
+    let per: i64 = match unit {
+        TimeUnit::Second => 1_000_000_000,
+        TimeUnit::Millisecond => 1_000_000,
+        TimeUnit::Microsecond => 1_000,
+        TimeUnit::Nanosecond => 1,
+    };
+    let values = cast(array, &DataType::Int64)?;
+    let ns: PrimitiveArray<TimestampNanosecondType> = values
+        .as_primitive::<Int64Type>()
+        .unary(|v| v.saturating_mul(per));
+    Ok(ns.with_timezone_opt(tz.clone()))
 }
 
 /// A key: the group columns in Arrow's row format (empty for a global aggregate).
@@ -438,6 +450,31 @@ mod tests {
             ],
         )
         .expect("batch")
+    }
+
+    /// Audit 86: a time nanoseconds cannot hold was made null, and its row dropped as late.
+    #[test]
+    fn a_time_past_what_nanoseconds_hold_is_the_nearest_they_do_not_null() {
+        use datafusion::arrow::array::TimestampMicrosecondArray;
+        // 2300-01-01, 1600-01-01, 2026-01-01 and a null, in microseconds.
+        let micros = TimestampMicrosecondArray::from(vec![
+            Some(10_413_792_000_000_000),
+            Some(-11_676_096_000_000_000),
+            Some(1_767_225_600_000_000),
+            None,
+        ])
+        .with_timezone("UTC");
+        let ns = timestamp_ns(&micros).expect("nanoseconds");
+        assert_eq!(
+            ns.iter().collect::<Vec<_>>(),
+            vec![
+                Some(i64::MAX),
+                Some(i64::MIN),
+                Some(1_767_225_600_000_000_000),
+                None
+            ]
+        );
+        assert_eq!(ns.timezone(), Some("UTC"));
     }
 
     fn values(b: &RecordBatch) -> Vec<(String, i64)> {

@@ -1493,3 +1493,32 @@ async fn an_interval_join_bounded_in_where_runs_as_one_bounded_in_on() {
     assert_eq!(results[0].0, results[2].0);
     assert_eq!(results[1].0, results[2].0);
 }
+
+/// Audit 86: a row in 2300 read as a microsecond timestamp (`timestamp(6)`; Parquet from
+/// DuckDB, Spark or Polars) had its event time made null by the cast to nanoseconds, and was
+/// dropped as late in batch 0, with no watermark yet, in complete mode too. Its group is
+/// kept, as Spark (microseconds) keeps it.
+#[test]
+fn a_row_past_what_nanoseconds_hold_is_not_late_before_any_watermark() {
+    let lines = "{\"id\":1,\"ts\":\"2026-01-01T00:00:01Z\"}\n{\"id\":2,\"ts\":\"2300-01-01T00:00:00Z\"}\n\
+                 {\"id\":3,\"ts\":\"2026-01-01T00:00:40Z\"}\n";
+    let sources = "  s: { kind: files, path: '{ws}/s', format: json, schema: { id: bigint, ts: \
+                   timestamp(6) }, watermark: { column: ts, delay: 5s } }";
+    let ws = run_case_keeping_every_row(
+        &[("s/a.json", lines)],
+        sources,
+        "SELECT ts AS w, count(*) AS n FROM s GROUP BY ts",
+        "complete",
+    );
+    let got = written(&ws, "out", &["w", "n"]);
+    assert_eq!(
+        got.last().map(|rows| rows.len()),
+        Some(3),
+        "the 2300 group kept: {got:?}"
+    );
+    assert!(
+        got.last()
+            .is_some_and(|rows| rows.iter().any(|r| r.starts_with("2300-01-01"))),
+        "{got:?}"
+    );
+}
