@@ -235,6 +235,25 @@ fn points_made(value: &str) -> bool {
 }
 
 impl Error {
+    /// [`Error::in_checkpoint`]'s message, where the error itself is still needed (a damaged
+    /// entry's error said in its checkpoint's words, not `CHECKPOINT`: walk 84 #5 and audit
+    /// 86, in the failure `inspect` shows and in repair's report).
+    pub fn shown_in(&self, spec: &str) -> String {
+        match self {
+            Self::Checkpoint(checkpoint::CheckpointError::Corrupt { file, line, reason })
+            | Self::Source(source::SourceError::Checkpoint(
+                checkpoint::CheckpointError::Corrupt { file, line, reason },
+            )) => checkpoint::CheckpointError::CorruptIn {
+                checkpoint: secret::redact_url(spec),
+                file: file.clone(),
+                line: *line,
+                reason: reason.clone(),
+            }
+            .to_string(),
+            other => other.to_string(),
+        }
+    }
+
     /// This error with checkpoint `spec` (as the user gave it) named in a damaged entry's
     /// error, so that its advice gives the command to run whole.
     pub fn in_checkpoint(self, spec: &str) -> Self {

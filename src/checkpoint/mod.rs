@@ -290,6 +290,12 @@ fn advice(checkpoint: &str, file: &str) -> String {
         )
     } else if file == paths::SINK {
         "The next run writes it again.".to_string()
+    } else if file == paths::REWIND {
+        format!(
+            "Run that rewind again, with the batch you gave it: `sluice rewind {checkpoint} \
+             --to N` (`sluice inspect {checkpoint}` shows the batches it has not taken back \
+             yet)"
+        )
     } else if file.starts_with(&format!("{}/", paths::PIPELINES)) {
         "It is the copy of a pipeline file a batch ran with: a run of that same file writes it \
          again; meanwhile `sluice replay --pipeline FILE` reads the file you give, and `sluice \
@@ -607,12 +613,21 @@ impl Checkpoint {
         }
     }
 
-    /// Stores the query text under its fingerprint (once).
+    /// Stores the query text under its fingerprint (once; a damaged copy is written again,
+    /// as [`Checkpoint::write_pipeline`] does: audit 86, an emptied query file left every
+    /// replay of its batches failing for good).
     pub async fn write_query(&self, fingerprint: &str, sql: &str) -> Result<(), CheckpointError> {
-        let path = self.location.path(&paths::query(fingerprint));
-        self.location
+        let file = paths::query(fingerprint);
+        let path = self.location.path(&file);
+        if !self
+            .location
             .put_if_absent(&path, sql.as_bytes().to_vec())
-            .await?;
+            .await?
+            && let Err(CheckpointError::Corrupt { .. }) =
+                read_fingerprinted(&self.location, &file, fingerprint).await
+        {
+            self.location.put(&path, sql.as_bytes().to_vec()).await?;
+        }
         Ok(())
     }
 

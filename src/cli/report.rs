@@ -102,7 +102,10 @@ pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error>
     // A checkpoint a run refuses is said so, as `inspect` says it (walk 73: the page called a
     // checkpoint without its commits healthy, its pending batch to "run again").
     let stuck = match checkpoint::check_no_rewind_under_way(&location).await {
-        Err(e) => Some(format!("REWIND UNFINISHED: {e}")),
+        Err(e) => Some(format!(
+            "REWIND UNFINISHED: {}",
+            crate::Error::from(e).shown_in(spec)
+        )),
         Ok(()) => match crate::checkpoint::recovery::decide(&logs) {
             crate::checkpoint::recovery::Decision::Inconsistent { reason } => Some(format!(
                 "INCONSISTENT: {reason}{}",

@@ -2102,7 +2102,11 @@ impl<'a> Driver<'a> {
                             && !logs.commits.contains(&pending)
                         {
                             self.checkpoint
-                                .record_failure(pending, err.exit_code(), &err.to_string())
+                                .record_failure(
+                                    pending,
+                                    err.exit_code(),
+                                    &err.shown_in(&self.checkpoint.location().to_string()),
+                                )
                                 .await;
                         }
                     };

@@ -68,6 +68,41 @@ pub async fn repair(
     given: Option<(&Pipeline, &str)>,
 ) -> Result<RepairReport, Error> {
     let shown_sh = crate::vocab::shell_word(shown);
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    // Names in the numbered folders that are not batch numbers (`commits/1.bak`, a copy made
+    // by hand before an edit): every command refuses the checkpoint over them, this one
+    // too until they are moved aside (audit 86: repair sent the user back to repair). Hidden
+    // names, which every reader skips, as Spark's logs skip files that are not batches.
+    let strays = stray_entries(location).await?;
+    let early_lock = match strays.is_empty() {
+        true => None,
+        false => Some(take_lock(location)?),
+    };
+    let mut moved_strays = Vec::new();
+    for file in strays {
+        let aside = hidden_name(&file, "stray", &stamp);
+        if !dry_run {
+            location
+                .rename(&location.path(&file), &location.path(&aside))
+                .await?;
+        }
+        let folder = file.split('/').next().unwrap_or_default();
+        moved_strays.push(format!(
+            "moved {file} aside to {aside}: not a batch number, and only numbered entries \
+             belong in {folder}/ (every command refused the checkpoint over it)"
+        ));
+    }
+    if dry_run && !moved_strays.is_empty() {
+        return Ok(RepairReport {
+            fixed: moved_strays,
+            notes: vec![
+                "what else needs repair is said once those are moved aside (run without \
+                 `--dry-run`)"
+                    .to_string(),
+            ],
+            ..RepairReport::default()
+        });
+    }
     // A missing `metadata` beside batch logs, or a damaged one, is rebuilt.
     let metadata_damage = match Checkpoint::read_metadata(location).await {
         // Whole, but naming another id than the commits' (edited, or copied from another
@@ -87,15 +122,20 @@ pub async fn repair(
         }
         Err(e) => return Err(e.into()),
     };
-    let _lock = take_lock(location)?;
-    let mut report = RepairReport::default();
+    let _lock = match early_lock {
+        Some(lock) => lock,
+        None => take_lock(location)?,
+    };
+    let mut report = RepairReport {
+        fixed: moved_strays,
+        ..RepairReport::default()
+    };
     // Half a rewind is finished by that rewind, not mended here: rebuilding or moving log
     // entries aside now could undo part of it.
     if let Err(e) = crate::checkpoint::check_no_rewind_under_way(location).await {
-        report.unfixable.push(e.to_string());
+        report.unfixable.push(Error::from(e).shown_in(shown));
         return Ok(report);
     }
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     // First, so that what is rebuilt from a stored pipeline file finds it.
     let restored = match given {
         Some((pipeline, file)) => {
@@ -1169,10 +1209,33 @@ pub(crate) async fn rebuild_offsets(
 
 /// `offsets/7` -> `offsets/.7.damaged-<stamp>`: hidden, so every reader skips it.
 fn aside_name(file: &str, stamp: &str) -> String {
+    hidden_name(file, "damaged", stamp)
+}
+
+/// `commits/1.bak` -> `commits/.1.bak.<why>-<stamp>`: hidden, so every reader skips it.
+fn hidden_name(file: &str, why: &str, stamp: &str) -> String {
     match file.rsplit_once('/') {
-        Some((folder, name)) => format!("{folder}/.{name}.damaged-{stamp}"),
-        None => format!(".{file}.damaged-{stamp}"),
+        Some((folder, name)) => format!("{folder}/.{name}.{why}-{stamp}"),
+        None => format!(".{file}.{why}-{stamp}"),
     }
+}
+
+/// The files in `commits/`, `offsets/` and `epochs/` whose names are not batch (or epoch)
+/// numbers, hidden ones left out, as paths relative to the checkpoint.
+async fn stray_entries(location: &Location) -> Result<Vec<String>, Error> {
+    let mut strays = Vec::new();
+    for folder in [paths::COMMITS, paths::OFFSETS, paths::EPOCHS] {
+        for meta in location.list(folder).await? {
+            let relative = location.relative(&meta.location);
+            let name = relative.rsplit('/').next().unwrap_or_default();
+            if !(name.starts_with('.') || name.starts_with('_'))
+                && paths::entry_number(name).is_none()
+            {
+                strays.push(relative);
+            }
+        }
+    }
+    Ok(strays)
 }
 
 #[cfg(test)]

@@ -1327,3 +1327,89 @@ async fn gen_nexmark_writes_the_same_events_every_time() {
     assert!(stderr(&none).contains("--events"), "{}", stderr(&none));
     assert!(!ws.path("none").exists());
 }
+
+/// Audit 86 (ops #3): a copy made by hand beside a log entry (`commits/1.bak`, before an
+/// edit) made every command refuse the checkpoint, `repair` too, which sent the user back to
+/// `repair`. Repair moves it aside to a hidden name (a dry run says it would), and runs
+/// carry on.
+#[test]
+fn repair_moves_aside_a_file_that_is_not_a_batch_number() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 10, 0);
+    let pipeline = pipeline_in(&ws, "SELECT id, page FROM clicks", "");
+    let p = pipeline.to_str().expect("utf-8");
+    let ckpt = ws.p("ckpt");
+    assert!(run_bin(&["run", p], ws.dir.path()).status.success());
+    std::fs::copy(ws.path("ckpt/commits/1"), ws.path("ckpt/commits/1.bak")).expect("copy");
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`1.bak` is not a batch number"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_bin(&["repair", &ckpt, "--dry-run"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("moved commits/1.bak aside to commits/.1.bak.stray-"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        ws.path("ckpt/commits/1.bak").exists(),
+        "a dry run moves nothing"
+    );
+    let out = run_bin(&["repair", &ckpt], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!ws.path("ckpt/commits/1.bak").exists());
+    write_clicks(&ws.path("in"), "json", 1, 10, 2);
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(ws.path("ckpt/commits/2").exists(), "batch 2 ran");
+}
+
+/// Audit 86 (ops #4, #6, #5): an emptied `queries/<fingerprint>.sql` was never written
+/// again, so every replay of its batches failed for good; a run with the same query writes
+/// it again. `inspect` failed whole over a damaged newest offsets entry; it shows the rest.
+/// A damaged rewind record's advice named `CHECKPOINT`, not the checkpoint.
+#[test]
+fn damaged_query_offsets_and_rewind_files_are_mended_shown_and_named() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 10, 0);
+    let pipeline = pipeline_in(&ws, "SELECT id, page FROM clicks", "");
+    let p = pipeline.to_str().expect("utf-8");
+    let ckpt = ws.p("ckpt");
+    assert!(run_bin(&["run", p], ws.dir.path()).status.success());
+    let queries: Vec<std::path::PathBuf> = std::fs::read_dir(ws.path("ckpt/queries"))
+        .expect("queries")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(queries.len(), 1);
+    std::fs::write(&queries[0], "").expect("empty the query file");
+    write_clicks(&ws.path("in"), "json", 1, 10, 2);
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_verified(&ws, "ckpt", 0);
+
+    let offsets = std::fs::read_to_string(ws.path("ckpt/offsets/2")).expect("offsets");
+    std::fs::write(ws.path("ckpt/offsets/2"), &offsets[..offsets.len() / 2]).expect("truncate");
+    let out = run_bin(&["inspect", &ckpt], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        shown.contains("damaged") && shown.contains("offsets/2"),
+        "{shown}"
+    );
+    let out = run_bin(&["repair", &ckpt], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    std::fs::write(ws.path("ckpt/rewind"), "{").expect("a damaged rewind record");
+    let out = run_bin(&["repair", &ckpt], ws.dir.path());
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(
+        !said.contains("CHECKPOINT") && said.contains(&format!("sluice rewind {ckpt} --to N")),
+        "{said}"
+    );
+}
