@@ -27,6 +27,14 @@
 //!   Row by row (what a plain batch query computes, and what the streaming aggregation starts
 //!   from) it is `{start: ts, end: ts + gap}`; a batch query finds sessions with window
 //!   functions instead (a new session where `ts > lag(ts) + gap`).
+//!
+//! - `to_utc_timestamp(ts, zone)` and `from_utc_timestamp(ts, zone)` (Spark's): a timestamp
+//!   without a zone read as a wall-clock time in `zone` (an IANA name, `'Europe/Berlin'`, or an
+//!   offset, `'+02:00'`) to its instant (a timestamp in UTC), and an instant to its wall-clock
+//!   time in `zone` (a timestamp without a zone; one without a zone is read as UTC). A
+//!   wall-clock time the clocks skip (a change to summer time) is moved later by the gap, and
+//!   one they show twice takes the earlier instant, as Spark's (java.time's) rule gives; `ts
+//!   AT TIME ZONE zone` fails the batch on those.
 
 use std::sync::Arc;
 
@@ -43,12 +51,16 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
+use datafusion::arrow::array::timezone::Tz;
+
 /// Registers Sluice's SQL functions in `ctx`.
 pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(Hop::new()));
     ctx.register_udf(ScalarUDF::from(SessionWindow::new()));
     ctx.register_udf(ScalarUDF::from(Amended::new(Amendment::ToDate)));
     ctx.register_udf(ScalarUDF::from(Amended::new(Amendment::DatePart)));
+    ctx.register_udf(ScalarUDF::from(Zoned::new(Direction::ToUtc)));
+    ctx.register_udf(ScalarUDF::from(Zoned::new(Direction::FromUtc)));
     // `EXTRACT(epoch FROM ts)` is planned into DataFusion's own `date_part`, not found by name.
     use datafusion::execution::FunctionRegistry;
     let _ = ctx
@@ -656,6 +668,205 @@ pub fn strftime_of_postgres(format: &str) -> Option<String> {
     Some(to_codes(format, &CODES, '"'))
 }
 
+/// Which way [`Zoned`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Direction {
+    /// `to_utc_timestamp(ts, zone)`: a wall-clock time in `zone` to its instant.
+    ToUtc,
+    /// `from_utc_timestamp(ts, zone)`: an instant to its wall-clock time in `zone`.
+    FromUtc,
+}
+
+/// Spark's `to_utc_timestamp` and `from_utc_timestamp` (walk 86: naive local times could not
+/// be made instants; `AT TIME ZONE` failed the batch on a time a daylight-saving change
+/// skips or repeats). Rules: Spark's `DateTimeUtils.convertTz`, which reads a wall-clock
+/// time with java.time's `ZonedDateTime.ofLocal`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Zoned {
+    signature: Signature,
+    direction: Direction,
+}
+
+impl Zoned {
+    fn new(direction: Direction) -> Self {
+        Self {
+            // The arguments are checked in `return_type`, in these words.
+            signature: Signature::any(2, Volatility::Immutable),
+            direction,
+        }
+    }
+}
+
+/// Units of `unit` in a second.
+fn per_second(unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    }
+}
+
+/// `raw` (in `unit` since the epoch) as a date and time on UTC's clock.
+fn utc_clock(raw: i64, unit: TimeUnit) -> Option<chrono::NaiveDateTime> {
+    let per = per_second(unit);
+    let nanos = u32::try_from(raw.rem_euclid(per) * (1_000_000_000 / per)).ok()?;
+    chrono::DateTime::from_timestamp(raw.div_euclid(per), nanos).map(|t| t.naive_utc())
+}
+
+/// Seconds east of UTC of `zone` at the instant `utc`.
+fn offset_at(zone: &Tz, utc: &chrono::NaiveDateTime) -> i64 {
+    use chrono::{Offset as _, TimeZone as _};
+    i64::from(zone.offset_from_utc_datetime(utc).fix().local_minus_utc())
+}
+
+/// Seconds east of UTC with which the wall-clock time `local` in `zone` is read, by
+/// java.time's `ZonedDateTime.ofLocal(local, zone, null)` (Spark's): the one offset where
+/// there is one; where the clocks show it twice, the earlier instant's (the larger offset);
+/// where they skip it, the offset before the gap (the smaller), which moves it later by the
+/// gap's length.
+fn offset_of_wall_clock(zone: &Tz, local: &chrono::NaiveDateTime) -> i64 {
+    use chrono::{MappedLocalTime, Offset as _, TimeZone as _};
+    match zone.from_local_datetime(local) {
+        MappedLocalTime::Single(t) => i64::from(t.offset().fix().local_minus_utc()),
+        MappedLocalTime::Ambiguous(earlier, _) => {
+            i64::from(earlier.offset().fix().local_minus_utc())
+        }
+        MappedLocalTime::None => {
+            // The gap's two offsets: `local` read as UTC lands within a day of the change, on
+            // one side; read with the offset found there, on the other.
+            let a = offset_at(zone, local);
+            let b = offset_at(zone, &(*local - chrono::TimeDelta::seconds(a)));
+            a.min(b)
+        }
+    }
+}
+
+fn unknown_zone(name: &str, zone: &str) -> datafusion::error::DataFusionError {
+    datafusion::common::exec_datafusion_err!(
+        "{name}: '{zone}' is not a time zone: write an IANA name ('Europe/Berlin', \
+         'America/New_York', 'UTC') or an offset ('+02:00')"
+    )
+}
+
+impl ScalarUDFImpl for Zoned {
+    fn name(&self) -> &str {
+        match self.direction {
+            Direction::ToUtc => "to_utc_timestamp",
+            Direction::FromUtc => "from_utc_timestamp",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        let name = self.name();
+        if !matches!(
+            arg_types[1],
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+        ) {
+            return plan_err!(
+                "{name}(ts, zone) takes a time zone's name second, as 'Europe/Berlin' or \
+                 '+02:00', not {}",
+                arg_types[1]
+            );
+        }
+        match (&arg_types[0], self.direction) {
+            // An instant, as a source's `timestamptz` column holds one.
+            (DataType::Timestamp(unit, None), Direction::ToUtc) => {
+                Ok(DataType::Timestamp(*unit, Some("UTC".into())))
+            }
+            (DataType::Timestamp(_, Some(zone)), Direction::ToUtc) => plan_err!(
+                "to_utc_timestamp(ts, zone) reads a timestamp without a zone (a wall-clock time \
+                 in the zone given); this one is an instant already (its zone is {zone}): use \
+                 it as it is, or `from_utc_timestamp(ts, 'Europe/Berlin')` for its wall-clock \
+                 time in a zone"
+            ),
+            (DataType::Timestamp(unit, _), Direction::FromUtc) => {
+                Ok(DataType::Timestamp(*unit, None))
+            }
+            (DataType::Null, Direction::ToUtc) => Ok(DataType::Timestamp(
+                TimeUnit::Nanosecond,
+                Some("UTC".into()),
+            )),
+            (DataType::Null, Direction::FromUtc) => {
+                Ok(DataType::Timestamp(TimeUnit::Nanosecond, None))
+            }
+            (other, _) => plan_err!(
+                "{name}(ts, zone) takes a timestamp first, not {other} (a text: `CAST(t AS \
+                 TIMESTAMP)` first)"
+            ),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let name = self.name();
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let ts = args.args[0].to_array(args.number_rows)?;
+        let unit = match ts.data_type() {
+            DataType::Timestamp(unit, _) => *unit,
+            _ => TimeUnit::Nanosecond,
+        };
+        let zones = cast(&args.args[1].to_array(args.number_rows)?, &DataType::Utf8)?;
+        let zones = zones.as_string::<i32>();
+        // A constant zone parsed once; a column's row by row.
+        let constant: Option<Tz> = match &args.args[1] {
+            ColumnarValue::Scalar(value) => match value.try_as_str().flatten() {
+                Some(zone) => Some(zone.parse().map_err(|_| unknown_zone(name, zone))?),
+                None => None,
+            },
+            ColumnarValue::Array(_) => None,
+        };
+        let per = per_second(unit);
+        let raw = cast(&ts, &DataType::Int64)?;
+        let raw = raw.as_primitive::<Int64Type>();
+        let mut out: Vec<Option<i64>> = Vec::with_capacity(raw.len());
+        for i in 0..raw.len() {
+            if raw.is_null(i) || zones.is_null(i) {
+                out.push(None);
+                continue;
+            }
+            let zone = match constant {
+                Some(zone) => zone,
+                None => zones
+                    .value(i)
+                    .parse::<Tz>()
+                    .map_err(|_| unknown_zone(name, zones.value(i)))?,
+            };
+            let value = raw.value(i);
+            let at = utc_clock(value, unit);
+            let moved = at.and_then(|at| match self.direction {
+                // The wall clock less its offset is the instant.
+                Direction::ToUtc => offset_of_wall_clock(&zone, &at)
+                    .checked_mul(per)
+                    .and_then(|offset| value.checked_sub(offset)),
+                // The instant plus its offset is the wall clock.
+                Direction::FromUtc => offset_at(&zone, &at)
+                    .checked_mul(per)
+                    .and_then(|offset| value.checked_add(offset)),
+            });
+            out.push(Some(moved.ok_or_else(|| {
+                datafusion::common::exec_datafusion_err!(
+                    "{name}: {value} ({unit:?}s since the epoch) in {zone} is past what the \
+                     timestamp holds"
+                )
+            })?));
+        }
+        let out: ArrayRef = Arc::new(PrimitiveArray::<Int64Type>::from(out));
+        let out = cast(&out, args.return_type())?;
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(out)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{strftime_of_postgres, strftime_of_spark};
@@ -711,6 +922,67 @@ mod tests {
     }
 
     /// The rows of `sql`, with Sluice's functions, as a table's text.
+    /// Walk 86: naive wall-clock times in a zone could not be made instants. Spark's rule
+    /// (java.time's `ZonedDateTime.ofLocal`): a time the clocks skip moves later by the gap
+    /// (as DuckDB's `timezone` gives it too), one they show twice is the earlier instant
+    /// (DuckDB takes the later); and back to the wall clock.
+    #[tokio::test]
+    async fn wall_clock_times_become_instants_and_back_by_spark_s_rule() {
+        let shown = shown(
+            "SELECT to_utc_timestamp(ts, z) AS utc, \
+             from_utc_timestamp(to_utc_timestamp(ts, z), z) AS back FROM (VALUES \
+             (TIMESTAMP '2026-07-01 12:00:00', 'Europe/Berlin'), \
+             (TIMESTAMP '2026-03-29 02:30:00', 'Europe/Berlin'), \
+             (TIMESTAMP '2026-10-25 02:30:00', 'Europe/Berlin'), \
+             (TIMESTAMP '2026-11-01 01:30:00', 'America/New_York'), \
+             (TIMESTAMP '2026-03-08 02:30:00', 'America/New_York'), \
+             (TIMESTAMP '2026-04-05 01:45:00', 'Australia/Lord_Howe'), \
+             (TIMESTAMP '2026-01-01 00:00:00', '+05:30'), \
+             (NULL, 'UTC'), (TIMESTAMP '2026-01-01 00:00:00', NULL)) AS t(ts, z)",
+        )
+        .await;
+        for line in [
+            "| 2026-07-01T10:00:00Z | 2026-07-01T12:00:00 |",
+            // Skipped: 02:30 is 03:30 summer time.
+            "| 2026-03-29T01:30:00Z | 2026-03-29T03:30:00 |",
+            // Shown twice: the earlier, summer time's.
+            "| 2026-10-25T00:30:00Z | 2026-10-25T02:30:00 |",
+            "| 2026-11-01T05:30:00Z | 2026-11-01T01:30:00 |",
+            "| 2026-03-08T07:30:00Z | 2026-03-08T03:30:00 |",
+            // A half-hour change.
+            "| 2026-04-04T14:45:00Z | 2026-04-05T01:45:00 |",
+            "| 2025-12-31T18:30:00Z | 2026-01-01T00:00:00 |",
+        ] {
+            assert!(shown.contains(line), "{line}\n{shown}");
+        }
+        assert_eq!(
+            shown.matches("|                      |").count(),
+            2,
+            "{shown}"
+        );
+    }
+
+    /// A zone that is none, and an instant given to `to_utc_timestamp`, are refused in words.
+    #[tokio::test]
+    async fn a_zone_that_is_none_and_an_instant_are_refused_in_words() {
+        let ctx = datafusion::prelude::SessionContext::new();
+        super::register_functions(&ctx);
+        let err = match ctx
+            .sql("SELECT to_utc_timestamp(TIMESTAMP '2026-01-01 00:00:00', 'Mars/Olympus')")
+            .await
+        {
+            Ok(df) => df.collect().await.expect_err("no such zone").to_string(),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("'Mars/Olympus' is not a time zone"), "{err}");
+        let err = ctx
+            .sql("SELECT to_utc_timestamp(TIMESTAMP '2026-01-01 00:00:00' AT TIME ZONE 'UTC', 'UTC')")
+            .await
+            .expect_err("an instant")
+            .to_string();
+        assert!(err.contains("this one is an instant already"), "{err}");
+    }
+
     async fn shown(sql: &str) -> String {
         let ctx = datafusion::prelude::SessionContext::new();
         super::register_functions(&ctx);

@@ -141,7 +141,14 @@ fn type_words(arrow: &str) -> String {
 
 /// DuckDB functions DataFusion names otherwise or does without, with what to write here, as
 /// [`SPARK_FUNCTIONS`] (the test checks each against DuckDB 2.0's value for one row).
-const DUCKDB_FUNCTIONS: [(&str, &str); 20] = [
+const DUCKDB_FUNCTIONS: [(&str, &str); 21] = [
+    (
+        "timezone",
+        "`to_utc_timestamp(ts, 'Europe/Berlin')` of a timestamp without a zone (the instant of \
+         that wall-clock time; a time shown twice is the earlier instant, where DuckDB takes \
+         the later), `from_utc_timestamp(ts, 'Europe/Berlin')` of an instant (its wall-clock \
+         time there)",
+    ),
     (
         "time_bucket",
         "`date_bin(INTERVAL '1 minute', ts)` (the same buckets for a width that divides a day; \
@@ -2021,6 +2028,21 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
                         }
                         if let DataType::Timestamp(_, Some(zone)) = &to
                             && matches!(e, Expr::Cast(_))
+                            && matches!(from, Some(DataType::Timestamp(_, None)))
+                            && !matches!(zone.as_ref(), "UTC" | "+00:00" | "Z")
+                            && unlocalized.contains(&e.to_string())
+                        {
+                            note(format!(
+                                "`{expr} AT TIME ZONE '{zone}'` reads {expr} as a wall-clock \
+                                 time in {zone}: one its clocks skip or show twice (a \
+                                 daylight-saving change) fails the batch; \
+                                 `to_utc_timestamp({expr}, '{zone}')` reads those as Spark \
+                                 does (a skipped time moves later by the gap, one shown twice \
+                                 is the earlier instant)"
+                            ));
+                        }
+                        if let DataType::Timestamp(_, Some(zone)) = &to
+                            && matches!(e, Expr::Cast(_))
                             && matches!(from, Some(DataType::Timestamp(_, Some(_))))
                             && unlocalized.contains(&e.to_string())
                         {
@@ -2795,6 +2817,8 @@ mod tests {
             ("date_diff", "0"),
             ("format", "7 items"),
             ("printf", "7 items"),
+            // DuckDB: timezone('Europe/Berlin', ts) = 2026-03-01 11:34:56.123+00.
+            ("timezone", "2026-03-01T11:34:56.123Z"),
         ]
         .into_iter()
         .collect();
@@ -2950,6 +2974,11 @@ mod tests {
             (
                 "SELECT CAST(t AS TIMESTAMP WITH TIME ZONE) AS x FROM s",
                 "is a timestamp without a zone here",
+            ),
+            // Walk 86: a wall-clock time the clocks skip or repeat fails the batch.
+            (
+                "SELECT t AT TIME ZONE 'Europe/Berlin' AS x FROM s",
+                "`to_utc_timestamp(s.t, 'Europe/Berlin')` reads those as Spark does",
             ),
             // Walk 59 (1): a top N of a nullable column took its nulls first.
             (
