@@ -1923,12 +1923,26 @@ impl<'a> Driver<'a> {
                     )
                 })
                 .unwrap_or_default();
+            // The batch after the newest, whose offsets entry was lost (`sluice repair` moved
+            // a damaged one aside) where its input is logged by no source: a rewind to the
+            // newest takes it back from the sink (audit 86).
+            let rewind = newest
+                .filter(|planned| held_last == planned.next())
+                .map(|planned| {
+                    format!(
+                        ". Where this checkpoint planned batch {held_last} and lost its offsets \
+                         entry (`sluice repair` moved a damaged one aside), take it back from \
+                         the sink: `sluice rewind {} --to {planned}`",
+                        crate::vocab::shell_word(&checkpoint.location().to_string())
+                    )
+                })
+                .unwrap_or_default();
             return Err(Error::Usage(format!(
                 "the sink {} holds batch {held_last}, but this checkpoint {plans}: the \
                  checkpoint is older than its sink (restored from an older copy, or a copy of \
                  it ran on), and its next batches would be planned anew under numbers the sink \
                  takes as done, leaving their rows out. Put back the checkpoint that wrote \
-                 batch {held_last}{by_hand}; or start over on a new checkpoint{start_over}",
+                 batch {held_last}{by_hand}; or start over on a new checkpoint{start_over}{rewind}",
                 sink_record.path.as_deref().unwrap_or_default(),
                 held_last = held_last.0,
                 start_over = sink_advice(pipeline).start_over,

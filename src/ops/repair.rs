@@ -510,11 +510,29 @@ pub async fn repair(
             crate::driver::planned_pipeline_missing(location, shown, pending, fingerprint).await,
         );
     }
+    // Only a commit a later commit follows: the newest commit, with a later batch pending,
+    // is what that batch starts from (audit 86: moved aside "as if deleted", it left a
+    // checkpoint no run took, and repair had said the next run carries on).
+    let newest_commit = logs.commits.last().copied();
     for &batch in logs.commits.iter().filter(older) {
         let Some(why) = corrupt(read_commit(location, batch).await.map(|_| ())) else {
             continue;
         };
         let file = paths::commits(batch);
+        if Some(batch) == newest_commit {
+            let way = match batch.0.checked_sub(1) {
+                Some(before) => format!(
+                    "take it and the batches after it back and run again: `sluice rewind \
+                     {shown_sh} --to {before}`"
+                ),
+                None => "start the pipeline over on a new checkpoint".to_string(),
+            };
+            report.unfixable.push(format!(
+                "{file} is damaged ({why}), and batch {batch} is the newest committed, which \
+                 the pending batch after it starts from: restore it from a backup, or {way}"
+            ));
+            continue;
+        }
         let aside = aside_name(&file, &stamp);
         if !dry_run {
             location

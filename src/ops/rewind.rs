@@ -174,6 +174,46 @@ async fn rewind_or_check(
             None
         }
     };
+    // The batch after the newest, which the sink took before the run stopped and whose
+    // offsets entry `sluice repair` moved aside as damaged, is this checkpoint's: where this
+    // rewind takes no batch back that would take it too, it goes here, before its sources'
+    // logs (audit 86: they went, and every later run then found the sink ahead of the
+    // checkpoint, with no command that got out).
+    if newest == target
+        && let Some(pipeline) = &newest_pipeline
+        && pipeline.sink.connector().keeps_batches()
+    {
+        let ctx = SinkContext {
+            label: "",
+            pipeline: metadata.id,
+            replace: false,
+            update: pipeline.output_mode == OutputMode::Update,
+            part: None,
+            create: false,
+            sync: true,
+            hook: None,
+        };
+        let after = newest.next();
+        if let Ok(sink) = pipeline.sink.connector().open(&ctx)
+            && let Ok(Some(held)) = sink.summary().await
+            && held.last.is_some_and(|(held_last, ..)| held_last == after)
+        {
+            if let Err(e) = sink.check_take_back(after).await {
+                return Err(refuse(format!(
+                    "the sink holds batch {after}, which this checkpoint planned and did not \
+                     commit, and cannot take it back: {e}"
+                )));
+            }
+            if !check_only {
+                let deleted = sink
+                    .forget_batch(after)
+                    .await
+                    .map_err(|e| refuse(format!("taking batch {after} back from the sink: {e}")))?;
+                rewound.units.insert(after, sink.forgotten_unit());
+                rewound.taken_back.push((after, deleted));
+            }
+        }
+    }
     // A source's log entry of the batch after the newest, written by a planning that was cut
     // short (no offsets entry names it), goes too, so that batch is planned afresh.
     if !check_only && let Some(pipeline) = &newest_pipeline {

@@ -1413,3 +1413,68 @@ fn damaged_query_offsets_and_rewind_files_are_mended_shown_and_named() {
         "{said}"
     );
 }
+
+/// Audit 86 (ops #1, #2): a damaged newest commit with a later batch pending was moved aside
+/// "as if deleted" and repair said the next run carries on, which then refused the
+/// checkpoint: it is named unfixable with the rewind that works. And a pending batch the sink
+/// holds, whose damaged offsets entry repair moved aside, then taken back by `rewind --to`
+/// the newest committed batch, lost its source log there but stayed in the sink, so every
+/// run found the sink ahead: the rewind takes it back from the sink too. Each way ends with
+/// the sink holding the batch query's rows once.
+#[test]
+fn a_damaged_newest_commit_or_pending_entry_has_a_way_out_that_works() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 20, 0);
+    let query = "SELECT id, page, amount FROM clicks WHERE amount > 10";
+    let pipeline = pipeline_in(&ws, query, "");
+    let p = pipeline.to_str().expect("utf-8");
+    let ckpt = ws.p("ckpt");
+    assert!(run_bin(&["run", p], ws.dir.path()).status.success());
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let check_sink = || {
+        let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
+        let got = rt.block_on(sink_rows(&ws.path("out")));
+        assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+    };
+
+    // Batch 3 in the sink, not committed; commits/2 damaged.
+    write_clicks(&ws.path("in"), "json", 1, 20, 3);
+    assert!(crashed(&run_quietly(
+        &pipeline,
+        &Crash::Before.env(1, "commits/3")
+    )));
+    std::fs::write(ws.path("ckpt/commits/2"), "garbage").expect("damage");
+    let out = run_bin(&["repair", &ckpt], ws.dir.path());
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(
+        !said.contains("runs carry on without it")
+            && said.contains(&format!("`sluice rewind {ckpt} --to 1`")),
+        "{said}"
+    );
+    let out = run_bin(&["rewind", &ckpt, "--to", "1"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    check_sink();
+
+    // Batch 4 in the sink, not committed; its offsets entry damaged and moved aside by repair;
+    // then the rewind to the newest committed batch.
+    write_clicks(&ws.path("in"), "json", 1, 20, 4);
+    assert!(crashed(&run_quietly(
+        &pipeline,
+        &Crash::Before.env(1, "commits/4")
+    )));
+    std::fs::write(ws.path("ckpt/offsets/4"), "{").expect("damage");
+    let out = run_bin(&["repair", &ckpt], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_bin(&["rewind", &ckpt, "--to", "3"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("took back batch 4"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    check_sink();
+}
