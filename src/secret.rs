@@ -194,12 +194,19 @@ pub fn url_secret(text: &str) -> Option<String> {
 }
 
 fn refusal(what: &str) -> String {
+    // A `#` or `?` meant as part of a key (legal in S3's) is read as a URL's fragment or
+    // query (audit 87: a path with `#` was told of credentials alone).
+    let in_a_name = match what {
+        "query parameters" => "; a `?` meant as part of a file or folder name is written `%3F`",
+        "a fragment (`#...`)" => "; a `#` meant as part of a file or folder name is written `%23`",
+        _ => "",
+    };
     format!(
         "the URL carries {what}, which Sluice does not take from a storage URL (it would be \
          written into the checkpoint and into messages): give credentials to the store in its \
          environment variables (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; \
          GOOGLE_SERVICE_ACCOUNT; AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_KEY) and \
-         remove them from the URL"
+         remove them from the URL{in_a_name}"
     )
 }
 
@@ -260,6 +267,12 @@ mod tests {
         );
         // Walk 49 (12): a fragment, which every store drops, is refused too; and masked
         // where it is shown (walk 71 (9): the refusal printed it).
+        // Audit 87: a `#` meant in a name is said how to write.
+        assert!(
+            url_secret("s3://bkt/out/c#d")
+                .expect("refused")
+                .contains("a `#` meant as part of a file or folder name is written `%23`")
+        );
         assert!(
             url_secret("gs://bucket/in#SigZZ")
                 .expect("refused")

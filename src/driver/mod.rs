@@ -1876,7 +1876,7 @@ impl<'a> Driver<'a> {
         if logs.commits.is_empty()
             && sink_record.kind == "files"
             && let Some(path) = sink_record.path.as_deref()
-            && let Some(kept) = crate::sink::data_without_records(path)
+            && let Some(kept) = crate::sink::data_without_records_anywhere(path).await
         {
             return Err(Error::Usage(format!(
                 "the sink folder {path} holds {kept} data file(s) (`part-*`, `result.*`) that no \

@@ -73,6 +73,37 @@ pub fn data_without_records(path: &str) -> Option<usize> {
     (kept > 0).then_some(kept)
 }
 
+/// [`data_without_records`] for a folder anywhere: in an object store too, listed (audit 87:
+/// an S3 sink folder that lost its records was taken as new, and the first batch was refused
+/// only once it had claimed the folder and written its manifest entry).
+pub async fn data_without_records_anywhere(path: &str) -> Option<usize> {
+    let folder = Location::open(path, false, false, None).ok()?;
+    if folder.local_root().is_some() {
+        return data_without_records(path);
+    }
+    let names: Vec<String> = folder
+        .list("")
+        .await
+        .ok()?
+        .iter()
+        .map(|meta| folder.relative(&meta.location))
+        .collect();
+    if names
+        .iter()
+        .any(|name| name.split('/').next() == Some(SLUICE_DIR))
+    {
+        return None;
+    }
+    let kept = names
+        .iter()
+        .filter(|name| {
+            !name.contains('/')
+                && (sluice_part(name) || name.starts_with(&format!("{COMPLETE_RESULT}.")))
+        })
+        .count();
+    (kept > 0).then_some(kept)
+}
+
 /// Whether `name` is a data file's name as the sink writes one (`part-0000000003-0001.json`),
 /// not another tool's (Spark's `part-00000-<uuid>.snappy.parquet`).
 fn sluice_part(name: &str) -> bool {

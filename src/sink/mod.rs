@@ -20,6 +20,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 pub use console::{ConsoleConfig, ConsoleSink};
 pub use files::{
     FilesSink, FilesSinkConfig, Manifest, ManifestFile, SLUICE_DIR, data_without_records,
+    data_without_records_anywhere,
 };
 
 use crate::checkpoint::{BatchId, CheckpointError, Epoch, Fence};

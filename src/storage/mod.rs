@@ -691,6 +691,25 @@ impl Location {
             }
             Err(e) => return Err(self.io_err("listing", &prefix, e)),
         };
+        // An object store's "folder" (a zero-byte key ending in `/`, as the S3 console's
+        // "Create folder" and Hadoop's s3a make one) is listed under the folder's path, where
+        // no object is: not an object, as Spark and DuckDB skip it (audit 87: a source logged
+        // it as an input file, and every run of its batch then failed, "gone").
+        if self.local_root.is_none() && items.iter().any(|meta| meta.size == 0) {
+            let mut kept = Vec::with_capacity(items.len());
+            for meta in items {
+                if meta.size == 0
+                    && matches!(
+                        self.store.head(&meta.location).await,
+                        Err(object_store::Error::NotFound { .. })
+                    )
+                {
+                    continue;
+                }
+                kept.push(meta);
+            }
+            items = kept;
+        }
         items.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(items)
     }

@@ -68,6 +68,24 @@ impl Moto {
         );
     }
 
+    /// Puts `key` (any key, a trailing `/` too, which object_store's paths cannot name) with
+    /// an empty body, by a plain HTTP request.
+    fn put_empty(&self, key: &str) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        write!(
+            stream,
+            "PUT /sluice/{key} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .expect("request");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("response");
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "put {key}: {response}"
+        );
+    }
+
     pub fn sluice(&self) -> Command {
         let mut cmd = sluice_bin();
         cmd.env("AWS_ENDPOINT", self.endpoint())
@@ -973,4 +991,90 @@ fn a_store_that_stops_answering_mid_run_fails_the_run_within_its_timeout() {
     let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
     let got = rt.block_on(moto.sink_rows());
     assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+}
+
+/// Audit 87: a zero-byte key ending in `/` (the S3 console's "Create folder", Hadoop's s3a
+/// `mkdirs`) under a source's prefix was listed as an input file under the folder's path,
+/// where no object is: logged in the batch, every run of it failed, "gone", and the rewind
+/// advised led back to it. Such a folder is no object: the files in it are read, once; an
+/// empty file is still read (no rows).
+#[test]
+fn an_s3_folder_marker_under_a_source_is_not_an_input_file() {
+    use object_store::ObjectStoreExt;
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 20, 0);
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let store = moto.store();
+    let put = |key: &str, bytes: Vec<u8>| {
+        rt.block_on(store.put(&object_store::path::Path::from(key), bytes.into()))
+            .expect("upload");
+    };
+    moto.put_empty("in/");
+    put(
+        "in/clicks-0000.json",
+        std::fs::read(ws.path("in/clicks-0000.json")).expect("input"),
+    );
+    put("in/empty.json", Vec::new());
+    let query = "SELECT id, page, amount FROM clicks";
+    let yaml = pipeline_yaml(&ws, "json", query, 10, "").replace(&ws.p("in"), "s3://sluice/in");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let p = pipeline.to_str().expect("utf-8");
+    moto.sluice_ok(&["run", p]);
+    // A dated folder made, then a file put in it.
+    moto.put_empty("in/2026-12-07/");
+    put(
+        "in/2026-12-07/clicks-0001.json",
+        std::fs::read(ws.path("in/clicks-0001.json")).expect("input"),
+    );
+    moto.sluice_ok(&["run", p]);
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
+    let got = rt.block_on(sink_rows(&ws.path("out")));
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+}
+
+/// Audit 87: an S3 sink folder whose `_sluice/` records were deleted (its data files kept)
+/// was taken as new by a new checkpoint, which claimed it and wrote a manifest entry before
+/// its first batch was refused. Refused before a batch, as on local disk, nothing written.
+#[test]
+fn an_s3_sink_folder_without_its_records_is_refused_before_a_batch() {
+    use futures::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 20, 0);
+    let pipeline = s3_pipeline(&ws, "SELECT id, page FROM clicks", &ws.p("ckpt"));
+    let p = pipeline.to_str().expect("utf-8");
+    moto.sluice_ok(&["run", p]);
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("checkpoint deleted");
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let store = moto.store();
+    let records: Vec<_> = rt
+        .block_on(
+            store
+                .list(Some(&object_store::path::Path::from("out/_sluice")))
+                .try_collect::<Vec<_>>(),
+        )
+        .expect("list");
+    assert!(!records.is_empty());
+    for meta in records {
+        rt.block_on(store.delete(&meta.location)).expect("delete");
+    }
+    let out = moto.sluice().args(["run", p]).output().expect("run");
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(
+            "holds 2 data file(s) (`part-*`, `result.*`) that no `_sluice/` records name"
+        ),
+        "{said}"
+    );
+    let written: Vec<_> = rt
+        .block_on(
+            store
+                .list(Some(&object_store::path::Path::from("out/_sluice")))
+                .try_collect::<Vec<_>>(),
+        )
+        .expect("list");
+    assert!(written.is_empty(), "nothing claimed: {written:?}");
 }
