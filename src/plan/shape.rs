@@ -478,6 +478,60 @@ fn analyze_shape(
                 .into(),
         });
     }
+    // A volatile function anywhere: above an aggregation or a join of two streams, or in an
+    // aggregate's own arguments, as in a stateless query (audit 87: `sum(v * random())` ran,
+    // and a replay of its batch differed; design §6.1's known gap).
+    let mut volatile = None;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.signature().volatility
+                        == datafusion::logical_expr::Volatility::Volatile
+                {
+                    volatile = Some(f.func.name().to_string());
+                    return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+                }
+                Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+            })
+        })?;
+        Ok(match volatile {
+            Some(_) => datafusion::common::tree_node::TreeNodeRecursion::Stop,
+            None => datafusion::common::tree_node::TreeNodeRecursion::Continue,
+        })
+    })
+    .map_err(PlanError::Sql)?;
+    if let Some(function) = volatile {
+        return Err(PlanError::Volatile { function });
+    }
+    // A subquery over a stream anywhere but a filter (which says its own refusal): the SELECT
+    // list, a group key, an aggregate's argument, a join's condition. What it computes moves
+    // with every batch, and each batch would compute it over its own rows alone (audit 87:
+    // `sum(v) / (SELECT sum(v) FROM s)` divided by the last batch's total, exit 0).
+    let mut over_stream = false;
+    plan.apply_with_subqueries(|node| {
+        if !matches!(node, LogicalPlan::Filter(_))
+            && node
+                .expressions()
+                .iter()
+                .any(|e| subquery_over_stream(e, streams))
+        {
+            over_stream = true;
+            return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })
+    .map_err(PlanError::Sql)?;
+    if over_stream {
+        return Err(PlanError::Unsupported {
+            operator: "a subquery over a stream".into(),
+            reason: "in the SELECT list, a GROUP BY key, an aggregate's argument or a join's \
+                     condition is not supported: what it computes changes as the stream's rows \
+                     come, and each batch would compute it over its own rows alone. A subquery \
+                     over a static table (`tables:`) is read once and may be used there"
+                .into(),
+        });
+    }
     let mut unions_static = false;
     plan.apply_with_subqueries(|node| {
         if let LogicalPlan::Union(union) = node
@@ -1945,6 +1999,51 @@ mod tests {
                  HAVING count(*) > (SELECT count(*) FROM s)",
                 Update,
                 &["a subquery in a filter over an aggregation is not supported"],
+            ),
+            // Audit 87: computed over each batch's rows alone, exit 0; or failing every batch
+            // (`EXISTS`, `IN`); or named as the scan "over the result of an aggregation".
+            (
+                "SELECT b, CAST(sum(a) AS DOUBLE) / (SELECT sum(a) FROM s) AS share FROM s \
+                 GROUP BY b",
+                Complete,
+                &[
+                    "a subquery over a stream in the SELECT list, a GROUP BY key, an \
+                   aggregate's argument or a join's condition is not supported",
+                ],
+            ),
+            (
+                "SELECT b, sum(a + (SELECT max(a) FROM s)) AS t FROM s GROUP BY b",
+                Update,
+                &["a subquery over a stream in the SELECT list"],
+            ),
+            (
+                "SELECT b, a > (SELECT avg(a) FROM s) AS big, count(*) FROM s GROUP BY b, \
+                 a > (SELECT avg(a) FROM s)",
+                Update,
+                &["a subquery over a stream in the SELECT list"],
+            ),
+            (
+                "SELECT b, count(*) AS n, EXISTS (SELECT 1 FROM s WHERE a > 5) AS e FROM s \
+                 GROUP BY b",
+                Complete,
+                &["a subquery over a stream in the SELECT list"],
+            ),
+            (
+                "SELECT a, b, (SELECT max(a) FROM s) AS m FROM s",
+                Append,
+                &["a subquery over a stream in the SELECT list"],
+            ),
+            // Audit 87 (design §6.1's known gap): a volatile function in an aggregate's
+            // argument, or above the aggregation.
+            (
+                "SELECT b, sum(a * random()) AS t FROM s GROUP BY b",
+                Update,
+                &["the query calls `random()`"],
+            ),
+            (
+                "SELECT b, sum(a) + random() AS t FROM s GROUP BY b",
+                Update,
+                &["the query calls `random()`"],
             ),
             // Walk 39 (U2): a zone that is none failed each batch, in Arrow's words.
             (
