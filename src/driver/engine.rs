@@ -728,14 +728,31 @@ impl<'p> Engine<'p> {
             // A group that stops passing a condition on its aggregates is not taken back in
             // update mode (walk 82: 5 of 7 groups in the sink no longer passed it, unsaid).
             if self.pipeline.output_mode == OutputMode::Update {
-                for condition in plan::having_conditions(&logical) {
-                    note(&format!(
-                        "in update mode a group is written when it changes, and one that stops \
-                         passing `HAVING {condition}` is not taken back: its last row written \
-                         stays in the sink (as in Spark's update mode). For the table the \
-                         condition gives, use `output_mode: complete`, or keep the condition \
-                         out of `HAVING` and filter when reading"
-                    ));
+                for (condition, over_distinct_on) in plan::having_conditions(&logical) {
+                    if over_distinct_on {
+                        // Walk 87 (W1): a CDC query's `WHERE op <> 'd'` over its `DISTINCT
+                        // ON` left deleted keys in the table, unsaid.
+                        note(&format!(
+                            "in update mode a key's row is written when it changes, and a key \
+                             whose newest row stops passing `WHERE {condition}` (over the \
+                             `DISTINCT ON`) is not taken back: its last row written stays in \
+                             the sink (as in Spark's update mode; a change log's deletes do \
+                             not delete). For the table the condition gives, use \
+                             `output_mode: complete`; or write every key's newest row, the \
+                             condition's columns with it, and filter when reading; into Kafka, \
+                             a `value:` that is NULL where the condition fails (`CASE WHEN \
+                             {condition} THEN ... END`) writes a tombstone, which deletes the \
+                             key from a compacted topic"
+                        ));
+                    } else {
+                        note(&format!(
+                            "in update mode a group is written when it changes, and one that \
+                             stops passing `HAVING {condition}` is not taken back: its last row \
+                             written stays in the sink (as in Spark's update mode). For the \
+                             table the condition gives, use `output_mode: complete`, or keep \
+                             the condition out of `HAVING` and filter when reading"
+                        ));
+                    }
                 }
             }
             // Update mode rewrites a window as it changes; only a watermark ever lets one go.

@@ -35,6 +35,10 @@
 //!   wall-clock time the clocks skip (a change to summer time) is moved later by the gap, and
 //!   one they show twice takes the earlier instant, as Spark's (java.time's) rule gives; `ts
 //!   AT TIME ZONE zone` fails the batch on those.
+//!
+//! - `to_json(s)` (Spark's, DuckDB's): a struct as the text of a JSON object
+//!   (`to_json(named_struct('id', id, 'name', name))`), its null fields left out as Spark's
+//!   `to_json` leaves them, nested structs and lists as JSON's own; a null struct is null.
 
 use std::sync::Arc;
 
@@ -61,6 +65,7 @@ pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(Amended::new(Amendment::DatePart)));
     ctx.register_udf(ScalarUDF::from(Zoned::new(Direction::ToUtc)));
     ctx.register_udf(ScalarUDF::from(Zoned::new(Direction::FromUtc)));
+    ctx.register_udf(ScalarUDF::from(ToJson::new()));
     // `EXTRACT(epoch FROM ts)` is planned into DataFusion's own `date_part`, not found by name.
     use datafusion::execution::FunctionRegistry;
     let _ = ctx
@@ -867,6 +872,81 @@ impl ScalarUDFImpl for Zoned {
     }
 }
 
+/// Spark's `to_json` of a struct (walk 87: a Kafka sink's `value:` of a row's chosen
+/// columns could only be built by `concat`, which a quote in the data broke). Written by
+/// arrow's JSON writer, as the files sink's `format: json` writes a row.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ToJson {
+    signature: Signature,
+}
+
+impl ToJson {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for ToJson {
+    fn name(&self) -> &str {
+        "to_json"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match &arg_types[0] {
+            DataType::Struct(_) | DataType::Null => Ok(DataType::Utf8),
+            other => plan_err!(
+                "to_json(s) takes a struct, not {other}: name the fields, \
+                 `to_json(named_struct('id', id, 'name', name))`"
+            ),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let array = args.args[0].to_array(args.number_rows)?;
+        let out: ArrayRef = match array.as_struct_opt() {
+            None => Arc::new(datafusion::arrow::array::StringArray::new_null(array.len())),
+            Some(structs) => {
+                let fields = structs.fields().clone();
+                let batch = datafusion::arrow::record_batch::RecordBatch::try_new_with_options(
+                    Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+                    structs.columns().to_vec(),
+                    &datafusion::arrow::record_batch::RecordBatchOptions::new()
+                        .with_row_count(Some(structs.len())),
+                )?;
+                let mut text = Vec::new();
+                {
+                    let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut text);
+                    writer.write(&batch)?;
+                    writer.finish()?;
+                }
+                let text = String::from_utf8(text).map_err(|e| {
+                    datafusion::common::exec_datafusion_err!("to_json: {e}")
+                })?;
+                let mut lines = text.lines();
+                let objects: datafusion::arrow::array::StringArray = (0..structs.len())
+                    .map(|row| {
+                        let line = lines.next();
+                        structs.is_valid(row).then(|| line.unwrap_or("{}").to_string())
+                    })
+                    .collect();
+                Arc::new(objects)
+            }
+        };
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(out)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{strftime_of_postgres, strftime_of_spark};
@@ -960,6 +1040,24 @@ mod tests {
             2,
             "{shown}"
         );
+    }
+
+    /// Walk 87: `to_json` of a struct is its JSON object, text escaped, nulls left out (as
+    /// Spark's `to_json` and DuckDB's `to_json` of a struct give it, DuckDB with the nulls).
+    #[tokio::test]
+    async fn to_json_writes_a_struct_as_a_json_object() {
+        let shown = shown(
+            "SELECT to_json(named_struct('id', id, 'name', name, 'tags', tags)) AS j FROM \
+             (VALUES (1, 'say \"hi\"', make_array('a', 'b')), (2, NULL, make_array('c'))) \
+             AS t(id, name, tags)",
+        )
+        .await;
+        for line in [
+            r#"| {"id":1,"name":"say \"hi\"","tags":["a","b"]} |"#,
+            r#"| {"id":2,"tags":["c"]}                         |"#,
+        ] {
+            assert!(shown.contains(line), "{line}\n{shown}");
+        }
     }
 
     /// A zone that is none, and an instant given to `to_utc_timestamp`, are refused in words.

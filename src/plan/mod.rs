@@ -253,7 +253,7 @@ const DUCKDB_READERS: [&str; 8] = [
 /// first code in backquotes is an expression over the columns of the table's test (`ts`, `d`,
 /// `start_date`, `s`, `n`, `arr`, `c`) that gives Spark's value (the test runs each one).
 /// Advice that starts with `- ` says there is no such function, and what does the job instead.
-const SPARK_FUNCTIONS: [(&str, &str); 60] = [
+const SPARK_FUNCTIONS: [(&str, &str); 59] = [
     (
         "window",
         "`date_bin(INTERVAL '1 minute', ts)` (the window's start; sliding windows: `hop`)",
@@ -386,10 +386,6 @@ const SPARK_FUNCTIONS: [(&str, &str); 60] = [
         "- no function makes a struct of JSON text: `json_get_int(j, 'a', 'b')`, \
          `json_as_text(j, 'a')` and the other `json_get_*` read its fields; a source's `format: \
          json` with `schema:` decodes a whole JSON record into columns",
-    ),
-    (
-        "to_json",
-        "- a files sink's `format: json` writes each row as a JSON object",
     ),
 ];
 
@@ -993,9 +989,11 @@ pub fn distinct_on_orders(plan: &LogicalPlan) -> bool {
     orders
 }
 
-/// The conditions of `plan` on an aggregation's results (`HAVING max(v) < 50`): filters whose
-/// input is an aggregation, through projections and aliases, each as DataFusion writes it.
-pub fn having_conditions(plan: &LogicalPlan) -> Vec<String> {
+/// The conditions of `plan` on an aggregation's results (`HAVING max(v) < 50`) or on the rows
+/// a `DISTINCT ON` keeps (`WHERE op <> 'd'` over it): filters whose input is one, through
+/// projections and aliases, each as DataFusion writes it, with whether it is over a `DISTINCT
+/// ON`.
+pub fn having_conditions(plan: &LogicalPlan) -> Vec<(String, bool)> {
     let mut found = Vec::new();
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::Filter(filter) = node {
@@ -1011,8 +1009,14 @@ pub fn having_conditions(plan: &LogicalPlan) -> Vec<String> {
             {
                 input = inner.as_ref();
             }
-            if matches!(input, LogicalPlan::Aggregate(_)) {
-                found.push(filter.predicate.human_display().to_string());
+            match input {
+                LogicalPlan::Aggregate(_) => {
+                    found.push((filter.predicate.human_display().to_string(), false));
+                }
+                LogicalPlan::Distinct(datafusion::logical_expr::Distinct::On(_)) => {
+                    found.push((filter.predicate.human_display().to_string(), true));
+                }
+                _ => {}
             }
         }
         Ok(TreeNodeRecursion::Continue)
@@ -1900,6 +1904,21 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
             for order in sort.expr.iter().filter(|o| nulls_first(o, schema)) {
                 note(nulls_note(
                     format!("ORDER BY {}", expr_sql(&order.expr)),
+                    "",
+                ));
+            }
+        }
+        // The order that picks a `DISTINCT ON`'s row (walk 87: a change event without its
+        // sequence number won its key for good, `lsn DESC` unwarned).
+        if let LogicalPlan::Distinct(datafusion::logical_expr::Distinct::On(on)) = node {
+            for order in on
+                .sort_expr
+                .iter()
+                .flatten()
+                .filter(|o| nulls_first(o, schema))
+            {
+                note(nulls_note(
+                    format!("DISTINCT ON (...) ... ORDER BY {}", expr_sql(&order.expr)),
                     "",
                 ));
             }
@@ -2990,6 +3009,10 @@ mod tests {
             (
                 "SELECT array_agg(n ORDER BY d DESC) AS top FROM s",
                 "`array_agg(... ORDER BY s.d DESC NULLS LAST)`",
+            ),
+            (
+                "SELECT DISTINCT ON (n) n, d FROM s ORDER BY n, d DESC",
+                "`DISTINCT ON (...) ... ORDER BY s.d DESC NULLS LAST`",
             ),
             (
                 "SELECT t::timestamptz AS x FROM s",

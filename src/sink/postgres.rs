@@ -410,6 +410,23 @@ impl SinkConnector for PostgresSinkConfig {
     /// before a batch is planned, so that a refused new checkpoint is left with nothing.
     async fn preflight(&self, ctx: &SinkContext<'_>, _create_only: bool) -> Result<(), SinkError> {
         let sink = self.sink(ctx)?;
+        // Walk 87 (6): taken without a word where it tells no batch apart.
+        if let Some(column) = &self.batch_column
+            && sink.mode != Mode::Append
+            && ctx.part.is_none()
+        {
+            tracing::warn!(
+                "PostgreSQL sink: `batch_column: {column}` in {} mode records the batch that \
+                 last wrote each row, and no more: a row holds one batch's value at a time, so \
+                 batches cannot be taken back (`sluice rewind`) or read back (`sluice replay \
+                 --verify`); those need append mode",
+                if sink.mode == Mode::Update {
+                    "update"
+                } else {
+                    "complete"
+                }
+            );
+        }
         let mut guard = sink.live.lock().await;
         let live = sink.live(&mut guard, None).await?;
         let others_rows = sink.mode != Mode::Append && live.labels;

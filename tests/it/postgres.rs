@@ -2747,6 +2747,35 @@ async fn distinct_on_a_selected_expression_is_keyed_by_its_name() {
     assert_eq!(rows, [("0".to_string(), 2.5), ("1".to_string(), 3.5)]);
 }
 
+/// Walk 87 (6): `batch_column` in update mode was taken without a word, where it takes no
+/// batch back and reads none back; the run says so.
+#[tokio::test]
+async fn a_batch_column_in_update_mode_is_said_to_tell_no_batch_apart() {
+    let ws = Workspace::new();
+    let table = unique_table("batch_update");
+    typed_input(&ws, "0.json", "{\"id\":1,\"r\":1.5,\"t\":\"a\"}\n");
+    let pipeline = write_pipeline(
+        &ws,
+        &typed_pipeline(
+            &ws,
+            "SELECT t, sum(r) AS r FROM s GROUP BY t",
+            "update",
+            &table,
+            "  key: [t]\n  create_table: true\n  batch_column: b\n",
+        ),
+    );
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains(
+            "`batch_column: b` in update mode records the batch that last wrote each row, and \
+             no more"
+        ),
+        "{}",
+        stderr(&run)
+    );
+}
+
 /// A review: in update mode two keys the query tells apart but the table's unique index does
 /// not (`'a'` and `'a '` in a `char(3)` key) both went into the batch's upsert, and
 /// PostgreSQL refused it ("cannot affect row a second time") on every run. Keys are compared
