@@ -926,14 +926,15 @@ impl ScalarUDFImpl for ToJson {
                     writer.write(&batch)?;
                     writer.finish()?;
                 }
-                let text = String::from_utf8(text).map_err(|e| {
-                    datafusion::common::exec_datafusion_err!("to_json: {e}")
-                })?;
+                let text = String::from_utf8(text)
+                    .map_err(|e| datafusion::common::exec_datafusion_err!("to_json: {e}"))?;
                 let mut lines = text.lines();
                 let objects: datafusion::arrow::array::StringArray = (0..structs.len())
                     .map(|row| {
                         let line = lines.next();
-                        structs.is_valid(row).then(|| line.unwrap_or("{}").to_string())
+                        structs
+                            .is_valid(row)
+                            .then(|| line.unwrap_or("{}").to_string())
                     })
                     .collect();
                 Arc::new(objects)

@@ -2029,6 +2029,35 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
                             ));
                         }
                     }
+                    // Walk 86: days of a zone's timestamps binned from UTC's midnights,
+                    // which looked like the zone's calendar days.
+                    Expr::ScalarFunction(f) if f.func.name() == "date_bin" => {
+                        let days = match f.args.first() {
+                            Some(Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(i)), _)) => {
+                                i.days > 0 || i.nanoseconds >= 86_400_000_000_000
+                            }
+                            Some(Expr::Literal(ScalarValue::IntervalDayTime(Some(i)), _)) => {
+                                i.days > 0 || i.milliseconds >= 86_400_000
+                            }
+                            _ => false,
+                        };
+                        if days
+                            && f.args.len() == 2
+                            && let Some(DataType::Timestamp(_, Some(zone))) =
+                                f.args.get(1).and_then(type_of)
+                            && !matches!(zone.as_ref(), "UTC" | "+00:00" | "Z")
+                        {
+                            let ts = expr_sql(&f.args[1]);
+                            note(format!(
+                                "`{}` bins by days from midnight UTC (1970-01-01T00:00:00Z), \
+                                 not from {zone}'s midnights, whatever zone {ts} is shown in \
+                                 (DuckDB's `time_bucket` does the same): for {zone}'s calendar \
+                                 days write `date_trunc('day', to_local_time({ts}))` (update or \
+                                 complete mode)",
+                                expr_sql(e)
+                            ));
+                        }
+                    }
                     Expr::Cast(_) | Expr::TryCast(_) => {
                         let Some((expr, to)) = cast(e) else {
                             return Ok(TreeNodeRecursion::Continue);
@@ -3013,6 +3042,12 @@ mod tests {
             (
                 "SELECT DISTINCT ON (n) n, d FROM s ORDER BY n, d DESC",
                 "`DISTINCT ON (...) ... ORDER BY s.d DESC NULLS LAST`",
+            ),
+            (
+                "SELECT date_bin(INTERVAL '1 day', z AT TIME ZONE 'Europe/Berlin') AS d, \
+                 count(*) AS c FROM s GROUP BY 1",
+                "bins by days from midnight UTC (1970-01-01T00:00:00Z), not from \
+                 Europe/Berlin's midnights",
             ),
             (
                 "SELECT t::timestamptz AS x FROM s",
