@@ -364,19 +364,37 @@ impl FilesSink {
         // (A batch after `last` is not committed: the run that finishes it finishes its
         // renames, whose files may not be in place yet.)
         let batches = self.manifest_batches().await?;
-        let checked: Vec<(BatchId, Option<String>)> =
+        let checked: Vec<(BatchId, Option<(String, String)>)> =
             futures::stream::iter(batches.iter().rev().copied().filter(|b| *b <= last))
                 .map(|batch| async move {
                     let Ok(Some(manifest)) = self.read_manifest(batch).await else {
                         return Ok((batch, None));
                     };
+                    // A file cut short or written over is as good as gone (walk 84 #5: found
+                    // by `replay --verify` alone).
                     for file in &manifest.files {
-                        if !self
+                        match self
                             .location
-                            .exists(&self.location.path(&file.path))
+                            .size_of(&self.location.path(&file.path))
                             .await?
                         {
-                            return Ok((batch, Some(file.path.clone())));
+                            None => {
+                                return Ok((batch, Some((file.path.clone(), "is gone".into()))));
+                            }
+                            Some(size) if size != file.size => {
+                                return Ok((
+                                    batch,
+                                    Some((
+                                        file.path.clone(),
+                                        format!(
+                                            "is {size} bytes, where the batch wrote {} (cut \
+                                             short or written over)",
+                                            file.size
+                                        ),
+                                    )),
+                                ));
+                            }
+                            Some(_) => {}
                         }
                     }
                     Ok::<_, SinkError>((batch, None))
@@ -385,14 +403,14 @@ impl FilesSink {
                 .try_collect()
                 .await?;
         // Newest first.
-        let gone: Vec<(BatchId, String)> = checked
+        let gone: Vec<(BatchId, (String, String))> = checked
             .into_iter()
             .filter_map(|(batch, path)| Some((batch, path?)))
             .collect();
         let Some(&(first, _)) = gone.last() else {
             return Ok(());
         };
-        let (newest, newest_path) = &gone[0];
+        let (newest, (newest_path, what)) = &gone[0];
         let numbers: Vec<u64> = gone.iter().rev().map(|(b, _)| b.0).collect();
         let which = if numbers.len() > 1 && numbers.windows(2).all(|w| w[1] == w[0] + 1) {
             format!("{} to {}", numbers[0], numbers[numbers.len() - 1])
@@ -405,11 +423,11 @@ impl FilesSink {
         };
         Err(lost(
             if gone.len() == 1 {
-                format!("{newest_path}, a file of batch {newest} its manifest entry lists, is gone")
+                format!("{newest_path}, a file of batch {newest} its manifest entry lists, {what}")
             } else {
                 format!(
-                    "files of batches {which} that their manifest entries list are gone \
-                     ({newest_path} of batch {newest}, ...)"
+                    "files of batches {which} that their manifest entries list are gone or \
+                     changed ({newest_path} of batch {newest} {what}, ...)"
                 )
             },
             first,

@@ -643,6 +643,15 @@ impl Location {
     }
 
     /// Whether an object exists (without reading it).
+    /// The size in bytes of the object at `path`; `None` where there is none.
+    pub async fn size_of(&self, path: &Path) -> Result<Option<u64>, StorageError> {
+        match self.store.head(path).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.io_err("checking", path, e)),
+        }
+    }
+
     pub async fn exists(&self, path: &Path) -> Result<bool, StorageError> {
         match self.store.head(path).await {
             Ok(_) => Ok(true),

@@ -7891,6 +7891,36 @@ fn spark_function_words_are_named_with_what_datafusion_writes() {
     assert_eq!(lines, [r#"{"id":1,"t":"a-1"}"#]);
 }
 
+/// Walk 84 (5): a sink file cut short (a disk that filled, an editor's save) was found by
+/// `replay --verify` alone; runs went on over it. The run refuses it as it refuses a file
+/// gone, naming it, its size and the rewind that writes it again, which works.
+#[test]
+fn a_sink_file_cut_short_is_named_by_the_run() {
+    let ws = Workspace::new();
+    let file = one_file_a_batch(&ws, "SELECT k, v FROM s", "append", 3);
+    let all = sink_lines(&ws.path("out"));
+    let part = ws.path("out/part-0000000002-0000.jsonl");
+    let text = std::fs::read_to_string(&part).expect("part");
+    std::fs::write(&part, &text[..text.len() / 2]).expect("cut short");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "part-0000000002-0000.jsonl, a file of batch 2 its manifest entry lists, is {} \
+             bytes, where the batch wrote {} (cut short or written over)",
+            text.len() / 2,
+            text.len()
+        )) && said.contains(&format!("sluice rewind {} --to 1", ws.p("ckpt"))),
+        "{said}"
+    );
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "1"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), all);
+}
+
 /// Walk 25 (4): with the data files of several batches deleted from a files sink, each run
 /// named only the newest batch's, so it took a rewind and a run per batch. The batches whose
 /// files are gone are named at once, with the one rewind that writes them all again; it does.
