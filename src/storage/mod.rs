@@ -642,8 +642,8 @@ impl Location {
             .map_err(|e| self.io_err("reading", path, e))
     }
 
-    /// Whether an object exists (without reading it).
-    /// The size in bytes of the object at `path`; `None` where there is none.
+    /// The size in bytes of the object at `path` (without reading it); `None` where there is
+    /// none.
     pub async fn size_of(&self, path: &Path) -> Result<Option<u64>, StorageError> {
         match self.store.head(path).await {
             Ok(meta) => Ok(Some(meta.size)),
@@ -652,6 +652,7 @@ impl Location {
         }
     }
 
+    /// Whether an object exists (without reading it).
     pub async fn exists(&self, path: &Path) -> Result<bool, StorageError> {
         match self.store.head(path).await {
             Ok(_) => Ok(true),
