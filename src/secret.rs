@@ -169,7 +169,7 @@ pub fn url_secret(text: &str) -> Option<String> {
         // URL with one is still refused.
         let scheme = text.split("://").next()?.to_ascii_lowercase();
         return (STORE_SCHEMES.contains(&scheme.as_str()) && raw_user_part(text).is_some())
-            .then(|| refusal("a user part"));
+            .then(|| refusal("a user part", ""));
     };
     if !text.contains("://") || !STORE_SCHEMES.contains(&url.scheme()) {
         return None;
@@ -177,30 +177,33 @@ pub fn url_secret(text: &str) -> Option<String> {
     // In `abfs[s]://container@account.dfs.core.windows.net/path` (the Hadoop form Azure's
     // tools and object_store take) the user part names the container, not a credential.
     let container_at_account = matches!(url.scheme(), "abfs" | "abfss");
-    let what = if url.password().is_some() {
-        "a user name and password"
+    // A `#` or `?` meant as part of a key (legal in S3's) is read as a URL's fragment or
+    // query (audit 87: a path with `#` was told of credentials alone).
+    let (what, in_a_name) = if url.password().is_some() {
+        ("a user name and password", "")
     } else if !url.username().is_empty() && !container_at_account {
-        "a user name"
+        ("a user name", "")
     } else if url.query().is_some() {
-        "query parameters"
+        (
+            "query parameters",
+            "; a `?` meant as part of a file or folder name is written `%3F`",
+        )
     } else if url.fragment().is_some() {
         // Dropped by every store (`#...` is no part of an object's key): a signature or token
         // pasted there would be lost without a word.
-        "a fragment (`#...`)"
+        (
+            "a fragment (`#...`)",
+            "; a `#` meant as part of a file or folder name is written `%23`",
+        )
     } else {
         return None;
     };
-    Some(refusal(what))
+    Some(refusal(what, in_a_name))
 }
 
-fn refusal(what: &str) -> String {
-    // A `#` or `?` meant as part of a key (legal in S3's) is read as a URL's fragment or
-    // query (audit 87: a path with `#` was told of credentials alone).
-    let in_a_name = match what {
-        "query parameters" => "; a `?` meant as part of a file or folder name is written `%3F`",
-        "a fragment (`#...`)" => "; a `#` meant as part of a file or folder name is written `%23`",
-        _ => "",
-    };
+/// The refusal of a URL that carries `what`; `in_a_name`: how to write the character that
+/// made it one, where it was meant as part of a name.
+fn refusal(what: &str, in_a_name: &str) -> String {
     format!(
         "the URL carries {what}, which Sluice does not take from a storage URL (it would be \
          written into the checkpoint and into messages): give credentials to the store in its \

@@ -227,6 +227,21 @@ pub async fn read_rewind(location: &Location) -> Result<Option<RewindRecord>, Ch
         })
 }
 
+/// Whether `sluice repair` moved a damaged `offsets/<batch>` aside here (`offsets/.<batch>
+/// .damaged-<stamp>`): the batch was this checkpoint's, planned by it.
+pub async fn offsets_moved_aside(location: &Location, batch: BatchId) -> bool {
+    let hidden = format!(".{}.damaged-", batch.0);
+    location.list(paths::OFFSETS).await.is_ok_and(|listed| {
+        listed.iter().any(|meta| {
+            location
+                .relative(&meta.location)
+                .rsplit('/')
+                .next()
+                .is_some_and(|name| name.starts_with(&hidden))
+        })
+    })
+}
+
 /// Refuses a checkpoint a rewind was cut short in: [`CheckpointError::RewindUnfinished`] with
 /// the command that finishes it.
 pub async fn check_no_rewind_under_way(location: &Location) -> Result<(), CheckpointError> {

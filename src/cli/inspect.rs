@@ -246,15 +246,30 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
     }
     // The newest commit that reads: a damaged one is shown in its batch's line, not an error.
     let mut last_commit = None;
+    // The newest commit or offsets entry damaged stops every run, as `inconsistent` says
+    // (walk 88: it was empty there, said only in the batch's line).
+    let mut newest_damaged = None;
     for batch in logs.commits.iter().rev() {
         match checkpoint::read_commit(&location, *batch).await {
             Ok(commit) => {
                 last_commit = commit;
                 break;
             }
-            Err(checkpoint::CheckpointError::Corrupt { .. }) => continue,
+            Err(e @ checkpoint::CheckpointError::Corrupt { .. }) => {
+                if Some(batch) == logs.commits.last() {
+                    newest_damaged = Some(Error::from(e).shown_in(spec));
+                }
+                continue;
+            }
             Err(e) => return Err(e.into()),
         }
+    }
+    if newest_damaged.is_none()
+        && let Some(newest) = logs.offsets.last()
+        && let Err(e @ checkpoint::CheckpointError::Corrupt { .. }) =
+            checkpoint::read_offsets(&location, *newest).await
+    {
+        newest_damaged = Some(Error::from(e).shown_in(spec));
     }
     let mut state = Vec::new();
     for operator in StateFiles::operators(&location).await? {
@@ -292,17 +307,18 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
     // of the checkpoint is still shown (audit 86: inspect failed whole over it).
     let source_offsets: std::collections::BTreeMap<String, serde_json::Value> =
         match logs.commits.last() {
-            Some(last) => checkpoint::read_offsets(&location, *last)
-                .await
-                .ok()
-                .flatten()
-                .map(|e| {
-                    e.sources
-                        .into_iter()
-                        .map(|s| (s.source, s.offset))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            Some(last) => match checkpoint::read_offsets(&location, *last).await {
+                Ok(entry) => entry,
+                Err(checkpoint::CheckpointError::Corrupt { .. }) => None,
+                Err(e) => return Err(e.into()),
+            }
+            .map(|e| {
+                e.sources
+                    .into_iter()
+                    .map(|s| (s.source, s.offset))
+                    .collect()
+            })
+            .unwrap_or_default(),
             None => Default::default(),
         };
     let source_descriptions = source_offsets
@@ -400,7 +416,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
                 "{reason}{}",
                 crate::checkpoint::recovery::way_out(&logs, spec)
             )),
-            _ => None,
+            _ => newest_damaged,
         },
         state_damage,
         next_watermark_ms: last_commit.and_then(|c| c.next_watermark_ms),

@@ -1926,8 +1926,15 @@ impl<'a> Driver<'a> {
             // The batch after the newest, whose offsets entry was lost (`sluice repair` moved
             // a damaged one aside) where its input is logged by no source: a rewind to the
             // newest takes it back from the sink (audit 86).
+            let moved_aside = match newest {
+                Some(planned) if logs.commits.last() == Some(planned) => {
+                    crate::checkpoint::offsets_moved_aside(checkpoint.location(), planned.next())
+                        .await
+                }
+                _ => false,
+            };
             let rewind = newest
-                .filter(|planned| held_last == planned.next())
+                .filter(|planned| moved_aside && held_last == planned.next())
                 .map(|planned| {
                     format!(
                         ". Where this checkpoint planned batch {held_last} and lost its offsets \

@@ -21,9 +21,12 @@
 //!   fingerprint is the one the batch logged: the same text, run from the same folder).
 //!
 //! - an older batch's damaged entries (runs read only the newest batch's): a committed
-//!   batch's `offsets/N` is rebuilt as above; a `commits/N` is moved aside, as if deleted,
-//!   since later batches ran on from it (`replay --verify` then holds its sink files against
-//!   its recomputation).
+//!   batch's `offsets/N` is rebuilt as above; a `commits/N` a later commit follows is moved
+//!   aside, as if deleted, since later batches ran on from it (`replay --verify` then holds
+//!   its sink files against its recomputation); the newest commit, which a pending batch
+//!   starts from, is not (the rewind that works is named);
+//! - a file in `commits/`, `offsets/` or `epochs/` whose name is no batch number (a copy made
+//!   by hand): moved aside to a hidden name.
 //!
 //! Anything else (a removed log, a source log folded past the batch) is reported with what to
 //! restore.
@@ -73,7 +76,12 @@ pub async fn repair(
     // by hand before an edit): every command refuses the checkpoint over them, this one
     // too until they are moved aside (audit 86: repair sent the user back to repair). Hidden
     // names, which every reader skips, as Spark's logs skip files that are not batches.
-    let strays = stray_entries(location).await?;
+    // Only in a checkpoint (its `metadata` there, whole or not): another folder's files are
+    // not this command's to move.
+    let strays = match Checkpoint::read_metadata_file(location).await {
+        Ok(None) => Vec::new(),
+        _ => stray_entries(location).await?,
+    };
     let early_lock = match strays.is_empty() {
         true => None,
         false => Some(take_lock(location)?),

@@ -179,9 +179,13 @@ async fn rewind_or_check(
     // rewind takes no batch back that would take it too, it goes here, before its sources'
     // logs (audit 86: they went, and every later run then found the sink ahead of the
     // checkpoint, with no command that got out).
+    // (Only where repair moved its entry aside here: a batch after the newest that another
+    // copy of this checkpoint committed is that copy's, the review of audit 86.)
     if newest == target
         && let Some(pipeline) = &newest_pipeline
         && pipeline.sink.connector().keeps_batches()
+        && pipeline.output_mode != OutputMode::Complete
+        && crate::checkpoint::offsets_moved_aside(location, newest.next()).await
     {
         let ctx = SinkContext {
             label: "",

@@ -38,7 +38,9 @@
 //!
 //! - `to_json(s)` (Spark's, DuckDB's): a struct as the text of a JSON object
 //!   (`to_json(named_struct('id', id, 'name', name))`), its null fields left out as Spark's
-//!   `to_json` leaves them, nested structs and lists as JSON's own; a null struct is null.
+//!   `to_json` leaves them, nested structs and lists as JSON's own, values as a files sink's
+//!   `format: json` writes them (a timestamp `2026-01-01T00:00:00`, without Spark's zone); a
+//!   null struct is null.
 
 use std::sync::Arc;
 
@@ -913,7 +915,12 @@ impl ScalarUDFImpl for ToJson {
         let out: ArrayRef = match array.as_struct_opt() {
             None => Arc::new(datafusion::arrow::array::StringArray::new_null(array.len())),
             Some(structs) => {
-                let fields = structs.fields().clone();
+                // Nullable: a null struct's fields may hold nulls its declared ones do not.
+                let fields: Vec<Field> = structs
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone().with_nullable(true))
+                    .collect();
                 let batch = datafusion::arrow::record_batch::RecordBatch::try_new_with_options(
                     Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
                     structs.columns().to_vec(),
@@ -928,14 +935,18 @@ impl ScalarUDFImpl for ToJson {
                 }
                 let text = String::from_utf8(text)
                     .map_err(|e| datafusion::common::exec_datafusion_err!("to_json: {e}"))?;
-                let mut lines = text.lines();
-                let objects: datafusion::arrow::array::StringArray = (0..structs.len())
-                    .map(|row| {
-                        let line = lines.next();
-                        structs
-                            .is_valid(row)
-                            .then(|| line.unwrap_or("{}").to_string())
-                    })
+                let lines: Vec<&str> = text.lines().collect();
+                if lines.len() != structs.len() {
+                    return datafusion::common::exec_err!(
+                        "to_json: {} objects written for {} rows",
+                        lines.len(),
+                        structs.len()
+                    );
+                }
+                let objects: datafusion::arrow::array::StringArray = lines
+                    .iter()
+                    .enumerate()
+                    .map(|(row, line)| structs.is_valid(row).then_some(*line))
                     .collect();
                 Arc::new(objects)
             }
@@ -1002,7 +1013,6 @@ mod tests {
         assert!(shown.contains("| 2026-01-02 | 2026-01-02 |"), "{shown}");
     }
 
-    /// The rows of `sql`, with Sluice's functions, as a table's text.
     /// Walk 86: naive wall-clock times in a zone could not be made instants. Spark's rule
     /// (java.time's `ZonedDateTime.ofLocal`): a time the clocks skip moves later by the gap
     /// (as DuckDB's `timezone` gives it too), one they show twice is the earlier instant
@@ -1082,6 +1092,7 @@ mod tests {
         assert!(err.contains("this one is an instant already"), "{err}");
     }
 
+    /// The rows of `sql`, with Sluice's functions, as a table's text.
     async fn shown(sql: &str) -> String {
         let ctx = datafusion::prelude::SessionContext::new();
         super::register_functions(&ctx);

@@ -2077,7 +2077,10 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
                         if let DataType::Timestamp(_, Some(zone)) = &to
                             && matches!(e, Expr::Cast(_))
                             && matches!(from, Some(DataType::Timestamp(_, None)))
-                            && !matches!(zone.as_ref(), "UTC" | "+00:00" | "Z")
+                            // A fixed offset (`+02:00`, `Etc/GMT-2`) has no change to skip.
+                            && !matches!(zone.as_ref(), "UTC" | "Z")
+                            && !zone.starts_with(['+', '-'])
+                            && !zone.starts_with("Etc/")
                             && unlocalized.contains(&e.to_string())
                         {
                             note(format!(

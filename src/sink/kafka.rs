@@ -722,6 +722,39 @@ impl KafkaSink {
         Ok(config)
     }
 
+    /// [`KafkaSink::read_progress`], where a progress topic that does not exist (deleted, or
+    /// not made yet) holds none of this sink's batches.
+    async fn read_held_progress(&self) -> Result<Option<Progress>, SinkError> {
+        let config = self.reader_config()?;
+        let topic = self.config.progress_topic.clone();
+        let timeout = self.config.retry.timeout;
+        let exists = self
+            .config
+            .retry
+            .run(
+                "Kafka sink: looking for the progress topic",
+                |_: &KafkaError| true,
+                || {
+                    let config = config.clone();
+                    let topic = topic.clone();
+                    blocking(move || -> Result<bool, KafkaError> {
+                        let metadata =
+                            log_reader(&config)?.fetch_metadata(Some(&topic), timeout)?;
+                        Ok(metadata
+                            .topics()
+                            .iter()
+                            .any(|t| t.name() == topic && t.error().is_none()))
+                    })
+                },
+            )
+            .await
+            .map_err(|e| self.error(format!("looking for the progress topic: {e}")))?;
+        if !exists {
+            return Ok(None);
+        }
+        self.read_progress().await
+    }
+
     /// The newest progress record of this sink, reading the progress topic to its end as a
     /// `read_committed` consumer.
     async fn read_progress(&self) -> Result<Option<Progress>, SinkError> {
@@ -1859,11 +1892,11 @@ impl Sink for KafkaSink {
     }
 
     async fn check_pending(&self, last: BatchId, pending: BatchId) -> Result<(), SinkError> {
-        let mut guard = self.live.lock().await;
-        self.ensure_open(&mut guard).await?;
-        let held = guard
-            .as_ref()
-            .and_then(|live| live.last.as_ref())
+        // Read only (the review of audit 86: opening made the topics and fenced the producer
+        // before the query was checked).
+        let held = self
+            .read_held_progress()
+            .await?
             .map(|progress| progress.batch);
         if held.is_some_and(|held| held >= last) {
             return Ok(());
@@ -2109,7 +2142,7 @@ impl Sink for KafkaSink {
     async fn summary(&self) -> Result<Option<HeldSummary>, SinkError> {
         // Settled too: the run's check that the sink is not ahead of its checkpoint reads it,
         // and rewind's.
-        let progress = self.read_progress().await?;
+        let progress = self.read_held_progress().await?;
         Ok(Some(HeldSummary {
             entries: progress.as_ref().map_or(0, |p| p.batches.len()),
             last: progress.map(|p| (p.batch, p.rows(), 0)),

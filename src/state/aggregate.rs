@@ -805,6 +805,19 @@ fn session_spans(
     let session = batch.column(column).as_struct();
     let start = super::timestamp_ns(session.column(0))?;
     let end = super::timestamp_ns(session.column(1))?;
+    // A time nanoseconds cannot hold is the nearest they can (`timestamp_ns`): two such
+    // sessions would be one, written back at that nearest time (the review of audit 86).
+    let beyond = |ns: &datafusion::arrow::array::PrimitiveArray<
+        datafusion::arrow::datatypes::TimestampNanosecondType,
+    >| { ns.iter().flatten().any(|v| v == i64::MAX || v == i64::MIN) };
+    if beyond(&start) || beyond(&end) {
+        return Err(ArrowError::ComputeError(
+            "a session window's time is past what its arithmetic holds (nanoseconds since \
+             1970: from 1677-09-21 to 2262-04-11); a far-off time (a `9999-12-31` that means \
+             none) is best made null, or its rows filtered out, before the session"
+                .to_string(),
+        ));
+    }
     Ok((0..batch.num_rows())
         .map(|i| {
             (session.is_valid(i) && !start.is_null(i) && !end.is_null(i))

@@ -705,18 +705,32 @@ impl Location {
         // "Create folder" and Hadoop's s3a make one) is listed under the folder's path, where
         // no object is: not an object, as Spark and DuckDB skip it (audit 87: a source logged
         // it as an input file, and every run of its batch then failed, "gone").
+        // A folder with objects under it is one without asking; a hidden name (`_SUCCESS`),
+        // which readers leave out anyway, is not asked of (the review of audit 87: a HEAD per
+        // marker per plan).
         if self.local_root.is_none() && items.iter().any(|meta| meta.size == 0) {
+            let folders: std::collections::BTreeSet<String> = items
+                .iter()
+                .flat_map(|meta| {
+                    let path = meta.location.as_ref();
+                    path.match_indices('/')
+                        .map(|(at, _)| path[..at].to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
             let mut kept = Vec::with_capacity(items.len());
             for meta in items {
-                if meta.size == 0
-                    && matches!(
-                        self.store.head(&meta.location).await,
-                        Err(object_store::Error::NotFound { .. })
-                    )
-                {
-                    continue;
+                let name = meta.location.filename().unwrap_or_default();
+                let marker = meta.size == 0
+                    && (folders.contains(meta.location.as_ref())
+                        || (!name.starts_with(['_', '.'])
+                            && matches!(
+                                self.store.head(&meta.location).await,
+                                Err(object_store::Error::NotFound { .. })
+                            )));
+                if !marker {
+                    kept.push(meta);
                 }
-                kept.push(meta);
             }
             items = kept;
         }

@@ -1402,6 +1402,15 @@ fn damaged_query_offsets_and_rewind_files_are_mended_shown_and_named() {
         shown.contains("damaged") && shown.contains("offsets/2"),
         "{shown}"
     );
+    // Walk 88: `inconsistent` was empty while the damaged entry stopped every run.
+    let out = run_bin(&["inspect", &ckpt, "--json"], ws.dir.path());
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect --json");
+    let inconsistent = view["inconsistent"].as_str().unwrap_or_default();
+    assert!(
+        inconsistent.contains("ckpt/offsets/2 line")
+            && inconsistent.contains(&format!("sluice repair {ckpt}")),
+        "{view}"
+    );
     let out = run_bin(&["repair", &ckpt], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
 
@@ -1467,6 +1476,14 @@ fn a_damaged_newest_commit_or_pending_entry_has_a_way_out_that_works() {
     std::fs::write(ws.path("ckpt/offsets/4"), "{").expect("damage");
     let out = run_bin(&["repair", &ckpt], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!ws.path("ckpt/offsets/4").exists(), "moved aside");
+    assert!(
+        std::fs::read_dir(ws.path("ckpt/offsets"))
+            .expect("offsets")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".4.damaged-")),
+        "kept hidden"
+    );
     let out = run_bin(&["rewind", &ckpt, "--to", "3"], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(

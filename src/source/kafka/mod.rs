@@ -881,30 +881,40 @@ impl KafkaSource {
         let mut config = self.consumer_config.clone();
         config.set("isolation.level", "read_uncommitted");
         let timeout = self.config.retry.timeout;
-        blocking(move || -> Result<_, KafkaError> {
-            let consumer = crate::source::kafka::client::range_consumer(&config)?;
-            let mut ends = BTreeMap::new();
-            for (topic, partition) in parts {
-                match consumer.fetch_watermarks(&topic, partition, timeout) {
-                    Ok((_, high)) => {
-                        ends.insert((topic, partition), high);
-                    }
-                    Err(KafkaError::MetadataFetch(
-                        rdkafka::types::RDKafkaErrorCode::UnknownPartition
-                        | rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
-                    )) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(ends)
-        })
-        .await
-        .map_err(|e| {
-            self.connector_error(format!(
-                "cannot read the partitions' log ends at {}: {e}",
-                self.config.bootstrap_servers
-            ))
-        })
+        self.config
+            .retry
+            .run(
+                &format!("source `{}`: reading the partitions' log ends", self.name),
+                |_: &KafkaError| true,
+                || {
+                    let config = config.clone();
+                    let parts = parts.clone();
+                    blocking(move || -> Result<_, KafkaError> {
+                        let consumer = crate::source::kafka::client::range_consumer(&config)?;
+                        let mut ends = BTreeMap::new();
+                        for (topic, partition) in parts {
+                            match consumer.fetch_watermarks(&topic, partition, timeout) {
+                                Ok((_, high)) => {
+                                    ends.insert((topic, partition), high);
+                                }
+                                Err(KafkaError::MetadataFetch(
+                                    rdkafka::types::RDKafkaErrorCode::UnknownPartition
+                                    | rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+                                )) => {}
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        Ok(ends)
+                    })
+                },
+            )
+            .await
+            .map_err(|e| {
+                self.connector_error(format!(
+                    "cannot read the partitions' log ends at {}: {e}",
+                    self.config.bootstrap_servers
+                ))
+            })
     }
 
     /// The starting offsets: logged in the checkpoint by the first plan, resolved against
@@ -1668,36 +1678,44 @@ fn batch(
 }
 
 /// Shares `limit` offsets among partitions in proportion to their lag (each partition's
-/// `end - start`), rounding down, but a share below one is one (Spark's `rateLimit`: "don't
-/// completely starve small topicpartitions"; audit 86 #4: a partition of one record beside
-/// one far behind was read only once the other caught up, its record late by then), then
-/// one more each to the partitions with the largest remainders (ties by topic and partition)
-/// while the shares are below `limit`: the same split for the same offsets, every time. The
-/// shares add up to `limit`, or more where more partitions than `limit` have records.
+/// `end - start`). A partition whose share would round down to none gets one (Spark's
+/// `rateLimit`: "don't completely starve small topicpartitions"; audit 86 #4: a partition of
+/// one record beside one far behind was read only once the other caught up, its record late
+/// by then); the rest of `limit` is shared among the others in proportion to their lag,
+/// rounding down, then one more each to the largest remainders (ties by topic and partition),
+/// never past a partition's lag: the same split for the same offsets, every time. The shares
+/// add up to `limit`, or to the number of partitions with records where that is more.
 fn share_limit(lag: &[((String, i32), i64)], limit: u64) -> BTreeMap<(String, i32), i64> {
     let total: u128 = lag.iter().map(|(_, l)| *l as u128).sum();
-    let mut shares: BTreeMap<(String, i32), i64> = BTreeMap::new();
     if total <= u128::from(limit) {
         return lag.iter().cloned().collect();
     }
+    let starved = |l: i64| l > 0 && (l as u128) * u128::from(limit) < total;
+    let mut shares: BTreeMap<(String, i32), i64> = lag
+        .iter()
+        .filter(|(_, l)| starved(*l))
+        .map(|(key, _)| (key.clone(), 1))
+        .collect();
+    let budget = u128::from(limit).saturating_sub(shares.len() as u128);
+    let rest: Vec<&((String, i32), i64)> = lag.iter().filter(|(_, l)| !starved(*l)).collect();
+    let rest_total: u128 = rest.iter().map(|(_, l)| *l as u128).sum();
     let mut remainders = Vec::new();
     let mut given: u128 = 0;
-    for (key, l) in lag {
-        let exact = (*l as u128) * u128::from(limit);
-        let share = match exact / total {
-            0 if *l > 0 => 1,
-            share => share,
-        };
+    for (key, l) in &rest {
+        let exact = (*l as u128) * budget;
+        let share = exact.checked_div(rest_total).unwrap_or(0);
         given += share;
-        remainders.push((exact % total, key.clone()));
+        remainders.push((exact - share * rest_total, key.clone(), *l));
         shares.insert(key.clone(), share as i64);
     }
     remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    for (_, key) in remainders {
-        if given >= u128::from(limit) {
+    for (_, key, most) in remainders {
+        if given >= budget {
             break;
         }
-        if let Some(s) = shares.get_mut(&key) {
+        if let Some(s) = shares.get_mut(&key)
+            && *s < most
+        {
             *s += 1;
             given += 1;
         }
@@ -1992,6 +2010,23 @@ mod tests {
         // More partitions with records than the limit: one each.
         let many: Vec<_> = (0..5).map(|p| (("c".to_string(), p), 1)).collect();
         assert!(share_limit(&many, 3).values().all(|s| *s == 1));
+        // The review: a partition raised to one took a remainder's one more too, past its
+        // lag (a range past the partition's end), and the shares passed the limit.
+        for (lags, limit) in [(vec![1, 2, 2], 4), (vec![1, 2, 5], 7), (vec![1, 1, 100], 3)] {
+            let lag: Vec<_> = lags
+                .iter()
+                .enumerate()
+                .map(|(p, l)| (("d".to_string(), p as i32), *l))
+                .collect();
+            let shares = share_limit(&lag, limit);
+            for ((key, l), share) in lag.iter().zip(shares.values()) {
+                assert!(*share >= 1 && share <= l, "{key:?}: {share} of {l}");
+            }
+            assert_eq!(
+                shares.values().sum::<i64>(),
+                limit.max(lag.len() as u64) as i64
+            );
+        }
         assert_eq!(share_limit(&lag, 1000), lag.iter().cloned().collect());
     }
 
