@@ -1522,3 +1522,32 @@ fn a_row_past_what_nanoseconds_hold_is_not_late_before_any_watermark() {
         "{got:?}"
     );
 }
+
+/// The review of audit 86: two sessions after 2262 (microseconds; nanoseconds since 1970 cannot
+/// hold them) were merged into one at 2262-04-11, exit 0. Refused, naming why.
+#[test]
+fn a_session_past_what_nanoseconds_hold_is_refused_not_merged() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("s")).expect("folder");
+    std::fs::write(
+        ws.path("s/a.json"),
+        "{\"id\":1,\"ts\":\"2300-01-01T00:00:00Z\"}\n{\"id\":1,\"ts\":\"2300-01-01T05:00:00Z\"}\n",
+    )
+    .expect("input");
+    let yaml = format!(
+        "name: far\ncheckpoint: {ws}/ckpt\nsources:\n  s: {{ kind: files, path: '{ws}/s', format: \
+         json, schema: {{ id: bigint, ts: timestamp(6) }}, watermark: {{ column: ts, delay: 5s \
+         }} }}\nquery: SELECT id, session_window(ts, INTERVAL '5 minutes') AS s, count(*) AS n \
+         FROM s GROUP BY id, session_window(ts, INTERVAL '5 minutes')\noutput_mode: update\n\
+         trigger: available-now\nsink: {{ kind: files, path: {ws}/out, format: json }}\n",
+        ws = ws.dir.path().display()
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("a session window's time is past what its arithmetic holds"),
+        "{}",
+        stderr(&out)
+    );
+}
