@@ -1099,6 +1099,72 @@ async fn a_batch_read_after_its_stream_was_made_again_reads_none_of_the_new_stre
     assert_eq!(input.rows, 2, "the new stream's messages, once");
 }
 
+/// The review of audit 86: a stream deleted and made again that had grown past the sequence
+/// read up to was taken for the old one: its messages up to there were never read, and a
+/// batch planned over the old one, read again after a crash, read the new one's. Told by
+/// when the stream was made: the plan stops naming it, and the read refuses the batch.
+#[tokio::test]
+async fn a_stream_made_again_past_the_sequence_read_is_told_by_its_making() {
+    let stream = unique("made-again-longer");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    publish(&js, &format!("{stream}.x"), &id_payloads(0, 3)).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let checkpoint = checkpoint_in(dir.path());
+    let yaml = format!(
+        "url: {}\nstream: {stream}\nformat: json\nschema: {{ id: bigint, name: string }}",
+        server()
+    );
+    let (_, mut source) = nats_source(&yaml, &checkpoint).await;
+    let end = source
+        .plan(
+            sluice::checkpoint::BatchId(0),
+            None,
+            sluice::source::Admission::Unlimited,
+        )
+        .await
+        .expect("plan")
+        .expect("messages there");
+    js.delete_stream(stream.as_str()).await.expect("delete");
+    create_stream(&js, &stream).await;
+    publish(&js, &format!("{stream}.x"), &id_payloads(100, 5)).await;
+    let said = source
+        .read(None, &end, None)
+        .await
+        .expect_err("the batch's messages are gone")
+        .to_string();
+    assert!(
+        said.contains("the messages at sequences 1 to 3 are gone from the stream: it was deleted and made again"),
+        "{said}"
+    );
+    let said = source
+        .plan(
+            sluice::checkpoint::BatchId(1),
+            Some(&end),
+            sluice::source::Admission::Unlimited,
+        )
+        .await
+        .expect_err("a stream made again")
+        .to_string();
+    assert!(said.contains("it was made at another time"), "{said}");
+    let (_, mut source) =
+        nats_source(&format!("{yaml}\nfail_on_data_loss: false"), &checkpoint).await;
+    let back = source
+        .plan(
+            sluice::checkpoint::BatchId(1),
+            Some(&end),
+            sluice::source::Admission::Unlimited,
+        )
+        .await
+        .expect("plan")
+        .expect("the new stream from its start");
+    let input = source.read(Some(&end), &back, None).await.expect("read");
+    assert_eq!(
+        input.rows, 5,
+        "every message of the stream made again, once"
+    );
+}
+
 /// The review of walk 70 (8): a stream made again and still empty when a batch is planned
 /// (`fail_on_data_loss: false`) made no batch, so the position stayed at the old sequence; once
 /// the new stream grew past it, it was no longer seen as made again, and its messages below

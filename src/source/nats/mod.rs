@@ -313,6 +313,11 @@ struct Offset {
     /// offsets (whose batch after such a stream ended just before its first sequence).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     restarted_from: Option<u64>,
+    /// When the stream read was made ([`StreamState::created`]): one made again that has grown
+    /// past the sequence read up to is told from the old one by it (the review of audit 86).
+    /// Absent in an older Sluice's offsets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created: Option<i64>,
 }
 
 /// A stored message, as the source reads it.
@@ -456,6 +461,9 @@ const FILTER_CHECKED: &str = "filter-checked";
 struct StreamState {
     first: u64,
     last: u64,
+    /// When the stream was made, in nanoseconds since 1970 (the server's `created`): a stream
+    /// deleted and made again is another stream, whatever its sequences.
+    created: i64,
 }
 
 /// A running NATS source.
@@ -566,6 +574,7 @@ impl NatsSource {
                                 i.config.subjects.clone(),
                                 from_elsewhere,
                                 i.config.retention,
+                                i64::try_from(i.created.unix_timestamp_nanos()).unwrap_or(0),
                             )
                         })
                         .map_err(|e| describe(&e))
@@ -586,7 +595,7 @@ impl NatsSource {
                 }
                 self.error(format!("cannot read the stream at {}: {e}", self.servers()))
             })?;
-        let (info, subjects, from_elsewhere, retention) = info;
+        let (info, subjects, from_elsewhere, retention, created) = info;
         // A work queue gives each message to one consumer and removes it once acknowledged;
         // a batch is read by sequence, unacknowledged, so that it reads the same again after
         // a crash: the server refuses such a read (walk 81: retried, then exit 1 with a
@@ -635,6 +644,7 @@ impl NatsSource {
         Ok(StreamState {
             first: info.first_sequence.max(1),
             last: info.last_sequence,
+            created,
         })
     }
 
@@ -1206,14 +1216,24 @@ impl Source for NatsSource {
         // (a purge keeps its sequences): its messages below it are not the ones read.
         let mut restarted = None;
         if let Some(offset) = self.parse(start)?
-            && now.last < offset.sequence
+            && (now.last < offset.sequence
+                || offset.created.is_some_and(|created| created != now.created))
         {
-            let what = format!(
-                "its last sequence is {}, below {}, which the batches so far have read up to: \
-                 the stream was deleted and made again, so its messages now below that \
-                 sequence were never read, and reading on from it would skip them",
-                now.last, offset.sequence
-            );
+            let what = if now.last < offset.sequence {
+                format!(
+                    "its last sequence is {}, below {}, which the batches so far have read up \
+                     to: the stream was deleted and made again, so its messages now below that \
+                     sequence were never read, and reading on from it would skip them",
+                    now.last, offset.sequence
+                )
+            } else {
+                format!(
+                    "it was made at another time than the stream the batches so far have read \
+                     (up to sequence {}): it was deleted and made again, so its messages up to \
+                     that sequence were never read, and reading on from it would skip them",
+                    offset.sequence
+                )
+            };
             super::input_went_back(
                 &what,
                 "read the stream again from its first sequence (what the old one held past \
@@ -1245,6 +1265,7 @@ impl Source for NatsSource {
                 "filter_subject": self.config.filter_subject,
                 "first": first,
                 "sequence": from.saturating_sub(1),
+                "created": now.created,
             })
         });
         let nothing = move || Ok(going_back);
@@ -1304,6 +1325,7 @@ impl Source for NatsSource {
             "filter_subject": self.config.filter_subject,
             "first": first,
             "sequence": end,
+            "created": now.created,
         });
         if let Some(from) = filtered_from {
             offset["filtered_from"] = from.into();
@@ -1351,14 +1373,25 @@ impl Source for NatsSource {
         // since the batch was planned: none of its messages in the range are the ones planned
         // (audit 86 #3: a recovered batch read the new stream's instead). The next batch's
         // plan finds the stream made again and reads it from its first sequence.
-        if now.last < end.sequence {
-            let gone = format!(
-                "the messages at sequences {} are gone from the stream: it now ends at \
-                 sequence {}, below the batch's last, so it was deleted and made again since \
-                 the batch was planned, and its messages there are not the ones planned",
-                crate::vocab::span(from, end.sequence),
-                now.last
-            );
+        let made_again = end.created.is_some_and(|created| created != now.created);
+        if now.last < end.sequence || made_again {
+            let gone = if now.last < end.sequence {
+                format!(
+                    "the messages at sequences {} are gone from the stream: it now ends at \
+                     sequence {}, below the batch's last, so it was deleted and made again \
+                     since the batch was planned, and its messages there are not the ones \
+                     planned",
+                    crate::vocab::span(from, end.sequence),
+                    now.last
+                )
+            } else {
+                format!(
+                    "the messages at sequences {} are gone from the stream: it was deleted and \
+                     made again since the batch was planned (it was made at another time), and \
+                     its messages there are not the ones planned",
+                    crate::vocab::span(from, end.sequence)
+                )
+            };
             if self.config.fail_on_data_loss {
                 return Err(self.error(format!(
                     "{gone}, so the batch cannot be read as it was planned. {}",
