@@ -1445,11 +1445,37 @@ pub async fn plan_shape(
 /// Checks that `plan` runs batch by batch without state: stateful operators over a stream and
 /// volatile functions are refused.
 pub fn check_stateless(plan: &LogicalPlan, streams: &BTreeSet<String>) -> Result<(), PlanError> {
+    check_not_volatile(plan)?;
     check_stateless_above(plan, streams, None)
 }
 
-/// [`check_stateless`] over `plan` without the subtree `below` (a node of `plan`, kept as
-/// state of its own).
+/// Refuses a volatile function anywhere in `plan` (its subqueries too): a replayed batch would
+/// not reproduce its output.
+pub(crate) fn check_not_volatile(plan: &LogicalPlan) -> Result<(), PlanError> {
+    let mut volatile = None;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.signature().volatility == Volatility::Volatile
+                {
+                    volatile = Some(f.func.name().to_string());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        Ok(match volatile {
+            Some(_) => TreeNodeRecursion::Stop,
+            None => TreeNodeRecursion::Continue,
+        })
+    })
+    .map_err(PlanError::Sql)?;
+    volatile.map_or(Ok(()), |function| Err(PlanError::Volatile { function }))
+}
+
+/// Stateful operators over a stream refused in `plan` without the subtree `below` (a node of
+/// `plan`, kept as state of its own); volatile functions are [`check_not_volatile`]'s.
 pub(crate) fn check_stateless_above(
     plan: &LogicalPlan,
     streams: &BTreeSet<String>,
@@ -1464,24 +1490,7 @@ pub(crate) fn check_stateless_above(
             problem = Some(refusal);
             return Ok(TreeNodeRecursion::Stop);
         }
-        node.apply_expressions(|expr| {
-            expr.apply(|e| {
-                if let Expr::ScalarFunction(f) = e
-                    && f.func.signature().volatility == Volatility::Volatile
-                {
-                    problem = Some(PlanError::Volatile {
-                        function: f.func.name().to_string(),
-                    });
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })?;
-        Ok(if problem.is_some() {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
+        Ok(TreeNodeRecursion::Continue)
     })
     .map_err(PlanError::Sql)?;
     problem.map_or(Ok(()), Err)

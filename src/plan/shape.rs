@@ -14,7 +14,9 @@ use datafusion::common::Column;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::logical_expr::{Distinct, Expr, LogicalPlan, Operator};
 
-use super::{PlanError, check_stateless, check_stateless_above, keeps_static_rows, reads_stream};
+use super::{
+    PlanError, check_not_volatile, check_stateless_above, keeps_static_rows, reads_stream,
+};
 use crate::pipeline::OutputMode;
 
 /// What the query keeps between batches.
@@ -481,29 +483,7 @@ fn analyze_shape(
     // A volatile function anywhere: above an aggregation or a join of two streams, or in an
     // aggregate's own arguments, as in a stateless query (audit 87: `sum(v * random())` ran,
     // and a replay of its batch differed; design §6.1's known gap).
-    let mut volatile = None;
-    plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|expr| {
-            expr.apply(|e| {
-                if let Expr::ScalarFunction(f) = e
-                    && f.func.signature().volatility
-                        == datafusion::logical_expr::Volatility::Volatile
-                {
-                    volatile = Some(f.func.name().to_string());
-                    return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
-                }
-                Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-            })
-        })?;
-        Ok(match volatile {
-            Some(_) => datafusion::common::tree_node::TreeNodeRecursion::Stop,
-            None => datafusion::common::tree_node::TreeNodeRecursion::Continue,
-        })
-    })
-    .map_err(PlanError::Sql)?;
-    if let Some(function) = volatile {
-        return Err(PlanError::Volatile { function });
-    }
+    check_not_volatile(plan)?;
     // A subquery over a stream anywhere but a filter (which says its own refusal): the SELECT
     // list, a group key, an aggregate's argument, a join's condition. What it computes moves
     // with every batch, and each batch would compute it over its own rows alone (audit 87:
@@ -592,7 +572,7 @@ fn analyze_shape(
         return ctx.join(plan).map(Shape::Join);
     }
     if aggregations == 0 {
-        check_stateless(plan, streams)?;
+        check_stateless_above(plan, streams, None)?;
         if mode == OutputMode::Complete {
             return Err(PlanError::Mode {
                 mode: mode.as_str(),
@@ -752,8 +732,8 @@ impl Walk<'_> {
                 works: "append",
             });
         }
-        check_stateless(&j.left, self.streams)?;
-        check_stateless(&j.right, self.streams)?;
+        check_stateless_above(&j.left, self.streams, None)?;
+        check_stateless_above(&j.right, self.streams, None)?;
         let unbounded = || PlanError::Unsupported {
             operator: "a join of two streams without an event-time bound".into(),
             reason: "would keep every row of both streams forever; bound it over the sources' \
@@ -1124,7 +1104,7 @@ impl Walk<'_> {
                 check_stateless_above(input, self.streams, Some(node))?;
                 shape.dedup = Some(Box::new(dedup));
             }
-            None => check_stateless(input, self.streams)?,
+            None => check_stateless_above(input, self.streams, None)?,
         }
         if self.mode == OutputMode::Append && !shape.distinct_only && shape.event_time.is_none() {
             let reason = if bins_by_calendar(node) {
@@ -1193,7 +1173,7 @@ impl Walk<'_> {
     /// over a stream below it, when that is a `SELECT DISTINCT` (or a GROUP BY without
     /// aggregate functions) or a `SELECT DISTINCT ON (keys)`, and its shape (one that emits
     /// each row, or each key's first row, once, the first time it is seen). `None` when there is no aggregation below, or one of another kind (which
-    /// [`check_stateless`] then refuses by name).
+    /// [`super::check_stateless`] then refuses by name).
     fn dedup_under<'p>(
         &self,
         input: &'p LogicalPlan,

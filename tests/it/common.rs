@@ -524,6 +524,21 @@ pub fn run_advised(said: &str, start: &str, cwd: &Path) {
 
 /// An empty local checkpoint folder, `ckpt` in `dir`, for a test that drives a source or sink
 /// without a run.
+/// `source`'s plan of batch `batch` from `start`, without admission limits.
+pub async fn plan_next(
+    source: &mut Box<dyn sluice::source::Source>,
+    batch: u64,
+    start: Option<&serde_json::Value>,
+) -> Result<Option<serde_json::Value>, sluice::source::SourceError> {
+    source
+        .plan(
+            sluice::checkpoint::BatchId(batch),
+            start,
+            sluice::source::Admission::Unlimited,
+        )
+        .await
+}
+
 pub fn checkpoint_in(dir: &Path) -> sluice::storage::Location {
     sluice::storage::Location::open(&dir.join("ckpt").display().to_string(), true, false, None)
         .expect("ckpt")

@@ -1933,12 +1933,7 @@ async fn a_batch_read_after_its_topic_was_made_again_is_refused_under_read_commi
     let dir = tempfile::tempdir().expect("dir");
     let checkpoint = checkpoint_in(dir.path());
     let mut source = id_source(&topic, "", &checkpoint).await;
-    let end = source
-        .plan(
-            sluice::checkpoint::BatchId(0),
-            None,
-            sluice::source::Admission::Unlimited,
-        )
+    let end = plan_next(&mut source, 0, None)
         .await
         .expect("plan")
         .expect("records there");
@@ -1985,12 +1980,7 @@ async fn read_committed_set_while_a_transaction_is_open_is_not_a_topic_made_agai
     let dir = tempfile::tempdir().expect("dir");
     let checkpoint = checkpoint_in(dir.path());
     let mut uncommitted = id_source(&topic, "read_committed: false", &checkpoint).await;
-    let end = uncommitted
-        .plan(
-            sluice::checkpoint::BatchId(0),
-            None,
-            sluice::source::Admission::Unlimited,
-        )
+    let end = plan_next(&mut uncommitted, 0, None)
         .await
         .expect("plan")
         .expect("records there");
@@ -1999,12 +1989,7 @@ async fn read_committed_set_while_a_transaction_is_open_is_not_a_topic_made_agai
         "the open transaction's records too: {end}"
     );
     let mut committed = id_source(&topic, "", &checkpoint).await;
-    let next = committed
-        .plan(
-            sluice::checkpoint::BatchId(1),
-            Some(&end),
-            sluice::source::Admission::Unlimited,
-        )
+    let next = plan_next(&mut committed, 1, Some(&end))
         .await
         .expect("not a topic made again");
     assert!(next.is_none(), "nothing past the offset read yet: {next:?}");

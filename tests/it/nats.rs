@@ -1041,17 +1041,21 @@ async fn a_stream_made_again_with_fewer_messages_is_named() {
     assert!(next.is_none(), "nothing more: {next:?}");
 }
 
-/// Audit 86 #3: a batch planned over a stream that was then deleted and made again with
-/// fewer messages, read again after a crash, read the new stream's messages as the batch's
-/// and committed them. Refused naming the sequences; under `fail_on_data_loss: false` the
-/// batch reads none of them, counted lost, and the next plan reads the new stream from its
-/// start, once.
-#[tokio::test]
-async fn a_batch_read_after_its_stream_was_made_again_reads_none_of_the_new_stream() {
-    let stream = unique("replay-made-again");
+/// A stream of `before` messages, a source (`yaml` its settings) over it on a checkpoint in
+/// `dir`, and its first batch's end; then the stream deleted and made again with `after`.
+struct MadeAgain {
+    yaml: String,
+    _dir: tempfile::TempDir,
+    checkpoint: sluice::storage::Location,
+    source: Box<dyn sluice::source::Source>,
+    end: serde_json::Value,
+}
+
+async fn planned_then_made_again(prefix: &str, before: i64, after: i64) -> MadeAgain {
+    let stream = unique(prefix);
     let js = context().await;
     create_stream(&js, &stream).await;
-    publish(&js, &format!("{stream}.x"), &id_payloads(0, 5)).await;
+    publish(&js, &format!("{stream}.x"), &id_payloads(0, before)).await;
     let dir = tempfile::tempdir().expect("dir");
     let checkpoint = checkpoint_in(dir.path());
     let yaml = format!(
@@ -1059,20 +1063,33 @@ async fn a_batch_read_after_its_stream_was_made_again_reads_none_of_the_new_stre
         server()
     );
     let (_, mut source) = nats_source(&yaml, &checkpoint).await;
-    let end = source
-        .plan(
-            sluice::checkpoint::BatchId(0),
-            None,
-            sluice::source::Admission::Unlimited,
-        )
+    let end = plan_next(&mut source, 0, None)
         .await
         .expect("plan")
         .expect("messages there");
     js.delete_stream(stream.as_str()).await.expect("delete");
     create_stream(&js, &stream).await;
-    publish(&js, &format!("{stream}.x"), &id_payloads(100, 2)).await;
-    let said = source
-        .read(None, &end, None)
+    publish(&js, &format!("{stream}.x"), &id_payloads(100, after)).await;
+    MadeAgain {
+        yaml,
+        _dir: dir,
+        checkpoint,
+        source,
+        end,
+    }
+}
+
+/// Audit 86 #3: a batch planned over a stream that was then deleted and made again with
+/// fewer messages, read again after a crash, read the new stream's messages as the batch's
+/// and committed them. Refused naming the sequences; under `fail_on_data_loss: false` the
+/// batch reads none of them, counted lost, and the next plan reads the new stream from its
+/// start, once.
+#[tokio::test]
+async fn a_batch_read_after_its_stream_was_made_again_reads_none_of_the_new_stream() {
+    let made = planned_then_made_again("replay-made-again", 5, 2).await;
+    let said = made
+        .source
+        .read(None, &made.end, None)
         .await
         .expect_err("the batch's messages are gone")
         .to_string();
@@ -1082,20 +1099,21 @@ async fn a_batch_read_after_its_stream_was_made_again_reads_none_of_the_new_stre
         ),
         "{said}"
     );
-    let (_, mut source) =
-        nats_source(&format!("{yaml}\nfail_on_data_loss: false"), &checkpoint).await;
-    let input = source.read(None, &end, None).await.expect("read");
+    let (_, mut source) = nats_source(
+        &format!("{}\nfail_on_data_loss: false", made.yaml),
+        &made.checkpoint,
+    )
+    .await;
+    let input = source.read(None, &made.end, None).await.expect("read");
     assert_eq!((input.rows, input.lost), (0, 5), "none of the new stream's");
-    let next = source
-        .plan(
-            sluice::checkpoint::BatchId(1),
-            Some(&end),
-            sluice::source::Admission::Unlimited,
-        )
+    let next = plan_next(&mut source, 1, Some(&made.end))
         .await
         .expect("plan")
         .expect("the new stream's messages");
-    let input = source.read(Some(&end), &next, None).await.expect("read");
+    let input = source
+        .read(Some(&made.end), &next, None)
+        .await
+        .expect("read");
     assert_eq!(input.rows, 2, "the new stream's messages, once");
 }
 
@@ -1105,60 +1123,37 @@ async fn a_batch_read_after_its_stream_was_made_again_reads_none_of_the_new_stre
 /// when the stream was made: the plan stops naming it, and the read refuses the batch.
 #[tokio::test]
 async fn a_stream_made_again_past_the_sequence_read_is_told_by_its_making() {
-    let stream = unique("made-again-longer");
-    let js = context().await;
-    create_stream(&js, &stream).await;
-    publish(&js, &format!("{stream}.x"), &id_payloads(0, 3)).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let checkpoint = checkpoint_in(dir.path());
-    let yaml = format!(
-        "url: {}\nstream: {stream}\nformat: json\nschema: {{ id: bigint, name: string }}",
-        server()
-    );
-    let (_, mut source) = nats_source(&yaml, &checkpoint).await;
-    let end = source
-        .plan(
-            sluice::checkpoint::BatchId(0),
-            None,
-            sluice::source::Admission::Unlimited,
-        )
-        .await
-        .expect("plan")
-        .expect("messages there");
-    js.delete_stream(stream.as_str()).await.expect("delete");
-    create_stream(&js, &stream).await;
-    publish(&js, &format!("{stream}.x"), &id_payloads(100, 5)).await;
-    let said = source
-        .read(None, &end, None)
+    let mut made = planned_then_made_again("made-again-longer", 3, 5).await;
+    let said = made
+        .source
+        .read(None, &made.end, None)
         .await
         .expect_err("the batch's messages are gone")
         .to_string();
     assert!(
-        said.contains("the messages at sequences 1 to 3 are gone from the stream: it was deleted and made again"),
+        said.contains(
+            "the messages at sequences 1 to 3 are gone from the stream: it was deleted and made again"
+        ),
         "{said}"
     );
-    let said = source
-        .plan(
-            sluice::checkpoint::BatchId(1),
-            Some(&end),
-            sluice::source::Admission::Unlimited,
-        )
+    let said = plan_next(&mut made.source, 1, Some(&made.end))
         .await
         .expect_err("a stream made again")
         .to_string();
     assert!(said.contains("it was made at another time"), "{said}");
-    let (_, mut source) =
-        nats_source(&format!("{yaml}\nfail_on_data_loss: false"), &checkpoint).await;
-    let back = source
-        .plan(
-            sluice::checkpoint::BatchId(1),
-            Some(&end),
-            sluice::source::Admission::Unlimited,
-        )
+    let (_, mut source) = nats_source(
+        &format!("{}\nfail_on_data_loss: false", made.yaml),
+        &made.checkpoint,
+    )
+    .await;
+    let back = plan_next(&mut source, 1, Some(&made.end))
         .await
         .expect("plan")
         .expect("the new stream from its start");
-    let input = source.read(Some(&end), &back, None).await.expect("read");
+    let input = source
+        .read(Some(&made.end), &back, None)
+        .await
+        .expect("read");
     assert_eq!(
         input.rows, 5,
         "every message of the stream made again, once"

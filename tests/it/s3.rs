@@ -1049,15 +1049,17 @@ fn an_s3_sink_folder_without_its_records_is_refused_before_a_batch() {
     std::fs::remove_dir_all(ws.path("ckpt")).expect("checkpoint deleted");
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let store = moto.store();
-    let records: Vec<_> = rt
-        .block_on(
+    let records = || -> Vec<object_store::ObjectMeta> {
+        rt.block_on(
             store
                 .list(Some(&object_store::path::Path::from("out/_sluice")))
                 .try_collect::<Vec<_>>(),
         )
-        .expect("list");
-    assert!(!records.is_empty());
-    for meta in records {
+        .expect("list")
+    };
+    let records_before = records();
+    assert!(!records_before.is_empty());
+    for meta in records_before {
         rt.block_on(store.delete(&meta.location)).expect("delete");
     }
     let out = moto.sluice().args(["run", p]).output().expect("run");
@@ -1069,12 +1071,6 @@ fn an_s3_sink_folder_without_its_records_is_refused_before_a_batch() {
         ),
         "{said}"
     );
-    let written: Vec<_> = rt
-        .block_on(
-            store
-                .list(Some(&object_store::path::Path::from("out/_sluice")))
-                .try_collect::<Vec<_>>(),
-        )
-        .expect("list");
+    let written = records();
     assert!(written.is_empty(), "nothing claimed: {written:?}");
 }
