@@ -351,7 +351,10 @@ impl Error {
             Self::State(state::StateError::Incompatible { .. }) => 2,
             Self::Storage(storage::StorageError::NoCreateOnly { .. }) => 2,
             // Another pipeline's checkpoint: the arguments or the file name the wrong one.
-            Self::Checkpoint(checkpoint::CheckpointError::WrongPipeline { .. }) => 2,
+            Self::Checkpoint(
+                checkpoint::CheckpointError::WrongPipeline { .. }
+                | checkpoint::CheckpointError::Spark { .. },
+            ) => 2,
             // Another run holds the checkpoint: nothing failed, try again later (sysexits.h's
             // EX_TEMPFAIL), which a scheduler can tell from a failure.
             Self::Checkpoint(checkpoint::CheckpointError::InUse { .. }) => 75,

@@ -53,6 +53,15 @@ fn without_secrets(text: &str) -> String {
         .join("\n")
 }
 
+/// Whether `metadata`'s text is a Spark Structured Streaming checkpoint's: an object with
+/// Spark's query `id` and nothing Sluice writes (Sluice's carries `format`).
+pub fn is_spark_metadata(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .is_some_and(|o| o.contains_key("id") && !o.contains_key("format"))
+}
+
 /// What can go wrong with a checkpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -87,6 +96,18 @@ pub enum CheckpointError {
         line: usize,
         /// What is wrong.
         reason: String,
+    },
+    /// The checkpoint is Spark Structured Streaming's (its `metadata` holds Spark's query `id`
+    /// alone): only `sluice inspect` reads it, and nothing writes to it.
+    #[error(
+        "checkpoint {location} is a Spark Structured Streaming checkpoint (its `metadata` holds \
+         Spark's query id alone), not Sluice's: `sluice inspect {location}` reads it, and no \
+         other command reads or changes it (nothing was changed). To run its pipeline in \
+         Sluice, give the pipeline a new checkpoint"
+    )]
+    Spark {
+        /// The checkpoint.
+        location: String,
     },
     /// Another process holds the checkpoint's lock.
     #[error("checkpoint {location} is in use by another run (lock held on {lock}); {advice}")]
@@ -531,10 +552,17 @@ impl Checkpoint {
     ) -> Result<Option<Metadata>, CheckpointError> {
         let path = location.path(paths::METADATA);
         match location.get(&path).await? {
-            Some(bytes) => Ok(Some(parse_json_object(
-                paths::METADATA,
-                &String::from_utf8_lossy(&bytes),
-            )?)),
+            Some(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                if is_spark_metadata(&text) {
+                    // Audit 88a: every command but inspect called Spark's checkpoint corrupt,
+                    // and the repair it advised moved Spark's whole log aside.
+                    return Err(CheckpointError::Spark {
+                        location: location.to_string(),
+                    });
+                }
+                Ok(Some(parse_json_object(paths::METADATA, &text)?))
+            }
             None => Ok(None),
         }
     }

@@ -129,7 +129,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
     let spec_sh = crate::vocab::shell_word(spec);
     let location = super::open_checkpoint(spec)?;
     if let Some(raw) = location.get(&location.path("metadata")).await?
-        && super::spark::is_spark_metadata(&String::from_utf8_lossy(&raw))
+        && crate::checkpoint::is_spark_metadata(&String::from_utf8_lossy(&raw))
     {
         let id = serde_json::from_slice::<serde_json::Value>(&raw)
             .ok()

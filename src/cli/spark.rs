@@ -53,14 +53,6 @@ struct SparkBatchView {
     files: BTreeMap<String, Vec<String>>,
 }
 
-/// Whether `metadata` is a Spark checkpoint's (`{"id": ...}` and nothing Sluice writes).
-pub(super) fn is_spark_metadata(text: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(text)
-        .ok()
-        .and_then(|v| v.as_object().cloned())
-        .is_some_and(|o| o.contains_key("id") && !o.contains_key("format"))
-}
-
 /// The JSON lines after `v1` of a Spark log entry; `-` (no offset yet) is `null`.
 fn entry_lines(file: &str, text: &str) -> Result<Vec<serde_json::Value>, CheckpointError> {
     let corrupt = |line: usize, reason: String| CheckpointError::Corrupt {

@@ -80,6 +80,9 @@ pub async fn repair(
     // not this command's to move.
     let strays = match Checkpoint::read_metadata_file(location).await {
         Ok(None) => Vec::new(),
+        // Spark's checkpoint is not this command's to change (audit 88a: its log was moved
+        // aside).
+        Err(e @ CheckpointError::Spark { .. }) => return Err(e.into()),
         _ => stray_entries(location).await?,
     };
     let early_lock = match strays.is_empty() {

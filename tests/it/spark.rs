@@ -116,3 +116,64 @@ fn a_spark_file_sink_log_is_read() {
     assert_eq!(files, [1, 2, 1, 2]);
     assert_eq!(per_batch["0"][1], 480);
 }
+
+/// Every file under `dir`, with its bytes, in order.
+fn tree(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_dir() {
+            files.extend(tree(&entry.path()));
+        } else {
+            files.push((entry.path(), std::fs::read(entry.path()).expect("read")));
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Audit 88a: every command but `inspect` called a Spark checkpoint corrupt and advised
+/// `sluice repair`, which moved Spark's whole log aside. Each refuses it (exit 2), names it
+/// Spark's, and changes nothing; `inspect` still reads it.
+#[test]
+fn a_spark_checkpoint_is_refused_untouched_by_every_other_command() {
+    let ws = Workspace::new();
+    let ckpt = ws.path("ckpt");
+    crate::cli::copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/spark/windowed/checkpoint"),
+        &ckpt,
+    );
+    let before = tree(&ckpt);
+    write_clicks(&ws.path("in"), "json", 1, 5, 0);
+    let pipeline = write_pipeline(
+        &ws,
+        &pipeline_yaml(&ws, "json", "SELECT * FROM clicks", 1, ""),
+    );
+    let (c, p, html) = (ws.p("ckpt"), pipeline.display().to_string(), ws.p("r.html"));
+    let commands: [&[&str]; 8] = [
+        &["run", &p],
+        &["report", &c, "--html", &html],
+        &["state", &c],
+        &["rewind", &c, "--to", "0"],
+        &["rename", &c, "--to", "other"],
+        &["repair", &c],
+        &["repair", &c, "--dry-run"],
+        &["replay", &c, "--batch", "0"],
+    ];
+    for args in commands {
+        let out = run_bin(args, ws.dir.path());
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(
+            said.contains("is a Spark Structured Streaming checkpoint")
+                && said.contains("sluice inspect")
+                && !said.contains("sluice repair"),
+            "{args:?}: {said}"
+        );
+        assert_eq!(tree(&ckpt), before, "{args:?} changed the checkpoint");
+    }
+    assert!(!ws.path("r.html").exists());
+    let out = run_bin(&["inspect", &c], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+}
