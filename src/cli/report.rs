@@ -59,36 +59,61 @@ const STATE: [RGBColor; 4] = [
 
 pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error> {
     let location = super::open_checkpoint(spec)?;
+    // The page is no file of the checkpoint's (audit 88a: `--html CHECKPOINT/metadata`
+    // overwrote it).
+    if let Some(how) = crate::pipeline::overlap(&html.to_string_lossy(), spec) {
+        return Err(Error::Usage(format!(
+            "--html {}: {how} the checkpoint {spec}, whose files are the checkpoint's own; \
+             write the page outside it",
+            html.display()
+        )));
+    }
     let metadata = Checkpoint::read_metadata(&location)
         .await?
         .ok_or_else(|| Error::Usage(crate::checkpoint::not_a_checkpoint(spec)))?;
     let logs = LogListing::read(&location).await?;
     let mut batches = Vec::new();
+    // Committed batches whose entries do not read, and why: left out of the charts and the
+    // totals, said on stderr and on the page (audit 88a: a batch whose offsets entry was gone
+    // was left out unsaid, the totals short).
+    let mut left_out = Vec::new();
+    // The newest commit or offsets entry damaged stops every run, as `inspect` says.
+    let mut newest_damaged = None;
     for &batch in &logs.commits {
-        // A batch whose entries are damaged is left out of the charts, said on stderr.
-        let entries = match (
+        let why = match (
             checkpoint::read_offsets(&location, batch).await,
             checkpoint::read_commit(&location, batch).await,
         ) {
-            (Ok(offsets), Ok(commit)) => offsets.zip(commit),
+            (Ok(Some(offsets)), Ok(Some(commit))) => {
+                batches.push(Batch {
+                    batch,
+                    offsets,
+                    commit,
+                });
+                continue;
+            }
+            (Ok(None), _) => format!("its entry offsets/{batch} is missing"),
+            (_, Ok(None)) => format!("its entry commits/{batch} is missing"),
             (Err(e @ checkpoint::CheckpointError::Corrupt { .. }), _)
             | (_, Err(e @ checkpoint::CheckpointError::Corrupt { .. })) => {
-                crate::say!(
-                    "batch {batch} is left out: {}",
-                    Error::from(e).in_checkpoint(spec)
-                );
-                None
+                let shown = Error::from(e).shown_in(spec);
+                if Some(&batch) == logs.commits.last() {
+                    newest_damaged = Some(shown.clone());
+                }
+                shown
             }
             (Err(e), _) | (_, Err(e)) => return Err(e.into()),
         };
-        let Some((offsets, commit)) = entries else {
-            continue;
-        };
-        batches.push(Batch {
-            batch,
-            offsets,
-            commit,
-        });
+        crate::say!("batch {batch} is left out: {why}");
+        left_out.push((batch, why));
+    }
+    if newest_damaged.is_none()
+        && let Some(newest) = logs.offsets.last()
+        && !logs.commits.contains(newest)
+        && let Err(e @ checkpoint::CheckpointError::Corrupt { .. }) =
+            checkpoint::read_offsets(&location, *newest).await
+    {
+        newest_damaged = Some(Error::from(e).shown_in(spec));
     }
     let pending = logs
         .offsets
@@ -111,13 +136,19 @@ pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error>
                 "INCONSISTENT: {reason}{}",
                 crate::checkpoint::recovery::way_out(&logs, spec)
             )),
-            _ => None,
+            // A damaged newest entry stops every run as well (audit 88a: the page called such
+            // a checkpoint healthy).
+            _ => newest_damaged.map(|why| format!("INCONSISTENT: {why}")),
         },
     };
     let page = render(
         spec,
         &metadata,
         &batches,
+        Charted {
+            oldest_committed: logs.commits.first().copied(),
+            left_out: &left_out,
+        },
         Pending {
             batch: pending,
             failure: failure.as_ref(),
@@ -165,11 +196,20 @@ struct Pending<'a> {
     stuck: Option<&'a str>,
 }
 
+/// Which committed batches the page charts, beside those it has.
+struct Charted<'a> {
+    /// The oldest batch the commit log holds (older ones are purged by the retention).
+    oldest_committed: Option<BatchId>,
+    /// Committed batches whose entries do not read, and why.
+    left_out: &'a [(BatchId, String)],
+}
+
 /// The whole page.
 fn render(
     spec: &str,
     metadata: &Metadata,
     batches: &[Batch],
+    charted: Charted<'_>,
     pending: Pending<'_>,
 ) -> Result<String, String> {
     let mut page = String::new();
@@ -187,21 +227,39 @@ fn render(
     );
     let sum = |of: fn(&CommitEntry) -> u64| batches.iter().map(|b| of(&b.commit)).sum::<u64>();
     let (rows_in, rows_out) = (sum(|c| c.rows_in), sum(|c| c.rows_out));
-    // The totals are of the batches charted: older ones' entries are gone with the retention.
-    let of_charted = match batches.first() {
-        Some(first) if first.batch.0 > 0 => " (of the batches charted)",
-        _ => "",
+    // The totals are of the batches charted: older ones' entries are gone with the retention,
+    // and damaged or missing ones are left out.
+    let purged = charted.oldest_committed.is_some_and(|b| b.0 > 0);
+    let of_charted = match purged || !charted.left_out.is_empty() {
+        true => " (of the batches charted)",
+        false => "",
     };
+    let left_out = charted
+        .left_out
+        .iter()
+        .map(|(b, why)| format!("batch {b} ({why})"))
+        .collect::<Vec<_>>();
     let charted = match (batches.first(), batches.last()) {
         (Some(a), Some(b)) => format!(
-            "{} ({}{})",
+            "{} ({}{}{})",
             batches.len(),
             crate::vocab::span(a.batch, b.batch),
-            if a.batch.0 > 0 {
+            if purged {
                 "; older ones are purged by the retention"
             } else {
                 ""
+            },
+            match left_out.is_empty() {
+                true => String::new(),
+                false => format!(
+                    "; <strong>left out, their entries do not read</strong>: {}",
+                    escape(&left_out.join("; "))
+                ),
             }
+        ),
+        _ if !left_out.is_empty() => format!(
+            "none; <strong>left out, their entries do not read</strong>: {}",
+            escape(&left_out.join("; "))
         ),
         _ => "none".into(),
     };

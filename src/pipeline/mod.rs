@@ -1893,7 +1893,7 @@ fn is_relative_local(path: &str) -> bool {
 /// `None` when they are apart. Local paths are compared absolute (against the working folder)
 /// and with `.` and `..` resolved, through symbolic links where they exist; object-store URLs by
 /// scheme, bucket and key prefix, a `/` at a time.
-fn overlap(a: &str, b: &str) -> Option<&'static str> {
+pub(crate) fn overlap(a: &str, b: &str) -> Option<&'static str> {
     // Each `memory://` location is a store of its own.
     if a.starts_with("memory://") || b.starts_with("memory://") {
         return None;

@@ -261,6 +261,87 @@ fn the_report_says_a_checkpoint_a_run_refuses_is_inconsistent() {
     );
 }
 
+/// Audit 88a: a committed batch whose offsets entry was gone was left out of the page unsaid,
+/// its totals short; a damaged newest commit read as healthy; a damaged batch 0 was said purged
+/// by the retention; and `--html` into the checkpoint overwrote its `metadata`.
+#[test]
+fn the_report_says_what_it_leaves_out_and_writes_no_file_of_the_checkpoint() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 4, 10, 0);
+    let pipeline = write_pipeline(
+        &ws,
+        &pipeline_yaml(&ws, "json", "SELECT * FROM clicks", 1, ""),
+    );
+    let run = run_bin(
+        &[
+            "run",
+            pipeline.to_str().expect("utf-8"),
+            "--progress",
+            "none",
+        ],
+        ws.dir.path(),
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let ckpt = ws.p("ckpt");
+    let page = report_page(&ws, &ckpt);
+    assert!(
+        page.contains("<td>4 (0 to 3)</td>") && page.contains("40 / 40"),
+        "{page}"
+    );
+
+    // Batch 1's offsets entry gone: left out, said, the totals marked partial.
+    std::fs::remove_file(ws.path("ckpt/offsets/1")).expect("rm");
+    let html = ws.path("report.html");
+    let out = run_bin(
+        &["report", &ckpt, "--html", html.to_str().expect("utf-8")],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("batch 1 is left out: its entry offsets/1 is missing"),
+        "{}",
+        stderr(&out)
+    );
+    let page = std::fs::read_to_string(&html).expect("page");
+    assert!(
+        page.contains("3 (0 to 3; <strong>left out, their entries do not read</strong>: batch 1")
+            && page.contains("rows in / out (of the batches charted)</th><td>30 / 30"),
+        "{page}"
+    );
+
+    // Batch 0's commit damaged: left out, not said purged.
+    std::fs::write(ws.path("ckpt/commits/0"), "").expect("damage");
+    let page = report_page(&ws, &ckpt);
+    assert!(
+        page.contains("left out, their entries do not read</strong>: batch 0")
+            && !page.contains("purged by the retention"),
+        "{page}"
+    );
+
+    // The newest commit damaged: what inspect says, INCONSISTENT.
+    std::fs::write(ws.path("ckpt/commits/3"), "garbage").expect("damage");
+    let page = report_page(&ws, &ckpt);
+    assert!(page.contains("INCONSISTENT: checkpoint file"), "{page}");
+    assert!(page.contains("commits/3"), "{page}");
+
+    // The page is never written into the checkpoint.
+    let metadata = std::fs::read(ws.path("ckpt/metadata")).expect("metadata");
+    for target in [ws.p("ckpt/metadata"), ws.p("ckpt"), ws.p("ckpt/new.html")] {
+        let out = run_bin(&["report", &ckpt, "--html", &target], ws.dir.path());
+        assert_eq!(out.status.code(), Some(2), "{target}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("write the page outside it"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(
+        std::fs::read(ws.path("ckpt/metadata")).expect("metadata"),
+        metadata
+    );
+    assert!(!ws.path("ckpt/new.html").exists());
+}
+
 /// The page `sluice report CKPT --html` writes for checkpoint `ckpt` of `ws` (the command
 /// must succeed).
 fn report_page(ws: &Workspace, ckpt: &str) -> String {
