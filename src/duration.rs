@@ -36,8 +36,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
              {forms}, or in days (`30d`, `365d`)"
         ));
     }
-    humantime::parse_duration(text.trim()).map_err(|_| {
-        let why = if text.trim().parse::<f64>().is_ok() {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        let why = if matches!(e, humantime::DurationError::NumberOverflow) {
+            "longer than a duration can be"
+        } else if text.trim().parse::<f64>().is_ok() {
             "a number needs a unit"
         } else if units
             .iter()
@@ -52,15 +54,36 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     })
 }
 
-/// Serde's reading of an optional duration written as [`parse_duration`] reads it
+/// Serde's reading of a duration written as [`parse_duration`] reads it
+/// (`#[serde(deserialize_with = "crate::duration::deserialize")]`); a number (`10`) is
+/// refused as needing a unit, not as the wrong type.
+///
+/// Errors: [`parse_duration`]'s message; for another value, that a duration was expected.
+pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = match <serde_yaml::Value as serde::Deserialize>::deserialize(d)? {
+        serde_yaml::Value::String(text) => text,
+        serde_yaml::Value::Number(n) => n.to_string(),
+        other => {
+            return Err(serde::de::Error::custom(format!(
+                "expected a duration, like `500ms`, `10s`, `5m` or `1h`, not {}",
+                match other {
+                    serde_yaml::Value::Null => "nothing",
+                    serde_yaml::Value::Bool(_) => "`true`/`false`",
+                    serde_yaml::Value::Sequence(_) => "a list",
+                    _ => "a mapping",
+                }
+            )));
+        }
+    };
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+/// [`deserialize`] for an optional duration
 /// (`#[serde(default, deserialize_with = "crate::duration::optional")]`).
 ///
-/// Errors: [`parse_duration`]'s message.
+/// Errors: [`deserialize`]'s.
 pub fn optional<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let text = <String as serde::Deserialize>::deserialize(d)?;
-    parse_duration(&text)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
+    deserialize(d).map(Some)
 }
 
 #[cfg(test)]
@@ -103,5 +126,8 @@ mod tests {
         assert_eq!(parse_duration("2 seconds"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("1min"), Ok(Duration::from_secs(60)));
+        // Audit 88a: an overflow was "not a duration".
+        let err = parse_duration("99999999999999999999d").expect_err("overflow");
+        assert!(err.contains("longer than a duration can be"), "{err}");
     }
 }

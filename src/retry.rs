@@ -45,17 +45,13 @@ impl Default for RetrySettings {
     }
 }
 
-/// Durations written as humantime text (`500ms`, `2s`, `1m`).
+/// Durations as pipeline files write them (`500ms`, `2s`, `1m`; [`crate::duration`]: no months
+/// or years, which audit 88a found taken here).
 mod duration_text {
     use std::time::Duration;
 
-    use serde::Deserialize;
-
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!("`{text}` is not a duration ({e}); e.g. 500ms, 2s"))
-        })
+        crate::duration::deserialize(d)
     }
 }
 
@@ -146,3 +142,24 @@ impl<E: std::fmt::Display> std::fmt::Display for RetryError<E> {
 }
 
 impl<E: std::fmt::Display + std::fmt::Debug> std::error::Error for RetryError<E> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Audit 88a: `retry:` took `1M` as a month and `1y` as a year, which every other duration
+    /// of a pipeline file refuses.
+    #[test]
+    fn retry_durations_read_as_every_other_duration() {
+        let read = |yaml: &str| serde_yaml::from_str::<RetrySettings>(yaml);
+        let settings = read("{ backoff: 200ms, timeout: 1m }").expect("durations");
+        assert_eq!(settings.backoff, Duration::from_millis(200));
+        assert_eq!(settings.timeout, Duration::from_secs(60));
+        for yaml in ["{ timeout: 1M }", "{ backoff: 1y }"] {
+            let err = read(yaml).expect_err(yaml).to_string();
+            assert!(err.contains("has no fixed length"), "{err}");
+        }
+        let err = read("{ timeout: 10 }").expect_err("no unit").to_string();
+        assert!(err.contains("a number needs a unit"), "{err}");
+    }
+}

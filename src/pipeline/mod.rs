@@ -599,33 +599,31 @@ impl<'de> Deserialize<'de> for StateTtl {
         fn event_time() -> TtlTime {
             TtlTime::Event
         }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            Short(String),
-            Full(Full),
-        }
-        match Either::deserialize(d).map_err(|_| {
-            de::Error::custom(
-                "`state_ttl` is a duration (`1h`, on event time) or \
-                 `{ after: <duration>, time: event|processing }`",
-            )
-        })? {
-            Either::Short(text) => Ok(Self {
-                after: parse_duration(&text).map_err(de::Error::custom)?,
+        // Read as a value first, so that a mistake inside the mapping form is named (audit
+        // 88a: an untagged enum's one message hid `tme:` and `after: 10`).
+        let forms = "`state_ttl` is a duration (`1h`, on event time) or \
+                     `{ after: <duration>, time: event|processing }`";
+        match serde_yaml::Value::deserialize(d)? {
+            value @ serde_yaml::Value::Mapping(_) => {
+                let full = Full::deserialize(value)
+                    .map_err(|e| de::Error::custom(format!("{e} ({forms})")))?;
+                Ok(Self {
+                    after: full.after,
+                    time: full.time,
+                })
+            }
+            value @ (serde_yaml::Value::String(_) | serde_yaml::Value::Number(_)) => Ok(Self {
+                after: crate::duration::deserialize(value)
+                    .map_err(|e| de::Error::custom(format!("{e} ({forms})")))?,
                 time: TtlTime::Event,
             }),
-            Either::Full(full) => Ok(Self {
-                after: full.after,
-                time: full.time,
-            }),
+            _ => Err(de::Error::custom(forms)),
         }
     }
 }
 
 fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(de::Error::custom)
+    crate::duration::deserialize(d)
 }
 
 fn deserialize_optional_duration<'de, D: Deserializer<'de>>(
@@ -798,6 +796,34 @@ fn engine_keys(message: String) -> String {
         }
     }
     message
+}
+
+/// A key two keys of one mapping anywhere in `value` both name once read as text (`1` and
+/// `"1"`, `true` and `"true"`): YAML tells them apart, a name does not.
+fn keys_alike(value: &serde_yaml::Value) -> Option<String> {
+    match value {
+        serde_yaml::Value::Mapping(map) => {
+            let mut seen = std::collections::BTreeSet::new();
+            for (key, inner) in map {
+                let name = match key {
+                    serde_yaml::Value::String(s) => s.clone(),
+                    serde_yaml::Value::Number(n) => n.to_string(),
+                    serde_yaml::Value::Bool(b) => b.to_string(),
+                    _ => continue,
+                };
+                if !seen.insert(name.clone()) {
+                    return Some(name);
+                }
+                if let Some(found) = keys_alike(inner) {
+                    return Some(found);
+                }
+            }
+            None
+        }
+        serde_yaml::Value::Sequence(items) => items.iter().find_map(keys_alike),
+        serde_yaml::Value::Tagged(tagged) => keys_alike(&tagged.value),
+        _ => None,
+    }
 }
 
 /// `key` written twice in one mapping of `text`, with the lines of the first two at one
@@ -1158,6 +1184,16 @@ impl Pipeline {
                 .map(|k| k.trim_matches('"').to_string())
         {
             return Err(invalid(duplicate_key(text, &key)));
+        }
+        // Keys YAML types apart that name one thing once read (`1` and `"1"`, two sources
+        // or columns): the typed reading keeps the second silently (audit 88a).
+        if let Ok(value) = serde_yaml::from_str::<serde_yaml::Value>(text)
+            && let Some(key) = keys_alike(&value)
+        {
+            return Err(invalid(format!(
+                "`{key}` is written twice in one mapping (once quoted, once not, or as a \
+                 number or `true`/`false` and as text), and both name `{key}`; keep one"
+            )));
         }
         // A file that is empty, or holds a list or a single value, has none of the keys.
         match serde_yaml::from_str::<serde_yaml::Value>(text) {
@@ -2826,6 +2862,48 @@ sink: { kind: files, path: out/x, format: parquet }
         let err = parse(&two).expect_err("two sources named clicks");
         assert!(
             err.contains("`clicks` is written twice in one mapping (lines 4 and 10)"),
+            "{err}"
+        );
+        // Audit 88a: a mistake inside `state_ttl`'s mapping was not named.
+        for (ttl, said) in [
+            ("{ after: 1h, tme: processing }", "unknown field `tme`"),
+            ("{ after: 10, time: event }", "a number needs a unit"),
+            (
+                "{ after: 1h, time: Processing }",
+                "unknown variant `Processing`",
+            ),
+            ("10", "a number needs a unit"),
+            ("[1h]", "`state_ttl` is a duration"),
+        ] {
+            let err = parse(&GOOD.replace("query:", &format!("state_ttl: {ttl}\nquery:")))
+                .expect_err(ttl);
+            assert!(
+                err.contains(said) && err.contains("state_ttl"),
+                "{ttl}: {err}"
+            );
+        }
+        let ttl = parse(&GOOD.replace("query:", "state_ttl: { after: 2h }\nquery:"))
+            .expect("ttl")
+            .state_ttl
+            .expect("set");
+        assert_eq!(ttl.after, Duration::from_secs(7200));
+        // Audit 88a: `1` and `"1"` are two keys to YAML and one name once read: the second
+        // source was read, the first dropped, without a word; a column likewise.
+        let typed = GOOD.replace(
+            "query:",
+            "  1:\n    kind: files\n    path: a\n    format: json\n  \"1\":\n    kind: files\n    \
+             path: b\n    format: json\nquery:",
+        );
+        let err = parse(&typed).expect_err("1 and \"1\"");
+        assert!(err.contains("`1` is written twice in one mapping"), "{err}");
+        let typed = GOOD.replace(
+            "query:",
+            "  c:\n    kind: files\n    path: a\n    format: json\n    schema: { true: bigint, \
+             \"true\": string }\nquery:",
+        );
+        let err = parse(&typed).expect_err("true and \"true\"");
+        assert!(
+            err.contains("`true` is written twice in one mapping"),
             "{err}"
         );
         let tabbed = GOOD.replace("    max_files_per_batch: 2", "\tmax_files_per_batch: 2");

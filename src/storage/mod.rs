@@ -1197,11 +1197,12 @@ pub const DEFAULT_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from
 pub fn store_timeout() -> Result<std::time::Duration, String> {
     match std::env::var("SLUICE_STORE_TIMEOUT") {
         Err(_) => Ok(DEFAULT_STORE_TIMEOUT),
-        Ok(text) => match humantime::parse_duration(text.trim()) {
+        Ok(text) => match crate::duration::parse_duration(text.trim()) {
             Ok(d) if !d.is_zero() => Ok(d),
-            _ => Err(format!(
+            Ok(_) => Err(format!(
                 "SLUICE_STORE_TIMEOUT=`{text}` is not a positive duration (say `30s` or `2m`)"
             )),
+            Err(e) => Err(format!("SLUICE_STORE_TIMEOUT: {e}")),
         },
     }
 }
