@@ -2280,6 +2280,7 @@ impl<'a> Driver<'a> {
         }
         self.engine.validate_query().await?;
         self.check_state_kept().await?;
+        self.check_ttl_clock().await?;
         self.engine.check_state(position.next).await?;
         self.check_output_mode().await?;
         // A sink refuses output it cannot take before the first batch (the batch itself
@@ -2653,6 +2654,70 @@ impl<'a> Driver<'a> {
                 );
             }
         }
+    }
+
+    /// Refuses `state_ttl.time` changed since the newest committed batch while the state keeps
+    /// its stamps: a key's stamp is on the clock it was made on (the watermark's, or the batch
+    /// timestamps'), and held against the other clock every key would be let go at once or
+    /// never (audit 88a: event to processing dropped every group, exit 0). Flink refuses a
+    /// restored state's TTL setting changed so too.
+    async fn check_ttl_clock(&self) -> Result<(), Error> {
+        let Some(now) = self.pipeline.state_ttl else {
+            return Ok(());
+        };
+        let location = self.checkpoint.location();
+        let logs = LogListing::read(location).await?;
+        let Some(&last) = logs.commits.last() else {
+            return Ok(());
+        };
+        let Ok(Some(commit)) = self.checkpoint.read_commit(last).await else {
+            return Ok(());
+        };
+        // The stamps are kept beside their operator's state (not listed in the commit).
+        let stamped: Vec<String> = crate::state::StateFiles::operators(location)
+            .await?
+            .into_iter()
+            .filter(|op| op.ends_with("-ttl"))
+            .collect();
+        let Some(fingerprint) = commit.pipeline.as_deref() else {
+            return Ok(());
+        };
+        if stamped.is_empty() {
+            return Ok(());
+        }
+        let Ok(Some(then)) = stored_pipeline(location, &location.to_string(), fingerprint).await
+        else {
+            return Ok(());
+        };
+        let Some(was) = then.state_ttl else {
+            return Ok(());
+        };
+        if was.time == now.time {
+            return Ok(());
+        }
+        let clock = |time: crate::pipeline::TtlTime| match time {
+            crate::pipeline::TtlTime::Event => "event (the watermark's clock)",
+            crate::pipeline::TtlTime::Processing => "processing (the batch timestamps' clock)",
+        };
+        let word = |time: crate::pipeline::TtlTime| match time {
+            crate::pipeline::TtlTime::Event => "event",
+            crate::pipeline::TtlTime::Processing => "processing",
+        };
+        Err(Error::Usage(format!(
+            "`state_ttl.time` is {} now, {} when batch {last} ran: the state's stamps of when \
+             each key was last seen ({}) are on the old clock, and held against the new one \
+             every key would be let go at once, or never. Put `time: {}` back, or start over on \
+             a new checkpoint (`checkpoint:` or `--checkpoint`){}",
+            clock(now.time),
+            clock(was.time),
+            stamped
+                .iter()
+                .map(|op| format!("state/{op}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            word(was.time),
+            sink_advice(self.pipeline).start_over
+        )))
     }
 
     /// Refuses a query that keeps state over a checkpoint whose committed batches kept none,

@@ -1069,6 +1069,61 @@ fn state_ttl_on_processing_time_uses_batch_timestamps() {
     assert!(cells.contains(&"a") && !cells.contains(&"b"), "{shown}");
 }
 
+/// Audit 88a: `state_ttl.time` switched from `event` to `processing` over kept stamps held
+/// event times against batch timestamps, and every group was let go, its count starting over
+/// (exit 0). A clock changed under the stamps is refused, naming both and the way back; put
+/// back, the run goes on and the count carries on.
+#[test]
+fn state_ttl_switched_to_another_clock_is_refused() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("s")).expect("folder");
+    let yaml = |time: &str| {
+        "name: ttl\ncheckpoint: {ws}/ckpt\nsources:\n  s: { kind: files, path: {ws}/s, \
+         format: json, schema: { ts: timestamp, k: string }, watermark: { column: ts, delay: \
+         1s } }\nquery: SELECT k, count(*) AS n FROM s GROUP BY k\noutput_mode: update\n\
+         trigger: available-now\nstate_ttl: { after: 1h, time: TIME }\n\
+         sink: { kind: files, path: {ws}/out, format: json }\n"
+            .replace("{ws}", &ws.dir.path().display().to_string())
+            .replace("TIME", time)
+    };
+    let pipeline = write_pipeline(&ws, &yaml("event"));
+    let p = pipeline.to_str().expect("utf-8").to_string();
+    std::fs::write(
+        ws.path("s/0.json"),
+        "{\"ts\":\"2026-01-01T00:00:00Z\",\"k\":\"a\"}\n{\"ts\":\"2026-01-01T00:00:01Z\",\"k\":\"a\"}\n",
+    )
+    .expect("input");
+    let out = run_bin(&["run", &p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(
+        ws.path("s/1.json"),
+        "{\"ts\":\"2026-01-01T00:00:02Z\",\"k\":\"a\"}\n",
+    )
+    .expect("input");
+    write_pipeline(&ws, &yaml("processing"));
+    let out = run_bin(&["run", &p], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("`state_ttl.time` is processing (the batch timestamps' clock) now, event")
+            && said.contains("Put `time: event` back"),
+        "{said}"
+    );
+    assert!(
+        !ws.path("ckpt/offsets/1").exists(),
+        "the refused run logged no batch"
+    );
+    write_pipeline(&ws, &yaml("event"));
+    let out = run_bin(&["run", &p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = written(&ws, "out", &["k", "n"]);
+    assert_eq!(
+        rows.last().map(|r| r.join(",")),
+        Some("a|3".to_string()),
+        "{rows:?}"
+    );
+}
+
 /// A `state_ttl` with nothing to bound is refused before a batch: a query without state, an
 /// aggregation whose groups the watermark closes; on event time, a pipeline without a
 /// watermark (said only where the query keeps state for the setting to bound).
