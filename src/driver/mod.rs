@@ -2659,8 +2659,7 @@ impl<'a> Driver<'a> {
     /// Refuses `state_ttl.time` changed since the newest committed batch while the state keeps
     /// its stamps: a key's stamp is on the clock it was made on (the watermark's, or the batch
     /// timestamps'), and held against the other clock every key would be let go at once or
-    /// never (audit 88a: event to processing dropped every group, exit 0). Flink refuses a
-    /// restored state's TTL setting changed so too.
+    /// never (audit 88a: event to processing dropped every group, exit 0).
     async fn check_ttl_clock(&self) -> Result<(), Error> {
         let Some(now) = self.pipeline.state_ttl else {
             return Ok(());
