@@ -16,7 +16,15 @@ use crate::state::{AGGREGATE_OPERATOR, find_phases, splice_final, unfuse};
 pub(super) async fn run(path: &Path) -> Result<(), Error> {
     let pipeline = Pipeline::load(path)?;
     let text = explain(&pipeline).await.map_err(|e| match e {
-        Error::Plan(plan) => Error::Usage(format!("{}: `query`: {plan}", path.display())),
+        // Said as a run says it, with the query's line.
+        Error::Plan(plan) => Error::Usage(format!(
+            "{}: `query`{}: {plan}",
+            path.display(),
+            pipeline
+                .query_line
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default()
+        )),
         other => other,
     })?;
     super::emit(&text);
@@ -25,6 +33,12 @@ pub(super) async fn run(path: &Path) -> Result<(), Error> {
 
 /// The explanation of `pipeline`'s per-batch plan.
 pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
+    // The file's own refusals, as a run makes them first.
+    pipeline
+        .check_locations(&pipeline.checkpoint_location(), false)
+        .and_then(|()| pipeline.check_secrets())
+        .and_then(|()| pipeline.engine.check(pipeline.engine.kind))
+        .map_err(|reason| Error::Usage(format!("{}: {reason}", pipeline.name)))?;
     let exec = |source| Error::Execution {
         batch: None,
         source,
@@ -42,6 +56,9 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
                 "source `{name}` has no files yet and no declared schema; declare `schema:` or add a file"
             ))
         })?;
+        if let Some(watermark) = &config.watermark {
+            crate::driver::check_watermark_column(pipeline, name, &watermark.column, &schema)?;
+        }
         streams.push((name.clone(), schema));
     }
     let (state, logical, shape) = plan::plan_shape(
@@ -52,11 +69,19 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
         pipeline.output_mode,
     )
     .await?;
-    let physical = state
-        .create_physical_plan(&logical)
-        .await
-        .and_then(unfuse)
-        .map_err(exec)?;
+    // What a run refuses before a batch, refused here too (audit 88a: explain showed a plan
+    // for a `state_ttl` or `late_rows` that bounds nothing, and for a watermark on no column).
+    let zero_divisions = plan::zero_divisions(&logical);
+    if !zero_divisions.is_empty() {
+        return Err(plan::PlanError::ZeroDivisor(zero_divisions).into());
+    }
+    if let Some(ttl) = &pipeline.state_ttl {
+        crate::driver::check_state_ttl(ttl, pipeline, &shape, &logical)?;
+    }
+    crate::driver::check_late_rows(pipeline, &shape)?;
+    let planned = state.create_physical_plan(&logical).await.map_err(exec)?;
+    plan::check_accumulators(&planned)?;
+    let physical = unfuse(planned).map_err(exec)?;
     let mut out = String::new();
     let mode = pipeline.output_mode;
     let _ = writeln!(

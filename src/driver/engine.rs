@@ -402,61 +402,7 @@ impl<'p> Engine<'p> {
                 .find(|s| s.name() == name)
                 .expect("watermarks are of sources");
             let schema = source.schema().expect("schemas are resolved first");
-            let reason = match schema.field_with_name(column) {
-                Err(_) => Some(format!(
-                    "`{column}` is not a column of the source (its columns: {})",
-                    schema
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-                Ok(f) if !matches!(f.data_type(), DataType::Timestamp(_, _)) => {
-                    let declared = self.pipeline.sources.get(name).is_some_and(|c| {
-                        c.settings.contains_key("schema") || c.settings.contains_key("columns")
-                    });
-                    Some(format!(
-                        "`{column}` is {} ({}), not a timestamp, and a watermark needs one: \
-                         declare `{column}: timestamp` in the source's `schema:` (text times \
-                         such as 2026-01-01T10:00:00Z read into it){}",
-                        match f.data_type() {
-                            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-                                "a string".to_string()
-                            }
-                            t if t.is_integer() => "an integer".to_string(),
-                            t if t.is_floating() => "a double".to_string(),
-                            t => t.to_string(),
-                        },
-                        if declared {
-                            "as declared"
-                        } else {
-                            "as inferred from the first files: there, not every value is a \
-                             time with a time of day, or none is there but nulls"
-                        },
-                        if f.data_type().is_numeric() {
-                            format!(
-                                "; if `{column}` holds Unix times, also set the source's \
-                                 `epoch_unit` (seconds, milliseconds, microseconds or \
-                                 nanoseconds)"
-                            )
-                        } else {
-                            String::new()
-                        }
-                    ))
-                }
-                Ok(_) => None,
-            };
-            if let Some(reason) = reason {
-                let key = format!("sources.{name}.watermark.column");
-                return Err(Error::Usage(format!(
-                    "`{key}`{}: {reason}",
-                    self.pipeline
-                        .key_line(&key)
-                        .map(|l| format!(" (line {l})"))
-                        .unwrap_or_default()
-                )));
-            }
+            check_watermark_column(self.pipeline, name, column, &schema)?;
         }
         let sql = self.pipeline.query.clone();
         let pipeline = self.pipeline;
@@ -1318,7 +1264,7 @@ impl<'p> Engine<'p> {
 /// Refuses a `state_ttl` where it has nothing to bound (a query without state, a join of two
 /// streams, which the watermark bounds, an aggregation whose groups the watermark closes), and
 /// one on event time without a watermark to measure it by.
-fn check_state_ttl(
+pub(crate) fn check_state_ttl(
     ttl: &crate::pipeline::StateTtl,
     pipeline: &Pipeline,
     shape: &Shape,
@@ -1368,7 +1314,7 @@ fn check_state_ttl(
 /// Refuses a `late_rows` sink that no row could reach: the query drops no row as late (a
 /// stateless query keeps every row, as Spark's does, rows from the future too; a complete-mode
 /// aggregation keeps every group; an aggregation not over event time counts every row).
-fn check_late_rows(pipeline: &Pipeline, shape: &Shape) -> Result<(), Error> {
+pub(crate) fn check_late_rows(pipeline: &Pipeline, shape: &Shape) -> Result<(), Error> {
     if pipeline.late_rows.is_none() {
         return Ok(());
     }
@@ -1391,6 +1337,72 @@ fn check_late_rows(pipeline: &Pipeline, shape: &Shape) -> Result<(), Error> {
     Err(Error::Usage(format!(
         "the pipeline's `late_rows` would never receive a row: {why}; remove `late_rows`"
     )))
+}
+
+/// Refuses a watermark on `column` of source `name` (of `schema`) that is no timestamp column
+/// of it, naming the key and its line; `sluice explain` makes the run's checks too.
+pub(crate) fn check_watermark_column(
+    pipeline: &Pipeline,
+    name: &str,
+    column: &str,
+    schema: &datafusion::arrow::datatypes::Schema,
+) -> Result<(), Error> {
+    let reason = match schema.field_with_name(column) {
+        Err(_) => Some(format!(
+            "`{column}` is not a column of the source (its columns: {})",
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Ok(f) if !matches!(f.data_type(), DataType::Timestamp(_, _)) => {
+            let declared = pipeline.sources.get(name).is_some_and(|c| {
+                c.settings.contains_key("schema") || c.settings.contains_key("columns")
+            });
+            Some(format!(
+                "`{column}` is {} ({}), not a timestamp, and a watermark needs one: \
+                 declare `{column}: timestamp` in the source's `schema:` (text times \
+                 such as 2026-01-01T10:00:00Z read into it){}",
+                match f.data_type() {
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                        "a string".to_string()
+                    }
+                    t if t.is_integer() => "an integer".to_string(),
+                    t if t.is_floating() => "a double".to_string(),
+                    t => t.to_string(),
+                },
+                if declared {
+                    "as declared"
+                } else {
+                    "as inferred from the first files: there, not every value is a \
+                     time with a time of day, or none is there but nulls"
+                },
+                if f.data_type().is_numeric() {
+                    format!(
+                        "; if `{column}` holds Unix times, also set the source's \
+                         `epoch_unit` (seconds, milliseconds, microseconds or \
+                         nanoseconds)"
+                    )
+                } else {
+                    String::new()
+                }
+            ))
+        }
+        Ok(_) => None,
+    };
+    if let Some(reason) = reason {
+        let key = format!("sources.{name}.watermark.column");
+        return Err(Error::Usage(format!(
+            "`{key}`{}: {reason}",
+            pipeline
+                .key_line(&key)
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default()
+        )));
+    }
+    Ok(())
 }
 
 /// Registers (or replaces) a table in the session.

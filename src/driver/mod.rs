@@ -44,6 +44,7 @@ use crate::sink::{BatchOutput, Sink, SinkContext, SinkError};
 use crate::source::Admission;
 use crate::storage::{Location, StoreHook};
 use engine::{Computed, Engine, Output, Start};
+pub(crate) use engine::{check_late_rows, check_state_ttl, check_watermark_column};
 
 /// How long a failing run spends on what it notes in the checkpoint on its way out (whether a
 /// newer run fenced it, the failure beside its pending batch): 3 seconds, or the store's

@@ -970,6 +970,18 @@ fn refused_before_a_batch(yaml: &str) -> String {
     let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
     assert_eq!(out.status.code(), Some(2), "{yaml}: {}", stderr(&out));
     assert!(!ws.path("ckpt").exists(), "{yaml}: no checkpoint left");
+    // `explain` refuses it as the run does (audit 88a: it showed a plan, exit 0).
+    let explained = run_bin(
+        &["explain", pipeline.to_str().expect("utf-8")],
+        ws.dir.path(),
+    );
+    assert_eq!(
+        explained.status.code(),
+        Some(2),
+        "{yaml}: {}",
+        stdout(&explained)
+    );
+    assert_eq!(stderr(&explained), stderr(&out), "{yaml}");
     stderr(&out)
 }
 

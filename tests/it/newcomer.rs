@@ -10260,10 +10260,23 @@ fn explain_says_a_state_ttl_bounds_the_state() {
     let said = explain(&file);
     assert!(said.contains("(`state_ttl` bounds it)"), "{said}");
     let text = std::fs::read_to_string(&file).expect("pipeline");
+    // On event time without a watermark, refused as the run refuses it (audit 88a).
     std::fs::write(&file, format!("{text}state_ttl: 30s\n")).expect("ttl");
+    let out = run_bin(&["explain", file.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("needs a source with a `watermark`"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        &file,
+        format!("{text}state_ttl: {{ after: 30s, time: processing }}\n"),
+    )
+    .expect("ttl");
     let said = explain(&file);
     assert!(
-        said.contains("The state is bounded by `state_ttl`: a group no batch has touched for 30s (by the watermark)"),
+        said.contains("The state is bounded by `state_ttl`: a group no batch has touched for 30s (by batch timestamps)"),
         "{said}"
     );
 }
