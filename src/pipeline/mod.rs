@@ -2148,25 +2148,46 @@ fn remove_key(value: &mut serde_yaml::Value, path: &str) -> bool {
 }
 
 fn find_path_line(text: &str, path: &str) -> Option<usize> {
-    let lines: Vec<&str> = text.lines().collect();
+    // Comments are no keys (audit 88a: `# retain_batches: 100` on line 2 was named for the
+    // setting on line 7).
+    let lines: Vec<&str> = text.lines().map(without_comment).collect();
     let keys: Vec<&str> = path.split('.').filter(|k| !k.is_empty()).collect();
-    find_keys_from(&lines, &keys, 0, 0).map(|at| at + 1)
+    find_keys_from(&lines, &keys, None, 0).map(|at| at + 1)
 }
 
-/// The 0-based line of the last of `keys`, each looked for after the one before, from line
-/// `at`. A key not written in its mapping may come from a merge (`<<: *defaults`): it is then
-/// looked for under the anchor the mapping merges (`&defaults`), `depth` merges deep at most 8.
-fn find_keys_from(lines: &[&str], keys: &[&str], mut at: usize, depth: usize) -> Option<usize> {
+/// `line` without a YAML comment: all of it where it starts with `#`, else from a ` #` on
+/// (a `#` in a quoted value after the line's keys cuts only the value).
+fn without_comment(line: &str) -> &str {
+    if line.trim_start().starts_with('#') {
+        return "";
+    }
+    match line.find(" #") {
+        Some(at) => &line[..at],
+        None => line,
+    }
+}
+
+/// The 0-based line of the last of `keys`, each a key of the mapping of the one before (the
+/// first, of the mapping at line `parent`, or at the top level where `None`). A key not
+/// written in its mapping may come from a merge (`<<: *defaults`): it is then looked for
+/// under the anchor the mapping merges (`&defaults`), `depth` merges deep at most 8.
+fn find_keys_from(
+    lines: &[&str],
+    keys: &[&str],
+    mut parent: Option<usize>,
+    depth: usize,
+) -> Option<usize> {
+    let indent = |line: &str| line.len() - line.trim_start().len();
     for (n, key) in keys.iter().enumerate() {
-        if let Some(found) = (at..lines.len()).find(|&i| line_has_key(lines[i], key)) {
-            at = found;
+        if let Some(found) = find_child(lines, parent, key) {
+            parent = Some(found);
             continue;
         }
         if depth >= 8 {
             return None;
         }
         // The mapping's lines: its key's line, and those indented deeper below it.
-        let indent = |line: &str| line.len() - line.trim_start().len();
+        let at = parent.unwrap_or(0);
         let own = indent(lines.get(at)?);
         let end = (at + 1..lines.len())
             .find(|&i| !lines[i].trim().is_empty() && indent(lines[i]) <= own)
@@ -2177,11 +2198,51 @@ fn find_keys_from(lines: &[&str], keys: &[&str], mut at: usize, depth: usize) ->
                 let defined = lines
                     .iter()
                     .position(|line| line.split_whitespace().any(|w| w == format!("&{anchor}")))?;
-                find_keys_from(lines, &keys[n..], defined, depth + 1)
+                find_keys_from(lines, &keys[n..], Some(defined), depth + 1)
             })
             .next();
     }
-    Some(at)
+    parent
+}
+
+/// The 0-based line where `key` is written as a key of the mapping at line `parent` (the top
+/// level where `None`): on the parent's own line after its key (`s: { format: json }`), or on
+/// a line of its block (those below it indented deeper), preferring a line that starts with
+/// the key over one that has it in a deeper mapping (audit 88a: `format` of source `s` was
+/// named at `a: { schema: { s: bigint } }`, the line before).
+fn find_child(lines: &[&str], parent: Option<usize>, key: &str) -> Option<usize> {
+    let indent = |line: &str| line.len() - line.trim_start().len();
+    let starts_with_key = |line: &str| {
+        let trimmed = line.trim_start();
+        let trimmed = trimmed.strip_prefix("- ").unwrap_or(trimmed).trim_start();
+        line_has_key(trimmed, key) && {
+            let unquoted = trimmed.trim_start_matches(['"', '\'']);
+            unquoted.starts_with(key)
+        }
+    };
+    let (from, end) = match parent {
+        None => (0, lines.len()),
+        Some(p) => {
+            let own = indent(lines[p]);
+            // Flow style: the key after the parent's own colon.
+            if let Some((_, rest)) = lines[p].split_once(':')
+                && line_has_key(rest, key)
+            {
+                return Some(p);
+            }
+            let end = (p + 1..lines.len())
+                .find(|&i| !lines[i].trim().is_empty() && indent(lines[i]) <= own)
+                .unwrap_or(lines.len());
+            (p + 1, end)
+        }
+    };
+    let shallowest = (from..end)
+        .filter(|&i| !lines[i].trim().is_empty())
+        .map(|i| indent(lines[i]))
+        .min()?;
+    (from..end)
+        .find(|&i| indent(lines[i]) == shallowest && starts_with_key(lines[i]))
+        .or_else(|| (from..end).find(|&i| line_has_key(lines[i], key)))
 }
 
 /// The anchors a line's merge key names: `*a` in `<<: *a`, `*a` and `*b` in `<<: [*a, *b]`.
@@ -2862,6 +2923,27 @@ sink: { kind: files, path: out/x, format: parquet }
         let err = parse(&two).expect_err("two sources named clicks");
         assert!(
             err.contains("`clicks` is written twice in one mapping (lines 4 and 10)"),
+            "{err}"
+        );
+        // Audit 88a: lines were named by a comment that wrote the key, and by a deeper
+        // mapping's key of the same name on an earlier line.
+        let commented = format!("# retain_batches: 100 (the default)\n{GOOD}retain_batches: 1\n");
+        let err = parse(&commented).expect_err("retain 1");
+        let line = commented.lines().count();
+        assert!(err.contains(&format!("(line {line})")), "{err}");
+        let nested = GOOD.replace(
+            "sources:\n",
+            "sources:\n  a: { kind: files, path: a, format: json, schema: { clicks: bigint } }\n",
+        )
+        .replace("format: json\n    schema: { ts", "format: jsn\n    schema: { ts");
+        let err = parse(&nested).expect_err("jsn");
+        let line = nested
+            .lines()
+            .position(|l| l.contains("format: jsn"))
+            .expect("the line")
+            + 1;
+        assert!(
+            err.contains("sources.clicks.format") && err.contains(&format!("(line {line})")),
             "{err}"
         );
         // Audit 88a: a mistake inside `state_ttl`'s mapping was not named.
