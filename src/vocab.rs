@@ -108,6 +108,11 @@ pub fn plain_types(message: &str) -> String {
             "WatermarkConfig" => "expected a mapping, as `{ column: ts, delay: 10s }`",
             "SinkConfig" => "expected a mapping, as `{ kind: files, path: out, format: parquet }`",
             "SourceConfig" => "expected a mapping, as `{ kind: files, path: in, format: json }`",
+            // Audit 88a: `engine: distributed`, as the docs' prose says it.
+            "EngineConfig" => {
+                "expected a mapping, as `{ kind: distributed, workers: [http://10.0.0.5:50051, \
+                 http://10.0.0.6:50051] }` (or `{ kind: local }`, the default)"
+            }
             _ => "expected a mapping of keys",
         };
         message.replace_range(at..at + "expected struct ".len() + end, words);

@@ -2946,6 +2946,10 @@ sink: { kind: files, path: out/x, format: parquet }
             err.contains("sources.clicks.format") && err.contains(&format!("(line {line})")),
             "{err}"
         );
+        // Audit 88a: `engine: distributed`, as prose says it, was "a mapping of keys".
+        let err =
+            parse(&GOOD.replace("query:", "engine: distributed\nquery:")).expect_err("engine");
+        assert!(err.contains("`{ kind: distributed, workers: ["), "{err}");
         // Audit 88a: a mistake inside `state_ttl`'s mapping was not named.
         for (ttl, said) in [
             ("{ after: 1h, tme: processing }", "unknown field `tme`"),
