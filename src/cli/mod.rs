@@ -757,7 +757,9 @@ fn open_checkpoint(spec: &str) -> Result<crate::storage::Location, Error> {
             },
         ));
     }
-    crate::storage::Location::open(spec, false, false, None).map_err(|e| {
+    // Synced as a run's writes are: `rewind`, `repair` and `rename` change the checkpoint,
+    // and what they do must hold through a power loss (audit 88b).
+    crate::storage::Location::open(spec, false, true, None).map_err(|e| {
         Error::Usage(format!(
             "{e}; give the checkpoint folder or URL of a pipeline"
         ))

@@ -664,7 +664,19 @@ async fn rewind_or_check(
                 .map_or("none".to_string(), |b| format!("batch {b}")),
         )));
     }
+    // What was taken back stays so through a power loss before the record goes (audit 88b:
+    // the deletes were never synced, so a power loss brought back commits whose output the
+    // sink had taken back, with no record to say so).
+    let mut folders = vec!["commits".to_string(), "offsets".to_string()];
+    folders.extend(operators.iter().map(|op| format!("state/{op}")));
+    let sources: std::collections::BTreeSet<&String> =
+        pipelines.values().flat_map(|p| p.sources.keys()).collect();
+    folders.extend(sources.iter().map(|name| format!("sources/{name}")));
+    for folder in folders {
+        location.sync_folder(&location.path(&folder)).await?;
+    }
     location.delete(&location.path(paths::REWIND)).await?;
+    location.sync_folder(&location.path("")).await?;
     Ok(rewound)
 }
 

@@ -679,7 +679,8 @@ impl FilesSink {
     }
 
     /// Takes batch `batch` back: deletes the files its manifest names, anything staged for it,
-    /// then the manifest (last, so an interrupted call can be repeated). Returns the files
+    /// then the manifest (last, so an interrupted call can be repeated), each delete synced
+    /// (a power loss after a rewind keeps what it took back). Returns the files
     /// deleted.
     async fn forget_files(&self, batch: BatchId) -> Result<u64, SinkError> {
         let mut deleted = 0;
@@ -690,7 +691,7 @@ impl FilesSink {
                 for file in &manifest.files {
                     let path = self.location.path(&file.path);
                     if self.location.exists(&path).await? {
-                        self.location.delete(&path).await?;
+                        self.location.delete_durably(&path).await?;
                         deleted += 1;
                     }
                 }
@@ -713,7 +714,7 @@ impl FilesSink {
                 for meta in self.location.list("").await? {
                     let name = self.location.relative(&meta.location);
                     if name.starts_with(&prefix) && !name.contains('/') {
-                        self.location.delete(&meta.location).await?;
+                        self.location.delete_durably(&meta.location).await?;
                         deleted += 1;
                     }
                 }
@@ -723,11 +724,11 @@ impl FilesSink {
         let staging = format!("{SLUICE_DIR}/staging/{}", batch.0);
         for leftover in self.location.list(&staging).await? {
             if self.own_staging(&staging, &self.location.relative(&leftover.location)) {
-                self.location.delete(&leftover.location).await?;
+                self.location.delete_durably(&leftover.location).await?;
             }
         }
         self.location
-            .delete(&self.location.path(&Self::manifest_file(batch)))
+            .delete_durably(&self.location.path(&Self::manifest_file(batch)))
             .await?;
         Ok(deleted)
     }

@@ -834,6 +834,17 @@ impl Location {
         }
     }
 
+    /// [`Location::delete`], then, on local disk when syncing, syncs the folder it was in, so
+    /// that it stays deleted through a power loss (what a rewind takes back must).
+    ///
+    /// Errors: [`Location::delete`]'s, and [`StorageError::Sync`].
+    pub async fn delete_durably(&self, path: &Path) -> Result<(), StorageError> {
+        self.delete(path).await?;
+        let parts: Vec<_> = path.parts().collect();
+        let parent = Path::from_iter(parts[..parts.len().saturating_sub(1)].iter().cloned());
+        self.sync_folder(&parent).await
+    }
+
     /// Renames an object, replacing the target, and syncs the target.
     pub async fn rename(&self, from: &Path, to: &Path) -> Result<(), StorageError> {
         let (from_file, to_file) = (self.local_file(from), self.local_file(to));
@@ -1023,6 +1034,33 @@ impl Location {
                 .unwrap_or_else(|e| e.into_inner())
                 .retain(|d| !d.starts_with(&dir));
         }
+    }
+
+    /// On local disk, when syncing: syncs folder `path` (relative to the location; the root
+    /// where empty), so that what was deleted in it stays deleted through a power loss. A
+    /// folder that is not there (its last entry deleted) is nothing to sync.
+    ///
+    /// Errors: [`StorageError::Sync`] where the folder's `fsync` fails.
+    pub async fn sync_folder(&self, path: &Path) -> Result<(), StorageError> {
+        if !self.sync {
+            return Ok(());
+        }
+        let Some(dir) = self.local_file(path) else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || match sync_path(&dir) {
+            Ok(()) => {
+                failpoint::synced_dir(&dir);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StorageError::Sync { path: dir, source }),
+        })
+        .await
+        .map_err(|e| StorageError::Sync {
+            path: PathBuf::from(&self.display),
+            source: std::io::Error::other(e),
+        })?
     }
 
     /// Syncs a local object, its folder, and each folder above it that the write may have
