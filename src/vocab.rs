@@ -56,6 +56,23 @@ pub struct PinnedSettings {
     pub where_before_watermark: bool,
 }
 
+/// `name` as SQL must write it to mean that column: as is where it is lower case letters,
+/// digits and `_` (not starting with a digit), which SQL reads unchanged; otherwise in double
+/// quotes (a `"` in it doubled), since SQL lower-cases a name outside quotes.
+pub fn sql_identifier(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    match plain {
+        true => name.to_string(),
+        false => format!("\"{}\"", name.replace('"', "\"\"")),
+    }
+}
+
 /// The fingerprint of a query text: the first 16 hex digits of its SHA-256.
 pub fn fingerprint(sql: &str) -> String {
     let digest = Sha256::digest(sql.as_bytes());

@@ -2095,9 +2095,25 @@ impl Sink for DeltaSink {
                 .map_err(|e| self.error(e))?
                 .snapshot()
                 .arrow_schema();
-            let (mut added, mut misfits) = (Vec::new(), Vec::new());
+            let (mut added, mut misfits, mut by_case) = (Vec::new(), Vec::new(), Vec::new());
             for field in written.fields() {
                 let Ok(column) = held.field_with_name(field.name()) else {
+                    // Delta names columns without regard to case: `id` cannot join a table
+                    // with `ID` (audit 88b: refused as a new column, then, allowed, failed
+                    // every batch in delta-rs's words).
+                    if let Some(column) = held
+                        .fields()
+                        .iter()
+                        .find(|c| c.name().eq_ignore_ascii_case(field.name()))
+                    {
+                        by_case.push(format!(
+                            "`{}` (the table's `{}`: `... AS {}`)",
+                            field.name(),
+                            column.name(),
+                            crate::vocab::sql_identifier(column.name())
+                        ));
+                        continue;
+                    }
                     added.push(format!(
                         "`{}` {}",
                         field.name(),
@@ -2108,6 +2124,17 @@ impl Sink for DeltaSink {
                 if !fits_column(field.data_type(), column.data_type()) {
                     misfits.push((field, column));
                 }
+            }
+            if !by_case.is_empty() {
+                return Err(self.config(format!(
+                    "the query's column{} {} differ from the table's only in case, and Delta \
+                     tells column names apart regardless of case, so they can neither be \
+                     written into those nor added beside them. Name each as the table does, \
+                     in double quotes (SQL keeps case only in quotes: an unquoted alias is \
+                     lower-cased), or give the pipeline a new table (a new `sink.path`)",
+                    if by_case.len() == 1 { "" } else { "s" },
+                    by_case.join(", ")
+                )));
             }
             // Every column that does not fit, in one refusal (not one a run).
             match misfits.as_slice() {
@@ -2164,7 +2191,7 @@ impl Sink for DeltaSink {
                          rows already there keep its values, and are null in the new columns): \
                          where a column was renamed, give it its old name in the query \
                          (`... AS {}`) to write on into it",
-                        one.trim_matches('`')
+                        crate::vocab::sql_identifier(one.trim_matches('`'))
                     ),
                     many => format!(
                         ". The table's columns {}, which the query does not write, stay in the \

@@ -1107,6 +1107,36 @@ async fn a_renamed_column_says_the_old_one_stays_beside_it() {
     );
 }
 
+/// Audit 88b: a query's `amount` over a table's `AMOUNT` was refused as a column to add, with
+/// advice (`AS AMOUNT`, which SQL lower-cases; `allow_output_schema_change`, whose batch then
+/// failed in delta-rs's words at every run). It is refused before a batch, allowed or not,
+/// naming the table's column and the quoted alias that writes into it; that alias runs.
+#[tokio::test]
+async fn a_column_named_but_for_case_is_named_with_the_alias_that_writes_into_it() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let upper = "SELECT id, page, amount AS \"AMOUNT\", ts FROM clicks WHERE amount > 30";
+    let pipeline = delta_pipeline(&ws, "ckpt", upper, "", "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    write_clicks(&ws.path("in"), "json", 1, 40, 1);
+    for extra in ["", "allow_output_schema_change: true\n"] {
+        let pipeline = delta_pipeline(&ws, "ckpt", QUERY, extra, "");
+        let refused = run_quietly(&pipeline, &[]);
+        let said = stderr(&refused);
+        assert_eq!(refused.status.code(), Some(2), "{extra}: {said}");
+        assert!(
+            said.contains("`amount` (the table's `AMOUNT`: `... AS \"AMOUNT\"`)")
+                && said.contains("differ from the table's only in case"),
+            "{said}"
+        );
+        assert!(!ws.path("ckpt/offsets/1").exists(), "{said}");
+    }
+    let pipeline = delta_pipeline(&ws, "ckpt", upper, "", "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+}
+
 /// Walk 54 (6): an output mode changed to update on a checkpoint whose state was kept in
 /// another asked first for `key:` alone; once it was set, the run refused the change of mode.
 /// Both are said at once.
