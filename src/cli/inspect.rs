@@ -295,13 +295,14 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             operator,
         });
     }
-    let state_damage = if state.is_empty() {
-        Vec::new()
-    } else {
-        let committed = logs.commits.last().copied().unwrap_or(BatchId(0));
-        crate::ops::state_damage(&location, spec, committed, true, pipeline.as_ref())
-            .await
-            .0
+    // With no state folder too: the newest commit may record state that is gone.
+    let state_damage = match logs.commits.last() {
+        None => Vec::new(),
+        Some(&committed) => {
+            crate::ops::state_damage(&location, spec, committed, true, pipeline.as_ref())
+                .await
+                .0
+        }
     };
     // A damaged entry is shown as damaged among the batches (and `repair` named): the rest
     // of the checkpoint is still shown (audit 86: inspect failed whole over it).

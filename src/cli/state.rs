@@ -27,9 +27,39 @@ pub(super) async fn run(
     let operators = StateFiles::operators(&location).await?;
     let operator = match (operator, operators.as_slice()) {
         (_, []) => {
-            return Err(Error::Usage(format!(
-                "{spec} holds no operator state (its query keeps none)"
-            )));
+            // Why there is none (audit 88c: a first batch still running, and a state folder
+            // gone, were both said to be a query that keeps none).
+            let logs = crate::checkpoint::LogListing::read(&location).await?;
+            let recorded = match logs.commits.last() {
+                Some(&last) => crate::checkpoint::read_commit(&location, last)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|c| (last, c.state)),
+                None => None,
+            };
+            return Err(Error::Usage(match recorded {
+                None if logs.offsets.is_empty() => {
+                    format!("{spec} has no batch yet, and so no state")
+                }
+                None => format!(
+                    "{spec} has no committed batch yet (batch {} is pending), and so no state \
+                     to show",
+                    logs.offsets.last().map_or(0, |b| b.0)
+                ),
+                Some((last, state)) if !state.is_empty() => format!(
+                    "{spec}: the state is gone: batch {last}, the newest committed, kept state \
+                     in {}, and no file of it is there. Put the folder back from where the \
+                     checkpoint was copied (`sluice inspect {}` says what a run needs)",
+                    state
+                        .iter()
+                        .map(|s| format!("state/{}/", s.operator))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    crate::vocab::shell_word(spec)
+                ),
+                Some(_) => format!("{spec} holds no operator state (its query keeps none)"),
+            }));
         }
         (Some(op), _) if operators.contains(&op) => op,
         (Some(op), _) => {
@@ -82,10 +112,15 @@ async fn show(
 ) -> Result<(), Error> {
     let location = location.clone();
     let logs = LogListing::read(&location).await?;
-    let last = *logs
-        .commits
-        .last()
-        .ok_or_else(|| Error::Usage(format!("{spec} has no committed batch yet")))?;
+    let last = *logs.commits.last().ok_or_else(|| {
+        Error::Usage(match logs.offsets.last() {
+            Some(pending) => format!(
+                "{spec} has no committed batch yet (batch {pending} is pending), and so no \
+                     state to show"
+            ),
+            None => format!("{spec} has no batch yet, and so no state"),
+        })
+    })?;
     let version = match batch {
         Some(n) if n > last.0 => {
             return Err(Error::Usage(format!(

@@ -688,10 +688,22 @@ pub async fn state_damage(
     // version on gets past it, and its message says how.
     // (Versions after the newest commit are rewritten by the run that finishes their batch.)
     let (mut damage, mut older) = (Vec::new(), Vec::new());
-    for operator in crate::state::StateFiles::operators(location)
+    // The operators the newest commit records state for: one whose folder is gone (a copy
+    // that left `state/` behind) stops the next run too (audit 88c: inspect and repair called
+    // such a checkpoint healthy).
+    let recorded: Vec<String> = match crate::checkpoint::read_commit(location, committed).await {
+        Ok(Some(commit)) => commit.state.into_iter().map(|s| s.operator).collect(),
+        _ => Vec::new(),
+    };
+    let mut operators = crate::state::StateFiles::operators(location)
         .await
-        .unwrap_or_default()
-    {
+        .unwrap_or_default();
+    for operator in &recorded {
+        if !operators.contains(operator) {
+            operators.push(operator.clone());
+        }
+    }
+    for operator in operators {
         let files = crate::state::StateFiles::new(location.clone(), &operator);
         let listed = match files.list().await {
             Ok(listed) => listed,
@@ -704,6 +716,16 @@ pub async fn state_damage(
             .into_iter()
             .filter(|f| f.version <= committed)
             .collect();
+        if upto.is_empty() && recorded.contains(&operator) {
+            damage.push(said(crate::state::StateError::Missing {
+                operator: operator.clone(),
+                version: committed,
+                wanted: committed,
+                checkpoint: None,
+                sink: None,
+            }));
+            continue;
+        }
         // A version gone from the chain the next run loads (the newest snapshot, then every
         // delta after it) stops that run as surely as a damaged one.
         use crate::state::StateFileKind;

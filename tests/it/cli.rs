@@ -1495,3 +1495,59 @@ fn a_damaged_newest_commit_or_pending_entry_has_a_way_out_that_works() {
     assert!(out.status.success(), "{}", stderr(&out));
     check_sink();
 }
+
+/// Audit 88c: with an operator's state folder gone (a copy that left `state/` behind),
+/// `inspect` and `repair` called the checkpoint healthy and `state` said the query keeps none,
+/// while the run failed; and a first batch still pending was said to keep none too. Each now
+/// says what is there and what is not.
+#[test]
+fn a_state_folder_gone_and_a_first_batch_pending_are_said_by_every_command() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 10, 0);
+    let query = "SELECT page, count(*) AS n FROM clicks GROUP BY page";
+    let yaml = pipeline_yaml(&ws, "json", query, 1, "")
+        .replace("trigger:", "output_mode: update\ntrigger:");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let p = pipeline.to_str().expect("utf-8");
+    let ckpt = ws.p("ckpt");
+
+    // A first batch pending: no state to show yet.
+    let out = run_quietly(&pipeline, &Crash::Before.env(1, "commits/0"));
+    assert!(crashed(&out), "{}", stderr(&out));
+    let out = run_bin(&["state", &ckpt], ws.dir.path());
+    assert!(
+        stderr(&out).contains("has no committed batch yet (batch 0 is pending)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_bin(&["run", p, "--progress", "none"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    std::fs::remove_dir_all(ws.path("ckpt/state")).expect("rm state");
+    let out = run_bin(&["inspect", &ckpt], ws.dir.path());
+    assert!(
+        stdout(&out).contains("lacks version 1"),
+        "inspect: {}",
+        stdout(&out)
+    );
+    let out = run_bin(&["repair", &ckpt, "--dry-run"], ws.dir.path());
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        !said.contains("nothing to repair") && said.contains("lacks version 1"),
+        "repair: {said}"
+    );
+    let out = run_bin(&["state", &ckpt], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(
+            "the state is gone: batch 1, the newest committed, kept state in state/aggregate/"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_bin(&["run", p, "--progress", "none"], ws.dir.path());
+    assert!(
+        !out.status.success(),
+        "the run cannot go on without its state"
+    );
+}
