@@ -1523,6 +1523,18 @@ fn a_state_folder_gone_and_a_first_batch_pending_are_said_by_every_command() {
     let out = run_bin(&["run", p, "--progress", "none"], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
 
+    // The newest commit damaged: the state is still named by the query the batch ran
+    // (from its offsets entry), and no advice shows a placeholder for the checkpoint.
+    let commit = std::fs::read(ws.path("ckpt/commits/1")).expect("commit");
+    std::fs::write(ws.path("ckpt/commits/1"), "garbage").expect("damage");
+    let out = run_bin(
+        &["state", &ckpt, "--sql", "SELECT page, n FROM state"],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("CHECKPOINT"), "{}", stderr(&out));
+    std::fs::write(ws.path("ckpt/commits/1"), commit).expect("mend");
+
     std::fs::remove_dir_all(ws.path("ckpt/state")).expect("rm state");
     let out = run_bin(&["inspect", &ckpt], ws.dir.path());
     assert!(
