@@ -39,7 +39,8 @@ pub enum Generated {
 /// The format of generated files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GenFormat {
-    /// JSON lines (`.json`), times as `YYYY-MM-DDTHH:MM:SS.sss`.
+    /// JSON lines (`.json`), times as `YYYY-MM-DDTHH:MM:SS`, with `.sss` where the
+    /// milliseconds are not zero (as Arrow writes them).
     Json,
     /// Parquet (`.parquet`), times as millisecond timestamps.
     Parquet,
@@ -76,6 +77,7 @@ pub(super) async fn run(what: Generated) -> Result<(), Error> {
         }
         std::fs::create_dir_all(&folder).map_err(|e| io(&folder, &e))?;
     }
+    let parts = events.div_ceil(events_per_file);
     let mut counts = [0usize; 3];
     let mut from = 0;
     let mut part = 0;
@@ -92,7 +94,7 @@ pub(super) async fn run(what: Generated) -> Result<(), Error> {
             };
             let path = out
                 .join(table.name())
-                .join(format!("part-{part:05}.{extension}"));
+                .join(part_name(part, parts, extension));
             let bytes = encode(table, &batches, format).map_err(|e| io(&path, &e))?;
             // Written aside, then renamed: a reader of the folder never sees half a file.
             let tmp = path.with_extension(format!("{extension}.tmp"));
@@ -145,4 +147,33 @@ fn encode(
         }
     }
     Ok(out)
+}
+
+/// The name of file `part` of `parts` (counted from 0): `part-00000.json`, with as many digits
+/// as the last part needs (at least 5), so that names sort as the files follow each other
+/// (audit 88c: past `part-99999`, `part-100000` sorted before `part-10001`, and a files
+/// source, which takes files in name order, read events out of order).
+fn part_name(part: u64, parts: u64, extension: &str) -> String {
+    let width = parts.saturating_sub(1).to_string().len().max(5);
+    format!("part-{part:0width$}.{extension}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_names_sort_as_the_parts_follow_each_other() {
+        assert_eq!(part_name(0, 3, "json"), "part-00000.json");
+        assert_eq!(part_name(99_999, 100_000, "json"), "part-99999.json");
+        let parts = 100_002;
+        let names: Vec<String> = [0, 9_999, 10_004, 99_999, 100_000, 100_001]
+            .into_iter()
+            .map(|p| part_name(p, parts, "parquet"))
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(sorted, names);
+        assert_eq!(names[0], "part-000000.parquet");
+    }
 }
