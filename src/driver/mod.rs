@@ -3451,7 +3451,12 @@ impl<'a> Driver<'a> {
             id: self.checkpoint.metadata().id,
             run_id: self.checkpoint.run_id(),
             name: self.pipeline.name.clone(),
-            timestamp: rfc3339(entry.info.batch_timestamp_ms),
+            // When this trigger started, as Spark's; a recovered batch's logged timestamp is
+            // the interrupted run's (audit 88c: a re-run was dated before it ran).
+            timestamp: rfc3339(
+                chrono::Utc::now().timestamp_millis()
+                    - i64::try_from(trigger.elapsed().as_millis()).unwrap_or(0),
+            ),
             batch_id: batch,
             recovered,
             num_input_rows: rows_in,

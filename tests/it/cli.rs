@@ -1563,3 +1563,29 @@ fn a_state_folder_gone_and_a_first_batch_pending_are_said_by_every_command() {
         "the run cannot go on without its state"
     );
 }
+
+/// Audit 88c: a recovered batch's progress `timestamp` was the interrupted run's planning
+/// time, seconds before it ran. It is when this trigger started, as Spark's.
+#[test]
+fn a_recovered_batch_is_dated_when_it_runs() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 10, 0);
+    let pipeline = write_pipeline(
+        &ws,
+        &pipeline_yaml(&ws, "json", "SELECT * FROM clicks", 1, ""),
+    );
+    let out = run_quietly(&pipeline, &Crash::Before.env(1, "commits/0"));
+    assert!(crashed(&out), "{}", stderr(&out));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let before = chrono::Utc::now();
+    let out = run_json(&pipeline, ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = json_events(&out);
+    assert_eq!(events[0]["recovered"], true, "{events:?}");
+    let at = chrono::DateTime::parse_from_rfc3339(events[0]["timestamp"].as_str().expect("a time"))
+        .expect("rfc 3339");
+    assert!(
+        at >= before - chrono::Duration::milliseconds(50),
+        "dated {at}, the run started at {before}"
+    );
+}
