@@ -970,12 +970,28 @@ pub(crate) fn take_lock(location: &Location) -> Result<Option<std::fs::File>, Ch
     let lock_path = root.join(paths::LOCK);
     // Who holds it, as the holder wrote it in the file (an older Sluice wrote nothing).
     let in_use = || {
-        let holder = std::fs::read_to_string(&lock_path)
-            .ok()
-            .map(|text| text.trim().to_string())
-            .filter(|text| text.starts_with("pid "))
-            .map(|text| format!(", by {text}"))
-            .unwrap_or_default();
+        // A run that has just taken the lock writes its line a moment later (walk 89: 5 of 40
+        // refusals named no holder): read again for a little while before saying so.
+        let read = || {
+            std::fs::read_to_string(&lock_path)
+                .ok()
+                .map(|text| text.trim().to_string())
+                .filter(|text| text.starts_with("pid "))
+        };
+        let mut holder = read();
+        for _ in 0..10 {
+            if holder.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            holder = read();
+        }
+        let holder = match holder {
+            Some(text) => format!(", by {text}"),
+            None => ", by a run that has not said who it is (one that took it a moment ago, \
+                      or an older Sluice)"
+                .to_string(),
+        };
         CheckpointError::InUse {
             location: location.to_string(),
             lock: format!("{}{holder}", lock_path.display()),
@@ -1211,6 +1227,29 @@ mod tests {
             matches!(err, CheckpointError::WrongPipeline { .. }),
             "{err}"
         );
+    }
+
+    /// Walk 89: a lock taken a moment ago, its holder's line not yet written, was said held
+    /// with no word of by whom; the refusal waits for the line, and else says why there is none.
+    #[test]
+    fn a_lock_whose_holder_has_not_said_who_it_is_is_said_so() {
+        let (dir, loc) = temp_location();
+        let path = dir.path().join(paths::LOCK);
+        let held = std::fs::File::create(&path).expect("lock file");
+        held.lock().expect("lock");
+        let err = take_lock(&loc).expect_err("held");
+        assert!(err.to_string().contains("has not said who it is"), "{err}");
+        // Written while the refused run reads again: named.
+        let writer = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                std::fs::write(path, "pid 42 on host, since then\n").expect("write");
+            }
+        });
+        let err = take_lock(&loc).expect_err("held");
+        writer.join().expect("writer");
+        assert!(err.to_string().contains("by pid 42 on host"), "{err}");
     }
 
     /// A commit entry written by `cp`'s run.
