@@ -270,6 +270,41 @@ pub async fn repair(
             read_offsets(location, newest).await.map(|_| ()),
         );
         let (file, why, effect) = match (commit_damage, offsets_damage) {
+            // The batch before it not committed (its commit gone, or moved aside by an
+            // earlier repair): moved aside, the batch would be two past the newest commit,
+            // which no run carries on from (walk 89: said to run again, and the run then sent
+            // the user back to repair). Left as it is, with the rewind that works.
+            (Some((file, why)), _)
+                if newest
+                    .prev()
+                    .is_some_and(|prev| !logs.commits.contains(&prev)) =>
+            {
+                let mut to = None;
+                for &batch in logs.commits.iter().rev().filter(|b| **b < newest) {
+                    if matches!(read_commit(location, batch).await, Ok(Some(_))) {
+                        to = Some(batch);
+                        break;
+                    }
+                }
+                let way = match to {
+                    Some(to) => format!(
+                        "take the batches after {to}, the newest whose commit reads, back \
+                         (from the sink too) and run them again: `sluice rewind {shown_sh} \
+                         --to {to}`"
+                    ),
+                    None => "no earlier commit reads to rewind to: restore the commits from \
+                             a backup, or start the pipeline over on a new checkpoint (and a \
+                             new, empty sink)"
+                        .to_string(),
+                };
+                rewound_to = Some(to);
+                report.unfixable.push(format!(
+                    "{file} is damaged ({why}), and batch {} before it is not committed (its \
+                     commit is gone), so no run can carry on from the batch: {way}",
+                    newest.prev().expect("checked")
+                ));
+                break;
+            }
             (Some((file, why)), _) => (
                 file,
                 why,

@@ -169,7 +169,17 @@ async fn rewind_or_check(
         Ok(pipeline) => pipeline,
         Err(e) => {
             if !check_only {
-                tracing::warn!("the newest batch's pipeline file cannot be read: {e}");
+                // Said without a damaged entry's advice, which is not this command's.
+                let why = match &e {
+                    Error::Checkpoint(CheckpointError::Corrupt { file, line, reason }) => {
+                        format!("{file} line {line} does not read ({reason})")
+                    }
+                    other => other.shown_in(shown),
+                };
+                tracing::warn!(
+                    "the newest batch's pipeline file cannot be read: {why}; each batch's own \
+                     is used"
+                );
             }
             None
         }

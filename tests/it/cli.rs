@@ -1589,3 +1589,43 @@ fn a_recovered_batch_is_dated_when_it_runs() {
         "dated {at}, the run started at {before}"
     );
 }
+
+/// Walk 89 (U1): an older commit moved aside by one repair, then the newest damaged: the next
+/// repair moved it aside too and said the batch runs again, but no run could carry on (two
+/// batches past the newest commit), and the run sent the user back to repair. Repair leaves
+/// it, names the rewind, and that rewind works: each row once in the sink.
+#[test]
+fn a_damaged_newest_commit_after_a_gap_is_named_with_the_rewind_that_works() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 5, 0);
+    let pipeline = write_pipeline(
+        &ws,
+        &pipeline_yaml(&ws, "json", "SELECT * FROM clicks", 1, ""),
+    );
+    let p = pipeline.to_str().expect("utf-8");
+    let ckpt = ws.p("ckpt");
+    let out = run_bin(&["run", p, "--progress", "none"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(ws.path("ckpt/commits/1"), "").expect("truncate");
+    let out = run_bin(&["repair", &ckpt], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(ws.path("ckpt/commits/2"), "garbage").expect("damage");
+    let out = run_bin(&["repair", &ckpt], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("batch 1 before it is not committed")
+            && stderr(&out).contains(&format!("`sluice rewind {ckpt} --to 0`")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(ws.path("ckpt/commits/2").exists(), "left as it is");
+    let out = run_bin(&["rewind", &ckpt, "--to", "0"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("CHECKPOINT"), "{}", stderr(&out));
+    let out = run_bin(&["run", p, "--progress", "none"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", "SELECT * FROM clicks"));
+    let got = rt.block_on(sink_rows(&ws.path("out")));
+    assert_eq!(compare(&expected, &got), (expected.len(), 0, 0));
+}
