@@ -397,7 +397,10 @@ impl StateFiles {
                 stored: was,
                 planned: format!(
                     "{now} (a `DISTINCT ON` query's state keeps, for each key, the row it \
-                     selected: other keys, or another column selected, are another state)"
+                     selected, by the names it selects: other keys, or another column \
+                     selected, are another state; to rename a column it selects, rename it in \
+                     a query around it, `SELECT k, v AS value FROM (SELECT DISTINCT ON (k) k, \
+                     v ...) x`, which keeps the state as it is)"
                 ),
                 sink: None,
             });

@@ -10639,6 +10639,18 @@ fn a_changed_distinct_on_is_refused_in_the_query_s_words() {
         assert!(!said.contains("first_value"), "{said}");
         edit_file(&file, to, query);
     }
+    // Walk 89 (U2): a selected column renamed is another state; the refusal says how to
+    // rename it, and that way runs on the kept state.
+    let renamed = "SELECT DISTINCT ON (k) k, v AS value FROM s ORDER BY k, v";
+    edit_file(&file, query, renamed);
+    let said = stderr(&run(&file, &ws));
+    assert!(said.contains("rename it in a query around it"), "{said}");
+    let around = "SELECT k, v AS value FROM (SELECT DISTINCT ON (k) k, v FROM s ORDER BY k, v) x";
+    edit_file(&file, renamed, around);
+    let text = std::fs::read_to_string(&file).expect("pipeline");
+    std::fs::write(&file, format!("{text}allow_output_schema_change: true\n")).expect("allow");
+    let ran = run(&file, &ws);
+    assert!(ran.status.success(), "{}", stderr(&ran));
 }
 
 /// Walk 82 (6): in update mode, groups that stopped passing `HAVING` stayed in the sink (as in
