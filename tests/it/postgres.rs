@@ -2811,6 +2811,50 @@ async fn keys_one_to_the_table_are_one_key_of_the_batch() {
     assert_eq!(keys, ["a", "b"]);
 }
 
+/// Walk 89 (U5): a stateless query in update mode whose batch had two rows of one key wrote
+/// the last of them without a word (as two batches would). It is said, with how to pick the
+/// newest by a column of the rows; the table holds the last row of each key.
+#[tokio::test]
+async fn rows_of_one_key_in_one_batch_are_said() {
+    let ws = Workspace::new();
+    let table = unique_table("dupkeys");
+    typed_input(
+        &ws,
+        "0.json",
+        "{\"id\":1,\"r\":1,\"t\":\"a\"}\n{\"id\":2,\"r\":1,\"t\":\"a\"}\n{\"id\":3,\"r\":1,\"t\":\"b\"}\n",
+    );
+    let pipeline = write_pipeline(
+        &ws,
+        &typed_pipeline(
+            &ws,
+            "SELECT t, id FROM s",
+            "update",
+            &table,
+            "  key: [t]\n  create_table: true\n",
+        ),
+    );
+    let run = sluice_run(&pipeline);
+    let said = stderr(&run);
+    assert!(run.status.success(), "{said}");
+    assert!(
+        said.contains("batch 0 has 1 rows whose key (`key: [t]`) another row of the batch has too")
+            && said.contains("SELECT DISTINCT ON (t)"),
+        "{said}"
+    );
+    let rows: Vec<String> = client(server())
+        .await
+        .query(
+            &format!("SELECT t || '|' || id FROM {table} ORDER BY t"),
+            &[],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    assert_eq!(rows, ["a|2", "b|3"]);
+}
+
 /// Walk 48 (3, 10): a table made by hand with wider columns than the query's (`int8` for an
 /// `INT`, `float8` for a `REAL`) was refused, and a `json`/`jsonb` column refused text with
 /// advice (`CAST(... AS JSON)`) DataFusion does not take. Both take the query's values, in
