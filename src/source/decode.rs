@@ -2203,11 +2203,21 @@ fn epoch_times(
                         ArrowError::CastError(why) => why,
                         e => e.to_string(),
                     };
-                    let hint = out_of_range_hint(field.data_type(), &e);
+                    let e = e.replace("Cannot cast string '", "Cannot cast '");
+                    let hint = match quoted_value(&e) {
+                        // Walk 89 (U9): `null` written out, not read as a null.
+                        Some((value, _)) if is_null_word(value) => format!(
+                            " (the text `{value}` is read as text, not as a null: a CSV field \
+                             is null only where it is empty, unless the source's `null_value` \
+                             names another text, `null_value: \"{value}\"`)"
+                        ),
+                        _ => out_of_range_hint(field.data_type(), &e).to_string(),
+                    };
                     ArrowError::ParseError(format!(
-                        "column `{}` is {}: {e}{hint}",
+                        "column `{}` is {}: {}{hint}",
                         field.name(),
-                        crate::format::sql_type_name(field.data_type())
+                        crate::format::sql_type_name(field.data_type()),
+                        without_internal_decimal(&e)
                     ))
                 }),
             _ => Ok(Arc::clone(column)),
@@ -4211,6 +4221,27 @@ fn unnumbered(error: &ArrowError) -> String {
     reason.replace("Cannot cast string '", "Cannot cast '")
 }
 
+/// Whether `value` is a word files write for a missing value (`null`, `NULL`, `NA`, `N/A`,
+/// `None`, `\N`, `nil`), which a CSV reader takes as text unless told otherwise.
+fn is_null_word(value: &str) -> bool {
+    ["null", "na", "n/a", "none", "\\n", "nil"]
+        .iter()
+        .any(|word| value.trim().eq_ignore_ascii_case(word))
+}
+
+/// `reason` without the type Arrow parses a decimal's text into on its way to the column's
+/// (`Cannot cast 'x' to value of Decimal128(38, 10) type`), which names no type the pipeline
+/// has (walk 89: beside `decimal(10,2)`); the column's own type is said with it.
+fn without_internal_decimal(reason: &str) -> String {
+    match reason.split_once(" to value of Decimal") {
+        Some((before, after)) => match after.split_once(" type") {
+            Some((_, rest)) => format!("{before} to a decimal{rest}"),
+            None => reason.to_string(),
+        },
+        None => reason.to_string(),
+    }
+}
+
 /// The value a decoding error quotes and the words after it: `Cannot cast '1.5' to ...`,
 /// `parsing value '1,5' as type ...` (CSV), `failed to parse "1,5" as Float64` (JSON).
 fn quoted_value(reason: &str) -> Option<(&str, &str)> {
@@ -4317,8 +4348,10 @@ fn with_number_hints(reason: &mut String) {
         && (after.starts_with(" to value of Int") || after.starts_with(" to value of UInt"));
     // `12,50`: a number written with a decimal comma (a `;`-separated file from a locale
     // that writes them so), where a decimal or float was expected.
-    let decimal_comma =
-        local_number(value).is_some() && (after.contains("Decimal") || after.contains("Float"));
+    let decimal_comma = local_number(value).is_some()
+        && (after.contains("Decimal")
+            || after.starts_with(" to a decimal")
+            || after.contains("Float"));
     if let Some(day_first) = day_first_date(value).filter(|_| after.contains("Date")) {
         let column = named_column(reason).unwrap_or("<column>").to_string();
         reason.push_str(&format!(

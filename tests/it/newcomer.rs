@@ -652,6 +652,21 @@ fn a_decimal_comma_is_named_with_the_query_that_reads_it() {
             && said.contains("CAST(replace(v, ',', '.') AS DECIMAL(10,2)) AS v"),
         "{said}"
     );
+    assert!(!said.contains("Decimal128"), "{said}");
+    // Walk 89 (U9): `null` written out, into a decimal: Arrow's own decimal type was named,
+    // and nothing said the text is no null.
+    let (code, said, _) = epoch_case(
+        "csv",
+        "schema: { ts: string, v: 'decimal(10,2)' }",
+        "ts,v\na,null\n",
+    );
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("Cannot cast 'null' to a decimal")
+            && said.contains("`null_value: \"null\"`")
+            && !said.contains("Decimal128"),
+        "{said}"
+    );
     // Walk 22: into a `double`, CSV named no column in the advice (`col`), and JSON, whose
     // reader words it otherwise, gave no advice at all.
     for (format, settings, input) in [
