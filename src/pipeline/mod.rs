@@ -1087,6 +1087,12 @@ impl Pipeline {
                 continue;
             }
             kind_unknown.extend(unknown_kind(&next, &message));
+            // A mistake the removal made, not the file: `sources` left empty by taking out
+            // its one source (audit 88a: "`sources` must name at least one source" beside
+            // the source's own mistake).
+            if key.starts_with(&format!("{next}.")) && message.contains("at least one") {
+                break;
+            }
             // A mistake the removal made, not the file: a `late_rows` without the watermark
             // just taken out for a bad `delay`.
             if next == "late_rows" && watermark_removed {
@@ -2946,6 +2952,18 @@ sink: { kind: files, path: out/x, format: parquet }
             err.contains("sources.clicks.format") && err.contains(&format!("(line {line})")),
             "{err}"
         );
+        // Audit 88a: a source that is no mapping, alone under `sources`, was followed by an
+        // invented "`sources` must name at least one source".
+        for written in ["sources: { clicks: [1] }", "sources:\n  clicks: 5"] {
+            let text = format!(
+                "name: x\n{written}\nquery: SELECT 1\nsink: {{ kind: files, path: out, format: json }}\n"
+            );
+            let err = parse(&text).expect_err(written);
+            assert!(
+                err.contains("`sources.clicks`") && !err.contains("at least one source"),
+                "{err}"
+            );
+        }
         // Audit 88a: `engine: distributed`, as prose says it, was "a mapping of keys".
         let err =
             parse(&GOOD.replace("query:", "engine: distributed\nquery:")).expect_err("engine");
