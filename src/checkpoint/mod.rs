@@ -54,12 +54,13 @@ fn without_secrets(text: &str) -> String {
 }
 
 /// Whether `metadata`'s text is a Spark Structured Streaming checkpoint's: an object with
-/// Spark's query `id` and nothing Sluice writes (Sluice's carries `format`).
+/// Spark's query `id` alone (Spark's `StreamMetadata`; Sluice's has more, and one of Sluice's
+/// that lost some of it is damage `repair` mends, not Spark's).
 pub fn is_spark_metadata(text: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(text)
         .ok()
         .and_then(|v| v.as_object().cloned())
-        .is_some_and(|o| o.contains_key("id") && !o.contains_key("format"))
+        .is_some_and(|o| o.len() == 1 && o.contains_key("id"))
 }
 
 /// What can go wrong with a checkpoint.

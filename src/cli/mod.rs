@@ -119,7 +119,7 @@ enum Command {
         /// The checkpoint (path or object-store URL).
         checkpoint: String,
         /// The batch to go back to.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_rewind_to, allow_hyphen_values = true)]
         to: u64,
     },
     /// Rename the pipeline a checkpoint belongs to, keeping its batches, state and offsets
@@ -171,6 +171,22 @@ enum Command {
 
 fn parse_trigger(s: &str) -> Result<Trigger, String> {
     s.parse()
+}
+
+/// `rewind --to`'s batch: a batch number. Before the first batch is no batch a rewind keeps
+/// (walk 89: `--to=-1` was "invalid digit found in string").
+fn parse_rewind_to(s: &str) -> Result<u64, String> {
+    s.trim().parse().map_err(|_| {
+        if s.trim().starts_with('-') {
+            format!(
+                "`{s}` is no batch: a rewind keeps batch N and takes back those after it. To \
+                 compute every batch again, start over: give the pipeline a new checkpoint \
+                 (`checkpoint:` or `--checkpoint`) and a new, empty sink"
+            )
+        } else {
+            format!("`{s}` is not a batch number (0 or more)")
+        }
+    })
 }
 
 fn parse_engine(s: &str) -> Result<crate::pipeline::EngineKind, String> {

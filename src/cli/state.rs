@@ -30,36 +30,35 @@ pub(super) async fn run(
             // Why there is none (audit 88c: a first batch still running, and a state folder
             // gone, were both said to be a query that keeps none).
             let logs = crate::checkpoint::LogListing::read(&location).await?;
-            let recorded = match logs.commits.last() {
-                Some(&last) => crate::checkpoint::read_commit(&location, last)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|c| (last, c.state)),
-                None => None,
+            let Some(&last) = logs.commits.last() else {
+                return Err(Error::Usage(match logs.offsets.last() {
+                    None => format!("{spec} has no batch yet, and so no state"),
+                    Some(pending) => format!(
+                        "{spec} has no committed batch yet (batch {pending} is pending), and \
+                         so no state to show"
+                    ),
+                }));
             };
-            return Err(Error::Usage(match recorded {
-                None if logs.offsets.is_empty() => {
-                    format!("{spec} has no batch yet, and so no state")
+            return match crate::checkpoint::read_commit(&location, last).await {
+                // The state is gone: said as a run says it (exit 1), with its ways out.
+                Ok(Some(commit)) if !commit.state.is_empty() => {
+                    Err(Error::State(crate::state::StateError::Missing {
+                        operator: commit.state[0].operator.clone(),
+                        version: BatchId(0),
+                        wanted: last,
+                        checkpoint: Some(spec.to_string()),
+                        sink: None,
+                    }))
                 }
-                None => format!(
-                    "{spec} has no committed batch yet (batch {} is pending), and so no state \
-                     to show",
-                    logs.offsets.last().map_or(0, |b| b.0)
-                ),
-                Some((last, state)) if !state.is_empty() => format!(
-                    "{spec}: the state is gone: batch {last}, the newest committed, kept state \
-                     in {}, and no file of it is there. Put the folder back from where the \
-                     checkpoint was copied (`sluice inspect {}` says what a run needs)",
-                    state
-                        .iter()
-                        .map(|s| format!("state/{}/", s.operator))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    crate::vocab::shell_word(spec)
-                ),
-                Some(_) => format!("{spec} holds no operator state (its query keeps none)"),
-            }));
+                Ok(_) => Err(Error::Usage(format!(
+                    "{spec} holds no operator state (its query keeps none)"
+                ))),
+                Err(e) => Err(Error::Usage(format!(
+                    "{spec}: its newest commit, batch {last}, does not read, so which state it \
+                     kept is not known, and no state folder is there: {}",
+                    Error::from(e).shown_in(spec)
+                ))),
+            };
         }
         (Some(op), _) if operators.contains(&op) => op,
         (Some(op), _) => {

@@ -280,15 +280,18 @@ pub async fn repair(
                     .is_some_and(|prev| !logs.commits.contains(&prev)) =>
             {
                 let mut to = None;
+                // Both its entries read, as the rewind needs.
                 for &batch in logs.commits.iter().rev().filter(|b| **b < newest) {
-                    if matches!(read_commit(location, batch).await, Ok(Some(_))) {
+                    if matches!(read_commit(location, batch).await, Ok(Some(_)))
+                        && matches!(read_offsets(location, batch).await, Ok(Some(_)))
+                    {
                         to = Some(batch);
                         break;
                     }
                 }
                 let way = match to {
                     Some(to) => format!(
-                        "take the batches after {to}, the newest whose commit reads, back \
+                        "take the batches after {to}, the newest whose entries read, back \
                          (from the sink too) and run them again: `sluice rewind {shown_sh} \
                          --to {to}`"
                     ),
@@ -752,9 +755,10 @@ pub async fn state_damage(
             .filter(|f| f.version <= committed)
             .collect();
         if upto.is_empty() && recorded.contains(&operator) {
+            // The load starts at version 0 where there is no snapshot: that is what it lacks.
             damage.push(said(crate::state::StateError::Missing {
                 operator: operator.clone(),
-                version: committed,
+                version: BatchId(0),
                 wanted: committed,
                 checkpoint: None,
                 sink: None,

@@ -245,7 +245,10 @@ async fn rewind_or_check(
     if newest == target {
         // A rewind cut short after its last batch (or whose record does not read) is done.
         if !check_only && location.exists(&location.path(paths::REWIND)).await? {
+            // What the cut-short one took back stays so first.
+            sync_taken_back(location, std::iter::empty()).await?;
             location.delete(&location.path(paths::REWIND)).await?;
+            location.sync_folder(&location.path("")).await?;
         }
         return Ok(rewound);
     }
@@ -516,13 +519,31 @@ async fn rewind_or_check(
         Ok(Some(commit)) => Some(commit.state.into_iter().map(|s| s.operator).collect()),
         _ => None,
     };
-    for operator in operators
+    // With those batch `to` kept state of whose folder is gone altogether (the review of
+    // audit 88c: such a rewind went on, took batches back, and the run failed the same).
+    let mut checked = operators.clone();
+    for operator in loaded.iter().flatten() {
+        if !checked.contains(operator) {
+            checked.push(operator.clone());
+        }
+    }
+    for operator in checked
         .iter()
         .filter(|o| !o.ends_with("-ttl"))
         .filter(|o| loaded.as_ref().is_none_or(|loaded| loaded.contains(o)))
     {
         let files = StateFiles::new(location.clone(), operator);
-        if let Some(missing) = files.missing_for(to).await? {
+        let missing = match files.missing_for(to).await? {
+            Some(missing) => Some(missing),
+            // No file of it up to `to`, though batch `to` kept state of it.
+            None if loaded.as_ref().is_some_and(|l| l.contains(operator))
+                && files.list().await?.iter().all(|f| f.version > to) =>
+            {
+                Some(BatchId(0))
+            }
+            None => None,
+        };
+        if let Some(missing) = missing {
             return Err(refuse(format!(
                 "the state of operator `{operator}` lacks version {missing} (no delta or \
                  snapshot file in state/{operator}/), which the next run needs to load its \
@@ -579,7 +600,10 @@ async fn rewind_or_check(
                     | SinkError::Config { .. }
                     | SinkError::TakeBackRefused { .. }),
                 ) => {
+                    // The batches after it taken back stay so first.
+                    sync_taken_back(location, std::iter::empty()).await?;
                     location.delete(&location.path(paths::REWIND)).await?;
+                    location.sync_folder(&location.path("")).await?;
                     let taken: Vec<String> = rewound
                         .taken_back
                         .iter()
@@ -674,20 +698,47 @@ async fn rewind_or_check(
                 .map_or("none".to_string(), |b| format!("batch {b}")),
         )));
     }
-    // What was taken back stays so through a power loss before the record goes (audit 88b:
-    // the deletes were never synced, so a power loss brought back commits whose output the
-    // sink had taken back, with no record to say so).
-    let mut folders = vec!["commits".to_string(), "offsets".to_string()];
-    folders.extend(operators.iter().map(|op| format!("state/{op}")));
-    let sources: std::collections::BTreeSet<&String> =
-        pipelines.values().flat_map(|p| p.sources.keys()).collect();
-    folders.extend(sources.iter().map(|name| format!("sources/{name}")));
-    for folder in folders {
-        location.sync_folder(&location.path(&folder)).await?;
-    }
+    let operators_gone = operators.iter().map(|op| format!("state/{op}"));
+    let sources_gone = pipelines
+        .values()
+        .flat_map(|p| p.sources.keys())
+        .map(|name| format!("sources/{name}"));
+    sync_taken_back(location, operators_gone.chain(sources_gone)).await?;
     location.delete(&location.path(paths::REWIND)).await?;
     location.sync_folder(&location.path("")).await?;
     Ok(rewound)
+}
+
+/// Syncs the checkpoint's folders a rewind deletes in (`commits/`, `offsets/`, each state
+/// operator's and source's folder there now, and `folders`, which it may have emptied and so
+/// removed), so that what it took back stays taken back through a power loss before its record
+/// goes (audit 88b: the deletes were never synced, and a power loss brought back commits whose
+/// output the sink had taken back, with no record to say so).
+async fn sync_taken_back(
+    location: &Location,
+    folders: impl Iterator<Item = String>,
+) -> Result<(), Error> {
+    let mut all: std::collections::BTreeSet<String> = ["commits", "offsets", "state", "sources"]
+        .map(String::from)
+        .into();
+    all.extend(folders);
+    if let Some(root) = location.local_root() {
+        for parent in ["state", "sources"] {
+            for entry in std::fs::read_dir(root.join(parent))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    all.insert(format!("{parent}/{}", entry.file_name().to_string_lossy()));
+                }
+            }
+        }
+    }
+    for folder in all {
+        location.sync_folder(&location.path(&folder)).await?;
+    }
+    Ok(())
 }
 
 /// The main sink and the late-rows sinks of `pipeline`, opened to take the batches after

@@ -993,9 +993,29 @@ impl Pipeline {
                 ),
             });
         }
-        let text = String::from_utf8(bytes).map_err(|e| PipelineError::Read {
-            path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+        // Not UTF-8 (a Latin-1 `é`, say): said by its line and column (audit 88a: a byte
+        // index).
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let before = &e.as_bytes()[..at];
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+            let column = at
+                - before
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |n| n + 1)
+                + 1;
+            PipelineError::Invalid {
+                path: path.to_path_buf(),
+                message: format!(
+                    "is not UTF-8 text: line {line}, column {column} has a byte UTF-8 does not \
+                     write (0x{:02x}; a Latin-1 or Windows-1252 letter, say); save the file as \
+                     UTF-8, or convert it: `iconv -f WINDOWS-1252 -t UTF-8 {1} > {1}.utf8 && mv \
+                     {1}.utf8 {1}`",
+                    e.as_bytes()[at],
+                    crate::vocab::shell_word(&path.display().to_string())
+                ),
+            }
         })?;
         // A byte order mark (as Windows editors save UTF-8) is no part of the YAML: read as
         // one, it made the first key another (`missing field `sources``).

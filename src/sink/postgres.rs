@@ -2895,19 +2895,21 @@ impl PostgresSink {
                     .map_err(|e| {
                         self.write_failure(&e, "writing the batch's rows over their keys", batch)
                     })?;
-                // Rows of one key in one batch (a stateless query's): the last wins, unsaid
-                // until walk 89 (14 of 301 keys were not the newest by the rows' own time).
+                // Rows of one key in one batch (a stateless query's): one of them wins,
+                // unsaid until walk 89 (14 of 301 keys were not the newest by the rows' own
+                // time).
                 // Each key counts once inserted or updated; with `DO NOTHING` a key already
                 // there counts none, so only the update tells.
                 let rows = rows as u64;
                 if !updates.is_empty() && written < rows {
                     tracing::warn!(
-                        "PostgreSQL sink: batch {batch} has {} rows whose key (`key: [{}]`) \
-                         another row of the batch has too: the last of each key in the \
-                         batch's order was written, as if they came one batch after another \
-                         (PostgreSQL's own `ON CONFLICT` refuses such rows in one statement). \
-                         Where the newest by a column of the rows is meant, pick it in the \
-                         query: `SELECT DISTINCT ON ({}) ... ORDER BY {}, <time column> DESC`",
+                        "PostgreSQL sink: in batch {batch}, {} rows gave way to another row \
+                         of their key (`key: [{}]`) in the same batch: one row of each key \
+                         was written, and which one is not fixed (a batch's files are read in \
+                         parallel; PostgreSQL's own `ON CONFLICT` refuses such rows in one \
+                         statement). Where the newest by a column of the rows is meant, pick \
+                         it in the query: `SELECT DISTINCT ON ({}) ... ORDER BY {}, <time \
+                         column> DESC`",
                         rows - written,
                         self.config.key.join(", "),
                         self.config.key.join(", "),

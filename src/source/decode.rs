@@ -2209,7 +2209,7 @@ fn epoch_times(
                         Some((value, _)) if is_null_word(value) => format!(
                             " (the text `{value}` is read as text, not as a null: a CSV field \
                              is null only where it is empty, unless the source's `null_value` \
-                             names another text, `null_value: \"{value}\"`)"
+                             names another text, `null_value: '{value}'`)"
                         ),
                         _ => out_of_range_hint(field.data_type(), &e).to_string(),
                     };
@@ -4343,6 +4343,17 @@ fn with_number_hints(reason: &mut String) {
     let Some((value, after)) = quoted_value(reason) else {
         return;
     };
+    // A word for a missing value (`NA`, `null`) in a typed column: text, not a null (a
+    // decimal's or a time's is said where it is cast; this is every other type's).
+    if is_null_word(value) && !reason.contains("null_value") {
+        let value = value.to_string();
+        reason.push_str(&format!(
+            " (the text `{value}` is read as text, not as a null; in a CSV file a field is null \
+             only where it is empty, unless the source's `null_value` names another text, \
+             `null_value: '{value}'`)"
+        ));
+        return;
+    }
     let whole_looking = is_number(value)
         && value.contains(['.', 'e', 'E'])
         && (after.starts_with(" to value of Int") || after.starts_with(" to value of UInt"));

@@ -1038,23 +1038,45 @@ impl Location {
 
     /// On local disk, when syncing: syncs folder `path` (relative to the location; the root
     /// where empty), so that what was deleted in it stays deleted through a power loss. A
-    /// folder that is not there (its last entry deleted) is nothing to sync.
+    /// folder that is not there (its last entry deleted, and the folder with it) is made gone
+    /// for good by syncing the nearest folder above it that is there.
     ///
     /// Errors: [`StorageError::Sync`] where the folder's `fsync` fails.
     pub async fn sync_folder(&self, path: &Path) -> Result<(), StorageError> {
         if !self.sync {
             return Ok(());
         }
-        let Some(dir) = self.local_file(path) else {
+        let (Some(dir), Some(root)) = (self.local_file(path), self.local_root.clone()) else {
             return Ok(());
         };
-        tokio::task::spawn_blocking(move || match sync_path(&dir) {
-            Ok(()) => {
-                failpoint::synced_dir(&dir);
-                Ok(())
+        tokio::task::spawn_blocking(move || {
+            // A folder its last delete removed (the store cleans empty folders up): its
+            // removal is made durable in the nearest folder above that is there (the review of
+            // audit 88b: a `_sluice/manifest/` emptied by a rewind came back whole).
+            let mut dir = dir.as_path();
+            loop {
+                match sync_path(dir) {
+                    Ok(()) => {
+                        failpoint::synced_dir(dir);
+                        return Ok(());
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        failpoint::synced_dir(dir);
+                        match dir.parent() {
+                            Some(parent) if dir != root && parent.starts_with(&root) => {
+                                dir = parent;
+                            }
+                            _ => return Ok(()),
+                        }
+                    }
+                    Err(source) => {
+                        return Err(StorageError::Sync {
+                            path: dir.to_path_buf(),
+                            source,
+                        });
+                    }
+                }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StorageError::Sync { path: dir, source }),
         })
         .await
         .map_err(|e| StorageError::Sync {

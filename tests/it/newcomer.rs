@@ -663,10 +663,20 @@ fn a_decimal_comma_is_named_with_the_query_that_reads_it() {
     assert_eq!(code, Some(1), "{said}");
     assert!(
         said.contains("Cannot cast 'null' to a decimal")
-            && said.contains("`null_value: \"null\"`")
+            && said.contains("`null_value: 'null'`")
             && !said.contains("Decimal128"),
         "{said}"
     );
+    // And into an integer or a boolean column, read without a cast.
+    for ty in ["bigint", "boolean"] {
+        let (code, said, _) = epoch_case(
+            "csv",
+            &format!("schema: {{ ts: string, v: {ty} }}"),
+            "ts,v\na,NA\n",
+        );
+        assert_eq!(code, Some(1), "{said}");
+        assert!(said.contains("`null_value: 'NA'`"), "{ty}: {said}");
+    }
     // Walk 22: into a `double`, CSV named no column in the advice (`col`), and JSON, whose
     // reader words it otherwise, gave no advice at all.
     for (format, settings, input) in [
@@ -11249,6 +11259,40 @@ fn a_pipeline_file_in_utf16_is_named_with_the_conversion() {
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"v\":1}"]);
+}
+
+/// Audit 88a: a pipeline file in Windows-1252 (`café` in a comment) failed with a byte index
+/// ("invalid utf-8 sequence of 1 bytes from index 19"). It is named by line and column, with
+/// the `iconv` that converts it, which the test then runs.
+#[test]
+fn a_pipeline_file_not_in_utf8_is_named_by_line_with_the_conversion() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    let text = std::fs::read_to_string(&file).expect("yaml");
+    let mut bytes = b"# caf".to_vec();
+    bytes.push(0xE9);
+    bytes.push(b'\n');
+    bytes.extend(text.as_bytes());
+    std::fs::write(&file, bytes).expect("latin-1");
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains("line 1, column 6"), "{said}");
+    let command = said
+        .split('`')
+        .find(|part| part.starts_with("iconv "))
+        .unwrap_or_else(|| panic!("{said}"))
+        .to_string();
+    let converted = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .current_dir(ws.dir.path())
+        .output()
+        .expect("sh");
+    assert!(converted.status.success(), "{}", stderr(&converted));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 /// Walk 78 (4): a checkpoint deleted under a run of `every` went on being written (batch logs

@@ -2812,8 +2812,8 @@ async fn keys_one_to_the_table_are_one_key_of_the_batch() {
 }
 
 /// Walk 89 (U5): a stateless query in update mode whose batch had two rows of one key wrote
-/// the last of them without a word (as two batches would). It is said, with how to pick the
-/// newest by a column of the rows; the table holds the last row of each key.
+/// one of them without a word. It is said, with how to pick the newest by a column of the
+/// rows; the table holds one row of each key (here, of one file, the last).
 #[tokio::test]
 async fn rows_of_one_key_in_one_batch_are_said() {
     let ws = Workspace::new();
@@ -2837,7 +2837,7 @@ async fn rows_of_one_key_in_one_batch_are_said() {
     let said = stderr(&run);
     assert!(run.status.success(), "{said}");
     assert!(
-        said.contains("batch 0 has 1 rows whose key (`key: [t]`) another row of the batch has too")
+        said.contains("in batch 0, 1 rows gave way to another row of their key (`key: [t]`)")
             && said.contains("SELECT DISTINCT ON (t)"),
         "{said}"
     );
