@@ -2900,7 +2900,6 @@ impl PostgresSink {
                 // time).
                 // Each key counts once inserted or updated; with `DO NOTHING` a key already
                 // there counts none, so only the update tells.
-                let rows = rows as u64;
                 if !updates.is_empty() && written < rows {
                     tracing::warn!(
                         "PostgreSQL sink: in batch {batch}, {} rows gave way to another row \
