@@ -1975,6 +1975,11 @@ impl<'a> Driver<'a> {
                     .await
                     .map_err(|e| lost_placed(e, &shown, pipeline))?;
             }
+            // As a commit's purge would say it (a `retain_batches` lowered since applies from
+            // the next record a sink writes).
+            sink.keep_from(BatchId(
+                (last.0 + 1).saturating_sub(pipeline.retain_batches.max(2)),
+            ));
             if let Some(file) = sink.table_gone(*last).await? {
                 tracing::warn!(
                     "{file}, the table batch {last} wrote (complete mode), is gone: batch {} \

@@ -196,6 +196,7 @@ impl SinkConnector for KafkaSinkConfig {
             live: tokio::sync::Mutex::new(None),
             transaction_began: std::sync::Mutex::new(None),
             made_topic: std::sync::atomic::AtomicBool::new(false),
+            kept_from: std::sync::Mutex::new(BatchId(0)),
         }))
     }
 }
@@ -271,6 +272,10 @@ pub struct KafkaSink {
     transaction_began: std::sync::Mutex<Option<std::time::Instant>>,
     /// Whether this run made the output topic (`partitions:`, where it was missing).
     made_topic: std::sync::atomic::AtomicBool,
+    /// The oldest batch the checkpoint keeps as the pipeline says now ([`Sink::keep_from`]):
+    /// progress records leave older ones out, whatever the last record kept (audit 89a: a
+    /// lowered `retain_batches` never shrank a record too large to write).
+    kept_from: std::sync::Mutex<BatchId>,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -320,9 +325,14 @@ impl std::fmt::Display for WriteError {
 
 fn classify(e: KafkaError) -> WriteError {
     match e.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch) => {
-            WriteError::Fenced(e)
-        }
+        // The local `_FENCED` too, which librdkafka raises as fatal: a transaction the broker
+        // aborted at its timeout looks so as well (audit 89a: said "fenced by a newer
+        // instance", the timeout unnamed).
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::Fenced,
+        ) => WriteError::Fenced(e),
         _ => match &e {
             KafkaError::Transaction(t) if t.is_fatal() => WriteError::Other(e.to_string()),
             _ => WriteError::Abortable(e),
@@ -927,7 +937,10 @@ impl KafkaSink {
             .as_ref()
             .map(|l| l.batches.clone())
             .unwrap_or_default();
-        batches.retain(|b, _| *b >= live.oldest_kept.0 && *b < batch.0);
+        let kept_from = live
+            .oldest_kept
+            .max(*self.kept_from.lock().unwrap_or_else(|e| e.into_inner()));
+        batches.retain(|b, _| *b >= kept_from.0 && *b < batch.0);
         batches.insert(
             batch.0,
             Written {
@@ -1891,6 +1904,34 @@ impl Sink for KafkaSink {
             .map_err(|e| self.error(e))
     }
 
+    async fn check_held(&self, last: BatchId) -> Result<(), SinkError> {
+        // Complete mode with a key tombstones the keys the previous table had and the next
+        // lacks, which it finds by the progress record's offsets: without the record (a
+        // progress topic with `delete` retention, emptied), they would stay for good, unsaid
+        // (audit 89a). Read only.
+        if !self.complete || self.config.key.is_none() {
+            return Ok(());
+        }
+        let held = self
+            .read_held_progress()
+            .await?
+            .map(|progress| progress.batch);
+        if held.is_none_or(|held| held < last) {
+            tracing::warn!(
+                "Kafka sink: the progress topic `{}` holds no record of batch {last}, the \
+                 newest the checkpoint committed to topic `{}` (deleted or emptied since: its \
+                 retention should be `compact`, as the topic Sluice makes has), so the keys of \
+                 that batch's table are not known: a key the next table lacks gets no \
+                 tombstone, and its last record stays in the topic's table. To write the table \
+                 whole again with its tombstones, start over on a new checkpoint and a new \
+                 topic",
+                self.config.progress_topic,
+                self.config.topic
+            );
+        }
+        Ok(())
+    }
+
     async fn check_pending(&self, last: BatchId, pending: BatchId) -> Result<(), SinkError> {
         // Read only (the review of audit 86: opening made the topics and fenced the producer
         // before the query was checked).
@@ -1936,11 +1977,12 @@ impl Sink for KafkaSink {
         output: BatchOutput,
     ) -> Result<SinkCommit, SinkError> {
         let mut guard = self.live.lock().await;
-        self.ensure_open(&mut guard).await?;
         let mut attempts = 0;
         let mut backoff = self.config.retry.backoff;
         loop {
             attempts += 1;
+            // Opened anew after a failed attempt (with its own retries of the brokers).
+            self.ensure_open(&mut guard).await?;
             let Some(live) = guard.as_mut() else {
                 return Err(self.error("the sink is not open"));
             };
@@ -2038,15 +2080,21 @@ impl Sink for KafkaSink {
                     );
                     tokio::time::sleep(backoff).await;
                     backoff = backoff.saturating_mul(2);
-                    if matches!(error, WriteError::Fenced(_) | WriteError::Other(_)) {
-                        // A late run's producer fenced this one, or the producer is unusable:
-                        // a new one fences the late run's in turn, and the progress topic says
-                        // whether the batch got in meanwhile.
-                        *guard = Some(self.open_live().await?);
-                    }
+                    // A late run's producer fenced this one, the producer is unusable, or a
+                    // transaction call of it timed out and is still under way (audit 89a:
+                    // every retry then failed "conflicting commit_transaction API call is
+                    // already in progress", the broker long back): a new producer fences or
+                    // aborts what the old one left open, and the progress topic says whether
+                    // the batch got in meanwhile.
+                    *guard = None;
                 }
             }
         }
+    }
+
+    fn keep_from(&self, oldest_kept: BatchId) {
+        let mut kept_from = self.kept_from.lock().unwrap_or_else(|e| e.into_inner());
+        *kept_from = (*kept_from).max(oldest_kept);
     }
 
     async fn purge(&self, oldest_kept: BatchId) -> Result<(), SinkError> {

@@ -804,6 +804,12 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
         Ok(None)
     }
 
+    /// Before a run's first batch: the checkpoint keeps batches from `oldest_kept` on, as the
+    /// pipeline's `retain_batches` says now (perhaps lowered since the last commit). A sink
+    /// that carries what it keeps of each batch in every record it writes (Kafka's progress
+    /// record) leaves older ones out of its next; nothing is deleted.
+    fn keep_from(&self, _oldest_kept: BatchId) {}
+
     /// Batches before `oldest_kept` are committed in the checkpoint and never run again: the
     /// sink may forget what it kept to recognize them (its log stays bounded).
     async fn purge(&self, _oldest_kept: BatchId) -> Result<(), SinkError> {

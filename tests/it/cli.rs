@@ -1508,7 +1508,6 @@ fn a_state_folder_gone_and_a_first_batch_pending_are_said_by_every_command() {
     let yaml = pipeline_yaml(&ws, "json", query, 1, "")
         .replace("trigger:", "output_mode: update\ntrigger:");
     let pipeline = write_pipeline(&ws, &yaml);
-    let p = pipeline.to_str().expect("utf-8");
     let ckpt = ws.p("ckpt");
 
     // A first batch pending: no state to show yet.
@@ -1520,7 +1519,7 @@ fn a_state_folder_gone_and_a_first_batch_pending_are_said_by_every_command() {
         "{}",
         stderr(&out)
     );
-    let out = run_bin(&["run", p, "--progress", "none"], ws.dir.path());
+    let out = run_quietly(&pipeline, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     // The newest commit damaged: the state is still named by the query the batch ran
@@ -1559,7 +1558,7 @@ fn a_state_folder_gone_and_a_first_batch_pending_are_said_by_every_command() {
     let out = run_bin(&["rewind", &ckpt, "--to", "0"], ws.dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("lacks version 0"), "{}", stderr(&out));
-    let out = run_bin(&["run", p, "--progress", "none"], ws.dir.path());
+    let out = run_quietly(&pipeline, &[]);
     assert!(
         !out.status.success(),
         "the run cannot go on without its state"
@@ -1604,9 +1603,8 @@ fn a_damaged_newest_commit_after_a_gap_is_named_with_the_rewind_that_works() {
         &ws,
         &pipeline_yaml(&ws, "json", "SELECT * FROM clicks", 1, ""),
     );
-    let p = pipeline.to_str().expect("utf-8");
     let ckpt = ws.p("ckpt");
-    let out = run_bin(&["run", p, "--progress", "none"], ws.dir.path());
+    let out = run_quietly(&pipeline, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     std::fs::write(ws.path("ckpt/commits/1"), "").expect("truncate");
     let out = run_bin(&["repair", &ckpt], ws.dir.path());
@@ -1624,7 +1622,7 @@ fn a_damaged_newest_commit_after_a_gap_is_named_with_the_rewind_that_works() {
     let out = run_bin(&["rewind", &ckpt, "--to", "0"], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("CHECKPOINT"), "{}", stderr(&out));
-    let out = run_bin(&["run", p, "--progress", "none"], ws.dir.path());
+    let out = run_quietly(&pipeline, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let expected = rt.block_on(oracle(&ws.path("in"), "json", "SELECT * FROM clicks"));

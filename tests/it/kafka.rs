@@ -1400,6 +1400,57 @@ fn files_to_kafka_retrying(
     write_pipeline(ws, &yaml)
 }
 
+/// Audit 89a: a progress record grown past `message.max.bytes` (it carries the offsets of
+/// every batch the checkpoint keeps) failed its batch, and lowering `retain_batches`, as the
+/// error said, changed nothing: the record kept what the last one had. Lowered, the next
+/// record keeps what the pipeline now says, and every row is written once.
+#[tokio::test]
+async fn a_lowered_retain_batches_shrinks_the_progress_record_at_once() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 40, 1, 0);
+    let out = unique("retained");
+    create_topic(broker(), &out, 1).await;
+    let yaml = |retain: u64| {
+        format!(
+            "name: retained\ncheckpoint: {ckpt}\nsources:\n  clicks:\n    kind: files\n    \
+             path: {input}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\n    \
+             max_files_per_batch: 1\nquery: SELECT id FROM clicks\ntrigger: available-now\n\
+             retain_batches: {retain}\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  \
+             topic: {out}\n  properties: {{ message.max.bytes: \"1500\" }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            broker = broker(),
+        )
+    };
+    let failed = sluice_run(&write_pipeline(&ws, &yaml(100)), &[]);
+    let said = stderr(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{said}");
+    assert!(said.contains("lower `retain_batches`"), "{said}");
+    // The failed batch stays planned with the file it was planned with: the edit applies
+    // from the next, and the failure names the rewind that plans it again with the edit.
+    let pipeline = write_pipeline(&ws, &yaml(3));
+    let again = sluice_run(&pipeline, &[]);
+    let said = stderr(&again);
+    assert_eq!(again.status.code(), Some(1), "{said}");
+    let rewind = said
+        .split('`')
+        .find(|part| part.starts_with("sluice rewind "))
+        .unwrap_or_else(|| panic!("no rewind in: {said}"));
+    let args: Vec<&str> = rewind.split_whitespace().skip(1).collect();
+    let rewound = run_bin(&args, ws.dir.path());
+    assert!(rewound.status.success(), "{}", stderr(&rewound));
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let mut ids: Vec<String> = committed_values(broker(), &out)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v).to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(committed_values(broker(), &out).len(), 40);
+    assert_eq!(ids.len(), 40);
+}
+
 /// Walk 19 (9): a record larger than the producer takes was tried again as often as
 /// `retry.attempts` says, though no attempt could write it, and the error named neither the
 /// row nor its size. It fails at once, naming both and the way out, which works.
@@ -2300,6 +2351,44 @@ async fn a_topic_made_again_says_the_way_out_in_the_sinks_terms() {
         said.contains("partition 0 ends at offset 2, below offset 10")
             && said.contains("`sink.table`")
             && !said.contains("`sink.path`"),
+        "{said}"
+    );
+}
+
+/// Audit 89a: in complete mode with a key, a progress topic emptied since the last batch (made
+/// again, or kept with `delete` retention) left the keys of the previous table unknown, and
+/// the next table wrote no tombstones for those it lacked, exit 0, unsaid. It is said.
+#[tokio::test]
+async fn complete_mode_without_its_progress_record_says_no_tombstones_can_be_written() {
+    let ws = Workspace::new();
+    let out = unique("complete_lost");
+    let progress = unique("complete_lost_progress");
+    create_topic(broker(), &out, 1).await;
+    let yaml = format!(
+        "name: complete\ncheckpoint: {ckpt}\nsources:\n  s:\n    kind: files\n    path: {input}\n    format: json\n    schema: {{ k: string, v: bigint }}\nquery: SELECT k, count(*) AS n FROM s GROUP BY k HAVING max(v) < 10\noutput_mode: complete\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n  key: k\n  progress_topic: {progress}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        broker = broker(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(ws.path("in/0.json"), "{\"k\":\"a\",\"v\":5}\n").expect("input");
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        !stderr(&run).contains("gets no tombstone"),
+        "{}",
+        stderr(&run)
+    );
+    make_topic_again(&progress).await;
+    std::fs::write(ws.path("in/1.json"), "{\"k\":\"a\",\"v\":50}\n").expect("input");
+    let run = sluice_run(&pipeline, &[]);
+    let said = stderr(&run);
+    assert!(run.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "the progress topic `{progress}` holds no record of batch 0"
+        )) && said.contains("gets no tombstone"),
         "{said}"
     );
 }

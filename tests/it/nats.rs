@@ -1381,3 +1381,65 @@ async fn a_work_queue_stream_is_refused_and_an_interest_stream_warned_of() {
         }
     }
 }
+
+/// Audit 89a: messages purged from the front while a batch was read (its first read failed,
+/// here on the stream's consumer limit, and was tried again) were skipped: the server starts a
+/// read at the first message still there, and the batch committed 10 of its 20, exit 0. The
+/// batch now fails naming the sequences gone, as `fail_on_data_loss` says.
+#[tokio::test]
+async fn messages_purged_while_a_batch_is_read_are_not_skipped_unsaid() {
+    let ws = Workspace::new();
+    let stream = unique("purged_mid_read");
+    let js = context().await;
+    js.create_stream(jetstream::stream::Config {
+        name: stream.clone(),
+        subjects: vec![format!("{stream}.>")],
+        max_consumers: 1,
+        ..Default::default()
+    })
+    .await
+    .expect("create stream");
+    publish(&js, &format!("{stream}.web"), &clicks_json(&ws, 0, 20)).await;
+    let handle = js.get_stream(stream.as_str()).await.expect("stream");
+    // A consumer that takes the one the stream allows: the batch's read fails until it goes.
+    handle
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("blocker".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("blocker");
+    let file = pipeline(
+        &ws,
+        &stream,
+        "    retry: { attempts: 5, backoff: 2s, timeout: 5s }\n",
+    );
+    let child = sluice_bin()
+        .args(["run", file.to_str().expect("utf-8"), "--progress", "none"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    // Once batch 0 is planned, its read is failing; the front goes, then the blocker.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ws.path("ckpt/offsets/0").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "batch 0 never planned"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    handle.purge().sequence(11).await.expect("purge");
+    handle
+        .delete_consumer("blocker")
+        .await
+        .expect("delete blocker");
+    let out = child.wait_with_output().expect("wait");
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("the messages at sequences 1 to 10") && said.contains("gone from the stream"),
+        "{said}"
+    );
+    assert!(!ws.path("ckpt/commits/0").exists(), "{said}");
+}

@@ -11243,22 +11243,26 @@ fn a_pipeline_file_in_utf16_is_named_with_the_conversion() {
     let out = run(&file, &ws);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let said = stderr(&out);
+    assert!(said.contains("is UTF-16 text"), "{said}");
+    run_the_named_iconv(&ws, &said);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"v\":1}"]);
+}
+
+/// Runs the `iconv` command a refusal `said` names (between backquotes) in `ws`'s folder.
+fn run_the_named_iconv(ws: &Workspace, said: &str) {
     let command = said
         .split('`')
         .find(|part| part.starts_with("iconv "))
-        .unwrap_or_else(|| panic!("{said}"))
-        .to_string();
-    assert!(said.contains("is UTF-16 text"), "{said}");
+        .unwrap_or_else(|| panic!("no iconv in: {said}"));
     let converted = std::process::Command::new("sh")
         .arg("-c")
-        .arg(&command)
+        .arg(command)
         .current_dir(ws.dir.path())
         .output()
         .expect("sh");
     assert!(converted.status.success(), "{}", stderr(&converted));
-    let out = run(&file, &ws);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"v\":1}"]);
 }
 
 /// Audit 88a: a pipeline file in Windows-1252 (`café` in a comment) failed with a byte index
@@ -11279,18 +11283,7 @@ fn a_pipeline_file_not_in_utf8_is_named_by_line_with_the_conversion() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let said = stderr(&out);
     assert!(said.contains("line 1, column 6"), "{said}");
-    let command = said
-        .split('`')
-        .find(|part| part.starts_with("iconv "))
-        .unwrap_or_else(|| panic!("{said}"))
-        .to_string();
-    let converted = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(&command)
-        .current_dir(ws.dir.path())
-        .output()
-        .expect("sh");
-    assert!(converted.status.success(), "{}", stderr(&converted));
+    run_the_named_iconv(&ws, &said);
     let out = run(&file, &ws);
     assert!(out.status.success(), "{}", stderr(&out));
 }

@@ -272,15 +272,7 @@ fn the_report_says_what_it_leaves_out_and_writes_no_file_of_the_checkpoint() {
         &ws,
         &pipeline_yaml(&ws, "json", "SELECT * FROM clicks", 1, ""),
     );
-    let run = run_bin(
-        &[
-            "run",
-            pipeline.to_str().expect("utf-8"),
-            "--progress",
-            "none",
-        ],
-        ws.dir.path(),
-    );
+    let run = run_quietly(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
     let ckpt = ws.p("ckpt");
     let page = report_page(&ws, &ckpt);
