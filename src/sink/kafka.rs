@@ -1977,12 +1977,34 @@ impl Sink for KafkaSink {
         output: BatchOutput,
     ) -> Result<SinkCommit, SinkError> {
         let mut guard = self.live.lock().await;
+        self.ensure_open(&mut guard).await?;
         let mut attempts = 0;
         let mut backoff = self.config.retry.backoff;
         loop {
             attempts += 1;
-            // Opened anew after a failed attempt (with its own retries of the brokers).
-            self.ensure_open(&mut guard).await?;
+            // Opened anew after a failed attempt; a failure to is a failed attempt too (the
+            // review of audit 89a: it ended the batch at once, its number unsaid).
+            if guard.is_none() {
+                match self.open_live().await {
+                    Ok(live) => *guard = Some(live),
+                    Err(e) if attempts >= self.config.retry.attempts => {
+                        return Err(self.error(format!(
+                            "writing batch {batch}: {e} (after {attempts} attempts)"
+                        )));
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "Kafka sink: writing batch {batch} failed (attempt {attempts} of \
+                             {}): {e}; retrying in {}",
+                            self.config.retry.attempts,
+                            humantime::format_duration(backoff)
+                        );
+                        tokio::time::sleep(backoff).await;
+                        backoff = backoff.saturating_mul(2);
+                        continue;
+                    }
+                }
+            }
             let Some(live) = guard.as_mut() else {
                 return Err(self.error("the sink is not open"));
             };
@@ -2086,7 +2108,10 @@ impl Sink for KafkaSink {
                     // already in progress", the broker long back): a new producer fences or
                     // aborts what the old one left open, and the progress topic says whether
                     // the batch got in meanwhile.
-                    *guard = None;
+                    // Dropped off the runtime's threads: its purge, flush and destroy block.
+                    if let Some(old) = guard.take() {
+                        blocking(move || drop(old)).await;
+                    }
                 }
             }
         }
@@ -2098,7 +2123,9 @@ impl Sink for KafkaSink {
     }
 
     async fn purge(&self, oldest_kept: BatchId) -> Result<(), SinkError> {
-        // The next progress record leaves older batches out: nothing to delete.
+        // The next progress record leaves older batches out: nothing to delete. (Kept apart
+        // from the producer too, which a retry opens anew.)
+        self.keep_from(oldest_kept);
         if let Some(live) = self.live.lock().await.as_mut() {
             live.oldest_kept = oldest_kept;
         }

@@ -1414,31 +1414,43 @@ async fn messages_purged_while_a_batch_is_read_are_not_skipped_unsaid() {
         &stream,
         "    retry: { attempts: 5, backoff: 2s, timeout: 5s }\n",
     );
-    let child = sluice_bin()
+    let mut child = sluice_bin()
         .args(["run", file.to_str().expect("utf-8"), "--progress", "none"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run");
-    // Once batch 0 is planned, its read is failing; the front goes, then the blocker.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !ws.path("ckpt/offsets/0").exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "batch 0 never planned"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    // Its lines as they come: once the read has failed once, the front goes, then the blocker.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr_pipe = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr_pipe)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut said = String::new();
+    while !said.contains("(attempt 1 of 5)") {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the read never failed once: {said}"));
+        said.push_str(&line);
+        said.push('\n');
     }
-    std::thread::sleep(std::time::Duration::from_millis(500));
     handle.purge().sequence(11).await.expect("purge");
     handle
         .delete_consumer("blocker")
         .await
         .expect("delete blocker");
-    let out = child.wait_with_output().expect("wait");
-    let said = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{said}");
+    let status = child.wait().expect("wait");
+    reader.join().expect("reader");
+    said.extend(lines.try_iter().map(|l| l + "\n"));
+    assert_eq!(status.code(), Some(1), "{said}");
     assert!(
-        said.contains("the messages at sequences 1 to 10") && said.contains("gone from the stream"),
+        said.contains("the messages at sequences 1 to 10")
+            && said.contains("while the batch was read"),
         "{said}"
     );
     assert!(!ws.path("ckpt/commits/0").exists(), "{said}");

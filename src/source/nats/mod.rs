@@ -1290,8 +1290,12 @@ impl Source for NatsSource {
                 || checked.is_some_and(|(checked_from, checked_to)| {
                     checked_from <= next && now.first <= checked_to + 1
                 });
+            let mut on_filter = false;
             match self.first_on(&filter, next).await? {
-                Some(sequence) if sequence <= end => from = sequence,
+                Some(sequence) if sequence <= end => {
+                    from = sequence;
+                    on_filter = true;
+                }
                 // Messages gone that no plan saw (one may have been on the filter; walk 81:
                 // two were, taken by `max_msgs` with no word): a batch from `next` on reads
                 // none, and says them lost as any batch does (or skips and counts them).
@@ -1314,6 +1318,11 @@ impl Source for NatsSource {
             // or gone from the front only where a plan found none on the filter up to there.
             // The batch need not read them, nor say them lost.
             if gone_checked && from > next {
+                filtered_from = Some(from);
+            } else if on_filter && from == next {
+                // Logged too where it is the next sequence (it changes nothing the batch
+                // reads): the read then knows `from` is a message of the batch, and tells
+                // one purged from the front while it read (the review of audit 89a).
                 filtered_from = Some(from);
             }
         }
