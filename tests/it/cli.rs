@@ -1661,15 +1661,7 @@ fn state_over_a_damaged_newest_commit_says_so() {
         &ws,
         &pipeline_yaml(&ws, "json", "SELECT * FROM clicks", 1, ""),
     );
-    let out = run_bin(
-        &[
-            "run",
-            pipeline.to_str().expect("utf-8"),
-            "--progress",
-            "none",
-        ],
-        ws.dir.path(),
-    );
+    let out = run_quietly(&pipeline, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     std::fs::write(ws.path("ckpt/commits/1"), "garbage").expect("damage");
     let ckpt = ws.p("ckpt");

@@ -62,6 +62,18 @@ pub async fn create_stream(js: &jetstream::Context, name: &str) {
     .expect("create stream");
 }
 
+/// Makes stream `name` over the subjects `<name>.>` that allows one consumer at a time.
+async fn create_stream_of_one_consumer(js: &jetstream::Context, name: &str) {
+    js.create_stream(jetstream::stream::Config {
+        name: name.to_string(),
+        subjects: vec![format!("{name}.>")],
+        max_consumers: 1,
+        ..Default::default()
+    })
+    .await
+    .expect("create stream");
+}
+
 /// Makes stream `name` over the subjects `<name>.>`, keeping at most `max_messages` (the
 /// oldest go first).
 async fn create_limited_stream(js: &jetstream::Context, name: &str, max_messages: i64) {
@@ -234,14 +246,7 @@ async fn consumers_go_once_read_and_a_damaged_newest_entry_is_rewound() {
     let ws = Workspace::new();
     let stream = unique("one_consumer");
     let js = context().await;
-    js.create_stream(jetstream::stream::Config {
-        name: stream.clone(),
-        subjects: vec![format!("{stream}.>")],
-        max_consumers: 1,
-        ..Default::default()
-    })
-    .await
-    .expect("create stream");
+    create_stream_of_one_consumer(&js, &stream).await;
     publish(&js, &format!("{stream}.web"), &clicks_json(&ws, 0, 120)).await;
     let file = pipeline(&ws, &stream, "    max_records_per_batch: 10\n");
     let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
@@ -1391,14 +1396,7 @@ async fn messages_purged_while_a_batch_is_read_are_not_skipped_unsaid() {
     let ws = Workspace::new();
     let stream = unique("purged_mid_read");
     let js = context().await;
-    js.create_stream(jetstream::stream::Config {
-        name: stream.clone(),
-        subjects: vec![format!("{stream}.>")],
-        max_consumers: 1,
-        ..Default::default()
-    })
-    .await
-    .expect("create stream");
+    create_stream_of_one_consumer(&js, &stream).await;
     publish(&js, &format!("{stream}.web"), &clicks_json(&ws, 0, 20)).await;
     let handle = js.get_stream(stream.as_str()).await.expect("stream");
     // A consumer that takes the one the stream allows: the batch's read fails until it goes.

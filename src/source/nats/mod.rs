@@ -505,6 +505,37 @@ impl NatsSource {
         }
     }
 
+    /// Messages `from..=last_gone` of a batch ending at `last` gone from the stream's front
+    /// (now at `first`), `when` (`before`, `while`) the batch was read: an error naming them
+    /// (Spark's `failOnDataLoss`), or, under `fail_on_data_loss: false`, said and counted (the
+    /// count is returned).
+    ///
+    /// Errors: [`SourceError::Connector`] naming the sequences, by default.
+    fn front_gone(
+        &self,
+        from: u64,
+        last_gone: u64,
+        last: u64,
+        first: u64,
+        when: &str,
+    ) -> Result<u64, SourceError> {
+        let gone = format!(
+            "the messages at sequences {} (of the batch's {}) are gone from the stream (its \
+             limits or a purge removed them {when} the batch was read; the stream now starts \
+             at {first})",
+            crate::vocab::span(from, last_gone),
+            crate::vocab::span(from, last),
+        );
+        if self.config.fail_on_data_loss {
+            return Err(self.error(format!(
+                "{gone}, so the batch cannot be read as it was planned. {}",
+                super::SKIP_WHAT_IS_GONE
+            )));
+        }
+        tracing::warn!("source `{}`: skipping what is gone: {gone}", self.name);
+        Ok(last_gone + 1 - from)
+    }
+
     /// The servers as written, any password shown as `***` (a `${VAR}` is never filled in
     /// here).
     fn servers(&self) -> String {
@@ -1419,21 +1450,8 @@ impl Source for NatsSource {
         let mut lost = 0;
         let mut from = from;
         if now.first > from {
-            let gone = format!(
-                "the messages at sequences {} (of the batch's {}) are gone from the stream (its limits or a purge \
-                 removed them before the batch was read; the stream now starts at {})",
-                crate::vocab::span(from, (now.first - 1).min(end.sequence)),
-                crate::vocab::span(from, end.sequence),
-                now.first
-            );
-            if self.config.fail_on_data_loss {
-                return Err(self.error(format!(
-                    "{gone}, so the batch cannot be read as it was planned. {}",
-                    super::SKIP_WHAT_IS_GONE
-                )));
-            }
-            tracing::warn!("source `{}`: skipping what is gone: {gone}", self.name);
-            lost = now.first.min(end.sequence + 1) - from;
+            let last_gone = (now.first - 1).min(end.sequence);
+            lost = self.front_gone(from, last_gone, end.sequence, now.first, "before")?;
             from = now.first;
             if from > end.sequence {
                 return Ok(BatchInput {
@@ -1455,22 +1473,7 @@ impl Source for NatsSource {
             let now = self.stream_state().await?;
             if now.first > from {
                 let last_gone = (now.first.min(delivered) - 1).min(end.sequence);
-                let gone = format!(
-                    "the messages at sequences {} (of the batch's {}) are gone from the stream \
-                     (its limits or a purge removed them while the batch was read; the stream \
-                     now starts at {})",
-                    crate::vocab::span(from, last_gone),
-                    crate::vocab::span(from, end.sequence),
-                    now.first
-                );
-                if self.config.fail_on_data_loss {
-                    return Err(self.error(format!(
-                        "{gone}, so the batch cannot be read as it was planned. {}",
-                        super::SKIP_WHAT_IS_GONE
-                    )));
-                }
-                tracing::warn!("source `{}`: skipping what is gone: {gone}", self.name);
-                lost += last_gone + 1 - from;
+                lost += self.front_gone(from, last_gone, end.sequence, now.first, "while")?;
             }
         }
         let mut unknown = (0, BTreeSet::new());
