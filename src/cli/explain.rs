@@ -35,10 +35,8 @@ pub(super) async fn run(path: &Path) -> Result<(), Error> {
 pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
     // The file's own refusals, as a run makes them first.
     pipeline
-        .check_locations(&pipeline.checkpoint_location(), false)
-        .and_then(|()| pipeline.check_secrets())
-        .and_then(|()| pipeline.engine.check(pipeline.engine.kind))
-        .map_err(|reason| Error::Usage(format!("{}: {reason}", pipeline.name)))?;
+        .check_file(&pipeline.checkpoint_location(), false)
+        .map_err(Error::Usage)?;
     let exec = |source| Error::Execution {
         batch: None,
         source,

@@ -104,10 +104,8 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         .clone()
         .unwrap_or_else(|| pipeline.checkpoint_location());
     pipeline
-        .check_locations(&checkpoint_spec, options.checkpoint.is_some())
-        .and_then(|()| pipeline.check_secrets())
-        .and_then(|()| pipeline.engine.check(pipeline.engine.kind))
-        .map_err(|reason| Error::Usage(format!("{}: {reason}", pipeline.name)))?;
+        .check_file(&checkpoint_spec, options.checkpoint.is_some())
+        .map_err(Error::Usage)?;
     // `memory://` is a store of this process alone: what is written there is gone at exit.
     let sink_location = pipeline.sink.connector().location();
     for (what, location) in [

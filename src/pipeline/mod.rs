@@ -1656,6 +1656,19 @@ impl Pipeline {
         Ok(())
     }
 
+    /// The file's own refusals, made before anything runs (by `run`, and by `explain` as a run
+    /// makes them): [`Pipeline::check_locations`] with the checkpoint `checkpoint` (given on
+    /// the command line where `from_command_line`), [`Pipeline::check_secrets`], and the
+    /// `engine:` settings.
+    ///
+    /// Errors: the first refusal, in words, prefixed with the pipeline's name.
+    pub fn check_file(&self, checkpoint: &str, from_command_line: bool) -> Result<(), String> {
+        self.check_locations(checkpoint, from_command_line)
+            .and_then(|()| self.check_secrets())
+            .and_then(|()| self.engine.check(self.engine.kind))
+            .map_err(|reason| format!("{}: {reason}", self.name))
+    }
+
     /// Refuses a secret written as is where the checkpoint's copy of this file would keep it:
     /// a password in a PostgreSQL sink's `url`, a secret Kafka property
     /// ([`crate::secret::is_secret_property`]) not given as `${VAR}`. Checked by each run of
