@@ -481,7 +481,9 @@ pub struct BatchInput {
     /// Malformed rows skipped.
     pub skipped: u64,
     /// Rows of the batch's range gone from the source before it was read (retention, a
-    /// purge), skipped where `fail_on_data_loss: false`.
+    /// purge), skipped where `fail_on_data_loss: false`. A NATS source with `filter_subject`
+    /// counts the stream sequences gone, whichever subject they carried (what is gone cannot
+    /// be told apart): an upper bound on its rows lost.
     pub lost: u64,
     /// Rows with a field the schema does not know (JSON: a top-level field; Parquet: a column).
     pub unknown_rows: u64,
