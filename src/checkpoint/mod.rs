@@ -317,6 +317,18 @@ fn advice(checkpoint: &str, file: &str) -> String {
                      on a new checkpoint (and sink)"
                 .to_string(),
         }
+    } else if file.starts_with(&format!("{}/", paths::SOURCES))
+        && let Some(k) = file
+            .strip_suffix(".compact")
+            .and_then(|f| f.rsplit('/').next())
+            .and_then(paths::entry_number)
+    {
+        // Audit 90c: the fallback sent users to `repair`, which found nothing to repair.
+        format!(
+            "It lists the files batches 0 to {k} read, which nothing else records (`repair` \
+             cannot rebuild it): restore it from a backup, or run the pipeline on a new \
+             checkpoint (and sink), which reads the input from its start again"
+        )
     } else if file.starts_with(&format!("{}/", paths::SOURCES)) && file.ends_with("/schema") {
         let source = file.split('/').nth(1).unwrap_or_default();
         format!(

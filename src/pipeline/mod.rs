@@ -1927,6 +1927,34 @@ impl Pipeline {
                 ));
             }
         }
+        // Where each source's late rows go: a table or folder of its own beside the late-rows
+        // sink's (`<table>_<source>`), which may be the sink's own (audit 90b: a complete-mode
+        // batch deleted the late rows written into its table, exit 0).
+        let parts: Vec<(String, String)> = match &self.late_rows {
+            Some(late) => self
+                .watermark_columns()
+                .into_keys()
+                .filter_map(|source| {
+                    let place = late.connector().part_location(&source)?;
+                    Some((format!("late_rows (of source `{source}`)"), place))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        for (key, location) in &parts {
+            let others = written.iter().filter(|(k, _)| k != "late_rows.path");
+            for (other_key, other) in others.chain(&read) {
+                if let Some(how) = overlap(location, other) {
+                    return Err(format!(
+                        "`{key}` ({}) {how} `{other_key}` ({}): the late rows would be written \
+                         where the other writes or reads; give `late_rows` another `table` or \
+                         `path`",
+                        crate::secret::redact_url(location),
+                        crate::secret::redact_url(other),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 

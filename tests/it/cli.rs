@@ -1423,6 +1423,40 @@ fn damaged_query_offsets_and_rewind_files_are_mended_shown_and_named() {
     );
 }
 
+/// Audit 90c: a damaged compact entry of a files source's log (every file read up to its
+/// batch, the older entries deleted) sent the user to `repair`, which found nothing to repair:
+/// the run says that nothing else records it and what does get the pipeline going.
+#[test]
+fn a_damaged_compact_entry_of_a_files_source_names_a_way_out_that_exists() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 8, 5, 0);
+    let yaml = pipeline_yaml(&ws, "json", "SELECT id, page FROM clicks", 1, "");
+    let pipeline = write_pipeline(&ws, &format!("{yaml}retain_batches: 2\n"));
+    let p = pipeline.to_str().expect("utf-8");
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let compact: Vec<std::path::PathBuf> = std::fs::read_dir(ws.path("ckpt/sources/clicks"))
+        .expect("source log")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".compact"))
+        .collect();
+    assert_eq!(compact.len(), 1, "{compact:?}");
+    let text = std::fs::read_to_string(&compact[0]).expect("compact");
+    std::fs::write(&compact[0], &text[..text.len() / 2]).expect("cut it short");
+    write_clicks(&ws.path("in"), "json", 1, 5, 8);
+    let out = run_bin(&["run", p], ws.dir.path());
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(".compact")
+            && said.contains("restore it from a backup")
+            && said.contains("new checkpoint")
+            && !said.contains("sluice repair"),
+        "{said}"
+    );
+}
+
 /// Audit 86 (ops #1, #2): a damaged newest commit with a later batch pending was moved aside
 /// "as if deleted" and repair said the next run carries on, which then refused the
 /// checkpoint: it is named unfixable with the rewind that works. And a pending batch the sink

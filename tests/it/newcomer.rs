@@ -377,6 +377,46 @@ fn overlapping_locations_are_refused_by_name() {
     assert!(!ws.path("data/in/ckpt").exists());
 }
 
+/// Audit 90b: the late rows of source `s` into a PostgreSQL or Delta `late_rows` sink go to
+/// `<table>_s` (`<path>_s`), which can be the sink's own table: a complete-mode batch then
+/// deleted the late rows written into it, exit 0. Refused when the file loads, naming both.
+#[test]
+fn a_late_rows_table_that_is_the_sinks_own_is_refused() {
+    let ws = Workspace::new();
+    let url = "postgresql://sluice@127.0.0.1:15432/sluice";
+    let yaml = |sink: &str, late: &str| {
+        format!(
+            "name: late_into_sink
+sources:
+  clicks: {{ kind: files, path: {input}, format: json, \
+             schema: {{ id: bigint, ts: timestamp }}, watermark: {{ column: ts, delay: 5s }} }}\n\
+             query: SELECT date_bin(INTERVAL '10 seconds', ts) AS ts, count(*) AS n FROM clicks \
+             GROUP BY 1\noutput_mode: complete\nsink: {sink}\nlate_rows: {late}\n",
+            input = ws.p("in"),
+        )
+    };
+    let check = |yaml: &str| {
+        let pipeline = sluice::pipeline::Pipeline::parse(yaml, std::path::Path::new("p.yaml"))
+            .expect("parses");
+        pipeline.check_locations(&pipeline.checkpoint_location(), false)
+    };
+    let pg = |table: &str| format!("{{ kind: postgres, url: '{url}', table: {table} }}");
+    let delta = |path: &str| format!("{{ kind: delta, path: {} }}", ws.p(path));
+    for (case, sink, late) in [
+        ("postgres", pg("t_clicks"), pg("t")),
+        ("delta", delta("out_clicks"), delta("out")),
+    ] {
+        let err = check(&yaml(&sink, &late)).expect_err(case);
+        assert!(
+            err.contains("`late_rows (of source `clicks`)`") && err.contains("`sink.path`"),
+            "{case}: {err}"
+        );
+    }
+    // Another source's name, or another table, is apart.
+    assert!(check(&yaml(&pg("t_views"), &pg("t"))).is_ok());
+    assert!(check(&yaml(&delta("out_views"), &delta("out"))).is_ok());
+}
+
 /// A refused run removes only folders it made, never one that was there: a sink path through
 /// `..` that reaches an existing folder keeps that folder and its files.
 #[test]
