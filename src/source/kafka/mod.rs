@@ -288,6 +288,18 @@ pub struct KafkaConfig {
     metadata: Vec<MetadataColumn>,
 }
 
+impl KafkaConfig {
+    /// Whether the source reads `topic`: named in `topics`, or matching `topic_pattern` (never
+    /// a topic of Kafka's own, `__`-prefixed, by a pattern).
+    fn subscribes(&self, topic: &str) -> bool {
+        match (&self.topics, &self.pattern) {
+            (Some(names), _) => names.names().iter().any(|n| n == topic),
+            (None, Some(pattern)) => !topic.starts_with("__") && pattern.is_match(topic),
+            (None, None) => false,
+        }
+    }
+}
+
 fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>, ConfigError> {
     Ok(Arc::new(read_config(settings)?))
 }
@@ -500,11 +512,7 @@ impl SourceConnector for KafkaConfig {
         if listed(servers).is_disjoint(&listed(&self.bootstrap_servers)) {
             return false;
         }
-        match (&self.topics, &self.pattern) {
-            (Some(names), _) => names.names().iter().any(|n| n == topic),
-            (None, Some(pattern)) => pattern.is_match(topic),
-            (None, None) => false,
-        }
+        self.subscribes(topic)
     }
 
     async fn open(
@@ -586,15 +594,17 @@ impl SourceConnector for KafkaConfig {
                     crate::source::kafka::client::range_consumer(&uncommitted)
                         .ok()
                         .and_then(|c| list_partitions(&c, &config).ok())
-                        .and_then(Result::ok)
-                        .map(|p| p.high)
+                        .and_then(|listed| match listed {
+                            Listed::Partitions(p) => Some(p.high),
+                            Listed::Missing(_) | Listed::Unavailable(_) => None,
+                        })
                 } else {
                     None
                 };
                 let consumer = crate::source::kafka::client::range_consumer(&client)?;
                 let stable = match list_partitions(&consumer, &config)? {
-                    Ok(stable) => stable,
-                    Err(e) => return Ok(Err(e)),
+                    Listed::Partitions(stable) => stable,
+                    Listed::Missing(e) | Listed::Unavailable(e) => return Ok(Err(e)),
                 };
                 Ok(Ok((stable, logged)))
             },
@@ -849,7 +859,11 @@ impl KafkaSource {
                             .await
                             .map_err(ListError::Kafka)?;
                         self.reached.store(true, Ordering::Relaxed);
-                        Ok(listed)
+                        match listed {
+                            Listed::Partitions(partitions) => Ok(Ok(partitions)),
+                            Listed::Missing(missing) => Ok(Err(missing)),
+                            Listed::Unavailable(why) => Err(ListError::Topic(why)),
+                        }
                     }
                 },
             )
@@ -1024,7 +1038,13 @@ impl KafkaSource {
                         .map_err(|e| self.connector_error(e))?;
                 }
             }
+            // Looked up as a `read_uncommitted` client: under `read_committed` the brokers look
+            // only below the last stable offset, and answer "none" for a time whose first
+            // record is past a transaction still open, which read as the last stable offset
+            // started the batches at records older than the time (audit 90a #2).
             let timeout = self.config.retry.timeout;
+            let mut config = self.consumer_config.clone();
+            config.set("isolation.level", "read_uncommitted");
             let found = self
                 .config
                 .retry
@@ -1033,22 +1053,31 @@ impl KafkaSource {
                     |_: &KafkaError| true,
                     || {
                         let list = list.clone();
-                        self.with_consumer(move |c| c.offsets_for_times(list, timeout))
+                        let config = config.clone();
+                        blocking(move || -> Result<_, KafkaError> {
+                            let consumer = client::range_consumer(&config)?;
+                            let found = consumer.offsets_for_times(list, timeout)?;
+                            let mut offsets = Vec::new();
+                            for element in found.elements() {
+                                let topic = element.topic().to_string();
+                                let p = element.partition();
+                                // A partition's own error is not "no record at the time".
+                                element.error()?;
+                                let offset = match element.offset() {
+                                    Offset::Offset(o) => o,
+                                    // No record at or after the time: start at the log's end.
+                                    _ => consumer.fetch_watermarks(&topic, p, timeout)?.1,
+                                };
+                                offsets.push((topic, p, offset));
+                            }
+                            Ok(offsets)
+                        })
                     },
                 )
                 .await
                 .map_err(|e| self.connector_error(format!("finding offsets by time: {e}")))?;
-            for element in found.elements() {
-                let high = now.high[element.topic()][&element.partition()];
-                let offset = match element.offset() {
-                    Offset::Offset(o) => o,
-                    // No record at or after the time: start at the end.
-                    _ => high,
-                };
-                start
-                    .entry(element.topic().to_string())
-                    .or_default()
-                    .insert(element.partition(), offset);
+            for (topic, p, offset) in found {
+                start.entry(topic).or_default().insert(p, offset);
             }
             return Ok(start);
         }
@@ -1410,6 +1439,8 @@ enum ListError {
     Unreachable(String),
     /// The brokers' or librdkafka's error.
     Kafka(KafkaError),
+    /// A topic the source reads that the brokers answer with an error.
+    Topic(String),
 }
 
 impl std::fmt::Display for ListError {
@@ -1417,31 +1448,45 @@ impl std::fmt::Display for ListError {
         match self {
             Self::Unreachable(why) => f.write_str(why),
             Self::Kafka(e) => write!(f, "{e}{}", client::kafka_advice(e)),
+            Self::Topic(why) => f.write_str(why),
         }
     }
 }
 
+/// What a listing of the partitions found.
+enum Listed {
+    /// The partitions to read, with their watermarks.
+    Partitions(Partitions),
+    /// A topic named in `topics` that does not exist (said so).
+    Missing(String),
+    /// A topic the source reads that the brokers answer with an error (said so).
+    Unavailable(String),
+}
+
 /// Lists the partitions to read (of the topics named, or matching the pattern) with their
-/// watermarks; `Ok(Err(_))` when a named topic does not exist.
+/// watermarks.
 fn list_partitions(
     consumer: &crate::source::kafka::client::RangeConsumer,
     config: &KafkaConfig,
-) -> Result<Result<Partitions, String>, KafkaError> {
+) -> Result<Listed, KafkaError> {
     let timeout = config.retry.timeout;
     let metadata = consumer.fetch_metadata(None, timeout)?;
     let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     for topic in metadata.topics() {
-        if topic.error().is_some() {
+        if !config.subscribes(topic.name()) {
             continue;
         }
-        let wanted = match (&config.topics, &config.pattern) {
-            (Some(names), _) => names.names().iter().any(|n| n == topic.name()),
-            (None, Some(pattern)) => {
-                !topic.name().starts_with("__") && pattern.is_match(topic.name())
-            }
-            (None, None) => false,
-        };
-        if wanted {
+        // A topic the brokers answer with an error (no leader yet, not authorized) is not a
+        // topic gone: said, and retried (audit 90a: skipped, one named in `topics` was said
+        // not to exist, and a pattern's partitions read so far were taken as gone).
+        if let Some(error) = topic.error() {
+            return Ok(Listed::Unavailable(format!(
+                "the brokers answer topic `{}` with an error: {}",
+                topic.name(),
+                rdkafka::types::RDKafkaErrorCode::from(error)
+            )));
+        }
+        {
             topics.insert(
                 topic.name().to_string(),
                 topic.partitions().iter().map(|p| p.id()).collect(),
@@ -1455,7 +1500,7 @@ fn list_partitions(
             .filter(|n| !topics.contains_key(n))
             .collect();
         if !missing.is_empty() {
-            return Ok(Err(format!(
+            return Ok(Listed::Missing(format!(
                 "topic {} does not exist at {}",
                 missing
                     .iter()
@@ -1482,7 +1527,7 @@ fn list_partitions(
                 .insert(p, high);
         }
     }
-    Ok(Ok(partitions))
+    Ok(Listed::Partitions(partitions))
 }
 
 /// Reads each range's records: assigns every partition at its start, and stops each at its
@@ -1681,8 +1726,9 @@ fn batch(
 /// `end - start`). A partition whose share would round down to none gets one (Spark's
 /// `rateLimit`: "don't completely starve small topicpartitions"; audit 86 #4: a partition of
 /// one record beside one far behind was read only once the other caught up, its record late
-/// by then); the rest of `limit` is shared among the others in proportion to their lag,
-/// rounding down, then one more each to the largest remainders (ties by topic and partition),
+/// by then); the others get one each too, and the rest of `limit` is shared among them in
+/// proportion to their lag past that one, rounding down, then one more each to the largest
+/// remainders (ties by topic and partition),
 /// never past a partition's lag: the same split for the same offsets, every time. The shares
 /// add up to `limit`, or to the number of partitions with records where that is more.
 fn share_limit(lag: &[((String, i32), i64)], limit: u64) -> BTreeMap<(String, i32), i64> {
@@ -1696,17 +1742,20 @@ fn share_limit(lag: &[((String, i32), i64)], limit: u64) -> BTreeMap<(String, i3
         .filter(|(_, l)| starved(*l))
         .map(|(key, _)| (key.clone(), 1))
         .collect();
-    let budget = u128::from(limit).saturating_sub(shares.len() as u128);
+    // The others get one each too (audit 90a #3: as many partitions of a record or two as the
+    // limit took it all, and one far behind got none, batch after batch), and what is left
+    // is shared in proportion to what each has past that one.
     let rest: Vec<&((String, i32), i64)> = lag.iter().filter(|(_, l)| !starved(*l)).collect();
-    let rest_total: u128 = rest.iter().map(|(_, l)| *l as u128).sum();
+    let budget = u128::from(limit).saturating_sub((shares.len() + rest.len()) as u128);
+    let rest_total: u128 = rest.iter().map(|(_, l)| (*l - 1) as u128).sum();
     let mut remainders = Vec::new();
     let mut given: u128 = 0;
     for (key, l) in &rest {
-        let exact = (*l as u128) * budget;
+        let exact = ((*l - 1) as u128) * budget;
         let share = exact.checked_div(rest_total).unwrap_or(0);
         given += share;
         remainders.push((exact - share * rest_total, key.clone(), *l));
-        shares.insert(key.clone(), share as i64);
+        shares.insert(key.clone(), 1 + share as i64);
     }
     remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     for (_, key, most) in remainders {
@@ -1753,7 +1802,9 @@ impl Source for KafkaSource {
             Some(base) => base,
             None => self.initial(Some(&now)).await?.clone(),
         };
-        // Every partition read so far keeps its offset, even one gone from the brokers.
+        // Every partition read so far keeps its offset, that of a topic no longer read (taken
+        // out of `topics:`) too; one the brokers no longer have of a topic still read is said
+        // below.
         let mut end = base.clone();
         let mut lag = Vec::new();
         let mut shrunk = Vec::new();
@@ -1841,9 +1892,60 @@ impl Source for KafkaSource {
             )
             .map_err(|e| self.connector_error(e))?;
         }
-        let back = !went_back.is_empty();
+        let mut back = !went_back.is_empty();
         for (topic, p, high) in went_back {
             end.entry(topic).or_default().insert(p, high);
+        }
+        // Partitions read so far that the brokers no longer have, of a topic the source still
+        // reads (deleted while `topic_pattern` matches it; made again with fewer partitions):
+        // what they held past the offset read was never read (audit 90a: a deleted topic's
+        // unread records were dropped unsaid, its offset carried on for good). As Spark's
+        // source ("Some data may have been missed"): refused, or said and left out of the
+        // offsets from this batch on, so that a topic made again is read from its start.
+        let gone: Vec<(String, i32, i64)> = base
+            .iter()
+            .filter(|(topic, _)| self.config.subscribes(topic))
+            .flat_map(|(topic, partitions)| {
+                let now = now.high.get(topic);
+                partitions
+                    .iter()
+                    .filter(move |(p, _)| now.is_none_or(|m| !m.contains_key(*p)))
+                    .map(move |(p, s)| (topic.clone(), *p, *s))
+            })
+            .collect();
+        if !gone.is_empty() {
+            let what = format!(
+                "{}: the brokers no longer have {} (the topic deleted, or made again with \
+                 fewer partitions), so any records {} held past the offset read were never \
+                 read",
+                gone.iter()
+                    .map(|(topic, p, s)| format!("{topic} partition {p}, read up to offset {s}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                if gone.len() == 1 { "it" } else { "them" },
+                if gone.len() == 1 { "it" } else { "they" },
+            );
+            let mut said = false;
+            super::input_went_back(
+                &what,
+                "go on without them (as Spark's source does; a topic of that name made again \
+                 is then read from its start)",
+                self.config.fail_on_data_loss,
+                &mut said,
+                &format!("source `{}`", self.name),
+            )
+            .map_err(|e| self.connector_error(e))?;
+            for (topic, p, _) in gone {
+                if let Some(partitions) = end.get_mut(&topic) {
+                    partitions.remove(&p);
+                    if partitions.is_empty() {
+                        end.remove(&topic);
+                    }
+                }
+            }
+            // Planned as a batch even with nothing to read, so that its end, without them,
+            // is what the next batch starts from.
+            back = true;
         }
         if lag.is_empty() && !back {
             return Ok(None);
@@ -2010,9 +2112,24 @@ mod tests {
         // More partitions with records than the limit: one each.
         let many: Vec<_> = (0..5).map(|p| (("c".to_string(), p), 1)).collect();
         assert!(share_limit(&many, 3).values().all(|s| *s == 1));
+        // Audit 90a #3: partitions of a record each as many as the limit took it all, and
+        // the one far behind got none, batch after batch: it gets one too.
+        let trickle = vec![
+            (("e".to_string(), 0), 100),
+            (("e".to_string(), 1), 1),
+            (("e".to_string(), 2), 1),
+        ];
+        assert!(share_limit(&trickle, 2).values().all(|s| *s == 1));
         // The review: a partition raised to one took a remainder's one more too, past its
         // lag (a range past the partition's end), and the shares passed the limit.
-        for (lags, limit) in [(vec![1, 2, 2], 4), (vec![1, 2, 5], 7), (vec![1, 1, 100], 3)] {
+        for (lags, limit) in [
+            (vec![1, 2, 2], 4),
+            (vec![1, 2, 5], 7),
+            (vec![1, 1, 100], 3),
+            (vec![1, 1, 100], 2),
+            (vec![3, 1, 1, 40, 40], 4),
+            (vec![7, 9, 11, 1], 5),
+        ] {
             let lag: Vec<_> = lags
                 .iter()
                 .enumerate()
