@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   batch N:  fence      ──► no newer epoch exists            (else stop, writing nothing)
-//!             data files ──► _sluice/staging/N/E-<id>/part-N-P.ext (E: the run's epoch; invisible)
+//!             data files ──► _sluice/staging/N/E-<id>-<L>/part-N-P.ext (E: epoch; L: label digest)
 //!             fence      ──► no newer epoch exists            (else stop)
 //!             manifest   ──► _sluice/manifest/N               (create-only: the commit point)
 //!             publish    ──► part-N-P.ext                     (rename into place)
@@ -798,19 +798,32 @@ impl FilesSink {
     /// epoch stages apart, so a late run of an older epoch never renames its files over the
     /// ones a manifest names, and each pipeline apart, so two new pipelines (both at epoch
     /// 0) racing for a folder that neither has claimed yet never write into one another's.
-    fn staging_dir(batch: BatchId, pipeline: uuid::Uuid, epoch: Epoch) -> String {
-        format!(
+    /// And each copy of a checkpoint apart (by `label`, which names the checkpoint): two
+    /// copies run at once take the same epoch, and one's staged file overwrote the other's
+    /// before that one published it under its own manifest entry (walk 92: 28 rows doubled,
+    /// exit 0). `<epoch>-<pipeline id>-<first 8 hex digits of the label's SHA-256>`, or
+    /// without the last part for a sink opened without a label.
+    fn staging_dir(batch: BatchId, pipeline: uuid::Uuid, epoch: Epoch, label: &str) -> String {
+        let dir = format!(
             "{SLUICE_DIR}/staging/{}/{}-{}",
             batch.0,
             epoch.0,
             pipeline.simple()
-        )
+        );
+        if label.is_empty() {
+            return dir;
+        }
+        format!("{dir}-{}", &crate::vocab::fingerprint(label)[..8])
     }
 
-    /// Where a batch was staged before staging folders named the pipeline: a manifest
-    /// written then, whose publishing a crash cut short, still names files there.
-    fn legacy_staging_dir(batch: BatchId, epoch: Epoch) -> String {
-        format!("{SLUICE_DIR}/staging/{}/{}", batch.0, epoch.0)
+    /// Where a batch was staged by a Sluice that named staging folders otherwise: by epoch
+    /// and pipeline (before the label, 2026-12-06), or by epoch alone. A manifest written
+    /// then, whose publishing a crash cut short, still names files there.
+    fn earlier_staging_dirs(batch: BatchId, pipeline: uuid::Uuid, epoch: Epoch) -> [String; 2] {
+        [
+            Self::staging_dir(batch, pipeline, epoch, ""),
+            format!("{SLUICE_DIR}/staging/{}/{}", batch.0, epoch.0),
+        ]
     }
 
     fn data_file(&self, batch: BatchId, partition: usize) -> String {
@@ -996,16 +1009,23 @@ impl FilesSink {
     /// this call created the manifest, so every file is still staged and none may be in place
     /// already (in append and update modes, where names are the batch's own).
     async fn publish(&self, manifest: &Manifest, fresh: bool) -> Result<(), SinkError> {
-        let staging = Self::staging_dir(manifest.batch, manifest.pipeline, manifest.epoch);
-        let legacy = Self::legacy_staging_dir(manifest.batch, manifest.epoch);
+        let staging = Self::staging_dir(
+            manifest.batch,
+            manifest.pipeline,
+            manifest.epoch,
+            &manifest.label,
+        );
+        let earlier = Self::earlier_staging_dirs(manifest.batch, manifest.pipeline, manifest.epoch);
         for file in &manifest.files {
             let mut from = self.location.path(&format!("{staging}/{}", file.path));
-            let legacy_from = self.location.path(&format!("{legacy}/{}", file.path));
-            if !fresh
-                && !self.location.exists(&from).await?
-                && self.location.exists(&legacy_from).await?
-            {
-                from = legacy_from;
+            if !fresh && !self.location.exists(&from).await? {
+                for dir in &earlier {
+                    let earlier_from = self.location.path(&format!("{dir}/{}", file.path));
+                    if self.location.exists(&earlier_from).await? {
+                        from = earlier_from;
+                        break;
+                    }
+                }
             }
             let to = self.location.path(&file.path);
             if fresh {
@@ -1062,8 +1082,9 @@ impl FilesSink {
     }
 
     /// Whether `path` (relative to the sink's folder) under `batch_staging` (a batch's
-    /// staging folder) is this pipeline's: in a folder `<epoch>-<its id>`, or of a Sluice that
-    /// named staging folders by epoch alone.
+    /// staging folder) is this pipeline's: in a folder `<epoch>-<its id>[-<label's digest>]`
+    /// (any copy of its checkpoint), or of a Sluice that named staging folders by epoch
+    /// alone.
     fn own_staging(&self, batch_staging: &str, path: &str) -> bool {
         let folder = path
             .strip_prefix(batch_staging)
@@ -1071,7 +1092,7 @@ impl FilesSink {
             .and_then(|rest| rest.split('/').next())
             .unwrap_or_default();
         match folder.split_once('-') {
-            Some((_, id)) => id == self.pipeline.simple().to_string(),
+            Some((_, rest)) => rest.split('-').next() == Some(&self.pipeline.simple().to_string()),
             None => true,
         }
     }
@@ -1325,7 +1346,7 @@ impl Sink for FilesSink {
         if let Some(held) = self.already_held(batch, fence).await? {
             return Ok(held);
         }
-        let staging = Self::staging_dir(batch, self.pipeline, fence.epoch());
+        let staging = Self::staging_dir(batch, self.pipeline, fence.epoch(), &self.label);
         let format = self.format;
         let BatchOutput { schema, partitions } = output;
         // Complete mode writes the whole table as one file, even an empty one (it replaces
@@ -1389,7 +1410,7 @@ impl Sink for FilesSink {
             output.drain(batch).await?;
             return Ok(held);
         }
-        let staging = Self::staging_dir(batch, self.pipeline, fence.epoch());
+        let staging = Self::staging_dir(batch, self.pipeline, fence.epoch(), &self.label);
         let format = self.format;
         let schema = Arc::clone(&output.schema);
         // Each partition is encoded and written as its rows come, on its own task; a

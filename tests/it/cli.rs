@@ -1423,6 +1423,63 @@ fn damaged_query_offsets_and_rewind_files_are_mended_shown_and_named() {
     );
 }
 
+/// Walk 92: two copies of one checkpoint (a move not finished: the old copy still there) run
+/// at once into one sink take the same epoch: both staged batch 1 in one folder, the copy's
+/// files overwrote the other's, and the run whose manifest entry won published them as its
+/// own (rows doubled, exit 0; found only by the next run, "written over"). Each copy stages
+/// apart: the winner publishes its own files, the other is refused, and the sink holds the
+/// batch query's rows once.
+#[test]
+fn two_copies_of_a_checkpoint_run_at_once_never_publish_each_others_files() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 10, 0);
+    let query = "SELECT id, page, amount FROM clicks";
+    let pipeline = pipeline_in(&ws, query, "");
+    let p = pipeline.to_str().expect("utf-8");
+    assert!(run_bin(&["run", p], ws.dir.path()).status.success());
+    copy_dir(&ws.path("ckpt"), &ws.path("ckpt-copy"));
+    write_clicks(&ws.path("in"), "json", 3, 10, 1);
+    // The run on the checkpoint stops before batch 1's manifest entry; the copy's run plans
+    // the three new files into its batch 1, stages them and stops there too; the first goes
+    // on and commits, then the copy.
+    let mut copy = None;
+    let first = run_stopped_with(&pipeline, ws.dir.path(), "_sluice/manifest/1", &[], || {
+        let child = sluice_bin()
+            .args([
+                "run",
+                p,
+                "--progress",
+                "none",
+                "--trigger",
+                "once",
+                "--checkpoint",
+            ])
+            .arg(ws.path("ckpt-copy"))
+            .env("SLUICE_STOP_AT", "_sluice/manifest/1")
+            .current_dir(ws.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        wait_stopped(&child);
+        copy = Some(child);
+    });
+    assert!(first.status.success(), "{}", stderr(&first));
+    let copy = copy.expect("the copy's run");
+    std::process::Command::new("kill")
+        .args(["-CONT", &copy.id().to_string()])
+        .status()
+        .expect("kill -CONT");
+    let copy = copy.wait_with_output().expect("the copy's end");
+    assert_eq!(copy.status.code(), Some(2), "{}", stderr(&copy));
+    let again = run_bin(&["run", p], ws.dir.path());
+    assert!(again.status.success(), "{}", stderr(&again));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let expected = rt.block_on(oracle(&ws.path("in"), "json", query));
+    let got = rt.block_on(sink_rows(&ws.path("out")));
+    assert_eq!(got, expected, "each row once");
+}
+
 /// Audit 90c: a damaged compact entry of a files source's log (every file read up to its
 /// batch, the older entries deleted) sent the user to `repair`, which found nothing to repair:
 /// the run says that nothing else records it and what does get the pipeline going.
