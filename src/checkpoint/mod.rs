@@ -689,6 +689,10 @@ impl Checkpoint {
 
     /// Records where this run's output goes (replacing an earlier run's record).
     pub async fn record_sink(&self, record: &SinkRecord) -> Result<(), CheckpointError> {
+        // A run a newer one took over writes nothing (walk 92: one paused while it started,
+        // then resumed, wrote back its older record, and the next run's check of a changed
+        // output schema compared the query with that).
+        self.check_fence().await?;
         let path = self.location.path(paths::SINK);
         self.location
             .put(&path, format!("{}\n", to_json(record)).into_bytes())

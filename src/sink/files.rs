@@ -1179,6 +1179,32 @@ impl FilesSink {
         })
     }
 
+    /// [`FilesSink::finish_commit`] of files this run staged: where a newer run has taken over
+    /// meanwhile (this one was paused between its check and its writes), the files it staged
+    /// are deleted, as nothing else would ever delete them (walk 92: left behind, billed, and
+    /// read by a recursive glob). Only this run's: a newer run stages under its own epoch.
+    async fn finish_staged(
+        &self,
+        batch: BatchId,
+        fence: &Fence,
+        files: Vec<ManifestFile>,
+    ) -> Result<SinkCommit, SinkError> {
+        let result = self.finish_commit(batch, fence, files.clone()).await;
+        if let Err(SinkError::Fenced(_)) = &result {
+            let staging = Self::staging_dir(batch, self.pipeline, fence.epoch(), &self.label);
+            for file in &files {
+                let path = self.location.path(&format!("{staging}/{}", file.path));
+                if let Err(e) = self.location.delete(&path).await {
+                    tracing::debug!("could not delete {staging}/{}: {e}", file.path);
+                }
+            }
+            self.location.remove_empty_folder(&staging);
+            self.location
+                .remove_empty_folder(&format!("{SLUICE_DIR}/staging/{}", batch.0));
+        }
+        result
+    }
+
     /// Encodes `batches` (of `schema`; possibly none, for an empty result table) as one file.
     fn encode(
         format: FileFormat,
@@ -1392,7 +1418,7 @@ impl Sink for FilesSink {
                 rows,
             });
         }
-        self.finish_commit(batch, fence, files).await
+        self.finish_staged(batch, fence, files).await
     }
 
     async fn commit_stream(
@@ -1473,7 +1499,7 @@ impl Sink for FilesSink {
                 }
             }
         }
-        self.finish_commit(batch, fence, files).await
+        self.finish_staged(batch, fence, files).await
     }
 
     async fn held_digest(

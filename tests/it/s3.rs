@@ -409,6 +409,56 @@ fn a_run_paused_mid_batch_that_wakes_up_after_the_purge_is_fenced_by_epoch() {
     );
 }
 
+/// Walk 92: a run paused while it started (its epoch taken; here, before it copies its
+/// pipeline file), resumed after a newer run with
+/// a query of one more column (`allow_output_schema_change: true`) had finished, wrote its
+/// older `sink` record back before it found itself superseded: the old query then ran on into
+/// the sink unrefused, its files of fewer columns after the newer ones. A superseded run
+/// writes no record: the old query is refused, naming the column it drops.
+#[test]
+fn a_superseded_run_paused_at_its_start_writes_no_sink_record() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 20, 0);
+    let yaml = pipeline_yaml(&ws, "json", "SELECT id, page FROM clicks", 1, "")
+        .replace(&ws.p("ckpt"), "s3://sluice/record-ckpt");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let pipeline = pipeline.to_str().expect("utf-8");
+    let run = |file: &str| {
+        moto.sluice()
+            .args(["run", file, "--progress", "none"])
+            .output()
+            .expect("run")
+    };
+    let first = run(pipeline);
+    assert!(first.status.success(), "{}", stderr(&first));
+    write_clicks(&ws.path("in"), "json", 1, 20, 1);
+    let mut old = moto
+        .sluice()
+        .args(["run", pipeline, "--progress", "none"])
+        .env("SLUICE_STOP_AT", "record-ckpt/pipelines/")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_stopped(&old);
+    let wide = ws.path("wide.yaml");
+    std::fs::write(
+        &wide,
+        yaml.replace("SELECT id, page FROM", "SELECT id, page, amount FROM")
+            .replace("trigger:", "allow_output_schema_change: true\ntrigger:"),
+    )
+    .expect("wide pipeline");
+    let newer = run(wide.to_str().expect("utf-8"));
+    assert!(newer.status.success(), "{}", stderr(&newer));
+    signal(&old, "-CONT");
+    assert_fenced(&mut old, 1, 2);
+    write_clicks(&ws.path("in"), "json", 1, 20, 2);
+    let narrow = run(pipeline);
+    assert_eq!(narrow.status.code(), Some(2), "{}", stderr(&narrow));
+    assert!(stderr(&narrow).contains("amount"), "{}", stderr(&narrow));
+}
+
 /// `engine: distributed` with everything on S3: the input, the checkpoint and the sink. Two
 /// `sluice worker` processes, with the driver's environment (its store settings and
 /// credentials), read their shares of each batch's files from the bucket; the driver writes
