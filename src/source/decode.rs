@@ -1518,7 +1518,7 @@ fn json_decode(
     if let Some(batch) = decoder.flush()? {
         batches.push(batch);
     }
-    check_float_range(&batches)?;
+    check_float_range(bytes, &batches)?;
     if integers.is_empty() {
         return Ok(batches);
     }
@@ -1560,11 +1560,13 @@ fn json_decode(
         .collect()
 }
 
-/// Refuses a float column (at the top level) of JSON-decoded `batches` holding an infinity:
-/// JSON writes none, so it is a number past the type's range, which Arrow's parser reads as
+/// Refuses a float column (at any depth) of `batches`, decoded from the JSON `bytes`, holding
+/// an infinity that a number past the type's range gave, which Arrow's parser reads as
 /// infinity (`3.4e39` into a `float`, `1e309` into a `double`), where DuckDB refuses it
-/// (walk 66: written on as `inf`, or as null in JSON output).
-fn check_float_range(batches: &[RecordBatch]) -> Result<(), ArrowError> {
+/// (walk 66: written on as `inf`, or as null in JSON output). JSON has no infinity but as a
+/// word in a string (`"Infinity"`, `"-inf"`), which is taken, as DuckDB and Spark take it and
+/// as CSV's words are (walk 91: refused as a number past its range).
+fn check_float_range(bytes: &[u8], batches: &[RecordBatch]) -> Result<(), ArrowError> {
     use datafusion::arrow::datatypes::{Float32Type, Float64Type};
     /// The range of the first float type in `column` (at any depth of structs, lists and
     /// maps) that holds an infinity, with the way to read such a number.
@@ -1595,9 +1597,35 @@ fn check_float_range(batches: &[RecordBatch]) -> Result<(), ArrowError> {
             _ => None,
         }
     }
+    // Where every number in the text is within a `double`'s range (serde_json refuses one
+    // past it), an infinity came from a word. A `float` column's `3.4e39` is within a
+    // double's: it is told by the column's values (or, inside a struct or list, by every
+    // value's numbers) holding none past a `float`'s range.
+    let values: Option<Vec<serde_json::Value>> = batches
+        .iter()
+        .any(|b| b.columns().iter().any(|c| infinite(c).is_some()))
+        .then(|| {
+            serde_json::Deserializer::from_slice(bytes)
+                .into_iter::<serde_json::Value>()
+                .collect::<Result<Vec<_>, _>>()
+                .ok()
+        })
+        .flatten();
+    let from_words = |field: &Field, kind: &str| {
+        values.as_ref().is_some_and(|values| {
+            kind != "float"
+                || values.iter().all(|value| match field.data_type() {
+                    DataType::Float32 => !value.get(field.name()).is_some_and(float_past_f32),
+                    _ => !float_past_f32(value),
+                })
+        })
+    };
     for batch in batches {
         for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
             if let Some((kind, range)) = infinite(column) {
+                if from_words(field, kind) {
+                    continue;
+                }
                 let what = match field.data_type() {
                     DataType::Float32 | DataType::Float64 => String::new(),
                     _ => format!(", at a {kind} inside it"),
@@ -1612,6 +1640,19 @@ fn check_float_range(batches: &[RecordBatch]) -> Result<(), ArrowError> {
         }
     }
     Ok(())
+}
+
+/// Whether `value` holds, at any depth, a number past a `float`'s range but within a
+/// `double`'s (which a `float` column reads as infinity).
+fn float_past_f32(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Number(n) => n
+            .as_f64()
+            .is_some_and(|f| f.is_finite() && f.abs() > f64::from(f32::MAX)),
+        serde_json::Value::Array(items) => items.iter().any(float_past_f32),
+        serde_json::Value::Object(fields) => fields.values().any(float_past_f32),
+        _ => false,
+    }
 }
 
 /// What to do about a time a nanosecond timestamp cannot hold (before 1677-09-21 or after
@@ -2929,6 +2970,26 @@ fn json_values<'a>(
             {
                 break;
             }
+        }
+        // A further line skipped with it is a record of its own, counted and named, where it
+        // starts with `{` (a record cut short in turn), or where the bad value went wrong on
+        // its own first line, so that the lines after were never read as part of it (walk
+        // 91: two bad lines in a row were counted as one row skipped, so rows in and skipped
+        // no longer added up to the file's lines). The lines of a value written over several
+        // lines that went wrong further down are that one value's.
+        for (n, text) in bytes[pos..next].split(|b| *b == b'\n').enumerate().skip(1) {
+            if text.iter().all(u8::is_ascii_whitespace) || !(at == 1 || text.first() == Some(&b'{'))
+            {
+                continue;
+            }
+            scanned.notes.push((
+                line + n,
+                format!(
+                    "skipped with the malformed value on line {line}, which it is read as part \
+                     of or follows: a JSON lines record starts a line with `{{`"
+                ),
+            ));
+            scanned.skipped += 1;
         }
         advance(&mut pos, &mut line, next);
     }
@@ -4631,6 +4692,23 @@ mod tests {
         assert!(err.contains("line 1"), "{err}");
     }
 
+    /// Walk 91: bad lines in a row were skipped as one (rows in and skipped then no longer
+    /// added up to the file's lines); each is counted.
+    #[test]
+    fn bad_json_lines_in_a_row_are_each_counted() {
+        for (text, rows, skipped) in [
+            ("{\"id\":1}\ngarbage\ngarbage\n{\"id\":2}\n", 2, 2),
+            ("{\"id\":1}\ngarbage\ngarbage\ngarbage\n{\"id\":2}\n", 2, 3),
+            ("{\"id\":1}\nnull\n[]\n{\"id\":2}\n", 2, 2),
+            ("{\"id\":1}\n\"str\"\n7\n{\"id\":2}\n", 2, 2),
+            ("{\"id\":\n{\"id\":\n{\"id\":2}\n", 1, 2),
+            ("{\"id\":1}\ngarbage\n\n\ngarbage\n", 1, 2),
+        ] {
+            let d = json(text, OnError::Skip).expect("skip");
+            assert_eq!((d.rows, d.skipped), (rows, skipped), "{text:?}");
+        }
+    }
+
     #[test]
     fn malformed_csv_names_file_and_line() {
         let text = "id,name\n1,a\n2,b\nthree,c\n4,d\n";
@@ -5032,6 +5110,24 @@ mod tests {
             err.contains("f.json line 1") && err.contains("out of range"),
             "{err}"
         );
+        // Walk 91: infinity written as a word in a string is infinity, as CSV's words are
+        // (beside large numbers within the type's range).
+        let words = "{\"id\":1,\"f\":\"-inf\",\"g\":\"Infinity\"}\n\
+                     {\"id\":2,\"f\":\"inf\",\"g\":1e300}\n{\"id\":3,\"f\":1.5,\"g\":\"-INF\"}\n";
+        let decoded = decode(
+            "f.json",
+            &Bytes::from(words),
+            FileFormat::Json,
+            &schema,
+            None,
+            OnError::Fail,
+        )
+        .expect("infinity as a word");
+        assert_eq!(column_text(&decoded, 1), ["-inf", "inf", "1.5"]);
+        assert_eq!(column_text(&decoded, 2), ["inf", "1e300", "-inf"]);
+        // A word does not let a number past a float's range through beside it.
+        let err = refused("{\"id\":1,\"f\":\"inf\",\"g\":1}\n{\"id\":2,\"f\":3.4e39,\"g\":1}\n");
+        assert!(err.contains("f.json line 2"), "{err}");
         let decoded = rescuing(&schema, OnError::Fail)
             .decode("f.json", "f.json", &Bytes::from("{\"id\":3,\"f\":-1e40}\n"))
             .expect("rescued");
