@@ -25,6 +25,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use crate::vocab::PinnedSettings;
 
 pub mod first_last;
+pub mod float_keys;
 pub mod functions;
 pub mod overflow;
 pub mod shape;
@@ -788,7 +789,8 @@ pub fn session_built_with(
         .with_default_features()
         .with_optimizer_rules(logical_rules)
         .with_physical_optimizer_rules(physical_rules)
-        .with_analyzer_rule(Arc::new(overflow::CheckedIntegerArithmetic));
+        .with_analyzer_rule(Arc::new(overflow::CheckedIntegerArithmetic))
+        .with_analyzer_rule(Arc::new(float_keys::NormalizeFloatKeys));
     let state = finish(builder).build();
     let ctx = SessionContext::new_with_state(state);
     register_sluice_functions(&ctx);
@@ -807,6 +809,10 @@ pub fn register_sluice_functions(ctx: &SessionContext) {
         tracing::warn!("the JSON functions are not available: {e}");
     }
     ctx.register_udaf(overflow::CheckedSum::udaf());
+    // Found by name where a plan is run elsewhere (a `sluice worker`).
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(
+        float_keys::NormalizeNanAndZero::new(),
+    ));
     ctx.register_udaf(first_last::FirstLast::first_value());
     ctx.register_udaf(first_last::FirstLast::last_value());
 }
