@@ -1600,9 +1600,14 @@ impl Encoder {
                 EncoderWriter::Parquet(Box::new(writer), schema)
             }
             FileFormat::Csv => EncoderWriter::Csv(CsvWriter::new(out.clone())),
-            FileFormat::Json => {
-                EncoderWriter::Json(arrow_json::LineDelimitedWriter::new(out.clone()))
-            }
+            // Nulls written out (`{"x":null}`): a row of nulls written as `{}` is no row to a
+            // JSON source reading the folder, its own included (audit 91b: a pipeline reading
+            // another's sink failed on it), and DuckDB's writer writes them too.
+            FileFormat::Json => EncoderWriter::Json(
+                arrow_json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow_json::writer::LineDelimited>(out.clone()),
+            ),
         };
         Ok(Self {
             batch,

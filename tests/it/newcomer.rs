@@ -377,6 +377,62 @@ fn overlapping_locations_are_refused_by_name() {
     assert!(!ws.path("data/in/ckpt").exists());
 }
 
+/// Audit 91b (Spark's "read data from outputs of another streaming query"): a JSON sink wrote
+/// a row of nulls as `{}`, which a JSON source reading its folder took for no row (the
+/// downstream pipeline failed). Nulls are written out, and the row is read back as nulls.
+#[test]
+fn a_row_of_nulls_written_as_json_lines_is_read_back_by_a_json_source() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(ws.path("in/n.json"), "{\"x\": null}\n{\"x\": 5}\n").expect("input");
+    let up = ws.path("up.yaml");
+    std::fs::write(
+        &up,
+        format!(
+            "name: up\ncheckpoint: {}\nsources:\n  a: {{ kind: files, path: {}, format: json, \
+             schema: {{ x: bigint }} }}\nquery: SELECT x FROM a\ntrigger: available-now\n\
+             sink: {{ kind: files, path: {}, format: json }}\n",
+            ws.p("ckpt-up"),
+            ws.p("in"),
+            ws.p("mid")
+        ),
+    )
+    .expect("up");
+    let down = ws.path("down.yaml");
+    std::fs::write(
+        &down,
+        format!(
+            "name: down\ncheckpoint: {}\nsources:\n  up: {{ kind: files, path: {}, format: json, \
+             schema: {{ x: bigint }} }}\nquery: SELECT x FROM up\ntrigger: available-now\n\
+             sink: {{ kind: files, path: {}, format: csv }}\n",
+            ws.p("ckpt-down"),
+            ws.p("mid"),
+            ws.p("out")
+        ),
+    )
+    .expect("down");
+    for pipeline in [&up, &down] {
+        let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let mut rows: Vec<String> = std::fs::read_dir(ws.path("out"))
+        .expect("out")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".csv"))
+        .flat_map(|e| {
+            std::fs::read_to_string(e.path())
+                .expect("csv")
+                .lines()
+                .skip(1)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    rows.sort();
+    // A CSV record of one field writes a null as `""` (an empty line is no record).
+    assert_eq!(rows, ["\"\"", "5"], "the null row and the other, each once");
+}
+
 /// Audit 90b: the late rows of source `s` into a PostgreSQL or Delta `late_rows` sink go to
 /// `<table>_s` (`<path>_s`), which can be the sink's own table: a complete-mode batch then
 /// deleted the late rows written into it, exit 0. Refused when the file loads, naming both.

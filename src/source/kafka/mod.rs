@@ -1928,8 +1928,8 @@ impl Source for KafkaSource {
             let mut said = false;
             super::input_went_back(
                 &what,
-                "go on without them (as Spark's source does; a topic of that name made again \
-                 is then read from its start)",
+                "leave them out (as Spark's source does; a topic of that name made again is \
+                 then read from its start)",
                 self.config.fail_on_data_loss,
                 &mut said,
                 &format!("source `{}`", self.name),
