@@ -317,6 +317,12 @@ pub fn headers_array<'a>(
 ) -> Result<ArrayRef, String> {
     let mut b = ListBuilder::new(StructBuilder::from_fields(header_fields(), 0));
     for headers in messages {
+        // A message without headers has none: null, as Spark's Kafka source gives it (audit
+        // 91c: `[]`, so `headers IS NULL` was false).
+        if headers.is_empty() {
+            b.append(false);
+            continue;
+        }
         let entries = b.values();
         for (key, value) in headers {
             entries
@@ -452,6 +458,20 @@ mod tests {
             on_error: OnError::Fail,
             epoch_unit: None,
         }
+    }
+
+    /// Audit 91c: a message without headers has null `headers` (Spark's), not `[]`.
+    #[test]
+    fn a_message_without_headers_has_null_headers() {
+        use datafusion::arrow::array::{Array, AsArray};
+        let with = vec![
+            ("k".to_string(), Some(b"v".to_vec())),
+            ("n".to_string(), None),
+        ];
+        let messages: Vec<&[(String, Option<Vec<u8>>)]> = vec![&with, &[]];
+        let array = headers_array(messages.into_iter()).expect("headers");
+        assert!(array.is_valid(0) && array.is_null(1));
+        assert_eq!(array.as_list::<i32>().value(0).len(), 2);
     }
 
     /// Payload `i`'s error, named `offset i`.

@@ -2140,6 +2140,54 @@ async fn a_starting_timestamp_past_an_open_transaction_starts_at_the_time() {
     assert_eq!(ids, vec![6, 7], "the records at or after the time: {end}");
 }
 
+/// Audit 91c (Spark's "malformed record timestamp throws detailed error"): a record whose
+/// timestamp no timestamp holds (a producer's nanoseconds as milliseconds) was read as the
+/// largest value, which a JSON sink wrote as an error's text, exit 0. The batch fails,
+/// naming the record and its timestamp.
+#[tokio::test]
+async fn a_record_timestamp_past_what_a_timestamp_holds_is_named() {
+    let topic = unique("time-past");
+    create_topic_with(
+        broker(),
+        &topic,
+        1,
+        &[("message.timestamp.after.max.ms", "9223372036854775807")],
+    )
+    .await;
+    let producer: BaseProducer = client(broker()).create().expect("producer");
+    let nanos = 1_712_345_678_123_456_789_i64;
+    producer
+        .send(
+            BaseRecord::<[u8], [u8]>::to(&topic)
+                .partition(0)
+                .payload(&b"{\"id\":1,\"name\":\"a\"}"[..])
+                .timestamp(nanos),
+        )
+        .expect("send");
+    producer.flush(TIMEOUT).expect("flush");
+    let dir = tempfile::tempdir().expect("dir");
+    let checkpoint = checkpoint_in(dir.path());
+    let mut source = id_source(&topic, "metadata_columns: [timestamp]", &checkpoint).await;
+    let end = source
+        .plan(
+            sluice::checkpoint::BatchId(0),
+            None,
+            sluice::source::Admission::Unlimited,
+        )
+        .await
+        .expect("plan")
+        .expect("the record");
+    let Err(err) = source.read(None, &end, None).await else {
+        panic!("a timestamp past what a timestamp holds was read");
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains(&format!("topic {topic} partition 0 offset 0"))
+            && err.contains(&nanos.to_string()),
+        "{err}"
+    );
+}
+
 /// Deletes `topic` and waits until the brokers no longer list it.
 async fn delete_topic(topic: &str) {
     let admin: AdminClient<DefaultClientContext> = client(broker()).create().expect("admin");

@@ -323,6 +323,13 @@ fn read_config(settings: &serde_yaml::Mapping) -> Result<KafkaConfig, ConfigErro
         (Some(topics), None) if topics.names().is_empty() => {
             return Err(ConfigError::at("topics", "`topics` names no topic"));
         }
+        (_, Some(pattern)) if pattern.trim().is_empty() => {
+            return Err(ConfigError::at(
+                "topic_pattern",
+                "`topic_pattern` is empty, so it matches no topic (as Spark refuses it: \"pattern \
+                 to subscribe is empty\"); give a regular expression (`clicks-.*`)",
+            ));
+        }
         (_, Some(pattern)) => {
             config.pattern = Some(regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
                 ConfigError::at("topic_pattern", format!("not a regular expression: {e}"))
@@ -357,7 +364,11 @@ fn read_config(settings: &serde_yaml::Mapping) -> Result<KafkaConfig, ConfigErro
                 format!("`{text}` is not an RFC 3339 time ({e}); e.g. 2026-01-01T00:00:00Z"),
             )
         })?;
-        config.starting_ms = Some(at.timestamp_millis());
+        // Kafka keeps milliseconds: a time between two is the next one's (audit 91c: a record
+        // at `.000` was read from `.000500`, which it is not at or after).
+        let ms = at.timestamp_millis();
+        let past_ms = at.timestamp_subsec_nanos() % 1_000_000 != 0;
+        config.starting_ms = Some(if past_ms { ms + 1 } else { ms });
     }
     if config.max_records_per_batch == Some(0) {
         return Err(ConfigError::at(
@@ -1689,11 +1700,37 @@ fn metadata_array<R: std::borrow::Borrow<Record>>(
         "offset" => Arc::new(Int64Array::from(
             records.map(|r| r.offset).collect::<Vec<_>>(),
         )),
-        "timestamp" => Arc::new(TimestampMicrosecondArray::from(
-            records
-                .map(|r| r.timestamp.map(|(ms, _)| ms.saturating_mul(1000)))
-                .collect::<Vec<_>>(),
-        )),
+        "timestamp" => {
+            // A time no timestamp holds (a producer's nanoseconds or microseconds taken for
+            // milliseconds) fails the batch naming the record, as Spark's
+            // KAFKA_MALFORMED_RECORD_TIMESTAMP does (audit 91c: read as the largest value,
+            // which a JSON sink then wrote as an error's text).
+            let mut micros = Vec::new();
+            for r in records {
+                micros.push(match r.timestamp {
+                    Some((ms, _)) => match chrono::DateTime::from_timestamp_millis(ms) {
+                        Some(_) => Some(ms * 1000),
+                        None => {
+                            return Err(SourceError::Malformed {
+                                file: format!(
+                                    "topic {} partition {} offset {}",
+                                    range.topic, range.partition, r.offset
+                                ),
+                                line: None,
+                                reason: format!(
+                                    "the record's timestamp, {ms} milliseconds since 1970, is \
+                                     past what a timestamp holds (years -262143 to 262142): \
+                                     its producer wrote another unit (nanoseconds, \
+                                     microseconds) as milliseconds"
+                                ),
+                            });
+                        }
+                    },
+                    None => None,
+                });
+            }
+            Arc::new(TimestampMicrosecondArray::from(micros))
+        }
         "timestamp_type" => Arc::new(Int32Array::from(
             records
                 .map(|r| r.timestamp.map(|(_, t)| t))
@@ -2220,6 +2257,8 @@ mod tests {
                 "bootstrap_servers: x\ntopics: a\nstarting_timestamp: yesterday",
                 "starting_timestamp",
             ),
+            // Audit 91c: an empty pattern matched no topic, and the run read nothing for good.
+            ("bootstrap_servers: x\ntopic_pattern: ''", "topic_pattern"),
             // Walk 21: an explicit `earliest` beside a timestamp was taken, the timestamp
             // winning.
             (
@@ -2234,6 +2273,20 @@ mod tests {
         assert!(
             config("bootstrap_servers: x\ntopics: [a, b]\nstarting_offsets: {a: {0: 5}}").is_ok()
         );
+        // Audit 91c: Kafka keeps milliseconds; a time between two starts at the next.
+        let at = |text: &str| {
+            read_config(
+                &serde_yaml::from_str(&format!(
+                    "bootstrap_servers: x\ntopics: a\nstarting_timestamp: {text}"
+                ))
+                .expect("yaml"),
+            )
+            .expect("config")
+            .starting_ms
+        };
+        assert_eq!(at("1970-01-01T00:00:40.000Z"), Some(40_000));
+        assert_eq!(at("1970-01-01T00:00:40.0005Z"), Some(40_001));
+        assert_eq!(at("1970-01-01T00:00:40.001Z"), Some(40_001));
         // A metadata column under another name, beside a decoded column of its own name.
         let renamed = read_config(
             &serde_yaml::from_str(
