@@ -11,7 +11,7 @@ use datafusion::physical_plan::{ExecutionPlan, displayable};
 use crate::Error;
 use crate::pipeline::{OutputMode, Pipeline};
 use crate::plan::{self, Shape};
-use crate::state::{AGGREGATE_OPERATOR, find_phases, splice_final, unfuse};
+use crate::state::{AGGREGATE_OPERATOR, find_outer_phases, find_phases, splice_final, unfuse};
 
 pub(super) async fn run(path: &Path) -> Result<(), Error> {
     let pipeline = Pipeline::load(path)?;
@@ -268,8 +268,11 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
         OutputMode::Append => "each group once, when the watermark closes it",
     };
     let _ = writeln!(out, "Output ({} mode): {emits}.", mode.as_str());
-    let (final_node, partial) = find_phases(&physical, &aggregate.output_names)
-        .map_err(|reason| Error::Usage(format!("cannot split the plan: {reason}")))?;
+    let (final_node, partial) = match &aggregate.dedup {
+        Some(dedup) => find_outer_phases(&physical, &aggregate.output_names, &dedup.output_names),
+        None => find_phases(&physical, &aggregate.output_names),
+    }
+    .map_err(|reason| Error::Usage(format!("cannot split the plan: {reason}")))?;
     let _ = writeln!(
         out,
         "\nPer batch:\n\n1. Stateless, over the batch's input only (ends in DataFusion's Partial aggregation):\n{}",

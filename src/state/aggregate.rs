@@ -629,8 +629,12 @@ impl DedupAggregateOperator {
         let physical = plan_unfused(session, logical)
             .await
             .map_err(|e| self.aggregate.compute(e))?;
-        let outer = find_phases(&physical, &self.aggregate.shape.output_names)
-            .map_err(|reason| self.aggregate.compute(reason))?;
+        let outer = find_outer_phases(
+            &physical,
+            &self.aggregate.shape.output_names,
+            &self.dedup.shape.output_names,
+        )
+        .map_err(|reason| self.aggregate.compute(reason))?;
         // The deduplication is the aggregation under the outer one's partial phase.
         let inner = find_phases(&outer.1, &self.dedup.shape.output_names)
             .map_err(|reason| self.dedup.compute(reason))?;
@@ -664,8 +668,13 @@ impl Operator for DedupAggregateOperator {
                 splice_final(&physical, &inner_final, none).map_err(|e| self.dedup.compute(e))?
             }
         };
-        let outer = find_phases(&physical, &self.aggregate.shape.output_names)
-            .map_err(|reason| self.aggregate.compute(reason))?;
+        // The deduplication's final phase now reads its new rows, under the aggregation's.
+        let outer = find_outer_phases(
+            &physical,
+            &self.aggregate.shape.output_names,
+            &self.dedup.shape.output_names,
+        )
+        .map_err(|reason| self.aggregate.compute(reason))?;
         let emitted = self
             .aggregate
             .run_phases(batch, task, &physical, outer, None, time)
@@ -1155,6 +1164,52 @@ pub fn find_phases(plan: &Arc<dyn ExecutionPlan>, names: &[String]) -> Result<Ph
     Ok((final_node, partial))
 }
 
+/// [`find_phases`] of an aggregation over a deduplication whose output names are `dedup`: the
+/// aggregation (named `names`) whose partial phase holds the deduplication's final one. Where
+/// both give the same names (`SELECT DISTINCT ON (k) k, v FROM (SELECT DISTINCT k, v FROM
+/// s)`, audit 91a: the deduplication was taken for the aggregation, and every batch failed),
+/// the topmost final aggregation, which holds the other.
+pub fn find_outer_phases(
+    plan: &Arc<dyn ExecutionPlan>,
+    names: &[String],
+    dedup: &[String],
+) -> Result<Phases, String> {
+    let first = |plan: &Arc<dyn ExecutionPlan>, partial: bool| {
+        let mut found = None;
+        collect_aggregates(plan, &mut |node, agg| {
+            let wanted = match agg.mode() {
+                AggregateMode::Partial => partial,
+                AggregateMode::Final | AggregateMode::FinalPartitioned => !partial,
+                _ => false,
+            };
+            if found.is_none() && wanted {
+                found = Some(Arc::clone(node));
+            }
+        });
+        found
+    };
+    // Where the deduplication has run, its final phase reads the rows it passes on (no
+    // partial phase under it): it is told by being a final phase under the other's partial.
+    if let Ok(phases) = find_phases(plan, names)
+        && first(&phases.1, false).is_some()
+    {
+        return Ok(phases);
+    }
+    let top = first(plan, false).ok_or(
+        "the plan has no final aggregation over the stream (a DataFusion optimizer rule \
+         replaced it)",
+    )?;
+    let partial =
+        first(&top, true).ok_or("the final aggregation has no partial aggregation under it")?;
+    if first(&partial, false).is_none() {
+        return Err(format!(
+            "the plan has no deduplication ({}) under the aggregation over the stream",
+            dedup.join(", ")
+        ));
+    }
+    Ok((top, partial))
+}
+
 /// Whether `node` is `plan` or in it.
 fn holds(plan: &Arc<dyn ExecutionPlan>, node: &Arc<dyn ExecutionPlan>) -> bool {
     std::ptr::addr_eq(Arc::as_ptr(plan), Arc::as_ptr(node))
@@ -1208,5 +1263,35 @@ mod tests {
                 .expect(sql);
             find_phases(&physical, &[]).unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
+        // Audit 91a: an aggregation over a deduplication that gives the same names.
+        let sql = "SELECT DISTINCT ON (a) a, b FROM (SELECT DISTINCT a, b FROM t)";
+        let two = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Int64, true),
+        ]));
+        let rows = RecordBatch::try_new(
+            Arc::clone(&two),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 1, 2])),
+                Arc::new(Int64Array::from(vec![1, 2, 1])),
+            ],
+        )
+        .expect("rows");
+        let mem = MemTable::try_new(two, vec![vec![rows]]).expect("table");
+        ctx.register_table("t", Arc::new(mem)).expect("register");
+        let (state, logical) = crate::plan::plan_batch(&ctx, sql, 0).await.expect(sql);
+        let physical = state
+            .create_physical_plan(&logical)
+            .await
+            .and_then(unfuse)
+            .expect(sql);
+        let names = ["a".to_string(), "b".to_string()];
+        let shown = datafusion::physical_plan::displayable(physical.as_ref())
+            .indent(false)
+            .to_string();
+        let (outer, partial) =
+            find_outer_phases(&physical, &names, &names).unwrap_or_else(|e| panic!("{e}: {shown}"));
+        let (inner, _) = find_phases(&partial, &names).expect("the deduplication under it");
+        assert!(holds(&outer, &inner) && !holds(&inner, &outer), "{shown}");
     }
 }

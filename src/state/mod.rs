@@ -29,7 +29,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 pub use aggregate::{
     AGGREGATE_OPERATOR, AggregateOperator, DEDUP_OPERATOR, DedupAggregateOperator, Phases,
-    StateMetrics, find_phases, splice_final, unfuse,
+    StateMetrics, find_outer_phases, find_phases, splice_final, unfuse,
 };
 pub use files::{StateFile, StateFileKind, StateFiles};
 pub use join::JoinOperator;

@@ -1423,6 +1423,47 @@ fn damaged_query_offsets_and_rewind_files_are_mended_shown_and_named() {
     );
 }
 
+/// Audit 91a (Spark's StreamingDeduplicationSuite "multiple deduplicates"): `DISTINCT ON`
+/// over a `DISTINCT` of the same columns was explained as supported, then every batch failed
+/// (the deduplication's final phase was taken for the aggregation's, by their one set of
+/// names), and the pending batch failed again on every run. Each page comes out once, with a
+/// user it was seen with.
+#[test]
+fn distinct_on_over_a_distinct_of_the_same_columns_runs() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 20, 0);
+    let query =
+        "SELECT DISTINCT ON (page) page, user_id FROM (SELECT DISTINCT page, user_id FROM clicks)";
+    let pipeline = pipeline_in(&ws, query, "");
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let ctx = datafusion::prelude::SessionContext::new();
+    let pages = rt.block_on(parquet_rows(
+        &ctx,
+        &ws.p("out"),
+        "SELECT page, count(*) FROM sink GROUP BY page",
+    ));
+    let expected = rt.block_on(oracle(
+        &ws.path("in"),
+        "json",
+        "SELECT page, count(*) FROM (SELECT DISTINCT page FROM clicks) GROUP BY page",
+    ));
+    assert_eq!(pages, expected, "each page once");
+    let seen = rt.block_on(oracle(
+        &ws.path("in"),
+        "json",
+        "SELECT DISTINCT page, user_id FROM clicks",
+    ));
+    let ctx = datafusion::prelude::SessionContext::new();
+    let written = rt.block_on(parquet_rows(
+        &ctx,
+        &ws.p("out"),
+        "SELECT page, user_id FROM sink",
+    ));
+    assert!(written.iter().all(|row| seen.contains(row)), "{written:?}");
+}
+
 /// Walk 92: two copies of one checkpoint (a move not finished: the old copy still there) run
 /// at once into one sink take the same epoch: both staged batch 1 in one folder, the copy's
 /// files overwrote the other's, and the run whose manifest entry won published them as its
