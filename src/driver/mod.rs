@@ -522,6 +522,28 @@ async fn check_continuity(
                 if let (Some(now), Some(was)) = (now, was)
                     && now != was
                 {
+                    // A folder around or inside the one read (audit 90c: widened from
+                    // `in/sub` to `in`, every file read before was read again under its new
+                    // path, exit 0): no move, and no path under it is a path read before.
+                    let resolved = |c: &crate::pipeline::SourceConfig| {
+                        c.connector().location().map(resolved_folder)
+                    };
+                    if let (Some(now_at), Some(was_at)) =
+                        (resolved(config), then.sources.get(name).and_then(resolved))
+                        && let Some(how @ ("is inside" | "holds")) =
+                            crate::pipeline::overlap(&now_at, &was_at)
+                    {
+                        return Err(Error::Usage(format!(
+                            "source `{name}` reads {now} now, which {how} {was}, the folder \
+                             the checkpoint's batches read: a file is known by its path under \
+                             the source's folder, so the files read before would be taken for \
+                             new ones under their paths from {now}, and read again (Spark keeps \
+                             whole paths). Give `path:` as it was ({was}), and read the rest as \
+                             a source of another name (it starts at its beginning); or start \
+                             over on a new checkpoint (`checkpoint:` or `--checkpoint`){}",
+                            sink_advice(pipeline).start_over
+                        )));
+                    }
                     // Another file of a name read before is no move (a move keeps a file's
                     // size): reading on would take it as read, its rows never read (walk 78:
                     // a copied pipeline kept `name:` and `checkpoint:`, and read another

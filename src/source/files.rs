@@ -1473,10 +1473,14 @@ fn remote_folder(path: &str) -> Result<Location, String> {
 }
 
 /// Whether a file or folder under a source's (or table's) folder is left out, with all below
-/// it: its name starts with `.` or `_` (temporary and metadata files, as Spark's and Hadoop's
-/// readers leave `_SUCCESS` and `.crc` files).
+/// it, by Spark's rule (`shouldFilterOutPathName`): its name starts with `.`, or with `_` but
+/// holds no `=` (temporary and metadata files, as Spark's and Hadoop's readers leave
+/// `_SUCCESS` and `.crc` files; `_k=1` is a partition folder), or ends with `._COPYING_` (a
+/// file `hadoop fs -put` is still copying, renamed when done: audit 91b, read twice).
 pub fn hidden(name: &str) -> bool {
-    name.starts_with('.') || name.starts_with('_')
+    name.starts_with('.')
+        || (name.starts_with('_') && !name.contains('='))
+        || name.ends_with("._COPYING_")
 }
 
 /// Opens a source's folder, which must exist.
@@ -2240,6 +2244,24 @@ impl Source for FilesSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Spark's `shouldFilterOutPathName` (audit 91b: a `._COPYING_` file was read, then read
+    /// again once renamed; a partition folder `_k=1` was left out).
+    #[test]
+    fn names_are_left_out_as_spark_leaves_them_out() {
+        for (name, left_out) in [
+            (".a.json", true),
+            ("_SUCCESS", true),
+            ("_spark_metadata", true),
+            ("_sluice", true),
+            ("_k=1", false),
+            ("b.json._COPYING_", true),
+            ("b.json", false),
+            ("k=1", false),
+        ] {
+            assert_eq!(hidden(name), left_out, "{name}");
+        }
+    }
 
     fn config(path: &std::path::Path) -> FilesConfig {
         FilesConfig {

@@ -10589,6 +10589,47 @@ fn a_run_from_another_folder_says_its_source_reads_another_folder() {
     assert!(said.contains(&moved), "no `{moved}` in: {said}");
 }
 
+/// Audit 90c: a source's `path:` widened (`in/sub` to `in`) or narrowed (`in` to `in/sub`)
+/// was taken for a move: every file read before was read again under its new path, exit 0.
+/// Refused naming both folders; the path put back, the run goes on.
+#[test]
+fn a_source_folder_widened_or_narrowed_is_refused() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in/sub")).expect("folder");
+    std::fs::write(ws.path("in/sub/0.json"), "{\"k\":\"a\",\"v\":1}\n").expect("input");
+    let yaml = |folder: &str| {
+        format!(
+            "name: widened\ncheckpoint: ck\nsources:\n  s: {{ kind: files, path: {folder}, \
+             format: json, schema: {{ k: string, v: bigint }} }}\nquery: SELECT k, v FROM s\n\
+             trigger: available-now\nsink: {{ kind: files, path: out, format: json }}\n"
+        )
+    };
+    write_pipeline(&ws, &yaml("in/sub"));
+    let first = run_bin(&["run", "pipeline.yaml"], ws.dir.path());
+    assert!(first.status.success(), "{}", stderr(&first));
+    std::fs::write(ws.path("in/1.json"), "{\"k\":\"b\",\"v\":2}\n").expect("input");
+    for (folder, how) in [("in", "holds"), ("in/sub/deeper", "is inside")] {
+        std::fs::create_dir_all(ws.path(folder)).expect("folder");
+        write_pipeline(&ws, &yaml(folder));
+        let refused = run_bin(&["run", "pipeline.yaml"], ws.dir.path());
+        let said = stderr(&refused);
+        assert_eq!(refused.status.code(), Some(2), "{folder}: {said}");
+        assert!(
+            said.contains(&format!(
+                "source `s` reads {} now, which {how} {}",
+                ws.p(folder),
+                ws.p("in/sub")
+            )),
+            "{folder}: {said}"
+        );
+    }
+    assert_eq!(sink_lines(&ws.path("out")), vec!["{\"k\":\"a\",\"v\":1}"]);
+    write_pipeline(&ws, &yaml("in/sub"));
+    let again = run_bin(&["run", "pipeline.yaml"], ws.dir.path());
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(sink_lines(&ws.path("out")), vec!["{\"k\":\"a\",\"v\":1}"]);
+}
+
 /// Walk 78: a pipeline file copied for another team's folder kept `name:` and `checkpoint:`;
 /// the folder's files named like the ones read (`0.json`) were taken as read, their rows never
 /// read, with exit 0 and a warning. Another file of a name read before (another size) is no
