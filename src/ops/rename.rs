@@ -26,7 +26,7 @@ pub struct Renamed {
 ///
 /// Errors: [`Error::Usage`] where `to` is not a pipeline name (letters, digits, `_`, `-`) or
 /// `location` is not a checkpoint; [`crate::checkpoint::CheckpointError::InUse`] while a run
-/// holds it; a rewind cut short ([`crate::checkpoint::CheckpointError::RewindUnfinished`]);
+/// holds it (its lock on local disk, its lease on an object store); a rewind cut short ([`crate::checkpoint::CheckpointError::RewindUnfinished`]);
 /// storage errors as they come.
 pub async fn rename(location: &Location, shown: &str, to: &str) -> Result<Renamed, Error> {
     if to.is_empty()
@@ -45,6 +45,11 @@ pub async fn rename(location: &Location, shown: &str, to: &str) -> Result<Rename
         .await?
         .ok_or_else(not_a_checkpoint)?;
     let _lock = take_lock(location)?;
+    // On an object store no lock keeps a live run out: its lease does (audit 90c, walk 92: a
+    // rename went on beside a live run, which kept writing batches under the old name).
+    if location.local_root().is_none() {
+        crate::checkpoint::lease::check_idle(location).await?;
+    }
     crate::checkpoint::check_no_rewind_under_way(location).await?;
     let metadata = Checkpoint::read_metadata(location)
         .await?

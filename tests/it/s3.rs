@@ -802,6 +802,19 @@ fn a_run_with_skip_if_running_leaves_a_live_run_on_s3_alone() {
             && !said.contains("is not running on this machine"),
         "{said}"
     );
+    // Audit 90c, walk 92: a rename went on beside the live run, which kept writing batches
+    // under the old name. Refused as on local disk, naming the lease.
+    let renamed = moto
+        .sluice()
+        .args(["rename", "s3://sluice/leased", "--to", "other"])
+        .output()
+        .expect("rename");
+    let said = String::from_utf8_lossy(&renamed.stderr);
+    assert_eq!(renamed.status.code(), Some(75), "{said}");
+    assert!(
+        said.contains("its lease s3://sluice/leased/lease"),
+        "{said}"
+    );
     // Renewed: still live after its first renewals.
     std::thread::sleep(Duration::from_secs(12));
     let skipped = moto
