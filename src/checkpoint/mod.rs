@@ -693,6 +693,13 @@ impl Checkpoint {
         // then resumed, wrote back its older record, and the next run's check of a changed
         // output schema compared the query with that).
         self.check_fence().await?;
+        self.put_sink_record(record).await
+    }
+
+    /// [`Checkpoint::record_sink`] by a caller that has just checked the fence itself (a
+    /// failed run putting back the record it found: each store call is a timeout more where
+    /// the store has stopped answering).
+    pub async fn put_sink_record(&self, record: &SinkRecord) -> Result<(), CheckpointError> {
         let path = self.location.path(paths::SINK);
         self.location
             .put(&path, format!("{}\n", to_json(record)).into_bytes())

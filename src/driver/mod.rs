@@ -337,6 +337,35 @@ pub fn late_rows_error(source: &str, error: &crate::sink::SinkError) -> Error {
     ))
 }
 
+/// How the PostgreSQL sink says a column is of a type no table column takes.
+const PG_CANNOT_TAKE: &str = "which PostgreSQL cannot take as a column";
+
+/// `error` of a late-rows sink with advice that reaches late rows: a column PostgreSQL cannot
+/// take is advised an edit of the query, which late rows never pass through (audit 90b).
+fn late_row_advice(error: crate::sink::SinkError) -> crate::sink::SinkError {
+    use crate::sink::SinkError;
+    match error {
+        SinkError::Connector { kind, error } if error.to_string().contains(PG_CANNOT_TAKE) => {
+            let said = error.to_string();
+            let cut = said
+                .find(PG_CANNOT_TAKE)
+                .map_or(said.len(), |at| at + PG_CANNOT_TAKE.len());
+            SinkError::Connector {
+                kind,
+                error: format!(
+                    "{}: late rows are written as the source read them, which no edit of the \
+                     query reaches; declare the column `string` in the source's `schema:` (a \
+                     JSON source then reads it as its JSON text), or give `late_rows` a files \
+                     sink, which keeps it as it is",
+                    &said[..cut]
+                )
+                .into(),
+            }
+        }
+        other => other,
+    }
+}
+
 /// `error` of the late-rows sink of source `source`: a mistake of the pipeline file (a folder
 /// or table of another pipeline, a setting that does not fit) said with the late-rows sink's
 /// key ([`late_rows_error`]); any other (a server down) as it is, a failure (exit 1).
@@ -345,7 +374,7 @@ fn late_rows_failure(source: &str, error: crate::sink::SinkError) -> Error {
     match error {
         e @ (SinkError::Foreign { .. }
         | SinkError::ForeignFolder { .. }
-        | SinkError::Config { .. }) => late_rows_error(source, &e),
+        | SinkError::Config { .. }) => late_rows_error(source, &late_row_advice(e)),
         // A value finer than the late-rows sink keeps: its advice is an edit of the query,
         // which late rows, written as the source gave them, never pass through (walk 53).
         SinkError::RowRefused { kind, reason } if reason.contains(" finer than ") => {
@@ -2057,7 +2086,23 @@ impl<'a> Driver<'a> {
         let sink_record_found = if rebuilt {
             None
         } else {
-            checkpoint.record_sink(&sink_record).await?;
+            // Taken over meanwhile (its record is not written): a `--skip-if-running` run
+            // leaves the checkpoint to the newer one (75), as it would a batch later.
+            checkpoint
+                .record_sink(&sink_record)
+                .await
+                .map_err(|e| match e {
+                    CheckpointError::Superseded(superseded)
+                        if options.skip_if_running
+                            && !matches!(
+                                options.trigger.unwrap_or(pipeline.trigger),
+                                Trigger::Every(_)
+                            ) =>
+                    {
+                        crate::checkpoint::left_to_newer(&superseded)
+                    }
+                    other => other,
+                })?;
             Some(sink_record_found)
         };
         Ok(Self {
@@ -2127,7 +2172,7 @@ impl<'a> Driver<'a> {
                 {
                     let location = self.checkpoint.location();
                     let put_back = match &found {
-                        Some(found) => self.checkpoint.record_sink(found).await,
+                        Some(found) => self.checkpoint.put_sink_record(found).await,
                         None => location
                             .delete(&location.path(crate::checkpoint::paths::SINK))
                             .await
@@ -2351,7 +2396,7 @@ impl<'a> Driver<'a> {
                     .await
                     .map_err(|e| {
                         Error::Usage(
-                            late_rows_error(&source, &e)
+                            late_rows_error(&source, &late_row_advice(e))
                                 .to_string()
                                 .replace("<checkpoint>", &crate::vocab::shell_word(&shown)),
                         )

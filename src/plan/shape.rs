@@ -48,6 +48,10 @@ pub struct JoinShape {
     /// How much later than a right row's event time a matching left row's may be (ns);
     /// `None`: unbounded, so right rows are kept for ever.
     pub right_reach_ns: Option<i64>,
+    /// Equal tumbling windows of both times (size and origin, ns), where the condition has
+    /// them: a row of either side can match only rows of its own window, so it is kept at
+    /// most until the watermark passes that window's end.
+    pub windows: Option<(i64, i64)>,
 }
 
 impl JoinShape {
@@ -59,6 +63,16 @@ impl JoinShape {
             true => (self.left_reach_ns, &self.left_time),
             false => (self.right_reach_ns, &self.right_time),
         };
+        if let (Some((size, _)), Some(ns)) = (self.windows, reach)
+            && ns >= size
+        {
+            return format!(
+                "until the watermark passes the end of its `{time}`'s {} window",
+                humantime::format_duration(std::time::Duration::from_nanos(
+                    size.max(0).unsigned_abs()
+                ))
+            );
+        }
         match reach {
             Some(ns) => format!(
                 "until the watermark passes its `{time}` plus {}",
@@ -745,6 +759,7 @@ impl Walk<'_> {
         };
         let mut times: Option<(Column, Column)> = None;
         let (mut left_reach, mut right_reach) = (None::<i64>, None::<i64>);
+        let mut windows = None;
         // The join's condition beside its keys: its own, and a WHERE right above an inner join.
         let conditions: Vec<&Expr> = j
             .filter
@@ -780,6 +795,7 @@ impl Walk<'_> {
             }
             left_reach = Some(left_reach.map_or(lw.size_ns, |b| b.min(lw.size_ns)));
             right_reach = Some(right_reach.map_or(lw.size_ns, |b| b.min(lw.size_ns)));
+            windows = Some((lw.size_ns, lw.origin_ns));
         }
         for (low, high) in conditions.iter().flat_map(|c| inequalities(c)) {
             let (Some((lc, lo)), Some((hc, ho))) = (time_term(low), time_term(high)) else {
@@ -850,6 +866,7 @@ impl Walk<'_> {
             right_time: right.name,
             left_reach_ns: left_reach,
             right_reach_ns: right_reach,
+            windows,
         })
     }
 

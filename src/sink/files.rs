@@ -1557,7 +1557,39 @@ enum EncoderWriter {
     /// The writer, and the schema it writes ([`parquet_schema`]).
     Parquet(Box<ArrowWriter<SharedBuffer>>, SchemaRef),
     Csv(CsvWriter<SharedBuffer>),
-    Json(arrow_json::LineDelimitedWriter<SharedBuffer>),
+    /// The writer, and a row of nulls as it is written instead of `{}` ([`null_row`]).
+    Json(arrow_json::LineDelimitedWriter<SharedBuffer>, Vec<u8>),
+}
+
+/// A row whose every column is null, as a JSON object of them (`{"a":null,"b":null}`): Arrow's
+/// writer leaves a null field out of its object (as Spark's writer does), so such a row would
+/// be `{}`, which no JSON source takes for a row, Sluice's own included (audit 91b: a pipeline
+/// reading another's sink failed on it; a row of none of the schema's fields is refused,
+/// issue 13).
+fn null_row(schema: &SchemaRef) -> Vec<u8> {
+    let fields: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}:null", serde_json::Value::String(f.name().clone())))
+        .collect();
+    format!("{{{}}}", fields.join(",")).into_bytes()
+}
+
+/// `bytes` (whole JSON lines) with each line `{}` written as `null_row`.
+fn with_null_rows(bytes: bytes::Bytes, null_row: &[u8]) -> bytes::Bytes {
+    if !bytes.starts_with(b"{}\n") && !bytes.windows(4).any(|w| w == b"\n{}\n") {
+        return bytes;
+    }
+    let mut out = Vec::with_capacity(bytes.len() + null_row.len());
+    for line in bytes.split_inclusive(|b| *b == b'\n') {
+        if line == b"{}\n" {
+            out.extend_from_slice(null_row);
+            out.push(b'\n');
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    out.into()
 }
 
 /// An in-memory buffer the encoders write into and the sink empties after each write.
@@ -1600,13 +1632,9 @@ impl Encoder {
                 EncoderWriter::Parquet(Box::new(writer), schema)
             }
             FileFormat::Csv => EncoderWriter::Csv(CsvWriter::new(out.clone())),
-            // Nulls written out (`{"x":null}`): a row of nulls written as `{}` is no row to a
-            // JSON source reading the folder, its own included (audit 91b: a pipeline reading
-            // another's sink failed on it), and DuckDB's writer writes them too.
             FileFormat::Json => EncoderWriter::Json(
-                arrow_json::WriterBuilder::new()
-                    .with_explicit_nulls(true)
-                    .build::<_, arrow_json::writer::LineDelimited>(out.clone()),
+                arrow_json::LineDelimitedWriter::new(out.clone()),
+                null_row(&schema),
             ),
         };
         Ok(Self {
@@ -1640,22 +1668,30 @@ impl Encoder {
                     }
                 }),
             EncoderWriter::Csv(w) => w.write(rows).map_err(|e| e.to_string()),
-            EncoderWriter::Json(w) => w.write(rows).map_err(|e| e.to_string()),
+            EncoderWriter::Json(w, _) => w.write(rows).map_err(|e| e.to_string()),
         };
         result.map_err(|reason| Self::err(self.format, self.batch, reason))?;
-        Ok(self.out.take())
+        Ok(match &self.writer {
+            EncoderWriter::Json(_, null_row) => with_null_rows(self.out.take(), null_row),
+            _ => self.out.take(),
+        })
     }
 
     /// Ends the file; returns its last bytes.
     fn finish(self) -> Result<bytes::Bytes, SinkError> {
         let (format, batch) = (self.format, self.batch);
+        let out = self.out;
         let result = match self.writer {
-            EncoderWriter::Parquet(w, _) => w.close().map(|_| ()).map_err(|e| e.to_string()),
-            EncoderWriter::Csv(_) => Ok(()),
-            EncoderWriter::Json(mut w) => w.finish().map_err(|e| e.to_string()),
+            EncoderWriter::Parquet(w, _) => {
+                w.close().map(|_| out.take()).map_err(|e| e.to_string())
+            }
+            EncoderWriter::Csv(_) => Ok(out.take()),
+            EncoderWriter::Json(mut w, null_row) => w
+                .finish()
+                .map(|()| with_null_rows(out.take(), &null_row))
+                .map_err(|e| e.to_string()),
         };
-        result.map_err(|reason| Self::err(format, batch, reason))?;
-        Ok(self.out.take())
+        result.map_err(|reason| Self::err(format, batch, reason))
     }
 }
 

@@ -1285,6 +1285,32 @@ impl PostgresSink {
             })
             .map(|label| format!(", {label}"))
             .unwrap_or_default();
+        // A row whose `relation` is another table's oid names a table dropped since: none of
+        // its batches are in this one (audit 90b: a table just made, empty, was said to hold
+        // them).
+        let dropped = self
+            .others_rows(tx, target, "pipeline, relation = to_regclass(target)", true)
+            .await?
+            .into_iter()
+            .find_map(|(_, row)| {
+                (row.try_get::<_, String>(0).ok()? == owner)
+                    .then(|| row.try_get::<_, Option<bool>>(1).ok().flatten())
+                    .flatten()
+            })
+            == Some(false);
+        if dropped {
+            return Err(Failure::Fatal(SinkError::Config {
+                kind: KIND.name,
+                reason: format!(
+                    "table {target} was dropped and made again since another pipeline or \
+                     checkpoint{who} wrote its batches (up to {batch}) into it: its row in \
+                     {progress} (`{owner}`) names the table dropped, so none of them are in \
+                     this one. If that pipeline no longer writes here, delete its row \
+                     (`DELETE FROM {progress} WHERE pipeline = '{owner}';`) and run again; if \
+                     it still does, give each pipeline its own table"
+                ),
+            }));
+        }
         Err(Failure::Fatal(SinkError::Config {
             kind: KIND.name,
             reason: format!(

@@ -93,6 +93,9 @@ struct Side {
     time_column: String,
     /// `None`: the join does not bound this side's rows; they are kept for ever.
     reach_ns: Option<i64>,
+    /// Equal tumbling windows (size, origin) of the condition: a row is kept at most until
+    /// the watermark passes its window's end.
+    windows: Option<(i64, i64)>,
     state: Option<KeyedState>,
     pending: Option<(BatchId, RecordBatch, RecordBatch)>,
     /// An outer join's preserved side (LEFT's left, RIGHT's right, both of FULL's): its kept
@@ -116,6 +119,7 @@ impl JoinOperator {
             files: StateFiles::new(checkpoint.clone(), name),
             time_column: time.to_string(),
             reach_ns: reach,
+            windows: shape.windows,
             state: None,
             pending: None,
             preserved: false,
@@ -187,6 +191,11 @@ impl Side {
                 .map(|reach| (time + self.offset(), reach.saturating_add(1))),
         )
         .map_err(|e| self.compute(e))?;
+        // On equal windows, a row of the other side is in the row's window: the last that
+        // can match comes just before the window's end.
+        if let (Some((size, origin)), Some(_)) = (self.windows, self.reach_ns) {
+            state = state.within_windows(size, origin);
+        }
         if let Some(previous) = batch.prev() {
             self.files.load(previous, &mut state).await?;
         }

@@ -476,6 +476,44 @@ fn outer_joins_of_two_streams_emit_a_row_without_a_match_once_the_watermark_pass
     }
 }
 
+/// Audit 91a (Spark's StreamingOuterJoinSuite "windowed left outer join"): on equal windows a
+/// row was kept until the watermark passed its time plus the window's size, a window longer
+/// than any row of the other side could match it, so unmatched rows came out batches late
+/// (`2|null` only once the watermark reached 30). A row is kept until the watermark passes
+/// its window's end, as in Spark: at watermark 11, `1` and `2` of window [0, 10) go.
+#[test]
+fn a_join_on_equal_windows_keeps_a_row_until_its_window_ends() {
+    let many = |ids: std::ops::RangeInclusive<i64>| -> String {
+        ids.map(|i| row(i, Some(i as f64))).collect()
+    };
+    let files = [
+        ("l/0.json", many(1..=5)),
+        ("r/0.json", many(3..=7)),
+        ("l/1.json", row(21, Some(21.0))),
+        ("r/1.json", row(22, Some(22.0))),
+        ("l/2.json", row(22, Some(22.0))),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let sources = format!("{}\n{}", source("l", "10s"), source("r", "10s"));
+    let ws = run_case(
+        &files,
+        &sources,
+        "SELECT l.id AS lid, r.id AS rid FROM l LEFT JOIN r ON l.id = r.id AND \
+         date_bin(INTERVAL '10 seconds', l.ts) = date_bin(INTERVAL '10 seconds', r.ts)",
+        "append",
+    );
+    assert_eq!(
+        written(&ws, "out", &["lid", "rid"]),
+        vec![vec!["3|3", "4|4", "5|5"], vec!["1|null", "22|22", "2|null"]]
+    );
+    let explained = run_bin(&["explain", &ws.p("pipeline.yaml")], ws.dir.path());
+    let said = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        said.contains("a left row until the watermark passes the end of its `ts`'s 10s window"),
+        "{said}"
+    );
+}
+
 /// Walk 42 (1): a join's late rows were counted under `join-left` whichever stream they came
 /// from; a late row of the right stream is counted under `join-right`.
 #[test]

@@ -881,6 +881,35 @@ async fn a_new_checkpoint_with_its_own_progress_table_is_refused_over_a_filled_t
     assert!(progress_exists().await);
 }
 
+/// Audit 90b #4: a table dropped (and made again by the next run) was said to hold the
+/// batches of the pipeline whose progress row names it, and the advice was to empty it. The
+/// row names the table dropped: that is said, with the row to delete, which then lets the
+/// run go on.
+#[tokio::test]
+async fn a_progress_row_of_a_dropped_table_is_said_to_name_the_table_dropped() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 20, 0);
+    let table = unique_table("dropped_owner");
+    let yaml = format!(
+        "name: dropped\ncheckpoint: {ckpt}\nsources:\n{source}query: |\n  {QUERY}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n",
+        ckpt = ws.p("ckpt"),
+        source = files_source(&ws),
+        url = server(),
+    );
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    execute(&format!("DROP TABLE {table}")).await;
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("a new checkpoint");
+    let said = run_refused(&pipeline, "was dropped and made again");
+    assert!(!said.contains("TRUNCATE"), "{said}");
+    run_advised_sql(&said, "DELETE FROM").await;
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(row_count(&table).await, expected.len());
+}
+
 /// Issue 13: a new checkpoint appending to a table another checkpoint's pipeline fills would
 /// add every batch again (it starts from batch 0 under a new pipeline id). It is refused
 /// before any row is written, exit 2, with the statements that start over; following them
@@ -2334,6 +2363,38 @@ async fn a_late_row_the_late_rows_table_cannot_keep_names_what_reaches_it() {
             && said.contains("`timestamp(6)`"),
         "{said}"
     );
+}
+
+/// Audit 90b #3: a source column of a struct type, which no PostgreSQL column takes, was
+/// refused for the late-rows table with the advice to split it in the query, which late rows
+/// never pass through. The advice is what reaches them; followed (the column read as its
+/// JSON text), the run goes on.
+#[tokio::test]
+async fn a_late_rows_column_postgresql_cannot_take_names_what_reaches_it() {
+    let ws = Workspace::new();
+    let table = unique_table("late_struct");
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(
+        ws.path("in/a.json"),
+        "{\"id\":1,\"ts\":\"2026-01-01T00:00:10Z\",\"meta\":{\"a\":1}}\n",
+    )
+    .expect("input");
+    let yaml = |meta: &str| {
+        late_rows_yaml(&ws, &table, true).replace(
+            "schema: { id: bigint, ts: timestamp }",
+            &format!("schema: {{ id: bigint, ts: timestamp, meta: {meta} }}"),
+        )
+    };
+    let pipeline = write_pipeline(&ws, &yaml("'struct<a bigint>'"));
+    let said = run_refused(&pipeline, "which PostgreSQL cannot take as a column");
+    assert!(
+        said.contains("late rows are written as the source read them")
+            && !said.contains("in the query (`meta['field']"),
+        "{said}"
+    );
+    let pipeline = write_pipeline(&ws, &yaml("string"));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
 }
 
 /// Walk 28: a `late_rows` sink into PostgreSQL whose table was not there was found only

@@ -1325,7 +1325,10 @@ impl KafkaSource {
     }
 
     /// Reads the ranges' records, each partition's in offset order.
-    async fn fetch(&self, ranges: Vec<Range>) -> Result<Vec<(Range, Vec<Record>)>, SourceError> {
+    async fn fetch(
+        &self,
+        ranges: Vec<Range>,
+    ) -> Result<Vec<(Range, Vec<Record>)>, crate::retry::RetryError<ReadError>> {
         if ranges.is_empty() {
             return Ok(Vec::new());
         }
@@ -1334,7 +1337,8 @@ impl KafkaSource {
             .retry
             .run(
                 &format!("source `{}`: reading a batch", self.name),
-                |_: &ReadError| true,
+                // Records gone from under the read are not there to read again.
+                |e: &ReadError| !e.records_gone(),
                 || {
                     let ranges = ranges.clone();
                     async move {
@@ -1346,7 +1350,6 @@ impl KafkaSource {
                 },
             )
             .await
-            .map_err(|e| self.connector_error(format!("reading the batch's records: {e}")))
     }
 
     /// The metadata a column of the source holds: its `metadata_columns` key, or the
@@ -1654,6 +1657,20 @@ enum ReadError {
     Kafka(KafkaError),
     /// No record came for a whole timeout: the ranges still waited for.
     TimedOut(Vec<String>),
+}
+
+impl ReadError {
+    /// Whether the brokers no longer hold offsets the read asked for (deleted under it by
+    /// retention or `DeleteRecords`): librdkafka, told never to reset an offset, says so.
+    fn records_gone(&self) -> bool {
+        use rdkafka::types::RDKafkaErrorCode;
+        matches!(
+            self,
+            Self::Kafka(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange
+            ))
+        )
+    }
 }
 
 impl From<KafkaError> for ReadError {
@@ -2059,7 +2076,23 @@ impl Source for KafkaSource {
         }
         let mut skipped = 0;
         ranges.retain(|r| r.start < r.end);
-        let read = self.fetch(ranges).await?;
+        // Records deleted while they were read (retention, `DeleteRecords`) are said as any
+        // records gone before the read are, and skipped and counted where the source allows
+        // (audit 90a #4: librdkafka's "AutoOffsetReset", `fail_on_data_loss: false` too).
+        let mut looked_again = 0;
+        let read = loop {
+            match self.fetch(ranges.clone()).await {
+                Ok(read) => break read,
+                Err(e) if e.error.records_gone() && looked_again < 3 => {
+                    looked_again += 1;
+                    lost += self.check_held(&mut ranges).await?;
+                    ranges.retain(|r| r.start < r.end);
+                }
+                Err(e) => {
+                    return Err(self.connector_error(format!("reading the batch's records: {e}")));
+                }
+            }
+        };
         let mut partitions = Vec::with_capacity(read.len());
         let mut rows = 0u64;
         let mut unknown = (0u64, BTreeSet::new());
