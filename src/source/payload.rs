@@ -468,8 +468,8 @@ mod tests {
             ("k".to_string(), Some(b"v".to_vec())),
             ("n".to_string(), None),
         ];
-        let messages: Vec<&[(String, Option<Vec<u8>>)]> = vec![&with, &[]];
-        let array = headers_array(messages.into_iter()).expect("headers");
+        let none = Vec::new();
+        let array = headers_array([with.as_slice(), none.as_slice()].into_iter()).expect("headers");
         assert!(array.is_valid(0) && array.is_null(1));
         assert_eq!(array.as_list::<i32>().value(0).len(), 2);
     }
