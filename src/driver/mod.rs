@@ -337,8 +337,14 @@ pub fn late_rows_error(source: &str, error: &crate::sink::SinkError) -> Error {
     ))
 }
 
-/// How the PostgreSQL sink says a column is of a type no table column takes.
-const PG_CANNOT_TAKE: &str = "which PostgreSQL cannot take as a column";
+/// How the PostgreSQL sink says a column is of a type it cannot take, and the edits of the
+/// query it then advises.
+const PG_CANNOT_TAKE: &str = "which PostgreSQL cannot take";
+const PG_QUERY_ADVICE: [&str; 3] = [
+    ": write its fields as columns",
+    ": make rows of its items",
+    "; cast it in the query",
+];
 
 /// `error` of a late-rows sink with advice that reaches late rows: a column PostgreSQL cannot
 /// take is advised an edit of the query, which late rows never pass through (audit 90b).
@@ -347,16 +353,18 @@ fn late_row_advice(error: crate::sink::SinkError) -> crate::sink::SinkError {
     match error {
         SinkError::Connector { kind, error } if error.to_string().contains(PG_CANNOT_TAKE) => {
             let said = error.to_string();
-            let cut = said
-                .find(PG_CANNOT_TAKE)
-                .map_or(said.len(), |at| at + PG_CANNOT_TAKE.len());
+            let cut = PG_QUERY_ADVICE
+                .iter()
+                .filter_map(|advice| said.find(advice))
+                .min()
+                .unwrap_or(said.len());
             SinkError::Connector {
                 kind,
                 error: format!(
                     "{}: late rows are written as the source read them, which no edit of the \
-                     query reaches; declare the column `string` in the source's `schema:` (a \
-                     JSON source then reads it as its JSON text), or give `late_rows` a files \
-                     sink, which keeps it as it is",
+                     query reaches; declare the column as another type in the source's \
+                     `schema:` (a JSON source reads a nested value into a `string` column as \
+                     its JSON text), or give `late_rows` a files sink, which keeps it as it is",
                     &said[..cut]
                 )
                 .into(),

@@ -164,6 +164,20 @@ impl ScalarUDFImpl for NormalizeNanAndZero {
         Ok(arg_types[0].clone())
     }
 
+    /// Nullable as its argument is: a `NOT NULL` key stays so (a sink's Parquet column
+    /// `required`, as before the key was normalized).
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        let arg = &args.arg_fields[0];
+        Ok(Arc::new(datafusion::arrow::datatypes::Field::new(
+            self.name(),
+            arg.data_type().clone(),
+            arg.is_nullable(),
+        )))
+    }
+
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         Ok(match &args.args[0] {
             ColumnarValue::Array(array) => {

@@ -1052,9 +1052,22 @@ impl FilesSink {
         // own to finish or give up: deleted under it, its next write would fail with no word
         // of why, where its commit is refused naming the folder's owner.
         let batch_staging = format!("{SLUICE_DIR}/staging/{}", manifest.batch.0);
+        // A copy of the checkpoint staging the batch beside this run (its epoch, another
+        // label) deletes its own files when it finds the batch taken.
+        let beside = format!("{}-{}-", manifest.epoch.0, manifest.pipeline.simple());
         for leftover in self.location.list(&batch_staging).await? {
             let folder = self.location.relative(&leftover.location);
             if !self.own_staging(&batch_staging, &folder) {
+                continue;
+            }
+            let ours = staging.rsplit('/').next().unwrap_or_default();
+            let copy = folder
+                .strip_prefix(&batch_staging)
+                .map(|rest| rest.trim_start_matches('/'))
+                .is_some_and(|rest| {
+                    rest.starts_with(&beside) && !rest.starts_with(&format!("{ours}/"))
+                });
+            if copy {
                 continue;
             }
             self.location.delete(&leftover.location).await?;
@@ -1190,7 +1203,17 @@ impl FilesSink {
         files: Vec<ManifestFile>,
     ) -> Result<SinkCommit, SinkError> {
         let result = self.finish_commit(batch, fence, files.clone()).await;
-        if let Err(SinkError::Fenced(_)) = &result {
+        // Staged files no manifest entry will name: this run's, where a newer run took over,
+        // or where the batch's entry is another run's (a copy of the checkpoint that won it).
+        let unnamed = match &result {
+            Ok(_) => false,
+            Err(SinkError::Fenced(_)) => true,
+            Err(_) => matches!(
+                self.read_manifest(batch).await,
+                Ok(Some(theirs)) if theirs.label != self.label || theirs.epoch != fence.epoch()
+            ),
+        };
+        if unnamed {
             let staging = Self::staging_dir(batch, self.pipeline, fence.epoch(), &self.label);
             for file in &files {
                 let path = self.location.path(&format!("{staging}/{}", file.path));

@@ -1472,16 +1472,7 @@ fn remote_folder(path: &str) -> Result<Location, String> {
     Ok(location)
 }
 
-/// Whether a file or folder under a source's (or table's) folder is left out, with all below
-/// it, by Spark's rule (`shouldFilterOutPathName`): its name starts with `.`, or with `_` but
-/// holds no `=` (temporary and metadata files, as Spark's and Hadoop's readers leave
-/// `_SUCCESS` and `.crc` files; `_k=1` is a partition folder), or ends with `._COPYING_` (a
-/// file `hadoop fs -put` is still copying, renamed when done: audit 91b, read twice).
-pub fn hidden(name: &str) -> bool {
-    name.starts_with('.')
-        || (name.starts_with('_') && !name.contains('='))
-        || name.ends_with("._COPYING_")
-}
+pub use crate::storage::hidden;
 
 /// Opens a source's folder, which must exist.
 fn open_folder(

@@ -723,7 +723,7 @@ impl Location {
                 let name = meta.location.filename().unwrap_or_default();
                 let marker = meta.size == 0
                     && (folders.contains(meta.location.as_ref())
-                        || (!name.starts_with(['_', '.'])
+                        || (!hidden(name)
                             && matches!(
                                 self.store.head(&meta.location).await,
                                 Err(object_store::Error::NotFound { .. })
@@ -1590,6 +1590,17 @@ fn escaped(text: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Whether a file or folder under a source's (or table's) folder is left out, with all below
+/// it, by Spark's rule (`shouldFilterOutPathName`): its name starts with `.`, or with `_` but
+/// holds no `=` (temporary and metadata files, as Spark's and Hadoop's readers leave
+/// `_SUCCESS` and `.crc` files; `_k=1` is a partition folder), or ends with `._COPYING_` (a
+/// file `hadoop fs -put` is still copying, renamed when done: audit 91b, read twice).
+pub fn hidden(name: &str) -> bool {
+    name.starts_with('.')
+        || (name.starts_with('_') && !name.contains('='))
+        || name.ends_with("._COPYING_")
 }
 
 #[cfg(test)]

@@ -1074,6 +1074,9 @@ fn an_s3_folder_marker_under_a_source_is_not_an_input_file() {
             .expect("upload");
     };
     moto.put_empty("in/");
+    // An empty partition folder whose column starts with `_`, read since `_k=v` folders are
+    // (the review of audit 91b): still a marker, no file.
+    moto.put_empty("in/_k=1/");
     put(
         "in/clicks-0000.json",
         std::fs::read(ws.path("in/clicks-0000.json")).expect("input"),

@@ -894,6 +894,43 @@ impl KafkaSource {
             })
     }
 
+    /// The partitions of `topic`, asked of the brokers by its name; `None` where they answer
+    /// that it does not exist.
+    ///
+    /// Errors: [`SourceError::Connector`] where they answer with another error (not
+    /// authorized, no leader yet), or cannot be asked.
+    async fn partitions_by_name(&self, topic: &str) -> Result<Option<BTreeSet<i32>>, SourceError> {
+        use rdkafka::types::RDKafkaErrorCode;
+        let timeout = self.config.retry.timeout;
+        let name = topic.to_string();
+        let answer = self
+            .with_consumer(move |c| {
+                let metadata = c.fetch_metadata(Some(&name), timeout)?;
+                Ok(metadata.topics().first().map(|t| {
+                    (
+                        t.error().map(RDKafkaErrorCode::from),
+                        t.partitions()
+                            .iter()
+                            .map(|p| p.id())
+                            .collect::<BTreeSet<i32>>(),
+                    )
+                }))
+            })
+            .await
+            .map_err(|e| {
+                self.connector_error(format!("asking the brokers for topic `{topic}`: {e}"))
+            })?;
+        match answer {
+            None | Some((Some(RDKafkaErrorCode::UnknownTopicOrPartition), _)) => Ok(None),
+            Some((None, partitions)) => Ok(Some(partitions)),
+            Some((Some(code), _)) => Err(self.connector_error(format!(
+                "topic `{topic}`, which the batches so far read, is not among the topics the \
+                 brokers list, and asked by its name they answer {code}: whether it is gone \
+                 cannot be told (the next run asks again)"
+            ))),
+        }
+    }
+
     /// The log's end (the high watermark, as a `read_uncommitted` client sees it) of each of
     /// `parts`, a partition gone from the brokers left out. Under `read_committed` a
     /// partition's end is its last stable offset, which another producer's transaction still
@@ -1956,7 +1993,7 @@ impl Source for KafkaSource {
         // unread records were dropped unsaid, its offset carried on for good). As Spark's
         // source ("Some data may have been missed"): refused, or said and left out of the
         // offsets from this batch on, so that a topic made again is read from its start.
-        let gone: Vec<(String, i32, i64)> = base
+        let missing: Vec<(String, i32, i64)> = base
             .iter()
             .filter(|(topic, _)| self.config.subscribes(topic))
             .flat_map(|(topic, partitions)| {
@@ -1967,6 +2004,24 @@ impl Source for KafkaSource {
                     .map(move |(p, s)| (topic.clone(), *p, *s))
             })
             .collect();
+        // Asked of the brokers by name: an all-topics answer leaves out a topic this client
+        // may not describe, or one a broker does not know yet, which is no topic deleted
+        // (the review of audit 90a: its offsets dropped, it was read again from offset 0 when
+        // it came back).
+        let mut gone = Vec::new();
+        let mut asked: BTreeMap<String, Option<BTreeSet<i32>>> = BTreeMap::new();
+        for (topic, p, s) in missing {
+            if !asked.contains_key(&topic) {
+                let partitions = self.partitions_by_name(&topic).await?;
+                asked.insert(topic.clone(), partitions);
+            }
+            if asked[&topic]
+                .as_ref()
+                .is_none_or(|there| !there.contains(&p))
+            {
+                gone.push((topic, p, s));
+            }
+        }
         if !gone.is_empty() {
             let what = format!(
                 "{}: the brokers no longer have {} (the topic deleted, or made again with \
