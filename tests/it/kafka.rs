@@ -1994,12 +1994,7 @@ async fn a_topic_deleted_under_a_pattern_is_said_as_data_loss() {
     assert!(read_up_to < 10, "records of {gone} left to read: {end}");
     delete_topic(&gone).await;
     produce(broker(), &kept, 1, &id_values(3));
-    let said = source
-        .plan(
-            sluice::checkpoint::BatchId(1),
-            Some(&end),
-            sluice::source::Admission::Unlimited,
-        )
+    let said = plan_next(&mut source, 1, Some(&end))
         .await
         .expect_err("a partition gone with records not read")
         .to_string();
@@ -2011,12 +2006,7 @@ async fn a_topic_deleted_under_a_pattern_is_said_as_data_loss() {
         "{said}"
     );
     let mut lenient = open("fail_on_data_loss: false\n").await;
-    let next = lenient
-        .plan(
-            sluice::checkpoint::BatchId(1),
-            Some(&end),
-            sluice::source::Admission::Unlimited,
-        )
+    let next = plan_next(&mut lenient, 1, Some(&end))
         .await
         .expect("plan")
         .expect("the other topic's records");
@@ -2028,12 +2018,7 @@ async fn a_topic_deleted_under_a_pattern_is_said_as_data_loss() {
     // Made again: read from its start, as a new topic is.
     create_after_deletion(&gone).await;
     produce(broker(), &gone, 1, &id_values(2));
-    let again = lenient
-        .plan(
-            sluice::checkpoint::BatchId(2),
-            Some(&next),
-            sluice::source::Admission::Unlimited,
-        )
+    let again = plan_next(&mut lenient, 2, Some(&next))
         .await
         .expect("plan")
         .expect("the topic made again");
@@ -2092,14 +2077,7 @@ async fn a_starting_timestamp_past_an_open_transaction_starts_at_the_time() {
         &checkpoint,
     )
     .await;
-    let none = source
-        .plan(
-            sluice::checkpoint::BatchId(0),
-            None,
-            sluice::source::Admission::Unlimited,
-        )
-        .await
-        .expect("plan");
+    let none = plan_next(&mut source, 0, None).await.expect("plan");
     assert!(
         none.is_none(),
         "nothing at the time is committed yet: {none:?}"
@@ -2107,14 +2085,7 @@ async fn a_starting_timestamp_past_an_open_transaction_starts_at_the_time() {
     open.commit_transaction(TIMEOUT).expect("commit");
     let mut end = None;
     for _ in 0..50 {
-        end = source
-            .plan(
-                sluice::checkpoint::BatchId(0),
-                None,
-                sluice::source::Admission::Unlimited,
-            )
-            .await
-            .expect("plan");
+        end = plan_next(&mut source, 0, None).await.expect("plan");
         if end.is_some() {
             break;
         }
@@ -2168,12 +2139,7 @@ async fn a_record_timestamp_past_what_a_timestamp_holds_is_named() {
     let dir = tempfile::tempdir().expect("dir");
     let checkpoint = checkpoint_in(dir.path());
     let mut source = id_source(&topic, "metadata_columns: [timestamp]", &checkpoint).await;
-    let end = source
-        .plan(
-            sluice::checkpoint::BatchId(0),
-            None,
-            sluice::source::Admission::Unlimited,
-        )
+    let end = plan_next(&mut source, 0, None)
         .await
         .expect("plan")
         .expect("the record");
