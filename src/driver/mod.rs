@@ -337,6 +337,13 @@ pub fn late_rows_error(source: &str, error: &crate::sink::SinkError) -> Error {
     ))
 }
 
+/// Whether a run taken over before its first batch leaves the checkpoint to the newer run
+/// (exit 75) rather than fails: a `--skip-if-running` run that does not wait for input (one
+/// of `every` may have been taken over any time later: fenced, as usual).
+fn leaves_to_newer(options: &RunOptions, trigger: Trigger) -> bool {
+    options.skip_if_running && !matches!(trigger, Trigger::Every(_))
+}
+
 /// How the PostgreSQL sink says a column is of a type it cannot take, and the edits of the
 /// query it then advises.
 const PG_CANNOT_TAKE: &str = "which PostgreSQL cannot take";
@@ -2101,11 +2108,10 @@ impl<'a> Driver<'a> {
                 .await
                 .map_err(|e| match e {
                     CheckpointError::Superseded(superseded)
-                        if options.skip_if_running
-                            && !matches!(
-                                options.trigger.unwrap_or(pipeline.trigger),
-                                Trigger::Every(_)
-                            ) =>
+                        if leaves_to_newer(
+                            &options,
+                            options.trigger.unwrap_or(pipeline.trigger),
+                        ) =>
                     {
                         crate::checkpoint::left_to_newer(&superseded)
                     }
@@ -2223,9 +2229,7 @@ impl<'a> Driver<'a> {
                 // later: fenced, as usual.)
                 match &err {
                     Error::Checkpoint(CheckpointError::Superseded(superseded))
-                        if self.options.skip_if_running
-                            && !self.batch_begun
-                            && !matches!(self.trigger, Trigger::Every(_)) =>
+                        if !self.batch_begun && leaves_to_newer(&self.options, self.trigger) =>
                     {
                         Err(crate::checkpoint::left_to_newer(superseded).into())
                     }

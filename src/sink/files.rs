@@ -1055,18 +1055,16 @@ impl FilesSink {
         // A copy of the checkpoint staging the batch beside this run (its epoch, another
         // label) deletes its own files when it finds the batch taken.
         let beside = format!("{}-{}-", manifest.epoch.0, manifest.pipeline.simple());
+        let ours = format!("{}/", staging.rsplit('/').next().unwrap_or_default());
         for leftover in self.location.list(&batch_staging).await? {
             let folder = self.location.relative(&leftover.location);
             if !self.own_staging(&batch_staging, &folder) {
                 continue;
             }
-            let ours = staging.rsplit('/').next().unwrap_or_default();
             let copy = folder
                 .strip_prefix(&batch_staging)
                 .map(|rest| rest.trim_start_matches('/'))
-                .is_some_and(|rest| {
-                    rest.starts_with(&beside) && !rest.starts_with(&format!("{ours}/"))
-                });
+                .is_some_and(|rest| rest.starts_with(&beside) && !rest.starts_with(&ours));
             if copy {
                 continue;
             }

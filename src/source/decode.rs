@@ -1608,21 +1608,7 @@ fn check_float_range(bytes: &[u8], batches: &[RecordBatch]) -> Result<(), ArrowE
             let Some((kind, range)) = infinite(column) else {
                 continue;
             };
-            let rows: Vec<usize> = match field.data_type() {
-                DataType::Float32 => column
-                    .as_primitive::<Float32Type>()
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, v)| v.is_some_and(f32::is_infinite).then_some(i))
-                    .collect(),
-                DataType::Float64 => column
-                    .as_primitive::<Float64Type>()
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, v)| v.is_some_and(f64::is_infinite).then_some(i))
-                    .collect(),
-                _ => Vec::new(),
-            };
+            let rows = infinite_rows(column);
             let parsed = values.get_or_insert_with(|| {
                 serde_json::Deserializer::from_slice(bytes)
                     .into_iter::<serde_json::Value>()
@@ -1656,6 +1642,26 @@ fn check_float_range(bytes: &[u8], batches: &[RecordBatch]) -> Result<(), ArrowE
         first_row += batch.num_rows();
     }
     Ok(())
+}
+
+/// The rows of `column` (`float` or `double`; none of another type) that hold an infinity.
+fn infinite_rows(column: &ArrayRef) -> Vec<usize> {
+    use datafusion::arrow::datatypes::{Float32Type, Float64Type};
+    match column.data_type() {
+        DataType::Float32 => column
+            .as_primitive::<Float32Type>()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.is_some_and(f32::is_infinite).then_some(i))
+            .collect(),
+        DataType::Float64 => column
+            .as_primitive::<Float64Type>()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.is_some_and(f64::is_infinite).then_some(i))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Whether `text` is infinity written as a word (`inf`, `Infinity`, signed or not, in any
@@ -1931,23 +1937,8 @@ fn check_time_fraction(text: &StringArray, unit: TimeUnit) -> Result<(), ArrowEr
 /// read as infinity; infinity written as a word (`inf`, `-Infinity`) is taken, as DuckDB and
 /// Spark take it. The same rule as JSON's (`check_float_range`).
 fn float_from_text(text: &StringArray, target: &DataType) -> Result<ArrayRef, ArrowError> {
-    use datafusion::arrow::datatypes::{Float32Type, Float64Type};
     let cast = cast_with_options(text, target, &exact())?;
-    let infinite: Vec<usize> = match target {
-        DataType::Float32 => cast
-            .as_primitive::<Float32Type>()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.is_some_and(f32::is_infinite).then_some(i))
-            .collect(),
-        _ => cast
-            .as_primitive::<Float64Type>()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.is_some_and(f64::is_infinite).then_some(i))
-            .collect(),
-    };
-    for i in infinite {
+    for i in infinite_rows(&cast) {
         let written = text.value(i).trim();
         if !infinity_word(written) {
             let range = if target == &DataType::Float32 {

@@ -1154,14 +1154,29 @@ pub fn find_phases(plan: &Arc<dyn ExecutionPlan>, names: &[String]) -> Result<Ph
             matching.remove(0)
         }
     };
-    let mut partial = None;
-    collect_aggregates(&final_node, &mut |node, agg| {
-        if partial.is_none() && *agg.mode() == AggregateMode::Partial {
-            partial = Some(Arc::clone(node));
+    let partial = first_aggregation(&final_node, true)
+        .ok_or("the final aggregation has no partial aggregation under it")?;
+    Ok((final_node, partial))
+}
+
+/// The first aggregation in `plan` (itself, then down its inputs) of the partial phase
+/// (`partial`) or of a final one.
+fn first_aggregation(
+    plan: &Arc<dyn ExecutionPlan>,
+    partial: bool,
+) -> Option<Arc<dyn ExecutionPlan>> {
+    let mut found = None;
+    collect_aggregates(plan, &mut |node, agg| {
+        let wanted = match agg.mode() {
+            AggregateMode::Partial => partial,
+            AggregateMode::Final | AggregateMode::FinalPartitioned => !partial,
+            _ => false,
+        };
+        if found.is_none() && wanted {
+            found = Some(Arc::clone(node));
         }
     });
-    let partial = partial.ok_or("the final aggregation has no partial aggregation under it")?;
-    Ok((final_node, partial))
+    found
 }
 
 /// [`find_phases`] of an aggregation over a deduplication whose output names are `dedup`: the
@@ -1174,34 +1189,20 @@ pub fn find_outer_phases(
     names: &[String],
     dedup: &[String],
 ) -> Result<Phases, String> {
-    let first = |plan: &Arc<dyn ExecutionPlan>, partial: bool| {
-        let mut found = None;
-        collect_aggregates(plan, &mut |node, agg| {
-            let wanted = match agg.mode() {
-                AggregateMode::Partial => partial,
-                AggregateMode::Final | AggregateMode::FinalPartitioned => !partial,
-                _ => false,
-            };
-            if found.is_none() && wanted {
-                found = Some(Arc::clone(node));
-            }
-        });
-        found
-    };
     // Where the deduplication has run, its final phase reads the rows it passes on (no
     // partial phase under it): it is told by being a final phase under the other's partial.
     if let Ok(phases) = find_phases(plan, names)
-        && first(&phases.1, false).is_some()
+        && first_aggregation(&phases.1, false).is_some()
     {
         return Ok(phases);
     }
-    let top = first(plan, false).ok_or(
+    let top = first_aggregation(plan, false).ok_or(
         "the plan has no final aggregation over the stream (a DataFusion optimizer rule \
          replaced it)",
     )?;
-    let partial =
-        first(&top, true).ok_or("the final aggregation has no partial aggregation under it")?;
-    if first(&partial, false).is_none() {
+    let partial = first_aggregation(&top, true)
+        .ok_or("the final aggregation has no partial aggregation under it")?;
+    if first_aggregation(&partial, false).is_none() {
         return Err(format!(
             "the plan has no deduplication ({}) under the aggregation over the stream",
             dedup.join(", ")
@@ -1232,6 +1233,19 @@ fn collect_aggregates(
 mod tests {
     use super::*;
 
+    /// The batch plan of `sql` in `ctx`, its aggregations unfused.
+    async fn unfused(
+        ctx: &datafusion::prelude::SessionContext,
+        sql: &str,
+    ) -> Arc<dyn ExecutionPlan> {
+        let (state, logical) = crate::plan::plan_batch(ctx, sql, 0).await.expect(sql);
+        state
+            .create_physical_plan(&logical)
+            .await
+            .and_then(unfuse)
+            .expect(sql)
+    }
+
     #[tokio::test]
     async fn aggregations_keep_both_phases_over_a_batch_with_rows() {
         use datafusion::arrow::array::Int64Array;
@@ -1255,12 +1269,7 @@ mod tests {
             "SELECT min(a) AS lo, max(a) AS hi FROM s",
             "SELECT a, count(*) AS n FROM s GROUP BY a",
         ] {
-            let (state, logical) = crate::plan::plan_batch(&ctx, sql, 0).await.expect(sql);
-            let physical = state
-                .create_physical_plan(&logical)
-                .await
-                .and_then(unfuse)
-                .expect(sql);
+            let physical = unfused(&ctx, sql).await;
             find_phases(&physical, &[]).unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
         // Audit 91a: an aggregation over a deduplication that gives the same names.
@@ -1279,12 +1288,7 @@ mod tests {
         .expect("rows");
         let mem = MemTable::try_new(two, vec![vec![rows]]).expect("table");
         ctx.register_table("t", Arc::new(mem)).expect("register");
-        let (state, logical) = crate::plan::plan_batch(&ctx, sql, 0).await.expect(sql);
-        let physical = state
-            .create_physical_plan(&logical)
-            .await
-            .and_then(unfuse)
-            .expect(sql);
+        let physical = unfused(&ctx, sql).await;
         let names = ["a".to_string(), "b".to_string()];
         let shown = datafusion::physical_plan::displayable(physical.as_ref())
             .indent(false)
