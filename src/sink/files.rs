@@ -1202,14 +1202,16 @@ impl FilesSink {
     ) -> Result<SinkCommit, SinkError> {
         let result = self.finish_commit(batch, fence, files.clone()).await;
         // Staged files no manifest entry will name: this run's, where a newer run took over,
-        // or where the batch's entry is another run's (a copy of the checkpoint that won it).
+        // or where the batch's entry is another run's (a copy of the checkpoint that won it,
+        // refused as a setting would be). Not asked after a store's failure: the store that
+        // failed would only be waited for again.
         let unnamed = match &result {
-            Ok(_) => false,
             Err(SinkError::Fenced(_)) => true,
-            Err(_) => matches!(
+            Err(SinkError::Config { .. }) => matches!(
                 self.read_manifest(batch).await,
                 Ok(Some(theirs)) if theirs.label != self.label || theirs.epoch != fence.epoch()
             ),
+            _ => false,
         };
         if unnamed {
             let staging = Self::staging_dir(batch, self.pipeline, fence.epoch(), &self.label);
