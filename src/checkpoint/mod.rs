@@ -16,6 +16,7 @@ mod entries;
 pub mod lease;
 pub mod paths;
 pub mod recovery;
+pub mod spark_sink;
 
 pub use crate::vocab::{BatchId, Epoch, PinnedSettings};
 pub use entries::{

@@ -15,6 +15,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::Error;
+use crate::checkpoint::spark_sink::{self, SinkLogError};
 use crate::checkpoint::{BatchId, CheckpointError, paths::entry_number};
 use crate::storage::Location;
 
@@ -53,26 +54,6 @@ struct SparkBatchView {
     files: BTreeMap<String, Vec<String>>,
 }
 
-/// The JSON lines after `v1` of a Spark log entry; `-` (no offset yet) is `null`.
-fn entry_lines(file: &str, text: &str) -> Result<Vec<serde_json::Value>, CheckpointError> {
-    let corrupt = |line: usize, reason: String| CheckpointError::Corrupt {
-        file: file.to_string(),
-        line,
-        reason,
-    };
-    let mut lines = text.lines();
-    if lines.next() != Some("v1") {
-        return Err(corrupt(1, "expected `v1`".into()));
-    }
-    lines
-        .enumerate()
-        .map(|(i, line)| match line {
-            "-" => Ok(serde_json::Value::Null),
-            _ => serde_json::from_str(line).map_err(|e| corrupt(i + 2, e.to_string())),
-        })
-        .collect()
-}
-
 async fn read(location: &Location, file: &str) -> Result<Option<String>, Error> {
     Ok(location
         .get(&location.path(file))
@@ -80,25 +61,17 @@ async fn read(location: &Location, file: &str) -> Result<Option<String>, Error> 
         .map(|b| String::from_utf8_lossy(&b).to_string()))
 }
 
-/// The numbered entries (and `N.compact` ones) directly in `folder`.
 async fn numbered(location: &Location, folder: &str) -> Result<Vec<(u64, String)>, Error> {
-    let mut out = Vec::new();
-    for meta in location.list(folder).await? {
-        let relative = location.relative(&meta.location);
-        let Some(name) = relative.strip_prefix(&format!("{folder}/")) else {
-            continue;
-        };
-        if name.contains('/') {
-            continue;
+    Ok(spark_sink::numbered(location, folder).await?)
+}
+
+fn entry_lines(file: &str, text: &str) -> Result<Vec<serde_json::Value>, Error> {
+    spark_sink::entry_lines(file, text).map_err(|e| match e {
+        SinkLogError::Corrupt { file, line, reason } => {
+            CheckpointError::Corrupt { file, line, reason }.into()
         }
-        let number =
-            entry_number(name).or_else(|| name.strip_suffix(".compact").and_then(entry_number));
-        if let Some(n) = number {
-            out.push((n, relative));
-        }
-    }
-    out.sort();
-    Ok(out)
+        SinkLogError::Storage(e) => e.into(),
+    })
 }
 
 pub(super) async fn run(
@@ -336,67 +309,29 @@ struct SparkSinkView {
 
 /// Whether `location` is a Spark file sink's folder (it has a `_spark_metadata` log).
 pub(super) async fn is_spark_sink(location: &Location) -> Result<bool, Error> {
-    Ok(!numbered(location, "_spark_metadata").await?.is_empty())
+    Ok(!numbered(location, spark_sink::FOLDER).await?.is_empty())
 }
 
 /// `sluice inspect` on a Spark file sink's folder: what its `_spark_metadata` log holds.
 pub(super) async fn run_sink(location: &Location, spec: &str, json: bool) -> Result<(), Error> {
-    let entries = numbered(location, "_spark_metadata").await?;
-    let mut live: BTreeMap<String, u64> = BTreeMap::new();
-    let mut per_batch = BTreeMap::new();
-    let mut compact_entries = Vec::new();
-    // The newest compact entry holds every live file up to it; later entries add to it.
-    let newest_compact = entries
-        .iter()
-        .filter(|(_, f)| f.ends_with(".compact"))
-        .map(|(n, _)| *n)
-        .max();
-    for (n, file) in &entries {
-        let is_compact = file.ends_with(".compact");
-        if is_compact {
-            compact_entries.push(*n);
-        }
-        let folded = newest_compact.is_some_and(|c| *n < c || (*n == c && !is_compact));
-        let text = read(location, file).await?.unwrap_or_default();
-        let mut added = (0, 0);
-        for line in entry_lines(file, &text)? {
-            let (Some(path), size) = (
-                line.get("path").and_then(|p| p.as_str()),
-                line.get("size")
-                    .and_then(serde_json::Value::as_u64)
-                    .unwrap_or(0),
-            ) else {
-                continue;
-            };
-            if !is_compact {
-                added.0 += 1;
-                added.1 += size;
+    let log = spark_sink::read(location, true)
+        .await
+        .map_err(|e| match e {
+            SinkLogError::Corrupt { file, line, reason } => {
+                Error::from(CheckpointError::Corrupt { file, line, reason })
             }
-            if folded {
-                continue;
-            }
-            match line.get("action").and_then(|a| a.as_str()) {
-                Some("delete") => {
-                    live.remove(path);
-                }
-                _ => {
-                    live.insert(path.to_string(), size);
-                }
-            }
-        }
-        if !is_compact {
-            per_batch.insert(*n, added);
-        }
-    }
+            SinkLogError::Storage(e) => e.into(),
+        })?
+        .unwrap_or_default();
     let view = SparkSinkView {
         kind: "spark-sink",
         location: spec.to_string(),
-        batches: entries.len(),
-        last_batch: entries.last().map(|(n, _)| *n),
-        compact_entries,
-        live_files: live.len(),
-        live_bytes: live.values().sum(),
-        per_batch,
+        batches: log.entries.len(),
+        last_batch: log.entries.last().map(|(n, _)| *n),
+        compact_entries: log.compact_entries,
+        live_files: log.live.len(),
+        live_bytes: log.live.values().sum(),
+        per_batch: log.per_batch,
     };
     if json {
         super::emit_json(&view);

@@ -646,6 +646,11 @@ pub struct FilesSource {
     compacted_to: Option<u64>,
     /// Files left for a later batch as younger than `min_file_age`, already said in this run.
     young: HashSet<String>,
+    /// Whether the folder is a Spark file sink's (it has a `_spark_metadata` log), decided
+    /// as Spark's `FileStreamSource` decides it: once a listing finds files.
+    spark_sink: std::sync::OnceLock<bool>,
+    /// How many files outside the Spark sink's log this run has said it leaves out.
+    said_spark_left_out: std::sync::atomic::AtomicUsize,
 }
 
 /// Why source `name`, whose batches were read with an inferred schema, cannot go on: its log
@@ -703,6 +708,8 @@ impl FilesSource {
             logged: BTreeSet::new(),
             compacted_to: None,
             young: HashSet::new(),
+            spark_sink: std::sync::OnceLock::new(),
+            said_spark_left_out: std::sync::atomic::AtomicUsize::new(0),
         };
         source.schema = source.declared_or_pinned_schema().await?;
         source.load_log().await?;
@@ -981,6 +988,35 @@ impl FilesSource {
             .map(|meta| LoggedFile::described(self.data.relative(&meta.location), &meta))
             .filter(|file| self.config.admits(&file.path))
             .collect();
+        let listed = if self.spark_sink.get() == Some(&false) {
+            listed
+        } else {
+            match spark_committed(&self.data).await? {
+                Some(committed) => {
+                    let _ = self.spark_sink.set(true);
+                    let (read, left_out): (Vec<_>, Vec<_>) = listed
+                        .into_iter()
+                        .partition(|file| committed.contains(&file.path));
+                    let said = self
+                        .said_spark_left_out
+                        .swap(left_out.len(), std::sync::atomic::Ordering::Relaxed);
+                    if left_out.len() > said {
+                        say_spark_left_out(
+                            &format!("source `{}`", self.name),
+                            &self.data,
+                            &left_out.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+                        );
+                    }
+                    read
+                }
+                None => {
+                    if !listed.is_empty() {
+                        let _ = self.spark_sink.set(false);
+                    }
+                    listed
+                }
+            }
+        };
         // A local folder gone since the run opened it lists as empty: say so, once.
         if listed.is_empty()
             && let Some(root) = self.data.local_root()
@@ -1474,6 +1510,52 @@ fn remote_folder(path: &str) -> Result<Location, String> {
 
 pub use crate::storage::hidden;
 
+/// Where `location` is a Spark file sink's folder (it has a `_spark_metadata` log): the
+/// files its log commits, as paths below the folder; `None` where it has no such log. Spark
+/// writes a batch's files into the folder before its log commits them, so a batch that
+/// failed leaves files there that no batch committed; Spark's readers read only the logged
+/// ones (`MetadataLogFileIndex`), and so do Sluice's sources and tables.
+///
+/// Errors: the store's; a log entry that does not parse, named.
+async fn spark_committed(location: &Location) -> Result<Option<HashSet<String>>, SourceError> {
+    use crate::checkpoint::spark_sink::{self, SinkLogError};
+    let log = spark_sink::read(location, false)
+        .await
+        .map_err(|e| match e {
+            SinkLogError::Storage(e) => SourceError::Storage(e),
+            e @ SinkLogError::Corrupt { .. } => SourceError::Read {
+                file: crate::secret::redact_url(&format!("{location}/{}", spark_sink::FOLDER)),
+                reason: format!(
+                    "{e}: the folder is a Spark file sink's, and its log says which of its files \
+                 Spark committed; put the entry back as Spark wrote it, or read the files \
+                 from a folder without the log"
+                ),
+            },
+        })?;
+    Ok(log.map(|log| {
+        log.live
+            .keys()
+            .map(|logged| spark_sink::below_folder(logged))
+            .collect()
+    }))
+}
+
+/// Says that `left_out` (paths below `location`, a Spark file sink's folder) are not read.
+fn say_spark_left_out(reader: &str, location: &Location, left_out: &[&str]) {
+    if left_out.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        "{reader}: {} is a Spark file sink's folder (it has `_spark_metadata`), and only the \
+         files its log commits are read, as Spark reads them: {} file(s) there no Spark batch \
+         committed (written by a batch that failed, or put there by hand) are left out, e.g. \
+         {}",
+        crate::secret::redact_url(&location.to_string()),
+        left_out.len(),
+        left_out[0]
+    );
+}
+
 /// Opens a source's folder, which must exist.
 fn open_folder(
     name: &str,
@@ -1831,6 +1913,7 @@ async fn load_table(
     };
     let mut location =
         Location::open(&folder, false, false, hook).map_err(|e| config_err(e.to_string()))?;
+    let one_file = only.is_some();
     let mut files: Vec<(String, Option<LoggedFile>)> = match only {
         Some(file) => vec![(file, None)],
         None => location
@@ -1841,6 +1924,15 @@ async fn load_table(
             .filter(|(path, _)| config.admits(path))
             .collect(),
     };
+    if !one_file && let Some(committed) = spark_committed(&location).await? {
+        let left_out: Vec<&str> = files
+            .iter()
+            .map(|(path, _)| path.as_str())
+            .filter(|path| !committed.contains(*path))
+            .collect();
+        say_spark_left_out(&format!("table `{name}`"), &location, &left_out);
+        files.retain(|(path, _)| committed.contains(path));
+    }
     // On an object store a table's path may name one object, as a local path may name one
     // file: it lists as an empty prefix, and is read as the only file of its folder.
     if files.is_empty()

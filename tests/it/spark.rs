@@ -177,3 +177,91 @@ fn a_spark_checkpoint_is_refused_untouched_by_every_other_command() {
     let out = run_bin(&["inspect", &c], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// Audit 91b (Spark's `FileStreamSourceSuite` "read from a file sink's output"): a Spark file
+/// sink's folder holds files no batch committed (a batch that failed writes its files, then
+/// Spark writes the batch again under other names). Spark reads only the files its
+/// `_spark_metadata` log commits; so does a Sluice source or table over the folder, saying
+/// how many it leaves out. The log is the one `pyspark` wrote (`windowed/sink`), with files
+/// of the names it logs put beside it.
+#[tokio::test]
+async fn a_spark_sink_folder_is_read_by_its_log_by_sources_and_tables() {
+    let ws = Workspace::new();
+    let spark_out = ws.path("spark_out");
+    let log = spark_out.join("_spark_metadata");
+    std::fs::create_dir_all(&log).expect("log folder");
+    let fixture = format!(
+        "{}/tests/fixtures/spark/windowed/sink/_spark_metadata",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut logged = Vec::new();
+    for entry in std::fs::read_dir(&fixture).expect("fixture") {
+        let entry = entry.expect("entry");
+        let text = std::fs::read_to_string(entry.path()).expect("entry text");
+        for line in text.lines().skip(1) {
+            let value: serde_json::Value = serde_json::from_str(line).expect("logged file");
+            let path = value["path"].as_str().expect("path");
+            logged.push(path.rsplit('/').next().expect("name").to_string());
+        }
+        std::fs::copy(entry.path(), log.join(entry.file_name())).expect("copy entry");
+    }
+    logged.sort();
+    assert_eq!(logged.len(), 6, "{logged:?}");
+    for (i, name) in logged.iter().enumerate() {
+        write_batch(&spark_out.join(name), "parquet", &clicks(i as i64 * 10, 10));
+    }
+    // A failed batch's file: written, never committed.
+    write_batch(
+        &spark_out.join("part-00000-0badf00d-0000-4000-8000-000000000000-c000.snappy.parquet"),
+        "parquet",
+        &clicks(1000, 10),
+    );
+    let yaml = format!(
+        "name: spark-out\ncheckpoint: {ckpt}\nsources:\n  s:\n    kind: files\n    path: {input}\n    format: parquet\n    schema: {CLICK_SCHEMA_YAML}\n    max_files_per_batch: 2\nquery: SELECT id FROM s\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: parquet }}\n",
+        ckpt = ws.p("ckpt"),
+        input = spark_out.display(),
+        out = ws.p("out"),
+    );
+    let out = run_bin(
+        &["run", &write_pipeline(&ws, &yaml).display().to_string()],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 file(s) there no Spark batch committed"),
+        "{}",
+        stderr(&out)
+    );
+    let ids = parquet_rows(
+        &datafusion::prelude::SessionContext::new(),
+        &ws.p("out"),
+        "SELECT count(*), min(id), max(id) FROM sink",
+    )
+    .await;
+    assert_eq!(ids, ["60|0|59"]);
+
+    // The same folder as a static table: only its committed rows join.
+    std::fs::create_dir_all(ws.path("in")).expect("input folder");
+    write_batch(&ws.path("in/late.json"), "json", &clicks(1000, 5));
+    write_batch(&ws.path("in/early.json"), "json", &clicks(0, 5));
+    let yaml = format!(
+        "name: spark-table\ncheckpoint: {ckpt}\nsources:\n  c:\n    kind: files\n    path: {input}\n    format: json\n    schema: {CLICK_SCHEMA_YAML}\ntables:\n  t: {{ kind: files, path: {table}, format: parquet }}\nquery: SELECT c.id FROM c JOIN t ON c.id = t.id\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: parquet }}\n",
+        ckpt = ws.p("ckpt2"),
+        input = ws.p("in"),
+        table = spark_out.display(),
+        out = ws.p("out2"),
+    );
+    let out = run_bin(
+        &["run", &write_pipeline(&ws, &yaml).display().to_string()],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("table `t`"), "{}", stderr(&out));
+    let ids = parquet_rows(
+        &datafusion::prelude::SessionContext::new(),
+        &ws.p("out2"),
+        "SELECT count(*), min(id), max(id) FROM sink",
+    )
+    .await;
+    assert_eq!(ids, ["5|0|4"]);
+}
