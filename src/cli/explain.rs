@@ -44,7 +44,7 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
     let ctx = plan::session(&plan::default_settings());
     for (name, config) in &pipeline.tables {
         let table = config.connector().load_table(name, None).await?;
-        ctx.register_table(name.as_str(), table as _)
+        ctx.register_table(plan::table_name(name), table as _)
             .map_err(exec)?;
     }
     let mut streams = Vec::new();

@@ -378,7 +378,7 @@ impl<'p> Engine<'p> {
             }
         };
         for (name, table) in &self.static_tables {
-            ctx.register_table(name.as_str(), Arc::clone(table) as _)
+            ctx.register_table(plan::table_name(name), Arc::clone(table) as _)
                 .map_err(|e| Error::Execution {
                     batch: None,
                     source: e,
@@ -1412,8 +1412,8 @@ fn register(
     table: Arc<dyn datafusion::datasource::TableProvider>,
     batch: Option<BatchId>,
 ) -> Result<(), Error> {
-    ctx.deregister_table(name)
-        .and_then(|_| ctx.register_table(name, table))
+    ctx.deregister_table(plan::table_name(name))
+        .and_then(|_| ctx.register_table(plan::table_name(name), table))
         .map(|_| ())
         .map_err(|source| Error::Execution { batch, source })
 }

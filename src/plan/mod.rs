@@ -561,6 +561,22 @@ fn sql_advice(e: &DataFusionError) -> String {
     String::new()
 }
 
+/// Where the query's `name` is a source or table of `known` but for case: how to write it.
+fn folded_name(name: &str, known: &[String]) -> String {
+    match known
+        .iter()
+        .find(|k| k.as_str() != name && k.eq_ignore_ascii_case(name))
+    {
+        Some(k) => format!(
+            ". The pipeline names it `{k}`, and SQL folds a name not in double quotes to \
+             lower case: write it `\"{k}\"` in the query, or name it `{}` in the pipeline \
+             file",
+            k.to_ascii_lowercase()
+        ),
+        None => String::new(),
+    }
+}
+
 /// Refuses (`PlanError::Function`) a query whose physical plan `physical` has an aggregate
 /// function that cannot run on its arguments' types (DataFusion's `approx_distinct` of a
 /// double: "Support for 'approx_distinct' for data type Float64 is not implemented"), which
@@ -655,7 +671,7 @@ pub enum PlanError {
         "the query reads `{name}`, which is not a source or table of the pipeline (it has: \
          {}){}",
         known.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
-        file_as_table(name)
+        file_as_table(name) + &folded_name(name, known)
     )]
     UnknownTable {
         /// The name the query used.
@@ -1417,6 +1433,17 @@ pub(crate) fn is_global_aggregate(sql: &str) -> bool {
     })
 }
 
+/// The name a source or table of the pipeline is registered under in a session: the name as
+/// the pipeline file writes it, whole (not parsed as SQL, which would fold `Orders` to
+/// `orders` and split `a.b` at its dot), so that the plan names each stream as the pipeline
+/// does. A query reads such a name as SQL reads one: written in double quotes where it is not
+/// all lower case (`"Orders"`), as PostgreSQL reads a table created with a quoted name
+/// (audit 92a: a source `T1` was registered as `t1` and its watermark, kept under `T1`,
+/// never found).
+pub fn table_name(name: &str) -> datafusion::common::TableReference {
+    datafusion::common::TableReference::bare(name)
+}
+
 /// Plans `sql` in `ctx` over empty tables for the `streams` (name and schema) and analyzes
 /// what it keeps between batches.
 pub async fn plan_shape(
@@ -1438,8 +1465,8 @@ pub async fn plan_shape(
     for (name, schema) in streams {
         let empty = datafusion::datasource::MemTable::try_new(Arc::clone(schema), vec![vec![]])
             .map_err(PlanError::Sql)?;
-        ctx.deregister_table(name.as_str())
-            .and_then(|_| ctx.register_table(name.as_str(), Arc::new(empty)))
+        ctx.deregister_table(table_name(name))
+            .and_then(|_| ctx.register_table(table_name(name), Arc::new(empty)))
             .map_err(PlanError::Sql)?;
     }
     let (state, logical) = plan_batch(ctx, sql, 0).await?;

@@ -1656,3 +1656,44 @@ fn a_session_past_what_nanoseconds_hold_is_refused_not_merged() {
         stderr(&out)
     );
 }
+
+/// Audit 92a (a Flink job's `T1`): a source named with capitals was registered as `t1`, and
+/// its watermark, kept under `T1`, was never found: append mode refused its windows as over
+/// no watermark, update mode kept every window for good, and `FROM "T1"` was refused as no
+/// source. Registered under its name whole, it is read as `"T1"`, its windows close, and an
+/// unquoted `T1` (`t1` to SQL) is refused saying how to write it.
+#[test]
+fn a_source_named_with_capitals_keeps_its_watermark() {
+    let files = [
+        ("T1/0.json", row(1, Some(15.0))),
+        ("T1/1.json", row(2, Some(11.0))),
+        ("T1/2.json", row(3, Some(20.0))),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let query = "SELECT date_bin(INTERVAL '5 seconds', ts) AS w, count(*) AS n FROM \"T1\" \
+                 GROUP BY date_bin(INTERVAL '5 seconds', ts)";
+    let ws = run_case(&files, &source("T1", "3s"), query, "append");
+    assert_eq!(
+        written(&ws, "out", &["w", "n"]),
+        [vec!["1970-01-01T00:00:10|1"]]
+    );
+    let pipeline = std::fs::read_to_string(ws.path("pipeline.yaml")).expect("pipeline");
+    std::fs::write(
+        ws.path("unquoted.yaml"),
+        pipeline
+            .replace("FROM \\\"T1\\\"", "FROM T1")
+            .replace("FROM \"T1\"", "FROM T1")
+            .replace("/ckpt", "/ckpt2")
+            .replace("/out", "/out2")
+            .replace("/late", "/late2"),
+    )
+    .expect("pipeline");
+    let out = run_bin(&["run", &ws.p("unquoted.yaml")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("The pipeline names it `T1`, and SQL folds a name not in double quotes to lower case: write it `\"T1\"` in the query"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ws.path("ckpt2").exists() && !ws.path("out2").exists());
+}
