@@ -69,6 +69,9 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
     .await?;
     // What a run refuses before a batch, refused here too (audit 88a: explain showed a plan
     // for a `state_ttl` or `late_rows` that bounds nothing, and for a watermark on no column).
+    if pipeline.sink.connector().kind() != "console" {
+        plan::check_output_names(&logical)?;
+    }
     let zero_divisions = plan::zero_divisions(&logical);
     if !zero_divisions.is_empty() {
         return Err(plan::PlanError::ZeroDivisor(zero_divisions).into());

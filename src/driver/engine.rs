@@ -412,6 +412,10 @@ impl<'p> Engine<'p> {
         check_late_rows(pipeline, shape)?;
         // An aggregate that cannot run on its arguments' types fails only when rows reach it.
         let (session, logical, _) = self.plan_session(&sql, self.pipeline.output_mode).await?;
+        // The console shows columns by place, as a batch query's result.
+        if self.pipeline.sink.connector().kind() != "console" {
+            plan::check_output_names(&logical)?;
+        }
         if let Ok(physical) = session.create_physical_plan(&logical).await {
             plan::check_accumulators(&physical)?;
         }

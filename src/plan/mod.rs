@@ -561,6 +561,34 @@ fn sql_advice(e: &DataFusionError) -> String {
     String::new()
 }
 
+/// Refuses (`PlanError::DuplicateColumns`) a query whose output `plan` has two columns of
+/// one name (audit 92a: `SELECT t2.key, t2.id, t1.id` wrote `{"id":..,"id":..}`, and a
+/// pipeline reading it kept one). Names compare exactly, as Arrow and Parquet do.
+pub fn check_output_names(plan: &LogicalPlan) -> Result<(), PlanError> {
+    let schema = plan.schema();
+    let mut seen: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (i, field) in schema.fields().iter().enumerate() {
+        seen.entry(field.name().as_str()).or_default().push(i);
+    }
+    match seen.into_iter().find(|(_, at)| at.len() > 1) {
+        Some((name, at)) => Err(PlanError::DuplicateColumns {
+            name: name.to_string(),
+            columns: at
+                .into_iter()
+                .map(|i| {
+                    let (qualifier, field) = schema.qualified_field(i);
+                    let shown = match qualifier {
+                        Some(q) => format!("{q}.{}", field.name()),
+                        None => field.name().clone(),
+                    };
+                    (i, shown)
+                })
+                .collect(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Where the query's `name` is a source or table of `known` but for case: how to write it.
 fn folded_name(name: &str, known: &[String]) -> String {
     match known
@@ -665,6 +693,23 @@ pub enum PlanError {
         word: String,
         /// A source or table that has such a column.
         table: String,
+    },
+    /// Two of the query's output columns have one name (`SELECT t2.id, t1.id`), which
+    /// DataFusion allows where their tables differ, and a sink cannot write.
+    #[error(
+        "the query's output has {} columns named `{name}` ({}): a sink writes each column \
+         under its name, so one would hide the other (a JSON reader keeps the last, Sluice's \
+         files source too; Parquet readers and DuckDB refuse the file; Spark refuses it as \
+         \"duplicate column(s)\"). Name each with `AS` (`{} AS {name}_1`)",
+        columns.len(),
+        columns.iter().map(|(i, c)| format!("column {} is `{c}`", i + 1)).collect::<Vec<_>>().join(", "),
+        columns.get(1).map_or(name.as_str(), |(_, c)| c.as_str())
+    )]
+    DuplicateColumns {
+        /// The name.
+        name: String,
+        /// Each column of that name: its 0-based position and its qualified name.
+        columns: Vec<(usize, String)>,
     },
     /// The query reads a table that is neither a source nor a table of the pipeline.
     #[error(

@@ -1697,3 +1697,36 @@ fn a_source_named_with_capitals_keeps_its_watermark() {
     );
     assert!(!ws.path("ckpt2").exists() && !ws.path("out2").exists());
 }
+
+/// Audit 92a (Flink's `IntervalJoinITCase`, `SELECT t2.key, t2.id, t1.id`): two output
+/// columns of one name were written as they came, `{"id":..,"id":..}`, and a pipeline
+/// reading that sink kept one of them. Refused before a batch (and by `explain`), naming both.
+#[test]
+fn two_output_columns_of_one_name_are_refused() {
+    let ws = Workspace::new();
+    let sources = format!("{}\n{}", source("l", "10s"), source("r", "10s"));
+    let yaml = format!(
+        "name: dup\ncheckpoint: {{ws}}/ckpt\nsources:\n{sources}\nquery: SELECT r.id, l.id \
+         FROM l JOIN r ON l.id = r.id AND l.ts BETWEEN r.ts - INTERVAL '1 second' AND r.ts\n\
+         trigger: available-now\nsink: {{ kind: files, path: {{ws}}/out, format: json }}\n"
+    )
+    .replace("{ws}", &ws.dir.path().display().to_string());
+    let pipeline = write_pipeline(&ws, &yaml);
+    std::fs::create_dir_all(ws.path("l")).expect("l");
+    std::fs::create_dir_all(ws.path("r")).expect("r");
+    std::fs::write(ws.path("l/0.json"), row(1, Some(1.0))).expect("l");
+    std::fs::write(ws.path("r/0.json"), row(1, Some(1.0))).expect("r");
+    for command in ["run", "explain"] {
+        let out = run_bin(&[command, &pipeline.display().to_string()], ws.dir.path());
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(
+                "the query's output has 2 columns named `id` (column 1 is `r.id`, column 2 is \
+                 `l.id`)"
+            ),
+            "{command}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(!ws.path("out").exists());
+}
