@@ -48,8 +48,14 @@ impl Lateness {
     pub fn of(shape: &Shape, mode: OutputMode, stream: &str) -> Self {
         match shape {
             Shape::Stateless => Self::Never,
-            // Each side's rows are matched while the watermark is below their event time.
-            Shape::Join(_) => Self::Closed(vec![EventTimeWindow::column(stream)]),
+            // Each side's rows are matched while the watermark is below their event time;
+            // on equal windows, while it is below their window's end, as in Spark, where the
+            // window column is the watermark's (audit 92a: a row older than the watermark
+            // whose window was open, and whose match was still kept, was dropped as late).
+            Shape::Join(join) => Self::Closed(vec![match join.windows {
+                Some((size_ns, origin_ns)) => EventTimeWindow::tumbling(stream, size_ns, origin_ns),
+                None => EventTimeWindow::column(stream),
+            }]),
             Shape::Aggregate(aggregate) => {
                 let own = Self::of_aggregate(aggregate, mode, stream);
                 match &aggregate.dedup {

@@ -155,6 +155,16 @@ impl EventTimeWindow {
         }
     }
 
+    /// Tumbling windows `size_ns` wide from `origin_ns` over the event time of `stream`.
+    pub fn tumbling(stream: &str, size_ns: i64, origin_ns: i64) -> Self {
+        Self {
+            size_ns,
+            slide_ns: size_ns,
+            origin_ns,
+            ..Self::column(stream)
+        }
+    }
+
     /// Whether this is the event time itself, not windows over it.
     pub fn is_column(&self) -> bool {
         self.size_ns == 0

@@ -1730,3 +1730,32 @@ fn two_output_columns_of_one_name_are_refused() {
     }
     assert!(!ws.path("out").exists());
 }
+
+/// Audit 92a (Flink's `WindowJoinITCase.testInnerJoinOnWTF`): on equal 5 s windows with a 1 s
+/// delay, `L6` (6 s) came after the watermark reached 6 s, in window [5 s, 10 s) still open
+/// with `R7` kept in it, and was dropped as late: `L6|R7` never came. A row of a join on
+/// equal windows is late only once its window has ended, as in Spark and Flink.
+#[test]
+fn a_row_behind_the_watermark_in_an_open_window_of_a_join_still_matches() {
+    let files = [
+        ("l/0.json", row(7, Some(7.0))),
+        ("r/0.json", row(7, Some(7.0))),
+        ("l/1.json", row(6, Some(6.0))),
+        ("l/2.json", row(2, Some(2.0))),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let sources = format!("{}\n{}", source("l", "1s"), source("r", "1s"));
+    let ws = run_case(
+        &files,
+        &sources,
+        "SELECT l.id AS lid, r.id AS rid FROM l JOIN r ON \
+         date_bin(INTERVAL '5 seconds', l.ts) = date_bin(INTERVAL '5 seconds', r.ts)",
+        "append",
+    );
+    assert_eq!(
+        written(&ws, "out", &["lid", "rid"]),
+        vec![vec!["7|7"], vec!["6|7"]]
+    );
+    // The row at 2 s, whose window [0 s, 5 s) ended at or below the watermark, is late.
+    assert_eq!(written(&ws, "late", &["id"]), vec![vec!["2"]]);
+}
