@@ -711,6 +711,21 @@ pub enum PlanError {
         /// Each column of that name: its 0-based position and its qualified name.
         columns: Vec<(usize, String)>,
     },
+    /// The query has an expression DataFusion's SQL parser reads otherwise than SQL does
+    /// (`a IS NOT DISTINCT FROM b AND c` as `a IS NOT DISTINCT FROM (b AND c)`).
+    #[error(
+        "the query has `{read_as}` where SQL reads `{meant}`: DataFusion's SQL parser (sqlparser \
+         0.62) reads everything after `IS [NOT] DISTINCT FROM` into its right side, the `AND`s \
+         and `OR`s that follow too (apache/datafusion-sqlparser-rs#2436, fixed in later \
+         versions), which would change what the query computes without an error. Write the \
+         comparison in parentheses: `{meant}`"
+    )]
+    Misread {
+        /// What the parser made of it, with its parentheses.
+        read_as: String,
+        /// What PostgreSQL, Spark and DuckDB read, with parentheses that keep it so.
+        meant: String,
+    },
     /// The query reads a table that is neither a source nor a table of the pipeline.
     #[error(
         "the query reads `{name}`, which is not a source or table of the pipeline (it has: \
@@ -1335,6 +1350,56 @@ async fn keyword_column(ctx: &SessionContext, sql: &str, text: &str) -> Option<(
 
 /// What `sql` is where it is not one query (`INSERT INTO ...`, two statements); `None` for a
 /// query, and for text that does not parse (planning names its error).
+/// The first `a IS [NOT] DISTINCT FROM b <op> c` of query text `sql` whose right side the
+/// parser took past `b` (an `AND`, `OR`, `XOR` or `IS ...` that binds looser than `IS` in
+/// PostgreSQL, and follows it unparenthesized): `(read as, meant)`. sqlparser 0.62 parses
+/// the right side of `IS [NOT] DISTINCT FROM` as a whole expression (audit 92a: Flink's
+/// `testRowTimeInnerJoinWithIsNotDistinctFrom` read its join's time bound into the key).
+fn distinct_from_misread(sql: &str) -> Option<PlanError> {
+    use datafusion::sql::parser::{DFParser, Statement};
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr as SqlExpr, visit_expressions};
+    let statements = DFParser::parse_sql(sql).ok()?;
+    let mut found = None;
+    for statement in &statements {
+        let Statement::Statement(s) = statement else {
+            continue;
+        };
+        let _ = visit_expressions(s.as_ref(), |expr| {
+            let (left, right, op) = match expr {
+                SqlExpr::IsDistinctFrom(l, r) => (l, r, "IS DISTINCT FROM"),
+                SqlExpr::IsNotDistinctFrom(l, r) => (l, r, "IS NOT DISTINCT FROM"),
+                _ => return std::ops::ControlFlow::Continue(()),
+            };
+            // The right side's own left operand, where the parser took more than it.
+            let (first, rest) = match right.as_ref() {
+                SqlExpr::BinaryOp {
+                    left: first,
+                    op: joined @ (BinaryOperator::And | BinaryOperator::Or | BinaryOperator::Xor),
+                    right: rest,
+                } => (first.to_string(), format!("{joined} {rest}")),
+                SqlExpr::IsNull(first) => (first.to_string(), "IS NULL".into()),
+                SqlExpr::IsNotNull(first) => (first.to_string(), "IS NOT NULL".into()),
+                SqlExpr::IsTrue(first) => (first.to_string(), "IS TRUE".into()),
+                SqlExpr::IsNotTrue(first) => (first.to_string(), "IS NOT TRUE".into()),
+                SqlExpr::IsFalse(first) => (first.to_string(), "IS FALSE".into()),
+                SqlExpr::IsNotFalse(first) => (first.to_string(), "IS NOT FALSE".into()),
+                SqlExpr::IsUnknown(first) => (first.to_string(), "IS UNKNOWN".into()),
+                SqlExpr::IsNotUnknown(first) => (first.to_string(), "IS NOT UNKNOWN".into()),
+                _ => return std::ops::ControlFlow::Continue(()),
+            };
+            found = Some(PlanError::Misread {
+                read_as: format!("{left} {op} ({right})"),
+                meant: format!("({left} {op} {first}) {rest}"),
+            });
+            std::ops::ControlFlow::Break(())
+        });
+        if found.is_some() {
+            break;
+        }
+    }
+    found
+}
+
 fn not_one_query(sql: &str) -> Option<String> {
     use datafusion::sql::parser::{DFParser, Statement};
     use datafusion::sql::sqlparser::ast::Statement as Sql;
@@ -1506,6 +1571,9 @@ pub async fn plan_shape(
                      go to the sink"
                 .into(),
         });
+    }
+    if let Some(misread) = distinct_from_misread(sql) {
+        return Err(misread);
     }
     for (name, schema) in streams {
         let empty = datafusion::datasource::MemTable::try_new(Arc::clone(schema), vec![vec![]])
@@ -3584,5 +3652,34 @@ mod tests {
         assert_eq!(fingerprint("SELECT 1"), fingerprint("SELECT 1"));
         assert_ne!(fingerprint("SELECT 1"), fingerprint("SELECT 2"));
         assert_eq!(fingerprint("SELECT 1").len(), 16);
+    }
+
+    /// sqlparser 0.62 reads `a IS NOT DISTINCT FROM b AND c` as `a IS NOT DISTINCT FROM (b AND
+    /// c)`: refused, with the parentheses that keep SQL's meaning; written with them, or with
+    /// the comparison last, it is taken.
+    #[test]
+    fn is_distinct_from_followed_by_and_is_refused_with_its_parentheses() {
+        let refused = |sql: &str| distinct_from_misread(sql).map(|e| e.to_string());
+        let said =
+            refused("SELECT * FROM l JOIN r ON l.k IS NOT DISTINCT FROM r.k AND l.ts = r.ts")
+                .expect("refused");
+        assert!(
+            said.contains(
+                "the query has `l.k IS NOT DISTINCT FROM (r.k AND l.ts = r.ts)` where SQL reads \
+                 `(l.k IS NOT DISTINCT FROM r.k) AND l.ts = r.ts`"
+            ),
+            "{said}"
+        );
+        let said = refused("SELECT a IS DISTINCT FROM b IS NULL FROM t").expect("refused");
+        assert!(said.contains("`(a IS DISTINCT FROM b) IS NULL`"), "{said}");
+        assert!(refused("SELECT * FROM t WHERE flag IS DISTINCT FROM true OR id > 5").is_some());
+        for taken in [
+            "SELECT * FROM t WHERE (a IS NOT DISTINCT FROM b) AND c",
+            "SELECT * FROM t WHERE c AND a IS NOT DISTINCT FROM b",
+            "SELECT * FROM t WHERE a IS DISTINCT FROM b + 1",
+            "SELECT * FROM t WHERE a IS DISTINCT FROM (b AND c)",
+        ] {
+            assert!(refused(taken).is_none(), "{taken}");
+        }
     }
 }

@@ -807,7 +807,20 @@ impl Walk<'_> {
             right_reach = Some(right_reach.map_or(lw.size_ns, |b| b.min(lw.size_ns)));
             windows = Some((lw.size_ns, lw.origin_ns));
         }
-        for (low, high) in conditions.iter().flat_map(|c| inequalities(c)) {
+        // `a.ts = b.ts` (a key of the join, or in its condition) bounds both ways, as
+        // `a.ts BETWEEN b.ts AND b.ts` does (audit 92a: Flink's
+        // `testRowTimeInnerJoinWithEquiTimeAttrs` was refused as unbounded).
+        let time_equalities =
+            j.on.iter()
+                .map(|(l, r)| (l, r))
+                .chain(conditions.iter().flat_map(|c| equalities(c)))
+                .flat_map(|(a, b)| [(a, b), (b, a)]);
+        let bounds: Vec<(&Expr, &Expr)> = conditions
+            .iter()
+            .flat_map(|c| inequalities(c))
+            .chain(time_equalities)
+            .collect();
+        for (low, high) in bounds {
             let (Some((lc, lo)), Some((hc, ho))) = (time_term(low), time_term(high)) else {
                 continue;
             };

@@ -1759,3 +1759,49 @@ fn a_row_behind_the_watermark_in_an_open_window_of_a_join_still_matches() {
     // The row at 2 s, whose window [0 s, 5 s) ended at or below the watermark, is late.
     assert_eq!(written(&ws, "late", &["id"]), vec![vec!["2"]]);
 }
+
+/// Audit 92a (Flink's `IntervalJoinITCase`): a join on equal event times
+/// (`testRowTimeInnerJoinWithEquiTimeAttrs`) was refused as without a bound; it is bounded
+/// both ways, by 0. A key compared with `IS NOT DISTINCT FROM` (in parentheses: see
+/// `plan::tests::is_distinct_from_followed_by_and_is_refused_with_its_parentheses`) matches
+/// null keys (`testRowTimeInnerJoinWithIsNotDistinctFrom`); unparenthesized, it is refused.
+#[test]
+fn joins_on_equal_times_and_null_safe_keys_run() {
+    let keyed = |k: Option<&str>, id: i64, seconds: f64| {
+        let k = k.map_or("null".to_string(), |k| format!("\"{k}\""));
+        format!("{{\"k\":{k},\"id\":{id},\"ts\":\"1970-01-01T00:00:{seconds:06.3}Z\"}}\n")
+    };
+    let files = [
+        ("l/0.json", keyed(Some("a"), 1, 1.0) + &keyed(None, 2, 2.0)),
+        (
+            "r/0.json",
+            keyed(Some("a"), 11, 1.0) + &keyed(None, 12, 2.0) + &keyed(None, 13, 9.0),
+        ),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let side = |name: &str| {
+        format!(
+            "  {name}: {{ kind: files, path: {{ws}}/{name}, format: json, schema: {{ k: string, \
+             id: bigint, ts: timestamp }}, watermark: {{ column: ts, delay: 1s }} }}"
+        )
+    };
+    let sources = format!("{}\n{}", side("l"), side("r"));
+    let ws = run_case(
+        &files,
+        &sources,
+        "SELECT l.id AS lid, r.id AS rid FROM l JOIN r ON l.k = r.k AND l.ts = r.ts",
+        "append",
+    );
+    assert_eq!(written(&ws, "out", &["lid", "rid"]), vec![vec!["1|11"]]);
+    let ws = run_case(
+        &files,
+        &sources,
+        "SELECT l.id AS lid, r.id AS rid FROM l JOIN r ON (l.k IS NOT DISTINCT FROM r.k) AND \
+         l.ts BETWEEN r.ts - INTERVAL '5 seconds' AND r.ts + INTERVAL '6 seconds'",
+        "append",
+    );
+    assert_eq!(
+        written(&ws, "out", &["lid", "rid"]),
+        vec![vec!["1|11", "2|12"]]
+    );
+}
