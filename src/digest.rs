@@ -8,8 +8,10 @@
 //! for `sluice replay --verify`.
 //!
 //! The digest is of the rows as the sink's files hold them: a CSV file cannot tell an empty
-//! string from a null, and JSON has no NaN or infinity (its writer writes `null`), so for those
-//! sinks such values are hashed as nulls ([`as_held`]).
+//! string from a null, so for CSV sinks such values are hashed as nulls ([`as_held`]). JSON has
+//! no NaN or infinity: Sluice before 2026-12-07 wrote them `null` (Arrow's writer), and writes
+//! Jackson's words (`"NaN"`) since; a top-level float column's are hashed as nulls either way,
+//! the sink's files read back too, so that batches of both verify.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1360,13 +1360,18 @@ impl DeltaSink {
             .map(RecordBatch::schema)
             .ok_or_else(|| self.error("no output schema"))?;
         let all = concat_batches(&schema, batches).map_err(|e| self.error(e))?;
+        // A float key as PostgreSQL compares it: every NaN one key, `-0.0` as `0.0`, in the
+        // rows written too, so that the merge of a later batch finds them.
+        let mut columns = all.columns().to_vec();
         let mut keys = Vec::with_capacity(self.key.len());
         for k in &self.key {
             let index = schema
                 .index_of(k)
                 .map_err(|_| self.error(super::key_not_in_query(k, &schema)))?;
-            keys.push(Arc::clone(all.column(index)));
+            columns[index] = crate::plan::float_keys::normalized_array(&columns[index]);
+            keys.push(Arc::clone(&columns[index]));
         }
+        let all = RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| self.error(e))?;
         let converter = RowConverter::new(
             keys.iter()
                 .map(|c| SortField::new(c.data_type().clone()))

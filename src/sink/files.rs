@@ -947,10 +947,19 @@ impl FilesSink {
                 encoding: None,
             };
             // The sink's own file names hold no `key=value` folder.
+            // As the batch's output is hashed (a JSON file's NaN as null: see
+            // `crate::digest`), so that batches written before JSON kept NaN verify too.
+            let held = crate::digest::Held {
+                format: Some(self.format),
+                column_type: None,
+            };
             let decoded = reader.decode(&name, &file.path, &bytes).and_then(|d| {
                 d.batches
                     .iter()
-                    .map(|b| crate::digest::conform(b, schema))
+                    .map(|b| {
+                        crate::digest::conform(b, schema)
+                            .and_then(|b| crate::digest::as_held(&b, held))
+                    })
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| crate::source::SourceError::Read {
                         file: name.clone(),
@@ -1580,39 +1589,9 @@ enum EncoderWriter {
     /// The writer, and the schema it writes ([`parquet_schema`]).
     Parquet(Box<ArrowWriter<SharedBuffer>>, SchemaRef),
     Csv(CsvWriter<SharedBuffer>),
-    /// The writer, and a row of nulls as it is written instead of `{}` ([`null_row`]).
+    /// The writer, and a row of nulls as it is written instead of `{}`
+    /// ([`super::json::null_row`]).
     Json(arrow_json::LineDelimitedWriter<SharedBuffer>, Vec<u8>),
-}
-
-/// A row whose every column is null, as a JSON object of them (`{"a":null,"b":null}`): Arrow's
-/// writer leaves a null field out of its object (as Spark's writer does), so such a row would
-/// be `{}`, which no JSON source takes for a row, Sluice's own included (audit 91b: a pipeline
-/// reading another's sink failed on it; a row of none of the schema's fields is refused,
-/// issue 13).
-fn null_row(schema: &SchemaRef) -> Vec<u8> {
-    let fields: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| format!("{}:null", serde_json::Value::String(f.name().clone())))
-        .collect();
-    format!("{{{}}}", fields.join(",")).into_bytes()
-}
-
-/// `bytes` (whole JSON lines) with each line `{}` written as `null_row`.
-fn with_null_rows(bytes: bytes::Bytes, null_row: &[u8]) -> bytes::Bytes {
-    if !bytes.starts_with(b"{}\n") && !bytes.windows(4).any(|w| w == b"\n{}\n") {
-        return bytes;
-    }
-    let mut out = Vec::with_capacity(bytes.len() + null_row.len());
-    for line in bytes.split_inclusive(|b| *b == b'\n') {
-        if line == b"{}\n" {
-            out.extend_from_slice(null_row);
-            out.push(b'\n');
-        } else {
-            out.extend_from_slice(line);
-        }
-    }
-    out.into()
 }
 
 /// An in-memory buffer the encoders write into and the sink empties after each write.
@@ -1656,8 +1635,8 @@ impl Encoder {
             }
             FileFormat::Csv => EncoderWriter::Csv(CsvWriter::new(out.clone())),
             FileFormat::Json => EncoderWriter::Json(
-                arrow_json::LineDelimitedWriter::new(out.clone()),
-                null_row(&schema),
+                super::json::line_writer(out.clone(), false),
+                super::json::null_row(&schema),
             ),
         };
         Ok(Self {
@@ -1695,7 +1674,9 @@ impl Encoder {
         };
         result.map_err(|reason| Self::err(self.format, self.batch, reason))?;
         Ok(match &self.writer {
-            EncoderWriter::Json(_, null_row) => with_null_rows(self.out.take(), null_row),
+            EncoderWriter::Json(_, null_row) => {
+                super::json::with_null_rows(self.out.take(), null_row)
+            }
             _ => self.out.take(),
         })
     }
@@ -1711,7 +1692,7 @@ impl Encoder {
             EncoderWriter::Csv(_) => Ok(out.take()),
             EncoderWriter::Json(mut w, null_row) => w
                 .finish()
-                .map(|()| with_null_rows(out.take(), &null_row))
+                .map(|()| super::json::with_null_rows(out.take(), &null_row))
                 .map_err(|e| e.to_string()),
         };
         result.map_err(|reason| Self::err(format, batch, reason))

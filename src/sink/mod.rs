@@ -6,6 +6,7 @@ mod csv;
 #[cfg(feature = "delta")]
 mod delta;
 mod files;
+mod json;
 #[cfg(feature = "kafka")]
 mod kafka;
 mod kept;

@@ -1597,10 +1597,10 @@ fn check_float_range(bytes: &[u8], batches: &[RecordBatch]) -> Result<(), ArrowE
             _ => None,
         }
     }
-    // An infinity of a top-level float column that the row's JSON writes as a word in a
-    // string (`"Infinity"`, `"-inf"`) is taken, as CSV's words are (walk 91); any other (a
-    // number past the range, written bare or in a string, `"1e400"`: the review of walk 91)
-    // is refused. Looked at only where an infinity is there.
+    // An infinity that the row's JSON writes as a word in a string (`"Infinity"`, `"-inf"`),
+    // at any depth, is taken, as CSV's words are (walk 91; a JSON sink writes them so, audit
+    // 92b); any other (a number past the range, written bare or in a string, `"1e400"`: the
+    // review of walk 91) is refused. Looked at only where an infinity is there.
     let mut values: Option<Option<Vec<serde_json::Value>>> = None;
     let mut first_row = 0;
     for batch in batches {
@@ -1608,23 +1608,21 @@ fn check_float_range(bytes: &[u8], batches: &[RecordBatch]) -> Result<(), ArrowE
             let Some((kind, range)) = infinite(column) else {
                 continue;
             };
-            let rows = infinite_rows(column);
             let parsed = values.get_or_insert_with(|| {
                 serde_json::Deserializer::from_slice(bytes)
                     .into_iter::<serde_json::Value>()
                     .collect::<Result<Vec<_>, _>>()
                     .ok()
             });
-            let words = !rows.is_empty()
-                && parsed.as_ref().is_some_and(|values| {
-                    rows.iter().all(|row| {
-                        values
-                            .get(first_row + row)
-                            .and_then(|v| v.get(field.name()))
-                            .and_then(serde_json::Value::as_str)
-                            .is_some_and(infinity_word)
-                    })
-                });
+            let words = parsed.as_ref().is_some_and(|values| {
+                (0..column.len()).all(|row| {
+                    let value = values
+                        .get(first_row + row)
+                        .and_then(|v| v.get(field.name()))
+                        .unwrap_or(&serde_json::Value::Null);
+                    infinities_are_words(column, row, value)
+                })
+            });
             if words {
                 continue;
             }
@@ -1642,6 +1640,81 @@ fn check_float_range(bytes: &[u8], batches: &[RecordBatch]) -> Result<(), ArrowE
         first_row += batch.num_rows();
     }
     Ok(())
+}
+
+/// Whether every infinity in row `row` of `column`, at any depth of structs, lists and maps,
+/// is written in `value` (the row's JSON for the column) as a word in a string (`"-Infinity"`).
+fn infinities_are_words(column: &ArrayRef, row: usize, value: &serde_json::Value) -> bool {
+    use datafusion::arrow::datatypes::{Float32Type, Float64Type};
+    if column.is_null(row) {
+        return true;
+    }
+    let word = || value.as_str().is_some_and(infinity_word);
+    match column.data_type() {
+        DataType::Float32 => {
+            !column
+                .as_primitive::<Float32Type>()
+                .value(row)
+                .is_infinite()
+                || word()
+        }
+        DataType::Float64 => {
+            !column
+                .as_primitive::<Float64Type>()
+                .value(row)
+                .is_infinite()
+                || word()
+        }
+        DataType::Struct(fields) => {
+            let columns = column.as_struct().columns();
+            fields.iter().zip(columns).all(|(field, child)| {
+                let inner = value.get(field.name()).unwrap_or(&serde_json::Value::Null);
+                infinities_are_words(child, row, inner)
+            })
+        }
+        DataType::List(_) | DataType::LargeList(_) => {
+            let (values, range) = match column.data_type() {
+                DataType::List(_) => {
+                    let list = column.as_list::<i32>();
+                    let offsets = list.value_offsets();
+                    (
+                        list.values(),
+                        (offsets[row] as usize, offsets[row + 1] as usize),
+                    )
+                }
+                _ => {
+                    let list = column.as_list::<i64>();
+                    let offsets = list.value_offsets();
+                    (
+                        list.values(),
+                        (offsets[row] as usize, offsets[row + 1] as usize),
+                    )
+                }
+            };
+            let items = value.as_array();
+            (range.0..range.1).enumerate().all(|(j, at)| {
+                let inner = items
+                    .and_then(|items| items.get(j))
+                    .unwrap_or(&serde_json::Value::Null);
+                infinities_are_words(values, at, inner)
+            })
+        }
+        DataType::Map(..) => {
+            let map = column.as_map();
+            let offsets = map.value_offsets();
+            let keys = map.keys();
+            let Some(keys) = keys.as_string_opt::<i32>() else {
+                return false;
+            };
+            (offsets[row] as usize..offsets[row + 1] as usize).all(|at| {
+                let inner = value
+                    .get(keys.value(at))
+                    .unwrap_or(&serde_json::Value::Null);
+                infinities_are_words(map.values(), at, inner)
+            })
+        }
+        _ => true,
+    }
 }
 
 /// The rows of `column` (`float` or `double`; none of another type) that hold an infinity.
@@ -5136,6 +5209,38 @@ mod tests {
             .expect("rescued");
         assert_eq!(column_text(&decoded, 1), [""]);
         assert_eq!(column_text(&decoded, 3), [r#"{"f":-1e+40}"#]);
+        // Audit 92b: a word inside a struct or a list, as a JSON sink writes it, is taken
+        // too; a number past the range there is not.
+        let nested = Arc::new(Schema::new(vec![
+            Field::new(
+                "s",
+                DataType::Struct(vec![Field::new("f", DataType::Float32, true)].into()),
+                true,
+            ),
+            Field::new_list("l", Field::new_list_field(DataType::Float64, true), true),
+        ]));
+        let read = |text: &str| {
+            decode(
+                "n.json",
+                &Bytes::from(text.to_string()),
+                FileFormat::Json,
+                &nested,
+                None,
+                OnError::Fail,
+            )
+        };
+        let decoded =
+            read("{\"s\":{\"f\":\"-Infinity\"},\"l\":[1.5,\"Infinity\",null]}\n{\"s\":null}\n")
+                .expect("words inside");
+        assert_eq!(column_text(&decoded, 0), ["{f: -inf}", ""]);
+        assert_eq!(column_text(&decoded, 1), ["[1.5, inf, ]", ""]);
+        for past in [
+            "{\"s\":{\"f\":3.4e39}}\n",
+            "{\"l\":[\"Infinity\",\"1e400\"]}\n",
+        ] {
+            let err = read(past).expect_err(past).to_string();
+            assert!(err.contains("inside it: a number past"), "{past}: {err}");
+        }
     }
 
     /// Walk 67 (2): a list of nulls beside lists or objects (`[null, [5]]`) failed inference
