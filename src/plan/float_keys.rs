@@ -12,8 +12,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray};
-use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult};
 use datafusion::common::{Result, ScalarValue};
@@ -131,47 +130,6 @@ impl Default for NormalizeNanAndZero {
     }
 }
 
-fn normal_f64(v: f64) -> f64 {
-    if v.is_nan() {
-        f64::NAN
-    } else if v == 0.0 {
-        0.0
-    } else {
-        v
-    }
-}
-
-fn normal_f32(v: f32) -> f32 {
-    if v.is_nan() {
-        f32::NAN
-    } else if v == 0.0 {
-        0.0
-    } else {
-        v
-    }
-}
-
-/// `array` with every NaN as the one NaN and `-0.0` as `0.0` where it is of type `float` or
-/// `double`; any other array as it is. For the keys an upsert sink compares by their bits
-/// (Delta's newest row of each key, a Kafka record's key text), which would otherwise take
-/// `NaN` and `-NaN`, `0.0` and `-0.0`, for two keys (audit 92b), where PostgreSQL, DuckDB and
-/// Spark take one.
-pub fn normalized_array(array: &ArrayRef) -> ArrayRef {
-    match array.data_type() {
-        DataType::Float32 => Arc::new(
-            array
-                .as_primitive::<Float32Type>()
-                .unary::<_, Float32Type>(normal_f32),
-        ),
-        DataType::Float64 => Arc::new(
-            array
-                .as_primitive::<Float64Type>()
-                .unary::<_, Float64Type>(normal_f64),
-        ),
-        _ => Arc::clone(array),
-    }
-}
-
 impl ScalarUDFImpl for NormalizeNanAndZero {
     fn name(&self) -> &str {
         NORMALIZE
@@ -201,12 +159,14 @@ impl ScalarUDFImpl for NormalizeNanAndZero {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         Ok(match &args.args[0] {
-            ColumnarValue::Array(array) => ColumnarValue::Array(normalized_array(array)),
+            ColumnarValue::Array(array) => {
+                ColumnarValue::Array(crate::floats::normalized_array(array))
+            }
             ColumnarValue::Scalar(ScalarValue::Float32(v)) => {
-                ColumnarValue::Scalar(ScalarValue::Float32(v.map(normal_f32)))
+                ColumnarValue::Scalar(ScalarValue::Float32(v.map(crate::floats::normal_f32)))
             }
             ColumnarValue::Scalar(ScalarValue::Float64(v)) => {
-                ColumnarValue::Scalar(ScalarValue::Float64(v.map(normal_f64)))
+                ColumnarValue::Scalar(ScalarValue::Float64(v.map(crate::floats::normal_f64)))
             }
             other => other.clone(),
         })

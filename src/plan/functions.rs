@@ -929,7 +929,9 @@ impl ScalarUDFImpl for ToJson {
                 )?;
                 let mut text = Vec::new();
                 {
-                    let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut text);
+                    // NaN and infinities as Spark's (Jackson's) words, a map's null values
+                    // kept, as the JSON sinks write them.
+                    let mut writer = crate::json::line_writer(&mut text, false);
                     writer.write(&batch)?;
                     writer.finish()?;
                 }

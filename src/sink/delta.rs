@@ -1368,7 +1368,7 @@ impl DeltaSink {
             let index = schema
                 .index_of(k)
                 .map_err(|_| self.error(super::key_not_in_query(k, &schema)))?;
-            columns[index] = crate::plan::float_keys::normalized_array(&columns[index]);
+            columns[index] = crate::floats::normalized_array(&columns[index]);
             keys.push(Arc::clone(&columns[index]));
         }
         let all = RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| self.error(e))?;

@@ -1590,7 +1590,7 @@ enum EncoderWriter {
     Parquet(Box<ArrowWriter<SharedBuffer>>, SchemaRef),
     Csv(CsvWriter<SharedBuffer>),
     /// The writer, and a row of nulls as it is written instead of `{}`
-    /// ([`super::json::null_row`]).
+    /// ([`crate::json::null_row`]).
     Json(arrow_json::LineDelimitedWriter<SharedBuffer>, Vec<u8>),
 }
 
@@ -1635,8 +1635,8 @@ impl Encoder {
             }
             FileFormat::Csv => EncoderWriter::Csv(CsvWriter::new(out.clone())),
             FileFormat::Json => EncoderWriter::Json(
-                super::json::line_writer(out.clone(), false),
-                super::json::null_row(&schema),
+                crate::json::line_writer(out.clone(), false),
+                crate::json::null_row(&schema),
             ),
         };
         Ok(Self {
@@ -1675,7 +1675,7 @@ impl Encoder {
         result.map_err(|reason| Self::err(self.format, self.batch, reason))?;
         Ok(match &self.writer {
             EncoderWriter::Json(_, null_row) => {
-                super::json::with_null_rows(self.out.take(), null_row)
+                crate::json::with_null_rows(self.out.take(), null_row)
             }
             _ => self.out.take(),
         })
@@ -1692,7 +1692,7 @@ impl Encoder {
             EncoderWriter::Csv(_) => Ok(out.take()),
             EncoderWriter::Json(mut w, null_row) => w
                 .finish()
-                .map(|()| super::json::with_null_rows(out.take(), &null_row))
+                .map(|()| crate::json::with_null_rows(out.take(), &null_row))
                 .map_err(|e| e.to_string()),
         };
         result.map_err(|reason| Self::err(format, batch, reason))

@@ -1699,7 +1699,7 @@ impl Encoder {
                 .map_err(|e| e.to_string())
                 .map(|array| {
                     if key {
-                        crate::plan::float_keys::normalized_array(&array)
+                        crate::floats::normalized_array(&array)
                     } else {
                         array
                     }
@@ -1894,14 +1894,14 @@ fn bytes_of(array: &ArrayRef) -> Result<Vec<Option<Vec<u8>>>, String> {
 fn json_rows(batch: &RecordBatch, nulls: bool) -> Result<Vec<Option<Vec<u8>>>, String> {
     let mut buffer = Vec::new();
     {
-        let mut writer = super::json::line_writer(&mut buffer, nulls);
+        let mut writer = crate::json::line_writer(&mut buffer, nulls);
         writer.write(batch).map_err(|e| e.to_string())?;
         writer.finish().map_err(|e| e.to_string())?;
     }
     // A row of nulls as `{"a":null,...}`, not `{}` (audit 92b: Sluice's own Kafka source
     // refused it as a value with none of its columns).
     let buffer =
-        super::json::with_null_rows(buffer.into(), &super::json::null_row(&batch.schema()));
+        crate::json::with_null_rows(buffer.into(), &crate::json::null_row(&batch.schema()));
     // JSON text escapes every newline inside a value: each line is one row.
     let rows: Vec<Option<Vec<u8>>> = buffer
         .split(|b| *b == b'\n')

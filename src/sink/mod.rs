@@ -6,7 +6,6 @@ mod csv;
 #[cfg(feature = "delta")]
 mod delta;
 mod files;
-mod json;
 #[cfg(feature = "kafka")]
 mod kafka;
 mod kept;

@@ -1,4 +1,5 @@
-//! JSON as the sinks write it (a files sink's JSON lines, a Kafka record's default value):
+//! JSON as the sinks write it (a files sink's JSON lines, a Kafka record's default value, the
+//! query's `to_json`):
 //! Arrow's writer, with what it would lose kept:
 //! - a float's NaN and infinities as Jackson, under Spark's and Flink's JSON writers, writes
 //!   them by default: the strings `"NaN"`, `"Infinity"` and `"-Infinity"` (Arrow writes
