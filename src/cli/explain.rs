@@ -82,6 +82,9 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
     crate::driver::check_late_rows(pipeline, &shape)?;
     let planned = state.create_physical_plan(&logical).await.map_err(exec)?;
     plan::check_accumulators(&planned)?;
+    if !matches!(shape, plan::Shape::Stateless) {
+        plan::check_state_storable(&planned, matches!(shape, plan::Shape::Join(_)))?;
+    }
     let physical = unfuse(planned).map_err(exec)?;
     let mut out = String::new();
     let mode = pipeline.output_mode;

@@ -411,6 +411,10 @@ impl<'p> Engine<'p> {
         // checkpoint with such a sink still finishes and replays (it sent no row there).
         check_late_rows(pipeline, shape)?;
         // An aggregate that cannot run on its arguments' types fails only when rows reach it.
+        let (stateless, join) = (
+            matches!(shape, plan::Shape::Stateless),
+            matches!(shape, plan::Shape::Join(_)),
+        );
         let (session, logical, _) = self.plan_session(&sql, self.pipeline.output_mode).await?;
         // The console shows columns by place, as a batch query's result.
         if self.pipeline.sink.connector().kind() != "console" {
@@ -418,6 +422,9 @@ impl<'p> Engine<'p> {
         }
         if let Ok(physical) = session.create_physical_plan(&logical).await {
             plan::check_accumulators(&physical)?;
+            if !stateless {
+                plan::check_state_storable(&physical, join)?;
+            }
         }
         Ok(())
     }

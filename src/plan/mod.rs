@@ -644,6 +644,90 @@ pub fn check_accumulators(
     refused.map_or(Ok(()), Err)
 }
 
+/// Refuses (`PlanError::Unsupported`) a stateful query whose state, kept between batches in
+/// Parquet files, holds a column Parquet cannot hold (an interval of months, days and
+/// nanoseconds): an aggregation's group keys and its aggregates' partial states (`max` of an
+/// interval), or the rows a join of two streams keeps (`join`). Otherwise the first batch
+/// wrote its output, then failed writing its state, at every run (audit 92c).
+pub fn check_state_storable(
+    physical: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    join: bool,
+) -> Result<(), PlanError> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::physical_plan::aggregates::AggregateExec;
+    // The first field Parquet does not write, and its error: found by writing one null row
+    // of each into memory (Arrow's writer takes an interval's schema, and fails on its rows).
+    let unstorable = |fields: Vec<datafusion::arrow::datatypes::FieldRef>| {
+        fields.into_iter().find_map(|field| {
+            let field = Arc::new(field.as_ref().clone().with_nullable(true));
+            let schema = Arc::new(Schema::new(vec![Arc::clone(&field)]));
+            let column = datafusion::arrow::array::new_null_array(field.data_type(), 1);
+            let written = datafusion::arrow::record_batch::RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![column],
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|row| {
+                let mut writer =
+                    datafusion::parquet::arrow::ArrowWriter::try_new(Vec::new(), schema, None)
+                        .map_err(|e| e.to_string())?;
+                writer.write(&row).map_err(|e| e.to_string())?;
+                writer.close().map(|_| ()).map_err(|e| e.to_string())
+            });
+            written.err().map(|e| {
+                (
+                    format!(
+                        "`{}` ({})",
+                        field.name(),
+                        crate::format::sql_type_name(field.data_type())
+                    ),
+                    e,
+                )
+            })
+        })
+    };
+    let mut refused = None;
+    let _ = physical.apply(|node| {
+        let found = if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
+            let input = aggregate.input_schema();
+            let mut fields: Vec<datafusion::arrow::datatypes::FieldRef> = Vec::new();
+            for (expr, name) in aggregate.group_expr().expr() {
+                if let Ok(data_type) = expr.data_type(&input) {
+                    fields.push(Arc::new(Field::new(name, data_type, true)));
+                }
+            }
+            for function in aggregate.aggr_expr() {
+                fields.extend(function.state_fields().unwrap_or_default());
+            }
+            unstorable(fields).map(|found| ("an aggregation's state", found))
+        } else if join && node.children().len() == 2 && node.name().contains("Join") {
+            node.children()
+                .iter()
+                .find_map(|side| unstorable(side.schema().fields().iter().cloned().collect()))
+                .map(|found| ("the rows a join of two streams keeps", found))
+        } else {
+            None
+        };
+        match found {
+            Some((what, (column, error))) => {
+                refused = Some(PlanError::Unsupported {
+                    operator: format!("a query whose state holds {column}"),
+                    reason: format!(
+                        "cannot keep it between batches: {what} is kept in Parquet files, which \
+                         cannot hold that type ({error}). Keep it as a type Parquet holds \
+                         inside the query: an interval as a number of seconds to aggregate it \
+                         (`max(date_part('epoch', i))`), or as text to group by it \
+                         (`CAST(i AS VARCHAR)`)"
+                    ),
+                });
+                Ok(TreeNodeRecursion::Stop)
+            }
+            None => Ok(TreeNodeRecursion::Continue),
+        }
+    });
+    refused.map_or(Ok(()), Err)
+}
+
 /// Why a query cannot be planned.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {

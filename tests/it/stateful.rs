@@ -1467,3 +1467,39 @@ async fn state_ttl_update_equals_batch() {
 async fn state_ttl_complete_equals_batch() {
     ttl_property("complete").await;
 }
+
+/// Audit 92c: an interval kept only in state (`max` of one, cast to text in the output) wrote
+/// batch 0's rows, then failed writing its state, at every run: Parquet, which state is kept
+/// in, has no interval of months, days and nanoseconds. Refused before a batch, by `explain`
+/// too, with the types to keep it as.
+#[test]
+fn state_of_a_type_parquet_cannot_hold_is_refused_before_a_batch() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(ws.path("in/0.json"), "{\"k\":\"a\",\"v\":5}\n").expect("input");
+    for query in [
+        "SELECT k, CAST(max(CAST(concat(v, ' days') AS INTERVAL)) AS VARCHAR) AS a FROM s GROUP BY k",
+        "SELECT CAST(i AS VARCHAR) AS i, count(*) AS n FROM (SELECT CAST(concat(v, ' days') AS INTERVAL) AS i FROM s) GROUP BY i",
+    ] {
+        let yaml = format!(
+            "name: iv\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, format: \
+             json, schema: {{ k: string, v: bigint }} }}\nquery: {query}\noutput_mode: \
+             update\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            out = ws.p("out"),
+        );
+        let pipeline = write_pipeline(&ws, &yaml);
+        for command in ["run", "explain"] {
+            let out = run_bin(&[command, &pipeline.display().to_string()], ws.dir.path());
+            assert_eq!(out.status.code(), Some(2), "{query}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains("is kept in Parquet files, which cannot hold that type")
+                    && stderr(&out).contains("interval"),
+                "{query}: {}",
+                stderr(&out)
+            );
+        }
+        assert!(!ws.path("out").exists() && !ws.path("ckpt").exists());
+    }
+}
