@@ -59,6 +59,7 @@ fn sql_text(e: &DataFusionError) -> String {
             SPARK_FUNCTIONS
                 .iter()
                 .chain(&DUCKDB_FUNCTIONS)
+                .chain(&FLINK_FUNCTIONS)
                 .any(|(other, _)| name.eq_ignore_ascii_case(other))
         });
     if let Some(said) = no_signature(&text) {
@@ -142,6 +143,25 @@ fn type_words(arrow: &str) -> String {
 
 /// DuckDB functions DataFusion names otherwise or does without, with what to write here, as
 /// [`SPARK_FUNCTIONS`] (the test checks each against DuckDB 2.0's value for one row).
+/// Flink SQL's functions that DataFusion names or writes otherwise (walk 93: a bare "Invalid
+/// function"), with what gives Flink's value here (over the test's row).
+const FLINK_FUNCTIONS: [(&str, &str); 3] = [
+    (
+        "to_timestamp_ltz",
+        "`to_timestamp_millis(n)` for Flink's `TO_TIMESTAMP_LTZ(n, 3)` (`to_timestamp_seconds(n)` \
+         for precision 0), an instant as UTC",
+    ),
+    (
+        "timestampdiff",
+        "`to_unixtime(ts) - to_unixtime(start_ts)` for `TIMESTAMPDIFF(SECOND, start_ts, ts)` \
+         (whole seconds; `/ 60` of it for whole minutes, `/ 3600` for hours)",
+    ),
+    (
+        "listagg",
+        "`string_agg(s, ',')` (Flink's default separator is `,`)",
+    ),
+];
+
 const DUCKDB_FUNCTIONS: [(&str, &str); 21] = [
     (
         "timezone",
@@ -454,6 +474,19 @@ fn sql_advice(e: &DataFusionError) -> String {
             .find(|(duckdb, _)| name.eq_ignore_ascii_case(duckdb))
     {
         return format!(" (DuckDB's `{duckdb}` is {here} in DataFusion's SQL, which Sluice runs)");
+    }
+    if let Some(name) = text
+        .split("Invalid function '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        && let Some((flink, here)) = FLINK_FUNCTIONS
+            .iter()
+            .find(|(flink, _)| name.eq_ignore_ascii_case(flink))
+    {
+        return format!(
+            " (Flink's `{}` is {here} in DataFusion's SQL, which Sluice runs)",
+            flink.to_ascii_uppercase()
+        );
     }
     // DuckDB's (and Python's) `//`, parsed as MySQL's `DIV`.
     if text.contains("Operator DIV is not yet supported") {
@@ -3073,6 +3106,43 @@ mod tests {
             .to_string();
         assert!(
             err.contains("Spark's `year` is `date_part('year', ts)`") && !err.contains("mean"),
+            "{err}"
+        );
+    }
+
+    /// Walk 93: Flink's names (`TO_TIMESTAMP_LTZ`, `TIMESTAMPDIFF`, `LISTAGG`) got a bare
+    /// "Invalid function". Each is named with what DataFusion writes, which gives Flink's value
+    /// for the row (Flink 2.x's documented results).
+    #[tokio::test]
+    async fn flink_functions_advice_gives_flinks_value() {
+        let ctx = session(&default_settings());
+        let row = "SELECT TIMESTAMP '2026-03-01 12:34:56' AS ts, TIMESTAMP '2026-03-01 12:00:00' \
+                   AS start_ts, 'a,b' AS s, CAST(7 AS BIGINT) AS n";
+        let flink: std::collections::BTreeMap<&str, &str> = [
+            ("to_timestamp_ltz", "1970-01-01T00:00:00.007"),
+            ("timestampdiff", "2096"),
+            ("listagg", "a,b"),
+        ]
+        .into_iter()
+        .collect();
+        for (name, here) in FLINK_FUNCTIONS {
+            let code = here.split('`').nth(1).expect("code");
+            let expected = flink
+                .get(name)
+                .unwrap_or_else(|| panic!("{name}: no value"));
+            assert_eq!(
+                &values_of(&ctx, row, code).await,
+                expected,
+                "{name}: {code}"
+            );
+        }
+        let err = plan("SELECT listagg(b, ',') AS l FROM s")
+            .await
+            .expect_err("listagg")
+            .to_string();
+        assert!(
+            err.contains("Flink's `LISTAGG` is `string_agg(s, ',')`")
+                && !err.contains("Did you mean"),
             "{err}"
         );
     }

@@ -269,7 +269,9 @@ impl DeltaSinkConfig {
         }
         if !ctx.update && !self.key.is_empty() {
             return Err(error(
-                "`key:` is for update mode; in append and complete mode every row is written",
+                "`key:` is for update mode; in append and complete mode every row is written. \
+                 To merge rows by their key (an upsert), set `output_mode: update`: each batch \
+                 then writes the rows it changed, merged by `key:`",
             ));
         }
         let mode = if ctx.replace {

@@ -466,7 +466,9 @@ impl PostgresSinkConfig {
         }
         if !ctx.update && !self.key.is_empty() && !ctx.replace {
             return Err(error(
-                "`key:` is for update mode; in append mode every row is added",
+                "`key:` is for update mode; in append mode every row is added. To upsert rows \
+                 by their key (Flink's JDBC sink with a primary key), set `output_mode: \
+                 update`: each batch then writes the rows it changed, merged by `key:`",
             ));
         }
         let mode = if ctx.replace {
