@@ -102,7 +102,23 @@ fn no_signature(text: &str) -> Option<String> {
         .split('\'')
         .next()?;
     let (name, args) = call.split_once('(')?;
-    let args = args.trim_end_matches(')');
+    // The call's own closing parenthesis alone: a type's (`Timestamp(ns)`) stays (audit 92a).
+    let args = args.strip_suffix(')').unwrap_or(args);
+    // Split at the commas between arguments, not inside a type (`Timestamp(ns, "UTC")`).
+    let mut split = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in args.char_indices() {
+        match c {
+            '(' | '<' => depth += 1,
+            ')' | '>' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                split.push(&args[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    split.push(&args[start..]);
     let takes: Vec<&str> = text
         .split("Candidate functions:")
         .nth(1)
@@ -115,9 +131,9 @@ fn no_signature(text: &str) -> Option<String> {
         .unwrap_or_default();
     Some(format!(
         "`{name}` takes no argument{s} of type{s} {given}{takes}",
-        s = if args.contains(',') { "s" } else { "" },
-        given = args
-            .split(',')
+        s = if split.len() > 1 { "s" } else { "" },
+        given = split
+            .iter()
             .map(|a| format!("`{}`", type_words(a.trim())))
             .collect::<Vec<_>>()
             .join(", "),
@@ -141,8 +157,6 @@ fn type_words(arrow: &str) -> String {
     }
 }
 
-/// DuckDB functions DataFusion names otherwise or does without, with what to write here, as
-/// [`SPARK_FUNCTIONS`] (the test checks each against DuckDB 2.0's value for one row).
 /// Flink SQL's functions that DataFusion names or writes otherwise (walk 93: a bare "Invalid
 /// function"), with what gives Flink's value here (over the test's row).
 const FLINK_FUNCTIONS: [(&str, &str); 3] = [
@@ -162,6 +176,8 @@ const FLINK_FUNCTIONS: [(&str, &str); 3] = [
     ),
 ];
 
+/// DuckDB functions DataFusion names otherwise or does without, with what to write here, as
+/// [`SPARK_FUNCTIONS`] (the test checks each against DuckDB 2.0's value for one row).
 const DUCKDB_FUNCTIONS: [(&str, &str); 21] = [
     (
         "timezone",
@@ -3835,5 +3851,22 @@ mod tests {
         ] {
             assert!(refused(taken).is_none(), "{taken}");
         }
+    }
+
+    /// Audit 92a: the last argument's type lost its `)` (`Timestamp(ns`), and a type with a
+    /// comma in it would have been split in two.
+    #[test]
+    fn a_call_of_no_signature_names_each_argument_type_whole() {
+        let said = no_signature(
+            "Error during planning: No function matches the given name and argument types \
+             'hop(Timestamp(ns), Interval(MonthDayNano), Timestamp(ns, \"UTC\"))'. You might \
+             need to add explicit type casts.\n\tCandidate functions:\n\thop(Any, Any, Any)",
+        )
+        .expect("said");
+        assert_eq!(
+            said,
+            "`hop` takes no arguments of types `Timestamp(ns)`, `Interval(MonthDayNano)`, \
+             `Timestamp(ns, \"UTC\")`; it takes hop(Any, Any, Any)"
+        );
     }
 }
