@@ -3730,9 +3730,21 @@ fn pg_columns(schema: &SchemaRef) -> Result<Vec<PgColumn>, String> {
         let sent = pg_type(field.data_type());
         let one = Schema::new(vec![Field::new(field.name(), sent.clone(), true)]);
         let encoder = ArrowToPostgresBinaryEncoder::try_new(&one).map_err(|e| {
+            // What to cast to (audit 92b: "cast it in the query" said not to what).
+            let name = field.name();
+            let cast = match field.data_type() {
+                DataType::Interval(_) => format!(
+                    "cast it in the query to a number of seconds (`date_part('epoch', {name}) AS \
+                     {name}_seconds`, a `double precision` column) or to text (`CAST({name} AS \
+                     VARCHAR)`, which PostgreSQL's `::interval` reads back)"
+                ),
+                DataType::Duration(_) => format!(
+                    "cast it in the query to a number of its unit (`CAST({name} AS BIGINT)`)"
+                ),
+                _ => format!("cast it in the query (`CAST({name} AS VARCHAR)`, say)"),
+            };
             format!(
-                "column `{}` is {}, which PostgreSQL cannot take: {e}; cast it in the query",
-                field.name(),
+                "column `{name}` is {}, which PostgreSQL cannot take: {e}; {cast}",
                 field.data_type()
             )
         })?;
