@@ -493,8 +493,18 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                     .recovered
                     .map(|b| format!(" (finished interrupted batch {b})"))
                     .unwrap_or_default();
+                let open = match summary.open_windows {
+                    Some(n) if n > 0 => format!(
+                        "; {n} window{s} still open in state, each written once the watermark \
+                         passes its end, which takes later input (a bounded run leaves its last \
+                         windows there, as Spark's `availableNow` does; Flink's closes them at \
+                         the end of its input)",
+                        s = if n == 1 { "" } else { "s" }
+                    ),
+                    _ => String::new(),
+                };
                 crate::say!(
-                    "{}: {} batches, {} rows in, {} rows out{recovered}",
+                    "{}: {} batches, {} rows in, {} rows out{recovered}{open}",
                     pipeline.name,
                     summary.batches,
                     summary.rows_in,

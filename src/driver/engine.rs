@@ -808,15 +808,29 @@ impl<'p> Engine<'p> {
                 Shape::Stateless => None,
             };
             let optimized = session.optimize(&logical).map_err(plan::PlanError::Sql)?;
-            let mut columns = plan::stream_columns(&logical, &optimized, &self.stream_names());
+            // The plan names streams by their names in SQL; the run, by the pipeline's.
+            let in_sql: BTreeMap<String, String> = self
+                .sources
+                .iter()
+                .map(|s| (plan::sql_name(s.name()), s.name().to_string()))
+                .collect();
+            let by_source = |in_sql_name: String| in_sql.get(&in_sql_name).cloned();
+            let mut columns: BTreeMap<String, Vec<String>> =
+                plan::stream_columns(&logical, &optimized, &in_sql.keys().cloned().collect())
+                    .into_iter()
+                    .filter_map(|(stream, read)| Some((by_source(stream)?, read)))
+                    .collect();
             // Planned at batch time 0: conditions over the batch's time are not known here.
             let pre_watermark = if operator.is_some() && !plan::reads_batch_time(&logical) {
                 let watermarks = self
                     .watermarks
                     .iter()
-                    .map(|(stream, (column, _))| (stream.clone(), column.clone()))
+                    .map(|(stream, (column, _))| (plan::sql_name(stream), column.clone()))
                     .collect();
                 plan::pre_watermark_filters(&optimized, &watermarks)
+                    .into_iter()
+                    .filter_map(|(stream, condition)| Some((by_source(stream)?, condition)))
+                    .collect()
             } else {
                 BTreeMap::new()
             };

@@ -70,11 +70,16 @@ impl Lateness {
 
     fn of_aggregate(aggregate: &AggregateShape, mode: OutputMode, stream: &str) -> Self {
         match &aggregate.event_time {
-            Some(key) if key.window.streams.contains(stream) => match mode {
-                OutputMode::Complete if key.window.is_column() => Self::Never,
-                OutputMode::Complete => Self::Untimed,
-                OutputMode::Append | OutputMode::Update => Self::Closed(vec![key.window.clone()]),
-            },
+            // The shape names a stream by its name in SQL.
+            Some(key) if key.window.streams.contains(&crate::plan::sql_name(stream)) => {
+                match mode {
+                    OutputMode::Complete if key.window.is_column() => Self::Never,
+                    OutputMode::Complete => Self::Untimed,
+                    OutputMode::Append | OutputMode::Update => {
+                        Self::Closed(vec![key.window.clone()])
+                    }
+                }
+            }
             _ => Self::Never,
         }
     }

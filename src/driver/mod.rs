@@ -93,6 +93,10 @@ pub struct RunSummary {
     pub rows_in: u64,
     /// Rows written.
     pub rows_out: u64,
+    /// In append mode, the windows of an aggregation over event time still open in its state
+    /// after the run's last batch: output not written yet, since each is written once the
+    /// watermark passes its end (walk 93: a bounded run's last windows went unsaid).
+    pub open_windows: Option<u64>,
 }
 
 /// Runs a pipeline until its trigger says stop (or it is asked to). A pending batch planned
@@ -772,6 +776,7 @@ async fn run_from(
         recovered: summary.recovered.or(rest.recovered),
         rows_in: summary.rows_in + rest.rows_in,
         rows_out: summary.rows_out + rest.rows_out,
+        open_windows: rest.open_windows.or(summary.open_windows),
     })
 }
 
@@ -3369,8 +3374,13 @@ impl<'a> Driver<'a> {
             Some(crate::plan::Shape::Join(j)) => Some(j.side_streams.clone()),
             _ => None,
         };
+        // The shape names a stream by its name in SQL.
         let late_of = |streams: &[String]| -> u64 {
-            streams.iter().filter_map(|s| late_per_source.get(s)).sum()
+            late_per_source
+                .iter()
+                .filter(|(source, _)| streams.contains(&crate::plan::sql_name(source)))
+                .map(|(_, late)| *late)
+                .sum()
         };
         // A sink that already had the batch (a re-run after a crash, or another run first)
         // keeps its files: the commit records the hash of what it holds.
@@ -3484,6 +3494,18 @@ impl<'a> Driver<'a> {
         self.summary.batches += 1;
         self.summary.rows_in += rows_in;
         self.summary.rows_out += committed.rows;
+        let windowed = self.pipeline.output_mode == OutputMode::Append
+            && self.engine.query.as_ref().is_some_and(|q| {
+                matches!(&q.shape, crate::plan::Shape::Aggregate(a)
+                    if !a.distinct_only && a.event_time.is_some())
+            });
+        if windowed {
+            self.summary.open_windows = commit
+                .state
+                .iter()
+                .find(|s| s.operator == "aggregate")
+                .map(|s| s.rows_total);
+        }
         let total_ms = commit.durations.plan_ms
             + commit.durations.offsets_ms
             + commit.durations.execute_ms

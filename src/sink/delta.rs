@@ -1389,6 +1389,20 @@ impl DeltaSink {
         }
         let mut picked: Vec<u32> = newest.into_values().collect();
         picked.sort_unstable();
+        // As PostgreSQL's sink says it (audit 92b: Delta kept the last row unsaid).
+        if picked.len() < all.num_rows() {
+            tracing::warn!(
+                "Delta sink: {} rows gave way to another row of their key (`key: [{}]`) in the \
+                 same batch: one row of each key was merged, the last the batch gave, and \
+                 which one that is is not fixed (a batch's files are read in parallel). Where \
+                 the newest by a column of the rows is meant, pick it in the query: `SELECT \
+                 DISTINCT ON ({}) ... ORDER BY {}, <time column> DESC`",
+                all.num_rows() - picked.len(),
+                self.key.join(", "),
+                self.key.join(", "),
+                self.key.join(", "),
+            );
+        }
         let indices = UInt32Array::from(picked);
         let columns = all
             .columns()
@@ -2224,6 +2238,25 @@ impl Sink for DeltaSink {
                         "`{what}` column `{c}` is not a column of the query"
                     )));
                 }
+            }
+        }
+        // Audit 92b: a partition of 1e-300 made a folder name of 300 digits, longer than a
+        // file name may be, and every run failed on it.
+        for c in &self.partition_by {
+            if let Ok(field) = schema.field_with_name(c)
+                && matches!(
+                    field.data_type(),
+                    DataType::Float16 | DataType::Float32 | DataType::Float64
+                )
+            {
+                return Err(self.config(format!(
+                    "`partition_by` column `{c}` is a {}: a partition's folder is named by its \
+                     value's text, which delta-rs spells out in full (1e-300 as 300 digits, \
+                     longer than a file name may be), and each distinct value makes a folder \
+                     of its own. Partition by a column of few whole values made in the query \
+                     (`CAST({c} AS BIGINT) AS {c}_bucket`, a decimal, or a date)",
+                    crate::format::sql_type_name(field.data_type())
+                )));
             }
         }
         Ok(())

@@ -1657,11 +1657,11 @@ fn a_session_past_what_nanoseconds_hold_is_refused_not_merged() {
     );
 }
 
-/// Audit 92a (a Flink job's `T1`): a source named with capitals was registered as `t1`, and
-/// its watermark, kept under `T1`, was never found: append mode refused its windows as over
-/// no watermark, update mode kept every window for good, and `FROM "T1"` was refused as no
-/// source. Registered under its name whole, it is read as `"T1"`, its windows close, and an
-/// unquoted `T1` (`t1` to SQL) is refused saying how to write it.
+/// Audit 92a (a Flink job's `T1`): a source named with capitals is scanned by its name folded
+/// to lower case (`FROM T1` reads `t1`, as SQL reads a table's name), and its watermark, kept
+/// under `T1`, was never found: append mode refused its windows as over no watermark, update
+/// mode kept every window for good. Its watermark closes its windows now; `FROM "T1"` is
+/// refused, saying to leave the quotes out.
 #[test]
 fn a_source_named_with_capitals_keeps_its_watermark() {
     let files = [
@@ -1670,28 +1670,44 @@ fn a_source_named_with_capitals_keeps_its_watermark() {
         ("T1/2.json", row(3, Some(20.0))),
     ];
     let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
-    let query = "SELECT date_bin(INTERVAL '5 seconds', ts) AS w, count(*) AS n FROM \"T1\" \
+    let query = "SELECT date_bin(INTERVAL '5 seconds', ts) AS w, count(*) AS n FROM T1 \
                  GROUP BY date_bin(INTERVAL '5 seconds', ts)";
     let ws = run_case(&files, &source("T1", "3s"), query, "append");
     assert_eq!(
         written(&ws, "out", &["w", "n"]),
         [vec!["1970-01-01T00:00:10|1"]]
     );
+    // Update mode lets the closed windows go from its state.
+    let ws = run_case(&files, &source("T1", "3s"), query, "update");
+    let state = run_bin(
+        &[
+            "state",
+            &ws.p("ckpt"),
+            "--sql",
+            "SELECT count(*) AS n FROM state",
+        ],
+        ws.dir.path(),
+    );
+    assert!(
+        String::from_utf8_lossy(&state.stdout).contains("| 2 |"),
+        "{}{}",
+        String::from_utf8_lossy(&state.stdout),
+        stderr(&state)
+    );
     let pipeline = std::fs::read_to_string(ws.path("pipeline.yaml")).expect("pipeline");
     std::fs::write(
-        ws.path("unquoted.yaml"),
+        ws.path("quoted.yaml"),
         pipeline
-            .replace("FROM \\\"T1\\\"", "FROM T1")
-            .replace("FROM \"T1\"", "FROM T1")
+            .replace("FROM T1", "FROM \"T1\"")
             .replace("/ckpt", "/ckpt2")
             .replace("/out", "/out2")
             .replace("/late", "/late2"),
     )
     .expect("pipeline");
-    let out = run_bin(&["run", &ws.p("unquoted.yaml")], ws.dir.path());
+    let out = run_bin(&["run", &ws.p("quoted.yaml")], ws.dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("The pipeline names it `T1`, and SQL folds a name not in double quotes to lower case: write it `\"T1\"` in the query"),
+        stderr(&out).contains("write `T1` without double quotes"),
         "{}",
         stderr(&out)
     );
@@ -1803,5 +1819,31 @@ fn joins_on_equal_times_and_null_safe_keys_run() {
     assert_eq!(
         written(&ws, "out", &["lid", "rid"]),
         vec![vec!["1|11", "2|12"]]
+    );
+}
+
+/// Walk 93: a bounded run (`available-now`) in append mode left its last windows in state,
+/// unsaid (the run said rows in and out only). The run's last line counts them, with why.
+#[test]
+fn a_bounded_run_says_the_windows_it_leaves_open() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("s")).expect("s");
+    for (i, (id, seconds)) in [(1, 15.0), (2, 11.0), (3, 20.0)].into_iter().enumerate() {
+        std::fs::write(ws.path(&format!("s/{i}.json")), row(id, Some(seconds))).expect("file");
+    }
+    let yaml = format!(
+        "name: open\ncheckpoint: {{ws}}/ckpt\nsources:\n{}\nquery: {WINDOW_5S}\noutput_mode: \
+         append\ntrigger: available-now\nsink: {{ kind: files, path: {{ws}}/out, format: json }}\n",
+        source("s", "3s")
+    )
+    .replace("{ws}", &ws.dir.path().display().to_string());
+    let pipeline = write_pipeline(&ws, &yaml);
+    let out = run_bin(&["run", &pipeline.display().to_string()], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    // [10 s, 15 s) is written; [15 s, 20 s) and [20 s, 25 s) wait for the watermark.
+    assert!(
+        stderr(&out).contains("1 rows out; 2 windows still open in state, each written once the watermark passes its end"),
+        "{}",
+        stderr(&out)
     );
 }

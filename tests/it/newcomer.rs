@@ -92,6 +92,18 @@ fn an_aggregate_that_does_not_take_its_argument_type_is_refused_before_a_batch()
     let out = run(&pipeline(&ws, query, "update"), &ws);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sink_lines(&ws.path("out")), vec!["{\"k\":\"a\",\"n\":2}"]);
+    // Audit 92c: DataFusion's grouped `bit_xor(DISTINCT v)` failed every batch in Arrow's
+    // words; refused before a batch with the form that runs.
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let query = "SELECT k, bit_xor(DISTINCT v) AS x FROM s GROUP BY k";
+    let out = run(&pipeline(&ws, query, "complete"), &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("bit_xor(v) FROM (SELECT DISTINCT k, v FROM s) GROUP BY k"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Walk 16: a first run that fails before it logs a batch (exit 1: a CSV file whose quote is
