@@ -475,11 +475,16 @@ impl KafkaSink {
             .set("cleanup.policy", "compact");
         let mut topics = vec![progress];
         if let Some(partitions) = self.config.partitions {
-            topics.push(NewTopic::new(
-                &self.config.topic,
-                partitions,
-                TopicReplication::Fixed(-1),
-            ));
+            let topic = NewTopic::new(&self.config.topic, partitions, TopicReplication::Fixed(-1));
+            // Update and complete mode write each key's newest record, which a compacted
+            // topic keeps (walk 94: it was made with the broker's default, `delete`).
+            topics.push(
+                if (self.update || self.complete) && self.config.key.is_some() {
+                    topic.set("cleanup.policy", "compact")
+                } else {
+                    topic
+                },
+            );
         }
         let results = admin
             .create_topics(&topics, &options)

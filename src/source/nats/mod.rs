@@ -1149,11 +1149,20 @@ async fn read_with_consumer(
         let next = tokio::time::timeout(timeout, messages.next())
             .await
             .map_err(|_| {
+                let after = out
+                    .last()
+                    .map_or(from.saturating_sub(1), |m: &Message| m.sequence);
                 format!(
-                    "no message came within {} (`retry.timeout`): the server stopped sending \
-                     (its read's consumer deleted under it, by hand or by a tool that clears \
-                     consumers, does so)",
-                    humantime::format_duration(timeout)
+                    "no message came within {} (`retry.timeout`) after sequence {after}: the \
+                     server stopped sending (its read's consumer deleted under it, by hand or \
+                     by a tool that clears consumers, does so), or the NATS client could not \
+                     read the next message (headers it does not parse: a value not UTF-8, a \
+                     key with a space, a line without a colon; audit 93b): `nats stream get \
+                     {} {}` shows it, and deleting it (`nats stream rmm`) leaves a gap the \
+                     read goes over",
+                    humantime::format_duration(timeout),
+                    config.stream,
+                    after + 1
                 )
             })?;
         let Some(message) = next else {
