@@ -115,7 +115,13 @@ pub async fn numbered(
 pub async fn read(location: &Location, whole: bool) -> Result<Option<SinkLog>, SinkLogError> {
     let mut entries = numbered(location, FOLDER).await?;
     if entries.is_empty() {
-        return Ok(None);
+        // Spark's sink makes the folder as it starts, and its readers go by the log wherever
+        // the folder is, so a log of no entry yet commits no file (the review: a first batch
+        // that failed was read). An object store lists no empty folder.
+        let made = location
+            .local_root()
+            .is_some_and(|root| root.join(FOLDER).is_dir());
+        return Ok(made.then(SinkLog::default));
     }
     // The newest compact entry holds every file live up to it; later entries add to it.
     let newest_compact = entries
@@ -172,12 +178,14 @@ pub async fn read(location: &Location, whole: bool) -> Result<Option<SinkLog>, S
     Ok(Some(log))
 }
 
-/// Where a file `logged` by its full URI sits below the sink's folder: its name, after the
-/// partition folders (`k=v`) it is in, as the name is on the store (the URI's escapes
-/// undone once: Spark escapes a partition value's `:` as `%3A` in the folder's name, which the
-/// URI writes `%253A`). Read by this tail, a sink folder moved or copied elsewhere since (a
-/// bucket copied to local disk) is still read by its log.
-pub fn below_folder(logged: &str) -> String {
+/// The paths a file `logged` by its full URI may have below the sink's folder: every tail of
+/// its path (`part-0.parquet`, `day=1/part-0.parquet`, `out/day=1/part-0.parquet`, ...), as
+/// the names are on the store (the URI's escapes undone once: Spark escapes a partition
+/// value's `:` as `%3A` in the folder's name, which the URI writes `%253A`). A file listed
+/// below the folder is the logged one where its path is one of these: read by the tail, a
+/// sink folder moved or copied elsewhere since (a bucket copied to local disk) is still read
+/// by its log, whatever its own name (`region=eu` too).
+pub fn below_folder(logged: &str) -> Vec<String> {
     let path =
         url::Url::parse(logged).map_or_else(|_| logged.to_string(), |u| u.path().to_string());
     let parts: Vec<String> = path
@@ -189,19 +197,19 @@ pub fn below_folder(logged: &str) -> String {
                 .into_owned()
         })
         .collect();
-    let mut start = parts.len().saturating_sub(1);
-    while start > 0 && parts[start - 1].contains('=') {
-        start -= 1;
-    }
-    parts[start..].join("/")
+    (0..parts.len())
+        .map(|start| parts[start..].join("/"))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The review: a sink whose own folder is named `region=eu` was read as empty, its
+    /// files taken for ones below a partition folder of that name.
     #[test]
-    fn a_logged_uri_is_read_by_its_name_and_partition_folders() {
+    fn a_logged_uri_is_read_by_every_tail_of_its_path() {
         for (logged, below) in [
             (
                 "file:///data/out/part-00000-38c2-c000.snappy.parquet",
@@ -220,9 +228,13 @@ mod tests {
                 "k=a%3Ab/part 1.json",
             ),
             ("/data/out/part-0.json", "part-0.json"),
+            ("file:/data/region=eu/part-0.json", "part-0.json"),
         ] {
-            assert_eq!(below_folder(logged), below, "{logged}");
+            let tails = below_folder(logged);
+            assert!(tails.contains(&below.to_string()), "{logged}: {tails:?}");
         }
+        let tails = below_folder("file:/data/out/day=1/part-0.parquet");
+        assert!(!tails.contains(&"day=2/part-0.parquet".to_string()));
     }
 
     #[tokio::test]

@@ -495,10 +495,10 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                     .unwrap_or_default();
                 let open = match summary.open_windows {
                     Some(n) if n > 0 => format!(
-                        "; {n} window{s} still open in state, each written once the watermark \
-                         passes its end, which takes later input (a bounded run leaves its last \
-                         windows there, as Spark's `availableNow` does; Flink's closes them at \
-                         the end of its input)",
+                        "; {n} group{s} (a window of a key each) still open in state, each \
+                         written once the watermark passes its window's end, which takes later \
+                         input (a bounded run leaves its last windows there, as Spark's \
+                         `availableNow` does; Flink's closes them at the end of its input)",
                         s = if n == 1 { "" } else { "s" }
                     ),
                     _ => String::new(),

@@ -49,12 +49,19 @@ impl Lateness {
         match shape {
             Shape::Stateless => Self::Never,
             // Each side's rows are matched while the watermark is below their event time;
-            // on equal windows, while it is below their window's end, as in Spark, where the
-            // window column is the watermark's (audit 92a: a row older than the watermark
-            // whose window was open, and whose match was still kept, was dropped as late).
+            // on equal windows that bound the join, while it is below their window's end, as
+            // in Spark, where the window column is the watermark's (audit 92a: a row older than
+            // the watermark whose window was open, and whose match was still kept, was dropped
+            // as late). Where a tighter bound beside the windows lets the match go first (`AND
+            // l.ts = r.ts`), the row's own time decides (the review).
             Shape::Join(join) => Self::Closed(vec![match join.windows {
-                Some((size_ns, origin_ns)) => EventTimeWindow::tumbling(stream, size_ns, origin_ns),
-                None => EventTimeWindow::column(stream),
+                Some((size_ns, origin_ns))
+                    if join.left_reach_ns.is_some_and(|r| r >= size_ns)
+                        && join.right_reach_ns.is_some_and(|r| r >= size_ns) =>
+                {
+                    EventTimeWindow::tumbling(stream, size_ns, origin_ns)
+                }
+                _ => EventTimeWindow::column(stream),
             }]),
             Shape::Aggregate(aggregate) => {
                 let own = Self::of_aggregate(aggregate, mode, stream);

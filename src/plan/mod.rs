@@ -167,8 +167,9 @@ const FLINK_FUNCTIONS: [(&str, &str); 3] = [
     ),
     (
         "timestampdiff",
-        "`to_unixtime(ts) - to_unixtime(start_ts)` for `TIMESTAMPDIFF(SECOND, start_ts, ts)` \
-         (whole seconds; `/ 60` of it for whole minutes, `/ 3600` for hours)",
+        "`CAST(date_part('epoch', ts - start_ts) AS BIGINT)` for `TIMESTAMPDIFF(SECOND, start_ts, \
+         ts)` (whole seconds, cut toward zero as Flink's; `/ 60` of it for whole minutes, \
+         `/ 3600` for hours)",
     ),
     (
         "listagg",
@@ -1506,8 +1507,33 @@ async fn keyword_column(ctx: &SessionContext, sql: &str, text: &str) -> Option<(
 /// the right side of `IS [NOT] DISTINCT FROM` as a whole expression (audit 92a: Flink's
 /// `testRowTimeInnerJoinWithIsNotDistinctFrom` read its join's time bound into the key).
 fn distinct_from_misread(sql: &str) -> Option<PlanError> {
+    use datafusion::sql::sqlparser::ast::Expr as Sql;
+    /// The leftmost operand of `expr` through the operators that bind looser than `IS`
+    /// (`AND`, `OR`, `XOR`, and the `IS ...` tests), with what follows it, in order.
+    fn leftmost(expr: &Sql) -> (String, Vec<String>) {
+        use datafusion::sql::sqlparser::ast::BinaryOperator;
+        let (inner, after) = match expr {
+            Sql::BinaryOp {
+                left,
+                op: op @ (BinaryOperator::And | BinaryOperator::Or | BinaryOperator::Xor),
+                right,
+            } => (left, format!("{op} {right}")),
+            Sql::IsNull(inner) => (inner, "IS NULL".into()),
+            Sql::IsNotNull(inner) => (inner, "IS NOT NULL".into()),
+            Sql::IsTrue(inner) => (inner, "IS TRUE".into()),
+            Sql::IsNotTrue(inner) => (inner, "IS NOT TRUE".into()),
+            Sql::IsFalse(inner) => (inner, "IS FALSE".into()),
+            Sql::IsNotFalse(inner) => (inner, "IS NOT FALSE".into()),
+            Sql::IsUnknown(inner) => (inner, "IS UNKNOWN".into()),
+            Sql::IsNotUnknown(inner) => (inner, "IS NOT UNKNOWN".into()),
+            other => return (other.to_string(), Vec::new()),
+        };
+        let (first, mut rest) = leftmost(inner);
+        rest.push(after);
+        (first, rest)
+    }
     use datafusion::sql::parser::{DFParser, Statement};
-    use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr as SqlExpr, visit_expressions};
+    use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, visit_expressions};
     let statements = DFParser::parse_sql(sql).ok()?;
     let mut found = None;
     for statement in &statements {
@@ -1520,26 +1546,15 @@ fn distinct_from_misread(sql: &str) -> Option<PlanError> {
                 SqlExpr::IsNotDistinctFrom(l, r) => (l, r, "IS NOT DISTINCT FROM"),
                 _ => return std::ops::ControlFlow::Continue(()),
             };
-            // The right side's own left operand, where the parser took more than it.
-            let (first, rest) = match right.as_ref() {
-                SqlExpr::BinaryOp {
-                    left: first,
-                    op: joined @ (BinaryOperator::And | BinaryOperator::Or | BinaryOperator::Xor),
-                    right: rest,
-                } => (first.to_string(), format!("{joined} {rest}")),
-                SqlExpr::IsNull(first) => (first.to_string(), "IS NULL".into()),
-                SqlExpr::IsNotNull(first) => (first.to_string(), "IS NOT NULL".into()),
-                SqlExpr::IsTrue(first) => (first.to_string(), "IS TRUE".into()),
-                SqlExpr::IsNotTrue(first) => (first.to_string(), "IS NOT TRUE".into()),
-                SqlExpr::IsFalse(first) => (first.to_string(), "IS FALSE".into()),
-                SqlExpr::IsNotFalse(first) => (first.to_string(), "IS NOT FALSE".into()),
-                SqlExpr::IsUnknown(first) => (first.to_string(), "IS UNKNOWN".into()),
-                SqlExpr::IsNotUnknown(first) => (first.to_string(), "IS NOT UNKNOWN".into()),
-                _ => return std::ops::ControlFlow::Continue(()),
-            };
+            // The right side's leftmost operand, where the parser took more than it, and
+            // what follows it (`b AND c AND d`: `b`, then `AND c`, `AND d`; the review).
+            let (first, rest) = leftmost(right);
+            if rest.is_empty() {
+                return std::ops::ControlFlow::Continue(());
+            }
             found = Some(PlanError::Misread {
                 read_as: format!("{left} {op} ({right})"),
-                meant: format!("({left} {op} {first}) {rest}"),
+                meant: format!("({left} {op} {first}) {}", rest.join(" ")),
             });
             std::ops::ControlFlow::Break(())
         });
@@ -3181,6 +3196,11 @@ mod tests {
                 "{name}: {code}"
             );
         }
+        // Whole seconds between times with fractions, as Flink counts them (the review).
+        let fractions = "SELECT TIMESTAMP '2026-03-01 00:00:01.1' AS ts, TIMESTAMP \
+                         '2026-03-01 00:00:00.9' AS start_ts";
+        let code = FLINK_FUNCTIONS[1].1.split('`').nth(1).expect("code");
+        assert_eq!(values_of(&ctx, fractions, code).await, "0");
         let err = plan("SELECT listagg(b, ',') AS l FROM s")
             .await
             .expect_err("listagg")
@@ -3872,6 +3892,13 @@ mod tests {
         let said = refused("SELECT a IS DISTINCT FROM b IS NULL FROM t").expect("refused");
         assert!(said.contains("`(a IS DISTINCT FROM b) IS NULL`"), "{said}");
         assert!(refused("SELECT * FROM t WHERE flag IS DISTINCT FROM true OR id > 5").is_some());
+        // The review: with three terms, the advice parenthesizes the comparison alone.
+        let said = refused("SELECT * FROM t WHERE k IS NOT DISTINCT FROM 'a' AND v > 0 AND w > 0")
+            .expect("refused");
+        assert!(
+            said.contains("`(k IS NOT DISTINCT FROM 'a') AND v > 0 AND w > 0`"),
+            "{said}"
+        );
         for taken in [
             "SELECT * FROM t WHERE (a IS NOT DISTINCT FROM b) AND c",
             "SELECT * FROM t WHERE c AND a IS NOT DISTINCT FROM b",

@@ -2241,8 +2241,10 @@ impl Sink for DeltaSink {
             }
         }
         // Audit 92b: a partition of 1e-300 made a folder name of 300 digits, longer than a
-        // file name may be, and every run failed on it.
-        for c in &self.partition_by {
+        // file name may be, and every run failed on it. Refused for a new table; a table
+        // already partitioned so keeps its partitioning (the review).
+        let new_table = !self.table().await?.1;
+        for c in self.partition_by.iter().filter(|_| new_table) {
             if let Ok(field) = schema.field_with_name(c)
                 && matches!(
                     field.data_type(),

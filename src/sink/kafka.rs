@@ -476,15 +476,14 @@ impl KafkaSink {
         let mut topics = vec![progress];
         if let Some(partitions) = self.config.partitions {
             let topic = NewTopic::new(&self.config.topic, partitions, TopicReplication::Fixed(-1));
-            // Update and complete mode write each key's newest record, which a compacted
-            // topic keeps (walk 94: it was made with the broker's default, `delete`).
-            topics.push(
-                if (self.update || self.complete) && self.config.key.is_some() {
-                    topic.set("cleanup.policy", "compact")
-                } else {
-                    topic
-                },
-            );
+            // Update mode writes each key's newest record, which a compacted topic keeps
+            // (walk 94: it was made with the broker's default, `delete`). Not complete mode,
+            // whose null group keys make records a compacted topic refuses (the review).
+            topics.push(if self.update && self.config.key.is_some() {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            });
         }
         let results = admin
             .create_topics(&topics, &options)

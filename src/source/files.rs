@@ -1535,7 +1535,7 @@ async fn spark_committed(location: &Location) -> Result<Option<HashSet<String>>,
     Ok(log.map(|log| {
         log.live
             .keys()
-            .map(|logged| spark_sink::below_folder(logged))
+            .flat_map(|logged| spark_sink::below_folder(logged))
             .collect()
     }))
 }

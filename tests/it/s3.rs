@@ -1029,7 +1029,24 @@ fn a_store_that_stops_answering_mid_run_fails_the_run_within_its_timeout() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    std::thread::sleep(Duration::from_millis(2500));
+    // Mid-run: once a batch has committed (a fixed wait held the store during a start slowed
+    // by a loaded machine, whose failure then waits for its own cleanup too).
+    {
+        use object_store::ObjectStoreExt;
+        let rt = tokio::runtime::Runtime::new().expect("rt");
+        let store = moto.store();
+        let started = Instant::now();
+        while rt
+            .block_on(store.head(&object_store::path::Path::from("ckpt/commits/0")))
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no batch committed"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     assert!(child.try_wait().expect("wait").is_none(), "still running");
     hold.store(true, std::sync::atomic::Ordering::SeqCst);
     let held = Instant::now();

@@ -265,3 +265,41 @@ async fn a_spark_sink_folder_is_read_by_its_log_by_sources_and_tables() {
     .await;
     assert_eq!(ids, ["5|0|4"]);
 }
+
+/// The review of audit 91b's fix: a Spark sink whose own folder is named like a partition
+/// (`region=eu`) was read as empty, and an empty `_spark_metadata` (Spark makes it as its sink
+/// starts, so a first batch that failed leaves its files beside no entry) was taken for no
+/// log, its failed batch's files read.
+#[test]
+fn a_spark_sink_folder_named_k_v_and_one_of_an_empty_log_read_as_spark_reads_them() {
+    let ws = Workspace::new();
+    for (folder, logged) in [("region=eu", true), ("empty", false)] {
+        let out = ws.path(folder);
+        std::fs::create_dir_all(out.join("_spark_metadata")).expect("log folder");
+        let name = "part-00000-0badf00d-0000-4000-8000-000000000000-c000.json";
+        std::fs::write(out.join(name), "{\"id\":1}\n{\"id\":2}\n").expect("data");
+        if logged {
+            std::fs::write(
+                out.join("_spark_metadata/0"),
+                format!(
+                    "v1\n{{\"path\":\"file:/elsewhere/{folder}/{name}\",\"size\":18,\"isDir\":false,\"modificationTime\":1,\"blockReplication\":1,\"blockSize\":1,\"action\":\"add\"}}\n"
+                ),
+            )
+            .expect("entry");
+        }
+        let yaml = format!(
+            "name: s{logged}\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: '{input}', \
+             format: json, schema: {{ id: bigint }} }}\nquery: SELECT id FROM s\ntrigger: \
+             available-now\nsink: {{ kind: console }}\n",
+            ckpt = ws.p(&format!("ckpt-{logged}")),
+            input = out.display(),
+        );
+        let out = run_bin(
+            &["run", &write_pipeline(&ws, &yaml).display().to_string()],
+            ws.dir.path(),
+        );
+        assert!(out.status.success(), "{folder}: {}", stderr(&out));
+        let rows_in = if logged { "2 rows in" } else { "0 rows in" };
+        assert!(stderr(&out).contains(rows_in), "{folder}: {}", stderr(&out));
+    }
+}
