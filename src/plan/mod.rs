@@ -3038,9 +3038,6 @@ mod tests {
         assert_eq!(columns.get("s2"), Some(&vec!["n".to_string()]));
     }
 
-    /// Each Spark function's advice runs in DataFusion and gives Spark's value for one row
-    /// (Spark 4's, worked out by hand from its documentation for this row): the advice is
-    /// something to write, not a guess.
     /// The values `code` gives over the row `row` selects, as DataFusion displays them
     /// (`NULL` for a null), joined by `|`.
     async fn values_of(ctx: &SessionContext, row: &str, code: &str) -> String {
@@ -3064,6 +3061,31 @@ mod tests {
         values.join("|")
     }
 
+    /// Checks that the code each advice of `table` gives first (between backticks) gives the
+    /// other engine's value `expected` holds for it over `row`; advice of no function (`- `)
+    /// has no value.
+    async fn advice_gives(
+        ctx: &SessionContext,
+        row: &str,
+        table: &[(&str, &str)],
+        expected: &std::collections::BTreeMap<&str, &str>,
+    ) {
+        for (name, here) in table {
+            if here.starts_with("- ") {
+                assert!(!expected.contains_key(name), "{name}");
+                continue;
+            }
+            let code = here.split('`').nth(1).expect("code");
+            let value = expected
+                .get(name)
+                .unwrap_or_else(|| panic!("{name}: no value"));
+            assert_eq!(&values_of(ctx, row, code).await, value, "{name}: {code}");
+        }
+    }
+
+    /// Each Spark function's advice runs in DataFusion and gives Spark's value for one row
+    /// (Spark 4's, worked out by hand from its documentation for this row): the advice is
+    /// something to write, not a guess.
     #[tokio::test]
     async fn spark_functions_advice_gives_sparks_value() {
         let ctx = session(&default_settings());
@@ -3139,17 +3161,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        for (name, here) in SPARK_FUNCTIONS {
-            if here.starts_with("- ") {
-                assert!(!spark.contains_key(name), "{name}");
-                continue;
-            }
-            let code = here.split('`').nth(1).expect("code").to_string();
-            let expected = spark
-                .get(name)
-                .unwrap_or_else(|| panic!("{name}: no value"));
-            assert_eq!(&value(code.clone()).await, expected, "{name}: {code}");
-        }
+        advice_gives(&ctx, row, &SPARK_FUNCTIONS, &spark).await;
         // The second ways some of them give.
         assert_eq!(
             value("CAST(CAST(d AS INT) + n AS DATE)".into()).await,
@@ -3185,17 +3197,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        for (name, here) in FLINK_FUNCTIONS {
-            let code = here.split('`').nth(1).expect("code");
-            let expected = flink
-                .get(name)
-                .unwrap_or_else(|| panic!("{name}: no value"));
-            assert_eq!(
-                &values_of(&ctx, row, code).await,
-                expected,
-                "{name}: {code}"
-            );
-        }
+        advice_gives(&ctx, row, &FLINK_FUNCTIONS, &flink).await;
         // Whole seconds between times with fractions, as Flink counts them (the review).
         let fractions = "SELECT TIMESTAMP '2026-03-01 00:00:01.1' AS ts, TIMESTAMP \
                          '2026-03-01 00:00:00.9' AS start_ts";
@@ -3247,17 +3249,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        for (name, here) in DUCKDB_FUNCTIONS {
-            let code = here.split('`').nth(1).expect("code");
-            let expected = duckdb
-                .get(name)
-                .unwrap_or_else(|| panic!("{name}: no value"));
-            assert_eq!(
-                &values_of(&ctx, row, code).await,
-                expected,
-                "{name}: {code}"
-            );
-        }
+        advice_gives(&ctx, row, &DUCKDB_FUNCTIONS, &duckdb).await;
         // DuckDB's weeks start on a Monday (2026-02-23), as the advice's origin does.
         let monday = "date_bin(INTERVAL '7 days', ts, TIMESTAMP '2000-01-03')";
         assert_eq!(values_of(&ctx, row, monday).await, "2026-02-23T00:00:00");
