@@ -472,39 +472,32 @@ fn spark_advice(calls: &[(&str, &str)]) -> String {
 /// cast.
 fn sql_advice(e: &DataFusionError) -> String {
     let text = e.to_string();
-    // `Invalid function 'split'.`: a Spark name, with DataFusion's nearest name beside it.
+    // `Invalid function 'split'.`: another engine's name, with DataFusion's nearest name
+    // beside it.
     if let Some(name) = text
         .split("Invalid function '")
         .nth(1)
         .and_then(|rest| rest.split('\'').next())
-        && let Some(&call) = SPARK_FUNCTIONS
-            .iter()
-            .find(|(spark, _)| name.eq_ignore_ascii_case(spark))
     {
-        return spark_advice(&[call]);
-    }
-    if let Some(name) = text
-        .split("Invalid function '")
-        .nth(1)
-        .and_then(|rest| rest.split('\'').next())
-        && let Some((duckdb, here)) = DUCKDB_FUNCTIONS
-            .iter()
-            .find(|(duckdb, _)| name.eq_ignore_ascii_case(duckdb))
-    {
-        return format!(" (DuckDB's `{duckdb}` is {here} in DataFusion's SQL, which Sluice runs)");
-    }
-    if let Some(name) = text
-        .split("Invalid function '")
-        .nth(1)
-        .and_then(|rest| rest.split('\'').next())
-        && let Some((flink, here)) = FLINK_FUNCTIONS
-            .iter()
-            .find(|(flink, _)| name.eq_ignore_ascii_case(flink))
-    {
-        return format!(
-            " (Flink's `{}` is {here} in DataFusion's SQL, which Sluice runs)",
-            flink.to_ascii_uppercase()
-        );
+        let named = |table: &'static [(&'static str, &'static str)]| {
+            table
+                .iter()
+                .find(|(other, _)| name.eq_ignore_ascii_case(other))
+        };
+        if let Some(&call) = named(&SPARK_FUNCTIONS) {
+            return spark_advice(&[call]);
+        }
+        if let Some((duckdb, here)) = named(&DUCKDB_FUNCTIONS) {
+            return format!(
+                " (DuckDB's `{duckdb}` is {here} in DataFusion's SQL, which Sluice runs)"
+            );
+        }
+        if let Some((flink, here)) = named(&FLINK_FUNCTIONS) {
+            return format!(
+                " (Flink's `{}` is {here} in DataFusion's SQL, which Sluice runs)",
+                flink.to_ascii_uppercase()
+            );
+        }
     }
     // DuckDB's (and Python's) `//`, parsed as MySQL's `DIV`.
     if text.contains("Operator DIV is not yet supported") {
