@@ -341,6 +341,19 @@ fn versioned_lines<'a>(
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
     match lines.next() {
         Some((_, VERSION)) => Ok(lines),
+        // A later format (Spark's `UnsupportedLogVersion`): not damage, and not to be moved
+        // aside by `sluice repair` (audit 94a: said corrupt, and repair discarded it).
+        Some((_, other))
+            if other
+                .strip_prefix('v')
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| n > 1) =>
+        {
+            Err(CheckpointError::NewerFormat {
+                file: file.to_string(),
+                found: other.to_string(),
+            })
+        }
         Some((_, other)) => Err(corrupt(
             file,
             1,
@@ -358,7 +371,18 @@ fn from_json<T: for<'de> Deserialize<'de>>(
     line_no: usize,
     line: &str,
 ) -> Result<T, CheckpointError> {
-    serde_json::from_str(line).map_err(|e| corrupt(file, line_no, &e.to_string()))
+    serde_json::from_str(line).map_err(|e| {
+        let reason = e.to_string();
+        let reason = if reason.starts_with("unknown field") {
+            format!(
+                "{reason}: a field this Sluice does not know, so the entry was edited, or \
+                 written by a newer Sluice (then run that one)"
+            )
+        } else {
+            reason
+        };
+        corrupt(file, line_no, &reason)
+    })
 }
 
 fn truncate(s: &str) -> String {
@@ -440,8 +464,17 @@ mod tests {
 
     #[test]
     fn wrong_version_and_garbage_are_refused() {
-        let err = OffsetsEntry::parse("offsets/1", "v9\n{}\n").expect_err("version");
+        let err = OffsetsEntry::parse("offsets/1", "v0\n{}\n").expect_err("version");
         assert!(err.to_string().contains("line 1"), "{err}");
+        // A later format is a newer Sluice's, not damage (audit 94a).
+        let err = OffsetsEntry::parse("offsets/1", "v9\n{}\n").expect_err("version");
+        assert!(
+            matches!(err, CheckpointError::NewerFormat { .. })
+                && err
+                    .to_string()
+                    .contains("offsets/1 is of format v9, later than"),
+            "{err}"
+        );
         let err = CommitEntry::parse("commits/1", "v1\nnot json\n").expect_err("garbage");
         assert!(err.to_string().contains("commits/1 line 2"), "{err}");
         let err = CommitEntry::parse("commits/1", "").expect_err("empty");

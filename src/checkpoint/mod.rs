@@ -83,6 +83,20 @@ pub enum CheckpointError {
         /// What is wrong.
         reason: String,
     },
+    /// An entry is of a later format than this Sluice reads (its first line, `v2` where this
+    /// one reads `v1`), as Spark's `UnsupportedLogVersion` says of its logs.
+    #[error(
+        "checkpoint file {file} is of format {found}, later than this Sluice ({}) reads (`v1`): \
+         it was written by a newer Sluice, which is the one to run on this checkpoint (upgrade \
+         this one); nothing is wrong with the file",
+        env!("CARGO_PKG_VERSION")
+    )]
+    NewerFormat {
+        /// The entry, relative to the checkpoint.
+        file: String,
+        /// Its first line.
+        found: String,
+    },
     /// [`CheckpointError::Corrupt`] as a run reports it: with the checkpoint, so the command
     /// that repairs it can be given whole.
     #[error(
@@ -891,6 +905,74 @@ pub async fn read_offsets(
         .transpose()
 }
 
+/// What shows that `offsets/N`, the pending newest entry of `logs`, was not written by the run
+/// that planned batch `N` after batch `N - 1` (a copy of an older entry, one edited by hand):
+/// `None` where nothing does. A run plans batch `N` only once `N - 1` is committed, at an
+/// epoch no older than the one that committed it, at a batch timestamp no earlier than
+/// `N - 1`'s (the timestamp never goes back); and it gives every source of the pipeline file
+/// it planned with an offset (audit 94a: an old entry copied over a pending one read its
+/// input again, doubling its rows; one with a source's line removed started that source's
+/// bookkeeping over, both exit 0).
+pub async fn pending_entry_damage(location: &Location, logs: &LogListing) -> Option<String> {
+    let newest = *logs.offsets.last()?;
+    if logs.commits.contains(&newest) {
+        return None;
+    }
+    let entry = read_offsets(location, newest).await.ok()??;
+    if let Some(prev) = newest.prev()
+        && logs.commits.contains(&prev)
+        && let Ok(Some(before)) = read_offsets(location, prev).await
+        && let Ok(Some(commit)) = read_commit(location, prev).await
+    {
+        if entry.info.epoch < commit.epoch {
+            return Some(format!(
+                "offsets/{newest} was planned at epoch {}, before batch {prev} was committed \
+                 at epoch {} (commits/{prev}): a run plans a batch only after the one before \
+                 is committed, so it is a copy of an older entry, or edited",
+                entry.info.epoch.0, commit.epoch.0
+            ));
+        }
+        if entry.info.batch_timestamp_ms < before.info.batch_timestamp_ms {
+            return Some(format!(
+                "offsets/{newest} has a batch timestamp ({} ms) earlier than offsets/{prev}'s \
+                 ({} ms), which a batch's never is: it is a copy of an older entry, or edited",
+                entry.info.batch_timestamp_ms, before.info.batch_timestamp_ms
+            ));
+        }
+    }
+    let fingerprint = entry.info.pipeline.as_deref()?;
+    let text = read_fingerprinted(location, &paths::pipeline(fingerprint), fingerprint)
+        .await
+        .ok()??;
+    // Merge keys applied, as the pipeline file is read (`sources: {<<: *shared}`; the
+    // review: `<<` was taken for a source).
+    let mut planned: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    for _ in 0..8 {
+        let before = planned.clone();
+        planned.apply_merge().ok()?;
+        if planned == before {
+            break;
+        }
+    }
+    let missing: Vec<String> = planned
+        .get("sources")?
+        .as_mapping()?
+        .keys()
+        .filter_map(|k| k.as_str())
+        .filter(|name| *name != "<<")
+        .filter(|name| entry.sources.iter().all(|s| s.source != *name))
+        .map(|name| format!("`{name}`"))
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "offsets/{newest} has no offset for source {}, which the pipeline file that \
+             planned it has (pipelines/{fingerprint}.yaml): a run gives every source one, so \
+             the entry was edited",
+            missing.join(", ")
+        )
+    })
+}
+
 /// Reads a text stored under its fingerprint (a query or a pipeline file), checking that it
 /// still has that fingerprint; `None` when it is not there.
 pub async fn read_fingerprinted(
@@ -912,25 +994,69 @@ pub async fn read_fingerprinted(
 }
 
 /// Where `metadata` names pipeline id `id` but the newest commit that records one names
-/// another: what is wrong, for the repair report and the refusal of a run.
+/// another (and the one before it, where there is one, does too): what is wrong, for the
+/// repair report and the refusal of a run. A newest commit alone naming another, the one
+/// before it naming `id`, is that commit's fault ([`foreign_commit`]), not the metadata's.
 pub async fn metadata_id_mismatch(
     location: &Location,
     logs: &LogListing,
     id: &uuid::Uuid,
 ) -> Option<String> {
+    let ids = newest_commit_ids(location, logs, 2).await;
+    match ids.as_slice() {
+        [(batch, written_by), rest @ ..]
+            if written_by != id && rest.first().is_none_or(|(_, before)| before != id) =>
+        {
+            Some(format!(
+                "it names pipeline id {id}, but commits/{batch} was written by pipeline id \
+                 {written_by} (edited, or copied from another checkpoint)"
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Where the newest commit names another pipeline id than `id`, the one before it naming
+/// `id`: it was copied from another checkpoint (audit 94a: the run blamed `metadata`, and
+/// repair, rebuilding that, came to a dead end).
+pub async fn foreign_commit(
+    location: &Location,
+    logs: &LogListing,
+    id: &uuid::Uuid,
+) -> Option<(BatchId, String)> {
+    let ids = newest_commit_ids(location, logs, 2).await;
+    match ids.as_slice() {
+        [(batch, written_by), (before, ours), ..] if written_by != id && ours == id => Some((
+            *batch,
+            format!(
+                "commits/{batch} was written by pipeline id {written_by}, where metadata and \
+                 commits/{before} name {id}: it was copied from another checkpoint (or \
+                 edited)"
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// The pipeline ids the `n` newest commits that record one name, newest first (a commit that
+/// does not read is passed over: the run says what is wrong with it).
+async fn newest_commit_ids(
+    location: &Location,
+    logs: &LogListing,
+    n: usize,
+) -> Vec<(BatchId, uuid::Uuid)> {
+    let mut ids = Vec::new();
     for batch in logs.commits.iter().rev() {
+        if ids.len() == n {
+            break;
+        }
         if let Ok(Some(commit)) = read_commit(location, *batch).await
             && let Some(written_by) = commit.pipeline_id
         {
-            return (written_by != *id).then(|| {
-                format!(
-                    "it names pipeline id {id}, but commits/{batch} was written by pipeline id \
-                     {written_by} (edited, or copied from another checkpoint)"
-                )
-            });
+            ids.push((*batch, written_by));
         }
     }
-    None
+    ids
 }
 
 /// Reads `commits/N` of the checkpoint at `location`.
@@ -1155,9 +1281,16 @@ pub async fn withdraw_made_in_store(
     Ok(true)
 }
 
+/// Takes the next epoch: one past the newest in `epochs/`, and, where that folder is empty,
+/// past the newest a log entry records (the newest `offsets/N` and `commits/N`), so that an
+/// `epochs/` folder deleted by hand does not start epochs again at 0 below the runs that
+/// logged batches (audit 94a: a run paused at epoch 3 would then not be fenced by the next).
 async fn take_epoch(location: &Location, run_id: uuid::Uuid) -> Result<Epoch, CheckpointError> {
     let taken = list_numbers(location, paths::EPOCHS).await?;
-    let mut next = taken.last().map_or(0, |e| e + 1);
+    let mut next = match taken.last() {
+        Some(newest) => newest + 1,
+        None => newest_logged_epoch(location).await?.map_or(0, |e| e + 1),
+    };
     let entry = EpochEntry {
         run_id,
         started: chrono::Utc::now().to_rfc3339(),
@@ -1182,6 +1315,23 @@ async fn take_epoch(location: &Location, run_id: uuid::Uuid) -> Result<Epoch, Ch
             .await?;
     }
     Ok(Epoch(next))
+}
+
+/// The newest epoch the newest `offsets/N` and `commits/N` record, where there are any (an
+/// entry that does not read records none here: the run says what is wrong with it).
+async fn newest_logged_epoch(location: &Location) -> Result<Option<u64>, CheckpointError> {
+    let mut newest = None;
+    if let Some(batch) = list_numbers(location, paths::OFFSETS).await?.last()
+        && let Ok(Some(entry)) = read_offsets(location, BatchId(*batch)).await
+    {
+        newest = newest.max(Some(entry.info.epoch.0));
+    }
+    if let Some(batch) = list_numbers(location, paths::COMMITS).await?.last()
+        && let Ok(Some(entry)) = read_commit(location, BatchId(*batch)).await
+    {
+        newest = newest.max(Some(entry.epoch.0));
+    }
+    Ok(newest)
 }
 
 /// Why the folder `spec` is not a checkpoint (it has no `metadata`), naming the checkpoint

@@ -598,6 +598,11 @@ fn readable<T>(
             damaged.push(Error::from(e).in_checkpoint(spec).to_string());
             Ok(None)
         }
+        // A newer Sluice's entry: said beside the batch, the rest shown (the review).
+        Err(e @ checkpoint::CheckpointError::NewerFormat { .. }) => {
+            damaged.push(e.to_string());
+            Ok(None)
+        }
         other => other,
     }
 }
@@ -625,9 +630,17 @@ fn render_text(view: &CheckpointView) -> String {
         .filter(|b| b.damaged.is_some())
         .map(|b| b.batch.to_string())
         .collect();
+    // Batches missing between retained ones: their entries deleted (retention purges only
+    // the oldest), which no run notices (audit 94a: said as retained batches alone).
+    let listed: Vec<u64> = view.batches.iter().map(|b| b.batch.0).collect();
+    let gaps: Vec<String> = listed
+        .windows(2)
+        .filter(|pair| pair[1] > pair[0] + 1)
+        .map(|pair| crate::vocab::span(pair[0] + 1, pair[1] - 1))
+        .collect();
     let _ = writeln!(
         out,
-        "committed   {} batches retained, last {}{}",
+        "committed   {} batches retained, last {}{}{}",
         view.batches_committed,
         view.last_committed.map_or("none".into(), |b| b.to_string()),
         if damaged.is_empty() {
@@ -637,6 +650,15 @@ fn render_text(view: &CheckpointView) -> String {
                 "; DAMAGED entries of batch {} (see below: `sluice repair {}`)",
                 damaged.join(", "),
                 crate::vocab::shell_word(&view.location)
+            )
+        },
+        if gaps.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; batch {} MISSING between them (their entries deleted: they and the batch \
+                 after each cannot be replayed)",
+                gaps.join(", ")
             )
         }
     );

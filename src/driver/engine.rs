@@ -37,6 +37,10 @@ pub(super) struct QueryState {
     /// watermark (`plan::pre_watermark_filters`), by stream: a row they remove is neither
     /// late nor counted in the watermark.
     pre_watermark: BTreeMap<String, datafusion::logical_expr::Expr>,
+    /// Where the query was edited over kept state: what that means, said once the state is
+    /// found to follow the edit (audit 94a, walk 96: said just before the refusal that it
+    /// cannot, a newcomer read that the run went on).
+    edited_over_state: Option<String>,
 }
 
 impl Computed {
@@ -438,8 +442,12 @@ impl<'p> Engine<'p> {
         }
         let sql = self.pipeline.query.clone();
         let (session, logical, _) = self.plan_session(&sql, self.pipeline.output_mode).await?;
-        if let Some(operator) = self.query_state(&sql).await?.operator.as_mut() {
+        let query = self.query_state(&sql).await?;
+        if let Some(operator) = query.operator.as_mut() {
             operator.check_state(next, &session, &logical).await?;
+        }
+        if let Some(said) = query.edited_over_state.take() {
+            tracing::warn!("{said}");
         }
         Ok(())
     }
@@ -667,21 +675,21 @@ impl<'p> Engine<'p> {
             // A query edited over kept state: the state holds what the old one computed
             // (walk 82: a `WHERE` added to an aggregation, the sink then matched neither
             // query, with no word).
-            if !known
+            let edited_over_state = (!known
                 && !matches!(shape, Shape::Stateless)
                 && !crate::state::StateFiles::operators(&self.checkpoint)
                     .await?
-                    .is_empty()
-            {
-                tracing::warn!(
+                    .is_empty())
+            .then(|| {
+                format!(
                     "the query differs from the one the checkpoint's batches ran, and its state \
                      is kept: what the state holds so far (groups, kept rows) was computed by \
                      the old query, so where the edit changes which rows count (a `WHERE`, a \
                      join's condition) the results mix both, as in Spark. For the new query's \
                      results over all the input, run it on a new checkpoint{}",
                     crate::driver::sink_advice(self.pipeline).start_over
-                );
-            }
+                )
+            });
             // A group that stops passing a condition on its aggregates is not taken back in
             // update mode (walk 82: 5 of 7 groups in the sink no longer passed it, unsaid).
             if self.pipeline.output_mode == OutputMode::Update {
@@ -726,6 +734,32 @@ impl<'p> Engine<'p> {
                      watermark has passed are let go, or set `state_ttl:` to let a window go \
                      once no row has come for it that long"
                 );
+            }
+            // An idle timeout lets a source stop holding back the watermark of several; of
+            // the only watermarked source it does nothing (walk 95: accepted without a word,
+            // and windows stayed open once every device went quiet).
+            let watermarked: Vec<&String> = self
+                .pipeline
+                .sources
+                .iter()
+                .filter(|(_, config)| config.watermark.is_some())
+                .map(|(name, _)| name)
+                .collect();
+            if let [only] = watermarked.as_slice()
+                && !matches!(shape, Shape::Stateless)
+                && self.pipeline.sources[only.as_str()]
+                    .watermark
+                    .as_ref()
+                    .is_some_and(|wm| wm.idle_timeout.is_some())
+            {
+                note(&format!(
+                    "source `{only}`: `idle_timeout` lets an idle source stop holding back the \
+                     watermark of several watermarked sources; `{only}` is the only one, so it \
+                     does nothing here: while it reads nothing, the watermark stays where it \
+                     is and the windows it has not passed stay open (as in Spark and Flink, \
+                     the watermark moves with event time, not the clock). Rows with later \
+                     times close them"
+                ));
             }
             // As the query's result (under an aggregation, it only feeds it).
             let feeds_aggregate = matches!(&shape, Shape::Aggregate(a) if a.dedup.is_some());
@@ -879,6 +913,7 @@ impl<'p> Engine<'p> {
                 columns,
                 unread,
                 pre_watermark,
+                edited_over_state,
             });
         }
         Ok(self.query.as_mut().expect("set above"))

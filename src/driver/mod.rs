@@ -962,8 +962,30 @@ fn same_type(a: &str, b: &str) -> bool {
     a == b
         || matches!(
             (a.parse::<DataType>(), b.parse::<DataType>()),
-            (Ok(a), Ok(b)) if a.equals_datatype(&b)
+            (Ok(a), Ok(b)) if as_written(&a).equals_datatype(&as_written(&b))
         )
+}
+
+/// `data_type` as every sink writes it, at any depth: Arrow's large and view forms of text,
+/// binary and lists as their plain forms, a dictionary as its values (one Parquet, JSON or
+/// table type each, which no reader tells apart: walk 97, pandas' `large_string` pinned from
+/// its files and a declared `string` were refused as "string -> string").
+fn as_written(
+    data_type: &datafusion::arrow::datatypes::DataType,
+) -> datafusion::arrow::datatypes::DataType {
+    use datafusion::arrow::datatypes::{DataType as T, Field};
+    let field =
+        |f: &Field| std::sync::Arc::new(f.clone().with_data_type(as_written(f.data_type())));
+    match data_type {
+        T::LargeUtf8 | T::Utf8View => T::Utf8,
+        T::LargeBinary | T::BinaryView => T::Binary,
+        T::LargeList(item) | T::ListView(item) | T::LargeListView(item) => T::List(field(item)),
+        T::List(item) => T::List(field(item)),
+        T::Dictionary(_, values) => as_written(values),
+        T::Struct(fields) => T::Struct(fields.iter().map(|f| field(f)).collect()),
+        T::Map(entries, sorted) => T::Map(field(entries), *sorted),
+        other => other.clone(),
+    }
 }
 
 /// Whether two lists of columns (name and type, as the sink record keeps them) are the same
@@ -1632,16 +1654,25 @@ impl<'a> Driver<'a> {
             Checkpoint::open_run(location, &pipeline.name, options.skip_if_running).await?;
         // The batch logs as the run starts, for the checks below.
         let logs = LogListing::read(checkpoint.location()).await?;
-        if let Some(reason) = crate::checkpoint::metadata_id_mismatch(
-            checkpoint.location(),
-            &logs,
-            &checkpoint.metadata().id,
-        )
-        .await
+        // Logs that do not describe a state to go on from: the metadata another checkpoint's,
+        // the newest commit another checkpoint's, a pending entry not planned after the batch
+        // before it.
+        let (location, id) = (checkpoint.location(), &checkpoint.metadata().id);
+        let inconsistent = match crate::checkpoint::metadata_id_mismatch(location, &logs, id).await
         {
+            Some(reason) => Some(format!("its metadata is wrong: {reason}")),
+            None => match crate::checkpoint::foreign_commit(location, &logs, id).await {
+                Some((batch, reason)) => Some(format!(
+                    "{reason}. Repair moves it aside: batch {batch} is then pending again and \
+                     runs again on its logged input (a sink that took it is not written twice)"
+                )),
+                None => crate::checkpoint::pending_entry_damage(location, &logs).await,
+            },
+        };
+        if let Some(reason) = inconsistent {
             return Err(CheckpointError::Inconsistent {
-                location: checkpoint.location().to_string(),
-                reason: format!("its metadata is wrong: {reason}"),
+                location: location.to_string(),
+                reason,
             }
             .into());
         }
@@ -1894,6 +1925,9 @@ impl<'a> Driver<'a> {
             .connector()
             .preflight(&ctx, create_only)
             .await?;
+        if logs.offsets.is_empty() {
+            pipeline.sink.connector().check_new_checkpoint(&ctx).await?;
+        }
         // A sink that keeps each batch's records (a files sink's owner record and manifest)
         // holds none of them where batches were committed to it: the folder was moved, emptied
         // or deleted, and writing on into an empty one would leave a table without them. Not
@@ -2952,8 +2986,12 @@ impl<'a> Driver<'a> {
             for (name, data_type) in &planned {
                 match before.iter().find(|(n, _)| n == name) {
                     None => changes.push(format!("`{name}` added")),
+                    // Said in Arrow's words where the SQL names are one.
                     Some((_, was)) if !same_type(was, data_type) => {
-                        changes.push(format!("`{name}` {} -> {}", sql(was), sql(data_type)))
+                        changes.push(match (sql(was), sql(data_type)) {
+                            (a, b) if a == b => format!("`{name}` {was} -> {data_type}"),
+                            (a, b) => format!("`{name}` {a} -> {b}"),
+                        })
                     }
                     Some(_) => {}
                 }
@@ -3715,6 +3753,29 @@ fn ms(since: Instant) -> f64 {
 mod tests {
     use super::*;
     use datafusion::arrow::datatypes::{DataType, Field};
+
+    /// Walk 97: pandas' `large_string` (pinned from its Parquet files) beside a declared
+    /// `string` was refused as "string -> string": Arrow's large and view forms are the types
+    /// every sink writes alike, at any depth; another type is still a change.
+    #[test]
+    fn large_and_view_forms_are_no_change_of_type() {
+        let list = |item: DataType| DataType::LargeList(Arc::new(Field::new("item", item, true)));
+        for (a, b) in [
+            (DataType::Utf8, DataType::LargeUtf8),
+            (DataType::Utf8View, DataType::Utf8),
+            (DataType::Binary, DataType::LargeBinary),
+            (
+                list(DataType::LargeUtf8),
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            ),
+        ] {
+            assert!(same_type(&a.to_string(), &b.to_string()), "{a} {b}");
+        }
+        assert!(!same_type(
+            &DataType::Utf8.to_string(),
+            &DataType::Binary.to_string()
+        ));
+    }
 
     /// Walk 66 (6): a list's item named `element` (Parquet's) and `item` (SQL's) is one type
     /// to the output's record; another item type is not.

@@ -258,17 +258,35 @@ pub async fn repair(
             _ => None,
         };
         let commit_damage = if committed {
-            damaged(
+            match damaged(
                 paths::commits(newest),
                 read_commit(location, newest).await.map(|_| ()),
-            )
+            ) {
+                // One that reads but is another checkpoint's.
+                None => match Checkpoint::read_metadata(location).await {
+                    Ok(Some(metadata)) => {
+                        crate::checkpoint::foreign_commit(location, &logs, &metadata.id)
+                            .await
+                            .filter(|(batch, _)| *batch == newest)
+                            .map(|(_, why)| (paths::commits(newest), why))
+                    }
+                    _ => None,
+                },
+                damage => damage,
+            }
         } else {
             None
         };
-        let offsets_damage = damaged(
+        let offsets_damage = match damaged(
             paths::offsets(newest),
             read_offsets(location, newest).await.map(|_| ()),
-        );
+        ) {
+            // A pending entry that reads but was not planned after the batch before it.
+            None if !committed => crate::checkpoint::pending_entry_damage(location, &logs)
+                .await
+                .map(|why| (paths::offsets(newest), why)),
+            damage => damage,
+        };
         let (file, why, effect) = match (commit_damage, offsets_damage) {
             // The batch before it not committed (its commit gone, or moved aside by an
             // earlier repair): moved aside, the batch would be two past the newest commit,

@@ -208,6 +208,12 @@ pub async fn replay(
         if let Some(missing) = deleted_offsets(&logs, batch, spec) {
             return Err(Error::Usage(format!("{spec}: batch {batch}: {missing}")));
         }
+        if let Some(gone) = deleted_batch(&logs, batch) {
+            return Err(Error::Usage(format!(
+                "{spec}: batch {batch}: {gone}; {}",
+                replayable_range(&logs)
+            )));
+        }
         return Err(Error::Usage(format!(
             "{spec}: batch {batch} is not a committed batch the checkpoint holds;{pending} {retained}"
         )));
@@ -217,6 +223,12 @@ pub async fn replay(
             if let Some(missing) = deleted_offsets(&logs, prev, spec) {
                 return Error::Usage(format!(
                     "{spec}: batch {batch} starts where batch {prev} ended, and {missing}"
+                ));
+            }
+            if let Some(gone) = deleted_batch(&logs, prev) {
+                return Error::Usage(format!(
+                    "{spec}: batch {batch} starts where batch {prev} ended, and {gone}; {}",
+                    replayable_range(&logs)
                 ));
             }
             Error::Usage(format!(
@@ -960,12 +972,44 @@ fn json_rows(
 /// Which committed batches can be replayed, in words: each needs the offsets entry of the batch
 /// before it (where it starts), so the oldest batch the retention keeps cannot (unless it is 0).
 fn replayable_range(logs: &LogListing) -> String {
-    let first = logs
+    // A committed batch with its offsets entry and the one before it (where it has one): in
+    // spans, since entries deleted from the middle leave a gap (audit 94a: one span was said
+    // across it).
+    let replayable = logs
         .commits
         .iter()
-        .find(|b| b.prev().is_none_or(|p| logs.offsets.contains(&p)));
-    match (first, logs.commits.last()) {
-        (Some(a), Some(b)) => format!("batches that can be replayed: {}", crate::vocab::span(a, b)),
-        _ => "no batch can be replayed".into(),
+        .filter(|b| logs.offsets.contains(b) && b.prev().is_none_or(|p| logs.offsets.contains(&p)));
+    let mut spans: Vec<(BatchId, BatchId)> = Vec::new();
+    for &b in replayable {
+        match spans.last_mut() {
+            Some((_, last)) if last.next() == b => *last = b,
+            _ => spans.push((b, b)),
+        }
     }
+    if spans.is_empty() {
+        return "no batch can be replayed".into();
+    }
+    let said: Vec<String> = spans
+        .iter()
+        .map(|(a, b)| crate::vocab::span(a, b))
+        .collect();
+    format!("batches that can be replayed: {}", said.join(", "))
+}
+
+/// Where batch `batch`'s offsets and commit entries are both gone though older entries are
+/// kept (retention purges only the oldest batches' logs): deleted by hand, which nothing
+/// rebuilds (Spark's offset log refuses such a gap as "not contiguous").
+fn deleted_batch(logs: &LogListing, batch: BatchId) -> Option<String> {
+    let kept_before = logs.offsets.first().is_some_and(|oldest| *oldest < batch);
+    // Between kept entries: past the newest, a batch never ran (the review).
+    let kept_after = logs.offsets.last().is_some_and(|newest| *newest > batch);
+    let gone = !logs.offsets.contains(&batch) && !logs.commits.contains(&batch);
+    (kept_before && kept_after && gone).then(|| {
+        format!(
+            "offsets/{batch} and commits/{batch} are both missing though older entries are kept \
+             (the retention purges only the oldest batches' logs): they were deleted, and \
+             nothing else records what batch {batch} read; restore them from a backup to \
+             replay it and the batch after it"
+        )
+    })
 }

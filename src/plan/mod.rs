@@ -449,13 +449,142 @@ fn spark_calls(sql: &str) -> Vec<(&'static str, &'static str)> {
     found.into_iter().map(|(_, call)| call).collect()
 }
 
-/// Says what DataFusion writes for each of `calls` (Spark's names).
-fn spark_advice(calls: &[(&str, &str)]) -> String {
+/// The arguments of the first call of `name` in `sql` (a name followed by `(`, not part of a
+/// longer name, in a string or in a `--` comment), as written, split at their top-level
+/// commas.
+fn call_arguments(sql: &str, name: &str) -> Option<Vec<String>> {
+    // Without `--` comments (outside a string), each to its line's end.
+    let mut uncommented = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, '-') if chars.peek() == Some(&'-') => {
+                if chars.by_ref().any(|rest| rest == '\n') {
+                    uncommented.push('\n');
+                }
+                continue;
+            }
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(open), _) if c == open => quote = None,
+            _ => {}
+        }
+        uncommented.push(c);
+    }
+    let sql = uncommented.as_str();
+    let lower = sql.to_ascii_lowercase();
+    // The quote a string (or a quoted name) is open in.
+    let step = |quote: &mut Option<char>, c: char| match *quote {
+        None if c == '\'' || c == '"' => *quote = Some(c),
+        Some(open) if c == open => *quote = None,
+        _ => {}
+    };
+    let (mut quote, mut from) = (None, None);
+    for (i, c) in lower.char_indices() {
+        step(&mut quote, c);
+        let before = lower[..i].chars().next_back();
+        if quote.is_none()
+            && lower[i..].starts_with(name)
+            && !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            && lower[i + name.len()..].trim_start().starts_with('(')
+        {
+            from = Some(i + name.len() + lower[i + name.len()..].find('(')? + 1);
+            break;
+        }
+    }
+    let from = from?;
+    let (mut depth, mut start, mut quote) = (0usize, from, None);
+    let mut args = Vec::new();
+    for (i, c) in sql[from..].char_indices() {
+        let at = from + i;
+        step(&mut quote, c);
+        match c {
+            _ if quote.is_some() || c == '\'' || c == '"' => {}
+            '(' => depth += 1,
+            ')' if depth == 0 => {
+                args.push(sql[start..at].trim().to_string());
+                return Some(args);
+            }
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                args.push(sql[start..at].trim().to_string());
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// What the query's call of Spark's `window(ts, size[, slide[, start]])` is here, with its
+/// own column and durations (Spark's `'5 minutes'` as `INTERVAL '5 minutes'`): a tumbling
+/// window (no slide, or the slide its size) is `date_bin`, its start; a sliding one is
+/// `unnest(hop(ts, slide, size))` in a subquery's projection. `None` where the call does not
+/// read as Spark's (its durations not text or intervals).
+fn spark_window(sql: &str) -> Option<String> {
+    let args = call_arguments(sql, "window")?;
+    let interval = |arg: &String| {
+        let arg = arg.trim();
+        // Spark SQL's and PySpark's `"5 minutes"` as well as `'5 minutes'`.
+        if let Some(text) = (arg.strip_prefix('\'').and_then(|a| a.strip_suffix('\'')))
+            .or_else(|| arg.strip_prefix('"').and_then(|a| a.strip_suffix('"')))
+        {
+            Some(format!("INTERVAL '{}'", text.trim()))
+        } else {
+            arg.to_ascii_lowercase()
+                .starts_with("interval")
+                .then(|| arg.to_string())
+        }
+    };
+    let (ts, size) = (args.first()?, interval(args.get(1)?)?);
+    let slide = args.get(2).map(interval);
+    let start = args.get(3).map(interval);
+    let written = format!("window({})", args.join(", "));
+    let tumbling = match &slide {
+        None => true,
+        Some(Some(slide)) => slide.eq_ignore_ascii_case(&size),
+        Some(None) => return None,
+    };
+    let origin = match start {
+        None => String::new(),
+        Some(Some(start)) if tumbling => format!(", TIMESTAMP '1970-01-01 00:00:00' + {start}"),
+        Some(Some(_)) => {
+            return Some(format!(
+                "Spark's `{written}` has no counterpart with a start offset here: `hop(ts, \
+                 slide, size)` gives sliding windows from the epoch (`unnest(hop({ts}, {}, \
+                 {size})) AS window_start` in a subquery's projection, grouped by \
+                 `window_start`)",
+                slide.flatten().unwrap_or_default()
+            ));
+        }
+        Some(None) => return None,
+    };
+    Some(if tumbling {
+        format!(
+            "Spark's `{written}` is `date_bin({size}, {ts}{origin})`, the window's start (its \
+             end that plus {size}; Spark's `window.start`), as a group key: `GROUP BY \
+             date_bin({size}, {ts}{origin})`"
+        )
+    } else {
+        format!(
+            "Spark's sliding `{written}` is `unnest(hop({ts}, {slide}, {size}))`, named `AS \
+             window_start` in a subquery's projection (each row in each window that holds \
+             it) and grouped by `window_start` (Spark's `window.start`; its end that plus \
+             {size})",
+            slide = slide.flatten().unwrap_or_default()
+        )
+    })
+}
+
+/// Says what DataFusion writes for each of `calls` (Spark's names); for Spark's `window`,
+/// `window` where the query's own call was read ([`spark_window`]).
+fn spark_advice(calls: &[(&str, &str)], window: Option<&str>) -> String {
     let said: Vec<String> = calls
         .iter()
-        .map(|(spark, here)| match here.strip_prefix("- ") {
-            Some(instead) => format!("Spark's `{spark}` has no counterpart: {instead}"),
-            None => format!("Spark's `{spark}` is {here}"),
+        .map(|(spark, here)| match (here.strip_prefix("- "), window) {
+            (_, Some(window)) if *spark == "window" => window.to_string(),
+            (Some(instead), _) => format!("Spark's `{spark}` has no counterpart: {instead}"),
+            (None, _) => format!("Spark's `{spark}` is {here}"),
         })
         .collect();
     format!(
@@ -485,7 +614,7 @@ fn sql_advice(e: &DataFusionError) -> String {
                 .find(|(other, _)| name.eq_ignore_ascii_case(other))
         };
         if let Some(&call) = named(&SPARK_FUNCTIONS) {
-            return spark_advice(&[call]);
+            return spark_advice(&[call], None);
         }
         if let Some((duckdb, here)) = named(&DUCKDB_FUNCTIONS) {
             return format!(
@@ -794,13 +923,20 @@ pub enum PlanError {
     /// DataFusion refused the SQL.
     #[error("the query does not plan: {}{}", sql_text(.0), sql_advice(.0))]
     Sql(DataFusionError),
-    /// The query calls more than one of Spark's functions that DataFusion names otherwise.
-    #[error("the query does not plan: {}{}", sql_text(.error), spark_advice(.calls))]
+    /// The query calls Spark's functions that DataFusion names otherwise: more than one, or
+    /// its `window` (said with the call's own arguments).
+    #[error(
+        "the query does not plan: {}{}",
+        sql_text(.error),
+        spark_advice(.calls, .window.as_deref())
+    )]
     SparkFunctions {
         /// DataFusion's error, for the first of them.
         error: DataFusionError,
         /// Each Spark function called, with what DataFusion writes.
         calls: Vec<(&'static str, &'static str)>,
+        /// The form of the query's own call of Spark's `window`, where it calls one.
+        window: Option<String>,
     },
     /// The SQL does not plan where it is written as Flink SQL writes a streaming construct
     /// (a window table function, `EMIT`, a temporal join): with Sluice's way of writing it.
@@ -1186,8 +1322,19 @@ pub async fn plan_batch(
                         *spark != "any" && ctx.udf(spark).is_err() && ctx.udaf(spark).is_err()
                     })
                     .collect();
-                if calls.len() > 1 {
-                    return Err(PlanError::SparkFunctions { error: e, calls });
+                // Spark's `window` said with the query's own size and slide (walk 96: a fixed
+                // form of 1 minute, copied as shown, made windows of another size).
+                let window = calls
+                    .iter()
+                    .any(|(spark, _)| *spark == "window")
+                    .then(|| spark_window(sql))
+                    .flatten();
+                if calls.len() > 1 || window.is_some() {
+                    return Err(PlanError::SparkFunctions {
+                        error: e,
+                        calls,
+                        window,
+                    });
                 }
             }
             return Err(PlanError::Sql(e));
@@ -3074,6 +3221,72 @@ mod tests {
                 .unwrap_or_else(|| panic!("{name}: no value"));
             assert_eq!(&values_of(ctx, row, code).await, value, "{name}: {code}");
         }
+    }
+
+    /// Walk 96: Spark's `window` was said as one form of 1 minute whatever the call; it is
+    /// said with the call's own column and durations, and the form runs in DataFusion giving
+    /// the starts of Spark's windows for one row (Spark 4's `window` documentation: tumbling
+    /// from the epoch, a slide's windows each holding the row, a start offset shifting them).
+    #[tokio::test]
+    async fn sparks_window_is_said_with_the_calls_own_durations() {
+        let ctx = session(&default_settings());
+        register_functions(&ctx);
+        let row = "SELECT TIMESTAMP '2026-03-01 12:34:56' AS ts";
+        for (call, form, starts) in [
+            (
+                "window(ts, '5 minutes')",
+                "date_bin(INTERVAL '5 minutes', ts)",
+                "2026-03-01T12:30:00",
+            ),
+            (
+                "window(ts, '10 minutes', '10 minutes')",
+                "date_bin(INTERVAL '10 minutes', ts)",
+                "2026-03-01T12:30:00",
+            ),
+            (
+                "window(ts, '5 minutes', '5 minutes', '2 minutes')",
+                "date_bin(INTERVAL '5 minutes', ts, TIMESTAMP '1970-01-01 00:00:00' + INTERVAL \
+                 '2 minutes')",
+                "2026-03-01T12:32:00",
+            ),
+            (
+                "window(ts, INTERVAL '1 hour')",
+                "date_bin(INTERVAL '1 hour', ts)",
+                "2026-03-01T12:00:00",
+            ),
+            (
+                "WINDOW(ts, '5 minutes', '2 minutes')",
+                "unnest(hop(ts, INTERVAL '2 minutes', INTERVAL '5 minutes'))",
+                "2026-03-01T12:30:00|2026-03-01T12:32:00|2026-03-01T12:34:00",
+            ),
+        ] {
+            let sql = format!("SELECT {call} AS w, count(*) AS n FROM s GROUP BY 1");
+            let said = plan(&sql).await.expect_err(&sql).to_string();
+            assert!(said.contains(&format!("`{form}`")), "{call}: {said}");
+            assert!(!said.contains("INTERVAL '1 minute'"), "{call}: {said}");
+            assert_eq!(values_of(&ctx, row, form).await, starts, "{call}");
+        }
+        // Spark SQL's double-quoted durations; a call in a `--` comment is not the query's
+        // (the review).
+        for sql in [
+            "SELECT window(ts, \"10 minutes\") AS w, count(*) AS n FROM s GROUP BY 1",
+            "SELECT -- was: window(ts, '1 minute') it's\n window(ts, '10 minutes') AS w, \
+             count(*) AS n FROM s GROUP BY 1",
+        ] {
+            let said = plan(sql).await.expect_err(sql).to_string();
+            assert!(
+                said.contains("`date_bin(INTERVAL '10 minutes', ts)`")
+                    && !said.contains("INTERVAL '1 minute'"),
+                "{sql}: {said}"
+            );
+        }
+        // A start offset of sliding windows has no counterpart: said, not a wrong form.
+        let sql = "SELECT window(ts, '5 minutes', '1 minute', '30 seconds') AS w FROM s";
+        let said = plan(sql).await.expect_err(sql).to_string();
+        assert!(
+            said.contains("has no counterpart with a start offset"),
+            "{said}"
+        );
     }
 
     /// Each Spark function's advice runs in DataFusion and gives Spark's value for one row

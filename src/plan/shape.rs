@@ -1154,11 +1154,13 @@ impl Walk<'_> {
                  hours, `INTERVAL '30 days'`, to emit each window once it is final; or keep \
                  months, rewritten as they change, in update or complete mode)"
                     .to_string()
-            } else if bins_by_time(node) && self.watermarks.is_empty() {
+            } else if (bins_by_time(node) || hops_below(input)) && self.watermarks.is_empty() {
+                // Walk 96: `hop` (in a subquery, grouped by its column) was told to group by
+                // `date_bin` over a watermark column, not that no source has one.
                 "append mode writes each row once, when its window has closed, and the \
                  watermark says when that is: no source declares a `watermark:` (give the source \
                  the window reads one, `watermark: { column: ts, delay: 10s }`, its column the \
-                 one `date_bin` bins)"
+                 one `date_bin` or `hop` bins)"
                     .to_string()
             } else if bins_by_time(node) {
                 format!(
@@ -1488,9 +1490,19 @@ fn bins_by_time(node: &LogicalPlan) -> bool {
     })
 }
 
-/// The unit of a `date_trunc('<unit>', ...)` aggregation `node` groups by (a window of
-/// Spark's or PostgreSQL's habit that is not one here), where it groups by one whose bins
-/// `date_bin` of one such unit makes too (seconds to days; weeks start on another day).
+/// Whether `plan` (an aggregation's input) calls `hop` anywhere.
+fn hops_below(plan: &LogicalPlan) -> bool {
+    plan.exists(|node| {
+        Ok(node.expressions().iter().any(|expr| {
+            expr.exists(|e| {
+                Ok(matches!(e, Expr::ScalarFunction(f) if f.func.name() == super::functions::HOP))
+            })
+            .unwrap_or(false)
+        }))
+    })
+    .unwrap_or(false)
+}
+
 /// How a query that does more than one stateful step is run: one pipeline a step, the next
 /// reading the files the one before writes (their `_sluice/` records are left out by name).
 const CHAIN: &str = "Join the two streams alone in this pipeline, into a files sink, and do the \
@@ -1498,6 +1510,9 @@ const CHAIN: &str = "Join the two streams alone in this pipeline, into a files s
                      files`, its `path:` and `format:`), with a `watermark:` where it needs \
                      one";
 
+/// The unit of a `date_trunc('<unit>', ...)` aggregation `node` groups by (a window of
+/// Spark's or PostgreSQL's habit that is not one here), where it groups by one whose bins
+/// `date_bin` of one such unit makes too (seconds to days; weeks start on another day).
 fn truncates_time(node: &LogicalPlan) -> Option<(String, bool)> {
     use datafusion::common::ScalarValue;
     let LogicalPlan::Aggregate(a) = node else {
@@ -1667,6 +1682,14 @@ mod tests {
             "{err}"
         );
         assert!(analyze_sql(sql, OutputMode::Append).await.is_ok());
+        // Walk 96: sliding windows too, grouped by the column `hop` makes in a subquery.
+        let hopped = "SELECT w, count(*) FROM (SELECT unnest(hop(ts, INTERVAL '1 minute', \
+                      INTERVAL '5 minutes')) AS w FROM s) GROUP BY w";
+        let err = analyze_sql_over(hopped, OutputMode::Append, &BTreeMap::new())
+            .await
+            .expect_err("no watermark")
+            .to_string();
+        assert!(err.contains("no source declares a `watermark:`"), "{err}");
     }
 
     #[tokio::test]

@@ -30,7 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array};
 use datafusion::arrow::compute::{CastOptions, cast_with_options, concat_batches, take};
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -117,7 +117,11 @@ impl SinkConnector for DeltaSinkConfig {
              over the row of its key, so where the new query's keys are not the old one's \
              (another window size, another key column), delete the table's rows first \
              (deltalake: `DeltaTable(path).delete()`), or the old query's rows stay beside \
-             the new one's)"
+             the new one's. A new checkpoint reads its sources from their start: where one no \
+             longer holds its whole input (a Kafka topic's or NATS stream's retention or purge, \
+             files moved away), the new query sees part of it, and its rows for keys the old \
+             one completed (closed windows) would replace complete rows for good; write into a \
+             new table then)"
                 .to_string()
         } else {
             " with a new, empty `sink.path` (a Delta table Sluice appends to belongs to one \
@@ -580,6 +584,25 @@ impl DeltaSink {
                 operation: "taking a batch back (`sluice rewind`) in update or complete mode \
                             (its rows replaced or overwrote older ones)",
             });
+        }
+        // An append-only table refuses the commit that removes the batch's files: checked
+        // before a rewind deletes anything (audit 94b: refused part way, its record left, and
+        // the rewind it said to finish failed the same way every time).
+        let append_only = table
+            .snapshot()
+            .map_err(|e| self.error(e))?
+            .metadata()
+            .configuration()
+            .get("delta.appendOnly")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if append_only {
+            return Err(self.refused(format!(
+                "the table is append-only (`delta.appendOnly: true`), which refuses the commit \
+                 that removes batch {batch}'s files: set the property to false first \
+                 (deltalake: `DeltaTable(path).alter.set_table_properties({{'delta.appendOnly': \
+                 'false'}})`; Spark: `ALTER TABLE ... SET TBLPROPERTIES ('delta.appendOnly' = \
+                 'false')`), rewind, and set it back"
+            )));
         }
         if let Some(held) = held
             && held > wanted
@@ -1296,6 +1319,25 @@ impl DeltaSink {
                     continue;
                 };
                 let values = rows.column(i);
+                // A negative decimal partition value is kept right (`-0.01`), but the
+                // deltalake Python package (1.x) fails to read such a table back ("The string
+                // '0.-1' is not a valid decimal128 number"; its own writer fails on it too):
+                // said, once a batch (audit 94b).
+                if let DataType::Decimal128(..) = values.data_type()
+                    && values
+                        .as_primitive::<datafusion::arrow::datatypes::Decimal128Type>()
+                        .iter()
+                        .flatten()
+                        .any(|v| v < 0)
+                {
+                    tracing::warn!(
+                        "Delta sink: batch {batch}: partition column `{column}` holds negative \
+                         decimals, kept right in the table's log, which the deltalake Python \
+                         package (1.x) fails to read back (\"'0.-1' is not a valid decimal128 \
+                         number\"); Spark and delta-rs's SQL reader read them. Where Python \
+                         reads the table, partition by a text or integer form of the column"
+                    );
+                }
                 if !matches!(
                     values.data_type(),
                     DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
@@ -1524,6 +1566,17 @@ impl DeltaSink {
                  delta-rs, Sluice's Delta writer, cannot write yet (its rows would be written \
                  under names the table does not read): give the pipeline a new table (a new \
                  `sink.path`), or write this one with Spark"
+            )));
+        }
+        // Writer features delta-rs does not write (identity columns, a newer one): found
+        // otherwise only as the first batch commits, exit 1 with delta-rs's words at every
+        // run (audit 94b).
+        if let Err(e) = deltalake::kernel::transaction::PROTOCOL.can_write_to(snapshot) {
+            return Err(self.config(format!(
+                "the table's protocol asks its writers for what delta-rs, Sluice's Delta writer, \
+                 does not support ({e}; the table's writer version {}): give the pipeline a new \
+                 table (a new `sink.path`), or write this one with Spark",
+                snapshot.protocol().min_writer_version()
             )));
         }
         if self.mode != Mode::Append && set("delta.appendOnly").as_deref() == Some("true") {

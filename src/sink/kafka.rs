@@ -32,7 +32,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
@@ -103,6 +103,12 @@ pub struct KafkaSinkConfig {
     /// Headers: name to SQL expression (text or binary).
     #[serde(default)]
     pub headers: indexmap::IndexMap<String, String>,
+    /// A SQL expression over the output's columns giving each record's timestamp (a
+    /// `timestamp`, kept to the millisecond, as Kafka's `CreateTime`), as Flink's Kafka sink
+    /// writes its `timestamp` metadata column and Kafka Streams keeps its input's; where
+    /// absent, or null for a row, the producer's clock when the batch is written.
+    #[serde(default)]
+    pub timestamp: Option<String>,
     /// The topic of the records that name each committed batch (made when missing).
     #[serde(default = "default_progress_topic")]
     pub progress_topic: String,
@@ -167,7 +173,61 @@ impl SinkConnector for KafkaSinkConfig {
         )
     }
 
+    /// Refuses, before a batch is planned, a topic that holds batches another checkpoint of
+    /// this pipeline (its `name`) appended and none of this one's: a pipeline started over on
+    /// a new checkpoint would append every batch again after them, and a consumer would read
+    /// each row twice (walk 94: said only in a warning). As the files, Delta and PostgreSQL
+    /// sinks refuse another checkpoint's append output; a pipeline of another name writing
+    /// the same topic (many producers into one topic) is only said, at the first batch.
+    /// Not in update or complete mode, where records replace their key's (or the table's);
+    /// only where the topic is found to hold the other's newest records still (not deleted
+    /// since, nor unreadable now: the first batch says what it finds then).
+    async fn check_new_checkpoint(&self, ctx: &SinkContext<'_>) -> Result<(), SinkError> {
+        if ctx.update || ctx.replace || super::pipeline_name(ctx.label).is_none() {
+            return Ok(());
+        }
+        let sink = self.sink(ctx)?;
+        // One look, not retried: brokers that do not answer now are said by the first batch,
+        // with its retries (not twice over).
+        if !sink.look_for_progress_topic().await.unwrap_or(false) {
+            return Ok(());
+        }
+        let (None, Some(other)) = sink.read_progress_and_other().await? else {
+            return Ok(());
+        };
+        if !same_name(&other.label, ctx.label)
+            || !matches!(sink.topic_holding(&other).await, Holding::Holds)
+        {
+            return Ok(());
+        }
+        Err(SinkError::Config {
+            kind: KIND.name,
+            reason: format!(
+                "topic `{topic}` holds the batches (up to {batch}) of another checkpoint of this \
+                 pipeline ({label}, pipeline id {owner}; this checkpoint's is {ours}), and none \
+                 of this one's: appending would write every batch again after their records, \
+                 and a consumer would read each row twice. If that checkpoint is the one meant \
+                 to write this topic, run it (`--checkpoint <its folder>`; `sluice inspect \
+                 <checkpoint>` shows a checkpoint's id); otherwise give this one its own topic \
+                 (`sink.topic`), or, to write every batch into this topic again on purpose, a \
+                 new `progress_topic:` (the one given records the other's batches)",
+                topic = self.topic,
+                batch = other.batch,
+                label = other.label,
+                owner = other.pipeline,
+                ours = ctx.pipeline,
+            ),
+        })
+    }
+
     fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(self.sink(ctx)?))
+    }
+}
+
+impl KafkaSinkConfig {
+    /// The sink `open` gives, as its own type.
+    fn sink(&self, ctx: &SinkContext<'_>) -> Result<KafkaSink, SinkError> {
         if ctx.update && self.key.is_none() {
             return Err(SinkError::Config {
                 kind: KIND.name,
@@ -185,7 +245,7 @@ impl SinkConnector for KafkaSinkConfig {
             Some(part) => format!("{}/{part}", ctx.pipeline),
             None => ctx.pipeline.to_string(),
         };
-        Ok(Box::new(KafkaSink {
+        Ok(KafkaSink {
             config: Arc::new(self.clone()),
             pipeline: ctx.pipeline,
             transactional_id,
@@ -197,8 +257,19 @@ impl SinkConnector for KafkaSinkConfig {
             transaction_began: std::sync::Mutex::new(None),
             made_topic: std::sync::atomic::AtomicBool::new(false),
             kept_from: std::sync::Mutex::new(BatchId(0)),
-        }))
+        })
     }
+}
+
+/// Whether a topic holds the records a progress record's newest batch that wrote any wrote.
+enum Holding {
+    /// Every partition it wrote reaches past them.
+    Holds,
+    /// That batch, and each partition that ends below them (deleted and made again since),
+    /// with its end now and the end the batch wrote up to.
+    Short(BatchId, Vec<(i32, i64, i64)>),
+    /// Not known: no batch of it wrote records, or the brokers did not answer now.
+    Unknown,
 }
 
 /// The record that names the newest committed batch, in the progress topic, with where the
@@ -574,9 +645,17 @@ impl KafkaSink {
             )
             .await
             .map_err(|e| self.error(format!("starting the transactional producer: {e}")))?;
-        let (last, other) = self.read_progress_and_other().await?;
+        let (last, mut other) = self.read_progress_and_other().await?;
         if let Some(last) = &last {
             self.check_topic_holds(last).await?;
+        }
+        // Another's batches whose records the topic no longer holds (deleted and made again
+        // since): none are written twice (walk 94: an empty topic was said to hold them).
+        if last.is_none()
+            && let Some(theirs) = &other
+            && matches!(self.topic_holding(theirs).await, Holding::Short(..))
+        {
+            other = None;
         }
         // Another pipeline's or checkpoint's batches in this topic, and none of this one's: a
         // pipeline started over on a new checkpoint writes every batch again. A topic many
@@ -635,50 +714,9 @@ impl KafkaSink {
     /// writing on would leave them out of it for good, in silence. (Retention takes records
     /// from a partition's front; only a topic made again ends lower.)
     async fn check_topic_holds(&self, last: &Progress) -> Result<(), SinkError> {
-        // The newest batch that wrote records (a batch of none names no offsets).
-        let Some((&batch, written)) = last
-            .batches
-            .iter()
-            .rev()
-            .find(|(_, written)| !written.offsets.is_empty())
-        else {
+        let Holding::Short(batch, short) = self.topic_holding(last).await else {
             return Ok(());
         };
-        // The log's ends, not the last stable offsets: another producer's transaction still
-        // open holds those back below records this sink committed.
-        let mut config = self.reader_config()?;
-        config.set("isolation.level", "read_uncommitted");
-        let topic = self.config.topic.clone();
-        let partitions: Vec<(i32, i64)> = written
-            .offsets
-            .iter()
-            .map(|(p, (_, end))| (*p, *end))
-            .collect();
-        let timeout = self.config.retry.timeout;
-        let short = blocking(move || -> Result<Vec<(i32, i64, i64)>, KafkaError> {
-            let consumer = crate::source::kafka::client::range_consumer(&config)?;
-            let mut short = Vec::new();
-            for (partition, end) in partitions {
-                let high = match consumer.fetch_watermarks(&topic, partition, timeout) {
-                    Ok((_, high)) => high,
-                    // A partition the topic made again does not have.
-                    Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownPartition)) => 0,
-                    Err(e) => return Err(e),
-                };
-                if high <= end {
-                    short.push((partition, high, end));
-                }
-            }
-            Ok(short)
-        })
-        .await;
-        // Not reachable now: the first batch says so, with its retries.
-        let Ok(short) = short else {
-            return Ok(());
-        };
-        if short.is_empty() {
-            return Ok(());
-        }
         let ends = short
             .iter()
             .map(|(p, high, end)| {
@@ -713,6 +751,60 @@ impl KafkaSink {
         })
     }
 
+    /// Whether the topic still holds the records the newest batch of `progress` that wrote
+    /// any wrote ([`Holding`]).
+    async fn topic_holding(&self, progress: &Progress) -> Holding {
+        // The newest batch that wrote records (a batch of none names no offsets).
+        let Some((&batch, written)) = progress
+            .batches
+            .iter()
+            .rev()
+            .find(|(_, written)| !written.offsets.is_empty())
+        else {
+            return Holding::Unknown;
+        };
+        // The log's ends, not the last stable offsets: another producer's transaction still
+        // open holds those back below records this sink committed.
+        let Ok(mut config) = self.reader_config() else {
+            return Holding::Unknown;
+        };
+        config.set("isolation.level", "read_uncommitted");
+        let topic = self.config.topic.clone();
+        let partitions: Vec<(i32, i64)> = written
+            .offsets
+            .iter()
+            .map(|(p, (_, end))| (*p, *end))
+            .collect();
+        let timeout = self.config.retry.timeout;
+        let short = blocking(move || -> Result<Vec<(i32, i64, i64)>, KafkaError> {
+            let consumer = crate::source::kafka::client::range_consumer(&config)?;
+            let mut short = Vec::new();
+            for (partition, end) in partitions {
+                let high = match consumer.fetch_watermarks(&topic, partition, timeout) {
+                    Ok((_, high)) => high,
+                    // A partition the topic made again does not have, or the topic gone.
+                    Err(KafkaError::MetadataFetch(
+                        RDKafkaErrorCode::UnknownPartition
+                        | RDKafkaErrorCode::UnknownTopicOrPartition
+                        | RDKafkaErrorCode::UnknownTopic,
+                    )) => 0,
+                    Err(e) => return Err(e),
+                };
+                if high <= end {
+                    short.push((partition, high, end));
+                }
+            }
+            Ok(short)
+        })
+        .await;
+        match short {
+            // Not reachable now: the first batch says so, with its retries.
+            Err(_) => Holding::Unknown,
+            Ok(short) if short.is_empty() => Holding::Holds,
+            Ok(short) => Holding::Short(BatchId(batch), short),
+        }
+    }
+
     /// A `read_committed` consumer's configuration, for reading exact ranges.
     fn reader_config(&self) -> Result<rdkafka::ClientConfig, SinkError> {
         let mut config = client_config(
@@ -739,34 +831,40 @@ impl KafkaSink {
     /// [`KafkaSink::read_progress`], where a progress topic that does not exist (deleted, or
     /// not made yet) holds none of this sink's batches.
     async fn read_held_progress(&self) -> Result<Option<Progress>, SinkError> {
-        let config = self.reader_config()?;
-        let topic = self.config.progress_topic.clone();
-        let timeout = self.config.retry.timeout;
-        let exists = self
-            .config
-            .retry
-            .run(
-                "Kafka sink: looking for the progress topic",
-                |_: &KafkaError| true,
-                || {
-                    let config = config.clone();
-                    let topic = topic.clone();
-                    blocking(move || -> Result<bool, KafkaError> {
-                        let metadata =
-                            log_reader(&config)?.fetch_metadata(Some(&topic), timeout)?;
-                        Ok(metadata
-                            .topics()
-                            .iter()
-                            .any(|t| t.name() == topic && t.error().is_none()))
-                    })
-                },
-            )
-            .await
-            .map_err(|e| self.error(format!("looking for the progress topic: {e}")))?;
-        if !exists {
+        if !self.progress_topic_exists().await? {
             return Ok(None);
         }
         self.read_progress().await
+    }
+
+    /// Whether the progress topic exists (with no error at the brokers).
+    async fn progress_topic_exists(&self) -> Result<bool, SinkError> {
+        self.config
+            .retry
+            .run(
+                "Kafka sink: looking for the progress topic",
+                |_: &String| true,
+                || self.look_for_progress_topic(),
+            )
+            .await
+            .map_err(|e| self.error(format!("looking for the progress topic: {e}")))
+    }
+
+    /// One look for the progress topic (with no error at the brokers), as
+    /// [`KafkaSink::progress_topic_exists`] retries it.
+    async fn look_for_progress_topic(&self) -> Result<bool, String> {
+        let config = self.reader_config().map_err(|e| e.to_string())?;
+        let topic = self.config.progress_topic.clone();
+        let timeout = self.config.retry.timeout;
+        blocking(move || -> Result<bool, KafkaError> {
+            let metadata = log_reader(&config)?.fetch_metadata(Some(&topic), timeout)?;
+            Ok(metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == topic && t.error().is_none()))
+        })
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// The newest progress record of this sink, reading the progress topic to its end as a
@@ -882,6 +980,7 @@ impl KafkaSink {
                             headers.push(mark());
                             marked = EncodedRow {
                                 partition: None,
+                                timestamp: row.timestamp,
                                 key: row.key.clone(),
                                 value: row.value.clone(),
                                 headers,
@@ -917,6 +1016,7 @@ impl KafkaSink {
                     if !written_keys.contains(key) {
                         let tombstone = EncodedRow {
                             partition: Some(*partition),
+                            timestamp: None,
                             key: Some(key.clone()),
                             value: None,
                             headers: vec![mark()],
@@ -972,6 +1072,7 @@ impl KafkaSink {
             // hand has (the partitioner would spread pipelines' keys over them).
             let row = EncodedRow {
                 partition: Some(0),
+                timestamp: None,
                 key: Some(key.into_bytes()),
                 value: Some(record),
                 headers: vec![(LABEL_HEADER.to_string(), Some(label))],
@@ -1145,6 +1246,9 @@ impl KafkaSink {
 struct EncodedRow {
     /// Where the record goes: the partitioner's choice where `None`.
     partition: Option<i32>,
+    /// The record's timestamp, milliseconds since the epoch: the producer's clock where
+    /// `None`.
+    timestamp: Option<i64>,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
     headers: Vec<(String, Option<Vec<u8>>)>,
@@ -1215,6 +1319,9 @@ fn send(
     let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
     if let Some(partition) = row.partition {
         record = record.partition(partition);
+    }
+    if let Some(timestamp) = row.timestamp {
+        record = record.timestamp(timestamp);
     }
     if let Some(key) = &row.key {
         record = record.key(key.as_slice());
@@ -1679,6 +1786,8 @@ struct Encoders {
     /// The default value writes null columns as `null`.
     json_nulls: bool,
     headers: Vec<(String, Encoder)>,
+    /// `timestamp:`, where given.
+    timestamp: Option<Encoder>,
 }
 
 /// One of the sink's expressions, compiled, with the setting it came from (`key: ...`) for
@@ -1689,6 +1798,46 @@ struct Encoder {
 }
 
 impl Encoder {
+    /// The expression's value for each row of `batch` as a record's timestamp, milliseconds
+    /// since the epoch (a time without a zone taken as UTC, as Sluice keeps times; finer
+    /// units cut to the millisecond, toward the past); `None` for a null.
+    fn millis(&self, batch: &RecordBatch) -> Result<Vec<Option<i64>>, EncodeError> {
+        let fail = |reason: String| EncodeError {
+            row: None,
+            reason: format!("`{}` fails on it: {reason}", self.setting),
+        };
+        let array = self
+            .expr
+            .evaluate(batch)
+            .and_then(|v| v.into_array(batch.num_rows()))
+            .map_err(|e| fail(e.to_string()))?;
+        let micros = cast(
+            &array,
+            &DataType::Timestamp(TimeUnit::Microsecond, timestamp_zone(array.data_type())),
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        let millis: Vec<Option<i64>> = micros
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .map(|v| v.map(|us| us.div_euclid(1000)))
+            .collect();
+        // Kafka keeps a record's time as milliseconds after 1970, where 0 and below say "no
+        // time" (librdkafka then stamps the producer's clock): such a row is refused, not
+        // stamped otherwise in silence (the review).
+        if let Some(row) = millis.iter().position(|m| m.is_some_and(|m| m <= 0)) {
+            return Err(EncodeError {
+                row: Some(row),
+                reason: format!(
+                    "`{}` gives a time at or before 1970-01-01T00:00:00Z, which a Kafka \
+                     record's timestamp cannot be (milliseconds after it; 0 and below read as \
+                     none)",
+                    self.setting
+                ),
+            });
+        }
+        Ok(millis)
+    }
+
     /// The expression's value for each row of `batch`, as a record's bytes. A failure names
     /// the setting and the first row (0-based, within `batch`) it fails on: it is the row's
     /// fault, so no attempt writes it.
@@ -1789,6 +1938,25 @@ impl Encoders {
             }
         };
         let key = config.key.as_deref().and_then(|k| keep(compile("key", k)));
+        // A time, not bytes: checked for its type, then compiled as the others are.
+        let timestamp = config.timestamp.as_deref().and_then(|sql| {
+            let typed = ctx
+                .parse_sql_expr(sql, &df_schema)
+                .and_then(|e| simplifier.coerce(e, &df_schema))
+                .and_then(|e| datafusion::logical_expr::ExprSchemable::get_type(&e, &df_schema));
+            match typed {
+                Ok(DataType::Timestamp(..)) => keep(compile("timestamp", sql)),
+                Ok(other) => keep(Err(format!(
+                    "`timestamp: {sql}` gives values of type {}, not a timestamp: give a \
+                     `timestamp` column or expression (`to_timestamp_millis(epoch_ms)` for a \
+                     number of milliseconds)",
+                    crate::format::sql_type_name(&other)
+                ))),
+                Err(e) => keep(Err(format!(
+                    "`timestamp: {sql}` is not an expression over the query's columns: {e}"
+                ))),
+            }
+        });
         let value = config
             .value
             .as_deref()
@@ -1815,6 +1983,7 @@ impl Encoders {
             value,
             json_nulls: config.json_nulls,
             headers,
+            timestamp,
         })
     }
 
@@ -1834,11 +2003,17 @@ impl Encoders {
             .iter()
             .map(|(name, header)| Ok((name.clone(), header.bytes(batch)?)))
             .collect::<Result<Vec<_>, EncodeError>>()?;
+        let timestamps = self
+            .timestamp
+            .as_ref()
+            .map(|t| t.millis(batch))
+            .transpose()?;
         let mut keys = keys.map(Vec::into_iter);
         let mut out = Vec::with_capacity(n);
         for (i, value) in values.into_iter().enumerate() {
             out.push(EncodedRow {
                 partition: None,
+                timestamp: timestamps.as_ref().and_then(|t| t[i]),
                 key: keys.as_mut().and_then(|k| k.next().flatten()),
                 value,
                 headers: headers
@@ -1848,6 +2023,15 @@ impl Encoders {
             });
         }
         Ok(out)
+    }
+}
+
+/// The zone of a timestamp type, kept through a cast to another unit (its values are instants
+/// either way).
+fn timestamp_zone(data_type: &DataType) -> Option<Arc<str>> {
+    match data_type {
+        DataType::Timestamp(_, zone) => zone.clone(),
+        _ => None,
     }
 }
 
@@ -2230,6 +2414,7 @@ impl Sink for KafkaSink {
             rescued: None,
             epoch_unit: None,
             delimiter: b',',
+            header: true,
             null_value: None,
             inferred: false,
             encoding: None,

@@ -379,6 +379,13 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// Checks, after [`SinkConnector::preflight`], before the first batch of a checkpoint
+    /// that has none (a new one, or one whose batches were all taken back): what only a
+    /// pipeline starting over would do wrong. Nothing by default.
+    async fn check_new_checkpoint(&self, _ctx: &SinkContext<'_>) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     /// Opens the sink.
     fn open(&self, ctx: &SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError>;
 }

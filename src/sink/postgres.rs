@@ -273,7 +273,11 @@ impl SinkConnector for PostgresSinkConfig {
                  (`TRUNCATE {}`), or the old query's rows stay beside the new one's. Until \
                  the new checkpoint has caught up, a reader sees each key's row go back to an \
                  earlier value: the source's admission limit (`max_files_per_batch`, \
-                 `max_records_per_batch`) raised for that run catches up in fewer batches)",
+                 `max_records_per_batch`) raised for that run catches up in fewer batches. A new checkpoint reads its sources from their start: \
+                 where one no longer holds its whole input (a Kafka topic's or NATS stream's \
+                 retention or purge, files moved away), the new query sees part of it, and its \
+                 rows for keys the old one completed (closed windows) would replace complete \
+                 rows for good; write into a new table then)",
                 quote_path(&self.table)
             )
         } else {

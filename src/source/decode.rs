@@ -459,6 +459,9 @@ pub struct Reader {
     pub epoch_unit: Option<EpochUnit>,
     /// The byte between a CSV record's fields (`,`, or the source's `delimiter`).
     pub delimiter: u8,
+    /// Whether a CSV file's first line names its columns (else every line is a record, read
+    /// into `schema` by position).
+    pub header: bool,
     /// The text of a CSV field that reads as null besides an empty one (`null_value`).
     pub null_value: Option<String>,
     /// Whether `schema` was inferred from the source's first files rather than declared: a
@@ -576,9 +579,12 @@ impl Reader {
                 let csv = Csv {
                     epoch: self.epoch_unit,
                     delimiter: self.delimiter,
+                    header: self.header,
                     null: null.as_ref(),
                 };
-                check_csv_header(file, bytes, &content, csv.delimiter)?;
+                if csv.header {
+                    check_csv_header(file, bytes, &content, csv.delimiter)?;
+                }
                 let batches = match csv_fast(bytes, &content, csv) {
                     Ok(batches) => Decoded::from_batches(batches, 0),
                     Err(error) => csv_slow(file, bytes, &content, self.on_error, csv, error)
@@ -782,8 +788,10 @@ pub fn infer_schema_encoded(
                 return Err(err(ArrowError::CsvError(format!(
                     "its first line `{}` looks like a row, not a header ({why}): a CSV file's \
                      first line names its columns, and would otherwise be taken for names and \
-                     its values lost. Add a header line; or, if those are the column names, \
-                     declare them in the source's `schema:`",
+                     its values lost. Add a header line, or read the files as having none \
+                     (`header: false`, the columns declared in order: `columns: [{{name: id, \
+                     type: bigint}}, ...]`); or, if those are the column names, declare them in \
+                     the source's `schema:`",
                     String::from_utf8_lossy(line).trim_end()
                 ))));
             }
@@ -1126,8 +1134,9 @@ fn header_looks_like_a_row(schema: &Schema) -> Option<String> {
     for field in schema.fields() {
         let name = field.name().trim();
         let is_value = match field.data_type() {
-            DataType::Int64 => name.parse::<i64>().is_ok(),
-            DataType::Float64 => name.parse::<f64>().is_ok(),
+            // A number over numbers, whatever its own type (walk 97: `1,Anna,10.5` over
+            // `2,Bob,7` was taken for a header, its row lost).
+            DataType::Int64 | DataType::Float64 => name.parse::<f64>().is_ok_and(f64::is_finite),
             DataType::Boolean => {
                 name.eq_ignore_ascii_case("true") || name.eq_ignore_ascii_case("false")
             }
@@ -2323,7 +2332,11 @@ fn epoch_times(
                         Some((value, _)) if is_null_word(value) => format!(
                             " (the text `{value}` is read as text, not as a null: a CSV field \
                              is null only where it is empty, unless the source's `null_value` \
-                             names another text, `null_value: '{value}'`)"
+                             names another text, `null_value: '{value}'`; one text a source: \
+                             where it names another already, declare the column `string` and \
+                             write `CAST(nullif({column}, '{value}') AS {kind})` in the query)",
+                            column = field.name(),
+                            kind = crate::format::sql_type_name(field.data_type()),
                         ),
                         _ => out_of_range_hint(field.data_type(), &e).to_string(),
                     };
@@ -3187,6 +3200,8 @@ fn unknown_fields(
 struct Csv<'a> {
     epoch: Option<EpochUnit>,
     delimiter: u8,
+    /// Whether the first line is a header (passed over) rather than a record.
+    header: bool,
     null: Option<&'a regex::Regex>,
 }
 
@@ -3216,7 +3231,7 @@ fn csv_fast(bytes: &Bytes, schema: &SchemaRef, csv: Csv) -> Result<Vec<RecordBat
         arrow_csv::ReaderBuilder::new(times_as_text(schema, epoch)),
         &csv,
     )
-    .with_header(true)
+    .with_header(csv.header)
     .with_delimiter(csv.delimiter)
     .with_batch_size(batch_rows(schema.fields().len()))
     .build_buffered(Cursor::new(bytes.as_ref()))?
@@ -3235,7 +3250,7 @@ fn past_line_ends(bytes: &[u8], pos: &mut usize, line: &mut usize) -> bool {
     *pos < bytes.len()
 }
 
-/// Goes record by record after the header line.
+/// Goes record by record after the header line (from the first, without one).
 fn csv_slow(
     file: &str,
     bytes: &[u8],
@@ -3245,17 +3260,21 @@ fn csv_slow(
     first_error: ArrowError,
 ) -> Result<Decoded, SourceError> {
     let epoch = csv.epoch;
-    let Some(header_end) = bytes.iter().position(|b| *b == b'\n').map(|p| p + 1) else {
-        return Err(SourceError::Malformed {
-            file: file.to_string(),
-            line: Some(1),
-            reason: first_error.to_string(),
-        });
+    let (mut pos, mut line) = match csv.header {
+        false => (0, 1),
+        true => match bytes.iter().position(|b| *b == b'\n') {
+            Some(end) => (end + 1, 2),
+            None => {
+                return Err(SourceError::Malformed {
+                    file: file.to_string(),
+                    line: Some(1),
+                    reason: first_error.to_string(),
+                });
+            }
+        },
     };
     let mut batches = Vec::new();
     let mut skipped = 0;
-    let mut pos = header_end;
-    let mut line = 2;
     while pos < bytes.len() {
         if !past_line_ends(bytes, &mut pos, &mut line) {
             break;
@@ -3354,9 +3373,11 @@ fn unclosed_quote_in_header(file: &str, bytes: &[u8], delimiter: u8) -> Result<(
                 sep.escape_default()
             )
         };
+        // No line: it names its line, and is not a row `on_error: skip` could skip (walk
+        // 97: that advice, followed, gave the same error).
         return Err(SourceError::Malformed {
             file: file.to_string(),
-            line: Some(1),
+            line: None,
             reason: format!(
                 "its first line `{first}` is Excel's separator line, not a header (the \
                  header would be read as a row): take the line out of the file (`sed -i 1d \
@@ -4321,7 +4342,7 @@ fn csv_malformed(file: &str, line: usize, error: &ArrowError, schema: &SchemaRef
     } else if reason.contains("would overflow 64-bit signed nanoseconds") {
         reason.push_str(NANOSECOND_RANGE_HINT);
     }
-    with_number_hints(&mut reason);
+    with_number_hints(&mut reason, true);
     SourceError::Malformed {
         file: file.to_string(),
         line: Some(line),
@@ -4331,7 +4352,7 @@ fn csv_malformed(file: &str, line: usize, error: &ArrowError, schema: &SchemaRef
 
 fn malformed(file: &str, line: usize, error: &ArrowError) -> SourceError {
     let mut reason = unnumbered(error);
-    with_number_hints(&mut reason);
+    with_number_hints(&mut reason, false);
     SourceError::Malformed {
         file: file.to_string(),
         line: Some(line),
@@ -4457,7 +4478,7 @@ pub(crate) fn day_first_date(value: &str) -> Option<&'static str> {
 /// Adds what to do about a value Arrow would not read: a number written with a decimal comma
 /// where a decimal or float was expected, or with a point or exponent where an integer was;
 /// a JSON text where a boolean was.
-fn with_number_hints(reason: &mut String) {
+fn with_number_hints(reason: &mut String, csv: bool) {
     // JSON text where a boolean was expected: Arrow reads a number written as text into a
     // number column, but no text into a boolean one.
     if let Some(text) = reason
@@ -4481,11 +4502,24 @@ fn with_number_hints(reason: &mut String) {
     // decimal's or a time's is said where it is cast; this is every other type's).
     if is_null_word(value) && !reason.contains("null_value") {
         let value = value.to_string();
-        reason.push_str(&format!(
-            " (the text `{value}` is read as text, not as a null; in a CSV file a field is null \
-             only where it is empty, unless the source's `null_value` names another text, \
-             `null_value: '{value}'`)"
-        ));
+        let column = named_column(reason).unwrap_or("<column>").to_string();
+        // `null_value` is CSV's alone (walk 97: a JSON source was told to set it, then
+        // refused it), and one text a source.
+        reason.push_str(&if csv {
+            format!(
+                " (the text `{value}` is read as text, not as a null; in a CSV file a field is \
+                 null only where it is empty, unless the source's `null_value` names another \
+                 text, `null_value: '{value}'`; one text a source: where it names another \
+                 already, declare the column `string` and write `nullif({column}, '{value}')` \
+                 in the query, cast to its type)"
+            )
+        } else {
+            format!(
+                " (the text `{value}` is read as text, not as a null: declare the column \
+                 `string` and write `nullif({column}, '{value}')` in the query, cast to its \
+                 type)"
+            )
+        });
         return;
     }
     let whole_looking = is_number(value)
@@ -4565,6 +4599,7 @@ mod tests {
             rescued: None,
             epoch_unit: None,
             delimiter: b',',
+            header: true,
             null_value: None,
             inferred: false,
             encoding: None,
@@ -4596,6 +4631,7 @@ mod tests {
             rescued: None,
             epoch_unit: None,
             delimiter,
+            header: true,
             null_value: None,
             inferred: true,
             encoding: None,
@@ -4724,6 +4760,7 @@ mod tests {
             rescued: None,
             epoch_unit: Some(EpochUnit::Milliseconds),
             delimiter: b',',
+            header: true,
             null_value: None,
             inferred: false,
             encoding: None,
@@ -5070,10 +5107,12 @@ mod tests {
         )
         .expect_err("sep= line")
         .to_string();
+        // Named by its line in words, with no advice to skip it, which would not (walk 97).
         assert!(
-            err.contains("x.csv line 1")
+            err.contains("x.csv: its first line `sep=;`")
                 && err.contains("Excel's separator line")
-                && err.contains("`delimiter: \";\"`"),
+                && err.contains("`delimiter: \";\"`")
+                && !err.contains("on_error: skip"),
             "{err}"
         );
         // Review: a tab's `sep=` line is one too.
@@ -5358,6 +5397,7 @@ mod tests {
             rescued: Some("_rescued".into()),
             epoch_unit: None,
             delimiter: b',',
+            header: true,
             null_value: None,
             inferred: false,
             encoding: None,
@@ -5520,6 +5560,7 @@ mod tests {
             rescued: None,
             epoch_unit: None,
             delimiter: b',',
+            header: true,
             null_value: None,
             inferred: false,
             encoding: None,
@@ -5957,6 +5998,7 @@ mod tests {
                     rescued: None,
                     epoch_unit: None,
                     delimiter: b',',
+                    header: true,
                     null_value: None,
                     inferred,
                     encoding: None,
@@ -6087,6 +6129,21 @@ pear;2
         .expect_err("a row, not a header")
         .to_string();
         assert!(err.contains("looks like a row"), "{err}");
+        // Walk 97: a number over numbers of another type (`10.5` over `7`) too.
+        let err = infer_schema(
+            "people.csv",
+            &Bytes::from("1,Anna,10.5\n2,Bob,7\n"),
+            FileFormat::Csv,
+            OnError::Fail,
+            b',',
+            None,
+        )
+        .expect_err("a row, not a header")
+        .to_string();
+        assert!(
+            err.contains("looks like a row") && err.contains("header: false"),
+            "{err}"
+        );
         assert_eq!(
             types,
             [
@@ -6154,6 +6211,7 @@ pear;2
             rescued: None,
             epoch_unit: None,
             delimiter: b',',
+            header: true,
             null_value: None,
             inferred: false,
             encoding: None,

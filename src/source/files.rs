@@ -102,6 +102,24 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
             ));
         }
     }
+    if let Some(header) = config.header {
+        if config.format != FileFormat::Csv {
+            return Err(ConfigError::at(
+                "header",
+                "`header` says whether a CSV file's first line names its columns; this source \
+                 reads another format",
+            ));
+        }
+        if !header && config.schema.is_none() && config.columns.is_none() {
+            return Err(ConfigError::at(
+                "header",
+                "`header: false` reads every line as a record, by position, so the columns \
+                 cannot be named from the files: declare them in order, `columns: [{name: id, \
+                 type: bigint}, {name: page, type: string}]` (as Spark's streaming file \
+                 source, which infers no schema, needs one)",
+            ));
+        }
+    }
     if config.null_value.is_some() && config.format != FileFormat::Csv {
         return Err(ConfigError::at(
             "null_value",
@@ -179,6 +197,11 @@ pub struct FilesConfig {
     /// character.
     #[serde(default)]
     pub delimiter: Option<String>,
+    /// Whether each CSV file's first line names its columns (true where absent). `false`
+    /// (Spark's default `header`, and Flink's CSV, which has none): every line is a record,
+    /// read into the declared `schema:` (or `columns:`) by position, which it then needs.
+    #[serde(default)]
+    pub header: Option<bool>,
     /// The text of a CSV field that reads as null, besides an empty field (`NULL`, `\N`,
     /// `NA`), as Spark's `nullValue` and DuckDB's `nullstr`: the whole field, unquoted or
     /// quoted, matched exactly. Quoted in the YAML (`'NULL'`), which reads a bare `NULL` as
@@ -615,6 +638,9 @@ pub struct FilesSource {
     schema: Option<SchemaRef>,
     /// Files read by planned batches, as each was when read (size, time, ETag).
     seen: HashMap<String, LoggedFile>,
+    /// The batch that read each file of `seen`, where its own log entry says (not one a
+    /// compact entry keeps).
+    read_by: HashMap<String, u64>,
     /// Files read before that have changed since, already warned of in this run.
     grown: HashSet<String>,
     /// Files said by an earlier run to have changed since a batch read them, as each was
@@ -696,6 +722,7 @@ impl FilesSource {
             checkpoint: checkpoint.clone(),
             schema: None,
             seen: HashMap::new(),
+            read_by: HashMap::new(),
             grown: HashSet::new(),
             said_before: HashMap::new(),
             said_new: false,
@@ -835,6 +862,38 @@ impl FilesSource {
         Ok(())
     }
 
+    /// The first numbered log entry (after the compact one) that lists files and only files
+    /// earlier entries list (the compact entry's too), with those earlier entries: `(copy,
+    /// of)`.
+    async fn repeated_entry(&self) -> Result<Option<(u64, Vec<u64>)>, SourceError> {
+        let mut listed_by: HashMap<String, u64> = HashMap::new();
+        if let Some(k) = self.compacted_to {
+            for file in self
+                .read_entry(&format!("{}/{k}.compact", self.log_dir()))
+                .await?
+            {
+                listed_by.insert(file.path, k);
+            }
+        }
+        for &n in &self.logged {
+            if self.compacted_to.is_some_and(|k| n <= k) {
+                continue;
+            }
+            let files = self.read_entry(&self.log_file(n)).await?;
+            let earlier: BTreeSet<u64> = files
+                .iter()
+                .filter_map(|f| listed_by.get(&f.path).copied())
+                .collect();
+            if !files.is_empty() && files.iter().all(|f| listed_by.contains_key(&f.path)) {
+                return Ok(Some((n, earlier.into_iter().collect())));
+            }
+            for file in files {
+                listed_by.entry(file.path).or_insert(n);
+            }
+        }
+        Ok(None)
+    }
+
     /// Loads the files read so far from the log (the latest compact entry and later batches).
     async fn load_log(&mut self) -> Result<(), SourceError> {
         let mut compact: Option<u64> = None;
@@ -862,6 +921,7 @@ impl FilesSource {
                 continue;
             }
             for file in self.read_entry(&self.log_file(n)).await? {
+                self.read_by.insert(file.path.clone(), n);
                 self.seen.insert(file.path.clone(), file);
             }
         }
@@ -890,10 +950,17 @@ impl FilesSource {
             let changed = read
                 .change(file, self.data.local_root().is_some())
                 .is_some();
+            // Grown by appended rows, or replaced (walk 97: a corrected file said as grown).
             let how = if file.size > read.size {
-                format!("has grown from {} to {} bytes", read.size, file.size)
+                format!(
+                    "has grown from {} to {} bytes (rows appended, or the file replaced)",
+                    read.size, file.size
+                )
             } else if file.size < read.size {
-                format!("has shrunk from {} to {} bytes", read.size, file.size)
+                format!(
+                    "has shrunk from {} to {} bytes (replaced, or cut)",
+                    read.size, file.size
+                )
             } else if changed {
                 // Or another file of that name: a copy, or the same name in a folder the
                 // source's `path:` was moved to.
@@ -924,10 +991,29 @@ impl FilesSource {
                 } else {
                     "write new rows to a new file"
                 };
+                // Which batch, and how a corrected file is read again (walk 97: unsaid).
+                let (which, again) = match self.read_by.get(&file.path) {
+                    Some(&batch) => (
+                        format!("batch {batch}"),
+                        match batch.checked_sub(1) {
+                            Some(before) => format!(
+                                ". Where it was corrected, take that batch and the ones after \
+                                 it back to read it again as it is now: `sluice rewind \
+                                 {} --to {before}` (their output taken back too, where \
+                                 the sink can)",
+                                crate::vocab::shell_word(&self.checkpoint.to_string())
+                            ),
+                            None => ". Where it was corrected, only a new checkpoint (and \
+                                     sink) reads it again, as batch 0 read it"
+                                .to_string(),
+                        },
+                    ),
+                    None => ("a batch".to_string(), String::new()),
+                };
                 tracing::warn!(
-                    "source `{}`: {} {how} since a batch read it; what it holds now is not \
+                    "source `{}`: {} {how} since {which} read it; what it holds now is not \
                      read (a file is read once, as it was when a batch listed it, as Spark's \
-                     file source reads): {way_on}",
+                     file source reads): {way_on}{again}",
                     self.name,
                     file.path,
                 );
@@ -1398,6 +1484,9 @@ struct RemoteFile {
     rescued: Option<String>,
     epoch_unit: Option<String>,
     delimiter: u8,
+    /// Whether a CSV file's first line is its header ([`Reader::header`]).
+    #[serde(default = "header_by_default")]
+    header: bool,
     #[serde(default)]
     null_value: Option<String>,
     #[serde(default)]
@@ -1408,6 +1497,11 @@ struct RemoteFile {
     /// The files' text encoding ([`Reader::encoding`]), by its name.
     #[serde(default)]
     encoding: Option<String>,
+}
+
+/// A part sent by an older Sluice names no `header`: its CSV files had one.
+fn header_by_default() -> bool {
+    true
 }
 
 impl RemoteFile {
@@ -1435,6 +1529,7 @@ impl RemoteFile {
             rescued: reader.rescued.clone(),
             epoch_unit: reader.epoch_unit.map(|u| u.as_str().to_string()),
             delimiter: reader.delimiter,
+            header: reader.header,
             null_value: reader.null_value.clone(),
             file: None,
             inferred: reader.inferred,
@@ -1470,6 +1565,7 @@ pub(super) fn remote_read(value: &serde_json::Value) -> Result<ReadPart, String>
             .map(|u| EpochUnit::from_str(&u).map_err(|_| keyword("epoch_unit", &u)))
             .transpose()?,
         delimiter: remote.delimiter,
+        header: remote.header,
         null_value: remote.null_value,
         inferred: remote.inferred,
         encoding: match &remote.encoding {
@@ -1621,6 +1717,7 @@ fn reader(config: &FilesConfig, schema: SchemaRef, projection: Option<Vec<usize>
         rescued: config.rescued_data_column.clone(),
         epoch_unit: config.epoch_unit,
         delimiter: config.csv_delimiter(),
+        header: config.header.unwrap_or(true),
         null_value: config.null_value.clone(),
         inferred: config.declared_columns().is_none(),
         encoding: config.text_encoding(),
@@ -2185,6 +2282,39 @@ impl Source for FilesSource {
                 })
             });
             let location = self.checkpoint.to_string();
+            // An entry that lists only files an earlier one lists: copied over the entry it
+            // replaced (audit 94a: said as deleted, with only a backup or starting over as
+            // ways out). What that batch read is lost, and is read again once by a rewind to
+            // the batch before it, which takes the batches after back from the sink too.
+            if !repairable && let Some((copy, of)) = self.repeated_entry().await? {
+                let spec = crate::vocab::shell_word(&location).to_string();
+                let of = match of.as_slice() {
+                    [one] => format!("entry {one}"),
+                    many => format!(
+                        "entries {}",
+                        many.iter()
+                            .map(u64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                let before = copy.saturating_sub(1);
+                return Err(CheckpointError::Unrepairable {
+                    location,
+                    problems: format!(
+                        "source `{}`: its log entry {}/{copy} lists only files {of} lists \
+                         (a copy of it over the entry, or edited), so which files batch {copy} \
+                         read is not recorded and they would be read again. Take batch {copy} \
+                         and the batches after it back and run them again, their files read \
+                         once: `sluice rewind {spec} --to {before}` (where the sink cannot take \
+                         its batches back, the rewind says so: put the entry back from a \
+                         backup then)",
+                        self.name,
+                        self.log_dir(),
+                    ),
+                }
+                .into());
+            }
             return Err(if repairable {
                 CheckpointError::Inconsistent {
                     location,
@@ -2238,6 +2368,7 @@ impl Source for FilesSource {
             available
         };
         for file in &files {
+            self.read_by.insert(file.path.clone(), batch.0);
             self.seen.insert(file.path.clone(), file.clone());
         }
         Ok(Some(json!({
@@ -2361,6 +2492,7 @@ mod tests {
             rescued_data_column: None,
             epoch_unit: None,
             delimiter: None,
+            header: None,
             null_value: None,
             encoding: None,
             path_glob_filter: None,

@@ -252,6 +252,7 @@ impl PayloadDecoder<'_> {
             rescued: None,
             epoch_unit: self.epoch_unit,
             delimiter: b',',
+            header: true,
             null_value: None,
             inferred: false,
             encoding: None,

@@ -1889,3 +1889,85 @@ fn log_commits(ws: &Workspace) -> Vec<std::path::PathBuf> {
     entries.sort();
     entries
 }
+
+/// Audit 94b (1): a rewind on an append-only table (`delta.appendOnly: true`) failed part way,
+/// at delta-rs's commit, leaving its record, and the rewind it said to finish failed the same
+/// way every time. Refused before anything is taken back, naming the property; set to false,
+/// the rewind runs, and each batch is in the table once.
+#[tokio::test]
+async fn a_rewind_on_an_append_only_table_is_refused_before_anything_is_taken_back() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 40, 0);
+    let pipeline = delta_pipeline(&ws, "ckpt", QUERY, "", "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    python_on_table(
+        &ws,
+        "import sys, deltalake; \
+         deltalake.DeltaTable(sys.argv[1]).alter.set_table_properties({'delta.appendOnly': 'true'})",
+    );
+    let held = table_rows(&ws.path("table"), Reader::Deltalake, sink_schema());
+    let refused = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("append-only (`delta.appendOnly: true`)"),
+        "{said}"
+    );
+    assert!(!ws.path("ckpt/rewind").exists(), "a rewind record left");
+    assert!(ws.path("ckpt/commits/2").exists(), "batch 2 was taken back");
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        held
+    );
+    python_on_table(
+        &ws,
+        "import sys, deltalake; \
+         deltalake.DeltaTable(sys.argv[1]).alter.set_table_properties({'delta.appendOnly': 'false'})",
+    );
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let again = run_quietly(&pipeline, &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        oracle(&ws.path("in"), "json", QUERY).await
+    );
+}
+
+/// Audit 94b (2): a table whose protocol asks for a writer feature delta-rs does not write
+/// (identity columns) failed only as the first batch committed, exit 1 with delta-rs's words
+/// at every run. Refused before a batch (exit 2), saying why and the way out.
+#[tokio::test]
+async fn a_table_of_a_writer_feature_delta_rs_lacks_is_refused_before_a_batch() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 20, 0);
+    let log = ws.path("table/_delta_log");
+    std::fs::create_dir_all(&log).expect("log");
+    let schema = serde_json::json!({"type": "struct", "fields": [
+        {"name": "id", "type": "long", "nullable": true, "metadata": {}},
+        {"name": "page", "type": "string", "nullable": true, "metadata": {}},
+    ]});
+    let actions = [
+        serde_json::json!({"commitInfo": {"operation": "CREATE"}}),
+        serde_json::json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 7,
+            "writerFeatures": ["identityColumns"]}}),
+        serde_json::json!({"metaData": {"id": "3f0b6a1e-0000-4000-8000-000000000001",
+            "format": {"provider": "parquet", "options": {}},
+            "schemaString": schema.to_string(), "partitionColumns": [],
+            "configuration": {}, "createdTime": 0}}),
+    ];
+    let text: String = actions.iter().map(|a| format!("{a}\n")).collect();
+    std::fs::write(log.join("00000000000000000000.json"), text).expect("commit 0");
+    let pipeline = delta_pipeline(&ws, "ckpt", "SELECT id, page FROM clicks", "", "");
+    let refused = run_quietly(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("the table's protocol asks its writers for what delta-rs")
+            && said.contains("IdentityColumns")
+            && said.contains("a new `sink.path`"),
+        "{said}"
+    );
+    assert!(!ws.path("ckpt").exists(), "a checkpoint left");
+}

@@ -1866,3 +1866,37 @@ fn a_bounded_run_says_the_windows_it_leaves_open() {
         stderr(&out)
     );
 }
+
+/// Walk 95: `idle_timeout` on the only watermarked source was accepted without a word, and
+/// windows stayed open once it read nothing; it is said to do nothing there. Beside another
+/// watermarked source it is not.
+#[test]
+fn an_idle_timeout_on_the_only_watermarked_source_is_said_to_do_nothing() {
+    let said_with = |sources: &str| {
+        let ws = Workspace::new();
+        std::fs::create_dir_all(ws.path("a")).expect("a");
+        std::fs::create_dir_all(ws.path("b")).expect("b");
+        std::fs::write(ws.path("a/0.json"), row(1, Some(1.0))).expect("a");
+        std::fs::write(ws.path("b/0.json"), row(2, Some(1.0))).expect("b");
+        let yaml = format!(
+            "name: idle\ncheckpoint: {{ws}}/ckpt\nsources:\n{sources}\nquery: SELECT \
+             date_bin(INTERVAL '5 seconds', ts) AS w, count(*) AS n FROM a GROUP BY 1\n\
+             output_mode: append\ntrigger: available-now\n\
+             sink: {{ kind: files, path: {{ws}}/out, format: json }}\n"
+        )
+        .replace("{ws}", &ws.dir.path().display().to_string());
+        let pipeline = write_pipeline(&ws, &yaml);
+        let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let idle_a = source("a", "0s").replace("delay: 0s", "delay: 0s, idle_timeout: 1s");
+    let said = said_with(&idle_a);
+    assert!(
+        said.contains("source `a`: `idle_timeout` lets an idle source stop holding back")
+            && said.contains("so it does nothing here"),
+        "{said}"
+    );
+    let said = said_with(&format!("{idle_a}\n{}", source("b", "0s")));
+    assert!(!said.contains("does nothing here"), "{said}");
+}

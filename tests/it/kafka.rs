@@ -151,6 +151,15 @@ fn committed_consumer(bootstrap: &str) -> BaseConsumer {
 }
 
 pub fn committed_values(bootstrap: &str, topic: &str) -> Vec<Vec<u8>> {
+    committed_values_at(bootstrap, topic)
+        .into_iter()
+        .map(|(value, _)| value)
+        .collect()
+}
+
+/// Every committed record of `topic`, as [`committed_values`] reads them: its value and its
+/// timestamp (milliseconds since the epoch, as the record carries it).
+fn committed_values_at(bootstrap: &str, topic: &str) -> Vec<(Vec<u8>, Option<i64>)> {
     let consumer = committed_consumer(bootstrap);
     let metadata = consumer
         .fetch_metadata(Some(topic), TIMEOUT)
@@ -198,7 +207,10 @@ pub fn committed_values(bootstrap: &str, topic: &str) -> Vec<Vec<u8>> {
                 Some(Err(KafkaError::PartitionEOF(_))) => break,
                 Some(Err(e)) => panic!("consume: {e}"),
                 Some(Ok(m)) => {
-                    values.push(m.payload().unwrap_or_default().to_vec());
+                    values.push((
+                        m.payload().unwrap_or_default().to_vec(),
+                        m.timestamp().to_millis(),
+                    ));
                     if m.offset() + 1 >= high {
                         break;
                     }
@@ -1735,12 +1747,14 @@ async fn a_query_writing_other_columns_into_a_topic_is_refused() {
     assert!(String::from_utf8_lossy(&values[39]).contains("\"amount\""));
 }
 
-/// Walk 20 (3): a pipeline started over on a new checkpoint into the topic it wrote wrote
-/// every batch again, without a word (files, Delta and PostgreSQL sinks refuse it). A topic
-/// many pipelines write is common, so it is not refused: the run says what happens and what
-/// to do.
+/// Walk 20 (3), walk 94: a pipeline started over on a new checkpoint into the topic it
+/// appended to wrote every batch again, said only in a warning (files, Delta and PostgreSQL
+/// sinks refuse it): refused before a batch, naming the other checkpoint, and a new
+/// `progress_topic:` writes them again on purpose. A pipeline of another name writing the same
+/// topic (many producers into one topic) is said, not refused; a topic deleted and made again
+/// empty holds none of the other's records, and is neither.
 #[tokio::test]
-async fn a_new_checkpoint_into_a_topic_another_checkpoint_wrote_is_said() {
+async fn a_new_checkpoint_appending_into_a_topic_another_checkpoint_wrote_is_refused() {
     let ws = Workspace::new();
     write_clicks(&ws.path("in"), "json", 1, 20, 0);
     let out = unique("again");
@@ -1759,33 +1773,64 @@ async fn a_new_checkpoint_into_a_topic_another_checkpoint_wrote_is_said() {
         "{}",
         stderr(&run)
     );
-    // Walk 64 (5): the pipeline on a new checkpoint is told its own name's batches are there
-    // (named, not by an id alone), before any other pipeline's.
+    let written = committed_values(broker(), &out).len();
+    assert!(written > 0);
+    // Walk 64 (5): the other checkpoint named (not by an id alone).
     let newer = write_pipeline(&ws, &yaml.replace(&ws.p("ckpt"), &ws.p("ckpt2")));
-    let run = sluice_run(&newer, &[]);
-    assert!(run.status.success(), "{}", stderr(&run));
+    let refused = sluice_run(&newer, &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
     assert!(
-        stderr(&run).contains(&format!(
-            "topic `{out}` holds batches (up to 0) of another checkpoint of this pipeline \
+        said.contains(&format!(
+            "topic `{out}` holds the batches (up to 0) of another checkpoint of this pipeline \
              (pipeline `again` with checkpoint {},",
             ws.p("ckpt")
-        )),
-        "{}",
-        stderr(&run)
+        )) && said.contains("a new `progress_topic:`"),
+        "{said}"
     );
-    // The older checkpoint run again writes beside the newer one: said.
-    write_clicks(&ws.path("in"), "json", 1, 20, 1);
-    let run = sluice_run(&write_pipeline(&ws, &yaml), &[]);
+    assert_eq!(committed_values(broker(), &out).len(), written);
+    assert!(!ws.path("ckpt2/offsets/0").exists(), "{said}");
+    // Written again on purpose, as the refusal says.
+    let progress = unique("again_progress");
+    let again = write_pipeline(
+        &ws,
+        &format!(
+            "{}  progress_topic: {progress}\n",
+            yaml.replace(&ws.p("ckpt"), &ws.p("ckpt2"))
+        ),
+    );
+    let run = sluice_run(&again, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(committed_values(broker(), &out).len(), 2 * written);
+    // Another pipeline into the same topic: said.
+    let other = write_pipeline(
+        &ws,
+        &yaml
+            .replace(&ws.p("ckpt"), &ws.p("ckpt3"))
+            .replace("name: again", "name: fan_in"),
+    );
+    let run = sluice_run(&other, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(
         stderr(&run).contains(&format!(
-            "topic `{out}` is written by a newer checkpoint of this pipeline too (pipeline \
-             `again` with checkpoint {},",
-            ws.p("ckpt2")
+            "topic `{out}` holds batches (up to 0) of another pipeline or checkpoint"
         )),
         "{}",
         stderr(&run)
     );
+    assert_eq!(committed_values(broker(), &out).len(), 3 * written);
+    // The topic deleted and made again, empty: nothing of the others' is there to repeat.
+    delete_topic(&out).await;
+    create_topic(broker(), &out, 1).await;
+    let fresh = write_pipeline(&ws, &yaml.replace(&ws.p("ckpt"), &ws.p("ckpt4")));
+    let run = sluice_run(&fresh, &[]);
+    let said = stderr(&run);
+    assert!(run.status.success(), "{said}");
+    assert!(
+        !said.contains("holds batches") && !said.contains("holds the batches"),
+        "{said}"
+    );
+    assert_eq!(committed_values(broker(), &out).len(), written);
 }
 
 /// Walk 21: a JSON value with a field named as a Kafka column (`offset`, `timestamp`) could not
@@ -2741,5 +2786,42 @@ async fn complete_mode_takes_back_the_keys_a_table_no_longer_has() {
         assert_eq!(latest, table, "newest batch after run {i}");
         // A batch that wrote tombstones verifies: they are no rows of its table.
         assert_verified(&ws, "ckpt", i as u64);
+    }
+}
+
+/// Walk 94: the sink's records carried the time they were written, not the rows' event time
+/// (Kafka Streams keeps its input's, Flink's sink writes its `timestamp` column). `timestamp:`
+/// gives each record's, to the millisecond; a setting of another type is refused naming it.
+#[tokio::test]
+async fn a_sink_record_carries_the_timestamp_its_setting_gives() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 6, 0);
+    let out = unique("stamped");
+    // The rows' times are long past: the broker's retention (7 days by default, counted from
+    // a record's timestamp) would delete the records at its next check.
+    create_topic_with(broker(), &out, 1, &[("retention.ms", "-1")]).await;
+    let pipeline = files_to_kafka_retrying(&ws, "stamped", "SELECT id, ts FROM clicks", &out, "");
+    let yaml = std::fs::read_to_string(&pipeline).expect("pipeline");
+    std::fs::write(&pipeline, format!("{yaml}  timestamp: id\n")).expect("edit");
+    let refused = sluice_run(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("`timestamp: id` gives values of type bigint, not a timestamp"),
+        "{said}"
+    );
+    std::fs::write(&pipeline, format!("{yaml}  timestamp: ts\n")).expect("edit");
+    let run = sluice_run(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let records = committed_values_at(broker(), &out);
+    assert_eq!(records.len(), 6);
+    for (value, stamp) in records {
+        let row: serde_json::Value = serde_json::from_slice(&value).expect("JSON");
+        let ts = chrono::DateTime::parse_from_rfc3339(&format!(
+            "{}Z",
+            row["ts"].as_str().expect("ts").trim_end_matches('Z')
+        ))
+        .expect("time");
+        assert_eq!(stamp, Some(ts.timestamp_millis()), "{row}");
     }
 }

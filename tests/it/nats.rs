@@ -660,6 +660,24 @@ async fn messages_gone_before_their_batch_is_read_can_be_skipped() {
             && !shown.contains("malformed rows skipped"),
         "{shown}"
     );
+    // Walk 95: the report said them as malformed rows skipped.
+    let html = ws.path("report.html");
+    let report = run_bin(
+        &[
+            "report",
+            &ws.p("ckpt"),
+            "--html",
+            html.to_str().expect("utf-8"),
+        ],
+        ws.dir.path(),
+    );
+    assert!(report.status.success(), "{}", stderr(&report));
+    let page = std::fs::read_to_string(&html).expect("report");
+    assert!(
+        page.contains("on_error: skip</code>)</th><td>0</td>")
+            && page.contains("<td><strong>40</strong></td>"),
+        "{page}"
+    );
 }
 
 /// Walk 16: a stream that does not exist is the pipeline's mistake: exit 2 naming it and the

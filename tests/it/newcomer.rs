@@ -189,6 +189,21 @@ fn a_query_its_state_cannot_follow_is_refused_before_a_batch_is_logged() {
         "{}",
         stderr(&out)
     );
+    // Audit 94a: a group key added is said as one, not as an aggregate.
+    let keyed = pipeline(
+        &ws,
+        "SELECT k, v > 50 AS big, sum(v) AS t FROM s GROUP BY k, v > 50",
+        "update",
+    );
+    let out = run(&keyed, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("(a group key the query adds: the state holds groups of the old keys")
+            && !stderr(&out).contains("an aggregate the query adds"),
+        "{}",
+        stderr(&out)
+    );
     // Walk 73: the query as it was over a column of another type (the source's `schema:`
     // edited) is said as such, not as an edited query.
     let retyped = pipeline(&ws, "SELECT k, sum(v) AS t FROM s GROUP BY k", "update");
@@ -3857,7 +3872,7 @@ fn a_file_read_before_that_changed_or_was_renamed_is_named() {
     assert!(
         said.contains(
             "0.json was rewritten at the same size (16 bytes), or is another file of that name, \
-             since a batch read it"
+             since batch 0 read it"
         ) && said.contains("1.json has shrunk from 16 to 3 bytes")
             && said.contains("what it holds now is not read"),
         "{said}"
@@ -7952,7 +7967,10 @@ fn spark_function_words_are_named_with_what_datafusion_writes() {
     let said = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(
-        said.contains("Spark's `window` is `date_bin(INTERVAL '1 minute', ts)`"),
+        said.contains(
+            "Spark's `window(from_unixtime(epoch), '1 minute')` is `date_bin(INTERVAL '1 \
+             minute', from_unixtime(epoch))`"
+        ),
         "{said}"
     );
     // `to_timestamp` with Spark's pattern letters failed the batch at run time, the batch left
@@ -10873,7 +10891,8 @@ fn query_notes_are_said_until_a_batch_has_run_the_query() {
 
 /// Walk 82 (3): a `WHERE` added to an aggregation over kept state ran with no word, and the
 /// sink then matched neither query. The run that first runs the edited query says the
-/// results mix both and how to have the new one's alone; later runs do not.
+/// results mix both and how to have the new one's alone; later runs do not, nor one the state
+/// cannot follow.
 #[test]
 fn a_query_edited_over_kept_state_says_the_results_mix() {
     let ws = Workspace::new();
@@ -10901,6 +10920,20 @@ fn a_query_edited_over_kept_state_says_the_results_mix() {
     let next = run(&file, &ws);
     assert!(next.status.success(), "{}", stderr(&next));
     assert!(!stderr(&next).contains(mix), "{}", stderr(&next));
+    // Audit 94a, walk 96: an edit the state cannot follow is refused without the note that
+    // it is kept (said just before the refusal, it read as the run going on).
+    edit_file(
+        &file,
+        "sum(v) AS t FROM s WHERE v > 1",
+        "max(v) AS t FROM s WHERE v > 1",
+    );
+    let refused = run(&file, &ws);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("was written by a query whose state kept") && !said.contains(mix),
+        "{said}"
+    );
 }
 
 /// Walk 82 (4, 5): refusals whose advice did not work: a table's outer join under an
@@ -11690,4 +11723,93 @@ fn a_folder_key_in_a_value_over_lines_is_checked_too() {
         );
         assert!(sink_lines(&ws.path("out")).is_empty(), "{text}");
     }
+}
+
+/// Walk 96, Spark's default: CSV files without a header line (Spark's `header` is false by
+/// default; Flink's CSV has none) could not be read: the first line was taken for a header
+/// and refused. `header: false` reads every line as a record, by position, into the declared
+/// columns; a malformed line is named by its own line number; without declared columns it is
+/// refused, naming the key.
+#[test]
+fn csv_files_without_a_header_are_read_by_position() {
+    let ws = Workspace::new();
+    input(&ws, "0.csv", "a;1\nb;2\r\n\"c;d\";3\n");
+    input(&ws, "1.csv", "e;4\nf;x\ng;7\n");
+    let yaml = |settings: &str| {
+        format!(
+            "name: headerless\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+             format: csv, delimiter: ';', header: false{settings} }}\nquery: SELECT k, v FROM \
+             s\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            input = ws.p("in"),
+            out = ws.p("out"),
+        )
+    };
+    let undeclared = write_pipeline(&ws, &yaml(""));
+    let refused = run(&undeclared, &ws);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("header") && said.contains("declare them in order"),
+        "{said}"
+    );
+    let declared = write_pipeline(
+        &ws,
+        &yaml(", columns: [{name: k, type: string}, {name: v, type: bigint}]"),
+    );
+    let failed = run(&declared, &ws);
+    let said = stderr(&failed);
+    assert!(!failed.status.success(), "{said}");
+    assert!(said.contains("1.csv") && said.contains("line 2"), "{said}");
+    // As the refusal says: no batch committed, start over, the file put right.
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("start over");
+    std::fs::write(ws.path("in/1.csv"), "e;4\nf;5\ng;7\n").expect("fixed");
+    let read = run(&declared, &ws);
+    assert!(read.status.success(), "{}", stderr(&read));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            r#"{"k":"a","v":1}"#,
+            r#"{"k":"b","v":2}"#,
+            r#"{"k":"c;d","v":3}"#,
+            r#"{"k":"e","v":4}"#,
+            r#"{"k":"f","v":5}"#,
+            r#"{"k":"g","v":7}"#,
+        ]
+    );
+}
+
+/// Walk 97: a corrected file put over one a batch read was said as "grown", without the batch
+/// that read it nor how to read it again. Said with both; the rewind it names, followed,
+/// reads the corrected file.
+#[test]
+fn a_corrected_file_names_the_batch_that_read_it_and_the_rewind_that_reads_it_again() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":20}\n");
+    input(&ws, "2.json", "{\"k\":\"c\",\"v\":3}\n");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    let rewind = format!("sluice rewind {} --to 0", ws.p("ckpt"));
+    assert!(
+        said.contains("1.json has grown from 16 to 17 bytes (rows appended, or the file replaced) since batch 1 read it")
+            && said.contains(&rewind),
+        "{said}"
+    );
+    let rewound = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewound.status.success(), "{}", stderr(&rewound));
+    assert!(run(&file, &ws).status.success());
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            "{\"k\":\"a\",\"v\":1}",
+            "{\"k\":\"b\",\"v\":20}",
+            "{\"k\":\"c\",\"v\":3}"
+        ]
+    );
 }

@@ -206,7 +206,7 @@ fn the_report_and_inspect_say_skipped_rows_and_a_batch_that_failed() {
             "<tr><th>rows skipped (malformed, <code>on_error: skip</code>)</th><td>1</td></tr>"
         ) && page.contains("the last run FAILED on it")
             && page.contains("1.csv")
-            && page.contains("<th>rows skipped</th>"),
+            && page.contains("<th>rows skipped or lost</th>"),
         "{page}"
     );
 }
