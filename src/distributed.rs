@@ -531,6 +531,7 @@ pub async fn serve(
         .map_err(|e| crate::Error::Execution {
             batch: None,
             source: DataFusionError::Execution(format!("the worker on {bound} failed: {e}")),
+            found: None,
         })
 }
 

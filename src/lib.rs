@@ -57,15 +57,19 @@ pub enum Error {
     Storage(#[from] storage::StorageError),
     /// DataFusion failed while running a batch.
     #[error(
-        "{}{source}{}",
+        "{}{source}{}{}",
         batch.map(|b| format!("batch {b}: ")).unwrap_or_default(),
-        execution_advice(source)
+        execution_advice(source),
+        found.as_ref().map(|f| format!(". {f}")).unwrap_or_default()
     )]
     Execution {
         /// The batch, when one was running.
         batch: Option<BatchId>,
         /// DataFusion's error.
         source: datafusion::error::DataFusionError,
+        /// Where the batch's input holds the value the error quotes (a text a cast could not
+        /// read), in words: source, column, file and row.
+        found: Option<String>,
     },
     /// The sink failed to take a batch while writing it (its server's refusal, a table gone):
     /// the batch stays planned, and the next run writes it again once the sink takes it.
@@ -203,6 +207,14 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> std::borrow::
              under `on_error: skip`; a table's columns are inferred again at each start, so a \
              re-exported table can turn a number column to text), or write `TRY_CAST(c AS \
              <type>)` (`TRY_CAST(c AS TIMESTAMP)`), which gives null for such a value"
+                .into()
+        }
+        // A value past the range of the type the query casts it to (walk 98: Arrow's words
+        // alone, "Can't cast value 2147483647 to type Int16").
+        DataFusionError::ArrowError(e, _) if matches!(&**e, ArrowError::CastError(text) if text.starts_with("Can't cast value")) => {
+            ". A value does not fit the type the query casts it to (as PostgreSQL and DuckDB \
+             refuse it too): cast to a wider type, or write `TRY_CAST(x AS <type>)`, which gives \
+             null for such a value"
                 .into()
         }
         // A row whose divisor is zero (a literal zero is refused at planning).

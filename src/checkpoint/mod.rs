@@ -993,47 +993,42 @@ pub async fn read_fingerprinted(
     Ok(Some(text))
 }
 
-/// Where `metadata` names pipeline id `id` but the newest commit that records one names
-/// another (and the one before it, where there is one, does too): what is wrong, for the
-/// repair report and the refusal of a run. A newest commit alone naming another, the one
-/// before it naming `id`, is that commit's fault ([`foreign_commit`]), not the metadata's.
-pub async fn metadata_id_mismatch(
-    location: &Location,
-    logs: &LogListing,
-    id: &uuid::Uuid,
-) -> Option<String> {
-    let ids = newest_commit_ids(location, logs, 2).await;
-    match ids.as_slice() {
-        [(batch, written_by), rest @ ..]
-            if written_by != id && rest.first().is_none_or(|(_, before)| before != id) =>
-        {
-            Some(format!(
-                "it names pipeline id {id}, but commits/{batch} was written by pipeline id \
-                 {written_by} (edited, or copied from another checkpoint)"
-            ))
-        }
-        _ => None,
-    }
+/// What the newest commits that record a pipeline id say against `metadata`'s id: read once
+/// at the start of a run and by repair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitIdDamage {
+    /// `metadata` names `id`, but the newest commit that records one names another (and the
+    /// one before it, where there is one, does too): the metadata is wrong. The text says so.
+    Metadata(String),
+    /// The newest commit names another pipeline id, the one before it names `id`: that commit
+    /// was copied from another checkpoint (audit 94a: the run blamed `metadata`, and repair,
+    /// rebuilding that, came to a dead end). The batch and what is wrong.
+    ForeignCommit(BatchId, String),
 }
 
-/// Where the newest commit names another pipeline id than `id`, the one before it naming
-/// `id`: it was copied from another checkpoint (audit 94a: the run blamed `metadata`, and
-/// repair, rebuilding that, came to a dead end).
-pub async fn foreign_commit(
+/// Compares `id` (`metadata`'s) with the pipeline ids of the two newest commits that record
+/// one; `None` when they agree (or no commit records one).
+pub async fn commit_id_damage(
     location: &Location,
     logs: &LogListing,
     id: &uuid::Uuid,
-) -> Option<(BatchId, String)> {
+) -> Option<CommitIdDamage> {
     let ids = newest_commit_ids(location, logs, 2).await;
     match ids.as_slice() {
-        [(batch, written_by), (before, ours), ..] if written_by != id && ours == id => Some((
-            *batch,
-            format!(
-                "commits/{batch} was written by pipeline id {written_by}, where metadata and \
-                 commits/{before} name {id}: it was copied from another checkpoint (or \
-                 edited)"
-            ),
-        )),
+        [(batch, written_by), (before, ours), ..] if written_by != id && ours == id => {
+            Some(CommitIdDamage::ForeignCommit(
+                *batch,
+                format!(
+                    "commits/{batch} was written by pipeline id {written_by}, where metadata \
+                     and commits/{before} name {id}: it was copied from another checkpoint \
+                     (or edited)"
+                ),
+            ))
+        }
+        [(batch, written_by), ..] if written_by != id => Some(CommitIdDamage::Metadata(format!(
+            "it names pipeline id {id}, but commits/{batch} was written by pipeline id \
+             {written_by} (edited, or copied from another checkpoint)"
+        ))),
         _ => None,
     }
 }

@@ -40,6 +40,7 @@ pub async fn explain(pipeline: &Pipeline) -> Result<String, Error> {
     let exec = |source| Error::Execution {
         batch: None,
         source,
+        found: None,
     };
     let ctx = plan::session(&plan::default_settings());
     for (name, config) in &pipeline.tables {

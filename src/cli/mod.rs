@@ -388,6 +388,7 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                 // a Ctrl-C'd batch still running after it, stops at once: the batch in progress
                 // is left pending, as after a crash, and the next run finishes it.
                 let first = wait_for_signal().await;
+                let first_at = std::time::Instant::now();
                 let _ = stop_tx.send(true);
                 crate::progress::clear_live_line();
                 // Standard error may be gone (a closed terminal): said without a panic.
@@ -421,7 +422,17 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                     tokio::pin!(second);
                     loop {
                         tokio::select! {
-                            _ = &mut second => break,
+                            signal = &mut second => {
+                                // GNU `timeout` sends SIGTERM to the run and then to its
+                                // process group, so one stop can come twice (walk 99: exit
+                                // 130 one time in twenty): a second within SAME_STOP is the
+                                // first's.
+                                if signal == Signal::Terminate && first_at.elapsed() < SAME_STOP {
+                                    second.set(wait_for_signal());
+                                    continue;
+                                }
+                                break;
+                            }
                             _ = tokio::time::sleep(tick) => {}
                         }
                         outside = if crate::driver::in_batch() {
@@ -794,6 +805,10 @@ fn open_checkpoint(spec: &str) -> Result<crate::storage::Location, Error> {
 
 /// How long a run stopped by Ctrl-C may take to finish its batch before it stops at once.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How soon after a SIGTERM another is the same request to stop, not a second one that
+/// stops at once (GNU `timeout` signals the run, then its process group).
+const SAME_STOP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The signal that asked a run to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

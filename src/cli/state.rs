@@ -228,12 +228,14 @@ async fn show(
         Error::Execution {
             batch: None,
             source,
+            found: None,
         }
     })?;
     ctx.register_table("state", Arc::new(provider))
         .map_err(|source| Error::Execution {
             batch: None,
             source,
+            found: None,
         })?;
     let sql = sql.unwrap_or_else(|| "SELECT * FROM state".to_string());
     // The one table there is `state`: a query naming the operator (`FROM dedup`) is told so.
@@ -428,6 +430,7 @@ fn first_values_named(table: &RecordBatch) -> Result<RecordBatch, Error> {
         Error::Execution {
             batch: None,
             source: e.into(),
+            found: None,
         }
     })
 }
@@ -497,6 +500,7 @@ fn unique_names(table: &RecordBatch) -> Result<RecordBatch, Error> {
         Error::Execution {
             batch: None,
             source: e.into(),
+            found: None,
         }
     })
 }
@@ -582,6 +586,7 @@ fn rename_columns(
         .map_err(|e| Error::Execution {
             batch: None,
             source: e.into(),
+            found: None,
         })
 }
 

@@ -190,6 +190,18 @@ pub(super) struct Engine<'p> {
     /// The workers of `engine: distributed`, and which of them take part.
     #[cfg(feature = "distributed")]
     workers: Option<Arc<crate::distributed::WorkerPool>>,
+    /// The input tables of the batch computed last, by source, for an error to say where a
+    /// value it quotes is ([`Engine::find_quoted_value`]); dropped once the batch commits.
+    batch_tables: Vec<(String, BatchTable)>,
+}
+
+/// A batch's input from one source, as the query read it.
+enum BatchTable {
+    /// Read whole: the table, and the file each of its partitions holds (empty where its
+    /// partitions are not one file each, or rows were taken out before the query).
+    Read(Arc<MemTable>, Vec<String>),
+    /// Read while the query ran, file by file.
+    Streamed(Arc<crate::source::StreamedTable>),
 }
 
 impl<'p> Engine<'p> {
@@ -245,6 +257,7 @@ impl<'p> Engine<'p> {
             tried_distributed: false,
             #[cfg(feature = "distributed")]
             workers: None,
+            batch_tables: Vec::new(),
         })
     }
 
@@ -367,6 +380,7 @@ impl<'p> Engine<'p> {
                 kept.map_err(|source| Error::Execution {
                     batch: None,
                     source,
+                    found: None,
                 })?;
                 ctx
             }
@@ -386,6 +400,7 @@ impl<'p> Engine<'p> {
                 .map_err(|e| Error::Execution {
                     batch: None,
                     source: e,
+                    found: None,
                 })?;
         }
         self.sessions.push((settings.clone(), ctx.clone()));
@@ -778,8 +793,8 @@ impl<'p> Engine<'p> {
             for said in plan::dialect_notes(sql, &logical) {
                 note(&said);
             }
-            for said in plan::zero_based_calls(&logical) {
-                tracing::warn!("the query counts from 0 as Spark does: {said}");
+            for said in plan::spark_position_calls(&logical) {
+                tracing::warn!("{said}");
             }
             let divisions = plan::integer_divisions(&logical);
             if !divisions.is_empty() {
@@ -1015,6 +1030,78 @@ impl<'p> Engine<'p> {
             })
     }
 
+    /// Where the text value `error` quotes is in the input of the batch computed last, in
+    /// words (source, column, and the file and its row where the input knows them), for a
+    /// query that failed reading text as another type (`Cannot cast string 'x' ...`, a
+    /// parse error quoting it: DataFusion names the value but not where it came from);
+    /// `None` where the error quotes no such value, or no text column of the input holds it
+    /// (a value the query made itself). Reads the batch's files again where the query read
+    /// them as it ran.
+    pub(super) async fn find_quoted_value(
+        &self,
+        error: &datafusion::error::DataFusionError,
+    ) -> Option<String> {
+        let value = quoted_value(error)?;
+        for (source, table) in &self.batch_tables {
+            let found = match table {
+                BatchTable::Streamed(table) => table.find_text(&value).await,
+                BatchTable::Read(table, names) => {
+                    let mut partitions = Vec::new();
+                    for partition in &table.batches {
+                        partitions.push(partition.read().await.clone());
+                    }
+                    if names.len() == partitions.len() {
+                        names.iter().zip(&partitions).find_map(|(name, batches)| {
+                            let (column, row, rows) = crate::source::find_text(batches, &value)?;
+                            Some(crate::source::FoundText {
+                                column,
+                                part: Some(name.clone()),
+                                row: Some(row + 1),
+                                rows,
+                            })
+                        })
+                    } else {
+                        let all: Vec<RecordBatch> = partitions.into_iter().flatten().collect();
+                        crate::source::find_text(&all, &value).map(|(column, _, rows)| {
+                            crate::source::FoundText {
+                                column,
+                                part: None,
+                                row: None,
+                                rows,
+                            }
+                        })
+                    }
+                }
+            };
+            let Some(found) = found else {
+                continue;
+            };
+            let column = &found.column;
+            let rows = |n: usize, of: &str| match n {
+                1 => String::new(),
+                n => format!(" ({n} rows {of} hold it)"),
+            };
+            return Some(match (&found.part, found.row) {
+                (Some(file), Some(row)) => format!(
+                    "`{value}` is in column `{column}` of source `{source}`: {file}, row {row} \
+                     of the rows read from it{}",
+                    rows(found.rows, "of that file")
+                ),
+                _ => format!(
+                    "`{value}` is in column `{column}` of source `{source}`{}",
+                    rows(found.rows, "of the batch's input")
+                ),
+            });
+        }
+        None
+    }
+
+    /// Drops the input tables of the batch computed last (it committed: no error of it is to
+    /// be told any more).
+    pub(super) fn forget_batch_tables(&mut self) {
+        self.batch_tables.clear();
+    }
+
     /// Computes batch `batch` as `entry` logged it, from `start`, with query `sql`: reads the
     /// sources, sets late rows aside and runs the query (a stateful operator reads state version
     /// `batch - 1`). Writes nothing.
@@ -1028,6 +1115,7 @@ impl<'p> Engine<'p> {
         let exec_err = |source| Error::Execution {
             batch: Some(batch),
             source,
+            found: None,
         };
         self.tried_distributed = false;
         let ctx = self.session(&entry.info.settings)?;
@@ -1068,6 +1156,8 @@ impl<'p> Engine<'p> {
             distributed: None,
             ran_on_workers: false,
         };
+        self.batch_tables.clear();
+        let mut batch_tables = Vec::new();
         for source in &self.sources {
             let end = entry.offset_of(source.name()).ok_or_else(|| {
                 CheckpointError::Inconsistent {
@@ -1102,6 +1192,10 @@ impl<'p> Engine<'p> {
             let mut input = match scan {
                 BatchScan::Read(input) => input,
                 BatchScan::Streamed { table, counts } => {
+                    batch_tables.push((
+                        source.name().to_string(),
+                        BatchTable::Streamed(Arc::clone(&table)),
+                    ));
                     register(&ctx, source.name(), table as _, Some(batch))?;
                     computed.scans.push((source.name().to_string(), counts));
                     continue;
@@ -1200,9 +1294,29 @@ impl<'p> Engine<'p> {
                         .insert(source.name().to_string(), max);
                 }
             }
+            // Each partition a file's rows, all of them as read: a row of a partition is that
+            // row of its file.
+            let as_read = input.part_names.len() == input.partitions.len()
+                && input.rows
+                    == input
+                        .partitions
+                        .iter()
+                        .flatten()
+                        .map(|b| b.num_rows() as u64)
+                        .sum::<u64>();
+            let names = if as_read {
+                std::mem::take(&mut input.part_names)
+            } else {
+                Vec::new()
+            };
             let table = input.into_table().map_err(exec_err)?;
+            batch_tables.push((
+                source.name().to_string(),
+                BatchTable::Read(Arc::clone(&table), names),
+            ));
             register(&ctx, source.name(), table as _, Some(batch))?;
         }
+        self.batch_tables = batch_tables;
         #[allow(unused_mut)]
         let (mut state, logical) =
             plan::plan_batch(&ctx, sql, entry.info.batch_timestamp_ms).await?;
@@ -1475,7 +1589,11 @@ fn register(
     ctx.deregister_table(plan::table_name(name))
         .and_then(|_| ctx.register_table(plan::table_name(name), table))
         .map(|_| ())
-        .map_err(|source| Error::Execution { batch, source })
+        .map_err(|source| Error::Execution {
+            batch,
+            source,
+            found: None,
+        })
 }
 
 /// What the driver learns from a batch's output streaming into the sink: its content hash,
@@ -1615,4 +1733,27 @@ fn table_error(name: &str, error: SourceError) -> SourceError {
             .replace("for the source", "for the table")
             .replace("on the source", "on the table"),
     }
+}
+
+/// The text value a DataFusion error quotes where a cast or a parse could not read it
+/// (`Cannot cast string 'x' to value of Int64 type`, `Error parsing 'x' as date`): the first
+/// text in single quotes of its root error, not empty; `None` for another error.
+fn quoted_value(error: &datafusion::error::DataFusionError) -> Option<String> {
+    let text = error.find_root().to_string();
+    let lower = text.to_lowercase();
+    if !(lower.contains("cast") || lower.contains("pars")) {
+        return None;
+    }
+    // Arrow's cast says `Cannot cast string 'x' to value of ...`: the value ends where that
+    // does (a value may hold a quote, `O'Brien`).
+    if let Some(rest) = text
+        .split_once("Cannot cast string '")
+        .map(|(_, rest)| rest)
+        && let Some((value, _)) = rest.rsplit_once("' to value of")
+    {
+        return Some(value.to_string()).filter(|v| !v.is_empty());
+    }
+    let start = text.find('\'')? + 1;
+    let len = text[start..].find('\'')?;
+    Some(text[start..start + len].to_string()).filter(|v| !v.is_empty())
 }

@@ -31,8 +31,8 @@ use tokio::sync::watch;
 use crate::Error;
 use crate::checkpoint::recovery::{self, Decision};
 use crate::checkpoint::{
-    BatchId, BatchInfo, Checkpoint, CheckpointError, CommitEntry, LogListing, OffsetsEntry,
-    PhaseDurations, SourceOffset, StateCommit,
+    BatchId, BatchInfo, Checkpoint, CheckpointError, CommitEntry, CommitIdDamage, LogListing,
+    OffsetsEntry, PhaseDurations, SourceOffset, StateCommit,
 };
 use crate::pipeline::{Fencing, OutputMode, Pipeline, Trigger};
 use crate::plan;
@@ -834,6 +834,7 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
         Error::Execution {
             batch: Some(_),
             source,
+            ..
         } if query_fails_on_rows(source) => "to plan it again with an edited query",
         Error::State(crate::state::StateError::Compute { reason, .. })
             if reason.contains(" overflow in `") || reason.contains("Arithmetic overflow") =>
@@ -1531,6 +1532,7 @@ impl<'p> Recompute<'p> {
                         computed.scan_error().unwrap_or(Error::Execution {
                             batch: Some(batch),
                             source,
+                            found: None,
                         })
                     })?
             }
@@ -1658,16 +1660,15 @@ impl<'a> Driver<'a> {
         // the newest commit another checkpoint's, a pending entry not planned after the batch
         // before it.
         let (location, id) = (checkpoint.location(), &checkpoint.metadata().id);
-        let inconsistent = match crate::checkpoint::metadata_id_mismatch(location, &logs, id).await
-        {
-            Some(reason) => Some(format!("its metadata is wrong: {reason}")),
-            None => match crate::checkpoint::foreign_commit(location, &logs, id).await {
-                Some((batch, reason)) => Some(format!(
-                    "{reason}. Repair moves it aside: batch {batch} is then pending again and \
-                     runs again on its logged input (a sink that took it is not written twice)"
-                )),
-                None => crate::checkpoint::pending_entry_damage(location, &logs).await,
-            },
+        let inconsistent = match crate::checkpoint::commit_id_damage(location, &logs, id).await {
+            Some(CommitIdDamage::Metadata(reason)) => {
+                Some(format!("its metadata is wrong: {reason}"))
+            }
+            Some(CommitIdDamage::ForeignCommit(batch, reason)) => Some(format!(
+                "{reason}. Repair moves it aside: batch {batch} is then pending again and runs \
+                 again on its logged input (a sink that took it is not written twice)"
+            )),
+            None => crate::checkpoint::pending_entry_damage(location, &logs).await,
         };
         if let Some(reason) = inconsistent {
             return Err(CheckpointError::Inconsistent {
@@ -3267,8 +3268,23 @@ impl<'a> Driver<'a> {
                     self.engine.probe_workers().await;
                     self.engine.local_only = true;
                 }
+                Err(Error::Execution {
+                    batch: failed,
+                    source,
+                    found: None,
+                }) => {
+                    self.engine.local_only = false;
+                    let found = self.engine.find_quoted_value(&source).await;
+                    self.engine.forget_batch_tables();
+                    return Err(Error::Execution {
+                        batch: failed,
+                        source,
+                        found,
+                    });
+                }
                 committed => {
                     self.engine.local_only = false;
+                    self.engine.forget_batch_tables();
                     return committed;
                 }
             }
@@ -3358,6 +3374,7 @@ impl<'a> Driver<'a> {
                         Error::Execution {
                             batch: Some(batch),
                             source,
+                            found: None,
                         }
                     })?;
                 let committed = self.sink.commit_stream(batch, &fence, stream).await;
@@ -3370,6 +3387,7 @@ impl<'a> Driver<'a> {
                     return Err(Error::Execution {
                         batch: Some(batch),
                         source,
+                        found: None,
                     });
                 }
                 (

@@ -120,9 +120,10 @@ pub async fn repair(
         // checkpoint): the sink would take this checkpoint for another pipeline.
         Ok(Some(metadata)) => {
             let logs = LogListing::read(location).await?;
-            crate::checkpoint::metadata_id_mismatch(location, &logs, &metadata.id)
-                .await
-                .map(Some)
+            match crate::checkpoint::commit_id_damage(location, &logs, &metadata.id).await {
+                Some(crate::checkpoint::CommitIdDamage::Metadata(reason)) => Some(Some(reason)),
+                _ => None,
+            }
         }
         Ok(None) => {
             return Err(Error::Usage(crate::checkpoint::not_a_checkpoint(shown)));
@@ -265,10 +266,16 @@ pub async fn repair(
                 // One that reads but is another checkpoint's.
                 None => match Checkpoint::read_metadata(location).await {
                     Ok(Some(metadata)) => {
-                        crate::checkpoint::foreign_commit(location, &logs, &metadata.id)
+                        match crate::checkpoint::commit_id_damage(location, &logs, &metadata.id)
                             .await
-                            .filter(|(batch, _)| *batch == newest)
-                            .map(|(_, why)| (paths::commits(newest), why))
+                        {
+                            Some(crate::checkpoint::CommitIdDamage::ForeignCommit(batch, why))
+                                if batch == newest =>
+                            {
+                                Some((paths::commits(newest), why))
+                            }
+                            _ => None,
+                        }
                     }
                     _ => None,
                 },

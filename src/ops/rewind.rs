@@ -793,7 +793,11 @@ async fn open_sinks(
         if !untouched && complete {
             return Err(refuse(format!(
                 "in complete mode each batch's result table replaced the previous one's in \
-                 the `{}` sink, so earlier batches cannot be taken back one by one{unknown}",
+                 the `{}` sink, so earlier batches cannot be taken back one by one{unknown}. \
+                 To compute the whole result again from the input as it is now (a file \
+                 corrected since it was read), start the pipeline over on a new checkpoint \
+                 with a new, empty output (another `sink.path`, or table): in complete mode its \
+                 first run writes the whole result",
                 pipeline.sink.connector().kind()
             )));
         }

@@ -179,7 +179,7 @@ const FLINK_FUNCTIONS: [(&str, &str); 3] = [
 
 /// DuckDB functions DataFusion names otherwise or does without, with what to write here, as
 /// [`SPARK_FUNCTIONS`] (the test checks each against DuckDB 2.0's value for one row).
-const DUCKDB_FUNCTIONS: [(&str, &str); 21] = [
+const DUCKDB_FUNCTIONS: [(&str, &str); 22] = [
     (
         "timezone",
         "`to_utc_timestamp(ts, 'Europe/Berlin')` of a timestamp without a zone (the instant of \
@@ -237,6 +237,11 @@ const DUCKDB_FUNCTIONS: [(&str, &str); 21] = [
          indexes as arguments, where DuckDB takes a `$.a` path)",
     ),
     ("group_concat", "`string_agg(s, ',')`"),
+    // Walk 98 (7): "Invalid function 'list'. Did you mean 'left'?".
+    (
+        "list",
+        "`array_agg(s)` (the aggregate; a list value is `make_array(a, b)`)",
+    ),
     ("countif", "`count(*) FILTER (WHERE c)`"),
     (
         "date_diff",
@@ -1639,8 +1644,6 @@ async fn keyword_column(ctx: &SessionContext, sql: &str, text: &str) -> Option<(
     candidates.last().map(|(found, _)| found.clone())
 }
 
-/// What `sql` is where it is not one query (`INSERT INTO ...`, two statements); `None` for a
-/// query, and for text that does not parse (planning names its error).
 /// The first `a IS [NOT] DISTINCT FROM b <op> c` of query text `sql` whose right side the
 /// parser took past `b` (an `AND`, `OR`, `XOR` or `IS ...` that binds looser than `IS` in
 /// PostgreSQL, and follows it unparenthesized): `(read as, meant)`. sqlparser 0.62 parses
@@ -1705,6 +1708,80 @@ fn distinct_from_misread(sql: &str) -> Option<PlanError> {
     found
 }
 
+/// The first `INTERSECT ALL` or `EXCEPT ALL` of query text `sql`, refused: DataFusion 55 plans
+/// them as a semi or an anti join, which keeps (or removes) every copy of a left row the right
+/// side holds at all, not as many copies as it holds (walk 98: `EXCEPT ALL` against a table
+/// holding each key once gave 650 rows where PostgreSQL, DuckDB and Spark give 798, exit 0);
+/// `None` where there is none.
+fn bag_set_operation(sql: &str) -> Option<PlanError> {
+    use datafusion::sql::parser::{DFParser, Statement};
+    use datafusion::sql::sqlparser::ast::{
+        Query, SetExpr, SetOperator, SetQuantifier, Visit, Visitor,
+    };
+    /// The first such operation of a query's body, through nested set operations.
+    fn first(body: &SetExpr) -> Option<SetOperator> {
+        match body {
+            SetExpr::SetOperation {
+                op,
+                set_quantifier,
+                left,
+                right,
+            } => {
+                let all = matches!(
+                    set_quantifier,
+                    SetQuantifier::All | SetQuantifier::AllByName
+                );
+                match op {
+                    SetOperator::Intersect | SetOperator::Except if all => Some(*op),
+                    _ => first(left).or_else(|| first(right)),
+                }
+            }
+            _ => None,
+        }
+    }
+    struct Found(Option<SetOperator>);
+    impl Visitor for Found {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> std::ops::ControlFlow<()> {
+            self.0 = first(&query.body);
+            if self.0.is_some() {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        }
+    }
+    let statements = DFParser::parse_sql(sql).ok()?;
+    let mut found = Found(None);
+    for statement in &statements {
+        if let Statement::Statement(s) = statement {
+            let _ = s.visit(&mut found);
+        }
+    }
+    let reason = match found.0? {
+        SetOperator::Except => {
+            "is computed by DataFusion as removing every copy of a row the right side holds at \
+             all, not as many copies as it holds (PostgreSQL, DuckDB and Spark remove n \
+             copies for n), so rows would be lost: write `EXCEPT` for the distinct rows, or \
+             `WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.k IS NOT DISTINCT FROM s.k)` to drop \
+             every row the other side holds (as EXCEPT, null keys equal)"
+        }
+        _ => {
+            "is computed by DataFusion as keeping every copy of a left row the right side holds \
+             at all, not the fewer of the two sides' counts (PostgreSQL, DuckDB and Spark), so \
+             rows would be doubled: write `INTERSECT` for the distinct rows, or `WHERE EXISTS \
+             (SELECT 1 FROM t WHERE t.k IS NOT DISTINCT FROM s.k)` to keep every left row the \
+             other side holds (as INTERSECT, null keys equal)"
+        }
+    };
+    Some(PlanError::Unsupported {
+        operator: format!("`{} ALL`", found.0?.to_string().to_uppercase()),
+        reason: reason.into(),
+    })
+}
+
+/// What `sql` is where it is not one query (`INSERT INTO ...`, two statements); `None` for a
+/// query, and for text that does not parse (planning names its error).
 fn not_one_query(sql: &str) -> Option<String> {
     use datafusion::sql::parser::{DFParser, Statement};
     use datafusion::sql::sqlparser::ast::Statement as Sql;
@@ -1886,6 +1963,9 @@ pub async fn plan_shape(
     }
     if let Some(misread) = distinct_from_misread(sql) {
         return Err(misread);
+    }
+    if let Some(refused) = bag_set_operation(sql) {
+        return Err(refused);
     }
     for (name, schema) in streams {
         let empty = datafusion::datasource::MemTable::try_new(Arc::clone(schema), vec![vec![]])
@@ -2322,6 +2402,53 @@ pub fn pre_watermark_filters(
         .collect()
 }
 
+/// The columns query text `sql` casts to a floating-point type itself (`CAST(d AS DOUBLE)`,
+/// `d::float`, `TRY_CAST`), by their names in lowercase: a cast DataFusion's plan does not
+/// tell from one its type coercion adds.
+fn cast_to_float_in_sql(sql: &str) -> BTreeSet<String> {
+    use datafusion::sql::parser::{DFParser, Statement};
+    use datafusion::sql::sqlparser::ast::{
+        DataType as SqlType, Expr as SqlExpr, visit_expressions,
+    };
+    let mut found = BTreeSet::new();
+    let Ok(statements) = DFParser::parse_sql(sql) else {
+        return found;
+    };
+    for statement in &statements {
+        let Statement::Statement(s) = statement else {
+            continue;
+        };
+        let _ = visit_expressions(s.as_ref(), |expr| {
+            if let SqlExpr::Cast {
+                expr, data_type, ..
+            } = expr
+                && matches!(
+                    data_type,
+                    SqlType::Double(_)
+                        | SqlType::DoublePrecision
+                        | SqlType::Float(_)
+                        | SqlType::Float4
+                        | SqlType::Float8
+                        | SqlType::Float32
+                        | SqlType::Float64
+                        | SqlType::Real
+                )
+            {
+                let name = match expr.as_ref() {
+                    SqlExpr::Identifier(i) => Some(&i.value),
+                    SqlExpr::CompoundIdentifier(parts) => parts.last().map(|i| &i.value),
+                    _ => None,
+                };
+                if let Some(name) = name {
+                    found.insert(name.to_lowercase());
+                }
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
+    found
+}
+
 /// Where `plan` (of query text `sql`) means another thing in DataFusion's SQL than in
 /// PostgreSQL's and DuckDB's, each said with what to write for their meaning:
 /// - a decimal column with a literal like `0.005`, which DataFusion reads as a double (they
@@ -2352,6 +2479,7 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
     // By how it reads: a cast's name is its input's (`s.t`), which the query may use apart
     // (walk 70 (4): `CASE WHEN t > ... THEN to_local_time(t AT TIME ZONE ...)` was noted).
     let unlocalized = uses_outside(plan, &["to_local_time"], ToString::to_string);
+    let cast_to_float = cast_to_float_in_sql(sql);
     // A descending order that does not say where nulls go (no `NULLS` in the query).
     let says_nulls = sql_words(sql).is_none_or(|words| words.iter().any(|w| w == "NULLS"));
     let nulls_first = |sort: &datafusion::logical_expr::SortExpr,
@@ -2403,9 +2531,14 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
             }
             _ => None,
         };
-        // A decimal, or a decimal cast to a double to meet a double.
+        // A decimal, or a decimal cast to a double to meet a double (not by the query's own
+        // `CAST(d AS DOUBLE)`: walk 98 (6a), told to make its double a decimal again).
         let decimal = |e: &Expr| match cast(e) {
-            Some((expr, to)) if to.is_floating() => type_of(&expr).is_some_and(|t| t.is_decimal()),
+            Some((expr, to)) if to.is_floating() => {
+                type_of(&expr).is_some_and(|t| t.is_decimal())
+                    && !matches!(&expr, Expr::Column(c)
+                        if cast_to_float.contains(&c.name.to_lowercase()))
+            }
             _ => type_of(e).is_some_and(|t| t.is_decimal()),
         };
         let double_literal = |e: &Expr| match e {
@@ -2562,6 +2695,24 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
                                  `to_utc_timestamp({expr}, '{zone}')` reads those as Spark \
                                  does (a skipped time moves later by the gap, one shown twice \
                                  is the earlier instant)"
+                            ));
+                        }
+                        // Walk 98 (4): keys and labels made of times did not match those
+                        // other engines make.
+                        if matches!(
+                            to,
+                            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                        ) && matches!(from, Some(DataType::Timestamp(_, _)))
+                        {
+                            note(format!(
+                                "`{}` writes a time as text in ISO 8601 with a `T` and the \
+                                 fraction in 3, 6 or 9 digits (`2024-01-31T10:05:03.500`), \
+                                 where PostgreSQL, DuckDB and Spark write `2024-01-31 \
+                                 10:05:03.5` (so does a `concat` or `||` of a time): \
+                                 for their form to the second write `to_char({}, '%Y-%m-%d \
+                                 %H:%M:%S')`",
+                                expr_sql(e),
+                                expr_sql(&expr)
                             ));
                         }
                         if let DataType::Timestamp(_, Some(zone)) = &to
@@ -2854,16 +3005,20 @@ pub fn zero_divisions(plan: &LogicalPlan) -> Vec<String> {
     })
 }
 
-/// The calls in `plan` that count from 0 as Spark does, where DataFusion counts from 1 (as
-/// PostgreSQL and DuckDB do), each with what it gives here: `arr[0]` (null here; Spark's first
-/// element) and `substr(s, 0, n)` (n - 1 characters here; Spark's first n).
-pub fn zero_based_calls(plan: &LogicalPlan) -> Vec<String> {
+/// The calls in `plan` that count positions as Spark does where DataFusion counts them as
+/// PostgreSQL does, each said whole with what it gives here: from 0, `arr[0]` (null here;
+/// Spark's first element) and `substr(s, 0, n)` (n - 1 characters here; Spark's first n); from
+/// the end, `substr(s, -k)` (here before the first character, so the whole text or less, as
+/// PostgreSQL counts; Spark and DuckDB give the last k characters).
+pub fn spark_position_calls(plan: &LogicalPlan) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
-    let zero = |e: &Expr| {
-        matches!(e, Expr::Literal(v, _) if !v.is_null()
-            && v.data_type().is_integer()
-            && v.to_string() == "0")
+    let integer = |e: &Expr| match e {
+        Expr::Literal(v, _) if !v.is_null() && v.data_type().is_integer() => {
+            v.to_string().parse::<i64>().ok()
+        }
+        _ => None,
     };
+    let zero = |e: &Expr| integer(e) == Some(0);
     let _ = plan.apply_with_subqueries(|node| {
         node.apply_expressions(|expr| {
             expr.apply(|e| {
@@ -2871,16 +3026,46 @@ pub fn zero_based_calls(plan: &LogicalPlan) -> Vec<String> {
                     let name = f.func.name();
                     let said = match (name, f.args.as_slice()) {
                         ("array_element", [array, index]) if zero(index) => Some(format!(
-                            "`{array}[0]` is null here, where Spark gives the first element: \
+                            "the query counts from 0 as Spark does: `{array}[0]` is null here, where Spark gives the first element: \
                              arrays count from 1 (as in PostgreSQL and DuckDB), so write \
                              `[1]`"
                         )),
                         ("substr" | "substring", [text, from, ..]) if zero(from) => Some(format!(
-                            "`{name}({text}, 0, ...)` starts before the first character, so \
-                                 it gives one character fewer than asked here (as in \
-                                 PostgreSQL), where Spark starts at the first: write `{name}(.., \
-                                 1, ..)`"
+                            "the query counts from 0 as Spark does: `{name}({text}, 0, ...)` \
+                             starts before the first character, so it gives one character \
+                             fewer than asked here (as in PostgreSQL), where Spark starts at \
+                             the first: write `{name}(.., 1, ..)`"
                         )),
+                        // Walk 98 (2): `substr(phone, -4)` gave the whole text.
+                        ("substr" | "substring", [text, from, rest @ ..])
+                            if integer(from).is_some_and(|k| k < 0) =>
+                        {
+                            let k = integer(from).unwrap_or_default().unsigned_abs();
+                            let text = expr_sql(text);
+                            let start = match k {
+                                1 => format!("char_length({text})"),
+                                k => format!("char_length({text}) - {}", k - 1),
+                            };
+                            let (asked, written) = match rest {
+                                [] => (
+                                    format!("{name}({text}, -{k})"),
+                                    format!("`right({text}, {k})`"),
+                                ),
+                                [length, ..] => {
+                                    let length = expr_sql(length);
+                                    (
+                                        format!("{name}({text}, -{k}, {length})"),
+                                        format!("`{name}({text}, {start}, {length})`"),
+                                    )
+                                }
+                            };
+                            Some(format!(
+                                "`{asked}` counts a negative start as PostgreSQL does, from \
+                                 before the first character (`substr('hello', -2)` is \
+                                 'hello' here), where Spark and DuckDB count it from the end \
+                                 ('lo'): for their result write {written}"
+                            ))
+                        }
                         _ => None,
                     };
                     if let Some(said) = said
@@ -3446,6 +3631,7 @@ mod tests {
             ("json_extract_string", "7"),
             ("json_extract", "{\"b\":7}"),
             ("group_concat", "a,b"),
+            ("list", "[a,b]"),
             ("countif", "1"),
             ("date_diff", "0"),
             ("format", "7 items"),
@@ -3628,6 +3814,14 @@ mod tests {
                 "SELECT t::timestamptz AS x FROM s",
                 "is a timestamp without a zone here",
             ),
+            (
+                "SELECT CAST(t AS VARCHAR) AS x FROM s",
+                "writes a time as text in ISO 8601 with a `T`",
+            ),
+            (
+                "SELECT CAST(z AS VARCHAR) AS x FROM s",
+                "for their form to the second write `to_char(s.z, '%Y-%m-%d %H:%M:%S')`",
+            ),
         ] {
             let said = notes(sql).await;
             assert!(said.contains(says), "{sql}: {said}");
@@ -3649,6 +3843,9 @@ mod tests {
             "SELECT n FROM s ORDER BY d DESC NULLS FIRST, n",
             "SELECT n FROM s ORDER BY d, n DESC NULLS LAST",
             "SELECT array_agg(n ORDER BY d DESC NULLS LAST) AS top FROM s",
+            "SELECT to_char(t, '%Y-%m-%d %H:%M:%S') AS x FROM s",
+            // Walk 98 (6a): the query's own cast to a double, told to be a decimal again.
+            "SELECT CAST(d AS DOUBLE) * 1.5 AS x, TRY_CAST(s.d AS FLOAT) + 0.5 AS y FROM s",
         ] {
             assert_eq!(notes(sql).await, "", "{sql}");
         }
@@ -3731,6 +3928,7 @@ mod tests {
                 "0.006667",
             ),
             ("SELECT d / n AS x FROM s", "0.003333", "0.003333"),
+            ("SELECT d / 3 AS x FROM s", "0.003333", "0.003333"),
         ] {
             let (_, plan) = plan_batch(&ctx, sql, 0).await.expect(sql);
             let said = dialect_notes(sql, &plan).join("\n");
@@ -3749,11 +3947,12 @@ mod tests {
                 }
             };
             assert_eq!(value(sql.to_string()).await, cut, "{sql}");
-            assert_eq!(
-                value(format!("SELECT {code} AS v FROM s")).await,
-                rounded,
-                "{sql}: {code}"
-            );
+            let advised = format!("SELECT {code} AS v FROM s");
+            assert_eq!(value(advised.clone()).await, rounded, "{sql}: {code}");
+            // Walk 98 (6b): the advice, taken, was said again with another rounding.
+            let (_, plan) = plan_batch(&ctx, &advised, 0).await.expect(&advised);
+            let again = dialect_notes(&advised, &plan).join("\n");
+            assert!(!again.contains("cuts off the rest"), "{advised}: {again}");
         }
         for sql in [
             "SELECT avg(n) AS x, avg(CAST(d AS DOUBLE)) AS y FROM s",
@@ -4104,6 +4303,36 @@ mod tests {
             "SELECT * FROM t WHERE a IS DISTINCT FROM (b AND c)",
         ] {
             assert!(refused(taken).is_none(), "{taken}");
+        }
+    }
+
+    /// Walk 98 (1): `EXCEPT ALL` and `INTERSECT ALL` gave set results (a semi or anti join
+    /// over every copy) with exit 0; refused, naming what to write, wherever they are in the
+    /// query. `UNION ALL` and the distinct forms are taken.
+    #[test]
+    fn intersect_all_and_except_all_are_refused() {
+        let said = bag_set_operation("SELECT k FROM s EXCEPT ALL SELECT k FROM t")
+            .expect("refused")
+            .to_string();
+        assert!(
+            said.contains("`EXCEPT ALL` is computed by DataFusion as removing every copy")
+                && said.contains("`WHERE NOT EXISTS"),
+            "{said}"
+        );
+        let said = bag_set_operation(
+            "SELECT count(*) FROM (SELECT k FROM s UNION ALL (SELECT k FROM s2 INTERSECT ALL \
+             SELECT k FROM t)) x",
+        )
+        .expect("refused")
+        .to_string();
+        assert!(said.contains("`INTERSECT ALL` is computed"), "{said}");
+        for taken in [
+            "SELECT k FROM s EXCEPT SELECT k FROM t",
+            "SELECT k FROM s INTERSECT SELECT k FROM t",
+            "SELECT k FROM s UNION ALL SELECT k FROM t",
+            "SELECT k FROM s WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.k = s.k)",
+        ] {
+            assert!(bag_set_operation(taken).is_none(), "{taken}");
         }
     }
 

@@ -248,6 +248,20 @@ fn redact(e: &impl std::fmt::Display) -> String {
     }
 }
 
+/// A name as PostgreSQL's `format('%I.%I', ...)` writes it (`public.t`, `"My Schema"."a.b"`),
+/// split into its schema and table as written; `None` where it has no schema.
+fn split_qualified(name: &str) -> Option<(String, String)> {
+    let mut quoted = false;
+    for (i, c) in name.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '.' if !quoted => return Some((name[..i].to_string(), name[i + 1..].to_string())),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// `name` (or `schema.name`) quoted as SQL identifiers.
 fn quote_path(name: &str) -> String {
     name.split('.').map(quote).collect::<Vec<_>>().join(".")
@@ -434,7 +448,7 @@ impl SinkConnector for PostgresSinkConfig {
         let mut guard = sink.live.lock().await;
         let live = sink.live(&mut guard, None).await?;
         let others_rows = sink.mode != Mode::Append && live.labels;
-        if !live.targets || (sink.mode != Mode::Append && !others_rows) {
+        if !live.targets {
             return Ok(());
         }
         let fatal = |e: Failure| sink.fatal(e);
@@ -443,6 +457,10 @@ impl SinkConnector for PostgresSinkConfig {
             .transaction()
             .await
             .map_err(|e| sink.error(describe(&e)))?;
+        sink.check_same_schema(&tx).await.map_err(fatal)?;
+        if sink.mode != Mode::Append && !others_rows {
+            return tx.rollback().await.map_err(|e| sink.error(describe(&e)));
+        }
         let target = sink.resolved_table(&tx).await.map_err(fatal)?;
         if sink.mode == Mode::Append {
             sink.check_table_owner(&tx, &target).await.map_err(fatal)?;
@@ -761,7 +779,10 @@ fn row_error_advice(e: &tokio_postgres::Error, table: &str, mode: Mode) -> Optio
         c if c == &SqlState::NOT_NULL_VIOLATION => format!(
             "{col} is NOT NULL in the table and the query gave it a null: leave such rows out \
              (`WHERE {col} IS NOT NULL`), give them a value (`COALESCE({col}, ...)`), or let \
-             the table take nulls (`ALTER TABLE {table} ALTER COLUMN {col} DROP NOT NULL`)"
+             the table take nulls (`ALTER TABLE {table} ALTER COLUMN {col} DROP NOT NULL`; a \
+             column of the primary key never does: replace the key with a unique index that \
+             holds one null key, `ALTER TABLE {table} DROP CONSTRAINT <its primary key>, ADD \
+             UNIQUE NULLS NOT DISTINCT (<its columns>)`, first)"
         ),
         c if c == &SqlState::STRING_DATA_RIGHT_TRUNCATION => {
             // The server's message gives the type: `value too long for type character
@@ -792,6 +813,18 @@ fn row_error_advice(e: &tokio_postgres::Error, table: &str, mode: Mode) -> Optio
              smaller integer): bound or cast it in the query, or widen the column \
              (`ALTER TABLE {table} ALTER COLUMN {name} TYPE ...`)"
         ),
+        // A partitioned table's refusal of a row no partition takes comes as a CHECK's
+        // (walk 100: said as a CHECK constraint the table does not have).
+        c if c == &SqlState::CHECK_VIOLATION && db.constraint().is_none() => {
+            format!(
+                "a row of the batch has a partition key no partition of the table takes{}: \
+                 add a partition for it (a default one takes every such row: `CREATE TABLE \
+                 <name> PARTITION OF {table} DEFAULT`), or leave such rows out in the query",
+                db.detail()
+                    .map(|d| format!(" ({})", d.trim_end_matches('.')))
+                    .unwrap_or_default()
+            )
+        }
         c if c == &SqlState::CHECK_VIOLATION => format!(
             "a row breaks the table's CHECK constraint{}: leave such rows out in the query, or \
              change the constraint",
@@ -849,6 +882,21 @@ fn row_error_advice(e: &tokio_postgres::Error, table: &str, mode: Mode) -> Optio
             db.constraint()
                 .map(|c| format!(" `{c}`"))
                 .unwrap_or_default()
+        ),
+        // A key too long for a btree index entry, a row past a page: the same row goes past
+        // the limit on every attempt (walk 100: "the next run finishes it", every run).
+        c if c == &SqlState::PROGRAM_LIMIT_EXCEEDED => format!(
+            "a row of the batch goes past a limit of the server's (its words above; a btree \
+             index, as a unique key's, holds values of at most about 2700 bytes): shorten or \
+             leave out such values in the query ({col}), or change the table"
+        ),
+        // Any other value the column's type does not read (text that is not JSON into a
+        // `json` column, a date past its range): a data exception, class 22.
+        // Not 22P03/22P04: a binary COPY the server does not read is Sluice's own encoding.
+        c if c.code().starts_with("22") && !matches!(c.code(), "22P03" | "22P04") => format!(
+            "a value of {col} does not read as the column's type in the table (the server's \
+             words above): change or leave out such values in the query, or give the column \
+             a type that takes them (`ALTER TABLE {table} ALTER COLUMN {name} TYPE text`)"
         ),
         _ => return None,
     };
@@ -1180,6 +1228,78 @@ impl PostgresSink {
             .await
             .map_err(|e| self.failure(&e, "looking up the table"))?;
         Ok(row.map_or_else(|| quote_path(&self.table), |r| r.get(0)))
+    }
+
+    /// Refuses a table named without its schema that the session now finds in another schema
+    /// (or would make in another) than the one this pipeline's batches went to, as its own
+    /// progress row in any progress table records them (walk 100: the url's `options` took
+    /// `search_path` out, and the batches from then on went into a new table of the name in
+    /// `public`, the earlier ones left in the old, without a word; a role's or database's
+    /// `search_path` changed does the same).
+    async fn check_same_schema(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<(), Failure> {
+        if self.table.contains('.') {
+            return Ok(());
+        }
+        // No schema of the `search_path` exists: the run says so where it makes the table.
+        let now: Option<String> = tx
+            .query_one(
+                "SELECT coalesce((SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+                   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)), \
+                   CASE WHEN current_schema() IS NOT NULL \
+                     THEN format('%I.%I', current_schema(), $2::text) END)",
+                &[&quote_path(&self.table), &self.table],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "looking up the table"))?
+            .get(0);
+        let Some(now) = now else {
+            return Ok(());
+        };
+        let Some((schema, table)) = split_qualified(&now) else {
+            return Ok(());
+        };
+        for (progress, _) in self.progress_tables(tx).await? {
+            let rows = self
+                .read_progress_table(
+                    tx,
+                    &format!(
+                        "SELECT target, batch FROM {progress} WHERE pipeline = $1 AND target <> $2"
+                    ),
+                    &[&self.progress_key, &now],
+                )
+                .await?
+                .unwrap_or_default();
+            for row in rows {
+                let (Ok(went), Ok(batch)) = (row.try_get::<_, String>(0), row.try_get::<_, i64>(1))
+                else {
+                    continue;
+                };
+                let Some((went_schema, went_table)) = split_qualified(&went) else {
+                    continue;
+                };
+                if went_table != table || went_schema == schema {
+                    continue;
+                }
+                return Err(Failure::Fatal(SinkError::Config {
+                    kind: KIND.name,
+                    reason: format!(
+                        "table `{name}` is {now} to this session (the first schema of its \
+                         `search_path` that has it, or where it would be made), but this \
+                         checkpoint's batches up to {batch} went to {went} (its row in \
+                         {progress}): the `search_path` changed (the url's `options`, or the \
+                         role's or database's setting), and batches from now on would go to \
+                         another table than the earlier ones (and a progress table named without \
+                         its schema with them). Name both with their schemas (`table: {went}`, \
+                         `progress_table: {progress}`) to write on where the batches went; to \
+                         move the sink on purpose, name the new table with its schema (`table: \
+                         {now}`, `progress_table` as above), and the run says what the move \
+                         means",
+                        name = self.table,
+                    ),
+                }));
+            }
+        }
+        Ok(())
     }
 
     /// Every progress table of the database this session may read, this sink's and those
@@ -2471,26 +2591,34 @@ impl PostgresSink {
     /// needs it), or one whose index takes two rows of a null key (a plain `UNIQUE` on a
     /// column that may be null: a null group key would then get a new row each batch).
     async fn check_key_index(&self, live: &Live) -> Result<(), Failure> {
+        // Every unique index of plain columns, with whether it is checked at once (not
+        // DEFERRABLE) and whole (not partial), and its constraint's name where it has one.
         let indexes = live
             .client
             .query(
                 "SELECT array_agg(a.attname::text ORDER BY a.attname), bool_and(a.attnotnull), \
-                 coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) \
+                 coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false), \
+                 i.indimmediate, i.indpred IS NOT NULL, \
+                 coalesce(min(con.conname::text), min(ci.relname::text)), \
+                 min(con.conname::text) IS NOT NULL \
                  FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid \
                    AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]) \
-                 WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indimmediate \
-                   AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL \
-                 GROUP BY i.indexrelid, to_jsonb(i) ->> 'indnullsnotdistinct'",
+                 JOIN pg_class ci ON ci.oid = i.indexrelid \
+                 LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid \
+                   AND con.conrelid = i.indrelid AND con.contype IN ('u', 'p') \
+                 WHERE i.indrelid = to_regclass($1) AND i.indisunique \
+                   AND i.indisvalid AND i.indexprs IS NULL \
+                 GROUP BY i.indexrelid, to_jsonb(i) ->> 'indnullsnotdistinct', i.indimmediate, \
+                   i.indpred IS NOT NULL",
                 &[&quote_path(&self.table)],
             )
             .await
             .map_err(|e| self.failure(&e, "reading the table's indexes"))?;
         let mut key: Vec<String> = self.config.key.clone();
         key.sort();
-        let on_key: Vec<(bool, bool)> = indexes
+        let of_key: Vec<_> = indexes
             .iter()
             .filter(|r| r.get::<_, Vec<String>>(0) == key)
-            .map(|r| (r.get(1), r.get(2)))
             .collect();
         let columns = self
             .config
@@ -2500,12 +2628,52 @@ impl PostgresSink {
             .collect::<Vec<_>>()
             .join(", ");
         let table = quote_path(&self.table);
+        // `ON CONFLICT` takes every unique index of the key's columns as its arbiter, and
+        // refuses a DEFERRABLE one (walk 100: taken for none, then every batch failed).
+        if let Some(deferred) = of_key
+            .iter()
+            .find(|r| !r.get::<_, bool>(3) && !r.get::<_, bool>(4))
+        {
+            let name: String = deferred.get(5);
+            let drop = if deferred.get::<_, bool>(6) {
+                format!("ALTER TABLE {table} DROP CONSTRAINT {}", quote(&name))
+            } else {
+                format!("DROP INDEX {}", quote(&name))
+            };
+            return Err(Failure::Fatal(self.error(format!(
+                "update mode writes each row over the row of its key with `ON CONFLICT \
+                 ({columns})`, and the table's unique {} `{name}` on the key is DEFERRABLE, \
+                 which PostgreSQL's `ON CONFLICT` refuses: make it one checked at once \
+                 (`{drop}`, then `ALTER TABLE {table} ADD UNIQUE NULLS NOT DISTINCT \
+                 ({columns})`)",
+                if deferred.get::<_, bool>(6) {
+                    "constraint"
+                } else {
+                    "index"
+                }
+            ))));
+        }
+        let on_key: Vec<(bool, bool)> = of_key
+            .iter()
+            .filter(|r| !r.get::<_, bool>(4))
+            .map(|r| (r.get(1), r.get(2)))
+            .collect();
         if on_key.is_empty() {
+            let partial = of_key
+                .iter()
+                .map(|r| {
+                    format!(
+                        " (`{}` is partial: it covers only the rows of its WHERE)",
+                        r.get::<_, String>(5)
+                    )
+                })
+                .next()
+                .unwrap_or_default();
             return Err(Failure::Fatal(self.error(format!(
                 "update mode writes each row over the row of its key, which needs a unique \
-                 index on exactly the key's columns ({columns}), and the table has none: \
-                 `ALTER TABLE {table} ADD UNIQUE NULLS NOT DISTINCT ({columns})` (before \
-                 PostgreSQL 15: `ADD PRIMARY KEY ({columns})`)"
+                 index on exactly the key's columns ({columns}), and the table has none\
+                 {partial}: `ALTER TABLE {table} ADD UNIQUE NULLS NOT DISTINCT ({columns})` \
+                 (before PostgreSQL 15: `ADD PRIMARY KEY ({columns})`)"
             ))));
         }
         if !on_key
@@ -3207,12 +3375,15 @@ impl Sink for PostgresSink {
             });
         }
         // A json or jsonb column as its text, as the query gave it (jsonb's as the server
-        // keeps it: keys sorted, spaces taken out).
+        // keeps it: keys sorted, spaces taken out); a bytea column as hex.
         let columns: Vec<String> = schema
             .fields()
             .iter()
             .map(|f| match types.get(f.name()).map(String::as_str) {
                 Some("json" | "jsonb") => format!("{c}::text AS {c}", c = quote(f.name())),
+                // JSON gives bytea as PostgreSQL's text of it (`\\x6869`), where Arrow's
+                // JSON reader takes bare hex (walk 100: never verified).
+                Some("bytea") => format!("encode({c}, 'hex') AS {c}", c = quote(f.name())),
                 _ => quote(f.name()),
             })
             .collect();

@@ -1757,7 +1757,9 @@ fn infinity_word(text: &str) -> bool {
 /// 2262-04-11: an `i64` of nanoseconds), which `timestamp`, inferred or declared, reads as.
 const NANOSECOND_RANGE_HINT: &str = " (a `timestamp` counts nanoseconds, so it holds years \
     1677 to 2262; declare the column `timestamp(6)` in the source's `schema:`, microseconds, for \
-    years far beyond)";
+    years far beyond. A column with such years and also times to the nanosecond fits no \
+    timestamp type: declare it `string` and convert it in the query, or skip the rows that do \
+    not fit with `on_error: skip`)";
 
 /// [`NANOSECOND_RANGE_HINT`] where a cast into a nanosecond `data_type` overflowed.
 fn out_of_range_hint(data_type: &DataType, error: &str) -> &'static str {
@@ -1996,7 +1998,15 @@ fn check_time_fraction(text: &StringArray, unit: TimeUnit) -> Result<(), ArrowEr
             // The row fails as it is read, before the query: a `date_trunc` there cannot
             // help, but a column that holds the time can.
             let advice = match fraction.len() {
-                digits @ 0..=9 => format!(
+                digits @ 7..=9 => format!(
+                    "declare `timestamp({})`, which holds it (a `date_trunc` in the query then \
+                     cuts it where wanted; it holds years 1677 to 2262 only, so a column that \
+                     also has times beyond those fits no timestamp type: declare it `string` \
+                     and convert it in the query, or skip the rows that do not fit with \
+                     `on_error: skip`)",
+                    digits.div_ceil(3) * 3
+                ),
+                digits @ 0..=6 => format!(
                     "declare `timestamp({})`, which holds it (a `date_trunc` in the query then \
                      cuts it where wanted)",
                     digits.div_ceil(3) * 3
@@ -3583,40 +3593,52 @@ fn check_csv_header(
     let names = csv_column_names(&written);
     let found: Vec<&str> = names.iter().map(String::as_str).collect();
     let expected: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    if found != expected {
-        let hint = if found.len() == expected.len() && found.iter().all(|f| expected.contains(f)) {
-            // Only the order differs: `schema:` is a mapping, `columns:` says the order. But
-            // one source reads its CSV files in one order (by position).
-            "; only the order differs. A CSV source reads every file's columns in one order \
+    // Names that differ only in case are the same column, as Spark (`spark.sql.caseSensitive`
+    // false, its default) and DuckDB match columns: `TS` in a header is the declared `ts`.
+    if !same_names(&found, &expected) {
+        let lower =
+            |names: &[&str]| -> Vec<String> { names.iter().map(|n| n.to_lowercase()).collect() };
+        let (found_l, expected_l) = (lower(&found), lower(&expected));
+        let hint =
+            if found.len() == expected.len() && found_l.iter().all(|f| expected_l.contains(f)) {
+                // Only the order differs: `schema:` is a mapping, `columns:` says the order. But
+                // one source reads its CSV files in one order (by position).
+                "; only the order differs. A CSV source reads every file's columns in one order \
              (by position): where all its files have this header, declare the columns as \
              `columns: [{name: ..., type: ...}, ...]` in this order; where its files differ \
              in order, put the files of each order in a folder of their own, read as a source \
              of its own (`UNION ALL` them in the query), or rewrite this file's columns in \
              the source's order"
-                .to_string()
-        } else if let Some(hint) = other_delimiter(&found, delimiter) {
-            hint
-        } else {
-            // Columns gained or lost: no one schema reads both headers by position.
-            let gained: Vec<&&str> = found.iter().filter(|f| !expected.contains(f)).collect();
-            let lost: Vec<&&str> = expected.iter().filter(|e| !found.contains(e)).collect();
-            let what = match (gained.is_empty(), lost.is_empty()) {
-                (false, true) => format!("it adds {gained:?}"),
-                (true, false) => format!("it lacks {lost:?}"),
-                (false, false) => format!("it adds {gained:?} and lacks {lost:?}"),
-                // The same names, one written twice.
-                (true, true) => "it names a column twice".to_string(),
-            };
-            format!(
-                "; {what}. A CSV source reads every file by one header, so no one schema fits \
+                    .to_string()
+            } else if let Some(hint) = other_delimiter(&found, delimiter) {
+                hint
+            } else {
+                // Columns gained or lost: no one schema reads both headers by position.
+                let gained: Vec<&&str> = found
+                    .iter()
+                    .filter(|f| !expected_l.contains(&f.to_lowercase()))
+                    .collect();
+                let lost: Vec<&&str> = expected
+                    .iter()
+                    .filter(|e| !found_l.contains(&e.to_lowercase()))
+                    .collect();
+                let what = match (gained.is_empty(), lost.is_empty()) {
+                    (false, true) => format!("it adds {gained:?}"),
+                    (true, false) => format!("it lacks {lost:?}"),
+                    (false, false) => format!("it adds {gained:?} and lacks {lost:?}"),
+                    // The same names, one written twice.
+                    (true, true) => "it names a column twice".to_string(),
+                };
+                format!(
+                    "; {what}. A CSV source reads every file by one header, so no one schema fits \
                  files of both: put the files of each header in a folder of their own (or, \
                  where their names tell them apart, give each of two sources on the one \
                  folder a `path_glob_filter`), read as a source of its own, and `UNION ALL` \
                  them in the query (with `NULL AS <column>` for a column one lacks); or \
                  rewrite this file with the source's header. (A JSON or Parquet source reads \
                  a column a file lacks as null.)"
-            )
-        };
+                )
+            };
         return Err(SourceError::SchemaMismatch {
             file: file.to_string(),
             reason: format!(
@@ -3625,6 +3647,14 @@ fn check_csv_header(
         });
     }
     Ok(())
+}
+
+/// Whether two lists of column names are the same, in order, but for case (`TS` and `ts`).
+pub(super) fn same_names<A: AsRef<str>, B: AsRef<str>>(a: &[A], b: &[B]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(a, b)| a.as_ref().to_lowercase() == b.as_ref().to_lowercase())
 }
 
 /// Where a CSV header read with `delimiter` gives one column whose name holds another common
@@ -4993,6 +5023,19 @@ mod tests {
         // ... and where a source's files differ in order, `columns:` would only move the
         // refusal to the next file: each order is a source of its own.
         assert!(err.contains("a source of its own"), "{err}");
+    }
+
+    /// A header that names the declared columns in other case (`ID,Name` for `id`, `name`)
+    /// was refused as adding and lacking columns; Spark and DuckDB match column names without
+    /// case, and so does the header check.
+    #[test]
+    fn a_csv_header_in_other_case_is_the_declared_columns() {
+        let read = csv("ID,Name\n1,a\n", OnError::Fail).expect("the header in capitals");
+        assert_eq!(read.rows, 1);
+        assert_eq!(read.batches[0].schema().field(0).name(), "id");
+        assert!(same_names(&["Kunden Nr", "ÄRA"], &["kunden nr", "ära"]));
+        assert!(!same_names(&["a", "b"], &["b", "a"]));
+        assert!(!same_names(&["a"], &["a", "b"]));
     }
 
     /// Walk 63 (1): a CSV header that names a column twice, or leaves one unnamed, could not

@@ -1172,19 +1172,22 @@ impl FilesSource {
 
     /// `listed` without the files not read yet that changed less than `min_file_age` ago,
     /// each said once a run: at the default level where the run reads only what is there now
-    /// (`last_run`: `available-now`), since the next run reads it; otherwise in the log.
+    /// (`last_run`: `available-now`), since the next run reads it; otherwise in the log. Where
+    /// several are newly left at once, one line says them all (the first few by name).
     fn old_enough(&mut self, listed: Vec<LoggedFile>, last_run: bool) -> Vec<LoggedFile> {
         let Some(age) = self.config.min_file_age else {
             return listed;
         };
+        let age = humantime::format_duration(age);
         let mut kept = Vec::with_capacity(listed.len());
+        // The files newly left, each with why.
+        let mut left: Vec<(String, String)> = Vec::new();
         for file in listed {
             let Some(since) = self.young_for(&file) else {
                 kept.push(file);
                 continue;
             };
             if self.young.insert(file.path.clone()) {
-                let age = humantime::format_duration(age);
                 // A time ahead of this machine's clock (walk 73: a clock set back a day held
                 // every file as "changed 0.0s ago") is said as such: the file waits until the
                 // clock has passed it by `min_file_age`.
@@ -1201,20 +1204,42 @@ impl FilesSource {
                         since as f64 / 1000.0
                     )
                 };
-                if last_run {
-                    tracing::warn!(
-                        "source `{}`: {} {changed}: left for the next run",
-                        self.name,
-                        file.path,
-                    );
-                } else {
-                    tracing::info!(
-                        "source `{}`: {} {changed}: left for a later batch",
-                        self.name,
-                        file.path,
-                    );
-                }
+                left.push((file.path.clone(), changed));
             }
+        }
+        let said = match left.as_slice() {
+            [] => return kept,
+            [(path, changed)] => format!("{path} {changed}"),
+            _ => {
+                const NAMED: usize = 3;
+                let names: Vec<&str> = left.iter().take(NAMED).map(|(p, _)| p.as_str()).collect();
+                let more = match left.len().saturating_sub(NAMED) {
+                    0 => String::new(),
+                    more => format!(" and {more} more"),
+                };
+                let ahead = left
+                    .iter()
+                    .filter(|(_, why)| why.contains("ahead of"))
+                    .count();
+                let ahead = match ahead {
+                    0 => String::new(),
+                    n => format!(
+                        "; {n} of them modified ahead of this machine's clock (a clock set \
+                         back, or files from a machine whose clock is ahead), waiting until \
+                         the clock has passed that by it"
+                    ),
+                };
+                format!(
+                    "{} files changed less than `min_file_age: {age}` ago ({}{more}){ahead}",
+                    left.len(),
+                    names.join(", "),
+                )
+            }
+        };
+        if last_run {
+            tracing::warn!("source `{}`: {said}: left for the next run", self.name);
+        } else {
+            tracing::info!("source `{}`: {said}: left for a later batch", self.name);
         }
         kept
     }
@@ -1956,6 +1981,7 @@ async fn read_into_table(
     let out_schema = reader.output_schema()?;
     let reader = Arc::new(reader);
     crate::progress::LIVE.expect_files(files.len() as u64);
+    let part_names: Vec<String> = files.iter().map(|(file, _)| file.clone()).collect();
     let decoded: Vec<super::Decoded> = futures::stream::iter(files)
         .map(|(file, logged)| read_file(location, file, logged, Arc::clone(&reader), batch))
         .buffered(std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -1982,6 +2008,7 @@ async fn read_into_table(
         unknown_rows,
         unknown_fields,
         files,
+        part_names,
     })
 }
 

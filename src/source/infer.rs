@@ -98,7 +98,7 @@ impl Sample {
         };
         if self.format == FileFormat::Csv {
             let names = |fs: &[Field]| fs.iter().map(|f| f.name().clone()).collect::<Vec<_>>();
-            if names(columns) != names(&fields) {
+            if !super::decode::same_names(&names(columns), &names(&fields)) {
                 return Err(SourceError::SchemaMismatch {
                     file: file.to_string(),
                     reason: format!(
@@ -113,6 +113,12 @@ impl Sample {
                         names(columns)
                     ),
                 });
+            }
+        }
+        if self.format == FileFormat::Csv {
+            // A header in other case names the first file's columns (checked above).
+            for (field, column) in fields.iter_mut().zip(columns.iter()) {
+                *field = field.clone().with_name(column.name());
             }
         }
         *columns = merge_fields(columns, &fields).map_err(|reason| SourceError::Infer {

@@ -491,6 +491,9 @@ pub struct BatchInput {
     pub unknown_fields: std::collections::BTreeSet<String>,
     /// Files read.
     pub files: u64,
+    /// The name of each of `partitions` where each is one file's rows (its path under the
+    /// source's folder), for an error to say which file holds a value; empty otherwise.
+    pub part_names: Vec<String>,
 }
 
 impl BatchInput {
@@ -506,6 +509,7 @@ impl BatchInput {
             unknown_rows: 0,
             unknown_fields: std::collections::BTreeSet::new(),
             files: 0,
+            part_names: Vec::new(),
         }
     }
 
@@ -518,6 +522,54 @@ impl BatchInput {
         }
         MemTable::try_new(self.schema, self.partitions).map(Arc::new)
     }
+}
+
+/// Where a text value is in a batch's input ([`find_text`]): the column, the part that holds
+/// it first (a file's path, where the input names its parts), the row of that part (from 1,
+/// counting the rows read from it, where the rows are as read), and how many rows of that
+/// part hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundText {
+    /// The column.
+    pub column: String,
+    /// The part (a file), where known.
+    pub part: Option<String>,
+    /// The row of the part, from 1, where known.
+    pub row: Option<usize>,
+    /// The rows of the part (or of the input, where parts are not named) that hold it.
+    pub rows: usize,
+}
+
+/// The first text column of `batches` (in column order) with a row whose value is `value`,
+/// exactly: the column, the first such row (from 0, across the batches in order) and how many
+/// rows hold it there.
+pub fn find_text(batches: &[RecordBatch], value: &str) -> Option<(String, usize, usize)> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::DataType;
+    let schema = batches.first()?.schema();
+    for (index, field) in schema.fields().iter().enumerate() {
+        let (mut first, mut rows, mut before) = (None, 0, 0);
+        for batch in batches {
+            let column = batch.column(index);
+            let text: Box<dyn Iterator<Item = Option<&str>>> = match column.data_type() {
+                DataType::Utf8 => Box::new(column.as_string::<i32>().iter()),
+                DataType::LargeUtf8 => Box::new(column.as_string::<i64>().iter()),
+                DataType::Utf8View => Box::new(column.as_string_view().iter()),
+                _ => break,
+            };
+            for (row, cell) in text.enumerate() {
+                if cell == Some(value) {
+                    first.get_or_insert(before + row);
+                    rows += 1;
+                }
+            }
+            before += column.len();
+        }
+        if let Some(first) = first {
+            return Some((field.name().clone(), first, rows));
+        }
+    }
+    None
 }
 
 /// A batch's input from one source, as [`Source::scan`] gives it.

@@ -1231,6 +1231,19 @@ async fn a_stream_made_again_and_still_empty_is_read_from_its_start_once_it_fill
     assert_eq!(input.rows, 5, "every message of the stream made again");
 }
 
+/// The lines of the `.jsonl` files in `folder` (a JSON files sink's), sorted.
+fn jsonl_lines(folder: &std::path::Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(folder).expect("out").flatten() {
+        if entry.path().extension().is_some_and(|e| e == "jsonl") {
+            let text = std::fs::read_to_string(entry.path()).expect("sink file");
+            lines.extend(text.lines().map(str::to_string));
+        }
+    }
+    lines.sort();
+    lines
+}
+
 /// Walk 81 (4): a message's headers came in another order in each process (the client keeps
 /// them in a hash map): `headers[1]` changed from run to run, and `replay --verify` failed on
 /// every batch with headers. They are in key order, a key's values in their order on the
@@ -1271,14 +1284,7 @@ async fn headers_read_in_one_order_every_time() {
     let file = write_pipeline(&ws, &yaml);
     let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(ws.path("out")).expect("out").flatten() {
-        if entry.path().extension().is_some_and(|e| e == "jsonl") {
-            let text = std::fs::read_to_string(entry.path()).expect("sink file");
-            lines.extend(text.lines().map(str::to_string));
-        }
-    }
-    lines.sort();
+    let lines = jsonl_lines(&ws.path("out"));
     // The JSON sink writes a binary value in hex.
     let headers: Vec<String> = [
         ("a", "1"),
@@ -1303,6 +1309,80 @@ async fn headers_read_in_one_order_every_time() {
     for batch in 0..3 {
         assert_verified(&ws, "ckpt", batch);
     }
+}
+
+/// Publishes `payload` on `subject` with the headers block `headers` exactly as given, over
+/// the NATS protocol itself (`HPUB`): the client library refuses to write malformed headers.
+fn publish_raw_headers(subject: &str, headers: &str, payload: &str) {
+    use std::io::{BufRead, BufReader, Write};
+    let address = server().trim_start_matches("nats://");
+    let socket = std::net::TcpStream::connect(address).expect("connect to NATS");
+    let mut reader = BufReader::new(socket.try_clone().expect("socket"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("INFO");
+    assert!(line.starts_with("INFO"), "{line}");
+    let mut socket = socket;
+    write!(
+        socket,
+        "CONNECT {{\"verbose\":false,\"headers\":true,\"protocol\":1}}\r\n\
+         HPUB {subject} {} {}\r\n{headers}{payload}\r\nPING\r\n",
+        headers.len(),
+        headers.len() + payload.len()
+    )
+    .expect("HPUB");
+    line.clear();
+    reader.read_line(&mut line).expect("PONG");
+    assert_eq!(line.trim_end(), "PONG", "the server refused the message");
+}
+
+/// Audit 93b (S1): a message whose headers the NATS client's parser refuses (a line without a
+/// colon, a key with a space; the server stores it as written) dropped the client's
+/// connection each time it came, so the batch's read stalled at it on every run, for good. The
+/// read goes on through the stream's message-get API, which gives the headers as written: every
+/// message read once, that one's headers as written, and the batch recomputes the same.
+#[tokio::test]
+async fn a_message_with_headers_the_client_refuses_is_read() {
+    let ws = Workspace::new();
+    let stream = unique("bad_headers");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    let subject = format!("{stream}.x");
+    publish(&js, &subject, &id_payloads(0, 3)).await;
+    publish_raw_headers(
+        &subject,
+        "NATS/1.0\r\nno colon here\r\nmy key: v\r\n\r\n",
+        "{\"id\":3,\"name\":\"n3\"}",
+    );
+    // Acknowledged after it, so it is stored.
+    publish(&js, &subject, &id_payloads(4, 3)).await;
+    let yaml = format!(
+        "name: h\ncheckpoint: {ckpt}\nsources:\n  m:\n    kind: nats\n    url: {url}\n    \
+         stream: {stream}\n    format: json\n    schema: {{ id: bigint, name: string }}\n    \
+         metadata_columns: [headers]\n    \
+         retry: {{ attempts: 1, backoff: 100ms, timeout: 2s }}\n\
+         query: SELECT id, headers FROM m\n\
+         trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        out = ws.p("out"),
+        url = server(),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = jsonl_lines(&ws.path("out"));
+    // The JSON sink writes a binary value in hex ("v" is 76).
+    let mut expected: Vec<String> = (0..7)
+        .map(|i| match i {
+            // A null is left out of a JSON line (as Spark's JSON writer leaves it out).
+            3 => "{\"id\":3,\"headers\":[{\"key\":\"my key\",\"value\":\"76\"},\
+                  {\"key\":\"no colon here\"}]}"
+                .to_string(),
+            i => format!("{{\"id\":{i}}}"),
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(lines, expected);
+    assert_verified(&ws, "ckpt", 0);
 }
 
 /// Walk 81 (3): with `filter_subject`, two messages on it published after the last batch and

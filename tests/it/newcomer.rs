@@ -5292,6 +5292,22 @@ fn a_file_younger_than_min_file_age_is_left_for_a_later_run() {
         "{said}"
     );
     assert_eq!(sink_lines(&ws.path("out")).len(), 3);
+    // Many young files at once are said in one line, the first few by name (a folder of a
+    // thousand files being copied in gave a thousand warnings).
+    for i in 3..8 {
+        input(&ws, &format!("{i}.json"), "{\"k\":\"e\",\"v\":5}\n");
+    }
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "source `s`: 6 files changed less than `min_file_age: 10m` ago (2.json, 3.json, \
+             4.json and 3 more); 1 of them modified ahead of this machine's clock"
+        ) && said.matches("min_file_age").count() == 1,
+        "{said}"
+    );
+    assert_eq!(sink_lines(&ws.path("out")).len(), 3);
 
     // Columns inferred: not from the young file (cut short, it would fail inference), and
     // the file is still said at the default level where the batch leaves it.
@@ -8997,6 +9013,7 @@ fn a_text_value_that_does_not_read_as_the_type_the_query_casts_to_is_named() {
             "2026-01-01T00:00:30Z",
         ),
         ("SELECT CAST(t AS BIGINT) AS w FROM s", "5"),
+        ("SELECT to_date(t) AS w FROM s", "2026-01-01"),
     ] {
         let (out, _) = query_case(
             "json",
@@ -9013,6 +9030,12 @@ fn a_text_value_that_does_not_read_as_the_type_the_query_casts_to_is_named() {
                     "A text value the query uses as a time or a number does not read as one"
                 )
                 && said.contains("`TRY_CAST(c AS <type>)`"),
+            "{query}: {said}"
+        );
+        // DataFusion quotes the value but not where it is: said (a query error named no
+        // file or line).
+        assert!(
+            said.contains("`x` is in column `t` of source `s`: 0.json, row 2 of the rows read"),
             "{query}: {said}"
         );
     }
@@ -9056,6 +9079,34 @@ fn counting_from_zero_as_spark_does_is_said() {
     );
     assert!(!stderr(&out).contains("counts from 0"), "{}", stderr(&out));
     assert_eq!(lines, [r#"{"first":"ab","two":"ab"}"#]);
+    // Walk 98 (2): a negative start counts from the end in Spark and DuckDB (`substr(phone,
+    // -4)`, the last four digits), from before the first character here: said, with what to
+    // write, which gives DuckDB's rows ('lo', 'l').
+    let (out, lines) = query_case(
+        "json",
+        "schema: { s: string }",
+        "{\"s\":\"hello\"}\n",
+        "SELECT substr(s, -2) AS a, substr(s, -2, 1) AS b FROM s",
+    );
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "`substr(s.s, -2)` counts a negative start as PostgreSQL does, from before the \
+             first character"
+        ) && said.contains("for their result write `right(s.s, 2)`")
+            && said.contains("write `substr(s.s, char_length(s.s) - 1, 1)`"),
+        "{said}"
+    );
+    assert_eq!(lines, [r#"{"a":"hello","b":""}"#]);
+    let (out, lines) = query_case(
+        "json",
+        "schema: { s: string }",
+        "{\"s\":\"hello\"}\n",
+        "SELECT right(s.s, 2) AS a, substr(s.s, char_length(s.s) - 1, 1) AS b FROM s",
+    );
+    assert!(!stderr(&out).contains("negative start"), "{}", stderr(&out));
+    assert_eq!(lines, [r#"{"a":"lo","b":"l"}"#]);
 }
 
 /// Walk 29 (7): a complete-mode aggregation changed to update mode, with a new `sink.path`,
@@ -11811,5 +11862,52 @@ fn a_corrected_file_names_the_batch_that_read_it_and_the_rewind_that_reads_it_ag
             "{\"k\":\"b\",\"v\":20}",
             "{\"k\":\"c\",\"v\":3}"
         ]
+    );
+}
+
+/// Walk 98 (3): a file read by an earlier batch of a complete-mode aggregation, corrected
+/// since, was said with `sluice rewind ... --to 0` as the way to read it again; that rewind
+/// is refused in complete mode, and its refusal named no way on. It names starting over on a
+/// new checkpoint with a new output, which, followed, gives the result over the input as it
+/// is now.
+#[test]
+fn a_complete_mode_rewind_refused_names_the_start_over_that_works() {
+    let ws = Workspace::new();
+    let query = "SELECT k, sum(v) AS total FROM s GROUP BY k";
+    let file = pipeline(&ws, query, "complete");
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.json", "{\"k\":\"a\",\"v\":2}\n");
+    assert!(run(&file, &ws).status.success());
+    // Corrected: the file read by batch 1 gains a row.
+    input(
+        &ws,
+        "1.json",
+        "{\"k\":\"a\",\"v\":2}\n{\"k\":\"b\",\"v\":5}\n",
+    );
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    let rewind = advised(&said, "sluice rewind");
+    let words: Vec<&str> = rewind.split_whitespace().skip(1).collect();
+    let refused = run_bin(&words, ws.dir.path());
+    let why = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{why}");
+    assert!(
+        why.contains("start the pipeline over on a new checkpoint with a new, empty output"),
+        "{why}"
+    );
+    // As said: a new checkpoint and a new sink folder.
+    edit_file(&file, &ws.p("ckpt"), &ws.p("ckpt2"));
+    edit_file(
+        &file,
+        &format!("path: {}, format: json }}", ws.p("out")),
+        &format!("path: {}, format: json }}", ws.p("out2")),
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out2")),
+        [r#"{"k":"a","total":3}"#, r#"{"k":"b","total":5}"#]
     );
 }

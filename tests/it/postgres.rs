@@ -2041,11 +2041,23 @@ async fn an_update_table_without_a_fitting_unique_index_is_refused_before_its_ba
     assert!(!ws.path("ckpt/offsets/0").exists(), "no batch planned");
     execute(&format!("ALTER TABLE {table} ADD UNIQUE (page)")).await;
     run_refused(&pipeline, "takes a row per null key");
+    // Walk 100 (3): a DEFERRABLE unique constraint on the key was taken for none, and with
+    // the index the advice added, `ON CONFLICT` refused it on every batch. Named, with the
+    // drop that gets out.
     execute(&format!(
-        "ALTER TABLE {table} DROP CONSTRAINT {table}_page_key; {}",
-        advised(&said, "ALTER TABLE")
+        "ALTER TABLE {table} DROP CONSTRAINT {table}_page_key; ALTER TABLE {table} ADD \
+         CONSTRAINT {table}_d UNIQUE NULLS NOT DISTINCT (page) DEFERRABLE INITIALLY DEFERRED"
     ))
     .await;
+    let deferred = run_refused(
+        &pipeline,
+        &format!(
+            "the table's unique constraint `{table}_d` on the key is DEFERRABLE, which \
+             PostgreSQL's `ON CONFLICT` refuses"
+        ),
+    );
+    execute(&advised(&deferred, "ALTER TABLE")).await;
+    execute(&advised(&said, "ALTER TABLE")).await;
     std::fs::write(ws.path("in/1.json"), "{\"page\":null,\"v\":2}\n").expect("input");
     let run = sluice_run(&pipeline);
     assert!(run.status.success(), "{}", stderr(&run));
@@ -2758,6 +2770,167 @@ async fn a_copy_of_the_checkpoint_at_the_same_epoch_is_refused() {
 
 /// A pipeline of source `s` (JSON lines under `in`, `{ id: bigint, r: double, t: string }`)
 /// running `query` in `mode` into PostgreSQL table `table`, with `extra` sink settings.
+/// Walk 100 (2, 6): text that is not JSON into a `jsonb` column failed its batch with "the
+/// next run ... finishes it" on every run, and a row no partition of a partitioned table takes
+/// was said to break a CHECK constraint the table does not have. Each is a row the table
+/// refuses: named with what to change, not tried again, with the rewind; the partition's
+/// advice, followed, lets the batch through.
+#[tokio::test]
+async fn a_value_the_column_does_not_read_and_a_row_of_no_partition_are_named() {
+    let ws = Workspace::new();
+    typed_input(&ws, "0.json", "{\"id\":2,\"r\":1,\"t\":\"not json\"}\n");
+    let table = unique_table("jsonb");
+    execute(&format!("CREATE TABLE {table} (id bigint, t jsonb)")).await;
+    let run = sluice_run(&write_pipeline(
+        &ws,
+        &typed_pipeline(&ws, "SELECT id, t FROM s", "append", &table, ""),
+    ));
+    let said = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("does not read as the column's type in the table")
+            && said.contains(&format!("ALTER TABLE \"{table}\" ALTER COLUMN"))
+            && said.contains("Batch 0 stays planned with this pipeline file and its input")
+            && !said.contains("The batch stays planned: the next run")
+            && !said.contains("retrying"),
+        "{said}"
+    );
+    let ws = Workspace::new();
+    typed_input(&ws, "0.json", "{\"id\":2,\"r\":1,\"t\":\"a\"}\n");
+    let table = unique_table("parted");
+    execute(&format!(
+        "CREATE TABLE {table} (id bigint, t text) PARTITION BY LIST (id); CREATE TABLE \
+         {table}_1 PARTITION OF {table} FOR VALUES IN (1)"
+    ))
+    .await;
+    let pipeline = write_pipeline(
+        &ws,
+        &typed_pipeline(&ws, "SELECT id, t FROM s", "append", &table, ""),
+    );
+    let run = sluice_run(&pipeline);
+    let said = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("has a partition key no partition of the table takes")
+            && !said.contains("CHECK constraint"),
+        "{said}"
+    );
+    let advice = advised(&said, "CREATE TABLE").replace("<name>", &format!("{table}_rest"));
+    execute(&advice).await;
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(row_count(&table).await, 1);
+}
+
+/// Walk 100 (4): `replay --verify` of a batch with a `bytea` column the sink made never
+/// passed: the column came back as PostgreSQL's text of it (`\\x...`), which Arrow's JSON
+/// reader refused ("UNREADABLE"), and the rewind it advised changed nothing. It verifies.
+#[tokio::test]
+async fn replay_verify_reads_a_bytea_column_back() {
+    let ws = Workspace::new();
+    typed_input(
+        &ws,
+        "0.json",
+        "{\"id\":1,\"r\":1,\"t\":\"hi\"}\n{\"id\":2,\"r\":2,\"t\":null}\n",
+    );
+    let table = unique_table("bytea");
+    let run = sluice_run(&write_pipeline(
+        &ws,
+        &typed_pipeline(
+            &ws,
+            "SELECT id, CAST(t AS BYTEA) AS raw FROM s",
+            "append",
+            &table,
+            "  create_table: true\n  batch_column: b\n",
+        ),
+    ));
+    assert!(run.status.success(), "{}", stderr(&run));
+    let (code, said) = verify_batch_0(&ws);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(!said.contains("UNREADABLE"), "{said}");
+}
+
+/// `sluice replay ckpt --batch 0 --verify` in `ws`: its exit code and what it printed (standard
+/// output, then standard error).
+fn verify_batch_0(ws: &Workspace) -> (Option<i32>, String) {
+    let verify = run_bin(
+        &["replay", &ws.p("ckpt"), "--batch", "0", "--verify"],
+        ws.dir.path(),
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        stderr(&verify)
+    );
+    (verify.status.code(), said)
+}
+
+/// Walk 100 (1): the url's `options` that set `search_path` taken out between runs sent the
+/// next batches into a new table of the same name in `public`, the earlier ones left in the
+/// other schema, exit 0 without a word. Refused, naming where the batches went; the table
+/// named with that schema, as advised, writes on there: every row in one table, once.
+#[tokio::test]
+async fn a_table_found_in_another_schema_than_its_batches_went_to_is_refused() {
+    let ws = Workspace::new();
+    let schema = unique_table("w100_path");
+    let table = unique_table("pathed");
+    execute(&format!("CREATE SCHEMA {schema}")).await;
+    typed_input(&ws, "0.json", "{\"id\":1,\"r\":1,\"t\":\"a\"}\n");
+    let yaml = typed_pipeline(
+        &ws,
+        "SELECT id, t FROM s",
+        "append",
+        &table,
+        "  create_table: true\n",
+    );
+    let pathed = yaml.replace(
+        &format!("url: {}", server()),
+        &format!("url: {} options='-c search_path={schema}'", server()),
+    );
+    assert_ne!(pathed, yaml);
+    let pipeline = write_pipeline(&ws, &pathed);
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    typed_input(&ws, "1.json", "{\"id\":2,\"r\":1,\"t\":\"b\"}\n");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let said = run_refused(
+        &pipeline,
+        &format!(
+            "table `{table}` is public.{table} to this session (the first schema of its \
+             `search_path` that has it, or where it would be made), but this checkpoint's \
+             batches up to 0 went to {schema}.{table}"
+        ),
+    );
+    let (table_line, progress_line) = (
+        advised(&said, "table: "),
+        advised(&said, "progress_table: "),
+    );
+    assert_eq!(
+        progress_line,
+        format!("progress_table: {schema}._sluice_progress")
+    );
+    let pipeline = write_pipeline(
+        &ws,
+        &yaml.replace(
+            &format!("table: {table}\n"),
+            &format!("{table_line}\n  {progress_line}\n"),
+        ),
+    );
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(row_count(&format!("{schema}.{table}")).await, 2);
+    let public: i64 = client(server())
+        .await
+        .query_one(
+            &format!("SELECT count(*) FROM pg_tables WHERE tablename = '{table}'"),
+            &[],
+        )
+        .await
+        .expect("tables")
+        .get(0);
+    assert_eq!(public, 1, "a second table was made");
+}
+
 fn typed_pipeline(ws: &Workspace, query: &str, mode: &str, table: &str, extra: &str) -> String {
     format!(
         "name: typed\ncheckpoint: {ckpt}\nsources:\n  s:\n    kind: files\n    path: {input}\n    format: json\n    schema: {{ id: bigint, r: double, t: string }}\nquery: \"{query}\"\noutput_mode: {mode}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n{extra}",
@@ -2976,17 +3149,9 @@ async fn wider_columns_and_json_columns_take_the_query_values() {
             "{mode}"
         );
         if mode == "append" {
-            let verify = run_bin(
-                &["replay", &ws.p("ckpt"), "--batch", "0", "--verify"],
-                ws.dir.path(),
-            );
-            let said = format!(
-                "{}{}",
-                String::from_utf8_lossy(&verify.stdout),
-                stderr(&verify)
-            );
+            let (code, said) = verify_batch_0(&ws);
             // The jsonb column reads back as jsonb keeps it, and that is said.
-            assert_eq!(verify.status.code(), Some(1), "{said}");
+            assert_eq!(code, Some(1), "{said}");
             assert!(
                 said.contains("A `jsonb` column keeps JSON its own way"),
                 "{said}"

@@ -2170,6 +2170,7 @@ impl Source for KafkaSource {
             unknown_rows: unknown.0,
             unknown_fields: unknown.1,
             files: 0,
+            part_names: Vec::new(),
         })
     }
 

@@ -1106,7 +1106,16 @@ async fn read_range(
         .await
         .map_err(|e| describe(&e))?;
     let mut consumer_name = None;
-    let read = read_with_consumer(&stream, config, from, to, timeout, &mut consumer_name).await;
+    let read = read_with_consumer(
+        context,
+        &stream,
+        config,
+        from,
+        to,
+        timeout,
+        &mut consumer_name,
+    )
+    .await;
     if let Some(name) = consumer_name
         && let Err(e) = stream.delete_consumer(&name).await
     {
@@ -1120,8 +1129,14 @@ async fn read_range(
     read
 }
 
-/// [`read_range`]'s read, through a consumer whose name it leaves in `consumer_name`.
+/// [`read_range`]'s read, through a consumer whose name it leaves in `consumer_name`. Where
+/// the consumer stalls (no message within `timeout`), the rest of the range is read by the
+/// stream's message-get API ([`read_stored`]): the NATS client drops its connection on a
+/// message whose headers its parser refuses (a line without a colon, a key with a space or
+/// not ASCII), so the consumer never delivers that message (audit 93b: the pipeline stopped
+/// there for good), where the message-get answer carries the headers as written.
 async fn read_with_consumer(
+    context: &jetstream::Context,
     stream: &jetstream::stream::Stream,
     config: &NatsConfig,
     from: u64,
@@ -1146,25 +1161,23 @@ async fn read_with_consumer(
     }
     let mut messages = consumer.messages().await.map_err(|e| describe(&e))?;
     loop {
-        let next = tokio::time::timeout(timeout, messages.next())
-            .await
-            .map_err(|_| {
-                let after = out
-                    .last()
-                    .map_or(from.saturating_sub(1), |m: &Message| m.sequence);
-                format!(
-                    "no message came within {} (`retry.timeout`) after sequence {after}: the \
-                     server stopped sending (its read's consumer deleted under it, by hand or \
-                     by a tool that clears consumers, does so), or the NATS client could not \
-                     read the next message (headers it does not parse: a value not UTF-8, a \
-                     key with a space, a line without a colon; audit 93b): `nats stream get \
-                     {} {}` shows it, and deleting it (`nats stream rmm`) leaves a gap the \
-                     read goes over",
-                    humantime::format_duration(timeout),
-                    config.stream,
-                    after + 1
-                )
-            })?;
+        let Ok(next) = tokio::time::timeout(timeout, messages.next()).await else {
+            // The consumer goes first, so that the server does not push it the message again
+            // under the reads below.
+            drop(messages);
+            if let Some(name) = consumer_name.take()
+                && let Err(e) = stream.delete_consumer(&name).await
+            {
+                tracing::debug!(
+                    "the stalled consumer {name} was not deleted: {}",
+                    describe(&e)
+                );
+            }
+            let after = out
+                .last()
+                .map_or(from.saturating_sub(1), |m: &Message| m.sequence);
+            return read_stored(context, config, after, to, timeout, out).await;
+        };
         let Some(message) = next else {
             return Err("the server ended the read".into());
         };
@@ -1207,6 +1220,133 @@ async fn read_with_consumer(
         }
     }
     Ok(out)
+}
+
+/// The rest of a read whose consumer stalled after sequence `after`: the messages up to `to`
+/// (on the filter subject) added to `out` one request each, by the stream's message-get API
+/// (`$JS.API.STREAM.MSG.GET`, `next_by_subj`), each answered within `timeout`. The range ends
+/// where the next message is past `to`, or there is none (its tail deleted).
+async fn read_stored(
+    context: &jetstream::Context,
+    config: &NatsConfig,
+    after: u64,
+    to: u64,
+    timeout: Duration,
+    mut out: Vec<Message>,
+) -> Result<Vec<Message>, String> {
+    let mut next = after + 1;
+    while next <= to {
+        let stored = tokio::time::timeout(timeout, stored_message(context, config, next))
+            .await
+            .map_err(|_| {
+                format!(
+                    "no message came within {} (`retry.timeout`) after sequence {}, and the \
+                     stream's message-get API gave no answer within it either (the server \
+                     stopped answering)",
+                    humantime::format_duration(timeout),
+                    next - 1
+                )
+            })??;
+        match stored {
+            Some(message) if message.sequence <= to => {
+                next = message.sequence + 1;
+                out.push(message);
+            }
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The stored message of the stream with the first sequence at or after `sequence` (on the
+/// filter subject, where one is set), from the stream's message-get API; `None` where there
+/// is none. The answer carries the headers block and the payload in base64, so headers the
+/// client's parser refuses still read ([`parse_headers`]).
+async fn stored_message(
+    context: &jetstream::Context,
+    config: &NatsConfig,
+    sequence: u64,
+) -> Result<Option<Message>, String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    #[derive(Deserialize)]
+    struct Answer {
+        message: jetstream::stream::RawMessage,
+    }
+    let request = serde_json::json!({
+        "seq": sequence,
+        "next_by_subj": config.filter_subject.as_deref().unwrap_or(">"),
+    });
+    let answer: jetstream::response::Response<Answer> = context
+        .request(format!("STREAM.MSG.GET.{}", config.stream), &request)
+        .await
+        .map_err(|e| describe(&e))?;
+    let raw = match answer {
+        jetstream::response::Response::Ok(Answer { message }) => message,
+        jetstream::response::Response::Err { error }
+            if error.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND =>
+        {
+            return Ok(None);
+        }
+        jetstream::response::Response::Err { error } => return Err(error.to_string()),
+    };
+    let decode = |what: &str, text: &str| {
+        STANDARD.decode(text).map_err(|e| {
+            format!(
+                "the {what} of sequence {} in the server's message-get answer is not base64: \
+                 {e}",
+                raw.sequence
+            )
+        })
+    };
+    let headers = match &raw.headers {
+        Some(block) => parse_headers(&decode("headers", block)?),
+        None => Vec::new(),
+    };
+    Ok(Some(Message {
+        subject: raw.subject.clone(),
+        sequence: raw.sequence,
+        timestamp_us: i64::try_from(raw.time.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX),
+        headers,
+        payload: decode("payload", &raw.payload)?,
+    }))
+}
+
+/// A message's headers block as written (`NATS/1.0` then `Key: value` lines, each ended by
+/// CRLF, then an empty line; the NATS header format, after HTTP/1's), as the consumer's read
+/// gives them: a value trimmed, a line that starts with white space continuing the value
+/// before it, in key order with a key's values in their order on the wire. Taken as written
+/// where the client refuses them: a line without a colon is a key without a value (null), a
+/// key or value not UTF-8 kept (a key with its invalid bytes replaced).
+fn parse_headers(block: &[u8]) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut pairs: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+    // The first line is the version (and a status, which a stored message does not have).
+    for line in block.split(|b| *b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        if line[0].is_ascii_whitespace()
+            && let Some((_, Some(value))) = pairs.last_mut()
+        {
+            value.extend_from_slice(line);
+            let end = value.trim_ascii_end().len();
+            value.truncate(end);
+            continue;
+        }
+        match line.iter().position(|b| *b == b':') {
+            Some(colon) => pairs.push((
+                String::from_utf8_lossy(&line[..colon]).into_owned(),
+                Some(line[colon + 1..].trim_ascii().to_vec()),
+            )),
+            None => pairs.push((
+                String::from_utf8_lossy(line.trim_ascii()).into_owned(),
+                None,
+            )),
+        }
+    }
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs
 }
 
 /// `error` (making a consumer), with what the stream's consumer limit means for Sluice where it
@@ -1498,6 +1638,7 @@ impl Source for NatsSource {
             unknown_rows: unknown.0,
             unknown_fields: unknown.1,
             files: 0,
+            part_names: Vec::new(),
         })
     }
 

@@ -357,6 +357,7 @@ impl Source for NexmarkSource {
             unknown_rows: 0,
             unknown_fields: Default::default(),
             files: 0,
+            part_names: Vec::new(),
         })
     }
 

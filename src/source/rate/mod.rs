@@ -408,6 +408,7 @@ impl Source for RateSource {
             unknown_rows: 0,
             unknown_fields: Default::default(),
             files: 0,
+            part_names: Vec::new(),
         })
     }
 
