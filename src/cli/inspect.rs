@@ -271,6 +271,16 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
     {
         newest_damaged = Some(Error::from(e).shown_in(spec));
     }
+    // A source log entry deleted (a compact one among them) stops every run too (walk 99).
+    if newest_damaged.is_none()
+        && let Some(newest) = logs.offsets.last()
+    {
+        newest_damaged = crate::ops::source_log_damage(&location, spec, *newest)
+            .await
+            .into_iter()
+            .map(|(_, damage)| damage)
+            .next();
+    }
     let mut state = Vec::new();
     for operator in StateFiles::operators(&location).await? {
         let files = StateFiles::new(location.clone(), &operator).list().await?;

@@ -7,6 +7,7 @@ mod rewind;
 mod verify;
 
 pub use rename::{Renamed, rename};
+pub(crate) use repair::source_log_damage;
 pub use repair::{
     ForgottenOutput, RepairReport, forget_lost_output, local_sink_folders, owned_leftovers, repair,
     state_damage,

@@ -695,6 +695,20 @@ pub async fn repair(
             }
         ));
     }
+    // An entry no retained batch's own list shows gone (a compact one, folding the older
+    // batches): the newest batch's count of files read says it (walk 99: repair found
+    // nothing to repair, and the run refused).
+    if let Some(&newest_planned) = logs.offsets.last() {
+        for (source, damage) in source_log_damage(location, shown, newest_planned).await {
+            if !report
+                .unfixable
+                .iter()
+                .any(|u| u.starts_with(&format!("source `{source}`")))
+            {
+                report.unfixable.push(damage);
+            }
+        }
+    }
     let committed = logs.commits.last().copied().unwrap_or(BatchId(0));
     let newest = super::rewind::stored_pipeline(location, shown, &logs)
         .await
@@ -719,6 +733,49 @@ pub async fn repair(
         }
     }
     Ok(report)
+}
+
+/// What each source of batch `batch` (in the checkpoint at `location`, shown as `shown`) finds
+/// missing from its own log for the batches up to it
+/// ([`crate::source::SourceConnector::log_damage`]), by source name, each said with the way
+/// out: the entry from a backup, or a new start in the sink's terms. Empty where the batch's
+/// offsets entry or stored pipeline file does not read (said elsewhere).
+pub(crate) async fn source_log_damage(
+    location: &Location,
+    shown: &str,
+    batch: BatchId,
+) -> Vec<(String, String)> {
+    let Ok(Some(entry)) = read_offsets(location, batch).await else {
+        return Vec::new();
+    };
+    let Some(fingerprint) = &entry.info.pipeline else {
+        return Vec::new();
+    };
+    let Ok(Some(pipeline)) = crate::driver::stored_pipeline(location, shown, fingerprint).await
+    else {
+        return Vec::new();
+    };
+    let mut damage = Vec::new();
+    for source in &entry.sources {
+        let Some(config) = pipeline.sources.get(&source.source) else {
+            continue;
+        };
+        if let Ok(Some(what)) = config
+            .connector()
+            .log_damage(&source.source, location, batch, &source.offset)
+            .await
+        {
+            damage.push((
+                source.source.clone(),
+                format!(
+                    "{what}; nothing else records which files it listed. Put the entry back \
+                     from a backup, or start over on a new checkpoint{}",
+                    crate::driver::sink_advice(&pipeline).start_over
+                ),
+            ));
+        }
+    }
+    damage
 }
 
 /// What is wrong with the state files the runs after batch `committed` load, each said with

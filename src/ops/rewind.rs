@@ -340,6 +340,17 @@ async fn rewind_or_check(
                 .map_err(|e| refuse(e.to_string()))?;
         }
     }
+    // A source log entry gone at or before `to` (a compact one): the run after the rewind
+    // would refuse over it, after the sink gave the batches back (walk 99).
+    if let Some((_, damage)) = super::repair::source_log_damage(location, shown, to)
+        .await
+        .into_iter()
+        .next()
+    {
+        return Err(refuse(format!(
+            "it does not get past what is wrong: {damage}"
+        )));
+    }
     // Every sink is opened (and every refusal made) before anything is deleted.
     let mut sinks = BTreeMap::new();
     for (key, pipeline) in &pipelines {

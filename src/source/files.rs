@@ -452,6 +452,39 @@ impl SourceConnector for FilesConfig {
         rebuild_offset(checkpoint, name, batch).await
     }
 
+    async fn log_damage(
+        &self,
+        name: &str,
+        checkpoint: &Location,
+        batch: BatchId,
+        end: &serde_json::Value,
+    ) -> Result<Option<String>, SourceError> {
+        let Some(read) = end.get("files").and_then(serde_json::Value::as_u64) else {
+            return Ok(None);
+        };
+        // Counted as a run loads the log: the newest compact entry and the entries after it
+        // (walk 99: a deleted `K.compact` was said by the run alone).
+        let logged = match rebuild_offset(checkpoint, name, batch).await {
+            Ok(offset) => offset
+                .get("files")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0),
+            // A compact entry past the batch: not this batch's to count.
+            Err(SourceError::Checkpoint(CheckpointError::Inconsistent { .. })) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        Ok((logged < read).then(|| {
+            format!(
+                "source `{name}`: the batches up to {batch} read {read} files, but its log ({}/) \
+                 lists {logged}: an entry of it was deleted (a numbered one, or the compact \
+                 one that folds the older ones), and the files it listed would be read again",
+                paths::source_dir(name)
+            )
+        }))
+    }
+
     async fn check_forget(
         &self,
         name: &str,

@@ -806,6 +806,23 @@ pub trait SourceConnector: Send + Sync + std::fmt::Debug {
         Ok(Vec::new())
     }
 
+    /// What is missing from source `name`'s own log in the checkpoint at `checkpoint` for the
+    /// batches up to `batch` (whose end offset is `end`): `Some(what)` where the log records
+    /// less input than the offset says was read (an entry deleted, a compact one among them),
+    /// so the next batch would read that input again; `None` where it is whole, or the kind
+    /// keeps no such log (`sluice repair`, `inspect`, `rewind`).
+    ///
+    /// Errors: the store's, listing or reading the log.
+    async fn log_damage(
+        &self,
+        _name: &str,
+        _checkpoint: &Location,
+        _batch: BatchId,
+        _end: &serde_json::Value,
+    ) -> Result<Option<String>, SourceError> {
+        Ok(None)
+    }
+
     /// Files in source `name`'s input now named like files its batches read (as logged in the
     /// checkpoint at `checkpoint`) but of another size, so other files: a source whose `path:`
     /// now names another folder would take them as read. Each as `<path> (<now> bytes; <read>

@@ -1561,6 +1561,50 @@ fn a_damaged_compact_entry_of_a_files_source_names_a_way_out_that_exists() {
     );
 }
 
+/// Walk 99: a deleted compact entry of a files source's log stopped the run, but `repair`
+/// found nothing to repair, `inspect` showed nothing amiss and `rewind` went ahead (the run
+/// after it refused again): each says what the run says, and the rewind takes nothing back.
+#[test]
+fn a_deleted_compact_entry_of_a_files_source_is_said_by_every_command() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 8, 5, 0);
+    let yaml = pipeline_yaml(&ws, "json", "SELECT id, page FROM clicks", 1, "");
+    let pipeline = write_pipeline(&ws, &format!("{yaml}retain_batches: 2\n"));
+    let p = pipeline.to_str().expect("utf-8");
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let compact = std::fs::read_dir(ws.path("ckpt/sources/clicks"))
+        .expect("source log")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".compact"))
+        .expect("a compact entry");
+    std::fs::remove_file(&compact).expect("rm");
+    let ckpt = ws.p("ckpt");
+    let deleted = "an entry of it was deleted";
+    let out = run_bin(&["repair", &ckpt], ws.dir.path());
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(deleted) && said.contains("new checkpoint") && !said.contains("rewind"),
+        "{said}"
+    );
+    let out = run_bin(&["inspect", &ckpt], ws.dir.path());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("INCONSISTENT") && shown.contains(deleted),
+        "{shown}"
+    );
+    let out = run_bin(&["rewind", &ckpt, "--to", "6"], ws.dir.path());
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains(deleted), "{said}");
+    assert!(ws.path("ckpt/commits/7").exists(), "nothing taken back");
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(deleted), "{}", stderr(&out));
+}
+
 /// Audit 86 (ops #1, #2): a damaged newest commit with a later batch pending was moved aside
 /// "as if deleted" and repair said the next run carries on, which then refused the
 /// checkpoint: it is named unfixable with the rewind that works. And a pending batch the sink
