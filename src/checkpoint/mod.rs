@@ -848,9 +848,16 @@ impl Checkpoint {
         read_text(&self.location, file).await
     }
 
-    /// Removes offsets and commits older than the newest `retain` committed batches. Never
+    /// Removes offsets and commits older than the newest `retain` committed batches, and the
+    /// stored pipeline files and query texts (`pipelines/`, `queries/`) only those batches
+    /// ran with; never those of the fingerprints in `keep` (the running pipeline's). Never
     /// removes the latest two batches' entries.
-    pub async fn purge(&self, latest: BatchId, retain: u64) -> Result<(), CheckpointError> {
+    pub async fn purge(
+        &self,
+        latest: BatchId,
+        retain: u64,
+        keep: &[&str],
+    ) -> Result<(), CheckpointError> {
         let retain = retain.max(2);
         let Some(oldest_kept) = latest.0.checked_sub(retain - 1) else {
             return Ok(());
@@ -864,10 +871,57 @@ impl Checkpoint {
                 .delete(&self.location.path(&paths::commits(*batch)))
                 .await?;
         }
+        // The fingerprints the removed batches ran with, read as they go.
+        let mut dropped = std::collections::BTreeSet::new();
         for batch in listing.offsets.iter().filter(|b| b.0 < oldest_kept) {
+            if let Ok(Some(entry)) = read_offsets(&self.location, *batch).await {
+                dropped.extend(entry.info.pipeline.map(|f| paths::pipeline(&f)));
+                dropped.insert(paths::query(&entry.info.query_fingerprint));
+            }
             self.location
                 .delete(&self.location.path(&paths::offsets(*batch)))
                 .await?;
+        }
+        self.purge_stored_files(dropped, &listing, BatchId(oldest_kept), keep)
+            .await
+    }
+
+    /// Removes the stored pipeline files and query texts of `dropped` that no batch from
+    /// `oldest_kept` on (of `listing`) and no fingerprint in `keep` names (walk 99: a
+    /// pipeline edited every day kept every version for ever). The oldest kept batch is read
+    /// first, and every kept one only where a dropped file is not its (a pipeline changed);
+    /// where one does not read, nothing is removed.
+    async fn purge_stored_files(
+        &self,
+        mut dropped: std::collections::BTreeSet<String>,
+        listing: &LogListing,
+        oldest_kept: BatchId,
+        keep: &[&str],
+    ) -> Result<(), CheckpointError> {
+        for fingerprint in keep {
+            dropped.remove(&paths::pipeline(fingerprint));
+            dropped.remove(&paths::query(fingerprint));
+        }
+        let kept: Vec<BatchId> = listing
+            .offsets
+            .iter()
+            .copied()
+            .filter(|b| *b >= oldest_kept)
+            .collect();
+        for batch in &kept {
+            if dropped.is_empty() {
+                return Ok(());
+            }
+            let Ok(Some(entry)) = read_offsets(&self.location, *batch).await else {
+                return Ok(());
+            };
+            if let Some(f) = &entry.info.pipeline {
+                dropped.remove(&paths::pipeline(f));
+            }
+            dropped.remove(&paths::query(&entry.info.query_fingerprint));
+        }
+        for file in dropped {
+            self.location.delete(&self.location.path(&file)).await?;
         }
         Ok(())
     }
@@ -1543,7 +1597,7 @@ mod tests {
                     .expect("put");
             }
         }
-        cp.purge(BatchId(9), 3).await.expect("purge");
+        cp.purge(BatchId(9), 3, &[]).await.expect("purge");
         let listing = cp.list_logs().await.expect("list");
         assert_eq!(listing.offsets, vec![BatchId(7), BatchId(8), BatchId(9)]);
         assert_eq!(listing.commits, vec![BatchId(7), BatchId(8), BatchId(9)]);

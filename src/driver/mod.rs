@@ -3531,7 +3531,10 @@ impl<'a> Driver<'a> {
             self.checkpoint.record_sink(&self.sink_record).await?;
         }
         let retain = self.pipeline.retain_batches;
-        self.checkpoint.purge(batch, retain).await?;
+        let query = plan::fingerprint(&self.pipeline.query);
+        self.checkpoint
+            .purge(batch, retain, &[&self.pipeline_fingerprint, &query])
+            .await?;
         let oldest_kept = BatchId((batch.0 + 1).saturating_sub(retain.max(2)));
         for source in &mut self.engine.sources {
             source.commit(batch, oldest_kept).await?;

@@ -1605,6 +1605,58 @@ fn a_deleted_compact_entry_of_a_files_source_is_said_by_every_command() {
     assert!(stderr(&out).contains(deleted), "{}", stderr(&out));
 }
 
+/// Walk 99: the pipeline file and query text of every edit stayed in the checkpoint for ever
+/// (`pipelines/`, `queries/`), long after retention removed every batch that ran with them:
+/// they go with the last such batch, and the kept batches' files stay (a rewind reads them).
+#[test]
+fn retention_removes_the_pipeline_files_no_kept_batch_ran_with() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 5, 0);
+    let first = pipeline_yaml(&ws, "json", "SELECT id, page FROM clicks", 1, "");
+    let pipeline = write_pipeline(&ws, &format!("{first}retain_batches: 2\n"));
+    let p = pipeline.to_str().expect("utf-8");
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stored = |folder: &str| {
+        std::fs::read_dir(ws.path(&format!("ckpt/{folder}")))
+            .expect("folder")
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .count()
+    };
+    assert_eq!((stored("pipelines"), stored("queries")), (1, 1));
+    // Edited twice: the second edit's batches push the first two out of retention.
+    for (i, query) in [
+        "SELECT id, page FROM clicks WHERE id >= 0",
+        "SELECT id, page FROM clicks WHERE id < 1000",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        write_clicks(&ws.path("in"), "json", 3, 5, 3 + 3 * i);
+        let yaml = pipeline_yaml(&ws, "json", query, 1, "");
+        std::fs::write(&pipeline, format!("{yaml}retain_batches: 2\n")).expect("edit");
+        let out = run_bin(&["run", p], ws.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!((stored("pipelines"), stored("queries")), (1, 1));
+    let out = run_bin(&["rewind", &ws.p("ckpt"), "--to", "7"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let expected = rt.block_on(oracle(
+        &ws.path("in"),
+        "json",
+        "SELECT id, page FROM clicks",
+    ));
+    assert_eq!(
+        rt.block_on(sink_rows(&ws.path("out"))),
+        expected,
+        "each row once"
+    );
+}
+
 /// Audit 86 (ops #1, #2): a damaged newest commit with a later batch pending was moved aside
 /// "as if deleted" and repair said the next run carries on, which then refused the
 /// checkpoint: it is named unfixable with the rewind that works. And a pending batch the sink
