@@ -124,6 +124,38 @@ pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error>
         Some(batch) => Checkpoint::read_failure(&location, batch).await,
         None => None,
     };
+    // A source log entry or a state file the next run needs, gone or damaged, stops it as
+    // well, as `inspect` says (walk 99: the page called such a checkpoint healthy).
+    let mut state_damaged = None;
+    if newest_damaged.is_none()
+        && let Some(&newest) = logs.offsets.last()
+    {
+        newest_damaged = crate::ops::source_log_damage(&location, spec, newest)
+            .await
+            .into_iter()
+            .map(|(_, damage)| damage)
+            .next();
+        if newest_damaged.is_none()
+            && let Some(&committed) = logs.commits.last()
+        {
+            let pipeline = match checkpoint::read_offsets(&location, newest).await {
+                Ok(Some(entry)) => match entry.info.pipeline {
+                    Some(f) => crate::driver::stored_pipeline(&location, spec, &f)
+                        .await
+                        .ok()
+                        .flatten(),
+                    None => None,
+                },
+                _ => None,
+            };
+            state_damaged =
+                crate::ops::state_damage(&location, spec, committed, true, pipeline.as_ref())
+                    .await
+                    .0
+                    .into_iter()
+                    .next();
+        }
+    }
     // A checkpoint a run refuses is said so, as `inspect` says it (walk 73: the page called a
     // checkpoint without its commits healthy, its pending batch to "run again").
     let stuck = match checkpoint::check_no_rewind_under_way(&location).await {
@@ -138,7 +170,9 @@ pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error>
             )),
             // A damaged newest entry stops every run as well (audit 88a: the page called such
             // a checkpoint healthy).
-            _ => newest_damaged.map(|why| format!("INCONSISTENT: {why}")),
+            _ => newest_damaged
+                .map(|why| format!("INCONSISTENT: {why}"))
+                .or_else(|| state_damaged.map(|why| format!("STATE DAMAGED: {why}"))),
         },
     };
     let page = render(

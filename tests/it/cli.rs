@@ -1595,6 +1595,14 @@ fn a_deleted_compact_entry_of_a_files_source_is_said_by_every_command() {
         shown.contains("INCONSISTENT") && shown.contains(deleted),
         "{shown}"
     );
+    let page = ws.path("report.html");
+    let out = run_bin(
+        &["report", &ckpt, "--html", page.to_str().expect("utf-8")],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = std::fs::read_to_string(&page).expect("page");
+    assert!(html.contains("INCONSISTENT: source `clicks`"), "{html}");
     let out = run_bin(&["rewind", &ckpt, "--to", "6"], ws.dir.path());
     let said = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{said}");

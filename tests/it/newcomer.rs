@@ -3718,6 +3718,23 @@ fn a_damaged_state_file_is_named_by_repair_with_a_way_out_that_works() {
             && shown.contains(&format!("sluice rewind {} --to 0", ws.p("ckpt"))),
         "{shown}"
     );
+    // And `report` (walk 99: its page called the checkpoint healthy).
+    let page = ws.path("report.html");
+    let out = run_bin(
+        &[
+            "report",
+            &ws.p("ckpt"),
+            "--html",
+            page.to_str().expect("utf-8"),
+        ],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = std::fs::read_to_string(&page).expect("page");
+    assert!(
+        html.contains("STATE DAMAGED: state file state/aggregate/1.delta.parquet is corrupt"),
+        "{html}"
+    );
     let out = run_bin(&["repair", &ws.p("ckpt")], ws.dir.path());
     let said = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
     assert!(
