@@ -166,6 +166,12 @@ impl SinkConnector for DeltaSinkConfig {
         (!self.key.is_empty()).then(|| self.key.clone())
     }
 
+    fn schema_change_note(&self) -> &'static str {
+        " (a Delta table takes new columns so, not a column of another type: where a column's \
+         type changed, write it as the table's type where its values fit, or give the \
+         pipeline a new `sink.path` with a new `checkpoint:`)"
+    }
+
     /// Refuses a table another pipeline (or an earlier checkpoint of this one) has written
     /// batches into, as the files sink refuses its folder: this pipeline's batches would
     /// start again from its sources' beginning, adding their rows a second time. A table
@@ -207,6 +213,20 @@ impl SinkConnector for DeltaSinkConfig {
         }
         if held {
             return Ok(());
+        }
+        // The commits that named the writer gone by the table's log retention: the table's
+        // Delta checkpoint still keeps each writer's transaction (walk 102: a new checkpoint
+        // appended every batch again, exit 0).
+        if writer.is_none()
+            && sink.mode == Mode::Append
+            && let Some(owner) = sink.checkpointed_writer().await?
+        {
+            return Err(SinkError::ForeignFolder {
+                location: sink.location.to_string(),
+                owner,
+                owner_label: String::new(),
+                ours: ctx.pipeline,
+            });
         }
         if writer.is_none() && sink.mode == Mode::Complete {
             return Err(SinkError::Config {
@@ -615,18 +635,30 @@ impl DeltaSink {
         let Lookup::Found(commit) = self.find_commit(&table, batch).await? else {
             return Err(self.refused(format!(
                 "batch {batch}'s log entry is gone (past the table's log retention, or \
-                 deleted): its files cannot be named to take them back"
+                 deleted): its files cannot be named to take them back. A rewind to batch \
+                 {batch} or later takes back only batches whose commits the log still holds \
+                 (walk 102); to compute batch {batch} and those before it again, start the \
+                 pipeline over on a new checkpoint with a new, empty `sink.path` (the table's \
+                 `delta.logRetentionDuration` says how long its log keeps commits)"
             )));
         };
         // A commit a RESTORE undid holds none of its rows in the table any more: taken back
         // already, but for the transaction version. Files rewritten since (OPTIMIZE, another
         // writer's DELETE) hold the batch's rows in other files: removing the originals would
         // take nothing back.
-        let undone = self
+        let undone_to = self
             .undone_by_restore(&table, commit.version)
             .await?
-            .is_some();
+            .map(|(_, to)| to);
+        let undone = undone_to.is_some();
         let active = self.active_files(&table)?;
+        // Where a RESTORE undid it, the version restored may hold an earlier write of the
+        // batch that a rewind had taken back: in the table again, and taken back with it
+        // (walk 102: the rewind took back nothing, and the run wrote the batch again).
+        let restored_writes = match undone_to {
+            Some(to) => self.earlier_writes(&table, wanted, to, &active).await?,
+            None => Vec::new(),
+        };
         let inactive: Vec<&str> = commit
             .adds
             .iter()
@@ -672,6 +704,7 @@ impl DeltaSink {
             .adds
             .into_iter()
             .filter(|add| !inactive.contains(&add.path))
+            .chain(restored_writes)
             .collect();
         let removed = adds.len() as u64;
         let actions: Vec<Action> = adds
@@ -980,6 +1013,84 @@ impl DeltaSink {
         Ok(None)
     }
 
+    /// Another Sluice pipeline's id among the transactions the table's newest Delta checkpoint
+    /// (`_delta_log/<version>.checkpoint*.parquet`) keeps, its `txn` app ids
+    /// (`sluice-<pipeline>`): where the table's log retention removed the commits that named
+    /// their writer, the checkpoint still keeps each writer's transaction version, as Spark's
+    /// sink reads it. `None` where the table has no checkpoint or names no other pipeline.
+    ///
+    /// Errors: the store's; a checkpoint that does not read as Parquet.
+    async fn checkpointed_writer(&self) -> Result<Option<uuid::Uuid>, SinkError> {
+        use datafusion::parquet::arrow::ProjectionMask;
+        use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let listed = self
+            .location
+            .list("_delta_log")
+            .await
+            .map_err(|e| self.error(e))?;
+        let checkpoints: Vec<(u64, String)> = listed
+            .iter()
+            .filter_map(|meta| {
+                let relative = self.location.relative(&meta.location);
+                let name = relative.strip_prefix("_delta_log/")?;
+                let (version, rest) = name.split_once('.')?;
+                let checkpoint = rest.starts_with("checkpoint") && rest.ends_with(".parquet");
+                Some((version.parse().ok().filter(|_| checkpoint)?, relative))
+            })
+            .collect();
+        let Some(newest) = checkpoints.iter().map(|(v, _)| *v).max() else {
+            return Ok(None);
+        };
+        for (_, file) in checkpoints.iter().filter(|(v, _)| *v == newest) {
+            let unreadable = |e: &dyn std::fmt::Display| self.error(format!("{file}: {e}"));
+            let Some(bytes) = self
+                .location
+                .get(&self.location.path(file))
+                .await
+                .map_err(|e| self.error(e))?
+            else {
+                continue;
+            };
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| unreadable(&e))?;
+            let Some(txn) = builder
+                .schema()
+                .fields()
+                .iter()
+                .position(|f| f.name() == "txn")
+            else {
+                continue;
+            };
+            let mask = ProjectionMask::roots(builder.parquet_schema(), [txn]);
+            let reader = builder
+                .with_projection(mask)
+                .build()
+                .map_err(|e| unreadable(&e))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| unreadable(&e))?;
+                let Some(app_ids) = batch
+                    .column(0)
+                    .as_struct_opt()
+                    .and_then(|txn| txn.column_by_name("appId"))
+                    .and_then(|ids| ids.as_string_opt::<i32>())
+                else {
+                    continue;
+                };
+                let other = app_ids.iter().flatten().find_map(|id| {
+                    let pipeline = id.strip_prefix("sluice-")?.split('/').next()?;
+                    pipeline
+                        .parse::<uuid::Uuid>()
+                        .ok()
+                        .filter(|p| *p != self.pipeline)
+                });
+                if other.is_some() {
+                    return Ok(other);
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// The lines of log entry `version`; `None` where it is gone (cleaned up by the table's
     /// log retention).
     async fn log_entry(
@@ -1060,6 +1171,34 @@ impl DeltaSink {
             Some(later) => Lookup::Lost { later },
             None => Lookup::NotWritten,
         })
+    }
+
+    /// The files of this pipeline's writes of batch `wanted` at or before version `to` that
+    /// are in the table now (`active`): writes a rewind took back, which a RESTORE to `to` or
+    /// before put back. Read from `to` back, to the first log entry the table's log retention
+    /// removed.
+    async fn earlier_writes(
+        &self,
+        table: &DeltaTable,
+        wanted: i64,
+        to: u64,
+        active: &HashSet<String>,
+    ) -> Result<Vec<AddedFile>, SinkError> {
+        let mut found: Vec<AddedFile> = Vec::new();
+        for version in (0..=to).rev() {
+            let Some(lines) = self.log_entry(table, version).await? else {
+                break;
+            };
+            if self.batch_of(&lines) != Some(wanted) {
+                continue;
+            }
+            for add in lines.into_iter().filter_map(|l| l.add) {
+                if is_active(active, &add.path) && !found.iter().any(|f| f.path == add.path) {
+                    found.push(add);
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// The commits after version `after` that removed each of the files `paths` (as the log
@@ -2205,7 +2344,7 @@ impl Sink for DeltaSink {
                      tells column names apart regardless of case, so they can neither be \
                      written into those nor added beside them. Name each as the table does, \
                      in double quotes (SQL keeps case only in quotes: an unquoted alias is \
-                     lower-cased), or give the pipeline a new table (a new `sink.path`)",
+                     lower-cased), or {NEW_TABLE}",
                     if by_case.len() == 1 { "" } else { "s" },
                     by_case.join(", ")
                 )));
@@ -2216,9 +2355,10 @@ impl Sink for DeltaSink {
                 [(field, column)] => {
                     return Err(self.config(format!(
                         "the query's column `{}` is {}, but the table's is {}: appended, its \
-                         values would be cast and changed, or the batch fail. Write it as the \
-                         table's type (`{}` in the query), or give the pipeline a new table (a \
-                         new `sink.path`)",
+                         values would be cast and changed, or the batch fail. Where its values \
+                         fit the table's type, write it as that (`{}` in the query); where they \
+                         do not (walk 102: a cast to INT of 5000000000 fails), the table cannot \
+                         hold them: {NEW_TABLE}",
                         field.name(),
                         crate::format::sql_type_name(field.data_type()),
                         crate::format::sql_type_name(column.data_type()),
@@ -2240,9 +2380,10 @@ impl Sink for DeltaSink {
                         .collect();
                     return Err(self.config(format!(
                         "{} of the query's columns are not of the table's types: {}. Appended, \
-                         their values would be cast and changed, or the batch fail. Write each \
-                         as the table's type (the cast given beside it, in the query), or give \
-                         the pipeline a new table (a new `sink.path`)",
+                         their values would be cast and changed, or the batch fail. Where their \
+                         values fit the table's types, write each as that (the cast given beside \
+                         it, in the query); where they do not, the table cannot hold them: \
+                         {NEW_TABLE}",
                         many.len(),
                         columns.join("; "),
                     )));
@@ -2317,6 +2458,12 @@ impl Sink for DeltaSink {
         Ok(())
     }
 }
+
+/// The way to a table of the query's own columns: a new table needs a new checkpoint too,
+/// or the batches before stay in the old one (walk 102).
+const NEW_TABLE: &str = "give the pipeline a new table, a new `sink.path` with a new \
+                         `checkpoint:` (which writes every batch into it again; with this \
+                         checkpoint, only the batches from now on would go there)";
 
 /// The query's column `name` written as `table_type`, as SQL (`CAST(amount AS DOUBLE)`; a time
 /// with a zone by `AT TIME ZONE`, which a cast to `TIMESTAMP WITH TIME ZONE` is not here).

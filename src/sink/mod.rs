@@ -494,8 +494,8 @@ pub enum SinkError {
     /// The output folder belongs to another pipeline or checkpoint, found before any batch.
     #[error(
         "{location} belongs to another pipeline or checkpoint{} (its records, a files sink's \
-         _sluice owner record or newest manifest entry, a Delta table's commits, name pipeline \
-         id {owner}; this checkpoint's is {ours}): give each pipeline and checkpoint its own \
+         _sluice owner record or newest manifest entry, a Delta table's commits or transaction \
+         versions, name pipeline id {owner}; this checkpoint's is {ours}): give each pipeline and checkpoint its own \
          output folder (to start this pipeline over on a new checkpoint, give it a new, empty \
          `sink.path`, or empty this folder if its output is no longer wanted). If this \
          pipeline's checkpoint was moved, run it with `--checkpoint <where it is now>`, or put \

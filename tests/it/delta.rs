@@ -536,6 +536,47 @@ async fn a_table_another_checkpoint_wrote_is_refused() {
     );
 }
 
+/// Walk 102 (2): once the table's log retention removed the commits that named their writer
+/// (a Delta checkpoint made, old log entries cleaned up), a new checkpoint appended every
+/// batch again, exit 0: the Delta checkpoint still keeps the writer's transaction, and the
+/// new checkpoint is refused by it.
+#[tokio::test]
+async fn a_table_whose_log_retention_removed_the_writers_commits_is_still_refused() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    let first = delta_pipeline(&ws, "ckpt", QUERY, "", "");
+    let run = run_quietly(&first, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    python_on_table(
+        &ws,
+        "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]); \
+         t.alter.set_table_properties({'delta.logRetentionDuration': 'interval 0 seconds'}); \
+         t.create_checkpoint(); t.cleanup_metadata()",
+    );
+    assert!(
+        !ws.path("table/_delta_log/00000000000000000000.json")
+            .exists(),
+        "the first commit cleaned up"
+    );
+    let second = delta_pipeline(&ws, "ckpt2", QUERY, "", "");
+    let refused = run_quietly(&second, &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("belongs to another pipeline or checkpoint"),
+        "{said}"
+    );
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        oracle(&ws.path("in"), "json", QUERY).await,
+        "every row once"
+    );
+    // The first checkpoint carries on.
+    write_clicks(&ws.path("in"), "json", 1, 40, 2);
+    let run = run_quietly(&first, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+}
+
 /// Walk 7: a commit gone from the table's log (deleted by hand) is a difference for
 /// `replay --verify`, and the next run refuses to run past it, naming the batches and the
 /// rewind that computes them again; following that advice gives the batch query's rows.
@@ -1358,6 +1399,86 @@ async fn the_ways_out_of_a_restored_table_work_after_optimize_and_nested_restore
         if !optimize {
             assert!(verify.status.success(), "{}", stderr(&verify));
         }
+    }
+}
+
+/// Walk 102 (1): batches taken back by a rewind and written again, then the table restored
+/// to its version before the rewind (to undo it): the restore puts the first writes back, and
+/// the rewind the refusal names took back only the newer ones (none in the table), so the run
+/// after it wrote the batches a second time, exit 0. The rewind takes back what the restore
+/// put back too; every row once.
+#[tokio::test]
+async fn a_rewind_after_a_restore_to_before_an_earlier_rewind_takes_back_what_it_put_back() {
+    let ws = Workspace::new();
+    let pipeline = three_batches_after_a_first_run(&ws);
+    python_on_table(
+        &ws,
+        "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]); \
+         open(sys.argv[1] + '.all', 'w').write(str(t.version()))",
+    );
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    python_on_table(
+        &ws,
+        "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]); \
+         t.restore(int(open(sys.argv[1] + '.all').read()))",
+    );
+    let run = run_quietly(&pipeline, &[]);
+    let said = stderr(&run);
+    assert!(!run.status.success(), "{said}");
+    let advised = format!("`sluice rewind {} --to 0`", ws.p("ckpt"));
+    assert!(said.contains(&advised), "{said}");
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{advised}: {}", stderr(&rewind));
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, sink_schema()),
+        oracle(&ws.path("in"), "json", QUERY).await,
+        "each batch once"
+    );
+}
+
+/// Walk 102 (3): a files source over a Delta table's folder read every Parquet file there,
+/// the ones the table's log removed too (here by a rewind): refused, as Databricks refuses
+/// it, naming the folder's log, for a source and for a table (`tables:`).
+#[tokio::test]
+async fn a_files_source_over_a_delta_table_is_refused() {
+    let ws = Workspace::new();
+    let _ = three_batches_after_a_first_run(&ws);
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "1"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    for key in ["sources", "tables"] {
+        let yaml = format!(
+            "name: downstream\ncheckpoint: {ckpt}\n{key}:\n  t: {{ kind: files, path: {table}, \
+             format: parquet }}\nquery: SELECT count(*) AS n FROM t\noutput_mode: complete\n\
+             trigger: once\nsink: {{ kind: console }}\n",
+            ckpt = ws.p("downstream-ckpt"),
+            table = ws.p("table"),
+        );
+        let yaml = if key == "tables" {
+            yaml.replace(
+                "query: SELECT count(*) AS n FROM t",
+                "query: SELECT count(*) AS n FROM t JOIN clicks ON true",
+            )
+            .replace(
+                "tables:",
+                &format!("sources:\n{}tables:", files_source(&ws)),
+            )
+        } else {
+            yaml
+        };
+        std::fs::write(ws.path("downstream.yaml"), yaml).expect("pipeline");
+        let run = run_quietly(&ws.path("downstream.yaml"), &[]);
+        let said = stderr(&run);
+        assert!(!run.status.success(), "{key}: {said}");
+        assert!(
+            said.contains("is a Delta table's folder (it has `_delta_log`)")
+                && said.contains("kind: files"),
+            "{key}: {said}"
+        );
     }
 }
 
