@@ -175,6 +175,22 @@ pub fn shell_word(path: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `text` as a YAML value a message tells the user to write after a key (`table: <it>`), so
+/// that the pipeline file reads it back as that text: as it is where YAML reads it so; else in
+/// single quotes (a quote in it doubled), as YAML 1.2 quotes (a schema-qualified
+/// `"My Schema".clicks` otherwise is no YAML value at all).
+pub fn yaml_scalar(text: &str) -> std::borrow::Cow<'_, str> {
+    let plain = matches!(
+        serde_yaml::from_str::<serde_yaml::Value>(text),
+        Ok(serde_yaml::Value::String(read)) if read == text
+    );
+    if plain {
+        text.into()
+    } else {
+        format!("'{}'", text.replace('\'', "''")).into()
+    }
+}
+
 /// An inclusive run of numbers (batches, offsets) as a message says it: `3`, or `3 to 5`.
 pub fn span(first: impl std::fmt::Display, last: impl std::fmt::Display) -> String {
     let (first, last) = (first.to_string(), last.to_string());
@@ -272,6 +288,28 @@ pub fn nearest<'a>(got: &str, candidates: &[&'a str]) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The review of walk 100's fix: a schema-qualified name with quotes, written after
+    /// `table:` as the message gave it, was no YAML; each reads back as the name.
+    #[test]
+    fn a_yaml_scalar_reads_back_as_its_text() {
+        for text in [
+            "public.clicks",
+            "\"My Schema\".clicks",
+            "it's",
+            "true",
+            "12",
+            "a: b",
+            "- x",
+            "#tag",
+        ] {
+            let yaml = format!("table: {}", yaml_scalar(text));
+            let read: std::collections::BTreeMap<String, String> =
+                serde_yaml::from_str(&yaml).expect("YAML");
+            assert_eq!(read["table"], text, "{yaml}");
+        }
+        assert_eq!(yaml_scalar("public.clicks"), "public.clicks");
+    }
 
     /// Walk 79 (3): a path in a command a message gives runs as pasted into a shell.
     #[test]

@@ -1295,6 +1295,9 @@ impl PostgresSink {
                          {now}`, `progress_table` as above), and the run says what the move \
                          means",
                         name = self.table,
+                        went = crate::vocab::yaml_scalar(&went),
+                        progress = crate::vocab::yaml_scalar(&progress),
+                        now = crate::vocab::yaml_scalar(&now),
                     ),
                 }));
             }
