@@ -217,6 +217,28 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> std::borrow::
              null for such a value"
                 .into()
         }
+        // Bytes read as text that are not UTF-8 (walk 101: a Kafka value cast to text, the
+        // README's own recipe, failed with a place in Arrow's buffer alone).
+        DataFusionError::ArrowError(e, _)
+            if matches!(&**e, ArrowError::InvalidArgumentError(text) | ArrowError::CastError(text)
+                if text.contains("non UTF-8 data")) =>
+        {
+            ". A binary value the query reads as text (`CAST(value AS VARCHAR)`, or a text \
+             function given it, as `length`) is not UTF-8, so the cast fails, as in PostgreSQL \
+             and DuckDB (Spark's puts U+FFFD in its place): write `TRY_CAST(value AS VARCHAR)`, \
+             which gives null for such a value, or read its bytes as hex \
+             (`encode(value, 'hex')`)"
+                .into()
+        }
+        // Walk 103 (3): an `avg` of decimals whose running sum passed 38 digits, in
+        // DataFusion's words alone ("Arithmetic Overflow in AvgAccumulator").
+        DataFusionError::Execution(text) if text.contains("Overflow in AvgAccumulator") => {
+            ". An `avg` of decimals does not fit the type DataFusion computes it in (of \
+             `decimal(p,s)`, `decimal(p+4,s+4)`, at most 38 digits): average a double \
+             (`avg(CAST(v AS DOUBLE))`, as DuckDB's `avg` of a decimal is), or a decimal with \
+             fewer digits after the point (`avg(CAST(v AS DECIMAL(38, 0)))`)"
+                .into()
+        }
         // A row whose divisor is zero (a literal zero is refused at planning).
         DataFusionError::ArrowError(e, _) if matches!(**e, ArrowError::DivideByZero) => {
             ". A row of the batch divides by zero, which fails the query as it does in \

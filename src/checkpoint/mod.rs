@@ -920,6 +920,19 @@ impl Checkpoint {
             }
             dropped.remove(&paths::query(&entry.info.query_fingerprint));
         }
+        // A recovered batch's commit names the pipeline file of the run that finished it
+        // (`replay --verify` reads it), which its offsets entry may not (the review).
+        for batch in listing.commits.iter().filter(|b| **b >= oldest_kept) {
+            if dropped.is_empty() {
+                return Ok(());
+            }
+            let Ok(Some(commit)) = read_commit(&self.location, *batch).await else {
+                return Ok(());
+            };
+            if let Some(f) = &commit.pipeline {
+                dropped.remove(&paths::pipeline(f));
+            }
+        }
         for file in dropped {
             self.location.delete(&self.location.path(&file)).await?;
         }

@@ -1041,10 +1041,20 @@ impl<'p> Engine<'p> {
         &self,
         error: &datafusion::error::DataFusionError,
     ) -> Option<String> {
-        let value = quoted_value(error)?;
+        // Bytes a cast to text refused (walk 101: "Encountered non UTF-8 data ... from index
+        // 32", a place in the batch's joined values), or a quoted value.
+        let not_utf8 = error.find_root().to_string().contains("non UTF-8 data");
+        let value = match not_utf8 {
+            true => String::new(),
+            false => quoted_value(error)?,
+        };
+        let sought = match not_utf8 {
+            true => crate::source::Sought::NotUtf8,
+            false => crate::source::Sought::Text(&value),
+        };
         for (source, table) in &self.batch_tables {
             let found = match table {
-                BatchTable::Streamed(table) => table.find_text(&value).await,
+                BatchTable::Streamed(table) => table.find_text(sought).await,
                 BatchTable::Read(table, names) => {
                     let mut partitions = Vec::new();
                     for partition in &table.batches {
@@ -1052,22 +1062,24 @@ impl<'p> Engine<'p> {
                     }
                     if names.len() == partitions.len() {
                         names.iter().zip(&partitions).find_map(|(name, batches)| {
-                            let (column, row, rows) = crate::source::find_text(batches, &value)?;
+                            let (column, row, rows) = crate::source::find_text(batches, sought)?;
                             Some(crate::source::FoundText {
                                 column,
                                 part: Some(name.clone()),
                                 row: Some(row + 1),
                                 rows,
+                                record: crate::source::record_of_row(batches, row),
                             })
                         })
                     } else {
                         let all: Vec<RecordBatch> = partitions.into_iter().flatten().collect();
-                        crate::source::find_text(&all, &value).map(|(column, _, rows)| {
+                        crate::source::find_text(&all, sought).map(|(column, row, rows)| {
                             crate::source::FoundText {
                                 column,
                                 part: None,
                                 row: None,
                                 rows,
+                                record: crate::source::record_of_row(&all, row),
                             }
                         })
                     }
@@ -1081,14 +1093,31 @@ impl<'p> Engine<'p> {
                 1 => String::new(),
                 n => format!(" ({n} rows {of} hold it)"),
             };
-            return Some(match (&found.part, found.row) {
-                (Some(file), Some(row)) => format!(
-                    "`{value}` is in column `{column}` of source `{source}`: {file}, row {row} \
-                     of the rows read from it{}",
-                    rows(found.rows, "of that file")
+            let what = match not_utf8 {
+                true => "a value that is not UTF-8 text".to_string(),
+                false => format!("`{value}`"),
+            };
+            // A Kafka record by its offset, where the rows carry it (a part is a topic's
+            // partition); a file's by its row.
+            let record = match (&found.part, &found.record) {
+                (_, Some(record)) if record.starts_with("topic ") => Some(record.clone()),
+                (Some(part), Some(offset)) if part.starts_with("topic ") => {
+                    Some(format!("{part} {offset}"))
+                }
+                _ => None,
+            };
+            return Some(match (&found.part, found.row, record) {
+                (_, _, Some(record)) => format!(
+                    "{what} is in column `{column}` of source `{source}`: {record}{}",
+                    rows(found.rows, "of the batch's input")
+                ),
+                (Some(file), Some(row), None) => format!(
+                    "{what} is in column `{column}` of source `{source}`: {file}, row {row} of \
+                     the rows read from it{}",
+                    rows(found.rows, "of that part")
                 ),
                 _ => format!(
-                    "`{value}` is in column `{column}` of source `{source}`{}",
+                    "{what} is in column `{column}` of source `{source}`{}",
                     rows(found.rows, "of the batch's input")
                 ),
             });

@@ -1452,6 +1452,8 @@ fn lost_placed(error: SinkError, shown: &str, pipeline: &Pipeline) -> SinkError 
 /// nothing (`sluice replay`).
 pub struct Recompute<'p> {
     engine: Engine<'p>,
+    /// The input rows the batch computed last read, from every source.
+    rows_in: Option<u64>,
 }
 
 impl<'p> Recompute<'p> {
@@ -1473,7 +1475,16 @@ impl<'p> Recompute<'p> {
                 },
             ));
         }
-        Ok(Self { engine })
+        Ok(Self {
+            engine,
+            rows_in: None,
+        })
+    }
+
+    /// The input rows the batch computed last ([`Self::batch`]) read, from every source;
+    /// `None` before one is computed.
+    pub fn rows_in(&self) -> Option<u64> {
+        self.rows_in
     }
 
     /// The schema of `sql`'s output.
@@ -1538,6 +1549,7 @@ impl<'p> Recompute<'p> {
             }
         };
         computed.settle().await?;
+        self.rows_in = Some(computed.rows_in);
         let mut late: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
         for (source, rows) in std::mem::take(&mut computed.late_rows) {
             late.entry(source).or_default().extend(rows);

@@ -755,25 +755,74 @@ pub(crate) async fn source_log_damage(
     else {
         return Vec::new();
     };
+    let logs = LogListing::read(location).await.unwrap_or_default();
+    let shown_sh = crate::vocab::shell_word(shown);
     let mut damage = Vec::new();
     for source in &entry.sources {
         let Some(config) = pipeline.sources.get(&source.source) else {
             continue;
         };
-        if let Ok(Some(what)) = config
-            .connector()
+        let connector = config.connector();
+        let Ok(Some(what)) = connector
             .log_damage(&source.source, location, batch, &source.offset)
             .await
-        {
-            damage.push((
-                source.source.clone(),
-                format!(
-                    "{what}; nothing else records which files it listed. Put the entry back \
-                     from a backup, or start over on a new checkpoint{}",
-                    crate::driver::sink_advice(&pipeline).start_over
-                ),
-            ));
+        else {
+            continue;
+        };
+        // A kept batch's own entry deleted: the rewind to the batch before it reads its
+        // files again, once, where nothing older is missing too (the review: a deleted
+        // numbered entry was sent to a backup or a new start only).
+        let mut way = None;
+        for &kept in logs.offsets.iter().filter(|b| **b <= batch) {
+            let Ok(Some(kept_entry)) = read_offsets(location, kept).await else {
+                continue;
+            };
+            let Some(offset) = kept_entry.offset_of(&source.source) else {
+                continue;
+            };
+            if !matches!(
+                connector
+                    .batch_inputs(&source.source, location, kept, offset)
+                    .await,
+                Err(crate::source::SourceError::Checkpoint(
+                    CheckpointError::Inconsistent { .. }
+                ))
+            ) {
+                continue;
+            }
+            let Some(before) = kept.prev().filter(|b| logs.commits.contains(b)) else {
+                break;
+            };
+            let whole_before = match read_offsets(location, before).await {
+                Ok(Some(e)) => match e.offset_of(&source.source) {
+                    Some(o) => matches!(
+                        connector
+                            .log_damage(&source.source, location, before, o)
+                            .await,
+                        Ok(None)
+                    ),
+                    None => true,
+                },
+                _ => false,
+            };
+            if whole_before {
+                way = Some(format!(
+                    "Take the batches from {kept} back, which reads their files again, once: \
+                     `sluice rewind {shown_sh} --to {before}`"
+                ));
+            }
+            break;
         }
+        let way = way.unwrap_or_else(|| {
+            format!(
+                "Put the entry back from a backup, or start over on a new checkpoint{}",
+                crate::driver::sink_advice(&pipeline).start_over
+            )
+        });
+        damage.push((
+            source.source.clone(),
+            format!("{what}; nothing else records which files it listed. {way}"),
+        ));
     }
     damage
 }

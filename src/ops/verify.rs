@@ -193,11 +193,13 @@ pub async fn replay(
         && logs.commits.first().is_some_and(|first| *first < batch)
         && logs.commits.last().is_some_and(|last| *last > batch);
     let commit = match (commit, &entry) {
-        (Some(commit), _) => Some((commit.pipeline, commit.output)),
-        (None, Some(entry)) if commit_missing => Some((entry.info.pipeline.clone(), None)),
+        (Some(commit), _) => Some((commit.pipeline, commit.output, Some(commit.rows_in))),
+        (None, Some(entry)) if commit_missing => Some((entry.info.pipeline.clone(), None, None)),
         (None, _) => None,
     };
-    let (Some((committed_pipeline, committed_output)), Some(entry)) = (commit, entry) else {
+    let (Some((committed_pipeline, committed_output, committed_rows_in)), Some(entry)) =
+        (commit, entry)
+    else {
         let retained = replayable_range(&logs);
         let pending = logs
             .offsets
@@ -618,7 +620,15 @@ pub async fn replay(
         .unwrap_or(entry.info.batch_timestamp_ms);
     let changed = crate::driver::tables_changed_since(&pipeline, read_at).await;
     let note = pipeline.sink.connector().differs_note();
-    report.findings = findings(batch, &report, rc, sc, rs, fresh, &note, &tables, &changed);
+    // Fewer input rows read now than the batch read: records gone from its range (walk 101:
+    // a compacted topic's cleaner; the message blamed the query's determinism).
+    let read_fewer = match (committed_rows_in, engine.rows_in()) {
+        (Some(then), Some(now)) if now < then => Some((now, then)),
+        _ => None,
+    };
+    report.findings = findings(
+        batch, &report, rc, sc, rs, fresh, &note, &tables, &changed, read_fewer,
+    );
     if let (Ok(recomputed), Some(sink), Some(false)) = (&recomputed, &sink_rows, rs) {
         let (only_r, only_s) = digest::difference(&schema, recomputed, sink)
             .map_err(|e| Error::Usage(e.to_string()))?;
@@ -856,11 +866,21 @@ fn findings(
     note: &str,
     tables: &[String],
     changed: &[String],
+    read_fewer: Option<(u64, u64)>,
 ) -> Vec<String> {
     let mut out = Vec::new();
     let rows = |side: &Side| side.hash().map(|(rows, _)| rows).unwrap_or_default();
-    // Why a recomputation may differ: a static table modified since names itself.
-    let since = match (changed, tables) {
+    // Why a recomputation may differ: input gone from the batch's range, or a static table
+    // modified since, names itself.
+    let gone = read_fewer.map(|(now, then)| {
+        format!(
+            "the recomputation read {now} input rows where the batch read {then}: records are \
+             gone from the batch's input since (on a compacted topic the cleaner keeps only \
+             the newest record of each key; retention or `DeleteRecords`; a file cut short), \
+             which explains it; the batch's output is what the input held then"
+        )
+    });
+    let since = gone.unwrap_or_else(|| match (changed, tables) {
         ([one], _) => format!(
             "the static table {one} changed after batch {batch} ran (a table is read whole when \
              a run starts), which explains it; the batch's output is what the table held then"
@@ -880,7 +900,7 @@ fn findings(
              since, or the query is not deterministic",
             many.join(", ")
         ),
-    };
+    });
     match (rc, sc, rs) {
         (Some(true), Some(false), _) => out.push(format!(
             "the SINK differs: its rows for batch {batch} ({} rows) are not what the batch \

@@ -27,6 +27,7 @@ use crate::vocab::PinnedSettings;
 pub mod first_last;
 pub mod float_keys;
 pub mod functions;
+pub mod min_max;
 pub mod overflow;
 pub mod shape;
 pub use functions::register_functions;
@@ -179,7 +180,15 @@ const FLINK_FUNCTIONS: [(&str, &str); 3] = [
 
 /// DuckDB functions DataFusion names otherwise or does without, with what to write here, as
 /// [`SPARK_FUNCTIONS`] (the test checks each against DuckDB 2.0's value for one row).
-const DUCKDB_FUNCTIONS: [(&str, &str); 22] = [
+/// DuckDB's `quantile_disc(n, 0.5)` (and `quantile`, `percentile_disc`), in DataFusion's SQL:
+/// the first of the group's values in order at or past the fraction, counted in whole numbers
+/// (walk 103's review: `ceil(0.55 * 100)` is 56 in doubles).
+const DISCRETE_QUANTILE: &str = "`array_element(array_sort(array_agg(n) FILTER (WHERE n IS NOT \
+     NULL)), greatest((50 * count(n) + 99) / 100, 1))` (the first of the group's values in order \
+     at or past that share of them, 50 in 100 here; DataFusion has no exact discrete \
+     percentile, and `percentile_cont` interpolates)";
+
+const DUCKDB_FUNCTIONS: [(&str, &str); 25] = [
     (
         "timezone",
         "`to_utc_timestamp(ts, 'Europe/Berlin')` of a timestamp without a zone (the instant of \
@@ -211,10 +220,17 @@ const DUCKDB_FUNCTIONS: [(&str, &str); 22] = [
     ("str_split", "`string_to_array(s, ',')`"),
     (
         "arg_max",
-        "`first_value(s ORDER BY n DESC NULLS LAST)` (a row whose `n` is null last: DuckDB \
-         passes over it)",
+        "`first_value(s ORDER BY n DESC) FILTER (WHERE s IS NOT NULL AND n IS NOT NULL)` \
+         (DuckDB passes over a row whose `s` or `n` is null)",
     ),
-    ("arg_min", "`first_value(s ORDER BY n)`"),
+    (
+        "arg_min",
+        "`first_value(s ORDER BY n) FILTER (WHERE s IS NOT NULL AND n IS NOT NULL)` (DuckDB \
+         passes over a row whose `s` or `n` is null)",
+    ),
+    ("quantile_disc", DISCRETE_QUANTILE),
+    ("quantile", DISCRETE_QUANTILE),
+    ("percentile_disc", DISCRETE_QUANTILE),
     (
         "len",
         "`character_length(s)` of a text, `cardinality(list)` of a list (the length of \
@@ -1176,6 +1192,8 @@ pub fn register_sluice_functions(ctx: &SessionContext) {
     ));
     ctx.register_udaf(first_last::FirstLast::first_value());
     ctx.register_udaf(first_last::FirstLast::last_value());
+    ctx.register_udaf(min_max::MinMaxFloat::min());
+    ctx.register_udaf(min_max::MinMaxFloat::max());
 }
 
 /// `plan` with each uncorrelated scalar subquery (`WHERE v > (SELECT avg(x) FROM t)`) computed
@@ -3638,10 +3656,45 @@ mod tests {
             ("printf", "7 items"),
             // DuckDB: timezone('Europe/Berlin', ts) = 2026-03-01 11:34:56.123+00.
             ("timezone", "2026-03-01T11:34:56.123Z"),
+            ("quantile_disc", "7"),
+            ("quantile", "7"),
+            ("percentile_disc", "7"),
         ]
         .into_iter()
         .collect();
         advice_gives(&ctx, row, &DUCKDB_FUNCTIONS, &duckdb).await;
+        // Walk 103 (5): DuckDB's discrete quantile (0.3 of 1..4, of 1..5, of 6..1: 2; 0.55 of
+        // 1..100: 55), which `percentile_cont` (DataFusion's nearest name) is not.
+        let disc = DUCKDB_FUNCTIONS
+            .iter()
+            .find(|(n, _)| *n == "quantile_disc")
+            .map(|(_, a)| a.split('`').nth(1).expect("code").replace("50 *", "30 *"))
+            .expect("quantile_disc");
+        for (rows, duckdb) in [
+            ("(1), (2), (3), (4)", "2"),
+            ("(1), (2), (NULL), (3), (4), (5)", "2"),
+            ("(6), (5), (4), (3), (2), (1)", "2"),
+        ] {
+            let rows = format!("SELECT * FROM (VALUES {rows}) AS v(n)");
+            assert_eq!(values_of(&ctx, &rows, &disc).await, duckdb, "{rows}");
+        }
+        let hundred = "SELECT CAST(value AS BIGINT) AS n FROM generate_series(1, 100)";
+        assert_eq!(
+            values_of(&ctx, hundred, &disc.replace("30 *", "55 *")).await,
+            "55"
+        );
+        // Walk 103 (4): DuckDB's `arg_min`/`arg_max` pass over a row whose value or order is
+        // null (DuckDB 2.0.1: `w` and `x` over these rows).
+        let rows = "SELECT * FROM (VALUES (NULL, -1), ('x', 2), ('y', NULL), (NULL, 3), \
+                    ('w', 0)) AS v(s, n)";
+        for (name, duckdb) in [("arg_min", "w"), ("arg_max", "x")] {
+            let advice = DUCKDB_FUNCTIONS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, a)| a.split('`').nth(1).expect("code"))
+                .expect(name);
+            assert_eq!(values_of(&ctx, rows, advice).await, duckdb, "{name}");
+        }
         // DuckDB's weeks start on a Monday (2026-02-23), as the advice's origin does.
         let monday = "date_bin(INTERVAL '7 days', ts, TIMESTAMP '2000-01-03')";
         assert_eq!(values_of(&ctx, row, monday).await, "2026-02-23T00:00:00");

@@ -652,13 +652,6 @@ impl DeltaSink {
             .map(|(_, to)| to);
         let undone = undone_to.is_some();
         let active = self.active_files(&table)?;
-        // Where a RESTORE undid it, the version restored may hold an earlier write of the
-        // batch that a rewind had taken back: in the table again, and taken back with it
-        // (walk 102: the rewind took back nothing, and the run wrote the batch again).
-        let restored_writes = match undone_to {
-            Some(to) => self.earlier_writes(&table, wanted, to, &active).await?,
-            None => Vec::new(),
-        };
         let inactive: Vec<&str> = commit
             .adds
             .iter()
@@ -698,6 +691,13 @@ impl DeltaSink {
         if check_only {
             return Ok(0);
         }
+        // Where a RESTORE undid it, the version restored may hold an earlier write of the
+        // batch that a rewind had taken back: in the table again, and taken back with it
+        // (walk 102: the rewind took back nothing, and the run wrote the batch again).
+        let restored_writes = match undone_to {
+            Some(to) => self.earlier_writes(&table, wanted, to, &active).await?,
+            None => Vec::new(),
+        };
         let inactive: Vec<String> = inactive.into_iter().map(str::to_string).collect();
         let now = chrono::Utc::now().timestamp_millis();
         let adds: Vec<AddedFile> = commit

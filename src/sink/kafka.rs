@@ -143,6 +143,22 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SinkConnector>, C
     }
     config.retry.check()?;
     check_properties(&config.properties, RESERVED)?;
+    // Walk 101: `acks: 1` failed at the first batch in librdkafka's words, naming
+    // `enable.idempotence`, which the user never set.
+    if let Some((key, acks)) = ["acks", "request.required.acks"]
+        .iter()
+        .find_map(|key| Some((*key, config.properties.get(*key)?)))
+        && !matches!(acks.trim().to_ascii_lowercase().as_str(), "all" | "-1")
+    {
+        return Err(ConfigError::at(
+            &format!("properties.{key}"),
+            format!(
+                "`acks: {acks}` cannot be: the sink writes each batch in a Kafka transaction, \
+                 which needs every in-sync replica to acknowledge each record (`acks: all`, \
+                 the default of a transactional producer); leave it out"
+            ),
+        ));
+    }
     // Expressions are checked against the query's columns when the first batch comes.
     Ok(Arc::new(config))
 }
@@ -2447,6 +2463,37 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::{Array, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    /// Walk 101 (5): `acks: 1` failed at the first batch in librdkafka's words (exit 1); a
+    /// reserved key named no setting of Sluice's that does the job.
+    #[test]
+    fn properties_the_transactions_need_are_refused_naming_what_does_the_job() {
+        let refused = |yaml: &str| {
+            let settings: serde_yaml::Mapping = serde_yaml::from_str(yaml).expect("YAML");
+            match configure(&settings) {
+                Ok(_) => panic!("{yaml}: not refused"),
+                Err(e) => e.to_string(),
+            }
+        };
+        let said = refused("{ bootstrap_servers: b, topic: t, properties: { acks: '1' } }");
+        assert!(
+            said.contains("`acks: 1` cannot be") && said.contains("`acks: all`"),
+            "{said}"
+        );
+        let settings: serde_yaml::Mapping =
+            serde_yaml::from_str("{ bootstrap_servers: b, topic: t, properties: { acks: all } }")
+                .expect("YAML");
+        assert!(
+            configure(&settings).is_ok(),
+            "acks: all is what the sink sets"
+        );
+        let said = refused(
+            "{ bootstrap_servers: b, topic: t, properties: { request.required.acks: '0' } }",
+        );
+        assert!(said.contains("`acks: 0` cannot be"), "{said}");
+        let said = refused("{ bootstrap_servers: b, topic: t, properties: { group.id: g } }");
+        assert!(said.contains("`group_id:`"), "{said}");
+    }
 
     /// Walk 42 (2): `key: coalesce(tag, 'none')` compiled, then failed every batch with
     /// DataFusion's "coalesce should have been simplified to case". The sink's expressions are

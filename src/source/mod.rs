@@ -538,27 +538,79 @@ pub struct FoundText {
     pub row: Option<usize>,
     /// The rows of the part (or of the input, where parts are not named) that hold it.
     pub rows: usize,
+    /// The record of the first row that holds it, where the rows name theirs (a Kafka
+    /// source's `topic`, `partition` and `offset` columns): `topic t partition 0 offset 7`.
+    pub record: Option<String>,
 }
 
-/// The first text column of `batches` (in column order) with a row whose value is `value`,
-/// exactly: the column, the first such row (from 0, across the batches in order) and how many
-/// rows hold it there.
-pub fn find_text(batches: &[RecordBatch], value: &str) -> Option<(String, usize, usize)> {
+/// What an error's value is looked for as in a batch's input ([`find_text`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sought<'a> {
+    /// A text value, exactly (a cast's quoted value).
+    Text(&'a str),
+    /// A binary value that is not UTF-8 (a cast of bytes to text that failed).
+    NotUtf8,
+}
+
+/// The first column of `batches` (in column order) with a row whose value is `sought` (a
+/// text column's value, exactly; a binary column's value that is not UTF-8): the column, the
+/// first such row (from 0, across the batches in order) and how many rows hold it there.
+pub fn find_text(batches: &[RecordBatch], sought: Sought<'_>) -> Option<(String, usize, usize)> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::DataType;
     let schema = batches.first()?.schema();
-    for (index, field) in schema.fields().iter().enumerate() {
+    // Bytes that are not text: a Kafka record's `value` before its `key`, which a query
+    // more often reads as bytes (the review).
+    let mut order: Vec<usize> = (0..schema.fields().len()).collect();
+    if sought == Sought::NotUtf8 {
+        order.sort_by_key(|i| schema.field(*i).name() != "value");
+    }
+    for index in order {
+        let field = schema.field(index);
         let (mut first, mut rows, mut before) = (None, 0, 0);
         for batch in batches {
             let column = batch.column(index);
-            let text: Box<dyn Iterator<Item = Option<&str>>> = match column.data_type() {
-                DataType::Utf8 => Box::new(column.as_string::<i32>().iter()),
-                DataType::LargeUtf8 => Box::new(column.as_string::<i64>().iter()),
-                DataType::Utf8View => Box::new(column.as_string_view().iter()),
+            let held: Box<dyn Iterator<Item = bool>> = match (sought, column.data_type()) {
+                (Sought::Text(value), DataType::Utf8) => Box::new(
+                    column
+                        .as_string::<i32>()
+                        .iter()
+                        .map(move |c| c == Some(value)),
+                ),
+                (Sought::Text(value), DataType::LargeUtf8) => Box::new(
+                    column
+                        .as_string::<i64>()
+                        .iter()
+                        .map(move |c| c == Some(value)),
+                ),
+                (Sought::Text(value), DataType::Utf8View) => Box::new(
+                    column
+                        .as_string_view()
+                        .iter()
+                        .map(move |c| c == Some(value)),
+                ),
+                (Sought::NotUtf8, DataType::Binary) => Box::new(
+                    column
+                        .as_binary::<i32>()
+                        .iter()
+                        .map(|c| c.is_some_and(|b| std::str::from_utf8(b).is_err())),
+                ),
+                (Sought::NotUtf8, DataType::LargeBinary) => Box::new(
+                    column
+                        .as_binary::<i64>()
+                        .iter()
+                        .map(|c| c.is_some_and(|b| std::str::from_utf8(b).is_err())),
+                ),
+                (Sought::NotUtf8, DataType::BinaryView) => Box::new(
+                    column
+                        .as_binary_view()
+                        .iter()
+                        .map(|c| c.is_some_and(|b| std::str::from_utf8(b).is_err())),
+                ),
                 _ => break,
             };
-            for (row, cell) in text.enumerate() {
-                if cell == Some(value) {
+            for (row, hit) in held.enumerate() {
+                if hit {
                     first.get_or_insert(before + row);
                     rows += 1;
                 }
@@ -568,6 +620,38 @@ pub fn find_text(batches: &[RecordBatch], value: &str) -> Option<(String, usize,
         if let Some(first) = first {
             return Some((field.name().clone(), first, rows));
         }
+    }
+    None
+}
+
+/// The record row `row` of `batches` (from 0, across the batches in order) came from, as far
+/// as the rows carry it (a source reads only the columns the query reads): a Kafka source's
+/// `topic`, `partition` and `offset` columns as `topic t partition 0 offset 7`, or its
+/// `offset` alone as `offset 7`; `None` where the rows carry no offset.
+pub fn record_of_row(batches: &[RecordBatch], mut row: usize) -> Option<String> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{Int32Type, Int64Type};
+    for batch in batches {
+        if row >= batch.num_rows() {
+            row -= batch.num_rows();
+            continue;
+        }
+        let column = |name: &str| batch.column_by_name(name).filter(|c| c.is_valid(row));
+        let offset = column("offset")?
+            .as_primitive_opt::<Int64Type>()?
+            .value(row);
+        let topic = column("topic");
+        let topic = topic.and_then(|t| t.as_string_opt::<i32>());
+        let partition = column("partition");
+        let partition = partition.and_then(|p| p.as_primitive_opt::<Int32Type>());
+        return Some(match (topic, partition) {
+            (Some(topic), Some(partition)) => format!(
+                "topic {} partition {} offset {offset}",
+                topic.value(row),
+                partition.value(row)
+            ),
+            _ => format!("offset {offset}"),
+        });
     }
     None
 }
@@ -882,6 +966,38 @@ pub trait SourceConnector: Send + Sync + std::fmt::Debug {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Walk 101 (2): a value that is not UTF-8 is found in the `value` column before the
+    /// `key`, by its record where the rows carry the offset.
+    #[test]
+    fn a_value_that_is_not_utf8_is_found_by_its_record() {
+        use datafusion::arrow::array::{BinaryArray, Int64Array};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Binary, true),
+            Field::new("offset", DataType::Int64, false),
+            Field::new("value", DataType::Binary, true),
+        ]));
+        let bad: &[u8] = b"\xe9t\xe9";
+        let batch = |offsets: Vec<i64>, values: Vec<&[u8]>| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(BinaryArray::from(vec![bad; offsets.len()])),
+                    Arc::new(Int64Array::from(offsets)),
+                    Arc::new(BinaryArray::from(values)),
+                ],
+            )
+            .expect("batch")
+        };
+        let batches = [
+            batch(vec![0, 1], vec![b"a", b"b"]),
+            batch(vec![5, 7], vec![b"c", bad]),
+        ];
+        let (column, row, rows) = find_text(&batches, Sought::NotUtf8).expect("found");
+        assert_eq!((column.as_str(), row, rows), ("value", 3, 1));
+        assert_eq!(record_of_row(&batches, row).as_deref(), Some("offset 7"));
+    }
 
     /// Walk 40 (7): a pending batch finished with the file it was planned with quoted the
     /// Kafka source's "(set `on_error: skip` ...)" when the edited file already said so; every

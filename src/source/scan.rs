@@ -315,20 +315,21 @@ impl StreamedTable {
 }
 
 impl StreamedTable {
-    /// Where `value` is in the table's text columns ([`super::find_text`]): its parts read
+    /// Where `sought` is in the table's columns ([`super::find_text`]): its parts read
     /// again one at a time, in order, up to the first that holds it (for an error that quotes
     /// a value; a part that does not read now is passed over).
-    pub async fn find_text(&self, value: &str) -> Option<super::FoundText> {
+    pub async fn find_text(&self, sought: super::Sought<'_>) -> Option<super::FoundText> {
         for part in &self.counts.parts {
             let Ok(decoded) = (part.read)().await else {
                 continue;
             };
-            if let Some((column, row, rows)) = super::find_text(&decoded.batches, value) {
+            if let Some((column, row, rows)) = super::find_text(&decoded.batches, sought) {
                 return Some(super::FoundText {
                     column,
                     part: Some(part.name.clone()),
                     row: Some(row + 1),
                     rows,
+                    record: super::record_of_row(&decoded.batches, row),
                 });
             }
         }

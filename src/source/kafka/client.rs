@@ -34,7 +34,26 @@ pub fn check_properties(
                 &format!("properties.{key}"),
                 format!(
                     "`{key}` is set by Sluice for exactly-once reading and writing and cannot be \
-                     overridden"
+                     overridden{}",
+                    match key.as_str() {
+                        "group.id" => {
+                            "; a Kafka source commits its batches' offsets to the consumer \
+                             group its `group_id:` names, for lag tools"
+                        }
+                        "isolation.level" => {
+                            "; `read_committed: false` on a source reads the records of open \
+                             and aborted transactions too"
+                        }
+                        "auto.offset.reset" => {
+                            "; `starting_offsets:` says where a new checkpoint starts \
+                             (`earliest`, `latest`, or an offset per partition)"
+                        }
+                        "transactional.id" => {
+                            "; the sink's is made from the pipeline's id, so that a newer run \
+                             fences an older one"
+                        }
+                        _ => "",
+                    }
                 ),
             ));
         }

@@ -1175,6 +1175,29 @@ impl KafkaSource {
                 start.entry(topic.clone()).or_default().insert(*p, offset);
             }
         }
+        // Walk 101: a topic whose every record retention had removed started at its end, and
+        // the run said "0 batches" and nothing else.
+        if !matches!(&self.config.starting_offsets, Some(StartingOffsets::Keyword(w)) if w == "latest")
+        {
+            for (topic, partitions) in &now.high {
+                let emptied: Vec<String> = partitions
+                    .iter()
+                    .filter(|(p, high)| now.low[topic][*p] == **high && **high > 0)
+                    .map(|(p, high)| format!("partition {p} at {high}"))
+                    .collect();
+                if !emptied.is_empty() && emptied.len() == partitions.len() {
+                    tracing::warn!(
+                        "source `{}`: topic {topic} holds no record now, though records were \
+                         written to it (its partitions start and end at the same offset: {}): \
+                         the topic's retention (`retention.ms`, by the records' timestamps) \
+                         or a deletion removed them before this checkpoint's first batch. \
+                         Batches start there, with the records written from now on",
+                        self.name,
+                        emptied.join(", ")
+                    );
+                }
+            }
+        }
         if let Some(StartingOffsets::Specific(map)) = &self.config.starting_offsets {
             // A topic named gives every partition its start, as Spark asks: one left out
             // would start at the earliest offset without a word.
@@ -2149,12 +2172,19 @@ impl Source for KafkaSource {
             }
         };
         let mut partitions = Vec::with_capacity(read.len());
+        // Each partition of the table a topic's partition, named so that an error's value is
+        // found by its record (walk 101).
+        let mut part_names = Vec::with_capacity(read.len());
         let mut rows = 0u64;
         let mut unknown = (0u64, BTreeSet::new());
         for (range, records) in &read {
             let batches = self.rows(range, records, &schema, &mut skipped, &mut unknown)?;
             rows += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
             partitions.push(batches);
+            part_names.push(format!(
+                "topic {} partition {}",
+                range.topic, range.partition
+            ));
         }
         if partitions.is_empty() {
             // An empty range (a batch the watermark alone runs): one empty partition, as a
@@ -2170,7 +2200,7 @@ impl Source for KafkaSource {
             unknown_rows: unknown.0,
             unknown_fields: unknown.1,
             files: 0,
-            part_names: Vec::new(),
+            part_names,
         })
     }
 
@@ -2211,8 +2241,27 @@ impl Source for KafkaSource {
         })
         .await;
         if let Err(e) = result {
+            // Walk 101: a group that consumers use (a Kafka Connect connector's) refuses a
+            // commit from outside its members, in the broker's words alone.
+            let text = e.to_string();
+            let members = [
+                "UnknownMemberId",
+                "IllegalGeneration",
+                "RebalanceInProgress",
+            ]
+            .iter()
+            .any(|code| text.contains(code));
             tracing::warn!(
-                "source `{name}`: committing batch {batch}'s offsets to group `{group}`: {e}"
+                "source `{name}`: committing batch {batch}'s offsets to group `{group}`: {e}{}",
+                match members {
+                    true => {
+                        ". The group has live members (consumers that joined it), and the \
+                         broker takes commits only from them; Sluice commits as no member. Give \
+                         the source a group of its own, which no consumer joins (`group_id:`); \
+                         its reading does not depend on the group"
+                    }
+                    false => "",
+                }
             );
         }
     }
