@@ -315,7 +315,8 @@ impl SinkConnector for PostgresSinkConfig {
              written so again: drop or change it first (`SELECT tgname FROM pg_trigger WHERE \
              tgrelid = '{}'::regclass AND NOT tgisinternal` lists the table's triggers). A \
              `jsonb` column keeps JSON its own way (keys sorted, spaces taken out): text the \
-             query writes otherwise reads back so, every time",
+             query writes otherwise reads back so, every time; so does a `uuid` column \
+             that text went into (lower case, with hyphens)",
             table.replace('\'', "''")
         )
     }
@@ -1312,7 +1313,60 @@ impl PostgresSink {
     /// told by its row in any of them, whichever `progress_table` it was given.
     async fn progress_tables(
         &self,
-        tx: &tokio_postgres::Transaction<'_>,
+        tx: &impl tokio_postgres::GenericClient,
+    ) -> Result<Vec<(String, bool)>, Failure> {
+        self.progress_tables_where(tx, true).await
+    }
+
+    /// The progress tables of the database ([`Self::progress_tables`]) this session may not
+    /// read (the schema's `USAGE` or the table's `SELECT` not granted to its role), with the
+    /// role: a pipeline whose row is in one of them is not seen (walk 105: a role that could
+    /// not read another pipeline's progress table appended its batches again, unsaid).
+    async fn unreadable_progress_tables(
+        &self,
+        client: &impl tokio_postgres::GenericClient,
+    ) -> Result<(Vec<String>, String), Failure> {
+        let tables = self.progress_tables_where(client, false).await?;
+        let role: String = client
+            .query_one("SELECT format('%I', current_user)", &[])
+            .await
+            .map_err(|e| self.failure(&e, "reading the session's role"))?
+            .get(0);
+        Ok((tables.into_iter().map(|(t, _)| t).collect(), role))
+    }
+
+    /// What `unreadable` ([`Self::unreadable_progress_tables`]) means for `target`, as a
+    /// sentence to put in a refusal, with the statements that let `role` read them; empty
+    /// where there are none.
+    fn unseen(&self, unreadable: &[String], role: &str) -> String {
+        if unreadable.is_empty() {
+            return String::new();
+        }
+        let grants: Vec<String> = unreadable
+            .iter()
+            .map(|t| {
+                let schema = split_qualified(t).map_or_else(String::new, |(s, _)| {
+                    format!("GRANT USAGE ON SCHEMA {s} TO {role}; ")
+                });
+                format!("{schema}GRANT SELECT ON {t} TO {role};")
+            })
+            .collect();
+        format!(
+            " Progress tables this role ({role}) may not read, {}, may hold the row of the \
+             pipeline that wrote them: let it read them (`{}`) and run again, and the run \
+             says whose they are (where no row names the table, they were written \
+             otherwise).",
+            unreadable.join(", "),
+            grants.join(" ")
+        )
+    }
+
+    /// The progress tables ([`Self::progress_tables`]) this session may read (`readable`), or
+    /// those it may not.
+    async fn progress_tables_where(
+        &self,
+        tx: &impl tokio_postgres::GenericClient,
+        readable: bool,
     ) -> Result<Vec<(String, bool)>, Failure> {
         let rows = tx
             .query(
@@ -1326,12 +1380,12 @@ impl PostgresSink {
                        ('batch', 'int8'::regtype), ('epoch', 'int8'::regtype),
                        ('rows', 'int8'::regtype), ('committed_at', 'timestamptz'::regtype),
                        ('target', 'text'::regtype), ('label', 'text'::regtype))
-                 WHERE c.relkind IN ('r', 'p') AND has_table_privilege(c.oid, 'SELECT')
-                   AND has_schema_privilege(n.oid, 'USAGE')
+                 WHERE c.relkind IN ('r', 'p') AND (has_table_privilege(c.oid, 'SELECT')
+                   AND has_schema_privilege(n.oid, 'USAGE')) = $1
                  GROUP BY 1
                  HAVING count(*) FILTER (WHERE a.attname <> 'label') = 6
                  ORDER BY 1",
-                &[],
+                &[&readable],
             )
             .await
             .map_err(|e| self.failure(&e, "looking for progress tables"))?;
@@ -1400,7 +1454,28 @@ impl PostgresSink {
                 ))
             });
         let Some((progress, owner, batch)) = other else {
-            return Ok(());
+            let (unreadable, role) = self.unreadable_progress_tables(tx).await?;
+            if unreadable.is_empty() {
+                return Ok(());
+            }
+            // A table this role may not read counts as holding rows.
+            let holds = self
+                .read_progress_table(tx, &format!("SELECT EXISTS (SELECT 1 FROM {target})"), &[])
+                .await?
+                .and_then(|rows| rows.first().map(|r| r.get::<_, bool>(0)))
+                .unwrap_or(true);
+            if !holds {
+                return Ok(());
+            }
+            return Err(Failure::Fatal(SinkError::Config {
+                kind: KIND.name,
+                reason: format!(
+                    "table {target} holds rows, and this checkpoint has written none of them: \
+                     where another pipeline or checkpoint wrote them, appending from batch 0 \
+                     would add them again.{}",
+                    self.unseen(&unreadable, &role)
+                ),
+            }));
         };
         // Which pipeline that is, where its row says (walk 64: the id alone named none).
         let who = self
@@ -1973,8 +2048,17 @@ impl PostgresSink {
         let existing = live
             .client
             .query(
-                "SELECT a.attname::text, t.typname::text
+                // A domain as its base type; an enum, or a type received as text is (`citext`),
+                // as `text`: binary COPY sends text's bytes, which they read as their input
+                // (walk 105: citext, enum and domain columns were refused, with a cast that
+                // does not exist in the query's SQL).
+                "SELECT a.attname::text,
+                        CASE WHEN b.typtype = 'e' OR (p.prosrc = 'textrecv' AND b.typname <> 'text')
+                             THEN 'text' ELSE b.typname::text END
                  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                 JOIN pg_type b
+                   ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+                 LEFT JOIN pg_proc p ON p.oid = b.typreceive
                  WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
                 &[&quote_path(&self.table)],
             )
@@ -2073,6 +2157,19 @@ impl PostgresSink {
                         quote(&c.name),
                         c.sql_type,
                         name = c.name,
+                    ));
+                }
+                Some(typname) if !c.accepts.iter().any(|a| a == typname) && !sendable(typname) => {
+                    misfits.push(format!(
+                        "column `{}` is {typname} in the table, a type Sluice does not send \
+                         (rows go by binary COPY, which takes the query's text only into text \
+                         types, enums, domains and `citext`, and into `uuid`): make it text \
+                         (`ALTER TABLE {} ALTER COLUMN {col} TYPE text`) and read it through a \
+                         view that converts it (`{col}::{typname}`), or write the query's \
+                         column into a table of its own",
+                        c.name,
+                        quote_path(&self.table),
+                        col = quote(&c.name),
                     ));
                 }
                 Some(typname) if !c.accepts.iter().any(|a| a == typname) => {
@@ -2401,14 +2498,35 @@ impl PostgresSink {
         if claimed || !holds {
             return Ok(());
         }
+        // Another pipeline's row, in a progress table of its own: the run's check of other
+        // writers says who (walk 105: said as rows Sluice did not write, with a TRUNCATE).
+        for (other, _) in self.progress_tables(&live.client).await? {
+            let named = live
+                .client
+                .query_one(
+                    &format!(
+                        "SELECT EXISTS (SELECT 1 FROM {other} WHERE target = (SELECT \
+                         format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN \
+                         pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = \
+                         to_regclass($1::text)) OR target = $1::text)"
+                    ),
+                    &[&table],
+                )
+                .await;
+            if matches!(named, Ok(row) if row.get::<_, bool>(0)) {
+                return Ok(());
+            }
+        }
+        let (unreadable, role) = self.unreadable_progress_tables(&live.client).await?;
+        let unseen = self.unseen(&unreadable, &role);
         Err(Failure::Fatal(SinkError::Config {
             kind: KIND.name,
             reason: format!(
-                "table {table} holds rows Sluice did not write (no pipeline's row in {progress} \
-                 names it), and complete mode replaces every row of its table with the query's \
-                 result each batch, so they would be deleted. Give the pipeline its own table \
-                 (a new `sink.table`, made by `create_table: true`), or empty this one first if \
-                 its rows may go (`TRUNCATE {table};`)"
+                "table {table} holds rows no pipeline's row in a progress table names ({progress} \
+                 and the others this role may read), and complete mode replaces every row of \
+                 its table with the query's result each batch, so they would be deleted.{unseen} \
+                 Give the pipeline its own table (a new `sink.table`, made by `create_table: \
+                 true`), or empty this one first if its rows may go (`TRUNCATE {table};`)"
             ),
         }))
     }
@@ -2568,25 +2686,57 @@ impl PostgresSink {
             .await
             .map_err(|e| self.failure(&e, "reading the table's columns"))?;
         let table = quote_path(&self.table);
-        Ok(required
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .filter(|name| {
-                // A query column of other capitals is said as that (`AS "amount"`).
-                columns.iter().all(|c| !c.name.eq_ignore_ascii_case(name))
-                    && self.config.batch_column.as_ref() != Some(name)
-            })
-            .map(|name| {
-                let column = quote(&name);
-                format!(
-                    "column {column} of the table is NOT NULL without a default, and the query \
+        // A generated column the query writes: COPY refuses every batch ("column is a
+        // generated column"), and a batch planned so stays so (walk 105: its advice looped).
+        let mut misfits = Vec::new();
+        if !generated.is_empty() {
+            let written = live
+                .client
+                .query(
+                    "SELECT a.attname::text, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a
+                     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                     WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+                       AND a.attgenerated <> '' ORDER BY a.attnum",
+                    &[&table],
+                )
+                .await
+                .map_err(|e| self.failure(&e, "reading the table's columns"))?;
+            for row in &written {
+                let name: String = row.get(0);
+                let expr: Option<String> = row.get(1);
+                if columns.iter().any(|c| c.name == name) {
+                    misfits.push(format!(
+                        "column {} of the table is generated (`GENERATED ALWAYS AS ({}) \
+                         STORED`): the server computes it from the row and takes it from no \
+                         one, so leave it out of the query (it is filled in as each row is \
+                         written)",
+                        quote(&name),
+                        expr.unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        misfits.extend(
+            required
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .filter(|name| {
+                    // A query column of other capitals is said as that (`AS "amount"`).
+                    columns.iter().all(|c| !c.name.eq_ignore_ascii_case(name))
+                        && self.config.batch_column.as_ref() != Some(name)
+                })
+                .map(|name| {
+                    let column = quote(&name);
+                    format!(
+                        "column {column} of the table is NOT NULL without a default, and the query \
                      gives no value for it, so the server would refuse every row: add it to the \
                      query, give it a default (`ALTER TABLE {table} ALTER COLUMN {column} SET \
                      DEFAULT ...`), or let it take nulls (`ALTER TABLE {table} ALTER COLUMN \
                      {column} DROP NOT NULL`)"
-                )
-            })
-            .collect())
+                    )
+                }),
+        );
+        Ok(misfits)
     }
 
     /// Refuses, in update mode, a table the upsert cannot write over its rows by `key`: one
@@ -2998,6 +3148,25 @@ impl PostgresSink {
             }
             Mode::Update => {
                 let stage = quote("_sluice_stage");
+                // The newest row of each key in the batch: later rows win, as they would
+                // one batch after another. Keys compared as the table's unique index compares
+                // them, in the column's own type and collation: `'a'` and `'a '` are one key
+                // of a `char(3)` column (a review: both went in, and PostgreSQL refused the
+                // batch, "cannot affect row a second time", on every run).
+                let typed = tx
+                    .query(
+                        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
+                                CASE WHEN co.oid IS NULL THEN NULL
+                                     ELSE format('%I.%I', n.nspname, co.collname) END
+                         FROM pg_attribute a
+                         LEFT JOIN pg_collation co ON co.oid = a.attcollation
+                         LEFT JOIN pg_namespace n ON n.oid = co.collnamespace
+                         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0
+                           AND NOT a.attisdropped",
+                        &[&quote_path(&self.table)],
+                    )
+                    .await
+                    .map_err(|e| self.failure(&e, "reading the table's key columns"))?;
                 // Each column in the type it is sent as: the table's where that is wider, or
                 // json (text would not go into a json column by `INSERT ... SELECT`).
                 let mut defs: Vec<String> = pg_columns(&output.schema)
@@ -3006,8 +3175,18 @@ impl PostgresSink {
                     .map(|c| {
                         let field = output.schema.field_with_name(&c.name).ok();
                         let theirs = live.table_types.get(&c.name).map(String::as_str);
-                        let ty = match (field, theirs) {
-                            (Some(f), Some(t)) if widened(&pg_type(f.data_type()), t).is_some() => {
+                        // A column the table takes text into (an enum, a domain, `citext`)
+                        // in the table's own type: `INSERT ... SELECT` casts no text into an
+                        // enum.
+                        let own = typed
+                            .iter()
+                            .find(|r| r.get::<_, String>(0) == c.name)
+                            .map(|r| r.get::<_, String>(1));
+                        let ty = match (field, theirs, own) {
+                            (Some(_), Some("text"), Some(own)) if own != "text" => own,
+                            (Some(f), Some(t), _)
+                                if widened(&pg_type(f.data_type()), t).is_some() =>
+                            {
                                 t.to_string()
                             }
                             _ => c.sql_type.clone(),
@@ -3047,25 +3226,6 @@ impl PostgresSink {
                 } else {
                     format!("DO UPDATE SET {}", updates.join(", "))
                 };
-                // The newest row of each key in the batch: later rows win, as they would
-                // one batch after another. Keys compared as the table's unique index compares
-                // them, in the column's own type and collation: `'a'` and `'a '` are one key
-                // of a `char(3)` column (a review: both went in, and PostgreSQL refused the
-                // batch, "cannot affect row a second time", on every run).
-                let typed = tx
-                    .query(
-                        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-                                CASE WHEN co.oid IS NULL THEN NULL
-                                     ELSE format('%I.%I', n.nspname, co.collname) END
-                         FROM pg_attribute a
-                         LEFT JOIN pg_collation co ON co.oid = a.attcollation
-                         LEFT JOIN pg_namespace n ON n.oid = co.collnamespace
-                         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0
-                           AND NOT a.attisdropped",
-                        &[&quote_path(&self.table)],
-                    )
-                    .await
-                    .map_err(|e| self.failure(&e, "reading the table's key columns"))?;
                 let compared: Vec<String> = self
                     .config
                     .key
@@ -3387,6 +3547,21 @@ impl Sink for PostgresSink {
                 // JSON gives bytea as PostgreSQL's text of it (`\\x6869`), where Arrow's
                 // JSON reader takes bare hex (walk 100: never verified).
                 Some("bytea") => format!("encode({c}, 'hex') AS {c}", c = quote(f.name())),
+                // An interval a duration went into, as a whole number of its unit, which
+                // Arrow's JSON reader takes (walk 105: `1428:00:00.123456`, PostgreSQL's
+                // text of it, never verified).
+                Some("interval") if let DataType::Duration(unit) = f.data_type() => {
+                    let per = match unit {
+                        TimeUnit::Second => "1",
+                        TimeUnit::Millisecond => "1000",
+                        TimeUnit::Microsecond => "1000000",
+                        TimeUnit::Nanosecond => "1000000000",
+                    };
+                    format!(
+                        "round(extract(epoch FROM {c}) * {per})::int8 AS {c}",
+                        c = quote(f.name())
+                    )
+                }
                 _ => quote(f.name()),
             })
             .collect();
@@ -3718,6 +3893,35 @@ fn pg_type(data_type: &DataType) -> DataType {
 /// A table's columns by name, each with its `pg_type.typname` (`int8`, `jsonb`, `_text`).
 type TableTypes = std::collections::BTreeMap<String, String>;
 
+/// Whether a table column of type `typname` (as [`PostgresSink::table_columns`] names it) takes
+/// some type a query gives: the types pgpq sends, and arrays of them.
+fn sendable(typname: &str) -> bool {
+    let element = typname.strip_prefix('_').unwrap_or(typname);
+    [
+        "bool",
+        "bytea",
+        "int2",
+        "int4",
+        "int8",
+        "text",
+        "varchar",
+        "bpchar",
+        "name",
+        "json",
+        "jsonb",
+        "float4",
+        "float8",
+        "numeric",
+        "date",
+        "time",
+        "timestamp",
+        "timestamptz",
+        "interval",
+        "uuid",
+    ]
+    .contains(&element)
+}
+
 /// The type a column sent as `sent` goes as into a table column of type `typname` where that
 /// is not the query's own: a wider integer or float, an integer as a numeric (each value exact
 /// in it), and text as
@@ -3736,6 +3940,10 @@ fn widened(sent: &DataType, typname: &str) -> Option<DataType> {
         }
         (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, "json" | "jsonb") => {
             Some(DataType::Utf8)
+        }
+        // A uuid's binary form is its 16 bytes, parsed from the text ([`pg_batch`]).
+        (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, "uuid") => {
+            Some(DataType::FixedSizeBinary(16))
         }
         _ => None,
     }
@@ -3809,6 +4017,8 @@ fn pg_batch(
         let target = schema.field(i).data_type();
         if column.data_type() == target {
             columns.push(Arc::clone(column));
+        } else if *target == DataType::FixedSizeBinary(16) {
+            columns.push(uuids(column, schema.field(i).name())?);
         } else {
             super::kept::check_kept(column, target, schema.field(i).name(), "PostgreSQL")?;
             // Exactly, never a value the cast cannot make turned into a null.
@@ -3843,6 +4053,43 @@ fn pg_batch(
         ])));
     }
     RecordBatch::try_new(Arc::new(schema.clone()), columns).map_err(|e| e.to_string())
+}
+
+/// Text `column` (`name`) as the 16 bytes of each uuid it writes, for a `uuid` column of the
+/// table (hyphenated or not, in braces, or with a `urn:uuid:` prefix, as the `uuid` crate
+/// reads them); a text that is no uuid is an error naming
+/// the column and the value.
+fn uuids(
+    column: &datafusion::arrow::array::ArrayRef,
+    name: &str,
+) -> Result<datafusion::arrow::array::ArrayRef, String> {
+    let text = datafusion::arrow::compute::cast(column, &DataType::Utf8)
+        .map_err(|e| format!("column `{name}`: {e}"))?;
+    let text = text
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::StringArray>()
+        .ok_or_else(|| format!("column `{name}` is not text"))?;
+    let mut bytes = datafusion::arrow::array::FixedSizeBinaryBuilder::with_capacity(
+        datafusion::arrow::array::Array::len(text),
+        16,
+    );
+    for value in text {
+        match value {
+            None => bytes.append_null(),
+            Some(value) => {
+                let id = uuid::Uuid::try_parse(value.trim()).map_err(|e| {
+                    format!(
+                        "column `{name}` is uuid in the table, and {value:?} is not a uuid \
+                         ({e}): take such rows out in the query, or write the column as text"
+                    )
+                })?;
+                bytes
+                    .append_value(id.as_bytes())
+                    .map_err(|e| format!("column `{name}`: {e}"))?;
+            }
+        }
+    }
+    Ok(Arc::new(bytes.finish()))
 }
 
 /// The first value of a text column that holds a NUL byte, which PostgreSQL refuses in any
@@ -3969,7 +4216,7 @@ fn pg_columns(schema: &SchemaRef) -> Result<Vec<PgColumn>, String> {
         }
         // Wider columns, and json for text, sent in the table's type.
         accepts.extend(
-            ["int4", "int8", "float8", "numeric", "json", "jsonb"]
+            ["int4", "int8", "float8", "numeric", "json", "jsonb", "uuid"]
                 .into_iter()
                 .filter(|t| widened(&sent, t).is_some())
                 .map(str::to_string),

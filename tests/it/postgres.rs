@@ -3639,3 +3639,241 @@ async fn a_global_aggregate_in_update_mode_is_sent_to_complete_mode() {
     let got: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(got, vec![(2, 3)]);
 }
+
+/// Walk 105 (1): a role that could not read another pipeline's progress table (its schema's
+/// `USAGE` not granted) did not see that pipeline's row naming the table, and a new
+/// checkpoint appended every batch again: 1200 rows of 600, exit 0. Refused over a table
+/// that holds rows, naming the tables it may not read with the grants; the grants followed,
+/// the run is refused as another pipeline's table, and no row was added.
+#[tokio::test]
+async fn a_role_that_may_not_read_another_progress_table_is_refused_over_a_filled_table() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    let schema = unique_table("w105_blind");
+    let role = format!("{schema}_role");
+    let table = format!("{schema}_out");
+    execute(&format!("CREATE SCHEMA {schema}; CREATE ROLE {role} LOGIN")).await;
+    let yaml = format!(
+        "name: owned\ncheckpoint: {ckpt}\nsources:\n{source}query: |\n  {QUERY}\ntrigger: available-now\nsink:\n  kind: postgres\n  url: {url}\n  table: {table}\n  create_table: true\n  progress_table: {schema}.progress\n",
+        ckpt = ws.p("ckpt"),
+        source = files_source(&ws),
+        url = server(),
+    );
+    let run = sluice_run(&write_pipeline(&ws, &yaml));
+    assert!(run.status.success(), "{}", stderr(&run));
+    let rows = row_count(&table).await;
+    assert!(rows > 0);
+    // The other role may write the table and the default progress table, and read neither
+    // the first pipeline's progress table nor its schema.
+    execute(&format!(
+        "GRANT SELECT, INSERT ON {table} TO {role}; \
+         CREATE TABLE IF NOT EXISTS _sluice_progress (pipeline text PRIMARY KEY, batch int8 NOT \
+         NULL, epoch int8 NOT NULL, rows int8 NOT NULL, committed_at timestamptz NOT NULL, \
+         target text, relation oid, label text); \
+         GRANT SELECT, INSERT, UPDATE ON _sluice_progress TO {role}"
+    ))
+    .await;
+    let other = yaml
+        .replace(&ws.p("ckpt"), &ws.p("ckpt-b"))
+        .replace(&format!("  progress_table: {schema}.progress\n"), "")
+        .replace("user=sluice", &format!("user={role}"));
+    assert!(other.contains(&format!("user={role}")), "{other}");
+    let pipeline = write_pipeline(&ws, &other);
+    let said = run_refused(&pipeline, "may not read");
+    assert!(
+        said.contains(&format!("{schema}.progress"))
+            && said.contains(&format!(
+                "GRANT USAGE ON SCHEMA {schema} TO {role}; GRANT SELECT ON {schema}.progress TO \
+                 {role};"
+            )),
+        "{said}"
+    );
+    assert_eq!(row_count(&table).await, rows);
+    run_advised_sql(&said, "GRANT").await;
+    run_refused(&pipeline, "another pipeline or checkpoint");
+    assert_eq!(row_count(&table).await, rows);
+    execute(&format!(
+        "DROP TABLE {table}; DROP SCHEMA {schema} CASCADE; DELETE FROM _sluice_progress WHERE \
+         target LIKE '%{table}%'; DROP OWNED BY {role}; DROP ROLE {role}"
+    ))
+    .await;
+}
+
+/// Walk 105 (2): citext, enum, domain and uuid columns were refused ("cast it in the query",
+/// to types the query's SQL does not have). Text goes into citext, an enum, a domain of text
+/// (and a domain of numeric takes a decimal) and uuid, in append and update mode, and reads
+/// back as written; `replay --verify` agrees. A type Sluice does not send (inet) is named
+/// with the way that works.
+#[tokio::test]
+async fn text_goes_into_citext_enum_domain_and_uuid_columns() {
+    execute("CREATE EXTENSION IF NOT EXISTS citext").await;
+    for mode in ["append", "update"] {
+        let ws = Workspace::new();
+        let table = unique_table("w105_types");
+        let key = if mode == "update" { " PRIMARY KEY" } else { "" };
+        execute(&format!(
+            "CREATE TYPE {table}_mood AS ENUM ('sad', 'ok', 'happy'); \
+             CREATE DOMAIN {table}_amount AS numeric(12, 2) CHECK (VALUE >= 0); \
+             CREATE DOMAIN {table}_code AS text CHECK (VALUE <> ''); \
+             CREATE TABLE {table} (id int8{key}, name citext, mood {table}_mood, \
+             amount {table}_amount, code {table}_code, ref uuid, b int8)"
+        ))
+        .await;
+        typed_input(
+            &ws,
+            "0.json",
+            "{\"id\":1,\"r\":1.5,\"t\":\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"}\n{\"id\":2,\"r\":2.25,\"t\":\"{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A12}\"}\n",
+        );
+        let query = "SELECT id, CASE WHEN id = 1 THEN 'Ann' ELSE 'BOB' END AS name, CASE WHEN \
+                     id = 1 THEN 'ok' ELSE 'happy' END AS mood, CAST(r AS DECIMAL(12, 2)) AS \
+                     amount, CAST(id AS VARCHAR) AS code, t AS ref FROM s";
+        let extra = if mode == "update" {
+            "  key: [id]\n"
+        } else {
+            "  batch_column: b\n"
+        };
+        let pipeline = write_pipeline(&ws, &typed_pipeline(&ws, query, mode, &table, extra));
+        let run = sluice_run(&pipeline);
+        assert!(run.status.success(), "{mode}: {}", stderr(&run));
+        let rows: Vec<String> = client(server())
+            .await
+            .query(
+                &format!(
+                    "SELECT id, name::text, mood::text, amount::text, code::text, ref::text \
+                     FROM {table} WHERE name = 'ann' OR name = 'bob' ORDER BY id"
+                ),
+                &[],
+            )
+            .await
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                (1..6).fold(r.get::<_, i64>(0).to_string(), |line, i| {
+                    format!("{line}|{}", r.get::<_, String>(i))
+                })
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "1|Ann|ok|1.50|1|a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+                "2|BOB|happy|2.25|2|a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12"
+            ],
+            "{mode}"
+        );
+        if mode == "append" {
+            // The uuid reads back in PostgreSQL's form, which the second input did not have,
+            // and that is said.
+            let (code, said) = verify_batch_0(&ws);
+            assert!(!said.contains("UNREADABLE"), "{said}");
+            assert_eq!(code, Some(1), "{said}");
+            assert!(said.contains("so does a `uuid` column"), "{said}");
+        }
+        // A text that is no uuid is named, with its column.
+        typed_input(&ws, "1.json", "{\"id\":3,\"r\":0,\"t\":\"not a uuid\"}\n");
+        let run = sluice_run(&pipeline);
+        let said = stderr(&run);
+        assert_eq!(run.status.code(), Some(1), "{mode}: {said}");
+        assert!(
+            said.contains("column `ref` is uuid in the table, and \"not a uuid\" is not a uuid"),
+            "{mode}: {said}"
+        );
+        execute(&format!(
+            "DROP TABLE {table}; DROP TYPE {table}_mood; DROP DOMAIN {table}_amount; DROP \
+             DOMAIN {table}_code"
+        ))
+        .await;
+    }
+    let ws = Workspace::new();
+    let table = unique_table("w105_inet");
+    execute(&format!("CREATE TABLE {table} (id int8, addr inet)")).await;
+    typed_input(&ws, "0.json", "{\"id\":1,\"r\":1,\"t\":\"10.0.0.1\"}\n");
+    let pipeline = write_pipeline(
+        &ws,
+        &typed_pipeline(&ws, "SELECT id, t AS addr FROM s", "append", &table, ""),
+    );
+    let said = run_refused(
+        &pipeline,
+        "column `addr` is inet in the table, a type Sluice does not send",
+    );
+    assert!(
+        said.contains(&format!(
+            "ALTER TABLE \"{table}\" ALTER COLUMN \"addr\" TYPE text"
+        )),
+        "{said}"
+    );
+    execute(&format!("DROP TABLE {table}")).await;
+}
+
+/// Walk 105 (3, 4): a generated column the query wrote failed COPY at the first batch, planned,
+/// and the next run failed the same way; it is refused before a batch, naming the column, and
+/// the query without it runs. A duration written into an `interval` column (made by
+/// `create_table`) never verified ("failed to parse \"1428:00:00.123456\" as Duration"); it
+/// reads back as the batch wrote it.
+#[tokio::test]
+async fn a_generated_column_is_refused_before_a_batch_and_an_interval_verifies() {
+    let ws = Workspace::new();
+    let table = unique_table("w105_gen");
+    execute(&format!(
+        "CREATE TABLE {table} (id int8, r float8, twice float8 GENERATED ALWAYS AS (r * 2) STORED)"
+    ))
+    .await;
+    typed_input(
+        &ws,
+        "0.json",
+        "{\"id\":1,\"r\":1.5,\"t\":\"2026-01-03 12:00:00.123456\"}\n",
+    );
+    let query = "SELECT id, r, r * 2 AS twice FROM s";
+    let pipeline = write_pipeline(&ws, &typed_pipeline(&ws, query, "append", &table, ""));
+    let said = run_refused(&pipeline, "column \"twice\" of the table is generated");
+    assert!(said.contains("leave it out of the query"), "{said}");
+    assert!(
+        !ws.path("ckpt/offsets/0").exists(),
+        "a batch was planned: {said}"
+    );
+    let pipeline = write_pipeline(
+        &ws,
+        &typed_pipeline(&ws, "SELECT id, r FROM s", "append", &table, ""),
+    );
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let twice: f64 = client(server())
+        .await
+        .query_one(&format!("SELECT twice FROM {table}"), &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(twice, 3.0);
+    execute(&format!("DROP TABLE {table}")).await;
+
+    let ws = Workspace::new();
+    let table = unique_table("w105_interval");
+    typed_input(
+        &ws,
+        "0.json",
+        "{\"id\":1,\"r\":1.5,\"t\":\"2026-01-03 12:00:00.123456\"}\n",
+    );
+    let query = "SELECT id, CAST(t AS TIMESTAMP) - TIMESTAMP '2026-01-01 00:00:00' AS since FROM s";
+    let pipeline = write_pipeline(
+        &ws,
+        &typed_pipeline(
+            &ws,
+            query,
+            "append",
+            &table,
+            "  create_table: true\n  batch_column: b\n",
+        ),
+    );
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let since: String = client(server())
+        .await
+        .query_one(&format!("SELECT since::text FROM {table}"), &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(since, "60:00:00.123456");
+    let (code, said) = verify_batch_0(&ws);
+    assert_eq!(code, Some(0), "{said}");
+    execute(&format!("DROP TABLE {table}")).await;
+}
