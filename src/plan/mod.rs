@@ -2667,7 +2667,36 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
         let _ = node.apply_expressions(|expr| {
             expr.apply(|e| {
                 if let Expr::AggregateFunction(aggregate) = e {
+                    // A filter that leaves out the rows of a null order (DuckDB's `arg_max`
+                    // as advised: walk 104 (6) was warned of nulls it cannot meet).
+                    let kept = |order: &datafusion::logical_expr::SortExpr| {
+                        aggregate.params.filter.as_ref().is_some_and(|f| {
+                            f.exists(|x| {
+                                Ok(matches!(x, Expr::IsNotNull(inner) if **inner == order.expr))
+                            })
+                            .unwrap_or(false)
+                        })
+                    };
                     for order in aggregate
+                        .params
+                        .order_by
+                        .iter()
+                        .filter(|o| nulls_first(o, schema) && !kept(o))
+                    {
+                        note(nulls_note(
+                            format!(
+                                "{}(... ORDER BY {}",
+                                aggregate.func.name(),
+                                expr_sql(&order.expr)
+                            ),
+                            ")",
+                        ));
+                    }
+                }
+                // A window function's order (walk 104 (1): `row_number() OVER (PARTITION BY k
+                // ORDER BY valid_from DESC)` over a table took the undated row, unwarned).
+                if let Expr::WindowFunction(window) = e {
+                    for order in window
                         .params
                         .order_by
                         .iter()
@@ -2675,8 +2704,8 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
                     {
                         note(nulls_note(
                             format!(
-                                "{}(... ORDER BY {}",
-                                aggregate.func.name(),
+                                "{}() OVER (... ORDER BY {}",
+                                window.fun.name(),
                                 expr_sql(&order.expr)
                             ),
                             ")",
@@ -4089,6 +4118,12 @@ mod tests {
                 "SELECT DISTINCT ON (n) n, d FROM s ORDER BY n, d DESC",
                 "`DISTINCT ON (...) ... ORDER BY s.d DESC NULLS LAST`",
             ),
+            // Walk 104 (1): the newest row of a key by a window function.
+            (
+                "SELECT n FROM (SELECT n, row_number() OVER (PARTITION BY n ORDER BY d DESC) \
+                 AS rn FROM s) WHERE rn = 1",
+                "`row_number() OVER (... ORDER BY s.d DESC NULLS LAST)`",
+            ),
             (
                 "SELECT date_bin(INTERVAL '1 day', z AT TIME ZONE 'Europe/Berlin') AS d, \
                  count(*) AS c FROM s GROUP BY 1",
@@ -4128,6 +4163,9 @@ mod tests {
             "SELECT n FROM s ORDER BY d DESC NULLS FIRST, n",
             "SELECT n FROM s ORDER BY d, n DESC NULLS LAST",
             "SELECT array_agg(n ORDER BY d DESC NULLS LAST) AS top FROM s",
+            // Walk 104 (6): DuckDB's `arg_max` as advised leaves the null orders out.
+            "SELECT first_value(n ORDER BY d DESC) FILTER (WHERE n IS NOT NULL AND d IS NOT \
+             NULL) AS f FROM s",
             "SELECT to_char(t, '%Y-%m-%d %H:%M:%S') AS x FROM s",
             // Walk 98 (6a): the query's own cast to a double, told to be a decimal again.
             "SELECT CAST(d AS DOUBLE) * 1.5 AS x, TRY_CAST(s.d AS FLOAT) + 0.5 AS y FROM s",
