@@ -2193,36 +2193,66 @@ fn stateful_operator(node: &LogicalPlan, streams: &BTreeSet<String>) -> Option<P
                     _ => None,
                 })
                 .collect();
-            let ranks = names
-                .iter()
-                .any(|n| matches!(n.as_str(), "row_number" | "rank" | "dense_rank"));
-            let neighbours = names
-                .iter()
-                .any(|n| matches!(n.as_str(), "lag" | "lead" | "first_value" | "last_value"));
-            window_reason = format!(
-                "over a stream is not supported{}{}; for event-time windows, GROUP BY \
-                 date_bin(...)",
-                if ranks {
-                    "; to keep one row per key (`ROW_NUMBER() OVER (PARTITION BY key ORDER BY \
-                     ts) = 1`), write `SELECT DISTINCT ON (key) ... ORDER BY key, ts`: as the \
-                     whole query (append mode writes each key's first row seen once, as \
-                     Spark's `dropDuplicates`; update or complete mode keep the row the `ORDER \
-                     BY` puts first across batches), or under an aggregation, which then \
-                     counts each key's first row seen once; \
-                     to keep the top N per key (`... <= N`), aggregate them into a list in \
-                     update or complete mode: `SELECT key, array_slice(array_agg(v ORDER BY v \
-                     DESC), 1, N) AS top FROM s GROUP BY key` (the state keeps every value of \
-                     a key)"
-                } else {
-                    ""
-                },
-                if neighbours {
-                    "; a row's neighbours (`LAG`, `LEAD`) may come in a later batch, so they \
-                     have no streaming form here: compute them over the output in a batch query"
-                } else {
-                    ""
-                }
-            );
+            let any = |of: &[&str]| names.iter().any(|n| of.contains(&n.as_str()));
+            let mut ways = Vec::new();
+            if any(&["row_number"]) {
+                ways.push(
+                    "to keep one row per key (`ROW_NUMBER() OVER (PARTITION BY key ORDER BY ts) \
+                     = 1`), write `SELECT DISTINCT ON (key) ... ORDER BY key, ts`: as the whole \
+                     query (append mode writes each key's first row seen once, as Spark's \
+                     `dropDuplicates`; update or complete mode keep the row the `ORDER BY` \
+                     puts first across batches), or under an aggregation, which then counts \
+                     each key's first row seen once; to keep the top N per key (`... <= N`), \
+                     aggregate them into a list in update or complete mode: `SELECT key, \
+                     array_slice(array_agg(v ORDER BY v DESC), 1, N) AS top FROM s GROUP BY \
+                     key` (the state keeps every value of a key)",
+                );
+            }
+            // Walk 104 (2): the row_number form cut ties a rank keeps.
+            if any(&["rank", "dense_rank"]) {
+                ways.push(
+                    "`DENSE_RANK() <= N` keeps every row of a key's N highest values: \
+                     `SELECT key, array_slice(array_agg(DISTINCT v ORDER BY v DESC), 1, N) AS \
+                     top FROM s GROUP BY key` gives those values in update or complete mode \
+                     (the state keeps every value of a key); `RANK()`, whose ties take up \
+                     ranks, has no streaming form here: rank the output of an aggregation in a \
+                     batch query where it is read",
+                );
+            }
+            if any(&["lag", "lead"]) {
+                ways.push(
+                    "a row's neighbours (`LAG`, `LEAD`) may come in a later batch, so they have \
+                     no streaming form here: compute them over the output in a batch query",
+                );
+            }
+            // Walk 104 (5): `first_value ... OVER` was told of LAG and LEAD.
+            if any(&["first_value", "last_value", "nth_value"]) {
+                ways.push(
+                    "a key's first or last value by an order is an aggregate here: `SELECT key, \
+                     first_value(v ORDER BY ts) AS first_v, last_value(v ORDER BY ts) AS \
+                     last_v FROM s GROUP BY key` in update or complete mode (`ORDER BY ts, id` \
+                     where two rows may share a time), which gives it for the key, not on \
+                     each row",
+                );
+            }
+            if any(&["sum", "count", "avg", "min", "max"]) {
+                ways.push(
+                    "a running total per key is the aggregation itself in update mode (`SELECT \
+                     key, sum(v) AS total FROM s GROUP BY key` writes each key's total as of \
+                     each batch); a total over the last span of event time is a sliding \
+                     window (`unnest(hop(ts, INTERVAL '1 minute', INTERVAL '5 minutes')) AS \
+                     window_start` in a subquery, grouped by `window_start`), one per span a \
+                     tumbling one (`GROUP BY date_bin(INTERVAL '5 minutes', ts)`)",
+                );
+            }
+            if ways.is_empty() {
+                ways.push(
+                    "rank or place rows over the output of an aggregation in a batch query \
+                     where it is read (`ntile`, `percent_rank`, `cume_dist` need every row of \
+                     their partition, which a stream never has)",
+                );
+            }
+            window_reason = format!("over a stream is not supported; {}", ways.join("; "));
             ("a window function (OVER)", window_reason.as_str())
         }
         LogicalPlan::RecursiveQuery(_) => ("a recursive query", "over a stream is not supported"),

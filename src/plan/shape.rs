@@ -2119,6 +2119,24 @@ mod tests {
                 Append,
                 &["a window function (OVER)", "(`LAG`, `LEAD`)"],
             ),
+            // Walk 104 (2, 5): a rank, a first value and a running total are each said with
+            // their own form, not ROW_NUMBER's or LAG's.
+            (
+                "SELECT a, b FROM (SELECT a, b, dense_rank() OVER (PARTITION BY a ORDER BY b \
+                 DESC) AS r FROM s) WHERE r <= 3",
+                Update,
+                &["array_agg(DISTINCT v ORDER BY v DESC), 1, N)", "`RANK()`, whose ties"],
+            ),
+            (
+                "SELECT a, first_value(b) OVER (PARTITION BY a ORDER BY ts) AS f FROM s",
+                Update,
+                &["first_value(v ORDER BY ts) AS first_v"],
+            ),
+            (
+                "SELECT a, count(b) OVER (PARTITION BY a ORDER BY ts) AS running FROM s",
+                Update,
+                &["a running total per key is the aggregation itself"],
+            ),
             (
                 "SELECT s.a, count(*) FROM s JOIN s2 ON s.a = s2.a \
                  AND s2.ts BETWEEN s.ts AND s.ts + INTERVAL '1 minute' GROUP BY s.a",
