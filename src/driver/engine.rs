@@ -824,8 +824,14 @@ impl<'p> Engine<'p> {
                          state grows with the stream, as Spark's does): its condition sets no \
                          bound on how much later a row of the other side may match one. Bound \
                          it both ways (`b.ts BETWEEN a.ts AND a.ts + INTERVAL '1 hour'`) to let \
-                         rows go once the watermark passes",
-                        sides.join(" and ")
+                         rows go once the watermark passes{}",
+                        sides.join(" and "),
+                        if j.months {
+                            " (an interval of months or years has no fixed length, so it \
+                             bounds nothing: write days, `INTERVAL '30' DAY`)"
+                        } else {
+                            ""
+                        }
                     );
                 }
             }

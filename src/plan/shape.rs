@@ -52,6 +52,9 @@ pub struct JoinShape {
     /// them: a row of either side can match only rows of its own window, so it is kept at
     /// most until the watermark passes that window's end.
     pub windows: Option<(i64, i64)>,
+    /// Its condition holds an interval of months or years, which bounds nothing (a month has
+    /// no fixed length): said where a side is kept for ever.
+    pub months: bool,
 }
 
 impl JoinShape {
@@ -642,6 +645,57 @@ fn time_term(expr: &Expr) -> Option<(&Column, i64)> {
     }
 }
 
+/// `low <= high` as `lc + lo <= hc + ho` over two time columns: each a column plus or minus
+/// an interval ([`time_term`]), or a difference of two columns against an interval (`b.ts -
+/// a.ts <= INTERVAL '30' DAY` is `b.ts <= a.ts + 30 days`).
+fn time_bound<'a>(low: &'a Expr, high: &'a Expr) -> Option<((&'a Column, i64), (&'a Column, i64))> {
+    if let (Some(l), Some(h)) = (time_term(low), time_term(high)) {
+        return Some((l, h));
+    }
+    let difference = |e: &'a Expr| match strip_casts(e) {
+        Expr::BinaryExpr(b) if b.op == Operator::Minus => {
+            match (strip_casts(&b.left), strip_casts(&b.right)) {
+                (Expr::Column(x), Expr::Column(y)) => Some((x, y)),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let interval = |e: &Expr| interval_ns(strip_casts(e));
+    if let (Some((x, y)), Some(i)) = (difference(low), interval(high)) {
+        // x - y <= i: x + 0 <= y + i.
+        return Some(((x, 0), (y, i)));
+    }
+    if let (Some(i), Some((x, y))) = (interval(low), difference(high)) {
+        // i <= x - y: y + i <= x + 0.
+        return Some(((y, i), (x, 0)));
+    }
+    None
+}
+
+/// `expr` without the aliases and casts around it.
+fn strip_casts(expr: &Expr) -> &Expr {
+    match strip_alias(expr) {
+        Expr::Cast(c) => strip_casts(&c.expr),
+        Expr::TryCast(c) => strip_casts(&c.expr),
+        other => other,
+    }
+}
+
+/// Whether `expr` holds an interval literal of months or years, which has no length in
+/// nanoseconds.
+fn has_months(expr: &Expr) -> bool {
+    use datafusion::common::ScalarValue;
+    expr.exists(|e| {
+        Ok(match e {
+            Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) => v.months != 0,
+            Expr::Literal(ScalarValue::IntervalYearMonth(Some(v)), _) => *v != 0,
+            _ => false,
+        })
+    })
+    .unwrap_or(false)
+}
+
 /// The `a = b` terms of a conjunction.
 fn equalities(expr: &Expr) -> Vec<(&Expr, &Expr)> {
     match strip_alias(expr) {
@@ -758,14 +812,50 @@ impl Walk<'_> {
         }
         check_stateless_above(&j.left, self.streams, None)?;
         check_stateless_above(&j.right, self.streams, None)?;
-        let unbounded = || PlanError::Unsupported {
+        // What keeps a bound written from counting (walk 106 (3, 4): a source without a
+        // watermark, and an interval of months, were refused with the form already written).
+        let why = |conditions: &[&Expr]| {
+            let mut why = Vec::new();
+            let unmarked: Vec<String> = [&j.left, &j.right]
+                .iter()
+                .flat_map(|side| super::streams_read(side, self.streams))
+                .filter(|s| !self.watermarks.contains_key(s))
+                .collect();
+            if !unmarked.is_empty() {
+                why.push(format!(
+                    "a bound counts over the sources' watermark columns, and {} no \
+                     `watermark:` (give {} `watermark: {{column: ts, delay: 1m}}`)",
+                    unmarked
+                        .iter()
+                        .map(|s| format!("source `{s}` has"))
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                    if unmarked.len() == 1 { "it" } else { "each" }
+                ));
+            }
+            if conditions.iter().any(|c| has_months(c)) {
+                why.push(
+                    "an interval of months or years has no fixed length, so it bounds nothing: \
+                     write days (`INTERVAL '30' DAY`)"
+                        .to_string(),
+                );
+            }
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join("; "))
+            }
+        };
+        let unbounded = |conditions: &[&Expr]| PlanError::Unsupported {
             operator: "a join of two streams without an event-time bound".into(),
-            reason: "would keep every row of both streams forever; bound it over the sources' \
-                     watermark columns, e.g. `ON a.k = b.k AND a.ts BETWEEN b.ts - \
-                     INTERVAL '1 minute' AND b.ts + INTERVAL '1 minute'` (a bound one way \
-                     keeps one side's rows for ever), or join on equal windows \
-                     (`date_bin(INTERVAL '1 minute', a.ts) = date_bin(INTERVAL '1 minute', b.ts)`)"
-                .into(),
+            reason: format!(
+                "would keep every row of both streams forever{}; bound it over the sources' \
+                 watermark columns, e.g. `ON a.k = b.k AND a.ts BETWEEN b.ts - INTERVAL '1 \
+                 minute' AND b.ts + INTERVAL '1 minute'` (a bound one way keeps one side's rows \
+                 for ever), or join on equal windows (`date_bin(INTERVAL '1 minute', a.ts) = \
+                 date_bin(INTERVAL '1 minute', b.ts)`)",
+                why(conditions)
+            ),
         };
         let mut times: Option<(Column, Column)> = None;
         let (mut left_reach, mut right_reach) = (None::<i64>, None::<i64>);
@@ -821,7 +911,7 @@ impl Walk<'_> {
             .chain(time_equalities)
             .collect();
         for (low, high) in bounds {
-            let (Some((lc, lo)), Some((hc, ho))) = (time_term(low), time_term(high)) else {
+            let Some(((lc, lo), (hc, ho))) = time_bound(low, high) else {
                 continue;
             };
             // lc + lo <= hc + ho, so lc - hc <= ho - lo.
@@ -850,7 +940,7 @@ impl Walk<'_> {
         // Bounded one way at least: the bounded side's rows leave the state (as in Spark).
         let Some((left, right)) = times.filter(|_| left_reach.is_some() || right_reach.is_some())
         else {
-            return Err(unbounded());
+            return Err(unbounded(&conditions));
         };
         // An outer join's preserved side needs a bound: its rows without a match are emitted
         // when they leave the state, which an unbounded side's never do (Spark requires it).
@@ -875,7 +965,8 @@ impl Walk<'_> {
                      it any more, but its condition sets no bound on how much later such a row \
                      may come, so it would never be emitted: bound it that way over the \
                      sources' watermark columns (`ON a.k = b.k AND b.ts BETWEEN a.ts AND a.ts + \
-                     INTERVAL '1 hour'` bounds how much later `b` rows come than `a` rows)"
+                     INTERVAL '1 hour'` bounds how much later `b` rows come than `a` rows){}",
+                    why(&conditions)
                 ),
             });
         }
@@ -890,6 +981,7 @@ impl Walk<'_> {
             left_reach_ns: left_reach,
             right_reach_ns: right_reach,
             windows,
+            months: conditions.iter().any(|c| has_months(c)),
         })
     }
 
@@ -1692,6 +1784,28 @@ mod tests {
         assert!(err.contains("no source declares a `watermark:`"), "{err}");
     }
 
+    /// Walk 106 (3): a join bounded over the event times of two sources, one without a
+    /// `watermark:`, was refused with the bound it had as the example; the source is named.
+    #[tokio::test]
+    async fn a_join_over_a_source_without_a_watermark_names_it() {
+        let one: BTreeMap<String, String> = [("s".to_string(), "ts".to_string())].into();
+        let err = analyze_sql_over(
+            "SELECT s.a FROM s JOIN s2 ON s.a = s2.a AND s2.ts BETWEEN s.ts AND s.ts + \
+             INTERVAL '10' MINUTE",
+            OutputMode::Append,
+            &one,
+        )
+        .await
+        .expect_err("no watermark on s2")
+        .to_string();
+        assert!(
+            err.contains("without an event-time bound")
+                && err.contains("source `s2` has no `watermark:` (give it `watermark:")
+                && !err.contains("source `s` has"),
+            "{err}"
+        );
+    }
+
     #[tokio::test]
     async fn a_window_of_months_is_named_in_append_mode() {
         // Walk 9: the refusal said to group by `date_bin`, which the query did.
@@ -1961,6 +2075,14 @@ mod tests {
                 Some(10_000_000_000),
                 "ts",
             ),
+            // Walk 106 (4): a difference of the times against an interval.
+            (
+                "SELECT s.a FROM s LEFT JOIN s2 ON s.a = s2.a AND s2.ts - s.ts <= INTERVAL '30' \
+                 DAY AND s2.ts >= s.ts",
+                Some(30 * 86_400_000_000_000),
+                Some(0),
+                "ts",
+            ),
             // Walk 62: the bound in a WHERE over an inner join, as Flink writes interval joins.
             (
                 "SELECT s.a, s2.b FROM s, s2 WHERE s.a = s2.a \
@@ -2125,7 +2247,10 @@ mod tests {
                 "SELECT a, b FROM (SELECT a, b, dense_rank() OVER (PARTITION BY a ORDER BY b \
                  DESC) AS r FROM s) WHERE r <= 3",
                 Update,
-                &["array_agg(DISTINCT v ORDER BY v DESC), 1, N)", "`RANK()`, whose ties"],
+                &[
+                    "array_agg(DISTINCT v ORDER BY v DESC), 1, N)",
+                    "`RANK()`, whose ties",
+                ],
             ),
             (
                 "SELECT a, first_value(b) OVER (PARTITION BY a ORDER BY ts) AS f FROM s",
@@ -2147,6 +2272,16 @@ mod tests {
                 "SELECT s.a FROM s JOIN s2 ON s.a = s2.a",
                 Append,
                 &["without an event-time bound", "BETWEEN"],
+            ),
+            // Walk 106 (4): an interval of months bounds nothing, and that is said.
+            (
+                "SELECT s.a FROM s LEFT JOIN s2 ON s.a = s2.a AND s2.ts BETWEEN s.ts AND s.ts + \
+                 INTERVAL '1' MONTH",
+                Append,
+                &[
+                    "a LEFT join of two streams",
+                    "write days (`INTERVAL '30' DAY`)",
+                ],
             ),
             // A WHERE over an outer join filters its result (rows without a match included):
             // no bound of the join.
