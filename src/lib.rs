@@ -206,7 +206,11 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> std::borrow::
              value does not fit is then named by its file and line, and skipped and counted \
              under `on_error: skip`; a table's columns are inferred again at each start, so a \
              re-exported table can turn a number column to text), or write `TRY_CAST(c AS \
-             <type>)` (`TRY_CAST(c AS TIMESTAMP)`), which gives null for such a value"
+             <type>)` (`TRY_CAST(c AS TIMESTAMP)`), which gives null for such a value; or \
+             leave such rows out before the query uses them, `FROM (SELECT * FROM s WHERE \
+             TRY_CAST(c AS INT) IS NOT NULL) s`, which is the way for a query that keeps state \
+             (a join of two streams, an aggregation): there a changed key or column type is a \
+             changed state, refused after a rewind, and a changed filter is not"
                 .into()
         }
         // A value past the range of the type the query casts it to (walk 98: Arrow's words

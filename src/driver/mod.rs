@@ -3280,6 +3280,28 @@ impl<'a> Driver<'a> {
                     self.engine.probe_workers().await;
                     self.engine.local_only = true;
                 }
+                // A text value a state's operator casts (an outer join's key of text against
+                // a number, cast as the state's rows meet the batch's): the query's cast, said
+                // as one, with where the value is (walk 106: the state named alone).
+                Err(Error::State(crate::state::StateError::Compute { ref reason, .. }))
+                    if let Some((_, cast)) = reason.split_once("Cast error: ")
+                        && cast.starts_with("Cannot cast string") =>
+                {
+                    self.engine.local_only = false;
+                    let source = datafusion::error::DataFusionError::ArrowError(
+                        Box::new(datafusion::arrow::error::ArrowError::CastError(
+                            cast.to_string(),
+                        )),
+                        None,
+                    );
+                    let found = self.engine.find_quoted_value(&source).await;
+                    self.engine.forget_batch_tables();
+                    return Err(Error::Execution {
+                        batch: Some(batch),
+                        source,
+                        found,
+                    });
+                }
                 Err(Error::Execution {
                     batch: failed,
                     source,

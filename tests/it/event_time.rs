@@ -1900,3 +1900,76 @@ fn an_idle_timeout_on_the_only_watermarked_source_is_said_to_do_nothing() {
     let said = said_with(&format!("{idle_a}\n{}", source("b", "0s")));
     assert!(!said.contains("does nothing here"), "{said}");
 }
+
+/// Walk 106 (1, 2): a join key of text against a number with a value that is no number failed
+/// the batch; the inner join's message advised `TRY_CAST` of the key (refused after the rewind:
+/// a changed key is a changed join state), the outer join's named the state alone. Both name
+/// the source, column and row, with a filter on the source's side, which the rewind takes:
+/// every other row is joined.
+#[test]
+fn a_join_key_that_is_no_number_is_named_and_a_filter_after_the_rewind_runs() {
+    for kind in ["", "FULL "] {
+        let ws = Workspace::new();
+        let write = |name: &str, text: &str| {
+            let path = ws.path(name);
+            std::fs::create_dir_all(path.parent().expect("folder")).expect("folder");
+            std::fs::write(path, text).expect("input");
+        };
+        // `l`'s keys are numbers, `r`'s text.
+        let rows = |k: &[&str], second: u32, quote: &str| -> String {
+            k.iter()
+                .map(|k| {
+                    format!(
+                        "{{\"k\":{quote}{k}{quote},\"ts\":\"1970-01-01T00:00:{second:02}Z\"}}\n"
+                    )
+                })
+                .collect()
+        };
+        write("l/0.json", &rows(&["1", "2"], 10, ""));
+        write("r/0.json", &rows(&["1", "2"], 11, "\""));
+        write("l/1.json", &rows(&["3"], 20, ""));
+        write("r/1.json", &rows(&["3", "x"], 21, "\""));
+        let source = |name: &str, k: &str| {
+            format!(
+                "  {name}: {{ kind: files, path: {{ws}}/{name}, format: json, \
+                 max_files_per_batch: 1, schema: {{ k: {k}, ts: timestamp }}, watermark: {{ \
+                 column: ts, delay: 30s }} }}\n"
+            )
+        };
+        let yaml = |r: &str| {
+            format!(
+                "name: keys\ncheckpoint: {{ws}}/ckpt\nsources:\n{}{}query: SELECT l.k AS lk, \
+                 r.k AS rk FROM l {kind}JOIN {r} ON l.k = r.k AND r.ts BETWEEN l.ts AND l.ts + \
+                 INTERVAL '5 seconds'\noutput_mode: append\ntrigger: available-now\nsink: {{ \
+                 kind: files, path: {{ws}}/out, format: json }}\n",
+                source("l", "int"),
+                source("r", "string"),
+            )
+            .replace("{ws}", &ws.dir.path().display().to_string())
+        };
+        let pipeline = write_pipeline(&ws, &yaml("r"));
+        let run = run_bin(&["run", &ws.p("pipeline.yaml")], ws.dir.path());
+        let said = stderr(&run);
+        assert_eq!(run.status.code(), Some(1), "{kind}: {said}");
+        assert!(
+            said.contains("`x` is in column `k` of source `r`: 1.json, row 2")
+                && said.contains("FROM (SELECT * FROM s WHERE TRY_CAST(c AS INT) IS NOT NULL) s")
+                && said.contains("--to 0`"),
+            "{kind}: {said}"
+        );
+        let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+        assert!(rewind.status.success(), "{}", stderr(&rewind));
+        write_pipeline(
+            &ws,
+            &yaml("(SELECT * FROM r WHERE TRY_CAST(k AS INT) IS NOT NULL) r"),
+        );
+        let run = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+        assert!(run.status.success(), "{kind}: {}", stderr(&run));
+        let mut joined: Vec<String> = written(&ws, "out", &["lk", "rk"])
+            .into_iter()
+            .flatten()
+            .collect();
+        joined.sort();
+        assert_eq!(joined, ["1|1", "2|2", "3|3"], "{kind}");
+    }
+}
