@@ -1060,6 +1060,26 @@ pub(crate) fn sink_advice(pipeline: &Pipeline) -> crate::state::SinkAdvice {
 /// message naming a new start ([`crate::source::NEW_START`]), in the sink's terms.
 pub(crate) fn with_sink_advice(mut error: Error, pipeline: &Pipeline) -> Error {
     use crate::state::StateError;
+    // A static table read without a `schema:` is inferred again at each start, so a table
+    // re-exported with a value of another look (`07` for 7) changes a column's type under
+    // the state unasked (walk 106 (5): said as a change of the query).
+    if let Error::State(StateError::Incompatible { planned, .. }) = &mut error {
+        let inferred: Vec<String> = pipeline
+            .tables
+            .iter()
+            .filter(|(_, t)| t.infers_schema())
+            .map(|(name, _)| format!("`tables.{name}`"))
+            .collect();
+        if !inferred.is_empty() && !planned.contains("is inferred again at each start") {
+            planned.push_str(&format!(
+                " (where the query's columns come from {}, read without a `schema:`: a table's \
+                 schema is inferred again at each start, so a value of another look, `07` for \
+                 7, changes a column's type; declare its `schema:` with the types the state \
+                 kept)",
+                inferred.join(" or ")
+            ));
+        }
+    }
     if let Error::State(
         StateError::Missing { sink, .. }
         | StateError::Corrupt { sink, .. }

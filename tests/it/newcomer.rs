@@ -11994,3 +11994,51 @@ fn a_batch_of_mostly_distinct_groups_past_the_partial_phase_sums_each_once() {
         assert!(lines.binary_search(&line).is_ok(), "{line}");
     }
 }
+
+/// Walk 106 (5): a static table read without a `schema:` and re-exported with `07` for 7
+/// changed a group key's type under the state, said as a change of the query. The table is
+/// named with the way out, and its `schema:` declared, the run goes on.
+#[test]
+fn a_table_inferred_anew_under_a_state_is_named_with_its_schema() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"7\",\"v\":1}\n");
+    std::fs::write(ws.path("users.csv"), "id,region\n7,eu\n").expect("table");
+    let file = pipeline(
+        &ws,
+        "SELECT u.id, u.region, count(*) AS n FROM s JOIN users u ON CAST(s.k AS BIGINT) = \
+         u.id GROUP BY u.id, u.region",
+        "update",
+    );
+    edit_file(
+        &file,
+        "query:",
+        &format!(
+            "tables:\n  users: {{ kind: files, path: {}, format: csv }}\nquery:",
+            ws.p("users.csv")
+        ),
+    );
+    let first = run(&file, &ws);
+    assert!(first.status.success(), "{}", stderr(&first));
+    std::fs::write(ws.path("users.csv"), "id,region\n07,eu\n").expect("table");
+    input(&ws, "1.json", "{\"k\":\"7\",\"v\":2}\n");
+    let refused = run(&file, &ws);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("`tables.users`, read without a `schema:`")
+            && said.contains("declare its `schema:` with the types the state kept"),
+        "{said}"
+    );
+    edit_file(
+        &file,
+        "format: csv }",
+        "format: csv, schema: { id: bigint, region: string } }",
+    );
+    let run_on = run(&file, &ws);
+    assert!(run_on.status.success(), "{}", stderr(&run_on));
+    let last = sink_lines(&ws.path("out"))
+        .into_iter()
+        .filter(|l| l.contains("\"n\":2"))
+        .count();
+    assert_eq!(last, 1, "{:?}", sink_lines(&ws.path("out")));
+}
