@@ -1199,9 +1199,10 @@ impl Walk<'_> {
             LogicalPlan::Distinct(Distinct::On(on)) => {
                 // Under an aggregation, or in append mode (which writes a row once), a key's
                 // row, once seen, stays: Spark's `dropDuplicates(keys)`. A key over the event
-                // time lets the watermark drop it.
+                // time lets the watermark drop it, in update mode too, as a window of a GROUP
+                // BY (walk 104 (3): every closed window was kept).
                 let first_seen = self.under_aggregation || self.mode == OutputMode::Append;
-                let event_time = if first_seen {
+                let event_time = if first_seen || self.mode == OutputMode::Update {
                     on.on_expr.iter().find_map(|expr| {
                         self.event_time_window(expr, &on.input)
                             .filter(|w| !w.session)

@@ -1973,3 +1973,60 @@ fn a_join_key_that_is_no_number_is_named_and_a_filter_after_the_rewind_runs() {
         assert_eq!(joined, ["1|1", "2|2", "3|3"], "{kind}");
     }
 }
+
+/// Walk 104 (3): `DISTINCT ON (k, date_bin(...))` in update mode kept every closed window's
+/// row in its state for good (`explain`: "not bounded by event time"), where the README says a
+/// key over the event time lets the watermark drop it, as a GROUP BY window does in update
+/// mode. Windows the watermark passed leave the state; a row of one is late; each open
+/// window's row is the one its `ORDER BY` puts first.
+#[test]
+fn distinct_on_a_window_in_update_mode_drops_closed_windows() {
+    let files = [
+        (
+            "s/0.json",
+            format!("{}{}", row(1, Some(1.0)), row(2, Some(2.0))),
+        ),
+        (
+            "s/1.json",
+            format!("{}{}", row(3, Some(12.0)), row(4, Some(13.0))),
+        ),
+        (
+            "s/2.json",
+            format!("{}{}", row(5, Some(3.0)), row(6, Some(24.0))),
+        ),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let ws = run_case(
+        &files,
+        &source("s", "1s"),
+        "SELECT DISTINCT ON (w) date_bin(INTERVAL '10 seconds', ts) AS w, id FROM s ORDER BY w, \
+         id DESC",
+        "update",
+    );
+    assert_eq!(
+        written(&ws, "out", &["w", "id"]),
+        [
+            vec!["1970-01-01T00:00:00|2"],
+            vec!["1970-01-01T00:00:10|4"],
+            vec!["1970-01-01T00:00:20|6"],
+        ]
+    );
+    assert_eq!(written(&ws, "late", &["id"]), [vec!["5"]]);
+    let state = run_bin(
+        &[
+            "state",
+            ws.p("ckpt").as_str(),
+            "--sql",
+            "SELECT count(*) AS windows_left FROM state",
+        ],
+        ws.dir.path(),
+    );
+    assert!(state.status.success(), "{}", stderr(&state));
+    let table = String::from_utf8_lossy(&state.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split('|').any(|cell| cell.trim() == "1")),
+        "{table}"
+    );
+}
