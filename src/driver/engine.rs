@@ -780,7 +780,7 @@ impl<'p> Engine<'p> {
             let feeds_aggregate = matches!(&shape, Shape::Aggregate(a) if a.dedup.is_some());
             if self.pipeline.output_mode == OutputMode::Append
                 && !feeds_aggregate
-                && plan::distinct_on_orders(&logical)
+                && plan::distinct_on_orders(&logical, &self.stream_names())
             {
                 note(
                     "in append mode `DISTINCT ON` writes each key's first row seen, once: its \

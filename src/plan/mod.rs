@@ -1467,12 +1467,14 @@ pub async fn plan_batch(
     Ok((state, plan))
 }
 
-/// Whether `plan` has a `DISTINCT ON (keys)` whose `ORDER BY` sorts by more than its keys
-/// (`ORDER BY k, ts DESC`): the row it keeps is picked by that order.
-pub fn distinct_on_orders(plan: &LogicalPlan) -> bool {
+/// Whether `plan` has a `DISTINCT ON (keys)` over one of `streams` whose `ORDER BY` sorts by
+/// more than its keys (`ORDER BY k, ts DESC`): the row it keeps is picked by that order, among
+/// a batch's rows (one over a static table reads it whole: walk 104 (4)).
+pub fn distinct_on_orders(plan: &LogicalPlan, streams: &BTreeSet<String>) -> bool {
     let mut orders = false;
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::Distinct(datafusion::logical_expr::Distinct::On(on)) = node
+            && reads_stream(&on.input, streams)
             && on
                 .sort_expr
                 .as_ref()

@@ -10021,6 +10021,24 @@ fn an_ordered_distinct_on_in_append_mode_says_what_it_keeps() {
         out.status.success() && !said.contains("first row seen"),
         "{said}"
     );
+    // Walk 104 (4): over a static table, which is read whole, the order picks over every row.
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("fresh checkpoint");
+    std::fs::remove_dir_all(ws.path("out")).expect("fresh sink");
+    std::fs::write(ws.path("pages.csv"), "k,title\na,Old\na,New\n").expect("table");
+    let file = pipeline_with_pages_table(&ws, "csv");
+    edit_file(
+        &file,
+        "SELECT s.k, p.title FROM s JOIN pages p ON s.k = p.k",
+        "SELECT s.k, p.title FROM s JOIN (SELECT DISTINCT ON (k) k, title FROM pages ORDER BY \
+         k, title) p ON s.k = p.k",
+    );
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert!(
+        out.status.success() && !said.contains("first row seen"),
+        "{said}"
+    );
+    assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"title\":\"New\"}"]);
 }
 
 /// Walk 45 (U7): the state of `DISTINCT ON (k) ... ORDER BY k, v DESC` was shown as
