@@ -542,9 +542,17 @@ const SPARK_FUNCTIONS: [(&str, &str); 59] = [
 /// The Spark functions of [`SPARK_FUNCTIONS`] that `sql` calls (a name followed by `(`),
 /// in the order of their first call.
 fn spark_calls(sql: &str) -> Vec<(&'static str, &'static str)> {
+    calls_in(sql, SPARK_FUNCTIONS.iter())
+}
+
+/// The names of `table` that `sql` calls, by its text (a name followed by `(`, not part of a
+/// longer name), each with its advice, in the order they are first called.
+fn calls_in(
+    sql: &str,
+    table: impl Iterator<Item = &'static (&'static str, &'static str)>,
+) -> Vec<(&'static str, &'static str)> {
     let lower = sql.to_ascii_lowercase();
-    let mut found: Vec<(usize, (&'static str, &'static str))> = SPARK_FUNCTIONS
-        .iter()
+    let mut found: Vec<(usize, (&'static str, &'static str))> = table
         .filter_map(|&(spark, here)| {
             lower
                 .match_indices(spark)
@@ -558,6 +566,20 @@ fn spark_calls(sql: &str) -> Vec<(&'static str, &'static str)> {
         .collect();
     found.sort_by_key(|(at, _)| *at);
     found.into_iter().map(|(_, call)| call).collect()
+}
+
+/// The functions of other engines (every table of names here: Spark's, DuckDB's, Flink's,
+/// the statistics) `sql` calls, by its text (a name followed by `(`, not part of a longer
+/// name), in the order they are first called, each once.
+fn other_engine_calls(sql: &str) -> Vec<&'static str> {
+    let all = SPARK_FUNCTIONS
+        .iter()
+        .chain(&DUCKDB_FUNCTIONS)
+        .chain(&STATISTICS)
+        .chain(&FLINK_FUNCTIONS);
+    let mut names: Vec<&'static str> = calls_in(sql, all).into_iter().map(|(n, _)| n).collect();
+    names.dedup();
+    names
 }
 
 /// The arguments of the first call of `name` in `sql` (a name followed by `(`, not part of a
@@ -704,6 +726,39 @@ fn spark_advice(calls: &[(&str, &str)], window: Option<&str>) -> String {
     )
 }
 
+/// What another engine's function `name` (DuckDB's, a statistic DuckDB and Spark have, or
+/// Flink's; not Spark's alone, [`spark_advice`]) is written as here, as words to put in
+/// parentheses; `None` for a name of none of them.
+fn function_advice(name: &str) -> Option<String> {
+    let named = |table: &'static [(&'static str, &'static str)]| {
+        table
+            .iter()
+            .find(|(other, _)| name.eq_ignore_ascii_case(other))
+    };
+    if let Some((duckdb, here)) = named(&DUCKDB_FUNCTIONS) {
+        return Some(format!(
+            "DuckDB's `{duckdb}` is {here} in DataFusion's SQL, which Sluice runs"
+        ));
+    }
+    if let Some((name, here)) = named(&STATISTICS) {
+        return Some(match here.strip_prefix("- ") {
+            Some(instead) => {
+                format!("no aggregate here is DuckDB's or Spark's `{name}`: {instead}")
+            }
+            None => format!(
+                "DuckDB's and Spark's `{name}` is {here} in DataFusion's SQL, which Sluice runs; \
+                 of a double `x`: `CAST(v AS DOUBLE)` of an integer"
+            ),
+        });
+    }
+    named(&FLINK_FUNCTIONS).map(|(flink, here)| {
+        format!(
+            "Flink's `{}` is {here} in DataFusion's SQL, which Sluice runs",
+            flink.to_ascii_uppercase()
+        )
+    })
+}
+
 /// What DataFusion's planning error `e` leaves a reader to guess, said (empty where nothing
 /// is): a Spark function by Spark's name, a struct's field written with a dot, or two of the
 /// query's expressions with one name, where they were written differently. DataFusion names an expression after what it computes, leaving casts out, so `max(v)` and
@@ -719,35 +774,14 @@ fn sql_advice(e: &DataFusionError) -> String {
         .nth(1)
         .and_then(|rest| rest.split('\'').next())
     {
-        let named = |table: &'static [(&'static str, &'static str)]| {
-            table
-                .iter()
-                .find(|(other, _)| name.eq_ignore_ascii_case(other))
-        };
-        if let Some(&call) = named(&SPARK_FUNCTIONS) {
+        if let Some(&call) = SPARK_FUNCTIONS
+            .iter()
+            .find(|(other, _)| name.eq_ignore_ascii_case(other))
+        {
             return spark_advice(&[call], None);
         }
-        if let Some((duckdb, here)) = named(&DUCKDB_FUNCTIONS) {
-            return format!(
-                " (DuckDB's `{duckdb}` is {here} in DataFusion's SQL, which Sluice runs)"
-            );
-        }
-        if let Some((name, here)) = named(&STATISTICS) {
-            return match here.strip_prefix("- ") {
-                Some(instead) => {
-                    format!(" (no aggregate here is DuckDB's or Spark's `{name}`: {instead})")
-                }
-                None => format!(
-                    " (DuckDB's and Spark's `{name}` is {here} in DataFusion's SQL, which Sluice \
-                     runs; of a double `x`: `CAST(v AS DOUBLE)` of an integer)"
-                ),
-            };
-        }
-        if let Some((flink, here)) = named(&FLINK_FUNCTIONS) {
-            return format!(
-                " (Flink's `{}` is {here} in DataFusion's SQL, which Sluice runs)",
-                flink.to_ascii_uppercase()
-            );
+        if let Some(said) = function_advice(name) {
+            return format!(" ({said})");
         }
     }
     // DuckDB's (and Python's) `//`, parsed as MySQL's `DIV`.
@@ -1059,6 +1093,15 @@ pub enum PlanError {
         calls: Vec<(&'static str, &'static str)>,
         /// The form of the query's own call of Spark's `window`, where it calls one.
         window: Option<String>,
+    },
+    /// The query calls other engines' functions that DataFusion names otherwise or does
+    /// without (DuckDB's, Flink's, statistics), more than one: each said.
+    #[error("the query does not plan: {} ({})", sql_text(.error), .said.join("; "))]
+    Functions {
+        /// DataFusion's error, for the first of them.
+        error: DataFusionError,
+        /// What each is written as here.
+        said: Vec<String>,
     },
     /// The SQL does not plan where it is written as Flink SQL writes a streaming construct
     /// (a window table function, `EMIT`, a temporal join): with Sluice's way of writing it.
@@ -1453,12 +1496,46 @@ pub async fn plan_batch(
                     .any(|(spark, _)| *spark == "window")
                     .then(|| spark_window(sql))
                     .flatten();
-                if calls.len() > 1 || window.is_some() {
+                // Another engine's name beside them: each said by the general way below.
+                let others = other_engine_calls(sql)
+                    .into_iter()
+                    .any(|called| function_advice(called).is_some());
+                if (calls.len() > 1 || window.is_some()) && !others {
                     return Err(PlanError::SparkFunctions {
                         error: e,
                         calls,
                         window,
                     });
+                }
+            }
+            // The same for DuckDB's and Flink's names, and the statistics (walk 104: of
+            // `arg_max` and `max_by`, the first alone was named).
+            if let Some(name) = unknown
+                && (function_advice(name).is_some()
+                    || SPARK_FUNCTIONS
+                        .iter()
+                        .any(|(spark, _)| name.eq_ignore_ascii_case(spark)))
+            {
+                use datafusion::execution::FunctionRegistry as _;
+                let said: Vec<String> = other_engine_calls(sql)
+                    .into_iter()
+                    .filter(|called| ctx.udf(called).is_err() && ctx.udaf(called).is_err())
+                    .filter_map(|called| {
+                        function_advice(called).or_else(|| {
+                            SPARK_FUNCTIONS
+                                .iter()
+                                .find(|(spark, _)| *spark == called)
+                                .map(|call| {
+                                    let said = spark_advice(&[*call], None);
+                                    said.trim_start_matches(" (")
+                                        .trim_end_matches(')')
+                                        .to_string()
+                                })
+                        })
+                    })
+                    .collect();
+                if said.len() > 1 {
+                    return Err(PlanError::Functions { error: e, said });
                 }
             }
             return Err(PlanError::Sql(e));
@@ -3988,6 +4065,18 @@ mod tests {
             .to_string();
         assert!(
             err.contains("DuckDB's and Spark's `kurtosis` is `SELECT k, CASE WHEN c > 3")
+                && !err.contains("Did you mean"),
+            "{err}"
+        );
+        // Walk 104 (6): each of several such names is said at once, Spark's too.
+        let err = plan("SELECT max_by(b, ts) AS y, kurtosis(a) AS k, arg_max(b, ts) AS x FROM s")
+            .await
+            .expect_err("three names")
+            .to_string();
+        assert!(
+            err.contains("DuckDB's and Spark's `kurtosis` is")
+                && err.contains("; DuckDB's `arg_max` is `first_value(s ORDER BY n DESC)")
+                && err.contains("(Spark's `max_by` is `first_value(s ORDER BY n DESC NULLS LAST)`")
                 && !err.contains("Did you mean"),
             "{err}"
         );

@@ -10038,7 +10038,10 @@ fn an_ordered_distinct_on_in_append_mode_says_what_it_keeps() {
         out.status.success() && !said.contains("first row seen"),
         "{said}"
     );
-    assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"title\":\"New\"}"]);
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        ["{\"k\":\"a\",\"title\":\"New\"}"]
+    );
 }
 
 /// Walk 45 (U7): the state of `DISTINCT ON (k) ... ORDER BY k, v DESC` was shown as
