@@ -208,7 +208,8 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> std::borrow::
              re-exported table can turn a number column to text), or write `TRY_CAST(c AS \
              <type>)` (`TRY_CAST(c AS TIMESTAMP)`), which gives null for such a value; or \
              leave such rows out before the query uses them, `FROM (SELECT * FROM s WHERE \
-             TRY_CAST(c AS INT) IS NOT NULL) s`, which is the way for a query that keeps state \
+             TRY_CAST(c AS INT) IS NOT NULL) s` (with the type it is cast to: `BIGINT` for a \
+             bigint), which is the way for a query that keeps state \
              (a join of two streams, an aggregation): there a changed key or column type is a \
              changed state, refused after a rewind, and a changed filter is not"
                 .into()

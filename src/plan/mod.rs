@@ -1517,16 +1517,22 @@ pub async fn plan_batch(
                         .any(|(spark, _)| name.eq_ignore_ascii_case(spark)))
             {
                 use datafusion::execution::FunctionRegistry as _;
+                // Not Spark's `any` (`= ANY (...)` reads as a call of it), as above.
                 let said: Vec<String> = other_engine_calls(sql)
                     .into_iter()
-                    .filter(|called| ctx.udf(called).is_err() && ctx.udaf(called).is_err())
+                    .filter(|called| {
+                        *called != "any" && ctx.udf(called).is_err() && ctx.udaf(called).is_err()
+                    })
                     .filter_map(|called| {
                         function_advice(called).or_else(|| {
                             SPARK_FUNCTIONS
                                 .iter()
                                 .find(|(spark, _)| *spark == called)
                                 .map(|call| {
-                                    let said = spark_advice(&[*call], None);
+                                    // `window` with the query's own size and slide.
+                                    let window =
+                                        (called == "window").then(|| spark_window(sql)).flatten();
+                                    let said = spark_advice(&[*call], window.as_deref());
                                     said.trim_start_matches(" (")
                                         .trim_end_matches(')')
                                         .to_string()

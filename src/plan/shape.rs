@@ -652,9 +652,11 @@ fn time_bound<'a>(low: &'a Expr, high: &'a Expr) -> Option<((&'a Column, i64), (
     if let (Some(l), Some(h)) = (time_term(low), time_term(high)) {
         return Some((l, h));
     }
+    // Of the columns themselves: a cast of one (to whole seconds, say) moves its time (a
+    // review: the reach would be short by up to the cut).
     let difference = |e: &'a Expr| match strip_casts(e) {
         Expr::BinaryExpr(b) if b.op == Operator::Minus => {
-            match (strip_casts(&b.left), strip_casts(&b.right)) {
+            match (strip_alias(&b.left), strip_alias(&b.right)) {
                 (Expr::Column(x), Expr::Column(y)) => Some((x, y)),
                 _ => None,
             }

@@ -1355,8 +1355,20 @@ impl PostgresSink {
         if unreadable.is_empty() {
             return String::new();
         }
+        // A shared database may have many: the first few, with their grants, and how many more.
+        const SHOWN: usize = 5;
+        let more = match unreadable.len().saturating_sub(SHOWN) {
+            0 => String::new(),
+            n => format!(
+                " and {n} more (`SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace \
+                 n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid WHERE \
+                 a.attname = 'committed_at' AND NOT has_table_privilege('{role}', c.oid, \
+                 'SELECT')` as a superuser lists them)"
+            ),
+        };
         let grants: Vec<String> = unreadable
             .iter()
+            .take(SHOWN)
             .map(|t| {
                 let schema = split_qualified(t).map_or_else(String::new, |(s, _)| {
                     format!("GRANT USAGE ON SCHEMA {s} TO {role}; ")
@@ -1365,11 +1377,16 @@ impl PostgresSink {
             })
             .collect();
         format!(
-            " Progress tables this role ({role}) may not read, {}, may hold the row of the \
-             pipeline that wrote them: let it read them (`{}`) and run again, and the run \
+            " Progress tables this role ({role}) may not read, {}{more}, may hold the row of \
+             the pipeline that wrote them: let it read them (`{}`) and run again, and the run \
              says whose they are (where no row names the table, they were written \
              otherwise).",
-            unreadable.join(", "),
+            unreadable
+                .iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
             grants.join(" ")
         )
     }
@@ -1467,6 +1484,25 @@ impl PostgresSink {
                 ))
             });
         let Some((progress, owner, batch)) = other else {
+            // Only where this pipeline has no row yet (it runs on a new checkpoint, from batch
+            // 0), the table exists (`create_table` makes it after this) and holds rows.
+            let own = quote_path(&self.config.progress_table);
+            let ours = self
+                .read_progress_table(
+                    tx,
+                    &format!("SELECT 1 FROM {own} WHERE pipeline = $1"),
+                    &[&self.progress_key],
+                )
+                .await?
+                .is_some_and(|rows| !rows.is_empty());
+            let exists: bool = tx
+                .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&target])
+                .await
+                .map_err(|e| self.failure(&e, "looking up the table"))?
+                .get(0);
+            if ours || !exists {
+                return Ok(());
+            }
             let (unreadable, role) = self.unreadable_progress_tables(tx).await?;
             if unreadable.is_empty() {
                 return Ok(());
@@ -1485,7 +1521,8 @@ impl PostgresSink {
                 reason: format!(
                     "table {target} holds rows, and this checkpoint has written none of them: \
                      where another pipeline or checkpoint wrote them, appending from batch 0 \
-                     would add them again.{}",
+                     would add them again.{} Where they cannot be granted, give this pipeline \
+                     a table of its own (a new `sink.table`, made by `create_table: true`)",
                     self.unseen(&unreadable, &role)
                 ),
             }));
@@ -2069,8 +2106,9 @@ impl PostgresSink {
                         CASE WHEN b.typtype = 'e' OR (p.prosrc = 'textrecv' AND b.typname <> 'text')
                              THEN 'text' ELSE b.typname::text END
                  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-                 JOIN pg_type b
-                   ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+                 LEFT JOIN pg_type d1 ON d1.oid = t.typbasetype
+                 JOIN pg_type b ON b.oid = CASE WHEN t.typtype <> 'd' THEN t.oid
+                   WHEN d1.typtype = 'd' THEN d1.typbasetype ELSE d1.oid END
                  LEFT JOIN pg_proc p ON p.oid = b.typreceive
                  WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
                 &[&quote_path(&self.table)],
@@ -2116,6 +2154,23 @@ impl PostgresSink {
             return Ok(None);
         }
         self.check_is_table(live).await?;
+        // The columns `table_columns` names by the type they are sent as (an enum, `citext`,
+        // a domain), with their own types, for the messages.
+        let shown: std::collections::BTreeMap<String, String> = live
+            .client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                 LEFT JOIN pg_proc p ON p.oid = t.typreceive
+                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+                   AND (t.typtype IN ('e', 'd') OR (p.prosrc = 'textrecv' AND t.typname <> 'text'))",
+                &[&quote_path(&self.table)],
+            )
+            .await
+            .map_err(|e| self.failure(&e, "reading the table's columns"))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
         // Every column that does not fit, said at once: a table made by hand is mended in one
         // go, not one run per column.
         let mut misfits = Vec::new();
@@ -2183,6 +2238,23 @@ impl PostgresSink {
                         c.name,
                         quote_path(&self.table),
                         col = quote(&c.name),
+                    ));
+                }
+                // An enum, `citext` or a domain, by its own name (a review: said as the
+                // type it is sent as, with an ALTER that would have undone it).
+                Some(typname)
+                    if !c.accepts.iter().any(|a| a == typname)
+                        && let Some(own) = shown.get(&c.name) =>
+                {
+                    let cast = if typname == "text" {
+                        format!("to text (`CAST({} AS VARCHAR)`)", c.name)
+                    } else {
+                        format!("to {typname}, which it is made of")
+                    };
+                    misfits.push(format!(
+                        "column `{}` is {own} in the table, but the query gives {} ({}); cast \
+                         it in the query {cast}",
+                        c.name, c.sql_type, c.arrow,
                     ));
                 }
                 Some(typname) if !c.accepts.iter().any(|a| a == typname) => {
@@ -2318,11 +2390,18 @@ impl PostgresSink {
         let rows = live
             .client
             .query(
-                "SELECT a.attname::text, t.typname::text, a.atttypmod,
+                // A domain by its base type and the modifier it gives it (`numeric(12, 2)`
+                // under a domain's name: a review of walk 105's domains).
+                "SELECT a.attname::text, b.typname::text, m.typmod,
                         format_type(a.atttypid, a.atttypmod)
                  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                 LEFT JOIN pg_type d1 ON d1.oid = t.typbasetype
+                 JOIN pg_type b ON b.oid = CASE WHEN t.typtype <> 'd' THEN t.oid
+                   WHEN d1.typtype = 'd' THEN d1.typbasetype ELSE d1.oid END
+                 CROSS JOIN LATERAL (SELECT CASE WHEN t.typtype <> 'd' THEN a.atttypmod
+                   WHEN d1.typtype = 'd' THEN d1.typtypmod ELSE t.typtypmod END AS typmod) m
                  WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-                   AND a.atttypmod >= 0",
+                   AND m.typmod >= 0",
                 &[&quote_path(&self.table)],
             )
             .await
@@ -2706,7 +2785,9 @@ impl PostgresSink {
             let written = live
                 .client
                 .query(
-                    "SELECT a.attname::text, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a
+                    "SELECT a.attname::text, pg_get_expr(d.adbin, d.adrelid),
+                            CASE a.attgenerated WHEN 'v' THEN 'VIRTUAL' ELSE 'STORED' END
+                     FROM pg_attribute a
                      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
                      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
                        AND a.attgenerated <> '' ORDER BY a.attnum",
@@ -2717,10 +2798,11 @@ impl PostgresSink {
             for row in &written {
                 let name: String = row.get(0);
                 let expr: Option<String> = row.get(1);
+                let kind: String = row.get(2);
                 if columns.iter().any(|c| c.name == name) {
                     misfits.push(format!(
                         "column {} of the table is generated (`GENERATED ALWAYS AS ({}) \
-                         STORED`): the server computes it from the row and takes it from no \
+                         {kind}`): the server computes it from the row and takes it from no \
                          one, so leave it out of the query (it is filled in as each row is \
                          written)",
                         quote(&name),
