@@ -409,8 +409,10 @@ const SPARK_FUNCTIONS: [(&str, &str); 59] = [
     ),
     (
         "split",
-        "`string_to_array(s, ',')` (a plain delimiter, not a pattern; its elements count \
-         from 1: Spark's `split(s, ',')[0]` is `string_to_array(s, ',')[1]`)",
+        "`CASE WHEN s = '' THEN make_array('') ELSE string_to_array(s, ',') END` (a plain \
+         delimiter, not a pattern; `string_to_array` alone gives `[]` for an empty text, where \
+         Spark gives `['']`, a row its `explode` keeps; elements count from 1: Spark's \
+         `split(s, ',')[0]` is `string_to_array(s, ',')[1]`)",
     ),
     (
         "regexp_extract",
@@ -525,7 +527,11 @@ const SPARK_FUNCTIONS: [(&str, &str); 59] = [
         "slice",
         "`array_slice(arr, 1, 1)` (from and to, both included, where Spark's takes a length)",
     ),
-    ("sort_array", "`array_sort(arr)`"),
+    (
+        "sort_array",
+        "`array_sort(arr)` (Spark's `sort_array(arr, false)` is `array_sort(arr, 'DESC', \
+         'NULLS LAST')`)",
+    ),
     (
         "get_json_object",
         "`json_as_text(j, 'a', 'b')` (keys and list indexes as arguments, where Spark takes a \
@@ -2781,6 +2787,11 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
         };
         let _ = node.apply_expressions(|expr| {
             expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e {
+                    for said in spark_function_notes(f, schema) {
+                        note(said);
+                    }
+                }
                 if let Expr::AggregateFunction(aggregate) = e {
                     // A filter that leaves out the rows of a null order (DuckDB's `arg_max`
                     // as advised: walk 104 (6) was warned of nulls it cannot meet).
@@ -3006,6 +3017,88 @@ pub fn dialect_notes(sql: &str, plan: &LogicalPlan) -> Vec<String> {
              `ts AT TIME ZONE 'UTC'` (a source's `schema:` does read `timestamptz` as one)"
                 .to_string(),
         );
+    }
+    notes
+}
+
+/// What call `f` (over `schema`) does otherwise than Spark's function of its name, where a
+/// query ported from Spark would get other values without an error (walk 108): each with
+/// what gives Spark's.
+fn spark_function_notes(
+    f: &datafusion::logical_expr::expr::ScalarFunction,
+    schema: &datafusion::common::DFSchema,
+) -> Vec<String> {
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::ExprSchemable;
+    let text = |i: usize| {
+        let mut arg = f.args.get(i)?;
+        while let Expr::Cast(datafusion::logical_expr::Cast { expr, .. }) = arg {
+            arg = expr;
+        }
+        match arg {
+            Expr::Literal(
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::LargeUtf8(Some(s))
+                | ScalarValue::Utf8View(Some(s)),
+                _,
+            ) => Some(s.clone()),
+            _ => None,
+        }
+    };
+    let mut notes = Vec::new();
+    match f.name() {
+        "regexp_replace" if f.args.len() == 3 => notes.push(
+            "`regexp_replace(s, p, r)` replaces the first match only, as PostgreSQL's and \
+             DuckDB's do; Spark's replaces every one: for that write `regexp_replace(s, p, r, \
+             'g')`"
+                .to_string(),
+        ),
+        "concat"
+            if f.args.len() > 1 && f.args.iter().any(|a| a.nullable(schema).unwrap_or(true)) =>
+        {
+            notes.push(
+                "`concat(a, b)` passes over a null argument, as PostgreSQL's does; Spark's gives \
+                 null where any argument is null: for that write `a || b`"
+                    .to_string(),
+            );
+        }
+        "array_remove" => notes.push(
+            "`array_remove(arr, x)` removes the first `x` only (DataFusion's); Spark's removes \
+             every one: for that write `array_remove_all(arr, x)`"
+                .to_string(),
+        ),
+        "from_unixtime" if f.args.len() == 2 => notes.push(
+            "the second argument of `from_unixtime(n, ...)` is a time zone here, not Spark's \
+             format: for Spark's `from_unixtime(n, 'yyyy-MM-dd')` write \
+             `to_char(to_timestamp_seconds(n), '%Y-%m-%d')`"
+                .to_string(),
+        ),
+        _ => {}
+    }
+    // A pattern written with Spark's escaped backslashes (`'\\d'`), which SQL text here keeps
+    // as two.
+    let patterns = [
+        "regexp_replace",
+        "regexp_match",
+        "regexp_like",
+        "regexp_count",
+        "regexp_instr",
+    ];
+    if patterns.contains(&f.name())
+        && let Some(pattern) = text(1)
+        && let Some(at) = pattern.find("\\\\")
+        && pattern[at + 2..]
+            .chars()
+            .next()
+            .is_some_and(|c| "dDsSwWbB.()[]{}|+*?".contains(c))
+    {
+        notes.push(format!(
+            "the pattern `{pattern}` holds two backslashes, which SQL text here keeps as \
+             written (as PostgreSQL's standard strings do), so the pattern matches a \
+             backslash there; Spark's SQL reads `\\\\` in text as one backslash: for Spark's \
+             pattern write `{}`",
+            pattern.replace("\\\\", "\\")
+        ));
     }
     notes
 }
@@ -4189,6 +4282,7 @@ mod tests {
             ),
             Field::new("t", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
             Field::new("n", DataType::Int64, true),
+            Field::new("w", DataType::Utf8, true),
         ]));
         let mem = MemTable::try_new(Arc::clone(&schema), vec![vec![]]).expect("table");
         ctx.register_table("s", Arc::new(mem)).expect("register");
@@ -4245,6 +4339,27 @@ mod tests {
                 "SELECT DISTINCT ON (n) n, d FROM s ORDER BY n, d DESC",
                 "`DISTINCT ON (...) ... ORDER BY s.d DESC NULLS LAST`",
             ),
+            // Walk 108: Spark's functions of these names give other values here.
+            (
+                "SELECT regexp_replace(w, ',', ';') AS x FROM s",
+                "for that write `regexp_replace(s, p, r, 'g')`",
+            ),
+            (
+                "SELECT concat(w, 'x') AS x FROM s",
+                "for that write `a || b`",
+            ),
+            (
+                "SELECT array_remove(make_array(n, n), n) AS x FROM s",
+                "`array_remove_all(arr, x)`",
+            ),
+            (
+                "SELECT from_unixtime(n, 'yyyy-MM-dd') AS x FROM s",
+                "`to_char(to_timestamp_seconds(n), '%Y-%m-%d')`",
+            ),
+            (
+                "SELECT regexp_match(w, '(\\\\d+)') AS x FROM s",
+                "for Spark's pattern write `(\\d+)`",
+            ),
             // Walk 104 (1): the newest row of a key by a window function.
             (
                 "SELECT n FROM (SELECT n, row_number() OVER (PARTITION BY n ORDER BY d DESC) \
@@ -4290,6 +4405,9 @@ mod tests {
             "SELECT n FROM s ORDER BY d DESC NULLS FIRST, n",
             "SELECT n FROM s ORDER BY d, n DESC NULLS LAST",
             "SELECT array_agg(n ORDER BY d DESC NULLS LAST) AS top FROM s",
+            // Walk 108: the forms the notes give, and a pattern of one backslash.
+            "SELECT regexp_replace(w, ',', ';', 'g') AS x, w || 'x' AS y, \
+             regexp_match(w, '(\\d+)') AS z, concat('a', 'b') AS c FROM s",
             // Walk 104 (6): DuckDB's `arg_max` as advised leaves the null orders out.
             "SELECT first_value(n ORDER BY d DESC) FILTER (WHERE n IS NOT NULL AND d IS NOT \
              NULL) AS f FROM s",
