@@ -128,11 +128,13 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
         ));
     }
     if let Some(glob) = &config.path_glob_filter
-        && let Err(e) = glob::Pattern::new(glob)
+        && let Err(e) = glob_patterns(glob)
     {
         return Err(ConfigError::at(
             "path_glob_filter",
-            format!("`{glob}` is not a glob: {e} (`*.csv`, `orders_*.csv`, `[!_]*`)"),
+            format!(
+                "`{glob}` is not a glob: {e} (`*.csv`, `orders_*.csv`, `[!_]*`, `*.{{csv,gz}}`)"
+            ),
         ));
     }
     if config.max_files_per_batch == Some(0) {
@@ -238,6 +240,66 @@ pub struct ColumnConfig {
     pub data_type: String,
 }
 
+/// `glob` as Spark's `pathGlobFilter` reads it (Hadoop's `GlobPattern`): `*`, `?`, `[a-z]`,
+/// a class negated by `^` or `!`, and `{a,b}` alternatives (nested too), as the patterns of
+/// the `glob` crate it stands for, one per alternative (walk 109: `*.{csv,csv.gz}` and
+/// `[^b]*` matched no file, unsaid). An unclosed `{` or a pattern the crate refuses is an
+/// error saying so.
+fn glob_patterns(glob: &str) -> Result<Vec<glob::Pattern>, String> {
+    /// `glob` with each `{...}` replaced by each of its alternatives.
+    fn expand(glob: &str, out: &mut Vec<String>) -> Result<(), String> {
+        let bytes = glob.as_bytes();
+        let mut i = 0;
+        let mut class = false;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' => i += 1,
+                b'[' => class = true,
+                b']' => class = false,
+                b'{' if !class => {
+                    let (mut depth, mut start, mut alternatives) = (0, i + 1, Vec::new());
+                    let mut j = i;
+                    loop {
+                        j += 1;
+                        match bytes.get(j) {
+                            None => return Err(format!("the `{{` at {} is not closed", i + 1)),
+                            Some(b'\\') => j += 1,
+                            Some(b'{') => depth += 1,
+                            Some(b'}') if depth > 0 => depth -= 1,
+                            Some(b'}') => {
+                                alternatives.push(&glob[start..j]);
+                                break;
+                            }
+                            Some(b',') if depth == 0 => {
+                                alternatives.push(&glob[start..j]);
+                                start = j + 1;
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    for alternative in alternatives {
+                        expand(
+                            &format!("{}{alternative}{}", &glob[..i], &glob[j + 1..]),
+                            out,
+                        )?;
+                    }
+                    return Ok(());
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        out.push(glob.replace("[^", "[!"));
+        Ok(())
+    }
+    let mut globs = Vec::new();
+    expand(glob, &mut globs)?;
+    globs
+        .iter()
+        .map(|g| glob::Pattern::new(g).map_err(|e| e.to_string()))
+        .collect()
+}
+
 impl FilesConfig {
     /// Whether the file at `path` (relative to the folder read) is read: its name matches
     /// `path_glob_filter` where there is one (a pattern that does not parse, refused when the
@@ -247,7 +309,7 @@ impl FilesConfig {
             return true;
         };
         let name = path.rsplit('/').next().unwrap_or(path);
-        glob::Pattern::new(glob).is_ok_and(|p| p.matches(name))
+        glob_patterns(glob).is_ok_and(|patterns| patterns.iter().any(|p| p.matches(name)))
     }
 
     /// The byte between a CSV record's fields: `delimiter`, checked one ASCII character when
@@ -710,6 +772,8 @@ pub struct FilesSource {
     spark_sink: std::sync::OnceLock<bool>,
     /// How many files outside the Spark sink's log this run has said it leaves out.
     said_spark_left_out: std::sync::atomic::AtomicUsize,
+    /// Whether a `path_glob_filter` that admits none of the folder's files was said.
+    said_filtered_out: std::sync::atomic::AtomicBool,
 }
 
 /// Why source `name`, whose batches were read with an inferred schema, cannot go on: its log
@@ -770,6 +834,7 @@ impl FilesSource {
             young: HashSet::new(),
             spark_sink: std::sync::OnceLock::new(),
             said_spark_left_out: std::sync::atomic::AtomicUsize::new(0),
+            said_filtered_out: std::sync::atomic::AtomicBool::new(false),
         };
         source.schema = source.declared_or_pinned_schema().await?;
         source.load_log().await?;
@@ -1099,14 +1164,33 @@ impl FilesSource {
 
     /// Every data file under the source's folder, in path order, skipping hidden names.
     async fn list_data(&self) -> Result<Vec<LoggedFile>, SourceError> {
-        let listed: Vec<LoggedFile> = self
+        let all: Vec<LoggedFile> = self
             .data
             .list_visible(hidden)
             .await?
             .into_iter()
             .map(|meta| LoggedFile::described(self.data.relative(&meta.location), &meta))
+            .collect();
+        let found = all.len();
+        let listed: Vec<LoggedFile> = all
+            .into_iter()
             .filter(|file| self.config.admits(&file.path))
             .collect();
+        // A filter that admits none of the files there (walk 109: read as no input, unsaid).
+        if listed.is_empty()
+            && found > 0
+            && let Some(glob) = &self.config.path_glob_filter
+            && !self
+                .said_filtered_out
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "source `{}`: `path_glob_filter: {glob}` admits none of the {found} files \
+                 under {} (it is matched against each file's name, not its folders)",
+                self.name,
+                self.data,
+            );
+        }
         let listed = if self.spark_sink.get() == Some(&false) {
             listed
         } else {

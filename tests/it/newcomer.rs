@@ -10182,6 +10182,40 @@ fn a_path_glob_filter_reads_the_files_whose_names_match() {
             "{\"kind\":\"r\",\"id\":7}"
         ]
     );
+    // Walk 109 (1): Spark's (Hadoop's) alternatives and a class negated by `^` read what they
+    // name; a filter that admits no file is said.
+    for (filter, ids) in [
+        ("orders_{1,2}.csv", vec!["1", "2"]),
+        ("{orders,sales}_[^2].csv", vec!["1"]),
+        ("orders_*.{csv,csv.gz}", vec!["1", "2"]),
+    ] {
+        std::fs::remove_dir_all(ws.path("ckpt")).expect("fresh checkpoint");
+        std::fs::remove_dir_all(ws.path("out")).expect("fresh sink");
+        let file = write_pipeline(&ws, &yaml(filter));
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "{filter}: {}", stderr(&out));
+        let mut read: Vec<String> = sink_lines(&ws.path("out"))
+            .into_iter()
+            .filter(|l| l.contains("\"o\""))
+            .map(|l| {
+                l.rsplit(':')
+                    .next()
+                    .expect("id")
+                    .trim_end_matches('}')
+                    .to_string()
+            })
+            .collect();
+        read.sort();
+        assert_eq!(read, ids, "{filter}");
+    }
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("fresh checkpoint");
+    std::fs::remove_dir_all(ws.path("out")).expect("fresh sink");
+    let out = run(&write_pipeline(&ws, &yaml("*.{tsv}")), &ws);
+    let said = stderr(&out);
+    assert!(
+        said.contains("`path_glob_filter: *.{tsv}` admits none of the 3 files"),
+        "{said}"
+    );
 }
 
 /// Walk 47 (5): a lifecycle rule deleted an old batch's input and its output file. The run
