@@ -661,9 +661,16 @@ async fn repair(
         report
             .fixed
             .extend(lost.forgotten.iter().map(|(batch, file)| {
+                let why = if lost.past_retention.contains(batch) {
+                    "its input is there, but the batch before it is no longer kept \
+                     (`retain_batches`), so no rewind writes it again (a copy of the file from a \
+                     backup, put back before this repair, keeps its rows)"
+                } else {
+                    "its input is gone too"
+                };
                 format!(
-                    "forgot the lost output file of batch {batch}: {file}: its input is gone too, \
-                 and the run carries on without its rows"
+                    "forgot the lost output file of batch {batch}: {file}: {why}, and the run \
+                     carries on without its rows"
                 )
             }));
         report

@@ -1086,6 +1086,10 @@ pub struct ForgottenOutput {
     /// Each gone file left in the record, since its batch's input is there: a rewind
     /// writes it again.
     pub recoverable: Vec<(BatchId, String)>,
+    /// Of `forgotten`, those whose input is there, but whose batch no rewind can write again:
+    /// the batch before it is no longer kept (`retain_batches`; walk 109: the rewind named
+    /// was refused, and this repair too).
+    pub past_retention: Vec<BatchId>,
 }
 
 /// Drops from the sink's record of the committed batches the output files that are gone
@@ -1145,17 +1149,30 @@ pub async fn forget_lost_output(
         sync: true,
         hook: None,
     })?;
-    let forget = |batch: BatchId| input_gone.contains(&batch);
+    // A batch whose batch before is purged: no rewind reaches back before it.
+    let unrewindable = |batch: BatchId| {
+        batch
+            .prev()
+            .is_some_and(|before| !logs.commits.contains(&before))
+    };
+    let forget = |batch: BatchId| input_gone.contains(&batch) || unrewindable(batch);
     let Some(gone) = sink.forget_lost(last, &forget, dry_run).await? else {
         return Err(Error::Usage(format!(
             "--forget-lost-output: the `{}` sink keeps no record of files to forget",
             pipeline.sink.connector().kind()
         )));
     };
-    let (forgotten, recoverable) = gone.into_iter().partition(|(batch, _)| forget(*batch));
+    let (forgotten, recoverable): (Vec<_>, Vec<_>) =
+        gone.into_iter().partition(|(batch, _)| forget(*batch));
+    let past_retention = forgotten
+        .iter()
+        .map(|(batch, _)| *batch)
+        .filter(|batch| !input_gone.contains(batch))
+        .collect();
     Ok(ForgottenOutput {
         forgotten,
         recoverable,
+        past_retention,
     })
 }
 

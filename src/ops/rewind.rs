@@ -101,11 +101,24 @@ async fn rewind_or_check(
     let logs = LogListing::read(location).await?;
     let target = to;
     if !logs.commits.contains(&target) || !logs.offsets.contains(&target) {
+        // Before the oldest kept batch: purged by `retain_batches`, so no rewind writes that
+        // batch again (walk 109: its lost output named this rewind and nothing else).
+        let purged = logs.commits.first().is_some_and(|first| target < *first);
         return Err(refuse(format!(
-            "batch {to} is not a committed batch the checkpoint still holds (retained: {})",
+            "batch {to} is not a committed batch the checkpoint still holds (retained: {}){}",
             match (logs.commits.first(), logs.commits.last()) {
                 (Some(a), Some(b)) => crate::vocab::span(a, b),
                 _ => "none".into(),
+            },
+            if purged {
+                format!(
+                    "; it was purged (`retain_batches`), so the oldest kept batch cannot be \
+                     written again: where its output is lost, `sluice repair {shown_sh} \
+                     --forget-lost-output` drops it from the sink's record and the run goes on \
+                     without its rows (a copy from a backup, put back first, keeps them)"
+                )
+            } else {
+                String::new()
             }
         )));
     }

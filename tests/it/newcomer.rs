@@ -12097,3 +12097,71 @@ fn a_table_inferred_anew_under_a_state_is_named_with_its_schema() {
         .count();
     assert_eq!(last, 1, "{:?}", sink_lines(&ws.path("out")));
 }
+
+/// Walk 109 (2): the output file of the oldest batch the checkpoint keeps (`retain_batches`),
+/// deleted, named a rewind to the batch before, which was purged: the rewind was refused, and
+/// `repair --forget-lost-output` kept the file (its input was there). The refusal names the
+/// repair, which forgets it; the run goes on without its rows, nothing else lost or doubled.
+#[test]
+fn the_lost_output_of_the_oldest_kept_batch_is_forgotten_by_repair() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    edit_file(
+        &file,
+        "format: json,",
+        "format: json, max_files_per_batch: 1,",
+    );
+    edit_file(&file, "trigger:", "retain_batches: 2\ntrigger:");
+    for n in 0..4 {
+        input(
+            &ws,
+            &format!("{n}.json"),
+            &format!("{{\"k\":\"f{n}\",\"v\":{n}}}\n"),
+        );
+    }
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let part = std::fs::read_dir(ws.path("out"))
+        .expect("out")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .find(|n| n.starts_with(&format!("part-{:010}-", 2)))
+        .expect("batch 2's file");
+    std::fs::remove_file(ws.path(&format!("out/{part}"))).expect("output");
+    input(&ws, "4.json", "{\"k\":\"f4\",\"v\":4}\n");
+    let refused = run(&file, &ws);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("it was purged (`retain_batches`)") && said.contains("--forget-lost-output"),
+        "{said}"
+    );
+    let repair = run_bin(
+        &["repair", &ws.p("ckpt"), "--forget-lost-output"],
+        ws.dir.path(),
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&repair.stdout),
+        stderr(&repair)
+    );
+    assert!(repair.status.success(), "{said}");
+    assert!(
+        said.contains("forgot the lost output file of batch 2")
+            && said.contains("the batch before it is no longer kept"),
+        "{said}"
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut lines = sink_lines(&ws.path("out"));
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "{\"k\":\"f0\",\"v\":0}",
+            "{\"k\":\"f1\",\"v\":1}",
+            "{\"k\":\"f3\",\"v\":3}",
+            "{\"k\":\"f4\",\"v\":4}"
+        ]
+    );
+}
