@@ -397,6 +397,34 @@ fn decompressed(file: &str, bytes: &Bytes, format: FileFormat) -> Result<Bytes, 
             None => Ok(bytes.clone()),
         };
     }
+    // An archive or a compression read by no codec here (walk 109: a `.zip` was said to be
+    // UTF-16 text, with an `encoding:` that did not read it either).
+    let lower = file.to_ascii_lowercase();
+    let unread = [
+        (".zip", "unzip"),
+        (".lz4", "lz4 -d"),
+        (".lzma", "unlzma"),
+        (".snappy", "a Snappy decompressor"),
+        (".sz", "a Snappy decompressor"),
+        (".br", "brotli -d"),
+        (".7z", "7z x"),
+        (".z", "uncompress"),
+        (".tar", "tar -xf"),
+        (".tgz", "tar -xzf"),
+    ];
+    if Codec::of_name(file).is_none()
+        && let Some((ext, tool)) = unread
+            .iter()
+            .find(|(ext, _)| lower.ends_with(ext))
+            .or_else(|| bytes.starts_with(b"PK\x03\x04").then_some(&unread[0]))
+    {
+        return Err(refuse(format!(
+            "it is a {ext} file (by its name or its first bytes), which Sluice does not read: \
+             compressed input is read by its extension, .gz, .bz2, .xz or .zst, one file each; \
+             unpack it first ({tool}), and compress it as .gz or .zst if it is to stay \
+             compressed"
+        )));
+    }
     let Some(named) = Codec::of_name(file) else {
         return match found {
             Some(codec) => Err(refuse(format!(
@@ -4610,6 +4638,32 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, Field};
     use datafusion::error::DataFusionError;
     use futures::{StreamExt, TryStreamExt};
+
+    /// Walk 109 (3): a `.zip` (and `.lz4`, `.lzma`) file was said to be UTF-16 text without a
+    /// byte order mark, with an `encoding:` that did not read it either. It is named as what
+    /// it is, with the extensions read and the tool that unpacks it; a zip archive without
+    /// its extension too.
+    #[test]
+    fn an_archive_or_a_compression_not_read_is_named_as_what_it_is() {
+        let zip = Bytes::from_static(b"PK\x03\x04\x14\x00\x00\x00\x08\x00");
+        for (file, says) in [
+            ("d.jsonl.zip", "it is a .zip file"),
+            ("d.jsonl", "it is a .zip file"),
+            ("d.jsonl.lz4", "it is a .lz4 file"),
+            ("d.csv.lzma", "(unlzma)"),
+        ] {
+            let Err(e) = decompressed(file, &zip, FileFormat::Json) else {
+                panic!("{file} was read");
+            };
+            let said = e.to_string();
+            assert!(
+                said.contains(says) && said.contains(".gz, .bz2, .xz or .zst"),
+                "{file}: {said}"
+            );
+        }
+        let json = Bytes::from_static(b"{\"a\":1}\n");
+        assert!(decompressed("d.jsonl", &json, FileFormat::Json).is_ok());
+    }
 
     /// Decodes the whole file `file` (at the top of its source's folder) as a source with
     /// `schema` reads it.
