@@ -153,7 +153,7 @@ impl Amended {
 
     /// [`Amendment::Round`]: a double or float by [`round_half_up`]; else DataFusion's.
     fn round(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        use datafusion::arrow::array::{Array, Float32Array, Float64Array, Int32Array};
+        use datafusion::arrow::array::{Array, Int32Array};
         let float = args.return_field.data_type().clone();
         if !matches!(float, DataType::Float64 | DataType::Float32) {
             return self.inner.invoke_with_args(args);
@@ -170,37 +170,11 @@ impl Amended {
         };
         let places = places.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
         let place = |i: usize| (!places.is_null(i)).then(|| places.value(i));
-        let rounded: datafusion::arrow::array::ArrayRef = match float {
+        let rounded = match float {
             DataType::Float32 => {
-                let values = values.as_primitive::<datafusion::arrow::datatypes::Float32Type>();
-                Arc::new(
-                    (0..values.len())
-                        .map(|i| {
-                            let n = place(i)?;
-                            let v = (!values.is_null(i)).then(|| values.value(i))?;
-                            Some(
-                                round_half_up(&format!("{v:e}"), n)
-                                    .map_or(v, |t| t.parse().unwrap_or(v)),
-                            )
-                        })
-                        .collect::<Float32Array>(),
-                )
+                rounded::<datafusion::arrow::datatypes::Float32Type>(&values, place)
             }
-            _ => {
-                let values = values.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
-                Arc::new(
-                    (0..values.len())
-                        .map(|i| {
-                            let n = place(i)?;
-                            let v = (!values.is_null(i)).then(|| values.value(i))?;
-                            Some(
-                                round_half_up(&format!("{v:e}"), n)
-                                    .map_or(v, |t| t.parse().unwrap_or(v)),
-                            )
-                        })
-                        .collect::<Float64Array>(),
-                )
-            }
+            _ => rounded::<datafusion::arrow::datatypes::Float64Type>(&values, place),
         };
         if scalar {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
@@ -276,6 +250,29 @@ impl Amended {
             None => result,
         }
     }
+}
+
+/// Each of `values` (floats of type `T`) rounded by [`round_half_up`] to the places `place`
+/// gives its row; null where either is.
+fn rounded<T>(
+    values: &datafusion::arrow::array::ArrayRef,
+    place: impl Fn(usize) -> Option<i32>,
+) -> datafusion::arrow::array::ArrayRef
+where
+    T: datafusion::arrow::datatypes::ArrowPrimitiveType,
+    T::Native: std::fmt::LowerExp + std::str::FromStr,
+{
+    use datafusion::arrow::array::Array;
+    let values = values.as_primitive::<T>();
+    Arc::new(
+        (0..values.len())
+            .map(|i| {
+                let n = place(i)?;
+                let v = (!values.is_null(i)).then(|| values.value(i))?;
+                Some(round_half_up(&format!("{v:e}"), n).map_or(v, |t| t.parse().unwrap_or(v)))
+            })
+            .collect::<datafusion::arrow::array::PrimitiveArray<T>>(),
+    )
 }
 
 /// The number written `shortest` (Rust's `{:e}` of a float: its shortest decimal form, as

@@ -1025,6 +1025,19 @@ impl KafkaSink {
                         index += 1;
                     }
                 }
+                // An empty table without a key: one marked record without a value, so the
+                // newest batch's records are still the table (walk 107: none was written, and
+                // readers kept the previous table as the newest).
+                if complete && index == 0 && key_sql.is_none() {
+                    let empty = EncodedRow {
+                        partition: None,
+                        timestamp: None,
+                        key: None,
+                        value: None,
+                        headers: vec![mark()],
+                    };
+                    send(&producer, &topic, &empty, timeout)?;
+                }
                 // Each key the previous table had and this one lacks, taken back, in the
                 // partition its record is in (the partitioner, or the partitions, may have
                 // changed since).

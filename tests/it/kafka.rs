@@ -3036,6 +3036,43 @@ async fn complete_mode_takes_back_the_keys_a_table_no_longer_has() {
         // A batch that wrote tombstones verifies: they are no rows of its table.
         assert_verified(&ws, "ckpt", i as u64);
     }
+    // Walk 107 (1): without a `key`, a table gone empty wrote no record, and the newest
+    // batch's records were the previous table for ever. It is one marked record without a
+    // value: the newest batch's records with a value are the table, none.
+    let ws = Workspace::new();
+    let out = unique("complete_empty");
+    create_topic(broker(), &out, 1).await;
+    let keyless = format!(
+        "name: complete\ncheckpoint: {ckpt}\nsources:\n  s:\n    kind: files\n    path: {input}\n    format: json\n    schema: {{ k: string, v: bigint }}\nquery: SELECT k, count(*) AS n, max(v) AS mx FROM s GROUP BY k HAVING max(v) < 10\noutput_mode: complete\ntrigger: available-now\nsink:\n  kind: kafka\n  bootstrap_servers: {broker}\n  topic: {out}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        broker = broker(),
+    );
+    let pipeline = write_pipeline(&ws, &keyless);
+    for (i, input) in ["{\"k\":\"a\",\"v\":5}\n", "{\"k\":\"a\",\"v\":50}\n"]
+        .iter()
+        .enumerate()
+    {
+        std::fs::create_dir_all(ws.path("in")).expect("in");
+        std::fs::write(ws.path(&format!("in/{i}.json")), input).expect("input");
+        let run = sluice_run(&pipeline, &[]);
+        assert!(run.status.success(), "{}", stderr(&run));
+    }
+    let records = committed_records(&out);
+    let newest_batch = records
+        .last()
+        .and_then(|(_, _, batch)| batch.clone())
+        .expect("a batch header");
+    let latest: Vec<_> = records
+        .iter()
+        .filter(|(_, _, batch)| batch.as_ref() == Some(&newest_batch))
+        .collect();
+    assert_eq!(latest.len(), 1, "{records:?}");
+    assert!(
+        latest[0].0.is_none() && latest[0].1.is_none(),
+        "{records:?}"
+    );
+    assert_verified(&ws, "ckpt", 1);
 }
 
 /// Walk 94: the sink's records carried the time they were written, not the rows' event time
