@@ -1910,7 +1910,10 @@ struct EncodeError {
 impl Encoders {
     /// Compiles the sink's expressions against `schema`, naming the setting that is wrong.
     fn new(config: &KafkaSinkConfig, schema: &SchemaRef) -> Result<Self, String> {
+        // With the functions a query has (walk 107: the README's `value:
+        // to_json(named_struct(...))` was "Invalid function 'to_json'").
         let ctx = SessionContext::new();
+        crate::plan::register_sluice_functions(&ctx);
         let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
         // Typed and simplified as a query's expressions are before they run (`coalesce`, say,
         // runs only as the CASE the simplifier makes of it).
@@ -2547,6 +2550,24 @@ mod tests {
         };
         assert_eq!(value(false), "{\"n\":2}");
         assert_eq!(value(true), "{\"tag\":null,\"n\":2}");
+        // Walk 107 (2): the README's `value: to_json(named_struct(...))` and the JSON
+        // functions, as a query has them.
+        let config: KafkaSinkConfig = serde_yaml::from_str(
+            "bootstrap_servers: h:9092\ntopic: t\nvalue: to_json(named_struct('tag', tag, 'n', \
+             n))\nkey: json_get_str('{\"a\":\"b\"}', 'a')",
+        )
+        .expect("config");
+        let encoders = Encoders::new(&config, &schema).expect("compiles");
+        let value = encoders
+            .value
+            .expect("a value")
+            .expr
+            .evaluate(&rows)
+            .and_then(|v| v.into_array(rows.num_rows()))
+            .expect("evaluates");
+        let value = datafusion::arrow::compute::cast(&value, &DataType::Utf8).expect("text");
+        let value = value.as_any().downcast_ref::<StringArray>().expect("text");
+        assert_eq!(value.value(0), "{\"tag\":\"a\",\"n\":1}");
         // An expression that does not run over the columns is refused, naming its setting.
         let config: KafkaSinkConfig =
             serde_yaml::from_str("bootstrap_servers: h:9092\ntopic: t\nkey: tag + 1")
