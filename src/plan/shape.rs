@@ -645,10 +645,13 @@ fn time_term(expr: &Expr) -> Option<(&Column, i64)> {
     }
 }
 
+/// A time column plus an offset in nanoseconds.
+type TimeTerm<'a> = (&'a Column, i64);
+
 /// `low <= high` as `lc + lo <= hc + ho` over two time columns: each a column plus or minus
 /// an interval ([`time_term`]), or a difference of two columns against an interval (`b.ts -
 /// a.ts <= INTERVAL '30' DAY` is `b.ts <= a.ts + 30 days`).
-fn time_bound<'a>(low: &'a Expr, high: &'a Expr) -> Option<((&'a Column, i64), (&'a Column, i64))> {
+fn time_bound<'a>(low: &'a Expr, high: &'a Expr) -> Option<(TimeTerm<'a>, TimeTerm<'a>)> {
     if let (Some(l), Some(h)) = (time_term(low), time_term(high)) {
         return Some((l, h));
     }
