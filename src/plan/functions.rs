@@ -68,7 +68,7 @@ pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(Amended::new(Amendment::Round)));
     ctx.register_udf(ScalarUDF::from(Zoned::new(Direction::ToUtc)));
     ctx.register_udf(ScalarUDF::from(Zoned::new(Direction::FromUtc)));
-    ctx.register_udf(ScalarUDF::from(ToJson::new()));
+    ctx.register_udf(crate::json::to_json());
     // `EXTRACT(epoch FROM ts)` is planned into DataFusion's own `date_part`, not found by name.
     use datafusion::execution::FunctionRegistry;
     let _ = ctx
@@ -977,93 +977,6 @@ impl ScalarUDFImpl for Zoned {
         }
         let out: ArrayRef = Arc::new(PrimitiveArray::<Int64Type>::from(out));
         let out = cast(&out, args.return_type())?;
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(out)
-        })
-    }
-}
-
-/// Spark's `to_json` of a struct (walk 87: a Kafka sink's `value:` of a row's chosen
-/// columns could only be built by `concat`, which a quote in the data broke). Written by
-/// arrow's JSON writer, as the files sink's `format: json` writes a row.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct ToJson {
-    signature: Signature,
-}
-
-impl ToJson {
-    fn new() -> Self {
-        Self {
-            signature: Signature::any(1, Volatility::Immutable),
-        }
-    }
-}
-
-impl ScalarUDFImpl for ToJson {
-    fn name(&self) -> &str {
-        "to_json"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        match &arg_types[0] {
-            DataType::Struct(_) | DataType::Null => Ok(DataType::Utf8),
-            other => plan_err!(
-                "to_json(s) takes a struct, not {other}: name the fields, \
-                 `to_json(named_struct('id', id, 'name', name))`"
-            ),
-        }
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let array = args.args[0].to_array(args.number_rows)?;
-        let out: ArrayRef = match array.as_struct_opt() {
-            None => Arc::new(datafusion::arrow::array::StringArray::new_null(array.len())),
-            Some(structs) => {
-                // Nullable: a null struct's fields may hold nulls its declared ones do not.
-                let fields: Vec<Field> = structs
-                    .fields()
-                    .iter()
-                    .map(|f| f.as_ref().clone().with_nullable(true))
-                    .collect();
-                let batch = datafusion::arrow::record_batch::RecordBatch::try_new_with_options(
-                    Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
-                    structs.columns().to_vec(),
-                    &datafusion::arrow::record_batch::RecordBatchOptions::new()
-                        .with_row_count(Some(structs.len())),
-                )?;
-                let mut text = Vec::new();
-                {
-                    // NaN and infinities as Spark's (Jackson's) words, a map's null values
-                    // kept, as the JSON sinks write them.
-                    let mut writer = crate::json::line_writer(&mut text, false);
-                    writer.write(&batch)?;
-                    writer.finish()?;
-                }
-                let text = String::from_utf8(text)
-                    .map_err(|e| datafusion::common::exec_datafusion_err!("to_json: {e}"))?;
-                let lines: Vec<&str> = text.lines().collect();
-                if lines.len() != structs.len() {
-                    return datafusion::common::exec_err!(
-                        "to_json: {} objects written for {} rows",
-                        lines.len(),
-                        structs.len()
-                    );
-                }
-                let objects: datafusion::arrow::array::StringArray = lines
-                    .iter()
-                    .enumerate()
-                    .map(|(row, line)| structs.is_valid(row).then_some(*line))
-                    .collect();
-                Arc::new(objects)
-            }
-        };
         Ok(if scalar {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
         } else {

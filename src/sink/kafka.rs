@@ -1910,10 +1910,13 @@ struct EncodeError {
 impl Encoders {
     /// Compiles the sink's expressions against `schema`, naming the setting that is wrong.
     fn new(config: &KafkaSinkConfig, schema: &SchemaRef) -> Result<Self, String> {
-        // With the functions a query has (walk 107: the README's `value:
-        // to_json(named_struct(...))` was "Invalid function 'to_json'").
+        // With Spark's `to_json` and the JSON functions, as a query has them (walk 107: the
+        // README's `value: to_json(named_struct(...))` was "Invalid function 'to_json'").
         let ctx = SessionContext::new();
-        crate::plan::register_sluice_functions(&ctx);
+        ctx.register_udf(crate::json::to_json());
+        if let Err(e) = datafusion_functions_json::register_all(&mut *ctx.state_ref().write()) {
+            tracing::warn!("the JSON functions are not available to the Kafka sink: {e}");
+        }
         let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
         // Typed and simplified as a query's expressions are before they run (`coalesce`, say,
         // runs only as the CASE the simplifier makes of it).
