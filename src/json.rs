@@ -216,13 +216,12 @@ pub fn to_json() -> datafusion::logical_expr::ScalarUDF {
 /// columns could only be built by `concat`, which a quote in the data broke). Written by
 /// arrow's JSON writer, as the files sink's `format: json` writes a row.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct ToJson {
+struct ToJson {
     signature: Signature,
 }
 
 impl ToJson {
-    /// The function.
-    pub fn new() -> Self {
+    fn new() -> Self {
         Self {
             signature: Signature::any(1, Volatility::Immutable),
         }
