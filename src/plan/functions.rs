@@ -66,6 +66,9 @@ pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(Amended::new(Amendment::ToDate)));
     ctx.register_udf(ScalarUDF::from(Amended::new(Amendment::DatePart)));
     ctx.register_udf(ScalarUDF::from(Amended::new(Amendment::Round)));
+    ctx.register_udf(ScalarUDF::from(Amended::new(Amendment::Sqrt)));
+    ctx.register_udf(ScalarUDF::from(Amended::new(Amendment::Lpad)));
+    ctx.register_udf(ScalarUDF::from(Amended::new(Amendment::Rpad)));
     ctx.register_udf(ScalarUDF::from(Zoned::new(Direction::ToUtc)));
     ctx.register_udf(ScalarUDF::from(Zoned::new(Direction::FromUtc)));
     ctx.register_udf(crate::json::to_json());
@@ -130,6 +133,16 @@ pub enum Amendment {
     /// binary, so `round(1.005, 2)` gave 1.0 where Spark gives 1.01 (walk 108: 11 of 200
     /// values to two places). Decimals and integers are DataFusion's own.
     Round,
+    /// `sqrt` of a negative number is NaN, as Spark's, Flink's and DuckDB's are (Java's and
+    /// C's `sqrt`; `ln` of one is NaN here already): DataFusion 55 fails the batch on it, as
+    /// PostgreSQL does.
+    Sqrt,
+    /// `lpad(s, n)`, whose negative length `n` from a column is 0 (an empty text), as
+    /// PostgreSQL's, Spark's and DuckDB's are and DataFusion's own is for a literal:
+    /// DataFusion 55 panics on it ("capacity overflow").
+    Lpad,
+    /// `rpad`, as [`Amendment::Lpad`].
+    Rpad,
 }
 
 /// A DataFusion function with one thing amended ([`Amendment`]); everything else (its
@@ -147,6 +160,9 @@ impl Amended {
             Amendment::ToDate => datafusion::functions::datetime::to_date(),
             Amendment::DatePart => datafusion::functions::datetime::date_part(),
             Amendment::Round => datafusion::functions::math::round(),
+            Amendment::Sqrt => datafusion::functions::math::sqrt(),
+            Amendment::Lpad => datafusion::functions::unicode::lpad(),
+            Amendment::Rpad => datafusion::functions::unicode::rpad(),
         };
         Self { inner, amendment }
     }
@@ -182,6 +198,54 @@ impl Amended {
             )?));
         }
         Ok(ColumnarValue::Array(rounded))
+    }
+
+    /// [`Amendment::Sqrt`]: a double's or float's square root, NaN of a negative one; any
+    /// other type (none is planned: the signature casts to these) DataFusion's.
+    fn sqrt(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::datatypes::{Float32Type, Float64Type};
+        let value = match args.args.as_slice() {
+            [value] if matches!(value.data_type(), DataType::Float64 | DataType::Float32) => {
+                value.clone()
+            }
+            _ => return self.inner.invoke_with_args(args),
+        };
+        let scalar = matches!(value, ColumnarValue::Scalar(_));
+        let array = value.to_array(args.number_rows)?;
+        let roots: ArrayRef = match array.data_type() {
+            DataType::Float32 => Arc::new(
+                array
+                    .as_primitive::<Float32Type>()
+                    .unary::<_, Float32Type>(f32::sqrt),
+            ),
+            _ => Arc::new(
+                array
+                    .as_primitive::<Float64Type>()
+                    .unary::<_, Float64Type>(f64::sqrt),
+            ),
+        };
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&roots, 0)?)
+        } else {
+            ColumnarValue::Array(roots)
+        })
+    }
+
+    /// [`Amendment::Lpad`], [`Amendment::Rpad`]: a negative length made 0, then
+    /// DataFusion's.
+    fn pad(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if let Some(length) = args.args.get_mut(1) {
+            match length {
+                ColumnarValue::Scalar(ScalarValue::Int64(Some(n))) if *n < 0 => *n = 0,
+                ColumnarValue::Array(lengths) if matches!(lengths.data_type(), DataType::Int64) => {
+                    let clamped: PrimitiveArray<Int64Type> =
+                        lengths.as_primitive::<Int64Type>().unary(|n| n.max(0));
+                    *lengths = Arc::new(clamped);
+                }
+                _ => {}
+            }
+        }
+        self.inner.invoke_with_args(args)
     }
 
     /// [`Amendment::DatePart`]: `epoch` of a nanosecond timestamp by [`epoch_seconds`].
@@ -390,6 +454,8 @@ impl ScalarUDFImpl for Amended {
             Amendment::ToDate => self.to_date(args),
             Amendment::DatePart => self.date_part(args),
             Amendment::Round => self.round(args),
+            Amendment::Sqrt => self.sqrt(args),
+            Amendment::Lpad | Amendment::Rpad => self.pad(args),
         }
     }
 }
@@ -1177,6 +1243,25 @@ mod tests {
         datafusion::arrow::util::pretty::pretty_format_batches(&rows)
             .expect("show")
             .to_string()
+    }
+
+    /// Walk 108: `sqrt` of a negative number failed the batch where Spark, Flink and DuckDB
+    /// give NaN; `lpad`/`rpad` of a negative length from a column panicked ("capacity
+    /// overflow") where PostgreSQL, Spark and DuckDB give `''` (DuckDB 2.0.1's values).
+    #[tokio::test]
+    async fn sqrt_of_a_negative_is_nan_and_a_negative_pad_is_empty() {
+        let shown = shown(
+            "SELECT sqrt(x) AS r, sqrt(CAST(x AS FLOAT)) AS f, lpad(s, n) AS l, rpad(s, n, 'x') AS p, \
+             lpad(s, -2) AS c FROM (VALUES (-4.0, 'abc', CAST(-3 AS BIGINT)), (9.0, 'abc', CAST(5 AS BIGINT)), \
+             (NULL, NULL, NULL)) AS t(x, s, n)",
+        )
+        .await;
+        for line in ["| NaN | NaN | | | |", "| 3.0 | 3.0 | abc | abcxx | |"] {
+            let found = shown
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == line);
+            assert!(found, "{line}\n{shown}");
+        }
     }
 
     /// Walk 39 (W5): PostgreSQL's `to_char` template was read as Java's letters, and the

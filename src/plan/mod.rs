@@ -402,7 +402,7 @@ const DUCKDB_READERS: [&str; 8] = [
 /// first code in backquotes is an expression over the columns of the table's test (`ts`, `d`,
 /// `start_date`, `s`, `n`, `arr`, `c`) that gives Spark's value (the test runs each one).
 /// Advice that starts with `- ` says there is no such function, and what does the job instead.
-const SPARK_FUNCTIONS: [(&str, &str); 59] = [
+const SPARK_FUNCTIONS: [(&str, &str); 108] = [
     (
         "window",
         "`date_bin(INTERVAL '1 minute', ts)` (the window's start; sliding windows: `hop`)",
@@ -543,7 +543,140 @@ const SPARK_FUNCTIONS: [(&str, &str); 59] = [
          `json_as_text(j, 'a')` and the other `json_get_*` read its fields; a source's `format: \
          json` with `schema:` decodes a whole JSON record into columns",
     ),
+    // Walk 108: Spark's names that DataFusion's "Did you mean" matched with another function.
+    (
+        "base64",
+        "`concat(encode(s, 'base64'), repeat('=', (3 - octet_length(s) % 3) % 3))` (`encode` \
+         alone leaves out the `=` padding Spark's writes)",
+    ),
+    (
+        "unbase64",
+        "`decode(b64, 'base64')` (binary, as Spark's; text with or without the `=` padding)",
+    ),
+    (
+        "add_months",
+        "`d + INTERVAL '3 months'` (a day past the month's end is its last day, as in Spark's; \
+         months from a column: `d + CAST(n || ' months' AS INTERVAL)`)",
+    ),
+    (
+        "last_day",
+        "`CAST(date_trunc('month', d) + INTERVAL '1 month' - INTERVAL '1 day' AS DATE)`",
+    ),
+    (
+        "months_between",
+        "`round((date_part('year', d) - date_part('year', start_date)) * 12 + \
+         date_part('month', d) - date_part('month', start_date) + (date_part('day', d) - \
+         date_part('day', start_date)) / 31.0, 8)` for `months_between(d, start_date)` of \
+         dates (Spark's gives whole months where both are a month's last day, and counts a \
+         timestamp's time of day in the days)",
+    ),
+    ("array", "`make_array(a, b)`"),
+    ("transform", NO_LAMBDA),
+    ("filter", NO_LAMBDA),
+    ("aggregate", NO_LAMBDA),
+    ("reduce", NO_LAMBDA),
+    ("forall", NO_LAMBDA),
+    ("zip_with", NO_LAMBDA),
+    ("map_filter", NO_LAMBDA),
+    (
+        "format_number",
+        "`CAST(CAST(n AS DECIMAL(38, 2)) AS VARCHAR)` for `format_number(n, 2)` (without \
+         Spark's thousands separators)",
+    ),
+    (
+        "format_string",
+        "`concat(n, ' items')` (no format strings here: the parts joined; `to_char` formats a \
+         time)",
+    ),
+    (
+        "weekday",
+        "`(date_part('dow', d) + 6) % 7` (Monday 0, as Spark's)",
+    ),
+    (
+        "make_timestamp",
+        "`CAST(make_date(yy, mm, dd) AS TIMESTAMP) + CAST(hh || ' hours ' || mi || ' minutes \
+         ' || ss || ' seconds' AS INTERVAL)`",
+    ),
+    (
+        "hex",
+        "`upper(to_hex(n))` of an integer, `upper(encode(s, 'hex'))` of text or binary",
+    ),
+    ("unhex", "`decode(hx, 'hex')`"),
+    ("shiftleft", "`a << n`"),
+    ("shiftright", "`a >> n`"),
+    ("hash", NO_SPARK_HASH),
+    ("xxhash64", NO_SPARK_HASH),
+    ("crc32", NO_SPARK_HASH),
+    ("sha1", NO_SPARK_HASH),
+    (
+        "monotonically_increasing_id",
+        "- no function numbers rows here (a stream's rows have no order a replay keeps): a key \
+         made of the row's own values, `md5(concat_ws('|', a, b))`, is the same in every replay",
+    ),
+    (
+        "posexplode",
+        "`unnest(generate_series(0, CAST(cardinality(arr) AS BIGINT) - 1))` for the positions \
+         (from 0, as Spark's; a row with an empty array gives none), with `arr[pos + 1]` for \
+         the elements: `SELECT pos, arr[pos + 1] AS col FROM (SELECT arr, \
+         unnest(generate_series(0, CAST(cardinality(arr) AS BIGINT) - 1)) AS pos FROM s)`",
+    ),
+    (
+        "to_timestamp_ntz",
+        "`to_timestamp(t)` (a timestamp without a zone)",
+    ),
+    ("timestamp_millis", "`to_timestamp_millis(n)`"),
+    ("timestamp_micros", "`to_timestamp_micros(n)`"),
+    ("unix_micros", "`CAST(to_timestamp_micros(ts) AS BIGINT)`"),
+    ("unix_date", "`CAST(d AS INT)` (days since 1970-01-01)"),
+    ("date_from_unix_date", "`CAST(n AS DATE)`"),
+    (
+        "dateadd",
+        "`ts + INTERVAL '7 days'` for `dateadd(DAY, 7, ts)` (a number from a column: `ts + \
+         CAST(n || ' days' AS INTERVAL)`)",
+    ),
+    (
+        "timestampadd",
+        "`ts + INTERVAL '7 days'` for `timestampadd(DAY, 7, ts)` (a number from a column: `ts + \
+         CAST(n || ' days' AS INTERVAL)`)",
+    ),
+    ("hypot", "`sqrt(a * a + b * b)`"),
+    ("expm1", "`exp(x) - 1`"),
+    ("log1p", "`ln(1 + x)`"),
+    ("sign", "`signum(x)`"),
+    ("e", "`exp(1)`"),
+    ("equal_null", "`a IS NOT DISTINCT FROM b`"),
+    ("zeroifnull", "`coalesce(n, 0)`"),
+    ("std", "`stddev(x)`"),
+    ("space", "`repeat(' ', n)`"),
+    (
+        "json_array_length",
+        "`json_length(items)` (of an object it counts the keys, where Spark's gives null)",
+    ),
+    (
+        "json_tuple",
+        "`json_as_text(j, 'a')`, one call for each key",
+    ),
+    ("map_from_arrays", "`map(ks, vs)`"),
+    (
+        "to_number",
+        "`CAST(num AS DECIMAL(10, 2))` (no format: take separators out first with `replace`)",
+    ),
+    (
+        "bround",
+        "- no function rounds half to even here: `round(x, 2)` rounds half away from zero, as \
+         Spark's `round`",
+    ),
 ];
+
+/// What Spark's higher-order functions (`transform(arr, x -> ...)`) are here.
+const NO_LAMBDA: &str = "- no function here takes a lambda (`x -> ...`): an array function of \
+                         DataFusion's may do it (`array_replace`, `array_remove_all`, \
+                         `array_distinct`, `array_sum`), or `unnest(arr)` in a subquery \
+                         computes on each element";
+
+/// What Spark's hashes (`hash`, `xxhash64`, `crc32`, `sha1`) are here.
+const NO_SPARK_HASH: &str = "- no function gives its values: `md5(s)` or `encode(sha256(s), \
+                             'hex')` give a stable digest, of other values";
 
 /// The Spark functions of [`SPARK_FUNCTIONS`] that `sql` calls (a name followed by `(`),
 /// in the order of their first call.
@@ -564,7 +697,10 @@ fn calls_in(
                 .match_indices(spark)
                 .find(|&(at, _)| {
                     let before = lower[..at].chars().next_back();
-                    let after = lower[at + spark.len()..].trim_start().starts_with('(');
+                    let after = lower[at + spark.len()..].trim_start();
+                    // Not an aggregate's `FILTER (WHERE ...)`.
+                    let after =
+                        after.starts_with('(') && !after[1..].trim_start().starts_with("where");
                     after && !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
                 })
                 .map(|(at, _)| (at, (spark, here)))
@@ -810,6 +946,15 @@ fn sql_advice(e: &DataFusionError) -> String {
         } else {
             format!(" ({reads})")
         };
+    }
+    // Spark's `trunc(d, 'MM')`, which DataFusion's numeric `trunc` does not take.
+    if ["trunc(Date", "trunc(Timestamp"]
+        .iter()
+        .any(|call| text.contains(&format!("argument types '{call}")))
+    {
+        return " (Spark's `trunc(d, 'MM')` of a date is `CAST(date_trunc('month', d) AS DATE)` \
+                here, with `'year'`, `'quarter'`, `'week'` for Spark's other units)"
+            .to_string();
     }
     if text.contains("No function matches the given name and argument types '")
         && let Some(args) = text
@@ -3838,7 +3983,11 @@ mod tests {
         let ctx = session(&default_settings());
         let row = "SELECT TIMESTAMP '2026-03-01 12:34:56' AS ts, DATE '2026-03-01' AS d, \
                    DATE '2026-02-22' AS start_date, 'a,b' AS s, CAST(7 AS BIGINT) AS n, \
-                   make_array('a', 'b') AS arr, true AS c, '{\"a\":{\"b\":7}}' AS j";
+                   make_array('a', 'b') AS arr, true AS c, '{\"a\":{\"b\":7}}' AS j, \
+                   CAST(3 AS BIGINT) AS a, CAST(4 AS BIGINT) AS b, 0.5 AS x, 2026 AS yy, 1 AS mm, \
+                   31 AS dd, 10 AS hh, 30 AS mi, 1.5 AS ss, 'YSxi' AS b64, '612C62' AS hx, \
+                   '2026-03-01 12:34:56' AS t, '[1,2,3]' AS items, make_array('k1', 'k2') AS ks, \
+                   make_array(1, 2) AS vs, '12.5' AS num";
         let value = |code: String| {
             let ctx = ctx.clone();
             async move { values_of(&ctx, row, &code).await }
@@ -3905,10 +4054,62 @@ mod tests {
             ("ucase", "A,B"),
             ("regexp_substr", ","),
             ("get_json_object", "7"),
+            // Walk 108's, by Spark 4's documentation for this row.
+            ("base64", "YSxi"),
+            ("unbase64", "612c62"),
+            ("add_months", "2026-06-01"),
+            ("last_day", "2026-03-31"),
+            // 1 + (1 - 22) / 31, to 8 places.
+            ("months_between", "0.32258065"),
+            ("array", "[3, 4]"),
+            ("format_number", "7.00"),
+            ("format_string", "7 items"),
+            // 2026-03-01 is a Sunday.
+            ("weekday", "6"),
+            ("make_timestamp", "2026-01-31T10:30:01.500"),
+            ("hex", "7"),
+            ("unhex", "612c62"),
+            ("shiftleft", "384"),
+            ("shiftright", "0"),
+            ("posexplode", "0|1"),
+            ("to_timestamp_ntz", "2026-03-01T12:34:56"),
+            ("timestamp_millis", "1970-01-01T00:00:00.007"),
+            ("timestamp_micros", "1970-01-01T00:00:00.000007"),
+            ("unix_micros", "1772368496000000"),
+            ("unix_date", "20513"),
+            ("date_from_unix_date", "1970-01-08"),
+            ("dateadd", "2026-03-08T12:34:56"),
+            ("timestampadd", "2026-03-08T12:34:56"),
+            ("hypot", "5.0"),
+            ("expm1", "0.6487212707001282"),
+            ("log1p", "0.4054651081081644"),
+            ("sign", "1.0"),
+            ("e", "2.718281828459045"),
+            ("equal_null", "false"),
+            ("zeroifnull", "7"),
+            ("std", "NULL"),
+            ("space", "       "),
+            ("json_array_length", "3"),
+            ("json_tuple", "{\"b\":7}"),
+            ("map_from_arrays", "{k1: 1, k2: 2}"),
+            ("to_number", "12.50"),
         ]
         .into_iter()
         .collect();
         advice_gives(&ctx, row, &SPARK_FUNCTIONS, &spark).await;
+        // Spark's `base64` pads to a multiple of 4; months from a column.
+        assert_eq!(
+            value(
+                "concat(encode('ab', 'base64'), repeat('=', (3 - octet_length('ab') % 3) % 3))"
+                    .into()
+            )
+            .await,
+            "YWI="
+        );
+        assert_eq!(
+            value("d + CAST(n || ' months' AS INTERVAL)".into()).await,
+            "2026-10-01"
+        );
         // The second ways some of them give.
         assert_eq!(
             value("CAST(CAST(d AS INT) + n AS DATE)".into()).await,
@@ -3926,6 +4127,35 @@ mod tests {
         assert!(
             err.contains("Spark's `year` is `date_part('year', ts)`") && !err.contains("mean"),
             "{err}"
+        );
+        // Walk 108: "Invalid function 'base64'. Did you mean 'asin'?"; Spark's date `trunc`
+        // was told of DataFusion's numeric one alone; an aggregate's `FILTER (WHERE ...)` is
+        // no call of Spark's `filter`.
+        let err = plan("SELECT base64(b) AS e, last_day(to_date(b)) AS l FROM s")
+            .await
+            .expect_err("base64")
+            .to_string();
+        assert!(
+            err.contains("Spark's `base64` is `concat(encode(s, 'base64')")
+                && err.contains("Spark's `last_day` is")
+                && !err.contains("asin"),
+            "{err}"
+        );
+        let err = plan("SELECT trunc(to_date(b), 'MM') AS m FROM s")
+            .await
+            .expect_err("trunc")
+            .to_string();
+        assert!(
+            err.contains("`CAST(date_trunc('month', d) AS DATE)`"),
+            "{err}"
+        );
+        assert!(
+            calls_in(
+                "SELECT count(*) FILTER (WHERE a > 1), filter(arr, x -> x > 1) FROM s",
+                SPARK_FUNCTIONS.iter()
+            )
+            .len()
+                == 1
         );
     }
 

@@ -232,6 +232,31 @@ fn zone_code(format: &str) -> Option<String> {
     None
 }
 
+/// The units DataFusion 55's `date_trunc` takes (in any case).
+const TRUNCATION_UNITS: [&str; 10] = [
+    "microsecond",
+    "millisecond",
+    "second",
+    "minute",
+    "hour",
+    "day",
+    "week",
+    "month",
+    "quarter",
+    "year",
+];
+
+/// DataFusion's name of `unit` where it is one of the other names Spark's `date_trunc` and
+/// `trunc` take for it (`'MM'`, `'YYYY'`, `'DD'`; Spark's `TruncDate`), in any case.
+fn spark_truncation_unit(unit: &str) -> Option<&'static str> {
+    Some(match unit.to_uppercase().as_str() {
+        "YYYY" | "YY" => "year",
+        "MM" | "MON" => "month",
+        "DD" => "day",
+        _ => return None,
+    })
+}
+
 /// Analyzes `plan` (as the SQL planner made it, before optimization). `watermarks` maps each
 /// stream with a watermark to its event-time column.
 pub fn analyze(
@@ -246,6 +271,7 @@ pub fn analyze(
     let mut spark_pattern = None;
     let mut joins_list_text = None;
     let mut zero_width = None;
+    let mut truncated_by = None;
     let mut zone_of_none = None;
     let mut unknown_zone = None;
     plan.apply_with_subqueries(|node| {
@@ -361,6 +387,28 @@ pub fn analyze(
                 {
                     gaps |= slide > size;
                 }
+                // A unit `date_trunc` does not take (Spark's `'MM'`, a column) fails each
+                // batch (walk 108).
+                if let Expr::ScalarFunction(f) = e
+                    && truncated_by.is_none()
+                    && f.func.name() == "date_trunc"
+                    && let Some(unit) = f.args.first()
+                {
+                    let unit = match strip_alias(unit) {
+                        Expr::Literal(
+                            datafusion::common::ScalarValue::Utf8(Some(unit))
+                            | datafusion::common::ScalarValue::LargeUtf8(Some(unit))
+                            | datafusion::common::ScalarValue::Utf8View(Some(unit)),
+                            _,
+                        ) => Some(unit.clone()),
+                        _ => None,
+                    };
+                    if unit.as_deref().is_none_or(|unit| {
+                        !TRUNCATION_UNITS.contains(&unit.to_lowercase().as_str())
+                    }) {
+                        truncated_by = Some((super::expr_sql(e), unit));
+                    }
+                }
                 // A window of no length (`date_bin(INTERVAL '0 seconds', ts)`) fails each batch.
                 if let Expr::ScalarFunction(f) = e
                     && zero_width.is_none()
@@ -432,6 +480,24 @@ pub fn analyze(
                  (`'+02:00'`)"
             ),
         });
+    }
+    if let Some((call, unit)) = truncated_by {
+        let units = TRUNCATION_UNITS.map(|u| format!("'{u}'")).join(", ");
+        let reason = match unit {
+            None => format!(
+                "takes its unit from a column, where DataFusion takes one written in the \
+                 query: write the unit, one of {units} (a unit a row chooses: a `CASE` over \
+                 its values with one `date_trunc` each)"
+            ),
+            Some(unit) => match spark_truncation_unit(&unit) {
+                Some(ours) => format!(
+                    "names its unit `'{unit}'` as Spark does; DataFusion names it \
+                     `'{ours}'`: write `date_trunc('{ours}', ...)`"
+                ),
+                None => format!("names a unit `'{unit}'` DataFusion has not: write one of {units}"),
+            },
+        };
+        return Err(PlanError::Function { call, reason });
     }
     if let Some(call) = zero_width {
         return Err(PlanError::Function {
@@ -2130,6 +2196,26 @@ mod tests {
                 &["GROUP BY aggregation", "update, complete"][..],
             ),
             ("SELECT count(*) FROM s", Append, &["a global aggregate"]),
+            // Walk 108: a unit DataFusion's `date_trunc` does not take failed each batch.
+            (
+                "SELECT date_trunc('MM', ts) AS m FROM s",
+                Append,
+                &[
+                    "`date_trunc('MM', s.ts)`",
+                    "as Spark does",
+                    "`date_trunc('month', ...)`",
+                ],
+            ),
+            (
+                "SELECT date_trunc(b, ts) AS m FROM s",
+                Append,
+                &["from a column", "'quarter'"],
+            ),
+            (
+                "SELECT date_trunc('decade', ts) AS m FROM s",
+                Append,
+                &["`'decade'` DataFusion has not", "'microsecond'"],
+            ),
             (
                 "SELECT date_bin(INTERVAL '1 minute', ts + INTERVAL '1 hour') AS w, count(*) FROM s GROUP BY 1",
                 Append,

@@ -12175,3 +12175,48 @@ fn the_lost_output_of_the_oldest_kept_batch_is_forgotten_by_repair() {
         ]
     );
 }
+
+/// Walk 108: `substr(k, 1, strpos(k, ' ') - 1)` of a text without a space failed the batch with
+/// DataFusion's "negative count not allowed: -1" alone. The failure names the call, what Spark
+/// and DuckDB give, and a form that runs; followed as the message says (a new checkpoint, the
+/// query edited), it gives Spark's `''`. A negative `lpad` length from a column (DataFusion 55
+/// panicked) and `sqrt` of a negative (NaN, as Spark and DuckDB give) run.
+#[test]
+fn a_function_refusing_a_rows_value_is_named_with_a_form_that_runs() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"hello world\",\"v\":-4}\n{\"k\":\"nospace\",\"v\":9}\n",
+    );
+    let file = pipeline(
+        &ws,
+        "SELECT substr(k, 1, strpos(k, ' ') - 1) AS w FROM s",
+        "append",
+    );
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("`substr(s, start, n)` (or `substring`) was given a negative length")
+            && said.contains("Spark's gives `''`")
+            && said.contains("`substr(s, start, greatest(n, 0))`")
+            && said.contains("start over on a new checkpoint"),
+        "{said}"
+    );
+    std::fs::remove_dir_all(ws.path("ckpt")).expect("new checkpoint");
+    edit_file(
+        &file,
+        "substr(k, 1, strpos(k, ' ') - 1) AS w",
+        "substr(k, 1, greatest(strpos(k, ' ') - 1, 0)) AS w, lpad(k, v) AS p, sqrt(v) AS r",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            "{\"w\":\"\",\"p\":\"  nospace\",\"r\":3.0}",
+            "{\"w\":\"hello\",\"p\":\"\",\"r\":\"NaN\"}",
+        ]
+    );
+}
