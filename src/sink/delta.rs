@@ -509,6 +509,40 @@ fn not_null_columns(table: &DeltaTable) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `data` with the table's columns `not_null` (top-level) marked not nullable in its schema,
+/// so that a write merging the table's schema with the output's (`SchemaMode::Merge`, as a
+/// table with a column the query does not write needs) keeps the table's NOT NULL: merged
+/// with the output's nullable column it became nullable, and a later null was taken (walk
+/// 111). `Err` where a row holds a null in one.
+fn kept_not_null(data: &[RecordBatch], not_null: &[String]) -> Result<Vec<RecordBatch>, ()> {
+    if not_null.is_empty() {
+        return Ok(data.to_vec());
+    }
+    data.iter()
+        .map(|rows| {
+            let schema = rows.schema();
+            let fields = schema
+                .fields()
+                .iter()
+                .zip(rows.columns())
+                .map(|(field, column)| {
+                    if !field.is_nullable() || !not_null.contains(field.name()) {
+                        return Ok(Arc::clone(field));
+                    }
+                    if column.null_count() > 0 {
+                        return Err(());
+                    }
+                    Ok(Arc::new(field.as_ref().clone().with_nullable(false)))
+                })
+                .collect::<Result<Vec<_>, ()>>()?;
+            let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+            // (No null is left to refuse: the batch as it was, where Arrow still would.)
+            Ok(RecordBatch::try_new(schema, rows.columns().to_vec())
+                .unwrap_or_else(|_| rows.clone()))
+        })
+        .collect()
+}
+
 impl DeltaSink {
     fn error(&self, error: impl std::fmt::Display) -> SinkError {
         let text = error.to_string();
@@ -1385,13 +1419,13 @@ impl DeltaSink {
     /// (delta-rs's "rows failed validation check", `error`): a null in one of the table's
     /// columns `not_null` (`nullable: false` in its schema) is named with its column and
     /// what to write in the query; other rules (a `CHECK` constraint, an invariant) as
-    /// delta-rs words them.
+    /// delta-rs words them (`error`, where delta-rs refused the rows).
     fn invalid_rows(
         &self,
         batch: BatchId,
         not_null: &[String],
         data: &[RecordBatch],
-        error: &DeltaTableError,
+        error: Option<&DeltaTableError>,
     ) -> SinkError {
         let nulls = not_null.iter().find(|column| {
             data.iter().any(|rows| {
@@ -1413,9 +1447,11 @@ impl DeltaSink {
         SinkError::RowRefused {
             kind: KIND.name,
             reason: format!(
-                "{}: batch {batch}: {advice} (delta-rs: {error}; nothing of the batch was \
-                 committed)",
-                self.location
+                "{}: batch {batch}: {advice} ({}nothing of the batch was committed)",
+                self.location,
+                error
+                    .map(|e| format!("delta-rs: {e}; "))
+                    .unwrap_or_default()
             ),
         }
     }
@@ -2074,6 +2110,10 @@ impl Sink for DeltaSink {
                 ]);
             // The columns the table holds no null in, to name one a row breaks.
             let not_null = not_null_columns(&table);
+            let data = match kept_not_null(&data, &not_null) {
+                Ok(kept) => kept,
+                Err(_) => return Err(self.invalid_rows(batch, &not_null, &data, None)),
+            };
             match self
                 .write(table, exists, data.clone(), properties.clone())
                 .await
@@ -2129,7 +2169,7 @@ impl Sink for DeltaSink {
                         .iter()
                         .any(|words| e.to_string().contains(words)) =>
                 {
-                    return Err(self.invalid_rows(batch, &not_null, &data, &e));
+                    return Err(self.invalid_rows(batch, &not_null, &data, Some(&e)));
                 }
                 Err(e) => return Err(self.error(format!("writing batch {batch}: {e}"))),
             }

@@ -1012,6 +1012,50 @@ async fn a_null_into_a_not_null_column_is_named() {
     );
 }
 
+/// Walk 111: into a table with a column the query does not write, the first batch merged the
+/// table's schema with the output's (every column nullable), which took NOT NULL off the
+/// table's `id`, and a later null id was appended (exit 0). The schema stays as the table
+/// had it (no metadata action, NOT NULL, its column order with the partition column inside),
+/// and the null is refused naming the column.
+#[tokio::test]
+async fn an_append_leaves_a_not_null_column_of_a_wider_table_not_null() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    python_on_table(
+        &ws,
+        "import sys, deltalake, pyarrow as pa; s = pa.schema([pa.field('id', pa.int64(), \
+         nullable=False), pa.field('page', pa.string()), pa.field('extra', pa.int32())]); \
+         deltalake.write_deltalake(sys.argv[1], pa.table({'id': [0], 'page': ['x'], 'extra': \
+         [5]}, schema=s), partition_by=['page'])",
+    );
+    std::fs::write(ws.path("in/0.json"), "{\"id\":1,\"page\":\"a\"}\n").expect("input");
+    let pipeline = delta_pipeline(&ws, "ckpt", "SELECT id, page FROM clicks", "", "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    python_on_table(
+        &ws,
+        "import sys, json, glob; logs = sorted(glob.glob(sys.argv[1] + '/_delta_log/*.json')); \
+         assert len(logs) == 2, logs; assert 'metaData' not in open(logs[1]).read(), \
+         open(logs[1]).read(); meta = [json.loads(l)['metaData'] for l in open(logs[0]) if \
+         'metaData' in l][0]; fields = json.loads(meta['schemaString'])['fields']; assert \
+         [(f['name'], f['nullable']) for f in fields] == [('id', False), ('page', True), \
+         ('extra', True)], fields",
+    );
+    std::fs::write(ws.path("in/1.json"), "{\"id\":null,\"page\":\"b\"}\n").expect("input");
+    let run = run_quietly(&pipeline, &[]);
+    let said = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("the table's column `id` takes no null")
+            && said.contains("(nothing of the batch was committed)"),
+        "{said}"
+    );
+    python_on_table(
+        &ws,
+        "import sys, glob; assert len(glob.glob(sys.argv[1] + '/_delta_log/*.json')) == 2",
+    );
+}
+
 /// Runs `code` in python3 with the table folder as `sys.argv[1]`. It leaves by `os._exit`
 /// once `code` has run (an assertion that fails has raised before): `deltalake` 1.6 with
 /// `pyarrow` 26 at times aborts in its teardown ("terminate called without an active
