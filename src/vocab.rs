@@ -54,6 +54,13 @@ pub struct PinnedSettings {
     /// computed again as it ran.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub where_before_watermark: bool,
+    /// Whether a join key's `IS NOT NULL` is among those conditions, as Spark infers it for
+    /// the keys of an inner join (and of an outer join's side that gives nulls) and pushes it
+    /// below `withWatermark`, so that a row whose key is null neither moves the watermark nor
+    /// is late (walk 112): true for every batch planned since; absent (false) in a batch an
+    /// older Sluice planned, which is computed again as it ran.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub join_keys_before_watermark: bool,
 }
 
 /// `name` as SQL must write it to mean that column: as is where it is lower case letters,
@@ -85,6 +92,7 @@ pub fn default_settings() -> PinnedSettings {
         target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
         batch_size: 8192,
         where_before_watermark: true,
+        join_keys_before_watermark: true,
     }
 }
 

@@ -412,6 +412,7 @@ mod tests {
                     target_partitions: 2,
                     batch_size: 8192,
                     where_before_watermark: false,
+                    join_keys_before_watermark: false,
                 },
                 query_fingerprint: "abc".into(),
                 pipeline: Some("def".into()),

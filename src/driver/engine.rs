@@ -37,6 +37,9 @@ pub(super) struct QueryState {
     /// watermark (`plan::pre_watermark_filters`), by stream: a row they remove is neither
     /// late nor counted in the watermark.
     pre_watermark: BTreeMap<String, datafusion::logical_expr::Expr>,
+    /// [`QueryState::pre_watermark`] with the `IS NOT NULL` of the join keys Spark infers
+    /// (`PinnedSettings::join_keys_before_watermark`).
+    pre_watermark_with_join_keys: BTreeMap<String, datafusion::logical_expr::Expr>,
     /// Where the query was edited over kept state: what that means, said once the state is
     /// found to follow the edit (audit 94a, walk 96: said just before the refusal that it
     /// cannot, a newcomer read that the run went on).
@@ -876,18 +879,37 @@ impl<'p> Engine<'p> {
                     .filter_map(|(stream, read)| Some((by_source(stream)?, read)))
                     .collect();
             // Planned at batch time 0: conditions over the batch's time are not known here.
-            let pre_watermark = if operator.is_some() && !plan::reads_batch_time(&logical) {
-                let watermarks = self
-                    .watermarks
-                    .iter()
-                    .map(|(stream, (column, _))| (plan::sql_name(stream), column.clone()))
-                    .collect();
-                plan::pre_watermark_filters(&optimized, &watermarks)
+            let watermarks: BTreeMap<String, String> = self
+                .watermarks
+                .iter()
+                .map(|(stream, (column, _))| (plan::sql_name(stream), column.clone()))
+                .collect();
+            let before_watermark = |optimized: &datafusion::logical_expr::LogicalPlan| {
+                if operator.is_none() || plan::reads_batch_time(&logical) {
+                    return BTreeMap::new();
+                }
+                plan::pre_watermark_filters(optimized, &watermarks)
                     .into_iter()
                     .filter_map(|(stream, condition)| Some((by_source(stream)?, condition)))
                     .collect()
-            } else {
-                BTreeMap::new()
+            };
+            let pre_watermark = before_watermark(&optimized);
+            // DataFusion's `filter_null_join_keys` adds the `IS NOT NULL` of an inner join's
+            // keys (and of an outer join's side that gives nulls), as Spark's constraint
+            // inference does; the push-down then takes them to the streams' scans. Only the
+            // conditions are taken from this plan: the batch runs the other (a row with a
+            // null key matches nothing either way).
+            let pre_watermark_with_join_keys = {
+                let mut keys_filtered = session.clone();
+                keys_filtered
+                    .config_mut()
+                    .options_mut()
+                    .optimizer
+                    .filter_null_join_keys = true;
+                let optimized = keys_filtered
+                    .optimize(&logical)
+                    .map_err(plan::PlanError::Sql)?;
+                before_watermark(&optimized)
             };
             // Planned at another time than the batches run at, the columns a query over the
             // batch's time reads are not known here: its streams are read whole.
@@ -934,6 +956,7 @@ impl<'p> Engine<'p> {
                 columns,
                 unread,
                 pre_watermark,
+                pre_watermark_with_join_keys,
                 edited_over_state,
             });
         }
@@ -1160,7 +1183,10 @@ impl<'p> Engine<'p> {
         let unread = query.unread.clone();
         let shape = query.shape.clone();
         // As the batch was planned: a batch an older Sluice planned tests them after.
-        let pre_watermark = if entry.info.settings.where_before_watermark {
+        let settings = &entry.info.settings;
+        let pre_watermark = if settings.join_keys_before_watermark {
+            query.pre_watermark_with_join_keys.clone()
+        } else if settings.where_before_watermark {
             query.pre_watermark.clone()
         } else {
             BTreeMap::new()
