@@ -670,8 +670,8 @@ impl DeltaSink {
             return Err(self.refused(format!(
                 "batch {batch}'s log entry is gone (past the table's log retention, or \
                  deleted): its files cannot be named to take them back. A rewind to batch \
-                 {batch} or later takes back only batches whose commits the log still holds \
-                 (walk 102); to compute batch {batch} and those before it again, start the \
+                 {batch} or later takes back only batches whose commits the log still holds; \
+                 to compute batch {batch} and those before it again, start the \
                  pipeline over on a new checkpoint with a new, empty `sink.path` (the table's \
                  `delta.logRetentionDuration` says how long its log keeps commits)"
             )));
@@ -2397,8 +2397,7 @@ impl Sink for DeltaSink {
                         "the query's column `{}` is {}, but the table's is {}: appended, its \
                          values would be cast and changed, or the batch fail. Where its values \
                          fit the table's type, write it as that (`{}` in the query); where they \
-                         do not (walk 102: a cast to INT of 5000000000 fails), the table cannot \
-                         hold them: {NEW_TABLE}",
+                         do not (a cast to INT of 5000000000 fails), the table cannot hold them: {NEW_TABLE}",
                         field.name(),
                         crate::format::sql_type_name(field.data_type()),
                         crate::format::sql_type_name(column.data_type()),

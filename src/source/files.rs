@@ -1194,7 +1194,7 @@ impl FilesSource {
         let listed = if self.spark_sink.get() == Some(&false) {
             listed
         } else {
-            refuse_delta_table(&format!("source `{}`", self.name), &self.data)
+            refuse_delta_table(&self.data)
                 .await
                 .map_err(|reason| SourceError::Config {
                     source_name: self.name.clone(),
@@ -1784,14 +1784,15 @@ async fn spark_committed(location: &Location) -> Result<Option<HashSet<String>>,
     }))
 }
 
-/// Refuses a folder that is a Delta table's (it has a `_delta_log`), read by `reader`: its
+/// Refuses a folder that is a Delta table's (it has a `_delta_log`), as a source or a table
+/// (whose error names which, once): its
 /// Parquet files include those the table's log removed (a rewind, OPTIMIZE, an overwrite, a
 /// write that failed), which a files source would read as rows (walk 102: a count over a
 /// table 2.4 times its rows, no word said). Databricks refuses the same read ("A transaction
 /// log for Delta was found").
 ///
 /// Errors: the store's, listing `_delta_log`.
-async fn refuse_delta_table(reader: &str, location: &Location) -> Result<(), String> {
+async fn refuse_delta_table(location: &Location) -> Result<(), String> {
     let logged = location
         .list(DELTA_LOG)
         .await
@@ -1807,7 +1808,7 @@ async fn refuse_delta_table(reader: &str, location: &Location) -> Result<(), Str
         return Ok(());
     }
     Err(format!(
-        "{reader}: {} is a Delta table's folder (it has `{DELTA_LOG}`), and its Parquet files \
+        "{} is a Delta table's folder (it has `{DELTA_LOG}`), and its Parquet files \
          include ones the table's log removed (rewinds, OPTIMIZE, overwrites, writes that \
          failed), which a files source would read as rows; its rows are what a Delta reader \
          reads (deltalake, Spark, DuckDB's `delta_scan`). To feed one pipeline's output to \
@@ -2208,9 +2209,7 @@ async fn load_table(
             .collect(),
     };
     if !one_file {
-        refuse_delta_table(&format!("table `{name}`"), &location)
-            .await
-            .map_err(config_err)?;
+        refuse_delta_table(&location).await.map_err(config_err)?;
     }
     if !one_file && let Some(committed) = spark_committed(&location).await? {
         let left_out: Vec<&str> = files
