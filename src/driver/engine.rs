@@ -1596,34 +1596,61 @@ pub(crate) fn check_watermark_column(
             let declared = pipeline.sources.get(name).is_some_and(|c| {
                 c.settings.contains_key("schema") || c.settings.contains_key("columns")
             });
-            Some(format!(
-                "`{column}` is {} ({}), not a timestamp, and a watermark needs one: \
+            Some(
+                format!(
+                    "`{column}` is {} ({}), not a timestamp, and a watermark needs one: \
                  declare `{column}: timestamp` in the source's `schema:` (text times \
                  such as 2026-01-01T10:00:00Z read into it){}",
-                match f.data_type() {
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-                        "a string".to_string()
-                    }
-                    t if t.is_integer() => "an integer".to_string(),
-                    t if t.is_floating() => "a double".to_string(),
-                    t => t.to_string(),
-                },
-                if declared {
-                    "as declared"
-                } else {
-                    "as inferred from the first files: there, not every value is a \
+                    match f.data_type() {
+                        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                            "a string".to_string()
+                        }
+                        t if t.is_integer() => "an integer".to_string(),
+                        t if t.is_floating() => "a double".to_string(),
+                        t => t.to_string(),
+                    },
+                    if declared {
+                        "as declared"
+                    } else {
+                        "as inferred from the first files: there, not every value is a \
                      time with a time of day, or none is there but nulls"
-                },
-                if f.data_type().is_numeric() {
-                    format!(
-                        "; if `{column}` holds Unix times, also set the source's \
+                    },
+                    if f.data_type().is_numeric() {
+                        format!(
+                            "; if `{column}` holds Unix times, also set the source's \
                          `epoch_unit` (seconds, milliseconds, microseconds or \
                          nanoseconds)"
-                    )
-                } else {
+                        )
+                    } else {
+                        String::new()
+                    },
+                ) + &if declared {
                     String::new()
-                }
-            ))
+                } else {
+                    // A `schema:` is every column the source reads (walk 112: `schema: { ts:
+                    // timestamp }` alone left the query's other columns out).
+                    format!(
+                        ". A `schema:` names every column the source reads, not only the ones it \
+                     changes: `schema: {{ {} }}`",
+                        schema
+                            .fields()
+                            .iter()
+                            .map(|f| {
+                                let kind = match f.name() == column {
+                                    true => "timestamp".to_string(),
+                                    false => crate::format::sql_type_name(f.data_type()),
+                                };
+                                format!(
+                                    "{}: {}",
+                                    crate::vocab::yaml_scalar(f.name()),
+                                    crate::vocab::yaml_scalar(&kind)
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+            )
         }
         Ok(_) => None,
     };

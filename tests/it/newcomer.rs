@@ -12220,3 +12220,50 @@ fn a_function_refusing_a_rows_value_is_named_with_a_form_that_runs() {
         ]
     );
 }
+
+/// Walk 112: a watermark over a column inferred as text was told to declare `ts: timestamp` in
+/// the source's `schema:`; a `schema:` of that column alone left the query's other columns out
+/// ("No field named id"). The message gives the whole `schema:`, which runs as written.
+#[test]
+fn a_watermark_over_an_inferred_text_column_gives_the_whole_schema() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"id\":1,\"ts\":null,\"k\":\"a\"}\n{\"id\":2,\"ts\":null,\"k\":\"b\"}\n",
+    );
+    let yaml = format!(
+        "name: newcomer\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: json, watermark: {{ column: ts, delay: 5s }} }}\nquery: SELECT id, k, \
+         date_bin(INTERVAL '1 minute', ts) AS w FROM s\ntrigger: available-now\n\
+         sink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    let schema = "schema: { id: bigint, k: string, ts: timestamp }";
+    assert!(
+        said.contains("as inferred from the first files") && said.contains(schema),
+        "{said}"
+    );
+    edit_file(&file, "watermark: {", &format!("{schema}, watermark: {{"));
+    input(
+        &ws,
+        "1.json",
+        "{\"id\":3,\"ts\":\"2026-01-01T10:00:30Z\",\"k\":\"c\"}\n",
+    );
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            "{\"id\":1,\"k\":\"a\"}",
+            "{\"id\":2,\"k\":\"b\"}",
+            "{\"id\":3,\"k\":\"c\",\"w\":\"2026-01-01T10:00:00\"}"
+        ]
+    );
+}
