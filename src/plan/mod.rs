@@ -1615,6 +1615,20 @@ pub async fn plan_batch(
             if let Some(advice) = flink_advice(sql) {
                 return Err(PlanError::Flink { error: e, advice });
             }
+            // Spark's `window.start` of a `GROUP BY window(ts, ...)`, which fails on the
+            // column before the call (walk 112: no word of `window`'s form).
+            let lower = text.to_ascii_lowercase();
+            if (lower.contains("no field named window.start")
+                || lower.contains("no field named window.end"))
+                && let Some(window) = spark_window(sql)
+                && let Some(&call) = SPARK_FUNCTIONS.iter().find(|(n, _)| *n == "window")
+            {
+                return Err(PlanError::SparkFunctions {
+                    error: e,
+                    calls: vec![call],
+                    window: Some(window),
+                });
+            }
             // Walk 67: `user.id` was advised `col['field']`, which `user['id']` fails too.
             if text.contains("Dot access not supported")
                 && let Some(word) = keyword_before_dot(sql)
@@ -4126,6 +4140,21 @@ mod tests {
             .to_string();
         assert!(
             err.contains("Spark's `year` is `date_part('year', ts)`") && !err.contains("mean"),
+            "{err}"
+        );
+        // Walk 112: Spark's `window.start` failed on the column, before the call was seen.
+        let err = plan(
+            "SELECT window.start AS ws, count(*) AS n FROM s GROUP BY window(ts, '10 seconds', \
+             '5 seconds')",
+        )
+        .await
+        .expect_err("window.start")
+        .to_string();
+        assert!(
+            err.contains(
+                "Spark's sliding `window(ts, '10 seconds', '5 seconds')` is \
+                          `unnest(hop(ts, INTERVAL '5 seconds', INTERVAL '10 seconds'))`"
+            ),
             "{err}"
         );
         // Walk 108: "Invalid function 'base64'. Did you mean 'asin'?"; Spark's date `trunc`
