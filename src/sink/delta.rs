@@ -2325,6 +2325,24 @@ impl Sink for DeltaSink {
         for field in schema.fields() {
             check_column_name(field).map_err(|e| self.error(e))?;
         }
+        // Delta tells column names apart regardless of case: two such columns of the query
+        // failed each batch in delta-rs's words (walk 111: "Duplicate field name
+        // (case-insensitive)").
+        for (i, field) in schema.fields().iter().enumerate() {
+            if let Some(other) = schema.fields()[..i]
+                .iter()
+                .find(|f| f.name().eq_ignore_ascii_case(field.name()))
+            {
+                return Err(self.config(format!(
+                    "the query's columns `{}` and `{}` differ only in case, and Delta tells \
+                     column names apart regardless of case, so a table cannot hold both: name \
+                     one of them otherwise (`... AS {}_2`)",
+                    other.name(),
+                    field.name(),
+                    field.name().to_lowercase()
+                )));
+            }
+        }
         let written = delta_schema(schema).map_err(|e| self.error(e))?;
         let (table, exists) = self.table().await?;
         if exists && !self.partition_by.is_empty() {

@@ -1220,6 +1220,25 @@ async fn a_column_named_but_for_case_is_named_with_the_alias_that_writes_into_it
     let pipeline = delta_pipeline(&ws, "ckpt", upper, "", "");
     let run = run_quietly(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
+    // Walk 111: two of the query's columns alike but for case, into a new table, failed each
+    // batch in delta-rs's words (exit 1); refused before a batch, naming both.
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 4, 0);
+    let pipeline = delta_pipeline(
+        &ws,
+        "ckpt",
+        "SELECT id AS \"ID\", page AS \"Id\" FROM clicks",
+        "",
+        "",
+    );
+    let refused = run_quietly(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("the query's columns `ID` and `Id` differ only in case"),
+        "{said}"
+    );
+    assert!(!ws.path("ckpt/offsets/0").exists(), "{said}");
 }
 
 /// Walk 54 (6): an output mode changed to update on a checkpoint whose state was kept in
