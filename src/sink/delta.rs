@@ -2547,6 +2547,11 @@ fn fits_column(written: &DataType, held: &DataType) -> bool {
         | (Int32, Int64 | Float64)
         | (Float32, Float64) => true,
         (DataType::Timestamp(_, a), DataType::Timestamp(_, b)) => a.is_some() == b.is_some(),
+        // As many digits before the point and after it, or more (walk 111: `decimal(10,2)`
+        // into `decimal(12,3)` was refused, though every value fits).
+        (DataType::Decimal128(p, s), DataType::Decimal128(held_p, held_s)) => {
+            held_s >= s && i16::from(*held_p) - i16::from(*held_s) >= i16::from(*p) - i16::from(*s)
+        }
         (DataType::List(a), DataType::List(b) | DataType::LargeList(b)) => {
             fits_column(a.data_type(), b.data_type())
         }
@@ -2714,6 +2719,17 @@ fn delta_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Walk 111: `decimal(10,2)` into a table's `decimal(12,3)` was refused, though every
+    /// value fits; one with fewer digits either side of the point is not.
+    #[test]
+    fn a_decimal_fits_a_column_with_as_many_digits_either_side_of_the_point() {
+        use DataType::Decimal128;
+        assert!(fits_column(&Decimal128(10, 2), &Decimal128(12, 3)));
+        assert!(fits_column(&Decimal128(10, 2), &Decimal128(10, 2)));
+        assert!(!fits_column(&Decimal128(10, 2), &Decimal128(10, 3)));
+        assert!(!fits_column(&Decimal128(10, 2), &Decimal128(12, 1)));
+    }
 
     #[test]
     fn types_map_to_delta_and_a_type_it_has_none_for_is_named() {
