@@ -2050,12 +2050,22 @@ fn location_parts(location: &str) -> Vec<String> {
                 .map_or(rest, |(_, host)| host)
                 .to_string(),
         };
+        // Each part as the store names it: its URL's `.` and `..` resolved and `%xx` decoded
+        // (walk 110: `s3://b/in/./ab/out`, `s3://b/in/zz/../ab/out` and `s3://b/in/a%62/out`
+        // are written into `in/ab`, the source's own folder).
         let mut parts = vec![format!("{scheme}:")];
-        parts.extend(
-            rest.split('/')
-                .filter(|p| !p.is_empty())
-                .map(str::to_string),
-        );
+        for part in rest.split('/').filter(|p| !p.is_empty()) {
+            let part = percent_encoding::percent_decode_str(part).decode_utf8_lossy();
+            match part.as_ref() {
+                "." => {}
+                // Not above the bucket (or container).
+                ".." if parts.len() > 2 => {
+                    parts.pop();
+                }
+                ".." => {}
+                _ => parts.push(part.into_owned()),
+            }
+        }
         return parts;
     }
     let path = std::path::Path::new(location);

@@ -353,6 +353,40 @@ fn overlapping_locations_are_refused_by_name() {
             ),
             ["sink.path", "sources.s.path"],
         ),
+        // Walk 110 (1): the store writes `s3://b/in/./ab/out` into `in/ab/out`, and so on.
+        (
+            "object store: sink inside the source's prefix through `.`",
+            yaml(
+                "s3://bucket/in/ab",
+                &d("dim"),
+                "s3://bucket/in/./ab/out",
+                &d("late"),
+                &d("ckpt"),
+            ),
+            ["sink.path", "sources.s.path"],
+        ),
+        (
+            "object store: sink inside the source's prefix through `%62`",
+            yaml(
+                "s3://bucket/in/ab",
+                &d("dim"),
+                "s3://bucket/in/a%62/out",
+                &d("late"),
+                &d("ckpt"),
+            ),
+            ["sink.path", "sources.s.path"],
+        ),
+        (
+            "object store: checkpoint inside the source's prefix through `..`",
+            yaml(
+                "s3://bucket/in/cs",
+                &d("dim"),
+                &d("out"),
+                &d("late"),
+                "s3://bucket/in/x/../cs/ckpt",
+            ),
+            ["checkpoint", "sources.s.path"],
+        ),
     ] {
         let err = check(&yaml).expect_err(case);
         for key in keys {
