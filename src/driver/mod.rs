@@ -567,8 +567,10 @@ async fn check_continuity(
                     .get(name)
                     .and_then(|c| c.connector().location())
                     .map(shown);
+                // (A `/` more or less at the end is the same place: walk 110.)
                 if let (Some(now), Some(was)) = (now, was)
                     && now != was
+                    && crate::pipeline::overlap(&now, &was) != Some("is the same location as")
                 {
                     // A folder around or inside the one read (audit 90c: widened from
                     // `in/sub` to `in`, every file read before was read again under its new
@@ -1800,11 +1802,21 @@ impl<'a> Driver<'a> {
             ),
             _ => None,
         };
+        // One place by another spelling (a `/` more or less at the end: walk 110) is no move.
+        let apart = |kind: &str, path: &Option<String>| {
+            kind != sink_record.kind
+                || match (path, &sink_record.path) {
+                    (Some(a), Some(b)) => {
+                        crate::pipeline::overlap(a, b) != Some("is the same location as")
+                    }
+                    (a, b) => a != b,
+                }
+        };
         if let Some(previous) = &previous
             && (previous.output_schema.is_some() || was_rebuilt || !previous_keeps)
-            && (&previous.kind, &previous.path) != (&sink_record.kind, &sink_record.path)
+            && apart(&previous.kind, &previous.path)
             && let Some((went_kind, went_path)) = &went_to
-            && (went_kind, went_path) != (&sink_record.kind, &sink_record.path)
+            && apart(went_kind, went_path)
         {
             let shown = |kind: &str, path: &Option<String>| match path {
                 Some(path) => format!("{kind} sink {path}"),

@@ -197,65 +197,25 @@ async fn rewind_or_check(
             None
         }
     };
-    // The batch after the newest, which the sink took before the run stopped and whose
-    // offsets entry `sluice repair` moved aside as damaged, is this checkpoint's: where this
-    // rewind takes no batch back that would take it too, it goes here, before its sources'
-    // logs (audit 86: they went, and every later run then found the sink ahead of the
-    // checkpoint, with no command that got out).
-    // (Only where repair moved its entry aside here: a batch after the newest that another
-    // copy of this checkpoint committed is that copy's, the review of audit 86.)
-    if newest == target
-        && let Some(pipeline) = &newest_pipeline
-        && pipeline.sink.connector().keeps_batches()
-        && pipeline.output_mode != OutputMode::Complete
-        && crate::checkpoint::offsets_moved_aside(location, newest.next()).await
-    {
-        let ctx = SinkContext {
-            label: "",
-            pipeline: metadata.id,
-            replace: false,
-            update: pipeline.output_mode == OutputMode::Update,
-            part: None,
-            create: false,
-            sync: true,
-            hook: None,
-        };
-        let after = newest.next();
-        if let Ok(sink) = pipeline.sink.connector().open(&ctx)
-            && let Ok(Some(held)) = sink.summary().await
-            && held.last.is_some_and(|(held_last, ..)| held_last == after)
-        {
-            if let Err(e) = sink.check_take_back(after).await {
-                return Err(refuse(format!(
-                    "the sink holds batch {after}, which this checkpoint planned and did not \
-                     commit, and cannot take it back: {e}"
-                )));
-            }
-            if !check_only {
-                let deleted = sink
-                    .forget_batch(after)
-                    .await
-                    .map_err(|e| refuse(format!("taking batch {after} back from the sink: {e}")))?;
-                rewound.units.insert(after, sink.forgotten_unit());
-                rewound.taken_back.push((after, deleted));
-            }
-        }
-    }
-    // A source's log entry of the batch after the newest, written by a planning that was cut
-    // short (no offsets entry names it), goes too, so that batch is planned afresh.
-    if !check_only && let Some(pipeline) = &newest_pipeline {
-        for (name, config) in &pipeline.sources {
-            match config
-                .connector()
-                .forget_batch(name, location, BatchId(newest.0 + 1))
-                .await
-            {
-                Ok(_) | Err(crate::source::SourceError::NotSupported { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
     if newest == target {
+        if !check_only {
+            fence_and_check(location, newest, &shown_sh, to)
+                .await
+                .map_err(refuse)?;
+            forget_after_newest(
+                location,
+                metadata.id,
+                newest,
+                target,
+                newest_pipeline.as_ref(),
+                &mut rewound,
+            )
+            .await
+            .map_err(|e| match e {
+                Error::Usage(why) => refuse(why),
+                other => other,
+            })?;
+        }
         // A rewind cut short after its last batch (or whose record does not read) is done.
         if !check_only && location.exists(&location.path(paths::REWIND)).await? {
             // What the cut-short one took back stays so first.
@@ -523,6 +483,17 @@ async fn rewind_or_check(
         // rest.)
         && held_last > newest.next()
     {
+        // Or a run live on an object store committed them as the rewind read (walk 110:
+        // said to be another copy, whose advice gave the checkpoint up).
+        let now = LogListing::read(location).await?;
+        if let Some(later) = now.commits.last().filter(|later| **later > newest) {
+            return Err(refuse(format!(
+                "a run is live on the checkpoint: it committed batches up to batch {later} \
+                 while the rewind read the checkpoint (its newest was batch {newest}). Nothing \
+                 was deleted; stop the run (Ctrl-C, or SIGTERM), then rewind: `sluice rewind \
+                 {shown_sh} --to {to}`"
+            )));
+        }
         return Err(refuse(format!(
             "the sink holds batch {held_last}, after this checkpoint's newest (batch {newest}): \
              another copy of this checkpoint ran on and wrote it (this one is older than its \
@@ -589,7 +560,22 @@ async fn rewind_or_check(
     }
     // A run live on an object store (no lock keeps it out) is fenced before anything is
     // deleted: it stops at its next check instead of committing batches beside the rewind.
-    crate::checkpoint::fence_live_runs(location).await?;
+    fence_and_check(location, newest, &shown_sh, to)
+        .await
+        .map_err(refuse)?;
+    forget_after_newest(
+        location,
+        metadata.id,
+        newest,
+        target,
+        newest_pipeline.as_ref(),
+        &mut rewound,
+    )
+    .await
+    .map_err(|e| match e {
+        Error::Usage(why) => refuse(why),
+        other => other,
+    })?;
     // From the first delete to the last, the checkpoint says a rewind is under way, so that
     // one cut short is named (by run, inspect and repair) with the command that finishes it.
     let record = crate::checkpoint::RewindRecord {
@@ -1000,4 +986,107 @@ pub(crate) async fn stored_pipeline(
         return Ok(None);
     };
     crate::driver::stored_pipeline(location, shown, &fingerprint).await
+}
+
+/// What a run left after the newest batch, taken back once live runs are fenced (walk 110: a
+/// rewind on an object store deleted, before its fence, a live run's planning of its next
+/// batch as one cut short, and the checkpoint lost a source's log entry of a batch the run
+/// then committed): where the rewind is to the newest batch, the batch after it that the sink
+/// holds and whose offsets entry `sluice repair` moved aside as damaged; and each source's log
+/// entry of the batch after the newest, written by a planning that was cut short (no offsets
+/// entry names it), so that the batch is planned afresh.
+///
+/// Errors: a sink that cannot take the batch back (`Error::Usage`, the reason alone), the
+/// store's.
+async fn forget_after_newest(
+    location: &Location,
+    pipeline_id: uuid::Uuid,
+    newest: BatchId,
+    target: BatchId,
+    newest_pipeline: Option<&Pipeline>,
+    rewound: &mut Rewound,
+) -> Result<(), Error> {
+    // The batch after the newest, which the sink took before the run stopped and whose
+    // offsets entry `sluice repair` moved aside as damaged, is this checkpoint's: where this
+    // rewind takes no batch back that would take it too, it goes here, before its sources'
+    // logs (audit 86: they went, and every later run then found the sink ahead of the
+    // checkpoint, with no command that got out).
+    // (Only where repair moved its entry aside here: a batch after the newest that another
+    // copy of this checkpoint committed is that copy's, the review of audit 86.)
+    if newest == target
+        && let Some(pipeline) = newest_pipeline
+        && pipeline.sink.connector().keeps_batches()
+        && pipeline.output_mode != OutputMode::Complete
+        && crate::checkpoint::offsets_moved_aside(location, newest.next()).await
+    {
+        let ctx = SinkContext {
+            label: "",
+            pipeline: pipeline_id,
+            replace: false,
+            update: pipeline.output_mode == OutputMode::Update,
+            part: None,
+            create: false,
+            sync: true,
+            hook: None,
+        };
+        let after = newest.next();
+        if let Ok(sink) = pipeline.sink.connector().open(&ctx)
+            && let Ok(Some(held)) = sink.summary().await
+            && held.last.is_some_and(|(held_last, ..)| held_last == after)
+        {
+            if let Err(e) = sink.check_take_back(after).await {
+                return Err(Error::Usage(format!(
+                    "the sink holds batch {after}, which this checkpoint planned and did not \
+                     commit, and cannot take it back: {e}"
+                )));
+            }
+            let deleted = sink.forget_batch(after).await.map_err(|e| {
+                Error::Usage(format!("taking batch {after} back from the sink: {e}"))
+            })?;
+            rewound.units.insert(after, sink.forgotten_unit());
+            rewound.taken_back.push((after, deleted));
+        }
+    }
+    // A source's log entry of the batch after the newest, written by a planning that was cut
+    // short (no offsets entry names it), goes too, so that batch is planned afresh.
+    if let Some(pipeline) = newest_pipeline {
+        for (name, config) in &pipeline.sources {
+            match config
+                .connector()
+                .forget_batch(name, location, newest.next())
+                .await
+            {
+                Ok(_) | Err(crate::source::SourceError::NotSupported { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fences a run live on an object store (no lock keeps one out; on local disk the rewind's
+/// lock does) before anything is deleted, and refuses, with nothing deleted, where that run
+/// logged a batch after `newest` while the rewind read the checkpoint: the rewind run again
+/// takes it back too.
+async fn fence_and_check(
+    location: &Location,
+    newest: BatchId,
+    shown_sh: &str,
+    to: BatchId,
+) -> Result<(), String> {
+    crate::checkpoint::fence_live_runs(location)
+        .await
+        .map_err(|e| e.to_string())?;
+    let now = LogListing::read(location)
+        .await
+        .map_err(|e| e.to_string())?;
+    match now.offsets.iter().chain(&now.commits).copied().max() {
+        Some(later) if later > newest => Err(format!(
+            "a run is live on the checkpoint: it went on to batch {later} while the rewind read \
+             the checkpoint (its newest was batch {newest}). The rewind fenced it (it stops at \
+             its next check) and deleted nothing; run the rewind again, which takes batch \
+             {later} back too: `sluice rewind {shown_sh} --to {to}`"
+        )),
+        _ => Ok(()),
+    }
 }

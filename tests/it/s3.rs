@@ -1157,3 +1157,84 @@ fn an_s3_sink_folder_without_its_records_is_refused_before_a_batch() {
     let written = records();
     assert!(written.is_empty(), "nothing claimed: {written:?}");
 }
+
+/// Walk 110 (2): a rewind of a checkpoint on S3 while a run was live deleted, before it fenced
+/// the run, the run's log entry of the batch it was planning (taken for a planning cut short),
+/// then refused naming "another copy"; the run committed that batch, and every later run
+/// found the checkpoint inconsistent. Rewinds at random moments of live runs, each refused or
+/// done: the next run goes on, and the sink holds every row once.
+#[test]
+fn rewinds_racing_live_runs_on_s3_leave_the_checkpoint_whole() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 16, 20, 0);
+    let query = "SELECT id, page, amount FROM clicks WHERE amount > 25";
+    let pipeline = s3_pipeline(&ws, query, "s3://sluice/raced");
+    let pipeline = pipeline.to_str().expect("utf-8");
+    for round in 0..4_u64 {
+        let mut live = moto
+            .sluice()
+            .args(["run", pipeline, "--trigger", "every 100ms"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn a live run");
+        std::thread::sleep(Duration::from_millis(600 + 250 * round));
+        let rewind = moto
+            .sluice()
+            .args(["rewind", "s3://sluice/raced", "--to", "1"])
+            .output()
+            .expect("rewind");
+        let said = String::from_utf8_lossy(&rewind.stderr);
+        assert!(
+            rewind.status.success() || rewind.status.code() == Some(2),
+            "{said}"
+        );
+        assert!(!said.contains("another copy"), "{said}");
+        signal(&live, "-TERM");
+        let _ = live.wait();
+        // As the refusal says, where the run went on as the rewind read.
+        if said.contains("run it again") || said.contains("run the rewind again") {
+            moto.sluice_ok(&["rewind", "s3://sluice/raced", "--to", "1"]);
+        }
+    }
+    let run = moto
+        .sluice()
+        .args(["run", pipeline, "--trigger", "available-now"])
+        .output()
+        .expect("run");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    assert_sink_is_the_batch_answer(&rt, &moto, &ws, query);
+}
+
+/// Walk 110 (7): a sink's `path:` given with a `/` at the end, or without it, after runs
+/// without (or with) was said to be a move ("the sink moved ... start over"); it is the same
+/// place, and nothing is said.
+#[test]
+fn a_slash_at_the_end_of_an_s3_sink_path_is_no_move() {
+    let moto = Moto::start();
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 20, 0);
+    let query = "SELECT id, page, amount FROM clicks WHERE amount > 25";
+    let pipeline = s3_pipeline(&ws, query, "s3://sluice/slash");
+    let pipeline = pipeline.to_str().expect("utf-8");
+    moto.sluice_ok(&["run", pipeline, "--trigger", "available-now"]);
+    let yaml = std::fs::read_to_string(pipeline).expect("pipeline");
+    assert!(yaml.contains("s3://sluice/out"), "{yaml}");
+    std::fs::write(
+        pipeline,
+        yaml.replace("s3://sluice/out", "s3://sluice/out/"),
+    )
+    .expect("edit");
+    write_clicks(&ws.path("in"), "json", 1, 20, 1);
+    let run = moto.sluice_ok(&["run", pipeline, "--trigger", "available-now"]);
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert!(!said.contains("moved"), "{said}");
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    assert_sink_is_the_batch_answer(&rt, &moto, &ws, query);
+}
