@@ -43,7 +43,9 @@ pub(super) async fn run(spec: &str, to: u64) -> Result<(), Error> {
         report.push_str(
             "if another pipeline reads this sink's files as its source, rewind it too, to its \
              last batch before it read the batches taken back: it keeps the rows it read, and \
-             reads a file once, not as written again\n",
+             reads a file once, not as written again. Rewind such pipelines first, the last of \
+             a chain first: once this rewind took their input back, theirs is refused, and only \
+             a start over on a new checkpoint with a new sink reads this sink again\n",
         );
     }
     super::emit(&report);

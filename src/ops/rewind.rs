@@ -438,7 +438,9 @@ async fn rewind_or_check(
              rewind no further back, or start the pipeline over. Where the run was refused \
              because their output files are gone too, a rewind to a later batch does not bring \
              them back: `sluice repair {shown_sh} --forget-lost-output` lets runs carry on \
-             without their rows.)",
+             without their rows. Where it is another pipeline's files sink, whose own rewind \
+             took it back, start this pipeline over on a new checkpoint with a new sink, which \
+             reads that folder from its start.)",
             gone.iter()
                 .map(|(batch, input)| format!("{input} (batch {batch})"))
                 .collect::<Vec<_>>()

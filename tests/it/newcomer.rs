@@ -9606,7 +9606,8 @@ fn a_reader_of_a_rewound_sink_is_told_to_rewind_too() {
     assert!(out.status.success(), "{}", stderr(&out));
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        said.contains("if another pipeline reads this sink's files as its source, rewind it too"),
+        said.contains("if another pipeline reads this sink's files as its source, rewind it too")
+            && said.contains("Rewind such pipelines first, the last of a chain first"),
         "{said}"
     );
     // The upstream query now doubles `v`: batch 1's file is written again, otherwise.
