@@ -559,6 +559,47 @@ async fn check_continuity(
                             );
                         }
                     }
+                    // The topics a Kafka source reads (walk 113: a topic swapped for its copy
+                    // under a kept state counted every record twice, unsaid).
+                    let topics = |c: &crate::pipeline::SourceConfig| {
+                        let mut named: Vec<String> = ["topics", "topic_pattern"]
+                            .iter()
+                            .filter_map(|key| c.settings.get(*key))
+                            .flat_map(|v| match v {
+                                serde_yaml::Value::Sequence(items) => items
+                                    .iter()
+                                    .filter_map(|i| i.as_str().map(str::to_string))
+                                    .collect::<Vec<_>>(),
+                                other => other
+                                    .as_str()
+                                    .map(str::to_string)
+                                    .into_iter()
+                                    .collect::<Vec<_>>(),
+                            })
+                            .collect();
+                        named.sort();
+                        named
+                    };
+                    let (was, now) = (topics(before), topics(config));
+                    if config.kind == "kafka" && was != now {
+                        tracing::warn!(
+                            "source `{name}` reads topics {} now, where the checkpoint's \
+                             batches read {}: a topic added is read from `starting_offsets` \
+                             (earliest unless set) into the same output{}, and one left out is \
+                             read no more (Spark calls such a change's results unpredictable). \
+                             Where an added topic holds records read before (a copy, a pipeline \
+                             upstream started over), they count twice: start over on a new \
+                             checkpoint{}",
+                            now.join(", "),
+                            was.join(", "),
+                            if pipeline.output_mode == OutputMode::Append {
+                                ""
+                            } else {
+                                " and state"
+                            },
+                            sink_advice(pipeline).start_over
+                        );
+                    }
                 }
                 let shown = |folder: String| crate::secret::redact_url(&resolved_folder(folder));
                 let now = config.connector().location().map(shown);
