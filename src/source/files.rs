@@ -1869,6 +1869,9 @@ fn open_folder(
                     .rsplit_once('/')
                     .map_or(config.path.as_str(), |(_, name)| name)
             )
+        } else if e.to_string().contains(" is set and ") {
+            // Credentials half given: the path is not what to fix.
+            e.to_string()
         } else {
             format!("{e}; create the folder or fix `sources.{name}.path`")
         };

@@ -1276,6 +1276,25 @@ pub fn store_timeout_or_default() -> std::time::Duration {
 /// Opens a cloud store from a URL, configured from the environment the way each cloud's own
 /// tools are (`AWS_*`, `GOOGLE_*`, `AZURE_*`), with requests and retries bounded by
 /// [`store_timeout`] (a request timeout set in the environment, `AWS_TIMEOUT` say, wins).
+/// A store builder's error `text`, with what to do where it is S3's key id without its
+/// secret, or the secret without its id (walk 110: "Missing SecretAccessKey", then "create
+/// the folder").
+fn credentials_half_given(text: String) -> String {
+    let half = |given: &str, missing: &str| {
+        format!(
+            "{text}: {given} is set and {missing} is not; set both (or neither, where the \
+             instance's role gives the credentials)"
+        )
+    };
+    if text.contains("Missing SecretAccessKey") {
+        half("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    } else if text.contains("Missing AccessKeyId") {
+        half("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
+    } else {
+        text
+    }
+}
+
 fn open_cloud(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), String> {
     use object_store::ClientConfigKey;
     use object_store::aws::AmazonS3ConfigKey;
@@ -1303,7 +1322,11 @@ fn open_cloud(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), String> {
                     builder = builder.with_config($key(key), value);
                 }
             }
-            Arc::new(builder.build().map_err(|e| e.to_string())?)
+            Arc::new(
+                builder
+                    .build()
+                    .map_err(|e| credentials_half_given(e.to_string()))?,
+            )
         }};
     }
     let store: Arc<dyn ObjectStore> = match url.scheme() {

@@ -543,6 +543,21 @@ fn a_bucket_that_does_not_exist_is_named_without_the_xml() {
         "{said}"
     );
     moto.create_bucket("nobucket");
+    // Walk 110 (3): a key id without its secret was "Missing SecretAccessKey" with advice to
+    // fix the path.
+    let half = moto
+        .sluice()
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .args(["run", pipeline.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    let said = stderr(&half);
+    assert!(!half.status.success(), "{said}");
+    assert!(
+        said.contains("AWS_ACCESS_KEY_ID is set and AWS_SECRET_ACCESS_KEY is not")
+            && !said.contains("fix `"),
+        "{said}"
+    );
     moto.sluice_ok(&["run", pipeline.to_str().expect("utf-8")]);
 }
 
