@@ -966,6 +966,18 @@ impl Location {
                 " (no answer within {}; SLUICE_STORE_TIMEOUT sets how long to wait)",
                 humantime::format_duration(store_timeout_or_default())
             )
+        } else if [
+            "InvalidContentType",
+            "corrupt message",
+            "wrong version number",
+        ]
+        .iter()
+        .any(|words| text.contains(words))
+        {
+            // TLS spoken to a server of plain HTTP (walk 110: said as no server answering).
+            " (a server answered, but not in TLS: the endpoint is https://, and the store there \
+             speaks plain HTTP; write it http:// and set AWS_ALLOW_HTTP=true)"
+                .to_string()
         } else if text.contains("error sending request") || text.contains("dns error") {
             // Reached no server at all (no route, no name): say which one it tried.
             let endpoint = ["AWS_ENDPOINT", "AWS_ENDPOINT_URL"]

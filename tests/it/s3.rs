@@ -558,6 +558,23 @@ fn a_bucket_that_does_not_exist_is_named_without_the_xml() {
             && !said.contains("fix `"),
         "{said}"
     );
+    // Walk 110 (4): https:// to a store of plain HTTP was said as no server answering.
+    let tls = moto
+        .sluice()
+        .env(
+            "AWS_ENDPOINT",
+            moto.endpoint().replace("http://", "https://"),
+        )
+        .env("SLUICE_STORE_TIMEOUT", "3s")
+        .args(["inspect", "s3://nobucket/ckpt"])
+        .output()
+        .expect("inspect");
+    let said = stderr(&tls);
+    assert!(!tls.status.success(), "{said}");
+    assert!(
+        said.contains("a server answered, but not in TLS") && !said.contains("no server answered"),
+        "{said}"
+    );
     moto.sluice_ok(&["run", pipeline.to_str().expect("utf-8")]);
 }
 
