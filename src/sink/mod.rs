@@ -497,7 +497,9 @@ pub enum SinkError {
          _sluice owner record or newest manifest entry, a Delta table's commits or transaction \
          versions, name pipeline id {owner}; this checkpoint's is {ours}): give each pipeline and checkpoint its own \
          output folder (to start this pipeline over on a new checkpoint, give it a new, empty \
-         `sink.path`, or empty this folder if its output is no longer wanted). If this \
+         `sink.path`, or empty this folder if its output is no longer wanted; a pipeline that \
+         reads this folder as its source then starts over too, on a new checkpoint, as the \
+         files it read are written anew under their names). If this \
          pipeline's checkpoint was moved, run it with `--checkpoint <where it is now>`, or put \
          it back",
         named(owner_label)

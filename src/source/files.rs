@@ -1078,11 +1078,25 @@ impl FilesSource {
                 self.said_new = true;
                 // The folder is another pipeline's files sink: its files are written again
                 // by a `rewind` of that pipeline, not by a user adding rows.
-                let way_on = if self
+                let sink_folder = self
                     .data
                     .local_root()
-                    .is_some_and(|root| root.join(paths::SLUICE_DIR).is_dir())
-                {
+                    .is_some_and(|root| root.join(paths::SLUICE_DIR).is_dir());
+                // A complete-mode sink's table, written whole each batch (walk 113: said as
+                // written again by a rewind).
+                if sink_folder && !file.path.contains('/') && file.path.starts_with("result.") {
+                    tracing::warn!(
+                        "source `{}`: {} {how} since it was read: the folder is another \
+                         pipeline's complete-mode files sink, whose `result.*` is that \
+                         pipeline's whole table, written anew each batch, not a stream of new \
+                         rows; a source reads a file once. Read it as a static table \
+                         (`tables:`), which is read whole at each batch",
+                        self.name,
+                        file.path,
+                    );
+                    continue;
+                }
+                let way_on = if sink_folder {
                     "this folder is another pipeline's files sink, which writes a batch's \
                      files again after a `sluice rewind` of it: to read them as written now, \
                      rewind this pipeline too, to its last batch before it read them"

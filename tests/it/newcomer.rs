@@ -12302,3 +12302,42 @@ fn a_watermark_over_an_inferred_text_column_gives_the_whole_schema() {
         ]
     );
 }
+
+/// Walk 113: a files source over another pipeline's complete-mode files sink read
+/// `result.jsonl` once, then said it was written again by a rewind. It says the folder is a
+/// complete-mode table, written anew each batch, and that a static table reads it whole.
+#[test]
+fn a_source_over_a_complete_mode_sink_is_told_to_read_it_as_a_table() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let upstream = pipeline(&ws, "SELECT k, count(*) AS n FROM s GROUP BY k", "complete");
+    let yaml = format!(
+        "name: downstream\ncheckpoint: {ckpt}\nsources:\n  t: {{ kind: files, path: {input}, \
+         format: json, schema: {{ k: string, n: bigint }} }}\nquery: SELECT k, n FROM t\n\
+         trigger: available-now\nsink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt2"),
+        input = ws.p("out"),
+        out = ws.p("out2"),
+    );
+    let downstream = ws.path("downstream.yaml");
+    std::fs::write(&downstream, yaml).expect("downstream");
+    for round in 0..2 {
+        input(
+            &ws,
+            &format!("{}.json", round + 1),
+            "{\"k\":\"b\",\"v\":2}\n",
+        );
+        let out = run(&upstream, &ws);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = run(&downstream, &ws);
+        let said = stderr(&out);
+        assert!(out.status.success(), "{said}");
+        assert_eq!(
+            said.contains("another pipeline's complete-mode files sink")
+                && said.contains("(`tables:`)")
+                && !said.contains("rewind"),
+            round == 1,
+            "{said}"
+        );
+    }
+}
