@@ -2509,12 +2509,13 @@ impl<'a> Driver<'a> {
                 let mut said = e
                     .to_string()
                     .replace("<checkpoint>", &crate::vocab::shell_word(&shown));
-                if let Err(also) = self.check_output_schema(&output).await {
+                // (Its warning of a change allowed is not said: the run stops here.)
+                if let Err(also) = self.check_output_schema(&output, false).await {
                     said.push_str(&format!(". Then also: {also}"));
                 }
                 return Err(Error::Usage(said));
             }
-            self.check_output_schema(&output).await?;
+            self.check_output_schema(&output, true).await?;
         }
         if let Some(moved) = self.sink_moved.take() {
             tracing::warn!("{moved}");
@@ -3025,8 +3026,9 @@ impl<'a> Driver<'a> {
 
     /// Refuses output columns other than those the sink took before (append and update modes:
     /// its batches would no longer read as one table), unless the pipeline allows the change;
-    /// then records them.
-    async fn check_output_schema(&mut self, output: &SchemaRef) -> Result<(), Error> {
+    /// then records them, saying the change (where `say`; walk 111: said as taken just before
+    /// the sink's refusal of it).
+    async fn check_output_schema(&mut self, output: &SchemaRef, say: bool) -> Result<(), Error> {
         if !self.pipeline.sink.connector().holds_output() {
             return Ok(());
         }
@@ -3102,14 +3104,16 @@ impl<'a> Driver<'a> {
                 } else {
                     ""
                 };
-                tracing::warn!(
-                    "the query's output changed ({}): it was ({}), it is now ({}); the sink takes \
-                     the new columns from the next batch on (`allow_output_schema_change: \
-                     true`){reader}",
-                    changes.join(", "),
-                    shown(before),
-                    shown(&planned)
-                );
+                if say {
+                    tracing::warn!(
+                        "the query's output changed ({}): it was ({}), it is now ({}); the sink \
+                         takes the new columns from the next batch on \
+                         (`allow_output_schema_change: true`){reader}",
+                        changes.join(", "),
+                        shown(before),
+                        shown(&planned)
+                    );
+                }
             } else {
                 return Err(self.output_schema_refusal(&changes, &shown(before), &shown(&planned)));
             }

@@ -1074,6 +1074,33 @@ fn python_on_table(ws: &Workspace, code: &str) {
     );
 }
 
+/// Walk 111 (4): a query changed to a type the table refuses, with
+/// `allow_output_schema_change`, was warned as taken ("the sink takes the new columns from
+/// the next batch on") just before the refusal; the refusal alone is said.
+#[tokio::test]
+async fn a_type_change_the_table_refuses_is_not_first_said_taken() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 20, 0);
+    let pipeline = delta_pipeline(&ws, "ckpt", "SELECT id, page FROM clicks", "", "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let pipeline = delta_pipeline(
+        &ws,
+        "ckpt",
+        "SELECT CAST(id AS DOUBLE) AS id, page FROM clicks",
+        "allow_output_schema_change: true\n",
+        "",
+    );
+    let refused = run_quietly(&pipeline, &[]);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("the query's column `id` is double, but the table's is bigint")
+            && !said.contains("the sink takes the new columns"),
+        "{said}"
+    );
+}
+
 /// Walk 19 (2, 7): appending into a table Sluice did not make, delta-rs cast the query's
 /// `bigint` into the table's `float` (16777217 became 16777216) and added the columns the
 /// table lacked, exit 0. Checked before the first batch: a column of another type is refused
