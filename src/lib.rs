@@ -274,54 +274,63 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> std::borrow::
 /// given, what other engines give for it, and how to write the call so that it does not
 /// fail; `None` for another error.
 fn refused_value_advice(text: &str) -> Option<&'static str> {
-    const REFUSALS: [(&str, &str); 8] = [
+    const REFUSALS: [(&[&str], &str); 9] = [
         (
-            "negative count not allowed",
+            &["negative count not allowed"],
             "`substr(s, start, n)` (or `substring`) was given a negative length `n`, which \
              fails the query as PostgreSQL's does (Spark's gives `''`, DuckDB's the characters \
              before `start`; a length `strpos(s, x) - 1` is -1 where `x` is not in `s`): for \
              Spark's, write `substr(s, start, greatest(n, 0))`",
         ),
         (
-            "field position must not be zero",
+            &["field position must not be zero"],
             "`split_part(s, delimiter, n)` was given the position 0 (positions count from 1, \
              from the end where negative), which fails the query as PostgreSQL's and Spark's \
              do (DuckDB's gives `''`): write `CASE WHEN n <> 0 THEN split_part(s, delimiter, n) \
              END`",
         ),
         (
-            "invalid Unicode scalar value",
+            &["invalid Unicode scalar value"],
             "`chr(n)` was given a number that is no character (negative, a surrogate, past \
              1114111), which fails the query as DuckDB's and PostgreSQL's do (Spark's gives \
              `''` where it is negative): write `CASE WHEN n BETWEEN 1 AND 55295 OR n BETWEEN \
              57344 AND 1114111 THEN chr(n) END`",
         ),
         (
-            "Failed to decode from base64",
+            &["Failed to decode from base64"],
             "`decode(s, 'base64')` was given text that is not base64 (the error names the \
              symbol and its place in the text), which fails the query as DuckDB's \
              `from_base64` does (Spark's `unbase64` passes over what it cannot read); leave \
              such rows out before the query decodes them",
         ),
         (
-            "Overflow happened on FACTORIAL",
-            "`factorial(n)` past 20 does not fit a bigint (Spark's gives null there): write \
-             `CASE WHEN n <= 20 THEN factorial(n) END`",
+            &[
+                "Overflow happened on FACTORIAL",
+                "factorial of a negative number",
+            ],
+            "`factorial(n)` of a negative `n`, or past 20, has no bigint (Spark's gives null \
+             there): write `CASE WHEN n BETWEEN 0 AND 20 THEN factorial(n) END`",
         ),
         (
-            "' is out of range",
-            "`make_date(y, m, d)` (or `make_time`) was given a part out of its range, which \
-             fails the query as DuckDB's and PostgreSQL's do (Spark's gives null): for null, \
-             write `TRY_CAST(y || '-' || m || '-' || d AS DATE)`",
+            &["Month value '", "Day value '"],
+            "`make_date(y, m, d)` was given a part out of its range, which fails the query as \
+             DuckDB's and PostgreSQL's do (Spark's gives null): for null, write `TRY_CAST(y || \
+             '-' || m || '-' || d AS DATE)`",
         ),
         (
-            "Unable to parse date from",
+            &["Hour value '", "Minute value '", "Second value '"],
+            "`make_time(h, mi, s)` was given a part out of its range, which fails the query as \
+             DuckDB's and PostgreSQL's do: for null, write `CASE WHEN h BETWEEN 0 AND 23 AND mi \
+             BETWEEN 0 AND 59 AND s >= 0 AND s < 60 THEN make_time(h, mi, s) END`",
+        ),
+        (
+            &["Unable to parse date from"],
             "`make_date(y, m, d)` was given a day its month has not (the 31st of a month of 30 \
              days), which fails the query as DuckDB's and PostgreSQL's do (Spark's gives null): \
              for null, write `TRY_CAST(y || '-' || m || '-' || d AS DATE)`",
         ),
         (
-            "step can't be 0",
+            &["step can't be 0"],
             "`range` (or `generate_series`) was given a step of 0, which fails the query as \
              Spark's `sequence` and DuckDB's `range` do: write `CASE WHEN step <> 0 THEN \
              range(start, stop, step) END`",
@@ -329,7 +338,7 @@ fn refused_value_advice(text: &str) -> Option<&'static str> {
     ];
     REFUSALS
         .iter()
-        .find(|(needle, _)| text.contains(needle))
+        .find(|(needles, _)| needles.iter().any(|needle| text.contains(needle)))
         .map(|(_, advice)| *advice)
 }
 

@@ -507,9 +507,10 @@ async fn execute(cli: Cli) -> Result<(), Error> {
                 let open = match summary.open_windows {
                     Some(n) if n > 0 => format!(
                         "; {n} group{s} (a window of a key each) still open in state, each \
-                         written once the watermark passes its window's end, which takes later \
-                         input (a bounded run leaves its last windows there, as Spark's \
-                         `availableNow` does; Flink's closes them at the end of its input)",
+                         written once the watermark passes its window's end: as in Spark, the \
+                         watermark this run ended with applies from the next batch, so the next \
+                         run's first batch writes those it passes already, and the rest wait \
+                         for later input (Flink's closes them at the end of its input)",
                         s = if n == 1 { "" } else { "s" }
                     ),
                     _ => String::new(),

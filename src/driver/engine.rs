@@ -899,7 +899,9 @@ impl<'p> Engine<'p> {
             // inference does; the push-down then takes them to the streams' scans. Only the
             // conditions are taken from this plan: the batch runs the other (a row with a
             // null key matches nothing either way).
-            let pre_watermark_with_join_keys = {
+            let pre_watermark_with_join_keys = if operator.is_none() {
+                BTreeMap::new()
+            } else {
                 let mut keys_filtered = session.clone();
                 keys_filtered
                     .config_mut()

@@ -562,19 +562,22 @@ async fn check_continuity(
                     // The topics a Kafka source reads (walk 113: a topic swapped for its copy
                     // under a kept state counted every record twice, unsaid).
                     let topics = |c: &crate::pipeline::SourceConfig| {
+                        // (A pattern said as one: `topic_pattern: a` is not `topics: [a]`.)
                         let mut named: Vec<String> = ["topics", "topic_pattern"]
                             .iter()
-                            .filter_map(|key| c.settings.get(*key))
-                            .flat_map(|v| match v {
-                                serde_yaml::Value::Sequence(items) => items
-                                    .iter()
-                                    .filter_map(|i| i.as_str().map(str::to_string))
-                                    .collect::<Vec<_>>(),
-                                other => other
-                                    .as_str()
-                                    .map(str::to_string)
-                                    .into_iter()
-                                    .collect::<Vec<_>>(),
+                            .filter_map(|key| Some((*key, c.settings.get(*key)?)))
+                            .flat_map(|(key, v)| {
+                                let said = move |t: &str| match key {
+                                    "topic_pattern" => format!("pattern {t}"),
+                                    _ => t.to_string(),
+                                };
+                                match v {
+                                    serde_yaml::Value::Sequence(items) => items
+                                        .iter()
+                                        .filter_map(|i| i.as_str().map(said))
+                                        .collect::<Vec<_>>(),
+                                    other => other.as_str().map(said).into_iter().collect(),
+                                }
                             })
                             .collect();
                         named.sort();
@@ -584,9 +587,10 @@ async fn check_continuity(
                     if config.kind == "kafka" && was != now {
                         tracing::warn!(
                             "source `{name}` reads topics {} now, where the checkpoint's \
-                             batches read {}: a topic added is read from `starting_offsets` \
-                             (earliest unless set) into the same output{}, and one left out is \
-                             read no more (Spark calls such a change's results unpredictable). \
+                             batches read {}: a topic added is read from its first offset into \
+                             the same output{} (`starting_offsets` applies to a checkpoint's \
+                             first batch only), and one left out is read no more (Spark calls \
+                             such a change's results unpredictable). \
                              Where an added topic holds records read before (a copy, a pipeline \
                              upstream started over), they count twice: start over on a new \
                              checkpoint{}",
@@ -1791,6 +1795,16 @@ impl<'a> Driver<'a> {
         )
         .await?;
         let was_rebuilt = rebuilt_query.is_some();
+        // The place the last batches went, by another spelling (a `/` at the end: walk 110),
+        // is that place: recorded as it was, so that every check below takes it as the same.
+        if let Some(previous) = &previous
+            && previous.kind == sink_record.kind
+            && let (Some(was), Some(now)) = (&previous.path, &sink_record.path)
+            && was != now
+            && crate::pipeline::overlap(was, now) == Some("is the same location as")
+        {
+            sink_record.path = previous.path.clone();
+        }
         // Whether this run writes where the last batches went.
         let same_sink = previous
             .as_ref()

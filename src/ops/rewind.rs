@@ -198,24 +198,20 @@ async fn rewind_or_check(
         }
     };
     if newest == target {
-        if !check_only {
-            fence_and_check(location, newest, &shown_sh, to)
-                .await
-                .map_err(refuse)?;
-            forget_after_newest(
-                location,
-                metadata.id,
-                newest,
-                target,
-                newest_pipeline.as_ref(),
-                &mut rewound,
-            )
+        let after = AfterNewest {
+            pipeline_id: metadata.id,
+            newest,
+            target,
+            newest_pipeline: newest_pipeline.as_ref(),
+            check_only,
+            shown_sh: &shown_sh,
+        };
+        fence_then_forget(location, &after, &mut rewound)
             .await
             .map_err(|e| match e {
                 Error::Usage(why) => refuse(why),
                 other => other,
             })?;
-        }
         // A rewind cut short after its last batch (or whose record does not read) is done.
         if !check_only && location.exists(&location.path(paths::REWIND)).await? {
             // What the cut-short one took back stays so first.
@@ -562,22 +558,20 @@ async fn rewind_or_check(
     }
     // A run live on an object store (no lock keeps it out) is fenced before anything is
     // deleted: it stops at its next check instead of committing batches beside the rewind.
-    fence_and_check(location, newest, &shown_sh, to)
-        .await
-        .map_err(refuse)?;
-    forget_after_newest(
-        location,
-        metadata.id,
+    let after = AfterNewest {
+        pipeline_id: metadata.id,
         newest,
         target,
-        newest_pipeline.as_ref(),
-        &mut rewound,
-    )
-    .await
-    .map_err(|e| match e {
-        Error::Usage(why) => refuse(why),
-        other => other,
-    })?;
+        newest_pipeline: newest_pipeline.as_ref(),
+        check_only,
+        shown_sh: &shown_sh,
+    };
+    fence_then_forget(location, &after, &mut rewound)
+        .await
+        .map_err(|e| match e {
+            Error::Usage(why) => refuse(why),
+            other => other,
+        })?;
     // From the first delete to the last, the checkpoint says a rewind is under way, so that
     // one cut short is named (by run, inspect and repair) with the command that finishes it.
     let record = crate::checkpoint::RewindRecord {
@@ -990,24 +984,68 @@ pub(crate) async fn stored_pipeline(
     crate::driver::stored_pipeline(location, shown, &fingerprint).await
 }
 
-/// What a run left after the newest batch, taken back once live runs are fenced (walk 110: a
-/// rewind on an object store deleted, before its fence, a live run's planning of its next
-/// batch as one cut short, and the checkpoint lost a source's log entry of a batch the run
-/// then committed): where the rewind is to the newest batch, the batch after it that the sink
-/// holds and whose offsets entry `sluice repair` moved aside as damaged; and each source's log
-/// entry of the batch after the newest, written by a planning that was cut short (no offsets
-/// entry names it), so that the batch is planned afresh.
-///
-/// Errors: a sink that cannot take the batch back (`Error::Usage`, the reason alone), the
-/// store's.
-async fn forget_after_newest(
-    location: &Location,
+/// What [`fence_then_forget`] needs to know of the rewind.
+struct AfterNewest<'a> {
+    /// The checkpoint's pipeline id.
     pipeline_id: uuid::Uuid,
+    /// The newest batch the rewind found (logged or committed).
     newest: BatchId,
+    /// The batch it rewinds to.
     target: BatchId,
-    newest_pipeline: Option<&Pipeline>,
+    /// The pipeline file the newest batch ran with, where it reads.
+    newest_pipeline: Option<&'a Pipeline>,
+    /// Whether the rewind only checks (deletes nothing, fences nothing).
+    check_only: bool,
+    /// The checkpoint as a shell word, for the command said.
+    shown_sh: &'a str,
+}
+
+/// Takes back what a run left after the newest batch, once a run live on an object store is
+/// fenced (no lock keeps one out there; on local disk the rewind's lock does) (walk 110: a
+/// rewind deleted, before its fence, a live run's planning of its next batch as one cut
+/// short, and the checkpoint lost a source's log entry of a batch the run then committed):
+/// where the rewind is to the newest batch, the batch after it that the sink holds and whose
+/// offsets entry `sluice repair` moved aside as damaged; and each source's log entry of the
+/// batch after the newest, written by a planning that was cut short (no offsets entry names
+/// it), so that the batch is planned afresh. A check (`check_only`) checks the first only.
+/// Refused where the fenced run logged a batch after the newest as the rewind read (before
+/// the deletes: nothing deleted; after: the same rewind again takes it back too).
+///
+/// Errors: a refusal (`Error::Usage`, the reason alone), the store's.
+async fn fence_then_forget(
+    location: &Location,
+    after: &AfterNewest<'_>,
     rewound: &mut Rewound,
 ) -> Result<(), Error> {
+    let AfterNewest {
+        pipeline_id,
+        newest,
+        target,
+        newest_pipeline,
+        check_only,
+        shown_sh,
+    } = *after;
+    let went_on = |deleted: bool| async move {
+        let now = LogListing::read(location).await?;
+        Ok::<_, Error>(
+            match now.offsets.iter().chain(&now.commits).copied().max() {
+                Some(later) if later > newest => Some(Error::Usage(format!(
+                    "a run is live on the checkpoint: it went on to batch {later} while the \
+                     rewind read the checkpoint (its newest was batch {newest}). The rewind \
+                     fenced it (it stops at its next check){}; run the rewind again, which \
+                     takes batch {later} back too: `sluice rewind {shown_sh} --to {target}`",
+                    if deleted { "" } else { " and deleted nothing" }
+                ))),
+                _ => None,
+            },
+        )
+    };
+    if !check_only {
+        crate::checkpoint::fence_live_runs(location).await?;
+        if let Some(refusal) = went_on(false).await? {
+            return Err(refusal);
+        }
+    }
     // The batch after the newest, which the sink took before the run stopped and whose
     // offsets entry `sluice repair` moved aside as damaged, is this checkpoint's: where this
     // rewind takes no batch back that would take it too, it goes here, before its sources'
@@ -1042,12 +1080,17 @@ async fn forget_after_newest(
                      commit, and cannot take it back: {e}"
                 )));
             }
-            let deleted = sink.forget_batch(after).await.map_err(|e| {
-                Error::Usage(format!("taking batch {after} back from the sink: {e}"))
-            })?;
-            rewound.units.insert(after, sink.forgotten_unit());
-            rewound.taken_back.push((after, deleted));
+            if !check_only {
+                let deleted = sink.forget_batch(after).await.map_err(|e| {
+                    Error::Usage(format!("taking batch {after} back from the sink: {e}"))
+                })?;
+                rewound.units.insert(after, sink.forgotten_unit());
+                rewound.taken_back.push((after, deleted));
+            }
         }
+    }
+    if check_only {
+        return Ok(());
     }
     // A source's log entry of the batch after the newest, written by a planning that was cut
     // short (no offsets entry names it), goes too, so that batch is planned afresh.
@@ -1063,32 +1106,9 @@ async fn forget_after_newest(
             }
         }
     }
-    Ok(())
-}
-
-/// Fences a run live on an object store (no lock keeps one out; on local disk the rewind's
-/// lock does) before anything is deleted, and refuses, with nothing deleted, where that run
-/// logged a batch after `newest` while the rewind read the checkpoint: the rewind run again
-/// takes it back too.
-async fn fence_and_check(
-    location: &Location,
-    newest: BatchId,
-    shown_sh: &str,
-    to: BatchId,
-) -> Result<(), String> {
-    crate::checkpoint::fence_live_runs(location)
-        .await
-        .map_err(|e| e.to_string())?;
-    let now = LogListing::read(location)
-        .await
-        .map_err(|e| e.to_string())?;
-    match now.offsets.iter().chain(&now.commits).copied().max() {
-        Some(later) if later > newest => Err(format!(
-            "a run is live on the checkpoint: it went on to batch {later} while the rewind read \
-             the checkpoint (its newest was batch {newest}). The rewind fenced it (it stops at \
-             its next check) and deleted nothing; run the rewind again, which takes batch \
-             {later} back too: `sluice rewind {shown_sh} --to {to}`"
-        )),
-        _ => Ok(()),
+    // A fenced run that logged its batch between the look above and the deletes.
+    match went_on(true).await? {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
     }
 }

@@ -403,9 +403,12 @@ pub fn analyze(
                         ) => Some(unit.clone()),
                         _ => None,
                     };
-                    if unit.as_deref().is_none_or(|unit| {
-                        !TRUNCATION_UNITS.contains(&unit.to_lowercase().as_str())
-                    }) {
+                    // (A unit computed from constants, `lower('MONTH')`, folds to one: let be.)
+                    let from_column = !f.args[0].column_refs().is_empty();
+                    if match unit.as_deref() {
+                        Some(unit) => !TRUNCATION_UNITS.contains(&unit.to_lowercase().as_str()),
+                        None => from_column,
+                    } {
                         truncated_by = Some((super::expr_sql(e), unit));
                     }
                 }
@@ -1798,6 +1801,19 @@ mod tests {
         ]
         .into();
         analyze_sql_over(sql, mode, &watermarks).await
+    }
+
+    /// A unit of `date_trunc` made of constants (it folds to one DataFusion takes), or one of
+    /// its names in another case, is taken (the review of walk 108's check).
+    #[tokio::test]
+    async fn a_truncation_unit_made_of_constants_is_taken() {
+        for sql in [
+            "SELECT date_trunc(lower('MONTH'), ts) AS m FROM s",
+            "SELECT date_trunc('Month', ts) AS m FROM s",
+        ] {
+            let shape = analyze_sql(sql, OutputMode::Append).await;
+            assert!(shape.is_ok(), "{sql}: {shape:?}");
+        }
     }
 
     /// Analyzes `sql` over streams `s` and `s2` (with `watermarks`) and the static table `t`.

@@ -1090,7 +1090,8 @@ impl FilesSource {
                          pipeline's complete-mode files sink, whose `result.*` is that \
                          pipeline's whole table, written anew each batch, not a stream of new \
                          rows; a source reads a file once. Read it as a static table \
-                         (`tables:`), which is read whole at each batch",
+                         (`tables:`), which a run reads whole when it starts (beside a source \
+                         it streams: a pipeline has one at least)",
                         self.name,
                         file.path,
                     );

@@ -976,7 +976,7 @@ impl Location {
         {
             // TLS spoken to a server of plain HTTP (walk 110: said as no server answering).
             " (a server answered, but not in TLS: the endpoint is https://, and the store there \
-             speaks plain HTTP; write it http:// and set AWS_ALLOW_HTTP=true)"
+             speaks plain HTTP; write it http://, and for S3 set AWS_ALLOW_HTTP=true)"
                 .to_string()
         } else if text.contains("error sending request") || text.contains("dns error") {
             // Reached no server at all (no route, no name): say which one it tried.

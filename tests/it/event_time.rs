@@ -2103,4 +2103,47 @@ fn a_row_whose_inner_join_key_is_null_does_not_move_the_watermark() {
         ["A|2|5", "B|1|3"]
     );
     assert!(written(&ws, "late", &["id"]).is_empty());
+    // A batch is computed again by the rule it was planned with: batch 0, planned by an
+    // older Sluice (no `join_keys_before_watermark`), takes the null-key row without a time
+    // as late, which the late-rows sink, written by the newer rule, does not hold.
+    let ws = run_case(
+        &[
+            (
+                "s/0.json",
+                &format!(
+                    "{}{{\"id\":6,\"ts\":null,\"k\":null}}\n",
+                    at(1, "00:01", "\"a\"")
+                ),
+            ),
+            ("pages.csv", "k,section\na,A\n"),
+        ],
+        &format!(
+            "{}\ntables:\n  pages: {{ kind: files, path: {{ws}}/pages.csv, format: csv }}",
+            keyed("s")
+        ),
+        "SELECT date_bin(INTERVAL '10 seconds', s.ts) AS ws, count(*) AS n FROM s JOIN pages \
+         p ON s.k = p.k GROUP BY 1",
+        "append",
+    );
+    assert!(written(&ws, "late", &["id"]).is_empty());
+    let verify = || {
+        let out = run_bin(
+            &["replay", &ws.p("ckpt"), "--batch", "0", "--verify"],
+            ws.dir.path(),
+        );
+        let said = String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out);
+        (out.status.success(), said)
+    };
+    let (verified, said) = verify();
+    assert!(verified, "{said}");
+    let entry = ws.path("ckpt/offsets/0");
+    let text = std::fs::read_to_string(&entry).expect("offsets/0");
+    let newer = ",\"join_keys_before_watermark\":true";
+    assert!(text.contains(newer), "{text}");
+    std::fs::write(&entry, text.replace(newer, "")).expect("offsets/0");
+    let (verified, said) = verify();
+    assert!(
+        !verified && said.contains("batch 0 computes 1 late rows of source `s`"),
+        "{said}"
+    );
 }

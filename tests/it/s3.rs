@@ -1208,7 +1208,7 @@ fn rewinds_racing_live_runs_on_s3_leave_the_checkpoint_whole() {
             .sluice()
             .args(["run", pipeline, "--trigger", "every 100ms"])
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .expect("spawn a live run");
         std::thread::sleep(Duration::from_millis(600 + 250 * round));
