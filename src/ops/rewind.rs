@@ -197,21 +197,23 @@ async fn rewind_or_check(
             None
         }
     };
+    let after = AfterNewest {
+        pipeline_id: metadata.id,
+        newest,
+        target,
+        newest_pipeline: newest_pipeline.as_ref(),
+        check_only,
+        shown_sh: &shown_sh,
+    };
+    // Its refusals said as this rewind's.
+    let refused = |e: Error| match e {
+        Error::Usage(why) => refuse(why),
+        other => other,
+    };
     if newest == target {
-        let after = AfterNewest {
-            pipeline_id: metadata.id,
-            newest,
-            target,
-            newest_pipeline: newest_pipeline.as_ref(),
-            check_only,
-            shown_sh: &shown_sh,
-        };
         fence_then_forget(location, &after, &mut rewound)
             .await
-            .map_err(|e| match e {
-                Error::Usage(why) => refuse(why),
-                other => other,
-            })?;
+            .map_err(refused)?;
         // A rewind cut short after its last batch (or whose record does not read) is done.
         if !check_only && location.exists(&location.path(paths::REWIND)).await? {
             // What the cut-short one took back stays so first.
@@ -558,20 +560,9 @@ async fn rewind_or_check(
     }
     // A run live on an object store (no lock keeps it out) is fenced before anything is
     // deleted: it stops at its next check instead of committing batches beside the rewind.
-    let after = AfterNewest {
-        pipeline_id: metadata.id,
-        newest,
-        target,
-        newest_pipeline: newest_pipeline.as_ref(),
-        check_only,
-        shown_sh: &shown_sh,
-    };
     fence_then_forget(location, &after, &mut rewound)
         .await
-        .map_err(|e| match e {
-            Error::Usage(why) => refuse(why),
-            other => other,
-        })?;
+        .map_err(refused)?;
     // From the first delete to the last, the checkpoint says a rewind is under way, so that
     // one cut short is named (by run, inspect and repair) with the command that finishes it.
     let record = crate::checkpoint::RewindRecord {
