@@ -192,12 +192,7 @@ impl Amended {
             }
             _ => rounded::<datafusion::arrow::datatypes::Float64Type>(&values, place),
         };
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &rounded, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(rounded))
+        columnar(rounded, scalar)
     }
 
     /// [`Amendment::Sqrt`]: a double's or float's square root, NaN of a negative one; any
@@ -224,11 +219,7 @@ impl Amended {
                     .unary::<_, Float64Type>(f64::sqrt),
             ),
         };
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&roots, 0)?)
-        } else {
-            ColumnarValue::Array(roots)
-        })
+        columnar(roots, scalar)
     }
 
     /// [`Amendment::Lpad`], [`Amendment::Rpad`]: a negative length made 0, then
@@ -272,11 +263,7 @@ impl Amended {
             .as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>()
             .unary(epoch_seconds);
         let seconds: ArrayRef = Arc::new(seconds);
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&seconds, 0)?)
-        } else {
-            ColumnarValue::Array(seconds)
-        })
+        columnar(seconds, scalar)
     }
 
     /// [`Amendment::ToDate`]: a refusal names the first text that is not a date.
@@ -314,6 +301,15 @@ impl Amended {
             None => result,
         }
     }
+}
+
+/// `values` as a function's result: its one value where the arguments were all scalars.
+fn columnar(values: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
+    Ok(if scalar {
+        ColumnarValue::Scalar(ScalarValue::try_from_array(&values, 0)?)
+    } else {
+        ColumnarValue::Array(values)
+    })
 }
 
 /// Each of `values` (floats of type `T`) rounded by [`round_half_up`] to the places `place`
@@ -1043,11 +1039,7 @@ impl ScalarUDFImpl for Zoned {
         }
         let out: ArrayRef = Arc::new(PrimitiveArray::<Int64Type>::from(out));
         let out = cast(&out, args.return_type())?;
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(out)
-        })
+        columnar(out, scalar)
     }
 }
 

@@ -1884,7 +1884,7 @@ fn open_folder(
                     .rsplit_once('/')
                     .map_or(config.path.as_str(), |(_, name)| name)
             )
-        } else if e.to_string().contains(" is set and ") {
+        } else if e.to_string().contains(crate::storage::HALF_GIVEN) {
             // Credentials half given: the path is not what to fix.
             e.to_string()
         } else {

@@ -1288,13 +1288,17 @@ pub fn store_timeout_or_default() -> std::time::Duration {
 /// Opens a cloud store from a URL, configured from the environment the way each cloud's own
 /// tools are (`AWS_*`, `GOOGLE_*`, `AZURE_*`), with requests and retries bounded by
 /// [`store_timeout`] (a request timeout set in the environment, `AWS_TIMEOUT` say, wins).
+/// The words by which an error of [`credentials_half_given`] is known (a files source then
+/// names no path to fix).
+pub(crate) const HALF_GIVEN: &str = " is set and ";
+
 /// A store builder's error `text`, with what to do where it is S3's key id without its
 /// secret, or the secret without its id (walk 110: "Missing SecretAccessKey", then "create
 /// the folder").
 fn credentials_half_given(text: String) -> String {
     let half = |given: &str, missing: &str| {
         format!(
-            "{text}: {given} is set and {missing} is not; set both (or neither, where the \
+            "{text}: {given}{HALF_GIVEN}{missing} is not; set both (or neither, where the \
              instance's role gives the credentials)"
         )
     };
