@@ -201,14 +201,34 @@ fn decompress(
     })
 }
 
+/// What to do about a file read before its writer was done with it.
+const CUT_SHORT_ADVICE: &str = "A batch reads a file as it is when it lists it, so a file must \
+     be whole when it appears in the folder: write it under a name starting with `_` or `.`, or \
+     elsewhere, and rename it into place when it is done, or set the source's `min_file_age` \
+     (`min_file_age: 30s`) to leave files changed more recently for a later batch";
+
 /// Refuses a file plainly of another format than the source's, naming the one it looks like:
 /// Parquet (its `PAR1` magic, Apache Parquet's file format) under `format: json` or `csv`;
 /// JSON lines (a first line that is one `{...}` object) under `format: csv`, whose reader
 /// would take that object for a header of odd names and read no rows; JSON lines or CSV text
 /// under `format: parquet`, which would fail on a "corrupt footer". Text that only might be
-/// another format (a JSON file's first line that reads as CSV) is named where it fails.
+/// another format (a JSON file's first line that reads as CSV) is named where it fails. A
+/// Parquet file that begins with `PAR1` and does not end with it lacks its footer (schema and
+/// row groups come last): cut short, or still being written (walk 109), said so.
 fn check_format(file: &str, text: &[u8], format: FileFormat) -> Result<(), SourceError> {
     let is_parquet = text.starts_with(b"PAR1");
+    if format == FileFormat::Parquet && is_parquet && !text.ends_with(b"PAR1") {
+        return Err(SourceError::Malformed {
+            file: file.to_string(),
+            line: None,
+            reason: format!(
+                "the file begins as Parquet (`PAR1`) but does not end as one: its footer, \
+                 which holds its schema and where its rows are, is missing ({} bytes read), as \
+                 in a file cut short or still being written. {CUT_SHORT_ADVICE}",
+                text.len()
+            ),
+        });
+    }
     let first_line = || {
         let head = &text[..text.len().min(64 * 1024)];
         let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
@@ -3034,9 +3054,7 @@ fn json_values<'a>(
             let reason = if cut_short {
                 format!(
                     "{reason}; the file ends inside this value, as a file still being written \
-                     does: a batch reads a file as it is when it lists it, so a file must be \
-                     whole when it appears in the folder (write it under a name starting with \
-                     `_` or `.`, or elsewhere, and rename it into place when it is done)"
+                     does. {CUT_SHORT_ADVICE}"
                 )
             } else {
                 reason
@@ -6249,6 +6267,66 @@ pear;2
                 ("id", &DataType::Int64),
                 ("neg", &DataType::Int64)
             ]
+        );
+    }
+
+    /// Walk 109: a Parquet file still being written (or cut short) failed with Parquet's
+    /// "Corrupt footer" and advice to declare a schema, which reads no footer either. Said as
+    /// a file cut short, with the ways to write files whole, inferred or declared.
+    #[test]
+    fn a_parquet_file_without_its_footer_is_said_cut_short() {
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)])),
+            vec![Arc::new(Int64Array::from(vec![1, 2, 3]))],
+        )
+        .expect("batch");
+        let mut bytes = Vec::new();
+        let mut writer =
+            datafusion::parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None)
+                .expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+        let whole = Bytes::from(bytes);
+        let half = whole.slice(..whole.len() / 2);
+        let says_cut_short = |err: String| {
+            assert!(
+                err.contains("p.parquet")
+                    && err.contains("does not end as one")
+                    && err.contains("still being written")
+                    && err.contains("min_file_age")
+                    && !err.contains("declare `schema:`"),
+                "{err}"
+            );
+        };
+        says_cut_short(
+            infer_schema(
+                "p.parquet",
+                &half,
+                FileFormat::Parquet,
+                OnError::Fail,
+                b',',
+                None,
+            )
+            .expect_err("no footer")
+            .to_string(),
+        );
+        let reader = Reader {
+            format: FileFormat::Parquet,
+            ..rescuing(&batch.schema(), OnError::Fail)
+        };
+        says_cut_short(
+            reader
+                .decode("in/p.parquet", "p.parquet", &half)
+                .expect_err("no footer")
+                .to_string(),
+        );
+        // The whole file reads.
+        assert_eq!(
+            reader
+                .decode("in/p.parquet", "p.parquet", &whole)
+                .expect("whole")
+                .rows,
+            3
         );
     }
 

@@ -1204,9 +1204,17 @@ impl StreamedPut {
     }
 }
 
+/// The location as the user wrote it (its secrets redacted), but for a trailing `/`, so that a
+/// file named after it (`{location}/{file}`) reads `in/a.json`, not `in//a.json`; a root (`/`,
+/// `file:///`) is shown whole.
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.display)
+        let trimmed = self.display.trim_end_matches('/');
+        if trimmed.is_empty() || trimmed.ends_with(':') {
+            f.write_str(&self.display)
+        } else {
+            f.write_str(trimmed)
+        }
     }
 }
 

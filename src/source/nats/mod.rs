@@ -124,6 +124,27 @@ fn fail_on_data_loss() -> bool {
     true
 }
 
+/// One server of a `url` list (`nats://host:port`, `host:port`, `tls://...`; spaces around it
+/// taken off) as the NATS client reads it. Errors: the server, as written, and why it does not
+/// read (an empty one between two commas too).
+fn server_addr(server: &str) -> Result<async_nats::ServerAddr, String> {
+    let server = server.trim();
+    if server.is_empty() {
+        return Err(
+            "a server of the list is empty (two commas, or one at an end): write \
+             `nats://host:port` or several, comma-separated"
+                .to_string(),
+        );
+    }
+    server.parse().map_err(|e: std::io::Error| {
+        format!(
+            "the server {} does not read: {e} (write `nats://host:port`, or several, \
+             comma-separated)",
+            crate::secret::redact_url(server)
+        )
+    })
+}
+
 /// The settings of a NATS JetStream source.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,6 +204,11 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
     // file and could reach a message: only `${VAR}` (filled in when connecting) is taken.
     // A user part alone (`nats://s3cr3t@host`) is NATS's token: a secret too.
     for server in config.url.split(',') {
+        // Each server of a list as the client reads it (walk 115: the list was handed to the
+        // client whole, which read it as one server, and every run failed on "invalid port").
+        if !server.contains("${") {
+            server_addr(server).map_err(|e| ConfigError::at("url", e))?;
+        }
         if let Ok(url) = url::Url::parse(server.trim())
             && !server.contains("${")
         {
@@ -553,6 +579,15 @@ impl NatsSource {
             .get_or_try_init(|| async {
                 let url = crate::secret::expand_env(&self.config.url)
                     .map_err(|e| self.error(format!("`url`: {e}")))?;
+                // Not worth another attempt: the pipeline names no server (exit 2).
+                let servers = url
+                    .split(',')
+                    .map(server_addr)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|reason| SourceError::Config {
+                        source_name: self.name.clone(),
+                        reason: format!("`url`: {reason}"),
+                    })?;
                 let timeout = self.config.retry.timeout;
                 let client = self
                     .config
@@ -568,7 +603,7 @@ impl NatsSource {
                             async_nats::ConnectOptions::new()
                                 .connection_timeout(timeout)
                                 .request_timeout(Some(timeout))
-                                .connect(url.as_str())
+                                .connect(servers.as_slice())
                                 .await
                                 .map_err(|e| describe(&e))
                         },
