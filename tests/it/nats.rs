@@ -407,6 +407,53 @@ fn a_server_that_does_not_answer_is_named_after_the_retries() {
     );
 }
 
+/// Walk 115 (1): a list of servers, as the README writes it, was handed to the client as one
+/// server: every run failed after its retries on "invalid port number" (exit 1). Each server
+/// of the list is read (`nats://` or not, spaces around the comma); one that does not read is
+/// refused before a run, naming it (exit 2, no retries).
+#[tokio::test]
+async fn a_list_of_servers_in_url_connects_and_a_bad_one_is_named() {
+    let ws = Workspace::new();
+    let stream = unique("servers");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    publish(&js, &format!("{stream}.web"), &clicks_json(&ws, 0, 30)).await;
+    let bare = server().trim_start_matches("nats://");
+    let file = pipeline(&ws, &stream, "");
+    let listed = std::fs::read_to_string(&file).expect("pipeline").replace(
+        &format!("url: {}", server()),
+        &format!("url: \"nats://127.0.0.1:1, {bare},{}\"", server()),
+    );
+    std::fs::write(&file, listed).expect("write");
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(sink_rows(&ws.path("out")).await, expected);
+    for (url, named) in [
+        (
+            format!("{},nats://h:x", server()),
+            "the server nats://h:x does not read",
+        ),
+        (
+            format!("{},,{}", server(), server()),
+            "a server of the list is empty",
+        ),
+    ] {
+        let yaml = std::fs::read_to_string(&file).expect("pipeline");
+        let start = yaml.find("url: ").expect("url");
+        let end = start + yaml[start..].find('\n').expect("line");
+        let bad = ws.path("bad.yaml");
+        std::fs::write(
+            &bad,
+            format!("{}url: \"{url}\"{}", &yaml[..start], &yaml[end..]),
+        )
+        .expect("write");
+        let out = run_bin(&["run", bad.to_str().expect("utf-8")], ws.dir.path());
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(named), "{}", stderr(&out));
+    }
+}
+
 /// A password written in the URL is refused at planning (it would be kept in the
 /// checkpoint's copy of the file); one given as `${VAR}` is taken, and never shown.
 #[test]
@@ -772,6 +819,50 @@ async fn latest_is_where_the_first_run_found_the_stream_end() {
     assert!(out.status.success(), "{}", stderr(&out));
     let expected = oracle(&ws.path("in"), "json", QUERY).await;
     assert!(!expected.is_empty());
+    assert_eq!(sink_rows(&ws.path("out")).await, expected);
+}
+
+/// Walk 115 (2): `starting_sequence: latest` kept sequence 11 of a stream that was then deleted
+/// and made again; once the new stream had grown past 11, a run read it from 11, its first 10
+/// messages passed over in silence. The kept start names when its stream was made: a stream
+/// made since is refused before a batch (exit 2) with the ways out; the first advised (delete
+/// the kept start) reads the new stream's messages published after it.
+#[tokio::test]
+async fn latest_kept_of_a_stream_made_again_is_refused() {
+    let ws = Workspace::new();
+    let stream = unique("latest_again");
+    let js = context().await;
+    create_stream(&js, &stream).await;
+    publish(&js, &format!("{stream}.web"), &json_values(&clicks(0, 10))).await;
+    let file = pipeline(&ws, &stream, "    starting_sequence: latest\n");
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    js.delete_stream(stream.as_str()).await.expect("delete");
+    create_stream(&js, &stream).await;
+    publish(
+        &js,
+        &format!("{stream}.web"),
+        &json_values(&clicks(100, 25)),
+    )
+    .await;
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("the first batch was to start at sequence 11")
+            && said.contains("deleted and made again since (it was made at another time)"),
+        "{said}"
+    );
+    assert!(!ws.path("out").exists() || sink_rows(&ws.path("out")).await.is_empty());
+    // As advised: the kept start deleted, `latest` is taken of the stream as it is now.
+    std::fs::remove_file(ws.path("ckpt/sources/clicks/initial-sequence")).expect("delete");
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    publish(&js, &format!("{stream}.web"), &clicks_json(&ws, 200, 15)).await;
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(expected.len(), 15);
     assert_eq!(sink_rows(&ws.path("out")).await, expected);
 }
 

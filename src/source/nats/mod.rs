@@ -475,7 +475,9 @@ impl SourceConnector for NatsConfig {
 
 /// The file under `sources/<name>/` of the checkpoint that keeps the sequence the first batch
 /// starts at, as `starting_sequence` resolved it for the first plan: the sequence on its first
-/// line, the setting (`latest`) on its second.
+/// line, the setting (`latest`) on its second, and when the stream it was taken of was made
+/// (nanoseconds since 1970, [`StreamState::created`]) on its third (absent in an older
+/// Sluice's).
 const INITIAL_SEQUENCE: &str = "initial-sequence";
 
 /// The file, under `sources/<name>/`, of [`NatsSource::checked`].
@@ -876,13 +878,14 @@ impl NatsSource {
             return self.resolve_start(now);
         };
         let path = checkpoint.path(&format!("sources/{}/{INITIAL_SEQUENCE}", self.name));
-        // The sequence, then the setting it was resolved from.
+        // The sequence, then the setting it was resolved from, then the stream's making.
         let kept = |bytes: &[u8]| {
             let text = String::from_utf8_lossy(bytes);
             let mut lines = text.lines();
             let first = lines.next().unwrap_or_default().trim().parse::<u64>();
             let from = lines.next().map(|l| l.trim().to_string());
-            first.map(|first| (first, from)).map_err(|e| {
+            let created = lines.next().and_then(|l| l.trim().parse::<i64>().ok());
+            first.map(|first| (first, from, created)).map_err(|e| {
                 SourceError::from(CheckpointError::Corrupt {
                     file: format!("{checkpoint}/{path}"),
                     line: 1,
@@ -891,7 +894,7 @@ impl NatsSource {
             })
         };
         if let Some(bytes) = checkpoint.get(&path).await? {
-            let (first, from) = kept(&bytes)?;
+            let (first, from, created) = kept(&bytes)?;
             let now_setting = self.config.starting_sequence.to_string();
             if let Some(from) = from.filter(|from| *from != now_setting)
                 && super::first_time(format!("{checkpoint}/{path}"))
@@ -906,18 +909,34 @@ impl NatsSource {
                     super::NEW_START
                 );
             }
-            // Past the stream's end: the stream was made anew since the sequence was kept.
-            if first > now.last + 1 {
+            // Past the stream's end, or of a stream made at another time: the stream was made
+            // anew since the sequence was kept, which names no place in this one (walk 115:
+            // a stream made again that had grown past it was read from it, its messages below
+            // passed over in silence).
+            let made_again = created.is_some_and(|created| created != now.created);
+            if first > now.last + 1 || made_again {
+                let how = if made_again {
+                    format!(
+                        "the stream was deleted and made again since (it was made at another \
+                         time), so that sequence names no place in it: its last message is \
+                         now sequence {}",
+                        now.last
+                    )
+                } else {
+                    format!(
+                        "past the stream's end: its last message is sequence {} (deleted and \
+                         made again since?)",
+                        now.last
+                    )
+                };
                 return Err(SourceError::Config {
                     source_name: self.name.clone(),
                     reason: format!(
                         "the first batch was to start at sequence {first} of stream `{}` (kept \
                          in {checkpoint}/{path} by an earlier run, from `starting_sequence`), \
-                         past the stream's end: its last message is sequence {} (deleted and \
-                         made again since?). Delete that file to take `starting_sequence` \
-                         against the stream as it is now, or use {}",
+                         {how}. Delete that file to take `starting_sequence` against the \
+                         stream as it is now, or use {}",
                         self.config.stream,
-                        now.last,
                         super::NEW_START
                     ),
                 });
@@ -925,12 +944,15 @@ impl NatsSource {
             return Ok(first);
         }
         let first = self.resolve_start(now)?;
-        let text = format!("{first}\n{}\n", self.config.starting_sequence);
+        let text = format!(
+            "{first}\n{}\n{}\n",
+            self.config.starting_sequence, now.created
+        );
         if checkpoint.put_if_absent(&path, text.into_bytes()).await? {
             Ok(first)
         } else {
             // Another run kept its own first: it stands.
-            kept(&checkpoint.get(&path).await?.unwrap_or_default()).map(|(first, _)| first)
+            kept(&checkpoint.get(&path).await?.unwrap_or_default()).map(|(first, ..)| first)
         }
     }
 
