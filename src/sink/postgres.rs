@@ -275,6 +275,10 @@ fn split_qualified(name: &str) -> Option<(String, String)> {
     None
 }
 
+/// Why rows are still in a table after a DELETE of them, in words.
+const DELETE_KEPT: &str = "a rule or trigger on the table keeps them from being deleted (a rule \
+     `DO INSTEAD NOTHING`, a `BEFORE DELETE` trigger returning NULL)";
+
 /// `name` (or `schema.name`) quoted as SQL identifiers.
 fn quote_path(name: &str) -> String {
     name.split('.').map(quote).collect::<Vec<_>>().join(".")
@@ -1010,10 +1014,22 @@ impl PostgresSink {
                      (`GRANT CREATE ON SCHEMA {schema} TO {role};`), or make it in advance"
                 )
             } else {
+                // A schema's USAGE, without which no right on its tables counts (walk 116: the
+                // table's grants alone were advised, and changed nothing).
+                let usage = e
+                    .as_db_error()
+                    .and_then(|db| db.message().strip_prefix("permission denied for schema "))
+                    .map(|schema| {
+                        format!(
+                            " USAGE on the schema (`GRANT USAGE ON SCHEMA {} TO {role};`) and",
+                            quote(schema.trim())
+                        )
+                    })
+                    .unwrap_or_default();
                 format!(
-                    ": the role Sluice connects as needs, on the table, `GRANT {rights} ON {} \
-                     TO {role};`, and on the progress table `GRANT SELECT, INSERT, UPDATE ON \
-                     {} TO {role};`",
+                    ": the role Sluice connects as needs{usage}, on the table, `GRANT {rights} \
+                     ON {} TO {role};`, and on the progress table `GRANT SELECT, INSERT, UPDATE \
+                     ON {} TO {role};`",
                     quote_path(&self.table),
                     quote_path(&self.config.progress_table),
                 )
@@ -1077,7 +1093,11 @@ impl PostgresSink {
         // without a word. The session's time zone is UTC, Sluice's own: update mode moves rows
         // from a staging table of the query's types into the table's by SQL, which converts a
         // time with a zone to one without (and back) in the session's zone (walk 72: a role
-        // whose `TimeZone` was New York shifted every time by its offset).
+        // whose `TimeZone` was New York shifted every time by its offset). As `pg_dump` does,
+        // the session has no statement timeout (a role's low one cancelled each large COPY, and
+        // every retry, walk 116) and writes a float as the number it is (`extra_float_digits`
+        // 3: a role's 0 printed `41.272` for the stored `41.272000000000006`, and a replay's
+        // check took it for a changed value).
         // The connection string's own `options` go first, so that Sluice's are the ones the
         // server keeps where both set one (they were dropped before: a `search_path` given
         // there was not used).
@@ -1088,7 +1108,7 @@ impl PostgresSink {
         config
             .options(format!(
                 "{given}-c lock_timeout={millis} -c idle_in_transaction_session_timeout={millis} \
-                 -c TimeZone=UTC"
+                 -c TimeZone=UTC -c statement_timeout=0 -c extra_float_digits=3"
             ))
             .keepalives(true)
             .keepalives_idle(timeout.min(std::time::Duration::from_secs(30)));
@@ -1879,16 +1899,21 @@ impl PostgresSink {
         let row = client
             .query_opt(
                 "SELECT format('%I.%I', n.nspname, c.relname), n.nspname::text,
-                        coalesce($2::text, current_schema())
+                        coalesce($2::text, current_schema()), c.relname::text
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE c.oid = $1 AND c.oid IS DISTINCT FROM to_regclass($3)",
                 &[&oid, &schema, &quote_path(&self.table)],
             )
             .await?;
         Ok(row.map(|r| {
-            let (now, in_schema, wanted): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            let (now, in_schema, wanted, relname): (String, String, String, String) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
             let undo = if in_schema == wanted {
                 format!("ALTER TABLE {now} RENAME TO {};", quote(name))
+            } else if relname == name {
+                // Moved under its own name: a rename to it would fail on the table itself,
+                // and roll the move back with it (walk 116).
+                format!("ALTER TABLE {now} SET SCHEMA {};", quote(&wanted))
             } else {
                 format!(
                     "ALTER TABLE {now} SET SCHEMA {}; ALTER TABLE {}.{} RENAME TO {};",
@@ -3157,6 +3182,103 @@ impl PostgresSink {
             .map_err(|e| self.write_failure(&e, "finishing COPY", batch))
     }
 
+    /// Says where the table took fewer of batch `batch`'s `sent` rows (or keys) than were sent
+    /// (`taken`, as COPY or INSERT counts them): a rule or trigger skipped or redirected the
+    /// others, which is the table's way (a trigger routing rows into child tables), or rows
+    /// lost to it (walk 116: lost without a word).
+    fn say_rows_not_taken(&self, batch: BatchId, sent: u64, taken: u64) {
+        if taken < sent {
+            tracing::warn!(
+                "PostgreSQL sink: table `{}` took {taken} of batch {batch}'s {sent} rows: a rule \
+                 or trigger on it skipped or redirected the other {} (a `BEFORE INSERT` trigger \
+                 returning NULL, a rule `DO INSTEAD`). Rows it sent into other tables are where \
+                 it put them; rows it dropped are not in the table, and `replay --verify` \
+                 finds them missing",
+                self.table,
+                sent - taken
+            );
+        }
+    }
+
+    /// Refuses (nothing of it taken back: the transaction is dropped) a rewind's DELETE of
+    /// batch `batch` that left rows of it in the table, or took fewer than the progress row
+    /// records it wrote where the table holds rows whose `batch_column` is null: the batch
+    /// written again would double what is left (walk 116: "0 sink rows", exit 0, doubled).
+    async fn check_taken_back(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        batch: BatchId,
+        batch_column: &str,
+        removed: u64,
+        progress_made: bool,
+    ) -> Result<(), SinkError> {
+        let n = i64::try_from(batch.0).unwrap_or(i64::MAX);
+        let table = quote_path(&self.table);
+        let column = quote(batch_column);
+        let failed = |e: tokio_postgres::Error| {
+            self.error(format!("taking batch {batch} back: {}", describe(&e)))
+        };
+        let refuse = |why: String| SinkError::Config {
+            kind: KIND.name,
+            reason: format!(
+                "cannot take batch {batch} back from table {table}: {why}, and the batch \
+                 written again would double them. Nothing of this batch was taken back"
+            ),
+        };
+        let left: bool = tx
+            .query_one(
+                &format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} = $1)"),
+                &[&n],
+            )
+            .await
+            .map_err(failed)?
+            .get(0);
+        if left {
+            return Err(refuse(format!(
+                "rows of the batch are still in it after their DELETE ({removed} went): \
+                 {DELETE_KEPT}. Let the DELETE through (`ALTER TABLE {table} DISABLE TRIGGER \
+                 <name>` while the rewind runs, or drop the rule), then run the rewind again"
+            )));
+        }
+        // The rows the batch wrote, as the progress row recorded them (the newest batch's).
+        let wrote: Option<i64> = if progress_made {
+            tx.query_opt(
+                &format!(
+                    "SELECT rows FROM {} WHERE pipeline = $1 AND batch = $2",
+                    quote_path(&self.config.progress_table)
+                ),
+                &[&self.progress_key, &n],
+            )
+            .await
+            .map_err(failed)?
+            .and_then(|row| row.get(0))
+        } else {
+            None
+        };
+        let wrote = wrote.and_then(|w| u64::try_from(w).ok()).unwrap_or(0);
+        if removed < wrote {
+            let unnamed: i64 = tx
+                .query_one(
+                    &format!("SELECT count(*) FROM {table} WHERE {column} IS NULL"),
+                    &[],
+                )
+                .await
+                .map_err(failed)?
+                .get(0);
+            if unnamed > 0 {
+                return Err(refuse(format!(
+                    "its DELETE took {removed} of the {wrote} rows the batch wrote, and the \
+                     table holds {unnamed} rows whose `{batch_column}` is null (the column was \
+                     added after they were written, or set so), which may be the others. Set \
+                     `{batch_column}` of the batch's rows (`UPDATE {table} SET {column} = {n} \
+                     WHERE ...`) or delete them by hand, then run the rewind again; or rewind \
+                     no further back than the batches written since the column was added"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// One attempt at batch `batch`: `Ok` with what it did, once committed or found there.
     async fn attempt(
         &self,
@@ -3231,15 +3353,34 @@ impl PostgresSink {
         }
         match self.mode {
             Mode::Append => {
-                self.copy(&tx, &table, output, batch, &live.table_types)
+                let copied = self
+                    .copy(&tx, &table, output, batch, &live.table_types)
                     .await?;
+                self.say_rows_not_taken(batch, rows, copied);
             }
             Mode::Complete => {
                 tx.batch_execute(&format!("DELETE FROM {table}"))
                     .await
                     .map_err(|e| self.failure(&e, "replacing the table's rows"))?;
-                self.copy(&tx, &table, output, batch, &live.table_types)
+                // A rule or trigger that keeps rows from being deleted would leave the old
+                // table's rows beside the new one's (walk 116: doubled, exit 0).
+                let kept: bool = tx
+                    .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[])
+                    .await
+                    .map_err(|e| self.failure(&e, "replacing the table's rows"))?
+                    .get(0);
+                if kept {
+                    return Err(Failure::Fatal(self.error(format!(
+                        "batch {batch} replaces the table's rows (complete mode), but rows \
+                         are still in it after their DELETE: {DELETE_KEPT}, and the batch's \
+                         rows would be written beside them. Let the DELETE through, then run \
+                         again; nothing of this batch was committed, and it stays planned"
+                    ))));
+                }
+                let copied = self
+                    .copy(&tx, &table, output, batch, &live.table_types)
                     .await?;
+                self.say_rows_not_taken(batch, rows, copied);
             }
             Mode::Update => {
                 let stage = quote("_sluice_stage");
@@ -3357,8 +3498,25 @@ impl PostgresSink {
                 // unsaid until walk 89 (14 of 301 keys were not the newest by the rows' own
                 // time).
                 // Each key counts once inserted or updated; with `DO NOTHING` a key already
-                // there counts none, so only the update tells.
-                if !updates.is_empty() && written < rows {
+                // there counts none, so only the update tells. Keys the table's rule or
+                // trigger skipped are not rows that gave way (walk 116: a trigger's 13 were
+                // said to be duplicate keys).
+                let keys_staged: i64 = tx
+                    .query_one(
+                        &format!(
+                            "SELECT count(*) FROM (SELECT DISTINCT {} FROM {stage}) k",
+                            compared.join(", ")
+                        ),
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| self.failure(&e, "counting the batch's keys"))?
+                    .get(0);
+                let keys_staged = u64::try_from(keys_staged).unwrap_or(0);
+                if !updates.is_empty() {
+                    self.say_rows_not_taken(batch, keys_staged, written);
+                }
+                if !updates.is_empty() && keys_staged < rows {
                     tracing::warn!(
                         "PostgreSQL sink: in batch {batch}, {} rows gave way to another row \
                          of their key (`key: [{}]`) in the same batch: one row of each key \
@@ -3367,7 +3525,7 @@ impl PostgresSink {
                          statement). Where the newest by a column of the rows is meant, pick \
                          it in the query: `SELECT DISTINCT ON ({}) ... ORDER BY {}, <time \
                          column> DESC`",
-                        rows - written,
+                        rows - keys_staged,
                         self.config.key.join(", "),
                         self.config.key.join(", "),
                         self.config.key.join(", "),
@@ -3872,6 +4030,10 @@ impl Sink for PostgresSink {
         } else {
             0
         };
+        if holds_batches {
+            self.check_taken_back(&tx, batch, batch_column, removed, live.progress_made)
+                .await?;
+        }
         if live.progress_made {
             tx.execute(
                 &format!(

@@ -2026,6 +2026,153 @@ async fn a_rewind_from_a_table_gone_since_is_refused_until_it_is_back() {
     assert_eq!(row_count(&table).await, expected.len(), "nothing doubled");
 }
 
+/// Walk 116 (1): a rule (or trigger) that keeps rows from being deleted made a rewind take
+/// back "0 sink rows", exit 0, and the run after it wrote the batch again beside its rows.
+/// The rewind is refused, naming the cause and nothing taken back; with the DELETE let
+/// through, it takes the batch back and nothing is doubled. In complete mode, rows the DELETE
+/// kept stop the batch, not written beside.
+#[tokio::test]
+async fn rows_a_rule_keeps_from_a_delete_stop_the_rewind_and_the_complete_batch() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    let table = unique_table("undeletable");
+    let pipeline = write_pipeline(&ws, &batch_column_pipeline(&ws, "undeletable", &table, ""));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    execute(&format!(
+        "CREATE RULE keep_{table} AS ON DELETE TO {table} DO INSTEAD NOTHING"
+    ))
+    .await;
+    let refused = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(!refused.status.success(), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains("rows of the batch are still in it after their DELETE")
+            && said.contains("DO INSTEAD NOTHING")
+            && said.contains("Nothing of this batch was taken back"),
+        "{said}"
+    );
+    execute(&format!("DROP RULE keep_{table} ON {table}")).await;
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(row_count(&table).await, expected.len(), "nothing doubled");
+
+    // Complete mode: the batch is refused while the rule keeps the old rows.
+    let ws = Workspace::new();
+    std::fs::write(ws.path("in/0.json"), "{\"page\":\"a\",\"v\":1}\n").expect("input");
+    let table = unique_table("replaced");
+    let yaml = page_count_pipeline(&ws, &table, "  create_table: true\n")
+        .replace("output_mode: update", "output_mode: complete");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    execute(&format!(
+        "CREATE RULE keep_{table} AS ON DELETE TO {table} DO INSTEAD NOTHING"
+    ))
+    .await;
+    std::fs::write(ws.path("in/1.json"), "{\"page\":\"b\",\"v\":2}\n").expect("input");
+    let refused = sluice_run(&pipeline);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("rows are still in it after their DELETE"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(page_counts(&table).await, ["a|1"]);
+    execute(&format!("DROP RULE keep_{table} ON {table}")).await;
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(page_counts(&table).await, ["a|1", "b|1"]);
+}
+
+/// Walk 116 (2): rows a `BEFORE INSERT` trigger skipped were lost without a word in append
+/// mode, and said to be rows that gave way to another of their key in update mode. Said as
+/// rows the table's trigger or rule skipped, with how many.
+#[tokio::test]
+async fn rows_a_trigger_skips_are_said_as_such() {
+    // A table whose trigger skips the rows of even ids.
+    let skipping = |table: String| async move {
+        execute(&format!(
+            "CREATE TABLE {table} (id bigint PRIMARY KEY, page text, amount double precision, \
+             b bigint); CREATE FUNCTION skip_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.id % 2 = 0 THEN RETURN NULL; END IF; RETURN NEW; END $$; CREATE \
+             TRIGGER skip_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION \
+             skip_{table}()"
+        ))
+        .await;
+        table
+    };
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let table = skipping(unique_table("skipping")).await;
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    let sent = expected.len();
+    let pipeline = write_pipeline(&ws, &batch_column_pipeline(&ws, "skipping", &table, ""));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let taken = row_count(&table).await;
+    assert!(taken < sent, "{taken} of {sent}");
+    assert!(
+        stderr(&run).contains(&format!(
+            "took {taken} of batch 0's {sent} rows: a rule or trigger on it skipped or \
+             redirected the other {}",
+            sent - taken
+        )),
+        "{}",
+        stderr(&run)
+    );
+    // Update mode, each key once: not said to be rows of one key.
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 40, 0);
+    let table = skipping(unique_table("skipping_update")).await;
+    let yaml = batch_column_pipeline(&ws, "skipping_update", &table, "  key: [id]\n")
+        .replace("  batch_column: b\n", "")
+        .replace("trigger: available-now", "output_mode: update\ntrigger: available-now");
+    let run = sluice_run(&write_pipeline(&ws, &yaml));
+    assert!(run.status.success(), "{}", stderr(&run));
+    let said = stderr(&run);
+    assert!(
+        said.contains("a rule or trigger on it skipped or redirected")
+            && !said.contains("gave way to another row of their key"),
+        "{said}"
+    );
+}
+
+/// Walk 116 (6): a table moved to another schema under its own name was given back by
+/// `SET SCHEMA` and a `RENAME TO` its own name, which fails (the name is taken, by the table
+/// itself) and rolls the move back with it. The statement given is the move alone, and
+/// pasted as it is, it puts the table back: the rewind then takes the batch back once.
+#[tokio::test]
+async fn a_table_moved_to_another_schema_is_put_back_by_the_statement_given() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    let table = unique_table("moved_schema");
+    let elsewhere = unique_table("elsewhere");
+    let pipeline = write_pipeline(&ws, &batch_column_pipeline(&ws, "moved", &table, ""));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    execute(&format!(
+        "CREATE SCHEMA {elsewhere}; ALTER TABLE {table} SET SCHEMA {elsewhere}"
+    ))
+    .await;
+    let refused = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    let statement = advised(&said, "ALTER TABLE");
+    assert!(!statement.contains("RENAME"), "{said}");
+    execute(&statement).await;
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let run = sluice_run(&pipeline);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", QUERY).await;
+    assert_eq!(row_count(&table).await, expected.len(), "nothing doubled");
+    execute(&format!("DROP SCHEMA {elsewhere}")).await;
+}
+
 /// Walk 17 (5, 6): in update mode a table made by hand without a unique index on the key
 /// failed only when its batch ran (the batch then pending), and one with a plain `UNIQUE`
 /// on a column that may be null got a new row for the null key each batch. Both are refused
