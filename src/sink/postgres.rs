@@ -761,11 +761,13 @@ fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
             let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            // Without their closing period, which the sentence they end up in gives (walk
+            // 116: "already exists..").
             if let Some(detail) = db.detail() {
-                text.push_str(&format!("; {detail}"));
+                text.push_str(&format!("; {}", detail.trim_end_matches('.')));
             }
             if let Some(hint) = db.hint() {
-                text.push_str(&format!("; hint: {hint}"));
+                text.push_str(&format!("; hint: {}", hint.trim_end_matches('.')));
             }
             text
         }
@@ -980,6 +982,34 @@ impl PostgresSink {
                 ": make the schema (`CREATE SCHEMA ...`), or name a table (`table:`, \
                  `progress_table:`) in a schema that exists",
             );
+        }
+        // The role as the url names it, for the advice below.
+        let role = || {
+            tokio_postgres::Config::from_str(&self.config.url)
+                .ok()
+                .and_then(|c| c.get_user().filter(|u| !u.contains("${")).map(quote))
+                .unwrap_or_else(|| "<role>".to_string())
+        };
+        let message = e.as_db_error().map(|db| db.message()).unwrap_or_default();
+        // Walk 116: the server's words alone, and "the next run says what to do", which it
+        // did not.
+        if message.contains("row-level security") {
+            text.push_str(&format!(
+                ": the table has row-level security, under which PostgreSQL takes no COPY, and \
+                 append and complete mode write by COPY. Let the role bypass it (`ALTER ROLE \
+                 {} BYPASSRLS;`, or make it the table's owner), or turn it off for the table \
+                 (`ALTER TABLE {} DISABLE ROW LEVEL SECURITY;`), then run again",
+                role(),
+                quote_path(&self.table)
+            ));
+        }
+        if e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) {
+            text.push_str(&format!(
+                ": the role's sessions are read-only (`default_transaction_read_only`, or a \
+                 standby server): let it write (`ALTER ROLE {} SET default_transaction_read_only \
+                 = off;`), or point `url` at the primary, then run again",
+                role()
+            ));
         }
         if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
             // The role as the url names it (a `${VAR}` in it is not filled in here).
@@ -3543,7 +3573,8 @@ impl PostgresSink {
             tx.commit(),
         )
         .await
-        .map_err(|e| self.failure(&e, "committing"))?;
+        // A deferred constraint a row breaks fails here, and is named as at the COPY.
+        .map_err(|e| self.write_failure(&e, "committing", batch))?;
         Ok(SinkCommit {
             rows,
             written: true,
