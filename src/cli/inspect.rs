@@ -65,7 +65,9 @@ struct CheckpointView {
     source_descriptions: std::collections::BTreeMap<String, String>,
     /// How far each source's input runs ahead of that offset now, where its kind tells (a
     /// Kafka source: records per partition); asked of the source's servers when inspecting.
-    source_lag: std::collections::BTreeMap<String, crate::source::Lag>,
+    source_lag: std::collections::BTreeMap<String, Option<crate::source::Lag>>,
+    /// Why a source's lag is null in `source_lag`: its servers did not answer.
+    source_lag_errors: std::collections::BTreeMap<String, String>,
     /// Each stateful operator's store.
     state: Vec<StateStoreView>,
     /// What stops the next run from loading the state (a missing or damaged state file), each
@@ -100,8 +102,13 @@ struct SinkView {
     last_batch: Option<BatchId>,
     last_batch_rows: Option<u64>,
     last_batch_files: Option<usize>,
-    /// Manifest entries kept (bounded by the retention).
+    /// Manifest entries kept (bounded by the retention); a files sink's alone (null for a
+    /// table's or a topic's, which keep a progress record instead).
     manifest_entries: Option<usize>,
+    /// The entries of the sink's own record of batches, whatever its kind (0: it records
+    /// none), for the text.
+    #[serde(skip)]
+    held_entries: Option<usize>,
     /// Why the sink could not be read, when it could not.
     unreadable: Option<String>,
     /// Where the next batches go, where the pipeline file now names another sink than the
@@ -142,9 +149,35 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
     {
         return super::spark::run_sink(&location, spec, json).await;
     }
-    let metadata = Checkpoint::read_metadata(&location)
-        .await?
-        .ok_or_else(|| Error::Usage(crate::checkpoint::not_a_checkpoint(spec)))?;
+    let metadata = match Checkpoint::read_metadata(&location).await {
+        Ok(metadata) => {
+            metadata.ok_or_else(|| Error::Usage(crate::checkpoint::not_a_checkpoint(spec)))?
+        }
+        // A monitor reading `--json` is told in the document too, as of other damage (walk
+        // 118: stdout was empty): `metadata` null and `inconsistent` saying why; still exit 1.
+        Err(
+            e @ (checkpoint::CheckpointError::Corrupt { .. }
+            | checkpoint::CheckpointError::MetadataMissing { .. }),
+        ) if json => {
+            let e = Error::from(e);
+            let logs = LogListing::read(&location).await?;
+            let pending = logs
+                .offsets
+                .last()
+                .copied()
+                .filter(|b| !logs.commits.contains(b));
+            super::emit_json(&serde_json::json!({
+                "location": spec,
+                "metadata": null,
+                "batches_committed": logs.commits.len(),
+                "last_committed": logs.commits.last(),
+                "pending": pending,
+                "inconsistent": e.shown_in(spec),
+            }));
+            return Err(e);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let logs = LogListing::read(&location).await?;
     let leftovers = location.staged_leftovers();
     if !leftovers.is_empty() {
@@ -343,17 +376,24 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         })
         .collect();
     let mut source_lag = std::collections::BTreeMap::new();
+    let mut source_lag_errors = std::collections::BTreeMap::new();
     for (name, offset) in &source_offsets {
         let Some(config) = pipeline.as_ref().and_then(|p| p.sources.get(name)) else {
             continue;
         };
         match config.connector().lag(name, offset).await {
             Ok(Some(lag)) => {
-                source_lag.insert(name.clone(), lag);
+                source_lag.insert(name.clone(), Some(lag));
             }
             Ok(None) => {}
-            // The checkpoint is still shown when the source's servers do not answer.
-            Err(e) => tracing::warn!("the lag of source `{name}` is not shown: {e}"),
+            // The checkpoint is still shown when the source's servers do not answer: the
+            // source's lag null, and why in `source_lag_errors` (walk 118: left out, as of a
+            // source that has no lag, a monitor saw a caught-up pipeline).
+            Err(e) => {
+                tracing::warn!("the lag of source `{name}` is not shown: {e}");
+                source_lag.insert(name.clone(), None);
+                source_lag_errors.insert(name.clone(), e.to_string());
+            }
         }
     }
     // The sink the newest batch ran with as its file names it (relative paths as written,
@@ -371,18 +411,54 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         }
         None => None,
     };
-    let mut sink = match Checkpoint::read_sink_record(&location).await? {
-        Some(record) => Some(
-            sink_view(
+    let (mut sink, sink_lost) = match Checkpoint::read_sink_record(&location).await? {
+        Some(record) => {
+            let (view, lost) = sink_view(
                 record,
                 metadata.id,
                 pipeline.as_ref(),
                 sink_as_written.as_ref(),
+                logs.commits.last().copied(),
             )
-            .await,
-        ),
-        None => None,
+            .await;
+            (Some(view), lost)
+        }
+        None => (None, None),
     };
+    // What stops the next run before a batch, found as a run finds it (walk 118: a sink file
+    // of a kept batch gone, a checkpoint older than its sink, a pinned schema deleted were
+    // refused by every run while inspect showed nothing wrong).
+    let mut blocked = sink_lost.map(|lost| match &pipeline {
+        Some(p) => crate::driver::lost_placed(lost, spec, p).to_string(),
+        None => lost.to_string(),
+    });
+    if blocked.is_none()
+        && let (Some(p), Some(view)) = (&pipeline, &sink)
+        && view.next_batches_to.is_none()
+        && let Some(held_last) = view.last_batch
+    {
+        blocked = crate::driver::sink_outran(
+            p,
+            &location,
+            metadata.id,
+            &logs,
+            view.path.as_deref().unwrap_or_default(),
+            held_last,
+        )
+        .await?;
+    }
+    if blocked.is_none()
+        && let Some(p) = &pipeline
+    {
+        for (name, config) in &p.sources {
+            if config.infers_schema()
+                && let Some(lost) = crate::source::pinned_schema_lost(&location, name).await?
+            {
+                blocked = Some(lost);
+                break;
+            }
+        }
+    }
     // The sink is read as the pipeline file says: without it, what it holds is not known.
     if let (Some(view), None, Some(fingerprint)) = (sink.as_mut(), &pipeline, &newest_pipeline) {
         view.unreadable = Some(format!(
@@ -412,6 +488,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         source_offsets,
         source_descriptions,
         source_lag,
+        source_lag_errors,
         metadata,
         batches_committed: logs.commits.len(),
         last_committed: logs.commits.last().copied(),
@@ -427,7 +504,7 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
                 "{reason}{}",
                 crate::checkpoint::recovery::way_out(&logs, spec)
             )),
-            _ => newest_damaged,
+            _ => newest_damaged.or(blocked),
         },
         state_damage,
         next_watermark_ms: last_commit.and_then(|c| c.next_watermark_ms),
@@ -451,7 +528,8 @@ async fn sink_view(
     id: uuid::Uuid,
     pipeline: Option<&crate::pipeline::Pipeline>,
     as_written: Option<&(String, Option<String>)>,
-) -> SinkView {
+    last_committed: Option<BatchId>,
+) -> (SinkView, Option<crate::sink::SinkError>) {
     let mut view = SinkView {
         kind: record.kind.clone(),
         path: record.path.clone(),
@@ -460,12 +538,13 @@ async fn sink_view(
         last_batch_rows: None,
         last_batch_files: None,
         manifest_entries: None,
+        held_entries: None,
         unreadable: None,
         next_batches_to: None,
         keeps_records: true,
     };
     let Some(pipeline) = pipeline else {
-        return view;
+        return (view, None);
     };
     // The summary is of the sink the newest batch ran with; the record names the one the
     // last run found in the pipeline file, which may have moved since.
@@ -488,23 +567,40 @@ async fn sink_view(
         sync: false,
         hook: None,
     };
-    let summary = match pipeline.sink.connector().open(&ctx) {
+    let sink = pipeline.sink.connector().open(&ctx);
+    let summary = match &sink {
         Ok(sink) => sink.summary().await,
-        Err(e) => Err(e),
+        Err(e) => {
+            view.unreadable = Some(e.to_string());
+            Ok(None)
+        }
     };
     match summary {
         Ok(Some(summary)) => {
-            view.manifest_entries = Some(summary.entries);
+            // Files and a manifest are a files sink's (a table or a topic keeps a progress
+            // record: walk 118 read its 0 files and 1 manifest entry as facts).
+            let files_sink = view.kind == "files";
+            view.held_entries = Some(summary.entries);
+            view.manifest_entries = files_sink.then_some(summary.entries);
             if let Some((batch, rows, files)) = summary.last {
                 view.last_batch = Some(batch);
                 view.last_batch_rows = Some(rows);
-                view.last_batch_files = Some(files);
+                view.last_batch_files = (files_sink || view.kind == "delta").then_some(files);
             }
         }
-        Ok(None) => view.keeps_records = false,
+        Ok(None) if sink.is_ok() => view.keeps_records = false,
+        Ok(None) => {}
         Err(e) => view.unreadable = Some(e.to_string()),
     }
-    view
+    // What the sink lost of the batches committed to it, where they went there, as a run
+    // checks it before a batch.
+    let lost = match (&sink, last_committed) {
+        (Ok(sink), Some(last)) if view.next_batches_to.is_none() && view.unreadable.is_none() => {
+            sink.check_held(last).await.err()
+        }
+        _ => None,
+    };
+    (view, lost)
 }
 
 async fn view_batch(
@@ -746,7 +842,7 @@ fn render_text(view: &CheckpointView) -> String {
                     }
                 ),
                 // The checkpoint committed batches to it, and it records none of them.
-                (None, None) if view.batches_committed > 0 && sink.manifest_entries == Some(0) => {
+                (None, None) if view.batches_committed > 0 && sink.held_entries == Some(0) => {
                     format!(
                         "holds none of the committed batches: its records of them{} are gone \
                          (`sluice run` says what is left, and the way on)",
@@ -797,7 +893,10 @@ fn render_text(view: &CheckpointView) -> String {
             out,
             "source      {source}: {offset} after the last commit{words}"
         );
-        if let Some(lag) = view.source_lag.get(source) {
+        if let Some(why) = view.source_lag_errors.get(source) {
+            let _ = writeln!(out, "lag         {source}: not known ({why})");
+        }
+        if let Some(Some(lag)) = view.source_lag.get(source) {
             let parts = lag
                 .parts
                 .iter()

@@ -444,6 +444,77 @@ async fn logged_by_every_source(
     Ok(!pipeline.sources.is_empty())
 }
 
+/// Why no run of `pipeline` goes on from the checkpoint at `location` (pipeline `id`, its logs
+/// `logs`) whose sink (`sink_path`, as its record names it) holds batch `held_last`, past any
+/// this checkpoint planned: the checkpoint is older than its sink (restored from an older
+/// copy, or a copy of it ran on), and its next batches would be planned anew under numbers the
+/// sink takes as done. `None` where the sink holds no such batch (the batch after the newest,
+/// planned again from the input every source logged, is the batch the sink holds). Said by a
+/// run before a batch, and by `inspect` (walk 118: it showed such a checkpoint as healthy).
+///
+/// Errors: the store's, reading the sources' logs.
+pub(crate) async fn sink_outran(
+    pipeline: &Pipeline,
+    location: &Location,
+    id: uuid::Uuid,
+    logs: &LogListing,
+    sink_path: &str,
+    held_last: BatchId,
+) -> Result<Option<String>, Error> {
+    let newest = logs.offsets.last().max(logs.commits.last());
+    if !newest.is_none_or(|planned| held_last > *planned)
+        || (newest.is_some_and(|planned| held_last == planned.next())
+            && logged_by_every_source(pipeline, location, held_last).await?)
+    {
+        return Ok(None);
+    }
+    let plans = newest.map_or("has no batch".to_string(), |b| {
+        format!("goes up to batch {b} (its next is {})", b.next())
+    });
+    let by_hand = pipeline
+        .sink
+        .connector()
+        .take_out_by_hand(
+            id,
+            newest.copied(),
+            held_last,
+            pipeline.output_mode != OutputMode::Append,
+        )
+        .map(|how| {
+            format!("; or, to keep this one, take the sink's batches after it out by hand ({how})")
+        })
+        .unwrap_or_default();
+    // The batch after the newest, whose offsets entry was lost (`sluice repair` moved a
+    // damaged one aside) where its input is logged by no source: a rewind to the newest takes
+    // it back from the sink (audit 86).
+    let moved_aside = match newest {
+        Some(planned) if logs.commits.last() == Some(planned) => {
+            crate::checkpoint::offsets_moved_aside(location, planned.next()).await
+        }
+        _ => false,
+    };
+    let rewind = newest
+        .filter(|planned| moved_aside && held_last == planned.next())
+        .map(|planned| {
+            format!(
+                ". Where this checkpoint planned batch {held_last} and lost its offsets entry \
+                 (`sluice repair` moved a damaged one aside), take it back from the sink: \
+                 `sluice rewind {} --to {planned}`",
+                crate::vocab::shell_word(&location.to_string())
+            )
+        })
+        .unwrap_or_default();
+    Ok(Some(format!(
+        "the sink {sink_path} holds batch {held_last}, but this checkpoint {plans}: the \
+         checkpoint is older than its sink (restored from an older copy, or a copy of it ran \
+         on), and its next batches would be planned anew under numbers the sink takes as done, \
+         leaving their rows out. Put back the checkpoint that wrote batch \
+         {held_last}{by_hand}; or start over on a new checkpoint{start_over}{rewind}",
+        held_last = held_last.0,
+        start_over = sink_advice(pipeline).start_over,
+    )))
+}
+
 /// Refuses to run `pipeline` on a checkpoint whose batches it cannot carry on from exactly: a
 /// renamed source (it would start again from its beginning, reading again what the old name
 /// read), or another file format into the same sink folder (its files would no longer read
@@ -917,6 +988,11 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
             ),
             source: Box::new(error),
         },
+        Some(batch) if change == DATA_LOSS_APPLIES => Error::BadRow {
+            batch,
+            advice: change.to_string(),
+            source: Box::new(error),
+        },
         Some(batch) => Error::BadRow {
             batch,
             advice: format!(
@@ -928,6 +1004,14 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
         None => error,
     }
 }
+
+/// How `fail_on_data_loss: false` comes to apply to a batch planned with the file that did not
+/// set it: at once, as how a batch runs (`same_but_for_how_it_runs`). A rewind first, as
+/// before, took back the rows a sink took of the batch before its run stopped, which the
+/// source could no longer give again (walk 115: 100 delivered rows lost).
+const DATA_LOSS_APPLIES: &str = "`fail_on_data_loss` is the exception: set `fail_on_data_loss: \
+     false` on the source and run again, and the batch reads on without what is gone, with no \
+     rewind (rows its sink took before a run stopped stay)";
 
 /// `error`, where it is records gone from a stream before the batch read them, with how the
 /// edit that reads on (`fail_on_data_loss: false`) comes to apply to the planned batch; where
@@ -954,10 +1038,7 @@ fn reworded_data_loss(error: Error, pipeline: &Pipeline) -> (Error, Option<&'sta
                     "for the pipeline file's `fail_on_data_loss: false` to apply to it",
                 )
             } else {
-                (
-                    text,
-                    "to plan it again with an edited pipeline file (`fail_on_data_loss: false`)",
-                )
+                (text, DATA_LOSS_APPLIES)
             };
             (
                 Error::Source(SourceError::Connector {
@@ -1270,8 +1351,9 @@ async fn planned_with_other_pipeline(
 
 /// Whether pipeline files `a` and `b` differ only in how a batch runs, not in what it writes:
 /// `memory_limit`, `engine` (where it runs), `name` (how it is told apart, which `sluice
-/// rename` changes), and the `retry:` of the sink, the late-rows sink, a source or a table
-/// (how long a server is waited for); their YAML the same without those keys.
+/// rename` changes), the `retry:` of the sink, the late-rows sink, a source or a table (how
+/// long a server is waited for), and a source's `fail_on_data_loss` (whether what is gone
+/// fails the batch); their YAML the same without those keys.
 fn same_but_for_how_it_runs(a: &str, b: &str) -> bool {
     use serde_yaml::{Mapping, Value};
     let parse = |text: &str| serde_yaml::from_str::<Value>(text).ok();
@@ -1297,6 +1379,9 @@ fn same_but_for_how_it_runs(a: &str, b: &str) -> bool {
                     if let Value::Mapping(c) = c {
                         out.push(Some(name.clone()));
                         out.push(c.remove("retry"));
+                        // Whether what is gone from a stream fails the batch or is skipped:
+                        // the batch reads what is there either way (`DATA_LOSS_APPLIES`).
+                        out.push(c.remove("fail_on_data_loss"));
                     }
                 }
             }
@@ -1505,7 +1590,7 @@ fn sink_failure(batch: BatchId, error: SinkError, checkpoint: &str, pipeline: &P
 
 /// `error` with `<checkpoint>` in a lost sink's advice as `shown` names the checkpoint (and
 /// its ways to start over with the late-rows sink's); any other error as it is.
-fn lost_placed(error: SinkError, shown: &str, pipeline: &Pipeline) -> SinkError {
+pub(crate) fn lost_placed(error: SinkError, shown: &str, pipeline: &Pipeline) -> SinkError {
     match error {
         SinkError::Lost { kind, reason } => SinkError::Lost {
             kind,
@@ -2100,64 +2185,17 @@ impl<'a> Driver<'a> {
             // A damaged manifest entry is for the batch's own run to find, not this check.
             && let Ok(Some(held)) = sink.summary().await
             && let Some((held_last, ..)) = held.last
-            && let newest = logs.offsets.last().max(logs.commits.last())
-            && newest.is_none_or(|planned| held_last > *planned)
-            // The batch after the newest, planned again from the input every source logged (a
-            // planning cut short, an offsets entry `sluice repair` moved aside), is the batch
-            // the sink holds.
-            && !(newest.is_some_and(|planned| held_last == planned.next())
-                && logged_by_every_source(pipeline, checkpoint.location(), held_last).await?)
-        {
-            let plans = newest.map_or("has no batch".to_string(), |b| {
-                format!("goes up to batch {b} (its next is {})", b.next())
-            });
-            let by_hand = pipeline
-                .sink
-                .connector()
-                .take_out_by_hand(
-                    checkpoint.metadata().id,
-                    newest.copied(),
-                    held_last,
-                    pipeline.output_mode != OutputMode::Append,
-                )
-                .map(|how| {
-                    format!(
-                        "; or, to keep this one, take the sink's batches after it out by hand \
-                         ({how})"
-                    )
-                })
-                .unwrap_or_default();
-            // The batch after the newest, whose offsets entry was lost (`sluice repair` moved
-            // a damaged one aside) where its input is logged by no source: a rewind to the
-            // newest takes it back from the sink (audit 86).
-            let moved_aside = match newest {
-                Some(planned) if logs.commits.last() == Some(planned) => {
-                    crate::checkpoint::offsets_moved_aside(checkpoint.location(), planned.next())
-                        .await
-                }
-                _ => false,
-            };
-            let rewind = newest
-                .filter(|planned| moved_aside && held_last == planned.next())
-                .map(|planned| {
-                    format!(
-                        ". Where this checkpoint planned batch {held_last} and lost its offsets \
-                         entry (`sluice repair` moved a damaged one aside), take it back from \
-                         the sink: `sluice rewind {} --to {planned}`",
-                        crate::vocab::shell_word(&checkpoint.location().to_string())
-                    )
-                })
-                .unwrap_or_default();
-            return Err(Error::Usage(format!(
-                "the sink {} holds batch {held_last}, but this checkpoint {plans}: the \
-                 checkpoint is older than its sink (restored from an older copy, or a copy of \
-                 it ran on), and its next batches would be planned anew under numbers the sink \
-                 takes as done, leaving their rows out. Put back the checkpoint that wrote \
-                 batch {held_last}{by_hand}; or start over on a new checkpoint{start_over}{rewind}",
+            && let Some(why) = sink_outran(
+                pipeline,
+                checkpoint.location(),
+                checkpoint.metadata().id,
+                &logs,
                 sink_record.path.as_deref().unwrap_or_default(),
-                held_last = held_last.0,
-                start_over = sink_advice(pipeline).start_over,
-            )));
+                held_last,
+            )
+            .await?
+        {
+            return Err(Error::Usage(why));
         }
         // A sink that lost some of the batches committed to it (a Delta table's log entry
         // deleted) says so before a batch runs past them; a complete-mode table deleted is

@@ -875,9 +875,9 @@ fn findings(
     let gone = read_fewer.map(|(now, then)| {
         format!(
             "the recomputation read {now} input rows where the batch read {then}: records are \
-             gone from the batch's input since (on a compacted topic the cleaner keeps only \
-             the newest record of each key; retention or `DeleteRecords`; a file cut short), \
-             which explains it; the batch's output is what the input held then"
+             gone from the batch's input since (a Kafka topic's retention, compaction or \
+             `DeleteRecords`; a NATS stream's limits, purge or message delete; a file cut \
+             short), which explains it; the batch's output is what the input held then"
         )
     });
     let since = gone.unwrap_or_else(|| match (changed, tables) {

@@ -1375,6 +1375,99 @@ fn repair_moves_aside_a_file_that_is_not_a_batch_number() {
     assert!(ws.path("ckpt/commits/2").exists(), "batch 2 ran");
 }
 
+/// Walk 118: states that stop every run before a batch were shown as healthy by `inspect
+/// --json` (`inconsistent` absent): a sink file of a kept batch gone, a checkpoint older than
+/// its sink (a copy of it ran on), a pinned schema deleted; and a damaged `metadata` printed no
+/// JSON at all. Each is in `inconsistent`, as the run says it.
+#[test]
+fn inspect_json_says_what_stops_the_next_run() {
+    let inconsistent = |ws: &Workspace, ckpt: &str| {
+        let out = run_bin(&["inspect", ckpt, "--json"], ws.dir.path());
+        let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect --json");
+        (
+            view["inconsistent"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            view,
+        )
+    };
+    // A sink file of a kept batch gone.
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 10, 0);
+    let pipeline = pipeline_in(&ws, "SELECT id, page FROM clicks", "");
+    let p = pipeline.to_str().expect("utf-8");
+    assert!(run_bin(&["run", p], ws.dir.path()).status.success());
+    let (said, view) = inconsistent(&ws, "ckpt");
+    assert!(said.is_empty(), "{view}");
+    let part = std::fs::read_dir(ws.path("out"))
+        .expect("out")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("part-0000000001"))
+        .expect("batch 1's file");
+    std::fs::remove_file(&part).expect("delete");
+    let (said, view) = inconsistent(&ws, "ckpt");
+    let refused = run_bin(&["run", p], ws.dir.path());
+    assert!(!refused.status.success());
+    assert!(
+        said.contains("a file of batch 1 its manifest entry lists, is gone")
+            && said.contains("sluice rewind ckpt --to 0")
+            && stderr(&refused).contains("a file of batch 1 its manifest entry lists"),
+        "{view}"
+    );
+
+    // A checkpoint older than its sink: a copy of it ran on.
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 10, 0);
+    let pipeline = pipeline_in(&ws, "SELECT id, page FROM clicks", "");
+    let p = pipeline.to_str().expect("utf-8");
+    assert!(run_bin(&["run", p], ws.dir.path()).status.success());
+    let copied = std::process::Command::new("cp")
+        .args(["-a", "ckpt", "copy"])
+        .current_dir(ws.dir.path())
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    write_clicks(&ws.path("in"), "json", 1, 10, 2);
+    let out = run_bin(&["run", p, "--checkpoint", "copy"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (said, view) = inconsistent(&ws, "ckpt");
+    assert!(
+        said.contains("holds batch 2, but this checkpoint goes up to batch 1"),
+        "{view}"
+    );
+    let (said, view) = inconsistent(&ws, "copy");
+    assert!(said.is_empty(), "{view}");
+
+    // A pinned schema deleted, and then a damaged `metadata`.
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 1, 10, 0);
+    let yaml = pipeline_yaml(&ws, "json", "SELECT id, page FROM clicks", 1, "")
+        .replace(&format!("    schema: {CLICK_SCHEMA_YAML}\n"), "");
+    let pipeline = write_pipeline(&ws, &yaml);
+    let p = pipeline.to_str().expect("utf-8");
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_file(ws.path("ckpt/sources/clicks/schema")).expect("pinned schema");
+    let (said, view) = inconsistent(&ws, "ckpt");
+    assert!(
+        said.contains("ckpt/sources/clicks/schema, which is gone"),
+        "{view}"
+    );
+    std::fs::write(ws.path("ckpt/metadata"), "garbage").expect("damage");
+    let out = run_bin(&["inspect", "ckpt", "--json"], ws.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let (said, view) = inconsistent(&ws, "ckpt");
+    assert!(
+        view["metadata"].is_null()
+            && view["last_committed"] == 0
+            && said.contains("ckpt/metadata line 1")
+            && said.contains("sluice repair ckpt"),
+        "{view}"
+    );
+}
+
 /// Audit 86 (ops #4, #6, #5): an emptied `queries/<fingerprint>.sql` was never written
 /// again, so every replay of its batches failed for good; a run with the same query writes
 /// it again. `inspect` failed whole over a damaged newest offsets entry; it shows the rest.

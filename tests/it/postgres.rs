@@ -2130,7 +2130,10 @@ async fn rows_a_trigger_skips_are_said_as_such() {
     let table = skipping(unique_table("skipping_update")).await;
     let yaml = batch_column_pipeline(&ws, "skipping_update", &table, "  key: [id]\n")
         .replace("  batch_column: b\n", "")
-        .replace("trigger: available-now", "output_mode: update\ntrigger: available-now");
+        .replace(
+            "trigger: available-now",
+            "output_mode: update\ntrigger: available-now",
+        );
     let run = sluice_run(&write_pipeline(&ws, &yaml));
     assert!(run.status.success(), "{}", stderr(&run));
     let said = stderr(&run);

@@ -88,9 +88,17 @@ impl<'de> Deserialize<'de> for StartingSequence {
         #[serde(untagged)]
         enum Raw {
             Number(u64),
+            // A negative or fractional number (walk 115: `-1`, as Kafka's `-1` for latest,
+            // was answered "did not match any variant of untagged enum Raw").
+            Other(f64),
             Word(String),
         }
         match Raw::deserialize(d)? {
+            Raw::Other(n) => Err(serde::de::Error::custom(format!(
+                "{n} is no stream sequence (a whole number from 1): write a sequence, \
+                 `earliest` for the first message there is, or `latest` for the next one \
+                 published"
+            ))),
             Raw::Number(0) => Err(serde::de::Error::custom(
                 "stream sequences start at 1; write `earliest` for the first message there is",
             )),
@@ -547,10 +555,18 @@ impl NatsSource {
         first: u64,
         when: &str,
     ) -> Result<u64, SourceError> {
+        // Walk 115: the filter went unsaid, as if each were a message of the query's.
+        let filtered = match &self.config.filter_subject {
+            Some(filter) => format!(
+                "; any of them may have been on subjects other than `filter_subject: {filter}`, \
+                 which cannot be told once they are gone"
+            ),
+            None => String::new(),
+        };
         let gone = format!(
             "the messages at sequences {} (of the batch's {}) are gone from the stream (its \
              limits or a purge removed them {when} the batch was read; the stream now starts \
-             at {first})",
+             at {first}{filtered})",
             crate::vocab::span(from, last_gone),
             crate::vocab::span(from, last),
         );
@@ -1537,7 +1553,17 @@ impl Source for NatsSource {
                 // two were, taken by `max_msgs` with no word): a batch from `next` on reads
                 // none, and says them lost as any batch does (or skips and counts them).
                 // (Its `max_records_per_batch` counts from the first message still there.)
-                _ if !gone_checked => from = next.max(now.first),
+                _ if !gone_checked => {
+                    from = next.max(now.first);
+                    // Those a plan found on other subjects are no loss, only the ones after
+                    // (walk 115: sequences a plan had checked were said lost).
+                    if let Some((checked_from, checked_to)) = checked
+                        && checked_from <= next
+                        && checked_to >= next
+                    {
+                        filtered_from = Some(checked_to + 1);
+                    }
+                }
                 _ => {
                     // None on the filter up to `end`: kept, so that the stream's limits taking
                     // them before the filter's next message comes is no loss.
@@ -1739,7 +1765,30 @@ fn subject_covers(wide: &str, narrow: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{subject_covers, subjects_overlap};
+    use super::{StartingSequence, server_addr, subject_covers, subjects_overlap};
+
+    /// Walk 115: `-1` was refused in serde's words ("untagged enum Raw"); a list of servers
+    /// was one server to the client.
+    #[test]
+    fn starting_sequences_and_servers_read_or_are_named() {
+        let read = |yaml: &str| serde_yaml::from_str::<StartingSequence>(yaml);
+        assert!(matches!(read("7"), Ok(StartingSequence::At(7))));
+        assert!(matches!(read("latest"), Ok(StartingSequence::Latest)));
+        for bad in ["-1", "2.5"] {
+            let said = read(bad).expect_err(bad).to_string();
+            assert!(said.contains("is no stream sequence"), "{said}");
+        }
+        assert!(read("0").is_err());
+        for good in ["nats://127.0.0.1:4222", " 127.0.0.1:4222", "tls://h:4222"] {
+            assert!(server_addr(good).is_ok(), "{good}");
+        }
+        let said = server_addr("nats://h:x").expect_err("bad port");
+        assert!(
+            said.contains("the server nats://h:x does not read"),
+            "{said}"
+        );
+        assert!(server_addr(" ").is_err());
+    }
 
     #[test]
     fn a_narrower_filter_is_covered_by_a_wider_one() {
