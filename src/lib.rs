@@ -253,14 +253,7 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> std::borrow::
              ...`: both sides of an AND may be computed)"
                 .into()
         }
-        DataFusionError::ResourcesExhausted(_) => {
-            ". The batch needs more memory than the pipeline's `memory_limit` gives it (by \
-             default half of the machine's memory): raise `memory_limit` in the pipeline file \
-             and run again, and the batch runs again with it; or read fewer rows a batch \
-             (a source's `max_files_per_batch`, `max_rows_per_batch` or \
-             `max_records_per_batch`)"
-                .into()
-        }
+        DataFusionError::ResourcesExhausted(_) => format!(". {MEMORY_ADVICE}").into(),
         // A function that refuses a row's value, in DataFusion's words alone (walk 108:
         // `substr(s, 1, strpos(s, ' ') - 1)` failed with "negative count not allowed: -1").
         other if let Some(advice) = refused_value_advice(&other.to_string()) => {
@@ -269,6 +262,16 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> std::borrow::
         _ => "".into(),
     }
 }
+
+/// What to do about a batch that ran out of its `memory_limit`, in DataFusion's operators or in
+/// a stateful operator's (walk 117: the latter said nothing; DataFusion's own words name its
+/// settings, which a pipeline file does not take; `--trigger once` reads all there is).
+pub(crate) const MEMORY_ADVICE: &str = "The batch needs more memory than the pipeline's \
+     `memory_limit` gives it (by default half of the machine's memory; the `datafusion.*` \
+     settings DataFusion's words may name are set through it): raise `memory_limit` in the \
+     pipeline file and run again, and the batch runs again with it; or read fewer rows a batch \
+     (a source's `max_files_per_batch`, `max_rows_per_batch` or `max_records_per_batch`, which \
+     a `--trigger once` batch reads past, all there is: `--trigger available-now` keeps them)";
 
 /// What a DataFusion function that fails a batch on a row's value (its error `text`) was
 /// given, what other engines give for it, and how to write the call so that it does not

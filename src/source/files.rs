@@ -29,8 +29,7 @@ use serde_json::json;
 use super::infer::Sample;
 use super::{
     Admission, BatchInput, BatchScan, ConfigError, ReadPart, Reader, RemoteForm, Source,
-    SourceConnector, SourceError, SourceKind, StreamedTable, hive, infer_schema_encoded,
-    parse_settings,
+    SourceConnector, SourceError, SourceKind, StreamedTable, hive, parse_settings,
 };
 use crate::checkpoint::{BatchId, CheckpointError, paths};
 use crate::format::{EpochUnit, FileFormat, OnError};
@@ -2015,22 +2014,47 @@ async fn infer_from(
         // JSON lines and CSV: the first `SAMPLE_BYTES` of a larger file, cut after its last
         // whole line, as DuckDB samples a file's first rows (reading a large file whole took
         // a dozen times its size in memory). Parquet (its schema is in its footer) and a
-        // compressed file (which a prefix would cut mid-stream) are read whole.
+        // compressed file (which a prefix would cut mid-stream) are read whole, the latter's
+        // text decompressed only as far as the sample goes.
         let limit = super::infer::SAMPLE_BYTES;
         let (mut bytes, size) = location
             .get_prefix(&location.path(file), limit)
             .await?
             .ok_or_else(vanished)?;
         let text = matches!(config.format, FileFormat::Json | FileFormat::Csv);
-        let whole = size <= limit || !text || super::decode::looks_compressed(file, &bytes);
+        let compressed = text && super::decode::looks_compressed(file, &bytes);
+        let whole = size <= limit || !text || compressed;
+        let mut first_line_only = false;
         if size > limit && whole {
             bytes = location
                 .get(&location.path(file))
                 .await?
                 .ok_or_else(vanished)?;
         } else if !whole {
-            let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            bytes = bytes.slice(..end);
+            match bytes.iter().rposition(|b| *b == b'\n') {
+                Some(end) => bytes = bytes.slice(..=end),
+                // A first line longer than the sample: read on to its end (walk 117: the
+                // file was said to hold no value, and every run went on without it, exit 0).
+                None => {
+                    first_line_only = true;
+                    let mut more = limit;
+                    loop {
+                        more = more.saturating_mul(2);
+                        let (longer, _) = location
+                            .get_prefix(&location.path(file), more)
+                            .await?
+                            .ok_or_else(vanished)?;
+                        if let Some(end) = longer.iter().position(|b| *b == b'\n') {
+                            bytes = longer.slice(..=end);
+                            break;
+                        }
+                        if longer.len() as u64 >= size || (longer.len() as u64) < more {
+                            bytes = longer;
+                            break;
+                        }
+                    }
+                }
+            }
         }
         if size > limit {
             tracing::warn!(
@@ -2038,14 +2062,22 @@ async fn infer_from(
                  does not fit the type inferred stops its batch, naming the file and line. A \
                  declared `schema:` skips this",
                 size >> 20,
-                if whole {
+                if compressed {
+                    format!(
+                        "its first {} MiB of text, decompressed (the file is read once more \
+                         before its batch)",
+                        limit >> 20
+                    )
+                } else if first_line_only {
+                    format!("its first line, longer than {} MiB", limit >> 20)
+                } else if whole {
                     "all of it, which reads the file once more before its batch".to_string()
                 } else {
                     format!("its first {} MiB of lines", limit >> 20)
                 }
             );
         }
-        let inferred = infer_schema_encoded(
+        let inferred = super::decode::infer_schema_sampled(
             &shown,
             &bytes,
             config.format,
@@ -2053,6 +2085,7 @@ async fn infer_from(
             config.csv_delimiter(),
             config.null_value.as_deref(),
             config.text_encoding(),
+            text.then_some(limit),
         )?;
         sample.add(&shown, bytes.len() as u64, inferred)?;
     }

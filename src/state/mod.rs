@@ -176,7 +176,14 @@ pub enum StateError {
         sink: Option<SinkAdvice>,
     },
     /// Arrow, Parquet or DataFusion failed on state rows.
-    #[error("state of operator `{operator}`: {reason}")]
+    #[error(
+        "state of operator `{operator}`: {reason}{}",
+        if reason.contains("Resources exhausted") {
+            format!(". {}", crate::MEMORY_ADVICE)
+        } else {
+            String::new()
+        }
+    )]
     Compute {
         /// The operator.
         operator: String,
@@ -248,5 +255,35 @@ fn missing_advice(missing: BatchId, checkpoint: Option<&str>, sink: Option<&Sink
              rewind {checkpoint} --to {before}`; or {new_start}"
         ),
         _ => format!("or {new_start}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StateError;
+
+    /// Walk 117: a stateful operator that ran out of its `memory_limit` said DataFusion's
+    /// words alone ("Resources exhausted: Failed to allocate ..."), with nothing to change.
+    #[test]
+    fn a_state_operator_out_of_memory_says_what_to_change() {
+        let said = StateError::Compute {
+            operator: "aggregate".into(),
+            reason: "Resources exhausted: Failed to allocate additional 5.1 MB for \
+                     PartialHashAggregateStream[1]"
+                .into(),
+        }
+        .to_string();
+        assert!(
+            said.starts_with("state of operator `aggregate`: Resources exhausted")
+                && said.contains("raise `memory_limit` in the pipeline file")
+                && said.contains("`--trigger available-now` keeps them"),
+            "{said}"
+        );
+        let other = StateError::Compute {
+            operator: "aggregate".into(),
+            reason: "a column does not fit".into(),
+        }
+        .to_string();
+        assert!(!other.contains("memory_limit"), "{other}");
     }
 }

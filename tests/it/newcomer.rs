@@ -5975,6 +5975,53 @@ fn a_complete_mode_table_in_a_new_format_replaces_the_old_file() {
     assert_eq!(results, ["result.parquet"]);
 }
 
+/// Walk 117: a JSON file whose first line is longer than inference's 32 MiB sample was said to
+/// hold no value ("the run waits for one"), and every run went on without it, exit 0. The
+/// sample reads on to the end of the first line, and says so; a gzip file beside it is read
+/// too. Every row is read, as the batch query over them.
+#[test]
+fn a_first_line_longer_than_the_sample_and_a_compressed_file_are_inferred() {
+    let ws = Workspace::new();
+    let long = "x".repeat(33 << 20);
+    input(
+        &ws,
+        "0.json",
+        &format!("{{\"k\":\"a\",\"s\":\"{long}\",\"v\":1}}\n{{\"k\":\"b\",\"v\":2}}\n"),
+    );
+    let text: String = (0..200_000)
+        .map(|i| format!("{{\"k\":\"c{i}\",\"v\":{i}}}\n"))
+        .collect();
+    std::fs::write(ws.path("in/1.json"), text).expect("input");
+    let gzip = std::process::Command::new("gzip")
+        .arg(ws.path("in/1.json"))
+        .status()
+        .expect("gzip");
+    assert!(gzip.success() && ws.path("in/1.json.gz").exists());
+    let yaml = format!(
+        "name: sampled\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: json }}\nquery: SELECT k, length(s) AS n, v FROM s\ntrigger: available-now\n\
+         sink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("(33 MiB) from its first line, longer than 32 MiB"),
+        "{}",
+        stderr(&out)
+    );
+    let lines = sink_lines(&ws.path("out"));
+    assert_eq!(lines.len(), 200_002, "every row");
+    assert!(
+        lines.contains(&format!("{{\"k\":\"a\",\"n\":{},\"v\":1}}", 33 << 20)),
+        "the long line's row"
+    );
+    assert!(lines.contains(&"{\"k\":\"c199999\",\"v\":199999}".to_string()));
+}
+
 /// Walk 9: a JSON file listed while still being written failed on its cut last line with no
 /// word of why nor of what to do. The error says the file ends inside the value and how to
 /// write files so that they appear whole; once the file is whole, the advised rewind and a run

@@ -1249,6 +1249,16 @@ async fn read_with_consumer(
             let after = out
                 .last()
                 .map_or(from.saturating_sub(1), |m: &Message| m.sequence);
+            // Said (walk 115: a consumer deleted under the read stalled a batch 30 s without
+            // a word).
+            tracing::warn!(
+                "stream `{}`: the read's consumer gave no message for {} after sequence \
+                 {after} (deleted by someone meanwhile, or a message its client cannot parse): \
+                 reading the rest of the batch, to sequence {to}, message by message \
+                 (`retry.timeout` sets how long a read waits)",
+                config.stream,
+                humantime::format_duration(timeout)
+            );
             return read_stored(context, config, after, to, timeout, out).await;
         };
         let Some(message) = next else {
