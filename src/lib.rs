@@ -268,8 +268,8 @@ fn execution_advice(error: &datafusion::error::DataFusionError) -> std::borrow::
 /// settings, which a pipeline file does not take; `--trigger once` reads all there is).
 pub(crate) const MEMORY_ADVICE: &str = "The batch needs more memory than the pipeline's \
      `memory_limit` gives it (by default half of the machine's memory; the `datafusion.*` \
-     settings DataFusion's words may name are set through it): raise `memory_limit` in the \
-     pipeline file and run again, and the batch runs again with it; or read fewer rows a batch \
+     settings DataFusion's words may name are not a pipeline file's): raise `memory_limit` in \
+     the pipeline file and run again, and the batch runs again with it; or read fewer rows a batch \
      (a source's `max_files_per_batch`, `max_rows_per_batch` or `max_records_per_batch`, which \
      a `--trigger once` batch reads past, all there is: `--trigger available-now` keeps them)";
 

@@ -15,7 +15,29 @@ pub fn expand_env_with(
     text: &str,
     escape: impl Fn(&str, &str) -> String,
 ) -> Result<String, String> {
+    if text.contains("${")
+        && let Some(why) = withheld()
+    {
+        return Err(why);
+    }
     expand_with(text, |name| std::env::var(name).ok(), escape)
+}
+
+/// Why this process fills in no `${VAR}` ([`withhold_env`]); `None` where it does. Every
+/// filling in from the environment asks it first.
+pub fn withheld() -> Option<String> {
+    WITHHELD.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Why this process fills in no `${VAR}` ([`withhold_env`]), where it does not.
+static WITHHELD: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// From now on, this process fills in no `${VAR}` from its environment: each is an error
+/// saying `why`. For a command that reads settings someone else wrote (`inspect` of another
+/// user's checkpoint, whose stored pipeline file names the servers it would connect to: walk
+/// 121, the caller's `PGPASSWORD` went to a server that file named).
+pub fn withhold_env(why: String) {
+    *WITHHELD.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
 }
 
 /// The values `${VAR}`s were filled in with in this process (of 4 characters or more), which
@@ -30,9 +52,21 @@ pub fn note_filled_in(values: &[&str]) {
     for value in values {
         if value.chars().count() >= 4 {
             filled.insert((*value).to_string());
+            // As PostgreSQL quotes a role or database name, cut to its 63 bytes (`NAMEDATALEN`
+            // - 1; walk 121: a longer value was shown whole but for its end).
+            if value.len() > POSTGRES_NAME_BYTES {
+                let mut end = POSTGRES_NAME_BYTES;
+                while !value.is_char_boundary(end) {
+                    end -= 1;
+                }
+                filled.insert(value[..end].to_string());
+            }
         }
     }
 }
+
+/// The bytes of a name PostgreSQL keeps (`NAMEDATALEN` - 1).
+const POSTGRES_NAME_BYTES: usize = 63;
 
 /// `text` with every value a `${VAR}` was filled in with in this process written `***`: a
 /// server's error may quote one (`role "..." does not exist`, a broker address that does not
@@ -242,6 +276,13 @@ mod tests {
             "role \"***\" does not exist"
         );
         assert_eq!(masked("nothing of it here"), "nothing of it here");
+        // Walk 121: PostgreSQL quotes a role name cut to 63 bytes.
+        let long = format!("sk_live_{}", "A".repeat(70));
+        note_filled_in(&[&long]);
+        assert_eq!(
+            masked(&format!("role \"{}\" does not exist", &long[..63])),
+            "role \"***\" does not exist"
+        );
     }
 
     #[test]

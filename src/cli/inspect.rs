@@ -149,6 +149,15 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
     {
         return super::spark::run_sink(&location, spec, json).await;
     }
+    // Another user's checkpoint (on a shared host): its stored pipeline file names the
+    // servers inspect asks, so no `${VAR}` is filled in from this user's environment.
+    if let Some(owner) = foreign_owner(&location) {
+        crate::secret::withhold_env(format!(
+            "not asked with this user's environment: the checkpoint is another user's (uid \
+             {owner}), and `${{VAR}}`s in the servers its pipeline file names are not filled in \
+             for them; run `sluice inspect` as that user to see what they say"
+        ));
+    }
     let metadata = match Checkpoint::read_metadata(&location).await {
         Ok(metadata) => {
             metadata.ok_or_else(|| Error::Usage(crate::checkpoint::not_a_checkpoint(spec)))?
@@ -411,29 +420,43 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         }
         None => None,
     };
-    let (mut sink, sink_lost) = match Checkpoint::read_sink_record(&location).await? {
+    let record = Checkpoint::read_sink_record(&location).await?;
+    // The sink the newest committed batch went to, as its file names it: only a sink that took
+    // the batches is asked what it lost of them, as a run asks it.
+    let committed_to = match last_commit.as_ref().and_then(|c| c.pipeline.as_deref()) {
+        Some(fingerprint) => {
+            crate::driver::stored_pipeline_as_written(&location, spec, fingerprint)
+                .await
+                .ok()
+                .flatten()
+                .map(|p| {
+                    let connector = p.sink.connector();
+                    (connector.kind().to_string(), connector.location())
+                })
+        }
+        None => None,
+    };
+    let took_last = record
+        .as_ref()
+        .is_some_and(|r| committed_to.as_ref() == Some(&(r.kind.clone(), r.path.clone())));
+    let (mut sink, opened) = match record {
         Some(record) => {
-            let (view, lost) = sink_view(
+            let (view, opened) = sink_view(
                 record,
                 metadata.id,
                 pipeline.as_ref(),
                 sink_as_written.as_ref(),
-                logs.commits.last().copied(),
             )
             .await;
-            (Some(view), lost)
+            (Some(view), opened)
         }
         None => (None, None),
     };
-    // What stops the next run before a batch, found as a run finds it (walk 118: a sink file
-    // of a kept batch gone, a checkpoint older than its sink, a pinned schema deleted were
-    // refused by every run while inspect showed nothing wrong).
-    let mut blocked = sink_lost.map(|lost| match &pipeline {
-        Some(p) => crate::driver::lost_placed(lost, spec, p).to_string(),
-        None => lost.to_string(),
-    });
-    if blocked.is_none()
-        && let (Some(p), Some(view)) = (&pipeline, &sink)
+    // What stops the next run before a batch, found as a run finds it, in its order (walk
+    // 118: a checkpoint older than its sink, a sink file of a kept batch gone, a pinned schema
+    // deleted were refused by every run while inspect showed nothing wrong).
+    let mut blocked = None;
+    if let (Some(p), Some(view)) = (&pipeline, &sink)
         && view.next_batches_to.is_none()
         && let Some(held_last) = view.last_batch
     {
@@ -446,6 +469,13 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
             held_last,
         )
         .await?;
+    }
+    if blocked.is_none()
+        && took_last
+        && let (Some(p), Some(opened), Some(last)) = (&pipeline, &opened, logs.commits.last())
+        && let Err(lost @ crate::sink::SinkError::Lost { .. }) = opened.check_held(*last).await
+    {
+        blocked = Some(crate::driver::lost_placed(lost, spec, p).to_string());
     }
     if blocked.is_none()
         && let Some(p) = &pipeline
@@ -519,6 +549,20 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
     Ok(())
 }
 
+/// The user id owning the local checkpoint at `location` (its `metadata`, or the folder),
+/// where it is not this process's; `None` for one of this user's, or in an object store.
+fn foreign_owner(location: &Location) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = location.local_root()?;
+    let owner = std::fs::metadata(root.join("metadata"))
+        .or_else(|_| std::fs::metadata(root))
+        .ok()?
+        .uid();
+    // `/proc/self` is owned by the process's effective user.
+    let own = std::fs::metadata("/proc/self").ok()?.uid();
+    (owner != own).then_some(owner)
+}
+
 /// What the sink holds, as its connector (from the stored pipeline file) summarizes it; a
 /// missing or unreadable sink is said, not an error: the checkpoint is still worth showing.
 /// `as_written` is that file's sink kind and location as written: where the record names
@@ -528,8 +572,7 @@ async fn sink_view(
     id: uuid::Uuid,
     pipeline: Option<&crate::pipeline::Pipeline>,
     as_written: Option<&(String, Option<String>)>,
-    last_committed: Option<BatchId>,
-) -> (SinkView, Option<crate::sink::SinkError>) {
+) -> (SinkView, Option<Box<dyn crate::sink::Sink>>) {
     let mut view = SinkView {
         kind: record.kind.clone(),
         path: record.path.clone(),
@@ -592,15 +635,8 @@ async fn sink_view(
         Ok(None) => {}
         Err(e) => view.unreadable = Some(e.to_string()),
     }
-    // What the sink lost of the batches committed to it, where they went there, as a run
-    // checks it before a batch.
-    let lost = match (&sink, last_committed) {
-        (Ok(sink), Some(last)) if view.next_batches_to.is_none() && view.unreadable.is_none() => {
-            sink.check_held(last).await.err()
-        }
-        _ => None,
-    };
-    (view, lost)
+    let opened = sink.ok().filter(|_| view.unreadable.is_none());
+    (view, opened)
 }
 
 async fn view_batch(

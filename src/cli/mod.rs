@@ -260,7 +260,7 @@ pub fn main() -> i32 {
             };
             tracing_subscriber::EnvFilter::new(format!("warn,{own}{QUIET_LIBRARIES}"))
         }))
-        .with_writer(std::io::stderr)
+        .with_writer(|| MaskedStderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Planning walks a query's expression trees recursively (sqlparser, DataFusion's
@@ -786,6 +786,26 @@ fn emit_json(view: &impl serde::Serialize) {
         "{}\n",
         serde_json::to_string_pretty(view).expect("views serialize")
     ));
+}
+
+/// Standard error for log lines, each with the values `${VAR}`s were filled in with written
+/// `***` ([`crate::secret::masked`]), as the final error is (walk 121: a retry's warning and
+/// librdkafka's log lines showed a broker address filled in from a variable). The formatter
+/// writes each event whole, in one call.
+struct MaskedStderr;
+
+impl std::io::Write for MaskedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::str::from_utf8(buf) {
+            Ok(text) => std::io::stderr().write_all(crate::secret::masked(text).as_bytes())?,
+            Err(_) => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// Opens a checkpoint given on the command line; a path that is not there is a bad argument.

@@ -209,8 +209,24 @@ pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error>
                 .await
                 .map_err(|e| Error::Usage(format!("cannot write {target}: {e}")))?;
         }
-        _ => std::fs::write(html, page)
-            .map_err(|e| Error::Usage(format!("cannot write {}: {e}", html.display())))?,
+        _ => {
+            // Over an earlier page only (walk 121: `--html` a sink's file, a source's or the
+            // pipeline file wrote over it, and the batch's rows were gone for good).
+            let mut head = [0u8; 15];
+            if let Ok(mut there) = std::fs::File::open(html) {
+                use std::io::Read as _;
+                let read = there.read(&mut head).unwrap_or(0);
+                if read > 0 && !head[..read].eq_ignore_ascii_case(&b"<!DOCTYPE html>"[..read]) {
+                    return Err(Error::Usage(format!(
+                        "--html {}: a file that is no HTML page is there (a report writes over \
+                         an earlier page only, never data): give the page another path",
+                        html.display()
+                    )));
+                }
+            }
+            std::fs::write(html, page)
+                .map_err(|e| Error::Usage(format!("cannot write {}: {e}", html.display())))?
+        }
     }
     super::emit(&format!(
         "{}: {} batches charted from {spec}\n",

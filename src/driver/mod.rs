@@ -1010,8 +1010,8 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
 /// before, took back the rows a sink took of the batch before its run stopped, which the
 /// source could no longer give again (walk 115: 100 delivered rows lost).
 const DATA_LOSS_APPLIES: &str = "`fail_on_data_loss` is the exception: set `fail_on_data_loss: \
-     false` on the source and run again, and the batch reads on without what is gone, with no \
-     rewind (rows its sink took before a run stopped stay)";
+     false` on the source, changing nothing else in the file, and run again, and the batch reads \
+     on without what is gone, with no rewind (rows its sink took before a run stopped stay)";
 
 /// `error`, where it is records gone from a stream before the batch read them, with how the
 /// edit that reads on (`fail_on_data_loss: false`) comes to apply to the planned batch; where
@@ -3402,9 +3402,16 @@ impl<'a> Driver<'a> {
                 Err(Error::Execution { source, .. })
                     if self.engine.tried_distributed && !self.engine.local_only =>
                 {
+                    // Walk 119: a worker seeing other files gave a rewind as advice, which
+                    // did not help, and named no cause on the workers' side.
                     tracing::warn!(
                         %batch,
-                        "the batch failed on the workers ({source}); computing it here instead"
+                        "the batch failed on the workers ({source}); computing it here instead. \
+                         Where it computes here, the cause was on a worker's side (one gone, \
+                         slower than `worker_timeout`, or seeing the source's files otherwise \
+                         than this driver: every worker must read the same files under the \
+                         same paths), and advice in the workers' words above is not for this \
+                         checkpoint"
                     );
                     self.engine.probe_workers().await;
                     self.engine.local_only = true;

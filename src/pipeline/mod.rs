@@ -1211,6 +1211,19 @@ impl Pipeline {
         {
             return Err(invalid(duplicate_key(text, &key)));
         }
+        // The YAML reader's own limits (aliases expanded past its bound, values nested too
+        // deep): said as what they are (walk 121: "unknown field `x-a0`", whose name already
+        // starts with `x-`).
+        if let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(text)
+            && let text = e.to_string()
+            && (text.contains("repetition limit exceeded")
+                || text.contains("recursion limit exceeded"))
+        {
+            return Err(invalid(format!(
+                "the file is more than the YAML reader takes ({text}): anchors whose aliases \
+                 expand past a bound, or values nested too deep; write the settings out"
+            )));
+        }
         // Keys YAML types apart that name one thing once read (`1` and `"1"`, two sources
         // or columns): the typed reading keeps the second silently (audit 88a).
         if let Ok(value) = serde_yaml::from_str::<serde_yaml::Value>(text)
@@ -2388,6 +2401,25 @@ sink: { kind: files, path: out/clicks, format: parquet }
         assert!(said.contains("starts with `x-`: `x-defaults`"), "{said}");
         parse(&GOOD.replace("name: clicks", "x-defaults: { a: 1 }\nname: clicks"))
             .expect("an x- key is left out");
+    }
+
+    /// Walk 121 (8): anchors whose aliases expand past the YAML reader's bound were said as
+    /// "unknown field `x-a0`" (whose name starts with `x-`), the cause left out.
+    #[test]
+    fn aliases_past_the_readers_bound_are_said_so() {
+        let mut anchors = vec!["x-a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]".to_string()];
+        for i in 1..10 {
+            anchors.push(format!(
+                "x-a{i}: &a{i} [{}]",
+                vec![format!("*a{}", i - 1); 10].join(", ")
+            ));
+        }
+        let said = parse(&format!("{}\n{GOOD}", anchors.join("\n"))).expect_err("refused");
+        assert!(
+            said.contains("more than the YAML reader takes (repetition limit exceeded")
+                && !said.contains("unknown field"),
+            "{said}"
+        );
     }
 
     /// Walk 40 (6): a sink of a kind there is not (`nats`) had each of its other keys named

@@ -367,8 +367,21 @@ impl FilesSink {
         let checked: Vec<(BatchId, Option<(String, String)>)> =
             futures::stream::iter(batches.iter().rev().copied().filter(|b| *b <= last))
                 .map(|batch| async move {
-                    let Ok(Some(manifest)) = self.read_manifest(batch).await else {
-                        return Ok((batch, None));
+                    let manifest = match self.read_manifest(batch).await {
+                        Ok(Some(manifest)) => manifest,
+                        // A kept batch's entry emptied or cut short tells none of its files:
+                        // as good as gone (walk 120: its files deleted too, rows were lost
+                        // in silence, exit 0).
+                        Err(SinkError::Corrupt { reason, .. }) if batch < last => {
+                            return Ok((
+                                batch,
+                                Some((
+                                    Self::manifest_file(batch),
+                                    format!("is damaged ({reason}), so its files cannot be told"),
+                                )),
+                            ));
+                        }
+                        _ => return Ok((batch, None)),
                     };
                     // A file cut short or written over is as good as gone (walk 84 #5: found
                     // by `replay --verify` alone).
@@ -422,7 +435,9 @@ impl FilesSink {
                 .join(", ")
         };
         Err(lost(
-            if gone.len() == 1 {
+            if gone.len() == 1 && *newest_path == Self::manifest_file(*newest) {
+                format!("the manifest entry {newest_path} of batch {newest} {what}")
+            } else if gone.len() == 1 {
                 format!("{newest_path}, a file of batch {newest} its manifest entry lists, {what}")
             } else {
                 format!(

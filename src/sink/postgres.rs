@@ -682,6 +682,11 @@ fn retriable(e: &tokio_postgres::Error) -> bool {
 /// quotes it already, and refused where it is part of a value and holds a space, quote or
 /// backslash. A `url` that is one `${VAR}` as a whole is the variable's text as it is.
 fn expand_connection_string(url: &str) -> Result<String, String> {
+    if url.contains("${")
+        && let Some(why) = crate::secret::withheld()
+    {
+        return Err(why);
+    }
     connection_string_with(url, |name| std::env::var(name).ok())
 }
 
@@ -993,7 +998,9 @@ impl PostgresSink {
         let message = e.as_db_error().map(|db| db.message()).unwrap_or_default();
         // Walk 116: the server's words alone, and "the next run says what to do", which it
         // did not.
-        if message.contains("row-level security") {
+        if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED)
+            && message.contains("row-level security")
+        {
             text.push_str(&format!(
                 ": the table has row-level security, under which PostgreSQL takes no COPY, and \
                  append and complete mode write by COPY. Let the role bypass it (`ALTER ROLE \
@@ -1011,12 +1018,19 @@ impl PostgresSink {
                 role()
             ));
         }
-        if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+        // A row a row-level security policy refuses (update mode's INSERT): no grant helps.
+        let policy = message.contains("row-level security policy");
+        if policy {
+            text.push_str(&format!(
+                ": a row-level security policy of the table refuses the row: let the role \
+                 bypass it (`ALTER ROLE {} BYPASSRLS;`), or widen the policy (`ALTER POLICY ... \
+                 WITH CHECK (...)`), then run again",
+                role()
+            ));
+        }
+        if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) && !policy {
             // The role as the url names it (a `${VAR}` in it is not filled in here).
-            let role = tokio_postgres::Config::from_str(&self.config.url)
-                .ok()
-                .and_then(|c| c.get_user().filter(|u| !u.contains("${")).map(quote))
-                .unwrap_or_else(|| "<role>".to_string());
+            let role = role();
             let rights = match self.mode {
                 Mode::Append if self.config.batch_column.is_some() => "SELECT, INSERT, DELETE",
                 Mode::Append => "SELECT, INSERT",
@@ -3219,11 +3233,10 @@ impl PostgresSink {
     fn say_rows_not_taken(&self, batch: BatchId, sent: u64, taken: u64) {
         if taken < sent {
             tracing::warn!(
-                "PostgreSQL sink: table `{}` took {taken} of batch {batch}'s {sent} rows: a rule \
-                 or trigger on it skipped or redirected the other {} (a `BEFORE INSERT` trigger \
-                 returning NULL, a rule `DO INSTEAD`). Rows it sent into other tables are where \
-                 it put them; rows it dropped are not in the table, and `replay --verify` \
-                 finds them missing",
+                "PostgreSQL sink: table `{}` took {taken} of batch {batch}'s {sent} rows: a \
+                 trigger on it skipped or redirected the other {} (a `BEFORE INSERT` trigger \
+                 returning NULL, or one putting rows into other tables). Rows it put into \
+                 other tables are where it put them; rows it dropped are in no table",
                 self.table,
                 sent - taken
             );
@@ -3286,7 +3299,7 @@ impl PostgresSink {
             None
         };
         let wrote = wrote.and_then(|w| u64::try_from(w).ok()).unwrap_or(0);
-        if removed < wrote {
+        if removed == 0 && wrote > 0 {
             let unnamed: i64 = tx
                 .query_one(
                     &format!("SELECT count(*) FROM {table} WHERE {column} IS NULL"),
@@ -3297,12 +3310,14 @@ impl PostgresSink {
                 .get(0);
             if unnamed > 0 {
                 return Err(refuse(format!(
-                    "its DELETE took {removed} of the {wrote} rows the batch wrote, and the \
-                     table holds {unnamed} rows whose `{batch_column}` is null (the column was \
-                     added after they were written, or set so), which may be the others. Set \
+                    "its DELETE took none of the {wrote} rows the batch wrote, and the table \
+                     holds {unnamed} rows whose `{batch_column}` is null (the column was added \
+                     after they were written, or set so), which may be the batch's. Set \
                      `{batch_column}` of the batch's rows (`UPDATE {table} SET {column} = {n} \
-                     WHERE ...`) or delete them by hand, then run the rewind again; or rewind \
-                     no further back than the batches written since the column was added"
+                     WHERE ...`) or delete them by hand, then run the rewind again; where the \
+                     batch's rows are gone from the table (a job drained it), mark the others \
+                     as no batch's first (`UPDATE {table} SET {column} = -1 WHERE {column} IS \
+                     NULL`)"
                 )));
             }
         }
@@ -3402,9 +3417,10 @@ impl PostgresSink {
                 if kept {
                     return Err(Failure::Fatal(self.error(format!(
                         "batch {batch} replaces the table's rows (complete mode), but rows \
-                         are still in it after their DELETE: {DELETE_KEPT}, and the batch's \
-                         rows would be written beside them. Let the DELETE through, then run \
-                         again; nothing of this batch was committed, and it stays planned"
+                         are still in it after their DELETE: {DELETE_KEPT} (or another session \
+                         wrote into it meanwhile), and the batch's rows would be written beside \
+                         them. Let the DELETE through, then run again; nothing of this batch \
+                         was committed, and it stays planned"
                     ))));
                 }
                 let copied = self
@@ -3531,18 +3547,22 @@ impl PostgresSink {
                 // there counts none, so only the update tells. Keys the table's rule or
                 // trigger skipped are not rows that gave way (walk 116: a trigger's 13 were
                 // said to be duplicate keys).
-                let keys_staged: i64 = tx
-                    .query_one(
-                        &format!(
-                            "SELECT count(*) FROM (SELECT DISTINCT {} FROM {stage}) k",
-                            compared.join(", ")
-                        ),
-                        &[],
-                    )
-                    .await
-                    .map_err(|e| self.failure(&e, "counting the batch's keys"))?
-                    .get(0);
-                let keys_staged = u64::try_from(keys_staged).unwrap_or(0);
+                let keys_staged = if written < rows {
+                    let keys: i64 = tx
+                        .query_one(
+                            &format!(
+                                "SELECT count(*) FROM (SELECT DISTINCT {} FROM {stage}) k",
+                                compared.join(", ")
+                            ),
+                            &[],
+                        )
+                        .await
+                        .map_err(|e| self.failure(&e, "counting the batch's keys"))?
+                        .get(0);
+                    u64::try_from(keys).unwrap_or(0)
+                } else {
+                    rows
+                };
                 if !updates.is_empty() {
                     self.say_rows_not_taken(batch, keys_staged, written);
                 }
@@ -3803,6 +3823,14 @@ impl Sink for PostgresSink {
         let epoch = guard.as_ref().and_then(|l| l.epoch);
         let live = self.live(&mut guard, epoch).await?;
         let types = self.table_columns(live).await.map_err(|e| self.fatal(e))?;
+        // No table under the name: renamed (found by the `oid` the progress row records, with
+        // the statement that puts it back) or dropped, as a run says it (walk 116: its columns
+        // were said to be gone, and the rewind named refused).
+        if types.is_empty() {
+            self.check_committed_table(live, &types)
+                .await
+                .map_err(|e| self.fatal(e))?;
+        }
         // A column the batch wrote that the table no longer has (renamed or dropped since):
         // the batch's rows are not in the table as written, a finding about the sink.
         let gone: Vec<String> = schema

@@ -500,13 +500,8 @@ fn decompressed(
                     match out.iter().rposition(|b| *b == b'\n') {
                         Some(end) => out.truncate(end + 1),
                         None => {
-                            let mut byte = [0u8; 1];
-                            while reader.read(&mut byte)? == 1 {
-                                out.push(byte[0]);
-                                if byte[0] == b'\n' {
-                                    break;
-                                }
-                            }
+                            use std::io::BufRead as _;
+                            std::io::BufReader::new(reader).read_until(b'\n', &mut out)?;
                         }
                     }
                 }

@@ -2031,27 +2031,43 @@ async fn infer_from(
                 .await?
                 .ok_or_else(vanished)?;
         } else if !whole {
-            match bytes.iter().rposition(|b| *b == b'\n') {
-                Some(end) => bytes = bytes.slice(..=end),
-                // A first line longer than the sample: read on to its end (walk 117: the
-                // file was said to hold no value, and every run went on without it, exit 0).
-                None => {
-                    first_line_only = true;
-                    let mut more = limit;
-                    loop {
-                        more = more.saturating_mul(2);
-                        let (longer, _) = location
-                            .get_prefix(&location.path(file), more)
-                            .await?
-                            .ok_or_else(vanished)?;
-                        if let Some(end) = longer.iter().position(|b| *b == b'\n') {
-                            bytes = longer.slice(..=end);
-                            break;
-                        }
-                        if longer.len() as u64 >= size || (longer.len() as u64) < more {
-                            bytes = longer;
-                            break;
-                        }
+            // The lines the sample needs whole: a CSV file's header and first record, or a
+            // JSON file's first line.
+            let needed = if config.format == FileFormat::Csv && config.header != Some(false) {
+                2
+            } else {
+                1
+            };
+            let ends = |text: &[u8]| {
+                text.iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'\n')
+                    .map(|(i, _)| i)
+                    .take(needed)
+                    .collect::<Vec<_>>()
+            };
+            if ends(&bytes).len() == needed {
+                let end = bytes.iter().rposition(|b| *b == b'\n').expect("a line end");
+                bytes = bytes.slice(..=end);
+            } else {
+                // A first line (record) longer than the sample: read on to its end (walks
+                // 117, 121: the file was said to hold no value, and every run went on without
+                // it, exit 0).
+                first_line_only = true;
+                let mut more = limit;
+                loop {
+                    more = more.saturating_mul(2);
+                    let (longer, _) = location
+                        .get_prefix(&location.path(file), more)
+                        .await?
+                        .ok_or_else(vanished)?;
+                    if let Some(end) = ends(&longer).get(needed - 1) {
+                        bytes = longer.slice(..=*end);
+                        break;
+                    }
+                    if longer.len() as u64 >= size || (longer.len() as u64) < more {
+                        bytes = longer;
+                        break;
                     }
                 }
             }

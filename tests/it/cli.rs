@@ -1375,6 +1375,42 @@ fn repair_moves_aside_a_file_that_is_not_a_batch_number() {
     assert!(ws.path("ckpt/commits/2").exists(), "batch 2 ran");
 }
 
+/// Walk 120: a kept batch's manifest entry emptied switched the check of its files off: with
+/// the file deleted too, the run went on, exit 0, its rows lost in silence. The damaged entry
+/// is refused as a lost file is, and the rewind named writes the batches again.
+#[test]
+fn a_damaged_manifest_entry_of_a_kept_batch_is_refused() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 3, 10, 0);
+    let pipeline = pipeline_in(&ws, "SELECT id, page FROM clicks", "");
+    let p = pipeline.to_str().expect("utf-8");
+    assert!(run_bin(&["run", p], ws.dir.path()).status.success());
+    std::fs::write(ws.path("out/_sluice/manifest/1"), "").expect("empty the entry");
+    let part = std::fs::read_dir(ws.path("out"))
+        .expect("out")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("part-0000000001"))
+        .expect("batch 1's file");
+    std::fs::remove_file(&part).expect("delete");
+    write_clicks(&ws.path("in"), "json", 1, 10, 3);
+    let refused = run_bin(&["run", p], ws.dir.path());
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let said = stderr(&refused);
+    assert!(
+        said.contains("the manifest entry _sluice/manifest/1 of batch 1 is damaged")
+            && said.contains("sluice rewind ")
+            && said.contains(" --to 0`"),
+        "{said}"
+    );
+    let rewind = run_bin(&["rewind", "ckpt", "--to", "0"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let out = run_bin(&["run", p], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_verified(&ws, "ckpt", 1);
+    assert_verified(&ws, "ckpt", 3);
+}
+
 /// Walk 118: states that stop every run before a batch were shown as healthy by `inspect
 /// --json` (`inconsistent` absent): a sink file of a kept batch gone, a checkpoint older than
 /// its sink (a copy of it ran on), a pinned schema deleted; and a damaged `metadata` printed no

@@ -509,19 +509,6 @@ pub fn advised(said: &str, start: &str) -> String {
         .to_string()
 }
 
-/// Runs the `sluice ...` command that message `said` advises (in `cwd`) and checks it
-/// succeeds.
-pub fn run_advised(said: &str, start: &str, cwd: &Path) {
-    let command = advised(said, start);
-    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
-    let out = run_bin(&args, cwd);
-    assert!(
-        out.status.success(),
-        "{command}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// An empty local checkpoint folder, `ckpt` in `dir`, for a test that drives a source or sink
 /// without a run.
 /// `source`'s plan of batch `batch` from `start`, without admission limits.

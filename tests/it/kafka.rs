@@ -1226,6 +1226,33 @@ trigger: available-now
     assert!(!ws.path("ckpt").exists(), "the new checkpoint is removed");
 }
 
+/// Walk 121 (3): a broker address filled in from a `${VAR}` was masked in the final error but
+/// shown in each retry's warning and in librdkafka's log lines. Every line written is masked.
+#[test]
+fn a_broker_filled_in_from_a_variable_is_masked_in_every_line() {
+    let ws = Workspace::new();
+    write_batch(&ws.path("in/clicks.json"), "json", &clicks(0, 5));
+    let yaml = format!(
+        "name: masked\ncheckpoint: {ckpt}\nsources:\n  clicks: {{ kind: files, path: {input}, \
+         format: json }}\nquery: {QUERY}\ntrigger: available-now\nsink:\n  kind: kafka\n  \
+         bootstrap_servers: \"${{W121_BROKER}}:19092\"\n  topic: t\n  retry: {{ attempts: 2, \
+         backoff: 100ms, timeout: 2s }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+    );
+    let secret = "nosuchbrokerw121secret";
+    let run = run_quietly(
+        &write_pipeline(&ws, &yaml),
+        &[("W121_BROKER", secret.to_string())],
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let err = stderr(&run);
+    assert!(
+        !err.contains(secret) && err.contains("(attempt 1 of 2)") && err.contains("***"),
+        "{err}"
+    );
+}
+
 /// Walk 60 (9): a sink with SASL set against a PLAINTEXT listener (which closes the connection
 /// without a word) was said as "no broker answered: is Kafka running there?". The protocol
 /// set is named as what to check.

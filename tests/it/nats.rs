@@ -489,6 +489,16 @@ fn a_password_in_the_url_is_refused_unless_it_is_a_variable() {
         );
     }
     assert!(configure("nats://127.0.0.1:4222,nats://127.0.0.1:4223").is_ok());
+    // Walk 121 (2): without a scheme, a password or token was taken and kept.
+    for url in [
+        "u:plainpwZZ@127.0.0.1:4222",
+        "plaintokZZ@127.0.0.1:4222",
+        "127.0.0.1:4222, plaintokZZ@127.0.0.1:4222",
+    ] {
+        let err = configure(url).expect_err("a secret without a scheme");
+        assert!(!err.contains("ZZ"), "{err}");
+    }
+    assert!(configure("127.0.0.1:4222, ${NATS_TOKEN}@127.0.0.1:4223").is_ok());
 }
 
 /// JSON click payloads, ten a round, at most six sequences a batch.

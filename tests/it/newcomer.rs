@@ -6020,6 +6020,26 @@ fn a_first_line_longer_than_the_sample_and_a_compressed_file_are_inferred() {
         "the long line's row"
     );
     assert!(lines.contains(&"{\"k\":\"c199999\",\"v\":199999}".to_string()));
+    // Walk 121 (6): a CSV file whose first record is longer than the sample, likewise.
+    let ws = Workspace::new();
+    input(&ws, "a.csv", &format!("id,v\n1,{long}\n2,y\n"));
+    let yaml = format!(
+        "name: sampled\ncheckpoint: {ckpt}\nsources:\n  s: {{ kind: files, path: {input}, \
+         format: csv }}\nquery: SELECT id, length(v) AS n FROM s\ntrigger: available-now\n\
+         sink: {{ kind: files, path: {out}, format: json }}\n",
+        ckpt = ws.p("ckpt"),
+        input = ws.p("in"),
+        out = ws.p("out"),
+    );
+    let out = run(&write_pipeline(&ws, &yaml), &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            format!("{{\"id\":1,\"n\":{}}}", 33 << 20),
+            "{\"id\":2,\"n\":1}".to_string()
+        ]
+    );
 }
 
 /// Walk 9: a JSON file listed while still being written failed on its cut last line with no

@@ -332,6 +332,34 @@ fn the_report_says_what_it_leaves_out_and_writes_no_file_of_the_checkpoint() {
         metadata
     );
     assert!(!ws.path("ckpt/new.html").exists());
+    // Walk 121 (5): nor over a sink's file, a source's or the pipeline file; over an earlier
+    // page, it is.
+    let part = std::fs::read_dir(ws.path("out"))
+        .expect("out")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .expect("a sink file");
+    let source = ws.path("in/clicks-0000.json");
+    for target in [&part, &source, &pipeline] {
+        let before = std::fs::read(target).expect("file");
+        let out = run_bin(
+            &["report", &ckpt, "--html", target.to_str().expect("utf-8")],
+            ws.dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("a file that is no HTML page is there"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(std::fs::read(target).expect("file"), before);
+    }
+    let out = run_bin(
+        &["report", &ckpt, "--html", html.to_str().expect("utf-8")],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 /// The page `sluice report CKPT --html` writes for checkpoint `ckpt` of `ws` (the command

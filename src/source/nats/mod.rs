@@ -132,6 +132,29 @@ fn fail_on_data_loss() -> bool {
     true
 }
 
+/// `server` (one of a `url` list) as written, any password or token in it shown as `***`.
+fn shown_server(server: &str) -> String {
+    let server = server.trim();
+    if server.contains("://") {
+        crate::secret::redact_url(server)
+    } else {
+        crate::secret::redact_url(&with_scheme(server))
+            .trim_start_matches("nats://")
+            .to_string()
+    }
+}
+
+/// `server` (one of a `url` list) with `nats://` before it where it has no scheme, as the
+/// client reads it.
+fn with_scheme(server: &str) -> String {
+    let server = server.trim();
+    if server.contains("://") {
+        server.to_string()
+    } else {
+        format!("nats://{server}")
+    }
+}
+
 /// One server of a `url` list (`nats://host:port`, `host:port`, `tls://...`; spaces around it
 /// taken off) as the NATS client reads it. Errors: the server, as written, and why it does not
 /// read (an empty one between two commas too).
@@ -148,7 +171,7 @@ fn server_addr(server: &str) -> Result<async_nats::ServerAddr, String> {
         format!(
             "the server {} does not read: {e} (write `nats://host:port`, or several, \
              comma-separated)",
-            crate::secret::redact_url(server)
+            shown_server(server)
         )
     })
 }
@@ -212,12 +235,9 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
     // file and could reach a message: only `${VAR}` (filled in when connecting) is taken.
     // A user part alone (`nats://s3cr3t@host`) is NATS's token: a secret too.
     for server in config.url.split(',') {
-        // Each server of a list as the client reads it (walk 115: the list was handed to the
-        // client whole, which read it as one server, and every run failed on "invalid port").
-        if !server.contains("${") {
-            server_addr(server).map_err(|e| ConfigError::at("url", e))?;
-        }
-        if let Ok(url) = url::Url::parse(server.trim())
+        // Without a scheme too, as the client reads it (walk 121: `u:pw@host:4222` was read
+        // as a URL of scheme `u`, and its password taken and kept).
+        if let Ok(url) = url::Url::parse(&with_scheme(server))
             && !server.contains("${")
         {
             if url.password().is_some() {
@@ -255,6 +275,11 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
                 ));
             }
         }
+    }
+    // Each server of a list as the client reads it (walk 115: the list was handed to the
+    // client whole, which read it as one server, and every run failed on "invalid port").
+    for server in config.url.split(',').filter(|s| !s.contains("${")) {
+        server_addr(server).map_err(|e| ConfigError::at("url", e))?;
     }
     if config.stream.trim().is_empty() {
         return Err(ConfigError::at("stream", "`stream` is empty"));
@@ -586,7 +611,7 @@ impl NatsSource {
         self.config
             .url
             .split(',')
-            .map(|server| crate::secret::redact_url(server.trim()))
+            .map(shown_server)
             .collect::<Vec<_>>()
             .join(",")
     }
