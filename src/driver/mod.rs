@@ -462,7 +462,7 @@ pub(crate) async fn sink_outran(
     held_last: BatchId,
 ) -> Result<Option<String>, Error> {
     let newest = logs.offsets.last().max(logs.commits.last());
-    if !newest.is_none_or(|planned| held_last > *planned)
+    if newest.is_some_and(|planned| held_last <= *planned)
         || (newest.is_some_and(|planned| held_last == planned.next())
             && logged_by_every_source(pipeline, location, held_last).await?)
     {
