@@ -408,32 +408,14 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
     // The sink the newest batch ran with as its file names it (relative paths as written,
     // as the sink record keeps them), to tell whether the record names another.
     let sink_as_written = match &newest_pipeline {
-        Some(fingerprint) => {
-            crate::driver::stored_pipeline_as_written(&location, spec, fingerprint)
-                .await
-                .ok()
-                .flatten()
-                .map(|p| {
-                    let connector = p.sink.connector();
-                    (connector.kind().to_string(), connector.location())
-                })
-        }
+        Some(fingerprint) => sink_written(&location, spec, fingerprint).await,
         None => None,
     };
     let record = Checkpoint::read_sink_record(&location).await?;
     // The sink the newest committed batch went to, as its file names it: only a sink that took
     // the batches is asked what it lost of them, as a run asks it.
     let committed_to = match last_commit.as_ref().and_then(|c| c.pipeline.as_deref()) {
-        Some(fingerprint) => {
-            crate::driver::stored_pipeline_as_written(&location, spec, fingerprint)
-                .await
-                .ok()
-                .flatten()
-                .map(|p| {
-                    let connector = p.sink.connector();
-                    (connector.kind().to_string(), connector.location())
-                })
-        }
+        Some(fingerprint) => sink_written(&location, spec, fingerprint).await,
         None => None,
     };
     let took_last = record
@@ -547,6 +529,24 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         super::emit(&render_text(&view));
     }
     Ok(())
+}
+
+/// The sink kind and location of the stored pipeline file `fingerprint`, as the file writes
+/// them (relative paths as written, as the sink record keeps them); `None` where the file is
+/// missing or does not read.
+async fn sink_written(
+    location: &Location,
+    spec: &str,
+    fingerprint: &str,
+) -> Option<(String, Option<String>)> {
+    crate::driver::stored_pipeline_as_written(location, spec, fingerprint)
+        .await
+        .ok()
+        .flatten()
+        .map(|p| {
+            let connector = p.sink.connector();
+            (connector.kind().to_string(), connector.location())
+        })
 }
 
 /// The user id owning the local checkpoint at `location` (its `metadata`, or the folder),
