@@ -1375,6 +1375,16 @@ fn repair_moves_aside_a_file_that_is_not_a_batch_number() {
     assert!(ws.path("ckpt/commits/2").exists(), "batch 2 ran");
 }
 
+/// The path of batch 1's data file in the sink folder `out` of `ws`.
+fn batch_one_file(ws: &Workspace) -> std::path::PathBuf {
+    std::fs::read_dir(ws.path("out"))
+        .expect("out")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("part-0000000001"))
+        .expect("batch 1's file")
+}
+
 /// Walk 120: a kept batch's manifest entry emptied switched the check of its files off: with
 /// the file deleted too, the run went on, exit 0, its rows lost in silence. The damaged entry
 /// is refused as a lost file is, and the rewind named writes the batches again.
@@ -1386,13 +1396,7 @@ fn a_damaged_manifest_entry_of_a_kept_batch_is_refused() {
     let p = pipeline.to_str().expect("utf-8");
     assert!(run_bin(&["run", p], ws.dir.path()).status.success());
     std::fs::write(ws.path("out/_sluice/manifest/1"), "").expect("empty the entry");
-    let part = std::fs::read_dir(ws.path("out"))
-        .expect("out")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().contains("part-0000000001"))
-        .expect("batch 1's file");
-    std::fs::remove_file(&part).expect("delete");
+    std::fs::remove_file(batch_one_file(&ws)).expect("delete");
     write_clicks(&ws.path("in"), "json", 1, 10, 3);
     let refused = run_bin(&["run", p], ws.dir.path());
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
@@ -1436,13 +1440,7 @@ fn inspect_json_says_what_stops_the_next_run() {
     assert!(run_bin(&["run", p], ws.dir.path()).status.success());
     let (said, view) = inconsistent(&ws, "ckpt");
     assert!(said.is_empty(), "{view}");
-    let part = std::fs::read_dir(ws.path("out"))
-        .expect("out")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().contains("part-0000000001"))
-        .expect("batch 1's file");
-    std::fs::remove_file(&part).expect("delete");
+    std::fs::remove_file(batch_one_file(&ws)).expect("delete");
     let (said, view) = inconsistent(&ws, "ckpt");
     let refused = run_bin(&["run", p], ws.dir.path());
     assert!(!refused.status.success());
