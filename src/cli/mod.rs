@@ -652,6 +652,8 @@ async fn repair(
     };
     let given = given.as_ref().map(|(p, f)| (p, f.as_str()));
     let mut report = crate::ops::repair(&location, spec, dry_run, given).await?;
+    // Lost output a rewind writes again: the next run is still refused until it is.
+    let mut still_lost = false;
     if forget_lost_output && !report.unfixable.is_empty() {
         report.notes.push(
             "--forget-lost-output: nothing forgotten until what is listed below is repaired"
@@ -674,6 +676,7 @@ async fn repair(
                      carries on without its rows"
                 )
             }));
+        still_lost = !lost.recoverable.is_empty();
         report
             .notes
             .extend(lost.recoverable.iter().map(|(batch, file)| {
@@ -704,6 +707,10 @@ async fn repair(
     emit(&match (report.fixed.is_empty(), dry_run) {
         (true, _) => format!("{spec}: nothing to repair\n"),
         (false, true) => format!("{spec}: run without --dry-run to make these changes\n"),
+        (false, false) if still_lost => format!(
+            "{spec}: repaired what is above; the next run is refused until the output not \
+             forgotten is written again\n"
+        ),
         (false, false) => format!("{spec}: repaired; the next run carries on\n"),
     });
     Ok(())

@@ -2181,7 +2181,13 @@ impl<'a> Driver<'a> {
         // batches this one committed, and a rewind to write them again would take the newer
         // copy's output back (walk 69 (1)). Its next batch would be
         // planned anew under a number the sink takes as done, and its rows never written.
-        if same_sink
+        // A checkpoint without a sink record (a copy made before its first run recorded one,
+        // or a run killed that early) over a sink this pipeline owns is checked alike (walk
+        // 123 (1): a copy holding only `metadata` ran batch 0 again into a sink that held it,
+        // and the sink took it as done, its rows lost).
+        let unrecorded_own =
+            sink_record_found.is_none() && sink.owner().await? == Some(checkpoint.metadata().id);
+        if (same_sink || unrecorded_own)
             // A damaged manifest entry is for the batch's own run to find, not this check.
             && let Ok(Some(held)) = sink.summary().await
             && let Some((held_last, ..)) = held.last

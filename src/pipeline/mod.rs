@@ -2392,6 +2392,38 @@ sink: { kind: files, path: out/clicks, format: parquet }
         Pipeline::parse(text, Path::new("p.yaml")).map_err(|e| e.to_string())
     }
 
+    /// Walk 123 (4): a sink's `path:` with nothing after it (or `~`) wrote into a folder named
+    /// `null`, exit 0; a source's said "cannot open `null`". A key given no value is a key not
+    /// given: a required one is named, with its line; an optional one takes its default.
+    #[test]
+    fn a_setting_given_no_value_is_not_the_word_null() {
+        for blank in ["", " ~", " null"] {
+            let text = GOOD.replace(
+                "sink: { kind: files, path: out/clicks, format: parquet }",
+                &format!("sink:\n  kind: files\n  path:{blank}\n  format: parquet"),
+            );
+            let said = parse(&text).expect_err("a sink without a folder");
+            assert!(
+                said.contains(
+                    "`sink.path`: given no value (`path:` with nothing after it, or `~`): give one \
+                     (line 14)"
+                ),
+                "{blank:?}: {said}"
+            );
+            let text = GOOD.replace("    path: data/clicks", &format!("    path:{blank}"));
+            let said = parse(&text).expect_err("a source without a folder");
+            assert!(
+                said.contains("`sources.clicks.path`: given no value"),
+                "{blank:?}: {said}"
+            );
+        }
+        let text = GOOD.replace("    max_files_per_batch: 2", "    max_files_per_batch:");
+        assert!(
+            parse(&text).is_ok(),
+            "an optional key with no value takes its default"
+        );
+    }
+
     /// Walk 37: an anchor's top-level key (`defaults:`) was refused as unknown, with no
     /// word of `x-`.
     #[test]

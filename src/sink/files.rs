@@ -907,6 +907,20 @@ impl FilesSink {
                 self.location, manifest.pipeline
             )));
         }
+        // Files forgotten by `repair --forget-lost-output`: the sink holds what is left of
+        // the batch by the user's choice, which no hash of the batch can match (walk 120).
+        if !manifest.lost.is_empty() {
+            let forgotten: u64 = manifest.lost.iter().map(|f| f.rows).sum();
+            let names: Vec<&str> = manifest.lost.iter().map(|f| f.path.as_str()).collect();
+            return Ok(HeldBatch::Missing(format!(
+                "{}: batch {batch}'s {} ({forgotten} rows) went with their input and were \
+                 forgotten by `sluice repair --forget-lost-output`; the sink holds the batch's \
+                 other {} rows, and nothing can show what the lost ones were",
+                self.location,
+                names.join(", "),
+                manifest.rows
+            )));
+        }
         // Read in the types the files keep, then cast back to the query's.
         let kept = match self.format {
             FileFormat::Parquet => parquet_schema(schema),

@@ -195,12 +195,38 @@ impl From<crate::retry::SettingError> for ConfigError {
 pub fn parse_settings<T: serde::de::DeserializeOwned>(
     settings: &serde_yaml::Mapping,
 ) -> Result<T, ConfigError> {
+    // A key given no value (`path:` with nothing after it, or `~`) is a key not given: read
+    // again as text, YAML's null went into a string field as the word `null` (walk 123 (4): a
+    // sink folder named `null`, exit 0).
+    // (Only a setting's own keys: a null inside one, a schema's column, is for its reader to
+    // refuse, not to drop.)
+    let mut settings = settings.clone();
+    let mut empty = Vec::new();
+    settings.retain(|key, value| {
+        let null = value.is_null();
+        if null && let Some(key) = key.as_str() {
+            empty.push(key.to_string());
+        }
+        !null
+    });
     // Through YAML text again, so that a plain scalar reads into a string field as the text
     // it was written as (`path: 2024`), as it does in the pipeline file itself.
-    let text = serde_yaml::to_string(settings).map_err(|e| ConfigError::at("", e.to_string()))?;
+    let text = serde_yaml::to_string(&settings).map_err(|e| ConfigError::at("", e.to_string()))?;
     serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&text)).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
+        // A required key given no value.
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            if matches!(path.as_str(), "." | "") && empty.iter().any(|k| k == field) {
+                return ConfigError::at(
+                    field,
+                    format!("given no value (`{field}:` with nothing after it, or `~`): give one"),
+                );
+            }
+        }
         // Positions are in the text made here, not in the pipeline file: the caller finds
         // the key's line.
         let message = match message.rfind(" at line ") {

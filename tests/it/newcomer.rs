@@ -4422,6 +4422,49 @@ fn a_checkpoint_older_than_its_sink_is_refused() {
     assert_eq!(sink_lines(&ws.path("out")).len(), 2);
 }
 
+/// Walk 123 (1): a copy of a checkpoint made before its first batch, without the `sink`
+/// record (a run killed as it started leaves `metadata` alone), ran batch 0 again over a sink
+/// that held it: the sink took the batch as done and its rows were never written (exit 0).
+/// Refused as older than its sink, as a copy with the record is.
+#[test]
+fn a_copy_of_a_checkpoint_without_its_sink_record_is_older_than_its_sink() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    assert!(run(&file, &ws).status.success());
+    let backup = Workspace::new();
+    copy_all(&ws.path("ckpt"), &backup.path("ckpt"));
+    for gone in ["sink", "lock"] {
+        let _ = std::fs::remove_file(backup.path(&format!("ckpt/{gone}")));
+    }
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    assert!(run(&file, &ws).status.success());
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let out = run_bin(
+        &[
+            "run",
+            file.to_str().expect("utf-8"),
+            "--checkpoint",
+            &backup.p("ckpt"),
+        ],
+        ws.dir.path(),
+    );
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("holds batch 0, but this checkpoint has no batch")
+            && said.contains("older than its sink"),
+        "{said}"
+    );
+    assert_eq!(sink_lines(&ws.path("out")), [r#"{"k":"a","v":1}"#]);
+    // The checkpoint that wrote batch 0 goes on and writes the new row once.
+    assert!(run(&file, &ws).status.success());
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [r#"{"k":"a","v":1}"#, r#"{"k":"b","v":2}"#]
+    );
+}
+
 /// Walk 71 (7): a complete-mode pipeline on a new checkpoint, pointed at a folder another tool
 /// wrote (Spark's `part-00000-<uuid>` files, a `result.csv`), deleted those files. A folder
 /// holding files named as Sluice's without its records is refused; another tool's files are
@@ -10401,6 +10444,12 @@ fn output_lost_with_its_input_is_forgotten_by_repair_and_the_run_goes_on() {
         )),
         "{told}"
     );
+    // Walk 120 (4): it said "repaired; the next run carries on" above a file not forgotten.
+    assert!(
+        told.contains("the next run is refused until the output not forgotten is written again")
+            && !told.contains("the next run carries on"),
+        "{told}"
+    );
     let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "1"], ws.dir.path());
     assert!(rewind.status.success(), "{}", stderr(&rewind));
     let out = run(&file, &ws);
@@ -10414,6 +10463,32 @@ fn output_lost_with_its_input_is_forgotten_by_repair_and_the_run_goes_on() {
             r#"{"k":"f3","v":3}"#
         ]
     );
+    // Walk 120 (4): verifying the forgotten batch blamed the sink ("the SINK differs"); it
+    // says the rows were forgotten by the repair, and the batches around it verify.
+    let verify = |batch: &str| {
+        run_bin(
+            &["replay", &ws.p("ckpt"), "--batch", batch, "--verify"],
+            ws.dir.path(),
+        )
+    };
+    let forgotten = verify("1");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&forgotten.stdout),
+        stderr(&forgotten)
+    );
+    assert_eq!(forgotten.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "batch 1's {part} (1 rows) went with their input and were forgotten by `sluice \
+             repair --forget-lost-output`"
+        )) && !said.contains("SINK differs"),
+        "{said}"
+    );
+    for batch in ["0", "2"] {
+        let verified = verify(batch);
+        assert!(verified.status.success(), "{}", stderr(&verified));
+    }
 }
 
 /// Walk 49 (5, 11): a symbolic link inside the source folder to the sink's folder fed every
