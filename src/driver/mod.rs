@@ -927,6 +927,11 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
     let (error, data_loss) = reworded_data_loss(error, pipeline);
     let change = match &error {
         _ if let Some(change) = data_loss => change,
+        Error::Source(crate::source::SourceError::Malformed { reason, .. })
+            if reason.contains(crate::source::QUOTE_GOES_ON) =>
+        {
+            ESCAPE_APPLIES
+        }
         // A line of a file, or a Kafka record or NATS message (named `source ...`).
         Error::Source(crate::source::SourceError::Malformed { line: Some(_), .. }) => {
             "to plan it again with an edited pipeline file (`on_error: skip`, say)"
@@ -988,7 +993,7 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
             ),
             source: Box::new(error),
         },
-        Some(batch) if change == DATA_LOSS_APPLIES => Error::BadRow {
+        Some(batch) if change == DATA_LOSS_APPLIES || change == ESCAPE_APPLIES => Error::BadRow {
             batch,
             advice: change.to_string(),
             source: Box::new(error),
@@ -1012,6 +1017,12 @@ async fn with_edit_advice(error: Error, pipeline: &Pipeline, checkpoint_spec: &s
 const DATA_LOSS_APPLIES: &str = "`fail_on_data_loss` is the exception: set `fail_on_data_loss: \
      false` on the source, changing nothing else in the file, and run again, and the batch reads \
      on without what is gone, with no rewind (rows its sink took before a run stopped stay)";
+
+/// How a CSV source's `escape:` comes to apply to a batch planned with the file that did not
+/// set it: at once, as `fail_on_data_loss` does (`same_but_for_how_it_runs`): without it the
+/// batch's files with escaped quotes fail it, and nothing of it was written.
+const ESCAPE_APPLIES: &str = "`escape` applies to the planned batch: set it on the source, \
+     changing nothing else in the file, and run again, with no rewind";
 
 /// `error`, where it is records gone from a stream before the batch read them, with how the
 /// edit that reads on (`fail_on_data_loss: false`) comes to apply to the planned batch; where
@@ -1352,8 +1363,9 @@ async fn planned_with_other_pipeline(
 /// Whether pipeline files `a` and `b` differ only in how a batch runs, not in what it writes:
 /// `memory_limit`, `engine` (where it runs), `name` (how it is told apart, which `sluice
 /// rename` changes), the `retry:` of the sink, the late-rows sink, a source or a table (how
-/// long a server is waited for), and a source's `fail_on_data_loss` (whether what is gone
-/// fails the batch); their YAML the same without those keys.
+/// long a server is waited for), a source's `fail_on_data_loss` (whether what is gone fails
+/// the batch) and `escape` (whether a CSV file's escaped quotes do); their YAML the same
+/// without those keys.
 fn same_but_for_how_it_runs(a: &str, b: &str) -> bool {
     use serde_yaml::{Mapping, Value};
     let parse = |text: &str| serde_yaml::from_str::<Value>(text).ok();
@@ -1382,6 +1394,9 @@ fn same_but_for_how_it_runs(a: &str, b: &str) -> bool {
                         // Whether what is gone from a stream fails the batch or is skipped:
                         // the batch reads what is there either way (`DATA_LOSS_APPLIES`).
                         out.push(c.remove("fail_on_data_loss"));
+                        // How a CSV file's escaped quotes read, where without it they fail
+                        // the batch (`ESCAPE_APPLIES`).
+                        out.push(c.remove("escape"));
                     }
                 }
             }

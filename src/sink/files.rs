@@ -975,6 +975,7 @@ impl FilesSink {
                 null_value: None,
                 inferred: false,
                 encoding: None,
+                escape: None,
             };
             // The sink's own file names hold no `key=value` folder.
             // As the batch's output is hashed (a JSON file's NaN as null: see

@@ -2453,6 +2453,7 @@ impl Sink for KafkaSink {
             null_value: None,
             inferred: false,
             encoding: None,
+            escape: None,
         };
         match reader.decode(&file, "", &bytes::Bytes::from(text)) {
             Ok(decoded) => Ok(HeldBatch::Rows {

@@ -556,6 +556,9 @@ pub struct Reader {
     /// The text encoding of JSON and CSV files (`encoding:`), read into UTF-8 after
     /// decompression; UTF-8 where `None`.
     pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// The byte that escapes a quote inside a quoted CSV field (`escape:`, Spark's `\\`); a
+    /// quote is doubled (RFC 4180) where `None`. See [`csv_quoting`].
+    pub escape: Option<u8>,
 }
 
 /// Where a column of a file's rows comes from.
@@ -671,6 +674,7 @@ impl Reader {
                 if csv.header {
                     check_csv_header(file, bytes, &content, csv.delimiter)?;
                 }
+                let bytes = &csv_quoting(file, bytes, self.delimiter, self.escape)?;
                 let batches = match csv_fast(bytes, &content, csv) {
                     Ok(batches) => Decoded::from_batches(batches, 0),
                     Err(error) => csv_slow(file, bytes, &content, self.on_error, csv, error)
@@ -795,7 +799,7 @@ pub fn infer_schema_encoded(
     encoding: Option<&'static encoding_rs::Encoding>,
 ) -> Result<Option<Schema>, SourceError> {
     infer_schema_sampled(
-        file, bytes, format, on_error, delimiter, null_value, encoding, None,
+        file, bytes, format, on_error, delimiter, null_value, encoding, None, None,
     )
 }
 
@@ -811,6 +815,7 @@ pub fn infer_schema_sampled(
     null_value: Option<&str>,
     encoding: Option<&'static encoding_rs::Encoding>,
     sample: Option<u64>,
+    escape: Option<u8>,
 ) -> Result<Option<Schema>, SourceError> {
     let bytes = &decompress_sample(file, bytes, format, on_error, encoding, sample)?;
     let err = |e: ArrowError| SourceError::Infer {
@@ -870,6 +875,7 @@ pub fn infer_schema_sampled(
                     ))));
                 }
             }
+            let bytes = &csv_quoting(file, bytes, delimiter, escape)?;
             // The records inference reads: all, or those that fit the header.
             let mut records = bytes.clone();
             let inferred = match format.infer_schema(Cursor::new(bytes.as_ref()), None) {
@@ -3575,6 +3581,152 @@ fn unclosed_quote(file: &str, line: usize, rest: &[u8]) -> SourceError {
 /// Whether CSV text ends inside a quoted field: a `"` at the start of a field opens one, `""`
 /// in it is a quote, and a lone `"` closes it (RFC 4180, as Arrow's reader splits fields); a
 /// `"` inside an unquoted field is text.
+/// CSV `text` (a file's, named `file`; fields between `delimiter`s) as the CSV reader reads
+/// it: where quotes inside quoted fields are escaped with `escape` (Spark's way, `\"`), in
+/// RFC 4180's way instead (the quote doubled; the escape written twice, one escape; before any
+/// other byte the escape is kept), line breaks where they were, so lines keep their numbers.
+///
+/// Errors: [`SourceError::Malformed`] naming the line where a quoted field goes on after its
+/// closing quote (`"a \"b\" c"` without `escape:`, `"a"b`), with or without `escape`: the
+/// CSV reader takes the rest of such a field as unquoted text, changing its value in silence
+/// (walk 124 (1): `a \b\" c"` written, exit 0), and where its records end is in doubt, so
+/// `on_error: skip` cannot skip it either. Blanks (spaces, tabs) after a closing quote pass.
+/// Not checked for a record's payload (`file` empty), which is not a file of rows.
+fn csv_quoting(
+    file: &str,
+    text: &Bytes,
+    delimiter: u8,
+    escape: Option<u8>,
+) -> Result<Bytes, SourceError> {
+    if file.is_empty() || !text.contains(&b'"') {
+        return Ok(text.clone());
+    }
+    // The text written again, only where an escape is to be put in RFC 4180's terms.
+    let mut out: Option<Vec<u8>> = escape.map(|_| Vec::with_capacity(text.len() + 64));
+    let mut push = |bytes: &[u8]| {
+        if let Some(out) = out.as_mut() {
+            out.extend_from_slice(bytes);
+        }
+    };
+    let (mut i, mut line, mut field_start) = (0, 1usize, true);
+    while i < text.len() {
+        let b = text[i];
+        if !(field_start && b == b'"') {
+            field_start = b == delimiter || b == b'\n' || b == b'\r';
+            line += usize::from(b == b'\n');
+            push(&[b]);
+            i += 1;
+            continue;
+        }
+        // A quoted field, from its opening quote.
+        let opened = i;
+        push(b"\"");
+        i += 1;
+        loop {
+            let Some(&c) = text.get(i) else {
+                // A quote left open at the end: the reader's to name.
+                break;
+            };
+            let next = text.get(i + 1).copied();
+            if Some(c) == escape && next == Some(b'"') {
+                push(b"\"\"");
+                i += 2;
+            } else if Some(c) == escape && next == escape {
+                push(&[c]);
+                i += 2;
+            } else if c == b'"' && next == Some(b'"') {
+                push(b"\"\"");
+                i += 2;
+            } else if c == b'"' {
+                push(b"\"");
+                i += 1;
+                let blanks = text[i..]
+                    .iter()
+                    .take_while(|b| matches!(b, b' ' | b'\t'))
+                    .count();
+                match text.get(i + blanks) {
+                    None | Some(b'\n' | b'\r') => {}
+                    Some(b) if *b == delimiter => {}
+                    Some(_) => {
+                        return Err(quote_goes_on(
+                            file,
+                            text,
+                            line,
+                            (opened, i),
+                            (delimiter, escape),
+                        ));
+                    }
+                }
+                break;
+            } else {
+                line += usize::from(c == b'\n');
+                push(&[c]);
+                i += 1;
+            }
+        }
+        field_start = false;
+    }
+    Ok(match out {
+        Some(out) => Bytes::from(out),
+        None => text.clone(),
+    })
+}
+
+/// The error of a quoted field of CSV `text` (opened at byte `opened`, its closing quote
+/// just before byte `closed`, on line `line`; read with `delimiter` and `escape`) that goes on
+/// after its closing quote.
+fn quote_goes_on(
+    file: &str,
+    text: &[u8],
+    line: usize,
+    (opened, closed): (usize, usize),
+    (delimiter, escape): (u8, Option<u8>),
+) -> SourceError {
+    let end = text[closed..]
+        .iter()
+        .position(|b| matches!(b, b'\n' | b'\r'))
+        .map_or(text.len(), |p| closed + p)
+        .min(opened + 60);
+    let field = String::from_utf8_lossy(&text[opened..end]);
+    let backslashed = escape.is_none() && closed >= 2 && text[closed - 2] == b'\\';
+    // `"b;c";2` read with `,`: the quote closed where the file's own delimiter follows.
+    let other_delimiter = [b';', b'\t', b'|', b',']
+        .into_iter()
+        .find(|d| *d != delimiter && text.get(closed) == Some(d));
+    let way_out = if let Some(d) = other_delimiter {
+        format!(
+            "the file's fields look separated by `{}`: set the source's `delimiter: \"{}\"`",
+            char::from(d).escape_default(),
+            char::from(d).escape_default()
+        )
+    } else if backslashed {
+        "its quotes look escaped with a backslash (`\\\"`), as Spark writes CSV: set the \
+         source's `escape: '\\'`"
+            .to_string()
+    } else {
+        let doubled = match escape {
+            Some(e) => format!(
+                "written twice (`\"\"`) or after the `escape` ({})",
+                char::from(e).escape_default()
+            ),
+            None => "written twice (`\"\"`, RFC 4180)".to_string(),
+        };
+        format!(
+            "inside a quoted field a quote is {doubled}; put the file right, or, where its \
+             quotes are escaped with another character, set the source's `escape:` to it"
+        )
+    };
+    SourceError::Malformed {
+        file: file.to_string(),
+        line: None,
+        reason: format!(
+            "line {line}: the quoted field `{field}` {}, which would change its value and \
+             leave where its record ends in doubt: {way_out}",
+            super::QUOTE_GOES_ON
+        ),
+    }
+}
+
 fn ends_in_open_quote(text: &[u8], delimiter: u8) -> bool {
     if !text.contains(&b'"') {
         return false;
@@ -4761,6 +4913,7 @@ mod tests {
             null_value: None,
             inferred: false,
             encoding: None,
+            escape: None,
         };
         reader.decode(file, file, bytes)
     }
@@ -4793,6 +4946,7 @@ mod tests {
             null_value: None,
             inferred: true,
             encoding: None,
+            escape: None,
         }
     }
 
@@ -4922,6 +5076,7 @@ mod tests {
             null_value: None,
             inferred: false,
             encoding: None,
+            escape: None,
         };
         let text = "{\"s\":{\"at\":1500},\"l\":[2,\"1970-01-01T00:00:03Z\",null]}\n";
         let decoded = reader
@@ -5572,6 +5727,7 @@ mod tests {
             null_value: None,
             inferred: false,
             encoding: None,
+            escape: None,
         }
     }
 
@@ -5735,6 +5891,7 @@ mod tests {
             null_value: None,
             inferred: false,
             encoding: None,
+            escape: None,
         };
         let path = "day=2024-01-01/f";
         let d = reader(None, FileFormat::Json)
@@ -6173,6 +6330,7 @@ mod tests {
                     null_value: None,
                     inferred,
                     encoding: None,
+                    escape: None,
                 };
                 let err = reader
                     .decode("f.csv", "f.csv", &Bytes::from(text))
@@ -6446,6 +6604,7 @@ pear;2
             null_value: None,
             inferred: false,
             encoding: None,
+            escape: None,
         };
         let err = reader
             .decode("in/d.csv", "d.csv", &Bytes::from("{\"k\":\"a\"}\n"))
@@ -6520,6 +6679,7 @@ pear;2
                 None,
                 None,
                 sample,
+                None,
             )
             .expect("infers")
             .expect("columns")
@@ -6665,5 +6825,68 @@ pear;2
         .expect("text")
         .expect("columns");
         assert_eq!(inferred.field(0).name(), "BZh9");
+    }
+
+    /// Walk 124 (1): Spark's CSV (`\"` inside quotes) read without `escape:` wrote `a \b\" c"`
+    /// for `a "b" c`, exit 0. Such a field is refused by its line, naming the escape to set;
+    /// with `escape: '\'`, quotes and backslashes read as Spark's reader reads them.
+    #[test]
+    fn escaped_quotes_read_with_escape_and_are_refused_without_it() {
+        let text = "id,name\n1,\"a \\\"b\\\" c\"\n2,\"C:\\new, \\\\x\"\n3,\"ends\\\\\"\n4,\"two\nlines \\\"q\\\"\"\n5,\"\"\"rfc\"\"\"\n6,plain\n";
+        let refused = csv(text, OnError::Skip).expect_err("escaped quotes without `escape:`");
+        let said = refused.to_string();
+        assert!(
+            said.contains(
+                "line 2: the quoted field `\"a \\\"b\\\" c\"` goes on after its closing quote"
+            ) && said.contains("set the source's `escape: '\\'`")
+                && !said.contains("on_error: skip"),
+            "{said}"
+        );
+        let mut reader = inferred_reader(FileFormat::Csv, schema(), b',');
+        reader.escape = Some(b'\\');
+        let read = reader
+            .decode("f.csv", "f.csv", &Bytes::from(text.to_string()))
+            .expect("read with the escape");
+        let names: Vec<String> = read
+            .batches
+            .iter()
+            .flat_map(|b| {
+                let column = b.column(1).as_string::<i32>();
+                (0..b.num_rows())
+                    .map(|i| column.value(i).to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "a \"b\" c",
+                "C:\\new, \\x",
+                "ends\\",
+                "two\nlines \"q\"",
+                "\"rfc\"",
+                "plain"
+            ]
+        );
+        // A line break inside a quoted field keeps the lines after it numbered as they are.
+        let text = "id,name\n1,\"x\ny\"\n2,\"b\"c\n";
+        let said = csv(text, OnError::Fail)
+            .expect_err("junk after a quote")
+            .to_string();
+        assert!(
+            said.contains("line 4: the quoted field `\"b\"c`")
+                && said.contains("written twice (`\"\"`, RFC 4180)"),
+            "{said}"
+        );
+        // The file's own delimiter after the quote: that is what is named.
+        let said = csv("id,name\n1,\"b;c\";2\n", OnError::Fail)
+            .expect_err("another delimiter")
+            .to_string();
+        assert!(
+            said.contains("look separated by `;`: set the source's `delimiter: \";\"`"),
+            "{said}"
+        );
+        // Blanks after a closing quote, and a quote inside an unquoted field, pass as before.
+        assert!(csv("id,name\n1,\"a\"  \n2,5\"x\n", OnError::Fail).is_ok());
     }
 }

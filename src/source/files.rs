@@ -82,6 +82,27 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
             ));
         }
     }
+    if let Some(written) = &config.escape {
+        if config.format != FileFormat::Csv {
+            return Err(ConfigError::at(
+                "escape",
+                "`escape` escapes quotes inside CSV fields; this source reads another format",
+            ));
+        }
+        let fits = config.csv_escape().is_some_and(|b| {
+            b.is_ascii() && !matches!(b, b'\n' | b'\r') && b != config.csv_delimiter()
+        });
+        if !fits {
+            return Err(ConfigError::at(
+                "escape",
+                format!(
+                    "`escape: {}` cannot escape a CSV quote: give one ASCII character other than \
+                     the delimiter or a line break ('\\' for a backslash, in single quotes)",
+                    written.escape_default()
+                ),
+            ));
+        }
+    }
     if let Some(label) = &config.encoding {
         if !matches!(config.format, FileFormat::Json | FileFormat::Csv) {
             return Err(ConfigError::at(
@@ -209,6 +230,14 @@ pub struct FilesConfig {
     /// no value (refused).
     #[serde(default)]
     pub null_value: Option<String>,
+    /// The character that escapes a quote inside a quoted CSV field (`'\'` for `\"`, as
+    /// Spark writes CSV and its `escape` option reads it; DuckDB's `escape`): one ASCII
+    /// character. Inside a quoted field it also escapes itself (`\\` is one `\`, as Spark's
+    /// `charToEscapeQuoteEscaping`), and before any other character it is that character's
+    /// own (`C:\new` stays). Where absent, a quote inside a quoted field is written twice
+    /// (`""`, RFC 4180), and a quoted field that goes on after its closing quote is refused.
+    #[serde(default)]
+    pub escape: Option<String>,
     /// The text encoding of JSON and CSV files (`windows-1252`, `latin-1`, `iso-8859-15`,
     /// `utf-16`, ...: a label of the WHATWG Encoding Standard, as Spark's and DuckDB's
     /// `encoding`), read into UTF-8; UTF-8 where absent. `latin-1` and `iso-8859-1` read as
@@ -315,6 +344,16 @@ impl FilesConfig {
     /// the file loads, or `,`.
     pub fn csv_delimiter(&self) -> u8 {
         self.csv_byte().unwrap_or(b',')
+    }
+
+    /// The byte that escapes a quote inside a quoted CSV field (`escape`, checked when the
+    /// file loads); `None` where absent or `"` (a quote doubled, RFC 4180's way).
+    pub fn csv_escape(&self) -> Option<u8> {
+        match self.escape.as_deref()?.as_bytes() {
+            [b'"'] => None,
+            [byte] => Some(*byte),
+            _ => None,
+        }
     }
 
     /// The files' text encoding (`encoding`, checked a known label when the file loads);
@@ -1659,6 +1698,9 @@ struct RemoteFile {
     /// The files' text encoding ([`Reader::encoding`]), by its name.
     #[serde(default)]
     encoding: Option<String>,
+    /// The CSV quote escape ([`Reader::escape`]).
+    #[serde(default)]
+    escape: Option<u8>,
 }
 
 /// A part sent by an older Sluice names no `header`: its CSV files had one.
@@ -1696,6 +1738,7 @@ impl RemoteFile {
             file: None,
             inferred: reader.inferred,
             encoding: reader.encoding.map(|e| e.name().to_string()),
+            escape: reader.escape,
         })
     }
 
@@ -1737,6 +1780,7 @@ pub(super) fn remote_read(value: &serde_json::Value) -> Result<ReadPart, String>
             ),
             None => None,
         },
+        escape: remote.escape,
     });
     let logged = remote.file.ok_or("a file part names no file")?;
     let location = remote_folder(&remote.path)?;
@@ -1923,6 +1967,7 @@ fn reader(config: &FilesConfig, schema: SchemaRef, projection: Option<Vec<usize>
         null_value: config.null_value.clone(),
         inferred: config.declared_columns().is_none(),
         encoding: config.text_encoding(),
+        escape: config.csv_escape(),
     }
 }
 
@@ -2102,6 +2147,7 @@ async fn infer_from(
             config.null_value.as_deref(),
             config.text_encoding(),
             text.then_some(limit),
+            config.csv_escape(),
         )?;
         sample.add(&shown, bytes.len() as u64, inferred)?;
     }
@@ -2752,6 +2798,7 @@ mod tests {
             header: None,
             null_value: None,
             encoding: None,
+            escape: None,
             path_glob_filter: None,
             min_file_age: None,
         }

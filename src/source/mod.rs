@@ -269,6 +269,10 @@ fn changed_way_out(batch: BatchId, checkpoint: Option<&str>) -> String {
     }
 }
 
+/// The words of a CSV file's quoted field that goes on after its closing quote, the error
+/// that `escape:` set on the source answers (and which applies to a planned batch at once).
+pub const QUOTE_GOES_ON: &str = "goes on after its closing quote";
+
 /// What a malformed row's error adds: how to skip such rows.
 pub const SKIP_HINT: &str =
     " (to skip such rows and count them, set `on_error: skip` on the source)";

@@ -256,6 +256,7 @@ impl PayloadDecoder<'_> {
             null_value: None,
             inferred: false,
             encoding: None,
+            escape: None,
         };
         match reader.decode("", "", &Bytes::from(text)) {
             Ok(decoded) if decoded.skipped > 0 => Ok(Err(decoded.skipped)),

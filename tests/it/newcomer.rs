@@ -4465,6 +4465,76 @@ fn a_copy_of_a_checkpoint_without_its_sink_record_is_older_than_its_sink() {
     );
 }
 
+/// Walk 124 (1): a CSV file as Spark writes it (a quote inside quotes as `\"`) read without
+/// `escape:` wrote `a \b\" c"` for `a "b" c`, exit 0, and no option read it right. The field
+/// is refused by its line with the escape to set; set on the planned batch's file alone, it
+/// applies at once, and every value reads as Spark's reader reads it.
+#[test]
+fn a_csv_file_with_backslash_escaped_quotes_is_refused_until_escape_is_set() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("in")).expect("in");
+    std::fs::write(
+        ws.path("in/a.csv"),
+        "id,n\n1,\"a \\\"b\\\" c\"\n2,\"say \\\"hi, there\\\"\"\n3,\"C:\\new\"\n4,plain\n",
+    )
+    .expect("input");
+    let yaml = |escape: &str| {
+        format!(
+            "name: escaped\ncheckpoint: {}\nsources:\n  s: {{ kind: files, path: {}, format: \
+             csv,{escape} schema: {{ id: bigint, n: string }} }}\nquery: SELECT id, n FROM s\n\
+             sink: {{ kind: files, path: {}, format: json }}\n",
+            ws.p("ckpt"),
+            ws.p("in"),
+            ws.p("out")
+        )
+    };
+    let file = write_pipeline(&ws, &yaml(""));
+    let refused = run(&file, &ws);
+    let said = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("a.csv: line 2: the quoted field")
+            && said.contains("set the source's `escape: '\\'`")
+            && said.contains("`escape` applies to the planned batch")
+            && !said.contains("sluice rewind"),
+        "{said}"
+    );
+    assert!(sink_lines(&ws.path("out")).is_empty());
+    std::fs::write(&file, yaml(" escape: '\\',")).expect("edit");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            r#"{"id":1,"n":"a \"b\" c"}"#,
+            r#"{"id":2,"n":"say \"hi, there\""}"#,
+            r#"{"id":3,"n":"C:\\new"}"#,
+            r#"{"id":4,"n":"plain"}"#,
+        ]
+    );
+    let verify = run_bin(
+        &["replay", &ws.p("ckpt"), "--batch", "0", "--verify"],
+        ws.dir.path(),
+    );
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    // Only CSV has quotes to escape, and one character escapes them.
+    for (format, escape, wrong) in [
+        ("json", "'\\'", "reads another format"),
+        ("csv", "'ab'", "give one ASCII character"),
+    ] {
+        let text = yaml(&format!(" escape: {escape},"))
+            .replace("format: csv", &format!("format: {format}"));
+        let file = write_pipeline(&ws, &text);
+        let out = run(&file, &ws);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("`sources.s.escape`") && stderr(&out).contains(wrong),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
 /// Walk 71 (7): a complete-mode pipeline on a new checkpoint, pointed at a folder another tool
 /// wrote (Spark's `part-00000-<uuid>` files, a `result.csv`), deleted those files. A folder
 /// holding files named as Sluice's without its records is refused; another tool's files are
