@@ -937,11 +937,21 @@ fn render_text(view: &CheckpointView) -> String {
                 .parts
                 .iter()
                 .map(|p| match p.offset {
+                    // Walk 122 (3): a Kafka source reads on from the partition's end, as
+                    // Spark's does, not from its start, as this said; a NATS stream from its
+                    // first sequence.
                     Some(at) if p.ends_below_read => format!(
                         "{} at {at} of {}: it ends below the position read, so it was deleted \
                          and made again since; the next run stops and says what to do (with \
-                         `fail_on_data_loss: false`, it reads it again from its start)",
-                        p.part, p.end
+                         `fail_on_data_loss: false`, {})",
+                        p.part,
+                        p.end,
+                        if p.topic.is_some() {
+                            "it reads on from the partition's end now: the records below it are \
+                             not read, and are counted as lost rows"
+                        } else {
+                            "it reads the stream again from its first sequence"
+                        }
                     ),
                     Some(at) if p.held_back > 0 => format!(
                         "{} at {at} of {} ({} behind; {} more offsets held back by a \

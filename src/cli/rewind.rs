@@ -25,6 +25,18 @@ pub(super) async fn run(spec: &str, to: u64) -> Result<(), Error> {
         // No unit: the sink never took the batch (a Kafka topic it failed to reach); what
         // was deleted is the late-rows sink's.
         let what = match (rewound.units.get(batch), deleted) {
+            // Walk 122 (1): "it never took the batch" was said of a Kafka sink whose progress
+            // topic was gone, which had taken it; the next run wrote its records twice.
+            (None, _) if rewound.untold.contains(batch) => format!(
+                "nothing from the sink, which keeps no record now of what it took (its progress \
+                 topic gone or emptied), so whether it took the batch cannot be told: if it did, \
+                 its records are there and the next run writes them again{}",
+                if *deleted > 0 {
+                    format!(" ({deleted} late-rows files deleted)")
+                } else {
+                    String::new()
+                }
+            ),
             (Some(unit), _) => format!("{deleted} sink {unit}"),
             (None, 0) => "nothing from the sink (it never took the batch)".to_string(),
             (None, _) => format!("{deleted} late-rows files"),

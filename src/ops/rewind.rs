@@ -8,7 +8,7 @@
 //! earlier batch) is run again, a run refuses to start and inspect and repair name the command.
 
 use crate::Error;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::checkpoint::{
     BatchId, Checkpoint, CheckpointError, LogListing, paths, read_commit, read_offsets, take_lock,
@@ -33,6 +33,10 @@ pub struct Rewound {
     pub stateful: bool,
     /// What each batch's count in `taken_back` counts (`files`, a table's `rows`).
     pub units: BTreeMap<BatchId, &'static str>,
+    /// The pending batches taken back whose sink keeps no record now of what it took (a
+    /// Kafka sink's progress topic deleted): whether it took them cannot be told, so their
+    /// records may be there, and the next run writes them again.
+    pub untold: BTreeSet<BatchId>,
 }
 
 /// Rewinds the checkpoint at `location` (shown as `shown` in messages) to batch `to`, under the
@@ -175,6 +179,7 @@ async fn rewind_or_check(
         sinks: BTreeMap::new(),
         stateful: false,
         units: BTreeMap::new(),
+        untold: BTreeSet::new(),
     };
     // The pipeline file the newest committed batch ran with stands in for a batch's own
     // where that one names none, or is missing or damaged.
@@ -581,7 +586,10 @@ async fn rewind_or_check(
     for batch in (to.0 + 1..=newest.0).rev().map(BatchId) {
         let key = &batch_pipeline[&batch];
         let pipeline = &pipelines[key];
-        let (main_sink, late_sinks) = &sinks[key];
+        let (main_sink, late_sinks, untold) = &sinks[key];
+        if main_sink.is_none() && *untold {
+            rewound.untold.insert(batch);
+        }
         // A batch's sink goes first: a sink that cannot take it back says so before anything
         // of the batch is deleted. Every later batch was taken back whole, so the checkpoint
         // is whole again (its last batch is this one) and no rewind is under way.
@@ -751,7 +759,9 @@ async fn sync_taken_back(
 /// set since): the refusal names them and the rewind that works.
 ///
 /// Errors: `refuse`'s error for complete mode or a sink that keeps no batches, where the sink
-/// holds a batch after `to` (or cannot say); sink errors as they come.
+/// holds a batch after `to` (or cannot say); sink errors as they come. With the sinks, whether
+/// the main sink (none opened) keeps no record now of the batches it took, so that whether it
+/// took a pending batch cannot be told.
 #[allow(clippy::type_complexity)]
 async fn open_sinks(
     pipeline: &Pipeline,
@@ -760,7 +770,7 @@ async fn open_sinks(
     pending_only: bool,
     written_before: Option<&[BatchId]>,
     refuse: &(dyn Fn(String) -> Error + Sync),
-) -> Result<(Option<Box<dyn Sink>>, Vec<Box<dyn Sink>>), Error> {
+) -> Result<(Option<Box<dyn Sink>>, Vec<Box<dyn Sink>>, bool), Error> {
     let ctx = SinkContext {
         label: "",
         pipeline: id,
@@ -771,14 +781,25 @@ async fn open_sinks(
         sync: true,
         hook: None,
     };
+    let mut untold = false;
     let complete = pipeline.output_mode == OutputMode::Complete;
     let main_sink = if complete || !pipeline.sink.connector().keeps_batches() {
         // Where the sink says its newest batch is `to` or older, there is nothing to take
         // back from it.
         let (untouched, unknown) = match pipeline.sink.connector().open(&ctx) {
             Ok(sink) => match sink.summary().await {
-                Ok(Some(held)) => (held.last.is_none_or(|(batch, ..)| batch <= to), None),
-                Ok(None) => (pending_only, None),
+                Ok(Some(held)) => {
+                    // Its record of batch `to`, committed, is gone (a Kafka sink's progress
+                    // topic deleted and made again): what it took after cannot be told.
+                    untold = pending_only && held.last.is_none_or(|(batch, ..)| batch < to);
+                    (held.last.is_none_or(|(batch, ..)| batch <= to), None)
+                }
+                Ok(None) => {
+                    // A sink with a place (a topic) keeps a record where it can; the console
+                    // keeps none ever.
+                    untold = pending_only && pipeline.sink.connector().location().is_some();
+                    (pending_only, None)
+                }
                 Err(e) => (false, Some(e.to_string())),
             },
             Err(e) => (false, Some(e.to_string())),
@@ -954,7 +975,7 @@ async fn open_sinks(
             }
         }
     }
-    Ok((main_sink, late_sinks))
+    Ok((main_sink, late_sinks, untold))
 }
 
 /// The pipeline file the newest committed batch ran with, as the checkpoint stores it.

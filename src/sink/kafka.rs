@@ -1899,6 +1899,24 @@ impl Encoder {
     }
 }
 
+/// The name of a function in `expr` whose value is not fixed by its arguments (`now()`,
+/// `random()`, `uuid()`: DataFusion's stable and volatile functions), the first found.
+fn not_immutable(expr: &datafusion::logical_expr::Expr) -> Option<String> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Expr, Volatility};
+    let mut found = None;
+    let _ = expr.apply(|e| {
+        if let Expr::ScalarFunction(f) = e
+            && f.func.signature().volatility != Volatility::Immutable
+        {
+            found = Some(f.func.name().to_string());
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
 /// A row the sink's expressions cannot make a record of: the row's fault, the same at every
 /// attempt.
 struct EncodeError {
@@ -1927,6 +1945,20 @@ impl Encoders {
         );
         let empty = RecordBatch::new_empty(Arc::clone(schema));
         let compile = |key: &str, sql: &str| -> Result<Encoder, String> {
+            // A function of the time or of chance (`now()`, `random()`) gives another record
+            // when a batch is written again, and DataFusion runs `now()` only as the literal
+            // a query's planning makes of it (walk 122: "invoke should not be called on a
+            // simplified now() function ... a bug in DataFusion").
+            if let Ok(parsed) = ctx.parse_sql_expr(sql, &df_schema)
+                && let Some(name) = not_immutable(&parsed)
+            {
+                return Err(format!(
+                    "`{key}: {sql}` calls `{name}()`, which gives another value each time a \
+                     batch is written (and a batch written again must give the same records): \
+                     select it in the query instead (`now()` there is the batch's time, logged \
+                     with it), as a column, and name the column here"
+                ));
+            }
             let expr = ctx
                 .parse_sql_expr(sql, &df_schema)
                 .and_then(|e| simplifier.coerce(e, &df_schema))
@@ -2513,6 +2545,28 @@ mod tests {
         assert!(said.contains("`acks: 0` cannot be"), "{said}");
         let said = refused("{ bootstrap_servers: b, topic: t, properties: { group.id: g } }");
         assert!(said.contains("`group_id:`"), "{said}");
+    }
+
+    /// Walk 122: `timestamp: now()` failed with DataFusion's "invoke should not be called on a
+    /// simplified now() function ... a bug". A function of the time or of chance is refused,
+    /// naming the setting and the query's `now()` (the batch's time) to use instead.
+    #[test]
+    fn a_sink_expression_of_the_time_is_refused_with_the_query_way() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        for (setting, function) in [
+            ("timestamp: now()", "now"),
+            ("key: CAST(random() AS VARCHAR)", "random"),
+        ] {
+            let config: KafkaSinkConfig =
+                serde_yaml::from_str(&format!("bootstrap_servers: h:9092\ntopic: t\n{setting}"))
+                    .expect("config");
+            let said = Encoders::new(&config, &schema).err().expect("refused");
+            assert!(
+                said.contains(&format!("calls `{function}()`"))
+                    && said.contains("select it in the query instead"),
+                "{said}"
+            );
+        }
     }
 
     /// Walk 42 (2): `key: coalesce(tag, 'none')` compiled, then failed every batch with

@@ -730,7 +730,8 @@ pub struct PartLag {
     pub lag: u64,
     /// The part ends below the position read (`offset` past `end`): it was deleted and made
     /// again since; the next run stops there, naming it (or, with `fail_on_data_loss: false`,
-    /// reads it again from its start), so a lag of 0 is no sign of health then.
+    /// reads on from a Kafka partition's end, a NATS stream's first sequence), so a lag of 0
+    /// is no sign of health then.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ends_below_read: bool,
     /// The Kafka topic and partition of the part, for a lag exporter (`part` says them in

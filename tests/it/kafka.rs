@@ -2739,6 +2739,13 @@ async fn a_pending_batch_whose_progress_record_is_gone_is_not_written_again_unsa
     );
     let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
     assert!(rewind.status.success(), "{}", stderr(&rewind));
+    // Walk 122 (1): the rewind said the sink "never took the batch", which it had.
+    let told = String::from_utf8_lossy(&rewind.stdout);
+    assert!(
+        told.contains("whether it took the batch cannot be told: if it did, its records are there")
+            && !told.contains("never took"),
+        "{told}"
+    );
     let run = sluice_run(&pipeline, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(
