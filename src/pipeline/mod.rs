@@ -1113,6 +1113,17 @@ impl Pipeline {
             if key.starts_with(&format!("{next}.")) && message.contains("at least one") {
                 break;
             }
+            // A mistake the removal made, not the file: a setting that asks for the key just
+            // taken out, beside it (walk 122: a bad `topic_pattern` taken out, "a Kafka source
+            // needs `topics` ... or `topic_pattern`").
+            if let (Some((parent, leaf)), Some((next_parent, _))) =
+                (key.rsplit_once('.'), next.rsplit_once('.'))
+                && parent == next_parent
+                && message.contains(&format!("`{leaf}`"))
+                && !message.contains("unknown field")
+            {
+                break;
+            }
             // A mistake the removal made, not the file: a `late_rows` without the watermark
             // just taken out for a bad `delay`.
             if next == "late_rows" && watermark_removed {
@@ -2390,6 +2401,24 @@ sink: { kind: files, path: out/clicks, format: parquet }
 
     fn parse(text: &str) -> Result<Pipeline, String> {
         Pipeline::parse(text, Path::new("p.yaml")).map_err(|e| e.to_string())
+    }
+
+    /// Walk 122: a `topic_pattern` that is no regular expression was said in the regex crate's
+    /// drawing over four lines, and then "and: a Kafka source needs `topics` ... or
+    /// `topic_pattern`", a mistake the taking out of the first made. One line, once.
+    #[cfg(feature = "kafka")]
+    #[test]
+    fn a_bad_topic_pattern_is_said_once_in_one_line() {
+        let text = GOOD.replace(
+            "    kind: files\n    path: data/clicks\n    format: json\n    schema: { ts: timestamp, user_id: bigint }\n    max_files_per_batch: 2\n",
+            "    kind: kafka\n    bootstrap_servers: h:9092\n    topic_pattern: \"w-(\"\n",
+        );
+        let said = parse(&text).expect_err("no regular expression");
+        assert_eq!(
+            said,
+            "p.yaml: `sources.clicks.topic_pattern`: `w-(` is not a regular expression: unclosed \
+             group (line 7)"
+        );
     }
 
     /// Walk 123 (4): a sink's `path:` with nothing after it (or `~`) wrote into a folder named

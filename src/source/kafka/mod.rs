@@ -332,7 +332,20 @@ fn read_config(settings: &serde_yaml::Mapping) -> Result<KafkaConfig, ConfigErro
         }
         (_, Some(pattern)) => {
             config.pattern = Some(regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
-                ConfigError::at("topic_pattern", format!("not a regular expression: {e}"))
+                // The regex crate's message is a drawing over several lines: its last says why.
+                let why = match &e {
+                    regex::Error::Syntax(text) => text
+                        .lines()
+                        .rev()
+                        .find_map(|l| l.trim().strip_prefix("error: "))
+                        .unwrap_or(text)
+                        .to_string(),
+                    other => other.to_string(),
+                };
+                ConfigError::at(
+                    "topic_pattern",
+                    format!("`{pattern}` is not a regular expression: {why}"),
+                )
             })?);
         }
         _ => {}
