@@ -206,7 +206,7 @@ fn decompress_sample(
         check_format(file, &text, format)?;
     }
     if matches!(format, FileFormat::Json | FileFormat::Csv) && !file.is_empty() {
-        check_utf8_text(file, &text, format, on_error)?;
+        check_utf8_text(file, &text, format, on_error, encoding)?;
     }
     // A UTF-8 byte order mark starts no value and names no column.
     Ok(match format {
@@ -305,8 +305,11 @@ fn looks_like_csv(text: &[u8]) -> Option<String> {
 
 /// Refuses text in another encoding than UTF-8 (JSON's, RFC 8259 §8.1, and the CSV reader's),
 /// which would otherwise fail on its first line as malformed, or read as garbage: UTF-16 and
-/// UTF-32 by their byte order mark, or, without one, by the NUL bytes in their first 4 KiB
-/// (text in UTF-8 holds none). Bytes no UTF-8 text holds in otherwise ASCII-compatible text
+/// UTF-32 by their byte order mark, or, without one, by the NUL bytes that make a quarter or
+/// more of their first 4 KiB (as each ASCII character's other bytes do; a NUL here and there
+/// is a character of UTF-8 text, read as such, as DuckDB reads it). Where the source declared
+/// `declared`, the text is what it read as, and the advice does not name it again. Bytes no
+/// UTF-8 text holds in otherwise ASCII-compatible text
 /// (Latin-1, Windows-1252) refuse the file under `on_error: fail`; under `on_error: skip` the
 /// lines that hold them are skipped and counted by the decoder, each named, as any other
 /// malformed line is, but for a CSV header, which names every row's columns.
@@ -315,9 +318,37 @@ fn check_utf8_text(
     text: &[u8],
     format: FileFormat,
     on_error: OnError,
+    declared: Option<&'static encoding_rs::Encoding>,
 ) -> Result<(), SourceError> {
+    let sample = &text[..text.len().min(4096)];
+    let nuls = |from: usize, step: usize| {
+        sample
+            .iter()
+            .skip(from)
+            .step_by(step)
+            .filter(|b| **b == 0)
+            .count()
+    };
+    let (all, odd) = (nuls(0, 1), nuls(1, 2));
     // What the text is, and the encoding to name in the conversion.
-    let encoding = if text.starts_with(b"\xFF\xFE\0\0") || text.starts_with(b"\0\0\xFE\xFF") {
+    let encoding = if let Some(declared) = declared
+        && all > 0
+        && all * 4 >= sample.len()
+    {
+        // Walk 124 (3): UTF-32 read as the declared UTF-16 was said to want `utf-16le`, which
+        // gave the same error again.
+        return Err(SourceError::Malformed {
+            file: file.to_string(),
+            line: None,
+            reason: format!(
+                "its text, read as {} (the source's `encoding`), is mostly NUL characters: the \
+                 files are in another encoding (UTF-32, which Sluice does not read, as often): \
+                 convert the file, e.g. `iconv -f UTF-32 -t UTF-8 FILE > NEW`, and set the \
+                 source's `encoding:` to what the files are in then",
+                declared.name()
+            ),
+        });
+    } else if text.starts_with(b"\xFF\xFE\0\0") || text.starts_with(b"\0\0\xFE\xFF") {
         Some((
             "UTF-32 (its first bytes are a byte order mark)".to_string(),
             "UTF-32",
@@ -327,12 +358,27 @@ fn check_utf8_text(
             "UTF-16 (its first bytes are a byte order mark)".to_string(),
             "UTF-16",
         ))
-    } else if text.iter().take(4096).any(|b| *b == 0) {
+    } else if all > 0 && all * 4 >= sample.len() {
+        // Walk 124 (2): one NUL in a UTF-8 file's first 4 KiB called it UTF-16, one further on
+        // was read: the share of NULs tells UTF-16 and UTF-32 (and binary data) from text.
+        let from = if all * 5 >= sample.len() * 3 {
+            if sample.first() == Some(&0) {
+                "UTF-32BE"
+            } else {
+                "UTF-32LE"
+            }
+        } else if odd * 2 >= all {
+            "UTF-16LE"
+        } else {
+            "UTF-16BE"
+        };
         Some((
-            "not UTF-8: it holds NUL bytes, as UTF-16 or UTF-32 text without a byte order \
-             mark does, or binary data"
-                .to_string(),
-            "UTF-16LE",
+            format!(
+                "not UTF-8: {all} of its first {} bytes are NUL, as in {from} text without a \
+                 byte order mark, or binary data",
+                sample.len()
+            ),
+            from,
         ))
     } else if let Some(at) = first_not_utf8(text)
         && (on_error == OnError::Fail || format == FileFormat::Csv && !text[..at].contains(&b'\n'))
@@ -364,7 +410,7 @@ fn check_utf8_text(
                     "CP1252" => "set the source's `encoding: windows-1252` (naming the files' \
                                  encoding), or "
                         .to_string(),
-                    "UTF-16LE" | "UTF-16" => format!(
+                    "UTF-16LE" | "UTF-16BE" | "UTF-16" => format!(
                         "set the source's `encoding: {}` (naming the files' encoding), or ",
                         from.to_lowercase()
                     ),
@@ -6888,5 +6934,57 @@ pear;2
         );
         // Blanks after a closing quote, and a quote inside an unquoted field, pass as before.
         assert!(csv("id,name\n1,\"a\"  \n2,5\"x\n", OnError::Fail).is_ok());
+    }
+
+    /// Walk 124 (2, 3): one NUL byte in a UTF-8 file's first 4 KiB called the file UTF-16 and
+    /// advised `encoding: utf-16le`, which read garbage, where one further on was read as a
+    /// character; UTF-32 under a declared `utf-16` advised `utf-16le`, which failed alike.
+    #[test]
+    fn a_nul_in_text_is_a_character_and_utf16_is_told_by_its_share_of_nuls() {
+        let read = csv("id,name\n1,a\0b\n2,c\n", OnError::Fail).expect("a NUL is a character");
+        let names = read.batches[0].column(1).as_string::<i32>();
+        assert_eq!((names.value(0), names.value(1)), ("a\0b", "c"));
+        let utf16 = |big: bool| -> Vec<u8> {
+            "id,name\n1,x\n"
+                .encode_utf16()
+                .flat_map(|u| {
+                    if big {
+                        u.to_be_bytes()
+                    } else {
+                        u.to_le_bytes()
+                    }
+                })
+                .collect()
+        };
+        for (big, named) in [(false, "utf-16le"), (true, "utf-16be")] {
+            let said = check_utf8_text("f.csv", &utf16(big), FileFormat::Csv, OnError::Skip, None)
+                .expect_err("UTF-16 without a byte order mark")
+                .to_string();
+            assert!(
+                said.contains(&format!("set the source's `encoding: {named}`")),
+                "{said}"
+            );
+        }
+        // UTF-32 read as the declared UTF-16: the advice names no UTF-16 again.
+        let utf32: Vec<u8> = "id,name\n1,x\n"
+            .chars()
+            .flat_map(|c| (c as u32).to_le_bytes())
+            .collect();
+        let (read, _, _) = encoding_rs::UTF_16LE.decode(&utf32);
+        let said = check_utf8_text(
+            "f.csv",
+            read.as_bytes(),
+            FileFormat::Csv,
+            OnError::Fail,
+            Some(encoding_rs::UTF_16LE),
+        )
+        .expect_err("mostly NUL")
+        .to_string();
+        assert!(
+            said.contains("read as UTF-16LE (the source's `encoding`), is mostly NUL characters")
+                && said.contains("iconv -f UTF-32")
+                && !said.contains("`encoding: utf-16"),
+            "{said}"
+        );
     }
 }
