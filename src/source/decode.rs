@@ -228,8 +228,21 @@ const CUT_SHORT_ADVICE: &str = "A batch reads a file as it is when it lists it, 
 /// under `format: parquet`, which would fail on a "corrupt footer". Text that only might be
 /// another format (a JSON file's first line that reads as CSV) is named where it fails. A
 /// Parquet file that begins with `PAR1` and does not end with it lacks its footer (schema and
-/// row groups come last): cut short, or still being written (walk 109), said so.
+/// row groups come last): cut short, or still being written (walk 109), said so; an empty one
+/// alike.
 fn check_format(file: &str, text: &[u8], format: FileFormat) -> Result<(), SourceError> {
+    // Walk 124 (5): an empty file was "Parquet file too small ... declare `schema:`", and
+    // with a schema declared the same again, batch after batch.
+    if format == FileFormat::Parquet && text.is_empty() {
+        return Err(SourceError::Malformed {
+            file: file.to_string(),
+            line: None,
+            reason: format!(
+                "the file is empty (0 bytes), where a Parquet file holds at least its footer: \
+                 one being written, most likely, or a writer that failed. {CUT_SHORT_ADVICE}"
+            ),
+        });
+    }
     let is_parquet = text.starts_with(b"PAR1");
     if format == FileFormat::Parquet && is_parquet && !text.ends_with(b"PAR1") {
         return Err(SourceError::Malformed {
@@ -6580,6 +6593,31 @@ pear;2
                 .expect_err("no footer")
                 .to_string(),
         );
+        // Walk 124 (5): an empty file alike, inferred or with the schema declared.
+        let empty = Bytes::new();
+        for said in [
+            infer_schema(
+                "p.parquet",
+                &empty,
+                FileFormat::Parquet,
+                OnError::Fail,
+                b',',
+                None,
+            )
+            .expect_err("empty")
+            .to_string(),
+            reader
+                .decode("in/p.parquet", "p.parquet", &empty)
+                .expect_err("empty")
+                .to_string(),
+        ] {
+            assert!(
+                said.contains("p.parquet: the file is empty (0 bytes)")
+                    && said.contains("min_file_age")
+                    && !said.contains("declare `schema:`"),
+                "{said}"
+            );
+        }
         // The whole file reads.
         assert_eq!(
             reader
