@@ -129,6 +129,24 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         }
     }
     let made = new_local_folders(pipeline, &checkpoint_spec);
+    // A folder there already that holds no checkpoint (made empty beforehand, or `~`): what
+    // it held before, so that a refused run takes out only what it put there (walk 123 (5):
+    // `metadata`, `lock`, `epochs/` and `pipelines/` were left in the home folder).
+    let held_before: Option<(
+        std::path::PathBuf,
+        std::collections::HashSet<std::ffi::OsString>,
+    )> = local_folder(&checkpoint_spec)
+        .filter(|folder| {
+            folder.is_dir() && !folder.join(crate::checkpoint::paths::METADATA).exists()
+        })
+        .and_then(|folder| {
+            let names = std::fs::read_dir(&folder)
+                .ok()?
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            Some((folder, names))
+        });
     // A source folder's symbolic link into what the run writes is refused as it is listed.
     for (what, folder) in [
         ("the checkpoint", Some(checkpoint_spec.clone())),
@@ -184,12 +202,16 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
     // Only while no other run holds the checkpoint: of two runs started at once on one new
     // checkpoint, the one the lock refused removes nothing of the other's. The lock is held
     // until the folders are gone.
-    let lock = made.first().and_then(|(checkpoint, _)| {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(checkpoint.join(crate::checkpoint::paths::LOCK))
-            .ok()
-    });
+    let lock = made
+        .first()
+        .map(|(checkpoint, _)| checkpoint)
+        .or(held_before.as_ref().map(|(folder, _)| folder))
+        .and_then(|checkpoint| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(checkpoint.join(crate::checkpoint::paths::LOCK))
+                .ok()
+        });
     let free = lock.as_ref().is_none_or(|file| file.try_lock().is_ok());
     if let Err(e) = &result
         && free
@@ -210,6 +232,33 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
                     break;
                 }
                 above = parent.parent();
+            }
+        }
+    }
+    // In a folder that was there: what the run put in it.
+    if let Err(e) = &result
+        && free
+        && let Some((checkpoint, before)) = &held_before
+        && empty(checkpoint, crate::checkpoint::paths::OFFSETS)
+        && empty(checkpoint, crate::checkpoint::paths::COMMITS)
+        && (e.exit_code() == 2 || !starts_logged(checkpoint))
+    {
+        for entry in std::fs::read_dir(checkpoint)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if before.contains(&entry.file_name()) {
+                continue;
+            }
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(e) = removed {
+                tracing::warn!("could not remove {}: {e}", path.display());
             }
         }
     }
@@ -794,6 +843,15 @@ async fn check_continuity(
 /// `file://` URL may reach, once its missing parents are made, a folder that was there), as
 /// absolute paths, each with the topmost folder above it that is not there either (the run
 /// makes it too). Empty when the checkpoint is there, or is not such a path.
+/// The local folder `spec` names: a path, or a `file://` URL's path.
+fn local_folder(spec: &str) -> Option<std::path::PathBuf> {
+    match spec.strip_prefix("file://") {
+        Some(path) => Some(std::path::PathBuf::from(path)),
+        None if spec.contains("://") => None,
+        None => Some(std::path::PathBuf::from(spec)),
+    }
+}
+
 fn new_local_folders(
     pipeline: &Pipeline,
     checkpoint_spec: &str,
@@ -821,7 +879,10 @@ fn new_local_folders(
                 (leaf, top)
             })
     };
-    let Some(checkpoint) = plain(checkpoint_spec) else {
+    let Some(checkpoint) = local_folder(checkpoint_spec)
+        .and_then(|folder| folder.to_str().map(str::to_string))
+        .and_then(|folder| plain(&folder))
+    else {
         return Vec::new();
     };
     let mut made = vec![checkpoint];

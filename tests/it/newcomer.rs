@@ -50,6 +50,34 @@ fn a_run_refused_at_planning_leaves_no_folder_behind() {
             );
         }
     }
+    // Walk 123 (5): a checkpoint folder there already (with a file of the user's), and one
+    // given as a `file://` URL, kept what the refused run put there.
+    let file = pipeline(&ws, "SELECT kk, sum(v) AS t FROM s GROUP BY kk", "update");
+    std::fs::create_dir_all(ws.path("mine")).expect("folder");
+    std::fs::write(ws.path("mine/notes.txt"), "mine").expect("a file of the user's");
+    let url = format!("file://{}", ws.p("by-url/ckpt"));
+    for checkpoint in [ws.p("mine"), url] {
+        let out = run_bin(
+            &[
+                "run",
+                file.to_str().expect("utf-8"),
+                "--checkpoint",
+                &checkpoint,
+            ],
+            ws.dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    }
+    let left: Vec<String> = std::fs::read_dir(ws.path("mine"))
+        .expect("the folder stays")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(left, ["notes.txt"]);
+    assert!(
+        !ws.path("by-url").exists(),
+        "a folder made for a file:// URL"
+    );
 }
 
 /// Walk 58 (2): an aggregate that does not run on its argument's type (`approx_distinct` of a
