@@ -1176,6 +1176,9 @@ pub(crate) async fn list_numbers(
     Ok(numbers)
 }
 
+/// The operation [`take_lock`] names where the checkpoint's folder cannot be written.
+pub(crate) const LOCK_UNWRITABLE: &str = "taking the checkpoint's lock";
+
 pub(crate) fn take_lock(location: &Location) -> Result<Option<std::fs::File>, CheckpointError> {
     let Some(root) = location.local_root() else {
         return Ok(None);
@@ -1229,6 +1232,23 @@ pub(crate) fn take_lock(location: &Location) -> Result<Option<std::fs::File>, Ch
                 reason: "it is a symbolic link, which a run does not write through (the lock \
                          file is the checkpoint's own): remove the link, and run again"
                     .to_string(),
+            })
+        } else if matches!(
+            e.kind(),
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+        ) {
+            // Walk 123 (6): "syncing .../lock to disk failed: Permission denied".
+            CheckpointError::Storage(StorageError::Refused {
+                op: LOCK_UNWRITABLE,
+                path: lock_path.display().to_string(),
+                reason: format!(
+                    "the checkpoint folder {} cannot be written here ({e}: its permissions, an \
+                     immutable flag or a read-only file system), and this command changes it \
+                     under its lock: run it as the folder's owner, or where it can be written \
+                     (`inspect`, `state`, `replay --verify`, `report` and `repair --dry-run` \
+                     read it as it is)",
+                    root.display()
+                ),
             })
         } else {
             CheckpointError::Storage(StorageError::Sync {

@@ -85,7 +85,7 @@ pub async fn repair(
         Err(e @ CheckpointError::Spark { .. }) => return Err(e.into()),
         _ => stray_entries(location).await?,
     };
-    let early_lock = match strays.is_empty() {
+    let early_lock = match strays.is_empty() || dry_run {
         true => None,
         false => Some(take_lock(location)?),
     };
@@ -134,10 +134,18 @@ pub async fn repair(
         }
         Err(e) => return Err(e.into()),
     };
-    let _lock = match early_lock {
-        Some(lock) => lock,
-        None => take_lock(location)?,
-    };
+    let _lock =
+        match early_lock {
+            Some(lock) => lock,
+            // A dry run changes nothing: a checkpoint that cannot be written is read as it is.
+            None if dry_run => match take_lock(location) {
+                Err(CheckpointError::Storage(crate::storage::StorageError::Refused {
+                    op, ..
+                })) if op == crate::checkpoint::LOCK_UNWRITABLE => None,
+                other => other?,
+            },
+            None => take_lock(location)?,
+        };
     let mut report = RepairReport {
         fixed: moved_strays,
         ..RepairReport::default()

@@ -190,6 +190,72 @@ fn pipeline_in(ws: &Workspace, query: &str, extra_source_keys: &str) -> std::pat
     write_pipeline(ws, &yaml)
 }
 
+/// Walk 123 (6): on a checkpoint that cannot be written (another user's, read-only),
+/// `repair --dry-run`, `repair` and `rewind` said only "syncing .../lock to disk failed:
+/// Permission denied". A dry run reads it as it is; the others say the folder cannot be
+/// written and which commands read it. (As root, which CI is, the run drops the capability
+/// that lets root write anywhere, as a user without it would run.)
+#[test]
+fn a_checkpoint_that_cannot_be_written_is_said_so_and_a_dry_run_reads_it() {
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 5, 0);
+    let pipeline = pipeline_in(&ws, "SELECT user_id FROM clicks", "");
+    let out = run_bin(&["run", pipeline.to_str().expect("utf-8")], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let chmod = |mode: &str| {
+        let status = std::process::Command::new("chmod")
+            .args(["-R", mode, &ws.p("ckpt")])
+            .status()
+            .expect("chmod");
+        assert!(status.success());
+    };
+    chmod("a-w");
+    let unprivileged = |args: &[&str]| {
+        // The folder this test made is its user's: root's where it runs as root.
+        let root =
+            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(ws.path("ckpt")).expect("ckpt"))
+                == 0;
+        let mut command = if root {
+            let mut c = std::process::Command::new("setpriv");
+            c.args([
+                "--bounding-set",
+                "-dac_override,-dac_read_search",
+                "--inh-caps",
+                "-all",
+                env!("CARGO_BIN_EXE_sluice"),
+            ]);
+            c
+        } else {
+            std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        };
+        command
+            .args(args)
+            .current_dir(ws.dir.path())
+            .output()
+            .expect("run sluice")
+    };
+    let dry = unprivileged(&["repair", &ws.p("ckpt"), "--dry-run"]);
+    let told = format!("{}{}", String::from_utf8_lossy(&dry.stdout), stderr(&dry));
+    for args in [
+        vec!["repair", &ws.p("ckpt")],
+        vec!["rewind", &ws.p("ckpt"), "--to", "0"],
+    ] {
+        let refused = unprivileged(&args);
+        let said = stderr(&refused);
+        assert_eq!(refused.status.code(), Some(1), "{args:?}: {said}");
+        assert!(
+            said.contains(&format!(
+                "the checkpoint folder {} cannot be written here",
+                ws.p("ckpt")
+            )) && said.contains("`repair --dry-run`"),
+            "{args:?}: {said}"
+        );
+    }
+    chmod("u+w");
+    assert!(dry.status.success(), "{told}");
+    assert!(told.contains("nothing to repair"), "{told}");
+}
+
 #[test]
 fn malformed_json_names_file_and_line_and_skip_counts_it() {
     let ws = Workspace::new();
