@@ -4125,6 +4125,24 @@ fn check_folder_agrees(
 /// Reads a Parquet file's columns named in `schema` (each must be there, with the schema's
 /// type). Its other columns, but those named in `also_known`, are unknown fields of every row:
 /// counted, and kept as JSON text where `rescue` asks for it.
+/// The column of a Parquet file (`file_schema`) that a source's column `name` reads: of that
+/// name, or else the one column whose name is it in other ASCII case (walk 124 (4)), as Spark
+/// (`spark.sql.caseSensitive` off) and DuckDB match Parquet columns.
+fn parquet_column<'a>(file_schema: &'a Schema, name: &str) -> Option<(usize, &'a Field)> {
+    if let Some(found) = file_schema.column_with_name(name) {
+        return Some(found);
+    }
+    let mut alike = file_schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.name().eq_ignore_ascii_case(name));
+    match (alike.next(), alike.next()) {
+        (Some((i, f)), None) => Some((i, f.as_ref())),
+        _ => None,
+    }
+}
+
 fn parquet(
     file: &str,
     bytes: &Bytes,
@@ -4150,15 +4168,9 @@ fn parquet(
         .map(|field| {
             // A column the file lacks is null in its rows, as a JSON field a line lacks is (and
             // as Spark's `mergeSchema` and DuckDB's `union_by_name` read it).
-            let Some((index, found)) = file_schema.column_with_name(field.name()) else {
+            let Some((index, found)) = parquet_column(&file_schema, field.name()) else {
                 if !field.is_nullable() {
-                    let like = file_schema
-                        .fields()
-                        .iter()
-                        .find(|f| f.name().eq_ignore_ascii_case(field.name()))
-                        .map(|f| format!(" (it has `{}`: names match exactly)", f.name()))
-                        .unwrap_or_default();
-                    misfits.push(format!("it has no column `{}`{like}", field.name()));
+                    misfits.push(format!("it has no column `{}`", field.name()));
                 }
                 return None;
             };
@@ -4183,9 +4195,7 @@ fn parquet(
         .fields()
         .iter()
         .enumerate()
-        .filter(|(_, f)| {
-            schema.column_with_name(f.name()).is_none() && !also_known.contains(&f.name().as_str())
-        })
+        .filter(|(i, f)| !indices.contains(&Some(*i)) && !also_known.contains(&f.name().as_str()))
         .map(|(i, _)| i)
         .collect();
     let reader = reader.build().map_err(|e| err(e.to_string()))?;

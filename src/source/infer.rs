@@ -14,7 +14,9 @@
 //! - types that differ widen as Arrow's JSON inference widens them within one file: an integer
 //!   and a float are a float, a timestamp and a date the finer timestamp, any other two scalar
 //!   types a string; objects merge field by field, lists element by element;
-//! - the files of a CSV source must have the same header;
+//! - the files of a CSV source must have the same header; a Parquet column named in other case
+//!   than a column before is that column (names match ignoring ASCII case, as Spark's and
+//!   DuckDB's do);
 //! - partition folders (`key=value`, see [`super::hive`]) add columns after the files' own.
 
 use std::sync::Arc;
@@ -88,6 +90,22 @@ impl Sample {
         // those of line 1), and a later file's new ones are merged in (below).
         if self.format == FileFormat::Json {
             fields.sort_by(|a, b| a.name().cmp(b.name()));
+        }
+        // A Parquet column named as one before but in other case is that column (walk 124
+        // (4): `ID` beside `id` made a second column, and the first null in that file's
+        // rows), as Spark (`spark.sql.caseSensitive` off) and DuckDB's `union_by_name` read it.
+        if self.format == FileFormat::Parquet
+            && let Some((columns, _)) = &self.columns
+        {
+            for field in &mut fields {
+                if !columns.iter().any(|c| c.name() == field.name())
+                    && let Some(column) = columns
+                        .iter()
+                        .find(|c| c.name().eq_ignore_ascii_case(field.name()))
+                {
+                    *field = field.clone().with_name(column.name());
+                }
+            }
         }
         if self.format == FileFormat::Parquet {
             self.parquet.push((file.to_string(), fields.clone()));

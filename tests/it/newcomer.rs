@@ -5528,6 +5528,62 @@ fn a_file_younger_than_min_file_age_is_left_for_a_later_run() {
     assert_eq!(sink_lines(&ws.path("out")), ["{\"k\":\"a\",\"v\":1}"]);
 }
 
+/// Walk 124 (4): Parquet files whose columns differ only in case (`id`, `a` in one; `ID`,
+/// `A` in another, as another writer names them) made two columns each, and a row of the
+/// second file had `id` null; a file with them after pinning had its values counted as
+/// unknown fields and left null. Its columns are the source's, as Spark and DuckDB read them,
+/// whether inferred together or met after pinning.
+#[test]
+fn parquet_columns_in_other_case_are_the_same_columns() {
+    use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+    let write = |ws: &Workspace, name: &str, names: [&str; 2], id: i64, a: &str| {
+        std::fs::create_dir_all(ws.path("in")).expect("in");
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![id])),
+            Arc::new(StringArray::from(vec![a])),
+        ];
+        let schema = Arc::new(Schema::new(
+            names
+                .iter()
+                .zip(&columns)
+                .map(|(n, c)| Field::new(*n, c.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns).expect("batch");
+        let file = std::fs::File::create(ws.path(&format!("in/{name}"))).expect("file");
+        let mut writer =
+            datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None).expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+    };
+    for together in [true, false] {
+        let ws = Workspace::new();
+        write(&ws, "0.parquet", ["id", "a"], 1, "x");
+        let file = pipeline(&ws, "SELECT * FROM s", "append");
+        edit_file(
+            &file,
+            "format: json, schema: { k: string, v: bigint }",
+            "format: parquet",
+        );
+        if !together {
+            let out = run(&file, &ws);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+        write(&ws, "1.parquet", ["ID", "A"], 3, "xxx");
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("unknown"), "{}", stderr(&out));
+        assert_eq!(
+            sink_lines(&ws.path("out")),
+            [r#"{"id":1,"a":"x"}"#, r#"{"id":3,"a":"xxx"}"#],
+            "together: {together}"
+        );
+    }
+}
+
 /// Walk 66 (4): a Parquet file whose columns changed type was refused one column a run: the
 /// user fixed one and learnt of the next. Every column that does not read is named at once.
 #[test]
