@@ -937,6 +937,12 @@ fn render_text(view: &CheckpointView) -> String {
                 .parts
                 .iter()
                 .map(|p| match p.offset {
+                    Some(at) if p.gone => format!(
+                        "{} at {at}: the brokers no longer have it (its topic deleted, or made \
+                         again with fewer partitions); the next run stops there and says what \
+                         to do",
+                        p.part
+                    ),
                     // Walk 122 (3): a Kafka source reads on from the partition's end, as
                     // Spark's does, not from its start, as this said; a NATS stream from its
                     // first sequence.

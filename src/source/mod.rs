@@ -746,6 +746,12 @@ pub struct PartLag {
     /// from the log's end). 0 where none, and for other sources.
     #[serde(skip_serializing_if = "is_zero")]
     pub held_back: u64,
+    /// The part read so far is gone from the server (a Kafka topic the source still reads
+    /// deleted, or made again with fewer partitions): the next run stops there, naming it
+    /// (walk 122 (4): it was left out of the lag, which looked healthy). `end` is `offset`
+    /// then, and the lag 0.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gone: bool,
 }
 
 fn is_zero(n: &u64) -> bool {

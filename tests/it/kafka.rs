@@ -2315,6 +2315,19 @@ async fn a_topic_deleted_under_a_pattern_is_said_as_data_loss() {
     assert!(read_up_to < 10, "records of {gone} left to read: {end}");
     delete_topic(&gone).await;
     produce(broker(), &kept, 1, &id_values(3));
+    // Walk 122 (4): the lag (inspect's) left the partition gone out, and looked healthy.
+    let lag = sluice::source::configure("kafka", "s", &serde_yaml::from_str(&yaml).expect("yaml"))
+        .expect("kafka")
+        .lag("s", &end)
+        .await
+        .expect("lag")
+        .expect("a lag");
+    let part = lag
+        .parts
+        .iter()
+        .find(|p| p.topic.as_deref() == Some(gone.as_str()))
+        .unwrap_or_else(|| panic!("{gone} left out: {lag:?}"));
+    assert!(part.gone && part.offset == Some(read_up_to), "{part:?}");
     let said = plan_next(&mut source, 1, Some(&end))
         .await
         .expect_err("a partition gone with records not read")

@@ -664,6 +664,34 @@ impl SourceConnector for KafkaConfig {
                     topic: Some(topic.clone()),
                     partition: Some(*partition),
                     held_back: log_end.map_or(0, |l| u64::try_from(l - end).unwrap_or(0)),
+                    gone: false,
+                });
+            }
+        }
+        // Partitions read so far, of a topic the source still reads, that the brokers no
+        // longer have: the next run stops on them.
+        for (topic, read) in &offsets {
+            if !self.subscribes(topic) {
+                continue;
+            }
+            for (partition, at) in read {
+                if now
+                    .high
+                    .get(topic)
+                    .is_some_and(|ends| ends.contains_key(partition))
+                {
+                    continue;
+                }
+                parts.push(PartLag {
+                    part: format!("{topic} partition {partition}"),
+                    offset: Some(*at),
+                    end: *at,
+                    lag: 0,
+                    ends_below_read: false,
+                    topic: Some(topic.clone()),
+                    partition: Some(*partition),
+                    held_back: 0,
+                    gone: true,
                 });
             }
         }

@@ -482,6 +482,7 @@ impl SourceConnector for NatsConfig {
                 topic: None,
                 partition: None,
                 held_back: 0,
+                gone: false,
             }],
         }))
     }
