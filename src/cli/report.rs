@@ -59,6 +59,11 @@ const STATE: [RGBColor; 4] = [
 
 pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error> {
     let location = super::open_checkpoint(spec)?;
+    // A folder that is no checkpoint is said so first (walk 123: `report /` said the page
+    // was "inside the checkpoint /").
+    let metadata = Checkpoint::read_metadata(&location)
+        .await?
+        .ok_or_else(|| Error::Usage(crate::checkpoint::not_a_checkpoint(spec)))?;
     // The page is no file of the checkpoint's (audit 88a: `--html CHECKPOINT/metadata`
     // overwrote it).
     if let Some(how) = crate::pipeline::overlap(&html.to_string_lossy(), spec) {
@@ -68,10 +73,21 @@ pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error>
             html.display()
         )));
     }
-    let metadata = Checkpoint::read_metadata(&location)
-        .await?
-        .ok_or_else(|| Error::Usage(crate::checkpoint::not_a_checkpoint(spec)))?;
     let logs = LogListing::read(&location).await?;
+    // Nor in a folder the pipeline reads or writes (walk 123 (6): a page in its source folder
+    // failed the next run, "report.html line 1: not valid JSON").
+    if let Some(&newest) = logs.offsets.last()
+        && let Ok(Some(entry)) = checkpoint::read_offsets(&location, newest).await
+        && let Some(fingerprint) = entry.info.pipeline
+        && let Ok(Some(pipeline)) =
+            crate::driver::stored_pipeline(&location, spec, &fingerprint).await
+        && let Some(why) = in_pipeline_folder(html, &pipeline)
+    {
+        return Err(Error::Usage(format!(
+            "--html {}: {why}; write the page outside it",
+            html.display()
+        )));
+    }
     let mut batches = Vec::new();
     // Committed batches whose entries do not read, and why: left out of the charts and the
     // totals, said on stderr and on the page (audit 88a: a batch whose offsets entry was gone
@@ -234,6 +250,47 @@ pub(super) async fn run(spec: &str, html: &std::path::Path) -> Result<(), Error>
         batches.len()
     ));
     Ok(())
+}
+
+/// Why a page at `html` (a local path) would be read or written by `pipeline`: inside (or at)
+/// one of its sources' or tables' folders, which a run reads, or its sink's or late-rows
+/// sink's, whose readers read every file there. Relative folders are the ones the pipeline's
+/// runs resolved.
+fn in_pipeline_folder(
+    html: &std::path::Path,
+    pipeline: &crate::pipeline::Pipeline,
+) -> Option<String> {
+    let page = std::path::absolute(html).ok()?;
+    let page = page.to_string_lossy();
+    let resolved = |folder: String| match pipeline.ran_in() {
+        Some(ran_in) if !folder.contains("://") && std::path::Path::new(&folder).is_relative() => {
+            ran_in.join(&folder).to_string_lossy().to_string()
+        }
+        _ => folder,
+    };
+    let read = pipeline
+        .sources
+        .iter()
+        .chain(&pipeline.tables)
+        .filter_map(|(name, c)| Some((format!("`{name}`'s folder"), c.connector().location()?)))
+        .map(|(what, folder)| (what, folder, "a run would read it as input"));
+    let written = [Some(&pipeline.sink), pipeline.late_rows.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.connector().location())
+        .map(|folder| {
+            (
+                "the sink's folder".to_string(),
+                folder,
+                "its readers would read it with the output",
+            )
+        });
+    read.chain(written).find_map(|(what, folder, then)| {
+        let folder = resolved(folder);
+        crate::pipeline::overlap(&page, &folder)
+            .filter(|how| *how != "holds")
+            .map(|how| format!("{how} {what} {folder}: {then}"))
+    })
 }
 
 /// The checkpoint's pending batch, as the page says it.

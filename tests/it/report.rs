@@ -341,20 +341,35 @@ fn the_report_says_what_it_leaves_out_and_writes_no_file_of_the_checkpoint() {
         .find(|p| p.extension().is_some_and(|e| e == "parquet"))
         .expect("a sink file");
     let source = ws.path("in/clicks-0000.json");
-    for target in [&part, &source, &pipeline] {
-        let before = std::fs::read(target).expect("file");
+    // Walk 123 (6): nor a new page in a source's folder, which the next run read as input
+    // and failed on, or in the sink's.
+    let new_page = ws.path("in/report.html");
+    for (target, says) in [
+        (&part, "is inside the sink's folder"),
+        (&source, "is inside `clicks`'s folder"),
+        (&new_page, "is inside `clicks`'s folder"),
+        (&pipeline, "a file that is no HTML page is there"),
+    ] {
+        let before = std::fs::read(target).ok();
         let out = run_bin(
             &["report", &ckpt, "--html", target.to_str().expect("utf-8")],
             ws.dir.path(),
         );
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-        assert!(
-            stderr(&out).contains("a file that is no HTML page is there"),
-            "{}",
-            stderr(&out)
-        );
-        assert_eq!(std::fs::read(target).expect("file"), before);
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+        assert_eq!(std::fs::read(target).ok(), before);
     }
+    // A folder that is no checkpoint is said so first.
+    let out = run_bin(
+        &["report", &ws.p("in"), "--html", &ws.p("in/x.html")],
+        ws.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("inside the checkpoint") && !ws.path("in/x.html").exists(),
+        "{}",
+        stderr(&out)
+    );
     let out = run_bin(
         &["report", &ckpt, "--html", html.to_str().expect("utf-8")],
         ws.dir.path(),
