@@ -348,12 +348,25 @@ async fn rewind_or_check(
                 .map(|(batch, _)| *batch)
                 .collect::<Vec<BatchId>>()
         });
+        // Where the sink moved since (the newest batch's file names another folder), the
+        // folder the batches went to may be the one it moved to.
+        let moved = batch_pipeline
+            .get(&newest)
+            .and_then(|k| pipelines.get(k))
+            .map(|p| &p.sink)
+            .filter(|s| s.connector().location() != pipeline.sink.connector().location());
+        let batches_here: Vec<BatchId> = batch_pipeline
+            .iter()
+            .filter(|(b, k)| *k == key && **b > to)
+            .map(|(b, _)| *b)
+            .collect();
         let opened = open_sinks(
             pipeline,
             metadata.id,
             to,
             !committed,
             written_before.as_deref(),
+            (moved, &batches_here),
             &refuse,
         )
         .await?;
@@ -746,6 +759,30 @@ async fn sync_taken_back(
     Ok(())
 }
 
+/// The files sink `moved` (opened with `ctx`), where its folder holds this pipeline's records
+/// of every one of `batches` (see [`open_sinks`]).
+async fn moved_here(
+    moved: Option<&crate::pipeline::SinkConfig>,
+    batches: &[BatchId],
+    ctx: &SinkContext<'_>,
+) -> Option<Box<dyn Sink>> {
+    let moved = moved.filter(|s| s.connector().kind() == "files")?;
+    let folder = moved.connector().location()?;
+    let local = std::path::Path::new(&folder);
+    if folder.contains("://")
+        || batches.is_empty()
+        || !batches.iter().all(|b| {
+            local
+                .join(crate::sink::FilesSink::manifest_file(*b))
+                .is_file()
+        })
+    {
+        return None;
+    }
+    let sink = moved.connector().open(ctx).ok()?;
+    (sink.owner().await.ok()?? == ctx.pipeline).then_some(sink)
+}
+
 /// The main sink and the late-rows sinks of `pipeline`, opened to take the batches after
 /// `to` back; no main sink where it took none of them (a pending batch that failed before
 /// the sink's commit), so that taking them back asks nothing of it.
@@ -758,6 +795,12 @@ async fn sync_taken_back(
 /// of the same kind keeps the records this one did not (a PostgreSQL sink's `batch_column`
 /// set since): the refusal names them and the rewind that works.
 ///
+/// `moved`, `batches`: the sink the pipeline file names now, where it names another folder
+/// than this one, and the batches after `to` that went here: a files sink folder gone from
+/// here whose batches' records are all in that one (moved there, as a run that meets the new
+/// path advises) takes them back from there (walk 123 (2): the rewind sent the user to put
+/// the old folder back, and then refused over the new one).
+///
 /// Errors: `refuse`'s error for complete mode or a sink that keeps no batches, where the sink
 /// holds a batch after `to` (or cannot say); sink errors as they come. With the sinks, whether
 /// the main sink (none opened) keeps no record now of the batches it took, so that whether it
@@ -769,6 +812,7 @@ async fn open_sinks(
     to: BatchId,
     pending_only: bool,
     written_before: Option<&[BatchId]>,
+    (moved, batches): (Option<&crate::pipeline::SinkConfig>, &[BatchId]),
     refuse: &(dyn Fn(String) -> Error + Sync),
 ) -> Result<(Option<Box<dyn Sink>>, Vec<Box<dyn Sink>>, bool), Error> {
     let ctx = SinkContext {
@@ -855,6 +899,14 @@ async fn open_sinks(
     } else {
         match pipeline.sink.connector().open(&ctx) {
             Ok(sink) => Some(sink),
+            // Moved where the pipeline file names now, with this folder's batches.
+            Err(e)
+                if e.to_string().contains("no such folder")
+                    && let Some(sink) = moved_here(moved, batches, &ctx).await =>
+            {
+                tracing::info!("{e}: batches {batches:?} are taken back from where it moved");
+                Some(sink)
+            }
             // Nothing there to take back: what the batches wrote is gone with the folder.
             Err(e) if e.to_string().contains("no such folder") => {
                 // A relative path the batch resolved in the folder it ran in, which still holds

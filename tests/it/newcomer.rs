@@ -1340,6 +1340,48 @@ fn rewind_takes_each_batch_back_from_the_sink_it_went_to() {
     );
 }
 
+/// Walk 123 (2): the sink folder moved (`mv out out2`, the path edited, as the run that meets
+/// the new path advises for the old rows): the rewind refused over the old folder, "put it
+/// back where it was", and once put back, over the new one. The batches that went to the old
+/// folder are taken back from where it moved, and the next run writes each row once.
+#[test]
+fn rewind_takes_batches_back_from_where_their_sink_folder_moved() {
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
+    for (n, v) in [(0, 1), (1, 2)] {
+        input(
+            &ws,
+            &format!("{n}.json"),
+            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
+        );
+        let out = run(&file, &ws);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    std::fs::rename(ws.path("out"), ws.path("out2")).expect("moved");
+    let moved = std::fs::read_to_string(&file)
+        .expect("pipeline")
+        .replace(&ws.p("out"), &ws.p("out2"));
+    std::fs::write(&file, moved).expect("moved sink");
+    input(&ws, "2.json", "{\"k\":\"a\",\"v\":3}\n");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out2")).len(), 3);
+    let out = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out2")), ["{\"k\":\"a\",\"v\":1}"]);
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!ws.path("out").exists());
+    assert_eq!(
+        sink_lines(&ws.path("out2")),
+        [
+            "{\"k\":\"a\",\"v\":1}",
+            "{\"k\":\"a\",\"v\":2}",
+            "{\"k\":\"a\",\"v\":3}"
+        ]
+    );
+}
+
 /// Issue 13, item 6: a checkpoint whose `metadata` was deleted is refused (no new pipeline id
 /// over the old logs), and `sluice repair` rebuilds it with the same id: from the commits, or,
 /// where the commits predate recording it, from the files sink's owner record.
