@@ -96,6 +96,32 @@ pub fn default_settings() -> PinnedSettings {
     }
 }
 
+/// [`plain_types`] of the message about key `key` (dotted), with the least whole number the
+/// key takes where that is more than 0 (walk 123: `max_files_per_batch: -3` was "expected a
+/// whole number, 0 or more", and `0` then "must be at least 1").
+pub fn plain_types_of(key: &str, message: &str) -> String {
+    const LEAST: [(&str, u64); 9] = [
+        ("max_files_per_batch", 1),
+        ("max_records_per_batch", 1),
+        ("max_rows_per_batch", 1),
+        ("max_rows", 1),
+        ("rows_per_second", 1),
+        ("partitions", 1),
+        ("attempts", 1),
+        ("snapshot_every", 1),
+        ("retain_batches", 2),
+    ];
+    let message = plain_types(message);
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    match LEAST.iter().find(|(name, _)| *name == leaf) {
+        Some((_, least)) => message.replace(
+            "expected a whole number, 0 or more",
+            &format!("expected a whole number, {least} or more"),
+        ),
+        None => message,
+    }
+}
+
 /// A deserializer's message with Rust's type names said in words: "expected u64" is
 /// "expected a whole number, 0 or more".
 pub fn plain_types(message: &str) -> String {

@@ -1290,7 +1290,8 @@ impl Pipeline {
                 }
                 let path = e.path().to_string();
                 let inner = e.into_inner();
-                let message = crate::vocab::plain_types(&with_suggestion(inner.to_string()));
+                let message =
+                    crate::vocab::plain_types_of(&path, &with_suggestion(inner.to_string()));
                 // A syntax error has no key yet (`sources.s.?`): its line and column say where.
                 if path.contains('?') {
                     // A `: ` inside a plain value (SQL's `CAST(x AS ...)` is fine, but a
@@ -3046,14 +3047,14 @@ sink: { kind: files, path: out/x, format: parquet }
         assert_eq!(
             err,
             "p.yaml: `retain_batches`: invalid type: string \"two\", expected a whole number, \
-             0 or more (line 11)"
+             2 or more (line 11)"
         );
         let err = parse(&GOOD.replace("max_files_per_batch: 2", "max_files_per_batch: -2"))
             .expect_err("a negative count");
         assert_eq!(
             err,
             "p.yaml: `sources.clicks.max_files_per_batch`: invalid type: integer `-2`, expected \
-             a whole number, 0 or more (line 9)"
+             a whole number, 1 or more (line 9)"
         );
     }
 

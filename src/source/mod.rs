@@ -233,7 +233,7 @@ pub fn parse_settings<T: serde::de::DeserializeOwned>(
             Some(at) => message[..at].to_string(),
             None => message,
         };
-        let message = crate::vocab::plain_types(&message);
+        let message = crate::vocab::plain_types_of(&path, &message);
         // The path is named with the key; once is enough.
         let message = match message.strip_prefix(&format!("{path}: ")) {
             Some(rest) if path != "." => rest.to_string(),
