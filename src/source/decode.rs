@@ -118,13 +118,15 @@ pub fn ends_mid_line(file: &str, bytes: &[u8], format: FileFormat) -> bool {
 }
 
 /// Whether text `bytes` end with a line ending, or hold no text at all (a byte order mark
-/// alone): in UTF-8 (or a one-byte encoding), `\n`; in UTF-16, `\n` as two bytes, little-
-/// or big-endian (walk 79: a UTF-16 file ending `0a 00` was warned of as cut short).
+/// alone): in UTF-8 (or a one-byte encoding), `\n`, or `\r` as old Mac files end lines
+/// (walk 124); in UTF-16, either as two bytes, little- or big-endian (walk 79: a UTF-16 file
+/// ending `0a 00` was warned of as cut short).
 fn ends_line(bytes: &[u8]) -> bool {
     let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     matches!(text, [] | [0xFF, 0xFE] | [0xFE, 0xFF])
-        || text.ends_with(b"\n")
-        || text.ends_with(b"\n\0")
+        || [&b"\n"[..], b"\n\0", b"\r", b"\r\0"]
+            .iter()
+            .any(|end| text.ends_with(end))
 }
 
 /// Whether file `file` (as named, with its first bytes `bytes`) is compressed, by its name's
@@ -3262,7 +3264,9 @@ fn json_values<'a>(
 /// Why a file that is one JSON array is not read.
 const JSON_ARRAY_FILE: &str = "the file is one JSON array (`[{...}, {...}]`), and a JSON \
      source reads JSON lines: objects one after another, usually one per line (`jq -c '.[]' \
-     FILE > FILE.jsonl` rewrites an array so). The file is not read, not even in part";
+     FILE > FILE.jsonl` rewrites an array so; then move the array file out of the folder, or \
+     rename it to a name starting with `_` or `.`, which is not read). The file is not read, \
+     not even in part";
 
 /// What kind of JSON value `value` is, for messages.
 fn kind(value: &serde_json::Value) -> &'static str {
@@ -5777,6 +5781,8 @@ mod tests {
             );
         }
         assert!(!ends_mid_line("a.csv", b"\xEF\xBB\xBF", FileFormat::Csv));
+        // Walk 124: lines ended by a lone CR, as old Mac files end them.
+        assert!(!ends_mid_line("a.csv", b"id,name\r1,a\r", FileFormat::Csv));
         assert!(!ends_mid_line("a.csv", b"\xFF\xFE", FileFormat::Csv));
     }
 
