@@ -3685,11 +3685,8 @@ fn csv_quoting(
         let opened = i;
         push(b"\"");
         i += 1;
-        loop {
-            let Some(&c) = text.get(i) else {
-                // A quote left open at the end: the reader's to name.
-                break;
-            };
+        // A quote left open at the end is the reader's to name.
+        while let Some(&c) = text.get(i) {
             let next = text.get(i + 1).copied();
             if Some(c) == escape && next == Some(b'"') {
                 push(b"\"\"");

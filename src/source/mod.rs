@@ -219,13 +219,13 @@ pub fn parse_settings<T: serde::de::DeserializeOwned>(
         if let Some(field) = message
             .strip_prefix("missing field `")
             .and_then(|rest| rest.split('`').next())
+            && matches!(path.as_str(), "." | "")
+            && empty.iter().any(|k| k == field)
         {
-            if matches!(path.as_str(), "." | "") && empty.iter().any(|k| k == field) {
-                return ConfigError::at(
-                    field,
-                    format!("given no value (`{field}:` with nothing after it, or `~`): give one"),
-                );
-            }
+            return ConfigError::at(
+                field,
+                format!("given no value (`{field}:` with nothing after it, or `~`): give one"),
+            );
         }
         // Positions are in the text made here, not in the pipeline file: the caller finds
         // the key's line.
