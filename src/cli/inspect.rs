@@ -940,7 +940,7 @@ fn render_text(view: &CheckpointView) -> String {
                     Some(at) if p.gone => format!(
                         "{} at {at}: the brokers no longer have it (its topic deleted, or made \
                          again with fewer partitions); the next run stops there and says what \
-                         to do",
+                         to do (with `fail_on_data_loss: false`, it leaves the partition out)",
                         p.part
                     ),
                     // Walk 122 (3): a Kafka source reads on from the partition's end, as

@@ -705,6 +705,10 @@ async fn repair(
         .into());
     }
     emit(&match (report.fixed.is_empty(), dry_run) {
+        (true, _) if still_lost => format!(
+            "{spec}: nothing forgotten; the next run is refused until the output above is \
+             written again\n"
+        ),
         (true, _) => format!("{spec}: nothing to repair\n"),
         (false, true) => format!("{spec}: run without --dry-run to make these changes\n"),
         (false, false) if still_lost => format!(

@@ -235,7 +235,8 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
             }
         }
     }
-    // In a folder that was there: what the run put in it.
+    // In a folder that was there: what the run put in it, of a checkpoint's own names only
+    // (another program may have written other files there while the run waited).
     if let Err(e) = &result
         && free
         && let Some((checkpoint, before)) = &held_before
@@ -243,12 +244,29 @@ pub async fn run(pipeline: &Pipeline, options: RunOptions) -> Result<RunSummary,
         && empty(checkpoint, crate::checkpoint::paths::COMMITS)
         && (e.exit_code() == 2 || !starts_logged(checkpoint))
     {
+        use crate::checkpoint::paths;
+        let own = [
+            paths::METADATA,
+            paths::LOCK,
+            paths::LEASE,
+            paths::OFFSETS,
+            paths::COMMITS,
+            paths::EPOCHS,
+            paths::QUERIES,
+            paths::PIPELINES,
+            paths::SINK,
+            paths::REWIND,
+            paths::SOURCES,
+            paths::FAILURE,
+            "state",
+        ];
         for entry in std::fs::read_dir(checkpoint)
             .into_iter()
             .flatten()
             .flatten()
         {
-            if before.contains(&entry.file_name()) {
+            let name = entry.file_name();
+            if before.contains(&name) || !own.iter().any(|o| name == std::ffi::OsStr::new(o)) {
                 continue;
             }
             let path = entry.path();
@@ -837,21 +855,22 @@ async fn check_continuity(
     Ok(())
 }
 
-/// The local folders a run of `pipeline` would make, when its checkpoint is a local folder
-/// not there yet: the checkpoint first, then the sink's and the late-rows sink's folders that
-/// are not there either. Only plain paths without `..` count (a path through `..` or a
-/// `file://` URL may reach, once its missing parents are made, a folder that was there), as
-/// absolute paths, each with the topmost folder above it that is not there either (the run
-/// makes it too). Empty when the checkpoint is there, or is not such a path.
-/// The local folder `spec` names: a path, or a `file://` URL's path.
+/// The local folder `spec` names: a path, or a `file://` URL's path where it is written
+/// plainly (one with `%` escapes is left out: its folder is not the text's).
 fn local_folder(spec: &str) -> Option<std::path::PathBuf> {
     match spec.strip_prefix("file://") {
-        Some(path) => Some(std::path::PathBuf::from(path)),
-        None if spec.contains("://") => None,
-        None => Some(std::path::PathBuf::from(spec)),
+        Some(path) if !path.contains('%') => Some(std::path::PathBuf::from(path)),
+        _ if spec.contains("://") => None,
+        _ => Some(std::path::PathBuf::from(spec)),
     }
 }
 
+/// The local folders a run of `pipeline` would make, when its checkpoint is a local folder
+/// (or a plainly written `file://` URL) not there yet: the checkpoint first, then the sink's
+/// and the late-rows sink's folders that are not there either. Only plain paths without `..`
+/// count (a path through `..` may reach, once its missing parents are made, a folder that was
+/// there), as absolute paths, each with the topmost folder above it that is not there either
+/// (the run makes it too). Empty when the checkpoint is there, or is not such a path.
 fn new_local_folders(
     pipeline: &Pipeline,
     checkpoint_spec: &str,
@@ -1436,6 +1455,23 @@ fn same_but_for_how_it_runs(a: &str, b: &str) -> bool {
     let (Some(a), Some(b)) = (a.as_mapping_mut(), b.as_mapping_mut()) else {
         return false;
     };
+    // `escape` set where the batch had none (without it the batch's escaped quotes failed it,
+    // nothing of it written); not one changed or taken out, which changes what it writes.
+    let escape = |m: &Mapping, group: &Value, name: &Value| {
+        m.get(group)
+            .and_then(|g| g.get(name))
+            .and_then(|c| c.get("escape"))
+            .cloned()
+    };
+    if let Some(Value::Mapping(sources)) = a.get("sources") {
+        let group = Value::from("sources");
+        for name in sources.keys() {
+            let was = escape(a, &group, name);
+            if was.is_some() && was != escape(b, &group, name) {
+                return false;
+            }
+        }
+    }
     // The keys taken out of `m`, in a fixed order.
     let removed = |m: &mut Mapping| {
         let mut out: Vec<Option<Value>> = ["memory_limit", "engine", "name"]

@@ -835,13 +835,15 @@ async fn open_sinks(
                 Ok(Some(held)) => {
                     // Its record of batch `to`, committed, is gone (a Kafka sink's progress
                     // topic deleted and made again): what it took after cannot be told.
-                    untold = pending_only && held.last.is_none_or(|(batch, ..)| batch < to);
+                    untold = pending_only
+                        && pipeline.sink.connector().kind() == "kafka"
+                        && held.last.is_none_or(|(batch, ..)| batch < to);
                     (held.last.is_none_or(|(batch, ..)| batch <= to), None)
                 }
                 Ok(None) => {
-                    // A sink with a place (a topic) keeps a record where it can; the console
+                    // A Kafka sink keeps its record in a topic (gone, here); the console
                     // keeps none ever.
-                    untold = pending_only && pipeline.sink.connector().location().is_some();
+                    untold = pending_only && pipeline.sink.connector().kind() == "kafka";
                     (pending_only, None)
                 }
                 Err(e) => (false, Some(e.to_string())),

@@ -913,9 +913,9 @@ impl FilesSink {
             let forgotten: u64 = manifest.lost.iter().map(|f| f.rows).sum();
             let names: Vec<&str> = manifest.lost.iter().map(|f| f.path.as_str()).collect();
             return Ok(HeldBatch::Missing(format!(
-                "{}: batch {batch}'s {} ({forgotten} rows) went with their input and were \
-                 forgotten by `sluice repair --forget-lost-output`; the sink holds the batch's \
-                 other {} rows, and nothing can show what the lost ones were",
+                "{}: batch {batch}'s {} ({forgotten} rows) were lost and forgotten by `sluice \
+                 repair --forget-lost-output`; the sink holds the batch's other {} rows, and \
+                 the lost ones cannot be compared",
                 self.location,
                 names.join(", "),
                 manifest.rows

@@ -1952,11 +1952,19 @@ impl Encoders {
             if let Ok(parsed) = ctx.parse_sql_expr(sql, &df_schema)
                 && let Some(name) = not_immutable(&parsed)
             {
+                let instead = if ["now", "current_timestamp", "current_date", "current_time"]
+                    .contains(&name.as_str())
+                {
+                    "select it in the query instead (`now()` there is the batch's time, logged \
+                     with it), as a column, and name the column here"
+                } else {
+                    "make the value of the row's own columns instead (a key of them, hashed, \
+                     spreads records over partitions as a random one does)"
+                };
                 return Err(format!(
                     "`{key}: {sql}` calls `{name}()`, which gives another value each time a \
                      batch is written (and a batch written again must give the same records): \
-                     select it in the query instead (`now()` there is the batch's time, logged \
-                     with it), as a column, and name the column here"
+                     {instead}"
                 ));
             }
             let expr = ctx
@@ -2563,7 +2571,11 @@ mod tests {
             let said = Encoders::new(&config, &schema).err().expect("refused");
             assert!(
                 said.contains(&format!("calls `{function}()`"))
-                    && said.contains("select it in the query instead"),
+                    && said.contains(if function == "now" {
+                        "select it in the query instead"
+                    } else {
+                        "of the row's own columns"
+                    }),
                 "{said}"
             );
         }

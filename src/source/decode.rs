@@ -3641,9 +3641,6 @@ fn unclosed_quote(file: &str, line: usize, rest: &[u8]) -> SourceError {
     }
 }
 
-/// Whether CSV text ends inside a quoted field: a `"` at the start of a field opens one, `""`
-/// in it is a quote, and a lone `"` closes it (RFC 4180, as Arrow's reader splits fields); a
-/// `"` inside an unquoted field is text.
 /// CSV `text` (a file's, named `file`; fields between `delimiter`s) as the CSV reader reads
 /// it: where quotes inside quoted fields are escaped with `escape` (Spark's way, `\"`), in
 /// RFC 4180's way instead (the quote doubled; the escape written twice, one escape; before any
@@ -3671,21 +3668,19 @@ fn csv_quoting(
             out.extend_from_slice(bytes);
         }
     };
-    let (mut i, mut line, mut field_start) = (0, 1usize, true);
-    while i < text.len() {
-        let b = text[i];
-        if !(field_start && b == b'"') {
-            field_start = b == delimiter || b == b'\n' || b == b'\r';
-            line += usize::from(b == b'\n');
-            push(&[b]);
-            i += 1;
+    let lines_in = |bytes: &[u8]| bytes.iter().filter(|b| **b == b'\n').count();
+    let (mut i, mut line) = (0, 1usize);
+    // From one quote that opens a field to the next: the text between is copied whole.
+    while let Some(at) = text[i..].iter().position(|b| *b == b'"').map(|p| i + p) {
+        let opens = at == 0 || matches!(text[at - 1], b'\n' | b'\r') || text[at - 1] == delimiter;
+        push(&text[i..=at]);
+        line += lines_in(&text[i..at]);
+        i = at + 1;
+        if !opens {
             continue;
         }
-        // A quoted field, from its opening quote.
-        let opened = i;
-        push(b"\"");
-        i += 1;
-        // A quote left open at the end is the reader's to name.
+        // A quoted field, from its opening quote; one left open at the end is the reader's
+        // to name.
         while let Some(&c) = text.get(i) {
             let next = text.get(i + 1).copied();
             if Some(c) == escape && next == Some(b'"') {
@@ -3700,9 +3695,10 @@ fn csv_quoting(
             } else if c == b'"' {
                 push(b"\"");
                 i += 1;
+                // Blanks before the delimiter (not the delimiter itself, a tab or a space).
                 let blanks = text[i..]
                     .iter()
-                    .take_while(|b| matches!(b, b' ' | b'\t'))
+                    .take_while(|b| matches!(b, b' ' | b'\t') && **b != delimiter)
                     .count();
                 match text.get(i + blanks) {
                     None | Some(b'\n' | b'\r') => {}
@@ -3712,7 +3708,7 @@ fn csv_quoting(
                             file,
                             text,
                             line,
-                            (opened, i),
+                            (at, i),
                             (delimiter, escape),
                         ));
                     }
@@ -3724,8 +3720,8 @@ fn csv_quoting(
                 i += 1;
             }
         }
-        field_start = false;
     }
+    push(&text[i..]);
     Ok(match out {
         Some(out) => Bytes::from(out),
         None => text.clone(),
@@ -3787,6 +3783,9 @@ fn quote_goes_on(
     }
 }
 
+/// Whether CSV text ends inside a quoted field: a `"` at the start of a field opens one, `""`
+/// in it is a quote, and a lone `"` closes it (RFC 4180, as Arrow's reader splits fields); a
+/// `"` inside an unquoted field is text.
 fn ends_in_open_quote(text: &[u8], delimiter: u8) -> bool {
     if !text.contains(&b'"') {
         return false;
@@ -4123,27 +4122,34 @@ fn check_folder_agrees(
     Ok(())
 }
 
-/// Reads a Parquet file's columns named in `schema` (each must be there, with the schema's
-/// type). Its other columns, but those named in `also_known`, are unknown fields of every row:
-/// counted, and kept as JSON text where `rescue` asks for it.
-/// The column of a Parquet file (`file_schema`) that a source's column `name` reads: of that
-/// name, or else the one column whose name is it in other ASCII case (walk 124 (4)), as Spark
-/// (`spark.sql.caseSensitive` off) and DuckDB match Parquet columns.
-fn parquet_column<'a>(file_schema: &'a Schema, name: &str) -> Option<(usize, &'a Field)> {
+/// The column of a Parquet file (`file_schema`) that a source's column `name` (of columns
+/// `schema`) reads: of that name, or else the one column whose name is it in other ASCII case,
+/// where no other column of the source is that name in other case either (walk 124 (4)), as
+/// Spark (`spark.sql.caseSensitive` off) and DuckDB match Parquet columns.
+fn parquet_column<'a>(
+    file_schema: &'a Schema,
+    schema: &Schema,
+    name: &str,
+) -> Option<(usize, &'a Field)> {
     if let Some(found) = file_schema.column_with_name(name) {
         return Some(found);
     }
-    let mut alike = file_schema
+    let alike = |a: &str| a.eq_ignore_ascii_case(name);
+    let mut found = file_schema
         .fields()
         .iter()
         .enumerate()
-        .filter(|(_, f)| f.name().eq_ignore_ascii_case(name));
-    match (alike.next(), alike.next()) {
-        (Some((i, f)), None) => Some((i, f.as_ref())),
+        .filter(|(_, f)| alike(f.name()));
+    let ours = schema.fields().iter().filter(|f| alike(f.name())).count();
+    match (found.next(), found.next(), ours) {
+        (Some((i, f)), None, 1) => Some((i, f.as_ref())),
         _ => None,
     }
 }
 
+/// Reads a Parquet file's columns named in `schema` (each must be there, with the schema's
+/// type). Its other columns, but those named in `also_known`, are unknown fields of every row:
+/// counted, and kept as JSON text where `rescue` asks for it.
 fn parquet(
     file: &str,
     bytes: &Bytes,
@@ -4169,7 +4175,7 @@ fn parquet(
         .map(|field| {
             // A column the file lacks is null in its rows, as a JSON field a line lacks is (and
             // as Spark's `mergeSchema` and DuckDB's `union_by_name` read it).
-            let Some((index, found)) = parquet_column(&file_schema, field.name()) else {
+            let Some((index, found)) = parquet_column(&file_schema, schema, field.name()) else {
                 if !field.is_nullable() {
                     misfits.push(format!("it has no column `{}`", field.name()));
                 }
@@ -6983,8 +6989,47 @@ pear;2
             said.contains("look separated by `;`: set the source's `delimiter: \";\"`"),
             "{said}"
         );
+        // A tab-separated file's quoted fields (the tab after a closing quote is the
+        // delimiter, not a blank), CRLF after one, `""""` (one quote), and a quoted last field
+        // without a line end read as before.
+        let reader = inferred_reader(FileFormat::Csv, schema(), b'\t');
+        let read = reader
+            .decode(
+                "f.tsv",
+                "f.tsv",
+                &Bytes::from_static(b"id\tname\n\"1\"\t\"a\"\r\n2\t\"\"\"\"\n3\t\"x\""),
+            )
+            .expect("tab-separated");
+        let names = read.batches[0].column(1).as_string::<i32>();
+        assert_eq!(
+            (names.value(0), names.value(1), names.value(2)),
+            ("a", "\"", "x")
+        );
         // Blanks after a closing quote, and a quote inside an unquoted field, pass as before.
         assert!(csv("id,name\n1,\"a\"  \n2,5\"x\n", OnError::Fail).is_ok());
+    }
+
+    /// Walk 124 (4), review: a Parquet column alike but for case reads a source's column only
+    /// where neither side has another alike so.
+    #[test]
+    fn a_parquet_column_alike_but_for_case_is_matched_only_where_one_is() {
+        let file = Schema::new(vec![
+            Field::new("Id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]);
+        let one = Schema::new(vec![Field::new("id", DataType::Int64, true)]);
+        assert_eq!(parquet_column(&file, &one, "id").map(|(i, _)| i), Some(0));
+        let two = Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("ID", DataType::Int64, true),
+        ]);
+        assert!(parquet_column(&file, &two, "id").is_none());
+        assert!(parquet_column(&file, &two, "ID").is_none());
+        let both = Schema::new(vec![
+            Field::new("ID", DataType::Int64, true),
+            Field::new("iD", DataType::Int64, true),
+        ]);
+        assert!(parquet_column(&both, &one, "id").is_none());
     }
 
     /// Walk 124 (2, 3): one NUL byte in a UTF-8 file's first 4 KiB called the file UTF-16 and

@@ -89,9 +89,11 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
                 "`escape` escapes quotes inside CSV fields; this source reads another format",
             ));
         }
-        let fits = config.csv_escape().is_some_and(|b| {
-            b.is_ascii() && !matches!(b, b'\n' | b'\r') && b != config.csv_delimiter()
-        });
+        // `"` is RFC 4180's way, a quote doubled (DuckDB's default `escape`).
+        let fits = written == "\""
+            || config.csv_escape().is_some_and(|b| {
+                b.is_ascii() && !matches!(b, b'\n' | b'\r') && b != config.csv_delimiter()
+            });
         if !fits {
             return Err(ConfigError::at(
                 "escape",

@@ -97,11 +97,15 @@ impl Sample {
         if self.format == FileFormat::Parquet
             && let Some((columns, _)) = &self.columns
         {
+            // Only where one column before and one of this file are alike so, and the file
+            // has no column of the name already: `id` and `ID` both in a file stay apart.
+            let names: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
             for field in &mut fields {
-                if !columns.iter().any(|c| c.name() == field.name())
-                    && let Some(column) = columns
-                        .iter()
-                        .find(|c| c.name().eq_ignore_ascii_case(field.name()))
+                let alike = |name: &str| name.eq_ignore_ascii_case(field.name());
+                let mut before = columns.iter().filter(|c| alike(c.name()));
+                if let (Some(column), None) = (before.next(), before.next())
+                    && column.name() != field.name()
+                    && names.iter().filter(|n| alike(n)).count() == 1
                 {
                     *field = field.clone().with_name(column.name());
                 }

@@ -200,18 +200,34 @@ pub fn parse_settings<T: serde::de::DeserializeOwned>(
     // sink folder named `null`, exit 0).
     // (Only a setting's own keys: a null inside one, a schema's column, is for its reader to
     // refuse, not to drop.)
-    let mut settings = settings.clone();
+    let mut given = settings.clone();
     let mut empty = Vec::new();
-    settings.retain(|key, value| {
+    given.retain(|key, value| {
         let null = value.is_null();
         if null && let Some(key) = key.as_str() {
             empty.push(key.to_string());
         }
         !null
     });
+    // A key unknown is named though it has no value (`path_glob_filtr:`): read with the keys
+    // given no value first, for that.
+    if !empty.is_empty()
+        && let Err(e) = read_settings::<T>(settings, &empty)
+        && e.message.starts_with("unknown field `")
+    {
+        return Err(e);
+    }
+    read_settings(&given, &empty)
+}
+
+/// [`parse_settings`] of `settings`, where the keys `empty` were given no value.
+fn read_settings<T: serde::de::DeserializeOwned>(
+    settings: &serde_yaml::Mapping,
+    empty: &[String],
+) -> Result<T, ConfigError> {
     // Through YAML text again, so that a plain scalar reads into a string field as the text
     // it was written as (`path: 2024`), as it does in the pipeline file itself.
-    let text = serde_yaml::to_string(&settings).map_err(|e| ConfigError::at("", e.to_string()))?;
+    let text = serde_yaml::to_string(settings).map_err(|e| ConfigError::at("", e.to_string()))?;
     serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&text)).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();

@@ -1280,10 +1280,9 @@ fn sink_lines(folder: &std::path::Path) -> Vec<String> {
     lines
 }
 
-/// Issue 13, item 4: a sink moved between runs keeps the batches it took; rewind takes each
-/// batch back from where that batch wrote it, so the next run duplicates nothing.
-#[test]
-fn rewind_takes_each_batch_back_from_the_sink_it_went_to() {
+/// A workspace whose pipeline (`SELECT k, v FROM s`, append) has written batches 0 and 1
+/// (`v` 1 and 2) into `out`, and the pipeline file.
+fn two_batches_into_out() -> (Workspace, std::path::PathBuf) {
     let ws = Workspace::new();
     let file = pipeline(&ws, "SELECT k, v FROM s", "append");
     for (n, v) in [(0, 1), (1, 2)] {
@@ -1295,6 +1294,14 @@ fn rewind_takes_each_batch_back_from_the_sink_it_went_to() {
         let out = run(&file, &ws);
         assert!(out.status.success(), "{}", stderr(&out));
     }
+    (ws, file)
+}
+
+/// Issue 13, item 4: a sink moved between runs keeps the batches it took; rewind takes each
+/// batch back from where that batch wrote it, so the next run duplicates nothing.
+#[test]
+fn rewind_takes_each_batch_back_from_the_sink_it_went_to() {
+    let (ws, file) = two_batches_into_out();
     // The user moves the sink; batch 2 goes to the new folder.
     let moved = std::fs::read_to_string(&file)
         .expect("pipeline")
@@ -1346,17 +1353,7 @@ fn rewind_takes_each_batch_back_from_the_sink_it_went_to() {
 /// folder are taken back from where it moved, and the next run writes each row once.
 #[test]
 fn rewind_takes_batches_back_from_where_their_sink_folder_moved() {
-    let ws = Workspace::new();
-    let file = pipeline(&ws, "SELECT k, v FROM s", "append");
-    for (n, v) in [(0, 1), (1, 2)] {
-        input(
-            &ws,
-            &format!("{n}.json"),
-            &format!("{{\"k\":\"a\",\"v\":{v}}}\n"),
-        );
-        let out = run(&file, &ws);
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
+    let (ws, file) = two_batches_into_out();
     std::fs::rename(ws.path("out"), ws.path("out2")).expect("moved");
     let moved = std::fs::read_to_string(&file)
         .expect("pipeline")
@@ -4587,6 +4584,20 @@ fn a_csv_file_with_backslash_escaped_quotes_is_refused_until_escape_is_set() {
         ws.dir.path(),
     );
     assert!(verify.status.success(), "{}", stderr(&verify));
+    // `"` is RFC 4180's way (DuckDB's default), accepted as such.
+    let file = write_pipeline(
+        &ws,
+        &yaml(" escape: '\"',")
+            .replace(&ws.p("ckpt"), &ws.p("ckpt2"))
+            .replace(&ws.p("out"), &ws.p("out2")),
+    );
+    let out = run(&file, &ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the quoted field"),
+        "{}",
+        stderr(&out)
+    );
     // Only CSV has quotes to escape, and one character escapes them.
     for (format, escape, wrong) in [
         ("json", "'\\'", "reads another format"),
@@ -10676,8 +10687,8 @@ fn output_lost_with_its_input_is_forgotten_by_repair_and_the_run_goes_on() {
     assert_eq!(forgotten.status.code(), Some(1), "{said}");
     assert!(
         said.contains(&format!(
-            "batch 1's {part} (1 rows) went with their input and were forgotten by `sluice \
-             repair --forget-lost-output`"
+            "batch 1's {part} (1 rows) were lost and forgotten by `sluice repair \
+             --forget-lost-output`"
         )) && !said.contains("SINK differs"),
         "{said}"
     );
