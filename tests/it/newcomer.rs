@@ -1297,19 +1297,24 @@ fn two_batches_into_out() -> (Workspace, std::path::PathBuf) {
     (ws, file)
 }
 
+/// `sink.path` of pipeline `file` edited from `out` to `out2`, and batch 2 (`v` 3) run.
+fn batch_2_into_out2(ws: &Workspace, file: &std::path::Path) {
+    let moved = std::fs::read_to_string(file)
+        .expect("pipeline")
+        .replace(&ws.p("out"), &ws.p("out2"));
+    std::fs::write(file, moved).expect("moved sink");
+    input(ws, "2.json", "{\"k\":\"a\",\"v\":3}\n");
+    let out = run(file, ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// Issue 13, item 4: a sink moved between runs keeps the batches it took; rewind takes each
 /// batch back from where that batch wrote it, so the next run duplicates nothing.
 #[test]
 fn rewind_takes_each_batch_back_from_the_sink_it_went_to() {
     let (ws, file) = two_batches_into_out();
     // The user moves the sink; batch 2 goes to the new folder.
-    let moved = std::fs::read_to_string(&file)
-        .expect("pipeline")
-        .replace(&ws.p("out"), &ws.p("out2"));
-    std::fs::write(&file, moved).expect("moved sink");
-    input(&ws, "2.json", "{\"k\":\"a\",\"v\":3}\n");
-    let out = run(&file, &ws);
-    assert!(out.status.success(), "{}", stderr(&out));
+    batch_2_into_out2(&ws, &file);
     assert_eq!(sink_lines(&ws.path("out")).len(), 2);
     assert_eq!(sink_lines(&ws.path("out2")).len(), 1);
 
@@ -1355,13 +1360,7 @@ fn rewind_takes_each_batch_back_from_the_sink_it_went_to() {
 fn rewind_takes_batches_back_from_where_their_sink_folder_moved() {
     let (ws, file) = two_batches_into_out();
     std::fs::rename(ws.path("out"), ws.path("out2")).expect("moved");
-    let moved = std::fs::read_to_string(&file)
-        .expect("pipeline")
-        .replace(&ws.p("out"), &ws.p("out2"));
-    std::fs::write(&file, moved).expect("moved sink");
-    input(&ws, "2.json", "{\"k\":\"a\",\"v\":3}\n");
-    let out = run(&file, &ws);
-    assert!(out.status.success(), "{}", stderr(&out));
+    batch_2_into_out2(&ws, &file);
     assert_eq!(sink_lines(&ws.path("out2")).len(), 3);
     let out = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
