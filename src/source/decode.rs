@@ -4213,6 +4213,8 @@ fn parquet(
     let mut unknown_rows = 0;
     // The unknown columns and fields that held a value in some row.
     let mut unknown_fields = BTreeSet::new();
+    // Rows of the file read before this batch, to name a row by its place in the file.
+    let mut rows_before = 0;
     for batch in reader {
         let batch = batch.map_err(|e| err(e.to_string()))?;
         // A column of a narrower type than the schema's (an `int` file beside `bigint`
@@ -4228,11 +4230,13 @@ fn parquet(
                 if column.data_type() == field.data_type() {
                     Ok(Arc::clone(column))
                 } else {
-                    cast_exactly(column, field.data_type())
-                        .map_err(|e| err(format!("column `{}`: {e}", field.name())))
+                    cast_exactly(column, field.data_type()).map_err(|e| {
+                        err(parquet_misfit(field, column, rows_before, &e.to_string()))
+                    })
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
+        rows_before += batch.num_rows();
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         batches.push(
             RecordBatch::try_new_with_options(Arc::clone(&target), columns, &options)
@@ -4615,10 +4619,38 @@ fn cast_exactly(column: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError
     Ok(cast)
 }
 
-/// Says (at `info`, `SLUICE_LOG=info`) that the record at `file` line `line` is skipped
-/// under `on_error: skip`, and why (`reason`, in the words `on_error: fail` stops with).
-/// Nothing for a message payload (no file): its source names the message
-/// ([`super::payload`]), where a line means nothing.
+/// Why a Parquet `column` does not read into `field` (`error`, from [`cast_exactly`]): a time
+/// past a nanosecond `timestamp`'s years (a file's `timestamp(6)` column of year 3000 under a
+/// declared `timestamp`; Arrow says only that a multiplication overflowed) is named with its
+/// row in the file (`rows_before` the column's first row) and what to declare instead.
+fn parquet_misfit(field: &Field, column: &ArrayRef, rows_before: usize, error: &str) -> String {
+    let name = field.name();
+    let hint = out_of_range_hint(field.data_type(), error);
+    if hint.is_empty() {
+        return format!("column `{name}`: {error}");
+    }
+    let row = (0..column.len())
+        .find(|i| cast_with_options(&column.slice(*i, 1), field.data_type(), &exact()).is_err());
+    let Some(row) = row else {
+        return format!("column `{name}`: {error}{hint}");
+    };
+    let value =
+        datafusion::arrow::util::display::array_value_to_string(column, row).unwrap_or_default();
+    format!(
+        "column `{name}`: {value} (row {}) is past the years a `timestamp` holds; the file's \
+         column is {}{}",
+        rows_before + row + 1,
+        crate::format::sql_type_name(column.data_type()),
+        PARQUET_RANGE_HINT
+    )
+}
+
+/// What to do about a Parquet time a nanosecond `timestamp` cannot hold: a row of a file does
+/// not skip (a Parquet file is read whole), so the way is a type that holds it.
+const PARQUET_RANGE_HINT: &str = " (a `timestamp` counts nanoseconds, so it holds years 1677 \
+    to 2262; declare the column `timestamp(6)` in the source's `schema:`, microseconds, as the \
+    file's writer keeps it, for years far beyond)";
+
 /// Where `text` (a record's lines) holds a byte no UTF-8 text holds there: what is wrong, as
 /// a skipped record's note says it (the first such byte, and what text usually has it).
 fn not_utf8(text: &[u8]) -> Option<String> {
@@ -4637,6 +4669,10 @@ fn first_not_utf8(text: &[u8]) -> Option<usize> {
     e.error_len().map(|_| e.valid_up_to())
 }
 
+/// Says (at `info`, `SLUICE_LOG=info`) that the record at `file` line `line` is skipped
+/// under `on_error: skip`, and why (`reason`, in the words `on_error: fail` stops with).
+/// Nothing for a message payload (no file): its source names the message
+/// ([`super::payload`]), where a line means nothing.
 fn note_skipped(file: &str, line: usize, reason: &str) {
     if !file.is_empty() {
         tracing::info!("skipping {file} line {line}: {reason}");
@@ -6099,6 +6135,69 @@ mod tests {
                 .map(String::as_str)
                 .collect::<Vec<_>>(),
             ["payload.b", "payload.c"]
+        );
+    }
+
+    /// Walk 124 (6): a Parquet `timestamp(6)` of year 3000 under a declared `timestamp`
+    /// (nanoseconds) said Arrow's "Overflow happened on: 32503680000000000 * 1000".
+    #[test]
+    fn a_parquet_time_past_a_nanosecond_timestamp_is_named_with_its_row_and_the_type_that_holds_it()
+    {
+        use datafusion::arrow::array::TimestampMicrosecondArray;
+        let file_schema = Arc::new(Schema::new(vec![Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            true,
+        )]));
+        // 2020-01-01 and 3000-01-01, in microseconds.
+        let batch = RecordBatch::try_new(
+            Arc::clone(&file_schema),
+            vec![Arc::new(TimestampMicrosecondArray::from(vec![
+                1_577_836_800_000_000,
+                32_503_680_000_000_000,
+            ]))],
+        )
+        .expect("batch");
+        let mut bytes = Vec::new();
+        let mut writer =
+            datafusion::parquet::arrow::ArrowWriter::try_new(&mut bytes, file_schema, None)
+                .expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+        let bytes = Bytes::from(bytes);
+        let declared = |unit| {
+            Arc::new(Schema::new(vec![Field::new(
+                "ts",
+                DataType::Timestamp(unit, None),
+                true,
+            )]))
+        };
+        let nanos = declared(TimeUnit::Nanosecond);
+        let reader = Reader {
+            format: FileFormat::Parquet,
+            ..rescuing(&nanos, OnError::Fail)
+        };
+        let message = reader
+            .decode("p.parquet", "p.parquet", &bytes)
+            .expect_err("year 3000 is no nanosecond timestamp")
+            .to_string();
+        assert!(
+            message.contains("column `ts`: 3000-01-01T00:00:00 (row 2) is past the years")
+                && message.contains("declare the column `timestamp(6)`")
+                && !message.contains("Overflow happened"),
+            "{message}"
+        );
+        let micros = declared(TimeUnit::Microsecond);
+        let reader = Reader {
+            format: FileFormat::Parquet,
+            ..rescuing(&micros, OnError::Fail)
+        };
+        let d = reader
+            .decode("p.parquet", "p.parquet", &bytes)
+            .expect("timestamp(6) holds it");
+        assert_eq!(
+            column_text(&d, 0),
+            ["2020-01-01T00:00:00", "3000-01-01T00:00:00"]
         );
     }
 
