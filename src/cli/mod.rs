@@ -199,11 +199,39 @@ fn parse_engine(s: &str) -> Result<crate::pipeline::EngineKind, String> {
 /// (and notes of their own, such as a merge's metrics).
 const QUIET_LIBRARIES: &str = "deltalake_core=off,buoyant_kernel=off,buoyant_kernel_engine=off";
 
+/// Adds the command a mistyped one most likely is (`rnu` for `run`: two letters swapped,
+/// which clap's own likeness measure misses in a short word) where clap suggests none.
+fn suggest_command(error: &mut clap::Error) {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::InvalidSubcommand
+        || error.get(ContextKind::SuggestedSubcommand).is_some()
+    {
+        return;
+    }
+    let Some(ContextValue::String(got)) = error.get(ContextKind::InvalidSubcommand) else {
+        return;
+    };
+    let command = <Cli as clap::CommandFactory>::command();
+    let names: Vec<&str> = command
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(clap::Command::get_name)
+        .collect();
+    let got = got.clone();
+    if let Some(near) = crate::vocab::nearest(&got, &names) {
+        error.insert(
+            ContextKind::SuggestedSubcommand,
+            ContextValue::Strings(vec![near.to_string()]),
+        );
+    }
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
+        Err(mut e) => {
+            suggest_command(&mut e);
             let _ = e.print();
             return if e.use_stderr() { 2 } else { 0 };
         }

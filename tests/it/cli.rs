@@ -325,6 +325,26 @@ fn malformed_csv_names_file_and_line() {
     );
 }
 
+/// Walk 123: `sluice rnu` said only "unrecognized subcommand" (clap's likeness measure misses
+/// two letters swapped in a short word); `inpsect` was suggested `inspect`.
+#[test]
+fn a_mistyped_command_is_suggested_the_one_meant() {
+    let ws = Workspace::new();
+    for (typed, meant) in [
+        ("rnu", "'run'"),
+        ("inpsect", "'inspect'"),
+        ("rewnid", "'rewind'"),
+    ] {
+        let out = run_bin(&[typed, "x.yaml"], ws.dir.path());
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("a similar subcommand exists: {meant}")),
+            "{typed}: {}",
+            stderr(&out)
+        );
+    }
+}
+
 #[test]
 fn bad_pipelines_exit_2_with_a_short_message() {
     let ws = Workspace::new();
