@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{BatchId, CheckpointError, Epoch, PinnedSettings};
 
+/// The format of `metadata` this Sluice writes and reads (its `format` field); a later one is
+/// a newer Sluice's ([`CheckpointError::NewerFormat`]).
+pub const METADATA_FORMAT: u32 = 1;
+
 /// The checkpoint's `metadata` object.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

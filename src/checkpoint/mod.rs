@@ -20,8 +20,8 @@ pub mod spark_sink;
 
 pub use crate::vocab::{BatchId, Epoch, PinnedSettings};
 pub use entries::{
-    BatchInfo, CommitEntry, EpochEntry, FailureRecord, Metadata, OffsetsEntry, PhaseDurations,
-    SinkRecord, SourceOffset, StateCommit, parse_json_object, to_json,
+    BatchInfo, CommitEntry, EpochEntry, FailureRecord, METADATA_FORMAT, Metadata, OffsetsEntry,
+    PhaseDurations, SinkRecord, SourceOffset, StateCommit, parse_json_object, to_json,
 };
 
 use serde::{Deserialize, Serialize};
@@ -86,7 +86,7 @@ pub enum CheckpointError {
     /// An entry is of a later format than this Sluice reads (its first line, `v2` where this
     /// one reads `v1`), as Spark's `UnsupportedLogVersion` says of its logs.
     #[error(
-        "checkpoint file {file} is of format {found}, later than this Sluice ({}) reads (`v1`): \
+        "checkpoint file {file} is of format {found}, later than this Sluice ({}) reads: \
          it was written by a newer Sluice, which is the one to run on this checkpoint (upgrade \
          this one); nothing is wrong with the file",
         env!("CARGO_PKG_VERSION")
@@ -501,7 +501,7 @@ impl Checkpoint {
                     id: uuid::Uuid::new_v4(),
                     name: name.to_string(),
                     created: chrono::Utc::now().to_rfc3339(),
-                    format: 1,
+                    format: METADATA_FORMAT,
                     renamed_from: None,
                 };
                 if !Self::create_metadata(&location, &fresh).await? {
@@ -588,6 +588,31 @@ impl Checkpoint {
                     return Err(CheckpointError::Spark {
                         location: location.to_string(),
                     });
+                }
+                // Walk 123: a `metadata` of a later format was read as this one's. Its
+                // `format` is read first: a newer Sluice's may hold fields this one does not
+                // know, which is no damage.
+                let format = serde_json::from_str::<serde_json::Value>(text.trim_end())
+                    .ok()
+                    .and_then(|v| v.get("format").and_then(serde_json::Value::as_u64));
+                match format {
+                    Some(later) if later > u64::from(METADATA_FORMAT) => {
+                        return Err(CheckpointError::NewerFormat {
+                            file: paths::METADATA.to_string(),
+                            found: format!("`\"format\": {later}`"),
+                        });
+                    }
+                    Some(other) if other != u64::from(METADATA_FORMAT) => {
+                        return Err(CheckpointError::Corrupt {
+                            file: paths::METADATA.to_string(),
+                            line: 1,
+                            reason: format!(
+                                "`\"format\": {other}`, which no Sluice writes (it writes \
+                                 {METADATA_FORMAT})"
+                            ),
+                        });
+                    }
+                    _ => {}
                 }
                 Ok(Some(parse_json_object(paths::METADATA, &text)?))
             }

@@ -1367,7 +1367,7 @@ async fn rebuild_metadata(
         id,
         name: pipeline.name.clone(),
         created,
-        format: 1,
+        format: crate::checkpoint::METADATA_FORMAT,
         renamed_from: None,
     };
     Ok((

@@ -12689,3 +12689,39 @@ fn a_source_over_a_complete_mode_sink_is_told_to_read_it_as_a_table() {
         );
     }
 }
+
+/// Walk 123: a checkpoint whose `metadata` says a later format (`"format": 2`, a field this
+/// Sluice does not know beside it) was run as this Sluice's own. It is said as a newer
+/// Sluice's, by every command, and repair leaves it as it is.
+#[test]
+fn a_checkpoint_of_a_later_format_is_said_as_a_newer_sluices() {
+    let (ws, file) = two_batches_into_out();
+    let metadata = ws.path("ckpt/metadata");
+    let text = std::fs::read_to_string(&metadata).expect("metadata");
+    let later = text.replace("\"format\":1", "\"format\":2,\"shards\":4");
+    assert_ne!(later, text, "{text}");
+    std::fs::write(&metadata, &later).expect("edit");
+    input(&ws, "2.json", "{\"k\":\"c\",\"v\":3}\n");
+    let ckpt = ws.p("ckpt");
+    for args in [
+        vec!["run", file.to_str().expect("utf-8")],
+        vec!["inspect", &ckpt],
+        vec!["repair", &ckpt],
+        vec!["rewind", &ckpt, "--to", "0"],
+    ] {
+        let out = run_bin(&args, ws.dir.path());
+        let said = stderr(&out);
+        assert!(!out.status.success(), "{args:?}: {said}");
+        assert!(
+            said.contains(
+                "checkpoint file metadata is of format `\"format\": 2`, later than this Sluice"
+            ) && said.contains("written by a newer Sluice"),
+            "{args:?}: {said}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&metadata).expect("metadata"), later);
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [r#"{"k":"a","v":1}"#, r#"{"k":"a","v":2}"#]
+    );
+}
