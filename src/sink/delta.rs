@@ -1370,6 +1370,56 @@ impl DeltaSink {
         }
     }
 
+    /// The error for batches up to `last` whose rows a RESTORE took out of the table
+    /// ([`Self::restored_past`]), with both ways out: the version before the RESTORE, or
+    /// the rewind that writes them again.
+    /// `current` is the table's version now: commits after the RESTORE go too where the
+    /// version before it is restored, and the message says so.
+    fn restored_error(&self, restored: Restored, last: BatchId, current: Option<u64>) -> SinkError {
+        let Restored {
+            version,
+            to,
+            first_batch,
+        } = restored;
+        let way_out = match (self.mode, first_batch.checked_sub(1)) {
+            (Mode::Append, Some(before)) => format!(
+                "take those batches back, which computes them again from their input: \
+                 `sluice rewind <checkpoint> --to {before}`, then run again"
+            ),
+            _ => "start the pipeline over on a new checkpoint with a new, empty \
+                  `sink.path`"
+                .to_string(),
+        };
+        // Walk 125 (7): restoring the version before the RESTORE also takes out another
+        // writer's commits made since it.
+        let since = match current.filter(|c| *c > version) {
+            Some(current) => format!(
+                ", which also takes out what was committed after the RESTORE (version{} {})",
+                if current > version + 1 { "s" } else { "" },
+                crate::vocab::span(version + 1, current)
+            ),
+            None => String::new(),
+        };
+        let batches = match first_batch == last.0 {
+            true => format!("batch {first_batch} are"),
+            false => format!("batches {first_batch} to {last} are"),
+        };
+        SinkError::Lost {
+            kind: KIND.name,
+            reason: format!(
+                "{}: the table was restored to version {to} (RESTORE, its version \
+                 {version}), from before batch {first_batch} went into it: the rows of \
+                 {batches} no longer in it, though its log still records them, and running \
+                 on would leave them out. Put them back by restoring the table to version {} \
+                 (deltalake: `DeltaTable(\"{}\").restore({})`){since}; or {way_out}",
+                self.location,
+                version - 1,
+                self.location,
+                version - 1,
+            ),
+        }
+    }
+
     /// The RESTORE that undid the commit of version `commit` (its version and the version it
     /// restored), where one did: read as [`Self::restored_past`] reads the log.
     async fn undone_by_restore(
@@ -2032,6 +2082,12 @@ impl Sink for DeltaSink {
                 None
             };
             if held.is_some_and(|held| held >= version) {
+                // Walk 125 (1): a RESTORE since this batch's commit (a pending batch the
+                // table took before the run stopped) took its rows out, though the table's
+                // transaction version still says it holds them.
+                if let Some(restored) = self.restored_past(&table, batch).await? {
+                    return Err(self.restored_error(restored, batch, table.version()));
+                }
                 // Written by a copy of this checkpoint, not by an earlier try of this batch?
                 if let Lookup::Found(commit) = self.find_commit(&table, batch).await?
                     && let Some((label, epoch)) = &commit.writer
@@ -2230,35 +2286,7 @@ impl Sink for DeltaSink {
             };
             // Delta keeps the transaction version through a RESTORE: the table says it
             // holds the batches whose rows the RESTORE took out.
-            let Restored {
-                version,
-                to,
-                first_batch,
-            } = restored;
-            let way_out = match (self.mode, first_batch.checked_sub(1)) {
-                (Mode::Append, Some(before)) => format!(
-                    "take those batches back, which computes them again from their input: \
-                     `sluice rewind <checkpoint> --to {before}`, then run again"
-                ),
-                _ => "start the pipeline over on a new checkpoint with a new, empty \
-                      `sink.path`"
-                    .to_string(),
-            };
-            return Err(SinkError::Lost {
-                kind: KIND.name,
-                reason: format!(
-                    "{}: the table was restored to version {to} (RESTORE, its version \
-                     {version}), from before batch {first_batch} went into it: the rows of \
-                     batches {first_batch} to {last} are no longer in it, though its log still \
-                     records them, and running on would leave them out. Put them back by \
-                     restoring the table to version {} (deltalake: `DeltaTable(\"{}\")\
-                     .restore({})`); or {way_out}",
-                    self.location,
-                    version - 1,
-                    self.location,
-                    version - 1,
-                ),
-            });
+            return Err(self.restored_error(restored, last, table.version()));
         }
         let holds = match held.and_then(|h| u64::try_from(h).ok()) {
             Some(h) => format!("holds batches up to {h} only"),

@@ -1431,6 +1431,61 @@ async fn a_table_restored_to_before_its_batches_is_named_and_the_rewind_recomput
     );
 }
 
+/// Walk 125 (1): a batch the table took before the run stopped (its `commits/N` not
+/// written) was taken as done by the next run, though a RESTORE since had taken its rows out
+/// (Delta keeps the transaction version through it): its rows lost, exit 0. The run stops
+/// naming the batch; the restore it names says it takes out another writer's commit made
+/// since; the rewind it names, then a run, put every row in once.
+#[tokio::test]
+async fn a_pending_batch_a_restore_took_out_of_the_table_is_not_taken_as_done() {
+    let ws = Workspace::new();
+    let pipeline = three_batches_after_a_first_run(&ws);
+    // A run stopped between the table's commit of batch 2 and the checkpoint's.
+    std::fs::remove_file(ws.path("ckpt/commits/2")).expect("commits/2");
+    python_on_table(
+        &ws,
+        "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]); \
+         t.restore(t.version() - 1)",
+    );
+    let run = run_quietly(&pipeline, &[]);
+    let said = stderr(&run);
+    assert!(!run.status.success(), "{said}");
+    assert!(
+        said.contains("the rows of batch 2 are no longer in it")
+            && said.contains(" --to 1`, then run again")
+            && !said.contains("committed after the RESTORE"),
+        "{said}"
+    );
+    // Another writer's append since the RESTORE: restoring the version before it takes that
+    // out too, and the message says so.
+    python_on_table(
+        &ws,
+        "import sys, deltalake, pyarrow as pa; t = deltalake.DeltaTable(sys.argv[1]); \
+         deltalake.write_deltalake(sys.argv[1], t.to_pyarrow_table().slice(0, 1) \
+         .set_column(0, 'id', pa.array([-1], pa.int64())), mode='append')",
+    );
+    let run = run_quietly(&pipeline, &[]);
+    let said = stderr(&run);
+    assert!(!run.status.success(), "{said}");
+    assert!(
+        said.contains("which also takes out what was committed after the RESTORE (version "),
+        "{said}"
+    );
+    let rewind = run_bin(&["rewind", &ws.p("ckpt"), "--to", "1"], ws.dir.path());
+    assert!(rewind.status.success(), "{}", stderr(&rewind));
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let mut rows = table_rows(&ws.path("table"), Reader::Deltalake, sink_schema());
+    let others = rows.len();
+    rows.retain(|row| !row.starts_with("-1|"));
+    assert_eq!(others, rows.len() + 1, "the other writer's row: {rows:?}");
+    assert_eq!(
+        rows,
+        oracle(&ws.path("in"), "json", QUERY).await,
+        "each batch once"
+    );
+}
+
 /// The review of walk 24's fix: the RESTORE the refusal names as one way out (back to the
 /// version before the first RESTORE) must be taken as putting the batches back, not as another
 /// RESTORE past them; and a batch whose file an OPTIMIZE rewrote before a RESTORE took the
