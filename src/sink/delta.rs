@@ -2268,6 +2268,23 @@ impl Sink for DeltaSink {
         Ok(self.newest_writer(&table).await?.map(|(id, _)| id))
     }
 
+    /// Walk 125 (3): a complete-mode table deleted (or one holding an older batch than
+    /// `last`, its log restored from an older copy) stayed so, exit 0, until new input came;
+    /// the run writes it again whole from the state, as a files sink's lost result is.
+    async fn table_gone(&self, last: BatchId) -> Result<Option<String>, SinkError> {
+        if self.mode != Mode::Complete {
+            return Ok(None);
+        }
+        let (table, exists) = self.table().await?;
+        let held = match exists {
+            true => self.held(&table).await?,
+            false => None,
+        };
+        let wanted = i64::try_from(last.0).unwrap_or(i64::MAX);
+        Ok((!held.is_some_and(|h| h >= wanted))
+            .then(|| format!("the Delta table {}", self.location)))
+    }
+
     async fn check_held(&self, last: BatchId) -> Result<(), SinkError> {
         // A complete-mode batch rewrites the whole table: the next one mends a lost commit.
         if self.mode == Mode::Complete {

@@ -442,6 +442,37 @@ async fn a_zoned_time_partition_verifies() {
     assert_verified(&ws, "ckpt", 1);
 }
 
+/// Walk 125 (3): a complete-mode table deleted stayed deleted, exit 0 ("0 batches"), until
+/// new input came. The run writes it again whole from the state, with no new input, and it
+/// is the batch query's again.
+#[tokio::test]
+async fn a_complete_mode_table_deleted_is_written_again_whole() {
+    let query = "SELECT page, count(*) AS n, sum(id) AS total FROM clicks GROUP BY page";
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("page", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+        Field::new("total", DataType::Int64, true),
+    ]));
+    let ws = Workspace::new();
+    write_clicks(&ws.path("in"), "json", 2, 40, 0);
+    let pipeline = delta_pipeline(&ws, "ckpt", query, "output_mode: complete\n", "");
+    let run = run_quietly(&pipeline, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = oracle(&ws.path("in"), "json", query).await;
+    std::fs::remove_dir_all(ws.path("table")).expect("delete the table");
+    let run = run_quietly(&pipeline, &[]);
+    let said = stderr(&run);
+    assert!(run.status.success(), "{said}");
+    assert!(
+        said.contains("the table batch 1 wrote (complete mode), is gone: batch 2 writes it again"),
+        "{said}"
+    );
+    assert_eq!(
+        table_rows(&ws.path("table"), Reader::Deltalake, schema),
+        expected
+    );
+}
+
 /// Walk 8 review: a column name Delta cannot hold without column mapping (DataFusion names an
 /// unaliased `count(*)` so) is refused once the query is planned, with the alias to give it;
 /// delta-rs would write a table Spark's Delta and delta-kernel refuse to read.
