@@ -452,6 +452,38 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         )
         .await?;
     }
+    // A sink that keeps each batch's records holds none of those committed to it (its folder
+    // deleted, emptied or moved), as a run finds it (walk 125 (4): `inconsistent` was empty
+    // where the folder was gone, set where it was emptied).
+    if blocked.is_none()
+        && took_last
+        && let (Some(p), Some(view), Some(last)) = (&pipeline, &sink, logs.commits.last())
+        && p.output_mode != crate::pipeline::OutputMode::Complete
+        && p.sink.connector().keeps_batches()
+        && view.next_batches_to.is_none()
+    {
+        let path = view.path.as_deref().unwrap_or_default();
+        let holds_none = match &opened {
+            Some(opened) => {
+                view.held_entries == Some(0) && matches!(opened.owner().await, Ok(None))
+            }
+            // Not opened: a local folder that is not there.
+            None => {
+                view.unreadable.is_some()
+                    && !path.is_empty()
+                    && !path.contains("://")
+                    && !std::path::Path::new(path).exists()
+            }
+        };
+        if holds_none {
+            blocked = Some(crate::driver::sink_holds_none(
+                p,
+                (&view.kind, path),
+                metadata.id,
+                *last,
+            ));
+        }
+    }
     if blocked.is_none()
         && took_last
         && let (Some(p), Some(opened), Some(last)) = (&pipeline, &opened, logs.commits.last())

@@ -511,6 +511,43 @@ async fn logged_by_every_source(
     Ok(!pipeline.sources.is_empty())
 }
 
+/// What stops a run over a sink that keeps each batch's records and holds none of the
+/// batches up to `last` that checkpoint `id` committed to it (a sink of `kind` at `path`, as
+/// its record names them): its folder moved, emptied or deleted. Said by the run, and by
+/// `inspect` as what stops it.
+pub(crate) fn sink_holds_none(
+    pipeline: &Pipeline,
+    (kind, path): (&str, &str),
+    id: uuid::Uuid,
+    last: BatchId,
+) -> String {
+    let kept = (kind == "files")
+        .then(|| crate::sink::data_without_records(path))
+        .flatten()
+        .map(|n| {
+            format!(
+                " (the folder still holds {n} data file(s) of those batches, but not its \
+                 `_sluice/` records of them, which cannot be rebuilt: after starting over, \
+                 remove the old files, or read them apart)"
+            )
+        })
+        .unwrap_or_default();
+    let connector = pipeline.sink.connector();
+    let (records, fresh) = connector.lost_records();
+    let restore = connector
+        .restore_records(id, last)
+        .map(|how| format!(" ({how})"))
+        .unwrap_or_default();
+    format!(
+        "the sink {path} holds none of the batches this checkpoint committed to it (the last \
+         is batch {last}): {records}. Put it back where it was{restore}; or, to go on from \
+         batch {next} without them, give the sink {fresh} (this checkpoint carries on there; \
+         what the batches up to {last} wrote stays where it went); or, to start this pipeline \
+         over, run it on a new checkpoint with {fresh}{kept}",
+        next = last.0 + 1,
+    )
+}
+
 /// Why no run of `pipeline` goes on from the checkpoint at `location` (pipeline `id`, its logs
 /// `logs`) whose sink (`sink_path`, as its record names it) holds batch `held_last`, past any
 /// this checkpoint planned: the checkpoint is older than its sink (restored from an older
@@ -2238,35 +2275,18 @@ impl<'a> Driver<'a> {
             && sink.owner().await?.is_none()
             && sink.summary().await?.is_some_and(|held| held.entries == 0)
         {
-            let path = sink_record.path.as_deref().unwrap_or_default();
-            let kept = (sink_record.kind == "files")
-                .then(|| crate::sink::data_without_records(path))
-                .flatten()
-                .map(|n| {
-                    format!(
-                        " (the folder still holds {n} data file(s) of those batches, but not \
-                         its `_sluice/` records of them, which cannot be rebuilt: after starting \
-                         over, remove the old files, or read them apart)"
-                    )
-                })
-                .unwrap_or_default();
             if let Some(root) = &made_sink_folder {
                 // Only while empty: nothing of anyone's is removed.
                 let _ = std::fs::remove_dir(root);
             }
-            let connector = pipeline.sink.connector();
-            let (records, fresh) = connector.lost_records();
-            let restore = connector
-                .restore_records(checkpoint.metadata().id, *last)
-                .map(|how| format!(" ({how})"))
-                .unwrap_or_default();
-            return Err(Error::Usage(format!(
-                "the sink {path} holds none of the batches this checkpoint committed to it (the \
-                 last is batch {last}): {records}. Put it back where it was{restore}; or, to go \
-                 on from batch {next} without them, give the sink {fresh} (this checkpoint \
-                 carries on there; what the batches up to {last} wrote stays where it went); \
-                 or, to start this pipeline over, run it on a new checkpoint with {fresh}{kept}",
-                next = last.0 + 1,
+            return Err(Error::Usage(sink_holds_none(
+                pipeline,
+                (
+                    &sink_record.kind,
+                    sink_record.path.as_deref().unwrap_or_default(),
+                ),
+                checkpoint.metadata().id,
+                *last,
             )));
         }
         // A checkpoint that has committed nothing yet, over a files sink folder holding data

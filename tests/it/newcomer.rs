@@ -2242,6 +2242,20 @@ fn a_sink_folder_moved_away_is_refused_not_made_again() {
         sink_lines(&ws.path("out")).is_empty(),
         "nothing written there"
     );
+    // Walk 125 (4): `inspect` says what stops the run, the folder gone or empty alike.
+    for emptied in [false, true] {
+        std::fs::remove_dir_all(ws.path("out")).ok();
+        if emptied {
+            std::fs::create_dir(ws.path("out")).expect("an empty folder");
+        }
+        let shown = run_bin(&["inspect", &ws.p("ckpt"), "--json"], ws.dir.path());
+        let view: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("json");
+        let why = view["inconsistent"].as_str().unwrap_or_default();
+        assert!(
+            why.contains("holds none of the batches this checkpoint committed to it"),
+            "emptied {emptied}: {view}"
+        );
+    }
     std::fs::remove_dir_all(ws.path("out")).ok();
     std::fs::rename(ws.path("out-moved"), ws.path("out")).expect("move back");
     let out = run(&file, &ws);
