@@ -2012,15 +2012,17 @@ impl DeltaSink {
             self.removals(&table, commit.version, &paths).await?
         };
         if let Some((path, removal)) = removals.iter().min_by_key(|(_, r)| r.version) {
-            // Rows taken out (a RESTORE, an overwrite) are a sink that no longer holds the
-            // batch; rows moved into other files (OPTIMIZE) are there, but not to be read by
-            // batch, and so are those a row-level edit (DELETE, UPDATE, MERGE) rewrote: the
-            // rows it took out or changed it did so on purpose, and writing the batch again
-            // would bring them back.
+            // Rows a RESTORE took out are a sink that no longer holds the batch (as a rewind
+            // takes them: already taken back); rows moved into other files (OPTIMIZE) are
+            // there, but not to be read by batch, and so are those a row-level edit (DELETE,
+            // UPDATE, MERGE) rewrote, or another writer's overwrite replaced: what it took
+            // out or changed it did so on purpose, and writing the batch again would bring it
+            // back (walk 125 (5): an overwrite with the same rows was said to have taken them
+            // out, and the rewind advised was refused as over a rewritten file).
             let edit = ["DELETE", "UPDATE", "MERGE"]
                 .iter()
                 .any(|op| removal.operation.eq_ignore_ascii_case(op));
-            if removal.data_change && !edit {
+            if removal.data_change && removal.operation.eq_ignore_ascii_case("RESTORE") {
                 return Ok(HeldBatch::Unreadable {
                     file: format!("{}/{path}", self.location),
                     reason: format!(
@@ -2033,6 +2035,10 @@ impl DeltaSink {
             let rows = if edit {
                 "the rows it took out or changed are so on purpose, and the rest are in other \
                  files now, which cannot be read back by batch"
+            } else if removal.data_change {
+                "the table's files were replaced by that commit (an overwrite), so what the \
+                 table holds now is what its writer put there, on purpose, which cannot be \
+                 read back by batch"
             } else {
                 "its rows are in other files now, with other batches' rows, and cannot be read \
                  back by batch"

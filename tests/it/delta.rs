@@ -2092,6 +2092,26 @@ async fn a_batch_a_delete_rewrote_is_not_said_lost() {
             && !said.contains("sluice rewind"),
         "{said}"
     );
+    // Walk 125 (5): another writer's overwrite (here with the same rows) was said to have
+    // taken the batch out, with a rewind advised that is refused over a rewritten file.
+    python_on_table(
+        &ws,
+        "import sys, deltalake; t = deltalake.DeltaTable(sys.argv[1]); \
+         deltalake.write_deltalake(sys.argv[1], t.to_pyarrow_table(), mode='overwrite')",
+    );
+    let out = run_bin(
+        &["replay", &ws.p("ckpt"), "--batch", "1", "--verify"],
+        ws.dir.path(),
+    );
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("was rewritten by version")
+            && said.contains("(WRITE)")
+            && said.contains("replaced by that commit (an overwrite)")
+            && !said.contains("sluice rewind"),
+        "{said}"
+    );
 }
 
 /// Walk 83 (1): a rewind was refused for every batch with a file in a partition whose value
