@@ -476,8 +476,23 @@ impl<'p> Engine<'p> {
         Ok(self.query_state(&sql).await?.operator.is_some())
     }
 
-    /// The schema of `sql`'s output (planned over empty stream tables).
+    /// The schema of `sql`'s output (planned over empty stream tables), in the types its
+    /// batches write: after DataFusion's type coercion, which makes a `UNION ALL` of a
+    /// `bigint` and a `double` column, or a `CASE` with such branches, a `double` (walk 127
+    /// (1): the plan as read named the first input's `bigint`, so a query changed to write
+    /// doubles into a sink of bigints was not refused).
     pub(super) async fn output_schema(&mut self, sql: &str) -> Result<SchemaRef, Error> {
+        let (session, logical, _) = self.plan_session(sql, self.pipeline.output_mode).await?;
+        let written = session
+            .analyzer()
+            .execute_and_check(logical.clone(), session.config_options(), |_, _| {})
+            .unwrap_or(logical);
+        Ok(Arc::new(written.schema().as_arrow().clone()))
+    }
+
+    /// [`Self::output_schema`] as Sluice before 2026-12-08 read it (before type coercion), to
+    /// tell a sink record it made from a change of the query's output.
+    pub(super) async fn output_schema_as_read(&mut self, sql: &str) -> Result<SchemaRef, Error> {
         let (logical, _) = self.plan(sql).await?;
         Ok(Arc::new(logical.schema().as_arrow().clone()))
     }

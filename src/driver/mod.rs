@@ -1210,6 +1210,16 @@ fn name_update_key(reason: String, query: &str) -> String {
     }
 }
 
+/// The columns of `schema` as a sink record keeps them: each name with its type in Arrow's
+/// words.
+fn columns_of(schema: &SchemaRef) -> Vec<(String, String)> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect()
+}
+
 /// Whether two column types, as the sink record keeps them (Arrow's words), are one type:
 /// the same, or the same but the names of nested fields (a list's item is `element` where
 /// Parquet wrote it, `item` where the query's SQL declared it: walk 66, a declared
@@ -3222,24 +3232,31 @@ impl<'a> Driver<'a> {
         if !self.pipeline.sink.connector().holds_output() {
             return Ok(());
         }
-        let planned: Vec<(String, String)> = output
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), f.data_type().to_string()))
-            .collect();
+        let planned = columns_of(output);
         let replaced = self.pipeline.output_mode == OutputMode::Complete;
         // A rebuilt record takes the columns the newest committed batch's query gave.
         if self.sink_record.output_schema.is_none()
             && let Some(query) = self.rebuilt_query.take()
             && let Ok(before) = self.engine.output_schema(&query).await
         {
-            self.sink_record.output_schema = Some(
-                before
-                    .fields()
-                    .iter()
-                    .map(|f| (f.name().clone(), f.data_type().to_string()))
-                    .collect(),
-            );
+            self.sink_record.output_schema = Some(columns_of(&before));
+            self.checkpoint.record_sink(&self.sink_record).await?;
+        }
+        // A record made before the output's types were read after type coercion (walk 127
+        // (1)) names a column the query coerces (a `UNION ALL` of `bigint` and `double`, a
+        // `CASE` with such branches) in its first input's type, where the batches wrote the
+        // coerced one: under the pipeline file the newest batch ran with, nothing changed,
+        // and the record is made right.
+        if let Some(before) = &self.sink_record.output_schema
+            && !same_columns(before, &planned)
+            && self.unchanged_since_newest_batch().await
+            && let Ok(as_read) = self
+                .engine
+                .output_schema_as_read(&self.pipeline.query)
+                .await
+            && same_columns(before, &columns_of(&as_read))
+        {
+            self.sink_record.output_schema = Some(planned.clone());
             self.checkpoint.record_sink(&self.sink_record).await?;
         }
         if let Some(before) = &self.sink_record.output_schema
@@ -3312,6 +3329,21 @@ impl<'a> Driver<'a> {
         self.unrecorded_output_schema =
             (self.sink_record.output_schema.as_ref() != Some(&planned)).then_some(planned);
         Ok(())
+    }
+
+    /// Whether the pipeline file is the one the newest committed batch ran with (its stored
+    /// copy's fingerprint); false where there is no such batch or it does not say.
+    async fn unchanged_since_newest_batch(&self) -> bool {
+        let Ok(logs) = LogListing::read(self.checkpoint.location()).await else {
+            return false;
+        };
+        let Some(&last) = logs.commits.last() else {
+            return false;
+        };
+        matches!(
+            self.checkpoint.read_commit(last).await,
+            Ok(Some(commit)) if commit.pipeline.as_deref() == Some(self.pipeline_fingerprint.as_str())
+        )
     }
 
     /// The refusal of a query whose output `changes` under a sink that holds batches of other

@@ -12739,3 +12739,50 @@ fn a_checkpoint_of_a_later_format_is_said_as_a_newer_sluices() {
         [r#"{"k":"a","v":1}"#, r#"{"k":"a","v":2}"#]
     );
 }
+
+/// Walk 127 (1): a query whose column DataFusion coerces (a `CASE` of a `bigint` and a
+/// `double` branch, a `UNION ALL` of such columns) was recorded in its first branch's type,
+/// `bigint`, where its batches wrote `double`: a query changed from `bigint` to such a column
+/// was not refused (the sink's folder then held files of both types, which DuckDB's plain glob
+/// reads as `bigint`, 1.5 as 2), and one changed from it to a plain `double` was refused as a
+/// change. A record an earlier Sluice made so is made right by a run with the pipeline file
+/// unchanged.
+#[test]
+fn a_column_the_query_coerces_is_recorded_in_the_type_its_batches_write() {
+    let coerced = "SELECT k, CASE WHEN k = 'a' THEN v ELSE v / 2.0 END AS d FROM s";
+    let ws = Workspace::new();
+    let file = pipeline(&ws, "SELECT k, v AS d FROM s", "append");
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    assert!(run(&file, &ws).status.success());
+    edit_file(&file, "SELECT k, v AS d FROM s", coerced);
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":3}\n");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("`d` bigint -> double"), "{said}");
+    // On a new checkpoint and sink: recorded as written, and a plain `double` is no change.
+    let ws = Workspace::new();
+    let file = pipeline(&ws, coerced, "append");
+    input(&ws, "0.json", "{\"k\":\"b\",\"v\":3}\n");
+    assert!(run(&file, &ws).status.success());
+    let record = std::fs::read_to_string(ws.path("ckpt/sink")).expect("sink record");
+    assert!(record.contains(r#"["d","Float64"]"#), "{record}");
+    // As an earlier Sluice recorded it: made right by a run of the same pipeline file.
+    std::fs::write(
+        ws.path("ckpt/sink"),
+        record.replace(r#"["d","Float64"]"#, r#"["d","Int64"]"#),
+    )
+    .expect("an earlier record");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let record = std::fs::read_to_string(ws.path("ckpt/sink")).expect("sink record");
+    assert!(record.contains(r#"["d","Float64"]"#), "{record}");
+    edit_file(&file, coerced, "SELECT k, v / 2.0 AS d FROM s");
+    input(&ws, "1.json", "{\"k\":\"c\",\"v\":5}\n");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [r#"{"k":"b","d":1.5}"#, r#"{"k":"c","d":2.5}"#]
+    );
+}
