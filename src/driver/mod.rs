@@ -3147,12 +3147,39 @@ impl<'a> Driver<'a> {
         };
         let keeps = self.engine.keeps_state().await?;
         let why = match (keeps, commit.state.is_empty()) {
-            (true, true) => format!(
-                "the query keeps state (an aggregation, a deduplication or a join of two \
-                 streams), but the checkpoint's batches up to {last} were written by a query \
-                 that kept none, so its state would begin at batch {} without the rows before",
-                last.0 + 1
-            ),
+            (true, true) => {
+                // The newest batch whose query kept state (a stateful query made stateless
+                // and back, walk 127 (2)): a rewind to it computes the batches since with
+                // this query, its state read on from there.
+                let mut kept_at = None;
+                for batch in logs.commits.iter().rev().skip(1) {
+                    if let Ok(Some(earlier)) = self.checkpoint.read_commit(*batch).await
+                        && !earlier.state.is_empty()
+                    {
+                        kept_at = Some(*batch);
+                        break;
+                    }
+                }
+                let rewind = kept_at
+                    .map(|b| {
+                        format!(
+                            "; or, to carry on from batch {b}, whose query kept state, take \
+                             the batches since back, to be computed again with this query: \
+                             `sluice rewind {} --to {b}`",
+                            crate::vocab::shell_word(&location.to_string())
+                        )
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "the query keeps state (an aggregation, a deduplication or a join of two \
+                     streams), but the checkpoint's batches up to {last} were written by a \
+                     query that kept none, so its state would begin at batch {} without the \
+                     rows before, and its results would leave them out \
+                     (`allow_output_schema_change` does not let this through: it lets a sink \
+                     take other columns, not a state take rows it never saw){rewind}",
+                    last.0 + 1
+                )
+            }
             // Asked for, the sink takes the new query's rows after theirs.
             (false, false) if self.pipeline.allow_output_schema_change => return Ok(()),
             (false, false) => format!(
@@ -3181,11 +3208,18 @@ impl<'a> Driver<'a> {
     /// is let through where the state holds every group seen (no window the watermark closed,
     /// no state TTL): it writes them all.
     async fn check_output_mode(&mut self) -> Result<(), Error> {
-        let Some(previous) = self.previous_output_mode.clone() else {
+        let Some(recorded) = self.previous_output_mode.clone() else {
             return Ok(());
         };
+        // The mode the state was kept in is that of the newest batch whose query kept state,
+        // where its pipeline file says (walk 127 (2): an aggregation made stateless in append
+        // mode, then rewound to its last batch, was refused as kept for append mode).
+        if !self.engine.keeps_state().await? {
+            return Ok(());
+        }
+        let previous = self.mode_state_was_kept_in().await.unwrap_or(recorded);
         let mode = self.pipeline.output_mode.as_str();
-        if previous == mode || !self.engine.keeps_state().await? {
+        if previous == mode {
             return Ok(());
         }
         let location = self.checkpoint.location();
@@ -3222,6 +3256,25 @@ impl<'a> Driver<'a> {
              checkpoint (`checkpoint:` or `--checkpoint`){}",
             sink_advice(self.pipeline).start_over
         )))
+    }
+
+    /// The output mode of the newest committed batch whose query kept state, as its stored
+    /// pipeline file says; `None` where no batch kept state or its file does not say.
+    async fn mode_state_was_kept_in(&self) -> Option<String> {
+        let location = self.checkpoint.location();
+        let logs = LogListing::read(location).await.ok()?;
+        for batch in logs.commits.iter().rev() {
+            let commit = self.checkpoint.read_commit(*batch).await.ok()??;
+            if commit.state.is_empty() {
+                continue;
+            }
+            let then =
+                stored_pipeline(location, &location.to_string(), commit.pipeline.as_deref()?)
+                    .await
+                    .ok()??;
+            return Some(then.output_mode.as_str().to_string());
+        }
+        None
     }
 
     /// Refuses output columns other than those the sink took before (append and update modes:

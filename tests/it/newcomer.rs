@@ -8694,6 +8694,56 @@ fn a_query_that_gains_or_loses_state_is_refused() {
     }
 }
 
+/// Walk 127 (2): an aggregation made stateless (allowed, `allow_output_schema_change`) and
+/// then an aggregation again was refused with only a new checkpoint as the way, and said to
+/// be let through by the setting it had. The refusal says the setting does not let it
+/// through, and names the rewind to the newest batch whose query kept state, which works:
+/// the batches since are computed again with the aggregation, its counts whole.
+#[test]
+fn an_aggregation_made_stateless_and_back_is_refused_with_the_rewind_to_its_state() {
+    let ws = Workspace::new();
+    let aggregation = "SELECT k, count(*) AS n FROM s GROUP BY k";
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let file = pipeline(&ws, aggregation, "update");
+    assert!(run(&file, &ws).status.success());
+    pipeline(&ws, "SELECT k, v AS n FROM s", "append");
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file).expect("file") + "allow_output_schema_change: true\n",
+    )
+    .expect("allow");
+    input(&ws, "1.json", "{\"k\":\"a\",\"v\":2}\n");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stateless = std::fs::read_to_string(&file).expect("file");
+    std::fs::write(
+        &file,
+        stateless
+            .replace("SELECT k, v AS n FROM s", aggregation)
+            .replace("output_mode: append", "output_mode: update"),
+    )
+    .expect("back");
+    input(&ws, "2.json", "{\"k\":\"a\",\"v\":3}\n");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    let rewind = format!("`sluice rewind {} --to 0`", ws.p("ckpt"));
+    assert!(
+        said.contains("`allow_output_schema_change` does not let this through")
+            && said.contains(&rewind),
+        "{said}"
+    );
+    let out = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Batch 0's count, then batch 1's row, then the count of all three rows.
+    assert_eq!(
+        sink_lines(&ws.path("out")).last().map(String::as_str),
+        Some(r#"{"k":"a","n":3}"#)
+    );
+}
+
 /// Walk 27 (5): a complete-mode sink's `result.*` deleted by hand went unseen: the run said
 /// `0 batches` and the folder held no table until new input came. The table is written again
 /// whole from the state by a batch of no new input, with a warning naming it.
