@@ -1072,6 +1072,19 @@ impl Pipeline {
         let mut about = first.clone();
         while said.len() < MISTAKES_SAID && set_aside(&mut value, &key, &about) {
             watermark_removed |= key.contains(".watermark");
+            // An unknown key read as the near miss it was taken for (`set_aside`), where the
+            // setting has no such key: a mistake about that key is the reading's, not the
+            // file's (walk 126: `escape: x` on a Kafka source, read as
+            // `max_records_per_batch`, was also said as "invalid type: string").
+            let renamed = about
+                .contains("unknown field")
+                .then(|| about.split("did you mean `").nth(1))
+                .flatten()
+                .and_then(|rest| rest.split('`').next())
+                .map(|meant| match key.rsplit_once('.') {
+                    Some((parent, _)) => format!("{parent}.{meant}"),
+                    None => meant.to_string(),
+                });
             let Ok(rest) = serde_yaml::to_string(&value) else {
                 break;
             };
@@ -1097,6 +1110,11 @@ impl Pipeline {
             }
             if said.iter().any(|(k, _)| *k == next) {
                 break;
+            }
+            if renamed.as_deref() == Some(next.as_str()) {
+                key = next;
+                about = message;
+                continue;
             }
             if kind_unknown
                 .iter()
@@ -2420,6 +2438,32 @@ sink: { kind: files, path: out/clicks, format: parquet }
             "p.yaml: `sources.clicks.topic_pattern`: `w-(` is not a regular expression: unclosed \
              group (line 7)"
         );
+    }
+
+    /// Walk 126 (4): an unknown key read as the near miss suggested for it (`max_file: x` as
+    /// `max_files_per_batch`) was then said a second time, as that key's type error, a key
+    /// the file never had. And `escape` is a Kafka source's key for CSV values.
+    #[test]
+    fn an_unknown_key_is_said_once_not_again_as_the_key_suggested() {
+        let text = GOOD.replace("    max_files_per_batch: 2", "    max_file_per_batch: x");
+        let said = parse(&text).expect_err("an unknown key");
+        assert!(
+            said.contains("did you mean `max_files_per_batch`") && !said.contains("and: "),
+            "{said}"
+        );
+        let kafka = |extra: &str| {
+            GOOD.replace(
+                "    kind: files\n    path: data/clicks\n    format: json\n    schema: { ts: timestamp, user_id: bigint }\n    max_files_per_batch: 2\n",
+                &format!(
+                    "    kind: kafka\n    bootstrap_servers: h:9092\n    topics: [t]\n    schema: {{ ts: timestamp, user_id: bigint }}\n{extra}"
+                ),
+            )
+        };
+        assert!(parse(&kafka("    format: csv\n    escape: '\\'\n")).is_ok());
+        let said = parse(&kafka("    format: json\n    escape: '\\'\n")).expect_err("json");
+        assert!(said.contains("it is for `format: csv`"), "{said}");
+        let said = parse(&kafka("    format: csv\n    escape: ','\n")).expect_err("a comma");
+        assert!(said.contains("cannot escape a CSV quote"), "{said}");
     }
 
     /// Walk 123 (4): a sink's `path:` with nothing after it (or `~`) wrote into a folder named

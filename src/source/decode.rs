@@ -3651,14 +3651,16 @@ fn unclosed_quote(file: &str, line: usize, rest: &[u8]) -> SourceError {
 /// CSV reader takes the rest of such a field as unquoted text, changing its value in silence
 /// (walk 124 (1): `a \b\" c"` written, exit 0), and where its records end is in doubt, so
 /// `on_error: skip` cannot skip it either. Blanks (spaces, tabs) after a closing quote pass.
-/// Not checked for a record's payload (`file` empty), which is not a file of rows.
+/// For messages' payloads (`file` empty, a record a line) the error names the line, so the
+/// payload is blamed by its topic and offset and, one record a message, skipped under
+/// `on_error: skip` (walk 126 (1): `1,"x"y,3` in a Kafka value was written as `xy`).
 fn csv_quoting(
     file: &str,
     text: &Bytes,
     delimiter: u8,
     escape: Option<u8>,
 ) -> Result<Bytes, SourceError> {
-    if file.is_empty() || !text.contains(&b'"') {
+    if !text.contains(&b'"') {
         return Ok(text.clone());
     }
     // The text written again, only where an escape is to be put in RFC 4180's terms.
@@ -3745,10 +3747,12 @@ fn quote_goes_on(
         .min(opened + 60);
     let field = String::from_utf8_lossy(&text[opened..end]);
     let backslashed = escape.is_none() && closed >= 2 && text[closed - 2] == b'\\';
+    // A message's payload (no file) is a record, its fields always split at `,`.
+    let payload = file.is_empty();
     // `"b;c";2` read with `,`: the quote closed where the file's own delimiter follows.
     let other_delimiter = [b';', b'\t', b'|', b',']
         .into_iter()
-        .find(|d| *d != delimiter && text.get(closed) == Some(d));
+        .find(|d| *d != delimiter && text.get(closed) == Some(d) && !payload);
     let way_out = if let Some(d) = other_delimiter {
         format!(
             "the file's fields look separated by `{}`: set the source's `delimiter: \"{}\"`",
@@ -3768,10 +3772,21 @@ fn quote_goes_on(
             None => "written twice (`\"\"`, RFC 4180)".to_string(),
         };
         format!(
-            "inside a quoted field a quote is {doubled}; put the file right, or, where its \
-             quotes are escaped with another character, set the source's `escape:` to it"
+            "inside a quoted field a quote is {doubled}; put the {} right, or, where its \
+             quotes are escaped with another character, set the source's `escape:` to it",
+            if payload { "record" } else { "file" }
         )
     };
+    if payload {
+        return SourceError::Malformed {
+            file: String::new(),
+            line: Some(line),
+            reason: format!(
+                "the quoted field `{field}` {}, which would change its value: {way_out}",
+                super::QUOTE_GOES_ON
+            ),
+        };
+    }
     SourceError::Malformed {
         file: file.to_string(),
         line: None,

@@ -50,6 +50,9 @@ pub struct PayloadDecoder<'a> {
     pub on_error: OnError,
     /// The unit of a number in a timestamp column.
     pub epoch_unit: Option<EpochUnit>,
+    /// With `Csv`: the character that escapes a quote inside a quoted field (`\\`, as Spark
+    /// writes CSV), where it is not the quote doubled.
+    pub escape: Option<u8>,
 }
 
 /// Payloads decoded: the rows of the payloads kept, in order.
@@ -256,11 +259,19 @@ impl PayloadDecoder<'_> {
             null_value: None,
             inferred: false,
             encoding: None,
-            escape: None,
+            escape: self.escape,
         };
         match reader.decode("", "", &Bytes::from(text)) {
             Ok(decoded) if decoded.skipped > 0 => Ok(Err(decoded.skipped)),
             Ok(decoded) => Ok(Ok(decoded)),
+            // A quoted field going on after its closing quote is refused whatever `on_error`
+            // says in a file, where it leaves where records end in doubt; in a message it is
+            // one record, skipped as any other.
+            Err(SourceError::Malformed { reason, .. })
+                if self.on_error == OnError::Skip && reason.contains(super::QUOTE_GOES_ON) =>
+            {
+                Ok(Err(1))
+            }
             Err(SourceError::Malformed {
                 line: Some(line),
                 reason,
@@ -392,6 +403,41 @@ pub struct MetadataColumn {
 /// the decoded payload's columns `decoded`.
 ///
 /// # Errors
+/// The quote escape of CSV payloads, as a Kafka or NATS source's `escape:` writes it (one
+/// ASCII character, `'\\'` for Spark's `\"`; `"` is a quote doubled, RFC 4180's way and the
+/// default): the byte, `None` for `"` or where absent.
+///
+/// # Errors
+/// [`super::ConfigError`] at `escape` where the payloads are not CSV, or the character cannot
+/// escape a quote (a comma, a line break, more than one character).
+pub fn csv_escape(
+    written: Option<&str>,
+    format: PayloadFormat,
+) -> Result<Option<u8>, super::ConfigError> {
+    use super::ConfigError;
+    let Some(written) = written else {
+        return Ok(None);
+    };
+    if format != PayloadFormat::Csv {
+        return Err(ConfigError::at(
+            "escape",
+            "`escape` escapes quotes inside CSV fields: it is for `format: csv`",
+        ));
+    }
+    match written.as_bytes() {
+        [b'"'] => Ok(None),
+        [byte] if byte.is_ascii() && !matches!(byte, b'\n' | b'\r' | b',') => Ok(Some(*byte)),
+        _ => Err(ConfigError::at(
+            "escape",
+            format!(
+                "`escape: {}` cannot escape a CSV quote: give one ASCII character other than \
+                 `,` or a line break ('\\' for a backslash, in single quotes)",
+                written.escape_default()
+            ),
+        )),
+    }
+}
+
 /// [`super::ConfigError`] at `metadata_columns.N`: an entry that is not `key` or
 /// `key AS column`, a key the source does not give, a column named twice or named as a
 /// decoded column too (with the `AS` that renames it).
@@ -459,6 +505,7 @@ mod tests {
             wanted: &[0],
             on_error: OnError::Fail,
             epoch_unit: None,
+            escape: None,
         }
     }
 
@@ -683,6 +730,62 @@ mod tests {
         assert!(
             err.starts_with("offset 1") && err.contains("holds 2 CSV records"),
             "{err}"
+        );
+    }
+
+    /// Walk 126 (1): a CSV payload whose quoted field goes on after its closing quote
+    /// (`1,"x"y,3`, Spark's `"a \"b\" c"`) was written changed (`xy`, `a \b\" c"`), exit 0,
+    /// under `on_error: fail`, where a file's line is refused; and no `escape:` read Spark's.
+    /// It is a bad payload, named by its message, skipped and counted under `skip`; with
+    /// `escape: '\'` the value reads whole.
+    #[test]
+    fn a_csv_payload_whose_quoted_field_goes_on_is_a_bad_payload() {
+        use datafusion::arrow::array::AsArray as _;
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("amt", DataType::Int64, true),
+        ]));
+        let csv = PayloadDecoder {
+            format: PayloadFormat::Csv,
+            schema: &schema,
+            wanted: &[0, 1, 2],
+            on_error: OnError::Fail,
+            epoch_unit: None,
+            escape: None,
+        };
+        let spark = &br#"2,"a \"b\" c",5"#[..];
+        for (bad, hint) in [
+            (&br#"1,"x"y,3"#[..], "written twice"),
+            (spark, "escape: '\\'"),
+        ] {
+            let payloads = vec![Some(&b"0,ok,1"[..]), Some(bad), Some(&b"3,\"fine\",4"[..])];
+            let err = csv
+                .decode(&payloads, &blame)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(
+                err.starts_with("offset 1")
+                    && err.contains(crate::source::QUOTE_GOES_ON)
+                    && err.contains(hint),
+                "{err}"
+            );
+            let skipping = PayloadDecoder {
+                on_error: OnError::Skip,
+                ..csv
+            };
+            let decoded = skipping.decode(&payloads, &blame).expect("skipped");
+            assert_eq!((decoded.kept, decoded.skipped), (vec![0, 2], 1));
+        }
+        let escaped = PayloadDecoder {
+            escape: Some(b'\\'),
+            ..csv
+        };
+        let decoded = escaped.decode(&[Some(spark)], &blame).expect("read");
+        assert_eq!(
+            decoded.batches[0].column(1).as_string::<i32>().value(0),
+            r#"a "b" c"#
         );
     }
 }

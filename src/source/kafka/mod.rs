@@ -267,6 +267,12 @@ pub struct KafkaConfig {
     /// number is refused without it.
     #[serde(default)]
     pub epoch_unit: Option<EpochUnit>,
+    /// With `csv`: the character that escapes a quote inside a quoted field (`'\\'` for
+    /// `\"`, as Spark writes CSV; the files source's `escape`); a quote doubled (`""`, RFC
+    /// 4180) where absent, and a quoted field going on after its closing quote is a value
+    /// that does not decode.
+    #[serde(default)]
+    pub escape: Option<String>,
     /// A consumer group to commit each committed batch's end offsets to, so that lag tools
     /// see the pipeline's progress; the checkpoint alone decides what is read.
     #[serde(default)]
@@ -389,6 +395,7 @@ fn read_config(settings: &serde_yaml::Mapping) -> Result<KafkaConfig, ConfigErro
             "`max_records_per_batch` must be at least 1",
         ));
     }
+    super::payload::csv_escape(config.escape.as_deref(), config.format)?;
     match config.format {
         PayloadFormat::Raw => {
             if config.schema.is_some() {
@@ -1496,6 +1503,9 @@ impl KafkaSource {
             wanted: &value_columns,
             on_error: self.config.on_error,
             epoch_unit: self.config.epoch_unit,
+            escape: super::payload::csv_escape(self.config.escape.as_deref(), self.config.format)
+                .ok()
+                .flatten(),
         };
         let values: Vec<Option<&[u8]>> = records.iter().map(|r| r.value.as_deref()).collect();
         let decoded = decoder

@@ -212,6 +212,10 @@ pub struct NatsConfig {
     /// With `json` or `csv`: the unit of a number in a declared `timestamp` column.
     #[serde(default)]
     pub epoch_unit: Option<EpochUnit>,
+    /// With `csv`: the character that escapes a quote inside a quoted field, as the Kafka
+    /// source's `escape`.
+    #[serde(default)]
+    pub escape: Option<String>,
     /// Fail a batch whose messages are partly gone from the stream (its limits or a purge
     /// removed them before the batch was read), naming them; with false, skip what is gone and
     /// count it as skipped rows. True by default (Spark's `failOnDataLoss`, as the Kafka
@@ -291,6 +295,7 @@ fn configure(settings: &serde_yaml::Mapping) -> Result<Arc<dyn SourceConnector>,
         ));
     }
     config.retry.check()?;
+    super::payload::csv_escape(config.escape.as_deref(), config.format)?;
     match config.format {
         PayloadFormat::Raw => {
             for (key, set) in [
@@ -1079,6 +1084,9 @@ impl NatsSource {
             wanted: &wanted,
             on_error: self.config.on_error,
             epoch_unit: self.config.epoch_unit,
+            escape: super::payload::csv_escape(self.config.escape.as_deref(), self.config.format)
+                .ok()
+                .flatten(),
         };
         let payloads: Vec<Option<&[u8]>> = messages
             .iter()
