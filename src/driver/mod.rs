@@ -1210,6 +1210,35 @@ fn name_update_key(reason: String, query: &str) -> String {
     }
 }
 
+/// Refuses an output column that holds a union (what `->` gives, the JSON functions' value of
+/// any JSON type), which no sink writes: JSON lines failed at the batch with Arrow's dump of
+/// the type, Parquet and PostgreSQL refused it with advice for other types (walk 126 (2)).
+fn refuse_json_unions(output: &SchemaRef) -> Result<(), Error> {
+    use datafusion::arrow::datatypes::DataType;
+    fn holds_union(t: &DataType) -> bool {
+        match t {
+            DataType::Union(..) => true,
+            DataType::List(f)
+            | DataType::LargeList(f)
+            | DataType::FixedSizeList(f, _)
+            | DataType::Map(f, _) => holds_union(f.data_type()),
+            DataType::Struct(fields) => fields.iter().any(|f| holds_union(f.data_type())),
+            DataType::Dictionary(_, v) => holds_union(v),
+            _ => false,
+        }
+    }
+    let Some(field) = output.fields().iter().find(|f| holds_union(f.data_type())) else {
+        return Ok(());
+    };
+    Err(Error::Usage(format!(
+        "the query's column `{}` holds JSON values of any type (a union: what `->` gives), \
+         which no sink writes: write `->>` for the value's text (`u->>'name'`), \
+         `json_get_json(u, 'name')` for its JSON text, or `json_get_int`, `json_get_float`, \
+         `json_get_str`, `json_get_bool` for a value of one type",
+        field.name()
+    )))
+}
+
 /// The columns of `schema` as a sink record keeps them: each name with its type in Arrow's
 /// words.
 fn columns_of(schema: &SchemaRef) -> Vec<(String, String)> {
@@ -2694,6 +2723,7 @@ impl<'a> Driver<'a> {
         // A sink refuses output it cannot take before the first batch (the batch itself
         // would fail there too, where this planning cannot tell).
         if let Ok(output) = self.engine.output_schema(&self.pipeline.query).await {
+            refuse_json_unions(&output)?;
             // The key against the query first: a sink's own check of its table (an index on
             // the key, say) would otherwise advise building one on a key that is wrong.
             self.check_update_key(&output).await?;

@@ -64,6 +64,27 @@ fn sql_text(e: &DataFusionError) -> String {
                 .chain(&STATISTICS)
                 .any(|(other, _)| name.eq_ignore_ascii_case(other))
         });
+    // The JSON functions (`->`, `->>`, `json_get*`) name a column of another type by its
+    // Rust form, a struct's every field (walk 126 (3)): said by its kind.
+    if let Some(at) = text.find("Unexpected argument type to 'json_")
+        && let Some(got) = text[at..].find(", got ")
+    {
+        let start = at + got + ", got ".len();
+        let kind = &text[start..];
+        let word = [
+            ("Struct(", "a struct"),
+            ("List(", "a list"),
+            ("LargeList(", "a list"),
+            ("FixedSizeList(", "a list"),
+            ("Map(", "a map"),
+        ]
+        .iter()
+        .find(|(prefix, _)| kind.starts_with(prefix))
+        .map(|(_, word)| (*word).to_string());
+        if let Some(word) = word {
+            text = format!("{}{word}", &text[..start]);
+        }
+    }
     if let Some(said) = no_signature(&text) {
         return said;
     }
@@ -976,6 +997,11 @@ fn sql_advice(e: &DataFusionError) -> String {
     {
         return " (text in arithmetic: cast the column to the number it holds, as `CAST(n AS \
                 BIGINT)`, or declare its type in the source's `schema:`)"
+            .to_string();
+    }
+    if text.contains("Unexpected argument type to 'json_") && text.contains(", got Struct(") {
+        return " (`->`, `->>` and the `json_get` functions read JSON text; a field of a struct \
+                column is written `col['field']`, as `u['name']`)"
             .to_string();
     }
     if text.contains("Dot access not supported") {
@@ -3707,6 +3733,33 @@ mod tests {
         }
         let (_, plan) = plan_batch(&ctx, sql, 0).await?;
         check_stateless(&plan, &["s".to_string(), "s2".to_string()].into())
+    }
+
+    /// Walk 126 (3): `->` on a struct column said the struct's every field in Rust's form;
+    /// said as a struct, with the way to read its field.
+    #[tokio::test]
+    async fn the_json_arrow_on_a_struct_says_how_a_field_is_read() {
+        let ctx = session(&default_settings());
+        let person = DataType::Struct(
+            vec![
+                Field::new("name", DataType::Utf8, true),
+                Field::new("age", DataType::Int64, true),
+            ]
+            .into(),
+        );
+        let schema = Arc::new(Schema::new(vec![Field::new("u", person, true)]));
+        let mem = MemTable::try_new(Arc::clone(&schema), vec![vec![]]).expect("table");
+        ctx.register_table("ev", Arc::new(mem)).expect("register");
+        let err = plan_batch(&ctx, "SELECT u->'name' AS n FROM ev", 0)
+            .await
+            .expect_err("a struct is no JSON text")
+            .to_string();
+        assert!(
+            err.contains("got a struct")
+                && err.contains("written `col['field']`, as `u['name']`")
+                && !err.contains("Field {"),
+            "{err}"
+        );
     }
 
     /// Walk 20 (15): `SELECT offset FROM s` over a Kafka source ended in the parser's bare

@@ -12836,3 +12836,32 @@ fn a_column_the_query_coerces_is_recorded_in_the_type_its_batches_write() {
         [r#"{"k":"b","d":1.5}"#, r#"{"k":"c","d":2.5}"#]
     );
 }
+
+/// Walk 126 (2): `->` on a JSON text column gives a union (a JSON value of any type), which
+/// the JSON lines sink failed to write at the batch, in Arrow's dump of the type; Parquet and
+/// PostgreSQL refused it with advice for other types. It is refused before a batch, naming
+/// the column and `->>`, which reads it.
+#[test]
+fn a_json_value_of_any_type_is_refused_before_a_batch_with_the_text_way() {
+    let ws = Workspace::new();
+    input(
+        &ws,
+        "0.json",
+        "{\"k\":\"{\\\"name\\\":\\\"a\\\"}\",\"v\":1}\n",
+    );
+    let file = pipeline(&ws, "SELECT k->'name' AS n FROM s", "append");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("the query's column `n` holds JSON values of any type")
+            && said.contains("`->>`")
+            && !said.contains("Field {"),
+        "{said}"
+    );
+    assert!(!ws.path("ckpt/offsets/0").exists(), "no batch planned");
+    edit_file(&file, "k->'name'", "k->>'name'");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")), [r#"{"n":"a"}"#]);
+}
