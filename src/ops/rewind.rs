@@ -307,9 +307,20 @@ async fn rewind_or_check(
         };
         batch_pipeline.insert(batch, key);
     }
+    // A source as the next run reads it: where it was moved since a batch ran (its `path`
+    // edited, the run warned), from where the newest batch's file names it (walk 127 (4),
+    // walk 123 (2): a rewind looked in the old folder, and refused).
+    let as_read_now = |name: &str, config: &'_ crate::pipeline::SourceConfig| {
+        newest_pipeline
+            .as_ref()
+            .and_then(|newest| newest.sources.get(name))
+            .filter(|now| now.connector().kind() == config.connector().kind())
+            .cloned()
+            .unwrap_or_else(|| config.clone())
+    };
     for pipeline in pipelines.values() {
         for (name, config) in &pipeline.sources {
-            config
+            as_read_now(name, config)
                 .connector()
                 .check_forget(name, location, to)
                 .await
@@ -433,7 +444,7 @@ async fn rewind_or_check(
             let Some(config) = pipelines[key].sources.get(&source.source) else {
                 continue;
             };
-            for input in config
+            for input in as_read_now(&source.source, config)
                 .connector()
                 .gone_inputs(&source.source, location, *batch, &source.offset)
                 .await

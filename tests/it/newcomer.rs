@@ -12865,3 +12865,36 @@ fn a_json_value_of_any_type_is_refused_before_a_batch_with_the_text_way() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(sink_lines(&ws.path("out")), [r#"{"n":"a"}"#]);
 }
+
+/// Walk 127 (4), walk 123 (2): a source folder moved (its `path` edited, the run warned and
+/// went on), then a rewind past the move looked for the input in the old folder: "cannot
+/// open ... create the folder or fix `sources.s.path`" (the file was right already; rewind
+/// reads the checkpoint's copy), then, the old folder made, "the input ... is gone". The input
+/// is looked for where the next run reads it; the rewind and the run after it write every row
+/// once.
+#[test]
+fn a_rewind_finds_the_input_where_its_source_folder_moved() {
+    let (ws, file) = two_batches_into_out();
+    std::fs::rename(ws.path("in"), ws.path("in2")).expect("move the input");
+    edit_file(
+        &file,
+        &format!("path: {},", ws.p("in")),
+        &format!("path: {},", ws.p("in2")),
+    );
+    std::fs::write(ws.path("in2/2.json"), "{\"k\":\"a\",\"v\":3}\n").expect("input");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink_lines(&ws.path("out")).len(), 3);
+    let out = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [
+            r#"{"k":"a","v":1}"#,
+            r#"{"k":"a","v":2}"#,
+            r#"{"k":"a","v":3}"#
+        ]
+    );
+}
