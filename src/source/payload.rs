@@ -108,8 +108,25 @@ impl PayloadDecoder<'_> {
         for (i, payload) in payloads.iter().enumerate() {
             // White space alone is no value either (it decodes to no row, which would let a
             // payload of two values elsewhere pass unseen, the count of rows still right).
-            if payload.is_none_or(|p| p.trim_ascii().is_empty()) {
+            // Text that is not UTF-8 (Latin-1, as often) is said so, not as the JSON or CSV
+            // reader's "invalid unicode code point" (walk 126 (6)).
+            let not_utf8 =
+                payload.and_then(|p| {
+                    // A payload is whole: a character cut at its end is no UTF-8 either.
+                    std::str::from_utf8(p).err().map(|e| e.valid_up_to()).map(|at| {
+                    format!(
+                        "the payload is not UTF-8 text: byte {} is 0x{:02X}, which no UTF-8 \
+                         text has there (Latin-1 or Windows-1252 text, as often); a decoded \
+                         payload is read as UTF-8: have its producer write UTF-8, or read it \
+                         as bytes with `format: raw`",
+                        at + 1,
+                        p[at]
+                    )
+                })
+                });
+            if payload.is_none_or(|p| p.trim_ascii().is_empty()) || not_utf8.is_some() {
                 let why = match payload {
+                    _ if not_utf8.is_some() => not_utf8.as_deref().unwrap_or_default(),
                     None => "the message has no payload (a tombstone)",
                     Some([]) => "the message's payload is empty",
                     Some(_) => "the message's payload is white space only",
@@ -731,6 +748,32 @@ mod tests {
             err.starts_with("offset 1") && err.contains("holds 2 CSV records"),
             "{err}"
         );
+    }
+
+    /// Walk 126 (6): a Latin-1 payload was said "invalid unicode code point" (JSON) or
+    /// "invalid UTF-8 data and field 2" (CSV): said as text not UTF-8, with its byte.
+    #[test]
+    fn a_payload_not_utf8_is_said_so() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+        for format in [PayloadFormat::Json, PayloadFormat::Csv] {
+            let decoder = PayloadDecoder {
+                format,
+                ..json_decoder(&schema)
+            };
+            let latin1: &[u8] = match format {
+                PayloadFormat::Json => b"{\"s\":\"caf\xe9\"}",
+                _ => b"caf\xe9",
+            };
+            let err = decoder
+                .decode(&[Some(latin1)], &blame)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(
+                err.contains("the payload is not UTF-8 text") && err.contains("0xE9"),
+                "{format}: {err}"
+            );
+        }
     }
 
     /// Walk 126 (1): a CSV payload whose quoted field goes on after its closing quote
