@@ -396,6 +396,72 @@ pub fn late_rows_without_records(pipeline: &Pipeline) -> Vec<(String, usize)> {
         .collect()
 }
 
+/// Checks the late-rows sink against the one the newest committed batch (in `logs`) wrote
+/// to, as the sink is checked against its record (walk 127 (5): both went unsaid): another
+/// `format` into a folder that holds late rows is refused (a reader of one format misses the
+/// other's rows); a new `path` is said, where the earlier late rows stay.
+///
+/// Errors: [`Error::Usage`] for the format changed.
+async fn check_late_rows_kept(
+    pipeline: &Pipeline,
+    checkpoint: &Checkpoint,
+    logs: &LogListing,
+) -> Result<(), Error> {
+    let Some(late) = &pipeline.late_rows else {
+        return Ok(());
+    };
+    let Some(last) = logs.commits.last() else {
+        return Ok(());
+    };
+    let location = checkpoint.location();
+    let Ok(Some(commit)) = checkpoint.read_commit(*last).await else {
+        return Ok(());
+    };
+    let Some(fingerprint) = commit.pipeline.as_deref() else {
+        return Ok(());
+    };
+    let Ok(Some(then)) = stored_pipeline(location, &location.to_string(), fingerprint).await else {
+        return Ok(());
+    };
+    let Some(was) = &then.late_rows else {
+        return Ok(());
+    };
+    let (now, before) = (late.connector(), was.connector());
+    if now.kind() != before.kind() {
+        return Ok(());
+    }
+    let (Some(path), Some(path_before)) = (now.location(), before.location()) else {
+        return Ok(());
+    };
+    if path != path_before {
+        tracing::warn!(
+            "`late_rows` moved: the late rows of earlier batches stay in {path_before}, those of \
+             batches from now on go to {path} (`sluice rewind` takes each batch's back from \
+             where they went)"
+        );
+        return Ok(());
+    }
+    let (Some(format), Some(format_before)) = (now.format(), before.format()) else {
+        return Ok(());
+    };
+    let holds_rows = match crate::storage::Location::open(&path, false, false, None) {
+        Ok(folder) => folder.list("").await.is_ok_and(|files| !files.is_empty()),
+        Err(_) => false,
+    };
+    if format != format_before && holds_rows {
+        return Err(Error::Usage(format!(
+            "`late_rows` is `format: {}` here, but the late rows of earlier batches in {path} \
+             are {}: a folder of two formats reads as neither (a reader of one misses the \
+             other's rows). Put `format: {}` back; or give `late_rows` a new, empty `path` \
+             (the earlier late rows stay where they are)",
+            format.as_str(),
+            format_before.as_str(),
+            format_before.as_str()
+        )));
+    }
+    Ok(())
+}
+
 /// `error` of the late-rows sink of source `source`, said as that sink's, with its key
 /// (`late_rows.path`, not the sink's).
 pub fn late_rows_error(source: &str, error: &crate::sink::SinkError) -> Error {
@@ -2407,6 +2473,7 @@ impl<'a> Driver<'a> {
                 table_gone = true;
             }
         }
+        check_late_rows_kept(pipeline, &checkpoint, &logs).await?;
         let mut late_sinks = BTreeMap::new();
         if let Some(late) = &pipeline.late_rows {
             for (name, config) in &pipeline.sources {

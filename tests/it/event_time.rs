@@ -2147,3 +2147,46 @@ fn a_row_whose_inner_join_key_is_null_does_not_move_the_watermark() {
         "{said}"
     );
 }
+
+/// Walk 127 (5): `late_rows` given another `format` over the same folder went on without a
+/// word, leaving JSON lines and Parquet files in one folder (a reader of one misses the
+/// other's late rows), and a new `path` went unsaid, where the sink's is said. The format is
+/// refused while the folder holds late rows; the move is said, and runs.
+#[test]
+fn late_rows_format_changed_in_its_folder_is_refused_and_a_move_is_said() {
+    let ws = run_case(
+        &[
+            ("s/0.json", &row(1, Some(2.0))),
+            ("s/1.json", &row(0, Some(1.0))),
+        ],
+        &source("s", "1s"),
+        "SELECT DISTINCT id, ts FROM s",
+        "append",
+    );
+    assert_eq!(written(&ws, "late", &["id"]), [vec!["0"]]);
+    let file = ws.path("pipeline.yaml");
+    let yaml = std::fs::read_to_string(&file).expect("pipeline");
+    std::fs::write(ws.path("s/2.json"), row(2, Some(3.0))).expect("input");
+    let late = format!("path: {}/late, format: json", ws.dir.path().display());
+    assert!(yaml.contains(&late), "{yaml}");
+    std::fs::write(&file, yaml.replace(&late, &late.replace("json", "parquet"))).expect("format");
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(
+            "`late_rows` is `format: parquet` here, but the late rows of earlier batches"
+        ) && said.contains("Put `format: json` back"),
+        "{said}"
+    );
+    assert!(!ws.path("ckpt/offsets/2").exists(), "no batch planned");
+    let moved = late.replace("/late,", "/late2,").replace("json", "parquet");
+    std::fs::write(&file, yaml.replace(&late, &moved)).expect("moved");
+    let out = run_bin(&["run", file.to_str().expect("utf-8")], ws.dir.path());
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("`late_rows` moved: the late rows of earlier batches stay in"),
+        "{said}"
+    );
+}
