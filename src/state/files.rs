@@ -454,9 +454,14 @@ impl StateFiles {
                     .all(|(a, b)| unqualified(a) == unqualified(b));
             let added = stored.iter().all(|c| planned.contains(c));
             let hint = if renamed {
-                " (only a name before a `.` differs: a CTE, subquery or table alias was \
-                 renamed, and the state's column names carry it; with the old name the state \
-                 follows the query)"
+                // Walk 127 (3): a source added under a subquery (`FROM (SELECT ... FROM a
+                // UNION ALL SELECT ... FROM b)`) was said only as a renamed alias, and the
+                // old name given to the subquery was refused again.
+                " (only a name before a `.` differs: where a CTE, subquery or table alias was \
+                 renamed and the query reads the same input as before, the state's column \
+                 names carry the old name, and with it the state follows the query; where the \
+                 query now reads other input there, a source added or a `UNION` of another, \
+                 the state cannot follow: its groups hold the old input's rows alone)"
             } else if added
                 && planned
                     .iter()

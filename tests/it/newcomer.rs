@@ -7374,7 +7374,9 @@ fn a_stateful_query_edited_inside_a_cte_is_refused_like_one_edited_at_the_top() 
     let out = run(&file, &ws);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("only a name before a `.` differs: a CTE, subquery or table alias"),
+        stderr(&out)
+            .contains("only a name before a `.` differs: where a CTE, subquery or table alias")
+            && stderr(&out).contains("a source added or a `UNION` of another"),
         "{}",
         stderr(&out)
     );
