@@ -352,6 +352,43 @@ fn renamed_checkpoint(name: &str) -> Option<String> {
         .map(|folder| folder.display().to_string())
 }
 
+/// `error`, a sink refusing this pipeline's new checkpoint as another pipeline's, with the
+/// way out where that other pipeline's name differs and its checkpoint is the default one of
+/// that name: the pipeline's `name:` edited in a file without `checkpoint:` (so a new
+/// checkpoint, `checkpoints/<new name>`) is no new pipeline (walk 127 (6c): the refusal never
+/// said the name).
+fn renamed_in_its_file(
+    pipeline: &Pipeline,
+    checkpoint_given: bool,
+    error: crate::sink::SinkError,
+) -> Error {
+    use crate::sink::SinkError;
+    let (SinkError::Foreign { owner_label, .. } | SinkError::ForeignFolder { owner_label, .. }) =
+        &error
+    else {
+        return error.into();
+    };
+    let Some(old) = owner_label
+        .strip_prefix("pipeline `")
+        .and_then(|rest| rest.split('`').next())
+        .filter(|old| *old != pipeline.name)
+    else {
+        return error.into();
+    };
+    let default = format!("checkpoints/{old}");
+    if checkpoint_given || pipeline.checkpoint.is_some() || !owner_label.contains(&default) {
+        return error.into();
+    }
+    Error::Usage(format!(
+        "{error}. This file names pipeline `{new}`, and sets no `checkpoint:`, so its checkpoint \
+         is checkpoints/{new}, a new one: where it is pipeline `{old}` renamed in its file, its \
+         checkpoint is {default}: put `name: {old}` back, or rename the checkpoint with it \
+         (`sluice rename {default} --to {new}`, then move that folder to checkpoints/{new}, or \
+         set `checkpoint: {default}`)",
+        new = pipeline.name
+    ))
+}
+
 /// The sink committed batch `last` went to, as the pipeline file it ran with configures it:
 /// its kind, its place and whether it keeps batch records; `None` where that file is not
 /// known.
@@ -2363,7 +2400,8 @@ impl<'a> Driver<'a> {
             .sink
             .connector()
             .preflight(&ctx, create_only)
-            .await?;
+            .await
+            .map_err(|e| renamed_in_its_file(pipeline, options.checkpoint.is_some(), e))?;
         if logs.offsets.is_empty() {
             pipeline.sink.connector().check_new_checkpoint(&ctx).await?;
         }

@@ -12900,3 +12900,49 @@ fn a_rewind_finds_the_input_where_its_source_folder_moved() {
         ]
     );
 }
+
+/// Walk 127 (6c): `name:` edited in a pipeline file without `checkpoint:` (so a new checkpoint,
+/// `checkpoints/<new name>`) was refused by its sink as another pipeline's, never saying the
+/// name. Said, with the rename that carries the checkpoint over, which works.
+#[test]
+fn a_name_edited_in_a_file_without_a_checkpoint_is_said_with_the_rename() {
+    let ws = Workspace::new();
+    input(&ws, "0.json", "{\"k\":\"a\",\"v\":1}\n");
+    let yaml = |name: &str| {
+        format!(
+            "name: {name}\nsources:\n  s: {{ kind: files, path: in, format: json, schema: {{ k: \
+             string, v: bigint }} }}\nquery: SELECT k, v FROM s\ntrigger: available-now\n\
+             sink: {{ kind: files, path: out, format: json }}\n"
+        )
+    };
+    let file = write_pipeline(&ws, &yaml("n1"));
+    assert!(run(&file, &ws).status.success());
+    std::fs::write(&file, yaml("n2")).expect("renamed");
+    input(&ws, "1.json", "{\"k\":\"b\",\"v\":2}\n");
+    let out = run(&file, &ws);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("where it is pipeline `n1` renamed in its file")
+            && said.contains("`sluice rename checkpoints/n1 --to n2`"),
+        "{said}"
+    );
+    let out = run_bin(&["rename", "checkpoints/n1", "--to", "n2"], ws.dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Moved where the file without `checkpoint:` looks for it, as the message says.
+    assert!(
+        said.contains("then move that folder to checkpoints/n2"),
+        "{said}"
+    );
+    assert!(
+        !ws.path("checkpoints/n2").exists(),
+        "the refused run left nothing"
+    );
+    std::fs::rename(ws.path("checkpoints/n1"), ws.path("checkpoints/n2")).expect("move");
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [r#"{"k":"a","v":1}"#, r#"{"k":"b","v":2}"#]
+    );
+}
