@@ -12946,3 +12946,58 @@ fn a_name_edited_in_a_file_without_a_checkpoint_is_said_with_the_rename() {
         [r#"{"k":"a","v":1}"#, r#"{"k":"b","v":2}"#]
     );
 }
+
+/// Walk 127 (6d): a join of two streams whose equal keys were written in another order
+/// (`v.u = b.u AND v.p = b.p` as `v.p = b.p AND v.u = b.u`) was refused as another join: the
+/// same condition keeps the same rows, and goes on; another key is still refused.
+#[test]
+fn a_join_condition_in_another_order_is_the_same_join() {
+    let ws = Workspace::new();
+    for (folder, text) in [
+        (
+            "views",
+            "{\"ts\":\"2026-01-01T10:00:00Z\",\"u\":1,\"p\":\"a\",\"vid\":1}\n",
+        ),
+        (
+            "buys",
+            "{\"ts\":\"2026-01-01T10:00:30Z\",\"u\":1,\"p\":\"a\",\"bid\":10}\n",
+        ),
+    ] {
+        std::fs::create_dir_all(ws.path(folder)).expect("folder");
+        std::fs::write(ws.path(&format!("{folder}/0.json")), text).expect("input");
+    }
+    let yaml = |on: &str| {
+        format!(
+            "name: join\ncheckpoint: {ckpt}\nsources:\n  views: {{ kind: files, path: {views}, \
+             format: json, schema: {{ ts: timestamp, u: bigint, p: string, vid: bigint }}, \
+             watermark: {{ column: ts, delay: 10s }} }}\n  buys: {{ kind: files, path: {buys}, \
+             format: json, schema: {{ ts: timestamp, u: bigint, p: string, bid: bigint }}, \
+             watermark: {{ column: ts, delay: 10s }} }}\nquery: >-\n  SELECT v.vid, b.bid FROM \
+             views v JOIN buys b ON {on} AND b.ts BETWEEN v.ts AND v.ts + INTERVAL '1 minute'\n\
+             output_mode: append\ntrigger: available-now\nsink: {{ kind: files, path: {out}, \
+             format: json }}\n",
+            ckpt = ws.p("ckpt"),
+            views = ws.p("views"),
+            buys = ws.p("buys"),
+            out = ws.p("out"),
+        )
+    };
+    let file = write_pipeline(&ws, &yaml("v.u = b.u AND v.p = b.p"));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(
+        ws.path("buys/1.json"),
+        "{\"ts\":\"2026-01-01T10:00:40Z\",\"u\":1,\"p\":\"a\",\"bid\":11}\n",
+    )
+    .expect("input");
+    let other = write_pipeline(&ws, &yaml("v.u = b.u AND v.vid = b.bid"));
+    let out = run(&other, &ws);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let file = write_pipeline(&ws, &yaml("v.p = b.p AND v.u = b.u"));
+    let out = run(&file, &ws);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        sink_lines(&ws.path("out")),
+        [r#"{"vid":1,"bid":10}"#, r#"{"vid":1,"bid":11}"#]
+    );
+}
