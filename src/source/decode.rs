@@ -3120,7 +3120,29 @@ fn json_values<'a>(
                 }
                 break;
             }
-            Some(Ok(other)) => (format!("expected a JSON object, found {}", kind(&other)), 1),
+            Some(Ok(other)) => {
+                // `0,b`: a number, and then more of the line; CSV text under `format: json`
+                // (walk 126 (5): said only as "found a number").
+                let rest = &bytes[pos + stream.byte_offset()..];
+                let rest = &rest[..rest
+                    .iter()
+                    .position(|b| matches!(b, b'\n' | b'\r'))
+                    .unwrap_or(rest.len())];
+                let more = if matches!(rest.first(), Some(b',' | b';' | b'\t' | b'|')) {
+                    let line_text = &bytes[pos..pos + stream.byte_offset() + rest.len()];
+                    format!(
+                        ", and more text follows it (`{}`): CSV, where `format: csv` reads \
+                         it",
+                        String::from_utf8_lossy(&line_text[..line_text.len().min(60)])
+                    )
+                } else {
+                    String::new()
+                };
+                (
+                    format!("expected a JSON object, found {}{more}", kind(&other)),
+                    1,
+                )
+            }
             Some(Err(e)) => {
                 // serde_json says where, relative to the value: say it once, in the file's lines.
                 let text = e.to_string();
@@ -3135,7 +3157,17 @@ fn json_values<'a>(
                 } else {
                     json_syntax(&reason)
                 };
-                column = e.column();
+                // serde_json counts from the value's start: a value after another on its
+                // line (`{"id":3} x`) is placed in the line (walk 126 (5): said at column 1).
+                let within_line = pos
+                    - bytes[..pos]
+                        .iter()
+                        .rposition(|b| *b == b'\n')
+                        .map_or(0, |p| p + 1);
+                column = match e.line() {
+                    1 if e.column() > 0 => e.column() + within_line,
+                    _ => e.column(),
+                };
                 // The file ends inside the value, without its line's end: still being written.
                 cut_short = e.is_eof() && !bytes.ends_with(b"\n");
                 (reason, e.line().max(1))

@@ -595,6 +595,12 @@ mod tests {
                 "expected a JSON object, found an array",
             ),
             (&b"{\"n\":"[..], "ends inside the value"),
+            // Walk 126 (5): placed at column 1, and said only as "found a number".
+            (&b"{\"n\":3} x"[..], "(column 9)"),
+            (
+                &b"0,b"[..],
+                "found a number, and more text follows it (`0,b`): CSV",
+            ),
         ] {
             for payloads in [vec![Some(bad)], vec![Some(&b"{\"n\":1}"[..]), Some(bad)]] {
                 let at = payloads.len() - 1;
