@@ -4816,7 +4816,21 @@ fn unnumbered(error: &ArrowError) -> String {
         }
     }
     // Arrow reads a JSON number as text before casting it: "string" would misname it.
-    reason.replace("Cannot cast string '", "Cannot cast '")
+    let reason = reason.replace("Cannot cast string '", "Cannot cast '");
+    // So an object or a list where a number (or a time, a boolean) is declared is said by
+    // Arrow as "expected string got {...}" (walk 126 (5)): said as what it is.
+    for (open, kind) in [("{", "an object"), ("[", "a list")] {
+        let marker = format!("expected string got {open}");
+        if let Some(at) = reason.find(&marker) {
+            return format!(
+                "{}the value is {kind}, `{}`, where its column's type takes one plain value \
+                 (declare it `string` to read it as JSON text, or as a struct or list type)",
+                &reason[..at],
+                &reason[at + "expected string got ".len()..]
+            );
+        }
+    }
+    reason
 }
 
 /// Whether `value` is a word files write for a missing value (`null`, `NULL`, `NA`, `N/A`,
@@ -5125,6 +5139,27 @@ mod tests {
             None,
             on_error,
         )
+    }
+
+    /// Walk 126 (5): an object or a list where a number is declared was said "expected
+    /// string got {...}" (Arrow reads numbers as text first); said as what it is.
+    #[test]
+    fn an_object_where_a_number_is_declared_is_said_as_an_object() {
+        for (line, kind) in [
+            ("{\"id\":{\"n\":2},\"name\":\"a\"}\n", "an object"),
+            ("{\"id\":[1],\"name\":\"a\"}\n", "a list"),
+        ] {
+            let err = json(line, OnError::Fail)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(
+                err.contains(&format!("the value is {kind}"))
+                    && err.contains("'id'")
+                    && !err.contains("expected string"),
+                "{err}"
+            );
+        }
     }
 
     fn csv(text: &str, on_error: OnError) -> Result<Decoded, SourceError> {
