@@ -659,8 +659,8 @@ async fn sink_view(
             view.manifest_entries = files_sink.then_some(summary.entries);
             if let Some((batch, rows, files)) = summary.last {
                 view.last_batch = Some(batch);
-                view.last_batch_rows = Some(rows);
-                view.last_batch_files = (files_sink || view.kind == "delta").then_some(files);
+                view.last_batch_rows = rows;
+                view.last_batch_files = files.filter(|_| files_sink || view.kind == "delta");
             }
         }
         Ok(None) if sink.is_ok() => view.keeps_records = false,
@@ -901,14 +901,20 @@ fn render_text(view: &CheckpointView) -> String {
                 ),
                 // A table's sink (Delta, PostgreSQL) keeps no manifest of its own; one that
                 // keeps rows, not files (PostgreSQL), has no files to count.
-                (None, Some(b)) => format!(
-                    "holds batch {b} ({} rows{})",
-                    sink.last_batch_rows.unwrap_or(0),
-                    match sink.last_batch_files.unwrap_or(0) {
-                        0 => String::new(),
-                        files => format!(", {files} files"),
-                    }
-                ),
+                (None, Some(b)) => match sink.last_batch_rows {
+                    Some(rows) => format!(
+                        "holds batch {b} ({rows} rows{})",
+                        match sink.last_batch_files.unwrap_or(0) {
+                            0 => String::new(),
+                            files => format!(", {files} files"),
+                        }
+                    ),
+                    // Its log entry cleaned up (walk 125 (8): said as 0 rows).
+                    None => format!(
+                        "holds batch {b} (its rows not told: the log entry of its commit is \
+                         past the table's log retention)"
+                    ),
+                },
                 // The checkpoint committed batches to it, and it records none of them.
                 (None, None) if view.batches_committed > 0 && sink.held_entries == Some(0) => {
                     format!(

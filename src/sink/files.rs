@@ -1449,7 +1449,7 @@ impl Sink for FilesSink {
         };
         Ok(Some(super::HeldSummary {
             entries: batches.len(),
-            last: last.map(|m| (m.batch, m.rows, m.files.len())),
+            last: last.map(|m| (m.batch, Some(m.rows), Some(m.files.len()))),
         }))
     }
 

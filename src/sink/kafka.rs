@@ -2513,7 +2513,7 @@ impl Sink for KafkaSink {
         let progress = self.read_held_progress().await?;
         Ok(Some(HeldSummary {
             entries: progress.as_ref().map_or(0, |p| p.batches.len()),
-            last: progress.map(|p| (p.batch, p.rows(), 0)),
+            last: progress.map(|p| (p.batch, Some(p.rows()), Some(0))),
         }))
     }
 }

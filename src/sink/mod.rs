@@ -768,8 +768,9 @@ pub enum HeldBatch {
 pub struct HeldSummary {
     /// Entries of the sink's own log kept (bounded by the retention).
     pub entries: usize,
-    /// The newest batch it holds, with its rows and files.
-    pub last: Option<(BatchId, u64, usize)>,
+    /// The newest batch it holds, with its rows and files (`None` each where its record of
+    /// them is gone: a Delta table's log entry cleaned up into a checkpoint of the log).
+    pub last: Option<(BatchId, Option<u64>, Option<usize>)>,
 }
 
 /// A sink that takes each batch exactly once.

@@ -4130,7 +4130,7 @@ impl Sink for PostgresSink {
         Ok(Some(match self.progress(live).await? {
             Some((batch, _, rows)) => HeldSummary {
                 entries: 1,
-                last: Some((BatchId(batch), rows, 0)),
+                last: Some((BatchId(batch), Some(rows), Some(0))),
             },
             None => HeldSummary {
                 entries: 0,

@@ -589,6 +589,15 @@ async fn a_table_whose_log_retention_removed_the_writers_commits_is_still_refuse
             .exists(),
         "the first commit cleaned up"
     );
+    // Walk 125 (8): `inspect` said the newest batch's rows and files as 0, its commit's
+    // entry cleaned up; they are not told.
+    let shown = run_bin(&["inspect", &ws.p("ckpt"), "--json"], ws.dir.path());
+    let view: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("json");
+    assert_eq!(view["sink"]["last_batch"], 1, "{view}");
+    assert!(view["sink"]["last_batch_rows"].is_null(), "{view}");
+    let shown = run_bin(&["inspect", &ws.p("ckpt")], ws.dir.path());
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("holds batch 1 (its rows not told"), "{text}");
     let second = delta_pipeline(&ws, "ckpt2", QUERY, "", "");
     let refused = run_quietly(&second, &[]);
     let said = stderr(&refused);
