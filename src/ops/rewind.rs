@@ -417,12 +417,23 @@ async fn rewind_or_check(
                         crate::secret::redact_url(&path)
                     )));
                 }
+                // Where the path is the folder's wherever the rewind runs, the folder itself
+                // was moved, or deleted and made again (walk 125 (9): a Delta table made anew
+                // by another tool was said to be looked for from the wrong folder).
+                let way = if resolved.is_empty() {
+                    "Put the sink folder back where it was (one made again there, by another \
+                     tool or by hand, holds none of the pipeline's records); or, where it is \
+                     gone for good, start the pipeline over on a new checkpoint with a new, \
+                     empty `sink.path`"
+                } else {
+                    "Run the rewind from the folder the pipeline runs in (relative paths in the \
+                     pipeline file resolve against it), or put the sink folder back where it \
+                     was"
+                };
                 return Err(refuse(format!(
                     "the sink {}{resolved} holds no record of this pipeline, though batches \
-                     after {to} were committed to it, so they cannot be taken back from it. Run \
-                     the rewind from the folder the pipeline runs in (relative paths in the \
-                     pipeline file resolve against it), or put the sink folder back where it \
-                     was; nothing was deleted",
+                     after {to} were committed to it, so they cannot be taken back from it. \
+                     {way}; nothing was deleted",
                     crate::secret::redact_url(&path)
                 )));
             }

@@ -13001,3 +13001,23 @@ fn a_join_condition_in_another_order_is_the_same_join() {
         [r#"{"vid":1,"bid":10}"#, r#"{"vid":1,"bid":11}"#]
     );
 }
+
+/// Walk 125 (9): a sink folder made again empty (by another tool or by hand) under batches a
+/// rewind takes back was said to be looked for from the wrong folder ("Run the rewind from
+/// the folder the pipeline runs in"), its path absolute. Said as a folder made again.
+#[test]
+fn a_rewind_over_a_sink_folder_made_again_says_so() {
+    let (ws, _file) = two_batches_into_out();
+    std::fs::remove_dir_all(ws.path("out")).expect("deleted");
+    std::fs::create_dir(ws.path("out")).expect("made again");
+    let out = run_bin(&["rewind", &ws.p("ckpt"), "--to", "0"], ws.dir.path());
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("holds no record of this pipeline")
+            && said.contains("one made again there")
+            && !said.contains("Run the rewind from the folder"),
+        "{said}"
+    );
+    assert!(ws.path("ckpt/commits/1").exists(), "nothing taken back");
+}
