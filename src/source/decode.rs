@@ -1727,8 +1727,21 @@ fn json_decode(
                         } else {
                             out_of_range_hint(field.data_type(), &e.to_string())
                         };
+                        // Inside a struct or list: the value's path (walk 126 (5): only
+                        // the column was named).
+                        let at = match field.data_type() {
+                            DataType::Struct(_) | DataType::List(_) | DataType::LargeList(_) => (0
+                                ..columns[i].len())
+                                .find_map(|row| {
+                                    misfit_path(&columns[i], field.data_type(), row, epoch)
+                                })
+                                .filter(|path| !path.is_empty())
+                                .map(|path| format!(" (at `{}{path}`)", field.name()))
+                                .unwrap_or_default(),
+                            _ => String::new(),
+                        };
                         ArrowError::JsonError(format!(
-                            "column `{}` is {}: {e}{hint}",
+                            "column `{}` is {}{at}: {e}{hint}",
                             field.name(),
                             crate::format::sql_type_name(field.data_type())
                         ))
@@ -1738,6 +1751,41 @@ fn json_decode(
             RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)
         })
         .collect()
+}
+
+/// Where in row `row` of `column` (a nested column as read, its leaves text) the value is
+/// that does not cast into `to` ([`exact_cast`]): its path below the column, `[2].qty` (list
+/// items counted from 0, as the unknown fields' paths are), empty for the row's value itself;
+/// `None` where the row casts.
+fn misfit_path(
+    column: &ArrayRef,
+    to: &DataType,
+    row: usize,
+    epoch: Option<EpochUnit>,
+) -> Option<String> {
+    use datafusion::arrow::array::{Array as _, AsArray as _};
+    if column.is_null(row) {
+        return None;
+    }
+    match (column.data_type(), to) {
+        (DataType::Struct(_), DataType::Struct(fields)) => {
+            let structs = column.as_struct();
+            fields.iter().find_map(|field| {
+                let child = structs.column_by_name(field.name())?;
+                misfit_path(child, field.data_type(), row, epoch)
+                    .map(|below| format!(".{}{below}", field.name()))
+            })
+        }
+        (DataType::List(_), DataType::List(item) | DataType::LargeList(item)) => {
+            let items = column.as_list::<i32>().value(row);
+            (0..items.len()).find_map(|j| {
+                misfit_path(&items, item.data_type(), j, epoch).map(|below| format!("[{j}]{below}"))
+            })
+        }
+        _ => exact_cast(&column.slice(row, 1), to, epoch)
+            .is_err()
+            .then(String::new),
+    }
 }
 
 /// Refuses a float column (at any depth) of `batches`, decoded from the JSON `bytes`, holding
@@ -5139,6 +5187,41 @@ mod tests {
             None,
             on_error,
         )
+    }
+
+    /// Walk 126 (5): a value that does not fit inside a list of structs was named only by its
+    /// column (`items`); its path is said too.
+    #[test]
+    fn a_misfit_inside_a_nested_column_is_named_by_its_path() {
+        let item = DataType::Struct(
+            vec![
+                Field::new("sku", DataType::Utf8, true),
+                Field::new("qty", DataType::Int64, true),
+            ]
+            .into(),
+        );
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "items",
+            DataType::List(Arc::new(Field::new("item", item, true))),
+            true,
+        )]));
+        let text = "{\"items\":[{\"sku\":\"a\",\"qty\":1}]}\n\
+                    {\"items\":[{\"sku\":\"b\",\"qty\":2},{\"sku\":\"c\",\"qty\":\"three\"}]}\n";
+        let err = decode(
+            "f.json",
+            &Bytes::from(text),
+            FileFormat::Json,
+            &schema,
+            None,
+            OnError::Fail,
+        )
+        .err()
+        .expect("refused")
+        .to_string();
+        assert!(
+            err.contains("(at `items[1].qty`)") && err.contains("three"),
+            "{err}"
+        );
     }
 
     /// Walk 126 (5): an object or a list where a number is declared was said "expected
