@@ -184,6 +184,9 @@ pub struct SourceProgress {
     pub end_offset: serde_json::Value,
     /// Rows the batch read from this source.
     pub num_input_rows: u64,
+    /// Malformed rows of this source the batch skipped (`on_error: skip`; Sluice's own, of
+    /// the batch's `numSkippedRows`).
+    pub num_skipped_rows: u64,
     /// Those rows per second since the previous batch of this run started.
     pub input_rows_per_second: f64,
     /// Those rows per second of batch time.

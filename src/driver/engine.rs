@@ -84,6 +84,7 @@ impl Computed {
             let counts = counts.finish().await?;
             self.rows_in += counts.rows;
             self.rows_per_source.insert(name.clone(), counts.rows);
+            *self.skipped_per_source.entry(name.clone()).or_default() += counts.skipped;
             self.skipped += counts.skipped;
             self.unknown_rows += counts.unknown_rows;
             self.files_in += counts.files;
@@ -148,6 +149,8 @@ pub(super) struct Computed {
     pub(super) event_time_max_ms: BTreeMap<String, i64>,
     /// Rows read, per source.
     pub(super) rows_per_source: BTreeMap<String, u64>,
+    /// Malformed rows skipped (`on_error: skip`), per source.
+    pub(super) skipped_per_source: BTreeMap<String, u64>,
     /// Where each source started reading (the previous batch's end offsets).
     pub(super) start_offsets: BTreeMap<String, serde_json::Value>,
     /// When each source with an idle timeout last read rows, this batch included (a source
@@ -1229,6 +1232,7 @@ impl<'p> Engine<'p> {
             late_per_source: BTreeMap::new(),
             event_time_max_ms: BTreeMap::new(),
             rows_per_source: BTreeMap::new(),
+            skipped_per_source: BTreeMap::new(),
             start_offsets: start.ends.clone(),
             source_active_ms: BTreeMap::new(),
             next_watermark_ms: None,
@@ -1322,6 +1326,10 @@ impl<'p> Engine<'p> {
                     .insert(source.name().to_string(), active);
             }
             computed.skipped += input.skipped;
+            *computed
+                .skipped_per_source
+                .entry(source.name().to_string())
+                .or_default() += input.skipped;
             computed.lost += input.lost;
             computed.unknown_rows += input.unknown_rows;
             if !input.unknown_fields.is_empty() {

@@ -3003,6 +3003,7 @@ impl<'a> Driver<'a> {
                         start_offset: at.clone(),
                         end_offset: at,
                         num_input_rows: 0,
+                        num_skipped_rows: 0,
                         input_rows_per_second: 0.0,
                         processed_rows_per_second: 0.0,
                     }
@@ -3946,6 +3947,7 @@ impl<'a> Driver<'a> {
             late_per_source,
             event_time_max_ms,
             rows_per_source,
+            skipped_per_source,
             start_offsets,
             source_active_ms,
             next_watermark_ms,
@@ -4137,6 +4139,7 @@ impl<'a> Driver<'a> {
                         .cloned()
                         .unwrap_or(serde_json::Value::Null),
                     num_input_rows: rows,
+                    num_skipped_rows: skipped_per_source.get(name).copied().unwrap_or(0),
                     input_rows_per_second: per_second(rows, since_last_s),
                     processed_rows_per_second: per_second(rows, Some(total_s)),
                 }

@@ -13021,3 +13021,64 @@ fn a_rewind_over_a_sink_folder_made_again_says_so() {
     );
     assert!(ws.path("ckpt/commits/1").exists(), "nothing taken back");
 }
+
+/// Walk 126 (7): the rows skipped under `on_error: skip` were counted per batch only: with two
+/// sources, which one they came from was said only in the log. Each source's entry of
+/// `--progress json` counts its own (`sources[].numSkippedRows`).
+#[test]
+fn json_progress_counts_skipped_rows_per_source() {
+    let ws = Workspace::new();
+    for (folder, text) in [
+        ("a", "{\"v\":1}\n{\"v\":\"x\"}\n{\"v\":\"y\"}\n"),
+        ("b", "{\"v\":2}\nnot json\n"),
+    ] {
+        std::fs::create_dir_all(ws.path(folder)).expect("folder");
+        std::fs::write(ws.path(&format!("{folder}/0.json")), text).expect("input");
+    }
+    let source = |name: &str| {
+        format!(
+            "  {name}: {{ kind: files, path: {}, format: json, on_error: skip, schema: {{ v: \
+             bigint }} }}\n",
+            ws.p(name)
+        )
+    };
+    let yaml = format!(
+        "name: skipped\ncheckpoint: {ckpt}\nsources:\n{a}{b}query: SELECT v FROM a UNION ALL \
+         SELECT v FROM b\ntrigger: available-now\nsink: {{ kind: files, path: {out}, format: \
+         json }}\n",
+        ckpt = ws.p("ckpt"),
+        a = source("a"),
+        b = source("b"),
+        out = ws.p("out"),
+    );
+    let file = write_pipeline(&ws, &yaml);
+    let out = run_bin(
+        &["run", file.to_str().expect("utf-8"), "--progress", "json"],
+        ws.dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let event: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .expect("a batch"),
+    )
+    .expect("json");
+    assert_eq!(event["numSkippedRows"], 3, "{event}");
+    let skipped: Vec<(String, u64)> = event["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .map(|s| {
+            (
+                s["description"].as_str().unwrap_or_default().to_string(),
+                s["numSkippedRows"].as_u64().expect("a count"),
+            )
+        })
+        .collect();
+    assert!(
+        skipped.iter().any(|(d, n)| d.contains("[a:") && *n == 2)
+            && skipped.iter().any(|(d, n)| d.contains("[b:") && *n == 1),
+        "{skipped:?}"
+    );
+}
