@@ -4867,6 +4867,24 @@ fn unnumbered(error: &ArrowError) -> String {
     let reason = reason.replace("Cannot cast string '", "Cannot cast '");
     // So an object or a list where a number (or a time, a boolean) is declared is said by
     // Arrow as "expected string got {...}" (walk 126 (5)): said as what it is.
+    // A list declared, an object given, and the other way round: Arrow's rendering of the
+    // value drops its commas (`{"sku": "a""qty": 1}`), so the value is left out.
+    for (marker, said) in [
+        (
+            "expected [ got {",
+            "the value is an object where its column's type is a list (declare the column as \
+             the struct it is, or `string` to read it as JSON text)",
+        ),
+        (
+            "expected { got [",
+            "the value is a list where its column's type is a struct (declare the column as \
+             the list it is, or `string` to read it as JSON text)",
+        ),
+    ] {
+        if let Some(at) = reason.find(marker) {
+            return format!("{}{said}", &reason[..at]);
+        }
+    }
     for (open, kind) in [("{", "an object"), ("[", "a list")] {
         let marker = format!("expected string got {open}");
         if let Some(at) = reason.find(&marker) {
@@ -5220,6 +5238,24 @@ mod tests {
         .to_string();
         assert!(
             err.contains("(at `items[1].qty`)") && err.contains("three"),
+            "{err}"
+        );
+        // An object where the list is declared: said so, without Arrow's rendering of it,
+        // which dropped its commas.
+        let err = decode(
+            "f.json",
+            &Bytes::from("{\"items\":{\"sku\":\"a\",\"qty\":1}}\n"),
+            FileFormat::Json,
+            &schema,
+            None,
+            OnError::Fail,
+        )
+        .err()
+        .expect("refused")
+        .to_string();
+        assert!(
+            err.contains("the value is an object where its column's type is a list")
+                && !err.contains("\"a\"\"qty\""),
             "{err}"
         );
     }
