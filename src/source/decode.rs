@@ -3750,7 +3750,14 @@ fn csv_quoting(
             out.extend_from_slice(bytes);
         }
     };
-    let lines_in = |bytes: &[u8]| bytes.iter().filter(|b| **b == b'\n').count();
+    // Line ends: `\n`, `\r\n`, or a lone `\r` (old Mac files), as the reader splits lines.
+    let lines_in = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .enumerate()
+            .filter(|(k, b)| **b == b'\n' || (**b == b'\r' && bytes.get(k + 1) != Some(&b'\n')))
+            .count()
+    };
     let (mut i, mut line) = (0, 1usize);
     // From one quote that opens a field to the next: the text between is copied whole.
     while let Some(at) = text[i..].iter().position(|b| *b == b'"').map(|p| i + p) {
@@ -3797,7 +3804,7 @@ fn csv_quoting(
                 }
                 break;
             } else {
-                line += usize::from(c == b'\n');
+                line += usize::from(c == b'\n' || (c == b'\r' && next != Some(b'\n')));
                 push(&[c]);
                 i += 1;
             }
@@ -7281,6 +7288,17 @@ pear;2
                 && said.contains("written twice (`\"\"`, RFC 4180)"),
             "{said}"
         );
+        // Lines ended by a lone CR (old Mac files) are numbered as lines too, and CRLF once.
+        for ends in ["\r", "\r\n"] {
+            let text = "id,name\n1,a\n2,\"b\"c\n".replace('\n', ends);
+            let said = csv(&text, OnError::Fail)
+                .expect_err("junk after a quote")
+                .to_string();
+            assert!(
+                said.contains("line 3: the quoted field"),
+                "{ends:?}: {said}"
+            );
+        }
         // The file's own delimiter after the quote: that is what is named.
         let said = csv("id,name\n1,\"b;c\";2\n", OnError::Fail)
             .expect_err("another delimiter")
