@@ -2287,7 +2287,8 @@ impl Sink for DeltaSink {
             false => None,
         };
         let wanted = i64::try_from(last.0).unwrap_or(i64::MAX);
-        Ok((!held.is_some_and(|h| h >= wanted))
+        Ok(held
+            .is_none_or(|h| h < wanted)
             .then(|| format!("the Delta table {}", self.location)))
     }
 

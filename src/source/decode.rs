@@ -5240,8 +5240,7 @@ mod tests {
             None,
             OnError::Fail,
         )
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
         assert!(
             err.contains("(at `items[1].qty`)") && err.contains("three"),
@@ -5257,8 +5256,7 @@ mod tests {
             None,
             OnError::Fail,
         )
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
         assert!(
             err.contains("the value is an object where its column's type is a list")
@@ -5275,10 +5273,7 @@ mod tests {
             ("{\"id\":{\"n\":2},\"name\":\"a\"}\n", "an object"),
             ("{\"id\":[1],\"name\":\"a\"}\n", "a list"),
         ] {
-            let err = json(line, OnError::Fail)
-                .err()
-                .expect("refused")
-                .to_string();
+            let err = json(line, OnError::Fail).expect_err("refused").to_string();
             assert!(
                 err.contains(&format!("the value is {kind}"))
                     && err.contains("'id'")
