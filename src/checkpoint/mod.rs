@@ -1204,6 +1204,37 @@ pub(crate) async fn list_numbers(
 /// The operation [`take_lock`] names where the checkpoint's folder cannot be written.
 pub(crate) const LOCK_UNWRITABLE: &str = "taking the checkpoint's lock";
 
+/// Where the lock's holder (its line, `pid N ... on HOST, since ...`) is a process of this
+/// host that is stopped (SIGSTOP, or Ctrl-Z in a shell): said, since waiting for it to finish
+/// would wait for ever (walk 128 (2)); empty otherwise.
+fn stopped_holder(line: &str) -> String {
+    let Some(pid) = line
+        .strip_prefix("pid ")
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+    else {
+        return String::new();
+    };
+    if !line.contains(&format!(" on {},", lease::host())) {
+        return String::new();
+    }
+    // `/proc/PID/stat`: `PID (COMM) STATE ...`, the command in parentheses (which may hold
+    // spaces), the state the field after the last `)`.
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
+        });
+    match state.as_deref() {
+        Some("T" | "t") => format!(
+            "; that process is stopped (SIGSTOP, or Ctrl-Z in its shell), and holds the lock \
+             until it is resumed (`kill -CONT {pid}`) or ended"
+        ),
+        _ => String::new(),
+    }
+}
+
 pub(crate) fn take_lock(location: &Location) -> Result<Option<std::fs::File>, CheckpointError> {
     let Some(root) = location.local_root() else {
         return Ok(None);
@@ -1228,7 +1259,7 @@ pub(crate) fn take_lock(location: &Location) -> Result<Option<std::fs::File>, Ch
             holder = read();
         }
         let holder = match holder {
-            Some(text) => format!(", by {text}"),
+            Some(text) => format!(", by {text}{}", stopped_holder(&text)),
             None => ", by a run that has not said who it is (one that took it a moment ago, \
                       or an older Sluice)"
                 .to_string(),
@@ -1287,8 +1318,15 @@ pub(crate) fn take_lock(location: &Location) -> Result<Option<std::fs::File>, Ch
             // Who holds it, for a run refused while this one goes on (best effort: the lock
             // is the flock, not the text).
             use std::io::Write as _;
+            // The command holding it, where this process is the command line's (a rewind or
+            // a repair holds it as a run does: walk 128 (2), each was said as "another run").
+            let command = std::env::args()
+                .nth(1)
+                .filter(|c| ["run", "rewind", "repair", "rename", "report"].contains(&c.as_str()))
+                .map(|c| format!(" (`sluice {c}`)"))
+                .unwrap_or_default();
             let holder = format!(
-                "pid {} on {}, since {}\n",
+                "pid {}{command} on {}, since {}\n",
                 std::process::id(),
                 lease::host(),
                 chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)

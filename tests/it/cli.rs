@@ -616,14 +616,37 @@ fn two_runs_at_once_one_stops_saying_the_checkpoint_is_in_use() {
         .wait_with_output()
         .expect("third run");
     assert_eq!(third.status.code(), Some(75));
+    // Walk 128 (2): with the command holding it, and a holder stopped said so.
     assert!(
         stderr(&third).contains(&format!(
-            "lock held on {}, by pid {} on ",
+            "lock held on {}, by pid {} (`sluice run`) on ",
             ws.path("ckpt/lock").display(),
+            winner.id()
+        )) && !stderr(&third).contains("is stopped"),
+        "{}",
+        stderr(&third)
+    );
+    let signal = |name: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([name, &winner.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill {name}");
+    };
+    signal("-STOP");
+    let fourth = spawn_every(&pipeline, ws.dir.path())
+        .wait_with_output()
+        .expect("fourth run");
+    signal("-CONT");
+    assert_eq!(fourth.status.code(), Some(75));
+    assert!(
+        stderr(&fourth).contains(&format!(
+            "that process is stopped (SIGSTOP, or Ctrl-Z in its shell), and holds the lock \
+             until it is resumed (`kill -CONT {}`)",
             winner.id()
         )),
         "{}",
-        stderr(&third)
+        stderr(&fourth)
     );
     terminate(&winner);
     let status =
