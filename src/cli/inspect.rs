@@ -348,7 +348,11 @@ pub(super) async fn run(spec: &str, only: Option<u64>, json: bool) -> Result<(),
         });
     }
     // With no state folder too: the newest commit may record state that is gone.
+    // A rewind cut short leaves state and entries half taken back: its finishing is the one
+    // way on, and what it leaves is not said as damage of its own, with other ways (walk 128
+    // (1): a rewind to another batch and a repair were named beside it, each refused).
     let state_damage = match logs.commits.last() {
+        _ if rewind_unfinished.is_some() => Vec::new(),
         None => Vec::new(),
         Some(&committed) => {
             crate::ops::state_damage(&location, spec, committed, true, pipeline.as_ref())
@@ -819,6 +823,12 @@ fn render_text(view: &CheckpointView) -> String {
         view.last_committed.map_or("none".into(), |b| b.to_string()),
         if damaged.is_empty() {
             String::new()
+        } else if view.rewind_unfinished.is_some() {
+            format!(
+                "; entries of batch {} left half taken back by the unfinished rewind, which \
+                 finishes them (see REWIND below)",
+                damaged.join(", ")
+            )
         } else {
             format!(
                 "; DAMAGED entries of batch {} (see below: `sluice repair {}`)",
