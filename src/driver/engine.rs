@@ -966,8 +966,7 @@ impl<'p> Engine<'p> {
                 tracing::warn!(
                     "source `{name}` is not read by the query: its offsets move on with each \
                      batch, and its rows are not read. Read it in the query, or remove it from \
-                     `sources:` (on this checkpoint too: the rest reads on; put back, it reads \
-                     on from where it was)"
+                     `sources:` (on this checkpoint too: the other sources read on)"
                 );
             }
             self.query = Some(QueryState {

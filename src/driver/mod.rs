@@ -359,7 +359,7 @@ fn renamed_checkpoint(name: &str) -> Option<String> {
 /// said the name).
 fn renamed_in_its_file(
     pipeline: &Pipeline,
-    checkpoint_given: bool,
+    new_default_checkpoint: bool,
     error: crate::sink::SinkError,
 ) -> Error {
     use crate::sink::SinkError;
@@ -376,7 +376,15 @@ fn renamed_in_its_file(
         return error.into();
     };
     let default = format!("checkpoints/{old}");
-    if checkpoint_given || pipeline.checkpoint.is_some() || !owner_label.contains(&default) {
+    // That pipeline's checkpoint is the default one of its name, in this folder.
+    let theirs = std::env::current_dir()
+        .map(|cwd| format!("with checkpoint {},", cwd.join(&default).display()))
+        .unwrap_or_default();
+    if !new_default_checkpoint
+        || pipeline.checkpoint.is_some()
+        || theirs.is_empty()
+        || !owner_label.contains(&theirs)
+    {
         return error.into();
     }
     Error::Usage(format!(
@@ -470,7 +478,7 @@ async fn check_late_rows_kept(
     let (Some(path), Some(path_before)) = (now.location(), before.location()) else {
         return Ok(());
     };
-    if path != path_before {
+    if crate::pipeline::overlap(&path, &path_before) != Some("is the same location as") {
         tracing::warn!(
             "`late_rows` moved: the late rows of earlier batches stay in {path_before}, those of \
              batches from now on go to {path} (`sluice rewind` takes each batch's back from \
@@ -2401,7 +2409,10 @@ impl<'a> Driver<'a> {
             .connector()
             .preflight(&ctx, create_only)
             .await
-            .map_err(|e| renamed_in_its_file(pipeline, options.checkpoint.is_some(), e))?;
+            .map_err(|e| {
+                let new = options.checkpoint.is_none() && logs.offsets.is_empty();
+                renamed_in_its_file(pipeline, new, e)
+            })?;
         if logs.offsets.is_empty() {
             pipeline.sink.connector().check_new_checkpoint(&ctx).await?;
         }
@@ -3296,11 +3307,19 @@ impl<'a> Driver<'a> {
                         break;
                     }
                 }
+                // In the output mode that batch's state was kept for, where the file now
+                // says another (the run after the rewind refuses another).
+                let mode = match self.mode_state_was_kept_in().await {
+                    Some(kept) if kept != self.pipeline.output_mode.as_str() => {
+                        format!(", with `output_mode: {kept}` as it ran")
+                    }
+                    _ => String::new(),
+                };
                 let rewind = kept_at
                     .map(|b| {
                         format!(
                             "; or, to carry on from batch {b}, whose query kept state, take \
-                             the batches since back, to be computed again with this query: \
+                             the batches since back, to be computed again with this query{mode}: \
                              `sluice rewind {} --to {b}`",
                             crate::vocab::shell_word(&location.to_string())
                         )
@@ -3434,18 +3453,17 @@ impl<'a> Driver<'a> {
         // A record made before the output's types were read after type coercion (walk 127
         // (1)) names a column the query coerces (a `UNION ALL` of `bigint` and `double`, a
         // `CASE` with such branches) in its first input's type, where the batches wrote the
-        // coerced one: under the pipeline file the newest batch ran with, nothing changed,
-        // and the record is made right.
+        // coerced one: where the record is what the newest batch's own query reads as so,
+        // it is made what that query's batches wrote, and then compared as any record is.
         if let Some(before) = &self.sink_record.output_schema
             && !same_columns(before, &planned)
-            && self.unchanged_since_newest_batch().await
-            && let Ok(as_read) = self
-                .engine
-                .output_schema_as_read(&self.pipeline.query)
-                .await
+            && let Some(query) = self.newest_batch_query().await
+            && let Ok(as_read) = self.engine.output_schema_as_read(&query).await
             && same_columns(before, &columns_of(&as_read))
+            && let Ok(written) = self.engine.output_schema(&query).await
+            && !same_columns(before, &columns_of(&written))
         {
-            self.sink_record.output_schema = Some(planned.clone());
+            self.sink_record.output_schema = Some(columns_of(&written));
             self.checkpoint.record_sink(&self.sink_record).await?;
         }
         if let Some(before) = &self.sink_record.output_schema
@@ -3520,19 +3538,21 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// Whether the pipeline file is the one the newest committed batch ran with (its stored
-    /// copy's fingerprint); false where there is no such batch or it does not say.
-    async fn unchanged_since_newest_batch(&self) -> bool {
-        let Ok(logs) = LogListing::read(self.checkpoint.location()).await else {
-            return false;
-        };
-        let Some(&last) = logs.commits.last() else {
-            return false;
-        };
-        matches!(
-            self.checkpoint.read_commit(last).await,
-            Ok(Some(commit)) if commit.pipeline.as_deref() == Some(self.pipeline_fingerprint.as_str())
-        )
+    /// The query text the newest committed batch ran (its `queries/` copy); `None` where
+    /// there is no such batch or its copy is gone.
+    async fn newest_batch_query(&self) -> Option<String> {
+        let logs = LogListing::read(self.checkpoint.location()).await.ok()?;
+        let last = *logs.commits.last()?;
+        let entry = crate::checkpoint::read_offsets(self.checkpoint.location(), last)
+            .await
+            .ok()??;
+        if entry.info.query_fingerprint == plan::fingerprint(&self.pipeline.query) {
+            return Some(self.pipeline.query.clone());
+        }
+        self.checkpoint
+            .read_query(&entry.info.query_fingerprint)
+            .await
+            .ok()
     }
 
     /// The refusal of a query whose output `changes` under a sink that holds batches of other

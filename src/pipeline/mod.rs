@@ -1070,12 +1070,13 @@ impl Pipeline {
         let mut watermark_removed = false;
         // What was said of `key`.
         let mut about = first.clone();
-        while said.len() < MISTAKES_SAID && set_aside(&mut value, &key, &about) {
-            watermark_removed |= key.contains(".watermark");
+        while said.len() < MISTAKES_SAID {
             // An unknown key read as the near miss it was taken for (`set_aside`), where the
             // setting has no such key: a mistake about that key is the reading's, not the
             // file's (walk 126: `escape: x` on a Kafka source, read as
-            // `max_records_per_batch`, was also said as "invalid type: string").
+            // `max_records_per_batch`, was also said as "invalid type: string"). Where the
+            // setting has the key already, `set_aside` removes the unknown one, and the key's
+            // own mistakes are the file's.
             let renamed = about
                 .contains("unknown field")
                 .then(|| about.split("did you mean `").nth(1))
@@ -1084,7 +1085,12 @@ impl Pipeline {
                 .map(|meant| match key.rsplit_once('.') {
                     Some((parent, _)) => format!("{parent}.{meant}"),
                     None => meant.to_string(),
-                });
+                })
+                .filter(|meant| !has_key(&value, meant));
+            if !set_aside(&mut value, &key, &about) {
+                break;
+            }
+            watermark_removed |= key.contains(".watermark");
             let Ok(rest) = serde_yaml::to_string(&value) else {
                 break;
             };
@@ -2250,6 +2256,18 @@ fn set_aside(value: &mut serde_yaml::Value, path: &str, about: &str) -> bool {
     remove_key(value, path)
 }
 
+/// Whether `value` has a key at dotted `path`.
+fn has_key(value: &serde_yaml::Value, path: &str) -> bool {
+    let mut at = value;
+    for segment in path.split('.') {
+        match at.get(segment) {
+            Some(inner) => at = inner,
+            None => return false,
+        }
+    }
+    true
+}
+
 /// Removes the key at dotted `path` from `value`; whether it was there.
 fn remove_key(value: &mut serde_yaml::Value, path: &str) -> bool {
     let mut at = value;
@@ -2442,7 +2460,7 @@ sink: { kind: files, path: out/clicks, format: parquet }
 
     /// Walk 126 (4): an unknown key read as the near miss suggested for it (`max_file: x` as
     /// `max_files_per_batch`) was then said a second time, as that key's type error, a key
-    /// the file never had. And `escape` is a Kafka source's key for CSV values.
+    /// the file never had. Where the file has that key too, its own mistake is still said.
     #[test]
     fn an_unknown_key_is_said_once_not_again_as_the_key_suggested() {
         let text = GOOD.replace("    max_files_per_batch: 2", "    max_file_per_batch: x");
@@ -2451,6 +2469,23 @@ sink: { kind: files, path: out/clicks, format: parquet }
             said.contains("did you mean `max_files_per_batch`") && !said.contains("and: "),
             "{said}"
         );
+        let text = GOOD.replace(
+            "    max_files_per_batch: 2",
+            "    max_file_per_batch: 3\n    max_files_per_batch: x",
+        );
+        let said = parse(&text).expect_err("two mistakes");
+        assert!(
+            said.contains("did you mean `max_files_per_batch`")
+                && said.contains("and: `sources.clicks.max_files_per_batch`"),
+            "{said}"
+        );
+    }
+
+    /// Walk 126 (1): `escape` is a Kafka source's key for CSV values, refused for JSON and
+    /// where it cannot escape a quote.
+    #[cfg(feature = "kafka")]
+    #[test]
+    fn a_kafka_source_takes_escape_for_csv_values() {
         let kafka = |extra: &str| {
             GOOD.replace(
                 "    kind: files\n    path: data/clicks\n    format: json\n    schema: { ts: timestamp, user_id: bigint }\n    max_files_per_batch: 2\n",

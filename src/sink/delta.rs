@@ -2087,13 +2087,19 @@ impl Sink for DeltaSink {
             } else {
                 None
             };
-            if held.is_some_and(|held| held >= version) {
-                // Walk 125 (1): a RESTORE since this batch's commit (a pending batch the
-                // table took before the run stopped) took its rows out, though the table's
-                // transaction version still says it holds them.
-                if let Some(restored) = self.restored_past(&table, batch).await? {
-                    return Err(self.restored_error(restored, batch, table.version()));
-                }
+            // Walk 125 (1): a RESTORE since this batch's commit (a pending batch the table
+            // took before the run stopped) took its rows out, though the table's transaction
+            // version still says it holds them: refused, but in complete mode, whose batch
+            // replaces the whole table, and is written again.
+            let restored = match held.is_some_and(|held| held >= version) {
+                true => self.restored_past(&table, batch).await?,
+                false => None,
+            };
+            let rewrite = restored.is_some();
+            if let Some(restored) = restored.filter(|_| self.mode != Mode::Complete) {
+                return Err(self.restored_error(restored, batch, table.version()));
+            }
+            if held.is_some_and(|held| held >= version) && !rewrite {
                 // Written by a copy of this checkpoint, not by an earlier try of this batch?
                 if let Lookup::Found(commit) = self.find_commit(&table, batch).await?
                     && let Some((label, epoch)) = &commit.writer
