@@ -45,13 +45,34 @@ fn same_join_condition(stored: &[String], planned: &[String]) -> bool {
         if !join.ends_with(" JOIN") {
             return None;
         }
-        let mut all: Vec<String> = on
-            .strip_prefix("ON ")?
-            .split(" AND ")
-            .map(str::to_string)
+        let parts: Vec<&str> = on.strip_prefix("ON ")?.split(" AND ").collect();
+        // Only a flat AND of its parts: the text of `x AND y OR z` splits as `y OR z AND x`
+        // does (the review: another condition taken for the same), so an OR anywhere, or a
+        // CASE, is compared as written.
+        if parts
+            .iter()
+            .any(|p| p.contains(" OR ") || p.contains("CASE "))
+        {
+            return None;
+        }
+        // The plain equalities of columns (the join's keys) in any order; the rest (a
+        // BETWEEN's two halves among them) in the order written.
+        let plain = |p: &str| {
+            p.split_once(" = ")
+                .is_some_and(|(a, b)| !a.contains([' ', '(']) && !b.contains([' ', '(']))
+        };
+        let mut keys: Vec<String> = parts
+            .iter()
+            .filter(|p| plain(p))
+            .map(|p| p.to_string())
             .collect();
-        all.sort();
-        Some((join.clone(), all))
+        keys.sort();
+        let rest: Vec<String> = parts
+            .iter()
+            .filter(|p| !plain(p))
+            .map(|p| p.to_string())
+            .collect();
+        Some((join.clone(), [keys, rest].concat()))
     };
     matches!(
         (conjuncts(stored), conjuncts(planned)),
