@@ -416,10 +416,6 @@ pub struct MetadataColumn {
     pub column: String,
 }
 
-/// Reads a source's `metadata_columns` entries against the metadata keys `known` it gives and
-/// the decoded payload's columns `decoded`.
-///
-/// # Errors
 /// The quote escape of CSV payloads, as a Kafka or NATS source's `escape:` writes it (one
 /// ASCII character, `'\\'` for Spark's `\"`; `"` is a quote doubled, RFC 4180's way and the
 /// default): the byte, `None` for `"` or where absent.
@@ -455,6 +451,10 @@ pub fn csv_escape(
     }
 }
 
+/// Reads a source's `metadata_columns` entries against the metadata keys `known` it gives and
+/// the decoded payload's columns `decoded`.
+///
+/// # Errors
 /// [`super::ConfigError`] at `metadata_columns.N`: an entry that is not `key` or
 /// `key AS column`, a key the source does not give, a column named twice or named as a
 /// decoded column too (with the `AS` that renames it).
