@@ -455,17 +455,8 @@ async fn check_late_rows_kept(
     let Some(late) = &pipeline.late_rows else {
         return Ok(());
     };
-    let Some(last) = logs.commits.last() else {
-        return Ok(());
-    };
     let location = checkpoint.location();
-    let Ok(Some(commit)) = checkpoint.read_commit(*last).await else {
-        return Ok(());
-    };
-    let Some(fingerprint) = commit.pipeline.as_deref() else {
-        return Ok(());
-    };
-    let Ok(Some(then)) = stored_pipeline(location, &location.to_string(), fingerprint).await else {
+    let Ok(Some(then)) = newest_stored_pipeline(location, &location.to_string(), logs).await else {
         return Ok(());
     };
     let Some(was) = &then.late_rows else {
@@ -1761,6 +1752,28 @@ pub async fn stored_pipeline_as_written(
     fingerprint: &str,
 ) -> Result<Option<Pipeline>, Error> {
     read_stored_pipeline(location, spec, fingerprint, false).await
+}
+
+/// The pipeline file the newest committed batch (of `logs`) ran with, as the checkpoint at
+/// `location` (`shown` as the user named it) stores it; `None` where there is no batch or
+/// its commit names none.
+///
+/// Errors: the store's, and a commit or stored file that does not read.
+pub(crate) async fn newest_stored_pipeline(
+    location: &Location,
+    shown: &str,
+    logs: &LogListing,
+) -> Result<Option<Pipeline>, Error> {
+    let Some(&newest) = logs.commits.last() else {
+        return Ok(None);
+    };
+    let Some(fingerprint) = crate::checkpoint::read_commit(location, newest)
+        .await?
+        .and_then(|c| c.pipeline)
+    else {
+        return Ok(None);
+    };
+    stored_pipeline(location, shown, &fingerprint).await
 }
 
 /// The pipeline file stored in the checkpoint at `location` (given as `spec`) under
@@ -3297,26 +3310,18 @@ impl<'a> Driver<'a> {
             (true, true) => {
                 // The newest batch whose query kept state (a stateful query made stateless
                 // and back, walk 127 (2)): a rewind to it computes the batches since with
-                // this query, its state read on from there.
-                let mut kept_at = None;
-                for batch in logs.commits.iter().rev().skip(1) {
-                    if let Ok(Some(earlier)) = self.checkpoint.read_commit(*batch).await
-                        && !earlier.state.is_empty()
-                    {
-                        kept_at = Some(*batch);
-                        break;
-                    }
-                }
-                // In the output mode that batch's state was kept for, where the file now
-                // says another (the run after the rewind refuses another).
-                let mode = match self.mode_state_was_kept_in().await {
+                // this query, its state read on from there, in the output mode that batch's
+                // state was kept for, where the file now says another (the run after the
+                // rewind refuses another).
+                let kept = self.newest_state_batch().await;
+                let mode = match kept.as_ref().and_then(|(_, mode)| mode.as_deref()) {
                     Some(kept) if kept != self.pipeline.output_mode.as_str() => {
                         format!(", with `output_mode: {kept}` as it ran")
                     }
                     _ => String::new(),
                 };
-                let rewind = kept_at
-                    .map(|b| {
+                let rewind = kept
+                    .map(|(b, _)| {
                         format!(
                             "; or, to carry on from batch {b}, whose query kept state, take \
                              the batches since back, to be computed again with this query{mode}: \
@@ -3372,7 +3377,10 @@ impl<'a> Driver<'a> {
         if !self.engine.keeps_state().await? {
             return Ok(());
         }
-        let previous = self.mode_state_was_kept_in().await.unwrap_or(recorded);
+        let previous = match self.newest_state_batch().await {
+            Some((_, Some(mode))) => mode,
+            _ => recorded,
+        };
         let mode = self.pipeline.output_mode.as_str();
         if previous == mode {
             return Ok(());
@@ -3413,9 +3421,10 @@ impl<'a> Driver<'a> {
         )))
     }
 
-    /// The output mode of the newest committed batch whose query kept state, as its stored
-    /// pipeline file says; `None` where no batch kept state or its file does not say.
-    async fn mode_state_was_kept_in(&self) -> Option<String> {
+    /// The newest committed batch whose query kept state, with the output mode its stored
+    /// pipeline file says it ran in (`None` where that file does not say); `None` where no
+    /// batch that still reads kept state.
+    async fn newest_state_batch(&self) -> Option<(BatchId, Option<String>)> {
         let location = self.checkpoint.location();
         let logs = LogListing::read(location).await.ok()?;
         for batch in logs.commits.iter().rev() {
@@ -3423,11 +3432,15 @@ impl<'a> Driver<'a> {
             if commit.state.is_empty() {
                 continue;
             }
-            let then =
-                stored_pipeline(location, &location.to_string(), commit.pipeline.as_deref()?)
+            let mode = match commit.pipeline.as_deref() {
+                Some(fingerprint) => stored_pipeline(location, &location.to_string(), fingerprint)
                     .await
-                    .ok()??;
-            return Some(then.output_mode.as_str().to_string());
+                    .ok()
+                    .flatten()
+                    .map(|then| then.output_mode.as_str().to_string()),
+                None => None,
+            };
+            return Some((*batch, mode));
         }
         None
     }

@@ -718,7 +718,7 @@ pub async fn repair(
         }
     }
     let committed = logs.commits.last().copied().unwrap_or(BatchId(0));
-    let newest = super::rewind::stored_pipeline(location, shown, &logs)
+    let newest = crate::driver::newest_stored_pipeline(location, shown, &logs)
         .await
         .ok()
         .flatten();

@@ -183,7 +183,8 @@ async fn rewind_or_check(
     };
     // The pipeline file the newest committed batch ran with stands in for a batch's own
     // where that one names none, or is missing or damaged.
-    let newest_pipeline = match stored_pipeline(location, shown, &logs).await {
+    let newest_pipeline = match crate::driver::newest_stored_pipeline(location, shown, &logs).await
+    {
         Ok(pipeline) => pipeline,
         Err(e) => {
             if !check_only {
@@ -1052,24 +1053,6 @@ async fn open_sinks(
         }
     }
     Ok((main_sink, late_sinks, untold))
-}
-
-/// The pipeline file the newest committed batch ran with, as the checkpoint stores it.
-pub(crate) async fn stored_pipeline(
-    location: &Location,
-    shown: &str,
-    logs: &LogListing,
-) -> Result<Option<crate::pipeline::Pipeline>, Error> {
-    let Some(&newest) = logs.commits.last() else {
-        return Ok(None);
-    };
-    let Some(fingerprint) = read_commit(location, newest)
-        .await?
-        .and_then(|c| c.pipeline)
-    else {
-        return Ok(None);
-    };
-    crate::driver::stored_pipeline(location, shown, &fingerprint).await
 }
 
 /// What [`fence_then_forget`] needs to know of the rewind.

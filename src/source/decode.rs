@@ -5232,32 +5232,27 @@ mod tests {
         )]));
         let text = "{\"items\":[{\"sku\":\"a\",\"qty\":1}]}\n\
                     {\"items\":[{\"sku\":\"b\",\"qty\":2},{\"sku\":\"c\",\"qty\":\"three\"}]}\n";
-        let err = decode(
-            "f.json",
-            &Bytes::from(text),
-            FileFormat::Json,
-            &schema,
-            None,
-            OnError::Fail,
-        )
-        .expect_err("refused")
-        .to_string();
+        // Why `text` (JSON lines) does not read into `schema`.
+        let refused = |text: &'static str| {
+            decode(
+                "f.json",
+                &Bytes::from(text),
+                FileFormat::Json,
+                &schema,
+                None,
+                OnError::Fail,
+            )
+            .expect_err("refused")
+            .to_string()
+        };
+        let err = refused(text);
         assert!(
             err.contains("(at `items[1].qty`)") && err.contains("three"),
             "{err}"
         );
         // An object where the list is declared: said so, without Arrow's rendering of it,
         // which dropped its commas.
-        let err = decode(
-            "f.json",
-            &Bytes::from("{\"items\":{\"sku\":\"a\",\"qty\":1}}\n"),
-            FileFormat::Json,
-            &schema,
-            None,
-            OnError::Fail,
-        )
-        .expect_err("refused")
-        .to_string();
+        let err = refused("{\"items\":{\"sku\":\"a\",\"qty\":1}}\n");
         assert!(
             err.contains("the value is an object where its column's type is a list")
                 && !err.contains("\"a\"\"qty\""),

@@ -103,30 +103,20 @@ impl PayloadDecoder<'_> {
         payloads: &[Option<&[u8]>],
         blame: &dyn Fn(usize, &str) -> SourceError,
     ) -> Result<DecodedPayloads, SourceError> {
+        // Text that is not UTF-8 (Latin-1, as often) is said so, not as the JSON or CSV
+        // reader's "invalid unicode code point" (walk 126 (6)): looked for only in a payload
+        // that does not decode, never in the batch's every payload.
+        let blame = &|i: usize, reason: &str| match payloads[i].and_then(not_utf8) {
+            Some(why) => blame(i, &why),
+            None => blame(i, reason),
+        };
         let mut skipped = 0;
         let mut good: Vec<usize> = Vec::with_capacity(payloads.len());
         for (i, payload) in payloads.iter().enumerate() {
             // White space alone is no value either (it decodes to no row, which would let a
             // payload of two values elsewhere pass unseen, the count of rows still right).
-            // Text that is not UTF-8 (Latin-1, as often) is said so, not as the JSON or CSV
-            // reader's "invalid unicode code point" (walk 126 (6)).
-            let not_utf8 =
-                payload.and_then(|p| {
-                    // A payload is whole: a character cut at its end is no UTF-8 either.
-                    std::str::from_utf8(p).err().map(|e| e.valid_up_to()).map(|at| {
-                    format!(
-                        "the payload is not UTF-8 text: byte {} is 0x{:02X}, which no UTF-8 \
-                         text has there (Latin-1 or Windows-1252 text, as often); a decoded \
-                         payload is read as UTF-8: have its producer write UTF-8, or read it \
-                         as bytes with `format: raw`",
-                        at + 1,
-                        p[at]
-                    )
-                })
-                });
-            if payload.is_none_or(|p| p.trim_ascii().is_empty()) || not_utf8.is_some() {
+            if payload.is_none_or(|p| p.trim_ascii().is_empty()) {
                 let why = match payload {
-                    _ if not_utf8.is_some() => not_utf8.as_deref().unwrap_or_default(),
                     None => "the message has no payload (a tombstone)",
                     Some([]) => "the message's payload is empty",
                     Some(_) => "the message's payload is white space only",
@@ -313,6 +303,19 @@ impl PayloadDecoder<'_> {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Why `payload` is no text a decoded payload holds, where it is not UTF-8 (a payload is
+/// whole: a character cut at its end is no UTF-8 either).
+fn not_utf8(payload: &[u8]) -> Option<String> {
+    let at = std::str::from_utf8(payload).err()?.valid_up_to();
+    Some(format!(
+        "the payload is not UTF-8 text: byte {} is 0x{:02X}, which no UTF-8 text has there \
+         (Latin-1 or Windows-1252 text, as often); a decoded payload is read as UTF-8: have its \
+         producer write UTF-8, or read it as bytes with `format: raw`",
+        at + 1,
+        payload[at]
+    ))
 }
 
 /// `error`, for a payload skipped, without the advice to skip (the Kafka and NATS sources'
